@@ -1,0 +1,174 @@
+"""Domain values: frozen, slotted attrs classes with no behaviour beyond what they mean.
+
+Timestamps are timezone-aware UTC ``datetime`` values everywhere; converters at the edges (Mongo,
+JSONL, HTTP) decide their wire form.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any, Final, Literal, TypeAlias
+
+from attrs import field, frozen
+
+from .values import Value
+
+SOURCE_TAG: Final = "crm_migration"
+"""``source_tag`` of every log this library writes; rollback deletes exactly these."""
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is None:
+        raise ValueError("naive datetime: every timestamp in the domain is timezone-aware UTC")
+    return value.astimezone(dt.UTC)
+
+
+@frozen
+class AuditRow:
+    """One row of a tenant's ``audits`` table, as written by audited 5.8.0.
+
+    ``audited_changes`` is the raw column: YAML text (``str``/``bytes``) from a text column, the
+    decoded object from a jsonb column, or ``None``. It is loaded by the transformer, so a bad
+    value becomes that row's failure instead of an exception in the extractor.
+    """
+
+    tenant: str
+    id: int
+    auditable_type: str
+    auditable_id: int | None
+    action: str
+    audited_changes: str | bytes | Mapping[str, Any] | None
+    created_at: dt.datetime = field(converter=_utc)
+    associated_id: int | None = None
+    associated_type: str | None = None
+    user_id: int | None = None
+    user_type: str | None = None
+    username: str | None = None
+    version: int | None = None
+    comment: str | None = None
+    remote_address: str | None = None
+    request_uuid: str | None = None
+
+
+@frozen
+class CrmUser:
+    """A CRM ``users`` row (soft-deleted ones included)."""
+
+    id: int
+    email: str | None
+    full_name: str | None = None
+    deleted_at: dt.datetime | None = None
+
+
+@frozen
+class Contact:
+    """A CDP contact as far as the migration needs it: its id, owner, CRM person id, sync time."""
+
+    id: str
+    company_sso_id: str
+    crm_person_id: int
+    created_at: dt.datetime = field(converter=_utc)
+
+
+ActorKind: TypeAlias = Literal["user", "deleted_user", "system"]
+
+
+@frozen
+class Actor:
+    """Who made the change, as the CDP shows it: an SSO user, a deleted CRM user, or the system."""
+
+    kind: ActorKind
+    name: str
+    sso_id: str | None = None
+
+
+@frozen
+class FieldChange:
+    """One column's change: ``from_`` is ``None`` on create, ``to`` is ``None`` on destroy."""
+
+    field: str
+    label: str
+    from_: Value
+    to: Value
+
+
+@frozen
+class ActivityLog:
+    """A CDP ``activity_logs`` document before encoding; ``external_id`` makes the write idempotent."""
+
+    company_sso_id: str
+    customer_id: str
+    category: str
+    action: str
+    actor: Actor
+    changes: tuple[FieldChange, ...]
+    timestamp: dt.datetime = field(converter=_utc)
+    external_id: str = ""
+    source_tag: str = SOURCE_TAG
+    metadata: Mapping[str, Value] = field(factory=dict)
+
+
+@frozen
+class Migrated:
+    audit_id: int
+    log: ActivityLog
+
+
+@frozen
+class Skipped:
+    audit_id: int
+    reason: str
+    detail: str = ""
+
+
+@frozen
+class Failed:
+    audit_id: int
+    reason: str
+    detail: str = ""
+
+
+Outcome: TypeAlias = Migrated | Skipped | Failed
+"""Exactly one per audit row: every record's fate is a value."""
+
+
+WriteStatus: TypeAlias = Literal["inserted", "skipped", "failed"]
+
+
+@frozen
+class WriteResult:
+    """What happened to one record of a written batch."""
+
+    external_id: str
+    status: WriteStatus
+    reason: str = ""
+    detail: str = ""
+
+
+@frozen
+class BatchResult:
+    inserted: int
+    skipped: int
+    failed: int
+    results: tuple[WriteResult, ...]
+
+
+@frozen
+class EntityRef:
+    """A CRM entity referenced by an association log; ``exists`` is false once it was deleted."""
+
+    entity_type: str
+    id: int
+    name: str | None
+    exists: bool = True
+
+
+@frozen
+class ScopeBounds:
+    """The in-scope audits of a tenant from a cutoff on: for the cursor's start and for progress."""
+
+    min_id: int
+    max_id: int
+    oldest_created_at: dt.datetime = field(converter=_utc)
+    count: int = 0

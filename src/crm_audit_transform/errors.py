@@ -1,0 +1,152 @@
+"""The one exception tree of crm-audit-transform.
+
+Record-level problems are values (``Skipped`` / ``Failed``), not exceptions; these are for input
+that a caller handed us directly, for configuration, for guards a use case refuses on, and for
+infrastructure that is down. Driver errors are translated at the adapter boundary
+(``raise StoreUnavailable(...) from exc``)::
+
+    CrmAuditError
+    ├── AuditedChangesError          an audited_changes value cannot be loaded
+    │   ├── MalformedYaml            .line / .column (1-based) where the parser gave up
+    │   ├── UnsupportedTag           .tag: a YAML tag outside the permitted classes
+    │   ├── LimitExceeded            .limit / .actual: payload bytes, alias expansion or depth
+    │   ├── NotAMapping              the document is not a hash of column → value
+    │   └── BadEncoding              bytes that are not UTF-8, or characters YAML forbids
+    ├── ConfigError                  .problems: every (path, message) found, reported together
+    ├── BatchTooLarge                code BATCH_TOO_LARGE: more records than a batch may hold
+    ├── GuardError                   .code / .http_status: a use case refused to start or act
+    │   ├── FlagDisabled             FLAG_DISABLED (403)
+    │   ├── ContactsNotMigrated      contacts_not_migrated (422): Phase-A coverage too low
+    │   ├── JobAlreadyRunning        JOB_ALREADY_RUNNING (409)
+    │   ├── AlreadyCompleted         ALREADY_COMPLETED (409)
+    │   └── JobNotFound              JOB_NOT_FOUND (404)
+    ├── LeaseHeld                    another runner holds the job's lease
+    └── Unavailable                  a dependency is down; retrying later is safe
+        ├── DirectoryUnavailable     the SSO user directory (USMAN)
+        ├── SourceUnavailable        the CRM database
+        └── StoreUnavailable         the CDP database
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class CrmAuditError(Exception):
+    """Base of every error this library raises on purpose."""
+
+
+class AuditedChangesError(CrmAuditError):
+    """An ``audited_changes`` value cannot be loaded; ``reason`` names the kind for reports."""
+
+    reason = "audited_changes_error"
+
+
+class MalformedYaml(AuditedChangesError):
+    reason = "malformed_yaml"
+
+    def __init__(self, message: str, line: int | None = None, column: int | None = None) -> None:
+        where = f" at line {line}, column {column}" if line is not None else ""
+        super().__init__(f"malformed YAML{where}: {message}")
+        self.line = line
+        self.column = column
+
+
+class UnsupportedTag(AuditedChangesError):
+    reason = "unsupported_tag"
+
+    def __init__(self, tag: str) -> None:
+        super().__init__(f"unsupported YAML tag {tag!r}: only the permitted Ruby classes are loaded")
+        self.tag = tag
+
+
+class LimitExceeded(AuditedChangesError):
+    reason = "limit_exceeded"
+
+    def __init__(self, limit: str, maximum: int, actual: int | None = None) -> None:
+        seen = f" (saw {actual})" if actual is not None else ""
+        super().__init__(f"{limit} exceeds the limit of {maximum}{seen}")
+        self.limit = limit
+        self.maximum = maximum
+        self.actual = actual
+
+
+class NotAMapping(AuditedChangesError):
+    reason = "not_a_mapping"
+
+    def __init__(self, found: str) -> None:
+        super().__init__(f"audited_changes must be a mapping of column to value, found {found}")
+        self.found = found
+
+
+class BadEncoding(AuditedChangesError):
+    reason = "bad_encoding"
+
+
+class ConfigError(CrmAuditError):
+    """A mapping configuration is invalid; every problem is listed with the path of its key."""
+
+    def __init__(self, problems: Sequence[tuple[str, str]]) -> None:
+        self.problems = tuple(problems)
+        lines = "\n".join(f"  {path}: {message}" for path, message in self.problems)
+        super().__init__(f"invalid mapping configuration:\n{lines}")
+
+
+class BatchTooLarge(CrmAuditError):
+    code = "BATCH_TOO_LARGE"
+    http_status = 400
+
+    def __init__(self, size: int, maximum: int) -> None:
+        super().__init__(f"a batch holds at most {maximum} records, got {size}")
+        self.size = size
+        self.maximum = maximum
+
+
+class GuardError(CrmAuditError):
+    code = "GUARD"
+    http_status = 409
+
+
+class FlagDisabled(GuardError):
+    code = "FLAG_DISABLED"
+    http_status = 403
+
+
+class ContactsNotMigrated(GuardError):
+    code = "contacts_not_migrated"
+    http_status = 422
+
+
+class JobAlreadyRunning(GuardError):
+    code = "JOB_ALREADY_RUNNING"
+    http_status = 409
+
+
+class AlreadyCompleted(GuardError):
+    code = "ALREADY_COMPLETED"
+    http_status = 409
+
+
+class JobNotFound(GuardError):
+    code = "JOB_NOT_FOUND"
+    http_status = 404
+
+
+class LeaseHeld(CrmAuditError):
+    """Another runner holds the job's lease; this one must not run it."""
+
+
+class Unavailable(CrmAuditError):
+    """A dependency is down or timed out; the operation can be retried."""
+
+
+class DirectoryUnavailable(Unavailable):
+    pass
+
+
+class SourceUnavailable(Unavailable):
+    pass
+
+
+class StoreUnavailable(Unavailable):
+    pass

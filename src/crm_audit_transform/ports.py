@@ -1,0 +1,116 @@
+"""Ports: what the core asks of the outside world. Adapters implement them; the core never imports one.
+
+Every lookup is batched: a step gathers the ids a page of rows needs and asks each port once.
+In-memory implementations of every port ship in ``crm_audit_transform.testing``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection, Mapping, Sequence
+from typing import Protocol
+
+from .domain import ActivityLog, AuditRow, Contact, CrmUser, EntityRef, ScopeBounds, WriteResult
+from .jobs import MigrationJob
+
+
+class AuditSource(Protocol):
+    """The CRM's ``audits`` table of one tenant schema, read by keyset pages (read-only)."""
+
+    def scope_bounds(
+        self, tenant: str, scope: Sequence[str], cutoff: dt.datetime | None
+    ) -> ScopeBounds | None:
+        """Id range and oldest ``created_at`` of in-scope audits at or after ``cutoff``; None if none."""
+        ...
+
+    def page(
+        self, tenant: str, scope: Sequence[str], *, after_id: int, cutoff: dt.datetime, limit: int
+    ) -> Sequence[AuditRow]:
+        """``id > after_id AND auditable_type IN scope AND created_at >= cutoff ORDER BY id LIMIT limit``."""
+        ...
+
+    def audit_by_id(self, tenant: str, audit_id: int) -> AuditRow | None: ...
+
+
+class UserDirectory(Protocol):
+    """CRM users by id, soft-deleted ones included; ids whose row is gone are simply absent."""
+
+    def users_by_ids(self, tenant: str, ids: Collection[int]) -> Mapping[int, CrmUser]: ...
+
+
+class SsoDirectory(Protocol):
+    """USMAN: SSO user ids by email within a company. Raises ``DirectoryUnavailable`` when down."""
+
+    def sso_ids_by_emails(self, company_sso_id: str, emails: Collection[str]) -> Mapping[str, str]: ...
+
+
+class ContactDirectory(Protocol):
+    """CDP contacts, always scoped by ``company_sso_id`` AND ``crm_data.id`` (never cross-tenant)."""
+
+    def contacts_by_crm_ids(
+        self, company_sso_id: str, crm_person_ids: Collection[int]
+    ) -> Mapping[int, Contact]: ...
+
+    def count_with_crm_id(self, company_sso_id: str) -> int:
+        """Contacts of the company that carry a ``crm_data.id`` (Phase-A coverage numerator)."""
+        ...
+
+
+class PeopleCounter(Protocol):
+    """The CRM's people count of a tenant (Phase-A coverage denominator)."""
+
+    def count_people(self, tenant: str) -> int: ...
+
+
+class EntityDirectory(Protocol):
+    """CRM entities (deal, ticket, task, company, person) by id, for association enrichment."""
+
+    def entities_by_ids(
+        self, tenant: str, entity_type: str, ids: Collection[int]
+    ) -> Mapping[int, EntityRef]: ...
+
+
+class ActivityLogStore(Protocol):
+    """The CDP ``activity_logs`` collection, as the migration writes and reverses it."""
+
+    def insert_batch(self, logs: Sequence[ActivityLog]) -> Sequence[WriteResult]:
+        """Insert unordered; a duplicate ``(company_sso_id, external_id)`` is a ``skipped`` result."""
+        ...
+
+    def delete_migrated(self, company_sso_id: str) -> int:
+        """Delete this company's ``source_tag = crm_migration`` logs only; return how many."""
+        ...
+
+    def count_migrated(self, company_sso_id: str) -> int: ...
+
+
+class JobStore(Protocol):
+    """``crm_activity_log_migration_jobs``: one document per job, at most one in progress per account."""
+
+    def create(self, job: MigrationJob) -> None:
+        """Insert; raises ``JobAlreadyRunning`` when the account already has an in-progress job."""
+        ...
+
+    def latest(self, company_sso_id: str) -> MigrationJob | None: ...
+
+    def save(self, job: MigrationJob) -> None:
+        """Replace the job's cursor, counts, status and lease (by ``job_id``)."""
+        ...
+
+    def acquire_lease(
+        self, job_id: str, owner: str, now: dt.datetime, expires_at: dt.datetime
+    ) -> MigrationJob:
+        """Take the lease if free, expired or already ours; else raise ``LeaseHeld``. Atomic."""
+        ...
+
+
+class FeatureFlags(Protocol):
+    """Whether the migration is switched on for an account."""
+
+    def is_enabled(self, company_sso_id: str) -> bool: ...
+
+
+class Clock(Protocol):
+    """Time comes in as a value: use cases ask this port, the core's rules never read a clock."""
+
+    def now(self) -> dt.datetime: ...

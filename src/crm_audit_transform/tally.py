@@ -1,0 +1,68 @@
+"""Counts of outcomes per kind and reason, summed over a page, a batch or a whole run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from attrs import field, frozen
+
+from .domain import Failed, Migrated, Outcome, Skipped
+
+
+def _frozen_counts(value: Mapping[str, int]) -> Mapping[str, int]:
+    return dict(sorted((k, v) for k, v in value.items() if v))
+
+
+@frozen
+class Tally:
+    """Immutable counts; ``+`` sums two tallies. ``fallthrough`` counts OQ-12 status fallthroughs."""
+
+    processed: int = 0
+    migrated: int = 0
+    skipped: Mapping[str, int] = field(factory=dict, converter=_frozen_counts)
+    failed: Mapping[str, int] = field(factory=dict, converter=_frozen_counts)
+    fallthrough: int = 0
+
+    @property
+    def skipped_total(self) -> int:
+        return sum(self.skipped.values())
+
+    @property
+    def failed_total(self) -> int:
+        return sum(self.failed.values())
+
+    @property
+    def failure_rate(self) -> float:
+        return self.failed_total / self.processed if self.processed else 0.0
+
+    def __add__(self, other: Tally) -> Tally:
+        return Tally(
+            processed=self.processed + other.processed,
+            migrated=self.migrated + other.migrated,
+            skipped=_merge(self.skipped, other.skipped),
+            failed=_merge(self.failed, other.failed),
+            fallthrough=self.fallthrough + other.fallthrough,
+        )
+
+    @classmethod
+    def of(cls, outcomes: Iterable[Outcome], fallthrough: int = 0) -> Tally:
+        migrated = 0
+        skipped: dict[str, int] = {}
+        failed: dict[str, int] = {}
+        processed = 0
+        for outcome in outcomes:
+            processed += 1
+            if isinstance(outcome, Migrated):
+                migrated += 1
+            elif isinstance(outcome, Skipped):
+                skipped[outcome.reason] = skipped.get(outcome.reason, 0) + 1
+            elif isinstance(outcome, Failed):
+                failed[outcome.reason] = failed.get(outcome.reason, 0) + 1
+        return cls(processed, migrated, skipped, failed, fallthrough)
+
+
+def _merge(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
+    merged = dict(a)
+    for key, count in b.items():
+        merged[key] = merged.get(key, 0) + count
+    return merged
