@@ -21,6 +21,8 @@ infrastructure that is down. Driver errors are translated at the adapter boundar
     │   ├── AlreadyCompleted         ALREADY_COMPLETED (409)
     │   └── JobNotFound              JOB_NOT_FOUND (404)
     ├── LeaseHeld                    another runner holds the job's lease
+    ├── UnknownTenant                .tenant: not a tenant schema of the CRM (refused, never queried)
+    ├── IndexConflict                .collection / .index: an index migration clashes with the database
     └── Unavailable                  a dependency is down; retrying later is safe
         ├── DirectoryUnavailable     the SSO user directory (USMAN)
         ├── SourceUnavailable        the CRM database
@@ -134,6 +136,23 @@ class JobNotFound(GuardError):
 
 class LeaseHeld(CrmAuditError):
     """Another runner holds the job's lease; this one must not run it."""
+
+
+class UnknownTenant(CrmAuditError):
+    """A tenant name that is not a schema of the CRM; nothing is read for it."""
+
+    def __init__(self, tenant: str) -> None:
+        super().__init__(f"unknown CRM tenant {tenant!r}: no such schema")
+        self.tenant = tenant
+
+
+class IndexConflict(CrmAuditError):
+    """An index migration step clashes with what the database holds (other options, duplicate data)."""
+
+    def __init__(self, collection: str, index: str, message: str) -> None:
+        super().__init__(f"index {index!r} on {collection!r}: {message}")
+        self.collection = collection
+        self.index = index
 
 
 class Unavailable(CrmAuditError):

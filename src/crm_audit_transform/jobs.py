@@ -12,10 +12,12 @@ from .tally import Tally
 IN_PROGRESS: Final = "in_progress"
 HALTED: Final = "halted"
 COMPLETED: Final = "completed"
+ROLLED_BACK: Final = "rolled_back"
+"""Set by rollback once the account's migrated logs are deleted; the account may be triggered again."""
 NOT_STARTED: Final = "not_started"
 """Reported by status when an account has no job; never stored."""
 
-JOB_STATUSES: Final = frozenset({IN_PROGRESS, HALTED, COMPLETED})
+JOB_STATUSES: Final = frozenset({IN_PROGRESS, HALTED, COMPLETED, ROLLED_BACK})
 
 
 @frozen

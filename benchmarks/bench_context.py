@@ -1,0 +1,107 @@
+"""What every scale-benchmark stage shares: the data set, the scope, the cutoff, the same WHERE."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+AUDIT_COLUMNS = (
+    "id",
+    "auditable_id",
+    "auditable_type",
+    "associated_id",
+    "associated_type",
+    "user_id",
+    "user_type",
+    "username",
+    "action",
+    "audited_changes",
+    "version",
+    "comment",
+    "remote_address",
+    "request_uuid",
+    "created_at",
+)
+PAGE_SIZE = 500
+# The corpus's auditable types: the scope when the mapping configuration is not importable.
+CORPUS_TYPES = (
+    "Crm::Person",
+    "Crm::Company",
+    "Crm::Deal",
+    "Crm::Ticket",
+    "Crm::Task",
+    "Crm::DealPerson",
+    "Crm::CompanyPerson",
+    "Crm::TicketPerson",
+    "Crm::TaskPerson",
+)
+
+
+@attrs.define
+class Context:
+    dsn: str
+    schema: str
+    data_dir: Path
+    out_dir: Path
+    mongo_uri: str | None = None
+    limit: int | None = None  # stop after this many rows (profiling runs)
+
+    @cached_property
+    def manifest(self) -> dict[str, Any]:
+        loaded: dict[str, Any] = json.loads((self.data_dir / "manifest.json").read_text())
+        return loaded
+
+    @property
+    def company_sso_id(self) -> str:
+        return str(self.manifest["company_sso_id"])
+
+    @cached_property
+    def config(self) -> Any:
+        """The default mapping, plus this synthetic tenant with the union of the corpus id-sets."""
+        from crm_audit_transform.config import TenantConfig, load_default_config
+
+        config = load_default_config()
+        union: dict[str, set[int]] = {}
+        for tenant in config.tenants.values():
+            for name, ids in tenant.id_sets.items():
+                union.setdefault(name, set()).update(ids)
+        bench = TenantConfig(id_sets={name: frozenset(ids) for name, ids in union.items()})
+        return attrs.evolve(config, tenants={**config.tenants, self.schema: bench})
+
+    @cached_property
+    def scope(self) -> tuple[str, ...]:
+        try:
+            return tuple(self.config.scope)
+        except ImportError:
+            return CORPUS_TYPES
+
+    @cached_property
+    def cutoff(self) -> dt.datetime:
+        """The run loop's cutoff with no date_range_start: the oldest in-scope audit."""
+        import psycopg
+
+        with psycopg.connect(self.dsn) as conn:
+            row = conn.execute(
+                f'SELECT min(created_at) FROM "{self.schema}".audits WHERE auditable_type = ANY(%s)',
+                (list(self.scope),),
+            ).fetchone()
+        if row is None or row[0] is None:
+            raise RuntimeError(f"no in-scope audits in {self.schema}")
+        oldest: dt.datetime = row[0]
+        return oldest.replace(tzinfo=dt.UTC)
+
+    def select(self, columns: str) -> str:
+        """The extractor's query over the whole range, for COPY and for untimed row feeds."""
+        return (
+            f'SELECT {columns} FROM "{self.schema}".audits '
+            "WHERE auditable_type = ANY(%s) AND created_at >= %s ORDER BY id"
+        )
+
+    @property
+    def params(self) -> tuple[list[str], dt.datetime]:
+        return list(self.scope), self.cutoff.replace(tzinfo=None)

@@ -1,0 +1,78 @@
+"""Transform cost against loading cost, over the audited 5.8.0 corpus (one run, best of N repeats).
+
+    .venv/bin/python benchmarks/bench_transform.py [--repeat 5]
+
+* loader alone: ``load_audited_changes`` on every row's ``audited_changes``.
+* plan + transform: ``Transformer.prepare`` (which loads each row once), ``plan``,
+  ``fetch_lookups`` against the in-memory ports, and ``transform`` — a page per tenant.
+The goal is transforming at most 2x the cost of loading.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from crm_audit_transform import load_audited_changes
+from crm_audit_transform.config import load_default_config
+from crm_audit_transform.lookup import fetch_lookups
+from crm_audit_transform.transformer import Transformer
+from data import corpus
+
+
+def timed(run: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    pages = {t: corpus.audit_rows(t) for t in corpus.TEXT_TENANTS + corpus.JSONB_TENANTS}
+    rows = [row for page in pages.values() for row in page]
+    transformer = Transformer(load_default_config())
+    companies = corpus.companies()
+    users, sso, contacts = corpus.user_directory(), corpus.sso_directory(), corpus.contact_directory()
+
+    def load_only() -> None:
+        for row in rows:
+            # A load error is an outcome for the transformer; here only its cost matters.
+            with contextlib.suppress(Exception):
+                load_audited_changes(row.audited_changes)
+
+    def plan_and_transform() -> None:
+        for tenant, page in pages.items():
+            prepared = transformer.prepare(page)
+            ctx = fetch_lookups(
+                transformer.plan(prepared),
+                company_sso_id=companies[tenant],
+                tenant=tenant,
+                users=users,
+                sso=sso,
+                contacts=contacts,
+            )
+            transformer.transform(prepared, ctx, company_sso_id=companies[tenant])
+
+    # Interleaved, best of N each: the machine is shared, so a busy moment hits both sides alike.
+    load_runs, transform_runs = [], []
+    for _ in range(args.repeat):
+        load_runs.append(timed(load_only))
+        transform_runs.append(timed(plan_and_transform))
+    load_s, transform_s = min(load_runs), min(transform_runs)
+    n = len(rows)
+    print(f"rows: {n} (best of {args.repeat})")
+    print(f"loader alone:       {load_s:.3f} s  {n / load_s:,.0f} rows/s")
+    print(f"plan + transform:   {transform_s:.3f} s  {n / transform_s:,.0f} rows/s")
+    print(f"ratio (transform / load): {transform_s / load_s:.2f}x  (goal <= 2x)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,239 @@
+"""Our own code at scale: extraction alone, transform alone, the whole dry run, the Mongo write path.
+
+Each stage covers the whole in-scope range of the synthetic tenant in pages of 500, exactly as the
+run loop does, and returns the rows it handled (plus, where only part of the work is timed, the
+timed seconds). A stage whose code is not importable raises :class:`Missing` naming what is absent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from bench_context import PAGE_SIZE, Context
+
+
+class Missing(Exception):
+    """The code a stage measures is not there (yet): the message names the missing module or name."""
+
+
+def need(module: str, *names: str) -> Any:
+    """Import ``module`` and return it (or the named attributes), or raise ``Missing``."""
+    try:
+        loaded = importlib.import_module(module)
+    except ImportError as exc:
+        raise Missing(f"{module} ({exc})") from None
+    absent = [name for name in names if not hasattr(loaded, name)]
+    if absent:
+        raise Missing(f"{module}.{', '.join(absent)}")
+    return loaded if not names else tuple(getattr(loaded, name) for name in names)
+
+
+def _session(ctx: Context) -> Any:
+    (ReadOnlySession,) = need("crm_audit_adapters.crm_postgres", "ReadOnlySession")
+    return ReadOnlySession.from_dsn(ctx.dsn)
+
+
+def _source(ctx: Context, session: Any = None) -> Any:
+    (PostgresAuditSource,) = need("crm_audit_adapters.crm_postgres", "PostgresAuditSource")
+    return PostgresAuditSource(session or _session(ctx))
+
+
+def _pages(ctx: Context, source: Any) -> Iterator[Any]:
+    after_id = 0
+    while page := source.page(ctx.schema, ctx.scope, after_id=after_id, cutoff=ctx.cutoff, limit=PAGE_SIZE):
+        yield page
+        after_id = page[-1].id
+        if ctx.limit and after_id >= ctx.limit:
+            return
+
+
+def extract(ctx: Context) -> dict[str, Any]:
+    source = _source(ctx)
+    rows = 0
+    for page in _pages(ctx, source):
+        rows += len(page)
+    return {"rows": rows}
+
+
+class Lookups:
+    """The lookup ports of a dry run: CRM users from PostgreSQL, contacts and SSO ids from the JSONL."""
+
+    def __init__(self, ctx: Context, *, users_in_memory: bool) -> None:
+        read_contacts, read_sso_directory = need(
+            "crm_audit_adapters.files", "read_contacts", "read_sso_directory"
+        )
+        sso_cls, contacts_cls, users_cls = need(
+            "crm_audit_transform.testing",
+            "InMemorySsoDirectory",
+            "InMemoryContactDirectory",
+            "InMemoryUserDirectory",
+        )
+        self.sso = sso_cls(read_sso_directory(ctx.data_dir / "sso.jsonl", ctx.company_sso_id))
+        self.contacts = contacts_cls(read_contacts(ctx.data_dir / "contacts.jsonl"))
+        if users_in_memory:
+            self.users = users_cls({ctx.schema: self._users(ctx)})
+        else:
+            (PostgresUserDirectory,) = need("crm_audit_adapters.crm_postgres", "PostgresUserDirectory")
+            self.users = PostgresUserDirectory(_session(ctx))
+
+    @staticmethod
+    def _users(ctx: Context) -> list[Any]:
+        import psycopg
+
+        (CrmUser,) = need("crm_audit_transform.domain", "CrmUser")
+        with psycopg.connect(ctx.dsn) as conn:
+            rows = conn.execute(
+                f'SELECT id, email, full_name, deleted_at FROM "{ctx.schema}".users'
+            ).fetchall()
+        return [
+            CrmUser(id, email, full_name, None if deleted is None else deleted.replace(tzinfo=dt.UTC))
+            for id, email, full_name, deleted in rows
+        ]
+
+
+def _row_feed(ctx: Context) -> Iterator[list[Any]]:
+    """Pages of AuditRow from one server-side cursor: the rows a transform needs, fetched untimed."""
+    import psycopg
+
+    from bench_context import AUDIT_COLUMNS
+
+    (AuditRow,) = need("crm_audit_transform.domain", "AuditRow")
+    with psycopg.connect(ctx.dsn) as conn, conn.cursor(name="feed") as cursor:
+        cursor.itersize = PAGE_SIZE
+        cursor.execute(ctx.select(", ".join(AUDIT_COLUMNS)), ctx.params)
+        while batch := cursor.fetchmany(PAGE_SIZE):
+            page = []
+            for values in batch:
+                fields = dict(zip(AUDIT_COLUMNS, values, strict=True))
+                fields["created_at"] = fields["created_at"].replace(tzinfo=dt.UTC)
+                page.append(AuditRow(tenant=ctx.schema, **fields))
+            yield page
+            if ctx.limit and page[-1].id >= ctx.limit:
+                return
+
+
+def transform(ctx: Context) -> dict[str, Any]:
+    (Transformer,) = need("crm_audit_transform.transformer", "Transformer")
+    (fetch_lookups,) = need("crm_audit_transform.lookup", "fetch_lookups")
+    lookups = Lookups(ctx, users_in_memory=True)
+    transformer = Transformer(ctx.config)
+    company = ctx.company_sso_id
+    rows = 0
+    timed = 0.0
+    outcomes: dict[str, int] = {}
+    clock = time.perf_counter
+    for page in _row_feed(ctx):
+        started = clock()
+        prepared = transformer.prepare(page)
+        lookup_ctx = fetch_lookups(
+            transformer.plan(prepared),
+            company_sso_id=company,
+            tenant=ctx.schema,
+            users=lookups.users,
+            sso=lookups.sso,
+            contacts=lookups.contacts,
+        )
+        result = transformer.transform(prepared, lookup_ctx, company_sso_id=company)
+        timed += clock() - started
+        rows += len(page)
+        for outcome in result.outcomes:
+            key = type(outcome).__name__ + ("" if not hasattr(outcome, "reason") else f":{outcome.reason}")
+            outcomes[key] = outcomes.get(key, 0) + 1
+    return {"rows": rows, "seconds": timed, "outcomes": outcomes}
+
+
+class _Limited:
+    """An AuditSource that ends after ``limit`` ids (to profile part of a range)."""
+
+    def __init__(self, source: Any, limit: int) -> None:
+        self._source, self._limit = source, limit
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._source, name)
+
+    def page(self, tenant: str, scope: Any, *, after_id: int, cutoff: dt.datetime, limit: int) -> Any:
+        if after_id >= self._limit:
+            return ()
+        return self._source.page(tenant, scope, after_id=after_id, cutoff=cutoff, limit=limit)
+
+
+def _run_loop(ctx: Context, logs: Any) -> dict[str, Any]:
+    """The ops runner's loop over the whole range: PostgreSQL → transform → ``logs``."""
+    (Transformer,) = need("crm_audit_transform.transformer", "Transformer")
+    RunPorts, RunSettings, run_job, new_job = need(
+        "crm_audit_transform.usecases", "RunPorts", "RunSettings", "run_job", "new_job"
+    )
+    InMemoryJobStore, FixedClock = need("crm_audit_transform.testing", "InMemoryJobStore", "FixedClock")
+    session = _session(ctx)
+    source = _source(ctx, session)
+    if ctx.limit:
+        source = _Limited(source, ctx.limit)
+    lookups = Lookups(ctx, users_in_memory=False)
+    transformer = Transformer(ctx.config)
+    clock = FixedClock(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    jobs = InMemoryJobStore()
+    jobs.create(
+        new_job(ctx.company_sso_id, ctx.schema, source=source, scope=transformer.scope, now=clock.now())
+    )
+    ports = RunPorts(
+        source=source,
+        users=lookups.users,
+        sso=lookups.sso,
+        contacts=lookups.contacts,
+        logs=logs,
+        jobs=jobs,
+        clock=clock,
+    )
+    started = time.perf_counter()
+    # No halt: a benchmark must cover the whole range whatever the failure rate (failures are counted).
+    settings = RunSettings(halt_threshold=1.0)
+    result = run_job(ctx.company_sso_id, ports, transformer, owner="bench", settings=settings)
+    seconds = time.perf_counter() - started
+    tally = result.job.tally
+    return {
+        "rows": tally.processed,
+        "seconds": seconds,
+        "status": result.job.status,
+        "steps": result.steps,
+        "fallthrough": tally.fallthrough,
+        "outcomes": {
+            "migrated": tally.migrated,
+            **{f"skipped:{k}": v for k, v in tally.skipped.items()},
+            **{f"failed:{k}": v for k, v in tally.failed.items()},
+        },
+    }
+
+
+def end_to_end(ctx: Context) -> dict[str, Any]:
+    (JsonlActivityLogSink,) = need("crm_audit_adapters.files", "JsonlActivityLogSink")
+    out = ctx.out_dir / f"activity-logs-{ctx.schema}.jsonl"
+    out.unlink(missing_ok=True)
+    with JsonlActivityLogSink(out) as sink:
+        result = _run_loop(ctx, sink)
+    result["written_bytes"] = out.stat().st_size
+    out.unlink()
+    return result
+
+
+def mongo_write(ctx: Context) -> dict[str, Any]:
+    """The same run writing into MongoDB (a scratch database, dropped afterwards)."""
+    if not ctx.mongo_uri:
+        raise Missing("not measured: no server (set CRM_AUDIT_TEST_MONGO_URI or pass --mongo-uri)")
+    import pymongo
+
+    (MongoActivityLogStore,) = need("crm_audit_adapters.mongo", "MongoActivityLogStore")
+    (apply_migration,) = need("crm_audit_adapters.mongo.indexes", "apply_migration")
+    client: Any = pymongo.MongoClient(ctx.mongo_uri)
+    name = f"crm_audit_bench_{ctx.schema}"
+    try:
+        client.drop_database(name)
+        db = client[name]
+        apply_migration(db, "up")
+        return _run_loop(ctx, MongoActivityLogStore.in_database(db))
+    finally:
+        client.drop_database(name)
+        client.close()

@@ -1,0 +1,204 @@
+"""Scale benchmark: our extraction, transform and dry run against the physical floor, at any size.
+
+    .venv/bin/python benchmarks/run_scale.py --rows 100000 --rows 1000000
+
+For each size it generates a synthetic tenant (``generate.py``) into one throwaway PostgreSQL (or
+``--dsn``), then runs every stage in a fresh subprocess (``scale_stages.py``) on the same data, so each
+peak RSS is that stage's alone. The floor is the slower of PostgreSQL's COPY of the extractor's query
+and a bare libyaml parse of the same ``audited_changes``; every other stage is reported as a ratio of
+it. The end-to-end stage is also run once under cProfile. The report (Markdown + JSON) goes to
+``benchmarks/out/`` unless ``--report`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+STAGES = ("copy", "parse", "extract", "transform", "end_to_end", "mongo_write")
+PIPELINE = ("extract", "transform", "end_to_end")
+
+
+@contextmanager
+def database(dsn: str | None) -> Iterator[str]:
+    """The given DSN, or an empty database in a throwaway server stopped on exit."""
+    if dsn:
+        yield dsn
+        return
+    from crm_audit_adapters.crm_postgres.throwaway import create_database, throwaway_server
+
+    with throwaway_server() as server:
+        yield create_database(server.dsn, "crm_bench")
+
+
+def _child(argv: Sequence[str]) -> dict[str, Any]:
+    """Run a stage process and return its JSON line; a crash becomes an ``error`` entry."""
+    done = subprocess.run([sys.executable, *argv], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        return {"error": f"exit {done.returncode}: {done.stderr.strip()[-1500:]}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _generate(dsn: str, rows: int, schema: str, data_dir: Path, reuse: bool) -> dict[str, Any]:
+    manifest = data_dir / "manifest.json"
+    if reuse and manifest.exists() and json.loads(manifest.read_text())["rows"] == rows:
+        try:
+            import psycopg
+
+            with psycopg.connect(dsn) as conn:
+                row = conn.execute(f'SELECT count(*) FROM "{schema}".audits').fetchone()
+            if row and row[0] == rows:
+                return {**json.loads(manifest.read_text()), "reused": True}
+        except Exception:  # any doubt means: generate afresh
+            pass
+    started = time.perf_counter()
+    subprocess.run(
+        [
+            sys.executable,
+            str(HERE / "generate.py"),
+            "--dsn",
+            dsn,
+            "--rows",
+            str(rows),
+            "--schema",
+            schema,
+            "--data-dir",
+            str(data_dir),
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return {**json.loads(manifest.read_text()), "wall_seconds": round(time.perf_counter() - started, 1)}
+
+
+def _stage(
+    name: str,
+    dsn: str,
+    schema: str,
+    data_dir: Path,
+    out_dir: Path,
+    mongo_uri: str | None,
+    profile: Path | None = None,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    argv = [
+        str(HERE / "scale_stages.py"),
+        name,
+        "--dsn",
+        dsn,
+        "--schema",
+        schema,
+        "--data-dir",
+        str(data_dir),
+        "--out-dir",
+        str(out_dir),
+    ]
+    if mongo_uri:
+        argv += ["--mongo-uri", mongo_uri]
+    if profile:
+        argv += ["--profile", str(profile)]
+    if limit:
+        argv += ["--limit", str(limit)]
+    return {"stage": name, **_child(argv)}
+
+
+def _best(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Of repeated runs, the fastest (the one least disturbed by others sharing the machine)."""
+    timed = [r for r in results if r.get("rows_per_s")]
+    return max(timed, key=lambda r: r["rows_per_s"]) if timed else results[0]
+
+
+def _machine() -> dict[str, str]:
+    def sh(command: str) -> str:
+        done = subprocess.run(command, shell=True, capture_output=True, text=True, check=False)
+        return done.stdout.strip()
+
+    return {
+        "nproc": sh("nproc"),
+        "lscpu": sh("lscpu | head -n 16"),
+        "free": sh("free -h"),
+        "python": platform.python_version(),
+        "libyaml": sh(f"{sys.executable} -c 'import yaml; print(yaml.__with_libyaml__, yaml.__version__)'"),
+        "postgres": sh("/usr/lib/postgresql/15/bin/postgres --version"),
+        "loadavg_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, action="append", help="size to run (repeatable); default 100000")
+    parser.add_argument("--dsn", help="use this PostgreSQL database instead of a throwaway server")
+    parser.add_argument("--mongo-uri", default=os.environ.get("CRM_AUDIT_TEST_MONGO_URI"))
+    parser.add_argument(
+        "--stages", default=",".join(STAGES), help="comma-separated subset of " + ",".join(STAGES)
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="runs per stage; the fastest is reported")
+    parser.add_argument(
+        "--profile-rows",
+        type=int,
+        default=50_000,
+        help="rows of the smallest size to profile end to end (cProfile is slow)",
+    )
+    parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--reuse", action="store_true", help="with --dsn: keep data already generated")
+    parser.add_argument("--report", type=Path, default=HERE / "out" / "scale-report.md")
+    args = parser.parse_args(argv)
+    sizes = sorted(set(args.rows or [100_000]))
+    stages = [s for s in args.stages.split(",") if s]
+    out_dir = args.report.parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {
+        "command": shlex.join([".venv/bin/python", "benchmarks/run_scale.py", *(argv or sys.argv[1:])]),
+        "machine": _machine(),
+        "sizes": {},
+    }
+    with database(args.dsn) as dsn:
+        for rows in sizes:
+            schema, data_dir = f"bench_{rows}", HERE / "data" / f"bench_{rows}"
+            print(f"[{rows}] generating", flush=True)
+            entry: dict[str, Any] = {"generate": _generate(dsn, rows, schema, data_dir, args.reuse)}
+            for name in stages:
+                runs = [
+                    _stage(name, dsn, schema, data_dir, out_dir, args.mongo_uri)
+                    for _ in range(max(1, args.repeat) if name != "mongo_write" else 1)
+                ]
+                entry[name] = _best(runs)
+                print(f"[{rows}] {name}: {json.dumps(entry[name])}", flush=True)
+            if rows == sizes[0] and not args.no_profile:
+                for name in ("end_to_end", "transform"):
+                    profiled = _stage(
+                        name,
+                        dsn,
+                        schema,
+                        data_dir,
+                        out_dir,
+                        args.mongo_uri,
+                        profile=out_dir / f"profile-{name}-{rows}.pstats",
+                        limit=args.profile_rows,
+                    )
+                    if "missing" not in profiled:
+                        entry["profile"] = profiled
+                        break
+            report["sizes"][str(rows)] = entry
+    report["machine"]["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    args.report.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    from scale_report import render
+
+    args.report.write_text(render(report))
+    print(f"report: {args.report}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Render the scale benchmark's JSON report as Markdown (figures, ratios to the floor, goals)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+_MEMORY_STAGES = ("copy", "parse", "extract", "transform", "end_to_end")
+
+
+def _mib(kib: Any) -> str:
+    return f"{kib / 1024:.0f}" if isinstance(kib, int | float) else "—"
+
+
+def floor_of(entry: dict[str, Any]) -> tuple[str, float] | None:
+    """The slower of the COPY floor and the bare-parse floor: (stage, rows/s)."""
+    rates = [
+        (name, entry[name]["rows_per_s"])
+        for name in ("copy", "parse")
+        if name in entry and entry[name].get("rows_per_s")
+    ]
+    return min(rates, key=lambda pair: pair[1]) if rates else None
+
+
+def _stage_rows(entry: dict[str, Any]) -> list[str]:
+    floor = floor_of(entry)
+    lines = [
+        "| stage | rows | timed s | rows/s | × floor | peak RSS MiB | RSS before MiB | load 1m | note |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for name, result in entry.items():
+        if name in ("generate", "profile"):
+            continue
+        if "rows_per_s" not in result:
+            note = result.get("missing") or result.get("error", "")
+            lines.append(f"| {name} | | | | | | | | {note.splitlines()[-1] if note else ''} |")
+            continue
+        ratio = f"{result['rows_per_s'] / floor[1]:.2f}" if floor else "—"
+        extra = {k: v for k, v in result.items() if k in ("parse_errors", "outcomes", "bytes", "written")}
+        lines.append(
+            f"| {name} | {result['rows']} | {result['seconds']:.2f} | {result['rows_per_s']:,.0f} | {ratio} "
+            f"| {_mib(result['peak_rss_kib'])} | {_mib(result['base_rss_kib'])} "
+            f"| {result['loadavg_1m_before']}→{result['loadavg_1m_after']} | {extra or ''} |"
+        )
+    if floor:
+        lines.append(f"\nFloor = `{floor[0]}` at {floor[1]:,.0f} rows/s (the slower of copy and parse).")
+    return lines
+
+
+def _goals(sizes: dict[str, Any]) -> list[str]:
+    lines = ["## Goals", ""]
+    for rows, entry in sizes.items():
+        floor, e2e = floor_of(entry), entry.get("end_to_end", {})
+        if floor and e2e.get("rows_per_s"):
+            ratio = e2e["rows_per_s"] / floor[1]
+            verdict = "met" if ratio >= 0.5 else "MISSED"
+            lines.append(f"- {rows} rows: end to end = {ratio:.2f} × floor (goal ≥ 0.50): {verdict}")
+        else:
+            lines.append(f"- {rows} rows: end to end not measured ({e2e.get('missing') or e2e.get('error')})")
+    keys = sorted(sizes, key=int)
+    if len(keys) >= 2:
+        small, large = sizes[keys[0]], sizes[keys[-1]]
+        for name in _MEMORY_STAGES:
+            a, b = small.get(name, {}).get("peak_rss_kib"), large.get(name, {}).get("peak_rss_kib")
+            if a and b:
+                verdict = "met" if b / a <= 1.2 else "MISSED"
+                lines.append(
+                    f"- peak RSS of `{name}`: {_mib(b)} MiB at {keys[-1]} vs {_mib(a)} MiB at {keys[0]} "
+                    f"= {b / a:.2f}× (goal ≤ 1.2×): {verdict}"
+                )
+    return [*lines, ""]
+
+
+def render(report: dict[str, Any]) -> str:
+    machine = report["machine"]
+    out = [
+        "# Scale benchmark report",
+        "",
+        f"Command: `{report['command']}`",
+        "",
+        "## Machine",
+        "",
+        f"- nproc: {machine['nproc']}; Python {machine['python']}; libyaml, PyYAML: {machine['libyaml']}",
+        f"- {machine['postgres']}",
+        f"- load average at start / end: {machine['loadavg_start']} / {machine.get('loadavg_end', '?')}",
+        "",
+        "```",
+        machine["lscpu"],
+        "",
+        machine["free"],
+        "```",
+        "",
+        *_goals(report["sizes"]),
+    ]
+    for rows, entry in report["sizes"].items():
+        gen = entry["generate"]
+        out += [
+            f"## {int(rows):,} audit rows",
+            "",
+            f"Generated: {gen.get('rows')} audits, {gen.get('users')} users, {gen.get('contacts')} contacts, "
+            f"{gen.get('audits_bytes_with_indexes', 0) / 2**20:.0f} MiB with indexes, load "
+            f"{gen.get('load_seconds')} s, total {gen.get('total_seconds')} s"
+            + (" (reused)" if gen.get("reused") else ""),
+            "",
+            *_stage_rows(entry),
+            "",
+        ]
+        profile = entry.get("profile")
+        if profile and profile.get("profile"):
+            text = Path(profile["profile"]).with_suffix(".txt").read_text()
+            out += [
+                f"### Profile of `{profile['stage']}` (cProfile, {profile['rows']} rows, "
+                f"{profile['seconds']:.1f} s under the profiler)",
+                "",
+                "```",
+                text.strip(),
+                "```",
+                "",
+            ]
+    return "\n".join(out) + "\n"

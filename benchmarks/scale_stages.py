@@ -1,0 +1,116 @@
+"""One measurement of the scale benchmark, run in a fresh process so its peak RSS is its own.
+
+    .venv/bin/python benchmarks/scale_stages.py STAGE --dsn DSN --schema bench_100000 --data-dir DIR
+
+prints one JSON line: ``{"stage", "rows", "seconds", "rows_per_s", "peak_rss_kib", "base_rss_kib", …}``
+or ``{"stage", "missing": "..."}`` when the code it measures is not importable. ``run_scale.py``
+drives it; the stages themselves live in ``floor_stages.py`` and ``pipeline_stages.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import os
+import pstats
+import resource
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import bench_context
+import floor_stages
+import pipeline_stages
+
+STAGES: dict[str, Callable[[bench_context.Context], dict[str, Any]]] = {
+    "copy": floor_stages.copy_floor,
+    "parse": floor_stages.parse_floor,
+    "extract": pipeline_stages.extract,
+    "transform": pipeline_stages.transform,
+    "end_to_end": pipeline_stages.end_to_end,
+    "mongo_write": pipeline_stages.mongo_write,
+}
+
+
+def _rss_kib() -> tuple[int, int]:
+    """(current VmRSS, peak VmHWM) of this process in KiB, from /proc (ru_maxrss as a fallback)."""
+    current = peak = 0
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                current = int(line.split()[1])
+            elif line.startswith("VmHWM:"):
+                peak = int(line.split()[1])
+    except OSError:
+        pass
+    return current, peak or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def run_stage(name: str, ctx: bench_context.Context, profile: Path | None) -> dict[str, Any]:
+    base_rss, _ = _rss_kib()
+    load_before = os.getloadavg()[0]
+    profiler = cProfile.Profile() if profile else None
+    started = time.perf_counter()
+    try:
+        if profiler:
+            profiler.enable()
+        result = STAGES[name](ctx)
+    except pipeline_stages.Missing as missing:
+        return {"stage": name, "missing": str(missing)}
+    finally:
+        if profiler:
+            profiler.disable()
+    wall = time.perf_counter() - started
+    _, peak_rss = _rss_kib()
+    seconds = result.pop("seconds", wall)
+    rows = result.pop("rows")
+    summary = {
+        "stage": name,
+        "rows": rows,
+        "seconds": round(seconds, 3),
+        "wall_seconds": round(wall, 3),
+        "rows_per_s": round(rows / seconds, 1) if seconds else None,
+        "base_rss_kib": base_rss,
+        "peak_rss_kib": peak_rss,
+        "loadavg_1m_before": round(load_before, 2),
+        "loadavg_1m_after": round(os.getloadavg()[0], 2),
+        **result,
+    }
+    if profiler and profile:
+        profiler.dump_stats(str(profile))
+        with profile.with_suffix(".txt").open("w") as out:
+            stats = pstats.Stats(str(profile), stream=out)
+            stats.sort_stats("cumulative").print_stats(40)
+            stats.sort_stats("tottime").print_stats(25)
+        summary["profile"] = str(profile)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("stage", choices=sorted(STAGES))
+    parser.add_argument("--dsn", required=True)
+    parser.add_argument("--schema", required=True)
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--out-dir", type=Path, required=True)
+    parser.add_argument("--mongo-uri")
+    parser.add_argument("--profile", type=Path, help="run under cProfile and save the stats here")
+    parser.add_argument("--limit", type=int, help="stop after about this many rows")
+    args = parser.parse_args(argv)
+    ctx = bench_context.Context(
+        dsn=args.dsn,
+        schema=args.schema,
+        data_dir=args.data_dir,
+        out_dir=args.out_dir,
+        mongo_uri=args.mongo_uri,
+        limit=args.limit,
+    )
+    print(json.dumps(run_stage(args.stage, ctx, args.profile)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

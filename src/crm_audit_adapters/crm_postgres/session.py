@@ -1,0 +1,150 @@
+"""Read-only access to the CRM database: a connection factory and a session that retries.
+
+Every unit of work runs in its own ``BEGIN READ ONLY`` transaction with a local statement timeout
+and ``TimeZone = UTC`` (``SET LOCAL`` semantics, so it also holds behind a transaction-pooling
+PgBouncer). When the connection drops or a statement times out (``psycopg.OperationalError``) the
+session discards the connection, waits with exponential backoff, reconnects and runs the same work
+again; a keyset page query is a pure function of its cursor, so a retry can neither skip nor repeat
+rows. After the last attempt the driver error is raised as ``SourceUnavailable``. Any other driver
+error (a missing table, a permission denied) is not worth retrying and is raised at once.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import psycopg
+from attrs import field, frozen
+from psycopg import sql
+
+from crm_audit_transform.errors import SourceUnavailable, UnknownTenant
+
+T = TypeVar("T")
+ConnectionFactory = Callable[[], psycopg.Connection]
+
+_SCHEMA_EXISTS = "SELECT 1 FROM information_schema.schemata WHERE schema_name = %s"
+_SYSTEM_SCHEMAS = ("information_schema",)
+# Local to the transaction (SET LOCAL semantics), so nothing leaks to a pooled server connection.
+_TRANSACTION_SETTINGS = (
+    "SELECT set_config('statement_timeout', %s, true), set_config('TimeZone', 'UTC', true)"
+)
+
+
+@frozen
+class PostgresConnectionFactory:
+    """Opens a read-only connection to ``dsn`` on each call; nothing is opened before the first call."""
+
+    dsn: str = field(repr=False)  # may hold a password
+    application_name: str = "crm-audit-transform"
+    connect_timeout_s: int = 10
+    # psycopg prepares a query after 5 runs; None turns that off for poolers that cannot follow it
+    prepare_threshold: int | None = 5
+
+    def __call__(self) -> psycopg.Connection:
+        conn = psycopg.connect(
+            self.dsn,
+            autocommit=True,  # transactions are explicit: one per unit of work
+            connect_timeout=self.connect_timeout_s,
+            application_name=self.application_name,
+            prepare_threshold=self.prepare_threshold,
+        )
+        conn.read_only = True  # every transaction() block begins with BEGIN READ ONLY
+        return conn
+
+
+@frozen
+class RetryPolicy:
+    """How often and how patiently to retry work whose connection failed."""
+
+    attempts: int = 5
+    base_delay_s: float = 0.2
+    max_delay_s: float = 5.0
+
+    def delay(self, failed_attempt: int) -> float:
+        """Exponential backoff with jitter, so reconnecting runners do not stampede the server."""
+        ceiling = min(self.max_delay_s, self.base_delay_s * 2 ** (failed_attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+
+class ReadOnlySession:
+    """One lazily opened connection, shared by the adapters of one runner, with retries."""
+
+    __slots__ = ("_conn", "_connect", "_known_schemas", "_retry", "_sleep", "_timeout")
+
+    def __init__(
+        self,
+        connect: ConnectionFactory,
+        *,
+        statement_timeout_ms: int = 30_000,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if statement_timeout_ms <= 0:
+            raise ValueError("statement_timeout_ms must be positive (0 would mean no timeout)")
+        self._connect = connect
+        self._timeout = f"{int(statement_timeout_ms)}ms"
+        self._retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self._conn: psycopg.Connection | None = None
+        self._known_schemas: set[str] = set()
+
+    @classmethod
+    def from_dsn(
+        cls, dsn: str, *, statement_timeout_ms: int = 30_000, retry: RetryPolicy | None = None
+    ) -> ReadOnlySession:
+        """A session on ``dsn`` with the default connection settings."""
+        return cls(PostgresConnectionFactory(dsn), statement_timeout_ms=statement_timeout_ms, retry=retry)
+
+    def run(self, work: Callable[[psycopg.Connection], T]) -> T:
+        """Run ``work`` in a read-only transaction, retrying it on a new connection if needed."""
+        attempts = max(1, self._retry.attempts)
+        for attempt in range(1, attempts + 1):
+            try:
+                conn = self._connection()
+                with conn.transaction():
+                    conn.execute(_TRANSACTION_SETTINGS, (self._timeout,))
+                    return work(conn)
+            except psycopg.OperationalError as exc:
+                self._discard()
+                if attempt == attempts:
+                    raise SourceUnavailable(
+                        f"CRM database unavailable after {attempts} attempts: {exc}"
+                    ) from exc
+                self._sleep(self._retry.delay(attempt))
+            except psycopg.Error as exc:
+                raise SourceUnavailable(f"CRM database refused the query: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    def schema(self, tenant: str) -> sql.Identifier:
+        """The tenant's schema as a quoted identifier, once it is known to exist; else ``UnknownTenant``."""
+        if tenant not in self._known_schemas:
+            if not tenant or tenant.startswith("pg_") or tenant in _SYSTEM_SCHEMAS or "\x00" in tenant:
+                raise UnknownTenant(tenant)
+            found = self.run(lambda conn: conn.execute(_SCHEMA_EXISTS, (tenant,)).fetchone())
+            if found is None:
+                raise UnknownTenant(tenant)
+            self._known_schemas.add(tenant)
+        return sql.Identifier(tenant)
+
+    def close(self) -> None:
+        """Close the connection; the next ``run`` opens a new one."""
+        self._discard()
+
+    def __enter__(self) -> ReadOnlySession:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = self._connect()
+        return self._conn
+
+    def _discard(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()

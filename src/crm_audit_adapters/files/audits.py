@@ -1,0 +1,223 @@
+"""Audit rows from files: the corpus's JSONL, and psql's CSV of an ``audits`` table.
+
+CSV is what ``psql \\copy (SELECT * FROM audits) TO f csv header`` (or ``COPY … TO STDOUT (FORMAT csv,
+HEADER)``) writes: no tenant column, NULL as an empty unquoted field, timestamps in UTC.
+
+Rows are streamed one line (one CSV record) at a time. ``audited_changes`` stays raw — YAML text,
+or the decoded object of a jsonb column — so a value that cannot be loaded becomes that row's
+failure in the transformer, not an error here. A line that cannot become an ``AuditRow`` at all
+(not JSON, a missing id, a bad timestamp) raises ``FileFormatError`` naming its line, or goes to
+``on_error`` when one is given; it is never dropped silently.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any, Final, Literal
+
+from crm_audit_transform.domain import AuditRow
+
+from .errors import FileFormatError
+from .lines import OnError, PathLike, json_objects, parse_timestamp, report
+from .psql_csv import DEFAULT_MAX_RECORD_BYTES, csv_records, split_record
+
+__all__ = ["AUDIT_COLUMNS", "FileFormat", "read_audit_rows"]
+
+FileFormat = Literal["jsonl", "csv"]
+
+AUDIT_COLUMNS: Final = (
+    "id",
+    "auditable_id",
+    "auditable_type",
+    "associated_id",
+    "associated_type",
+    "user_id",
+    "user_type",
+    "username",
+    "action",
+    "audited_changes",
+    "version",
+    "comment",
+    "remote_address",
+    "request_uuid",
+    "created_at",
+)
+"""The columns of audited 5.8.0's ``audits`` table, in table order (what ``SELECT *`` gives)."""
+
+_REQUIRED_COLUMNS: Final = frozenset({"id", "auditable_type", "action", "created_at"})
+_SUFFIXES: Final[Mapping[str, FileFormat]] = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".csv": "csv",
+}
+
+
+def read_audit_rows(
+    path: PathLike,
+    tenant: str | None = None,
+    *,
+    file_format: FileFormat | None = None,
+    jsonb_changes: bool = False,
+    on_error: OnError | None = None,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+) -> Iterator[AuditRow]:
+    """Stream the audit rows of a JSONL or CSV file (format from the suffix unless given).
+
+    ``tenant``: JSONL lines carry their own ``tenant``; given one, only that tenant's rows are read.
+    psql's CSV has no tenant column, so ``tenant`` is required there (unless the file has one).
+    ``jsonb_changes``: the CSV came from a jsonb ``audited_changes`` column (JSON text per field).
+    """
+    chosen = file_format or _SUFFIXES.get(os.path.splitext(os.fspath(path))[1].lower())
+    if chosen == "jsonl":
+        return _jsonl_rows(path, tenant, on_error)
+    if chosen == "csv":
+        return _csv_rows(path, tenant, jsonb_changes, on_error, max_record_bytes)
+    raise ValueError(f"cannot tell the format of {os.fspath(path)!r}: pass file_format='jsonl' or 'csv'")
+
+
+def _jsonl_rows(path: PathLike, tenant: str | None, on_error: OnError | None) -> Iterator[AuditRow]:
+    for number, record in json_objects(path, on_error):
+        try:
+            row = _row(path, number, record, tenant, typed=True, jsonb_changes=False)
+        except FileFormatError as error:
+            report(error, on_error)
+            continue
+        if row is not None:
+            yield row
+
+
+def _csv_rows(
+    path: PathLike,
+    tenant: str | None,
+    jsonb_changes: bool,
+    on_error: OnError | None,
+    max_record_bytes: int,
+) -> Iterator[AuditRow]:
+    records = csv_records(path, max_record_bytes)
+    header = _header(path, next(records, None), tenant)
+    for number, raw in records:
+        try:
+            fields = split_record(path, number, raw)
+            if len(fields) != len(header):
+                message = f"{len(fields)} fields where the header has {len(header)}"
+                raise FileFormatError(path, number, message)
+            record = dict(zip(header, fields, strict=True))
+            row = _row(path, number, record, tenant, typed=False, jsonb_changes=jsonb_changes)
+        except FileFormatError as error:
+            report(error, on_error)
+            continue
+        if row is not None:
+            yield row
+
+
+def _header(path: PathLike, first: tuple[int, bytes] | None, tenant: str | None) -> list[str]:
+    if first is None:
+        raise FileFormatError(path, 1, "empty file: expected a header line")
+    names = split_record(path, *first)
+    if any(name is None for name in names):
+        raise FileFormatError(path, first[0], "the header has an empty column name")
+    header = [str(name) for name in names]
+    missing = (_REQUIRED_COLUMNS | {"audited_changes"}) - set(header)
+    if missing:
+        raise FileFormatError(path, first[0], f"the header lacks {', '.join(sorted(missing))}")
+    if tenant is None and "tenant" not in header:
+        raise FileFormatError(path, first[0], "no tenant column: pass the tenant the file was exported from")
+    return header
+
+
+class _Bad(Exception):
+    pass
+
+
+def _row(
+    path: PathLike,
+    number: int,
+    record: Mapping[str, Any],
+    tenant: str | None,
+    *,
+    typed: bool,
+    jsonb_changes: bool,
+) -> AuditRow | None:
+    """The row of one line; None when it belongs to another tenant. ``typed``: JSON, else CSV text."""
+    audit_id: int | None = None
+    try:
+        line_tenant = _text(record, "tenant")
+        if tenant is not None and line_tenant is not None and line_tenant != tenant:
+            return None
+        if line_tenant is None and tenant is None:
+            raise _Bad("tenant is missing: the line names none and none was given")
+        audit_id = _integer(record, "id", typed)
+        if audit_id is None:
+            raise _Bad("id is missing")
+        auditable_type, action = _text(record, "auditable_type"), _text(record, "action")
+        created_at = _text(record, "created_at")
+        if not auditable_type or not action or not created_at:
+            raise _Bad("auditable_type, action and created_at are required")
+        try:
+            timestamp = parse_timestamp(created_at)
+        except ValueError:
+            raise _Bad(f"created_at is not a timestamp: {created_at!r}") from None
+        return AuditRow(
+            tenant=line_tenant if line_tenant is not None else str(tenant),
+            id=audit_id,
+            auditable_type=auditable_type,
+            auditable_id=_integer(record, "auditable_id", typed),
+            action=action,
+            audited_changes=_changes(record.get("audited_changes"), typed, jsonb_changes),
+            created_at=timestamp,
+            associated_id=_integer(record, "associated_id", typed),
+            associated_type=_text(record, "associated_type"),
+            user_id=_integer(record, "user_id", typed),
+            user_type=_text(record, "user_type"),
+            username=_text(record, "username"),
+            version=_integer(record, "version", typed),
+            comment=_text(record, "comment"),
+            remote_address=_text(record, "remote_address"),
+            request_uuid=_text(record, "request_uuid"),
+        )
+    except _Bad as bad:
+        raise FileFormatError(path, number, str(bad), audit_id=audit_id) from None
+
+
+def _integer(record: Mapping[str, Any], name: str, typed: bool) -> int | None:
+    value = record.get(name)
+    if value is None:
+        return None
+    if typed:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    raise _Bad(f"{name} is not an integer: {value!r}")
+
+
+def _text(record: Mapping[str, Any], name: str) -> str | None:
+    value = record.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    raise _Bad(f"{name} is not a string: {value!r}")
+
+
+def _changes(value: Any, typed: bool, jsonb_changes: bool) -> str | Mapping[str, Any] | None:
+    """The raw column: YAML text, a jsonb object, or None.
+
+    A jsonb value that is not an object (an array, a number) is handed on as its JSON text, which
+    the YAML loader reads as that same non-mapping and reports as the row's failure.
+    """
+    if value is None or isinstance(value, dict):
+        return value
+    if typed:
+        return value if isinstance(value, str) else json.dumps(value)
+    if not jsonb_changes:
+        return str(value)
+    try:
+        decoded = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise _Bad(f"audited_changes is not JSON: {exc.msg}") from None
+    return decoded if isinstance(decoded, dict) else str(value)

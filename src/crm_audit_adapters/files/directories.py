@@ -1,0 +1,193 @@
+"""Lookup data from JSONL files: CRM users, CDP contacts, the SSO directory and CRM entities.
+
+Each reader streams its file and builds the mapping a dry run hands to the in-memory ports
+(``crm_audit_transform.testing``). A line that cannot be read raises ``FileFormatError`` with its
+line number. Contacts may be plain JSON or ``mongoexport``'s Extended JSON (``$oid``, ``$date``,
+``$numberLong``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from bson import json_util
+from bson.json_util import JSONOptions
+
+from crm_audit_transform.domain import Contact, CrmUser, EntityRef
+
+from .errors import FileFormatError
+from .lines import PathLike, decode, json_objects, numbered_lines, parse_timestamp
+
+__all__ = ["read_contacts", "read_entities", "read_sso_directory", "read_users"]
+
+_EXTENDED_JSON = JSONOptions(tz_aware=True, tzinfo=dt.UTC)
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def read_users(path: PathLike, tenant: str | None = None) -> dict[int, CrmUser]:
+    """``{id: CrmUser}`` from lines ``{tenant, id, email, full_name, deleted_at}``.
+
+    Given a tenant, other tenants' lines are passed over. Ids restart per tenant, so without one
+    an id seen twice is an error rather than a silent overwrite.
+    """
+
+    def user(record: Mapping[str, Any]) -> CrmUser:
+        deleted_at = _optional_str(record, "deleted_at")
+        return CrmUser(
+            id=_int(record, "id"),
+            email=_optional_str(record, "email"),
+            full_name=_optional_str(record, "full_name"),
+            deleted_at=_timestamp(deleted_at) if deleted_at is not None else None,
+        )
+
+    return _collect(path, tenant, user, key=lambda value: value.id)
+
+
+def read_entities(path: PathLike, tenant: str | None = None) -> dict[tuple[str, int], EntityRef]:
+    """``{(type, id): EntityRef}`` from lines ``{tenant, type, id, name, exists}`` (entities.jsonl).
+
+    ``type`` is the CRM class name (``Crm::Deal``), as the mapping configuration's ``entity_type``.
+    """
+
+    def entity(record: Mapping[str, Any]) -> EntityRef:
+        exists = record.get("exists", True)
+        if not isinstance(exists, bool):
+            raise _Bad(f"exists is not a boolean: {exists!r}")
+        return EntityRef(
+            entity_type=_str(record, "type"),
+            id=_int(record, "id"),
+            name=_optional_str(record, "name"),
+            exists=exists,
+        )
+
+    return _collect(path, tenant, entity, key=lambda value: (value.entity_type, value.id))
+
+
+def read_sso_directory(path: PathLike, company_sso_id: str | None = None) -> dict[str, str]:
+    """``{email: sso_id}`` from lines ``{email, sso_id}`` (optionally ``company_sso_id``).
+
+    Lines naming another company are passed over when ``company_sso_id`` is given; emails are kept
+    as written (matching them case-insensitively is the directory's business).
+    """
+
+    def entry(record: Mapping[str, Any]) -> tuple[str, str]:
+        return _str(record, "email"), _str(record, "sso_id")
+
+    found: dict[str, str] = {}
+    for number, record in json_objects(path):
+        with _at(path, number):
+            owner = _optional_str(record, "company_sso_id")
+            if company_sso_id is not None and owner is not None and owner != company_sso_id:
+                continue
+            email, sso_id = entry(record)
+            if found.setdefault(email, sso_id) != sso_id:
+                raise _Bad(f"{email!r} has two sso ids")
+    return found
+
+
+def read_contacts(path: PathLike) -> list[Contact]:
+    """Contacts from lines ``{_id, company_sso_id, crm_data: {id}, created_at}``.
+
+    Contacts without ``crm_data.id`` are native CDP contacts: the migration never looks them up,
+    so they are not returned (Phase-A coverage counts only contacts with a CRM id as well).
+    """
+    contacts: list[Contact] = []
+    for number, raw in numbered_lines(path):
+        if not raw.strip():
+            continue
+        with _at(path, number):
+            try:
+                record = json_util.loads(decode(path, number, raw), json_options=_EXTENDED_JSON)
+            except ValueError as exc:  # JSONDecodeError, or a malformed $-operator
+                raise _Bad(f"not (Extended) JSON: {exc}") from None
+            if not isinstance(record, dict):
+                raise _Bad("expected a JSON object")
+            crm_data = record.get("crm_data")
+            crm_id = crm_data.get("id") if isinstance(crm_data, dict) else None
+            if crm_id is None:
+                continue
+            if isinstance(crm_id, str) and crm_id.isdigit():
+                crm_id = int(crm_id)
+            if not isinstance(crm_id, int) or isinstance(crm_id, bool):
+                raise _Bad(f"crm_data.id is not an integer: {crm_id!r}")
+            created_at = record.get("created_at")
+            if isinstance(created_at, str):
+                created_at = _timestamp(created_at)
+            if not isinstance(created_at, dt.datetime):
+                raise _Bad(f"created_at is not a timestamp: {created_at!r}")
+            if record.get("_id") is None:
+                raise _Bad("_id is missing")
+            contacts.append(
+                Contact(
+                    id=str(record["_id"]),
+                    company_sso_id=_str(record, "company_sso_id"),
+                    crm_person_id=int(crm_id),
+                    created_at=created_at,
+                )
+            )
+    return contacts
+
+
+class _Bad(Exception):
+    pass
+
+
+@contextmanager
+def _at(path: PathLike, number: int) -> Iterator[None]:
+    """Turn a ``_Bad`` raised while reading one line into a ``FileFormatError`` naming that line."""
+    try:
+        yield
+    except _Bad as bad:
+        raise FileFormatError(path, number, str(bad)) from None
+
+
+def _collect(
+    path: PathLike,
+    tenant: str | None,
+    build: Callable[[Mapping[str, Any]], V],
+    key: Callable[[V], K],
+) -> dict[K, V]:
+    found: dict[K, V] = {}
+    for number, record in json_objects(path):
+        with _at(path, number):
+            line_tenant = _optional_str(record, "tenant")
+            if tenant is not None and line_tenant is not None and line_tenant != tenant:
+                continue
+            value = build(record)
+            if key(value) in found:
+                raise _Bad(f"{key(value)!r} appears twice (several tenants? pass tenant=)")
+            found[key(value)] = value
+    return found
+
+
+def _int(record: Mapping[str, Any], name: str) -> int:
+    value = record.get(name)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise _Bad(f"{name} is not an integer: {value!r}")
+
+
+def _str(record: Mapping[str, Any], name: str) -> str:
+    value = record.get(name)
+    if isinstance(value, str) and value:
+        return value
+    raise _Bad(f"{name} is not a non-empty string: {value!r}")
+
+
+def _optional_str(record: Mapping[str, Any], name: str) -> str | None:
+    value = record.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    raise _Bad(f"{name} is not a string: {value!r}")
+
+
+def _timestamp(text: str) -> dt.datetime:
+    try:
+        return parse_timestamp(text)
+    except ValueError:
+        raise _Bad(f"not a timestamp: {text!r}") from None

@@ -1,0 +1,215 @@
+"""Activity logs out to a file: one MongoDB relaxed Extended JSON document per line.
+
+Each line is ``bson.json_util.dumps(encode_activity_log(log), json_options=RELAXED_JSON_OPTIONS)`` —
+the very document ``MongoActivityLogStore`` would insert, minus the ``_id`` that ``mongoimport``
+(or the server) assigns — so ``mongoimport --collection activity_logs --file out.jsonl`` loads a
+dry run's output as it is.
+
+The sink behaves like the collection with its unique index: one ``(company_sso_id, external_id)``
+is written once, a repeat is ``skipped: duplicate_external_id``, also across restarts, because
+the keys already in the file are read back when it is opened. A batch is written, flushed and (by
+default) fsynced before its results are returned, and a failed write is cut back off the file, so
+what was reported written survives a crash and a batch is never half there. A torn last line left
+by a crash mid-write is removed on open: it was never reported. One process writes a file at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Sequence
+from types import TracebackType
+from typing import IO, Any, Final
+
+import bson
+from bson import json_util
+from bson.errors import BSONError
+from bson.json_util import RELAXED_JSON_OPTIONS
+
+from crm_audit_transform import reasons
+from crm_audit_transform.domain import SOURCE_TAG, ActivityLog, WriteResult
+from crm_audit_transform.errors import StoreUnavailable
+
+from ..mongo.documents import encode_activity_log
+from .errors import FileFormatError
+from .lines import PathLike
+
+__all__ = ["JsonlActivityLogSink", "encode_log_line"]
+
+MAX_DOCUMENT_BYTES: Final = 16 * 1024 * 1024
+"""MongoDB's document limit: a larger log would be refused by mongoimport, so it fails here alone."""
+
+
+def encode_log_line(log: ActivityLog) -> str:
+    """The relaxed Extended JSON line (without newline) of one log's MongoDB document."""
+    return json_util.dumps(encode_activity_log(log), json_options=RELAXED_JSON_OPTIONS)
+
+
+class JsonlActivityLogSink:
+    """``ports.ActivityLogStore`` over a JSONL file (created if missing, appended to otherwise)."""
+
+    __slots__ = ("_file", "_fsync", "_keys", "_migrated", "_path")
+
+    def __init__(self, path: PathLike, *, fsync: bool = True) -> None:
+        self._path = os.fspath(path)
+        self._fsync = fsync
+        self._keys: set[tuple[str, str]] = set()
+        self._migrated: Counter[str] = Counter()
+        self._recover()
+        self._file: IO[bytes] = open(self._path, "ab")  # noqa: SIM115 - held open until close()
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    def __repr__(self) -> str:
+        return f"JsonlActivityLogSink({self._path!r})"
+
+    def __enter__(self) -> JsonlActivityLogSink:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def insert_batch(self, logs: Sequence[ActivityLog]) -> Sequence[WriteResult]:
+        """Append the new logs as one write; duplicates and unencodable logs are reported, not written."""
+        results: list[WriteResult] = []
+        lines: list[bytes] = []
+        added: list[tuple[str, str]] = []
+        for log in logs:
+            key = (log.company_sso_id, log.external_id)
+            if not log.external_id:
+                results.append(_failed(log, "a log without external_id cannot be written idempotently"))
+            elif key in self._keys or key in added:
+                results.append(WriteResult(log.external_id, "skipped", reasons.DUPLICATE_EXTERNAL_ID))
+            else:
+                problem, line = _line(log)
+                if problem:
+                    results.append(_failed(log, problem))
+                    continue
+                lines.append(line)
+                added.append(key)
+                results.append(WriteResult(log.external_id, "inserted"))
+        if lines:
+            self._append(b"".join(lines))
+            self._keys.update(added)
+            for log, result in zip(logs, results, strict=True):
+                if result.status == "inserted" and log.source_tag == SOURCE_TAG:
+                    self._migrated[log.company_sso_id] += 1
+        return tuple(results)
+
+    def delete_migrated(self, company_sso_id: str) -> int:
+        """Rewrite the file without this company's ``crm_migration`` logs; return how many went.
+
+        The rewrite goes to a temporary file that replaces the original atomically, so a crash
+        leaves either the old file or the new one. A second call deletes nothing and returns 0.
+        """
+        if not self._migrated[company_sso_id]:
+            return 0
+        self._file.close()
+        deleted = 0
+        directory = os.path.dirname(os.path.abspath(self._path))
+        with tempfile.NamedTemporaryFile("wb", dir=directory, delete=False, suffix=".tmp") as out:
+            try:
+                with open(self._path, "rb") as source:
+                    for number, raw in enumerate(source, 1):
+                        doc = _keys_of(self._path, number, raw)
+                        if doc is not None and doc[0] == company_sso_id and _is_migrated(doc):
+                            deleted += 1
+                            self._keys.discard((doc[0], doc[1]))
+                            continue
+                        out.write(raw)
+                out.flush()
+                os.fsync(out.fileno())
+            except BaseException:
+                os.unlink(out.name)
+                self._file = open(self._path, "ab")  # noqa: SIM115
+                raise
+        os.replace(out.name, self._path)
+        self._file = open(self._path, "ab")  # noqa: SIM115
+        self._migrated.pop(company_sso_id, None)
+        return deleted
+
+    def count_migrated(self, company_sso_id: str) -> int:
+        """This company's ``crm_migration`` logs now in the file (earlier runs' included)."""
+        return self._migrated[company_sso_id]
+
+    def _append(self, data: bytes) -> None:
+        start = self._file.tell()
+        try:
+            self._file.write(data)
+            self._file.flush()
+            if self._fsync:
+                os.fsync(self._file.fileno())
+        except OSError as exc:
+            # If even this fails, the torn tail is removed when the file is next opened.
+            with contextlib.suppress(OSError):
+                self._file.truncate(start)
+            raise StoreUnavailable(f"cannot write activity logs to {self._path}: {exc}") from exc
+
+    def _recover(self) -> None:
+        """Learn the keys already in the file; drop a torn last line (never reported written)."""
+        if not os.path.exists(self._path):
+            return
+        complete = 0
+        with open(self._path, "r+b") as existing:
+            for number, raw in enumerate(existing, 1):
+                if not raw.endswith(b"\n"):
+                    existing.truncate(complete)
+                    break
+                complete += len(raw)
+                doc = _keys_of(self._path, number, raw)
+                if doc is None:
+                    continue
+                self._keys.add((doc[0], doc[1]))
+                if _is_migrated(doc):
+                    self._migrated[doc[0]] += 1
+
+
+def _line(log: ActivityLog) -> tuple[str, bytes]:
+    """The encoded line, or why this log cannot be written (as the Mongo adapter would refuse it)."""
+    try:
+        doc = encode_activity_log(log)
+        size = len(bson.encode(doc))
+        text = json_util.dumps(doc, json_options=RELAXED_JSON_OPTIONS)
+    except (TypeError, ValueError, OverflowError, BSONError) as exc:
+        return f"cannot encode the document: {exc}", b""
+    if size > MAX_DOCUMENT_BYTES:
+        return f"document of {size} bytes exceeds MongoDB's {MAX_DOCUMENT_BYTES}-byte limit", b""
+    return "", text.encode() + b"\n"
+
+
+def _failed(log: ActivityLog, detail: str) -> WriteResult:
+    return WriteResult(log.external_id, "failed", reasons.WRITE_ERROR, detail)
+
+
+def _keys_of(path: str, number: int, raw: bytes) -> tuple[str, str, str] | None:
+    """``(company_sso_id, external_id, source_tag)`` of a stored line; None for a log without key."""
+    if not raw.strip():
+        return None
+    try:
+        doc: Any = json.loads(raw)
+    except ValueError as exc:
+        raise FileFormatError(path, number, f"not a JSON document: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise FileFormatError(path, number, "not a JSON object")
+    company, external_id = doc.get("company_sso_id"), doc.get("external_id")
+    if not isinstance(company, str) or not isinstance(external_id, str) or not external_id:
+        return None  # a log without our key (native); kept, never matched
+    source_tag = doc.get("source_tag")
+    return company, external_id, source_tag if isinstance(source_tag, str) else ""
+
+
+def _is_migrated(doc: tuple[str, str, str]) -> bool:
+    return doc[2] == SOURCE_TAG

@@ -1,0 +1,7 @@
+"""Optional HTTP surface (``pip install crm-audit-transform[http]``): S2S routes, the tenant status route,
+and the status indicator script. An ASGI app over the same use cases the runner calls."""
+
+from .app import create_app
+from .auth import BasicAuthCredentials, SignedSessionResolver
+
+__all__ = ["BasicAuthCredentials", "SignedSessionResolver", "create_app"]

@@ -1,0 +1,166 @@
+"""The ASGI app: S2S routes under ``/private`` (BasicAuth), the tenant status route, the indicator.
+
+Starlette is the framework: a small, well-kept ASGI toolkit with no model layer of its own, so the
+records stay our attrs values and validation stays ours; it runs under any ASGI server and mounts
+inside a service's own app.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from importlib import resources
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from crm_audit_transform.errors import BatchTooLarge
+
+from .auth import BasicAuthCredentials, SessionResolver
+from .errors import HANDLERS, ApiError
+from .openapi import openapi_document
+from .records import decode_record, parse_body
+from .service import MigrationService
+
+MAX_BATCH = 20
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _static(name: str) -> str:
+    return resources.files("crm_audit_adapters.http").joinpath("static", name).read_text("utf-8")
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "MALFORMED_BODY", "body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "MALFORMED_BODY", "body must be a JSON object")
+    return body
+
+
+def _company(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > 128:
+        raise ApiError(
+            400, "INVALID_COMPANY", "company_sso_id must be a non-empty string of at most 128 characters"
+        )
+    return value
+
+
+def _optional_time(value: Any) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        raise ApiError(400, "INVALID_DATE_RANGE_START", "date_range_start must be an ISO 8601 timestamp")
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
+
+
+def _public_status(status: Mapping[str, Any]) -> dict[str, Any]:
+    # The web app never sees accuracy figures or internal fields: only what the indicator needs.
+    keys = ("status", "progress_pct", "started_at", "updated_at", "finished_at")
+    return {key: status[key] for key in keys if key in status}
+
+
+def create_app(
+    service: MigrationService,
+    *,
+    basic_auth: BasicAuthCredentials,
+    sessions: SessionResolver,
+    max_body_bytes: int = 2 << 20,
+    indicator_interval_ms: int = 15_000,
+) -> Starlette:
+    def private(handler: Handler) -> Handler:
+        async def guarded(request: Request) -> Response:
+            if not basic_auth.accepts(request):
+                raise ApiError(401, "UNAUTHORIZED", "valid BasicAuth credentials are required")
+            return await handler(request)
+
+        return guarded
+
+    async def migrate(request: Request) -> Response:
+        records = parse_body(await request.body())
+        if len(records) > MAX_BATCH:
+            raise BatchTooLarge(len(records), MAX_BATCH)
+        logs = [decode_record(doc, f"records[{i}]") for i, doc in enumerate(records)]
+        result = await run_in_threadpool(service.migrate, logs)
+        return JSONResponse(
+            {
+                "inserted": result.inserted,
+                "skipped": result.skipped,
+                "failed": result.failed,
+                "results": [
+                    {"external_id": r.external_id, "status": r.status, "reason": r.reason or None}
+                    for r in result.results
+                ],
+            }
+        )
+
+    async def trigger(request: Request) -> Response:
+        body = await _json_object(request)
+        tenant = body.get("tenant")
+        if not isinstance(tenant, str) or not tenant:
+            raise ApiError(400, "INVALID_TENANT", "tenant must be a non-empty string")
+        status = await run_in_threadpool(
+            service.trigger,
+            _company(body.get("company_sso_id")),
+            tenant,
+            _optional_time(body.get("date_range_start")),
+        )
+        return JSONResponse(dict(status), status_code=202)
+
+    async def status(request: Request) -> Response:
+        company = _company(request.query_params.get("company_sso_id"))
+        return JSONResponse(dict(await run_in_threadpool(service.status, company)))
+
+    async def rollback(request: Request) -> Response:
+        body = await _json_object(request)
+        deleted = await run_in_threadpool(service.rollback, _company(body.get("company_sso_id")))
+        return JSONResponse({"deleted": deleted})
+
+    async def tenant_status(request: Request) -> Response:
+        company = sessions(request)
+        if company is None:
+            raise ApiError(401, "UNAUTHENTICATED", "a valid session is required")
+        named = request.query_params.get("company_sso_id")
+        if named is not None and named != company:
+            raise ApiError(403, "FORBIDDEN", "the session's tenant may only read its own status")
+        return JSONResponse(_public_status(await run_in_threadpool(service.status, company)))
+
+    script = _static("crm-migration-status.js")
+    demo = (
+        _static("demo.html")
+        .replace("{{src}}", "/iag/v1/crm_migration/status")
+        .replace("{{interval}}", str(indicator_interval_ms))
+        .replace("{{script}}", "/static/crm-migration-status.js")
+    )
+
+    async def indicator(_request: Request) -> Response:
+        return Response(script, media_type="text/javascript; charset=utf-8")
+
+    async def demo_page(_request: Request) -> Response:
+        return HTMLResponse(demo)
+
+    async def openapi(_request: Request) -> Response:
+        return JSONResponse(openapi_document())
+
+    routes = [
+        Route("/private/activity_logs/migrate", private(migrate), methods=["POST"]),
+        Route("/private/activity_logs/crm_migration/trigger", private(trigger), methods=["POST"]),
+        Route("/private/activity_logs/crm_migration/status", private(status), methods=["GET"]),
+        Route("/private/activity_logs/crm_migration/rollback", private(rollback), methods=["POST"]),
+        Route("/iag/v1/crm_migration/status", tenant_status, methods=["GET"]),
+        Route("/static/crm-migration-status.js", indicator, methods=["GET"]),
+        Route("/demo/contact", demo_page, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, exception_handlers=dict(HANDLERS), max_body_size=max_body_bytes)

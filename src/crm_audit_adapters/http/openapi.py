@@ -1,0 +1,185 @@
+"""The OpenAPI 3.0 document of the HTTP surface (served at ``/openapi.json``, fuzzed in the tests)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+        }
+    },
+}
+_COMPANY = {"type": "string", "minLength": 1, "maxLength": 128}
+_STATUS = {
+    "type": "object",
+    "required": ["status"],
+    "properties": {
+        "status": {"type": "string", "enum": ["not_started", "in_progress", "halted", "completed", "rolled_back"]},
+        "progress_pct": {"type": "number"},
+        "failure_rate": {"type": "number"},
+        "accuracy_pct": {"type": "number"},
+        "last_audit_id": {"type": "integer"},
+    },
+}
+_PUBLIC_STATUS = {
+    "type": "object",
+    "required": ["status"],
+    "properties": {
+        "status": {"type": "string", "enum": ["not_started", "in_progress", "halted", "completed", "rolled_back"]},
+        "progress_pct": {"type": "number"},
+    },
+    "additionalProperties": False,
+}
+_RECORD = {
+    "type": "object",
+    "description": "An activity-log document as the JSONL sink writes it (relaxed Extended JSON).",
+    "required": ["company_sso_id", "customer_id", "category", "action", "actor", "timestamp", "external_id"],
+    "properties": {
+        "company_sso_id": _COMPANY,
+        "customer_id": {"type": "string", "minLength": 1},
+        "category": {"type": "string", "minLength": 1},
+        "action": {"type": "string", "minLength": 1},
+        "actor": {
+            "type": "object",
+            "required": ["type", "name"],
+            "properties": {
+                "type": {"type": "string", "enum": ["user", "deleted_user", "system"]},
+                "name": {"type": "string", "minLength": 1},
+                "id": {"type": "string"},
+            },
+        },
+        "attributes": {"type": "array", "items": {"type": "object"}},
+        "timestamp": {"type": "string", "format": "date-time"},
+        "external_id": {"type": "string", "minLength": 1},
+        "source_tag": {"type": "string", "enum": ["crm_migration"]},
+        "metadata": {"type": "object"},
+    },
+}
+
+
+def _responses(ok: dict[str, Any], *codes: int) -> dict[str, Any]:
+    responses: dict[str, Any] = {
+        "200": {"description": "OK", "content": {"application/json": {"schema": ok}}}
+    }
+    for code in codes:
+        responses[str(code)] = {"description": "Error", "content": {"application/json": {"schema": _ERROR}}}
+    return responses
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def openapi_document() -> dict[str, Any]:
+    basic: list[dict[str, list[str]]] = [{"basicAuth": []}]
+    trigger_ok = _responses(_STATUS, 400, 401, 403, 409, 422, 503)
+    trigger_ok["202"] = trigger_ok.pop("200")
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "crm-audit-transform", "version": "0.1.0"},
+        "components": {
+            "securitySchemes": {
+                "basicAuth": {"type": "http", "scheme": "basic"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "crm_session"},
+            }
+        },
+        "paths": {
+            "/private/activity_logs/migrate": {
+                "post": {
+                    "summary": "Write up to 20 migrated activity logs idempotently",
+                    "security": basic,
+                    "requestBody": _body(
+                        {
+                            "type": "object",
+                            "required": ["records"],
+                            "properties": {"records": {"type": "array", "items": _RECORD}},
+                        }
+                    ),
+                    "responses": _responses(
+                        {
+                            "type": "object",
+                            "required": ["inserted", "skipped", "failed", "results"],
+                            "properties": {
+                                "inserted": {"type": "integer"},
+                                "skipped": {"type": "integer"},
+                                "failed": {"type": "integer"},
+                                "results": {"type": "array", "items": {"type": "object"}},
+                            },
+                        },
+                        400,
+                        401,
+                        413,
+                        503,
+                    ),
+                }
+            },
+            "/private/activity_logs/crm_migration/trigger": {
+                "post": {
+                    "summary": "Start an account's migration after its guards",
+                    "security": basic,
+                    "requestBody": _body(
+                        {
+                            "type": "object",
+                            "required": ["company_sso_id", "tenant"],
+                            "properties": {
+                                "company_sso_id": _COMPANY,
+                                "tenant": {"type": "string", "minLength": 1},
+                                "date_range_start": {"type": "string", "format": "date-time"},
+                            },
+                        }
+                    ),
+                    "responses": trigger_ok,
+                }
+            },
+            "/private/activity_logs/crm_migration/status": {
+                "get": {
+                    "summary": "An account's migration status, with accuracy",
+                    "security": basic,
+                    "parameters": [
+                        {"name": "company_sso_id", "in": "query", "required": True, "schema": _COMPANY}
+                    ],
+                    "responses": _responses(_STATUS, 400, 401, 503),
+                }
+            },
+            "/private/activity_logs/crm_migration/rollback": {
+                "post": {
+                    "summary": "Delete an account's migrated logs (native logs are never touched)",
+                    "security": basic,
+                    "requestBody": _body(
+                        {
+                            "type": "object",
+                            "required": ["company_sso_id"],
+                            "properties": {"company_sso_id": _COMPANY},
+                        }
+                    ),
+                    "responses": _responses(
+                        {
+                            "type": "object",
+                            "required": ["deleted"],
+                            "properties": {"deleted": {"type": "integer"}},
+                        },
+                        400,
+                        401,
+                        409,
+                        503,
+                    ),
+                }
+            },
+            "/iag/v1/crm_migration/status": {
+                "get": {
+                    "summary": "The session tenant's migration status (for the web indicator)",
+                    "security": [{"session": []}],
+                    "parameters": [
+                        {"name": "company_sso_id", "in": "query", "required": False, "schema": _COMPANY}
+                    ],
+                    "responses": _responses(_PUBLIC_STATUS, 401, 403, 503),
+                }
+            },
+        },
+    }

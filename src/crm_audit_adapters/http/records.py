@@ -1,0 +1,126 @@
+"""Decoding the ``/migrate`` request body: the documents the JSONL sink writes, as relaxed Extended JSON.
+
+A record is an activity-log document exactly as ``crm-audit-migrate dry-run --out`` writes it, so a
+dry run's output can be posted as it is. Every field is checked; the first problem is reported with
+the record's index and the field's path.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+from collections.abc import Mapping
+from typing import Any
+
+from bson import Decimal128, json_util
+from bson.errors import BSONError
+
+from crm_audit_transform.domain import SOURCE_TAG, ActivityLog, Actor, FieldChange
+from crm_audit_transform.values import Value
+
+from .errors import ApiError
+
+_ACTOR_KINDS = ("user", "deleted_user", "system")
+
+
+def _bad(path: str, message: str) -> ApiError:
+    return ApiError(400, "INVALID_RECORD", f"{path}: {message}")
+
+
+def _str(doc: Mapping[str, Any], key: str, path: str, *, required: bool = True) -> str:
+    value = doc.get(key)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or (required and not value):
+        raise _bad(f"{path}.{key}", "must be a non-empty string")
+    return value
+
+
+def _value(value: Any, path: str, depth: int = 0) -> Value:
+    if depth > 32:
+        raise _bad(path, "nested too deeply")
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, Decimal128):
+        return value.to_decimal()
+    if isinstance(value, decimal.Decimal):
+        return value
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    if isinstance(value, list):
+        return [_value(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value)]
+    if isinstance(value, dict):
+        return {str(k): _value(v, f"{path}.{k}", depth + 1) for k, v in value.items()}
+    raise _bad(path, f"unsupported value of type {type(value).__name__}")
+
+
+def _timestamp(value: Any, path: str) -> dt.datetime:
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise _bad(path, "must be an ISO 8601 timestamp or {'$date': ...}") from None
+    if not isinstance(value, dt.datetime):
+        raise _bad(path, "must be an ISO 8601 timestamp or {'$date': ...}")
+    if value.tzinfo is None:
+        raise _bad(path, "must carry a UTC offset")
+    return value.astimezone(dt.UTC)
+
+
+def decode_record(doc: Any, path: str) -> ActivityLog:
+    if not isinstance(doc, dict):
+        raise _bad(path, "must be an object")
+    actor_doc = doc.get("actor")
+    if not isinstance(actor_doc, dict) or actor_doc.get("type") not in _ACTOR_KINDS:
+        raise _bad(f"{path}.actor", f"must be an object with type one of {', '.join(_ACTOR_KINDS)}")
+    actor = Actor(
+        kind=actor_doc["type"],
+        name=_str(actor_doc, "name", f"{path}.actor"),
+        sso_id=_str(actor_doc, "id", f"{path}.actor", required=False) or None,
+    )
+    attributes = doc.get("attributes", [])
+    if not isinstance(attributes, list):
+        raise _bad(f"{path}.attributes", "must be a list")
+    changes = []
+    for i, item in enumerate(attributes):
+        where = f"{path}.attributes[{i}]"
+        if not isinstance(item, dict):
+            raise _bad(where, "must be an object")
+        changes.append(
+            FieldChange(
+                field=_str(item, "field", where),
+                label=_str(item, "label", where, required=False),
+                from_=_value(item.get("from"), f"{where}.from"),
+                to=_value(item.get("to"), f"{where}.to"),
+            )
+        )
+    metadata = doc.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise _bad(f"{path}.metadata", "must be an object")
+    source_tag = doc.get("source_tag", SOURCE_TAG)
+    if source_tag != SOURCE_TAG:
+        raise _bad(f"{path}.source_tag", f"must be {SOURCE_TAG!r}: this route writes migrated logs only")
+    meta = _value(metadata, f"{path}.metadata")
+    assert isinstance(meta, dict)
+    return ActivityLog(
+        company_sso_id=_str(doc, "company_sso_id", path),
+        customer_id=_str(doc, "customer_id", path),
+        category=_str(doc, "category", path),
+        action=_str(doc, "action", path),
+        actor=actor,
+        changes=tuple(changes),
+        timestamp=_timestamp(doc.get("timestamp"), f"{path}.timestamp"),
+        external_id=_str(doc, "external_id", path),
+        metadata=meta,
+    )
+
+
+def parse_body(raw: bytes) -> list[Any]:
+    """The ``records`` array of a request body, parsed with Extended JSON types."""
+    try:
+        body = json_util.loads(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, BSONError, TypeError, OverflowError) as exc:
+        raise ApiError(400, "MALFORMED_BODY", f"body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict) or not isinstance(body.get("records"), list):
+        raise ApiError(400, "MALFORMED_BODY", "body must be an object with a 'records' array")
+    return list(body["records"])

@@ -1,0 +1,124 @@
+"""Values of the value model ↔ what BSON can hold, losslessly where BSON allows it.
+
+The rules (docs/mongodb.md explains each):
+
+* ``Decimal`` → ``Decimal128`` when Decimal128 holds it digit for digit (NaN, ±Infinity and -0
+  included); otherwise — more than 34 significant digits, an exponent outside Decimal128's range, a
+  NaN payload — the decimal's ``str()``, so no digit is silently rounded away.
+* ``int`` within int64 → int; beyond int64 → like a Decimal (Decimal128 up to 34 digits, else the
+  digits as a string): BSON has no bigger integer.
+* ``float`` → BSON double, NaN and ±inf included.
+* ``datetime`` → timezone-aware UTC, truncated to milliseconds (BSON keeps milliseconds); a naive one
+  is taken as UTC. The truncation happens here, so every sink writes the same instant.
+* ``date`` → ``"YYYY-MM-DD"``: BSON has no date-only type, and midnight UTC would invent a time and
+  a zone the CRM never had.
+* ``dict`` keys → ``str``; a key holding ``.``, ``%`` or NUL, or starting with ``$``, is
+  percent-escaped (``%2E``, ``%25``, ``%00``, leading ``%24``) and unescaped on decode.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+
+from bson import Decimal128
+
+from crm_audit_transform.values import Value
+
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
+
+_NEEDS_ESCAPE: Final = re.compile(r"[.%\x00]|^\$")
+_ESCAPED: Final = re.compile(r"%(25|2E|24|00)")
+_UNESCAPE: Final = {"25": "%", "2E": ".", "24": "$", "00": "\x00"}
+
+
+def escape_key(key: object) -> str:
+    """A document key MongoDB stores and queries plainly: reversible percent-escaping."""
+    text = key if isinstance(key, str) else str(key)
+    if not _NEEDS_ESCAPE.search(text):
+        return text
+    text = text.replace("%", "%25").replace(".", "%2E").replace("\x00", "%00")
+    return "%24" + text[1:] if text.startswith("$") else text
+
+
+def unescape_key(key: str) -> str:
+    if "%" not in key:
+        return key
+    return _ESCAPED.sub(lambda m: _UNESCAPE[m.group(1)], key)
+
+
+def to_bson_datetime(value: dt.datetime) -> dt.datetime:
+    """Aware UTC with the microseconds BSON would drop already dropped (floor to the millisecond)."""
+    utc = value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+    return utc.replace(microsecond=utc.microsecond - utc.microsecond % 1000)
+
+
+def from_bson_datetime(value: dt.datetime) -> dt.datetime:
+    """pymongo decodes naive UTC unless the client is ``tz_aware``; both come back aware UTC."""
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def encode_decimal(value: decimal.Decimal) -> Decimal128 | str:
+    try:
+        encoded = Decimal128(value)
+    except (ValueError, ArithmeticError):
+        return str(value)
+    # Decimal128 may round, clamp the exponent or drop a sign; keep only exact representations.
+    if str(encoded.to_decimal()) != str(value):
+        return str(value)
+    return encoded
+
+
+def encode_value(value: Value) -> Any:
+    """One value of the value model → its BSON-ready form (see the module docstring)."""
+    # bool before int (bool is an int), datetime before date (datetime is a date).
+    if value is None or isinstance(value, bool | str | float):
+        return value
+    if isinstance(value, int):
+        if INT64_MIN <= value <= INT64_MAX:
+            return int(value)
+        return encode_decimal(decimal.Decimal(value))
+    if isinstance(value, decimal.Decimal):
+        return encode_decimal(value)
+    if isinstance(value, dt.datetime):
+        return to_bson_datetime(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return encode_mapping(value)
+    if isinstance(value, list | tuple):
+        return [encode_value(item) for item in value]
+    raise TypeError(f"{type(value).__name__} is not a value of the value model")
+
+
+def encode_mapping(value: Mapping[Any, Value]) -> dict[str, Any]:
+    return {escape_key(key): encode_value(item) for key, item in value.items()}
+
+
+def decode_value(value: Any) -> Value:
+    """A stored value → the value model: Decimal128 → Decimal, datetimes aware UTC, keys unescaped.
+
+    Dates were stored as strings and come back as strings; anything outside the value model (an
+    ObjectId in a foreign document, say) comes back as its ``str()``.
+    """
+    if value is None or isinstance(value, bool | str | float):
+        return value
+    if isinstance(value, int):
+        return int(value)  # bson.Int64 → int
+    if isinstance(value, Decimal128):
+        return value.to_decimal()
+    if isinstance(value, dt.datetime):
+        return from_bson_datetime(value)
+    if isinstance(value, Mapping):
+        return decode_mapping(value)
+    if isinstance(value, list | tuple):
+        return [decode_value(item) for item in value]
+    return str(value)
+
+
+def decode_mapping(value: Mapping[str, Any]) -> dict[str, Value]:
+    return {unescape_key(key): decode_value(item) for key, item in value.items()}

@@ -1,0 +1,112 @@
+"""``contacts``: CDP contacts by CRM person id, always within one company (never cross-tenant).
+
+Both queries lead with ``company_sso_id`` and ``crm_data.id``, the keys of ``idx_company_crm_data_id``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection as Ids
+from collections.abc import Mapping
+from typing import Any
+
+from bson import ObjectId
+from pymongo.collection import Collection
+from pymongo.database import Database
+
+from crm_audit_transform.domain import Contact
+
+from .bson_values import from_bson_datetime
+from .names import CollectionNames
+from .retry import RetryPolicy, call_with_retry
+
+__all__ = ["MongoContactDirectory"]
+
+_PROJECTION = {"_id": 1, "company_sso_id": 1, "crm_data.id": 1, "created_at": 1}
+
+
+class MongoContactDirectory:
+    """``ports.ContactDirectory``: one query per page of person ids."""
+
+    __slots__ = ("_collection", "_retry")
+
+    def __init__(self, collection: Collection[Any], *, retry: RetryPolicy | None = None) -> None:
+        self._collection = collection
+        self._retry = retry or RetryPolicy()
+
+    @classmethod
+    def in_database(
+        cls, db: Database[Any], names: CollectionNames | None = None, *, retry: RetryPolicy | None = None
+    ) -> MongoContactDirectory:
+        return cls(db[(names or CollectionNames()).contacts], retry=retry)
+
+    def contacts_by_crm_ids(self, company_sso_id: str, crm_person_ids: Ids[int]) -> Mapping[int, Contact]:
+        """Contacts keyed by CRM person id; ids with no contact are absent.
+
+        ``crm_data.id`` is matched as a number and as its decimal string, since both shapes occur in
+        CDP data. When two contacts of a company carry the same person id, the first by ``_id``
+        (the earliest inserted) wins, so the answer is stable from page to page.
+        """
+        wanted = sorted({int(i) for i in crm_person_ids})
+        if not wanted:
+            return {}
+        query = {
+            "company_sso_id": company_sso_id,
+            "crm_data.id": {"$in": [*wanted, *(str(i) for i in wanted)]},
+        }
+
+        def fetch(_: int) -> list[dict[str, Any]]:
+            return list(self._collection.find(query, _PROJECTION, sort=[("_id", 1)]))
+
+        found: dict[int, Contact] = {}
+        for doc in call_with_retry(fetch, self._retry, "find contacts by crm_data.id"):
+            contact = _contact(doc, company_sso_id)
+            if contact is not None and contact.crm_person_id not in found:
+                found[contact.crm_person_id] = contact
+        return found
+
+    def count_with_crm_id(self, company_sso_id: str) -> int:
+        query = {"company_sso_id": company_sso_id, "crm_data.id": {"$exists": True, "$ne": None}}
+        return call_with_retry(
+            lambda _: self._collection.count_documents(query), self._retry, "count contacts with crm_data.id"
+        )
+
+
+def _contact(doc: Mapping[str, Any], company_sso_id: str) -> Contact | None:
+    """A contact, or None when its person id or its sync time cannot be read."""
+    crm_data = doc.get("crm_data")
+    person_id = _person_id(crm_data.get("id") if isinstance(crm_data, Mapping) else None)
+    created_at = _created_at(doc)
+    if person_id is None or created_at is None:
+        return None
+    return Contact(str(doc["_id"]), company_sso_id, person_id, created_at)
+
+
+def _person_id(raw: object) -> int | None:
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int):
+        return int(raw)
+    if isinstance(raw, float) and raw.is_integer():
+        return int(raw)
+    if isinstance(raw, str) and raw.strip().lstrip("-").isdecimal():
+        return int(raw)
+    return None
+
+
+def _created_at(doc: Mapping[str, Any]) -> dt.datetime | None:
+    # The sync watermark: created_at, else the insertion time an ObjectId carries.
+    value = doc.get("created_at")
+    if isinstance(value, dt.datetime):
+        return from_bson_datetime(value)
+    if isinstance(value, str):
+        try:
+            parsed = dt.datetime.fromisoformat(value)
+        except ValueError:
+            parsed = None
+        if parsed is not None:
+            return from_bson_datetime(parsed)
+    object_id = doc.get("_id")
+    if isinstance(object_id, ObjectId):
+        return object_id.generation_time
+    return None

@@ -1,0 +1,167 @@
+"""The one converter between domain values and MongoDB documents.
+
+An activity log becomes::
+
+    {company_sso_id, customer_id, category, action,
+     actor: {type, name, id?}, attributes: [{field, label, from, to}],
+     timestamp, external_id?, source_tag, metadata}
+
+``external_id`` is left out when empty — the partial unique index filters on ``$exists`` and would
+index an explicit ``null`` — and ``actor.id`` when the actor has no SSO id. Values follow the rules
+of ``bson_values``. A job document is the ``MigrationJob`` (with its ``Tally`` nested) under
+``_id = job_id``, plus ``progress_pct``, ``failure_rate`` and ``records_*`` counts for readers that
+do not run this library; those derived keys are ignored when a document is read back.
+
+The file sink writes ``bson.json_util`` relaxed Extended JSON of exactly ``encode_activity_log``'s
+dict, so a dry run's output is what this adapter would insert.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any, cast
+
+import cattrs
+
+from crm_audit_transform.domain import ActivityLog, Actor, ActorKind, FieldChange
+from crm_audit_transform.jobs import MigrationJob
+from crm_audit_transform.tally import Tally
+
+from .bson_values import (
+    decode_mapping,
+    decode_value,
+    encode_mapping,
+    encode_value,
+    from_bson_datetime,
+    to_bson_datetime,
+    unescape_key,
+)
+
+__all__ = [
+    "decode_activity_log",
+    "decode_job",
+    "encode_activity_log",
+    "encode_job",
+    "make_converter",
+]
+
+
+def encode_activity_log(log: ActivityLog) -> dict[str, Any]:
+    """The ``activity_logs`` document of a log, without ``_id`` (the store adds one per insert)."""
+    actor: dict[str, Any] = {"type": log.actor.kind, "name": log.actor.name}
+    if log.actor.sso_id:
+        actor["id"] = log.actor.sso_id
+    doc: dict[str, Any] = {
+        "company_sso_id": log.company_sso_id,
+        "customer_id": log.customer_id,
+        "category": log.category,
+        "action": log.action,
+        "actor": actor,
+        "attributes": [
+            {
+                "field": change.field,
+                "label": change.label,
+                "from": encode_value(change.from_),
+                "to": encode_value(change.to),
+            }
+            for change in log.changes
+        ],
+        "timestamp": to_bson_datetime(log.timestamp),
+    }
+    if log.external_id:
+        doc["external_id"] = log.external_id
+    doc["source_tag"] = log.source_tag
+    doc["metadata"] = encode_mapping(log.metadata)
+    return doc
+
+
+def decode_activity_log(doc: Mapping[str, Any]) -> ActivityLog:
+    """A stored log back as an ``ActivityLog`` (dates come back as their ISO strings)."""
+    actor = doc.get("actor") or {}
+    return ActivityLog(
+        company_sso_id=str(doc["company_sso_id"]),
+        customer_id=str(doc.get("customer_id", "")),
+        category=str(doc.get("category", "")),
+        action=str(doc.get("action", "")),
+        actor=Actor(
+            kind=cast(ActorKind, actor.get("type", "system")),
+            name=str(actor.get("name", "")),
+            sso_id=actor.get("id"),
+        ),
+        changes=tuple(
+            FieldChange(
+                field=str(item.get("field", "")),
+                label=str(item.get("label", "")),
+                from_=decode_value(item.get("from")),
+                to=decode_value(item.get("to")),
+            )
+            for item in doc.get("attributes") or ()
+        ),
+        timestamp=from_bson_datetime(doc["timestamp"]),
+        external_id=str(doc.get("external_id", "")),
+        source_tag=str(doc.get("source_tag", "")),
+        metadata=decode_mapping(doc.get("metadata") or {}),
+    )
+
+
+def _unstructure_tally(tally: Tally) -> dict[str, Any]:
+    return {
+        "processed": tally.processed,
+        "migrated": tally.migrated,
+        "skipped": encode_mapping(tally.skipped),
+        "failed": encode_mapping(tally.failed),
+        "fallthrough": tally.fallthrough,
+    }
+
+
+def _structure_tally(doc: Mapping[str, Any], _: object) -> Tally:
+    def counts(key: str) -> dict[str, int]:
+        stored: Mapping[str, Any] = doc.get(key) or {}
+        return {unescape_key(k): int(v) for k, v in stored.items()}
+
+    return Tally(
+        processed=int(doc.get("processed", 0)),
+        migrated=int(doc.get("migrated", 0)),
+        skipped=counts("skipped"),
+        failed=counts("failed"),
+        fallthrough=int(doc.get("fallthrough", 0)),
+    )
+
+
+def make_converter() -> cattrs.Converter:
+    """A cattrs converter for the MongoDB document format of this library.
+
+    Datetimes go out aware UTC truncated to milliseconds and come back aware UTC; ``Tally`` keeps its
+    reason keys escaped like every other document key; ``ActivityLog`` uses the hand-written
+    encoder above (its document shape is fixed by the CDP, not by the attrs fields).
+    """
+    converter = cattrs.Converter()
+    converter.register_unstructure_hook(dt.datetime, to_bson_datetime)
+    converter.register_structure_hook(dt.datetime, lambda value, _: from_bson_datetime(value))
+    converter.register_unstructure_hook(Tally, _unstructure_tally)
+    converter.register_structure_hook(Tally, _structure_tally)
+    converter.register_unstructure_hook(ActivityLog, encode_activity_log)
+    converter.register_structure_hook(ActivityLog, lambda doc, _: decode_activity_log(doc))
+    return converter
+
+
+_CONVERTER = make_converter()
+
+
+def encode_job(job: MigrationJob) -> dict[str, Any]:
+    """The job document: every field, ``_id = job_id``, and derived figures for other readers."""
+    doc: dict[str, Any] = {"_id": job.job_id}
+    doc.update(_CONVERTER.unstructure(job))
+    doc["progress_pct"] = job.progress_pct
+    doc["failure_rate"] = job.failure_rate
+    doc["records_processed"] = job.tally.processed
+    doc["records_migrated"] = job.tally.migrated
+    doc["records_skipped"] = job.tally.skipped_total
+    doc["records_failed"] = job.tally.failed_total
+    return doc
+
+
+def decode_job(doc: Mapping[str, Any]) -> MigrationJob:
+    """A job document back as a ``MigrationJob``; ``_id`` and the derived figures are ignored."""
+    return _CONVERTER.structure(dict(doc), MigrationJob)

@@ -1,0 +1,238 @@
+"""``EnrichmentStore`` on MongoDB: find association logs, and patch their metadata in place.
+
+This is the one in-place update path of an otherwise append-only ``activity_logs``. Every update:
+
+* names the document by ``_id`` and pins ``company_sso_id``, ``customer_id``, ``category``,
+  ``action`` and ``external_id`` (equal to ours, or ``$exists: false`` for a live-feed log) as the
+  plan saw them, so it cannot land on any other log;
+* is ``$set`` of ``metadata.<key>`` filtered on ``metadata.<key>`` still being absent, so a key a
+  concurrent writer (or an earlier run) put there is never changed, and a second run sets nothing;
+* never unsets, deletes or replaces anything.
+
+A patch is applied as one update guarded on all its keys (one round trip per document); when that
+update matches nothing because some key appeared meanwhile, each key is retried on its own guard,
+so the others are still set and the counts stay exact.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection as Ids
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from bson import ObjectId, json_util
+from pymongo.collection import Collection
+from pymongo.database import Database
+from pymongo.errors import WriteError
+
+from crm_audit_transform.enrichment import (
+    ASSOCIATION_ACTIONS,
+    ENRICHMENT_KEYS,
+    ApplyResult,
+    EnrichmentPlan,
+    MatchKey,
+    Patch,
+    StoredLog,
+    as_referent_id,
+)
+
+from .bson_values import decode_value, encode_value, from_bson_datetime
+from .names import CollectionNames
+from .retry import RetryPolicy, call_with_retry
+
+__all__ = ["DEFAULT_ENTITY_ID_PATH", "MongoEnrichmentStore", "decode_doc_id", "encode_doc_id"]
+
+DEFAULT_ENTITY_ID_PATH = "metadata.linked_entity_id"
+"""Where a live-feed log keeps the linked entity's id (the OQ-13 assumption; configurable)."""
+
+_CHUNK = 200  # ids or keys per query: bounded $in / $or lists
+
+
+def encode_doc_id(value: object) -> str:
+    """``_id`` as text: an ObjectId as its hex, anything else as ``~`` + Extended JSON."""
+    if isinstance(value, ObjectId):
+        return str(value)
+    return "~" + json_util.dumps(value)
+
+
+def decode_doc_id(text: str) -> object:
+    """The ``_id`` that ``encode_doc_id`` turned into ``text``."""
+    if text.startswith("~"):
+        return json_util.loads(text[1:])
+    return ObjectId(text)
+
+
+def _at_path(doc: Mapping[str, Any], path: str) -> Any:
+    found: Any = doc
+    for part in path.split("."):
+        if not isinstance(found, Mapping) or part not in found:
+            return None
+        found = found[part]
+    return found
+
+
+def _chunks(items: Sequence[Any]) -> list[Sequence[Any]]:
+    return [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
+
+
+class MongoEnrichmentStore:
+    """``EnrichmentStore`` over the CDP's ``activity_logs`` and ``contacts`` collections."""
+
+    __slots__ = ("_contacts", "_entity_id_path", "_logs", "_projection", "_retry")
+
+    def __init__(
+        self,
+        activity_logs: Collection[Any],
+        contacts: Collection[Any] | None = None,
+        *,
+        entity_id_path: str = DEFAULT_ENTITY_ID_PATH,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self._logs = activity_logs
+        self._contacts = contacts
+        self._entity_id_path = entity_id_path
+        self._retry = retry or RetryPolicy()
+        fields = ["company_sso_id", "customer_id", "category", "action", "timestamp", "external_id"]
+        fields += [f"metadata.{key}" for key in ENRICHMENT_KEYS]
+        self._projection = dict.fromkeys([*fields, entity_id_path], 1)
+
+    @classmethod
+    def in_database(
+        cls,
+        db: Database[Any],
+        names: CollectionNames | None = None,
+        *,
+        entity_id_path: str = DEFAULT_ENTITY_ID_PATH,
+        retry: RetryPolicy | None = None,
+    ) -> MongoEnrichmentStore:
+        names = names or CollectionNames()
+        return cls(db[names.activity_logs], db[names.contacts], entity_id_path=entity_id_path, retry=retry)
+
+    def _find(self, query: Mapping[str, Any], what: str, **options: Any) -> list[StoredLog]:
+        def fetch(_: int) -> list[dict[str, Any]]:
+            return list(self._logs.find(query, self._projection, **options))
+
+        docs = call_with_retry(fetch, self._retry, what)
+        return [log for log in (self._stored(doc) for doc in docs) if log is not None]
+
+    def _stored(self, doc: Mapping[str, Any]) -> StoredLog | None:
+        """A document as enrichment sees it; None when it lacks what a log must have."""
+        timestamp = doc.get("timestamp")
+        names = ("company_sso_id", "customer_id", "category", "action")
+        if not isinstance(timestamp, dt.datetime) or not all(isinstance(doc.get(n), str) for n in names):
+            return None
+        metadata = doc.get("metadata")
+        metadata = metadata if isinstance(metadata, Mapping) else {}
+        external_id = doc.get("external_id")
+        return StoredLog(
+            doc_id=encode_doc_id(doc["_id"]),
+            company_sso_id=doc["company_sso_id"],
+            customer_id=doc["customer_id"],
+            category=doc["category"],
+            action=doc["action"],
+            timestamp=from_bson_datetime(timestamp),
+            external_id=external_id if isinstance(external_id, str) else "",
+            metadata={k: decode_value(metadata[k]) for k in ENRICHMENT_KEYS if k in metadata},
+            entity_id=decode_value(_at_path(doc, self._entity_id_path)),
+        )
+
+    def logs_by_external_ids(self, company_sso_id: str, external_ids: Ids[str]) -> Mapping[str, StoredLog]:
+        found: dict[str, StoredLog] = {}
+        for chunk in _chunks(sorted(set(external_ids))):
+            query = {"company_sso_id": company_sso_id, "external_id": {"$in": list(chunk)}}
+            for log in self._find(query, "find activity logs by external_id"):
+                found[log.external_id] = log
+        return found
+
+    def _key_clause(self, key: MatchKey, window: dt.timedelta) -> dict[str, Any]:
+        # Live feeds may keep the id as a number or as text: ask for both, the planner re-checks.
+        return {
+            "company_sso_id": key.company_sso_id,
+            "customer_id": key.customer_id,
+            "category": key.category,
+            "action": key.action,
+            "external_id": {"$exists": False},
+            self._entity_id_path: {"$in": [key.linked_entity_id, str(key.linked_entity_id)]},
+            "timestamp": {"$gte": key.timestamp - window, "$lte": key.timestamp + window},
+        }
+
+    def live_feed_candidates(
+        self, keys: Ids[MatchKey], window: dt.timedelta
+    ) -> Mapping[MatchKey, Sequence[StoredLog]]:
+        ordered = sorted(set(keys), key=lambda k: (k.company_sso_id, k.customer_id, k.timestamp))
+        found: dict[MatchKey, list[StoredLog]] = {key: [] for key in ordered}
+        for chunk in _chunks(ordered):
+            query = {"$or": [self._key_clause(key, window) for key in chunk]}
+            for log in self._find(query, "find live-feed association logs"):
+                for key in chunk:
+                    if key.matches(log, window):
+                        found[key].append(log)
+        return {key: tuple(logs) for key, logs in found.items()}
+
+    def crm_person_ids(self, company_sso_id: str, customer_ids: Ids[str]) -> Mapping[str, int]:
+        """``crm_data.id`` of contacts by customer id (``_id`` as ObjectId, or as stored text)."""
+        if self._contacts is None:
+            return {}
+        contacts = self._contacts
+        found: dict[str, int] = {}
+        for chunk in _chunks(sorted(set(customer_ids))):
+            ids: list[object] = [ObjectId(c) for c in chunk if ObjectId.is_valid(c)] + list(chunk)
+            query = {"company_sso_id": company_sso_id, "_id": {"$in": ids}}
+
+            def fetch(_: int, query: Mapping[str, Any] = query) -> list[dict[str, Any]]:
+                return list(contacts.find(query, {"crm_data.id": 1}))
+
+            for doc in call_with_retry(fetch, self._retry, "find contacts' crm_data.id"):
+                crm_data = doc.get("crm_data")
+                person = as_referent_id(crm_data.get("id") if isinstance(crm_data, Mapping) else None)
+                if person is not None:
+                    found[str(doc["_id"])] = person
+        return found
+
+    def association_logs_lacking(
+        self, company_sso_id: str, *, after: str | None, limit: int
+    ) -> Sequence[StoredLog]:
+        query: dict[str, Any] = {
+            "company_sso_id": company_sso_id,
+            "action": {"$in": sorted(ASSOCIATION_ACTIONS)},
+            "$or": [{f"metadata.{key}": {"$exists": False}} for key in ENRICHMENT_KEYS],
+        }
+        if after is not None:
+            query["_id"] = {"$gt": decode_doc_id(after)}
+        return self._find(query, "scan association logs", sort=[("_id", 1)], limit=limit)
+
+    def _update(self, query: Mapping[str, Any], sets: Mapping[str, Any]) -> int:
+        def update(_: int) -> int:
+            try:
+                return self._logs.update_one(query, {"$set": sets}).modified_count
+            except WriteError:
+                # A metadata that is not a document cannot take a key; leave that log alone.
+                return 0
+
+        return call_with_retry(update, self._retry, "patch activity-log metadata")
+
+    def _apply_one(self, patch: Patch) -> ApplyResult:
+        target = patch.target
+        pinned: dict[str, Any] = {
+            "_id": decode_doc_id(target.doc_id),
+            "company_sso_id": target.company_sso_id,
+            "customer_id": target.customer_id,
+            "category": target.category,
+            "action": target.action,
+            "external_id": target.external_id or {"$exists": False},
+        }
+        sets = {f"metadata.{key}": encode_value(value) for key, value in patch.sets.items()}
+        absent = {path: {"$exists": False} for path in sets}
+        if self._update({**pinned, **absent}, sets):
+            return ApplyResult(1, len(sets), 0)
+        keys_set = 0
+        for path, value in sets.items():
+            keys_set += self._update({**pinned, path: {"$exists": False}}, {path: value})
+        return ApplyResult(int(keys_set > 0), keys_set, len(sets) - keys_set)
+
+    def apply(self, plan: EnrichmentPlan) -> ApplyResult:
+        result = ApplyResult()
+        for patch in plan.patches:
+            result += self._apply_one(patch)
+        return result

@@ -1,0 +1,135 @@
+"""``crm_activity_log_migration_jobs``: durable job documents, one in progress per account.
+
+The database enforces the "one in progress" rule through the partial unique index
+``idx_company_status``; this store only translates its duplicate-key error into
+``JobAlreadyRunning``. Leases are taken with one conditional ``find_one_and_update``, so two runners
+can never both hold one. ``save`` is last-writer-wins: the lease is what keeps runners apart.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pymongo import DESCENDING, ReturnDocument
+from pymongo.collection import Collection
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
+
+from crm_audit_transform.errors import JobAlreadyRunning, JobNotFound, LeaseHeld
+from crm_audit_transform.jobs import MigrationJob
+
+from .bson_values import to_bson_datetime
+from .documents import decode_job, encode_job
+from .names import CollectionNames
+from .retry import RetryPolicy, call_with_retry
+
+__all__ = ["MongoJobStore"]
+
+
+class MongoJobStore:
+    """``ports.JobStore`` over a pymongo (or mongomock) collection."""
+
+    __slots__ = ("_collection", "_retry")
+
+    def __init__(self, collection: Collection[Any], *, retry: RetryPolicy | None = None) -> None:
+        self._collection = collection
+        self._retry = retry or RetryPolicy()
+
+    @classmethod
+    def in_database(
+        cls, db: Database[Any], names: CollectionNames | None = None, *, retry: RetryPolicy | None = None
+    ) -> MongoJobStore:
+        return cls(db[(names or CollectionNames()).jobs], retry=retry)
+
+    def create(self, job: MigrationJob) -> None:
+        """Insert the job; ``JobAlreadyRunning`` when the account has one in progress.
+
+        A retry after a lost acknowledgement meets its own document (same ``_id``, same account and
+        creation time) and accepts it instead of refusing the job it just created.
+        """
+        doc = encode_job(job)
+
+        def insert(attempt: int) -> None:
+            try:
+                self._collection.insert_one(dict(doc))
+            except DuplicateKeyError as exc:
+                if attempt > 1 and self._is_stored(doc):
+                    return
+                raise JobAlreadyRunning(
+                    f"company {job.company_sso_id} already has a job in progress (or job {job.job_id} exists)"
+                ) from exc
+
+        call_with_retry(insert, self._retry, "create migration job")
+
+    def _is_stored(self, doc: dict[str, Any]) -> bool:
+        stored = self._collection.find_one({"_id": doc["_id"]}, {"company_sso_id": 1, "created_at": 1})
+        return (
+            stored is not None
+            and stored.get("company_sso_id") == doc["company_sso_id"]
+            and stored.get("created_at") is not None
+            and to_bson_datetime(stored["created_at"]) == doc["created_at"]
+        )
+
+    def latest(self, company_sso_id: str) -> MigrationJob | None:
+        """The account's newest job by ``created_at`` (``_id`` breaks ties), or None."""
+
+        def find(_: int) -> dict[str, Any] | None:
+            return self._collection.find_one(
+                {"company_sso_id": company_sso_id}, sort=[("created_at", DESCENDING), ("_id", DESCENDING)]
+            )
+
+        doc = call_with_retry(find, self._retry, "read latest migration job")
+        return decode_job(doc) if doc is not None else None
+
+    def get(self, job_id: str) -> MigrationJob | None:
+        doc = call_with_retry(
+            lambda _: self._collection.find_one({"_id": job_id}), self._retry, "read migration job"
+        )
+        return decode_job(doc) if doc is not None else None
+
+    def save(self, job: MigrationJob) -> None:
+        """Replace the job document; ``JobNotFound`` if it was never created.
+
+        Turning a job back to ``in_progress`` while the account has another one in progress is
+        refused by the index, like ``create``.
+        """
+        doc = encode_job(job)
+
+        def replace(_: int) -> int:
+            try:
+                return self._collection.replace_one({"_id": job.job_id}, doc).matched_count
+            except DuplicateKeyError as exc:
+                raise JobAlreadyRunning(
+                    f"company {job.company_sso_id} already has another job in progress"
+                ) from exc
+
+        if call_with_retry(replace, self._retry, "save migration job") == 0:
+            raise JobNotFound(f"no job {job.job_id}")
+
+    def acquire_lease(
+        self, job_id: str, owner: str, now: dt.datetime, expires_at: dt.datetime
+    ) -> MigrationJob:
+        """Take the lease when it is free, expired or already ``owner``'s — in one atomic update."""
+        now_utc = to_bson_datetime(now)
+        query = {
+            "_id": job_id,
+            "$or": [
+                {"lease_owner": None},
+                {"lease_owner": owner},
+                {"lease_expires_at": None},
+                {"lease_expires_at": {"$lte": now_utc}},
+            ],
+        }
+        update = {"$set": {"lease_owner": owner, "lease_expires_at": to_bson_datetime(expires_at)}}
+
+        def take(_: int) -> dict[str, Any] | None:
+            return self._collection.find_one_and_update(query, update, return_document=ReturnDocument.AFTER)
+
+        doc = call_with_retry(take, self._retry, "acquire job lease")
+        if doc is not None:
+            return decode_job(doc)
+        current = self.get(job_id)
+        if current is None:
+            raise JobNotFound(f"no job {job_id}")
+        raise LeaseHeld(f"job {job_id} is held by {current.lease_owner} until {current.lease_expires_at}")

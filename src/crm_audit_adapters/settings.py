@@ -1,0 +1,158 @@
+"""Runner settings from a TOML file and environment variables (the environment wins).
+
+Secrets — the CRM DSN, the MongoDB URI's password and the USMAN token — are redacted in every
+``repr`` and in ``describe()``, so printing a ``Settings`` never leaks them::
+
+    # crm-audit-migrate.toml                      environment variable
+    database_url = "postgresql://ro@crm/crm"      CRM_AUDIT_DATABASE_URL   read-only CRM DSN
+    mongo_uri = "mongodb://cdp:27017"             CRM_AUDIT_MONGO_URI      ("mongomock://" in tests)
+    mongo_database = "cdp"                        CRM_AUDIT_MONGO_DATABASE
+    enabled_companies = "*"                       CRM_AUDIT_ENABLED_COMPANIES  ("a,b" or "*")
+    coverage_threshold = 0.99                     CRM_AUDIT_COVERAGE_THRESHOLD
+    mapping_config = "mapping.yaml"               CRM_AUDIT_MAPPING_CONFIG (default: bundled)
+    page_size = 500                               CRM_AUDIT_PAGE_SIZE
+    halt_threshold = 0.10                         CRM_AUDIT_HALT_THRESHOLD
+    lease_seconds = 120                           CRM_AUDIT_LEASE_SECONDS
+    [usman]                                       CRM_AUDIT_USMAN_BASE_URL, _TOKEN, _PATH, …
+    base_url = "https://usman.internal"
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Final
+
+from attrs import field, frozen
+
+from crm_audit_transform.errors import ConfigError
+from crm_audit_transform.usecases import DEFAULT_COVERAGE_THRESHOLD, RunSettings
+
+from .usman import UsmanConfig
+
+CONFIG_ENV: Final = "CRM_AUDIT_SETTINGS"
+_PREFIX: Final = "CRM_AUDIT_"
+_USMAN_PREFIX: Final = "CRM_AUDIT_USMAN_"
+
+_URL_PASSWORD = re.compile(r"(?P<head>://[^:/@\s]*:)[^@\s]*@")
+_KV_PASSWORD = re.compile(r"(?P<head>password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
+
+
+def redact(url: str | None) -> str | None:
+    """The URL or key=value DSN with its password replaced by ``***``."""
+    if not url:
+        return url
+    return _KV_PASSWORD.sub(r"\g<head>***", _URL_PASSWORD.sub(r"\g<head>***@", url))
+
+
+def _redacted(value: str | None) -> str:
+    return repr(redact(value))
+
+
+def _usman_repr(value: UsmanConfig | None) -> str:
+    return "None" if value is None else f"UsmanConfig(base_url={redact(value.base_url)!r}, token=***)"
+
+
+@frozen
+class Settings:
+    database_url: str | None = field(default=None, repr=_redacted)
+    mongo_uri: str | None = field(default=None, repr=_redacted)
+    mongo_database: str = "cdp"
+    usman: UsmanConfig | None = field(default=None, repr=_usman_repr)
+    enabled_companies: str = ""
+    coverage_threshold: float = DEFAULT_COVERAGE_THRESHOLD
+    mapping_config: str | None = None
+    run: RunSettings = field(factory=RunSettings)
+
+    def describe(self) -> dict[str, Any]:
+        """Every setting with secrets redacted, for ``--show-config`` and error messages."""
+        return {
+            "database_url": redact(self.database_url),
+            "mongo_uri": redact(self.mongo_uri),
+            "mongo_database": self.mongo_database,
+            "usman_url": redact(self.usman.base_url) if self.usman else None,
+            "usman_token": "***" if self.usman and self.usman.token else None,
+            "enabled_companies": self.enabled_companies,
+            "coverage_threshold": self.coverage_threshold,
+            "mapping_config": self.mapping_config,
+            "page_size": self.run.page_size,
+            "halt_threshold": self.run.halt_threshold,
+            "lease_seconds": self.run.lease_seconds,
+        }
+
+
+_SCALARS: Final[dict[str, Callable[[str], Any]]] = {
+    "database_url": str,
+    "mongo_uri": str,
+    "mongo_database": str,
+    "enabled_companies": str,
+    "coverage_threshold": float,
+    "mapping_config": str,
+    "page_size": int,
+    "halt_threshold": float,
+    "lease_seconds": float,
+}
+
+
+def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the file (``path``, else ``$CRM_AUDIT_SETTINGS``, else none), then the environment on top.
+
+    Every problem is reported at once as a ``ConfigError``; the messages never quote a secret.
+    """
+    environ = os.environ if environ is None else environ
+    path = path or environ.get(CONFIG_ENV) or None
+    raw: dict[str, Any] = _read_file(Path(path)) if path else {}
+    problems: list[tuple[str, str]] = []
+    values: dict[str, Any] = {}
+    for key, kind in _SCALARS.items():
+        source, value = (f"${_PREFIX}{key.upper()}", environ.get(_PREFIX + key.upper()))
+        if value is None and key in raw:
+            source, value = key, raw[key]
+        if value is None:
+            continue
+        if key == "enabled_companies" and isinstance(value, list):
+            value = ",".join(str(v) for v in value)
+        try:
+            values[key] = kind(value)
+        except (TypeError, ValueError):
+            problems.append((source, f"expected {kind.__name__}"))
+    unknown = set(raw) - set(_SCALARS) - {"usman"}
+    problems.extend((key, "unknown setting") for key in sorted(unknown))
+    usman = _usman(raw.get("usman"), environ, problems)
+    if problems:
+        raise ConfigError(problems)
+    run = RunSettings(
+        page_size=values.pop("page_size", RunSettings().page_size),
+        halt_threshold=values.pop("halt_threshold", RunSettings().halt_threshold),
+        lease_seconds=values.pop("lease_seconds", RunSettings().lease_seconds),
+    )
+    return Settings(usman=usman, run=run, **values)
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError([(str(path), "no such configuration file")]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([(str(path), f"not valid TOML: {exc}")]) from None
+
+
+def _usman(table: Any, environ: Mapping[str, str], problems: list[tuple[str, str]]) -> UsmanConfig | None:
+    merged = {f"{_USMAN_PREFIX}{str(k).upper()}": str(v) for k, v in (table or {}).items()}
+    if "base_url" in (table or {}):
+        merged[f"{_USMAN_PREFIX}BASE_URL"] = str(table["base_url"])
+    if isinstance(table, dict) and "max_emails_per_request" in table:
+        merged[f"{_USMAN_PREFIX}MAX_EMAILS"] = str(table["max_emails_per_request"])
+    merged.update({k: v for k, v in environ.items() if k.startswith(_USMAN_PREFIX)})
+    if f"{_USMAN_PREFIX}BASE_URL" not in merged:
+        return None
+    try:
+        return UsmanConfig.from_env(merged)
+    except (TypeError, ValueError):
+        problems.append(("usman", "invalid USMAN settings (check base_url, timeouts and counts)"))
+        return None

@@ -1,0 +1,275 @@
+"""USMAN over HTTP: SSO user ids by email within a company (implements ``ports.SsoDirectory``).
+
+Wire contract (see docs/usman.md)::
+
+    POST {base_url}{path}
+    {auth_header}: {auth_scheme} {token}
+    {"company_sso_id": "...", "emails": ["a@x.example", ...]}      at most max_emails_per_request
+
+    200 {"data": [{"email": "a@x.example", "sso_id": "..."}, ...]}  users not found are absent
+
+Emails are matched case-insensitively; the result is keyed by the caller's spellings. Whenever the
+service cannot give an answer (retries exhausted, a refusal, a body of the wrong shape) the client
+raises ``UsmanUnavailable``, a ``DirectoryUnavailable``: the ActorResolver degrades those actors to
+"[Deleted CRM User]" and never drops a record. The token never appears in a repr, log line or message.
+"""
+
+from __future__ import annotations
+
+import logging
+import random as _random
+import time
+from collections.abc import Callable, Collection, Iterator, Mapping
+from types import TracebackType
+from typing import Any
+
+import httpx
+from attrs import field, frozen, validators
+
+from crm_audit_transform.errors import DirectoryUnavailable
+
+__all__ = ["UsmanClient", "UsmanConfig", "UsmanUnavailable"]
+
+log = logging.getLogger(__name__)
+
+_ENV_PREFIX = "CRM_AUDIT_USMAN_"
+
+
+@frozen
+class UsmanConfig:
+    """Where USMAN lives and how patiently to ask it. ``token`` is kept out of ``repr``."""
+
+    base_url: str
+    token: str = field(default="", repr=False)
+    path: str = "/api/v1/users/sso-ids"
+    auth_header: str = "Authorization"
+    # Prefix of the header value ("Bearer <token>"); empty sends the bare token (e.g. X-Api-Key).
+    auth_scheme: str = "Bearer"
+    connect_timeout: float = field(default=2.0, validator=validators.gt(0))
+    read_timeout: float = field(default=5.0, validator=validators.gt(0))
+    max_emails_per_request: int = field(default=100, validator=validators.ge(1))
+    # Attempts per request, the first included: 3 means up to two retries.
+    max_attempts: int = field(default=3, validator=validators.ge(1))
+    backoff_base: float = field(default=0.2, validator=validators.ge(0))
+    backoff_max: float = field(default=5.0, validator=validators.ge(0))
+    max_connections: int = field(default=10, validator=validators.ge(1))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> UsmanConfig:
+        """Read ``CRM_AUDIT_USMAN_*``: ``BASE_URL`` (required), ``TOKEN``, ``PATH``, ``AUTH_HEADER``,
+        ``AUTH_SCHEME``, ``CONNECT_TIMEOUT``, ``READ_TIMEOUT``, ``MAX_EMAILS``, ``MAX_ATTEMPTS``,
+        ``BACKOFF_BASE``, ``BACKOFF_MAX``, ``MAX_CONNECTIONS``; unset ones keep their defaults."""
+        get = {
+            key[len(_ENV_PREFIX) :]: value for key, value in environ.items() if key.startswith(_ENV_PREFIX)
+        }
+        if "BASE_URL" not in get:
+            raise ValueError(f"{_ENV_PREFIX}BASE_URL is not set")
+        options: dict[str, Any] = {"base_url": get["BASE_URL"]}
+        for name, key, kind in (
+            ("token", "TOKEN", str),
+            ("path", "PATH", str),
+            ("auth_header", "AUTH_HEADER", str),
+            ("auth_scheme", "AUTH_SCHEME", str),
+            ("connect_timeout", "CONNECT_TIMEOUT", float),
+            ("read_timeout", "READ_TIMEOUT", float),
+            ("max_emails_per_request", "MAX_EMAILS", int),
+            ("max_attempts", "MAX_ATTEMPTS", int),
+            ("backoff_base", "BACKOFF_BASE", float),
+            ("backoff_max", "BACKOFF_MAX", float),
+            ("max_connections", "MAX_CONNECTIONS", int),
+        ):
+            if key in get:
+                options[name] = kind(get[key])
+        return cls(**options)
+
+    def auth_value(self) -> str:
+        return f"{self.auth_scheme} {self.token}" if self.auth_scheme else self.token
+
+
+class UsmanUnavailable(DirectoryUnavailable):
+    """USMAN gave no usable answer; ``status_code`` is the last HTTP status seen, if any."""
+
+    def __init__(self, message: str, *, status_code: int | None = None, attempts: int = 0) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.attempts = attempts
+
+
+class _Retryable(Exception):
+    """One attempt failed in a way worth retrying; ``delay`` is a server-requested wait, if any."""
+
+    def __init__(self, message: str, status_code: int | None = None, delay: float | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.delay = delay
+
+
+class UsmanClient:
+    """A pooled, retrying USMAN client; one per process or job, closed with ``close()`` or ``with``.
+
+    ``transport`` replaces httpx's network transport (an ``httpx.MockTransport`` in unit tests);
+    ``sleep`` and ``random`` make the backoff deterministic in tests.
+    """
+
+    def __init__(
+        self,
+        config: UsmanConfig,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        random: Callable[[], float] = _random.random,
+    ) -> None:
+        self._config = config
+        self._sleep = sleep
+        self._random = random
+        # Messages name the endpoint without any userinfo a base URL might carry.
+        self._where = str(httpx.URL(config.base_url.rstrip("/") + config.path).copy_with(userinfo=b""))
+        self._http = httpx.Client(
+            base_url=config.base_url,
+            transport=transport,
+            timeout=httpx.Timeout(
+                connect=config.connect_timeout,
+                read=config.read_timeout,
+                write=config.read_timeout,
+                pool=config.connect_timeout,
+            ),
+            limits=httpx.Limits(max_connections=config.max_connections),
+            headers={"Accept": "application/json"},
+            follow_redirects=False,
+        )
+
+    def __repr__(self) -> str:
+        return f"UsmanClient({self._where!r})"
+
+    def __enter__(self) -> UsmanClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._http.is_closed
+
+    def sso_ids_by_emails(self, company_sso_id: str, emails: Collection[str]) -> Mapping[str, str]:
+        """SSO ids of the users with these emails in the company; unknown emails are absent.
+
+        Emails are sent once per case-insensitive spelling, in chunks of ``max_emails_per_request``;
+        if any chunk cannot be answered the whole call raises ``UsmanUnavailable`` (no partial answer).
+        """
+        spellings: dict[str, list[str]] = {}
+        for email in emails:
+            if email:
+                spellings.setdefault(email.casefold(), []).append(email)
+        found: dict[str, str] = {}
+        for chunk in self._chunks(sorted(spellings)):
+            wire = [spellings[key][0] for key in chunk]
+            for key, sso_id in self._ask(company_sso_id, wire).items():
+                for email in spellings.get(key, ()):
+                    found[email] = sso_id
+        return found
+
+    def _chunks(self, keys: list[str]) -> Iterator[list[str]]:
+        size = self._config.max_emails_per_request
+        for start in range(0, len(keys), size):
+            yield keys[start : start + size]
+
+    def _ask(self, company_sso_id: str, emails: list[str]) -> dict[str, str]:
+        """One chunk, with retries: casefolded email → sso id."""
+        attempts = self._config.max_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._attempt(company_sso_id, emails)
+            except _Retryable as failure:
+                if attempt == attempts:
+                    raise UsmanUnavailable(
+                        f"USMAN at {self._where} gave no answer after {attempts} attempts: {failure}",
+                        status_code=failure.status_code,
+                        attempts=attempts,
+                    ) from (failure.__cause__ or failure)
+                delay = self._backoff(attempt, failure.delay)
+                log.warning(
+                    "USMAN attempt %d/%d failed (%s); retrying in %.3fs", attempt, attempts, failure, delay
+                )
+                self._sleep(delay)
+        raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
+
+    def _attempt(self, company_sso_id: str, emails: list[str]) -> dict[str, str]:
+        try:
+            response = self._http.post(
+                self._config.path,
+                json={"company_sso_id": company_sso_id, "emails": emails},
+                headers={self._config.auth_header: self._config.auth_value()},
+            )
+        except httpx.TimeoutException as exc:
+            raise _Retryable(f"timed out ({type(exc).__name__})") from exc
+        except httpx.TransportError as exc:
+            raise _Retryable(f"connection failed ({type(exc).__name__})") from exc
+        status = response.status_code
+        if status == 429 or status >= 500:
+            raise _Retryable(f"HTTP {status}", status_code=status, delay=_retry_after(response))
+        if status != 200:
+            raise UsmanUnavailable(
+                f"USMAN at {self._where} answered HTTP {status}", status_code=status, attempts=1
+            )
+        return self._parse(response)
+
+    def _parse(self, response: httpx.Response) -> dict[str, str]:
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise UsmanUnavailable(
+                f"USMAN at {self._where} answered a body that is not JSON", status_code=200, attempts=1
+            ) from exc
+        try:
+            return _answers(body)
+        except ValueError as exc:
+            raise UsmanUnavailable(
+                f"USMAN at {self._where} answered the wrong shape: {exc}", status_code=200, attempts=1
+            ) from exc
+
+    def _backoff(self, attempt: int, requested: float | None) -> float:
+        """Exponential backoff with equal jitter; a server's Retry-After is honoured up to the cap."""
+        ceiling = min(self._config.backoff_max, self._config.backoff_base * 2.0 ** (attempt - 1))
+        delay = ceiling / 2 + self._random() * ceiling / 2
+        if requested is not None:
+            delay = max(delay, min(requested, self._config.backoff_max))
+        return delay
+
+
+def _answers(body: object) -> dict[str, str]:
+    """Validate ``{"data": [{"email", "sso_id"}, ...]}``; a null ``sso_id`` counts as not found."""
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        raise ValueError('expected an object with a "data" list')
+    found: dict[str, str] = {}
+    for index, item in enumerate(body["data"]):
+        if not isinstance(item, dict):
+            raise ValueError(f"data[{index}] is not an object")
+        email, sso_id = item.get("email"), item.get("sso_id")
+        if not isinstance(email, str):
+            raise ValueError(f"data[{index}].email is not a string")
+        if sso_id is None:
+            continue
+        if not isinstance(sso_id, str) or not sso_id:
+            raise ValueError(f"data[{index}].sso_id is not a non-empty string")
+        key = email.casefold()
+        if found.setdefault(key, sso_id) != sso_id:
+            raise ValueError(f"data[{index}]: one email with two different sso ids")
+    return found
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value: str = response.headers.get("Retry-After", "")
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None  # absent, or an HTTP date: the backoff schedule decides
+    return seconds if seconds >= 0 else None

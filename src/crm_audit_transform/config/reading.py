@@ -1,0 +1,153 @@
+"""Reading a mapping configuration from YAML: cattrs structures it, then the rules are checked.
+
+Every problem is collected with the path of its key (``$.types['Crm::Deal'].category``) and
+raised together as one :class:`~crm_audit_transform.errors.ConfigError`, so a user fixes a file in
+one pass instead of one error at a time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+import cattrs
+import yaml
+
+from ..errors import ConfigError
+from .model import AUDIT_ACTIONS, MappingConfig
+
+T = TypeVar("T")
+
+DEFAULT_CONFIG_RESOURCE = "default_mapping.yaml"
+
+
+def _strict(kind: type[T], name: str) -> Callable[[Any, Any], T]:
+    # cattrs would turn 5 into "5" or "10" into 10; a mapping file with the wrong type is a mistake.
+    def structure(value: Any, _: Any) -> T:
+        if type(value) is not kind:
+            raise TypeError(f"expected {name}, got {type(value).__name__} {value!r}")
+        return value
+
+    return structure
+
+
+def _make_converter() -> cattrs.Converter:
+    converter = cattrs.Converter(forbid_extra_keys=True)
+    converter.register_structure_hook(str, _strict(str, "a string"))
+    converter.register_structure_hook(int, _strict(int, "an integer"))
+    converter.register_structure_hook(bool, _strict(bool, "true or false"))
+    return converter
+
+
+_CONVERTER = _make_converter()
+
+
+def load_config(path_or_text: str | os.PathLike[str]) -> MappingConfig:
+    """Read a mapping configuration from a file path or from YAML text.
+
+    A ``PathLike`` is always a path; a ``str`` is YAML text when it spans several lines or starts
+    with ``{``, else the path of a file.
+    """
+    if isinstance(path_or_text, str) and ("\n" in path_or_text or path_or_text.lstrip().startswith("{")):
+        text, origin = path_or_text, "<text>"
+    else:
+        path = Path(path_or_text)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError([("$", f"cannot read {path}: {exc}")]) from exc
+        origin = str(path)
+    return _parse(text, origin=origin)
+
+
+def load_default_config() -> MappingConfig:
+    """The configuration shipped with the package (fits the CRM of the audited 5.8.0 corpus)."""
+    resource = resources.files("crm_audit_transform").joinpath("data", DEFAULT_CONFIG_RESOURCE)
+    text = resource.read_text("utf-8")
+    return _parse(text, origin=DEFAULT_CONFIG_RESOURCE)
+
+
+def _parse(text: str, *, origin: str = "<text>") -> MappingConfig:
+    """Structure and validate YAML text; raise ``ConfigError`` listing every problem found."""
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([("$", f"{origin} is not valid YAML: {exc}")]) from exc
+    if not isinstance(document, Mapping):
+        raise ConfigError([("$", f"{origin} must be a mapping, found {type(document).__name__}")])
+    try:
+        config = _CONVERTER.structure(document, MappingConfig)
+    except cattrs.BaseValidationError as exc:
+        raise ConfigError(_paths(exc)) from exc
+    problems = _validate(config)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _paths(exc: cattrs.BaseValidationError) -> list[tuple[str, str]]:
+    problems = []
+    for line in cattrs.transform_error(exc, path="$"):
+        message, _, path = line.rpartition(" @ ")
+        problems.append((path or "$", message or line))
+    return problems
+
+
+def _validate(config: MappingConfig) -> list[tuple[str, str]]:
+    """Rules the types alone cannot express; returns every ``(path, message)`` found."""
+    problems: list[tuple[str, str]] = []
+
+    def need(ok: bool, path: str, message: str) -> None:
+        if not ok:
+            problems.append((path, message))
+
+    need(config.version == 1, "$.version", f"unsupported version {config.version}; this library reads 1")
+    need(bool(config.person_class), "$.person_class", "must not be empty")
+    _check_actions(config.actions, "$.actions", AUDIT_ACTIONS, need, complete=True)
+    _check_actions(config.link_actions, "$.link_actions", ("create", "destroy"), need, complete=True)
+    need(bool(config.comment.person_id_keys), "$.comment.person_id_keys", "name at least one key")
+    need(bool(config.actor.user_class), "$.actor.user_class", "must not be empty")
+    need(bool(config.types), "$.types", "map at least one auditable_type")
+    used_id_sets: set[str] = set()
+    for name, mapping in config.types.items():
+        at = f"$.types[{name!r}]"
+        need(bool(name), at, "an auditable_type must not be empty")
+        need(bool(mapping.category), f"{at}.category", "must not be empty")
+        if mapping.actions is not None:
+            _check_actions(mapping.actions, f"{at}.actions", AUDIT_ACTIONS, need, complete=False)
+        if mapping.link is not None:
+            need(bool(mapping.link.entity_type), f"{at}.link.entity_type", "must not be empty")
+            need(bool(mapping.link.id_column), f"{at}.link.id_column", "must not be empty")
+        for index, rule in enumerate(mapping.status_rules):
+            rule_at = f"{at}.status_rules[{index}]"
+            need(bool(rule.column), f"{rule_at}.column", "must not be empty")
+            need(bool(rule.id_set), f"{rule_at}.id_set", "must not be empty")
+            need(bool(rule.action), f"{rule_at}.action", "must not be empty")
+            used_id_sets.add(rule.id_set)
+    for tenant, tenant_config in config.tenants.items():
+        for id_set in tenant_config.id_sets:
+            need(
+                id_set in used_id_sets,
+                f"$.tenants[{tenant!r}].id_sets[{id_set!r}]",
+                f"no status rule uses this id-set (known: {', '.join(sorted(used_id_sets)) or 'none'})",
+            )
+    return problems
+
+
+def _check_actions(
+    actions: Mapping[str, str],
+    at: str,
+    allowed: tuple[str, ...],
+    need: Callable[[bool, str, str], None],
+    *,
+    complete: bool,
+) -> None:
+    for key, value in actions.items():
+        need(key in allowed, f"{at}[{key!r}]", f"not an audit action (one of {', '.join(allowed)})")
+        need(bool(value), f"{at}[{key!r}]", "must not be empty")
+    if complete:
+        for key in allowed:
+            need(key in actions, f"{at}[{key!r}]", "missing")

@@ -1,0 +1,79 @@
+"""ContactResolver: which CDP contact a row belongs to.
+
+Candidate CRM person ids, in order: the ``comment`` JSON object's person id key(s); the person
+id column(s) of the changes (an update's new value, or its old one when the new is nil, so an
+unassigned record still lands on the contact it left); ``associated_id`` when it names a person;
+``auditable_id`` when the row is a person's. The first candidate with a contact of this company
+wins; none → ``contact_not_found``. Contacts come from the page's lookup context, which holds
+only the company's contacts (never a cross-tenant read).
+"""
+
+from __future__ import annotations
+
+import json
+
+from .. import reasons
+from ..config import MappingConfig
+from ..domain import AuditRow, Contact
+from ..lookup import LookupContext
+from ..values import Changes, Value
+from ._ids import as_id
+from .verdict import Rejection
+
+
+class ContactResolver:
+    __slots__ = ("_comment_keys", "_person_class", "_person_columns")
+
+    def __init__(self, config: MappingConfig) -> None:
+        self._comment_keys = config.comment.person_id_keys
+        self._person_class = config.person_class
+        self._person_columns = {name: m.person_id_columns for name, m in config.types.items()}
+
+    def candidates(self, row: AuditRow, changes: Changes | None) -> tuple[int, ...]:
+        """Every person id the row names, in the order they are tried, without repeats."""
+        found: list[int] = []
+        comment_id = self._comment_person_id(row.comment)
+        if comment_id is not None:
+            found.append(comment_id)
+        if changes is not None:
+            for column in self._person_columns.get(row.auditable_type, ()):
+                person_id = _person_id_in(changes.get(column))
+                if person_id is not None:
+                    found.append(person_id)
+        if row.associated_type == self._person_class and row.associated_id is not None:
+            found.append(row.associated_id)
+        if row.auditable_type == self._person_class and row.auditable_id is not None:
+            found.append(row.auditable_id)
+        return tuple(dict.fromkeys(found))
+
+    def resolve(
+        self, candidates: tuple[int, ...], ctx: LookupContext, company_sso_id: str
+    ) -> tuple[int, Contact] | Rejection:
+        for person_id in candidates:
+            contact = ctx.contacts.get(person_id)
+            if contact is not None and contact.company_sso_id == company_sso_id:
+                return person_id, contact
+        tried = ", ".join(map(str, candidates)) or "none named by the row"
+        return Rejection(reasons.CONTACT_NOT_FOUND, f"no contact for CRM person id(s): {tried}")
+
+    def _comment_person_id(self, comment: str | None) -> int | None:
+        if not comment or not comment.lstrip().startswith("{"):
+            return None
+        try:
+            parsed = json.loads(comment)
+        except (ValueError, RecursionError):  # free text that merely starts with a brace
+            return None
+        if not isinstance(parsed, dict):
+            return None
+        for key in self._comment_keys:
+            person_id = as_id(parsed.get(key))
+            if person_id is not None:
+                return person_id
+        return None
+
+
+def _person_id_in(value: Value) -> int | None:
+    if isinstance(value, list) and len(value) == 2:
+        new = as_id(value[1])
+        return new if new is not None else as_id(value[0])
+    return as_id(value)

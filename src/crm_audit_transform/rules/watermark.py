@@ -1,0 +1,25 @@
+"""SyncWatermark: the contact's ``created_at`` is when the live feed took over its history.
+
+An audit at or after it belongs to the live CRM → CDP feed, so migrating it would duplicate a
+log; it is skipped as ``post_sync_live_feed``. The contact is the one already resolved, so this
+costs no lookup.
+"""
+
+from __future__ import annotations
+
+from .. import reasons
+from ..domain import AuditRow, Contact
+from .verdict import Rejection
+
+
+class SyncWatermark:
+    __slots__ = ()
+
+    def check(self, row: AuditRow, contact: Contact) -> Rejection | None:
+        if row.created_at >= contact.created_at:
+            return Rejection(
+                reasons.POST_SYNC_LIVE_FEED,
+                f"audit at {row.created_at.isoformat()} is not before the contact's sync at "
+                f"{contact.created_at.isoformat()}",
+            )
+        return None

@@ -1,0 +1,34 @@
+"""In-memory implementations of every port, for tests — ours and those of users of the library.
+
+They are real adapters (not mocks): each keeps its data in dicts and honours the port's contract.
+"""
+
+from __future__ import annotations
+
+from .lookups import (
+    InMemoryContactDirectory,
+    InMemoryEntityDirectory,
+    InMemoryPeopleCounter,
+    InMemorySsoDirectory,
+    InMemoryUserDirectory,
+)
+from .stores import (
+    FixedClock,
+    InMemoryActivityLogStore,
+    InMemoryAuditSource,
+    InMemoryJobStore,
+    StaticFeatureFlags,
+)
+
+__all__ = [
+    "FixedClock",
+    "InMemoryActivityLogStore",
+    "InMemoryAuditSource",
+    "InMemoryContactDirectory",
+    "InMemoryEntityDirectory",
+    "InMemoryJobStore",
+    "InMemoryPeopleCounter",
+    "InMemorySsoDirectory",
+    "InMemoryUserDirectory",
+    "StaticFeatureFlags",
+]

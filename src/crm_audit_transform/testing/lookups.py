@@ -1,0 +1,110 @@
+"""In-memory lookup ports: real implementations of the Protocols, for tests and users' own tests.
+
+Each records its calls (``.calls``) so a test can pin "one call per port per page".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+
+from ..domain import Contact, CrmUser, EntityRef
+from ..errors import DirectoryUnavailable
+
+
+class InMemoryUserDirectory:
+    """CRM users per tenant; ids whose row is gone are simply not given."""
+
+    def __init__(self, users: Mapping[str, Iterable[CrmUser]] | None = None) -> None:
+        self._users = {tenant: {u.id: u for u in rows} for tenant, rows in (users or {}).items()}
+        self.calls: list[tuple[str, tuple[int, ...]]] = []
+
+    def add(self, tenant: str, user: CrmUser) -> None:
+        self._users.setdefault(tenant, {})[user.id] = user
+
+    def users_by_ids(self, tenant: str, ids: Collection[int]) -> Mapping[int, CrmUser]:
+        self.calls.append((tenant, tuple(ids)))
+        known = self._users.get(tenant, {})
+        return {i: known[i] for i in ids if i in known}
+
+
+class InMemorySsoDirectory:
+    """SSO ids by email (the same for every company unless given per company); can be made to fail."""
+
+    def __init__(
+        self,
+        sso_ids: Mapping[str, str] | None = None,
+        *,
+        per_company: Mapping[str, Mapping[str, str]] | None = None,
+        failing: bool = False,
+    ) -> None:
+        self._sso_ids = dict(sso_ids or {})
+        self._per_company = {company: dict(ids) for company, ids in (per_company or {}).items()}
+        self.failing = failing
+        self.calls: list[tuple[str, tuple[str, ...]]] = []
+
+    def sso_ids_by_emails(self, company_sso_id: str, emails: Collection[str]) -> Mapping[str, str]:
+        self.calls.append((company_sso_id, tuple(emails)))
+        if self.failing:
+            raise DirectoryUnavailable("SSO directory is failing (in-memory, on request)")
+        known = self._per_company.get(company_sso_id, self._sso_ids)
+        return {e: known[e] for e in emails if e in known}
+
+
+class InMemoryContactDirectory:
+    """CDP contacts, looked up by (company_sso_id, crm person id) only."""
+
+    def __init__(self, contacts: Iterable[Contact] = ()) -> None:
+        self._contacts: dict[tuple[str, int], Contact] = {}
+        self.calls: list[tuple[str, tuple[int, ...]]] = []
+        for contact in contacts:
+            self.add(contact)
+
+    def add(self, contact: Contact) -> None:
+        self._contacts[(contact.company_sso_id, contact.crm_person_id)] = contact
+
+    def contacts_by_crm_ids(
+        self, company_sso_id: str, crm_person_ids: Collection[int]
+    ) -> Mapping[int, Contact]:
+        self.calls.append((company_sso_id, tuple(crm_person_ids)))
+        found = {}
+        for person_id in crm_person_ids:
+            contact = self._contacts.get((company_sso_id, person_id))
+            if contact is not None:
+                found[person_id] = contact
+        return found
+
+    def count_with_crm_id(self, company_sso_id: str) -> int:
+        return sum(1 for company, _ in self._contacts if company == company_sso_id)
+
+
+class InMemoryEntityDirectory:
+    """CRM entities per tenant; a deleted one is kept with ``exists=False``."""
+
+    def __init__(self, entities: Mapping[str, Iterable[EntityRef]] | None = None) -> None:
+        self._entities: dict[tuple[str, str, int], EntityRef] = {}
+        self.calls: list[tuple[str, str, tuple[int, ...]]] = []
+        for tenant, refs in (entities or {}).items():
+            for ref in refs:
+                self.add(tenant, ref)
+
+    def add(self, tenant: str, ref: EntityRef) -> None:
+        self._entities[(tenant, ref.entity_type, ref.id)] = ref
+
+    def entities_by_ids(self, tenant: str, entity_type: str, ids: Collection[int]) -> Mapping[int, EntityRef]:
+        self.calls.append((tenant, entity_type, tuple(ids)))
+        found = {}
+        for entity_id in ids:
+            ref = self._entities.get((tenant, entity_type, entity_id))
+            if ref is not None:
+                found[entity_id] = ref
+        return found
+
+
+class InMemoryPeopleCounter:
+    """The CRM's people count per tenant (0 for an unknown tenant)."""
+
+    def __init__(self, counts: Mapping[str, int] | None = None) -> None:
+        self._counts = dict(counts or {})
+
+    def count_people(self, tenant: str) -> int:
+        return self._counts.get(tenant, 0)

@@ -1,0 +1,203 @@
+"""In-memory audit source, activity-log store, job store, feature flags and clock.
+
+They honour the same contracts as the real adapters — the unique ``(company_sso_id, external_id)``
+rule of the activity-log index, one in-progress job per account, atomic leases — so a use case
+tested against them behaves the same against MongoDB and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection, Iterable, Sequence
+
+import attrs
+
+from .. import reasons
+from ..domain import SOURCE_TAG, ActivityLog, AuditRow, ScopeBounds, WriteResult
+from ..errors import JobAlreadyRunning, JobNotFound, LeaseHeld
+from ..jobs import IN_PROGRESS, MigrationJob
+
+__all__ = [
+    "FixedClock",
+    "InMemoryActivityLogStore",
+    "InMemoryAuditSource",
+    "InMemoryJobStore",
+    "StaticFeatureFlags",
+]
+
+
+class InMemoryAuditSource:
+    """The ``audits`` tables of several tenants, paged by keyset exactly like the SQL query."""
+
+    __slots__ = ("_rows",)
+
+    def __init__(self, rows: Iterable[AuditRow] = ()) -> None:
+        self._rows: dict[str, dict[int, AuditRow]] = {}
+        for row in rows:
+            self.add(row)
+
+    def add(self, row: AuditRow) -> None:
+        self._rows.setdefault(row.tenant, {})[row.id] = row
+
+    def _in_scope(self, tenant: str, scope: Sequence[str], cutoff: dt.datetime | None) -> list[AuditRow]:
+        wanted = set(scope)
+        rows = self._rows.get(tenant, {}).values()
+        return sorted(
+            (r for r in rows if r.auditable_type in wanted and (cutoff is None or r.created_at >= cutoff)),
+            key=lambda r: r.id,
+        )
+
+    def scope_bounds(
+        self, tenant: str, scope: Sequence[str], cutoff: dt.datetime | None
+    ) -> ScopeBounds | None:
+        rows = self._in_scope(tenant, scope, cutoff)
+        if not rows:
+            return None
+        oldest = min(r.created_at for r in rows)
+        return ScopeBounds(rows[0].id, rows[-1].id, oldest, len(rows))
+
+    def page(
+        self, tenant: str, scope: Sequence[str], *, after_id: int, cutoff: dt.datetime, limit: int
+    ) -> Sequence[AuditRow]:
+        rows = [r for r in self._in_scope(tenant, scope, cutoff) if r.id > after_id]
+        return tuple(rows[:limit])
+
+    def audit_by_id(self, tenant: str, audit_id: int) -> AuditRow | None:
+        return self._rows.get(tenant, {}).get(audit_id)
+
+
+class InMemoryActivityLogStore:
+    """The CDP timeline: native logs (no ``external_id``) and migrated ones, unique per company."""
+
+    __slots__ = ("_logs",)
+
+    def __init__(self, logs: Iterable[ActivityLog] = ()) -> None:
+        self._logs: list[ActivityLog] = []
+        for log in logs:
+            self._logs.append(log)
+
+    @property
+    def logs(self) -> tuple[ActivityLog, ...]:
+        """Every stored log in insertion order."""
+        return tuple(self._logs)
+
+    def add_native(self, log: ActivityLog) -> None:
+        """Store a live-feed log as the CDP itself would: no ``external_id``, never ours."""
+        self._logs.append(log)
+
+    def _keys(self) -> set[tuple[str, str]]:
+        return {(log.company_sso_id, log.external_id) for log in self._logs if log.external_id}
+
+    def insert_batch(self, logs: Sequence[ActivityLog]) -> Sequence[WriteResult]:
+        # Unordered insert against the partial unique index: each duplicate is reported, the rest land.
+        keys = self._keys()
+        results: list[WriteResult] = []
+        for log in logs:
+            key = (log.company_sso_id, log.external_id)
+            if log.external_id and key in keys:
+                results.append(WriteResult(log.external_id, "skipped", reasons.DUPLICATE_EXTERNAL_ID))
+                continue
+            self._logs.append(log)
+            if log.external_id:
+                keys.add(key)
+            results.append(WriteResult(log.external_id, "inserted"))
+        return tuple(results)
+
+    def delete_migrated(self, company_sso_id: str) -> int:
+        keep = [
+            log
+            for log in self._logs
+            if not (log.company_sso_id == company_sso_id and log.source_tag == SOURCE_TAG)
+        ]
+        deleted = len(self._logs) - len(keep)
+        self._logs = keep
+        return deleted
+
+    def count_migrated(self, company_sso_id: str) -> int:
+        return sum(
+            1 for log in self._logs if log.company_sso_id == company_sso_id and log.source_tag == SOURCE_TAG
+        )
+
+
+class InMemoryJobStore:
+    """Job documents by id; a second in-progress job for one account is refused like the index does."""
+
+    __slots__ = ("_jobs",)
+
+    def __init__(self, jobs: Iterable[MigrationJob] = ()) -> None:
+        self._jobs: dict[str, MigrationJob] = {}
+        for job in jobs:
+            self._jobs[job.job_id] = job
+
+    @property
+    def jobs(self) -> tuple[MigrationJob, ...]:
+        return tuple(self._jobs.values())
+
+    def create(self, job: MigrationJob) -> None:
+        if job.status == IN_PROGRESS and any(
+            j.company_sso_id == job.company_sso_id and j.status == IN_PROGRESS for j in self._jobs.values()
+        ):
+            raise JobAlreadyRunning(f"company {job.company_sso_id} already has a job in progress")
+        if job.job_id in self._jobs:
+            raise JobAlreadyRunning(f"job {job.job_id} already exists")
+        self._jobs[job.job_id] = job
+
+    def latest(self, company_sso_id: str) -> MigrationJob | None:
+        mine = [j for j in self._jobs.values() if j.company_sso_id == company_sso_id]
+        # Insertion order breaks ties between jobs created at the same instant.
+        return max(enumerate(mine), key=lambda pair: (pair[1].created_at, pair[0]))[1] if mine else None
+
+    def save(self, job: MigrationJob) -> None:
+        if job.job_id not in self._jobs:
+            raise JobNotFound(f"no job {job.job_id}")
+        self._jobs[job.job_id] = job
+
+    def acquire_lease(
+        self, job_id: str, owner: str, now: dt.datetime, expires_at: dt.datetime
+    ) -> MigrationJob:
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise JobNotFound(f"no job {job_id}")
+        free = (
+            job.lease_owner is None
+            or job.lease_owner == owner
+            or job.lease_expires_at is None
+            or job.lease_expires_at <= now
+        )
+        if not free:
+            raise LeaseHeld(f"job {job_id} is held by {job.lease_owner} until {job.lease_expires_at}")
+        leased = attrs.evolve(job, lease_owner=owner, lease_expires_at=expires_at)
+        self._jobs[job_id] = leased
+        return leased
+
+
+class StaticFeatureFlags:
+    """Flags switched on for a fixed set of accounts, or for every account with ``"*"``."""
+
+    __slots__ = ("_enabled",)
+
+    def __init__(self, enabled: Collection[str] | str = ()) -> None:
+        self._enabled = frozenset({enabled} if isinstance(enabled, str) else enabled)
+
+    def is_enabled(self, company_sso_id: str) -> bool:
+        return "*" in self._enabled or company_sso_id in self._enabled
+
+
+class FixedClock:
+    """A clock that only moves when told to: ``advance`` steps it, ``set`` jumps it."""
+
+    __slots__ = ("_now",)
+
+    def __init__(self, now: dt.datetime | None = None) -> None:
+        self._now = (now or dt.datetime(2025, 1, 1, tzinfo=dt.UTC)).astimezone(dt.UTC)
+
+    def now(self) -> dt.datetime:
+        return self._now
+
+    def advance(self, delta: dt.timedelta | float) -> None:
+        """Move forward by a ``timedelta`` or a number of seconds."""
+        step = delta if isinstance(delta, dt.timedelta) else dt.timedelta(seconds=delta)
+        self._now += step
+
+    def set(self, now: dt.datetime) -> None:
+        self._now = now.astimezone(dt.UTC)

@@ -1,0 +1,281 @@
+"""The Transformer: every audit row to exactly one reasoned outcome, in a fixed order of stages.
+
+    row checks → scope → load → contact → watermark → changes → actor → log
+
+``prepare`` loads each row's ``audited_changes`` once and lists the ids it names; ``plan`` gathers a
+page's ids into one :class:`~crm_audit_transform.lookup.LookupRequest`; the runner fetches them
+(:func:`~crm_audit_transform.lookup.fetch_lookups`); ``transform`` then reads only values. Nothing
+raises out of ``prepare`` or ``transform``: a bad row becomes a ``Failed`` outcome.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+
+from attrs import frozen
+
+from . import reasons
+from .config import MappingConfig
+from .domain import ActivityLog, AuditRow, Failed, Migrated, Outcome, Skipped
+from .errors import AuditedChangesError
+from .loading import LoaderLimits, load_audited_changes
+from .lookup import LookupContext, LookupRequest
+from .rules.actor import ActorResolver
+from .rules.category import CategoryMapper, MappedCategory
+from .rules.changes import ChangesExtractor
+from .rules.contact import ContactResolver
+from .rules.verdict import Rejection
+from .rules.watermark import SyncWatermark
+from .tally import Tally
+from .values import Changes, Value
+
+MIGRATED = "migrated"
+PASSED = "pass"
+
+
+@frozen
+class PreparedRow:
+    """A row with its changes loaded once, or the failure that loading (or checking it) gave."""
+
+    row: AuditRow
+    changes: Changes | None = None
+    problem: Failed | None = None
+    person_ids: tuple[int, ...] = ()
+    user_id: int | None = None
+
+
+@frozen
+class PageResult:
+    """One outcome per prepared row, in order, and their counts (fallthroughs included)."""
+
+    outcomes: tuple[Outcome, ...]
+    tally: Tally
+
+
+@frozen
+class StageDecision:
+    """What one stage decided about a row: ``pass``, ``skipped``, ``failed`` or ``migrated``."""
+
+    stage: str
+    verdict: str
+    detail: str = ""
+
+
+def external_id(tenant: str, audit_id: int) -> str:
+    """``crm:{tenant}:audit:{id}``: deterministic, and names the CRM row it came from."""
+    return f"crm:{tenant}:audit:{audit_id}"
+
+
+class Transformer:
+    """Runs the rules of a :class:`MappingConfig` over pages of audit rows."""
+
+    __slots__ = ("_actor", "_category", "_changes", "_contact", "_limits", "_watermark")
+
+    def __init__(self, config: MappingConfig, *, limits: LoaderLimits | None = None) -> None:
+        self._category = CategoryMapper(config)
+        self._changes = ChangesExtractor(config)
+        self._actor = ActorResolver(config)
+        self._contact = ContactResolver(config)
+        self._watermark = SyncWatermark()
+        self._limits = limits
+
+    @property
+    def scope(self) -> tuple[str, ...]:
+        """The auditable types in scope, in configuration order."""
+        return self._category.scope
+
+    def prepare(self, rows: Iterable[AuditRow]) -> tuple[PreparedRow, ...]:
+        return tuple(self.prepare_row(row) for row in rows)
+
+    def prepare_row(self, row: AuditRow) -> PreparedRow:
+        try:
+            problem = _row_problem(row)
+            if problem is not None:
+                return PreparedRow(row, problem=Failed(_audit_id(row), reasons.INVALID_AUDIT_ROW, problem))
+            if not self._category.in_scope(row.auditable_type):
+                return PreparedRow(row)  # skipped at the scope stage: no need to load it
+            changes, failure = self._load(row)
+            return PreparedRow(
+                row,
+                changes=changes,
+                problem=failure,
+                person_ids=self._contact.candidates(row, changes),
+                user_id=self._actor.user_id(row),
+            )
+        except Exception as exc:  # any row, however broken, must end as an outcome
+            return PreparedRow(row, problem=_unexpected(row, exc))
+
+    def plan(self, prepared: Sequence[PreparedRow]) -> LookupRequest:
+        """Every CRM user id and person id the page's rows may need."""
+        return LookupRequest(
+            user_ids=[p.user_id for p in prepared if p.user_id is not None and p.problem is None],
+            person_ids=[pid for p in prepared if p.problem is None for pid in p.person_ids],
+        )
+
+    def transform(
+        self, prepared: Sequence[PreparedRow], ctx: LookupContext, *, company_sso_id: str
+    ) -> PageResult:
+        outcomes: list[Outcome] = []
+        fallthrough = 0
+        for item in prepared:
+            outcome, fell_through = self._run(item, ctx, company_sso_id, None)
+            outcomes.append(outcome)
+            fallthrough += fell_through
+        return PageResult(tuple(outcomes), Tally.of(outcomes, fallthrough=fallthrough))
+
+    def explain(self, row: AuditRow, ctx: LookupContext, *, company_sso_id: str) -> tuple[StageDecision, ...]:
+        """The decision of every stage the row went through, ending with its outcome."""
+        trace: list[StageDecision] = []
+        self._run(self.prepare_row(row), ctx, company_sso_id, trace)
+        return tuple(trace)
+
+    def _load(self, row: AuditRow) -> tuple[Changes | None, Failed | None]:
+        try:
+            return load_audited_changes(row.audited_changes, self._limits), None
+        except AuditedChangesError as exc:
+            detail = f"{exc.reason}: {exc}"
+        except Exception as exc:  # a loader bug must not take the page down with it
+            detail = f"unexpected {type(exc).__name__}: {exc}"
+        return None, Failed(row.id, reasons.MALFORMED_AUDITED_CHANGES, detail)
+
+    def _run(
+        self, item: PreparedRow, ctx: LookupContext, company_sso_id: str, trace: list[StageDecision] | None
+    ) -> tuple[Outcome, bool]:
+        try:
+            return self._stages(item, ctx, company_sso_id, trace)
+        except Exception as exc:
+            outcome = _unexpected(item.row, exc)
+            _note(trace, "row", "failed", outcome.detail)
+            return outcome, False
+
+    def _stages(
+        self, item: PreparedRow, ctx: LookupContext, company_sso_id: str, trace: list[StageDecision] | None
+    ) -> tuple[Outcome, bool]:
+        row = item.row
+        if item.problem is not None and item.problem.reason == reasons.INVALID_AUDIT_ROW:
+            _note(trace, "row", "failed", item.problem.detail)
+            return item.problem, False
+        if ctx.tenant is not None and row.tenant != ctx.tenant:
+            detail = f"row of tenant {row.tenant!r} in a page looked up for tenant {ctx.tenant!r}"
+            _note(trace, "row", "failed", detail)
+            return Failed(row.id, reasons.INVALID_AUDIT_ROW, detail), False
+        _note(trace, "row", PASSED)
+        if not self._category.in_scope(row.auditable_type):
+            unmapped = Rejection(
+                reasons.UNMAPPED_ACTION_TYPE, f"auditable_type {row.auditable_type!r} is not mapped"
+            )
+            return self._reject(row, "scope", unmapped, trace)
+        _note(trace, "scope", PASSED, row.auditable_type)
+        if item.problem is not None or item.changes is None:
+            problem = item.problem or Failed(row.id, reasons.MALFORMED_AUDITED_CHANGES, "not loaded")
+            _note(trace, "load", "failed", problem.detail)
+            return problem, False
+        changes = item.changes
+        _note(trace, "load", PASSED, f"{len(changes)} column(s)")
+        category = self._category.map(row.tenant, row.auditable_type, row.auditable_id, row.action, changes)
+        if isinstance(category, Rejection):
+            return self._reject(row, "scope", category, trace)
+        found = self._contact.resolve(item.person_ids, ctx, company_sso_id)
+        if isinstance(found, Rejection):
+            return self._reject(row, "contact", found, trace)
+        person_id, contact = found
+        _note(trace, "contact", PASSED, f"crm person {person_id} → contact {contact.id}")
+        late = self._watermark.check(row, contact)
+        if late is not None:
+            return self._reject(row, "watermark", late, trace)
+        _note(trace, "watermark", PASSED, f"before {contact.created_at.isoformat()}")
+        field_changes = self._changes.extract(row.auditable_type, row.action, changes)
+        if isinstance(field_changes, Rejection):
+            return self._reject(row, "changes", field_changes, trace)
+        _note(trace, "changes", PASSED, f"{len(field_changes)} change(s)")
+        actor = self._actor.resolve(row, ctx)
+        why = "" if ctx.sso_available else " (SSO directory unavailable)"
+        _note(trace, "actor", PASSED, f"{actor.kind}: {actor.name}{why}")
+        log = ActivityLog(
+            company_sso_id=company_sso_id,
+            customer_id=contact.id,
+            category=category.category,
+            action=category.action,
+            actor=actor,
+            changes=field_changes,
+            timestamp=row.created_at,
+            external_id=external_id(row.tenant, row.id),
+            metadata=_metadata(row, person_id, category),
+        )
+        _note(trace, "log", MIGRATED, f"{log.category}/{log.action} {log.external_id}")
+        return Migrated(row.id, log), category.fallthrough
+
+    @staticmethod
+    def _reject(
+        row: AuditRow, stage: str, rejection: Rejection, trace: list[StageDecision] | None
+    ) -> tuple[Outcome, bool]:
+        verdict = "skipped" if rejection.skip else "failed"
+        _note(trace, stage, verdict, f"{rejection.reason}: {rejection.detail}")
+        if rejection.skip:
+            return Skipped(row.id, rejection.reason, rejection.detail), False
+        return Failed(row.id, rejection.reason, rejection.detail), False
+
+
+def _note(trace: list[StageDecision] | None, stage: str, verdict: str, detail: str = "") -> None:
+    if trace is not None:
+        trace.append(StageDecision(stage, verdict, detail))
+
+
+def _metadata(row: AuditRow, person_id: int, category: MappedCategory) -> dict[str, Value]:
+    # Keys with no value are left out: enrichment adds missing keys, it never overwrites.
+    metadata: dict[str, Value] = {
+        "crm_audit_id": row.id,
+        "crm_tenant": row.tenant,
+        "auditable_type": row.auditable_type,
+    }
+    if row.auditable_id is not None:
+        metadata["auditable_id"] = row.auditable_id
+    metadata["crm_person_id"] = person_id
+    if row.request_uuid:
+        metadata["request_uuid"] = row.request_uuid
+    if row.user_id is None and row.username:
+        metadata["username"] = row.username
+    if category.linked_entity_type is not None:
+        metadata["linked_entity_type"] = category.linked_entity_type
+        if category.linked_entity_id is not None:
+            metadata["linked_entity_id"] = category.linked_entity_id
+    return metadata
+
+
+_OPTIONAL_INTS = ("auditable_id", "associated_id", "user_id", "version")
+_OPTIONAL_STRS = ("associated_type", "user_type", "username", "comment", "remote_address", "request_uuid")
+
+
+def _row_problem(row: AuditRow) -> str | None:
+    """Why a row cannot be processed at all (wrong types from a careless source), or None."""
+    if not isinstance(row, AuditRow):
+        return f"not an AuditRow: {type(row).__name__}"
+    if type(row.id) is not int:
+        return f"id must be an integer, got {row.id!r}"
+    for name in ("tenant", "auditable_type", "action"):
+        value = getattr(row, name)
+        if not isinstance(value, str) or not value:
+            return f"{name} must be a non-empty string, got {value!r}"
+    for name in _OPTIONAL_INTS:
+        value = getattr(row, name)
+        if value is not None and type(value) is not int:
+            return f"{name} must be an integer or null, got {value!r}"
+    for name in _OPTIONAL_STRS:
+        value = getattr(row, name)
+        if value is not None and not isinstance(value, str):
+            return f"{name} must be a string or null, got {value!r}"
+    created_at = row.created_at
+    if not isinstance(created_at, dt.datetime) or created_at.utcoffset() != dt.timedelta(0):
+        return f"created_at must be a UTC datetime, got {created_at!r}"
+    return None
+
+
+def _audit_id(row: object) -> int:
+    # A row whose id is not an integer still gets its one outcome; -1 marks the id as unusable.
+    audit_id = getattr(row, "id", None)
+    return audit_id if type(audit_id) is int else -1
+
+
+def _unexpected(row: object, exc: Exception) -> Failed:
+    return Failed(_audit_id(row), reasons.INVALID_AUDIT_ROW, f"unexpected {type(exc).__name__}: {exc}")

@@ -1,0 +1,38 @@
+"""Use cases: plain functions and small classes that drive the ports.
+
+``MigrateBatch`` writes one batch; ``trigger`` guards and creates a job; ``run_job`` moves a job
+from its cursor to the end; ``migration_status``, ``rollback`` and ``explain_audit`` serve ops.
+"""
+
+from __future__ import annotations
+
+from .explain import ExplainPorts, Explanation, explain_audit
+from .guards import DEFAULT_COVERAGE_THRESHOLD, TriggerPorts, check_guards, contact_coverage, new_job, trigger
+from .migrate_batch import MAX_BATCH_SIZE, MigrateBatch
+from .rollback import RollbackResult, rollback
+from .run import RunPorts, RunResult, run_job
+from .settings import RunSettings
+from .status import MigrationStatus, counts_of, migration_status
+
+__all__ = [
+    "DEFAULT_COVERAGE_THRESHOLD",
+    "MAX_BATCH_SIZE",
+    "ExplainPorts",
+    "Explanation",
+    "MigrateBatch",
+    "MigrationStatus",
+    "RollbackResult",
+    "RunPorts",
+    "RunResult",
+    "RunSettings",
+    "TriggerPorts",
+    "check_guards",
+    "contact_coverage",
+    "counts_of",
+    "explain_audit",
+    "migration_status",
+    "new_job",
+    "rollback",
+    "run_job",
+    "trigger",
+]

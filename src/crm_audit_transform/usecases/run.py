@@ -1,0 +1,283 @@
+"""The run loop: one account's job from its cursor to the end, one durable step per batch.
+
+Each page of 500 rows (keyset on ``id`` from ``job.last_audit_id``) is prepared, planned, looked
+up (one call per port) and transformed; its rows are then cut into *steps* that hold at most 20
+logs to write. After every step the cursor (the id of the step's last row: skipped and failed
+rows before it are covered too) and the counts are saved in one job write. So a crash anywhere
+leaves a job whose cursor and counts describe exactly the rows behind it, and the next run
+replays at most one step.
+
+Counting rule for replays: a step replayed after a crash between its insert and its progress
+write finds its logs already stored and gets ``duplicate_external_id`` for them. Such a
+duplicate is one of our own, deterministic external ids — the record *is* in the timeline
+exactly once — so the loop counts it as migrated. Counts after any number of crashes equal a
+clean run's. (``MigrateBatch`` itself still reports the duplicate, as its contract says.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol
+
+import attrs
+from attrs import field, frozen
+
+from .. import reasons
+from ..domain import Failed, Migrated, Outcome, Skipped, WriteResult
+from ..errors import CrmAuditError, JobNotFound
+from ..jobs import COMPLETED, HALTED, IN_PROGRESS, MigrationJob
+from ..lookup import fetch_lookups
+from ..ports import (
+    ActivityLogStore,
+    AuditSource,
+    Clock,
+    ContactDirectory,
+    JobStore,
+    SsoDirectory,
+    UserDirectory,
+)
+from ..tally import Tally
+from .migrate_batch import MAX_BATCH_SIZE, MigrateBatch
+from .settings import RunSettings
+
+
+class PageOutcomes(Protocol):
+    @property
+    def outcomes(self) -> Sequence[Outcome]: ...
+
+    @property
+    def tally(self) -> Tally: ...
+
+
+class PageTransformer(Protocol):
+    """What the loop needs of ``Transformer``: scope, prepare, plan, transform."""
+
+    @property
+    def scope(self) -> tuple[str, ...]: ...
+
+    def prepare(self, rows: Sequence[Any]) -> tuple[Any, ...]: ...
+
+    def plan(self, prepared: Sequence[Any]) -> Any: ...
+
+    def transform(self, prepared: Sequence[Any], ctx: Any, *, company_sso_id: str) -> PageOutcomes: ...
+
+
+@frozen
+class RunPorts:
+    source: AuditSource
+    users: UserDirectory
+    sso: SsoDirectory
+    contacts: ContactDirectory
+    logs: ActivityLogStore
+    jobs: JobStore
+    clock: Clock
+
+
+@frozen
+class RunResult:
+    """Where a run left its job; ``stopped`` when a stop request ended it before the end."""
+
+    job: MigrationJob
+    steps: int = 0
+    stopped: bool = False
+
+
+@frozen
+class _Step:
+    last_id: int
+    outcomes: tuple[Outcome, ...]
+    prepared: tuple[Any, ...] = field(factory=tuple)
+    fallthrough: int = 0
+
+
+def _never() -> bool:
+    return False
+
+
+def run_job(
+    company_sso_id: str,
+    ports: RunPorts,
+    transformer: PageTransformer,
+    *,
+    owner: str,
+    settings: RunSettings | None = None,
+    should_stop: Callable[[], bool] = _never,
+    on_progress: Callable[[MigrationJob], None] | None = None,
+) -> RunResult:
+    """Start or resume the account's in-progress job; return it as left (completed, halted, or saved).
+
+    A job that is not in progress is returned untouched. ``LeaseHeld`` when another runner holds
+    the job; infrastructure errors propagate after the lease is handed back.
+    """
+    settings = settings or RunSettings()
+    job = ports.jobs.latest(company_sso_id)
+    if job is None:
+        raise JobNotFound(f"company {company_sso_id} has no migration job: trigger one first")
+    if job.status != IN_PROGRESS:
+        return RunResult(job)
+    job = _lease(ports, job, owner, settings)
+    loop = _Loop(ports, transformer, owner, settings, should_stop, on_progress)
+    try:
+        return loop.run(job)
+    except CrmAuditError:
+        _release_quietly(ports, company_sso_id, owner)
+        raise
+
+
+def _lease(ports: RunPorts, job: MigrationJob, owner: str, settings: RunSettings) -> MigrationJob:
+    now = ports.clock.now()
+    return ports.jobs.acquire_lease(job.job_id, owner, now, now + settings.lease_ttl)
+
+
+def _release_quietly(ports: RunPorts, company_sso_id: str, owner: str) -> None:
+    # Hand the lease back from the job as stored (never from memory, which may be behind it),
+    # so a rerun need not wait for it to expire. Best effort: the lease expires anyway.
+    try:
+        stored = ports.jobs.latest(company_sso_id)
+        if stored is not None and stored.lease_owner == owner:
+            ports.jobs.save(attrs.evolve(stored, lease_owner=None, lease_expires_at=None))
+    except CrmAuditError:
+        pass
+
+
+class _Loop:
+    __slots__ = ("_migrate", "_on_progress", "_owner", "_ports", "_settings", "_should_stop", "_transformer")
+
+    def __init__(
+        self,
+        ports: RunPorts,
+        transformer: PageTransformer,
+        owner: str,
+        settings: RunSettings,
+        should_stop: Callable[[], bool],
+        on_progress: Callable[[MigrationJob], None] | None,
+    ) -> None:
+        self._ports = ports
+        self._transformer = transformer
+        self._owner = owner
+        self._settings = settings
+        self._should_stop = should_stop
+        self._on_progress = on_progress
+        self._migrate = MigrateBatch(ports.logs, min(settings.batch_size, MAX_BATCH_SIZE))
+
+    def run(self, job: MigrationJob) -> RunResult:
+        steps = 0
+        scope = self._transformer.scope
+        while True:
+            rows = self._ports.source.page(
+                job.tenant,
+                scope,
+                after_id=job.last_audit_id,
+                cutoff=job.cutoff,
+                limit=self._settings.page_size,
+            )
+            if not rows:
+                break
+            for step in self._steps(job, rows):
+                job = self._write(job, step)
+                steps += 1
+                if job.tally.failure_rate > self._settings.halt_threshold:
+                    return RunResult(self._finish(job, HALTED, _halt_reason(job, self._settings)), steps)
+                if self._should_stop():
+                    return RunResult(self._finish(job, IN_PROGRESS), steps, stopped=True)
+            if len(rows) < self._settings.page_size:
+                break
+        return RunResult(self._finish(job, COMPLETED), steps)
+
+    def _steps(self, job: MigrationJob, rows: Sequence[Any]) -> Iterator[_Step]:
+        prepared = self._transformer.prepare(rows)
+        ctx = fetch_lookups(
+            self._transformer.plan(prepared),
+            company_sso_id=job.company_sso_id,
+            tenant=job.tenant,
+            users=self._ports.users,
+            sso=self._ports.sso,
+            contacts=self._ports.contacts,
+        )
+        page = self._transformer.transform(prepared, ctx, company_sso_id=job.company_sso_id)
+        steps: Iterator[_Step] = _cut(rows, prepared, tuple(page.outcomes), self._migrate.max_size)
+        if page.tally.fallthrough:
+            # Fallthroughs are counted per page; recount them per step so that a replayed step
+            # adds exactly its own.
+            steps = (
+                attrs.evolve(
+                    s,
+                    fallthrough=self._transformer.transform(
+                        s.prepared, ctx, company_sso_id=job.company_sso_id
+                    ).tally.fallthrough,
+                )
+                for s in list(steps)
+            )
+        yield from steps
+
+    def _write(self, job: MigrationJob, step: _Step) -> MigrationJob:
+        logs = [o.log for o in step.outcomes if isinstance(o, Migrated)]
+        result = self._migrate(logs)
+        tally = Tally.of(_settle(step.outcomes, result.results), step.fallthrough)
+        job = _lease(self._ports, job, self._owner, self._settings)
+        job = attrs.evolve(
+            job, last_audit_id=step.last_id, tally=job.tally + tally, updated_at=self._ports.clock.now()
+        )
+        self._ports.jobs.save(job)
+        if self._on_progress is not None:
+            self._on_progress(job)
+        return job
+
+    def _finish(self, job: MigrationJob, status: str, halted_reason: str | None = None) -> MigrationJob:
+        now = self._ports.clock.now()
+        job = attrs.evolve(
+            job,
+            status=status,
+            updated_at=now,
+            finished_at=now if status != IN_PROGRESS else None,
+            halted_reason=halted_reason,
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+        self._ports.jobs.save(job)
+        if self._on_progress is not None:
+            self._on_progress(job)
+        return job
+
+
+def _cut(
+    rows: Sequence[Any], prepared: Sequence[Any], outcomes: Sequence[Outcome], size: int
+) -> Iterator[_Step]:
+    """Cut a page into steps of consecutive rows holding at most ``size`` logs to write."""
+    start = 0
+    logs = 0
+    for index, outcome in enumerate(outcomes):
+        if isinstance(outcome, Migrated):
+            if logs == size:
+                yield _step(rows, prepared, outcomes, start, index)
+                start, logs = index, 0
+            logs += 1
+    if start < len(outcomes):
+        yield _step(rows, prepared, outcomes, start, len(outcomes))
+
+
+def _step(rows: Sequence[Any], prepared: Sequence[Any], outcomes: Sequence[Outcome], a: int, b: int) -> _Step:
+    return _Step(last_id=rows[b - 1].id, outcomes=tuple(outcomes[a:b]), prepared=tuple(prepared[a:b]))
+
+
+def _settle(outcomes: Sequence[Outcome], results: Sequence[WriteResult]) -> Iterator[Outcome]:
+    """Fold the write results into the outcomes (see the counting rule in the module docstring)."""
+    by_id = {r.external_id: r for r in results}
+    for outcome in outcomes:
+        if not isinstance(outcome, Migrated):
+            yield outcome
+            continue
+        result = by_id.get(outcome.log.external_id)
+        if result is None or result.status == "inserted" or result.reason == reasons.DUPLICATE_EXTERNAL_ID:
+            yield outcome
+        elif result.status == "skipped":
+            yield Skipped(outcome.audit_id, result.reason, result.detail)
+        else:
+            yield Failed(outcome.audit_id, result.reason or reasons.WRITE_ERROR, result.detail)
+
+
+def _halt_reason(job: MigrationJob, settings: RunSettings) -> str:
+    return (
+        f"failure rate {job.tally.failure_rate:.2%} ({job.tally.failed_total} of {job.tally.processed}) "
+        f"exceeded {settings.halt_threshold:.0%}"
+    )

@@ -1,0 +1,107 @@
+"""Status of an account's migration, as ops, the S2S API and the web indicator read it.
+
+``accuracy_pct`` (S2S only) is the share of processed rows that reached a deliberate outcome —
+migrated, or skipped for a named reason — rather than failing: ``100 × (1 − failure_rate)``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from attrs import field, frozen
+
+from ..jobs import NOT_STARTED, MigrationJob
+from ..ports import JobStore
+from ..tally import Tally
+
+
+@frozen
+class MigrationStatus:
+    """A job's progress and counts; ``status`` is ``not_started`` when the account has no job."""
+
+    company_sso_id: str
+    status: str
+    progress_pct: float = 0.0
+    tally: Tally = field(factory=Tally)
+    last_audit_id: int = 0
+    job_id: str | None = None
+    tenant: str | None = None
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    halted_reason: str | None = None
+
+    @property
+    def failure_rate(self) -> float:
+        return round(self.tally.failure_rate, 6)
+
+    @property
+    def accuracy_pct(self) -> float:
+        return round(100.0 * (1.0 - self.tally.failure_rate), 2)
+
+    @classmethod
+    def of(cls, job: MigrationJob) -> MigrationStatus:
+        return cls(
+            company_sso_id=job.company_sso_id,
+            status=job.status,
+            progress_pct=job.progress_pct,
+            tally=job.tally,
+            last_audit_id=job.last_audit_id,
+            job_id=job.job_id,
+            tenant=job.tenant,
+            created_at=job.created_at,
+            updated_at=job.updated_at,
+            finished_at=job.finished_at,
+            halted_reason=job.halted_reason,
+        )
+
+    def as_dict(self, *, include_accuracy: bool = True) -> dict[str, Any]:
+        """JSON-ready document; the tenant-facing route leaves ``accuracy_pct`` out."""
+        doc: dict[str, Any] = {"company_sso_id": self.company_sso_id, "status": self.status}
+        if self.status == NOT_STARTED:
+            return doc
+        doc.update(
+            job_id=self.job_id,
+            tenant=self.tenant,
+            progress_pct=self.progress_pct,
+            records_processed=self.tally.processed,
+            records_migrated=self.tally.migrated,
+            records_skipped=self.tally.skipped_total,
+            records_failed=self.tally.failed_total,
+            skipped=dict(self.tally.skipped),
+            failed=dict(self.tally.failed),
+            status_fallthrough=self.tally.fallthrough,
+            failure_rate=self.failure_rate,
+            last_audit_id=self.last_audit_id,
+            created_at=_iso(self.created_at),
+            updated_at=_iso(self.updated_at),
+            finished_at=_iso(self.finished_at),
+            halted_reason=self.halted_reason,
+        )
+        if include_accuracy:
+            doc["accuracy_pct"] = self.accuracy_pct
+        return doc
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def migration_status(company_sso_id: str, jobs: JobStore) -> MigrationStatus:
+    """The latest job's status, or ``not_started``."""
+    job = jobs.latest(company_sso_id)
+    if job is None:
+        return MigrationStatus(company_sso_id=company_sso_id, status=NOT_STARTED)
+    return MigrationStatus.of(job)
+
+
+def counts_of(tally: Tally) -> Mapping[str, Any]:
+    """The dry-run report shape: processed, migrated, skipped and failed per reason."""
+    return {
+        "processed": tally.processed,
+        "migrated": tally.migrated,
+        "skipped": dict(tally.skipped),
+        "failed": dict(tally.failed),
+    }

@@ -1,0 +1,160 @@
+"""Lookup data from JSONL: CRM users, CDP contacts (plain and mongoexport), the SSO directory, entities."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+
+from crm_audit_adapters.files import (
+    FileFormatError,
+    read_contacts,
+    read_entities,
+    read_sso_directory,
+    read_users,
+)
+from crm_audit_transform.domain import Contact, CrmUser, EntityRef
+
+CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "audited-5.8.0"
+
+
+def write_lines(path: Path, *lines: object) -> Path:
+    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines))
+    return path
+
+
+class TestUsers:
+    def test_a_tenants_users_include_soft_deleted_ones_and_not_hard_deleted_ones(self) -> None:
+        """acme: user 6 is soft-deleted (deleted_at, aware UTC), user 3 is gone from the file."""
+        users = read_users(CORPUS / "users.jsonl", "acme")
+        assert 3 not in users
+        assert users[1] == CrmUser(1, "agus.1@acme.example", "Agus de la Cruz", None)
+        deleted_at = users[6].deleted_at
+        assert deleted_at is not None
+        assert deleted_at.tzinfo is dt.UTC
+
+    def test_every_tenant_together_is_refused_because_ids_collide(self) -> None:
+        """Ids restart per tenant: without a tenant a repeated id is an error, not an overwrite."""
+        with pytest.raises(FileFormatError, match="appears twice"):
+            read_users(CORPUS / "users.jsonl")
+
+    def test_a_bad_user_line_names_its_line(self, tmp_path: Path) -> None:
+        """A user without an integer id is reported with its line number."""
+        path = write_lines(tmp_path / "u.jsonl", {"id": 1, "email": "a@x"}, {"id": "2", "email": "b@x"})
+        with pytest.raises(FileFormatError, match="id is not an integer") as caught:
+            read_users(path)
+        assert caught.value.line == 2
+
+
+class TestEntities:
+    def test_entities_are_keyed_by_type_and_id_and_remember_deleted_ones(self) -> None:
+        """entities.jsonl becomes EntityRef values; exists=false rows keep their last name."""
+        entities = read_entities(CORPUS / "entities.jsonl", "acme")
+        assert entities[("Crm::Person", 3)] == EntityRef(
+            "Crm::Person", 3, "José Jl. Jend. Sudirman Kav. 52–53, Jakarta Selatan", exists=False
+        )
+        assert {key[0] for key in entities} == {
+            "Crm::Person",
+            "Crm::Company",
+            "Crm::Deal",
+            "Crm::Ticket",
+            "Crm::Task",
+        }
+
+    def test_exists_must_be_a_boolean(self, tmp_path: Path) -> None:
+        """A string where exists belongs is an error, not truthy."""
+        path = write_lines(tmp_path / "e.jsonl", {"type": "Crm::Deal", "id": 1, "name": "x", "exists": "no"})
+        with pytest.raises(FileFormatError, match="exists"):
+            read_entities(path)
+
+
+class TestContacts:
+    def test_plain_json_contacts_become_contacts(self, tmp_path: Path) -> None:
+        """{_id, company_sso_id, crm_data: {id}, created_at} lines become Contact values."""
+        path = write_lines(
+            tmp_path / "c.jsonl",
+            {
+                "_id": "c1",
+                "company_sso_id": "co",
+                "crm_data": {"id": 12},
+                "created_at": "2024-01-02T03:04:05Z",
+            },
+        )
+        assert read_contacts(path) == [
+            Contact("c1", "co", 12, dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC))
+        ]
+
+    def test_mongoexport_extended_json_is_understood(self, tmp_path: Path) -> None:
+        """$oid, $date and $numberLong from mongoexport read as id string, aware datetime and int."""
+        line = (
+            '{"_id": {"$oid": "65f000000000000000000001"}, "company_sso_id": "co",'
+            ' "crm_data": {"id": {"$numberLong": "9007199254740993"}},'
+            ' "created_at": {"$date": "2024-01-02T03:04:05.678Z"}}'
+        )
+        [contact] = read_contacts(write_lines(tmp_path / "c.jsonl", line))
+        assert contact == Contact(
+            "65f000000000000000000001",
+            "co",
+            9007199254740993,
+            dt.datetime(2024, 1, 2, 3, 4, 5, 678000, tzinfo=dt.UTC),
+        )
+
+    def test_contacts_without_a_crm_id_are_native_and_not_returned(self, tmp_path: Path) -> None:
+        """Only contacts synced from the CRM (crm_data.id set) can be migration targets."""
+        created = "2024-01-02T03:04:05Z"
+        path = write_lines(
+            tmp_path / "c.jsonl",
+            {"_id": "native", "company_sso_id": "co", "created_at": created},
+            {"_id": "null", "company_sso_id": "co", "crm_data": {"id": None}, "created_at": created},
+            {"_id": "crm", "company_sso_id": "co", "crm_data": {"id": 5}, "created_at": created},
+        )
+        assert [contact.id for contact in read_contacts(path)] == ["crm"]
+
+    @pytest.mark.parametrize(
+        ("line", "message"),
+        [
+            (
+                {"_id": "c", "company_sso_id": "co", "crm_data": {"id": "x"}, "created_at": "2024-01-01"},
+                "crm_data.id",
+            ),
+            ({"_id": "c", "company_sso_id": "co", "crm_data": {"id": 1}, "created_at": 5}, "created_at"),
+            ({"company_sso_id": "co", "crm_data": {"id": 1}, "created_at": "2024-01-01"}, "_id"),
+            ({"_id": "c", "crm_data": {"id": 1}, "created_at": "2024-01-01"}, "company_sso_id"),
+            ("{oops", "JSON"),
+        ],
+    )
+    def test_a_bad_contact_line_names_its_line(self, tmp_path: Path, line: object, message: str) -> None:
+        """Unreadable contacts raise FileFormatError at their line."""
+        with pytest.raises(FileFormatError, match=message) as caught:
+            read_contacts(write_lines(tmp_path / "c.jsonl", "", line))
+        assert caught.value.line == 2
+
+
+class TestSsoDirectory:
+    def test_lines_become_an_email_to_sso_id_map(self, tmp_path: Path) -> None:
+        """{email, sso_id} lines map emails as written to SSO ids."""
+        path = write_lines(
+            tmp_path / "s.jsonl", {"email": "A@x", "sso_id": "1"}, {"email": "b@x", "sso_id": "2"}
+        )
+        assert read_sso_directory(path) == {"A@x": "1", "b@x": "2"}
+
+    def test_a_company_argument_keeps_that_companys_lines_and_unowned_ones(self, tmp_path: Path) -> None:
+        """Lines naming another company_sso_id are passed over."""
+        path = write_lines(
+            tmp_path / "s.jsonl",
+            {"email": "a@x", "sso_id": "1", "company_sso_id": "co"},
+            {"email": "b@x", "sso_id": "2", "company_sso_id": "other"},
+            {"email": "c@x", "sso_id": "3"},
+        )
+        assert read_sso_directory(path, "co") == {"a@x": "1", "c@x": "3"}
+
+    def test_one_email_with_two_ids_is_an_error(self, tmp_path: Path) -> None:
+        """Conflicting answers are refused rather than one silently winning."""
+        path = write_lines(
+            tmp_path / "s.jsonl", {"email": "a@x", "sso_id": "1"}, {"email": "a@x", "sso_id": "2"}
+        )
+        with pytest.raises(FileFormatError, match="two sso ids") as caught:
+            read_sso_directory(path)
+        assert caught.value.line == 2

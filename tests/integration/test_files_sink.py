@@ -1,0 +1,203 @@
+"""The JSONL activity-log sink: the Mongo adapter's documents as relaxed Extended JSON, written once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import bson
+from bson import json_util
+from bson.json_util import RELAXED_JSON_OPTIONS
+
+from crm_audit_adapters.files import JsonlActivityLogSink, encode_log_line
+from crm_audit_adapters.mongo.activity_logs import MongoActivityLogStore
+from crm_audit_adapters.mongo.documents import encode_activity_log
+from crm_audit_transform import reasons
+from crm_audit_transform.domain import ActivityLog, Actor, FieldChange, WriteResult
+from support.mongo import activity_log
+
+READ_BACK = RELAXED_JSON_OPTIONS.with_options(tz_aware=True, tzinfo=dt.UTC)
+
+
+def varied_logs() -> list[ActivityLog]:
+    """Logs whose documents exercise every value kind the encoder handles."""
+    rich = activity_log(
+        1,
+        actor=Actor("deleted_user", "[Deleted CRM User]"),
+        changes=(
+            FieldChange("amount", "Amount", Decimal("1234567.890"), Decimal("-0")),
+            FieldChange(
+                "closed_at", "Closed at", None, dt.datetime(2020, 5, 6, 7, 8, 9, 123456, tzinfo=dt.UTC)
+            ),
+            FieldChange("birthdate", "Birthdate", dt.date(2000, 2, 29), None),
+            FieldChange("score", "Score", 0.1, -0.0),
+            FieldChange("big", "Big", 2**62, 2**70),
+            FieldChange("prefs", "Prefs", {"a.b": [1, "x"], "$y": {"z": None}}, {}),
+            FieldChange("notes", "Notes", "línea\r\nدو\t😀", ""),
+        ),
+        timestamp=dt.datetime(2019, 1, 4, 5, 44, 28, 125496, tzinfo=dt.UTC),
+        metadata={"crm_audit_id": 1, "crm_tenant": "acme", "username": None, "request_uuid": "u-1"},
+    )
+    return [
+        rich,
+        activity_log(2),
+        activity_log(3, company="company-b"),
+        activity_log(4, actor=Actor("system", "Q")),
+    ]
+
+
+def file_lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+class TestDocuments:
+    def test_each_line_is_the_relaxed_extended_json_of_the_mongo_document(self, tmp_path: Path) -> None:
+        """Line == json_util.dumps(encode_activity_log(log), RELAXED_JSON_OPTIONS), in order."""
+        logs = varied_logs()
+        with JsonlActivityLogSink(tmp_path / "out.jsonl") as sink:
+            sink.insert_batch(logs)
+        expected = [
+            json_util.dumps(encode_activity_log(log), json_options=RELAXED_JSON_OPTIONS) for log in logs
+        ]
+        assert file_lines(tmp_path / "out.jsonl") == expected
+        assert [encode_log_line(log) for log in logs] == expected
+
+    def test_lines_parse_back_to_the_same_documents(self, tmp_path: Path) -> None:
+        """json_util.loads of a line gives the encoder's dict: same keys, values and BSON bytes."""
+        logs = varied_logs()
+        with JsonlActivityLogSink(tmp_path / "out.jsonl") as sink:
+            sink.insert_batch(logs)
+        for line, log in zip(file_lines(tmp_path / "out.jsonl"), logs, strict=True):
+            loaded = json_util.loads(line, json_options=READ_BACK)
+            assert loaded == encode_activity_log(log)
+            assert bson.encode(loaded) == bson.encode(encode_activity_log(log))
+
+    def test_the_file_holds_what_the_mongo_adapter_stores(self, tmp_path: Path, mongo_db: Any) -> None:
+        """Inserted through MongoActivityLogStore and read back, each document (minus _id) equals its line."""
+        logs = varied_logs()
+        MongoActivityLogStore(mongo_db["activity_logs"]).insert_batch(logs)
+        with JsonlActivityLogSink(tmp_path / "out.jsonl") as sink:
+            sink.insert_batch(logs)
+        stored = {
+            doc["external_id"]: json_util.dumps(
+                {k: v for k, v in doc.items() if k != "_id"}, json_options=RELAXED_JSON_OPTIONS
+            )
+            for doc in mongo_db["activity_logs"].find()
+        }
+        assert [stored[log.external_id] for log in logs] == file_lines(tmp_path / "out.jsonl")
+
+    def test_lines_are_single_line_json_objects(self, tmp_path: Path) -> None:
+        """Newlines inside values are escaped, so one log is exactly one line mongoimport can read."""
+        with JsonlActivityLogSink(tmp_path / "out.jsonl") as sink:
+            sink.insert_batch(varied_logs()[:1])
+        [line] = file_lines(tmp_path / "out.jsonl")
+        assert isinstance(json.loads(line), dict)
+
+
+class TestIdempotency:
+    def test_a_repeated_external_id_is_skipped_within_and_across_batches(self, tmp_path: Path) -> None:
+        """Like the unique index: the second (company, external_id) is skipped duplicate_external_id."""
+        with JsonlActivityLogSink(tmp_path / "out.jsonl") as sink:
+            first = sink.insert_batch([activity_log(1), activity_log(1)])
+            second = sink.insert_batch([activity_log(1), activity_log(2)])
+        duplicate = WriteResult("crm:tenant_a:audit:1", "skipped", reasons.DUPLICATE_EXTERNAL_ID)
+        assert list(first) == [WriteResult("crm:tenant_a:audit:1", "inserted"), duplicate]
+        assert list(second) == [duplicate, WriteResult("crm:tenant_a:audit:2", "inserted")]
+        assert len(file_lines(tmp_path / "out.jsonl")) == 2
+
+    def test_the_same_external_id_in_another_company_is_not_a_duplicate(self, tmp_path: Path) -> None:
+        """Uniqueness is per company, as the index's (company_sso_id, external_id) key."""
+        with JsonlActivityLogSink(tmp_path / "out.jsonl") as sink:
+            results = sink.insert_batch([activity_log(1), activity_log(1, company="company-b")])
+        assert [r.status for r in results] == ["inserted", "inserted"]
+
+    def test_a_reopened_file_remembers_what_it_holds(self, tmp_path: Path) -> None:
+        """After a restart the keys and counts already in the file still count: nothing is written twice."""
+        path = tmp_path / "out.jsonl"
+        with JsonlActivityLogSink(path) as sink:
+            sink.insert_batch([activity_log(1), activity_log(2)])
+        with JsonlActivityLogSink(path) as sink:
+            assert sink.count_migrated("company-a") == 2
+            results = sink.insert_batch([activity_log(2), activity_log(3)])
+        assert [r.status for r in results] == ["skipped", "inserted"]
+        assert len(file_lines(path)) == 3
+
+    def test_a_log_without_external_id_fails_and_is_not_written(self, tmp_path: Path) -> None:
+        """Without its key a log cannot be written idempotently: failed write_error, like the Mongo store."""
+        with JsonlActivityLogSink(tmp_path / "out.jsonl") as sink:
+            [result] = sink.insert_batch([activity_log(1, external_id="")])
+        assert (result.status, result.reason) == ("failed", reasons.WRITE_ERROR)
+        assert file_lines(tmp_path / "out.jsonl") == []
+
+    def test_a_log_too_big_for_mongodb_fails_alone(self, tmp_path: Path) -> None:
+        """A document over 16 MiB would be refused by mongoimport; it fails, its batch-mates are written."""
+        huge = activity_log(1, changes=(FieldChange("notes", "Notes", None, "x" * (17 * 1024 * 1024)),))
+        with JsonlActivityLogSink(tmp_path / "out.jsonl") as sink:
+            results = sink.insert_batch([huge, activity_log(2)])
+        assert [(r.status, r.reason) for r in results] == [("failed", reasons.WRITE_ERROR), ("inserted", "")]
+        assert len(file_lines(tmp_path / "out.jsonl")) == 1
+
+
+class TestDurability:
+    def test_a_batch_is_on_disk_when_its_results_are_returned(self, tmp_path: Path) -> None:
+        """Another reader sees the batch before the sink is closed: a crash now loses nothing reported."""
+        path = tmp_path / "out.jsonl"
+        sink = JsonlActivityLogSink(path)
+        try:
+            sink.insert_batch([activity_log(1), activity_log(2)])
+            assert len(file_lines(path)) == 2
+        finally:
+            sink.close()
+
+    def test_a_torn_last_line_is_dropped_when_the_file_is_reopened(self, tmp_path: Path) -> None:
+        """A partial line from a crash mid-write was never reported written; it is cut off, the rest kept."""
+        path = tmp_path / "out.jsonl"
+        with JsonlActivityLogSink(path) as sink:
+            sink.insert_batch([activity_log(1)])
+        with path.open("ab") as out:
+            out.write(encode_log_line(activity_log(2)).encode()[:40])
+        with JsonlActivityLogSink(path) as sink:
+            assert sink.count_migrated("company-a") == 1
+            assert [r.status for r in sink.insert_batch([activity_log(2)])] == ["inserted"]
+        assert [json.loads(line)["external_id"] for line in file_lines(path)] == [
+            "crm:tenant_a:audit:1",
+            "crm:tenant_a:audit:2",
+        ]
+
+
+class TestRollback:
+    def test_delete_migrated_removes_only_that_companys_migrated_logs(self, tmp_path: Path) -> None:
+        """Other companies' logs and native lines (no external_id) stay; the count says how many went."""
+        path = tmp_path / "out.jsonl"
+        native = json_util.dumps(
+            {"company_sso_id": "company-a", "category": "deal", "source_tag": "live_feed"},
+            json_options=RELAXED_JSON_OPTIONS,
+        )
+        with JsonlActivityLogSink(path) as sink:
+            sink.insert_batch([activity_log(1), activity_log(2), activity_log(3, company="company-b")])
+        with path.open("a", encoding="utf-8") as out:
+            out.write(native + "\n")
+        with JsonlActivityLogSink(path) as sink:
+            assert sink.delete_migrated("company-a") == 2
+            assert sink.count_migrated("company-a") == 0
+            assert sink.count_migrated("company-b") == 1
+            assert sink.delete_migrated("company-a") == 0
+            # The keys are free again, as after a rollback in MongoDB.
+            assert [r.status for r in sink.insert_batch([activity_log(1)])] == ["inserted"]
+        remaining = [json.loads(line) for line in file_lines(path)]
+        assert [doc.get("external_id") for doc in remaining] == [
+            "crm:tenant_a:audit:3",
+            None,
+            "crm:tenant_a:audit:1",
+        ]
+
+    def test_logs_with_another_source_tag_are_not_rolled_back(self, tmp_path: Path) -> None:
+        """Only source_tag crm_migration counts as migrated, whatever else shares the file."""
+        with JsonlActivityLogSink(tmp_path / "out.jsonl") as sink:
+            sink.insert_batch([activity_log(1), activity_log(2, source_tag="other")])
+            assert sink.count_migrated("company-a") == 1
+            assert sink.delete_migrated("company-a") == 1
+        assert len(file_lines(tmp_path / "out.jsonl")) == 1

@@ -1,0 +1,252 @@
+"""MongoActivityLogStore: unordered idempotent inserts, write-error mapping, retries, rollback."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+from typing import Any
+
+import pytest
+from pymongo.errors import AutoReconnect, BulkWriteError, NetworkTimeout, OperationFailure
+
+from crm_audit_adapters.mongo import MongoActivityLogStore, RetryPolicy, apply_migration
+from crm_audit_transform.domain import WriteResult
+from crm_audit_transform.errors import StoreUnavailable
+from support.mongo import activity_log, native_log_document
+
+NO_WAIT = RetryPolicy(attempts=3, sleep=lambda _: None)
+
+
+def _store(collection: Any) -> MongoActivityLogStore:
+    return MongoActivityLogStore(collection, retry=NO_WAIT)
+
+
+def _statuses(results: Iterable[WriteResult]) -> list[tuple[str, str, str]]:
+    return [(r.external_id, r.status, r.reason) for r in results]
+
+
+class FlakyCollection:
+    """A collection whose first ``insert_many`` calls fail with a network error.
+
+    mongomock never drops a connection, so the failure is injected here. ``write_first`` decides
+    whether the failing call wrote before failing — the lost-acknowledgement case, where the server
+    committed the insert but the client never heard back.
+    """
+
+    def __init__(self, inner: Any, *, failures: int = 1, write_first: bool, error: type = AutoReconnect):
+        self._inner = inner
+        self._failures = failures
+        self._write_first = write_first
+        self._error = error
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def insert_many(self, documents: list[dict[str, Any]], ordered: bool = True) -> Any:
+        self.calls += 1
+        if self.calls > self._failures:
+            return self._inner.insert_many(documents, ordered=ordered)
+        if self._write_first:
+            with contextlib.suppress(BulkWriteError):  # a duplicate changes nothing here
+                self._inner.insert_many(documents, ordered=ordered)
+        raise self._error("connection reset by peer")
+
+
+class ValidatingCollection:
+    """Refuses chosen documents with a server-style validation error (code 121), inserts the rest.
+
+    mongomock has no document validators, so this stands in for one; the error it raises has the
+    shape a server's ``BulkWriteError`` has, merged with the real errors of the real insert.
+    """
+
+    def __init__(self, inner: Any, refuse: set[str]):
+        self._inner = inner
+        self._refuse = refuse
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def insert_many(self, documents: list[dict[str, Any]], ordered: bool = True) -> Any:
+        errors: list[dict[str, Any]] = []
+        keep: list[tuple[int, dict[str, Any]]] = []
+        for position, doc in enumerate(documents):
+            if doc.get("external_id") in self._refuse:
+                errors.append({"index": position, "code": 121, "errmsg": "Document failed validation"})
+            else:
+                keep.append((position, doc))
+        if keep:
+            try:
+                self._inner.insert_many([doc for _, doc in keep], ordered=ordered)
+            except BulkWriteError as exc:
+                errors += [{**e, "index": keep[e["index"]][0]} for e in exc.details["writeErrors"]]
+        if errors:
+            raise BulkWriteError({"writeErrors": sorted(errors, key=lambda e: e["index"]), "nInserted": 0})
+
+
+@pytest.fixture
+def logs(mongo_db: Any) -> Any:
+    apply_migration(mongo_db, "up")
+    return mongo_db.activity_logs
+
+
+class TestInsertBatch:
+    def test_new_logs_are_inserted_in_order(self, logs: Any) -> None:
+        """Each record of a fresh batch comes back inserted, in input order, and is stored."""
+        batch = [activity_log(n) for n in (3, 1, 2)]
+        results = _store(logs).insert_batch(batch)
+        assert _statuses(results) == [(log.external_id, "inserted", "") for log in batch]
+        assert logs.count_documents({"source_tag": "crm_migration"}) == 3
+
+    def test_a_replayed_batch_is_all_skipped_duplicates(self, logs: Any) -> None:
+        """Writing the same batch again inserts nothing and reports duplicate_external_id for each."""
+        batch = [activity_log(n) for n in range(1, 6)]
+        _store(logs).insert_batch(batch)
+        results = _store(logs).insert_batch(batch)
+        assert {(r.status, r.reason) for r in results} == {("skipped", "duplicate_external_id")}
+        assert logs.count_documents({}) == 5
+
+    def test_duplicates_do_not_stop_the_rest_of_the_batch(self, logs: Any) -> None:
+        """Unordered insert: records after a duplicate are still written."""
+        _store(logs).insert_batch([activity_log(2)])
+        results = _store(logs).insert_batch([activity_log(1), activity_log(2), activity_log(3)])
+        assert [r.status for r in results] == ["inserted", "skipped", "inserted"]
+        assert logs.count_documents({}) == 3
+
+    def test_a_duplicate_inside_one_batch_is_written_once(self, logs: Any) -> None:
+        """Two records with one external_id in a batch: the first lands, the second is skipped."""
+        results = _store(logs).insert_batch([activity_log(1), activity_log(1)])
+        assert [r.status for r in results] == ["inserted", "skipped"]
+        assert logs.count_documents({}) == 1
+
+    def test_same_external_id_for_another_company_is_inserted(self, logs: Any) -> None:
+        """Idempotency is per company; another account's identical external_id is its own record."""
+        _store(logs).insert_batch([activity_log(1, company="company-a")])
+        results = _store(logs).insert_batch([activity_log(1, company="company-b")])
+        assert [r.status for r in results] == ["inserted"]
+
+    def test_native_logs_never_cause_a_skip(self, logs: Any) -> None:
+        """Live-feed logs without external_id neither block a migrated log nor get matched by one."""
+        logs.insert_many([native_log_document(n=n) for n in range(3)])
+        results = _store(logs).insert_batch([activity_log(1), activity_log(2)])
+        assert [r.status for r in results] == ["inserted", "inserted"]
+        assert logs.count_documents({"external_id": {"$exists": False}}) == 3
+
+    def test_a_non_duplicate_write_error_fails_only_that_record(self, logs: Any) -> None:
+        """A write error other than 11000 is failed: write_error with the server's message."""
+        refused = activity_log(2).external_id
+        store = _store(ValidatingCollection(logs, {refused}))
+        _store(logs).insert_batch([activity_log(3)])
+        results = store.insert_batch([activity_log(1), activity_log(2), activity_log(3)])
+        assert _statuses(results) == [
+            (activity_log(1).external_id, "inserted", ""),
+            (refused, "failed", "write_error"),
+            (activity_log(3).external_id, "skipped", "duplicate_external_id"),
+        ]
+        assert results[1].detail == "code 121: Document failed validation"
+
+    def test_a_log_without_external_id_fails_without_being_written(self, logs: Any) -> None:
+        """The store never writes a log it could not write idempotently."""
+        results = _store(logs).insert_batch([activity_log(1, external_id=""), activity_log(2)])
+        assert [(r.status, r.reason) for r in results] == [("failed", "write_error"), ("inserted", "")]
+        assert logs.count_documents({}) == 1
+
+    def test_an_oversized_log_fails_alone(self, logs: Any) -> None:
+        """A document over 16 MiB is failed before the insert; the rest of the batch lands."""
+        huge = activity_log(1, metadata={"blob": "x" * (16 * 1024 * 1024)})
+        results = _store(logs).insert_batch([huge, activity_log(2)])
+        assert [r.status for r in results] == ["failed", "inserted"]
+        assert "exceeds" in results[0].detail
+
+    def test_an_empty_batch_touches_nothing(self, logs: Any) -> None:
+        """No records, no insert call, no results."""
+        assert _store(logs).insert_batch([]) == ()
+
+
+class TestNetworkRetries:
+    def test_an_error_before_the_write_is_retried(self, logs: Any) -> None:
+        """AutoReconnect before anything was written: the retry inserts every record once."""
+        flaky = FlakyCollection(logs, write_first=False)
+        results = _store(flaky).insert_batch([activity_log(1), activity_log(2)])
+        assert [r.status for r in results] == ["inserted", "inserted"]
+        assert flaky.calls == 2
+        assert logs.count_documents({}) == 2
+
+    def test_a_lost_acknowledgement_still_counts_inserted(self, logs: Any) -> None:
+        """The first attempt wrote but the reply was lost: its own records come back inserted, not skipped."""
+        flaky = FlakyCollection(logs, write_first=True, error=NetworkTimeout)
+        results = _store(flaky).insert_batch([activity_log(1), activity_log(2)])
+        assert [r.status for r in results] == ["inserted", "inserted"]
+        assert logs.count_documents({}) == 2
+
+    def test_a_retry_still_skips_what_was_there_before(self, logs: Any) -> None:
+        """Records stored by an earlier batch stay skipped duplicates on a retried attempt."""
+        _store(logs).insert_batch([activity_log(1)])
+        flaky = FlakyCollection(logs, write_first=True)
+        results = _store(flaky).insert_batch([activity_log(1), activity_log(2)])
+        assert [(r.status, r.reason) for r in results] == [
+            ("skipped", "duplicate_external_id"),
+            ("inserted", ""),
+        ]
+
+    def test_too_many_network_errors_raise_store_unavailable(self, logs: Any) -> None:
+        """After the last attempt the caller gets StoreUnavailable, and the backoff was followed."""
+        delays: list[float] = []
+        policy = RetryPolicy(attempts=3, base_delay=0.5, sleep=delays.append)
+        flaky = FlakyCollection(logs, failures=5, write_first=False)
+        with pytest.raises(StoreUnavailable, match="after 3 attempts"):
+            MongoActivityLogStore(flaky, retry=policy).insert_batch([activity_log(1)])
+        assert flaky.calls == 3
+        assert delays == [0.5, 1.0]
+
+    def test_a_non_network_error_is_not_retried(self, logs: Any) -> None:
+        """An operation failure (say, unauthorized) becomes StoreUnavailable at once."""
+
+        class Unauthorized(FlakyCollection):
+            def insert_many(self, documents: list[dict[str, Any]], ordered: bool = True) -> Any:
+                self.calls += 1
+                raise OperationFailure("not authorized on cdp", code=13)
+
+        refusing = Unauthorized(logs, write_first=False)
+        with pytest.raises(StoreUnavailable, match="not authorized"):
+            _store(refusing).insert_batch([activity_log(1)])
+        assert refusing.calls == 1
+
+
+class TestRollback:
+    def test_deletes_only_this_companys_migrated_logs(self, logs: Any) -> None:
+        """Rollback removes company A's crm_migration logs; B's and every native log stay."""
+        _store(logs).insert_batch([activity_log(n, company="company-a") for n in range(1, 4)])
+        _store(logs).insert_batch([activity_log(n, company="company-b") for n in range(1, 3)])
+        logs.insert_many([native_log_document("company-a", n) for n in range(2)])
+        assert _store(logs).delete_migrated("company-a") == 3
+        assert _store(logs).count_migrated("company-a") == 0
+        assert _store(logs).count_migrated("company-b") == 2
+        assert logs.count_documents({"company_sso_id": "company-a", "source_tag": "live_feed"}) == 2
+
+    def test_is_idempotent(self, logs: Any) -> None:
+        """A second rollback deletes nothing and says so."""
+        _store(logs).insert_batch([activity_log(1)])
+        assert _store(logs).delete_migrated("company-a") == 1
+        assert _store(logs).delete_migrated("company-a") == 0
+
+    def test_a_tagged_log_without_external_id_is_not_ours(self, logs: Any) -> None:
+        """Only logs with an external_id are deleted, even if another writer reused the tag."""
+        logs.insert_one({**native_log_document(), "source_tag": "crm_migration"})
+        assert _store(logs).delete_migrated("company-a") == 0
+        assert logs.count_documents({}) == 1
+
+    def test_count_survives_a_retried_delete(self, logs: Any) -> None:
+        """A delete whose reply was lost is retried, and the count still says how many went."""
+        _store(logs).insert_batch([activity_log(n) for n in (1, 2)])
+
+        class LostDeleteAck(FlakyCollection):
+            def delete_many(self, query: dict[str, Any]) -> Any:
+                self.calls += 1
+                result = self._inner.delete_many(query)
+                if self.calls == 1:
+                    raise AutoReconnect("connection reset by peer")
+                return result
+
+        assert _store(LostDeleteAck(logs, write_first=True)).delete_migrated("company-a") == 2
+        assert logs.count_documents({}) == 0

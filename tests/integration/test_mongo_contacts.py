@@ -1,0 +1,116 @@
+"""MongoContactDirectory: contacts by CRM person id within one company, and Phase-A coverage."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from bson import ObjectId
+
+from crm_audit_adapters.mongo import MongoContactDirectory, RetryPolicy, apply_migration
+from crm_audit_transform.domain import Contact
+from support.mongo import T0
+
+NO_WAIT = RetryPolicy(attempts=2, sleep=lambda _: None)
+
+
+class CountingCollection:
+    """Counts ``find`` calls, to pin "one query per page"."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.finds: list[dict[str, Any]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def find(self, query: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        self.finds.append(query)
+        return self._inner.find(query, *args, **kwargs)
+
+
+def _contact(company: str, crm_id: Any, *, created_at: Any = T0, **extra: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {"_id": ObjectId(), "company_sso_id": company, "name": "x", **extra}
+    if crm_id is not ...:
+        doc["crm_data"] = {"id": crm_id}
+    if created_at is not ...:
+        doc["created_at"] = created_at
+    return doc
+
+
+@pytest.fixture
+def contacts(mongo_db: Any) -> Any:
+    apply_migration(mongo_db, "up")
+    return mongo_db.contacts
+
+
+class TestContactsByCrmIds:
+    def test_finds_the_companys_contacts_in_one_query(self, contacts: Any) -> None:
+        """Person ids of the company map to its contacts; one find serves the whole page."""
+        a1, a2 = _contact("company-a", 101), _contact("company-a", 102)
+        contacts.insert_many([a1, a2, _contact("company-a", 103)])
+        counting = CountingCollection(contacts)
+        found = MongoContactDirectory(counting, retry=NO_WAIT).contacts_by_crm_ids(
+            "company-a", [101, 102, 999]
+        )
+        assert found == {
+            101: Contact(str(a1["_id"]), "company-a", 101, T0),
+            102: Contact(str(a2["_id"]), "company-a", 102, T0),
+        }
+        assert len(counting.finds) == 1
+        assert counting.finds[0]["company_sso_id"] == "company-a"
+        assert set(counting.finds[0]["crm_data.id"]["$in"]) >= {101, 102, 999}
+
+    def test_never_reads_another_companys_contact(self, contacts: Any) -> None:
+        """The same person id in another company is invisible (no cross-tenant read)."""
+        contacts.insert_one(_contact("company-b", 101))
+        assert MongoContactDirectory(contacts).contacts_by_crm_ids("company-a", [101]) == {}
+
+    def test_a_person_id_stored_as_a_string_is_found(self, contacts: Any) -> None:
+        """crm_data.id written as "101" matches person id 101."""
+        contacts.insert_one(_contact("company-a", "101"))
+        assert set(MongoContactDirectory(contacts).contacts_by_crm_ids("company-a", [101])) == {101}
+
+    def test_created_at_comes_back_aware_utc(self, contacts: Any) -> None:
+        """The sync watermark is an aware UTC datetime whatever tz the client decodes with."""
+        local = dt.datetime(2024, 5, 1, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=7)))
+        contacts.insert_one(_contact("company-a", 5, created_at=local))
+        contact = MongoContactDirectory(contacts).contacts_by_crm_ids("company-a", [5])[5]
+        assert contact.created_at == dt.datetime(2024, 5, 1, 2, 0, tzinfo=dt.UTC)
+        assert contact.created_at.tzinfo is dt.UTC
+
+    def test_missing_created_at_falls_back_to_the_insertion_time(self, contacts: Any) -> None:
+        """Without created_at the ObjectId's timestamp is the watermark, never a missing contact."""
+        doc = _contact("company-a", 7, created_at=...)
+        contacts.insert_one(doc)
+        contact = MongoContactDirectory(contacts).contacts_by_crm_ids("company-a", [7])[7]
+        assert contact.created_at == doc["_id"].generation_time
+
+    def test_duplicate_person_ids_resolve_to_the_earliest_contact(self, contacts: Any) -> None:
+        """Two contacts with one person id: the first inserted wins, every time."""
+        first, second = _contact("company-a", 8), _contact("company-a", 8)
+        contacts.insert_many([first, second])
+        found = MongoContactDirectory(contacts).contacts_by_crm_ids("company-a", [8])
+        assert found[8].id == str(first["_id"])
+
+    def test_no_ids_means_no_query(self, contacts: Any) -> None:
+        """An empty page asks nothing."""
+        counting = CountingCollection(contacts)
+        assert MongoContactDirectory(counting).contacts_by_crm_ids("company-a", []) == {}
+        assert counting.finds == []
+
+
+class TestCountWithCrmId:
+    def test_counts_only_this_companys_contacts_with_a_crm_id(self, contacts: Any) -> None:
+        """Contacts without crm_data, with a null id, or of another company are not counted."""
+        contacts.insert_many(
+            [
+                _contact("company-a", 1),
+                _contact("company-a", "2"),
+                _contact("company-a", None),
+                _contact("company-a", ...),
+                _contact("company-b", 3),
+            ]
+        )
+        assert MongoContactDirectory(contacts).count_with_crm_id("company-a") == 2

@@ -1,0 +1,386 @@
+"""The USMAN client against a real HTTP server on 127.0.0.1 that answers, stalls and fails on cue."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from crm_audit_adapters.usman import UsmanClient, UsmanConfig, UsmanUnavailable
+from crm_audit_transform.errors import DirectoryUnavailable
+from support.usman_server import (
+    PATH,
+    TOKEN,
+    UsmanServer,
+    answer,
+    body,
+    drop,
+    hang,
+    slow,
+    status,
+)
+
+COMPANY = "company-acme"
+NUR = "nur.4@acme.example"
+DIRECTORY = {
+    COMPANY: {
+        "agus.1@acme.example": "sso-agus",
+        "Ketut.2@Acme.Example": "sso-ketut",
+        "nur.4@acme.example": "sso-nur",
+    },
+    "company-globex": {"dewi@globex.example": "sso-dewi"},
+}
+
+
+@pytest.fixture
+def server() -> Iterator[UsmanServer]:
+    with UsmanServer(directory={company: dict(users) for company, users in DIRECTORY.items()}) as running:
+        yield running
+
+
+@pytest.fixture
+def sleeps() -> list[float]:
+    return []
+
+
+def client_for(server: UsmanServer, sleeps: list[float], **overrides: Any) -> UsmanClient:
+    options: dict[str, Any] = {
+        "base_url": server.url,
+        "token": TOKEN,
+        "path": PATH,
+        "connect_timeout": 1.0,
+        "read_timeout": 0.2,
+        "max_attempts": 3,
+        "backoff_base": 0.1,
+        "backoff_max": 2.0,
+    }
+    options.update(overrides)
+    return UsmanClient(UsmanConfig(**options), sleep=sleeps.append, random=lambda: 0.5)
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class TestAnswers:
+    def test_known_emails_map_to_sso_ids_and_unknown_ones_are_absent(
+        self, server: UsmanServer, sleeps: list[float]
+    ) -> None:
+        """Found users come back by email; an email USMAN does not know is simply missing."""
+        with client_for(server, sleeps) as client:
+            found = client.sso_ids_by_emails(COMPANY, ["agus.1@acme.example", "ghost@acme.example"])
+        assert found == {"agus.1@acme.example": "sso-agus"}
+
+    def test_request_carries_the_company_the_emails_and_the_auth_header(
+        self, server: UsmanServer, sleeps: list[float]
+    ) -> None:
+        """The wire request is a POST of {company_sso_id, emails} to the configured path with the token."""
+        with client_for(server, sleeps) as client:
+            client.sso_ids_by_emails(COMPANY, ["nur.4@acme.example"])
+        [request] = server.requests
+        assert (request.method, request.path) == ("POST", PATH)
+        assert request.payload == {"company_sso_id": COMPANY, "emails": ["nur.4@acme.example"]}
+        assert request.headers["authorization"] == f"Bearer {TOKEN}"
+
+    def test_emails_match_case_insensitively_and_keep_the_callers_spellings(
+        self, server: UsmanServer, sleeps: list[float]
+    ) -> None:
+        """Every spelling the caller used gets the id, and the email goes over the wire once."""
+        with client_for(server, sleeps) as client:
+            found = client.sso_ids_by_emails(COMPANY, ["ketut.2@acme.example", "KETUT.2@ACME.EXAMPLE"])
+        assert found == {"ketut.2@acme.example": "sso-ketut", "KETUT.2@ACME.EXAMPLE": "sso-ketut"}
+        assert server.posted_emails() == [["ketut.2@acme.example"]]
+
+    def test_lookups_are_scoped_to_the_company(self, server: UsmanServer, sleeps: list[float]) -> None:
+        """A user of another company is not found."""
+        with client_for(server, sleeps) as client:
+            assert client.sso_ids_by_emails(COMPANY, ["dewi@globex.example"]) == {}
+
+    def test_no_emails_means_no_request(self, server: UsmanServer, sleeps: list[float]) -> None:
+        """Nothing to resolve, nothing sent (empty strings included)."""
+        with client_for(server, sleeps) as client:
+            assert client.sso_ids_by_emails(COMPANY, ["", ""]) == {}
+        assert server.requests == []
+
+    def test_a_null_sso_id_counts_as_not_found(self, server: UsmanServer, sleeps: list[float]) -> None:
+        """An entry whose sso_id is null is a user without an SSO account: absent from the result."""
+        server.queue(body(b'{"data": [{"email": "agus.1@acme.example", "sso_id": null}]}'))
+        with client_for(server, sleeps) as client:
+            assert client.sso_ids_by_emails(COMPANY, ["agus.1@acme.example"]) == {}
+
+    def test_header_name_and_scheme_are_configurable(self, sleeps: list[float]) -> None:
+        """A bare token in a custom header (X-Api-Key) is sent as configured."""
+        directory = {COMPANY: {"agus.1@acme.example": "sso-agus"}}
+        with UsmanServer(directory=directory, auth_header="X-Api-Key", auth_scheme="") as server:
+            client = client_for(server, sleeps, auth_header="X-Api-Key", auth_scheme="")
+            with client:
+                assert client.sso_ids_by_emails(COMPANY, ["agus.1@acme.example"]) == {
+                    "agus.1@acme.example": "sso-agus"
+                }
+            assert server.requests[0].headers["x-api-key"] == TOKEN
+
+
+class TestChunking:
+    def test_one_request_per_chunk_each_email_sent_once(
+        self, server: UsmanServer, sleeps: list[float]
+    ) -> None:
+        """250 emails with a limit of 100 go out as requests of 100, 100 and 50, every email exactly once."""
+        emails = [f"user{n:03d}@acme.example" for n in range(250)] + ["agus.1@acme.example"]
+        with client_for(server, sleeps, max_emails_per_request=100) as client:
+            found = client.sso_ids_by_emails(COMPANY, emails)
+        assert found == {"agus.1@acme.example": "sso-agus"}
+        sent = server.posted_emails()
+        assert [len(chunk) for chunk in sent] == [100, 100, 51]
+        assert sorted(email for chunk in sent for email in chunk) == sorted(emails)
+
+    def test_answers_from_every_chunk_are_merged(self, server: UsmanServer, sleeps: list[float]) -> None:
+        """Users found in different chunks all come back."""
+        emails = ["agus.1@acme.example", "ketut.2@acme.example", "nur.4@acme.example"]
+        with client_for(server, sleeps, max_emails_per_request=1) as client:
+            found = client.sso_ids_by_emails(COMPANY, emails)
+        assert found == dict(zip(emails, ["sso-agus", "sso-ketut", "sso-nur"], strict=True))
+        assert len(server.requests) == 3
+
+    def test_chunks_share_one_pooled_connection(self, server: UsmanServer, sleeps: list[float]) -> None:
+        """Consecutive requests reuse the same keep-alive connection."""
+        with client_for(server, sleeps, max_emails_per_request=2) as client:
+            client.sso_ids_by_emails(COMPANY, [f"u{n}@acme.example" for n in range(6)])
+        assert len(server.requests) == 3
+        assert len({request.peer for request in server.requests}) == 1
+
+    def test_a_failing_chunk_fails_the_whole_call(self, server: UsmanServer, sleeps: list[float]) -> None:
+        """No partial answer: if the second chunk cannot be answered the call raises."""
+        server.queue(answer, status(500), status(500), status(500))
+        with client_for(server, sleeps, max_emails_per_request=1) as client, pytest.raises(UsmanUnavailable):
+            client.sso_ids_by_emails(COMPANY, ["agus.1@acme.example", "nur.4@acme.example"])
+        assert len(server.requests) == 4
+
+
+class TestRetries:
+    def test_a_500_then_a_200_is_retried_into_an_answer(
+        self, server: UsmanServer, sleeps: list[float]
+    ) -> None:
+        """A transient server error is retried after one backoff."""
+        server.queue(status(500))
+        with client_for(server, sleeps) as client:
+            assert client.sso_ids_by_emails(COMPANY, [NUR]) == {NUR: "sso-nur"}
+        assert len(server.requests) == 2
+        assert len(sleeps) == 1
+
+    def test_always_500_exhausts_the_attempts_with_growing_backoff(
+        self, server: UsmanServer, sleeps: list[float]
+    ) -> None:
+        """Every attempt fails: DirectoryUnavailable after max_attempts, backoff doubling between them."""
+        server.default = status(500)
+        with (
+            client_for(server, sleeps, max_attempts=4) as client,
+            pytest.raises(DirectoryUnavailable) as caught,
+        ):
+            client.sso_ids_by_emails(COMPANY, ["nur.4@acme.example"])
+        assert isinstance(caught.value, UsmanUnavailable)
+        assert (caught.value.status_code, caught.value.attempts) == (500, 4)
+        assert len(server.requests) == 4
+        # base 0.1, equal jitter with random() = 0.5: 3/4 of 0.1, 0.2, 0.4
+        assert sleeps == pytest.approx([0.075, 0.15, 0.3])
+
+    def test_backoff_never_exceeds_the_cap(self, server: UsmanServer, sleeps: list[float]) -> None:
+        """However many attempts, no single wait is longer than backoff_max."""
+        server.default = status(503)
+        client = client_for(server, sleeps, max_attempts=8, backoff_base=1.0, backoff_max=3.0)
+        with client, pytest.raises(UsmanUnavailable):
+            client.sso_ids_by_emails(COMPANY, [NUR])
+        assert max(sleeps) <= 3.0
+        assert sleeps[-1] == pytest.approx(2.25)
+
+    def test_a_slow_answer_beyond_the_read_timeout_is_retried(
+        self, server: UsmanServer, sleeps: list[float]
+    ) -> None:
+        """An answer later than read_timeout counts as a timeout and the request is sent again."""
+        server.queue(slow(1.0))
+        with client_for(server, sleeps) as client:
+            assert client.sso_ids_by_emails(COMPANY, [NUR]) == {NUR: "sso-nur"}
+        assert len(server.requests) == 2
+
+    def test_a_server_that_always_stalls_becomes_unavailable_from_a_timeout(
+        self, server: UsmanServer, sleeps: list[float]
+    ) -> None:
+        """Slow every time: the error is DirectoryUnavailable caused by httpx's read timeout."""
+        server.default = slow(1.0)
+        with client_for(server, sleeps, max_attempts=2) as client, pytest.raises(UsmanUnavailable) as caught:
+            client.sso_ids_by_emails(COMPANY, ["nur.4@acme.example"])
+        assert isinstance(caught.value.__cause__, httpx.ReadTimeout)
+        assert caught.value.status_code is None
+
+    def test_a_hanging_server_becomes_unavailable(self, server: UsmanServer, sleeps: list[float]) -> None:
+        """A server that accepts and never answers is given up on after the attempts."""
+        server.default = hang
+        with client_for(server, sleeps, max_attempts=2) as client, pytest.raises(UsmanUnavailable):
+            client.sso_ids_by_emails(COMPANY, ["nur.4@acme.example"])
+        assert len(server.requests) == 2
+
+    def test_a_dropped_connection_is_retried(self, server: UsmanServer, sleeps: list[float]) -> None:
+        """The server closing the connection without a response is retried."""
+        server.queue(drop)
+        with client_for(server, sleeps) as client:
+            assert client.sso_ids_by_emails(COMPANY, [NUR]) == {NUR: "sso-nur"}
+
+    def test_nothing_listening_becomes_unavailable_from_a_connect_error(self, sleeps: list[float]) -> None:
+        """Connection refused is retried, then reported as DirectoryUnavailable."""
+        config = UsmanConfig(base_url=f"http://127.0.0.1:{closed_port()}", token=TOKEN, backoff_base=0.0)
+        with UsmanClient(config, sleep=sleeps.append) as client, pytest.raises(UsmanUnavailable) as caught:
+            client.sso_ids_by_emails(COMPANY, ["nur.4@acme.example"])
+        assert isinstance(caught.value.__cause__, httpx.ConnectError)
+        assert len(sleeps) == config.max_attempts - 1
+
+    def test_429_is_retried_and_retry_after_is_honoured(
+        self, server: UsmanServer, sleeps: list[float]
+    ) -> None:
+        """Too Many Requests waits at least the server's Retry-After (up to the cap), then retries."""
+        server.queue(status(429, {"Retry-After": "1.5"}))
+        with client_for(server, sleeps) as client:
+            assert client.sso_ids_by_emails(COMPANY, [NUR]) == {NUR: "sso-nur"}
+        assert sleeps == [1.5]
+
+    @pytest.mark.parametrize("code", [400, 403, 404, 422])
+    def test_client_errors_are_not_retried(self, server: UsmanServer, sleeps: list[float], code: int) -> None:
+        """A 4xx other than 429 will not change on retry: one request, then DirectoryUnavailable."""
+        server.queue(status(code))
+        with client_for(server, sleeps) as client, pytest.raises(UsmanUnavailable) as caught:
+            client.sso_ids_by_emails(COMPANY, ["nur.4@acme.example"])
+        assert caught.value.status_code == code
+        assert len(server.requests) == 1
+        assert sleeps == []
+
+    def test_a_wrong_token_is_a_401_without_retry(self, server: UsmanServer, sleeps: list[float]) -> None:
+        """The real server refuses a wrong token with 401; the client does not hammer it."""
+        with client_for(server, sleeps, token="wrong") as client, pytest.raises(UsmanUnavailable) as caught:
+            client.sso_ids_by_emails(COMPANY, ["nur.4@acme.example"])
+        assert caught.value.status_code == 401
+        assert len(server.requests) == 1
+
+
+class TestMalformedAnswers:
+    @pytest.mark.parametrize(
+        "raw",
+        [
+            b"<html>502 Bad Gateway</html>",
+            b"",
+            b"null",
+            b"[]",
+            b'{"users": []}',
+            b'{"data": {}}',
+            b'{"data": [1]}',
+            b'{"data": [{"email": 7, "sso_id": "x"}]}',
+            b'{"data": [{"email": "nur.4@acme.example", "sso_id": 5}]}',
+            b'{"data": [{"email": "nur.4@acme.example", "sso_id": ""}]}',
+            b'{"data": [{"email": "a@x", "sso_id": "1"}, {"email": "A@X", "sso_id": "2"}]}',
+        ],
+    )
+    def test_garbage_or_the_wrong_shape_is_directory_unavailable(
+        self, server: UsmanServer, sleeps: list[float], raw: bytes
+    ) -> None:
+        """A 200 whose body is not the documented shape raises DirectoryUnavailable, nothing else."""
+        server.queue(body(raw))
+        with client_for(server, sleeps) as client, pytest.raises(DirectoryUnavailable) as caught:
+            client.sso_ids_by_emails(COMPANY, ["nur.4@acme.example"])
+        assert caught.value.__cause__ is not None
+
+    def test_answers_for_emails_not_asked_are_ignored(self, server: UsmanServer, sleeps: list[float]) -> None:
+        """Extra entries in the answer never leak into the result."""
+        server.queue(body(b'{"data": [{"email": "other@acme.example", "sso_id": "sso-other"}]}'))
+        with client_for(server, sleeps) as client:
+            assert client.sso_ids_by_emails(COMPANY, ["nur.4@acme.example"]) == {}
+
+
+class TestSecrecy:
+    def test_the_token_is_not_in_any_repr(self, server: UsmanServer, sleeps: list[float]) -> None:
+        """Neither the config's nor the client's repr shows the token."""
+        client = client_for(server, sleeps)
+        with client:
+            assert TOKEN not in repr(client._config)
+            assert TOKEN not in repr(client)
+
+    def test_the_token_is_not_in_errors_or_logs(
+        self, server: UsmanServer, sleeps: list[float], caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Retries, a timeout and a final failure leave no trace of the token in messages or log records."""
+        server.queue(status(401), slow(1.0), drop)
+        server.default = status(500)
+        caplog.set_level(logging.DEBUG)
+        with client_for(server, sleeps, max_attempts=4) as client:
+            with pytest.raises(UsmanUnavailable) as refused:
+                client.sso_ids_by_emails(COMPANY, ["nur.4@acme.example"])
+            with pytest.raises(UsmanUnavailable) as caught:
+                client.sso_ids_by_emails(COMPANY, ["nur.4@acme.example"])
+        assert TOKEN not in str(refused.value)
+        chain: list[BaseException] = []
+        error: BaseException | None = caught.value
+        while error is not None:
+            chain.append(error)
+            error = error.__cause__ or error.__context__
+        assert len(chain) >= 2
+        for error in chain:
+            assert TOKEN not in str(error)
+            assert TOKEN not in repr(error)
+        assert caplog.records, "the retries were logged"
+        for record in caplog.records:
+            assert TOKEN not in record.getMessage()
+
+    def test_credentials_in_the_base_url_stay_out_of_messages(self, sleeps: list[float]) -> None:
+        """A base URL with userinfo is reported without it."""
+        config = UsmanConfig(base_url=f"http://ops:{TOKEN}@127.0.0.1:{closed_port()}", max_attempts=1)
+        with UsmanClient(config, sleep=sleeps.append) as client, pytest.raises(UsmanUnavailable) as caught:
+            client.sso_ids_by_emails(COMPANY, ["nur.4@acme.example"])
+        assert TOKEN not in str(caught.value)
+        assert TOKEN not in repr(client)
+
+
+class TestLifecycle:
+    def test_leaving_the_with_block_closes_the_pool(self, server: UsmanServer, sleeps: list[float]) -> None:
+        """The client is a context manager that closes its connections on exit."""
+        with client_for(server, sleeps) as client:
+            assert not client.closed
+        assert client.closed
+
+
+class TestConfig:
+    def test_from_env_reads_the_documented_variables(self) -> None:
+        """Every CRM_AUDIT_USMAN_* variable lands in its field; unset ones keep their defaults."""
+        config = UsmanConfig.from_env(
+            {
+                "CRM_AUDIT_USMAN_BASE_URL": "https://usman.internal",
+                "CRM_AUDIT_USMAN_TOKEN": TOKEN,
+                "CRM_AUDIT_USMAN_AUTH_HEADER": "X-Api-Key",
+                "CRM_AUDIT_USMAN_AUTH_SCHEME": "",
+                "CRM_AUDIT_USMAN_READ_TIMEOUT": "1.5",
+                "CRM_AUDIT_USMAN_MAX_EMAILS": "50",
+                "UNRELATED": "x",
+            }
+        )
+        assert config == UsmanConfig(
+            base_url="https://usman.internal",
+            token=TOKEN,
+            auth_header="X-Api-Key",
+            auth_scheme="",
+            read_timeout=1.5,
+            max_emails_per_request=50,
+        )
+
+    def test_from_env_needs_a_base_url(self) -> None:
+        """Without CRM_AUDIT_USMAN_BASE_URL there is nothing to talk to."""
+        with pytest.raises(ValueError, match="BASE_URL"):
+            UsmanConfig.from_env({"CRM_AUDIT_USMAN_TOKEN": TOKEN})
+
+    @pytest.mark.parametrize(
+        "bad", [{"max_emails_per_request": 0}, {"max_attempts": 0}, {"read_timeout": 0.0}]
+    )
+    def test_nonsensical_limits_are_refused(self, bad: dict[str, Any]) -> None:
+        """A chunk of zero emails, zero attempts or a zero timeout is a configuration error."""
+        with pytest.raises(ValueError, match="must be"):
+            UsmanConfig(base_url="http://127.0.0.1", **bad)

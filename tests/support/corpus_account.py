@@ -1,0 +1,183 @@
+"""One corpus tenant as a CDP account: contacts, SSO ids and rows derived deterministically.
+
+The corpus has CRM rows only; a migration also needs the CDP side. This derives it by fixed rules
+so that every run, test and the bundled ``dry-run --example`` sample see the same account:
+
+* company_sso_id: a UUID5 of the tenant name;
+* contacts: one per ``Crm::Person`` entity of the tenant, except person ids divisible by 15
+  (→ ``contact_not_found``); synced 2026-01-01, except person ids divisible by 10, synced
+  2022-01-01 (their later rows → ``post_sync_live_feed``);
+* SSO ids: a UUID5 of each live user's email, except user 7 (an active user USMAN does not know).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from crm_audit_transform.config import load_default_config
+from crm_audit_transform.domain import AuditRow, Contact, CrmUser
+from crm_audit_transform.jobs import MigrationJob
+from crm_audit_transform.testing import (
+    FixedClock,
+    InMemoryActivityLogStore,
+    InMemoryAuditSource,
+    InMemoryContactDirectory,
+    InMemoryJobStore,
+    InMemoryPeopleCounter,
+    InMemorySsoDirectory,
+    InMemoryUserDirectory,
+    StaticFeatureFlags,
+)
+from crm_audit_transform.transformer import Transformer
+from crm_audit_transform.usecases import RunPorts, RunResult, TriggerPorts, run_job, trigger
+
+CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "audited-5.8.0"
+SYNCED = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+EARLY_SYNC = dt.datetime(2022, 1, 1, tzinfo=dt.UTC)
+UNKNOWN_TO_USMAN = frozenset({7})
+
+
+def company_sso_id(tenant: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"crm-audit-transform:company:{tenant}"))
+
+
+def _time(text: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
+def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                yield json.loads(line)
+
+
+def audit_row(doc: Mapping[str, Any]) -> AuditRow:
+    fields = dict(doc)
+    fields["created_at"] = _time(fields["created_at"])
+    return AuditRow(**fields)
+
+
+def audit_docs(tenant: str, every: int = 1) -> list[dict[str, Any]]:
+    """The tenant's fixture lines; ``every=5`` keeps the ids divisible by 5 (the example sample)."""
+    return [d for d in read_jsonl(CORPUS / "audits.jsonl") if d["tenant"] == tenant and d["id"] % every == 0]
+
+
+def audit_rows(tenant: str) -> list[AuditRow]:
+    return [audit_row(d) for d in audit_docs(tenant)]
+
+
+def user_docs(tenant: str) -> list[dict[str, Any]]:
+    return [d for d in read_jsonl(CORPUS / "users.jsonl") if d["tenant"] == tenant]
+
+
+def users(tenant: str) -> list[CrmUser]:
+    return [CrmUser(d["id"], d["email"], d["full_name"], _time(d["deleted_at"])) for d in user_docs(tenant)]
+
+
+def person_ids(tenant: str) -> list[int]:
+    return sorted(
+        d["id"]
+        for d in read_jsonl(CORPUS / "entities.jsonl")
+        if d["tenant"] == tenant and d["type"] == "Crm::Person"
+    )
+
+
+def contact_docs(tenant: str) -> list[dict[str, Any]]:
+    """Contacts in the ``dry-run`` line format: ``{_id, company_sso_id, crm_data: {id}, created_at}``."""
+    company = company_sso_id(tenant)
+    docs = []
+    for pid in person_ids(tenant):
+        if pid % 15 == 0:
+            continue
+        synced = EARLY_SYNC if pid % 10 == 0 else SYNCED
+        docs.append(
+            {
+                "_id": hashlib.sha1(f"{tenant}:person:{pid}".encode()).hexdigest()[:24],
+                "company_sso_id": company,
+                "crm_data": {"id": pid},
+                "created_at": synced.isoformat().replace("+00:00", "Z"),
+            }
+        )
+    return docs
+
+
+def contacts(tenant: str) -> list[Contact]:
+    return [
+        Contact(d["_id"], d["company_sso_id"], d["crm_data"]["id"], _time(d["created_at"]))  # type: ignore[arg-type]
+        for d in contact_docs(tenant)
+    ]
+
+
+def sso_docs(tenant: str) -> list[dict[str, str]]:
+    return [
+        {
+            "email": d["email"],
+            "sso_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"crm-audit-transform:sso:{d['email']}")),
+        }
+        for d in user_docs(tenant)
+        if d["email"] and d["deleted_at"] is None and d["id"] not in UNKNOWN_TO_USMAN
+    ]
+
+
+def example_files(tenant: str = "acme") -> dict[str, list[dict[str, Any]]]:
+    """The bundled ``dry-run --example`` sample, file name → lines."""
+    return {
+        "audits.jsonl": audit_docs(tenant, every=5),
+        "users.jsonl": user_docs(tenant),
+        "contacts.jsonl": contact_docs(tenant),
+        "sso.jsonl": sso_docs(tenant),
+    }
+
+
+def dump_jsonl(lines: list[dict[str, Any]]) -> str:
+    return "".join(json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n" for line in lines)
+
+
+class World:
+    """Every port of one account, in memory, over a corpus tenant (or the rows given)."""
+
+    def __init__(
+        self,
+        tenant: str = "acme",
+        rows: list[AuditRow] | None = None,
+        *,
+        sso_failing: bool = False,
+        enabled: bool = True,
+        coverage: float = 1.0,
+    ) -> None:
+        self.tenant = tenant
+        self.company = company_sso_id(tenant)
+        self.transformer = Transformer(load_default_config())
+        self.source = InMemoryAuditSource(audit_rows(tenant) if rows is None else rows)
+        self.users = InMemoryUserDirectory({tenant: users(tenant)})
+        self.sso = InMemorySsoDirectory(
+            {d["email"]: d["sso_id"] for d in sso_docs(tenant)}, failing=sso_failing
+        )
+        known = contacts(tenant)
+        self.contacts = InMemoryContactDirectory(known)
+        self.people = InMemoryPeopleCounter({tenant: round(len(known) / coverage) if coverage else 10**9})
+        self.logs = InMemoryActivityLogStore()
+        self.jobs = InMemoryJobStore()
+        self.clock = FixedClock(dt.datetime(2026, 2, 1, tzinfo=dt.UTC))
+        self.flags = StaticFeatureFlags("*" if enabled else ())
+
+    def trigger_ports(self) -> TriggerPorts:
+        return TriggerPorts(self.flags, self.contacts, self.people, self.jobs, self.source, self.clock)
+
+    def run_ports(self) -> RunPorts:
+        return RunPorts(self.source, self.users, self.sso, self.contacts, self.logs, self.jobs, self.clock)
+
+    def trigger(self, **options: Any) -> MigrationJob:
+        return trigger(
+            self.company, self.tenant, self.trigger_ports(), scope=self.transformer.scope, **options
+        )
+
+    def run(self, owner: str = "runner-1", **options: Any) -> RunResult:
+        return run_job(self.company, self.run_ports(), self.transformer, owner=owner, **options)

@@ -1,0 +1,189 @@
+"""MongoDB fixtures: every ``mongo_db`` test runs on mongomock, and on a real server when configured.
+
+``CRM_AUDIT_TEST_MONGO_URI`` (e.g. ``mongodb://localhost:27017``) adds a ``real`` backend: each test
+gets its own database on that server, dropped afterwards. Without it only ``mongomock`` is generated
+— nothing is skipped, the real runs simply are not there.
+
+mongomock 4.x refuses to *create* a partial unique index when documents outside the filter share a
+key (it checks every document, ignoring ``partialFilterExpression``); a real server builds it. The
+mongomock backend therefore runs with ``mongomock_partial_unique_index_builds``, a test-only patch
+that checks uniqueness only among documents the filter selects. Inserts and updates need no patch:
+mongomock already honours the filter there. docs/mongodb.md lists this limitation.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import mongomock
+import pytest
+from mongomock import helpers
+from pymongo import MongoClient
+from pymongo.errors import DuplicateKeyError, OperationFailure
+
+from crm_audit_transform.domain import ActivityLog, Actor, FieldChange
+from crm_audit_transform.jobs import IN_PROGRESS, MigrationJob
+
+__all__ = [
+    "MONGO_URI_ENV",
+    "mongo_backends",
+    "mongo_db",
+    "mongomock_partial_unique_index_builds",
+    "real_mongo_client",
+]
+
+MONGO_URI_ENV = "CRM_AUDIT_TEST_MONGO_URI"
+
+
+def mongo_backends() -> list[Any]:
+    """``mongomock`` always; ``real`` (marked ``mongo_real``) only when a server URI is configured."""
+    backends: list[Any] = ["mongomock"]
+    if os.environ.get(MONGO_URI_ENV):
+        backends.append(pytest.param("real", marks=pytest.mark.mongo_real))
+    return backends
+
+
+def _original_create_index() -> Any:
+    return mongomock.collection.Collection.create_index
+
+
+def _value_at(doc: dict[str, Any], dotted: str) -> Any:
+    try:
+        return helpers.get_value_by_dot(doc, dotted)
+    except KeyError:
+        return None
+
+
+def mongomock_partial_unique_index_builds(original: Any) -> Any:
+    """Wrap mongomock's ``create_index`` so a partial unique index is built the way a server builds it."""
+
+    def create_index(
+        self: Any, key_or_list: Any, cache_for: int = 300, session: Any = None, **kwargs: Any
+    ) -> Any:
+        partial = kwargs.get("partialFilterExpression")
+        if not kwargs.get("unique") or partial is None:
+            return original(self, key_or_list, cache_for, session=session, **kwargs)
+        index_list = helpers.create_index_list(key_or_list)
+        name = kwargs.get("name") or helpers.gen_index_name(index_list)
+        index = {"key": index_list, "unique": True, "partialFilterExpression": partial}
+        existing = self._store.indexes.get(name)
+        if existing is not None:
+            if existing != index:
+                raise OperationFailure(f"Index with name: {name} already exists with different options")
+            return name
+        seen: set[str] = set()
+        for doc in self.find(partial):
+            key = repr([_value_at(doc, field) for field, _ in index_list])
+            if key in seen:
+                raise DuplicateKeyError("E11000 Duplicate Key Error", 11000)
+            seen.add(key)
+        self._store.create_index(name, index)
+        return name
+
+    return create_index
+
+
+@pytest.fixture(scope="session")
+def real_mongo_client() -> Iterator[MongoClient[dict[str, Any]] | None]:
+    """One client for the session when a server is configured, else None."""
+    uri = os.environ.get(MONGO_URI_ENV)
+    if not uri:
+        yield None
+        return
+    client: MongoClient[dict[str, Any]] = MongoClient(uri, serverSelectionTimeoutMS=5000)
+    client.admin.command("ping")  # fail the session early and clearly when the server is not there
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture(params=mongo_backends())
+def mongo_db(
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    real_mongo_client: MongoClient[dict[str, Any]] | None,
+) -> Iterator[Any]:
+    """A fresh, empty database: mongomock's, or a uniquely named one on the configured server."""
+    if request.param == "mongomock":
+        monkeypatch.setattr(
+            mongomock.collection.Collection,
+            "create_index",
+            mongomock_partial_unique_index_builds(_original_create_index()),
+        )
+        yield mongomock.MongoClient()["crm_audit_test"]
+        return
+    assert real_mongo_client is not None
+    name = f"crm_audit_test_{uuid.uuid4().hex[:16]}"
+    try:
+        yield real_mongo_client[name]
+    finally:
+        real_mongo_client.drop_database(name)
+
+
+# Builders for the Mongo adapter's tests (imported explicitly, not fixtures).
+
+T0 = dt.datetime(2024, 3, 1, 8, 30, 15, 123000, tzinfo=dt.UTC)
+"""A millisecond-aligned instant: what BSON stores is exactly what a test compares against."""
+
+
+def activity_log(
+    audit_id: int = 1,
+    *,
+    company: str = "company-a",
+    tenant: str = "tenant_a",
+    external_id: str | None = None,
+    **overrides: Any,
+) -> ActivityLog:
+    """A migrated log with a deterministic ``crm:{tenant}:audit:{id}`` external_id."""
+    fields: dict[str, Any] = {
+        "company_sso_id": company,
+        "customer_id": f"customer-{audit_id % 7}",
+        "category": "deal",
+        "action": "update",
+        "actor": Actor("user", "Ana Souza", "sso-ana"),
+        "changes": (FieldChange("amount", "Amount", Decimal("10.50"), Decimal("12.00")),),
+        "timestamp": T0 + dt.timedelta(minutes=audit_id),
+        "external_id": f"crm:{tenant}:audit:{audit_id}" if external_id is None else external_id,
+        "metadata": {"crm_audit_id": audit_id, "crm_tenant": tenant, "auditable_type": "Deal"},
+    }
+    fields.update(overrides)
+    return ActivityLog(**fields)
+
+
+def native_log_document(company: str = "company-a", n: int = 0) -> dict[str, Any]:
+    """A live-feed log as the CDP writes it: no ``external_id``, another ``source_tag``."""
+    return {
+        "company_sso_id": company,
+        "customer_id": f"customer-{n}",
+        "category": "deal",
+        "action": "update",
+        "actor": {"type": "user", "name": "Live Feed"},
+        "attributes": [],
+        "timestamp": T0,
+        "source_tag": "live_feed",
+        "metadata": {},
+    }
+
+
+def migration_job(
+    job_id: str = "job-1", *, company: str = "company-a", status: str = IN_PROGRESS, **overrides: Any
+) -> MigrationJob:
+    fields: dict[str, Any] = {
+        "job_id": job_id,
+        "company_sso_id": company,
+        "tenant": "tenant_a",
+        "status": status,
+        "cutoff": T0 - dt.timedelta(days=365),
+        "created_at": T0,
+        "updated_at": T0,
+        "first_audit_id": 1,
+        "max_audit_id": 200,
+    }
+    fields.update(overrides)
+    return MigrationJob(**fields)

@@ -1,0 +1,109 @@
+"""The mapping configuration: the shipped default, and clear errors for bad files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from crm_audit_transform.config import load_config, load_default_config
+from crm_audit_transform.errors import ConfigError
+
+MINIMAL = "types:\n  Crm::Person:\n    category: contact\n"
+
+
+class TestDefaultConfig:
+    def test_scope_lists_every_model_of_the_corpus(self) -> None:
+        """The default maps all nine audited models of the corpus, people first."""
+        assert load_default_config().scope == (
+            "Crm::Person",
+            "Crm::Company",
+            "Crm::Deal",
+            "Crm::Ticket",
+            "Crm::Task",
+            "Crm::DealPerson",
+            "Crm::CompanyPerson",
+            "Crm::TicketPerson",
+            "Crm::TaskPerson",
+        )
+
+    def test_carries_the_corpus_tenants_id_sets(self) -> None:
+        """The won / resolved / done id-sets of the fixture README are configured per tenant."""
+        tenants = load_default_config().tenants
+        assert tenants["globex"].id_sets["won_stage_ids"] == frozenset({204, 213, 215})
+        assert tenants["acme"].id_sets["resolved_ticket_status_ids"] == frozenset({33, 34})
+        assert tenants["nusantara_retail"].id_sets["done_task_status_ids"] == frozenset({52})
+
+
+class TestLoadConfig:
+    def test_minimal_text_gets_documented_defaults(self) -> None:
+        """Only ``types`` is required; actions, actor names and ignored columns default."""
+        config = load_config(MINIMAL)
+        assert config.actions == {"create": "created", "update": "updated", "destroy": "deleted"}
+        assert config.actor.deleted_user_name == "[Deleted CRM User]"
+        assert config.actor.system_name == "Qontak System"
+        assert config.columns.ignored == ("created_at", "updated_at")
+
+    def test_reads_a_path(self, tmp_path: Path) -> None:
+        """A Path (or a one-line str) names a file to read."""
+        path = tmp_path / "mapping.yaml"
+        path.write_text(MINIMAL, encoding="utf-8")
+        assert load_config(path).scope == ("Crm::Person",)
+        assert load_config(str(path)).scope == ("Crm::Person",)
+
+    def test_type_errors_name_every_bad_key_together(self) -> None:
+        """Wrong types and unknown keys are all reported at once, each with its path."""
+        text = (
+            "types:\n"
+            "  Crm::Deal:\n"
+            "    category: 5\n"
+            "    colour: red\n"
+            "    status_rules:\n"
+            "      - {column: crm_stage_id, id_set: won, action: [won]}\n"
+        )
+        with pytest.raises(ConfigError) as caught:
+            load_config(text)
+        paths = [path for path, _ in caught.value.problems]
+        assert "$.types['Crm::Deal'].category" in paths
+        assert "$.types['Crm::Deal']" in paths  # the extra key "colour"
+        assert "$.types['Crm::Deal'].status_rules[0].action" in paths
+
+    def test_semantic_errors_name_every_bad_key_together(self) -> None:
+        """Unknown audit actions, empty categories and unused id-sets are reported together."""
+        text = (
+            "actions: {create: created, update: updated, destroy: deleted, touch: touched}\n"
+            "types:\n"
+            "  Crm::Deal:\n"
+            "    category: ''\n"
+            "tenants:\n"
+            "  acme: {id_sets: {won_stage_ids: [10]}}\n"
+        )
+        with pytest.raises(ConfigError) as caught:
+            load_config(text)
+        assert dict(caught.value.problems).keys() == {
+            "$.actions['touch']",
+            "$.types['Crm::Deal'].category",
+            "$.tenants['acme'].id_sets['won_stage_ids']",
+        }
+
+    def test_strings_are_not_numbers(self) -> None:
+        """An id-set written as strings is an error, not silently converted."""
+        text = (
+            MINIMAL.replace("contact", "deal") + "    status_rules: [{column: s, id_set: won, action: won}]\n"
+        )
+        text += "tenants: {acme: {id_sets: {won: ['10']}}}\n"
+        with pytest.raises(ConfigError) as caught:
+            load_config(text)
+        assert caught.value.problems[0][0].startswith("$.tenants['acme'].id_sets['won']")
+
+    @pytest.mark.parametrize("text", ["types: [unclosed\n", "- a\n- b\n"])
+    def test_unreadable_yaml_is_a_config_error(self, text: str) -> None:
+        """Broken YAML or a non-mapping document is a ConfigError at path ``$``."""
+        with pytest.raises(ConfigError) as caught:
+            load_config(text)
+        assert caught.value.problems[0][0] == "$"
+
+    def test_missing_file_is_a_config_error(self, tmp_path: Path) -> None:
+        """A path that cannot be read is reported, not raised as OSError."""
+        with pytest.raises(ConfigError, match="cannot read"):
+            load_config(tmp_path / "missing.yaml")

@@ -1,0 +1,53 @@
+"""ChangesExtractor: the three shapes of audited_changes, labels, ignored and redacted columns."""
+
+from __future__ import annotations
+
+from crm_audit_transform.config import load_config, load_default_config
+from crm_audit_transform.domain import FieldChange
+from crm_audit_transform.rules import ChangesExtractor, Rejection
+
+EXTRACTOR = ChangesExtractor(load_default_config())
+
+
+class TestChangesExtractor:
+    def test_update_gives_old_and_new(self) -> None:
+        """``{f: [old, new]}`` becomes from old to new, labelled from the config."""
+        assert EXTRACTOR.extract("Crm::Deal", "update", {"crm_stage_id": [3, 10]}) == (
+            FieldChange("crm_stage_id", "Stage", 3, 10),
+        )
+
+    def test_create_and_destroy_give_one_side(self) -> None:
+        """create has no from, destroy has no to."""
+        assert EXTRACTOR.extract("Crm::Task", "create", {"name": "Call"}) == (
+            FieldChange("name", "Name", None, "Call"),
+        )
+        assert EXTRACTOR.extract("Crm::Task", "destroy", {"name": "Call"}) == (
+            FieldChange("name", "Name", "Call", None),
+        )
+
+    def test_ignored_columns_are_dropped_and_order_is_kept(self) -> None:
+        """updated_at is ignored by default; the other columns keep the row's order."""
+        changes = {"b_col": [1, 2], "updated_at": [1, 2], "a_col": [None, 1]}
+        assert [c.field for c in EXTRACTOR.extract("Crm::Person", "update", changes)] == ["b_col", "a_col"]
+
+    def test_unlabelled_columns_get_a_readable_label(self) -> None:
+        """A column with no configured label is shown as words."""
+        (change,) = EXTRACTOR.extract("Crm::Person", "update", {"favourite_colour_id": [1, 2]})
+        assert change.label == "Favourite colour id"
+
+    def test_redacted_columns_hide_values_but_not_presence(self) -> None:
+        """A redacted column's values become the marker; None stays None."""
+        config = load_config(
+            "columns: {redacted: [email], redaction_marker: '***'}\n"
+            "types: {Crm::Person: {category: contact}}\n"
+        )
+        (change,) = ChangesExtractor(config).extract(
+            "Crm::Person", "update", {"email": [None, "a@b.example"]}
+        )
+        assert (change.from_, change.to) == (None, "***")
+
+    def test_update_value_that_is_not_a_pair_fails(self) -> None:
+        """An update column not holding [old, new] is malformed, a failure (not a skip)."""
+        rejected = EXTRACTOR.extract("Crm::Person", "update", {"name": "only one"})
+        assert isinstance(rejected, Rejection)
+        assert (rejected.reason, rejected.skip) == ("malformed_audited_changes", False)

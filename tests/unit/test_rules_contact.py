@@ -1,0 +1,106 @@
+"""ContactResolver, SyncWatermark and the Transformer's guards against rows it cannot trust."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from crm_audit_transform.config import load_default_config
+from crm_audit_transform.domain import AuditRow, Contact, Failed, Skipped
+from crm_audit_transform.lookup import LookupContext
+from crm_audit_transform.rules import ContactResolver, Rejection, SyncWatermark
+from crm_audit_transform.transformer import Transformer
+
+T0 = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+RESOLVER = ContactResolver(load_default_config())
+
+
+def audit(**fields: object) -> AuditRow:
+    values: dict[str, object] = {
+        "tenant": "acme",
+        "id": 1,
+        "auditable_type": "Crm::Ticket",
+        "auditable_id": 2,
+        "action": "update",
+        "audited_changes": {},
+        "created_at": T0,
+    }
+    values.update(fields)
+    return AuditRow(**values)  # type: ignore[arg-type]
+
+
+class TestContactCandidates:
+    @pytest.mark.parametrize(
+        ("comment", "expected"),
+        [
+            ('{"crm_person_id": 4}', (4, 6)),
+            ('{"source": "web", "crm_person_id": "4"}', (4, 6)),
+            ('{"crm_person_id": null}', (6,)),
+            ("[1, 2]", (6,)),
+            ("{not json", (6,)),
+            ("Called, no answer", (6,)),
+        ],
+    )
+    def test_comment_json_comes_first_in_either_spelling(
+        self, comment: str, expected: tuple[int, ...]
+    ) -> None:
+        """An int or digit-string person id in a JSON-object comment precedes the row's own ids."""
+        row = audit(comment=comment, associated_type="Crm::Person", associated_id=6)
+        assert RESOLVER.candidates(row, {}) == expected
+
+    def test_update_takes_the_new_person_else_the_old(self) -> None:
+        """A reassignment lands on the new person; an unassignment on the person it left."""
+        assert RESOLVER.candidates(audit(), {"crm_person_id": [3, 5]}) == (5,)
+        assert RESOLVER.candidates(audit(), {"crm_person_id": [3, None]}) == (3,)
+
+    def test_first_candidate_with_a_contact_of_the_company_wins(self) -> None:
+        """A candidate without a contact, or with another company's, is passed over."""
+        ctx = LookupContext(contacts={4: Contact("c4", "other", 4, T0), 6: Contact("c6", "co", 6, T0)})
+        assert RESOLVER.resolve((9, 4, 6), ctx, "co") == (6, Contact("c6", "co", 6, T0))
+        rejected = RESOLVER.resolve((9,), ctx, "co")
+        assert isinstance(rejected, Rejection)
+        assert rejected.reason == "contact_not_found"
+
+
+class TestSyncWatermark:
+    @pytest.mark.parametrize(
+        ("offset", "skipped"), [(-1, False), (0, True), (1, True)], ids=["below", "equal", "above"]
+    )
+    def test_audits_at_or_after_the_contacts_sync_are_left_to_the_live_feed(
+        self, offset: int, skipped: bool
+    ) -> None:
+        """created_at one second below the watermark migrates; equal or above skips post_sync_live_feed."""
+        contact = Contact("c", "co", 1, T0)
+        verdict = SyncWatermark().check(audit(created_at=T0 + dt.timedelta(seconds=offset)), contact)
+        assert (verdict is not None) == skipped
+        if verdict is not None:
+            assert verdict.reason == "post_sync_live_feed"
+
+
+class TestTransformerGuards:
+    def test_row_of_another_tenant_than_the_lookups_fails(self) -> None:
+        """Users of one tenant are never matched against another tenant's row."""
+        transformer = Transformer(load_default_config())
+        prepared = transformer.prepare([audit(tenant="globex")])
+        result = transformer.transform(prepared, LookupContext(tenant="acme"), company_sso_id="co")
+        (outcome,) = result.outcomes
+        assert isinstance(outcome, Failed)
+        assert outcome.reason == "invalid_audit_row"
+
+    @pytest.mark.parametrize("field", ["id", "auditable_id", "user_id", "comment", "action"])
+    def test_wrongly_typed_fields_fail_the_row_not_the_page(self, field: str) -> None:
+        """A field of the wrong type makes that row fail invalid_audit_row; the next row still runs."""
+        bad = audit()
+        object.__setattr__(bad, field, 1.5)
+        transformer = Transformer(load_default_config())
+        result = transformer.transform(
+            transformer.prepare([bad, audit(id=2, auditable_type="Crm::Note")]),
+            LookupContext(),
+            company_sso_id="co",
+        )
+        first, second = result.outcomes
+        assert isinstance(first, Failed)
+        assert first.reason == "invalid_audit_row"
+        assert field in first.detail
+        assert isinstance(second, Skipped)

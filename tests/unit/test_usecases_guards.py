@@ -1,0 +1,134 @@
+"""Trigger guards, in order: flag, Phase-A coverage, running job, completed job."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import attrs
+import pytest
+
+from crm_audit_transform.domain import Contact
+from crm_audit_transform.errors import (
+    AlreadyCompleted,
+    ContactsNotMigrated,
+    FlagDisabled,
+    GuardError,
+    JobAlreadyRunning,
+)
+from crm_audit_transform.jobs import COMPLETED, HALTED, IN_PROGRESS, ROLLED_BACK
+from crm_audit_transform.testing import InMemoryContactDirectory, InMemoryPeopleCounter
+from crm_audit_transform.usecases import contact_coverage
+from support.corpus_account import World
+
+
+def finish(world: World, status: str) -> None:
+    job = world.jobs.latest(world.company)
+    assert job is not None
+    world.jobs.save(attrs.evolve(job, status=status))
+    world.clock.advance(1)
+
+
+class TestTriggerGuards:
+    def test_flag_off_is_refused_first_with_403(self) -> None:
+        """A disabled account is refused FLAG_DISABLED (403) even when coverage is also too low."""
+        world = World(enabled=False, coverage=0.5)
+        with pytest.raises(FlagDisabled) as raised:
+            world.trigger()
+        assert (raised.value.code, raised.value.http_status) == ("FLAG_DISABLED", 403)
+        assert world.jobs.jobs == ()
+
+    def test_low_coverage_is_refused_with_422_and_writes_no_job(self) -> None:
+        """Coverage under 99% is refused contacts_not_migrated (422) and leaves no job row."""
+        world = World(coverage=0.98)
+        with pytest.raises(ContactsNotMigrated) as raised:
+            world.trigger()
+        assert (raised.value.code, raised.value.http_status) == ("contacts_not_migrated", 422)
+        assert world.jobs.jobs == ()
+
+    @pytest.mark.parametrize(("synced", "accepted"), [(99, True), (98, False)])
+    def test_coverage_exactly_at_the_threshold_is_accepted(self, synced: int, accepted: bool) -> None:
+        """99 of 100 people synced passes the 99% gate; 98 of 100 does not."""
+        world = World()
+        world.contacts = InMemoryContactDirectory(
+            Contact(f"c{pid}", world.company, pid, dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+            for pid in range(1, synced + 1)
+        )
+        world.people = InMemoryPeopleCounter({world.tenant: 100})
+        if accepted:
+            assert world.trigger().status == IN_PROGRESS
+        else:
+            with pytest.raises(ContactsNotMigrated):
+                world.trigger()
+
+    def test_threshold_is_configurable(self) -> None:
+        """A lower threshold lets a partly synced account start."""
+        world = World(coverage=0.5)
+        assert world.trigger(coverage_threshold=0.5).status == IN_PROGRESS
+
+    def test_running_job_is_refused_with_409(self) -> None:
+        """A second trigger while a job is in progress is JOB_ALREADY_RUNNING (409)."""
+        world = World()
+        first = world.trigger()
+        world.clock.advance(1)
+        with pytest.raises(JobAlreadyRunning) as raised:
+            world.trigger()
+        assert (raised.value.code, raised.value.http_status) == ("JOB_ALREADY_RUNNING", 409)
+        assert world.jobs.jobs == (first,)
+
+    def test_completed_job_is_refused_with_409(self) -> None:
+        """Re-triggering a completed account is ALREADY_COMPLETED (409)."""
+        world = World()
+        world.trigger()
+        finish(world, COMPLETED)
+        with pytest.raises(AlreadyCompleted) as raised:
+            world.trigger()
+        assert (raised.value.code, raised.value.http_status) == ("ALREADY_COMPLETED", 409)
+
+    @pytest.mark.parametrize("status", [HALTED, ROLLED_BACK])
+    def test_halted_or_rolled_back_job_allows_a_new_one(self, status: str) -> None:
+        """Only running and completed jobs block; a halted or rolled-back account starts afresh."""
+        world = World()
+        old = world.trigger()
+        finish(world, status)
+        new = world.trigger()
+        assert new.job_id != old.job_id
+        assert new.last_audit_id == new.first_audit_id - 1
+
+    def test_every_guard_error_is_a_guard_error(self) -> None:
+        """Callers can catch the whole family at once."""
+        for kind in (FlagDisabled, ContactsNotMigrated, JobAlreadyRunning, AlreadyCompleted):
+            assert issubclass(kind, GuardError)
+
+    def test_concurrent_create_loses_to_the_store_with_job_already_running(self) -> None:
+        """A race past the read is still stopped by the one-in-progress rule of the store."""
+        world = World()
+        world.trigger()
+        job = world.jobs.latest(world.company)
+        assert job is not None
+        with pytest.raises(JobAlreadyRunning):
+            world.jobs.create(attrs.evolve(job, job_id="other"))
+
+
+class TestNewJob:
+    def test_cutoff_defaults_to_the_oldest_in_scope_audit(self) -> None:
+        """Without a date range the job starts at the tenant's oldest in-scope row."""
+        world = World()
+        job = world.trigger()
+        assert job.cutoff == dt.datetime(2019, 1, 4, 5, 44, 28, 125496, tzinfo=dt.UTC)
+        assert (job.first_audit_id, job.max_audit_id, job.last_audit_id) == (1, 759, 0)
+        assert job.progress_pct == 0.0
+
+    def test_date_range_start_becomes_the_cutoff_and_narrows_the_id_range(self) -> None:
+        """--date-range-start moves the cutoff and the first in-scope id."""
+        world = World()
+        start = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+        job = world.trigger(date_range_start=start)
+        assert job.cutoff == start
+        assert job.date_range_start == start
+        assert job.first_audit_id > 1
+
+    def test_no_people_counts_as_full_coverage(self) -> None:
+        """A tenant with no people has nothing Phase A could miss."""
+        world = World()
+        world.people = InMemoryPeopleCounter({})
+        assert contact_coverage(world.company, world.tenant, world.contacts, world.people) == 1.0

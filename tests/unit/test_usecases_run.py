@@ -1,0 +1,224 @@
+"""The run loop: pages, batches, durable progress per batch, halt, stop, leases, degraded USMAN."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import attrs
+import pytest
+
+from crm_audit_transform.domain import AuditRow
+from crm_audit_transform.errors import JobNotFound, LeaseHeld
+from crm_audit_transform.jobs import COMPLETED, HALTED, IN_PROGRESS, MigrationJob
+from crm_audit_transform.testing import InMemoryJobStore
+from crm_audit_transform.usecases import RunSettings
+from support.corpus_account import World
+
+GOOD = "---\nfirst_name: Ann\n"
+BAD = "--- [unclosed"
+NO_HALT = RunSettings(halt_threshold=1.0)
+
+
+def row(
+    audit_id: int, changes: str = GOOD, *, type_: str = "Crm::Person", user_id: int | None = 1
+) -> AuditRow:
+    return AuditRow(
+        tenant="acme",
+        id=audit_id,
+        auditable_type=type_,
+        auditable_id=1,
+        action="create",
+        audited_changes=changes,
+        created_at=dt.datetime(2020, 1, 1, tzinfo=dt.UTC) + dt.timedelta(minutes=audit_id),
+        user_id=user_id,
+        user_type="User" if user_id else None,
+    )
+
+
+class RecordingJobs(InMemoryJobStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.saved: list[MigrationJob] = []
+
+    def save(self, job: MigrationJob) -> None:
+        super().save(job)
+        self.saved.append(job)
+
+
+def world_of(rows: Sequence[AuditRow]) -> World:
+    world = World(rows=list(rows))
+    world.jobs = RecordingJobs()
+    return world
+
+
+class TestRunToCompletion:
+    def test_every_row_is_counted_once_and_the_job_completes(self) -> None:
+        """Processed equals the in-scope rows, the cursor ends on the last id, progress is 100%."""
+        world = World()
+        world.trigger()
+        result = world.run(settings=NO_HALT)
+        job = result.job
+        assert job.status == COMPLETED
+        assert job.tally.processed == 759
+        assert job.tally.migrated == len(world.logs.logs)
+        assert job.tally.processed == job.tally.migrated + job.tally.skipped_total + job.tally.failed_total
+        assert (job.last_audit_id, job.progress_pct) == (759, 100.0)
+        assert job.lease_owner is None
+        assert job.finished_at == world.clock.now()
+
+    def test_progress_is_saved_after_every_batch_of_at_most_twenty_logs(self) -> None:
+        """Each save moves the cursor forward over at most 20 newly written logs."""
+        world = world_of([row(n) for n in range(1, 46)])
+        world.trigger()
+        world.run(settings=NO_HALT)
+        saved = world.jobs.saved  # type: ignore[attr-defined]
+        progress = [j for j in saved if j.status == IN_PROGRESS]
+        assert [j.last_audit_id for j in progress] == [20, 40, 45]
+        assert [j.tally.migrated for j in progress] == [20, 40, 45]
+        assert saved[-1].status == COMPLETED
+
+    def test_cursor_covers_skipped_and_failed_rows_before_it(self) -> None:
+        """Rows that write nothing ride along with the batch before them and are behind its cursor."""
+        rows = [row(n) for n in range(1, 21)] + [row(21, BAD), row(22, type_="Crm::Unknown"), row(23)]
+        world = world_of(rows)
+        world.trigger()
+        world.run(settings=NO_HALT)
+        progress = [j for j in world.jobs.saved if j.status == IN_PROGRESS]  # type: ignore[attr-defined]
+        assert [j.last_audit_id for j in progress] == [21, 23]
+        assert progress[-1].tally.processed == 22  # the unmapped type is outside the scope query
+
+    def test_pages_follow_the_keyset_cursor(self) -> None:
+        """Small pages give the same result as one big page."""
+        rows = [row(n, BAD if n % 7 == 0 else GOOD) for n in range(1, 60)]
+        big, small = world_of(rows), world_of(rows)
+        for world, size in ((big, 500), (small, 8)):
+            world.trigger()
+            world.run(settings=RunSettings(page_size=size, halt_threshold=1.0))
+        assert small.logs.logs == big.logs.logs
+        assert small.jobs.latest(small.company).tally == big.jobs.latest(big.company).tally  # type: ignore[union-attr]
+
+    def test_reports_progress_after_each_batch(self) -> None:
+        """on_progress sees every saved job, ending with the completed one."""
+        world = world_of([row(n) for n in range(1, 30)])
+        world.trigger()
+        seen: list[MigrationJob] = []
+        world.run(settings=NO_HALT, on_progress=seen.append)
+        assert [j.last_audit_id for j in seen] == [20, 29, 29]
+        assert seen[-1].status == COMPLETED
+
+    def test_a_job_without_rows_completes_at_once(self) -> None:
+        """A tenant with nothing in scope completes with zero counts."""
+        world = world_of([])
+        world.trigger()
+        job = world.run().job
+        assert (job.status, job.tally.processed) == (COMPLETED, 0)
+
+
+class TestHalt:
+    def test_halts_when_cumulative_failures_exceed_ten_percent(self) -> None:
+        """Over 10% failed after a batch halts the job, keeping its cursor for inspection."""
+        rows = [row(n) for n in range(1, 21)] + [row(n, BAD) for n in range(21, 25)] + [row(25)]
+        world = world_of(rows + [row(n) for n in range(26, 60)])
+        world.trigger()
+        job = world.run().job
+        assert job.status == HALTED
+        assert job.last_audit_id == 24
+        assert job.tally.failed_total == 4
+        assert "exceeded 10%" in (job.halted_reason or "")
+        assert job.lease_owner is None
+
+    def test_exactly_ten_percent_does_not_halt(self) -> None:
+        """The rule is strictly greater than 0.10."""
+        world = world_of([row(n, BAD if n == 5 else GOOD) for n in range(1, 11)])
+        world.trigger()
+        job = world.run().job
+        assert (job.status, job.tally.failure_rate) == (COMPLETED, 0.1)
+
+    def test_a_halted_job_is_not_run_again(self) -> None:
+        """Running a halted account returns it untouched; a new trigger starts over."""
+        world = world_of([row(1, BAD), row(2)])
+        world.trigger()
+        halted = world.run().job
+        assert halted.status == HALTED
+        assert world.run().job == halted
+
+
+class TestStop:
+    def test_stop_request_finishes_the_batch_saves_and_resumes_later(self) -> None:
+        """A stop after the first batch leaves an in-progress job another run completes identically."""
+        rows = [row(n, BAD if n % 9 == 0 else GOOD) for n in range(1, 70)]
+        clean = world_of(rows)
+        clean.trigger()
+        clean.run(settings=NO_HALT)
+        world = world_of(rows)
+        world.trigger()
+        stopped = world.run(settings=NO_HALT, should_stop=lambda: True)
+        assert stopped.stopped
+        assert (stopped.job.status, stopped.job.lease_owner, stopped.steps) == (IN_PROGRESS, None, 1)
+        assert stopped.job.last_audit_id == 22
+        finished = world.run(owner="runner-2", settings=NO_HALT).job
+        assert finished.tally == clean.jobs.latest(clean.company).tally  # type: ignore[union-attr]
+        assert world.logs.logs == clean.logs.logs
+
+
+class TestLease:
+    def test_a_live_lease_keeps_a_second_runner_off(self) -> None:
+        """While runner 1 holds an unexpired lease, runner 2 is refused with LeaseHeld."""
+        world = world_of([row(n) for n in range(1, 50)])
+        job = world.trigger()
+        world.jobs.acquire_lease(
+            job.job_id, "runner-1", world.clock.now(), world.clock.now() + dt.timedelta(60)
+        )
+        with pytest.raises(LeaseHeld):
+            world.run(owner="runner-2")
+        assert world.logs.logs == ()
+
+    def test_an_expired_lease_is_taken_over(self) -> None:
+        """A runner that died leaves a lease that another runner takes once it expires."""
+        world = world_of([row(n) for n in range(1, 50)])
+        job = world.trigger()
+        now = world.clock.now()
+        world.jobs.acquire_lease(job.job_id, "dead", now, now + dt.timedelta(seconds=120))
+        world.clock.advance(121)
+        assert world.run(owner="runner-2").job.status == COMPLETED
+
+    def test_the_lease_is_renewed_on_every_batch(self) -> None:
+        """Each progress write carries a lease that expires one TTL after that batch."""
+        world = world_of([row(n) for n in range(1, 50)])
+        world.trigger()
+
+        def tick(_: MigrationJob) -> None:
+            world.clock.advance(30)
+
+        world.run(on_progress=tick, settings=RunSettings(lease_seconds=60))
+        progress = [j for j in world.jobs.saved if j.status == IN_PROGRESS]  # type: ignore[attr-defined]
+        expiries = [j.lease_expires_at for j in progress]
+        assert expiries == sorted(set(expiries))  # type: ignore[type-var]
+        assert all(j.lease_owner == "runner-1" for j in progress)
+
+    def test_running_an_account_without_a_job_is_job_not_found(self) -> None:
+        """Nothing to resume until a trigger created the job."""
+        with pytest.raises(JobNotFound):
+            World().run()
+
+
+class TestDegradedDirectory:
+    def test_dead_sso_directory_degrades_actors_and_drops_nothing(self) -> None:
+        """With USMAN down the run completes with the same counts; user actors become deleted users."""
+        healthy, dead = World(), World(sso_failing=True)
+        for world in (healthy, dead):
+            world.trigger()
+            world.run(settings=NO_HALT)
+        good = healthy.jobs.latest(healthy.company)
+        bad = dead.jobs.latest(dead.company)
+        assert good is not None
+        assert bad is not None
+        assert (bad.status, bad.tally) == (COMPLETED, good.tally)
+        assert [x.external_id for x in dead.logs.logs] == [x.external_id for x in healthy.logs.logs]
+        assert {x.actor.kind for x in dead.logs.logs} <= {"deleted_user", "system"}
+        assert "user" in {x.actor.kind for x in healthy.logs.logs}
+        assert all(
+            repr(attrs.evolve(x, actor=y.actor)) == repr(y)  # repr: NaN values are not equal to themselves
+            for x, y in zip(dead.logs.logs, healthy.logs.logs, strict=True)
+        )

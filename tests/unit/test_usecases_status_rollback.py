@@ -1,0 +1,132 @@
+"""Status (not_started, progress, counts per reason, accuracy) and rollback (scoped, idempotent)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import attrs
+import pytest
+
+from crm_audit_transform.domain import ActivityLog, Actor
+from crm_audit_transform.errors import JobAlreadyRunning
+from crm_audit_transform.jobs import COMPLETED, IN_PROGRESS, ROLLED_BACK
+from crm_audit_transform.tally import Tally
+from crm_audit_transform.usecases import migration_status, rollback
+from crm_audit_transform.usecases.status import counts_of
+from support.corpus_account import World
+
+
+def native_log(company: str, n: int) -> ActivityLog:
+    return ActivityLog(
+        company_sso_id=company,
+        customer_id=f"contact-{n}",
+        category="contact",
+        action="update",
+        actor=Actor("user", "Ana", "sso-1"),
+        changes=(),
+        timestamp=dt.datetime(2026, 3, 1, tzinfo=dt.UTC),
+        source_tag="live_feed",
+    )
+
+
+def migrated_log(company: str, n: int) -> ActivityLog:
+    return attrs.evolve(native_log(company, n), external_id=f"crm:acme:audit:{n}", source_tag="crm_migration")
+
+
+class TestStatus:
+    def test_no_job_reports_not_started_and_nothing_else(self) -> None:
+        """An account never triggered answers only ``not_started``."""
+        world = World()
+        status = migration_status(world.company, world.jobs)
+        assert status.as_dict() == {"company_sso_id": world.company, "status": "not_started"}
+
+    def test_reports_progress_counts_per_reason_and_rates(self) -> None:
+        """Status carries progress, per-reason counts, failure rate, cursor and S2S accuracy."""
+        world = World()
+        job = world.trigger()
+        tally = Tally(100, 80, {"contact_not_found": 15}, {"malformed_audited_changes": 5})
+        world.jobs.save(attrs.evolve(job, last_audit_id=380, tally=tally))
+        doc = migration_status(world.company, world.jobs).as_dict()
+        assert doc["status"] == IN_PROGRESS
+        assert doc["progress_pct"] == round(100 * 380 / 759, 2)
+        assert (doc["records_processed"], doc["records_migrated"]) == (100, 80)
+        assert (doc["records_skipped"], doc["records_failed"]) == (15, 5)
+        assert doc["skipped"] == {"contact_not_found": 15}
+        assert doc["failed"] == {"malformed_audited_changes": 5}
+        assert doc["failure_rate"] == 0.05
+        assert doc["accuracy_pct"] == 95.0
+        assert doc["last_audit_id"] == 380
+
+    def test_tenant_facing_document_leaves_accuracy_out(self) -> None:
+        """The session route's subset has no accuracy_pct."""
+        world = World()
+        world.trigger()
+        assert "accuracy_pct" not in migration_status(world.company, world.jobs).as_dict(
+            include_accuracy=False
+        )
+
+    def test_completed_job_is_at_one_hundred_percent(self) -> None:
+        """A completed job shows 100% whatever its cursor."""
+        world = World()
+        job = world.trigger()
+        world.jobs.save(attrs.evolve(job, status=COMPLETED))
+        assert migration_status(world.company, world.jobs).progress_pct == 100.0
+
+    def test_report_counts_have_the_dry_run_shape(self) -> None:
+        """The dry-run report is processed, migrated, skipped and failed per reason."""
+        report = counts_of(Tally(3, 1, {"contact_not_found": 1}, {"write_error": 1}))
+        assert report == {
+            "processed": 3,
+            "migrated": 1,
+            "skipped": {"contact_not_found": 1},
+            "failed": {"write_error": 1},
+        }
+
+
+class TestRollback:
+    def setup_world(self) -> World:
+        world = World()
+        for n in range(3):
+            world.logs.add_native(native_log(world.company, n))
+            world.logs.add_native(native_log("other-company", n))
+        world.logs.insert_batch([migrated_log(world.company, n) for n in range(5)])
+        world.logs.insert_batch([migrated_log("other-company", n) for n in range(4)])
+        return world
+
+    def test_deletes_only_this_accounts_migrated_logs(self) -> None:
+        """Native logs and other accounts' migrated logs survive the rollback."""
+        world = self.setup_world()
+        before = world.logs.logs
+        result = rollback(world.company, jobs=world.jobs, logs=world.logs, clock=world.clock)
+        assert result.deleted == 5
+        assert world.logs.logs == tuple(
+            x for x in before if not (x.company_sso_id == world.company and x.source_tag == "crm_migration")
+        )
+        assert sum(1 for x in world.logs.logs if x.source_tag == "live_feed") == 6
+
+    def test_is_idempotent(self) -> None:
+        """A second rollback deletes nothing and changes nothing."""
+        world = self.setup_world()
+        rollback(world.company, jobs=world.jobs, logs=world.logs, clock=world.clock)
+        after = world.logs.logs
+        assert rollback(world.company, jobs=world.jobs, logs=world.logs, clock=world.clock).deleted == 0
+        assert world.logs.logs == after
+
+    def test_is_refused_while_a_job_is_in_progress(self) -> None:
+        """A running job would write behind the rollback, so it is refused with 409."""
+        world = self.setup_world()
+        world.trigger()
+        with pytest.raises(JobAlreadyRunning):
+            rollback(world.company, jobs=world.jobs, logs=world.logs, clock=world.clock)
+        assert world.logs.count_migrated(world.company) == 5
+
+    def test_marks_the_job_rolled_back_so_it_can_be_triggered_again(self) -> None:
+        """After a rollback of a completed job the account may be migrated afresh."""
+        world = self.setup_world()
+        job = world.trigger()
+        world.jobs.save(attrs.evolve(job, status=COMPLETED))
+        result = rollback(world.company, jobs=world.jobs, logs=world.logs, clock=world.clock)
+        assert result.job_id == job.job_id
+        assert migration_status(world.company, world.jobs).status == ROLLED_BACK
+        world.clock.advance(1)
+        assert world.trigger().status == IN_PROGRESS
