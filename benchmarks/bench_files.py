@@ -1,60 +1,68 @@
-"""Files adapters: read throughput (JSONL, psql CSV) on the corpus, sink write throughput, sink reopen."""
+"""Files adapters: read throughput (JSONL, psql CSV) on the corpus, sink writes, sink reopen.
+
+Run from the repository root: ``.venv/bin/python benchmarks/bench_files.py``.
+"""
+
+from __future__ import annotations
 
 import pathlib
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 
-sys.path.insert(0, "tests")
+sys.path.insert(0, "tests")  # the psql-style CSV writer and the log builder live with the tests
+
 from crm_audit_adapters.files import JsonlActivityLogSink, read_audit_rows
 from integration.test_files_audits import write_psql_csv
 from support.mongo import activity_log
 
-F = pathlib.Path("tests/fixtures/audited-5.8.0/audits.jsonl")
+CORPUS = pathlib.Path("tests/fixtures/audited-5.8.0/audits.jsonl")
+TENANTS = ("acme", "globex", "nusantara_retail")
 
 
-def best(fn, n=5):
-    r = []
-    for _ in range(n):
-        t = time.perf_counter()
+def best(fn: Callable[[], object], repeat: int = 5) -> float:
+    """The fastest of ``repeat`` runs, in seconds."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
         fn()
-        r.append(time.perf_counter() - t)
-    return min(r)
+        times.append(time.perf_counter() - start)
+    return min(times)
 
 
-rows = list(read_audit_rows(F))
-with tempfile.TemporaryDirectory() as d:
-    d = pathlib.Path(d)
-    csvs = []
-    for t in ("acme", "globex", "nusantara_retail"):
-        p = d / f"{t}.csv"
-        write_psql_csv(p, [r for r in rows if r.tenant == t])
-        csvs.append((p, t))
-    size_j = F.stat().st_size
-    size_c = sum(p.stat().st_size for p, _ in csvs)
-    tj = best(lambda: sum(1 for _ in read_audit_rows(F)))
-    tc = best(lambda: sum(1 for p, t in csvs for _ in read_audit_rows(p, t)))
-    print(
-        f"jsonl read: {len(rows)} rows, {size_j / 1e6:.2f} MB, {tj * 1e3:.1f} ms -> {len(rows) / tj:,.0f} rows/s"
-    )
-    print(
-        f"csv read:   {len(rows)} rows, {size_c / 1e6:.2f} MB, {tc * 1e3:.1f} ms -> {len(rows) / tc:,.0f} rows/s"
-    )
-    logs = [activity_log(i) for i in range(1, 10001)]
-    for fsync in (False, True):
+def write_logs(path: pathlib.Path, logs: list, fsync: bool) -> None:
+    path.unlink(missing_ok=True)
+    with JsonlActivityLogSink(path, fsync=fsync) as sink:
+        for start in range(0, len(logs), 20):
+            sink.insert_batch(logs[start : start + 20])
 
-        def run():
-            p = d / f"out-{fsync}.jsonl"
-            if p.exists():
-                p.unlink()
-            with JsonlActivityLogSink(p, fsync=fsync) as s:
-                for i in range(0, len(logs), 20):
-                    s.insert_batch(logs[i : i + 20])
 
-        ts = best(run, 3)
-        print(
-            f"sink write fsync={fsync}: 10000 logs in batches of 20, {ts * 1e3:.0f} ms -> {len(logs) / ts:,.0f} logs/s"
-        )
-    p = d / "out-False.jsonl"
-    to = best(lambda: JsonlActivityLogSink(p).close(), 3)
-    print(f"sink reopen (10000 lines recovered): {to * 1e3:.1f} ms")
+def main() -> None:
+    rows = list(read_audit_rows(CORPUS))
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = pathlib.Path(tmp)
+        csvs = []
+        for tenant in TENANTS:
+            path = directory / f"{tenant}.csv"
+            write_psql_csv(path, [row for row in rows if row.tenant == tenant])
+            csvs.append((path, tenant))
+        jsonl_mb = CORPUS.stat().st_size / 1e6
+        csv_mb = sum(path.stat().st_size for path, _ in csvs) / 1e6
+        jsonl_s = best(lambda: sum(1 for _ in read_audit_rows(CORPUS)))
+        csv_s = best(lambda: sum(1 for path, tenant in csvs for _ in read_audit_rows(path, tenant)))
+        n = len(rows)
+        print(f"jsonl read: {n} rows, {jsonl_mb:.2f} MB, {jsonl_s * 1e3:.1f} ms, {n / jsonl_s:,.0f} rows/s")
+        print(f"csv read:   {n} rows, {csv_mb:.2f} MB, {csv_s * 1e3:.1f} ms, {n / csv_s:,.0f} rows/s")
+        logs = [activity_log(i) for i in range(1, 10001)]
+        for fsync in (False, True):
+            path = directory / f"out-{fsync}.jsonl"
+            seconds = best(lambda path=path, fsync=fsync: write_logs(path, logs, fsync), 3)
+            print(f"sink fsync={fsync}: {len(logs)} logs, batches of 20, {seconds * 1e3:.0f} ms", end="")
+            print(f", {len(logs) / seconds:,.0f} logs/s")
+        reopen = best(lambda: JsonlActivityLogSink(directory / "out-False.jsonl").close(), 3)
+        print(f"sink reopen over {len(logs)} lines: {reopen * 1e3:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

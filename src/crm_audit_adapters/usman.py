@@ -211,8 +211,9 @@ class UsmanClient:
             )
         except httpx.TimeoutException as exc:
             raise _Retryable(f"timed out ({type(exc).__name__})") from exc
-        except httpx.TransportError as exc:
-            raise _Retryable(f"connection failed ({type(exc).__name__})") from exc
+        except httpx.RequestError as exc:
+            # Transport errors, and a body that fails to decode (a broken Content-Encoding).
+            raise _Retryable(f"request failed ({type(exc).__name__})") from exc
         status = response.status_code
         if status == 429 or status >= 500:
             raise _Retryable(f"HTTP {status}", status_code=status, delay=_retry_after(response))

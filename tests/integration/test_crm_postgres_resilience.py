@@ -82,11 +82,15 @@ class TestReadOnly:
                 lambda conn: conn.execute("SELECT to_regclass('acme.intruder')").fetchone()
             ) == (None,)
 
-    def test_statement_timeout_is_set_in_every_transaction(self, crm_dsn: str) -> None:
-        """The configured statement timeout is what the server applies to the work."""
+    def test_each_transaction_gets_the_timeout_utc_and_custom_plans(self, crm_dsn: str) -> None:
+        """The work sees the configured statement timeout, TimeZone UTC and force_custom_plan."""
+        query = (
+            "SELECT current_setting('statement_timeout'), current_setting('TimeZone'),"
+            " current_setting('plan_cache_mode'), current_setting('transaction_read_only')"
+        )
         with ReadOnlySession.from_dsn(crm_dsn, statement_timeout_ms=1234) as session:
-            row = session.run(lambda conn: conn.execute("SHOW statement_timeout").fetchone())
-        assert row == ("1234ms",)
+            row = session.run(lambda conn: conn.execute(query).fetchone())
+        assert row == ("1234ms", "UTC", "force_custom_plan", "on")
 
     @pytest.mark.parametrize(("threshold", "prepared"), [(None, 0), (1, 1)])
     def test_server_side_prepared_statements_follow_the_factory_setting(

@@ -54,15 +54,16 @@ class FlakyCollection:
 
 
 class ValidatingCollection:
-    """Refuses chosen documents with a server-style validation error (code 121), inserts the rest.
+    """Refuses chosen documents with a server-style write error (default: validation, 121), inserts the rest.
 
     mongomock has no document validators, so this stands in for one; the error it raises has the
     shape a server's ``BulkWriteError`` has, merged with the real errors of the real insert.
     """
 
-    def __init__(self, inner: Any, refuse: set[str]):
+    def __init__(self, inner: Any, refuse: set[str], error: dict[str, Any] | None = None):
         self._inner = inner
         self._refuse = refuse
+        self._error = error or {"code": 121, "errmsg": "Document failed validation"}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -72,7 +73,7 @@ class ValidatingCollection:
         keep: list[tuple[int, dict[str, Any]]] = []
         for position, doc in enumerate(documents):
             if doc.get("external_id") in self._refuse:
-                errors.append({"index": position, "code": 121, "errmsg": "Document failed validation"})
+                errors.append({"index": position, **self._error})
             else:
                 keep.append((position, doc))
         if keep:
@@ -144,6 +145,28 @@ class TestInsertBatch:
             (activity_log(3).external_id, "skipped", "duplicate_external_id"),
         ]
         assert results[1].detail == "code 121: Document failed validation"
+
+    def test_a_duplicate_on_another_unique_index_is_a_failure(self, logs: Any) -> None:
+        """11000 whose keyPattern is not the idempotency key is a write error, not a skip."""
+        error = {
+            "code": 11000,
+            "errmsg": "E11000 duplicate key error index: uniq_customer_day",
+            "keyPattern": {"customer_id": 1, "day": 1},
+        }
+        refused = activity_log(1).external_id
+        results = _store(ValidatingCollection(logs, {refused}, error)).insert_batch([activity_log(1)])
+        assert _statuses(results) == [(refused, "failed", "write_error")]
+
+    def test_a_duplicate_naming_the_idempotency_key_is_a_skip(self, logs: Any) -> None:
+        """11000 with keyPattern (company_sso_id, external_id), as a server reports it, is a skip."""
+        error = {
+            "code": 11000,
+            "errmsg": "E11000 duplicate key error index: uniq_company_external_id",
+            "keyPattern": {"company_sso_id": 1, "external_id": 1},
+        }
+        refused = activity_log(1).external_id
+        results = _store(ValidatingCollection(logs, {refused}, error)).insert_batch([activity_log(1)])
+        assert _statuses(results) == [(refused, "skipped", "duplicate_external_id")]
 
     def test_a_log_without_external_id_fails_without_being_written(self, logs: Any) -> None:
         """The store never writes a log it could not write idempotently."""

@@ -230,6 +230,16 @@ class TestRetries:
         with client_for(server, sleeps) as client:
             assert client.sso_ids_by_emails(COMPANY, [NUR]) == {NUR: "sso-nur"}
 
+    def test_a_body_that_cannot_be_decoded_is_retried_then_unavailable(
+        self, server: UsmanServer, sleeps: list[float]
+    ) -> None:
+        """A Content-Encoding the body does not honour is a request error: retried, then unavailable."""
+        server.default = status(200, {"Content-Encoding": "gzip"})
+        with client_for(server, sleeps, max_attempts=2) as client, pytest.raises(UsmanUnavailable) as caught:
+            client.sso_ids_by_emails(COMPANY, [NUR])
+        assert isinstance(caught.value.__cause__, httpx.DecodingError)
+        assert len(server.requests) == 2
+
     def test_nothing_listening_becomes_unavailable_from_a_connect_error(self, sleeps: list[float]) -> None:
         """Connection refused is retried, then reported as DirectoryUnavailable."""
         config = UsmanConfig(base_url=f"http://127.0.0.1:{closed_port()}", token=TOKEN, backoff_base=0.0)
@@ -301,9 +311,9 @@ class TestMalformedAnswers:
 class TestSecrecy:
     def test_the_token_is_not_in_any_repr(self, server: UsmanServer, sleeps: list[float]) -> None:
         """Neither the config's nor the client's repr shows the token."""
-        client = client_for(server, sleeps)
-        with client:
-            assert TOKEN not in repr(client._config)
+        config = UsmanConfig(base_url=server.url, token=TOKEN)
+        assert TOKEN not in repr(config)
+        with UsmanClient(config) as client:
             assert TOKEN not in repr(client)
 
     def test_the_token_is_not_in_errors_or_logs(

@@ -16,7 +16,7 @@ import datetime as dt
 import hashlib
 import json
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +136,7 @@ def example_files(tenant: str = "acme") -> dict[str, list[dict[str, Any]]]:
     }
 
 
-def dump_jsonl(lines: list[dict[str, Any]]) -> str:
+def dump_jsonl(lines: Sequence[Mapping[str, Any]]) -> str:
     return "".join(json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n" for line in lines)
 
 

@@ -1,12 +1,13 @@
 """Read-only access to the CRM database: a connection factory and a session that retries.
 
-Every unit of work runs in its own ``BEGIN READ ONLY`` transaction with a local statement timeout
-and ``TimeZone = UTC`` (``SET LOCAL`` semantics, so it also holds behind a transaction-pooling
-PgBouncer). When the connection drops or a statement times out (``psycopg.OperationalError``) the
-session discards the connection, waits with exponential backoff, reconnects and runs the same work
-again; a keyset page query is a pure function of its cursor, so a retry can neither skip nor repeat
-rows. After the last attempt the driver error is raised as ``SourceUnavailable``. Any other driver
-error (a missing table, a permission denied) is not worth retrying and is raised at once.
+Every unit of work runs in its own ``BEGIN READ ONLY`` transaction with a local statement timeout,
+``TimeZone = UTC`` and custom plans (``SET LOCAL`` semantics, so it also holds behind a
+transaction-pooling PgBouncer). When the connection drops or a statement times out
+(``psycopg.OperationalError``) the session discards the connection, waits with exponential backoff,
+reconnects and runs the same work again; a keyset page query is a pure function of its cursor, so
+a retry can neither skip nor repeat rows. After the last attempt the driver error is raised as
+``SourceUnavailable``. Any other driver error (a missing table, a permission denied) is not worth
+retrying and is raised at once.
 """
 
 from __future__ import annotations
@@ -28,8 +29,11 @@ ConnectionFactory = Callable[[], psycopg.Connection]
 _SCHEMA_EXISTS = "SELECT 1 FROM information_schema.schemata WHERE schema_name = %s"
 _SYSTEM_SCHEMAS = ("information_schema",)
 # Local to the transaction (SET LOCAL semantics), so nothing leaks to a pooled server connection.
+# A custom plan per page: a generic plan of the page query cannot see how rare the scope's types
+# are and walks the primary key past millions of out-of-scope rows (see docs/postgres.md).
 _TRANSACTION_SETTINGS = (
-    "SELECT set_config('statement_timeout', %s, true), set_config('TimeZone', 'UTC', true)"
+    "SELECT set_config('statement_timeout', %s, true), set_config('TimeZone', 'UTC', true),"
+    " set_config('plan_cache_mode', 'force_custom_plan', true)"
 )
 
 

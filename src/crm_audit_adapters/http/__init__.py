@@ -3,5 +3,12 @@ and the status indicator script. An ASGI app over the same use cases the runner 
 
 from .app import create_app
 from .auth import BasicAuthCredentials, SignedSessionResolver
+from .service import MigrationService, UseCaseService
 
-__all__ = ["BasicAuthCredentials", "SignedSessionResolver", "create_app"]
+__all__ = [
+    "BasicAuthCredentials",
+    "MigrationService",
+    "SignedSessionResolver",
+    "UseCaseService",
+    "create_app",
+]

@@ -35,9 +35,24 @@ def _static(name: str) -> str:
     return resources.files("crm_audit_adapters.http").joinpath("static", name).read_text("utf-8")
 
 
-async def _json_object(request: Request) -> dict[str, Any]:
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it passes ``limit`` (declared or streamed)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "PAYLOAD_TOO_LARGE", f"the body may hold at most {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "PAYLOAD_TOO_LARGE", f"the body may hold at most {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _json_object(request: Request, limit: int) -> dict[str, Any]:
     try:
-        body = json.loads(await request.body())
+        body = json.loads(await _read_body(request, limit))
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "MALFORMED_BODY", "body is not valid JSON") from None
     if not isinstance(body, dict):
@@ -88,7 +103,7 @@ def create_app(
         return guarded
 
     async def migrate(request: Request) -> Response:
-        records = parse_body(await request.body())
+        records = parse_body(await _read_body(request, max_body_bytes))
         if len(records) > MAX_BATCH:
             raise BatchTooLarge(len(records), MAX_BATCH)
         logs = [decode_record(doc, f"records[{i}]") for i, doc in enumerate(records)]
@@ -106,7 +121,7 @@ def create_app(
         )
 
     async def trigger(request: Request) -> Response:
-        body = await _json_object(request)
+        body = await _json_object(request, max_body_bytes)
         tenant = body.get("tenant")
         if not isinstance(tenant, str) or not tenant:
             raise ApiError(400, "INVALID_TENANT", "tenant must be a non-empty string")
@@ -123,7 +138,7 @@ def create_app(
         return JSONResponse(dict(await run_in_threadpool(service.status, company)))
 
     async def rollback(request: Request) -> Response:
-        body = await _json_object(request)
+        body = await _json_object(request, max_body_bytes)
         deleted = await run_in_threadpool(service.rollback, _company(body.get("company_sso_id")))
         return JSONResponse({"deleted": deleted})
 
@@ -163,4 +178,4 @@ def create_app(
         Route("/demo/contact", demo_page, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]
-    return Starlette(routes=routes, exception_handlers=dict(HANDLERS), max_body_size=max_body_bytes)
+    return Starlette(routes=routes, exception_handlers=dict(HANDLERS))

@@ -20,7 +20,10 @@ _STATUS = {
     "type": "object",
     "required": ["status"],
     "properties": {
-        "status": {"type": "string", "enum": ["not_started", "in_progress", "halted", "completed", "rolled_back"]},
+        "status": {
+            "type": "string",
+            "enum": ["not_started", "in_progress", "halted", "completed", "rolled_back"],
+        },
         "progress_pct": {"type": "number"},
         "failure_rate": {"type": "number"},
         "accuracy_pct": {"type": "number"},
@@ -31,7 +34,10 @@ _PUBLIC_STATUS = {
     "type": "object",
     "required": ["status"],
     "properties": {
-        "status": {"type": "string", "enum": ["not_started", "in_progress", "halted", "completed", "rolled_back"]},
+        "status": {
+            "type": "string",
+            "enum": ["not_started", "in_progress", "halted", "completed", "rolled_back"],
+        },
         "progress_pct": {"type": "number"},
     },
     "additionalProperties": False,

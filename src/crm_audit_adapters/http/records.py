@@ -21,6 +21,7 @@ from crm_audit_transform.values import Value
 from .errors import ApiError
 
 _ACTOR_KINDS = ("user", "deleted_user", "system")
+_JSON_OPTIONS = json_util.RELAXED_JSON_OPTIONS.with_options(tz_aware=True, tzinfo=dt.UTC)
 
 
 def _bad(path: str, message: str) -> ApiError:
@@ -118,7 +119,7 @@ def decode_record(doc: Any, path: str) -> ActivityLog:
 def parse_body(raw: bytes) -> list[Any]:
     """The ``records`` array of a request body, parsed with Extended JSON types."""
     try:
-        body = json_util.loads(raw.decode("utf-8"))
+        body = json_util.loads(raw.decode("utf-8"), json_options=_JSON_OPTIONS)
     except (ValueError, UnicodeDecodeError, BSONError, TypeError, OverflowError) as exc:
         raise ApiError(400, "MALFORMED_BODY", f"body is not valid JSON: {exc}") from None
     if not isinstance(body, dict) or not isinstance(body.get("records"), list):

@@ -87,11 +87,7 @@ class MongoActivityLogStore:
         except BulkWriteError as exc:
             errors = exc.details.get("writeErrors") or ()
         by_position = {int(error["index"]): error for error in errors}
-        duplicates = [
-            pending[pos].doc["_id"]
-            for pos, error in by_position.items()
-            if error.get("code") in DUPLICATE_KEY_CODES
-        ]
+        duplicates = [pending[pos].doc["_id"] for pos, error in by_position.items() if _is_duplicate(error)]
         # Only a retried attempt can meet its own earlier writes; the first attempt reads nothing.
         ours = self._already_ours(duplicates) if attempt > 1 and duplicates else set()
         results: list[WriteResult] = []
@@ -99,7 +95,7 @@ class MongoActivityLogStore:
             error = by_position.get(pos)
             if error is None or item.doc["_id"] in ours:
                 results.append(WriteResult(item.external_id, "inserted"))
-            elif error.get("code") in DUPLICATE_KEY_CODES:
+            elif _is_duplicate(error):
                 results.append(WriteResult(item.external_id, "skipped", reasons.DUPLICATE_EXTERNAL_ID))
             else:
                 message = f"code {error.get('code')}: {error.get('errmsg', 'write error')}"
@@ -137,6 +133,18 @@ class MongoActivityLogStore:
         return call_with_retry(
             lambda _: self._collection.count_documents(query), self._retry, "count migrated activity logs"
         )
+
+
+def _is_duplicate(error: Mapping[str, Any]) -> bool:
+    """A duplicate key on our idempotency key (or on the ``_id`` we chose), not on another index.
+
+    Servers name the index's keys in ``keyPattern``; when they do not (mongomock), code 11000 is
+    taken to be ours, the only unique index the migration relies on.
+    """
+    if error.get("code") not in DUPLICATE_KEY_CODES:
+        return False
+    pattern = error.get("keyPattern")
+    return not isinstance(pattern, Mapping) or "external_id" in pattern or list(pattern) == ["_id"]
 
 
 def _prepare(log: ActivityLog) -> tuple[str, dict[str, Any]]:

@@ -1,33 +1,91 @@
-"""Loading ``audited_changes`` (placeholder until the safe Psych-compatible loader lands)."""
+"""Loading ``audited_changes`` exactly as Ruby reads it, and safely (see docs/value-model.md).
+
+* Text column (``str``/``bytes``): YAML as Psych 4 wrote it, read with Psych's own scalar rules
+  and the class allowlist Rails applies to YAML columns; any other tag is refused, never built.
+* jsonb column: the mapping the driver already decoded (``ActiveSupport::JSON.decode``'s view).
+
+Only ``AuditedChangesError`` subclasses escape, and ``LoaderLimits`` bounds bytes, nodes
+(aliases included) and depth before they can cost memory or time.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-import yaml
-from attrs import frozen
-
-from ..errors import MalformedYaml, NotAMapping
+from ..errors import BadEncoding, LimitExceeded, NotAMapping
 from ..values import Changes
+from .backends import Backend, available_backends, parse
+from .jsonb import from_json
+from .limits import LoaderLimits
 
-
-@frozen
-class LoaderLimits:
-    max_bytes: int = 1 << 20
-    max_nodes: int = 100_000
-    max_depth: int = 64
+_DEFAULT_LIMITS = LoaderLimits()
+_RUBY_CLASSES = {
+    type(None): "nil",
+    bool: "true or false",
+    int: "Integer",
+    float: "Float",
+    str: "String",
+    list: "Array",
+    tuple: "Array",
+}
 
 
 def load_audited_changes(
-    value: str | bytes | Mapping[str, Any] | None, limits: LoaderLimits | None = None
+    value: str | bytes | Mapping[str, Any] | None,
+    limits: LoaderLimits | None = None,
+    *,
+    backend: Backend = "auto",
 ) -> Changes:
+    """The column → value mapping of one ``audited_changes`` column value.
+
+    ``value`` is the raw column: YAML ``str``/``bytes`` from a text column, or the decoded
+    mapping from a jsonb column. Like Rails, text that does not start with ``---`` is not YAML
+    (Rails hands it back as a String) and so is ``NotAMapping``; SQL NULL is ``NotAMapping`` too.
+    ``backend`` picks the YAML parser (``"libyaml"``, ``"python"``; results are identical).
+
+    Raises only ``AuditedChangesError`` subclasses for bad input: ``MalformedYaml``,
+    ``UnsupportedTag``, ``LimitExceeded``, ``NotAMapping``, ``BadEncoding``. An unknown or
+    unavailable ``backend`` is a ``ValueError`` (a caller's mistake, not the row's).
+    """
+    limits = _DEFAULT_LIMITS if limits is None else limits
     if isinstance(value, Mapping):
-        return dict(value)
-    try:
-        loaded = yaml.safe_load(value or "{}")
-    except yaml.YAMLError as exc:
-        raise MalformedYaml(str(exc)) from exc
-    if not isinstance(loaded, dict):
-        raise NotAMapping(type(loaded).__name__)
+        return from_json(value, limits)
+    text = _text(value, limits.max_bytes)
+    if "\x00" in text:
+        raise BadEncoding("NUL characters cannot appear in YAML (or in a PostgreSQL text column)")
+    if not text.startswith("---"):
+        raise NotAMapping("String (Rails reads text that does not start with '---' as a plain String)")
+    found, loaded = parse(text, limits, backend)
+    if type(loaded) is not dict:
+        raise NotAMapping(_ruby_class(loaded) if found else "nil (the text holds no YAML document)")
     return loaded
+
+
+def _text(value: object, max_bytes: int) -> str:
+    if isinstance(value, str):
+        if len(value) > max_bytes:
+            raise LimitExceeded("payload bytes", max_bytes, None)
+        try:
+            size = len(value.encode("utf-8"))
+        except UnicodeEncodeError as exc:
+            raise BadEncoding(f"text that cannot be UTF-8: {exc}") from None
+        if size > max_bytes:
+            raise LimitExceeded("payload bytes", max_bytes, size)
+        return value
+    if isinstance(value, bytes | bytearray | memoryview):
+        size = value.nbytes if isinstance(value, memoryview) else len(value)
+        if size > max_bytes:
+            raise LimitExceeded("payload bytes", max_bytes, size)
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BadEncoding(f"bytes that are not UTF-8: {exc}") from None
+    raise NotAMapping(_ruby_class(value))
+
+
+def _ruby_class(value: object) -> str:
+    return _RUBY_CLASSES.get(type(value), type(value).__name__)
+
+
+__all__ = ["Backend", "LoaderLimits", "available_backends", "load_audited_changes"]

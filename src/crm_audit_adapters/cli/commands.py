@@ -1,0 +1,246 @@
+"""Ops commands over real systems: indexes, trigger, run, status, rollback, explain, config."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from crm_audit_transform.domain import Failed, Migrated, Skipped
+from crm_audit_transform.errors import JobNotFound
+from crm_audit_transform.jobs import COMPLETED, HALTED
+from crm_audit_transform.usecases import MigrationStatus, explain_audit, migration_status, rollback, run_job
+
+from ..mongo import apply_migration
+from . import exit_codes
+from .main import cli
+from .progress import ProgressLine
+from .state import CliState
+
+company_option = click.option(
+    "--company-sso-id", "company", required=True, help="The CDP account (company SSO id)."
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+def _utc(_: click.Context, __: click.Parameter, value: dt.datetime | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+@cli.command()
+@click.argument("direction", type=click.Choice(["up", "down"]))
+@click.pass_obj
+def indexes(state: CliState, direction: str) -> None:
+    """Apply (up) or revert (down) the 035_crm_migration_indexes MongoDB migration."""
+    with state.runtime() as runtime:
+        for line in apply_migration(runtime.mongo_db, direction):  # type: ignore[arg-type]
+            click.echo(line)
+
+
+@cli.command()
+@company_option
+@click.option("--tenant", required=True, help="The CRM tenant schema of the account.")
+@click.option(
+    "--date-range-start",
+    type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]),
+    callback=_utc,
+    help="Cutoff (UTC unless an offset is given); default: the oldest in-scope audit.",
+)
+@json_option
+@click.pass_obj
+def trigger(
+    state: CliState, company: str, tenant: str, date_range_start: dt.datetime | None, as_json: bool
+) -> None:
+    """Check the guards and create the account's job (nothing is migrated until `run`)."""
+    with state.runtime() as runtime:
+        runtime.trigger(company, tenant, date_range_start)
+        _show(migration_status(company, runtime.jobs), as_json)
+
+
+@cli.command()
+@company_option
+@click.option("--progress/--no-progress", default=True, help="Show the progress line on stderr.")
+@click.pass_obj
+def run(state: CliState, company: str, progress: bool) -> None:
+    """Start or resume the account's job; Ctrl-C finishes the batch, saves the cursor and exits."""
+    with state.runtime() as runtime:
+        job = runtime.jobs.latest(company)
+        if job is None:
+            raise JobNotFound(f"company {company} has no migration job: run `trigger` first")
+        view = ProgressLine(job, sys.stderr) if progress else None
+        with _stop_on_interrupt() as stop:
+            result = run_job(
+                company,
+                runtime.run_ports(),
+                runtime.transformer,
+                owner=f"{socket.gethostname()}:{os.getpid()}",
+                settings=runtime.settings.run,
+                should_stop=stop.is_set,
+                on_progress=view.update if view else None,
+            )
+        if view is not None:
+            view.finish(result.job)
+        status = MigrationStatus.of(result.job)
+        click.echo(_summary(status))
+        if result.stopped:
+            click.echo("stopped on request; progress saved — run again to resume", err=True)
+            raise click.exceptions.Exit(exit_codes.INTERRUPTED)
+        if result.job.status == HALTED:
+            click.echo(f"halted: {result.job.halted_reason}", err=True)
+            raise click.exceptions.Exit(exit_codes.HALTED)
+        if result.job.status != COMPLETED:
+            click.echo(f"job is {result.job.status}: nothing to run", err=True)
+            raise click.exceptions.Exit(exit_codes.REFUSED)
+
+
+@contextmanager
+def _stop_on_interrupt() -> Iterator[threading.Event]:
+    """First Ctrl-C asks the loop to stop after its batch; a second one interrupts at once."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        click.echo("\nstopping after the current batch (Ctrl-C again to abort)…", err=True)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@cli.command()
+@company_option
+@json_option
+@click.pass_obj
+def status(state: CliState, company: str, as_json: bool) -> None:
+    """Show the account's job: status, progress, counts per reason, failure rate, cursor."""
+    with state.runtime() as runtime:
+        _show(migration_status(company, runtime.jobs), as_json)
+
+
+@cli.command(name="rollback")
+@company_option
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+def rollback_command(state: CliState, company: str, yes: bool) -> None:
+    """Delete the account's migrated logs (source_tag crm_migration only); native logs stay."""
+    if not yes:
+        click.confirm(f"Delete every migrated activity log of company {company}?", abort=True, err=True)
+    with state.runtime() as runtime:
+        result = rollback(company, jobs=runtime.jobs, logs=runtime.logs, clock=runtime.clock)
+        click.echo(f"deleted {result.deleted} migrated log(s) of company {company}")
+
+
+@cli.command()
+@company_option
+@click.option("--audit-id", required=True, type=int, help="The audit row to explain.")
+@click.option("--tenant", help="The CRM tenant schema (default: the account's job's tenant).")
+@json_option
+@click.pass_obj
+def explain(state: CliState, company: str, audit_id: int, tenant: str | None, as_json: bool) -> None:
+    """Show each stage's decision for one audit row, with the lookups a run would make."""
+    with state.runtime() as runtime:
+        if tenant is None:
+            job = runtime.jobs.latest(company)
+            if job is None:
+                raise JobNotFound(f"company {company} has no job to take the tenant from: pass --tenant")
+            tenant = job.tenant
+        explanation = explain_audit(
+            audit_id,
+            company_sso_id=company,
+            tenant=tenant,
+            ports=runtime.explain_ports(),
+            transformer=runtime.transformer,
+        )
+    if explanation.row is None:
+        click.echo(f"error: tenant {tenant} has no audit {audit_id}", err=True)
+        raise click.exceptions.Exit(exit_codes.REFUSED)
+    stages = [{"stage": s.stage, "verdict": s.verdict, "detail": s.detail} for s in explanation.stages]
+    outcome = _outcome(explanation.outcome)
+    if as_json:
+        doc = {"audit_id": audit_id, "tenant": tenant, "stages": stages, "outcome": outcome}
+        click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+        return
+    row = explanation.row
+    click.echo(
+        f"audit {tenant}#{audit_id}: {row.auditable_type}#{row.auditable_id} {row.action} at {row.created_at}"
+    )
+    width = max(len(s["stage"]) for s in stages) if stages else 5
+    for s in stages:
+        click.echo(f"  {s['stage']:<{width}}  {s['verdict']:<8}  {s['detail']}")
+    click.echo(f"outcome: {outcome['kind']}" + (f" ({outcome['reason']})" if outcome.get("reason") else ""))
+
+
+@cli.command(name="config")
+@click.pass_obj
+def show_config(state: CliState) -> None:
+    """Show the effective settings, secrets redacted."""
+    click.echo(json.dumps(state.settings.describe(), indent=2))
+
+
+def _outcome(outcome: Any) -> dict[str, Any]:
+    if isinstance(outcome, Migrated):
+        return {"kind": "migrated", "external_id": outcome.log.external_id}
+    if isinstance(outcome, Skipped | Failed):
+        kind = "skipped" if isinstance(outcome, Skipped) else "failed"
+        return {"kind": kind, "reason": outcome.reason, "detail": outcome.detail}
+    return {"kind": "none"}
+
+
+def _show(status: MigrationStatus, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(status.as_dict(), indent=2, ensure_ascii=False))
+        return
+    doc = status.as_dict()
+    rows: list[tuple[str, Any]] = [("company_sso_id", status.company_sso_id), ("status", status.status)]
+    if status.job_id is not None:
+        t = status.tally
+        rows += [
+            ("job_id", status.job_id),
+            ("tenant", status.tenant),
+            ("progress", f"{status.progress_pct:.2f}%"),
+            ("last_audit_id", status.last_audit_id),
+            ("processed", t.processed),
+            ("migrated", t.migrated),
+            ("skipped", _per_reason(t.skipped_total, t.skipped)),
+            ("failed", _per_reason(t.failed_total, t.failed)),
+            ("failure_rate", f"{status.failure_rate:.2%}"),
+            ("accuracy_pct", f"{status.accuracy_pct:.2f}"),
+            ("status_fallthrough", t.fallthrough),
+            ("updated_at", doc["updated_at"]),
+        ]
+        if status.halted_reason:
+            rows.append(("halted_reason", status.halted_reason))
+    width = max(len(key) for key, _ in rows)
+    for key, value in rows:
+        click.echo(f"{key:<{width}}  {value}")
+
+
+def _per_reason(total: int, by_reason: Any) -> str:
+    detail = ", ".join(f"{reason} {count}" for reason, count in by_reason.items())
+    return f"{total}" + (f"  ({detail})" if detail else "")
+
+
+def _summary(status: MigrationStatus) -> str:
+    t = status.tally
+    return (
+        f"{status.status}: processed {t.processed}, migrated {t.migrated}, skipped {t.skipped_total}, "
+        f"failed {t.failed_total} (failure rate {status.failure_rate:.2%}), cursor {status.last_audit_id}"
+    )

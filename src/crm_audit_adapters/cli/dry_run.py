@@ -1,0 +1,152 @@
+"""``dry-run``: the whole pipeline on files, no servers — the embedded default.
+
+The audits, users, contacts and SSO directory come from files; the job lives in memory; the logs
+go to ``--out`` as exactly the documents the Mongo adapter would insert (relaxed Extended JSON
+lines). The report is ``{processed, migrated, skipped: {reason: n}, failed: {reason: n}}``. A dry
+run never halts: it reports every row, and says on stderr whether a real run would have halted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import click
+
+from crm_audit_transform.config import load_config, load_default_config
+from crm_audit_transform.ports import ActivityLogStore
+from crm_audit_transform.testing import (
+    FixedClock,
+    InMemoryActivityLogStore,
+    InMemoryAuditSource,
+    InMemoryContactDirectory,
+    InMemoryJobStore,
+    InMemorySsoDirectory,
+    InMemoryUserDirectory,
+)
+from crm_audit_transform.transformer import Transformer
+from crm_audit_transform.usecases import RunPorts, RunSettings, counts_of, new_job, run_job
+from crm_audit_transform.usecases.settings import DEFAULT_HALT_THRESHOLD
+
+from ..files import JsonlActivityLogSink, read_audit_rows, read_contacts, read_sso_directory, read_users
+from .main import cli
+
+EXAMPLE_FILES = ("audits.jsonl", "users.jsonl", "contacts.jsonl", "sso.jsonl")
+_file = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+@cli.command(name="dry-run")
+@click.option("--example", is_flag=True, help="Run on the small sample bundled with the package.")
+@click.option("--company-sso-id", "company", help="The CDP account the logs are written for.")
+@click.option("--tenant", help="The CRM tenant schema whose rows are read.")
+@click.option("--audits", type=_file, help="Audit rows: JSONL (fixture format) or psql CSV.")
+@click.option("--users", type=_file, help="CRM users, JSONL {tenant, id, email, full_name, deleted_at}.")
+@click.option(
+    "--contacts", type=_file, help="CDP contacts, JSONL {_id, company_sso_id, crm_data: {id}, created_at}."
+)
+@click.option("--sso-directory", type=_file, help="SSO ids, JSONL {email, sso_id}.")
+@click.option(
+    "--config", "mapping", type=_file, help="Mapping configuration YAML (default: the bundled one)."
+)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Where the log documents go.")
+@click.option(
+    "--report", type=click.Path(dir_okay=False, path_type=Path), help="Report JSON (default: stdout)."
+)
+def dry_run(
+    example: bool,
+    company: str | None,
+    tenant: str | None,
+    audits: Path | None,
+    users: Path | None,
+    contacts: Path | None,
+    sso_directory: Path | None,
+    mapping: Path | None,
+    out: Path | None,
+    report: Path | None,
+) -> None:
+    """Migrate from files to a file, with no server at all; print or write the report."""
+    with ExitStack() as stack:
+        if example:
+            files = stack.enter_context(_example_files())
+            account = json.loads(files["account.json"].read_text(encoding="utf-8"))
+            company, tenant = company or account["company_sso_id"], tenant or account["tenant"]
+            audits, users, contacts, sso_directory = (files[name] for name in EXAMPLE_FILES)
+        given = {
+            "--company-sso-id": company,
+            "--tenant": tenant,
+            "--audits": audits,
+            "--users": users,
+            "--contacts": contacts,
+            "--sso-directory": sso_directory,
+        }
+        missing = [name for name, value in given.items() if value is None]
+        if missing:
+            raise click.UsageError(f"missing {', '.join(missing)} (or use --example)")
+        sink: ActivityLogStore = (
+            stack.enter_context(JsonlActivityLogSink(out)) if out else InMemoryActivityLogStore()
+        )
+        counts = _dry_run(
+            str(company),
+            str(tenant),
+            Path(str(audits)),
+            Path(str(users)),
+            Path(str(contacts)),
+            Path(str(sso_directory)),
+            mapping,
+            sink,
+        )
+    text = json.dumps(counts, indent=2)
+    processed, failed = counts["processed"], sum(counts["failed"].values())
+    rate = failed / processed if processed else 0.0
+    if report is None:
+        click.echo(text)
+    else:
+        report.write_text(text + "\n", encoding="utf-8")
+        skipped = sum(counts["skipped"].values())
+        where = (f"; logs in {out}" if out else "") + f"; report in {report}"
+        click.echo(
+            f"processed {processed}, migrated {counts['migrated']}, skipped {skipped}, failed {failed}{where}"
+        )
+    if rate > DEFAULT_HALT_THRESHOLD:
+        click.echo(f"warning: failure rate {rate:.2%} — a real run would halt", err=True)
+
+
+def _dry_run(
+    company: str,
+    tenant: str,
+    audits: Path,
+    users: Path,
+    contacts: Path,
+    sso_directory: Path,
+    mapping: Path | None,
+    sink: ActivityLogStore,
+) -> dict[str, Any]:
+    transformer = Transformer(load_config(mapping) if mapping else load_default_config())
+    source = InMemoryAuditSource(read_audit_rows(audits, tenant))
+    ports = RunPorts(
+        source=source,
+        users=InMemoryUserDirectory({tenant: read_users(users, tenant).values()}),
+        sso=InMemorySsoDirectory(read_sso_directory(sso_directory, company)),
+        contacts=InMemoryContactDirectory(c for c in read_contacts(contacts) if c.company_sso_id == company),
+        logs=sink,
+        jobs=InMemoryJobStore(),
+        clock=FixedClock(),
+    )
+    job = new_job(company, tenant, source=source, scope=transformer.scope, now=ports.clock.now())
+    ports.jobs.create(job)
+    result = run_job(company, ports, transformer, owner="dry-run", settings=RunSettings(halt_threshold=1.0))
+    return dict(counts_of(result.job.tally))
+
+
+@contextmanager
+def _example_files() -> Iterator[dict[str, Path]]:
+    root = resources.files("crm_audit_adapters") / "data" / "example"
+    with ExitStack() as stack:
+        yield {
+            name: stack.enter_context(resources.as_file(root / name))
+            for name in (*EXAMPLE_FILES, "account.json")
+        }

@@ -1,0 +1,47 @@
+"""What every command shares: the settings (read on first use) and optional test overrides."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from attrs import define, field
+
+from ..bootstrap import Runtime, build_runtime
+from ..settings import Settings, load_settings
+
+
+@define
+class Overrides:
+    """Parts a caller injects instead of building them from settings (tests, embedding services).
+
+    ``mongo_client``: a pymongo-compatible client (e.g. one ``mongomock.MongoClient()`` shared by
+    several invocations, so data outlives each command); ``sso``, ``clock``: ports;
+    ``prepare``: called with the runtime before a command uses it (to wrap a port, say).
+    """
+
+    mongo_client: Any = None
+    sso: Any = None
+    clock: Any = None
+    prepare: Callable[[Runtime], None] | None = None
+
+
+@define
+class CliState:
+    settings_path: str | None = None
+    debug: bool = False
+    overrides: Overrides = field(factory=Overrides)
+    _settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.settings_path)
+        return self._settings
+
+    def runtime(self) -> Runtime:
+        o = self.overrides
+        runtime = build_runtime(self.settings, mongo_client=o.mongo_client, sso=o.sso, clock=o.clock)
+        if o.prepare is not None:
+            o.prepare(runtime)
+        return runtime

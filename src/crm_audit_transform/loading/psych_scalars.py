@@ -1,0 +1,292 @@
+"""Plain scalars read the way Psych 4.0 (Ruby 3.1) reads them, not the way PyYAML does.
+
+``tokenize`` ports ``Psych::ScalarScanner#tokenize``; its table, in the order Psych tries it:
+
+==========================================  =========================================================
+plain scalar                                Ruby value
+==========================================  =========================================================
+empty                                       nil
+starts like a word (``STRINGISH``) or has   String, except when it has at most 5 characters:
+a line break                                ``~``/``null`` → nil, ``yes``/``true``/``on`` → true,
+                                            ``no``/``false``/``off`` → false (any case)
+``TIME`` (``2019-12-29 17:42:38.48 Z``)     Time; a String if Ruby's ``Time.utc`` refuses the fields
+``DATE`` (``2019-12-29``)                   Date; a String if ``Date.strptime`` refuses it
+``.inf`` / ``-.inf`` / ``.nan``             Float (any case)
+``:name``, ``:"quoted"``                    Symbol
+``190:20:30`` (one or two ``:`` groups)     Integer, base 60 (``1:2:3:4`` stays a String)
+``190:20:30.5``                             Float, base 60
+``FLOAT`` (``1.5``, ``-1.0e-07``, ``1.``)   Float (commas and underscores dropped)
+``INTEGER`` after dropping ``,`` and ``_``  Integer: ``0b1``, ``012`` (octal), ``0x1F``, ``1_000``
+anything else                               String
+==========================================  =========================================================
+
+Where Ruby itself raises (``Float("-e+5")``, a time without a time part), ``Unreadable`` is
+raised: Ruby cannot load that row either.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+import re
+from typing import Any
+
+from ..errors import BadEncoding, LimitExceeded
+
+_A = re.ASCII
+_STRINGISH = re.compile(r"[^0-9.:-]?[A-Za-z_\s!@#$%^&*(){}<>|/\\~;=]+", _A)
+_NOT_YTONF = re.compile(r"^[^ytonf~]", _A | re.I | re.M)
+_NULL = re.compile(r"^null$", _A | re.I | re.M)
+_TRUE = re.compile(r"^(?:yes|true|on)$", _A | re.I | re.M)
+_FALSE = re.compile(r"^(?:no|false|off)$", _A | re.I | re.M)
+TIME = re.compile(
+    r"-?\d{4}-\d{1,2}-\d{1,2}(?:[Tt]|\s+)\d{1,2}:\d\d:\d\d(?:\.\d*)?(?:\s*(?:Z|[-+]\d{1,2}:?(?:\d\d)?))?\Z", _A
+)
+_DATE = re.compile(r"(\d{4})-(1[012]|0\d|\d)-([12]\d|3[01]|0\d|\d)\Z", _A)
+_INF = re.compile(r"\.inf\Z", _A | re.I)
+_NEG_INF = re.compile(r"-\.inf\Z", _A | re.I)
+_NAN = re.compile(r"\.nan\Z", _A | re.I)
+_QUOTED_SYMBOL = re.compile(r":([\"'])(.*)\1", _A)
+_SEXAGESIMAL_INT = re.compile(r"[-+]?[0-9][0-9_]*(?::[0-5]?[0-9]){1,2}\Z", _A)
+_SEXAGESIMAL_FLOAT = re.compile(r"[-+]?[0-9][0-9_]*(?::[0-5]?[0-9]){1,2}\.[0-9_]*\Z", _A)
+_FLOAT = re.compile(r"[-+]?(?:[0-9][0-9_,]*)?\.[0-9]*(?:[eE][-+][0-9]+)?\Z", _A)
+_LONE_DOT = re.compile(r"[-+]?\.\Z", _A)
+_FLOAT_CLEANUP = re.compile(r"[,_]|\.([Ee]|$)", _A)
+_INTEGER = re.compile(r"([-+]?)(?:0b([0-1_]+)|0([0-7_]+)|(0|[1-9][0-9_]*)|0x([0-9a-fA-F_]+))\Z", _A)
+_RUBY_TO_I = re.compile(r"\s*([-+]?[0-9]+(?:_[0-9]+)*)", _A)
+_RUBY_TO_F = re.compile(r"\s*[-+]?[0-9]+(?:_[0-9]+)*(?:\.[0-9]+(?:_[0-9]+)*)?(?:[eE][-+]?[0-9]+)?", _A)
+_RUBY_FLOAT = re.compile(r"\s*[-+]?(?:[0-9]+(?:_[0-9]+)*)?(?:\.[0-9]+(?:_[0-9]+)*)?(?:[eE][-+]?[0-9]+)?\s*\Z", _A)
+_RUBY_HEX_FLOAT = re.compile(r"\s*[-+]?0x[0-9a-fA-F]+\s*\Z", _A)
+_BIG_DECIMAL = re.compile(
+    r"\s*(?:([-+]?Infinity|NaN)|([-+]?(?:[0-9]+(?:_[0-9]+)*)?(?:\.(?:[0-9]+(?:_[0-9]+)*)?)?(?:[eEdD][-+]?[0-9]+)?))\s*\Z",
+    _A,
+)
+_NOT_BASE64 = re.compile(r"[^A-Za-z0-9+/]")
+_TIME_SPLIT = re.compile(r"[ tT]")
+_TIME_DATE = re.compile(r"^(-?\d{4})-(\d{1,2})-(\d{1,2})", _A | re.M)
+_TIME_CLOCK = re.compile(r"(\d+:\d+:\d+)(?:\.(\d*))?\s*(Z|[-+]\d+(?::\d\d)?)?", _A)
+_TIME_OFFSET = re.compile(r"([+\-]?\d{1,2}):?(\d{1,2})?\Z", _A)
+_UTC = dt.UTC
+
+
+class Unreadable(Exception):
+    """Ruby itself fails on this scalar; the caller reports it as malformed YAML at the node."""
+
+
+class Symbol:
+    """A Ruby Symbol kept apart from a String of the same name (only hash keys need the difference)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Symbol and other.name == self.name
+
+    def __hash__(self) -> int:
+        return hash((Symbol, self.name))
+
+    def __repr__(self) -> str:
+        return f":{self.name}"
+
+
+def tokenize(s: str, max_digits: int) -> Any:
+    """The Ruby value of the plain scalar ``s`` (``Symbol`` for symbols, ``Unreadable`` when Ruby fails)."""
+    if not s:
+        return None
+    if _STRINGISH.match(s) or "\n" in s:
+        if len(s) > 5 or _NOT_YTONF.search(s):
+            return s
+        if s == "~" or _NULL.search(s):
+            return None
+        if _TRUE.search(s):
+            return True
+        if _FALSE.search(s):
+            return False
+        return s
+    if TIME.match(s):
+        try:
+            return parse_time(s)
+        except ValueError:
+            return s
+    match = _DATE.match(s)
+    if match:
+        return _ruby_date(s, int(match[1]), int(match[2]), int(match[3]))
+    if _INF.match(s):
+        return float("inf")
+    if _NEG_INF.match(s):
+        return float("-inf")
+    if _NAN.match(s):
+        return float("nan")
+    if len(s) > 1 and s[0] == ":":
+        quoted = _QUOTED_SYMBOL.match(s)
+        name = quoted[2] if quoted else s[1:]
+        return Symbol(name[1:] if quoted and name.startswith(":") else name)
+    if _SEXAGESIMAL_INT.match(s):
+        total = 0
+        parts = s.split(":")
+        for i, part in enumerate(parts):
+            total += _ruby_to_i(part, max_digits) * 60 ** abs(i - 2)
+        return total
+    if _SEXAGESIMAL_FLOAT.match(s):
+        ftotal: float | int = 0
+        parts = s.split(":")
+        for i, part in enumerate(parts):
+            ftotal += _ruby_to_f(part) * 60 ** abs(i - 2)
+        return ftotal
+    if _FLOAT.match(s):
+        if _LONE_DOT.match(s):
+            return s
+        try:
+            return float(_FLOAT_CLEANUP.sub(r"\1", s))
+        except ValueError:
+            raise Unreadable(f"Ruby's Float() rejects {s!r}") from None
+    integer = parse_integer(s.replace(",", "").replace("_", ""), max_digits)
+    return s if integer is None else integer
+
+
+def parse_integer(s: str, max_digits: int) -> int | None:
+    """``Integer(s)`` for Psych's INTEGER forms (binary, octal with a leading 0, decimal, hex)."""
+    match = _INTEGER.match(s)
+    if match is None:
+        return None
+    sign = -1 if match[1] == "-" else 1
+    if match[2] is not None:
+        return sign * int(match[2], 2)
+    if match[3] is not None:
+        return sign * int(match[3], 8)
+    if match[5] is not None:
+        return sign * int(match[5], 16)
+    return sign * _decimal_int(match[4], max_digits)
+
+
+def _decimal_int(digits: str, max_digits: int) -> int:
+    if len(digits) > max_digits:
+        raise LimitExceeded("integer digits", max_digits, len(digits))
+    try:
+        return int(digits)
+    except ValueError:  # the interpreter's own digit limit is lower than ours
+        raise LimitExceeded("integer digits", max_digits, len(digits)) from None
+
+
+def _ruby_to_i(s: str, max_digits: int) -> int:
+    match = _RUBY_TO_I.match(s)
+    if match is None:
+        return 0
+    text = match[1].replace("_", "")
+    sign = -1 if text[0] == "-" else 1
+    return sign * _decimal_int(text.lstrip("+-"), max_digits)
+
+
+def _ruby_to_f(s: str) -> float:
+    match = _RUBY_TO_F.match(s)
+    return float(match[0].replace("_", "")) if match else 0.0
+
+
+def parse_time(s: str) -> dt.datetime:
+    """``ScalarScanner#parse_time``: ``ValueError`` where Ruby raises ArgumentError, else ``Unreadable``."""
+    parts = _TIME_SPLIT.split(s, maxsplit=1)
+    date_match = _TIME_DATE.search(parts[0])
+    clock = _TIME_CLOCK.search(parts[1]) if len(parts) == 2 else None
+    if date_match is None or clock is None:
+        raise Unreadable(f"Psych cannot parse {s!r} as a time")
+    hour, minute, second = (int(x) for x in clock[1].split(":"))
+    micro = int((clock[2] or "").ljust(6, "0")[:6])  # nanoseconds and beyond are truncated
+    year, month, day = int(date_match[1]), int(date_match[2]), int(date_match[3])
+    instant = ruby_time_utc(year, month, day, hour, minute, second, micro)
+    zone = clock[3]
+    if zone is None or zone == "Z":
+        return instant
+    offset_match = _TIME_OFFSET.match(zone)
+    if offset_match is None:
+        raise Unreadable(f"Psych cannot parse the offset of {s!r}")
+    offset = int(offset_match[1]) * 3600
+    minutes = int(offset_match[2] or 0) * 60
+    offset = offset - minutes if offset < 0 else offset + minutes  # Ruby's sign rule: -00:30 is +00:30
+    return _shift(instant, -offset)
+
+
+def ruby_time_utc(year: int, month: int, day: int, hour: int, minute: int, second: int, micro: int) -> dt.datetime:
+    """``Time.utc``: ranges checked like Ruby, then overflow rolls over (Feb 31 → Mar 3, 24:00 → next day)."""
+    last = 0 if hour == 24 else 59
+    if not (1 <= month <= 12 and 1 <= day <= 31 and 0 <= hour <= 24 and 0 <= minute <= last):
+        raise ValueError("argument out of range")
+    if not 0 <= second <= (0 if hour == 24 else 60):
+        raise ValueError("argument out of range")
+    if not 1 <= year <= 9999:
+        raise LimitExceeded("year", 9999, year)
+    start = dt.datetime(year, month, 1, tzinfo=_UTC)
+    return _shift(start, (day - 1) * 86400 + hour * 3600 + minute * 60 + second, micro)
+
+
+def _shift(instant: dt.datetime, seconds: int, micro: int = 0) -> dt.datetime:
+    try:
+        return instant + dt.timedelta(seconds=seconds, microseconds=micro)
+    except OverflowError:
+        raise LimitExceeded("year", 9999, None) from None
+
+
+def _ruby_date(s: str, year: int, month: int, day: int) -> Any:
+    """``Date.strptime(s, '%Y-%m-%d')``: Julian calendar before 1582-10-15, as Ruby's Date::ITALY."""
+    if year < 1582 or (year == 1582 and (month, day) < (10, 15)):
+        if year == 1582 and month == 10 and 5 <= day <= 14:
+            return s  # the days the reform skipped do not exist
+        leap = year % 4 == 0
+        days = (31, 29 if leap else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+        if not (1 <= month <= 12 and 1 <= day <= days[month - 1]):
+            return s
+        try:
+            return dt.date(year, month, day)  # the Julian fields, as Ruby prints them
+        except ValueError:
+            raise LimitExceeded("date", 9999, year) from None
+    try:
+        return dt.date(year, month, day)
+    except ValueError:
+        return s
+
+
+def big_decimal(s: str) -> decimal.Decimal:
+    """``BigDecimal._load("18:0.125e2")``: the precision before ``:`` is a hint; the value is exact."""
+    precision, colon, text = s.partition(":")
+    match = _BIG_DECIMAL.match(text)
+    if not colon or not (precision == "" or (precision.isascii() and precision.isdigit())) or match is None:
+        raise Unreadable(f"{s!r} is not a dumped BigDecimal")
+    if match[1]:
+        return decimal.Decimal(match[1])
+    number = match[2].replace("_", "").translate(_EXPONENT_D)
+    if not any(c.isdigit() for c in number.partition("e")[0]):
+        raise Unreadable(f"{s!r} is not a dumped BigDecimal")
+    return decimal.Decimal(number)
+
+
+_EXPONENT_D = str.maketrans("dDE", "eee")
+
+
+def ruby_float(value: Any) -> float:
+    """``Float(x)`` for the tokenized content of a ``!!float`` scalar."""
+    if type(value) is float:
+        return value
+    if type(value) is int:
+        try:
+            return float(value)
+        except OverflowError:
+            return float("inf") if value > 0 else float("-inf")
+    if type(value) is str and _RUBY_FLOAT.match(value) and any(c.isdigit() for c in value):
+        return float(value.replace("_", ""))
+    if type(value) is str and _RUBY_HEX_FLOAT.match(value):
+        return float(int(value.strip().replace("0x", "", 1), 16))
+    raise Unreadable(f"Ruby's Float() rejects {value!r}")
+
+
+def binary(s: str) -> str:
+    """A ``!binary`` scalar: base64 read leniently like Ruby's ``unpack('m')``, then UTF-8."""
+    alphabet = _NOT_BASE64.sub("", s.partition("=")[0])
+    if len(alphabet) % 4 == 1:
+        alphabet = alphabet[:-1]  # a lone sextet carries no whole byte
+    raw = base64.b64decode(alphabet + "=" * (-len(alphabet) % 4))
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadEncoding(f"a !binary value is not UTF-8 text: {exc}") from None

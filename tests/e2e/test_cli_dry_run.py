@@ -1,0 +1,154 @@
+"""``crm-audit-migrate dry-run``: the pipeline on files, no servers, on the corpus and the bundled sample."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from crm_audit_adapters.cli import cli, exit_codes
+from crm_audit_adapters.files import encode_log_line
+from crm_audit_transform.usecases import RunSettings, counts_of
+from support.corpus_account import (
+    CORPUS,
+    World,
+    company_sso_id,
+    contact_docs,
+    dump_jsonl,
+    example_files,
+    sso_docs,
+)
+
+TENANT = "acme"
+COMPANY = company_sso_id(TENANT)
+
+
+@pytest.fixture(scope="module")
+def clean() -> World:
+    world = World(TENANT)
+    world.trigger()
+    world.run(settings=RunSettings(halt_threshold=1.0))
+    return world
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> list[str]:
+    (tmp_path / "contacts.jsonl").write_text(dump_jsonl(contact_docs(TENANT)), encoding="utf-8")
+    (tmp_path / "sso.jsonl").write_text(dump_jsonl(sso_docs(TENANT)), encoding="utf-8")
+    return [
+        "--company-sso-id",
+        COMPANY,
+        "--tenant",
+        TENANT,
+        "--audits",
+        str(CORPUS / "audits.jsonl"),
+        "--users",
+        str(CORPUS / "users.jsonl"),
+        "--contacts",
+        str(tmp_path / "contacts.jsonl"),
+        "--sso-directory",
+        str(tmp_path / "sso.jsonl"),
+    ]
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, ["dry-run", *args], env={"CRM_AUDIT_SETTINGS": ""})
+    return result.exit_code, result.stdout, result.stderr
+
+
+class TestDryRunOnTheCorpus:
+    def test_writes_exactly_the_mongo_documents_and_the_report(
+        self, tmp_path: Path, inputs: list[str], clean: World
+    ) -> None:
+        """--out holds the Mongo adapter's documents of every migrated row; the report counts every row."""
+        out, report = tmp_path / "logs.jsonl", tmp_path / "report.json"
+        code, stdout, _ = invoke(*inputs, "--out", str(out), "--report", str(report))
+        assert code == 0
+        expected = clean.jobs.latest(clean.company)
+        assert expected is not None
+        assert json.loads(report.read_text()) == counts_of(expected.tally)
+        assert list(json.loads(report.read_text())) == ["processed", "migrated", "skipped", "failed"]
+        assert out.read_text(encoding="utf-8").splitlines() == [
+            encode_log_line(log) for log in clean.logs.logs
+        ]
+        assert stdout.startswith(f"processed {expected.tally.processed}, migrated {expected.tally.migrated}")
+
+    def test_a_second_dry_run_into_the_same_file_adds_nothing(
+        self, tmp_path: Path, inputs: list[str]
+    ) -> None:
+        """Rerunning onto the same --out is idempotent: same file, same report."""
+        out = tmp_path / "logs.jsonl"
+        first = invoke(*inputs, "--out", str(out))
+        before = out.read_bytes()
+        second = invoke(*inputs, "--out", str(out))
+        assert out.read_bytes() == before
+        assert json.loads(second[1]) == json.loads(first[1])
+
+    def test_an_explicit_mapping_config_is_used(self, inputs: list[str]) -> None:
+        """--config takes a mapping YAML; the bundled default gives the default result."""
+        default = resources.files("crm_audit_transform") / "data" / "default_mapping.yaml"
+        with resources.as_file(default) as path:
+            with_config = invoke(*inputs, "--config", str(path))
+        assert with_config[0] == 0
+        assert json.loads(with_config[1]) == json.loads(invoke(*inputs)[1])
+
+    def test_missing_inputs_are_a_usage_error(self) -> None:
+        """Without --example every input must be named; the message lists what is missing."""
+        code, _, stderr = invoke("--tenant", TENANT)
+        assert code == exit_codes.USAGE
+        assert "--company-sso-id" in stderr
+        assert "--audits" in stderr
+
+    def test_a_malformed_input_line_is_one_line_and_exit_seven(
+        self, tmp_path: Path, inputs: list[str]
+    ) -> None:
+        """A broken contacts file is named with its line, without a traceback."""
+        broken = tmp_path / "contacts.jsonl"
+        broken.write_text('{"_id": "x", "company_sso_id": "c", "crm_data": {"id": 1}}\nnot json\n')
+        code, _, stderr = invoke(*inputs)
+        assert code == exit_codes.BAD_INPUT
+        assert stderr.startswith("error: ")
+        assert "contacts.jsonl" in stderr
+        assert len(stderr.strip().splitlines()) == 1
+
+
+class TestExample:
+    def test_example_runs_on_the_bundled_sample(self) -> None:
+        """--example needs no argument and prints the report of the bundled sample."""
+        code, stdout, _ = invoke("--example")
+        assert code == 0
+        report = json.loads(stdout)
+        assert report["processed"] == 151
+        assert report["migrated"] + sum(report["skipped"].values()) + sum(report["failed"].values()) == 151
+
+    def test_bundled_sample_is_the_documented_derivation_of_the_corpus(self) -> None:
+        """The package data equals what the derivation rules make from the corpus today."""
+        root = resources.files("crm_audit_adapters") / "data" / "example"
+        for name, lines in example_files(TENANT).items():
+            assert (root / name).read_text(encoding="utf-8") == dump_jsonl(lines), name
+        account = json.loads((root / "account.json").read_text(encoding="utf-8"))
+        assert account == {"company_sso_id": COMPANY, "tenant": TENANT}
+
+    def test_installed_console_script_runs_the_example_anywhere(self, tmp_path: Path) -> None:
+        """The crm-audit-migrate entry point finds its sample as package data, from any directory."""
+        script = Path(sys.executable).with_name("crm-audit-migrate")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_AUDIT_")}
+        done = subprocess.run(
+            [str(script), "dry-run", "--example", "--out", "logs.jsonl", "--report", "report.json"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        report = json.loads((tmp_path / "report.json").read_text())
+        assert report["processed"] == 151
+        assert len((tmp_path / "logs.jsonl").read_text().splitlines()) == report["migrated"]

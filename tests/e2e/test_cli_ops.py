@@ -1,0 +1,246 @@
+"""``crm-audit-migrate`` end to end: PostgreSQL loaded from the corpus, mongomock, a local USMAN.
+
+The CLI gets one shared ``mongomock.MongoClient`` through ``Overrides(mongo_client=...)`` (passed
+as click's ``obj``), so the CDP's state outlives each command like a real server's would.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import mongomock
+import pytest
+from cli_world import COMPANY, TENANT, Cli, clean_world, make_cli, running_usman, seed_contacts
+
+from crm_audit_adapters.bootstrap import Runtime
+from crm_audit_adapters.cli import exit_codes
+from crm_audit_adapters.mongo import decode_activity_log
+from support.corpus_account import World
+from support.usman_server import UsmanServer
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture(scope="module")
+def usman() -> Iterator[UsmanServer]:
+    yield from running_usman()
+
+
+@pytest.fixture(scope="module")
+def clean() -> World:
+    return clean_world()
+
+
+@pytest.fixture
+def client() -> mongomock.MongoClient:
+    return mongomock.MongoClient(tz_aware=True)
+
+
+@pytest.fixture
+def run_cli(crm_dsn: str, usman: UsmanServer, client: mongomock.MongoClient) -> Cli:
+    cli = make_cli(crm_dsn, usman, client)
+    assert cli("indexes", "up").exit_code == 0
+    seed_contacts(client)
+    return cli
+
+
+def status_of(run_cli: Cli) -> dict[str, Any]:
+    result = run_cli("status", "--company-sso-id", COMPANY, "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+class TestOpsWalkThrough:
+    def test_trigger_run_status_rollback_matches_the_in_memory_run(
+        self, run_cli: Cli, client: mongomock.MongoClient, clean: World
+    ) -> None:
+        """One account migrates through the CLI exactly as the in-memory pipeline does, then rolls back."""
+        assert status_of(run_cli)["status"] == "not_started"
+        client["cdp"]["activity_logs"].insert_one({"company_sso_id": COMPANY, "category": "native"})
+
+        triggered = run_cli("trigger", "--company-sso-id", COMPANY, "--tenant", TENANT)
+        assert triggered.exit_code == 0, triggered.output
+        assert "in_progress" in triggered.stdout
+
+        again = run_cli("trigger", "--company-sso-id", COMPANY, "--tenant", TENANT)
+        assert again.exit_code == exit_codes.REFUSED
+        assert again.stderr.strip().startswith("error: JOB_ALREADY_RUNNING:")
+        assert len(again.stderr.strip().splitlines()) == 1
+
+        ran = run_cli("run", "--company-sso-id", COMPANY)
+        assert ran.exit_code == 0, ran.output
+        assert "rows/s" in ran.stderr
+        assert ran.stdout.startswith("completed:")
+
+        status = status_of(run_cli)
+        expected = clean.jobs.latest(clean.company)
+        assert expected is not None
+        assert status["status"] == "completed"
+        assert status["progress_pct"] == 100.0
+        assert (status["records_processed"], status["records_migrated"]) == (
+            expected.tally.processed,
+            expected.tally.migrated,
+        )
+        assert status["skipped"] == dict(expected.tally.skipped)
+        assert status["failed"] == dict(expected.tally.failed)
+        assert status["last_audit_id"] == expected.last_audit_id
+
+        stored = client["cdp"]["activity_logs"].find({"source_tag": "crm_migration"}, {"_id": 0})
+        logs = sorted((decode_activity_log(doc) for doc in stored), key=lambda log: log.external_id)
+        want = sorted(clean.logs.logs, key=lambda log: log.external_id)
+        assert [log.external_id for log in logs] == [log.external_id for log in want]
+        assert [(log.customer_id, log.category, log.action, log.actor) for log in logs] == [
+            (log.customer_id, log.category, log.action, log.actor) for log in want
+        ]
+
+        assert "user" in client["cdp"]["activity_logs"].distinct("actor.type")
+
+        completed = run_cli("trigger", "--company-sso-id", COMPANY, "--tenant", TENANT)
+        assert completed.exit_code == exit_codes.REFUSED
+        assert "ALREADY_COMPLETED" in completed.stderr
+
+        rolled = run_cli("rollback", "--company-sso-id", COMPANY, "--yes")
+        assert rolled.exit_code == 0, rolled.output
+        assert f"deleted {expected.tally.migrated} migrated log(s)" in rolled.stdout
+        assert client["cdp"]["activity_logs"].count_documents({}) == 1  # the native log stays
+        twice = run_cli("rollback", "--company-sso-id", COMPANY, "--yes")
+        assert "deleted 0 migrated log(s)" in twice.stdout
+        assert status_of(run_cli)["status"] == "rolled_back"
+
+    def test_status_table_lists_counts_per_reason(self, run_cli: Cli) -> None:
+        """The default status output is a readable table of the job."""
+        run_cli("trigger", "--company-sso-id", COMPANY, "--tenant", TENANT)
+        table = run_cli("status", "--company-sso-id", COMPANY)
+        assert table.exit_code == 0
+        lines = dict(line.split(None, 1) for line in table.stdout.splitlines())
+        assert lines["status"] == "in_progress"
+        assert lines["progress"] == "0.00%"
+
+    def test_explain_shows_each_stage_for_one_audit(self, run_cli: Cli) -> None:
+        """explain prints the stages and the outcome of one row, and JSON on request."""
+        explained = run_cli(
+            "explain", "--company-sso-id", COMPANY, "--tenant", TENANT, "--audit-id", "5", "--json"
+        )
+        assert explained.exit_code == 0, explained.output
+        doc = json.loads(explained.stdout)
+        assert [s["stage"] for s in doc["stages"]][:2] == ["row", "scope"]
+        assert doc["outcome"]["kind"] in {"migrated", "skipped", "failed"}
+        text = run_cli("explain", "--company-sso-id", COMPANY, "--tenant", TENANT, "--audit-id", "5")
+        assert text.stdout.startswith(f"audit {TENANT}#5:")
+        missing = run_cli("explain", "--company-sso-id", COMPANY, "--tenant", TENANT, "--audit-id", "999999")
+        assert missing.exit_code == exit_codes.REFUSED
+
+    def test_run_without_a_job_is_refused(self, run_cli: Cli) -> None:
+        """run before trigger names the missing step."""
+        result = run_cli("run", "--company-sso-id", COMPANY)
+        assert result.exit_code == exit_codes.REFUSED
+        assert "trigger" in result.stderr
+
+
+class TestGuardsThroughTheCli:
+    def test_flag_off_exits_refused_with_one_line(self, run_cli: Cli) -> None:
+        """A company that is not enabled gets FLAG_DISABLED as one line and exit code 4."""
+        result = run_cli(
+            "trigger", "--company-sso-id", COMPANY, "--tenant", TENANT, CRM_AUDIT_ENABLED_COMPANIES=""
+        )
+        assert result.exit_code == exit_codes.REFUSED
+        assert (
+            result.stderr
+            == f"error: FLAG_DISABLED: the CRM audit migration is not enabled for company {COMPANY}\n"
+        )
+
+    def test_low_coverage_exits_refused_and_creates_no_job(
+        self, crm_dsn: str, usman: UsmanServer, client: mongomock.MongoClient
+    ) -> None:
+        """Too few synced contacts: contacts_not_migrated, and status stays not_started."""
+        cli = make_cli(crm_dsn, usman, client)
+        seed_contacts(client, [])
+        result = cli("trigger", "--company-sso-id", COMPANY, "--tenant", TENANT)
+        assert result.exit_code == exit_codes.REFUSED
+        assert "contacts_not_migrated" in result.stderr
+        assert status_of(cli)["status"] == "not_started"
+
+    def test_missing_database_url_is_a_configuration_error(self, run_cli: Cli) -> None:
+        """Without a CRM DSN the runner says which setting is missing and exits 3."""
+        result = run_cli(
+            "trigger", "--company-sso-id", COMPANY, "--tenant", TENANT, CRM_AUDIT_DATABASE_URL=""
+        )
+        assert result.exit_code == exit_codes.CONFIG
+        assert "CRM_AUDIT_DATABASE_URL" in result.stderr
+
+    def test_config_never_prints_secrets(self, run_cli: Cli) -> None:
+        """config shows the settings with the DSN password and the USMAN token redacted."""
+        result = run_cli("config", CRM_AUDIT_DATABASE_URL="postgresql://ro:hunter2@crm/crm")
+        assert result.exit_code == 0
+        assert "hunter2" not in result.output
+        assert "s3cr3t" not in result.output
+        assert "postgresql://ro:***@crm/crm" in result.output
+
+
+class TestInterruptAndDegrade:
+    def test_ctrl_c_finishes_the_batch_saves_and_resumes_to_the_same_result(
+        self, run_cli: Cli, clean: World
+    ) -> None:
+        """SIGINT mid-run exits 130 with progress saved; the next run completes like a clean one."""
+        run_cli("trigger", "--company-sso-id", COMPANY, "--tenant", TENANT)
+
+        def interrupt_after_two_batches(runtime: Runtime) -> None:
+            store = runtime.logs
+            calls = {"n": 0}
+
+            class Interrupting:
+                def __getattr__(self, name: str) -> Any:
+                    return getattr(store, name)
+
+                def insert_batch(self, logs: Any) -> Any:
+                    calls["n"] += 1
+                    result = store.insert_batch(logs)
+                    if calls["n"] == 2:
+                        signal.raise_signal(signal.SIGINT)
+                    return result
+
+            runtime.logs = Interrupting()  # type: ignore[misc,assignment]
+
+        run_cli.overrides.prepare = interrupt_after_two_batches
+        stopped = run_cli("run", "--company-sso-id", COMPANY)
+        run_cli.overrides.prepare = None
+        assert stopped.exit_code == exit_codes.INTERRUPTED, stopped.output
+        assert "progress saved" in stopped.stderr
+        halfway = status_of(run_cli)
+        assert halfway["status"] == "in_progress"
+        assert 0 < halfway["last_audit_id"] < 759
+
+        resumed = run_cli("run", "--company-sso-id", COMPANY)
+        assert resumed.exit_code == 0, resumed.output
+        expected = clean.jobs.latest(clean.company)
+        assert expected is not None
+        final = status_of(run_cli)
+        assert (final["records_processed"], final["records_migrated"]) == (
+            expected.tally.processed,
+            expected.tally.migrated,
+        )
+        assert final["skipped"] == dict(expected.tally.skipped)
+
+    def test_dead_usman_completes_with_degraded_actors(
+        self, crm_dsn: str, usman: UsmanServer, client: mongomock.MongoClient, clean: World
+    ) -> None:
+        """USMAN refusing connections degrades actors to deleted users; nothing is dropped."""
+        cli = make_cli(
+            crm_dsn,
+            usman,
+            client,
+            CRM_AUDIT_USMAN_BASE_URL="http://127.0.0.1:9",
+            CRM_AUDIT_USMAN_MAX_ATTEMPTS="1",
+        )
+        seed_contacts(client)
+        cli("trigger", "--company-sso-id", COMPANY, "--tenant", TENANT)
+        result = cli("run", "--company-sso-id", COMPANY, "--no-progress")
+        assert result.exit_code == 0, result.output
+        expected = clean.jobs.latest(clean.company)
+        assert expected is not None
+        assert status_of(cli)["records_migrated"] == expected.tally.migrated
+        kinds = client["cdp"]["activity_logs"].distinct("actor.type")
+        assert "user" not in kinds

@@ -1,0 +1,350 @@
+"""Every route of the HTTP surface over the real use cases: PostgreSQL (the corpus) and MongoDB."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from bson import json_util
+
+from crm_audit_adapters.crm_postgres.audits import PostgresAuditSource
+from crm_audit_adapters.crm_postgres.lookups import PostgresPeopleCounter
+from crm_audit_adapters.crm_postgres.session import ReadOnlySession
+from crm_audit_adapters.http import BasicAuthCredentials, SignedSessionResolver, UseCaseService, create_app
+from crm_audit_adapters.mongo.activity_logs import MongoActivityLogStore
+from crm_audit_adapters.mongo.contacts import MongoContactDirectory
+from crm_audit_adapters.mongo.documents import encode_activity_log
+from crm_audit_adapters.mongo.indexes import apply_migration
+from crm_audit_adapters.mongo.jobs import MongoJobStore
+from crm_audit_transform.config import load_default_config
+from crm_audit_transform.domain import ActivityLog, Actor, FieldChange
+from crm_audit_transform.testing import FixedClock, StaticFeatureFlags
+from crm_audit_transform.transformer import Transformer
+from crm_audit_transform.usecases import TriggerPorts
+from support.live_server import LiveServer
+
+pytestmark = pytest.mark.postgres
+
+COMPANY = "company-acme"
+TENANT = "acme"
+AUTH = "Basic " + base64.b64encode(b"ops:s3cret").decode()
+SESSIONS = SignedSessionResolver(secret=b"session-secret")
+
+
+def people_count(dsn: str) -> int:
+    with ReadOnlySession.from_dsn(dsn) as session:
+        return PostgresPeopleCounter(session).count_people(TENANT)
+
+
+def seed_contacts(db: Any, company: str, count: int) -> None:
+    created = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    db["contacts"].insert_many(
+        [
+            {"company_sso_id": company, "crm_data": {"id": n}, "created_at": created}
+            for n in range(1, count + 1)
+        ]
+    )
+
+
+@pytest.fixture
+def app_parts(crm_dsn: str, mongo_db: Any) -> Iterator[dict[str, Any]]:
+    apply_migration(mongo_db, "up")
+    with ReadOnlySession.from_dsn(crm_dsn) as session:
+        ports = TriggerPorts(
+            flags=StaticFeatureFlags({COMPANY, "company-empty"}),
+            contacts=MongoContactDirectory.in_database(mongo_db),
+            people=PostgresPeopleCounter(session),
+            jobs=MongoJobStore.in_database(mongo_db),
+            source=PostgresAuditSource(session),
+            clock=FixedClock(dt.datetime(2026, 1, 1, tzinfo=dt.UTC)),
+        )
+        logs = MongoActivityLogStore.in_database(mongo_db)
+        service = UseCaseService(
+            trigger_ports=ports, logs=logs, scope=Transformer(load_default_config()).scope
+        )
+        app = create_app(service, basic_auth=BasicAuthCredentials("ops", "s3cret"), sessions=SESSIONS)
+        with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=30) as client:
+            yield {"client": client, "db": mongo_db, "dsn": crm_dsn}
+
+
+def log(n: int, company: str = COMPANY) -> ActivityLog:
+    return ActivityLog(
+        company_sso_id=company,
+        customer_id=f"contact-{n}",
+        category="contact",
+        action="updated",
+        actor=Actor("system", "Qontak System"),
+        changes=(FieldChange("phone", "Phone", "1", "2"),),
+        timestamp=dt.datetime(2020, 1, 1, 12, 0, n % 60, tzinfo=dt.UTC),
+        external_id=f"crm:acme:audit:{n}",
+    )
+
+
+def body(*logs: ActivityLog) -> str:
+    return json_util.dumps(
+        {"records": [encode_activity_log(x) for x in logs]}, json_options=json_util.RELAXED_JSON_OPTIONS
+    )
+
+
+def error_code(response: Any) -> str:
+    payload = response.json()
+    assert set(payload) == {"error"}
+    assert "Traceback" not in response.text
+    return str(payload["error"]["code"])
+
+
+class TestMigrateRoute:
+    def test_inserts_then_skips_the_same_batch_as_duplicates(self, app_parts: dict[str, Any]) -> None:
+        """Posting a batch twice inserts it once; the replay is skipped record by record."""
+        client = app_parts["client"]
+        first = client.post(
+            "/private/activity_logs/migrate", content=body(log(1), log(2)), headers={"Authorization": AUTH}
+        )
+        assert first.status_code == 200
+        assert first.json()["inserted"] == 2
+        again = client.post(
+            "/private/activity_logs/migrate", content=body(log(1), log(2)), headers={"Authorization": AUTH}
+        )
+        assert again.json()["inserted"] == 0
+        assert again.json()["skipped"] == 2
+        assert {r["reason"] for r in again.json()["results"]} == {"duplicate_external_id"}
+        assert app_parts["db"]["activity_logs"].count_documents({}) == 2
+
+    def test_refuses_more_than_twenty_records(self, app_parts: dict[str, Any]) -> None:
+        """Twenty-one records are refused whole with BATCH_TOO_LARGE and nothing is written."""
+        response = app_parts["client"].post(
+            "/private/activity_logs/migrate",
+            content=body(*[log(n) for n in range(21)]),
+            headers={"Authorization": AUTH},
+        )
+        assert response.status_code == 400
+        assert error_code(response) == "BATCH_TOO_LARGE"
+        assert app_parts["db"]["activity_logs"].count_documents({}) == 0
+
+    @pytest.mark.parametrize(
+        ("payload", "code"),
+        [
+            (b"{not json", "MALFORMED_BODY"),
+            (b"[]", "MALFORMED_BODY"),
+            (b'{"records": [1]}', "INVALID_RECORD"),
+            (b'{"records": [{"company_sso_id": "x"}]}', "INVALID_RECORD"),
+            (b"\xff\xfe", "MALFORMED_BODY"),
+        ],
+    )
+    def test_malformed_bodies_get_one_clear_error(
+        self, app_parts: dict[str, Any], payload: bytes, code: str
+    ) -> None:
+        """Bodies that are not JSON, not an object, or hold bad records get a 400 in the error envelope."""
+        response = app_parts["client"].post(
+            "/private/activity_logs/migrate", content=payload, headers={"Authorization": AUTH}
+        )
+        assert response.status_code == 400
+        assert error_code(response) == code
+
+    def test_a_record_naming_another_source_tag_is_refused(self, app_parts: dict[str, Any]) -> None:
+        """The route writes migrated logs only: a native-looking source tag is refused."""
+        doc = encode_activity_log(log(1))
+        doc["source_tag"] = "live_feed"
+        response = app_parts["client"].post(
+            "/private/activity_logs/migrate",
+            content=json.dumps({"records": [json.loads(json_util.dumps(doc))]}),
+            headers={"Authorization": AUTH},
+        )
+        assert response.status_code == 400
+        assert "source_tag" in response.json()["error"]["message"]
+
+    def test_oversized_body_is_refused(self, app_parts: dict[str, Any]) -> None:
+        """A body past the size limit is refused with 413 before it is parsed."""
+        huge = b'{"records": [], "pad": "' + b"x" * (3 << 20) + b'"}'
+        response = app_parts["client"].post(
+            "/private/activity_logs/migrate", content=huge, headers={"Authorization": AUTH}
+        )
+        assert response.status_code == 413
+        assert error_code(response) == "PAYLOAD_TOO_LARGE"
+
+
+class TestBasicAuth:
+    @pytest.mark.parametrize(
+        "header",
+        [
+            None,
+            "Basic " + base64.b64encode(b"ops:wrong").decode(),
+            "Basic !!!",
+            "Bearer token",
+            "Basic " + base64.b64encode(b"ops").decode(),
+        ],
+    )
+    @pytest.mark.parametrize(
+        ("method", "path"),
+        [
+            ("POST", "/private/activity_logs/migrate"),
+            ("POST", "/private/activity_logs/crm_migration/trigger"),
+            ("GET", "/private/activity_logs/crm_migration/status?company_sso_id=company-acme"),
+            ("POST", "/private/activity_logs/crm_migration/rollback"),
+        ],
+    )
+    def test_every_private_route_needs_valid_credentials(
+        self, app_parts: dict[str, Any], header: str | None, method: str, path: str
+    ) -> None:
+        """Missing, wrong or malformed credentials get 401 with a Basic challenge on every /private route."""
+        headers = {"Authorization": header} if header else {}
+        response = app_parts["client"].request(method, path, headers=headers, content=b"{}")
+        assert response.status_code == 401
+        assert error_code(response) == "UNAUTHORIZED"
+        assert response.headers["www-authenticate"].startswith("Basic")
+
+
+class TestJobRoutes:
+    def post(self, client: httpx.Client, path: str, payload: dict[str, Any]) -> Any:
+        return client.post(
+            f"/private/activity_logs/crm_migration/{path}", json=payload, headers={"Authorization": AUTH}
+        )
+
+    def test_flag_off_is_forbidden(self, app_parts: dict[str, Any]) -> None:
+        """An account whose flag is off gets 403 FLAG_DISABLED."""
+        response = self.post(
+            app_parts["client"], "trigger", {"company_sso_id": "company-other", "tenant": TENANT}
+        )
+        assert response.status_code == 403
+        assert error_code(response) == "FLAG_DISABLED"
+
+    def test_low_contact_coverage_is_refused_without_a_job_row(self, app_parts: dict[str, Any]) -> None:
+        """Phase-A coverage below 99% gets 422 contacts_not_migrated, and no job document exists."""
+        seed_contacts(app_parts["db"], COMPANY, people_count(app_parts["dsn"]) // 2)
+        response = self.post(app_parts["client"], "trigger", {"company_sso_id": COMPANY, "tenant": TENANT})
+        assert response.status_code == 422
+        assert error_code(response) == "contacts_not_migrated"
+        assert app_parts["db"]["crm_activity_log_migration_jobs"].count_documents({}) == 0
+
+    def test_trigger_then_running_then_status_then_rollback(self, app_parts: dict[str, Any]) -> None:
+        """A trigger creates an in-progress job; a second gets 409; rollback is refused while it runs."""
+        client = app_parts["client"]
+        seed_contacts(app_parts["db"], COMPANY, people_count(app_parts["dsn"]))
+        started = self.post(client, "trigger", {"company_sso_id": COMPANY, "tenant": TENANT})
+        assert started.status_code == 202
+        assert started.json()["status"] == "in_progress"
+        again = self.post(client, "trigger", {"company_sso_id": COMPANY, "tenant": TENANT})
+        assert again.status_code == 409
+        assert error_code(again) == "JOB_ALREADY_RUNNING"
+        status = client.get(
+            "/private/activity_logs/crm_migration/status",
+            params={"company_sso_id": COMPANY},
+            headers={"Authorization": AUTH},
+        )
+        assert status.json()["status"] == "in_progress"
+        assert "accuracy_pct" in status.json()
+        refused = self.post(client, "rollback", {"company_sso_id": COMPANY})
+        assert refused.status_code == 409
+
+    def test_completed_job_refuses_a_new_trigger_and_rollback_is_idempotent(
+        self, app_parts: dict[str, Any]
+    ) -> None:
+        """After completion a trigger gets ALREADY_COMPLETED; rollback deletes once, keeps native logs."""
+        client = app_parts["client"]
+        db = app_parts["db"]
+        seed_contacts(db, COMPANY, people_count(app_parts["dsn"]))
+        assert self.post(client, "trigger", {"company_sso_id": COMPANY, "tenant": TENANT}).status_code == 202
+        db["crm_activity_log_migration_jobs"].update_many({}, {"$set": {"status": "completed"}})
+        refused = self.post(client, "trigger", {"company_sso_id": COMPANY, "tenant": TENANT})
+        assert refused.status_code == 409
+        assert error_code(refused) == "ALREADY_COMPLETED"
+        client.post(
+            "/private/activity_logs/migrate", content=body(log(1), log(2)), headers={"Authorization": AUTH}
+        )
+        db["activity_logs"].insert_one(
+            {"company_sso_id": COMPANY, "category": "contact", "action": "updated"}
+        )
+        first = self.post(client, "rollback", {"company_sso_id": COMPANY})
+        second = self.post(client, "rollback", {"company_sso_id": COMPANY})
+        assert (first.json(), second.json()) == ({"deleted": 2}, {"deleted": 0})
+        assert db["activity_logs"].count_documents({}) == 1
+
+    def test_status_without_a_job_is_not_started(self, app_parts: dict[str, Any]) -> None:
+        """An account that never triggered reads not_started."""
+        response = app_parts["client"].get(
+            "/private/activity_logs/crm_migration/status",
+            params={"company_sso_id": "company-empty"},
+            headers={"Authorization": AUTH},
+        )
+        assert response.json()["status"] == "not_started"
+
+    @pytest.mark.parametrize(
+        "payload",
+        [
+            {},
+            {"company_sso_id": COMPANY},
+            {"company_sso_id": "", "tenant": TENANT},
+            {"company_sso_id": COMPANY, "tenant": TENANT, "date_range_start": "yesterday"},
+        ],
+    )
+    def test_bad_trigger_bodies_are_400(self, app_parts: dict[str, Any], payload: dict[str, Any]) -> None:
+        """Missing or malformed trigger fields are a 400 naming the field, never a 500."""
+        response = self.post(app_parts["client"], "trigger", payload)
+        assert response.status_code == 400
+        assert error_code(response).startswith("INVALID_")
+
+
+class TestTenantStatusRoute:
+    def test_reads_the_session_tenant_without_accuracy(self, app_parts: dict[str, Any]) -> None:
+        """The web route answers for the session's tenant and never exposes accuracy_pct."""
+        client = app_parts["client"]
+        seed_contacts(app_parts["db"], COMPANY, people_count(app_parts["dsn"]))
+        client.post(
+            "/private/activity_logs/crm_migration/trigger",
+            json={"company_sso_id": COMPANY, "tenant": TENANT},
+            headers={"Authorization": AUTH},
+        )
+        client.cookies.set("crm_session", SESSIONS.sign(COMPANY))
+        response = client.get("/iag/v1/crm_migration/status")
+        assert response.status_code == 200
+        assert response.json()["status"] == "in_progress"
+        assert "accuracy_pct" not in response.json()
+        assert set(response.json()) <= {"status", "progress_pct", "updated_at", "finished_at", "started_at"}
+
+    def test_naming_another_tenant_is_forbidden(self, app_parts: dict[str, Any]) -> None:
+        """A session of one tenant asking for another tenant's status gets 403."""
+        client = app_parts["client"]
+        client.cookies.set("crm_session", SESSIONS.sign(COMPANY))
+        response = client.get("/iag/v1/crm_migration/status", params={"company_sso_id": "company-globex"})
+        assert response.status_code == 403
+        assert error_code(response) == "FORBIDDEN"
+
+    @pytest.mark.parametrize(
+        "token", [None, "company-acme", "company-acme.deadbeef", SESSIONS.sign("x")[:-1] + "0"]
+    )
+    def test_missing_or_forged_sessions_are_401(self, app_parts: dict[str, Any], token: str | None) -> None:
+        """No session, an unsigned one or a forged signature gets 401."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = app_parts["client"].get("/iag/v1/crm_migration/status", headers=headers)
+        assert response.status_code == 401
+
+    def test_bearer_token_works_like_the_cookie(self, app_parts: dict[str, Any]) -> None:
+        """A signed bearer token names the tenant just as the cookie does."""
+        response = app_parts["client"].get(
+            "/iag/v1/crm_migration/status",
+            headers={"Authorization": f"Bearer {SESSIONS.sign('company-empty')}"},
+        )
+        assert response.json() == {"status": "not_started"}
+
+
+class TestServedAssets:
+    def test_openapi_document_and_indicator_are_served(self, app_parts: dict[str, Any]) -> None:
+        """The OpenAPI document lists every route and the indicator script is served as JavaScript."""
+        client = app_parts["client"]
+        paths = client.get("/openapi.json").json()["paths"]
+        assert "/private/activity_logs/migrate" in paths
+        assert "/iag/v1/crm_migration/status" in paths
+        script = client.get("/static/crm-migration-status.js")
+        assert script.headers["content-type"].startswith("text/javascript")
+        assert "customElements.define" in script.text
+
+    def test_unknown_route_uses_the_envelope(self, app_parts: dict[str, Any]) -> None:
+        """A 404 comes in the same error envelope as every other error."""
+        response = app_parts["client"].get("/nope")
+        assert response.status_code == 404
+        assert error_code(response) == "NOT_FOUND"
