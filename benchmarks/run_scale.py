@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-STAGES = ("copy", "parse", "extract", "transform", "end_to_end", "mongo_write")
+STAGES = ("copy", "parse", "parse_events", "extract", "transform", "end_to_end", "mongo_write")
 PIPELINE = ("extract", "transform", "end_to_end")
 
 

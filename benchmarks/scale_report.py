@@ -36,7 +36,10 @@ def _stage_rows(entry: dict[str, Any]) -> list[str]:
             lines.append(f"| {name} | | | | | | | | {note.splitlines()[-1] if note else ''} |")
             continue
         ratio = f"{result['rows_per_s'] / floor[1]:.2f}" if floor else "—"
-        extra = {k: v for k, v in result.items() if k in ("parse_errors", "outcomes", "bytes", "written")}
+        shown = ("parse_errors", "outcomes", "fallthrough", "status")
+        extra = {k: v for k, v in result.items() if k in shown}
+        if "setup_rss_kib" in result:
+            extra["RSS after setup MiB"] = _mib(result["setup_rss_kib"])
         lines.append(
             f"| {name} | {result['rows']} | {result['seconds']:.2f} | {result['rows_per_s']:,.0f} | {ratio} "
             f"| {_mib(result['peak_rss_kib'])} | {_mib(result['base_rss_kib'])} "
@@ -68,6 +71,16 @@ def _goals(sizes: dict[str, Any]) -> list[str]:
                     f"- peak RSS of `{name}`: {_mib(b)} MiB at {keys[-1]} vs {_mib(a)} MiB at {keys[0]} "
                     f"= {b / a:.2f}× (goal ≤ 1.2×): {verdict}"
                 )
+        a_setup = small.get("end_to_end", {}).get("setup_rss_kib")
+        b_setup = large.get("end_to_end", {}).get("setup_rss_kib")
+        if a_setup and b_setup:
+            a_loop = small["end_to_end"]["peak_rss_kib"] - a_setup
+            b_loop = large["end_to_end"]["peak_rss_kib"] - b_setup
+            lines.append(
+                f"- of which the dry run's lookup data (RSS once contacts/SSO ids are loaded): "
+                f"{_mib(b_setup)} vs {_mib(a_setup)} MiB; growth during the run loop: "
+                f"{_mib(b_loop)} vs {_mib(a_loop)} MiB"
+            )
     return [*lines, ""]
 
 

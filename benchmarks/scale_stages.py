@@ -4,7 +4,7 @@
 
 prints one JSON line: ``{"stage", "rows", "seconds", "rows_per_s", "peak_rss_kib", "base_rss_kib", …}``
 or ``{"stage", "missing": "..."}`` when the code it measures is not importable. ``run_scale.py``
-drives it; the stages themselves live in ``floor_stages.py`` and ``pipeline_stages.py``.
+drives it; the stages themselves live in ``scale_floor.py`` and ``scale_pipeline.py``.
 """
 
 from __future__ import annotations
@@ -21,17 +21,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import bench_context
-import floor_stages
-import pipeline_stages
+import scale_context
+import scale_floor
+import scale_pipeline
 
-STAGES: dict[str, Callable[[bench_context.Context], dict[str, Any]]] = {
-    "copy": floor_stages.copy_floor,
-    "parse": floor_stages.parse_floor,
-    "extract": pipeline_stages.extract,
-    "transform": pipeline_stages.transform,
-    "end_to_end": pipeline_stages.end_to_end,
-    "mongo_write": pipeline_stages.mongo_write,
+STAGES: dict[str, Callable[[scale_context.Context], dict[str, Any]]] = {
+    "copy": scale_floor.copy_floor,
+    "parse": scale_floor.parse_floor,
+    "parse_events": scale_floor.parse_events,
+    "extract": scale_pipeline.extract,
+    "transform": scale_pipeline.transform,
+    "end_to_end": scale_pipeline.end_to_end,
+    "mongo_write": scale_pipeline.mongo_write,
 }
 
 
@@ -49,7 +50,7 @@ def _rss_kib() -> tuple[int, int]:
     return current, peak or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def run_stage(name: str, ctx: bench_context.Context, profile: Path | None) -> dict[str, Any]:
+def run_stage(name: str, ctx: scale_context.Context, profile: Path | None) -> dict[str, Any]:
     base_rss, _ = _rss_kib()
     load_before = os.getloadavg()[0]
     profiler = cProfile.Profile() if profile else None
@@ -58,7 +59,7 @@ def run_stage(name: str, ctx: bench_context.Context, profile: Path | None) -> di
         if profiler:
             profiler.enable()
         result = STAGES[name](ctx)
-    except pipeline_stages.Missing as missing:
+    except scale_pipeline.Missing as missing:
         return {"stage": name, "missing": str(missing)}
     finally:
         if profiler:
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", type=Path, help="run under cProfile and save the stats here")
     parser.add_argument("--limit", type=int, help="stop after about this many rows")
     args = parser.parse_args(argv)
-    ctx = bench_context.Context(
+    ctx = scale_context.Context(
         dsn=args.dsn,
         schema=args.schema,
         data_dir=args.data_dir,

@@ -17,6 +17,7 @@ from typing import Any
 
 from pymongo import MongoClient
 
+from crm_audit_transform import usecases
 from crm_audit_transform.config import MappingConfig, load_config, load_default_config
 from crm_audit_transform.domain import ActivityLog, BatchResult
 from crm_audit_transform.errors import ConfigError
@@ -32,15 +33,7 @@ from crm_audit_transform.ports import (
     UserDirectory,
 )
 from crm_audit_transform.transformer import Transformer
-from crm_audit_transform.usecases import (
-    ExplainPorts,
-    MigrateBatch,
-    RunPorts,
-    TriggerPorts,
-    migration_status,
-    rollback,
-    trigger,
-)
+from crm_audit_transform.usecases import ExplainPorts, MigrateBatch, RunPorts, TriggerPorts
 
 from .crm_postgres import (
     PostgresAuditSource,
@@ -174,7 +167,7 @@ class Runtime:
     def trigger(
         self, company_sso_id: str, tenant: str, date_range_start: dt.datetime | None
     ) -> Mapping[str, Any]:
-        trigger(
+        usecases.trigger(
             company_sso_id,
             tenant,
             self.trigger_ports(),
@@ -185,10 +178,10 @@ class Runtime:
         return self.status(company_sso_id)
 
     def status(self, company_sso_id: str) -> Mapping[str, Any]:
-        return migration_status(company_sso_id, self.jobs).as_dict()
+        return usecases.migration_status(company_sso_id, self.jobs).as_dict()
 
     def rollback(self, company_sso_id: str) -> int:
-        return rollback(company_sso_id, jobs=self.jobs, logs=self.logs, clock=self.clock).deleted
+        return usecases.rollback(company_sso_id, jobs=self.jobs, logs=self.logs, clock=self.clock).deleted
 
     def close(self) -> None:
         while self._closers:

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from crm_audit_adapters.cli import cli, exit_codes
 from crm_audit_adapters.files import encode_log_line
-from crm_audit_transform.usecases import RunSettings, counts_of
+from crm_audit_transform.usecases import RunSettings, report_counts
 from support.corpus_account import (
     CORPUS,
     World,
@@ -72,7 +72,7 @@ class TestDryRunOnTheCorpus:
         assert code == 0
         expected = clean.jobs.latest(clean.company)
         assert expected is not None
-        assert json.loads(report.read_text()) == counts_of(expected.tally)
+        assert json.loads(report.read_text()) == report_counts(expected.tally)
         assert list(json.loads(report.read_text())) == ["processed", "migrated", "skipped", "failed"]
         assert out.read_text(encoding="utf-8").splitlines() == [
             encode_log_line(log) for log in clean.logs.logs

@@ -197,6 +197,21 @@ class TestLease:
         assert expiries == sorted(set(expiries))  # type: ignore[type-var]
         assert all(j.lease_owner == "runner-1" for j in progress)
 
+    def test_an_operator_abort_hands_the_lease_back(self) -> None:
+        """A second Ctrl-C (KeyboardInterrupt) mid-run releases the lease, so a rerun starts at once."""
+        world = world_of([row(n) for n in range(1, 50)])
+        world.trigger()
+
+        def abort(_: MigrationJob) -> None:
+            raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            world.run(on_progress=abort)
+        stored = world.jobs.latest(world.company)
+        assert stored is not None
+        assert (stored.lease_owner, stored.last_audit_id) == (None, 20)
+        assert world.run(owner="runner-2").job.status == COMPLETED
+
     def test_running_an_account_without_a_job_is_job_not_found(self) -> None:
         """Nothing to resume until a trigger created the job."""
         with pytest.raises(JobNotFound):

@@ -12,7 +12,7 @@ from crm_audit_transform.errors import JobAlreadyRunning
 from crm_audit_transform.jobs import COMPLETED, IN_PROGRESS, ROLLED_BACK
 from crm_audit_transform.tally import Tally
 from crm_audit_transform.usecases import migration_status, rollback
-from crm_audit_transform.usecases.status import counts_of
+from crm_audit_transform.usecases.status import report_counts
 from support.corpus_account import World
 
 
@@ -74,7 +74,7 @@ class TestStatus:
 
     def test_report_counts_have_the_dry_run_shape(self) -> None:
         """The dry-run report is processed, migrated, skipped and failed per reason."""
-        report = counts_of(Tally(3, 1, {"contact_not_found": 1}, {"write_error": 1}))
+        report = report_counts(Tally(3, 1, {"contact_not_found": 1}, {"write_error": 1}))
         assert report == {
             "processed": 3,
             "migrated": 1,

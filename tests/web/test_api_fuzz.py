@@ -4,45 +4,31 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from test_routes import runtime_over
 
-from crm_audit_adapters.http import BasicAuthCredentials, SignedSessionResolver, UseCaseService, create_app
-from crm_audit_transform.testing import (
-    FixedClock,
-    InMemoryActivityLogStore,
-    InMemoryAuditSource,
-    InMemoryContactDirectory,
-    InMemoryJobStore,
-    InMemoryPeopleCounter,
-    StaticFeatureFlags,
-)
-from crm_audit_transform.usecases import TriggerPorts
+from crm_audit_adapters.http import BasicAuthCredentials, SignedSessionResolver, create_app
+from crm_audit_adapters.mongo.indexes import apply_migration
 from support.live_server import LiveServer
+
+pytestmark = pytest.mark.postgres
 
 AUTH = "Basic " + base64.b64encode(b"ops:s3cret").decode()
 SESSIONS = SignedSessionResolver(secret=b"fuzz")
 
 
-def build_app() -> object:
-    ports = TriggerPorts(
-        flags=StaticFeatureFlags("*"),
-        contacts=InMemoryContactDirectory(),
-        people=InMemoryPeopleCounter(),
-        jobs=InMemoryJobStore(),
-        source=InMemoryAuditSource(),
-        clock=FixedClock(),
-    )
-    service = UseCaseService(trigger_ports=ports, logs=InMemoryActivityLogStore(), scope=("Crm::Person",))
-    return create_app(service, basic_auth=BasicAuthCredentials("ops", "s3cret"), sessions=SESSIONS)
-
-
-@pytest.fixture(scope="module")
-def live() -> Iterator[LiveServer]:
-    with LiveServer(build_app()) as server:
-        yield server
+@pytest.fixture
+def live(crm_dsn: str, mongo_db: Any) -> Iterator[LiveServer]:
+    """The app over the runner's composition root: the corpus in PostgreSQL, the CDP in MongoDB."""
+    apply_migration(mongo_db, "up")
+    with runtime_over(crm_dsn, mongo_db, "*") as runtime:
+        app = create_app(runtime, basic_auth=BasicAuthCredentials("ops", "s3cret"), sessions=SESSIONS)
+        with LiveServer(app) as server:
+            yield server
 
 
 def operations(url: str) -> list[object]:

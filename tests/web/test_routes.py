@@ -12,20 +12,15 @@ import httpx
 import pytest
 from bson import json_util
 
-from crm_audit_adapters.crm_postgres.audits import PostgresAuditSource
+from crm_audit_adapters.bootstrap import Runtime, build_runtime
 from crm_audit_adapters.crm_postgres.lookups import PostgresPeopleCounter
 from crm_audit_adapters.crm_postgres.session import ReadOnlySession
-from crm_audit_adapters.http import BasicAuthCredentials, SignedSessionResolver, UseCaseService, create_app
-from crm_audit_adapters.mongo.activity_logs import MongoActivityLogStore
-from crm_audit_adapters.mongo.contacts import MongoContactDirectory
+from crm_audit_adapters.http import BasicAuthCredentials, SignedSessionResolver, create_app
 from crm_audit_adapters.mongo.documents import encode_activity_log
 from crm_audit_adapters.mongo.indexes import apply_migration
-from crm_audit_adapters.mongo.jobs import MongoJobStore
-from crm_audit_transform.config import load_default_config
+from crm_audit_adapters.settings import Settings
 from crm_audit_transform.domain import ActivityLog, Actor, FieldChange
-from crm_audit_transform.testing import FixedClock, StaticFeatureFlags
-from crm_audit_transform.transformer import Transformer
-from crm_audit_transform.usecases import TriggerPorts
+from crm_audit_transform.testing import FixedClock
 from support.live_server import LiveServer
 
 pytestmark = pytest.mark.postgres
@@ -51,23 +46,18 @@ def seed_contacts(db: Any, company: str, count: int) -> None:
     )
 
 
+def runtime_over(crm_dsn: str, mongo_db: Any, enabled: str) -> Runtime:
+    """The runner's own composition root, on the corpus database and the test's MongoDB."""
+    settings = Settings(database_url=crm_dsn, mongo_database=mongo_db.name, enabled_companies=enabled)
+    clock = FixedClock(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    return build_runtime(settings, mongo_client=mongo_db.client, clock=clock)
+
+
 @pytest.fixture
 def app_parts(crm_dsn: str, mongo_db: Any) -> Iterator[dict[str, Any]]:
     apply_migration(mongo_db, "up")
-    with ReadOnlySession.from_dsn(crm_dsn) as session:
-        ports = TriggerPorts(
-            flags=StaticFeatureFlags({COMPANY, "company-empty"}),
-            contacts=MongoContactDirectory.in_database(mongo_db),
-            people=PostgresPeopleCounter(session),
-            jobs=MongoJobStore.in_database(mongo_db),
-            source=PostgresAuditSource(session),
-            clock=FixedClock(dt.datetime(2026, 1, 1, tzinfo=dt.UTC)),
-        )
-        logs = MongoActivityLogStore.in_database(mongo_db)
-        service = UseCaseService(
-            trigger_ports=ports, logs=logs, scope=Transformer(load_default_config()).scope
-        )
-        app = create_app(service, basic_auth=BasicAuthCredentials("ops", "s3cret"), sessions=SESSIONS)
+    with runtime_over(crm_dsn, mongo_db, f"{COMPANY},company-empty") as runtime:
+        app = create_app(runtime, basic_auth=BasicAuthCredentials("ops", "s3cret"), sessions=SESSIONS)
         with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=30) as client:
             yield {"client": client, "db": mongo_db, "dsn": crm_dsn}
 

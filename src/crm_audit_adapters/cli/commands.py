@@ -18,7 +18,13 @@ import click
 from crm_audit_transform.domain import Failed, Migrated, Skipped
 from crm_audit_transform.errors import JobNotFound
 from crm_audit_transform.jobs import COMPLETED, HALTED
-from crm_audit_transform.usecases import MigrationStatus, explain_audit, migration_status, rollback, run_job
+from crm_audit_transform.usecases import (
+    MigrationStatus,
+    explain_audit,
+    migration_status,
+    rollback,
+    run_job,
+)
 
 from ..mongo import apply_migration
 from . import exit_codes
@@ -48,7 +54,7 @@ def indexes(state: CliState, direction: str) -> None:
             click.echo(line)
 
 
-@cli.command()
+@cli.command(name="trigger")
 @company_option
 @click.option("--tenant", required=True, help="The CRM tenant schema of the account.")
 @click.option(
@@ -59,7 +65,7 @@ def indexes(state: CliState, direction: str) -> None:
 )
 @json_option
 @click.pass_obj
-def trigger(
+def trigger_command(
     state: CliState, company: str, tenant: str, date_range_start: dt.datetime | None, as_json: bool
 ) -> None:
     """Check the guards and create the account's job (nothing is migrated until `run`)."""

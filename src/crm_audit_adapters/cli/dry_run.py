@@ -29,7 +29,7 @@ from crm_audit_transform.testing import (
     InMemoryUserDirectory,
 )
 from crm_audit_transform.transformer import Transformer
-from crm_audit_transform.usecases import RunPorts, RunSettings, counts_of, new_job, run_job
+from crm_audit_transform.usecases import RunPorts, RunSettings, new_job, report_counts, run_job
 from crm_audit_transform.usecases.settings import DEFAULT_HALT_THRESHOLD
 
 from ..files import JsonlActivityLogSink, read_audit_rows, read_contacts, read_sso_directory, read_users
@@ -139,7 +139,7 @@ def _dry_run(
     job = new_job(company, tenant, source=source, scope=transformer.scope, now=ports.clock.now())
     ports.jobs.create(job)
     result = run_job(company, ports, transformer, owner="dry-run", settings=RunSettings(halt_threshold=1.0))
-    return dict(counts_of(result.job.tally))
+    return dict(report_counts(result.job.tally))
 
 
 @contextmanager

@@ -44,8 +44,9 @@ class ProgressLine:
         self._start_rows = job.tally.processed
         self._last_print = float("-inf")
 
-    def render(self, job: MigrationJob) -> str:
-        elapsed = max(self._monotonic() - self._start, 1e-9)
+    def render(self, job: MigrationJob, now: float | None = None) -> str:
+        now = self._monotonic() if now is None else now
+        elapsed = max(now - self._start, 1e-9)
         rows = job.tally.processed - self._start_rows
         ids_done = job.last_audit_id - self._start_id
         ids_left = max(job.max_audit_id - job.last_audit_id, 0)
@@ -61,9 +62,9 @@ class ProgressLine:
     def update(self, job: MigrationJob) -> None:
         now = self._monotonic()
         if self._tty:
-            click.echo("\r" + self.render(job), file=self._stream, nl=False)
+            click.echo("\r" + self.render(job, now), file=self._stream, nl=False)
         elif now - self._last_print >= self._interval:
-            click.echo(self.render(job), file=self._stream)
+            click.echo(self.render(job, now), file=self._stream)
             self._last_print = now
 
     def finish(self, job: MigrationJob) -> None:

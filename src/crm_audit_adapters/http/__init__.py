@@ -3,12 +3,11 @@ and the status indicator script. An ASGI app over the same use cases the runner 
 
 from .app import create_app
 from .auth import BasicAuthCredentials, SignedSessionResolver
-from .service import MigrationService, UseCaseService
+from .service import MigrationService
 
 __all__ = [
     "BasicAuthCredentials",
     "MigrationService",
     "SignedSessionResolver",
-    "UseCaseService",
     "create_app",
 ]

@@ -15,9 +15,9 @@ from typing import Any
 
 from ..errors import BadEncoding, LimitExceeded, NotAMapping
 from ..values import Changes
-from .backends import Backend, available_backends, parse
-from .jsonb import from_json
-from .limits import LoaderLimits
+from ._backends import Backend, available_backends, parse
+from ._jsonb import from_json
+from ._limits import LoaderLimits
 
 _DEFAULT_LIMITS = LoaderLimits()
 _RUBY_CLASSES = {

@@ -7,12 +7,19 @@ from its cursor to the end; ``migration_status``, ``rollback`` and ``explain_aud
 from __future__ import annotations
 
 from .explain import ExplainPorts, Explanation, explain_audit
-from .guards import DEFAULT_COVERAGE_THRESHOLD, TriggerPorts, check_guards, contact_coverage, new_job, trigger
+from .guards import (
+    DEFAULT_COVERAGE_THRESHOLD,
+    TriggerPorts,
+    check_guards,
+    contact_coverage,
+    new_job,
+    trigger,
+)
 from .migrate_batch import MAX_BATCH_SIZE, MigrateBatch
 from .rollback import RollbackResult, rollback
 from .run import RunPorts, RunResult, run_job
 from .settings import RunSettings
-from .status import MigrationStatus, counts_of, migration_status
+from .status import MigrationStatus, migration_status, report_counts
 
 __all__ = [
     "DEFAULT_COVERAGE_THRESHOLD",
@@ -28,10 +35,10 @@ __all__ = [
     "TriggerPorts",
     "check_guards",
     "contact_coverage",
-    "counts_of",
     "explain_audit",
     "migration_status",
     "new_job",
+    "report_counts",
     "rollback",
     "run_job",
     "trigger",

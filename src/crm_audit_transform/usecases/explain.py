@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
-
 from attrs import frozen
 
 from ..domain import AuditRow, Outcome
 from ..lookup import fetch_lookups
 from ..ports import AuditSource, ContactDirectory, SsoDirectory, UserDirectory
-from .run import PageOutcomes
-
-
-class ExplainingTransformer(Protocol):
-    def prepare(self, rows: Any) -> tuple[Any, ...]: ...
-
-    def plan(self, prepared: Any) -> Any: ...
-
-    def transform(self, prepared: Any, ctx: Any, *, company_sso_id: str) -> PageOutcomes: ...
-
-    def explain(self, row: AuditRow, ctx: Any, *, company_sso_id: str) -> tuple[Any, ...]: ...
+from ..transformer import StageDecision, Transformer
 
 
 @frozen
@@ -37,7 +25,7 @@ class Explanation:
     audit_id: int
     tenant: str
     row: AuditRow | None
-    stages: tuple[Any, ...] = ()
+    stages: tuple[StageDecision, ...] = ()
     outcome: Outcome | None = None
 
 
@@ -47,7 +35,7 @@ def explain_audit(
     company_sso_id: str,
     tenant: str,
     ports: ExplainPorts,
-    transformer: ExplainingTransformer,
+    transformer: Transformer,
 ) -> Explanation:
     """Load the row, look up what it needs, and return each stage's decision and the final outcome."""
     row = ports.source.audit_by_id(tenant, audit_id)

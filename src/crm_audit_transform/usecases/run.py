@@ -17,13 +17,12 @@ clean run's. (``MigrateBatch`` itself still reports the duplicate, as its contra
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Protocol
 
 import attrs
 from attrs import field, frozen
 
 from .. import reasons
-from ..domain import Failed, Migrated, Outcome, Skipped, WriteResult
+from ..domain import AuditRow, Failed, Migrated, Outcome, Skipped, WriteResult
 from ..errors import CrmAuditError, JobNotFound
 from ..jobs import COMPLETED, HALTED, IN_PROGRESS, MigrationJob
 from ..lookup import fetch_lookups
@@ -37,29 +36,9 @@ from ..ports import (
     UserDirectory,
 )
 from ..tally import Tally
+from ..transformer import PreparedRow, Transformer
 from .migrate_batch import MAX_BATCH_SIZE, MigrateBatch
 from .settings import RunSettings
-
-
-class PageOutcomes(Protocol):
-    @property
-    def outcomes(self) -> Sequence[Outcome]: ...
-
-    @property
-    def tally(self) -> Tally: ...
-
-
-class PageTransformer(Protocol):
-    """What the loop needs of ``Transformer``: scope, prepare, plan, transform."""
-
-    @property
-    def scope(self) -> tuple[str, ...]: ...
-
-    def prepare(self, rows: Sequence[Any]) -> tuple[Any, ...]: ...
-
-    def plan(self, prepared: Sequence[Any]) -> Any: ...
-
-    def transform(self, prepared: Sequence[Any], ctx: Any, *, company_sso_id: str) -> PageOutcomes: ...
 
 
 @frozen
@@ -86,7 +65,7 @@ class RunResult:
 class _Step:
     last_id: int
     outcomes: tuple[Outcome, ...]
-    prepared: tuple[Any, ...] = field(factory=tuple)
+    prepared: tuple[PreparedRow, ...] = field(factory=tuple)
     fallthrough: int = 0
 
 
@@ -97,7 +76,7 @@ def _never() -> bool:
 def run_job(
     company_sso_id: str,
     ports: RunPorts,
-    transformer: PageTransformer,
+    transformer: Transformer,
     *,
     owner: str,
     settings: RunSettings | None = None,
@@ -107,7 +86,8 @@ def run_job(
     """Start or resume the account's in-progress job; return it as left (completed, halted, or saved).
 
     A job that is not in progress is returned untouched. ``LeaseHeld`` when another runner holds
-    the job; infrastructure errors propagate after the lease is handed back.
+    the job; infrastructure errors and ``KeyboardInterrupt`` propagate after the lease is handed
+    back.
     """
     settings = settings or RunSettings()
     job = ports.jobs.latest(company_sso_id)
@@ -119,7 +99,9 @@ def run_job(
     loop = _Loop(ports, transformer, owner, settings, should_stop, on_progress)
     try:
         return loop.run(job)
-    except CrmAuditError:
+    except (CrmAuditError, KeyboardInterrupt):
+        # The process lives on (a dependency is down, the operator aborted): hand the lease back.
+        # A process that dies cannot, and its lease simply expires.
         _release_quietly(ports, company_sso_id, owner)
         raise
 
@@ -146,7 +128,7 @@ class _Loop:
     def __init__(
         self,
         ports: RunPorts,
-        transformer: PageTransformer,
+        transformer: Transformer,
         owner: str,
         settings: RunSettings,
         should_stop: Callable[[], bool],
@@ -184,7 +166,7 @@ class _Loop:
                 break
         return RunResult(self._finish(job, COMPLETED), steps)
 
-    def _steps(self, job: MigrationJob, rows: Sequence[Any]) -> Iterator[_Step]:
+    def _steps(self, job: MigrationJob, rows: Sequence[AuditRow]) -> Iterator[_Step]:
         prepared = self._transformer.prepare(rows)
         ctx = fetch_lookups(
             self._transformer.plan(prepared),
@@ -241,7 +223,7 @@ class _Loop:
 
 
 def _cut(
-    rows: Sequence[Any], prepared: Sequence[Any], outcomes: Sequence[Outcome], size: int
+    rows: Sequence[AuditRow], prepared: Sequence[PreparedRow], outcomes: Sequence[Outcome], size: int
 ) -> Iterator[_Step]:
     """Cut a page into steps of consecutive rows holding at most ``size`` logs to write."""
     start = 0
@@ -256,7 +238,9 @@ def _cut(
         yield _step(rows, prepared, outcomes, start, len(outcomes))
 
 
-def _step(rows: Sequence[Any], prepared: Sequence[Any], outcomes: Sequence[Outcome], a: int, b: int) -> _Step:
+def _step(
+    rows: Sequence[AuditRow], prepared: Sequence[PreparedRow], outcomes: Sequence[Outcome], a: int, b: int
+) -> _Step:
     return _Step(last_id=rows[b - 1].id, outcomes=tuple(outcomes[a:b]), prepared=tuple(prepared[a:b]))
 
 

@@ -97,7 +97,7 @@ def migration_status(company_sso_id: str, jobs: JobStore) -> MigrationStatus:
     return MigrationStatus.of(job)
 
 
-def counts_of(tally: Tally) -> Mapping[str, Any]:
+def report_counts(tally: Tally) -> Mapping[str, Any]:
     """The dry-run report shape: processed, migrated, skipped and failed per reason."""
     return {
         "processed": tally.processed,

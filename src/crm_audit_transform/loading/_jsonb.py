@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import LimitExceeded, UnsupportedTag
-from .limits import LoaderLimits
-from .ruby_keys import name_keys
+from ._limits import LoaderLimits
+from ._ruby_keys import name_keys
 
 _SCALARS = (type(None), bool, int, float, str, decimal.Decimal, dt.date)
 

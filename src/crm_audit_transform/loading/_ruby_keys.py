@@ -20,7 +20,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from .psych_scalars import Symbol
+from ._psych_scalars import Symbol
 
 
 def key_name(key: Any) -> str:

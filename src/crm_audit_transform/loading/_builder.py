@@ -23,9 +23,9 @@ from yaml.events import (
 )
 
 from ..errors import LimitExceeded, MalformedYaml, UnsupportedTag
-from . import psych_scalars as ps
-from . import ruby_objects as ro
-from .limits import LoaderLimits
+from . import _psych_scalars as ps
+from . import _ruby_objects as ro
+from ._limits import LoaderLimits
 
 _NO_KEY = object()
 _OPEN = object()
@@ -36,7 +36,19 @@ class EventSource(Protocol):
 
 
 class _Frame:
-    __slots__ = ("anchor", "height", "items", "key", "key_mark", "kind", "mark", "merge", "seen", "start", "typed")
+    __slots__ = (
+        "anchor",
+        "height",
+        "items",
+        "key",
+        "key_mark",
+        "kind",
+        "mark",
+        "merge",
+        "seen",
+        "start",
+        "typed",
+    )
 
     def __init__(self, kind: int, anchor: str | None, start: int, mark: Any) -> None:
         self.kind = kind
@@ -70,7 +82,7 @@ def build(source: EventSource, limits: LoaderLimits) -> tuple[bool, Any]:
     stack: list[_Frame] = []
     nodes = 0
     while True:
-        event = get_event()
+        event: Any = get_event()
         kind = type(event)
         if kind is ScalarEvent:
             nodes += 1
@@ -88,7 +100,9 @@ def build(source: EventSource, limits: LoaderLimits) -> tuple[bool, Any]:
                 raise LimitExceeded("nesting depth", max_depth, len(stack) + 1)
             if stack:
                 _check_collection_slot(stack[-1], event)
-            frame = _Frame(_collection_kind(event, kind is SequenceStartEvent), event.anchor, nodes - 1, event.start_mark)
+            frame = _Frame(
+                _collection_kind(event, kind is SequenceStartEvent), event.anchor, nodes - 1, event.start_mark
+            )
             if event.anchor is not None:
                 anchors[event.anchor] = _OPEN  # an alias inside its own anchor would recurse
             stack.append(frame)
@@ -137,12 +151,12 @@ def build(source: EventSource, limits: LoaderLimits) -> tuple[bool, Any]:
 def _scalar(event: ScalarEvent, digits: int) -> Any:
     plain, quoted = event.implicit
     text = event.value
+    tag = event.tag
     try:
-        if plain:  # untagged plain, or the non-specific "!" tag: Psych tokenizes both
+        if plain or tag == "!":  # untagged plain, or the non-specific "!" tag: Psych tokenizes both
             return ps.tokenize(text, digits)
         if quoted:
             return text
-        tag = event.tag
         if tag in ro.STRING_TAGS:
             return text
         if tag == ro.BIG_DECIMAL:

@@ -11,8 +11,8 @@ import decimal
 import re
 from typing import Any
 
-from .psych_scalars import Symbol
-from .ruby_keys import name_keys
+from ._psych_scalars import Symbol
+from ._ruby_keys import name_keys
 
 YAML_STR = "tag:yaml.org,2002:str"
 MERGE = "tag:yaml.org,2002:merge"
@@ -26,7 +26,12 @@ DATE_TIME = "!ruby/object:DateTime"
 SYMBOL_TAG = re.compile(r"!ruby/sym")  # Psych: /^!ruby\/sym(bol)?:?(.*)?$/, i.e. any such prefix
 # Standard tags Psych reads by tokenizing the text as if untagged.
 TOKENIZED_TAGS = frozenset(
-    {"tag:yaml.org,2002:int", "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null", "tag:yaml.org,2002:timestamp"}
+    {
+        "tag:yaml.org,2002:int",
+        "tag:yaml.org,2002:bool",
+        "tag:yaml.org,2002:null",
+        "tag:yaml.org,2002:timestamp",
+    }
 )
 
 SEQ, HASH, HWIA, TIME_WITH_ZONE, TIME_ZONE = range(5)

@@ -13,7 +13,15 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from bench_context import PAGE_SIZE, Context
+from scale_context import PAGE_SIZE, Context
+
+
+def _rss_now() -> int:
+    """VmRSS in KiB: what the ports' data (contacts, SSO ids) cost before the loop starts."""
+    for line in open("/proc/self/status").read().splitlines():  # noqa: SIM115 - tiny procfs read
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
 
 
 class Missing(Exception):
@@ -99,7 +107,7 @@ def _row_feed(ctx: Context) -> Iterator[list[Any]]:
     """Pages of AuditRow from one server-side cursor: the rows a transform needs, fetched untimed."""
     import psycopg
 
-    from bench_context import AUDIT_COLUMNS
+    from scale_context import AUDIT_COLUMNS
 
     (AuditRow,) = need("crm_audit_transform.domain", "AuditRow")
     with psycopg.connect(ctx.dsn) as conn, conn.cursor(name="feed") as cursor:
@@ -188,15 +196,17 @@ def _run_loop(ctx: Context, logs: Any) -> dict[str, Any]:
         jobs=jobs,
         clock=clock,
     )
-    started = time.perf_counter()
     # No halt: a benchmark must cover the whole range whatever the failure rate (failures are counted).
     settings = RunSettings(halt_threshold=1.0)
+    setup_rss = _rss_now()
+    started = time.perf_counter()
     result = run_job(ctx.company_sso_id, ports, transformer, owner="bench", settings=settings)
     seconds = time.perf_counter() - started
     tally = result.job.tally
     return {
         "rows": tally.processed,
         "seconds": seconds,
+        "setup_rss_kib": setup_rss,
         "status": result.job.status,
         "steps": result.steps,
         "fallthrough": tally.fallthrough,

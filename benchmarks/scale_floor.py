@@ -5,6 +5,8 @@
 * ``parse_floor``: libyaml (``yaml.CSafeLoader``) parsing the same ``audited_changes`` texts with
   nothing else: Ruby tags are built as plain maps/strings, no value model, no limits. Only the
   ``yaml.load`` calls are timed; the texts are fetched untimed in batches (flat memory).
+* ``parse_events`` (for information, not part of the floor): libyaml's event stream alone
+  (``yaml.parse`` with ``CLoader``), the least any libyaml-based loader must do before building.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 import psycopg
 import yaml
 
-from bench_context import AUDIT_COLUMNS, Context
+from scale_context import AUDIT_COLUMNS, Context
 
 
 class FloorLoader(yaml.CSafeLoader):  # type: ignore[misc]
@@ -67,3 +69,21 @@ def parse_floor(ctx: Context) -> dict[str, Any]:
             parsing += clock() - started
             rows += len(texts)
     return {"rows": rows, "seconds": parsing, "parse_errors": errors, "text_chars": text_chars}
+
+
+def parse_events(ctx: Context) -> dict[str, Any]:
+    rows = events = 0
+    parsing = 0.0
+    parse, loader, clock = yaml.parse, yaml.CLoader, time.perf_counter
+    with psycopg.connect(ctx.dsn) as conn, conn.cursor(name="parse_events") as cursor:
+        cursor.itersize = 5000
+        cursor.execute(ctx.select("audited_changes"), ctx.params)
+        while batch := cursor.fetchmany(5000):
+            texts = [text or "{}" for (text,) in batch]
+            started = clock()
+            for text in texts:
+                for _ in parse(text, loader):
+                    events += 1
+            parsing += clock() - started
+            rows += len(texts)
+    return {"rows": rows, "seconds": parsing, "events": events}

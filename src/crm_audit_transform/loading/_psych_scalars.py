@@ -41,7 +41,8 @@ _NULL = re.compile(r"^null$", _A | re.I | re.M)
 _TRUE = re.compile(r"^(?:yes|true|on)$", _A | re.I | re.M)
 _FALSE = re.compile(r"^(?:no|false|off)$", _A | re.I | re.M)
 TIME = re.compile(
-    r"-?\d{4}-\d{1,2}-\d{1,2}(?:[Tt]|\s+)\d{1,2}:\d\d:\d\d(?:\.\d*)?(?:\s*(?:Z|[-+]\d{1,2}:?(?:\d\d)?))?\Z", _A
+    r"-?\d{4}-\d{1,2}-\d{1,2}(?:[Tt]|\s+)\d{1,2}:\d\d:\d\d(?:\.\d*)?(?:\s*(?:Z|[-+]\d{1,2}:?(?:\d\d)?))?\Z",
+    _A,
 )
 _DATE = re.compile(r"(\d{4})-(1[012]|0\d|\d)-([12]\d|3[01]|0\d|\d)\Z", _A)
 _INF = re.compile(r"\.inf\Z", _A | re.I)
@@ -56,7 +57,9 @@ _FLOAT_CLEANUP = re.compile(r"[,_]|\.([Ee]|$)", _A)
 _INTEGER = re.compile(r"([-+]?)(?:0b([0-1_]+)|0([0-7_]+)|(0|[1-9][0-9_]*)|0x([0-9a-fA-F_]+))\Z", _A)
 _RUBY_TO_I = re.compile(r"\s*([-+]?[0-9]+(?:_[0-9]+)*)", _A)
 _RUBY_TO_F = re.compile(r"\s*[-+]?[0-9]+(?:_[0-9]+)*(?:\.[0-9]+(?:_[0-9]+)*)?(?:[eE][-+]?[0-9]+)?", _A)
-_RUBY_FLOAT = re.compile(r"\s*[-+]?(?:[0-9]+(?:_[0-9]+)*)?(?:\.[0-9]+(?:_[0-9]+)*)?(?:[eE][-+]?[0-9]+)?\s*\Z", _A)
+_RUBY_FLOAT = re.compile(
+    r"\s*[-+]?(?:[0-9]+(?:_[0-9]+)*)?(?:\.[0-9]+(?:_[0-9]+)*)?(?:[eE][-+]?[0-9]+)?\s*\Z", _A
+)
 _RUBY_HEX_FLOAT = re.compile(r"\s*[-+]?0x[0-9a-fA-F]+\s*\Z", _A)
 _BIG_DECIMAL = re.compile(
     r"\s*(?:([-+]?Infinity|NaN)|([-+]?(?:[0-9]+(?:_[0-9]+)*)?(?:\.(?:[0-9]+(?:_[0-9]+)*)?)?(?:[eEdD][-+]?[0-9]+)?))\s*\Z",
@@ -208,7 +211,9 @@ def parse_time(s: str) -> dt.datetime:
     return _shift(instant, -offset)
 
 
-def ruby_time_utc(year: int, month: int, day: int, hour: int, minute: int, second: int, micro: int) -> dt.datetime:
+def ruby_time_utc(
+    year: int, month: int, day: int, hour: int, minute: int, second: int, micro: int
+) -> dt.datetime:
     """``Time.utc``: ranges checked like Ruby, then overflow rolls over (Feb 31 → Mar 3, 24:00 → next day)."""
     last = 0 if hour == 24 else 59
     if not (1 <= month <= 12 and 1 <= day <= 31 and 0 <= hour <= 24 and 0 <= minute <= last):
@@ -240,7 +245,7 @@ def _ruby_date(s: str, year: int, month: int, day: int) -> Any:
         try:
             return dt.date(year, month, day)  # the Julian fields, as Ruby prints them
         except ValueError:
-            raise LimitExceeded("date", 9999, year) from None
+            raise LimitExceeded("calendar date (proleptic Gregorian, years 1-9999)", 9999, year) from None
     try:
         return dt.date(year, month, day)
     except ValueError:

@@ -1,0 +1,169 @@
+"""The runner's edges: feature flags, settings (file + env, secrets redacted), exit codes, progress."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from pathlib import Path
+
+import pytest
+
+from crm_audit_adapters.cli import exit_codes
+from crm_audit_adapters.cli.progress import ProgressLine
+from crm_audit_adapters.files import FileFormatError
+from crm_audit_adapters.flags import ConfiguredFeatureFlags
+from crm_audit_adapters.settings import load_settings, redact
+from crm_audit_transform.errors import (
+    AlreadyCompleted,
+    ConfigError,
+    ContactsNotMigrated,
+    FlagDisabled,
+    JobAlreadyRunning,
+    JobNotFound,
+    LeaseHeld,
+    SourceUnavailable,
+    StoreUnavailable,
+)
+from crm_audit_transform.jobs import IN_PROGRESS, MigrationJob
+from crm_audit_transform.tally import Tally
+
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+class TestFeatureFlags:
+    @pytest.mark.parametrize(
+        ("value", "company", "enabled"),
+        [
+            ("a,b", "a", True),
+            ("a, b", "b", True),
+            ("a,b", "c", False),
+            ("*", "anyone", True),
+            ("", "a", False),
+        ],
+    )
+    def test_parses_the_enabled_companies(self, value: str, company: str, enabled: bool) -> None:
+        """A comma list enables those accounts, '*' every account, nothing none."""
+        assert ConfiguredFeatureFlags.parse(value).is_enabled(company) is enabled
+
+    def test_reads_the_environment_variable(self) -> None:
+        """CRM_AUDIT_ENABLED_COMPANIES switches accounts on; unset means off."""
+        assert ConfiguredFeatureFlags.from_env({"CRM_AUDIT_ENABLED_COMPANIES": "x"}).is_enabled("x")
+        assert not ConfiguredFeatureFlags.from_env({}).is_enabled("x")
+
+
+class TestSettings:
+    def test_environment_overrides_the_file(self, tmp_path: Path) -> None:
+        """A value in the environment wins over the same key in the TOML file."""
+        path = tmp_path / "settings.toml"
+        path.write_text('mongo_database = "file-db"\npage_size = 100\nenabled_companies = ["a", "b"]\n')
+        settings = load_settings(path, {"CRM_AUDIT_MONGO_DATABASE": "env-db"})
+        assert settings.mongo_database == "env-db"
+        assert settings.run.page_size == 100
+        assert settings.enabled_companies == "a,b"
+
+    def test_usman_table_and_environment_build_the_client_config(self, tmp_path: Path) -> None:
+        """[usman] in the file and CRM_AUDIT_USMAN_* in the environment make one UsmanConfig."""
+        path = tmp_path / "settings.toml"
+        path.write_text('[usman]\nbase_url = "http://usman.test"\nread_timeout = 9\n')
+        settings = load_settings(path, {"CRM_AUDIT_USMAN_TOKEN": "tok-123"})
+        assert settings.usman is not None
+        assert (settings.usman.base_url, settings.usman.read_timeout, settings.usman.token) == (
+            "http://usman.test",
+            9.0,
+            "tok-123",
+        )
+
+    def test_every_problem_is_reported_at_once(self, tmp_path: Path) -> None:
+        """Bad types and unknown keys come back together in one ConfigError."""
+        path = tmp_path / "settings.toml"
+        path.write_text('page_size = "many"\ncolour = "blue"\n')
+        with pytest.raises(ConfigError) as raised:
+            load_settings(path, {"CRM_AUDIT_HALT_THRESHOLD": "high"})
+        assert {p for p, _ in raised.value.problems} == {"page_size", "colour", "$CRM_AUDIT_HALT_THRESHOLD"}
+
+    def test_a_missing_or_broken_file_is_a_config_error(self, tmp_path: Path) -> None:
+        """A settings file that is absent or not TOML is a ConfigError naming it."""
+        with pytest.raises(ConfigError, match="no such configuration file"):
+            load_settings(tmp_path / "nope.toml", {})
+        (tmp_path / "bad.toml").write_text("= = =")
+        with pytest.raises(ConfigError, match="not valid TOML"):
+            load_settings(tmp_path / "bad.toml", {})
+
+    def test_repr_never_shows_a_secret(self) -> None:
+        """The DSN password, the Mongo password and the USMAN token are redacted in repr and describe."""
+        env = {
+            "CRM_AUDIT_DATABASE_URL": "postgresql://ro:pg-pass@crm:5432/crm",
+            "CRM_AUDIT_MONGO_URI": "mongodb://cdp:mongo-pass@m1,m2/cdp?replicaSet=rs",
+            "CRM_AUDIT_USMAN_BASE_URL": "https://usman.test",
+            "CRM_AUDIT_USMAN_TOKEN": "usman-token",
+        }
+        settings = load_settings(None, env)
+        shown = repr(settings) + repr(settings.describe())
+        for secret in ("pg-pass", "mongo-pass", "usman-token"):
+            assert secret not in shown
+        assert "postgresql://ro:***@crm:5432/crm" in shown
+
+    @pytest.mark.parametrize(
+        ("dsn", "shown"),
+        [
+            ("host=crm user=ro password=s3cret dbname=crm", "host=crm user=ro password=*** dbname=crm"),
+            ("postgresql://ro@crm/crm", "postgresql://ro@crm/crm"),
+            ("mongodb://u:p%40ss@h/db", "mongodb://u:***@h/db"),
+        ],
+    )
+    def test_redacts_both_dsn_spellings(self, dsn: str, shown: str) -> None:
+        """URL and key=value DSNs lose their password and nothing else."""
+        assert redact(dsn) == shown
+
+
+class TestExitCodes:
+    @pytest.mark.parametrize(
+        ("error", "code"),
+        [
+            (ConfigError([("x", "y")]), exit_codes.CONFIG),
+            (FlagDisabled("off"), exit_codes.REFUSED),
+            (ContactsNotMigrated("low"), exit_codes.REFUSED),
+            (JobAlreadyRunning("busy"), exit_codes.REFUSED),
+            (AlreadyCompleted("done"), exit_codes.REFUSED),
+            (JobNotFound("none"), exit_codes.REFUSED),
+            (LeaseHeld("held"), exit_codes.REFUSED),
+            (SourceUnavailable("pg down"), exit_codes.UNAVAILABLE),
+            (StoreUnavailable("mongo down"), exit_codes.UNAVAILABLE),
+            (FileFormatError("f.jsonl", 3, "bad"), exit_codes.BAD_INPUT),
+            (RuntimeError("bug"), exit_codes.INTERNAL),
+        ],
+    )
+    def test_each_error_kind_has_its_documented_code(self, error: Exception, code: int) -> None:
+        """Ops scripts can branch on the exit code of every failure kind."""
+        assert exit_codes.exit_code_for(error) == code
+
+    def test_messages_are_one_line_with_the_guard_code(self) -> None:
+        """A guard's code leads its message; multi-line messages are folded onto one line."""
+        assert exit_codes.one_line(FlagDisabled("not enabled")) == "FLAG_DISABLED: not enabled"
+        assert "\n" not in exit_codes.one_line(ConfigError([("a", "b"), ("c", "d")]))
+
+
+class TestProgressLine:
+    def job(self, last: int, processed: int) -> MigrationJob:
+        return MigrationJob(
+            "j", "co", "acme", IN_PROGRESS, T0, T0, T0, 1, 1000, last, Tally(processed=processed)
+        )
+
+    def test_shows_percent_rows_rate_and_eta_from_the_id_range(self) -> None:
+        """After 10 s and 250 of 1000 ids, 200 rows: 20 rows/s and 30 s left for the other 750 ids."""
+        clock = iter([0.0, 10.0])
+        line = ProgressLine(self.job(0, 0), io.StringIO(), monotonic=lambda: next(clock))
+        text = line.render(self.job(250, 200))
+        assert "25.00%" in text
+        assert "200 rows" in text
+        assert "20 rows/s" in text
+        assert "ETA 0:00:30" in text
+
+    def test_writes_a_line_at_most_every_interval_when_not_a_terminal(self) -> None:
+        """Logs get one line per interval, not one per batch."""
+        times = iter([0.0, 1.0, 2.0, 7.0])
+        out = io.StringIO()
+        line = ProgressLine(self.job(0, 0), out, interval=5.0, monotonic=lambda: next(times))
+        for last in (10, 20, 30):
+            line.update(self.job(last, last))
+        assert len(out.getvalue().splitlines()) == 2

@@ -1,0 +1,41 @@
+"""The ASGI factory builds the app from the runner's settings and refuses to start without its secrets."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from crm_audit_adapters.http.asgi import app
+from crm_audit_transform.errors import ConfigError
+from support.live_server import LiveServer
+
+
+class TestAsgiFactory:
+    def test_refuses_to_start_without_the_http_secrets(self) -> None:
+        """No BasicAuth password or session secret is a ConfigError naming both, not a default."""
+        with pytest.raises(ConfigError) as caught:
+            app({"CRM_AUDIT_MONGO_URI": "mongomock://"})
+        assert {path for path, _ in caught.value.problems} == {
+            "CRM_AUDIT_HTTP_PASSWORD",
+            "CRM_AUDIT_SESSION_SECRET",
+        }
+
+    def test_serves_from_settings_in_the_environment(self) -> None:
+        """Settings and secrets from the environment make a serving app whose BasicAuth uses that password."""
+        env = {
+            "CRM_AUDIT_MONGO_URI": "mongomock://",
+            "CRM_AUDIT_HTTP_USER": "ops",
+            "CRM_AUDIT_HTTP_PASSWORD": "pw",
+            "CRM_AUDIT_SESSION_SECRET": "k",
+            "CRM_AUDIT_ENABLED_COMPANIES": "*",
+        }
+        with LiveServer(app(env)) as live, httpx.Client(base_url=live.url) as client:
+            assert client.get("/openapi.json").status_code == 200
+            denied = client.get("/private/activity_logs/crm_migration/status", params={"company_sso_id": "c"})
+            assert denied.status_code == 401
+            allowed = client.get(
+                "/private/activity_logs/crm_migration/status",
+                params={"company_sso_id": "c"},
+                auth=("ops", "pw"),
+            )
+            assert allowed.json() == {"company_sso_id": "c", "status": "not_started"}
