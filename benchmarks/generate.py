@@ -229,7 +229,8 @@ def load_templates(corpus: Path = CORPUS) -> dict[str, list[Template]]:
 
 
 def _timestamp(index: int, rows: int) -> dt.datetime:
-    return START + SPAN * index / max(rows, 1)
+    # The same arithmetic as audit_lines (timedelta × large int would overflow a C int).
+    return START + SPAN / max(rows, 1) * index
 
 
 def _block_tenants(tenants: Sequence[str], block: int) -> str:

@@ -20,12 +20,14 @@ from pymongo import MongoClient
 from crm_audit_transform import usecases
 from crm_audit_transform.config import MappingConfig, load_config, load_default_config
 from crm_audit_transform.domain import ActivityLog, BatchResult
+from crm_audit_transform.enrichment import EnrichmentStore
 from crm_audit_transform.errors import ConfigError
 from crm_audit_transform.ports import (
     ActivityLogStore,
     AuditSource,
     Clock,
     ContactDirectory,
+    EntityDirectory,
     FeatureFlags,
     JobStore,
     PeopleCounter,
@@ -37,12 +39,14 @@ from crm_audit_transform.usecases import ExplainPorts, MigrateBatch, RunPorts, T
 
 from .crm_postgres import (
     PostgresAuditSource,
+    PostgresEntityDirectory,
     PostgresPeopleCounter,
     PostgresUserDirectory,
     ReadOnlySession,
 )
 from .flags import ConfiguredFeatureFlags
 from .mongo import MongoActivityLogStore, MongoContactDirectory, MongoJobStore
+from .mongo.enrichment import MongoEnrichmentStore
 from .settings import Settings
 from .usman import UsmanClient
 
@@ -101,6 +105,10 @@ class Runtime:
     def people(self) -> PeopleCounter:
         return PostgresPeopleCounter(self._pg)
 
+    @functools.cached_property
+    def entities(self) -> EntityDirectory:
+        return PostgresEntityDirectory(self._pg)
+
     # -- the CDP (MongoDB) -----------------------------------------------------------------------
     @functools.cached_property
     def mongo_db(self) -> Any:
@@ -121,6 +129,10 @@ class Runtime:
     @functools.cached_property
     def jobs(self) -> JobStore:
         return MongoJobStore.in_database(self.mongo_db)
+
+    @functools.cached_property
+    def enrichment(self) -> EnrichmentStore:
+        return MongoEnrichmentStore.in_database(self.mongo_db)
 
     # -- USMAN, flags, clock, rules --------------------------------------------------------------
     @functools.cached_property
@@ -155,7 +167,18 @@ class Runtime:
         return TriggerPorts(self.flags, self.contacts, self.people, self.jobs, self.source, self.clock)
 
     def run_ports(self) -> RunPorts:
-        return RunPorts(self.source, self.users, self.sso, self.contacts, self.logs, self.jobs, self.clock)
+        """The run's ports, association enrichment included (CRM entity names, in-place patches)."""
+        return RunPorts(
+            self.source,
+            self.users,
+            self.sso,
+            self.contacts,
+            self.logs,
+            self.jobs,
+            self.clock,
+            entities=self.entities,
+            enrichment=self.enrichment,
+        )
 
     def explain_ports(self) -> ExplainPorts:
         return ExplainPorts(self.source, self.users, self.sso, self.contacts)

@@ -6,6 +6,7 @@ the ports in ``crm_audit_transform.ports``; ``crm_audit_transform.testing`` ship
 
 from __future__ import annotations
 
+from .config import MappingConfig, load_config, load_default_config
 from .domain import (
     SOURCE_TAG,
     ActivityLog,
@@ -23,6 +24,7 @@ from .domain import (
     Skipped,
     WriteResult,
 )
+from .enrichment_tally import EnrichmentTally
 from .errors import (
     AlreadyCompleted,
     AuditedChangesError,
@@ -34,6 +36,7 @@ from .errors import (
     DirectoryUnavailable,
     FlagDisabled,
     GuardError,
+    IndexConflict,
     JobAlreadyRunning,
     JobNotFound,
     LeaseHeld,
@@ -43,11 +46,15 @@ from .errors import (
     SourceUnavailable,
     StoreUnavailable,
     Unavailable,
+    UnknownTenant,
     UnsupportedTag,
 )
 from .jobs import MigrationJob
 from .loading import LoaderLimits, load_audited_changes
+from .lookup import LookupContext, LookupRequest, fetch_lookups
+from .lookup_cache import LookupCache
 from .tally import Tally
+from .transformer import PageResult, PreparedRow, StageDecision, Transformer, external_id
 from .values import Changes, Scalar, Value
 
 __version__ = "0.1.0"
@@ -69,31 +76,46 @@ __all__ = [
     "CrmAuditError",
     "CrmUser",
     "DirectoryUnavailable",
+    "EnrichmentTally",
     "EntityRef",
     "Failed",
     "FieldChange",
     "FlagDisabled",
     "GuardError",
+    "IndexConflict",
     "JobAlreadyRunning",
     "JobNotFound",
     "LeaseHeld",
     "LimitExceeded",
     "LoaderLimits",
+    "LookupCache",
+    "LookupContext",
+    "LookupRequest",
     "MalformedYaml",
+    "MappingConfig",
     "Migrated",
     "MigrationJob",
     "NotAMapping",
     "Outcome",
+    "PageResult",
+    "PreparedRow",
     "Scalar",
     "ScopeBounds",
     "Skipped",
     "SourceUnavailable",
+    "StageDecision",
     "StoreUnavailable",
     "Tally",
+    "Transformer",
     "Unavailable",
+    "UnknownTenant",
     "UnsupportedTag",
     "Value",
     "WriteResult",
     "__version__",
+    "external_id",
+    "fetch_lookups",
     "load_audited_changes",
+    "load_config",
+    "load_default_config",
 ]

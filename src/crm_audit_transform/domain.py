@@ -111,12 +111,16 @@ class ActivityLog:
 
 @frozen
 class Migrated:
+    """The row became ``log``."""
+
     audit_id: int
     log: ActivityLog
 
 
 @frozen
 class Skipped:
+    """The row is understood and deliberately not written; ``reason`` is a ``reasons`` constant."""
+
     audit_id: int
     reason: str
     detail: str = ""
@@ -124,6 +128,8 @@ class Skipped:
 
 @frozen
 class Failed:
+    """The row could not be processed; it counts against the job's failure rate."""
+
     audit_id: int
     reason: str
     detail: str = ""
@@ -148,6 +154,8 @@ class WriteResult:
 
 @frozen
 class BatchResult:
+    """What MigrateBatch did: counts and one ``WriteResult`` per record, in order."""
+
     inserted: int
     skipped: int
     failed: int

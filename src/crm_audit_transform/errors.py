@@ -45,6 +45,8 @@ class AuditedChangesError(CrmAuditError):
 
 
 class MalformedYaml(AuditedChangesError):
+    """The text is not well-formed YAML (or repeats a key); ``line``/``column`` say where."""
+
     reason = "malformed_yaml"
 
     def __init__(self, message: str, line: int | None = None, column: int | None = None) -> None:
@@ -55,6 +57,8 @@ class MalformedYaml(AuditedChangesError):
 
 
 class UnsupportedTag(AuditedChangesError):
+    """A tag outside the permitted Ruby classes: refused, never constructed."""
+
     reason = "unsupported_tag"
 
     def __init__(self, tag: str) -> None:
@@ -63,6 +67,8 @@ class UnsupportedTag(AuditedChangesError):
 
 
 class LimitExceeded(AuditedChangesError):
+    """Payload bytes, nodes built (aliases expanded) or nesting depth passed a ``LoaderLimits`` bound."""
+
     reason = "limit_exceeded"
 
     def __init__(self, limit: str, maximum: int, actual: int | None = None) -> None:
@@ -74,6 +80,8 @@ class LimitExceeded(AuditedChangesError):
 
 
 class NotAMapping(AuditedChangesError):
+    """The document is not a hash of column → value (e.g. NULL, a string, a list)."""
+
     reason = "not_a_mapping"
 
     def __init__(self, found: str) -> None:
@@ -82,6 +90,8 @@ class NotAMapping(AuditedChangesError):
 
 
 class BadEncoding(AuditedChangesError):
+    """Bytes that are not UTF-8, or characters (NUL) that YAML and PostgreSQL text forbid."""
+
     reason = "bad_encoding"
 
 
@@ -95,6 +105,8 @@ class ConfigError(CrmAuditError):
 
 
 class BatchTooLarge(CrmAuditError):
+    """More records than one MigrateBatch may hold (20)."""
+
     code = "BATCH_TOO_LARGE"
     http_status = 400
 
@@ -105,31 +117,43 @@ class BatchTooLarge(CrmAuditError):
 
 
 class GuardError(CrmAuditError):
+    """A use case refused to start or act; ``code`` and ``http_status`` say why."""
+
     code = "GUARD"
     http_status = 409
 
 
 class FlagDisabled(GuardError):
+    """The migration is switched off for the account."""
+
     code = "FLAG_DISABLED"
     http_status = 403
 
 
 class ContactsNotMigrated(GuardError):
+    """Phase-A coverage (contacts with a CRM id / CRM people) is below the threshold; no job row."""
+
     code = "contacts_not_migrated"
     http_status = 422
 
 
 class JobAlreadyRunning(GuardError):
+    """The account already has an in-progress job (the database refuses a second one)."""
+
     code = "JOB_ALREADY_RUNNING"
     http_status = 409
 
 
 class AlreadyCompleted(GuardError):
+    """The account was already migrated; roll back first to migrate again."""
+
     code = "ALREADY_COMPLETED"
     http_status = 409
 
 
 class JobNotFound(GuardError):
+    """There is no job to run or act on for the account."""
+
     code = "JOB_NOT_FOUND"
     http_status = 404
 
@@ -160,12 +184,15 @@ class Unavailable(CrmAuditError):
 
 
 class DirectoryUnavailable(Unavailable):
-    pass
+    """USMAN could not answer; actors degrade to ``[Deleted CRM User]``, records are never dropped."""
+
 
 
 class SourceUnavailable(Unavailable):
-    pass
+    """The CRM database could not answer after retries; the job keeps its cursor."""
+
 
 
 class StoreUnavailable(Unavailable):
-    pass
+    """The CDP database could not answer after retries; the job keeps its cursor."""
+

@@ -7,6 +7,7 @@ from typing import Final
 
 from attrs import field, frozen
 
+from .enrichment_tally import EnrichmentTally
 from .tally import Tally
 
 IN_PROGRESS: Final = "in_progress"
@@ -44,6 +45,8 @@ class MigrationJob:
     halted_reason: str | None = None
     lease_owner: str | None = None
     lease_expires_at: dt.datetime | None = None
+    enrichment: EnrichmentTally = field(factory=EnrichmentTally)
+    """What enrichment did to the association logs of the batches behind the cursor (not outcomes)."""
 
     @property
     def progress_pct(self) -> float:

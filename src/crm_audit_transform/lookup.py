@@ -3,7 +3,11 @@
 ``Transformer.plan`` builds a :class:`LookupRequest`; :func:`fetch_lookups` asks the CRM users,
 then the SSO directory for the emails of the users found, then the CDP contacts — at most one call
 per port — and returns an immutable :class:`LookupContext`. An unavailable SSO directory degrades
-(every user actor becomes ``[Deleted CRM User]``); it never fails the page.
+(every user actor it could not resolve becomes ``[Deleted CRM User]``); it never fails the page.
+
+Given a :class:`~.lookup_cache.LookupCache` (the run loop keeps one per run), users and SSO ids
+already answered are taken from it and only the rest are asked for, so each user id and email is
+asked at most once per run; a page whose ids are all known makes no user or SSO call at all.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from attrs import field, frozen
 
 from .domain import Contact, CrmUser
 from .errors import DirectoryUnavailable
+from .lookup_cache import LookupCache
 from .ports import ContactDirectory, SsoDirectory, UserDirectory
 
 
@@ -52,17 +57,31 @@ def fetch_lookups(
     users: UserDirectory,
     sso: SsoDirectory,
     contacts: ContactDirectory,
+    cache: LookupCache | None = None,
 ) -> LookupContext:
-    """Ask each port at most once (never with an empty id list) and collect the answers."""
-    found_users = dict(users.users_by_ids(tenant, request.user_ids)) if request.user_ids else {}
+    """Ask each port at most once (never with an empty id list) and collect the answers.
+
+    With ``cache``, only ids and emails it has no answer for are asked, and the answers are added
+    to it; without, a throwaway cache makes this exactly the uncached lookup.
+    """
+    cache = LookupCache() if cache is None else cache
+    found_users, ask_users = cache.known_users(tenant, request.user_ids)
+    if ask_users:
+        answered = users.users_by_ids(tenant, ask_users)
+        cache.remember_users(tenant, ask_users, answered)
+        found_users.update(answered)
     emails = sorted({user.email for user in found_users.values() if user.email and user.deleted_at is None})
-    sso_ids: dict[str, str] = {}
+    sso_ids, ask_emails = cache.known_sso_ids(company_sso_id, emails)
     sso_available = True
-    if emails:
+    if ask_emails:
         try:
-            sso_ids = dict(sso.sso_ids_by_emails(company_sso_id, emails))
+            answered_sso = sso.sso_ids_by_emails(company_sso_id, ask_emails)
         except DirectoryUnavailable:
+            # Not an answer: remember nothing, so the next page asks USMAN again.
             sso_available = False
+        else:
+            cache.remember_sso_ids(company_sso_id, ask_emails, answered_sso)
+            sso_ids.update(answered_sso)
     found_contacts = (
         dict(contacts.contacts_by_crm_ids(company_sso_id, request.person_ids)) if request.person_ids else {}
     )

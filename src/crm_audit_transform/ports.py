@@ -13,6 +13,19 @@ from typing import Protocol
 from .domain import ActivityLog, AuditRow, Contact, CrmUser, EntityRef, ScopeBounds, WriteResult
 from .jobs import MigrationJob
 
+__all__ = [
+    "ActivityLogStore",
+    "AuditSource",
+    "Clock",
+    "ContactDirectory",
+    "EntityDirectory",
+    "FeatureFlags",
+    "JobStore",
+    "PeopleCounter",
+    "SsoDirectory",
+    "UserDirectory",
+]
+
 
 class AuditSource(Protocol):
     """The CRM's ``audits`` table of one tenant schema, read by keyset pages (read-only)."""

@@ -8,6 +8,22 @@ from __future__ import annotations
 
 from typing import Final
 
+__all__ = [
+    "CONTACT_NOT_FOUND",
+    "DUPLICATE_EXTERNAL_ID",
+    "ENRICH_AMBIGUOUS",
+    "ENRICH_CONFLICT",
+    "ENRICH_NO_CANDIDATE",
+    "FAILURE_REASONS",
+    "INVALID_AUDIT_ROW",
+    "MALFORMED_AUDITED_CHANGES",
+    "POST_SYNC_LIVE_FEED",
+    "SKIP_REASONS",
+    "STATUS_FALLTHROUGH",
+    "UNMAPPED_ACTION_TYPE",
+    "WRITE_ERROR",
+]
+
 # Skips: the row is understood and deliberately not written.
 UNMAPPED_ACTION_TYPE: Final = "unmapped_action_type"
 CONTACT_NOT_FOUND: Final = "contact_not_found"
@@ -15,6 +31,8 @@ POST_SYNC_LIVE_FEED: Final = "post_sync_live_feed"
 DUPLICATE_EXTERNAL_ID: Final = "duplicate_external_id"
 ENRICH_AMBIGUOUS: Final = "enrich_ambiguous"
 ENRICH_NO_CANDIDATE: Final = "enrich_no_candidate"
+ENRICH_CONFLICT: Final = "enrich_conflict"
+"""A log and its target name different referent ids: enrichment leaves both alone."""
 
 # Failures: the row could not be processed; it counts against the job's failure rate.
 MALFORMED_AUDITED_CHANGES: Final = "malformed_audited_changes"
@@ -33,6 +51,7 @@ SKIP_REASONS: Final = frozenset(
         DUPLICATE_EXTERNAL_ID,
         ENRICH_AMBIGUOUS,
         ENRICH_NO_CANDIDATE,
+        ENRICH_CONFLICT,
     }
 )
 FAILURE_REASONS: Final = frozenset({MALFORMED_AUDITED_CHANGES, INVALID_AUDIT_ROW, WRITE_ERROR})

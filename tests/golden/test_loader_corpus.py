@@ -8,9 +8,9 @@ import math
 from typing import Any
 
 import pytest
-from support.truth import JSONB_ROWS, JSONB_TRUTH, TEXT_ROWS, TEXT_TRUTH, canonical, decode, rows_with_truth
 
 from crm_audit_transform.loading import available_backends, load_audited_changes
+from support.truth import JSONB_ROWS, JSONB_TRUTH, TEXT_ROWS, TEXT_TRUTH, canonical, decode, rows_with_truth
 
 TEXT = rows_with_truth(TEXT_ROWS, TEXT_TRUTH)
 JSONB = rows_with_truth(JSONB_ROWS, JSONB_TRUTH)

@@ -4,7 +4,9 @@ Each case wraps one port of an in-memory account (corpus tenant ``acme``, ids �
 40 rows) so that its n-th call dies before or after doing its work — before/after an insert
 batch, before/after a progress write, between pages, inside each lookup, around the lease — then
 starts new runs (after the dead runner's lease expired) until the job completes. The timeline and
-the job's counts must equal the clean run's: no duplicate, no gap, no count twice.
+the job's counts must equal the clean run's: no duplicate, no gap, no count twice. With enrichment
+wired, the same holds around the enrichment step between the write and the progress write: no key
+is set twice, and the enrichment counts that are exact by contract match the clean run's.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from crm_audit_transform.enrichment import enrich_migrated
 from crm_audit_transform.errors import StoreUnavailable
 from crm_audit_transform.jobs import COMPLETED, MigrationJob
 from crm_audit_transform.usecases import RunSettings
@@ -229,3 +232,135 @@ class TestInfrastructureErrors:
         assert stored.lease_owner is None
         world.run(owner="runner-1", settings=SETTINGS)
         assert fingerprint(world) == expected
+
+
+ENRICH_PORTS = {
+    "insert_batch": "logs",
+    "logs_by_external_ids": "enrichment",
+    "entities_by_ids": "entities",
+    "apply": "enrichment",
+    "save": "jobs",
+}
+"""The boundaries around the enrichment step: write → read our logs → entity names → patch → progress."""
+
+
+def fresh_enriched() -> World:
+    world = World(rows=ROWS, enrich=True)
+    world.trigger()
+    return world
+
+
+def enriched_fingerprint(world: World) -> tuple[Any, ...]:
+    """The clean-run fingerprint plus the enrichment counts that are exact whatever crashed."""
+    job = world.jobs.latest(world.company)
+    assert job is not None
+    counts = job.enrichment
+    return (*fingerprint(world), counts.logs, counts.enriched, dict(counts.skipped))
+
+
+@pytest.fixture(scope="module")
+def clean_enriched() -> tuple[tuple[Any, ...], dict[str, int]]:
+    """The clean enriched run's fingerprint and how often it called each method around enrichment."""
+    world = fresh_enriched()
+    originals = {port: getattr(world, port) for port in set(ENRICH_PORTS.values())}
+    counters = {port: Counting(inner) for port, inner in originals.items()}
+    for port, counter in counters.items():
+        setattr(world, port, counter)
+    crashes, job = run_until_complete(world)
+    assert crashes == 0
+    for port, inner in originals.items():
+        setattr(world, port, inner)
+    assert job.enrichment.patched == job.enrichment.logs > 0
+    calls = {method: counters[port].calls.get(method, 0) for method, port in ENRICH_PORTS.items()}
+    return enriched_fingerprint(world), calls
+
+
+def enrichment_boundaries() -> list[Any]:
+    cases = []
+    for method in ENRICH_PORTS:
+        for when in ("before", "after"):
+            for which in ("first", "second", "last"):
+                cases.append(pytest.param(method, when, which, id=f"{when}-{method}-{which}"))
+    return cases
+
+
+class TestCrashAroundEnrichment:
+    def test_clean_run_enriches_in_several_steps(
+        self, clean_enriched: tuple[tuple[Any, ...], dict[str, int]]
+    ) -> None:
+        """The sample's association logs are spread over several steps, so every boundary repeats."""
+        _, calls = clean_enriched
+        assert calls["apply"] >= 3
+        assert calls["logs_by_external_ids"] == calls["apply"]
+        assert calls["entities_by_ids"] >= calls["apply"]
+
+    @pytest.mark.parametrize(("method", "when", "which"), enrichment_boundaries())
+    def test_crash_then_resume_equals_a_clean_enriched_run(
+        self, clean_enriched: tuple[tuple[Any, ...], dict[str, int]], method: str, when: str, which: str
+    ) -> None:
+        """Dying at this boundary of the enrichment step and resuming leaves a clean run's timeline."""
+        expected, calls = clean_enriched
+        world = fresh_enriched()
+        port = ENRICH_PORTS[method]
+        original = getattr(world, port)
+        setattr(world, port, Crashing(original, method, nth(which, calls[method]), when))
+        try:
+            world.run(owner="runner-0", settings=SETTINGS)
+        except SimulatedCrash:
+            pass
+        else:
+            pytest.fail("the injected crash did not happen")
+        setattr(world, port, original)
+        world.clock.advance(SETTINGS.lease_seconds + 1)
+        crashes, _ = run_until_complete(world, first_owner="runner-1")
+        assert crashes == 0
+        assert enriched_fingerprint(world) == expected
+
+    def test_a_crash_after_patching_counts_the_replayed_logs_as_complete(
+        self, clean_enriched: tuple[tuple[Any, ...], dict[str, int]]
+    ) -> None:
+        """Logs patched by a runner that died before saving are found complete, never patched twice."""
+        expected, _ = clean_enriched
+        world = fresh_enriched()
+        timeline = world.enrichment
+        assert timeline is not None
+        world.enrichment = Crashing(timeline, "apply", 2, "after")  # type: ignore[assignment]
+        with pytest.raises(SimulatedCrash):
+            world.run(owner="runner-0", settings=SETTINGS)
+        world.enrichment = timeline
+        world.clock.advance(SETTINGS.lease_seconds + 1)
+        _, job = run_until_complete(world, first_owner="runner-1")
+        assert job.enrichment.complete > 0
+        assert job.enrichment.patched == job.enrichment.logs - job.enrichment.complete
+        assert job.enrichment.keys_set == job.enrichment.patched
+        assert enriched_fingerprint(world) == expected
+
+    def test_a_second_pass_over_the_enriched_timeline_patches_nothing(self) -> None:
+        """After a run, enriching its logs again plans no patch and sets no key."""
+        world = fresh_enriched()
+        run_until_complete(world)
+        timeline = world.enrichment
+        assert timeline is not None
+        before = repr(timeline.logs)
+        report = enrich_migrated(timeline.logs, tenant=world.tenant, entities=world.entities, store=timeline)
+        assert report.eligible > 0
+        assert (report.planned_patches, report.keys_set) == (0, 0)
+        assert repr(timeline.logs) == before
+
+    def test_an_enrichment_store_outage_hands_the_lease_back_and_the_rerun_converges(
+        self, clean_enriched: tuple[tuple[Any, ...], dict[str, int]]
+    ) -> None:
+        """A StoreUnavailable while patching ends the run cleanly; the next runner finishes the job."""
+        expected, _ = clean_enriched
+        world = fresh_enriched()
+        timeline = world.enrichment
+        assert timeline is not None
+        world.enrichment = Crashing(timeline, "apply", 2, "before", StoreUnavailable("mongo down"))  # type: ignore[assignment]
+        with pytest.raises(StoreUnavailable):
+            world.run(owner="runner-0", settings=SETTINGS)
+        world.enrichment = timeline
+        stored = world.jobs.latest(world.company)
+        assert stored is not None
+        assert stored.lease_owner is None
+        world.run(owner="runner-1", settings=SETTINGS)
+        assert enriched_fingerprint(world) == expected

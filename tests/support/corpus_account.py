@@ -21,19 +21,21 @@ from pathlib import Path
 from typing import Any
 
 from crm_audit_transform.config import load_default_config
-from crm_audit_transform.domain import AuditRow, Contact, CrmUser
+from crm_audit_transform.domain import AuditRow, Contact, CrmUser, EntityRef
 from crm_audit_transform.jobs import MigrationJob
 from crm_audit_transform.testing import (
     FixedClock,
     InMemoryActivityLogStore,
     InMemoryAuditSource,
     InMemoryContactDirectory,
+    InMemoryEntityDirectory,
     InMemoryJobStore,
     InMemoryPeopleCounter,
     InMemorySsoDirectory,
     InMemoryUserDirectory,
     StaticFeatureFlags,
 )
+from crm_audit_transform.testing.timeline import InMemoryTimelineStore
 from crm_audit_transform.transformer import Transformer
 from crm_audit_transform.usecases import RunPorts, RunResult, TriggerPorts, run_job, trigger
 
@@ -89,6 +91,15 @@ def person_ids(tenant: str) -> list[int]:
     )
 
 
+def entity_refs(tenant: str) -> list[EntityRef]:
+    """Every CRM entity of the tenant; ``exists: false`` ones are answered as deleted."""
+    return [
+        EntityRef(d["type"], d["id"], d["name"], d["exists"])
+        for d in read_jsonl(CORPUS / "entities.jsonl")
+        if d["tenant"] == tenant
+    ]
+
+
 def contact_docs(tenant: str) -> list[dict[str, Any]]:
     """Contacts in the ``dry-run`` line format: ``{_id, company_sso_id, crm_data: {id}, created_at}``."""
     company = company_sso_id(tenant)
@@ -141,7 +152,11 @@ def dump_jsonl(lines: Sequence[Mapping[str, Any]]) -> str:
 
 
 class World:
-    """Every port of one account, in memory, over a corpus tenant (or the rows given)."""
+    """Every port of one account, in memory, over a corpus tenant (or the rows given).
+
+    ``enrich=True`` also wires association enrichment: the CRM entities of the tenant and an
+    enrichment store over the same in-memory timeline (``enrichment is logs``).
+    """
 
     def __init__(
         self,
@@ -151,6 +166,7 @@ class World:
         sso_failing: bool = False,
         enabled: bool = True,
         coverage: float = 1.0,
+        enrich: bool = False,
     ) -> None:
         self.tenant = tenant
         self.company = company_sso_id(tenant)
@@ -163,7 +179,10 @@ class World:
         known = contacts(tenant)
         self.contacts = InMemoryContactDirectory(known)
         self.people = InMemoryPeopleCounter({tenant: round(len(known) / coverage) if coverage else 10**9})
-        self.logs = InMemoryActivityLogStore()
+        timeline = InMemoryTimelineStore(contacts=known)
+        self.logs: InMemoryActivityLogStore = timeline
+        self.entities = InMemoryEntityDirectory({tenant: entity_refs(tenant)})
+        self.enrichment: InMemoryTimelineStore | None = timeline if enrich else None
         self.jobs = InMemoryJobStore()
         self.clock = FixedClock(dt.datetime(2026, 2, 1, tzinfo=dt.UTC))
         self.flags = StaticFeatureFlags("*" if enabled else ())
@@ -172,7 +191,18 @@ class World:
         return TriggerPorts(self.flags, self.contacts, self.people, self.jobs, self.source, self.clock)
 
     def run_ports(self) -> RunPorts:
-        return RunPorts(self.source, self.users, self.sso, self.contacts, self.logs, self.jobs, self.clock)
+        enrich = self.enrichment is not None
+        return RunPorts(
+            self.source,
+            self.users,
+            self.sso,
+            self.contacts,
+            self.logs,
+            self.jobs,
+            self.clock,
+            entities=self.entities if enrich else None,
+            enrichment=self.enrichment,
+        )
 
     def trigger(self, **options: Any) -> MigrationJob:
         return trigger(

@@ -122,6 +122,12 @@ class TestAuditLines:
         assert produced == sorted((r["auditable_type"], r["action"]) for r in corpus)
 
 
+    def test_timestamps_span_the_history_at_any_size(self) -> None:
+        """Row n of n is stamped at the end of the simulated span, even for millions of rows."""
+        for rows in (1, 1_000_000, 5_000_000):
+            assert generate._timestamp(rows, rows) == generate.START + generate.SPAN
+
+
 class TestSideData:
     def test_contacts_cover_most_synthetic_people_but_not_all(self, templates: dict[str, list[Any]]) -> None:
         """Over one cycle of blocks some persons have no contact and some synced mid-history."""

@@ -230,6 +230,7 @@ def _show(status: MigrationStatus, as_json: bool) -> None:
             ("failure_rate", f"{status.failure_rate:.2%}"),
             ("accuracy_pct", f"{status.accuracy_pct:.2f}"),
             ("status_fallthrough", t.fallthrough),
+            ("enrichment", _enrichment(status)),
             ("updated_at", doc["updated_at"]),
         ]
         if status.halted_reason:
@@ -237,6 +238,15 @@ def _show(status: MigrationStatus, as_json: bool) -> None:
     width = max(len(key) for key, _ in rows)
     for key, value in rows:
         click.echo(f"{key:<{width}}  {value}")
+
+
+def _enrichment(status: MigrationStatus) -> str:
+    # Beside the outcome counts, never inside them: enrichment is not a record's outcome.
+    e = status.enrichment
+    return (
+        f"{e.logs} association log(s): patched {e.patched} ({e.keys_set} keys), complete {e.complete}, "
+        f"skipped {_per_reason(e.skipped_total, e.skipped)}"
+    )
 
 
 def _per_reason(total: int, by_reason: Any) -> str:

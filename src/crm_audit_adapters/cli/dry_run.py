@@ -4,6 +4,10 @@ The audits, users, contacts and SSO directory come from files; the job lives in 
 go to ``--out`` as exactly the documents the Mongo adapter would insert (relaxed Extended JSON
 lines). The report is ``{processed, migrated, skipped: {reason: n}, failed: {reason: n}}``. A dry
 run never halts: it reports every row, and says on stderr whether a real run would have halted.
+
+A dry run does not enrich: there is no CDP to patch and no CRM to name the linked entities, so its
+``RunPorts`` carry no enrichment ports and the logs go out exactly as the transformer built them
+(``crm-audit-migrate enrich --dry-run`` shows what enrichment would change in a real CDP).
 """
 
 from __future__ import annotations

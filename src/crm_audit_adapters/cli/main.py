@@ -51,6 +51,7 @@ def cli(ctx: click.Context, settings_path: str | None, debug: bool) -> None:
       crm-audit-migrate run      --company-sso-id ID      (Ctrl-C stops cleanly; run again to resume)
       crm-audit-migrate status   --company-sso-id ID [--json]
       crm-audit-migrate rollback --company-sso-id ID
+      crm-audit-migrate enrich   --company-sso-id ID [--dry-run]   (logs already in the CDP)
     Try it without any server: crm-audit-migrate dry-run --example
     """
     overrides = ctx.obj if isinstance(ctx.obj, Overrides) else Overrides()

@@ -5,12 +5,12 @@ See docs/enrichment.md for the match key, its collision guard, the window and th
 
 from __future__ import annotations
 
+from ..reasons import ENRICH_CONFLICT
 from .enrich import DEFAULT_SCAN_BATCH, enrich_existing, enrich_migrated, plan_enrichment
 from .model import (
     ASSOCIATION_ACTIONS,
     DEFAULT_MATCH_WINDOW,
     DELETED_REFERENCE,
-    ENRICH_CONFLICT,
     ENRICHMENT_KEYS,
     ApplyResult,
     EnrichmentPlan,

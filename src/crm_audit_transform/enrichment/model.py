@@ -24,7 +24,6 @@ ENRICHMENT_KEYS: Final = ("crm_person_id", "linked_entity_type", "linked_entity_
 DELETED_REFERENCE: Final = "[Deleted reference]"
 """``linked_entity_name`` of a referent that the CRM no longer has (deleted, or its row gone)."""
 
-ENRICH_CONFLICT: Final = "enrich_conflict"
 """Skip reason: the log and its target disagree on a referent id, so neither is trusted."""
 
 DEFAULT_MATCH_WINDOW: Final = dt.timedelta(seconds=5)

@@ -29,7 +29,6 @@ from .model import (
     ASSOCIATION_ACTIONS,
     DEFAULT_MATCH_WINDOW,
     DELETED_REFERENCE,
-    ENRICH_CONFLICT,
     EnrichmentPlan,
     EnrichmentSkip,
     MatchKey,
@@ -208,7 +207,7 @@ def resolve_targets(
         merged = _merge(log, found)
         if isinstance(merged, str):
             detail = f"{merged} differs from the target's"
-            skipped.append(EnrichmentSkip(source_ref(log), ENRICH_CONFLICT, detail))
+            skipped.append(EnrichmentSkip(source_ref(log), reasons.ENRICH_CONFLICT, detail))
             continue
         claim = Claim(source_ref(log), found, merged)
         by_target.setdefault((found.company_sso_id, found.doc_id), []).append(claim)

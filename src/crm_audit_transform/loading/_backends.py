@@ -126,7 +126,7 @@ def parse(text: str, limits: LoaderLimits, backend: Backend) -> tuple[bool, Any]
     except yaml.reader.ReaderError as exc:
         raise BadEncoding(f"not YAML-readable text: {exc}") from None
     except yaml.MarkedYAMLError as exc:
-        if "maximum nesting level" in (exc.problem or ""):  # libyaml's own cap (1000) met first
+        if "maximum nesting" in (exc.problem or ""):  # libyaml's own cap (1000) met first
             raise LimitExceeded("nesting depth", limits.max_depth, None) from None
         mark = exc.problem_mark or exc.context_mark
         message = " ".join(part for part in (exc.context, exc.problem) if part) or type(exc).__name__

@@ -101,7 +101,7 @@ def ruby_big_decimal_to_s(value: decimal.Decimal) -> str:
         return f"{sign}Infinity"
     if value.is_zero():
         return f"{sign}0.0"
-    digits, point = _digits(abs(value))
+    digits, point = _digits(value.copy_abs())
     return f"{sign}0.{digits}e{point}"
 
 

@@ -5,6 +5,7 @@ They are real adapters (not mocks): each keeps its data in dicts and honours the
 
 from __future__ import annotations
 
+from .enrichment import InMemoryEnrichmentStore, activity_log_document
 from .lookups import (
     InMemoryContactDirectory,
     InMemoryEntityDirectory,
@@ -19,16 +20,20 @@ from .stores import (
     InMemoryJobStore,
     StaticFeatureFlags,
 )
+from .timeline import InMemoryTimelineStore
 
 __all__ = [
     "FixedClock",
     "InMemoryActivityLogStore",
     "InMemoryAuditSource",
     "InMemoryContactDirectory",
+    "InMemoryEnrichmentStore",
     "InMemoryEntityDirectory",
     "InMemoryJobStore",
     "InMemoryPeopleCounter",
     "InMemorySsoDirectory",
+    "InMemoryTimelineStore",
     "InMemoryUserDirectory",
     "StaticFeatureFlags",
+    "activity_log_document",
 ]

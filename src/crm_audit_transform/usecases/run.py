@@ -1,7 +1,7 @@
 """The run loop: one account's job from its cursor to the end, one durable step per batch.
 
 Each page of 500 rows (keyset on ``id`` from ``job.last_audit_id``) is prepared, planned, looked
-up (one call per port) and transformed; its rows are then cut into *steps* that hold at most 20
+up (at most one call per port) and transformed; its rows are then cut into *steps* that hold at most 20
 logs to write. After every step the cursor (the id of the step's last row: skipped and failed
 rows before it are covered too) and the counts are saved in one job write. So a crash anywhere
 leaves a job whose cursor and counts describe exactly the rows behind it, and the next run
@@ -12,6 +12,17 @@ write finds its logs already stored and gets ``duplicate_external_id`` for them.
 duplicate is one of our own, deterministic external ids — the record *is* in the timeline
 exactly once — so the loop counts it as migrated. Counts after any number of crashes equal a
 clean run's. (``MigrateBatch`` itself still reports the duplicate, as its contract says.)
+
+Enrichment: when the ports include an ``EntityDirectory`` and an ``EnrichmentStore``, each step's
+association logs that are now stored (inserted, or a replay's duplicates of our own) are enriched
+right after the write and before the progress write (``enrich_migrated``). Enrichment only sets
+keys still missing, so a replayed step patches nothing twice and a crash anywhere converges to a
+clean run's timeline (``_enrich_step``). Its counts go to ``job.enrichment`` (an
+``EnrichmentTally``), not to the outcome ``Tally``: enrichment is not a record's outcome and never
+moves the failure rate.
+
+Lookups: one ``LookupCache`` per run remembers the CRM users and SSO ids (and "not found") already
+answered, so each user id and email is asked at most once per run; contacts are asked per page.
 """
 
 from __future__ import annotations
@@ -23,26 +34,33 @@ from attrs import field, frozen
 
 from .. import reasons
 from ..domain import AuditRow, Failed, Migrated, Outcome, Skipped, WriteResult
+from ..enrichment import EnrichmentStore
+from ..enrichment_tally import EnrichmentTally
 from ..errors import CrmAuditError, JobNotFound
 from ..jobs import COMPLETED, HALTED, IN_PROGRESS, MigrationJob
 from ..lookup import fetch_lookups
+from ..lookup_cache import LookupCache
 from ..ports import (
     ActivityLogStore,
     AuditSource,
     Clock,
     ContactDirectory,
+    EntityDirectory,
     JobStore,
     SsoDirectory,
     UserDirectory,
 )
 from ..tally import Tally
 from ..transformer import PreparedRow, Transformer
+from ._enrich_step import EnrichStep
 from .migrate_batch import MAX_BATCH_SIZE, MigrateBatch
 from .settings import RunSettings
 
 
 @frozen
 class RunPorts:
+    """What a run drives; with ``entities`` and ``enrichment`` it also enriches what it migrates."""
+
     source: AuditSource
     users: UserDirectory
     sso: SsoDirectory
@@ -50,6 +68,12 @@ class RunPorts:
     logs: ActivityLogStore
     jobs: JobStore
     clock: Clock
+    entities: EntityDirectory | None = None
+    enrichment: EnrichmentStore | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if (self.entities is None) != (self.enrichment is None):
+            raise ValueError("enrichment needs both ports: entities and enrichment (or neither)")
 
 
 @frozen
@@ -123,7 +147,17 @@ def _release_quietly(ports: RunPorts, company_sso_id: str, owner: str) -> None:
 
 
 class _Loop:
-    __slots__ = ("_migrate", "_on_progress", "_owner", "_ports", "_settings", "_should_stop", "_transformer")
+    __slots__ = (
+        "_cache",
+        "_enrich",
+        "_migrate",
+        "_on_progress",
+        "_owner",
+        "_ports",
+        "_settings",
+        "_should_stop",
+        "_transformer",
+    )
 
     def __init__(
         self,
@@ -141,6 +175,12 @@ class _Loop:
         self._should_stop = should_stop
         self._on_progress = on_progress
         self._migrate = MigrateBatch(ports.logs, min(settings.batch_size, MAX_BATCH_SIZE))
+        self._cache = LookupCache()
+        self._enrich = (
+            EnrichStep(ports.entities, ports.enrichment)
+            if ports.entities is not None and ports.enrichment is not None
+            else None
+        )
 
     def run(self, job: MigrationJob) -> RunResult:
         steps = 0
@@ -175,6 +215,7 @@ class _Loop:
             users=self._ports.users,
             sso=self._ports.sso,
             contacts=self._ports.contacts,
+            cache=self._cache,
         )
         page = self._transformer.transform(prepared, ctx, company_sso_id=job.company_sso_id)
         steps: Iterator[_Step] = _cut(rows, prepared, tuple(page.outcomes), self._migrate.max_size)
@@ -196,9 +237,16 @@ class _Loop:
         logs = [o.log for o in step.outcomes if isinstance(o, Migrated)]
         result = self._migrate(logs)
         tally = Tally.of(_settle(step.outcomes, result.results), step.fallthrough)
+        enriched = (
+            EnrichmentTally() if self._enrich is None else self._enrich(job.tenant, logs, result.results)
+        )
         job = _lease(self._ports, job, self._owner, self._settings)
         job = attrs.evolve(
-            job, last_audit_id=step.last_id, tally=job.tally + tally, updated_at=self._ports.clock.now()
+            job,
+            last_audit_id=step.last_id,
+            tally=job.tally + tally,
+            enrichment=job.enrichment + enriched,
+            updated_at=self._ports.clock.now(),
         )
         self._ports.jobs.save(job)
         if self._on_progress is not None:

@@ -2,6 +2,8 @@
 
 ``accuracy_pct`` (S2S only) is the share of processed rows that reached a deliberate outcome —
 migrated, or skipped for a named reason — rather than failing: ``100 × (1 − failure_rate)``.
+``enrichment`` (ops and S2S) counts what association enrichment did; it is not part of the outcome
+counts and does not move the failure rate.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 from attrs import field, frozen
 
+from ..enrichment_tally import EnrichmentTally
 from ..jobs import NOT_STARTED, MigrationJob
 from ..ports import JobStore
 from ..tally import Tally
@@ -32,6 +35,7 @@ class MigrationStatus:
     updated_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
     halted_reason: str | None = None
+    enrichment: EnrichmentTally = field(factory=EnrichmentTally)
 
     @property
     def failure_rate(self) -> float:
@@ -55,6 +59,7 @@ class MigrationStatus:
             updated_at=job.updated_at,
             finished_at=job.finished_at,
             halted_reason=job.halted_reason,
+            enrichment=job.enrichment,
         )
 
     def as_dict(self, *, include_accuracy: bool = True) -> dict[str, Any]:
@@ -79,6 +84,7 @@ class MigrationStatus:
             updated_at=_iso(self.updated_at),
             finished_at=_iso(self.finished_at),
             halted_reason=self.halted_reason,
+            enrichment=self.enrichment.as_dict(),
         )
         if include_accuracy:
             doc["accuracy_pct"] = self.accuracy_pct

@@ -1,0 +1,87 @@
+"""``enrich``: fill the referent keys of association logs already in the CDP (docs/enrichment.md).
+
+``run`` enriches what it migrates as it goes; this command is for logs that were already there —
+the live feed's, or ours from before enrichment was wired. It walks the company's association logs
+lacking a key, page by page, plans each page and applies it; ``--dry-run`` prints each page's plan
+(``EnrichmentPlan.describe()``) and changes nothing. Running it twice patches nothing the second time.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from crm_audit_transform.enrichment import EnrichmentPlan, EnrichmentReport, enrich_existing
+from crm_audit_transform.errors import JobNotFound
+
+from .main import cli
+from .state import CliState
+
+
+@cli.command()
+@click.option("--company-sso-id", "company", required=True, help="The CDP account (company SSO id).")
+@click.option("--tenant", help="The CRM tenant schema (default: the account's job's tenant).")
+@click.option("--dry-run", is_flag=True, help="Print the plan of every page; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the plans too with --dry-run).")
+@click.pass_obj
+def enrich(state: CliState, company: str, tenant: str | None, dry_run: bool, as_json: bool) -> None:
+    """Fill missing referents (person, linked entity id and name) of the account's association logs."""
+    plans: list[dict[str, Any]] = []
+
+    def show(plan: EnrichmentPlan) -> None:
+        if as_json:
+            plans.append(plan.to_json())
+        else:
+            click.echo(plan.describe())
+
+    with state.runtime() as runtime:
+        if tenant is None:
+            job = runtime.jobs.latest(company)
+            if job is None:
+                raise JobNotFound(f"company {company} has no job to take the tenant from: pass --tenant")
+            tenant = job.tenant
+        report = enrich_existing(
+            company,
+            tenant,
+            entities=runtime.entities,
+            store=runtime.enrichment,
+            dry_run=dry_run,
+            on_plan=show if dry_run else None,
+        )
+    if as_json:
+        doc: dict[str, Any] = {"company_sso_id": company, "tenant": tenant, "dry_run": dry_run}
+        doc["report"] = _report(report)
+        if dry_run:
+            doc["plans"] = plans
+        click.echo(json.dumps(doc, indent=2, ensure_ascii=False, default=str))
+        return
+    click.echo(_summary(report, dry_run))
+
+
+def _report(report: EnrichmentReport) -> dict[str, Any]:
+    return {
+        "logs": report.eligible,
+        "complete": report.complete,
+        "skipped": dict(report.skipped),
+        "planned_patches": report.planned_patches,
+        "planned_keys": report.planned_keys,
+        "patched_docs": report.patched_docs,
+        "keys_set": report.keys_set,
+        "keys_left_alone": report.keys_left_alone,
+    }
+
+
+def _summary(report: EnrichmentReport, dry_run: bool) -> str:
+    skipped = ", ".join(f"{reason} {count}" for reason, count in report.skipped.items()) or "none"
+    seen = f"{report.eligible} association log(s) lacking a key"
+    if dry_run:
+        return (
+            f"dry run: {seen}; would patch {report.planned_patches} ({report.planned_keys} keys); "
+            f"skipped: {skipped}; nothing changed"
+        )
+    return (
+        f"{seen}; patched {report.patched_docs} ({report.keys_set} keys, {report.keys_left_alone} "
+        f"already set by another writer); nothing to add {report.complete}; skipped: {skipped}"
+    )

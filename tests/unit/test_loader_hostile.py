@@ -1,0 +1,98 @@
+"""Hostile ``audited_changes`` values fail fast with a typed error, on every parser."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import pytest
+
+from crm_audit_transform.errors import (
+    AuditedChangesError,
+    BadEncoding,
+    LimitExceeded,
+    MalformedYaml,
+    UnsupportedTag,
+)
+from crm_audit_transform.loading import LoaderLimits, available_backends, load_audited_changes
+
+BILLION_LAUGHS = "---\na: &a [lol,lol,lol,lol,lol,lol,lol,lol,lol]\n" + "".join(
+    f"{name}: &{name} [{','.join(['*' + previous] * 9)}]\n"
+    for previous, name in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+HOSTILE: list[tuple[str, str | bytes, type[AuditedChangesError]]] = [
+    ("billion laughs", BILLION_LAUGHS, LimitExceeded),
+    ("10,000-deep flow sequence", "---\n" + "[" * 10_000 + "]" * 10_000, LimitExceeded),
+    ("10,000-deep flow mapping", "---\n" + "{a: " * 10_000 + "1" + "}" * 10_000, LimitExceeded),
+    ("10,000-deep block sequence", "---\nv:\n" + "- " * 10_000 + "x\n", LimitExceeded),
+    ("50 MB payload", "---\nnotes: " + "x" * 50_000_000, LimitExceeded),
+    ("50 MB payload as bytes", b"---\nnotes: " + b"x" * 50_000_000, LimitExceeded),
+    ("invalid UTF-8", b"---\nname: \xff\xfe\n", BadEncoding),
+    ("NUL byte", "---\nname: a\x00b\n", BadEncoding),
+    ("lone surrogate", "---\nname: \udcff\n", BadEncoding),
+    ("forbidden control character", "---\nname: a\x07b\n", BadEncoding),
+    ("duplicate key", "---\nname: a\nname: b\n", MalformedYaml),
+    ("duplicate symbol key", "---\nv:\n  :a: 1\n  :a: 2\n", MalformedYaml),
+    ("merge key", "---\nbase: &b {x: 1}\nv:\n  <<: *b\n  y: 2\n", UnsupportedTag),
+    ("inline merge key", "---\nv:\n  <<: {x: 1}\n", UnsupportedTag),
+    ("recursive alias", "---\nv: &a [1, *a]\n", LimitExceeded),
+    ("undefined alias", "---\nv: *nowhere\n", MalformedYaml),
+    ("code execution tag", "--- !!python/object/apply:os.system ['true']\n", UnsupportedTag),
+    ("Ruby gadget", "---\nv: !ruby/object:Gem::Requirement\n  requirements: []\n", UnsupportedTag),
+    ("huge integer", "---\nv: " + "9" * 5_000 + "\n", LimitExceeded),
+    ("collection as a key", "---\n? [a, b]\n: 1\n", MalformedYaml),
+    ("unclosed flow", "---\nv: [1, 2\n", MalformedYaml),
+    ("year zero", "---\nv: 0000-01-01 00:00:00 Z\n", LimitExceeded),
+]
+
+
+@pytest.mark.parametrize("backend", available_backends())
+class TestHostileInput:
+    @pytest.mark.parametrize(("name", "payload", "error"), HOSTILE, ids=[name for name, _, _ in HOSTILE])
+    def test_hostile_input_raises_its_typed_error(
+        self, backend: str, name: str, payload: str | bytes, error: type[AuditedChangesError]
+    ) -> None:
+        """Each hostile payload ends in its own ``AuditedChangesError`` subclass, nothing else."""
+        with pytest.raises(error):
+            load_audited_changes(payload, backend=backend)
+
+    def test_billion_laughs_stays_within_bounded_memory(self, backend: str) -> None:
+        """A 1 KB alias bomb is refused before its expansion is allocated (peak well under 20 MB)."""
+        assert len(BILLION_LAUGHS) < 1024
+        tracemalloc.start()
+        try:
+            with pytest.raises(LimitExceeded):
+                load_audited_changes(BILLION_LAUGHS, backend=backend)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 20_000_000
+
+    def test_malformed_yaml_reports_where_the_parser_gave_up(self, backend: str) -> None:
+        """A syntax error carries the 1-based line and column of the problem."""
+        with pytest.raises(MalformedYaml) as caught:
+            load_audited_changes("---\nname: ok\nbad: [1, 2\n", backend=backend)
+        assert caught.value.line == 4
+        assert caught.value.column is not None
+
+
+class TestLimits:
+    def test_aliases_within_the_node_limit_are_expanded_as_copies(self) -> None:
+        """Real rows share anchors; each alias loads as its own copy, so the result is a tree."""
+        loaded = load_audited_changes("---\na: &x [1, {b: 2}]\nc: *x\n")
+        assert loaded == {"a": [1, {"b": 2}], "c": [1, {"b": 2}]}
+        assert loaded["a"] is not loaded["c"]
+        assert loaded["a"][1] is not loaded["c"][1]
+
+    def test_each_limit_is_configurable(self) -> None:
+        """Tighter limits refuse what the defaults accept: bytes, nodes (aliases counted), depth."""
+        text = "---\na: &x [1, 2, 3]\nb: *x\nc: [[[1]]]\n"
+        assert load_audited_changes(text)["b"] == [1, 2, 3]
+        for limits in (LoaderLimits(max_bytes=20), LoaderLimits(max_nodes=10), LoaderLimits(max_depth=3)):
+            with pytest.raises(LimitExceeded):
+                load_audited_changes(text, limits)
+
+    def test_limits_must_be_positive_integers(self) -> None:
+        """A zero or negative limit is a configuration mistake, refused at construction."""
+        with pytest.raises(ValueError, match="max_depth"):
+            LoaderLimits(max_depth=0)

@@ -1,0 +1,194 @@
+"""Plain scalars and Ruby tags read the way Psych 4 reads them (not the way PyYAML does)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import math
+from typing import Any
+
+import pytest
+
+from crm_audit_transform.errors import MalformedYaml, UnsupportedTag
+from crm_audit_transform.loading import available_backends, load_audited_changes
+from support.truth import canonical
+
+UTC = dt.UTC
+
+
+def value_of(text: str, backend: str = "auto") -> Any:
+    return load_audited_changes(f"---\nv: {text}\n", backend=backend)["v"]
+
+
+PLAIN = [
+    ("yes", True),
+    ("Yes", True),
+    ("ON", True),
+    ("true", True),
+    ("no", False),
+    ("Off", False),
+    ("FALSE", False),
+    ("y", "y"),
+    ("N", "N"),
+    ("~", None),
+    ("null", None),
+    ("NULL", None),
+    ("", None),
+    ("yes please", "yes please"),
+    ("012", 10),
+    ("0x1F", 31),
+    ("-0b101", -5),
+    ("09", "09"),
+    ("1_000", 1000),
+    ("1,000", 1000),
+    ("190:20:30", 685230),
+    ("1:30", 5400),
+    ("-1:30", -1800),
+    ("190:20:30.5", 685230.5),
+    ("1:2:3:4", "1:2:3:4"),
+    ("12:30:45", 45045),
+    ("1.5", 1.5),
+    ("1.", 1.0),
+    ("-0.0", -0.0),
+    ("1.0e-07", 1e-07),
+    ("1e5", "1e5"),
+    (".nan", math.nan),
+    (".Inf", math.inf),
+    ("-.inf", -math.inf),
+    (".", "."),
+    (":sym", "sym"),
+    (':"two words"', "two words"),
+    ("2006-06-25", dt.date(2006, 6, 25)),
+    ("9999-12-31", dt.date(9999, 12, 31)),
+    ("1900-01-01", dt.date(1900, 1, 1)),
+    ("2020-02-30", "2020-02-30"),
+    ("1582-10-10", "1582-10-10"),
+    ("2019-12-29 17:42:38.489661494 Z", dt.datetime(2019, 12, 29, 17, 42, 38, 489661, tzinfo=UTC)),
+    ("2020-01-01T10:00:00Z", dt.datetime(2020, 1, 1, 10, tzinfo=UTC)),
+    ("2020-01-01 10:00:00 +07:00", dt.datetime(2020, 1, 1, 3, tzinfo=UTC)),
+    ("2020-01-01 10:00:00 -00:30", dt.datetime(2020, 1, 1, 9, 30, tzinfo=UTC)),
+    ("2020-01-01 10:00:00", dt.datetime(2020, 1, 1, 10, tzinfo=UTC)),
+    ("2019-02-29 10:00:00", dt.datetime(2019, 3, 1, 10, tzinfo=UTC)),
+    ("2020-01-01 24:00:00", dt.datetime(2020, 1, 2, tzinfo=UTC)),
+    ("2020-13-01 10:00:00", "2020-13-01 10:00:00"),
+    ("123456789012345678901234567890", 123456789012345678901234567890),
+]
+
+
+class TestPlainScalars:
+    @pytest.mark.parametrize(("text", "expected"), PLAIN, ids=[repr(text) for text, _ in PLAIN])
+    def test_plain_scalar_resolves_like_psych(self, text: str, expected: Any) -> None:
+        """Each plain scalar gets the Ruby value Psych's ScalarScanner gives it, on every parser."""
+        for backend in available_backends():
+            assert canonical(value_of(text, backend)) == canonical(expected)
+
+    def test_quoted_scalars_are_always_strings(self) -> None:
+        """Quoting turns off resolution: ``'yes'`` and ``"012"`` stay strings."""
+        assert load_audited_changes("---\na: 'yes'\nb: \"012\"\nc: '1:30'\n") == {
+            "a": "yes",
+            "b": "012",
+            "c": "1:30",
+        }
+
+    def test_non_specific_tag_resolves_even_quoted_text(self) -> None:
+        """``! ''`` (how Psych writes a nil hash key) is nil, as the ``!`` tag asks for resolution."""
+        assert load_audited_changes("---\nv: ! ''\nw: ! 'yes'\n") == {"v": None, "w": True}
+
+    def test_the_str_tag_keeps_text(self) -> None:
+        """``!!str '<<'`` (how Psych writes the string ``<<``) is the string."""
+        assert value_of("!!str '<<'") == "<<"
+
+
+class TestRubyTags:
+    def test_big_decimal_values_keep_sign_and_specials(self) -> None:
+        """BigDecimal dumps load as exact Decimals, including -0, NaN and both infinities."""
+        text = (
+            "---\na: !ruby/object:BigDecimal 18:0.125e2\nb: !ruby/object:BigDecimal 9:-0.0\n"
+            "c: !ruby/object:BigDecimal 9:NaN\nd: !ruby/object:BigDecimal 9:-Infinity\n"
+            "e: !ruby/object:BigDecimal 27:0.12345678901234567890123456789e30\n"
+        )
+        loaded = load_audited_changes(text)
+        assert canonical(loaded) == canonical(
+            {
+                "a": decimal.Decimal("12.5"),
+                "b": decimal.Decimal("-0.0"),
+                "c": decimal.Decimal("NaN"),
+                "d": decimal.Decimal("-Infinity"),
+                "e": decimal.Decimal("123456789012345678901234567890"),
+            }
+        )
+
+    def test_time_with_zone_reads_utc_and_shares_its_zone(self) -> None:
+        """TimeWithZone is its ``utc:`` instant; the aliased zone of a second one is fine."""
+        text = (
+            "---\na: !ruby/object:ActiveSupport::TimeWithZone\n  utc: 2019-03-08 10:20:13.608545000 Z\n"
+            "  zone: &1 !ruby/object:ActiveSupport::TimeZone\n    name: Asia/Jakarta\n"
+            "  time: 2019-03-08 17:20:13.608545000 Z\n"
+            "b: !ruby/object:ActiveSupport::TimeWithZone\n  utc: 2020-01-01 00:00:00.000000000 Z\n"
+            "  zone: *1\n  time: 2020-01-01 07:00:00.000000000 Z\nc: *1\n"
+        )
+        assert load_audited_changes(text) == {
+            "a": dt.datetime(2019, 3, 8, 10, 20, 13, 608545, tzinfo=UTC),
+            "b": dt.datetime(2020, 1, 1, tzinfo=UTC),
+            "c": "Asia/Jakarta",
+        }
+
+    def test_date_time_tag_is_an_aware_utc_datetime(self) -> None:
+        """``!ruby/object:DateTime`` with an offset becomes the same instant in UTC."""
+        assert value_of("!ruby/object:DateTime 2020-08-05 11:53:34.589000000 +07:00") == dt.datetime(
+            2020, 8, 5, 4, 53, 34, 589000, tzinfo=UTC
+        )
+
+    def test_indifferent_hash_turns_symbol_keys_into_strings_all_the_way_down(self) -> None:
+        """HashWithIndifferentAccess stores ``:a`` as ``"a"``, in nested hashes too, like Ruby."""
+        text = (
+            "---\nv: !ruby/hash:ActiveSupport::HashWithIndifferentAccess\n"
+            "  :a: 1\n  b:\n    :c: 2\n  d:\n  - :e: 3\n"
+        )
+        assert load_audited_changes(text) == {"v": {"a": 1, "b": {"c": 2}, "d": [{"e": 3}]}}
+
+    def test_symbols_binary_and_float_tags(self) -> None:
+        """``!ruby/symbol``, ``!binary`` and ``!!float`` read as Psych reads them."""
+        text = "---\na: !ruby/symbol foo\nb: !binary |-\n  aMOpbGxv\nc: !!float 1\nd: !ruby/sym ''\n"
+        assert load_audited_changes(text) == {"a": "foo", "b": "héllo", "c": 1.0, "d": ""}
+
+    def test_hash_keys_of_every_ruby_class_become_strings_without_collisions(self) -> None:
+        """Symbol, Integer, nil, boolean and Float keys take ``to_s``; a clash takes ``inspect``."""
+        text = "---\nv:\n  :a: 1\n  a: 2\n  1: 3\n  ! '': 4\n  '': 5\n  true: 6\n  1.5: 7\n"
+        assert load_audited_changes(text) == {
+            "v": {":a": 1, "a": 2, "1": 3, "nil": 4, "": 5, "true": 6, "1.5": 7}
+        }
+
+    @pytest.mark.parametrize(
+        "tag",
+        [
+            "!ruby/object:Gem::Installer",
+            "!ruby/object:OpenStruct",
+            "!ruby/struct:Point",
+            "!ruby/hash:ActiveSupport::OrderedOptions",
+            "!!python/object/apply:os.system",
+            "!ruby/object:Complex",
+            "!ruby/regexp",
+            "!foo",
+            "!!set",
+            "!!omap",
+        ],
+    )
+    def test_tags_outside_the_allowlist_are_refused(self, tag: str) -> None:
+        """A tag Rails' YAML allowlist does not permit is an UnsupportedTag, whatever node it is on."""
+        for body in (f"{tag} x", f"{tag} {{a: 1}}", f"{tag} [1]"):
+            with pytest.raises(UnsupportedTag):
+                load_audited_changes(f"---\nv: {body}\n")
+
+    def test_a_time_with_zone_without_utc_is_malformed(self) -> None:
+        """Ruby cannot build a TimeWithZone without a Time under ``utc:``; neither do we."""
+        with pytest.raises(MalformedYaml) as caught:
+            load_audited_changes(
+                "---\nv: !ruby/object:ActiveSupport::TimeWithZone\n  time: 2020-01-01 00:00:00 Z\n"
+            )
+        assert (caught.value.line, caught.value.column) == (2, 4)
+
+    def test_a_garbled_big_decimal_is_malformed(self) -> None:
+        """``BigDecimal._load`` fails on text that is not a number, so the row is malformed."""
+        with pytest.raises(MalformedYaml):
+            load_audited_changes("---\nv: !ruby/object:BigDecimal 18:abc\n")
