@@ -126,7 +126,7 @@ def _machine() -> dict[str, str]:
 
     return {
         "nproc": sh("nproc"),
-        "lscpu": sh("lscpu | head -n 16"),
+        "lscpu": sh("lscpu | head -n 15"),
         "free": sh("free -h"),
         "python": platform.python_version(),
         "libyaml": sh(f"{sys.executable} -c 'import yaml; print(yaml.__with_libyaml__, yaml.__version__)'"),

@@ -10,36 +10,11 @@ from typing import Any
 
 import attrs
 
-AUDIT_COLUMNS = (
-    "id",
-    "auditable_id",
-    "auditable_type",
-    "associated_id",
-    "associated_type",
-    "user_id",
-    "user_type",
-    "username",
-    "action",
-    "audited_changes",
-    "version",
-    "comment",
-    "remote_address",
-    "request_uuid",
-    "created_at",
-)
+from crm_audit_adapters.files import AUDIT_COLUMNS  # the audits table's columns, in table order
+
+__all__ = ["AUDIT_COLUMNS", "PAGE_SIZE", "Context"]
+
 PAGE_SIZE = 500
-# The corpus's auditable types: the scope when the mapping configuration is not importable.
-CORPUS_TYPES = (
-    "Crm::Person",
-    "Crm::Company",
-    "Crm::Deal",
-    "Crm::Ticket",
-    "Crm::Task",
-    "Crm::DealPerson",
-    "Crm::CompanyPerson",
-    "Crm::TicketPerson",
-    "Crm::TaskPerson",
-)
 
 
 @attrs.define
@@ -75,10 +50,7 @@ class Context:
 
     @cached_property
     def scope(self) -> tuple[str, ...]:
-        try:
-            return tuple(self.config.scope)
-        except ImportError:
-            return CORPUS_TYPES
+        return tuple(self.config.scope)
 
     @cached_property
     def cutoff(self) -> dt.datetime:

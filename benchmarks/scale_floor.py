@@ -20,7 +20,7 @@ import yaml
 from scale_context import AUDIT_COLUMNS, Context
 
 
-class FloorLoader(yaml.CSafeLoader):  # type: ignore[misc]
+class FloorLoader(yaml.CSafeLoader):
     """CSafeLoader that builds any tag by its node kind, so Ruby-tagged rows parse instead of raising."""
 
 

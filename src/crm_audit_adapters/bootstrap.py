@@ -21,7 +21,7 @@ from crm_audit_transform import usecases
 from crm_audit_transform.config import MappingConfig, load_config, load_default_config
 from crm_audit_transform.domain import ActivityLog, BatchResult
 from crm_audit_transform.enrichment import EnrichmentStore
-from crm_audit_transform.errors import ConfigError
+from crm_audit_transform.errors import ConfigError, JobNotFound
 from crm_audit_transform.ports import (
     ActivityLogStore,
     AuditSource,
@@ -182,6 +182,15 @@ class Runtime:
 
     def explain_ports(self) -> ExplainPorts:
         return ExplainPorts(self.source, self.users, self.sso, self.contacts)
+
+    def tenant_for(self, company_sso_id: str, tenant: str | None) -> str:
+        """``tenant`` when given, else the tenant of the account's latest job."""
+        if tenant is not None:
+            return tenant
+        job = self.jobs.latest(company_sso_id)
+        if job is None:
+            raise JobNotFound(f"company {company_sso_id} has no job to take the tenant from: pass --tenant")
+        return job.tenant
 
     # -- the service the HTTP surface calls ------------------------------------------------------
     def migrate(self, records: Sequence[ActivityLog]) -> BatchResult:

@@ -121,7 +121,6 @@ class TestAuditLines:
         produced = sorted((r["auditable_type"], r["action"]) for r in rows)
         assert produced == sorted((r["auditable_type"], r["action"]) for r in corpus)
 
-
     def test_timestamps_span_the_history_at_any_size(self) -> None:
         """Row n of n is stamped at the end of the simulated span, even for millions of rows."""
         for rows in (1, 1_000_000, 5_000_000):

@@ -163,11 +163,7 @@ def rollback_command(state: CliState, company: str, yes: bool) -> None:
 def explain(state: CliState, company: str, audit_id: int, tenant: str | None, as_json: bool) -> None:
     """Show each stage's decision for one audit row, with the lookups a run would make."""
     with state.runtime() as runtime:
-        if tenant is None:
-            job = runtime.jobs.latest(company)
-            if job is None:
-                raise JobNotFound(f"company {company} has no job to take the tenant from: pass --tenant")
-            tenant = job.tenant
+        tenant = runtime.tenant_for(company, tenant)
         explanation = explain_audit(
             audit_id,
             company_sso_id=company,

@@ -14,7 +14,6 @@ from typing import Any
 import click
 
 from crm_audit_transform.enrichment import EnrichmentPlan, EnrichmentReport, enrich_existing
-from crm_audit_transform.errors import JobNotFound
 
 from .main import cli
 from .state import CliState
@@ -37,11 +36,7 @@ def enrich(state: CliState, company: str, tenant: str | None, dry_run: bool, as_
             click.echo(plan.describe())
 
     with state.runtime() as runtime:
-        if tenant is None:
-            job = runtime.jobs.latest(company)
-            if job is None:
-                raise JobNotFound(f"company {company} has no job to take the tenant from: pass --tenant")
-            tenant = job.tenant
+        tenant = runtime.tenant_for(company, tenant)
         report = enrich_existing(
             company,
             tenant,
