@@ -44,4 +44,6 @@ class ActorResolver:
         sso_id = ctx.sso_ids.get(user.email)
         if sso_id is None:
             return self._deleted
-        return Actor("user", user.full_name or user.email, sso_id)
+        # A blank full name would show as an empty actor: fall back to the email the SSO id came from.
+        name = (user.full_name or "").strip() or user.email
+        return Actor("user", name, sso_id)
