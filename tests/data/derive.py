@@ -1,6 +1,10 @@
-"""Derive the lookup test data from the audited 5.8.0 corpus, deterministically.
+"""Derive the corpus lookup data shipped with the golden testing kit, deterministically.
 
     .venv/bin/python tests/data/derive.py      # rewrites contacts.jsonl, sso.jsonl, companies.json
+
+It reads tests/fixtures/audited-5.8.0/ (entities.jsonl included, which is not shipped) and writes
+into the package data (src/crm_audit_transform/data/audited-5.8.0/), next to the shipped copies of
+the fixture files; tests/unit/test_golden_corpus_data.py fails when the two disagree.
 
 * companies.json — CRM tenant → CDP ``company_sso_id``.
 * contacts.jsonl — CDP contacts ``{"_id", "company_sso_id", "crm_data": {"id"}, "created_at"}`` for
@@ -20,8 +24,9 @@ import uuid
 from collections import defaultdict
 from pathlib import Path
 
-HERE = Path(__file__).parent
-CORPUS = HERE.parent / "fixtures" / "audited-5.8.0"
+ROOT = Path(__file__).resolve().parents[2]
+CORPUS = ROOT / "tests" / "fixtures" / "audited-5.8.0"
+PACKAGED = ROOT / "src" / "crm_audit_transform" / "data" / "audited-5.8.0"
 PERSON = "Crm::Person"
 
 
@@ -41,7 +46,8 @@ def _rows() -> list[dict[str, object]]:
     return rows
 
 
-def derive() -> None:
+def derived_files() -> dict[str, str]:
+    """File name → the exact text derived from the fixture corpus."""
     rows = _rows()
     tenants = sorted({str(r["tenant"]) for r in rows})
     companies = {tenant: f"company-{tenant.replace('_', '-')}" for tenant in tenants}
@@ -86,14 +92,20 @@ def derive() -> None:
                 sso_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"sso:{user['email']}"))
                 sso.append({"email": user["email"], "sso_id": sso_id})
 
-    (HERE / "companies.json").write_text(json.dumps(companies, indent=2) + "\n", encoding="utf-8")
-    _write_jsonl(HERE / "contacts.jsonl", contacts)
-    _write_jsonl(HERE / "sso.jsonl", sorted(sso, key=lambda s: s["email"]))
+    return {
+        "companies.json": json.dumps(companies, indent=2) + "\n",
+        "contacts.jsonl": _jsonl(contacts),
+        "sso.jsonl": _jsonl(sorted(sso, key=lambda s: s["email"])),
+    }
 
 
-def _write_jsonl(path: Path, records: list[dict[str, object]]) -> None:
-    text = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records)
-    path.write_text(text, encoding="utf-8")
+def _jsonl(records: list[dict[str, object]]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records)
+
+
+def derive() -> None:
+    for name, text in derived_files().items():
+        (PACKAGED / name).write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":

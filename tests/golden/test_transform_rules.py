@@ -21,9 +21,9 @@ from crm_audit_transform.testing import (
     InMemoryContactDirectory,
     InMemorySsoDirectory,
     InMemoryUserDirectory,
+    log_snapshot,
 )
 from crm_audit_transform.transformer import Transformer
-from data.snapshot import full_log
 
 COMPANY = "company-acme"
 SYNC = dt.datetime(2024, 6, 1, 12, 0, tzinfo=dt.UTC)
@@ -76,7 +76,7 @@ def run(audit: AuditRow, *, sso_failing: bool = False) -> tuple[dict[str, Any], 
         for d in transformer.explain(audit, ctx, company_sso_id=COMPANY)
     ]
     if isinstance(outcome, Migrated):
-        return {"outcome": "migrated", "log": full_log(outcome.log), "stages": stages}, result.tally
+        return {"outcome": "migrated", "log": log_snapshot(outcome.log), "stages": stages}, result.tally
     summary = {"outcome": type(outcome).__name__.lower(), "reason": outcome.reason, "detail": outcome.detail}
     return {**summary, "stages": stages}, result.tally
 

@@ -1,11 +1,21 @@
 """In-memory implementations of every port, for tests — ours and those of users of the library.
 
 They are real adapters (not mocks): each keeps its data in dicts and honours the port's contract.
+``testing.golden`` runs a mapping configuration over the shipped audited 5.8.0 corpus for snapshot tests.
 """
 
 from __future__ import annotations
 
 from .enrichment import InMemoryEnrichmentStore, activity_log_document
+from .golden import (
+    CorpusTenant,
+    corpus_tenant,
+    corpus_tenants,
+    log_snapshot,
+    outcome_snapshot,
+    snapshot_of,
+    transform_corpus,
+)
 from .lookups import (
     InMemoryContactDirectory,
     InMemoryEntityDirectory,
@@ -23,6 +33,7 @@ from .stores import (
 from .timeline import InMemoryTimelineStore
 
 __all__ = [
+    "CorpusTenant",
     "FixedClock",
     "InMemoryActivityLogStore",
     "InMemoryAuditSource",
@@ -36,4 +47,10 @@ __all__ = [
     "InMemoryUserDirectory",
     "StaticFeatureFlags",
     "activity_log_document",
+    "corpus_tenant",
+    "corpus_tenants",
+    "log_snapshot",
+    "outcome_snapshot",
+    "snapshot_of",
+    "transform_corpus",
 ]
