@@ -222,7 +222,7 @@ def end_to_end(ctx: Context) -> dict[str, Any]:
     (JsonlActivityLogSink,) = need("crm_audit_adapters.files", "JsonlActivityLogSink")
     out = ctx.out_dir / f"activity-logs-{ctx.schema}.jsonl"
     out.unlink(missing_ok=True)
-    with JsonlActivityLogSink(out) as sink:
+    with JsonlActivityLogSink(out, fsync="close") as sink:  # as the dry-run command writes
         result = _run_loop(ctx, sink)
     result["written_bytes"] = out.stat().st_size
     out.unlink()

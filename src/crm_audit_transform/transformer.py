@@ -47,10 +47,15 @@ class PreparedRow:
 
 @frozen
 class PageResult:
-    """One outcome per prepared row, in order, and their counts (fallthroughs included)."""
+    """One outcome per prepared row, in order, and their counts (fallthroughs included).
+
+    ``fell_through[i]`` says whether row ``i``'s status rule fell through, so a slice of the page
+    counts its own fallthroughs without transforming again (empty when not recorded).
+    """
 
     outcomes: tuple[Outcome, ...]
     tally: Tally
+    fell_through: tuple[bool, ...] = ()
 
 
 @frozen
@@ -117,12 +122,12 @@ class Transformer:
         self, prepared: Sequence[PreparedRow], ctx: LookupContext, *, company_sso_id: str
     ) -> PageResult:
         outcomes: list[Outcome] = []
-        fallthrough = 0
+        flags: list[bool] = []
         for item in prepared:
             outcome, fell_through = self._run(item, ctx, company_sso_id, None)
             outcomes.append(outcome)
-            fallthrough += fell_through
-        return PageResult(tuple(outcomes), Tally.of(outcomes, fallthrough=fallthrough))
+            flags.append(fell_through)
+        return PageResult(tuple(outcomes), Tally.of(outcomes, fallthrough=sum(flags)), tuple(flags))
 
     def explain(self, row: AuditRow, ctx: LookupContext, *, company_sso_id: str) -> tuple[StageDecision, ...]:
         """The decision of every stage the row went through, ending with its outcome."""

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import bson
+import pytest
 from bson import json_util
 from bson.json_util import RELAXED_JSON_OPTIONS
 
@@ -140,6 +141,23 @@ class TestIdempotency:
         assert [(r.status, r.reason) for r in results] == [("failed", reasons.WRITE_ERROR), ("inserted", "")]
         assert len(file_lines(tmp_path / "out.jsonl")) == 1
 
+    def test_a_log_bson_cannot_encode_fails_alone(self, tmp_path: Path) -> None:
+        """A lone surrogate is valid JSON text but not BSON: refused as the Mongo store would refuse it."""
+        broken = activity_log(1, changes=(FieldChange("notes", "Notes", None, "a\ud800b"),))
+        with JsonlActivityLogSink(tmp_path / "out.jsonl") as sink:
+            results = sink.insert_batch([broken, activity_log(2)])
+        assert [(r.status, r.reason) for r in results] == [("failed", reasons.WRITE_ERROR), ("inserted", "")]
+        assert len(file_lines(tmp_path / "out.jsonl")) == 1
+
+    def test_a_compact_json_line_whose_bson_is_too_big_fails(self, tmp_path: Path) -> None:
+        """1.5M one-digit ints: 4.5 MB of JSON but over 16 MiB of BSON, so the exact size is checked."""
+        dense = activity_log(1, changes=(FieldChange("ids", "Ids", None, [1] * 1_500_000),))
+        with JsonlActivityLogSink(tmp_path / "out.jsonl") as sink:
+            [result] = sink.insert_batch([dense])
+        assert len(encode_log_line(dense)) < 16 * 1024 * 1024 / 3
+        assert (result.status, result.reason) == ("failed", reasons.WRITE_ERROR)
+        assert "exceeds" in result.detail
+
 
 class TestDurability:
     def test_a_batch_is_on_disk_when_its_results_are_returned(self, tmp_path: Path) -> None:
@@ -151,6 +169,21 @@ class TestDurability:
             assert len(file_lines(path)) == 2
         finally:
             sink.close()
+
+    @pytest.mark.parametrize("fsync", ["batch", "close", "never", True, False])
+    def test_every_fsync_mode_flushes_each_batch_to_the_os(self, tmp_path: Path, fsync: Any) -> None:
+        """Whatever the disk cadence, a batch reported written is in the file for another reader."""
+        path = tmp_path / "out.jsonl"
+        with JsonlActivityLogSink(path, fsync=fsync) as sink:
+            sink.insert_batch([activity_log(1)])
+            assert len(file_lines(path)) == 1
+            sink.insert_batch([activity_log(2)])
+            assert len(file_lines(path)) == 2
+
+    def test_an_unknown_fsync_mode_is_refused(self, tmp_path: Path) -> None:
+        """A misspelt mode is an error at construction, not a silent choice."""
+        with pytest.raises(ValueError, match="fsync"):
+            JsonlActivityLogSink(tmp_path / "out.jsonl", fsync="sometimes")  # type: ignore[arg-type]
 
     def test_a_torn_last_line_is_dropped_when_the_file_is_reopened(self, tmp_path: Path) -> None:
         """A partial line from a crash mid-write was never reported written; it is cut off, the rest kept."""

@@ -90,8 +90,11 @@ def dry_run(
         missing = [name for name, value in given.items() if value is None]
         if missing:
             raise click.UsageError(f"missing {', '.join(missing)} (or use --example)")
+        # A dry run's output can be made again; flushing per batch covers a crash of the process.
         sink: ActivityLogStore = (
-            stack.enter_context(JsonlActivityLogSink(out)) if out else InMemoryActivityLogStore()
+            stack.enter_context(JsonlActivityLogSink(out, fsync="close"))
+            if out
+            else InMemoryActivityLogStore()
         )
         counts = _dry_run(
             str(company),

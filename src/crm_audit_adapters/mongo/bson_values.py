@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+from attrs import frozen
 from bson import Decimal128
 
 from crm_audit_transform.values import Value
@@ -36,6 +38,7 @@ _ESCAPED: Final = re.compile(r"%(25|2E|24|00)")
 _UNESCAPE: Final = {"25": "%", "2E": ".", "24": "$", "00": "\x00"}
 
 
+@functools.lru_cache(maxsize=4096, typed=True)  # documents repeat few keys: field and metadata names
 def escape_key(key: object) -> str:
     """A document key MongoDB stores and queries plainly: reversible percent-escaping."""
     text = key if isinstance(key, str) else str(key)
@@ -62,7 +65,20 @@ def from_bson_datetime(value: dt.datetime) -> dt.datetime:
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
+# Decimal128's coefficient holds 34 digits and its exponent (of the last digit) spans this range;
+# inside both, the conversion is exact without a round trip.
+_DECIMAL128_DIGITS: Final = 34
+_DECIMAL128_EXPONENTS: Final = range(-6176, 6111 + 1)
+
+
 def encode_decimal(value: decimal.Decimal) -> Decimal128 | str:
+    parts = value.as_tuple()
+    if (
+        isinstance(parts.exponent, int)
+        and len(parts.digits) <= _DECIMAL128_DIGITS
+        and parts.exponent in _DECIMAL128_EXPONENTS
+    ):
+        return Decimal128(value)
     try:
         encoded = Decimal128(value)
     except (ValueError, ArithmeticError):
@@ -73,30 +89,80 @@ def encode_decimal(value: decimal.Decimal) -> Decimal128 | str:
     return encoded
 
 
+def _same(value: Any) -> Any:
+    return value
+
+
+@frozen
+class ValueEncoder:
+    """The walk from the value model to one representation of the rules above.
+
+    The walk (types, int64 range, exact decimals, UTC milliseconds, dates, key escaping) is shared;
+    only the leaves differ: BSON keeps ``Decimal128``/``datetime``/``float`` objects, while relaxed
+    Extended JSON turns them into the ``$numberDecimal``/``$date``/``$numberDouble`` wrappers.
+    """
+
+    value: Callable[[Value], Any]
+    mapping: Callable[[Mapping[Any, Value]], dict[str, Any]]
+    datetime: Callable[[dt.datetime], Any]
+
+
+def value_encoder(
+    *,
+    decimal_out: Callable[[decimal.Decimal, Decimal128 | str], Any] = lambda _, encoded: encoded,
+    datetime_out: Callable[[dt.datetime], Any] = _same,
+    float_out: Callable[[float], Any] = _same,
+) -> ValueEncoder:
+    """A walk whose leaves are given: ``decimal_out(original, encode_decimal(original))``, the UTC
+    millisecond ``datetime_out``, ``float_out``."""
+
+    def datetime(value: dt.datetime) -> Any:
+        return datetime_out(to_bson_datetime(value))
+
+    def number(value: decimal.Decimal) -> Any:
+        return decimal_out(value, encode_decimal(value))
+
+    def encode(value: Value) -> Any:
+        # Most frequent kinds first; bool before int (bool is an int), datetime before date.
+        if value is None or isinstance(value, bool | str):
+            return value
+        if isinstance(value, dict):
+            return {escape_key(key): encode(item) for key, item in value.items()}
+        if isinstance(value, int):
+            if INT64_MIN <= value <= INT64_MAX:
+                return int(value)
+            return number(decimal.Decimal(value))
+        if isinstance(value, float):
+            return float_out(value)
+        if isinstance(value, list | tuple):
+            return [encode(item) for item in value]
+        if isinstance(value, decimal.Decimal):
+            return number(value)
+        if isinstance(value, dt.datetime):
+            return datetime(value)
+        if isinstance(value, dt.date):
+            return value.isoformat()
+        if isinstance(value, Mapping):
+            return mapping(value)
+        raise TypeError(f"{type(value).__name__} is not a value of the value model")
+
+    def mapping(value: Mapping[Any, Value]) -> dict[str, Any]:
+        return {escape_key(key): encode(item) for key, item in value.items()}
+
+    return ValueEncoder(encode, mapping, datetime)
+
+
+BSON: Final = value_encoder()
+"""Values as pymongo/``bson.encode`` take them."""
+
+
 def encode_value(value: Value) -> Any:
     """One value of the value model → its BSON-ready form (see the module docstring)."""
-    # bool before int (bool is an int), datetime before date (datetime is a date).
-    if value is None or isinstance(value, bool | str | float):
-        return value
-    if isinstance(value, int):
-        if INT64_MIN <= value <= INT64_MAX:
-            return int(value)
-        return encode_decimal(decimal.Decimal(value))
-    if isinstance(value, decimal.Decimal):
-        return encode_decimal(value)
-    if isinstance(value, dt.datetime):
-        return to_bson_datetime(value)
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if isinstance(value, Mapping):
-        return encode_mapping(value)
-    if isinstance(value, list | tuple):
-        return [encode_value(item) for item in value]
-    raise TypeError(f"{type(value).__name__} is not a value of the value model")
+    return BSON.value(value)
 
 
 def encode_mapping(value: Mapping[Any, Value]) -> dict[str, Any]:
-    return {escape_key(key): encode_value(item) for key, item in value.items()}
+    return BSON.mapping(value)
 
 
 def decode_value(value: Any) -> Value:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import cattrs
 
@@ -29,16 +29,18 @@ from crm_audit_transform.jobs import MigrationJob
 from crm_audit_transform.tally import Tally
 
 from .bson_values import (
+    BSON,
+    ValueEncoder,
     decode_mapping,
     decode_value,
     encode_mapping,
-    encode_value,
     from_bson_datetime,
     to_bson_datetime,
     unescape_key,
 )
 
 __all__ = [
+    "activity_log_document",
     "decode_activity_log",
     "decode_job",
     "encode_activity_log",
@@ -47,8 +49,19 @@ __all__ = [
 ]
 
 
+_SAME_EVERYWHERE: Final = frozenset({str, bool, type(None)})
+"""Value types every encoder leaves as they are: most changed values skip the walk."""
+
+
 def encode_activity_log(log: ActivityLog) -> dict[str, Any]:
     """The ``activity_logs`` document of a log, without ``_id`` (the store adds one per insert)."""
+    return activity_log_document(log, BSON)
+
+
+def activity_log_document(log: ActivityLog, encoder: ValueEncoder) -> dict[str, Any]:
+    """The document's shape, its values through ``encoder`` (BSON objects, or relaxed JSON)."""
+    value = encoder.value
+    same = _SAME_EVERYWHERE
     actor: dict[str, Any] = {"type": log.actor.kind, "name": log.actor.name}
     if log.actor.sso_id:
         actor["id"] = log.actor.sso_id
@@ -62,17 +75,17 @@ def encode_activity_log(log: ActivityLog) -> dict[str, Any]:
             {
                 "field": change.field,
                 "label": change.label,
-                "from": encode_value(change.from_),
-                "to": encode_value(change.to),
+                "from": old if type(old := change.from_) in same else value(old),
+                "to": new if type(new := change.to) in same else value(new),
             }
             for change in log.changes
         ],
-        "timestamp": to_bson_datetime(log.timestamp),
+        "timestamp": encoder.datetime(log.timestamp),
     }
     if log.external_id:
         doc["external_id"] = log.external_id
     doc["source_tag"] = log.source_tag
-    doc["metadata"] = encode_mapping(log.metadata)
+    doc["metadata"] = encoder.mapping(log.metadata)
     return doc
 
 

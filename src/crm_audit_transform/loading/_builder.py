@@ -77,6 +77,7 @@ def build(source: EventSource, limits: LoaderLimits) -> tuple[bool, Any]:
     if type(get_event()) is StreamEndEvent:
         return False, None
     max_nodes, max_depth, digits = limits.max_nodes, limits.max_depth, limits.max_int_digits
+    tokenize = ps.tokenize
     keys = ro.RubyKeys()
     anchors: dict[str, Any] = {}
     stack: list[_Frame] = []
@@ -88,7 +89,13 @@ def build(source: EventSource, limits: LoaderLimits) -> tuple[bool, Any]:
             nodes += 1
             if nodes > max_nodes:
                 raise LimitExceeded("nodes", max_nodes, nodes)
-            value = _scalar(event, digits)
+            if event.implicit[0]:  # plain: the common case, tokenized without a call to _scalar
+                try:
+                    value = tokenize(event.value, digits)
+                except (ps.Unreadable, ValueError) as exc:
+                    raise malformed(str(exc), event.start_mark) from None
+            else:
+                value = _scalar(event, digits)
             height = 0
             if event.anchor is not None:
                 anchors[event.anchor] = (value, 1, 0)
@@ -145,7 +152,17 @@ def build(source: EventSource, limits: LoaderLimits) -> tuple[bool, Any]:
             # Psych merges under any "<<" key not tagged !!str; audited never writes one.
             top.merge = value == "<<" and type(value) is str and getattr(event, "tag", None) != ro.YAML_STR
         else:
-            _put(top, value.name if type(value) is ps.Symbol else value)
+            if type(value) is ps.Symbol:
+                value = value.name
+            key = top.key
+            items = top.items
+            if top.typed is None and type(key) is str and key not in items:
+                # _put's common case inline: a new string key
+                items[key] = value
+                top.key = _NO_KEY
+                top.merge = False
+            else:
+                _put(top, value)
 
 
 def _scalar(event: ScalarEvent, digits: int) -> Any:

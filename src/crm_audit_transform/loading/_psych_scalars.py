@@ -99,7 +99,11 @@ def tokenize(s: str, max_digits: int) -> Any:
     """The Ruby value of the plain scalar ``s`` (``Symbol`` for symbols, ``Unreadable`` when Ruby fails)."""
     if not s:
         return None
-    if _STRINGISH.match(s) or "\n" in s:
+    first = s[0]
+    if s.isdigit() and s.isascii() and (first != "0" or len(s) == 1):
+        return _decimal_int(s, max_digits)  # the INTEGER row's decimal form, the only one it can be
+    if (first.isascii() and first.isalpha()) or _STRINGISH.match(s) or "\n" in s:
+        # A leading ASCII letter always matches STRINGISH: skip the regex for most strings.
         if len(s) > 5 or _NOT_YTONF.search(s):
             return s
         if s == "~" or _NULL.search(s):

@@ -17,6 +17,7 @@ from .golden import (
     transform_corpus,
 )
 from .lookups import (
+    CallLog,
     InMemoryContactDirectory,
     InMemoryEntityDirectory,
     InMemoryPeopleCounter,
@@ -33,6 +34,7 @@ from .stores import (
 from .timeline import InMemoryTimelineStore
 
 __all__ = [
+    "CallLog",
     "CorpusTenant",
     "FixedClock",
     "InMemoryActivityLogStore",

@@ -1,14 +1,41 @@
 """In-memory lookup ports: real implementations of the Protocols, for tests and users' own tests.
 
-Each records its calls (``.calls``) so a test can pin "one call per port per page".
+Each records its calls (``.calls``) so a test can pin "one call per port per page". The record is
+bounded (``CallLog``): a long dry run over these ports keeps the recent calls and a total, not one
+entry per page of the whole account.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
+from typing import Final, TypeVar
 
 from ..domain import Contact, CrmUser, EntityRef
 from ..errors import DirectoryUnavailable
+
+_T = TypeVar("_T")
+
+CALLS_KEPT: Final = 1000
+"""At least this many most recent calls stay in ``.calls`` (at most twice as many)."""
+
+
+class CallLog(list[_T]):
+    """A list of the most recent calls, trimmed as it grows; ``total`` counts every call made.
+
+    It is a plain list to read and compare; trimming drops the oldest half at once, so recording
+    stays O(1) amortized.
+    """
+
+    def __init__(self, keep: int = CALLS_KEPT) -> None:
+        super().__init__()
+        self.keep = keep
+        self.total = 0
+
+    def record(self, call: _T) -> None:
+        self.total += 1
+        self.append(call)
+        if len(self) >= 2 * self.keep:
+            del self[: len(self) - self.keep]
 
 
 class InMemoryUserDirectory:
@@ -16,13 +43,13 @@ class InMemoryUserDirectory:
 
     def __init__(self, users: Mapping[str, Iterable[CrmUser]] | None = None) -> None:
         self._users = {tenant: {u.id: u for u in rows} for tenant, rows in (users or {}).items()}
-        self.calls: list[tuple[str, tuple[int, ...]]] = []
+        self.calls: CallLog[tuple[str, tuple[int, ...]]] = CallLog()
 
     def add(self, tenant: str, user: CrmUser) -> None:
         self._users.setdefault(tenant, {})[user.id] = user
 
     def users_by_ids(self, tenant: str, ids: Collection[int]) -> Mapping[int, CrmUser]:
-        self.calls.append((tenant, tuple(ids)))
+        self.calls.record((tenant, tuple(ids)))
         known = self._users.get(tenant, {})
         return {i: known[i] for i in ids if i in known}
 
@@ -40,10 +67,10 @@ class InMemorySsoDirectory:
         self._sso_ids = dict(sso_ids or {})
         self._per_company = {company: dict(ids) for company, ids in (per_company or {}).items()}
         self.failing = failing
-        self.calls: list[tuple[str, tuple[str, ...]]] = []
+        self.calls: CallLog[tuple[str, tuple[str, ...]]] = CallLog()
 
     def sso_ids_by_emails(self, company_sso_id: str, emails: Collection[str]) -> Mapping[str, str]:
-        self.calls.append((company_sso_id, tuple(emails)))
+        self.calls.record((company_sso_id, tuple(emails)))
         if self.failing:
             raise DirectoryUnavailable("SSO directory is failing (in-memory, on request)")
         known = self._per_company.get(company_sso_id, self._sso_ids)
@@ -55,7 +82,7 @@ class InMemoryContactDirectory:
 
     def __init__(self, contacts: Iterable[Contact] = ()) -> None:
         self._contacts: dict[tuple[str, int], Contact] = {}
-        self.calls: list[tuple[str, tuple[int, ...]]] = []
+        self.calls: CallLog[tuple[str, tuple[int, ...]]] = CallLog()
         for contact in contacts:
             self.add(contact)
 
@@ -65,7 +92,7 @@ class InMemoryContactDirectory:
     def contacts_by_crm_ids(
         self, company_sso_id: str, crm_person_ids: Collection[int]
     ) -> Mapping[int, Contact]:
-        self.calls.append((company_sso_id, tuple(crm_person_ids)))
+        self.calls.record((company_sso_id, tuple(crm_person_ids)))
         found = {}
         for person_id in crm_person_ids:
             contact = self._contacts.get((company_sso_id, person_id))
@@ -82,7 +109,7 @@ class InMemoryEntityDirectory:
 
     def __init__(self, entities: Mapping[str, Iterable[EntityRef]] | None = None) -> None:
         self._entities: dict[tuple[str, str, int], EntityRef] = {}
-        self.calls: list[tuple[str, str, tuple[int, ...]]] = []
+        self.calls: CallLog[tuple[str, str, tuple[int, ...]]] = CallLog()
         for tenant, refs in (entities or {}).items():
             for ref in refs:
                 self.add(tenant, ref)
@@ -91,7 +118,7 @@ class InMemoryEntityDirectory:
         self._entities[(tenant, ref.entity_type, ref.id)] = ref
 
     def entities_by_ids(self, tenant: str, entity_type: str, ids: Collection[int]) -> Mapping[int, EntityRef]:
-        self.calls.append((tenant, entity_type, tuple(ids)))
+        self.calls.record((tenant, entity_type, tuple(ids)))
         found = {}
         for entity_id in ids:
             ref = self._entities.get((tenant, entity_type, entity_id))

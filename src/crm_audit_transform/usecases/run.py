@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 
 import attrs
-from attrs import field, frozen
+from attrs import frozen
 
 from .. import reasons
 from ..domain import AuditRow, Failed, Migrated, Outcome, Skipped, WriteResult
@@ -51,7 +51,7 @@ from ..ports import (
     UserDirectory,
 )
 from ..tally import Tally
-from ..transformer import PreparedRow, Transformer
+from ..transformer import Transformer
 from ._enrich_step import EnrichStep
 from .migrate_batch import MAX_BATCH_SIZE, MigrateBatch
 from .settings import RunSettings
@@ -89,7 +89,6 @@ class RunResult:
 class _Step:
     last_id: int
     outcomes: tuple[Outcome, ...]
-    prepared: tuple[PreparedRow, ...] = field(factory=tuple)
     fallthrough: int = 0
 
 
@@ -218,20 +217,9 @@ class _Loop:
             cache=self._cache,
         )
         page = self._transformer.transform(prepared, ctx, company_sso_id=job.company_sso_id)
-        steps: Iterator[_Step] = _cut(rows, prepared, tuple(page.outcomes), self._migrate.max_size)
-        if page.tally.fallthrough:
-            # Fallthroughs are counted per page; recount them per step so that a replayed step
-            # adds exactly its own.
-            steps = (
-                attrs.evolve(
-                    s,
-                    fallthrough=self._transformer.transform(
-                        s.prepared, ctx, company_sso_id=job.company_sso_id
-                    ).tally.fallthrough,
-                )
-                for s in list(steps)
-            )
-        yield from steps
+        # Fallthroughs are counted per step (from the page's per-row flags), so that a replayed
+        # step adds exactly its own.
+        yield from _cut(rows, page.outcomes, page.fell_through, self._migrate.max_size)
 
     def _write(self, job: MigrationJob, step: _Step) -> MigrationJob:
         logs = [o.log for o in step.outcomes if isinstance(o, Migrated)]
@@ -271,7 +259,7 @@ class _Loop:
 
 
 def _cut(
-    rows: Sequence[AuditRow], prepared: Sequence[PreparedRow], outcomes: Sequence[Outcome], size: int
+    rows: Sequence[AuditRow], outcomes: Sequence[Outcome], fell_through: Sequence[bool], size: int
 ) -> Iterator[_Step]:
     """Cut a page into steps of consecutive rows holding at most ``size`` logs to write."""
     start = 0
@@ -279,17 +267,17 @@ def _cut(
     for index, outcome in enumerate(outcomes):
         if isinstance(outcome, Migrated):
             if logs == size:
-                yield _step(rows, prepared, outcomes, start, index)
+                yield _step(rows, outcomes, fell_through, start, index)
                 start, logs = index, 0
             logs += 1
     if start < len(outcomes):
-        yield _step(rows, prepared, outcomes, start, len(outcomes))
+        yield _step(rows, outcomes, fell_through, start, len(outcomes))
 
 
 def _step(
-    rows: Sequence[AuditRow], prepared: Sequence[PreparedRow], outcomes: Sequence[Outcome], a: int, b: int
+    rows: Sequence[AuditRow], outcomes: Sequence[Outcome], fell_through: Sequence[bool], a: int, b: int
 ) -> _Step:
-    return _Step(last_id=rows[b - 1].id, outcomes=tuple(outcomes[a:b]), prepared=tuple(prepared[a:b]))
+    return _Step(last_id=rows[b - 1].id, outcomes=tuple(outcomes[a:b]), fallthrough=sum(fell_through[a:b]))
 
 
 def _settle(outcomes: Sequence[Outcome], results: Sequence[WriteResult]) -> Iterator[Outcome]:

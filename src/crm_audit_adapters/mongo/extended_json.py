@@ -1,0 +1,77 @@
+"""An activity log's document as MongoDB relaxed Extended JSON, in one pass and the C JSON encoder.
+
+The text is byte for byte ``bson.json_util.dumps(encode_activity_log(log),
+json_options=RELAXED_JSON_OPTIONS)``, but ``json_util`` first rebuilds the whole document in Python
+(one call per value) before ``json.dumps``. Here the value walk of ``bson_values`` builds the
+JSON-ready document directly — the same rules, with relaxed Extended JSON leaves:
+
+* ``Decimal128`` → ``{"$numberDecimal": str}`` (``"NaN"`` for every NaN, as ``Decimal128.__str__``);
+* a datetime (already UTC, whole milliseconds) → ``{"$date": "YYYY-MM-DDTHH:MM:SS[.mmm]Z"}`` from
+  the epoch on, ``{"$date": {"$numberLong": "<ms>"}}`` before it;
+* NaN and ±inf floats → ``{"$numberDouble": "NaN" | "Infinity" | "-Infinity"}``; other floats, ints
+  (int64 by then), strings, booleans and null are JSON as they are;
+
+and ``json.dumps`` with its defaults (``", "``/``": "`` separators, ASCII escapes) as ``json_util``
+calls it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import math
+from typing import Any, Final
+
+from bson import Decimal128
+from bson.datetime_ms import _datetime_to_millis
+
+from crm_audit_transform.domain import ActivityLog
+
+from .bson_values import ValueEncoder, value_encoder
+from .documents import activity_log_document
+
+__all__ = ["RELAXED_JSON", "relaxed_json_document", "relaxed_json_line"]
+
+_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _decimal(value: decimal.Decimal, encoded: Decimal128 | str) -> Any:
+    if isinstance(encoded, str):
+        return encoded  # not exact in Decimal128: kept as its digits
+    # encode_decimal keeps only exact values, so str(encoded) is str(value), bar NaN's sign/payload.
+    return {"$numberDecimal": "NaN" if value.is_nan() else str(value)}
+
+
+def _datetime(value: dt.datetime) -> Any:
+    if value >= _EPOCH:
+        millis = value.microsecond // 1000
+        seconds = value.isoformat(timespec="seconds")[:19]  # aware UTC: drop the "+00:00"
+        return {"$date": f"{seconds}.{millis:03d}Z" if millis else f"{seconds}Z"}
+    return {"$date": {"$numberLong": str(_datetime_to_millis(value))}}
+
+
+def _float(value: float) -> Any:
+    if math.isfinite(value):
+        return value
+    if math.isnan(value):
+        return {"$numberDouble": "NaN"}
+    return {"$numberDouble": "Infinity" if value > 0 else "-Infinity"}
+
+
+RELAXED_JSON: Final[ValueEncoder] = value_encoder(
+    decimal_out=_decimal, datetime_out=_datetime, float_out=_float
+)
+"""Values as the plain JSON of their relaxed Extended JSON form."""
+
+_ENCODE: Final = json.JSONEncoder().encode  # json.dumps' defaults, as json_util.dumps uses them
+
+
+def relaxed_json_document(log: ActivityLog) -> dict[str, Any]:
+    """The log's MongoDB document with every value already in its relaxed Extended JSON form."""
+    return activity_log_document(log, RELAXED_JSON)
+
+
+def relaxed_json_line(log: ActivityLog) -> str:
+    """``json_util.dumps(encode_activity_log(log), json_options=RELAXED_JSON_OPTIONS)``, faster."""
+    return _ENCODE(relaxed_json_document(log))

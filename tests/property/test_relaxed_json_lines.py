@@ -1,0 +1,170 @@
+"""The files sink's one-pass relaxed Extended JSON equals bson.json_util's, byte for byte."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+import bson
+from bson import Decimal128, json_util
+from bson.json_util import RELAXED_JSON_OPTIONS
+from hypothesis import given
+from hypothesis import strategies as st
+
+from crm_audit_adapters.files.keys import WrittenKeys
+from crm_audit_adapters.files.sink import BSON_BYTES_PER_JSON_BYTE
+from crm_audit_adapters.mongo.bson_values import encode_decimal
+from crm_audit_adapters.mongo.documents import encode_activity_log
+from crm_audit_adapters.mongo.extended_json import relaxed_json_line
+from crm_audit_transform.domain import ActivityLog, Actor, FieldChange
+
+offsets = st.builds(
+    dt.timezone, st.timedeltas(min_value=-dt.timedelta(hours=14), max_value=dt.timedelta(hours=14))
+)
+datetimes = st.datetimes(
+    min_value=dt.datetime(1, 1, 2),
+    max_value=dt.datetime(9999, 12, 30),
+    timezones=st.one_of(st.none(), offsets),
+)
+edge_decimals = st.sampled_from(
+    [
+        "-0",
+        "0E-6176",
+        "1E+6111",
+        "1E+6112",
+        "1E-6177",
+        "-NaN",
+        "sNaN",
+        "NaN123",
+        "-Infinity",
+        "1234567890123456789012345678901234",
+        "12345678901234567890123456789012345",
+        "0.000",
+        "1E+3",
+    ]
+).map(Decimal)
+edge_floats = st.sampled_from([float("nan"), float("inf"), float("-inf"), -0.0, 0.0, 1e16, 5e-324])
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=-(10**40), max_value=10**40),
+    st.sampled_from([2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 10**34 - 1, 10**34, 10**60]),
+    st.floats(),
+    edge_floats,
+    st.text(),
+    st.decimals(),
+    edge_decimals,
+    st.dates(),
+    datetimes,
+)
+keys = (
+    st.text(alphabet=st.sampled_from(["a", "b", ".", "$", "%", "\x00", '"', "\\", "é", "2", "E"]), max_size=6)
+    | st.text()
+)
+values = st.recursive(
+    scalars,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(keys, children, max_size=4),
+    max_leaves=12,
+)
+logs = st.builds(
+    ActivityLog,
+    company_sso_id=st.text(max_size=8),
+    customer_id=st.text(max_size=8),
+    category=st.sampled_from(["deal", "contact"]),
+    action=st.sampled_from(["update", "link"]),
+    actor=st.builds(
+        Actor, st.sampled_from(["user", "system"]), st.text(max_size=8), st.none() | st.text(max_size=4)
+    ),
+    changes=st.lists(st.builds(FieldChange, keys, st.text(max_size=6), values, values), max_size=4).map(
+        tuple
+    ),
+    timestamp=st.datetimes(
+        min_value=dt.datetime(1, 1, 2), max_value=dt.datetime(9999, 12, 30), timezones=offsets
+    ),
+    external_id=st.text(max_size=12),
+    source_tag=st.just("crm_migration"),
+    metadata=st.dictionaries(keys, values, max_size=4),
+)
+
+
+def json_util_line(log: ActivityLog) -> str:
+    return json_util.dumps(encode_activity_log(log), json_options=RELAXED_JSON_OPTIONS)
+
+
+class TestRelaxedJsonLine:
+    @given(logs)
+    def test_the_line_is_json_utils_byte_for_byte(self, log: ActivityLog) -> None:
+        """Any log of the value model encodes to exactly json_util.dumps of its Mongo document."""
+        assert relaxed_json_line(log) == json_util_line(log)
+
+    @given(logs)
+    def test_bson_never_outgrows_the_bound_over_the_json_line(self, log: ActivityLog) -> None:
+        """The sink's size shortcut holds: BSON bytes ≤ 5 × JSON line bytes for any encodable log."""
+        try:
+            size = len(bson.encode(encode_activity_log(log)))
+        except ValueError:  # a lone surrogate: the sink checks such lines exactly
+            return
+        assert size <= BSON_BYTES_PER_JSON_BYTE * len(relaxed_json_line(log).encode())
+
+
+def reference_decimal(value: Decimal) -> Decimal128 | str:
+    """The definition: Decimal128 when it round-trips to the same text, else the text."""
+    try:
+        encoded = Decimal128(value)
+    except (ValueError, ArithmeticError):
+        return str(value)
+    return encoded if str(encoded.to_decimal()) == str(value) else str(value)
+
+
+class TestDecimalShortcut:
+    @given(st.decimals() | edge_decimals | st.integers(min_value=-(10**40), max_value=10**40).map(Decimal))
+    def test_the_range_check_agrees_with_the_round_trip(self, value: Decimal) -> None:
+        """Decimals inside Decimal128's digits and exponents skip the round trip with the same result."""
+        got, expected = encode_decimal(value), reference_decimal(value)
+        assert type(got) is type(expected)
+        assert str(got) == str(expected)
+        if isinstance(got, Decimal128):
+            assert got.bid == expected.bid  # type: ignore[union-attr]
+
+
+external_ids = st.one_of(
+    st.integers(min_value=0, max_value=2**64).map(lambda n: f"crm:t:audit:{n}"),
+    st.sampled_from(
+        ["crm:t:audit:007", "crm:t:audit:-1", "crm:t:audit:", "42", ":42", "crm:t:audit:²", "a:b"]
+    ),
+    st.text(max_size=6),
+)
+operations = st.lists(
+    st.tuples(st.sampled_from(["add", "discard"]), st.sampled_from(["c1", "c2"]), external_ids), max_size=60
+)
+
+
+class TestWrittenKeys:
+    @given(operations, st.lists(st.tuples(st.sampled_from(["c1", "c2"]), external_ids), max_size=10))
+    def test_it_behaves_like_a_set_of_key_tuples(self, ops: list[Any], probes: list[tuple[str, str]]) -> None:
+        """After any adds and discards, membership is exactly that of a plain set of (company, id)."""
+        compact, plain = WrittenKeys(), set[tuple[str, str]]()
+        for op, company, external_id in ops:
+            key = (company, external_id)
+            if op == "add":
+                compact.add(key)
+                plain.add(key)
+            else:
+                compact.discard_all([key])
+                plain.discard(key)
+        for key in [(c, e) for _, c, e in ops] + probes:
+            assert (key in compact) == (key in plain)
+        assert len(compact) == len(plain)
+
+    def test_ids_out_of_order_are_merged_without_loss(self) -> None:
+        """Thousands of ids added backwards (several merges) and then some removed: exact membership."""
+        keys = WrittenKeys()
+        for number in range(10_000, 0, -1):
+            keys.add(("c", f"crm:t:audit:{number}"))
+        keys.discard_all([("c", f"crm:t:audit:{n}") for n in range(1, 10_001, 2)])
+        assert len(keys) == 5_000
+        assert all((("c", f"crm:t:audit:{n}") in keys) == (n % 2 == 0) for n in range(1, 10_001))
+        assert ("c", "crm:t:audit:0") not in keys
+        assert ("c", "crm:t:audit:10002") not in keys
