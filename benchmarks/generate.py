@@ -350,14 +350,14 @@ def generate(dsn: str, rows: int, schema: str, data_dir: Path, *, log: Any = pri
     templates = load_templates()
     tenants = sorted(templates)
     users = list(user_records(rows, tenants))
-    ident = sql.Identifier(schema).as_string(None)
+    ident = sql.Identifier(schema)
     data_dir.mkdir(parents=True, exist_ok=True)
     with psycopg.connect(dsn) as conn:
         # Table creation and COPY in one transaction: with wal_level=minimal the load skips the WAL.
-        conn.execute(f"DROP SCHEMA IF EXISTS {ident} CASCADE")
-        conn.execute(f"CREATE SCHEMA {ident}")
-        conn.execute(AUDITS_DDL.format(s=ident))
-        with conn.cursor().copy(f"COPY {ident}.audits FROM STDIN") as copy:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(ident))
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(ident))
+        conn.execute(sql.SQL(AUDITS_DDL).format(s=ident))
+        with conn.cursor().copy(sql.SQL("COPY {}.audits FROM STDIN").format(ident)) as copy:
             chunk: list[str] = []
             for line in audit_lines(templates, rows):
                 chunk.append(line)
@@ -367,7 +367,9 @@ def generate(dsn: str, rows: int, schema: str, data_dir: Path, *, log: Any = pri
             if chunk:
                 copy.write("".join(chunk).encode())
         with conn.cursor().copy(
-            f"COPY {ident}.users (id, email, full_name, deleted_at, created_at, updated_at) FROM STDIN"
+            sql.SQL(
+                "COPY {}.users (id, email, full_name, deleted_at, created_at, updated_at) FROM STDIN"
+            ).format(ident)
         ) as copy:
             for user in users:
                 copy.write_row(
@@ -376,9 +378,11 @@ def generate(dsn: str, rows: int, schema: str, data_dir: Path, *, log: Any = pri
         conn.commit()
         loaded = time.perf_counter()
         log(f"loaded {rows} audits into {schema} in {loaded - started:.1f}s; indexing")
-        conn.execute(INDEX_DDL.format(s=ident))
+        conn.execute(sql.SQL(INDEX_DDL).format(s=ident))
         conn.commit()
-        size = conn.execute("SELECT pg_total_relation_size(%s)", (f"{ident}.audits",)).fetchone()
+        size = conn.execute(
+            "SELECT pg_total_relation_size(format('%%I.audits', %s::text)::regclass)", (schema,)
+        ).fetchone()
     contacts = _write_jsonl(data_dir / "contacts.jsonl", contact_records(templates, rows))
     sso = _write_jsonl(data_dir / "sso.jsonl", sso_records(users))
     manifest = {

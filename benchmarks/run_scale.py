@@ -55,9 +55,12 @@ def _generate(dsn: str, rows: int, schema: str, data_dir: Path, reuse: bool) -> 
     if reuse and manifest.exists() and json.loads(manifest.read_text())["rows"] == rows:
         try:
             import psycopg
+            from psycopg import sql
 
             with psycopg.connect(dsn) as conn:
-                row = conn.execute(f'SELECT count(*) FROM "{schema}".audits').fetchone()
+                row = conn.execute(
+                    sql.SQL("SELECT count(*) FROM {}.audits").format(sql.Identifier(schema))
+                ).fetchone()
             if row and row[0] == rows:
                 return {**json.loads(manifest.read_text()), "reused": True}
         except Exception:  # any doubt means: generate afresh

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import attrs
+from psycopg import sql
 
 from crm_audit_adapters.files import AUDIT_COLUMNS  # the audits table's columns, in table order
 
@@ -56,23 +58,23 @@ class Context:
     def cutoff(self) -> dt.datetime:
         """The run loop's cutoff with no date_range_start: the oldest in-scope audit."""
         import psycopg
+        from psycopg import sql
 
+        query = sql.SQL("SELECT min(created_at) FROM {}.audits WHERE auditable_type = ANY(%s)").format(
+            sql.Identifier(self.schema)
+        )
         with psycopg.connect(self.dsn) as conn:
-            row = conn.execute(
-                f'SELECT min(created_at) FROM "{self.schema}".audits WHERE auditable_type = ANY(%s)',
-                (list(self.scope),),
-            ).fetchone()
+            row = conn.execute(query, (list(self.scope),)).fetchone()
         if row is None or row[0] is None:
             raise RuntimeError(f"no in-scope audits in {self.schema}")
         oldest: dt.datetime = row[0]
         return oldest.replace(tzinfo=dt.UTC)
 
-    def select(self, columns: str) -> str:
+    def select(self, columns: Sequence[str]) -> sql.Composed:
         """The extractor's query over the whole range, for COPY and for untimed row feeds."""
-        return (
-            f'SELECT {columns} FROM "{self.schema}".audits '
-            "WHERE auditable_type = ANY(%s) AND created_at >= %s ORDER BY id"
-        )
+        return sql.SQL(
+            "SELECT {} FROM {}.audits WHERE auditable_type = ANY(%s) AND created_at >= %s ORDER BY id"
+        ).format(sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Identifier(self.schema))
 
     @property
     def params(self) -> tuple[list[str], dt.datetime]:

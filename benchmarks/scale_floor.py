@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 import yaml
+from psycopg import sql
 
 from scale_context import AUDIT_COLUMNS, Context
 
@@ -37,7 +38,7 @@ FloorLoader.add_multi_constructor("tag:yaml.org,2002:", _by_kind)
 
 
 def copy_floor(ctx: Context) -> dict[str, Any]:
-    query = f"COPY ({ctx.select(', '.join(AUDIT_COLUMNS))}) TO STDOUT"
+    query = sql.SQL("COPY ({}) TO STDOUT").format(ctx.select(AUDIT_COLUMNS))
     rows = size = 0
     with psycopg.connect(ctx.dsn) as conn:
         scope, cutoff = ctx.params
@@ -56,7 +57,7 @@ def parse_floor(ctx: Context) -> dict[str, Any]:
     load, loader, clock = yaml.load, FloorLoader, time.perf_counter
     with psycopg.connect(ctx.dsn) as conn, conn.cursor(name="parse_floor") as cursor:
         cursor.itersize = 5000
-        cursor.execute(ctx.select("audited_changes"), ctx.params)
+        cursor.execute(ctx.select(("audited_changes",)), ctx.params)
         while batch := cursor.fetchmany(5000):
             texts = [text for (text,) in batch]
             text_chars += sum(len(t) for t in texts if t)
@@ -77,7 +78,7 @@ def parse_events(ctx: Context) -> dict[str, Any]:
     parse, loader, clock = yaml.parse, yaml.CLoader, time.perf_counter
     with psycopg.connect(ctx.dsn) as conn, conn.cursor(name="parse_events") as cursor:
         cursor.itersize = 5000
-        cursor.execute(ctx.select("audited_changes"), ctx.params)
+        cursor.execute(ctx.select(("audited_changes",)), ctx.params)
         while batch := cursor.fetchmany(5000):
             texts = [text or "{}" for (text,) in batch]
             started = clock()

@@ -91,12 +91,14 @@ class Lookups:
     @staticmethod
     def _users(ctx: Context) -> list[Any]:
         import psycopg
+        from psycopg import sql
 
         (CrmUser,) = need("crm_audit_transform.domain", "CrmUser")
+        query = sql.SQL("SELECT id, email, full_name, deleted_at FROM {}.users").format(
+            sql.Identifier(ctx.schema)
+        )
         with psycopg.connect(ctx.dsn) as conn:
-            rows = conn.execute(
-                f'SELECT id, email, full_name, deleted_at FROM "{ctx.schema}".users'
-            ).fetchall()
+            rows = conn.execute(query).fetchall()
         return [
             CrmUser(id, email, full_name, None if deleted is None else deleted.replace(tzinfo=dt.UTC))
             for id, email, full_name, deleted in rows
@@ -112,7 +114,7 @@ def _row_feed(ctx: Context) -> Iterator[list[Any]]:
     (AuditRow,) = need("crm_audit_transform.domain", "AuditRow")
     with psycopg.connect(ctx.dsn) as conn, conn.cursor(name="feed") as cursor:
         cursor.itersize = PAGE_SIZE
-        cursor.execute(ctx.select(", ".join(AUDIT_COLUMNS)), ctx.params)
+        cursor.execute(ctx.select(AUDIT_COLUMNS), ctx.params)
         while batch := cursor.fetchmany(PAGE_SIZE):
             page = []
             for values in batch:
