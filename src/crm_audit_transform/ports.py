@@ -116,6 +116,16 @@ class JobStore(Protocol):
         """Take the lease if free, expired or already ours; else raise ``LeaseHeld``. Atomic."""
         ...
 
+    def save_progress(self, job: MigrationJob, owner: str, expires_at: dt.datetime | None) -> MigrationJob:
+        """Replace the job with its lease renewed to ``owner`` until ``expires_at``; return it as stored.
+
+        ``expires_at=None`` hands the lease back in the same write (a run's finish). One atomic
+        write, only while ``owner`` still holds the lease (expired or not): a runner whose lease was
+        taken over — even if since released — gets ``LeaseHeld`` and writes nothing.
+        ``JobNotFound`` if the job was never created.
+        """
+        ...
+
 
 class FeatureFlags(Protocol):
     """Whether the migration is switched on for an account."""

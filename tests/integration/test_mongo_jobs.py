@@ -11,7 +11,7 @@ from pymongo.errors import AutoReconnect
 
 from crm_audit_adapters.mongo import MongoJobStore, RetryPolicy, apply_migration
 from crm_audit_transform.errors import JobAlreadyRunning, JobNotFound, LeaseHeld
-from crm_audit_transform.jobs import COMPLETED, HALTED, IN_PROGRESS
+from crm_audit_transform.jobs import COMPLETED, HALTED, IN_PROGRESS, MigrationJob
 from crm_audit_transform.tally import Tally
 from support.mongo import T0, migration_job
 
@@ -165,3 +165,79 @@ class TestAcquireLease:
         """There is no lease on a job that does not exist."""
         with pytest.raises(JobNotFound):
             _store(jobs).acquire_lease("job-ghost", "runner-1", T0, LATER)
+
+
+def _leased(jobs: Any) -> MigrationJob:
+    """job-1 created and leased to runner-1 from T0 until LATER."""
+    _store(jobs).create(migration_job())
+    return _store(jobs).acquire_lease("job-1", "runner-1", T0, LATER)
+
+
+class TestSaveProgress:
+    def test_the_owner_saves_progress_and_renews_its_lease_in_one_write(self, jobs: Any) -> None:
+        """The cursor, counts and the new expiry land together; latest reads back what it returned."""
+        job = _leased(jobs)
+        renewed = LATER + dt.timedelta(minutes=1)
+        moved = attrs.evolve(job, last_audit_id=40, tally=Tally(processed=40, migrated=39, failed={"x": 1}))
+        stored = _store(jobs).save_progress(moved, "runner-1", renewed)
+        assert stored == attrs.evolve(moved, lease_expires_at=renewed)
+        assert _store(jobs).latest("company-a") == stored
+        assert jobs.find_one({"_id": "job-1"})["records_processed"] == 40
+
+    def test_the_owner_may_still_write_after_its_lease_expired_untaken(self, jobs: Any) -> None:
+        """Expiry alone takes nothing away: until another runner takes the lease, it is still ours."""
+        job = _leased(jobs)
+        later_still = LATER + dt.timedelta(hours=1)
+        stored = _store(jobs).save_progress(attrs.evolve(job, last_audit_id=7), "runner-1", later_still)
+        assert stored.last_audit_id == 7
+        assert (stored.lease_owner, stored.lease_expires_at) == ("runner-1", later_still)
+
+    def test_a_runner_whose_lease_was_taken_over_writes_nothing(self, jobs: Any) -> None:
+        """After a takeover the old runner gets LeaseHeld and the document stays as it was."""
+        job = _leased(jobs)
+        _store(jobs).acquire_lease("job-1", "runner-2", LATER, LATER + dt.timedelta(minutes=5))
+        before = jobs.find_one({"_id": "job-1"})
+        with pytest.raises(LeaseHeld, match="runner-2"):
+            _store(jobs).save_progress(attrs.evolve(job, last_audit_id=99), "runner-1", LATER)
+        assert jobs.find_one({"_id": "job-1"}) == before
+
+    def test_a_released_lease_is_not_ours_any_more(self, jobs: Any) -> None:
+        """A lease that another runner took and then handed back still refuses the stale runner."""
+        job = _leased(jobs)
+        other = _store(jobs).acquire_lease("job-1", "runner-2", LATER, LATER + dt.timedelta(minutes=5))
+        finished = attrs.evolve(
+            other, status=COMPLETED, last_audit_id=120, lease_owner=None, lease_expires_at=None
+        )
+        _store(jobs).save(finished)
+        with pytest.raises(LeaseHeld):
+            _store(jobs).save_progress(attrs.evolve(job, last_audit_id=40), "runner-1", LATER)
+        assert _store(jobs).latest("company-a") == finished
+
+    def test_an_unknown_job_is_job_not_found(self, jobs: Any) -> None:
+        """save_progress never creates a job."""
+        with pytest.raises(JobNotFound):
+            _store(jobs).save_progress(migration_job("job-ghost"), "runner-1", LATER)
+        assert jobs.count_documents({}) == 0
+
+    def test_a_retry_after_a_lost_reply_matches_its_own_write(self, jobs: Any) -> None:
+        """The replace landed but its reply was lost: the retry finds the guard still ours and succeeds."""
+
+        class LostReplaceAck:
+            def __init__(self, inner: Any) -> None:
+                self._inner, self.calls = inner, 0
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self._inner, name)
+
+            def find_one_and_replace(self, *args: Any, **kwargs: Any) -> Any:
+                self.calls += 1
+                result = self._inner.find_one_and_replace(*args, **kwargs)
+                if self.calls == 1:
+                    raise AutoReconnect("connection reset by peer")
+                return result
+
+        job = _leased(jobs)
+        flaky = LostReplaceAck(jobs)
+        stored = _store(flaky).save_progress(attrs.evolve(job, last_audit_id=40), "runner-1", LATER)
+        assert (flaky.calls, stored.last_audit_id) == (2, 40)
+        assert _store(jobs).latest("company-a") == stored

@@ -2,9 +2,10 @@
 
 Each case wraps one port of an in-memory account (corpus tenant ``acme``, ids ≤ 120, pages of
 40 rows) so that its n-th call dies before or after doing its work — before/after an insert
-batch, before/after a progress write, between pages, inside each lookup, around the lease — then
-starts new runs (after the dead runner's lease expired) until the job completes. The timeline and
-the job's counts must equal the clean run's: no duplicate, no gap, no count twice. With enrichment
+batch, before/after a step's one job write (progress and lease renewal together), between pages,
+inside each lookup, around the run's first lease and its final save — then starts new runs
+(after the dead runner's lease expired) until the job completes. The timeline and the job's
+counts must equal the clean run's: no duplicate, no gap, no count twice. With enrichment
 wired, the same holds around the enrichment step between the write and the progress write: no key
 is set twice, and the enrichment counts that are exact by contract match the clean run's.
 """
@@ -80,7 +81,7 @@ class Counting:
 
 PORTS = {
     "insert_batch": "logs",
-    "save": "jobs",
+    "save_progress": "jobs",
     "acquire_lease": "jobs",
     "page": "source",
     "users_by_ids": "users",
@@ -139,7 +140,7 @@ def clean() -> tuple[tuple[Any, ...], dict[str, int]]:
     return fingerprint(world), {method: counters[port].calls.get(method, 0) for method, port in PORTS.items()}
 
 
-REPEATED = {"insert_batch", "save", "page"}
+REPEATED = {"insert_batch", "save_progress", "page"}
 
 
 def boundaries() -> list[Any]:
@@ -162,7 +163,8 @@ class TestCrashAtEveryBoundary:
         assert all(count >= 1 for count in calls.values()), calls
         assert calls["insert_batch"] >= 3
         assert calls["page"] >= 3
-        assert calls["save"] >= calls["insert_batch"]
+        assert calls["save_progress"] == calls["insert_batch"] + 1  # one per batch, and the finish
+        assert calls["acquire_lease"] == 1  # the run's first lease
 
     @pytest.mark.parametrize(("method", "when", "which"), boundaries())
     def test_crash_then_resume_equals_a_clean_run(
@@ -239,7 +241,7 @@ ENRICH_PORTS = {
     "logs_by_external_ids": "enrichment",
     "entities_by_ids": "entities",
     "apply": "enrichment",
-    "save": "jobs",
+    "save_progress": "jobs",
 }
 """The boundaries around the enrichment step: write → read our logs → entity names → patch → progress."""
 

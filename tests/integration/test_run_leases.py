@@ -83,6 +83,27 @@ class TestTwoRunners:
         assert job.status == COMPLETED
         assert (job.tally, external_ids(mongo_db)) == clean
 
+    def test_a_runner_whose_lease_was_taken_over_is_refused_at_its_next_progress_write(
+        self, mongo_db: Any, clean: tuple[Any, list[str]]
+    ) -> None:
+        """A stalled runner whose lease B took over gets LeaseHeld and leaves B's job document as it was."""
+        world = mongo_world(mongo_db)
+        taken: list[dict[str, Any]] = []
+
+        def stall_then_lose_the_lease(job: MigrationJob) -> None:
+            if not taken:
+                world.clock.advance(dt.timedelta(seconds=SETTINGS.lease_seconds + 1))
+                now = world.clock.now()
+                world.jobs.acquire_lease(job.job_id, "runner-B", now, now + SETTINGS.lease_ttl)
+                taken.append(mongo_db["crm_activity_log_migration_jobs"].find_one({"_id": job.job_id}))
+
+        with pytest.raises(LeaseHeld, match="runner-B"):
+            world.run(owner="runner-A", settings=SETTINGS, on_progress=stall_then_lose_the_lease)
+        assert mongo_db["crm_activity_log_migration_jobs"].find_one({"_id": taken[0]["_id"]}) == taken[0]
+        job = world.run(owner="runner-B", settings=SETTINGS).job
+        assert job.status == COMPLETED
+        assert (job.tally, external_ids(mongo_db)) == clean
+
     def test_the_store_refuses_a_second_in_progress_job_for_the_account(self, mongo_db: Any) -> None:
         """Even past the trigger's read, the partial unique index keeps one job in progress per account."""
         world = mongo_world(mongo_db)

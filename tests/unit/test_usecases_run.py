@@ -37,13 +37,33 @@ def row(
 
 
 class RecordingJobs(InMemoryJobStore):
+    """Records every job as written, and counts the writes of each kind."""
+
     def __init__(self) -> None:
         super().__init__()
         self.saved: list[MigrationJob] = []
+        self.writes: dict[str, int] = {}
+
+    def _count(self, kind: str) -> None:
+        self.writes[kind] = self.writes.get(kind, 0) + 1
 
     def save(self, job: MigrationJob) -> None:
         super().save(job)
+        self._count("save")
         self.saved.append(job)
+
+    def save_progress(self, job: MigrationJob, owner: str, expires_at: dt.datetime | None) -> MigrationJob:
+        stored = super().save_progress(job, owner, expires_at)
+        self._count("save_progress")
+        self.saved.append(stored)
+        return stored
+
+    def acquire_lease(
+        self, job_id: str, owner: str, now: dt.datetime, expires_at: dt.datetime
+    ) -> MigrationJob:
+        leased = super().acquire_lease(job_id, owner, now, expires_at)
+        self._count("acquire_lease")
+        return leased
 
 
 def world_of(rows: Sequence[AuditRow]) -> World:
@@ -196,6 +216,60 @@ class TestLease:
         expiries = [j.lease_expires_at for j in progress]
         assert expiries == sorted(set(expiries))  # type: ignore[type-var]
         assert all(j.lease_owner == "runner-1" for j in progress)
+
+    def test_each_batch_makes_exactly_one_job_write(self) -> None:
+        """One guarded save_progress per batch and one for the finish; the run adds only its first lease."""
+        world = world_of([row(n) for n in range(1, 46)])
+        world.trigger()
+        result = world.run(settings=NO_HALT)
+        assert result.steps == 3
+        assert world.jobs.writes == {"acquire_lease": 1, "save_progress": 4}  # type: ignore[attr-defined]
+
+    def test_a_runner_whose_lease_was_taken_over_gets_lease_held_and_writes_no_job(self) -> None:
+        """After a takeover the stale runner's next progress write is refused; the job stays as taken."""
+        world = world_of([row(n) for n in range(1, 50)])
+        job = world.trigger()
+        taken: list[MigrationJob] = []
+
+        def take_over(progress: MigrationJob) -> None:
+            if not taken:
+                world.clock.advance(RunSettings().lease_seconds + 1)
+                now = world.clock.now()
+                taken.append(
+                    world.jobs.acquire_lease(job.job_id, "runner-2", now, now + dt.timedelta(seconds=60))
+                )
+
+        with pytest.raises(LeaseHeld, match="runner-2"):
+            world.run(owner="runner-1", on_progress=take_over)
+        assert world.jobs.latest(world.company) == taken[0]
+        assert taken[0].last_audit_id == 20
+        assert world.jobs.writes["save_progress"] == 1  # type: ignore[attr-defined]
+        finished = world.run(owner="runner-2").job
+        assert (finished.status, finished.tally.migrated, finished.tally.processed) == (COMPLETED, 49, 49)
+        ids = [log.external_id for log in world.logs.logs]
+        assert len(ids) == len(set(ids)) == 49
+
+    def test_a_runner_taken_over_before_its_finish_cannot_mark_the_job_finished(self) -> None:
+        """The finish is guarded like progress: a stale runner gets LeaseHeld, the new owner keeps the job."""
+        world = world_of([row(n) for n in range(1, 41)])
+        job = world.trigger()
+        taken: list[MigrationJob] = []
+
+        def take_over_after_the_last_batch(progress: MigrationJob) -> None:
+            if progress.last_audit_id == 40 and progress.status == IN_PROGRESS and not taken:
+                world.clock.advance(RunSettings().lease_seconds + 1)
+                now = world.clock.now()
+                taken.append(
+                    world.jobs.acquire_lease(job.job_id, "runner-2", now, now + dt.timedelta(seconds=60))
+                )
+
+        with pytest.raises(LeaseHeld, match="runner-2"):
+            world.run(owner="runner-1", on_progress=take_over_after_the_last_batch)
+        stored = world.jobs.latest(world.company)
+        assert stored == taken[0]
+        assert (stored.status, stored.lease_owner) == (IN_PROGRESS, "runner-2")
+        finished = world.run(owner="runner-2").job
+        assert (finished.status, finished.tally.processed, finished.lease_owner) == (COMPLETED, 40, None)
 
     def test_an_operator_abort_hands_the_lease_back(self) -> None:
         """A second Ctrl-C (KeyboardInterrupt) mid-run releases the lease, so a rerun starts at once."""

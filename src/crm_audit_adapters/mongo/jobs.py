@@ -3,7 +3,9 @@
 The database enforces the "one in progress" rule through the partial unique index
 ``idx_company_status``; this store only translates its duplicate-key error into
 ``JobAlreadyRunning``. Leases are taken with one conditional ``find_one_and_update``, so two runners
-can never both hold one. ``save`` is last-writer-wins: the lease is what keeps runners apart.
+can never both hold one. The run loop's per-batch ``save_progress`` is one ``find_one_and_replace``
+guarded on the lease owner: it renews the lease and saves the progress in one round trip, and a
+runner whose lease was taken over overwrites nothing. ``save`` is last-writer-wins.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import attrs
 from pymongo import DESCENDING, ReturnDocument
 from pymongo.collection import Collection
 from pymongo.database import Database
@@ -106,6 +109,39 @@ class MongoJobStore:
 
         if call_with_retry(replace, self._retry, "save migration job") == 0:
             raise JobNotFound(f"no job {job.job_id}")
+
+    def save_progress(self, job: MigrationJob, owner: str, expires_at: dt.datetime | None) -> MigrationJob:
+        """Replace the job with the lease renewed, where ``owner`` still holds it — in one atomic write.
+
+        ``LeaseHeld`` (nothing written) when another runner took the lease over, even if it has
+        released it since; ``JobNotFound`` if the job was never created. A retry after a lost
+        acknowledgement matches its own write again and replaces it with the same document.
+        """
+        leased = attrs.evolve(
+            job, lease_owner=owner if expires_at is not None else None, lease_expires_at=expires_at
+        )
+        doc = encode_job(leased)
+
+        def replace(_: int) -> dict[str, Any] | None:
+            try:
+                return self._collection.find_one_and_replace(
+                    {"_id": job.job_id, "lease_owner": owner}, doc, return_document=ReturnDocument.AFTER
+                )
+            except DuplicateKeyError as exc:
+                raise JobAlreadyRunning(
+                    f"company {job.company_sso_id} already has another job in progress"
+                ) from exc
+
+        stored = call_with_retry(replace, self._retry, "save migration job progress")
+        if stored is not None:
+            return decode_job(stored)
+        current = self.get(job.job_id)
+        if current is None:
+            raise JobNotFound(f"no job {job.job_id}")
+        raise LeaseHeld(
+            f"job {job.job_id} is no longer leased to {owner}: held by {current.lease_owner} "
+            f"until {current.lease_expires_at}"
+        )
 
     def acquire_lease(
         self, job_id: str, owner: str, now: dt.datetime, expires_at: dt.datetime

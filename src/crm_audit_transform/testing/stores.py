@@ -170,6 +170,21 @@ class InMemoryJobStore:
         self._jobs[job_id] = leased
         return leased
 
+    def save_progress(self, job: MigrationJob, owner: str, expires_at: dt.datetime | None) -> MigrationJob:
+        stored = self._jobs.get(job.job_id)
+        if stored is None:
+            raise JobNotFound(f"no job {job.job_id}")
+        if stored.lease_owner != owner:
+            raise LeaseHeld(
+                f"job {job.job_id} is no longer leased to {owner}: held by {stored.lease_owner} "
+                f"until {stored.lease_expires_at}"
+            )
+        saved = attrs.evolve(
+            job, lease_owner=owner if expires_at is not None else None, lease_expires_at=expires_at
+        )
+        self._jobs[job.job_id] = saved
+        return saved
+
 
 class StaticFeatureFlags:
     """Flags switched on for a fixed set of accounts, or for every account with ``"*"``."""

@@ -3,9 +3,10 @@
 Each page of 500 rows (keyset on ``id`` from ``job.last_audit_id``) is prepared, planned, looked
 up (at most one call per port) and transformed; its rows are then cut into *steps* that hold at most 20
 logs to write. After every step the cursor (the id of the step's last row: skipped and failed
-rows before it are covered too) and the counts are saved in one job write. So a crash anywhere
-leaves a job whose cursor and counts describe exactly the rows behind it, and the next run
-replays at most one step.
+rows before it are covered too), the counts and the renewed lease are saved in one atomic job
+write (``JobStore.save_progress``), guarded on the lease owner. So a crash anywhere leaves a job
+whose cursor and counts describe exactly the rows behind it, the next run replays at most one
+step, and a runner whose lease was taken over gets ``LeaseHeld`` instead of overwriting the job.
 
 Counting rule for replays: a step replayed after a crash between its insert and its progress
 write finds its logs already stored and gets ``duplicate_external_id`` for them. Such a
@@ -109,8 +110,8 @@ def run_job(
     """Start or resume the account's in-progress job; return it as left (completed, halted, or saved).
 
     A job that is not in progress is returned untouched. ``LeaseHeld`` when another runner holds
-    the job; infrastructure errors and ``KeyboardInterrupt`` propagate after the lease is handed
-    back.
+    the job, or took it over mid-run (the job is then left as that runner wrote it);
+    infrastructure errors and ``KeyboardInterrupt`` propagate after the lease is handed back.
     """
     settings = settings or RunSettings()
     job = ports.jobs.latest(company_sso_id)
@@ -228,15 +229,16 @@ class _Loop:
         enriched = (
             EnrichmentTally() if self._enrich is None else self._enrich(job.tenant, logs, result.results)
         )
-        job = _lease(self._ports, job, self._owner, self._settings)
+        now = self._ports.clock.now()
         job = attrs.evolve(
             job,
             last_audit_id=step.last_id,
             tally=job.tally + tally,
             enrichment=job.enrichment + enriched,
-            updated_at=self._ports.clock.now(),
+            updated_at=now,
         )
-        self._ports.jobs.save(job)
+        # One write renews the lease and saves the progress; LeaseHeld if another runner took over.
+        job = self._ports.jobs.save_progress(job, self._owner, now + self._settings.lease_ttl)
         if self._on_progress is not None:
             self._on_progress(job)
         return job
@@ -249,10 +251,9 @@ class _Loop:
             updated_at=now,
             finished_at=now if status != IN_PROGRESS else None,
             halted_reason=halted_reason,
-            lease_owner=None,
-            lease_expires_at=None,
         )
-        self._ports.jobs.save(job)
+        # Guarded like every progress write: a runner taken over meanwhile must not overwrite the job.
+        job = self._ports.jobs.save_progress(job, self._owner, None)
         if self._on_progress is not None:
             self._on_progress(job)
         return job
