@@ -165,19 +165,22 @@ class Transformer:
             detail = f"row of tenant {row.tenant!r} in a page looked up for tenant {ctx.tenant!r}"
             _note(trace, "row", "failed", detail)
             return Failed(row.id, reasons.INVALID_AUDIT_ROW, detail), False
-        _note(trace, "row", PASSED)
+        if trace is not None:  # the details are built for explain() only
+            _note(trace, "row", PASSED)
         if not self._category.in_scope(row.auditable_type):
             unmapped = Rejection(
                 reasons.UNMAPPED_ACTION_TYPE, f"auditable_type {row.auditable_type!r} is not mapped"
             )
             return self._reject(row, "scope", unmapped, trace)
-        _note(trace, "scope", PASSED, row.auditable_type)
+        if trace is not None:
+            _note(trace, "scope", PASSED, row.auditable_type)
         if item.problem is not None or item.changes is None:
             problem = item.problem or Failed(row.id, reasons.MALFORMED_AUDITED_CHANGES, "not loaded")
             _note(trace, "load", "failed", problem.detail)
             return problem, False
         changes = item.changes
-        _note(trace, "load", PASSED, f"{len(changes)} column(s)")
+        if trace is not None:
+            _note(trace, "load", PASSED, f"{len(changes)} column(s)")
         category = self._category.map(row.tenant, row.auditable_type, row.auditable_id, row.action, changes)
         if isinstance(category, Rejection):
             return self._reject(row, "scope", category, trace)
@@ -185,18 +188,22 @@ class Transformer:
         if isinstance(found, Rejection):
             return self._reject(row, "contact", found, trace)
         person_id, contact = found
-        _note(trace, "contact", PASSED, f"crm person {person_id} → contact {contact.id}")
+        if trace is not None:
+            _note(trace, "contact", PASSED, f"crm person {person_id} → contact {contact.id}")
         late = self._watermark.check(row, contact)
         if late is not None:
             return self._reject(row, "watermark", late, trace)
-        _note(trace, "watermark", PASSED, f"before {contact.created_at.isoformat()}")
+        if trace is not None:
+            _note(trace, "watermark", PASSED, f"before {contact.created_at.isoformat()}")
         field_changes = self._changes.extract(row.auditable_type, row.action, changes)
         if isinstance(field_changes, Rejection):
             return self._reject(row, "changes", field_changes, trace)
-        _note(trace, "changes", PASSED, f"{len(field_changes)} change(s)")
+        if trace is not None:
+            _note(trace, "changes", PASSED, f"{len(field_changes)} change(s)")
         actor = self._actor.resolve(row, ctx)
-        why = "" if ctx.sso_available else " (SSO directory unavailable)"
-        _note(trace, "actor", PASSED, f"{actor.kind}: {actor.name}{why}")
+        if trace is not None:
+            why = "" if ctx.sso_available else " (SSO directory unavailable)"
+            _note(trace, "actor", PASSED, f"{actor.kind}: {actor.name}{why}")
         log = ActivityLog(
             company_sso_id=company_sso_id,
             customer_id=contact.id,
@@ -208,7 +215,8 @@ class Transformer:
             external_id=external_id(row.tenant, row.id),
             metadata=_metadata(row, person_id, category),
         )
-        _note(trace, "log", MIGRATED, f"{log.category}/{log.action} {log.external_id}")
+        if trace is not None:
+            _note(trace, "log", MIGRATED, f"{log.category}/{log.action} {log.external_id}")
         return Migrated(row.id, log), category.fallthrough
 
     @staticmethod
@@ -256,6 +264,8 @@ def _row_problem(row: AuditRow) -> str | None:
     """Why a row cannot be processed at all (wrong types from a careless source), or None."""
     if not isinstance(row, AuditRow):
         return f"not an AuditRow: {type(row).__name__}"
+    if _plainly_valid(row):
+        return None
     if type(row.id) is not int:
         return f"id must be an integer, got {row.id!r}"
     for name in ("tenant", "auditable_type", "action"):
@@ -274,6 +284,38 @@ def _row_problem(row: AuditRow) -> str | None:
     if not isinstance(created_at, dt.datetime) or created_at.utcoffset() != dt.timedelta(0):
         return f"created_at must be a UTC datetime, got {created_at!r}"
     return None
+
+
+_NONE = type(None)
+_UTC_OFFSET = dt.timedelta(0)
+
+
+def _plainly_valid(row: AuditRow) -> bool:
+    """The common case of ``_row_problem`` in one expression: exact types, nothing to report."""
+    created_at = row.created_at
+    return (
+        type(row.id) is int
+        and type(row.tenant) is str
+        and type(row.auditable_type) is str
+        and type(row.action) is str
+        and bool(row.tenant and row.auditable_type and row.action)
+        and type(row.auditable_id) in _INT_OR_NONE
+        and type(row.associated_id) in _INT_OR_NONE
+        and type(row.user_id) in _INT_OR_NONE
+        and type(row.version) in _INT_OR_NONE
+        and type(row.associated_type) in _STR_OR_NONE
+        and type(row.user_type) in _STR_OR_NONE
+        and type(row.username) in _STR_OR_NONE
+        and type(row.comment) in _STR_OR_NONE
+        and type(row.remote_address) in _STR_OR_NONE
+        and type(row.request_uuid) in _STR_OR_NONE
+        and type(created_at) is dt.datetime
+        and created_at.utcoffset() == _UTC_OFFSET
+    )
+
+
+_INT_OR_NONE = frozenset({int, _NONE})
+_STR_OR_NONE = frozenset({str, _NONE})
 
 
 def _audit_id(row: object) -> int:

@@ -90,7 +90,11 @@ class WrittenKeys:
         if split is None:
             self._other.add(key)
         else:
-            self._ids.setdefault((key[0], split[0]), _Ids()).add(split[1])
+            group = (key[0], split[0])
+            ids = self._ids.get(group)
+            if ids is None:  # not setdefault: that would build an _Ids for every key
+                ids = self._ids[group] = _Ids()
+            ids.add(split[1])
 
     def discard_all(self, keys: Iterable[tuple[str, str]]) -> None:
         """Forget these keys (absent ones are ignored); one rebuild per prefix touched."""

@@ -56,8 +56,13 @@ def unescape_key(key: str) -> str:
 
 def to_bson_datetime(value: dt.datetime) -> dt.datetime:
     """Aware UTC with the microseconds BSON would drop already dropped (floor to the millisecond)."""
-    utc = value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
-    return utc.replace(microsecond=utc.microsecond - utc.microsecond % 1000)
+    tzinfo = value.tzinfo
+    if tzinfo is dt.UTC and type(value) is dt.datetime:  # the common case: already UTC
+        utc = value
+    else:
+        utc = value.replace(tzinfo=dt.UTC) if tzinfo is None else value.astimezone(dt.UTC)
+    extra = utc.microsecond % 1000
+    return utc.replace(microsecond=utc.microsecond - extra) if extra else utc
 
 
 def from_bson_datetime(value: dt.datetime) -> dt.datetime:
@@ -71,13 +76,18 @@ _DECIMAL128_DIGITS: Final = 34
 _DECIMAL128_EXPONENTS: Final = range(-6176, 6111 + 1)
 
 
-def encode_decimal(value: decimal.Decimal) -> Decimal128 | str:
+def fits_decimal128(value: decimal.Decimal) -> bool:
+    """Finite, at most 34 digits, exponent in range: ``Decimal128(value)`` is exact."""
     parts = value.as_tuple()
-    if (
+    return (
         isinstance(parts.exponent, int)
         and len(parts.digits) <= _DECIMAL128_DIGITS
         and parts.exponent in _DECIMAL128_EXPONENTS
-    ):
+    )
+
+
+def encode_decimal(value: decimal.Decimal) -> Decimal128 | str:
+    if fits_decimal128(value):
         return Decimal128(value)
     try:
         encoded = Decimal128(value)
@@ -112,17 +122,49 @@ def value_encoder(
     decimal_out: Callable[[decimal.Decimal, Decimal128 | str], Any] = lambda _, encoded: encoded,
     datetime_out: Callable[[dt.datetime], Any] = _same,
     float_out: Callable[[float], Any] = _same,
+    fitting_decimal_out: Callable[[decimal.Decimal], Any] | None = None,
 ) -> ValueEncoder:
     """A walk whose leaves are given: ``decimal_out(original, encode_decimal(original))``, the UTC
-    millisecond ``datetime_out``, ``float_out``."""
+    millisecond ``datetime_out``, ``float_out``; ``fitting_decimal_out(original)``, when given, stands
+    for ``decimal_out`` of a decimal Decimal128 holds exactly, without building the Decimal128."""
 
     def datetime(value: dt.datetime) -> Any:
         return datetime_out(to_bson_datetime(value))
 
     def number(value: decimal.Decimal) -> Any:
+        if fitting_decimal_out is not None and fits_decimal128(value):
+            return fitting_decimal_out(value)
         return decimal_out(value, encode_decimal(value))
 
+    def exact_int(value: int) -> Any:
+        return value if INT64_MIN <= value <= INT64_MAX else number(decimal.Decimal(value))
+
+    def exact_dict(value: dict[Any, Value]) -> dict[str, Any]:
+        return {escape_key(key): encode(item) for key, item in value.items()}
+
+    def exact_list(value: list[Value] | tuple[Value, ...]) -> list[Any]:
+        return [encode(item) for item in value]
+
+    # The exact built-in types by a single lookup; subclasses take the isinstance chain below.
+    exact: dict[type, Callable[[Any], Any]] = {
+        str: _same,
+        bool: _same,
+        type(None): _same,
+        int: exact_int,
+        dict: exact_dict,
+        float: float_out,
+        list: exact_list,
+        tuple: exact_list,
+        decimal.Decimal: number,
+        dt.datetime: datetime,
+        dt.date: dt.date.isoformat,
+    }
+    exact_get = exact.get
+
     def encode(value: Value) -> Any:
+        handler = exact_get(type(value))
+        if handler is not None:
+            return handler(value)
         # Most frequent kinds first; bool before int (bool is an int), datetime before date.
         if value is None or isinstance(value, bool | str):
             return value
@@ -147,7 +189,7 @@ def value_encoder(
         raise TypeError(f"{type(value).__name__} is not a value of the value model")
 
     def mapping(value: Mapping[Any, Value]) -> dict[str, Any]:
-        return {escape_key(key): encode(item) for key, item in value.items()}
+        return {escape_key(key): item if type(item) is str else encode(item) for key, item in value.items()}
 
     return ValueEncoder(encode, mapping, datetime)
 

@@ -59,8 +59,12 @@ def _float(value: float) -> Any:
     return {"$numberDouble": "Infinity" if value > 0 else "-Infinity"}
 
 
+def _fitting_decimal(value: decimal.Decimal) -> Any:
+    return {"$numberDecimal": str(value)}  # finite and exact in Decimal128: its str() is value's
+
+
 RELAXED_JSON: Final[ValueEncoder] = value_encoder(
-    decimal_out=_decimal, datetime_out=_datetime, float_out=_float
+    decimal_out=_decimal, datetime_out=_datetime, float_out=_float, fitting_decimal_out=_fitting_decimal
 )
 """Values as the plain JSON of their relaxed Extended JSON form."""
 

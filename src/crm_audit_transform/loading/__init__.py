@@ -66,6 +66,8 @@ def _text(value: object, max_bytes: int) -> str:
     if isinstance(value, str):
         if len(value) > max_bytes:
             raise LimitExceeded("payload bytes", max_bytes, None)
+        if value.isascii():  # one byte a character, and no surrogates: no need to encode it
+            return value
         try:
             size = len(value.encode("utf-8"))
         except UnicodeEncodeError as exc:

@@ -77,7 +77,16 @@ def build(source: EventSource, limits: LoaderLimits) -> tuple[bool, Any]:
     if type(get_event()) is StreamEndEvent:
         return False, None
     max_nodes, max_depth, digits = limits.max_nodes, limits.max_depth, limits.max_int_digits
-    tokenize = ps.tokenize
+    # Module globals bound to locals: this loop runs once per YAML event.
+    tokenize, symbol, unreadable, seq, plain_hash = ps.tokenize, ps.Symbol, ps.Unreadable, ro.SEQ, ro.HASH
+    scalar_event, alias_event = ScalarEvent, AliasEvent
+    mapping_start, sequence_start, mapping_end, sequence_end = (
+        MappingStartEvent,
+        SequenceStartEvent,
+        MappingEndEvent,
+        SequenceEndEvent,
+    )
+    no_key = _NO_KEY
     keys = ro.RubyKeys()
     anchors: dict[str, Any] = {}
     stack: list[_Frame] = []
@@ -85,21 +94,25 @@ def build(source: EventSource, limits: LoaderLimits) -> tuple[bool, Any]:
     while True:
         event: Any = get_event()
         kind = type(event)
-        if kind is ScalarEvent:
+        if kind is scalar_event:
             nodes += 1
             if nodes > max_nodes:
                 raise LimitExceeded("nodes", max_nodes, nodes)
             if event.implicit[0]:  # plain: the common case, tokenized without a call to _scalar
-                try:
-                    value = tokenize(event.value, digits)
-                except (ps.Unreadable, ValueError) as exc:
-                    raise malformed(str(exc), event.start_mark) from None
+                value = event.value
+                first = value[:1]
+                # A word longer than any null/true/false spelling is tokenize's own answer.
+                if len(value) <= 5 or not (first.isascii() and first.isalpha()):
+                    try:
+                        value = tokenize(value, digits)
+                    except (unreadable, ValueError) as exc:
+                        raise malformed(str(exc), event.start_mark) from None
             else:
                 value = _scalar(event, digits)
             height = 0
             if event.anchor is not None:
                 anchors[event.anchor] = (value, 1, 0)
-        elif kind is MappingStartEvent or kind is SequenceStartEvent:
+        elif kind is mapping_start or kind is sequence_start:
             nodes += 1
             if nodes > max_nodes:
                 raise LimitExceeded("nodes", max_nodes, nodes)
@@ -107,20 +120,25 @@ def build(source: EventSource, limits: LoaderLimits) -> tuple[bool, Any]:
                 raise LimitExceeded("nesting depth", max_depth, len(stack) + 1)
             if stack:
                 _check_collection_slot(stack[-1], event)
-            frame = _Frame(
-                _collection_kind(event, kind is SequenceStartEvent), event.anchor, nodes - 1, event.start_mark
-            )
+            if event.tag is None:  # untagged: no call to _collection_kind
+                collection = seq if kind is sequence_start else plain_hash
+            else:
+                collection = _collection_kind(event, kind is sequence_start)
+            frame = _Frame(collection, event.anchor, nodes - 1, event.start_mark)
             if event.anchor is not None:
                 anchors[event.anchor] = _OPEN  # an alias inside its own anchor would recurse
             stack.append(frame)
             continue
-        elif kind is MappingEndEvent or kind is SequenceEndEvent:
+        elif kind is mapping_end or kind is sequence_end:
             frame = stack.pop()
-            value = _finish(frame, keys)
+            if frame.typed is None and (frame.kind == seq or frame.kind == plain_hash):
+                value = frame.items  # _finish's common case inline
+            else:
+                value = _finish(frame, keys)
             height = frame.height + 1
             if frame.anchor is not None:
                 anchors[frame.anchor] = (value, nodes - frame.start, height)
-        elif kind is AliasEvent:
+        elif kind is alias_event:
             entry = anchors.get(event.anchor)
             if entry is None:
                 raise malformed(f"found undefined alias {event.anchor!r}", event.start_mark)
@@ -140,26 +158,26 @@ def build(source: EventSource, limits: LoaderLimits) -> tuple[bool, Any]:
             raise malformed(f"unexpected {kind.__name__}", getattr(event, "start_mark", None))
         if not stack:
             get_event()  # DocumentEndEvent: Psych reads up to here, and no further
-            return True, value.name if type(value) is ps.Symbol else value
+            return True, value.name if type(value) is symbol else value
         top = stack[-1]
         if height > top.height:
             top.height = height
-        if top.kind == ro.SEQ:
-            top.items.append(value.name if type(value) is ps.Symbol else value)
-        elif top.key is _NO_KEY:
+        if top.kind == seq:
+            top.items.append(value.name if type(value) is symbol else value)
+        elif top.key is no_key:
             top.key = value
             top.key_mark = event.start_mark
             # Psych merges under any "<<" key not tagged !!str; audited never writes one.
             top.merge = value == "<<" and type(value) is str and getattr(event, "tag", None) != ro.YAML_STR
         else:
-            if type(value) is ps.Symbol:
+            if type(value) is symbol:
                 value = value.name
             key = top.key
             items = top.items
             if top.typed is None and type(key) is str and key not in items:
                 # _put's common case inline: a new string key
                 items[key] = value
-                top.key = _NO_KEY
+                top.key = no_key
                 top.merge = False
             else:
                 _put(top, value)

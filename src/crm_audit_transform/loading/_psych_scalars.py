@@ -37,6 +37,7 @@ from ..errors import BadEncoding, LimitExceeded
 _A = re.ASCII
 _STRINGISH = re.compile(r"[^0-9.:-]?[A-Za-z_\s!@#$%^&*(){}<>|/\\~;=]+", _A)
 _NOT_YTONF = re.compile(r"^[^ytonf~]", _A | re.I | re.M)
+_YTONF = "ytonfYTONF~"
 _NULL = re.compile(r"^null$", _A | re.I | re.M)
 _TRUE = re.compile(r"^(?:yes|true|on)$", _A | re.I | re.M)
 _FALSE = re.compile(r"^(?:no|false|off)$", _A | re.I | re.M)
@@ -100,11 +101,12 @@ def tokenize(s: str, max_digits: int) -> Any:
     if not s:
         return None
     first = s[0]
-    if s.isdigit() and s.isascii() and (first != "0" or len(s) == 1):
+    word = first.isascii() and first.isalpha()  # always matches STRINGISH: most strings skip the regex
+    if not word and s.isdigit() and s.isascii() and (first != "0" or len(s) == 1):
         return _decimal_int(s, max_digits)  # the INTEGER row's decimal form, the only one it can be
-    if (first.isascii() and first.isalpha()) or _STRINGISH.match(s) or "\n" in s:
-        # A leading ASCII letter always matches STRINGISH: skip the regex for most strings.
-        if len(s) > 5 or _NOT_YTONF.search(s):
+    if word or _STRINGISH.match(s) or "\n" in s:
+        # Without a line break, NOT_YTONF looks at the first character only.
+        if len(s) > 5 or (first not in _YTONF and "\n" not in s) or _NOT_YTONF.search(s):
             return s
         if s == "~" or _NULL.search(s):
             return None
@@ -226,6 +228,11 @@ def ruby_time_utc(
         raise ValueError("argument out of range")
     if not 1 <= year <= 9999:
         raise LimitExceeded("year", 9999, year)
+    if hour != 24 and second != 60:
+        try:  # the common case: the fields already name a real instant
+            return dt.datetime(year, month, day, hour, minute, second, micro, tzinfo=_UTC)
+        except ValueError:
+            pass  # Feb 31 and the like: rolled over below
     start = dt.datetime(year, month, 1, tzinfo=_UTC)
     return _shift(start, (day - 1) * 86400 + hour * 3600 + minute * 60 + second, micro)
 

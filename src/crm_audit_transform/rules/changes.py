@@ -42,17 +42,18 @@ class ChangesExtractor:
         labels = self._labels.get(auditable_type, {})
         ignored = self._ignored.get(auditable_type, frozenset())
         redacted = self._redacted.get(auditable_type, frozenset())
+        update, destroy = action == "update", action == "destroy"  # once per row, not per column
         extracted = []
         for column, value in changes.items():
             if not isinstance(column, str):
                 return _malformed(f"column name {column!r} is not a string")
             if column in ignored:
                 continue
-            if action == "update":
+            if update:
                 if not (isinstance(value, list) and len(value) == 2):
                     return _malformed(f"update value of {column!r} is not [old, new]")
                 from_, to = value[0], value[1]
-            elif action == "destroy":
+            elif destroy:
                 from_, to = value, None
             else:
                 from_, to = None, value
