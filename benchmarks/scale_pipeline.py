@@ -70,9 +70,9 @@ def extract(ctx: Context) -> dict[str, Any]:
 class Lookups:
     """The lookup ports of a dry run: CRM users from PostgreSQL, contacts and SSO ids from the JSONL."""
 
-    def __init__(self, ctx: Context, *, users_in_memory: bool) -> None:
-        read_contacts, read_sso_directory = need(
-            "crm_audit_adapters.files", "read_contacts", "read_sso_directory"
+    def __init__(self, ctx: Context, *, users_in_memory: bool, contacts_in_memory: bool) -> None:
+        read_contacts, read_sso_directory, JsonlContactDirectory = need(
+            "crm_audit_adapters.files", "read_contacts", "read_sso_directory", "JsonlContactDirectory"
         )
         sso_cls, contacts_cls, users_cls = need(
             "crm_audit_transform.testing",
@@ -81,7 +81,13 @@ class Lookups:
             "InMemoryUserDirectory",
         )
         self.sso = sso_cls(read_sso_directory(ctx.data_dir / "sso.jsonl", ctx.company_sso_id))
-        self.contacts = contacts_cls(read_contacts(ctx.data_dir / "contacts.jsonl"))
+        contacts_path = ctx.data_dir / "contacts.jsonl"
+        # The dry run keeps only an index of person ids and line offsets in memory (the file is read
+        # per page); the transform stage keeps every contact in memory to time the transform alone.
+        if contacts_in_memory:
+            self.contacts = contacts_cls(read_contacts(contacts_path))
+        else:
+            self.contacts = JsonlContactDirectory(contacts_path)
         if users_in_memory:
             self.users = users_cls({ctx.schema: self._users(ctx)})
         else:
@@ -129,7 +135,7 @@ def _row_feed(ctx: Context) -> Iterator[list[Any]]:
 def transform(ctx: Context) -> dict[str, Any]:
     (Transformer,) = need("crm_audit_transform.transformer", "Transformer")
     (fetch_lookups,) = need("crm_audit_transform.lookup", "fetch_lookups")
-    lookups = Lookups(ctx, users_in_memory=True)
+    lookups = Lookups(ctx, users_in_memory=True, contacts_in_memory=True)
     transformer = Transformer(ctx.config)
     company = ctx.company_sso_id
     rows = 0
@@ -182,7 +188,7 @@ def _run_loop(ctx: Context, logs: Any) -> dict[str, Any]:
     source = _source(ctx, session)
     if ctx.limit:
         source = _Limited(source, ctx.limit)
-    lookups = Lookups(ctx, users_in_memory=False)
+    lookups = Lookups(ctx, users_in_memory=False, contacts_in_memory=False)
     transformer = Transformer(ctx.config)
     clock = FixedClock(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
     jobs = InMemoryJobStore()

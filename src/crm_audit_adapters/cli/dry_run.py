@@ -27,7 +27,6 @@ from crm_audit_transform.testing import (
     FixedClock,
     InMemoryActivityLogStore,
     InMemoryAuditSource,
-    InMemoryContactDirectory,
     InMemoryJobStore,
     InMemorySsoDirectory,
     InMemoryUserDirectory,
@@ -36,7 +35,13 @@ from crm_audit_transform.transformer import Transformer
 from crm_audit_transform.usecases import RunPorts, RunSettings, new_job, report_counts, run_job
 from crm_audit_transform.usecases.settings import DEFAULT_HALT_THRESHOLD
 
-from ..files import JsonlActivityLogSink, read_audit_rows, read_contacts, read_sso_directory, read_users
+from ..files import (
+    JsonlActivityLogSink,
+    JsonlContactDirectory,
+    read_audit_rows,
+    read_sso_directory,
+    read_users,
+)
 from .main import cli
 
 EXAMPLE_FILES = ("audits.jsonl", "users.jsonl", "contacts.jsonl", "sso.jsonl")
@@ -138,7 +143,7 @@ def _dry_run(
         source=source,
         users=InMemoryUserDirectory({tenant: read_users(users, tenant).values()}),
         sso=InMemorySsoDirectory(read_sso_directory(sso_directory, company)),
-        contacts=InMemoryContactDirectory(c for c in read_contacts(contacts) if c.company_sso_id == company),
+        contacts=JsonlContactDirectory(contacts),
         logs=sink,
         jobs=InMemoryJobStore(),
         clock=FixedClock(),

@@ -10,6 +10,7 @@ loads. Every reader streams; a line that cannot be read raises ``FileFormatError
 from __future__ import annotations
 
 from .audits import AUDIT_COLUMNS, FileFormat, read_audit_rows
+from .contact_index import JsonlContactDirectory
 from .directories import read_contacts, read_entities, read_sso_directory, read_users
 from .errors import FileFormatError
 from .sink import JsonlActivityLogSink, encode_log_line
@@ -19,6 +20,7 @@ __all__ = [
     "FileFormat",
     "FileFormatError",
     "JsonlActivityLogSink",
+    "JsonlContactDirectory",
     "encode_log_line",
     "read_audit_rows",
     "read_contacts",

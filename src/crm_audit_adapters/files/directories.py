@@ -21,7 +21,7 @@ from crm_audit_transform.domain import Contact, CrmUser, EntityRef
 from .errors import FileFormatError
 from .lines import PathLike, decode, json_objects, numbered_lines, parse_timestamp
 
-__all__ = ["read_contacts", "read_entities", "read_sso_directory", "read_users"]
+__all__ = ["parse_contact_line", "read_contacts", "read_entities", "read_sso_directory", "read_users"]
 
 _EXTENDED_JSON = JSONOptions(tz_aware=True, tzinfo=dt.UTC)
 
@@ -98,39 +98,47 @@ def read_contacts(path: PathLike) -> list[Contact]:
     """
     contacts: list[Contact] = []
     for number, raw in numbered_lines(path):
-        if not raw.strip():
-            continue
-        with _at(path, number):
-            try:
-                record = json_util.loads(decode(path, number, raw), json_options=_EXTENDED_JSON)
-            except ValueError as exc:  # JSONDecodeError, or a malformed $-operator
-                raise _Bad(f"not (Extended) JSON: {exc}") from None
-            if not isinstance(record, dict):
-                raise _Bad("expected a JSON object")
-            crm_data = record.get("crm_data")
-            crm_id = crm_data.get("id") if isinstance(crm_data, dict) else None
-            if crm_id is None:
-                continue
-            if isinstance(crm_id, str) and crm_id.isdigit():
-                crm_id = int(crm_id)
-            if not isinstance(crm_id, int) or isinstance(crm_id, bool):
-                raise _Bad(f"crm_data.id is not an integer: {crm_id!r}")
-            created_at = record.get("created_at")
-            if isinstance(created_at, str):
-                created_at = _timestamp(created_at)
-            if not isinstance(created_at, dt.datetime):
-                raise _Bad(f"created_at is not a timestamp: {created_at!r}")
-            if record.get("_id") is None:
-                raise _Bad("_id is missing")
-            contacts.append(
-                Contact(
-                    id=str(record["_id"]),
-                    company_sso_id=_str(record, "company_sso_id"),
-                    crm_person_id=int(crm_id),
-                    created_at=created_at,
-                )
-            )
+        contact = parse_contact_line(path, number, raw)
+        if contact is not None:
+            contacts.append(contact)
     return contacts
+
+
+def parse_contact_line(path: PathLike, number: int, raw: bytes) -> Contact | None:
+    """The contact on one raw line of a contacts file; None for a blank line or a native contact.
+
+    Shared by ``read_contacts`` and the file-backed directory, so both accept and refuse alike.
+    """
+    if not raw.strip():
+        return None
+    with _at(path, number):
+        try:
+            record = json_util.loads(decode(path, number, raw), json_options=_EXTENDED_JSON)
+        except ValueError as exc:  # JSONDecodeError, or a malformed $-operator
+            raise _Bad(f"not (Extended) JSON: {exc}") from None
+        if not isinstance(record, dict):
+            raise _Bad("expected a JSON object")
+        crm_data = record.get("crm_data")
+        crm_id = crm_data.get("id") if isinstance(crm_data, dict) else None
+        if crm_id is None:
+            return None
+        if isinstance(crm_id, str) and crm_id.isdigit():
+            crm_id = int(crm_id)
+        if not isinstance(crm_id, int) or isinstance(crm_id, bool):
+            raise _Bad(f"crm_data.id is not an integer: {crm_id!r}")
+        created_at = record.get("created_at")
+        if isinstance(created_at, str):
+            created_at = _timestamp(created_at)
+        if not isinstance(created_at, dt.datetime):
+            raise _Bad(f"created_at is not a timestamp: {created_at!r}")
+        if record.get("_id") is None:
+            raise _Bad("_id is missing")
+        return Contact(
+            id=str(record["_id"]),
+            company_sso_id=_str(record, "company_sso_id"),
+            crm_person_id=int(crm_id),
+            created_at=created_at,
+        )
 
 
 class _Bad(Exception):

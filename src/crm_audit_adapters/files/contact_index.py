@@ -1,0 +1,122 @@
+"""CDP contacts served straight from their JSONL file, with only a compact index in memory.
+
+A dry run over a large tenant needs every contact reachable but only a page's worth at a time, so
+the file is scanned once at open: each line is read exactly as ``read_contacts`` reads it (same
+errors, same native contacts left out), and per company only sorted person ids and the byte
+offsets of their lines are kept (16 bytes a contact instead of a ``Contact`` object). A page then
+seeks to and parses just the lines it needs, in file order.
+"""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_left
+from collections.abc import Collection, Mapping
+
+import attrs
+
+from crm_audit_transform.domain import Contact
+
+from .directories import parse_contact_line
+from .errors import FileFormatError
+from .lines import PathLike
+
+__all__ = ["JsonlContactDirectory"]
+
+# array("q") holds signed 64-bit person ids; a wider one (legal JSON, never seen) goes to a dict.
+_Q_MIN, _Q_MAX = -(2**63), 2**63 - 1
+
+
+@attrs.define(slots=True)
+class _CompanyIndex:
+    """One company's contacts with a CRM id: person ids ascending, each with its line's place."""
+
+    ids: array[int] = attrs.field(factory=lambda: array("q"))
+    offsets: array[int] = attrs.field(factory=lambda: array("q"))
+    numbers: array[int] = attrs.field(factory=lambda: array("q"))
+    wide: dict[int, tuple[int, int]] = attrs.field(factory=dict)
+    count: int = 0
+
+    def add(self, person_id: int, offset: int, number: int) -> None:
+        self.count += 1
+        if _Q_MIN <= person_id <= _Q_MAX:
+            self.ids.append(person_id)
+            self.offsets.append(offset)
+            self.numbers.append(number)
+        else:
+            self.wide.setdefault(person_id, (offset, number))
+
+    def seal(self) -> None:
+        """Sort by person id, keeping the first line of a repeated id (the earliest in the file)."""
+        order = sorted(range(len(self.ids)), key=self.ids.__getitem__)  # stable: file order on ties
+        ids, offsets, numbers = array("q"), array("q"), array("q")
+        for i in order:
+            if ids and ids[-1] == self.ids[i]:
+                continue
+            ids.append(self.ids[i])
+            offsets.append(self.offsets[i])
+            numbers.append(self.numbers[i])
+        self.ids, self.offsets, self.numbers = ids, offsets, numbers
+
+    def find(self, person_id: int) -> tuple[int, int] | None:
+        """``(offset, line number)`` of the contact carrying ``person_id``, or None."""
+        if not _Q_MIN <= person_id <= _Q_MAX:
+            return self.wide.get(person_id)
+        at = bisect_left(self.ids, person_id)
+        if at < len(self.ids) and self.ids[at] == person_id:
+            return self.offsets[at], self.numbers[at]
+        return None
+
+
+class JsonlContactDirectory:
+    """A ``ContactDirectory`` over a contacts JSONL file (plain JSON or ``mongoexport`` output).
+
+    Lines are those ``read_contacts`` accepts; a line it refuses makes opening fail with the same
+    ``FileFormatError``. As with the MongoDB directory, when a company has several contacts with
+    one person id the first wins, and ``count_with_crm_id`` counts every contact carrying an id.
+    The file must not change while the directory is in use.
+    """
+
+    def __init__(self, path: PathLike) -> None:
+        self._path = path
+        self._companies: dict[str, _CompanyIndex] = {}
+        offset = 0
+        with open(path, "rb") as stream:
+            for number, raw in enumerate(stream, 1):
+                contact = parse_contact_line(path, number, raw)
+                if contact is not None:
+                    index = self._companies.setdefault(contact.company_sso_id, _CompanyIndex())
+                    index.add(contact.crm_person_id, offset, number)
+                offset += len(raw)
+        for index in self._companies.values():
+            index.seal()
+
+    def contacts_by_crm_ids(
+        self, company_sso_id: str, crm_person_ids: Collection[int]
+    ) -> Mapping[int, Contact]:
+        index = self._companies.get(company_sso_id)
+        if index is None:
+            return {}
+        places = sorted(
+            (place, person_id)
+            for person_id in set(crm_person_ids)
+            if (place := index.find(person_id)) is not None
+        )
+        found: dict[int, Contact] = {}
+        if not places:
+            return found
+        with open(self._path, "rb") as stream:
+            for (offset, number), person_id in places:  # ascending offsets: one forward pass
+                stream.seek(offset)
+                contact = parse_contact_line(self._path, number, stream.readline())
+                if contact is None or (contact.company_sso_id, contact.crm_person_id) != (
+                    company_sso_id,
+                    person_id,
+                ):
+                    raise FileFormatError(self._path, number, "the file changed after it was indexed")
+                found[person_id] = contact
+        return found
+
+    def count_with_crm_id(self, company_sso_id: str) -> int:
+        index = self._companies.get(company_sso_id)
+        return index.count if index is not None else 0

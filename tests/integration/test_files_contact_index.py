@@ -1,0 +1,168 @@
+"""The file-backed contact directory answers as the contacts read into memory would, page by page."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from crm_audit_adapters.files import FileFormatError, JsonlContactDirectory, read_contacts
+from crm_audit_transform.domain import Contact
+from crm_audit_transform.ports import ContactDirectory
+from crm_audit_transform.testing import InMemoryContactDirectory
+
+CONTACTS = Path(__file__).resolve().parents[2] / "src" / "crm_audit_transform" / "data"
+CONTACTS = CONTACTS / "audited-5.8.0" / "contacts.jsonl"
+CREATED = "2024-01-02T03:04:05Z"
+
+
+def write_lines(path: Path, *lines: object) -> Path:
+    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines))
+    return path
+
+
+def contact_line(_id: str, company: str, person_id: object) -> dict[str, object]:
+    return {"_id": _id, "company_sso_id": company, "crm_data": {"id": person_id}, "created_at": CREATED}
+
+
+def first_wins(contacts: list[Contact]) -> InMemoryContactDirectory:
+    """The in-memory directory, fed so that the first contact of a repeated person id is kept."""
+    return InMemoryContactDirectory(reversed(contacts))
+
+
+class TestCorpusContacts:
+    def test_it_is_a_contact_directory(self) -> None:
+        """The class satisfies the ContactDirectory port the run loop is given."""
+        directory: ContactDirectory = JsonlContactDirectory(CONTACTS)
+        assert directory.count_with_crm_id("company-acme") > 0
+
+    @pytest.mark.parametrize(
+        "company",
+        ["company-acme", "company-globex", "company-nusantara-retail", "company-acme-jsonb", "nobody"],
+    )
+    def test_every_page_of_ids_matches_the_in_memory_directory(self, company: str) -> None:
+        """Id sets of several sizes, with missing and other companies' ids, get the same contacts."""
+        contacts = read_contacts(CONTACTS)
+        expected = InMemoryContactDirectory(contacts)
+        directory = JsonlContactDirectory(CONTACTS)
+        everyone = sorted({contact.crm_person_id for contact in contacts} | {0, -1, 10**6, 2**70})
+        id_sets = [everyone, everyone[::3], everyone[1::7], everyone[-5:], [], [10**6]]
+        for ids in id_sets:
+            assert directory.contacts_by_crm_ids(company, ids) == expected.contacts_by_crm_ids(company, ids)
+        assert directory.count_with_crm_id(company) == expected.count_with_crm_id(company)
+
+    def test_a_company_answer_holds_only_its_own_contacts(self) -> None:
+        """Person ids repeat across companies; each answer is scoped to the company asked about."""
+        directory = JsonlContactDirectory(CONTACTS)
+        found = directory.contacts_by_crm_ids("company-globex", [1, 2, 3])
+        assert found
+        assert {contact.company_sso_id for contact in found.values()} == {"company-globex"}
+
+
+class TestFileShapes:
+    def test_the_first_contact_of_a_repeated_person_id_wins(self, tmp_path: Path) -> None:
+        """Two contacts of a company with one person id: the earlier line answers, both are counted."""
+        path = write_lines(
+            tmp_path / "c.jsonl",
+            contact_line("b", "co", 7),
+            contact_line("a", "co", 7),
+            contact_line("c", "other", 7),
+        )
+        directory = JsonlContactDirectory(path)
+        assert directory.contacts_by_crm_ids("co", [7])[7].id == "b"
+        assert directory.contacts_by_crm_ids("other", [7])[7].id == "c"
+        assert directory.count_with_crm_id("co") == 2
+
+    def test_extended_json_and_string_ids_are_read_like_read_contacts(self, tmp_path: Path) -> None:
+        """mongoexport's $oid, $date and $numberLong, and a decimal-string id, give the same contacts."""
+        path = write_lines(
+            tmp_path / "c.jsonl",
+            {
+                "_id": {"$oid": "65a1b2c3d4e5f60718293a4b"},
+                "company_sso_id": "co",
+                "crm_data": {"id": {"$numberLong": "9007199254740993"}},
+                "created_at": {"$date": "2024-01-02T03:04:05.123Z"},
+            },
+            contact_line("s", "co", "42"),
+            "",
+            {"_id": "native", "company_sso_id": "co", "crm_data": {}, "created_at": CREATED},
+        )
+        directory = JsonlContactDirectory(path)
+        ids = [9007199254740993, 42, 1]
+        assert directory.contacts_by_crm_ids("co", ids) == first_wins(
+            read_contacts(path)
+        ).contacts_by_crm_ids("co", ids)
+        assert directory.contacts_by_crm_ids("co", [42])[42].created_at == dt.datetime(
+            2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC
+        )
+        assert directory.count_with_crm_id("co") == 2
+
+    @pytest.mark.parametrize(
+        "line",
+        [
+            "{not json",
+            "[1]",
+            contact_line("x", "co", "seven"),
+            contact_line("x", "co", True),
+            {"_id": "x", "company_sso_id": "co", "crm_data": {"id": 1}, "created_at": "yesterday"},
+            {"company_sso_id": "co", "crm_data": {"id": 1}, "created_at": CREATED},
+            {"_id": "x", "company_sso_id": "", "crm_data": {"id": 1}, "created_at": CREATED},
+        ],
+    )
+    def test_a_malformed_line_fails_opening_as_read_contacts_fails(
+        self, tmp_path: Path, line: object
+    ) -> None:
+        """The same FileFormatError (file, line, message) as read_contacts, raised when the file is opened."""
+        path = write_lines(tmp_path / "c.jsonl", contact_line("ok", "co", 1), line)
+        with pytest.raises(FileFormatError) as expected:
+            read_contacts(path)
+        with pytest.raises(FileFormatError) as raised:
+            JsonlContactDirectory(path)
+        assert (raised.value.path, raised.value.line, raised.value.message) == (
+            expected.value.path,
+            expected.value.line,
+            expected.value.message,
+        )
+        assert raised.value.line == 2
+
+    def test_a_file_changed_after_opening_is_a_typed_error(self, tmp_path: Path) -> None:
+        """A line that no longer holds the indexed contact raises FileFormatError, not a wrong answer."""
+        path = write_lines(tmp_path / "c.jsonl", contact_line("a", "co", 1), contact_line("b", "co", 2))
+        directory = JsonlContactDirectory(path)
+        write_lines(path, contact_line("b", "co", 2), contact_line("a", "co", 1))
+        with pytest.raises(FileFormatError, match="changed"):
+            directory.contacts_by_crm_ids("co", [2])
+
+
+contact_records = st.lists(
+    st.tuples(
+        st.sampled_from(["co", "other"]),
+        st.one_of(st.none(), st.integers(-3, 12), st.integers(0, 12).map(str), st.just(2**64)),
+    ),
+    max_size=30,
+)
+
+
+class TestGeneratedFiles:
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(records=contact_records, asked=st.lists(st.integers(-4, 13) | st.just(2**64), max_size=12))
+    def test_any_contacts_file_answers_as_its_contacts_in_memory(
+        self, tmp_path: Path, records: list[tuple[str, object]], asked: list[int]
+    ) -> None:
+        """For any file, lookups match read_contacts with the first of each person id kept."""
+        path = write_lines(
+            tmp_path / "c.jsonl",
+            *(contact_line(f"c{n}", company, person_id) for n, (company, person_id) in enumerate(records)),
+        )
+        contacts = read_contacts(path)
+        expected = first_wins(contacts)
+        directory = JsonlContactDirectory(path)
+        for company in ("co", "other", "absent"):
+            assert directory.contacts_by_crm_ids(company, asked) == expected.contacts_by_crm_ids(
+                company, asked
+            )
+            assert directory.count_with_crm_id(company) == sum(c.company_sso_id == company for c in contacts)
