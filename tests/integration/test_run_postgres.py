@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -15,11 +15,11 @@ from crm_audit_adapters.crm_postgres import (
     ReadOnlySession,
     RetryPolicy,
 )
-from crm_audit_transform.domain import ActivityLog, WriteResult
 from crm_audit_transform.errors import SourceUnavailable
 from crm_audit_transform.jobs import COMPLETED, IN_PROGRESS
 from crm_audit_transform.usecases import RunSettings
 from support.corpus_account import World
+from support.on_insert import OnInsert
 
 pytestmark = pytest.mark.postgres
 SETTINGS = RunSettings(page_size=200, halt_threshold=1.0)
@@ -71,26 +71,6 @@ def clean_fingerprint() -> tuple[Any, ...]:
     world.trigger()
     job = world.run(settings=SETTINGS).job
     return job.tally, job.last_audit_id, repr(world.logs.logs)
-
-
-class OnInsert:
-    """Runs ``action`` right after the ``on_call``-th insert batch."""
-
-    def __init__(self, store: Any, on_call: int, action: Any) -> None:
-        self._store = store
-        self._on_call = on_call
-        self._action = action
-        self.calls = 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
-    def insert_batch(self, logs: Sequence[ActivityLog]) -> Sequence[WriteResult]:
-        result = self._store.insert_batch(logs)
-        self.calls += 1
-        if self.calls == self._on_call:
-            self._action()
-        return result
 
 
 class TestPostgresRestartMidRun:

@@ -7,7 +7,7 @@ costs no wall-clock time beyond the restart itself.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -22,11 +22,11 @@ from crm_audit_adapters.crm_postgres import (
 )
 from crm_audit_adapters.crm_postgres.dump import load_sql_dump
 from crm_audit_adapters.crm_postgres.throwaway import ThrowawayServer, create_database, throwaway_server
-from crm_audit_transform.domain import ActivityLog, WriteResult
 from crm_audit_transform.errors import SourceUnavailable
 from crm_audit_transform.jobs import COMPLETED, IN_PROGRESS
 from crm_audit_transform.usecases import RunSettings
 from support.corpus_account import World
+from support.on_insert import OnInsert
 from support.postgres import CRM_SQL
 
 pytestmark = pytest.mark.postgres
@@ -55,26 +55,6 @@ class CountingFactory:
         conn = self._real()
         self.opened += 1
         return conn
-
-
-class OnInsert:
-    """Runs ``action`` right after the ``on_call``-th insert batch."""
-
-    def __init__(self, store: Any, on_call: int, action: Any) -> None:
-        self._store = store
-        self._on_call = on_call
-        self._action = action
-        self.calls = 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
-    def insert_batch(self, logs: Sequence[ActivityLog]) -> Sequence[WriteResult]:
-        result = self._store.insert_batch(logs)
-        self.calls += 1
-        if self.calls == self._on_call:
-            self._action()
-        return result
 
 
 class PgWorld:
