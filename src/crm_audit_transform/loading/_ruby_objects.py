@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import decimal
 import re
+from collections.abc import Callable
 from typing import Any
 
 from ._psych_scalars import Symbol
@@ -84,18 +85,7 @@ class RubyKeys:
 
     def copy(self, value: Any) -> Any:
         """A deep copy of an anchored value for one alias, so the result stays a tree."""
-        if type(value) is not dict and type(value) is not list:
-            return value
-        root = self._shallow(value)
-        todo = [root]
-        while todo:
-            container = todo.pop()
-            slots = container.items() if type(container) is dict else enumerate(container)
-            for slot, child in list(slots):
-                if type(child) is dict or type(child) is list:
-                    container[slot] = clone = self._shallow(child)
-                    todo.append(clone)
-        return root
+        return _rebuild(value, self._shallow)
 
     def _shallow(self, value: Any) -> Any:
         if type(value) is list:
@@ -121,18 +111,7 @@ class RubyKeys:
         return self.name([(key, value) for key, value in merged.values()])
 
     def _indifferent_tree(self, value: Any) -> Any:
-        if type(value) is not dict and type(value) is not list:
-            return value
-        root = self._indifferent_node(value)
-        todo = [root]
-        while todo:
-            container = todo.pop()
-            slots = container.items() if type(container) is dict else enumerate(container)
-            for slot, child in list(slots):
-                if type(child) is dict or type(child) is list:
-                    container[slot] = converted = self._indifferent_node(child)
-                    todo.append(converted)
-        return root
+        return _rebuild(value, self._indifferent_node)
 
     def _indifferent_node(self, value: Any) -> Any:
         if type(value) is list:
@@ -146,3 +125,20 @@ class RubyKeys:
             else:
                 slot[1] = child
         return self.name([(key, child) for key, child in merged.values()])
+
+
+def _rebuild(value: Any, node: Callable[[Any], Any]) -> Any:
+    """Replace every dict and list in ``value`` by ``node(it)``, top down, with an explicit stack
+    (no recursion, so depth is bounded by the loader's limits, not by Python's stack)."""
+    if type(value) is not dict and type(value) is not list:
+        return value
+    root = node(value)
+    todo = [root]
+    while todo:
+        container = todo.pop()
+        slots = container.items() if type(container) is dict else enumerate(container)
+        for slot, child in list(slots):
+            if type(child) is dict or type(child) is list:
+                container[slot] = rebuilt = node(child)
+                todo.append(rebuilt)
+    return root
