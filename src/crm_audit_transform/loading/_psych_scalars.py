@@ -16,9 +16,16 @@ a line break                                ``~``/``null`` → nil, ``yes``/``tr
 ``190:20:30`` (one or two ``:`` groups)     Integer, base 60 (``1:2:3:4`` stays a String)
 ``190:20:30.5``                             Float, base 60
 ``FLOAT`` (``1.5``, ``-1.0e-07``, ``1.``)   Float (commas and underscores dropped)
-``INTEGER`` after dropping ``,`` and ``_``  Integer: ``0b1``, ``012`` (octal), ``0x1F``, ``1_000``
+``INTEGER_LEGACY`` on the raw text          Integer of the text without ``,``/``_``: ``0b1``, ``012``
+                                            (octal), ``0x1F``, ``1_000``, ``1,000``
 anything else                               String
 ==========================================  =========================================================
+
+The integer row is Psych 4's ``INTEGER_LEGACY`` pattern (``strict_integer: false``, the default),
+tested on the raw scalar; ``,`` and ``_`` are removed only afterwards (``parse_int``). In the
+decimal form each separator must sit between two digits, so ``1,``, ``1__000``, ``25,000,`` and
+``62,,812`` stay Strings; ``0_x1F`` is no base at all and stays a String too. The binary, octal and
+hex forms take any run of ``,``/``_`` after their prefix (``0x1F,`` is 31).
 
 Where Ruby itself raises (``Float("-e+5")``, a time without a time part), ``Unreadable`` is
 raised: Ruby cannot load that row either.
@@ -55,7 +62,10 @@ _SEXAGESIMAL_FLOAT = re.compile(r"[-+]?[0-9][0-9_]*(?::[0-5]?[0-9]){1,2}\.[0-9_]
 _FLOAT = re.compile(r"[-+]?(?:[0-9][0-9_,]*)?\.[0-9]*(?:[eE][-+][0-9]+)?\Z", _A)
 _LONE_DOT = re.compile(r"[-+]?\.\Z", _A)
 _FLOAT_CLEANUP = re.compile(r"[,_]|\.([Ee]|$)", _A)
-_INTEGER = re.compile(r"([-+]?)(?:0b([0-1_]+)|0([0-7_]+)|(0|[1-9][0-9_]*)|0x([0-9a-fA-F_]+))\Z", _A)
+# Psych 4 ScalarScanner::INTEGER_LEGACY (groups: sign, binary, octal, decimal, hex).
+_INTEGER = re.compile(
+    r"([-+]?)(?:0b([0-1_,]+)|0([0-7_,]+)|(0|[1-9](?:[0-9]|[,_][0-9])*)|0x([0-9a-fA-F_,]+))\Z", _A
+)
 _RUBY_TO_I = re.compile(r"\s*([-+]?[0-9]+(?:_[0-9]+)*)", _A)
 _RUBY_TO_F = re.compile(r"\s*[-+]?[0-9]+(?:_[0-9]+)*(?:\.[0-9]+(?:_[0-9]+)*)?(?:[eE][-+]?[0-9]+)?", _A)
 _RUBY_FLOAT = re.compile(
@@ -152,23 +162,31 @@ def tokenize(s: str, max_digits: int) -> Any:
             return float(_FLOAT_CLEANUP.sub(r"\1", s))
         except ValueError:
             raise Unreadable(f"Ruby's Float() rejects {s!r}") from None
-    integer = parse_integer(s.replace(",", "").replace("_", ""), max_digits)
+    integer = parse_integer(s, max_digits)
     return s if integer is None else integer
 
 
 def parse_integer(s: str, max_digits: int) -> int | None:
-    """``Integer(s)`` for Psych's INTEGER forms (binary, octal with a leading 0, decimal, hex)."""
+    """Psych's integer row: ``None`` unless the raw ``s`` matches ``INTEGER_LEGACY``, else its value.
+
+    Like ``parse_int`` (``Integer(s.delete(',_'))``), a prefix with no digit after the separators
+    are removed (``0x_``, ``-0b,``) is ``Unreadable``: Ruby's ``Integer()`` raises on it.
+    """
     match = _INTEGER.match(s)
     if match is None:
         return None
     sign = -1 if match[1] == "-" else 1
-    if match[2] is not None:
-        return sign * int(match[2], 2)
-    if match[3] is not None:
-        return sign * int(match[3], 8)
-    if match[5] is not None:
-        return sign * int(match[5], 16)
-    return sign * _decimal_int(match[4], max_digits)
+    if match[4] is not None:
+        return sign * _decimal_int(match[4].replace(",", "").replace("_", ""), max_digits)
+    base, digits = (
+        (2, match[2]) if match[2] is not None else (8, match[3]) if match[3] is not None else (16, match[5])
+    )
+    cleaned = digits.replace(",", "").replace("_", "")
+    if not cleaned:
+        if base == 8:
+            return 0  # "0_" is Integer("0")
+        raise Unreadable(f"Ruby's Integer() rejects {s!r}")
+    return sign * int(cleaned, base)
 
 
 def _decimal_int(digits: str, max_digits: int) -> int:
