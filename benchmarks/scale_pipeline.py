@@ -183,7 +183,9 @@ def _run_loop(ctx: Context, logs: Any) -> dict[str, Any]:
     RunPorts, RunSettings, run_job, new_job = need(
         "crm_audit_transform.usecases", "RunPorts", "RunSettings", "run_job", "new_job"
     )
-    InMemoryJobStore, FixedClock = need("crm_audit_transform.testing", "InMemoryJobStore", "FixedClock")
+    InMemoryJobStore, FixedClock, InMemoryIndexState = need(
+        "crm_audit_transform.testing", "InMemoryJobStore", "FixedClock", "InMemoryIndexState"
+    )
     session = _session(ctx)
     source = _source(ctx, session)
     if ctx.limit:
@@ -203,6 +205,7 @@ def _run_loop(ctx: Context, logs: Any) -> dict[str, Any]:
         logs=logs,
         jobs=jobs,
         clock=clock,
+        indexes=InMemoryIndexState(),
     )
     # No halt: a benchmark must cover the whole range whatever the failure rate (failures are counted).
     settings = RunSettings(halt_threshold=1.0)

@@ -29,6 +29,7 @@ from crm_audit_transform.ports import (
     ContactDirectory,
     EntityDirectory,
     FeatureFlags,
+    IndexState,
     JobStore,
     PeopleCounter,
     SsoDirectory,
@@ -36,6 +37,7 @@ from crm_audit_transform.ports import (
 )
 from crm_audit_transform.transformer import Transformer
 from crm_audit_transform.usecases import ExplainPorts, MigrateBatch, RunPorts, TriggerPorts
+from crm_audit_transform.usecases.safety import bound_tenant, require_indexes
 
 from .crm_postgres import (
     PostgresAuditSource,
@@ -45,7 +47,7 @@ from .crm_postgres import (
     ReadOnlySession,
 )
 from .flags import ConfiguredFeatureFlags
-from .mongo import MongoActivityLogStore, MongoContactDirectory, MongoJobStore
+from .mongo import MongoActivityLogStore, MongoContactDirectory, MongoIndexState, MongoJobStore
 from .mongo.enrichment import MongoEnrichmentStore
 from .settings import Settings
 from .usman import UsmanClient
@@ -131,6 +133,10 @@ class Runtime:
         return MongoJobStore.in_database(self.mongo_db)
 
     @functools.cached_property
+    def indexes(self) -> IndexState:
+        return MongoIndexState(self.mongo_db)
+
+    @functools.cached_property
     def enrichment(self) -> EnrichmentStore:
         return MongoEnrichmentStore.in_database(self.mongo_db)
 
@@ -164,7 +170,9 @@ class Runtime:
 
     # -- ports bundles for the use cases ---------------------------------------------------------
     def trigger_ports(self) -> TriggerPorts:
-        return TriggerPorts(self.flags, self.contacts, self.people, self.jobs, self.source, self.clock)
+        return TriggerPorts(
+            self.flags, self.contacts, self.people, self.jobs, self.source, self.clock, self.indexes
+        )
 
     def run_ports(self) -> RunPorts:
         """The run's ports, association enrichment included (CRM entity names, in-place patches)."""
@@ -178,13 +186,17 @@ class Runtime:
             self.clock,
             entities=self.entities,
             enrichment=self.enrichment,
+            indexes=self.indexes,
         )
 
     def explain_ports(self) -> ExplainPorts:
         return ExplainPorts(self.source, self.users, self.sso, self.contacts)
 
     def tenant_for(self, company_sso_id: str, tenant: str | None) -> str:
-        """``tenant`` when given, else the tenant of the account's latest job."""
+        """The bound tenant (``TenantMismatch`` if ``tenant`` differs); unbound: ``tenant`` when given,
+        else the tenant of the account's latest job."""
+        if company_sso_id in self.settings.tenants:
+            return bound_tenant(company_sso_id, tenant, self.settings.tenants)
         if tenant is not None:
             return tenant
         job = self.jobs.latest(company_sso_id)
@@ -194,14 +206,21 @@ class Runtime:
 
     # -- the service the HTTP surface calls ------------------------------------------------------
     def migrate(self, records: Sequence[ActivityLog]) -> BatchResult:
+        require_indexes(self.indexes)
         return MigrateBatch(self.logs)(records)
 
     def trigger(
-        self, company_sso_id: str, tenant: str, date_range_start: dt.datetime | None
+        self,
+        company_sso_id: str,
+        tenant: str | None,
+        date_range_start: dt.datetime | None,
+        *,
+        allow_unbound_tenant: bool = False,
     ) -> Mapping[str, Any]:
+        """Bind the tenant (``TenantMismatch`` / ``TenantUnbound``), then the trigger's guards."""
         usecases.trigger(
             company_sso_id,
-            tenant,
+            bound_tenant(company_sso_id, tenant, self.settings.tenants, allow_unbound=allow_unbound_tenant),
             self.trigger_ports(),
             scope=self.transformer.scope,
             date_range_start=date_range_start,

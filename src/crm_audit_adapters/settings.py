@@ -13,6 +13,8 @@ Secrets — the CRM DSN, the MongoDB URI's password and the USMAN token — are 
     page_size = 500                               CRM_AUDIT_PAGE_SIZE
     halt_threshold = 0.10                         CRM_AUDIT_HALT_THRESHOLD
     lease_seconds = 120                           CRM_AUDIT_LEASE_SECONDS
+    [tenants]                                     CRM_AUDIT_TENANTS="sso-id=schema,…"
+    "9b2f…" = "acme"                              each account's one CRM tenant schema
     [usman]                                       CRM_AUDIT_USMAN_BASE_URL, _TOKEN, _PATH, …
     base_url = "https://usman.internal"
 """
@@ -66,6 +68,8 @@ class Settings:
     coverage_threshold: float = DEFAULT_COVERAGE_THRESHOLD
     mapping_config: str | None = None
     run: RunSettings = field(factory=RunSettings)
+    tenants: Mapping[str, str] = field(factory=dict)
+    """company_sso_id → the CRM tenant schema it is bound to (see usecases.safety)."""
 
     def describe(self) -> dict[str, Any]:
         """Every setting with secrets redacted, for ``--show-config`` and error messages."""
@@ -81,6 +85,7 @@ class Settings:
             "page_size": self.run.page_size,
             "halt_threshold": self.run.halt_threshold,
             "lease_seconds": self.run.lease_seconds,
+            "tenants": dict(self.tenants),
         }
 
 
@@ -119,9 +124,10 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
             values[key] = kind(value)
         except (TypeError, ValueError):
             problems.append((source, f"expected {kind.__name__}"))
-    unknown = set(raw) - set(_SCALARS) - {"usman"}
+    unknown = set(raw) - set(_SCALARS) - {"usman", "tenants"}
     problems.extend((key, "unknown setting") for key in sorted(unknown))
     usman = _usman(raw.get("usman"), environ, problems)
+    tenants = _tenants(raw.get("tenants"), environ.get(f"{_PREFIX}TENANTS"), problems)
     if problems:
         raise ConfigError(problems)
     run = RunSettings(
@@ -129,7 +135,28 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
         halt_threshold=values.pop("halt_threshold", RunSettings().halt_threshold),
         lease_seconds=values.pop("lease_seconds", RunSettings().lease_seconds),
     )
-    return Settings(usman=usman, run=run, **values)
+    return Settings(usman=usman, run=run, tenants=tenants, **values)
+
+
+def _tenants(table: Any, env: str | None, problems: list[tuple[str, str]]) -> dict[str, str]:
+    """``[tenants]`` (company_sso_id = "schema") overlaid by ``CRM_AUDIT_TENANTS="id=schema,…"``."""
+    bindings: dict[str, str] = {}
+    if table is not None:
+        if not isinstance(table, dict) or not all(isinstance(v, str) and v for v in table.values()):
+            problems.append(("tenants", 'expected a table of company_sso_id = "schema"'))
+        else:
+            bindings.update({str(k): v for k, v in table.items()})
+    for part in (env or "").split(","):
+        if not part.strip():
+            continue
+        company, sep, schema = part.partition("=")
+        if not sep or not company.strip() or not schema.strip():
+            problems.append(
+                (f"${_PREFIX}TENANTS", "expected company_sso_id=schema pairs separated by commas")
+            )
+            break
+        bindings[company.strip()] = schema.strip()
+    return bindings
 
 
 def _read_file(path: Path) -> dict[str, Any]:

@@ -19,10 +19,15 @@ infrastructure that is down. Driver errors are translated at the adapter boundar
     │   ├── ContactsNotMigrated      contacts_not_migrated (422): Phase-A coverage too low
     │   ├── JobAlreadyRunning        JOB_ALREADY_RUNNING (409)
     │   ├── AlreadyCompleted         ALREADY_COMPLETED (409)
-    │   └── JobNotFound              JOB_NOT_FOUND (404)
+    │   ├── ResumeOrFresh            RESUME_OR_FRESH (409): re-trigger after a halt/cancel needs a choice
+    │   ├── JobNotFound              JOB_NOT_FOUND (404)
+    │   ├── TenantMismatch           TENANT_MISMATCH (409): --tenant is not the account's bound tenant
+    │   └── TenantUnbound            TENANT_UNBOUND (422): no tenant binding and no explicit override
     ├── LeaseHeld                    another runner holds the job's lease
     ├── UnknownTenant                .tenant: not a tenant schema of the CRM (refused, never queried)
     ├── IndexConflict                .collection / .index: an index migration clashes with the database
+    ├── IndexesMissing               INDEXES_MISSING (503): migration 035's indexes are not in place
+    ├── DirectoryRefused             DIRECTORY_REFUSED: USMAN refused us (401/403): configuration
     └── Unavailable                  a dependency is down; retrying later is safe
         ├── DirectoryUnavailable     the SSO user directory (USMAN)
         ├── SourceUnavailable        the CRM database
@@ -151,11 +156,32 @@ class AlreadyCompleted(GuardError):
     http_status = 409
 
 
+class ResumeOrFresh(GuardError):
+    """A halted or cancelled job exists: re-triggering must say ``resume`` or ``fresh``."""
+
+    code = "RESUME_OR_FRESH"
+    http_status = 409
+
+
 class JobNotFound(GuardError):
     """There is no job to run or act on for the account."""
 
     code = "JOB_NOT_FOUND"
     http_status = 404
+
+
+class TenantMismatch(GuardError):
+    """The account is bound to another CRM tenant than the one asked for (person ids overlap)."""
+
+    code = "TENANT_MISMATCH"
+    http_status = 409
+
+
+class TenantUnbound(GuardError):
+    """The account has no tenant binding and the caller gave no explicit override."""
+
+    code = "TENANT_UNBOUND"
+    http_status = 422
 
 
 class LeaseHeld(CrmAuditError):
@@ -179,6 +205,37 @@ class IndexConflict(CrmAuditError):
         self.index = index
 
 
+class IndexesMissing(CrmAuditError):
+    """Exactly-once rests on migration 035's unique index: no write path runs without it.
+
+    ``missing`` lists ``collection.index`` of each absent (or differently defined) index.
+    """
+
+    code = "INDEXES_MISSING"
+    http_status = 503
+
+    def __init__(self, missing: Sequence[str]) -> None:
+        self.missing = tuple(missing)
+        super().__init__(
+            f"migration 035's indexes are not in place ({', '.join(self.missing)}): "
+            "run `crm-audit-migrate indexes up` first; nothing was written"
+        )
+
+
+class DirectoryRefused(CrmAuditError):
+    """USMAN refused the request itself (401, 403, or another answer a retry cannot change).
+
+    A configuration error, not an outage: degrading every actor would write a whole account's
+    history as ``[Deleted CRM User]``, so the run stops before writing anything.
+    """
+
+    code = "DIRECTORY_REFUSED"
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
 class Unavailable(CrmAuditError):
     """A dependency is down or timed out; the operation can be retried."""
 
@@ -187,12 +244,9 @@ class DirectoryUnavailable(Unavailable):
     """USMAN could not answer; actors degrade to ``[Deleted CRM User]``, records are never dropped."""
 
 
-
 class SourceUnavailable(Unavailable):
     """The CRM database could not answer after retries; the job keeps its cursor."""
 
 
-
 class StoreUnavailable(Unavailable):
     """The CDP database could not answer after retries; the job keeps its cursor."""
-

@@ -20,6 +20,7 @@ __all__ = [
     "ContactDirectory",
     "EntityDirectory",
     "FeatureFlags",
+    "IndexState",
     "JobStore",
     "PeopleCounter",
     "SsoDirectory",
@@ -124,6 +125,14 @@ class JobStore(Protocol):
         taken over — even if since released — gets ``LeaseHeld`` and writes nothing.
         ``JobNotFound`` if the job was never created.
         """
+        ...
+
+
+class IndexState(Protocol):
+    """Whether migration 035's indexes are in place: exactly-once rests on its unique index."""
+
+    def missing_indexes(self) -> Sequence[str]:
+        """``collection.index`` of every index that is absent or defined otherwise than 035 says."""
         ...
 
 

@@ -50,6 +50,7 @@ def make_cli(crm_dsn: str, usman: UsmanServer, client: mongomock.MongoClient, **
         "CRM_AUDIT_USMAN_BASE_URL": usman.url,
         "CRM_AUDIT_USMAN_TOKEN": TOKEN,
         "CRM_AUDIT_ENABLED_COMPANIES": COMPANY,
+        "CRM_AUDIT_TENANTS": f"{COMPANY}={TENANT}",
         "CRM_AUDIT_SETTINGS": "",
     }
     return Cli({**base, **env}, Overrides(mongo_client=client))

@@ -164,9 +164,9 @@ class TestEnrichCommand:
         sets = [patch["set"] for patch in plan["patches"]]
         assert {"metadata.linked_entity_name": DELETED_REFERENCE, "metadata.crm_person_id": PERSON} in sets
 
-    def test_without_a_job_the_tenant_must_be_given(self, run_cli: Cli) -> None:
-        """The tenant comes from the account's job; with neither, the command refuses in one line."""
-        result = run_cli("enrich", "--company-sso-id", COMPANY)
+    def test_without_a_job_or_binding_the_tenant_must_be_given(self, run_cli: Cli) -> None:
+        """Unbound and without a job, the tenant must be given: the command refuses in one line."""
+        result = run_cli("enrich", "--company-sso-id", COMPANY, CRM_AUDIT_TENANTS="")
         assert result.exit_code == exit_codes.REFUSED
         assert "pass --tenant" in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1

@@ -157,6 +157,7 @@ class TestGuardsThroughTheCli:
     ) -> None:
         """Too few synced contacts: contacts_not_migrated, and status stays not_started."""
         cli = make_cli(crm_dsn, usman, client)
+        assert cli("indexes", "up").exit_code == 0
         seed_contacts(client, [])
         result = cli("trigger", "--company-sso-id", COMPANY, "--tenant", TENANT)
         assert result.exit_code == exit_codes.REFUSED
@@ -235,6 +236,7 @@ class TestInterruptAndDegrade:
             CRM_AUDIT_USMAN_BASE_URL="http://127.0.0.1:9",
             CRM_AUDIT_USMAN_MAX_ATTEMPTS="1",
         )
+        assert cli("indexes", "up").exit_code == 0
         seed_contacts(client)
         cli("trigger", "--company-sso-id", COMPANY, "--tenant", TENANT)
         result = cli("run", "--company-sso-id", COMPANY, "--no-progress")

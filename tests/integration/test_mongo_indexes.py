@@ -7,7 +7,15 @@ from typing import Any
 import pytest
 from pymongo.errors import DuplicateKeyError
 
-from crm_audit_adapters.mongo import CollectionNames, apply_migration, load_migration, missing_indexes
+from crm_audit_adapters.mongo import (
+    CollectionNames,
+    MongoIndexState,
+    applied_version,
+    apply_migration,
+    index_status,
+    load_migration,
+    missing_indexes,
+)
 from crm_audit_transform.errors import IndexConflict
 from support.mongo import native_log_document
 
@@ -33,7 +41,7 @@ class TestMigrationFiles:
             "key": {"company_sso_id": 1, "external_id": 1},
             "name": "uniq_company_external_id",
             "unique": True,
-            "partialFilterExpression": {"external_id": {"$exists": True}},
+            "partialFilterExpression": {"external_id": {"$type": "string"}},
         }
         assert specs["idx_company_status"]["partialFilterExpression"] == {"status": "in_progress"}
         assert specs["idx_company_status"]["unique"] is True
@@ -60,7 +68,7 @@ class TestApplyMigration:
         assert missing_indexes(mongo_db) == ()
         logs = _indexes(mongo_db, "activity_logs")["uniq_company_external_id"]
         assert logs["unique"] is True
-        assert logs["partialFilterExpression"] == {"external_id": {"$exists": True}}
+        assert logs["partialFilterExpression"] == {"external_id": {"$type": "string"}}
         jobs = _indexes(mongo_db, "crm_activity_log_migration_jobs")["idx_company_status"]
         assert jobs["partialFilterExpression"] == {"status": "in_progress"}
 
@@ -146,12 +154,24 @@ class TestPartialUniqueIndexes:
             mongo_db.activity_logs.insert_one(native_log_document(n=n))
         assert mongo_db.activity_logs.count_documents({"company_sso_id": "company-a"}) == 3
 
-    def test_an_explicit_null_external_id_is_indexed(self, mongo_db: Any) -> None:
-        """`$exists` also selects an explicit null, which is why the encoder never writes one."""
+    def test_two_native_logs_with_an_explicit_null_external_id_are_both_stored(self, mongo_db: Any) -> None:
+        """The `$type: "string"` filter leaves `external_id: null` out: a second such native log is kept."""
         apply_migration(mongo_db, "up")
-        mongo_db.activity_logs.insert_one({"company_sso_id": "company-a", "external_id": None})
+        for n in (1, 2):
+            mongo_db.activity_logs.insert_one({**native_log_document(n=n), "external_id": None})
+        assert (
+            mongo_db.activity_logs.count_documents({"external_id": None, "company_sso_id": "company-a"}) == 2
+        )
+
+    def test_a_string_external_id_is_still_unique_per_company(self, mongo_db: Any) -> None:
+        """The `$type` filter still refuses the same string external_id twice within one company."""
+        apply_migration(mongo_db, "up")
+        mongo_db.activity_logs.insert_one({"company_sso_id": "company-a", "external_id": "crm:acme:audit:1"})
+        mongo_db.activity_logs.insert_one({"company_sso_id": "company-b", "external_id": "crm:acme:audit:1"})
         with pytest.raises(DuplicateKeyError):
-            mongo_db.activity_logs.insert_one({"company_sso_id": "company-a", "external_id": None})
+            mongo_db.activity_logs.insert_one(
+                {"company_sso_id": "company-a", "external_id": "crm:acme:audit:1"}
+            )
 
     def test_second_in_progress_job_of_an_account_is_refused(self, mongo_db: Any) -> None:
         """One in-progress job per account, enforced by idx_company_status."""
@@ -162,3 +182,39 @@ class TestPartialUniqueIndexes:
         jobs.insert_one({"_id": "j3", "company_sso_id": "company-a", "status": "completed"})
         with pytest.raises(DuplicateKeyError):
             jobs.insert_one({"_id": "j4", "company_sso_id": "company-a", "status": "in_progress"})
+
+
+class TestIndexStatusAndVersion:
+    def test_up_records_version_35_clean_and_down_removes_it(self, mongo_db: Any) -> None:
+        """Like golang-migrate: up records version 35 not dirty; down leaves no version behind."""
+        assert applied_version(mongo_db) is None
+        apply_migration(mongo_db, "up")
+        assert applied_version(mongo_db) == (35, False)
+        apply_migration(mongo_db, "down")
+        assert applied_version(mongo_db) is None
+
+    def test_a_failed_up_leaves_the_version_dirty(self, mongo_db: Any) -> None:
+        """An up that stops on a conflict leaves version 35 marked dirty, as golang-migrate reports it."""
+        mongo_db.activity_logs.create_index([("company_sso_id", 1)], name="uniq_company_external_id")
+        with pytest.raises(IndexConflict):
+            apply_migration(mongo_db, "up")
+        assert applied_version(mongo_db) == (35, True)
+
+    def test_status_names_missing_and_differently_defined_indexes(self, mongo_db: Any) -> None:
+        """An index of the right name with the old `$exists` filter counts as differs, hence missing."""
+        mongo_db.activity_logs.create_index(
+            [("company_sso_id", 1), ("external_id", 1)],
+            name="uniq_company_external_id",
+            unique=True,
+            partialFilterExpression={"external_id": {"$exists": True}},
+        )
+        states = {r.qualified: r.state for r in index_status(mongo_db)}
+        assert states["activity_logs.uniq_company_external_id"] == "differs"
+        assert states["contacts.idx_company_crm_data_id"] == "missing"
+        assert MongoIndexState(mongo_db).missing_indexes() == ALL_INDEXES
+
+    def test_index_state_is_empty_once_up_has_run(self, mongo_db: Any) -> None:
+        """After up the write paths' check finds nothing missing."""
+        apply_migration(mongo_db, "up")
+        assert MongoIndexState(mongo_db).missing_indexes() == ()
+        assert {r.state for r in index_status(mongo_db)} == {"present"}

@@ -29,6 +29,7 @@ from crm_audit_transform.testing import (
     InMemoryAuditSource,
     InMemoryContactDirectory,
     InMemoryEntityDirectory,
+    InMemoryIndexState,
     InMemoryJobStore,
     InMemoryPeopleCounter,
     InMemorySsoDirectory,
@@ -186,9 +187,12 @@ class World:
         self.jobs = InMemoryJobStore()
         self.clock = FixedClock(dt.datetime(2026, 2, 1, tzinfo=dt.UTC))
         self.flags = StaticFeatureFlags("*" if enabled else ())
+        self.indexes = InMemoryIndexState()
 
     def trigger_ports(self) -> TriggerPorts:
-        return TriggerPorts(self.flags, self.contacts, self.people, self.jobs, self.source, self.clock)
+        return TriggerPorts(
+            self.flags, self.contacts, self.people, self.jobs, self.source, self.clock, self.indexes
+        )
 
     def run_ports(self) -> RunPorts:
         enrich = self.enrichment is not None
@@ -202,6 +206,7 @@ class World:
             self.clock,
             entities=self.entities if enrich else None,
             enrichment=self.enrichment,
+            indexes=self.indexes,
         )
 
     def trigger(self, **options: Any) -> MigrationJob:

@@ -17,12 +17,17 @@ from crm_audit_transform.errors import (
     AlreadyCompleted,
     ConfigError,
     ContactsNotMigrated,
+    DirectoryRefused,
     FlagDisabled,
+    IndexesMissing,
     JobAlreadyRunning,
     JobNotFound,
     LeaseHeld,
+    ResumeOrFresh,
     SourceUnavailable,
     StoreUnavailable,
+    TenantMismatch,
+    TenantUnbound,
 )
 from crm_audit_transform.jobs import IN_PROGRESS, MigrationJob
 from crm_audit_transform.tally import Tally
@@ -103,6 +108,19 @@ class TestSettings:
             assert secret not in shown
         assert "postgresql://ro:***@crm:5432/crm" in shown
 
+    def test_tenant_bindings_come_from_the_table_and_the_environment(self, tmp_path: Path) -> None:
+        """`[tenants]` binds accounts; CRM_AUDIT_TENANTS adds or overrides pairs."""
+        path = tmp_path / "s.toml"
+        path.write_text('[tenants]\n"co-a" = "acme"\n"co-b" = "initech"\n')
+        settings = load_settings(path, {"CRM_AUDIT_TENANTS": "co-b=globex, co-c=umbrella"})
+        assert settings.tenants == {"co-a": "acme", "co-b": "globex", "co-c": "umbrella"}
+        assert settings.describe()["tenants"] == settings.tenants
+
+    def test_a_malformed_tenant_binding_is_a_configuration_error(self) -> None:
+        """A pair without `=` is reported with the variable's name."""
+        with pytest.raises(ConfigError, match="CRM_AUDIT_TENANTS"):
+            load_settings(None, {"CRM_AUDIT_TENANTS": "co-a"})
+
     @pytest.mark.parametrize(
         ("dsn", "shown"),
         [
@@ -127,6 +145,11 @@ class TestExitCodes:
             (AlreadyCompleted("done"), exit_codes.REFUSED),
             (JobNotFound("none"), exit_codes.REFUSED),
             (LeaseHeld("held"), exit_codes.REFUSED),
+            (TenantMismatch("globex"), exit_codes.REFUSED),
+            (TenantUnbound("unbound"), exit_codes.REFUSED),
+            (ResumeOrFresh("choose"), exit_codes.REFUSED),
+            (IndexesMissing(["activity_logs.uniq_company_external_id"]), exit_codes.CONFIG),
+            (DirectoryRefused("401", status_code=401), exit_codes.CONFIG),
             (SourceUnavailable("pg down"), exit_codes.UNAVAILABLE),
             (StoreUnavailable("mongo down"), exit_codes.UNAVAILABLE),
             (FileFormatError("f.jsonl", 3, "bad"), exit_codes.BAD_INPUT),

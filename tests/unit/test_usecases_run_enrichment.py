@@ -129,6 +129,7 @@ class TestRunEnrichment:
                 world.jobs,
                 world.clock,
                 entities=InMemoryEntityDirectory(),
+                indexes=world.indexes,
             )
 
     def test_a_log_whose_write_failed_is_never_enriched_nor_matched_to_a_live_feed_log(self) -> None:

@@ -48,7 +48,12 @@ def seed_contacts(db: Any, company: str, count: int) -> None:
 
 def runtime_over(crm_dsn: str, mongo_db: Any, enabled: str) -> Runtime:
     """The runner's own composition root, on the corpus database and the test's MongoDB."""
-    settings = Settings(database_url=crm_dsn, mongo_database=mongo_db.name, enabled_companies=enabled)
+    settings = Settings(
+        database_url=crm_dsn,
+        mongo_database=mongo_db.name,
+        enabled_companies=enabled,
+        tenants=dict.fromkeys([*enabled.split(","), "company-other"], TENANT),
+    )
     clock = FixedClock(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
     return build_runtime(settings, mongo_client=mongo_db.client, clock=clock)
 
@@ -267,7 +272,7 @@ class TestJobRoutes:
         "payload",
         [
             {},
-            {"company_sso_id": COMPANY},
+            {"company_sso_id": COMPANY, "tenant": ""},
             {"company_sso_id": "", "tenant": TENANT},
             {"company_sso_id": COMPANY, "tenant": TENANT, "date_range_start": "yesterday"},
         ],
@@ -338,3 +343,26 @@ class TestServedAssets:
         response = app_parts["client"].get("/nope")
         assert response.status_code == 404
         assert error_code(response) == "NOT_FOUND"
+
+
+class TestWritePathPreconditions:
+    def test_migrate_without_the_indexes_is_503_and_writes_nothing(self, app_parts: dict[str, Any]) -> None:
+        """With migration 035 reverted, a batch is refused INDEXES_MISSING (503) and nothing is stored."""
+        apply_migration(app_parts["db"], "down")
+        response = app_parts["client"].post(
+            "/private/activity_logs/migrate", content=body(log(1)), headers={"Authorization": AUTH}
+        )
+        assert response.status_code == 503
+        assert error_code(response) == "INDEXES_MISSING"
+        assert app_parts["db"]["activity_logs"].count_documents({}) == 0
+
+    def test_trigger_with_another_tenant_than_the_binding_is_409(self, app_parts: dict[str, Any]) -> None:
+        """The HTTP trigger applies the tenant binding: TENANT_MISMATCH (409) and no job document."""
+        response = app_parts["client"].post(
+            "/private/activity_logs/crm_migration/trigger",
+            json={"company_sso_id": COMPANY, "tenant": "globex"},
+            headers={"Authorization": AUTH},
+        )
+        assert response.status_code == 409
+        assert error_code(response) == "TENANT_MISMATCH"
+        assert app_parts["db"]["crm_activity_log_migration_jobs"].count_documents({}) == 0

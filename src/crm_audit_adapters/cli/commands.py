@@ -26,7 +26,7 @@ from crm_audit_transform.usecases import (
     run_job,
 )
 
-from ..mongo import apply_migration
+from ..mongo import applied_version, apply_migration, index_status
 from . import exit_codes
 from .main import cli
 from .progress import ProgressLine
@@ -45,18 +45,42 @@ def _utc(_: click.Context, __: click.Parameter, value: dt.datetime | None) -> dt
 
 
 @cli.command()
-@click.argument("direction", type=click.Choice(["up", "down"]))
+@click.argument("direction", type=click.Choice(["up", "down", "status"]))
 @click.pass_obj
 def indexes(state: CliState, direction: str) -> None:
-    """Apply (up) or revert (down) the 035_crm_migration_indexes MongoDB migration."""
+    """Apply (up), revert (down) or inspect (status) the 035_crm_migration_indexes MongoDB migration.
+
+    Every write path refuses with INDEXES_MISSING (exit 3) until `indexes up` has run.
+    """
     with state.runtime() as runtime:
-        for line in apply_migration(runtime.mongo_db, direction):  # type: ignore[arg-type]
-            click.echo(line)
+        if direction != "status":
+            for line in apply_migration(runtime.mongo_db, direction):  # type: ignore[arg-type]
+                click.echo(line)
+        reports = index_status(runtime.mongo_db)
+        if direction == "status":
+            for report in reports:
+                click.echo(f"{report.state:<8} {report.qualified}")
+        click.echo(f"version: {_version(applied_version(runtime.mongo_db))}")
+    if direction == "status" and any(r.state != "present" for r in reports):
+        raise click.exceptions.Exit(exit_codes.CONFIG)
+
+
+def _version(applied: tuple[int, bool] | None) -> str:
+    if applied is None:
+        return "none (migration 035 not applied)"
+    version, dirty = applied
+    return f"{version:03d}" + (" (dirty: a step failed; run `indexes up` again)" if dirty else "")
 
 
 @cli.command(name="trigger")
 @company_option
-@click.option("--tenant", required=True, help="The CRM tenant schema of the account.")
+@click.option("--tenant", help="The CRM tenant schema (default: the account's bound tenant).")
+@click.option(
+    "--allow-unbound-tenant",
+    is_flag=True,
+    help="Accept --tenant for an account with no binding in CRM_AUDIT_TENANTS (person ids overlap "
+    "across tenants: make sure it is the right one).",
+)
 @click.option(
     "--date-range-start",
     type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]),
@@ -66,11 +90,16 @@ def indexes(state: CliState, direction: str) -> None:
 @json_option
 @click.pass_obj
 def trigger_command(
-    state: CliState, company: str, tenant: str, date_range_start: dt.datetime | None, as_json: bool
+    state: CliState,
+    company: str,
+    tenant: str | None,
+    allow_unbound_tenant: bool,
+    date_range_start: dt.datetime | None,
+    as_json: bool,
 ) -> None:
     """Check the guards and create the account's job (nothing is migrated until `run`)."""
     with state.runtime() as runtime:
-        runtime.trigger(company, tenant, date_range_start)
+        runtime.trigger(company, tenant, date_range_start, allow_unbound_tenant=allow_unbound_tenant)
         _show(migration_status(company, runtime.jobs), as_json)
 
 

@@ -27,6 +27,7 @@ from crm_audit_transform.testing import (
     FixedClock,
     InMemoryActivityLogStore,
     InMemoryAuditSource,
+    InMemoryIndexState,
     InMemoryJobStore,
     InMemorySsoDirectory,
     InMemoryUserDirectory,
@@ -147,6 +148,8 @@ def _dry_run(
         logs=sink,
         jobs=InMemoryJobStore(),
         clock=FixedClock(),
+        # The sink refuses a second line with the same external id itself: it needs no index.
+        indexes=InMemoryIndexState(),
     )
     job = new_job(company, tenant, source=source, scope=transformer.scope, now=ports.clock.now())
     ports.jobs.create(job)

@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from crm_audit_transform.enrichment import EnrichmentPlan, EnrichmentReport, enrich_existing
+from crm_audit_transform.usecases.safety import require_indexes
 
 from .main import cli
 from .state import CliState
@@ -37,6 +38,8 @@ def enrich(state: CliState, company: str, tenant: str | None, dry_run: bool, as_
 
     with state.runtime() as runtime:
         tenant = runtime.tenant_for(company, tenant)
+        if not dry_run:
+            require_indexes(runtime.indexes)
         report = enrich_existing(
             company,
             tenant,

@@ -11,8 +11,10 @@ from typing import Final
 from crm_audit_transform.errors import (
     ConfigError,
     CrmAuditError,
+    DirectoryRefused,
     GuardError,
     IndexConflict,
+    IndexesMissing,
     LeaseHeld,
     Unavailable,
     UnknownTenant,
@@ -27,10 +29,13 @@ INTERNAL: Final = 1
 USAGE: Final = 2
 """Bad command line (click's own code)."""
 CONFIG: Final = 3
-"""Configuration missing or invalid: settings file, environment, mapping configuration."""
+"""Configuration missing or invalid: settings file, environment, mapping configuration; migration
+035's indexes not in place (``INDEXES_MISSING``); USMAN refusing our credentials (``DIRECTORY_REFUSED``).
+Nothing was written."""
 REFUSED: Final = 4
 """A guard refused (flag off, coverage too low, job running or completed, no job, lease held,
-unknown tenant, index conflict) or the thing asked about does not exist."""
+unknown tenant, tenant not the account's bound one or unbound, resume-or-fresh needed, index
+conflict) or the thing asked about does not exist."""
 HALTED: Final = 5
 """The run halted: the cumulative failure rate went over the threshold (cursor kept)."""
 UNAVAILABLE: Final = 6
@@ -42,7 +47,7 @@ INTERRUPTED: Final = 130
 
 
 def exit_code_for(error: BaseException) -> int:
-    if isinstance(error, ConfigError):
+    if isinstance(error, ConfigError | IndexesMissing | DirectoryRefused):
         return CONFIG
     if isinstance(error, GuardError | LeaseHeld | UnknownTenant | IndexConflict):
         return REFUSED

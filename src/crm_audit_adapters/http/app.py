@@ -123,8 +123,9 @@ def create_app(
     async def trigger(request: Request) -> Response:
         body = await _json_object(request, max_body_bytes)
         tenant = body.get("tenant")
-        if not isinstance(tenant, str) or not tenant:
-            raise ApiError(400, "INVALID_TENANT", "tenant must be a non-empty string")
+        # Optional: the account's bound tenant is used; a different one is TENANT_MISMATCH.
+        if tenant is not None and (not isinstance(tenant, str) or not tenant):
+            raise ApiError(400, "INVALID_TENANT", "tenant must be a non-empty string when given")
         status = await run_in_threadpool(
             service.trigger,
             _company(body.get("company_sso_id")),

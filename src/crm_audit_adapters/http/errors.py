@@ -8,7 +8,14 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from crm_audit_transform.errors import BatchTooLarge, CrmAuditError, GuardError, Unavailable
+from crm_audit_transform.errors import (
+    BatchTooLarge,
+    CrmAuditError,
+    DirectoryRefused,
+    GuardError,
+    IndexesMissing,
+    Unavailable,
+)
 
 
 class ApiError(Exception):
@@ -33,6 +40,11 @@ async def on_api_error(_request: Request, exc: Exception) -> JSONResponse:
 async def on_domain_error(_request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, GuardError | BatchTooLarge):
         return envelope(exc.http_status, exc.code, str(exc))
+    if isinstance(exc, IndexesMissing):
+        return envelope(503, exc.code, str(exc))
+    if isinstance(exc, DirectoryRefused):
+        # Our credentials are wrong: a server-side configuration error, never the caller's.
+        return envelope(500, exc.code, "the user directory refused the service's credentials")
     if isinstance(exc, Unavailable):
         return envelope(503, "DEPENDENCY_UNAVAILABLE", "a dependency is unavailable; retry later")
     return envelope(400, "BAD_REQUEST", str(exc).splitlines()[0])

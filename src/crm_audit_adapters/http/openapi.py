@@ -132,7 +132,7 @@ def openapi_document() -> dict[str, Any]:
                     "requestBody": _body(
                         {
                             "type": "object",
-                            "required": ["company_sso_id", "tenant"],
+                            "required": ["company_sso_id"],
                             "properties": {
                                 "company_sso_id": _COMPANY,
                                 "tenant": {"type": "string", "minLength": 1},

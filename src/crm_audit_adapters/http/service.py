@@ -18,9 +18,12 @@ class MigrationService(Protocol):
         ...
 
     def trigger(
-        self, company_sso_id: str, tenant: str, date_range_start: dt.datetime | None
+        self, company_sso_id: str, tenant: str | None, date_range_start: dt.datetime | None
     ) -> Mapping[str, Any]:
-        """Start a job after the guards; returns its status document."""
+        """Bind the tenant, start a job after the guards; returns its status document.
+
+        No unbound override here: an account served over HTTP must have a tenant binding.
+        """
         ...
 
     def status(self, company_sso_id: str) -> Mapping[str, Any]:

@@ -5,6 +5,16 @@ what golang-migrate's MongoDB driver runs. ``apply_migration`` reads the same fi
 command into the driver's ``create_index`` / ``drop_index`` calls — one code path for a real server
 and for mongomock (which has no ``createIndexes`` command). Applying ``up`` twice is harmless (an
 identical index is a no-op); ``down`` drops only what exists, so it is harmless twice as well.
+
+The applied version is recorded as golang-migrate records it — one document ``{version, dirty}``
+— in a collection of our own, ``crm_audit_schema_migrations``, so the CDP's own migration history
+(golang-migrate's ``schema_migrations``) is never touched. ``up`` records ``dirty: true`` before its
+first step and ``dirty: false`` after its last; ``down`` removes the record after its last step.
+A run that died half-way therefore reads as dirty, as golang-migrate reports it.
+
+``index_status`` compares the database with the migration file: an index of the right name but
+other keys or options (say, an older ``$exists`` filter) counts as *differs*, and every write
+path treats it as missing (``MongoIndexState``).
 """
 
 from __future__ import annotations
@@ -14,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any, Final, Literal
 
+from attrs import frozen
 from pymongo.database import Database
 from pymongo.errors import OperationFailure
 
@@ -22,9 +33,23 @@ from crm_audit_transform.errors import IndexConflict
 from .names import CollectionNames
 from .retry import RetryPolicy, call_with_retry
 
-__all__ = ["MIGRATION", "apply_migration", "index_names", "load_migration", "missing_indexes"]
+__all__ = [
+    "MIGRATION",
+    "MIGRATION_VERSION",
+    "VERSION_COLLECTION",
+    "IndexReport",
+    "MongoIndexState",
+    "applied_version",
+    "apply_migration",
+    "index_names",
+    "index_status",
+    "load_migration",
+    "missing_indexes",
+]
 
 MIGRATION: Final = "035_crm_migration_indexes"
+MIGRATION_VERSION: Final = 35
+VERSION_COLLECTION: Final = "crm_audit_schema_migrations"
 _NOT_FOUND_CODES: Final = frozenset({26, 27})  # NamespaceNotFound, IndexNotFound
 # IndexAlreadyExists, IndexOptionsConflict, IndexKeySpecsConflict, duplicate data under a unique index.
 _CONFLICT_CODES: Final = frozenset({68, 85, 86, 11000, 11001})
@@ -50,13 +75,91 @@ def index_names(names: CollectionNames | None = None) -> dict[str, tuple[str, ..
     return found
 
 
-def missing_indexes(db: Database[Any], names: CollectionNames | None = None) -> tuple[str, ...]:
-    """``collection.index`` of every index of the migration that the database lacks."""
-    missing: list[str] = []
-    for collection, wanted in index_names(names).items():
+@frozen
+class IndexReport:
+    """One index of the migration: ``state`` is ``present``, ``missing`` or ``differs``."""
+
+    collection: str
+    name: str
+    state: str
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.collection}.{self.name}"
+
+
+def index_status(db: Database[Any], names: CollectionNames | None = None) -> tuple[IndexReport, ...]:
+    """Each index of the up migration as the database holds it (keys and options compared)."""
+    names = names or CollectionNames()
+    reports: list[IndexReport] = []
+    for command in load_migration("up"):
+        collection = names.resolve(command["createIndexes"])
         present = db[collection].index_information()
-        missing.extend(f"{collection}.{index}" for index in wanted if index not in present)
-    return tuple(missing)
+        for spec in command["indexes"]:
+            info = present.get(spec["name"])
+            state = "missing" if info is None else "present" if _same(spec, info) else "differs"
+            reports.append(IndexReport(collection, spec["name"], state))
+    return tuple(reports)
+
+
+def _same(spec: Mapping[str, Any], info: Mapping[str, Any]) -> bool:
+    keys = [(k, v) for k, v in spec["key"].items()]
+    return (
+        [(k, v) for k, v in info.get("key", ())] == keys
+        and bool(info.get("unique", False)) == bool(spec.get("unique", False))
+        and _plain(info.get("partialFilterExpression")) == _plain(spec.get("partialFilterExpression"))
+    )
+
+
+def _plain(value: Any) -> Any:
+    # A server answers SON; the file holds dicts: compare as plain values.
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def missing_indexes(db: Database[Any], names: CollectionNames | None = None) -> tuple[str, ...]:
+    """``collection.index`` of every index of the migration the database lacks or defines otherwise."""
+    return tuple(r.qualified for r in index_status(db, names) if r.state != "present")
+
+
+def applied_version(db: Database[Any]) -> tuple[int, bool] | None:
+    """``(version, dirty)`` as ``up``/``down`` recorded it, or None when nothing is recorded."""
+    doc = db[VERSION_COLLECTION].find_one({}, {"version": 1, "dirty": 1})
+    if doc is None:
+        return None
+    return int(doc["version"]), bool(doc.get("dirty", False))
+
+
+def _record_version(db: Database[Any], version: int | None, dirty: bool) -> None:
+    # golang-migrate keeps exactly one document; so do we.
+    collection = db[VERSION_COLLECTION]
+    if version is None:
+        collection.delete_many({})
+        return
+    collection.replace_one({"_id": "version"}, {"version": version, "dirty": dirty}, upsert=True)
+
+
+class MongoIndexState:
+    """``ports.IndexState`` over a database: what ``missing_indexes`` finds, asked on each call.
+
+    Each write path asks once before it writes (a run, a trigger, one HTTP batch), which costs one
+    ``listIndexes`` per collection.
+    """
+
+    __slots__ = ("_db", "_names", "_retry")
+
+    def __init__(
+        self, db: Database[Any], names: CollectionNames | None = None, *, retry: RetryPolicy | None = None
+    ) -> None:
+        self._db = db
+        self._names = names
+        self._retry = retry or RetryPolicy()
+
+    def missing_indexes(self) -> tuple[str, ...]:
+        return call_with_retry(
+            lambda _: missing_indexes(self._db, self._names), self._retry, "list migration 035's indexes"
+        )
 
 
 def apply_migration(
@@ -75,6 +178,11 @@ def apply_migration(
     names = names or CollectionNames()
     policy = retry or RetryPolicy()
     done: list[str] = []
+    if direction == "up":
+        _record_version(db, MIGRATION_VERSION, dirty=True)
+    else:
+        current = applied_version(db)
+        _record_version(db, MIGRATION_VERSION if current is None else current[0], dirty=True)
     for command in load_migration(direction):
         if "createIndexes" in command:
             collection = names.resolve(command["createIndexes"])
@@ -85,6 +193,7 @@ def apply_migration(
             done.append(_drop(db, collection, command["index"], policy))
         else:
             raise ValueError(f"unsupported migration command: {sorted(command)}")
+    _record_version(db, MIGRATION_VERSION if direction == "up" else None, dirty=False)
     return tuple(done)
 
 

@@ -28,6 +28,7 @@ from .stores import (
     FixedClock,
     InMemoryActivityLogStore,
     InMemoryAuditSource,
+    InMemoryIndexState,
     InMemoryJobStore,
     StaticFeatureFlags,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "InMemoryContactDirectory",
     "InMemoryEnrichmentStore",
     "InMemoryEntityDirectory",
+    "InMemoryIndexState",
     "InMemoryJobStore",
     "InMemoryPeopleCounter",
     "InMemorySsoDirectory",

@@ -186,6 +186,18 @@ class InMemoryJobStore:
         return saved
 
 
+class InMemoryIndexState:
+    """Migration 035's indexes as a test sets them: all in place unless ``missing`` names some."""
+
+    __slots__ = ("missing",)
+
+    def __init__(self, missing: Iterable[str] = ()) -> None:
+        self.missing = tuple(missing)
+
+    def missing_indexes(self) -> tuple[str, ...]:
+        return self.missing
+
+
 class StaticFeatureFlags:
     """Flags switched on for a fixed set of accounts, or for every account with ``"*"``."""
 

@@ -18,6 +18,7 @@ from .guards import (
 from .migrate_batch import MAX_BATCH_SIZE, MigrateBatch
 from .rollback import RollbackResult, rollback
 from .run import RunPorts, RunResult, run_job
+from .safety import bound_tenant, require_indexes
 from .settings import RunSettings
 from .status import MigrationStatus, migration_status, report_counts
 
@@ -33,12 +34,14 @@ __all__ = [
     "RunResult",
     "RunSettings",
     "TriggerPorts",
+    "bound_tenant",
     "check_guards",
     "contact_coverage",
     "explain_audit",
     "migration_status",
     "new_job",
     "report_counts",
+    "require_indexes",
     "rollback",
     "run_job",
     "trigger",

@@ -1,6 +1,7 @@
 """Trigger: the guards that decide whether an account's migration may start, then the job row.
 
-Guards run in a fixed order and the first refusal wins: flag off → ``FLAG_DISABLED``; Phase-A
+Guards run in a fixed order and the first refusal wins: migration 035's indexes missing →
+``INDEXES_MISSING`` (nothing is written without them); flag off → ``FLAG_DISABLED``; Phase-A
 coverage below the threshold → ``contacts_not_migrated`` (no job row is written); a job in
 progress → ``JOB_ALREADY_RUNNING``; a completed job → ``ALREADY_COMPLETED``. A halted or
 rolled-back job does not block a new one.
@@ -16,7 +17,8 @@ from attrs import frozen
 
 from ..errors import AlreadyCompleted, ContactsNotMigrated, FlagDisabled, JobAlreadyRunning
 from ..jobs import COMPLETED, IN_PROGRESS, MigrationJob
-from ..ports import AuditSource, Clock, ContactDirectory, FeatureFlags, JobStore, PeopleCounter
+from ..ports import AuditSource, Clock, ContactDirectory, FeatureFlags, IndexState, JobStore, PeopleCounter
+from .safety import require_indexes
 
 DEFAULT_COVERAGE_THRESHOLD: Final = 0.99
 
@@ -31,6 +33,7 @@ class TriggerPorts:
     jobs: JobStore
     source: AuditSource
     clock: Clock
+    indexes: IndexState
 
 
 def contact_coverage(
@@ -51,6 +54,7 @@ def check_guards(
     coverage_threshold: float = DEFAULT_COVERAGE_THRESHOLD,
 ) -> None:
     """Raise the first guard that refuses; return quietly when a job may start."""
+    require_indexes(ports.indexes)
     if not ports.flags.is_enabled(company_sso_id):
         raise FlagDisabled(f"the CRM audit migration is not enabled for company {company_sso_id}")
     coverage = contact_coverage(company_sso_id, tenant, ports.contacts, ports.people)

@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 
 import attrs
-from attrs import frozen
+from attrs import field, frozen
 
 from .. import reasons
 from ..domain import AuditRow, Failed, Migrated, Outcome, Skipped, WriteResult
@@ -47,6 +47,7 @@ from ..ports import (
     Clock,
     ContactDirectory,
     EntityDirectory,
+    IndexState,
     JobStore,
     SsoDirectory,
     UserDirectory,
@@ -55,12 +56,16 @@ from ..tally import Tally
 from ..transformer import Transformer
 from ._enrich_step import EnrichStep
 from .migrate_batch import MAX_BATCH_SIZE, MigrateBatch
+from .safety import require_indexes
 from .settings import RunSettings
 
 
 @frozen
 class RunPorts:
-    """What a run drives; with ``entities`` and ``enrichment`` it also enriches what it migrates."""
+    """What a run drives; with ``entities`` and ``enrichment`` it also enriches what it migrates.
+
+    ``indexes`` is checked before anything is written: no run without migration 035's indexes.
+    """
 
     source: AuditSource
     users: UserDirectory
@@ -71,6 +76,7 @@ class RunPorts:
     clock: Clock
     entities: EntityDirectory | None = None
     enrichment: EnrichmentStore | None = None
+    indexes: IndexState = field(kw_only=True)
 
     def __attrs_post_init__(self) -> None:
         if (self.entities is None) != (self.enrichment is None):
@@ -119,6 +125,7 @@ def run_job(
         raise JobNotFound(f"company {company_sso_id} has no migration job: trigger one first")
     if job.status != IN_PROGRESS:
         return RunResult(job)
+    require_indexes(ports.indexes)
     job = _lease(ports, job, owner, settings)
     loop = _Loop(ports, transformer, owner, settings, should_stop, on_progress)
     try:

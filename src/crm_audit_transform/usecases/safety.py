@@ -1,0 +1,61 @@
+"""Preconditions every write path checks first: migration 035's indexes, and the account's tenant.
+
+* **Indexes.** Exactly-once rests on the partial unique index ``uniq_company_external_id`` (a
+  duplicate is refused by the database, never found by a query first), and "one job in progress
+  per account" on ``idx_company_status``. Without them a replayed batch is inserted twice, so
+  ``run``, ``trigger``, the HTTP ``migrate`` and ``enrich`` refuse with ``IndexesMissing`` until
+  ``indexes up`` has run.
+* **Tenant binding.** Person ids overlap across CRM tenants and contacts match on the bare
+  ``crm_data.id``, so an account migrated from another tenant's schema would put one customer's
+  history on another's contacts. An account is bound to one tenant by configuration
+  (``company_sso_id → schema``); a different tenant is refused with ``TenantMismatch``. An
+  account with no binding is refused with ``TenantUnbound`` unless the caller explicitly accepts
+  an unbound tenant (the CLI's ``--allow-unbound-tenant``): the safe default is to refuse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ..errors import IndexesMissing, TenantMismatch, TenantUnbound
+from ..ports import IndexState
+
+
+def require_indexes(indexes: IndexState) -> None:
+    """Return quietly when 035's indexes are in place; else raise ``IndexesMissing`` naming them."""
+    missing = indexes.missing_indexes()
+    if missing:
+        raise IndexesMissing(missing)
+
+
+def bound_tenant(
+    company_sso_id: str,
+    requested: str | None,
+    bindings: Mapping[str, str],
+    *,
+    allow_unbound: bool = False,
+) -> str:
+    """The CRM tenant ``company_sso_id`` may be migrated from.
+
+    With a binding: the bound tenant (``requested`` may be None or must equal it, else
+    ``TenantMismatch``). Without one: ``requested`` when ``allow_unbound`` is set, else
+    ``TenantUnbound`` (also when nothing was requested at all).
+    """
+    bound = bindings.get(company_sso_id)
+    if bound is not None:
+        if requested is not None and requested != bound:
+            raise TenantMismatch(
+                f"company {company_sso_id} is bound to CRM tenant {bound!r}, not {requested!r}: "
+                "nothing was written"
+            )
+        return bound
+    if requested is None:
+        raise TenantUnbound(
+            f"company {company_sso_id} has no tenant binding (CRM_AUDIT_TENANTS) and no --tenant was given"
+        )
+    if not allow_unbound:
+        raise TenantUnbound(
+            f"company {company_sso_id} has no tenant binding: add it to CRM_AUDIT_TENANTS "
+            f"(company_sso_id=schema), or pass --allow-unbound-tenant to use {requested!r} as given"
+        )
+    return requested
