@@ -1,4 +1,7 @@
-"""Session-wide fixtures: the throwaway PostgreSQL cluster and the MongoDB backends live in tests/support."""
+"""Session-wide fixtures: PostgreSQL, the MongoDB backends, Redis and Celery workers live in tests/support."""
 
+from support.celery_workers import *  # noqa: F403
 from support.mongo import *  # noqa: F403
 from support.postgres import *  # noqa: F403
+from support.redis_server import *  # noqa: F403
+from support.wire_mongo import *  # noqa: F403

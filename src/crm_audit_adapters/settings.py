@@ -15,6 +15,10 @@ Secrets — the CRM DSN, the MongoDB URI's password and the USMAN token — are 
     lease_seconds = 120                           CRM_AUDIT_LEASE_SECONDS
     [tenants]                                     CRM_AUDIT_TENANTS="sso-id=schema,…"
     "9b2f…" = "acme"                              each account's one CRM tenant schema
+    broker_url = "redis://redis:6379/0"           CRM_AUDIT_BROKER_URL     Celery broker (workers, enqueue)
+    result_backend = "redis://redis:6379/1"       CRM_AUDIT_RESULT_BACKEND (optional; results unused if unset)
+    broker_visibility_timeout = 3600              CRM_AUDIT_BROKER_VISIBILITY_TIMEOUT  seconds before Redis
+                                                  hands an unacknowledged task to another worker
     [usman]                                       CRM_AUDIT_USMAN_BASE_URL, _TOKEN, _PATH, …
     base_url = "https://usman.internal"
 """
@@ -38,6 +42,8 @@ from .usman import UsmanConfig
 CONFIG_ENV: Final = "CRM_AUDIT_SETTINGS"
 _PREFIX: Final = "CRM_AUDIT_"
 _USMAN_PREFIX: Final = "CRM_AUDIT_USMAN_"
+DEFAULT_VISIBILITY_TIMEOUT: Final = 3600.0
+"""Redis's own default: an unacknowledged task goes back to the queue after an hour (docs/scale-out.md)."""
 
 _URL_PASSWORD = re.compile(r"(?P<head>://[^:/@\s]*:)[^@\s]*@")
 _KV_PASSWORD = re.compile(r"(?P<head>password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
@@ -70,6 +76,9 @@ class Settings:
     run: RunSettings = field(factory=RunSettings)
     tenants: Mapping[str, str] = field(factory=dict)
     """company_sso_id → the CRM tenant schema it is bound to (see usecases.safety)."""
+    broker_url: str | None = field(default=None, repr=_redacted)
+    result_backend: str | None = field(default=None, repr=_redacted)
+    broker_visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT
 
     def describe(self) -> dict[str, Any]:
         """Every setting with secrets redacted, for ``--show-config`` and error messages."""
@@ -86,6 +95,9 @@ class Settings:
             "halt_threshold": self.run.halt_threshold,
             "lease_seconds": self.run.lease_seconds,
             "tenants": dict(self.tenants),
+            "broker_url": redact(self.broker_url),
+            "result_backend": redact(self.result_backend),
+            "broker_visibility_timeout": self.broker_visibility_timeout,
         }
 
 
@@ -99,6 +111,9 @@ _SCALARS: Final[dict[str, Callable[[str], Any]]] = {
     "page_size": int,
     "halt_threshold": float,
     "lease_seconds": float,
+    "broker_url": str,
+    "result_backend": str,
+    "broker_visibility_timeout": float,
 }
 
 

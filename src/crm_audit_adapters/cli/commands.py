@@ -161,13 +161,36 @@ def _stop_on_interrupt() -> Iterator[threading.Event]:
 
 
 @cli.command()
-@company_option
+@click.option("--company-sso-id", "company", help="The CDP account (company SSO id).")
+@click.option("--all", "every", is_flag=True, help="One line per account: every account's latest job.")
 @json_option
 @click.pass_obj
-def status(state: CliState, company: str, as_json: bool) -> None:
+def status(state: CliState, company: str | None, every: bool, as_json: bool) -> None:
     """Show the account's job: status, progress, counts per reason, failure rate, cursor."""
+    if every == (company is not None):
+        raise click.UsageError("give exactly one of --company-sso-id and --all")
     with state.runtime() as runtime:
-        _show(migration_status(company, runtime.jobs), as_json)
+        if company is not None:
+            _show(migration_status(company, runtime.jobs), as_json)
+            return
+        statuses = [MigrationStatus.of(job) for job in _latest_per_account(runtime.jobs)]
+    if as_json:
+        click.echo(json.dumps([s.as_dict() for s in statuses], indent=2, ensure_ascii=False))
+        return
+    header = f"{'company_sso_id':<36}  {'status':<11}  {'progress':>8}  {'processed':>9}  {'failed':>6}"
+    click.echo(f"{header}  job_id")
+    for s in statuses:
+        click.echo(
+            f"{s.company_sso_id:<36}  {s.status:<11}  {s.progress_pct:>7.2f}%  {s.tally.processed:>9}  "
+            f"{s.tally.failed_total:>6}  {s.job_id}"
+        )
+
+
+def _latest_per_account(jobs: Any) -> list[Any]:
+    listing = getattr(jobs, "latest_per_account", None)
+    if listing is None:
+        raise click.UsageError("this job store cannot list accounts")
+    return list(listing())
 
 
 @cli.command(name="rollback")

@@ -85,6 +85,19 @@ class MongoJobStore:
         doc = call_with_retry(find, self._retry, "read latest migration job")
         return decode_job(doc) if doc is not None else None
 
+    def latest_per_account(self) -> list[MigrationJob]:
+        """Every account's newest job (as ``latest``), ordered by ``company_sso_id``: ``status --all``."""
+
+        def find(_: int) -> list[dict[str, Any]]:
+            cursor = self._collection.find({}, sort=[("created_at", DESCENDING), ("_id", DESCENDING)])
+            return list(cursor)
+
+        newest: dict[str, MigrationJob] = {}
+        for doc in call_with_retry(find, self._retry, "read migration jobs"):
+            job = decode_job(doc)
+            newest.setdefault(job.company_sso_id, job)
+        return [newest[company] for company in sorted(newest)]
+
     def get(self, job_id: str) -> MigrationJob | None:
         doc = call_with_retry(
             lambda _: self._collection.find_one({"_id": job_id}), self._retry, "read migration job"

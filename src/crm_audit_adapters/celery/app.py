@@ -1,0 +1,66 @@
+"""The Celery app of the migration, configured from ``Settings`` (docs/scale-out.md).
+
+Every task is acknowledged *late* (after it returns) and rejected back to the queue when its
+worker process is lost, and a worker reserves one message at a time
+(``worker_prefetch_multiplier=1``): a worker that dies mid-account leaves its message to be
+delivered again, and the job document (cursor, lease) plus the unique index on
+``(company_sso_id, external_id)`` make the second delivery resume where the first left off.
+
+With Redis the message of a dead worker comes back only after the broker's
+``visibility_timeout`` (``CRM_AUDIT_BROKER_VISIBILITY_TIMEOUT``, 3,600 s by default). It must be
+longer than the longest task (an account's whole run), or a live worker's task is handed to a
+second worker; the second one then meets the lease and waits (``LeaseHeld`` → retry), so nothing is
+written twice, but the wait is wasted. Messages carry ids only (JSON).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+
+from celery import Celery
+
+from crm_audit_transform.errors import ConfigError
+
+from ..bootstrap import Runtime, build_runtime
+from ..settings import Settings
+from .tasks import register_tasks
+
+QUEUE: Final = "crm_audit_migration"
+
+
+def make_app(settings: Settings, *, runtime_factory: Callable[[], Runtime] | None = None) -> Celery:
+    """A Celery app on ``settings.broker_url`` with the migration's tasks registered.
+
+    ``runtime_factory`` builds a worker process's ``Runtime`` on its first task (never at import,
+    never in a prefork parent: pymongo clients must not cross a fork). ``ConfigError`` without a
+    broker URL. Nothing connects here.
+    """
+    if not settings.broker_url:
+        raise ConfigError(
+            [("broker_url", "not set: give CRM_AUDIT_BROKER_URL or `broker_url` in the configuration file")]
+        )
+    app = Celery(
+        "crm_audit", broker=settings.broker_url, backend=settings.result_backend, set_as_current=False
+    )
+    transport = {"visibility_timeout": settings.broker_visibility_timeout}
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_transport_options=transport,
+        result_backend_transport_options=transport,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=settings.result_backend is None,
+        task_default_queue=QUEUE,
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=True,
+        # Flower and `celery events` see tasks as they start.
+        task_track_started=True,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+    )
+    register_tasks(app, runtime_factory or (lambda: build_runtime(settings)))
+    return app

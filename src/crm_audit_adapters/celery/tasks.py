@@ -1,0 +1,112 @@
+"""The migration's Celery tasks; messages carry ids only.
+
+    crm_audit.migrate_account(company_sso_id)   run or resume the account's job under its lease
+    crm_audit.enrich_account(company_sso_id)    fill referents of the account's association logs
+
+Retries, with exponential backoff and jitter, are for infrastructure only: a dependency that is
+down (``Unavailable``: CRM, CDP or USMAN) or a lease another runner holds (``LeaseHeld``: the
+redelivered task of a worker that died waits for the dead worker's lease to expire). Guards and
+configuration errors fail the task at once: retrying cannot fix them. A worker asked to shut down
+stops its run after the current batch and sends the task again, so the rest of the account goes
+to another worker instead of being acknowledged unfinished.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any, Final
+
+from celery import Celery, Task
+from celery.signals import task_retry, worker_shutting_down
+
+from crm_audit_transform.enrichment import enrich_existing
+from crm_audit_transform.errors import LeaseHeld, Unavailable
+
+from ..bootstrap import Runtime
+from ..observability import JobObserver, migration_logger, process_metrics
+from .account_run import run_account
+
+MIGRATE_ACCOUNT: Final = "crm_audit.migrate_account"
+ENRICH_ACCOUNT: Final = "crm_audit.enrich_account"
+MAX_RETRIES: Final = 12
+RETRY_BACKOFF_MAX_S: Final = 600
+
+_RETRYING: Final[dict[str, Any]] = {
+    "bind": True,
+    "shared": False,  # each app gets its own tasks, bound to its own runtime
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "autoretry_for": (Unavailable,),
+    "retry_backoff": True,
+    "retry_backoff_max": RETRY_BACKOFF_MAX_S,
+    "retry_jitter": True,
+    "max_retries": MAX_RETRIES,
+}
+
+
+class _ProcessRuntime:
+    """One ``Runtime`` per worker process, built by its first task (after any fork)."""
+
+    __slots__ = ("_factory", "_pid", "_runtime")
+
+    def __init__(self, factory: Callable[[], Runtime]) -> None:
+        self._factory = factory
+        self._runtime: Runtime | None = None
+        self._pid = 0
+
+    def get(self) -> Runtime:
+        if self._runtime is None or self._pid != os.getpid():
+            self._runtime = self._factory()
+            self._pid = os.getpid()
+        return self._runtime
+
+
+def _owner(task: Task) -> str:
+    # Per process, not per task id: a duplicate delivery to a live worker must meet the lease.
+    return f"{socket.gethostname()}:{os.getpid()}:celery"
+
+
+def register_tasks(app: Celery, runtime_factory: Callable[[], Runtime]) -> None:
+    """Register the tasks on ``app``; each worker process builds its runtime on first use."""
+    runtimes = _ProcessRuntime(runtime_factory)
+    stopping = threading.Event()
+    log = migration_logger()
+
+    def on_shutdown(**_: Any) -> None:
+        stopping.set()
+
+    def on_retry(request: Any = None, **_: Any) -> None:
+        process_metrics().retries.labels(getattr(request, "task", "unknown")).inc()
+
+    worker_shutting_down.connect(on_shutdown, weak=False)
+    task_retry.connect(on_retry, weak=False)
+
+    @app.task(name=MIGRATE_ACCOUNT, **_RETRYING)
+    def migrate_account(task: Task, company_sso_id: str) -> dict[str, Any]:
+        runtime = runtimes.get()
+        observer = JobObserver(log)
+        job = runtime.jobs.latest(company_sso_id)
+        if job is not None:
+            observer.started(job)
+        try:
+            result = run_account(
+                runtime, company_sso_id, owner=_owner(task), should_stop=stopping.is_set, on_progress=observer
+            )
+        except LeaseHeld as exc:
+            log.info("task_waits_for_lease", company_sso_id=company_sso_id, task_id=task.request.id)
+            raise task.retry(exc=exc, countdown=runtime.settings.run.lease_seconds) from exc
+        if result.stopped:
+            log.info("task_handed_back", company_sso_id=company_sso_id, job_id=result.job.job_id)
+            raise task.retry(countdown=0)
+        return {"company_sso_id": company_sso_id, "job_id": result.job.job_id, "status": result.job.status}
+
+    @app.task(name=ENRICH_ACCOUNT, **_RETRYING)
+    def enrich_account(task: Task, company_sso_id: str) -> dict[str, Any]:
+        runtime = runtimes.get()
+        tenant = runtime.tenant_for(company_sso_id, None)
+        report = enrich_existing(company_sso_id, tenant, entities=runtime.entities, store=runtime.enrichment)
+        log.info("enriched", company_sso_id=company_sso_id, patched=report.patched_docs, keys=report.keys_set)
+        return {"company_sso_id": company_sso_id, "patched": report.patched_docs, "keys_set": report.keys_set}

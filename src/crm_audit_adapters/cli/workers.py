@@ -1,0 +1,149 @@
+"""``worker`` and ``enqueue``: the migration on Celery workers (extra: ``crm-audit-transform[celery]``).
+
+    crm-audit-migrate worker [--metrics-port 9108] [celery worker options: --pool, -c, -n, -Q, …]
+    crm-audit-migrate enqueue --company-sso-id ID [--tenant SCHEMA]      trigger (same guards) + send
+    crm-audit-migrate enqueue --all-enabled                              every explicitly enabled account
+
+Celery is imported only by these commands, so the runner works without the extra.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from typing import Any
+
+import click
+
+from crm_audit_transform.errors import ConfigError, GuardError, JobAlreadyRunning, JobNotFound
+from crm_audit_transform.jobs import IN_PROGRESS
+
+from ..bootstrap import Runtime
+from . import exit_codes
+from .main import cli
+from .state import CliState
+
+_SINGLE_PROCESS_POOLS = frozenset({"solo", "threads", "eventlet", "gevent"})
+
+
+def _pool(args: list[str]) -> str:
+    for index, arg in enumerate(args):
+        if arg in ("-P", "--pool") and index + 1 < len(args):
+            return args[index + 1]
+        if arg.startswith("--pool="):
+            return arg.split("=", 1)[1]
+        if arg.startswith("-P") and len(arg) > 2:
+            return arg[2:]
+    return "prefork"
+
+
+def _prepare_multiprocess_metrics() -> None:
+    # prometheus_client picks per-process or file-backed values when it is imported: set the
+    # directory first, so every prefork child writes where the exporter reads.
+    import tempfile
+
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="crm-audit-metrics-")
+    os.makedirs(directory, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+
+
+def _celery_app(state: CliState) -> Any:
+    try:
+        from ..celery import make_app
+    except ImportError as exc:  # the optional extra is missing
+        raise ConfigError([("celery", "not installed: pip install 'crm-audit-transform[celery]'")]) from exc
+    return make_app(state.settings, runtime_factory=state.runtime)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--metrics-port", type=int, help="Serve Prometheus /metrics on this port (all pool processes).")
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_obj
+def worker(state: CliState, metrics_port: int | None, celery_args: tuple[str, ...]) -> None:
+    """Start a Celery worker with the migration's tasks; options after it go to `celery worker`."""
+    args = list(celery_args)
+    if metrics_port is not None and _pool(args) not in _SINGLE_PROCESS_POOLS:
+        _prepare_multiprocess_metrics()
+    app = _celery_app(state)
+    from ..observability import configure_logging
+
+    configure_logging()
+    if metrics_port is not None:
+        from celery.signals import worker_process_shutdown
+
+        from ..observability.exporter import serve_metrics
+
+        def forget_process(pid: int | None = None, **_: Any) -> None:
+            if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+                from prometheus_client import multiprocess
+
+                multiprocess.mark_process_dead(pid or os.getpid())  # type: ignore[no-untyped-call]
+
+        worker_process_shutdown.connect(forget_process, weak=False)
+        serve_metrics(metrics_port)
+    app.worker_main(["worker", *args])
+
+
+@cli.command()
+@click.option("--company-sso-id", "company", help="The account to trigger and send.")
+@click.option("--tenant", help="The CRM tenant schema (needed to trigger an account without a job).")
+@click.option(
+    "--date-range-start",
+    type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
+    help="Cutoff (UTC) for a new job; default: the oldest in-scope audit.",
+)
+@click.option("--all-enabled", is_flag=True, help="Every account listed in enabled_companies.")
+@click.pass_obj
+def enqueue(
+    state: CliState,
+    company: str | None,
+    tenant: str | None,
+    date_range_start: dt.datetime | None,
+    all_enabled: bool,
+) -> None:
+    """Trigger each account (the same guards as `trigger`) and send its migrate_account task.
+
+    An account whose job is already in progress is sent again (a resume); one line per account.
+    """
+    if all_enabled == (company is not None):
+        raise click.UsageError("give exactly one of --company-sso-id and --all-enabled")
+    cutoff = date_range_start.replace(tzinfo=dt.UTC) if date_range_start else None
+    app = _celery_app(state)
+    from ..celery import MIGRATE_ACCOUNT
+
+    refused = 0
+    with state.runtime() as runtime:
+        for account in _accounts(runtime, company, all_enabled):
+            try:
+                _trigger_or_resume(runtime, account, tenant, cutoff)
+            except GuardError as error:
+                refused += 1
+                click.echo(f"refused {account}: {exit_codes.one_line(error)}", err=True)
+                continue
+            sent = app.send_task(MIGRATE_ACCOUNT, args=[account])
+            click.echo(f"sent {MIGRATE_ACCOUNT} {account} task {sent.id}")
+    if refused:
+        raise click.exceptions.Exit(exit_codes.REFUSED)
+
+
+def _accounts(runtime: Runtime, company: str | None, all_enabled: bool) -> list[str]:
+    if not all_enabled:
+        return [company] if company else []
+    listed = [a.strip() for a in runtime.settings.enabled_companies.split(",") if a.strip()]
+    if "*" in listed:
+        raise ConfigError([("enabled_companies", "is '*': --all-enabled needs the accounts listed")])
+    return listed
+
+
+def _trigger_or_resume(
+    runtime: Runtime, company: str, tenant: str | None, cutoff: dt.datetime | None
+) -> None:
+    latest = runtime.jobs.latest(company)
+    if latest is not None and latest.status == IN_PROGRESS:
+        return
+    if tenant is None and latest is None:
+        raise JobNotFound(f"company {company} has no job and no tenant was given: pass --tenant")
+    try:
+        runtime.trigger(company, tenant or runtime.tenant_for(company, None), cutoff)
+    except JobAlreadyRunning:
+        return  # a concurrent trigger won the race: its job is the one to run

@@ -1,0 +1,41 @@
+"""Serving ``/metrics``: one process, or all of a prefork pool's processes (multiprocess mode).
+
+prometheus_client decides at import whether metric values live in process memory or in
+``PROMETHEUS_MULTIPROC_DIR``; ``prepare_multiprocess`` therefore runs before anything imports it
+(the ``worker`` command calls it before building the Celery app). The exporter then sums every
+process's files with ``MultiProcessCollector``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def prepare_multiprocess() -> str:
+    """Make sure ``PROMETHEUS_MULTIPROC_DIR`` names an existing directory; return it."""
+    directory = os.environ.get(MULTIPROC_ENV) or tempfile.mkdtemp(prefix="crm-audit-metrics-")
+    os.makedirs(directory, exist_ok=True)
+    os.environ[MULTIPROC_ENV] = directory
+    return directory
+
+
+def metrics_registry() -> Any:
+    """The registry to expose: every process's values in multiprocess mode, else this process's."""
+    from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
+
+    if os.environ.get(MULTIPROC_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return registry
+    return REGISTRY
+
+
+def serve_metrics(port: int, host: str = "0.0.0.0") -> None:  # noqa: S104 - scraped from other hosts
+    """Start prometheus_client's HTTP exporter on ``port`` in a daemon thread."""
+    from prometheus_client import start_http_server
+
+    start_http_server(port, addr=host, registry=metrics_registry())

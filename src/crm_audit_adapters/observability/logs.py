@@ -1,0 +1,34 @@
+"""structlog for the runner and the workers: JSON lines when stderr is not a terminal.
+
+One line per batch and per job state change (``progress.JobObserver``); each carries
+``company_sso_id``, ``job_id`` and ``shard``. Nothing logs settings, so no secret reaches a line.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import structlog
+
+
+def configure_logging(*, json_lines: bool | None = None) -> None:
+    """Set structlog's pipeline once per process; ``json_lines`` defaults to "stderr is not a TTY"."""
+    if json_lines is None:
+        json_lines = not sys.stderr.isatty()
+    renderer: Any = structlog.processors.JSONRenderer() if json_lines else structlog.dev.ConsoleRenderer()
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            renderer,
+        ],
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+def migration_logger() -> Any:
+    """The logger every run line goes through (``event`` names: job_started, batch, job_state, task_*)."""
+    return structlog.get_logger("crm_audit")

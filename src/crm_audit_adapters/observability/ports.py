@@ -1,0 +1,104 @@
+"""Port decorators that measure: each wraps one port of a run and forwards every call unchanged.
+
+They keep Prometheus out of the core: the run loop calls its ports as always, and these count
+lookups and time batch writes on the way through.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection, Mapping, Sequence
+
+import attrs
+
+from crm_audit_transform.domain import ActivityLog, Contact, CrmUser, WriteResult
+from crm_audit_transform.errors import DirectoryUnavailable
+from crm_audit_transform.ports import ActivityLogStore, ContactDirectory, SsoDirectory, UserDirectory
+from crm_audit_transform.usecases import RunPorts
+
+from .metrics import MigrationMetrics, process_metrics
+
+
+class TimedActivityLogStore:
+    """``ActivityLogStore`` whose ``insert_batch`` feeds ``crm_audit_batch_write_seconds``."""
+
+    __slots__ = ("_inner", "_metrics")
+
+    def __init__(self, inner: ActivityLogStore, metrics: MigrationMetrics) -> None:
+        self._inner = inner
+        self._metrics = metrics
+
+    def insert_batch(self, logs: Sequence[ActivityLog]) -> Sequence[WriteResult]:
+        started = time.perf_counter()
+        try:
+            return self._inner.insert_batch(logs)
+        finally:
+            self._metrics.batch_write.observe(time.perf_counter() - started)
+
+    def delete_migrated(self, company_sso_id: str) -> int:
+        return self._inner.delete_migrated(company_sso_id)
+
+    def count_migrated(self, company_sso_id: str) -> int:
+        return self._inner.count_migrated(company_sso_id)
+
+
+class CountedUserDirectory:
+    __slots__ = ("_inner", "_metrics")
+
+    def __init__(self, inner: UserDirectory, metrics: MigrationMetrics) -> None:
+        self._inner = inner
+        self._metrics = metrics
+
+    def users_by_ids(self, tenant: str, ids: Collection[int]) -> Mapping[int, CrmUser]:
+        self._metrics.lookup_calls.labels("users").inc()
+        self._metrics.lookup_ids.labels("users").inc(len(ids))
+        return self._inner.users_by_ids(tenant, ids)
+
+
+class CountedSsoDirectory:
+    """Counts USMAN calls, and the emails of a failed call as degraded actors."""
+
+    __slots__ = ("_inner", "_metrics")
+
+    def __init__(self, inner: SsoDirectory, metrics: MigrationMetrics) -> None:
+        self._inner = inner
+        self._metrics = metrics
+
+    def sso_ids_by_emails(self, company_sso_id: str, emails: Collection[str]) -> Mapping[str, str]:
+        self._metrics.lookup_calls.labels("sso").inc()
+        self._metrics.lookup_ids.labels("sso").inc(len(emails))
+        try:
+            return self._inner.sso_ids_by_emails(company_sso_id, emails)
+        except DirectoryUnavailable:
+            self._metrics.usman_degraded.inc(len(emails))
+            raise
+
+
+class CountedContactDirectory:
+    __slots__ = ("_inner", "_metrics")
+
+    def __init__(self, inner: ContactDirectory, metrics: MigrationMetrics) -> None:
+        self._inner = inner
+        self._metrics = metrics
+
+    def contacts_by_crm_ids(
+        self, company_sso_id: str, crm_person_ids: Collection[int]
+    ) -> Mapping[int, Contact]:
+        self._metrics.lookup_calls.labels("contacts").inc()
+        self._metrics.lookup_ids.labels("contacts").inc(len(crm_person_ids))
+        return self._inner.contacts_by_crm_ids(company_sso_id, crm_person_ids)
+
+    def count_with_crm_id(self, company_sso_id: str) -> int:
+        return self._inner.count_with_crm_id(company_sso_id)
+
+
+def observed_ports(ports: RunPorts, metrics: MigrationMetrics | None = None) -> RunPorts:
+    """``ports`` with the lookups counted and the batch writes timed."""
+    metrics = metrics or process_metrics()
+    return attrs.evolve(
+        ports,
+        users=CountedUserDirectory(ports.users, metrics),
+        sso=CountedSsoDirectory(ports.sso, metrics),
+        contacts=CountedContactDirectory(ports.contacts, metrics),
+        logs=TimedActivityLogStore(ports.logs, metrics),
+    )

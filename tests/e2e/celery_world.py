@@ -1,0 +1,126 @@
+"""Accounts behind real processes for the Celery tests: the CRM corpus in PostgreSQL, a MongoDB wire
+server every process reaches, a local USMAN, a throwaway Redis — and the in-memory clean runs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from bson import ObjectId
+from click.testing import CliRunner, Result
+from pymongo import MongoClient
+
+from crm_audit_adapters.cli import cli
+from crm_audit_adapters.mongo import decode_activity_log
+from crm_audit_transform.usecases import RunSettings
+from support.corpus_account import World, company_sso_id, contact_docs, sso_docs
+from support.usman_server import TOKEN
+
+TENANTS = ("acme", "globex", "nusantara_retail")
+CUTOFF = "2025-06-01"
+"""Every account starts here (``--date-range-start``): a few batches each keep the wire server quick."""
+
+
+def usman_directory(tenants: Sequence[str] = TENANTS) -> dict[str, dict[str, str]]:
+    return {company_sso_id(t): {d["email"]: d["sso_id"] for d in sso_docs(t)} for t in tenants}
+
+
+def worker_env(
+    *, crm_dsn: str, mongo_uri: str, database: str, usman_url: str, redis_url: str, **extra: str
+) -> dict[str, str]:
+    env = {
+        "CRM_AUDIT_DATABASE_URL": crm_dsn,
+        "CRM_AUDIT_MONGO_URI": mongo_uri,
+        "CRM_AUDIT_MONGO_DATABASE": database,
+        "CRM_AUDIT_USMAN_BASE_URL": usman_url,
+        "CRM_AUDIT_USMAN_TOKEN": TOKEN,
+        "CRM_AUDIT_ENABLED_COMPANIES": ",".join(company_sso_id(t) for t in TENANTS),
+        "CRM_AUDIT_BROKER_URL": redis_url,
+        "CRM_AUDIT_HALT_THRESHOLD": "1.0",
+        "CRM_AUDIT_SETTINGS": "",
+    }
+    env.update(extra)
+    return env
+
+
+class Scale:
+    """The CLI in-process against the shared servers, and direct reads of the CDP database."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.runner = CliRunner()
+        self.client: MongoClient[dict[str, Any]] = MongoClient(env["CRM_AUDIT_MONGO_URI"], tz_aware=True)
+        self.db = self.client[env["CRM_AUDIT_MONGO_DATABASE"]]
+
+    def __call__(self, *args: str) -> Result:
+        return self.runner.invoke(cli, list(args), env=self.env)
+
+    def enqueue(self, tenant: str, *options: str) -> Result:
+        company = company_sso_id(tenant)
+        return self(
+            "enqueue", "--company-sso-id", company, "--tenant", tenant, "--date-range-start", CUTOFF, *options
+        )
+
+    def seed(self, tenants: Sequence[str] = TENANTS) -> None:
+        assert self("indexes", "up").exit_code == 0
+        for tenant in tenants:
+            docs = []
+            for doc in contact_docs(tenant):
+                created = dt.datetime.fromisoformat(doc["created_at"].replace("Z", "+00:00"))
+                docs.append({**doc, "_id": ObjectId(doc["_id"]), "created_at": created})
+            self.db["contacts"].insert_many(docs)
+
+    def statuses(self) -> dict[str, dict[str, Any]]:
+        result = self("status", "--all", "--json")
+        assert result.exit_code == 0, result.output
+        return {s["company_sso_id"]: s for s in json.loads(result.stdout)}
+
+    def wait_until(self, done: Any, timeout: float = 240.0) -> dict[str, dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            statuses = self.statuses()
+            if done(statuses):
+                return statuses
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not done after {timeout} s: {statuses}")
+            time.sleep(0.5)
+
+    def logs_of(self, company: str) -> list[tuple[Any, ...]]:
+        stored = self.db["activity_logs"].find(
+            {"company_sso_id": company, "source_tag": "crm_migration"}, {"_id": 0}
+        )
+        return sorted(_shape(decode_activity_log(doc)) for doc in stored)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _shape(log: Any) -> tuple[Any, ...]:
+    # BSON keeps milliseconds: compare the in-memory run's timestamps as MongoDB stores them.
+    stamp = log.timestamp.replace(microsecond=log.timestamp.microsecond // 1000 * 1000)
+    return (log.external_id, log.customer_id, log.category, log.action, log.actor, stamp)
+
+
+def clean_run(tenant: str) -> tuple[dict[str, Any], list[tuple[Any, ...]]]:
+    """The single-process in-memory run of the tenant: its counts and its logs."""
+    world = World(tenant)
+    world.trigger(date_range_start=dt.datetime.fromisoformat(CUTOFF).replace(tzinfo=dt.UTC))
+    job = world.run(settings=RunSettings(halt_threshold=1.0)).job
+    counts = {
+        "records_processed": job.tally.processed,
+        "records_migrated": job.tally.migrated,
+        "skipped": dict(job.tally.skipped),
+        "failed": dict(job.tally.failed),
+        "last_audit_id": job.last_audit_id,
+    }
+    return counts, sorted(_shape(log) for log in world.logs.logs)
+
+
+def counts_of(status: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: status[key]
+        for key in ("records_processed", "records_migrated", "skipped", "failed", "last_audit_id")
+    }

@@ -1,0 +1,98 @@
+"""Scale-out through real processes: Redis, Celery workers, PostgreSQL, a MongoDB wire server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from celery_world import TENANTS, Scale, clean_run, counts_of, usman_directory, worker_env
+
+from support.celery_workers import WorkerPool
+from support.corpus_account import company_sso_id
+from support.usman_server import TOKEN, UsmanServer
+
+pytestmark = [pytest.mark.postgres, pytest.mark.celery]
+
+
+@pytest.fixture(scope="module")
+def usman() -> Iterator[UsmanServer]:
+    with UsmanServer(directory=usman_directory()) as server:
+        yield server
+
+
+@pytest.fixture
+def scale(
+    crm_dsn: str, wire_mongo_uri: str, wire_mongo_database: str, usman: UsmanServer, redis_url: str
+) -> Iterator[Scale]:
+    import redis
+
+    redis.Redis.from_url(redis_url).flushdb()
+    env = worker_env(
+        crm_dsn=crm_dsn,
+        mongo_uri=wire_mongo_uri,
+        database=wire_mongo_database,
+        usman_url=usman.url,
+        redis_url=redis_url,
+    )
+    world = Scale(env)
+    world.seed()
+    yield world
+    world.close()
+
+
+def json_lines(text: str) -> list[dict[str, object]]:
+    lines = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            lines.append(json.loads(line))
+    return lines
+
+
+class TestAccountsAcrossWorkers:
+    def test_three_accounts_on_two_workers_complete_like_single_process_runs(
+        self, scale: Scale, celery_workers: WorkerPool
+    ) -> None:
+        """Three enqueued accounts are shared by two workers; each ends with a clean run's counts and logs."""
+        celery_workers.start(scale.env, count=2)
+        for tenant in TENANTS:
+            sent = scale.enqueue(tenant)
+            assert sent.exit_code == 0, sent.output
+            assert sent.stdout.startswith("sent crm_audit.migrate_account")
+        companies = {company_sso_id(t) for t in TENANTS}
+        statuses = scale.wait_until(
+            lambda s: companies <= set(s) and all(s[c]["status"] == "completed" for c in companies)
+        )
+        for tenant in TENANTS:
+            counts, logs = clean_run(tenant)
+            company = company_sso_id(tenant)
+            assert counts_of(statuses[company]) == counts
+            assert scale.logs_of(company) == logs
+        lines = [json_lines(celery_workers.output(i)) for i in range(2)]
+        batches = [[line for line in worker if line.get("event") == "batch"] for worker in lines]
+        assert all(batches), "both workers migrated batches"
+        assert {line["company_sso_id"] for worker in batches for line in worker} == companies
+        assert all({"job_id", "shard"} <= set(line) for worker in batches for line in worker)
+        everything = celery_workers.output(0) + celery_workers.output(1)
+        assert TOKEN not in everything
+
+
+class TestRedelivery:
+    def test_a_worker_killed_mid_batch_has_its_task_redelivered_and_ends_like_a_clean_run(
+        self, scale: Scale, celery_workers: WorkerPool
+    ) -> None:
+        """kill -9 mid-run: after the visibility timeout another worker resumes the job to a clean state."""
+        scale.env.update(CRM_AUDIT_BROKER_VISIBILITY_TIMEOUT="4", CRM_AUDIT_LEASE_SECONDS="3")
+        celery_workers.start(scale.env)
+        tenant, company = "globex", company_sso_id("globex")
+        assert scale.enqueue(tenant).exit_code == 0
+        scale.wait_until(lambda s: s.get(company, {}).get("records_processed", 0) > 0)
+        celery_workers.kill(0)
+        stalled = scale.statuses()[company]
+        assert stalled["status"] == "in_progress"
+        celery_workers.start(scale.env)
+        done = scale.wait_until(lambda s: s[company]["status"] == "completed")
+        counts, logs = clean_run(tenant)
+        assert counts_of(done[company]) == counts
+        assert scale.logs_of(company) == logs
+        assert '"event": "job_started"' in celery_workers.output(1)
