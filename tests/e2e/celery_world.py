@@ -38,6 +38,7 @@ def worker_env(
         "CRM_AUDIT_USMAN_BASE_URL": usman_url,
         "CRM_AUDIT_USMAN_TOKEN": TOKEN,
         "CRM_AUDIT_ENABLED_COMPANIES": ",".join(company_sso_id(t) for t in TENANTS),
+        "CRM_AUDIT_TENANTS": ",".join(f"{company_sso_id(t)}={t}" for t in TENANTS),
         "CRM_AUDIT_BROKER_URL": redis_url,
         "CRM_AUDIT_HALT_THRESHOLD": "1.0",
         "CRM_AUDIT_SETTINGS": "",

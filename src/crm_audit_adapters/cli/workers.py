@@ -2,7 +2,7 @@
 
     crm-audit-migrate worker [--metrics-port 9108] [celery worker options: --pool, -c, -n, -Q, …]
     crm-audit-migrate enqueue --company-sso-id ID [--tenant SCHEMA]      trigger (same guards) + send
-    crm-audit-migrate enqueue --all-enabled                              every explicitly enabled account
+    crm-audit-migrate enqueue --all-enabled                              every bound account the flag enables
 
 Celery is imported only by these commands, so the runner works without the extra.
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from crm_audit_transform.errors import ConfigError, GuardError, JobAlreadyRunning, JobNotFound
+from crm_audit_transform.errors import ConfigError, GuardError, JobAlreadyRunning
 from crm_audit_transform.jobs import IN_PROGRESS
 
 from ..bootstrap import Runtime
@@ -86,13 +86,13 @@ def worker(state: CliState, metrics_port: int | None, celery_args: tuple[str, ..
 
 @cli.command()
 @click.option("--company-sso-id", "company", help="The account to trigger and send.")
-@click.option("--tenant", help="The CRM tenant schema (needed to trigger an account without a job).")
+@click.option("--tenant", help="The CRM tenant schema (default: the account's binding, CRM_AUDIT_TENANTS).")
 @click.option(
     "--date-range-start",
     type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
     help="Cutoff (UTC) for a new job; default: the oldest in-scope audit.",
 )
-@click.option("--all-enabled", is_flag=True, help="Every account listed in enabled_companies.")
+@click.option("--all-enabled", is_flag=True, help="Every account bound to a tenant that the flag enables.")
 @click.pass_obj
 def enqueue(
     state: CliState,
@@ -127,12 +127,10 @@ def enqueue(
 
 
 def _accounts(runtime: Runtime, company: str | None, all_enabled: bool) -> list[str]:
+    """The one account asked for, or every bound account (``tenants``) that the flag enables."""
     if not all_enabled:
         return [company] if company else []
-    listed = [a.strip() for a in runtime.settings.enabled_companies.split(",") if a.strip()]
-    if "*" in listed:
-        raise ConfigError([("enabled_companies", "is '*': --all-enabled needs the accounts listed")])
-    return listed
+    return sorted(a for a in runtime.settings.tenants if runtime.flags.is_enabled(a))
 
 
 def _trigger_or_resume(
@@ -141,9 +139,7 @@ def _trigger_or_resume(
     latest = runtime.jobs.latest(company)
     if latest is not None and latest.status == IN_PROGRESS:
         return
-    if tenant is None and latest is None:
-        raise JobNotFound(f"company {company} has no job and no tenant was given: pass --tenant")
     try:
-        runtime.trigger(company, tenant or runtime.tenant_for(company, None), cutoff)
+        runtime.trigger(company, tenant, cutoff)
     except JobAlreadyRunning:
         return  # a concurrent trigger won the race: its job is the one to run
