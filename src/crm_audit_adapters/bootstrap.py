@@ -1,4 +1,8 @@
-"""The one composition root: real adapters wired to the use cases from a ``Settings``.
+"""The one composition root: adapters wired into the ``MigrationService`` from a ``Settings``.
+
+Every entrypoint gets its service here: the ops runner (``build_runtime(settings).service``), the
+HTTP app (``build_http_app``, with its BasicAuth password and session secret from the same
+``Settings``) and the dry run (``dry_run_service``: files in, a JSONL sink out, the job in memory).
 
 Nothing connects here or at import: each adapter is built on first use, and the PostgreSQL
 session, the MongoDB client and the USMAN client are opened by their first query. ``close()``
@@ -12,16 +16,16 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from attrs import frozen
 from pymongo import MongoClient
 
-from crm_audit_transform import usecases
 from crm_audit_transform.config import MappingConfig, load_config, load_default_config
-from crm_audit_transform.domain import ActivityLog, BatchResult
 from crm_audit_transform.enrichment import EnrichmentStore
-from crm_audit_transform.errors import ConfigError, JobNotFound
+from crm_audit_transform.errors import ConfigError
 from crm_audit_transform.ports import (
     ActivityLogStore,
     AuditSource,
@@ -35,9 +39,17 @@ from crm_audit_transform.ports import (
     SsoDirectory,
     UserDirectory,
 )
+from crm_audit_transform.service import MigrationService, ServicePorts
+from crm_audit_transform.testing import (
+    FixedClock,
+    InMemoryAuditSource,
+    InMemoryIndexState,
+    InMemoryJobStore,
+    InMemoryPeopleCounter,
+    InMemorySsoDirectory,
+    InMemoryUserDirectory,
+)
 from crm_audit_transform.transformer import Transformer
-from crm_audit_transform.usecases import ExplainPorts, MigrateBatch, RunPorts, TriggerPorts
-from crm_audit_transform.usecases.safety import bound_tenant, require_indexes
 
 from .crm_postgres import (
     PostgresAuditSource,
@@ -46,11 +58,15 @@ from .crm_postgres import (
     PostgresUserDirectory,
     ReadOnlySession,
 )
+from .files import JsonlContactDirectory, read_audit_rows, read_sso_directory, read_users
 from .flags import ConfiguredFeatureFlags
 from .mongo import MongoActivityLogStore, MongoContactDirectory, MongoIndexState, MongoJobStore
 from .mongo.enrichment import MongoEnrichmentStore
 from .settings import Settings
 from .usman import UsmanClient
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 MONGOMOCK_URI = "mongomock://"
 
@@ -67,7 +83,7 @@ def _missing(setting: str, env: str) -> ConfigError:
 
 
 class Runtime:
-    """Every port of the migration, built lazily; also the service the HTTP surface calls."""
+    """Every port of the migration, built lazily from ``Settings`` (a ``ServicePorts``), and the service."""
 
     def __init__(
         self,
@@ -168,71 +184,24 @@ class Runtime:
     def transformer(self) -> Transformer:
         return Transformer(self.mapping)
 
-    # -- ports bundles for the use cases ---------------------------------------------------------
-    def trigger_ports(self) -> TriggerPorts:
-        return TriggerPorts(
-            self.flags, self.contacts, self.people, self.jobs, self.source, self.clock, self.indexes
-        )
+    # -- the application service ---------------------------------------------------------------
+    @functools.cached_property
+    def service(self) -> MigrationService:
+        """The one application service over these adapters (each built when an operation needs it)."""
+        return self.service_over(self)
 
-    def run_ports(self) -> RunPorts:
-        """The run's ports, association enrichment included (CRM entity names, in-place patches)."""
-        return RunPorts(
-            self.source,
-            self.users,
-            self.sso,
-            self.contacts,
-            self.logs,
-            self.jobs,
-            self.clock,
-            entities=self.entities,
-            enrichment=self.enrichment,
-            indexes=self.indexes,
-        )
+    def service_over(self, ports: ServicePorts) -> MigrationService:
+        """The service with this runtime's rules and settings over ``ports`` (e.g. these, observed).
 
-    def explain_ports(self) -> ExplainPorts:
-        return ExplainPorts(self.source, self.users, self.sso, self.contacts)
-
-    def tenant_for(self, company_sso_id: str, tenant: str | None) -> str:
-        """The bound tenant (``TenantMismatch`` if ``tenant`` differs); unbound: ``tenant`` when given,
-        else the tenant of the account's latest job."""
-        if company_sso_id in self.settings.tenants:
-            return bound_tenant(company_sso_id, tenant, self.settings.tenants)
-        if tenant is not None:
-            return tenant
-        job = self.jobs.latest(company_sso_id)
-        if job is None:
-            raise JobNotFound(f"company {company_sso_id} has no job to take the tenant from: pass --tenant")
-        return job.tenant
-
-    # -- the service the HTTP surface calls ------------------------------------------------------
-    def migrate(self, records: Sequence[ActivityLog]) -> BatchResult:
-        require_indexes(self.indexes)
-        return MigrateBatch(self.logs)(records)
-
-    def trigger(
-        self,
-        company_sso_id: str,
-        tenant: str | None,
-        date_range_start: dt.datetime | None,
-        *,
-        allow_unbound_tenant: bool = False,
-    ) -> Mapping[str, Any]:
-        """Bind the tenant (``TenantMismatch`` / ``TenantUnbound``), then the trigger's guards."""
-        usecases.trigger(
-            company_sso_id,
-            bound_tenant(company_sso_id, tenant, self.settings.tenants, allow_unbound=allow_unbound_tenant),
-            self.trigger_ports(),
-            scope=self.transformer.scope,
-            date_range_start=date_range_start,
+        The account → tenant bindings come from ``Settings.tenants``.
+        """
+        return MigrationService(
+            ports,
+            self.transformer,
+            settings=self.settings.run,
             coverage_threshold=self.settings.coverage_threshold,
+            tenants=self.settings.tenants,
         )
-        return self.status(company_sso_id)
-
-    def status(self, company_sso_id: str) -> Mapping[str, Any]:
-        return usecases.migration_status(company_sso_id, self.jobs).as_dict()
-
-    def rollback(self, company_sso_id: str) -> int:
-        return usecases.rollback(company_sso_id, jobs=self.jobs, logs=self.logs, clock=self.clock).deleted
 
     def close(self) -> None:
         while self._closers:
@@ -260,3 +229,80 @@ def _mongo_client(uri: str | None) -> Any:
 def build_runtime(settings: Settings, **overrides: Any) -> Runtime:
     """The runtime for ``settings``; ``overrides`` replace parts (see ``Runtime``)."""
     return Runtime(settings, **overrides)
+
+
+def build_http_app(settings: Settings, **overrides: Any) -> Starlette:
+    """The HTTP surface over ``build_runtime(settings).service``; the runtime closes with the app.
+
+    ``ConfigError`` naming ``CRM_AUDIT_HTTP_PASSWORD`` / ``CRM_AUDIT_SESSION_SECRET`` when either
+    is unset: the surface never starts with a default secret.
+    """
+    needed = {
+        "CRM_AUDIT_HTTP_PASSWORD": settings.http_password,
+        "CRM_AUDIT_SESSION_SECRET": settings.session_secret,
+    }
+    missing = [(name, "not set") for name, value in needed.items() if not value]
+    if missing:
+        raise ConfigError(missing)
+    from .http import BasicAuthCredentials, SignedSessionResolver, create_app  # the optional [http] extra
+
+    runtime = build_runtime(settings, **overrides)
+    return create_app(
+        runtime.service,
+        basic_auth=BasicAuthCredentials(settings.http_user, str(settings.http_password)),
+        sessions=SignedSessionResolver(secret=str(settings.session_secret).encode()),
+        on_close=runtime.close,
+    )
+
+
+@frozen
+class DryRunFiles:
+    """The dry run's inputs: audits (JSONL or psql CSV), users, contacts and SSO ids (JSONL)."""
+
+    audits: Path
+    users: Path
+    contacts: Path
+    sso_directory: Path
+    mapping: Path | None = None
+
+
+@frozen
+class _DryRunPorts:
+    """``ServicePorts`` over files and in-memory stores: no server, and no CDP to enrich."""
+
+    source: AuditSource
+    users: UserDirectory
+    sso: SsoDirectory
+    contacts: ContactDirectory
+    logs: ActivityLogStore
+    jobs: JobStore
+    clock: Clock
+    flags: FeatureFlags
+    people: PeopleCounter
+    indexes: IndexState
+    entities: EntityDirectory | None = None
+    enrichment: EnrichmentStore | None = None
+
+
+def dry_run_service(
+    company_sso_id: str, tenant: str, files: DryRunFiles, sink: ActivityLogStore
+) -> MigrationService:
+    """A service whose ``dry_run`` reads ``files`` and writes the logs to ``sink``, the job in memory.
+
+    The clock is fixed so that two dry runs over the same files write the same documents.
+    """
+    mapping = load_config(files.mapping) if files.mapping else load_default_config()
+    ports = _DryRunPorts(
+        source=InMemoryAuditSource(read_audit_rows(files.audits, tenant)),
+        users=InMemoryUserDirectory({tenant: read_users(files.users, tenant).values()}),
+        sso=InMemorySsoDirectory(read_sso_directory(files.sso_directory, company_sso_id)),
+        contacts=JsonlContactDirectory(files.contacts),
+        logs=sink,
+        jobs=InMemoryJobStore(),
+        clock=FixedClock(),
+        flags=ConfiguredFeatureFlags.parse("*"),
+        people=InMemoryPeopleCounter(),
+        # The sink refuses a second line with the same external id itself: it needs no index.
+        indexes=InMemoryIndexState(),
+    )
+    return MigrationService(ports, Transformer(mapping))

@@ -1,6 +1,7 @@
 """Runner settings from a TOML file and environment variables (the environment wins).
 
-Secrets — the CRM DSN, the MongoDB URI's password and the USMAN token — are redacted in every
+Secrets — the CRM DSN, the MongoDB URI's password, the USMAN token, the HTTP password and the
+session secret — are redacted in every
 ``repr`` and in ``describe()``, so printing a ``Settings`` never leaks them::
 
     # crm-audit-migrate.toml                      environment variable
@@ -13,6 +14,9 @@ Secrets — the CRM DSN, the MongoDB URI's password and the USMAN token — are 
     page_size = 500                               CRM_AUDIT_PAGE_SIZE
     halt_threshold = 0.10                         CRM_AUDIT_HALT_THRESHOLD
     lease_seconds = 120                           CRM_AUDIT_LEASE_SECONDS
+    http_user = "crm-audit"                       CRM_AUDIT_HTTP_USER      BasicAuth of /private
+    http_password = "…"                           CRM_AUDIT_HTTP_PASSWORD  (HTTP surface only)
+    session_secret = "…"                          CRM_AUDIT_SESSION_SECRET signs the tenant session
     [tenants]                                     CRM_AUDIT_TENANTS="sso-id=schema,…"
     "9b2f…" = "acme"                              each account's one CRM tenant schema
     broker_url = "redis://redis:6379/0"           CRM_AUDIT_BROKER_URL     Celery broker (workers, enqueue)
@@ -60,6 +64,10 @@ def _redacted(value: str | None) -> str:
     return repr(redact(value))
 
 
+def _secret(value: str | None) -> str:
+    return "None" if value is None else "'***'"
+
+
 def _usman_repr(value: UsmanConfig | None) -> str:
     return "None" if value is None else f"UsmanConfig(base_url={redact(value.base_url)!r}, token=***)"
 
@@ -79,6 +87,9 @@ class Settings:
     broker_url: str | None = field(default=None, repr=_redacted)
     result_backend: str | None = field(default=None, repr=_redacted)
     broker_visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT
+    http_user: str = "crm-audit"
+    http_password: str | None = field(default=None, repr=_secret)
+    session_secret: str | None = field(default=None, repr=_secret)
 
     def describe(self) -> dict[str, Any]:
         """Every setting with secrets redacted, for ``--show-config`` and error messages."""
@@ -98,6 +109,9 @@ class Settings:
             "broker_url": redact(self.broker_url),
             "result_backend": redact(self.result_backend),
             "broker_visibility_timeout": self.broker_visibility_timeout,
+            "http_user": self.http_user,
+            "http_password": "***" if self.http_password else None,
+            "session_secret": "***" if self.session_secret else None,
         }
 
 
@@ -114,6 +128,9 @@ _SCALARS: Final[dict[str, Callable[[str], Any]]] = {
     "broker_url": str,
     "result_backend": str,
     "broker_visibility_timeout": float,
+    "http_user": str,
+    "http_password": str,
+    "session_secret": str,
 }
 
 

@@ -58,6 +58,7 @@ from .jobs import MigrationJob
 from .loading import LoaderLimits, load_audited_changes
 from .lookup import LookupContext, LookupRequest, fetch_lookups
 from .lookup_cache import LookupCache
+from .service import MigrationService, ServicePorts
 from .tally import Tally
 from .transformer import PageResult, PreparedRow, StageDecision, Transformer, external_id
 from .values import Changes, Scalar, Value
@@ -102,6 +103,7 @@ __all__ = [
     "MappingConfig",
     "Migrated",
     "MigrationJob",
+    "MigrationService",
     "NotAMapping",
     "Outcome",
     "PageResult",
@@ -109,6 +111,7 @@ __all__ = [
     "ResumeOrFresh",
     "Scalar",
     "ScopeBounds",
+    "ServicePorts",
     "Skipped",
     "SourceUnavailable",
     "StageDecision",

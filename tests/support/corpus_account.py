@@ -20,9 +20,26 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from attrs import frozen
+
 from crm_audit_transform.config import load_default_config
 from crm_audit_transform.domain import AuditRow, Contact, CrmUser, EntityRef
+from crm_audit_transform.enrichment import EnrichmentStore
 from crm_audit_transform.jobs import MigrationJob
+from crm_audit_transform.ports import (
+    ActivityLogStore,
+    AuditSource,
+    Clock,
+    ContactDirectory,
+    EntityDirectory,
+    FeatureFlags,
+    IndexState,
+    JobStore,
+    PeopleCounter,
+    SsoDirectory,
+    UserDirectory,
+)
+from crm_audit_transform.service import MigrationService
 from crm_audit_transform.testing import (
     FixedClock,
     InMemoryActivityLogStore,
@@ -152,6 +169,24 @@ def dump_jsonl(lines: Sequence[Mapping[str, Any]]) -> str:
     return "".join(json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n" for line in lines)
 
 
+@frozen
+class WorldPorts:
+    """A ``ServicePorts`` of plain attributes."""
+
+    source: AuditSource
+    users: UserDirectory
+    sso: SsoDirectory
+    contacts: ContactDirectory
+    people: PeopleCounter
+    logs: ActivityLogStore
+    jobs: JobStore
+    flags: FeatureFlags
+    clock: Clock
+    indexes: IndexState
+    entities: EntityDirectory | None
+    enrichment: EnrichmentStore | None
+
+
 class World:
     """Every port of one account, in memory, over a corpus tenant (or the rows given).
 
@@ -188,6 +223,26 @@ class World:
         self.clock = FixedClock(dt.datetime(2026, 2, 1, tzinfo=dt.UTC))
         self.flags = StaticFeatureFlags("*" if enabled else ())
         self.indexes = InMemoryIndexState()
+
+    def service(self, **options: Any) -> MigrationService:
+        """The application service over this world's ports (as they are now); the account is bound."""
+        enrich = self.enrichment is not None
+        ports = WorldPorts(
+            source=self.source,
+            users=self.users,
+            sso=self.sso,
+            contacts=self.contacts,
+            people=self.people,
+            logs=self.logs,
+            jobs=self.jobs,
+            flags=self.flags,
+            clock=self.clock,
+            indexes=self.indexes,
+            entities=self.entities if enrich else None,
+            enrichment=self.enrichment,
+        )
+        options.setdefault("tenants", {self.company: self.tenant})
+        return MigrationService(ports, self.transformer, **options)
 
     def trigger_ports(self) -> TriggerPorts:
         return TriggerPorts(

@@ -95,16 +95,19 @@ class TestSettings:
             load_settings(tmp_path / "bad.toml", {})
 
     def test_repr_never_shows_a_secret(self) -> None:
-        """The DSN password, the Mongo password and the USMAN token are redacted in repr and describe."""
+        """DSN and Mongo passwords, the USMAN token and the HTTP secrets are redacted in repr and describe."""
         env = {
             "CRM_AUDIT_DATABASE_URL": "postgresql://ro:pg-pass@crm:5432/crm",
             "CRM_AUDIT_MONGO_URI": "mongodb://cdp:mongo-pass@m1,m2/cdp?replicaSet=rs",
             "CRM_AUDIT_USMAN_BASE_URL": "https://usman.test",
             "CRM_AUDIT_USMAN_TOKEN": "usman-token",
+            "CRM_AUDIT_HTTP_PASSWORD": "http-pass",
+            "CRM_AUDIT_SESSION_SECRET": "session-key",
         }
         settings = load_settings(None, env)
+        assert (settings.http_password, settings.session_secret) == ("http-pass", "session-key")
         shown = repr(settings) + repr(settings.describe())
-        for secret in ("pg-pass", "mongo-pass", "usman-token"):
+        for secret in ("pg-pass", "mongo-pass", "usman-token", "http-pass", "session-key"):
             assert secret not in shown
         assert "postgresql://ro:***@crm:5432/crm" in shown
 

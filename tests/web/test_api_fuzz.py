@@ -26,7 +26,7 @@ def live(crm_dsn: str, mongo_db: Any) -> Iterator[LiveServer]:
     """The app over the runner's composition root: the corpus in PostgreSQL, the CDP in MongoDB."""
     apply_migration(mongo_db, "up")
     with runtime_over(crm_dsn, mongo_db, "*") as runtime:
-        app = create_app(runtime, basic_auth=BasicAuthCredentials("ops", "s3cret"), sessions=SESSIONS)
+        app = create_app(runtime.service, basic_auth=BasicAuthCredentials("ops", "s3cret"), sessions=SESSIONS)
         with LiveServer(app) as server:
             yield server
 

@@ -12,6 +12,7 @@ import pytest
 
 from crm_audit_adapters.http import BasicAuthCredentials, SignedSessionResolver, create_app
 from crm_audit_transform.domain import ActivityLog, BatchResult
+from crm_audit_transform.usecases import MigrationStatus, RollbackResult
 from support.live_server import LiveServer, free_port
 
 COMPANY = "company-acme"
@@ -33,20 +34,22 @@ class ScriptedStatus:
         with self._lock:
             self.current = value
 
-    def status(self, company_sso_id: str) -> Mapping[str, Any]:
+    def status(self, company_sso_id: str) -> MigrationStatus:
         with self._lock:
             value = self.current
         if isinstance(value, Exception):
             raise value
-        return value
+        return MigrationStatus(company_sso_id=company_sso_id, **value)
 
     def migrate(self, records: Sequence[ActivityLog]) -> BatchResult:
         raise NotImplementedError
 
-    def trigger(self, company_sso_id: str, tenant: str, date_range_start: Any) -> Mapping[str, Any]:
+    def trigger(
+        self, company_sso_id: str, tenant: str | None = None, *, date_range_start: Any = None
+    ) -> MigrationStatus:
         raise NotImplementedError
 
-    def rollback(self, company_sso_id: str) -> int:
+    def rollback(self, company_sso_id: str) -> RollbackResult:
         raise NotImplementedError
 
 

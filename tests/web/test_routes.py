@@ -62,7 +62,7 @@ def runtime_over(crm_dsn: str, mongo_db: Any, enabled: str) -> Runtime:
 def app_parts(crm_dsn: str, mongo_db: Any) -> Iterator[dict[str, Any]]:
     apply_migration(mongo_db, "up")
     with runtime_over(crm_dsn, mongo_db, f"{COMPANY},company-empty") as runtime:
-        app = create_app(runtime, basic_auth=BasicAuthCredentials("ops", "s3cret"), sessions=SESSIONS)
+        app = create_app(runtime.service, basic_auth=BasicAuthCredentials("ops", "s3cret"), sessions=SESSIONS)
         with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=30) as client:
             yield {"client": client, "db": mongo_db, "dsn": crm_dsn}
 

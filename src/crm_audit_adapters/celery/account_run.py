@@ -1,7 +1,8 @@
 """The one call a task makes into the application: run or resume an account's job.
 
-Tasks do not orchestrate: this is the whole of what ``migrate_account`` asks of the runtime, so
-the worker, the CLI's ``run`` and the HTTP app run the same use case with the same ports.
+Tasks do not orchestrate: they call the application service (``MigrationService.run``), over the
+runtime's ports with the lookups counted and the batch writes timed (``ObservedPorts``), so the
+worker, the CLI's ``run`` and the HTTP app drive the same use cases with the same rules.
 """
 
 from __future__ import annotations
@@ -9,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from crm_audit_transform.jobs import MigrationJob
-from crm_audit_transform.usecases import RunResult, run_job
+from crm_audit_transform.usecases import RunResult
 
 from ..bootstrap import Runtime
-from ..observability import observed_ports
+from ..observability import ObservedPorts
 
 
 def run_account(
@@ -23,13 +24,6 @@ def run_account(
     should_stop: Callable[[], bool],
     on_progress: Callable[[MigrationJob], None] | None = None,
 ) -> RunResult:
-    """Run the account's in-progress job under ``owner``'s lease (see ``run_job``)."""
-    return run_job(
-        company_sso_id,
-        observed_ports(runtime.run_ports()),
-        runtime.transformer,
-        owner=owner,
-        settings=runtime.settings.run,
-        should_stop=should_stop,
-        on_progress=on_progress,
-    )
+    """Run the account's in-progress job under ``owner``'s lease (``MigrationService.run``)."""
+    service = runtime.service_over(ObservedPorts(runtime))
+    return service.run(company_sso_id, owner=owner, should_stop=should_stop, on_progress=on_progress)

@@ -22,7 +22,6 @@ from typing import Any, Final
 from celery import Celery, Task
 from celery.signals import task_retry, worker_shutting_down
 
-from crm_audit_transform.enrichment import enrich_existing
 from crm_audit_transform.errors import LeaseHeld, Unavailable
 
 from ..bootstrap import Runtime
@@ -88,7 +87,7 @@ def register_tasks(app: Celery, runtime_factory: Callable[[], Runtime]) -> None:
     def migrate_account(task: Task, company_sso_id: str) -> dict[str, Any]:
         runtime = runtimes.get()
         observer = JobObserver(log)
-        job = runtime.jobs.latest(company_sso_id)
+        job = runtime.service.latest_job(company_sso_id)
         if job is not None:
             observer.started(job)
         try:
@@ -106,7 +105,6 @@ def register_tasks(app: Celery, runtime_factory: Callable[[], Runtime]) -> None:
     @app.task(name=ENRICH_ACCOUNT, **_RETRYING)
     def enrich_account(task: Task, company_sso_id: str) -> dict[str, Any]:
         runtime = runtimes.get()
-        tenant = runtime.tenant_for(company_sso_id, None)
-        report = enrich_existing(company_sso_id, tenant, entities=runtime.entities, store=runtime.enrichment)
+        report = runtime.service.enrich(company_sso_id)
         log.info("enriched", company_sso_id=company_sso_id, patched=report.patched_docs, keys=report.keys_set)
         return {"company_sso_id": company_sso_id, "patched": report.patched_docs, "keys_set": report.keys_set}

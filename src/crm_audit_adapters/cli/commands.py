@@ -1,4 +1,9 @@
-"""Ops commands over real systems: indexes, trigger, run, status, rollback, explain, config."""
+"""Ops commands over real systems: indexes, trigger, run, status, rollback, explain, config.
+
+Each command parses its options, calls one method of the application service
+(``crm_audit_transform.service.MigrationService``, wired by ``crm_audit_adapters.bootstrap``) and
+renders the value it returns; none of them drives a use case itself.
+"""
 
 from __future__ import annotations
 
@@ -18,13 +23,7 @@ import click
 from crm_audit_transform.domain import Failed, Migrated, Skipped
 from crm_audit_transform.errors import JobNotFound
 from crm_audit_transform.jobs import COMPLETED, HALTED
-from crm_audit_transform.usecases import (
-    MigrationStatus,
-    explain_audit,
-    migration_status,
-    rollback,
-    run_job,
-)
+from crm_audit_transform.usecases import MigrationStatus
 
 from ..mongo import applied_version, apply_migration, index_status
 from . import exit_codes
@@ -99,8 +98,10 @@ def trigger_command(
 ) -> None:
     """Check the guards and create the account's job (nothing is migrated until `run`)."""
     with state.runtime() as runtime:
-        runtime.trigger(company, tenant, date_range_start, allow_unbound_tenant=allow_unbound_tenant)
-        _show(migration_status(company, runtime.jobs), as_json)
+        status = runtime.service.trigger(
+            company, tenant, date_range_start=date_range_start, allow_unbound_tenant=allow_unbound_tenant
+        )
+        _show(status, as_json)
 
 
 @cli.command()
@@ -110,17 +111,15 @@ def trigger_command(
 def run(state: CliState, company: str, progress: bool) -> None:
     """Start or resume the account's job; Ctrl-C finishes the batch, saves the cursor and exits."""
     with state.runtime() as runtime:
-        job = runtime.jobs.latest(company)
+        service = runtime.service
+        job = service.latest_job(company)
         if job is None:
             raise JobNotFound(f"company {company} has no migration job: run `trigger` first")
         view = ProgressLine(job, sys.stderr) if progress else None
         with _stop_on_interrupt() as stop:
-            result = run_job(
+            result = service.run(
                 company,
-                runtime.run_ports(),
-                runtime.transformer,
                 owner=f"{socket.gethostname()}:{os.getpid()}",
-                settings=runtime.settings.run,
                 should_stop=stop.is_set,
                 on_progress=view.update if view else None,
             )
@@ -171,7 +170,7 @@ def status(state: CliState, company: str | None, every: bool, as_json: bool) -> 
         raise click.UsageError("give exactly one of --company-sso-id and --all")
     with state.runtime() as runtime:
         if company is not None:
-            _show(migration_status(company, runtime.jobs), as_json)
+            _show(runtime.service.status(company), as_json)
             return
         statuses = [MigrationStatus.of(job) for job in _latest_per_account(runtime.jobs)]
     if as_json:
@@ -202,7 +201,7 @@ def rollback_command(state: CliState, company: str, yes: bool) -> None:
     if not yes:
         click.confirm(f"Delete every migrated activity log of company {company}?", abort=True, err=True)
     with state.runtime() as runtime:
-        result = rollback(company, jobs=runtime.jobs, logs=runtime.logs, clock=runtime.clock)
+        result = runtime.service.rollback(company)
         click.echo(f"deleted {result.deleted} migrated log(s) of company {company}")
 
 
@@ -215,14 +214,8 @@ def rollback_command(state: CliState, company: str, yes: bool) -> None:
 def explain(state: CliState, company: str, audit_id: int, tenant: str | None, as_json: bool) -> None:
     """Show each stage's decision for one audit row, with the lookups a run would make."""
     with state.runtime() as runtime:
-        tenant = runtime.tenant_for(company, tenant)
-        explanation = explain_audit(
-            audit_id,
-            company_sso_id=company,
-            tenant=tenant,
-            ports=runtime.explain_ports(),
-            transformer=runtime.transformer,
-        )
+        explanation = runtime.service.explain(company, audit_id, tenant)
+    tenant = explanation.tenant
     if explanation.row is None:
         click.echo(f"error: tenant {tenant} has no audit {audit_id}", err=True)
         raise click.exceptions.Exit(exit_codes.REFUSED)

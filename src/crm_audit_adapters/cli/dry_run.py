@@ -5,9 +5,11 @@ go to ``--out`` as exactly the documents the Mongo adapter would insert (relaxed
 lines). The report is ``{processed, migrated, skipped: {reason: n}, failed: {reason: n}}``. A dry
 run never halts: it reports every row, and says on stderr whether a real run would have halted.
 
-A dry run does not enrich: there is no CDP to patch and no CRM to name the linked entities, so its
-``RunPorts`` carry no enrichment ports and the logs go out exactly as the transformer built them
-(``crm-audit-migrate enrich --dry-run`` shows what enrichment would change in a real CDP).
+The wiring is ``crm_audit_adapters.bootstrap.dry_run_service``; this command only parses its
+options and renders the report. A dry run does not enrich: there is no CDP to patch and no CRM to
+name the linked entities, so its service has no enrichment ports and the logs go out exactly as
+the transformer built them (``crm-audit-migrate enrich --dry-run`` shows what enrichment would
+change in a real CDP).
 """
 
 from __future__ import annotations
@@ -17,32 +19,16 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import click
 
-from crm_audit_transform.config import load_config, load_default_config
 from crm_audit_transform.ports import ActivityLogStore
-from crm_audit_transform.testing import (
-    FixedClock,
-    InMemoryActivityLogStore,
-    InMemoryAuditSource,
-    InMemoryIndexState,
-    InMemoryJobStore,
-    InMemorySsoDirectory,
-    InMemoryUserDirectory,
-)
-from crm_audit_transform.transformer import Transformer
-from crm_audit_transform.usecases import RunPorts, RunSettings, new_job, report_counts, run_job
+from crm_audit_transform.testing import InMemoryActivityLogStore
+from crm_audit_transform.usecases import report_counts
 from crm_audit_transform.usecases.settings import DEFAULT_HALT_THRESHOLD
 
-from ..files import (
-    JsonlActivityLogSink,
-    JsonlContactDirectory,
-    read_audit_rows,
-    read_sso_directory,
-    read_users,
-)
+from ..bootstrap import DryRunFiles, dry_run_service
+from ..files import JsonlActivityLogSink
 from .main import cli
 
 EXAMPLE_FILES = ("audits.jsonl", "users.jsonl", "contacts.jsonl", "sso.jsonl")
@@ -81,10 +67,10 @@ def dry_run(
     """Migrate from files to a file, with no server at all; print or write the report."""
     with ExitStack() as stack:
         if example:
-            files = stack.enter_context(_example_files())
-            account = json.loads(files["account.json"].read_text(encoding="utf-8"))
+            example_files = stack.enter_context(_example_files())
+            account = json.loads(example_files["account.json"].read_text(encoding="utf-8"))
             company, tenant = company or account["company_sso_id"], tenant or account["tenant"]
-            audits, users, contacts, sso_directory = (files[name] for name in EXAMPLE_FILES)
+            audits, users, contacts, sso_directory = (example_files[name] for name in EXAMPLE_FILES)
         given = {
             "--company-sso-id": company,
             "--tenant": tenant,
@@ -102,16 +88,11 @@ def dry_run(
             if out
             else InMemoryActivityLogStore()
         )
-        counts = _dry_run(
-            str(company),
-            str(tenant),
-            Path(str(audits)),
-            Path(str(users)),
-            Path(str(contacts)),
-            Path(str(sso_directory)),
-            mapping,
-            sink,
+        files = DryRunFiles(
+            Path(str(audits)), Path(str(users)), Path(str(contacts)), Path(str(sso_directory)), mapping
         )
+        service = dry_run_service(str(company), str(tenant), files, sink)
+        counts = dict(report_counts(service.dry_run(str(company), str(tenant)).job.tally))
     text = json.dumps(counts, indent=2)
     processed, failed = counts["processed"], sum(counts["failed"].values())
     rate = failed / processed if processed else 0.0
@@ -126,35 +107,6 @@ def dry_run(
         )
     if rate > DEFAULT_HALT_THRESHOLD:
         click.echo(f"warning: failure rate {rate:.2%} — a real run would halt", err=True)
-
-
-def _dry_run(
-    company: str,
-    tenant: str,
-    audits: Path,
-    users: Path,
-    contacts: Path,
-    sso_directory: Path,
-    mapping: Path | None,
-    sink: ActivityLogStore,
-) -> dict[str, Any]:
-    transformer = Transformer(load_config(mapping) if mapping else load_default_config())
-    source = InMemoryAuditSource(read_audit_rows(audits, tenant))
-    ports = RunPorts(
-        source=source,
-        users=InMemoryUserDirectory({tenant: read_users(users, tenant).values()}),
-        sso=InMemorySsoDirectory(read_sso_directory(sso_directory, company)),
-        contacts=JsonlContactDirectory(contacts),
-        logs=sink,
-        jobs=InMemoryJobStore(),
-        clock=FixedClock(),
-        # The sink refuses a second line with the same external id itself: it needs no index.
-        indexes=InMemoryIndexState(),
-    )
-    job = new_job(company, tenant, source=source, scope=transformer.scope, now=ports.clock.now())
-    ports.jobs.create(job)
-    result = run_job(company, ports, transformer, owner="dry-run", settings=RunSettings(halt_threshold=1.0))
-    return dict(report_counts(result.job.tally))
 
 
 @contextmanager

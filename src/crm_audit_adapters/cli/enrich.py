@@ -13,8 +13,7 @@ from typing import Any
 
 import click
 
-from crm_audit_transform.enrichment import EnrichmentPlan, EnrichmentReport, enrich_existing
-from crm_audit_transform.usecases.safety import require_indexes
+from crm_audit_transform.enrichment import EnrichmentPlan, EnrichmentReport
 
 from .main import cli
 from .state import CliState
@@ -37,17 +36,9 @@ def enrich(state: CliState, company: str, tenant: str | None, dry_run: bool, as_
             click.echo(plan.describe())
 
     with state.runtime() as runtime:
-        tenant = runtime.tenant_for(company, tenant)
-        if not dry_run:
-            require_indexes(runtime.indexes)
-        report = enrich_existing(
-            company,
-            tenant,
-            entities=runtime.entities,
-            store=runtime.enrichment,
-            dry_run=dry_run,
-            on_plan=show if dry_run else None,
-        )
+        service = runtime.service
+        tenant = service.tenant_for(company, tenant)
+        report = service.enrich(company, tenant, dry_run=dry_run, on_plan=show if dry_run else None)
     if as_json:
         doc: dict[str, Any] = {"company_sso_id": company, "tenant": tenant, "dry_run": dry_run}
         doc["report"] = _report(report)

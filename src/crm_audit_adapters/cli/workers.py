@@ -136,10 +136,10 @@ def _accounts(runtime: Runtime, company: str | None, all_enabled: bool) -> list[
 def _trigger_or_resume(
     runtime: Runtime, company: str, tenant: str | None, cutoff: dt.datetime | None
 ) -> None:
-    latest = runtime.jobs.latest(company)
+    latest = runtime.service.latest_job(company)
     if latest is not None and latest.status == IN_PROGRESS:
         return
     try:
-        runtime.trigger(company, tenant, cutoff)
+        runtime.service.trigger(company, tenant, date_range_start=cutoff)
     except JobAlreadyRunning:
         return  # a concurrent trigger won the race: its job is the one to run

@@ -3,11 +3,11 @@ and the status indicator script. An ASGI app over the same use cases the runner 
 
 from .app import create_app
 from .auth import BasicAuthCredentials, SignedSessionResolver
-from .service import MigrationService
+from .service import HttpService
 
 __all__ = [
     "BasicAuthCredentials",
-    "MigrationService",
+    "HttpService",
     "SignedSessionResolver",
     "create_app",
 ]

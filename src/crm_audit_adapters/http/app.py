@@ -7,9 +7,11 @@ inside a service's own app.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import functools
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from importlib import resources
 from typing import Any
 
@@ -25,7 +27,7 @@ from .auth import BasicAuthCredentials, SessionResolver
 from .errors import HANDLERS, ApiError
 from .openapi import openapi_document
 from .records import decode_record, parse_body
-from .service import MigrationService
+from .service import HttpService
 
 MAX_BATCH = 20
 Handler = Callable[[Request], Awaitable[Response]]
@@ -87,13 +89,16 @@ def _public_status(status: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def create_app(
-    service: MigrationService,
+    service: HttpService,
     *,
     basic_auth: BasicAuthCredentials,
     sessions: SessionResolver,
     max_body_bytes: int = 2 << 20,
     indicator_interval_ms: int = 15_000,
+    on_close: Callable[[], None] | None = None,
 ) -> Starlette:
+    """The app over ``service``; ``on_close`` runs when the server shuts the app down."""
+
     def private(handler: Handler) -> Handler:
         async def guarded(request: Request) -> Response:
             if not basic_auth.accepts(request):
@@ -127,21 +132,23 @@ def create_app(
         if tenant is not None and (not isinstance(tenant, str) or not tenant):
             raise ApiError(400, "INVALID_TENANT", "tenant must be a non-empty string when given")
         status = await run_in_threadpool(
-            service.trigger,
-            _company(body.get("company_sso_id")),
-            tenant,
-            _optional_time(body.get("date_range_start")),
+            functools.partial(
+                service.trigger,
+                _company(body.get("company_sso_id")),
+                tenant,
+                date_range_start=_optional_time(body.get("date_range_start")),
+            )
         )
-        return JSONResponse(dict(status), status_code=202)
+        return JSONResponse(status.as_dict(), status_code=202)
 
     async def status(request: Request) -> Response:
         company = _company(request.query_params.get("company_sso_id"))
-        return JSONResponse(dict(await run_in_threadpool(service.status, company)))
+        return JSONResponse((await run_in_threadpool(service.status, company)).as_dict())
 
     async def rollback(request: Request) -> Response:
         body = await _json_object(request, max_body_bytes)
-        deleted = await run_in_threadpool(service.rollback, _company(body.get("company_sso_id")))
-        return JSONResponse({"deleted": deleted})
+        result = await run_in_threadpool(service.rollback, _company(body.get("company_sso_id")))
+        return JSONResponse({"deleted": result.deleted})
 
     async def tenant_status(request: Request) -> Response:
         company = sessions(request)
@@ -150,7 +157,8 @@ def create_app(
         named = request.query_params.get("company_sso_id")
         if named is not None and named != company:
             raise ApiError(403, "FORBIDDEN", "the session's tenant may only read its own status")
-        return JSONResponse(_public_status(await run_in_threadpool(service.status, company)))
+        found = await run_in_threadpool(service.status, company)
+        return JSONResponse(_public_status(found.as_dict(include_accuracy=False)))
 
     script = _static("crm-migration-status.js")
     demo = (
@@ -179,4 +187,11 @@ def create_app(
         Route("/demo/contact", demo_page, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]
-    return Starlette(routes=routes, exception_handlers=dict(HANDLERS))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+        if on_close is not None:
+            await run_in_threadpool(on_close)
+
+    return Starlette(routes=routes, exception_handlers=dict(HANDLERS), lifespan=lifespan)

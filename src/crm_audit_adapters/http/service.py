@@ -1,35 +1,37 @@
-"""What the HTTP surface needs from the application: the same use cases the runner calls.
+"""What the HTTP surface calls: the part of ``crm_audit_transform.service.MigrationService`` it serves.
 
-``crm_audit_adapters.bootstrap.Runtime`` implements it over the configured adapters.
+The app takes any object of this shape; ``crm_audit_adapters.bootstrap`` passes the one
+``MigrationService`` every entrypoint shares.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Protocol
 
 from crm_audit_transform.domain import ActivityLog, BatchResult
+from crm_audit_transform.usecases import MigrationStatus, RollbackResult
 
 
-class MigrationService(Protocol):
+class HttpService(Protocol):
     def migrate(self, records: Sequence[ActivityLog]) -> BatchResult:
         """MigrateBatch: at most 20 records; raises BatchTooLarge above."""
         ...
 
     def trigger(
-        self, company_sso_id: str, tenant: str | None, date_range_start: dt.datetime | None
-    ) -> Mapping[str, Any]:
-        """Bind the tenant, start a job after the guards; returns its status document.
+        self, company_sso_id: str, tenant: str | None = None, *, date_range_start: dt.datetime | None = None
+    ) -> MigrationStatus:
+        """Bind the tenant, start a job after the guards; returns its status.
 
         No unbound override here: an account served over HTTP must have a tenant binding.
         """
         ...
 
-    def status(self, company_sso_id: str) -> Mapping[str, Any]:
-        """Status document (``not_started`` when there is no job), with ``accuracy_pct``."""
+    def status(self, company_sso_id: str) -> MigrationStatus:
+        """The latest job's status (``not_started`` when there is no job)."""
         ...
 
-    def rollback(self, company_sso_id: str) -> int:
-        """Delete this account's migrated logs; returns how many."""
+    def rollback(self, company_sso_id: str) -> RollbackResult:
+        """Delete this account's migrated logs."""
         ...

@@ -2,12 +2,13 @@
 
 from .logs import configure_logging, migration_logger
 from .metrics import MigrationMetrics, process_metrics
-from .ports import observed_ports
+from .ports import ObservedPorts, observed_ports
 from .progress import JobObserver
 
 __all__ = [
     "JobObserver",
     "MigrationMetrics",
+    "ObservedPorts",
     "configure_logging",
     "migration_logger",
     "observed_ports",

@@ -6,14 +6,29 @@ lookups and time batch writes on the way through.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Collection, Mapping, Sequence
 
 import attrs
 
 from crm_audit_transform.domain import ActivityLog, Contact, CrmUser, WriteResult
+from crm_audit_transform.enrichment import EnrichmentStore
 from crm_audit_transform.errors import DirectoryUnavailable
-from crm_audit_transform.ports import ActivityLogStore, ContactDirectory, SsoDirectory, UserDirectory
+from crm_audit_transform.ports import (
+    ActivityLogStore,
+    AuditSource,
+    Clock,
+    ContactDirectory,
+    EntityDirectory,
+    FeatureFlags,
+    IndexState,
+    JobStore,
+    PeopleCounter,
+    SsoDirectory,
+    UserDirectory,
+)
+from crm_audit_transform.service import ServicePorts
 from crm_audit_transform.usecases import RunPorts
 
 from .metrics import MigrationMetrics, process_metrics
@@ -102,3 +117,63 @@ def observed_ports(ports: RunPorts, metrics: MigrationMetrics | None = None) -> 
         contacts=CountedContactDirectory(ports.contacts, metrics),
         logs=TimedActivityLogStore(ports.logs, metrics),
     )
+
+
+class ObservedPorts:
+    """A ``ServicePorts`` over ``inner`` with the lookups counted and the batch writes timed.
+
+    Every other port is ``inner``'s, read when asked (so a lazily built runtime stays lazy); the
+    wrappers are built once, on first use.
+    """
+
+    def __init__(self, inner: ServicePorts, metrics: MigrationMetrics | None = None) -> None:
+        self._inner = inner
+        self._metrics = metrics or process_metrics()
+
+    @functools.cached_property
+    def users(self) -> UserDirectory:
+        return CountedUserDirectory(self._inner.users, self._metrics)
+
+    @functools.cached_property
+    def sso(self) -> SsoDirectory:
+        return CountedSsoDirectory(self._inner.sso, self._metrics)
+
+    @functools.cached_property
+    def contacts(self) -> ContactDirectory:
+        return CountedContactDirectory(self._inner.contacts, self._metrics)
+
+    @functools.cached_property
+    def logs(self) -> ActivityLogStore:
+        return TimedActivityLogStore(self._inner.logs, self._metrics)
+
+    @property
+    def source(self) -> AuditSource:
+        return self._inner.source
+
+    @property
+    def people(self) -> PeopleCounter:
+        return self._inner.people
+
+    @property
+    def jobs(self) -> JobStore:
+        return self._inner.jobs
+
+    @property
+    def flags(self) -> FeatureFlags:
+        return self._inner.flags
+
+    @property
+    def clock(self) -> Clock:
+        return self._inner.clock
+
+    @property
+    def indexes(self) -> IndexState:
+        return self._inner.indexes
+
+    @property
+    def entities(self) -> EntityDirectory | None:
+        return self._inner.entities
+
+    @property
+    def enrichment(self) -> EnrichmentStore | None:
+        return self._inner.enrichment

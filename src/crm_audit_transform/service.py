@@ -1,0 +1,321 @@
+"""The application service: every operation on an account's migration, over ports.
+
+The CLI, the HTTP app and a task-queue worker all call one ``MigrationService``; none of them
+orchestrates. Each method is one use case (``usecases/``) fed from the service's ports and
+settings, so an entrypoint only parses its input, calls one method and renders the value back.
+
+The service reads its ports from a ``ServicePorts`` bundle *on every call*, never at
+construction: a composition root that builds adapters lazily (``crm_audit_adapters.bootstrap``)
+then opens only what an operation needs — ``status`` never connects to the CRM, ``trigger`` never
+to USMAN — and nothing connects at import. Any object with these attributes will do (an attrs
+class of in-memory adapters from ``crm_audit_transform.testing`` in tests).
+
+    service = MigrationService(ports, transformer, settings=RunSettings())
+    service.trigger("company-1", "acme")          → MigrationStatus
+    service.run("company-1", owner="host:pid")    → RunResult
+    service.status("company-1")                   → MigrationStatus
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
+
+from attrs import evolve
+
+from .domain import ActivityLog, BatchResult
+from .enrichment import EnrichmentPlan, EnrichmentReport, EnrichmentStore, enrich_existing
+from .errors import ConfigError, JobNotFound
+from .jobs import MigrationJob
+from .ports import (
+    ActivityLogStore,
+    AuditSource,
+    Clock,
+    ContactDirectory,
+    EntityDirectory,
+    FeatureFlags,
+    IndexState,
+    JobStore,
+    PeopleCounter,
+    SsoDirectory,
+    UserDirectory,
+)
+from .transformer import Transformer
+from .usecases import (
+    DEFAULT_COVERAGE_THRESHOLD,
+    ExplainPorts,
+    Explanation,
+    MigrateBatch,
+    MigrationStatus,
+    RollbackResult,
+    RunPorts,
+    RunResult,
+    RunSettings,
+    TriggerPorts,
+    explain_audit,
+    migration_status,
+    new_job,
+    rollback,
+    run_job,
+    trigger,
+)
+from .usecases.safety import bound_tenant, require_indexes
+
+__all__ = ["MigrationService", "ServicePorts"]
+
+
+class ServicePorts(Protocol):
+    """Every port the service may drive, read when an operation needs it.
+
+    ``entities`` and ``enrichment`` are None where there is no CDP to enrich (a dry run): a run
+    then writes the logs as the transformer built them, and ``enrich`` is refused.
+    """
+
+    @property
+    def source(self) -> AuditSource: ...
+    @property
+    def users(self) -> UserDirectory: ...
+    @property
+    def sso(self) -> SsoDirectory: ...
+    @property
+    def contacts(self) -> ContactDirectory: ...
+    @property
+    def people(self) -> PeopleCounter: ...
+    @property
+    def logs(self) -> ActivityLogStore: ...
+    @property
+    def jobs(self) -> JobStore: ...
+    @property
+    def flags(self) -> FeatureFlags: ...
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def indexes(self) -> IndexState: ...
+    @property
+    def entities(self) -> EntityDirectory | None: ...
+    @property
+    def enrichment(self) -> EnrichmentStore | None: ...
+
+
+def _never() -> bool:
+    return False
+
+
+class MigrationService:
+    """trigger · run · status · cancel · rollback · enrich · explain · dry_run · verify · migrate.
+
+    ``transformer`` holds the rules (built from a ``MappingConfig``); ``settings`` the run's
+    tunables; ``coverage_threshold`` the Phase-A share of people with a CDP contact a trigger needs;
+    ``tenants`` binds accounts to their one CRM tenant (company_sso_id → schema, see
+    ``usecases.safety``). Every write path first checks migration 035's indexes (``IndexesMissing``).
+    Errors are the core's (``crm_audit_transform.errors``): guards refuse with their typed error,
+    infrastructure that is down raises its ``*Unavailable``.
+    """
+
+    __slots__ = ("_coverage_threshold", "_ports", "_settings", "_tenants", "_transformer")
+
+    def __init__(
+        self,
+        ports: ServicePorts,
+        transformer: Transformer,
+        *,
+        settings: RunSettings | None = None,
+        coverage_threshold: float = DEFAULT_COVERAGE_THRESHOLD,
+        tenants: Mapping[str, str] | None = None,
+    ) -> None:
+        self._ports = ports
+        self._tenants = dict(tenants or {})
+        self._transformer = transformer
+        self._settings = settings or RunSettings()
+        self._coverage_threshold = coverage_threshold
+
+    @property
+    def transformer(self) -> Transformer:
+        return self._transformer
+
+    @property
+    def settings(self) -> RunSettings:
+        return self._settings
+
+    # -- the job lifecycle ---------------------------------------------------------------------
+    def trigger(
+        self,
+        company_sso_id: str,
+        tenant: str | None = None,
+        *,
+        date_range_start: dt.datetime | None = None,
+        allow_unbound_tenant: bool = False,
+    ) -> MigrationStatus:
+        """Bind the tenant, check the guards and create the account's job; its status.
+
+        ``tenant`` may be None for a bound account. Raises ``TenantMismatch`` / ``TenantUnbound``
+        (unless ``allow_unbound_tenant``), then ``IndexesMissing``, ``FlagDisabled``,
+        ``ContactsNotMigrated``, ``JobAlreadyRunning`` or ``AlreadyCompleted`` (guards.py gives the order).
+        """
+        p = self._ports
+        job = trigger(
+            company_sso_id,
+            bound_tenant(company_sso_id, tenant, self._tenants, allow_unbound=allow_unbound_tenant),
+            TriggerPorts(p.flags, p.contacts, p.people, p.jobs, p.source, p.clock, p.indexes),
+            scope=self._transformer.scope,
+            date_range_start=date_range_start,
+            coverage_threshold=self._coverage_threshold,
+        )
+        return MigrationStatus.of(job)
+
+    def run(
+        self,
+        company_sso_id: str,
+        *,
+        owner: str,
+        should_stop: Callable[[], bool] = _never,
+        on_progress: Callable[[MigrationJob], None] | None = None,
+    ) -> RunResult:
+        """Start or resume the account's job from its cursor (``run_job``); ``owner`` names the lease.
+
+        ``JobNotFound`` without a job; ``LeaseHeld`` while another runner holds it.
+        """
+        return run_job(
+            company_sso_id,
+            self._run_ports(),
+            self._transformer,
+            owner=owner,
+            settings=self._settings,
+            should_stop=should_stop,
+            on_progress=on_progress,
+        )
+
+    def status(self, company_sso_id: str) -> MigrationStatus:
+        """The latest job's status, or ``not_started``."""
+        return migration_status(company_sso_id, self._ports.jobs)
+
+    def latest_job(self, company_sso_id: str) -> MigrationJob | None:
+        """The account's latest job as stored, or None."""
+        return self._ports.jobs.latest(company_sso_id)
+
+    def cancel(self, company_sso_id: str) -> MigrationStatus:
+        """Cancel the account's job.
+
+        Not available yet: the cancelled state and its use case belong to the job lifecycle
+        (``usecases/``), and this method will call it. Raises ``NotImplementedError`` until then.
+        """
+        raise NotImplementedError("cancelling a job is not supported yet")
+
+    def rollback(self, company_sso_id: str) -> RollbackResult:
+        """Delete the account's migrated logs (``source_tag = crm_migration`` only).
+
+        ``JobAlreadyRunning`` while a job is in progress.
+        """
+        p = self._ports
+        return rollback(company_sso_id, jobs=p.jobs, logs=p.logs, clock=p.clock)
+
+    # -- logs already in the CDP -----------------------------------------------------------------
+    def enrich(
+        self,
+        company_sso_id: str,
+        tenant: str | None = None,
+        *,
+        dry_run: bool = False,
+        on_plan: Callable[[EnrichmentPlan], None] | None = None,
+    ) -> EnrichmentReport:
+        """Fill missing referents of the account's stored association logs (``enrich_existing``).
+
+        ``tenant`` defaults to the bound or latest job's (``tenant_for``). ``dry_run`` plans and
+        applies nothing; each page's plan goes to ``on_plan``. ``ConfigError`` when the service has
+        no enrichment ports; ``IndexesMissing`` before a patching run without 035's indexes.
+        """
+        entities, store = self._ports.entities, self._ports.enrichment
+        if entities is None or store is None:
+            raise ConfigError([("enrichment", "this service has no CDP to enrich")])
+        tenant = self.tenant_for(company_sso_id, tenant)
+        if not dry_run:
+            require_indexes(self._ports.indexes)
+        return enrich_existing(
+            company_sso_id,
+            tenant,
+            entities=entities,
+            store=store,
+            dry_run=dry_run,
+            on_plan=on_plan,
+        )
+
+    def explain(self, company_sso_id: str, audit_id: int, tenant: str | None = None) -> Explanation:
+        """Each stage's decision for one audit row with the lookups a run would make.
+
+        ``tenant`` defaults to the latest job's; ``Explanation.row`` is None when there is no such row.
+        """
+        p = self._ports
+        return explain_audit(
+            audit_id,
+            company_sso_id=company_sso_id,
+            tenant=self.tenant_for(company_sso_id, tenant),
+            ports=ExplainPorts(p.source, p.users, p.sso, p.contacts),
+            transformer=self._transformer,
+        )
+
+    def dry_run(self, company_sso_id: str, tenant: str) -> RunResult:
+        """Create a job and run it to the end without halting: every row gets its outcome.
+
+        Meant for a service over throwaway stores (``crm_audit_adapters.bootstrap.dry_run_service``
+        wires files and an in-memory job store): over real stores it writes like ``run``.
+        """
+        p = self._ports
+        scope = self._transformer.scope
+        job = new_job(company_sso_id, tenant, source=p.source, scope=scope, now=p.clock.now())
+        p.jobs.create(job)
+        return run_job(
+            company_sso_id,
+            self._run_ports(),
+            self._transformer,
+            owner="dry-run",
+            settings=evolve(self._settings, halt_threshold=1.0),
+        )
+
+    def verify(self, company_sso_id: str) -> None:
+        """Prove an account complete (every in-scope audit accounted for once, no stray logs).
+
+        Not available yet: this method will call the verify use case (``usecases/``) once it exists.
+        Raises ``NotImplementedError`` until then.
+        """
+        raise NotImplementedError("verify is not supported yet")
+
+    # -- the S2S write route ---------------------------------------------------------------------
+    def migrate(self, records: Sequence[ActivityLog]) -> BatchResult:
+        """MigrateBatch over the log store: at most 20 records (``BatchTooLarge`` above).
+
+        ``IndexesMissing`` without migration 035's indexes: nothing is written then.
+        """
+        require_indexes(self._ports.indexes)
+        return MigrateBatch(self._ports.logs)(records)
+
+    # -- helpers every entrypoint needs ----------------------------------------------------------
+    def tenant_for(self, company_sso_id: str, tenant: str | None) -> str:
+        """The tenant an operation on the account reads.
+
+        A bound account: its bound tenant (``TenantMismatch`` if ``tenant`` names another). Unbound:
+        ``tenant`` when given, else the tenant of the account's latest job (``JobNotFound`` if none).
+        """
+        if company_sso_id in self._tenants:
+            return bound_tenant(company_sso_id, tenant, self._tenants)
+        if tenant is not None:
+            return tenant
+        job = self._ports.jobs.latest(company_sso_id)
+        if job is None:
+            raise JobNotFound(f"company {company_sso_id} has no job to take the tenant from: pass --tenant")
+        return job.tenant
+
+    def _run_ports(self) -> RunPorts:
+        p = self._ports
+        return RunPorts(
+            p.source,
+            p.users,
+            p.sso,
+            p.contacts,
+            p.logs,
+            p.jobs,
+            p.clock,
+            entities=p.entities,
+            enrichment=p.enrichment,
+            indexes=p.indexes,
+        )

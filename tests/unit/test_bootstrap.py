@@ -1,0 +1,46 @@
+"""The composition root wires the service from settings and opens nothing before an operation needs it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from crm_audit_adapters.bootstrap import DryRunFiles, build_http_app, build_runtime, dry_run_service
+from crm_audit_adapters.settings import Settings
+from crm_audit_transform.errors import ConfigError
+from crm_audit_transform.jobs import COMPLETED, NOT_STARTED
+from crm_audit_transform.testing import InMemoryActivityLogStore
+
+
+class TestBootstrap:
+    def test_status_opens_neither_the_crm_nor_usman(self) -> None:
+        """A runtime whose CRM DSN points nowhere answers status from the job store alone."""
+        settings = Settings(database_url="postgresql://nobody@127.0.0.1:1/none", mongo_uri="mongomock://")
+        with build_runtime(settings) as runtime:
+            assert runtime.service.status("company-x").status == NOT_STARTED
+            assert "_pg" not in vars(runtime)
+            assert "sso" not in vars(runtime)
+
+    def test_the_http_app_needs_both_secrets_from_settings(self) -> None:
+        """Without the BasicAuth password and the session secret the HTTP app is a ConfigError naming both."""
+        with pytest.raises(ConfigError) as caught:
+            build_http_app(Settings(mongo_uri="mongomock://", session_secret=None))
+        assert {path for path, _ in caught.value.problems} == {
+            "CRM_AUDIT_HTTP_PASSWORD",
+            "CRM_AUDIT_SESSION_SECRET",
+        }
+
+    def test_dry_run_service_runs_the_bundled_example_into_the_sink(self) -> None:
+        """The dry-run wiring reads the example files and writes every migrated log to the sink."""
+        root = Path(__file__).parents[2] / "src" / "crm_audit_adapters" / "data" / "example"
+        account = json.loads((root / "account.json").read_text(encoding="utf-8"))
+        files = DryRunFiles(
+            root / "audits.jsonl", root / "users.jsonl", root / "contacts.jsonl", root / "sso.jsonl"
+        )
+        sink = InMemoryActivityLogStore()
+        service = dry_run_service(account["company_sso_id"], account["tenant"], files, sink)
+        result = service.dry_run(account["company_sso_id"], account["tenant"])
+        assert result.job.status == COMPLETED
+        assert len(sink.logs) == result.job.tally.migrated > 0

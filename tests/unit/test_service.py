@@ -1,0 +1,212 @@
+"""The application service: each entry point drives its use case over the ports it is given."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from attrs import evolve
+
+from crm_audit_transform.domain import ActivityLog
+from crm_audit_transform.errors import (
+    BatchTooLarge,
+    ConfigError,
+    IndexesMissing,
+    JobAlreadyRunning,
+    JobNotFound,
+    TenantMismatch,
+    TenantUnbound,
+)
+from crm_audit_transform.jobs import COMPLETED, IN_PROGRESS, NOT_STARTED, ROLLED_BACK
+from crm_audit_transform.service import MigrationService
+from crm_audit_transform.testing import InMemoryJobStore
+from crm_audit_transform.usecases import RunSettings
+from support.corpus_account import World, WorldPorts, audit_rows
+
+
+class OnlyJobs:
+    """Ports where everything but the job store fails when read: proves what an operation touches."""
+
+    def __init__(self) -> None:
+        self.jobs = InMemoryJobStore()
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the operation read the {name} port")
+
+
+class TestMigrationService:
+    def test_trigger_then_run_ends_where_the_use_cases_end(self) -> None:
+        """trigger + run through the service leave the same completed job as the use cases called directly."""
+        direct = World()
+        direct.trigger()
+        expected = direct.run().job
+
+        world = World()
+        service = world.service()
+        triggered = service.trigger(world.company, world.tenant)
+        result = service.run(world.company, owner="runner-1")
+
+        assert triggered.status == IN_PROGRESS
+        assert result.job.status == COMPLETED
+        assert result.job.tally == expected.tally
+        assert service.status(world.company).tally == expected.tally
+        written = [log.external_id for log in world.logs.logs]
+        assert written == [log.external_id for log in direct.logs.logs]
+        assert written
+
+    def test_status_reads_only_the_job_store(self) -> None:
+        """status of an account without a job is not_started, and no other port is opened for it."""
+        service = MigrationService(OnlyJobs(), World().transformer)  # type: ignore[arg-type]
+        assert service.status("company-x").status == NOT_STARTED
+
+    def test_run_uses_the_services_run_settings(self) -> None:
+        """The page size given to the service is the one the run pages by."""
+        world = World()
+        limits: list[int] = []
+        source = world.source
+
+        class Recording:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(source, name)
+
+            def page(self, *args: Any, **kwargs: Any) -> Any:
+                limits.append(kwargs["limit"])
+                return source.page(*args, **kwargs)
+
+        world.source = Recording()  # type: ignore[assignment]
+        service = world.service(settings=RunSettings(page_size=7, halt_threshold=1.0))
+        service.trigger(world.company, world.tenant)
+        service.run(world.company, owner="o")
+        assert len(limits) > 1
+        assert set(limits) == {7}
+
+    def test_rollback_deletes_migrated_logs_and_marks_the_job(self) -> None:
+        """rollback returns how many migrated logs went and leaves the job rolled_back."""
+        world = World()
+        service = world.service()
+        service.trigger(world.company, world.tenant)
+        migrated = service.run(world.company, owner="o").job.tally.migrated
+        result = service.rollback(world.company)
+        assert result.deleted == migrated > 0
+        assert service.status(world.company).status == ROLLED_BACK
+
+    def test_rollback_is_refused_while_a_job_runs(self) -> None:
+        """A job in progress blocks rollback with JobAlreadyRunning."""
+        world = World()
+        service = world.service()
+        service.trigger(world.company, world.tenant)
+        with pytest.raises(JobAlreadyRunning):
+            service.rollback(world.company)
+
+    def test_explain_takes_the_tenant_from_the_job(self) -> None:
+        """Without a tenant, explain reads the account's job's tenant and explains that tenant's row."""
+        world = World()
+        service = world.service()
+        service.trigger(world.company, world.tenant)
+        row = audit_rows(world.tenant)[0]
+        explanation = service.explain(world.company, row.id)
+        assert explanation.tenant == world.tenant
+        assert explanation.row == row
+        assert explanation.stages
+
+    def test_explain_without_a_job_or_tenant_is_job_not_found(self) -> None:
+        """An unbound account with no job to take the tenant from: explain asks for one."""
+        world = World()
+        with pytest.raises(JobNotFound):
+            world.service(tenants={}).explain(world.company, 1)
+
+    def test_a_bound_account_reads_its_bound_tenant(self) -> None:
+        """A bound account explains from its bound tenant without a job, and refuses another tenant."""
+        world = World()
+        service = world.service()
+        assert service.explain(world.company, audit_rows(world.tenant)[0].id).tenant == world.tenant
+        with pytest.raises(TenantMismatch):
+            service.trigger(world.company, "globex")
+        assert service.status(world.company).status == NOT_STARTED
+
+    def test_an_unbound_account_triggers_only_when_allowed(self) -> None:
+        """Without a binding, trigger is TenantUnbound unless the caller allows the unbound tenant."""
+        world = World()
+        service = world.service(tenants={})
+        with pytest.raises(TenantUnbound):
+            service.trigger(world.company, world.tenant)
+        status = service.trigger(world.company, world.tenant, allow_unbound_tenant=True)
+        assert status.tenant == world.tenant
+
+    def test_write_paths_refuse_without_the_indexes(self) -> None:
+        """trigger, run and migrate raise IndexesMissing and write nothing without 035's indexes."""
+        world = World()
+        service = world.service()
+        service.trigger(world.company, world.tenant)
+        world.indexes.missing = ("uniq_company_external_id",)
+        with pytest.raises(IndexesMissing):
+            service.run(world.company, owner="o")
+        with pytest.raises(IndexesMissing):
+            service.migrate([])
+        assert world.logs.logs == ()
+
+    def test_enrich_needs_enrichment_ports(self) -> None:
+        """A service wired without a CDP to enrich refuses enrich with a ConfigError."""
+        world = World()
+        with pytest.raises(ConfigError):
+            world.service().enrich(world.company, world.tenant)
+
+    def test_enrich_walks_the_stored_association_logs(self) -> None:
+        """With enrichment ports, enrich reports on the account's stored association logs."""
+        world = World(enrich=True)
+        service = world.service()
+        service.trigger(world.company, world.tenant)
+        service.run(world.company, owner="o")
+        report = service.enrich(world.company)
+        assert report.patched_docs == 0  # the run enriched as it went: nothing left to add
+
+    def test_dry_run_reports_every_row_without_halting(self) -> None:
+        """dry_run creates its job and completes it even past the halt threshold."""
+        world = World(sso_failing=True)
+        service = world.service(settings=RunSettings(halt_threshold=0.0))
+        result = service.dry_run(world.company, world.tenant)
+        assert result.job.status == COMPLETED
+        assert result.job.tally.processed == result.job.max_audit_id - result.job.first_audit_id + 1
+        assert result.job.tally.processed > 0
+
+    def test_migrate_refuses_more_than_twenty_records(self) -> None:
+        """migrate is MigrateBatch: 21 records are BatchTooLarge, nothing written."""
+        source = World()
+        source.trigger()
+        source.run()
+        logs: list[ActivityLog] = list(source.logs.logs[:21])
+        world = World()
+        with pytest.raises(BatchTooLarge):
+            world.service().migrate(logs)
+        assert world.logs.logs == ()
+        assert world.service().migrate(logs[:2]).inserted == 2
+
+    def test_the_service_reads_ports_when_called(self) -> None:
+        """A port swapped in the bundle after construction is the one the next call uses."""
+        world = World()
+        ports: Any = WorldPorts(
+            source=world.source,
+            users=world.users,
+            sso=world.sso,
+            contacts=world.contacts,
+            people=world.people,
+            logs=world.logs,
+            jobs=InMemoryJobStore(),
+            flags=world.flags,
+            clock=world.clock,
+            indexes=world.indexes,
+            entities=None,
+            enrichment=None,
+        )
+
+        class Swappable:
+            current = ports
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self.current, name)
+
+        bundle = Swappable()
+        service = MigrationService(bundle, world.transformer, tenants={world.company: world.tenant})  # type: ignore[arg-type]
+        service.trigger(world.company, world.tenant)
+        bundle.current = evolve(ports, jobs=InMemoryJobStore())
+        assert service.status(world.company).status == NOT_STARTED
