@@ -24,6 +24,7 @@ from .lookup import LookupContext, LookupRequest
 from .rules.actor import ActorResolver
 from .rules.category import CategoryMapper, MappedCategory
 from .rules.changes import ChangesExtractor
+from .rules._combined import is_combined
 from .rules.contact import ContactResolver
 from .rules.verdict import Rejection
 from .rules.watermark import SyncWatermark
@@ -195,7 +196,8 @@ class Transformer:
             return self._reject(row, "watermark", late, trace)
         if trace is not None:
             _note(trace, "watermark", PASSED, f"before {contact.created_at.isoformat()}")
-        field_changes = self._changes.extract(row.auditable_type, row.action, changes)
+        combined = is_combined(row.comment)
+        field_changes = self._changes.extract(row.auditable_type, row.action, changes, combined=combined)
         if isinstance(field_changes, Rejection):
             return self._reject(row, "changes", field_changes, trace)
         if trace is not None:
@@ -213,7 +215,7 @@ class Transformer:
             changes=field_changes,
             timestamp=row.created_at,
             external_id=external_id(row.tenant, row.id),
-            metadata=_metadata(row, person_id, category),
+            metadata=_metadata(row, person_id, category, combined),
         )
         if trace is not None:
             _note(trace, "log", MIGRATED, f"{log.category}/{log.action} {log.external_id}")
@@ -235,7 +237,7 @@ def _note(trace: list[StageDecision] | None, stage: str, verdict: str, detail: s
         trace.append(StageDecision(stage, verdict, detail))
 
 
-def _metadata(row: AuditRow, person_id: int, category: MappedCategory) -> dict[str, Value]:
+def _metadata(row: AuditRow, person_id: int, category: MappedCategory, combined: bool) -> dict[str, Value]:
     # Keys with no value are left out: enrichment adds missing keys, it never overwrites.
     metadata: dict[str, Value] = {
         "crm_audit_id": row.id,
@@ -253,6 +255,8 @@ def _metadata(row: AuditRow, person_id: int, category: MappedCategory) -> dict[s
         metadata["linked_entity_type"] = category.linked_entity_type
         if category.linked_entity_id is not None:
             metadata["linked_entity_id"] = category.linked_entity_id
+    if combined:  # audited merged several audits into this row (max_audits): its times are the last's
+        metadata["combined"] = True
     return metadata
 
 

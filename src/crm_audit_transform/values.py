@@ -8,6 +8,7 @@ Ruby                               Python
 =================================  =====================================
 nil, true, false                   None, True, False
 Integer / Float / String           int / float / str
+String tagged !binary, not UTF-8   bytes (BSON Binary; Extended JSON $binary)
 BigDecimal                         decimal.Decimal
 Date                               datetime.date
 Time, DateTime, TimeWithZone       datetime.datetime, aware, in UTC
@@ -24,7 +25,7 @@ import datetime as _dt
 import decimal as _decimal
 from typing import TypeAlias
 
-Scalar: TypeAlias = bool | int | float | str | _decimal.Decimal | _dt.date | _dt.datetime | None
+Scalar: TypeAlias = bool | int | float | str | bytes | _decimal.Decimal | _dt.date | _dt.datetime | None
 Value: TypeAlias = Scalar | list["Value"] | dict[str, "Value"]
 Changes: TypeAlias = dict[str, Value]
 """What ``load_audited_changes`` returns: column name → value (update rows: ``[old, new]``)."""

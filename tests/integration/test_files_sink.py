@@ -38,6 +38,7 @@ def varied_logs() -> list[ActivityLog]:
             FieldChange("big", "Big", 2**62, 2**70),
             FieldChange("prefs", "Prefs", {"a.b": [1, "x"], "$y": {"z": None}}, {}),
             FieldChange("notes", "Notes", "línea\r\nدو\t😀", ""),
+            FieldChange("avatar", "Avatar", b"\xff\xd8\x00", None),
         ),
         timestamp=dt.datetime(2019, 1, 4, 5, 44, 28, 125496, tzinfo=dt.UTC),
         metadata={"crm_audit_id": 1, "crm_tenant": "acme", "username": None, "request_uuid": "u-1"},
@@ -65,6 +66,12 @@ class TestDocuments:
         ]
         assert file_lines(tmp_path / "out.jsonl") == expected
         assert [encode_log_line(log) for log in logs] == expected
+
+    def test_bytes_are_written_as_extended_json_binary(self) -> None:
+        """A bytes value is ``{"$binary": {"base64", "subType": "00"}}`` in the line."""
+        log = activity_log(5, changes=(FieldChange("avatar", "Avatar", None, b"\xff\xd8"),))
+        change = json.loads(encode_log_line(log))["attributes"][0]
+        assert change["to"] == {"$binary": {"base64": "/9g=", "subType": "00"}}
 
     def test_lines_parse_back_to_the_same_documents(self, tmp_path: Path) -> None:
         """json_util.loads of a line gives the encoder's dict: same keys, values and BSON bytes."""

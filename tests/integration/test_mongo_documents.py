@@ -35,7 +35,7 @@ def _decimal128_exact(value: Decimal) -> bool:
 
 def expected_after_round_trip(value: Any) -> Any:
     """What the documented rules promise back for a value of the value model."""
-    if isinstance(value, bool) or value is None or isinstance(value, str | float):
+    if isinstance(value, bool) or value is None or isinstance(value, str | float | bytes):
         return value
     if isinstance(value, int):
         if -(2**63) <= value <= INT64_MAX:
@@ -78,6 +78,7 @@ scalars = st.one_of(
     st.integers(min_value=-(10**40), max_value=10**40),
     st.floats(),
     st.text(),
+    st.binary(max_size=8),
     st.decimals(),
     st.dates(),
     st.datetimes(min_value=dt.datetime(1, 1, 2), max_value=dt.datetime(9999, 12, 30), timezones=offsets),
@@ -166,6 +167,13 @@ class TestValueRules:
         back = _bson_round_trip({"v": [encode_value(math.nan), encode_value(-math.inf)]})["v"]
         assert math.isnan(back[0])
         assert back[1] == -math.inf
+
+    def test_bytes_become_bson_binary(self) -> None:
+        """A non-UTF-8 ``!binary`` value is stored as BSON Binary (subtype 0) and read back as bytes."""
+        encoded = encode_value(b"\xff\xd8")
+        raw = bson.encode({"v": encoded})
+        assert raw[4] == 0x05  # BSON element type 5: binary
+        assert decode_value(bson.decode(raw)["v"]) == b"\xff\xd8"
 
     def test_dates_become_iso_strings(self) -> None:
         """A date has no BSON type of its own, so it is stored as YYYY-MM-DD."""

@@ -40,7 +40,7 @@ def _str(doc: Mapping[str, Any], key: str, path: str, *, required: bool = True) 
 def _value(value: Any, path: str, depth: int = 0) -> Value:
     if depth > 32:
         raise _bad(path, "nested too deeply")
-    if value is None or isinstance(value, bool | int | float | str):
+    if value is None or isinstance(value, bool | int | float | str | bytes):
         return value
     if isinstance(value, Decimal128):
         return value.to_decimal()

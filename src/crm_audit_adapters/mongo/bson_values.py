@@ -10,6 +10,7 @@ The rules (docs/mongodb.md explains each):
 * ``float`` → BSON double, NaN and ±inf included.
 * ``datetime`` → timezone-aware UTC, truncated to milliseconds (BSON keeps milliseconds); a naive one
   is taken as UTC. The truncation happens here, so every sink writes the same instant.
+* ``bytes`` (a ``!binary`` value that is not UTF-8) → BSON Binary, subtype 0 (generic).
 * ``date`` → ``"YYYY-MM-DD"``: BSON has no date-only type, and midnight UTC would invent a time and
   a zone the CRM never had.
 * ``dict`` keys → ``str``; a key holding ``.``, ``%`` or NUL, or starting with ``$``, is
@@ -123,6 +124,7 @@ def value_encoder(
     datetime_out: Callable[[dt.datetime], Any] = _same,
     float_out: Callable[[float], Any] = _same,
     fitting_decimal_out: Callable[[decimal.Decimal], Any] | None = None,
+    bytes_out: Callable[[bytes], Any] = _same,
 ) -> ValueEncoder:
     """A walk whose leaves are given: ``decimal_out(original, encode_decimal(original))``, the UTC
     millisecond ``datetime_out``, ``float_out``; ``fitting_decimal_out(original)``, when given, stands
@@ -158,6 +160,7 @@ def value_encoder(
         decimal.Decimal: number,
         dt.datetime: datetime,
         dt.date: dt.date.isoformat,
+        bytes: bytes_out,
     }
     exact_get = exact.get
 
@@ -184,6 +187,8 @@ def value_encoder(
             return datetime(value)
         if isinstance(value, dt.date):
             return value.isoformat()
+        if isinstance(value, bytes):
+            return bytes_out(bytes(value))
         if isinstance(value, Mapping):
             return mapping(value)
         raise TypeError(f"{type(value).__name__} is not a value of the value model")
@@ -217,6 +222,8 @@ def decode_value(value: Any) -> Value:
         return value
     if isinstance(value, int):
         return int(value)  # bson.Int64 → int
+    if isinstance(value, bytes):
+        return bytes(value)  # Binary subtype 0 decodes to bytes
     if isinstance(value, Decimal128):
         return value.to_decimal()
     if isinstance(value, dt.datetime):

@@ -8,6 +8,7 @@ JSON-ready document directly — the same rules, with relaxed Extended JSON leav
 * ``Decimal128`` → ``{"$numberDecimal": str}`` (``"NaN"`` for every NaN, as ``Decimal128.__str__``);
 * a datetime (already UTC, whole milliseconds) → ``{"$date": "YYYY-MM-DDTHH:MM:SS[.mmm]Z"}`` from
   the epoch on, ``{"$date": {"$numberLong": "<ms>"}}`` before it;
+* ``bytes`` → ``{"$binary": {"base64": str, "subType": "00"}}``;
 * NaN and ±inf floats → ``{"$numberDouble": "NaN" | "Infinity" | "-Infinity"}``; other floats, ints
   (int64 by then), strings, booleans and null are JSON as they are;
 
@@ -17,6 +18,7 @@ calls it.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import decimal
 import json
@@ -63,8 +65,16 @@ def _fitting_decimal(value: decimal.Decimal) -> Any:
     return {"$numberDecimal": str(value)}  # finite and exact in Decimal128: its str() is value's
 
 
+def _bytes(value: bytes) -> Any:
+    return {"$binary": {"base64": base64.b64encode(value).decode("ascii"), "subType": "00"}}
+
+
 RELAXED_JSON: Final[ValueEncoder] = value_encoder(
-    decimal_out=_decimal, datetime_out=_datetime, float_out=_float, fitting_decimal_out=_fitting_decimal
+    decimal_out=_decimal,
+    datetime_out=_datetime,
+    float_out=_float,
+    fitting_decimal_out=_fitting_decimal,
+    bytes_out=_bytes,
 )
 """Values as the plain JSON of their relaxed Extended JSON form."""
 

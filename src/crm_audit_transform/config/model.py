@@ -46,6 +46,10 @@ class ColumnsConfig:
     ignored: tuple[str, ...] = ("created_at", "updated_at")
     redacted: tuple[str, ...] = ()
     redaction_marker: str = "[REDACTED]"
+    redaction_values: tuple[str, ...] = ("[REDACTED]",)
+    """What audited wrote in place of a redacted column (its ``redaction_value`` option)."""
+    arrays: tuple[str, ...] = ()
+    """PostgreSQL array columns: in a combined audit, a flat list of theirs is a value, not a pair."""
 
 
 @frozen
@@ -77,6 +81,7 @@ class TypeMapping:
     labels: Mapping[str, str] = field(factory=dict)
     ignored_columns: tuple[str, ...] = ()
     redacted_columns: tuple[str, ...] = ()
+    array_columns: tuple[str, ...] = ()
 
 
 @frozen

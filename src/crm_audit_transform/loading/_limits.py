@@ -11,12 +11,15 @@ _positive = validators.and_(validators.instance_of(int), validators.ge(1))
 class LoaderLimits:
     """Bounds that keep a hostile row from exhausting memory or time; every one raises ``LimitExceeded``.
 
-    The defaults sit far above anything audited writes (the corpus peaks at 52 KB, 132 YAML events
-    and 7 levels of nesting) and far below what would hurt a worker.
+    The defaults load realistic rows — a 16 MiB rich-text value (an inline ``data:`` image) on both
+    sides of an update; the corpus peaks at 52 KB, 132 YAML events and 7 levels of nesting — and
+    still bound one row's cost: its text is refused before parsing past ``max_bytes``, and what is
+    built from it past ``max_nodes`` and ``max_depth``. Every limit is a runner setting
+    (``CRM_AUDIT_LOADER_MAX_BYTES``, …), a dry-run option and an HTTP setting.
     """
 
-    max_bytes: int = field(default=1 << 20, validator=_positive)
-    """UTF-8 size of the YAML text, checked before any parsing."""
+    max_bytes: int = field(default=32 << 20, validator=_positive)
+    """UTF-8 size of the YAML (or jsonb) text, checked before any parsing: 32 MiB."""
     max_nodes: int = field(default=100_000, validator=_positive)
     """Scalars and collections built, counting every alias as the copy it expands to."""
     max_depth: int = field(default=100, validator=_positive)

@@ -39,7 +39,7 @@ import decimal
 import re
 from typing import Any
 
-from ..errors import BadEncoding, LimitExceeded
+from ..errors import LimitExceeded
 
 _A = re.ASCII
 _STRINGISH = re.compile(r"[^0-9.:-]?[A-Za-z_\s!@#$%^&*(){}<>|/\\~;=]+", _A)
@@ -314,13 +314,17 @@ def ruby_float(value: Any) -> float:
     raise Unreadable(f"Ruby's Float() rejects {value!r}")
 
 
-def binary(s: str) -> str:
-    """A ``!binary`` scalar: base64 read leniently like Ruby's ``unpack('m')``, then UTF-8."""
+def binary(s: str) -> str | bytes:
+    """A ``!binary`` scalar: base64 read leniently like Ruby's ``unpack('m')``.
+
+    Psych tags a String ``!binary`` when its bytes are not printable text: often UTF-8 all the
+    same (the value is then that ``str``), or a ``bytea`` column's raw bytes (then ``bytes``).
+    """
     alphabet = _NOT_BASE64.sub("", s.partition("=")[0])
     if len(alphabet) % 4 == 1:
         alphabet = alphabet[:-1]  # a lone sextet carries no whole byte
     raw = base64.b64decode(alphabet + "=" * (-len(alphabet) % 4))
     try:
         return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadEncoding(f"a !binary value is not UTF-8 text: {exc}") from None
+    except UnicodeDecodeError:
+        return raw

@@ -20,6 +20,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from ..errors import BadEncoding
 from ._psych_scalars import Symbol
 
 
@@ -42,6 +43,8 @@ def key_name(key: Any) -> str:
         return ruby_big_decimal_to_s(key)
     if isinstance(key, dt.date):
         return key.isoformat()
+    if kind is bytes:  # a !binary key that is not UTF-8 has no str name to take
+        raise BadEncoding("a !binary hash key is not UTF-8 text")
     raise TypeError(f"not a scalar key: {key!r}")
 
 

@@ -2,6 +2,13 @@
 
 update ``{f: [old, new]}`` → from old to new; create ``{f: v}`` → from None to v; destroy
 ``{f: v}`` → from v to None. Column order is the row's own order, so output is deterministic.
+
+Two kinds of update rows hold bare values beside the pairs:
+
+* combined audits (``max_audits``, see :mod:`._combined`): a bare value is the create-time value,
+  a set-to (from None to v); a flat list of a declared array column is such a value too;
+* audited < 5.1 wrote an unchanged redacted column as its bare ``redaction_value``: it is shown
+  redacted on both sides, and the row's real changes are kept.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ def _default_label(column: str) -> str:
 class ChangesExtractor:
     """Turns one row's loaded changes into :class:`FieldChange` values."""
 
-    __slots__ = ("_ignored", "_labels", "_marker", "_redacted")
+    __slots__ = ("_arrays", "_ignored", "_labels", "_marker", "_redacted", "_redaction_values")
 
     def __init__(self, config: MappingConfig) -> None:
         columns = config.columns
@@ -35,13 +42,20 @@ class ChangesExtractor:
             name: frozenset(columns.redacted) | frozenset(mapping.redacted_columns)
             for name, mapping in config.types.items()
         }
+        self._arrays = {
+            name: frozenset(columns.arrays) | frozenset(mapping.array_columns)
+            for name, mapping in config.types.items()
+        }
+        self._redaction_values = frozenset(columns.redaction_values)
 
     def extract(
-        self, auditable_type: str, action: str, changes: Changes
+        self, auditable_type: str, action: str, changes: Changes, *, combined: bool = False
     ) -> tuple[FieldChange, ...] | Rejection:
+        """The row's field changes; ``combined`` for a combined audit (its bare values are set-tos)."""
         labels = self._labels.get(auditable_type, {})
         ignored = self._ignored.get(auditable_type, frozenset())
         redacted = self._redacted.get(auditable_type, frozenset())
+        arrays = self._arrays.get(auditable_type, frozenset())
         update, destroy = action == "update", action == "destroy"  # once per row, not per column
         extracted = []
         for column, value in changes.items():
@@ -50,9 +64,18 @@ class ChangesExtractor:
             if column in ignored:
                 continue
             if update:
-                if not (isinstance(value, list) and len(value) == 2):
+                if (
+                    isinstance(value, list)
+                    and len(value) == 2
+                    and not (combined and column in arrays and _flat(value))
+                ):
+                    from_, to = value[0], value[1]
+                elif combined:
+                    from_, to = None, value
+                elif column in redacted or (isinstance(value, str) and value in self._redaction_values):
+                    from_, to = self._marker, self._marker  # audited < 5.1: unchanged, redacted
+                else:
                     return _malformed(f"update value of {column!r} is not [old, new]")
-                from_, to = value[0], value[1]
             elif destroy:
                 from_, to = value, None
             else:
@@ -66,6 +89,11 @@ class ChangesExtractor:
     def _redact(self, value: Value) -> Value:
         # None stays None so "was set" / "was cleared" remains visible without the value.
         return None if value is None else self._marker
+
+
+def _flat(value: list[Value]) -> bool:
+    """An array column's own value, not an ``[old, new]`` pair of arrays (each a list or nil)."""
+    return not any(item is None or isinstance(item, list) for item in value)
 
 
 def _malformed(detail: str) -> Rejection:

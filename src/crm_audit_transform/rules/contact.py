@@ -1,6 +1,7 @@
 """ContactResolver: which CDP contact a row belongs to.
 
-Candidate CRM person ids, in order: the ``comment`` JSON object's person id key(s); the person
+Candidate CRM person ids, in order: the ``comment`` JSON object's person id key(s) (a combined
+audit's comment read without audited's appended sentence); the person
 id column(s) of the changes (an update's new value, or its old one when the new is nil, so an
 unassigned record still lands on the contact it left); ``associated_id`` when it names a person;
 ``auditable_id`` when the row is a person's. The first candidate with a contact of this company
@@ -18,6 +19,7 @@ from ..domain import AuditRow, Contact
 from ..lookup import LookupContext
 from ..values import Changes, Value
 from ._ids import as_id
+from ._combined import own_comment
 from .verdict import Rejection
 
 
@@ -57,6 +59,7 @@ class ContactResolver:
         return Rejection(reasons.CONTACT_NOT_FOUND, f"no contact for CRM person id(s): {tried}")
 
     def _comment_person_id(self, comment: str | None) -> int | None:
+        comment = own_comment(comment)  # a combined audit's comment: JSON, then audited's sentence
         if not comment or not comment.lstrip().startswith("{"):
             return None
         try:

@@ -1,6 +1,6 @@
 """Readable, JSON-shaped summaries of outcomes for snapshot tests (reviewed like code when they change).
 
-The value model has what JSON lacks (Decimal, date, datetime, non-finite floats, non-string keys):
+The value model has what JSON lacks (Decimal, bytes, date, datetime, non-finite floats, non-string keys):
 those become one-key markers (``{"$decimal": "12.50"}``), and long strings are shortened, so a
 snapshot stays small, stable and diffable.
 """
@@ -32,6 +32,8 @@ def _encode(value: object) -> Any:
         return value if len(value) <= LONG_TEXT else f"{value[:LONG_TEXT]}… ({len(value)} chars)"
     if isinstance(value, decimal.Decimal):
         return {"$decimal": str(value)}
+    if isinstance(value, bytes):
+        return {"$bytes": value.hex()}
     if isinstance(value, dt.datetime):
         return {"$time": value.isoformat()}
     if isinstance(value, dt.date):
