@@ -55,7 +55,7 @@ from .errors import (
     UnsupportedTag,
 )
 from .jobs import MigrationJob
-from .loading import LoaderLimits, load_audited_changes
+from .loading import JsonbText, LoaderLimits, load_audited_changes
 from .lookup import LookupContext, LookupRequest, fetch_lookups
 from .lookup_cache import LookupCache
 from .service import MigrationService, ServicePorts
@@ -93,6 +93,7 @@ __all__ = [
     "IndexesMissing",
     "JobAlreadyRunning",
     "JobNotFound",
+    "JsonbText",
     "LeaseHeld",
     "LimitExceeded",
     "LoaderLimits",

@@ -12,6 +12,7 @@ from typing import Any, Final, Literal, TypeAlias
 
 from attrs import field, frozen
 
+from .loading._jsonb import JsonbText
 from .values import Value
 
 SOURCE_TAG: Final = "crm_migration"
@@ -29,8 +30,9 @@ class AuditRow:
     """One row of a tenant's ``audits`` table, as written by audited 5.8.0.
 
     ``audited_changes`` is the raw column: YAML text (``str``/``bytes``) from a text column, the
-    decoded object from a jsonb column, or ``None``. It is loaded by the transformer, so a bad
-    value becomes that row's failure instead of an exception in the extractor.
+    decoded object from a jsonb column or its text as ``JsonbText``, or ``None``. It is loaded by
+    the transformer, so a bad value becomes that row's failure instead of an exception in the
+    extractor.
     """
 
     tenant: str
@@ -38,7 +40,7 @@ class AuditRow:
     auditable_type: str
     auditable_id: int | None
     action: str
-    audited_changes: str | bytes | Mapping[str, Any] | None
+    audited_changes: str | bytes | Mapping[str, Any] | JsonbText | None
     created_at: dt.datetime = field(converter=_utc)
     associated_id: int | None = None
     associated_type: str | None = None

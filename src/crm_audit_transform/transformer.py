@@ -21,10 +21,10 @@ from .domain import ActivityLog, AuditRow, Failed, Migrated, Outcome, Skipped
 from .errors import AuditedChangesError
 from .loading import LoaderLimits, load_audited_changes
 from .lookup import LookupContext, LookupRequest
+from .rules._combined import is_combined
 from .rules.actor import ActorResolver
 from .rules.category import CategoryMapper, MappedCategory
 from .rules.changes import ChangesExtractor
-from .rules._combined import is_combined
 from .rules.contact import ContactResolver
 from .rules.verdict import Rejection
 from .rules.watermark import SyncWatermark

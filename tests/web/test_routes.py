@@ -129,6 +129,7 @@ class TestMigrateRoute:
             (b'{"records": [1]}', "INVALID_RECORD"),
             (b'{"records": [{"company_sso_id": "x"}]}', "INVALID_RECORD"),
             (b"\xff\xfe", "MALFORMED_BODY"),
+            (b'{"records": ' + b"[" * 5000 + b"]" * 5000 + b"}", "MALFORMED_BODY"),
         ],
     )
     def test_malformed_bodies_get_one_clear_error(
@@ -199,6 +200,19 @@ class TestJobRoutes:
         return client.post(
             f"/private/activity_logs/crm_migration/{path}", json=payload, headers={"Authorization": AUTH}
         )
+
+    @pytest.mark.parametrize("path", ["trigger", "rollback"])
+    def test_a_body_nested_past_the_interpreter_stack_is_a_400(
+        self, app_parts: dict[str, Any], path: str
+    ) -> None:
+        """JSON nested 5,000 deep is the client's malformed body (400), never a 500."""
+        response = app_parts["client"].post(
+            f"/private/activity_logs/crm_migration/{path}",
+            content=b'{"x": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+            headers={"Authorization": AUTH},
+        )
+        assert response.status_code == 400
+        assert error_code(response) == "MALFORMED_BODY"
 
     def test_flag_off_is_forbidden(self, app_parts: dict[str, Any]) -> None:
         """An account whose flag is off gets 403 FLAG_DISABLED."""

@@ -5,6 +5,11 @@ Every value is a bound parameter and the tenant schema a quoted identifier. A pa
 into memory. ``created_at`` is ``timestamp without time zone`` holding UTC (Rails' default), so the
 cutoff is sent as a naive UTC timestamp and every value read back is made aware as UTC; a
 ``timestamptz`` column works too because each transaction sets ``TimeZone = UTC``.
+
+A jsonb (or json) ``audited_changes`` is fetched as its text (``JsonbText``), never decoded by the
+driver: psycopg's decoder recurses once per nesting level, so one value nested deeper than Python's
+recursion limit would make the whole page's fetch raise, forever on the same page. The loader
+decodes the text under its limits, and such a row is that row's failure.
 """
 
 from __future__ import annotations
@@ -13,9 +18,12 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
+import psycopg
 from psycopg import sql
+from psycopg.adapt import Buffer, Loader
 
 from crm_audit_transform.domain import AuditRow, ScopeBounds
+from crm_audit_transform.loading import JsonbText
 
 from .session import ReadOnlySession
 from .timestamps import aware_utc, naive_utc
@@ -73,13 +81,27 @@ class PostgresAuditSource:
             return ()
         query = _PAGE.format(columns=_COLUMNS, schema=self._session.schema(tenant))
         params = (after_id, list(scope), naive_utc(cutoff), limit)
-        rows = self._session.run(lambda conn: conn.execute(query, params).fetchall())
+        rows = self._session.run(lambda conn: _cursor(conn).execute(query, params).fetchall())
         return tuple(_audit_row(tenant, row) for row in rows)
 
     def audit_by_id(self, tenant: str, audit_id: int) -> AuditRow | None:
         query = _BY_ID.format(columns=_COLUMNS, schema=self._session.schema(tenant))
-        row = self._session.run(lambda conn: conn.execute(query, (audit_id,)).fetchone())
+        row = self._session.run(lambda conn: _cursor(conn).execute(query, (audit_id,)).fetchone())
         return None if row is None else _audit_row(tenant, row)
+
+
+class _JsonbTextLoader(Loader):
+    """jsonb/json in text format → ``JsonbText`` (decoded later, by the loader, under its limits)."""
+
+    def load(self, data: Buffer) -> JsonbText:
+        return JsonbText(bytes(data).decode("utf-8"))
+
+
+def _cursor(conn: psycopg.Connection) -> psycopg.Cursor[Any]:
+    cursor = conn.cursor()  # its own adapters: the connection's other queries still decode JSON
+    for name in ("jsonb", "json"):
+        cursor.adapters.register_loader(name, _JsonbTextLoader)
+    return cursor
 
 
 def _audit_row(tenant: str, row: tuple[Any, ...]) -> AuditRow:
@@ -107,8 +129,8 @@ def _audit_row(tenant: str, row: tuple[Any, ...]) -> AuditRow:
     )
 
 
-def _changes(value: object) -> str | bytes | Mapping[str, Any] | None:
-    """Text stays text (loaded later as YAML), jsonb arrives decoded; the loader refuses anything odd."""
+def _changes(value: object) -> str | bytes | Mapping[str, Any] | JsonbText | None:
+    """Text stays text (loaded later as YAML), jsonb arrives as JsonbText; the loader refuses anything odd."""
     if isinstance(value, memoryview):
         return bytes(value)
-    return cast("str | Mapping[str, Any] | None", value)
+    return cast("str | Mapping[str, Any] | JsonbText | None", value)

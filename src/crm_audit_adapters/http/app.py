@@ -55,8 +55,8 @@ async def _read_body(request: Request, limit: int) -> bytes:
 async def _json_object(request: Request, limit: int) -> dict[str, Any]:
     try:
         body = json.loads(await _read_body(request, limit))
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "MALFORMED_BODY", "body is not valid JSON") from None
+    except (ValueError, UnicodeDecodeError, RecursionError):  # nesting past the interpreter's stack
+        raise ApiError(400, "MALFORMED_BODY", "body is not valid JSON (or nested too deeply)") from None
     if not isinstance(body, dict):
         raise ApiError(400, "MALFORMED_BODY", "body must be a JSON object")
     return body

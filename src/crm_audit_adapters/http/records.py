@@ -120,6 +120,8 @@ def parse_body(raw: bytes) -> list[Any]:
     """The ``records`` array of a request body, parsed with Extended JSON types."""
     try:
         body = json_util.loads(raw.decode("utf-8"), json_options=_JSON_OPTIONS)
+    except RecursionError:  # nesting past the interpreter's stack: the client's input, not our fault
+        raise ApiError(400, "MALFORMED_BODY", "body is nested too deeply") from None
     except (ValueError, UnicodeDecodeError, BSONError, TypeError, OverflowError) as exc:
         raise ApiError(400, "MALFORMED_BODY", f"body is not valid JSON: {exc}") from None
     if not isinstance(body, dict) or not isinstance(body.get("records"), list):

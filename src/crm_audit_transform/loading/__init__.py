@@ -2,7 +2,9 @@
 
 * Text column (``str``/``bytes``): YAML as Psych 4 wrote it, read with Psych's own scalar rules
   and the class allowlist Rails applies to YAML columns; any other tag is refused, never built.
-* jsonb column: the mapping the driver already decoded (``ActiveSupport::JSON.decode``'s view).
+* jsonb column: the mapping the driver already decoded (``ActiveSupport::JSON.decode``'s view),
+  or the column's text as ``JsonbText``, decoded here under the limits (deep nesting is a typed
+  error, not a ``RecursionError``).
 
 Only ``AuditedChangesError`` subclasses escape, and ``LoaderLimits`` bounds bytes, nodes
 (aliases included) and depth before they can cost memory or time.
@@ -16,7 +18,7 @@ from typing import Any
 from ..errors import BadEncoding, LimitExceeded, NotAMapping
 from ..values import Changes
 from ._backends import Backend, available_backends, parse
-from ._jsonb import from_json
+from ._jsonb import JsonbText, from_json, from_json_text
 from ._limits import LoaderLimits
 
 _DEFAULT_LIMITS = LoaderLimits()
@@ -32,16 +34,17 @@ _RUBY_CLASSES = {
 
 
 def load_audited_changes(
-    value: str | bytes | Mapping[str, Any] | None,
+    value: str | bytes | Mapping[str, Any] | JsonbText | None,
     limits: LoaderLimits | None = None,
     *,
     backend: Backend = "auto",
 ) -> Changes:
     """The column → value mapping of one ``audited_changes`` column value.
 
-    ``value`` is the raw column: YAML ``str``/``bytes`` from a text column, or the decoded
-    mapping from a jsonb column. Like Rails, text that does not start with ``---`` is not YAML
-    (Rails hands it back as a String) and so is ``NotAMapping``; SQL NULL is ``NotAMapping`` too.
+    ``value`` is the raw column: YAML ``str``/``bytes`` from a text column, the decoded
+    mapping from a jsonb column, or that column's text wrapped in ``JsonbText``. Like Rails,
+    text that does not start with ``---`` is not YAML (Rails hands it back as a String) and so
+    is ``NotAMapping``; SQL NULL is ``NotAMapping`` too.
     ``backend`` picks the YAML parser (``"libyaml"``, ``"python"``; results are identical).
 
     Raises only ``AuditedChangesError`` subclasses for bad input: ``MalformedYaml``,
@@ -51,6 +54,8 @@ def load_audited_changes(
     limits = _DEFAULT_LIMITS if limits is None else limits
     if isinstance(value, Mapping):
         return from_json(value, limits)
+    if isinstance(value, JsonbText):
+        return from_json_text(value.text, limits)
     text = _text(value, limits.max_bytes)
     if "\x00" in text:
         raise BadEncoding("NUL characters cannot appear in YAML (or in a PostgreSQL text column)")
@@ -90,4 +95,4 @@ def _ruby_class(value: object) -> str:
     return _RUBY_CLASSES.get(type(value), type(value).__name__)
 
 
-__all__ = ["Backend", "LoaderLimits", "available_backends", "load_audited_changes"]
+__all__ = ["Backend", "JsonbText", "LoaderLimits", "available_backends", "load_audited_changes"]

@@ -1,21 +1,68 @@
-"""``audited_changes`` from a jsonb column: the already-decoded JSON, checked and copied.
+"""``audited_changes`` from a jsonb column: decoded JSON, checked and copied, or its text, decoded here.
 
 Ruby reads such a column with ``ActiveSupport::JSON.decode`` and leaves strings alone, so times
 stay ISO strings and decimals stay strings; what the driver decoded is already the value model.
 The copy keeps the caller's object out of the result and applies the same depth and node limits
 as YAML (and survives a cyclic object by failing at ``max_nodes``).
+
+A driver that decodes jsonb itself recurses once per nesting level, so a value nested deeper than
+Python's recursion limit makes the whole fetch raise. Adapters therefore hand over the column's text
+(``JsonbText``); it is decoded here only after its size and nesting depth were checked against the
+limits, without recursion, so such a value is that row's ``LimitExceeded`` and nothing more.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import decimal
+import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..errors import LimitExceeded, UnsupportedTag
+from attrs import frozen
+
+from ..errors import LimitExceeded, MalformedYaml, NotAMapping, UnsupportedTag
 from ._limits import LoaderLimits
 from ._ruby_keys import name_keys
+
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+_BRACKET = re.compile(r"[\[\]{}]")
+
+
+@frozen
+class JsonbText:
+    """A jsonb (or json) column's value as the text PostgreSQL sends, not yet decoded."""
+
+    text: str
+
+
+def from_json_text(text: str, limits: LoaderLimits) -> dict[str, Any]:
+    """The ``dict[str, Value]`` of jsonb text: size and depth checked before ``json.loads`` recurses."""
+    size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+    if size > limits.max_bytes:
+        raise LimitExceeded("payload bytes", limits.max_bytes, size)
+    _check_depth(text, limits.max_depth)
+    try:
+        decoded = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise MalformedYaml(f"jsonb text is not JSON: {exc}") from None
+    if not isinstance(decoded, dict):
+        raise NotAMapping(type(decoded).__name__)
+    return from_json(decoded, limits)
+
+
+def _check_depth(text: str, max_depth: int) -> None:
+    """Nesting depth of JSON text (brackets outside strings), in one pass and without recursion."""
+    depth = 0
+    for match in _BRACKET.finditer(_JSON_STRING.sub("", text)):
+        if match.group() in "[{":
+            depth += 1
+            if depth > max_depth:
+                raise LimitExceeded("nesting depth", max_depth, depth)
+        else:
+            depth -= 1
+
 
 _SCALARS = (type(None), bool, int, float, str, decimal.Decimal, dt.date)
 

@@ -18,8 +18,8 @@ from ..config import MappingConfig
 from ..domain import AuditRow, Contact
 from ..lookup import LookupContext
 from ..values import Changes, Value
-from ._ids import as_id
 from ._combined import own_comment
+from ._ids import as_id
 from .verdict import Rejection
 
 
