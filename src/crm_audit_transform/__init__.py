@@ -22,6 +22,7 @@ from .domain import (
     Outcome,
     ScopeBounds,
     Skipped,
+    UserId,
     WriteResult,
 )
 from .enrichment_tally import EnrichmentTally
@@ -124,6 +125,7 @@ __all__ = [
     "Unavailable",
     "UnknownTenant",
     "UnsupportedTag",
+    "UserId",
     "Value",
     "WriteResult",
     "__version__",

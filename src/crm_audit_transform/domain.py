@@ -19,6 +19,11 @@ SOURCE_TAG: Final = "crm_migration"
 """``source_tag`` of every log this library writes; rollback deletes exactly these."""
 
 
+UserId: TypeAlias = int | str
+"""A CRM user id as audited stores it: an integer, or an opaque string such as a UUID
+(``--audited-user-id-column-type uuid``). Compared as is, never converted."""
+
+
 def _utc(value: dt.datetime) -> dt.datetime:
     if value.tzinfo is None:
         raise ValueError("naive datetime: every timestamp in the domain is timezone-aware UTC")
@@ -44,7 +49,7 @@ class AuditRow:
     created_at: dt.datetime = field(converter=_utc)
     associated_id: int | None = None
     associated_type: str | None = None
-    user_id: int | None = None
+    user_id: UserId | None = None
     user_type: str | None = None
     username: str | None = None
     version: int | None = None
@@ -55,9 +60,9 @@ class AuditRow:
 
 @frozen
 class CrmUser:
-    """A CRM ``users`` row (soft-deleted ones included)."""
+    """A CRM ``users`` row (soft-deleted ones included); ``id`` an int or an opaque string."""
 
-    id: int
+    id: UserId
     email: str | None
     full_name: str | None = None
     deleted_at: dt.datetime | None = None

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 
 from attrs import field, frozen
 
-from .domain import Contact, CrmUser
+from .domain import Contact, CrmUser, UserId
 from .errors import DirectoryUnavailable
 from .lookup_cache import LookupCache
 from .ports import ContactDirectory, SsoDirectory, UserDirectory
@@ -26,11 +26,16 @@ def _sorted_ids(ids: Iterable[int]) -> tuple[int, ...]:
     return tuple(sorted(set(ids)))
 
 
+def _sorted_user_ids(ids: Iterable[UserId]) -> tuple[UserId, ...]:
+    # Integer and string (UUID) ids may meet in one page: ints first, each kind in its own order.
+    return tuple(sorted(set(ids), key=lambda i: (isinstance(i, str), i)))
+
+
 @frozen
 class LookupRequest:
     """The CRM user ids and CRM person ids one page of rows needs (sorted, without repeats)."""
 
-    user_ids: tuple[int, ...] = field(default=(), converter=_sorted_ids)
+    user_ids: tuple[UserId, ...] = field(default=(), converter=_sorted_user_ids)
     person_ids: tuple[int, ...] = field(default=(), converter=_sorted_ids)
 
 
@@ -42,7 +47,7 @@ class LookupContext:
     rather than matched against the wrong users.
     """
 
-    users: Mapping[int, CrmUser] = field(factory=dict)
+    users: Mapping[UserId, CrmUser] = field(factory=dict)
     sso_ids: Mapping[str, str] = field(factory=dict)
     contacts: Mapping[int, Contact] = field(factory=dict)
     sso_available: bool = True

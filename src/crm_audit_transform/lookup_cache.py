@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from .domain import CrmUser
+from .domain import CrmUser, UserId
 
 
 class LookupCache:
@@ -28,16 +28,18 @@ class LookupCache:
     __slots__ = ("_sso_ids", "_users")
 
     def __init__(self) -> None:
-        self._users: dict[tuple[str, int], CrmUser | None] = {}
+        self._users: dict[tuple[str, UserId], CrmUser | None] = {}
         self._sso_ids: dict[tuple[str, str], str | None] = {}
 
     def __len__(self) -> int:
         return len(self._users) + len(self._sso_ids)
 
-    def known_users(self, tenant: str, ids: Iterable[int]) -> tuple[dict[int, CrmUser], tuple[int, ...]]:
+    def known_users(
+        self, tenant: str, ids: Iterable[UserId]
+    ) -> tuple[dict[UserId, CrmUser], tuple[UserId, ...]]:
         """The users already known among ``ids``, and the ids never asked about (in the given order)."""
-        known: dict[int, CrmUser] = {}
-        unknown: list[int] = []
+        known: dict[UserId, CrmUser] = {}
+        unknown: list[UserId] = []
         for user_id in ids:
             key = (tenant, user_id)
             if key not in self._users:
@@ -48,7 +50,9 @@ class LookupCache:
                 known[user_id] = user
         return known, tuple(unknown)
 
-    def remember_users(self, tenant: str, asked: Iterable[int], found: Mapping[int, CrmUser]) -> None:
+    def remember_users(
+        self, tenant: str, asked: Iterable[UserId], found: Mapping[UserId, CrmUser]
+    ) -> None:
         """Remember the directory's answer for every id asked: the user, or that there is none."""
         for user_id in asked:
             self._users[(tenant, user_id)] = found.get(user_id)

@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Collection, Mapping, Sequence
 from typing import Protocol
 
-from .domain import ActivityLog, AuditRow, Contact, CrmUser, EntityRef, ScopeBounds, WriteResult
+from .domain import ActivityLog, AuditRow, Contact, CrmUser, EntityRef, ScopeBounds, UserId, WriteResult
 from .jobs import MigrationJob
 
 __all__ = [
@@ -49,7 +49,7 @@ class AuditSource(Protocol):
 class UserDirectory(Protocol):
     """CRM users by id, soft-deleted ones included; ids whose row is gone are simply absent."""
 
-    def users_by_ids(self, tenant: str, ids: Collection[int]) -> Mapping[int, CrmUser]: ...
+    def users_by_ids(self, tenant: str, ids: Collection[UserId]) -> Mapping[UserId, CrmUser]: ...
 
 
 class SsoDirectory(Protocol):

@@ -17,7 +17,7 @@ from attrs import frozen
 
 from . import reasons
 from .config import MappingConfig
-from .domain import ActivityLog, AuditRow, Failed, Migrated, Outcome, Skipped
+from .domain import ActivityLog, AuditRow, Failed, Migrated, Outcome, Skipped, UserId
 from .errors import AuditedChangesError
 from .loading import LoaderLimits, load_audited_changes
 from .lookup import LookupContext, LookupRequest
@@ -43,7 +43,7 @@ class PreparedRow:
     changes: Changes | None = None
     problem: Failed | None = None
     person_ids: tuple[int, ...] = ()
-    user_id: int | None = None
+    user_id: UserId | None = None
 
 
 @frozen
@@ -260,7 +260,7 @@ def _metadata(row: AuditRow, person_id: int, category: MappedCategory, combined:
     return metadata
 
 
-_OPTIONAL_INTS = ("auditable_id", "associated_id", "user_id", "version")
+_OPTIONAL_INTS = ("auditable_id", "associated_id", "version")
 _OPTIONAL_STRS = ("associated_type", "user_type", "username", "comment", "remote_address", "request_uuid")
 
 
@@ -280,6 +280,9 @@ def _row_problem(row: AuditRow) -> str | None:
         value = getattr(row, name)
         if value is not None and type(value) is not int:
             return f"{name} must be an integer or null, got {value!r}"
+    user_id = row.user_id
+    if user_id is not None and type(user_id) is not int and not (type(user_id) is str and user_id):
+        return f"user_id must be an integer, a non-empty string or null, got {user_id!r}"
     for name in _OPTIONAL_STRS:
         value = getattr(row, name)
         if value is not None and not isinstance(value, str):
@@ -305,7 +308,8 @@ def _plainly_valid(row: AuditRow) -> bool:
         and bool(row.tenant and row.auditable_type and row.action)
         and type(row.auditable_id) in _INT_OR_NONE
         and type(row.associated_id) in _INT_OR_NONE
-        and type(row.user_id) in _INT_OR_NONE
+        and type(row.user_id) in _USER_ID_OR_NONE
+        and row.user_id != ""
         and type(row.version) in _INT_OR_NONE
         and type(row.associated_type) in _STR_OR_NONE
         and type(row.user_type) in _STR_OR_NONE
@@ -320,6 +324,7 @@ def _plainly_valid(row: AuditRow) -> bool:
 
 _INT_OR_NONE = frozenset({int, _NONE})
 _STR_OR_NONE = frozenset({str, _NONE})
+_USER_ID_OR_NONE = frozenset({int, str, _NONE})
 
 
 def _audit_id(row: object) -> int:

@@ -25,6 +25,7 @@ from psycopg.adapt import Buffer, Loader
 from crm_audit_transform.domain import AuditRow, ScopeBounds
 from crm_audit_transform.loading import JsonbText
 
+from .lookups import user_id_of
 from .session import ReadOnlySession
 from .timestamps import aware_utc, naive_utc
 
@@ -119,7 +120,7 @@ def _audit_row(tenant: str, row: tuple[Any, ...]) -> AuditRow:
         created_at=aware_utc(created_at),
         associated_id=associated_id,
         associated_type=associated_type,
-        user_id=user_id,
+        user_id=None if user_id is None else user_id_of(user_id),
         user_type=user_type,
         username=username,
         version=version,

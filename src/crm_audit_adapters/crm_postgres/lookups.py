@@ -7,16 +7,23 @@ identifier, and goes through the same ``ReadOnlySession`` as the audit source.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from functools import partial
+from typing import Any
 
+import psycopg
 from attrs import frozen
 from psycopg import sql
 
-from crm_audit_transform.domain import CrmUser, EntityRef
+from crm_audit_transform.domain import CrmUser, EntityRef, UserId
 
 from .session import ReadOnlySession
 from .timestamps import aware_utc
 
 _USERS = sql.SQL("SELECT id, email, full_name, deleted_at FROM {schema}.users WHERE id = ANY(%s)")
+# A uuid (or varchar) id column, asked with string ids: compared as text so any id type answers.
+_USERS_BY_TEXT = sql.SQL(
+    "SELECT id, email, full_name, deleted_at FROM {schema}.users WHERE id::text = ANY(%s::text[])"
+)
 _PEOPLE = sql.SQL("SELECT count(*) FROM {schema}.crm_people")
 _ENTITIES = sql.SQL("SELECT id, {name} FROM {schema}.{table} WHERE id = ANY(%s)")
 
@@ -52,16 +59,31 @@ class PostgresUserDirectory:
     def __init__(self, session: ReadOnlySession) -> None:
         self._session = session
 
-    def users_by_ids(self, tenant: str, ids: Collection[int]) -> Mapping[int, CrmUser]:
-        wanted = sorted({int(i) for i in ids})
-        if not wanted:
-            return {}
-        query = _USERS.format(schema=self._session.schema(tenant))
-        rows = self._session.run(lambda conn: conn.execute(query, (wanted,)).fetchall())
-        return {
-            id_: CrmUser(id_, email, full_name, None if deleted_at is None else aware_utc(deleted_at))
-            for id_, email, full_name, deleted_at in rows
-        }
+    def users_by_ids(self, tenant: str, ids: Collection[UserId]) -> Mapping[UserId, CrmUser]:
+        """Integer ids use the primary key's index; string ids (UUIDs) are compared as text."""
+        numbers = sorted({i for i in ids if type(i) is int})
+        texts = sorted({i for i in ids if type(i) is str})
+        found: dict[UserId, CrmUser] = {}
+        asks: tuple[tuple[sql.SQL, list[Any]], ...] = ((_USERS, list(numbers)), (_USERS_BY_TEXT, list(texts)))
+        for template, wanted in asks:
+            if not wanted:
+                continue
+            query = template.format(schema=self._session.schema(tenant))
+            rows = self._session.run(partial(_fetch_all, query, (wanted,)))
+            for id_, email, full_name, deleted_at in rows:
+                key = user_id_of(id_)
+                deleted = None if deleted_at is None else aware_utc(deleted_at)
+                found[key] = CrmUser(key, email, full_name, deleted)
+        return found
+
+
+def _fetch_all(query: sql.Composed, params: tuple[Any, ...], conn: psycopg.Connection) -> list[Any]:
+    return conn.execute(query, params).fetchall()
+
+
+def user_id_of(value: object) -> UserId:
+    """A user id column's value as the core compares it: an int as is, anything else (UUID) as text."""
+    return value if type(value) is int else str(value)
 
 
 class PostgresEntityDirectory:

@@ -17,7 +17,9 @@ import os
 from collections.abc import Iterator, Mapping
 from typing import Any, Final, Literal
 
-from crm_audit_transform.domain import AuditRow
+from crm_audit_transform.domain import AuditRow, UserId
+from crm_audit_transform.loading import JsonbText
+from crm_audit_transform.numerals import is_int_text, parse_int
 
 from .errors import FileFormatError
 from .lines import OnError, PathLike, json_objects, parse_timestamp, report
@@ -170,7 +172,7 @@ def _row(
             created_at=timestamp,
             associated_id=_integer(record, "associated_id", typed),
             associated_type=_text(record, "associated_type"),
-            user_id=_integer(record, "user_id", typed),
+            user_id=_user_id(record, typed),
             user_type=_text(record, "user_type"),
             username=_text(record, "username"),
             version=_integer(record, "version", typed),
@@ -191,10 +193,22 @@ def _integer(record: Mapping[str, Any], name: str, typed: bool) -> int | None:
             return value
     elif isinstance(value, str):
         try:
-            return int(value)
+            return parse_int(value)  # strict: "1_0_0_1" and Arabic-Indic digits are not ids
         except ValueError:
             pass
     raise _Bad(f"{name} is not an integer: {value!r}")
+
+
+def _user_id(record: Mapping[str, Any], typed: bool) -> UserId | None:
+    """An integer, or an opaque non-empty string (a UUID); CSV text of plain digits is an integer."""
+    value = record.get("user_id")
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value:
+        return parse_int(value) if not typed and is_int_text(value) else value
+    raise _Bad(f"user_id is not an integer or a string: {value!r}")
 
 
 def _text(record: Mapping[str, Any], name: str) -> str | None:
@@ -204,14 +218,14 @@ def _text(record: Mapping[str, Any], name: str) -> str | None:
     raise _Bad(f"{name} is not a string: {value!r}")
 
 
-def _changes(value: Any, typed: bool, jsonb_changes: bool) -> str | Mapping[str, Any] | None:
+def _changes(value: Any, typed: bool, jsonb_changes: bool) -> str | Mapping[str, Any] | JsonbText | None:
     """The raw column: YAML text, a jsonb object, or None.
 
     A jsonb value that is not an object (an array, a number) is handed on as its JSON text, which
     the YAML loader reads as that same non-mapping and reports as the row's failure.
     """
-    if value is None or isinstance(value, dict):
-        return value
+    if value is None or isinstance(value, dict | JsonbText):
+        return value  # JsonbText: nested past json's recursion, decoded by the loader under its limits
     if typed:
         return value if isinstance(value, str) else json.dumps(value)
     if not jsonb_changes:
@@ -220,4 +234,6 @@ def _changes(value: Any, typed: bool, jsonb_changes: bool) -> str | Mapping[str,
         decoded = json.loads(value)
     except json.JSONDecodeError as exc:
         raise _Bad(f"audited_changes is not JSON: {exc.msg}") from None
+    except RecursionError:
+        return JsonbText(value)  # the loader checks its depth without recursion: this row's failure
     return decoded if isinstance(decoded, dict) else str(value)

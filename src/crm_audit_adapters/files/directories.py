@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 from bson import json_util
 from bson.json_util import JSONOptions
 
-from crm_audit_transform.domain import Contact, CrmUser, EntityRef
+from crm_audit_transform.domain import Contact, CrmUser, EntityRef, UserId
+from crm_audit_transform.numerals import parse_int
 
 from .errors import FileFormatError
 from .lines import PathLike, decode, json_objects, numbered_lines, parse_timestamp
@@ -29,8 +30,9 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
-def read_users(path: PathLike, tenant: str | None = None) -> dict[int, CrmUser]:
-    """``{id: CrmUser}`` from lines ``{tenant, id, email, full_name, deleted_at}``.
+def read_users(path: PathLike, tenant: str | None = None) -> dict[UserId, CrmUser]:
+    """``{id: CrmUser}`` from lines ``{tenant, id, email, full_name, deleted_at}``; ``id`` an int or a
+    non-empty string (a UUID user id column).
 
     Given a tenant, other tenants' lines are passed over. Ids restart per tenant, so without one
     an id seen twice is an error rather than a silent overwrite.
@@ -39,7 +41,7 @@ def read_users(path: PathLike, tenant: str | None = None) -> dict[int, CrmUser]:
     def user(record: Mapping[str, Any]) -> CrmUser:
         deleted_at = _optional_str(record, "deleted_at")
         return CrmUser(
-            id=_int(record, "id"),
+            id=_user_id(record),
             email=_optional_str(record, "email"),
             full_name=_optional_str(record, "full_name"),
             deleted_at=_timestamp(deleted_at) if deleted_at is not None else None,
@@ -122,8 +124,11 @@ def parse_contact_line(path: PathLike, number: int, raw: bytes) -> Contact | Non
         crm_id = crm_data.get("id") if isinstance(crm_data, dict) else None
         if crm_id is None:
             return None
-        if isinstance(crm_id, str) and crm_id.isdigit():
-            crm_id = int(crm_id)
+        if isinstance(crm_id, str):
+            try:
+                crm_id = parse_int(crm_id)  # strict: Arabic-Indic digits or "1_0" name no person
+            except ValueError:
+                raise _Bad(f"crm_data.id is not an integer: {crm_id!r}") from None
         if not isinstance(crm_id, int) or isinstance(crm_id, bool):
             raise _Bad(f"crm_data.id is not an integer: {crm_id!r}")
         created_at = record.get("created_at")
@@ -178,6 +183,15 @@ def _int(record: Mapping[str, Any], name: str) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     raise _Bad(f"{name} is not an integer: {value!r}")
+
+
+def _user_id(record: Mapping[str, Any]) -> UserId:
+    value = record.get("id")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value:
+        return value
+    raise _Bad(f"id is not an integer or a non-empty string: {value!r}")
 
 
 def _str(record: Mapping[str, Any], name: str) -> str:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 from collections.abc import Callable, Iterator
 from typing import Any, TypeAlias
+
+from crm_audit_transform.loading import JsonbText
 
 from .errors import FileFormatError
 
@@ -47,9 +50,77 @@ def parse_object(path: PathLike, number: int, text: str) -> dict[str, Any]:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise FileFormatError(path, number, f"not JSON: {exc.msg} at column {exc.colno}") from exc
+    except RecursionError:
+        try:
+            value = shallow_object(text)
+        except ValueError as exc:
+            raise FileFormatError(path, number, f"not JSON: {exc}") from None
     if not isinstance(value, dict):
         raise FileFormatError(path, number, f"expected a JSON object, found {type(value).__name__}")
     return value
+
+
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.S)
+
+
+def shallow_object(text: str) -> dict[str, Any]:
+    """A JSON object line whose members nest deeper than ``json.loads`` can recurse.
+
+    The top level is read here, without recursion; a member that still cannot be decoded is kept
+    as ``JsonbText`` (its raw JSON), so a deep ``audited_changes`` becomes that row's loader
+    failure instead of losing the line. ``ValueError`` when the line is not a JSON object.
+    """
+    decoder = json.JSONDecoder()
+    found: dict[str, Any] = {}
+    pos = _skip(text, 0)
+    if text[pos : pos + 1] != "{":
+        raise ValueError("expected a JSON object")
+    pos = _skip(text, pos + 1)
+    while text[pos : pos + 1] != "}":
+        key = _STRING.match(text, pos)
+        if key is None:
+            raise ValueError(f"expected a key at column {pos + 1}")
+        pos = _skip(text, key.end())
+        if text[pos : pos + 1] != ":":
+            raise ValueError(f"expected ':' at column {pos + 1}")
+        pos = _skip(text, pos + 1)
+        if text[pos : pos + 1] in ("[", "{"):
+            end = _collection_end(text, pos)
+            try:
+                value: Any = json.loads(text[pos:end])
+            except RecursionError:
+                value = JsonbText(text[pos:end])
+        else:
+            value, end = decoder.raw_decode(text, pos)
+        found[json.loads(key.group())] = value
+        pos = _skip(text, end)
+        if text[pos : pos + 1] == ",":
+            pos = _skip(text, pos + 1)
+        elif text[pos : pos + 1] != "}":
+            raise ValueError(f"expected ',' or '}}' at column {pos + 1}")
+    if text[_skip(text, pos + 1) :]:
+        raise ValueError("extra data after the object")
+    return found
+
+
+def _skip(text: str, pos: int) -> int:
+    match = _WHITESPACE.match(text, pos)
+    return pos if match is None else match.end()
+
+
+def _collection_end(text: str, start: int) -> int:
+    depth = 0
+    for token in _TOKEN.finditer(text, start):
+        kind = token.group()[0]
+        if kind in "[{":
+            depth += 1
+        elif kind in "]}":
+            depth -= 1
+            if depth == 0:
+                return token.end()
+    raise ValueError("an array or object is not closed")
 
 
 def report(error: FileFormatError, on_error: OnError | None) -> None:

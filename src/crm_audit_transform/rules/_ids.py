@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..numerals import is_int_text
 from ..values import Value
 
 
@@ -13,8 +14,8 @@ def as_id(value: Value) -> int | None:
         return value
     if isinstance(value, str):
         digits = value.strip()
-        # ASCII only and bounded: int() refuses other digit characters and very long strings.
-        if digits.isascii() and digits.isdigit() and len(digits) <= 19:
+        # The strict rule of numerals (ASCII, bounded); a negative id names no person.
+        if is_int_text(digits) and not digits.startswith("-"):
             return int(digits)
     return None
 

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from ..config import MappingConfig
-from ..domain import Actor, AuditRow
+from ..domain import Actor, AuditRow, UserId
 from ..lookup import LookupContext
 
 
@@ -25,7 +25,7 @@ class ActorResolver:
         self._deleted = Actor("deleted_user", config.actor.deleted_user_name)
         self._system = Actor("system", config.actor.system_name)
 
-    def user_id(self, row: AuditRow) -> int | None:
+    def user_id(self, row: AuditRow) -> UserId | None:
         """The CRM user id to look up, or None when the row names no user of the user class."""
         if row.user_id is not None and row.user_type == self._user_class:
             return row.user_id

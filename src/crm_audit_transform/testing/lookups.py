@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from typing import Final, TypeVar
 
-from ..domain import Contact, CrmUser, EntityRef
+from ..domain import Contact, CrmUser, EntityRef, UserId
 from ..errors import DirectoryUnavailable
 
 _T = TypeVar("_T")
@@ -43,12 +43,12 @@ class InMemoryUserDirectory:
 
     def __init__(self, users: Mapping[str, Iterable[CrmUser]] | None = None) -> None:
         self._users = {tenant: {u.id: u for u in rows} for tenant, rows in (users or {}).items()}
-        self.calls: CallLog[tuple[str, tuple[int, ...]]] = CallLog()
+        self.calls: CallLog[tuple[str, tuple[UserId, ...]]] = CallLog()
 
     def add(self, tenant: str, user: CrmUser) -> None:
         self._users.setdefault(tenant, {})[user.id] = user
 
-    def users_by_ids(self, tenant: str, ids: Collection[int]) -> Mapping[int, CrmUser]:
+    def users_by_ids(self, tenant: str, ids: Collection[UserId]) -> Mapping[UserId, CrmUser]:
         self.calls.record((tenant, tuple(ids)))
         known = self._users.get(tenant, {})
         return {i: known[i] for i in ids if i in known}

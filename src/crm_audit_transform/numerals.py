@@ -1,0 +1,27 @@
+"""The one place ids and numbers are read from text (CSV fields, JSONL strings, settings, ids).
+
+Python's ``int()`` is too lenient for ids: it accepts ``1_0_0_1``, surrounding spaces, a ``+`` sign
+and any Unicode decimal digit (``١٢٣``, Arabic-Indic), so a mangled export could silently name
+another row. Here a number is ASCII digits with at most a leading ``-``, and nothing else.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+_INTEGER: Final = re.compile(r"-?[0-9]+\Z", re.ASCII)
+MAX_DIGITS: Final = 19
+"""A PostgreSQL bigint has at most 19 digits; longer text is not an id of ours."""
+
+
+def parse_int(text: str) -> int:
+    """The integer ``text`` spells strictly (``-?[0-9]{1,19}``); ``ValueError`` for anything else."""
+    if not _INTEGER.match(text) or len(text.lstrip("-")) > MAX_DIGITS:
+        raise ValueError(f"not a plain decimal integer: {text[:40]!r}")
+    return int(text)
+
+
+def is_int_text(text: str) -> bool:
+    """Whether :func:`parse_int` accepts ``text``."""
+    return bool(_INTEGER.match(text)) and len(text.lstrip("-")) <= MAX_DIGITS
