@@ -59,6 +59,7 @@ from .jobs import MigrationJob
 from .loading import JsonbText, LoaderLimits, load_audited_changes
 from .lookup import LookupContext, LookupRequest, fetch_lookups
 from .lookup_cache import LookupCache
+from .numerals import is_int_text, parse_int
 from .service import MigrationService, ServicePorts
 from .tally import Tally
 from .transformer import PageResult, PreparedRow, StageDecision, Transformer, external_id
@@ -131,7 +132,9 @@ __all__ = [
     "__version__",
     "external_id",
     "fetch_lookups",
+    "is_int_text",
     "load_audited_changes",
     "load_config",
     "load_default_config",
+    "parse_int",
 ]
