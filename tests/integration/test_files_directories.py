@@ -41,9 +41,9 @@ class TestUsers:
             read_users(CORPUS / "users.jsonl")
 
     def test_a_bad_user_line_names_its_line(self, tmp_path: Path) -> None:
-        """A user without an integer id is reported with its line number."""
-        path = write_lines(tmp_path / "u.jsonl", {"id": 1, "email": "a@x"}, {"id": "2", "email": "b@x"})
-        with pytest.raises(FileFormatError, match="id is not an integer") as caught:
+        """A user whose id is neither an integer nor a non-empty string is reported with its line number."""
+        path = write_lines(tmp_path / "u.jsonl", {"id": 1, "email": "a@x"}, {"id": True, "email": "b@x"})
+        with pytest.raises(FileFormatError, match="id is not an integer or a non-empty string") as caught:
             read_users(path)
         assert caught.value.line == 2
 
