@@ -26,6 +26,7 @@ from pymongo import MongoClient
 from crm_audit_transform.config import MappingConfig, load_config, load_default_config
 from crm_audit_transform.enrichment import EnrichmentStore
 from crm_audit_transform.errors import ConfigError
+from crm_audit_transform.loading import LoaderLimits
 from crm_audit_transform.ports import (
     ActivityLogStore,
     AuditSource,
@@ -58,7 +59,7 @@ from .crm_postgres import (
     PostgresUserDirectory,
     ReadOnlySession,
 )
-from .files import JsonlContactDirectory, read_audit_rows, read_sso_directory, read_users
+from .files import CheckedRows, JsonlContactDirectory, read_audit_rows, read_sso_directory, read_users
 from .flags import ConfiguredFeatureFlags
 from .mongo import MongoActivityLogStore, MongoContactDirectory, MongoIndexState, MongoJobStore
 from .mongo.enrichment import MongoEnrichmentStore
@@ -182,7 +183,7 @@ class Runtime:
 
     @functools.cached_property
     def transformer(self) -> Transformer:
-        return Transformer(self.mapping)
+        return Transformer(self.mapping, limits=self.settings.loader)
 
     # -- the application service ---------------------------------------------------------------
     @functools.cached_property
@@ -285,15 +286,25 @@ class _DryRunPorts:
 
 
 def dry_run_service(
-    company_sso_id: str, tenant: str, files: DryRunFiles, sink: ActivityLogStore
+    company_sso_id: str,
+    tenant: str,
+    files: DryRunFiles,
+    sink: ActivityLogStore,
+    *,
+    limits: LoaderLimits | None = None,
+    checked: CheckedRows | None = None,
 ) -> MigrationService:
     """A service whose ``dry_run`` reads ``files`` and writes the logs to ``sink``, the job in memory.
 
     The clock is fixed so that two dry runs over the same files write the same documents.
+    ``limits`` are the loader's; ``checked`` collects the audits file's own failures (repeated ids,
+    unbuildable rows with an id) as outcomes, read when the service is built.
     """
     mapping = load_config(files.mapping) if files.mapping else load_default_config()
+    checked = checked or CheckedRows(files.audits)
+    rows = checked.unique(read_audit_rows(files.audits, tenant, on_error=checked.on_error))
     ports = _DryRunPorts(
-        source=InMemoryAuditSource(read_audit_rows(files.audits, tenant)),
+        source=InMemoryAuditSource(rows),
         users=InMemoryUserDirectory({tenant: read_users(files.users, tenant).values()}),
         sso=InMemorySsoDirectory(read_sso_directory(files.sso_directory, company_sso_id)),
         contacts=JsonlContactDirectory(files.contacts),
@@ -305,4 +316,4 @@ def dry_run_service(
         # The sink refuses a second line with the same external id itself: it needs no index.
         indexes=InMemoryIndexState(),
     )
-    return MigrationService(ports, Transformer(mapping))
+    return MigrationService(ports, Transformer(mapping, limits=limits))

@@ -25,6 +25,11 @@ session secret — are redacted in every
                                                   hands an unacknowledged task to another worker
     [usman]                                       CRM_AUDIT_USMAN_BASE_URL, _TOKEN, _PATH, …
     base_url = "https://usman.internal"
+    [loader]                                      the audited_changes loader's limits (LoaderLimits)
+    max_bytes = 33554432                          CRM_AUDIT_LOADER_MAX_BYTES
+    max_nodes = 100000                            CRM_AUDIT_LOADER_MAX_NODES
+    max_depth = 100                               CRM_AUDIT_LOADER_MAX_DEPTH
+    max_int_digits = 4300                         CRM_AUDIT_LOADER_MAX_INT_DIGITS
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ from typing import Any, Final
 from attrs import field, frozen
 
 from crm_audit_transform.errors import ConfigError
+from crm_audit_transform.loading import LoaderLimits
+from crm_audit_transform.numerals import is_int_text, parse_int
 from crm_audit_transform.usecases import DEFAULT_COVERAGE_THRESHOLD, RunSettings
 
 from .usman import UsmanConfig
@@ -48,6 +55,9 @@ _PREFIX: Final = "CRM_AUDIT_"
 _USMAN_PREFIX: Final = "CRM_AUDIT_USMAN_"
 DEFAULT_VISIBILITY_TIMEOUT: Final = 3600.0
 """Redis's own default: an unacknowledged task goes back to the queue after an hour (docs/scale-out.md)."""
+_LOADER_PREFIX: Final = "CRM_AUDIT_LOADER_"
+LOADER_LIMITS: Final = ("max_bytes", "max_nodes", "max_depth", "max_int_digits")
+"""The fields of ``LoaderLimits``, each a ``[loader]`` key and a ``CRM_AUDIT_LOADER_<FIELD>`` variable."""
 
 _URL_PASSWORD = re.compile(r"(?P<head>://[^:/@\s]*:)[^@\s]*@")
 _KV_PASSWORD = re.compile(r"(?P<head>password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
@@ -90,6 +100,7 @@ class Settings:
     http_user: str = "crm-audit"
     http_password: str | None = field(default=None, repr=_secret)
     session_secret: str | None = field(default=None, repr=_secret)
+    loader: LoaderLimits = field(factory=LoaderLimits)
 
     def describe(self) -> dict[str, Any]:
         """Every setting with secrets redacted, for ``--show-config`` and error messages."""
@@ -112,6 +123,7 @@ class Settings:
             "http_user": self.http_user,
             "http_password": "***" if self.http_password else None,
             "session_secret": "***" if self.session_secret else None,
+            "loader": {name: getattr(self.loader, name) for name in LOADER_LIMITS},
         }
 
 
@@ -156,10 +168,11 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
             values[key] = kind(value)
         except (TypeError, ValueError):
             problems.append((source, f"expected {kind.__name__}"))
-    unknown = set(raw) - set(_SCALARS) - {"usman", "tenants"}
+    unknown = set(raw) - set(_SCALARS) - {"usman", "tenants", "loader"}
     problems.extend((key, "unknown setting") for key in sorted(unknown))
     usman = _usman(raw.get("usman"), environ, problems)
     tenants = _tenants(raw.get("tenants"), environ.get(f"{_PREFIX}TENANTS"), problems)
+    loader = _loader(raw.get("loader"), environ, problems)
     if problems:
         raise ConfigError(problems)
     run = RunSettings(
@@ -167,7 +180,7 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
         halt_threshold=values.pop("halt_threshold", RunSettings().halt_threshold),
         lease_seconds=values.pop("lease_seconds", RunSettings().lease_seconds),
     )
-    return Settings(usman=usman, run=run, tenants=tenants, **values)
+    return Settings(usman=usman, run=run, tenants=tenants, loader=loader, **values)
 
 
 def _tenants(table: Any, env: str | None, problems: list[tuple[str, str]]) -> dict[str, str]:
@@ -189,6 +202,36 @@ def _tenants(table: Any, env: str | None, problems: list[tuple[str, str]]) -> di
             break
         bindings[company.strip()] = schema.strip()
     return bindings
+
+
+def _loader(table: Any, environ: Mapping[str, str], problems: list[tuple[str, str]]) -> LoaderLimits:
+    """``LoaderLimits`` from the ``[loader]`` table and ``CRM_AUDIT_LOADER_*`` (the environment wins)."""
+    if table is not None and not isinstance(table, dict):
+        problems.append(("loader", "expected a table"))
+        table = None
+    table = table or {}
+    problems.extend((f"loader.{key}", "unknown setting") for key in sorted(set(table) - set(LOADER_LIMITS)))
+    limits: dict[str, int] = {}
+    for name in LOADER_LIMITS:
+        env = f"{_LOADER_PREFIX}{name.upper()}"
+        value: Any = environ.get(env)
+        source = f"${env}"
+        if value is None and name in table:
+            source, value = f"loader.{name}", table[name]
+        if value is None:
+            continue
+        parsed = (
+            value
+            if type(value) is int
+            else parse_int(value)
+            if isinstance(value, str) and is_int_text(value)
+            else None
+        )
+        if parsed is None or parsed < 1:
+            problems.append((source, "expected a positive integer"))
+            continue
+        limits[name] = parsed
+    return LoaderLimits(**limits)
 
 
 def _read_file(path: Path) -> dict[str, Any]:

@@ -30,6 +30,10 @@ def _utc(value: dt.datetime) -> dt.datetime:
     return value.astimezone(dt.UTC)
 
 
+def _optional_utc(value: dt.datetime | None) -> dt.datetime | None:
+    return None if value is None else _utc(value)
+
+
 @frozen
 class AuditRow:
     """One row of a tenant's ``audits`` table, as written by audited 5.8.0.
@@ -46,7 +50,8 @@ class AuditRow:
     auditable_id: int | None
     action: str
     audited_changes: str | bytes | Mapping[str, Any] | JsonbText | None
-    created_at: dt.datetime = field(converter=_utc)
+    created_at: dt.datetime | None = field(converter=_optional_utc)
+    """None for a NULL ``created_at``: such a row fails as ``missing_created_at``."""
     associated_id: int | None = None
     associated_type: str | None = None
     user_id: UserId | None = None
@@ -177,6 +182,10 @@ class EntityRef:
     id: int
     name: str | None
     exists: bool = True
+
+
+NO_TIME_KNOWN: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+"""``ScopeBounds.oldest_created_at`` when every in-scope row's ``created_at`` is NULL."""
 
 
 @frozen

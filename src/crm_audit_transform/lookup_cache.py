@@ -50,9 +50,7 @@ class LookupCache:
                 known[user_id] = user
         return known, tuple(unknown)
 
-    def remember_users(
-        self, tenant: str, asked: Iterable[UserId], found: Mapping[UserId, CrmUser]
-    ) -> None:
+    def remember_users(self, tenant: str, asked: Iterable[UserId], found: Mapping[UserId, CrmUser]) -> None:
         """Remember the directory's answer for every id asked: the user, or that there is none."""
         for user_id in asked:
             self._users[(tenant, user_id)] = found.get(user_id)

@@ -10,6 +10,7 @@ from typing import Final
 
 __all__ = [
     "CONTACT_NOT_FOUND",
+    "DUPLICATE_AUDIT_ID",
     "DUPLICATE_EXTERNAL_ID",
     "ENRICH_AMBIGUOUS",
     "ENRICH_CONFLICT",
@@ -17,6 +18,7 @@ __all__ = [
     "FAILURE_REASONS",
     "INVALID_AUDIT_ROW",
     "MALFORMED_AUDITED_CHANGES",
+    "MISSING_CREATED_AT",
     "POST_SYNC_LIVE_FEED",
     "SKIP_REASONS",
     "STATUS_FALLTHROUGH",
@@ -38,6 +40,10 @@ ENRICH_CONFLICT: Final = "enrich_conflict"
 MALFORMED_AUDITED_CHANGES: Final = "malformed_audited_changes"
 INVALID_AUDIT_ROW: Final = "invalid_audit_row"
 WRITE_ERROR: Final = "write_error"
+MISSING_CREATED_AT: Final = "missing_created_at"
+"""The row's ``created_at`` is NULL: it has no place on a timeline and no watermark to pass."""
+DUPLICATE_AUDIT_ID: Final = "duplicate_audit_id"
+"""An input file repeats an audit id: the first row is processed, every repeat fails with this."""
 
 # Not an outcome: counts update rows whose status change fell through to a generic update
 # because no won/resolved/done id-set is configured for the tenant (OQ-12).
@@ -54,4 +60,6 @@ SKIP_REASONS: Final = frozenset(
         ENRICH_CONFLICT,
     }
 )
-FAILURE_REASONS: Final = frozenset({MALFORMED_AUDITED_CHANGES, INVALID_AUDIT_ROW, WRITE_ERROR})
+FAILURE_REASONS: Final = frozenset(
+    {MALFORMED_AUDITED_CHANGES, INVALID_AUDIT_ROW, WRITE_ERROR, MISSING_CREATED_AT, DUPLICATE_AUDIT_ID}
+)

@@ -24,7 +24,7 @@ from typing import Protocol
 
 from attrs import evolve
 
-from .domain import ActivityLog, BatchResult
+from .domain import ActivityLog, BatchResult, Outcome
 from .enrichment import EnrichmentPlan, EnrichmentReport, EnrichmentStore, enrich_existing
 from .errors import ConfigError, JobNotFound
 from .jobs import MigrationJob
@@ -254,8 +254,16 @@ class MigrationService:
             transformer=self._transformer,
         )
 
-    def dry_run(self, company_sso_id: str, tenant: str) -> RunResult:
+    def dry_run(
+        self,
+        company_sso_id: str,
+        tenant: str,
+        *,
+        on_outcomes: Callable[[Sequence[Outcome]], None] | None = None,
+    ) -> RunResult:
         """Create a job and run it to the end without halting: every row gets its outcome.
+
+        ``on_outcomes`` receives each saved step's outcomes (``run_job``'s hook), e.g. to list them.
 
         Meant for a service over throwaway stores (``crm_audit_adapters.bootstrap.dry_run_service``
         wires files and an in-memory job store): over real stores it writes like ``run``.
@@ -270,6 +278,7 @@ class MigrationService:
             self._transformer,
             owner="dry-run",
             settings=evolve(self._settings, halt_threshold=1.0),
+            on_outcomes=on_outcomes,
         )
 
     def verify(self, company_sso_id: str) -> None:

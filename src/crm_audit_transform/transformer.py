@@ -99,6 +99,9 @@ class Transformer:
             problem = _row_problem(row)
             if problem is not None:
                 return PreparedRow(row, problem=Failed(_audit_id(row), reasons.INVALID_AUDIT_ROW, problem))
+            if row.created_at is None:
+                missing = Failed(row.id, reasons.MISSING_CREATED_AT, "created_at is NULL")
+                return PreparedRow(row, problem=missing)
             if not self._category.in_scope(row.auditable_type):
                 return PreparedRow(row)  # skipped at the scope stage: no need to load it
             changes, failure = self._load(row)
@@ -159,7 +162,7 @@ class Transformer:
         self, item: PreparedRow, ctx: LookupContext, company_sso_id: str, trace: list[StageDecision] | None
     ) -> tuple[Outcome, bool]:
         row = item.row
-        if item.problem is not None and item.problem.reason == reasons.INVALID_AUDIT_ROW:
+        if item.problem is not None and item.problem.reason in _ROW_REASONS:
             _note(trace, "row", "failed", item.problem.detail)
             return item.problem, False
         if ctx.tenant is not None and row.tenant != ctx.tenant:
@@ -191,6 +194,11 @@ class Transformer:
         person_id, contact = found
         if trace is not None:
             _note(trace, "contact", PASSED, f"crm person {person_id} → contact {contact.id}")
+        created_at = row.created_at
+        if created_at is None:  # prepare_row fails these first; a hand-built PreparedRow meets it here
+            return self._reject(
+                row, "row", Rejection(reasons.MISSING_CREATED_AT, "created_at is NULL", False), trace
+            )
         late = self._watermark.check(row, contact)
         if late is not None:
             return self._reject(row, "watermark", late, trace)
@@ -213,7 +221,7 @@ class Transformer:
             action=category.action,
             actor=actor,
             changes=field_changes,
-            timestamp=row.created_at,
+            timestamp=created_at,
             external_id=external_id(row.tenant, row.id),
             metadata=_metadata(row, person_id, category, combined),
         )
@@ -288,7 +296,9 @@ def _row_problem(row: AuditRow) -> str | None:
         if value is not None and not isinstance(value, str):
             return f"{name} must be a string or null, got {value!r}"
     created_at = row.created_at
-    if not isinstance(created_at, dt.datetime) or created_at.utcoffset() != dt.timedelta(0):
+    if created_at is not None and (
+        not isinstance(created_at, dt.datetime) or created_at.utcoffset() != dt.timedelta(0)
+    ):
         return f"created_at must be a UTC datetime, got {created_at!r}"
     return None
 
@@ -323,6 +333,8 @@ def _plainly_valid(row: AuditRow) -> bool:
 
 
 _INT_OR_NONE = frozenset({int, _NONE})
+# Row-level failures found by prepare_row: reported before the scope, as the row's one outcome.
+_ROW_REASONS = frozenset({reasons.INVALID_AUDIT_ROW, reasons.MISSING_CREATED_AT})
 _STR_OR_NONE = frozenset({str, _NONE})
 _USER_ID_OR_NONE = frozenset({int, str, _NONE})
 

@@ -2,8 +2,10 @@
 
 The audits, users, contacts and SSO directory come from files; the job lives in memory; the logs
 go to ``--out`` as exactly the documents the Mongo adapter would insert (relaxed Extended JSON
-lines). The report is ``{processed, migrated, skipped: {reason: n}, failed: {reason: n}}``. A dry
-run never halts: it reports every row, and says on stderr whether a real run would have halted.
+lines). The report is ``{processed, migrated, skipped: {reason: n}, failed: {reason: n}}``;
+``--outcomes`` lists every row's outcome (``row_outcomes``). ``--loader-max-*`` set the loader's
+limits, as the runner's ``[loader]`` settings do. A dry run never halts: it reports every row,
+and says on stderr whether a real run would have halted.
 
 The wiring is ``crm_audit_adapters.bootstrap.dry_run_service``; this command only parses its
 options and renders the report. A dry run does not enrich: there is no CDP to patch and no CRM to
@@ -22,14 +24,17 @@ from pathlib import Path
 
 import click
 
+from crm_audit_transform.loading import LoaderLimits
 from crm_audit_transform.ports import ActivityLogStore
+from crm_audit_transform.tally import Tally
 from crm_audit_transform.testing import InMemoryActivityLogStore
 from crm_audit_transform.usecases import report_counts
 from crm_audit_transform.usecases.settings import DEFAULT_HALT_THRESHOLD
 
 from ..bootstrap import DryRunFiles, dry_run_service
-from ..files import JsonlActivityLogSink
+from ..files import CheckedRows, JsonlActivityLogSink
 from .main import cli
+from .row_outcomes import OutcomeLines
 
 EXAMPLE_FILES = ("audits.jsonl", "users.jsonl", "contacts.jsonl", "sso.jsonl")
 _file = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -52,6 +57,15 @@ _file = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option(
     "--report", type=click.Path(dir_okay=False, path_type=Path), help="Report JSON (default: stdout)."
 )
+@click.option(
+    "--outcomes",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="One JSON line per processed row: {audit_id, tenant, outcome, reason, detail}.",
+)
+@click.option("--loader-max-bytes", type=click.IntRange(min=1), help="LoaderLimits.max_bytes (UTF-8 bytes).")
+@click.option("--loader-max-nodes", type=click.IntRange(min=1), help="LoaderLimits.max_nodes.")
+@click.option("--loader-max-depth", type=click.IntRange(min=1), help="LoaderLimits.max_depth.")
+@click.option("--loader-max-int-digits", type=click.IntRange(min=1), help="LoaderLimits.max_int_digits.")
 def dry_run(
     example: bool,
     company: str | None,
@@ -63,8 +77,20 @@ def dry_run(
     mapping: Path | None,
     out: Path | None,
     report: Path | None,
+    outcomes: Path | None,
+    loader_max_bytes: int | None,
+    loader_max_nodes: int | None,
+    loader_max_depth: int | None,
+    loader_max_int_digits: int | None,
 ) -> None:
     """Migrate from files to a file, with no server at all; print or write the report."""
+    given_limits = {
+        "max_bytes": loader_max_bytes,
+        "max_nodes": loader_max_nodes,
+        "max_depth": loader_max_depth,
+        "max_int_digits": loader_max_int_digits,
+    }
+    limits = LoaderLimits(**{name: value for name, value in given_limits.items() if value is not None})
     with ExitStack() as stack:
         if example:
             example_files = stack.enter_context(_example_files())
@@ -91,8 +117,15 @@ def dry_run(
         files = DryRunFiles(
             Path(str(audits)), Path(str(users)), Path(str(contacts)), Path(str(sso_directory)), mapping
         )
-        service = dry_run_service(str(company), str(tenant), files, sink)
-        counts = dict(report_counts(service.dry_run(str(company), str(tenant)).job.tally))
+        checked = CheckedRows(files.audits)
+        service = dry_run_service(str(company), str(tenant), files, sink, limits=limits, checked=checked)
+        lines = OutcomeLines(
+            stack.enter_context(outcomes.open("w", encoding="utf-8")) if outcomes else None, str(tenant)
+        )
+        lines(checked.outcomes)  # the rows the file itself disqualified, read when the service was built
+        result = service.dry_run(str(company), str(tenant), on_outcomes=lines)
+        # Those rows are counted too: a repeat or an unbuildable row is a failed row of the report.
+        counts = dict(report_counts(result.job.tally + Tally.of(checked.outcomes)))
     text = json.dumps(counts, indent=2)
     processed, failed = counts["processed"], sum(counts["failed"].values())
     rate = failed / processed if processed else 0.0

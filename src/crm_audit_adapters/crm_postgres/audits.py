@@ -22,7 +22,7 @@ import psycopg
 from psycopg import sql
 from psycopg.adapt import Buffer, Loader
 
-from crm_audit_transform.domain import AuditRow, ScopeBounds
+from crm_audit_transform.domain import NO_TIME_KNOWN, AuditRow, ScopeBounds
 from crm_audit_transform.loading import JsonbText
 
 from .lookups import user_id_of
@@ -38,15 +38,17 @@ _COLUMNS = sql.SQL(", ").join(
     )
 )  # fmt: skip
 
+# A NULL created_at is in every range: such a row is read, and fails as missing_created_at, instead
+# of staying invisible to the run.
 _PAGE = sql.SQL(
     "SELECT {columns} FROM {schema}.audits"
-    " WHERE id > %s AND auditable_type = ANY(%s) AND created_at >= %s"
+    " WHERE id > %s AND auditable_type = ANY(%s) AND (created_at >= %s OR created_at IS NULL)"
     " ORDER BY id LIMIT %s"
 )
 _BY_ID = sql.SQL("SELECT {columns} FROM {schema}.audits WHERE id = %s")
 _BOUNDS = sql.SQL(
     "SELECT min(id), max(id), min(created_at), count(*) FROM {schema}.audits"
-    " WHERE auditable_type = ANY(%s) AND created_at >= %s"
+    " WHERE auditable_type = ANY(%s) AND (created_at >= %s OR created_at IS NULL)"
 )
 # With no cutoff the oldest in-scope audit is the start; a floor keeps a single query shape.
 _NO_CUTOFF = dt.datetime.min
@@ -71,7 +73,8 @@ class PostgresAuditSource:
         if row is None or not row[3]:
             return None
         min_id, max_id, oldest, count = row
-        return ScopeBounds(min_id=min_id, max_id=max_id, oldest_created_at=aware_utc(oldest), count=count)
+        oldest_at = NO_TIME_KNOWN if oldest is None else aware_utc(oldest)  # every created_at NULL
+        return ScopeBounds(min_id=min_id, max_id=max_id, oldest_created_at=oldest_at, count=count)
 
     def page(
         self, tenant: str, scope: Sequence[str], *, after_id: int, cutoff: dt.datetime, limit: int
@@ -117,7 +120,7 @@ def _audit_row(tenant: str, row: tuple[Any, ...]) -> AuditRow:
         auditable_id=auditable_id,
         action=action,
         audited_changes=_changes(changes),
-        created_at=aware_utc(created_at),
+        created_at=None if created_at is None else aware_utc(created_at),
         associated_id=associated_id,
         associated_type=associated_type,
         user_id=None if user_id is None else user_id_of(user_id),

@@ -23,6 +23,8 @@ from psycopg import sql
 
 from crm_audit_transform.errors import SourceUnavailable, UnknownTenant
 
+from .encodings import adapt_sql_ascii
+
 T = TypeVar("T")
 ConnectionFactory = Callable[[], psycopg.Connection]
 
@@ -56,6 +58,7 @@ class PostgresConnectionFactory:
             prepare_threshold=self.prepare_threshold,
         )
         conn.read_only = True  # every transaction() block begins with BEGIN READ ONLY
+        adapt_sql_ascii(conn)
         return conn
 
 

@@ -10,6 +10,7 @@ loads. Every reader streams; a line that cannot be read raises ``FileFormatError
 from __future__ import annotations
 
 from .audits import AUDIT_COLUMNS, FileFormat, read_audit_rows
+from .checked_rows import CheckedRows
 from .contact_index import JsonlContactDirectory
 from .directories import read_contacts, read_entities, read_sso_directory, read_users
 from .errors import FileFormatError
@@ -17,6 +18,7 @@ from .sink import JsonlActivityLogSink, encode_log_line
 
 __all__ = [
     "AUDIT_COLUMNS",
+    "CheckedRows",
     "FileFormat",
     "FileFormatError",
     "JsonlActivityLogSink",

@@ -156,10 +156,11 @@ def _row(
             raise _Bad("id is missing")
         auditable_type, action = _text(record, "auditable_type"), _text(record, "action")
         created_at = _text(record, "created_at")
-        if not auditable_type or not action or not created_at:
-            raise _Bad("auditable_type, action and created_at are required")
+        if not auditable_type or not action or created_at == "":
+            raise _Bad("auditable_type and action are required, and created_at may not be empty")
         try:
-            timestamp = parse_timestamp(created_at)
+            # NULL (CSV's empty unquoted field, JSON null) is the row's own outcome: missing_created_at.
+            timestamp = None if created_at is None else parse_timestamp(created_at)
         except ValueError:
             raise _Bad(f"created_at is not a timestamp: {created_at!r}") from None
         return AuditRow(

@@ -16,10 +16,13 @@ class SyncWatermark:
     __slots__ = ()
 
     def check(self, row: AuditRow, contact: Contact) -> Rejection | None:
-        if row.created_at >= contact.created_at:
+        created_at = row.created_at
+        if created_at is None:  # no time, so no side of the watermark: the row cannot be placed
+            return Rejection(reasons.MISSING_CREATED_AT, "created_at is NULL", skip=False)
+        if created_at >= contact.created_at:
             return Rejection(
                 reasons.POST_SYNC_LIVE_FEED,
-                f"audit at {row.created_at.isoformat()} is not before the contact's sync at "
+                f"audit at {created_at.isoformat()} is not before the contact's sync at "
                 f"{contact.created_at.isoformat()}",
             )
         return None

@@ -13,7 +13,7 @@ from collections.abc import Collection, Iterable, Sequence
 import attrs
 
 from .. import reasons
-from ..domain import SOURCE_TAG, ActivityLog, AuditRow, ScopeBounds, WriteResult
+from ..domain import NO_TIME_KNOWN, SOURCE_TAG, ActivityLog, AuditRow, ScopeBounds, WriteResult
 from ..errors import JobAlreadyRunning, JobNotFound, LeaseHeld
 from ..jobs import IN_PROGRESS, MigrationJob
 
@@ -43,7 +43,13 @@ class InMemoryAuditSource:
         wanted = set(scope)
         rows = self._rows.get(tenant, {}).values()
         return sorted(
-            (r for r in rows if r.auditable_type in wanted and (cutoff is None or r.created_at >= cutoff)),
+            # A NULL created_at is in every range, as PostgreSQL's "OR created_at IS NULL" keeps it.
+            (
+                r
+                for r in rows
+                if r.auditable_type in wanted
+                and (cutoff is None or r.created_at is None or r.created_at >= cutoff)
+            ),
             key=lambda r: r.id,
         )
 
@@ -53,7 +59,8 @@ class InMemoryAuditSource:
         rows = self._in_scope(tenant, scope, cutoff)
         if not rows:
             return None
-        oldest = min(r.created_at for r in rows)
+        times = [r.created_at for r in rows if r.created_at is not None]
+        oldest = min(times) if times else NO_TIME_KNOWN
         return ScopeBounds(rows[0].id, rows[-1].id, oldest, len(rows))
 
     def page(

@@ -93,8 +93,9 @@ def new_job(
         updated_at=now,
         first_audit_id=first,
         max_audit_id=last,
-        # The cursor starts just before the first in-scope row.
-        last_audit_id=max(first - 1, 0),
+        # The cursor starts just before the first in-scope row, below zero too: an audit id <= 0
+        # is a row like any other (restored or hand-written data), migrated and counted.
+        last_audit_id=first - 1 if bounds else 0,
         date_range_start=date_range_start,
     )
 

@@ -112,12 +112,15 @@ def run_job(
     settings: RunSettings | None = None,
     should_stop: Callable[[], bool] = _never,
     on_progress: Callable[[MigrationJob], None] | None = None,
+    on_outcomes: Callable[[Sequence[Outcome]], None] | None = None,
 ) -> RunResult:
     """Start or resume the account's in-progress job; return it as left (completed, halted, or saved).
 
-    A job that is not in progress is returned untouched. ``LeaseHeld`` when another runner holds
-    the job, or took it over mid-run (the job is then left as that runner wrote it);
-    infrastructure errors and ``KeyboardInterrupt`` propagate after the lease is handed back.
+    ``on_outcomes`` receives each saved step's outcomes (write results folded in), in row order,
+    once that step's progress is durable. A job that is not in progress is returned untouched.
+    ``LeaseHeld`` when another runner holds the job, or took it over mid-run (the job is then left
+    as that runner wrote it); infrastructure errors and ``KeyboardInterrupt`` propagate after the
+    lease is handed back.
     """
     settings = settings or RunSettings()
     job = ports.jobs.latest(company_sso_id)
@@ -127,7 +130,7 @@ def run_job(
         return RunResult(job)
     require_indexes(ports.indexes)
     job = _lease(ports, job, owner, settings)
-    loop = _Loop(ports, transformer, owner, settings, should_stop, on_progress)
+    loop = _Loop(ports, transformer, owner, settings, should_stop, on_progress, on_outcomes)
     try:
         return loop.run(job)
     except (CrmAuditError, KeyboardInterrupt):
@@ -158,6 +161,7 @@ class _Loop:
         "_cache",
         "_enrich",
         "_migrate",
+        "_on_outcomes",
         "_on_progress",
         "_owner",
         "_ports",
@@ -174,6 +178,7 @@ class _Loop:
         settings: RunSettings,
         should_stop: Callable[[], bool],
         on_progress: Callable[[MigrationJob], None] | None,
+        on_outcomes: Callable[[Sequence[Outcome]], None] | None = None,
     ) -> None:
         self._ports = ports
         self._transformer = transformer
@@ -181,6 +186,7 @@ class _Loop:
         self._settings = settings
         self._should_stop = should_stop
         self._on_progress = on_progress
+        self._on_outcomes = on_outcomes
         self._migrate = MigrateBatch(ports.logs, min(settings.batch_size, MAX_BATCH_SIZE))
         self._cache = LookupCache()
         self._enrich = (
@@ -232,7 +238,8 @@ class _Loop:
     def _write(self, job: MigrationJob, step: _Step) -> MigrationJob:
         logs = [o.log for o in step.outcomes if isinstance(o, Migrated)]
         result = self._migrate(logs)
-        tally = Tally.of(_settle(step.outcomes, result.results), step.fallthrough)
+        settled = tuple(_settle(step.outcomes, result.results))
+        tally = Tally.of(settled, step.fallthrough)
         enriched = (
             EnrichmentTally() if self._enrich is None else self._enrich(job.tenant, logs, result.results)
         )
@@ -248,6 +255,8 @@ class _Loop:
         job = self._ports.jobs.save_progress(job, self._owner, now + self._settings.lease_ttl)
         if self._on_progress is not None:
             self._on_progress(job)
+        if self._on_outcomes is not None:
+            self._on_outcomes(settled)
         return job
 
     def _finish(self, job: MigrationJob, status: str, halted_reason: str | None = None) -> MigrationJob:

@@ -1,0 +1,58 @@
+"""Per-row outcomes of a dry run: the ``--outcomes FILE`` lines.
+
+Every processed row gets one JSON line ``{"audit_id", "tenant", "outcome", "reason", "detail"}``
+(``outcome`` is ``migrated``, ``skipped`` or ``failed``; a migrated row's ``detail`` is its
+``external_id``), so an operator can find every failed id. Rows the audits file itself disqualifies
+(``crm_audit_adapters.files.CheckedRows``) get theirs too, and are counted in the report:
+
+* a repeated audit id: the first row is processed, every repeat is ``Failed(duplicate_audit_id)``
+  (a dict keyed by id used to keep the last one silently);
+* a line whose audit id could be read but that cannot become a row (a missing ``action``, an id
+  spelled ``1_0``, …) is ``Failed(invalid_audit_row)`` with the file's message. A line with no
+  readable id cannot be tied to a row and still stops the dry run (exit 7).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import IO, Any
+
+from crm_audit_transform.domain import Migrated, Outcome, Skipped
+
+
+def outcome_record(outcome: Outcome, tenant: str) -> dict[str, Any]:
+    """The ``--outcomes`` line of one outcome, as a dict."""
+    if isinstance(outcome, Migrated):
+        return {
+            "audit_id": outcome.audit_id,
+            "tenant": tenant,
+            "outcome": "migrated",
+            "reason": None,
+            "detail": outcome.log.external_id,
+        }
+    kind = "skipped" if isinstance(outcome, Skipped) else "failed"
+    return {
+        "audit_id": outcome.audit_id,
+        "tenant": tenant,
+        "outcome": kind,
+        "reason": outcome.reason,
+        "detail": outcome.detail,
+    }
+
+
+class OutcomeLines:
+    """Appends outcome lines to an open text stream (or nowhere); a callable for ``run_job``."""
+
+    __slots__ = ("_stream", "_tenant")
+
+    def __init__(self, stream: IO[str] | None, tenant: str) -> None:
+        self._stream = stream
+        self._tenant = tenant
+
+    def __call__(self, outcomes: Sequence[Outcome]) -> None:
+        if self._stream is None:
+            return
+        for outcome in outcomes:
+            self._stream.write(json.dumps(outcome_record(outcome, self._tenant), ensure_ascii=False) + "\n")
+        self._stream.flush()

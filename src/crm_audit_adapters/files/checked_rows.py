@@ -1,0 +1,47 @@
+"""Audit rows of a file, with the rows the file itself disqualifies turned into outcomes.
+
+* a repeated audit id: the first row is used, every repeat is ``Failed(duplicate_audit_id)`` (a
+  dict keyed by id used to keep the last one silently);
+* a line whose audit id could be read but that cannot become a row (a missing ``action``, an
+  ``auditable_id`` spelled ``1_0``, …) is ``Failed(invalid_audit_row)`` with the file's message.
+
+A line with no readable id cannot be tied to a row: its ``FileFormatError`` is raised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from crm_audit_transform import reasons
+from crm_audit_transform.domain import AuditRow, Failed, Outcome
+
+from .errors import FileFormatError
+
+__all__ = ["CheckedRows"]
+
+
+class CheckedRows:
+    """The audit rows of a file with repeats and unreadable-but-identified lines turned into outcomes."""
+
+    __slots__ = ("_path", "outcomes")
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self.outcomes: list[Outcome] = []
+
+    def on_error(self, error: FileFormatError) -> None:
+        """A line that cannot become a row: its row's failure when its id is known, else the error."""
+        if error.audit_id is None:
+            raise error
+        self.outcomes.append(Failed(error.audit_id, reasons.INVALID_AUDIT_ROW, str(error)))
+
+    def unique(self, rows: Iterable[AuditRow]) -> Iterator[AuditRow]:
+        seen: set[int] = set()
+        for number, row in enumerate(rows, 1):
+            if row.id in seen:
+                detail = f"{self._path.name}: row {number} repeats audit id {row.id}; the first one is used"
+                self.outcomes.append(Failed(row.id, reasons.DUPLICATE_AUDIT_ID, detail))
+                continue
+            seen.add(row.id)
+            yield row

@@ -1,0 +1,83 @@
+"""A SQL_ASCII CRM database with NULL created_at and ids <= 0: every row read, each its own outcome."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from crm_audit_adapters.crm_postgres import PostgresAuditSource, ReadOnlySession
+from crm_audit_adapters.crm_postgres.throwaway import drop_database
+from crm_audit_transform.config import load_default_config
+from crm_audit_transform.transformer import Transformer
+from support.postgres import unique_database_name
+
+pytestmark = pytest.mark.postgres
+
+SCOPE = ("Crm::Person",)
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+@pytest.fixture(scope="module")
+def ascii_dsn(pg_server: str) -> Iterator[str]:
+    name = unique_database_name("sqlascii")
+    with psycopg.connect(pg_server, autocommit=True) as admin:
+        admin.execute(
+            sql.SQL(
+                "CREATE DATABASE {} TEMPLATE template0 ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C'"
+            ).format(sql.Identifier(name))
+        )
+    dsn = psycopg.conninfo.make_conninfo(pg_server, dbname=name)
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("CREATE SCHEMA odd")
+            conn.execute(
+                "CREATE TABLE odd.audits (id bigint PRIMARY KEY, auditable_id integer,"
+                " auditable_type varchar, associated_id integer, associated_type varchar, user_id integer,"
+                " user_type varchar,"
+                " username varchar, action varchar, audited_changes text, version integer, comment varchar,"
+                " remote_address varchar, request_uuid varchar, created_at timestamp)"
+            )
+            insert = (
+                "INSERT INTO odd.audits (id, auditable_id, auditable_type, action, audited_changes, comment,"
+                " created_at) VALUES (%s, 7, 'Crm::Person', 'update', %s, {comment}, %s)"
+            )
+            changes = "---\nfirst_name:\n- Budi\n- B\u00f9di\n"
+            at = dt.datetime(2020, 1, 1)
+            conn.execute(insert.format(comment="NULL"), (-1, changes, at))
+            conn.execute(insert.format(comment="NULL"), (1, changes, at))
+            conn.execute(insert.format(comment="E'caf\\xe9'"), (2, changes, at))  # Latin-1, not UTF-8
+            conn.execute(insert.format(comment="NULL"), (3, changes, None))
+        yield dsn
+    finally:
+        drop_database(pg_server, name)
+
+
+@pytest.fixture(scope="module")
+def source(ascii_dsn: str) -> Iterator[PostgresAuditSource]:
+    with ReadOnlySession.from_dsn(ascii_dsn) as session:
+        yield PostgresAuditSource(session)
+
+
+class TestOddRows:
+    def test_the_scope_starts_below_zero_and_counts_null_times(self, source: PostgresAuditSource) -> None:
+        """Bounds include the id -1 row and the NULL created_at row."""
+        bounds = source.scope_bounds("odd", SCOPE, None)
+        assert bounds is not None
+        assert (bounds.min_id, bounds.max_id, bounds.count) == (-1, 3, 4)
+
+    def test_every_row_is_read_and_gets_its_own_outcome(self, source: PostgresAuditSource) -> None:
+        """UTF-8 decodes on SQL_ASCII; a Latin-1 value fails its row alone; a NULL time has its own reason."""
+        rows = source.page(
+            "odd", SCOPE, after_id=-10, cutoff=dt.datetime(2020, 1, 1, tzinfo=dt.UTC), limit=10
+        )
+        assert [row.id for row in rows] == [-1, 1, 2, 3]
+        assert rows[1].audited_changes == "---\nfirst_name:\n- Budi\n- B\u00f9di\n"
+        assert rows[3].created_at is None
+        prepared = Transformer(load_default_config()).prepare(rows)
+        problems = [None if p.problem is None else p.problem.reason for p in prepared]
+        assert problems == [None, None, "invalid_audit_row", "missing_created_at"]
+        assert prepared[1].changes == {"first_name": ["Budi", "B\u00f9di"]}
