@@ -12,7 +12,7 @@ from collections.abc import Collection, Mapping, Sequence
 
 import attrs
 
-from crm_audit_transform.domain import ActivityLog, Contact, CrmUser, WriteResult
+from crm_audit_transform.domain import ActivityLog, Contact, CrmUser, UserId, WriteResult
 from crm_audit_transform.enrichment import EnrichmentStore
 from crm_audit_transform.errors import DirectoryUnavailable
 from crm_audit_transform.ports import (
@@ -64,7 +64,7 @@ class CountedUserDirectory:
         self._inner = inner
         self._metrics = metrics
 
-    def users_by_ids(self, tenant: str, ids: Collection[int]) -> Mapping[int, CrmUser]:
+    def users_by_ids(self, tenant: str, ids: Collection[UserId]) -> Mapping[UserId, CrmUser]:
         self._metrics.lookup_calls.labels("users").inc()
         self._metrics.lookup_ids.labels("users").inc(len(ids))
         return self._inner.users_by_ids(tenant, ids)
