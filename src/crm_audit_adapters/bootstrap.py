@@ -252,6 +252,7 @@ def build_http_app(settings: Settings, **overrides: Any) -> Starlette:
         runtime.service,
         basic_auth=BasicAuthCredentials(settings.http_user, str(settings.http_password)),
         sessions=SignedSessionResolver(secret=str(settings.session_secret).encode()),
+        max_json_depth=settings.loader.max_depth,
         on_close=runtime.close,
     )
 

@@ -39,3 +39,25 @@ class TestAsgiFactory:
                 auth=("ops", "pw"),
             )
             assert allowed.json() == {"company_sso_id": "c", "status": "not_started"}
+
+
+class TestLoaderSettings:
+    def test_the_loader_depth_setting_bounds_request_bodies(self) -> None:
+        """CRM_AUDIT_LOADER_MAX_DEPTH=3 refuses a body nested 5 deep with a 400, before parsing it."""
+        env = {
+            "CRM_AUDIT_MONGO_URI": "mongomock://",
+            "CRM_AUDIT_HTTP_PASSWORD": "pw",
+            "CRM_AUDIT_SESSION_SECRET": "k",
+            "CRM_AUDIT_ENABLED_COMPANIES": "*",
+            "CRM_AUDIT_LOADER_MAX_DEPTH": "3",
+        }
+        path = "/private/activity_logs/crm_migration/rollback"
+        with (
+            LiveServer(app(env)) as live,
+            httpx.Client(base_url=live.url, auth=("crm-audit", "pw")) as client,
+        ):
+            deep = client.post(path, content=b'{"company_sso_id": "c", "x": [[[[1]]]]}')
+            assert deep.status_code == 400
+            assert "deeper than 3" in deep.text
+            shallow = client.post(path, content=b'{"company_sso_id": "c", "x": [1]}')
+            assert "deeper than" not in shallow.text

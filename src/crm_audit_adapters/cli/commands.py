@@ -227,7 +227,8 @@ def explain(state: CliState, company: str, audit_id: int, tenant: str | None, as
         return
     row = explanation.row
     click.echo(
-        f"audit {tenant}#{audit_id}: {row.auditable_type}#{row.auditable_id} {row.action} at {row.created_at}"
+        f"audit {tenant}#{audit_id}: {row.auditable_type}#{row.auditable_id} {row.action}"
+        f" at {row.created_at or 'NULL created_at'}"
     )
     width = max(len(s["stage"]) for s in stages) if stages else 5
     for s in stages:

@@ -21,7 +21,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from crm_audit_transform.errors import BatchTooLarge
+from crm_audit_transform.errors import BatchTooLarge, LimitExceeded
+from crm_audit_transform.loading import LoaderLimits, check_json_depth
 
 from .auth import BasicAuthCredentials, SessionResolver
 from .errors import HANDLERS, ApiError
@@ -52,9 +53,18 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _json_object(request: Request, limit: int) -> dict[str, Any]:
+def _shallow_enough(raw: bytes, max_depth: int) -> bytes:
+    """The body, refused with 400 when it nests deeper than the loader's ``max_depth`` (before parsing)."""
     try:
-        body = json.loads(await _read_body(request, limit))
+        check_json_depth(raw.decode("utf-8", "replace"), max_depth)
+    except LimitExceeded:
+        raise ApiError(400, "MALFORMED_BODY", f"body nests deeper than {max_depth} levels") from None
+    return raw
+
+
+async def _json_object(request: Request, limit: int, max_depth: int) -> dict[str, Any]:
+    try:
+        body = json.loads(_shallow_enough(await _read_body(request, limit), max_depth))
     except (ValueError, UnicodeDecodeError, RecursionError):  # nesting past the interpreter's stack
         raise ApiError(400, "MALFORMED_BODY", "body is not valid JSON (or nested too deeply)") from None
     if not isinstance(body, dict):
@@ -94,10 +104,15 @@ def create_app(
     basic_auth: BasicAuthCredentials,
     sessions: SessionResolver,
     max_body_bytes: int = 2 << 20,
+    max_json_depth: int = LoaderLimits().max_depth,
     indicator_interval_ms: int = 15_000,
     on_close: Callable[[], None] | None = None,
 ) -> Starlette:
-    """The app over ``service``; ``on_close`` runs when the server shuts the app down."""
+    """The app over ``service``; ``on_close`` runs when the server shuts the app down.
+
+    ``max_json_depth`` bounds the nesting of request bodies (the runner's ``[loader] max_depth``):
+    deeper bodies are a 400, checked without recursion before they are parsed.
+    """
 
     def private(handler: Handler) -> Handler:
         async def guarded(request: Request) -> Response:
@@ -108,7 +123,7 @@ def create_app(
         return guarded
 
     async def migrate(request: Request) -> Response:
-        records = parse_body(await _read_body(request, max_body_bytes))
+        records = parse_body(_shallow_enough(await _read_body(request, max_body_bytes), max_json_depth))
         if len(records) > MAX_BATCH:
             raise BatchTooLarge(len(records), MAX_BATCH)
         logs = [decode_record(doc, f"records[{i}]") for i, doc in enumerate(records)]
@@ -126,7 +141,7 @@ def create_app(
         )
 
     async def trigger(request: Request) -> Response:
-        body = await _json_object(request, max_body_bytes)
+        body = await _json_object(request, max_body_bytes, max_json_depth)
         tenant = body.get("tenant")
         # Optional: the account's bound tenant is used; a different one is TENANT_MISMATCH.
         if tenant is not None and (not isinstance(tenant, str) or not tenant):
@@ -146,7 +161,7 @@ def create_app(
         return JSONResponse((await run_in_threadpool(service.status, company)).as_dict())
 
     async def rollback(request: Request) -> Response:
-        body = await _json_object(request, max_body_bytes)
+        body = await _json_object(request, max_body_bytes, max_json_depth)
         result = await run_in_threadpool(service.rollback, _company(body.get("company_sso_id")))
         return JSONResponse({"deleted": result.deleted})
 

@@ -18,7 +18,7 @@ from typing import Any
 from ..errors import BadEncoding, LimitExceeded, NotAMapping
 from ..values import Changes
 from ._backends import Backend, available_backends, parse
-from ._jsonb import JsonbText, from_json, from_json_text
+from ._jsonb import JsonbText, check_json_depth, from_json, from_json_text
 from ._limits import LoaderLimits
 
 _DEFAULT_LIMITS = LoaderLimits()
@@ -95,4 +95,11 @@ def _ruby_class(value: object) -> str:
     return _RUBY_CLASSES.get(type(value), type(value).__name__)
 
 
-__all__ = ["Backend", "JsonbText", "LoaderLimits", "available_backends", "load_audited_changes"]
+__all__ = [
+    "Backend",
+    "JsonbText",
+    "LoaderLimits",
+    "available_backends",
+    "check_json_depth",
+    "load_audited_changes",
+]

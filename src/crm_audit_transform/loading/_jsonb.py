@@ -52,6 +52,15 @@ def from_json_text(text: str, limits: LoaderLimits) -> dict[str, Any]:
     return from_json(decoded, limits)
 
 
+def check_json_depth(text: str, max_depth: int) -> None:
+    """``LimitExceeded`` when JSON ``text`` nests arrays/objects deeper than ``max_depth``.
+
+    One pass over the brackets outside strings, without recursion, so it is safe on any input
+    (run it before ``json.loads``, which recurses once per level). Malformed text is not judged here.
+    """
+    _check_depth(text, max_depth)
+
+
 def _check_depth(text: str, max_depth: int) -> None:
     """Nesting depth of JSON text (brackets outside strings), in one pass and without recursion."""
     depth = 0
