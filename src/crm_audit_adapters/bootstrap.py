@@ -147,7 +147,10 @@ class Runtime:
 
     @functools.cached_property
     def jobs(self) -> JobStore:
-        return MongoJobStore.in_database(self.mongo_db)
+        # Lease expiries on the server's clock ($$NOW); mongomock cannot evaluate $$NOW, so an
+        # in-process mongomock client gets them on this runtime's clock (docs/mongodb.md).
+        clock = self._clock if _is_mongomock(self.mongo_db) else None
+        return MongoJobStore.in_database(self.mongo_db, clock=clock)
 
     @functools.cached_property
     def indexes(self) -> IndexState:
@@ -227,6 +230,10 @@ def _mongo_client(uri: str | None) -> Any:
     return MongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=10_000)
 
 
+def _is_mongomock(db: Any) -> bool:
+    return type(db).__module__.startswith("mongomock")
+
+
 def build_runtime(settings: Settings, **overrides: Any) -> Runtime:
     """The runtime for ``settings``; ``overrides`` replace parts (see ``Runtime``)."""
     return Runtime(settings, **overrides)
@@ -304,14 +311,15 @@ def dry_run_service(
     mapping = load_config(files.mapping) if files.mapping else load_default_config()
     checked = checked or CheckedRows(files.audits)
     rows = checked.unique(read_audit_rows(files.audits, tenant, on_error=checked.on_error))
+    clock = FixedClock()
     ports = _DryRunPorts(
         source=InMemoryAuditSource(rows),
         users=InMemoryUserDirectory({tenant: read_users(files.users, tenant).values()}),
         sso=InMemorySsoDirectory(read_sso_directory(files.sso_directory, company_sso_id)),
         contacts=JsonlContactDirectory(files.contacts),
         logs=sink,
-        jobs=InMemoryJobStore(),
-        clock=FixedClock(),
+        jobs=InMemoryJobStore(clock=clock),
+        clock=clock,
         flags=ConfiguredFeatureFlags.parse("*"),
         people=InMemoryPeopleCounter(),
         # The sink refuses a second line with the same external id itself: it needs no index.

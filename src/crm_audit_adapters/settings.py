@@ -12,7 +12,9 @@ session secret — are redacted in every
     coverage_threshold = 0.99                     CRM_AUDIT_COVERAGE_THRESHOLD
     mapping_config = "mapping.yaml"               CRM_AUDIT_MAPPING_CONFIG (default: bundled)
     page_size = 500                               CRM_AUDIT_PAGE_SIZE
-    halt_threshold = 0.10                         CRM_AUDIT_HALT_THRESHOLD
+    halt_threshold = 0.10                         CRM_AUDIT_HALT_THRESHOLD   (failed share)
+    degraded_threshold = 0.10                     CRM_AUDIT_DEGRADED_THRESHOLD (USMAN-degraded share)
+    halt_sample = 200                             CRM_AUDIT_HALT_SAMPLE      rows between two checks
     lease_seconds = 120                           CRM_AUDIT_LEASE_SECONDS
     http_user = "crm-audit"                       CRM_AUDIT_HTTP_USER      BasicAuth of /private
     http_password = "…"                           CRM_AUDIT_HTTP_PASSWORD  (HTTP surface only)
@@ -115,6 +117,8 @@ class Settings:
             "mapping_config": self.mapping_config,
             "page_size": self.run.page_size,
             "halt_threshold": self.run.halt_threshold,
+            "degraded_threshold": self.run.degraded_threshold,
+            "halt_sample": self.run.halt_sample,
             "lease_seconds": self.run.lease_seconds,
             "tenants": dict(self.tenants),
             "broker_url": redact(self.broker_url),
@@ -136,6 +140,8 @@ _SCALARS: Final[dict[str, Callable[[str], Any]]] = {
     "mapping_config": str,
     "page_size": int,
     "halt_threshold": float,
+    "degraded_threshold": float,
+    "halt_sample": int,
     "lease_seconds": float,
     "broker_url": str,
     "result_backend": str,
@@ -173,11 +179,15 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
     usman = _usman(raw.get("usman"), environ, problems)
     tenants = _tenants(raw.get("tenants"), environ.get(f"{_PREFIX}TENANTS"), problems)
     loader = _loader(raw.get("loader"), environ, problems)
+    if values.get("halt_sample", 1) < 1:
+        problems.append(("halt_sample", "must be at least 1 row"))
     if problems:
         raise ConfigError(problems)
     run = RunSettings(
         page_size=values.pop("page_size", RunSettings().page_size),
         halt_threshold=values.pop("halt_threshold", RunSettings().halt_threshold),
+        degraded_threshold=values.pop("degraded_threshold", RunSettings().degraded_threshold),
+        halt_sample=values.pop("halt_sample", RunSettings().halt_sample),
         lease_seconds=values.pop("lease_seconds", RunSettings().lease_seconds),
     )
     return Settings(usman=usman, run=run, tenants=tenants, loader=loader, **values)

@@ -8,10 +8,22 @@ Wire contract (see docs/usman.md)::
 
     200 {"data": [{"email": "a@x.example", "sso_id": "..."}, ...]}  users not found are absent
 
-Emails are matched case-insensitively; the result is keyed by the caller's spellings. Whenever the
-service cannot give an answer (retries exhausted, a refusal, a body of the wrong shape) the client
-raises ``UsmanUnavailable``, a ``DirectoryUnavailable``: the ActorResolver degrades those actors to
-"[Deleted CRM User]" and never drops a record. The token never appears in a repr, log line or message.
+Emails are matched as USMAN stores them, ignoring the case of ASCII letters only (``A``–``Z``):
+never ``str.casefold``/``lower``, which would make ``straße@`` and ``strasse@``, or a Kelvin sign
+``K`` and ``k``, one user and send history to the wrong person. The result is keyed by the caller's
+spellings.
+
+Two kinds of failure, told apart because they call for opposite actions:
+
+* **an outage** (retries exhausted on timeouts, transport errors, 429 and 5xx; a body of the wrong
+  shape) raises ``UsmanUnavailable``, a ``DirectoryUnavailable``: the ActorResolver degrades those
+  actors to "[Deleted CRM User]" and never drops a record (the run counts them, and halts past a
+  threshold);
+* **a refusal** — 401, 403, or any other 4xx but 408 and 429, answers a retry cannot change — is a
+  configuration error (a wrong token, path or permission): ``UsmanRefused``, a
+  ``DirectoryRefused``, stops the run before it writes anything (exit 3).
+
+The token never appears in a repr, log line or message.
 """
 
 from __future__ import annotations
@@ -26,9 +38,19 @@ from typing import Any
 import httpx
 from attrs import field, frozen, validators
 
-from crm_audit_transform.errors import DirectoryUnavailable
+from crm_audit_transform.errors import DirectoryRefused, DirectoryUnavailable
 
-__all__ = ["UsmanClient", "UsmanConfig", "UsmanUnavailable"]
+__all__ = ["UsmanClient", "UsmanConfig", "UsmanRefused", "UsmanUnavailable", "email_key"]
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+# Answers a retry can change: a request timeout and rate limiting. Every other 4xx is a refusal.
+_RETRYABLE_4XX = frozenset({408, 429})
+
+
+def email_key(email: str) -> str:
+    """The email with ASCII letters lower-cased and every other character kept as it is."""
+    return email.translate(_ASCII_LOWER)
+
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +115,10 @@ class UsmanUnavailable(DirectoryUnavailable):
         super().__init__(message)
         self.status_code = status_code
         self.attempts = attempts
+
+
+class UsmanRefused(DirectoryRefused):
+    """USMAN refused the request itself (401, 403, another non-retryable 4xx): fix the configuration."""
 
 
 class _Retryable(Exception):
@@ -162,13 +188,14 @@ class UsmanClient:
     def sso_ids_by_emails(self, company_sso_id: str, emails: Collection[str]) -> Mapping[str, str]:
         """SSO ids of the users with these emails in the company; unknown emails are absent.
 
-        Emails are sent once per case-insensitive spelling, in chunks of ``max_emails_per_request``;
-        if any chunk cannot be answered the whole call raises ``UsmanUnavailable`` (no partial answer).
+        Emails are sent once per spelling up to ASCII case (``email_key``), in chunks of
+        ``max_emails_per_request``; if any chunk cannot be answered the whole call raises
+        ``UsmanUnavailable`` (no partial answer), or ``UsmanRefused`` when USMAN refuses us.
         """
         spellings: dict[str, list[str]] = {}
         for email in emails:
             if email:
-                spellings.setdefault(email.casefold(), []).append(email)
+                spellings.setdefault(email_key(email), []).append(email)
         found: dict[str, str] = {}
         for chunk in self._chunks(sorted(spellings)):
             wire = [spellings[key][0] for key in chunk]
@@ -183,7 +210,7 @@ class UsmanClient:
             yield keys[start : start + size]
 
     def _ask(self, company_sso_id: str, emails: list[str]) -> dict[str, str]:
-        """One chunk, with retries: casefolded email → sso id."""
+        """One chunk, with retries: ``email_key`` → sso id."""
         attempts = self._config.max_attempts
         for attempt in range(1, attempts + 1):
             try:
@@ -215,8 +242,14 @@ class UsmanClient:
             # Transport errors, and a body that fails to decode (a broken Content-Encoding).
             raise _Retryable(f"request failed ({type(exc).__name__})") from exc
         status = response.status_code
-        if status == 429 or status >= 500:
+        if status in _RETRYABLE_4XX or status >= 500:
             raise _Retryable(f"HTTP {status}", status_code=status, delay=_retry_after(response))
+        if 400 <= status < 500:
+            raise UsmanRefused(
+                f"USMAN at {self._where} refused the request with HTTP {status}: check the USMAN token, "
+                "path and permissions (CRM_AUDIT_USMAN_*); nothing was written",
+                status_code=status,
+            )
         if status != 200:
             raise UsmanUnavailable(
                 f"USMAN at {self._where} answered HTTP {status}", status_code=status, attempts=1
@@ -261,7 +294,7 @@ def _answers(body: object) -> dict[str, str]:
             continue
         if not isinstance(sso_id, str) or not sso_id:
             raise ValueError(f"data[{index}].sso_id is not a non-empty string")
-        key = email.casefold()
+        key = email_key(email)
         if found.setdefault(key, sso_id) != sso_id:
             raise ValueError(f"data[{index}]: one email with two different sso ids")
     return found

@@ -55,6 +55,7 @@ from .errors import (
     UnknownTenant,
     UnsupportedTag,
 )
+from .halting import HaltRule
 from .jobs import MigrationJob
 from .loading import JsonbText, LoaderLimits, load_audited_changes
 from .lookup import LookupContext, LookupRequest, fetch_lookups
@@ -91,6 +92,7 @@ __all__ = [
     "FieldChange",
     "FlagDisabled",
     "GuardError",
+    "HaltRule",
     "IndexConflict",
     "IndexesMissing",
     "JobAlreadyRunning",

@@ -13,12 +13,18 @@ from .tally import Tally
 IN_PROGRESS: Final = "in_progress"
 HALTED: Final = "halted"
 COMPLETED: Final = "completed"
+CANCELLED: Final = "cancelled"
+"""Set by ``cancel``: the cursor is kept; a live runner stops at its next batch."""
+ROLLING_BACK: Final = "rolling_back"
+"""Set by rollback while it deletes: the account is held (no trigger, no run) until it is done."""
 ROLLED_BACK: Final = "rolled_back"
 """Set by rollback once the account's migrated logs are deleted; the account may be triggered again."""
 NOT_STARTED: Final = "not_started"
 """Reported by status when an account has no job; never stored."""
 
-JOB_STATUSES: Final = frozenset({IN_PROGRESS, HALTED, COMPLETED, ROLLED_BACK})
+JOB_STATUSES: Final = frozenset({IN_PROGRESS, HALTED, COMPLETED, CANCELLED, ROLLING_BACK, ROLLED_BACK})
+STOPPED: Final = frozenset({HALTED, CANCELLED})
+"""Statuses a re-trigger must choose for: ``resume`` (keep what was written) or ``fresh``."""
 
 
 @frozen
@@ -47,6 +53,8 @@ class MigrationJob:
     lease_expires_at: dt.datetime | None = None
     enrichment: EnrichmentTally = field(factory=EnrichmentTally)
     """What enrichment did to the association logs of the batches behind the cursor (not outcomes)."""
+    halt_basis: Tally = field(factory=Tally)
+    """The tally when the halt rule last started counting (the trigger, or a ``--resume``)."""
 
     @property
     def progress_pct(self) -> float:

@@ -99,7 +99,11 @@ class ActivityLogStore(Protocol):
 
 
 class JobStore(Protocol):
-    """``crm_activity_log_migration_jobs``: one document per job, at most one in progress per account."""
+    """``crm_activity_log_migration_jobs``: one document per job, at most one in progress per account.
+
+    Lease expiries are computed on the **store's clock** (a database server's ``$$NOW``), never the
+    runner's: runners on hosts whose clocks disagree still agree on whether a lease has expired.
+    """
 
     def create(self, job: MigrationJob) -> None:
         """Insert; raises ``JobAlreadyRunning`` when the account already has an in-progress job."""
@@ -107,22 +111,34 @@ class JobStore(Protocol):
 
     def latest(self, company_sso_id: str) -> MigrationJob | None: ...
 
+    def rollback_under_way(self, company_sso_id: str) -> MigrationJob | None:
+        """A job of the account whose rollback has started and not finished (``rolling_back``)."""
+        ...
+
     def save(self, job: MigrationJob) -> None:
         """Replace the job's cursor, counts, status and lease (by ``job_id``)."""
         ...
 
-    def acquire_lease(
-        self, job_id: str, owner: str, now: dt.datetime, expires_at: dt.datetime
-    ) -> MigrationJob:
-        """Take the lease if free, expired or already ours; else raise ``LeaseHeld``. Atomic."""
+    def transition(self, job: MigrationJob, expected: Collection[str]) -> MigrationJob | None:
+        """Replace the stored job with ``job`` only while its stored status is one of ``expected``.
+
+        Atomic; returns the job as stored, or None (nothing written) when its status was another.
+        ``JobAlreadyRunning`` when ``job`` is in progress and the account has another such job.
+        """
         ...
 
-    def save_progress(self, job: MigrationJob, owner: str, expires_at: dt.datetime | None) -> MigrationJob:
-        """Replace the job with its lease renewed to ``owner`` until ``expires_at``; return it as stored.
+    def acquire_lease(self, job_id: str, owner: str, ttl: dt.timedelta) -> MigrationJob:
+        """Take the lease if free, expired or already ours, until the store's now + ``ttl``; else
+        raise ``LeaseHeld``. Atomic."""
+        ...
 
-        ``expires_at=None`` hands the lease back in the same write (a run's finish). One atomic
-        write, only while ``owner`` still holds the lease (expired or not): a runner whose lease was
-        taken over — even if since released — gets ``LeaseHeld`` and writes nothing.
+    def save_progress(self, job: MigrationJob, owner: str, ttl: dt.timedelta | None) -> MigrationJob:
+        """Replace the job with its lease renewed to ``owner`` until the store's now + ``ttl``.
+
+        ``ttl=None`` hands the lease back in the same write (a run's finish). One atomic write, only
+        while ``owner`` still holds the lease (expired or not) and the stored job is in progress:
+        a runner whose lease was taken over — even if since released — gets ``LeaseHeld`` and writes
+        nothing; a job cancelled meanwhile is returned as stored (``cancelled``), nothing written.
         ``JobNotFound`` if the job was never created.
         """
         ...

@@ -53,6 +53,7 @@ from .usecases import (
     RunResult,
     RunSettings,
     TriggerPorts,
+    cancel,
     explain_audit,
     migration_status,
     new_job,
@@ -146,21 +147,25 @@ class MigrationService:
         *,
         date_range_start: dt.datetime | None = None,
         allow_unbound_tenant: bool = False,
+        restart: str | None = None,
     ) -> MigrationStatus:
         """Bind the tenant, check the guards and create the account's job; its status.
 
-        ``tenant`` may be None for a bound account. Raises ``TenantMismatch`` / ``TenantUnbound``
-        (unless ``allow_unbound_tenant``), then ``IndexesMissing``, ``FlagDisabled``,
-        ``ContactsNotMigrated``, ``JobAlreadyRunning`` or ``AlreadyCompleted`` (guards.py gives the order).
+        ``tenant`` may be None for a bound account. ``restart`` is ``"resume"`` or ``"fresh"``
+        after a halt or a cancel (``"fresh"`` rolls the account back first). Raises
+        ``TenantMismatch`` / ``TenantUnbound`` (unless ``allow_unbound_tenant``), then
+        ``IndexesMissing``, ``FlagDisabled``, ``ContactsNotMigrated``, ``JobAlreadyRunning``,
+        ``AlreadyCompleted`` or ``ResumeOrFresh`` (guards.py gives the order).
         """
         p = self._ports
         job = trigger(
             company_sso_id,
             bound_tenant(company_sso_id, tenant, self._tenants, allow_unbound=allow_unbound_tenant),
-            TriggerPorts(p.flags, p.contacts, p.people, p.jobs, p.source, p.clock, p.indexes),
+            TriggerPorts(p.flags, p.contacts, p.people, p.jobs, p.source, p.clock, p.indexes, p.logs),
             scope=self._transformer.scope,
             date_range_start=date_range_start,
             coverage_threshold=self._coverage_threshold,
+            restart=restart,
         )
         return MigrationStatus.of(job)
 
@@ -195,12 +200,12 @@ class MigrationService:
         return self._ports.jobs.latest(company_sso_id)
 
     def cancel(self, company_sso_id: str) -> MigrationStatus:
-        """Cancel the account's job.
+        """Cancel the account's in-progress job (cursor kept; a live runner stops at its next batch).
 
-        Not available yet: the cancelled state and its use case belong to the job lifecycle
-        (``usecases/``), and this method will call it. Raises ``NotImplementedError`` until then.
+        ``JobNotFound`` when no job is in progress.
         """
-        raise NotImplementedError("cancelling a job is not supported yet")
+        p = self._ports
+        return MigrationStatus.of(cancel(company_sso_id, jobs=p.jobs, clock=p.clock))
 
     def rollback(self, company_sso_id: str) -> RollbackResult:
         """Delete the account's migrated logs (``source_tag = crm_migration`` only).
@@ -261,7 +266,8 @@ class MigrationService:
         *,
         on_outcomes: Callable[[Sequence[Outcome]], None] | None = None,
     ) -> RunResult:
-        """Create a job and run it to the end without halting: every row gets its outcome.
+        """Create a job and run it to the end without halting: every row gets its outcome, and
+        ``RunResult.would_halt`` says where the real run's halt rule would have halted.
 
         ``on_outcomes`` receives each saved step's outcomes (``run_job``'s hook), e.g. to list them.
 
@@ -277,7 +283,7 @@ class MigrationService:
             self._run_ports(),
             self._transformer,
             owner="dry-run",
-            settings=evolve(self._settings, halt_threshold=1.0),
+            settings=evolve(self._settings, enforce_halt=False),
             on_outcomes=on_outcomes,
         )
 

@@ -15,13 +15,19 @@ def _frozen_counts(value: Mapping[str, int]) -> Mapping[str, int]:
 
 @frozen
 class Tally:
-    """Immutable counts; ``+`` sums two tallies. ``fallthrough`` counts OQ-12 status fallthroughs."""
+    """Immutable counts; ``+`` sums two tallies, ``-`` takes one from another.
+
+    ``fallthrough`` counts OQ-12 status fallthroughs; ``actors_degraded`` the migrated rows whose
+    actor became ``[Deleted CRM User]`` only because USMAN could not answer (the plan's
+    degradation): they are migrated, yet their actor is not what a healthy USMAN would give.
+    """
 
     processed: int = 0
     migrated: int = 0
     skipped: Mapping[str, int] = field(factory=dict, converter=_frozen_counts)
     failed: Mapping[str, int] = field(factory=dict, converter=_frozen_counts)
     fallthrough: int = 0
+    actors_degraded: int = 0
 
     @property
     def skipped_total(self) -> int:
@@ -35,6 +41,17 @@ class Tally:
     def failure_rate(self) -> float:
         return self.failed_total / self.processed if self.processed else 0.0
 
+    @property
+    def degraded_rate(self) -> float:
+        return self.actors_degraded / self.processed if self.processed else 0.0
+
+    @property
+    def accuracy_rate(self) -> float:
+        """Share of processed rows with a deliberate outcome and, if migrated, a true actor (0–1)."""
+        if not self.processed:
+            return 1.0
+        return (self.processed - self.failed_total - self.actors_degraded) / self.processed
+
     def __add__(self, other: Tally) -> Tally:
         return Tally(
             processed=self.processed + other.processed,
@@ -42,10 +59,22 @@ class Tally:
             skipped=_merge(self.skipped, other.skipped),
             failed=_merge(self.failed, other.failed),
             fallthrough=self.fallthrough + other.fallthrough,
+            actors_degraded=self.actors_degraded + other.actors_degraded,
+        )
+
+    def __sub__(self, other: Tally) -> Tally:
+        """What was counted since ``other`` (an earlier tally of the same job)."""
+        return Tally(
+            processed=self.processed - other.processed,
+            migrated=self.migrated - other.migrated,
+            skipped=_merge(self.skipped, {k: -v for k, v in other.skipped.items()}),
+            failed=_merge(self.failed, {k: -v for k, v in other.failed.items()}),
+            fallthrough=self.fallthrough - other.fallthrough,
+            actors_degraded=self.actors_degraded - other.actors_degraded,
         )
 
     @classmethod
-    def of(cls, outcomes: Iterable[Outcome], fallthrough: int = 0) -> Tally:
+    def of(cls, outcomes: Iterable[Outcome], fallthrough: int = 0, actors_degraded: int = 0) -> Tally:
         migrated = 0
         skipped: dict[str, int] = {}
         failed: dict[str, int] = {}
@@ -58,7 +87,7 @@ class Tally:
                 skipped[outcome.reason] = skipped.get(outcome.reason, 0) + 1
             elif isinstance(outcome, Failed):
                 failed[outcome.reason] = failed.get(outcome.reason, 0) + 1
-        return cls(processed, migrated, skipped, failed, fallthrough)
+        return cls(processed, migrated, skipped, failed, fallthrough, actors_degraded)
 
 
 def _merge(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:

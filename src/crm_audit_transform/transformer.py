@@ -50,13 +50,15 @@ class PreparedRow:
 class PageResult:
     """One outcome per prepared row, in order, and their counts (fallthroughs included).
 
-    ``fell_through[i]`` says whether row ``i``'s status rule fell through, so a slice of the page
-    counts its own fallthroughs without transforming again (empty when not recorded).
+    ``fell_through[i]`` says whether row ``i``'s status rule fell through, and ``degraded[i]``
+    whether its actor was degraded by a USMAN outage, so a slice of the page counts its own
+    without transforming again (empty when not recorded).
     """
 
     outcomes: tuple[Outcome, ...]
     tally: Tally
     fell_through: tuple[bool, ...] = ()
+    degraded: tuple[bool, ...] = ()
 
 
 @frozen
@@ -127,11 +129,14 @@ class Transformer:
     ) -> PageResult:
         outcomes: list[Outcome] = []
         flags: list[bool] = []
+        degraded: list[bool] = []
         for item in prepared:
-            outcome, fell_through = self._run(item, ctx, company_sso_id, None)
+            outcome, fell_through, actor_degraded = self._run(item, ctx, company_sso_id, None)
             outcomes.append(outcome)
             flags.append(fell_through)
-        return PageResult(tuple(outcomes), Tally.of(outcomes, fallthrough=sum(flags)), tuple(flags))
+            degraded.append(actor_degraded)
+        tally = Tally.of(outcomes, fallthrough=sum(flags), actors_degraded=sum(degraded))
+        return PageResult(tuple(outcomes), tally, tuple(flags), tuple(degraded))
 
     def explain(self, row: AuditRow, ctx: LookupContext, *, company_sso_id: str) -> tuple[StageDecision, ...]:
         """The decision of every stage the row went through, ending with its outcome."""
@@ -150,25 +155,26 @@ class Transformer:
 
     def _run(
         self, item: PreparedRow, ctx: LookupContext, company_sso_id: str, trace: list[StageDecision] | None
-    ) -> tuple[Outcome, bool]:
+    ) -> tuple[Outcome, bool, bool]:
+        """The outcome, whether its status rule fell through, and whether its actor was degraded."""
         try:
             return self._stages(item, ctx, company_sso_id, trace)
         except Exception as exc:
             outcome = _unexpected(item.row, exc)
             _note(trace, "row", "failed", outcome.detail)
-            return outcome, False
+            return outcome, False, False
 
     def _stages(
         self, item: PreparedRow, ctx: LookupContext, company_sso_id: str, trace: list[StageDecision] | None
-    ) -> tuple[Outcome, bool]:
+    ) -> tuple[Outcome, bool, bool]:
         row = item.row
         if item.problem is not None and item.problem.reason in _ROW_REASONS:
             _note(trace, "row", "failed", item.problem.detail)
-            return item.problem, False
+            return item.problem, False, False
         if ctx.tenant is not None and row.tenant != ctx.tenant:
             detail = f"row of tenant {row.tenant!r} in a page looked up for tenant {ctx.tenant!r}"
             _note(trace, "row", "failed", detail)
-            return Failed(row.id, reasons.INVALID_AUDIT_ROW, detail), False
+            return Failed(row.id, reasons.INVALID_AUDIT_ROW, detail), False, False
         if trace is not None:  # the details are built for explain() only
             _note(trace, "row", PASSED)
         if not self._category.in_scope(row.auditable_type):
@@ -181,7 +187,7 @@ class Transformer:
         if item.problem is not None or item.changes is None:
             problem = item.problem or Failed(row.id, reasons.MALFORMED_AUDITED_CHANGES, "not loaded")
             _note(trace, "load", "failed", problem.detail)
-            return problem, False
+            return problem, False, False
         changes = item.changes
         if trace is not None:
             _note(trace, "load", PASSED, f"{len(changes)} column(s)")
@@ -210,7 +216,7 @@ class Transformer:
             return self._reject(row, "changes", field_changes, trace)
         if trace is not None:
             _note(trace, "changes", PASSED, f"{len(field_changes)} change(s)")
-        actor = self._actor.resolve(row, ctx)
+        actor, degraded = self._actor.resolve_counted(row, ctx)
         if trace is not None:
             why = "" if ctx.sso_available else " (SSO directory unavailable)"
             _note(trace, "actor", PASSED, f"{actor.kind}: {actor.name}{why}")
@@ -227,17 +233,17 @@ class Transformer:
         )
         if trace is not None:
             _note(trace, "log", MIGRATED, f"{log.category}/{log.action} {log.external_id}")
-        return Migrated(row.id, log), category.fallthrough
+        return Migrated(row.id, log), category.fallthrough, degraded
 
     @staticmethod
     def _reject(
         row: AuditRow, stage: str, rejection: Rejection, trace: list[StageDecision] | None
-    ) -> tuple[Outcome, bool]:
+    ) -> tuple[Outcome, bool, bool]:
         verdict = "skipped" if rejection.skip else "failed"
         _note(trace, stage, verdict, f"{rejection.reason}: {rejection.detail}")
         if rejection.skip:
-            return Skipped(row.id, rejection.reason, rejection.detail), False
-        return Failed(row.id, rejection.reason, rejection.detail), False
+            return Skipped(row.id, rejection.reason, rejection.detail), False, False
+        return Failed(row.id, rejection.reason, rejection.detail), False, False
 
 
 def _note(trace: list[StageDecision] | None, stage: str, verdict: str, detail: str = "") -> None:

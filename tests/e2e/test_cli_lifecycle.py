@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -10,7 +11,9 @@ import mongomock
 import pytest
 from cli_world import COMPANY, TENANT, Cli, make_cli, running_usman, seed_contacts
 
+from crm_audit_adapters.bootstrap import Runtime
 from crm_audit_adapters.cli import exit_codes
+from crm_audit_transform.usecases import cancel
 from support.usman_server import UsmanServer
 
 pytestmark = pytest.mark.postgres
@@ -115,3 +118,134 @@ class TestIndexesRequired:
         result = run_cli("enrich", "--company-sso-id", COMPANY)
         assert result.exit_code == exit_codes.CONFIG
         assert "INDEXES_MISSING" in result.stderr
+
+
+def status_json(cli: Cli) -> dict[str, Any]:
+    result = cli("status", "--company-sso-id", COMPANY, "--json")
+    assert result.exit_code == 0, result.output
+    return dict(json.loads(result.stdout))
+
+
+class CancelAfterFirstInsert:
+    """The activity-log store of a runtime whose job is cancelled (by the use case) after the first insert."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._inner = runtime.logs
+        self._runtime = runtime
+        self.inserts = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def insert_batch(self, batch: Any) -> Any:
+        result = self._inner.insert_batch(batch)
+        self.inserts += 1
+        if self.inserts == 1:
+            cancel(COMPANY, jobs=self._runtime.jobs, clock=self._runtime.clock)
+        return result
+
+
+def cancel_mid_run(runtime: Runtime) -> None:
+    runtime.logs = CancelAfterFirstInsert(runtime)  # type: ignore[misc]
+
+
+class TestCancelAndRestart:
+    def test_a_live_runner_stops_at_its_next_batch_and_a_restart_is_explicit(
+        self, run_cli: Cli, client: mongomock.MongoClient
+    ) -> None:
+        """Cancelled mid-run: exit 8, cursor kept; a plain trigger refused; --resume ends clean; --fresh rolls back."""
+        assert run_cli("trigger", "--company-sso-id", COMPANY).exit_code == 0
+        run_cli.overrides.prepare = cancel_mid_run
+        stopped = run_cli("run", "--company-sso-id", COMPANY, "--no-progress")
+        run_cli.overrides.prepare = None
+        assert stopped.exit_code == exit_codes.CANCELLED, stopped.output
+        assert "cancelled" in stopped.stderr
+        doc = status_json(run_cli)
+        assert (doc["status"], doc["records_processed"], doc["last_audit_id"]) == ("cancelled", 0, 0)
+        again = run_cli("cancel", "--company-sso-id", COMPANY)
+        assert again.exit_code == exit_codes.REFUSED
+        refused = run_cli("trigger", "--company-sso-id", COMPANY)
+        assert refused.exit_code == exit_codes.REFUSED
+        assert refused.stderr.startswith("error: RESUME_OR_FRESH:")
+        resumed = run_cli("trigger", "--company-sso-id", COMPANY, "--resume", "--json")
+        assert resumed.exit_code == 0, resumed.output
+        assert json.loads(resumed.stdout)["status"] == "in_progress"
+        assert run_cli("run", "--company-sso-id", COMPANY, "--no-progress").exit_code == 0
+        done = status_json(run_cli)
+        assert done["status"] == "completed"
+        assert logs(client) == done["records_migrated"] > 0
+        fresh = run_cli("trigger", "--company-sso-id", COMPANY, "--fresh", "--json")
+        assert fresh.exit_code == 0, fresh.output
+        assert json.loads(fresh.stdout)["records_processed"] == 0
+        assert logs(client) == 0
+        assert sorted(j["status"] for j in jobs(client)) == ["in_progress", "rolled_back"]
+
+    def test_cancel_of_a_running_job_keeps_its_cursor(
+        self, run_cli: Cli, client: mongomock.MongoClient
+    ) -> None:
+        """`cancel` on an in-progress job: cancelled, cursor unchanged, shown by --json."""
+        assert run_cli("trigger", "--company-sso-id", COMPANY).exit_code == 0
+        client["cdp"]["crm_activity_log_migration_jobs"].update_one({}, {"$set": {"last_audit_id": 100}})
+        cancelled = run_cli("cancel", "--company-sso-id", COMPANY, "--json")
+        assert cancelled.exit_code == 0, cancelled.output
+        doc = json.loads(cancelled.stdout)
+        assert (doc["status"], doc["last_audit_id"]) == ("cancelled", 100)
+
+    def test_status_shows_the_lease_holder_and_its_expiry(
+        self, run_cli: Cli, client: mongomock.MongoClient
+    ) -> None:
+        """A job held by a runner shows who holds it and until when, in the table and in --json."""
+        assert run_cli("trigger", "--company-sso-id", COMPANY).exit_code == 0
+        client["cdp"]["crm_activity_log_migration_jobs"].update_one(
+            {},
+            {
+                "$set": {
+                    "lease_owner": "host-a:4242",
+                    "lease_expires_at": dt.datetime(2030, 1, 1, tzinfo=dt.UTC),
+                }
+            },
+        )
+        doc = status_json(run_cli)
+        assert (doc["lease_owner"], doc["lease_expires_at"]) == ("host-a:4242", "2030-01-01T00:00:00Z")
+        table = run_cli("status", "--company-sso-id", COMPANY)
+        assert "host-a:4242 until 2030-01-01T00:00:00Z" in table.stdout
+
+
+class TestUsman:
+    def test_a_401_is_a_configuration_error_before_any_write(
+        self, run_cli: Cli, client: mongomock.MongoClient
+    ) -> None:
+        """A wrong USMAN token: exit 3 with one line naming USMAN, no log written, the cursor unmoved."""
+        assert run_cli("trigger", "--company-sso-id", COMPANY).exit_code == 0
+        result = run_cli("run", "--company-sso-id", COMPANY, "--no-progress", CRM_AUDIT_USMAN_TOKEN="wrong")
+        assert result.exit_code == exit_codes.CONFIG
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1
+        assert lines[0].startswith("error: DIRECTORY_REFUSED:")
+        assert "401" in lines[0]
+        assert "wrong" not in result.stderr
+        assert logs(client) == 0
+        doc = status_json(run_cli)
+        assert (doc["status"], doc["records_processed"], doc["lease_owner"]) == ("in_progress", 0, None)
+
+    def test_an_outage_degrades_counts_and_halts_naming_usman(
+        self, run_cli: Cli, client: mongomock.MongoClient
+    ) -> None:
+        """USMAN down: actors_degraded > 0, the job halts (exit 5) naming USMAN; --resume once it is back."""
+        assert run_cli("trigger", "--company-sso-id", COMPANY).exit_code == 0
+        down = {"CRM_AUDIT_USMAN_BASE_URL": "http://127.0.0.1:9", "CRM_AUDIT_USMAN_MAX_ATTEMPTS": "1"}
+        halted = run_cli("run", "--company-sso-id", COMPANY, "--no-progress", **down)
+        assert halted.exit_code == exit_codes.HALTED, halted.output
+        assert "halted: USMAN:" in halted.stderr
+        doc = status_json(run_cli)
+        assert doc["status"] == "halted"
+        assert doc["actors_degraded"] > 0
+        assert doc["accuracy_pct"] < 100
+        assert doc["halted_reason"].startswith("USMAN:")
+        assert logs(client) == doc["records_migrated"]
+        assert run_cli("trigger", "--company-sso-id", COMPANY, "--resume").exit_code == 0
+        done = run_cli("run", "--company-sso-id", COMPANY, "--no-progress")
+        assert done.exit_code == 0, done.output
+        final = status_json(run_cli)
+        assert final["status"] == "completed"
+        assert final["actors_degraded"] == doc["actors_degraded"]

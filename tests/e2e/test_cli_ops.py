@@ -225,16 +225,17 @@ class TestInterruptAndDegrade:
         )
         assert final["skipped"] == dict(expected.tally.skipped)
 
-    def test_dead_usman_completes_with_degraded_actors(
+    def test_dead_usman_with_a_lenient_threshold_completes_with_degraded_actors(
         self, crm_dsn: str, usman: UsmanServer, client: mongomock.MongoClient, clean: World
     ) -> None:
-        """USMAN refusing connections degrades actors to deleted users; nothing is dropped."""
+        """Under a degraded threshold of 100% an outage only degrades actors; nothing is dropped."""
         cli = make_cli(
             crm_dsn,
             usman,
             client,
             CRM_AUDIT_USMAN_BASE_URL="http://127.0.0.1:9",
             CRM_AUDIT_USMAN_MAX_ATTEMPTS="1",
+            CRM_AUDIT_DEGRADED_THRESHOLD="1.0",
         )
         assert cli("indexes", "up").exit_code == 0
         seed_contacts(client)
@@ -243,6 +244,9 @@ class TestInterruptAndDegrade:
         assert result.exit_code == 0, result.output
         expected = clean.jobs.latest(clean.company)
         assert expected is not None
-        assert status_of(cli)["records_migrated"] == expected.tally.migrated
+        status = status_of(cli)
+        assert status["records_migrated"] == expected.tally.migrated
+        assert status["actors_degraded"] > 0
+        assert status["accuracy_pct"] < 100
         kinds = client["cdp"]["activity_logs"].distinct("actor.type")
         assert "user" not in kinds

@@ -11,8 +11,9 @@ from pymongo.errors import AutoReconnect
 
 from crm_audit_adapters.mongo import MongoJobStore, RetryPolicy, apply_migration
 from crm_audit_transform.errors import JobAlreadyRunning, JobNotFound, LeaseHeld
-from crm_audit_transform.jobs import COMPLETED, HALTED, IN_PROGRESS, MigrationJob
+from crm_audit_transform.jobs import CANCELLED, COMPLETED, HALTED, IN_PROGRESS, ROLLING_BACK, MigrationJob
 from crm_audit_transform.tally import Tally
+from crm_audit_transform.testing import FixedClock
 from support.mongo import T0, migration_job
 
 NO_WAIT = RetryPolicy(attempts=3, sleep=lambda _: None)
@@ -129,95 +130,199 @@ class TestLatestAndSave:
             _store(jobs).save(attrs.evolve(halted, status=IN_PROGRESS))
 
 
+TTL = LATER - T0
+
+
+def _clocked(collection: Any, clock: FixedClock) -> MongoJobStore:
+    """The store with expiries on ``clock`` (the path the composition root takes for mongomock)."""
+    return MongoJobStore(collection, retry=NO_WAIT, clock=clock)
+
+
 class TestAcquireLease:
     def test_a_free_lease_is_taken(self, jobs: Any) -> None:
-        """No owner yet: the lease goes to the caller until expires_at."""
+        """No owner yet: the lease goes to the caller for one TTL from the store's now."""
         _store(jobs).create(migration_job())
-        leased = _store(jobs).acquire_lease("job-1", "runner-1", T0, LATER)
+        leased = _clocked(jobs, FixedClock(T0)).acquire_lease("job-1", "runner-1", TTL)
         assert (leased.lease_owner, leased.lease_expires_at) == ("runner-1", LATER)
 
     def test_a_held_lease_is_refused(self, jobs: Any) -> None:
         """Another runner's unexpired lease raises LeaseHeld and stays as it was."""
+        clock = FixedClock(T0)
         _store(jobs).create(migration_job())
-        _store(jobs).acquire_lease("job-1", "runner-1", T0, LATER)
+        _clocked(jobs, clock).acquire_lease("job-1", "runner-1", TTL)
+        clock.advance(60)
         with pytest.raises(LeaseHeld):
-            _store(jobs).acquire_lease("job-1", "runner-2", T0 + dt.timedelta(minutes=1), LATER)
+            _clocked(jobs, clock).acquire_lease("job-1", "runner-2", TTL)
         latest = _store(jobs).latest("company-a")
         assert latest is not None
         assert latest.lease_owner == "runner-1"
 
     def test_an_expired_lease_is_taken_over(self, jobs: Any) -> None:
-        """At or after expires_at another runner may take it."""
+        """At or after its expiry another runner may take it."""
+        clock = FixedClock(T0)
         _store(jobs).create(migration_job())
-        _store(jobs).acquire_lease("job-1", "runner-1", T0, LATER)
-        later_still = LATER + dt.timedelta(minutes=5)
-        leased = _store(jobs).acquire_lease("job-1", "runner-2", LATER, later_still)
-        assert (leased.lease_owner, leased.lease_expires_at) == ("runner-2", later_still)
+        _clocked(jobs, clock).acquire_lease("job-1", "runner-1", TTL)
+        clock.set(LATER)
+        leased = _clocked(jobs, clock).acquire_lease("job-1", "runner-2", TTL)
+        assert (leased.lease_owner, leased.lease_expires_at) == ("runner-2", LATER + TTL)
 
     def test_the_owner_renews_its_own_lease(self, jobs: Any) -> None:
         """Re-acquiring one's own lease extends it."""
+        clock = FixedClock(T0)
         _store(jobs).create(migration_job())
-        _store(jobs).acquire_lease("job-1", "runner-1", T0, LATER)
-        renewed = _store(jobs).acquire_lease("job-1", "runner-1", T0, LATER + dt.timedelta(minutes=1))
+        _clocked(jobs, clock).acquire_lease("job-1", "runner-1", TTL)
+        clock.advance(60)
+        renewed = _clocked(jobs, clock).acquire_lease("job-1", "runner-1", TTL)
         assert renewed.lease_expires_at == LATER + dt.timedelta(minutes=1)
 
     def test_an_unknown_job_is_job_not_found(self, jobs: Any) -> None:
         """There is no lease on a job that does not exist."""
         with pytest.raises(JobNotFound):
-            _store(jobs).acquire_lease("job-ghost", "runner-1", T0, LATER)
+            _clocked(jobs, FixedClock(T0)).acquire_lease("job-ghost", "runner-1", TTL)
 
 
-def _leased(jobs: Any) -> MigrationJob:
+class TestServerClockLeases:
+    """Without a clock the store computes expiries with the server's ``$$NOW``."""
+
+    def test_expiries_follow_the_server_clock_not_the_runner_clock(self, jobs: Any) -> None:
+        """A lease taken with $$NOW expires one TTL after the server's time, not the host's."""
+        _store(jobs).create(migration_job())
+        if _is_mongomock(jobs):
+            # mongomock does not evaluate $$NOW in update pipelines: it leaves the expiry unset.
+            # This pins the limitation (docs/mongodb.md) so that a mongomock that learns $$NOW shows up.
+            leased = _store(jobs).acquire_lease("job-1", "runner-1", TTL)
+            assert leased.lease_expires_at is None
+            return
+        before = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=30)
+        leased = _store(jobs).acquire_lease("job-1", "runner-1", TTL)
+        after = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30)
+        assert leased.lease_expires_at is not None
+        assert before + TTL <= leased.lease_expires_at <= after + TTL
+        with pytest.raises(LeaseHeld):
+            _store(jobs).acquire_lease("job-1", "runner-2", TTL)
+        moved = _store(jobs).save_progress(attrs.evolve(leased, last_audit_id=9), "runner-1", TTL)
+        assert moved.last_audit_id == 9
+        assert moved.lease_expires_at is not None
+        assert moved.lease_expires_at >= leased.lease_expires_at
+
+    def test_a_lease_expired_by_the_server_clock_is_taken_over(self, jobs: Any) -> None:
+        """A lease whose expiry is behind the server's now is free to take, whatever the runner's clock."""
+        if _is_mongomock(jobs):
+            return _assert_mongomock_ignores_now(jobs)
+        past = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+        _store(jobs).create(migration_job(lease_owner="dead", lease_expires_at=past))
+        leased = _store(jobs).acquire_lease("job-1", "runner-2", TTL)
+        assert leased.lease_owner == "runner-2"
+        return None
+
+
+def _is_mongomock(collection: Any) -> bool:
+    return type(collection).__module__.startswith("mongomock")
+
+
+def _assert_mongomock_ignores_now(jobs: Any) -> None:
+    jobs.insert_one({"_id": "probe"})
+    jobs.update_one({"_id": "probe"}, [{"$set": {"t": {"$add": ["$$NOW", 1000]}}}])
+    assert jobs.find_one({"_id": "probe"}).get("t") is None
+
+
+def _leased(jobs: Any, clock: FixedClock | None = None) -> MigrationJob:
     """job-1 created and leased to runner-1 from T0 until LATER."""
     _store(jobs).create(migration_job())
-    return _store(jobs).acquire_lease("job-1", "runner-1", T0, LATER)
+    return _clocked(jobs, clock or FixedClock(T0)).acquire_lease("job-1", "runner-1", TTL)
 
 
 class TestSaveProgress:
     def test_the_owner_saves_progress_and_renews_its_lease_in_one_write(self, jobs: Any) -> None:
         """The cursor, counts and the new expiry land together; latest reads back what it returned."""
-        job = _leased(jobs)
-        renewed = LATER + dt.timedelta(minutes=1)
+        clock = FixedClock(T0)
+        job = _leased(jobs, clock)
+        clock.advance(60)
         moved = attrs.evolve(job, last_audit_id=40, tally=Tally(processed=40, migrated=39, failed={"x": 1}))
-        stored = _store(jobs).save_progress(moved, "runner-1", renewed)
-        assert stored == attrs.evolve(moved, lease_expires_at=renewed)
+        stored = _clocked(jobs, clock).save_progress(moved, "runner-1", TTL)
+        assert stored == attrs.evolve(moved, lease_expires_at=LATER + dt.timedelta(minutes=1))
         assert _store(jobs).latest("company-a") == stored
         assert jobs.find_one({"_id": "job-1"})["records_processed"] == 40
 
     def test_the_owner_may_still_write_after_its_lease_expired_untaken(self, jobs: Any) -> None:
         """Expiry alone takes nothing away: until another runner takes the lease, it is still ours."""
-        job = _leased(jobs)
-        later_still = LATER + dt.timedelta(hours=1)
-        stored = _store(jobs).save_progress(attrs.evolve(job, last_audit_id=7), "runner-1", later_still)
+        clock = FixedClock(T0)
+        job = _leased(jobs, clock)
+        clock.advance(dt.timedelta(hours=1))
+        stored = _clocked(jobs, clock).save_progress(attrs.evolve(job, last_audit_id=7), "runner-1", TTL)
         assert stored.last_audit_id == 7
-        assert (stored.lease_owner, stored.lease_expires_at) == ("runner-1", later_still)
+        assert (stored.lease_owner, stored.lease_expires_at) == ("runner-1", clock.now() + TTL)
 
     def test_a_runner_whose_lease_was_taken_over_writes_nothing(self, jobs: Any) -> None:
         """After a takeover the old runner gets LeaseHeld and the document stays as it was."""
-        job = _leased(jobs)
-        _store(jobs).acquire_lease("job-1", "runner-2", LATER, LATER + dt.timedelta(minutes=5))
+        clock = FixedClock(T0)
+        job = _leased(jobs, clock)
+        clock.set(LATER)
+        _clocked(jobs, clock).acquire_lease("job-1", "runner-2", TTL)
         before = jobs.find_one({"_id": "job-1"})
         with pytest.raises(LeaseHeld, match="runner-2"):
-            _store(jobs).save_progress(attrs.evolve(job, last_audit_id=99), "runner-1", LATER)
+            _clocked(jobs, clock).save_progress(attrs.evolve(job, last_audit_id=99), "runner-1", TTL)
         assert jobs.find_one({"_id": "job-1"}) == before
 
     def test_a_released_lease_is_not_ours_any_more(self, jobs: Any) -> None:
         """A lease that another runner took and then handed back still refuses the stale runner."""
-        job = _leased(jobs)
-        other = _store(jobs).acquire_lease("job-1", "runner-2", LATER, LATER + dt.timedelta(minutes=5))
+        clock = FixedClock(T0)
+        job = _leased(jobs, clock)
+        clock.set(LATER)
+        other = _clocked(jobs, clock).acquire_lease("job-1", "runner-2", TTL)
         finished = attrs.evolve(
             other, status=COMPLETED, last_audit_id=120, lease_owner=None, lease_expires_at=None
         )
         _store(jobs).save(finished)
         with pytest.raises(LeaseHeld):
-            _store(jobs).save_progress(attrs.evolve(job, last_audit_id=40), "runner-1", LATER)
+            _clocked(jobs, clock).save_progress(attrs.evolve(job, last_audit_id=40), "runner-1", TTL)
         assert _store(jobs).latest("company-a") == finished
+
+    def test_a_cancelled_job_is_returned_as_stored_and_nothing_is_written(self, jobs: Any) -> None:
+        """A job cancelled meanwhile comes back cancelled to its runner; its progress write is dropped."""
+        job = _leased(jobs)
+        cancelled = _store(jobs).transition(attrs.evolve(job, status=CANCELLED), {IN_PROGRESS})
+        assert cancelled is not None
+        back = _clocked(jobs, FixedClock(T0)).save_progress(
+            attrs.evolve(job, last_audit_id=40), "runner-1", TTL
+        )
+        assert back == cancelled
+        assert _store(jobs).latest("company-a") == cancelled
 
     def test_an_unknown_job_is_job_not_found(self, jobs: Any) -> None:
         """save_progress never creates a job."""
         with pytest.raises(JobNotFound):
-            _store(jobs).save_progress(migration_job("job-ghost"), "runner-1", LATER)
+            _store(jobs).save_progress(migration_job("job-ghost"), "runner-1", TTL)
         assert jobs.count_documents({}) == 0
+
+
+class TestTransition:
+    def test_changes_the_job_only_from_an_expected_status(self, jobs: Any) -> None:
+        """A compare-and-set on the status: from another status nothing is written and None comes back."""
+        job = migration_job(status=HALTED)
+        _store(jobs).create(job)
+        assert _store(jobs).transition(attrs.evolve(job, status=CANCELLED), {IN_PROGRESS}) is None
+        resumed = _store(jobs).transition(attrs.evolve(job, status=IN_PROGRESS), {HALTED, CANCELLED})
+        assert resumed is not None
+        assert resumed.status == IN_PROGRESS
+        assert _store(jobs).latest("company-a") == resumed
+
+    def test_resuming_beside_a_running_job_is_refused_by_the_index(self, jobs: Any) -> None:
+        """Back to in_progress while another job of the account runs: JobAlreadyRunning."""
+        halted = migration_job("job-1", status=HALTED)
+        _store(jobs).create(halted)
+        _store(jobs).create(migration_job("job-2", created_at=LATER))
+        with pytest.raises(JobAlreadyRunning):
+            _store(jobs).transition(attrs.evolve(halted, status=IN_PROGRESS), {HALTED})
+
+    def test_the_rolling_back_job_is_found(self, jobs: Any) -> None:
+        """rollback_under_way names the account's job whose rollback has not finished."""
+        _store(jobs).create(migration_job("job-1", status=ROLLING_BACK))
+        _store(jobs).create(migration_job("job-2", company="company-b", status=HALTED))
+        held = _store(jobs).rollback_under_way("company-a")
+        assert held is not None
+        assert held.job_id == "job-1"
+        assert _store(jobs).rollback_under_way("company-b") is None
 
     def test_a_retry_after_a_lost_reply_matches_its_own_write(self, jobs: Any) -> None:
         """The replace landed but its reply was lost: the retry finds the guard still ours and succeeds."""
@@ -229,15 +334,17 @@ class TestSaveProgress:
             def __getattr__(self, name: str) -> Any:
                 return getattr(self._inner, name)
 
-            def find_one_and_replace(self, *args: Any, **kwargs: Any) -> Any:
+            def find_one_and_update(self, *args: Any, **kwargs: Any) -> Any:
                 self.calls += 1
-                result = self._inner.find_one_and_replace(*args, **kwargs)
+                result = self._inner.find_one_and_update(*args, **kwargs)
                 if self.calls == 1:
                     raise AutoReconnect("connection reset by peer")
                 return result
 
         job = _leased(jobs)
         flaky = LostReplaceAck(jobs)
-        stored = _store(flaky).save_progress(attrs.evolve(job, last_audit_id=40), "runner-1", LATER)
+        stored = MongoJobStore(flaky, retry=NO_WAIT, clock=FixedClock(T0)).save_progress(
+            attrs.evolve(job, last_audit_id=40), "runner-1", TTL
+        )
         assert (flaky.calls, stored.last_audit_id) == (2, 40)
         assert _store(jobs).latest("company-a") == stored

@@ -32,7 +32,7 @@ def mongo_world(db: Database[Any]) -> World:
     world = World(rows=ROWS, enrich=True)
     world.logs = MongoActivityLogStore.in_database(db)  # type: ignore[assignment]
     world.enrichment = MongoEnrichmentStore.in_database(db)  # type: ignore[assignment]
-    world.jobs = MongoJobStore.in_database(db)  # type: ignore[assignment]
+    world.jobs = MongoJobStore.in_database(db, clock=world.clock)  # type: ignore[assignment]
     return world
 
 

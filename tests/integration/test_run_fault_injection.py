@@ -19,8 +19,8 @@ import pytest
 
 from crm_audit_transform.enrichment import enrich_migrated
 from crm_audit_transform.errors import StoreUnavailable
-from crm_audit_transform.jobs import COMPLETED, MigrationJob
-from crm_audit_transform.usecases import RunSettings
+from crm_audit_transform.jobs import CANCELLED, COMPLETED, HALTED, IN_PROGRESS, MigrationJob
+from crm_audit_transform.usecases import RESUME, RunSettings, cancel
 from support.corpus_account import World, audit_rows
 
 SETTINGS = RunSettings(page_size=40, halt_threshold=1.0, lease_seconds=60)
@@ -366,3 +366,105 @@ class TestCrashAroundEnrichment:
         assert stored.lease_owner is None
         world.run(owner="runner-1", settings=SETTINGS)
         assert enriched_fingerprint(world) == expected
+
+
+DEGRADED = RunSettings(page_size=40, halt_threshold=1.0, lease_seconds=60, halt_sample=50)
+
+
+def run_until_stopped(world: World, settings: RunSettings, first_owner: str = "runner-0") -> MigrationJob:
+    """Run, and after every crash expire the dead runner's lease and run again, until the job stops."""
+    owner = first_owner
+    for attempt in range(1, 50):
+        try:
+            job = world.run(owner=owner, settings=settings).job
+        except SimulatedCrash:
+            world.clock.advance(settings.lease_seconds + 1)
+            owner = f"runner-{attempt}"
+            continue
+        if job.status != IN_PROGRESS:
+            return job
+    raise AssertionError("the job never stopped")
+
+
+def degraded_world() -> World:
+    world = World(rows=ROWS, sso_failing=True)
+    world.trigger()
+    return world
+
+
+@pytest.fixture(scope="module")
+def clean_degraded() -> tuple[tuple[Any, ...], dict[str, int]]:
+    """A USMAN outage's clean run: where it halts, and how often it called each port method."""
+    world = degraded_world()
+    counters = {port: Counting(getattr(world, port)) for port in ("logs", "jobs", "source")}
+    originals = {port: getattr(world, port) for port in counters}
+    for port, counter in counters.items():
+        setattr(world, port, counter)
+    job = run_until_stopped(world, DEGRADED)
+    for port, inner in originals.items():
+        setattr(world, port, inner)
+    assert job.status == HALTED
+    assert (job.halted_reason or "").startswith("USMAN:")
+    calls = {m: counters[p].calls.get(m, 0) for m, p in PORTS.items() if p in counters}
+    return fingerprint(world), calls
+
+
+class TestCrashIntoTheNewStates:
+    @pytest.mark.parametrize(
+        ("method", "when", "which"),
+        [
+            pytest.param(m, w, n, id=f"{w}-{m}-{n}")
+            for m in ("insert_batch", "save_progress", "page")
+            for w in ("before", "after")
+            for n in ("first", "second", "last")
+        ],
+    )
+    def test_a_degraded_halt_is_reached_at_the_same_point_after_any_crash(
+        self, clean_degraded: tuple[tuple[Any, ...], dict[str, int]], method: str, when: str, which: str
+    ) -> None:
+        """With USMAN down, dying anywhere and resuming halts at the clean run's check point, same counts."""
+        expected, calls = clean_degraded
+        world = degraded_world()
+        port = PORTS[method]
+        original = getattr(world, port)
+        setattr(world, port, Crashing(original, method, nth(which, calls[method]), when))
+        with pytest.raises(SimulatedCrash):
+            world.run(owner="runner-0", settings=DEGRADED)
+        setattr(world, port, original)
+        world.clock.advance(DEGRADED.lease_seconds + 1)
+        job = run_until_stopped(world, DEGRADED, first_owner="runner-1")
+        assert job.status == HALTED
+        assert fingerprint(world) == expected
+
+    @pytest.mark.parametrize("which", ["first", "second", "last"])
+    def test_a_cancel_between_a_write_and_its_progress_resumes_to_a_clean_run(
+        self, clean: tuple[tuple[Any, ...], dict[str, int]], which: str
+    ) -> None:
+        """Cancelled right after a batch was inserted: the runner stops, and --resume ends exactly clean."""
+        expected, calls = clean
+        world = fresh()
+        original = world.logs
+        on_call = nth(which, calls["insert_batch"])
+
+        class CancelAfterInsert:
+            def __init__(self) -> None:
+                self.calls = 0
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(original, name)
+
+            def insert_batch(self, logs: Any) -> Any:
+                result = original.insert_batch(logs)
+                self.calls += 1
+                if self.calls == on_call:
+                    cancel(world.company, jobs=world.jobs, clock=world.clock)
+                return result
+
+        world.logs = CancelAfterInsert()  # type: ignore[assignment]
+        stopped = world.run(owner="runner-0", settings=SETTINGS).job
+        world.logs = original
+        assert stopped.status == CANCELLED
+        world.trigger(restart=RESUME)
+        crashes, _ = run_until_complete(world, first_owner="runner-1")
+        assert crashes == 0
+        assert fingerprint(world) == expected

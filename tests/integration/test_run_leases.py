@@ -24,7 +24,9 @@ class Crash(Exception):
 def mongo_world(db: Any) -> World:
     apply_migration(db, "up")
     world = World(rows=ROWS)
-    world.jobs = MongoJobStore.in_database(db)  # type: ignore[assignment]
+    # Expiries on the world's clock, so that a test can let a lease expire (the server-clock path,
+    # $$NOW, is pinned in test_mongo_jobs).
+    world.jobs = MongoJobStore.in_database(db, clock=world.clock)  # type: ignore[assignment]
     world.logs = MongoActivityLogStore.in_database(db)  # type: ignore[assignment]
     world.trigger()
     return world
@@ -93,8 +95,7 @@ class TestTwoRunners:
         def stall_then_lose_the_lease(job: MigrationJob) -> None:
             if not taken:
                 world.clock.advance(dt.timedelta(seconds=SETTINGS.lease_seconds + 1))
-                now = world.clock.now()
-                world.jobs.acquire_lease(job.job_id, "runner-B", now, now + SETTINGS.lease_ttl)
+                world.jobs.acquire_lease(job.job_id, "runner-B", SETTINGS.lease_ttl)
                 taken.append(mongo_db["crm_activity_log_migration_jobs"].find_one({"_id": job.job_id}))
 
         with pytest.raises(LeaseHeld, match="runner-B"):

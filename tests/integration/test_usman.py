@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from crm_audit_adapters.usman import UsmanClient, UsmanConfig, UsmanUnavailable
-from crm_audit_transform.errors import DirectoryUnavailable
+from crm_audit_adapters.usman import UsmanClient, UsmanConfig, UsmanRefused, UsmanUnavailable
+from crm_audit_transform.errors import DirectoryRefused, DirectoryUnavailable
 from support.usman_server import (
     PATH,
     TOKEN,
@@ -96,6 +96,24 @@ class TestAnswers:
             found = client.sso_ids_by_emails(COMPANY, ["ketut.2@acme.example", "KETUT.2@ACME.EXAMPLE"])
         assert found == {"ketut.2@acme.example": "sso-ketut", "KETUT.2@ACME.EXAMPLE": "sso-ketut"}
         assert server.posted_emails() == [["ketut.2@acme.example"]]
+
+    @pytest.mark.parametrize(
+        ("stored", "asked"),
+        [
+            ("straße@acme.example", "strasse@acme.example"),
+            ("kelvin@acme.example", "\u212aelvin@acme.example"),  # KELVIN SIGN, casefolds to "k"
+            ("ǆemal@acme.example", "ǅemal@acme.example"),
+        ],
+    )
+    def test_only_ascii_case_is_ignored(
+        self, server: UsmanServer, sleeps: list[float], stored: str, asked: str
+    ) -> None:
+        """Emails that only casefold alike are different users; ASCII case alone still matches."""
+        server.directory = {COMPANY: {stored: "sso-stored"}}
+        shouted = "".join(c.upper() if "a" <= c <= "z" else c for c in stored)
+        with client_for(server, sleeps) as client:
+            assert client.sso_ids_by_emails(COMPANY, [asked]) == {}
+            assert client.sso_ids_by_emails(COMPANY, [shouted]) == {shouted: "sso-stored"}
 
     def test_lookups_are_scoped_to_the_company(self, server: UsmanServer, sleeps: list[float]) -> None:
         """A user of another company is not found."""
@@ -257,11 +275,13 @@ class TestRetries:
             assert client.sso_ids_by_emails(COMPANY, [NUR]) == {NUR: "sso-nur"}
         assert sleeps == [1.5]
 
-    @pytest.mark.parametrize("code", [400, 403, 404, 422])
-    def test_client_errors_are_not_retried(self, server: UsmanServer, sleeps: list[float], code: int) -> None:
-        """A 4xx other than 429 will not change on retry: one request, then DirectoryUnavailable."""
+    @pytest.mark.parametrize("code", [400, 401, 403, 404, 422])
+    def test_client_errors_are_refusals_not_outages(
+        self, server: UsmanServer, sleeps: list[float], code: int
+    ) -> None:
+        """A 4xx other than 408/429 will not change on retry: one request, then a DirectoryRefused."""
         server.queue(status(code))
-        with client_for(server, sleeps) as client, pytest.raises(UsmanUnavailable) as caught:
+        with client_for(server, sleeps) as client, pytest.raises(UsmanRefused) as caught:
             client.sso_ids_by_emails(COMPANY, ["nur.4@acme.example"])
         assert caught.value.status_code == code
         assert len(server.requests) == 1
@@ -269,9 +289,11 @@ class TestRetries:
 
     def test_a_wrong_token_is_a_401_without_retry(self, server: UsmanServer, sleeps: list[float]) -> None:
         """The real server refuses a wrong token with 401; the client does not hammer it."""
-        with client_for(server, sleeps, token="wrong") as client, pytest.raises(UsmanUnavailable) as caught:
+        with client_for(server, sleeps, token="wrong") as client, pytest.raises(UsmanRefused) as caught:
             client.sso_ids_by_emails(COMPANY, ["nur.4@acme.example"])
         assert caught.value.status_code == 401
+        assert isinstance(caught.value, DirectoryRefused)
+        assert not isinstance(caught.value, DirectoryUnavailable)
         assert len(server.requests) == 1
 
 
@@ -324,7 +346,7 @@ class TestSecrecy:
         server.default = status(500)
         caplog.set_level(logging.DEBUG)
         with client_for(server, sleeps, max_attempts=4) as client:
-            with pytest.raises(UsmanUnavailable) as refused:
+            with pytest.raises(UsmanRefused) as refused:
                 client.sso_ids_by_emails(COMPANY, ["nur.4@acme.example"])
             with pytest.raises(UsmanUnavailable) as caught:
                 client.sso_ids_by_emails(COMPANY, ["nur.4@acme.example"])

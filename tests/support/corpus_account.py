@@ -219,8 +219,9 @@ class World:
         self.logs: InMemoryActivityLogStore = timeline
         self.entities = InMemoryEntityDirectory({tenant: entity_refs(tenant)})
         self.enrichment: InMemoryTimelineStore | None = timeline if enrich else None
-        self.jobs = InMemoryJobStore()
         self.clock = FixedClock(dt.datetime(2026, 2, 1, tzinfo=dt.UTC))
+        # One clock for the runner and the job store (the database's clock) unless a test skews them.
+        self.jobs = InMemoryJobStore(clock=self.clock)
         self.flags = StaticFeatureFlags("*" if enabled else ())
         self.indexes = InMemoryIndexState()
 
@@ -246,7 +247,14 @@ class World:
 
     def trigger_ports(self) -> TriggerPorts:
         return TriggerPorts(
-            self.flags, self.contacts, self.people, self.jobs, self.source, self.clock, self.indexes
+            self.flags,
+            self.contacts,
+            self.people,
+            self.jobs,
+            self.source,
+            self.clock,
+            self.indexes,
+            self.logs,
         )
 
     def run_ports(self) -> RunPorts:

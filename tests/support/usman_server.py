@@ -58,18 +58,22 @@ class Reply:
 Behaviour = Callable[["UsmanServer", SeenRequest], Reply]
 
 
+def email_key(email: str) -> str:
+    return "".join(c.lower() if "A" <= c <= "Z" else c for c in email)
+
+
 def answer(server: UsmanServer, request: SeenRequest) -> Reply:
-    """What USMAN does: look the emails up within the company."""
+    """What USMAN does: look the emails up within the company, ignoring the case of ASCII letters only."""
     payload = request.payload
     if not isinstance(payload, dict) or not isinstance(payload.get("emails"), list):
         return Reply(400, b'{"error": "bad request"}')
     users = {
-        email.casefold(): sso for email, sso in server.directory.get(payload["company_sso_id"], {}).items()
+        email_key(email): sso for email, sso in server.directory.get(payload["company_sso_id"], {}).items()
     }
     data = [
-        {"email": email, "sso_id": users[email.casefold()]}
+        {"email": email, "sso_id": users[email_key(email)]}
         for email in payload["emails"]
-        if email.casefold() in users
+        if email_key(email) in users
     ]
     return Reply(200, json.dumps({"data": data}).encode())
 

@@ -14,10 +14,12 @@ from crm_audit_transform.errors import (
     FlagDisabled,
     GuardError,
     JobAlreadyRunning,
+    JobNotFound,
+    ResumeOrFresh,
 )
-from crm_audit_transform.jobs import COMPLETED, HALTED, IN_PROGRESS, ROLLED_BACK
+from crm_audit_transform.jobs import CANCELLED, COMPLETED, HALTED, IN_PROGRESS, ROLLED_BACK
 from crm_audit_transform.testing import InMemoryContactDirectory, InMemoryPeopleCounter
-from crm_audit_transform.usecases import contact_coverage
+from crm_audit_transform.usecases import FRESH, RESUME, RunSettings, contact_coverage
 from support.corpus_account import World
 
 
@@ -84,15 +86,75 @@ class TestTriggerGuards:
             world.trigger()
         assert (raised.value.code, raised.value.http_status) == ("ALREADY_COMPLETED", 409)
 
-    @pytest.mark.parametrize("status", [HALTED, ROLLED_BACK])
-    def test_halted_or_rolled_back_job_allows_a_new_one(self, status: str) -> None:
-        """Only running and completed jobs block; a halted or rolled-back account starts afresh."""
+    def test_a_rolled_back_job_allows_a_new_one(self) -> None:
+        """A rolled-back account starts afresh with a new job from the first row."""
         world = World()
         old = world.trigger()
-        finish(world, status)
+        finish(world, ROLLED_BACK)
         new = world.trigger()
         assert new.job_id != old.job_id
         assert new.last_audit_id == new.first_audit_id - 1
+
+
+class TestRetriggerAfterAStop:
+    @pytest.mark.parametrize("status", [HALTED, CANCELLED])
+    def test_without_a_choice_a_stopped_job_is_refused_resume_or_fresh(self, status: str) -> None:
+        """After a halt or a cancel, a plain trigger is refused RESUME_OR_FRESH (409); nothing changes."""
+        world = World()
+        world.trigger()
+        finish(world, status)
+        before = world.jobs.jobs
+        with pytest.raises(ResumeOrFresh) as raised:
+            world.trigger()
+        assert (raised.value.code, raised.value.http_status) == ("RESUME_OR_FRESH", 409)
+        assert world.jobs.jobs == before
+
+    def test_resume_keeps_the_job_its_cursor_and_its_logs(self) -> None:
+        """--resume puts the same job back in progress at its cursor; the halt rule counts from there."""
+        world = World(sso_failing=True)
+        world.trigger()
+        halted = world.run().job
+        assert halted.status == HALTED
+        written = world.logs.count_migrated(world.company)
+        world.sso.failing = False
+        resumed = world.trigger(restart=RESUME)
+        assert (resumed.job_id, resumed.status, resumed.last_audit_id) == (
+            halted.job_id,
+            IN_PROGRESS,
+            halted.last_audit_id,
+        )
+        assert (resumed.halt_basis, resumed.halted_reason) == (halted.tally, None)
+        assert world.logs.count_migrated(world.company) == written
+        done = world.run().job
+        assert done.status == COMPLETED
+        assert done.tally.processed == 759
+
+    def test_fresh_rolls_back_then_starts_a_new_job(self) -> None:
+        """--fresh deletes the old job's logs, marks it rolled back and starts a new job from the start."""
+        world = World(sso_failing=True)
+        old = world.trigger()
+        world.run()
+        assert world.logs.count_migrated(world.company) > 0
+        world.clock.advance(1)
+        new = world.trigger(restart=FRESH)
+        assert new.job_id != old.job_id
+        assert world.logs.count_migrated(world.company) == 0
+        assert [j.status for j in world.jobs.jobs] == [ROLLED_BACK, IN_PROGRESS]
+
+    def test_fresh_also_re_migrates_a_completed_account(self) -> None:
+        """A completed account re-triggered with --fresh is rolled back and migrated again."""
+        world = World()
+        world.trigger()
+        world.run(settings=RunSettings(halt_threshold=1.0))
+        world.clock.advance(1)
+        new = world.trigger(restart=FRESH)
+        assert new.status == IN_PROGRESS
+        assert world.logs.count_migrated(world.company) == 0
+
+    def test_resume_without_a_stopped_job_is_refused(self) -> None:
+        """Nothing halted or cancelled: --resume has nothing to resume (JOB_NOT_FOUND)."""
+        with pytest.raises(JobNotFound):
+            World().trigger(restart=RESUME)
 
     def test_every_guard_error_is_a_guard_error(self) -> None:
         """Callers can catch the whole family at once."""

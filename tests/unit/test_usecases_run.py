@@ -11,8 +11,8 @@ import pytest
 from crm_audit_transform.domain import AuditRow
 from crm_audit_transform.errors import JobNotFound, LeaseHeld
 from crm_audit_transform.jobs import COMPLETED, HALTED, IN_PROGRESS, MigrationJob
-from crm_audit_transform.testing import InMemoryJobStore
-from crm_audit_transform.usecases import RunSettings
+from crm_audit_transform.testing import FixedClock, InMemoryJobStore
+from crm_audit_transform.usecases import MigrationStatus, RunSettings
 from support.corpus_account import World
 
 GOOD = "---\nfirst_name: Ann\n"
@@ -39,8 +39,8 @@ def row(
 class RecordingJobs(InMemoryJobStore):
     """Records every job as written, and counts the writes of each kind."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, clock: FixedClock) -> None:
+        super().__init__(clock=clock)
         self.saved: list[MigrationJob] = []
         self.writes: dict[str, int] = {}
 
@@ -52,23 +52,21 @@ class RecordingJobs(InMemoryJobStore):
         self._count("save")
         self.saved.append(job)
 
-    def save_progress(self, job: MigrationJob, owner: str, expires_at: dt.datetime | None) -> MigrationJob:
-        stored = super().save_progress(job, owner, expires_at)
+    def save_progress(self, job: MigrationJob, owner: str, ttl: dt.timedelta | None) -> MigrationJob:
+        stored = super().save_progress(job, owner, ttl)
         self._count("save_progress")
         self.saved.append(stored)
         return stored
 
-    def acquire_lease(
-        self, job_id: str, owner: str, now: dt.datetime, expires_at: dt.datetime
-    ) -> MigrationJob:
-        leased = super().acquire_lease(job_id, owner, now, expires_at)
+    def acquire_lease(self, job_id: str, owner: str, ttl: dt.timedelta) -> MigrationJob:
+        leased = super().acquire_lease(job_id, owner, ttl)
         self._count("acquire_lease")
         return leased
 
 
 def world_of(rows: Sequence[AuditRow]) -> World:
     world = World(rows=list(rows))
-    world.jobs = RecordingJobs()
+    world.jobs = RecordingJobs(world.clock)
     return world
 
 
@@ -136,14 +134,14 @@ class TestRunToCompletion:
 
 
 class TestHalt:
-    def test_halts_when_cumulative_failures_exceed_ten_percent(self) -> None:
-        """Over 10% failed after a batch halts the job, keeping its cursor for inspection."""
+    def test_halts_at_the_first_check_point_over_ten_percent(self) -> None:
+        """Over 10% failed at a check point (every halt_sample rows) halts there, cursor kept."""
         rows = [row(n) for n in range(1, 21)] + [row(n, BAD) for n in range(21, 25)] + [row(25)]
         world = world_of(rows + [row(n) for n in range(26, 60)])
         world.trigger()
-        job = world.run().job
+        job = world.run(settings=RunSettings(halt_sample=10)).job
         assert job.status == HALTED
-        assert job.last_audit_id == 24
+        assert job.last_audit_id == 30  # 4 of 30 = 13% at the third check point; 0% at 10 and 20
         assert job.tally.failed_total == 4
         assert "exceeded 10%" in (job.halted_reason or "")
         assert job.lease_owner is None
@@ -187,9 +185,7 @@ class TestLease:
         """While runner 1 holds an unexpired lease, runner 2 is refused with LeaseHeld."""
         world = world_of([row(n) for n in range(1, 50)])
         job = world.trigger()
-        world.jobs.acquire_lease(
-            job.job_id, "runner-1", world.clock.now(), world.clock.now() + dt.timedelta(60)
-        )
+        world.jobs.acquire_lease(job.job_id, "runner-1", dt.timedelta(60))
         with pytest.raises(LeaseHeld):
             world.run(owner="runner-2")
         assert world.logs.logs == ()
@@ -198,8 +194,7 @@ class TestLease:
         """A runner that died leaves a lease that another runner takes once it expires."""
         world = world_of([row(n) for n in range(1, 50)])
         job = world.trigger()
-        now = world.clock.now()
-        world.jobs.acquire_lease(job.job_id, "dead", now, now + dt.timedelta(seconds=120))
+        world.jobs.acquire_lease(job.job_id, "dead", dt.timedelta(seconds=120))
         world.clock.advance(121)
         assert world.run(owner="runner-2").job.status == COMPLETED
 
@@ -234,10 +229,7 @@ class TestLease:
         def take_over(progress: MigrationJob) -> None:
             if not taken:
                 world.clock.advance(RunSettings().lease_seconds + 1)
-                now = world.clock.now()
-                taken.append(
-                    world.jobs.acquire_lease(job.job_id, "runner-2", now, now + dt.timedelta(seconds=60))
-                )
+                taken.append(world.jobs.acquire_lease(job.job_id, "runner-2", dt.timedelta(seconds=60)))
 
         with pytest.raises(LeaseHeld, match="runner-2"):
             world.run(owner="runner-1", on_progress=take_over)
@@ -258,10 +250,7 @@ class TestLease:
         def take_over_after_the_last_batch(progress: MigrationJob) -> None:
             if progress.last_audit_id == 40 and progress.status == IN_PROGRESS and not taken:
                 world.clock.advance(RunSettings().lease_seconds + 1)
-                now = world.clock.now()
-                taken.append(
-                    world.jobs.acquire_lease(job.job_id, "runner-2", now, now + dt.timedelta(seconds=60))
-                )
+                taken.append(world.jobs.acquire_lease(job.job_id, "runner-2", dt.timedelta(seconds=60)))
 
         with pytest.raises(LeaseHeld, match="runner-2"):
             world.run(owner="runner-1", on_progress=take_over_after_the_last_batch)
@@ -294,16 +283,22 @@ class TestLease:
 
 class TestDegradedDirectory:
     def test_dead_sso_directory_degrades_actors_and_drops_nothing(self) -> None:
-        """With USMAN down the run completes with the same counts; user actors become deleted users."""
+        """Below the degraded threshold a USMAN outage only degrades actors: same records, counted."""
         healthy, dead = World(), World(sso_failing=True)
+        lenient = RunSettings(halt_threshold=1.0, degraded_threshold=1.0)
         for world in (healthy, dead):
             world.trigger()
-            world.run(settings=NO_HALT)
+            world.run(settings=lenient)
         good = healthy.jobs.latest(healthy.company)
         bad = dead.jobs.latest(dead.company)
         assert good is not None
         assert bad is not None
-        assert (bad.status, bad.tally) == (COMPLETED, good.tally)
+        assert good.tally.actors_degraded == 0
+        # Every SSO user is degraded, and so are active users USMAN would not have known: asked nothing,
+        # the run cannot tell them apart.
+        assert bad.tally.actors_degraded >= sum(x.actor.kind == "user" for x in healthy.logs.logs) > 0
+        assert bad.tally.actors_degraded <= sum(x.actor.kind != "system" for x in dead.logs.logs)
+        assert (bad.status, attrs.evolve(bad.tally, actors_degraded=0)) == (COMPLETED, good.tally)
         assert [x.external_id for x in dead.logs.logs] == [x.external_id for x in healthy.logs.logs]
         assert {x.actor.kind for x in dead.logs.logs} <= {"deleted_user", "system"}
         assert "user" in {x.actor.kind for x in healthy.logs.logs}
@@ -311,3 +306,55 @@ class TestDegradedDirectory:
             repr(attrs.evolve(x, actor=y.actor)) == repr(y)  # repr: NaN values are not equal to themselves
             for x, y in zip(dead.logs.logs, healthy.logs.logs, strict=True)
         )
+
+
+class TestDegradedHalt:
+    def test_a_usman_outage_halts_at_the_first_check_point_naming_usman(self) -> None:
+        """Degraded actors over 10% of a sample halt the job, cursor kept, the reason naming USMAN."""
+        world = World(sso_failing=True)
+        world.trigger()
+        job = world.run(settings=NO_HALT).job
+        assert job.status == HALTED
+        assert (job.halted_reason or "").startswith("USMAN:")
+        assert job.tally.processed == 200
+        assert job.tally.actors_degraded > 20
+
+    def test_the_degraded_share_moves_accuracy(self) -> None:
+        """accuracy_pct counts degraded actors against accuracy, beside failures."""
+        world = World(sso_failing=True)
+        world.trigger()
+        job = world.run(settings=NO_HALT).job
+        status = MigrationStatus.of(job).as_dict()
+        expected = 100 * (job.tally.processed - job.tally.failed_total - job.tally.actors_degraded)
+        assert status["accuracy_pct"] == round(expected / job.tally.processed, 2)
+        assert status["actors_degraded"] == job.tally.actors_degraded
+
+
+class TestHaltIsAFunctionOfTheRows:
+    @pytest.mark.parametrize(("page_size", "batch_size"), [(500, 20), (7, 3), (33, 20), (1, 1)])
+    def test_page_and_batch_sizes_do_not_change_the_decision(self, page_size: int, batch_size: int) -> None:
+        """6 bad rows among the first 29 of a mostly clean account never halt, however it is cut."""
+        rows = [row(n, BAD if n in {3, 5, 8, 13, 21, 29} else GOOD) for n in range(1, 800)]
+        world = world_of(rows)
+        world.trigger()
+        settings = RunSettings(page_size=page_size, batch_size=batch_size)
+        assert world.run(settings=settings).job.status == COMPLETED
+
+    def test_an_interrupted_run_decides_as_a_clean_one(self) -> None:
+        """Stopping after every batch and resuming halts (or not) exactly where a clean run does."""
+        rows = [row(n, BAD if n % 7 == 0 or 300 < n < 340 else GOOD) for n in range(1, 700)]
+        clean = world_of(rows)
+        clean.trigger()
+        expected = clean.run().job
+        world = world_of(rows)
+        world.trigger()
+        for attempt in range(200):
+            result = world.run(owner=f"runner-{attempt}", should_stop=lambda: True)
+            if not result.stopped:
+                break
+        assert (result.job.status, result.job.last_audit_id, result.job.tally) == (
+            expected.status,
+            expected.last_audit_id,
+            expected.tally,
+        )
+        assert expected.status == HALTED

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import attrs
 import pytest
 
 from crm_audit_transform.domain import ActivityLog, Actor
-from crm_audit_transform.errors import JobAlreadyRunning
-from crm_audit_transform.jobs import COMPLETED, IN_PROGRESS, ROLLED_BACK
+from crm_audit_transform.errors import JobAlreadyRunning, JobNotFound
+from crm_audit_transform.jobs import (
+    CANCELLED,
+    COMPLETED,
+    HALTED,
+    IN_PROGRESS,
+    ROLLED_BACK,
+    ROLLING_BACK,
+    MigrationJob,
+)
 from crm_audit_transform.tally import Tally
-from crm_audit_transform.usecases import migration_status, rollback
+from crm_audit_transform.testing import InMemoryJobStore
+from crm_audit_transform.usecases import cancel, migration_status, rollback
 from crm_audit_transform.usecases.status import report_counts
 from support.corpus_account import World
 
@@ -73,13 +83,14 @@ class TestStatus:
         assert migration_status(world.company, world.jobs).progress_pct == 100.0
 
     def test_report_counts_have_the_dry_run_shape(self) -> None:
-        """The dry-run report is processed, migrated, skipped and failed per reason."""
-        report = report_counts(Tally(3, 1, {"contact_not_found": 1}, {"write_error": 1}))
+        """The dry-run report is processed, migrated, skipped and failed per reason, and degraded actors."""
+        report = report_counts(Tally(3, 1, {"contact_not_found": 1}, {"write_error": 1}, actors_degraded=1))
         assert report == {
             "processed": 3,
             "migrated": 1,
             "skipped": {"contact_not_found": 1},
             "failed": {"write_error": 1},
+            "actors_degraded": 1,
         }
 
 
@@ -130,3 +141,87 @@ class TestRollback:
         assert migration_status(world.company, world.jobs).status == ROLLED_BACK
         world.clock.advance(1)
         assert world.trigger().status == IN_PROGRESS
+
+
+class TestRollbackFence:
+    def test_a_job_triggered_before_the_hold_makes_the_rollback_refuse(self) -> None:
+        """A newer job seen after the hold: the rollback gives the status back and deletes nothing."""
+        world = TestRollback().setup_world()
+        old = world.trigger()
+        world.jobs.save(attrs.evolve(old, status=HALTED))
+
+        class RacedJobs(InMemoryJobStore):
+            """A new job is created between the rollback's hold and its re-read."""
+
+            def transition(self, job: MigrationJob, expected: Any) -> MigrationJob | None:
+                stored = super().transition(job, expected)
+                if job.status == ROLLING_BACK and self.latest(job.company_sso_id) == stored:
+                    world.clock.advance(1)
+                    self.create(
+                        attrs.evolve(old, job_id="newer", status=IN_PROGRESS, created_at=world.clock.now())
+                    )
+                return stored
+
+        world.jobs = RacedJobs(world.jobs.jobs, clock=world.clock)
+        with pytest.raises(JobAlreadyRunning, match="newer"):
+            rollback(world.company, jobs=world.jobs, logs=world.logs, clock=world.clock)
+        assert world.logs.count_migrated(world.company) == 5
+        assert {j.job_id: j.status for j in world.jobs.jobs} == {old.job_id: HALTED, "newer": IN_PROGRESS}
+
+    def test_while_a_rollback_holds_the_account_trigger_and_run_are_refused(self) -> None:
+        """A job left rolling_back (a rollback that died) refuses trigger and run until rollback finishes."""
+        world = TestRollback().setup_world()
+        old = world.trigger()
+        world.jobs.save(attrs.evolve(old, status=ROLLING_BACK))
+        with pytest.raises(JobAlreadyRunning, match="rolled back"):
+            world.trigger()
+        world.clock.advance(1)
+        # A job created behind the trigger's back (another process) still cannot run.
+        world.jobs.create(attrs.evolve(old, job_id="newer", status=IN_PROGRESS, created_at=world.clock.now()))
+        with pytest.raises(JobAlreadyRunning, match="being rolled back"):
+            world.run()
+        assert world.logs.count_migrated(world.company) == 5
+
+    def test_rollback_again_finishes_a_rollback_that_died(self) -> None:
+        """Re-running rollback on a rolling_back job deletes the rest and marks it rolled back."""
+        world = TestRollback().setup_world()
+        old = world.trigger()
+        world.jobs.save(attrs.evolve(old, status=ROLLING_BACK))
+        assert rollback(world.company, jobs=world.jobs, logs=world.logs, clock=world.clock).deleted == 5
+        assert migration_status(world.company, world.jobs).status == ROLLED_BACK
+
+
+class TestCancel:
+    def test_an_in_progress_job_becomes_cancelled_with_its_cursor(self) -> None:
+        """cancel keeps the cursor and the lease fields, so status still names the runner."""
+        world = World()
+        world.trigger()
+        stopped = world.run(should_stop=lambda: True).job
+        world.jobs.acquire_lease(stopped.job_id, "runner-9", dt.timedelta(seconds=60))
+        cancelled = cancel(world.company, jobs=world.jobs, clock=world.clock)
+        assert (cancelled.status, cancelled.last_audit_id) == (CANCELLED, stopped.last_audit_id)
+        status = migration_status(world.company, world.jobs).as_dict()
+        assert (status["status"], status["lease_owner"]) == (CANCELLED, "runner-9")
+        assert status["lease_expires_at"] is not None
+
+    def test_a_live_runner_stops_at_its_next_batch(self) -> None:
+        """Cancelled mid-run: the runner's next progress write finds the job cancelled and stops."""
+        world = World()
+        world.trigger()
+        cancelled_at: list[int] = []
+
+        def cancel_once(job: MigrationJob) -> None:
+            if not cancelled_at:
+                cancelled_at.append(cancel(world.company, jobs=world.jobs, clock=world.clock).last_audit_id)
+
+        result = world.run(on_progress=cancel_once)
+        assert result.job.status == CANCELLED
+        assert result.steps == 2  # the batch in flight when cancel came, then stop
+        stored = world.jobs.latest(world.company)
+        assert stored is not None
+        assert (stored.status, stored.last_audit_id) == (CANCELLED, cancelled_at[0])
+
+    def test_nothing_in_progress_is_job_not_found(self) -> None:
+        """Cancelling an account with no running job refuses JOB_NOT_FOUND."""
+        with pytest.raises(JobNotFound):
+            cancel(World().company, jobs=World().jobs, clock=World().clock)

@@ -22,8 +22,8 @@ import click
 
 from crm_audit_transform.domain import Failed, Migrated, Skipped
 from crm_audit_transform.errors import JobNotFound
-from crm_audit_transform.jobs import COMPLETED, HALTED
-from crm_audit_transform.usecases import MigrationStatus
+from crm_audit_transform.jobs import CANCELLED, COMPLETED, HALTED
+from crm_audit_transform.usecases import FRESH, RESUME, MigrationStatus
 
 from ..mongo import applied_version, apply_migration, index_status
 from . import exit_codes
@@ -81,6 +81,18 @@ def _version(applied: tuple[int, bool] | None) -> str:
     "across tenants: make sure it is the right one).",
 )
 @click.option(
+    "--resume",
+    "restart",
+    flag_value=RESUME,
+    help="After a halt or cancel: put the same job back in progress, keeping what it wrote.",
+)
+@click.option(
+    "--fresh",
+    "restart",
+    flag_value=FRESH,
+    help="After a halt, cancel or completion: roll the account back first, then start a new job.",
+)
+@click.option(
     "--date-range-start",
     type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]),
     callback=_utc,
@@ -93,13 +105,18 @@ def trigger_command(
     company: str,
     tenant: str | None,
     allow_unbound_tenant: bool,
+    restart: str | None,
     date_range_start: dt.datetime | None,
     as_json: bool,
 ) -> None:
     """Check the guards and create the account's job (nothing is migrated until `run`)."""
     with state.runtime() as runtime:
         status = runtime.service.trigger(
-            company, tenant, date_range_start=date_range_start, allow_unbound_tenant=allow_unbound_tenant
+            company,
+            tenant,
+            date_range_start=date_range_start,
+            allow_unbound_tenant=allow_unbound_tenant,
+            restart=restart,
         )
         _show(status, as_json)
 
@@ -133,6 +150,9 @@ def run(state: CliState, company: str, progress: bool) -> None:
         if result.job.status == HALTED:
             click.echo(f"halted: {result.job.halted_reason}", err=True)
             raise click.exceptions.Exit(exit_codes.HALTED)
+        if result.job.status == CANCELLED:
+            click.echo("cancelled: the job was cancelled; trigger --resume or --fresh to go on", err=True)
+            raise click.exceptions.Exit(exit_codes.CANCELLED)
         if result.job.status != COMPLETED:
             click.echo(f"job is {result.job.status}: nothing to run", err=True)
             raise click.exceptions.Exit(exit_codes.REFUSED)
@@ -190,6 +210,16 @@ def _latest_per_account(jobs: Any) -> list[Any]:
     if listing is None:
         raise click.UsageError("this job store cannot list accounts")
     return list(listing())
+
+
+@cli.command(name="cancel")
+@company_option
+@json_option
+@click.pass_obj
+def cancel_command(state: CliState, company: str, as_json: bool) -> None:
+    """Cancel the account's in-progress job: its cursor is kept; a live runner stops at its next batch."""
+    with state.runtime() as runtime:
+        _show(runtime.service.cancel(company), as_json)
 
 
 @cli.command(name="rollback")
@@ -271,15 +301,24 @@ def _show(status: MigrationStatus, as_json: bool) -> None:
             ("failed", _per_reason(t.failed_total, t.failed)),
             ("failure_rate", f"{status.failure_rate:.2%}"),
             ("accuracy_pct", f"{status.accuracy_pct:.2f}"),
+            ("actors_degraded", t.actors_degraded),
             ("status_fallthrough", t.fallthrough),
             ("enrichment", _enrichment(status)),
             ("updated_at", doc["updated_at"]),
+            ("lease", _lease(doc)),
         ]
         if status.halted_reason:
             rows.append(("halted_reason", status.halted_reason))
     width = max(len(key) for key, _ in rows)
     for key, value in rows:
         click.echo(f"{key:<{width}}  {value}")
+
+
+def _lease(doc: dict[str, Any]) -> str:
+    # Renewed every batch: an expiry in the past means the runner holding it is gone.
+    if doc["lease_owner"] is None:
+        return "none (no runner holds the job)"
+    return f"{doc['lease_owner']} until {doc['lease_expires_at']}"
 
 
 def _enrichment(status: MigrationStatus) -> str:
@@ -300,5 +339,6 @@ def _summary(status: MigrationStatus) -> str:
     t = status.tally
     return (
         f"{status.status}: processed {t.processed}, migrated {t.migrated}, skipped {t.skipped_total}, "
-        f"failed {t.failed_total} (failure rate {status.failure_rate:.2%}), cursor {status.last_audit_id}"
+        f"failed {t.failed_total} (failure rate {status.failure_rate:.2%}), actors degraded "
+        f"{t.actors_degraded}, cursor {status.last_audit_id}"
     )

@@ -37,11 +37,14 @@ REFUSED: Final = 4
 unknown tenant, tenant not the account's bound one or unbound, resume-or-fresh needed, index
 conflict) or the thing asked about does not exist."""
 HALTED: Final = 5
-"""The run halted: the cumulative failure rate went over the threshold (cursor kept)."""
+"""The run halted: at a check point of the halt rule the failure rate, or the share of actors degraded
+by a USMAN outage, went over its threshold (cursor kept)."""
 UNAVAILABLE: Final = 6
 """A dependency is down (CRM database, CDP database, USMAN): retrying later is safe."""
 BAD_INPUT: Final = 7
 """An input file could not be read (dry-run): the message names the file and line."""
+CANCELLED: Final = 8
+"""The job was cancelled while this run worked on it; the run stopped at its next batch."""
 INTERRUPTED: Final = 130
 """Stopped by Ctrl-C after finishing the batch in flight; progress is saved — ``run`` resumes."""
 

@@ -50,6 +50,7 @@ def cli(ctx: click.Context, settings_path: str | None, debug: bool) -> None:
       crm-audit-migrate trigger  --company-sso-id ID --tenant SCHEMA
       crm-audit-migrate run      --company-sso-id ID      (Ctrl-C stops cleanly; run again to resume)
       crm-audit-migrate status   --company-sso-id ID [--json]
+      crm-audit-migrate cancel   --company-sso-id ID      (then trigger --resume or --fresh)
       crm-audit-migrate rollback --company-sso-id ID
       crm-audit-migrate enrich   --company-sso-id ID [--dry-run]   (logs already in the CDP)
     Try it without any server: crm-audit-migrate dry-run --example

@@ -146,15 +146,24 @@ def create_app(
         # Optional: the account's bound tenant is used; a different one is TENANT_MISMATCH.
         if tenant is not None and (not isinstance(tenant, str) or not tenant):
             raise ApiError(400, "INVALID_TENANT", "tenant must be a non-empty string when given")
+        restart = body.get("restart")
+        if restart not in (None, "resume", "fresh"):
+            raise ApiError(400, "INVALID_RESTART", 'restart must be "resume" or "fresh" when given')
         status = await run_in_threadpool(
             functools.partial(
                 service.trigger,
                 _company(body.get("company_sso_id")),
                 tenant,
                 date_range_start=_optional_time(body.get("date_range_start")),
+                restart=restart,
             )
         )
         return JSONResponse(status.as_dict(), status_code=202)
+
+    async def cancel(request: Request) -> Response:
+        body = await _json_object(request, max_body_bytes)
+        status = await run_in_threadpool(service.cancel, _company(body.get("company_sso_id")))
+        return JSONResponse(status.as_dict())
 
     async def status(request: Request) -> Response:
         company = _company(request.query_params.get("company_sso_id"))
@@ -195,6 +204,7 @@ def create_app(
     routes = [
         Route("/private/activity_logs/migrate", private(migrate), methods=["POST"]),
         Route("/private/activity_logs/crm_migration/trigger", private(trigger), methods=["POST"]),
+        Route("/private/activity_logs/crm_migration/cancel", private(cancel), methods=["POST"]),
         Route("/private/activity_logs/crm_migration/status", private(status), methods=["GET"]),
         Route("/private/activity_logs/crm_migration/rollback", private(rollback), methods=["POST"]),
         Route("/iag/v1/crm_migration/status", tenant_status, methods=["GET"]),

@@ -22,12 +22,23 @@ _STATUS = {
     "properties": {
         "status": {
             "type": "string",
-            "enum": ["not_started", "in_progress", "halted", "completed", "rolled_back"],
+            "enum": [
+                "not_started",
+                "in_progress",
+                "halted",
+                "completed",
+                "cancelled",
+                "rolling_back",
+                "rolled_back",
+            ],
         },
         "progress_pct": {"type": "number"},
         "failure_rate": {"type": "number"},
         "accuracy_pct": {"type": "number"},
+        "actors_degraded": {"type": "integer"},
         "last_audit_id": {"type": "integer"},
+        "lease_owner": {"type": "string", "nullable": True},
+        "lease_expires_at": {"type": "string", "nullable": True},
     },
 }
 _PUBLIC_STATUS = {
@@ -36,7 +47,15 @@ _PUBLIC_STATUS = {
     "properties": {
         "status": {
             "type": "string",
-            "enum": ["not_started", "in_progress", "halted", "completed", "rolled_back"],
+            "enum": [
+                "not_started",
+                "in_progress",
+                "halted",
+                "completed",
+                "cancelled",
+                "rolling_back",
+                "rolled_back",
+            ],
         },
         "progress_pct": {"type": "number"},
     },
@@ -137,10 +156,25 @@ def openapi_document() -> dict[str, Any]:
                                 "company_sso_id": _COMPANY,
                                 "tenant": {"type": "string", "minLength": 1},
                                 "date_range_start": {"type": "string", "format": "date-time"},
+                                "restart": {"type": "string", "enum": ["resume", "fresh"]},
                             },
                         }
                     ),
                     "responses": trigger_ok,
+                }
+            },
+            "/private/activity_logs/crm_migration/cancel": {
+                "post": {
+                    "summary": "Cancel an account's in-progress job (a live runner stops at its next batch)",
+                    "security": basic,
+                    "requestBody": _body(
+                        {
+                            "type": "object",
+                            "required": ["company_sso_id"],
+                            "properties": {"company_sso_id": _COMPANY},
+                        }
+                    ),
+                    "responses": _responses(_STATUS, 400, 401, 404, 503),
                 }
             },
             "/private/activity_logs/crm_migration/status": {

@@ -20,12 +20,21 @@ class HttpService(Protocol):
         ...
 
     def trigger(
-        self, company_sso_id: str, tenant: str | None = None, *, date_range_start: dt.datetime | None = None
+        self,
+        company_sso_id: str,
+        tenant: str | None = None,
+        *,
+        date_range_start: dt.datetime | None = None,
+        restart: str | None = None,
     ) -> MigrationStatus:
-        """Bind the tenant, start a job after the guards; returns its status.
+        """Bind the tenant, start (or ``restart="resume"|"fresh"``) a job after the guards; its status.
 
         No unbound override here: an account served over HTTP must have a tenant binding.
         """
+        ...
+
+    def cancel(self, company_sso_id: str) -> MigrationStatus:
+        """Cancel the in-progress job; its status. ``JobNotFound`` when none is in progress."""
         ...
 
     def status(self, company_sso_id: str) -> MigrationStatus:

@@ -125,6 +125,7 @@ def _unstructure_tally(tally: Tally) -> dict[str, Any]:
         "skipped": encode_mapping(tally.skipped),
         "failed": encode_mapping(tally.failed),
         "fallthrough": tally.fallthrough,
+        "actors_degraded": tally.actors_degraded,
     }
 
 
@@ -139,6 +140,7 @@ def _structure_tally(doc: Mapping[str, Any], _: object) -> Tally:
         skipped=counts("skipped"),
         failed=counts("failed"),
         fallthrough=int(doc.get("fallthrough", 0)),
+        actors_degraded=int(doc.get("actors_degraded", 0)),
     )
 
 
@@ -172,6 +174,7 @@ def encode_job(job: MigrationJob) -> dict[str, Any]:
     doc["records_migrated"] = job.tally.migrated
     doc["records_skipped"] = job.tally.skipped_total
     doc["records_failed"] = job.tally.failed_total
+    doc["actors_degraded"] = job.tally.actors_degraded
     return doc
 
 

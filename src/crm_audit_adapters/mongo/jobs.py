@@ -3,24 +3,35 @@
 The database enforces the "one in progress" rule through the partial unique index
 ``idx_company_status``; this store only translates its duplicate-key error into
 ``JobAlreadyRunning``. Leases are taken with one conditional ``find_one_and_update``, so two runners
-can never both hold one. The run loop's per-batch ``save_progress`` is one ``find_one_and_replace``
-guarded on the lease owner: it renews the lease and saves the progress in one round trip, and a
-runner whose lease was taken over overwrites nothing. ``save`` is last-writer-wins.
+can never both hold one. The run loop's per-batch ``save_progress`` is one ``find_one_and_update``
+guarded on the lease owner and on ``status: in_progress``: it renews the lease and saves the
+progress in one round trip; a runner whose lease was taken over overwrites nothing, and one whose
+job was cancelled gets the cancelled job back. ``save`` is last-writer-wins; ``transition`` is a
+compare-and-set on the stored status (cancel, resume, the rollback's hold).
+
+**Leases on the database's clock.** Expiries are computed by the server: both lease writes are
+update *pipelines* that set ``lease_expires_at: {$add: ["$$NOW", ttl_ms]}`` and compare an
+existing lease with ``$$NOW`` — so runners on hosts whose clocks disagree still agree on whether a
+lease has expired. mongomock does not evaluate ``$$NOW`` (it leaves the field unset), so a store
+built with ``clock=`` (what the composition root does for ``mongomock://``) computes expiries on
+that clock instead, with the same filters; a real server, or the wire-protocol test server, takes
+the ``$$NOW`` path.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection as Statuses
 from typing import Any
 
-import attrs
 from pymongo import DESCENDING, ReturnDocument
 from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from crm_audit_transform.errors import JobAlreadyRunning, JobNotFound, LeaseHeld
-from crm_audit_transform.jobs import MigrationJob
+from crm_audit_transform.jobs import CANCELLED, IN_PROGRESS, ROLLING_BACK, MigrationJob
+from crm_audit_transform.ports import Clock
 
 from .bson_values import to_bson_datetime
 from .documents import decode_job, encode_job
@@ -33,17 +44,26 @@ __all__ = ["MongoJobStore"]
 class MongoJobStore:
     """``ports.JobStore`` over a pymongo (or mongomock) collection."""
 
-    __slots__ = ("_collection", "_retry")
+    __slots__ = ("_clock", "_collection", "_retry")
 
-    def __init__(self, collection: Collection[Any], *, retry: RetryPolicy | None = None) -> None:
+    def __init__(
+        self, collection: Collection[Any], *, retry: RetryPolicy | None = None, clock: Clock | None = None
+    ) -> None:
+        """``clock=None`` (production): lease expiries on the server's ``$$NOW``; a ``Clock``: on it."""
         self._collection = collection
         self._retry = retry or RetryPolicy()
+        self._clock = clock
 
     @classmethod
     def in_database(
-        cls, db: Database[Any], names: CollectionNames | None = None, *, retry: RetryPolicy | None = None
+        cls,
+        db: Database[Any],
+        names: CollectionNames | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        clock: Clock | None = None,
     ) -> MongoJobStore:
-        return cls(db[(names or CollectionNames()).jobs], retry=retry)
+        return cls(db[(names or CollectionNames()).jobs], retry=retry, clock=clock)
 
     def create(self, job: MigrationJob) -> None:
         """Insert the job; ``JobAlreadyRunning`` when the account has one in progress.
@@ -123,54 +143,108 @@ class MongoJobStore:
         if call_with_retry(replace, self._retry, "save migration job") == 0:
             raise JobNotFound(f"no job {job.job_id}")
 
-    def save_progress(self, job: MigrationJob, owner: str, expires_at: dt.datetime | None) -> MigrationJob:
-        """Replace the job with the lease renewed, where ``owner`` still holds it — in one atomic write.
-
-        ``LeaseHeld`` (nothing written) when another runner took the lease over, even if it has
-        released it since; ``JobNotFound`` if the job was never created. A retry after a lost
-        acknowledgement matches its own write again and replaces it with the same document.
-        """
-        leased = attrs.evolve(
-            job, lease_owner=owner if expires_at is not None else None, lease_expires_at=expires_at
+    def rollback_under_way(self, company_sso_id: str) -> MigrationJob | None:
+        doc = call_with_retry(
+            lambda _: self._collection.find_one({"company_sso_id": company_sso_id, "status": ROLLING_BACK}),
+            self._retry,
+            "read rolling-back migration job",
         )
-        doc = encode_job(leased)
+        return decode_job(doc) if doc is not None else None
+
+    def transition(self, job: MigrationJob, expected: Statuses[str]) -> MigrationJob | None:
+        """Replace the job where its stored status is one of ``expected``; None when it was another."""
+        doc = encode_job(job)
 
         def replace(_: int) -> dict[str, Any] | None:
             try:
                 return self._collection.find_one_and_replace(
-                    {"_id": job.job_id, "lease_owner": owner}, doc, return_document=ReturnDocument.AFTER
+                    {"_id": job.job_id, "status": {"$in": list(expected)}},
+                    doc,
+                    return_document=ReturnDocument.AFTER,
                 )
             except DuplicateKeyError as exc:
                 raise JobAlreadyRunning(
                     f"company {job.company_sso_id} already has another job in progress"
                 ) from exc
 
-        stored = call_with_retry(replace, self._retry, "save migration job progress")
+        stored = call_with_retry(replace, self._retry, "change migration job status")
+        if stored is not None:
+            return decode_job(stored)
+        if self.get(job.job_id) is None:
+            raise JobNotFound(f"no job {job.job_id}")
+        return None
+
+    def save_progress(self, job: MigrationJob, owner: str, ttl: dt.timedelta | None) -> MigrationJob:
+        """Save the job with the lease renewed, where ``owner`` holds it and it is in progress — one write.
+
+        ``LeaseHeld`` (nothing written) when another runner took the lease over, even if it has
+        released it since; the stored job when it was cancelled meanwhile (nothing written);
+        ``JobNotFound`` if the job was never created. A retry after a lost acknowledgement matches
+        its own write again and writes the same fields.
+        """
+        fields = encode_job(job)
+        del fields["_id"]
+        if ttl is None:
+            fields.update(lease_owner=None, lease_expires_at=None)
+            update: Any = {"$set": fields}
+        elif self._clock is not None:
+            fields.update(lease_owner=owner, lease_expires_at=to_bson_datetime(self._clock.now() + ttl))
+            update = {"$set": fields}
+        else:
+            # Every value is a literal (a string starting with "$" must not read as a field path);
+            # only the expiry is an expression, on the server's clock.
+            literal = {key: {"$literal": value} for key, value in fields.items()}
+            literal["lease_owner"] = {"$literal": owner}
+            literal["lease_expires_at"] = {"$add": ["$$NOW", _millis(ttl)]}
+            update = [{"$set": literal}]
+
+        def write(_: int) -> dict[str, Any] | None:
+            try:
+                return self._collection.find_one_and_update(
+                    {"_id": job.job_id, "lease_owner": owner, "status": IN_PROGRESS},
+                    update,
+                    return_document=ReturnDocument.AFTER,
+                )
+            except DuplicateKeyError as exc:
+                raise JobAlreadyRunning(
+                    f"company {job.company_sso_id} already has another job in progress"
+                ) from exc
+
+        stored = call_with_retry(write, self._retry, "save migration job progress")
         if stored is not None:
             return decode_job(stored)
         current = self.get(job.job_id)
         if current is None:
             raise JobNotFound(f"no job {job.job_id}")
+        if current.status == CANCELLED and current.lease_owner == owner:
+            return current
         raise LeaseHeld(
             f"job {job.job_id} is no longer leased to {owner}: held by {current.lease_owner} "
             f"until {current.lease_expires_at}"
         )
 
-    def acquire_lease(
-        self, job_id: str, owner: str, now: dt.datetime, expires_at: dt.datetime
-    ) -> MigrationJob:
+    def acquire_lease(self, job_id: str, owner: str, ttl: dt.timedelta) -> MigrationJob:
         """Take the lease when it is free, expired or already ``owner``'s — in one atomic update."""
-        now_utc = to_bson_datetime(now)
+        if self._clock is not None:
+            now = to_bson_datetime(self._clock.now())
+            expired: dict[str, Any] = {"lease_expires_at": {"$lte": now}}
+            update: Any = {
+                "$set": {"lease_owner": owner, "lease_expires_at": to_bson_datetime(self._clock.now() + ttl)}
+            }
+        else:
+            expired = {"$expr": {"$lte": ["$lease_expires_at", "$$NOW"]}}
+            update = [
+                {
+                    "$set": {
+                        "lease_owner": {"$literal": owner},
+                        "lease_expires_at": {"$add": ["$$NOW", _millis(ttl)]},
+                    }
+                }
+            ]
         query = {
             "_id": job_id,
-            "$or": [
-                {"lease_owner": None},
-                {"lease_owner": owner},
-                {"lease_expires_at": None},
-                {"lease_expires_at": {"$lte": now_utc}},
-            ],
+            "$or": [{"lease_owner": None}, {"lease_owner": owner}, {"lease_expires_at": None}, expired],
         }
-        update = {"$set": {"lease_owner": owner, "lease_expires_at": to_bson_datetime(expires_at)}}
 
         def take(_: int) -> dict[str, Any] | None:
             return self._collection.find_one_and_update(query, update, return_document=ReturnDocument.AFTER)
@@ -182,3 +256,7 @@ class MongoJobStore:
         if current is None:
             raise JobNotFound(f"no job {job_id}")
         raise LeaseHeld(f"job {job_id} is held by {current.lease_owner} until {current.lease_expires_at}")
+
+
+def _millis(ttl: dt.timedelta) -> int:
+    return round(ttl.total_seconds() * 1000)

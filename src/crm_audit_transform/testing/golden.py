@@ -122,4 +122,5 @@ def transform_corpus(
         tuple(o for page in pages for o in page.outcomes),
         sum((page.tally for page in pages), Tally()),
         tuple(flag for page in pages for flag in page.fell_through),
+        tuple(flag for page in pages for flag in page.degraded),
     )

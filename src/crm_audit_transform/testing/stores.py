@@ -15,7 +15,8 @@ import attrs
 from .. import reasons
 from ..domain import NO_TIME_KNOWN, SOURCE_TAG, ActivityLog, AuditRow, ScopeBounds, WriteResult
 from ..errors import JobAlreadyRunning, JobNotFound, LeaseHeld
-from ..jobs import IN_PROGRESS, MigrationJob
+from ..jobs import IN_PROGRESS, ROLLING_BACK, MigrationJob
+from ..ports import Clock
 
 __all__ = [
     "FixedClock",
@@ -127,12 +128,17 @@ class InMemoryActivityLogStore:
 
 
 class InMemoryJobStore:
-    """Job documents by id; a second in-progress job for one account is refused like the index does."""
+    """Job documents by id; a second in-progress job for one account is refused like the index does.
 
-    __slots__ = ("_jobs",)
+    ``clock`` stands for the database's clock: lease expiries are computed on it, never on the
+    runner's (give the runner another ``FixedClock`` to simulate skew between hosts).
+    """
 
-    def __init__(self, jobs: Iterable[MigrationJob] = ()) -> None:
+    __slots__ = ("_clock", "_jobs")
+
+    def __init__(self, jobs: Iterable[MigrationJob] = (), *, clock: Clock | None = None) -> None:
         self._jobs: dict[str, MigrationJob] = {}
+        self._clock: Clock = clock or FixedClock()
         for job in jobs:
             self._jobs[job.job_id] = job
 
@@ -141,30 +147,54 @@ class InMemoryJobStore:
         return tuple(self._jobs.values())
 
     def create(self, job: MigrationJob) -> None:
-        if job.status == IN_PROGRESS and any(
-            j.company_sso_id == job.company_sso_id and j.status == IN_PROGRESS for j in self._jobs.values()
-        ):
-            raise JobAlreadyRunning(f"company {job.company_sso_id} already has a job in progress")
         if job.job_id in self._jobs:
             raise JobAlreadyRunning(f"job {job.job_id} already exists")
+        self._refuse_second_in_progress(job)
         self._jobs[job.job_id] = job
+
+    def _refuse_second_in_progress(self, job: MigrationJob) -> None:
+        if job.status == IN_PROGRESS and any(
+            j.company_sso_id == job.company_sso_id and j.status == IN_PROGRESS and j.job_id != job.job_id
+            for j in self._jobs.values()
+        ):
+            raise JobAlreadyRunning(f"company {job.company_sso_id} already has a job in progress")
 
     def latest(self, company_sso_id: str) -> MigrationJob | None:
         mine = [j for j in self._jobs.values() if j.company_sso_id == company_sso_id]
         # Insertion order breaks ties between jobs created at the same instant.
         return max(enumerate(mine), key=lambda pair: (pair[1].created_at, pair[0]))[1] if mine else None
 
+    def rollback_under_way(self, company_sso_id: str) -> MigrationJob | None:
+        return next(
+            (
+                j
+                for j in self._jobs.values()
+                if j.company_sso_id == company_sso_id and j.status == ROLLING_BACK
+            ),
+            None,
+        )
+
     def save(self, job: MigrationJob) -> None:
         if job.job_id not in self._jobs:
             raise JobNotFound(f"no job {job.job_id}")
+        self._refuse_second_in_progress(job)
         self._jobs[job.job_id] = job
 
-    def acquire_lease(
-        self, job_id: str, owner: str, now: dt.datetime, expires_at: dt.datetime
-    ) -> MigrationJob:
+    def transition(self, job: MigrationJob, expected: Collection[str]) -> MigrationJob | None:
+        stored = self._jobs.get(job.job_id)
+        if stored is None:
+            raise JobNotFound(f"no job {job.job_id}")
+        if stored.status not in expected:
+            return None
+        self._refuse_second_in_progress(job)
+        self._jobs[job.job_id] = job
+        return job
+
+    def acquire_lease(self, job_id: str, owner: str, ttl: dt.timedelta) -> MigrationJob:
         job = self._jobs.get(job_id)
         if job is None:
             raise JobNotFound(f"no job {job_id}")
+        now = self._clock.now()
         free = (
             job.lease_owner is None
             or job.lease_owner == owner
@@ -173,11 +203,11 @@ class InMemoryJobStore:
         )
         if not free:
             raise LeaseHeld(f"job {job_id} is held by {job.lease_owner} until {job.lease_expires_at}")
-        leased = attrs.evolve(job, lease_owner=owner, lease_expires_at=expires_at)
+        leased = attrs.evolve(job, lease_owner=owner, lease_expires_at=now + ttl)
         self._jobs[job_id] = leased
         return leased
 
-    def save_progress(self, job: MigrationJob, owner: str, expires_at: dt.datetime | None) -> MigrationJob:
+    def save_progress(self, job: MigrationJob, owner: str, ttl: dt.timedelta | None) -> MigrationJob:
         stored = self._jobs.get(job.job_id)
         if stored is None:
             raise JobNotFound(f"no job {job.job_id}")
@@ -186,8 +216,12 @@ class InMemoryJobStore:
                 f"job {job.job_id} is no longer leased to {owner}: held by {stored.lease_owner} "
                 f"until {stored.lease_expires_at}"
             )
+        if stored.status != IN_PROGRESS:
+            return stored  # cancelled meanwhile: the runner stops, nothing is written
         saved = attrs.evolve(
-            job, lease_owner=owner if expires_at is not None else None, lease_expires_at=expires_at
+            job,
+            lease_owner=owner if ttl is not None else None,
+            lease_expires_at=self._clock.now() + ttl if ttl is not None else None,
         )
         self._jobs[job.job_id] = saved
         return saved

@@ -6,9 +6,12 @@ from its cursor to the end; ``migration_status``, ``rollback`` and ``explain_aud
 
 from __future__ import annotations
 
+from .cancel import cancel
 from .explain import ExplainPorts, Explanation, explain_audit
 from .guards import (
     DEFAULT_COVERAGE_THRESHOLD,
+    FRESH,
+    RESUME,
     TriggerPorts,
     check_guards,
     contact_coverage,
@@ -17,16 +20,19 @@ from .guards import (
 )
 from .migrate_batch import MAX_BATCH_SIZE, MigrateBatch
 from .rollback import RollbackResult, rollback
-from .run import RunPorts, RunResult, run_job
+from .run import HaltPoint, RunPorts, RunResult, run_job
 from .safety import bound_tenant, require_indexes
 from .settings import RunSettings
 from .status import MigrationStatus, migration_status, report_counts
 
 __all__ = [
     "DEFAULT_COVERAGE_THRESHOLD",
+    "FRESH",
     "MAX_BATCH_SIZE",
+    "RESUME",
     "ExplainPorts",
     "Explanation",
+    "HaltPoint",
     "MigrateBatch",
     "MigrationStatus",
     "RollbackResult",
@@ -35,6 +41,7 @@ __all__ = [
     "RunSettings",
     "TriggerPorts",
     "bound_tenant",
+    "cancel",
     "check_guards",
     "contact_coverage",
     "explain_audit",

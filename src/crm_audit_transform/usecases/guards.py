@@ -3,8 +3,15 @@
 Guards run in a fixed order and the first refusal wins: migration 035's indexes missing →
 ``INDEXES_MISSING`` (nothing is written without them); flag off → ``FLAG_DISABLED``; Phase-A
 coverage below the threshold → ``contacts_not_migrated`` (no job row is written); a job in
-progress → ``JOB_ALREADY_RUNNING``; a completed job → ``ALREADY_COMPLETED``. A halted or
-rolled-back job does not block a new one.
+progress (or a rollback under way) → ``JOB_ALREADY_RUNNING``; a completed job →
+``ALREADY_COMPLETED``. A rolled-back job does not block a new one.
+
+**Re-triggering after a halt or a cancel is an explicit choice** (``restart``): without one the
+trigger refuses ``RESUME_OR_FRESH``. ``resume`` puts the stopped job back in progress, keeping its
+cursor, counts and the logs it wrote; the halt rule counts afresh from there (``halt_basis``).
+``fresh`` rolls the account back first (``rollback``), then creates a new job — so logs written
+under an old mapping are written again under the fixed one. ``fresh`` also re-migrates a completed
+account.
 """
 
 from __future__ import annotations
@@ -13,12 +20,34 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Final
 
+import attrs
 from attrs import frozen
 
-from ..errors import AlreadyCompleted, ContactsNotMigrated, FlagDisabled, JobAlreadyRunning
-from ..jobs import COMPLETED, IN_PROGRESS, MigrationJob
-from ..ports import AuditSource, Clock, ContactDirectory, FeatureFlags, IndexState, JobStore, PeopleCounter
+from ..errors import (
+    AlreadyCompleted,
+    ContactsNotMigrated,
+    FlagDisabled,
+    JobAlreadyRunning,
+    JobNotFound,
+    ResumeOrFresh,
+    TenantMismatch,
+)
+from ..jobs import COMPLETED, IN_PROGRESS, ROLLING_BACK, STOPPED, MigrationJob
+from ..ports import (
+    ActivityLogStore,
+    AuditSource,
+    Clock,
+    ContactDirectory,
+    FeatureFlags,
+    IndexState,
+    JobStore,
+    PeopleCounter,
+)
+from .rollback import rollback
 from .safety import require_indexes
+
+RESUME: Final = "resume"
+FRESH: Final = "fresh"
 
 DEFAULT_COVERAGE_THRESHOLD: Final = 0.99
 
@@ -34,6 +63,8 @@ class TriggerPorts:
     source: AuditSource
     clock: Clock
     indexes: IndexState
+    logs: ActivityLogStore | None = None
+    """Needed by ``restart="fresh"`` only: the rollback it starts with."""
 
 
 def contact_coverage(
@@ -52,8 +83,9 @@ def check_guards(
     ports: TriggerPorts,
     *,
     coverage_threshold: float = DEFAULT_COVERAGE_THRESHOLD,
-) -> None:
-    """Raise the first guard that refuses; return quietly when a job may start."""
+    restart: str | None = None,
+) -> MigrationJob | None:
+    """Raise the first guard that refuses; else return the job a ``restart`` acts on (or None)."""
     require_indexes(ports.indexes)
     if not ports.flags.is_enabled(company_sso_id):
         raise FlagDisabled(f"the CRM audit migration is not enabled for company {company_sso_id}")
@@ -63,11 +95,34 @@ def check_guards(
             f"only {coverage:.2%} of tenant {tenant}'s people have a CDP contact "
             f"(at least {coverage_threshold:.2%} needed): finish the contact backfill first"
         )
+    if restart not in (None, RESUME, FRESH):
+        raise ValueError(f"restart must be None, {RESUME!r} or {FRESH!r}, not {restart!r}")
     latest = ports.jobs.latest(company_sso_id)
-    if latest is not None and latest.status == IN_PROGRESS:
+    if latest is None:
+        if restart == RESUME:
+            raise JobNotFound(f"company {company_sso_id} has no job to resume")
+        return None
+    if latest.status == IN_PROGRESS:
         raise JobAlreadyRunning(f"company {company_sso_id} already has job {latest.job_id} in progress")
-    if latest is not None and latest.status == COMPLETED:
+    if latest.status == ROLLING_BACK:
+        raise JobAlreadyRunning(
+            f"company {company_sso_id} is being rolled back (job {latest.job_id}): run rollback again "
+            "to finish it if it died"
+        )
+    if latest.status == COMPLETED and restart != FRESH:
         raise AlreadyCompleted(f"company {company_sso_id} was already migrated by job {latest.job_id}")
+    if latest.status in STOPPED and restart is None:
+        raise ResumeOrFresh(
+            f"company {company_sso_id}'s job {latest.job_id} is {latest.status}: re-trigger with --resume "
+            "(keep what was written, carry on from the cursor) or --fresh (roll back, then start over)"
+        )
+    if restart == RESUME and latest.status not in STOPPED:
+        raise JobNotFound(
+            f"company {company_sso_id}'s job {latest.job_id} is {latest.status}: nothing to resume"
+        )
+    if restart == RESUME and latest.tenant != tenant:
+        raise TenantMismatch(f"job {latest.job_id} migrates tenant {latest.tenant!r}, not {tenant!r}")
+    return latest if restart is not None else None
 
 
 def new_job(
@@ -108,9 +163,21 @@ def trigger(
     scope: Sequence[str],
     date_range_start: dt.datetime | None = None,
     coverage_threshold: float = DEFAULT_COVERAGE_THRESHOLD,
+    restart: str | None = None,
 ) -> MigrationJob:
-    """Run the guards, then create the job; a race with another trigger ends in ``JOB_ALREADY_RUNNING``."""
-    check_guards(company_sso_id, tenant, ports, coverage_threshold=coverage_threshold)
+    """Run the guards, then create the job (or resume or start afresh, see ``restart``).
+
+    A race with another trigger ends in ``JOB_ALREADY_RUNNING``.
+    """
+    previous = check_guards(
+        company_sso_id, tenant, ports, coverage_threshold=coverage_threshold, restart=restart
+    )
+    if previous is not None and restart == RESUME:
+        return _resume(previous, ports)
+    if previous is not None and restart == FRESH:
+        if ports.logs is None:
+            raise ValueError("restart='fresh' needs TriggerPorts.logs to roll the account back")
+        rollback(company_sso_id, jobs=ports.jobs, logs=ports.logs, clock=ports.clock)
     job = new_job(
         company_sso_id,
         tenant,
@@ -121,3 +188,21 @@ def trigger(
     )
     ports.jobs.create(job)
     return job
+
+
+def _resume(job: MigrationJob, ports: TriggerPorts) -> MigrationJob:
+    """The stopped job back in progress: cursor and counts kept, the halt rule counting from here."""
+    resumed = attrs.evolve(
+        job,
+        status=IN_PROGRESS,
+        updated_at=ports.clock.now(),
+        finished_at=None,
+        halted_reason=None,
+        lease_owner=None,
+        lease_expires_at=None,
+        halt_basis=job.tally,
+    )
+    stored = ports.jobs.transition(resumed, STOPPED)
+    if stored is None:
+        raise JobAlreadyRunning(f"job {job.job_id} changed meanwhile: look at its status and try again")
+    return stored

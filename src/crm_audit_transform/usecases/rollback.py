@@ -4,6 +4,20 @@ Native logs carry no ``external_id`` and another source tag, so they are never t
 it twice deletes nothing the second time. It is refused while a job is in progress, because the
 runner would write behind it; afterwards the job is marked ``rolled_back`` so it can be triggered
 again.
+
+**Fenced against a new job.** Migrated external ids are deterministic, so a new job of the
+account writes the very ids a rollback deletes: a rollback racing a new job would delete the new
+job's logs, and the new job would count them as migrated. So the rollback *holds* the account:
+
+1. it moves the latest job to ``rolling_back`` (a compare-and-set on its status);
+2. it reads the latest job again: if a newer job exists, it gives the status back and refuses
+   (``JobAlreadyRunning``) — nothing deleted;
+3. it deletes, then marks the job ``rolled_back``.
+
+While a job is ``rolling_back``, ``trigger`` refuses and ``run_job`` refuses
+(``JobStore.rollback_under_way``). A runner that passed that check did so before step 1, so its job
+existed before step 2 and the rollback refuses. A rollback that died mid-way leaves the account
+held; running ``rollback`` again finishes it.
 """
 
 from __future__ import annotations
@@ -12,7 +26,7 @@ import attrs
 from attrs import frozen
 
 from ..errors import JobAlreadyRunning
-from ..jobs import IN_PROGRESS, ROLLED_BACK
+from ..jobs import IN_PROGRESS, ROLLED_BACK, ROLLING_BACK
 from ..ports import ActivityLogStore, Clock, JobStore
 
 
@@ -24,13 +38,23 @@ class RollbackResult:
 
 
 def rollback(company_sso_id: str, *, jobs: JobStore, logs: ActivityLogStore, clock: Clock) -> RollbackResult:
-    """Delete the account's migrated logs; raise ``JobAlreadyRunning`` while a job is in progress."""
+    """Delete the account's migrated logs under a hold; ``JobAlreadyRunning`` while a job runs."""
     job = jobs.latest(company_sso_id)
-    if job is not None and job.status == IN_PROGRESS:
+    if job is None:
+        return RollbackResult(company_sso_id, logs.delete_migrated(company_sso_id))
+    if job.status == IN_PROGRESS:
         raise JobAlreadyRunning(
-            f"company {company_sso_id} has job {job.job_id} in progress: stop it before rolling back"
+            f"company {company_sso_id} has job {job.job_id} in progress: cancel it before rolling back"
+        )
+    held = jobs.transition(attrs.evolve(job, status=ROLLING_BACK, updated_at=clock.now()), {job.status})
+    if held is None:
+        raise JobAlreadyRunning(f"company {company_sso_id}'s job {job.job_id} changed meanwhile: try again")
+    latest = jobs.latest(company_sso_id)
+    if latest is not None and latest.job_id != job.job_id:
+        jobs.transition(attrs.evolve(held, status=job.status), {ROLLING_BACK})
+        raise JobAlreadyRunning(
+            f"company {company_sso_id} has a newer job {latest.job_id}: its logs are not rolled back"
         )
     deleted = logs.delete_migrated(company_sso_id)
-    if job is not None and job.status != ROLLED_BACK:
-        jobs.save(attrs.evolve(job, status=ROLLED_BACK, updated_at=clock.now()))
-    return RollbackResult(company_sso_id, deleted, job.job_id if job else None)
+    jobs.transition(attrs.evolve(held, status=ROLLED_BACK, updated_at=clock.now()), {ROLLING_BACK})
+    return RollbackResult(company_sso_id, deleted, job.job_id)

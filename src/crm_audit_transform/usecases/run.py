@@ -22,6 +22,16 @@ clean run's timeline (``_enrich_step``). Its counts go to ``job.enrichment`` (an
 ``EnrichmentTally``), not to the outcome ``Tally``: enrichment is not a record's outcome and never
 moves the failure rate.
 
+Halting (``halting.HaltRule``): batches are also cut at the rule's check points — every
+``halt_sample`` rows counted since the job's ``halt_basis`` — so the counts at each check point
+are the same in every run, however it was paged, batched or interrupted; the rule is checked
+there and at the end of the data. A USMAN outage counts degraded actors (``actors_degraded``)
+and halts past its own threshold, the reason naming USMAN.
+
+Cancel: ``save_progress`` writes only while the job is in progress; a job cancelled meanwhile
+comes back ``cancelled`` and the run stops there (its last batch is written, its cursor not: a
+resume replays it, harmlessly). A rollback under way on the account refuses the run.
+
 Lookups: one ``LookupCache`` per run remembers the CRM users and SSO ids (and "not found") already
 answered, so each user id and email is asked at most once per run; contacts are asked per page.
 """
@@ -37,8 +47,8 @@ from .. import reasons
 from ..domain import AuditRow, Failed, Migrated, Outcome, Skipped, WriteResult
 from ..enrichment import EnrichmentStore
 from ..enrichment_tally import EnrichmentTally
-from ..errors import CrmAuditError, JobNotFound
-from ..jobs import COMPLETED, HALTED, IN_PROGRESS, MigrationJob
+from ..errors import CrmAuditError, JobAlreadyRunning, JobNotFound
+from ..jobs import CANCELLED, COMPLETED, HALTED, IN_PROGRESS, MigrationJob
 from ..lookup import fetch_lookups
 from ..lookup_cache import LookupCache
 from ..ports import (
@@ -84,12 +94,26 @@ class RunPorts:
 
 
 @frozen
+class HaltPoint:
+    """Where the halt rule decided to halt: the cursor (last audit id counted) and the reason."""
+
+    audit_id: int
+    reason: str
+
+
+@frozen
 class RunResult:
-    """Where a run left its job; ``stopped`` when a stop request ended it before the end."""
+    """Where a run left its job; ``stopped`` when a stop request ended it before the end.
+
+    ``would_halt`` is the first point where the halt rule said halt: the job then is ``halted``
+    there, or — with ``enforce_halt=False`` (the dry run) — it went on and only reports it.
+    A job cancelled mid-run comes back with status ``cancelled``.
+    """
 
     job: MigrationJob
     steps: int = 0
     stopped: bool = False
+    would_halt: HaltPoint | None = None
 
 
 @frozen
@@ -97,6 +121,7 @@ class _Step:
     last_id: int
     outcomes: tuple[Outcome, ...]
     fallthrough: int = 0
+    degraded: int = 0
 
 
 def _never() -> bool:
@@ -129,6 +154,11 @@ def run_job(
     if job.status != IN_PROGRESS:
         return RunResult(job)
     require_indexes(ports.indexes)
+    held = ports.jobs.rollback_under_way(company_sso_id)
+    if held is not None:
+        # The rollback's fence: it checks for a newer job after holding the account, so a run
+        # that passes here started before the hold and makes the rollback refuse (rollback.py).
+        raise JobAlreadyRunning(f"company {company_sso_id} is being rolled back (job {held.job_id}): wait")
     job = _lease(ports, job, owner, settings)
     loop = _Loop(ports, transformer, owner, settings, should_stop, on_progress, on_outcomes)
     try:
@@ -141,8 +171,8 @@ def run_job(
 
 
 def _lease(ports: RunPorts, job: MigrationJob, owner: str, settings: RunSettings) -> MigrationJob:
-    now = ports.clock.now()
-    return ports.jobs.acquire_lease(job.job_id, owner, now, now + settings.lease_ttl)
+    # The expiry is computed on the store's (the database's) clock, never this host's.
+    return ports.jobs.acquire_lease(job.job_id, owner, settings.lease_ttl)
 
 
 def _release_quietly(ports: RunPorts, company_sso_id: str, owner: str) -> None:
@@ -165,6 +195,7 @@ class _Loop:
         "_on_progress",
         "_owner",
         "_ports",
+        "_rule",
         "_settings",
         "_should_stop",
         "_transformer",
@@ -188,6 +219,7 @@ class _Loop:
         self._on_progress = on_progress
         self._on_outcomes = on_outcomes
         self._migrate = MigrateBatch(ports.logs, min(settings.batch_size, MAX_BATCH_SIZE))
+        self._rule = settings.halt_rule
         self._cache = LookupCache()
         self._enrich = (
             EnrichStep(ports.entities, ports.enrichment)
@@ -197,6 +229,14 @@ class _Loop:
 
     def run(self, job: MigrationJob) -> RunResult:
         steps = 0
+        would_halt: HaltPoint | None = None
+        # A run that died between its last batch at a check point and the halt it decided there
+        # resumes exactly at that point: decide it again before going on.
+        reason = self._rule.decide(job.tally - job.halt_basis)
+        if reason is not None:
+            would_halt = HaltPoint(job.last_audit_id, reason)
+            if self._settings.enforce_halt:
+                return RunResult(self._finish(job, HALTED, reason), steps, would_halt=would_halt)
         scope = self._transformer.scope
         while True:
             rows = self._ports.source.page(
@@ -211,13 +251,25 @@ class _Loop:
             for step in self._steps(job, rows):
                 job = self._write(job, step)
                 steps += 1
-                if job.tally.failure_rate > self._settings.halt_threshold:
-                    return RunResult(self._finish(job, HALTED, _halt_reason(job, self._settings)), steps)
+                if job.status == CANCELLED:
+                    return RunResult(job, steps, would_halt=would_halt)
+                reason = self._rule.decide(job.tally - job.halt_basis)
+                if reason is not None and would_halt is None:
+                    would_halt = HaltPoint(job.last_audit_id, reason)
+                    if self._settings.enforce_halt:
+                        return RunResult(self._finish(job, HALTED, reason), steps, would_halt=would_halt)
                 if self._should_stop():
-                    return RunResult(self._finish(job, IN_PROGRESS), steps, stopped=True)
+                    return RunResult(
+                        self._finish(job, IN_PROGRESS), steps, stopped=True, would_halt=would_halt
+                    )
             if len(rows) < self._settings.page_size:
                 break
-        return RunResult(self._finish(job, COMPLETED), steps)
+        reason = self._rule.decide(job.tally - job.halt_basis, at_end=True)
+        if reason is not None and would_halt is None:
+            would_halt = HaltPoint(job.last_audit_id, reason)
+            if self._settings.enforce_halt:
+                return RunResult(self._finish(job, HALTED, reason), steps, would_halt=would_halt)
+        return RunResult(self._finish(job, COMPLETED), steps, would_halt=would_halt)
 
     def _steps(self, job: MigrationJob, rows: Sequence[AuditRow]) -> Iterator[_Step]:
         prepared = self._transformer.prepare(rows)
@@ -231,15 +283,25 @@ class _Loop:
             cache=self._cache,
         )
         page = self._transformer.transform(prepared, ctx, company_sso_id=job.company_sso_id)
-        # Fallthroughs are counted per step (from the page's per-row flags), so that a replayed
-        # step adds exactly its own.
-        yield from _cut(rows, page.outcomes, page.fell_through, self._migrate.max_size)
+        # Fallthroughs and degraded actors are counted per step (from the page's per-row flags),
+        # so that a replayed step adds exactly its own. Steps also end at the halt rule's check
+        # points, so the rule sees the same counts however the run was cut.
+        first_check = self._rule.rows_to_next_check((job.tally - job.halt_basis).processed)
+        yield from _cut(
+            rows,
+            page.outcomes,
+            page.fell_through,
+            page.degraded,
+            self._migrate.max_size,
+            first_check=first_check,
+            every=self._rule.sample,
+        )
 
     def _write(self, job: MigrationJob, step: _Step) -> MigrationJob:
         logs = [o.log for o in step.outcomes if isinstance(o, Migrated)]
         result = self._migrate(logs)
         settled = tuple(_settle(step.outcomes, result.results))
-        tally = Tally.of(settled, step.fallthrough)
+        tally = Tally.of(settled, step.fallthrough, step.degraded)
         enriched = (
             EnrichmentTally() if self._enrich is None else self._enrich(job.tenant, logs, result.results)
         )
@@ -251,8 +313,9 @@ class _Loop:
             enrichment=job.enrichment + enriched,
             updated_at=now,
         )
-        # One write renews the lease and saves the progress; LeaseHeld if another runner took over.
-        job = self._ports.jobs.save_progress(job, self._owner, now + self._settings.lease_ttl)
+        # One write renews the lease and saves the progress; LeaseHeld if another runner took over,
+        # the stored cancelled job (nothing written) if the job was cancelled meanwhile.
+        job = self._ports.jobs.save_progress(job, self._owner, self._settings.lease_ttl)
         if self._on_progress is not None:
             self._on_progress(job)
         if self._on_outcomes is not None:
@@ -276,25 +339,49 @@ class _Loop:
 
 
 def _cut(
-    rows: Sequence[AuditRow], outcomes: Sequence[Outcome], fell_through: Sequence[bool], size: int
+    rows: Sequence[AuditRow],
+    outcomes: Sequence[Outcome],
+    fell_through: Sequence[bool],
+    degraded: Sequence[bool],
+    size: int,
+    *,
+    first_check: int,
+    every: int,
 ) -> Iterator[_Step]:
-    """Cut a page into steps of consecutive rows holding at most ``size`` logs to write."""
+    """Cut a page into steps of consecutive rows holding at most ``size`` logs to write, ending
+    also after row ``first_check`` and every ``every`` rows after it (the halt rule's check points)."""
     start = 0
     logs = 0
+    next_check = first_check
     for index, outcome in enumerate(outcomes):
+        if index == next_check:
+            if index > start:
+                yield _step(rows, outcomes, fell_through, degraded, start, index)
+                start, logs = index, 0
+            next_check += every
         if isinstance(outcome, Migrated):
             if logs == size:
-                yield _step(rows, outcomes, fell_through, start, index)
+                yield _step(rows, outcomes, fell_through, degraded, start, index)
                 start, logs = index, 0
             logs += 1
     if start < len(outcomes):
-        yield _step(rows, outcomes, fell_through, start, len(outcomes))
+        yield _step(rows, outcomes, fell_through, degraded, start, len(outcomes))
 
 
 def _step(
-    rows: Sequence[AuditRow], outcomes: Sequence[Outcome], fell_through: Sequence[bool], a: int, b: int
+    rows: Sequence[AuditRow],
+    outcomes: Sequence[Outcome],
+    fell_through: Sequence[bool],
+    degraded: Sequence[bool],
+    a: int,
+    b: int,
 ) -> _Step:
-    return _Step(last_id=rows[b - 1].id, outcomes=tuple(outcomes[a:b]), fallthrough=sum(fell_through[a:b]))
+    return _Step(
+        last_id=rows[b - 1].id,
+        outcomes=tuple(outcomes[a:b]),
+        fallthrough=sum(fell_through[a:b]),
+        degraded=sum(degraded[a:b]),
+    )
 
 
 def _settle(outcomes: Sequence[Outcome], results: Sequence[WriteResult]) -> Iterator[Outcome]:
@@ -311,10 +398,3 @@ def _settle(outcomes: Sequence[Outcome], results: Sequence[WriteResult]) -> Iter
             yield Skipped(outcome.audit_id, result.reason, result.detail)
         else:
             yield Failed(outcome.audit_id, result.reason or reasons.WRITE_ERROR, result.detail)
-
-
-def _halt_reason(job: MigrationJob, settings: RunSettings) -> str:
-    return (
-        f"failure rate {job.tally.failure_rate:.2%} ({job.tally.failed_total} of {job.tally.processed}) "
-        f"exceeded {settings.halt_threshold:.0%}"
-    )

@@ -1,7 +1,10 @@
 """Status of an account's migration, as ops, the S2S API and the web indicator read it.
 
 ``accuracy_pct`` (S2S only) is the share of processed rows that reached a deliberate outcome —
-migrated, or skipped for a named reason — rather than failing: ``100 × (1 − failure_rate)``.
+migrated with its true actor, or skipped for a named reason — rather than failing or having its
+actor degraded by a USMAN outage: ``100 × (processed − failed − actors_degraded) / processed``.
+``actors_degraded`` counts those degraded actors. ``lease_owner`` / ``lease_expires_at`` tell a
+live runner (a lease in the future, renewed every batch) from a dead one (an expired lease).
 ``enrichment`` (ops and S2S) counts what association enrichment did; it is not part of the outcome
 counts and does not move the failure rate.
 """
@@ -36,6 +39,8 @@ class MigrationStatus:
     finished_at: dt.datetime | None = None
     halted_reason: str | None = None
     enrichment: EnrichmentTally = field(factory=EnrichmentTally)
+    lease_owner: str | None = None
+    lease_expires_at: dt.datetime | None = None
 
     @property
     def failure_rate(self) -> float:
@@ -43,7 +48,7 @@ class MigrationStatus:
 
     @property
     def accuracy_pct(self) -> float:
-        return round(100.0 * (1.0 - self.tally.failure_rate), 2)
+        return round(100.0 * self.tally.accuracy_rate, 2)
 
     @classmethod
     def of(cls, job: MigrationJob) -> MigrationStatus:
@@ -60,6 +65,8 @@ class MigrationStatus:
             finished_at=job.finished_at,
             halted_reason=job.halted_reason,
             enrichment=job.enrichment,
+            lease_owner=job.lease_owner,
+            lease_expires_at=job.lease_expires_at,
         )
 
     def as_dict(self, *, include_accuracy: bool = True) -> dict[str, Any]:
@@ -78,12 +85,15 @@ class MigrationStatus:
             skipped=dict(self.tally.skipped),
             failed=dict(self.tally.failed),
             status_fallthrough=self.tally.fallthrough,
+            actors_degraded=self.tally.actors_degraded,
             failure_rate=self.failure_rate,
             last_audit_id=self.last_audit_id,
             created_at=_iso(self.created_at),
             updated_at=_iso(self.updated_at),
             finished_at=_iso(self.finished_at),
             halted_reason=self.halted_reason,
+            lease_owner=self.lease_owner,
+            lease_expires_at=_iso(self.lease_expires_at),
             enrichment=self.enrichment.as_dict(),
         )
         if include_accuracy:
@@ -110,4 +120,5 @@ def report_counts(tally: Tally) -> Mapping[str, Any]:
         "migrated": tally.migrated,
         "skipped": dict(tally.skipped),
         "failed": dict(tally.failed),
+        "actors_degraded": tally.actors_degraded,
     }

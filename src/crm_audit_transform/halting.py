@@ -1,0 +1,64 @@
+"""The halt rule: a pure function of the rows behind the cursor, never of where a run was cut.
+
+The plan halts a job "when cumulative failed/processed > 0.10". Evaluated after every batch, that
+decision depends on where batches, pages and interruptions fall: 6 bad rows among the first 29
+halted a job whose whole account fails 0.8%, and a Ctrl-C and resume halted a job a clean run
+completes. So the rule is evaluated only at fixed points of the row sequence:
+
+* the rows are counted in audit-id order from the **basis** (the trigger, or the last ``--resume``);
+* the rule is evaluated each time that count reaches a multiple of ``sample`` rows (default 200),
+  and once at the end of the data — the run cuts its batches at those points, so every run sees
+  exactly the same counts there, however it was paged, batched or interrupted (a replayed batch
+  counts exactly as in a clean run: docs/runner.md);
+* at each point, the job halts when the failed share of the rows since the basis exceeds
+  ``threshold`` (default 10%), or when the share of actors degraded by a USMAN outage exceeds
+  ``degraded_threshold`` (default 10%) — the reason then names USMAN, and ``--resume`` once it is
+  back carries on from the cursor.
+
+The dry run reports "would halt at …" from the same rule (``RunResult.would_halt``).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from attrs import field, frozen, validators
+
+from .tally import Tally
+
+DEFAULT_HALT_THRESHOLD: Final = 0.10
+DEFAULT_DEGRADED_THRESHOLD: Final = 0.10
+DEFAULT_HALT_SAMPLE: Final = 200
+
+
+@frozen
+class HaltRule:
+    """Thresholds (shares, 0–1) and the sample size (rows) between two evaluations."""
+
+    threshold: float = DEFAULT_HALT_THRESHOLD
+    degraded_threshold: float = DEFAULT_DEGRADED_THRESHOLD
+    sample: int = field(default=DEFAULT_HALT_SAMPLE, validator=validators.ge(1))
+
+    def rows_to_next_check(self, since: int) -> int:
+        """How many more rows until the next evaluation point, given ``since`` rows counted (≥ 1)."""
+        return self.sample - since % self.sample
+
+    def decide(self, since: Tally, *, at_end: bool = False) -> str | None:
+        """The halt reason for the rows counted since the basis, or None to carry on.
+
+        Only at an evaluation point (a multiple of ``sample`` rows, or ``at_end``); elsewhere None.
+        """
+        if since.processed <= 0 or (not at_end and since.processed % self.sample):
+            return None
+        if since.failure_rate > self.threshold:
+            return (
+                f"failure rate {since.failure_rate:.2%} ({since.failed_total} of {since.processed} rows "
+                f"since the job started or resumed) exceeded {self.threshold:.0%}"
+            )
+        if since.degraded_rate > self.degraded_threshold:
+            return (
+                f"USMAN: {since.actors_degraded} of {since.processed} actors degraded to the deleted "
+                f"user ({since.degraded_rate:.2%}) exceeded {self.degraded_threshold:.0%}; "
+                "trigger --resume once USMAN answers again"
+            )
+        return None
