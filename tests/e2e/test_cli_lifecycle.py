@@ -153,7 +153,7 @@ class TestCancelAndRestart:
     def test_a_live_runner_stops_at_its_next_batch_and_a_restart_is_explicit(
         self, run_cli: Cli, client: mongomock.MongoClient
     ) -> None:
-        """Cancelled mid-run: exit 8, cursor kept; a plain trigger refused; --resume ends clean; --fresh rolls back."""
+        """Cancelled mid-run: exit 8; a plain trigger is refused; --resume ends clean; --fresh rolls back."""
         assert run_cli("trigger", "--company-sso-id", COMPANY).exit_code == 0
         run_cli.overrides.prepare = cancel_mid_run
         stopped = run_cli("run", "--company-sso-id", COMPANY, "--no-progress")
