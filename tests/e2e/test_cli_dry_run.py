@@ -9,6 +9,7 @@ import sys
 from importlib import resources
 from pathlib import Path
 
+import attrs
 import pytest
 from click.testing import CliRunner
 
@@ -18,6 +19,7 @@ from crm_audit_transform.usecases import RunSettings, report_counts
 from support.corpus_account import (
     CORPUS,
     World,
+    audit_rows,
     company_sso_id,
     contact_docs,
     dump_jsonl,
@@ -62,6 +64,40 @@ def invoke(*args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
+class TestWouldHalt:
+    def test_reports_where_a_real_run_would_halt_by_the_same_rule(
+        self, tmp_path: Path, inputs: list[str]
+    ) -> None:
+        """Rows 230–300 unreadable: the report names the real run's halt point and processes every row."""
+        rows = [
+            json.loads(line) for line in (CORPUS / "audits.jsonl").read_text(encoding="utf-8").splitlines()
+        ]
+        for doc in rows:
+            if doc["tenant"] == TENANT and 230 <= doc["id"] <= 300:
+                doc["audited_changes"] = "--- [unclosed"
+        (tmp_path / "audits.jsonl").write_text(dump_jsonl(rows), encoding="utf-8")
+        args = list(inputs)
+        args[args.index("--audits") + 1] = str(tmp_path / "audits.jsonl")
+        report = tmp_path / "report.json"
+        code, _, stderr = invoke(*args, "--report", str(report))
+        assert code == 0
+        doc = json.loads(report.read_text())
+        assert doc["processed"] == 759
+        expected = doc["would_halt"]
+        assert expected is not None
+        assert expected["reason"].startswith("failure rate")
+        assert f"would halt at audit id {expected['audit_id']}" in stderr
+        # The real run, over the same rows, halts exactly there.
+        broken = [
+            attrs.evolve(r, audited_changes="--- [unclosed") if 230 <= r.id <= 300 else r
+            for r in audit_rows(TENANT)
+        ]
+        real = World(TENANT, rows=broken)
+        real.trigger()
+        halted = real.run().job
+        assert (halted.status, halted.last_audit_id) == ("halted", expected["audit_id"])
+
+
 class TestDryRunOnTheCorpus:
     def test_writes_exactly_the_mongo_documents_and_the_report(
         self, tmp_path: Path, inputs: list[str], clean: World
@@ -72,8 +108,15 @@ class TestDryRunOnTheCorpus:
         assert code == 0
         expected = clean.jobs.latest(clean.company)
         assert expected is not None
-        assert json.loads(report.read_text()) == report_counts(expected.tally)
-        assert list(json.loads(report.read_text())) == ["processed", "migrated", "skipped", "failed"]
+        assert json.loads(report.read_text()) == {**report_counts(expected.tally), "would_halt": None}
+        assert list(json.loads(report.read_text())) == [
+            "processed",
+            "migrated",
+            "skipped",
+            "failed",
+            "actors_degraded",
+            "would_halt",
+        ]
         assert out.read_text(encoding="utf-8").splitlines() == [
             encode_log_line(log) for log in clean.logs.logs
         ]

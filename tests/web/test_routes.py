@@ -380,3 +380,31 @@ class TestWritePathPreconditions:
         assert response.status_code == 409
         assert error_code(response) == "TENANT_MISMATCH"
         assert app_parts["db"]["crm_activity_log_migration_jobs"].count_documents({}) == 0
+
+
+class TestCancelAndRestartRoutes:
+    def post(self, client: httpx.Client, path: str, payload: dict[str, Any]) -> Any:
+        return client.post(
+            f"/private/activity_logs/crm_migration/{path}", json=payload, headers={"Authorization": AUTH}
+        )
+
+    def test_cancel_then_restart_needs_resume_or_fresh(self, app_parts: dict[str, Any]) -> None:
+        """cancel → cancelled (lease fields shown); a plain trigger is 409 RESUME_OR_FRESH; resume works."""
+        client = app_parts["client"]
+        seed_contacts(app_parts["db"], COMPANY, people_count(app_parts["dsn"]))
+        assert self.post(client, "trigger", {"company_sso_id": COMPANY}).status_code == 202
+        cancelled = self.post(client, "cancel", {"company_sso_id": COMPANY})
+        assert cancelled.status_code == 200
+        doc = cancelled.json()
+        assert doc["status"] == "cancelled"
+        assert {"actors_degraded", "lease_owner", "lease_expires_at"} <= set(doc)
+        again = self.post(client, "cancel", {"company_sso_id": COMPANY})
+        assert (again.status_code, error_code(again)) == (404, "JOB_NOT_FOUND")
+        plain = self.post(client, "trigger", {"company_sso_id": COMPANY})
+        assert (plain.status_code, error_code(plain)) == (409, "RESUME_OR_FRESH")
+        bad = self.post(client, "trigger", {"company_sso_id": COMPANY, "restart": "later"})
+        assert (bad.status_code, error_code(bad)) == (400, "INVALID_RESTART")
+        resumed = self.post(client, "trigger", {"company_sso_id": COMPANY, "restart": "resume"})
+        assert resumed.status_code == 202
+        assert resumed.json()["status"] == "in_progress"
+        assert app_parts["db"]["crm_activity_log_migration_jobs"].count_documents({}) == 1
