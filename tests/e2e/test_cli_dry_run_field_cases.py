@@ -96,12 +96,17 @@ class TestDryRunFieldCases:
         code, output = run(write_inputs(tmp_path, rows))
         assert code == 0, output
         report = json.loads((tmp_path / "report.json").read_text())
+        would_halt = report.pop("would_halt")
         assert report == {
             "processed": 9,
             "migrated": 6,
             "skipped": {},
             "failed": {"duplicate_audit_id": 1, "malformed_audited_changes": 1, "missing_created_at": 1},
+            "actors_degraded": 0,
         }
+        # The run's halt rule sees the rows it processed (the repeat was set aside by the file reader).
+        assert would_halt["audit_id"] == 9
+        assert would_halt["reason"].startswith("failure rate 25.00% (2 of 8 rows")
         found = outcomes(tmp_path)
         assert len((tmp_path / "outcomes.jsonl").read_text().splitlines()) == 9
         for audit_id in (-2, 0, 1, 2, 3, 5):
