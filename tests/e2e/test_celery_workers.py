@@ -82,7 +82,10 @@ class TestRedelivery:
         self, scale: Scale, celery_workers: WorkerPool
     ) -> None:
         """kill -9 mid-run: after the visibility timeout another worker resumes the job to a clean state."""
-        scale.env.update(CRM_AUDIT_BROKER_VISIBILITY_TIMEOUT="4", CRM_AUDIT_LEASE_SECONDS="3")
+        # Pages of 10 rows make the run long enough to be killed mid-way on a fast or idle machine.
+        scale.env.update(
+            CRM_AUDIT_BROKER_VISIBILITY_TIMEOUT="4", CRM_AUDIT_LEASE_SECONDS="3", CRM_AUDIT_PAGE_SIZE="10"
+        )
         celery_workers.start(scale.env)
         tenant, company = "globex", company_sso_id("globex")
         assert scale.enqueue(tenant).exit_code == 0
