@@ -161,7 +161,7 @@ def create_app(
         return JSONResponse(status.as_dict(), status_code=202)
 
     async def cancel(request: Request) -> Response:
-        body = await _json_object(request, max_body_bytes)
+        body = await _json_object(request, max_body_bytes, max_json_depth)
         status = await run_in_threadpool(service.cancel, _company(body.get("company_sso_id")))
         return JSONResponse(status.as_dict())
 
