@@ -26,7 +26,7 @@ from attrs import evolve
 
 from .domain import ActivityLog, BatchResult, Outcome
 from .enrichment import EnrichmentPlan, EnrichmentReport, EnrichmentStore, enrich_existing
-from .errors import ConfigError, JobNotFound
+from .errors import ConfigError, JobNotFound, TenantMismatch
 from .jobs import MigrationJob
 from .ports import (
     ActivityLogStore,
@@ -179,8 +179,17 @@ class MigrationService:
     ) -> RunResult:
         """Start or resume the account's job from its cursor (``run_job``); ``owner`` names the lease.
 
-        ``JobNotFound`` without a job; ``LeaseHeld`` while another runner holds it.
+        ``JobNotFound`` without a job; ``LeaseHeld`` while another runner holds it;
+        ``TenantMismatch`` when the job reads another tenant than the account is bound to (a job
+        triggered before the binding was configured): nothing is written.
         """
+        bound = self._tenants.get(company_sso_id)
+        job = self._ports.jobs.latest(company_sso_id) if bound is not None else None
+        if job is not None and bound is not None and job.tenant != bound:
+            raise TenantMismatch(
+                f"job {job.job_id} reads CRM tenant {job.tenant!r} but company {company_sso_id} is bound "
+                f"to {bound!r}: cancel it and trigger --fresh"
+            )
         return run_job(
             company_sso_id,
             self._run_ports(),

@@ -124,6 +124,14 @@ class TestMigrationService:
             service.trigger(world.company, "globex")
         assert service.status(world.company).status == NOT_STARTED
 
+    def test_a_job_of_another_tenant_than_the_binding_does_not_run(self) -> None:
+        """A job triggered before the binding, for another tenant, is refused TENANT_MISMATCH."""
+        world = World()
+        world.service(tenants={}).trigger(world.company, world.tenant, allow_unbound_tenant=True)
+        with pytest.raises(TenantMismatch):
+            world.service(tenants={world.company: "globex"}).run(world.company, owner="runner-1")
+        assert world.logs.count_migrated(world.company) == 0
+
     def test_an_unbound_account_triggers_only_when_allowed(self) -> None:
         """Without a binding, trigger is TenantUnbound unless the caller allows the unbound tenant."""
         world = World()
