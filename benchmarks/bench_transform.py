@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from crm_audit_transform import load_audited_changes
 from crm_audit_transform.config import load_default_config
-from crm_audit_transform.lookup import fetch_lookups
+from crm_audit_transform.lookup import LookupPorts, fetch_lookups
 from crm_audit_transform.testing.golden import corpus_tenant, corpus_tenants
 from crm_audit_transform.transformer import Transformer
 
@@ -51,9 +51,7 @@ def main() -> None:
                 transformer.plan(prepared),
                 company_sso_id=tenant.company_sso_id,
                 tenant=tenant.name,
-                users=users,
-                sso=sso,
-                contacts=contacts,
+                ports=LookupPorts(users, sso, contacts),
             )
             transformer.transform(prepared, ctx, company_sso_id=tenant.company_sso_id)
 

@@ -134,7 +134,7 @@ def _row_feed(ctx: Context) -> Iterator[list[Any]]:
 
 def transform(ctx: Context) -> dict[str, Any]:
     (Transformer,) = need("crm_audit_transform.transformer", "Transformer")
-    (fetch_lookups,) = need("crm_audit_transform.lookup", "fetch_lookups")
+    fetch_lookups, LookupPorts = need("crm_audit_transform.lookup", "fetch_lookups", "LookupPorts")
     lookups = Lookups(ctx, users_in_memory=True, contacts_in_memory=True)
     transformer = Transformer(ctx.config)
     company = ctx.company_sso_id
@@ -149,9 +149,7 @@ def transform(ctx: Context) -> dict[str, Any]:
             transformer.plan(prepared),
             company_sso_id=company,
             tenant=ctx.schema,
-            users=lookups.users,
-            sso=lookups.sso,
-            contacts=lookups.contacts,
+            ports=LookupPorts(lookups.users, lookups.sso, lookups.contacts),
         )
         result = transformer.transform(prepared, lookup_ctx, company_sso_id=company)
         timed += clock() - started

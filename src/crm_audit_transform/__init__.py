@@ -58,7 +58,7 @@ from .errors import (
 from .halting import HaltRule
 from .jobs import MigrationJob
 from .loading import JsonbText, LoaderLimits, load_audited_changes
-from .lookup import LookupContext, LookupRequest, fetch_lookups
+from .lookup import LookupContext, LookupPorts, LookupRequest, fetch_lookups
 from .lookup_cache import LookupCache
 from .numerals import is_int_text, parse_int
 from .service import MigrationService, ServicePorts
@@ -103,6 +103,7 @@ __all__ = [
     "LoaderLimits",
     "LookupCache",
     "LookupContext",
+    "LookupPorts",
     "LookupRequest",
     "MalformedYaml",
     "MappingConfig",

@@ -40,6 +40,15 @@ class LookupRequest:
 
 
 @frozen
+class LookupPorts:
+    """What a page's lookups ask: the CRM users, the SSO directory (USMAN), the CDP contacts."""
+
+    users: UserDirectory
+    sso: SsoDirectory
+    contacts: ContactDirectory
+
+
+@frozen
 class LookupContext:
     """What the rules may know about a page: users by id, SSO ids by email, contacts by person id.
 
@@ -59,9 +68,7 @@ def fetch_lookups(
     *,
     company_sso_id: str,
     tenant: str,
-    users: UserDirectory,
-    sso: SsoDirectory,
-    contacts: ContactDirectory,
+    ports: LookupPorts,
     cache: LookupCache | None = None,
 ) -> LookupContext:
     """Ask each port at most once (never with an empty id list) and collect the answers.
@@ -72,7 +79,7 @@ def fetch_lookups(
     cache = LookupCache() if cache is None else cache
     found_users, ask_users = cache.known_users(tenant, request.user_ids)
     if ask_users:
-        answered = users.users_by_ids(tenant, ask_users)
+        answered = ports.users.users_by_ids(tenant, ask_users)
         cache.remember_users(tenant, ask_users, answered)
         found_users.update(answered)
     emails = sorted({user.email for user in found_users.values() if user.email and user.deleted_at is None})
@@ -80,7 +87,7 @@ def fetch_lookups(
     sso_available = True
     if ask_emails:
         try:
-            answered_sso = sso.sso_ids_by_emails(company_sso_id, ask_emails)
+            answered_sso = ports.sso.sso_ids_by_emails(company_sso_id, ask_emails)
         except DirectoryUnavailable:
             # Not an answer: remember nothing, so the next page asks USMAN again.
             sso_available = False
@@ -88,7 +95,9 @@ def fetch_lookups(
             cache.remember_sso_ids(company_sso_id, ask_emails, answered_sso)
             sso_ids.update(answered_sso)
     found_contacts = (
-        dict(contacts.contacts_by_crm_ids(company_sso_id, request.person_ids)) if request.person_ids else {}
+        dict(ports.contacts.contacts_by_crm_ids(company_sso_id, request.person_ids))
+        if request.person_ids
+        else {}
     )
     return LookupContext(
         users=found_users,

@@ -8,20 +8,26 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection, Mapping, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .domain import ActivityLog, AuditRow, Contact, CrmUser, EntityRef, ScopeBounds, UserId, WriteResult
 from .jobs import MigrationJob
 
+if TYPE_CHECKING:  # the enrichment package imports these ports: annotations only, no import cycle
+    from .enrichment.model import ApplyResult, EnrichmentPlan, MatchKey, StoredLog
+
 __all__ = [
     "ActivityLogStore",
+    "ActivityLogWriter",
     "AuditSource",
     "Clock",
     "ContactDirectory",
+    "EnrichmentStore",
     "EntityDirectory",
     "FeatureFlags",
     "IndexState",
     "JobStore",
+    "MigratedLogs",
     "PeopleCounter",
     "SsoDirectory",
     "UserDirectory",
@@ -84,18 +90,60 @@ class EntityDirectory(Protocol):
     ) -> Mapping[int, EntityRef]: ...
 
 
-class ActivityLogStore(Protocol):
-    """The CDP ``activity_logs`` collection, as the migration writes and reverses it."""
+class ActivityLogWriter(Protocol):
+    """Where migrated logs go: the CDP ``activity_logs`` collection, a file, a queue."""
 
     def insert_batch(self, logs: Sequence[ActivityLog]) -> Sequence[WriteResult]:
         """Insert unordered; a duplicate ``(company_sso_id, external_id)`` is a ``skipped`` result."""
         ...
+
+
+class MigratedLogs(Protocol):
+    """The migrated logs of an account, as rollback deletes and counts them."""
 
     def delete_migrated(self, company_sso_id: str) -> int:
         """Delete this company's ``source_tag = crm_migration`` logs only; return how many."""
         ...
 
     def count_migrated(self, company_sso_id: str) -> int: ...
+
+
+class ActivityLogStore(ActivityLogWriter, MigratedLogs, Protocol):
+    """A store that is both (MongoDB's ``activity_logs``); use cases ask for the one they need."""
+
+
+class EnrichmentStore(Protocol):
+    """``activity_logs`` (and the contacts' ``crm_data.id``) as enrichment reads and patches them.
+
+    Logs already in the CDP (the live feed's, and ours from before) are enriched in place; see
+    docs/enrichment.md.
+    """
+
+    def logs_by_external_ids(
+        self, company_sso_id: str, external_ids: Collection[str]
+    ) -> Mapping[str, StoredLog]:
+        """Our logs of the company by ``external_id``; ids it does not hold are absent."""
+        ...
+
+    def live_feed_candidates(
+        self, keys: Collection[MatchKey], window: dt.timedelta
+    ) -> Mapping[MatchKey, Sequence[StoredLog]]:
+        """Per key, every log without ``external_id`` that the key matches within ``window``."""
+        ...
+
+    def crm_person_ids(self, company_sso_id: str, customer_ids: Collection[str]) -> Mapping[str, int]:
+        """The ``crm_data.id`` of the company's contacts by customer id; contacts without one are absent."""
+        ...
+
+    def association_logs_lacking(
+        self, company_sso_id: str, *, after: str | None, limit: int
+    ) -> Sequence[StoredLog]:
+        """Association logs of the company missing any enrichment key, by ``doc_id`` after ``after``."""
+        ...
+
+    def apply(self, plan: EnrichmentPlan) -> ApplyResult:
+        """``$set`` each patch's keys on its target, each key only while it is still absent there."""
+        ...
 
 
 class JobStore(Protocol):

@@ -25,7 +25,7 @@ from typing import Protocol
 from attrs import evolve
 
 from .domain import ActivityLog, BatchResult, Outcome
-from .enrichment import EnrichmentPlan, EnrichmentReport, EnrichmentStore, enrich_existing
+from .enrichment import EnrichmentPlan, EnrichmentReport, EnrichPorts, enrich_existing
 from .errors import ConfigError, JobNotFound, TenantMismatch
 from .jobs import MigrationJob
 from .ports import (
@@ -33,6 +33,7 @@ from .ports import (
     AuditSource,
     Clock,
     ContactDirectory,
+    EnrichmentStore,
     EntityDirectory,
     FeatureFlags,
     IndexState,
@@ -46,8 +47,8 @@ from .usecases import (
     DEFAULT_COVERAGE_THRESHOLD,
     ExplainPorts,
     Explanation,
-    MigrateBatch,
     MigrationStatus,
+    RollbackPorts,
     RollbackResult,
     RunPorts,
     RunResult,
@@ -55,6 +56,7 @@ from .usecases import (
     TriggerPorts,
     cancel,
     explain_audit,
+    migrate_batch,
     migration_status,
     new_job,
     rollback,
@@ -222,7 +224,7 @@ class MigrationService:
         ``JobAlreadyRunning`` while a job is in progress.
         """
         p = self._ports
-        return rollback(company_sso_id, jobs=p.jobs, logs=p.logs, clock=p.clock)
+        return rollback(company_sso_id, RollbackPorts(p.jobs, p.logs, p.clock))
 
     # -- logs already in the CDP -----------------------------------------------------------------
     def enrich(
@@ -248,8 +250,7 @@ class MigrationService:
         return enrich_existing(
             company_sso_id,
             tenant,
-            entities=entities,
-            store=store,
+            ports=EnrichPorts(entities, store),
             dry_run=dry_run,
             on_plan=on_plan,
         )
@@ -311,7 +312,7 @@ class MigrationService:
         ``IndexesMissing`` without migration 035's indexes: nothing is written then.
         """
         require_indexes(self._ports.indexes)
-        return MigrateBatch(self._ports.logs)(records)
+        return migrate_batch(records, self._ports.logs)
 
     # -- helpers every entrypoint needs ----------------------------------------------------------
     def tenant_for(self, company_sso_id: str, tenant: str | None) -> str:

@@ -15,7 +15,7 @@ from syrupy.extensions.json import JSONSnapshotExtension
 
 from crm_audit_transform.config import load_default_config
 from crm_audit_transform.domain import AuditRow, Contact, CrmUser, Migrated
-from crm_audit_transform.lookup import fetch_lookups
+from crm_audit_transform.lookup import LookupPorts, fetch_lookups
 from crm_audit_transform.tally import Tally
 from crm_audit_transform.testing import (
     InMemoryContactDirectory,
@@ -65,9 +65,11 @@ def run(audit: AuditRow, *, sso_failing: bool = False) -> tuple[dict[str, Any], 
         transformer.plan(prepared),
         company_sso_id=COMPANY,
         tenant=audit.tenant,
-        users=InMemoryUserDirectory({audit.tenant: USERS}),
-        sso=InMemorySsoDirectory(SSO, failing=sso_failing),
-        contacts=InMemoryContactDirectory(CONTACTS),
+        ports=LookupPorts(
+            InMemoryUserDirectory({audit.tenant: USERS}),
+            InMemorySsoDirectory(SSO, failing=sso_failing),
+            InMemoryContactDirectory(CONTACTS),
+        ),
     )
     result = transformer.transform(prepared, ctx, company_sso_id=COMPANY)
     (outcome,) = result.outcomes

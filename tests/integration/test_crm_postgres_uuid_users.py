@@ -12,7 +12,7 @@ from crm_audit_adapters.crm_postgres import PostgresAuditSource, PostgresUserDir
 from crm_audit_adapters.crm_postgres.throwaway import create_database, drop_database
 from crm_audit_transform.config import load_default_config
 from crm_audit_transform.domain import Contact, CrmUser, Migrated
-from crm_audit_transform.lookup import fetch_lookups
+from crm_audit_transform.lookup import LookupPorts, fetch_lookups
 from crm_audit_transform.testing import InMemoryContactDirectory, InMemorySsoDirectory
 from crm_audit_transform.transformer import Transformer
 from support.postgres import unique_database_name
@@ -86,9 +86,11 @@ class TestUuidUserIds:
             transformer.plan(prepared),
             company_sso_id="co",
             tenant="uuid_crm",
-            users=PostgresUserDirectory(session),
-            sso=InMemorySsoDirectory({"ani@example.test": "sso-ani"}),
-            contacts=InMemoryContactDirectory([contact]),
+            ports=LookupPorts(
+                PostgresUserDirectory(session),
+                InMemorySsoDirectory({"ani@example.test": "sso-ani"}),
+                InMemoryContactDirectory([contact]),
+            ),
         )
         outcomes = transformer.transform(prepared, ctx, company_sso_id="co").outcomes
         assert all(isinstance(o, Migrated) for o in outcomes)

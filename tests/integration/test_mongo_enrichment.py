@@ -16,6 +16,7 @@ from crm_audit_transform.domain import ActivityLog, Actor, EntityRef
 from crm_audit_transform.enrichment import (
     DELETED_REFERENCE,
     EnrichmentPlan,
+    EnrichPorts,
     MatchKey,
     Patch,
     Target,
@@ -83,7 +84,7 @@ def metadata(db: Database[Any], doc_id: Any) -> dict[str, Any]:
 
 def migrate(db: Database[Any], *logs: ActivityLog) -> Any:
     store = MongoEnrichmentStore.in_database(db)
-    return enrich_migrated(logs, tenant=TENANT, entities=ENTITIES, store=store)
+    return enrich_migrated(logs, tenant=TENANT, ports=EnrichPorts(ENTITIES, store))
 
 
 class TestMongoEnrichment:
@@ -135,7 +136,7 @@ class TestMongoEnrichment:
         """A concurrent writer's key survives; the plan's other keys are still set, and counted exactly."""
         doc_id = insert_ours(mongo_db, event(), "crm_person_id")
         store = MongoEnrichmentStore.in_database(mongo_db)
-        plan = plan_enrichment([event()], tenant=TENANT, entities=ENTITIES, store=store)
+        plan = plan_enrichment([event()], tenant=TENANT, ports=EnrichPorts(ENTITIES, store))
         mongo_db.activity_logs.update_one({"_id": doc_id}, {"$set": {"metadata.crm_person_id": 99}})
         applied = store.apply(plan)
         stored = metadata(mongo_db, doc_id)
@@ -146,7 +147,7 @@ class TestMongoEnrichment:
         """A live-feed target that has since gained an external_id no longer matches the patch's filter."""
         doc_id = insert_live(mongo_db)
         store = MongoEnrichmentStore.in_database(mongo_db)
-        plan = plan_enrichment([event(external=False)], tenant=TENANT, entities=ENTITIES, store=store)
+        plan = plan_enrichment([event(external=False)], tenant=TENANT, ports=EnrichPorts(ENTITIES, store))
         mongo_db.activity_logs.update_one({"_id": doc_id}, {"$set": {"external_id": "crm:acme:audit:9"}})
         applied = store.apply(plan)
         assert metadata(mongo_db, doc_id) == {"linked_entity_id": 7}
@@ -218,8 +219,8 @@ class TestMongoEnrichmentReads:
         )
         doc_id = insert_live(mongo_db, linked_entity_type=DEAL)
         store = MongoEnrichmentStore.in_database(mongo_db)
-        dry = enrich_existing(COMPANY, TENANT, entities=ENTITIES, store=store, dry_run=True)
+        dry = enrich_existing(COMPANY, TENANT, ports=EnrichPorts(ENTITIES, store), dry_run=True)
         assert metadata(mongo_db, doc_id) == {"linked_entity_id": 7, "linked_entity_type": DEAL}
-        report = enrich_existing(COMPANY, TENANT, entities=ENTITIES, store=store)
+        report = enrich_existing(COMPANY, TENANT, ports=EnrichPorts(ENTITIES, store))
         assert dry.planned_keys == report.keys_set == 2
         assert metadata(mongo_db, doc_id)["crm_person_id"] == 42

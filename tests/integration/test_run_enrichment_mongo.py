@@ -18,7 +18,7 @@ from crm_audit_adapters.mongo import (
     decode_activity_log,
 )
 from crm_audit_adapters.mongo.enrichment import MongoEnrichmentStore
-from crm_audit_transform.enrichment import enrich_existing
+from crm_audit_transform.enrichment import EnrichPorts, enrich_existing
 from crm_audit_transform.jobs import COMPLETED
 from crm_audit_transform.usecases import RunSettings, migration_status
 from support.corpus_account import World, audit_rows
@@ -78,5 +78,5 @@ class TestRunEnrichmentOnMongo:
         world.trigger()
         world.run(settings=SETTINGS)
         store = MongoEnrichmentStore.in_database(mongo_db)
-        report = enrich_existing(world.company, world.tenant, entities=world.entities, store=store)
+        report = enrich_existing(world.company, world.tenant, ports=EnrichPorts(world.entities, store))
         assert (report.planned_patches, report.keys_set) == (0, 0)

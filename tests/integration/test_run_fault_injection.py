@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from crm_audit_transform.enrichment import enrich_migrated
+from crm_audit_transform.enrichment import EnrichPorts, enrich_migrated
 from crm_audit_transform.errors import StoreUnavailable
 from crm_audit_transform.jobs import CANCELLED, COMPLETED, HALTED, IN_PROGRESS, MigrationJob
 from crm_audit_transform.usecases import RESUME, RunSettings, cancel
@@ -344,7 +344,9 @@ class TestCrashAroundEnrichment:
         timeline = world.enrichment
         assert timeline is not None
         before = repr(timeline.logs)
-        report = enrich_migrated(timeline.logs, tenant=world.tenant, entities=world.entities, store=timeline)
+        report = enrich_migrated(
+            timeline.logs, tenant=world.tenant, ports=EnrichPorts(world.entities, timeline)
+        )
         assert report.eligible > 0
         assert (report.planned_patches, report.keys_set) == (0, 0)
         assert repr(timeline.logs) == before

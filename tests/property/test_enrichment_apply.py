@@ -22,6 +22,7 @@ from crm_audit_transform.enrichment import (
     ASSOCIATION_ACTIONS,
     ENRICHMENT_KEYS,
     EnrichmentStore,
+    EnrichPorts,
     plan_enrichment,
 )
 from crm_audit_transform.testing.enrichment import InMemoryEnrichmentStore, activity_log_document
@@ -133,7 +134,7 @@ def run_property(build: Callable[..., tuple[Any, Callable[[], Snapshot]]], data:
         sources += typed_store.association_logs_lacking(company, after=None, limit=100)
 
     before = snapshot()
-    plan = plan_enrichment(sources, tenant="t", entities=directory, store=typed_store)
+    plan = plan_enrichment(sources, tenant="t", ports=EnrichPorts(directory, typed_store))
     first = typed_store.apply(plan)
     once = snapshot()
     second = typed_store.apply(plan)

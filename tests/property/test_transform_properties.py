@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from crm_audit_transform import load_audited_changes
 from crm_audit_transform.config import load_default_config
 from crm_audit_transform.domain import AuditRow, Contact, CrmUser, Failed, Migrated, Skipped
-from crm_audit_transform.lookup import LookupContext, fetch_lookups
+from crm_audit_transform.lookup import LookupContext, LookupPorts, fetch_lookups
 from crm_audit_transform.testing import (
     InMemoryContactDirectory,
     InMemorySsoDirectory,
@@ -92,9 +92,11 @@ def lookups(prepared: Any, *, sso_failing: bool = False) -> LookupContext:
         TRANSFORMER.plan(prepared),
         company_sso_id=COMPANY,
         tenant="acme",
-        users=InMemoryUserDirectory(USERS),
-        sso=InMemorySsoDirectory(SSO, failing=sso_failing),
-        contacts=InMemoryContactDirectory(CONTACTS),
+        ports=LookupPorts(
+            InMemoryUserDirectory(USERS),
+            InMemorySsoDirectory(SSO, failing=sso_failing),
+            InMemoryContactDirectory(CONTACTS),
+        ),
     )
 
 

@@ -12,6 +12,7 @@ from crm_audit_transform.enrichment import (
     DELETED_REFERENCE,
     ENRICH_CONFLICT,
     EnrichmentReport,
+    EnrichPorts,
     enrich_existing,
     enrich_migrated,
     plan_enrichment,
@@ -103,7 +104,7 @@ def live(
 
 
 def migrate(store: InMemoryEnrichmentStore, *logs: ActivityLog) -> EnrichmentReport:
-    return enrich_migrated(logs, tenant=TENANT, entities=entities(), store=store)
+    return enrich_migrated(logs, tenant=TENANT, ports=EnrichPorts(entities(), store))
 
 
 class TestOwnLogs:
@@ -163,7 +164,7 @@ class TestOwnLogs:
         """A key written after planning is left as written; the other planned keys are still set."""
         log = event()
         store = InMemoryEnrichmentStore([ours(log, crm_person_id=True)])
-        plan = plan_enrichment([log], tenant=TENANT, entities=entities(), store=store)
+        plan = plan_enrichment([log], tenant=TENANT, ports=EnrichPorts(entities(), store))
         store.set_metadata("000000000001", "crm_person_id", 99)
         applied = store.apply(plan)
         metadata = store.document("000000000001")["metadata"]
@@ -255,7 +256,7 @@ class TestEnrichExisting:
     def test_fills_live_feed_logs_from_their_contact_and_the_crm(self) -> None:
         """A stored live-feed log gets crm_person_id from its contact and its entity's name from the CRM."""
         store = InMemoryEnrichmentStore([live(linked_entity_type=DEAL)], persons={(COMPANY, CUSTOMER): 42})
-        report = enrich_existing(COMPANY, TENANT, entities=entities(), store=store)
+        report = enrich_existing(COMPANY, TENANT, ports=EnrichPorts(entities(), store))
         metadata = store.document("000000000001")["metadata"]
         assert (metadata["crm_person_id"], metadata["linked_entity_name"]) == (42, "Big renewal")
         assert (report.patched_docs, report.keys_set) == (1, 2)
@@ -267,7 +268,7 @@ class TestEnrichExisting:
         before = store.documents
         plans = []
         report = enrich_existing(
-            COMPANY, TENANT, entities=entities(), store=store, dry_run=True, on_plan=plans.append
+            COMPANY, TENANT, ports=EnrichPorts(entities(), store), dry_run=True, on_plan=plans.append
         )
         assert store.documents == before
         assert [p.keys_planned for p in plans] == [1]
@@ -277,7 +278,7 @@ class TestEnrichExisting:
         """With one log per page, every incomplete log of the company is visited exactly once."""
         logs = [event(100 + i, entity_id=7) for i in range(5)]
         store = InMemoryEnrichmentStore([ours(log, crm_person_id=True) for log in logs])
-        report = enrich_existing(COMPANY, TENANT, entities=entities(), store=store, batch_size=1)
+        report = enrich_existing(COMPANY, TENANT, ports=EnrichPorts(entities(), store), batch_size=1)
         assert (report.eligible, report.patched_docs) == (5, 5)
         assert all("crm_person_id" not in d["metadata"] for d in store.documents.values())
         assert all(d["metadata"]["linked_entity_name"] == "Big renewal" for d in store.documents.values())
@@ -289,7 +290,7 @@ class TestEnrichExisting:
             persons={(COMPANY, CUSTOMER): 42},
         )
         before = store.documents
-        report = enrich_existing(COMPANY, TENANT, entities=entities(), store=store)
+        report = enrich_existing(COMPANY, TENANT, ports=EnrichPorts(entities(), store))
         assert report.skipped == {reasons.ENRICH_AMBIGUOUS: 2}
         assert store.documents == before
 
@@ -299,7 +300,7 @@ class TestEnrichExisting:
         del doc["metadata"]["linked_entity_id"]  # type: ignore[attr-defined]
         doc["entity_id"] = 7
         store = InMemoryEnrichmentStore([doc], entity_id_path="entity_id")
-        enrich_existing(COMPANY, TENANT, entities=entities(), store=store)
+        enrich_existing(COMPANY, TENANT, ports=EnrichPorts(entities(), store))
         metadata = store.document("000000000001")["metadata"]
         assert (metadata["linked_entity_id"], metadata["linked_entity_name"]) == (7, "Big renewal")
 
@@ -310,6 +311,6 @@ class TestEnrichExisting:
             [ours(log, crm_person_id=True), live(entity_id=8, linked_entity_type=DEAL)],
             persons={(COMPANY, CUSTOMER): 42},
         )
-        enrich_existing(COMPANY, TENANT, entities=entities(), store=store)
-        again = enrich_existing(COMPANY, TENANT, entities=entities(), store=store)
+        enrich_existing(COMPANY, TENANT, ports=EnrichPorts(entities(), store))
+        again = enrich_existing(COMPANY, TENANT, ports=EnrichPorts(entities(), store))
         assert (again.planned_keys, again.keys_set) == (0, 0)

@@ -8,7 +8,7 @@ import pytest
 
 from crm_audit_transform.config import load_default_config
 from crm_audit_transform.domain import AuditRow, Contact, CrmUser, Migrated
-from crm_audit_transform.lookup import LookupCache, LookupRequest, fetch_lookups
+from crm_audit_transform.lookup import LookupCache, LookupPorts, LookupRequest, fetch_lookups
 from crm_audit_transform.numerals import is_int_text, parse_int
 from crm_audit_transform.testing import InMemoryContactDirectory, InMemorySsoDirectory, InMemoryUserDirectory
 from crm_audit_transform.transformer import Transformer
@@ -63,10 +63,10 @@ class TestOpaqueUserIds:
             transformer.plan(prepared),
             company_sso_id="co",
             tenant="acme",
-            users=users,
-            sso=InMemorySsoDirectory({"u@example.test": "sso-u", "i@example.test": "sso-i"}),
-            contacts=InMemoryContactDirectory(
-                [Contact("c7", "co", 7, dt.datetime(2030, 1, 1, tzinfo=dt.UTC))]
+            ports=LookupPorts(
+                users,
+                InMemorySsoDirectory({"u@example.test": "sso-u", "i@example.test": "sso-i"}),
+                InMemoryContactDirectory([Contact("c7", "co", 7, dt.datetime(2030, 1, 1, tzinfo=dt.UTC))]),
             ),
             cache=LookupCache(),
         )

@@ -7,7 +7,7 @@ from collections.abc import Collection, Mapping
 
 from crm_audit_transform.domain import AuditRow, Contact, CrmUser
 from crm_audit_transform.errors import DirectoryUnavailable
-from crm_audit_transform.lookup import LookupContext, LookupRequest, fetch_lookups
+from crm_audit_transform.lookup import LookupContext, LookupPorts, LookupRequest, fetch_lookups
 from crm_audit_transform.lookup_cache import LookupCache
 from crm_audit_transform.testing import (
     InMemoryContactDirectory,
@@ -54,7 +54,7 @@ def fetch(
     contacts: InMemoryContactDirectory,
 ) -> LookupContext:
     return fetch_lookups(
-        request, company_sso_id=COMPANY, tenant="acme", users=users, sso=sso, contacts=contacts, cache=cache
+        request, company_sso_id=COMPANY, tenant="acme", ports=LookupPorts(users, sso, contacts), cache=cache
     )
 
 
@@ -123,9 +123,7 @@ class TestFetchLookupsWithCache:
                 LookupRequest(user_ids=(1,)),
                 company_sso_id=COMPANY,
                 tenant="acme",
-                users=users,
-                sso=sso,
-                contacts=contacts,
+                ports=LookupPorts(users, sso, contacts),
             )
         assert len(users.calls) == len(sso.calls) == 2
 

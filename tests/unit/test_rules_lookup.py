@@ -6,7 +6,7 @@ import datetime as dt
 
 from crm_audit_transform.config import load_default_config
 from crm_audit_transform.domain import AuditRow, Contact, CrmUser
-from crm_audit_transform.lookup import LookupRequest, fetch_lookups
+from crm_audit_transform.lookup import LookupPorts, LookupRequest, fetch_lookups
 from crm_audit_transform.testing import (
     InMemoryContactDirectory,
     InMemorySsoDirectory,
@@ -61,9 +61,7 @@ class TestFetchLookups:
             LookupRequest(user_ids=(1, 2, 7), person_ids=(3, 4)),
             company_sso_id="co",
             tenant="acme",
-            users=users,
-            sso=sso,
-            contacts=contacts,
+            ports=LookupPorts(users, sso, contacts),
         )
         assert users.calls == [("acme", (1, 2, 7))]
         assert sso.calls == [("co", ("a@x.example",))]
@@ -78,9 +76,11 @@ class TestFetchLookups:
             LookupRequest(user_ids=(1,)),
             company_sso_id="co",
             tenant="acme",
-            users=InMemoryUserDirectory({"acme": [CrmUser(1, "a@x.example")]}),
-            sso=InMemorySsoDirectory({"a@x.example": "sso-a"}, failing=True),
-            contacts=InMemoryContactDirectory(),
+            ports=LookupPorts(
+                InMemoryUserDirectory({"acme": [CrmUser(1, "a@x.example")]}),
+                InMemorySsoDirectory({"a@x.example": "sso-a"}, failing=True),
+                InMemoryContactDirectory(),
+            ),
         )
         assert (ctx.sso_ids, ctx.sso_available) == ({}, False)
 
@@ -88,6 +88,6 @@ class TestFetchLookups:
         """A page needing nothing makes no round trip."""
         users, sso, contacts = InMemoryUserDirectory(), InMemorySsoDirectory(), InMemoryContactDirectory()
         fetch_lookups(
-            LookupRequest(), company_sso_id="co", tenant="acme", users=users, sso=sso, contacts=contacts
+            LookupRequest(), company_sso_id="co", tenant="acme", ports=LookupPorts(users, sso, contacts)
         )
         assert users.calls == sso.calls == contacts.calls == []

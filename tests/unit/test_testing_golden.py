@@ -12,7 +12,7 @@ import pytest
 from crm_audit_transform import reasons
 from crm_audit_transform.config import load_default_config
 from crm_audit_transform.domain import ActivityLog, Actor, FieldChange, Migrated, Skipped
-from crm_audit_transform.lookup import fetch_lookups
+from crm_audit_transform.lookup import LookupPorts, fetch_lookups
 from crm_audit_transform.tally import Tally
 from crm_audit_transform.testing.golden import (
     CorpusTenant,
@@ -102,9 +102,7 @@ class TestTransformCorpus:
             transformer.plan(prepared),
             company_sso_id=data.company_sso_id,
             tenant=data.name,
-            users=data.user_directory(),
-            sso=data.sso_directory(),
-            contacts=data.contact_directory(),
+            ports=LookupPorts(data.user_directory(), data.sso_directory(), data.contact_directory()),
         )
         expected = transformer.transform(prepared, ctx, company_sso_id=data.company_sso_id)
         assert transform_corpus(config, SMALL) == expected

@@ -11,7 +11,7 @@ from crm_audit_transform import reasons
 from crm_audit_transform.domain import ActivityLog, Actor, WriteResult
 from crm_audit_transform.errors import BatchTooLarge
 from crm_audit_transform.testing import InMemoryActivityLogStore
-from crm_audit_transform.usecases import MAX_BATCH_SIZE, MigrateBatch
+from crm_audit_transform.usecases import MAX_BATCH_SIZE, migrate_batch
 
 
 def log(n: int, company: str = "co-1") -> ActivityLog:
@@ -41,7 +41,7 @@ class TestMigrateBatch:
     def test_writes_a_full_batch_of_twenty(self) -> None:
         """Twenty records are the most a batch holds, and all of them are inserted."""
         store = InMemoryActivityLogStore()
-        result = MigrateBatch(store)([log(n) for n in range(MAX_BATCH_SIZE)])
+        result = migrate_batch([log(n) for n in range(MAX_BATCH_SIZE)], store)
         assert (result.inserted, result.skipped, result.failed) == (20, 0, 0)
         assert len(store.logs) == 20
 
@@ -49,7 +49,7 @@ class TestMigrateBatch:
         """A 21st record is refused as BATCH_TOO_LARGE (400) and nothing is written."""
         store = InMemoryActivityLogStore()
         with pytest.raises(BatchTooLarge) as raised:
-            MigrateBatch(store)([log(n) for n in range(21)])
+            migrate_batch([log(n) for n in range(21)], store)
         assert raised.value.code == "BATCH_TOO_LARGE"
         assert raised.value.http_status == 400
         assert store.logs == ()
@@ -58,8 +58,8 @@ class TestMigrateBatch:
         """Re-running an identical batch inserts 0 and skips N, each with duplicate_external_id."""
         store = InMemoryActivityLogStore()
         batch = [log(n) for n in range(5)]
-        MigrateBatch(store)(batch)
-        again = MigrateBatch(store)(batch)
+        migrate_batch(batch, store)
+        again = migrate_batch(batch, store)
         assert (again.inserted, again.skipped, again.failed) == (0, 5, 0)
         assert {r.reason for r in again.results} == {reasons.DUPLICATE_EXTERNAL_ID}
         assert len(store.logs) == 5
@@ -67,8 +67,8 @@ class TestMigrateBatch:
     def test_reports_one_result_per_record_in_order(self) -> None:
         """Results line up with the records: the new one inserted, the known one skipped."""
         store = InMemoryActivityLogStore()
-        MigrateBatch(store)([log(1)])
-        result = MigrateBatch(store)([log(2), log(1)])
+        migrate_batch([log(1)], store)
+        result = migrate_batch([log(2), log(1)], store)
         assert [(r.external_id, r.status) for r in result.results] == [
             ("crm:acme:audit:2", "inserted"),
             ("crm:acme:audit:1", "skipped"),
@@ -77,13 +77,13 @@ class TestMigrateBatch:
     def test_same_external_id_in_another_company_is_not_a_duplicate(self) -> None:
         """Uniqueness is per (company_sso_id, external_id), like the partial unique index."""
         store = InMemoryActivityLogStore()
-        MigrateBatch(store)([log(1, "co-1")])
-        assert MigrateBatch(store)([log(1, "co-2")]).inserted == 1
+        migrate_batch([log(1, "co-1")], store)
+        assert migrate_batch([log(1, "co-2")], store).inserted == 1
 
     def test_an_empty_batch_does_not_reach_the_store(self) -> None:
         """Nothing to write means no call at all, and zero counts."""
         store = CountingStore()
-        result = MigrateBatch(store)([])
+        result = migrate_batch([], store)
         assert (result.inserted, result.skipped, result.failed, store.calls) == (0, 0, 0, 0)
 
     def test_counts_failed_writes(self) -> None:
@@ -93,5 +93,5 @@ class TestMigrateBatch:
             def insert_batch(self, logs: Sequence[ActivityLog]) -> Sequence[WriteResult]:
                 return [WriteResult(x.external_id, "failed", reasons.WRITE_ERROR, "disk full") for x in logs]
 
-        result = MigrateBatch(FailingStore())([log(1), log(2)])
+        result = migrate_batch([log(1), log(2)], FailingStore())
         assert (result.inserted, result.failed) == (0, 2)

@@ -21,7 +21,7 @@ from crm_audit_transform.jobs import (
 )
 from crm_audit_transform.tally import Tally
 from crm_audit_transform.testing import InMemoryJobStore
-from crm_audit_transform.usecases import cancel, migration_status, rollback
+from crm_audit_transform.usecases import RollbackPorts, cancel, migration_status, rollback
 from crm_audit_transform.usecases.status import report_counts
 from support.corpus_account import World
 
@@ -108,7 +108,7 @@ class TestRollback:
         """Native logs and other accounts' migrated logs survive the rollback."""
         world = self.setup_world()
         before = world.logs.logs
-        result = rollback(world.company, jobs=world.jobs, logs=world.logs, clock=world.clock)
+        result = rollback(world.company, RollbackPorts(world.jobs, world.logs, world.clock))
         assert result.deleted == 5
         assert world.logs.logs == tuple(
             x for x in before if not (x.company_sso_id == world.company and x.source_tag == "crm_migration")
@@ -118,9 +118,9 @@ class TestRollback:
     def test_is_idempotent(self) -> None:
         """A second rollback deletes nothing and changes nothing."""
         world = self.setup_world()
-        rollback(world.company, jobs=world.jobs, logs=world.logs, clock=world.clock)
+        rollback(world.company, RollbackPorts(world.jobs, world.logs, world.clock))
         after = world.logs.logs
-        assert rollback(world.company, jobs=world.jobs, logs=world.logs, clock=world.clock).deleted == 0
+        assert rollback(world.company, RollbackPorts(world.jobs, world.logs, world.clock)).deleted == 0
         assert world.logs.logs == after
 
     def test_is_refused_while_a_job_is_in_progress(self) -> None:
@@ -128,7 +128,7 @@ class TestRollback:
         world = self.setup_world()
         world.trigger()
         with pytest.raises(JobAlreadyRunning):
-            rollback(world.company, jobs=world.jobs, logs=world.logs, clock=world.clock)
+            rollback(world.company, RollbackPorts(world.jobs, world.logs, world.clock))
         assert world.logs.count_migrated(world.company) == 5
 
     def test_marks_the_job_rolled_back_so_it_can_be_triggered_again(self) -> None:
@@ -136,7 +136,7 @@ class TestRollback:
         world = self.setup_world()
         job = world.trigger()
         world.jobs.save(attrs.evolve(job, status=COMPLETED))
-        result = rollback(world.company, jobs=world.jobs, logs=world.logs, clock=world.clock)
+        result = rollback(world.company, RollbackPorts(world.jobs, world.logs, world.clock))
         assert result.job_id == job.job_id
         assert migration_status(world.company, world.jobs).status == ROLLED_BACK
         world.clock.advance(1)
@@ -164,7 +164,7 @@ class TestRollbackFence:
 
         world.jobs = RacedJobs(world.jobs.jobs, clock=world.clock)
         with pytest.raises(JobAlreadyRunning, match="newer"):
-            rollback(world.company, jobs=world.jobs, logs=world.logs, clock=world.clock)
+            rollback(world.company, RollbackPorts(world.jobs, world.logs, world.clock))
         assert world.logs.count_migrated(world.company) == 5
         assert {j.job_id: j.status for j in world.jobs.jobs} == {old.job_id: HALTED, "newer": IN_PROGRESS}
 
@@ -187,7 +187,7 @@ class TestRollbackFence:
         world = TestRollback().setup_world()
         old = world.trigger()
         world.jobs.save(attrs.evolve(old, status=ROLLING_BACK))
-        assert rollback(world.company, jobs=world.jobs, logs=world.logs, clock=world.clock).deleted == 5
+        assert rollback(world.company, RollbackPorts(world.jobs, world.logs, world.clock)).deleted == 5
         assert migration_status(world.company, world.jobs).status == ROLLED_BACK
 
 

@@ -17,6 +17,7 @@ from crm_audit_transform.enrichment import EnrichmentStore
 from crm_audit_transform.errors import DirectoryUnavailable
 from crm_audit_transform.ports import (
     ActivityLogStore,
+    ActivityLogWriter,
     AuditSource,
     Clock,
     ContactDirectory,
@@ -34,21 +35,31 @@ from crm_audit_transform.usecases import RunPorts
 from .metrics import MigrationMetrics, process_metrics
 
 
-class TimedActivityLogStore:
-    """``ActivityLogStore`` whose ``insert_batch`` feeds ``crm_audit_batch_write_seconds``."""
+class TimedActivityLogWriter:
+    """``ActivityLogWriter`` whose ``insert_batch`` feeds ``crm_audit_batch_write_seconds``."""
 
-    __slots__ = ("_inner", "_metrics")
+    __slots__ = ("_metrics", "_writer")
 
-    def __init__(self, inner: ActivityLogStore, metrics: MigrationMetrics) -> None:
-        self._inner = inner
+    def __init__(self, inner: ActivityLogWriter, metrics: MigrationMetrics) -> None:
+        self._writer = inner
         self._metrics = metrics
 
     def insert_batch(self, logs: Sequence[ActivityLog]) -> Sequence[WriteResult]:
         started = time.perf_counter()
         try:
-            return self._inner.insert_batch(logs)
+            return self._writer.insert_batch(logs)
         finally:
             self._metrics.batch_write.observe(time.perf_counter() - started)
+
+
+class TimedActivityLogStore(TimedActivityLogWriter):
+    """``ActivityLogStore``: timed writes; rollback and counts forwarded unchanged."""
+
+    __slots__ = ("_inner",)
+
+    def __init__(self, inner: ActivityLogStore, metrics: MigrationMetrics) -> None:
+        super().__init__(inner, metrics)
+        self._inner = inner
 
     def delete_migrated(self, company_sso_id: str) -> int:
         return self._inner.delete_migrated(company_sso_id)
@@ -115,7 +126,7 @@ def observed_ports(ports: RunPorts, metrics: MigrationMetrics | None = None) -> 
         users=CountedUserDirectory(ports.users, metrics),
         sso=CountedSsoDirectory(ports.sso, metrics),
         contacts=CountedContactDirectory(ports.contacts, metrics),
-        logs=TimedActivityLogStore(ports.logs, metrics),
+        logs=TimedActivityLogWriter(ports.logs, metrics),
     )
 
 

@@ -5,8 +5,9 @@ See docs/enrichment.md for the match key, its collision guard, the window and th
 
 from __future__ import annotations
 
+from ..ports import EnrichmentStore
 from ..reasons import ENRICH_CONFLICT
-from .enrich import DEFAULT_SCAN_BATCH, enrich_existing, enrich_migrated, plan_enrichment
+from .enrich import DEFAULT_SCAN_BATCH, EnrichPorts, enrich_existing, enrich_migrated, plan_enrichment
 from .model import (
     ASSOCIATION_ACTIONS,
     DEFAULT_MATCH_WINDOW,
@@ -37,7 +38,6 @@ from .planner import (
     resolve_targets,
     source_ref,
 )
-from .ports import EnrichmentStore
 
 __all__ = [
     "ASSOCIATION_ACTIONS",
@@ -48,6 +48,7 @@ __all__ = [
     "ENRICH_CONFLICT",
     "ApplyResult",
     "Claim",
+    "EnrichPorts",
     "EnrichmentPlan",
     "EnrichmentReport",
     "EnrichmentSkip",

@@ -10,8 +10,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterable
 
+from attrs import frozen
+
 from ..domain import EntityRef
-from ..ports import EntityDirectory
+from ..ports import EnrichmentStore, EntityDirectory
 from .model import DEFAULT_MATCH_WINDOW, EnrichmentPlan, EnrichmentReport, MatchKey, StoredLog
 from .planner import (
     Source,
@@ -22,20 +24,27 @@ from .planner import (
     referents_wanted,
     resolve_targets,
 )
-from .ports import EnrichmentStore
 
 DEFAULT_SCAN_BATCH = 500
+
+
+@frozen
+class EnrichPorts:
+    """What enrichment reads and patches: the CRM's entities and the CDP's stored logs."""
+
+    entities: EntityDirectory
+    store: EnrichmentStore
 
 
 def plan_enrichment(
     sources: Iterable[Source],
     *,
     tenant: str,
-    entities: EntityDirectory,
-    store: EnrichmentStore,
+    ports: EnrichPorts,
     window: dt.timedelta = DEFAULT_MATCH_WINDOW,
 ) -> EnrichmentPlan:
     """Read what the planner needs (one call per port and kind) and return the plan; writes nothing."""
+    entities, store = ports.entities, ports.store
     logs = tuple(sources)
     own: dict[tuple[str, str], StoredLog] = {}
     for company, ids in external_ids_wanted(logs).items():
@@ -60,23 +69,21 @@ def enrich_migrated(
     logs: Iterable[Source],
     *,
     tenant: str,
-    entities: EntityDirectory,
-    store: EnrichmentStore,
+    ports: EnrichPorts,
     window: dt.timedelta = DEFAULT_MATCH_WINDOW,
 ) -> EnrichmentReport:
     """Enrich the association logs among ``logs`` (a batch the run just wrote) and report the counts."""
-    plan = plan_enrichment(logs, tenant=tenant, entities=entities, store=store, window=window)
+    plan = plan_enrichment(logs, tenant=tenant, ports=ports, window=window)
     if not plan.patches:
         return EnrichmentReport.of(plan)
-    return EnrichmentReport.of(plan, store.apply(plan))
+    return EnrichmentReport.of(plan, ports.store.apply(plan))
 
 
 def enrich_existing(
     company_sso_id: str,
     tenant: str,
     *,
-    entities: EntityDirectory,
-    store: EnrichmentStore,
+    ports: EnrichPorts,
     window: dt.timedelta = DEFAULT_MATCH_WINDOW,
     batch_size: int = DEFAULT_SCAN_BATCH,
     dry_run: bool = False,
@@ -93,13 +100,13 @@ def enrich_existing(
     report = EnrichmentReport()
     after: str | None = None
     while True:
-        page = store.association_logs_lacking(company_sso_id, after=after, limit=batch_size)
+        page = ports.store.association_logs_lacking(company_sso_id, after=after, limit=batch_size)
         if not page:
             return report
-        plan = plan_enrichment(page, tenant=tenant, entities=entities, store=store, window=window)
+        plan = plan_enrichment(page, tenant=tenant, ports=ports, window=window)
         if on_plan is not None:
             on_plan(plan)
-        applied = None if dry_run or not plan.patches else store.apply(plan)
+        applied = None if dry_run or not plan.patches else ports.store.apply(plan)
         report += EnrichmentReport.of(plan, applied)
         if len(page) < batch_size:
             return report

@@ -18,7 +18,7 @@ from attrs import frozen
 
 from ..config import MappingConfig
 from ..domain import AuditRow, Contact, CrmUser
-from ..lookup import fetch_lookups
+from ..lookup import LookupPorts, fetch_lookups
 from ..lookup_cache import LookupCache
 from ..tally import Tally
 from ..transformer import PageResult, Transformer
@@ -112,9 +112,7 @@ def transform_corpus(
             transformer.plan(prepared),
             company_sso_id=data.company_sso_id,
             tenant=data.name,
-            users=users,
-            sso=sso,
-            contacts=contacts,
+            ports=LookupPorts(users, sso, contacts),
             cache=cache,
         )
         pages.append(transformer.transform(prepared, ctx, company_sso_id=data.company_sso_id))

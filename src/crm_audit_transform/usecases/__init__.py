@@ -1,6 +1,6 @@
 """Use cases: plain functions and small classes that drive the ports.
 
-``MigrateBatch`` writes one batch; ``trigger`` guards and creates a job; ``run_job`` moves a job
+``migrate_batch`` writes one batch; ``trigger`` guards and creates a job; ``run_job`` moves a job
 from its cursor to the end; ``migration_status``, ``rollback`` and ``explain_audit`` serve ops.
 """
 
@@ -18,8 +18,8 @@ from .guards import (
     new_job,
     trigger,
 )
-from .migrate_batch import MAX_BATCH_SIZE, MigrateBatch
-from .rollback import RollbackResult, rollback
+from .migrate_batch import MAX_BATCH_SIZE, migrate_batch
+from .rollback import RollbackPorts, RollbackResult, rollback
 from .run import HaltPoint, RunPorts, RunResult, run_job
 from .safety import bound_tenant, require_indexes
 from .settings import RunSettings
@@ -33,8 +33,8 @@ __all__ = [
     "ExplainPorts",
     "Explanation",
     "HaltPoint",
-    "MigrateBatch",
     "MigrationStatus",
+    "RollbackPorts",
     "RollbackResult",
     "RunPorts",
     "RunResult",
@@ -45,6 +45,7 @@ __all__ = [
     "check_guards",
     "contact_coverage",
     "explain_audit",
+    "migrate_batch",
     "migration_status",
     "new_job",
     "report_counts",

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from .. import reasons
 from ..domain import ActivityLog, WriteResult
-from ..enrichment import EnrichmentReport, EnrichmentStore, enrich_migrated, is_association
+from ..enrichment import EnrichmentReport, EnrichmentStore, EnrichPorts, enrich_migrated, is_association
 from ..enrichment_tally import EnrichmentTally
 from ..ports import EntityDirectory
 
@@ -33,7 +33,7 @@ class EnrichStep:
         sources = [log for log in logs if log.external_id in stored and is_association(log)]
         if not sources:
             return EnrichmentTally()
-        report = enrich_migrated(sources, tenant=tenant, entities=self._entities, store=self._store)
+        report = enrich_migrated(sources, tenant=tenant, ports=EnrichPorts(self._entities, self._store))
         return enrichment_tally(report)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from attrs import frozen
 
 from ..domain import AuditRow, Outcome
-from ..lookup import fetch_lookups
+from ..lookup import LookupPorts, fetch_lookups
 from ..ports import AuditSource, ContactDirectory, SsoDirectory, UserDirectory
 from ..transformer import StageDecision, Transformer
 
@@ -46,9 +46,7 @@ def explain_audit(
         transformer.plan(prepared),
         company_sso_id=company_sso_id,
         tenant=tenant,
-        users=ports.users,
-        sso=ports.sso,
-        contacts=ports.contacts,
+        ports=LookupPorts(ports.users, ports.sso, ports.contacts),
     )
     stages = tuple(transformer.explain(row, ctx, company_sso_id=company_sso_id))
     outcomes = transformer.transform(prepared, ctx, company_sso_id=company_sso_id).outcomes

@@ -43,7 +43,7 @@ from ..ports import (
     JobStore,
     PeopleCounter,
 )
-from .rollback import rollback
+from .rollback import RollbackPorts, rollback
 from .safety import require_indexes
 
 RESUME: Final = "resume"
@@ -177,7 +177,7 @@ def trigger(
     if previous is not None and restart == FRESH:
         if ports.logs is None:
             raise ValueError("restart='fresh' needs TriggerPorts.logs to roll the account back")
-        rollback(company_sso_id, jobs=ports.jobs, logs=ports.logs, clock=ports.clock)
+        rollback(company_sso_id, RollbackPorts(ports.jobs, ports.logs, ports.clock))
     job = new_job(
         company_sso_id,
         tenant,

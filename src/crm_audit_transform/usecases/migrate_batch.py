@@ -11,32 +11,25 @@ from typing import Final
 
 from ..domain import ActivityLog, BatchResult
 from ..errors import BatchTooLarge
-from ..ports import ActivityLogStore
+from ..ports import ActivityLogWriter
 
 MAX_BATCH_SIZE: Final = 20
 """The CDP's bulk-create limit; larger batches are refused with ``BATCH_TOO_LARGE``."""
 
 
-class MigrateBatch:
-    """Write one batch through an ``ActivityLogStore``; ``StoreUnavailable`` propagates."""
+def migrate_batch(
+    logs: Sequence[ActivityLog], writer: ActivityLogWriter, *, max_size: int = MAX_BATCH_SIZE
+) -> BatchResult:
+    """Write one batch through ``writer``: counts and one ``WriteResult`` per log, in order.
 
-    __slots__ = ("_max", "_store")
-
-    def __init__(self, store: ActivityLogStore, max_size: int = MAX_BATCH_SIZE) -> None:
-        self._store = store
-        self._max = max_size
-
-    @property
-    def max_size(self) -> int:
-        return self._max
-
-    def __call__(self, logs: Sequence[ActivityLog]) -> BatchResult:
-        if len(logs) > self._max:
-            raise BatchTooLarge(len(logs), self._max)
-        if not logs:
-            return BatchResult(0, 0, 0, ())
-        results = tuple(self._store.insert_batch(logs))
-        counts = {"inserted": 0, "skipped": 0, "failed": 0}
-        for result in results:
-            counts[result.status] += 1
-        return BatchResult(counts["inserted"], counts["skipped"], counts["failed"], results)
+    ``BatchTooLarge`` above ``max_size`` (nothing written); ``StoreUnavailable`` propagates.
+    """
+    if len(logs) > max_size:
+        raise BatchTooLarge(len(logs), max_size)
+    if not logs:
+        return BatchResult(0, 0, 0, ())
+    results = tuple(writer.insert_batch(logs))
+    counts = {"inserted": 0, "skipped": 0, "failed": 0}
+    for result in results:
+        counts[result.status] += 1
+    return BatchResult(counts["inserted"], counts["skipped"], counts["failed"], results)

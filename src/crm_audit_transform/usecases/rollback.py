@@ -27,7 +27,16 @@ from attrs import frozen
 
 from ..errors import JobAlreadyRunning
 from ..jobs import IN_PROGRESS, ROLLED_BACK, ROLLING_BACK
-from ..ports import ActivityLogStore, Clock, JobStore
+from ..ports import Clock, JobStore, MigratedLogs
+
+
+@frozen
+class RollbackPorts:
+    """What rollback reads and writes: the job, the account's migrated logs, the time."""
+
+    jobs: JobStore
+    logs: MigratedLogs
+    clock: Clock
 
 
 @frozen
@@ -37,8 +46,9 @@ class RollbackResult:
     job_id: str | None = None
 
 
-def rollback(company_sso_id: str, *, jobs: JobStore, logs: ActivityLogStore, clock: Clock) -> RollbackResult:
+def rollback(company_sso_id: str, ports: RollbackPorts) -> RollbackResult:
     """Delete the account's migrated logs under a hold; ``JobAlreadyRunning`` while a job runs."""
+    jobs, logs, clock = ports.jobs, ports.logs, ports.clock
     job = jobs.latest(company_sso_id)
     if job is None:
         return RollbackResult(company_sso_id, logs.delete_migrated(company_sso_id))

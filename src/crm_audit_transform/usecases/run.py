@@ -12,7 +12,7 @@ Counting rule for replays: a step replayed after a crash between its insert and 
 write finds its logs already stored and gets ``duplicate_external_id`` for them. Such a
 duplicate is one of our own, deterministic external ids — the record *is* in the timeline
 exactly once — so the loop counts it as migrated. Counts after any number of crashes equal a
-clean run's. (``MigrateBatch`` itself still reports the duplicate, as its contract says.)
+clean run's. (``migrate_batch`` itself still reports the duplicate, as its contract says.)
 
 Enrichment: when the ports include an ``EntityDirectory`` and an ``EnrichmentStore``, each step's
 association logs that are now stored (inserted, or a replay's duplicates of our own) are enriched
@@ -49,10 +49,10 @@ from ..enrichment import EnrichmentStore
 from ..enrichment_tally import EnrichmentTally
 from ..errors import CrmAuditError, JobAlreadyRunning, JobNotFound
 from ..jobs import CANCELLED, COMPLETED, HALTED, IN_PROGRESS, MigrationJob
-from ..lookup import fetch_lookups
+from ..lookup import LookupPorts, fetch_lookups
 from ..lookup_cache import LookupCache
 from ..ports import (
-    ActivityLogStore,
+    ActivityLogWriter,
     AuditSource,
     Clock,
     ContactDirectory,
@@ -65,7 +65,7 @@ from ..ports import (
 from ..tally import Tally
 from ..transformer import Transformer
 from ._enrich_step import EnrichStep
-from .migrate_batch import MAX_BATCH_SIZE, MigrateBatch
+from .migrate_batch import MAX_BATCH_SIZE, migrate_batch
 from .safety import require_indexes
 from .settings import RunSettings
 
@@ -81,7 +81,7 @@ class RunPorts:
     users: UserDirectory
     sso: SsoDirectory
     contacts: ContactDirectory
-    logs: ActivityLogStore
+    logs: ActivityLogWriter
     jobs: JobStore
     clock: Clock
     entities: EntityDirectory | None = None
@@ -188,9 +188,9 @@ def _release_quietly(ports: RunPorts, company_sso_id: str, owner: str) -> None:
 
 class _Loop:
     __slots__ = (
+        "_batch_size",
         "_cache",
         "_enrich",
-        "_migrate",
         "_on_outcomes",
         "_on_progress",
         "_owner",
@@ -218,7 +218,7 @@ class _Loop:
         self._should_stop = should_stop
         self._on_progress = on_progress
         self._on_outcomes = on_outcomes
-        self._migrate = MigrateBatch(ports.logs, min(settings.batch_size, MAX_BATCH_SIZE))
+        self._batch_size = min(settings.batch_size, MAX_BATCH_SIZE)
         self._rule = settings.halt_rule
         self._cache = LookupCache()
         self._enrich = (
@@ -277,9 +277,7 @@ class _Loop:
             self._transformer.plan(prepared),
             company_sso_id=job.company_sso_id,
             tenant=job.tenant,
-            users=self._ports.users,
-            sso=self._ports.sso,
-            contacts=self._ports.contacts,
+            ports=LookupPorts(self._ports.users, self._ports.sso, self._ports.contacts),
             cache=self._cache,
         )
         page = self._transformer.transform(prepared, ctx, company_sso_id=job.company_sso_id)
@@ -292,14 +290,14 @@ class _Loop:
             page.outcomes,
             page.fell_through,
             page.degraded,
-            self._migrate.max_size,
+            self._batch_size,
             first_check=first_check,
             every=self._rule.sample,
         )
 
     def _write(self, job: MigrationJob, step: _Step) -> MigrationJob:
         logs = [o.log for o in step.outcomes if isinstance(o, Migrated)]
-        result = self._migrate(logs)
+        result = migrate_batch(logs, self._ports.logs, max_size=self._batch_size)
         settled = tuple(_settle(step.outcomes, result.results))
         tally = Tally.of(settled, step.fallthrough, step.degraded)
         enriched = (
