@@ -258,7 +258,9 @@ def build_http_app(settings: Settings, **overrides: Any) -> Starlette:
     return create_app(
         runtime.service,
         basic_auth=BasicAuthCredentials(settings.http_user, str(settings.http_password)),
-        sessions=SignedSessionResolver(secret=str(settings.session_secret).encode()),
+        sessions=SignedSessionResolver(
+            secret=str(settings.session_secret).encode(), max_age=settings.session_max_age
+        ),
         max_json_depth=settings.loader.max_depth,
         on_close=runtime.close,
     )

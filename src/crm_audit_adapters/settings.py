@@ -19,6 +19,7 @@ session secret — are redacted in every
     http_user = "crm-audit"                       CRM_AUDIT_HTTP_USER      BasicAuth of /private
     http_password = "…"                           CRM_AUDIT_HTTP_PASSWORD  (HTTP surface only)
     session_secret = "…"                          CRM_AUDIT_SESSION_SECRET signs the tenant session
+    session_max_age = 28800                       CRM_AUDIT_SESSION_MAX_AGE seconds a session lasts
     [tenants]                                     CRM_AUDIT_TENANTS="sso-id=schema,…"
     "9b2f…" = "acme"                              each account's one CRM tenant schema
     broker_url = "redis://redis:6379/0"           CRM_AUDIT_BROKER_URL     Celery broker (workers, enqueue)
@@ -102,6 +103,7 @@ class Settings:
     http_user: str = "crm-audit"
     http_password: str | None = field(default=None, repr=_secret)
     session_secret: str | None = field(default=None, repr=_secret)
+    session_max_age: float = 8 * 3600.0
     loader: LoaderLimits = field(factory=LoaderLimits)
 
     def describe(self) -> dict[str, Any]:
@@ -127,6 +129,7 @@ class Settings:
             "http_user": self.http_user,
             "http_password": "***" if self.http_password else None,
             "session_secret": "***" if self.session_secret else None,
+            "session_max_age": self.session_max_age,
             "loader": {name: getattr(self.loader, name) for name in LOADER_LIMITS},
         }
 
@@ -149,6 +152,7 @@ _SCALARS: Final[dict[str, Callable[[str], Any]]] = {
     "http_user": str,
     "http_password": str,
     "session_secret": str,
+    "session_max_age": float,
 }
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
+import time
 from collections.abc import Callable
+from typing import Final
 
 from attrs import field, frozen
+from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 from starlette.requests import Request
 
 SessionResolver = Callable[[Request], "str | None"]
@@ -35,20 +37,43 @@ class BasicAuthCredentials:
         return bool(sep) and user_ok and password_ok
 
 
+DEFAULT_SESSION_MAX_AGE: Final = 8 * 3600.0
+"""Seconds a signed session stays valid after it was signed (``session_max_age`` in settings)."""
+
+_SALT: Final = "crm-audit-transform.session"
+
+
 @frozen
 class SignedSessionResolver:
-    """Default session adapter: ``<company_sso_id>.<hex HMAC-SHA256>`` in a cookie or a bearer token.
+    """Default session adapter: an itsdangerous timed token in a cookie or a bearer token.
 
-    Services with their own session store plug in any ``SessionResolver`` instead; the route only
-    ever trusts what the resolver returns, never a query parameter.
+    The token (``URLSafeTimedSerializer``: the company_sso_id, when it was signed, an HMAC over
+    both) is refused once older than ``max_age`` seconds, or when its signature does not verify.
+    itsdangerous is the signing library Flask and Starlette's own sessions use, so signing,
+    timestamps and constant-time comparison are not ours to get wrong. Services with their own
+    session store plug in any ``SessionResolver`` instead; the route only ever trusts what the
+    resolver returns, never a query parameter. ``now`` (seconds since the epoch) is for tests.
     """
 
     secret: bytes = field(repr=False)
     cookie_name: str = "crm_session"
+    max_age: float = DEFAULT_SESSION_MAX_AGE
+    now: Callable[[], float] = field(default=time.time, repr=False)
+    _serializer: URLSafeTimedSerializer = field(init=False, repr=False)
+
+    @_serializer.default
+    def _make_serializer(self) -> URLSafeTimedSerializer:
+        now = self.now
+
+        class _Signer(TimestampSigner):
+            def get_timestamp(self) -> int:
+                return int(now())
+
+        return URLSafeTimedSerializer(self.secret, salt=_SALT, signer=_Signer)
 
     def sign(self, company_sso_id: str) -> str:
-        digest = hmac.new(self.secret, company_sso_id.encode(), hashlib.sha256).hexdigest()
-        return f"{company_sso_id}.{digest}"
+        """A token naming ``company_sso_id``, valid for ``max_age`` seconds from now."""
+        return str(self._serializer.dumps(company_sso_id))
 
     def __call__(self, request: Request) -> str | None:
         token = request.cookies.get(self.cookie_name)
@@ -57,8 +82,8 @@ class SignedSessionResolver:
             token = header[7:].strip()
         if not token:
             return None
-        company, sep, signature = token.rpartition(".")
-        if not sep or not company:
+        try:
+            company = self._serializer.loads(token, max_age=int(self.max_age))
+        except BadData:  # a bad signature, an expired or malformed token: no session
             return None
-        expected = hmac.new(self.secret, company.encode(), hashlib.sha256).hexdigest()
-        return company if hmac.compare_digest(signature.encode(), expected.encode()) else None
+        return company if isinstance(company, str) and company else None
