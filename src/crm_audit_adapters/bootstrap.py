@@ -7,8 +7,11 @@ HTTP app (``build_http_app``, with its BasicAuth password and session secret fro
 Nothing connects here or at import: each adapter is built on first use, and the PostgreSQL
 session, the MongoDB client and the USMAN client are opened by their first query. ``close()``
 releases whatever was opened. Tests and embedding services override any part by keyword
-(``mongo_client=mongomock.MongoClient()``, ``sso=...``, ``clock=...``); the URI ``mongomock://``
-builds an in-process mongomock client (one per runtime, so its data lives as long as it does).
+(``mongo_client=mongomock.MongoClient()``, ``sso=...``, ``clock=...``, ``notice=`` a callable that
+receives progress notes such as "connecting to MongoDB at …"); the URI ``mongomock://`` builds an
+in-process mongomock client (one per runtime, so its data lives as long as it does). A real MongoDB
+is pinged once when first used, so an unreachable server costs one ``serverSelectionTimeoutMS``
+(the URI's, else 10 s) and a refused login is reported as configuration.
 """
 
 from __future__ import annotations
@@ -16,16 +19,19 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
+import re
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from attrs import frozen
 from pymongo import MongoClient
+from pymongo.errors import PyMongoError
 
 from crm_audit_transform.config import MappingConfig, load_config, load_default_config
 from crm_audit_transform.enrichment import EnrichmentStore
-from crm_audit_transform.errors import ConfigError
+from crm_audit_transform.errors import ConfigError, DependencyMissing, StoreUnavailable
 from crm_audit_transform.loading import LoaderLimits
 from crm_audit_transform.ports import (
     ActivityLogStore,
@@ -63,6 +69,8 @@ from .files import CheckedRows, JsonlContactDirectory, read_audit_rows, read_sso
 from .flags import ConfiguredFeatureFlags
 from .mongo import MongoActivityLogStore, MongoContactDirectory, MongoIndexState, MongoJobStore
 from .mongo.enrichment import MongoEnrichmentStore
+from .mongo.retry import rejected_login
+from .redaction import ScrubbingFilter, scrub
 from .settings import Settings
 from .usman import UsmanClient
 
@@ -80,7 +88,10 @@ class SystemClock:
 
 
 def _missing(setting: str, env: str) -> ConfigError:
-    return ConfigError([(setting, f"not set: give {env} or `{setting}` in the configuration file")])
+    return ConfigError(
+        [(setting, f"not set: give {env} or `{setting}` in the settings file")],
+        source="the runner's settings",
+    )
 
 
 class Runtime:
@@ -94,8 +105,10 @@ class Runtime:
         sso: SsoDirectory | None = None,
         clock: Clock | None = None,
         flags: FeatureFlags | None = None,
+        notice: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings
+        self._notice = notice
         self._mongo_client = mongo_client
         self._owns_mongo = mongo_client is None
         self._sso_override = sso
@@ -133,6 +146,8 @@ class Runtime:
     def mongo_db(self) -> Any:
         if self._mongo_client is None:
             self._mongo_client = _mongo_client(self.settings.mongo_uri)
+            if isinstance(self._mongo_client, MongoClient) and self.settings.mongo_uri:
+                wait_for_mongo(self._mongo_client, self.settings.mongo_uri, self._notice)
         if self._owns_mongo:
             self._closers.append(self._mongo_client.close)
         return self._mongo_client[self.settings.mongo_database]
@@ -220,14 +235,76 @@ class Runtime:
         self.close()
 
 
+DEFAULT_SERVER_SELECTION_TIMEOUT_MS = 10_000
+"""Used only when the URI does not set ``serverSelectionTimeoutMS`` itself (pymongo's own is 30 s)."""
+_NOTICE_AFTER_S = 1.0  # a reachable server answers well within this; say what we wait for after it
+
+
 def _mongo_client(uri: str | None) -> Any:
+    """A client for ``uri``; the URI's own options win over the runner's defaults.
+
+    ``ConfigError`` for a URI pymongo refuses, ``DependencyMissing`` for ``mongomock://`` without
+    mongomock installed. Nothing connects here (pymongo connects in the background).
+    """
     if not uri:
         raise _missing("mongo_uri", "CRM_AUDIT_MONGO_URI")
     if uri.startswith(MONGOMOCK_URI):
-        import mongomock  # a test dependency: only imported when asked for
-
+        try:
+            import mongomock  # a test dependency: only imported when asked for
+        except ImportError:
+            raise DependencyMissing(
+                [
+                    (
+                        "mongo_uri",
+                        "mongomock:// needs mongomock: pip install mongomock (the [dev] extra has it)",
+                    )
+                ]
+            ) from None
         return mongomock.MongoClient(tz_aware=True)
-    return MongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=10_000)
+    options: dict[str, Any] = {}
+    if not _SELECTION_TIMEOUT_OPTION.search(uri):
+        options["serverSelectionTimeoutMS"] = DEFAULT_SERVER_SELECTION_TIMEOUT_MS
+    try:
+        return MongoClient(uri, tz_aware=True, **options)
+    except PyMongoError as exc:
+        # pymongo's message may quote the URI: scrubbed, never raw.
+        raise ConfigError([("mongo_uri", f"pymongo refused the URI: {scrub(str(exc), [uri])}")]) from None
+
+
+_SELECTION_TIMEOUT_OPTION = re.compile(r"[?&;]serverSelectionTimeoutMS=", re.IGNORECASE)
+
+
+def wait_for_mongo(client: Any, uri: str, notice: Callable[[str], None] | None) -> None:
+    """Ping the server once, saying "connecting to MongoDB at …" if that takes over a second.
+
+    The wait is bounded by the client's ``serverSelectionTimeoutMS``; then ``StoreUnavailable``
+    (exit 6). A refused login is ``ConnectionRejected`` (exit 3).
+    """
+    seeds = client.topology_description.server_descriptions()  # the URI's hosts until discovery
+    hosts = ", ".join(f"{host}:{port}" for host, port in seeds) or "?"
+    timeout_s = client.options.server_selection_timeout
+    timer = None
+    if notice is not None:
+        timer = threading.Timer(
+            _NOTICE_AFTER_S, notice, [f"connecting to MongoDB at {hosts} (giving up after {timeout_s:g} s)…"]
+        )
+        timer.daemon = True
+        timer.start()
+    try:
+        client.admin.command("ping")
+    except PyMongoError as exc:
+        rejected = rejected_login(exc)
+        if rejected is not None:
+            raise rejected from None
+        # pymongo appends its whole topology description: the first clause says what went wrong.
+        cause = re.split(r" \(configured timeouts|, Timeout: ", str(exc))[0]
+        raise StoreUnavailable(
+            f"MongoDB at {hosts} unreachable after {timeout_s:g} s (serverSelectionTimeoutMS): "
+            f"{scrub(cause, [uri])}"
+        ) from None
+    finally:
+        if timer is not None:
+            timer.cancel()
 
 
 def _is_mongomock(db: Any) -> bool:
@@ -253,7 +330,12 @@ def build_http_app(settings: Settings, **overrides: Any) -> Starlette:
     if missing:
         raise ConfigError(missing)
     from .http import BasicAuthCredentials, SignedSessionResolver, create_app  # the optional [http] extra
+    from .http.errors import log as errors_log
 
+    # The 503 causes it logs are secret-free at their source; the filter is the second line.
+    for old in [f for f in errors_log.filters if isinstance(f, ScrubbingFilter)]:
+        errors_log.removeFilter(old)  # one app per process; a rebuilt app replaces its filter
+    errors_log.addFilter(ScrubbingFilter(settings.secrets()))
     runtime = build_runtime(settings, **overrides)
     return create_app(
         runtime.service,

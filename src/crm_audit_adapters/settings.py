@@ -1,8 +1,12 @@
 """Runner settings from a TOML file and environment variables (the environment wins).
 
-Secrets — the CRM DSN, the MongoDB URI's password, the USMAN token, the HTTP password and the
-session secret — are redacted in every
-``repr`` and in ``describe()``, so printing a ``Settings`` never leaks them::
+Secrets — the CRM DSN, the MongoDB URI's password and options, the USMAN token, the broker URLs'
+passwords, the HTTP password and the session secret — are redacted by
+``redaction.redact`` (a parser, not a pattern) in every ``repr`` and in ``describe()``, so printing a
+``Settings`` never leaks them. Every value is type- and range-checked at load time; every problem is
+reported at once, each with its source (``settings file PATH: key`` or ``environment variable
+NAME``). A ``CRM_AUDIT_*`` variable close to a known name but not one (``CRM_AUDIT_PAGESIZE``) gives a
+"did you mean" warning in ``Settings.warnings``::
 
     # crm-audit-migrate.toml                      environment variable
     database_url = "postgresql://ro@crm/crm"      CRM_AUDIT_DATABASE_URL   read-only CRM DSN
@@ -37,8 +41,9 @@ session secret — are redacted in every
 
 from __future__ import annotations
 
+import difflib
+import math
 import os
-import re
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -51,26 +56,20 @@ from crm_audit_transform.loading import LoaderLimits
 from crm_audit_transform.numerals import is_int_text, parse_int
 from crm_audit_transform.usecases import DEFAULT_COVERAGE_THRESHOLD, RunSettings
 
+from .redaction import UNPARSEABLE, redact
 from .usman import UsmanConfig
+
+__all__ = ["CONFIG_ENV", "Settings", "load_settings", "redact"]
 
 CONFIG_ENV: Final = "CRM_AUDIT_SETTINGS"
 _PREFIX: Final = "CRM_AUDIT_"
 _USMAN_PREFIX: Final = "CRM_AUDIT_USMAN_"
-DEFAULT_VISIBILITY_TIMEOUT: Final = 3600.0
-"""Redis's own default: an unacknowledged task goes back to the queue after an hour (docs/scale-out.md)."""
+MONGO_SCHEMES: Final = ("mongodb://", "mongodb+srv://", "mongomock://")
 _LOADER_PREFIX: Final = "CRM_AUDIT_LOADER_"
 LOADER_LIMITS: Final = ("max_bytes", "max_nodes", "max_depth", "max_int_digits")
 """The fields of ``LoaderLimits``, each a ``[loader]`` key and a ``CRM_AUDIT_LOADER_<FIELD>`` variable."""
-
-_URL_PASSWORD = re.compile(r"(?P<head>://[^:/@\s]*:)[^@\s]*@")
-_KV_PASSWORD = re.compile(r"(?P<head>password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
-
-
-def redact(url: str | None) -> str | None:
-    """The URL or key=value DSN with its password replaced by ``***``."""
-    if not url:
-        return url
-    return _KV_PASSWORD.sub(r"\g<head>***", _URL_PASSWORD.sub(r"\g<head>***@", url))
+DEFAULT_VISIBILITY_TIMEOUT: Final = 3600.0
+"""Redis's own default: an unacknowledged task goes back to the queue after an hour (docs/scale-out.md)."""
 
 
 def _redacted(value: str | None) -> str:
@@ -105,9 +104,11 @@ class Settings:
     session_secret: str | None = field(default=None, repr=_secret)
     session_max_age: float = 8 * 3600.0
     loader: LoaderLimits = field(factory=LoaderLimits)
+    # "did you mean" notes about the environment, for the runner to print; not a setting.
+    warnings: tuple[str, ...] = field(default=(), eq=False, repr=False)
 
     def describe(self) -> dict[str, Any]:
-        """Every setting with secrets redacted, for ``--show-config`` and error messages."""
+        """Every setting with secrets redacted, for ``config`` and error messages."""
         return {
             "database_url": redact(self.database_url),
             "mongo_uri": redact(self.mongo_uri),
@@ -133,60 +134,183 @@ class Settings:
             "loader": {name: getattr(self.loader, name) for name in LOADER_LIMITS},
         }
 
+    def secrets(self) -> tuple[str, ...]:
+        """The raw values that hold secrets, for ``redaction.scrub`` over errors and log lines."""
+        usman = (self.usman.base_url, self.usman.token) if self.usman else ()
+        others = (self.broker_url, self.result_backend, self.http_password, self.session_secret)
+        return tuple(v for v in (self.database_url, self.mongo_uri, *usman, *others) if v)
 
-_SCALARS: Final[dict[str, Callable[[str], Any]]] = {
-    "database_url": str,
-    "mongo_uri": str,
-    "mongo_database": str,
-    "enabled_companies": str,
-    "coverage_threshold": float,
-    "mapping_config": str,
-    "page_size": int,
-    "halt_threshold": float,
-    "degraded_threshold": float,
-    "halt_sample": int,
-    "lease_seconds": float,
-    "broker_url": str,
-    "result_backend": str,
-    "broker_visibility_timeout": float,
-    "http_user": str,
-    "http_password": str,
-    "session_secret": str,
-    "session_max_age": float,
+
+# -- checks: each returns the problem, or None ------------------------------------------------
+Check = Callable[[Any], "str | None"]
+
+
+def _between(low: float, high: float, *, low_open: bool = False) -> Check:
+    def check(value: Any) -> str | None:
+        if isinstance(value, float) and not math.isfinite(value):
+            return "must be a finite number"
+        if value < low or (low_open and value == low) or value > high:
+            bracket = "(" if low_open else "["
+            return f"must be in {bracket}{low:g}, {high:g}], got {value:g}"
+        return None
+
+    return check
+
+
+def _postgres_dsn(value: str) -> str | None:
+    if redact(value) == UNPARSEABLE:
+        return "not a PostgreSQL connection string (libpq key=value pairs or a postgresql:// URI)"
+    if "://" in value and not value.lower().startswith(("postgresql://", "postgres://")):
+        return "a URI DSN must start with postgresql:// or postgres://"
+    import psycopg.conninfo  # the adapters' driver: its own parser has the final word
+
+    try:
+        psycopg.conninfo.conninfo_to_dict(value)
+    except psycopg.Error:
+        # The driver's message may quote a piece of the password: never show it.
+        return "libpq cannot parse this connection string (check quoting and %-escapes)"
+    return None
+
+
+def _mongo_uri(value: str) -> str | None:
+    if not value.startswith(MONGO_SCHEMES):
+        return "must start with mongodb://, mongodb+srv:// or mongomock://"
+    if value.startswith("mongodb://"):
+        from pymongo.errors import PyMongoError
+        from pymongo.uri_parser import parse_uri  # no network for mongodb:// (SRV would look up DNS)
+
+        try:
+            parse_uri(value)
+        except (PyMongoError, ValueError):
+            return "pymongo cannot parse this URI (check %-escapes of the user and password, hosts, options)"
+    return None
+
+
+def _mongo_database(value: str) -> str | None:
+    # MongoDB's database naming restrictions (manual: "Restrictions on Database Names").
+    if not value or len(value.encode()) >= 64 or any(c in value for c in '/\\. "$\x00'):
+        return 'must be 1-63 bytes without / \\ . " $ or spaces'
+    return None
+
+
+def _broker_url(value: str) -> str | None:
+    if "://" not in value:
+        return "must be a URL such as redis://host:6379/0"
+    return None
+
+
+def _mapping_file(value: str) -> str | None:
+    return None if Path(value).is_file() else f"no such mapping file: {value}"
+
+
+# key: (type, check). Ranges come from what the run can honour: a page of 1 to 10,000 rows, a
+# lease long enough for one batch and short enough that a dead runner's job is taken over in a day.
+_SCALARS: Final[dict[str, tuple[type, Check | None]]] = {
+    "database_url": (str, _postgres_dsn),
+    "mongo_uri": (str, _mongo_uri),
+    "mongo_database": (str, _mongo_database),
+    "enabled_companies": (str, None),
+    "coverage_threshold": (float, _between(0.0, 1.0)),
+    "mapping_config": (str, _mapping_file),
+    "page_size": (int, _between(1, 10_000)),
+    "halt_threshold": (float, _between(0.0, 1.0, low_open=True)),
+    "degraded_threshold": (float, _between(0.0, 1.0, low_open=True)),
+    "halt_sample": (int, _between(1, 1_000_000)),
+    "lease_seconds": (float, _between(5.0, 86_400.0)),
+    "broker_url": (str, _broker_url),
+    "result_backend": (str, _broker_url),
+    # Longer than any one task may run (a task is one account or shard), at most a week.
+    "broker_visibility_timeout": (float, _between(60.0, 604_800.0)),
+    "http_user": (str, None),
+    "http_password": (str, None),
+    "session_secret": (str, None),
+    "session_max_age": (float, _between(0.0, 31 * 86_400.0, low_open=True)),
 }
+_USMAN_KEYS: Final = {
+    "base_url": "BASE_URL",
+    "token": "TOKEN",
+    "path": "PATH",
+    "auth_header": "AUTH_HEADER",
+    "auth_scheme": "AUTH_SCHEME",
+    "connect_timeout": "CONNECT_TIMEOUT",
+    "read_timeout": "READ_TIMEOUT",
+    "max_emails_per_request": "MAX_EMAILS",
+    "max_emails": "MAX_EMAILS",
+    "max_attempts": "MAX_ATTEMPTS",
+    "backoff_base": "BACKOFF_BASE",
+    "backoff_max": "BACKOFF_MAX",
+    "max_connections": "MAX_CONNECTIONS",
+}
+# Read elsewhere (the HTTP surface, the test harness): known, so never "did you mean"-ed.
+_OTHER_ENV: Final = (
+    CONFIG_ENV,
+    f"{_PREFIX}TENANTS",
+    "CRM_AUDIT_TEST_DATABASE_URL",
+    "CRM_AUDIT_TEST_MONGO_URI",
+)
+KNOWN_ENVIRONMENT: Final = frozenset(
+    [_PREFIX + key.upper() for key in _SCALARS]
+    + [_USMAN_PREFIX + name for name in _USMAN_KEYS.values()]
+    + [_LOADER_PREFIX + name.upper() for name in LOADER_LIMITS]
+    + list(_OTHER_ENV)
+)
+
+
+def _convert(value: Any, kind: type) -> Any:
+    if isinstance(value, bool) or (kind is str and not isinstance(value, str)):
+        raise TypeError
+    if (
+        kind is float
+        and isinstance(value, str)
+        and value.strip().lower() in ("nan", "inf", "-inf", "infinity")
+    ):
+        raise ValueError
+    if kind is int and isinstance(value, float):
+        raise TypeError
+    return kind(value)
 
 
 def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Read the file (``path``, else ``$CRM_AUDIT_SETTINGS``, else none), then the environment on top.
 
-    Every problem is reported at once as a ``ConfigError``; the messages never quote a secret.
+    Every problem is reported at once as a ``ConfigError`` whose paths name the source and key
+    (``settings file crm.toml: page_size``, ``environment variable CRM_AUDIT_PAGE_SIZE``); the
+    messages never quote a value that may hold a secret.
     """
     environ = os.environ if environ is None else environ
     path = path or environ.get(CONFIG_ENV) or None
     raw: dict[str, Any] = _read_file(Path(path)) if path else {}
+    in_file = f"settings file {path}"
     problems: list[tuple[str, str]] = []
     values: dict[str, Any] = {}
-    for key, kind in _SCALARS.items():
-        source, value = (f"${_PREFIX}{key.upper()}", environ.get(_PREFIX + key.upper()))
+    for key, (kind, check) in _SCALARS.items():
+        name = _PREFIX + key.upper()
+        source, value = f"environment variable {name}", environ.get(name)
         if value is None and key in raw:
-            source, value = key, raw[key]
+            source, value = f"{in_file}: {key}", raw[key]
         if value is None:
             continue
         if key == "enabled_companies" and isinstance(value, list):
             value = ",".join(str(v) for v in value)
         try:
-            values[key] = kind(value)
+            converted = _convert(value, kind)
         except (TypeError, ValueError):
-            problems.append((source, f"expected {kind.__name__}"))
-    unknown = set(raw) - set(_SCALARS) - {"usman", "tenants", "loader"}
-    problems.extend((key, "unknown setting") for key in sorted(unknown))
-    usman = _usman(raw.get("usman"), environ, problems)
-    tenants = _tenants(raw.get("tenants"), environ.get(f"{_PREFIX}TENANTS"), problems)
+            problems.append((source, f"expected {_KIND_NAMES[kind]}"))
+            continue
+        problem = check(converted) if check else None
+        if problem:
+            problems.append((source, problem))
+        else:
+            values[key] = converted
+    for key in sorted(set(raw) - set(_SCALARS) - {"usman", "tenants", "loader"}):
+        problems.append(
+            (f"{in_file}: {key}", "unknown setting" + _did_you_mean(key, [*_SCALARS, "usman", "tenants", "loader"]))
+        )
+    usman = _usman(raw.get("usman"), environ, problems, in_file)
+    tenants = _tenants(raw.get("tenants"), environ.get(f"{_PREFIX}TENANTS"), problems, in_file)
     loader = _loader(raw.get("loader"), environ, problems)
-    if values.get("halt_sample", 1) < 1:
-        problems.append(("halt_sample", "must be at least 1 row"))
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(problems, source="the runner's settings")
     run = RunSettings(
         page_size=values.pop("page_size", RunSettings().page_size),
         halt_threshold=values.pop("halt_threshold", RunSettings().halt_threshold),
@@ -194,15 +318,15 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
         halt_sample=values.pop("halt_sample", RunSettings().halt_sample),
         lease_seconds=values.pop("lease_seconds", RunSettings().lease_seconds),
     )
-    return Settings(usman=usman, run=run, tenants=tenants, loader=loader, **values)
+    return Settings(usman=usman, run=run, tenants=tenants, loader=loader, warnings=_misspelled(environ), **values)
 
 
-def _tenants(table: Any, env: str | None, problems: list[tuple[str, str]]) -> dict[str, str]:
+def _tenants(table: Any, env: str | None, problems: list[tuple[str, str]], in_file: str) -> dict[str, str]:
     """``[tenants]`` (company_sso_id = "schema") overlaid by ``CRM_AUDIT_TENANTS="id=schema,…"``."""
     bindings: dict[str, str] = {}
     if table is not None:
         if not isinstance(table, dict) or not all(isinstance(v, str) and v for v in table.values()):
-            problems.append(("tenants", 'expected a table of company_sso_id = "schema"'))
+            problems.append((f"{in_file}: tenants", 'expected a table of company_sso_id = "schema"'))
         else:
             bindings.update({str(k): v for k, v in table.items()})
     for part in (env or "").split(","):
@@ -211,11 +335,33 @@ def _tenants(table: Any, env: str | None, problems: list[tuple[str, str]]) -> di
         company, sep, schema = part.partition("=")
         if not sep or not company.strip() or not schema.strip():
             problems.append(
-                (f"${_PREFIX}TENANTS", "expected company_sso_id=schema pairs separated by commas")
+                (
+                    f"environment variable {_PREFIX}TENANTS",
+                    "expected company_sso_id=schema pairs separated by commas",
+                )
             )
             break
         bindings[company.strip()] = schema.strip()
     return bindings
+
+
+_KIND_NAMES: Final = {str: "a string", int: "an integer", float: "a number"}
+
+
+def _did_you_mean(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+def _misspelled(environ: Mapping[str, str]) -> tuple[str, ...]:
+    known = sorted(KNOWN_ENVIRONMENT)
+    notes = []
+    for name in sorted(environ):
+        if name.startswith(_PREFIX) and name not in KNOWN_ENVIRONMENT:
+            hint = _did_you_mean(name, known)
+            if hint:
+                notes.append(f"environment variable {name} is not a setting{hint}")
+    return tuple(notes)
 
 
 def _loader(table: Any, environ: Mapping[str, str], problems: list[tuple[str, str]]) -> LoaderLimits:
@@ -248,27 +394,59 @@ def _loader(table: Any, environ: Mapping[str, str], problems: list[tuple[str, st
     return LoaderLimits(**limits)
 
 
+
 def _read_file(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)
     except FileNotFoundError:
-        raise ConfigError([(str(path), "no such configuration file")]) from None
+        raise ConfigError([(f"settings file {path}", "no such configuration file")]) from None
+    except OSError as exc:
+        raise ConfigError([(f"settings file {path}", f"cannot read: {exc.strerror}")]) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([(str(path), f"not valid TOML: {exc}")]) from None
+        raise ConfigError([(f"settings file {path}", f"not valid TOML: {exc}")]) from None
 
 
-def _usman(table: Any, environ: Mapping[str, str], problems: list[tuple[str, str]]) -> UsmanConfig | None:
-    merged = {f"{_USMAN_PREFIX}{str(k).upper()}": str(v) for k, v in (table or {}).items()}
-    if "base_url" in (table or {}):
-        merged[f"{_USMAN_PREFIX}BASE_URL"] = str(table["base_url"])
-    if isinstance(table, dict) and "max_emails_per_request" in table:
-        merged[f"{_USMAN_PREFIX}MAX_EMAILS"] = str(table["max_emails_per_request"])
-    merged.update({k: v for k, v in environ.items() if k.startswith(_USMAN_PREFIX)})
+def _usman(
+    table: Any, environ: Mapping[str, str], problems: list[tuple[str, str]], in_file: str
+) -> UsmanConfig | None:
+    merged: dict[str, str] = {}
+    sources: dict[str, str] = {}
+    if table is not None and not isinstance(table, dict):
+        problems.append((f"{in_file}: usman", "expected a table ([usman])"))
+        table = None
+    for key, value in (table or {}).items():
+        env_key = _USMAN_KEYS.get(str(key))
+        if env_key is None:
+            problems.append(
+                (f"{in_file}: usman.{key}", "unknown setting" + _did_you_mean(str(key), [*_USMAN_KEYS]))
+            )
+            continue
+        merged[_USMAN_PREFIX + env_key] = str(value)
+        sources[env_key] = f"{in_file}: usman.{key}"
+    for name, value in environ.items():
+        if name.startswith(_USMAN_PREFIX):
+            merged[name] = value
+            sources[name[len(_USMAN_PREFIX) :]] = f"environment variable {name}"
     if f"{_USMAN_PREFIX}BASE_URL" not in merged:
         return None
+    # One key at a time, so that each problem names its own source.
+    for env_key, source in sorted(sources.items()):
+        if env_key in ("BASE_URL", "TOKEN"):
+            continue
+        try:
+            UsmanConfig.from_env(
+                {
+                    _USMAN_PREFIX + "BASE_URL": "http://x",
+                    _USMAN_PREFIX + env_key: merged[_USMAN_PREFIX + env_key],
+                }
+            )
+        except (TypeError, ValueError):
+            problems.append((source, "out of range or of the wrong type (see docs/usman.md)"))
+    base = merged[f"{_USMAN_PREFIX}BASE_URL"]
+    if not base.startswith(("http://", "https://")):
+        problems.append((sources.get("BASE_URL", "usman.base_url"), "must start with http:// or https://"))
     try:
         return UsmanConfig.from_env(merged)
     except (TypeError, ValueError):
-        problems.append(("usman", "invalid USMAN settings (check base_url, timeouts and counts)"))
         return None

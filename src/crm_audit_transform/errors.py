@@ -12,7 +12,10 @@ infrastructure that is down. Driver errors are translated at the adapter boundar
     │   ├── LimitExceeded            .limit / .actual: payload bytes, alias expansion or depth
     │   ├── NotAMapping              the document is not a hash of column → value
     │   └── BadEncoding              bytes that are not UTF-8, or characters YAML forbids
-    ├── ConfigError                  .problems: every (path, message) found, reported together
+    ├── ConfigError                  CONFIG_INVALID .problems: every (path, message), .source
+    │   ├── ConnectionRejected       CONNECTION_REJECTED: a server refused the configured login,
+    │   │                            database or URI (never retried)
+    │   └── DependencyMissing        DEPENDENCY_MISSING: an optional package is not installed
     ├── BatchTooLarge                code BATCH_TOO_LARGE: more records than a batch may hold
     ├── GuardError                   .code / .http_status: a use case refused to start or act
     │   ├── FlagDisabled             FLAG_DISABLED (403)
@@ -23,15 +26,15 @@ infrastructure that is down. Driver errors are translated at the adapter boundar
     │   ├── JobNotFound              JOB_NOT_FOUND (404)
     │   ├── TenantMismatch           TENANT_MISMATCH (409): --tenant is not the account's bound tenant
     │   └── TenantUnbound            TENANT_UNBOUND (422): no tenant binding and no explicit override
-    ├── LeaseHeld                    another runner holds the job's lease
-    ├── UnknownTenant                .tenant: not a tenant schema of the CRM (refused, never queried)
-    ├── IndexConflict                .collection / .index: an index migration clashes with the database
+    ├── LeaseHeld                    LEASE_HELD: another runner holds the job's lease
+    ├── UnknownTenant                UNKNOWN_TENANT .tenant: not a tenant schema of the CRM (never queried)
+    ├── IndexConflict                INDEX_CONFLICT .collection / .index: clashes with the database
     ├── IndexesMissing               INDEXES_MISSING (503): migration 035's indexes are not in place
     ├── DirectoryRefused             DIRECTORY_REFUSED: USMAN refused us (401/403): configuration
-    └── Unavailable                  a dependency is down; retrying later is safe
-        ├── DirectoryUnavailable     the SSO user directory (USMAN)
-        ├── SourceUnavailable        the CRM database
-        └── StoreUnavailable         the CDP database
+    └── Unavailable                  UNAVAILABLE: a dependency is down; retrying later is safe
+        ├── DirectoryUnavailable     DIRECTORY_UNAVAILABLE: the SSO user directory (USMAN)
+        ├── SourceUnavailable        SOURCE_UNAVAILABLE: the CRM database
+        └── StoreUnavailable         STORE_UNAVAILABLE: the CDP database
 """
 
 from __future__ import annotations
@@ -101,12 +104,37 @@ class BadEncoding(AuditedChangesError):
 
 
 class ConfigError(CrmAuditError):
-    """A mapping configuration is invalid; every problem is listed with the path of its key."""
+    """Configuration is invalid; every problem is listed with the path of its key.
 
-    def __init__(self, problems: Sequence[tuple[str, str]]) -> None:
+    ``source`` names where the keys live ("mapping file m.yaml", "settings"); each problem's path
+    may name its own source too (``environment variable CRM_AUDIT_PAGE_SIZE``). Retrying never
+    helps: the operator has to change the configuration.
+    """
+
+    code = "CONFIG_INVALID"
+
+    def __init__(self, problems: Sequence[tuple[str, str]], *, source: str = "") -> None:
         self.problems = tuple(problems)
+        self.source = source
         lines = "\n".join(f"  {path}: {message}" for path, message in self.problems)
-        super().__init__(f"invalid mapping configuration:\n{lines}")
+        where = f" in {source}" if source else ""
+        super().__init__(f"invalid configuration{where}:\n{lines}")
+
+
+class ConnectionRejected(ConfigError):
+    """A server refused what the configuration says: the login, the database name or the URI.
+
+    Wrong passwords, unknown users or databases and malformed connection strings are never
+    retried: they stay wrong until the configuration changes.
+    """
+
+    code = "CONNECTION_REJECTED"
+
+
+class DependencyMissing(ConfigError):
+    """A setting needs an optional package that is not installed (``mongomock://`` needs mongomock)."""
+
+    code = "DEPENDENCY_MISSING"
 
 
 class BatchTooLarge(CrmAuditError):
@@ -187,9 +215,13 @@ class TenantUnbound(GuardError):
 class LeaseHeld(CrmAuditError):
     """Another runner holds the job's lease; this one must not run it."""
 
+    code = "LEASE_HELD"
+
 
 class UnknownTenant(CrmAuditError):
     """A tenant name that is not a schema of the CRM; nothing is read for it."""
+
+    code = "UNKNOWN_TENANT"
 
     def __init__(self, tenant: str) -> None:
         super().__init__(f"unknown CRM tenant {tenant!r}: no such schema")
@@ -198,6 +230,8 @@ class UnknownTenant(CrmAuditError):
 
 class IndexConflict(CrmAuditError):
     """An index migration step clashes with what the database holds (other options, duplicate data)."""
+
+    code = "INDEX_CONFLICT"
 
     def __init__(self, collection: str, index: str, message: str) -> None:
         super().__init__(f"index {index!r} on {collection!r}: {message}")
@@ -239,14 +273,22 @@ class DirectoryRefused(CrmAuditError):
 class Unavailable(CrmAuditError):
     """A dependency is down or timed out; the operation can be retried."""
 
+    code = "UNAVAILABLE"
+
 
 class DirectoryUnavailable(Unavailable):
     """USMAN could not answer; actors degrade to ``[Deleted CRM User]``, records are never dropped."""
+
+    code = "DIRECTORY_UNAVAILABLE"
 
 
 class SourceUnavailable(Unavailable):
     """The CRM database could not answer after retries; the job keeps its cursor."""
 
+    code = "SOURCE_UNAVAILABLE"
+
 
 class StoreUnavailable(Unavailable):
     """The CDP database could not answer after retries; the job keeps its cursor."""
+
+    code = "STORE_UNAVAILABLE"

@@ -84,7 +84,63 @@ class TestSettings:
         path.write_text('page_size = "many"\ncolour = "blue"\n')
         with pytest.raises(ConfigError) as raised:
             load_settings(path, {"CRM_AUDIT_HALT_THRESHOLD": "high"})
-        assert {p for p, _ in raised.value.problems} == {"page_size", "colour", "$CRM_AUDIT_HALT_THRESHOLD"}
+        assert {p for p, _ in raised.value.problems} == {
+            f"settings file {path}: page_size",
+            f"settings file {path}: colour",
+            "environment variable CRM_AUDIT_HALT_THRESHOLD",
+        }
+
+    @pytest.mark.parametrize(
+        ("name", "value", "message"),
+        [
+            ("CRM_AUDIT_PAGE_SIZE", "0", "must be in [1, 10000], got 0"),
+            ("CRM_AUDIT_PAGE_SIZE", "1.5", "expected an integer"),
+            ("CRM_AUDIT_HALT_THRESHOLD", "0", "must be in (0, 1], got 0"),
+            ("CRM_AUDIT_HALT_THRESHOLD", "nan", "expected a number"),
+            ("CRM_AUDIT_COVERAGE_THRESHOLD", "1.5", "must be in [0, 1], got 1.5"),
+            ("CRM_AUDIT_LEASE_SECONDS", "-1", "must be in [5, 86400], got -1"),
+            ("CRM_AUDIT_MONGO_DATABASE", "cdp.prod", "must be 1-63 bytes"),
+            ("CRM_AUDIT_MONGO_URI", "mongo://cdp", "must start with mongodb://"),
+            ("CRM_AUDIT_MONGO_URI", "mongodb://u:p@ss@cdp", "pymongo cannot parse this URI"),
+            ("CRM_AUDIT_DATABASE_URL", "host=crm password='open", "not a PostgreSQL connection string"),
+            ("CRM_AUDIT_DATABASE_URL", "host=crm colour=blue", "libpq cannot parse"),
+            ("CRM_AUDIT_MAPPING_CONFIG", "/nonexistent/mapping.yaml", "no such mapping file"),
+            ("CRM_AUDIT_USMAN_READ_TIMEOUT", "0", "out of range"),
+        ],
+    )
+    def test_every_setting_is_range_checked_at_load(self, name: str, value: str, message: str) -> None:
+        """An out-of-range or unparseable value is refused at load, naming its environment variable."""
+        env = {name: value, "CRM_AUDIT_USMAN_BASE_URL": "http://usman.test"}
+        with pytest.raises(ConfigError) as raised:
+            load_settings(None, env)
+        assert raised.value.problems[0][0] == f"environment variable {name}"
+        assert message in raised.value.problems[0][1]
+        assert "invalid configuration in the runner's settings" in str(raised.value)
+
+    def test_problems_never_quote_a_secret(self) -> None:
+        """A malformed DSN is refused without echoing any piece of it."""
+        with pytest.raises(ConfigError) as raised:
+            load_settings(None, {"CRM_AUDIT_DATABASE_URL": "host=crm password=Kx9v Q7zRtail"})
+        assert "Q7zR" not in str(raised.value)
+        assert "Kx9v" not in str(raised.value)
+
+    def test_misspelled_variables_get_a_did_you_mean_warning(self) -> None:
+        """CRM_AUDIT_PAGESIZE is not silently ignored: the warning names CRM_AUDIT_PAGE_SIZE."""
+        settings = load_settings(None, {"CRM_AUDIT_PAGESIZE": "5", "CRM_AUDIT_UNRELATED_THING": "x"})
+        assert settings.warnings == (
+            "environment variable CRM_AUDIT_PAGESIZE is not a setting; did you mean CRM_AUDIT_PAGE_SIZE?",
+        )
+
+    def test_a_misspelled_file_key_is_named_with_a_suggestion(self, tmp_path: Path) -> None:
+        """An unknown key in the settings file suggests the key it is closest to."""
+        path = tmp_path / "settings.toml"
+        path.write_text("page_sise = 10\n[usman]\nbase_url = 'http://u'\nread_timout = 3\n")
+        with pytest.raises(ConfigError) as raised:
+            load_settings(path, {})
+        assert dict(raised.value.problems) == {
+            f"settings file {path}: page_sise": "unknown setting; did you mean page_size?",
+            f"settings file {path}: usman.read_timout": "unknown setting; did you mean read_timeout?",
+        }
 
     def test_a_missing_or_broken_file_is_a_config_error(self, tmp_path: Path) -> None:
         """A settings file that is absent or not TOML is a ConfigError naming it."""

@@ -228,8 +228,8 @@ def cancel_command(state: CliState, company: str, as_json: bool) -> None:
 @click.pass_obj
 def rollback_command(state: CliState, company: str, yes: bool) -> None:
     """Delete the account's migrated logs (source_tag crm_migration only); native logs stay."""
-    if not yes:
-        click.confirm(f"Delete every migrated activity log of company {company}?", abort=True, err=True)
+    if not yes and not click.confirm(f"Delete every migrated activity log of company {company}?", err=True):
+        raise exit_codes.CliError("DECLINED", "rollback declined; nothing was deleted")
     with state.runtime() as runtime:
         result = runtime.service.rollback(company)
         click.echo(f"deleted {result.deleted} migrated log(s) of company {company}")

@@ -1,12 +1,17 @@
-"""Exit codes of ``crm-audit-migrate`` (docs/runner.md lists them for ops) and the error → code map.
+"""Exit codes of ``crm-audit-migrate`` and the error → ``CODE`` → exit code map.
 
-Every error ends as one line on stderr, ``error: <what happened>``, never a traceback (``--debug``
-shows one).
+Every failure ends as one line on stderr, ``error: CODE: message``, never a traceback (``--debug``
+shows one). ``CODES`` is the documented table (docs/runner.md prints it row for row; a test keeps
+the two equal): each error ``CODE`` and the exit code it ends with. An error class added later gets
+the exit code of its family (a ``GuardError`` refuses, an ``Unavailable`` is retryable, a
+``ConfigError`` is configuration) even before its row is written.
 """
 
 from __future__ import annotations
 
 from typing import Final
+
+import click
 
 from crm_audit_transform.errors import (
     ConfigError,
@@ -27,11 +32,13 @@ OK: Final = 0
 INTERNAL: Final = 1
 """An unexpected error: a bug; rerun with ``--debug`` for the traceback."""
 USAGE: Final = 2
-"""Bad command line (click's own code)."""
+"""Bad command line: an unknown option, a missing or empty value."""
 CONFIG: Final = 3
-"""Configuration missing or invalid: settings file, environment, mapping configuration; migration
-035's indexes not in place (``INDEXES_MISSING``); USMAN refusing our credentials (``DIRECTORY_REFUSED``).
-Nothing was written."""
+"""Configuration missing or invalid (settings file, environment, mapping file), or refused by a
+server (wrong password, unknown database, malformed DSN or URI, USMAN refusing our credentials:
+``DIRECTORY_REFUSED``), an optional package missing, or migration 035's indexes not in place
+(``INDEXES_MISSING``). Never retried: it stays wrong until the configuration changes; nothing was
+written."""
 REFUSED: Final = 4
 """A guard refused (flag off, coverage too low, job running or completed, no job, lease held,
 unknown tenant, tenant not the account's bound one or unbound, resume-or-fresh needed, index
@@ -42,11 +49,73 @@ by a USMAN outage, went over its threshold (cursor kept)."""
 UNAVAILABLE: Final = 6
 """A dependency is down (CRM database, CDP database, USMAN): retrying later is safe."""
 BAD_INPUT: Final = 7
-"""An input file could not be read (dry-run): the message names the file and line."""
+"""A file could not be read or written: the message names the file (and the line)."""
 CANCELLED: Final = 8
 """The job was cancelled while this run worked on it; the run stopped at its next batch."""
+DECLINED: Final = 9
+"""The operator declined a confirmation (or stdin gave no answer): nothing was changed."""
 INTERRUPTED: Final = 130
-"""Stopped by Ctrl-C after finishing the batch in flight; progress is saved — ``run`` resumes."""
+"""Stopped by Ctrl-C. Once: after the batch in flight, progress saved. Twice: at once, still safe
+(the next run replays at most one batch). ``run`` resumes either way."""
+
+CODES: Final[dict[str, int]] = {
+    "INTERNAL": INTERNAL,
+    "USAGE": USAGE,
+    "CONFIG_INVALID": CONFIG,
+    "CONNECTION_REJECTED": CONFIG,
+    "DEPENDENCY_MISSING": CONFIG,
+    "INDEXES_MISSING": CONFIG,
+    "DIRECTORY_REFUSED": CONFIG,
+    "FLAG_DISABLED": REFUSED,
+    "contacts_not_migrated": REFUSED,
+    "JOB_ALREADY_RUNNING": REFUSED,
+    "ALREADY_COMPLETED": REFUSED,
+    "JOB_NOT_FOUND": REFUSED,
+    "RESUME_OR_FRESH": REFUSED,
+    "TENANT_MISMATCH": REFUSED,
+    "TENANT_UNBOUND": REFUSED,
+    "JOB_NOT_RUNNABLE": REFUSED,
+    "LEASE_HELD": REFUSED,
+    "UNKNOWN_TENANT": REFUSED,
+    "INDEX_CONFLICT": REFUSED,
+    "AUDIT_NOT_FOUND": REFUSED,
+    "BATCH_TOO_LARGE": REFUSED,
+    "HALTED": HALTED,
+    "UNAVAILABLE": UNAVAILABLE,
+    "SOURCE_UNAVAILABLE": UNAVAILABLE,
+    "STORE_UNAVAILABLE": UNAVAILABLE,
+    "DIRECTORY_UNAVAILABLE": UNAVAILABLE,
+    "BAD_INPUT": BAD_INPUT,
+    "FILE_ERROR": BAD_INPUT,
+    "CANCELLED": CANCELLED,
+    "DECLINED": DECLINED,
+    "INTERRUPTED": INTERRUPTED,
+}
+"""Every error ``CODE`` the runner prints, with its exit code."""
+
+
+class CliError(Exception):
+    """An error the CLI itself raises: ``code`` is one of ``CODES``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def error_code(error: BaseException) -> str:
+    """The ``CODE`` printed for ``error``: its own ``code``, else its family's."""
+    code = getattr(error, "code", None)
+    if isinstance(code, str) and isinstance(error, CrmAuditError | CliError):
+        return code
+    if isinstance(error, FileFormatError):
+        return "BAD_INPUT"
+    if isinstance(error, click.FileError | OSError):
+        return "FILE_ERROR"  # an --out that cannot be written, a pipe that cannot be appended to...
+    if isinstance(error, click.UsageError):
+        return "USAGE"
+    if isinstance(error, CrmAuditError):
+        return "REFUSED"
+    return "INTERNAL"
 
 
 def exit_code_for(error: BaseException) -> int:
@@ -56,15 +125,17 @@ def exit_code_for(error: BaseException) -> int:
         return REFUSED
     if isinstance(error, Unavailable):
         return UNAVAILABLE
-    if isinstance(error, FileFormatError):
-        return BAD_INPUT
-    if isinstance(error, CrmAuditError):
-        return REFUSED
-    return INTERNAL
+    code = error_code(error)
+    if code in CODES:
+        return CODES[code]
+    return REFUSED if isinstance(error, CrmAuditError) else INTERNAL
 
 
 def one_line(error: BaseException) -> str:
-    """``CODE: message`` on one line (multi-line messages, like a ConfigError's, are joined)."""
-    text = " ".join(part.strip() for part in str(error).splitlines() if part.strip()) or type(error).__name__
-    code = getattr(error, "code", None)
-    return f"{code}: {text}" if isinstance(code, str) else text
+    """``CODE: message`` on one line (multi-line messages, like a ConfigError's, are joined with "; ")."""
+    parts = [part.strip() for part in str(error).splitlines() if part.strip()]
+    if isinstance(error, ConfigError) and len(parts) > 1:
+        text = f"{parts[0]} " + "; ".join(parts[1:])
+    else:
+        text = " ".join(parts) or type(error).__name__
+    return f"{error_code(error)}: {text}"

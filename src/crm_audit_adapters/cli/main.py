@@ -2,32 +2,114 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
+from collections.abc import Sequence
 from typing import Any
 
 import click
 
+from ..redaction import scrub
 from . import exit_codes
 from .state import CliState, Overrides
 
+_SECRET_ENVIRONMENT = (
+    "CRM_AUDIT_DATABASE_URL",
+    "CRM_AUDIT_MONGO_URI",
+    "CRM_AUDIT_USMAN_TOKEN",
+    "CRM_AUDIT_USMAN_BASE_URL",
+    "CRM_AUDIT_HTTP_PASSWORD",
+    "CRM_AUDIT_SESSION_SECRET",
+)
+# Options of the group that may also be written after the subcommand (``status --debug``).
+_GLOBAL_FLAGS = ("--debug",)
+_GLOBAL_VALUED = ("--settings",)
+
+
+def _hoist_global_options(args: list[str]) -> list[str]:
+    """``CMD … --settings F --debug`` → ``--settings F --debug CMD …`` (up to a ``--``)."""
+    hoisted: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        if arg in _GLOBAL_FLAGS or (arg.partition("=")[0] in _GLOBAL_VALUED and "=" in arg):
+            hoisted.append(arg)
+        elif arg in _GLOBAL_VALUED and i + 1 < len(args):
+            hoisted.extend(args[i : i + 2])
+            i += 1
+        else:
+            rest.append(arg)
+        i += 1
+    return hoisted + rest
+
+
+def _report(error: BaseException, state: CliState | None) -> int:
+    """Print ``error: CODE: message`` (secrets scrubbed) and return the exit code."""
+    if state is not None and state.debug:
+        click.echo(scrub(traceback.format_exc(), _secrets(state)), err=True, nl=False)
+    click.echo(f"error: {scrub(exit_codes.one_line(error), _secrets(state))}", err=True)
+    return exit_codes.exit_code_for(error)
+
+
+def _secrets(state: CliState | None) -> list[str | None]:
+    loaded = state.loaded_settings if state is not None else None
+    values: list[str | None] = [os.environ.get(name) for name in _SECRET_ENVIRONMENT]
+    return values + list(loaded.secrets() if loaded is not None else ())
+
 
 class _Group(click.Group):
-    """Turns every error of a command into one clear line and its documented exit code."""
+    """Turns every error of a command into ``error: CODE: message`` and its documented exit code."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, _hoist_global_options(args))
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
+        except KeyboardInterrupt:
+            # The run's first Ctrl-C stops after its batch; this is the second (or one outside a run).
+            error = exit_codes.CliError(
+                "INTERRUPTED",
+                "aborted at once by Ctrl-C; progress up to the last saved batch is kept: run again to resume",
+            )
+            ctx.exit(_report(error, ctx.find_object(CliState)))
         except Exception as error:
-            state = ctx.find_object(CliState)
-            if state is not None and state.debug:
-                traceback.print_exc(file=sys.stderr)
-            code = exit_codes.exit_code_for(error)
-            prefix = "internal error" if code == exit_codes.INTERNAL else "error"
-            click.echo(f"{prefix}: {exit_codes.one_line(error)}", err=True)
-            ctx.exit(code)
+            ctx.exit(_report(error, ctx.find_object(CliState)))
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """click's ``main``, except that every error it would print is ``error: CODE: message``."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.Abort:
+            # click raises Abort when a prompt reads EOF or Ctrl-C: the operator gave no answer.
+            click.echo(err=True)  # end the prompt's line
+            error = exit_codes.CliError("DECLINED", "no answer to the confirmation; nothing was changed")
+            sys.exit(_report(error, None))
+        except click.ClickException as error:
+            hint = ""
+            if isinstance(error, click.UsageError) and error.ctx is not None:
+                hint = f" (see '{error.ctx.command_path} --help')"
+            click.echo(f"error: {exit_codes.error_code(error)}: {error.format_message()}{hint}", err=True)
+            sys.exit(
+                exit_codes.exit_code_for(error) if isinstance(error, click.FileError) else error.exit_code
+            )
+        sys.exit(code if isinstance(code, int) else exit_codes.OK)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -36,9 +118,10 @@ class _Group(click.Group):
     "settings_path",
     type=click.Path(dir_okay=False),
     envvar="CRM_AUDIT_SETTINGS",
-    help="TOML settings file (environment variables override it).",
+    help="TOML settings file (environment variables override it). Like --debug, it may also follow "
+    "the subcommand.",
 )
-@click.option("--debug", is_flag=True, help="Show the traceback of an error.")
+@click.option("--debug", is_flag=True, help="Show the traceback of an error (secrets scrubbed).")
 @click.version_option(package_name="crm-audit-transform")
 @click.pass_context
 def cli(ctx: click.Context, settings_path: str | None, debug: bool) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import click
 from attrs import define, field
 
 from ..bootstrap import Runtime, build_runtime
@@ -35,13 +36,27 @@ class CliState:
 
     @property
     def settings(self) -> Settings:
+        """The settings, read on first use; their "did you mean" warnings go to stderr once."""
         if self._settings is None:
             self._settings = load_settings(self.settings_path)
+            for warning in self._settings.warnings:
+                click.echo(f"warning: {warning}", err=True)
+        return self._settings
+
+    @property
+    def loaded_settings(self) -> Settings | None:
+        """The settings if they were read (for scrubbing an error's secrets), else None."""
         return self._settings
 
     def runtime(self) -> Runtime:
         o = self.overrides
-        runtime = build_runtime(self.settings, mongo_client=o.mongo_client, sso=o.sso, clock=o.clock)
+        runtime = build_runtime(
+            self.settings,
+            mongo_client=o.mongo_client,
+            sso=o.sso,
+            clock=o.clock,
+            notice=lambda text: click.echo(text, err=True),
+        )
         if o.prepare is not None:
             o.prepare(runtime)
         return runtime

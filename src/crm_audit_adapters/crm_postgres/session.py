@@ -8,6 +8,11 @@ reconnects and runs the same work again; a keyset page query is a pure function 
 a retry can neither skip nor repeat rows. After the last attempt the driver error is raised as
 ``SourceUnavailable``. Any other driver error (a missing table, a permission denied) is not worth
 retrying and is raised at once.
+
+A server that refuses the login itself — a wrong password, an unknown user or database, no
+``pg_hba.conf`` entry — and a DSN libpq cannot parse are configuration, not an outage: the factory
+raises ``ConnectionRejected`` / ``ConfigError`` (exit 3 in the runner) and nothing is retried.
+Driver messages are scrubbed of the DSN's secrets (``redaction.scrub``) before they go anywhere.
 """
 
 from __future__ import annotations
@@ -21,12 +26,25 @@ import psycopg
 from attrs import field, frozen
 from psycopg import sql
 
-from crm_audit_transform.errors import SourceUnavailable, UnknownTenant
+from crm_audit_transform.errors import ConfigError, ConnectionRejected, SourceUnavailable, UnknownTenant
+
+from ..redaction import scrub
 
 from .encodings import adapt_sql_ascii
 
 T = TypeVar("T")
 ConnectionFactory = Callable[[], psycopg.Connection]
+
+# SQLSTATEs and libpq texts of a login the server refused: wrong password, unknown role or
+# database, pg_hba refusal. They stay refused until the configuration changes.
+_REJECTED_SQLSTATES = frozenset({"28P01", "28000", "3D000"})
+_REJECTED_TEXTS = (
+    "password authentication failed",
+    "no password supplied",
+    "no pg_hba.conf entry",
+    "does not exist",
+    "authentication failed",
+)
 
 _SCHEMA_EXISTS = "SELECT 1 FROM information_schema.schemata WHERE schema_name = %s"
 _SYSTEM_SCHEMAS = ("information_schema",)
@@ -50,13 +68,27 @@ class PostgresConnectionFactory:
     prepare_threshold: int | None = 5
 
     def __call__(self) -> psycopg.Connection:
-        conn = psycopg.connect(
-            self.dsn,
-            autocommit=True,  # transactions are explicit: one per unit of work
-            connect_timeout=self.connect_timeout_s,
-            application_name=self.application_name,
-            prepare_threshold=self.prepare_threshold,
-        )
+        try:
+            conn = psycopg.connect(
+                self.dsn,
+                autocommit=True,  # transactions are explicit: one per unit of work
+                connect_timeout=self.connect_timeout_s,
+                application_name=self.application_name,
+                prepare_threshold=self.prepare_threshold,
+            )
+        except psycopg.ProgrammingError:
+            # libpq's message may quote a piece of the password: it is not shown at all.
+            raise ConfigError(
+                [("database_url", "libpq cannot parse this connection string (check quoting and %-escapes)")]
+            ) from None
+        except psycopg.OperationalError as exc:
+            message = scrub(str(exc), [self.dsn])
+            if exc.sqlstate in _REJECTED_SQLSTATES or any(text in message for text in _REJECTED_TEXTS):
+                reason = message.rpartition("FATAL:")[2].strip() or message
+                raise ConnectionRejected(
+                    [("database_url", f"the CRM database refused the connection: {reason}")]
+                ) from None
+            raise psycopg.OperationalError(message) from None
         conn.read_only = True  # every transaction() block begins with BEGIN READ ONLY
         adapt_sql_ascii(conn)
         return conn

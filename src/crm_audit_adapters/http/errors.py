@@ -1,7 +1,15 @@
-"""One error envelope for every failure: ``{"error": {"code", "message"}}``, never a stack trace."""
+"""One error envelope for every failure: ``{"error": {"code", "message"}}``, never a stack trace.
+
+A 503 answers a dependency that is down or refuses the service's own configuration (a wrong
+database password): the client is told to retry later, and the server log says why, at WARNING
+(outage) or ERROR (configuration), through the ``crm_audit_adapters.http`` logger. Messages are
+secret-free at their source (``redaction.scrub``), and the app factory adds a ``ScrubbingFilter``
+to that logger as well.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -10,12 +18,15 @@ from starlette.responses import JSONResponse
 
 from crm_audit_transform.errors import (
     BatchTooLarge,
+    ConfigError,
     CrmAuditError,
     DirectoryRefused,
     GuardError,
     IndexesMissing,
     Unavailable,
 )
+
+log = logging.getLogger("crm_audit_adapters.http")
 
 
 class ApiError(Exception):
@@ -32,20 +43,30 @@ def envelope(status: int, code: str, message: str, **extra: Any) -> JSONResponse
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def _cause(exc: Exception) -> str:
+    return f"{getattr(exc, 'code', type(exc).__name__)}: {' '.join(str(exc).split())}"
+
+
 async def on_api_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
     return envelope(exc.status, exc.code, exc.message)
 
 
-async def on_domain_error(_request: Request, exc: Exception) -> JSONResponse:
+async def on_domain_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, GuardError | BatchTooLarge):
         return envelope(exc.http_status, exc.code, str(exc))
     if isinstance(exc, IndexesMissing):
+        log.error("503 for %s %s: %s", request.method, request.url.path, _cause(exc))
         return envelope(503, exc.code, str(exc))
     if isinstance(exc, DirectoryRefused):
+        log.error("500 for %s %s: misconfigured: %s", request.method, request.url.path, _cause(exc))
         # Our credentials are wrong: a server-side configuration error, never the caller's.
         return envelope(500, exc.code, "the user directory refused the service's credentials")
     if isinstance(exc, Unavailable):
+        log.warning("503 for %s %s: %s", request.method, request.url.path, _cause(exc))
+        return envelope(503, "DEPENDENCY_UNAVAILABLE", "a dependency is unavailable; retry later")
+    if isinstance(exc, ConfigError):
+        log.error("503 for %s %s: misconfigured: %s", request.method, request.url.path, _cause(exc))
         return envelope(503, "DEPENDENCY_UNAVAILABLE", "a dependency is unavailable; retry later")
     return envelope(400, "BAD_REQUEST", str(exc).splitlines()[0])
 
@@ -58,7 +79,8 @@ async def on_http_error(_request: Request, exc: Exception) -> JSONResponse:
     return envelope(exc.status_code, code, str(exc.detail))
 
 
-async def on_unexpected(_request: Request, _exc: Exception) -> JSONResponse:
+async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error("500 for %s %s", request.method, request.url.path, exc_info=exc)
     return envelope(500, "INTERNAL", "internal error")
 
 

@@ -4,6 +4,11 @@ Every operation retried here is idempotent by construction (an insert with a cli
 ``_id`` behind a unique index, a delete, a read, a conditional update), so a retry after an
 acknowledgement was lost cannot write twice. After the last attempt, and for any other driver error,
 the caller sees ``StoreUnavailable``.
+
+Two errors are not retried here. A ``ServerSelectionTimeoutError`` already waited the client's whole
+``serverSelectionTimeoutMS`` (the URI's own value; the runner's default is 10 s) while pymongo kept
+looking for a server, so retrying would multiply the wait the operator chose. A refused login
+(``AuthenticationFailed``, code 18) is configuration: ``ConnectionRejected``, never retried.
 """
 
 from __future__ import annotations
@@ -13,11 +18,14 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from attrs import field, frozen
-from pymongo.errors import ConnectionFailure, PyMongoError
+from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError, ServerSelectionTimeoutError
 
-from crm_audit_transform.errors import StoreUnavailable
+from crm_audit_transform.errors import ConnectionRejected, StoreUnavailable
 
-__all__ = ["RetryPolicy", "call_with_retry", "is_retryable"]
+__all__ = ["AUTHENTICATION_FAILED", "RetryPolicy", "call_with_retry", "is_retryable", "rejected_login"]
+
+AUTHENTICATION_FAILED = 18  # MongoDB's error code for a refused login
+_UNAUTHORIZED = 13  # the login worked but the user may not do this
 
 T = TypeVar("T")
 
@@ -37,9 +45,26 @@ class RetryPolicy:
 
 
 def is_retryable(exc: PyMongoError) -> bool:
-    # AutoReconnect, NetworkTimeout, NotPrimaryError and ServerSelectionTimeoutError are all
-    # ConnectionFailure; a server may also label an error as safe to retry.
+    # AutoReconnect, NetworkTimeout and NotPrimaryError are ConnectionFailure; a server may also label
+    # an error as safe to retry. Server selection already waited its whole timeout (see above).
+    if isinstance(exc, ServerSelectionTimeoutError):
+        return False
     return isinstance(exc, ConnectionFailure) or exc.has_error_label("RetryableWriteError")
+
+
+def rejected_login(exc: PyMongoError) -> ConnectionRejected | None:
+    """``ConnectionRejected`` when ``exc`` is a refused login or a missing privilege, else None."""
+    if isinstance(exc, OperationFailure) and exc.code in (AUTHENTICATION_FAILED, _UNAUTHORIZED):
+        reason = "authentication failed" if exc.code == AUTHENTICATION_FAILED else "not authorized"
+        return ConnectionRejected(
+            [
+                (
+                    "mongo_uri",
+                    f"MongoDB refused the login: {reason} (check the URI's user, password and authSource)",
+                )
+            ]
+        )
+    return None
 
 
 def call_with_retry(operation: Callable[[int], T], policy: RetryPolicy, what: str) -> T:
@@ -49,6 +74,9 @@ def call_with_retry(operation: Callable[[int], T], policy: RetryPolicy, what: st
         try:
             return operation(attempt)
         except PyMongoError as exc:
+            rejected = rejected_login(exc)
+            if rejected is not None:
+                raise rejected from exc
             if not is_retryable(exc):
                 raise StoreUnavailable(f"{what} failed: {exc}") from exc
             if attempt >= policy.attempts:

@@ -58,9 +58,13 @@ def load_config(path_or_text: str | os.PathLike[str]) -> MappingConfig:
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError([("$", f"cannot read {path}: {exc}")]) from exc
+            raise ConfigError([("$", f"cannot read {path}: {exc}")], source=f"mapping file {path}") from exc
         origin = str(path)
-    return _parse(text, origin=origin)
+    try:
+        return _parse(text, origin=origin)
+    except ConfigError as exc:
+        source = "mapping text" if origin == "<text>" else f"mapping file {origin}"
+        raise ConfigError(exc.problems, source=source) from None
 
 
 def load_default_config() -> MappingConfig:

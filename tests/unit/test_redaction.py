@@ -1,0 +1,123 @@
+"""Redaction by parsing: hostile DSNs and URIs never show a fragment of their secret."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from crm_audit_adapters.redaction import UNPARSEABLE, ScrubbingFilter, redact, scrub, secret_fragments
+
+# (DSN or URI, the secret inside it). Every secret is distinctive so that any 4-character piece of it
+# showing up in an output is a leak, not a coincidence.
+HOSTILE = [
+    ("postgresql://ro:Kx9vQ7zR@crm-db:5432/crm", "Kx9vQ7zR"),
+    ("postgresql://ro:Kx9@vQ7zR@crm-db/crm", "Kx9@vQ7zR"),
+    ("postgresql://ro:Kx9:v/Q?7#zR@crm-db/crm", "Kx9:v/Q?7#zR"),
+    ("postgresql://ro:p%ZZKx9vQ7zR@crm-db/crm", "p%ZZKx9vQ7zR"),
+    ("postgresql://ro:Kx9%40vQ7zR@crm-db/crm", "Kx9@vQ7zR"),
+    ("postgresql://crm-db/crm?user=ro&password=Kx9vQ7zR&sslmode=require", "Kx9vQ7zR"),
+    ("postgresql://crm-db/crm?sslpassword=Kx9v&Q7zR&sslmode=require", "Kx9v&Q7zR"),
+    ("postgresql://ro@crm-db/crm?application_name=a@b&password=Kx9vQ7zR", "Kx9vQ7zR"),
+    ("host=crm-db user=ro password=Kx9vQ7zR dbname=crm", "Kx9vQ7zR"),
+    ("host=crm-db password = 'Kx9v Q7zR' dbname=crm", "Kx9v Q7zR"),
+    (r"host=crm-db password='Kx9v\'Q7zR tail9W' dbname=crm", r"Kx9v'Q7zR tail9W"),
+    (r"host=crm-db password=Kx9v\ Q7zR dbname=crm", "Kx9v Q7zR"),
+    ("host=crm-db password='Kx9vQ7zR dbname=crm", "Kx9vQ7zR"),  # unterminated quote
+    ("host=crm-db password=Kx9v Q7zRsecretpass dbname=crm", "Q7zRsecretpass"),  # missing "=" after it
+    ("host=crm-db password", "crm-db"),  # not even a pair: nothing of it is shown
+    ("dbname='postgresql://ro:Kx9vQ7zR@crm-db/crm' host=x", "Kx9vQ7zR"),
+    ("dbname='host=crm-db password=Kx9vQ7zR'", "Kx9vQ7zR"),
+    ("Kx9vQ7zR", "Kx9vQ7zR"),  # a bare password pasted as the DSN
+    ("mongodb://cdp:Kx9vQ7zR@cdp-db:27017/?authSource=admin", "Kx9vQ7zR"),
+    ("mongodb://cdp:Kx9v@Q7zR@a:1,b:2/?replicaSet=rs0", "Kx9v@Q7zR"),
+    ("mongodb+srv://cdp:Kx9vQ7zR@cluster.example.net/cdp?retryWrites=true", "Kx9vQ7zR"),
+    (
+        "mongodb://AKIAEXAMPLE:Wq8eRt5y@cdp-db/?authMechanism=MONGODB-AWS"
+        "&authMechanismProperties=AWS_SESSION_TOKEN:Zt4uKx9vQ7zR",
+        "Zt4uKx9vQ7zR",
+    ),
+    (
+        "mongodb://cdp-db/?authMechanism=MONGODB-AWS"
+        "&authMechanismProperties=AWS_SESSION_TOKEN%3AZt4uKx9vQ7zR%2CSERVICE_NAME%3Amongodb",
+        "Zt4uKx9vQ7zR",
+    ),
+    ("mongodb://cdp-db/?tls=true&tlsCertificateKeyFilePassword=Kx9vQ7zR", "Kx9vQ7zR"),
+    ("https://Kx9vQ7zR@usman.internal/api", "Kx9vQ7zR"),
+    ("https://usman.internal/api?token=Kx9vQ7zR", "Kx9vQ7zR"),
+]
+
+
+def _pieces(secret: str, size: int = 4) -> set[str]:
+    return {secret[i : i + size] for i in range(len(secret) - size + 1)} or {secret}
+
+
+def _leaks(text: str, secret: str) -> set[str]:
+    return {piece for piece in _pieces(secret) if piece in text}
+
+
+class TestRedact:
+    @pytest.mark.parametrize(("value", "secret"), HOSTILE)
+    def test_no_fragment_of_the_secret_survives(self, value: str, secret: str) -> None:
+        """The redacted form of a hostile DSN or URI holds no 4-character piece of its secret."""
+        shown = redact(value)
+        assert shown is not None
+        assert not _leaks(shown, secret), shown
+
+    @pytest.mark.parametrize(("value", "secret"), HOSTILE)
+    def test_scrub_removes_every_spelling_from_free_text(self, value: str, secret: str) -> None:
+        """A driver message quoting the DSN, its secret or a piece a parser stopped at is scrubbed."""
+        pieces = " ".join(sorted(secret_fragments(value)))
+        message = f'connect failed for {value}: missing "=" after "{secret}" near {pieces}'
+        cleaned = scrub(message, [value])
+        assert not _leaks(cleaned, secret), cleaned
+
+    @pytest.mark.parametrize(
+        ("value", "shown"),
+        [
+            ("postgresql://ro:pw@crm-db:5432/crm", "postgresql://ro:***@crm-db:5432/crm"),
+            ("postgresql://ro@crm-db/crm", "postgresql://ro@crm-db/crm"),
+            ("host=crm-db user=ro password='a b' dbname=crm", "host=crm-db user=ro password=*** dbname=crm"),
+            (
+                "mongodb://cdp-db:27017/?serverSelectionTimeoutMS=500",
+                "mongodb://cdp-db:27017/?serverSelectionTimeoutMS=500",
+            ),
+            (
+                "mongodb://u:p@h/?authMechanismProperties=SERVICE_NAME:mongodb,AWS_SESSION_TOKEN:t",
+                "mongodb://u:***@h/?authMechanismProperties=SERVICE_NAME:mongodb,AWS_SESSION_TOKEN:***",
+            ),
+            ("mongomock://", "mongomock://"),
+            ("https://usman.internal", "https://usman.internal"),
+        ],
+    )
+    def test_keeps_what_an_operator_needs(self, value: str, shown: str) -> None:
+        """Hosts, ports, databases, users and harmless options stay readable."""
+        assert redact(value) == shown
+
+    def test_an_unparseable_value_is_hidden_whole(self) -> None:
+        """A value whose secret's end cannot be known is replaced by a fixed marker."""
+        assert redact("host=x password='open") == UNPARSEABLE
+
+    def test_empty_values_pass_through(self) -> None:
+        """None and "" mean "not set" and are shown as such."""
+        assert redact(None) is None
+        assert redact("") == ""
+
+
+class TestScrubbingFilter:
+    def test_log_records_and_tracebacks_are_scrubbed(self, caplog: pytest.LogCaptureFixture) -> None:
+        """A log line and its traceback that quote the DSN reach the handlers without its password."""
+        dsn = "postgresql://ro:Kx9vQ7zR@crm-db/crm"
+        logger = logging.getLogger("test.redaction")
+        logger.addFilter(ScrubbingFilter([dsn]))
+        try:
+            with caplog.at_level(logging.INFO, logger="test.redaction"):
+                try:
+                    raise RuntimeError(f"cannot reach {dsn}")
+                except RuntimeError:
+                    logger.exception("connect to %s failed", dsn)
+        finally:
+            logger.filters.clear()
+        text = caplog.text
+        assert "crm-db" in text
+        assert not _leaks(text, "Kx9vQ7zR"), text
