@@ -86,6 +86,16 @@ def body(*logs: ActivityLog) -> str:
     )
 
 
+def _at_year_one() -> bytes:
+    text = body(log(1))
+    date = '{"$date": "2020-01-01T12:00:01Z"}'
+    assert date in text
+    return text.replace(date, '"0001-01-01T00:00:00+14:00"').encode()
+
+
+RECORD_AT_YEAR_ONE = _at_year_one()  # a valid offset text whose UTC instant is before year 1
+
+
 def error_code(response: Any) -> str:
     payload = response.json()
     assert set(payload) == {"error"}
@@ -130,12 +140,17 @@ class TestMigrateRoute:
             (b'{"records": [{"company_sso_id": "x"}]}', "INVALID_RECORD"),
             (b"\xff\xfe", "MALFORMED_BODY"),
             (b'{"records": ' + b"[" * 5000 + b"]" * 5000 + b"}", "MALFORMED_BODY"),
+            (b'{"records": [{"metadata": {"x": {"$numberDecimal": "abc"}}}]}', "MALFORMED_BODY"),
+            (b'{"records": [{"metadata": {"x": {"$numberDecimal": "1e99999999999"}}}]}', "MALFORMED_BODY"),
+            (b'{"records": [{"timestamp": {"$date": "0001-01-01T00:00:00+14:00"}}]}', "MALFORMED_BODY"),
+            (RECORD_AT_YEAR_ONE, "INVALID_RECORD"),
         ],
     )
     def test_malformed_bodies_get_one_clear_error(
         self, app_parts: dict[str, Any], payload: bytes, code: str
     ) -> None:
-        """Bodies that are not JSON, not an object, or hold bad records get a 400 in the error envelope."""
+        """Bodies that are not JSON, nest too deeply, hold a bad $numberDecimal or a date before year 1
+        in UTC, or hold bad records, get a 400 in the error envelope, never a 500."""
         response = app_parts["client"].post(
             "/private/activity_logs/migrate", content=payload, headers={"Authorization": AUTH}
         )
@@ -282,6 +297,16 @@ class TestJobRoutes:
         )
         assert response.json()["status"] == "not_started"
 
+    def test_a_deeply_nested_trigger_body_is_400(self, app_parts: dict[str, Any]) -> None:
+        """JSON nested past the parser's recursion limit is a 400 MALFORMED_BODY, not a 500."""
+        response = app_parts["client"].post(
+            "/private/activity_logs/crm_migration/trigger",
+            content=b"[" * 100_000 + b"]" * 100_000,
+            headers={"Authorization": AUTH},
+        )
+        assert response.status_code == 400
+        assert error_code(response) == "MALFORMED_BODY"
+
     @pytest.mark.parametrize(
         "payload",
         [
@@ -289,6 +314,7 @@ class TestJobRoutes:
             {"company_sso_id": COMPANY, "tenant": ""},
             {"company_sso_id": "", "tenant": TENANT},
             {"company_sso_id": COMPANY, "tenant": TENANT, "date_range_start": "yesterday"},
+            {"company_sso_id": COMPANY, "tenant": TENANT, "date_range_start": "0001-01-01T00:00:00+14:00"},
         ],
     )
     def test_bad_trigger_bodies_are_400(self, app_parts: dict[str, Any], payload: dict[str, Any]) -> None:

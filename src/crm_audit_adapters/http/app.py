@@ -89,7 +89,10 @@ def _optional_time(value: Any) -> dt.datetime | None:
         parsed = None
     if parsed is None:
         raise ApiError(400, "INVALID_DATE_RANGE_START", "date_range_start must be an ISO 8601 timestamp")
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
+    try:
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
+    except OverflowError:  # 0001-01-01T00:00+14:00: valid text, before year 1 in UTC
+        raise ApiError(400, "INVALID_DATE_RANGE_START", "date_range_start is out of range in UTC") from None
 
 
 def _public_status(status: Mapping[str, Any]) -> dict[str, Any]:

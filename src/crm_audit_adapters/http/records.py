@@ -65,7 +65,10 @@ def _timestamp(value: Any, path: str) -> dt.datetime:
         raise _bad(path, "must be an ISO 8601 timestamp or {'$date': ...}")
     if value.tzinfo is None:
         raise _bad(path, "must carry a UTC offset")
-    return value.astimezone(dt.UTC)
+    try:
+        return value.astimezone(dt.UTC)
+    except OverflowError:  # 0001-01-01T00:00+14:00 is a valid text but before year 1 in UTC
+        raise _bad(path, "is out of range once converted to UTC") from None
 
 
 def decode_record(doc: Any, path: str) -> ActivityLog:
@@ -120,10 +123,12 @@ def parse_body(raw: bytes) -> list[Any]:
     """The ``records`` array of a request body, parsed with Extended JSON types."""
     try:
         body = json_util.loads(raw.decode("utf-8"), json_options=_JSON_OPTIONS)
-    except RecursionError:  # nesting past the interpreter's stack: the client's input, not our fault
+    except RecursionError:
         raise ApiError(400, "MALFORMED_BODY", "body is nested too deeply") from None
-    except (ValueError, UnicodeDecodeError, BSONError, TypeError, OverflowError) as exc:
-        raise ApiError(400, "MALFORMED_BODY", f"body is not valid JSON: {exc}") from None
+    except (ValueError, UnicodeDecodeError, BSONError, TypeError, ArithmeticError) as exc:
+        # ArithmeticError: a $numberDecimal that is not a number (decimal.InvalidOperation) or a
+        # $date out of range (OverflowError).
+        raise ApiError(400, "MALFORMED_BODY", f"body is not valid Extended JSON: {exc}") from None
     if not isinstance(body, dict) or not isinstance(body.get("records"), list):
         raise ApiError(400, "MALFORMED_BODY", "body must be an object with a 'records' array")
     return list(body["records"])
