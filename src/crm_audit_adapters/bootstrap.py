@@ -110,7 +110,6 @@ class Runtime:
         self.settings = settings
         self._notice = notice
         self._mongo_client = mongo_client
-        self._owns_mongo = mongo_client is None
         self._sso_override = sso
         self._clock = clock or SystemClock()
         self._flags = flags
@@ -146,10 +145,9 @@ class Runtime:
     def mongo_db(self) -> Any:
         if self._mongo_client is None:
             self._mongo_client = _mongo_client(self.settings.mongo_uri)
+            self._closers.append(self._mongo_client.close)  # before the ping, which may fail
             if isinstance(self._mongo_client, MongoClient) and self.settings.mongo_uri:
                 wait_for_mongo(self._mongo_client, self.settings.mongo_uri, self._notice)
-        if self._owns_mongo:
-            self._closers.append(self._mongo_client.close)
         return self._mongo_client[self.settings.mongo_database]
 
     @functools.cached_property

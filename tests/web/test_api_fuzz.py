@@ -1,4 +1,5 @@
-"""Fuzz the HTTP surface from its own OpenAPI document: whatever arrives, no route answers 500."""
+"""Fuzz the HTTP surface from its own OpenAPI document: whatever arrives, no route answers 500, and
+every answer conforms to the document (status code, content type, body schema)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-from test_routes import runtime_over
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from test_routes import people_count, runtime_over, seed_contacts
 
 from crm_audit_adapters.http import BasicAuthCredentials, SignedSessionResolver, create_app
 from crm_audit_adapters.mongo.indexes import apply_migration
@@ -25,7 +32,10 @@ SESSIONS = SignedSessionResolver(secret=b"fuzz")
 def live(crm_dsn: str, mongo_db: Any) -> Iterator[LiveServer]:
     """The app over the runner's composition root: the corpus in PostgreSQL, the CDP in MongoDB."""
     apply_migration(mongo_db, "up")
+    # The session's tenant has a job, so the tenant route answers its full document, timestamps too.
+    seed_contacts(mongo_db, "fuzz-co", people_count(crm_dsn))
     with runtime_over(crm_dsn, mongo_db, "*") as runtime:
+        runtime.service.trigger("fuzz-co", "acme")
         app = create_app(runtime.service, basic_auth=BasicAuthCredentials("ops", "s3cret"), sessions=SESSIONS)
         with LiveServer(app) as server:
             yield server
@@ -41,8 +51,17 @@ def test_the_document_names_every_route(live: LiveServer) -> None:
     assert len(operations(live.url)) == 6
 
 
+CONFORMANCE = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
+
+
 def test_no_input_makes_a_route_fail_with_a_server_error(live: LiveServer) -> None:
-    """Generated bodies, parameters and credentials never produce a 5xx, and errors keep the envelope."""
+    """Generated bodies, parameters and credentials never produce a 5xx, errors keep the envelope, and
+    every answer is one the document declares, in the shape it declares."""
     headers = {"Authorization": AUTH, "Cookie": f"crm_session={SESSIONS.sign('fuzz-co')}"}
     for operation in operations(live.url):
 
@@ -51,6 +70,7 @@ def test_no_input_makes_a_route_fail_with_a_server_error(live: LiveServer) -> No
         def check(case: schemathesis.Case) -> None:
             response = case.call(base_url=live.url, headers=headers)
             assert response.status_code < 500, f"{case.method} {case.path}: {response.text}"
+            case.validate_response(response, checks=CONFORMANCE)
             if response.status_code >= 400:
                 assert set(response.json()) == {"error"}
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import httpx
 import pytest
 
@@ -61,3 +63,34 @@ class TestLoaderSettings:
             assert "deeper than 3" in deep.text
             shallow = client.post(path, content=b'{"company_sso_id": "c", "x": [1]}')
             assert "deeper than" not in shallow.text
+    @pytest.mark.postgres
+    def test_a_refused_database_login_is_a_503_whose_cause_is_logged_without_secrets(
+        self, crm_dsn: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A DSN naming a database that does not exist answers 503 to the client, and the server log
+        says why (CONNECTION_REJECTED, the database's name) without the DSN's password."""
+        dsn = f"{crm_dsn} dbname=no_such_db password=Kx9vQ7zR"
+        env = {
+            "CRM_AUDIT_DATABASE_URL": dsn,
+            "CRM_AUDIT_MONGO_URI": "mongomock://",
+            "CRM_AUDIT_HTTP_USER": "ops",
+            "CRM_AUDIT_HTTP_PASSWORD": "pw",
+            "CRM_AUDIT_SESSION_SECRET": "k",
+            "CRM_AUDIT_ENABLED_COMPANIES": "*",
+        }
+        with (
+            caplog.at_level(logging.WARNING, logger="crm_audit_adapters.http"),
+            LiveServer(app(env)) as live,
+            httpx.Client(base_url=live.url, timeout=30) as client,
+        ):
+            answer = client.post(
+                "/private/activity_logs/crm_migration/trigger",
+                json={"company_sso_id": "c", "tenant": "acme"},
+                auth=("ops", "pw"),
+            )
+        assert answer.status_code == 503
+        assert "Kx9v" not in answer.text
+        assert "CONNECTION_REJECTED" in caplog.text
+        assert "no_such_db" in caplog.text
+        assert "Kx9v" not in caplog.text
+        assert "Q7zR" not in caplog.text

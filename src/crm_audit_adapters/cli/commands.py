@@ -31,8 +31,19 @@ from .main import cli
 from .progress import ProgressLine
 from .state import CliState
 
+
+def _company_sso_id(_: click.Context, __: click.Parameter, value: str) -> str:
+    if not value.strip():
+        raise click.BadParameter("must not be empty")
+    return value
+
+
 company_option = click.option(
-    "--company-sso-id", "company", required=True, help="The CDP account (company SSO id)."
+    "--company-sso-id",
+    "company",
+    required=True,
+    callback=_company_sso_id,
+    help="The CDP account (company SSO id).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 
@@ -145,17 +156,20 @@ def run(state: CliState, company: str, progress: bool) -> None:
         status = MigrationStatus.of(result.job)
         click.echo(_summary(status))
         if result.stopped:
-            click.echo("stopped on request; progress saved — run again to resume", err=True)
-            raise click.exceptions.Exit(exit_codes.INTERRUPTED)
+            raise exit_codes.CliError(
+                "INTERRUPTED",
+                "stopped on request after the batch in flight; progress saved: run again to resume",
+            )
         if result.job.status == HALTED:
-            click.echo(f"halted: {result.job.halted_reason}", err=True)
-            raise click.exceptions.Exit(exit_codes.HALTED)
+            raise exit_codes.CliError(
+                "HALTED", f"the run halted: {result.job.halted_reason} (cursor kept; see status and explain)"
+            )
         if result.job.status == CANCELLED:
-            click.echo("cancelled: the job was cancelled; trigger --resume or --fresh to go on", err=True)
-            raise click.exceptions.Exit(exit_codes.CANCELLED)
+            raise exit_codes.CliError(
+                "CANCELLED", "the job was cancelled; trigger --resume or --fresh to go on"
+            )
         if result.job.status != COMPLETED:
-            click.echo(f"job is {result.job.status}: nothing to run", err=True)
-            raise click.exceptions.Exit(exit_codes.REFUSED)
+            raise exit_codes.CliError("JOB_NOT_RUNNABLE", f"job is {result.job.status}: nothing to run")
 
 
 @contextmanager
@@ -247,8 +261,7 @@ def explain(state: CliState, company: str, audit_id: int, tenant: str | None, as
         explanation = runtime.service.explain(company, audit_id, tenant)
     tenant = explanation.tenant
     if explanation.row is None:
-        click.echo(f"error: tenant {tenant} has no audit {audit_id}", err=True)
-        raise click.exceptions.Exit(exit_codes.REFUSED)
+        raise exit_codes.CliError("AUDIT_NOT_FOUND", f"tenant {tenant} has no audit {audit_id}")
     stages = [{"stage": s.stage, "verdict": s.verdict, "detail": s.detail} for s in explanation.stages]
     outcome = _outcome(explanation.outcome)
     if as_json:

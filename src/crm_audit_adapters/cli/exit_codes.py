@@ -133,6 +133,8 @@ def exit_code_for(error: BaseException) -> int:
 
 def one_line(error: BaseException) -> str:
     """``CODE: message`` on one line (multi-line messages, like a ConfigError's, are joined with "; ")."""
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        return f"{error_code(error)}: cannot use {error.filename}: {error.strerror}"
     parts = [part.strip() for part in str(error).splitlines() if part.strip()]
     if isinstance(error, ConfigError) and len(parts) > 1:
         text = f"{parts[0]} " + "; ".join(parts[1:])

@@ -1,8 +1,15 @@
-"""The OpenAPI 3.0 document of the HTTP surface (served at ``/openapi.json``, fuzzed in the tests)."""
+"""The OpenAPI 3.0 document of the HTTP surface (served at ``/openapi.json``).
+
+The tests fuzz every route from this document and validate every answer against it (status code,
+content type, body schema), so a route that answers a field its document does not declare fails.
+The job statuses come from ``crm_audit_transform.jobs``, so a new status cannot be forgotten here.
+"""
 
 from __future__ import annotations
 
 from typing import Any
+
+from crm_audit_transform.jobs import JOB_STATUSES, NOT_STARTED
 
 _ERROR = {
     "type": "object",
@@ -16,22 +23,14 @@ _ERROR = {
     },
 }
 _COMPANY = {"type": "string", "minLength": 1, "maxLength": 128}
+_STATUS_NAME = {"type": "string", "enum": sorted({NOT_STARTED, *JOB_STATUSES})}
+_TIME = {"type": "string", "format": "date-time", "nullable": True}
 _STATUS = {
     "type": "object",
-    "required": ["status"],
+    "required": ["company_sso_id", "status"],
     "properties": {
-        "status": {
-            "type": "string",
-            "enum": [
-                "not_started",
-                "in_progress",
-                "halted",
-                "completed",
-                "cancelled",
-                "rolling_back",
-                "rolled_back",
-            ],
-        },
+        "company_sso_id": {"type": "string"},
+        "status": _STATUS_NAME,
         "progress_pct": {"type": "number"},
         "failure_rate": {"type": "number"},
         "accuracy_pct": {"type": "number"},
@@ -39,25 +38,21 @@ _STATUS = {
         "last_audit_id": {"type": "integer"},
         "lease_owner": {"type": "string", "nullable": True},
         "lease_expires_at": {"type": "string", "nullable": True},
+        "created_at": _TIME,
+        "updated_at": _TIME,
+        "finished_at": _TIME,
     },
 }
+# The web indicator's view: no accuracy, no counts, nothing internal (docs/http.md).
 _PUBLIC_STATUS = {
     "type": "object",
     "required": ["status"],
     "properties": {
-        "status": {
-            "type": "string",
-            "enum": [
-                "not_started",
-                "in_progress",
-                "halted",
-                "completed",
-                "cancelled",
-                "rolling_back",
-                "rolled_back",
-            ],
-        },
+        "status": _STATUS_NAME,
         "progress_pct": {"type": "number"},
+        "started_at": _TIME,
+        "updated_at": _TIME,
+        "finished_at": _TIME,
     },
     "additionalProperties": False,
 }

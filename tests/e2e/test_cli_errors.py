@@ -1,0 +1,331 @@
+"""Every error ``CODE`` through the real CLI: its exit code, ``error: CODE: message``, no secret.
+
+One row per way an operator meets each code. The CDP is mongomock shared through ``Overrides``
+(unless the row is about reaching MongoDB), the CRM the throwaway PostgreSQL cluster, USMAN a local
+HTTP server. The last test checks that the rows cover every code in ``exit_codes.CODES``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import mongomock
+import pytest
+from attrs import field, frozen
+from cli_world import COMPANY, TENANT, running_usman, seed_contacts
+from click.testing import CliRunner
+
+from crm_audit_adapters.cli import Overrides, cli, exit_codes
+from crm_audit_adapters.mongo import MongoJobStore
+from crm_audit_transform.jobs import COMPLETED, IN_PROGRESS, ROLLED_BACK, MigrationJob
+from crm_audit_transform.tally import Tally
+from support.usman_server import TOKEN, UsmanServer
+
+pytestmark = pytest.mark.postgres
+
+SECRET = "Kx9vQ7zR"
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+EXAMPLE = Path(__file__).resolve().parents[2] / "src" / "crm_audit_adapters" / "data" / "example"
+# Codes no command line can produce: the HTTP route's batch limit, and USMAN being down (a run
+# degrades those actors and goes on); UNAVAILABLE is the family of the three *_UNAVAILABLE codes.
+NOT_FROM_THE_CLI = {"BATCH_TOO_LARGE", "DIRECTORY_UNAVAILABLE", "UNAVAILABLE"}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def put_job(client: Any, status: str, *, tally: Tally | None = None, lease_owner: str | None = None) -> None:
+    """A job document as a runner would have left it, written through the real job store."""
+    MongoJobStore.in_database(client["cdp"]).create(
+        MigrationJob(
+            job_id=f"job-{status}",
+            company_sso_id=COMPANY,
+            tenant=TENANT,
+            status=status,
+            cutoff=dt.datetime(2000, 1, 1, tzinfo=dt.UTC),
+            created_at=T0,
+            updated_at=T0,
+            first_audit_id=1,
+            max_audit_id=1_000_000,
+            tally=tally or Tally(),
+            lease_owner=lease_owner,
+            lease_expires_at=dt.datetime(2100, 1, 1, tzinfo=dt.UTC) if lease_owner else None,
+        )
+    )
+
+
+@frozen
+class World:
+    client: Any
+    crm_dsn: str
+    tmp: Path
+
+
+Setup = Callable[[World], None]
+
+
+@frozen
+class Row:
+    """``args`` and ``env`` may hold ``{dsn}``, ``{tmp}``, ``{port}``; ``setup`` prepares the world."""
+
+    id: str
+    args: tuple[str, ...]
+    code: str
+    env: dict[str, str] = field(factory=dict)
+    stdin: str | None = None
+    setup: Setup | None = None
+    own_mongo: bool = False  # reach MongoDB through the URI instead of the shared mongomock
+    prepare: Callable[[Any], None] | None = None
+    hides: str | None = None  # a secret that must not appear in the output
+
+
+def _raise(error: BaseException) -> Callable[[Any], None]:
+    def prepare(_runtime: Any) -> None:
+        raise error
+
+    return prepare
+
+
+def _mapping(world: World) -> None:
+    (world.tmp / "mapping.yaml").write_text("categories: 5\n")
+
+
+def _bad_audits(world: World) -> None:
+    (world.tmp / "audits.jsonl").write_text('{"id": 1}\nnot json\n')
+
+
+def _conflicting_index(world: World) -> None:
+    world.client["cdp"]["activity_logs"].create_index([("elsewhere", 1)], name="uniq_company_external_id")
+
+
+def _contacts(world: World) -> None:
+    seed_contacts(world.client)
+
+
+def _contacts_and(status: str) -> Setup:
+    def setup(world: World) -> None:
+        seed_contacts(world.client)
+        put_job(world.client, status)
+
+    return setup
+
+
+C = ("--company-sso-id", COMPANY)
+DRY_RUN = (
+    "dry-run",
+    *C,
+    "--tenant",
+    TENANT,
+    "--audits",
+    "{tmp}/audits.jsonl",
+    "--users",
+    f"{EXAMPLE}/users.jsonl",
+    "--contacts",
+    f"{EXAMPLE}/contacts.jsonl",
+    "--sso-directory",
+    f"{EXAMPLE}/sso.jsonl",
+)
+
+ROWS = [
+    Row("usage: a missing option", ("status",), "USAGE"),
+    Row("usage: an empty company", ("status", "--company-sso-id", " "), "USAGE"),
+    Row("usage: an unknown option", ("status", *C, "--colour"), "USAGE"),
+    Row("config: page_size out of range", ("status", *C), "CONFIG_INVALID", {"CRM_AUDIT_PAGE_SIZE": "0"}),
+    Row(
+        "config: a malformed DSN",
+        ("status", *C),
+        "CONFIG_INVALID",
+        {"CRM_AUDIT_DATABASE_URL": f"host=crm password={SECRET[:4]} {SECRET[4:]}tail"},
+        hides=SECRET,
+    ),
+    Row(
+        "config: a malformed Mongo URI",
+        ("status", *C),
+        "CONFIG_INVALID",
+        {"CRM_AUDIT_MONGO_URI": f"mongodb://cdp:{SECRET}@x@cdp:notaport"},
+        hides=SECRET,
+    ),
+    Row(
+        "config: a missing settings file, given after the subcommand",
+        ("status", *C, "--settings", "{tmp}/nope.toml"),
+        "CONFIG_INVALID",
+    ),
+    Row(
+        "config: an invalid mapping file",
+        ("trigger", *C, "--tenant", TENANT),
+        "CONFIG_INVALID",
+        {"CRM_AUDIT_MAPPING_CONFIG": "{tmp}/mapping.yaml"},
+        setup=_mapping,
+    ),
+    Row(
+        "config: the CRM database does not exist",
+        ("trigger", *C, "--tenant", TENANT),
+        "CONNECTION_REJECTED",
+        {"CRM_AUDIT_DATABASE_URL": "{dsn_no_such_db}"},
+        setup=_contacts,
+    ),
+    Row(
+        "config: mongomock:// without mongomock installed",
+        ("status", *C),
+        "DEPENDENCY_MISSING",
+        {"CRM_AUDIT_MONGO_URI": "mongomock://"},
+        own_mongo=True,
+    ),
+    Row(
+        "refused: the flag is off",
+        ("trigger", *C, "--tenant", TENANT),
+        "FLAG_DISABLED",
+        {"CRM_AUDIT_ENABLED_COMPANIES": ""},
+    ),
+    Row("refused: coverage too low", ("trigger", *C, "--tenant", TENANT), "contacts_not_migrated"),
+    Row(
+        "refused: a job runs",
+        ("trigger", *C, "--tenant", TENANT),
+        "JOB_ALREADY_RUNNING",
+        setup=_contacts_and(IN_PROGRESS),
+    ),
+    Row(
+        "refused: already completed",
+        ("trigger", *C, "--tenant", TENANT),
+        "ALREADY_COMPLETED",
+        setup=_contacts_and(COMPLETED),
+    ),
+    Row("refused: no job to run", ("run", *C, "--no-progress"), "JOB_NOT_FOUND"),
+    Row(
+        "refused: a rolled-back job is not run",
+        ("run", *C, "--no-progress"),
+        "JOB_NOT_RUNNABLE",
+        setup=lambda w: put_job(w.client, ROLLED_BACK),
+    ),
+    Row(
+        "refused: another runner holds the lease",
+        ("run", *C, "--no-progress"),
+        "LEASE_HELD",
+        setup=lambda w: put_job(w.client, IN_PROGRESS, lease_owner="elsewhere:1"),
+    ),
+    Row(
+        "refused: an unknown tenant", ("explain", *C, "--audit-id", "1", "--tenant", "nope"), "UNKNOWN_TENANT"
+    ),
+    Row(
+        "refused: no such audit",
+        ("explain", *C, "--audit-id", "999999999", "--tenant", TENANT),
+        "AUDIT_NOT_FOUND",
+    ),
+    Row("refused: an index conflict", ("indexes", "up"), "INDEX_CONFLICT", setup=_conflicting_index),
+    Row(
+        "halted: the failure rate is over the threshold",
+        ("run", *C, "--no-progress"),
+        "HALTED",
+        {"CRM_AUDIT_HALT_THRESHOLD": "0.05"},
+        setup=lambda w: put_job(
+            w.client, IN_PROGRESS, tally=Tally(processed=100, failed={"invalid_audit_row": 100})
+        ),
+    ),
+    Row(
+        "unavailable: the CRM database does not answer",
+        ("trigger", *C, "--tenant", TENANT),
+        "SOURCE_UNAVAILABLE",
+        {"CRM_AUDIT_DATABASE_URL": "postgresql://ro@127.0.0.1:{port}/crm"},
+        setup=_contacts,
+    ),
+    Row(
+        "unavailable: MongoDB does not answer within the URI's timeout",
+        ("status", *C),
+        "STORE_UNAVAILABLE",
+        {"CRM_AUDIT_MONGO_URI": "mongodb://127.0.0.1:{port}/?serverSelectionTimeoutMS=300"},
+        own_mongo=True,
+    ),
+    Row("input: a malformed audits file", (*DRY_RUN,), "BAD_INPUT", setup=_bad_audits),
+    Row(
+        "file: --out cannot be written",
+        ("dry-run", "--example", "--out", "{tmp}/missing-dir/logs.jsonl"),
+        "FILE_ERROR",
+    ),
+    Row("declined: the rollback prompt answered no", ("rollback", *C), "DECLINED", stdin="n\n"),
+    Row("declined: the rollback prompt got no answer", ("rollback", *C), "DECLINED", stdin=""),
+    Row("interrupted: a second Ctrl-C", ("status", *C), "INTERRUPTED", prepare=_raise(KeyboardInterrupt())),
+    Row("internal: a bug", ("status", *C), "INTERNAL", prepare=_raise(RuntimeError("a bug"))),
+]
+
+
+@pytest.fixture(scope="module")
+def usman() -> Iterator[UsmanServer]:
+    yield from running_usman()
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[row.id for row in ROWS])
+def test_each_error_code_exits_with_its_class(
+    row: Row, crm_dsn: str, usman: UsmanServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The command ends with ``error: CODE: …`` on stderr, the code's documented exit status, no
+    traceback, and no piece of any secret it was given."""
+    client = mongomock.MongoClient(tz_aware=True)
+    world = World(client, crm_dsn, tmp_path)
+    if row.setup is not None:
+        row.setup(world)
+    if row.code == "DEPENDENCY_MISSING":
+        monkeypatch.setitem(sys.modules, "mongomock", None)  # as if the package were not installed
+    fill = {
+        "dsn": crm_dsn,
+        "dsn_no_such_db": re.sub(r"/[^/?]*(\?|$)", r"/no_such_db\1", crm_dsn, count=1)
+        if "://" in crm_dsn
+        else f"{crm_dsn} dbname=no_such_db",
+        "tmp": str(tmp_path),
+        "port": str(free_port()),
+    }
+    env = {
+        "CRM_AUDIT_SETTINGS": "",
+        "CRM_AUDIT_DATABASE_URL": crm_dsn,
+        "CRM_AUDIT_MONGO_URI": "mongomock://",
+        "CRM_AUDIT_USMAN_BASE_URL": usman.url,
+        "CRM_AUDIT_USMAN_TOKEN": TOKEN,
+        "CRM_AUDIT_ENABLED_COMPANIES": "*",
+        **row.env,
+    }
+    env = {key: value.format(**fill) for key, value in env.items()}
+    args = [arg.format(**fill) for arg in row.args]
+    overrides = Overrides(mongo_client=None if row.own_mongo else client, prepare=row.prepare)
+    result = CliRunner().invoke(cli, args, obj=overrides, env=env, input=row.stdin)
+
+    assert result.exit_code == exit_codes.CODES[row.code], result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr
+    assert errors[0].startswith(f"error: {row.code}: "), errors[0]
+    assert "Traceback" not in result.output
+    if row.hides:
+        assert not {row.hides[i : i + 4] for i in range(len(row.hides) - 3)} & set(_windows(result.output))
+
+
+def _windows(text: str) -> list[str]:
+    return [text[i : i + 4] for i in range(len(text) - 3)]
+
+
+def test_the_rows_cover_every_code_the_cli_can_print() -> None:
+    """Every CODE of the exit-code table has a row above, except those no command line can produce."""
+    assert {row.code for row in ROWS} == set(exit_codes.CODES) - NOT_FROM_THE_CLI
+
+
+def test_an_unreachable_mongodb_is_announced_and_bounded_by_the_uris_timeout() -> None:
+    """With serverSelectionTimeoutMS=1500 in the URI the runner says where it is connecting after a
+    second, gives up after that one timeout (no retries on top), and exits 6."""
+    env = {
+        "CRM_AUDIT_SETTINGS": "",
+        "CRM_AUDIT_MONGO_URI": f"mongodb://127.0.0.1:{free_port()}/?serverSelectionTimeoutMS=1500",
+    }
+    started = time.monotonic()
+    result = CliRunner().invoke(cli, ["status", *C], obj=Overrides(), env=env)
+    elapsed = time.monotonic() - started
+    assert result.exit_code == exit_codes.UNAVAILABLE
+    assert "connecting to MongoDB at 127.0.0.1:" in result.stderr
+    assert "unreachable after 1.5 s (serverSelectionTimeoutMS)" in result.stderr
+    assert elapsed < 10, elapsed  # 1.5 s of selection, plus start-up; 4 retries would be 6 s or more
