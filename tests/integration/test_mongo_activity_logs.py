@@ -11,7 +11,7 @@ from pymongo.errors import AutoReconnect, BulkWriteError, NetworkTimeout, Operat
 
 from crm_audit_adapters.mongo import MongoActivityLogStore, RetryPolicy, apply_migration
 from crm_audit_transform.domain import WriteResult
-from crm_audit_transform.errors import StoreUnavailable
+from crm_audit_transform.errors import ConnectionRejected, StoreUnavailable
 from support.mongo import activity_log, native_log_document
 
 NO_WAIT = RetryPolicy(attempts=3, sleep=lambda _: None)
@@ -223,15 +223,31 @@ class TestNetworkRetries:
         assert delays == [0.5, 1.0]
 
     def test_a_non_network_error_is_not_retried(self, logs: Any) -> None:
-        """An operation failure (say, unauthorized) becomes StoreUnavailable at once."""
+        """An operation failure (say, a bad value) becomes StoreUnavailable at once."""
+
+        class Refusing(FlakyCollection):
+            def insert_many(self, documents: list[dict[str, Any]], ordered: bool = True) -> Any:
+                self.calls += 1
+                raise OperationFailure("bad value in cdp", code=2)
+
+        refusing = Refusing(logs, write_first=False)
+        with pytest.raises(StoreUnavailable, match="bad value"):
+            _store(refusing).insert_batch([activity_log(1)])
+        assert refusing.calls == 1
+
+    @pytest.mark.parametrize("code", [13, 18])
+    def test_a_refused_login_or_privilege_is_configuration_and_not_retried(
+        self, logs: Any, code: int
+    ) -> None:
+        """Unauthorized (13) and AuthenticationFailed (18) are ConnectionRejected (exit 3) at once."""
 
         class Unauthorized(FlakyCollection):
             def insert_many(self, documents: list[dict[str, Any]], ordered: bool = True) -> Any:
                 self.calls += 1
-                raise OperationFailure("not authorized on cdp", code=13)
+                raise OperationFailure("not authorized on cdp", code=code)
 
         refusing = Unauthorized(logs, write_first=False)
-        with pytest.raises(StoreUnavailable, match="not authorized"):
+        with pytest.raises(ConnectionRejected, match="mongo_uri"):
             _store(refusing).insert_batch([activity_log(1)])
         assert refusing.calls == 1
 

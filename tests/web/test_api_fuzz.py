@@ -34,9 +34,8 @@ def live(crm_dsn: str, mongo_db: Any) -> Iterator[LiveServer]:
     apply_migration(mongo_db, "up")
     # The session's tenant has a job, so the tenant route answers its full document, timestamps too.
     seed_contacts(mongo_db, "fuzz-co", people_count(crm_dsn))
-    with runtime_over(crm_dsn, mongo_db, "*") as runtime:
+    with runtime_over(crm_dsn, mongo_db, "*,fuzz-co") as runtime:
         runtime.service.trigger("fuzz-co", "acme")
-        app = create_app(runtime.service, basic_auth=BasicAuthCredentials("ops", "s3cret"), sessions=SESSIONS)
         with LiveServer(app) as server:
             yield server
 

@@ -5,9 +5,14 @@ from __future__ import annotations
 import logging
 
 import httpx
+import mongomock
 import pytest
 
+from crm_audit_adapters.bootstrap import build_runtime
+from crm_audit_adapters.http import BasicAuthCredentials, SignedSessionResolver, create_app
 from crm_audit_adapters.http.asgi import app
+from crm_audit_adapters.mongo.indexes import apply_migration
+from crm_audit_adapters.settings import Settings
 from crm_audit_transform.errors import ConfigError
 from support.live_server import LiveServer
 
@@ -69,21 +74,26 @@ class TestLoaderSettings:
     ) -> None:
         """A DSN naming a database that does not exist answers 503 to the client, and the server log
         says why (CONNECTION_REJECTED, the database's name) without the DSN's password."""
-        dsn = f"{crm_dsn} dbname=no_such_db password=Kx9vQ7zR"
-        env = {
-            "CRM_AUDIT_DATABASE_URL": dsn,
-            "CRM_AUDIT_MONGO_URI": "mongomock://",
-            "CRM_AUDIT_HTTP_USER": "ops",
-            "CRM_AUDIT_HTTP_PASSWORD": "pw",
-            "CRM_AUDIT_SESSION_SECRET": "k",
-            "CRM_AUDIT_ENABLED_COMPANIES": "*",
-        }
+        client = mongomock.MongoClient(tz_aware=True)
+        apply_migration(client["cdp"], "up")
+        settings = Settings(
+            database_url=f"{crm_dsn} dbname=no_such_db password=Kx9vQ7zR",
+            enabled_companies="*",
+            tenants={"c": "acme"},
+        )
         with (
+            build_runtime(settings, mongo_client=client) as runtime,
             caplog.at_level(logging.WARNING, logger="crm_audit_adapters.http"),
-            LiveServer(app(env)) as live,
-            httpx.Client(base_url=live.url, timeout=30) as client,
+            LiveServer(
+                create_app(
+                    runtime,
+                    basic_auth=BasicAuthCredentials("ops", "pw"),
+                    sessions=SignedSessionResolver(secret=b"k"),
+                )
+            ) as live,
+            httpx.Client(base_url=live.url, timeout=30) as http,
         ):
-            answer = client.post(
+            answer = http.post(
                 "/private/activity_logs/crm_migration/trigger",
                 json={"company_sso_id": "c", "tenant": "acme"},
                 auth=("ops", "pw"),
