@@ -36,6 +36,7 @@ def live(crm_dsn: str, mongo_db: Any) -> Iterator[LiveServer]:
     seed_contacts(mongo_db, "fuzz-co", people_count(crm_dsn))
     with runtime_over(crm_dsn, mongo_db, "*,fuzz-co") as runtime:
         runtime.service.trigger("fuzz-co", "acme")
+        app = create_app(runtime.service, basic_auth=BasicAuthCredentials("ops", "s3cret"), sessions=SESSIONS)
         with LiveServer(app) as server:
             yield server
 

@@ -86,7 +86,7 @@ class TestLoaderSettings:
             caplog.at_level(logging.WARNING, logger="crm_audit_adapters.http"),
             LiveServer(
                 create_app(
-                    runtime,
+                    runtime.service,
                     basic_auth=BasicAuthCredentials("ops", "pw"),
                     sessions=SignedSessionResolver(secret=b"k"),
                 )
