@@ -46,9 +46,11 @@ _HARMLESS_MECHANISM_PROPERTIES: Final = frozenset(
         "TOKEN_RESOURCE",
     }
 )
-# Database schemes whose user name is an account, not a credential; elsewhere (``https://tok@h``)
+# Database and broker schemes whose user name is an account, not a credential; elsewhere (``https://tok@h``)
 # a lone user name may be a token and is hidden too.
-_ACCOUNT_SCHEMES: Final = frozenset({"postgresql", "postgres", "mongodb", "mongodb+srv", "mongomock"})
+_ACCOUNT_SCHEMES: Final = frozenset(
+    {"postgresql", "postgres", "mongodb", "mongodb+srv", "mongomock", "redis", "rediss", "amqp", "amqps"}
+)
 _SCHEME: Final = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://")
 _CONNINFO_KEY: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # libpq connection keywords: never secret words, so scrubbing an unparseable DSN keeps them readable.

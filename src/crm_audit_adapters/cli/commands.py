@@ -28,23 +28,10 @@ from crm_audit_transform.usecases import FRESH, RESUME, MigrationStatus
 from ..mongo import applied_version, apply_migration, index_status
 from . import exit_codes
 from .main import cli
+from .options import company_option, optional_company_option
 from .progress import ProgressLine
 from .state import CliState
 
-
-def _company_sso_id(_: click.Context, __: click.Parameter, value: str) -> str:
-    if not value.strip():
-        raise click.BadParameter("must not be empty")
-    return value
-
-
-company_option = click.option(
-    "--company-sso-id",
-    "company",
-    required=True,
-    callback=_company_sso_id,
-    help="The CDP account (company SSO id).",
-)
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 
 
@@ -194,7 +181,7 @@ def _stop_on_interrupt() -> Iterator[threading.Event]:
 
 
 @cli.command()
-@click.option("--company-sso-id", "company", help="The CDP account (company SSO id).")
+@optional_company_option
 @click.option("--all", "every", is_flag=True, help="One line per account: every account's latest job.")
 @json_option
 @click.pass_obj

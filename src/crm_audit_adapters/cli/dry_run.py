@@ -33,6 +33,7 @@ from crm_audit_transform.usecases import report_counts
 from ..bootstrap import DryRunFiles, dry_run_service
 from ..files import CheckedRows, JsonlActivityLogSink
 from .main import cli
+from .options import non_empty
 from .row_outcomes import OutcomeLines
 
 EXAMPLE_FILES = ("audits.jsonl", "users.jsonl", "contacts.jsonl", "sso.jsonl")
@@ -41,7 +42,9 @@ _file = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 @cli.command(name="dry-run")
 @click.option("--example", is_flag=True, help="Run on the small sample bundled with the package.")
-@click.option("--company-sso-id", "company", help="The CDP account the logs are written for.")
+@click.option(
+    "--company-sso-id", "company", callback=non_empty, help="The CDP account the logs are written for."
+)
 @click.option("--tenant", help="The CRM tenant schema whose rows are read.")
 @click.option("--audits", type=_file, help="Audit rows: JSONL (fixture format) or psql CSV.")
 @click.option("--users", type=_file, help="CRM users, JSONL {tenant, id, email, full_name, deleted_at}.")

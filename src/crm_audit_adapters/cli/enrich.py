@@ -16,11 +16,12 @@ import click
 from crm_audit_transform.enrichment import EnrichmentPlan, EnrichmentReport
 
 from .main import cli
+from .options import company_option
 from .state import CliState
 
 
 @cli.command()
-@click.option("--company-sso-id", "company", required=True, help="The CDP account (company SSO id).")
+@company_option
 @click.option("--tenant", help="The CRM tenant schema (default: the account's job's tenant).")
 @click.option("--dry-run", is_flag=True, help="Print the plan of every page; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the plans too with --dry-run).")

@@ -21,6 +21,7 @@ from crm_audit_transform.jobs import IN_PROGRESS
 from ..bootstrap import Runtime
 from . import exit_codes
 from .main import cli
+from .options import non_empty
 from .state import CliState
 
 _SINGLE_PROCESS_POOLS = frozenset({"solo", "threads", "eventlet", "gevent"})
@@ -85,7 +86,7 @@ def worker(state: CliState, metrics_port: int | None, celery_args: tuple[str, ..
 
 
 @cli.command()
-@click.option("--company-sso-id", "company", help="The account to trigger and send.")
+@click.option("--company-sso-id", "company", callback=non_empty, help="The account to trigger and send.")
 @click.option("--tenant", help="The CRM tenant schema (default: the account's binding, CRM_AUDIT_TENANTS).")
 @click.option(
     "--date-range-start",
