@@ -304,7 +304,10 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
             values[key] = converted
     for key in sorted(set(raw) - set(_SCALARS) - {"usman", "tenants", "loader"}):
         problems.append(
-            (f"{in_file}: {key}", "unknown setting" + _did_you_mean(key, [*_SCALARS, "usman", "tenants", "loader"]))
+            (
+                f"{in_file}: {key}",
+                "unknown setting" + _did_you_mean(key, [*_SCALARS, "usman", "tenants", "loader"]),
+            )
         )
     usman = _usman(raw.get("usman"), environ, problems, in_file)
     tenants = _tenants(raw.get("tenants"), environ.get(f"{_PREFIX}TENANTS"), problems, in_file)
@@ -318,7 +321,9 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
         halt_sample=values.pop("halt_sample", RunSettings().halt_sample),
         lease_seconds=values.pop("lease_seconds", RunSettings().lease_seconds),
     )
-    return Settings(usman=usman, run=run, tenants=tenants, loader=loader, warnings=_misspelled(environ), **values)
+    return Settings(
+        usman=usman, run=run, tenants=tenants, loader=loader, warnings=_misspelled(environ), **values
+    )
 
 
 def _tenants(table: Any, env: str | None, problems: list[tuple[str, str]], in_file: str) -> dict[str, str]:
@@ -392,7 +397,6 @@ def _loader(table: Any, environ: Mapping[str, str], problems: list[tuple[str, st
             continue
         limits[name] = parsed
     return LoaderLimits(**limits)
-
 
 
 def _read_file(path: Path) -> dict[str, Any]:

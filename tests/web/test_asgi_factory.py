@@ -68,6 +68,7 @@ class TestLoaderSettings:
             assert "deeper than 3" in deep.text
             shallow = client.post(path, content=b'{"company_sso_id": "c", "x": [1]}')
             assert "deeper than" not in shallow.text
+
     @pytest.mark.postgres
     def test_a_refused_database_login_is_a_503_whose_cause_is_logged_without_secrets(
         self, crm_dsn: str, caplog: pytest.LogCaptureFixture

@@ -29,7 +29,6 @@ from psycopg import sql
 from crm_audit_transform.errors import ConfigError, ConnectionRejected, SourceUnavailable, UnknownTenant
 
 from ..redaction import scrub
-
 from .encodings import adapt_sql_ascii
 
 T = TypeVar("T")
