@@ -25,7 +25,7 @@ from click.testing import CliRunner
 from crm_audit_adapters.cli import Overrides, cli, exit_codes
 from crm_audit_adapters.mongo import MongoJobStore
 from crm_audit_adapters.mongo.indexes import apply_migration
-from crm_audit_transform.jobs import COMPLETED, IN_PROGRESS, ROLLED_BACK, MigrationJob
+from crm_audit_transform.jobs import CANCELLED, COMPLETED, HALTED, IN_PROGRESS, ROLLED_BACK, MigrationJob
 from crm_audit_transform.tally import Tally
 from support.usman_server import TOKEN, UsmanServer
 
@@ -39,7 +39,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "src" / "crm_audit_adapters" / "
 NOT_FROM_THE_CLI = {"BATCH_TOO_LARGE", "DIRECTORY_UNAVAILABLE", "UNAVAILABLE"}
 # Error classes that exist with their exit code but that no code path raises yet: each gets a row
 # the day something raises it (the last test fails until then).
-NOT_RAISED_YET = {"RESUME_OR_FRESH": "ResumeOrFresh(", "DIRECTORY_REFUSED": "DirectoryRefused("}
+NOT_RAISED_YET: dict[str, str] = {}
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 
@@ -252,6 +252,25 @@ ROWS = [
         ("trigger", *C, "--tenant", TENANT),
         "TENANT_UNBOUND",
         {"CRM_AUDIT_TENANTS": ""},
+    ),
+    Row(
+        "cancelled: the job was cancelled",
+        ("run", *C, "--no-progress"),
+        "CANCELLED",
+        setup=lambda w: put_job(w.client, CANCELLED),
+    ),
+    Row(
+        "config: USMAN refuses the token",
+        ("run", *C, "--no-progress"),
+        "DIRECTORY_REFUSED",
+        {"CRM_AUDIT_USMAN_TOKEN": "not-the-token"},
+        setup=_contacts_and(IN_PROGRESS),
+    ),
+    Row(
+        "refused: a halted job needs --resume or --fresh",
+        ("trigger", *C, "--tenant", TENANT),
+        "RESUME_OR_FRESH",
+        setup=_contacts_and(HALTED),
     ),
     Row(
         "halted: the failure rate is over the threshold",
