@@ -204,7 +204,7 @@ def _mapping_file(value: str) -> str | None:
 
 
 # key: (type, check). Ranges come from what the run can honour: a page of 1 to 10,000 rows, a
-# lease long enough for one batch and short enough that a dead runner's job is taken over in a day.
+# positive lease no longer than a day, so a dead runner's job is taken over within a day.
 _SCALARS: Final[dict[str, tuple[type, Check | None]]] = {
     "database_url": (str, _postgres_dsn),
     "mongo_uri": (str, _mongo_uri),
@@ -216,11 +216,11 @@ _SCALARS: Final[dict[str, tuple[type, Check | None]]] = {
     "halt_threshold": (float, _between(0.0, 1.0, low_open=True)),
     "degraded_threshold": (float, _between(0.0, 1.0, low_open=True)),
     "halt_sample": (int, _between(1, 1_000_000)),
-    "lease_seconds": (float, _between(5.0, 86_400.0)),
+    "lease_seconds": (float, _between(0.0, 86_400.0, low_open=True)),
     "broker_url": (str, _broker_url),
     "result_backend": (str, _broker_url),
-    # Longer than any one task may run (a task is one account or shard), at most a week.
-    "broker_visibility_timeout": (float, _between(60.0, 604_800.0)),
+    # Positive, at most a week (it must outlast a task: one account or shard).
+    "broker_visibility_timeout": (float, _between(0.0, 604_800.0, low_open=True)),
     "http_user": (str, None),
     "http_password": (str, None),
     "session_secret": (str, None),

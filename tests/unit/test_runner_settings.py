@@ -98,7 +98,7 @@ class TestSettings:
             ("CRM_AUDIT_HALT_THRESHOLD", "0", "must be in (0, 1], got 0"),
             ("CRM_AUDIT_HALT_THRESHOLD", "nan", "expected a number"),
             ("CRM_AUDIT_COVERAGE_THRESHOLD", "1.5", "must be in [0, 1], got 1.5"),
-            ("CRM_AUDIT_LEASE_SECONDS", "-1", "must be in [5, 86400], got -1"),
+            ("CRM_AUDIT_LEASE_SECONDS", "-1", "must be in (0, 86400], got -1"),
             ("CRM_AUDIT_MONGO_DATABASE", "cdp.prod", "must be 1-63 bytes"),
             ("CRM_AUDIT_MONGO_URI", "mongo://cdp", "must start with mongodb://"),
             ("CRM_AUDIT_MONGO_URI", "mongodb://u:p@ss@cdp", "pymongo cannot parse this URI"),
