@@ -26,7 +26,16 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-STAGES = ("copy", "parse", "parse_events", "extract", "transform", "end_to_end", "mongo_write")
+STAGES = (
+    "copy",
+    "parse",
+    "parse_events",
+    "extract",
+    "transform",
+    "end_to_end",
+    "mongo_write",
+    "verify_files",
+)
 PIPELINE = ("extract", "transform", "end_to_end")
 
 

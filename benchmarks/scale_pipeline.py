@@ -256,3 +256,52 @@ def mongo_write(ctx: Context) -> dict[str, Any]:
     finally:
         client.drop_database(name)
         client.close()
+
+
+def verify_files(ctx: Context) -> dict[str, Any]:
+    """The run into JSONL, then verify of that file against PostgreSQL: both rates from one process.
+
+    ``rows``/``seconds`` are verify's (index build of the file included); ``run_rows_per_s`` is the
+    run's over the same range just before, so ``verify_vs_run`` is a ratio within one run.
+    """
+    (JsonlActivityLogSink,) = need("crm_audit_adapters.files", "JsonlActivityLogSink")
+    (JsonlMigratedLogReader,) = need("crm_audit_adapters.files.verification", "JsonlMigratedLogReader")
+    (Transformer,) = need("crm_audit_transform.transformer", "Transformer")
+    VerifyPorts, VerifySettings, verify_account = need(
+        "crm_audit_transform.usecases", "VerifyPorts", "VerifySettings", "verify_account"
+    )
+    out = ctx.out_dir / f"activity-logs-verify-{ctx.schema}.jsonl"
+    out.unlink(missing_ok=True)
+    try:
+        with JsonlActivityLogSink(out, fsync="close") as sink:
+            run = _run_loop(ctx, sink)
+        source = _source(ctx)
+        if ctx.limit:
+            source = _Limited(source, ctx.limit)
+        lookups = Lookups(ctx, users_in_memory=False, contacts_in_memory=False)
+        started = time.perf_counter()
+        ports = VerifyPorts(source, lookups.users, lookups.sso, lookups.contacts, JsonlMigratedLogReader(out))
+        report = verify_account(
+            ctx.company_sso_id,
+            ports,
+            Transformer(ctx.config),
+            tenant=ctx.schema,
+            settings=VerifySettings(page_size=PAGE_SIZE),
+        )
+        seconds = time.perf_counter() - started
+    finally:
+        out.unlink(missing_ok=True)
+    run_rate = run["rows"] / run["seconds"] if run["seconds"] else 0.0
+    rate = report.audits / seconds if seconds else 0.0
+    return {
+        "rows": report.audits,
+        "seconds": seconds,
+        "run_rows": run["rows"],
+        "run_seconds": round(run["seconds"], 3),
+        "run_rows_per_s": round(run_rate, 1),
+        "verify_vs_run": round(rate / run_rate, 3) if run_rate else None,
+        "clean": report.clean,
+        "migrated": report.migrated,
+        "content_checked": report.content_checked,
+        "outstanding": dict(report.outstanding),
+    }

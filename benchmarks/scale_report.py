@@ -36,7 +36,15 @@ def _stage_rows(entry: dict[str, Any]) -> list[str]:
             lines.append(f"| {name} | | | | | | | | {note.splitlines()[-1] if note else ''} |")
             continue
         ratio = f"{result['rows_per_s'] / floor[1]:.2f}" if floor else "—"
-        shown = ("parse_errors", "outcomes", "fallthrough", "status")
+        shown = (
+            "parse_errors",
+            "outcomes",
+            "fallthrough",
+            "status",
+            "run_rows_per_s",
+            "verify_vs_run",
+            "clean",
+        )
         extra = {k: v for k, v in result.items() if k in shown}
         if "setup_rss_kib" in result:
             extra["RSS after setup MiB"] = _mib(result["setup_rss_kib"])
@@ -60,6 +68,14 @@ def _goals(sizes: dict[str, Any]) -> list[str]:
             lines.append(f"- {rows} rows: end to end = {ratio:.2f} × floor (goal ≥ 0.50): {verdict}")
         else:
             lines.append(f"- {rows} rows: end to end not measured ({e2e.get('missing') or e2e.get('error')})")
+    for rows, entry in sizes.items():
+        verify = entry.get("verify_files", {})
+        if verify.get("verify_vs_run"):
+            verdict = "met" if verify["verify_vs_run"] >= 1.0 else "MISSED"
+            lines.append(
+                f"- {rows} rows: verify = {verify['verify_vs_run']:.2f} × the run's rows/s (same process) "
+                f"(goal ≥ 1.00, no sample): {verdict}"
+            )
     keys = sorted(sizes, key=int)
     if len(keys) >= 2:
         small, large = sizes[keys[0]], sizes[keys[-1]]

@@ -33,6 +33,7 @@ STAGES: dict[str, Callable[[scale_context.Context], dict[str, Any]]] = {
     "transform": scale_pipeline.transform,
     "end_to_end": scale_pipeline.end_to_end,
     "mongo_write": scale_pipeline.mongo_write,
+    "verify_files": scale_pipeline.verify_files,
 }
 
 

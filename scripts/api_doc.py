@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "api.md"
-SUBPACKAGES = ("config", "rules", "ports", "usecases", "enrichment", "reasons", "testing")
+SUBPACKAGES = ("config", "rules", "ports", "usecases", "verification", "enrichment", "reasons", "testing")
 
 HEADER = """# Public API
 

@@ -42,6 +42,7 @@ from crm_audit_transform.ports import (
     FeatureFlags,
     IndexState,
     JobStore,
+    MigratedLogReader,
     PeopleCounter,
     SsoDirectory,
     UserDirectory,
@@ -70,6 +71,7 @@ from .flags import ConfiguredFeatureFlags
 from .mongo import MongoActivityLogStore, MongoContactDirectory, MongoIndexState, MongoJobStore
 from .mongo.enrichment import MongoEnrichmentStore
 from .mongo.retry import rejected_login
+from .mongo.verification import MongoMigratedLogReader
 from .redaction import ScrubbingFilter, scrub
 from .settings import Settings
 from .usman import UsmanClient
@@ -168,6 +170,10 @@ class Runtime:
     @functools.cached_property
     def indexes(self) -> IndexState:
         return MongoIndexState(self.mongo_db)
+
+    @functools.cached_property
+    def reader(self) -> MigratedLogReader:
+        return MongoMigratedLogReader.in_database(self.mongo_db)
 
     @functools.cached_property
     def enrichment(self) -> EnrichmentStore:
@@ -373,6 +379,7 @@ class _DryRunPorts:
     indexes: IndexState
     entities: EntityDirectory | None = None
     enrichment: EnrichmentStore | None = None
+    reader: MigratedLogReader | None = None
 
 
 def dry_run_service(
@@ -383,8 +390,12 @@ def dry_run_service(
     *,
     limits: LoaderLimits | None = None,
     checked: CheckedRows | None = None,
+    reader: MigratedLogReader | None = None,
 ) -> MigrationService:
     """A service whose ``dry_run`` reads ``files`` and writes the logs to ``sink``, the job in memory.
+
+    With ``reader`` (a dry run's output, ``files.verification.JsonlMigratedLogReader``) its
+    ``verify`` checks that output against the same files; there is no job to check or repair.
 
     The clock is fixed so that two dry runs over the same files write the same documents.
     ``limits`` are the loader's; ``checked`` collects the audits file's own failures (repeated ids,
@@ -406,5 +417,6 @@ def dry_run_service(
         people=InMemoryPeopleCounter(),
         # The sink refuses a second line with the same external id itself: it needs no index.
         indexes=InMemoryIndexState(),
+        reader=reader,
     )
     return MigrationService(ports, Transformer(mapping, limits=limits))

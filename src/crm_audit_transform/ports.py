@@ -7,7 +7,7 @@ In-memory implementations of every port ship in ``crm_audit_transform.testing``.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from .domain import ActivityLog, AuditRow, Contact, CrmUser, EntityRef, ScopeBounds, UserId, WriteResult
@@ -15,6 +15,7 @@ from .jobs import MigrationJob
 
 if TYPE_CHECKING:  # the enrichment package imports these ports: annotations only, no import cycle
     from .enrichment.model import ApplyResult, EnrichmentPlan, MatchKey, StoredLog
+    from .verification import MigratedDoc
 
 __all__ = [
     "ActivityLogStore",
@@ -27,6 +28,7 @@ __all__ = [
     "FeatureFlags",
     "IndexState",
     "JobStore",
+    "MigratedLogReader",
     "MigratedLogs",
     "PeopleCounter",
     "SsoDirectory",
@@ -210,3 +212,25 @@ class Clock(Protocol):
     """Time comes in as a value: use cases ask this port, the core's rules never read a clock."""
 
     def now(self) -> dt.datetime: ...
+
+
+class MigratedLogReader(Protocol):
+    """The account's logs read back for verify: by page of external ids, streamed, never all at once."""
+
+    def migrated_logs(self, company_sso_id: str, external_ids: Collection[str]) -> Sequence[MigratedDoc]:
+        """Every log of the company whose ``external_id`` is one of these (each copy of a duplicate)."""
+        ...
+
+    def migrated_external_ids(self, company_sso_id: str) -> Iterable[str]:
+        """Stream the ``external_id`` of every ``crm_migration`` log of the company, one per document."""
+        ...
+
+    def content_of(self, log: ActivityLog) -> Mapping[str, object]:
+        """``log``'s owned fields in the wire form ``MigratedDoc.content`` holds (same encoder)."""
+        ...
+
+    def live_feed_candidates(
+        self, keys: Collection[MatchKey], window: dt.timedelta
+    ) -> Mapping[MatchKey, Sequence[StoredLog]]:
+        """Per key, every log without ``external_id`` that the key matches within ``window``."""
+        ...

@@ -19,6 +19,7 @@ class of in-memory adapters from ``crm_audit_transform.testing`` in tests).
 from __future__ import annotations
 
 import datetime as dt
+import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
@@ -38,6 +39,7 @@ from .ports import (
     FeatureFlags,
     IndexState,
     JobStore,
+    MigratedLogReader,
     PeopleCounter,
     SsoDirectory,
     UserDirectory,
@@ -54,6 +56,8 @@ from .usecases import (
     RunResult,
     RunSettings,
     TriggerPorts,
+    VerifyPorts,
+    VerifySettings,
     cancel,
     explain_audit,
     migrate_batch,
@@ -62,8 +66,10 @@ from .usecases import (
     rollback,
     run_job,
     trigger,
+    verify_account,
 )
 from .usecases.safety import bound_tenant, require_indexes
+from .verification import VerifyReport
 
 __all__ = ["MigrationService", "ServicePorts"]
 
@@ -72,7 +78,8 @@ class ServicePorts(Protocol):
     """Every port the service may drive, read when an operation needs it.
 
     ``entities`` and ``enrichment`` are None where there is no CDP to enrich (a dry run): a run
-    then writes the logs as the transformer built them, and ``enrich`` is refused.
+    then writes the logs as the transformer built them, and ``enrich`` is refused. ``reader`` reads
+    the migrated logs back for ``verify`` (None: ``verify`` is refused).
     """
 
     @property
@@ -99,6 +106,8 @@ class ServicePorts(Protocol):
     def entities(self) -> EntityDirectory | None: ...
     @property
     def enrichment(self) -> EnrichmentStore | None: ...
+    @property
+    def reader(self) -> MigratedLogReader | None: ...
 
 
 def _never() -> bool:
@@ -297,13 +306,48 @@ class MigrationService:
             on_outcomes=on_outcomes,
         )
 
-    def verify(self, company_sso_id: str) -> None:
-        """Prove an account complete (every in-scope audit accounted for once, no stray logs).
+    def verify(
+        self,
+        company_sso_id: str,
+        tenant: str | None = None,
+        *,
+        sample: int | None = None,
+        seed: int | None = None,
+        repair: bool = False,
+        owner: str = "verify",
+        require_binding: bool = False,
+    ) -> VerifyReport:
+        """Prove the account's migration complete; with ``repair``, write what is missing (docs/verify.md).
 
-        Not available yet: this method will call the verify use case (``usecases/``) once it exists.
-        Raises ``NotImplementedError`` until then.
+        The tenant is the account's binding (``TenantMismatch`` for another); with
+        ``require_binding`` (HTTP, workers) an unbound account is ``TenantUnbound``; unbound
+        otherwise, ``tenant`` or the job's. ``sample`` logs per page are content-checked, drawn
+        with ``seed`` (callers pass a fresh one for a new draw; None means 0). ``repair`` needs a
+        job (``JobNotFound``), 035's indexes (``IndexesMissing``) and the job's lease (``LeaseHeld``
+        while a run holds it). ``ConfigError`` when the service has no log reader.
         """
-        raise NotImplementedError("verify is not supported yet")
+        p = self._ports
+        reader = p.reader
+        if reader is None:
+            raise ConfigError([("reader", "this service has no migrated logs to verify")])
+        if require_binding or company_sso_id in self._tenants:
+            tenant = bound_tenant(company_sso_id, tenant, self._tenants)
+        settings = VerifySettings(
+            page_size=self._settings.page_size,
+            sample=sample,
+            repair=repair,
+            batch_size=self._settings.batch_size,
+            lease_seconds=self._settings.lease_seconds,
+        )
+        return verify_account(
+            company_sso_id,
+            VerifyPorts(p.source, p.users, p.sso, p.contacts, reader, p.jobs, p.logs, p.clock, p.indexes),
+            self._transformer,
+            tenant=tenant,
+            settings=settings,
+            rng=random.Random(seed or 0) if sample is not None else None,
+            owner=owner,
+        )
 
     # -- the S2S write route ---------------------------------------------------------------------
     def migrate(self, records: Sequence[ActivityLog]) -> BatchResult:

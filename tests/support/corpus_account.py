@@ -35,6 +35,7 @@ from crm_audit_transform.ports import (
     FeatureFlags,
     IndexState,
     JobStore,
+    MigratedLogReader,
     PeopleCounter,
     SsoDirectory,
     UserDirectory,
@@ -48,6 +49,7 @@ from crm_audit_transform.testing import (
     InMemoryEntityDirectory,
     InMemoryIndexState,
     InMemoryJobStore,
+    InMemoryMigratedLogReader,
     InMemoryPeopleCounter,
     InMemorySsoDirectory,
     InMemoryUserDirectory,
@@ -185,6 +187,7 @@ class WorldPorts:
     indexes: IndexState
     entities: EntityDirectory | None
     enrichment: EnrichmentStore | None
+    reader: MigratedLogReader | None = None
 
 
 class World:
@@ -241,6 +244,7 @@ class World:
             indexes=self.indexes,
             entities=self.entities if enrich else None,
             enrichment=self.enrichment,
+            reader=InMemoryMigratedLogReader(self.logs),
         )
         options.setdefault("tenants", {self.company: self.tenant})
         return MigrationService(ports, self.transformer, **options)

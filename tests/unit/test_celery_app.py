@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crm_audit_adapters.celery import ENRICH_ACCOUNT, MIGRATE_ACCOUNT, QUEUE, make_app
+from crm_audit_adapters.celery import ENRICH_ACCOUNT, MIGRATE_ACCOUNT, QUEUE, VERIFY_ACCOUNT, make_app
 from crm_audit_adapters.settings import Settings, load_settings
 from crm_audit_transform.errors import ConfigError, LeaseHeld, Unavailable
 
@@ -18,7 +18,7 @@ class TestCeleryApp:
         assert app.conf.task_acks_late is True
         assert app.conf.task_reject_on_worker_lost is True
         assert app.conf.worker_prefetch_multiplier == 1
-        for name in (MIGRATE_ACCOUNT, ENRICH_ACCOUNT):
+        for name in (MIGRATE_ACCOUNT, ENRICH_ACCOUNT, VERIFY_ACCOUNT):
             task = app.tasks[name]
             assert (task.acks_late, task.reject_on_worker_lost) == (True, True)
 

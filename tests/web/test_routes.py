@@ -20,7 +20,7 @@ from crm_audit_adapters.mongo.documents import encode_activity_log
 from crm_audit_adapters.mongo.indexes import apply_migration
 from crm_audit_adapters.settings import Settings
 from crm_audit_transform.domain import ActivityLog, Actor, FieldChange
-from crm_audit_transform.testing import FixedClock
+from crm_audit_transform.testing import FixedClock, InMemorySsoDirectory
 from support.live_server import LiveServer
 
 pytestmark = pytest.mark.postgres
@@ -46,7 +46,7 @@ def seed_contacts(db: Any, company: str, count: int) -> None:
     )
 
 
-def runtime_over(crm_dsn: str, mongo_db: Any, enabled: str) -> Runtime:
+def runtime_over(crm_dsn: str, mongo_db: Any, enabled: str, **overrides: Any) -> Runtime:
     """The runner's own composition root, on the corpus database and the test's MongoDB."""
     settings = Settings(
         database_url=crm_dsn,
@@ -55,7 +55,7 @@ def runtime_over(crm_dsn: str, mongo_db: Any, enabled: str) -> Runtime:
         tenants=dict.fromkeys([*enabled.split(","), "company-other"], TENANT),
     )
     clock = FixedClock(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
-    return build_runtime(settings, mongo_client=mongo_db.client, clock=clock)
+    return build_runtime(settings, mongo_client=mongo_db.client, clock=clock, **overrides)
 
 
 @pytest.fixture
@@ -322,6 +322,55 @@ class TestJobRoutes:
         response = self.post(app_parts["client"], "trigger", payload)
         assert response.status_code == 400
         assert error_code(response).startswith("INVALID_")
+
+
+@pytest.fixture
+def verify_parts(crm_dsn: str, mongo_db: Any) -> Iterator[dict[str, Any]]:
+    """The app with an SSO directory (verify resolves actors as a run does)."""
+    apply_migration(mongo_db, "up")
+    with runtime_over(crm_dsn, mongo_db, COMPANY, sso=InMemorySsoDirectory({})) as runtime:
+        app = create_app(runtime.service, basic_auth=BasicAuthCredentials("ops", "s3cret"), sessions=SESSIONS)
+        with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=60) as client:
+            yield {"client": client, "db": mongo_db}
+
+
+class TestVerifyRoute:
+    def post(self, client: httpx.Client, payload: dict[str, Any]) -> Any:
+        return client.post(
+            "/private/activity_logs/crm_migration/verify", json=payload, headers={"Authorization": AUTH}
+        )
+
+    def test_a_bound_account_gets_its_report(self, verify_parts: dict[str, Any]) -> None:
+        """Verify walks the bound tenant's audits and answers the report; no contact means nothing is owed."""
+        response = self.post(verify_parts["client"], {"company_sso_id": COMPANY, "sample": 2, "seed": 1})
+        assert response.status_code == 200, response.text
+        report = response.json()
+        assert (report["tenant"], report["clean"], report["job"], report["migrated"]) == (
+            TENANT,
+            True,
+            None,
+            0,
+        )
+        assert report["audits"] == sum(report["skipped"].values()) + sum(report["failed"].values()) > 0
+        assert set(report["skipped"]) == {"contact_not_found"}
+
+    def test_an_unbound_account_is_refused(self, verify_parts: dict[str, Any]) -> None:
+        """Over HTTP an account must have a tenant binding: 422 TENANT_UNBOUND, nothing read."""
+        response = self.post(verify_parts["client"], {"company_sso_id": "company-unbound"})
+        assert response.status_code == 422
+        assert error_code(response) == "TENANT_UNBOUND"
+
+    def test_repair_without_a_job_is_not_found_and_a_bad_sample_is_refused(
+        self, verify_parts: dict[str, Any]
+    ) -> None:
+        """Repair needs a job to count into (404); a sample must be a non-negative integer (400)."""
+        client = verify_parts["client"]
+        repair = self.post(client, {"company_sso_id": COMPANY, "repair": True})
+        assert repair.status_code == 404
+        assert error_code(repair) == "JOB_NOT_FOUND"
+        bad = self.post(client, {"company_sso_id": COMPANY, "sample": -1})
+        assert bad.status_code == 400
+        assert error_code(bad) == "INVALID_SAMPLE"
 
 
 class TestTenantStatusRoute:

@@ -2,6 +2,8 @@
 
     crm_audit.migrate_account(company_sso_id)   run or resume the account's job under its lease
     crm_audit.enrich_account(company_sso_id)    fill referents of the account's association logs
+    crm_audit.verify_account(company_sso_id, sample=None, repair=False)
+                                                prove the account complete; the report as JSON
 
 Retries, with exponential backoff and jitter, are for infrastructure only: a dependency that is
 down (``Unavailable``: CRM, CDP or USMAN) or a lease another runner holds (``LeaseHeld``: the
@@ -14,6 +16,7 @@ to another worker instead of being acknowledged unfinished.
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import threading
 from collections.abc import Callable
@@ -30,6 +33,7 @@ from .account_run import run_account
 
 MIGRATE_ACCOUNT: Final = "crm_audit.migrate_account"
 ENRICH_ACCOUNT: Final = "crm_audit.enrich_account"
+VERIFY_ACCOUNT: Final = "crm_audit.verify_account"
 MAX_RETRIES: Final = 12
 RETRY_BACKOFF_MAX_S: Final = 600
 
@@ -108,3 +112,29 @@ def register_tasks(app: Celery, runtime_factory: Callable[[], Runtime]) -> None:
         report = runtime.service.enrich(company_sso_id)
         log.info("enriched", company_sso_id=company_sso_id, patched=report.patched_docs, keys=report.keys_set)
         return {"company_sso_id": company_sso_id, "patched": report.patched_docs, "keys_set": report.keys_set}
+
+    @app.task(name=VERIFY_ACCOUNT, **_RETRYING)
+    def verify_account(
+        task: Task, company_sso_id: str, sample: int | None = None, repair: bool = False
+    ) -> dict[str, Any]:
+        # Read-only, and a repair is idempotent: a redelivery after a lost worker changes nothing twice.
+        runtime = runtimes.get()
+        try:
+            report = runtime.service.verify(
+                company_sso_id,
+                sample=sample,
+                seed=secrets.randbits(63),
+                repair=repair,
+                owner=_owner(task),
+                require_binding=True,
+            )
+        except LeaseHeld as exc:  # --repair on a job a run holds: wait for it like a run would
+            raise task.retry(exc=exc, countdown=runtime.settings.run.lease_seconds) from exc
+        log.info(
+            "verified",
+            company_sso_id=company_sso_id,
+            clean=report.clean,
+            repaired=report.repaired,
+            **{f"outstanding_{kind}": n for kind, n in report.outstanding.items()},
+        )
+        return report.to_json()

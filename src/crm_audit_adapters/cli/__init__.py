@@ -6,8 +6,8 @@ a shared ``mongomock.MongoClient()`` (or a USMAN, a clock) so state outlives eac
 
 from __future__ import annotations
 
-from . import commands, dry_run, enrich, workers  # registers the commands on the group
+from . import commands, dry_run, enrich, verify, workers  # registers the commands on the group
 from .main import cli, main
 from .state import Overrides
 
-__all__ = ["Overrides", "cli", "commands", "dry_run", "enrich", "main", "workers"]
+__all__ = ["Overrides", "cli", "commands", "dry_run", "enrich", "main", "verify", "workers"]

@@ -12,6 +12,9 @@ options and renders the report. A dry run does not enrich: there is no CDP to pa
 name the linked entities, so its service has no enrichment ports and the logs go out exactly as
 the transformer built them (``crm-audit-migrate enrich --dry-run`` shows what enrichment would
 change in a real CDP).
+
+``--verify`` checks an existing ``--out`` file against the same inputs instead of writing one:
+verify's accounting and content checks over the file (``files.verification``), no job, no repair.
 """
 
 from __future__ import annotations
@@ -32,9 +35,11 @@ from crm_audit_transform.usecases import report_counts
 
 from ..bootstrap import DryRunFiles, dry_run_service
 from ..files import CheckedRows, JsonlActivityLogSink
+from ..files.verification import JsonlMigratedLogReader
 from .main import cli
 from .options import non_empty
 from .row_outcomes import OutcomeLines
+from .verify import show
 
 EXAMPLE_FILES = ("audits.jsonl", "users.jsonl", "contacts.jsonl", "sso.jsonl")
 _file = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -68,6 +73,12 @@ _file = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option("--loader-max-nodes", type=click.IntRange(min=1), help="LoaderLimits.max_nodes.")
 @click.option("--loader-max-depth", type=click.IntRange(min=1), help="LoaderLimits.max_depth.")
 @click.option("--loader-max-int-digits", type=click.IntRange(min=1), help="LoaderLimits.max_int_digits.")
+@click.option(
+    "--verify",
+    "verify_out",
+    is_flag=True,
+    help="Verify the existing --out file against these inputs instead of writing it (docs/verify.md).",
+)
 def dry_run(
     example: bool,
     company: str | None,
@@ -84,6 +95,7 @@ def dry_run(
     loader_max_nodes: int | None,
     loader_max_depth: int | None,
     loader_max_int_digits: int | None,
+    verify_out: bool,
 ) -> None:
     """Migrate from files to a file, with no server at all; print or write the report."""
     given_limits = {
@@ -110,14 +122,26 @@ def dry_run(
         missing = [name for name, value in given.items() if value is None]
         if missing:
             raise click.UsageError(f"missing {', '.join(missing)} (or use --example)")
+        files = DryRunFiles(
+            Path(str(audits)), Path(str(users)), Path(str(contacts)), Path(str(sso_directory)), mapping
+        )
+        if verify_out:
+            if out is None or not out.exists():
+                raise click.UsageError("--verify needs --out naming a dry run's existing output file")
+            reader = JsonlMigratedLogReader(out)
+            verifier = dry_run_service(
+                str(company), str(tenant), files, InMemoryActivityLogStore(), limits=limits, reader=reader
+            )
+            verified = verifier.verify(str(company), str(tenant))
+            if report is not None:
+                report.write_text(json.dumps(verified.to_json(), indent=2) + "\n", encoding="utf-8")
+            show(verified, as_json=False)
+            return
         # A dry run's output can be made again; flushing per batch covers a crash of the process.
         sink: ActivityLogStore = (
             stack.enter_context(JsonlActivityLogSink(out, fsync="close"))
             if out
             else InMemoryActivityLogStore()
-        )
-        files = DryRunFiles(
-            Path(str(audits)), Path(str(users)), Path(str(contacts)), Path(str(sso_directory)), mapping
         )
         checked = CheckedRows(files.audits)
         service = dry_run_service(str(company), str(tenant), files, sink, limits=limits, checked=checked)

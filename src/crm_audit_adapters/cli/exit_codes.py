@@ -54,6 +54,9 @@ CANCELLED: Final = 8
 """The job was cancelled while this run worked on it; the run stopped at its next batch."""
 DECLINED: Final = 9
 """The operator declined a confirmation (or stdin gave no answer): nothing was changed."""
+NOT_VERIFIED: Final = 10
+"""verify found the account not proven complete: something missing, unexpected, stray, duplicate,
+drifted, past a watermark or overlapping, or the job's counts disagree (the report says what)."""
 INTERRUPTED: Final = 130
 """Stopped by Ctrl-C. Once: after the batch in flight, progress saved. Twice: at once, still safe
 (the next run replays at most one batch). ``run`` resumes either way."""
@@ -89,6 +92,7 @@ CODES: Final[dict[str, int]] = {
     "FILE_ERROR": BAD_INPUT,
     "CANCELLED": CANCELLED,
     "DECLINED": DECLINED,
+    "NOT_VERIFIED": NOT_VERIFIED,
     "INTERRUPTED": INTERRUPTED,
 }
 """Every error ``CODE`` the runner prints, with its exit code."""

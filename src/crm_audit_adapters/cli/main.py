@@ -136,6 +136,7 @@ def cli(ctx: click.Context, settings_path: str | None, debug: bool) -> None:
       crm-audit-migrate cancel   --company-sso-id ID      (then trigger --resume or --fresh)
       crm-audit-migrate rollback --company-sso-id ID
       crm-audit-migrate enrich   --company-sso-id ID [--dry-run]   (logs already in the CDP)
+      crm-audit-migrate verify   --company-sso-id ID [--json] [--repair]   (proof; exit 0 or 10)
     Try it without any server: crm-audit-migrate dry-run --example
     """
     overrides = ctx.obj if isinstance(ctx.obj, Overrides) else Overrides()

@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import functools
 import json
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from importlib import resources
 from typing import Any
@@ -177,6 +178,25 @@ def create_app(
         result = await run_in_threadpool(service.rollback, _company(body.get("company_sso_id")))
         return JSONResponse({"deleted": result.deleted})
 
+    async def verify(request: Request) -> Response:
+        body = await _json_object(request, max_body_bytes, max_json_depth)
+        company = _company(body.get("company_sso_id"))
+        sample, seed, repair = body.get("sample"), body.get("seed"), body.get("repair", False)
+        if sample is not None and (type(sample) is not int or not 0 <= sample <= 1_000_000):
+            raise ApiError(400, "INVALID_SAMPLE", "sample must be an integer from 0 to 1000000")
+        if seed is not None and (type(seed) is not int or not -(2**63) <= seed < 2**63):
+            raise ApiError(400, "INVALID_SEED", "seed must be a 64-bit integer")
+        if type(repair) is not bool:
+            raise ApiError(400, "INVALID_REPAIR", "repair must be a boolean")
+
+        def call() -> dict[str, Any]:
+            drawn = secrets.randbits(63) if seed is None else seed
+            report = service.verify(company, sample=sample, seed=drawn, repair=repair, require_binding=True)
+            return report.to_json()
+
+        # A report that is not clean is still the answer (200): CI gates read its ``clean``.
+        return JSONResponse(await run_in_threadpool(call))
+
     async def tenant_status(request: Request) -> Response:
         company = sessions(request)
         if company is None:
@@ -210,6 +230,7 @@ def create_app(
         Route("/private/activity_logs/crm_migration/cancel", private(cancel), methods=["POST"]),
         Route("/private/activity_logs/crm_migration/status", private(status), methods=["GET"]),
         Route("/private/activity_logs/crm_migration/rollback", private(rollback), methods=["POST"]),
+        Route("/private/activity_logs/crm_migration/verify", private(verify), methods=["POST"]),
         Route("/iag/v1/crm_migration/status", tenant_status, methods=["GET"]),
         Route("/static/crm-migration-status.js", indicator, methods=["GET"]),
         Route("/demo/contact", demo_page, methods=["GET"]),

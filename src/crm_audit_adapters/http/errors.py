@@ -23,6 +23,7 @@ from crm_audit_transform.errors import (
     DirectoryRefused,
     GuardError,
     IndexesMissing,
+    LeaseHeld,
     Unavailable,
 )
 
@@ -58,6 +59,8 @@ async def on_domain_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, IndexesMissing):
         log.error("503 for %s %s: %s", request.method, request.url.path, _cause(exc))
         return envelope(503, exc.code, str(exc))
+    if isinstance(exc, LeaseHeld):
+        return envelope(409, "LEASE_HELD", "a runner holds the account's job; retry once it is done")
     if isinstance(exc, DirectoryRefused):
         log.error("500 for %s %s: misconfigured: %s", request.method, request.url.path, _cause(exc))
         # Our credentials are wrong: a server-side configuration error, never the caller's.

@@ -83,6 +83,37 @@ _RECORD = {
 }
 
 
+_FINDINGS: dict[str, Any] = {
+    "type": "object",
+    "required": ["count", "truncated", "items"],
+    "properties": {
+        "count": {"type": "integer"},
+        "truncated": {"type": "boolean"},
+        "items": {"type": "array", "items": {"type": "object"}},
+    },
+}
+_VERIFY_REPORT: dict[str, Any] = {
+    "type": "object",
+    "required": ["company_sso_id", "tenant", "clean", "audits", "migrated", "findings", "outstanding", "job"],
+    "properties": {
+        "company_sso_id": {"type": "string"},
+        "tenant": {"type": "string"},
+        "clean": {"type": "boolean"},
+        "audits": {"type": "integer"},
+        "migrated": {"type": "integer"},
+        "skipped": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "failed": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "content_checked": {"type": "integer"},
+        "sample": {"type": "integer", "nullable": True},
+        "findings": {"type": "object", "additionalProperties": _FINDINGS},
+        "outstanding": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "job": {"type": "object", "nullable": True},
+        "repaired": {"type": "integer"},
+        "repaired_in_job": {"type": "integer"},
+    },
+}
+
+
 def _responses(ok: dict[str, Any], *codes: int) -> dict[str, Any]:
     responses: dict[str, Any] = {
         "200": {"description": "OK", "content": {"application/json": {"schema": ok}}}
@@ -204,6 +235,25 @@ def openapi_document() -> dict[str, Any]:
                         409,
                         503,
                     ),
+                }
+            },
+            "/private/activity_logs/crm_migration/verify": {
+                "post": {
+                    "summary": "Verify an account's migration (docs/verify.md); repair what is missing",
+                    "security": basic,
+                    "requestBody": _body(
+                        {
+                            "type": "object",
+                            "required": ["company_sso_id"],
+                            "properties": {
+                                "company_sso_id": _COMPANY,
+                                "sample": {"type": "integer", "minimum": 0, "maximum": 1_000_000},
+                                "seed": {"type": "integer"},
+                                "repair": {"type": "boolean"},
+                            },
+                        }
+                    ),
+                    "responses": _responses(_VERIFY_REPORT, 400, 401, 404, 409, 422, 503),
                 }
             },
             "/iag/v1/crm_migration/status": {

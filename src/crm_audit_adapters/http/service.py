@@ -12,6 +12,7 @@ from typing import Protocol
 
 from crm_audit_transform.domain import ActivityLog, BatchResult
 from crm_audit_transform.usecases import MigrationStatus, RollbackResult
+from crm_audit_transform.verification import VerifyReport
 
 
 class HttpService(Protocol):
@@ -43,4 +44,18 @@ class HttpService(Protocol):
 
     def rollback(self, company_sso_id: str) -> RollbackResult:
         """Delete this account's migrated logs."""
+        ...
+
+    def verify(
+        self,
+        company_sso_id: str,
+        tenant: str | None = None,
+        *,
+        sample: int | None = None,
+        seed: int | None = None,
+        repair: bool = False,
+        owner: str = "verify",
+        require_binding: bool = False,
+    ) -> VerifyReport:
+        """Verify the account (docs/verify.md); ``require_binding``: refuse an unbound account."""
         ...

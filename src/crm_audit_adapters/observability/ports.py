@@ -25,6 +25,7 @@ from crm_audit_transform.ports import (
     FeatureFlags,
     IndexState,
     JobStore,
+    MigratedLogReader,
     PeopleCounter,
     SsoDirectory,
     UserDirectory,
@@ -188,3 +189,7 @@ class ObservedPorts:
     @property
     def enrichment(self) -> EnrichmentStore | None:
         return self._inner.enrichment
+
+    @property
+    def reader(self) -> MigratedLogReader | None:
+        return self._inner.reader

@@ -33,6 +33,7 @@ from .stores import (
     StaticFeatureFlags,
 )
 from .timeline import InMemoryTimelineStore
+from .verification import InMemoryMigratedLogReader
 
 __all__ = [
     "CallLog",
@@ -45,6 +46,7 @@ __all__ = [
     "InMemoryEntityDirectory",
     "InMemoryIndexState",
     "InMemoryJobStore",
+    "InMemoryMigratedLogReader",
     "InMemoryPeopleCounter",
     "InMemorySsoDirectory",
     "InMemoryTimelineStore",

@@ -1,7 +1,8 @@
 """Use cases: plain functions and small classes that drive the ports.
 
 ``migrate_batch`` writes one batch; ``trigger`` guards and creates a job; ``run_job`` moves a job
-from its cursor to the end; ``migration_status``, ``rollback`` and ``explain_audit`` serve ops.
+from its cursor to the end; ``migration_status``, ``rollback`` and ``explain_audit`` serve ops;
+``verify_account`` proves an account's migration complete and repairs what is missing.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .run import HaltPoint, RunPorts, RunResult, run_job
 from .safety import bound_tenant, require_indexes
 from .settings import RunSettings
 from .status import MigrationStatus, migration_status, report_counts
+from .verify import VerifyPorts, VerifySettings, verify_account
 
 __all__ = [
     "DEFAULT_COVERAGE_THRESHOLD",
@@ -40,6 +42,8 @@ __all__ = [
     "RunResult",
     "RunSettings",
     "TriggerPorts",
+    "VerifyPorts",
+    "VerifySettings",
     "bound_tenant",
     "cancel",
     "check_guards",
@@ -53,4 +57,5 @@ __all__ = [
     "rollback",
     "run_job",
     "trigger",
+    "verify_account",
 ]

@@ -1,0 +1,96 @@
+"""``verify``: prove an account's migration complete (docs/verify.md); ``--repair`` writes what is missing.
+
+The command is a thin shell over ``MigrationService.verify`` (``usecases.verify_account``): it prints the
+human summary (or ``--json``, the report as ``VerifyReport.to_json`` shapes it) and exits 0 when
+the account verifies clean, ``NOT_VERIFIED`` (10) otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+from collections.abc import Iterator
+
+import click
+
+from crm_audit_transform.verification import FINDING_KINDS, VerifyReport
+
+from . import exit_codes
+from .main import cli
+from .state import CliState
+
+SHOWN = 10
+"""Ids shown per kind in the human summary (``--json`` lists every id kept)."""
+
+
+@cli.command(name="verify")
+@click.option("--company-sso-id", "company", required=True, help="The CDP account (company SSO id).")
+@click.option("--tenant", help="The CRM tenant schema (default, and required to match: the job's).")
+@click.option("--sample", type=click.IntRange(min=0), help="Compare the content of N random logs per page.")
+@click.option("--seed", type=int, help="Seed of the --sample draw (reproducible samples).")
+@click.option(
+    "--repair", is_flag=True, help="Write the missing rows (only those) and count them into the job."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (every id kept).")
+@click.pass_obj
+def verify_command(
+    state: CliState,
+    company: str,
+    tenant: str | None,
+    sample: int | None,
+    seed: int | None,
+    repair: bool,
+    as_json: bool,
+) -> None:
+    """Recompute every in-scope audit and compare it with the CDP: accounting, content, seam, job."""
+    with state.runtime() as runtime:
+        report = runtime.service.verify(
+            company,
+            tenant,
+            sample=sample,
+            seed=secrets.randbits(63) if seed is None else seed,
+            repair=repair,
+            owner=f"verify:{socket.gethostname()}:{os.getpid()}",
+        )
+    show(report, as_json)
+
+
+def show(report: VerifyReport, as_json: bool) -> None:
+    """Print the report and exit with its code: 0 when clean, ``NOT_VERIFIED`` otherwise."""
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+    else:
+        for line in summary_lines(report):
+            click.echo(line)
+    if not report.clean:
+        raise click.exceptions.Exit(exit_codes.NOT_VERIFIED)
+
+
+def summary_lines(report: VerifyReport, shown: int = SHOWN) -> Iterator[str]:
+    """One line of figures, one per non-empty kind with its first ids, repair, and the job."""
+    verdict = "clean" if report.clean else "NOT verified"
+    sample = f" (content sampled, {report.sample} per page)" if report.sample is not None else ""
+    yield (
+        f"verify {report.company_sso_id} ({report.tenant}): {verdict} — {report.audits} audits, "
+        f"{report.migrated} migrated, {sum(report.skipped.values())} skipped, "
+        f"{sum(report.failed.values())} failed; {report.content_checked} contents compared{sample}"
+    )
+    for kind in FINDING_KINDS:
+        found = report.findings.get(kind)
+        if found is None or not found.count:
+            continue
+        refs = [str(f.audit_id) if f.audit_id is not None else f.external_id for f in found.items[:shown]]
+        more = f" … and {found.count - len(refs)} more" if found.count > len(refs) else ""
+        yield f"  {kind}: {found.count} — {', '.join(refs)}{more}"
+    if report.repaired:
+        yield f"  repaired: {report.repaired} written, {report.repaired_in_job} added to the job's counts"
+    job = report.job
+    if job is None:
+        yield "  job: none"
+    elif job.consistent:
+        yield f"  job {job.job_id} ({job.status}): consistent"
+    else:
+        for m in job.mismatches:
+            yield f"  job {job.job_id} ({job.status}): {m.figure} is {m.job}, verify found {m.found}"

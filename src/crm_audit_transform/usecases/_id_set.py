@@ -1,0 +1,38 @@
+"""A set of audit ids in one bit each: what verify walked, for the stray pass, in flat memory."""
+
+from __future__ import annotations
+
+from typing import Final
+
+_CHUNK_BITS: Final = 1 << 16
+"""Ids per chunk: a chunk costs 8 KiB once any id in its range is added (sparse ids stay cheap)."""
+
+
+class AuditIdSet:
+    """Integers (negative ones too) in 8 KiB bitmaps per 65,536 consecutive ids."""
+
+    __slots__ = ("_chunks", "_count")
+
+    def __init__(self) -> None:
+        self._chunks: dict[int, bytearray] = {}
+        self._count = 0
+
+    def add(self, audit_id: int) -> None:
+        chunk, bit = divmod(audit_id, _CHUNK_BITS)
+        bits = self._chunks.get(chunk)
+        if bits is None:
+            bits = self._chunks[chunk] = bytearray(_CHUNK_BITS // 8)
+        byte, mask = bit >> 3, 1 << (bit & 7)
+        if not bits[byte] & mask:
+            bits[byte] |= mask
+            self._count += 1
+
+    def __contains__(self, audit_id: object) -> bool:
+        if type(audit_id) is not int:
+            return False
+        chunk, bit = divmod(audit_id, _CHUNK_BITS)
+        bits = self._chunks.get(chunk)
+        return bits is not None and bool(bits[bit >> 3] & (1 << (bit & 7)))
+
+    def __len__(self) -> int:
+        return self._count

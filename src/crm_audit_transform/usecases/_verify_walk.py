@@ -1,0 +1,361 @@
+"""The walk behind ``verify_account``: page loop, stray pass, job check, repair's bookkeeping.
+
+See ``usecases.verify`` for what is compared and the repair counting rule.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Final
+
+import attrs
+
+from ..domain import ActivityLog, AuditRow, Contact, Failed, Migrated, Outcome
+from ..enrichment.model import ASSOCIATION_ACTIONS, MatchKey
+from ..errors import CrmAuditError
+from ..jobs import COMPLETED, MigrationJob
+from ..lookup import LookupPorts, LookupRequest, fetch_lookups
+from ..lookup_cache import LookupCache
+from ..ports import Clock, JobStore
+from ..tally import Tally
+from ..transformer import Transformer, external_id
+from ..verification import (
+    FINDING_KINDS,
+    OWNED_FIELDS,
+    Finding,
+    Findings,
+    JobCheck,
+    MigratedDoc,
+    Mismatch,
+    VerifyReport,
+)
+from ._id_set import AuditIdSet
+from .migrate_batch import MAX_BATCH_SIZE, migrate_batch
+
+if TYPE_CHECKING:
+    from .verify import VerifyPorts, VerifySettings
+
+
+class _Found:
+    """An exact count and the first ``keep`` findings of one kind."""
+
+    __slots__ = ("count", "items", "keep")
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self.count = 0
+        self.items: list[Finding] = []
+
+    def add(self, audit_id: int | None, ext_id: str = "", detail: str = "") -> None:
+        self.count += 1
+        if len(self.items) < self.keep:
+            self.items.append(Finding(audit_id, ext_id, detail))
+
+    def frozen(self) -> Findings:
+        return Findings(self.count, tuple(self.items))
+
+
+_ABSENT: Final = object()
+
+
+class Walk:
+    """One verify: the page loop, the stray pass, the job check and repair's bookkeeping."""
+
+    def __init__(
+        self,
+        company_sso_id: str,
+        tenant: str,
+        ports: VerifyPorts,
+        transformer: Transformer,
+        settings: VerifySettings,
+        job: MigrationJob | None,
+        rng: random.Random | None,
+        owner: str,
+    ) -> None:
+        self.company = company_sso_id
+        self.tenant = tenant
+        self.ports = ports
+        self.transformer = transformer
+        self.settings = settings
+        self.job = job
+        self.rng = rng
+        self.owner = owner
+        self.cache = LookupCache()
+        self.found = {kind: _Found(settings.keep) for kind in FINDING_KINDS}
+        self.walked = AuditIdSet()
+        self.audits = 0
+        self.migrated = 0
+        self.skipped: dict[str, int] = {}
+        self.failed: dict[str, int] = {}
+        self.content_checked = 0
+        # The job's range: rows behind its cursor, those with a log, the last one it promised.
+        self.range_rows = 0
+        self.range_logged = 0
+        self.range_last = 0
+        self.repaired = 0
+        self.repaired_in_range = 0
+        self.counted = 0
+        self.batch_size = min(settings.batch_size, MAX_BATCH_SIZE)
+
+    # -- the page loop ---------------------------------------------------------------------------
+    def run(self) -> None:
+        scope = self.transformer.scope
+        if self.job is not None:
+            cutoff, first = self.job.cutoff, self.job.first_audit_id
+        else:
+            bounds = self.ports.source.scope_bounds(self.tenant, scope, None)
+            if bounds is None:
+                return
+            cutoff, first = bounds.oldest_created_at, bounds.min_id
+        # From 0 (or just before a first id ≤ 0): rows committed behind the run's start are walked too.
+        cursor = min(first - 1, 0)
+        while True:
+            rows = self.ports.source.page(
+                self.tenant, scope, after_id=cursor, cutoff=cutoff, limit=self.settings.page_size
+            )
+            if not rows:
+                break
+            self._page(rows)
+            cursor = rows[-1].id
+            if len(rows) < self.settings.page_size:
+                break
+
+    def _page(self, rows: Sequence[AuditRow]) -> None:
+        ext_ids = [external_id(self.tenant, row.id) for row in rows]
+        by_ext_id: dict[str, list[MigratedDoc]] = {}
+        for doc in self.ports.reader.migrated_logs(self.company, ext_ids):
+            by_ext_id.setdefault(doc.external_id, []).append(doc)
+        prepared = self.transformer.prepare(rows)
+        plan = self.transformer.plan(prepared)
+        stored_people = [d.crm_person_id for docs in by_ext_id.values() for d in docs if d.crm_person_id]
+        request = LookupRequest(plan.user_ids, (*plan.person_ids, *stored_people))
+        ctx = fetch_lookups(
+            request,
+            company_sso_id=self.company,
+            tenant=self.tenant,
+            ports=LookupPorts(self.ports.users, self.ports.sso, self.ports.contacts),
+            cache=self.cache,
+        )
+        page = self.transformer.transform(prepared, ctx, company_sso_id=self.company)
+        contacts = {c.id: c for c in ctx.contacts.values()}
+        compare: list[tuple[ActivityLog, MigratedDoc]] = []
+        keys: dict[MatchKey, tuple[int, str]] = {}
+        missing: list[Migrated] = []
+        for row, ext_id, outcome in zip(rows, ext_ids, page.outcomes, strict=True):
+            docs = by_ext_id.get(ext_id, ())
+            self._account(row, ext_id, outcome, docs, missing, compare)
+            for doc in docs:
+                self._seam(row.id, doc, contacts, keys)
+        self._content(compare, ctx.sso_available)
+        self._overlap(keys)
+        if self.settings.repair and missing:
+            self._repair(missing)
+
+    def _account(
+        self,
+        row: AuditRow,
+        ext_id: str,
+        outcome: Outcome,
+        docs: Sequence[MigratedDoc],
+        missing: list[Migrated],
+        compare: list[tuple[ActivityLog, MigratedDoc]],
+    ) -> None:
+        self.audits += 1
+        self.walked.add(row.id)
+        job = self.job
+        if job is not None:
+            if row.id <= job.last_audit_id:
+                self.range_rows += 1
+                self.range_logged += bool(docs)
+            if row.id <= job.max_audit_id:  # ascending ids: the last one seen is the largest
+                self.range_last = row.id
+        if len(docs) > 1:
+            self.found["duplicate"].add(row.id, ext_id, f"{len(docs)} logs")
+        if isinstance(outcome, Migrated):
+            if not docs:
+                self.found["missing"].add(row.id, ext_id, "no log")
+                if self._repairable(row.id):
+                    missing.append(outcome)
+                return
+            self.migrated += 1
+            compare.extend((outcome.log, doc) for doc in docs)
+            return
+        if docs:
+            self.found["unexpected"].add(
+                row.id, ext_id, f"{type(outcome).__name__.lower()}: {outcome.reason}"
+            )
+            return
+        counts = self.failed if isinstance(outcome, Failed) else self.skipped
+        counts[outcome.reason] = counts.get(outcome.reason, 0) + 1
+
+    def _repairable(self, audit_id: int) -> bool:
+        job = self.job
+        if not self.settings.repair or job is None:
+            return False
+        return audit_id <= job.last_audit_id or job.status == COMPLETED
+
+    def _seam(
+        self,
+        audit_id: int,
+        doc: MigratedDoc,
+        contacts: Mapping[str, Contact],
+        keys: dict[MatchKey, tuple[int, str]],
+    ) -> None:
+        contact = contacts.get(doc.customer_id)
+        if contact is not None and doc.timestamp >= contact.created_at:
+            self.found["past_watermark"].add(
+                audit_id,
+                doc.external_id,
+                f"log at {doc.timestamp.isoformat()}, "
+                f"contact {contact.id} synced {contact.created_at.isoformat()}",
+            )
+        if doc.action in ASSOCIATION_ACTIONS and doc.linked_entity_id is not None:
+            key = MatchKey(
+                doc.company_sso_id,
+                doc.customer_id,
+                doc.category,
+                doc.action,
+                doc.linked_entity_id,
+                doc.timestamp,
+            )
+            keys[key] = (audit_id, doc.external_id)
+
+    def _content(self, compare: list[tuple[ActivityLog, MigratedDoc]], sso_available: bool) -> None:
+        sample = self.settings.sample
+        if sample is not None and len(compare) > sample and self.rng is not None:
+            compare = self.rng.sample(compare, sample)
+        content_of = self.ports.reader.content_of
+        for log, doc in compare:
+            self.content_checked += 1
+            expected = content_of(log)
+            stored = doc.content
+            # With USMAN down the recomputed actor is degraded, not the stored one's truth.
+            skip_actor = not sso_available and log.actor.kind == "deleted_user"
+            fields = [
+                name
+                for name in OWNED_FIELDS
+                if not (skip_actor and name == "actor")
+                and expected.get(name, _ABSENT) != stored.get(name, _ABSENT)
+            ]
+            if fields:
+                audit_id = log.metadata.get("crm_audit_id")
+                self.found["drifted"].add(
+                    audit_id if isinstance(audit_id, int) else None, doc.external_id, ", ".join(fields)
+                )
+
+    def _overlap(self, keys: Mapping[MatchKey, tuple[int, str]]) -> None:
+        if not keys:
+            return
+        window = self.settings.match_window
+        for key, candidates in self.ports.reader.live_feed_candidates(list(keys), window).items():
+            if candidates:
+                audit_id, ext_id = keys[key]
+                docs = ", ".join(f"{c.doc_id} at {c.timestamp.isoformat()}" for c in candidates)
+                self.found["overlap"].add(audit_id, ext_id, f"live-feed log(s) {docs}")
+
+    # -- repair ----------------------------------------------------------------------------------
+    def _repair(self, missing: Sequence[Migrated]) -> None:
+        writer, job = self.ports.logs, self.job
+        if writer is None or job is None:  # _take_lease made sure of both
+            raise ValueError("repair needs the logs port and a job")
+        size = self.batch_size
+        for start in range(0, len(missing), size):
+            chunk = missing[start : start + size]
+            result = migrate_batch([m.log for m in chunk], writer, max_size=size)
+            for item, written in zip(chunk, result.results, strict=True):
+                # A duplicate means the log is there (written meanwhile): the row is no longer missing.
+                if written.status == "inserted" or written.status == "skipped":
+                    self.repaired += 1
+                    if item.audit_id <= job.last_audit_id:
+                        self.repaired_in_range += 1
+        self._renew_lease()
+
+    def _lease_ports(self) -> tuple[JobStore, Clock, MigrationJob]:
+        jobs, clock, job = self.ports.jobs, self.ports.clock, self.job
+        if jobs is None or clock is None or job is None:  # _take_lease made sure of all three
+            raise ValueError("repair needs the jobs and clock ports and a job")
+        return jobs, clock, job
+
+    def _renew_lease(self) -> None:
+        # Taking the lease again renews it while it is ours (LeaseHeld once another took it over);
+        # save_progress would not: it writes in-progress jobs only, and repair serves ended ones too.
+        jobs, _, job = self._lease_ports()
+        self.job = jobs.acquire_lease(job.job_id, self.owner, self.settings.lease_ttl)
+
+    def finish_repair(self) -> None:
+        """Count the repaired rows into the job (rule in the module docstring) and hand the lease back."""
+        jobs, clock, job = self._lease_ports()
+        restored = max(0, job.tally.migrated - self.range_logged)
+        added = max(0, self.repaired_in_range - restored)
+        unseen = min(added, max(0, self.range_rows - job.tally.processed))
+        self.counted = added
+        held = jobs.acquire_lease(job.job_id, self.owner, self.settings.lease_ttl)  # still ours, or LeaseHeld
+        done = attrs.evolve(
+            held,
+            tally=held.tally + Tally(processed=unseen, migrated=added),
+            updated_at=clock.now(),
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+        jobs.save(done)
+        self.job = done
+        self.range_logged += self.repaired_in_range
+
+    def release_quietly(self) -> None:
+        jobs, job = self.ports.jobs, self.job
+        if jobs is None or job is None:
+            return
+        # Best effort, from the job as stored: the lease expires anyway.
+        with contextlib.suppress(CrmAuditError):
+            stored = jobs.latest(self.company)
+            if stored is not None and stored.lease_owner == self.owner:
+                jobs.save(attrs.evolve(stored, lease_owner=None, lease_expires_at=None))
+
+    # -- after the walk --------------------------------------------------------------------------
+    def stray_pass(self) -> None:
+        prefix = f"crm:{self.tenant}:audit:"
+        for ext_id in self.ports.reader.migrated_external_ids(self.company):
+            audit_id = _audit_id_of(ext_id, prefix)
+            if audit_id is None:
+                self.found["stray"].add(None, ext_id, f"not an external_id of tenant {self.tenant!r}")
+            elif audit_id not in self.walked:
+                self.found["stray"].add(audit_id, ext_id, "names no in-scope audit")
+
+    def _job_check(self) -> JobCheck | None:
+        job = self.job
+        if job is None:
+            return None
+        mismatches = []
+        if job.tally.processed != self.range_rows:
+            mismatches.append(Mismatch("processed", job.tally.processed, self.range_rows))
+        if job.tally.migrated != self.range_logged:
+            mismatches.append(Mismatch("migrated", job.tally.migrated, self.range_logged))
+        if job.status == COMPLETED and job.last_audit_id < self.range_last:
+            mismatches.append(Mismatch("last_audit_id", job.last_audit_id, self.range_last))
+        return JobCheck(job.job_id, job.status, job.last_audit_id, tuple(mismatches))
+
+    def report(self) -> VerifyReport:
+        return VerifyReport(
+            company_sso_id=self.company,
+            tenant=self.tenant,
+            audits=self.audits,
+            migrated=self.migrated,
+            skipped=self.skipped,
+            failed=self.failed,
+            content_checked=self.content_checked,
+            sample=self.settings.sample,
+            findings={kind: found.frozen() for kind, found in self.found.items()},
+            job=self._job_check(),
+            repaired=self.repaired,
+            repaired_in_job=self.counted,
+        )
+
+
+def _audit_id_of(ext_id: str, prefix: str) -> int | None:
+    if not ext_id.startswith(prefix):
+        return None
+    digits = ext_id[len(prefix) :]
+    body = digits[1:] if digits.startswith("-") else digits
+    return int(digits) if body.isascii() and body.isdigit() else None

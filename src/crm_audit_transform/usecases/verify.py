@@ -1,0 +1,173 @@
+"""Verify: prove an account's migration complete, and repair what is missing (docs/verify.md).
+
+The account's in-scope audits are walked page by page exactly as the run walks them (keyset on
+``id`` from the job's cutoff), with the same lookups and the same transformer, and each page is
+compared with the CDP through a ``MigratedLogReader``:
+
+    page ──▶ reader.migrated_logs(the page's external ids)        (one indexed $in per page)
+         ──▶ prepare · plan (+ the stored logs' crm_person_ids) · fetch_lookups · transform
+         ──▶ per row: migrated | missing | unexpected | skipped/failed ; duplicates
+         ──▶ content of (a sample of) the migrated rows: drifted
+         ──▶ seam: past_watermark per log, overlap via reader.live_feed_candidates
+         ──▶ --repair: MigrateBatch(the page's missing logs)
+    then ──▶ stray pass over reader.migrated_external_ids (against a bitmap of the walked ids)
+         ──▶ job check; --repair writes the job's counts and hands its lease back
+
+Memory is one page plus one bit per walked audit id, and the capped finding lists.
+
+Job consistency compares the job with the rows behind its cursor (``id <= last_audit_id``):
+``processed`` must equal those rows, ``migrated`` those of them that have a log, and a
+``completed`` job's cursor must have reached the last of them that existed when it was triggered.
+
+Repair writes through ``MigrateBatch`` (the run's write path: idempotent by the unique index) while
+holding the job's lease, so no run writes the account meanwhile. It repairs missing rows behind
+the cursor, and beyond it only for a ``completed`` job (otherwise the run will still reach them).
+Counting into the job: a repaired row behind the cursor first restores a log the job already
+counted as migrated (as many as the job's ``migrated`` exceeds the logs found); each further one is
+added to ``migrated``, and also to ``processed`` while the job's ``processed`` falls short of the
+rows behind its cursor (rows committed behind the cursor, which the run never saw). Rows beyond the
+cursor are outside the job's counts and stay so. The counts are written once, at the end, with the
+lease handed back: a crash before that leaves the logs written and the counts short, which the
+next verify reports as a job mismatch (never silently). ``unexpected``, ``drifted``, ``overlap``,
+``stray`` and ``duplicate`` are only reported: they need a decision (rollback and re-migrate, or
+leave them). A second repair finds nothing missing and changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from typing import Final
+
+from attrs import frozen
+
+from ..enrichment.model import DEFAULT_MATCH_WINDOW
+from ..errors import JobNotFound, TenantMismatch
+from ..jobs import COMPLETED, HALTED, IN_PROGRESS, MigrationJob
+from ..ports import (
+    ActivityLogWriter,
+    AuditSource,
+    Clock,
+    ContactDirectory,
+    IndexState,
+    JobStore,
+    MigratedLogReader,
+    SsoDirectory,
+    UserDirectory,
+)
+from ..transformer import Transformer
+from ..verification import VerifyReport
+from ._verify_walk import Walk
+from .migrate_batch import MAX_BATCH_SIZE
+from .safety import require_indexes
+from .settings import DEFAULT_PAGE_SIZE
+
+REPAIRABLE: Final = frozenset({IN_PROGRESS, HALTED, COMPLETED})
+"""Job states repair writes into; a rolled-back or cancelled account is never written back."""
+
+DEFAULT_KEEP: Final = 10_000
+"""Ids kept per kind for the report; counts are always exact."""
+
+
+@frozen
+class VerifyPorts:
+    """What verify reads; ``jobs`` for the job check; ``logs``, ``clock`` and ``indexes`` for repair."""
+
+    source: AuditSource
+    users: UserDirectory
+    sso: SsoDirectory
+    contacts: ContactDirectory
+    reader: MigratedLogReader
+    jobs: JobStore | None = None
+    logs: ActivityLogWriter | None = None
+    clock: Clock | None = None
+    indexes: IndexState | None = None
+
+
+@frozen
+class VerifySettings:
+    """``sample``: compare the content of at most this many random logs per page (None: all).
+
+    ``keep``: ids kept per finding kind. ``match_window``: the enrichment match key's window.
+    """
+
+    page_size: int = DEFAULT_PAGE_SIZE
+    sample: int | None = None
+    repair: bool = False
+    keep: int = DEFAULT_KEEP
+    match_window: dt.timedelta = DEFAULT_MATCH_WINDOW
+    batch_size: int = MAX_BATCH_SIZE
+    lease_seconds: float = 120.0
+
+    @property
+    def lease_ttl(self) -> dt.timedelta:
+        return dt.timedelta(seconds=self.lease_seconds)
+
+    def __attrs_post_init__(self) -> None:
+        if self.sample is not None and self.sample < 0:
+            raise ValueError("sample must be None or at least 0")
+
+
+def verify_account(
+    company_sso_id: str,
+    ports: VerifyPorts,
+    transformer: Transformer,
+    *,
+    tenant: str | None = None,
+    settings: VerifySettings | None = None,
+    rng: random.Random | None = None,
+    owner: str = "verify",
+) -> VerifyReport:
+    """Walk the account's in-scope audits and compare them with the CDP; repair when asked.
+
+    ``tenant`` is the job's when the account has one (a different one is ``TenantMismatch``: an
+    account is bound to one tenant); it is required otherwise. ``rng`` draws the ``sample``
+    (required with one). Repair needs ``jobs``, ``logs``, ``clock`` and ``indexes``, migration 035's
+    indexes (``IndexesMissing``) and a job: ``JobNotFound`` without one, ``LeaseHeld`` while a run
+    holds it. Infrastructure errors propagate (the lease,
+    if taken, is handed back first).
+    """
+    settings = settings or VerifySettings()
+    if settings.sample is not None and rng is None:
+        raise ValueError("a sample needs an rng")
+    job = ports.jobs.latest(company_sso_id) if ports.jobs is not None else None
+    tenant = _tenant(company_sso_id, job, tenant)
+    if settings.repair:
+        job = _take_lease(company_sso_id, ports, job, owner, settings)
+    walk = Walk(company_sso_id, tenant, ports, transformer, settings, job, rng, owner)
+    try:
+        walk.run()
+        walk.stray_pass()
+        if settings.repair:
+            walk.finish_repair()
+    except BaseException:
+        if settings.repair:
+            walk.release_quietly()
+        raise
+    return walk.report()
+
+
+def _tenant(company_sso_id: str, job: MigrationJob | None, tenant: str | None) -> str:
+    if job is not None:
+        if tenant is not None and tenant != job.tenant:
+            raise TenantMismatch(
+                f"company {company_sso_id} is bound to CRM tenant {job.tenant!r} (its job's), not {tenant!r}"
+            )
+        return job.tenant
+    if tenant is None:
+        raise JobNotFound(f"company {company_sso_id} has no job to take the tenant from: give the tenant")
+    return tenant
+
+
+def _take_lease(
+    company_sso_id: str, ports: VerifyPorts, job: MigrationJob | None, owner: str, settings: VerifySettings
+) -> MigrationJob:
+    if ports.jobs is None or ports.logs is None or ports.clock is None or ports.indexes is None:
+        raise ValueError("repair needs the jobs, logs, clock and indexes ports")
+    if job is None:
+        raise JobNotFound(f"company {company_sso_id} has no migration job: nothing to repair into")
+    if job.status not in REPAIRABLE:
+        # A rolled-back (or cancelled) account's logs were removed on purpose: never write them back.
+        raise JobNotFound(f"company {company_sso_id}'s latest job is {job.status}: nothing to repair into")
+    require_indexes(ports.indexes)  # repair writes: exactly-once rests on the unique index
+    return ports.jobs.acquire_lease(job.job_id, owner, settings.lease_ttl)

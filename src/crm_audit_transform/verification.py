@@ -1,0 +1,207 @@
+"""Verify's values: a migrated log as read back, what verify found, and its report.
+
+Verify (``usecases.verify``) recomputes every in-scope audit's outcome and compares it with the
+logs in the CDP. What it finds is sorted into kinds, each a :class:`Findings` (an exact count and
+the first ids, up to a cap):
+
+* ``missing`` — the row should be migrated and has no log (a late commit behind the cursor lands here);
+* ``unexpected`` — a log exists for a row that now skips or fails;
+* ``stray`` — a ``crm_migration`` log whose ``external_id`` names no in-scope audit;
+* ``duplicate`` — one ``external_id`` on more than one log (impossible with the unique index);
+* ``drifted`` — a log whose transformer-owned fields differ from the recomputed ones;
+* ``past_watermark`` — a migrated log at or after its contact's ``created_at`` (the live feed owns it);
+* ``overlap`` — a live-feed log that matches a migrated log by the enrichment match key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any, Final
+
+from attrs import field, frozen
+
+__all__ = [
+    "FINDING_KINDS",
+    "OWNED_FIELDS",
+    "Finding",
+    "Findings",
+    "JobCheck",
+    "MigratedDoc",
+    "Mismatch",
+    "VerifyReport",
+]
+
+OWNED_FIELDS: Final = ("customer_id", "category", "action", "actor", "attributes", "timestamp")
+"""The fields the transformer owns and verify compares; enrichment's ``metadata`` keys are not among them."""
+
+FINDING_KINDS: Final = (
+    "missing",
+    "unexpected",
+    "stray",
+    "duplicate",
+    "drifted",
+    "past_watermark",
+    "overlap",
+)
+"""Every kind a report counts, in report order; any non-zero count (after repair) fails verify."""
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is None:
+        raise ValueError("naive datetime: every timestamp in the domain is timezone-aware UTC")
+    return value.astimezone(dt.UTC)
+
+
+@frozen
+class MigratedDoc:
+    """One stored log with an ``external_id``, as verify reads it back.
+
+    ``content`` maps each of :data:`OWNED_FIELDS` the document has to its value in the store's
+    wire form (BSON bytes, canonical JSON text…), made by the same reader whose ``content_of``
+    encodes a recomputed log, so equal forms mean equal documents — NaN included, which ``==``
+    on decoded values would call different. ``crm_person_id`` and ``linked_entity_id`` come from
+    ``metadata`` (``None`` when absent or not an integer).
+    """
+
+    doc_id: str
+    external_id: str
+    company_sso_id: str
+    customer_id: str
+    category: str
+    action: str
+    timestamp: dt.datetime = field(converter=_utc)
+    source_tag: str = ""
+    content: Mapping[str, object] = field(factory=dict)
+    crm_person_id: int | None = None
+    linked_entity_id: int | None = None
+
+
+@frozen
+class Finding:
+    """One thing verify found: the audit it concerns (when known), the log's external_id, why."""
+
+    audit_id: int | None
+    external_id: str = ""
+    detail: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"audit_id": self.audit_id, "external_id": self.external_id or None, "detail": self.detail}
+
+
+@frozen
+class Findings:
+    """An exact ``count`` of one kind and its first ``items`` (fewer than ``count`` when capped)."""
+
+    count: int = 0
+    items: tuple[Finding, ...] = ()
+
+    @property
+    def truncated(self) -> bool:
+        return self.count > len(self.items)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "count": self.count,
+            "truncated": self.truncated,
+            "items": [item.to_json() for item in self.items],
+        }
+
+
+@frozen
+class Mismatch:
+    """A job figure that disagrees with what verify found."""
+
+    figure: str
+    job: int
+    found: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"figure": self.figure, "job": self.job, "found": self.found}
+
+
+@frozen
+class JobCheck:
+    """The job document against the rows behind its cursor (``id <= last_audit_id``)."""
+
+    job_id: str
+    status: str
+    last_audit_id: int
+    mismatches: tuple[Mismatch, ...] = ()
+
+    @property
+    def consistent(self) -> bool:
+        return not self.mismatches
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "status": self.status,
+            "last_audit_id": self.last_audit_id,
+            "consistent": self.consistent,
+            "mismatches": [m.to_json() for m in self.mismatches],
+        }
+
+
+def _counts(value: Mapping[str, int]) -> Mapping[str, int]:
+    return dict(sorted((k, v) for k, v in value.items() if v))
+
+
+@frozen
+class VerifyReport:
+    """What verify found for one account, and what ``--repair`` wrote.
+
+    ``audits``: in-scope rows walked. ``migrated``: rows whose recomputed outcome is ``Migrated``
+    and that have a log. ``skipped`` / ``failed``: rows without a log, by recomputed reason.
+    ``content_checked``: logs whose content was compared (all of them, or a sample per page).
+    ``repaired``: missing rows written by ``--repair``; ``repaired_in_job`` of them were added to
+    the job's counts (see ``usecases.verify``). ``job`` is None when the account has no job.
+    """
+
+    company_sso_id: str
+    tenant: str
+    audits: int = 0
+    migrated: int = 0
+    skipped: Mapping[str, int] = field(factory=dict, converter=_counts)
+    failed: Mapping[str, int] = field(factory=dict, converter=_counts)
+    content_checked: int = 0
+    sample: int | None = None
+    findings: Mapping[str, Findings] = field(factory=dict)
+    job: JobCheck | None = None
+    repaired: int = 0
+    repaired_in_job: int = 0
+
+    def count(self, kind: str) -> int:
+        found = self.findings.get(kind)
+        return found.count if found is not None else 0
+
+    @property
+    def outstanding(self) -> Mapping[str, int]:
+        """Non-zero counts per kind still true after repair (repaired rows are no longer missing)."""
+        counts = {kind: self.count(kind) for kind in FINDING_KINDS}
+        counts["missing"] = max(0, counts["missing"] - self.repaired)
+        return {kind: n for kind, n in counts.items() if n}
+
+    @property
+    def clean(self) -> bool:
+        """Every audit accounted for once, content and seam as recomputed, job consistent."""
+        return not self.outstanding and (self.job is None or self.job.consistent)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready view for CI gates and dashboards (docs/verify.md gives the schema)."""
+        return {
+            "company_sso_id": self.company_sso_id,
+            "tenant": self.tenant,
+            "clean": self.clean,
+            "audits": self.audits,
+            "migrated": self.migrated,
+            "skipped": dict(self.skipped),
+            "failed": dict(self.failed),
+            "content_checked": self.content_checked,
+            "sample": self.sample,
+            "findings": {kind: self.findings.get(kind, Findings()).to_json() for kind in FINDING_KINDS},
+            "outstanding": dict(self.outstanding),
+            "job": self.job.to_json() if self.job is not None else None,
+            "repaired": self.repaired,
+            "repaired_in_job": self.repaired_in_job,
+        }

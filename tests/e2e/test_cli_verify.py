@@ -1,0 +1,109 @@
+"""``crm-audit-migrate verify`` end to end (PostgreSQL, mongomock, a local USMAN) and ``dry-run --verify``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import mongomock
+import pytest
+from cli_world import COMPANY, TENANT, Cli, make_cli, running_usman, seed_contacts
+from click.testing import CliRunner
+
+from crm_audit_adapters.cli import cli, exit_codes
+from support.usman_server import UsmanServer
+
+RECENT = "2024-04-14"
+"""Trigger's cutoff: the newest ~150 acme rows keep the walk quick on mongomock."""
+
+
+@pytest.fixture(scope="module")
+def usman() -> Iterator[UsmanServer]:
+    yield from running_usman()
+
+
+@pytest.fixture
+def client() -> mongomock.MongoClient:
+    return mongomock.MongoClient(tz_aware=True)
+
+
+@pytest.fixture
+def migrated_cli(crm_dsn: str, usman: UsmanServer, client: mongomock.MongoClient) -> Cli:
+    run_cli = make_cli(crm_dsn, usman, client)
+    assert run_cli("indexes", "up").exit_code == 0
+    seed_contacts(client)
+    args = ("--company-sso-id", COMPANY)
+    assert run_cli("trigger", *args, "--tenant", TENANT, "--date-range-start", RECENT).exit_code == 0
+    ran = run_cli("run", *args, "--no-progress")
+    assert ran.exit_code == 0, ran.output
+    return run_cli
+
+
+@pytest.mark.postgres
+class TestVerifyCommand:
+    def test_a_migrated_account_verifies_clean(self, migrated_cli: Cli) -> None:
+        """After trigger and run, verify exits 0 with a clean summary."""
+        result = migrated_cli("verify", "--company-sso-id", COMPANY)
+        assert result.exit_code == 0, result.output
+        assert result.stdout.startswith(f"verify {COMPANY} ({TENANT}): clean")
+        assert "consistent" in result.stdout
+
+    def test_a_missing_log_fails_verify_and_repair_restores_it(
+        self, migrated_cli: Cli, client: mongomock.MongoClient
+    ) -> None:
+        """A deleted log exits NOT_VERIFIED with its id in the JSON; --repair writes it; verify is clean."""
+        logs = client["cdp"]["activity_logs"]
+        gone = logs.find_one({"source_tag": "crm_migration"}, sort=[("external_id", 1)])
+        assert gone is not None
+        logs.delete_one({"_id": gone["_id"]})
+
+        found = migrated_cli("verify", "--company-sso-id", COMPANY, "--json")
+        assert found.exit_code == exit_codes.NOT_VERIFIED
+        report = json.loads(found.stdout)
+        assert report["clean"] is False
+        assert report["findings"]["missing"]["items"][0]["external_id"] == gone["external_id"]
+        assert report["outstanding"] == {"missing": 1}
+
+        repaired = migrated_cli("verify", "--company-sso-id", COMPANY, "--repair")
+        assert repaired.exit_code == 0, repaired.output
+        assert "repaired: 1 written, 0 added to the job's counts" in repaired.stdout
+        assert logs.count_documents({"external_id": gone["external_id"]}) == 1
+        assert migrated_cli("verify", "--company-sso-id", COMPANY).exit_code == 0
+
+    def test_another_tenant_than_the_jobs_is_refused(self, migrated_cli: Cli) -> None:
+        """The account is bound to its job's tenant: --tenant naming another exits REFUSED."""
+        result = migrated_cli("verify", "--company-sso-id", COMPANY, "--tenant", "globex")
+        assert result.exit_code == exit_codes.REFUSED
+        assert result.stderr.startswith("error: TENANT_MISMATCH:")
+
+
+class TestDryRunVerify:
+    def test_a_dry_runs_output_verifies_clean_and_an_edit_is_found(self, tmp_path: Path) -> None:
+        """dry-run --verify checks the --out file against the inputs: clean, then drifted after an edit."""
+        runner = CliRunner()
+        out, report = tmp_path / "logs.jsonl", tmp_path / "verify.json"
+        assert runner.invoke(cli, ["dry-run", "--example", "--out", str(out)]).exit_code == 0
+        clean = runner.invoke(cli, ["dry-run", "--example", "--out", str(out), "--verify"])
+        assert clean.exit_code == 0, clean.output
+        assert ": clean" in clean.stdout
+        lines = out.read_text().splitlines(keepends=True)
+        lines[3] = (
+            lines[3].replace('"category":"', '"category":"x', 1).replace('"category": "', '"category": "x', 1)
+        )
+        del lines[0]
+        out.write_text("".join(lines))
+        found = runner.invoke(
+            cli, ["dry-run", "--example", "--out", str(out), "--verify", "--report", str(report)]
+        )
+        assert found.exit_code == exit_codes.NOT_VERIFIED
+        doc = json.loads(report.read_text())
+        assert doc["outstanding"] == {"missing": 1, "drifted": 1}
+        assert doc["findings"]["drifted"]["items"][0]["detail"] == "category"
+
+    def test_verify_needs_an_existing_output_file(self, tmp_path: Path) -> None:
+        """--verify without a written --out file is a usage error."""
+        result = CliRunner().invoke(
+            cli, ["dry-run", "--example", "--out", str(tmp_path / "none"), "--verify"]
+        )
+        assert result.exit_code == exit_codes.USAGE

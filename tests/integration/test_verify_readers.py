@@ -1,0 +1,137 @@
+"""The MongoDB and JSONL MigratedLogReaders read back what a run wrote as its recomputed form, NaN too."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+from pymongo.database import Database
+
+from crm_audit_adapters.files import JsonlActivityLogSink
+from crm_audit_adapters.files.verification import JsonlMigratedLogReader
+from crm_audit_adapters.mongo import MongoActivityLogStore, apply_migration
+from crm_audit_adapters.mongo import verification as mongo_verification
+from crm_audit_adapters.mongo.verification import MongoMigratedLogReader
+from crm_audit_transform.domain import ActivityLog, FieldChange
+from crm_audit_transform.usecases import RunSettings
+from support.corpus_account import World
+
+
+def corpus_logs() -> list[ActivityLog]:
+    """The acme account's migrated logs, those holding a NaN first."""
+    world = World("acme")
+    world.trigger()
+    world.run(settings=RunSettings(halt_threshold=1.0))
+    logs = list(world.logs.logs)
+
+    def has_nan(log: ActivityLog) -> bool:
+        return any(isinstance(v, float) and math.isnan(v) for c in log.changes for v in (c.from_, c.to))
+
+    return sorted(logs, key=lambda log: not has_nan(log))[:120]
+
+
+class TestReadersAgree:
+    def test_both_readers_read_back_the_recomputed_content(
+        self, mongo_db: Database[Any], tmp_path: Path
+    ) -> None:
+        """Stored in MongoDB or in a dry run's file, every log's content equals its recomputed form."""
+        logs = corpus_logs()
+        company = logs[0].company_sso_id
+        list(apply_migration(mongo_db, "up"))
+        store = MongoActivityLogStore.in_database(mongo_db)
+        for start in range(0, len(logs), 20):
+            store.insert_batch(logs[start : start + 20])
+        out = tmp_path / "logs.jsonl"
+        with JsonlActivityLogSink(out, fsync="never") as sink:
+            sink.insert_batch(logs)
+        mongo, files = MongoMigratedLogReader.in_database(mongo_db), JsonlMigratedLogReader(out)
+        ids = [log.external_id for log in logs]
+        from_mongo = {doc.external_id: doc for doc in mongo.migrated_logs(company, ids)}
+        from_file = {doc.external_id: doc for doc in files.migrated_logs(company, ids)}
+        assert len(from_mongo) == len(from_file) == len(logs)
+        for log in logs:
+            assert from_mongo[log.external_id].content == mongo.content_of(log)
+            assert from_file[log.external_id].content == files.content_of(log)
+            assert from_file[log.external_id].timestamp == from_mongo[log.external_id].timestamp
+        assert sorted(mongo.migrated_external_ids(company)) == sorted(files.migrated_external_ids(company))
+
+    def test_an_edited_value_changes_the_form(self, mongo_db: Database[Any]) -> None:
+        """1 and 1.0 are different BSON values: the form tells them apart where == would not."""
+        log = corpus_logs()[0]
+        list(apply_migration(mongo_db, "up"))
+        MongoActivityLogStore.in_database(mongo_db).insert_batch([log])
+        mongo_db.activity_logs.update_one(
+            {"external_id": log.external_id}, {"$set": {"attributes": [{"to": 1}]}}
+        )
+        reader = MongoMigratedLogReader.in_database(mongo_db)
+        (stored,) = reader.migrated_logs(log.company_sso_id, [log.external_id])
+        mongo_db.activity_logs.update_one(
+            {"external_id": log.external_id}, {"$set": {"attributes": [{"to": 1.0}]}}
+        )
+        (edited,) = reader.migrated_logs(log.company_sso_id, [log.external_id])
+        assert stored.content["attributes"] != edited.content["attributes"]
+        assert stored.content["attributes"] != reader.content_of(log)["attributes"]
+
+
+class TestJsonlReaderIndex:
+    def test_lines_of_any_json_layout_are_indexed_like_the_sinks(self, tmp_path: Path) -> None:
+        """A sink line is indexed from its key positions, a compact or reordered line by parsing it."""
+        first, second, third = corpus_logs()[:3]
+        out = tmp_path / "logs.jsonl"
+        with JsonlActivityLogSink(out, fsync="never") as sink:
+            sink.insert_batch([first])
+        compact = json.loads(out.read_text().splitlines()[0].replace(first.external_id, second.external_id))
+        reordered = {
+            "external_id": third.external_id,
+            **{k: v for k, v in compact.items() if k != "external_id"},
+        }
+        with out.open("a") as handle:
+            handle.write(json.dumps(compact, separators=(",", ":")) + "\n")
+            handle.write(json.dumps(reordered) + "\n")
+        reader = JsonlMigratedLogReader(out)
+        company = first.company_sso_id
+        wanted = [first.external_id, second.external_id, third.external_id]
+        assert sorted(reader.migrated_external_ids(company)) == sorted(wanted)
+        assert sorted(doc.external_id for doc in reader.migrated_logs(company, wanted)) == sorted(wanted)
+
+
+class TestBinaryValues:
+    def test_a_bytes_value_reads_back_as_its_recomputed_form(
+        self, mongo_db: Database[Any], tmp_path: Path
+    ) -> None:
+        """A !binary value (bytes → BSON Binary, or {"$binary"} in a line) compares equal to itself."""
+        log = attrs.evolve(
+            corpus_logs()[0], changes=(FieldChange("avatar", "Avatar", b"\xff\x00\xfe", b"\x89PNG\r\n"),)
+        )
+        list(apply_migration(mongo_db, "up"))
+        MongoActivityLogStore.in_database(mongo_db).insert_batch([log])
+        out = tmp_path / "logs.jsonl"
+        with JsonlActivityLogSink(out, fsync="never") as sink:
+            sink.insert_batch([log])
+        for reader in (MongoMigratedLogReader.in_database(mongo_db), JsonlMigratedLogReader(out)):
+            (stored,) = reader.migrated_logs(log.company_sso_id, [log.external_id])
+            assert stored.content == reader.content_of(log)
+            edited = attrs.evolve(log, changes=(FieldChange("avatar", "Avatar", b"\xff\x00\xfe", b"other"),))
+            assert stored.content["attributes"] != reader.content_of(edited)["attributes"]
+
+
+class TestMongoStrayStream:
+    def test_the_external_id_stream_crosses_chunks_without_loss_or_repeat(
+        self, mongo_db: Database[Any], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Keyset chunks over uniq_company_external_id's order yield every crm_migration log once."""
+        monkeypatch.setattr(mongo_verification, "_ID_CHUNK", 3)
+        logs = corpus_logs()[:8]
+        list(apply_migration(mongo_db, "up"))
+        MongoActivityLogStore.in_database(mongo_db).insert_batch(logs)
+        mongo_db.activity_logs.insert_one(
+            {"company_sso_id": logs[0].company_sso_id, "source_tag": "live_feed"}
+        )
+        streamed = list(
+            MongoMigratedLogReader.in_database(mongo_db).migrated_external_ids(logs[0].company_sso_id)
+        )
+        assert streamed == sorted(log.external_id for log in logs)

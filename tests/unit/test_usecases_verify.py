@@ -1,0 +1,350 @@
+"""Verify over in-memory ports: every kind of finding after its fault, repair, and the clean case."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import random
+from typing import Any
+
+import attrs
+import pytest
+
+from crm_audit_transform.domain import ActivityLog, AuditRow
+from crm_audit_transform.errors import IndexesMissing, JobNotFound, LeaseHeld, TenantMismatch, TenantUnbound
+from crm_audit_transform.jobs import MigrationJob
+from crm_audit_transform.tally import Tally
+from crm_audit_transform.testing import (
+    InMemoryActivityLogStore,
+    InMemoryContactDirectory,
+    InMemoryIndexState,
+    InMemoryMigratedLogReader,
+)
+from crm_audit_transform.usecases import RunSettings, VerifyPorts, VerifySettings, verify_account
+from crm_audit_transform.verification import VerifyReport
+from support.corpus_account import World, audit_rows, contacts
+
+SETTINGS = RunSettings(page_size=200, halt_threshold=1.0)
+
+
+def migrated_world(tenant: str = "acme") -> World:
+    world = World(tenant)
+    world.trigger()
+    world.run(settings=SETTINGS)
+    return world
+
+
+def verify(world: World, **settings: Any) -> VerifyReport:
+    ports = VerifyPorts(
+        world.source,
+        world.users,
+        world.sso,
+        world.contacts,
+        InMemoryMigratedLogReader(world.logs),
+        world.jobs,
+        world.logs,
+        world.clock,
+        world.indexes,
+    )
+    rng = random.Random(7) if settings.get("sample") is not None else None
+    return verify_account(
+        world.company,
+        ports,
+        world.transformer,
+        settings=VerifySettings(page_size=200, **settings),
+        rng=rng,
+    )
+
+
+def with_logs(world: World, logs: list[ActivityLog]) -> None:
+    world.logs = InMemoryActivityLogStore(logs)
+
+
+def job_of(world: World) -> MigrationJob:
+    job = world.jobs.latest(world.company)
+    assert job is not None
+    return job
+
+
+def migrated_logs(world: World) -> list[ActivityLog]:
+    return [log for log in world.logs.logs if log.external_id]
+
+
+def audit_id(log: ActivityLog) -> int:
+    value = log.metadata["crm_audit_id"]
+    assert isinstance(value, int)
+    return value
+
+
+class TestCleanAccount:
+    @pytest.mark.parametrize("tenant", ["acme", "globex", "nusantara_retail"])
+    def test_a_clean_run_verifies_clean_with_no_drift(self, tenant: str) -> None:
+        """After a clean run every audit is accounted for, every content compares equal (NaN included)."""
+        world = migrated_world(tenant)
+        report = verify(world)
+        job = job_of(world)
+        assert report.clean, report.to_json()
+        assert report.audits == job.tally.processed
+        assert report.migrated == job.tally.migrated
+        assert report.content_checked == job.tally.migrated
+        assert dict(report.skipped) == dict(job.tally.skipped)
+        assert dict(report.failed) == dict(job.tally.failed)
+        assert report.outstanding == {}
+
+    def test_the_corpus_nan_values_reach_the_compared_logs(self) -> None:
+        """The clean case is meaningful: some migrated log carries a NaN, which == would call drift."""
+        world = migrated_world("acme")
+        values = [v for log in migrated_logs(world) for c in log.changes for v in (c.from_, c.to)]
+        assert any(isinstance(v, float) and math.isnan(v) for v in values)
+        assert verify(world).count("drifted") == 0
+
+    def test_a_sample_compares_at_most_that_many_logs_per_page(self) -> None:
+        """--sample N compares a random N per page, yet still accounts for every row."""
+        world = migrated_world()
+        report = verify(world, sample=3)
+        pages = -(-report.audits // 200)
+        assert 0 < report.content_checked <= 3 * pages
+        assert report.migrated == job_of(world).tally.migrated
+        assert report.clean
+
+
+class TestFaults:
+    def test_a_deleted_log_is_missing_and_the_job_disagrees(self) -> None:
+        """A log deleted from the CDP is missing; the job's migrated count exceeds the logs found."""
+        world = migrated_world()
+        logs = list(world.logs.logs)
+        gone = next(log for log in logs if log.external_id)
+        with_logs(world, [log for log in logs if log is not gone])
+        report = verify(world)
+        assert [f.audit_id for f in report.findings["missing"].items] == [audit_id(gone)]
+        assert report.job is not None
+        assert [(m.figure, m.job - m.found) for m in report.job.mismatches] == [("migrated", 1)]
+        assert not report.clean
+
+    def test_a_stray_log_is_reported(self) -> None:
+        """A crm_migration log naming no in-scope audit is a stray, by its external_id."""
+        world = migrated_world()
+        template = migrated_logs(world)[0]
+        stray = attrs.evolve(template, external_id="crm:acme:audit:99999999")
+        world.logs.insert_batch([stray])
+        report = verify(world)
+        assert [f.external_id for f in report.findings["stray"].items] == ["crm:acme:audit:99999999"]
+        assert report.outstanding == {"stray": 1}
+
+    def test_an_edited_log_drifts_on_the_edited_field_only(self) -> None:
+        """A log whose category was changed is drifted on ``category``; enrichment keys are not drift."""
+        world = migrated_world()
+        logs = list(world.logs.logs)
+        at = next(i for i, log in enumerate(logs) if log.external_id)
+        edited = logs[at]
+        logs[at] = attrs.evolve(
+            edited, category="other", metadata={**edited.metadata, "linked_entity_name": "Added later"}
+        )
+        with_logs(world, logs)
+        report = verify(world)
+        found = report.findings["drifted"].items
+        assert [(f.audit_id, f.detail) for f in found] == [(audit_id(edited), "category")]
+
+    def test_a_row_committed_behind_the_cursor_is_missing_and_uncounted(self) -> None:
+        """A row that commits after the run passed its id is missing, and the job's processed is short."""
+        world, behind = late_world()
+        report = verify(world)
+        assert [f.audit_id for f in report.findings["missing"].items] == [behind.id]
+        assert report.job is not None
+        assert {m.figure: (m.job, m.found) for m in report.job.mismatches} == {
+            "processed": (job_of(world).tally.processed, job_of(world).tally.processed + 1)
+        }
+
+    def test_a_log_past_its_contacts_watermark_is_reported(self) -> None:
+        """A migrated log at or after its contact's created_at belongs to the live feed."""
+        world = migrated_world()
+        logs = list(world.logs.logs)
+        at = next(i for i, log in enumerate(logs) if log.external_id)
+        logs[at] = attrs.evolve(logs[at], timestamp=dt.datetime(2026, 6, 1, tzinfo=dt.UTC))
+        with_logs(world, logs)
+        report = verify(world)
+        assert report.count("past_watermark") == 1
+        assert report.findings["drifted"].items[0].detail == "timestamp"
+
+    def test_a_live_feed_duplicate_across_the_seam_is_an_overlap(self) -> None:
+        """A live-feed log with a migrated association log's match key is the same event twice."""
+        world = migrated_world()
+        association = next(log for log in migrated_logs(world) if "linked_entity_id" in log.metadata)
+        live = attrs.evolve(
+            association,
+            external_id="",
+            source_tag="live_feed",
+            timestamp=association.timestamp + dt.timedelta(seconds=2),
+        )
+        world.logs.add_native(live)
+        report = verify(world)
+        assert [f.external_id for f in report.findings["overlap"].items] == [association.external_id]
+        assert report.outstanding == {"overlap": 1}
+
+    def test_an_unexpected_log_is_one_for_a_row_that_now_skips(self) -> None:
+        """A log for a row whose contact is gone is unexpected, with the recomputed reason."""
+        world = migrated_world()
+        log = migrated_logs(world)[0]
+        person = log.metadata["crm_person_id"]
+        world.contacts = InMemoryContactDirectory(c for c in contacts("acme") if c.crm_person_id != person)
+        report = verify(world)
+        assert report.count("unexpected") >= 1
+        assert all("contact_not_found" in f.detail for f in report.findings["unexpected"].items)
+
+    def test_tampered_job_counts_are_reported(self) -> None:
+        """The job's counts must equal what verify finds behind its cursor."""
+        world = migrated_world()
+        job = job_of(world)
+        world.jobs.save(attrs.evolve(job, tally=job.tally + Tally(processed=5, migrated=3)))
+        report = verify(world)
+        assert report.job is not None
+        assert {m.figure for m in report.job.mismatches} == {"processed", "migrated"}
+        assert report.outstanding == {}
+        assert not report.clean
+
+    def test_a_duplicate_external_id_is_reported(self) -> None:
+        """Two logs with one external_id (possible only without the index) are a duplicate."""
+        world = migrated_world()
+        logs = list(world.logs.logs)
+        twin = migrated_logs(world)[0]
+        with_logs(world, [*logs, twin])
+        report = verify(world)
+        assert [f.external_id for f in report.findings["duplicate"].items] == [twin.external_id]
+
+
+def late_world() -> tuple[World, AuditRow]:
+    """A migrated account and one migrating row committed after the run passed its id."""
+    held_id = audit_id(migrated_logs(migrated_world())[5])
+    rows = audit_rows("acme")
+    held = next(row for row in rows if row.id == held_id)
+    world = World("acme", rows=[row for row in rows if row.id != held_id])
+    world.trigger()
+    world.run(settings=SETTINGS)
+    world.source.add(held)
+    return world, held
+
+
+class TestRepair:
+    def test_repair_writes_the_missing_rows_and_the_job_becomes_consistent(self) -> None:
+        """A deleted log and a late row are written back; the late one is counted into the job."""
+        world, behind = late_world()
+        logs = list(world.logs.logs)
+        gone = next(log for log in logs if log.external_id)
+        with_logs(world, [log for log in logs if log is not gone])
+        before = job_of(world).tally
+        report = verify(world, repair=True)
+        assert report.repaired == 2
+        assert report.repaired_in_job == 1
+        assert report.clean, report.to_json()
+        after = job_of(world)
+        assert (after.tally.processed, after.tally.migrated) == (before.processed + 1, before.migrated + 1)
+        assert after.lease_owner is None
+        stored = {log.external_id for log in world.logs.logs}
+        assert {gone.external_id, f"crm:acme:audit:{behind.id}"} <= stored
+        assert verify(world).clean
+
+    def test_repair_touches_nothing_but_missing(self) -> None:
+        """Drifted, stray and overlap are reported by repair and left exactly as they were."""
+        world = migrated_world()
+        logs = list(world.logs.logs)
+        at = next(i for i, log in enumerate(logs) if log.external_id)
+        logs[at] = attrs.evolve(logs[at], category="other")
+        stray = attrs.evolve(logs[at], external_id="crm:acme:audit:99999999")
+        with_logs(world, [*logs, stray])
+        before = world.logs.logs
+        job_before = job_of(world)
+        report = verify(world, repair=True)
+        assert report.repaired == 0
+        assert report.outstanding == {"drifted": 1, "stray": 1}
+        assert world.logs.logs == before
+        assert job_of(world).tally == job_before.tally
+
+    def test_a_second_repair_changes_nothing(self) -> None:
+        """Repair is idempotent: the second one writes no log and leaves the job's counts."""
+        world, _ = late_world()
+        verify(world, repair=True)
+        logs, tally = world.logs.logs, job_of(world).tally
+        again = verify(world, repair=True)
+        assert (again.repaired, again.repaired_in_job) == (0, 0)
+        assert world.logs.logs == logs
+        assert job_of(world).tally == tally
+        assert again.clean
+
+    def test_repair_on_a_clean_account_changes_nothing(self) -> None:
+        """--repair on a clean account writes nothing."""
+        world = migrated_world()
+        logs, tally = world.logs.logs, job_of(world).tally
+        assert verify(world, repair=True).repaired == 0
+        assert (world.logs.logs, job_of(world).tally) == (logs, tally)
+
+    def test_repair_refuses_while_a_run_holds_the_lease(self) -> None:
+        """A job leased to a live runner is not repaired under it."""
+        world = migrated_world()
+        job = job_of(world)
+        world.jobs.acquire_lease(job.job_id, "runner-9", dt.timedelta(minutes=5))
+        with pytest.raises(LeaseHeld):
+            verify(world, repair=True)
+
+
+class TestRepairPreconditions:
+    def test_repair_refuses_without_the_unique_index(self) -> None:
+        """Repair writes, so it refuses like every write path while migration 035's indexes are missing."""
+        world = migrated_world()
+        world.indexes = InMemoryIndexState(missing=("activity_logs.uniq_company_external_id",))
+        with pytest.raises(IndexesMissing):
+            verify(world, repair=True)
+
+    def test_repair_never_writes_back_a_rolled_back_account(self) -> None:
+        """After a rollback the missing logs were removed on purpose: repair refuses, writes nothing."""
+        world = migrated_world()
+        world.service().rollback(world.company)
+        with pytest.raises(JobNotFound):
+            verify(world, repair=True)
+        assert [log for log in world.logs.logs if log.external_id] == []
+
+
+class TestTenant:
+    def test_a_tenant_other_than_the_jobs_is_refused(self) -> None:
+        """An account is bound to its job's tenant: verifying it against another is refused."""
+        world = migrated_world()
+        ports = VerifyPorts(
+            world.source,
+            world.users,
+            world.sso,
+            world.contacts,
+            InMemoryMigratedLogReader(world.logs),
+            world.jobs,
+        )
+        with pytest.raises(TenantMismatch):
+            verify_account(world.company, ports, world.transformer, tenant="globex")
+
+    def test_without_a_job_the_tenant_is_required(self) -> None:
+        """With no job, verify needs the tenant to be given."""
+        world = World("acme")
+        ports = VerifyPorts(
+            world.source,
+            world.users,
+            world.sso,
+            world.contacts,
+            InMemoryMigratedLogReader(world.logs),
+            world.jobs,
+        )
+        with pytest.raises(JobNotFound):
+            verify_account(world.company, ports, world.transformer)
+        report = verify_account(world.company, ports, world.transformer, tenant="acme")
+        assert report.job is None
+        assert report.count("missing") > 0
+
+
+class TestThroughTheService:
+    def test_the_service_verifies_a_bound_account_bound_to_its_tenant(self) -> None:
+        """MigrationService.verify runs the use case over its ports and holds the account to its binding."""
+        world = migrated_world()
+        report = world.service().verify(world.company, sample=5, seed=3)
+        assert report.clean
+        assert report.sample == 5
+        with pytest.raises(TenantMismatch):
+            world.service().verify(world.company, "globex")
+        unbound = world.service(tenants={})
+        with pytest.raises(TenantUnbound):
+            unbound.verify(world.company, require_binding=True)
