@@ -59,11 +59,9 @@ class Scale:
     def __call__(self, *args: str) -> Result:
         return self.runner.invoke(cli, list(args), env=self.env)
 
-    def enqueue(self, tenant: str, *options: str) -> Result:
-        company = company_sso_id(tenant)
-        return self(
-            "enqueue", "--company-sso-id", company, "--tenant", tenant, "--date-range-start", CUTOFF, *options
-        )
+    def enqueue(self, tenant: str, cutoff: str | None = CUTOFF) -> Result:
+        since = ("--date-range-start", cutoff) if cutoff else ()
+        return self("enqueue", "--company-sso-id", company_sso_id(tenant), "--tenant", tenant, *since)
 
     def seed(self, tenants: Sequence[str] = TENANTS) -> None:
         assert self("indexes", "up").exit_code == 0
@@ -89,6 +87,17 @@ class Scale:
                 raise AssertionError(f"not done after {timeout} s: {statuses}")
             time.sleep(0.5)
 
+    def wait_for_progress(self, company: str, timeout: float = 120.0) -> None:
+        """Return as soon as the account's job has saved its first batch (polls the job document)."""
+        jobs = self.db["crm_activity_log_migration_jobs"]
+        deadline = time.monotonic() + timeout
+        while not jobs.find_one(
+            {"company_sso_id": company, "last_audit_id": {"$gt": 0}, "tally.processed": {"$gt": 0}}
+        ):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no progress after {timeout} s")
+            time.sleep(0.05)
+
     def logs_of(self, company: str) -> list[tuple[Any, ...]]:
         stored = self.db["activity_logs"].find(
             {"company_sso_id": company, "source_tag": "crm_migration"}, {"_id": 0}
@@ -105,10 +114,11 @@ def _shape(log: Any) -> tuple[Any, ...]:
     return (log.external_id, log.customer_id, log.category, log.action, log.actor, stamp)
 
 
-def clean_run(tenant: str) -> tuple[dict[str, Any], list[tuple[Any, ...]]]:
-    """The single-process in-memory run of the tenant: its counts and its logs."""
+def clean_run(tenant: str, cutoff: str | None = CUTOFF) -> tuple[dict[str, Any], list[tuple[Any, ...]]]:
+    """The single-process in-memory run of the tenant from ``cutoff``: its counts and its logs."""
     world = World(tenant)
-    world.trigger(date_range_start=dt.datetime.fromisoformat(CUTOFF).replace(tzinfo=dt.UTC))
+    since = dt.datetime.fromisoformat(cutoff).replace(tzinfo=dt.UTC) if cutoff else None
+    world.trigger(date_range_start=since)
     job = world.run(settings=RunSettings(halt_threshold=1.0)).job
     counts = {
         "records_processed": job.tally.processed,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -13,6 +14,7 @@ from support.corpus_account import company_sso_id
 from support.usman_server import TOKEN, UsmanServer
 
 pytestmark = [pytest.mark.postgres, pytest.mark.celery]
+KILL_CUTOFF = "2024-10-01"
 
 
 @pytest.fixture(scope="module")
@@ -82,20 +84,21 @@ class TestRedelivery:
         self, scale: Scale, celery_workers: WorkerPool
     ) -> None:
         """kill -9 mid-run: after the visibility timeout another worker resumes the job to a clean state."""
-        # Pages of 10 rows make the run long enough to be killed mid-way on a fast or idle machine.
+        # 125 rows in pages of 5: the worker is still far from done when its first batch is saved.
         scale.env.update(
-            CRM_AUDIT_BROKER_VISIBILITY_TIMEOUT="4", CRM_AUDIT_LEASE_SECONDS="3", CRM_AUDIT_PAGE_SIZE="10"
+            CRM_AUDIT_BROKER_VISIBILITY_TIMEOUT="4", CRM_AUDIT_LEASE_SECONDS="3", CRM_AUDIT_PAGE_SIZE="5"
         )
         celery_workers.start(scale.env)
         tenant, company = "globex", company_sso_id("globex")
-        assert scale.enqueue(tenant).exit_code == 0
-        scale.wait_until(lambda s: s.get(company, {}).get("records_processed", 0) > 0)
+        assert scale.enqueue(tenant, cutoff=KILL_CUTOFF).exit_code == 0
+        scale.wait_for_progress(company)
         celery_workers.kill(0)
         stalled = scale.statuses()[company]
         assert stalled["status"] == "in_progress"
+        time.sleep(4)  # past the visibility timeout: the next worker restores the task as it starts
         celery_workers.start(scale.env)
         done = scale.wait_until(lambda s: s[company]["status"] == "completed")
-        counts, logs = clean_run(tenant)
+        counts, logs = clean_run(tenant, cutoff=KILL_CUTOFF)
         assert counts_of(done[company]) == counts
         assert scale.logs_of(company) == logs
         assert '"event": "job_started"' in celery_workers.output(1)

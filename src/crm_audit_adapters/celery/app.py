@@ -43,12 +43,15 @@ def make_app(settings: Settings, *, runtime_factory: Callable[[], Runtime] | Non
     app = Celery(
         "crm_audit", broker=settings.broker_url, backend=settings.result_backend, set_as_current=False
     )
-    transport = {"visibility_timeout": settings.broker_visibility_timeout}
+    transport: dict[str, float] = {"visibility_timeout": settings.broker_visibility_timeout}
+    # kombu sweeps the unacknowledged set only every 10th call (~100 s) by default: sweep every
+    # call (~10 s), so a dead worker's task returns soon after the visibility timeout, not minutes later.
+    broker_transport = {**transport, "unacked_restore_throttle": 1}
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        broker_transport_options=transport,
+        broker_transport_options=broker_transport,
         result_backend_transport_options=transport,
         task_serializer="json",
         result_serializer="json",
