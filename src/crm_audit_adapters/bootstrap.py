@@ -50,7 +50,6 @@ from crm_audit_transform.ports import (
 from crm_audit_transform.service import MigrationService, ServicePorts
 from crm_audit_transform.testing import (
     FixedClock,
-    InMemoryAuditSource,
     InMemoryIndexState,
     InMemoryJobStore,
     InMemoryPeopleCounter,
@@ -66,7 +65,7 @@ from .crm_postgres import (
     PostgresUserDirectory,
     ReadOnlySession,
 )
-from .files import CheckedRows, JsonlContactDirectory, read_audit_rows, read_sso_directory, read_users
+from .files import CheckedRows, FileAuditSource, JsonlContactDirectory, read_sso_directory, read_users
 from .flags import ConfiguredFeatureFlags
 from .mongo import MongoActivityLogStore, MongoContactDirectory, MongoIndexState, MongoJobStore
 from .mongo.enrichment import MongoEnrichmentStore
@@ -391,22 +390,24 @@ def dry_run_service(
     limits: LoaderLimits | None = None,
     checked: CheckedRows | None = None,
     reader: MigratedLogReader | None = None,
+    source: AuditSource | None = None,
 ) -> MigrationService:
     """A service whose ``dry_run`` reads ``files`` and writes the logs to ``sink``, the job in memory.
 
-    With ``reader`` (a dry run's output, ``files.verification.JsonlMigratedLogReader``) its
-    ``verify`` checks that output against the same files; there is no job to check or repair.
+    The audits are streamed from their id-ordered file (``FileAuditSource``, or ``source`` when
+    given — the CLI passes one it closes); the contacts through a file index. With ``reader`` (a
+    dry run's output, ``files.verification.JsonlMigratedLogReader``) its ``verify`` checks that
+    output against the same files; there is no job to check or repair.
 
     The clock is fixed so that two dry runs over the same files write the same documents.
     ``limits`` are the loader's; ``checked`` collects the audits file's own failures (repeated ids,
-    unbuildable rows with an id) as outcomes, read when the service is built.
+    unbuildable rows with an id) as outcomes, as the run reads them.
     """
     mapping = load_config(files.mapping) if files.mapping else load_default_config()
     checked = checked or CheckedRows(files.audits)
-    rows = checked.unique(read_audit_rows(files.audits, tenant, on_error=checked.on_error))
     clock = FixedClock()
     ports = _DryRunPorts(
-        source=InMemoryAuditSource(rows),
+        source=source if source is not None else FileAuditSource(files.audits, tenant, checked=checked),
         users=InMemoryUserDirectory({tenant: read_users(files.users, tenant).values()}),
         sso=InMemorySsoDirectory(read_sso_directory(files.sso_directory, company_sso_id)),
         contacts=JsonlContactDirectory(files.contacts),

@@ -284,6 +284,7 @@ class MigrationService:
         tenant: str,
         *,
         on_outcomes: Callable[[Sequence[Outcome]], None] | None = None,
+        on_progress: Callable[[MigrationJob], None] | None = None,
     ) -> RunResult:
         """Create a job and run it to the end without halting: every row gets its outcome, and
         ``RunResult.would_halt`` says where the real run's halt rule would have halted.
@@ -292,6 +293,7 @@ class MigrationService:
 
         Meant for a service over throwaway stores (``crm_audit_adapters.bootstrap.dry_run_service``
         wires files and an in-memory job store): over real stores it writes like ``run``.
+        ``on_progress`` sees the job after every batch, as in ``run``.
         """
         p = self._ports
         scope = self._transformer.scope
@@ -304,6 +306,7 @@ class MigrationService:
             owner="dry-run",
             settings=evolve(self._settings, enforce_halt=False),
             on_outcomes=on_outcomes,
+            on_progress=on_progress,
         )
 
     def verify(

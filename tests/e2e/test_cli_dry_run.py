@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from crm_audit_adapters.cli import cli, exit_codes
+from crm_audit_adapters.cli.dry_run import EXAMPLE_OUT
 from crm_audit_adapters.files import encode_log_line
 from crm_audit_transform.usecases import RunSettings, report_counts
 from support.corpus_account import (
@@ -104,7 +105,7 @@ class TestDryRunOnTheCorpus:
     ) -> None:
         """--out holds the Mongo adapter's documents of every migrated row; the report counts every row."""
         out, report = tmp_path / "logs.jsonl", tmp_path / "report.json"
-        code, stdout, _ = invoke(*inputs, "--out", str(out), "--report", str(report))
+        code, stdout, stderr = invoke(*inputs, "--out", str(out), "--report", str(report))
         assert code == 0
         expected = clean.jobs.latest(clean.company)
         assert expected is not None
@@ -120,7 +121,56 @@ class TestDryRunOnTheCorpus:
         assert out.read_text(encoding="utf-8").splitlines() == [
             encode_log_line(log) for log in clean.logs.logs
         ]
-        assert stdout.startswith(f"processed {expected.tally.processed}, migrated {expected.tally.migrated}")
+        assert stdout == ""
+        final = stderr.strip().splitlines()[-1]
+        assert final.startswith(
+            f"company {COMPANY}, tenant {TENANT}: processed {expected.tally.processed}, "
+            f"migrated {expected.tally.migrated}"
+        )
+        assert f"logs: {out.absolute()}" in final
+        assert f"report: {report.absolute()}" in final
+
+    def test_out_dash_writes_the_documents_to_stdout_and_the_report_to_stderr(
+        self, tmp_path: Path, inputs: list[str]
+    ) -> None:
+        """--out - puts exactly the file's lines on stdout; the report moves to stderr, not into the data."""
+        out = tmp_path / "logs.jsonl"
+        invoke(*inputs, "--out", str(out))
+        code, stdout, stderr = invoke(*inputs, "--out", "-")
+        assert code == 0
+        assert stdout == out.read_text(encoding="utf-8")
+        assert not (Path.cwd() / "-").exists()
+        assert '"processed"' in stderr
+        assert stderr.strip().splitlines()[-1].endswith("logs: stdout; report: stderr")
+
+    def test_the_report_is_the_same_with_or_without_out(self, tmp_path: Path, inputs: list[str]) -> None:
+        """Report-only runs encode and check every log too, so their counts equal a run writing documents."""
+        with_out = invoke(*inputs, "--out", str(tmp_path / "logs.jsonl"), "--no-progress")
+        without = invoke(*inputs, "--no-progress")
+        assert json.loads(without[1]) == json.loads(with_out[1])
+        assert "logs: not kept (no --out)" in without[2]
+
+    def test_a_progress_line_goes_to_stderr(self, inputs: list[str]) -> None:
+        """The run's progress line (rows, rows/s, cursor) is shown on stderr, and --no-progress hides it."""
+        _, _, stderr = invoke(*inputs)
+        assert "rows/s" in stderr
+        assert "cursor 759/759" in stderr
+        _, _, quiet = invoke(*inputs, "--no-progress")
+        assert "rows/s" not in quiet
+
+    def test_audits_out_of_id_order_are_refused_with_the_line(
+        self, tmp_path: Path, inputs: list[str]
+    ) -> None:
+        """An export not ordered by id stops the dry run with one line naming the file and line (exit 7)."""
+        lines = (CORPUS / "audits.jsonl").read_text(encoding="utf-8").splitlines()[:5]
+        shuffled = tmp_path / "audits.jsonl"
+        shuffled.write_text("\n".join([lines[0], lines[2], lines[1], *lines[3:]]) + "\n", encoding="utf-8")
+        args = list(inputs)
+        args[args.index("--audits") + 1] = str(shuffled)
+        code, _, stderr = invoke(*args, "--no-progress")
+        assert code == exit_codes.BAD_INPUT
+        assert "audits.jsonl, line 3" in stderr
+        assert "ascending" in stderr
 
     def test_a_second_dry_run_into_the_same_file_adds_nothing(
         self, tmp_path: Path, inputs: list[str]
@@ -162,13 +212,21 @@ class TestDryRunOnTheCorpus:
 
 
 class TestExample:
-    def test_example_runs_on_the_bundled_sample(self) -> None:
-        """--example needs no argument and prints the report of the bundled sample."""
-        code, stdout, _ = invoke("--example")
+    def test_example_runs_on_the_bundled_sample(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """--example needs no argument, prints the report, and keeps its documents in a file it names."""
+        monkeypatch.chdir(tmp_path)
+        code, stdout, stderr = invoke("--example")
         assert code == 0
         report = json.loads(stdout)
         assert report["processed"] == 151
         assert report["migrated"] + sum(report["skipped"].values()) + sum(report["failed"].values()) == 151
+        logs = tmp_path / EXAMPLE_OUT
+        assert len(logs.read_text(encoding="utf-8").splitlines()) == report["migrated"]
+        final = stderr.strip().splitlines()[-1]
+        assert final.startswith(f"company {COMPANY}, tenant {TENANT}: processed 151")
+        assert f"logs: {logs}" in final
 
     def test_bundled_sample_is_the_documented_derivation_of_the_corpus(self) -> None:
         """The package data equals what the derivation rules make from the corpus today."""

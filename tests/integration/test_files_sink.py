@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 from decimal import Decimal
 from pathlib import Path
@@ -241,3 +242,30 @@ class TestRollback:
             assert sink.count_migrated("company-a") == 1
             assert sink.delete_migrated("company-a") == 1
         assert len(file_lines(tmp_path / "out.jsonl")) == 1
+
+
+class TestStreams:
+    def test_a_stream_receives_the_same_lines_and_results_as_a_file(self, tmp_path: Path) -> None:
+        """over_stream writes byte for byte what a file sink writes, with the same write results."""
+        logs = [*varied_logs(), activity_log(2), activity_log(9, external_id="")]
+        with JsonlActivityLogSink(tmp_path / "out.jsonl") as sink:
+            expected = sink.insert_batch(logs)
+        stream = io.BytesIO()
+        with JsonlActivityLogSink.over_stream(stream) as sink:
+            assert sink.insert_batch(logs) == expected
+            assert sink.count_migrated("company-a") == 3
+        assert not stream.closed
+        assert stream.getvalue() == (tmp_path / "out.jsonl").read_bytes()
+
+    def test_no_stream_encodes_and_reports_but_keeps_nothing(self, tmp_path: Path) -> None:
+        """Without a stream every log is still encoded and checked, so the results equal a file sink's."""
+        too_big = activity_log(5, changes=(FieldChange("blob", "Blob", None, "x" * (17 * 1024 * 1024)),))
+        logs = [activity_log(1), activity_log(1), too_big]
+        with JsonlActivityLogSink(tmp_path / "out.jsonl") as sink:
+            expected = sink.insert_batch(logs)
+        with JsonlActivityLogSink.over_stream(None) as sink:
+            results = sink.insert_batch(logs)
+            assert sink.delete_migrated("company-a") == 1
+            assert sink.count_migrated("company-a") == 0
+        assert results == expected
+        assert [r.status for r in results] == ["inserted", "skipped", "failed"]

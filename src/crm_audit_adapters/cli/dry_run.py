@@ -1,11 +1,19 @@
 """``dry-run``: the whole pipeline on files, no servers — the embedded default.
 
 The audits, users, contacts and SSO directory come from files; the job lives in memory; the logs
-go to ``--out`` as exactly the documents the Mongo adapter would insert (relaxed Extended JSON
-lines). The report is ``{processed, migrated, skipped: {reason: n}, failed: {reason: n}}``;
-``--outcomes`` lists every row's outcome (``row_outcomes``). ``--loader-max-*`` set the loader's
-limits, as the runner's ``[loader]`` settings do. A dry run never halts: it reports every row,
-and says on stderr whether a real run would have halted.
+go to ``--out`` (a file, or ``-`` for stdout) as exactly the documents the Mongo adapter would
+insert (relaxed Extended JSON lines). The report is ``{processed, migrated, skipped: {reason: n},
+failed: {reason: n}}``: to ``--report``, else to stdout (to stderr when the documents take
+stdout); ``--outcomes`` lists every row's outcome (``row_outcomes``). ``--loader-max-*`` set the
+loader's limits, as the runner's ``[loader]`` settings do. A dry run never halts: it reports every
+row, and says on stderr whether a real run would have halted.
+
+The audits are streamed in id order (``FileAuditSource``) and the contacts read through a file
+index, so time grows linearly with the rows and memory stays flat. Without ``--out`` the logs are
+still encoded and checked (then dropped), so the report is the same as with it. The progress line
+and the final line (company, tenant, counts, where the outputs went) go to stderr, so stdout
+carries only data. ``--example`` writes its documents to ``EXAMPLE_OUT`` in the current directory
+unless ``--out`` says otherwise.
 
 The wiring is ``crm_audit_adapters.bootstrap.dry_run_service``; this command only parses its
 options and renders the report. A dry run does not enrich: there is no CDP to patch and no CRM to
@@ -20,6 +28,7 @@ verify's accounting and content checks over the file (``files.verification``), n
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from importlib import resources
@@ -27,21 +36,25 @@ from pathlib import Path
 
 import click
 
+from crm_audit_transform.jobs import MigrationJob
 from crm_audit_transform.loading import LoaderLimits
-from crm_audit_transform.ports import ActivityLogStore
 from crm_audit_transform.tally import Tally
 from crm_audit_transform.testing import InMemoryActivityLogStore
 from crm_audit_transform.usecases import report_counts
 
 from ..bootstrap import DryRunFiles, dry_run_service
-from ..files import CheckedRows, JsonlActivityLogSink
+from ..files import CheckedRows, FileAuditSource, JsonlActivityLogSink
 from ..files.verification import JsonlMigratedLogReader
 from .main import cli
 from .options import non_empty
+from .progress import ProgressLine
 from .row_outcomes import OutcomeLines
 from .verify import show
 
 EXAMPLE_FILES = ("audits.jsonl", "users.jsonl", "contacts.jsonl", "sso.jsonl")
+EXAMPLE_OUT = Path("crm-audit-example-logs.jsonl")
+"""Where ``--example`` writes its documents (in the current directory) unless ``--out`` is given."""
+STDOUT = Path("-")
 _file = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
@@ -60,7 +73,11 @@ _file = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option(
     "--config", "mapping", type=_file, help="Mapping configuration YAML (default: the bundled one)."
 )
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Where the log documents go.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    help=f"Where the log documents go: a JSONL file, or - for stdout (--example: {EXAMPLE_OUT}).",
+)
 @click.option(
     "--report", type=click.Path(dir_okay=False, path_type=Path), help="Report JSON (default: stdout)."
 )
@@ -79,6 +96,7 @@ _file = click.Path(exists=True, dir_okay=False, path_type=Path)
     is_flag=True,
     help="Verify the existing --out file against these inputs instead of writing it (docs/verify.md).",
 )
+@click.option("--progress/--no-progress", default=True, help="Show the progress line on stderr.")
 def dry_run(
     example: bool,
     company: str | None,
@@ -96,6 +114,7 @@ def dry_run(
     loader_max_depth: int | None,
     loader_max_int_digits: int | None,
     verify_out: bool,
+    progress: bool,
 ) -> None:
     """Migrate from files to a file, with no server at all; print or write the report."""
     given_limits = {
@@ -111,6 +130,7 @@ def dry_run(
             account = json.loads(example_files["account.json"].read_text(encoding="utf-8"))
             company, tenant = company or account["company_sso_id"], tenant or account["tenant"]
             audits, users, contacts, sso_directory = (example_files[name] for name in EXAMPLE_FILES)
+            out = out or EXAMPLE_OUT
         given = {
             "--company-sso-id": company,
             "--tenant": tenant,
@@ -126,30 +146,49 @@ def dry_run(
             Path(str(audits)), Path(str(users)), Path(str(contacts)), Path(str(sso_directory)), mapping
         )
         if verify_out:
-            if out is None or not out.exists():
+            if out is None or out == STDOUT or not out.exists():
                 raise click.UsageError("--verify needs --out naming a dry run's existing output file")
             reader = JsonlMigratedLogReader(out)
+            # Repeated ids and unbuildable rows are left out as the dry run left them out.
+            verify_source = stack.enter_context(
+                FileAuditSource(files.audits, str(tenant), checked=CheckedRows(files.audits))
+            )
             verifier = dry_run_service(
-                str(company), str(tenant), files, InMemoryActivityLogStore(), limits=limits, reader=reader
+                str(company),
+                str(tenant),
+                files,
+                InMemoryActivityLogStore(),
+                limits=limits,
+                reader=reader,
+                source=verify_source,
             )
             verified = verifier.verify(str(company), str(tenant))
             if report is not None:
                 report.write_text(json.dumps(verified.to_json(), indent=2) + "\n", encoding="utf-8")
             show(verified, as_json=False)
             return
-        # A dry run's output can be made again; flushing per batch covers a crash of the process.
-        sink: ActivityLogStore = (
-            stack.enter_context(JsonlActivityLogSink(out, fsync="close"))
-            if out
-            else InMemoryActivityLogStore()
-        )
+        sink = stack.enter_context(_sink(out))
         checked = CheckedRows(files.audits)
-        service = dry_run_service(str(company), str(tenant), files, sink, limits=limits, checked=checked)
+        source = stack.enter_context(FileAuditSource(files.audits, str(tenant), checked=checked))
+        service = dry_run_service(
+            str(company), str(tenant), files, sink, limits=limits, checked=checked, source=source
+        )
         lines = OutcomeLines(
             stack.enter_context(outcomes.open("w", encoding="utf-8")) if outcomes else None, str(tenant)
         )
-        lines(checked.outcomes)  # the rows the file itself disqualified, read when the service was built
-        result = service.dry_run(str(company), str(tenant), on_outcomes=lines)
+        view: list[ProgressLine] = []
+
+        def on_progress(job: MigrationJob) -> None:
+            if not view:
+                view.append(ProgressLine(job, sys.stderr))
+            view[0].update(job)
+
+        result = service.dry_run(
+            str(company), str(tenant), on_outcomes=lines, on_progress=on_progress if progress else None
+        )
+        if view:
+            view[0].finish(result.job)
+        lines(checked.outcomes)  # the rows the file itself disqualified, found while it was read
         # Those rows are counted too: a repeat or an unbuildable row is a failed row of the report.
         counts = dict(report_counts(result.job.tally + Tally.of(checked.outcomes)))
         # The real run's halt rule, only observed: every row is processed, and the report says
@@ -158,17 +197,29 @@ def dry_run(
         counts["would_halt"] = None if halt is None else {"audit_id": halt.audit_id, "reason": halt.reason}
     text = json.dumps(counts, indent=2)
     processed, failed = counts["processed"], sum(counts["failed"].values())
-    if report is None:
-        click.echo(text)
-    else:
+    if report is not None:
         report.write_text(text + "\n", encoding="utf-8")
-        skipped = sum(counts["skipped"].values())
-        where = (f"; logs in {out}" if out else "") + f"; report in {report}"
-        click.echo(
-            f"processed {processed}, migrated {counts['migrated']}, skipped {skipped}, failed {failed}{where}"
-        )
+    else:
+        click.echo(text, err=out == STDOUT)
     if halt is not None:
         click.echo(f"warning: a real run would halt at audit id {halt.audit_id}: {halt.reason}", err=True)
+    skipped = sum(counts["skipped"].values())
+    logs = "stdout" if out == STDOUT else str(out.absolute()) if out else "not kept (no --out)"
+    where = str(report.absolute()) if report else "stderr" if out == STDOUT else "stdout"
+    click.echo(
+        f"company {company}, tenant {tenant}: processed {processed}, migrated {counts['migrated']}, "
+        f"skipped {skipped}, failed {failed}; logs: {logs}; report: {where}",
+        err=True,
+    )
+
+
+def _sink(out: Path | None) -> JsonlActivityLogSink:
+    if out is None:
+        return JsonlActivityLogSink.over_stream(None, "<nowhere>")
+    if out == STDOUT:
+        return JsonlActivityLogSink.over_stream(sys.stdout.buffer, "<stdout>")
+    # A dry run's output can be made again; flushing per batch covers a crash of the process.
+    return JsonlActivityLogSink(out, fsync="close")
 
 
 @contextmanager

@@ -9,6 +9,7 @@ loads. Every reader streams; a line that cannot be read raises ``FileFormatError
 
 from __future__ import annotations
 
+from .audit_source import AuditOrderError, FileAuditSource
 from .audits import AUDIT_COLUMNS, FileFormat, read_audit_rows
 from .checked_rows import CheckedRows
 from .contact_index import JsonlContactDirectory
@@ -18,7 +19,9 @@ from .sink import JsonlActivityLogSink, encode_log_line
 
 __all__ = [
     "AUDIT_COLUMNS",
+    "AuditOrderError",
     "CheckedRows",
+    "FileAuditSource",
     "FileFormat",
     "FileFormatError",
     "JsonlActivityLogSink",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from typing import Any, Final, Literal
 
 from crm_audit_transform.domain import AuditRow, UserId
@@ -25,7 +25,7 @@ from .errors import FileFormatError
 from .lines import OnError, PathLike, json_objects, parse_timestamp, report
 from .psql_csv import DEFAULT_MAX_RECORD_BYTES, csv_records, split_record
 
-__all__ = ["AUDIT_COLUMNS", "FileFormat", "read_audit_rows"]
+__all__ = ["AUDIT_COLUMNS", "FileFormat", "numbered_audit_rows", "read_audit_rows"]
 
 FileFormat = Literal["jsonl", "csv"]
 
@@ -72,6 +72,27 @@ def read_audit_rows(
     psql's CSV has no tenant column, so ``tenant`` is required there (unless the file has one).
     ``jsonb_changes``: the CSV came from a jsonb ``audited_changes`` column (JSON text per field).
     """
+    numbered = numbered_audit_rows(
+        path,
+        tenant,
+        file_format=file_format,
+        jsonb_changes=jsonb_changes,
+        on_error=on_error,
+        max_record_bytes=max_record_bytes,
+    )
+    return (row for _, row in numbered)
+
+
+def numbered_audit_rows(
+    path: PathLike,
+    tenant: str | None = None,
+    *,
+    file_format: FileFormat | None = None,
+    jsonb_changes: bool = False,
+    on_error: OnError | None = None,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+) -> Generator[tuple[int, AuditRow], None, None]:
+    """``read_audit_rows`` with each row's (first) line number, for errors that name the line."""
     chosen = file_format or _SUFFIXES.get(os.path.splitext(os.fspath(path))[1].lower())
     if chosen == "jsonl":
         return _jsonl_rows(path, tenant, on_error)
@@ -80,7 +101,9 @@ def read_audit_rows(
     raise ValueError(f"cannot tell the format of {os.fspath(path)!r}: pass file_format='jsonl' or 'csv'")
 
 
-def _jsonl_rows(path: PathLike, tenant: str | None, on_error: OnError | None) -> Iterator[AuditRow]:
+def _jsonl_rows(
+    path: PathLike, tenant: str | None, on_error: OnError | None
+) -> Generator[tuple[int, AuditRow], None, None]:
     for number, record in json_objects(path, on_error):
         try:
             row = _row(path, number, record, tenant, typed=True, jsonb_changes=False)
@@ -88,7 +111,7 @@ def _jsonl_rows(path: PathLike, tenant: str | None, on_error: OnError | None) ->
             report(error, on_error)
             continue
         if row is not None:
-            yield row
+            yield number, row
 
 
 def _csv_rows(
@@ -97,7 +120,7 @@ def _csv_rows(
     jsonb_changes: bool,
     on_error: OnError | None,
     max_record_bytes: int,
-) -> Iterator[AuditRow]:
+) -> Generator[tuple[int, AuditRow], None, None]:
     records = csv_records(path, max_record_bytes)
     header = _header(path, next(records, None), tenant)
     for number, raw in records:
@@ -112,7 +135,7 @@ def _csv_rows(
             report(error, on_error)
             continue
         if row is not None:
-            yield row
+            yield number, row
 
 
 def _header(path: PathLike, first: tuple[int, bytes] | None, tenant: str | None) -> list[str]:

@@ -36,12 +36,16 @@ class CheckedRows:
             raise error
         self.outcomes.append(Failed(error.audit_id, reasons.INVALID_AUDIT_ROW, str(error)))
 
+    def repeat(self, number: int, row: AuditRow) -> None:
+        """Row ``number`` repeats the audit id of the row before it: its own failure, not processed."""
+        detail = f"{self._path.name}: row {number} repeats audit id {row.id}; the first one is used"
+        self.outcomes.append(Failed(row.id, reasons.DUPLICATE_AUDIT_ID, detail))
+
     def unique(self, rows: Iterable[AuditRow]) -> Iterator[AuditRow]:
         seen: set[int] = set()
         for number, row in enumerate(rows, 1):
             if row.id in seen:
-                detail = f"{self._path.name}: row {number} repeats audit id {row.id}; the first one is used"
-                self.outcomes.append(Failed(row.id, reasons.DUPLICATE_AUDIT_ID, detail))
+                self.repeat(number, row)
                 continue
             seen.add(row.id)
             yield row

@@ -73,7 +73,7 @@ def encode_log_line(log: ActivityLog) -> str:
 class JsonlActivityLogSink:
     """``ports.ActivityLogStore`` over a JSONL file (created if missing, appended to otherwise)."""
 
-    __slots__ = ("_file", "_fsync", "_keys", "_migrated", "_path")
+    __slots__ = ("_file", "_fsync", "_keys", "_migrated", "_owned", "_path")
 
     def __init__(self, path: PathLike, *, fsync: FsyncMode | bool = "batch") -> None:
         """``fsync``: ``"batch"``, ``"close"`` or ``"never"`` (``True``/``False`` mean batch/never)."""
@@ -83,8 +83,27 @@ class JsonlActivityLogSink:
             raise ValueError(f"fsync must be 'batch', 'close' or 'never', not {fsync!r}")
         self._keys = WrittenKeys()
         self._migrated: Counter[str] = Counter()
+        self._owned = True
         self._recover()
-        self._file: IO[bytes] = open(self._path, "ab")  # noqa: SIM115 - held open until close()
+        self._file: IO[bytes] | None = open(self._path, "ab")  # noqa: SIM115 - held open until close()
+
+    @classmethod
+    def over_stream(cls, stream: IO[bytes] | None, name: str = "<stream>") -> JsonlActivityLogSink:
+        """A sink writing to an open binary stream (stdout), or, given None, to nowhere.
+
+        Every log is encoded and checked exactly as for a file, so the write results — and a dry
+        run's report — are the same whether or not the documents are kept. Nothing is read back
+        (a stream starts empty), nothing is fsynced, the stream is flushed per batch and left open
+        on ``close``, and ``delete_migrated`` only forgets the keys (a stream cannot be rewritten).
+        """
+        sink = cls.__new__(cls)
+        sink._path = name
+        sink._fsync = "never"
+        sink._keys = WrittenKeys()
+        sink._migrated = Counter()
+        sink._owned = False
+        sink._file = stream
+        return sink
 
     @property
     def path(self) -> str:
@@ -105,7 +124,10 @@ class JsonlActivityLogSink:
         self.close()
 
     def close(self) -> None:
-        if self._file.closed:
+        if self._file is None or self._file.closed:
+            return
+        if not self._owned:
+            self._file.flush()
             return
         try:
             if self._fsync == "close":
@@ -150,6 +172,8 @@ class JsonlActivityLogSink:
         """
         if not self._migrated[company_sso_id]:
             return 0
+        if not self._owned or self._file is None:
+            return self._forget(company_sso_id)
         self._file.close()
         deleted: list[tuple[str, str]] = []
         directory = os.path.dirname(os.path.abspath(self._path))
@@ -174,11 +198,24 @@ class JsonlActivityLogSink:
         self._migrated.pop(company_sso_id, None)
         return len(deleted)
 
+    def _forget(self, company_sso_id: str) -> int:
+        # A stream keeps no documents to delete; only what it was told it wrote is forgotten.
+        return self._migrated.pop(company_sso_id, 0)
+
     def count_migrated(self, company_sso_id: str) -> int:
         """This company's ``crm_migration`` logs now in the file (earlier runs' included)."""
         return self._migrated[company_sso_id]
 
     def _append(self, data: bytes) -> None:
+        if self._file is None:
+            return
+        if not self._owned:
+            try:
+                self._file.write(data)
+                self._file.flush()
+            except OSError as exc:
+                raise StoreUnavailable(f"cannot write activity logs to {self._path}: {exc}") from exc
+            return
         start = self._file.tell()
         try:
             self._file.write(data)

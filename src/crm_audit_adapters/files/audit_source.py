@@ -1,0 +1,238 @@
+"""``ports.AuditSource`` over an audits export file, streamed in id order with flat memory.
+
+The file is what ``read_audit_rows`` reads (the corpus's JSONL, or psql's CSV of an ``audits``
+table) and must list one tenant's audits in ascending ``id``, each id once — what ``COPY (SELECT
+* FROM audits ORDER BY id) TO … (FORMAT csv, HEADER)`` writes. The source answers the run loop's
+keyset queries as the SQL would, but by reading forward:
+
+* ``scope_bounds`` is one pass over the file (first and last in-scope id, oldest ``created_at``,
+  count);
+* ``page(after_id=…)`` continues from where the previous page stopped when ``after_id`` is at or
+  past it — the run loop's case, so a whole run reads the file once more — and otherwise reopens
+  the file and skips forward (a resume);
+* ``audit_by_id`` reads forward until it reaches or passes the id.
+
+An id smaller than the one before it stops the read with ``AuditOrderError`` naming the line: the
+keyset cursor (``id > last_audit_id``) would otherwise skip or repeat rows. Sorting is deliberately
+not done here: an export ordered by the database costs nothing, while sorting an arbitrary file
+within bounded memory would need an external merge sort on disk (``sort`` of GNU coreutils does
+that for CSV keyed on its first column: ``sort -t, -k1,1n``, header aside).
+
+Given a ``CheckedRows``, the file's own disqualified rows become outcomes instead of errors, each
+reported once however often the file is reread: a repeated id (in an ordered file, the row right
+after its first) is ``duplicate_audit_id`` and the first row is used; a line whose id can be read
+but that cannot become a row is ``invalid_audit_row``. Without one, both raise (``AuditOrderError``,
+``FileFormatError``). A NULL ``created_at`` is in every range, as the SQL's ``OR created_at IS NULL``.
+
+At most one row and one open file are held at a time. Rows of other tenants (JSONL lines carry
+their tenant) are skipped before the order check, so a multi-tenant JSONL file only needs each
+tenant's ids ascending.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Generator, Sequence
+from types import TracebackType
+
+from crm_audit_transform.domain import NO_TIME_KNOWN, AuditRow, ScopeBounds
+
+from .audits import FileFormat, numbered_audit_rows
+from .checked_rows import CheckedRows
+from .errors import FileFormatError
+from .lines import PathLike
+from .psql_csv import DEFAULT_MAX_RECORD_BYTES
+
+__all__ = ["AuditOrderError", "FileAuditSource"]
+
+
+class AuditOrderError(FileFormatError):
+    """An audit id not greater than the one before it: the export is not ordered by id, or repeats one."""
+
+
+class FileAuditSource:
+    """The audits of one tenant from an id-ordered JSONL or psql-CSV file (``ports.AuditSource``).
+
+    ``tenant``: the schema the file was exported from (CSV) or whose lines are read (JSONL).
+    ``file_format`` and ``jsonb_changes`` are as in ``read_audit_rows``. A malformed line raises
+    ``FileFormatError``; an id out of order raises ``AuditOrderError``, and so does a repeated one
+    unless ``checked`` collects it (see the module docstring). Use it as a context manager (or
+    ``close()``) to release the open file early.
+    """
+
+    __slots__ = (
+        "_checked",
+        "_file_format",
+        "_jsonb_changes",
+        "_max_record_bytes",
+        "_path",
+        "_position",
+        "_reader",
+        "_reported",
+        "_tenant",
+    )
+
+    def __init__(
+        self,
+        path: PathLike,
+        tenant: str,
+        *,
+        file_format: FileFormat | None = None,
+        jsonb_changes: bool = False,
+        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+        checked: CheckedRows | None = None,
+    ) -> None:
+        self._path = path
+        self._checked = checked
+        self._reported = 0  # rows (in file order) whose own failures were already handed to checked
+        self._tenant = tenant
+        self._file_format: FileFormat | None = file_format
+        self._jsonb_changes = jsonb_changes
+        self._max_record_bytes = max_record_bytes
+        self._reader: Generator[AuditRow, None, None] | None = None
+        self._position: int | None = None  # id of the last row the open reader yielded
+        # Fail now, not at the first page, on an unknown suffix.
+        self._ordered_rows(report=False).close()
+
+    def __repr__(self) -> str:
+        return f"FileAuditSource({str(self._path)!r}, {self._tenant!r})"
+
+    def __enter__(self) -> FileAuditSource:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the open file, if any; a later call reopens it."""
+        if self._reader is not None:
+            reader, self._reader = self._reader, None
+            reader.close()  # closes the file the generator holds open
+
+    def scope_bounds(
+        self, tenant: str, scope: Sequence[str], cutoff: dt.datetime | None
+    ) -> ScopeBounds | None:
+        """One pass over the file: the in-scope rows at or after ``cutoff``."""
+        if tenant != self._tenant:
+            return None
+        wanted = frozenset(scope)
+        first = last = count = 0
+        oldest: dt.datetime | None = None
+        rows = self._ordered_rows(report=False)
+        try:
+            for row in rows:
+                if row.auditable_type not in wanted or not _on_or_after(row, cutoff):
+                    continue
+                if not count:
+                    first = row.id
+                last = row.id
+                count += 1
+                if row.created_at is not None and (oldest is None or row.created_at < oldest):
+                    oldest = row.created_at
+        finally:
+            rows.close()
+        if not count:
+            return None
+        return ScopeBounds(first, last, NO_TIME_KNOWN if oldest is None else oldest, count)
+
+    def page(
+        self, tenant: str, scope: Sequence[str], *, after_id: int, cutoff: dt.datetime, limit: int
+    ) -> Sequence[AuditRow]:
+        """``id > after_id AND auditable_type IN scope AND created_at >= cutoff ORDER BY id LIMIT limit``."""
+        if tenant != self._tenant or limit <= 0:
+            return ()
+        if self._reader is None or (self._position is not None and after_id < self._position):
+            self.close()
+            self._reader, self._position = self._ordered_rows(report=True), None
+        wanted = frozenset(scope)
+        found: list[AuditRow] = []
+        for row in self._reader:
+            self._position = row.id
+            if row.id > after_id and row.auditable_type in wanted and _on_or_after(row, cutoff):
+                found.append(row)
+                if len(found) == limit:
+                    break
+        else:
+            self.close()
+            self._position = None
+        return tuple(found)
+
+    def audit_by_id(self, tenant: str, audit_id: int) -> AuditRow | None:
+        """The row with this id (any type, any time), or None; reads until it reaches or passes it."""
+        if tenant != self._tenant:
+            return None
+        rows = self._ordered_rows(report=False)
+        try:
+            for row in rows:
+                if row.id >= audit_id:
+                    return row if row.id == audit_id else None
+        finally:
+            rows.close()
+        return None
+
+    def _ordered_rows(self, *, report: bool) -> Generator[AuditRow, None, None]:
+        """The tenant's rows in file order; ``report``: hand new disqualified rows to ``checked``."""
+        checked = self._checked
+        on_error: Callable[[FileFormatError], None] | None = None
+        on_repeat: Callable[[int, int, AuditRow], None] | None = None
+        if checked is not None:
+
+            def on_error(error: FileFormatError) -> None:
+                if error.audit_id is None:
+                    raise error
+                if report and error.line > self._reported:
+                    self._reported = error.line
+                    checked.on_error(error)
+
+            def on_repeat(line: int, ordinal: int, row: AuditRow) -> None:
+                if report and line > self._reported:
+                    self._reported = line
+                    checked.repeat(ordinal, row)  # CheckedRows names the row's ordinal, not its line
+
+        numbered = numbered_audit_rows(
+            self._path,
+            self._tenant,
+            file_format=self._file_format,
+            jsonb_changes=self._jsonb_changes,
+            on_error=on_error,
+            max_record_bytes=self._max_record_bytes,
+        )
+        return _ascending(self._path, numbered, on_repeat)
+
+
+def _on_or_after(row: AuditRow, cutoff: dt.datetime | None) -> bool:
+    # A NULL created_at is in every range, as PostgreSQL's "OR created_at IS NULL" keeps it.
+    return cutoff is None or row.created_at is None or row.created_at >= cutoff
+
+
+def _ascending(
+    path: PathLike,
+    numbered: Generator[tuple[int, AuditRow], None, None],
+    on_repeat: Callable[[int, int, AuditRow], None] | None,
+) -> Generator[AuditRow, None, None]:
+    previous: int | None = None
+    count = 0
+    try:
+        for number, row in numbered:
+            count += 1
+            if previous is not None and row.id <= previous:
+                if row.id == previous and on_repeat is not None:
+                    on_repeat(number, count, row)
+                    continue
+                what = "repeats" if row.id == previous else "comes after"
+                raise AuditOrderError(
+                    path,
+                    number,
+                    f"audit id {row.id} {what} id {previous}: the export must list each id once, in "
+                    "ascending order (ORDER BY id)",
+                    audit_id=row.id,
+                )
+            previous = row.id
+            yield row
+    finally:
+        numbered.close()

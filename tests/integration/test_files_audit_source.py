@@ -1,0 +1,127 @@
+"""FileAuditSource: keyset pages over an id-ordered export file, answered as the SQL query would."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+
+from crm_audit_adapters.files import AuditOrderError, FileAuditSource, FileFormatError, read_audit_rows
+from crm_audit_transform.config import load_default_config
+from crm_audit_transform.testing import InMemoryAuditSource
+from test_files_audits import TEXT_AUDITS, TENANTS, corpus_lines, write_lines, write_psql_csv
+
+SCOPE = tuple(load_default_config().scope)
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def all_pages(
+    source: FileAuditSource | InMemoryAuditSource, tenant: str, cutoff: dt.datetime, limit: int
+) -> list[list[int]]:
+    pages, after = [], 0
+    while rows := source.page(tenant, SCOPE, after_id=after, cutoff=cutoff, limit=limit):
+        pages.append([row.id for row in rows])
+        after = rows[-1].id
+    return pages
+
+
+class TestAgainstTheInMemorySource:
+    @pytest.mark.parametrize("tenant", TENANTS)
+    def test_bounds_and_every_page_equal_the_in_memory_source(self, tenant: str) -> None:
+        """Scope bounds and the keyset pages of each corpus tenant match InMemoryAuditSource's."""
+        reference = InMemoryAuditSource(read_audit_rows(TEXT_AUDITS, tenant))
+        with FileAuditSource(TEXT_AUDITS, tenant) as source:
+            assert source.scope_bounds(tenant, SCOPE, None) == reference.scope_bounds(tenant, SCOPE, None)
+            assert all_pages(source, tenant, EPOCH, 37) == all_pages(reference, tenant, EPOCH, 37)
+            rows = source.page(tenant, SCOPE, after_id=0, cutoff=EPOCH, limit=5)
+            assert rows == reference.page(tenant, SCOPE, after_id=0, cutoff=EPOCH, limit=5)
+
+    def test_a_cutoff_filters_bounds_and_pages_like_the_query(self) -> None:
+        """created_at >= cutoff applies to bounds and pages alike."""
+        reference = InMemoryAuditSource(read_audit_rows(TEXT_AUDITS, "globex"))
+        rows = list(read_audit_rows(TEXT_AUDITS, "globex"))
+        cutoff = sorted(row.created_at for row in rows)[len(rows) // 2]
+        with FileAuditSource(TEXT_AUDITS, "globex") as source:
+            assert source.scope_bounds("globex", SCOPE, cutoff) == reference.scope_bounds(
+                "globex", SCOPE, cutoff
+            )
+            assert all_pages(source, "globex", cutoff, 50) == all_pages(reference, "globex", cutoff, 50)
+
+    def test_a_psql_csv_export_pages_like_the_jsonl(self, tmp_path: Path) -> None:
+        """The same tenant exported as psql CSV gives the same pages."""
+        path = tmp_path / "acme.csv"
+        write_psql_csv(path, read_audit_rows(TEXT_AUDITS, "acme"))
+        with FileAuditSource(path, "acme") as csv_source, FileAuditSource(TEXT_AUDITS, "acme") as jsonl:
+            assert all_pages(csv_source, "acme", EPOCH, 100) == all_pages(jsonl, "acme", EPOCH, 100)
+
+    def test_a_cursor_behind_the_read_position_reopens_the_file(self) -> None:
+        """A page after an earlier id (a resume) starts over and still answers exactly."""
+        reference = InMemoryAuditSource(read_audit_rows(TEXT_AUDITS, "acme"))
+        with FileAuditSource(TEXT_AUDITS, "acme") as source:
+            source.page("acme", SCOPE, after_id=0, cutoff=EPOCH, limit=400)
+            again = source.page("acme", SCOPE, after_id=100, cutoff=EPOCH, limit=10)
+            assert again == reference.page("acme", SCOPE, after_id=100, cutoff=EPOCH, limit=10)
+            skip = source.page("acme", SCOPE, after_id=700, cutoff=EPOCH, limit=10)
+            assert skip == reference.page("acme", SCOPE, after_id=700, cutoff=EPOCH, limit=10)
+
+    def test_audit_by_id_finds_any_row_and_nothing_else(self) -> None:
+        """audit_by_id returns the row of that id, None for a missing id or another tenant."""
+        with FileAuditSource(TEXT_AUDITS, "acme") as source:
+            expected = next(row for row in read_audit_rows(TEXT_AUDITS, "acme") if row.id == 42)
+            assert source.audit_by_id("acme", 42) == expected
+            assert source.audit_by_id("acme", 10**9) is None
+            assert source.audit_by_id("globex", 42) is None
+
+    def test_another_tenant_has_no_rows_here(self) -> None:
+        """The source serves its own tenant only."""
+        with FileAuditSource(TEXT_AUDITS, "acme") as source:
+            assert source.scope_bounds("globex", SCOPE, None) is None
+            assert source.page("globex", SCOPE, after_id=0, cutoff=EPOCH, limit=10) == ()
+
+
+class TestOrder:
+    def lines(self, *ids: int) -> list[str]:
+        first = corpus_lines(TEXT_AUDITS)[0]
+        return [json.dumps({**first, "id": audit_id}) for audit_id in ids]
+
+    @pytest.mark.parametrize(("ids", "word"), [((1, 3, 2), "comes after"), ((1, 2, 2), "repeats")])
+    def test_an_id_out_of_order_or_repeated_is_refused_naming_its_line(
+        self, tmp_path: Path, ids: tuple[int, ...], word: str
+    ) -> None:
+        """Ids must ascend strictly: the error names the line, the id and the id before it."""
+        path = write_lines(tmp_path / "audits.jsonl", *self.lines(*ids))
+        with FileAuditSource(path, "acme") as source, pytest.raises(AuditOrderError) as caught:
+            source.scope_bounds("acme", SCOPE, None)
+        assert caught.value.line == 3
+        assert caught.value.audit_id == ids[2]
+        assert word in str(caught.value)
+        assert isinstance(caught.value, FileFormatError)
+
+    def test_pages_stop_at_an_out_of_order_id_too(self, tmp_path: Path) -> None:
+        """The check runs while paging, so a file changed after its bounds were read is still refused."""
+        path = write_lines(tmp_path / "audits.jsonl", *self.lines(5, 6, 4))
+        with FileAuditSource(path, "acme") as source:
+            assert [r.id for r in source.page("acme", SCOPE, after_id=0, cutoff=EPOCH, limit=2)] == [5, 6]
+            with pytest.raises(AuditOrderError):
+                source.page("acme", SCOPE, after_id=6, cutoff=EPOCH, limit=2)
+
+    def test_rows_of_other_tenants_do_not_count_for_the_order(self) -> None:
+        """A multi-tenant JSONL needs each tenant's ids ascending, not the whole file's."""
+        with FileAuditSource(TEXT_AUDITS, "globex") as source:
+            bounds = source.scope_bounds("globex", SCOPE, None)
+        assert bounds is not None and bounds.count > 0
+
+    def test_a_page_reads_only_as_far_as_it_needs(self, tmp_path: Path) -> None:
+        """Streaming: a broken line past the first page is not reached by that page."""
+        path = write_lines(tmp_path / "audits.jsonl", *self.lines(1, 2, 3), "not json")
+        with FileAuditSource(path, "acme") as source:
+            assert len(source.page("acme", SCOPE, after_id=0, cutoff=EPOCH, limit=2)) == 2
+            with pytest.raises(FileFormatError, match="line 4"):
+                source.page("acme", SCOPE, after_id=2, cutoff=EPOCH, limit=2)
+
+    def test_an_unknown_suffix_is_refused_when_the_source_is_made(self, tmp_path: Path) -> None:
+        """A file whose format cannot be told fails at construction, not at the first page."""
+        with pytest.raises(ValueError, match="file_format"):
+            FileAuditSource(tmp_path / "audits.txt", "acme")
