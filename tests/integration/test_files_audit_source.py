@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
+from test_files_audits import TENANTS, TEXT_AUDITS, corpus_lines, write_lines, write_psql_csv
 
 from crm_audit_adapters.files import AuditOrderError, FileAuditSource, FileFormatError, read_audit_rows
 from crm_audit_transform.config import load_default_config
 from crm_audit_transform.testing import InMemoryAuditSource
-from test_files_audits import TEXT_AUDITS, TENANTS, corpus_lines, write_lines, write_psql_csv
 
 SCOPE = tuple(load_default_config().scope)
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -111,7 +111,8 @@ class TestOrder:
         """A multi-tenant JSONL needs each tenant's ids ascending, not the whole file's."""
         with FileAuditSource(TEXT_AUDITS, "globex") as source:
             bounds = source.scope_bounds("globex", SCOPE, None)
-        assert bounds is not None and bounds.count > 0
+        assert bounds is not None
+        assert bounds.count > 0
 
     def test_a_page_reads_only_as_far_as_it_needs(self, tmp_path: Path) -> None:
         """Streaming: a broken line past the first page is not reached by that page."""
