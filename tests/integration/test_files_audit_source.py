@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 from test_files_audits import TENANTS, TEXT_AUDITS, corpus_lines, write_lines, write_psql_csv
 
-from crm_audit_adapters.files import AuditOrderError, FileAuditSource, FileFormatError, read_audit_rows
+from crm_audit_adapters.files import (
+    AuditOrderError,
+    CheckedRows,
+    FileAuditSource,
+    FileFormatError,
+    read_audit_rows,
+)
 from crm_audit_transform.config import load_default_config
 from crm_audit_transform.testing import InMemoryAuditSource
 
@@ -126,3 +132,34 @@ class TestOrder:
         """A file whose format cannot be told fails at construction, not at the first page."""
         with pytest.raises(ValueError, match="file_format"):
             FileAuditSource(tmp_path / "audits.txt", "acme")
+
+
+class TestCheckedRows:
+    def lines(self, *ids: int) -> list[str]:
+        first = corpus_lines(TEXT_AUDITS)[0]
+        return [json.dumps({**first, "id": audit_id}) for audit_id in ids]
+
+    def test_a_repeated_id_is_reported_once_even_when_the_file_is_reread(self, tmp_path: Path) -> None:
+        """With CheckedRows a repeat is its row's duplicate_audit_id, once, however often pages restart."""
+        path = write_lines(tmp_path / "audits.jsonl", *self.lines(1, 2, 2, 3))
+        checked = CheckedRows(path)
+        with FileAuditSource(path, "acme", checked=checked) as source:
+            assert source.scope_bounds("acme", SCOPE, None) == source.scope_bounds("acme", SCOPE, None)
+            assert checked.outcomes == []  # the bounds pass reports nothing: the pages do
+            first = all_pages(source, "acme", EPOCH, 2)
+            again = all_pages(source, "acme", EPOCH, 2)
+        assert first == again == [[1, 2], [3]]
+        [repeat] = checked.outcomes
+        assert (repeat.audit_id, repeat.reason) == (2, "duplicate_audit_id")
+        assert "row 3 repeats audit id 2" in repeat.detail
+
+    def test_a_line_with_a_readable_id_that_cannot_be_a_row_is_its_failure(self, tmp_path: Path) -> None:
+        """With CheckedRows an unbuildable line with an id is invalid_audit_row; the others are paged."""
+        good = self.lines(1, 3)
+        bad = json.dumps({**json.loads(good[0]), "id": 2, "action": None})
+        path = write_lines(tmp_path / "audits.jsonl", good[0], bad, good[1])
+        checked = CheckedRows(path)
+        with FileAuditSource(path, "acme", checked=checked) as source:
+            assert all_pages(source, "acme", EPOCH, 10) == [[1, 3]]
+        [failed] = checked.outcomes
+        assert (failed.audit_id, failed.reason) == (2, "invalid_audit_row")
