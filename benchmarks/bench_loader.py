@@ -1,20 +1,22 @@
-"""``load_audited_changes`` against a bare libyaml parse of the same corpus texts.
+"""``load_audited_changes`` on each backend against a bare libyaml parse of the same corpus texts.
 
-    .venv/bin/python benchmarks/bench_loader.py [--repeat 7] [--clock wall|cpu]
+    .venv/bin/python benchmarks/bench_loader.py [--repeat 7] [--clock wall|cpu] [--with-python]
 
-Every pass loads all 2,403 ``audited_changes`` texts of tests/fixtures/audited-5.8.0 once; each
-figure is the best and the median of ``--repeat`` passes (rows/s from the best).
+Every pass loads all 2,403 ``audited_changes`` texts of tests/fixtures/audited-5.8.0 once. The
+candidates are interleaved: round ``r`` runs one pass of each, in an order rotated by ``r``, so a
+busy moment of the shared machine hits them alike; each figure is the best and the median over
+``--repeat`` rounds (rows/s from the best). ``uptime`` is printed before and after. ``--clock cpu``
+times with ``time.process_time`` (this process's CPU time), which a busy shared machine does not
+inflate the way it inflates wall time.
 
 * floor: ``yaml.load(text, yaml.CSafeLoader)`` — C parse, PyYAML's resolver and constructors. It
-  fails on every row with a Ruby tag (counted), so it is an optimistic floor.
+  fails on every row with a Ruby tag, so it is an optimistic floor.
 * floor, all rows built: the same, with a do-nothing constructor for ``!ruby/...`` tags so that
   every row is built in full (what the floor would cost if it could read the corpus).
-* loader (libyaml), loader (python): ``load_audited_changes`` on each backend.
-The goal: the loader on libyaml costs at most 1.5x the floor.
+* loader (compiled, libyaml, python): ``load_audited_changes`` on each available backend.
 
-Passes are interleaved (floor, floor all built, loader, … then the next round) so that a change of
-machine load hits every candidate alike. ``--clock cpu`` times with ``time.process_time`` (this
-process's CPU time), which a busy shared machine does not inflate the way it inflates wall time.
+Any exception a candidate raises on a row counts that row as failed (a ``ValueError`` from an
+invalid date as much as a ``YAMLError``); it never stops the benchmark.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import argparse
 import json
 import platform
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,9 +33,11 @@ from typing import Any
 
 import yaml
 
-from crm_audit_transform.loading import load_audited_changes
+from crm_audit_transform.loading import available_backends, load_audited_changes
 
 CORPUS = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "audited-5.8.0" / "audits.jsonl"
+FLOOR = "floor: yaml.load(text, CSafeLoader)"
+FLOOR_ALL = "floor, all rows built (permissive CSafeLoader)"
 
 
 class _PermissiveCLoader(yaml.CSafeLoader):
@@ -59,58 +64,62 @@ def _floor_all(text: str) -> None:
     yaml.load(text, _PermissiveCLoader)
 
 
-def _pass(texts: list[str], load: Callable[[str], Any], clock: Callable[[], float]) -> tuple[float, int]:
+def one_pass(texts: list[str], load: Callable[[str], Any], clock: Callable[[], float]) -> tuple[float, int]:
+    """Seconds for one pass, and how many rows raised (any exception)."""
     failures = 0
     start = clock()
     for text in texts:
         try:
             load(text)
-        except yaml.YAMLError:
+        except Exception:
             failures += 1
     return clock() - start, failures
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--with-python", action="store_true", help="also the pure-Python parser (slow)")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall")
     args = parser.parse_args()
     clock = time.perf_counter if args.clock == "wall" else time.process_time
     with CORPUS.open(encoding="utf-8") as lines:
         texts = [json.loads(line)["audited_changes"] for line in lines]
-    candidates: dict[str, Callable[[str], Any]] = {
-        "floor: yaml.load(text, CSafeLoader)": _floor,
-        "floor, all rows built (permissive CSafeLoader)": _floor_all,
-        "load_audited_changes, libyaml": lambda text: load_audited_changes(text, backend="libyaml"),
-        "load_audited_changes, python": lambda text: load_audited_changes(text, backend="python"),
-    }
+    candidates: dict[str, Callable[[str], Any]] = {FLOOR: _floor, FLOOR_ALL: _floor_all}
+    for backend in available_backends():
+        if backend != "python" or args.with_python:
+            candidates[f"load_audited_changes, {backend}"] = lambda text, b=backend: load_audited_changes(
+                text, backend=b
+            )
     versions = f"python {platform.python_version()}, PyYAML {yaml.__version__}"
-    print(f"{versions}, {len(texts)} rows, {args.repeat} passes, {args.clock} clock, interleaved")
-    times: dict[str, list[float]] = {name: [] for name in candidates}
+    print(f"{versions}, {len(texts)} rows, {args.repeat} interleaved rounds, {args.clock} clock")
+    print(f"load before: {uptime()}")
+    names = list(candidates)
+    times: dict[str, list[float]] = {name: [] for name in names}
     failed: dict[str, int] = {}
     for round_ in range(args.repeat):
-        for name, load in candidates.items():
-            if "python" in name and round_ >= max(2, args.repeat // 3):
-                continue  # the pure backend is ~9x slower: fewer passes keep the run short
-            seconds, failed[name] = _pass(texts, load, clock)
+        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+            seconds, failed[name] = one_pass(texts, candidates[name], clock)
             times[name].append(seconds)
-    best: dict[str, float] = {}
-    for name in candidates:
-        runs, failures = times[name], failed[name]
-        best[name] = min(runs)
+    print(f"load after: {uptime()}")
+    for name in names:
+        best, median = min(times[name]), statistics.median(times[name])
         print(
-            f"{name:50} best {min(runs) * 1000:8.1f} ms  median {statistics.median(runs) * 1000:8.1f} ms"
-            f"  {len(texts) / min(runs):9.0f} rows/s  failed rows {failures}"
+            f"{name:50} best {best * 1000:8.1f} ms  median {median * 1000:8.1f} ms"
+            f"  {len(texts) / best:9.0f} rows/s  failed rows {failed[name]}"
         )
-    floor = best["floor: yaml.load(text, CSafeLoader)"]
-    full = best["floor, all rows built (permissive CSafeLoader)"]
-    loader = best["load_audited_changes, libyaml"]
-    print(f"ratio loader/floor: {loader / floor:.2f}x   loader/floor-all-rows-built: {loader / full:.2f}x")
-    medians = {name: statistics.median(runs) for name, runs in times.items()}
-    print(
-        "ratio of medians loader/floor: "
-        f"{medians['load_audited_changes, libyaml'] / medians['floor: yaml.load(text, CSafeLoader)']:.2f}x"
-    )
+    for backend in ("compiled", "libyaml"):
+        name = f"load_audited_changes, {backend}"
+        if name in times:
+            loader = min(times[name])
+            print(
+                f"ratio {backend}/floor: {loader / min(times[FLOOR]):.2f}x   "
+                f"{backend}/floor-all-rows-built: {loader / min(times[FLOOR_ALL]):.2f}x"
+            )
 
 
 if __name__ == "__main__":

@@ -1,13 +1,16 @@
-"""The two YAML event sources: libyaml through PyYAML's ``CParser``, or PyYAML's pure-Python parser.
+"""The YAML event sources: libyaml through PyYAML's ``CParser``, or PyYAML's pure-Python parser.
 
 Both feed the same builder with the same events, so the choice changes speed, never results.
+In front of them, when it was built, ``_cbuild`` runs that builder's loop compiled over libyaml's
+own C events (``compiled``); whatever it does not take it hands back, and the text goes the
+``libyaml`` way, so the results are still those of the builder.
 Parser errors become the library's own: reader errors (forbidden characters, bad bytes) are
 ``BadEncoding``, everything else ``MalformedYaml`` with the 1-based line and column.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import yaml
 from yaml.parser import Parser
@@ -23,11 +26,16 @@ try:
 except ImportError:  # PyYAML built without libyaml
     _cyaml = None  # type: ignore[assignment]
 CParser: Any = getattr(_cyaml, "CParser", None)
+try:
+    from . import _cbuild  # optional: built by setup.py when it can
+except ImportError:  # no compiler, no libyaml header, or skipped on purpose: the pure path
+    _cbuild = None  # type: ignore[assignment]
 
 _BREAKS = "\r\n\x85\u2028\u2029"
 
-Backend = Literal["auto", "libyaml", "python"]
-"""``auto`` takes libyaml when PyYAML was built with it, else the pure-Python parser."""
+Backend = Literal["auto", "compiled", "libyaml", "python"]
+"""``auto`` takes the compiled builder, then libyaml when PyYAML was built with it, else the
+pure-Python parser; ``compiled`` is the compiled builder with the ``libyaml`` path behind it."""
 
 
 class _PythonParser(Reader, Scanner, Parser):
@@ -106,14 +114,23 @@ class _PythonParser(Reader, Scanner, Parser):
 
 def available_backends() -> tuple[Backend, ...]:
     """The backends this interpreter can run, fastest first."""
-    return ("libyaml", "python") if CParser is not None else ("python",)
+    found: tuple[Backend, ...] = ("libyaml", "python") if CParser is not None else ("python",)
+    return ("compiled", *found) if _cbuild is not None and CParser is not None else found
 
 
 def parse(text: str, limits: LoaderLimits, backend: Backend) -> tuple[bool, Any]:
     """The first YAML document of ``text`` built into the value model (see ``builder.build``)."""
-    if backend == "python" or (backend == "auto" and CParser is None):
+    chosen: Backend = backend
+    if backend == "compiled" or (backend == "auto" and _cbuild is not None and CParser is not None):
+        if _cbuild is None or CParser is None:
+            raise ValueError("the compiled loader was not built on this machine")
+        built = _cbuild.build_text(text, limits)
+        if built is not _cbuild.DECLINED:
+            return cast(tuple[bool, Any], built)
+        chosen = "libyaml"  # what it does not take: the same builder over PyYAML's events
+    if chosen == "python" or (chosen == "auto" and CParser is None):
         factory: Any = _PythonParser
-    elif backend in ("libyaml", "auto"):
+    elif chosen in ("libyaml", "auto"):
         if CParser is None:
             raise ValueError("this PyYAML was built without libyaml")
         factory = CParser

@@ -1,0 +1,133 @@
+"""The compiled loader (Cython over libyaml's events) against the pure path: same value or same error.
+
+The compiled builder declines what it does not take and the pure path then answers, so these tests
+also pin that it really takes the rows audited writes (a builder that declined everything would
+be identical too, and useless).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from test_loader_properties import SETTINGS, YAMLISH, documents, psych_dump
+
+from crm_audit_transform.loading import LoaderLimits, available_backends, load_audited_changes
+from support.truth import canonical
+
+CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "audited-5.8.0"
+COMPILED = "compiled" in available_backends()
+needs_compiled = pytest.mark.skipif(not COMPILED, reason="the compiled loader was not built here")
+
+
+def corpus_texts() -> list[str]:
+    texts = []
+    for path in (CORPUS / "audits.jsonl", CORPUS / "jsonb" / "audits.jsonl"):
+        with path.open(encoding="utf-8") as lines:
+            texts += [row["audited_changes"] for row in map(json.loads, lines)]
+    return [text for text in texts if isinstance(text, str)]
+
+
+def outcome(load: Callable[[], Any]) -> tuple[str, Any]:
+    """A comparable result: the canonical value, or the error's type and message."""
+    try:
+        return "value", canonical(load())
+    except Exception as exc:
+        return type(exc).__name__, str(exc)
+
+
+def agree(text: str | bytes, limits: LoaderLimits | None = None) -> None:
+    """Compiled == libyaml exactly; == the pure-Python parser in value and error type (its parser
+    words some syntax errors differently from libyaml's, as before the compiled path existed)."""
+    compiled = outcome(lambda: load_audited_changes(text, limits, backend="compiled"))
+    assert compiled == outcome(lambda: load_audited_changes(text, limits, backend="libyaml")), text
+    python = outcome(lambda: load_audited_changes(text, limits, backend="python"))
+    assert compiled[0] == python[0], text
+    if compiled[0] == "value":
+        assert compiled == python, text
+
+
+@needs_compiled
+class TestSameAsThePurePath:
+    def test_every_corpus_row_loads_identically(self) -> None:
+        """Each audited_changes text of the corpus gives the same value on the compiled path."""
+        for text in corpus_texts():
+            agree(text)
+
+    def test_the_compiled_builder_takes_every_corpus_row(self) -> None:
+        """No corpus row is handed back to the pure path: the speed-up covers what audited writes."""
+        from crm_audit_transform.loading import _cbuild
+
+        declined = [t for t in corpus_texts() if _cbuild.build_text(t, LoaderLimits()) is _cbuild.DECLINED]
+        assert declined == []
+
+    @settings(SETTINGS, max_examples=60)
+    @given(documents())
+    def test_psych_style_documents_load_identically(self, document: Any) -> None:
+        """Fuzz: whatever Psych writes for Ruby values loads to the same value on every path."""
+        agree(psych_dump(document))
+
+    @settings(SETTINGS, max_examples=100)
+    @given(YAMLISH.map(lambda tail: "---" + tail))
+    def test_yaml_like_noise_gives_the_same_value_or_error(self, text: str) -> None:
+        """Fuzz: broken, tagged, aliased or odd texts give the same value or the same typed error."""
+        agree(text)
+
+    @pytest.mark.parametrize(
+        "limits", [LoaderLimits(max_nodes=5), LoaderLimits(max_depth=2), LoaderLimits(max_int_digits=3)]
+    )
+    def test_limits_give_the_same_error(self, limits: LoaderLimits) -> None:
+        """A limit met on the compiled path is reported exactly as on the pure path."""
+        for text in corpus_texts()[::40]:
+            agree(text, limits)
+
+
+class TestWithoutTheExtension:
+    def test_the_pure_path_serves_when_the_extension_cannot_be_imported(self) -> None:
+        """With the compiled module unavailable (no compiler), the package loads the corpus the same."""
+        code = (
+            "import sys, json\n"
+            "sys.modules['crm_audit_transform.loading._cbuild'] = None\n"
+            "from crm_audit_transform.loading import available_backends, load_audited_changes\n"
+            "assert 'compiled' not in available_backends(), available_backends()\n"
+            "out = []\n"
+            "for line in open(sys.argv[1], encoding='utf-8'):\n"
+            "    text = json.loads(line)['audited_changes']\n"
+            "    try:\n"
+            "        out.append(repr(load_audited_changes(text)))\n"
+            "    except Exception as exc:\n"
+            "        out.append(type(exc).__name__)\n"
+            "print(json.dumps(out))\n"
+        )
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(CORPUS / "audits.jsonl")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+            env=env,
+        )
+        here = []
+        with (CORPUS / "audits.jsonl").open(encoding="utf-8") as lines:
+            texts = [json.loads(line)["audited_changes"] for line in lines]
+        for text in texts:
+            try:
+                here.append(repr(load_audited_changes(text)))
+            except Exception as exc:
+                here.append(type(exc).__name__)
+        assert json.loads(done.stdout) == here
+
+    def test_the_extension_is_built_where_the_build_requires_it(self) -> None:
+        """CI sets CRM_AUDIT_REQUIRE_COMPILED=1 so a silently skipped build cannot pass as pure."""
+        if os.environ.get("CRM_AUDIT_REQUIRE_COMPILED") == "1":
+            assert COMPILED
+        else:
+            assert available_backends()[-1] == "python"
