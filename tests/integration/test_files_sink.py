@@ -57,16 +57,31 @@ def file_lines(path: Path) -> list[str]:
 
 
 class TestDocuments:
-    def test_each_line_is_the_relaxed_extended_json_of_the_mongo_document(self, tmp_path: Path) -> None:
-        """Line == json_util.dumps(encode_activity_log(log), RELAXED_JSON_OPTIONS), in order."""
+    def test_each_line_reads_back_as_json_utils_text_of_the_mongo_document(self, tmp_path: Path) -> None:
+        """json_util.loads of each line gives what json_util.loads of json_util.dumps gives, in order."""
         logs = varied_logs()
         with JsonlActivityLogSink(tmp_path / "out.jsonl") as sink:
             sink.insert_batch(logs)
-        expected = [
+        reference = [
             json_util.dumps(encode_activity_log(log), json_options=RELAXED_JSON_OPTIONS) for log in logs
         ]
-        assert file_lines(tmp_path / "out.jsonl") == expected
-        assert [encode_log_line(log) for log in logs] == expected
+        lines = file_lines(tmp_path / "out.jsonl")
+        assert lines == [encode_log_line(log) for log in logs]
+        for line, text in zip(lines, reference, strict=True):
+            ours, theirs = (
+                json_util.loads(line, json_options=READ_BACK),
+                json_util.loads(text, json_options=READ_BACK),
+            )
+            assert bson.encode(ours) == bson.encode(theirs)
+
+    def test_lines_are_compact_utf8_json(self, tmp_path: Path) -> None:
+        """The documented form: no spaces after separators, non-ASCII text as UTF-8, not \\u escapes."""
+        with JsonlActivityLogSink(tmp_path / "out.jsonl") as sink:
+            sink.insert_batch(varied_logs()[:1])
+        raw = (tmp_path / "out.jsonl").read_bytes()
+        assert b'"company_sso_id":"company-a","customer_id":' in raw
+        assert "línea".encode() in raw
+        assert b"\\u00ed" not in raw
 
     def test_bytes_are_written_as_extended_json_binary(self) -> None:
         """A bytes value is ``{"$binary": {"base64", "subType": "00"}}`` in the line."""
@@ -91,12 +106,11 @@ class TestDocuments:
         with JsonlActivityLogSink(tmp_path / "out.jsonl") as sink:
             sink.insert_batch(logs)
         stored = {
-            doc["external_id"]: json_util.dumps(
-                {k: v for k, v in doc.items() if k != "_id"}, json_options=RELAXED_JSON_OPTIONS
-            )
+            doc["external_id"]: bson.encode({k: v for k, v in doc.items() if k != "_id"})
             for doc in mongo_db["activity_logs"].find()
         }
-        assert [stored[log.external_id] for log in logs] == file_lines(tmp_path / "out.jsonl")
+        lines = [json_util.loads(line, json_options=READ_BACK) for line in file_lines(tmp_path / "out.jsonl")]
+        assert [stored[log.external_id] for log in logs] == [bson.encode(doc) for doc in lines]
 
     def test_lines_are_single_line_json_objects(self, tmp_path: Path) -> None:
         """Newlines inside values are escaped, so one log is exactly one line mongoimport can read."""

@@ -21,10 +21,10 @@ per batch cost ~6% of a dry run.
 
 Lines are built by ``mongo.extended_json`` in one pass. MongoDB refuses documents over 16 MiB; the
 BSON size is only computed when the line is long enough to possibly exceed it: BSON never takes
-more than 5 bytes per byte of this JSON (the worst case is a one-digit int in a long array: ``1, ``
-is 3 characters, its BSON element at most 13 bytes — type, index of up to 7 digits, NUL, int32 —
-every other element costs relatively less), so a line of at most 16 MiB / 5 is within the limit.
-A line holding ``\\ud`` (maybe a lone surrogate, which BSON cannot encode) is checked exactly too.
+more than 7 bytes per byte of this JSON (the worst case is a one-digit int in a long array: ``1,``
+is 2 bytes, its BSON element at most 13 bytes — type, index of up to 7 digits, NUL, int32 — every
+other element costs relatively less), so a line of at most 16 MiB / 7 is within the limit. A lone
+surrogate, which BSON cannot encode, cannot be written as UTF-8 either: orjson refuses that log.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from crm_audit_transform.domain import SOURCE_TAG, ActivityLog, WriteResult
 from crm_audit_transform.errors import StoreUnavailable
 
 from ..mongo.documents import encode_activity_log
-from ..mongo.extended_json import relaxed_json_line
+from ..mongo.extended_json import relaxed_json_bytes, relaxed_json_line
 from .errors import FileFormatError
 from .keys import WrittenKeys
 from .lines import PathLike
@@ -56,7 +56,7 @@ __all__ = ["FsyncMode", "JsonlActivityLogSink", "encode_log_line"]
 MAX_DOCUMENT_BYTES: Final = 16 * 1024 * 1024
 """MongoDB's document limit: a larger log would be refused by mongoimport, so it fails here alone."""
 
-BSON_BYTES_PER_JSON_BYTE: Final = 5
+BSON_BYTES_PER_JSON_BYTE: Final = 7
 """An upper bound of BSON size over relaxed JSON length (see the module docstring)."""
 
 FsyncMode = Literal["batch", "close", "never"]
@@ -65,7 +65,7 @@ FsyncMode = Literal["batch", "close", "never"]
 def encode_log_line(log: ActivityLog) -> str:
     """The relaxed Extended JSON line (without newline) of one log's MongoDB document.
 
-    Byte for byte ``json_util.dumps(encode_activity_log(log), json_options=RELAXED_JSON_OPTIONS)``.
+    ``json_util.loads`` reads it back as ``encode_activity_log(log)`` (see ``mongo.extended_json``).
     """
     return relaxed_json_line(log)
 
@@ -250,8 +250,8 @@ class JsonlActivityLogSink:
 def _line(log: ActivityLog) -> tuple[str, bytes]:
     """The encoded line, or why this log cannot be written (as the Mongo adapter would refuse it)."""
     try:
-        line = relaxed_json_line(log).encode()  # ASCII: json escapes the rest
-        if len(line) * BSON_BYTES_PER_JSON_BYTE > MAX_DOCUMENT_BYTES or b"\\ud" in line:
+        line = relaxed_json_bytes(log)
+        if len(line) * BSON_BYTES_PER_JSON_BYTE > MAX_DOCUMENT_BYTES:
             size = len(bson.encode(encode_activity_log(log)))
             if size > MAX_DOCUMENT_BYTES:
                 return f"document of {size} bytes exceeds MongoDB's {MAX_DOCUMENT_BYTES}-byte limit", b""

@@ -1,9 +1,12 @@
-"""An activity log's document as MongoDB relaxed Extended JSON, in one pass and the C JSON encoder.
+"""An activity log's document as MongoDB relaxed Extended JSON, in one pass and orjson.
 
-The text is byte for byte ``bson.json_util.dumps(encode_activity_log(log),
-json_options=RELAXED_JSON_OPTIONS)``, but ``json_util`` first rebuilds the whole document in Python
-(one call per value) before ``json.dumps``. Here the value walk of ``bson_values`` builds the
-JSON-ready document directly — the same rules, with relaxed Extended JSON leaves:
+The text reads back (``bson.json_util.loads``, ``mongoimport``) to exactly the document of
+``bson.json_util.dumps(encode_activity_log(log), json_options=RELAXED_JSON_OPTIONS)``, but is
+written compactly by orjson: no spaces after ``,`` and ``:``, UTF-8 instead of ``\\u`` escapes, and
+floats in their shortest round-trip form (``1e16`` where ``json`` writes ``1e+16``). ``json_util``
+first rebuilds the whole document in Python (one call per value) before ``json.dumps``; here the
+value walk of ``bson_values`` builds the JSON-ready document directly — the same rules, with
+relaxed Extended JSON leaves:
 
 * ``Decimal128`` → ``{"$numberDecimal": str}`` (``"NaN"`` for every NaN, as ``Decimal128.__str__``);
 * a datetime (already UTC, whole milliseconds) → ``{"$date": "YYYY-MM-DDTHH:MM:SS[.mmm]Z"}`` from
@@ -12,8 +15,8 @@ JSON-ready document directly — the same rules, with relaxed Extended JSON leav
 * NaN and ±inf floats → ``{"$numberDouble": "NaN" | "Infinity" | "-Infinity"}``; other floats, ints
   (int64 by then), strings, booleans and null are JSON as they are;
 
-and ``json.dumps`` with its defaults (``", "``/``": "`` separators, ASCII escapes) as ``json_util``
-calls it.
+then ``orjson.dumps``. A string holding a lone surrogate (not UTF-8, and not encodable in BSON
+either) makes orjson raise ``TypeError``: the log cannot be written, as MongoDB would refuse it.
 """
 
 from __future__ import annotations
@@ -21,10 +24,10 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import decimal
-import json
 import math
 from typing import Any, Final
 
+import orjson
 from bson import Decimal128
 from bson.datetime_ms import _datetime_to_millis
 
@@ -33,7 +36,7 @@ from crm_audit_transform.domain import ActivityLog
 from .bson_values import ValueEncoder, value_encoder
 from .documents import activity_log_document
 
-__all__ = ["RELAXED_JSON", "relaxed_json_document", "relaxed_json_line"]
+__all__ = ["RELAXED_JSON", "relaxed_json_bytes", "relaxed_json_document", "relaxed_json_line"]
 
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -78,14 +81,17 @@ RELAXED_JSON: Final[ValueEncoder] = value_encoder(
 )
 """Values as the plain JSON of their relaxed Extended JSON form."""
 
-_ENCODE: Final = json.JSONEncoder().encode  # json.dumps' defaults, as json_util.dumps uses them
-
 
 def relaxed_json_document(log: ActivityLog) -> dict[str, Any]:
     """The log's MongoDB document with every value already in its relaxed Extended JSON form."""
     return activity_log_document(log, RELAXED_JSON)
 
 
+def relaxed_json_bytes(log: ActivityLog) -> bytes:
+    """The document as compact UTF-8 relaxed Extended JSON (no newline); ``TypeError`` if unencodable."""
+    return orjson.dumps(relaxed_json_document(log))
+
+
 def relaxed_json_line(log: ActivityLog) -> str:
-    """``json_util.dumps(encode_activity_log(log), json_options=RELAXED_JSON_OPTIONS)``, faster."""
-    return _ENCODE(relaxed_json_document(log))
+    """``relaxed_json_bytes`` as text: what ``json_util.loads`` reads back as ``encode_activity_log(log)``."""
+    return relaxed_json_bytes(log).decode()
