@@ -427,6 +427,13 @@ class TestServedAssets:
         assert script.headers["content-type"].startswith("text/javascript")
         assert "customElements.define" in script.text
 
+    def test_metrics_are_served_in_prometheus_text_format(self, app_parts: dict[str, Any]) -> None:
+        """/metrics answers prometheus_client's text format with the run metrics' families."""
+        response = app_parts["client"].get("/metrics")
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/plain")
+        assert "# TYPE crm_audit_rows_total counter" in response.text
+
     def test_unknown_route_uses_the_envelope(self, app_parts: dict[str, Any]) -> None:
         """A 404 comes in the same error envelope as every other error."""
         response = app_parts["client"].get("/nope")

@@ -14,7 +14,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -22,7 +22,7 @@ import click
 
 from crm_audit_transform.domain import Failed, Migrated, Skipped
 from crm_audit_transform.errors import JobNotFound
-from crm_audit_transform.jobs import CANCELLED, COMPLETED, HALTED
+from crm_audit_transform.jobs import CANCELLED, COMPLETED, HALTED, MigrationJob
 from crm_audit_transform.usecases import FRESH, RESUME, MigrationStatus
 
 from ..mongo import applied_version, apply_migration, index_status
@@ -122,8 +122,9 @@ def trigger_command(
 @cli.command()
 @company_option
 @click.option("--progress/--no-progress", default=True, help="Show the progress line on stderr.")
+@click.option("--metrics-port", type=int, help="Serve Prometheus /metrics here and log each batch (JSON).")
 @click.pass_obj
-def run(state: CliState, company: str, progress: bool) -> None:
+def run(state: CliState, company: str, progress: bool, metrics_port: int | None) -> None:
     """Start or resume the account's job; Ctrl-C finishes the batch, saves the cursor and exits."""
     with state.runtime() as runtime:
         service = runtime.service
@@ -131,12 +132,17 @@ def run(state: CliState, company: str, progress: bool) -> None:
         if job is None:
             raise JobNotFound(f"company {company} has no migration job: run `trigger` first")
         view = ProgressLine(job, sys.stderr) if progress else None
+        hook: Callable[[MigrationJob], None] | None = view.update if view else None
+        if metrics_port is not None:
+            from .observing import observed_run
+
+            service, hook = observed_run(runtime, job, hook, metrics_port)
         with _stop_on_interrupt() as stop:
             result = service.run(
                 company,
                 owner=f"{socket.gethostname()}:{os.getpid()}",
                 should_stop=stop.is_set,
-                on_progress=view.update if view else None,
+                on_progress=hook,
             )
         if view is not None:
             view.finish(result.job)

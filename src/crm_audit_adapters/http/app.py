@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
+import importlib.util
 import json
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -224,6 +225,17 @@ def create_app(
     async def openapi(_request: Request) -> Response:
         return JSONResponse(openapi_document())
 
+    async def metrics(_request: Request) -> Response:
+        # Prometheus's text format; the run metrics of this process (or of every process of a
+        # prefork server in multiprocess mode). Only with the [celery] extra's prometheus_client.
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        from ..observability import process_metrics
+        from ..observability.exporter import metrics_registry
+
+        process_metrics()  # the families exist (at zero) before the first run of this process
+        return Response(generate_latest(metrics_registry()), media_type=CONTENT_TYPE_LATEST)
+
     routes = [
         Route("/private/activity_logs/migrate", private(migrate), methods=["POST"]),
         Route("/private/activity_logs/crm_migration/trigger", private(trigger), methods=["POST"]),
@@ -236,6 +248,8 @@ def create_app(
         Route("/demo/contact", demo_page, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]
+    if importlib.util.find_spec("prometheus_client") is not None:
+        routes.append(Route("/metrics", metrics, methods=["GET"]))
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

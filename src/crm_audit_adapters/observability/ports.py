@@ -132,10 +132,10 @@ def observed_ports(ports: RunPorts, metrics: MigrationMetrics | None = None) -> 
 
 
 class ObservedPorts:
-    """A ``ServicePorts`` over ``inner`` with the lookups counted and the batch writes timed.
+    """A ``ServicePorts`` whose lookups are counted and batch writes timed; the rest passes through.
 
-    Every other port is ``inner``'s, read when asked (so a lazily built runtime stays lazy); the
-    wrappers are built once, on first use.
+    Each port is read from ``inner`` when first asked for, so a composition root that builds its
+    adapters lazily still opens only what an operation needs.
     """
 
     def __init__(self, inner: ServicePorts, metrics: MigrationMetrics | None = None) -> None:
