@@ -1,0 +1,204 @@
+"""Scale-out on Celery: the same accounts migrated by 1 worker and by 2 workers, in rows/s.
+
+Everything is real and local: a throwaway PostgreSQL holding one synthetic tenant (generate.py),
+a throwaway redis-server, mongoeco's MongoDB wire server (as in the tests), a local USMAN, and
+`crm-audit-migrate worker` processes (solo pool, one task at a time each). N accounts are bound to
+the one synthetic tenant; one `crm-audit-migrate enqueue --all-enabled` triggers and sends them all, and
+the time is the span from the first job's `created_at` to the last job's `finished_at`. Runs alternate
+(1, 2, 1, 2 workers by default) so a change in the shared machine's load shows; the speed-up is
+against the best single-worker run.
+
+The CDP holds no contacts, so every row ends `contact_not_found` and nothing is inserted: mongoeco
+checks its unique index by scanning the collection (an insert costs time in proportion to the
+logs already stored), so with writes the figure would measure mongoeco, not the workers. What is
+measured is the per-row work a worker does — the keyset page from PostgreSQL, loading every
+`audited_changes`, the rules, the per-page lookups and one job write per page — distributed by
+Celery over Redis. docs/scale-out.md uses it, with the Mongo write-path figures, for the sizing.
+
+    .venv/bin/python benchmarks/bench_workers.py --rows-per-account 20000 --accounts 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from pymongo import MongoClient
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from crm_audit_adapters.crm_postgres.throwaway import create_database, throwaway_server  # noqa: E402
+from support.redis_server import free_port, ping  # noqa: E402
+from support.usman_server import TOKEN, UsmanServer  # noqa: E402
+from support.wire_mongo import SERVE, mongoeco_python  # noqa: E402
+
+CLI = Path(sys.executable).with_name("crm-audit-migrate")
+SCHEMA = "bench_workers"
+
+
+def start_redis(workdir: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    process = subprocess.Popen(
+        [*args, "--dir", workdir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    while not ping(port):
+        time.sleep(0.05)
+    return process, f"redis://127.0.0.1:{port}/0"
+
+
+def start_mongoeco() -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen([str(mongoeco_python()), str(SERVE)], stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    port = int(process.stdout.readline())
+    return process, f"mongodb://127.0.0.1:{port}/?directConnection=true"
+
+
+def cli(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        [str(CLI), *args], env={**os.environ, **env}, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{args}: {done.stderr}")
+    return done.stdout
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a live process, from /proc (clock ticks → seconds)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(
+    env: dict[str, str], accounts: list[str], workers: int, logdir: Path, servers: dict[str, int]
+) -> dict[str, Any]:
+    cli(env, "indexes", "up")
+    processes = []
+    for index in range(workers):
+        log = (logdir / f"w{workers}-{index}.log").open("wb")
+        args = [str(CLI), "worker", "--pool", "solo", "-n", f"bench{index}@%h", "--without-gossip"]
+        args += ["--without-mingle", "--loglevel", "WARNING"]
+        processes.append(
+            subprocess.Popen(args, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
+        )
+    time.sleep(4)  # workers connect to Redis before the clock starts
+    jobs = MongoClient(env["CRM_AUDIT_MONGO_URI"])[env["CRM_AUDIT_MONGO_DATABASE"]][
+        "crm_activity_log_migration_jobs"
+    ]
+    load_before = os.getloadavg()
+    watched = {**{f"worker{i}": p.pid for i, p in enumerate(processes)}, **servers}
+    cpu_before = {name: cpu_seconds(pid) for name, pid in watched.items()}
+    cli(env, "enqueue", "--all-enabled")  # one process triggers every bound account and sends its task
+    while True:
+        docs = list(jobs.find({}, {"status": 1, "tally": 1, "created_at": 1, "finished_at": 1}))
+        if len(docs) == len(accounts) and all(d["status"] == "completed" for d in docs):
+            break
+        if any(d["status"] not in ("in_progress", "completed") for d in docs):
+            raise RuntimeError(f"a job did not complete: {docs}")
+        time.sleep(0.2)
+    # From the first job's creation to the last job's finish, as the jobs themselves recorded it.
+    seconds = (max(d["finished_at"] for d in docs) - min(d["created_at"] for d in docs)).total_seconds()
+    load_after = os.getloadavg()
+    cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in watched.items()}
+    for process in processes:
+        process.terminate()
+        process.wait(timeout=30)
+    rows = sum(int(d["tally"]["processed"]) for d in docs)
+    return {
+        "workers": workers,
+        "rows": rows,
+        "seconds": seconds,
+        "load": (load_before[0], load_after[0]),
+        "cpu": cpu,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows-per-account", type=int, default=20000)
+    parser.add_argument("--accounts", type=int, default=4)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 1, 2], help="runs, in order")
+    args = parser.parse_args()
+    if shutil.which("redis-server") is None:
+        raise SystemExit("redis-server is not installed (apt-get install redis-server)")
+    accounts = [f"bench-account-{i}" for i in range(args.accounts)]
+    with tempfile.TemporaryDirectory(prefix="bench-workers-") as tmp, throwaway_server() as pg:
+        dsn = create_database(pg.dsn, "bench_workers")
+        subprocess.run(
+            [
+                sys.executable,
+                str(HERE / "generate.py"),
+                "--rows",
+                str(args.rows_per_account),
+                "--dsn",
+                dsn,
+                "--schema",
+                SCHEMA,
+                "--data-dir",
+                tmp + "/data",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        # The generator writes audits and users only; the coverage guard counts crm_people (none here).
+        import psycopg
+
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {SCHEMA}.crm_people (id bigint PRIMARY KEY)")
+        redis, broker = start_redis(tmp)
+        mongo, mongo_uri = start_mongoeco()
+        try:
+            with UsmanServer(directory={}) as usman:
+                results = []
+                for workers in args.workers:
+                    env = {
+                        "CRM_AUDIT_DATABASE_URL": dsn,
+                        "CRM_AUDIT_MONGO_URI": mongo_uri,
+                        "CRM_AUDIT_MONGO_DATABASE": f"bench_{uuid.uuid4().hex[:8]}",
+                        "CRM_AUDIT_USMAN_BASE_URL": usman.url,
+                        "CRM_AUDIT_USMAN_TOKEN": TOKEN,
+                        "CRM_AUDIT_ENABLED_COMPANIES": "*",
+                        "CRM_AUDIT_TENANTS": ",".join(f"{a}={SCHEMA}" for a in accounts),
+                        "CRM_AUDIT_COVERAGE_THRESHOLD": "0",
+                        "CRM_AUDIT_HALT_THRESHOLD": "1.0",
+                        "CRM_AUDIT_BROKER_URL": broker,
+                        "CRM_AUDIT_SETTINGS": "",
+                    }
+                    servers = {"mongoeco": mongo.pid, "redis": redis.pid}
+                    results.append(measure(env, accounts, workers, Path(tmp), servers))
+        finally:
+            for process in (redis, mongo):
+                process.terminate()
+                process.wait(timeout=30)
+    base = max(r["rows"] / r["seconds"] for r in results if r["workers"] == 1)
+    print(f"machine: {os.cpu_count()} cores; {args.accounts} accounts x {args.rows_per_account} rows")
+    print("| workers | rows | seconds | rows/s | speed-up | load 1-min before/after | CPU s (busy share) |")
+    print("|---:|---:|---:|---:|---:|---|---|")
+    for r in results:
+        rate = r["rows"] / r["seconds"]
+        print(
+            f"| {r['workers']} | {r['rows']:,} | {r['seconds']:.1f} | {rate:,.0f} | {rate / base:.2f} x "
+            f"| {r['load'][0]:.2f} / {r['load'][1]:.2f} | {busy(r)} |"
+        )
+    return 0
+
+
+def busy(result: dict[str, Any]) -> str:
+    """CPU seconds each process used during the run, and that over the run's wall time."""
+    return ", ".join(
+        f"{name} {cpu:.1f} ({cpu / result['seconds']:.0%})" for name, cpu in result["cpu"].items()
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
