@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -11,6 +12,7 @@ from celery_world import TENANTS, Scale, clean_run, counts_of, usman_directory, 
 
 from support.celery_workers import WorkerPool
 from support.corpus_account import company_sso_id
+from support.redis_server import free_port
 from support.usman_server import TOKEN, UsmanServer
 
 pytestmark = [pytest.mark.postgres, pytest.mark.celery]
@@ -102,3 +104,22 @@ class TestRedelivery:
         assert counts_of(done[company]) == counts
         assert scale.logs_of(company) == logs
         assert '"event": "job_started"' in celery_workers.output(1)
+
+
+class TestPreforkMetrics:
+    def test_a_prefork_worker_serves_the_sum_of_its_processes(
+        self, scale: Scale, celery_workers: WorkerPool
+    ) -> None:
+        """worker --metrics-port with the prefork pool counts every child's rows in one /metrics answer."""
+        port = free_port()
+        celery_workers.start(scale.env, pool="prefork", extra=("--metrics-port", str(port)))
+        tenant, company = "acme", company_sso_id("acme")
+        assert scale.enqueue(tenant).exit_code == 0
+        done = scale.wait_until(lambda s: s.get(company, {}).get("status") == "completed")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+            text = answer.read().decode()
+        migrated = [
+            line for line in text.splitlines() if line.startswith('crm_audit_rows_total{outcome="migrated"')
+        ]
+        assert migrated, text[:2000]
+        assert float(migrated[0].split()[-1]) == done[company]["records_migrated"]
