@@ -46,7 +46,7 @@ def runtime(crm_dsn: str, mongo_db: Any) -> Iterator[Runtime]:
         mongo_db["contacts"].insert_one({**doc, "created_at": created})
     runtime = runtime_over(crm_dsn, mongo_db)
     with runtime:
-        runtime.trigger(COMPANY, None, None)
+        runtime.service.trigger(COMPANY)
         yield runtime
 
 

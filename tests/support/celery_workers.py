@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from .redis_server import die_with_parent
+
 __all__ = ["WorkerPool", "celery_workers"]
 
 CLI = Path(sys.executable).with_name("crm-audit-migrate")
@@ -46,6 +48,7 @@ class WorkerPool:
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
+                    preexec_fn=die_with_parent,
                 )
             self.processes.append(process)
             self._logs.append(log)

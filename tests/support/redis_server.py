@@ -7,16 +7,27 @@ end of the session. Nothing here is skipped: without the binary the session fail
 
 from __future__ import annotations
 
+import ctypes
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 
 import pytest
 
-__all__ = ["free_port", "redis_url"]
+__all__ = ["die_with_parent", "free_port", "redis_url"]
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """``preexec_fn``: the child gets SIGTERM when the test process dies, even by ``kill -9``."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -45,7 +56,9 @@ def redis_url() -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="crm-audit-redis-") as workdir:
         args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         args += ["--dir", workdir, "--daemonize", "no", "--loglevel", "warning"]
-        process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent
+        )
         try:
             deadline = time.monotonic() + 10
             while not ping(port):

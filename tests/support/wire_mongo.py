@@ -26,6 +26,7 @@ import pytest
 from pymongo import MongoClient
 
 from .mongo import MONGO_URI_ENV
+from .redis_server import die_with_parent
 
 __all__ = ["wire_mongo_database", "wire_mongo_uri"]
 
@@ -65,7 +66,11 @@ def wire_mongo_uri() -> Iterator[str]:
         yield given
         return
     process = subprocess.Popen(
-        [str(mongoeco_python()), str(SERVE)], stdout=subprocess.PIPE, stderr=sys.stderr, text=True
+        [str(mongoeco_python()), str(SERVE)],
+        stdout=subprocess.PIPE,
+        stderr=sys.stderr,
+        text=True,
+        preexec_fn=die_with_parent,
     )
     try:
         assert process.stdout is not None
