@@ -38,7 +38,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from crm_audit_adapters.crm_postgres.throwaway import create_database, throwaway_server  # noqa: E402
-from support.redis_server import free_port, ping  # noqa: E402
+from support.redis_server import die_with_parent, free_port, ping  # noqa: E402
 from support.usman_server import TOKEN, UsmanServer  # noqa: E402
 from support.wire_mongo import SERVE, mongoeco_python  # noqa: E402
 
@@ -50,7 +50,10 @@ def start_redis(workdir: str) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     process = subprocess.Popen(
-        [*args, "--dir", workdir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [*args, "--dir", workdir],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=die_with_parent,
     )
     while not ping(port):
         time.sleep(0.05)
@@ -58,7 +61,9 @@ def start_redis(workdir: str) -> tuple[subprocess.Popen[bytes], str]:
 
 
 def start_mongoeco() -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen([str(mongoeco_python()), str(SERVE)], stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [str(mongoeco_python()), str(SERVE)], stdout=subprocess.PIPE, text=True, preexec_fn=die_with_parent
+    )
     assert process.stdout is not None
     port = int(process.stdout.readline())
     return process, f"mongodb://127.0.0.1:{port}/?directConnection=true"
@@ -89,7 +94,13 @@ def measure(
         args = [str(CLI), "worker", "--pool", "solo", "-n", f"bench{index}@%h", "--without-gossip"]
         args += ["--without-mingle", "--loglevel", "WARNING"]
         processes.append(
-            subprocess.Popen(args, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
+            subprocess.Popen(
+                args,
+                env={**os.environ, **env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,
+            )
         )
     time.sleep(4)  # workers connect to Redis before the clock starts
     jobs = MongoClient(env["CRM_AUDIT_MONGO_URI"])[env["CRM_AUDIT_MONGO_DATABASE"]][
