@@ -64,7 +64,7 @@ class TestMigrateAccountTask:
         """Another runner's live lease sends the task back after lease_seconds; nothing is written."""
         job = runtime.jobs.latest(COMPANY)
         assert job is not None
-        runtime.jobs.acquire_lease(job.job_id, "other-host:1", NOW, NOW + dt.timedelta(minutes=5))
+        runtime.jobs.acquire_lease(job.job_id, "other-host:1", dt.timedelta(minutes=5))
         app = make_app(runtime.settings, runtime_factory=lambda: runtime)
         app.conf.task_eager_propagates = True
         with pytest.raises(Retry) as retried:
