@@ -11,7 +11,14 @@ import attrs
 import pytest
 
 from crm_audit_transform.domain import ActivityLog, AuditRow
-from crm_audit_transform.errors import IndexesMissing, JobNotFound, LeaseHeld, TenantMismatch, TenantUnbound
+from crm_audit_transform.errors import (
+    IndexesMissing,
+    JobNotFound,
+    LeaseHeld,
+    StoreUnavailable,
+    TenantMismatch,
+    TenantUnbound,
+)
 from crm_audit_transform.jobs import MigrationJob
 from crm_audit_transform.tally import Tally
 from crm_audit_transform.testing import (
@@ -212,6 +219,21 @@ class TestFaults:
         assert [f.external_id for f in report.findings["duplicate"].items] == [twin.external_id]
 
 
+class _DiesOnRelease:
+    """A job store whose every write that hands a lease back fails, as if the process died there."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def save(self, job: MigrationJob) -> None:
+        if job.lease_owner is None:
+            raise StoreUnavailable("connection lost")
+        self.inner.save(job)
+
+
 def late_world() -> tuple[World, AuditRow]:
     """A migrated account and one migrating row committed after the run passed its id."""
     held_id = audit_id(migrated_logs(migrated_world())[5])
@@ -269,6 +291,25 @@ class TestRepair:
         assert world.logs.logs == logs
         assert job_of(world).tally == tally
         assert again.clean
+
+    def test_a_repair_that_dies_before_its_job_write_is_completed_by_the_next(self) -> None:
+        """Logs written, counts short after a crash: the next repair counts them as one clean repair would."""
+        clean, _ = late_world()
+        verify(clean, repair=True)
+        world, _ = late_world()
+        healthy = world.jobs
+        world.jobs = _DiesOnRelease(healthy)
+        with pytest.raises(StoreUnavailable):
+            verify(world, repair=True)
+        world.jobs = healthy
+        short = verify(world)
+        assert short.outstanding == {}
+        assert short.job is not None
+        assert {m.figure for m in short.job.mismatches} == {"processed", "migrated"}
+        healed = verify(world, repair=True)
+        assert (healed.repaired, healed.repaired_in_job) == (0, 1)
+        assert job_of(world).tally == job_of(clean).tally
+        assert verify(world).clean
 
     def test_repair_on_a_clean_account_changes_nothing(self) -> None:
         """--repair on a clean account writes nothing."""

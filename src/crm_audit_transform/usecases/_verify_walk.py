@@ -287,11 +287,12 @@ class Walk:
     def finish_repair(self) -> None:
         """Count the repaired rows into the job (rule in the module docstring) and hand the lease back."""
         jobs, clock, job = self._lease_ports()
-        restored = max(0, job.tally.migrated - self.range_logged)
-        added = max(0, self.repaired_in_range - restored)
-        unseen = min(added, max(0, self.range_rows - job.tally.processed))
-        self.counted = added
         held = jobs.acquire_lease(job.job_id, self.owner, self.settings.lease_ttl)  # still ours, or LeaseHeld
+        # The job counts the rows behind its cursor that have a log: derived from what is stored now,
+        # not incremented, so a repair that died before this write is counted by the next one.
+        added = max(0, self.range_logged + self.repaired_in_range - held.tally.migrated)
+        unseen = min(added, max(0, self.range_rows - held.tally.processed))
+        self.counted = added
         done = attrs.evolve(
             held,
             tally=held.tally + Tally(processed=unseen, migrated=added),

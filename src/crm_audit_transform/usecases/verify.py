@@ -22,13 +22,15 @@ Job consistency compares the job with the rows behind its cursor (``id <= last_a
 Repair writes through ``MigrateBatch`` (the run's write path: idempotent by the unique index) while
 holding the job's lease, so no run writes the account meanwhile. It repairs missing rows behind
 the cursor, and beyond it only for a ``completed`` job (otherwise the run will still reach them).
-Counting into the job: a repaired row behind the cursor first restores a log the job already
-counted as migrated (as many as the job's ``migrated`` exceeds the logs found); each further one is
-added to ``migrated``, and also to ``processed`` while the job's ``processed`` falls short of the
-rows behind its cursor (rows committed behind the cursor, which the run never saw). Rows beyond the
-cursor are outside the job's counts and stay so. The counts are written once, at the end, with the
-lease handed back: a crash before that leaves the logs written and the counts short, which the
-next verify reports as a job mismatch (never silently). ``unexpected``, ``drifted``, ``overlap``,
+Counting into the job: ``migrated`` becomes the number of rows behind the cursor that have a log
+once repaired, when that is more than the job counted (a repaired row first restores a log the job
+had already counted); what is added is also added to ``processed`` while the job's ``processed``
+falls short of the rows behind its cursor (rows committed behind the cursor, which the run never
+saw). Rows beyond the cursor are outside the job's counts and stay so. The counts are written once,
+at the end, with the lease handed back. Because they are derived from what is stored rather than
+incremented, a repair that dies before that write leaves the logs written and the counts short —
+the next verify reports the job mismatch — and the next ``--repair`` counts them: it ends in the
+state one uninterrupted repair reaches. ``unexpected``, ``drifted``, ``overlap``,
 ``stray`` and ``duplicate`` are only reported: they need a decision (rollback and re-migrate, or
 leave them). A second repair finds nothing missing and changes nothing.
 """
