@@ -1,4 +1,14 @@
-"""Reading files line by line: numbered, UTF-8 checked, one JSON object per line, never whole-file."""
+"""Reading files line by line: numbered, UTF-8 checked, one JSON object per line, never whole-file.
+
+A line is decoded by orjson first (about half the cost of ``json.loads`` per audit line) and by
+the ``json`` module whenever orjson refuses it or might read it differently, so every line gives
+exactly what ``json.loads`` gives, or its error:
+
+* orjson refuses what ``json`` reads leniently (a BOM, ``NaN``, ``1e400``, a lone ``\\ud800``,
+  nesting past 1024) and what is not UTF-8: ``json`` then decides, with its own error messages;
+* orjson reads an integer beyond 64 bits as a float where ``json`` keeps it exact: any float in
+  orjson's result (rare in an audit export) sends the line to ``json`` too.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +17,9 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterator
-from typing import Any, TypeAlias
+from typing import Any, Final, TypeAlias
+
+import orjson
 
 from crm_audit_transform.loading import JsonbText
 
@@ -37,12 +49,41 @@ def json_objects(path: PathLike, on_error: OnError | None = None) -> Iterator[tu
     for number, raw in numbered_lines(path):
         if not raw.strip():
             continue  # blank lines separate nothing and hold nothing
-        try:
-            value = parse_object(path, number, decode(path, number, raw))
-        except FileFormatError as error:
-            report(error, on_error)
-            continue
+        value = _fast_object(raw)
+        if value is None:
+            try:
+                value = parse_object(path, number, decode(path, number, raw))
+            except FileFormatError as error:
+                report(error, on_error)
+                continue
         yield number, value
+
+
+_EXACT: Final = frozenset({str, int, bool, type(None)})
+"""orjson's results that are exactly ``json``'s: containers are looked into, a float never is."""
+
+
+def _fast_object(raw: bytes) -> dict[str, Any] | None:
+    """orjson's object for the line when it is certainly ``json.loads``'s, else None (ask ``json``)."""
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if type(value) is not dict:
+        return None  # not an object: json.loads words that error
+    pending: list[Any] = [value]
+    exact = _EXACT
+    while pending:
+        container = pending.pop()
+        for item in container.values() if type(container) is dict else container:
+            kind = type(item)
+            if kind in exact:
+                continue
+            if kind is dict or kind is list:
+                pending.append(item)
+            else:
+                return None  # a float: maybe an integer orjson could not hold
+    return value
 
 
 def parse_object(path: PathLike, number: int, text: str) -> dict[str, Any]:
