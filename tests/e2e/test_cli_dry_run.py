@@ -150,6 +150,33 @@ class TestDryRunOnTheCorpus:
         assert json.loads(without[1]) == json.loads(with_out[1])
         assert "logs: not kept (no --out)" in without[2]
 
+    def test_the_pure_loader_writes_the_same_bytes_as_the_compiled_one(
+        self, tmp_path: Path, inputs: list[str]
+    ) -> None:
+        """With the compiled loader unavailable (no compiler), the documents and report are byte-identical."""
+        here, pure = tmp_path / "here", tmp_path / "pure"
+        invoke(*inputs, "--out", str(here.with_suffix(".jsonl")), "--report", str(here.with_suffix(".json")))
+        code = (
+            "import sys\n"
+            "sys.modules['crm_audit_transform.loading._cbuild'] = None\n"
+            "from crm_audit_transform.loading import available_backends\n"
+            "assert 'compiled' not in available_backends(), available_backends()\n"
+            "from crm_audit_adapters.cli import cli\n"
+            "cli.main(args=sys.argv[1:], prog_name='crm-audit-migrate')\n"
+        )
+        args = [*inputs, "--out", str(pure.with_suffix(".jsonl")), "--report", str(pure.with_suffix(".json"))]
+        done = subprocess.run(
+            [sys.executable, "-c", code, "dry-run", *args],
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        for suffix in (".jsonl", ".json"):
+            assert pure.with_suffix(suffix).read_bytes() == here.with_suffix(suffix).read_bytes()
+
     def test_a_progress_line_goes_to_stderr(self, inputs: list[str]) -> None:
         """The run's progress line (rows, rows/s, cursor) is shown on stderr, and --no-progress hides it."""
         _, _, stderr = invoke(*inputs)
