@@ -58,7 +58,7 @@ from .errors import (
     UnsupportedTag,
 )
 from .halting import HaltRule
-from .jobs import MigrationJob
+from .jobs import JobShard, MigrationJob
 from .loading import JsonbText, LoaderLimits, load_audited_changes
 from .lookup import LookupContext, LookupPorts, LookupRequest, fetch_lookups
 from .lookup_cache import LookupCache
@@ -112,6 +112,7 @@ __all__ = [
     "MalformedYaml",
     "MappingConfig",
     "Migrated",
+    "JobShard",
     "MigrationJob",
     "MigrationService",
     "NotAMapping",

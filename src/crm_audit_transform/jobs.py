@@ -1,4 +1,10 @@
-"""The durable migration job of one account (``crm_activity_log_migration_jobs``)."""
+"""The durable migration job of one account (``crm_activity_log_migration_jobs``), and its shards.
+
+A *sharded* job splits the account's in-scope ids into disjoint ranges at trigger time; each
+``JobShard`` has its own cursor, counts, status and lease inside the one job document, so the
+one-in-progress-job index, ``status`` and ``cancel`` keep seeing one job per account
+(docs/scale-out.md). A sharded job's top-level counts and cursor are derived from its shards.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +31,38 @@ NOT_STARTED: Final = "not_started"
 JOB_STATUSES: Final = frozenset({IN_PROGRESS, HALTED, COMPLETED, CANCELLED, ROLLING_BACK, ROLLED_BACK})
 STOPPED: Final = frozenset({HALTED, CANCELLED})
 """Statuses a re-trigger must choose for: ``resume`` (keep what was written) or ``fresh``."""
+
+
+@frozen
+class JobShard:
+    """One id range ``(after_id, until_id]`` of a sharded job, run by one runner at a time.
+
+    ``until_id`` None is open-ended: the last shard also takes rows written after the trigger,
+    as an unsharded run does. ``status`` is ``in_progress``, ``completed`` or ``halted``; a
+    cancel is the job's status, never a shard's. ``halt_basis`` is the shard's tally when the halt
+    rule last started counting (the trigger or a ``--resume``).
+    """
+
+    shard: int
+    after_id: int
+    until_id: int | None
+    last_audit_id: int
+    status: str = IN_PROGRESS
+    tally: Tally = field(factory=Tally)
+    enrichment: EnrichmentTally = field(factory=EnrichmentTally)
+    halt_basis: Tally = field(factory=Tally)
+    halted_reason: str | None = None
+    finished_at: dt.datetime | None = None
+    lease_owner: str | None = None
+    lease_expires_at: dt.datetime | None = None
+
+    def rows_span(self, max_audit_id: int) -> tuple[int, int]:
+        """(ids behind the cursor, ids in the range), the range capped at the job's ``max_audit_id``."""
+        top = max_audit_id if self.until_id is None else min(self.until_id, max_audit_id)
+        span = max(0, top - self.after_id)
+        if self.status == COMPLETED:
+            return span, span
+        return max(0, min(self.last_audit_id, top) - self.after_id), span
 
 
 @frozen
@@ -55,12 +93,40 @@ class MigrationJob:
     """What enrichment did to the association logs of the batches behind the cursor (not outcomes)."""
     halt_basis: Tally = field(factory=Tally)
     """The tally when the halt rule last started counting (the trigger, or a ``--resume``)."""
+    shards: tuple[JobShard, ...] = ()
+    """Empty for an unsharded job; else ordered by ``shard``, their ranges disjoint and contiguous."""
+
+    def __attrs_post_init__(self) -> None:
+        if not self.shards:
+            return
+        # A sharded job's counts and cursor are its shards': derived here, so no reader and no
+        # store can see them disagree (whatever the top-level fields were built with).
+        tally, enrichment, basis = Tally(), EnrichmentTally(), Tally()
+        for shard in self.shards:
+            tally, enrichment, basis = (
+                tally + shard.tally,
+                enrichment + shard.enrichment,
+                basis + shard.halt_basis,
+            )
+        object.__setattr__(self, "tally", tally)
+        object.__setattr__(self, "enrichment", enrichment)
+        object.__setattr__(self, "halt_basis", basis)
+        object.__setattr__(self, "last_audit_id", _watermark(self.shards))
 
     @property
     def progress_pct(self) -> float:
-        """Share of the in-scope id range behind the cursor, 0–100 (100 once completed)."""
+        """Share of the in-scope id range behind the cursor(s), 0–100 (100 once completed).
+
+        A sharded job sums its shards: the ids behind every shard's cursor over the whole range.
+        """
         if self.status == COMPLETED:
             return 100.0
+        if self.shards:
+            done = total = 0
+            for shard in self.shards:
+                behind, span = shard.rows_span(self.max_audit_id)
+                done, total = done + behind, total + span
+            return round(100.0 * done / total, 2) if total > 0 else 0.0
         span = self.max_audit_id - self.first_audit_id + 1
         if span <= 0 or self.last_audit_id < self.first_audit_id:
             return 0.0
@@ -70,3 +136,12 @@ class MigrationJob:
     @property
     def failure_rate(self) -> float:
         return self.tally.failure_rate
+
+
+def _watermark(shards: tuple[JobShard, ...]) -> int:
+    """Every in-scope id up to this one is behind a cursor: the first unfinished shard's cursor."""
+    for shard in shards:
+        if shard.status != COMPLETED:
+            return shard.last_audit_id
+    last = shards[-1]
+    return last.last_audit_id if last.until_id is None else max(last.last_audit_id, last.until_id)

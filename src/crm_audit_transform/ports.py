@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from .domain import ActivityLog, AuditRow, Contact, CrmUser, EntityRef, ScopeBounds, UserId, WriteResult
-from .jobs import MigrationJob
+from .jobs import JobShard, MigrationJob
 
 if TYPE_CHECKING:  # the enrichment package imports these ports: annotations only, no import cycle
     from .enrichment.model import ApplyResult, EnrichmentPlan, MatchKey, StoredLog
@@ -21,6 +21,7 @@ __all__ = [
     "ActivityLogStore",
     "ActivityLogWriter",
     "AuditSource",
+    "AuditSplitter",
     "Clock",
     "ContactDirectory",
     "EnrichmentStore",
@@ -31,6 +32,7 @@ __all__ = [
     "MigratedLogReader",
     "MigratedLogs",
     "PeopleCounter",
+    "RunJobStore",
     "SsoDirectory",
     "UserDirectory",
 ]
@@ -52,6 +54,17 @@ class AuditSource(Protocol):
         ...
 
     def audit_by_id(self, tenant: str, audit_id: int) -> AuditRow | None: ...
+
+
+@runtime_checkable
+class AuditSplitter(Protocol):
+    """An ``AuditSource`` that can cut the in-scope ids into parts of equal row counts cheaply."""
+
+    def id_quantiles(
+        self, tenant: str, scope: Sequence[str], cutoff: dt.datetime | None, parts: int
+    ) -> Sequence[int]:
+        """The ids at the 1/parts … (parts-1)/parts quantiles of the in-scope ids, ascending."""
+        ...
 
 
 class UserDirectory(Protocol):
@@ -174,6 +187,24 @@ class JobStore(Protocol):
 
         Atomic; returns the job as stored, or None (nothing written) when its status was another.
         ``JobAlreadyRunning`` when ``job`` is in progress and the account has another such job.
+        When ``expected`` holds ``in_progress``, the stored ``shards`` are kept as they are (live
+        shards own their entries while the job runs; a cancel must not undo their progress).
+        """
+        ...
+
+    def acquire_shard_lease(self, job_id: str, shard: int, owner: str, ttl: dt.timedelta) -> MigrationJob:
+        """``acquire_lease`` for one shard of a sharded job: that shard's lease only; the whole job."""
+        ...
+
+    def save_shard_progress(
+        self, job_id: str, shard: JobShard, owner: str, ttl: dt.timedelta | None
+    ) -> MigrationJob:
+        """``save_progress`` for one shard: replace ``shards[shard.shard]`` alone, lease renewed.
+
+        One atomic write, only while ``owner`` holds that shard's lease and the job is in progress;
+        else the stored job when ``owner`` still holds the shard (the job was cancelled or halted
+        meanwhile: nothing written), ``LeaseHeld`` when another runner took the shard over.
+        Returns the whole job as stored.
         """
         ...
 
@@ -192,6 +223,21 @@ class JobStore(Protocol):
         ``JobNotFound`` if the job was never created.
         """
         ...
+
+
+class RunJobStore(Protocol):
+    """What the run loop asks of the job store: a ``JobStore``, or one shard's view of it
+    (``usecases.shards.ShardJobs``), whose jobs are that shard's cursor, counts and lease."""
+
+    def latest(self, company_sso_id: str) -> MigrationJob | None: ...
+
+    def rollback_under_way(self, company_sso_id: str) -> MigrationJob | None: ...
+
+    def save(self, job: MigrationJob) -> None: ...
+
+    def acquire_lease(self, job_id: str, owner: str, ttl: dt.timedelta) -> MigrationJob: ...
+
+    def save_progress(self, job: MigrationJob, owner: str, ttl: dt.timedelta | None) -> MigrationJob: ...
 
 
 class IndexState(Protocol):

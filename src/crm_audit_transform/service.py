@@ -13,6 +13,7 @@ class of in-memory adapters from ``crm_audit_transform.testing`` in tests).
     service = MigrationService(ports, transformer, settings=RunSettings())
     service.trigger("company-1", "acme")          → MigrationStatus
     service.run("company-1", owner="host:pid")    → RunResult
+    service.run_shard("company-1", 0, owner=…)     → RunResult (one shard of a sharded job)
     service.status("company-1")                   → MigrationStatus
 """
 
@@ -28,7 +29,7 @@ from attrs import evolve
 from .domain import ActivityLog, BatchResult, Outcome
 from .enrichment import EnrichmentPlan, EnrichmentReport, EnrichPorts, enrich_existing
 from .errors import ConfigError, JobNotFound, TenantMismatch
-from .jobs import MigrationJob
+from .jobs import IN_PROGRESS, MigrationJob
 from .ports import (
     ActivityLogStore,
     AuditSource,
@@ -65,6 +66,7 @@ from .usecases import (
     new_job,
     rollback,
     run_job,
+    run_shard,
     trigger,
     verify_account,
 )
@@ -159,11 +161,13 @@ class MigrationService:
         date_range_start: dt.datetime | None = None,
         allow_unbound_tenant: bool = False,
         restart: str | None = None,
+        shards: int = 1,
     ) -> MigrationStatus:
         """Bind the tenant, check the guards and create the account's job; its status.
 
         ``tenant`` may be None for a bound account. ``restart`` is ``"resume"`` or ``"fresh"``
-        after a halt or a cancel (``"fresh"`` rolls the account back first). Raises
+        after a halt or a cancel (``"fresh"`` rolls the account back first). ``shards`` > 1 splits
+        a new job into that many id ranges, each run on its own (``run_shard``). Raises
         ``TenantMismatch`` / ``TenantUnbound`` (unless ``allow_unbound_tenant``), then
         ``IndexesMissing``, ``FlagDisabled``, ``ContactsNotMigrated``, ``JobAlreadyRunning``,
         ``AlreadyCompleted`` or ``ResumeOrFresh`` (guards.py gives the order).
@@ -177,6 +181,7 @@ class MigrationService:
             date_range_start=date_range_start,
             coverage_threshold=self._coverage_threshold,
             restart=restart,
+            shards=shards,
         )
         return MigrationStatus.of(job)
 
@@ -190,17 +195,23 @@ class MigrationService:
     ) -> RunResult:
         """Start or resume the account's job from its cursor (``run_job``); ``owner`` names the lease.
 
-        ``JobNotFound`` without a job; ``LeaseHeld`` while another runner holds it;
-        ``TenantMismatch`` when the job reads another tenant than the account is bound to (a job
-        triggered before the binding was configured): nothing is written.
+        A sharded job runs its unfinished shards one after another (``run_shard``), stopping at the
+        first that does not leave the job in progress. ``JobNotFound`` without a job; ``LeaseHeld``
+        while another runner holds it (or one of its shards); ``TenantMismatch`` when the job reads
+        another tenant than the account is bound to (a job triggered before the binding was
+        configured): nothing is written.
         """
-        bound = self._tenants.get(company_sso_id)
-        job = self._ports.jobs.latest(company_sso_id) if bound is not None else None
-        if job is not None and bound is not None and job.tenant != bound:
-            raise TenantMismatch(
-                f"job {job.job_id} reads CRM tenant {job.tenant!r} but company {company_sso_id} is bound "
-                f"to {bound!r}: cancel it and trigger --fresh"
-            )
+        job = self._runnable(company_sso_id)
+        if job is not None and job.shards:
+            result: RunResult | None = None
+            for index in range(len(job.shards)):
+                result = self.run_shard(
+                    company_sso_id, index, owner=owner, should_stop=should_stop, on_progress=on_progress
+                )
+                if result.stopped or result.job.status != IN_PROGRESS:
+                    break
+            assert result is not None  # a sharded job has two shards at least
+            return result
         return run_job(
             company_sso_id,
             self._run_ports(),
@@ -210,6 +221,45 @@ class MigrationService:
             should_stop=should_stop,
             on_progress=on_progress,
         )
+
+    def run_shard(
+        self,
+        company_sso_id: str,
+        shard: int,
+        *,
+        owner: str,
+        should_stop: Callable[[], bool] = _never,
+        on_progress: Callable[[MigrationJob], None] | None = None,
+    ) -> RunResult:
+        """Run one shard of the account's sharded job under its own lease (``run_shard``).
+
+        ``on_progress`` sees the shard's view of the job after each batch; the result holds the
+        whole job as settled. ``JobNotFound`` without such a shard; ``LeaseHeld`` while another
+        runner holds it; ``TenantMismatch`` as ``run``.
+        """
+        self._runnable(company_sso_id)
+        return run_shard(
+            company_sso_id,
+            shard,
+            self._run_ports(),
+            self._transformer,
+            jobs=self._ports.jobs,
+            owner=owner,
+            settings=self._settings,
+            should_stop=should_stop,
+            on_progress=on_progress,
+        )
+
+    def _runnable(self, company_sso_id: str) -> MigrationJob | None:
+        """The latest job, refused when it reads another tenant than the account's binding."""
+        job = self._ports.jobs.latest(company_sso_id)
+        bound = self._tenants.get(company_sso_id)
+        if job is not None and bound is not None and job.tenant != bound:
+            raise TenantMismatch(
+                f"job {job.job_id} reads CRM tenant {job.tenant!r} but company {company_sso_id} is bound "
+                f"to {bound!r}: cancel it and trigger --fresh"
+            )
+        return job
 
     def status(self, company_sso_id: str) -> MigrationStatus:
         """The latest job's status, or ``not_started``."""

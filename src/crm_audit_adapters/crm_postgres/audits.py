@@ -50,6 +50,11 @@ _BOUNDS = sql.SQL(
     "SELECT min(id), max(id), min(created_at), count(*) FROM {schema}.audits"
     " WHERE auditable_type = ANY(%s) AND (created_at >= %s OR created_at IS NULL)"
 )
+# The shard cuts: one ordered pass over the in-scope ids (the same rows _BOUNDS counts).
+_QUANTILES = sql.SQL(
+    "SELECT percentile_disc(%s::float8[]) WITHIN GROUP (ORDER BY id) FROM {schema}.audits"
+    " WHERE auditable_type = ANY(%s) AND (created_at >= %s OR created_at IS NULL)"
+)
 # With no cutoff the oldest in-scope audit is the start; a floor keeps a single query shape.
 _NO_CUTOFF = dt.datetime.min
 
@@ -87,6 +92,20 @@ class PostgresAuditSource:
         params = (after_id, list(scope), naive_utc(cutoff), limit)
         rows = self._session.run(lambda conn: _cursor(conn).execute(query, params).fetchall())
         return tuple(_audit_row(tenant, row) for row in rows)
+
+    def id_quantiles(
+        self, tenant: str, scope: Sequence[str], cutoff: dt.datetime | None, parts: int
+    ) -> Sequence[int]:
+        """The in-scope ids at the k/parts quantiles (k = 1 … parts-1): ``percentile_disc``."""
+        if not scope or parts < 2:
+            return ()
+        query = _QUANTILES.format(schema=self._session.schema(tenant))
+        fractions = [k / parts for k in range(1, parts)]
+        params = (fractions, list(scope), _NO_CUTOFF if cutoff is None else naive_utc(cutoff))
+        row = self._session.run(lambda conn: conn.execute(query, params).fetchone())
+        if row is None or row[0] is None:
+            return ()
+        return tuple(int(i) for i in row[0] if i is not None)
 
     def audit_by_id(self, tenant: str, audit_id: int) -> AuditRow | None:
         query = _BY_ID.format(columns=_COLUMNS, schema=self._session.schema(tenant))

@@ -25,7 +25,7 @@ from typing import Any, Final, cast
 import cattrs
 
 from crm_audit_transform.domain import ActivityLog, Actor, ActorKind, FieldChange
-from crm_audit_transform.jobs import MigrationJob
+from crm_audit_transform.jobs import JobShard, MigrationJob
 from crm_audit_transform.tally import Tally
 
 from .bson_values import (
@@ -158,6 +158,18 @@ def make_converter() -> cattrs.Converter:
     converter.register_structure_hook(Tally, _structure_tally)
     converter.register_unstructure_hook(ActivityLog, encode_activity_log)
     converter.register_structure_hook(ActivityLog, lambda doc, _: decode_activity_log(doc))
+    # A job's shards are a sub-document keyed by shard number ("0", "1", …), not an array: one
+    # shard's fields are then plain dotted paths ("shards.1.lease_owner") for filters, $set and
+    # update pipelines alike, and a shard's write touches nothing of another's.
+    shards_type = tuple[JobShard, ...]
+    converter.register_unstructure_hook_func(
+        lambda t: t == shards_type,
+        lambda shards: {str(s.shard): converter.unstructure(s, JobShard) for s in shards},
+    )
+    converter.register_structure_hook_func(
+        lambda t: t == shards_type,
+        lambda doc, _: tuple(converter.structure(doc[key], JobShard) for key in sorted(doc or {}, key=int)),
+    )
     return converter
 
 
@@ -175,6 +187,12 @@ def encode_job(job: MigrationJob) -> dict[str, Any]:
     doc["records_skipped"] = job.tally.skipped_total
     doc["records_failed"] = job.tally.failed_total
     doc["actors_degraded"] = job.tally.actors_degraded
+    return doc
+
+
+def encode_shard(shard: JobShard) -> dict[str, Any]:
+    """One entry of a job's ``shards`` sub-document (the fields of ``JobShard``)."""
+    doc: dict[str, Any] = _CONVERTER.unstructure(shard, JobShard)
     return doc
 
 

@@ -30,11 +30,11 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from crm_audit_transform.errors import JobAlreadyRunning, JobNotFound, LeaseHeld
-from crm_audit_transform.jobs import CANCELLED, IN_PROGRESS, ROLLING_BACK, MigrationJob
+from crm_audit_transform.jobs import CANCELLED, IN_PROGRESS, ROLLING_BACK, JobShard, MigrationJob
 from crm_audit_transform.ports import Clock
 
 from .bson_values import to_bson_datetime
-from .documents import decode_job, encode_job
+from .documents import decode_job, encode_job, encode_shard
 from .names import CollectionNames
 from .retry import RetryPolicy, call_with_retry
 
@@ -152,13 +152,23 @@ class MongoJobStore:
         return decode_job(doc) if doc is not None else None
 
     def transition(self, job: MigrationJob, expected: Statuses[str]) -> MigrationJob | None:
-        """Replace the job where its stored status is one of ``expected``; None when it was another."""
+        """Replace the job where its stored status is one of ``expected``; None when it was another.
+
+        From ``in_progress`` a sharded job's ``shards`` are left as stored (``$set`` of the other
+        fields): its live shards own their entries, and a cancel must not undo their last batch.
+        """
         doc = encode_job(job)
+        query = {"_id": job.job_id, "status": {"$in": list(expected)}}
 
         def replace(_: int) -> dict[str, Any] | None:
             try:
+                if job.shards and IN_PROGRESS in expected:
+                    fields = {k: v for k, v in doc.items() if k not in ("_id", "shards")}
+                    return self._collection.find_one_and_update(
+                        query, {"$set": fields}, return_document=ReturnDocument.AFTER
+                    )
                 return self._collection.find_one_and_replace(
-                    {"_id": job.job_id, "status": {"$in": list(expected)}},
+                    query,
                     doc,
                     return_document=ReturnDocument.AFTER,
                 )
@@ -256,6 +266,97 @@ class MongoJobStore:
         if current is None:
             raise JobNotFound(f"no job {job_id}")
         raise LeaseHeld(f"job {job_id} is held by {current.lease_owner} until {current.lease_expires_at}")
+
+    def acquire_shard_lease(self, job_id: str, shard: int, owner: str, ttl: dt.timedelta) -> MigrationJob:
+        """``acquire_lease`` on ``shards.<shard>``'s lease: one atomic update of that entry only."""
+        at = f"shards.{shard}"
+        if self._clock is not None:
+            now = to_bson_datetime(self._clock.now())
+            expired: dict[str, Any] = {f"{at}.lease_expires_at": {"$lte": now}}
+            update: Any = {
+                "$set": {
+                    f"{at}.lease_owner": owner,
+                    f"{at}.lease_expires_at": to_bson_datetime(self._clock.now() + ttl),
+                }
+            }
+        else:
+            expired = {"$expr": {"$lte": [f"${at}.lease_expires_at", "$$NOW"]}}
+            update = [
+                {
+                    "$set": {
+                        f"{at}.lease_owner": {"$literal": owner},
+                        f"{at}.lease_expires_at": {"$add": ["$$NOW", _millis(ttl)]},
+                    }
+                }
+            ]
+        query = {
+            "_id": job_id,
+            f"{at}.shard": shard,
+            "$or": [
+                {f"{at}.lease_owner": None},
+                {f"{at}.lease_owner": owner},
+                {f"{at}.lease_expires_at": None},
+                expired,
+            ],
+        }
+
+        def take(_: int) -> dict[str, Any] | None:
+            return self._collection.find_one_and_update(query, update, return_document=ReturnDocument.AFTER)
+
+        doc = call_with_retry(take, self._retry, "acquire shard lease")
+        if doc is not None:
+            return decode_job(doc)
+        current = self.get(job_id)
+        if current is None or len(current.shards) <= shard:
+            raise JobNotFound(f"no job {job_id} with a shard {shard}")
+        held = current.shards[shard]
+        raise LeaseHeld(
+            f"shard {shard} of job {job_id} is held by {held.lease_owner} until {held.lease_expires_at}"
+        )
+
+    def save_shard_progress(
+        self, job_id: str, shard: JobShard, owner: str, ttl: dt.timedelta | None
+    ) -> MigrationJob:
+        """``save_progress`` of one shard: ``$set`` of ``shards.<n>``'s fields, guarded on its lease."""
+        at = f"shards.{shard.shard}"
+        fields = {f"{at}.{k}": v for k, v in encode_shard(shard).items()}
+        if ttl is None:
+            fields.update({f"{at}.lease_owner": None, f"{at}.lease_expires_at": None})
+            update: Any = {"$set": fields}
+        elif self._clock is not None:
+            fields.update(
+                {
+                    f"{at}.lease_owner": owner,
+                    f"{at}.lease_expires_at": to_bson_datetime(self._clock.now() + ttl),
+                }
+            )
+            update = {"$set": fields}
+        else:
+            literal: dict[str, Any] = {key: {"$literal": value} for key, value in fields.items()}
+            literal[f"{at}.lease_owner"] = {"$literal": owner}
+            literal[f"{at}.lease_expires_at"] = {"$add": ["$$NOW", _millis(ttl)]}
+            update = [{"$set": literal}]
+
+        def write(_: int) -> dict[str, Any] | None:
+            return self._collection.find_one_and_update(
+                {"_id": job_id, f"{at}.lease_owner": owner, "status": IN_PROGRESS},
+                update,
+                return_document=ReturnDocument.AFTER,
+            )
+
+        stored = call_with_retry(write, self._retry, "save shard progress")
+        if stored is not None:
+            return decode_job(stored)
+        current = self.get(job_id)
+        if current is None or len(current.shards) <= shard.shard:
+            raise JobNotFound(f"no job {job_id} with a shard {shard.shard}")
+        held = current.shards[shard.shard]
+        if current.status != IN_PROGRESS and held.lease_owner == owner:
+            return current  # cancelled or halted meanwhile: nothing written, the runner stops
+        raise LeaseHeld(
+            f"shard {shard.shard} of job {job_id} is no longer leased to {owner}: held by "
+            f"{held.lease_owner} until {held.lease_expires_at}"
+        )
 
 
 def _millis(ttl: dt.timedelta) -> int:

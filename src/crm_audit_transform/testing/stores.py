@@ -8,6 +8,7 @@ tested against them behaves the same against MongoDB and PostgreSQL.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Collection, Iterable, Sequence
 
 import attrs
@@ -15,7 +16,7 @@ import attrs
 from .. import reasons
 from ..domain import NO_TIME_KNOWN, SOURCE_TAG, ActivityLog, AuditRow, ScopeBounds, WriteResult
 from ..errors import JobAlreadyRunning, JobNotFound, LeaseHeld
-from ..jobs import IN_PROGRESS, ROLLING_BACK, MigrationJob
+from ..jobs import IN_PROGRESS, ROLLING_BACK, JobShard, MigrationJob
 from ..ports import Clock
 
 __all__ = [
@@ -69,6 +70,15 @@ class InMemoryAuditSource:
     ) -> Sequence[AuditRow]:
         rows = [r for r in self._in_scope(tenant, scope, cutoff) if r.id > after_id]
         return tuple(rows[:limit])
+
+    def id_quantiles(
+        self, tenant: str, scope: Sequence[str], cutoff: dt.datetime | None, parts: int
+    ) -> Sequence[int]:
+        """As PostgreSQL's ``percentile_disc(k / parts)`` over the in-scope ids, k = 1 … parts-1."""
+        ids = [r.id for r in self._in_scope(tenant, scope, cutoff)]
+        if not ids:
+            return ()
+        return tuple(ids[max(0, math.ceil(len(ids) * k / parts) - 1)] for k in range(1, parts))
 
     def audit_by_id(self, tenant: str, audit_id: int) -> AuditRow | None:
         return self._rows.get(tenant, {}).get(audit_id)
@@ -186,6 +196,8 @@ class InMemoryJobStore:
             raise JobNotFound(f"no job {job.job_id}")
         if stored.status not in expected:
             return None
+        if IN_PROGRESS in expected:
+            job = attrs.evolve(job, shards=stored.shards)  # live shards own their entries
         self._refuse_second_in_progress(job)
         self._jobs[job.job_id] = job
         return job
@@ -225,6 +237,63 @@ class InMemoryJobStore:
         )
         self._jobs[job.job_id] = saved
         return saved
+
+    def acquire_shard_lease(self, job_id: str, shard: int, owner: str, ttl: dt.timedelta) -> MigrationJob:
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise JobNotFound(f"no job {job_id}")
+        entry = _shard_of(job, shard)
+        now = self._clock.now()
+        free = (
+            entry.lease_owner is None
+            or entry.lease_owner == owner
+            or entry.lease_expires_at is None
+            or entry.lease_expires_at <= now
+        )
+        if not free:
+            raise LeaseHeld(
+                f"shard {shard} of job {job_id} is held by {entry.lease_owner} until {entry.lease_expires_at}"
+            )
+        leased = _with_shard(job, attrs.evolve(entry, lease_owner=owner, lease_expires_at=now + ttl))
+        self._jobs[job_id] = leased
+        return leased
+
+    def save_shard_progress(
+        self, job_id: str, shard: JobShard, owner: str, ttl: dt.timedelta | None
+    ) -> MigrationJob:
+        stored = self._jobs.get(job_id)
+        if stored is None:
+            raise JobNotFound(f"no job {job_id}")
+        entry = _shard_of(stored, shard.shard)
+        if entry.lease_owner != owner:
+            raise LeaseHeld(
+                f"shard {shard.shard} of job {job_id} is no longer leased to {owner}: held by "
+                f"{entry.lease_owner} until {entry.lease_expires_at}"
+            )
+        if stored.status != IN_PROGRESS:
+            return stored  # cancelled or halted meanwhile: the runner stops, nothing is written
+        saved = _with_shard(
+            stored,
+            attrs.evolve(
+                shard,
+                lease_owner=owner if ttl is not None else None,
+                lease_expires_at=self._clock.now() + ttl if ttl is not None else None,
+            ),
+        )
+        self._jobs[job_id] = saved
+        return saved
+
+
+def _shard_of(job: MigrationJob, shard: int) -> JobShard:
+    if not 0 <= shard < len(job.shards):
+        raise JobNotFound(f"job {job.job_id} has no shard {shard}")
+    return job.shards[shard]
+
+
+def _with_shard(job: MigrationJob, entry: JobShard) -> MigrationJob:
+    shards = list(job.shards)
+    shards[entry.shard] = entry
+    return attrs.evolve(job, shards=tuple(shards))
 
 
 class InMemoryIndexState:

@@ -1,7 +1,8 @@
 """Use cases: plain functions and small classes that drive the ports.
 
 ``migrate_batch`` writes one batch; ``trigger`` guards and creates a job; ``run_job`` moves a job
-from its cursor to the end; ``migration_status``, ``rollback`` and ``explain_audit`` serve ops;
+from its cursor to the end (``run_shard`` one shard of a sharded job); ``migration_status``,
+``rollback`` and ``explain_audit`` serve ops;
 ``verify_account`` proves an account's migration complete and repairs what is missing.
 """
 
@@ -21,9 +22,10 @@ from .guards import (
 )
 from .migrate_batch import MAX_BATCH_SIZE, migrate_batch
 from .rollback import RollbackPorts, RollbackResult, rollback
-from .run import HaltPoint, RunPorts, RunResult, run_job
+from .run import HaltPoint, RunPorts, RunResult, run_job, run_loop
 from .safety import bound_tenant, require_indexes
 from .settings import RunSettings
+from .shards import ShardJobs, run_shard, settle, shard_view, split_shards
 from .status import MigrationStatus, migration_status, report_counts
 from .verify import VerifyPorts, VerifySettings, verify_account
 
@@ -41,6 +43,7 @@ __all__ = [
     "RunPorts",
     "RunResult",
     "RunSettings",
+    "ShardJobs",
     "TriggerPorts",
     "VerifyPorts",
     "VerifySettings",
@@ -56,6 +59,11 @@ __all__ = [
     "require_indexes",
     "rollback",
     "run_job",
+    "run_loop",
+    "run_shard",
+    "settle",
+    "shard_view",
+    "split_shards",
     "trigger",
     "verify_account",
 ]

@@ -32,10 +32,11 @@ from ..errors import (
     ResumeOrFresh,
     TenantMismatch,
 )
-from ..jobs import COMPLETED, IN_PROGRESS, ROLLING_BACK, STOPPED, MigrationJob
+from ..jobs import COMPLETED, IN_PROGRESS, ROLLING_BACK, STOPPED, JobShard, MigrationJob
 from ..ports import (
     ActivityLogStore,
     AuditSource,
+    AuditSplitter,
     Clock,
     ContactDirectory,
     FeatureFlags,
@@ -45,6 +46,7 @@ from ..ports import (
 )
 from .rollback import RollbackPorts, rollback
 from .safety import require_indexes
+from .shards import split_shards
 
 RESUME: Final = "resume"
 FRESH: Final = "fresh"
@@ -133,11 +135,27 @@ def new_job(
     scope: Sequence[str],
     now: dt.datetime,
     date_range_start: dt.datetime | None = None,
+    shards: int = 1,
 ) -> MigrationJob:
-    """An in-progress job whose cutoff is ``date_range_start`` or the oldest in-scope audit."""
+    """An in-progress job whose cutoff is ``date_range_start`` or the oldest in-scope audit.
+
+    ``shards`` > 1 splits the in-scope ids into that many shards (``split_shards``), balanced by
+    row count when ``source`` is an ``AuditSplitter``; an account with no in-scope rows, or too
+    few distinct ids, gets fewer (none below two: an unsharded job).
+    """
     bounds = source.scope_bounds(tenant, scope, date_range_start)
     cutoff = date_range_start or (bounds.oldest_created_at if bounds else now)
     first, last = (bounds.min_id, bounds.max_id) if bounds else (0, 0)
+    parts: tuple[JobShard, ...] = ()
+    if shards > 1 and bounds is not None:
+        cuts = (
+            source.id_quantiles(tenant, scope, date_range_start, shards)
+            if isinstance(source, AuditSplitter)
+            else None
+        )
+        parts = split_shards(bounds, shards, cuts)
+        if len(parts) < 2:
+            parts = ()
     return MigrationJob(
         job_id=f"crm-migration:{company_sso_id}:{now:%Y%m%dT%H%M%S%fZ}",
         company_sso_id=company_sso_id,
@@ -152,6 +170,7 @@ def new_job(
         # is a row like any other (restored or hand-written data), migrated and counted.
         last_audit_id=first - 1 if bounds else 0,
         date_range_start=date_range_start,
+        shards=parts,
     )
 
 
@@ -164,9 +183,11 @@ def trigger(
     date_range_start: dt.datetime | None = None,
     coverage_threshold: float = DEFAULT_COVERAGE_THRESHOLD,
     restart: str | None = None,
+    shards: int = 1,
 ) -> MigrationJob:
     """Run the guards, then create the job (or resume or start afresh, see ``restart``).
 
+    ``shards`` > 1 splits a new job into id ranges (``new_job``); a resumed job keeps its own.
     A race with another trigger ends in ``JOB_ALREADY_RUNNING``.
     """
     previous = check_guards(
@@ -185,6 +206,7 @@ def trigger(
         scope=scope,
         now=ports.clock.now(),
         date_range_start=date_range_start,
+        shards=shards,
     )
     ports.jobs.create(job)
     return job
@@ -201,8 +223,24 @@ def _resume(job: MigrationJob, ports: TriggerPorts) -> MigrationJob:
         lease_owner=None,
         lease_expires_at=None,
         halt_basis=job.tally,
+        shards=tuple(_resumed_shard(shard) for shard in job.shards),
     )
     stored = ports.jobs.transition(resumed, STOPPED)
     if stored is None:
         raise JobAlreadyRunning(f"job {job.job_id} changed meanwhile: look at its status and try again")
     return stored
+
+
+def _resumed_shard(shard: JobShard) -> JobShard:
+    """A shard back to work after its job's resume; a completed shard stays completed."""
+    if shard.status == COMPLETED:
+        return shard
+    return attrs.evolve(
+        shard,
+        status=IN_PROGRESS,
+        halted_reason=None,
+        finished_at=None,
+        lease_owner=None,
+        lease_expires_at=None,
+        halt_basis=shard.tally,
+    )

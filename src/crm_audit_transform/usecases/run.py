@@ -48,7 +48,7 @@ from ..domain import AuditRow, Failed, Migrated, Outcome, Skipped, WriteResult
 from ..enrichment import EnrichmentStore
 from ..enrichment_tally import EnrichmentTally
 from ..errors import CrmAuditError, JobAlreadyRunning, JobNotFound
-from ..jobs import CANCELLED, COMPLETED, HALTED, IN_PROGRESS, MigrationJob
+from ..jobs import COMPLETED, HALTED, IN_PROGRESS, MigrationJob
 from ..lookup import LookupPorts, fetch_lookups
 from ..lookup_cache import LookupCache
 from ..ports import (
@@ -58,7 +58,7 @@ from ..ports import (
     ContactDirectory,
     EntityDirectory,
     IndexState,
-    JobStore,
+    RunJobStore,
     SsoDirectory,
     UserDirectory,
 )
@@ -82,7 +82,7 @@ class RunPorts:
     sso: SsoDirectory
     contacts: ContactDirectory
     logs: ActivityLogWriter
-    jobs: JobStore
+    jobs: RunJobStore
     clock: Clock
     entities: EntityDirectory | None = None
     enrichment: EnrichmentStore | None = None
@@ -151,6 +151,40 @@ def run_job(
     job = ports.jobs.latest(company_sso_id)
     if job is None:
         raise JobNotFound(f"company {company_sso_id} has no migration job: trigger one first")
+    if job.shards:
+        raise ValueError(f"job {job.job_id} is sharded: run its shards (run_shard)")
+    return run_loop(
+        company_sso_id,
+        ports,
+        transformer,
+        owner=owner,
+        settings=settings,
+        job=job,
+        should_stop=should_stop,
+        on_progress=on_progress,
+        on_outcomes=on_outcomes,
+    )
+
+
+def run_loop(
+    company_sso_id: str,
+    ports: RunPorts,
+    transformer: Transformer,
+    *,
+    owner: str,
+    settings: RunSettings,
+    job: MigrationJob,
+    should_stop: Callable[[], bool] = _never,
+    on_progress: Callable[[MigrationJob], None] | None = None,
+    on_outcomes: Callable[[Sequence[Outcome]], None] | None = None,
+    until_id: int | None = None,
+    check_at_end: bool = True,
+) -> RunResult:
+    """The loop over ``job`` as ``ports.jobs`` presents it (the job, or one shard's view of it).
+
+    ``until_id`` bounds the rows (a shard's range); ``check_at_end=False`` leaves the halt rule's
+    end-of-data check to the caller (a sharded job decides it once, over every shard's rows).
+    """
     if job.status != IN_PROGRESS:
         return RunResult(job)
     require_indexes(ports.indexes)
@@ -161,6 +195,7 @@ def run_job(
         raise JobAlreadyRunning(f"company {company_sso_id} is being rolled back (job {held.job_id}): wait")
     job = _lease(ports, job, owner, settings)
     loop = _Loop(ports, transformer, owner, settings, should_stop, on_progress, on_outcomes)
+    loop.bound(until_id, check_at_end=check_at_end)
     try:
         return loop.run(job)
     except (CrmAuditError, KeyboardInterrupt):
@@ -190,6 +225,7 @@ class _Loop:
     __slots__ = (
         "_batch_size",
         "_cache",
+        "_check_at_end",
         "_enrich",
         "_on_outcomes",
         "_on_progress",
@@ -199,6 +235,7 @@ class _Loop:
         "_settings",
         "_should_stop",
         "_transformer",
+        "_until_id",
     )
 
     def __init__(
@@ -226,6 +263,12 @@ class _Loop:
             if ports.entities is not None and ports.enrichment is not None
             else None
         )
+        self._until_id: int | None = None
+        self._check_at_end = True
+
+    def bound(self, until_id: int | None, *, check_at_end: bool) -> None:
+        self._until_id = until_id
+        self._check_at_end = check_at_end
 
     def run(self, job: MigrationJob) -> RunResult:
         steps = 0
@@ -246,12 +289,18 @@ class _Loop:
                 cutoff=job.cutoff,
                 limit=self._settings.page_size,
             )
+            full = len(rows) == self._settings.page_size
+            if self._until_id is not None and rows and rows[-1].id > self._until_id:
+                # A shard's last page: the rows past its range are the next shard's.
+                rows = [r for r in rows if r.id <= self._until_id]
+                full = False
             if not rows:
                 break
             for step in self._steps(job, rows):
                 job = self._write(job, step)
                 steps += 1
-                if job.status == CANCELLED:
+                if job.status != IN_PROGRESS:
+                    # Cancelled meanwhile (or, for a shard, the job halted or was cancelled).
                     return RunResult(job, steps, would_halt=would_halt)
                 reason = self._rule.decide(job.tally - job.halt_basis)
                 if reason is not None and would_halt is None:
@@ -262,9 +311,9 @@ class _Loop:
                     return RunResult(
                         self._finish(job, IN_PROGRESS), steps, stopped=True, would_halt=would_halt
                     )
-            if len(rows) < self._settings.page_size:
+            if not full:
                 break
-        reason = self._rule.decide(job.tally - job.halt_basis, at_end=True)
+        reason = self._rule.decide(job.tally - job.halt_basis, at_end=True) if self._check_at_end else None
         if reason is not None and would_halt is None:
             would_halt = HaltPoint(job.last_audit_id, reason)
             if self._settings.enforce_halt:

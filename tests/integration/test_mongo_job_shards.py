@@ -1,0 +1,90 @@
+"""MongoJobStore's shards: each shard's lease and progress are one entry's atomic update."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+import pytest
+from pymongo import MongoClient
+
+from crm_audit_adapters.mongo import MongoJobStore, RetryPolicy, apply_migration
+from crm_audit_transform.domain import ScopeBounds
+from crm_audit_transform.errors import LeaseHeld
+from crm_audit_transform.jobs import CANCELLED, IN_PROGRESS, MigrationJob
+from crm_audit_transform.tally import Tally
+from crm_audit_transform.testing import FixedClock
+from crm_audit_transform.usecases import split_shards
+from support.mongo import T0, migration_job
+
+TTL = dt.timedelta(minutes=2)
+NO_WAIT = RetryPolicy(attempts=3, sleep=lambda _: None)
+
+
+@pytest.fixture(params=["clock", "server_now"])
+def store(request: pytest.FixtureRequest, mongo_db: Any) -> Iterator[MongoJobStore]:
+    """mongomock with expiries on a clock, or mongoeco's wire server computing them with $$NOW."""
+    if request.param == "clock":
+        apply_migration(mongo_db, "up")
+        yield MongoJobStore(mongo_db.jobs, retry=NO_WAIT, clock=FixedClock(T0))
+        return
+    uri = request.getfixturevalue("wire_mongo_uri")
+    name = request.getfixturevalue("wire_mongo_database")
+    with MongoClient(uri, serverSelectionTimeoutMS=10_000) as client:
+        apply_migration(client[name], "up")
+        yield MongoJobStore(client[name].jobs, retry=NO_WAIT)
+
+
+def sharded_job() -> MigrationJob:
+    shards = split_shards(ScopeBounds(1, 400, T0, 400), 2)
+    return attrs.evolve(migration_job(), first_audit_id=1, max_audit_id=400, last_audit_id=0, shards=shards)
+
+
+class TestShardEntries:
+    def test_a_sharded_job_reads_back_as_written(self, store: MongoJobStore) -> None:
+        """Shards round-trip through the document; the top-level counts are their sum."""
+        job = sharded_job()
+        store.create(job)
+        assert store.latest(job.company_sso_id) == job
+        assert [s.until_id for s in job.shards] == [200, None]
+
+    def test_each_shard_has_its_own_lease(self, store: MongoJobStore) -> None:
+        """Shard 0 held by a refuses b; b takes shard 1."""
+        job = sharded_job()
+        store.create(job)
+        store.acquire_shard_lease(job.job_id, 0, "a", TTL)
+        with pytest.raises(LeaseHeld):
+            store.acquire_shard_lease(job.job_id, 0, "b", TTL)
+        both = store.acquire_shard_lease(job.job_id, 1, "b", TTL)
+        assert [s.lease_owner for s in both.shards] == ["a", "b"]
+        assert all(s.lease_expires_at is not None for s in both.shards)
+
+    def test_a_shard_write_touches_its_entry_only_and_needs_its_lease(self, store: MongoJobStore) -> None:
+        """a's progress on shard 0 leaves b's shard 1 alone; b cannot write shard 0."""
+        job = sharded_job()
+        store.create(job)
+        store.acquire_shard_lease(job.job_id, 0, "a", TTL)
+        store.acquire_shard_lease(job.job_id, 1, "b", TTL)
+        moved = attrs.evolve(job.shards[0], last_audit_id=50, tally=Tally(processed=50, migrated=40))
+        saved = store.save_shard_progress(job.job_id, moved, "a", TTL)
+        assert (saved.shards[0].last_audit_id, saved.shards[0].lease_owner) == (50, "a")
+        assert (saved.shards[1].last_audit_id, saved.shards[1].lease_owner) == (200, "b")
+        assert (saved.tally.processed, saved.last_audit_id) == (50, 50)
+        with pytest.raises(LeaseHeld):
+            store.save_shard_progress(job.job_id, moved, "b", TTL)
+
+    def test_a_cancel_keeps_the_shards_progress_and_stops_their_writes(self, store: MongoJobStore) -> None:
+        """A cancel from a stale read does not undo a shard's later batch; the next shard write is refused."""
+        job = sharded_job()
+        store.create(job)
+        stale = store.acquire_shard_lease(job.job_id, 0, "a", TTL)
+        moved = attrs.evolve(job.shards[0], last_audit_id=80, tally=Tally(processed=80, migrated=80))
+        store.save_shard_progress(job.job_id, moved, "a", TTL)
+        cancelled = store.transition(attrs.evolve(stale, status=CANCELLED), {IN_PROGRESS})
+        assert cancelled is not None
+        assert (cancelled.status, cancelled.shards[0].last_audit_id) == (CANCELLED, 80)
+        further = attrs.evolve(moved, last_audit_id=120)
+        answer = store.save_shard_progress(job.job_id, further, "a", TTL)
+        assert (answer.status, answer.shards[0].last_audit_id) == (CANCELLED, 80)
