@@ -10,7 +10,7 @@ import pytest
 from celery.exceptions import Retry
 
 from crm_audit_adapters.bootstrap import Runtime, build_runtime
-from crm_audit_adapters.celery import MIGRATE_ACCOUNT, make_app
+from crm_audit_adapters.celery import MIGRATE_ACCOUNT, MIGRATE_SHARD, make_app
 from crm_audit_adapters.mongo.indexes import apply_migration
 from crm_audit_adapters.settings import Settings
 from crm_audit_transform.jobs import COMPLETED, IN_PROGRESS
@@ -39,15 +39,20 @@ def runtime_over(crm_dsn: str, mongo_db: Any) -> Runtime:
 
 
 @pytest.fixture
-def runtime(crm_dsn: str, mongo_db: Any) -> Iterator[Runtime]:
+def untriggered(crm_dsn: str, mongo_db: Any) -> Iterator[Runtime]:
     apply_migration(mongo_db, "up")
     for doc in contact_docs(TENANT):
         created = dt.datetime.fromisoformat(doc["created_at"].replace("Z", "+00:00"))
         mongo_db["contacts"].insert_one({**doc, "created_at": created})
     runtime = runtime_over(crm_dsn, mongo_db)
     with runtime:
-        runtime.service.trigger(COMPANY)
         yield runtime
+
+
+@pytest.fixture
+def runtime(untriggered: Runtime) -> Runtime:
+    untriggered.service.trigger(COMPANY)
+    return untriggered
 
 
 class TestMigrateAccountTask:
@@ -77,3 +82,28 @@ class TestMigrateAccountTask:
             job.last_audit_id,
             "other-host:1",
         )
+
+
+class TestMigrateShardTask:
+    def test_shard_tasks_complete_a_job_cut_at_the_crm_row_quantiles(self, untriggered: Runtime) -> None:
+        """percentile_disc cuts 3 shards of near-equal rows; the last shard task to end completes the job."""
+        runtime = untriggered
+        runtime.service.trigger(COMPANY, shards=3)
+        job = runtime.jobs.latest(COMPANY)
+        assert job is not None
+        assert len(job.shards) == 3
+        scope = runtime.service.transformer.scope
+        ids = [r.id for r in runtime.source.page(TENANT, scope, after_id=-1, cutoff=job.cutoff, limit=10_000)]
+        sizes = [sum(1 for i in ids if s.after_id < i <= (s.until_id or i)) for s in job.shards]
+        assert sum(sizes) == len(ids)
+        assert max(sizes) - min(sizes) <= 1
+        app = make_app(runtime.settings, runtime_factory=lambda: runtime)
+        results = [app.tasks[MIGRATE_SHARD].apply(args=[COMPANY, n]).get() for n in (2, 0, 1)]
+        assert [(r["shard"], r["shard_status"], r["status"]) for r in results] == [
+            (2, COMPLETED, IN_PROGRESS),
+            (0, COMPLETED, IN_PROGRESS),
+            (1, COMPLETED, COMPLETED),
+        ]
+        done = runtime.jobs.latest(COMPANY)
+        assert done is not None
+        assert done.tally.processed == len(ids)

@@ -53,10 +53,9 @@ class TestSplit:
         job = sharded(world)
         ids = [r.id for r in world.source.page(world.tenant, world.transformer.scope,
                                                 after_id=-1, cutoff=job.cutoff, limit=10_000)]  # fmt: skip
-        sizes = [
-            sum(1 for i in ids if s.after_id < i and (s.until_id is None or i <= s.until_id)) for s in job.shards
-        ]
-        assert len(sizes) == 4 and sum(sizes) == len(ids)
+        sizes = [sum(1 for i in ids if s.after_id < i <= (s.until_id or i)) for s in job.shards]
+        assert len(sizes) == 4
+        assert sum(sizes) == len(ids)
         assert max(sizes) - min(sizes) <= 1
 
 
@@ -98,7 +97,8 @@ class TestShardedRun:
         sharded(world, 2)
         service = world.service(settings=NO_HALT)
         first = service.run_shard(world.company, 0, owner="a", should_stop=lambda: True)
-        assert first.stopped and first.job.shards[0].lease_owner is None
+        assert first.stopped
+        assert first.job.shards[0].lease_owner is None
         service.run_shard(world.company, 1, owner="b")
         job = service.run_shard(world.company, 0, owner="c").job
         assert job.status == COMPLETED
@@ -169,7 +169,9 @@ class TestCancelAndHalt:
         service = world.service(settings=settings)
         halted = service.run_shard(world.company, 0, owner="a")
         assert halted.job.status == HALTED
-        assert halted.job.halted_reason is not None and halted.job.halted_reason.startswith("shard 0: ")
+        assert halted.job.halted_reason is not None
+        assert halted.job.halted_reason.startswith("shard 0: ")
         assert halted.job.shards[0].tally.processed == 50
         other = service.run_shard(world.company, 1, owner="b")
-        assert other.job.status == HALTED and other.job.shards[1].tally.processed == 0
+        assert other.job.status == HALTED
+        assert other.job.shards[1].tally.processed == 0

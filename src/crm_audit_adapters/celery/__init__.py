@@ -5,6 +5,6 @@ it and ``crm-audit-migrate enqueue`` triggers accounts and sends their tasks (do
 """
 
 from .app import QUEUE, make_app
-from .tasks import ENRICH_ACCOUNT, MIGRATE_ACCOUNT, VERIFY_ACCOUNT
+from .tasks import ENRICH_ACCOUNT, MIGRATE_ACCOUNT, MIGRATE_SHARD, VERIFY_ACCOUNT
 
-__all__ = ["ENRICH_ACCOUNT", "MIGRATE_ACCOUNT", "QUEUE", "VERIFY_ACCOUNT", "make_app"]
+__all__ = ["ENRICH_ACCOUNT", "MIGRATE_ACCOUNT", "MIGRATE_SHARD", "QUEUE", "VERIFY_ACCOUNT", "make_app"]

@@ -1,4 +1,4 @@
-"""The one call a task makes into the application: run or resume an account's job.
+"""The one call a task makes into the application: run or resume an account's job (or one shard).
 
 Tasks do not orchestrate: they call the application service (``MigrationService.run``), over the
 runtime's ports with the lookups counted and the batch writes timed (``ObservedPorts``), so the
@@ -27,3 +27,19 @@ def run_account(
     """Run the account's in-progress job under ``owner``'s lease (``MigrationService.run``)."""
     service = runtime.service_over(ObservedPorts(runtime))
     return service.run(company_sso_id, owner=owner, should_stop=should_stop, on_progress=on_progress)
+
+
+def run_account_shard(
+    runtime: Runtime,
+    company_sso_id: str,
+    shard: int,
+    *,
+    owner: str,
+    should_stop: Callable[[], bool],
+    on_progress: Callable[[MigrationJob], None] | None = None,
+) -> RunResult:
+    """Run one shard of the account's sharded job under its own lease (``MigrationService.run_shard``)."""
+    service = runtime.service_over(ObservedPorts(runtime))
+    return service.run_shard(
+        company_sso_id, shard, owner=owner, should_stop=should_stop, on_progress=on_progress
+    )

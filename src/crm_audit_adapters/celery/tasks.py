@@ -1,6 +1,9 @@
 """The migration's Celery tasks; messages carry ids only.
 
     crm_audit.migrate_account(company_sso_id)   run or resume the account's job under its lease
+    crm_audit.migrate_shard(company_sso_id, shard)
+                                                run or resume one shard of a sharded job, under
+                                                that shard's lease; the last shard settles the job
     crm_audit.enrich_account(company_sso_id)    fill referents of the account's association logs
     crm_audit.verify_account(company_sso_id, sample=None, repair=False)
                                                 prove the account complete; the report as JSON
@@ -26,12 +29,14 @@ from celery import Celery, Task
 from celery.signals import task_retry, worker_shutting_down
 
 from crm_audit_transform.errors import LeaseHeld, Unavailable
+from crm_audit_transform.usecases import shard_view
 
 from ..bootstrap import Runtime
 from ..observability import JobObserver, migration_logger, process_metrics
-from .account_run import run_account
+from .account_run import run_account, run_account_shard
 
 MIGRATE_ACCOUNT: Final = "crm_audit.migrate_account"
+MIGRATE_SHARD: Final = "crm_audit.migrate_shard"
 ENRICH_ACCOUNT: Final = "crm_audit.enrich_account"
 VERIFY_ACCOUNT: Final = "crm_audit.verify_account"
 MAX_RETRIES: Final = 12
@@ -105,6 +110,40 @@ def register_tasks(app: Celery, runtime_factory: Callable[[], Runtime]) -> None:
             log.info("task_handed_back", company_sso_id=company_sso_id, job_id=result.job.job_id)
             raise task.retry(countdown=0)
         return {"company_sso_id": company_sso_id, "job_id": result.job.job_id, "status": result.job.status}
+
+    @app.task(name=MIGRATE_SHARD, **_RETRYING)
+    def migrate_shard(task: Task, company_sso_id: str, shard: int) -> dict[str, Any]:
+        runtime = runtimes.get()
+        observer = JobObserver(log, shard=shard)
+        job = runtime.service.latest_job(company_sso_id)
+        if job is not None and 0 <= shard < len(job.shards):
+            observer.started(shard_view(job, shard))
+        try:
+            result = run_account_shard(
+                runtime,
+                company_sso_id,
+                shard,
+                owner=_owner(task),
+                should_stop=stopping.is_set,
+                on_progress=observer,
+            )
+        except LeaseHeld as exc:
+            log.info(
+                "task_waits_for_lease", company_sso_id=company_sso_id, shard=shard, task_id=task.request.id
+            )
+            raise task.retry(exc=exc, countdown=runtime.settings.run.lease_seconds) from exc
+        whole = result.job
+        process_metrics().set_job_state(company_sso_id, whole.status)
+        if result.stopped:
+            log.info("task_handed_back", company_sso_id=company_sso_id, job_id=whole.job_id, shard=shard)
+            raise task.retry(countdown=0)
+        return {
+            "company_sso_id": company_sso_id,
+            "job_id": whole.job_id,
+            "shard": shard,
+            "shard_status": whole.shards[shard].status,
+            "status": whole.status,
+        }
 
     @app.task(name=ENRICH_ACCOUNT, **_RETRYING)
     def enrich_account(task: Task, company_sso_id: str) -> dict[str, Any]:

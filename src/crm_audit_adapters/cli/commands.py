@@ -96,6 +96,13 @@ def _version(applied: tuple[int, bool] | None) -> str:
     callback=_utc,
     help="Cutoff (UTC unless an offset is given); default: the oldest in-scope audit.",
 )
+@click.option(
+    "--shards",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Split a new job into N id ranges; `run` takes them in turn, workers in parallel.",
+)
 @json_option
 @click.pass_obj
 def trigger_command(
@@ -105,6 +112,7 @@ def trigger_command(
     allow_unbound_tenant: bool,
     restart: str | None,
     date_range_start: dt.datetime | None,
+    shards: int,
     as_json: bool,
 ) -> None:
     """Check the guards and create the account's job (nothing is migrated until `run`)."""
@@ -115,6 +123,7 @@ def trigger_command(
             date_range_start=date_range_start,
             allow_unbound_tenant=allow_unbound_tenant,
             restart=restart,
+            shards=shards,
         )
         _show(status, as_json)
 

@@ -1,7 +1,8 @@
 """``worker`` and ``enqueue``: the migration on Celery workers (extra: ``crm-audit-transform[celery]``).
 
     crm-audit-migrate worker [--metrics-port 9108] [celery worker options: --pool, -c, -n, -Q, …]
-    crm-audit-migrate enqueue --company-sso-id ID [--tenant SCHEMA]      trigger (same guards) + send
+    crm-audit-migrate enqueue --company-sso-id ID [--tenant SCHEMA] [--shards N]
+                                                                         trigger (same guards) + send
     crm-audit-migrate enqueue --all-enabled                              every bound account the flag enables
 
 Celery is imported only by these commands, so the runner works without the extra.
@@ -9,6 +10,7 @@ Celery is imported only by these commands, so the runner works without the extra
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 from typing import Any
@@ -16,7 +18,7 @@ from typing import Any
 import click
 
 from crm_audit_transform.errors import ConfigError, GuardError, JobAlreadyRunning
-from crm_audit_transform.jobs import IN_PROGRESS
+from crm_audit_transform.jobs import COMPLETED, IN_PROGRESS, MigrationJob
 
 from ..bootstrap import Runtime
 from . import exit_codes
@@ -24,6 +26,8 @@ from .main import cli
 from .options import non_empty
 from .state import CliState
 
+MAX_SHARDS = 64
+"""More shards than workers only queue; 64 is far past what one account's PostgreSQL reads bear."""
 _SINGLE_PROCESS_POOLS = frozenset({"solo", "threads", "eventlet", "gevent"})
 
 
@@ -94,6 +98,13 @@ def worker(state: CliState, metrics_port: int | None, celery_args: tuple[str, ..
     help="Cutoff (UTC) for a new job; default: the oldest in-scope audit.",
 )
 @click.option("--all-enabled", is_flag=True, help="Every account bound to a tenant that the flag enables.")
+@click.option(
+    "--shards",
+    type=click.IntRange(1, MAX_SHARDS),
+    default=1,
+    show_default=True,
+    help="Split a new job into N id ranges, one migrate_shard task each (docs/scale-out.md).",
+)
 @click.pass_obj
 def enqueue(
     state: CliState,
@@ -101,28 +112,37 @@ def enqueue(
     tenant: str | None,
     date_range_start: dt.datetime | None,
     all_enabled: bool,
+    shards: int,
 ) -> None:
-    """Trigger each account (the same guards as `trigger`) and send its migrate_account task.
+    """Trigger each account (the same guards as `trigger`) and send its tasks.
 
-    An account whose job is already in progress is sent again (a resume); one line per account.
+    One migrate_account task per account, or with a sharded job one migrate_shard task per shard
+    not yet completed. An account whose job is already in progress is sent again (a resume, with
+    the shards it was triggered with); one line per task.
     """
     if all_enabled == (company is not None):
         raise click.UsageError("give exactly one of --company-sso-id and --all-enabled")
     cutoff = date_range_start.replace(tzinfo=dt.UTC) if date_range_start else None
     app = _celery_app(state)
-    from ..celery import MIGRATE_ACCOUNT
+    from ..celery import MIGRATE_ACCOUNT, MIGRATE_SHARD
 
     refused = 0
     with state.runtime() as runtime:
         for account in _accounts(runtime, company, all_enabled):
             try:
-                _trigger_or_resume(runtime, account, tenant, cutoff)
+                job = _trigger_or_resume(runtime, account, tenant, cutoff, shards)
             except GuardError as error:
                 refused += 1
                 click.echo(f"refused {account}: {exit_codes.one_line(error)}", err=True)
                 continue
-            sent = app.send_task(MIGRATE_ACCOUNT, args=[account])
-            click.echo(f"sent {MIGRATE_ACCOUNT} {account} task {sent.id}")
+            if job is None or not job.shards:
+                sent = app.send_task(MIGRATE_ACCOUNT, args=[account])
+                click.echo(f"sent {MIGRATE_ACCOUNT} {account} task {sent.id}")
+                continue
+            for shard in job.shards:
+                if shard.status != COMPLETED:
+                    sent = app.send_task(MIGRATE_SHARD, args=[account, shard.shard])
+                    click.echo(f"sent {MIGRATE_SHARD} {account} shard {shard.shard} task {sent.id}")
     if refused:
         raise click.exceptions.Exit(exit_codes.REFUSED)
 
@@ -135,12 +155,12 @@ def _accounts(runtime: Runtime, company: str | None, all_enabled: bool) -> list[
 
 
 def _trigger_or_resume(
-    runtime: Runtime, company: str, tenant: str | None, cutoff: dt.datetime | None
-) -> None:
+    runtime: Runtime, company: str, tenant: str | None, cutoff: dt.datetime | None, shards: int
+) -> MigrationJob | None:
+    """The account's in-progress job: the one already running, or a new one (guards first)."""
     latest = runtime.service.latest_job(company)
     if latest is not None and latest.status == IN_PROGRESS:
-        return
-    try:
-        runtime.service.trigger(company, tenant, date_range_start=cutoff)
-    except JobAlreadyRunning:
-        return  # a concurrent trigger won the race: its job is the one to run
+        return latest
+    with contextlib.suppress(JobAlreadyRunning):  # a concurrent trigger won: its job is the one to run
+        runtime.service.trigger(company, tenant, date_range_start=cutoff, shards=shards)
+    return runtime.service.latest_job(company)

@@ -4,6 +4,10 @@
 stored, counts the rows the batch added by outcome and reason, and writes one log line; when the
 job's status changes it writes one more line and moves the job-state gauge. Log lines carry
 ``company_sso_id``, ``job_id`` and ``shard`` and nothing from the settings, so no secret.
+
+With ``shard`` it watches one shard's view of a sharded job: its lines are the shard's, and the
+account's job-state gauge is left to whoever settles the whole job (a shard's "completed" is not
+the account's).
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ class JobObserver:
     def started(self, job: MigrationJob) -> None:
         """The job as the run found it: later batches are counted from here."""
         self._last = job
-        self._metrics.set_job_state(job.company_sso_id, job.status)
+        if self._shard is None:
+            self._metrics.set_job_state(job.company_sso_id, job.status)
         self._bound(job).info("job_started", status=job.status, last_audit_id=job.last_audit_id)
 
     def __call__(self, job: MigrationJob) -> None:
@@ -52,7 +57,8 @@ class JobObserver:
             )
         previous = self._last.status if self._last is not None else None
         if job.status != previous:
-            self._metrics.set_job_state(job.company_sso_id, job.status)
+            if self._shard is None:
+                self._metrics.set_job_state(job.company_sso_id, job.status)
             log.info("job_state", status=job.status, previous=previous, halted_reason=job.halted_reason)
         self._last = job
 
