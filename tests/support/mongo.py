@@ -1,8 +1,11 @@
-"""MongoDB fixtures: every ``mongo_db`` test runs on mongomock, and on a real server when configured.
+"""MongoDB fixtures: every ``mongo_db`` test runs on three backends.
 
-``CRM_AUDIT_TEST_MONGO_URI`` (e.g. ``mongodb://localhost:27017``) adds a ``real`` backend: each test
-gets its own database on that server, dropped afterwards. Without it only ``mongomock`` is generated
-— nothing is skipped, the real runs simply are not there.
+* ``mongomock``: the in-process double (no network, no second process);
+* ``wire``: the mongoeco emulator as a separate server process that pymongo reaches over TCP
+  (``support.mongo_emulator``): one server for the session, one database per test, dropped after;
+* ``real``: a MongoDB server, only when ``CRM_AUDIT_TEST_MONGO_URI`` (e.g.
+  ``mongodb://localhost:27017``) is set — each test gets its own database there, dropped afterwards.
+  Without it the real runs simply are not generated; nothing is skipped.
 
 mongomock 4.x refuses to *create* a partial unique index when documents outside the filter share a
 key (it checks every document, ignoring ``partialFilterExpression``); a real server builds it. The
@@ -28,6 +31,7 @@ from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from crm_audit_transform.domain import ActivityLog, Actor, FieldChange
 from crm_audit_transform.jobs import IN_PROGRESS, MigrationJob
+from support.mongo_emulator import MongoEmulator
 
 __all__ = [
     "MONGO_URI_ENV",
@@ -35,14 +39,16 @@ __all__ = [
     "mongo_db",
     "mongomock_partial_unique_index_builds",
     "real_mongo_client",
+    "wire_mongo_client",
+    "wire_mongo_uri",
 ]
 
 MONGO_URI_ENV = "CRM_AUDIT_TEST_MONGO_URI"
 
 
 def mongo_backends() -> list[Any]:
-    """``mongomock`` always; ``real`` (marked ``mongo_real``) only when a server URI is configured."""
-    backends: list[Any] = ["mongomock"]
+    """``mongomock`` and ``wire`` always; ``real`` (marked ``mongo_real``) only with a server URI."""
+    backends: list[Any] = ["mongomock", "wire"]
     if os.environ.get(MONGO_URI_ENV):
         backends.append(pytest.param("real", marks=pytest.mark.mongo_real))
     return backends
@@ -103,13 +109,28 @@ def real_mongo_client() -> Iterator[MongoClient[dict[str, Any]] | None]:
         client.close()
 
 
+@pytest.fixture(scope="session")
+def wire_mongo_uri() -> Iterator[str]:
+    """URI of the session's MongoDB wire-protocol emulator: a separate process on a free loopback port."""
+    with MongoEmulator() as uri:
+        yield uri
+
+
+@pytest.fixture(scope="session")
+def wire_mongo_client(wire_mongo_uri: str) -> Iterator[MongoClient[dict[str, Any]]]:
+    """One pymongo client to the emulator for the session (``tz_aware`` like the adapters' own)."""
+    client: MongoClient[dict[str, Any]] = MongoClient(
+        wire_mongo_uri, serverSelectionTimeoutMS=10_000, tz_aware=True
+    )
+    try:
+        yield client
+    finally:
+        client.close()
+
+
 @pytest.fixture(params=mongo_backends())
-def mongo_db(
-    request: pytest.FixtureRequest,
-    monkeypatch: pytest.MonkeyPatch,
-    real_mongo_client: MongoClient[dict[str, Any]] | None,
-) -> Iterator[Any]:
-    """A fresh, empty database: mongomock's, or a uniquely named one on the configured server."""
+def mongo_db(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A fresh, empty database: mongomock's, or a uniquely named one on the emulator or the real server."""
     if request.param == "mongomock":
         monkeypatch.setattr(
             mongomock.collection.Collection,
@@ -118,12 +139,14 @@ def mongo_db(
         )
         yield mongomock.MongoClient()["crm_audit_test"]
         return
-    assert real_mongo_client is not None
+    fixture = "wire_mongo_client" if request.param == "wire" else "real_mongo_client"
+    client: MongoClient[dict[str, Any]] | None = request.getfixturevalue(fixture)
+    assert client is not None
     name = f"crm_audit_test_{uuid.uuid4().hex[:16]}"
     try:
-        yield real_mongo_client[name]
+        yield client[name]
     finally:
-        real_mongo_client.drop_database(name)
+        client.drop_database(name)
 
 
 # Builders for the Mongo adapter's tests (imported explicitly, not fixtures).
