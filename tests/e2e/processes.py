@@ -1,0 +1,123 @@
+"""``crm-audit-migrate`` as separate processes against the wire-protocol emulator and real PostgreSQL.
+
+Each command is its own OS process, as an operator runs them: nothing survives between two commands
+but what the servers hold. The CDP is the mongoeco emulator (one server for the session, one
+database per test), the CRM is the session's PostgreSQL with the corpus, and USMAN is a real local
+HTTP server.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bson import ObjectId
+from pymongo import MongoClient
+from pymongo.database import Database
+
+from support.corpus_account import company_sso_id, contact_docs
+from support.usman_server import TOKEN
+
+TENANT = "acme"
+COMPANY = company_sso_id(TENANT)
+OTHER_TENANT = "globex"
+CLI = str(Path(sys.executable).with_name("crm-audit-migrate"))
+COMMAND_TIMEOUT_S = 180
+
+
+class CliProcesses:
+    """Runs ``crm-audit-migrate`` subcommands as child processes with one account's environment."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+
+    def environment(self, **overrides: str) -> dict[str, str]:
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("CRM_AUDIT_")}
+        return {**inherited, **self.env, **overrides}
+
+    def __call__(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        """Run one command to its end (bounded by ``COMMAND_TIMEOUT_S``)."""
+        return subprocess.run(
+            [CLI, *args],
+            env=self.environment(**env),
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT_S,
+            check=False,
+        )
+
+    def start(self, *args: str, **env: str) -> subprocess.Popen[str]:
+        """Start one command and return at once (to be killed, or waited for)."""
+        return subprocess.Popen(
+            [CLI, *args],
+            env=self.environment(**env),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+
+
+def cli_environment(
+    crm_dsn: str, mongo_uri: str, database: str, usman_url: str, **extra: str
+) -> dict[str, str]:
+    return {
+        "CRM_AUDIT_DATABASE_URL": crm_dsn,
+        "CRM_AUDIT_MONGO_URI": mongo_uri,
+        "CRM_AUDIT_MONGO_DATABASE": database,
+        "CRM_AUDIT_USMAN_BASE_URL": usman_url,
+        "CRM_AUDIT_USMAN_TOKEN": TOKEN,
+        "CRM_AUDIT_ENABLED_COMPANIES": COMPANY,
+        "CRM_AUDIT_SETTINGS": "",
+        **extra,
+    }
+
+
+def unique_database() -> str:
+    return f"crm_audit_e2e_{uuid.uuid4().hex[:12]}"
+
+
+def seed_contacts(db: Database[dict[str, Any]]) -> None:
+    """The account's CDP contacts, as Phase A left them (derived from the corpus)."""
+    docs = []
+    for doc in contact_docs(TENANT):
+        created = dt.datetime.fromisoformat(doc["created_at"].replace("Z", "+00:00"))
+        docs.append({**doc, "_id": ObjectId(doc["_id"]), "created_at": created})
+    db["contacts"].insert_many(docs)
+
+
+def job_document(db: Database[dict[str, Any]]) -> dict[str, Any] | None:
+    return db["crm_activity_log_migration_jobs"].find_one(
+        {"company_sso_id": COMPANY}, sort=[("created_at", -1)]
+    )
+
+
+def wait_for(condition: Callable[[], bool], *, timeout_s: float, what: str) -> None:
+    """Poll ``condition`` every 10 ms until true; ``AssertionError`` naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+def kill_9(process: subprocess.Popen[str]) -> int:
+    """SIGKILL: no handler runs, nothing is flushed or saved; returns the exit status."""
+    process.send_signal(signal.SIGKILL)
+    return process.wait(timeout=30)
+
+
+def stored_migrated(db: Database[dict[str, Any]]) -> list[dict[str, Any]]:
+    return list(db["activity_logs"].find({"company_sso_id": COMPANY, "source_tag": "crm_migration"}))
+
+
+def client_for(uri: str) -> MongoClient[dict[str, Any]]:
+    return MongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=10_000)

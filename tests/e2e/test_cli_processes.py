@@ -1,0 +1,215 @@
+"""The ops walk-through as separate ``crm-audit-migrate`` processes: emulator CDP, real PostgreSQL, USMAN.
+
+Every command is its own process and the runner is ``kill -9``-ed mid-run, so only what the servers
+hold carries from one step to the next (tests/e2e/processes.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from processes import (
+    COMMAND_TIMEOUT_S,
+    COMPANY,
+    OTHER_TENANT,
+    TENANT,
+    CliProcesses,
+    cli_environment,
+    job_document,
+    kill_9,
+    seed_contacts,
+    stored_migrated,
+    unique_database,
+    wait_for,
+)
+from pymongo import MongoClient
+from pymongo.database import Database
+
+from crm_audit_adapters.cli import exit_codes
+from crm_audit_transform.usecases import RunSettings
+from support.corpus_account import World
+from support.usman_server import UsmanServer
+
+pytestmark = pytest.mark.postgres
+
+SINCE = "2023-01-01"
+"""The jobs' cutoff: about 250 of the tenant's rows, enough pages to be killed between, and a run
+that stays short on the emulator (its compound unique index is checked by a scan per insert)."""
+LEASE_S = 1.0
+"""Short, so the run after a ``kill -9`` takes over the dead runner's lease within the test."""
+
+
+@pytest.fixture(scope="module")
+def usman() -> Iterator[UsmanServer]:
+    from cli_world import running_usman
+
+    yield from running_usman()
+
+
+@pytest.fixture(scope="module")
+def clean() -> World:
+    """The same account and cutoff run in memory: what the processes must reproduce."""
+    world = World(TENANT)
+    world.trigger(date_range_start=dt.datetime.fromisoformat(SINCE).replace(tzinfo=dt.UTC))
+    world.run(settings=RunSettings(halt_threshold=1.0))
+    return world
+
+
+@pytest.fixture
+def cdp(wire_mongo_client: MongoClient[dict[str, Any]]) -> Iterator[Database[dict[str, Any]]]:
+    """A fresh CDP database on the emulator, with the account's contacts; dropped afterwards."""
+    name = unique_database()
+    db = wire_mongo_client[name]
+    seed_contacts(db)
+    try:
+        yield db
+    finally:
+        wire_mongo_client.drop_database(name)
+
+
+@pytest.fixture
+def crm(crm_dsn: str, wire_mongo_uri: str, cdp: Database[dict[str, Any]], usman: UsmanServer) -> CliProcesses:
+    return CliProcesses(
+        cli_environment(
+            crm_dsn,
+            wire_mongo_uri,
+            cdp.name,
+            usman.url,
+            CRM_AUDIT_LEASE_SECONDS=str(LEASE_S),
+            CRM_AUDIT_TENANTS=f"{COMPANY}={TENANT}",
+        )
+    )
+
+
+def status_of(crm: CliProcesses) -> dict[str, Any]:
+    shown = crm("status", "--company-sso-id", COMPANY, "--json")
+    assert shown.returncode == 0, shown.stderr
+    return json.loads(shown.stdout)
+
+
+def duplicate_external_ids(db: Database[dict[str, Any]]) -> list[dict[str, Any]]:
+    return list(
+        db["activity_logs"].aggregate(
+            [
+                {"$match": {"external_id": {"$type": "string"}}},
+                {"$group": {"_id": {"c": "$company_sso_id", "e": "$external_id"}, "n": {"$sum": 1}}},
+                {"$match": {"n": {"$gt": 1}}},
+            ]
+        )
+    )
+
+
+def lease_expired(db: Database[dict[str, Any]]) -> bool:
+    job = job_document(db)
+    assert job is not None
+    expires = job.get("lease_expires_at")
+    return expires is None or expires <= dt.datetime.now(dt.UTC)
+
+
+class TestWalkThrough:
+    def test_the_ops_walk_through_with_a_kill_9_mid_run(
+        self, crm: CliProcesses, cdp: Database[dict[str, Any]], clean: World
+    ) -> None:
+        """Each step is its own process; a SIGKILL mid-run resumes to the clean run's exact result."""
+        native = {"company_sso_id": COMPANY, "category": "deal", "source_tag": "live_feed"}
+        cdp["activity_logs"].insert_one(dict(native))
+        foreign = {"company_sso_id": "another-company", "external_id": "crm:x:audit:1"}
+        cdp["activity_logs"].insert_one({**foreign, "source_tag": "crm_migration"})
+
+        # 1. indexes up
+        up = crm("indexes", "up")
+        assert up.returncode == 0, up.stderr
+        assert "version: 035" in up.stdout
+
+        # 2. a wrong tenant is refused, and no job row is written
+        wrong = crm("trigger", "--company-sso-id", COMPANY, "--tenant", OTHER_TENANT)
+        assert wrong.returncode == exit_codes.REFUSED, wrong.stderr
+        assert wrong.stderr.startswith("error: TENANT_MISMATCH")
+        assert job_document(cdp) is None
+
+        # 3. trigger: the bound tenant needs no --tenant
+        triggered = crm("trigger", "--company-sso-id", COMPANY, "--date-range-start", SINCE)
+        assert triggered.returncode == 0, triggered.stderr
+        assert "in_progress" in triggered.stdout
+
+        # 4. run, kill -9 mid-way, run again. Small pages: many saved batches to be caught between.
+        runner = crm.start("run", "--company-sso-id", COMPANY, "--no-progress", CRM_AUDIT_PAGE_SIZE="25")
+
+        def some_progress() -> bool:
+            job = job_document(cdp)
+            return job is not None and job["records_processed"] > 0
+
+        wait_for(some_progress, timeout_s=COMMAND_TIMEOUT_S, what="the first saved batch")
+        assert kill_9(runner) == -9
+        cut = job_document(cdp)
+        assert cut is not None
+        assert cut["status"] == "in_progress", "the run finished before it could be killed"
+        assert 0 < cut["last_audit_id"] < cut["max_audit_id"]
+        assert len(stored_migrated(cdp)) >= cut["records_migrated"]
+
+        wait_for(lambda: lease_expired(cdp), timeout_s=10 * LEASE_S, what="the dead runner's lease")
+        resumed = crm("run", "--company-sso-id", COMPANY, "--no-progress")
+        assert resumed.returncode == 0, resumed.stderr
+        assert resumed.stdout.startswith("completed:")
+
+        status = status_of(crm)
+        expected = clean.jobs.latest(clean.company)
+        assert expected is not None
+        assert status["status"] == "completed"
+        assert (status["records_processed"], status["records_migrated"]) == (
+            expected.tally.processed,
+            expected.tally.migrated,
+        )
+        assert status["skipped"] == dict(expected.tally.skipped)
+        assert status["failed"] == dict(expected.tally.failed)
+        assert len(stored_migrated(cdp)) == status["records_migrated"]
+        assert duplicate_external_ids(cdp) == []
+        stored_ids = sorted(doc["external_id"] for doc in stored_migrated(cdp))
+        assert stored_ids == sorted(log.external_id for log in clean.logs.logs)
+
+        # 5. re-trigger
+        again = crm("trigger", "--company-sso-id", COMPANY)
+        assert again.returncode == exit_codes.REFUSED
+        assert again.stderr.startswith("error: ALREADY_COMPLETED")
+
+        # 6. rollback --yes removes only our logs
+        rolled = crm("rollback", "--company-sso-id", COMPANY, "--yes")
+        assert rolled.returncode == 0, rolled.stderr
+        assert f"deleted {status['records_migrated']} migrated log(s)" in rolled.stdout
+        assert stored_migrated(cdp) == []
+        assert cdp["activity_logs"].count_documents(native) == 1
+        assert cdp["activity_logs"].count_documents(foreign) == 1
+        assert status_of(crm)["status"] == "rolled_back"
+
+        # 7. indexes down: trigger is refused, and so is run (the in-progress case has its own test)
+        down = crm("indexes", "down")
+        assert down.returncode == 0, down.stderr
+        before = (cdp["activity_logs"].count_documents({}), job_document(cdp))
+        refused = crm("trigger", "--company-sso-id", COMPANY)
+        assert refused.returncode == exit_codes.CONFIG, refused.stderr
+        assert refused.stderr.startswith("error: INDEXES_MISSING"), refused.stderr
+        assert crm("run", "--company-sso-id", COMPANY).returncode != 0
+        assert (cdp["activity_logs"].count_documents({}), job_document(cdp)) == before
+
+
+class TestIndexesGuardTheRun:
+    def test_a_job_whose_indexes_were_dropped_is_not_run(
+        self, crm: CliProcesses, cdp: Database[dict[str, Any]]
+    ) -> None:
+        """An in-progress job whose unique index is gone is refused with INDEXES_MISSING, nothing written."""
+        assert crm("indexes", "up").returncode == 0
+        assert crm("trigger", "--company-sso-id", COMPANY, "--date-range-start", SINCE).returncode == 0
+        cdp["activity_logs"].drop_index("uniq_company_external_id")
+        job = job_document(cdp)
+
+        refused = crm("run", "--company-sso-id", COMPANY, "--no-progress")
+
+        assert refused.returncode == exit_codes.CONFIG, refused.stderr
+        assert refused.stderr.startswith("error: INDEXES_MISSING")
+        assert len(refused.stderr.strip().splitlines()) == 1
+        assert cdp["activity_logs"].count_documents({}) == 0
+        assert job_document(cdp) == job
