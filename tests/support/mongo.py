@@ -35,6 +35,7 @@ from support.mongo_emulator import MongoEmulator
 
 __all__ = [
     "MONGO_URI_ENV",
+    "fresh_database",
     "mongo_backends",
     "mongo_db",
     "mongomock_partial_unique_index_builds",
@@ -131,7 +132,14 @@ def wire_mongo_client(wire_mongo_uri: str) -> Iterator[MongoClient[dict[str, Any
 @pytest.fixture(params=mongo_backends())
 def mongo_db(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A fresh, empty database: mongomock's, or a uniquely named one on the emulator or the real server."""
-    if request.param == "mongomock":
+    yield from fresh_database(request, monkeypatch, request.param)
+
+
+def fresh_database(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> Iterator[Any]:
+    """A fresh database on ``backend`` (``mongomock``, ``wire`` or ``real``), for any fixture to yield."""
+    if backend == "mongomock":
         monkeypatch.setattr(
             mongomock.collection.Collection,
             "create_index",
@@ -139,7 +147,7 @@ def mongo_db(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
         )
         yield mongomock.MongoClient()["crm_audit_test"]
         return
-    fixture = "wire_mongo_client" if request.param == "wire" else "real_mongo_client"
+    fixture = "wire_mongo_client" if backend == "wire" else "real_mongo_client"
     client: MongoClient[dict[str, Any]] | None = request.getfixturevalue(fixture)
     assert client is not None
     name = f"crm_audit_test_{uuid.uuid4().hex[:16]}"

@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from .redis_server import die_with_parent
+
 __all__ = ["MongoEmulator", "emulator_python"]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,8 +45,8 @@ def emulator_python() -> str:
 class MongoEmulator:
     """``with MongoEmulator() as uri:`` a wire-protocol server for as long as the block runs.
 
-    The server also stops when its stdin closes, so it cannot outlive this process even after a
-    ``kill -9`` of the test session.
+    The server also stops when its stdin closes or its parent dies (``PR_SET_PDEATHSIG``), so it
+    cannot outlive this process even after a ``kill -9`` of the test session.
     """
 
     def __init__(self, python: str | None = None) -> None:
@@ -63,6 +65,7 @@ class MongoEmulator:
             stderr=self._stderr,
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            preexec_fn=die_with_parent,
         )
         self.uri = self._first_line(self._process)
         return self.uri
