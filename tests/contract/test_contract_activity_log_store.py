@@ -1,0 +1,109 @@
+"""``ports.ActivityLogStore``: one contract that every implementation passes.
+
+Implementations: the in-memory store and timeline (``crm_audit_transform.testing``), the MongoDB
+store on mongomock, on the wire-protocol emulator and on a real server when configured, and the
+JSONL file sink.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from crm_audit_adapters.files import JsonlActivityLogSink
+from crm_audit_adapters.mongo import MongoActivityLogStore, apply_migration
+from crm_audit_transform.domain import ActivityLog
+from crm_audit_transform.ports import ActivityLogStore
+from crm_audit_transform.testing import InMemoryActivityLogStore, InMemoryTimelineStore
+from support.mongo import activity_log, fresh_database, mongo_backends
+
+IMPLEMENTATIONS = ["in_memory", "timeline", *mongo_backends(), "jsonl_file"]
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+def store(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[ActivityLogStore]:
+    """An empty store of each implementation (the MongoDB ones with migration 035 applied)."""
+    kind = request.param
+    if kind == "in_memory":
+        yield InMemoryActivityLogStore()
+    elif kind == "timeline":
+        yield InMemoryTimelineStore()
+    elif kind == "jsonl_file":
+        with JsonlActivityLogSink(tmp_path / "logs.jsonl", fsync="never") as sink:
+            yield sink
+    else:
+        for db in fresh_database(request, monkeypatch, kind):
+            apply_migration(db, "up")
+            yield MongoActivityLogStore.in_database(db)
+
+
+def logs(*ids: int, company: str = "company-a") -> list[ActivityLog]:
+    return [activity_log(i, company=company) for i in ids]
+
+
+class TestInsertBatch:
+    def test_new_logs_are_inserted_with_one_result_each_in_order(self, store: ActivityLogStore) -> None:
+        """Every new log gets an ``inserted`` result, in the order given."""
+        results = store.insert_batch(logs(3, 1, 2))
+        assert [(r.external_id, r.status) for r in results] == [
+            ("crm:tenant_a:audit:3", "inserted"),
+            ("crm:tenant_a:audit:1", "inserted"),
+            ("crm:tenant_a:audit:2", "inserted"),
+        ]
+        assert store.count_migrated("company-a") == 3
+
+    def test_a_replayed_batch_is_all_skipped_as_duplicates(self, store: ActivityLogStore) -> None:
+        """Idempotency: the second write of the same logs stores nothing more."""
+        store.insert_batch(logs(1, 2))
+        again = store.insert_batch(logs(1, 2))
+        assert [(r.status, r.reason) for r in again] == [("skipped", "duplicate_external_id")] * 2
+        assert store.count_migrated("company-a") == 2
+
+    def test_a_duplicate_does_not_stop_the_rest_of_the_batch(self, store: ActivityLogStore) -> None:
+        """Unordered: the new logs around a duplicate still land."""
+        store.insert_batch(logs(2))
+        results = store.insert_batch(logs(1, 2, 3))
+        assert [r.status for r in results] == ["inserted", "skipped", "inserted"]
+        assert store.count_migrated("company-a") == 3
+
+    def test_a_duplicate_within_one_batch_is_skipped(self, store: ActivityLogStore) -> None:
+        """The second copy of an external_id in the same batch is the duplicate."""
+        results = store.insert_batch(logs(5, 5))
+        assert [r.status for r in results] == ["inserted", "skipped"]
+        assert store.count_migrated("company-a") == 1
+
+    def test_the_same_external_id_in_another_company_is_not_a_duplicate(
+        self, store: ActivityLogStore
+    ) -> None:
+        """Uniqueness is per (company_sso_id, external_id)."""
+        store.insert_batch(logs(1, company="company-a"))
+        results = store.insert_batch(logs(1, company="company-b"))
+        assert [r.status for r in results] == ["inserted"]
+        assert (store.count_migrated("company-a"), store.count_migrated("company-b")) == (1, 1)
+
+
+class TestRollback:
+    def test_delete_migrated_removes_only_that_companys_logs_and_says_how_many(
+        self, store: ActivityLogStore
+    ) -> None:
+        """Rollback is scoped to one company, counted, and idempotent."""
+        store.insert_batch(logs(1, 2, 3, company="company-a"))
+        store.insert_batch(logs(1, company="company-b"))
+        assert store.delete_migrated("company-a") == 3
+        assert store.delete_migrated("company-a") == 0
+        assert (store.count_migrated("company-a"), store.count_migrated("company-b")) == (0, 1)
+
+    def test_rolled_back_logs_can_be_written_again(self, store: ActivityLogStore) -> None:
+        """After a rollback the same external_ids are new again (a fresh migration re-writes them)."""
+        store.insert_batch(logs(1, 2))
+        store.delete_migrated("company-a")
+        assert [r.status for r in store.insert_batch(logs(1, 2))] == ["inserted", "inserted"]
+
+    def test_an_unknown_company_counts_and_deletes_nothing(self, store: ActivityLogStore) -> None:
+        """No logs: zero, not an error."""
+        assert store.count_migrated("nobody") == 0
+        assert store.delete_migrated("nobody") == 0
