@@ -1,0 +1,114 @@
+"""``ports.JobStore``: one contract that every implementation passes.
+
+Implementations: ``InMemoryJobStore`` and the MongoDB store on mongomock, on the wire-protocol
+emulator and on a real server when configured (with migration 035's indexes applied, which is what
+makes a second in-progress job of one account impossible there).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+
+import attrs
+import pytest
+
+from crm_audit_adapters.mongo import MongoJobStore, apply_migration
+from crm_audit_transform.errors import JobAlreadyRunning, JobNotFound, LeaseHeld
+from crm_audit_transform.jobs import COMPLETED, IN_PROGRESS
+from crm_audit_transform.ports import JobStore
+from crm_audit_transform.tally import Tally
+from crm_audit_transform.testing import InMemoryJobStore
+from support.mongo import T0, fresh_database, migration_job, mongo_backends
+
+LATER = T0 + dt.timedelta(minutes=5)
+LEASE = dt.timedelta(minutes=2)
+
+
+@pytest.fixture(params=["in_memory", *mongo_backends()])
+def store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[JobStore]:
+    """An empty job store of each implementation."""
+    if request.param == "in_memory":
+        yield InMemoryJobStore()
+        return
+    for db in fresh_database(request, monkeypatch, request.param):
+        apply_migration(db, "up")
+        yield MongoJobStore.in_database(db)
+
+
+class TestJobs:
+    def test_a_created_job_is_the_latest_and_comes_back_equal(self, store: JobStore) -> None:
+        """create then latest round-trips every field."""
+        job = migration_job(tally=Tally(processed=3, migrated=2, skipped={"contact_not_found": 1}))
+        store.create(job)
+        assert store.latest("company-a") == job
+        assert store.latest("company-b") is None
+
+    def test_a_second_in_progress_job_of_one_account_is_refused(self, store: JobStore) -> None:
+        """At most one in-progress job per account; another account is not affected."""
+        store.create(migration_job("job-1"))
+        with pytest.raises(JobAlreadyRunning):
+            store.create(migration_job("job-2", created_at=LATER))
+        store.create(migration_job("job-3", company="company-b"))
+        latest = store.latest("company-a")
+        assert latest is not None
+        assert latest.job_id == "job-1"
+
+    def test_latest_is_the_most_recently_created(self, store: JobStore) -> None:
+        """A finished job does not block a new one, and the new one is the latest."""
+        store.create(migration_job("job-1", status=COMPLETED))
+        store.create(migration_job("job-2", created_at=LATER))
+        latest = store.latest("company-a")
+        assert latest is not None
+        assert latest.job_id == "job-2"
+
+    def test_save_replaces_the_job_and_an_unknown_job_is_not_found(self, store: JobStore) -> None:
+        """save writes the cursor and counts; saving a job never created is JobNotFound."""
+        job = migration_job()
+        store.create(job)
+        moved = attrs.evolve(job, last_audit_id=42, tally=Tally(processed=42, migrated=40))
+        store.save(moved)
+        assert store.latest("company-a") == moved
+        with pytest.raises(JobNotFound):
+            store.save(migration_job("never-created", company="company-z"))
+
+
+class TestLeases:
+    def test_a_free_lease_is_taken_and_a_held_one_refused_until_it_expires(self, store: JobStore) -> None:
+        """acquire_lease: free → taken; held by another and unexpired → LeaseHeld; expired → taken over."""
+        store.create(migration_job())
+        first = store.acquire_lease("job-1", "runner-1", T0, T0 + LEASE)
+        assert (first.lease_owner, first.lease_expires_at) == ("runner-1", T0 + LEASE)
+        with pytest.raises(LeaseHeld):
+            store.acquire_lease("job-1", "runner-2", T0 + dt.timedelta(seconds=1), T0 + LEASE)
+        again = store.acquire_lease("job-1", "runner-1", T0 + dt.timedelta(seconds=1), T0 + 2 * LEASE)
+        assert again.lease_expires_at == T0 + 2 * LEASE
+        taken = store.acquire_lease("job-1", "runner-2", T0 + 3 * LEASE, T0 + 4 * LEASE)
+        assert taken.lease_owner == "runner-2"
+
+    def test_a_lease_on_an_unknown_job_is_not_found(self, store: JobStore) -> None:
+        """No job, no lease."""
+        with pytest.raises(JobNotFound):
+            store.acquire_lease("nope", "runner-1", T0, T0 + LEASE)
+
+    def test_progress_is_saved_only_by_the_lease_holder(self, store: JobStore) -> None:
+        """A runner whose lease was taken over gets LeaseHeld and writes nothing."""
+        store.create(migration_job())
+        job = store.acquire_lease("job-1", "runner-1", T0, T0 + LEASE)
+        store.acquire_lease("job-1", "runner-2", T0 + 2 * LEASE, T0 + 3 * LEASE)
+        with pytest.raises(LeaseHeld):
+            store.save_progress(attrs.evolve(job, last_audit_id=99), "runner-1", T0 + 3 * LEASE)
+        latest = store.latest("company-a")
+        assert latest is not None
+        assert (latest.last_audit_id, latest.lease_owner) == (0, "runner-2")
+
+    def test_save_progress_renews_and_a_finish_releases_the_lease(self, store: JobStore) -> None:
+        """expires_at renews the lease in the same write; None hands it back."""
+        store.create(migration_job())
+        job = store.acquire_lease("job-1", "runner-1", T0, T0 + LEASE)
+        saved = store.save_progress(attrs.evolve(job, last_audit_id=10), "runner-1", T0 + 2 * LEASE)
+        assert (saved.last_audit_id, saved.lease_expires_at) == (10, T0 + 2 * LEASE)
+        done = store.save_progress(attrs.evolve(saved, status=COMPLETED), "runner-1", None)
+        assert (done.status, done.lease_owner, done.lease_expires_at) == (COMPLETED, None, None)
+        assert store.latest("company-a") == done
+        assert done.status != IN_PROGRESS
