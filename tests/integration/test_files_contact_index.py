@@ -30,8 +30,8 @@ def contact_line(_id: str, company: str, person_id: object) -> dict[str, object]
 
 
 def first_wins(contacts: list[Contact]) -> InMemoryContactDirectory:
-    """The in-memory directory, fed so that the first contact of a repeated person id is kept."""
-    return InMemoryContactDirectory(reversed(contacts))
+    """The in-memory directory, which keeps the first contact of a repeated person id like the file."""
+    return InMemoryContactDirectory(contacts)
 
 
 class TestCorpusContacts:
