@@ -2,7 +2,9 @@
 
 Implementations: ``InMemoryJobStore`` and the MongoDB store on mongomock, on the wire-protocol
 emulator and on a real server when configured (with migration 035's indexes applied, which is what
-makes a second in-progress job of one account impossible there).
+makes a second in-progress job of one account impossible there). Leases run on the store's clock:
+a ``FixedClock`` in memory and on mongomock (which does not evaluate ``$$NOW``), the server's own
+``$$NOW`` on the emulator and a real server; so an expired lease is made with a negative ttl.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from crm_audit_transform.errors import JobAlreadyRunning, JobNotFound, LeaseHeld
 from crm_audit_transform.jobs import COMPLETED, IN_PROGRESS
 from crm_audit_transform.ports import JobStore
 from crm_audit_transform.tally import Tally
-from crm_audit_transform.testing import InMemoryJobStore
+from crm_audit_transform.testing import FixedClock, InMemoryJobStore
 from support.mongo import T0, fresh_database, migration_job, mongo_backends
 
 LATER = T0 + dt.timedelta(minutes=5)
@@ -29,11 +31,11 @@ LEASE = dt.timedelta(minutes=2)
 def store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[JobStore]:
     """An empty job store of each implementation."""
     if request.param == "in_memory":
-        yield InMemoryJobStore()
+        yield InMemoryJobStore(clock=FixedClock(T0))
         return
     for db in fresh_database(request, monkeypatch, request.param):
         apply_migration(db, "up")
-        yield MongoJobStore.in_database(db)
+        yield MongoJobStore.in_database(db, clock=FixedClock(T0) if request.param == "mongomock" else None)
 
 
 class TestJobs:
@@ -77,37 +79,38 @@ class TestLeases:
     def test_a_free_lease_is_taken_and_a_held_one_refused_until_it_expires(self, store: JobStore) -> None:
         """acquire_lease: free → taken; held by another and unexpired → LeaseHeld; expired → taken over."""
         store.create(migration_job())
-        first = store.acquire_lease("job-1", "runner-1", T0, T0 + LEASE)
-        assert (first.lease_owner, first.lease_expires_at) == ("runner-1", T0 + LEASE)
+        first = store.acquire_lease("job-1", "runner-1", LEASE)
+        assert first.lease_owner == "runner-1"
+        assert first.lease_expires_at is not None
         with pytest.raises(LeaseHeld):
-            store.acquire_lease("job-1", "runner-2", T0 + dt.timedelta(seconds=1), T0 + LEASE)
-        again = store.acquire_lease("job-1", "runner-1", T0 + dt.timedelta(seconds=1), T0 + 2 * LEASE)
-        assert again.lease_expires_at == T0 + 2 * LEASE
-        taken = store.acquire_lease("job-1", "runner-2", T0 + 3 * LEASE, T0 + 4 * LEASE)
+            store.acquire_lease("job-1", "runner-2", LEASE)
+        again = store.acquire_lease("job-1", "runner-1", -LEASE)  # ours to renew; now already expired
+        assert again.lease_owner == "runner-1"
+        taken = store.acquire_lease("job-1", "runner-2", LEASE)
         assert taken.lease_owner == "runner-2"
 
     def test_a_lease_on_an_unknown_job_is_not_found(self, store: JobStore) -> None:
         """No job, no lease."""
         with pytest.raises(JobNotFound):
-            store.acquire_lease("nope", "runner-1", T0, T0 + LEASE)
+            store.acquire_lease("nope", "runner-1", LEASE)
 
     def test_progress_is_saved_only_by_the_lease_holder(self, store: JobStore) -> None:
         """A runner whose lease was taken over gets LeaseHeld and writes nothing."""
         store.create(migration_job())
-        job = store.acquire_lease("job-1", "runner-1", T0, T0 + LEASE)
-        store.acquire_lease("job-1", "runner-2", T0 + 2 * LEASE, T0 + 3 * LEASE)
+        job = store.acquire_lease("job-1", "runner-1", -LEASE)
+        store.acquire_lease("job-1", "runner-2", LEASE)
         with pytest.raises(LeaseHeld):
-            store.save_progress(attrs.evolve(job, last_audit_id=99), "runner-1", T0 + 3 * LEASE)
+            store.save_progress(attrs.evolve(job, last_audit_id=99), "runner-1", LEASE)
         latest = store.latest("company-a")
         assert latest is not None
         assert (latest.last_audit_id, latest.lease_owner) == (0, "runner-2")
 
     def test_save_progress_renews_and_a_finish_releases_the_lease(self, store: JobStore) -> None:
-        """expires_at renews the lease in the same write; None hands it back."""
+        """A ttl renews the lease in the same write; None hands it back."""
         store.create(migration_job())
-        job = store.acquire_lease("job-1", "runner-1", T0, T0 + LEASE)
-        saved = store.save_progress(attrs.evolve(job, last_audit_id=10), "runner-1", T0 + 2 * LEASE)
-        assert (saved.last_audit_id, saved.lease_expires_at) == (10, T0 + 2 * LEASE)
+        job = store.acquire_lease("job-1", "runner-1", LEASE)
+        saved = store.save_progress(attrs.evolve(job, last_audit_id=10), "runner-1", LEASE)
+        assert (saved.last_audit_id, saved.lease_owner) == (10, "runner-1")
         done = store.save_progress(attrs.evolve(saved, status=COMPLETED), "runner-1", None)
         assert (done.status, done.lease_owner, done.lease_expires_at) == (COMPLETED, None, None)
         assert store.latest("company-a") == done
