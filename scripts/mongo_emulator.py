@@ -20,6 +20,7 @@ import contextlib
 import signal
 import sys
 
+from mongoeco.engines.memory import MemoryEngine
 from mongoeco.wire import AsyncMongoEcoProxyServer
 
 
@@ -36,7 +37,9 @@ async def serve(host: str, port: int, until_stdin_closes: bool) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with AsyncMongoEcoProxyServer(host=host, port=port) as server:
+    # The in-memory engine, named rather than defaulted: mongoeco's SQLite engine rejects some of our
+    # documents, and the tests rely on every server starting empty.
+    async with AsyncMongoEcoProxyServer(engine=MemoryEngine(), host=host, port=port) as server:
         print(server.address.uri, flush=True)
         waits = [asyncio.ensure_future(stop.wait())]
         if until_stdin_closes:
