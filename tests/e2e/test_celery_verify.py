@@ -21,14 +21,14 @@ RESULT_WAIT = 120.0
 
 
 @pytest.fixture
-def scale(crm_dsn: str, wire_mongo_uri: str, wire_mongo_database: str, redis_url: str) -> Iterator[Scale]:
+def scale(crm_dsn: str, shared_mongo_uri: str, wire_mongo_database: str, redis_url: str) -> Iterator[Scale]:
     import redis
 
     redis.Redis.from_url(redis_url).flushdb()
     with UsmanServer(directory=usman_directory((TENANT,))) as usman:
         env = worker_env(
             crm_dsn=crm_dsn,
-            mongo_uri=wire_mongo_uri,
+            mongo_uri=shared_mongo_uri,
             database=wire_mongo_database,
             usman_url=usman.url,
             redis_url=redis_url,
