@@ -8,6 +8,7 @@ HTTP server. The last test checks that the rows cover every code in ``exit_codes
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import socket
 import sys
@@ -95,6 +96,7 @@ class Row:
     prepare: Callable[[Any], None] | None = None
     hides: str | None = None  # a secret that must not appear in the output
     indexes: bool = True  # migration 035 applied first, as every write path requires
+    names: str | None = None  # what the error line must name (a file's path), after formatting
 
 
 def _raise(error: BaseException) -> Callable[[Any], None]:
@@ -114,6 +116,10 @@ def _bad_audits(world: World) -> None:
 
 def _conflicting_index(world: World) -> None:
     world.client["cdp"]["activity_logs"].create_index([("elsewhere", 1)], name="uniq_company_external_id")
+
+
+def _fifo(world: World) -> None:
+    os.mkfifo(world.tmp / "pipe.jsonl")
 
 
 def _contacts(world: World) -> None:
@@ -302,6 +308,14 @@ ROWS = [
         "file: --out cannot be written",
         ("dry-run", "--example", "--out", "{tmp}/missing-dir/logs.jsonl"),
         "FILE_ERROR",
+        names="{tmp}/missing-dir/logs.jsonl",
+    ),
+    Row(
+        "file: a pipe as --out (the sink reads its file back before appending)",
+        ("dry-run", "--example", "--out", "{tmp}/pipe.jsonl"),
+        "FILE_ERROR",
+        setup=_fifo,
+        names="{tmp}/pipe.jsonl",
     ),
     Row("declined: the rollback prompt answered no", ("rollback", *C), "DECLINED", stdin="n\n"),
     Row("declined: the rollback prompt got no answer", ("rollback", *C), "DECLINED", stdin=""),
@@ -357,6 +371,8 @@ def test_each_error_code_exits_with_its_class(
     assert len(errors) == 1, result.stderr
     assert errors[0].startswith(f"error: {row.code}: "), errors[0]
     assert "Traceback" not in result.output
+    if row.names:
+        assert row.names.format(**fill) in errors[0]
     if row.hides:
         assert not {row.hides[i : i + 4] for i in range(len(row.hides) - 3)} & set(_windows(result.output))
 

@@ -28,11 +28,9 @@ from crm_audit_transform.usecases import FRESH, RESUME, MigrationStatus
 from ..mongo import applied_version, apply_migration, index_status
 from . import exit_codes
 from .main import cli
-from .options import company_option, optional_company_option
+from .options import company_option, emit, json_option, optional_company_option
 from .progress import ProgressLine
 from .state import CliState
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 
 
 def _utc(_: click.Context, __: click.Parameter, value: dt.datetime | None) -> dt.datetime | None:
@@ -43,21 +41,36 @@ def _utc(_: click.Context, __: click.Parameter, value: dt.datetime | None) -> dt
 
 @cli.command()
 @click.argument("direction", type=click.Choice(["up", "down", "status"]))
+@json_option
 @click.pass_obj
-def indexes(state: CliState, direction: str) -> None:
+def indexes(state: CliState, direction: str, as_json: bool) -> None:
     """Apply (up), revert (down) or inspect (status) the 035_crm_migration_indexes MongoDB migration.
 
     Every write path refuses with INDEXES_MISSING (exit 3) until `indexes up` has run.
     """
     with state.runtime() as runtime:
+        steps: tuple[str, ...] = ()
         if direction != "status":
-            for line in apply_migration(runtime.mongo_db, direction):  # type: ignore[arg-type]
-                click.echo(line)
+            steps = apply_migration(runtime.mongo_db, direction)  # type: ignore[arg-type]
         reports = index_status(runtime.mongo_db)
+        applied = applied_version(runtime.mongo_db)
+
+    def human() -> None:
+        for line in steps:
+            click.echo(line)
         if direction == "status":
             for report in reports:
                 click.echo(f"{report.state:<8} {report.qualified}")
-        click.echo(f"version: {_version(applied_version(runtime.mongo_db))}")
+        click.echo(f"version: {_version(applied)}")
+
+    doc = {
+        "direction": direction,
+        "steps": list(steps),
+        "indexes": [{"collection": r.collection, "name": r.name, "state": r.state} for r in reports],
+        "version": applied[0] if applied else None,
+        "dirty": applied[1] if applied else False,
+    }
+    emit("indexes", doc, as_json, human)
     if direction == "status" and any(r.state != "present" for r in reports):
         raise click.exceptions.Exit(exit_codes.CONFIG)
 
@@ -125,16 +138,20 @@ def trigger_command(
             restart=restart,
             shards=shards,
         )
-        _show(status, as_json)
+    _show_job("trigger", status, as_json)
 
 
 @cli.command()
 @company_option
 @click.option("--progress/--no-progress", default=True, help="Show the progress line on stderr.")
 @click.option("--metrics-port", type=int, help="Serve Prometheus /metrics here and log each batch (JSON).")
+@json_option
 @click.pass_obj
-def run(state: CliState, company: str, progress: bool, metrics_port: int | None) -> None:
-    """Start or resume the account's job; Ctrl-C finishes the batch, saves the cursor and exits."""
+def run(state: CliState, company: str, progress: bool, metrics_port: int | None, as_json: bool) -> None:
+    """Start or resume the account's job; Ctrl-C finishes the batch, saves the cursor and exits.
+
+    The final summary (stdout; the JSON job document with --json) is printed however the run ends.
+    """
     with state.runtime() as runtime:
         service = runtime.service
         job = service.latest_job(company)
@@ -156,7 +173,7 @@ def run(state: CliState, company: str, progress: bool, metrics_port: int | None)
         if view is not None:
             view.finish(result.job)
         status = MigrationStatus.of(result.job)
-        click.echo(_summary(status))
+        emit("run", status.as_dict(), as_json, lambda: click.echo(_summary(status)))
         if result.stopped:
             raise exit_codes.CliError(
                 "INTERRUPTED",
@@ -235,20 +252,28 @@ def _latest_per_account(jobs: Any) -> list[Any]:
 def cancel_command(state: CliState, company: str, as_json: bool) -> None:
     """Cancel the account's in-progress job: its cursor is kept; a live runner stops at its next batch."""
     with state.runtime() as runtime:
-        _show(runtime.service.cancel(company), as_json)
+        status = runtime.service.cancel(company)
+    _show_job("cancel", status, as_json)
 
 
 @cli.command(name="rollback")
 @company_option
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option
 @click.pass_obj
-def rollback_command(state: CliState, company: str, yes: bool) -> None:
+def rollback_command(state: CliState, company: str, yes: bool, as_json: bool) -> None:
     """Delete the account's migrated logs (source_tag crm_migration only); native logs stay."""
     if not yes and not click.confirm(f"Delete every migrated activity log of company {company}?", err=True):
         raise exit_codes.CliError("DECLINED", "rollback declined; nothing was deleted")
     with state.runtime() as runtime:
         result = runtime.service.rollback(company)
-        click.echo(f"deleted {result.deleted} migrated log(s) of company {company}")
+    doc = {"company_sso_id": company, "job_id": result.job_id, "deleted": result.deleted}
+    emit(
+        "rollback",
+        doc,
+        as_json,
+        lambda: click.echo(f"deleted {result.deleted} migrated log(s) of company {company}"),
+    )
 
 
 @cli.command()
@@ -268,7 +293,7 @@ def explain(state: CliState, company: str, audit_id: int, tenant: str | None, as
     outcome = _outcome(explanation.outcome)
     if as_json:
         doc = {"audit_id": audit_id, "tenant": tenant, "stages": stages, "outcome": outcome}
-        click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+        emit("explain", doc, as_json)
         return
     row = explanation.row
     click.echo(
@@ -282,10 +307,30 @@ def explain(state: CliState, company: str, audit_id: int, tenant: str | None, as
 
 
 @cli.command(name="config")
+@json_option
 @click.pass_obj
-def show_config(state: CliState) -> None:
-    """Show the effective settings, secrets redacted."""
-    click.echo(json.dumps(state.settings.describe(), indent=2))
+def show_config(state: CliState, as_json: bool) -> None:
+    """Show the effective settings, secrets redacted: one `key  value` line each (dotted for tables)."""
+    settings = state.settings.describe()
+
+    def human() -> None:
+        lines = list(_flatten(settings))
+        width = max(len(key) for key, _ in lines)
+        for key, value in lines:
+            click.echo(f"{key:<{width}}  {value}")
+
+    emit("config", {"settings": settings}, as_json, human)
+
+
+def _flatten(doc: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, str]]:
+    """``{"loader": {"max_bytes": 1}}`` → ``("loader.max_bytes", "1")``; unset values read ``-``."""
+    for key, value in doc.items():
+        if isinstance(value, dict) and value:
+            yield from _flatten(value, f"{prefix}{key}.")
+        elif isinstance(value, list):
+            yield f"{prefix}{key}", ", ".join(str(v) for v in value) or "-"
+        else:
+            yield f"{prefix}{key}", "-" if value is None or value in ("", {}) else str(value)
 
 
 def _outcome(outcome: Any) -> dict[str, Any]:
@@ -295,6 +340,14 @@ def _outcome(outcome: Any) -> dict[str, Any]:
         kind = "skipped" if isinstance(outcome, Skipped) else "failed"
         return {"kind": kind, "reason": outcome.reason, "detail": outcome.detail}
     return {"kind": "none"}
+
+
+def _show_job(command: str, status: MigrationStatus, as_json: bool) -> None:
+    """``trigger`` and ``cancel``: the job document (docs/runner.md, schema ``job``) or the table."""
+    if as_json:
+        emit(command, status.as_dict(), as_json)
+    else:
+        _show(status, as_json=False)
 
 
 def _show(status: MigrationStatus, as_json: bool) -> None:

@@ -8,7 +8,6 @@ lacking a key, page by page, plans each page and applies it; ``--dry-run`` print
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
@@ -16,7 +15,7 @@ import click
 from crm_audit_transform.enrichment import EnrichmentPlan, EnrichmentReport
 
 from .main import cli
-from .options import company_option
+from .options import company_option, emit
 from .state import CliState
 
 
@@ -45,7 +44,7 @@ def enrich(state: CliState, company: str, tenant: str | None, dry_run: bool, as_
         doc["report"] = _report(report)
         if dry_run:
             doc["plans"] = plans
-        click.echo(json.dumps(doc, indent=2, ensure_ascii=False, default=str))
+        emit("enrich", doc, as_json)
         return
     click.echo(_summary(report, dry_run))
 

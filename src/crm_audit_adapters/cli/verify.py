@@ -7,7 +7,6 @@ the account verifies clean, ``NOT_VERIFIED`` (10) otherwise.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import socket
@@ -19,6 +18,7 @@ from crm_audit_transform.verification import FINDING_KINDS, VerifyReport
 
 from . import exit_codes
 from .main import cli
+from .options import emit
 from .state import CliState
 
 SHOWN = 10
@@ -59,13 +59,14 @@ def verify_command(
 
 def show(report: VerifyReport, as_json: bool) -> None:
     """Print the report and exit with its code: 0 when clean, ``NOT_VERIFIED`` otherwise."""
-    if as_json:
-        click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
-    else:
-        for line in summary_lines(report):
-            click.echo(line)
+    emit("verify", report.to_json(), as_json, lambda: _echo_lines(summary_lines(report)))
     if not report.clean:
         raise click.exceptions.Exit(exit_codes.NOT_VERIFIED)
+
+
+def _echo_lines(lines: Iterator[str]) -> None:
+    for line in lines:
+        click.echo(line)
 
 
 def summary_lines(report: VerifyReport, shown: int = SHOWN) -> Iterator[str]:

@@ -23,7 +23,7 @@ from crm_audit_transform.jobs import COMPLETED, IN_PROGRESS, MigrationJob
 from ..bootstrap import Runtime
 from . import exit_codes
 from .main import cli
-from .options import non_empty
+from .options import emit, json_option, non_empty
 from .state import CliState
 
 MAX_SHARDS = 64
@@ -105,6 +105,7 @@ def worker(state: CliState, metrics_port: int | None, celery_args: tuple[str, ..
     show_default=True,
     help="Split a new job into N id ranges, one migrate_shard task each (docs/scale-out.md).",
 )
+@json_option
 @click.pass_obj
 def enqueue(
     state: CliState,
@@ -113,12 +114,14 @@ def enqueue(
     date_range_start: dt.datetime | None,
     all_enabled: bool,
     shards: int,
+    as_json: bool,
 ) -> None:
     """Trigger each account (the same guards as `trigger`) and send its tasks.
 
     One migrate_account task per account, or with a sharded job one migrate_shard task per shard
     not yet completed. An account whose job is already in progress is sent again (a resume, with
-    the shards it was triggered with); one line per task.
+    the shards it was triggered with); one line per task (with --json, one document listing the
+    tasks sent and the accounts refused). Exit 4 when any account was refused.
     """
     if all_enabled == (company is not None):
         raise click.UsageError("give exactly one of --company-sso-id and --all-enabled")
@@ -126,23 +129,37 @@ def enqueue(
     app = _celery_app(state)
     from ..celery import MIGRATE_ACCOUNT, MIGRATE_SHARD
 
-    refused = 0
+    sent: list[dict[str, Any]] = []
+    refused: list[dict[str, str]] = []
     with state.runtime() as runtime:
         for account in _accounts(runtime, company, all_enabled):
             try:
                 job = _trigger_or_resume(runtime, account, tenant, cutoff, shards)
             except GuardError as error:
-                refused += 1
-                click.echo(f"refused {account}: {exit_codes.one_line(error)}", err=True)
+                code, line = exit_codes.error_code(error), exit_codes.one_line(error)
+                message = line.removeprefix(f"{code}: ")
+                refused.append({"company_sso_id": account, "code": code, "message": message})
+                click.echo(f"refused {account}: {line}", err=True)
                 continue
-            if job is None or not job.shards:
-                sent = app.send_task(MIGRATE_ACCOUNT, args=[account])
-                click.echo(f"sent {MIGRATE_ACCOUNT} {account} task {sent.id}")
-                continue
-            for shard in job.shards:
-                if shard.status != COMPLETED:
-                    sent = app.send_task(MIGRATE_SHARD, args=[account, shard.shard])
-                    click.echo(f"sent {MIGRATE_SHARD} {account} shard {shard.shard} task {sent.id}")
+            targets: list[tuple[str, list[Any], int | None]] = (
+                [(MIGRATE_ACCOUNT, [account], None)]
+                if job is None or not job.shards
+                else [
+                    (MIGRATE_SHARD, [account, shard.shard], shard.shard)
+                    for shard in job.shards
+                    if shard.status != COMPLETED
+                ]
+            )
+            for name, args, shard_number in targets:
+                task = app.send_task(name, args=args)
+                sent.append(
+                    {"company_sso_id": account, "task": name, "shard": shard_number, "task_id": str(task.id)}
+                )
+                if not as_json:
+                    where = "" if shard_number is None else f" shard {shard_number}"
+                    click.echo(f"sent {name} {account}{where} task {task.id}")
+    if as_json:
+        emit("enqueue", {"sent": sent, "refused": refused}, as_json)
     if refused:
         raise click.exceptions.Exit(exit_codes.REFUSED)
 

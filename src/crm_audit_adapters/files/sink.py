@@ -30,6 +30,7 @@ surrogate, which BSON cannot encode, cannot be written as UTF-8 either: orjson r
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -76,8 +77,15 @@ class JsonlActivityLogSink:
     __slots__ = ("_file", "_fsync", "_keys", "_migrated", "_owned", "_path")
 
     def __init__(self, path: PathLike, *, fsync: FsyncMode | bool = "batch") -> None:
-        """``fsync``: ``"batch"``, ``"close"`` or ``"never"`` (``True``/``False`` mean batch/never)."""
+        """``fsync``: ``"batch"``, ``"close"`` or ``"never"`` (``True``/``False`` mean batch/never).
+
+        ``OSError`` (with ``filename``) when ``path`` cannot be read back and appended to: a pipe, a
+        device or a directory — the sink re-reads its file to append without repeating a log.
+        """
         self._path = os.fspath(path)
+        if os.path.exists(self._path) and not os.path.isfile(self._path):
+            why = "not a regular file (the log file is read back, then appended to)"
+            raise OSError(errno.ESPIPE, why, self._path)
         self._fsync: FsyncMode = ("batch" if fsync else "never") if isinstance(fsync, bool) else fsync
         if self._fsync not in ("batch", "close", "never"):
             raise ValueError(f"fsync must be 'batch', 'close' or 'never', not {fsync!r}")

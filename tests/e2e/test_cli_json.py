@@ -1,0 +1,190 @@
+"""Every ``--json`` answer of ``crm-audit-migrate`` parsed and checked against docs/runner.md's schema.
+
+PostgreSQL loaded from the corpus, a shared mongomock, a local USMAN; ``enqueue`` sends to kombu's
+in-process ``memory://`` broker. The schemas are read from the docs' ``json schema=NAME`` blocks
+(tests/support/doc_schemas.py), so the docs and the output cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import mongomock
+import pytest
+from cli_world import COMPANY, TENANT, Cli, make_cli, running_usman, seed_contacts
+
+from crm_audit_adapters.cli import cli, exit_codes
+from crm_audit_adapters.cli.options import JSON_SCHEMA_VERSION
+from support.doc_schemas import documented_schemas, problems
+from support.usman_server import UsmanServer
+
+RECENT = "2024-04-14"
+"""Trigger's cutoff: the newest ~150 acme rows keep each run quick on mongomock."""
+C = ("--company-sso-id", COMPANY)
+SCHEMAS = documented_schemas()
+UNENVELOPED = {"status", "dry-run"}
+"""Commands whose JSON predates the envelope: status (its own section) and the dry run's report."""
+
+
+def checked(result: Any, command: str, exit_code: int = 0) -> dict[str, Any]:
+    """The command's stdout parsed, after checking the exit code and the documented schema."""
+    assert result.exit_code == exit_code, result.output
+    doc: dict[str, Any] = json.loads(result.stdout)
+    assert problems(doc, SCHEMAS[command], SCHEMAS) == []
+    assert (doc["command"], doc["schema"]) == (command, JSON_SCHEMA_VERSION)
+    return doc
+
+
+@pytest.fixture(scope="module")
+def usman() -> Iterator[UsmanServer]:
+    yield from running_usman()
+
+
+@pytest.fixture
+def client() -> mongomock.MongoClient:
+    return mongomock.MongoClient(tz_aware=True)
+
+
+@pytest.fixture
+def run_cli(crm_dsn: str, usman: UsmanServer, client: mongomock.MongoClient) -> Cli:
+    run_cli = make_cli(crm_dsn, usman, client)
+    seed_contacts(client)
+    return run_cli
+
+
+@pytest.fixture
+def triggered(run_cli: Cli) -> Cli:
+    assert run_cli("indexes", "up").exit_code == 0
+    result = run_cli("trigger", *C, "--date-range-start", RECENT, "--json")
+    assert checked(result, "trigger")["status"] == "in_progress"
+    return run_cli
+
+
+@pytest.fixture
+def migrated(triggered: Cli) -> Cli:
+    assert triggered("run", *C, "--no-progress").exit_code == 0
+    return triggered
+
+
+class TestEveryCommandHasItsSchema:
+    def test_every_command_with_json_has_a_documented_schema(self) -> None:
+        """Each command taking --json has a schema block in docs/runner.md, and each block is used."""
+        with_json = {
+            name
+            for name, command in cli.commands.items()
+            if any(param.name == "as_json" for param in command.params)
+        }
+        named = with_json - UNENVELOPED
+        assert {"run", "rollback", "indexes", "cancel", "enqueue", "verify", "config"} <= named
+        parts = {name for name, schema in SCHEMAS.items() if isinstance(schema, dict) and "command" in schema}
+        assert parts == named
+
+    def test_the_checker_reports_wrong_types_missing_and_undocumented_keys(self) -> None:
+        """A document that strays from its schema in any way is reported, with the path of each problem."""
+        good = {"command": "rollback", "schema": 1, "company_sso_id": "c", "job_id": None, "deleted": 3}
+        assert problems(good, SCHEMAS["rollback"], SCHEMAS) == []
+        bad = {"command": "rollback", "schema": 1, "company_sso_id": "c", "deleted": "3", "extra": 1}
+        assert sorted(problems(bad, SCHEMAS["rollback"], SCHEMAS)) == [
+            "$.deleted: expected integer, got '3'",
+            "$: key 'extra' is not documented",
+            "$: missing key 'job_id'",
+        ]
+        assert problems({"kind": "maybe"}, "#outcome_migrated | #outcome_none", SCHEMAS)
+        assert problems(True, "integer", SCHEMAS)
+
+
+@pytest.mark.postgres
+class TestJsonOutput:
+    def test_indexes_up_status_and_down(self, run_cli: Cli) -> None:
+        """indexes --json gives the steps taken, each index's state and the recorded version."""
+        up = checked(run_cli("indexes", "up", "--json"), "indexes")
+        assert up["steps"]
+        assert up["version"] == 35
+        assert up["dirty"] is False
+        assert {i["state"] for i in up["indexes"]} == {"present"}
+        status = checked(run_cli("indexes", "status", "--json"), "indexes")
+        assert status["steps"] == []
+        assert status["indexes"] == up["indexes"]
+        down = checked(run_cli("indexes", "down", "--json"), "indexes")
+        assert {i["state"] for i in down["indexes"]} == {"missing"}
+        missing = checked(run_cli("indexes", "status", "--json"), "indexes", exit_codes.CONFIG)
+        assert missing["direction"] == "status"
+
+    def test_trigger_cancel_and_a_cancelled_run(self, triggered: Cli) -> None:
+        """cancel --json is the job, cancelled; run --json still prints the job when it exits CANCELLED."""
+        cancelled = checked(triggered("cancel", *C, "--json"), "cancel")
+        assert cancelled["status"] == "cancelled"
+        resumed = checked(triggered("trigger", *C, "--resume", "--json"), "trigger")
+        assert resumed["job_id"] == cancelled["job_id"]
+
+    def test_run_prints_the_final_job(self, triggered: Cli) -> None:
+        """run --json prints the completed job's document on stdout, progress staying on stderr."""
+        ran = checked(triggered("run", *C, "--json"), "run")
+        assert ran["status"] == "completed"
+        assert ran["records_processed"] > 0
+        assert ran["lease_owner"] is None
+
+    def test_rollback_counts_what_it_deleted(self, migrated: Cli) -> None:
+        """rollback --json reports the logs deleted, then 0 when run again."""
+        first = checked(migrated("rollback", *C, "--yes", "--json"), "rollback")
+        assert first["deleted"] > 0
+        assert first["job_id"]
+        again = checked(migrated("rollback", *C, "--yes", "--json"), "rollback")
+        assert again["deleted"] == 0
+
+    def test_explain_one_row(self, migrated: Cli) -> None:
+        """explain --json lists each stage's decision and the outcome."""
+        doc = checked(migrated("explain", *C, "--audit-id", "5", "--json"), "explain")
+        assert doc["stages"]
+        assert doc["outcome"]["kind"] in ("migrated", "skipped", "failed")
+
+    def test_enrich_and_its_dry_run(self, migrated: Cli) -> None:
+        """enrich --json reports counts; with --dry-run it adds one plan per page."""
+        planned = checked(migrated("enrich", *C, "--dry-run", "--json"), "enrich")
+        assert planned["dry_run"] is True
+        assert "plans" in planned
+        applied = checked(migrated("enrich", *C, "--json"), "enrich")
+        assert applied["dry_run"] is False
+        assert "plans" not in applied
+
+    def test_verify_clean_and_not_verified(self, migrated: Cli, client: mongomock.MongoClient) -> None:
+        """verify --json has the same schema whether the account is clean (0) or not (10)."""
+        clean = checked(migrated("verify", *C, "--json"), "verify")
+        assert clean["clean"] is True
+        assert clean["job"]["consistent"] is True
+        logs = client["cdp"]["activity_logs"]
+        logs.delete_one({"source_tag": "crm_migration"})
+        found = checked(migrated("verify", *C, "--json"), "verify", exit_codes.NOT_VERIFIED)
+        assert found["findings"]["missing"]["count"] == 1
+        assert found["findings"]["missing"]["items"][0]["audit_id"] is not None
+
+    def test_enqueue_lists_tasks_sent_and_accounts_refused(self, run_cli: Cli) -> None:
+        """enqueue --json lists each task sent (per shard), and a refused account with its CODE (exit 4)."""
+        assert run_cli("indexes", "up").exit_code == 0
+        env = {"CRM_AUDIT_BROKER_URL": "memory://"}
+        off = {**env, "CRM_AUDIT_ENABLED_COMPANIES": "someone-else"}
+        refused = checked(run_cli("enqueue", *C, "--json", **off), "enqueue", exit_codes.REFUSED)
+        assert refused["sent"] == []
+        assert [(r["company_sso_id"], r["code"]) for r in refused["refused"]] == [(COMPANY, "FLAG_DISABLED")]
+        sent = checked(run_cli("enqueue", *C, "--shards", "2", "--json", **env), "enqueue")
+        assert [(s["company_sso_id"], s["task"], s["shard"]) for s in sent["sent"]] == [
+            (COMPANY, "crm_audit.migrate_shard", 0),
+            (COMPANY, "crm_audit.migrate_shard", 1),
+        ]
+        assert sent["refused"] == []
+
+    def test_config_json_and_its_human_form(self, run_cli: Cli) -> None:
+        """config --json is the settings, redacted; the default form is one line per key, redacted too."""
+        dsn = {"CRM_AUDIT_DATABASE_URL": "postgresql://ro:hunter2@crm/crm"}
+        doc = checked(run_cli("config", "--json", **dsn), "config")
+        assert doc["settings"]["database_url"] == "postgresql://ro:***@crm/crm"
+        assert doc["settings"]["tenants"] == {COMPANY: TENANT}
+        human = run_cli("config", **dsn)
+        assert human.exit_code == 0, human.output
+        lines = dict(line.split(None, 1) for line in human.stdout.splitlines())
+        assert lines["database_url"] == "postgresql://ro:***@crm/crm"
+        assert lines[f"tenants.{COMPANY}"] == TENANT
+        assert lines["loader.max_depth"] == str(doc["settings"]["loader"]["max_depth"])
+        assert "hunter2" not in human.output
