@@ -3,7 +3,7 @@
 Wire contract (see docs/usman.md)::
 
     POST {base_url}{path}
-    {auth_header}: {auth_scheme} {token}
+    {auth_header}: {auth_scheme} {token}                          (no header without a token)
     {"company_sso_id": "...", "emails": ["a@x.example", ...]}      at most max_emails_per_request
 
     200 {"data": [{"email": "a@x.example", "sso_id": "..."}, ...]}  users not found are absent
@@ -234,7 +234,9 @@ class UsmanClient:
             response = self._http.post(
                 self._config.path,
                 json={"company_sso_id": company_sso_id, "emails": emails},
-                headers={self._config.auth_header: self._config.auth_value()},
+                # No token, no header: "Bearer " alone is not a valid header value, and a
+                # directory that needs a token answers 401 (a clear refusal) to its absence.
+                headers={self._config.auth_header: self._config.auth_value()} if self._config.token else {},
             )
         except httpx.TimeoutException as exc:
             raise _Retryable(f"timed out ({type(exc).__name__})") from exc

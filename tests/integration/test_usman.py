@@ -88,6 +88,15 @@ class TestAnswers:
         assert request.payload == {"company_sso_id": COMPANY, "emails": ["nur.4@acme.example"]}
         assert request.headers["authorization"] == f"Bearer {TOKEN}"
 
+    def test_without_a_token_no_auth_header_is_sent(self, sleeps: list[float]) -> None:
+        """An empty token sends no auth header (never a bare "Bearer "): a directory needing none answers."""
+        with UsmanServer(directory=DIRECTORY, token="") as open_server:
+            with client_for(open_server, sleeps, token="") as client:
+                found = client.sso_ids_by_emails(COMPANY, [NUR])
+            [request] = open_server.requests
+        assert found == {NUR: "sso-nur"}
+        assert "authorization" not in request.headers
+
     def test_emails_match_case_insensitively_and_keep_the_callers_spellings(
         self, server: UsmanServer, sleeps: list[float]
     ) -> None:

@@ -171,7 +171,10 @@ class UsmanServer:
             return Reply(404, b'{"error": "not found"}')
         return (behaviour or self.default)(self, request)
 
-    def _expected_auth(self) -> str:
+    def _expected_auth(self) -> str | None:
+        # token="" is a directory that needs none: it expects no auth header at all.
+        if not self.token:
+            return None
         return f"{self.auth_scheme} {self.token}" if self.auth_scheme else self.token
 
 
