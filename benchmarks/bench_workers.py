@@ -1,4 +1,5 @@
-"""Scale-out on Celery: the same accounts migrated by 1 worker and by 2 workers, in rows/s.
+"""Scale-out on Celery: the same accounts migrated by 1 worker and by 2 workers, in rows/s; and one
+big account migrated unsharded by 1 worker and in 2 shards by 2 workers (``--shards``).
 
 Everything is real and local: a throwaway PostgreSQL holding one synthetic tenant (generate.py),
 a throwaway redis-server, mongoeco's MongoDB wire server (as in the tests), a local USMAN, and
@@ -15,7 +16,13 @@ measured is the per-row work a worker does — the keyset page from PostgreSQL, 
 `audited_changes`, the rules, the per-page lookups and one job write per page — distributed by
 Celery over Redis. docs/scale-out.md uses it, with the Mongo write-path figures, for the sizing.
 
+With ``--shards 1 2 1 2`` the runs are of one account instead (``bench-big``, all the tenant's
+rows): "1" is an unsharded job on one worker (``enqueue`` → ``migrate_account``), "2" the job split
+in two shards (``enqueue --shards 2`` → two ``migrate_shard`` tasks) on two workers; the time is the
+job's ``created_at`` → ``finished_at`` (the last shard settles it).
+
     .venv/bin/python benchmarks/bench_workers.py --rows-per-account 20000 --accounts 4
+    .venv/bin/python benchmarks/bench_workers.py --rows-per-account 80000 --shards 1 2 1 2
 """
 
 from __future__ import annotations
@@ -84,8 +91,42 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def postmaster_pid(dsn: str) -> int:
+    """The PostgreSQL server's main process: the parent of one of its backends."""
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT pg_backend_pid()").fetchone()
+    assert row is not None
+    return parent_pid(int(row[0]))
+
+
+def parent_pid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def tree_cpu(root: int) -> dict[int, float]:
+    """CPU seconds of ``root`` and each of its children (PostgreSQL's backends), by pid."""
+    found: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        try:
+            if pid == root or parent_pid(pid) == root:
+                found[pid] = cpu_seconds(pid)
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue  # exited meanwhile
+    return found
+
+
 def measure(
-    env: dict[str, str], accounts: list[str], workers: int, logdir: Path, servers: dict[str, int]
+    env: dict[str, str],
+    accounts: list[str],
+    workers: int,
+    logdir: Path,
+    servers: dict[str, int],
+    enqueue: tuple[str, ...] = ("--all-enabled",),
 ) -> dict[str, Any]:
     cli(env, "indexes", "up")
     processes = []
@@ -109,7 +150,9 @@ def measure(
     load_before = os.getloadavg()
     watched = {**{f"worker{i}": p.pid for i, p in enumerate(processes)}, **servers}
     cpu_before = {name: cpu_seconds(pid) for name, pid in watched.items()}
-    cli(env, "enqueue", "--all-enabled")  # one process triggers every bound account and sends its task
+    postgres = postmaster_pid(env["CRM_AUDIT_DATABASE_URL"])
+    pg_before = tree_cpu(postgres)
+    cli(env, "enqueue", *enqueue)  # one process triggers the accounts and sends their tasks
     while True:
         docs = list(jobs.find({}, {"status": 1, "tally": 1, "created_at": 1, "finished_at": 1}))
         if len(docs) == len(accounts) and all(d["status"] == "completed" for d in docs):
@@ -121,6 +164,8 @@ def measure(
     seconds = (max(d["finished_at"] for d in docs) - min(d["created_at"] for d in docs)).total_seconds()
     load_after = os.getloadavg()
     cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in watched.items()}
+    # Backends that began during the run count from zero; none ends before the workers do.
+    cpu["postgres"] = sum(t - pg_before.get(pid, 0.0) for pid, t in tree_cpu(postgres).items())
     for process in processes:
         process.terminate()
         process.wait(timeout=30)
@@ -139,10 +184,18 @@ def main() -> int:
     parser.add_argument("--rows-per-account", type=int, default=20000)
     parser.add_argument("--accounts", type=int, default=4)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 1, 2], help="runs, in order")
+    parser.add_argument(
+        "--shards",
+        type=int,
+        nargs="+",
+        help="instead: runs of one big account in N shards on N workers (1 = unsharded), in order",
+    )
     args = parser.parse_args()
     if shutil.which("redis-server") is None:
         raise SystemExit("redis-server is not installed (apt-get install redis-server)")
-    accounts = [f"bench-account-{i}" for i in range(args.accounts)]
+    sharded = args.shards is not None
+    accounts = ["bench-big"] if sharded else [f"bench-account-{i}" for i in range(args.accounts)]
+    runs = args.shards if sharded else args.workers
     with tempfile.TemporaryDirectory(prefix="bench-workers-") as tmp, throwaway_server() as pg:
         dsn = create_database(pg.dsn, "bench_workers")
         subprocess.run(
@@ -171,7 +224,7 @@ def main() -> int:
         try:
             with UsmanServer(directory={}) as usman:
                 results = []
-                for workers in args.workers:
+                for workers in runs:
                     env = {
                         "CRM_AUDIT_DATABASE_URL": dsn,
                         "CRM_AUDIT_MONGO_URI": mongo_uri,
@@ -186,13 +239,18 @@ def main() -> int:
                         "CRM_AUDIT_SETTINGS": "",
                     }
                     servers = {"mongoeco": mongo.pid, "redis": redis.pid}
-                    results.append(measure(env, accounts, workers, Path(tmp), servers))
+                    enqueue: tuple[str, ...] = ("--all-enabled",)
+                    if sharded:
+                        enqueue = ("--company-sso-id", accounts[0])
+                        enqueue += ("--shards", str(workers)) if workers > 1 else ()
+                    results.append(measure(env, accounts, workers, Path(tmp), servers, enqueue))
         finally:
             for process in (redis, mongo):
                 process.terminate()
                 process.wait(timeout=30)
     base = max(r["rows"] / r["seconds"] for r in results if r["workers"] == 1)
-    print(f"machine: {os.cpu_count()} cores; {args.accounts} accounts x {args.rows_per_account} rows")
+    what = "1 account in N shards on N workers" if sharded else f"{args.accounts} accounts"
+    print(f"machine: {os.cpu_count()} cores; {what} x {args.rows_per_account} rows")
     print("| workers | rows | seconds | rows/s | speed-up | load 1-min before/after | CPU s (busy share) |")
     print("|---:|---:|---:|---:|---:|---|---|")
     for r in results:
