@@ -265,6 +265,22 @@ class TestRepair:
         assert {gone.external_id, f"crm:acme:audit:{behind.id}"} <= stored
         assert verify(world).clean
 
+    def test_repair_counts_its_rows_into_a_sharded_job(self) -> None:
+        """On a sharded job the late row repaired is counted into the job's summed counts."""
+        held_id = audit_id(migrated_logs(migrated_world())[5])
+        rows = audit_rows("acme")
+        world = World("acme", rows=[row for row in rows if row.id != held_id])
+        world.service().trigger(world.company, shards=2)
+        world.service(settings=SETTINGS).run(world.company, owner="runner")
+        world.source.add(next(row for row in rows if row.id == held_id))
+        before = job_of(world).tally
+        report = verify(world, repair=True)
+        assert report.repaired_in_job == 1
+        after = job_of(world)
+        assert len(after.shards) == 2
+        assert (after.tally.processed, after.tally.migrated) == (before.processed + 1, before.migrated + 1)
+        assert verify(world).clean
+
     def test_repair_touches_nothing_but_missing(self) -> None:
         """Drifted, stray and overlap are reported by repair and left exactly as they were."""
         world = migrated_world()

@@ -293,13 +293,21 @@ class Walk:
         added = max(0, self.range_logged + self.repaired_in_range - held.tally.migrated)
         unseen = min(added, max(0, self.range_rows - held.tally.processed))
         self.counted = added
+        found = Tally(processed=unseen, migrated=added)
         done = attrs.evolve(
             held,
-            tally=held.tally + Tally(processed=unseen, migrated=added),
+            tally=held.tally + found,
             updated_at=clock.now(),
             lease_owner=None,
             lease_expires_at=None,
         )
+        if held.shards:
+            # A sharded job's counts are its shards' sums: the last shard (open-ended, where late rows
+            # land) carries what the repair found. Still derived from the stored totals, not added up.
+            last = held.shards[-1]
+            done = attrs.evolve(
+                done, shards=(*held.shards[:-1], attrs.evolve(last, tally=last.tally + found))
+            )
         jobs.save(done)
         self.job = done
         self.range_logged += self.repaired_in_range
