@@ -45,9 +45,9 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from crm_audit_adapters.crm_postgres.throwaway import create_database, throwaway_server  # noqa: E402
+from support.mongo_emulator import MongoEmulator  # noqa: E402
 from support.redis_server import die_with_parent, free_port, ping  # noqa: E402
 from support.usman_server import TOKEN, UsmanServer  # noqa: E402
-from support.wire_mongo import SERVE, mongoeco_python  # noqa: E402
 
 CLI = Path(sys.executable).with_name("crm-audit-migrate")
 SCHEMA = "bench_workers"
@@ -65,15 +65,6 @@ def start_redis(workdir: str) -> tuple[subprocess.Popen[bytes], str]:
     while not ping(port):
         time.sleep(0.05)
     return process, f"redis://127.0.0.1:{port}/0"
-
-
-def start_mongoeco() -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [str(mongoeco_python()), str(SERVE)], stdout=subprocess.PIPE, text=True, preexec_fn=die_with_parent
-    )
-    assert process.stdout is not None
-    port = int(process.stdout.readline())
-    return process, f"mongodb://127.0.0.1:{port}/?directConnection=true"
 
 
 def cli(env: dict[str, str], *args: str) -> str:
@@ -220,7 +211,10 @@ def main() -> int:
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(f"CREATE TABLE IF NOT EXISTS {SCHEMA}.crm_people (id bigint PRIMARY KEY)")
         redis, broker = start_redis(tmp)
-        mongo, mongo_uri = start_mongoeco()
+        emulator = MongoEmulator()
+        mongo_uri = emulator.__enter__()
+        assert emulator._process is not None
+        mongo_pid = emulator._process.pid
         try:
             with UsmanServer(directory={}) as usman:
                 results = []
@@ -238,16 +232,16 @@ def main() -> int:
                         "CRM_AUDIT_BROKER_URL": broker,
                         "CRM_AUDIT_SETTINGS": "",
                     }
-                    servers = {"mongoeco": mongo.pid, "redis": redis.pid}
+                    servers = {"mongoeco": mongo_pid, "redis": redis.pid}
                     enqueue: tuple[str, ...] = ("--all-enabled",)
                     if sharded:
                         enqueue = ("--company-sso-id", accounts[0])
                         enqueue += ("--shards", str(workers)) if workers > 1 else ()
                     results.append(measure(env, accounts, workers, Path(tmp), servers, enqueue))
         finally:
-            for process in (redis, mongo):
-                process.terminate()
-                process.wait(timeout=30)
+            emulator.__exit__(None, None, None)
+            redis.terminate()
+            redis.wait(timeout=30)
     base = max(r["rows"] / r["seconds"] for r in results if r["workers"] == 1)
     what = "1 account in N shards on N workers" if sharded else f"{args.accounts} accounts"
     print(f"machine: {os.cpu_count()} cores; {what} x {args.rows_per_account} rows")

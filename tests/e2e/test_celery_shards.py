@@ -29,14 +29,14 @@ def usman() -> Iterator[UsmanServer]:
 
 @pytest.fixture
 def scale(
-    crm_dsn: str, wire_mongo_uri: str, wire_mongo_database: str, usman: UsmanServer, redis_url: str
+    crm_dsn: str, shared_mongo_uri: str, wire_mongo_database: str, usman: UsmanServer, redis_url: str
 ) -> Iterator[Scale]:
     import redis
 
     redis.Redis.from_url(redis_url).flushdb()
     env = worker_env(
         crm_dsn=crm_dsn,
-        mongo_uri=wire_mongo_uri,
+        mongo_uri=shared_mongo_uri,
         database=wire_mongo_database,
         usman_url=usman.url,
         redis_url=redis_url,

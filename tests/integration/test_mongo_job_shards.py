@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from typing import Any
 
 import attrs
 import pytest
-from pymongo import MongoClient
 
 from crm_audit_adapters.mongo import MongoJobStore, RetryPolicy, apply_migration
 from crm_audit_transform.domain import ScopeBounds
@@ -23,18 +21,12 @@ TTL = dt.timedelta(minutes=2)
 NO_WAIT = RetryPolicy(attempts=3, sleep=lambda _: None)
 
 
-@pytest.fixture(params=["clock", "server_now"])
-def store(request: pytest.FixtureRequest, mongo_db: Any) -> Iterator[MongoJobStore]:
-    """mongomock with expiries on a clock, or mongoeco's wire server computing them with $$NOW."""
-    if request.param == "clock":
-        apply_migration(mongo_db, "up")
-        yield MongoJobStore(mongo_db.jobs, retry=NO_WAIT, clock=FixedClock(T0))
-        return
-    uri = request.getfixturevalue("wire_mongo_uri")
-    name = request.getfixturevalue("wire_mongo_database")
-    with MongoClient(uri, serverSelectionTimeoutMS=10_000) as client:
-        apply_migration(client[name], "up")
-        yield MongoJobStore(client[name].jobs, retry=NO_WAIT)
+@pytest.fixture
+def store(mongo_db: Any) -> MongoJobStore:
+    """mongomock with expiries on a clock; the emulator (or a real server) computing them with $$NOW."""
+    apply_migration(mongo_db, "up")
+    clock = FixedClock(T0) if type(mongo_db).__module__.startswith("mongomock") else None
+    return MongoJobStore(mongo_db.jobs, retry=NO_WAIT, clock=clock)
 
 
 def sharded_job() -> MigrationJob:
