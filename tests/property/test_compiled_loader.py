@@ -92,6 +92,68 @@ class TestSameAsThePurePath:
             agree(text, limits)
 
 
+WORDS = "null Null NULL nUlL yes Yes YES on On ON oN true True tRUE no No NO off Off false FALSE"
+NEAR_WORDS = "y n t f o nul nulls yess onn offf fals won Open lost x Z"
+SHORTCUT_EDGES = [
+    # words of at most 5 letters, each case of nil/true/false and their near misses
+    *WORDS.split(" "),
+    *NEAR_WORDS.split(" "),
+    "",
+    "~",
+    # times as Psych writes them, and every field just past its range
+    "2019-01-04 05:44:28.125496000 Z",
+    "2019-01-04 05:44:28.1 Z",
+    "2019-01-04 05:44:28.1234567 Z",
+    "2019-01-04 05:44:28 Z",
+    "2019-01-04 05:44:28. Z",
+    "2019-01-04 05:44:28.12a Z",
+    "2019-01-04 05:44:28.125Z",
+    "2019-01-04 05:44:28.125 +07:00",
+    "2019-01-04T05:44:28.125 Z",
+    "2019-01-04 24:00:00 Z",
+    "2019-01-04 23:59:60 Z",
+    "2019-01-04 23:60:00 Z",
+    "2019-02-29 10:00:00 Z",
+    "2020-02-29 10:00:00 Z",
+    "1900-02-29 10:00:00 Z",
+    "2000-02-29 10:00:00 Z",
+    "2019-04-31 10:00:00 Z",
+    "2019-13-01 10:00:00 Z",
+    "2019-00-01 10:00:00 Z",
+    "0000-01-01 00:00:00 Z",
+    "1582-10-10 00:00:00 Z",
+    "1583-01-01 00:00:00 Z",
+    "9999-12-31 23:59:59.999999 Z",
+    # dates, Julian and skipped days included
+    "2019-01-04",
+    "2019-02-29",
+    "2020-02-29",
+    "1583-01-01",
+    "1582-10-15",
+    "1582-10-10",
+    "1500-02-29",
+    "2019-1-4",
+    "2019-01-00",
+    "0000-01-01",
+    # symbols
+    ":name",
+    ":_x",
+    ":a_b9",
+    ":9a",
+    ":a-b",
+    ':"quoted"',
+    "::a",
+    ":",
+]
+
+
+@needs_compiled
+@pytest.mark.parametrize("scalar", SHORTCUT_EDGES)
+def test_the_compiled_shortcuts_read_each_form_as_tokenize_does(scalar: str) -> None:
+    """Each plain form the compiled builder reads without tokenize, and its edges, loads as on every path."""
+    agree(f"---\nvalue: {scalar}\n{scalar or 'k'}: 1\nlist:\n- {scalar}\n")
+
+
 class TestWithoutTheExtension:
     def test_the_pure_path_serves_when_the_extension_cannot_be_imported(self) -> None:
         """With the compiled module unavailable (no compiler), the package loads the corpus the same."""

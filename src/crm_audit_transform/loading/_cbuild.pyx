@@ -15,6 +15,8 @@ only be faster, never different, as long as its success path mirrors ``build``.
 
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 
+import datetime as _datetime_module
+
 from . import _builder as _b
 from . import _psych_scalars as _ps
 from . import _ruby_objects as _ro
@@ -87,6 +89,9 @@ cdef object _collection_kind = _b._collection_kind
 cdef object _check_collection_slot = _b._check_collection_slot
 cdef object _tokenize = _ps.tokenize
 cdef object _Symbol = _ps.Symbol
+cdef object _datetime = _datetime_module.datetime
+cdef object _date = _datetime_module.date
+cdef object _UTC = _ps._UTC
 cdef object _RubyKeys = _ro.RubyKeys
 cdef object _YAML_STR = _ro.YAML_STR
 cdef int _SEQ = _ro.SEQ
@@ -166,6 +171,110 @@ cdef inline int _plain_shape(const yaml_char_t *chars, size_t length, size_t max
         if c < 48 or c > 57:
             return _OTHER
     return _DECIMAL
+
+
+cdef inline int _digits(const yaml_char_t *chars, size_t start, size_t count) noexcept:
+    """The value of ``count`` ASCII digits at ``start``, or -1 if one of them is not a digit."""
+    cdef int value = 0
+    cdef size_t i
+    cdef yaml_char_t c
+    for i in range(start, start + count):
+        c = chars[i]
+        if c < 48 or c > 57:
+            return -1
+        value = value * 10 + (c - 48)
+    return value
+
+
+cdef inline int _days_in_month(int year, int month) noexcept:
+    if month == 2:
+        return 29 if (year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)) else 28
+    return 30 if month == 4 or month == 6 or month == 9 or month == 11 else 31
+
+
+cdef object _plain(const yaml_char_t *chars, size_t length, object text, object digits):
+    """``tokenize(text, digits)``, with the forms audited's rows are made of read here directly.
+
+    Each shortcut takes only inputs whose ``tokenize`` answer is certain, and hands anything
+    else (out-of-range fields, other spellings) to ``tokenize`` itself:
+
+    * empty → None;
+    * an ASCII word of at most 5 letters → ``null``/``yes``/``true``/``on``/``no``/``false``/
+      ``off`` in any case as nil/true/false, else the String (the STRINGISH row);
+    * ``YYYY-MM-DD HH:MM:SS[.fraction] Z`` — how Psych writes a UTC time — with a real date in
+      years 1583-9999 and a clock before 24:00:00 → the aware UTC datetime, the fraction cut to
+      microseconds (``parse_time`` / ``ruby_time_utc``'s common case);
+    * ``YYYY-MM-DD``, a real Gregorian date in years 1583-9999 → that date (``_ruby_date``);
+    * ``:name`` with a letter or ``_`` then letters, digits or ``_`` → that Symbol.
+    """
+    cdef size_t i
+    cdef yaml_char_t c
+    cdef int year, month, day, hour, minute, second, micro, scale
+    cdef bint letters
+    if length == 0:
+        return None
+    c = chars[0]
+    if length <= 5 and ((c >= 65 and c <= 90) or (c >= 97 and c <= 122)):
+        letters = True
+        for i in range(1, length):
+            c = chars[i]
+            if not ((c >= 65 and c <= 90) or (c >= 97 and c <= 122)):
+                letters = False
+                break
+        if letters:
+            c = chars[0] | 0x20
+            if c != 121 and c != 116 and c != 111 and c != 110 and c != 102:  # not y t o n f
+                return text
+            lowered = text.lower()
+            if lowered == "null":
+                return None
+            if lowered == "yes" or lowered == "true" or lowered == "on":
+                return True
+            if lowered == "no" or lowered == "false" or lowered == "off":
+                return False
+            return text
+    elif c == 58 and length >= 2:  # ":"
+        c = chars[1]
+        if (c >= 65 and c <= 90) or (c >= 97 and c <= 122) or c == 95:
+            for i in range(2, length):
+                c = chars[i]
+                if not ((c >= 65 and c <= 90) or (c >= 97 and c <= 122) or (c >= 48 and c <= 57) or c == 95):
+                    return _tokenize(text, digits)
+            return _Symbol(text[1:])
+    elif length >= 10 and chars[4] == 45 and chars[7] == 45:  # "YYYY-MM-DD…"
+        year = _digits(chars, 0, 4)
+        month = _digits(chars, 5, 2)
+        day = _digits(chars, 8, 2)
+        if (
+            year >= 1583 and month >= 1 and month <= 12
+            and day >= 1 and day <= _days_in_month(year, month)
+        ):
+            if length == 10:
+                return _date(year, month, day)
+            if (
+                length >= 21 and chars[10] == 32 and chars[13] == 58 and chars[16] == 58
+                and chars[length - 2] == 32 and chars[length - 1] == 90  # " Z"
+            ):
+                hour = _digits(chars, 11, 2)
+                minute = _digits(chars, 14, 2)
+                second = _digits(chars, 17, 2)
+                micro = 0
+                if length == 21:
+                    pass
+                elif length >= 23 and chars[19] == 46:  # "."
+                    scale = 100000
+                    for i in range(20, length - 2):
+                        c = chars[i]
+                        if c < 48 or c > 57:
+                            return _tokenize(text, digits)
+                        if scale:
+                            micro += (c - 48) * scale
+                            scale //= 10
+                else:
+                    return _tokenize(text, digits)
+                if 0 <= hour <= 23 and 0 <= minute <= 59 and 0 <= second <= 59:
+                    return _datetime(year, month, day, hour, minute, second, micro, _UTC)
+    return _tokenize(text, digits)
 
 
 cdef inline size_t _characters(const yaml_char_t *chars, size_t length) noexcept:
@@ -263,7 +372,7 @@ cdef object _build(_Parser p, limits):
                 if shape == _DECIMAL:
                     value = int(value)
                 elif shape == _OTHER:
-                    value = _tokenize(value, digits)
+                    value = _plain(p.event.data.scalar.value, p.event.data.scalar.length, value, digits)
             elif p.event.data.scalar.quoted_implicit == 1 and p.event.data.scalar.tag == NULL:
                 pass  # a quoted, untagged scalar: a String (_scalar's "quoted" branch)
             else:
