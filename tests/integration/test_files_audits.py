@@ -122,6 +122,38 @@ class TestJsonl:
         assert row.audited_changes == "[1, 2]"
 
 
+class TestPlainLineShortcut:
+    @pytest.mark.parametrize("path", [TEXT_AUDITS, JSONB_AUDITS])
+    def test_the_shortcut_builds_the_same_row_or_defers_to_the_general_reading(self, path: Path) -> None:
+        """For every corpus line and column edit, the per-line shortcut gives _row's row or hands over."""
+        from crm_audit_adapters.files.audits import _NotPlain, _plain_jsonl_row, _row
+
+        edits: list[dict[str, Any]] = [
+            {},
+            {"user_id": "0b7c3c1e-uuid"},
+            {"user_id": ""},
+            {"user_id": True},
+            {"version": None},
+            {"created_at": "2019-01-04 05:44:28.125496"},
+            {"created_at": "2019-01-04T05:44:28+07:00"},
+            {"created_at": None},
+            {"auditable_id": 1.0},
+            {"tenant": None},
+            {"tenant": "elsewhere"},
+        ]
+        taken = 0
+        for line in corpus_lines(path):
+            for edit in edits:
+                record = {**line, **edit}
+                for tenant in (None, line["tenant"]):
+                    plain = _plain_jsonl_row(record, tenant)
+                    if plain is _NotPlain.NOT_PLAIN:
+                        continue
+                    taken += 1
+                    assert plain == _row(path, 1, record, tenant, typed=True, jsonb_changes=False)
+        assert taken > len(corpus_lines(path))  # it does take the ordinary lines
+
+
 class TestMalformedJsonl:
     @pytest.mark.parametrize(
         ("bad", "message"),

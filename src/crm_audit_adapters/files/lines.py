@@ -71,8 +71,10 @@ def _fast_object(raw: bytes) -> dict[str, Any] | None:
         return None
     if type(value) is not dict:
         return None  # not an object: json.loads words that error
-    pending: list[Any] = [value]
     exact = _EXACT
+    if exact.issuperset(map(type, value.values())):
+        return value  # an export's usual line: text, ids and nulls only
+    pending: list[Any] = [value]
     while pending:
         container = pending.pop()
         for item in container.values() if type(container) is dict else container:
