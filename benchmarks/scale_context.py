@@ -27,6 +27,7 @@ class Context:
     out_dir: Path
     mongo_uri: str | None = None
     limit: int | None = None  # stop after this many rows (profiling runs)
+    usman_url: str | None = None  # a USMAN (usman_peer.py) for the stages whose lookups go over HTTP
 
     @cached_property
     def manifest(self) -> dict[str, Any]:

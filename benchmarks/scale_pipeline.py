@@ -175,8 +175,11 @@ class _Limited:
         return self._source.page(tenant, scope, after_id=after_id, cutoff=cutoff, limit=limit)
 
 
-def _run_loop(ctx: Context, logs: Any) -> dict[str, Any]:
-    """The ops runner's loop over the whole range: PostgreSQL → transform → ``logs``."""
+def _run_loop(ctx: Context, logs: Any, sso: Any = None) -> dict[str, Any]:
+    """The ops runner's loop over the whole range: PostgreSQL → transform → ``logs``.
+
+    SSO ids come from ``sso`` when given (the USMAN HTTP client), else from the file in memory.
+    """
     (Transformer,) = need("crm_audit_transform.transformer", "Transformer")
     RunPorts, RunSettings, run_job, new_job = need(
         "crm_audit_transform.usecases", "RunPorts", "RunSettings", "run_job", "new_job"
@@ -198,7 +201,7 @@ def _run_loop(ctx: Context, logs: Any) -> dict[str, Any]:
     ports = RunPorts(
         source=source,
         users=lookups.users,
-        sso=lookups.sso,
+        sso=sso if sso is not None else lookups.sso,
         contacts=lookups.contacts,
         logs=logs,
         jobs=jobs,
@@ -305,3 +308,54 @@ def verify_files(ctx: Context) -> dict[str, Any]:
         "content_checked": report.content_checked,
         "outstanding": dict(report.outstanding),
     }
+
+
+def _usman(ctx: Context) -> str:
+    if not ctx.usman_url:
+        raise Missing("no USMAN: run_scale.py starts usman_peer.py for this stage (--usman-url)")
+    return ctx.usman_url
+
+
+def end_to_end_http(ctx: Context) -> dict[str, Any]:
+    """``end_to_end`` with SSO ids from USMAN over HTTP (batched per page): the naive port's setting."""
+    from usman_peer import TOKEN
+
+    (JsonlActivityLogSink,) = need("crm_audit_adapters.files", "JsonlActivityLogSink")
+    UsmanClient, UsmanConfig = need("crm_audit_adapters.usman", "UsmanClient", "UsmanConfig")
+    out = ctx.out_dir / f"activity-logs-http-{ctx.schema}.jsonl"
+    out.unlink(missing_ok=True)
+    with (
+        UsmanClient(UsmanConfig(base_url=_usman(ctx), token=TOKEN)) as sso,
+        JsonlActivityLogSink(out, fsync="close") as sink,
+    ):
+        result = _run_loop(ctx, sink, sso)
+    result["written_bytes"] = out.stat().st_size
+    out.unlink()
+    return result
+
+
+def _naive(ctx: Context, memoise: bool) -> dict[str, Any]:
+    from naive_port import NaivePort
+    from usman_peer import TOKEN
+
+    out = ctx.out_dir / f"activity-logs-naive-{ctx.schema}.jsonl"
+    port = NaivePort(ctx, _usman(ctx), TOKEN, memoise=memoise)
+    try:
+        started = time.perf_counter()
+        with out.open("w", encoding="utf-8") as stream:
+            rows = port.run(stream)
+        seconds = time.perf_counter() - started
+    finally:
+        port.close()
+        out.unlink(missing_ok=True)
+    return {"rows": rows, "seconds": seconds, "outcomes": dict(port.counts)}
+
+
+def naive(ctx: Context) -> dict[str, Any]:
+    """The plan ported straight (naive_port.py): a query, a USMAN call and a contact lookup per row."""
+    return _naive(ctx, memoise=False)
+
+
+def naive_memo(ctx: Context) -> dict[str, Any]:
+    """The naive port keeping every lookup it made in a dict."""
+    return _naive(ctx, memoise=True)

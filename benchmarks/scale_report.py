@@ -64,10 +64,19 @@ def _goals(sizes: dict[str, Any]) -> list[str]:
         floor, e2e = floor_of(entry), entry.get("end_to_end", {})
         if floor and e2e.get("rows_per_s"):
             ratio = e2e["rows_per_s"] / floor[1]
-            verdict = "met" if ratio >= 0.5 else "MISSED"
-            lines.append(f"- {rows} rows: end to end = {ratio:.2f} × floor (goal ≥ 0.50): {verdict}")
+            verdict = "met" if ratio >= 1.0 else "MISSED"
+            lines.append(f"- {rows} rows: end to end = {ratio:.2f} × floor (goal ≥ 1.00): {verdict}")
         else:
             lines.append(f"- {rows} rows: end to end not measured ({e2e.get('missing') or e2e.get('error')})")
+        ours = entry.get("end_to_end_http", {}).get("rows_per_s")
+        for peer, goal in (("naive", 5.0), ("naive_memo", 2.0)):
+            theirs = entry.get(peer, {}).get("rows_per_s")
+            if ours and theirs:
+                verdict = "met" if ours / theirs >= goal else "MISSED"
+                lines.append(
+                    f"- {rows} rows: end_to_end_http = {ours / theirs:.2f} × `{peer}` "
+                    f"(goal ≥ {goal:.1f}): {verdict}"
+                )
     for rows, entry in sizes.items():
         verify = entry.get("verify_files", {})
         if verify.get("verify_vs_run"):

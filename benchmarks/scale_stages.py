@@ -34,6 +34,9 @@ STAGES: dict[str, Callable[[scale_context.Context], dict[str, Any]]] = {
     "end_to_end": scale_pipeline.end_to_end,
     "mongo_write": scale_pipeline.mongo_write,
     "verify_files": scale_pipeline.verify_files,
+    "end_to_end_http": scale_pipeline.end_to_end_http,
+    "naive": scale_pipeline.naive,
+    "naive_memo": scale_pipeline.naive_memo,
 }
 
 
@@ -101,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mongo-uri")
     parser.add_argument("--profile", type=Path, help="run under cProfile and save the stats here")
     parser.add_argument("--limit", type=int, help="stop after about this many rows")
+    parser.add_argument("--usman-url", help="a USMAN for the stages that look SSO ids up over HTTP")
     args = parser.parse_args(argv)
     ctx = scale_context.Context(
         dsn=args.dsn,
@@ -109,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         out_dir=args.out_dir,
         mongo_uri=args.mongo_uri,
         limit=args.limit,
+        usman_url=args.usman_url,
     )
     print(json.dumps(run_stage(args.stage, ctx, args.profile)), flush=True)
     return 0
