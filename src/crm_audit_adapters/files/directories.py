@@ -13,7 +13,9 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+import orjson
 from bson import json_util
+from bson.errors import BSONError
 from bson.json_util import JSONOptions
 
 from crm_audit_transform.domain import Contact, CrmUser, EntityRef, UserId
@@ -113,10 +115,13 @@ def parse_contact_line(path: PathLike, number: int, raw: bytes) -> Contact | Non
     """
     if not raw.strip():
         return None
+    plain = _plain_contact(raw)
+    if plain is not None:
+        return plain
     with _at(path, number):
         try:
             record = json_util.loads(decode(path, number, raw), json_options=_EXTENDED_JSON)
-        except ValueError as exc:  # JSONDecodeError, or a malformed $-operator
+        except (ValueError, BSONError) as exc:  # JSONDecodeError, a malformed $-operator, a bad $oid
             raise _Bad(f"not (Extended) JSON: {exc}") from None
         if not isinstance(record, dict):
             raise _Bad("expected a JSON object")
@@ -144,6 +149,49 @@ def parse_contact_line(path: PathLike, number: int, raw: bytes) -> Contact | Non
             crm_person_id=int(crm_id),
             created_at=created_at,
         )
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _plain_contact(raw: bytes) -> Contact | None:
+    """The contact of a line in the usual shape, read by orjson; None: let ``json_util`` read it.
+
+    The usual shape is ``_id`` a plain string or ``{"$oid": 24 lowercase hex digits}`` (what
+    ``str(ObjectId)`` gives back), an integer ``crm_data.id`` within 64 bits, a ``created_at``
+    string and a ``company_sso_id``, with no other Extended JSON operator on the line (``json_util``
+    would interpret, or refuse, any ``"$…"`` key). Anything else, including every line that is not
+    a contact at all, goes the general way with its own errors.
+    """
+    try:
+        record = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if type(record) is not dict:
+        return None
+    crm_data, created_at, company = (
+        record.get("crm_data"),
+        record.get("created_at"),
+        record.get("company_sso_id"),
+    )
+    doc_id = record.get("_id")
+    if type(doc_id) is dict and len(doc_id) == 1 and raw.count(b'"$') == 1:
+        oid = doc_id.get("$oid")
+        if type(oid) is not str or len(oid) != 24 or not _HEX.issuperset(oid):
+            return None
+        doc_id = oid
+    elif type(doc_id) is not str or b'"$' in raw:
+        return None
+    if type(crm_data) is not dict or type(created_at) is not str or type(company) is not str or not company:
+        return None
+    crm_id = crm_data.get("id")
+    if type(crm_id) is not int:
+        return None
+    try:
+        timestamp = parse_timestamp(created_at)
+    except ValueError:
+        return None
+    return Contact(id=doc_id, company_sso_id=company, crm_person_id=crm_id, created_at=timestamp)
 
 
 class _Bad(Exception):
