@@ -95,6 +95,8 @@ class MigrationJob:
     """The tally when the halt rule last started counting (the trigger, or a ``--resume``)."""
     shards: tuple[JobShard, ...] = ()
     """Empty for an unsharded job; else ordered by ``shard``, their ranges disjoint and contiguous."""
+    logs_deleted: int | None = None
+    """How many migrated logs rollback deleted for this job; None until a rollback finished."""
 
     def __attrs_post_init__(self) -> None:
         if not self.shards:

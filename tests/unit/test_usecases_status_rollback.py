@@ -142,6 +142,17 @@ class TestRollback:
         world.clock.advance(1)
         assert world.trigger().status == IN_PROGRESS
 
+    def test_status_shows_how_many_logs_the_rollback_deleted(self) -> None:
+        """A rolled-back job's status carries logs_deleted, kept by a second rollback that finds nothing."""
+        world = self.setup_world()
+        job = world.trigger()
+        world.jobs.save(attrs.evolve(job, status=COMPLETED))
+        assert migration_status(world.company, world.jobs).as_dict()["logs_deleted"] is None
+        rollback(world.company, RollbackPorts(world.jobs, world.logs, world.clock))
+        assert migration_status(world.company, world.jobs).as_dict()["logs_deleted"] == 5
+        assert rollback(world.company, RollbackPorts(world.jobs, world.logs, world.clock)).deleted == 0
+        assert migration_status(world.company, world.jobs).logs_deleted == 5
+
 
 class TestRollbackFence:
     def test_a_job_triggered_before_the_hold_makes_the_rollback_refuse(self) -> None:

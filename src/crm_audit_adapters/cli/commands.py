@@ -377,6 +377,8 @@ def _show(status: MigrationStatus, as_json: bool) -> None:
         ]
         if status.halted_reason:
             rows.append(("halted_reason", status.halted_reason))
+        if status.logs_deleted is not None:
+            rows.append(("logs_deleted", status.logs_deleted))
     width = max(len(key) for key, _ in rows)
     for key, value in rows:
         click.echo(f"{key:<{width}}  {value}")

@@ -38,6 +38,7 @@ _STATUS = {
         "last_audit_id": {"type": "integer"},
         "lease_owner": {"type": "string", "nullable": True},
         "lease_expires_at": {"type": "string", "nullable": True},
+        "logs_deleted": {"type": "integer", "nullable": True},
         "created_at": _TIME,
         "updated_at": _TIME,
         "finished_at": _TIME,

@@ -12,7 +12,8 @@ job's logs, and the new job would count them as migrated. So the rollback *holds
 1. it moves the latest job to ``rolling_back`` (a compare-and-set on its status);
 2. it reads the latest job again: if a newer job exists, it gives the status back and refuses
    (``JobAlreadyRunning``) — nothing deleted;
-3. it deletes, then marks the job ``rolled_back``.
+3. it deletes, then marks the job ``rolled_back`` with the number of logs deleted (``logs_deleted``,
+   added up over repeated rollbacks of the same job, so a second one that finds nothing keeps it).
 
 While a job is ``rolling_back``, ``trigger`` refuses and ``run_job`` refuses
 (``JobStore.rollback_under_way``). A runner that passed that check did so before step 1, so its job
@@ -66,5 +67,9 @@ def rollback(company_sso_id: str, ports: RollbackPorts) -> RollbackResult:
             f"company {company_sso_id} has a newer job {latest.job_id}: its logs are not rolled back"
         )
     deleted = logs.delete_migrated(company_sso_id)
-    jobs.transition(attrs.evolve(held, status=ROLLED_BACK, updated_at=clock.now()), {ROLLING_BACK})
+    # Added up: a second rollback (or one finishing a rollback that died) keeps the first one's count.
+    total = (job.logs_deleted or 0) + deleted
+    jobs.transition(
+        attrs.evolve(held, status=ROLLED_BACK, updated_at=clock.now(), logs_deleted=total), {ROLLING_BACK}
+    )
     return RollbackResult(company_sso_id, deleted, job.job_id)

@@ -5,6 +5,7 @@ migrated with its true actor, or skipped for a named reason — rather than fail
 actor degraded by a USMAN outage: ``100 × (processed − failed − actors_degraded) / processed``.
 ``actors_degraded`` counts those degraded actors. ``lease_owner`` / ``lease_expires_at`` tell a
 live runner (a lease in the future, renewed every batch) from a dead one (an expired lease).
+``logs_deleted`` is how many migrated logs rollback deleted (None until the job is rolled back).
 ``enrichment`` (ops and S2S) counts what association enrichment did; it is not part of the outcome
 counts and does not move the failure rate.
 """
@@ -41,6 +42,7 @@ class MigrationStatus:
     enrichment: EnrichmentTally = field(factory=EnrichmentTally)
     lease_owner: str | None = None
     lease_expires_at: dt.datetime | None = None
+    logs_deleted: int | None = None
 
     @property
     def failure_rate(self) -> float:
@@ -67,6 +69,7 @@ class MigrationStatus:
             enrichment=job.enrichment,
             lease_owner=job.lease_owner,
             lease_expires_at=job.lease_expires_at,
+            logs_deleted=job.logs_deleted,
         )
 
     def as_dict(self, *, include_accuracy: bool = True) -> dict[str, Any]:
@@ -94,6 +97,7 @@ class MigrationStatus:
             halted_reason=self.halted_reason,
             lease_owner=self.lease_owner,
             lease_expires_at=_iso(self.lease_expires_at),
+            logs_deleted=self.logs_deleted,
             enrichment=self.enrichment.as_dict(),
         )
         if include_accuracy:
