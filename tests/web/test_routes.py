@@ -486,6 +486,9 @@ class TestCancelAndRestartRoutes:
         assert (plain.status_code, error_code(plain)) == (409, "RESUME_OR_FRESH")
         bad = self.post(client, "trigger", {"company_sso_id": COMPANY, "restart": "later"})
         assert (bad.status_code, error_code(bad)) == (400, "INVALID_RESTART")
+        recut = {"company_sso_id": COMPANY, "restart": "resume", "date_range_start": "2023-01-01T00:00:00Z"}
+        refused = self.post(client, "trigger", recut)
+        assert (refused.status_code, error_code(refused)) == (400, "INVALID_RESTART")
         resumed = self.post(client, "trigger", {"company_sso_id": COMPANY, "restart": "resume"})
         assert resumed.status_code == 202
         assert resumed.json()["status"] == "in_progress"

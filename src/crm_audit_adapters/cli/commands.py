@@ -129,6 +129,12 @@ def trigger_command(
     as_json: bool,
 ) -> None:
     """Check the guards and create the account's job (nothing is migrated until `run`)."""
+    if restart == RESUME and date_range_start is not None:
+        # A resumed job keeps its cutoff: its cursor and counts were made under it.
+        raise click.UsageError(
+            "--date-range-start cannot be combined with --resume: the resumed job keeps its cutoff "
+            "(use --fresh for a new one)"
+        )
     with state.runtime() as runtime:
         status = runtime.service.trigger(
             company,

@@ -154,6 +154,13 @@ def create_app(
         restart = body.get("restart")
         if restart not in (None, "resume", "fresh"):
             raise ApiError(400, "INVALID_RESTART", 'restart must be "resume" or "fresh" when given')
+        if restart == "resume" and body.get("date_range_start") is not None:
+            # A resumed job keeps its cutoff: its cursor and counts were made under it.
+            raise ApiError(
+                400,
+                "INVALID_RESTART",
+                'date_range_start cannot be given with restart "resume": the job keeps its cutoff',
+            )
         status = await run_in_threadpool(
             functools.partial(
                 service.trigger,
