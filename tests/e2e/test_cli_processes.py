@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import signal
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,7 +34,7 @@ from pymongo.database import Database
 from crm_audit_adapters.cli import exit_codes
 from crm_audit_transform.usecases import RunSettings
 from support.corpus_account import World
-from support.usman_server import UsmanServer
+from support.usman_server import UsmanServer, answer, slow, status
 
 pytestmark = pytest.mark.postgres
 
@@ -41,6 +43,10 @@ SINCE = "2023-01-01"
 that stays short on the emulator (its compound unique index is checked by a scan per insert)."""
 LEASE_S = 1.0
 """Short, so the run after a ``kill -9`` takes over the dead runner's lease within the test."""
+HALT_EARLY = {"CRM_AUDIT_HALT_SAMPLE": "50"}
+"""The halt rule checked every 50 rows, so a USMAN outage halts well before the end of the job."""
+ONE_ATTEMPT = {"CRM_AUDIT_USMAN_MAX_ATTEMPTS": "1"}
+"""No retries of a failing USMAN: the outage is the point, not its backoff."""
 
 
 @pytest.fixture(scope="module")
@@ -151,12 +157,21 @@ class TestWalkThrough:
         assert 0 < cut["last_audit_id"] < cut["max_audit_id"]
         assert len(stored_migrated(cdp)) >= cut["records_migrated"]
 
+        # The dead runner keeps its lease until it expires: status names the holder and the expiry.
+        dead_owner = f"{socket.gethostname()}:{runner.pid}"
         wait_for(lambda: lease_expired(cdp), timeout_s=10 * LEASE_S, what="the dead runner's lease")
+        dead = status_of(crm)
+        assert dead["lease_owner"] == dead_owner
+        assert dt.datetime.fromisoformat(dead["lease_expires_at"]) <= dt.datetime.now(dt.UTC)
+        table = crm("status", "--company-sso-id", COMPANY)
+        assert f"{dead_owner} until {dead['lease_expires_at']}" in table.stdout
+
         resumed = crm("run", "--company-sso-id", COMPANY, "--no-progress")
         assert resumed.returncode == 0, resumed.stderr
         assert resumed.stdout.startswith("completed:")
 
         status = status_of(crm)
+        assert (status["lease_owner"], status["lease_expires_at"]) == (None, None)
         expected = clean.jobs.latest(clean.company)
         assert expected is not None
         assert status["status"] == "completed"
@@ -183,7 +198,11 @@ class TestWalkThrough:
         assert stored_migrated(cdp) == []
         assert cdp["activity_logs"].count_documents(native) == 1
         assert cdp["activity_logs"].count_documents(foreign) == 1
-        assert status_of(crm)["status"] == "rolled_back"
+        after_rollback = status_of(crm)
+        assert after_rollback["status"] == "rolled_back"
+        assert after_rollback["logs_deleted"] == status["records_migrated"]
+        rows = [line.split() for line in crm("status", "--company-sso-id", COMPANY).stdout.splitlines()]
+        assert ["logs_deleted", str(status["records_migrated"])] in rows
 
         # 7. indexes down: trigger is refused, and so is run (the in-progress case has its own test)
         down = crm("indexes", "down")
@@ -213,3 +232,126 @@ class TestIndexesGuardTheRun:
         assert len(refused.stderr.strip().splitlines()) == 1
         assert cdp["activity_logs"].count_documents({}) == 0
         assert job_document(cdp) == job
+
+
+class TestUsmanThroughProcesses:
+    def test_usman_refusing_our_token_stops_the_run_before_any_write(
+        self, crm: CliProcesses, cdp: Database[dict[str, Any]]
+    ) -> None:
+        """Walk-through step 8: USMAN answers 401 to a wrong token: exit 3, one line, nothing written."""
+        assert crm("indexes", "up").returncode == 0
+        assert crm("trigger", "--company-sso-id", COMPANY, "--date-range-start", SINCE).returncode == 0
+        job = job_document(cdp)
+
+        refused = crm("run", "--company-sso-id", COMPANY, "--no-progress", CRM_AUDIT_USMAN_TOKEN="wrong")
+
+        assert refused.returncode == exit_codes.CONFIG, refused.stderr
+        lines = refused.stderr.strip().splitlines()
+        assert len(lines) == 1, refused.stderr
+        assert lines[0].startswith("error: DIRECTORY_REFUSED:")
+        assert "401" in lines[0]
+        assert "wrong" not in refused.stderr
+        assert cdp["activity_logs"].count_documents({}) == 0
+        after = job_document(cdp)
+        assert after is not None and job is not None
+        assert (after["status"], after["records_processed"]) == ("in_progress", 0)
+        assert (after["last_audit_id"], after["lease_owner"]) == (job["last_audit_id"], None)
+
+    def test_usman_down_degrades_actors_and_halts_the_job(
+        self, crm: CliProcesses, cdp: Database[dict[str, Any]], usman: UsmanServer
+    ) -> None:
+        """Walk-through step 9: a USMAN answering 503 degrades actors and halts the job, resumably."""
+        assert crm("indexes", "up").returncode == 0
+        assert crm("trigger", "--company-sso-id", COMPANY, "--date-range-start", SINCE).returncode == 0
+        usman.default = status(503)
+        try:
+            halted = crm("run", "--company-sso-id", COMPANY, "--no-progress", **HALT_EARLY, **ONE_ATTEMPT)
+        finally:
+            usman.default = answer
+
+        assert halted.returncode == exit_codes.HALTED, halted.stderr
+        assert "halted: USMAN:" in halted.stderr
+        doc = status_of(crm)
+        assert doc["status"] == "halted"
+        assert doc["halted_reason"].startswith("USMAN:")
+        assert doc["actors_degraded"] > 0
+        assert doc["accuracy_pct"] < 100
+        job = job_document(cdp)
+        assert job is not None
+        assert doc["last_audit_id"] < job["max_audit_id"], "the job went to its end instead of halting"
+        assert len(stored_migrated(cdp)) == doc["records_migrated"]
+
+        assert crm("trigger", "--company-sso-id", COMPANY, "--resume").returncode == 0
+        done = crm("run", "--company-sso-id", COMPANY, "--no-progress", **HALT_EARLY)
+        assert done.returncode == 0, done.stderr
+        final = status_of(crm)
+        assert (final["status"], final["actors_degraded"]) == ("completed", doc["actors_degraded"])
+        assert len(stored_migrated(cdp)) == final["records_migrated"]
+        assert duplicate_external_ids(cdp) == []
+
+
+class TestStopAndRestartThroughProcesses:
+    def test_ctrl_c_cancel_resume_and_fresh_as_separate_processes(
+        self, crm: CliProcesses, cdp: Database[dict[str, Any]], usman: UsmanServer
+    ) -> None:
+        """Live lease shown; Ctrl-C saves, exits 130; cancel stops the next runner; then resume and fresh."""
+        assert crm("indexes", "up").returncode == 0
+        assert crm("trigger", "--company-sso-id", COMPANY, "--date-range-start", SINCE).returncode == 0
+        long_lease = {"CRM_AUDIT_LEASE_SECONDS": "60", "CRM_AUDIT_PAGE_SIZE": "25"}
+        # A slow USMAN keeps each runner mid-job long enough for another process to act on it.
+        usman.default = slow(0.3)
+        try:
+            runner = crm.start("run", "--company-sso-id", COMPANY, "--no-progress", **long_lease)
+            wait_for(lambda: progressed(cdp, 0), timeout_s=COMMAND_TIMEOUT_S, what="a first saved batch")
+            live = status_of(crm)
+            assert live["lease_owner"] == f"{socket.gethostname()}:{runner.pid}"
+            assert dt.datetime.fromisoformat(live["lease_expires_at"]) > dt.datetime.now(dt.UTC)
+            runner.send_signal(signal.SIGINT)
+            assert runner.wait(timeout=COMMAND_TIMEOUT_S) == exit_codes.INTERRUPTED
+            interrupted = status_of(crm)
+            assert (interrupted["status"], interrupted["lease_owner"]) == ("in_progress", None)
+            assert len(stored_migrated(cdp)) == interrupted["records_migrated"]
+
+            runner = crm.start("run", "--company-sso-id", COMPANY, "--no-progress", **long_lease)
+            mark = interrupted["records_processed"]
+            wait_for(lambda: progressed(cdp, mark), timeout_s=COMMAND_TIMEOUT_S, what="a batch after Ctrl-C")
+            cancelled = crm("cancel", "--company-sso-id", COMPANY)
+            assert cancelled.returncode == 0, cancelled.stderr
+            assert runner.wait(timeout=COMMAND_TIMEOUT_S) == exit_codes.CANCELLED
+        finally:
+            usman.default = answer
+        stopped = status_of(crm)
+        assert stopped["status"] == "cancelled"
+        assert stopped["last_audit_id"] > 0
+        # The batch in flight when the cancel landed may be stored but not counted: the cursor does
+        # not cover it, so the resumed run replays it (and the unique index keeps it single).
+        assert len(stored_migrated(cdp)) >= stopped["records_migrated"]
+
+        plain = crm("trigger", "--company-sso-id", COMPANY)
+        assert plain.returncode == exit_codes.REFUSED
+        assert plain.stderr.startswith("error: RESUME_OR_FRESH")
+        recut = crm("trigger", "--company-sso-id", COMPANY, "--resume", "--date-range-start", SINCE)
+        assert recut.returncode == exit_codes.USAGE
+        assert "--date-range-start cannot be combined with --resume" in recut.stderr
+        assert status_of(crm)["status"] == "cancelled"
+
+        assert crm("trigger", "--company-sso-id", COMPANY, "--resume").returncode == 0
+        assert status_of(crm)["last_audit_id"] == stopped["last_audit_id"]
+        done = crm("run", "--company-sso-id", COMPANY, "--no-progress")
+        assert done.returncode == 0, done.stderr
+        final = status_of(crm)
+        assert final["status"] == "completed"
+        assert len(stored_migrated(cdp)) == final["records_migrated"] > 0
+        assert duplicate_external_ids(cdp) == []
+
+        fresh = crm("trigger", "--company-sso-id", COMPANY, "--fresh", "--json")
+        assert fresh.returncode == 0, fresh.stderr
+        assert json.loads(fresh.stdout)["records_processed"] == 0
+        assert stored_migrated(cdp) == []
+        statuses = sorted(j["status"] for j in cdp["crm_activity_log_migration_jobs"].find())
+        assert statuses == ["in_progress", "rolled_back"]
+
+
+def progressed(db: Database[dict[str, Any]], beyond: int) -> bool:
+    job = job_document(db)
+    return job is not None and job["records_processed"] > beyond
