@@ -130,6 +130,9 @@ class TestWalkThrough:
         up = crm("indexes", "up")
         assert up.returncode == 0, up.stderr
         assert "version: 035" in up.stdout
+        listed = crm("indexes", "status")
+        assert listed.returncode == 0, listed.stderr
+        assert (listed.stdout.count("present "), "version: 035" in listed.stdout) == (4, True)
 
         # 2. a wrong tenant is refused, and no job row is written
         wrong = crm("trigger", "--company-sso-id", COMPANY, "--tenant", OTHER_TENANT)
@@ -207,6 +210,7 @@ class TestWalkThrough:
         # 7. indexes down: trigger is refused, and so is run (the in-progress case has its own test)
         down = crm("indexes", "down")
         assert down.returncode == 0, down.stderr
+        assert crm("indexes", "status").stdout.count("missing ") == 4
         before = (cdp["activity_logs"].count_documents({}), job_document(cdp))
         refused = crm("trigger", "--company-sso-id", COMPANY)
         assert refused.returncode == exit_codes.CONFIG, refused.stderr
@@ -253,7 +257,8 @@ class TestUsmanThroughProcesses:
         assert "wrong" not in refused.stderr
         assert cdp["activity_logs"].count_documents({}) == 0
         after = job_document(cdp)
-        assert after is not None and job is not None
+        assert after is not None
+        assert job is not None
         assert (after["status"], after["records_processed"]) == ("in_progress", 0)
         assert (after["last_audit_id"], after["lease_owner"]) == (job["last_audit_id"], None)
 
@@ -355,3 +360,34 @@ class TestStopAndRestartThroughProcesses:
 def progressed(db: Database[dict[str, Any]], beyond: int) -> bool:
     job = job_document(db)
     return job is not None and job["records_processed"] > beyond
+
+
+class TestRollbackFenceThroughProcesses:
+    def test_rollback_holds_the_account_against_trigger_and_run(
+        self, crm: CliProcesses, cdp: Database[dict[str, Any]]
+    ) -> None:
+        """Rollback is refused while a job runs; a held (rolling_back) account refuses trigger and run."""
+        assert crm("indexes", "up").returncode == 0
+        assert crm("trigger", "--company-sso-id", COMPANY, "--date-range-start", SINCE).returncode == 0
+        refused = crm("rollback", "--company-sso-id", COMPANY, "--yes")
+        assert refused.returncode == exit_codes.REFUSED, refused.stderr
+        assert refused.stderr.startswith("error: JOB_ALREADY_RUNNING")
+
+        # A rollback that died mid-way leaves the account held: the hold is the job's status.
+        jobs = cdp["crm_activity_log_migration_jobs"]
+        jobs.update_one({"company_sso_id": COMPANY}, {"$set": {"status": "rolling_back"}})
+        cdp["activity_logs"].insert_one(
+            {"company_sso_id": COMPANY, "external_id": "crm:acme:audit:1", "source_tag": "crm_migration"}
+        )
+        trigger = crm("trigger", "--company-sso-id", COMPANY)
+        assert trigger.returncode == exit_codes.REFUSED, trigger.stderr
+        assert "rolled back" in trigger.stderr
+        run = crm("run", "--company-sso-id", COMPANY, "--no-progress")
+        assert run.returncode != 0
+        assert cdp["activity_logs"].count_documents({}) == 1
+
+        finished = crm("rollback", "--company-sso-id", COMPANY, "--yes")
+        assert finished.returncode == 0, finished.stderr
+        done = status_of(crm)
+        assert (done["status"], done["logs_deleted"]) == ("rolled_back", 1)
+        assert stored_migrated(cdp) == []
