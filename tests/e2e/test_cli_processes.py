@@ -369,9 +369,15 @@ class TestRollbackFenceThroughProcesses:
     def test_rollback_holds_the_account_against_trigger_and_run(
         self, crm: CliProcesses, cdp: Database[dict[str, Any]]
     ) -> None:
-        """Rollback is refused while a job runs; a held (rolling_back) account refuses trigger and run."""
+        """Rollback is refused while a (sharded) job runs; a held account refuses trigger and run."""
         assert crm("indexes", "up").returncode == 0
-        assert crm("trigger", "--company-sso-id", COMPANY, "--date-range-start", SINCE).returncode == 0
+        sharded = crm("trigger", "--company-sso-id", COMPANY, "--date-range-start", SINCE, "--shards", "2")
+        assert sharded.returncode == 0, sharded.stderr
+        # The shards' runners hold the leases: status lists each shard with its own.
+        rows = [line.split(None, 2) for line in sharded.stdout.splitlines()]
+        assert ["lease", "per", "shard (below)"] in rows
+        assert [row[:2] for row in rows if row[0] == "shard"] == [["shard", "0"], ["shard", "1"]]
+        assert [s["lease_owner"] for s in status_of(crm)["shards"]] == [None, None]
         refused = crm("rollback", "--company-sso-id", COMPANY, "--yes")
         assert refused.returncode == exit_codes.REFUSED, refused.stderr
         assert refused.stderr.startswith("error: JOB_ALREADY_RUNNING")

@@ -94,6 +94,29 @@ class TestStatus:
         }
 
 
+class TestShardedStatus:
+    def test_each_shard_shows_its_range_cursor_and_lease(self) -> None:
+        """A sharded job's status lists every shard with its cursor and the lease its runner holds."""
+        world = World()
+        world.service().trigger(world.company, shards=2)
+        job = world.jobs.latest(world.company)
+        assert job is not None
+        held = attrs.evolve(job.shards[1], lease_owner="host-b:7", lease_expires_at=world.clock.now())
+        world.jobs.save(attrs.evolve(job, shards=(job.shards[0], held)))
+        doc = migration_status(world.company, world.jobs).as_dict()
+        assert [s["shard"] for s in doc["shards"]] == [0, 1]
+        assert doc["shards"][0]["after_id"] == job.shards[0].after_id
+        assert doc["shards"][1]["until_id"] is None
+        assert (doc["shards"][0]["lease_owner"], doc["shards"][1]["lease_owner"]) == (None, "host-b:7")
+        assert doc["shards"][1]["lease_expires_at"] is not None
+
+    def test_an_unsharded_job_has_an_empty_shard_list(self) -> None:
+        """Unsharded jobs keep one shape: ``shards`` is present and empty."""
+        world = World()
+        world.trigger()
+        assert migration_status(world.company, world.jobs).as_dict()["shards"] == []
+
+
 class TestRollback:
     def setup_world(self) -> World:
         world = World()

@@ -385,6 +385,7 @@ def _show(status: MigrationStatus, as_json: bool) -> None:
             rows.append(("halted_reason", status.halted_reason))
         if status.logs_deleted is not None:
             rows.append(("logs_deleted", status.logs_deleted))
+        rows += [(f"shard {shard['shard']}", _shard(shard)) for shard in doc["shards"]]
     width = max(len(key) for key, _ in rows)
     for key, value in rows:
         click.echo(f"{key:<{width}}  {value}")
@@ -393,8 +394,18 @@ def _show(status: MigrationStatus, as_json: bool) -> None:
 def _lease(doc: dict[str, Any]) -> str:
     # Renewed every batch: an expiry in the past means the runner holding it is gone.
     if doc["lease_owner"] is None:
-        return "none (no runner holds the job)"
+        return "per shard (below)" if doc["shards"] else "none (no runner holds the job)"
     return f"{doc['lease_owner']} until {doc['lease_expires_at']}"
+
+
+def _shard(shard: dict[str, Any]) -> str:
+    top = "end" if shard["until_id"] is None else shard["until_id"]
+    owner, expires = shard["lease_owner"], shard["lease_expires_at"]
+    held = "none" if owner is None else f"{owner} until {expires}"
+    return (
+        f"{shard['status']}  ids ({shard['after_id']}, {top}]  cursor {shard['last_audit_id']}"
+        f"  processed {shard['records_processed']}  lease {held}"
+    )
 
 
 def _enrichment(status: MigrationStatus) -> str:

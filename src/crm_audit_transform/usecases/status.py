@@ -5,7 +5,9 @@ migrated with its true actor, or skipped for a named reason — rather than fail
 actor degraded by a USMAN outage: ``100 × (processed − failed − actors_degraded) / processed``.
 ``actors_degraded`` counts those degraded actors. ``lease_owner`` / ``lease_expires_at`` tell a
 live runner (a lease in the future, renewed every batch) from a dead one (an expired lease).
-``logs_deleted`` is how many migrated logs rollback deleted (None until the job is rolled back).
+A sharded job (docs/scale-out.md) shows each shard's range, status, cursor, counts and lease
+under ``shards`` (an empty list for an unsharded job): its runners hold the shards' leases, not
+the job's. ``logs_deleted`` is how many migrated logs rollback deleted (None until the job is rolled back).
 ``enrichment`` (ops and S2S) counts what association enrichment did; it is not part of the outcome
 counts and does not move the failure rate.
 """
@@ -19,7 +21,7 @@ from typing import Any
 from attrs import field, frozen
 
 from ..enrichment_tally import EnrichmentTally
-from ..jobs import NOT_STARTED, MigrationJob
+from ..jobs import NOT_STARTED, JobShard, MigrationJob
 from ..ports import JobStore
 from ..tally import Tally
 
@@ -43,6 +45,7 @@ class MigrationStatus:
     lease_owner: str | None = None
     lease_expires_at: dt.datetime | None = None
     logs_deleted: int | None = None
+    shards: tuple[JobShard, ...] = ()
 
     @property
     def failure_rate(self) -> float:
@@ -70,6 +73,7 @@ class MigrationStatus:
             lease_owner=job.lease_owner,
             lease_expires_at=job.lease_expires_at,
             logs_deleted=job.logs_deleted,
+            shards=job.shards,
         )
 
     def as_dict(self, *, include_accuracy: bool = True) -> dict[str, Any]:
@@ -98,11 +102,27 @@ class MigrationStatus:
             lease_owner=self.lease_owner,
             lease_expires_at=_iso(self.lease_expires_at),
             logs_deleted=self.logs_deleted,
+            shards=[_shard_doc(shard) for shard in self.shards],
             enrichment=self.enrichment.as_dict(),
         )
         if include_accuracy:
             doc["accuracy_pct"] = self.accuracy_pct
         return doc
+
+
+def _shard_doc(shard: JobShard) -> dict[str, Any]:
+    return {
+        "shard": shard.shard,
+        "status": shard.status,
+        "after_id": shard.after_id,
+        "until_id": shard.until_id,
+        "last_audit_id": shard.last_audit_id,
+        "records_processed": shard.tally.processed,
+        "records_migrated": shard.tally.migrated,
+        "halted_reason": shard.halted_reason,
+        "lease_owner": shard.lease_owner,
+        "lease_expires_at": _iso(shard.lease_expires_at),
+    }
 
 
 def _iso(value: dt.datetime | None) -> str | None:
