@@ -135,3 +135,32 @@ class TestMongoStrayStream:
             MongoMigratedLogReader.in_database(mongo_db).migrated_external_ids(logs[0].company_sso_id)
         )
         assert streamed == sorted(log.external_id for log in logs)
+
+
+class TestLineContent:
+    def test_a_line_that_differs_outside_the_owned_fields_is_the_same_content(self, tmp_path: Path) -> None:
+        """Enrichment keys in metadata and an earlier release's spaced layout are not drift; NaN equals NaN."""
+        log = corpus_logs()[0]  # holds a NaN
+        out = tmp_path / "logs.jsonl"
+        with JsonlActivityLogSink(out, fsync="never") as sink:
+            sink.insert_batch([log])
+        line = json.loads(out.read_text())
+        line["metadata"] = {**line["metadata"], "linked_entity_name": "Acme Ltd"}
+        out.write_text(json.dumps(line) + "\n")  # json.dumps: the spaced layout of earlier releases
+        reader = JsonlMigratedLogReader(out)
+        (stored,) = reader.migrated_logs(log.company_sso_id, [log.external_id])
+        expected = reader.content_of(log)
+        assert stored.content == expected
+        assert dict(stored.content) == dict(expected)
+
+    def test_an_edited_owned_field_is_different_content_even_in_the_same_layout(self, tmp_path: Path) -> None:
+        """Lines that differ in an owned field differ as content, field by field."""
+        log = corpus_logs()[0]
+        out = tmp_path / "logs.jsonl"
+        with JsonlActivityLogSink(out, fsync="never") as sink:
+            sink.insert_batch([attrs.evolve(log, category="other")])
+        reader = JsonlMigratedLogReader(out)
+        (stored,) = reader.migrated_logs(log.company_sso_id, [log.external_id])
+        expected = reader.content_of(log)
+        assert stored.content != expected
+        assert [k for k in expected if expected[k] != stored.content.get(k)] == ["category"]

@@ -6,11 +6,13 @@ prefix (``crm:{tenant}:audit:``) the audit ids, sorted, with the byte offset of 
 whether the line is a ``crm_migration`` one) — 17 bytes a log. Other external ids (not of that
 shape) go to a small dict. A page then seeks to and parses only its lines.
 
-The content form is the file's own: each owned field as the JSON text of its relaxed Extended JSON
-value (``json.dumps`` of the parsed line's field; ``{"$numberDouble": "NaN"}`` for a NaN, so NaN
-equals itself), and for a recomputed log the same of ``mongo.extended_json.relaxed_json_document``
-— exactly what the sink writes. Parsing stays in the C JSON decoder (no ``bson.json_util``
-hooks). A dry run's file holds no live-feed logs: ``live_feed_candidates`` finds none.
+The content form is the file's own line: a stored log's content is its line as read, a recomputed
+log's the line the sink would write for it (``mongo.extended_json.relaxed_json_bytes``). Two equal
+lines are equal content without parsing either — the common case, since the dry run wrote the line
+from the same log. Otherwise each owned field is compared as the JSON text of its relaxed Extended
+JSON value (``{"$numberDouble": "NaN"}`` for a NaN, so NaN equals itself), parsed on first use.
+Parsing stays in orjson (no ``bson.json_util`` hooks). A dry run's file holds no live-feed logs:
+``live_feed_candidates`` finds none.
 """
 
 from __future__ import annotations
@@ -23,16 +25,17 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
+import orjson
 
 from crm_audit_transform.domain import SOURCE_TAG, ActivityLog
 from crm_audit_transform.enrichment import MatchKey, StoredLog, as_referent_id
 from crm_audit_transform.verification import OWNED_FIELDS, MigratedDoc
 
-from ..mongo.extended_json import relaxed_json_document
+from ..mongo.extended_json import relaxed_json_bytes
 from .errors import FileFormatError
 from .lines import PathLike
 
-__all__ = ["JsonlMigratedLogReader", "json_content"]
+__all__ = ["JsonlMigratedLogReader", "LineContent", "json_content"]
 
 _Q_MIN, _Q_MAX = -(2**63), 2**63 - 1
 
@@ -49,43 +52,102 @@ def _split(external_id: str) -> tuple[str, int] | None:
     return (prefix + sep, number) if _Q_MIN <= number <= _Q_MAX else None
 
 
-_DUMPS = json.JSONEncoder(ensure_ascii=False).encode
-_COMPANY = b'{"company_sso_id": "'
-_EXTERNAL_ID = b'"external_id": "'
-_SOURCE_TAG = b'", "source_tag": "'
+# The sink's layouts: compact (orjson, today) and spaced (``json.dumps``, files of earlier releases).
+_LAYOUTS = (
+    (b'{"company_sso_id":"', b'"external_id":"', b'","source_tag":"'),
+    (b'{"company_sso_id": "', b'"external_id": "', b'", "source_tag": "'),
+)
 
 
 def _sink_keys(raw: bytes) -> tuple[str, str, bool] | None:
     """(company, external_id, ours) read where the sink puts them, without parsing the line.
 
     The sink writes ``company_sso_id`` first and ``external_id`` right before ``source_tag``, after
-    ``attributes``; a quote inside any JSON string is escaped, so ``"external_id": "`` occurs only
+    ``attributes``; a quote inside any JSON string is escaped, so ``"external_id":"`` occurs only
     as a key, and its last occurrence is the top-level one (``metadata`` holds no such key). Any
     line not in that shape, or with an escape in these values, returns None and is parsed instead.
     """
-    if not raw.startswith(_COMPANY):
+    layout = next((keys for keys in _LAYOUTS if raw.startswith(keys[0])), None)
+    if layout is None:
         return None
-    company_end = raw.find(b'"', len(_COMPANY))
-    key = raw.rfind(_EXTERNAL_ID)
+    company_key, external_key, tag_key = layout
+    company_end = raw.find(b'"', len(company_key))
+    key = raw.rfind(external_key)
     if company_end < 0 or key < 0:
         return None
-    start = key + len(_EXTERNAL_ID)
+    start = key + len(external_key)
     end = raw.find(b'"', start)
-    if end < 0 or not raw.startswith(_SOURCE_TAG, end):
+    if end < 0 or not raw.startswith(tag_key, end):
         return None
-    tag_start = end + len(_SOURCE_TAG)
+    tag_start = end + len(tag_key)
     tag_end = raw.find(b'"', tag_start)
     if tag_end < 0:
         return None
-    company, external_id, tag = raw[len(_COMPANY) : company_end], raw[start:end], raw[tag_start:tag_end]
+    company, external_id, tag = raw[len(company_key) : company_end], raw[start:end], raw[tag_start:tag_end]
     if not external_id or b"\\" in company + external_id + tag:
         return None
     return company.decode(), external_id.decode(), tag == SOURCE_TAG.encode()
 
 
+def _dumps(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value)
+    except TypeError:  # a lone surrogate, in a line an earlier release wrote with json.dumps
+        return json.dumps(value).encode()
+
+
+def _loads(line: bytes) -> Any:
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:  # as above: json reads what orjson refuses
+        return json.loads(line)
+
+
 def json_content(doc: Mapping[str, Any]) -> dict[str, object]:
-    """The owned fields of a relaxed-JSON document as JSON text, one string per field present."""
-    return {name: _DUMPS(doc[name]) for name in OWNED_FIELDS if name in doc}
+    """The owned fields of a relaxed-JSON document as JSON text (``bytes``), one per field present."""
+    return {name: _dumps(doc[name]) for name in OWNED_FIELDS if name in doc}
+
+
+class LineContent(Mapping[str, object]):
+    """A log's owned fields as the JSONL line that holds it: equal lines compare without parsing.
+
+    As a mapping it is :func:`json_content` of the parsed line, computed on first use; ``==``
+    with another ``LineContent`` is True at once when the lines are byte-equal (every field of the
+    line is then equal), and otherwise compares those mappings.
+    """
+
+    __slots__ = ("_fields", "_parsed", "line")
+
+    def __init__(self, line: bytes, parsed: Mapping[str, Any] | None = None) -> None:
+        self.line = line.rstrip(b"\r\n")
+        self._parsed = parsed
+        self._fields: dict[str, object] | None = None
+
+    def _content(self) -> dict[str, object]:
+        if self._fields is None:
+            doc = self._parsed if self._parsed is not None else _loads(self.line)
+            self._fields = json_content(doc)
+            self._parsed = None
+        return self._fields
+
+    def __getitem__(self, name: str) -> object:
+        return self._content()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._content())
+
+    def __len__(self) -> int:
+        return len(self._content())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, LineContent) and self.line == other.line:
+            return True
+        return Mapping.__eq__(self, other)
+
+    __hash__ = None  # type: ignore[assignment]  # a mapping: unhashable, as dict
+
+    def __repr__(self) -> str:
+        return f"LineContent({self.line[:60]!r}…)"
 
 
 def _timestamp(value: Any) -> dt.datetime | None:
@@ -99,8 +161,9 @@ def _timestamp(value: Any) -> dt.datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
-def _migrated_doc(doc: Any, offset: int) -> MigratedDoc | None:
+def _migrated_doc(line: bytes, offset: int) -> MigratedDoc | None:
     """A line's document as verify reads it; None when it lacks what a log must have."""
+    doc = _loads(line)
     if not isinstance(doc, dict):
         return None
     timestamp, external_id = _timestamp(doc.get("timestamp")), doc.get("external_id")
@@ -117,7 +180,7 @@ def _migrated_doc(doc: Any, offset: int) -> MigratedDoc | None:
         action=str(doc.get("action", "")),
         timestamp=timestamp,
         source_tag=str(doc.get("source_tag", "")),
-        content=json_content(doc),
+        content=LineContent(line, doc),
         crm_person_id=as_referent_id(metadata.get("crm_person_id")),
         linked_entity_id=as_referent_id(metadata.get("linked_entity_id")),
     )
@@ -176,25 +239,37 @@ class JsonlMigratedLogReader:
         prefix.offsets.append(offset)
         prefix.ours.append(ours)
 
-    def _offsets(self, company_sso_id: str, external_id: str) -> list[int]:
-        split = _split(external_id)
-        if split is None:
-            return [offset for offset, _ in self._others.get((company_sso_id, external_id), ())]
-        prefix = self._prefixes.get((company_sso_id, split[0]))
-        if prefix is None:
-            return []
-        low = bisect_left(prefix.ids, split[1])
-        return list(prefix.offsets[low : bisect_right(prefix.ids, split[1], low)])
+    def _offsets(self, company_sso_id: str, external_ids: Collection[str]) -> list[int]:
+        """The offsets of every line holding one of these ids, ascending."""
+        offsets: list[int] = []
+        wanted: dict[str, set[int]] = {}
+        for external_id in set(external_ids):
+            split = _split(external_id)
+            if split is None:
+                offsets.extend(o for o, _ in self._others.get((company_sso_id, external_id), ()))
+            else:
+                wanted.setdefault(split[0], set()).add(split[1])
+        for text, numbers in wanted.items():
+            prefix = self._prefixes.get((company_sso_id, text))
+            if prefix is None:
+                continue
+            # A page asks for a run of ids: one slice of the sorted index, filtered by the set.
+            ids = prefix.ids
+            low, high = bisect_left(ids, min(numbers)), bisect_right(ids, max(numbers))
+            window = zip(ids[low:high], prefix.offsets[low:high], strict=True)
+            offsets.extend(o for i, o in window if i in numbers)
+        offsets.sort()
+        return offsets
 
     def migrated_logs(self, company_sso_id: str, external_ids: Collection[str]) -> Sequence[MigratedDoc]:
-        offsets = sorted(o for ext in set(external_ids) for o in self._offsets(company_sso_id, ext))
+        offsets = self._offsets(company_sso_id, external_ids)
         found: list[MigratedDoc] = []
         if not offsets:
             return found
         with open(self._path, "rb") as stream:
             for offset in offsets:  # ascending: one forward pass
                 stream.seek(offset)
-                doc = _migrated_doc(json.loads(stream.readline()), offset)
+                doc = _migrated_doc(stream.readline(), offset)
                 if doc is not None:
                     found.append(doc)
         return found
@@ -208,7 +283,7 @@ class JsonlMigratedLogReader:
                 yield from (external_id for _, ours in places if ours)
 
     def content_of(self, log: ActivityLog) -> Mapping[str, object]:
-        return json_content(relaxed_json_document(log))
+        return LineContent(relaxed_json_bytes(log))
 
     def live_feed_candidates(
         self, keys: Collection[MatchKey], window: dt.timedelta
