@@ -139,7 +139,7 @@ class TestMongoStrayStream:
 
 class TestLineContent:
     def test_a_line_that_differs_outside_the_owned_fields_is_the_same_content(self, tmp_path: Path) -> None:
-        """Enrichment keys in metadata and an earlier release's spaced layout are not drift; NaN equals NaN."""
+        """Enrichment keys in metadata and an earlier release's spaced layout are not drift; NaN is NaN."""
         log = corpus_logs()[0]  # holds a NaN
         out = tmp_path / "logs.jsonl"
         with JsonlActivityLogSink(out, fsync="never") as sink:
