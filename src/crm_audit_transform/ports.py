@@ -92,9 +92,15 @@ class ContactDirectory(Protocol):
 
 
 class PeopleCounter(Protocol):
-    """The CRM's people count of a tenant (Phase-A coverage denominator)."""
+    """The CRM's people of a tenant, for the Phase-A coverage guard."""
 
-    def count_people(self, tenant: str) -> int: ...
+    def count_people(self, tenant: str) -> int:
+        """``count(*)`` of the tenant's ``crm_people`` (the coverage denominator)."""
+        ...
+
+    def person_ids(self, tenant: str, *, after_id: int, limit: int) -> Sequence[int]:
+        """A keyset page: the tenant's ``crm_people`` ids above ``after_id``, ascending, ``limit`` at most."""
+        ...
 
 
 class EntityDirectory(Protocol):

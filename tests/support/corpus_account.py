@@ -217,7 +217,7 @@ class World:
         )
         known = contacts(tenant)
         self.contacts = InMemoryContactDirectory(known)
-        self.people = InMemoryPeopleCounter({tenant: round(len(known) / coverage) if coverage else 10**9})
+        self.people = InMemoryPeopleCounter({tenant: _people(known, coverage)})
         timeline = InMemoryTimelineStore(contacts=known)
         self.logs: InMemoryActivityLogStore = timeline
         self.entities = InMemoryEntityDirectory({tenant: entity_refs(tenant)})
@@ -283,3 +283,11 @@ class World:
 
     def run(self, owner: str = "runner-1", **options: Any) -> RunResult:
         return run_job(self.company, self.run_ports(), self.transformer, owner=owner, **options)
+
+
+def _people(known: Sequence[Contact], coverage: float) -> list[int]:
+    """The CRM's people ids: every contact's person, plus people without a contact down to ``coverage``."""
+    ids = sorted({c.crm_person_id for c in known})
+    total = round(len(ids) / coverage) if coverage else len(ids) + 1000
+    top = max(ids, default=0)
+    return ids + list(range(top + 1, top + 1 + max(0, total - len(ids))))

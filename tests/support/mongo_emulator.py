@@ -31,9 +31,7 @@ START_TIMEOUT_S = 60.0
 
 def emulator_python() -> str:
     """The emulator venv's interpreter, built on first use; ``RuntimeError`` naming the fix if not."""
-    built = subprocess.run(
-        [str(ENV_SCRIPT)], capture_output=True, text=True, timeout=900, check=False
-    )
+    built = subprocess.run([str(ENV_SCRIPT)], capture_output=True, text=True, timeout=900, check=False)
     if built.returncode != 0:
         raise RuntimeError(
             "the MongoDB emulator cannot be built (scripts/mongoeco-env): "

@@ -62,6 +62,18 @@ class TestTriggerGuards:
             with pytest.raises(ContactsNotMigrated):
                 world.trigger()
 
+    def test_contacts_of_people_gone_from_the_crm_do_not_cover_for_people_without_one(self) -> None:
+        """90 of 100 people have a contact, 15 more contacts name people gone from the CRM: 90%, refused."""
+        world = World()
+        world.contacts = InMemoryContactDirectory(
+            Contact(f"c{pid}", world.company, pid, dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+            for pid in [*range(1, 91), *range(1001, 1016)]
+        )
+        world.people = InMemoryPeopleCounter({world.tenant: 100})
+        assert contact_coverage(world.company, world.tenant, world.contacts, world.people) == 0.9
+        with pytest.raises(ContactsNotMigrated):
+            world.trigger()
+
     def test_threshold_is_configurable(self) -> None:
         """A lower threshold lets a partly synced account start."""
         world = World(coverage=0.5)

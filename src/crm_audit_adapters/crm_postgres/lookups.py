@@ -6,7 +6,7 @@ identifier, and goes through the same ``ReadOnlySession`` as the audit source.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -25,6 +25,7 @@ _USERS_BY_TEXT = sql.SQL(
     "SELECT id, email, full_name, deleted_at FROM {schema}.users WHERE id::text = ANY(%s::text[])"
 )
 _PEOPLE = sql.SQL("SELECT count(*) FROM {schema}.crm_people")
+_PEOPLE_IDS = sql.SQL("SELECT id FROM {schema}.crm_people WHERE id > %s ORDER BY id LIMIT %s")
 _ENTITIES = sql.SQL("SELECT id, {name} FROM {schema}.{table} WHERE id = ANY(%s)")
 
 
@@ -112,7 +113,7 @@ class PostgresEntityDirectory:
 
 
 class PostgresPeopleCounter:
-    """``count(*)`` of the tenant's ``crm_people`` (the Phase-A coverage denominator)."""
+    """The tenant's ``crm_people``: ``count(*)`` and keyset pages of ids (the Phase-A coverage guard)."""
 
     __slots__ = ("_session",)
 
@@ -123,3 +124,8 @@ class PostgresPeopleCounter:
         query = _PEOPLE.format(schema=self._session.schema(tenant))
         row = self._session.run(lambda conn: conn.execute(query).fetchone())
         return 0 if row is None else int(row[0])
+
+    def person_ids(self, tenant: str, *, after_id: int, limit: int) -> Sequence[int]:
+        query = _PEOPLE_IDS.format(schema=self._session.schema(tenant))
+        rows = self._session.run(lambda conn: conn.execute(query, (after_id, limit)).fetchall())
+        return [int(row[0]) for row in rows]

@@ -7,8 +7,9 @@ entry per page of the whole account.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Final, TypeVar
 
 from ..domain import Contact, CrmUser, EntityRef, UserId
@@ -135,10 +136,21 @@ class InMemoryEntityDirectory:
 
 
 class InMemoryPeopleCounter:
-    """The CRM's people count per tenant (0 for an unknown tenant)."""
+    """The CRM's people per tenant: their ids, or a count ``n`` standing for ids ``1..n``.
 
-    def __init__(self, counts: Mapping[str, int] | None = None) -> None:
-        self._counts = dict(counts or {})
+    An unknown tenant has no people.
+    """
+
+    def __init__(self, people: Mapping[str, int | Collection[int]] | None = None) -> None:
+        self._ids = {
+            tenant: sorted(set(range(1, ids + 1) if isinstance(ids, int) else ids))
+            for tenant, ids in (people or {}).items()
+        }
 
     def count_people(self, tenant: str) -> int:
-        return self._counts.get(tenant, 0)
+        return len(self._ids.get(tenant, ()))
+
+    def person_ids(self, tenant: str, *, after_id: int, limit: int) -> Sequence[int]:
+        ids = self._ids.get(tenant, [])
+        start = bisect_right(ids, after_id)
+        return ids[start : start + limit]

@@ -69,14 +69,33 @@ class TriggerPorts:
     """Needed by ``restart="fresh"`` only: the rollback it starts with."""
 
 
+COVERAGE_PAGE: Final = 1000
+"""People ids per contact lookup when the coverage guard counts covered people."""
+
+
 def contact_coverage(
     company_sso_id: str, tenant: str, contacts: ContactDirectory, people: PeopleCounter
 ) -> float:
-    """Share of the CRM's people that already have a CDP contact with ``crm_data.id`` (1.0 if none)."""
+    """Share of the CRM's people that already have a CDP contact with ``crm_data.id`` (1.0 if none).
+
+    Counted person by person — the tenant's people ids in keyset pages of ``COVERAGE_PAGE``, each
+    page one batched contact lookup — not as contacts over people: contacts of people since deleted
+    from the CRM (or duplicated) would otherwise cover for people who have none, and the run would
+    then skip their rows as ``contact_not_found``.
+    """
     total = people.count_people(tenant)
     if total <= 0:
         return 1.0
-    return min(1.0, contacts.count_with_crm_id(company_sso_id) / total)
+    covered, after_id = 0, -(2**63)
+    while True:
+        page = people.person_ids(tenant, after_id=after_id, limit=COVERAGE_PAGE)
+        if not page:
+            break
+        covered += len(contacts.contacts_by_crm_ids(company_sso_id, page))
+        after_id = page[-1]
+        if len(page) < COVERAGE_PAGE:
+            break
+    return min(1.0, covered / total)
 
 
 def check_guards(
