@@ -176,6 +176,8 @@ def _redact_uri(value: str, found: set[str] | None = None) -> str:
         account = match["scheme"].lower() in _ACCOUNT_SCHEMES and not any(c in user for c in "/?#")
         if found is not None:
             found.update(p for p in (password, "" if account else userinfo) if p)
+            # libpq ends the user info at the first "@": each piece may be shown as a host name.
+            found.update(piece for piece in userinfo.split("@")[1:] if piece)
         # "?…@…" : the last "@" sat inside the query (``?application_name=a@b&password=…``), so
         # what follows it is still query text and is read as options.
         query_spans_at = "?" in userinfo

@@ -44,6 +44,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -162,6 +163,10 @@ def _postgres_dsn(value: str) -> str | None:
         return "not a PostgreSQL connection string (libpq key=value pairs or a postgresql:// URI)"
     if "://" in value and not value.lower().startswith(("postgresql://", "postgres://")):
         return "a URI DSN must start with postgresql:// or postgres://"
+    if "://" in value and re.split(r"[/?]", value.split("://", 1)[1], maxsplit=1)[0].count("@") > 1:
+        # libpq ends the user info at the first "@": the rest of the password would become the host
+        # name, and appear in its "could not translate host name" error.
+        return "the user or password holds an unescaped '@': percent-encode it as %40"
     import psycopg.conninfo  # the adapters' driver: its own parser has the final word
 
     try:

@@ -72,6 +72,12 @@ class TestRedact:
         cleaned = scrub(message, [value])
         assert not _leaks(cleaned, secret), cleaned
 
+    def test_a_password_piece_libpq_reads_as_a_host_name_is_scrubbed(self) -> None:
+        """libpq ends the user info at the first '@': its host error quotes the rest of the password."""
+        value = "postgresql://ro:Kx9@vQ7zR@crm-db/crm"
+        message = 'failed to resolve host "vQ7zR@crm-db": [Errno -2] Name or service not known'
+        assert "vQ7z" not in scrub(message, [value])
+
     @pytest.mark.parametrize(
         ("value", "shown"),
         [

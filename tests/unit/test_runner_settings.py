@@ -104,6 +104,7 @@ class TestSettings:
             ("CRM_AUDIT_MONGO_URI", "mongodb://u:p@ss@cdp", "pymongo cannot parse this URI"),
             ("CRM_AUDIT_DATABASE_URL", "host=crm password='open", "not a PostgreSQL connection string"),
             ("CRM_AUDIT_DATABASE_URL", "host=crm colour=blue", "libpq cannot parse"),
+            ("CRM_AUDIT_DATABASE_URL", "postgresql://ro:p@Kx9v@crm/crm", "unescaped '@'"),
             ("CRM_AUDIT_MAPPING_CONFIG", "/nonexistent/mapping.yaml", "no such mapping file"),
             ("CRM_AUDIT_USMAN_READ_TIMEOUT", "0", "out of range"),
         ],
