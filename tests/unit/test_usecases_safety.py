@@ -36,6 +36,11 @@ class TestBoundTenant:
         """The explicit override accepts the named tenant for an unbound account."""
         assert bound_tenant("company-globex", "globex", BINDINGS, allow_unbound=True) == "globex"
 
+    def test_a_tenant_bound_to_another_account_is_refused_even_with_the_override(self) -> None:
+        """The override covers unbound tenants only: acme's schema never migrates into another account."""
+        with pytest.raises(TenantMismatch, match="bound to company company-acme"):
+            bound_tenant("company-other", "acme", BINDINGS, allow_unbound=True)
+
     def test_an_unbound_account_without_any_tenant_is_refused(self) -> None:
         """Nothing bound and nothing named: refused even with the override."""
         with pytest.raises(TenantUnbound):

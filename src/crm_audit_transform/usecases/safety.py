@@ -38,7 +38,8 @@ def bound_tenant(
     """The CRM tenant ``company_sso_id`` may be migrated from.
 
     With a binding: the bound tenant (``requested`` may be None or must equal it, else
-    ``TenantMismatch``). Without one: ``requested`` when ``allow_unbound`` is set, else
+    ``TenantMismatch``). Without one: ``TenantMismatch`` when ``requested`` is bound to another
+    company (even with ``allow_unbound``); else ``requested`` when ``allow_unbound`` is set, else
     ``TenantUnbound`` (also when nothing was requested at all).
     """
     bound = bindings.get(company_sso_id)
@@ -52,6 +53,13 @@ def bound_tenant(
     if requested is None:
         raise TenantUnbound(
             f"company {company_sso_id} has no tenant binding (CRM_AUDIT_TENANTS) and no --tenant was given"
+        )
+    owners = sorted(company for company, tenant in bindings.items() if tenant == requested)
+    if owners:
+        # The override is for accounts nobody bound, never for a tenant bound to another account.
+        raise TenantMismatch(
+            f"CRM tenant {requested!r} is bound to company {owners[0]}, not {company_sso_id}: "
+            "nothing was written"
         )
     if not allow_unbound:
         raise TenantUnbound(
