@@ -76,6 +76,7 @@ def cli_environment(
         "CRM_AUDIT_USMAN_TOKEN": TOKEN,
         "CRM_AUDIT_ENABLED_COMPANIES": COMPANY,
         "CRM_AUDIT_SETTINGS": "",
+        "CRM_AUDIT_COVERAGE_THRESHOLD": os.environ["CRM_AUDIT_COVERAGE_THRESHOLD"],  # tests/conftest.py
         **extra,
     }
 

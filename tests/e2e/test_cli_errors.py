@@ -154,6 +154,7 @@ ROWS = [
     Row("usage: a missing option", ("status",), "USAGE"),
     Row("usage: an empty company", ("status", "--company-sso-id", " "), "USAGE"),
     Row("usage: an unknown option", ("status", *C, "--colour"), "USAGE"),
+    Row("usage: --resume with --fresh", ("trigger", *C, "--resume", "--fresh"), "USAGE"),
     Row("config: page_size out of range", ("status", *C), "CONFIG_INVALID", {"CRM_AUDIT_PAGE_SIZE": "0"}),
     Row(
         "config: a malformed DSN",

@@ -93,14 +93,12 @@ def _version(applied: tuple[int, bool] | None) -> str:
 )
 @click.option(
     "--resume",
-    "restart",
-    flag_value=RESUME,
+    is_flag=True,
     help="After a halt or cancel: put the same job back in progress, keeping what it wrote.",
 )
 @click.option(
     "--fresh",
-    "restart",
-    flag_value=FRESH,
+    is_flag=True,
     help="After a halt, cancel or completion: roll the account back first, then start a new job.",
 )
 @click.option(
@@ -123,12 +121,16 @@ def trigger_command(
     company: str,
     tenant: str | None,
     allow_unbound_tenant: bool,
-    restart: str | None,
+    resume: bool,
+    fresh: bool,
     date_range_start: dt.datetime | None,
     shards: int,
     as_json: bool,
 ) -> None:
     """Check the guards and create the account's job (nothing is migrated until `run`)."""
+    if resume and fresh:  # opposite choices: --fresh rolls back what --resume would keep
+        raise click.UsageError("give at most one of --resume and --fresh")
+    restart = RESUME if resume else FRESH if fresh else None
     if restart == RESUME and date_range_start is not None:
         # A resumed job keeps its cutoff: its cursor and counts were made under it.
         raise click.UsageError(
