@@ -223,6 +223,26 @@ class TestDurability:
         ]
 
 
+    def test_a_whole_last_document_without_its_newline_is_kept(self, tmp_path: Path) -> None:
+        """A complete last log lacking only its newline (a hand-joined file) is kept, not dropped as torn."""
+        path = tmp_path / "out.jsonl"
+        with JsonlActivityLogSink(path) as sink:
+            sink.insert_batch([activity_log(1)])
+        with path.open("ab") as out:
+            out.write(encode_log_line(activity_log(2)).encode())
+        with JsonlActivityLogSink(path) as sink:
+            assert sink.count_migrated("company-a") == 2
+            assert [r.status for r in sink.insert_batch([activity_log(2), activity_log(3)])] == [
+                "skipped",
+                "inserted",
+            ]
+        assert [json.loads(line)["external_id"] for line in file_lines(path)] == [
+            "crm:tenant_a:audit:1",
+            "crm:tenant_a:audit:2",
+            "crm:tenant_a:audit:3",
+        ]
+
+
 class TestRollback:
     def test_delete_migrated_removes_only_that_companys_migrated_logs(self, tmp_path: Path) -> None:
         """Other companies' logs and native lines (no external_id) stay; the count says how many went."""

@@ -237,17 +237,27 @@ class JsonlActivityLogSink:
             raise StoreUnavailable(f"cannot write activity logs to {self._path}: {exc}") from exc
 
     def _recover(self) -> None:
-        """Learn the keys already in the file; drop a torn last line (never reported written)."""
+        """Learn the keys already in the file; drop a torn last line (never reported written).
+
+        A last line without its newline that is a whole JSON document (a file edited by hand, or
+        joined from parts) is kept and given its newline: only a line that does not parse is torn.
+        """
         if not os.path.exists(self._path):
             return
         complete = 0
         with open(self._path, "r+b") as existing:
             for number, raw in enumerate(existing, 1):
-                if not raw.endswith(b"\n"):
-                    existing.truncate(complete)
-                    break
-                complete += len(raw)
-                doc = _keys_of(self._path, number, raw)
+                if raw.endswith(b"\n"):
+                    doc = _keys_of(self._path, number, raw)
+                    complete += len(raw)
+                else:
+                    try:
+                        doc = _keys_of(self._path, number, raw)
+                    except FileFormatError:
+                        existing.truncate(complete)
+                        break
+                    existing.seek(0, os.SEEK_END)
+                    existing.write(b"\n")
                 if doc is None:
                     continue
                 self._keys.add((doc[0], doc[1]))
