@@ -36,8 +36,8 @@ SECRET = "Kx9vQ7zR"
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 EXAMPLE = Path(__file__).resolve().parents[2] / "src" / "crm_audit_adapters" / "data" / "example"
 # Codes no command line can produce: the HTTP route's batch limit, and USMAN being down (a run
-# degrades those actors and goes on); UNAVAILABLE is the family of the three *_UNAVAILABLE codes.
-NOT_FROM_THE_CLI = {"BATCH_TOO_LARGE", "DIRECTORY_UNAVAILABLE", "UNAVAILABLE"}
+# degrades those actors and goes on).
+NOT_FROM_THE_CLI = {"BATCH_TOO_LARGE", "DIRECTORY_UNAVAILABLE"}
 # Not an error line but a verdict: verify prints its report and exits 10 (tests/e2e/test_cli_verify.py).
 VERDICTS = {"NOT_VERIFIED"}
 # Error classes that exist with their exit code but that no code path raises yet: each gets a row
@@ -303,6 +303,14 @@ ROWS = [
         "STORE_UNAVAILABLE",
         {"CRM_AUDIT_MONGO_URI": "mongodb://127.0.0.1:{port}/?serverSelectionTimeoutMS=300"},
         own_mongo=True,
+    ),
+    Row(
+        "unavailable: the task broker does not answer, so nothing is triggered",
+        ("enqueue", *C),
+        "UNAVAILABLE",
+        {"CRM_AUDIT_BROKER_URL": "redis://:Kx9vQ7zRwq@127.0.0.1:{port}/0"},
+        setup=_contacts,
+        hides="Kx9vQ7zRwq",
     ),
     Row("input: a malformed audits file", (*DRY_RUN,), "BAD_INPUT", setup=_bad_audits),
     Row(

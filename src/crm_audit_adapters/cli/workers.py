@@ -21,6 +21,7 @@ from crm_audit_transform.errors import ConfigError, GuardError, JobAlreadyRunnin
 from crm_audit_transform.jobs import COMPLETED, IN_PROGRESS, MigrationJob
 
 from ..bootstrap import Runtime
+from ..redaction import redact
 from . import exit_codes
 from .main import cli
 from .options import emit, json_option, non_empty
@@ -58,6 +59,19 @@ def _celery_app(state: CliState) -> Any:
     except ImportError as exc:  # the optional extra is missing
         raise ConfigError([("celery", "not installed: pip install 'crm-audit-transform[celery]'")]) from exc
     return make_app(state.settings, runtime_factory=state.runtime)
+
+
+def _require_broker(app: Any, state: CliState) -> None:
+    """Connect to the broker once before any trigger: a dead broker leaves no job row behind."""
+    from kombu.exceptions import OperationalError
+
+    try:
+        with app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, interval_start=0)
+    except (OperationalError, OSError) as exc:
+        where = redact(state.settings.broker_url)
+        message = f"the broker at {where} did not answer ({type(exc).__name__}): nothing was enqueued"
+        raise exit_codes.CliError("UNAVAILABLE", message) from None
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -127,6 +141,7 @@ def enqueue(
         raise click.UsageError("give exactly one of --company-sso-id and --all-enabled")
     cutoff = date_range_start.replace(tzinfo=dt.UTC) if date_range_start else None
     app = _celery_app(state)
+    _require_broker(app, state)
     from ..celery import MIGRATE_ACCOUNT, MIGRATE_SHARD
 
     sent: list[dict[str, Any]] = []
