@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import mongomock
 import pytest
@@ -190,6 +191,20 @@ ROWS = [
         setup=_contacts,
     ),
     Row(
+        "config: a DSN option libpq refuses (sslmode=bogus), never retried",
+        ("trigger", *C, "--tenant", TENANT),
+        "CONNECTION_REJECTED",
+        {"CRM_AUDIT_DATABASE_URL": "{dsn_sslmode_bogus}"},
+        setup=_contacts,
+    ),
+    Row(
+        "config: a server option PostgreSQL refuses at login, never retried",
+        ("trigger", *C, "--tenant", TENANT),
+        "CONNECTION_REJECTED",
+        {"CRM_AUDIT_DATABASE_URL": "{dsn_bad_server_option}"},
+        setup=_contacts,
+    ),
+    Row(
         "config: mongomock:// without mongomock installed",
         ("status", *C),
         "DEPENDENCY_MISSING",
@@ -357,6 +372,8 @@ def test_each_error_code_exits_with_its_class(
         "dsn_no_such_db": re.sub(r"/[^/?]*(\?|$)", r"/no_such_db\1", crm_dsn, count=1)
         if "://" in crm_dsn
         else f"{crm_dsn} dbname=no_such_db",
+        "dsn_sslmode_bogus": _with_option(crm_dsn, "sslmode", "bogus"),
+        "dsn_bad_server_option": _with_option(crm_dsn, "options", "-c statement_timeout=soon"),
         "tmp": str(tmp_path),
         "port": str(free_port()),
     }
@@ -384,6 +401,12 @@ def test_each_error_code_exits_with_its_class(
         assert row.names.format(**fill) in errors[0]
     if row.hides:
         assert not {row.hides[i : i + 4] for i in range(len(row.hides) - 3)} & set(_windows(result.output))
+
+
+def _with_option(dsn: str, key: str, value: str) -> str:
+    if "://" in dsn:
+        return f"{dsn}{'&' if '?' in dsn else '?'}{key}={quote(value)}"
+    return f"{dsn} {key}='{value}'"
 
 
 def _windows(text: str) -> list[str]:

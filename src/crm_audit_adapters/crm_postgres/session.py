@@ -18,6 +18,7 @@ Driver messages are scrubbed of the DSN's secrets (``redaction.scrub``) before t
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -35,15 +36,19 @@ T = TypeVar("T")
 ConnectionFactory = Callable[[], psycopg.Connection]
 
 # SQLSTATEs and libpq texts of a login the server refused: wrong password, unknown role or
-# database, pg_hba refusal. They stay refused until the configuration changes.
-_REJECTED_SQLSTATES = frozenset({"28P01", "28000", "3D000"})
+# database, pg_hba refusal, a bad option value (libpq's own check, like sslmode=bogus, or the
+# server's, like options=-c statement_timeout=soon). They stay refused until the configuration changes.
+_REJECTED_SQLSTATES = frozenset({"28P01", "28000", "3D000", "22023", "42704"})
 _REJECTED_TEXTS = (
     "password authentication failed",
     "no password supplied",
     "no pg_hba.conf entry",
     "does not exist",
     "authentication failed",
+    "invalid value for parameter",
+    "unrecognized configuration parameter",
 )
+_REJECTED_OPTION = re.compile(r'invalid \w+ value: "')  # libpq: invalid sslmode value: "bogus"
 
 _SCHEMA_EXISTS = "SELECT 1 FROM information_schema.schemata WHERE schema_name = %s"
 _SYSTEM_SCHEMAS = ("information_schema",)
@@ -82,7 +87,11 @@ class PostgresConnectionFactory:
             ) from None
         except psycopg.OperationalError as exc:
             message = scrub(str(exc), [self.dsn])
-            if exc.sqlstate in _REJECTED_SQLSTATES or any(text in message for text in _REJECTED_TEXTS):
+            if (
+                exc.sqlstate in _REJECTED_SQLSTATES
+                or any(text in message for text in _REJECTED_TEXTS)
+                or _REJECTED_OPTION.search(message)
+            ):
                 reason = message.rpartition("FATAL:")[2].strip() or message
                 raise ConnectionRejected(
                     [("database_url", f"the CRM database refused the connection: {reason}")]
