@@ -7,7 +7,13 @@ from collections.abc import Iterable
 from typing import Any
 
 import pytest
-from pymongo.errors import AutoReconnect, BulkWriteError, NetworkTimeout, OperationFailure
+from pymongo.errors import (
+    AutoReconnect,
+    BulkWriteError,
+    NetworkTimeout,
+    OperationFailure,
+    ServerSelectionTimeoutError,
+)
 
 from crm_audit_adapters.mongo import MongoActivityLogStore, RetryPolicy, apply_migration
 from crm_audit_transform.domain import WriteResult
@@ -248,6 +254,20 @@ class TestNetworkRetries:
 
         refusing = Unauthorized(logs, write_first=False)
         with pytest.raises(ConnectionRejected, match="mongo_uri"):
+            _store(refusing).insert_batch([activity_log(1)])
+        assert refusing.calls == 1
+
+
+    def test_a_login_refused_while_selecting_a_server_is_configuration(self, logs: Any) -> None:
+        """A pool whose handshake is refused times out selecting a server "Authentication failed": exit 3."""
+
+        class RefusedInSelection(FlakyCollection):
+            def insert_many(self, documents: list[dict[str, Any]], ordered: bool = True) -> Any:
+                self.calls += 1
+                raise ServerSelectionTimeoutError("127.0.0.1:27017: Authentication failed., full error: {}")
+
+        refusing = RefusedInSelection(logs, write_first=False)
+        with pytest.raises(ConnectionRejected, match="authentication failed"):
             _store(refusing).insert_batch([activity_log(1)])
         assert refusing.calls == 1
 

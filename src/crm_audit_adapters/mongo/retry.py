@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from attrs import field, frozen
 from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError, ServerSelectionTimeoutError
@@ -52,10 +52,19 @@ def is_retryable(exc: PyMongoError) -> bool:
     return isinstance(exc, ConnectionFailure) or exc.has_error_label("RetryableWriteError")
 
 
+_AUTH_FAILED: Final = "Authentication failed"
+
+
 def rejected_login(exc: PyMongoError) -> ConnectionRejected | None:
     """``ConnectionRejected`` when ``exc`` is a refused login or a missing privilege, else None."""
-    if isinstance(exc, OperationFailure) and exc.code in (AUTHENTICATION_FAILED, _UNAUTHORIZED):
-        reason = "authentication failed" if exc.code == AUTHENTICATION_FAILED else "not authorized"
+    # A login refused while pymongo opens its pool surfaces as server selection timing out, with
+    # the server's "Authentication failed" as the reason (seen with wire-protocol servers).
+    refused_in_selection = isinstance(exc, ServerSelectionTimeoutError) and _AUTH_FAILED in str(exc)
+    if refused_in_selection or (
+        isinstance(exc, OperationFailure) and exc.code in (AUTHENTICATION_FAILED, _UNAUTHORIZED)
+    ):
+        failed = refused_in_selection or getattr(exc, "code", None) == AUTHENTICATION_FAILED
+        reason = "authentication failed" if failed else "not authorized"
         return ConnectionRejected(
             [
                 (
