@@ -184,6 +184,13 @@ ROWS = [
         setup=_mapping,
     ),
     Row(
+        "config: `config` reads the mapping file as the run would",
+        ("config",),
+        "CONFIG_INVALID",
+        {"CRM_AUDIT_MAPPING_CONFIG": "{tmp}/mapping.yaml"},
+        setup=_mapping,
+    ),
+    Row(
         "config: the CRM database does not exist",
         ("trigger", *C, "--tenant", TENANT),
         "CONNECTION_REJECTED",

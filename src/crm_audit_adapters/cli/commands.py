@@ -20,6 +20,7 @@ from typing import Any
 
 import click
 
+from crm_audit_transform.config import load_config
 from crm_audit_transform.domain import Failed, Migrated, Skipped
 from crm_audit_transform.errors import JobNotFound
 from crm_audit_transform.jobs import CANCELLED, COMPLETED, HALTED, MigrationJob
@@ -318,8 +319,13 @@ def explain(state: CliState, company: str, audit_id: int, tenant: str | None, as
 @json_option
 @click.pass_obj
 def show_config(state: CliState, as_json: bool) -> None:
-    """Show the effective settings, secrets redacted: one `key  value` line each (dotted for tables)."""
+    """Show the effective settings, secrets redacted: one `key  value` line each (dotted for tables).
+
+    The mapping file is read too, so a mapping that `run` would refuse is refused here (exit 3).
+    """
     settings = state.settings.describe()
+    if state.settings.mapping_config:
+        load_config(state.settings.mapping_config)  # ConfigError: CONFIG_INVALID, exit 3
 
     def human() -> None:
         lines = list(_flatten(settings))
