@@ -156,6 +156,7 @@ ROWS = [
     Row("usage: an empty company", ("status", "--company-sso-id", " "), "USAGE"),
     Row("usage: an unknown option", ("status", *C, "--colour"), "USAGE"),
     Row("usage: --resume with --fresh", ("trigger", *C, "--resume", "--fresh"), "USAGE"),
+    Row("usage: a cutoff in the future", ("trigger", *C, "--date-range-start", "2099-01-01"), "USAGE"),
     Row("config: page_size out of range", ("status", *C), "CONFIG_INVALID", {"CRM_AUDIT_PAGE_SIZE": "0"}),
     Row(
         "config: a malformed DSN",

@@ -37,7 +37,11 @@ from .state import CliState
 def _utc(_: click.Context, __: click.Parameter, value: dt.datetime | None) -> dt.datetime | None:
     if value is None:
         return None
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+    cutoff = value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+    if cutoff > dt.datetime.now(dt.UTC):
+        # Nothing could be in scope: a job would start "in progress" at 100% and never migrate a row.
+        raise click.BadParameter(f"{cutoff.isoformat()} is in the future")
+    return cutoff
 
 
 @cli.command()
