@@ -135,7 +135,9 @@ def scrub(text: str, values: Iterable[str | None]) -> str:
         shown = redact(value)
         if shown and shown != value:
             replacements[value] = shown
-        for fragment in secret_fragments(value) or {value}:
+        # A URL without credentials has no secret in it; a bare value (a token) is its own secret.
+        own = set() if _SCHEME.match(value) else {value}
+        for fragment in secret_fragments(value) or own:
             if len(fragment) >= _MIN_FRAGMENT or fragment == value:
                 replacements.setdefault(fragment, MASK)
     for raw in sorted(replacements, key=len, reverse=True):  # longest first: a whole DSN before its parts

@@ -78,6 +78,11 @@ class TestRedact:
         message = 'failed to resolve host "vQ7zR@crm-db": [Errno -2] Name or service not known'
         assert "vQ7z" not in scrub(message, [value])
 
+    def test_a_url_without_credentials_is_shown_as_it_is(self) -> None:
+        """Nothing secret in http://usman.internal:8099: a message naming it keeps it readable."""
+        message = "USMAN at http://usman.internal:8099/api/v1/users/sso-ids answered 401"
+        assert scrub(message, ["http://usman.internal:8099"]) == message
+
     @pytest.mark.parametrize(
         ("value", "shown"),
         [
