@@ -76,8 +76,9 @@ class TestApplyMigration:
         """Applying up a second time changes nothing and raises nothing."""
         apply_migration(mongo_db, "up")
         before = {c: _indexes(mongo_db, c) for c in ("activity_logs", "contacts")}
-        apply_migration(mongo_db, "up")
+        steps = apply_migration(mongo_db, "up")
         assert {c: _indexes(mongo_db, c) for c in ("activity_logs", "contacts")} == before
+        assert steps == tuple(f"present {name}" for name in ALL_INDEXES)
 
     def test_up_then_down_leaves_no_index_behind(self, mongo_db: Any) -> None:
         """Down drops all four indexes; only the _id indexes remain."""

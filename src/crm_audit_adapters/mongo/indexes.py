@@ -202,7 +202,8 @@ def _create(db: Database[Any], collection: str, spec: Mapping[str, Any], policy:
     keys: Sequence[tuple[str, Any]] = list(spec["key"].items())
     options = {k: v for k, v in spec.items() if k not in ("key", "name")}
 
-    def create(_: int) -> None:
+    def create(_: int) -> bool:
+        existed = name in db[collection].index_information()
         try:
             db[collection].create_index(keys, name=name, **options)
         except OperationFailure as exc:
@@ -210,9 +211,10 @@ def _create(db: Database[Any], collection: str, spec: Mapping[str, Any], policy:
             if exc.code is None or exc.code in _CONFLICT_CODES:
                 raise IndexConflict(collection, name, str(exc)) from exc
             raise
+        return not existed  # createIndexes of an identical index is a no-op: say so
 
-    call_with_retry(create, policy, f"create index {name} on {collection}")
-    return f"created {collection}.{name}"
+    created = call_with_retry(create, policy, f"create index {name} on {collection}")
+    return f"{'created' if created else 'present'} {collection}.{name}"
 
 
 def _drop(db: Database[Any], collection: str, name: str, policy: RetryPolicy) -> str:
