@@ -8,8 +8,10 @@ Nothing connects here or at import: each adapter is built on first use, and the 
 session, the MongoDB client and the USMAN client are opened by their first query. ``close()``
 releases whatever was opened. Tests and embedding services override any part by keyword
 (``mongo_client=mongomock.MongoClient()``, ``sso=...``, ``clock=...``, ``notice=`` a callable that
-receives progress notes such as "connecting to MongoDB at …"); the URI ``mongomock://`` builds an
-in-process mongomock client (one per runtime, so its data lives as long as it does). A real MongoDB
+receives progress notes such as "connecting to MongoDB at …", ``rule_chain=`` a callable that
+turns the mapping config into the service's ``RuleChain``, to plug in rules of one's own); the URI
+``mongomock://`` builds an in-process mongomock client (one per runtime, so its data lives as long
+as it does). A real MongoDB
 is pinged once when first used, so an unreachable server costs one ``serverSelectionTimeoutMS``
 (the URI's, else 10 s) and a refused login is reported as configuration.
 """
@@ -29,6 +31,7 @@ from attrs import frozen
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
+from crm_audit_transform.chain import RuleChain
 from crm_audit_transform.config import MappingConfig, load_config, load_default_config
 from crm_audit_transform.enrichment import EnrichmentStore
 from crm_audit_transform.errors import ConfigError, DependencyMissing, StoreUnavailable
@@ -107,9 +110,11 @@ class Runtime:
         clock: Clock | None = None,
         flags: FeatureFlags | None = None,
         notice: Callable[[str], None] | None = None,
+        rule_chain: Callable[[MappingConfig], RuleChain] | None = None,
     ) -> None:
         self.settings = settings
         self._notice = notice
+        self._rule_chain = rule_chain
         self._mongo_client = mongo_client
         self._sso_override = sso
         self._clock = clock or SystemClock()
@@ -204,7 +209,9 @@ class Runtime:
 
     @functools.cached_property
     def transformer(self) -> Transformer:
-        return Transformer(self.mapping, limits=self.settings.loader)
+        """The rules from the mapping config; ``rule_chain`` (given the config) may change them."""
+        chain = self._rule_chain(self.mapping) if self._rule_chain is not None else None
+        return Transformer(self.mapping, limits=self.settings.loader, chain=chain)
 
     # -- the application service ---------------------------------------------------------------
     @functools.cached_property

@@ -6,6 +6,7 @@ the ports in ``crm_audit_transform.ports``; ``crm_audit_transform.testing`` ship
 
 from __future__ import annotations
 
+from .chain import RowDraft, RuleChain, Stage, StageObserver
 from .config import MappingConfig, load_config, load_default_config
 from .domain import (
     SOURCE_TAG,
@@ -120,12 +121,16 @@ __all__ = [
     "PageResult",
     "PreparedRow",
     "ResumeOrFresh",
+    "RowDraft",
+    "RuleChain",
     "Scalar",
     "ScopeBounds",
     "ServicePorts",
     "Skipped",
     "SourceUnavailable",
+    "Stage",
     "StageDecision",
+    "StageObserver",
     "StoreUnavailable",
     "Tally",
     "TenantMismatch",

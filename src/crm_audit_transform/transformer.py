@@ -1,6 +1,9 @@
-"""The Transformer: every audit row to exactly one reasoned outcome, in a fixed order of stages.
+"""The Transformer: every audit row to exactly one reasoned outcome, through a chain of stages.
 
-    row checks → scope → load → contact → watermark → changes → actor → log
+    row checks → scope → load → [category → contact → watermark → changes → actor] → log
+
+The fixed gates (row checks, scope, load) and the last step (the log) frame the configurable
+:class:`~crm_audit_transform.chain.RuleChain` in brackets, which a library user may change.
 
 ``prepare`` loads each row's ``audited_changes`` once and lists the ids it names; ``plan`` gathers a
 page's ids into one :class:`~crm_audit_transform.lookup.LookupRequest`; the runner fetches them
@@ -13,26 +16,22 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 
+import attrs
 from attrs import frozen
 
 from . import reasons
+from .chain import MIGRATED, NO_OBSERVER, PASSED, RowDraft, RuleChain, Stage, StageObserver, StageRun
 from .config import MappingConfig
 from .domain import ActivityLog, AuditRow, Failed, Migrated, Outcome, Skipped, UserId
 from .errors import AuditedChangesError
 from .loading import LoaderLimits, load_audited_changes
 from .lookup import LookupContext, LookupRequest
-from .rules._combined import is_combined
 from .rules.actor import ActorResolver
 from .rules.category import CategoryMapper, MappedCategory
-from .rules.changes import ChangesExtractor
 from .rules.contact import ContactResolver
 from .rules.verdict import Rejection
-from .rules.watermark import SyncWatermark
 from .tally import Tally
 from .values import Changes, Value
-
-MIGRATED = "migrated"
-PASSED = "pass"
 
 
 @frozen
@@ -76,22 +75,33 @@ def external_id(tenant: str, audit_id: int) -> str:
 
 
 class Transformer:
-    """Runs the rules of a :class:`MappingConfig` over pages of audit rows."""
+    """Runs a :class:`~crm_audit_transform.chain.RuleChain` over pages of audit rows.
 
-    __slots__ = ("_actor", "_category", "_changes", "_contact", "_limits", "_watermark")
+    ``chain`` defaults to ``RuleChain.from_config(config)``; the scope (which auditable types are
+    loaded and asked for) always comes from ``config``.
+    """
 
-    def __init__(self, config: MappingConfig, *, limits: LoaderLimits | None = None) -> None:
+    __slots__ = ("_actor", "_category", "_chain", "_contact", "_limits", "_stages")
+
+    def __init__(
+        self, config: MappingConfig, *, limits: LoaderLimits | None = None, chain: RuleChain | None = None
+    ) -> None:
         self._category = CategoryMapper(config)
-        self._changes = ChangesExtractor(config)
         self._actor = ActorResolver(config)
         self._contact = ContactResolver(config)
-        self._watermark = SyncWatermark()
         self._limits = limits
+        self._chain = chain if chain is not None else RuleChain.from_config(config)
+        self._stages = self._chain.stages
 
     @property
     def scope(self) -> tuple[str, ...]:
         """The auditable types in scope, in configuration order."""
         return self._category.scope
+
+    @property
+    def chain(self) -> RuleChain:
+        """The stages each in-scope, loaded row goes through."""
+        return self._chain
 
     def prepare(self, rows: Iterable[AuditRow]) -> tuple[PreparedRow, ...]:
         return tuple(self.prepare_row(row) for row in rows)
@@ -131,7 +141,7 @@ class Transformer:
         flags: list[bool] = []
         degraded: list[bool] = []
         for item in prepared:
-            outcome, fell_through, actor_degraded = self._run(item, ctx, company_sso_id, None)
+            outcome, fell_through, actor_degraded = self._run(item, ctx, company_sso_id)
             outcomes.append(outcome)
             flags.append(fell_through)
             degraded.append(actor_degraded)
@@ -140,9 +150,9 @@ class Transformer:
 
     def explain(self, row: AuditRow, ctx: LookupContext, *, company_sso_id: str) -> tuple[StageDecision, ...]:
         """The decision of every stage the row went through, ending with its outcome."""
-        trace: list[StageDecision] = []
-        self._run(self.prepare_row(row), ctx, company_sso_id, trace)
-        return tuple(trace)
+        trace = _Trace()
+        self._run(self.prepare_row(row), ctx, company_sso_id, trace, trace.attach((_LOAD, *self._stages)))
+        return tuple(trace.decisions)
 
     def _load(self, row: AuditRow) -> tuple[Changes | None, Failed | None]:
         try:
@@ -154,101 +164,139 @@ class Transformer:
         return None, Failed(row.id, reasons.MALFORMED_AUDITED_CHANGES, detail)
 
     def _run(
-        self, item: PreparedRow, ctx: LookupContext, company_sso_id: str, trace: list[StageDecision] | None
+        self,
+        item: PreparedRow,
+        ctx: LookupContext,
+        company_sso_id: str,
+        observer: StageObserver = NO_OBSERVER,
+        stages: tuple[Stage, ...] | None = None,
     ) -> tuple[Outcome, bool, bool]:
-        """The outcome, whether its status rule fell through, and whether its actor was degraded."""
+        """The outcome, whether its status rule fell through, and whether its actor was degraded.
+
+        Every decision goes to ``observer``; an ordinary run's observer does nothing, and its
+        stages are the chain's own, so no detail text is built and no call is made for rows nobody
+        explains. ``explain`` passes its observer and the chain's stages wrapped by it.
+        """
         try:
-            return self._stages(item, ctx, company_sso_id, trace)
-        except Exception as exc:
+            return self._walk(item, ctx, company_sso_id, observer, self._stages if stages is None else stages)
+        except Exception as exc:  # a stage's bug fails its own row, never the page
             outcome = _unexpected(item.row, exc)
-            _note(trace, "row", "failed", outcome.detail)
+            observer.decided("row", "failed", outcome.detail)
             return outcome, False, False
 
-    def _stages(
-        self, item: PreparedRow, ctx: LookupContext, company_sso_id: str, trace: list[StageDecision] | None
+    def _walk(
+        self,
+        item: PreparedRow,
+        ctx: LookupContext,
+        company_sso_id: str,
+        observer: StageObserver,
+        stages: tuple[Stage, ...],
     ) -> tuple[Outcome, bool, bool]:
         row = item.row
+        # The fixed gates: what prepare_row found, the page's tenant, the scope, the load.
         if item.problem is not None and item.problem.reason in _ROW_REASONS:
-            _note(trace, "row", "failed", item.problem.detail)
+            observer.decided("row", "failed", item.problem.detail)
             return item.problem, False, False
         if ctx.tenant is not None and row.tenant != ctx.tenant:
             detail = f"row of tenant {row.tenant!r} in a page looked up for tenant {ctx.tenant!r}"
-            _note(trace, "row", "failed", detail)
+            observer.decided("row", "failed", detail)
             return Failed(row.id, reasons.INVALID_AUDIT_ROW, detail), False, False
-        if trace is not None:  # the details are built for explain() only
-            _note(trace, "row", PASSED)
+        observer.decided("row", PASSED, "")
         if not self._category.in_scope(row.auditable_type):
             unmapped = Rejection(
                 reasons.UNMAPPED_ACTION_TYPE, f"auditable_type {row.auditable_type!r} is not mapped"
             )
-            return self._reject(row, "scope", unmapped, trace)
-        if trace is not None:
-            _note(trace, "scope", PASSED, row.auditable_type)
+            return _reject(row, "scope", unmapped, observer)
+        observer.decided("scope", PASSED, row.auditable_type)
         if item.problem is not None or item.changes is None:
             problem = item.problem or Failed(row.id, reasons.MALFORMED_AUDITED_CHANGES, "not loaded")
-            _note(trace, "load", "failed", problem.detail)
+            observer.decided("load", "failed", problem.detail)
             return problem, False, False
-        changes = item.changes
-        if trace is not None:
-            _note(trace, "load", PASSED, f"{len(changes)} column(s)")
-        category = self._category.map(row.tenant, row.auditable_type, row.auditable_id, row.action, changes)
-        if isinstance(category, Rejection):
-            return self._reject(row, "scope", category, trace)
-        found = self._contact.resolve(item.person_ids, ctx, company_sso_id)
-        if isinstance(found, Rejection):
-            return self._reject(row, "contact", found, trace)
-        person_id, contact = found
-        if trace is not None:
-            _note(trace, "contact", PASSED, f"crm person {person_id} → contact {contact.id}")
-        created_at = row.created_at
-        if created_at is None:  # prepare_row fails these first; a hand-built PreparedRow meets it here
-            return self._reject(
-                row, "row", Rejection(reasons.MISSING_CREATED_AT, "created_at is NULL", False), trace
-            )
-        late = self._watermark.check(row, contact)
-        if late is not None:
-            return self._reject(row, "watermark", late, trace)
-        if trace is not None:
-            _note(trace, "watermark", PASSED, f"before {contact.created_at.isoformat()}")
-        combined = is_combined(row.comment)
-        field_changes = self._changes.extract(row.auditable_type, row.action, changes, combined=combined)
-        if isinstance(field_changes, Rejection):
-            return self._reject(row, "changes", field_changes, trace)
-        if trace is not None:
-            _note(trace, "changes", PASSED, f"{len(field_changes)} change(s)")
-        actor, degraded = self._actor.resolve_counted(row, ctx)
-        if trace is not None:
-            why = "" if ctx.sso_available else " (SSO directory unavailable)"
-            _note(trace, "actor", PASSED, f"{actor.kind}: {actor.name}{why}")
-        log = ActivityLog(
-            company_sso_id=company_sso_id,
-            customer_id=contact.id,
-            category=category.category,
-            action=category.action,
-            actor=actor,
-            changes=field_changes,
-            timestamp=created_at,
-            external_id=external_id(row.tenant, row.id),
-            metadata=_metadata(row, person_id, category, combined),
-        )
-        if trace is not None:
-            _note(trace, "log", MIGRATED, f"{log.category}/{log.action} {log.external_id}")
-        return Migrated(row.id, log), category.fallthrough, degraded
-
-    @staticmethod
-    def _reject(
-        row: AuditRow, stage: str, rejection: Rejection, trace: list[StageDecision] | None
-    ) -> tuple[Outcome, bool, bool]:
-        verdict = "skipped" if rejection.skip else "failed"
-        _note(trace, stage, verdict, f"{rejection.reason}: {rejection.detail}")
-        if rejection.skip:
-            return Skipped(row.id, rejection.reason, rejection.detail), False, False
-        return Failed(row.id, rejection.reason, rejection.detail), False, False
+        draft = RowDraft(row, item.changes, item.person_ids, ctx, company_sso_id)
+        for stage in stages:
+            rejection = stage.run(draft)
+            if rejection is not None:
+                return _reject(row, stage.reported_as, rejection, observer)
+        return _log(draft, observer)
 
 
-def _note(trace: list[StageDecision] | None, stage: str, verdict: str, detail: str = "") -> None:
-    if trace is not None:
-        trace.append(StageDecision(stage, verdict, detail))
+def _log(draft: RowDraft, observer: StageObserver) -> tuple[Outcome, bool, bool]:
+    """The last, fixed step: the activity log built from what the stages found."""
+    row, category, contact, actor = draft.row, draft.category, draft.contact, draft.actor
+    if category is None or contact is None or actor is None or draft.person_id is None:
+        fields = {"category": category, "contact": contact, "actor": actor, "person_id": draft.person_id}
+        unset = ", ".join(name for name, value in fields.items() if value is None)
+        failure = Rejection(reasons.INVALID_AUDIT_ROW, f"the rule chain left unset: {unset}", skip=False)
+        return _reject(row, "log", failure, observer)
+    created_at = row.created_at
+    if created_at is None:  # prepare_row fails these first; a hand-built PreparedRow meets it here
+        missing = Rejection(reasons.MISSING_CREATED_AT, "created_at is NULL", skip=False)
+        return _reject(row, "row", missing, observer)
+    log = ActivityLog(
+        company_sso_id=draft.company_sso_id,
+        customer_id=contact.id,
+        category=category.category,
+        action=category.action,
+        actor=actor,
+        changes=draft.field_changes,
+        timestamp=created_at,
+        external_id=external_id(row.tenant, row.id),
+        metadata=_metadata(row, draft.person_id, category, draft.combined),
+    )
+    observer.migrated(log)
+    return Migrated(row.id, log), category.fallthrough, draft.actor_degraded
+
+
+def _reject(
+    row: AuditRow, stage: str, rejection: Rejection, observer: StageObserver
+) -> tuple[Outcome, bool, bool]:
+    verdict = "skipped" if rejection.skip else "failed"
+    observer.decided(stage, verdict, f"{rejection.reason}: {rejection.detail}")
+    if rejection.skip:
+        return Skipped(row.id, rejection.reason, rejection.detail), False, False
+    return Failed(row.id, rejection.reason, rejection.detail), False, False
+
+
+class _Trace:
+    """The observer ``explain`` attaches: every decision, details built as they are made."""
+
+    __slots__ = ("decisions",)
+
+    def __init__(self) -> None:
+        self.decisions: list[StageDecision] = []
+
+    def attach(self, stages: Sequence[Stage]) -> tuple[Stage, ...]:
+        """The stages, each reporting its pass to this observer (rejections are reported by the walk)."""
+        return tuple(attrs.evolve(stage, run=self._observing(stage)) for stage in stages)
+
+    def _observing(self, stage: Stage) -> StageRun:
+        run = stage.run
+
+        def observed(draft: RowDraft) -> Rejection | None:
+            rejection = run(draft)
+            if rejection is None:
+                self.passed(stage, draft)
+            return rejection
+
+        return observed
+
+    def passed(self, stage: Stage, draft: RowDraft) -> None:
+        if stage.describe is not None:
+            self.decisions.append(StageDecision(stage.reported_as, PASSED, stage.describe(draft)))
+
+    def decided(self, stage: str, verdict: str, detail: str) -> None:
+        self.decisions.append(StageDecision(stage, verdict, detail))
+
+    def migrated(self, log: ActivityLog) -> None:
+        detail = f"{log.category}/{log.action} {log.external_id}"
+        self.decisions.append(StageDecision("log", MIGRATED, detail))
+
+
+def _loaded(draft: RowDraft) -> str:
+    return f"{len(draft.changes)} column(s)"
+
+
+_LOAD = Stage("load", lambda draft: None, _loaded)
 
 
 def _metadata(row: AuditRow, person_id: int, category: MappedCategory, combined: bool) -> dict[str, Value]:

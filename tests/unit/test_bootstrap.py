@@ -9,6 +9,8 @@ import pytest
 
 from crm_audit_adapters.bootstrap import DryRunFiles, build_http_app, build_runtime, dry_run_service
 from crm_audit_adapters.settings import Settings
+from crm_audit_transform.chain import RuleChain, Stage
+from crm_audit_transform.config import MappingConfig
 from crm_audit_transform.errors import ConfigError
 from crm_audit_transform.jobs import COMPLETED, NOT_STARTED
 from crm_audit_transform.testing import InMemoryActivityLogStore
@@ -22,6 +24,18 @@ class TestBootstrap:
             assert runtime.service.status("company-x").status == NOT_STARTED
             assert "_pg" not in vars(runtime)
             assert "sso" not in vars(runtime)
+
+    def test_an_embedding_service_plugs_in_its_own_rule_chain(self) -> None:
+        """``rule_chain=`` receives the mapping config and its chain is the one the service runs."""
+        seen: list[MappingConfig] = []
+
+        def with_audit_trail(config: MappingConfig) -> RuleChain:
+            seen.append(config)
+            return RuleChain.from_config(config).inserting(Stage("trail", lambda draft: None), after="actor")
+
+        with build_runtime(Settings(mongo_uri="mongomock://"), rule_chain=with_audit_trail) as runtime:
+            assert runtime.transformer.chain.names[-1] == "trail"
+            assert seen == [runtime.mapping]
 
     def test_the_http_app_needs_both_secrets_from_settings(self) -> None:
         """Without the BasicAuth password and the session secret the HTTP app is a ConfigError naming both."""

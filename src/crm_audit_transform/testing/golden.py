@@ -16,6 +16,7 @@ from collections.abc import Mapping
 
 from attrs import frozen
 
+from ..chain import RuleChain
 from ..config import MappingConfig
 from ..domain import AuditRow, Contact, CrmUser
 from ..lookup import LookupPorts, fetch_lookups
@@ -88,7 +89,11 @@ def corpus_tenant(name: str) -> CorpusTenant:
 
 
 def transform_corpus(
-    config: MappingConfig, tenant: str | CorpusTenant, *, page_size: int = PAGE_SIZE
+    config: MappingConfig,
+    tenant: str | CorpusTenant,
+    *,
+    page_size: int = PAGE_SIZE,
+    chain: RuleChain | None = None,
 ) -> PageResult:
     """Every row of a corpus tenant through ``config``, computed page by page like a run.
 
@@ -98,11 +103,14 @@ def transform_corpus(
     Unlike a run, rows outside the configuration's scope are not filtered out at the source: they
     come back as ``unmapped_action_type`` skips, so the result has exactly one outcome per corpus row,
     in row order, and a snapshot shows what a configuration leaves out too.
+
+    ``chain`` runs a rule chain of your own (default: ``RuleChain.from_config(config)``), so a team
+    can snapshot its own stages over the corpus too.
     """
     if page_size < 1:
         raise ValueError(f"page_size must be at least 1, got {page_size}")
     data = corpus_tenant(tenant) if isinstance(tenant, str) else tenant
-    transformer = Transformer(config)
+    transformer = Transformer(config, chain=chain)
     users, sso, contacts = data.user_directory(), data.sso_directory(), data.contact_directory()
     cache = LookupCache()
     pages: list[PageResult] = []

@@ -1,0 +1,119 @@
+"""The Transformer of this tree against the Transformer of another checkout, in one process.
+
+    git worktree add --detach /tmp/before <rev>
+    .venv/bin/python benchmarks/bench_transform_ab.py --before /tmp/before [--repeat 15] [--copies 8]
+
+The other checkout's ``src/crm_audit_transform`` is imported under another name, so both versions
+run in the same process, interleaved round by round: a busy moment of the shared machine hits both
+alike, and the figures that matter are the ratios (after / before) of the same round. Over the audited
+5.8.0 corpus (``--copies`` times, pages of 500 per tenant as a run makes them):
+
+* transform: ``Transformer.transform`` alone (prepared rows and lookups made outside the timing);
+* prepare + plan + transform: the whole page path minus the port calls (lookups made once).
+
+Each version gets its own rows, ports and lookups, built by its own ``testing.golden`` module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import crm_audit_transform
+
+PAGE = 500
+
+
+def load_package(src: Path, name: str) -> ModuleType:
+    """Import the package at ``src`` as ``name`` (its imports inside are relative)."""
+    spec = importlib.util.spec_from_file_location(
+        name, src / "__init__.py", submodule_search_locations=[str(src)]
+    )
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"no package at {src}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def workload(package: ModuleType, copies: int) -> tuple[Callable[[], None], Callable[[], None], int]:
+    """The two timed callables for one version, and the number of rows each runs."""
+    name = package.__name__
+    golden = importlib.import_module(f"{name}.testing.golden")
+    lookup = importlib.import_module(f"{name}.lookup")
+    transformer = package.Transformer(package.load_default_config())
+    pages: list[tuple[Any, Any, str]] = []  # (rows, ctx, company)
+    for tenant_name in golden.corpus_tenants():
+        tenant = golden.corpus_tenant(tenant_name)
+        ports = lookup.LookupPorts(
+            tenant.user_directory(), tenant.sso_directory(), tenant.contact_directory()
+        )
+        rows = tenant.rows * copies
+        for start in range(0, len(rows), PAGE):
+            chunk = rows[start : start + PAGE]
+            prepared = transformer.prepare(chunk)
+            ctx = lookup.fetch_lookups(
+                transformer.plan(prepared),
+                company_sso_id=tenant.company_sso_id,
+                tenant=tenant.name,
+                ports=ports,
+            )
+            pages.append((chunk, ctx, tenant.company_sso_id))
+    prepared_pages = [(transformer.prepare(rows), ctx, company) for rows, ctx, company in pages]
+
+    def transform_only() -> None:
+        for prepared, ctx, company in prepared_pages:
+            transformer.transform(prepared, ctx, company_sso_id=company)
+
+    def whole_page() -> None:
+        for rows, ctx, company in pages:
+            prepared = transformer.prepare(rows)
+            transformer.plan(prepared)
+            transformer.transform(prepared, ctx, company_sso_id=company)
+
+    return transform_only, whole_page, sum(len(rows) for rows, _, _ in pages)
+
+
+def timed(run: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument(
+        "--before", type=Path, required=True, help="a checkout of the version to compare with"
+    )
+    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--copies", type=int, default=8)
+    args = parser.parse_args()
+    before = load_package(args.before / "src" / "crm_audit_transform", "before_crm_audit_transform")
+    versions = {"before": workload(before, args.copies), "after": workload(crm_audit_transform, args.copies)}
+    rows = versions["after"][2]
+    times: dict[tuple[str, str], list[float]] = {}
+    for _ in range(args.repeat):
+        for label, (transform_only, whole_page, _) in versions.items():
+            times.setdefault((label, "transform"), []).append(timed(transform_only))
+            times.setdefault((label, "prepare+plan+transform"), []).append(timed(whole_page))
+    print(f"rows per pass: {rows}; {args.repeat} interleaved rounds; before = {args.before}")
+    for part in ("transform", "prepare+plan+transform"):
+        b, a = times[("before", part)], times[("after", part)]
+        ratios = [x / y for x, y in zip(a, b, strict=True)]
+        print(
+            f"{part:24} before best {min(b):.3f} s ({rows / min(b):,.0f} rows/s)  "
+            f"after best {min(a):.3f} s ({rows / min(a):,.0f} rows/s)  "
+            f"after/before: best {min(a) / min(b):.3f}, median of rounds {statistics.median(ratios):.3f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
