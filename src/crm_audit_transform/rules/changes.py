@@ -19,6 +19,8 @@ from ..domain import FieldChange
 from ..values import Changes, Value
 from .verdict import Rejection
 
+_DEFAULT_LABELS_KEPT = 4096
+
 
 def _default_label(column: str) -> str:
     """``crm_stage_id`` → ``Crm stage id``: readable when the config names no label."""
@@ -28,7 +30,15 @@ def _default_label(column: str) -> str:
 class ChangesExtractor:
     """Turns one row's loaded changes into :class:`FieldChange` values."""
 
-    __slots__ = ("_arrays", "_ignored", "_labels", "_marker", "_redacted", "_redaction_values")
+    __slots__ = (
+        "_arrays",
+        "_default_labels",
+        "_ignored",
+        "_labels",
+        "_marker",
+        "_redacted",
+        "_redaction_values",
+    )
 
     def __init__(self, config: MappingConfig) -> None:
         columns = config.columns
@@ -47,6 +57,8 @@ class ChangesExtractor:
             for name, mapping in config.types.items()
         }
         self._redaction_values = frozenset(columns.redaction_values)
+        # Default labels of columns met so far: a schema has few, and each was rebuilt per value.
+        self._default_labels: dict[str, str] = {}
 
     def extract(
         self, auditable_type: str, action: str, changes: Changes, *, combined: bool = False
@@ -82,9 +94,15 @@ class ChangesExtractor:
                 from_, to = None, value
             if column in redacted:
                 from_, to = self._redact(from_), self._redact(to)
-            label = labels.get(column) or _default_label(column)
+            label = labels.get(column) or self._default_labels.get(column) or self._default_label(column)
             extracted.append(FieldChange(column, label, from_, to))
         return tuple(extracted)
+
+    def _default_label(self, column: str) -> str:
+        label = _default_label(column)
+        if len(self._default_labels) < _DEFAULT_LABELS_KEPT:  # bounded: hostile rows may invent columns
+            self._default_labels[column] = label
+        return label
 
     def _redact(self, value: Value) -> Value:
         # None stays None so "was set" / "was cleared" remains visible without the value.
