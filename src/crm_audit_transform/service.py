@@ -438,6 +438,5 @@ class MigrationService:
             p.jobs,
             p.clock,
             entities=p.entities,
-            enrichment=p.enrichment,
             indexes=p.indexes,
         )

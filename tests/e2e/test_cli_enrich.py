@@ -189,9 +189,9 @@ class TestRunEnriches:
 
         status = json.loads(run_cli("status", "--company-sso-id", COMPANY, "--json").stdout)
         assert status["enrichment"] == expected.enrichment.as_dict()
-        assert status["enrichment"]["patched"] > 0
+        assert status["enrichment"]["keys_set"] > 0
         table = run_cli("status", "--company-sso-id", COMPANY).stdout
-        assert f"patched {expected.enrichment.patched}" in table
+        assert f"({expected.enrichment.keys_set} keys), complete {expected.enrichment.complete}" in table
 
         stored = client["cdp"]["activity_logs"].find({"source_tag": "crm_migration"}, {"_id": 0})
         names = {

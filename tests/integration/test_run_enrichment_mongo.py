@@ -1,4 +1,5 @@
-"""The run loop enriching through the MongoDB adapters (mongomock, and a real server when configured).
+"""The run loop naming linked entities through the MongoDB adapters (mongomock, and a real server when
+configured).
 
 The account's CRM side stays in memory; the CDP side is ``MongoActivityLogStore``,
 ``MongoEnrichmentStore`` and ``MongoJobStore`` over one database with the migration's indexes. The
@@ -47,7 +48,7 @@ class TestRunEnrichmentOnMongo:
     def test_stored_documents_carry_the_same_referents_as_the_in_memory_run(
         self, mongo_db: Database[Any]
     ) -> None:
-        """Every migrated document's metadata, enriched in place, equals the in-memory run's."""
+        """Every migrated document's metadata, named before its insert, equals the in-memory run's."""
         world = mongo_world(mongo_db)
         world.trigger()
         job = world.run(settings=SETTINGS).job
@@ -67,10 +68,10 @@ class TestRunEnrichmentOnMongo:
         assert clean is not None
         status = migration_status(world.company, world.jobs)
         assert status.enrichment == clean.enrichment
-        assert status.enrichment.patched > 0
+        assert status.enrichment.keys_set > 0
         raw = mongo_db.crm_activity_log_migration_jobs.find_one({"company_sso_id": world.company})
         assert raw is not None
-        assert raw["enrichment"]["patched"] == clean.enrichment.patched
+        assert raw["enrichment"]["keys_set"] == clean.enrichment.keys_set
 
     def test_enrich_after_the_run_patches_nothing(self, mongo_db: Database[Any]) -> None:
         """The `enrich` pass over a run's own logs finds nothing left to set."""

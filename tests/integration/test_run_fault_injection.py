@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from crm_audit_transform.enrichment import EnrichPorts, enrich_migrated
-from crm_audit_transform.errors import StoreUnavailable
+from crm_audit_transform.errors import SourceUnavailable, StoreUnavailable
 from crm_audit_transform.jobs import CANCELLED, COMPLETED, HALTED, IN_PROGRESS, MigrationJob
 from crm_audit_transform.usecases import RESUME, RunSettings, cancel
 from support.corpus_account import World, audit_rows
@@ -237,13 +237,11 @@ class TestInfrastructureErrors:
 
 
 ENRICH_PORTS = {
-    "insert_batch": "logs",
-    "logs_by_external_ids": "enrichment",
     "entities_by_ids": "entities",
-    "apply": "enrichment",
+    "insert_batch": "logs",
     "save_progress": "jobs",
 }
-"""The boundaries around the enrichment step: write → read our logs → entity names → patch → progress."""
+"""The boundaries around naming linked entities: entity names (per page) → write → progress."""
 
 
 def fresh_enriched() -> World:
@@ -272,7 +270,8 @@ def clean_enriched() -> tuple[tuple[Any, ...], dict[str, int]]:
     assert crashes == 0
     for port, inner in originals.items():
         setattr(world, port, inner)
-    assert job.enrichment.patched == job.enrichment.logs > 0
+    assert job.enrichment.complete == job.enrichment.logs > 0
+    assert job.enrichment.patched == 0
     calls = {method: counters[port].calls.get(method, 0) for method, port in ENRICH_PORTS.items()}
     return enriched_fingerprint(world), calls
 
@@ -287,14 +286,13 @@ def enrichment_boundaries() -> list[Any]:
 
 
 class TestCrashAroundEnrichment:
-    def test_clean_run_enriches_in_several_steps(
+    def test_clean_run_names_in_several_pages(
         self, clean_enriched: tuple[tuple[Any, ...], dict[str, int]]
     ) -> None:
-        """The sample's association logs are spread over several steps, so every boundary repeats."""
+        """The association logs are spread over several pages and steps, so every boundary repeats."""
         _, calls = clean_enriched
-        assert calls["apply"] >= 3
-        assert calls["logs_by_external_ids"] == calls["apply"]
-        assert calls["entities_by_ids"] >= calls["apply"]
+        assert calls["entities_by_ids"] >= 3
+        assert calls["insert_batch"] >= 3
 
     @pytest.mark.parametrize(("method", "when", "which"), enrichment_boundaries())
     def test_crash_then_resume_equals_a_clean_enriched_run(
@@ -318,23 +316,21 @@ class TestCrashAroundEnrichment:
         assert crashes == 0
         assert enriched_fingerprint(world) == expected
 
-    def test_a_crash_after_patching_counts_the_replayed_logs_as_complete(
+    def test_a_crash_before_saving_progress_replays_without_naming_twice(
         self, clean_enriched: tuple[tuple[Any, ...], dict[str, int]]
     ) -> None:
-        """Logs patched by a runner that died before saving are found complete, never patched twice."""
+        """Logs written by a runner that died before saving are found stored; counts stay exact."""
         expected, _ = clean_enriched
         world = fresh_enriched()
-        timeline = world.enrichment
-        assert timeline is not None
-        world.enrichment = Crashing(timeline, "apply", 2, "after")  # type: ignore[assignment]
+        jobs = world.jobs
+        world.jobs = Crashing(jobs, "save_progress", 2, "before")  # type: ignore[assignment]
         with pytest.raises(SimulatedCrash):
             world.run(owner="runner-0", settings=SETTINGS)
-        world.enrichment = timeline
+        world.jobs = jobs
         world.clock.advance(SETTINGS.lease_seconds + 1)
         _, job = run_until_complete(world, first_owner="runner-1")
-        assert job.enrichment.complete > 0
-        assert job.enrichment.patched == job.enrichment.logs - job.enrichment.complete
-        assert job.enrichment.keys_set == job.enrichment.patched
+        assert job.enrichment.complete == job.enrichment.logs
+        assert job.enrichment.patched == 0
         assert enriched_fingerprint(world) == expected
 
     def test_a_second_pass_over_the_enriched_timeline_patches_nothing(self) -> None:
@@ -351,18 +347,17 @@ class TestCrashAroundEnrichment:
         assert (report.planned_patches, report.keys_set) == (0, 0)
         assert repr(timeline.logs) == before
 
-    def test_an_enrichment_store_outage_hands_the_lease_back_and_the_rerun_converges(
+    def test_a_crm_entity_outage_hands_the_lease_back_and_the_rerun_converges(
         self, clean_enriched: tuple[tuple[Any, ...], dict[str, int]]
     ) -> None:
-        """A StoreUnavailable while patching ends the run cleanly; the next runner finishes the job."""
+        """A SourceUnavailable while naming ends the run before the page is written; a rerun finishes."""
         expected, _ = clean_enriched
         world = fresh_enriched()
-        timeline = world.enrichment
-        assert timeline is not None
-        world.enrichment = Crashing(timeline, "apply", 2, "before", StoreUnavailable("mongo down"))  # type: ignore[assignment]
-        with pytest.raises(StoreUnavailable):
+        entities = world.entities
+        world.entities = Crashing(entities, "entities_by_ids", 2, "before", SourceUnavailable("crm down"))  # type: ignore[assignment]
+        with pytest.raises(SourceUnavailable):
             world.run(owner="runner-0", settings=SETTINGS)
-        world.enrichment = timeline
+        world.entities = entities
         stored = world.jobs.latest(world.company)
         assert stored is not None
         assert stored.lease_owner is None

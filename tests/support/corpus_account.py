@@ -272,7 +272,6 @@ class World:
             self.jobs,
             self.clock,
             entities=self.entities if enrich else None,
-            enrichment=self.enrichment,
             indexes=self.indexes,
         )
 

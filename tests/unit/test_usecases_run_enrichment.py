@@ -1,20 +1,19 @@
-"""The run loop enriches the association logs it migrates, and counts that apart from the outcomes."""
+"""The run loop names the linked entity of the association logs it migrates before writing them, and
+counts that apart from the outcomes."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import attrs
-import pytest
 
 from crm_audit_transform import reasons
 from crm_audit_transform.domain import ActivityLog, WriteResult
 from crm_audit_transform.enrichment import ASSOCIATION_ACTIONS, DELETED_REFERENCE
 from crm_audit_transform.enrichment_tally import EnrichmentTally
 from crm_audit_transform.jobs import COMPLETED
-from crm_audit_transform.testing import InMemoryEntityDirectory
 from crm_audit_transform.testing.timeline import InMemoryTimelineStore
-from crm_audit_transform.usecases import RunPorts, RunSettings, migration_status
+from crm_audit_transform.usecases import RunSettings, migration_status, run_job
 from support.corpus_account import World, audit_rows
 
 NO_HALT = RunSettings(halt_threshold=1.0)
@@ -75,15 +74,36 @@ class TestRunEnrichment:
             )
 
     def test_the_job_counts_every_association_log_once(self) -> None:
-        """logs = patched + complete + skipped, one per association log the run stored."""
+        """Every stored association log counts once, complete at its insert; keys_set counts the names."""
         world = ran(World(rows=ROWS, enrich=True))
         job = world.jobs.latest(world.company)
         assert job is not None
         counts = job.enrichment
-        association = sum(1 for log in world.logs.logs if log.action in ASSOCIATION_ACTIONS)
-        assert counts.logs == association
-        assert counts.logs == counts.patched + counts.complete + counts.skipped_total
-        assert counts.keys_set >= counts.patched > 0
+        association = [log for log in world.logs.logs if log.action in ASSOCIATION_ACTIONS]
+        assert counts.logs == counts.complete == len(association)
+        assert counts.patched == counts.skipped_total == 0
+        assert counts.keys_set == sum(1 for log in association if "linked_entity_name" in log.metadata) > 0
+
+    def test_names_are_set_before_the_insert_with_one_lookup_per_entity_type(self) -> None:
+        """Each log is inserted already named, and the CRM is asked once per entity type per page."""
+        inserted: list[ActivityLog] = []
+        world = World(rows=ROWS, enrich=True)
+        timeline = world.logs
+
+        class Recording:
+            def insert_batch(self, logs: Sequence[ActivityLog]) -> Sequence[WriteResult]:
+                inserted.extend(logs)
+                return timeline.insert_batch(logs)
+
+        world.logs = Recording()  # type: ignore[assignment]
+        ran(world)
+        association = [log for log in inserted if log.action in ASSOCIATION_ACTIONS]
+        assert association
+        referents = [log for log in association if "linked_entity_id" in log.metadata]
+        assert all("linked_entity_name" in log.metadata for log in referents)
+        asked = [entity_type for _, entity_type, _ in world.entities.calls]
+        assert sorted(asked) == sorted(set(asked))  # ROWS fit one page: one call per type
+        assert set(asked) == {log.metadata["linked_entity_type"] for log in association}
 
     def test_status_shows_the_enrichment_counts(self) -> None:
         """Ops see what enrichment did in status, beside (not inside) the record counts."""
@@ -92,7 +112,7 @@ class TestRunEnrichment:
         job = world.jobs.latest(world.company)
         assert job is not None
         assert doc["enrichment"] == job.enrichment.as_dict()
-        assert doc["enrichment"]["patched"] == job.enrichment.patched > 0
+        assert doc["enrichment"]["keys_set"] == job.enrichment.keys_set > 0
         assert doc["records_processed"] == job.tally.processed
 
     def test_a_rerun_of_a_reset_job_patches_nothing(self) -> None:
@@ -116,21 +136,13 @@ class TestRunEnrichment:
         assert not any("linked_entity_name" in log.metadata for log in world.logs.logs)
         assert world.entities.calls == []
 
-    def test_half_the_enrichment_ports_is_refused(self) -> None:
-        """An entity directory without an enrichment store (or the reverse) is a wiring mistake."""
+    def test_naming_needs_only_the_entity_directory(self) -> None:
+        """A run given the entity directory and no enrichment store names its logs all the same."""
         world = World(rows=ROWS)
-        with pytest.raises(ValueError, match="both ports"):
-            RunPorts(
-                world.source,
-                world.users,
-                world.sso,
-                world.contacts,
-                world.logs,
-                world.jobs,
-                world.clock,
-                entities=InMemoryEntityDirectory(),
-                indexes=world.indexes,
-            )
+        world.trigger()
+        ports = attrs.evolve(world.run_ports(), entities=world.entities)
+        run_job(world.company, ports, world.transformer, owner="runner-1", settings=NO_HALT)
+        assert any("linked_entity_name" in log.metadata for log in world.logs.logs)
 
     def test_a_log_whose_write_failed_is_never_enriched_nor_matched_to_a_live_feed_log(self) -> None:
         """Only stored logs are sources: a failed write cannot patch a live-feed look-alike instead."""

@@ -1,8 +1,9 @@
 """Enrichment use cases: plan against the ports, then apply (or only show) the plan.
 
-``enrich_migrated`` runs after each MigrateBatch on the logs the run just migrated;
 ``enrich_existing`` walks the association logs of a company already in the CDP (ours and the
-live feed's) for ``crm-audit-migrate enrich [--dry-run]``.
+live feed's) for ``crm-audit-migrate enrich [--dry-run]``; ``enrich_migrated`` enriches a given set
+of written logs. The run loop itself needs neither for its own logs: it names their linked entities
+before the insert (``usecases/_entity_names.py``).
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def enrich_migrated(
     ports: EnrichPorts,
     window: dt.timedelta = DEFAULT_MATCH_WINDOW,
 ) -> EnrichmentReport:
-    """Enrich the association logs among ``logs`` (a batch the run just wrote) and report the counts."""
+    """Enrich the association logs among ``logs`` (logs already written) and report the counts."""
     plan = plan_enrichment(logs, tenant=tenant, ports=ports, window=window)
     if not plan.patches:
         return EnrichmentReport.of(plan)

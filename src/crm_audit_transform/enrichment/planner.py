@@ -240,7 +240,9 @@ def customers_wanted(resolution: Resolution) -> Mapping[str, frozenset[str]]:
     return {company: frozenset(ids) for company, ids in sorted(wanted.items())}
 
 
-def _entity_name(ref: EntityRef | None) -> str | None:
+def linked_entity_name(ref: EntityRef | None) -> str | None:
+    """The ``linked_entity_name`` a referent gets: its CRM name, ``[Deleted reference]`` when the CRM
+    no longer has it (``None`` or ``exists=False``), ``None`` (leave the key out) for a nameless one."""
     if ref is None or not ref.exists:
         return DELETED_REFERENCE
     # An existing entity without a name: nothing true to write, so leave the key missing.
@@ -267,7 +269,7 @@ def plan_patches(
             person = persons.get((target.company_sso_id, target.customer_id))
         name = None
         if ref.entity_type is not None and ref.entity_id is not None:
-            name = _entity_name(entities.get((ref.entity_type, ref.entity_id)))
+            name = linked_entity_name(entities.get((ref.entity_type, ref.entity_id)))
         wanted: dict[str, Value] = {
             "crm_person_id": person,
             "linked_entity_type": ref.entity_type,

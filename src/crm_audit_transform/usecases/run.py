@@ -14,13 +14,13 @@ duplicate is one of our own, deterministic external ids — the record *is* in t
 exactly once — so the loop counts it as migrated. Counts after any number of crashes equal a
 clean run's. (``migrate_batch`` itself still reports the duplicate, as its contract says.)
 
-Enrichment: when the ports include an ``EntityDirectory`` and an ``EnrichmentStore``, each step's
-association logs that are now stored (inserted, or a replay's duplicates of our own) are enriched
-right after the write and before the progress write (``enrich_migrated``). Enrichment only sets
-keys still missing, so a replayed step patches nothing twice and a crash anywhere converges to a
-clean run's timeline (``_enrich_step``). Its counts go to ``job.enrichment`` (an
-``EnrichmentTally``), not to the outcome ``Tally``: enrichment is not a record's outcome and never
-moves the failure rate.
+Entity names: when the ports include an ``EntityDirectory``, each page's association logs get
+``linked_entity_name`` before they are written (one CRM call per entity type per page,
+``_entity_names``), so nothing is read back and patched after a write. The counts go to
+``job.enrichment`` (an ``EnrichmentTally``: the stored association logs, all complete, and the
+names their inserts set), not to the outcome ``Tally``: naming is not a record's outcome and never
+moves the failure rate. Logs already in the CDP (the live feed's, ours from before) are the
+``enrich`` command's (``enrichment.enrich_existing``).
 
 Halting (``halting.HaltRule``): batches are also cut at the rule's check points — every
 ``halt_sample`` rows counted since the job's ``halt_basis`` — so the counts at each check point
@@ -45,7 +45,6 @@ from attrs import field, frozen
 
 from .. import reasons
 from ..domain import AuditRow, Failed, Migrated, Outcome, Skipped, WriteResult
-from ..enrichment import EnrichmentStore
 from ..enrichment_tally import EnrichmentTally
 from ..errors import CrmAuditError, JobAlreadyRunning, JobNotFound
 from ..jobs import COMPLETED, HALTED, IN_PROGRESS, MigrationJob
@@ -64,7 +63,7 @@ from ..ports import (
 )
 from ..tally import Tally
 from ..transformer import Transformer
-from ._enrich_step import EnrichStep
+from ._entity_names import name_linked_entities, names_tally
 from .migrate_batch import MAX_BATCH_SIZE, migrate_batch
 from .safety import require_indexes
 from .settings import RunSettings
@@ -72,7 +71,7 @@ from .settings import RunSettings
 
 @frozen
 class RunPorts:
-    """What a run drives; with ``entities`` and ``enrichment`` it also enriches what it migrates.
+    """What a run drives; with ``entities`` it also names the linked entity of each association log.
 
     ``indexes`` is checked before anything is written: no run without migration 035's indexes.
     """
@@ -85,12 +84,7 @@ class RunPorts:
     jobs: RunJobStore
     clock: Clock
     entities: EntityDirectory | None = None
-    enrichment: EnrichmentStore | None = None
     indexes: IndexState = field(kw_only=True)
-
-    def __attrs_post_init__(self) -> None:
-        if (self.entities is None) != (self.enrichment is None):
-            raise ValueError("enrichment needs both ports: entities and enrichment (or neither)")
 
 
 @frozen
@@ -226,7 +220,6 @@ class _Loop:
         "_batch_size",
         "_cache",
         "_check_at_end",
-        "_enrich",
         "_on_outcomes",
         "_on_progress",
         "_owner",
@@ -258,11 +251,6 @@ class _Loop:
         self._batch_size = min(settings.batch_size, MAX_BATCH_SIZE)
         self._rule = settings.halt_rule
         self._cache = LookupCache()
-        self._enrich = (
-            EnrichStep(ports.entities, ports.enrichment)
-            if ports.entities is not None and ports.enrichment is not None
-            else None
-        )
         self._until_id: int | None = None
         self._check_at_end = True
 
@@ -330,13 +318,16 @@ class _Loop:
             cache=self._cache,
         )
         page = self._transformer.transform(prepared, ctx, company_sso_id=job.company_sso_id)
+        outcomes = page.outcomes
+        if self._ports.entities is not None:
+            outcomes = name_linked_entities(outcomes, tenant=job.tenant, entities=self._ports.entities)
         # Fallthroughs and degraded actors are counted per step (from the page's per-row flags),
         # so that a replayed step adds exactly its own. Steps also end at the halt rule's check
         # points, so the rule sees the same counts however the run was cut.
         first_check = self._rule.rows_to_next_check((job.tally - job.halt_basis).processed)
         yield from _cut(
             rows,
-            page.outcomes,
+            outcomes,
             page.fell_through,
             page.degraded,
             self._batch_size,
@@ -349,9 +340,7 @@ class _Loop:
         result = migrate_batch(logs, self._ports.logs, max_size=self._batch_size)
         settled = tuple(_settle(step.outcomes, result.results))
         tally = Tally.of(settled, step.fallthrough, step.degraded)
-        enriched = (
-            EnrichmentTally() if self._enrich is None else self._enrich(job.tenant, logs, result.results)
-        )
+        enriched = EnrichmentTally() if self._ports.entities is None else names_tally(logs, result.results)
         now = self._ports.clock.now()
         job = attrs.evolve(
             job,

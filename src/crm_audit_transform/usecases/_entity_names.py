@@ -1,0 +1,83 @@
+"""The run loop's entity names: our association logs name their linked entity before they are written.
+
+After a page is transformed, the linked entities its association logs point at are asked of the
+CRM in one ``EntityDirectory`` call per entity type (as the page's users are asked in one call), and
+each log gets ``metadata.linked_entity_name`` before its insert. No log is read back and patched
+after it is written. The additive enricher (``enrichment.enrich_existing``, the ``enrich`` command)
+stays for the logs already in the CDP: the live feed's, and ours written before names were set here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import attrs
+
+from .. import reasons
+from ..domain import ActivityLog, EntityRef, Migrated, Outcome, WriteResult
+from ..enrichment import ASSOCIATION_ACTIONS, linked_entity_name
+from ..enrichment_tally import EnrichmentTally
+from ..ports import EntityDirectory
+
+NAME_KEY = "linked_entity_name"
+
+
+def name_linked_entities(
+    outcomes: Sequence[Outcome], *, tenant: str, entities: EntityDirectory
+) -> tuple[Outcome, ...]:
+    """``outcomes`` with every association log's ``linked_entity_name`` set (when the CRM gives one).
+
+    One ``entities_by_ids`` call per entity type named by the page's association logs, none when
+    there are none. A referent the CRM does not return, or returns deleted, is named
+    ``[Deleted reference]``; an existing one without a name leaves the key out. Infrastructure
+    errors of the port propagate (the run stops before writing the page, resumable).
+    """
+    wanted: dict[str, set[int]] = {}
+    for outcome in outcomes:
+        if isinstance(outcome, Migrated):
+            referent = _referent(outcome.log)
+            if referent is not None:
+                wanted.setdefault(referent[0], set()).add(referent[1])
+    if not wanted:
+        return tuple(outcomes)
+    found: dict[tuple[str, int], EntityRef] = {}
+    for entity_type, ids in sorted(wanted.items()):
+        answered = entities.entities_by_ids(tenant, entity_type, sorted(ids))
+        found.update({(entity_type, entity_id): ref for entity_id, ref in answered.items()})
+    return tuple(_named(outcome, found) for outcome in outcomes)
+
+
+def names_tally(logs: Sequence[ActivityLog], results: Sequence[WriteResult]) -> EnrichmentTally:
+    """The step's association logs now stored, all ``complete`` (named before the write), and the
+    names its inserts set as ``keys_set`` (a replay's duplicates set none)."""
+    stored = {
+        r.external_id: r.status
+        for r in results
+        if r.status == "inserted" or r.reason == reasons.DUPLICATE_EXTERNAL_ID
+    }
+    association = [log for log in logs if log.external_id in stored and log.action in ASSOCIATION_ACTIONS]
+    keys_set = sum(
+        1 for log in association if stored[log.external_id] == "inserted" and NAME_KEY in log.metadata
+    )
+    return EnrichmentTally(logs=len(association), complete=len(association), keys_set=keys_set)
+
+
+def _referent(log: ActivityLog) -> tuple[str, int] | None:
+    if log.action not in ASSOCIATION_ACTIONS or NAME_KEY in log.metadata:
+        return None
+    entity_type = log.metadata.get("linked_entity_type")
+    entity_id = log.metadata.get("linked_entity_id")
+    if isinstance(entity_type, str) and type(entity_id) is int:
+        return entity_type, entity_id
+    return None
+
+
+def _named(outcome: Outcome, found: dict[tuple[str, int], EntityRef]) -> Outcome:
+    if not isinstance(outcome, Migrated):
+        return outcome
+    referent = _referent(outcome.log)
+    name = linked_entity_name(found.get(referent)) if referent is not None else None
+    if name is None:
+        return outcome
+    log = attrs.evolve(outcome.log, metadata={**outcome.log.metadata, NAME_KEY: name})
+    return Migrated(outcome.audit_id, log)
