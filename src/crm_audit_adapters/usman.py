@@ -40,6 +40,8 @@ from attrs import field, frozen, validators
 
 from crm_audit_transform.errors import DirectoryRefused, DirectoryUnavailable
 
+from .retrying import RetryPolicy
+
 __all__ = ["UsmanClient", "UsmanConfig", "UsmanRefused", "UsmanUnavailable", "email_key"]
 
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
@@ -123,6 +125,8 @@ class UsmanRefused(DirectoryRefused):
 
 class _Retryable(Exception):
     """One attempt failed in a way worth retrying; ``delay`` is a server-requested wait, if any."""
+
+    safe_to_log = True  # its messages are ours: a status code or an exception's type name
 
     def __init__(self, message: str, status_code: int | None = None, delay: float | None = None) -> None:
         super().__init__(message)
@@ -211,23 +215,32 @@ class UsmanClient:
 
     def _ask(self, company_sso_id: str, emails: list[str]) -> dict[str, str]:
         """One chunk, with retries: ``email_key`` → sso id."""
-        attempts = self._config.max_attempts
-        for attempt in range(1, attempts + 1):
-            try:
-                return self._attempt(company_sso_id, emails)
-            except _Retryable as failure:
-                if attempt == attempts:
-                    raise UsmanUnavailable(
-                        f"USMAN at {self._where} gave no answer after {attempts} attempts: {failure}",
-                        status_code=failure.status_code,
-                        attempts=attempts,
-                    ) from (failure.__cause__ or failure)
-                delay = self._backoff(attempt, failure.delay)
-                log.warning(
-                    "USMAN attempt %d/%d failed (%s); retrying in %.3fs", attempt, attempts, failure, delay
-                )
-                self._sleep(delay)
-        raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
+        config = self._config
+        policy = RetryPolicy(
+            attempts=config.max_attempts,
+            base_delay_s=config.backoff_base,
+            max_delay_s=config.backoff_max,
+            sleep=self._sleep,
+            random=self._random,
+        )
+        attempts = policy.attempts_of("usman", retry_if=_is_retryable, wait_hint=self._retry_after)
+        try:
+            for attempt in attempts:
+                with attempt:
+                    return self._attempt(company_sso_id, emails)
+        except _Retryable as failure:
+            raise UsmanUnavailable(
+                f"USMAN at {self._where} gave no answer after {config.max_attempts} attempts: {failure}",
+                status_code=failure.status_code,
+                attempts=config.max_attempts,
+            ) from (failure.__cause__ or failure)
+        raise AssertionError("unreachable: the attempts return or raise")  # pragma: no cover
+
+    def _retry_after(self, error: BaseException) -> float | None:
+        """A server's Retry-After, honoured up to the backoff cap."""
+        if isinstance(error, _Retryable) and error.delay is not None:
+            return min(error.delay, self._config.backoff_max)
+        return None
 
     def _attempt(self, company_sso_id: str, emails: list[str]) -> dict[str, str]:
         try:
@@ -272,14 +285,6 @@ class UsmanClient:
                 f"USMAN at {self._where} answered the wrong shape: {exc}", status_code=200, attempts=1
             ) from exc
 
-    def _backoff(self, attempt: int, requested: float | None) -> float:
-        """Exponential backoff with equal jitter; a server's Retry-After is honoured up to the cap."""
-        ceiling = min(self._config.backoff_max, self._config.backoff_base * 2.0 ** (attempt - 1))
-        delay = ceiling / 2 + self._random() * ceiling / 2
-        if requested is not None:
-            delay = max(delay, min(requested, self._config.backoff_max))
-        return delay
-
 
 def _answers(body: object) -> dict[str, str]:
     """Validate ``{"data": [{"email", "sso_id"}, ...]}``; a null ``sso_id`` counts as not found."""
@@ -300,6 +305,10 @@ def _answers(body: object) -> dict[str, str]:
         if found.setdefault(key, sso_id) != sso_id:
             raise ValueError(f"data[{index}]: one email with two different sso ids")
     return found
+
+
+def _is_retryable(error: BaseException) -> bool:
+    return isinstance(error, _Retryable)
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -221,7 +221,7 @@ class TestNetworkRetries:
     def test_too_many_network_errors_raise_store_unavailable(self, logs: Any) -> None:
         """After the last attempt the caller gets StoreUnavailable, and the backoff was followed."""
         delays: list[float] = []
-        policy = RetryPolicy(attempts=3, base_delay=0.5, sleep=delays.append)
+        policy = RetryPolicy(attempts=3, base_delay_s=0.5, jitter=False, sleep=delays.append)
         flaky = FlakyCollection(logs, failures=5, write_first=False)
         with pytest.raises(StoreUnavailable, match="after 3 attempts"):
             MongoActivityLogStore(flaky, retry=policy).insert_batch([activity_log(1)])

@@ -12,6 +12,7 @@ Wire it up once in a composition root; nothing connects before the first query::
 ``pg_dump`` file into it without ``psql``.
 """
 
+from ..retrying import RetryPolicy
 from .audits import PostgresAuditSource
 from .lookups import (
     DEFAULT_ENTITY_TABLES,
@@ -20,7 +21,7 @@ from .lookups import (
     PostgresPeopleCounter,
     PostgresUserDirectory,
 )
-from .session import PostgresConnectionFactory, ReadOnlySession, RetryPolicy
+from .session import PostgresConnectionFactory, ReadOnlySession
 
 __all__ = [
     "DEFAULT_ENTITY_TABLES",

@@ -17,12 +17,11 @@ Driver messages are scrubbed of the DSN's secrets (``redaction.scrub``) before t
 
 from __future__ import annotations
 
-import random
 import re
-import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Final, TypeVar
 
+import attrs
 import psycopg
 from attrs import field, frozen
 from psycopg import sql
@@ -30,6 +29,7 @@ from psycopg import sql
 from crm_audit_transform.errors import ConfigError, ConnectionRejected, SourceUnavailable, UnknownTenant
 
 from ..redaction import scrub
+from ..retrying import RetryPolicy
 from .encodings import adapt_sql_ascii
 
 T = TypeVar("T")
@@ -102,24 +102,14 @@ class PostgresConnectionFactory:
         return conn
 
 
-@frozen
-class RetryPolicy:
-    """How often and how patiently to retry work whose connection failed."""
-
-    attempts: int = 5
-    base_delay_s: float = 0.2
-    max_delay_s: float = 5.0
-
-    def delay(self, failed_attempt: int) -> float:
-        """Exponential backoff with jitter, so reconnecting runners do not stampede the server."""
-        ceiling = min(self.max_delay_s, self.base_delay_s * 2 ** (failed_attempt - 1))
-        return random.uniform(ceiling / 2, ceiling)
+DEFAULT_RETRY: Final = RetryPolicy(attempts=5, base_delay_s=0.2, max_delay_s=5.0)
+"""Five attempts, 0.2 s doubling up to 5 s, with jitter so reconnecting runners do not stampede."""
 
 
 class ReadOnlySession:
     """One lazily opened connection, shared by the adapters of one runner, with retries."""
 
-    __slots__ = ("_conn", "_connect", "_known_schemas", "_retry", "_sleep", "_timeout")
+    __slots__ = ("_conn", "_connect", "_known_schemas", "_retry", "_timeout")
 
     def __init__(
         self,
@@ -127,14 +117,15 @@ class ReadOnlySession:
         *,
         statement_timeout_ms: int = 30_000,
         retry: RetryPolicy | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         if statement_timeout_ms <= 0:
             raise ValueError("statement_timeout_ms must be positive (0 would mean no timeout)")
         self._connect = connect
         self._timeout = f"{int(statement_timeout_ms)}ms"
-        self._retry = retry or RetryPolicy()
-        self._sleep = sleep
+        retry = retry or DEFAULT_RETRY
+        # ``sleep`` (tests) replaces the policy's own, so a test never waits and can read the waits.
+        self._retry = attrs.evolve(retry, sleep=sleep) if sleep is not None else retry
         self._conn: psycopg.Connection | None = None
         self._known_schemas: set[str] = set()
 
@@ -147,23 +138,28 @@ class ReadOnlySession:
 
     def run(self, work: Callable[[psycopg.Connection], T]) -> T:
         """Run ``work`` in a read-only transaction, retrying it on a new connection if needed."""
-        attempts = max(1, self._retry.attempts)
-        for attempt in range(1, attempts + 1):
-            try:
-                conn = self._connection()
-                with conn.transaction():
-                    conn.execute(_TRANSACTION_SETTINGS, (self._timeout,))
-                    return work(conn)
-            except psycopg.OperationalError as exc:
-                self._discard()
-                if attempt == attempts:
-                    raise SourceUnavailable(
-                        f"CRM database unavailable after {attempts} attempts: {exc}"
-                    ) from exc
-                self._sleep(self._retry.delay(attempt))
-            except psycopg.Error as exc:
-                raise SourceUnavailable(f"CRM database refused the query: {exc}") from exc
-        raise AssertionError("unreachable")
+        retry = self._retry
+        try:
+            for attempt in retry.attempts_of("postgres", retry_if=self._discarding):
+                with attempt:
+                    conn = self._connection()
+                    with conn.transaction():
+                        conn.execute(_TRANSACTION_SETTINGS, (self._timeout,))
+                        return work(conn)
+        except psycopg.OperationalError as exc:
+            raise SourceUnavailable(
+                f"CRM database unavailable after {retry.attempts} attempts: {exc}"
+            ) from exc
+        except psycopg.Error as exc:
+            raise SourceUnavailable(f"CRM database refused the query: {exc}") from exc
+        raise AssertionError("unreachable: the attempts return or raise")  # pragma: no cover
+
+    def _discarding(self, exc: BaseException) -> bool:
+        """A dropped connection or a timeout (``OperationalError``): drop the connection, try again."""
+        if isinstance(exc, psycopg.OperationalError):
+            self._discard()
+            return True
+        return False
 
     def schema(self, tenant: str) -> sql.Identifier:
         """The tenant's schema as a quoted identifier, once it is known to exist; else ``UnknownTenant``."""

@@ -25,7 +25,7 @@ from crm_audit_transform.domain import SOURCE_TAG, ActivityLog, WriteResult
 
 from .documents import encode_activity_log
 from .names import CollectionNames
-from .retry import RetryPolicy, call_with_retry
+from .retry import DEFAULT_RETRY, RetryPolicy, call_with_retry
 
 __all__ = ["MongoActivityLogStore"]
 
@@ -50,7 +50,7 @@ class MongoActivityLogStore:
 
     def __init__(self, collection: Collection[Any], *, retry: RetryPolicy | None = None) -> None:
         self._collection = collection
-        self._retry = retry or RetryPolicy()
+        self._retry = retry or DEFAULT_RETRY
 
     @classmethod
     def in_database(

@@ -18,7 +18,7 @@ from crm_audit_transform.domain import Contact
 
 from .bson_values import from_bson_datetime
 from .names import CollectionNames
-from .retry import RetryPolicy, call_with_retry
+from .retry import DEFAULT_RETRY, RetryPolicy, call_with_retry
 
 __all__ = ["MongoContactDirectory"]
 
@@ -32,7 +32,7 @@ class MongoContactDirectory:
 
     def __init__(self, collection: Collection[Any], *, retry: RetryPolicy | None = None) -> None:
         self._collection = collection
-        self._retry = retry or RetryPolicy()
+        self._retry = retry or DEFAULT_RETRY
 
     @classmethod
     def in_database(

@@ -39,7 +39,7 @@ from crm_audit_transform.enrichment import (
 
 from .bson_values import decode_value, encode_value, from_bson_datetime
 from .names import CollectionNames
-from .retry import RetryPolicy, call_with_retry
+from .retry import DEFAULT_RETRY, RetryPolicy, call_with_retry
 
 __all__ = ["DEFAULT_ENTITY_ID_PATH", "MongoEnrichmentStore", "decode_doc_id", "encode_doc_id"]
 
@@ -92,7 +92,7 @@ class MongoEnrichmentStore:
         self._logs = activity_logs
         self._contacts = contacts
         self._entity_id_path = entity_id_path
-        self._retry = retry or RetryPolicy()
+        self._retry = retry or DEFAULT_RETRY
         fields = ["company_sso_id", "customer_id", "category", "action", "timestamp", "external_id"]
         fields += [f"metadata.{key}" for key in ENRICHMENT_KEYS]
         self._projection = dict.fromkeys([*fields, entity_id_path], 1)

@@ -31,7 +31,7 @@ from pymongo.errors import OperationFailure
 from crm_audit_transform.errors import IndexConflict
 
 from .names import CollectionNames
-from .retry import RetryPolicy, call_with_retry
+from .retry import DEFAULT_RETRY, RetryPolicy, call_with_retry
 
 __all__ = [
     "MIGRATION",
@@ -154,7 +154,7 @@ class MongoIndexState:
     ) -> None:
         self._db = db
         self._names = names
-        self._retry = retry or RetryPolicy()
+        self._retry = retry or DEFAULT_RETRY
 
     def missing_indexes(self) -> tuple[str, ...]:
         return call_with_retry(
@@ -176,7 +176,7 @@ def apply_migration(
     account); ``StoreUnavailable`` when the server cannot be reached.
     """
     names = names or CollectionNames()
-    policy = retry or RetryPolicy()
+    policy = retry or DEFAULT_RETRY
     done: list[str] = []
     if direction == "up":
         _record_version(db, MIGRATION_VERSION, dirty=True)

@@ -36,7 +36,7 @@ from crm_audit_transform.ports import Clock
 from .bson_values import to_bson_datetime
 from .documents import decode_job, encode_job, encode_shard
 from .names import CollectionNames
-from .retry import RetryPolicy, call_with_retry
+from .retry import DEFAULT_RETRY, RetryPolicy, call_with_retry
 
 __all__ = ["MongoJobStore"]
 
@@ -51,7 +51,7 @@ class MongoJobStore:
     ) -> None:
         """``clock=None`` (production): lease expiries on the server's ``$$NOW``; a ``Clock``: on it."""
         self._collection = collection
-        self._retry = retry or RetryPolicy()
+        self._retry = retry or DEFAULT_RETRY
         self._clock = clock
 
     @classmethod

@@ -1,5 +1,8 @@
 """Retrying MongoDB calls that failed on the network, and translating what is left.
 
+The attempts and backoff are the adapters' one ``retrying.RetryPolicy`` (tenacity); this module
+says what MongoDB error is worth another attempt and what the rest become.
+
 Every operation retried here is idempotent by construction (an insert with a client-chosen
 ``_id`` behind a unique index, a delete, a read, a conditional update), so a retry after an
 acknowledgement was lost cannot write twice. After the last attempt, and for any other driver error,
@@ -13,16 +16,23 @@ looking for a server, so retrying would multiply the wait the operator chose. A 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Final, TypeVar
 
-from attrs import field, frozen
 from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError, ServerSelectionTimeoutError
 
 from crm_audit_transform.errors import ConnectionRejected, StoreUnavailable
 
-__all__ = ["AUTHENTICATION_FAILED", "RetryPolicy", "call_with_retry", "is_retryable", "rejected_login"]
+from ..retrying import RetryPolicy
+
+__all__ = [
+    "AUTHENTICATION_FAILED",
+    "DEFAULT_RETRY",
+    "RetryPolicy",
+    "call_with_retry",
+    "is_retryable",
+    "rejected_login",
+]
 
 AUTHENTICATION_FAILED = 18  # MongoDB's error code for a refused login
 _UNAUTHORIZED = 13  # the login worked but the user may not do this
@@ -30,18 +40,8 @@ _UNAUTHORIZED = 13  # the login worked but the user may not do this
 T = TypeVar("T")
 
 
-@frozen
-class RetryPolicy:
-    """How often and how patiently to retry; ``sleep`` is injectable so tests never wait."""
-
-    attempts: int = 4
-    base_delay: float = 0.2
-    max_delay: float = 3.0
-    sleep: Callable[[float], None] = field(default=time.sleep, eq=False, repr=False)
-
-    def delay(self, attempt: int) -> float:
-        """Exponential backoff after the ``attempt``-th failure (1-based)."""
-        return min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
+DEFAULT_RETRY: Final = RetryPolicy(attempts=4, base_delay_s=0.2, max_delay_s=3.0)
+"""Four attempts, 0.2 s doubling up to 3 s, with jitter."""
 
 
 def is_retryable(exc: PyMongoError) -> bool:
@@ -77,20 +77,23 @@ def rejected_login(exc: PyMongoError) -> ConnectionRejected | None:
 
 
 def call_with_retry(operation: Callable[[int], T], policy: RetryPolicy, what: str) -> T:
-    """Run ``operation(attempt)`` until it succeeds; network errors are retried, others translated."""
-    attempt = 1
-    while True:
-        try:
-            return operation(attempt)
-        except PyMongoError as exc:
-            rejected = rejected_login(exc)
-            if rejected is not None:
-                raise rejected from exc
-            if not is_retryable(exc):
-                raise StoreUnavailable(f"{what} failed: {exc}") from exc
-            if attempt >= policy.attempts:
-                raise StoreUnavailable(
-                    f"{what}: MongoDB unreachable after {attempt} attempts: {exc}"
-                ) from exc
-            policy.sleep(policy.delay(attempt))
-            attempt += 1
+    """Run ``operation(attempt)`` (1-based) until it succeeds; network errors are retried (counted
+    as ``mongo`` retries), others translated: ``ConnectionRejected`` or ``StoreUnavailable``."""
+    try:
+        for attempt in policy.attempts_of("mongo", retry_if=_retryable):
+            with attempt:
+                return operation(attempt.retry_state.attempt_number)
+    except PyMongoError as exc:
+        rejected = rejected_login(exc)
+        if rejected is not None:
+            raise rejected from exc
+        if not is_retryable(exc):
+            raise StoreUnavailable(f"{what} failed: {exc}") from exc
+        raise StoreUnavailable(
+            f"{what}: MongoDB unreachable after {policy.attempts} attempts: {exc}"
+        ) from exc
+    raise AssertionError("unreachable: the attempts return or raise")  # pragma: no cover
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, PyMongoError) and rejected_login(exc) is None and is_retryable(exc)

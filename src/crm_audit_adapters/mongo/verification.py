@@ -36,7 +36,7 @@ from .bson_values import decode_value, from_bson_datetime
 from .documents import encode_activity_log
 from .enrichment import DEFAULT_ENTITY_ID_PATH, MongoEnrichmentStore, encode_doc_id
 from .names import CollectionNames
-from .retry import RetryPolicy, call_with_retry
+from .retry import DEFAULT_RETRY, RetryPolicy, call_with_retry
 
 __all__ = ["MongoMigratedLogReader", "bson_content"]
 
@@ -112,7 +112,7 @@ class MongoMigratedLogReader:
         retry: RetryPolicy | None = None,
     ) -> None:
         self._collection = collection
-        self._retry = retry or RetryPolicy()
+        self._retry = retry or DEFAULT_RETRY
         self._live_feed = MongoEnrichmentStore(collection, entity_id_path=entity_id_path, retry=self._retry)
 
     @classmethod

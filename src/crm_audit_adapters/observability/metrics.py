@@ -7,6 +7,10 @@
     crm_audit_usman_degraded_total               counter   emails whose USMAN lookup failed: their
                                                            actors were degraded to [Deleted CRM User]
     crm_audit_task_retries_total{task}           counter   Celery task retries (outages, held leases)
+    crm_audit_dependency_retries_total{dependency, error}
+                                                 counter   calls an adapter retried (``retrying``):
+                                                           dependency postgres / mongo / usman, error
+                                                           the exception's type name
     crm_audit_job_state{company_sso_id, status}  gauge     1 for the account's current job status
 
 The lookup cache of a run answers repeated ids without a call, so cache hits show as ids seen in
@@ -24,6 +28,8 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 
 from crm_audit_transform.jobs import JOB_STATUSES
 
+from ..retrying import add_retry_hook
+
 _WRITE_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -32,6 +38,7 @@ class MigrationMetrics:
 
     __slots__ = (
         "batch_write",
+        "dependency_retries",
         "job_state",
         "lookup_calls",
         "lookup_ids",
@@ -65,6 +72,12 @@ class MigrationMetrics:
             registry=registry,
         )
         self.retries = Counter("crm_audit_task_retries", "Celery task retries.", ["task"], registry=registry)
+        self.dependency_retries = Counter(
+            "crm_audit_dependency_retries",
+            "Calls to a dependency retried after a failed attempt.",
+            ["dependency", "error"],
+            registry=registry,
+        )
         self.job_state = Gauge(
             "crm_audit_job_state",
             "1 for the current status of each account's job.",
@@ -73,6 +86,10 @@ class MigrationMetrics:
             multiprocess_mode="mostrecent",
         )
 
+    def count_retry(self, dependency: str, error: BaseException, attempt: int) -> None:
+        """A ``retrying.RetryHook``: one retry of a call to ``dependency``."""
+        self.dependency_retries.labels(dependency, type(error).__name__).inc()
+
     def set_job_state(self, company_sso_id: str, status: str) -> None:
         for each in sorted(JOB_STATUSES):
             self.job_state.labels(company_sso_id, each).set(1.0 if each == status else 0.0)
@@ -80,5 +97,8 @@ class MigrationMetrics:
 
 @functools.cache
 def process_metrics() -> MigrationMetrics:
-    """This process's metrics in the default registry (prometheus_client's own convention)."""
-    return MigrationMetrics()
+    """This process's metrics in the default registry (prometheus_client's own convention); every
+    adapter retry of the process is counted in them from here on."""
+    metrics = MigrationMetrics()
+    add_retry_hook(metrics.count_retry)
+    return metrics
