@@ -63,9 +63,10 @@ from .jobs import JobShard, MigrationJob
 from .loading import JsonbText, LoaderLimits, load_audited_changes
 from .lookup import LookupContext, LookupPorts, LookupRequest, fetch_lookups
 from .lookup_cache import LookupCache
-from .numerals import is_int_text, parse_int
+from .numerals import as_id, is_int_text, parse_int
 from .service import MigrationService, ServicePorts
 from .tally import Tally
+from .timestamps import as_utc
 from .transformer import PageResult, PreparedRow, StageDecision, Transformer, external_id
 from .values import Changes, Scalar, Value
 
@@ -143,6 +144,8 @@ __all__ = [
     "Value",
     "WriteResult",
     "__version__",
+    "as_id",
+    "as_utc",
     "external_id",
     "fetch_lookups",
     "is_int_text",

@@ -13,6 +13,7 @@ from typing import Any, Final, Literal, TypeAlias
 from attrs import field, frozen
 
 from .loading._jsonb import JsonbText
+from .timestamps import as_utc
 from .values import Value
 
 SOURCE_TAG: Final = "crm_migration"
@@ -25,9 +26,7 @@ UserId: TypeAlias = int | str
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
-    if value.tzinfo is None:
-        raise ValueError("naive datetime: every timestamp in the domain is timezone-aware UTC")
-    return value.astimezone(dt.UTC)
+    return as_utc(value)
 
 
 def _optional_utc(value: dt.datetime | None) -> dt.datetime | None:

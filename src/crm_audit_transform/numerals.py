@@ -22,6 +22,24 @@ def parse_int(text: str) -> int:
     return int(text)
 
 
+def as_id(value: object) -> int | None:
+    """A CRM id from a loaded or stored value: an int (not a bool) as it is, or text of a
+    non-negative integer :func:`parse_int` accepts once surrounding whitespace is stripped; any
+    other value is ``None``.
+
+    The one reading of ids the rules (person ids in changes), enrichment (referent ids a live
+    feed may store as text) and the adapters (``crm_data.id`` in MongoDB) share."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        digits = value.strip()
+        if is_int_text(digits) and not digits.startswith("-"):
+            return int(digits)
+    return None
+
+
 def is_int_text(text: str) -> bool:
     """Whether :func:`parse_int` accepts ``text``."""
     return bool(_INTEGER.match(text)) and len(text.lstrip("-")) <= MAX_DIGITS

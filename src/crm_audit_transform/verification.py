@@ -21,6 +21,8 @@ from typing import Any, Final
 
 from attrs import field, frozen
 
+from .timestamps import as_utc
+
 __all__ = [
     "FINDING_KINDS",
     "OWNED_FIELDS",
@@ -48,9 +50,7 @@ FINDING_KINDS: Final = (
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
-    if value.tzinfo is None:
-        raise ValueError("naive datetime: every timestamp in the domain is timezone-aware UTC")
-    return value.astimezone(dt.UTC)
+    return as_utc(value)
 
 
 @frozen

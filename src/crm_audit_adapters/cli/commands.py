@@ -24,6 +24,7 @@ from crm_audit_transform.config import load_config
 from crm_audit_transform.domain import Failed, Migrated, Skipped
 from crm_audit_transform.errors import JobNotFound
 from crm_audit_transform.jobs import CANCELLED, COMPLETED, HALTED, MigrationJob
+from crm_audit_transform.timestamps import as_utc
 from crm_audit_transform.usecases import FRESH, RESUME, MigrationStatus
 
 from ..mongo import applied_version, apply_migration, index_status
@@ -37,7 +38,7 @@ from .state import CliState
 def _utc(_: click.Context, __: click.Parameter, value: dt.datetime | None) -> dt.datetime | None:
     if value is None:
         return None
-    cutoff = value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+    cutoff = as_utc(value, naive="utc")
     if cutoff > dt.datetime.now(dt.UTC):
         # Nothing could be in scope: a job would start "in progress" at 100% and never migrate a row.
         raise click.BadParameter(f"{cutoff.isoformat()} is in the future")

@@ -19,6 +19,7 @@ import click
 
 from crm_audit_transform.errors import ConfigError, GuardError, JobAlreadyRunning
 from crm_audit_transform.jobs import COMPLETED, IN_PROGRESS, MigrationJob
+from crm_audit_transform.timestamps import as_utc
 
 from ..bootstrap import Runtime
 from ..redaction import redact
@@ -139,7 +140,7 @@ def enqueue(
     """
     if all_enabled == (company is not None):
         raise click.UsageError("give exactly one of --company-sso-id and --all-enabled")
-    cutoff = date_range_start.replace(tzinfo=dt.UTC) if date_range_start else None
+    cutoff = as_utc(date_range_start, naive="utc") if date_range_start else None
     app = _celery_app(state)
     _require_broker(app, state)
     from ..celery import MIGRATE_ACCOUNT, MIGRATE_SHARD

@@ -22,6 +22,7 @@ from typing import Any, Final, TypeAlias
 import orjson
 
 from crm_audit_transform.loading import JsonbText
+from crm_audit_transform.timestamps import as_utc
 
 from .errors import FileFormatError
 
@@ -175,4 +176,4 @@ def report(error: FileFormatError, on_error: OnError | None) -> None:
 def parse_timestamp(text: str) -> dt.datetime:
     """ISO-8601 or PostgreSQL's text form (``2019-01-04 05:44:28.125496``); no offset means UTC."""
     value = dt.datetime.fromisoformat(text)
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+    return as_utc(value, naive="utc")

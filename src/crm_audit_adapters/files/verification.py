@@ -29,6 +29,8 @@ import orjson
 
 from crm_audit_transform.domain import SOURCE_TAG, ActivityLog
 from crm_audit_transform.enrichment import MatchKey, StoredLog, as_referent_id
+from crm_audit_transform.numerals import is_int_text, parse_int
+from crm_audit_transform.timestamps import as_utc
 from crm_audit_transform.verification import OWNED_FIELDS, MigratedDoc
 
 from ..mongo.extended_json import relaxed_json_bytes
@@ -45,10 +47,9 @@ def _split(external_id: str) -> tuple[str, int] | None:
     prefix, sep, digits = external_id.rpartition(":audit:")
     if not sep or not prefix.startswith("crm:"):
         return None
-    body = digits[1:] if digits.startswith("-") else digits
-    if not (body.isascii() and body.isdigit()):
+    if not is_int_text(digits):
         return None
-    number = int(digits)
+    number = parse_int(digits)
     return (prefix + sep, number) if _Q_MIN <= number <= _Q_MAX else None
 
 
@@ -158,7 +159,7 @@ def _timestamp(value: Any) -> dt.datetime | None:
         parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    return as_utc(parsed, naive="utc")
 
 
 def _migrated_doc(line: bytes, offset: int) -> MigratedDoc | None:

@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from crm_audit_transform.errors import BatchTooLarge, LimitExceeded
 from crm_audit_transform.loading import LoaderLimits, check_json_depth
+from crm_audit_transform.timestamps import as_utc
 
 from .auth import BasicAuthCredentials, SessionResolver
 from .errors import HANDLERS, ApiError
@@ -92,7 +93,7 @@ def _optional_time(value: Any) -> dt.datetime | None:
     if parsed is None:
         raise ApiError(400, "INVALID_DATE_RANGE_START", "date_range_start must be an ISO 8601 timestamp")
     try:
-        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
+        return as_utc(parsed, naive="utc")
     except OverflowError:  # 0001-01-01T00:00+14:00: valid text, before year 1 in UTC
         raise ApiError(400, "INVALID_DATE_RANGE_START", "date_range_start is out of range in UTC") from None
 

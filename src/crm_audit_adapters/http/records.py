@@ -16,6 +16,7 @@ from bson import Decimal128, json_util
 from bson.errors import BSONError
 
 from crm_audit_transform.domain import SOURCE_TAG, ActivityLog, Actor, FieldChange
+from crm_audit_transform.timestamps import as_utc
 from crm_audit_transform.values import Value
 
 from .errors import ApiError
@@ -47,7 +48,7 @@ def _value(value: Any, path: str, depth: int = 0) -> Value:
     if isinstance(value, decimal.Decimal):
         return value
     if isinstance(value, dt.datetime):
-        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+        return as_utc(value, naive="utc")
     if isinstance(value, list):
         return [_value(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value)]
     if isinstance(value, dict):

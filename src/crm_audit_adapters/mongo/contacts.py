@@ -15,6 +15,7 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 
 from crm_audit_transform.domain import Contact
+from crm_audit_transform.numerals import as_id
 
 from .bson_values import from_bson_datetime
 from .names import CollectionNames
@@ -83,15 +84,10 @@ def _contact(doc: Mapping[str, Any], company_sso_id: str) -> Contact | None:
 
 
 def _person_id(raw: object) -> int | None:
-    if isinstance(raw, bool):
-        return None
-    if isinstance(raw, int):
-        return int(raw)
+    # A double that holds an integer is how some writers store ids; everything else is as_id's rule.
     if isinstance(raw, float) and raw.is_integer():
-        return int(raw)
-    if isinstance(raw, str) and raw.strip().lstrip("-").isdecimal():
-        return int(raw)
-    return None
+        return as_id(int(raw))
+    return as_id(raw)
 
 
 def _created_at(doc: Mapping[str, Any]) -> dt.datetime | None:

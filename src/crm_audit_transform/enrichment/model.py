@@ -13,6 +13,8 @@ from typing import Any, Final
 
 from attrs import field, frozen
 
+from ..numerals import as_id
+from ..timestamps import as_utc
 from ..values import Value
 
 ASSOCIATION_ACTIONS: Final = frozenset({"link", "unlink", "won", "resolved", "completed"})
@@ -31,9 +33,7 @@ DEFAULT_MATCH_WINDOW: Final = dt.timedelta(seconds=5)
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
-    if value.tzinfo is None:
-        raise ValueError("naive datetime: every timestamp in the domain is timezone-aware UTC")
-    return value.astimezone(dt.UTC)
+    return as_utc(value)
 
 
 def _enrichment_keys_only(value: Mapping[str, Value]) -> Mapping[str, Value]:
@@ -99,14 +99,8 @@ class MatchKey:
 
 
 def as_referent_id(value: Value) -> int | None:
-    """A CRM id as an int: ints and digit strings only (live feeds may write ids as text)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        return int(value)
-    return None
+    """A CRM id as an int (live feeds may write ids as text): ``numerals.as_id``."""
+    return as_id(value)
 
 
 @frozen

@@ -22,6 +22,7 @@ from ..enrichment.model import (
     StoredLog,
     Target,
 )
+from ..timestamps import as_utc
 
 __all__ = ["InMemoryEnrichmentStore", "activity_log_document"]
 
@@ -69,7 +70,7 @@ def _at_path(document: Mapping[str, Any], path: str) -> Any:
 
 
 def _aware(value: dt.datetime) -> dt.datetime:
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+    return as_utc(value, naive="utc")
 
 
 class InMemoryEnrichmentStore:

@@ -18,6 +18,7 @@ from ..domain import NO_TIME_KNOWN, SOURCE_TAG, ActivityLog, AuditRow, ScopeBoun
 from ..errors import JobAlreadyRunning, JobNotFound, LeaseHeld
 from ..jobs import IN_PROGRESS, ROLLING_BACK, JobShard, MigrationJob
 from ..ports import Clock
+from ..timestamps import as_utc
 
 __all__ = [
     "FixedClock",
@@ -326,7 +327,7 @@ class FixedClock:
     __slots__ = ("_now",)
 
     def __init__(self, now: dt.datetime | None = None) -> None:
-        self._now = (now or dt.datetime(2025, 1, 1, tzinfo=dt.UTC)).astimezone(dt.UTC)
+        self._now = as_utc(now or dt.datetime(2025, 1, 1, tzinfo=dt.UTC))
 
     def now(self) -> dt.datetime:
         return self._now
@@ -337,4 +338,4 @@ class FixedClock:
         self._now += step
 
     def set(self, now: dt.datetime) -> None:
-        self._now = now.astimezone(dt.UTC)
+        self._now = as_utc(now)
