@@ -6,6 +6,7 @@ was enriched afterwards — so these counts stay out of ``Tally`` and its failur
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,9 +44,8 @@ class EnrichmentTally:
         return self.patched + self.complete
 
     def __add__(self, other: EnrichmentTally) -> EnrichmentTally:
-        skipped = dict(self.skipped)
-        for reason, count in other.skipped.items():
-            skipped[reason] = skipped.get(reason, 0) + count
+        skipped = Counter(self.skipped)
+        skipped.update(other.skipped)
         return EnrichmentTally(
             logs=self.logs + other.logs,
             patched=self.patched + other.patched,

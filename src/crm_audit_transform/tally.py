@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 
 from attrs import field, frozen
@@ -75,23 +76,15 @@ class Tally:
 
     @classmethod
     def of(cls, outcomes: Iterable[Outcome], fallthrough: int = 0, actors_degraded: int = 0) -> Tally:
-        migrated = 0
-        skipped: dict[str, int] = {}
-        failed: dict[str, int] = {}
-        processed = 0
-        for outcome in outcomes:
-            processed += 1
-            if isinstance(outcome, Migrated):
-                migrated += 1
-            elif isinstance(outcome, Skipped):
-                skipped[outcome.reason] = skipped.get(outcome.reason, 0) + 1
-            elif isinstance(outcome, Failed):
-                failed[outcome.reason] = failed.get(outcome.reason, 0) + 1
-        return cls(processed, migrated, skipped, failed, fallthrough, actors_degraded)
+        every = tuple(outcomes)
+        skipped = Counter(o.reason for o in every if isinstance(o, Skipped))
+        failed = Counter(o.reason for o in every if isinstance(o, Failed))
+        migrated = sum(1 for o in every if isinstance(o, Migrated))
+        return cls(len(every), migrated, skipped, failed, fallthrough, actors_degraded)
 
 
-def _merge(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
-    merged = dict(a)
-    for key, count in b.items():
-        merged[key] = merged.get(key, 0) + count
+def _merge(a: Mapping[str, int], b: Mapping[str, int]) -> Counter[str]:
+    # Counter.update adds (negative counts too, for ``-``); zero counts are dropped by the converter.
+    merged = Counter(a)
+    merged.update(b)
     return merged

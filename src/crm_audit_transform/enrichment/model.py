@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -170,10 +171,7 @@ class EnrichmentPlan:
 
     @property
     def skip_counts(self) -> Mapping[str, int]:
-        counts: dict[str, int] = {}
-        for skip in self.skipped:
-            counts[skip.reason] = counts.get(skip.reason, 0) + 1
-        return dict(sorted(counts.items()))
+        return dict(sorted(Counter(skip.reason for skip in self.skipped).items()))
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready view for review: every target with its filter fields and the keys to set."""
@@ -270,9 +268,8 @@ class EnrichmentReport:
         )
 
     def __add__(self, other: EnrichmentReport) -> EnrichmentReport:
-        skipped = dict(self.skipped)
-        for reason, count in other.skipped.items():
-            skipped[reason] = skipped.get(reason, 0) + count
+        skipped = Counter(self.skipped)
+        skipped.update(other.skipped)
         return EnrichmentReport(
             eligible=self.eligible + other.eligible,
             ignored=self.ignored + other.ignored,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Final
 
@@ -87,8 +88,8 @@ class Walk:
         self.walked = AuditIdSet()
         self.audits = 0
         self.migrated = 0
-        self.skipped: dict[str, int] = {}
-        self.failed: dict[str, int] = {}
+        self.skipped: Counter[str] = Counter()
+        self.failed: Counter[str] = Counter()
         self.content_checked = 0
         # The job's range: rows behind its cursor, those with a log, the last one it promised.
         self.range_rows = 0
@@ -188,7 +189,7 @@ class Walk:
             )
             return
         counts = self.failed if isinstance(outcome, Failed) else self.skipped
-        counts[outcome.reason] = counts.get(outcome.reason, 0) + 1
+        counts[outcome.reason] += 1
 
     def _repairable(self, audit_id: int) -> bool:
         job = self.job
