@@ -151,7 +151,10 @@ class Transformer:
     def explain(self, row: AuditRow, ctx: LookupContext, *, company_sso_id: str) -> tuple[StageDecision, ...]:
         """The decision of every stage the row went through, ending with its outcome."""
         trace = _Trace()
-        self._run(self.prepare_row(row), ctx, company_sso_id, trace, trace.attach((_LOAD, *self._stages)))
+        stages = trace.attach((*_GATES, *self._stages))
+        outcome, _, _ = self._run(self.prepare_row(row), ctx, company_sso_id, trace, stages)
+        if isinstance(outcome, Migrated):
+            trace.migrated(outcome.log)
         return tuple(trace.decisions)
 
     def _load(self, row: AuditRow) -> tuple[Changes | None, Failed | None]:
@@ -173,9 +176,10 @@ class Transformer:
     ) -> tuple[Outcome, bool, bool]:
         """The outcome, whether its status rule fell through, and whether its actor was degraded.
 
-        Every decision goes to ``observer``; an ordinary run's observer does nothing, and its
-        stages are the chain's own, so no detail text is built and no call is made for rows nobody
-        explains. ``explain`` passes its observer and the chain's stages wrapped by it.
+        A row that gets through the gates and the chain calls no observer at all; a rejection is
+        told to ``observer`` (with the gates it passed first), which does nothing in an ordinary
+        run. ``explain`` passes its observer and the stages wrapped by it: the gates' passes as
+        pseudo-stages in front of the chain's, so they are recorded only when someone listens.
         """
         try:
             return self._walk(item, ctx, company_sso_id, observer, self._stages if stages is None else stages)
@@ -201,15 +205,16 @@ class Transformer:
             detail = f"row of tenant {row.tenant!r} in a page looked up for tenant {ctx.tenant!r}"
             observer.decided("row", "failed", detail)
             return Failed(row.id, reasons.INVALID_AUDIT_ROW, detail), False, False
-        observer.decided("row", PASSED, "")
         if not self._category.in_scope(row.auditable_type):
             unmapped = Rejection(
                 reasons.UNMAPPED_ACTION_TYPE, f"auditable_type {row.auditable_type!r} is not mapped"
             )
+            observer.decided("row", PASSED, "")
             return _reject(row, "scope", unmapped, observer)
-        observer.decided("scope", PASSED, row.auditable_type)
         if item.problem is not None or item.changes is None:
             problem = item.problem or Failed(row.id, reasons.MALFORMED_AUDITED_CHANGES, "not loaded")
+            observer.decided("row", PASSED, "")
+            observer.decided("scope", PASSED, row.auditable_type)
             observer.decided("load", "failed", problem.detail)
             return problem, False, False
         draft = RowDraft(row, item.changes, item.person_ids, ctx, company_sso_id)
@@ -243,7 +248,6 @@ def _log(draft: RowDraft, observer: StageObserver) -> tuple[Outcome, bool, bool]
         external_id=external_id(row.tenant, row.id),
         metadata=_metadata(row, draft.person_id, category, draft.combined),
     )
-    observer.migrated(log)
     return Migrated(row.id, log), category.fallthrough, draft.actor_degraded
 
 
@@ -296,7 +300,16 @@ def _loaded(draft: RowDraft) -> str:
     return f"{len(draft.changes)} column(s)"
 
 
-_LOAD = Stage("load", lambda draft: None, _loaded)
+def _passes(draft: RowDraft) -> None:
+    return None
+
+
+# The gates a row passed before the chain, as explain reports them (pseudo-stages, explain only).
+_GATES = (
+    Stage("row", _passes, lambda draft: ""),
+    Stage("scope", _passes, lambda draft: draft.row.auditable_type),
+    Stage("load", _passes, _loaded),
+)
 
 
 def _metadata(row: AuditRow, person_id: int, category: MappedCategory, combined: bool) -> dict[str, Value]:
