@@ -76,11 +76,19 @@ class Tally:
 
     @classmethod
     def of(cls, outcomes: Iterable[Outcome], fallthrough: int = 0, actors_degraded: int = 0) -> Tally:
-        every = tuple(outcomes)
-        skipped = Counter(o.reason for o in every if isinstance(o, Skipped))
-        failed = Counter(o.reason for o in every if isinstance(o, Failed))
-        migrated = sum(1 for o in every if isinstance(o, Migrated))
-        return cls(len(every), migrated, skipped, failed, fallthrough, actors_degraded)
+        # One pass (outcomes may be an iterator); Counter counts the reasons at C speed.
+        processed = migrated = 0
+        skipped: list[str] = []
+        failed: list[str] = []
+        for outcome in outcomes:
+            processed += 1
+            if isinstance(outcome, Migrated):
+                migrated += 1
+            elif isinstance(outcome, Skipped):
+                skipped.append(outcome.reason)
+            elif isinstance(outcome, Failed):
+                failed.append(outcome.reason)
+        return cls(processed, migrated, Counter(skipped), Counter(failed), fallthrough, actors_degraded)
 
 
 def _merge(a: Mapping[str, int], b: Mapping[str, int]) -> Counter[str]:
