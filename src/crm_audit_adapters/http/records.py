@@ -48,7 +48,10 @@ def _value(value: Any, path: str, depth: int = 0) -> Value:
     if isinstance(value, decimal.Decimal):
         return value
     if isinstance(value, dt.datetime):
-        return as_utc(value, naive="utc")
+        try:
+            return as_utc(value, naive="utc")
+        except OverflowError:  # 0001-01-01T00:00+14:00 is before year 1 in UTC
+            raise _bad(path, "is out of range once converted to UTC") from None
     if isinstance(value, list):
         return [_value(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value)]
     if isinstance(value, dict):
