@@ -320,7 +320,13 @@ class TestStopAndRestartThroughProcesses:
             runner = crm.start("run", "--company-sso-id", COMPANY, "--no-progress", **long_lease)
             mark = interrupted["records_processed"]
             wait_for(lambda: progressed(cdp, mark), timeout_s=COMMAND_TIMEOUT_S, what="a batch after Ctrl-C")
-            cancelled = crm("cancel", "--company-sso-id", COMPANY)
+            # Held still while the cancel lands, so it cannot finish the account first on a busy machine;
+            # once continued it meets the cancel at its next batch.
+            runner.send_signal(signal.SIGSTOP)
+            try:
+                cancelled = crm("cancel", "--company-sso-id", COMPANY)
+            finally:
+                runner.send_signal(signal.SIGCONT)
             assert cancelled.returncode == 0, cancelled.stderr
             assert runner.wait(timeout=COMMAND_TIMEOUT_S) == exit_codes.CANCELLED
         finally:
