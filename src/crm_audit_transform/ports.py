@@ -86,10 +86,6 @@ class ContactDirectory(Protocol):
         self, company_sso_id: str, crm_person_ids: Collection[int]
     ) -> Mapping[int, Contact]: ...
 
-    def count_with_crm_id(self, company_sso_id: str) -> int:
-        """Contacts of the company that carry a ``crm_data.id`` (Phase-A coverage numerator)."""
-        ...
-
 
 class PeopleCounter(Protocol):
     """The CRM's people of a tenant, for the Phase-A coverage guard."""

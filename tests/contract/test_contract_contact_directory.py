@@ -90,9 +90,3 @@ class TestContactDirectory:
         """Empty answers, not errors."""
         assert directory.contacts_by_crm_ids("company-a", []) == {}
         assert directory.contacts_by_crm_ids("company-z", [1]) == {}
-
-    def test_the_coverage_count_counts_every_contact_with_a_crm_id(self, directory: ContactDirectory) -> None:
-        """Phase-A numerator: duplicates count, native contacts do not."""
-        assert directory.count_with_crm_id("company-a") == 3
-        assert directory.count_with_crm_id("company-b") == 1
-        assert directory.count_with_crm_id("company-z") == 0

@@ -100,17 +100,3 @@ class TestContactsByCrmIds:
         assert MongoContactDirectory(counting).contacts_by_crm_ids("company-a", []) == {}
         assert counting.finds == []
 
-
-class TestCountWithCrmId:
-    def test_counts_only_this_companys_contacts_with_a_crm_id(self, contacts: Any) -> None:
-        """Contacts without crm_data, with a null id, or of another company are not counted."""
-        contacts.insert_many(
-            [
-                _contact("company-a", 1),
-                _contact("company-a", "2"),
-                _contact("company-a", None),
-                _contact("company-a", ...),
-                _contact("company-b", 3),
-            ]
-        )
-        assert MongoContactDirectory(contacts).count_with_crm_id("company-a") == 2

@@ -35,10 +35,8 @@ class _CompanyIndex:
     offsets: array[int] = attrs.field(factory=lambda: array("q"))
     numbers: array[int] = attrs.field(factory=lambda: array("q"))
     wide: dict[int, tuple[int, int]] = attrs.field(factory=dict)
-    count: int = 0
 
     def add(self, person_id: int, offset: int, number: int) -> None:
-        self.count += 1
         if _Q_MIN <= person_id <= _Q_MAX:
             self.ids.append(person_id)
             self.offsets.append(offset)
@@ -73,7 +71,7 @@ class JsonlContactDirectory:
 
     Lines are those ``read_contacts`` accepts; a line it refuses makes opening fail with the same
     ``FileFormatError``. As with the MongoDB directory, when a company has several contacts with
-    one person id the first wins, and ``count_with_crm_id`` counts every contact carrying an id.
+    one person id the first wins.
     The file must not change while the directory is in use.
     """
 
@@ -116,7 +114,3 @@ class JsonlContactDirectory:
                     raise FileFormatError(self._path, number, "the file changed after it was indexed")
                 found[person_id] = contact
         return found
-
-    def count_with_crm_id(self, company_sso_id: str) -> int:
-        index = self._companies.get(company_sso_id)
-        return index.count if index is not None else 0

@@ -66,12 +66,6 @@ class MongoContactDirectory:
                 found[contact.crm_person_id] = contact
         return found
 
-    def count_with_crm_id(self, company_sso_id: str) -> int:
-        query = {"company_sso_id": company_sso_id, "crm_data.id": {"$exists": True, "$ne": None}}
-        return call_with_retry(
-            lambda _: self._collection.count_documents(query), self._retry, "count contacts with crm_data.id"
-        )
-
 
 def _contact(doc: Mapping[str, Any], company_sso_id: str) -> Contact | None:
     """A contact, or None when its person id or its sync time cannot be read."""

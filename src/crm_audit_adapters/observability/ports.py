@@ -115,9 +115,6 @@ class CountedContactDirectory:
         self._metrics.lookup_ids.labels("contacts").inc(len(crm_person_ids))
         return self._inner.contacts_by_crm_ids(company_sso_id, crm_person_ids)
 
-    def count_with_crm_id(self, company_sso_id: str) -> int:
-        return self._inner.count_with_crm_id(company_sso_id)
-
 
 def observed_ports(ports: RunPorts, metrics: MigrationMetrics | None = None) -> RunPorts:
     """``ports`` with the lookups counted and the batch writes timed."""

@@ -8,7 +8,6 @@ entry per page of the whole account.
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Final, TypeVar
 
@@ -83,19 +82,17 @@ class InMemoryContactDirectory:
     """CDP contacts, looked up by (company_sso_id, crm person id) only.
 
     As in the MongoDB and file directories, when a company has several contacts with one person id
-    the first added wins the lookup, and ``count_with_crm_id`` counts every one of them.
+    the first added wins the lookup.
     """
 
     def __init__(self, contacts: Iterable[Contact] = ()) -> None:
         self._contacts: dict[tuple[str, int], Contact] = {}
-        self._counts: Counter[str] = Counter()
         self.calls: CallLog[tuple[str, tuple[int, ...]]] = CallLog()
         for contact in contacts:
             self.add(contact)
 
     def add(self, contact: Contact) -> None:
         self._contacts.setdefault((contact.company_sso_id, contact.crm_person_id), contact)
-        self._counts[contact.company_sso_id] += 1
 
     def contacts_by_crm_ids(
         self, company_sso_id: str, crm_person_ids: Collection[int]
@@ -107,9 +104,6 @@ class InMemoryContactDirectory:
             if contact is not None:
                 found[person_id] = contact
         return found
-
-    def count_with_crm_id(self, company_sso_id: str) -> int:
-        return self._counts[company_sso_id]
 
 
 class InMemoryEntityDirectory:
