@@ -99,4 +99,3 @@ class TestContactsByCrmIds:
         counting = CountingCollection(contacts)
         assert MongoContactDirectory(counting).contacts_by_crm_ids("company-a", []) == {}
         assert counting.finds == []
-
