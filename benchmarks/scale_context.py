@@ -41,7 +41,8 @@ class Context:
     @cached_property
     def config(self) -> Any:
         """The default mapping, plus this synthetic tenant with the union of the corpus id-sets."""
-        from crm_audit_transform.config import TenantConfig, load_default_config
+        from crm_audit_transform.config import load_default_config
+        from crm_audit_transform.config.model import TenantConfig
 
         config = load_default_config()
         union: dict[str, set[int]] = {}

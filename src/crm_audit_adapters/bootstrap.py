@@ -33,7 +33,6 @@ from pymongo.errors import PyMongoError
 
 from crm_audit_transform.chain import RuleChain
 from crm_audit_transform.config import MappingConfig, load_config, load_default_config
-from crm_audit_transform.enrichment import EnrichmentStore
 from crm_audit_transform.errors import ConfigError, DependencyMissing, StoreUnavailable
 from crm_audit_transform.loading import LoaderLimits
 from crm_audit_transform.ports import (
@@ -41,6 +40,7 @@ from crm_audit_transform.ports import (
     AuditSource,
     Clock,
     ContactDirectory,
+    EnrichmentStore,
     EntityDirectory,
     FeatureFlags,
     IndexState,

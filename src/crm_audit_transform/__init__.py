@@ -63,10 +63,9 @@ from .jobs import JobShard, MigrationJob
 from .loading import JsonbText, LoaderLimits, load_audited_changes
 from .lookup import LookupContext, LookupPorts, LookupRequest, fetch_lookups
 from .lookup_cache import LookupCache
-from .numerals import as_id, is_int_text, parse_int
+from .rules import MappedCategory, Rejection
 from .service import MigrationService, ServicePorts
 from .tally import Tally
-from .timestamps import as_utc
 from .transformer import PageResult, PreparedRow, StageDecision, Transformer, external_id
 from .values import Changes, Scalar, Value
 
@@ -113,6 +112,7 @@ __all__ = [
     "LookupPorts",
     "LookupRequest",
     "MalformedYaml",
+    "MappedCategory",
     "MappingConfig",
     "Migrated",
     "MigrationJob",
@@ -121,6 +121,7 @@ __all__ = [
     "Outcome",
     "PageResult",
     "PreparedRow",
+    "Rejection",
     "ResumeOrFresh",
     "RowDraft",
     "RuleChain",
@@ -144,13 +145,9 @@ __all__ = [
     "Value",
     "WriteResult",
     "__version__",
-    "as_id",
-    "as_utc",
     "external_id",
     "fetch_lookups",
-    "is_int_text",
     "load_audited_changes",
     "load_config",
     "load_default_config",
-    "parse_int",
 ]

@@ -27,7 +27,8 @@ from typing import Protocol
 from attrs import evolve
 
 from .domain import ActivityLog, BatchResult, Outcome
-from .enrichment import EnrichmentPlan, EnrichmentReport, EnrichPorts, enrich_existing
+from .enrichment import EnrichmentPlan, EnrichmentReport
+from .enrichment.enrich import EnrichPorts, enrich_existing
 from .errors import ConfigError, JobNotFound, TenantMismatch
 from .jobs import IN_PROGRESS, MigrationJob
 from .ports import (
@@ -48,29 +49,23 @@ from .ports import (
 from .transformer import Transformer
 from .usecases import (
     DEFAULT_COVERAGE_THRESHOLD,
-    ExplainPorts,
     Explanation,
     MigrationStatus,
-    RollbackPorts,
     RollbackResult,
-    RunPorts,
     RunResult,
     RunSettings,
-    TriggerPorts,
-    VerifyPorts,
     VerifySettings,
-    cancel,
-    explain_audit,
-    migrate_batch,
-    migration_status,
-    new_job,
-    rollback,
-    run_job,
-    run_shard,
-    trigger,
-    verify_account,
 )
+from .usecases.cancel import cancel
+from .usecases.explain import ExplainPorts, explain_audit
+from .usecases.guards import TriggerPorts, new_job, trigger
+from .usecases.migrate_batch import migrate_batch
+from .usecases.rollback import RollbackPorts, rollback
+from .usecases.run import RunPorts, run_job
 from .usecases.safety import bound_tenant, require_indexes
+from .usecases.shards import run_shard
+from .usecases.status import migration_status
+from .usecases.verify import VerifyPorts, verify_account
 from .verification import VerifyReport
 
 __all__ = ["MigrationService", "ServicePorts"]

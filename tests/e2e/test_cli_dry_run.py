@@ -16,7 +16,8 @@ from click.testing import CliRunner
 from crm_audit_adapters.cli import cli, exit_codes
 from crm_audit_adapters.cli.dry_run import EXAMPLE_OUT
 from crm_audit_adapters.files import encode_log_line
-from crm_audit_transform.usecases import RunSettings, report_counts
+from crm_audit_transform.usecases import RunSettings
+from crm_audit_transform.usecases.status import report_counts
 from support.corpus_account import (
     CORPUS,
     World,

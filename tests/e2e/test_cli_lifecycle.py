@@ -13,7 +13,7 @@ from cli_world import COMPANY, TENANT, Cli, make_cli, running_usman, seed_contac
 
 from crm_audit_adapters.bootstrap import Runtime
 from crm_audit_adapters.cli import exit_codes
-from crm_audit_transform.usecases import cancel
+from crm_audit_transform.usecases.cancel import cancel
 from support.usman_server import UsmanServer
 
 pytestmark = pytest.mark.postgres

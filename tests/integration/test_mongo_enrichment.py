@@ -13,13 +13,9 @@ from crm_audit_adapters.mongo.documents import encode_activity_log
 from crm_audit_adapters.mongo.enrichment import MongoEnrichmentStore, decode_doc_id, encode_doc_id
 from crm_audit_transform import reasons
 from crm_audit_transform.domain import ActivityLog, Actor, EntityRef
-from crm_audit_transform.enrichment import (
-    DELETED_REFERENCE,
-    EnrichmentPlan,
+from crm_audit_transform.enrichment import DELETED_REFERENCE, EnrichmentPlan, MatchKey, Patch, Target
+from crm_audit_transform.enrichment.enrich import (
     EnrichPorts,
-    MatchKey,
-    Patch,
-    Target,
     enrich_existing,
     enrich_migrated,
     plan_enrichment,

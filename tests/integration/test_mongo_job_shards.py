@@ -14,7 +14,7 @@ from crm_audit_transform.errors import LeaseHeld
 from crm_audit_transform.jobs import CANCELLED, IN_PROGRESS, MigrationJob
 from crm_audit_transform.tally import Tally
 from crm_audit_transform.testing import FixedClock
-from crm_audit_transform.usecases import split_shards
+from crm_audit_transform.usecases.shards import split_shards
 from support.mongo import T0, migration_job
 
 TTL = dt.timedelta(minutes=2)

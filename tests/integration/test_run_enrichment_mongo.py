@@ -19,9 +19,10 @@ from crm_audit_adapters.mongo import (
     decode_activity_log,
 )
 from crm_audit_adapters.mongo.enrichment import MongoEnrichmentStore
-from crm_audit_transform.enrichment import EnrichPorts, enrich_existing
+from crm_audit_transform.enrichment.enrich import EnrichPorts, enrich_existing
 from crm_audit_transform.jobs import COMPLETED
-from crm_audit_transform.usecases import RunSettings, migration_status
+from crm_audit_transform.usecases import RunSettings
+from crm_audit_transform.usecases.status import migration_status
 from support.corpus_account import World, audit_rows
 
 SETTINGS = RunSettings(page_size=40, halt_threshold=1.0)

@@ -17,10 +17,11 @@ from typing import Any
 
 import pytest
 
-from crm_audit_transform.enrichment import EnrichPorts, enrich_migrated
+from crm_audit_transform.enrichment.enrich import EnrichPorts, enrich_migrated
 from crm_audit_transform.errors import SourceUnavailable, StoreUnavailable
 from crm_audit_transform.jobs import CANCELLED, COMPLETED, HALTED, IN_PROGRESS, MigrationJob
-from crm_audit_transform.usecases import RESUME, RunSettings, cancel
+from crm_audit_transform.usecases import RESUME, RunSettings
+from crm_audit_transform.usecases.cancel import cancel
 from support.corpus_account import World, audit_rows
 
 SETTINGS = RunSettings(page_size=40, halt_threshold=1.0, lease_seconds=60)

@@ -22,7 +22,8 @@ from crm_audit_adapters.mongo.enrichment import MongoEnrichmentStore
 from crm_audit_adapters.mongo.verification import MongoMigratedLogReader
 from crm_audit_transform.jobs import COMPLETED, MigrationJob
 from crm_audit_transform.tally import Tally
-from crm_audit_transform.usecases import RunSettings, VerifyPorts, VerifySettings, verify_account
+from crm_audit_transform.usecases import RunSettings, VerifySettings
+from crm_audit_transform.usecases.verify import VerifyPorts, verify_account
 from crm_audit_transform.verification import VerifyReport
 from support.corpus_account import World
 

@@ -18,13 +18,9 @@ from hypothesis import strategies as st
 
 from crm_audit_adapters.mongo.enrichment import MongoEnrichmentStore
 from crm_audit_transform.domain import ActivityLog, Actor, EntityRef
-from crm_audit_transform.enrichment import (
-    ASSOCIATION_ACTIONS,
-    ENRICHMENT_KEYS,
-    EnrichmentStore,
-    EnrichPorts,
-    plan_enrichment,
-)
+from crm_audit_transform.enrichment import ASSOCIATION_ACTIONS, ENRICHMENT_KEYS
+from crm_audit_transform.enrichment.enrich import EnrichPorts, plan_enrichment
+from crm_audit_transform.ports import EnrichmentStore
 from crm_audit_transform.testing.enrichment import InMemoryEnrichmentStore, activity_log_document
 from crm_audit_transform.testing.lookups import InMemoryEntityDirectory
 

@@ -24,13 +24,13 @@ from attrs import frozen
 
 from crm_audit_transform.config import load_default_config
 from crm_audit_transform.domain import AuditRow, Contact, CrmUser, EntityRef
-from crm_audit_transform.enrichment import EnrichmentStore
 from crm_audit_transform.jobs import MigrationJob
 from crm_audit_transform.ports import (
     ActivityLogStore,
     AuditSource,
     Clock,
     ContactDirectory,
+    EnrichmentStore,
     EntityDirectory,
     FeatureFlags,
     IndexState,
@@ -57,7 +57,9 @@ from crm_audit_transform.testing import (
 )
 from crm_audit_transform.testing.timeline import InMemoryTimelineStore
 from crm_audit_transform.transformer import Transformer
-from crm_audit_transform.usecases import RunPorts, RunResult, TriggerPorts, run_job, trigger
+from crm_audit_transform.usecases import RunResult
+from crm_audit_transform.usecases.guards import TriggerPorts, trigger
+from crm_audit_transform.usecases.run import RunPorts, run_job
 
 CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "audited-5.8.0"
 SYNCED = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)

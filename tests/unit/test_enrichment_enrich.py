@@ -8,15 +8,14 @@ import pytest
 
 from crm_audit_transform import reasons
 from crm_audit_transform.domain import ActivityLog, Actor, EntityRef
-from crm_audit_transform.enrichment import (
-    DELETED_REFERENCE,
-    ENRICH_CONFLICT,
-    EnrichmentReport,
+from crm_audit_transform.enrichment import DELETED_REFERENCE, EnrichmentReport
+from crm_audit_transform.enrichment.enrich import (
     EnrichPorts,
     enrich_existing,
     enrich_migrated,
     plan_enrichment,
 )
+from crm_audit_transform.reasons import ENRICH_CONFLICT
 from crm_audit_transform.testing.enrichment import InMemoryEnrichmentStore, activity_log_document
 from crm_audit_transform.testing.lookups import InMemoryEntityDirectory
 

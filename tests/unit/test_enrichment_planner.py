@@ -20,6 +20,8 @@ from crm_audit_transform.enrichment import (
     Patch,
     StoredLog,
     Target,
+)
+from crm_audit_transform.enrichment.planner import (
     match_key_of,
     plan_patches,
     referents_wanted,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crm_audit_transform.enrichment import as_referent_id
+from crm_audit_transform.enrichment.model import as_referent_id
 from crm_audit_transform.numerals import as_id
 
 

@@ -9,7 +9,8 @@ from structlog.testing import capture_logs
 from crm_audit_adapters.observability import JobObserver, MigrationMetrics, observed_ports
 from crm_audit_transform.jobs import COMPLETED
 from crm_audit_transform.testing import InMemorySsoDirectory
-from crm_audit_transform.usecases import RunSettings, run_job
+from crm_audit_transform.usecases import RunSettings
+from crm_audit_transform.usecases.run import run_job
 from support.corpus_account import World
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from crm_audit_transform.config import load_config, load_default_config
-from crm_audit_transform.rules import CategoryMapper, MappedCategory, Rejection
+from crm_audit_transform.rules import MappedCategory, Rejection
+from crm_audit_transform.rules.category import CategoryMapper
 
 MAPPER = CategoryMapper(load_default_config())
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from crm_audit_transform.config import load_config, load_default_config
 from crm_audit_transform.domain import FieldChange
-from crm_audit_transform.rules import ChangesExtractor, Rejection
+from crm_audit_transform.rules import Rejection
+from crm_audit_transform.rules.changes import ChangesExtractor
 
 EXTRACTOR = ChangesExtractor(load_default_config())
 

@@ -9,7 +9,9 @@ import pytest
 from crm_audit_transform.config import load_default_config
 from crm_audit_transform.domain import AuditRow, Contact, Failed, Skipped
 from crm_audit_transform.lookup import LookupContext
-from crm_audit_transform.rules import ContactResolver, Rejection, SyncWatermark
+from crm_audit_transform.rules import Rejection
+from crm_audit_transform.rules.contact import ContactResolver
+from crm_audit_transform.rules.watermark import SyncWatermark
 from crm_audit_transform.transformer import Transformer
 
 T0 = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)

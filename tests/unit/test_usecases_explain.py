@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from crm_audit_transform.domain import Migrated, Skipped
-from crm_audit_transform.usecases import ExplainPorts, Explanation, explain_audit
+from crm_audit_transform.usecases import Explanation
+from crm_audit_transform.usecases.explain import ExplainPorts, explain_audit
 from support.corpus_account import World
 
 

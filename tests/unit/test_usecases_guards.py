@@ -19,7 +19,8 @@ from crm_audit_transform.errors import (
 )
 from crm_audit_transform.jobs import CANCELLED, COMPLETED, HALTED, IN_PROGRESS, ROLLED_BACK
 from crm_audit_transform.testing import InMemoryContactDirectory, InMemoryPeopleCounter
-from crm_audit_transform.usecases import FRESH, RESUME, RunSettings, contact_coverage
+from crm_audit_transform.usecases import FRESH, RESUME, RunSettings
+from crm_audit_transform.usecases.guards import contact_coverage
 from support.corpus_account import World
 
 

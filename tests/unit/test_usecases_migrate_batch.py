@@ -11,7 +11,8 @@ from crm_audit_transform import reasons
 from crm_audit_transform.domain import ActivityLog, Actor, WriteResult
 from crm_audit_transform.errors import BatchTooLarge
 from crm_audit_transform.testing import InMemoryActivityLogStore
-from crm_audit_transform.usecases import MAX_BATCH_SIZE, migrate_batch
+from crm_audit_transform.usecases import MAX_BATCH_SIZE
+from crm_audit_transform.usecases.migrate_batch import migrate_batch
 
 
 def log(n: int, company: str = "co-1") -> ActivityLog:

@@ -13,7 +13,9 @@ from crm_audit_transform.enrichment import ASSOCIATION_ACTIONS, DELETED_REFERENC
 from crm_audit_transform.enrichment_tally import EnrichmentTally
 from crm_audit_transform.jobs import COMPLETED
 from crm_audit_transform.testing.timeline import InMemoryTimelineStore
-from crm_audit_transform.usecases import RunSettings, migration_status, run_job
+from crm_audit_transform.usecases import RunSettings
+from crm_audit_transform.usecases.run import run_job
+from crm_audit_transform.usecases.status import migration_status
 from support.corpus_account import World, audit_rows
 
 NO_HALT = RunSettings(halt_threshold=1.0)

@@ -10,7 +10,8 @@ import pytest
 from crm_audit_transform.domain import ScopeBounds
 from crm_audit_transform.errors import JobAlreadyRunning, LeaseHeld
 from crm_audit_transform.jobs import CANCELLED, COMPLETED, HALTED, IN_PROGRESS, MigrationJob
-from crm_audit_transform.usecases import RESUME, RunSettings, split_shards
+from crm_audit_transform.usecases import RESUME, RunSettings
+from crm_audit_transform.usecases.shards import split_shards
 from support.corpus_account import World
 
 NO_HALT = RunSettings(halt_threshold=1.0, page_size=50)

@@ -21,8 +21,9 @@ from crm_audit_transform.jobs import (
 )
 from crm_audit_transform.tally import Tally
 from crm_audit_transform.testing import InMemoryJobStore
-from crm_audit_transform.usecases import RollbackPorts, cancel, migration_status, rollback
-from crm_audit_transform.usecases.status import report_counts
+from crm_audit_transform.usecases.cancel import cancel
+from crm_audit_transform.usecases.rollback import RollbackPorts, rollback
+from crm_audit_transform.usecases.status import migration_status, report_counts
 from support.corpus_account import World
 
 

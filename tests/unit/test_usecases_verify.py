@@ -27,7 +27,8 @@ from crm_audit_transform.testing import (
     InMemoryIndexState,
     InMemoryMigratedLogReader,
 )
-from crm_audit_transform.usecases import RunSettings, VerifyPorts, VerifySettings, verify_account
+from crm_audit_transform.usecases import RunSettings, VerifySettings
+from crm_audit_transform.usecases.verify import VerifyPorts, verify_account
 from crm_audit_transform.verification import VerifyReport
 from support.corpus_account import World, audit_rows, contacts
 

@@ -29,7 +29,7 @@ from celery import Celery, Task
 from celery.signals import task_retry, worker_shutting_down
 
 from crm_audit_transform.errors import LeaseHeld, Unavailable
-from crm_audit_transform.usecases import shard_view
+from crm_audit_transform.usecases.shards import shard_view
 
 from ..bootstrap import Runtime
 from ..observability import JobObserver, migration_logger, process_metrics

@@ -40,7 +40,7 @@ from crm_audit_transform.jobs import MigrationJob
 from crm_audit_transform.loading import LoaderLimits
 from crm_audit_transform.tally import Tally
 from crm_audit_transform.testing import InMemoryActivityLogStore
-from crm_audit_transform.usecases import report_counts
+from crm_audit_transform.usecases.status import report_counts
 
 from ..bootstrap import DryRunFiles, dry_run_service
 from ..files import CheckedRows, FileAuditSource, JsonlActivityLogSink

@@ -28,7 +28,8 @@ import attrs
 import orjson
 
 from crm_audit_transform.domain import SOURCE_TAG, ActivityLog
-from crm_audit_transform.enrichment import MatchKey, StoredLog, as_referent_id
+from crm_audit_transform.enrichment import MatchKey, StoredLog
+from crm_audit_transform.enrichment.model import as_referent_id
 from crm_audit_transform.numerals import is_int_text, parse_int
 from crm_audit_transform.timestamps import as_utc
 from crm_audit_transform.verification import OWNED_FIELDS, MigratedDoc

@@ -34,8 +34,8 @@ from crm_audit_transform.enrichment import (
     MatchKey,
     Patch,
     StoredLog,
-    as_referent_id,
 )
+from crm_audit_transform.enrichment.model import as_referent_id
 
 from .bson_values import decode_value, encode_value, from_bson_datetime
 from .names import CollectionNames

@@ -29,7 +29,8 @@ from pymongo.collection import Collection as MongoCollection
 from pymongo.database import Database
 
 from crm_audit_transform.domain import SOURCE_TAG, ActivityLog
-from crm_audit_transform.enrichment import MatchKey, StoredLog, as_referent_id
+from crm_audit_transform.enrichment import MatchKey, StoredLog
+from crm_audit_transform.enrichment.model import as_referent_id
 from crm_audit_transform.verification import MigratedDoc
 
 from .bson_values import decode_value, from_bson_datetime

@@ -13,7 +13,6 @@ from collections.abc import Collection, Mapping, Sequence
 import attrs
 
 from crm_audit_transform.domain import ActivityLog, Contact, CrmUser, UserId, WriteResult
-from crm_audit_transform.enrichment import EnrichmentStore
 from crm_audit_transform.errors import DirectoryUnavailable
 from crm_audit_transform.ports import (
     ActivityLogStore,
@@ -21,6 +20,7 @@ from crm_audit_transform.ports import (
     AuditSource,
     Clock,
     ContactDirectory,
+    EnrichmentStore,
     EntityDirectory,
     FeatureFlags,
     IndexState,
@@ -31,7 +31,7 @@ from crm_audit_transform.ports import (
     UserDirectory,
 )
 from crm_audit_transform.service import ServicePorts
-from crm_audit_transform.usecases import RunPorts
+from crm_audit_transform.usecases.run import RunPorts
 
 from .metrics import MigrationMetrics, process_metrics
 

@@ -1,20 +1,15 @@
-"""The rules the Transformer runs, one small module each (see docs/mapping.md)."""
+"""The rules the Transformer runs, one small module each (see docs/mapping.md).
+
+A stage of your own returns a ``Rejection`` or sets a ``MappedCategory``; both are exported from
+``crm_audit_transform`` itself. The rule classes are internal: build a chain with ``RuleChain``.
+"""
 
 from __future__ import annotations
 
-from .actor import ActorResolver
-from .category import CategoryMapper, MappedCategory
-from .changes import ChangesExtractor
-from .contact import ContactResolver
+from .category import MappedCategory
 from .verdict import Rejection
-from .watermark import SyncWatermark
 
 __all__ = [
-    "ActorResolver",
-    "CategoryMapper",
-    "ChangesExtractor",
-    "ContactResolver",
     "MappedCategory",
     "Rejection",
-    "SyncWatermark",
 ]

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from attrs import frozen
 
 from .. import reasons
-from ..config import MappingConfig, StatusRule, TypeMapping
+from ..config import MappingConfig
+from ..config.model import StatusRule, TypeMapping
 from ..values import Changes
 from ._ids import as_id, new_value
 from .verdict import Rejection

@@ -6,7 +6,7 @@ They are real adapters (not mocks): each keeps its data in dicts and honours the
 
 from __future__ import annotations
 
-from .enrichment import InMemoryEnrichmentStore, activity_log_document
+from .enrichment import InMemoryEnrichmentStore
 from .golden import (
     CorpusTenant,
     corpus_tenant,
@@ -17,7 +17,6 @@ from .golden import (
     transform_corpus,
 )
 from .lookups import (
-    CallLog,
     InMemoryContactDirectory,
     InMemoryEntityDirectory,
     InMemoryPeopleCounter,
@@ -36,7 +35,6 @@ from .timeline import InMemoryTimelineStore
 from .verification import InMemoryMigratedLogReader
 
 __all__ = [
-    "CallLog",
     "CorpusTenant",
     "FixedClock",
     "InMemoryActivityLogStore",
@@ -52,7 +50,6 @@ __all__ = [
     "InMemoryTimelineStore",
     "InMemoryUserDirectory",
     "StaticFeatureFlags",
-    "activity_log_document",
     "corpus_tenant",
     "corpus_tenants",
     "log_snapshot",

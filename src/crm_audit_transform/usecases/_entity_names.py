@@ -15,7 +15,8 @@ import attrs
 
 from .. import reasons
 from ..domain import ActivityLog, EntityRef, Migrated, Outcome, WriteResult
-from ..enrichment import ASSOCIATION_ACTIONS, linked_entity_name
+from ..enrichment import ASSOCIATION_ACTIONS
+from ..enrichment.planner import linked_entity_name
 from ..enrichment_tally import EnrichmentTally
 from ..ports import EntityDirectory
 

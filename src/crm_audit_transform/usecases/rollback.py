@@ -42,6 +42,8 @@ class RollbackPorts:
 
 @frozen
 class RollbackResult:
+    """What a rollback did: the account, how many of its migrated logs it deleted, and its job if any."""
+
     company_sso_id: str
     deleted: int
     job_id: str | None = None
