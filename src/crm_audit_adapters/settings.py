@@ -317,8 +317,11 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
     usman = _usman(raw.get("usman"), environ, problems, in_file)
     tenants = _tenants(raw.get("tenants"), environ.get(f"{_PREFIX}TENANTS"), problems, in_file)
     loader = _loader(raw.get("loader"), environ, problems)
+    misspelled = _misspelled(environ)
     if problems:
-        raise ConfigError(problems, source="the runner's settings")
+        # A misspelled variable is often why another setting looks wrong (its default is in force):
+        # its hint goes into the error, not into warnings that an error would never print.
+        raise ConfigError([*problems, *misspelled], source="the runner's settings")
     run = RunSettings(
         page_size=values.pop("page_size", RunSettings().page_size),
         halt_threshold=values.pop("halt_threshold", RunSettings().halt_threshold),
@@ -326,9 +329,8 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
         halt_sample=values.pop("halt_sample", RunSettings().halt_sample),
         lease_seconds=values.pop("lease_seconds", RunSettings().lease_seconds),
     )
-    return Settings(
-        usman=usman, run=run, tenants=tenants, loader=loader, warnings=_misspelled(environ), **values
-    )
+    warnings = tuple(f"{where} {note}" for where, note in misspelled)
+    return Settings(usman=usman, run=run, tenants=tenants, loader=loader, warnings=warnings, **values)
 
 
 def _tenants(table: Any, env: str | None, problems: list[tuple[str, str]], in_file: str) -> dict[str, str]:
@@ -363,15 +365,16 @@ def _did_you_mean(name: str, known: list[str]) -> str:
     return f"; did you mean {close[0]}?" if close else ""
 
 
-def _misspelled(environ: Mapping[str, str]) -> tuple[str, ...]:
+def _misspelled(environ: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(``environment variable NAME``, ``is not a setting; did you mean …?``) per near miss."""
     known = sorted(KNOWN_ENVIRONMENT)
     notes = []
     for name in sorted(environ):
         if name.startswith(_PREFIX) and name not in KNOWN_ENVIRONMENT:
             hint = _did_you_mean(name, known)
             if hint:
-                notes.append(f"environment variable {name} is not a setting{hint}")
-    return tuple(notes)
+                notes.append((f"environment variable {name}", f"is not a setting{hint}"))
+    return notes
 
 
 def _loader(table: Any, environ: Mapping[str, str], problems: list[tuple[str, str]]) -> LoaderLimits:
@@ -380,7 +383,10 @@ def _loader(table: Any, environ: Mapping[str, str], problems: list[tuple[str, st
         problems.append(("loader", "expected a table"))
         table = None
     table = table or {}
-    problems.extend((f"loader.{key}", "unknown setting") for key in sorted(set(table) - set(LOADER_LIMITS)))
+    problems.extend(
+        (f"loader.{key}", "unknown setting" + _did_you_mean(key, list(LOADER_LIMITS)))
+        for key in sorted(set(table) - set(LOADER_LIMITS))
+    )
     limits: dict[str, int] = {}
     for name in LOADER_LIMITS:
         env = f"{_LOADER_PREFIX}{name.upper()}"

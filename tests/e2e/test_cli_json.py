@@ -175,6 +175,20 @@ class TestJsonOutput:
         ]
         assert sent["refused"] == []
 
+    def test_enqueue_refuses_an_in_progress_job_whose_flag_is_now_off(self, triggered: Cli) -> None:
+        """A job triggered while enabled is not sent again once the flag is off: FLAG_DISABLED, exit 4."""
+        env = {"CRM_AUDIT_BROKER_URL": "memory://", "CRM_AUDIT_ENABLED_COMPANIES": "someone-else"}
+        refused = checked(triggered("enqueue", *C, "--json", **env), "enqueue", exit_codes.REFUSED)
+        assert refused["sent"] == []
+        assert [(r["company_sso_id"], r["code"]) for r in refused["refused"]] == [(COMPANY, "FLAG_DISABLED")]
+        everyone = triggered("enqueue", "--all-enabled", **env)
+        assert everyone.exit_code == 0, everyone.output
+        assert "sent" not in everyone.stdout
+        assert (
+            f"skipped 1 account(s) whose flag is off, their in-progress job not sent: {COMPANY}"
+            in everyone.stderr
+        )
+
     def test_config_json_and_its_human_form(self, run_cli: Cli) -> None:
         """config --json is the settings, redacted; the default form is one line per key, redacted too."""
         dsn = {"CRM_AUDIT_DATABASE_URL": "postgresql://ro:hunter2@crm/crm"}

@@ -80,3 +80,43 @@ class TestShardEntries:
         further = attrs.evolve(moved, last_audit_id=120)
         answer = store.save_shard_progress(job.job_id, further, "a", TTL)
         assert (answer.status, answer.shards[0].last_audit_id) == (CANCELLED, 80)
+
+
+class TestStoredSummary:
+    def test_the_document_s_top_level_figures_sum_the_shards_as_they_run(
+        self, store: MongoJobStore, mongo_db: Any
+    ) -> None:
+        """Readers of the raw document see records_* and progress_pct summed over both running shards."""
+        job = sharded_job()
+        store.create(job)
+        store.acquire_shard_lease(job.job_id, 0, "a", TTL)
+        store.acquire_shard_lease(job.job_id, 1, "b", TTL)
+        store.save_shard_progress(
+            job.job_id,
+            attrs.evolve(job.shards[0], last_audit_id=50, tally=Tally(processed=50, migrated=40)),
+            "a",
+            TTL,
+        )
+        both = store.save_shard_progress(
+            job.job_id,
+            attrs.evolve(job.shards[1], last_audit_id=230, tally=Tally(processed=30, migrated=30)),
+            "b",
+            TTL,
+        )
+        doc = mongo_db.jobs.find_one({"_id": job.job_id})
+        assert (doc["records_processed"], doc["records_migrated"]) == (80, 70)
+        assert doc["progress_pct"] == both.progress_pct == 20.0
+        assert doc["last_audit_id"] == 50
+
+    def test_a_cancel_from_a_stale_read_keeps_the_newer_summary(
+        self, store: MongoJobStore, mongo_db: Any
+    ) -> None:
+        """A status change read before a shard's batch leaves that batch in the stored counts."""
+        job = sharded_job()
+        store.create(job)
+        stale = store.acquire_shard_lease(job.job_id, 0, "a", TTL)
+        moved = attrs.evolve(job.shards[0], last_audit_id=80, tally=Tally(processed=80, migrated=80))
+        store.save_shard_progress(job.job_id, moved, "a", TTL)
+        store.transition(attrs.evolve(stale, status=CANCELLED), {IN_PROGRESS})
+        doc = mongo_db.jobs.find_one({"_id": job.job_id})
+        assert (doc["status"], doc["records_processed"], doc["last_audit_id"]) == (CANCELLED, 80, 80)

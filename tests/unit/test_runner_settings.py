@@ -132,6 +132,17 @@ class TestSettings:
             "environment variable CRM_AUDIT_PAGESIZE is not a setting; did you mean CRM_AUDIT_PAGE_SIZE?",
         )
 
+    def test_the_did_you_mean_hint_survives_another_invalid_setting(self) -> None:
+        """With CRM_AUDIT_PAGESIZE misspelled and another value invalid, the error carries both."""
+        environ = {"CRM_AUDIT_PAGESIZE": "5", "CRM_AUDIT_HALT_THRESHOLD": "lots"}
+        with pytest.raises(ConfigError) as raised:
+            load_settings(None, environ)
+        problems = dict(raised.value.problems)
+        assert problems["environment variable CRM_AUDIT_PAGESIZE"] == (
+            "is not a setting; did you mean CRM_AUDIT_PAGE_SIZE?"
+        )
+        assert "environment variable CRM_AUDIT_HALT_THRESHOLD" in problems
+
     def test_a_misspelled_file_key_is_named_with_a_suggestion(self, tmp_path: Path) -> None:
         """An unknown key in the settings file suggests the key it is closest to."""
         path = tmp_path / "settings.toml"

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
+from typing import Any
 
 import attrs
 import pytest
 
-from crm_audit_transform.domain import ScopeBounds
+from crm_audit_transform.domain import AuditRow, ScopeBounds
 from crm_audit_transform.errors import JobAlreadyRunning, LeaseHeld
 from crm_audit_transform.jobs import CANCELLED, COMPLETED, HALTED, IN_PROGRESS, MigrationJob
 from crm_audit_transform.usecases import RESUME, RunSettings
@@ -124,6 +126,36 @@ class TestShardedRun:
         with pytest.raises(LeaseHeld):
             service.run_shard(world.company, 1, owner="me")
         assert service.run_shard(world.company, 0, owner="me").job.shards[0].status == COMPLETED
+
+    def test_a_shard_never_reads_a_page_past_its_range(self) -> None:
+        """Shard 0, whose rows fill its pages exactly, asks for no page of the next shard's rows."""
+        world = World()
+        job = sharded(world, 2)
+        shard = job.shards[0]
+        assert shard.until_id is not None
+        in_range = [r.id for r in world.source.page(world.tenant, world.transformer.scope, after_id=-1,
+                                                    cutoff=job.cutoff, limit=10_000)
+                    if r.id <= shard.until_id]  # fmt: skip
+        pages: list[list[int]] = []
+        source = world.source
+
+        class Recording:
+            def page(self, *args: Any, **kwargs: Any) -> Sequence[AuditRow]:
+                rows = source.page(*args, **kwargs)
+                pages.append([r.id for r in rows])
+                return rows
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(source, name)
+
+        world.source = Recording()  # type: ignore[assignment]
+        # One page of exactly the shard's rows: it ends on until_id, and the shard is done.
+        settings = RunSettings(halt_threshold=1.0, page_size=len(in_range))
+        done = world.service(settings=settings).run_shard(world.company, 0, owner="r").job
+        assert done.shards[0].status == COMPLETED
+        assert done.shards[0].tally.processed == len(in_range)
+        assert len(pages) == 1
+        assert [i for page in pages for i in page] == in_range
 
     def test_the_one_active_job_index_sees_one_job(self) -> None:
         """A second trigger of a sharded account in progress is JOB_ALREADY_RUNNING."""

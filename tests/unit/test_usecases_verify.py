@@ -343,6 +343,51 @@ class TestRepair:
         with pytest.raises(LeaseHeld):
             verify(world, repair=True)
 
+    def test_repair_refuses_while_a_shard_runs_and_leaves_its_progress(self) -> None:
+        """A live shard lease refuses repair (LeaseHeld naming the shard); the shard's entry is untouched."""
+        world = World("acme")
+        service = world.service(settings=SETTINGS)
+        service.trigger(world.company, shards=2)
+        service.run_shard(world.company, 0, owner="runner-0")
+        job = job_of(world)
+        world.jobs.acquire_shard_lease(job.job_id, 1, "runner-1", dt.timedelta(minutes=5))
+        before = job_of(world)
+        with pytest.raises(LeaseHeld, match="shard 1"):
+            verify(world, repair=True)
+        after = job_of(world)
+        assert after.shards == before.shards  # shard 0's lease taken and handed back; shard 1 as held
+        assert after.lease_owner is None
+        done = service.run_shard(world.company, 1, owner="runner-1").job
+        assert done.status == "completed"
+
+    def test_a_shard_cannot_start_under_a_repair(self) -> None:
+        """While repair holds a sharded job, every shard's lease is its own: a shard runner gets LeaseHeld."""
+        world = World("acme")
+        service = world.service(settings=SETTINGS)
+        service.trigger(world.company, shards=2)
+        service.run_shard(world.company, 0, owner="runner-0")
+        seen: list[str] = []
+        reader = InMemoryMigratedLogReader(world.logs)
+
+        class RunnerArrives:
+            """The migrated logs, read once per page; the first read lets a shard runner try its luck."""
+
+            def __getattr__(self, name: str) -> Any:
+                if not seen:
+                    seen.append(name)
+                    with pytest.raises(LeaseHeld):
+                        service.run_shard(world.company, 1, owner="runner-1")
+                return getattr(reader, name)
+
+        ports = VerifyPorts(world.source, world.users, world.sso, world.contacts, RunnerArrives(),  # type: ignore[arg-type]
+                            world.jobs, world.logs, world.clock, world.indexes)  # fmt: skip
+        verify_account(world.company, ports, world.transformer, settings=VerifySettings(repair=True))
+        assert seen
+        job = job_of(world)
+        assert job.lease_owner is None
+        assert all(s.lease_owner is None for s in job.shards)
+        assert service.run_shard(world.company, 1, owner="runner-1").job.status == "completed"
+
 
 class TestRepairPreconditions:
     def test_repair_refuses_without_the_unique_index(self) -> None:

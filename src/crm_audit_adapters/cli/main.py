@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import select
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 import click
 
@@ -62,6 +64,42 @@ def _secrets(state: CliState | None) -> list[str | None]:
     return values + list(loaded.secrets() if loaded is not None else ())
 
 
+BROKEN_PIPE: Final = 128 + signal.SIGPIPE
+"""Exit code when stdout's reader went away (``… | head -1``): what a shell reports for a Unix tool
+that SIGPIPE ended (141)."""
+
+
+def _reader_gone(error: BaseException) -> bool:
+    """True when ``error`` comes from writing to a stdout whose reader has closed it.
+
+    A broken pipe to a server (a socket) is a dependency going down, not this: it must still be
+    reported. So the pipe must be stdout, and stdout must be a pipe with no reader left.
+    """
+    seen: BaseException | None = error
+    while seen is not None and not isinstance(seen, BrokenPipeError):
+        seen = seen.__cause__ or seen.__context__
+    return seen is not None and _stdout_has_no_reader()
+
+
+def _stdout_has_no_reader() -> bool:
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):  # not a real file (an in-process test runner's buffer)
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    # A pipe's write end whose read end is closed polls as POLLERR on Linux and the BSDs.
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
+def _exit_quietly() -> None:
+    """Stop at once, silently, as a Unix tool does on SIGPIPE (``dry-run --out - | head -1``)."""
+    # Point stdout at /dev/null: the interpreter flushes it at exit, and that must not fail again.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(BROKEN_PIPE)
+
+
 class _Group(click.Group):
     """Turns every error of a command into ``error: CODE: message`` and its documented exit code."""
 
@@ -81,6 +119,8 @@ class _Group(click.Group):
             )
             ctx.exit(_report(error, ctx.find_object(CliState)))
         except Exception as error:
+            if _reader_gone(error):
+                _exit_quietly()
             ctx.exit(_report(error, ctx.find_object(CliState)))
 
     def main(

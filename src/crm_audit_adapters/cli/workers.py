@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from crm_audit_transform.errors import ConfigError, GuardError, JobAlreadyRunning
+from crm_audit_transform.errors import ConfigError, FlagDisabled, GuardError, JobAlreadyRunning
 from crm_audit_transform.jobs import COMPLETED, IN_PROGRESS, MigrationJob
 from crm_audit_transform.timestamps import as_utc
 
@@ -148,6 +148,8 @@ def enqueue(
     sent: list[dict[str, Any]] = []
     refused: list[dict[str, str]] = []
     with state.runtime() as runtime:
+        if all_enabled:
+            _note_flag_off(runtime)
         for account in _accounts(runtime, company, all_enabled):
             try:
                 job = _trigger_or_resume(runtime, account, tenant, cutoff, shards)
@@ -187,10 +189,33 @@ def _accounts(runtime: Runtime, company: str | None, all_enabled: bool) -> list[
     return sorted(a for a in runtime.settings.tenants if runtime.flags.is_enabled(a))
 
 
+def _note_flag_off(runtime: Runtime) -> None:
+    """One stderr line for bound accounts left out because their flag is off while a job is in progress."""
+    off = sorted(a for a in runtime.settings.tenants if not runtime.flags.is_enabled(a))
+    held = [
+        a for a in off if (job := runtime.service.latest_job(a)) is not None and job.status == IN_PROGRESS
+    ]
+    if held:
+        click.echo(
+            f"skipped {len(held)} account(s) whose flag is off, their in-progress job not sent: "
+            + ", ".join(held),
+            err=True,
+        )
+
+
 def _trigger_or_resume(
     runtime: Runtime, company: str, tenant: str | None, cutoff: dt.datetime | None, shards: int
 ) -> MigrationJob | None:
-    """The account's in-progress job: the one already running, or a new one (guards first)."""
+    """The account's in-progress job: the one already running, or a new one (guards first).
+
+    The flag is checked first, as ``trigger`` does: an account switched off after its job was
+    triggered is refused (``FLAG_DISABLED``), its job left as it is, nothing sent.
+    """
+    if not runtime.flags.is_enabled(company):
+        raise FlagDisabled(
+            f"the CRM audit migration is not enabled for company {company}: nothing sent "
+            "(an in-progress job stays as it is; cancel it, or enable the flag and enqueue again)"
+        )
     latest = runtime.service.latest_job(company)
     if latest is not None and latest.status == IN_PROGRESS:
         return latest

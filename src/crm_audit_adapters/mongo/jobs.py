@@ -9,6 +9,14 @@ progress in one round trip; a runner whose lease was taken over overwrites nothi
 job was cancelled gets the cancelled job back. ``save`` is last-writer-wins; ``transition`` is a
 compare-and-set on the stored status (cancel, resume, the rollback's hold).
 
+**A sharded job's top-level figures** (``records_*``, ``progress_pct``, ``failure_rate``, ``tally``,
+``last_audit_id``) are the sums of its shards, for readers of the document that are not this
+store (dashboards, the CDP's own status). Shards write their own entries concurrently, so every
+shard write (and every status change) also counts ``shard_writes`` up, and then sets the summary
+of the document it got back, guarded on ``summary_of`` being older: the stored summary is always
+that of the newest shard write it has seen, never an older one (two writes, the second
+idempotent; a crash between them leaves it one batch behind until the next).
+
 **Leases on the database's clock.** Expiries are computed by the server: both lease writes are
 update *pipelines* that set ``lease_expires_at: {$add: ["$$NOW", ttl_ms]}`` and compare an
 existing lease with ``$$NOW`` — so runners on hosts whose clocks disagree still agree on whether a
@@ -22,7 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection as Statuses
-from typing import Any
+from typing import Any, Final
 
 from pymongo import DESCENDING, ReturnDocument
 from pymongo.collection import Collection
@@ -39,6 +47,25 @@ from .names import CollectionNames
 from .retry import DEFAULT_RETRY, RetryPolicy, call_with_retry
 
 __all__ = ["MongoJobStore"]
+
+_SUMMARY: Final = frozenset(
+    {
+        "tally",
+        "enrichment",
+        "halt_basis",
+        "last_audit_id",
+        "progress_pct",
+        "failure_rate",
+        "records_processed",
+        "records_migrated",
+        "records_skipped",
+        "records_failed",
+        "actors_degraded",
+    }
+)
+"""The job document's fields derived from its shards (``encode_job``)."""
+_WRITES: Final = "shard_writes"
+_SUMMARY_OF: Final = "summary_of"
 
 
 class MongoJobStore:
@@ -163,9 +190,13 @@ class MongoJobStore:
         def replace(_: int) -> dict[str, Any] | None:
             try:
                 if job.shards and IN_PROGRESS in expected:
-                    fields = {k: v for k, v in doc.items() if k not in ("_id", "shards")}
+                    # The shards' entries and their sums as stored: this job was read before them.
+                    keep = {"_id", "shards", *_SUMMARY}
+                    fields = {k: v for k, v in doc.items() if k not in keep}
                     return self._collection.find_one_and_update(
-                        query, {"$set": fields}, return_document=ReturnDocument.AFTER
+                        query,
+                        {"$set": fields, "$inc": {_WRITES: 1}},
+                        return_document=ReturnDocument.AFTER,
                     )
                 return self._collection.find_one_and_replace(
                     query,
@@ -179,7 +210,7 @@ class MongoJobStore:
 
         stored = call_with_retry(replace, self._retry, "change migration job status")
         if stored is not None:
-            return decode_job(stored)
+            return self._summarised(stored)
         if self.get(job.job_id) is None:
             raise JobNotFound(f"no job {job.job_id}")
         return None
@@ -320,9 +351,10 @@ class MongoJobStore:
         """``save_progress`` of one shard: ``$set`` of ``shards.<n>``'s fields, guarded on its lease."""
         at = f"shards.{shard.shard}"
         fields = {f"{at}.{k}": v for k, v in encode_shard(shard).items()}
+        count = {"$inc": {_WRITES: 1}}
         if ttl is None:
             fields.update({f"{at}.lease_owner": None, f"{at}.lease_expires_at": None})
-            update: Any = {"$set": fields}
+            update: Any = {"$set": fields, **count}
         elif self._clock is not None:
             fields.update(
                 {
@@ -330,11 +362,12 @@ class MongoJobStore:
                     f"{at}.lease_expires_at": to_bson_datetime(self._clock.now() + ttl),
                 }
             )
-            update = {"$set": fields}
+            update = {"$set": fields, **count}
         else:
             literal: dict[str, Any] = {key: {"$literal": value} for key, value in fields.items()}
             literal[f"{at}.lease_owner"] = {"$literal": owner}
             literal[f"{at}.lease_expires_at"] = {"$add": ["$$NOW", _millis(ttl)]}
+            literal[_WRITES] = {"$add": [{"$ifNull": [f"${_WRITES}", 0]}, 1]}
             update = [{"$set": literal}]
 
         def write(_: int) -> dict[str, Any] | None:
@@ -346,7 +379,7 @@ class MongoJobStore:
 
         stored = call_with_retry(write, self._retry, "save shard progress")
         if stored is not None:
-            return decode_job(stored)
+            return self._summarised(stored)
         current = self.get(job_id)
         if current is None or len(current.shards) <= shard.shard:
             raise JobNotFound(f"no job {job_id} with a shard {shard.shard}")
@@ -357,6 +390,22 @@ class MongoJobStore:
             f"shard {shard.shard} of job {job_id} is no longer leased to {owner}: held by "
             f"{held.lease_owner} until {held.lease_expires_at}"
         )
+
+    def _summarised(self, doc: dict[str, Any]) -> MigrationJob:
+        """The job of ``doc``; a sharded one's summary of its shards set, unless a newer one is."""
+        job = decode_job(doc)
+        if not job.shards:
+            return job
+        written = int(doc.get(_WRITES) or 0)
+        summary = {k: v for k, v in encode_job(job).items() if k in _SUMMARY}
+        summary[_SUMMARY_OF] = written
+        query = {"_id": job.job_id, "$or": [{_SUMMARY_OF: {"$lt": written}}, {_SUMMARY_OF: None}]}
+        call_with_retry(
+            lambda _: self._collection.update_one(query, {"$set": summary}),
+            self._retry,
+            "save sharded job summary",
+        )
+        return job
 
 
 def _millis(ttl: dt.timedelta) -> int:

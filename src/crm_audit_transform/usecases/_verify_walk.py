@@ -6,6 +6,7 @@ See ``usecases.verify`` for what is compared and the repair counting rule.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import random
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -15,8 +16,8 @@ import attrs
 
 from ..domain import ActivityLog, AuditRow, Contact, Failed, Migrated, Outcome
 from ..enrichment.model import ASSOCIATION_ACTIONS, MatchKey
-from ..errors import CrmAuditError
-from ..jobs import COMPLETED, MigrationJob
+from ..errors import CrmAuditError, LeaseHeld
+from ..jobs import COMPLETED, JobShard, MigrationJob
 from ..lookup import LookupPorts, LookupRequest, fetch_lookups
 from ..lookup_cache import LookupCache
 from ..ports import Clock, JobStore
@@ -37,6 +38,46 @@ from .migrate_batch import MAX_BATCH_SIZE, migrate_batch
 
 if TYPE_CHECKING:
     from .verify import VerifyPorts, VerifySettings
+
+
+def hold_every_lease(jobs: JobStore, job: MigrationJob, owner: str, ttl: dt.timedelta) -> MigrationJob:
+    """Take (or renew) every shard's lease, then the job's: the job as stored, all of it ``owner``'s.
+
+    Repair saves the whole job document; a shard runner writes its entry under its own lease, so
+    only with every shard's lease held may the document be saved whole. ``LeaseHeld`` (with the
+    leases taken here handed back) while another runner holds one: a running shard is never
+    overwritten, the repair waits until the shards are done.
+    """
+    job_id = job.job_id
+    taken: list[JobShard] = []
+    try:
+        for shard in job.shards:  # a job's shards are fixed when it is triggered
+            held = jobs.acquire_shard_lease(job_id, shard.shard, owner, ttl)
+            taken.append(held.shards[shard.shard])
+        return jobs.acquire_lease(job_id, owner, ttl)
+    except LeaseHeld as exc:
+        for shard in taken:
+            with contextlib.suppress(CrmAuditError):
+                jobs.save_shard_progress(job_id, shard, owner, None)
+        raise LeaseHeld(
+            f"verify --repair writes job {job_id} whole, so it waits while a runner holds it: {exc}"
+        ) from exc
+
+
+def release_every_lease(jobs: JobStore, stored: MigrationJob, owner: str) -> None:
+    """Hand back ``owner``'s leases on ``stored``: the whole document only when every lease is ours."""
+    if stored.lease_owner == owner and all(s.lease_owner == owner for s in stored.shards):
+        jobs.save(
+            attrs.evolve(stored, lease_owner=None, lease_expires_at=None, shards=_unleased(stored.shards))
+        )
+        return
+    for shard in stored.shards:
+        if shard.lease_owner == owner:
+            jobs.save_shard_progress(stored.job_id, shard, owner, None)
+
+
+def _unleased(shards: tuple[JobShard, ...]) -> tuple[JobShard, ...]:
+    return tuple(attrs.evolve(s, lease_owner=None, lease_expires_at=None) for s in shards)
 
 
 class _Found:
@@ -282,15 +323,17 @@ class Walk:
         return jobs, clock, job
 
     def _renew_lease(self) -> None:
-        # Taking the lease again renews it while it is ours (LeaseHeld once another took it over);
-        # save_progress would not: it writes in-progress jobs only, and repair serves ended ones too.
+        # Taking the leases again renews them while they are ours (LeaseHeld once another took one
+        # over); save_progress would not: it writes in-progress jobs only, and repair serves ended ones.
         jobs, _, job = self._lease_ports()
-        self.job = jobs.acquire_lease(job.job_id, self.owner, self.settings.lease_ttl)
+        self.job = hold_every_lease(jobs, job, self.owner, self.settings.lease_ttl)
 
     def finish_repair(self) -> None:
         """Count the repaired rows into the job (rule in the module docstring) and hand the lease back."""
         jobs, clock, job = self._lease_ports()
-        held = jobs.acquire_lease(job.job_id, self.owner, self.settings.lease_ttl)  # still ours, or LeaseHeld
+        # Still ours, or LeaseHeld: with every shard's lease held too, no runner writes this document
+        # meanwhile, so saving it whole cannot undo a shard's batch.
+        held = hold_every_lease(jobs, job, self.owner, self.settings.lease_ttl)
         # The job counts the rows behind its cursor that have a log: derived from what is stored now,
         # not incremented, so a repair that died before this write is counted by the next one.
         added = max(0, self.range_logged + self.repaired_in_range - held.tally.migrated)
@@ -307,10 +350,9 @@ class Walk:
         if held.shards:
             # A sharded job's counts are its shards' sums: the last shard (open-ended, where late rows
             # land) carries what the repair found. Still derived from the stored totals, not added up.
-            last = held.shards[-1]
-            done = attrs.evolve(
-                done, shards=(*held.shards[:-1], attrs.evolve(last, tally=last.tally + found))
-            )
+            shards = _unleased(held.shards)
+            last = shards[-1]
+            done = attrs.evolve(done, shards=(*shards[:-1], attrs.evolve(last, tally=last.tally + found)))
         jobs.save(done)
         self.job = done
         self.range_logged += self.repaired_in_range
@@ -319,11 +361,11 @@ class Walk:
         jobs, job = self.ports.jobs, self.job
         if jobs is None or job is None:
             return
-        # Best effort, from the job as stored: the lease expires anyway.
+        # Best effort, from the job as stored: the leases expire anyway.
         with contextlib.suppress(CrmAuditError):
             stored = jobs.latest(self.company)
-            if stored is not None and stored.lease_owner == self.owner:
-                jobs.save(attrs.evolve(stored, lease_owner=None, lease_expires_at=None))
+            if stored is not None and stored.job_id == job.job_id:
+                release_every_lease(jobs, stored, self.owner)
 
     # -- after the walk --------------------------------------------------------------------------
     def stray_pass(self) -> None:

@@ -270,16 +270,15 @@ class _Loop:
                 return RunResult(self._finish(job, HALTED, reason), steps, would_halt=would_halt)
         scope = self._transformer.scope
         while True:
+            limit = self._page_limit(job.last_audit_id)
+            if limit == 0:
+                break  # a shard whose cursor reached the end of its range
             rows = self._ports.source.page(
-                job.tenant,
-                scope,
-                after_id=job.last_audit_id,
-                cutoff=job.cutoff,
-                limit=self._settings.page_size,
+                job.tenant, scope, after_id=job.last_audit_id, cutoff=job.cutoff, limit=limit
             )
-            full = len(rows) == self._settings.page_size
-            if self._until_id is not None and rows and rows[-1].id > self._until_id:
-                # A shard's last page: the rows past its range are the next shard's.
+            full = len(rows) == limit
+            if self._until_id is not None and rows and rows[-1].id >= self._until_id:
+                # A shard's last page: it reached its range's end; rows past it are the next shard's.
                 rows = [r for r in rows if r.id <= self._until_id]
                 full = False
             if not rows:
@@ -307,6 +306,14 @@ class _Loop:
             if self._settings.enforce_halt:
                 return RunResult(self._finish(job, HALTED, reason), steps, would_halt=would_halt)
         return RunResult(self._finish(job, COMPLETED), steps, would_halt=would_halt)
+
+    def _page_limit(self, after_id: int) -> int:
+        """The page size, capped for a shard at the ids left in its range: ids are unique
+        integers, so ``(after_id, until_id]`` holds at most ``until_id - after_id`` rows, and a
+        shard never asks for a page of rows that all belong to the next shard."""
+        if self._until_id is None:
+            return self._settings.page_size
+        return max(0, min(self._settings.page_size, self._until_id - after_id))
 
     def _steps(self, job: MigrationJob, rows: Sequence[AuditRow]) -> Iterator[_Step]:
         prepared = self._transformer.prepare(rows)

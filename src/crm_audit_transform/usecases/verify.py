@@ -59,7 +59,7 @@ from ..ports import (
 )
 from ..transformer import Transformer
 from ..verification import VerifyReport
-from ._verify_walk import Walk
+from ._verify_walk import Walk, hold_every_lease
 from .migrate_batch import MAX_BATCH_SIZE
 from .safety import require_indexes
 from .settings import DEFAULT_PAGE_SIZE
@@ -172,4 +172,4 @@ def _take_lease(
         # A rolled-back (or cancelled) account's logs were removed on purpose: never write them back.
         raise JobNotFound(f"company {company_sso_id}'s latest job is {job.status}: nothing to repair into")
     require_indexes(ports.indexes)  # repair writes: exactly-once rests on the unique index
-    return ports.jobs.acquire_lease(job.job_id, owner, settings.lease_ttl)
+    return hold_every_lease(ports.jobs, job, owner, settings.lease_ttl)
