@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from test_loader_properties import SETTINGS, YAMLISH, documents, psych_dump
 
 from crm_audit_transform.loading import LoaderLimits, available_backends, load_audited_changes
@@ -79,6 +79,9 @@ class TestSameAsThePurePath:
 
     @settings(SETTINGS, max_examples=100)
     @given(YAMLISH.map(lambda tail: "---" + tail))
+    @example("---\n<<: \n[")  # once a merge-key refusal on the pure path (its parser read on)
+    @example("--- !:!ruby/object:BigDecimal ")  # once a tag-handle error on the pure path
+    @example("--- [?-?!ruby/object:ActiveSupport::TimeWithZone\n utc: ")  # once a flow error there
     def test_yaml_like_noise_gives_the_same_value_or_error(self, text: str) -> None:
         """Fuzz: broken, tagged, aliased or odd texts give the same value or the same typed error."""
         agree(text)
@@ -152,6 +155,34 @@ SHORTCUT_EDGES = [
 def test_the_compiled_shortcuts_read_each_form_as_tokenize_does(scalar: str) -> None:
     """Each plain form the compiled builder reads without tokenize, and its edges, loads as on every path."""
     agree(f"---\nvalue: {scalar}\n{scalar or 'k'}: 1\nlist:\n- {scalar}\n")
+
+
+LIBYAML_READINGS = [
+    # An open simple key at its mapping's column on the last line: stale at the stream's end.
+    ("---\n<<: \n[", "MalformedYaml"),
+    ("---\na: 1\nb", "MalformedYaml"),
+    # A handle is ``!word!`` with nothing between; else the whole text is a local tag.
+    ("--- !:!b 1", "UnsupportedTag"),
+    ("--- !a!b 1", "MalformedYaml"),  # an undefined handle
+    ("--- !!str\t1", "NotAMapping"),  # a tab ends a tag
+    ("--- !a,b 1", "MalformedYaml"),  # "," belongs to verbatim tags only
+    ("--- [!a,b]", "UnsupportedTag"),  # ... and ends a tag in a flow collection
+    ("--- !<tag:x,y> 1", "UnsupportedTag"),
+    # Plain scalars in flow collections: "?" does not end them, ":" before ",?[]{}" is an error.
+    ("--- [a?b]", "NotAMapping"),
+    ("--- [-?a: 1]", "NotAMapping"),
+    ("--- [a:,b]", "MalformedYaml"),
+    ("--- {a:[b]}", "MalformedYaml"),
+    ("--- {a: [b]}", "value"),
+]
+
+
+@pytest.mark.parametrize(("text", "kind"), LIBYAML_READINGS)
+def test_the_pure_parser_reads_what_libyaml_reads(text: str, kind: str) -> None:
+    """Where PyYAML's own scanner reads a text otherwise than libyaml (Psych's parser), every path
+    gives libyaml's outcome: a value or the same typed error."""
+    for backend in available_backends():
+        assert outcome(lambda: load_audited_changes(text, backend=backend))[0] == kind, backend  # noqa: B023
 
 
 class TestWithoutTheExtension:

@@ -16,6 +16,7 @@ import yaml
 from yaml.parser import Parser
 from yaml.reader import Reader
 from yaml.scanner import Scanner, ScannerError
+from yaml.tokens import ScalarToken, TagToken
 
 from ..errors import BadEncoding, LimitExceeded, MalformedYaml
 from ._builder import build
@@ -32,6 +33,9 @@ except ImportError:  # no compiler, no libyaml header, or skipped on purpose: th
     _cbuild = None  # type: ignore[assignment]
 
 _BREAKS = "\r\n\x85\u2028\u2029"
+_BLANKZ = "\0 \t" + _BREAKS
+_WORD = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-_"
+_TAG_URI = _WORD + ";/?:@&=+$.%!~*'()"  # libyaml's URI characters; a verbatim tag adds ",[]"
 
 Backend = Literal["auto", "compiled", "libyaml", "python"]
 """``auto`` takes the compiled builder, then libyaml when PyYAML was built with it, else the
@@ -65,6 +69,42 @@ class _PythonParser(Reader, Scanner, Parser):
                     self.allow_simple_key = True
             else:
                 found = True
+
+    def scan_plain(self) -> ScalarToken:
+        # libyaml's plain scalar (scanner.c, yaml_parser_scan_plain_scalar): inside a flow
+        # collection it ends at one of ``,[]{}`` but not at ``?`` (PyYAML ends it there too), and a
+        # ``:`` followed by one of ``,?[]{}`` is an error (PyYAML ends the scalar before it, so
+        # ``{a:[b]}`` would load on this path and fail on libyaml's).
+        chunks: list[str] = []
+        start_mark = self.get_mark()
+        end_mark = start_mark
+        indent = self.indent + 1
+        spaces: list[str] | None = []
+        while True:
+            length = 0
+            if self.peek() == "#":
+                break
+            while (ch := self.peek(length)) not in _BLANKZ:
+                following = self.peek(length + 1)
+                if self.flow_level and ch == ":" and following in ",?[]{}":
+                    self.forward(length)
+                    raise ScannerError(
+                        "while scanning a plain scalar", start_mark, "found unexpected ':'", self.get_mark()
+                    )
+                if (ch == ":" and following in _BLANKZ) or (self.flow_level and ch in ",[]{}"):
+                    break
+                length += 1
+            if length == 0:
+                break
+            self.allow_simple_key = False
+            chunks.extend(spaces or ())
+            chunks.append(self.prefix(length))
+            self.forward(length)
+            end_mark = self.get_mark()
+            spaces = self.scan_plain_spaces(indent, start_mark)
+            if not spaces or self.peek() == "#" or (not self.flow_level and self.column < indent):
+                break
+        return ScalarToken("".join(chunks), True, start_mark, end_mark)
 
     def scan_plain_spaces(self, indent: int, start_mark: Any) -> list[str] | None:
         # libyaml takes tabs as blanks between and after the words of a plain scalar (erring only
@@ -104,6 +144,78 @@ class _PythonParser(Reader, Scanner, Parser):
             chunks.append(" ")
         chunks.extend(breaks)
         return chunks
+
+    def fetch_stream_end(self) -> None:
+        # libyaml ends the last line before the stream end, so a simple key that must be one (a
+        # flow collection or scalar at its mapping's column, ``<<: \n[``) and is still open goes
+        # stale there: "could not find expected ':'". PyYAML skips that check and hands the
+        # builder more events first, which could then refuse them for another reason.
+        if self.column != 0:
+            self.line += 1
+            self.column = 0
+        self.stale_possible_simple_keys()
+        super().fetch_stream_end()
+
+    def scan_tag(self) -> TagToken:
+        # libyaml's reading of a tag (scanner.c, yaml_parser_scan_tag): ``!word!`` is a handle only
+        # when the second ``!`` follows the word at once, so ``!:!b`` is the local tag ``!:!b``
+        # (PyYAML looks for any later ``!`` and errs); ``,[]`` belong to verbatim tags only; and a
+        # tab, or a ``,`` inside a flow collection, may end a tag.
+        start_mark = self.get_mark()
+        handle: str | None
+        if self.peek(1) == "<":
+            self.forward(2)
+            handle, suffix = None, self._tag_uri(start_mark, None, _TAG_URI + ",[]")
+            if self.peek() != ">":
+                raise ScannerError(
+                    "while scanning a tag", start_mark, "did not find the expected '>'", self.get_mark()
+                )
+            self.forward()
+        else:
+            length = 1
+            while self.peek(length) in _WORD:
+                length += 1
+            if self.peek(length) == "!":
+                handle = self.prefix(length + 1)
+                self.forward(length + 1)
+                suffix = self._tag_uri(start_mark, None, _TAG_URI)
+            else:
+                head = self.prefix(length)[1:]
+                self.forward(length)
+                handle, suffix = "!", self._tag_uri(start_mark, head, _TAG_URI)
+                if not suffix:  # the non-specific tag ``!``
+                    handle, suffix = None, "!"
+        end = self.peek()
+        if end not in _BLANKZ and not (self.flow_level and end == ","):
+            raise ScannerError(
+                "while scanning a tag",
+                start_mark,
+                "did not find expected whitespace or line break",
+                self.get_mark(),
+            )
+        return TagToken((handle, suffix), start_mark, self.get_mark())
+
+    def _tag_uri(self, start_mark: Any, head: str | None, allowed: str) -> str:
+        """``head`` (the word already read) and the URI characters after it, %-escapes decoded."""
+        chunks = [head or ""]
+        read = 0
+        length = 0
+        while self.peek(length) in allowed:
+            if self.peek(length) == "%":
+                chunks.append(self.prefix(length))
+                self.forward(length)
+                length = 0
+                chunks.append(self.scan_uri_escapes("tag", start_mark))
+            else:
+                length += 1
+            read += 1
+        chunks.append(self.prefix(length))
+        self.forward(length)
+        if head is None and not read:
+            raise ScannerError(
+                "while parsing a tag", start_mark, "did not find expected tag URI", self.get_mark()
+            )
+        return "".join(chunks)
 
     def _line_break(self) -> str:
         return str(self.scan_line_break())  # type: ignore[no-untyped-call]
