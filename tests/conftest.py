@@ -2,13 +2,22 @@
 
 import os
 
+from hypothesis import settings
+
 from support.celery_workers import *  # noqa: F403
 from support.mongo import *  # noqa: F403
 from support.postgres import *  # noqa: F403
 from support.redis_server import *  # noqa: F403
 from support.wire_mongo import *  # noqa: F403
+from support.wire_sample import *  # noqa: F403
 
 # The corpus's CDP holds a contact for 93-94% of each tenant's CRM people (the others are its
 # contact_not_found rows), below the plan's 99% coverage gate: every command and worker the suite
 # starts gets the gate at 90% from here. Tests of the gate itself set their own threshold or data.
 os.environ.setdefault("CRM_AUDIT_COVERAGE_THRESHOLD", "0.9")
+
+# Hypothesis fails an example that takes over 200 ms by default: on a shared 2-core machine that
+# measures the machine, not the code (a passing property of tests/property/ failed so). Properties
+# keep their examples and assertions; timings belong to benchmarks/.
+settings.register_profile("suite", deadline=None)
+settings.load_profile("suite")

@@ -57,6 +57,7 @@ def runtime(untriggered: Runtime) -> Runtime:
 
 
 class TestMigrateAccountTask:
+    @pytest.mark.wire_duplicate  # a whole-account run: see support/wire_sample.py
     def test_the_task_runs_the_accounts_job_to_completion(self, runtime: Runtime) -> None:
         """migrate_account(company) completes the job and returns ids and the status only."""
         app = make_app(runtime.settings, runtime_factory=lambda: runtime)
@@ -86,6 +87,7 @@ class TestMigrateAccountTask:
 
 
 class TestMigrateShardTask:
+    @pytest.mark.wire_duplicate  # a whole-account run: see support/wire_sample.py
     def test_shard_tasks_complete_a_job_cut_at_the_crm_row_quantiles(self, untriggered: Runtime) -> None:
         """percentile_disc cuts 3 shards of near-equal rows; the last shard task to end completes the job."""
         runtime = untriggered

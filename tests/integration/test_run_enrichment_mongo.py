@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from pymongo.database import Database
 
 from crm_audit_adapters.mongo import (
@@ -74,6 +75,7 @@ class TestRunEnrichmentOnMongo:
         assert raw is not None
         assert raw["enrichment"]["keys_set"] == clean.enrichment.keys_set
 
+    @pytest.mark.wire_duplicate  # a whole-account run: see support/wire_sample.py
     def test_enrich_after_the_run_patches_nothing(self, mongo_db: Database[Any]) -> None:
         """The `enrich` pass over a run's own logs finds nothing left to set."""
         world = mongo_world(mongo_db)

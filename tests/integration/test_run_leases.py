@@ -45,6 +45,7 @@ def clean() -> tuple[Any, list[str]]:
 
 
 class TestTwoRunners:
+    @pytest.mark.wire_duplicate  # a whole-account run: see support/wire_sample.py
     def test_second_runner_is_refused_while_the_first_works(
         self, mongo_db: Any, clean: tuple[Any, list[str]]
     ) -> None:
@@ -85,6 +86,7 @@ class TestTwoRunners:
         assert job.status == COMPLETED
         assert (job.tally, external_ids(mongo_db)) == clean
 
+    @pytest.mark.wire_duplicate  # a whole-account run: see support/wire_sample.py
     def test_a_runner_whose_lease_was_taken_over_is_refused_at_its_next_progress_write(
         self, mongo_db: Any, clean: tuple[Any, list[str]]
     ) -> None:

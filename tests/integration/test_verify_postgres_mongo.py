@@ -100,6 +100,7 @@ def audit_id_of(doc: dict[str, Any]) -> int:
 
 
 class TestVerifyOnRealAdapters:
+    @pytest.mark.wire_duplicate  # a whole-account run: see support/wire_sample.py
     def test_a_clean_run_verifies_clean(
         self, crm_dsn: str, mongo_db: Database[Any], sessions: list[ReadOnlySession]
     ) -> None:
@@ -149,6 +150,7 @@ class TestVerifyOnRealAdapters:
         assert [(m.figure, m.job - m.found) for m in report.job.mismatches] == [("processed", 2)]
         assert not report.clean
 
+    @pytest.mark.wire_duplicate  # a whole-account run: see support/wire_sample.py
     def test_a_log_written_past_its_contacts_watermark_is_found(
         self, crm_dsn: str, mongo_db: Database[Any], sessions: list[ReadOnlySession]
     ) -> None:
@@ -162,6 +164,7 @@ class TestVerifyOnRealAdapters:
 
 
 class TestLateCommitAndRepair:
+    @pytest.mark.wire_duplicate  # a whole-account run: see support/wire_sample.py
     def test_a_row_committed_behind_the_cursor_is_missing_and_repair_writes_it(
         self,
         scratch_database: Callable[..., str],

@@ -35,6 +35,7 @@ def corpus_logs() -> list[ActivityLog]:
 
 
 class TestReadersAgree:
+    @pytest.mark.wire_duplicate  # a whole-account run: see support/wire_sample.py
     def test_both_readers_read_back_the_recomputed_content(
         self, mongo_db: Database[Any], tmp_path: Path
     ) -> None:

@@ -90,6 +90,9 @@ _DECIMALS = st.decimals(allow_nan=False, allow_infinity=False).filter(lambda d: 
 
 
 # Composite wrappers keep strategy reprs short (hypothesis warns on huge ones; warnings are errors).
+# Each draws from a strategy built once here: a strategy built inside a draw (``_NAMES.map(Sym)``,
+# ``st.recursive(...)``) is validated again, and its regex compiled again, on every draw, which cost
+# more than the tests' own work.
 @st.composite
 def texts(draw: st.DrawFn) -> str:
     """Any text, often a string Psych must quote to keep it a string."""
@@ -105,29 +108,32 @@ def times(draw: st.DrawFn) -> RubyTime:
     return RubyTime(instant, draw(_OFFSETS))
 
 
+_SYMBOLS = _NAMES.map(Sym)
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    texts(),
+    _SYMBOLS,
+    st.dates(dt.date(1583, 1, 1)),
+    times(),
+    _DECIMALS,
+    _ZONES.map(Zone),
+)
+_KEYS = st.one_of(texts(), _SYMBOLS, st.integers(), st.none(), st.booleans())
+
+
 @st.composite
 def scalars(draw: st.DrawFn) -> Any:
     """A Ruby scalar of a class Rails' YAML allowlist permits."""
-    return draw(
-        st.one_of(
-            st.none(),
-            st.booleans(),
-            st.integers(),
-            st.floats(),
-            texts(),
-            _NAMES.map(Sym),
-            st.dates(dt.date(1583, 1, 1)),
-            times(),
-            _DECIMALS,
-            _ZONES.map(Zone),
-        )
-    )
+    return draw(_SCALARS)
 
 
 @st.composite
 def keys(draw: st.DrawFn) -> Any:
     """A hash key as the corpus has them: String, Symbol, Integer, nil or boolean."""
-    return draw(st.one_of(texts(), _NAMES.map(Sym), st.integers(), st.none(), st.booleans()))
+    return draw(_KEYS)
 
 
 def _identity(key: Any) -> Any:
@@ -143,13 +149,14 @@ def _hashes(values: st.SearchStrategy[Any]) -> st.SearchStrategy[RubyHash]:
     return st.builds(RubyHash, pairs, st.booleans())
 
 
+_VALUES = st.recursive(scalars(), lambda inner: st.lists(inner, max_size=4) | _hashes(inner), max_leaves=15)
+_COLUMNS = st.lists(st.tuples(texts(), _VALUES), max_size=8, unique_by=lambda pair: pair[0])
+
+
 @st.composite
 def documents(draw: st.DrawFn) -> RubyHash:
     """A top-level audited_changes hash: String column names to Ruby-like values."""
-    values = st.recursive(
-        scalars(), lambda inner: st.lists(inner, max_size=4) | _hashes(inner), max_leaves=15
-    )
-    return RubyHash(draw(st.lists(st.tuples(texts(), values), max_size=8, unique_by=lambda pair: pair[0])))
+    return RubyHash(draw(_COLUMNS))
 
 
 def expected(value: Any, indifferent: bool = False) -> Any:

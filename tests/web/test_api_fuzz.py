@@ -59,6 +59,7 @@ CONFORMANCE = [
 ]
 
 
+@pytest.mark.wire_duplicate  # a whole-account run: see support/wire_sample.py
 def test_no_input_makes_a_route_fail_with_a_server_error(live: LiveServer) -> None:
     """Generated bodies, parameters and credentials never produce a 5xx, errors keep the envelope, and
     every answer is one the document declares, in the shape it declares."""
