@@ -123,6 +123,10 @@ class TestContacts:
             ({"company_sso_id": "co", "crm_data": {"id": 1}, "created_at": "2024-01-01"}, "_id"),
             ({"_id": "c", "crm_data": {"id": 1}, "created_at": "2024-01-01"}, "company_sso_id"),
             ("{oops", "JSON"),
+            ('{"_id": "c", "company_sso_id": "co", "crm_data": {"id": 1}, "x": {"$binary": {}}}', "JSON"),
+            ('{"_id": "c", "crm_data": {"id": 1}, "x": {"$binary": {"base64": 1}, "$type": "0"}}', "JSON"),
+            ('{"_id": "c", "company_sso_id": "co", "crm_data": {"id": 1}, "x": {"$date": 1e400}}', "JSON"),
+            ('{"_id": "c", "crm_data": {"id": 1}, "x": {"$numberDecimal": "1e99999999"}}', "JSON"),
         ],
     )
     def test_a_bad_contact_line_names_its_line(self, tmp_path: Path, line: object, message: str) -> None:

@@ -144,14 +144,17 @@ class TestMigrateRoute:
             (b'{"records": [{"metadata": {"x": {"$numberDecimal": "abc"}}}]}', "MALFORMED_BODY"),
             (b'{"records": [{"metadata": {"x": {"$numberDecimal": "1e99999999999"}}}]}', "MALFORMED_BODY"),
             (b'{"records": [{"timestamp": {"$date": "0001-01-01T00:00:00+14:00"}}]}', "MALFORMED_BODY"),
+            (b'{"records": [{"metadata": {"x": {"$binary": {}}}}]}', "MALFORMED_BODY"),  # was a 500
+            (b'{"records": [{"metadata": {"x": {"$binary": {}, "$type": "00"}}}]}', "MALFORMED_BODY"),
+            (b'{"records": [{"metadata": {"x": {"$date": 1e400}}}]}', "MALFORMED_BODY"),
             (RECORD_AT_YEAR_ONE, "INVALID_RECORD"),
         ],
     )
     def test_malformed_bodies_get_one_clear_error(
         self, app_parts: dict[str, Any], payload: bytes, code: str
     ) -> None:
-        """Bodies that are not JSON, nest too deeply, hold a bad $numberDecimal or a date before year 1
-        in UTC, or hold bad records, get a 400 in the error envelope, never a 500."""
+        """Bodies that are not JSON, nest too deeply, hold a bad $numberDecimal, $binary or $date (one
+        before year 1 in UTC included), or hold bad records, get a 400 in the error envelope, never a 500."""
         response = app_parts["client"].post(
             "/private/activity_logs/migrate", content=payload, headers={"Authorization": AUTH}
         )

@@ -14,13 +14,12 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import orjson
-from bson import json_util
-from bson.errors import BSONError
 from bson.json_util import JSONOptions
 
 from crm_audit_transform.domain import Contact, CrmUser, EntityRef, UserId
 from crm_audit_transform.numerals import parse_int
 
+from ..mongo.extended_json_input import loads_extended_json
 from .errors import FileFormatError
 from .lines import PathLike, decode, json_objects, numbered_lines, parse_timestamp
 
@@ -120,8 +119,8 @@ def parse_contact_line(path: PathLike, number: int, raw: bytes) -> Contact | Non
         return plain
     with _at(path, number):
         try:
-            record = json_util.loads(decode(path, number, raw), json_options=_EXTENDED_JSON)
-        except (ValueError, BSONError) as exc:  # JSONDecodeError, a malformed $-operator, a bad $oid
+            record = loads_extended_json(decode(path, number, raw), _EXTENDED_JSON)
+        except ValueError as exc:  # not JSON, or a malformed $-operator ($oid, $binary, $date, …)
             raise _Bad(f"not (Extended) JSON: {exc}") from None
         if not isinstance(record, dict):
             raise _Bad("expected a JSON object")

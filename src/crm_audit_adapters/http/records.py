@@ -13,12 +13,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from bson import Decimal128, json_util
-from bson.errors import BSONError
 
 from crm_audit_transform.domain import SOURCE_TAG, ActivityLog, Actor, FieldChange
 from crm_audit_transform.timestamps import as_utc
 from crm_audit_transform.values import Value
 
+from ..mongo.extended_json_input import loads_extended_json
 from .errors import ApiError
 
 _ACTOR_KINDS = ("user", "deleted_user", "system")
@@ -126,12 +126,10 @@ def decode_record(doc: Any, path: str) -> ActivityLog:
 def parse_body(raw: bytes) -> list[Any]:
     """The ``records`` array of a request body, parsed with Extended JSON types."""
     try:
-        body = json_util.loads(raw.decode("utf-8"), json_options=_JSON_OPTIONS)
+        body = loads_extended_json(raw.decode("utf-8"), _JSON_OPTIONS)
     except RecursionError:
         raise ApiError(400, "MALFORMED_BODY", "body is nested too deeply") from None
-    except (ValueError, UnicodeDecodeError, BSONError, TypeError, ArithmeticError) as exc:
-        # ArithmeticError: a $numberDecimal that is not a number (decimal.InvalidOperation) or a
-        # $date out of range (OverflowError).
+    except ValueError as exc:  # not UTF-8, not JSON, or a malformed $-operator (extended_json_input)
         raise ApiError(400, "MALFORMED_BODY", f"body is not valid Extended JSON: {exc}") from None
     if not isinstance(body, dict) or not isinstance(body.get("records"), list):
         raise ApiError(400, "MALFORMED_BODY", "body must be an object with a 'records' array")
