@@ -20,6 +20,7 @@ from test_routes import people_count, runtime_over, seed_contacts
 
 from crm_audit_adapters.http import BasicAuthCredentials, SignedSessionResolver, create_app
 from crm_audit_adapters.mongo.indexes import apply_migration
+from crm_audit_transform.testing import InMemorySsoDirectory
 from support.live_server import LiveServer
 
 pytestmark = pytest.mark.postgres
@@ -34,7 +35,8 @@ def live(crm_dsn: str, mongo_db: Any) -> Iterator[LiveServer]:
     apply_migration(mongo_db, "up")
     # The session's tenant has a job, so the tenant route answers its full document, timestamps too.
     seed_contacts(mongo_db, "fuzz-co", people_count(crm_dsn))
-    with runtime_over(crm_dsn, mongo_db, "*,fuzz-co") as runtime:
+    # An SSO directory, so that verify (which resolves actors as a run does) can answer its report.
+    with runtime_over(crm_dsn, mongo_db, "*,fuzz-co", sso=InMemorySsoDirectory({})) as runtime:
         runtime.service.trigger("fuzz-co", "acme")
         app = create_app(runtime.service, basic_auth=BasicAuthCredentials("ops", "s3cret"), sessions=SESSIONS)
         with LiveServer(app) as server:
@@ -76,3 +78,66 @@ def test_no_input_makes_a_route_fail_with_a_server_error(live: LiveServer) -> No
                 assert set(response.json()) == {"error"}
 
         check()
+
+
+RECORD = {
+    "company_sso_id": "fuzz-co",
+    "customer_id": "contact-1",
+    "category": "deal",
+    "action": "created",
+    "actor": {"type": "system", "name": "Qontak System"},
+    "attributes": [],
+    "timestamp": "2024-01-02T03:04:05Z",
+    "external_id": "crm:acme:audit:999999",
+    "source_tag": "crm_migration",
+    "metadata": {"crm_audit_id": 999999},
+}
+
+# Known-good requests, in an order that reaches each route's success answer: the fixture's job is
+# in progress, so it is read, cancelled and rolled back; the account "company-other" (bound to the
+# same tenant, its contacts seeded by the test) is triggered, then refused a second job.
+SUCCESS_PATHS: list[tuple[str, str, dict[str, Any], int]] = [
+    ("GET", "/private/activity_logs/crm_migration/status", {"query": {"company_sso_id": "fuzz-co"}}, 200),
+    ("GET", "/private/activity_logs/crm_migration/status", {"query": {"company_sso_id": "nobody"}}, 200),
+    ("GET", "/iag/v1/crm_migration/status", {}, 200),
+    ("POST", "/private/activity_logs/migrate", {"body": {"records": [RECORD]}}, 200),
+    ("POST", "/private/activity_logs/migrate", {"body": {"records": [RECORD]}}, 200),
+    ("POST", "/private/activity_logs/crm_migration/cancel", {"body": {"company_sso_id": "fuzz-co"}}, 200),
+    ("POST", "/private/activity_logs/crm_migration/rollback", {"body": {"company_sso_id": "fuzz-co"}}, 200),
+    (
+        "POST",
+        "/private/activity_logs/crm_migration/trigger",
+        {"body": {"company_sso_id": "company-other"}},
+        202,
+    ),
+    (
+        "POST",
+        "/private/activity_logs/crm_migration/trigger",
+        {"body": {"company_sso_id": "company-other"}},
+        409,
+    ),
+    (
+        "POST",
+        "/private/activity_logs/crm_migration/verify",
+        {"body": {"company_sso_id": "fuzz-co", "sample": 1, "seed": 7}},
+        200,
+    ),
+]
+
+
+def test_every_route_answers_its_success_path_as_documented(
+    live: LiveServer, crm_dsn: str, mongo_db: Any
+) -> None:
+    """Each route's success answer (and a repeated write, a second trigger) conforms to the document,
+    every object in it declared field by field."""
+    seed_contacts(mongo_db, "company-other", people_count(crm_dsn))
+    schema = schemathesis.openapi.from_url(f"{live.url}/openapi.json")
+    headers = {"Authorization": AUTH, "Cookie": f"crm_session={SESSIONS.sign('fuzz-co')}"}
+    seen = set()
+    for method, path, parts, expected in SUCCESS_PATHS:
+        case = schema[path][method].Case(**parts)
+        response = case.call(base_url=live.url, headers=headers)
+        assert response.status_code == expected, f"{method} {path}: {response.text}"
+        case.validate_response(response, checks=CONFORMANCE)
+        seen.add((method, path))
+    assert len(seen) == len(operations(live.url))

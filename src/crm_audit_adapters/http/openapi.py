@@ -1,8 +1,11 @@
 """The OpenAPI 3.0 document of the HTTP surface (served at ``/openapi.json``).
 
 The tests fuzz every route from this document and validate every answer against it (status code,
-content type, body schema), so a route that answers a field its document does not declare fails.
-The job statuses come from ``crm_audit_transform.jobs``, so a new status cannot be forgotten here.
+content type, body schema), and call each route's success path with a known-good request, whose
+answer is validated the same way. Every object an answer holds declares all of its fields and
+forbids others (``additionalProperties: false``), so a route that answers a field its document
+does not declare fails. The job statuses come from ``crm_audit_transform.jobs``, so a new status
+cannot be forgotten here.
 """
 
 from __future__ import annotations
@@ -19,31 +22,60 @@ _ERROR = {
             "type": "object",
             "required": ["code", "message"],
             "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+            "additionalProperties": False,
         }
     },
+    "additionalProperties": False,
 }
 _COMPANY = {"type": "string", "minLength": 1, "maxLength": 128}
 _STATUS_NAME = {"type": "string", "enum": sorted({NOT_STARTED, *JOB_STATUSES})}
 _TIME = {"type": "string", "format": "date-time", "nullable": True}
+_COUNTS = {"type": "object", "additionalProperties": {"type": "integer"}}
+_ENRICHMENT = {
+    "type": "object",
+    "description": "What enrichment did to the job's association logs (not record outcomes).",
+    "required": ["logs", "patched", "complete", "keys_set", "skipped"],
+    "properties": {
+        "logs": {"type": "integer"},
+        "patched": {"type": "integer"},
+        "complete": {"type": "integer"},
+        "keys_set": {"type": "integer"},
+        "skipped": _COUNTS,
+    },
+    "additionalProperties": False,
+}
 _STATUS = {
     "type": "object",
+    "description": "Only company_sso_id and status while not_started; every other field once a job exists.",
     "required": ["company_sso_id", "status"],
     "properties": {
         "company_sso_id": {"type": "string"},
         "status": _STATUS_NAME,
+        "job_id": {"type": "string"},
+        "tenant": {"type": "string"},
         "progress_pct": {"type": "number"},
+        "records_processed": {"type": "integer"},
+        "records_migrated": {"type": "integer"},
+        "records_skipped": {"type": "integer"},
+        "records_failed": {"type": "integer"},
+        "skipped": _COUNTS,
+        "failed": _COUNTS,
+        "status_fallthrough": {"type": "integer"},
         "failure_rate": {"type": "number"},
         "accuracy_pct": {"type": "number"},
         "actors_degraded": {"type": "integer"},
         "last_audit_id": {"type": "integer"},
+        "halted_reason": {"type": "string", "nullable": True},
         "lease_owner": {"type": "string", "nullable": True},
-        "lease_expires_at": {"type": "string", "nullable": True},
+        "lease_expires_at": _TIME,
         "logs_deleted": {"type": "integer", "nullable": True},
+        "enrichment": _ENRICHMENT,
         "shards": {
             "type": "array",
             "items": {
                 "type": "object",
                 "required": ["shard", "status", "last_audit_id", "lease_owner", "lease_expires_at"],
+                "additionalProperties": False,
                 "properties": {
                     "shard": {"type": "integer"},
                     "status": {"type": "string"},
@@ -54,7 +86,7 @@ _STATUS = {
                     "records_migrated": {"type": "integer"},
                     "halted_reason": {"type": "string", "nullable": True},
                     "lease_owner": {"type": "string", "nullable": True},
-                    "lease_expires_at": {"type": "string", "nullable": True},
+                    "lease_expires_at": _TIME,
                 },
             },
         },
@@ -62,6 +94,7 @@ _STATUS = {
         "updated_at": _TIME,
         "finished_at": _TIME,
     },
+    "additionalProperties": False,
 }
 # The web indicator's view: no accuracy, no counts, nothing internal (docs/http.md).
 _PUBLIC_STATUS = {
@@ -103,14 +136,50 @@ _RECORD = {
 }
 
 
+_FINDING = {
+    "type": "object",
+    "required": ["audit_id", "external_id", "detail"],
+    "properties": {
+        "audit_id": {"type": "integer", "nullable": True},
+        "external_id": {"type": "string", "nullable": True},
+        "detail": {"type": "string"},
+    },
+    "additionalProperties": False,
+}
 _FINDINGS: dict[str, Any] = {
     "type": "object",
     "required": ["count", "truncated", "items"],
     "properties": {
         "count": {"type": "integer"},
         "truncated": {"type": "boolean"},
-        "items": {"type": "array", "items": {"type": "object"}},
+        "items": {"type": "array", "items": _FINDING},
     },
+    "additionalProperties": False,
+}
+_JOB_CHECK = {
+    "type": "object",
+    "nullable": True,
+    "required": ["job_id", "status", "last_audit_id", "consistent", "mismatches"],
+    "properties": {
+        "job_id": {"type": "string"},
+        "status": _STATUS_NAME,
+        "last_audit_id": {"type": "integer"},
+        "consistent": {"type": "boolean"},
+        "mismatches": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["figure", "job", "found"],
+                "properties": {
+                    "figure": {"type": "string"},
+                    "job": {"type": "integer"},
+                    "found": {"type": "integer"},
+                },
+                "additionalProperties": False,
+            },
+        },
+    },
+    "additionalProperties": False,
 }
 _VERIFY_REPORT: dict[str, Any] = {
     "type": "object",
@@ -121,16 +190,27 @@ _VERIFY_REPORT: dict[str, Any] = {
         "clean": {"type": "boolean"},
         "audits": {"type": "integer"},
         "migrated": {"type": "integer"},
-        "skipped": {"type": "object", "additionalProperties": {"type": "integer"}},
-        "failed": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "skipped": _COUNTS,
+        "failed": _COUNTS,
         "content_checked": {"type": "integer"},
         "sample": {"type": "integer", "nullable": True},
         "findings": {"type": "object", "additionalProperties": _FINDINGS},
-        "outstanding": {"type": "object", "additionalProperties": {"type": "integer"}},
-        "job": {"type": "object", "nullable": True},
+        "outstanding": _COUNTS,
+        "job": _JOB_CHECK,
         "repaired": {"type": "integer"},
         "repaired_in_job": {"type": "integer"},
     },
+    "additionalProperties": False,
+}
+_WRITE_RESULT = {
+    "type": "object",
+    "required": ["external_id", "status", "reason"],
+    "properties": {
+        "external_id": {"type": "string"},
+        "status": {"type": "string", "enum": ["inserted", "skipped", "failed"]},
+        "reason": {"type": "string", "nullable": True},
+    },
+    "additionalProperties": False,
 }
 
 
@@ -180,8 +260,9 @@ def openapi_document() -> dict[str, Any]:
                                 "inserted": {"type": "integer"},
                                 "skipped": {"type": "integer"},
                                 "failed": {"type": "integer"},
-                                "results": {"type": "array", "items": {"type": "object"}},
+                                "results": {"type": "array", "items": _WRITE_RESULT},
                             },
+                            "additionalProperties": False,
                         },
                         400,
                         401,
@@ -249,6 +330,7 @@ def openapi_document() -> dict[str, Any]:
                             "type": "object",
                             "required": ["deleted"],
                             "properties": {"deleted": {"type": "integer"}},
+                            "additionalProperties": False,
                         },
                         400,
                         401,
