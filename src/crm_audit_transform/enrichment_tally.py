@@ -1,7 +1,8 @@
-"""What enrichment did to a job's association logs, kept on the job beside (never inside) its Tally.
+"""The one count type of enrichment: a plan's, an apply's, an ``enrich`` pass's and a job's.
 
 Enrichment is not a record outcome — a row is migrated, skipped or failed whether or not its log
-was enriched afterwards — so these counts stay out of ``Tally`` and its failure rate.
+was enriched afterwards — so these counts stay out of ``Tally`` and its failure rate, kept on the
+job beside (never inside) it.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from attrs import field, frozen
+from attrs import field, fields, frozen
 
 
 def _counts(value: Mapping[str, int]) -> Mapping[str, int]:
@@ -19,13 +20,20 @@ def _counts(value: Mapping[str, int]) -> Mapping[str, int]:
 
 @frozen
 class EnrichmentTally:
-    """Association logs a run enriched: every one is ``patched``, ``complete`` or skipped by reason.
+    """Counts of association-log enrichment; ``+`` sums two of them field by field.
 
-    ``logs == patched + complete + skipped_total``. ``complete`` logs needed nothing (or another
-    writer filled them first). A run that dies between a batch's enrichment and its progress write
-    replays that batch, finds its logs already patched and counts them ``complete``: ``logs``,
-    ``skipped`` and ``enriched`` (patched + complete) are exact whatever happened; the split
-    between ``patched`` and ``complete``, and ``keys_set``, may lean towards ``complete``.
+    ``logs`` association logs lacking a key were looked at: each was ``complete`` (needed nothing,
+    or another writer filled it first), skipped by reason (``skipped``), or planned a patch
+    (``planned_patches``, ``planned_keys`` keys): ``logs == planned_patches + complete +
+    skipped_total``. Applying the patches gave ``patched`` logs at least one key: ``keys_set`` keys
+    set, ``keys_left_alone`` found already there (zero on a dry run, which applies nothing).
+    ``ignored`` logs were not eligible (not an association log). ``EnrichmentStore.apply`` answers
+    the apply fields only.
+
+    A job's tally counts the association logs of its batches, all ``complete`` with the entity
+    names they carried into the insert (``keys_set``). A run that dies between a batch's write and
+    its progress write replays that batch: ``logs`` and ``skipped`` stay exact, ``keys_set`` may
+    lean low (the replay's duplicates set none).
     """
 
     logs: int = 0
@@ -33,6 +41,10 @@ class EnrichmentTally:
     complete: int = 0
     keys_set: int = 0
     skipped: Mapping[str, int] = field(factory=dict, converter=_counts)
+    ignored: int = 0
+    planned_patches: int = 0
+    planned_keys: int = 0
+    keys_left_alone: int = 0
 
     @property
     def skipped_total(self) -> int:
@@ -46,16 +58,11 @@ class EnrichmentTally:
     def __add__(self, other: EnrichmentTally) -> EnrichmentTally:
         skipped = Counter(self.skipped)
         skipped.update(other.skipped)
-        return EnrichmentTally(
-            logs=self.logs + other.logs,
-            patched=self.patched + other.patched,
-            complete=self.complete + other.complete,
-            keys_set=self.keys_set + other.keys_set,
-            skipped=skipped,
-        )
+        summed = {f.name: getattr(self, f.name) + getattr(other, f.name) for f in _NUMBERS}
+        return EnrichmentTally(skipped=skipped, **summed)
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready counts, as ``status`` shows them."""
+        """JSON-ready counts of a job, as ``status`` shows them (a job plans and applies nothing)."""
         return {
             "logs": self.logs,
             "patched": self.patched,
@@ -63,3 +70,6 @@ class EnrichmentTally:
             "keys_set": self.keys_set,
             "skipped": dict(self.skipped),
         }
+
+
+_NUMBERS = tuple(f for f in fields(EnrichmentTally) if f.name != "skipped")

@@ -11,10 +11,11 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from .domain import ActivityLog, AuditRow, Contact, CrmUser, EntityRef, ScopeBounds, UserId, WriteResult
+from .enrichment_tally import EnrichmentTally
 from .jobs import JobShard, MigrationJob
 
 if TYPE_CHECKING:  # the enrichment package imports these ports: annotations only, no import cycle
-    from .enrichment.model import ApplyResult, EnrichmentPlan, MatchKey, StoredLog
+    from .enrichment.model import EnrichmentPlan, MatchKey, StoredLog
     from .verification import MigratedDoc
 
 __all__ = [
@@ -158,7 +159,7 @@ class EnrichmentStore(Protocol):
         """Association logs of the company missing any enrichment key, by ``doc_id`` after ``after``."""
         ...
 
-    def apply(self, plan: EnrichmentPlan) -> ApplyResult:
+    def apply(self, plan: EnrichmentPlan) -> EnrichmentTally:
         """``$set`` each patch's keys on its target, each key only while it is still absent there."""
         ...
 

@@ -27,8 +27,9 @@ from typing import Protocol
 from attrs import evolve
 
 from .domain import ActivityLog, BatchResult, Outcome
-from .enrichment import EnrichmentPlan, EnrichmentReport
+from .enrichment import EnrichmentPlan
 from .enrichment.enrich import EnrichPorts, enrich_existing
+from .enrichment_tally import EnrichmentTally
 from .errors import ConfigError, JobNotFound, TenantMismatch
 from .jobs import IN_PROGRESS, MigrationJob
 from .ports import (
@@ -288,7 +289,7 @@ class MigrationService:
         *,
         dry_run: bool = False,
         on_plan: Callable[[EnrichmentPlan], None] | None = None,
-    ) -> EnrichmentReport:
+    ) -> EnrichmentTally:
         """Fill missing referents of the account's stored association logs (``enrich_existing``).
 
         ``tenant`` defaults to the bound or latest job's (``tenant_for``). ``dry_run`` plans and

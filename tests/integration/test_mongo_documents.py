@@ -7,6 +7,7 @@ import math
 from decimal import Decimal
 from typing import Any
 
+import attrs
 import bson
 import pytest
 from bson import Decimal128
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 from crm_audit_adapters.mongo import decode_activity_log, decode_job, encode_activity_log, encode_job
 from crm_audit_adapters.mongo.bson_values import decode_value, encode_value, escape_key, unescape_key
 from crm_audit_transform.domain import Actor, FieldChange
+from crm_audit_transform.enrichment_tally import EnrichmentTally
 from crm_audit_transform.tally import Tally
 from support.mongo import T0, activity_log, migration_job
 
@@ -248,6 +250,23 @@ class TestJobDocuments:
             date_range_start=T0 - dt.timedelta(days=30),
         )
         assert decode_job(_bson_round_trip(encode_job(job))) == job
+
+    def test_a_jobs_enrichment_counts_keep_their_stored_shape(self) -> None:
+        """A job's enrichment is stored as its five counts; a plan or apply count is added only when set."""
+        enrichment = EnrichmentTally(logs=3, complete=3, keys_set=2, skipped={"enrich_ambiguous": 1})
+        doc = encode_job(migration_job(enrichment=enrichment))
+        assert doc["enrichment"] == {
+            "logs": 3,
+            "patched": 0,
+            "complete": 3,
+            "keys_set": 2,
+            "skipped": {"enrich_ambiguous": 1},
+        }
+        planned = attrs.evolve(enrichment, planned_keys=4)
+        assert encode_job(migration_job(enrichment=planned))["enrichment"]["planned_keys"] == 4
+        assert (
+            decode_job(_bson_round_trip(encode_job(migration_job(enrichment=planned)))).enrichment == planned
+        )
 
     def test_naive_stored_datetimes_come_back_aware_utc(self) -> None:
         """pymongo without tz_aware hands out naive datetimes; the job still has aware UTC ones."""

@@ -91,7 +91,7 @@ class TestMongoEnrichment:
         stored = metadata(mongo_db, doc_id)
         assert (stored["crm_person_id"], stored["linked_entity_name"]) == (42, "Big renewal")
         assert stored["crm_audit_id"] == 101
-        assert (report.patched_docs, report.keys_set) == (1, 2)
+        assert (report.patched, report.keys_set) == (1, 2)
 
     def test_a_live_feed_log_is_patched_in_place_with_no_new_document(self, mongo_db: Database[Any]) -> None:
         """The live-feed log the key finds (id written as text) is updated; the collection does not grow."""
@@ -105,7 +105,7 @@ class TestMongoEnrichment:
             "linked_entity_name": "Big renewal",
         }
         assert "external_id" not in mongo_db.activity_logs.find_one({"_id": doc_id})
-        assert report.patched_docs == 1
+        assert report.patched == 1
 
     def test_two_candidates_are_ambiguous_and_nothing_is_patched(self, mongo_db: Database[Any]) -> None:
         """Two live-feed logs within the window: ``enrich_ambiguous``, both documents unchanged."""
@@ -126,7 +126,7 @@ class TestMongoEnrichment:
         insert_live(mongo_db, entity_id=7)
         migrate(mongo_db, event(), event(102, external=False))
         again = migrate(mongo_db, event(), event(102, external=False))
-        assert (again.patched_docs, again.keys_set, again.planned_patches) == (0, 0, 0)
+        assert (again.patched, again.keys_set, again.planned_patches) == (0, 0, 0)
 
     def test_a_key_that_appeared_after_planning_is_left_alone(self, mongo_db: Database[Any]) -> None:
         """A concurrent writer's key survives; the plan's other keys are still set, and counted exactly."""
@@ -137,7 +137,7 @@ class TestMongoEnrichment:
         applied = store.apply(plan)
         stored = metadata(mongo_db, doc_id)
         assert (stored["crm_person_id"], stored["linked_entity_name"]) == (99, "Big renewal")
-        assert (applied.patched_docs, applied.keys_set, applied.keys_left_alone) == (1, 1, 1)
+        assert (applied.patched, applied.keys_set, applied.keys_left_alone) == (1, 1, 1)
 
     def test_a_patch_lands_only_on_the_log_it_was_planned_for(self, mongo_db: Database[Any]) -> None:
         """A live-feed target that has since gained an external_id no longer matches the patch's filter."""

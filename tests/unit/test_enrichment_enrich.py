@@ -8,13 +8,14 @@ import pytest
 
 from crm_audit_transform import reasons
 from crm_audit_transform.domain import ActivityLog, Actor, EntityRef
-from crm_audit_transform.enrichment import DELETED_REFERENCE, EnrichmentReport
+from crm_audit_transform.enrichment import DELETED_REFERENCE
 from crm_audit_transform.enrichment.enrich import (
     EnrichPorts,
     enrich_existing,
     enrich_migrated,
     plan_enrichment,
 )
+from crm_audit_transform.enrichment_tally import EnrichmentTally
 from crm_audit_transform.reasons import ENRICH_CONFLICT
 from crm_audit_transform.testing.enrichment import InMemoryEnrichmentStore, activity_log_document
 from crm_audit_transform.testing.lookups import InMemoryEntityDirectory
@@ -102,7 +103,7 @@ def live(
     )
 
 
-def migrate(store: InMemoryEnrichmentStore, *logs: ActivityLog) -> EnrichmentReport:
+def migrate(store: InMemoryEnrichmentStore, *logs: ActivityLog) -> EnrichmentTally:
     return enrich_migrated(logs, tenant=TENANT, ports=EnrichPorts(entities(), store))
 
 
@@ -115,7 +116,7 @@ class TestOwnLogs:
         metadata = store.document("000000000001")["metadata"]
         assert metadata["crm_person_id"] == 42
         assert metadata["linked_entity_name"] == "Big renewal"
-        assert (report.patched_docs, report.keys_set) == (1, 2)
+        assert (report.patched, report.keys_set) == (1, 2)
 
     def test_keys_the_log_already_has_are_not_in_the_patch(self) -> None:
         """Only missing keys are planned: an existing linked_entity_name is never rewritten."""
@@ -132,7 +133,7 @@ class TestOwnLogs:
         store = InMemoryEnrichmentStore([ours(log, crm_person_id=True)])
         migrate(store, log)
         again = migrate(store, log)
-        assert (again.patched_docs, again.keys_set, again.planned_patches, again.complete) == (0, 0, 0, 1)
+        assert (again.patched, again.keys_set, again.planned_patches, again.complete) == (0, 0, 0, 1)
 
     @pytest.mark.parametrize("entity_id", [8, 9], ids=["deleted-in-crm", "row-gone"])
     def test_a_deleted_referent_is_named_deleted_reference(self, entity_id: int) -> None:
@@ -157,7 +158,7 @@ class TestOwnLogs:
         before = store.documents
         report = migrate(store, log)
         assert store.documents == before
-        assert (report.ignored, report.eligible, store.updates) == (1, 0, 0)
+        assert (report.ignored, report.logs, store.updates) == (1, 0, 0)
 
     def test_a_log_that_gained_a_key_between_plan_and_apply_keeps_it(self) -> None:
         """A key written after planning is left as written; the other planned keys are still set."""
@@ -169,7 +170,7 @@ class TestOwnLogs:
         metadata = store.document("000000000001")["metadata"]
         assert metadata["crm_person_id"] == 99
         assert metadata["linked_entity_name"] == "Big renewal"
-        assert (applied.patched_docs, applied.keys_set, applied.keys_left_alone) == (1, 1, 1)
+        assert (applied.patched, applied.keys_set, applied.keys_left_alone) == (1, 1, 1)
 
     def test_a_target_that_disagrees_on_the_person_is_skipped(self) -> None:
         """When our stored log names another person, nothing is patched: ``enrich_conflict``."""
@@ -197,7 +198,7 @@ class TestLiveFeedLogs:
             "linked_entity_type": DEAL,
             "linked_entity_name": "Big renewal",
         }
-        assert (report.patched_docs, report.keys_set) == (1, 3)
+        assert (report.patched, report.keys_set) == (1, 3)
 
     def test_a_live_feed_id_written_as_text_still_matches(self) -> None:
         """A live feed that wrote the entity id as ``"7"`` is matched, and its id is left as written."""
@@ -258,7 +259,7 @@ class TestEnrichExisting:
         report = enrich_existing(COMPANY, TENANT, ports=EnrichPorts(entities(), store))
         metadata = store.document("000000000001")["metadata"]
         assert (metadata["crm_person_id"], metadata["linked_entity_name"]) == (42, "Big renewal")
-        assert (report.patched_docs, report.keys_set) == (1, 2)
+        assert (report.patched, report.keys_set) == (1, 2)
 
     def test_dry_run_shows_the_plan_and_changes_nothing(self) -> None:
         """``dry_run`` hands every page's plan to ``on_plan`` and writes nothing."""
@@ -278,7 +279,7 @@ class TestEnrichExisting:
         logs = [event(100 + i, entity_id=7) for i in range(5)]
         store = InMemoryEnrichmentStore([ours(log, crm_person_id=True) for log in logs])
         report = enrich_existing(COMPANY, TENANT, ports=EnrichPorts(entities(), store), batch_size=1)
-        assert (report.eligible, report.patched_docs) == (5, 5)
+        assert (report.logs, report.patched) == (5, 5)
         assert all("crm_person_id" not in d["metadata"] for d in store.documents.values())
         assert all(d["metadata"]["linked_entity_name"] == "Big renewal" for d in store.documents.values())
 

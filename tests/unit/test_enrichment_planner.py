@@ -12,21 +12,21 @@ from crm_audit_transform.domain import EntityRef
 from crm_audit_transform.enrichment import (
     DEFAULT_MATCH_WINDOW,
     DELETED_REFERENCE,
-    ApplyResult,
     EnrichmentPlan,
-    EnrichmentReport,
     EnrichmentSkip,
     MatchKey,
     Patch,
     StoredLog,
     Target,
 )
+from crm_audit_transform.enrichment.model import tally_of
 from crm_audit_transform.enrichment.planner import (
     match_key_of,
     plan_patches,
     referents_wanted,
     resolve_targets,
 )
+from crm_audit_transform.enrichment_tally import EnrichmentTally
 
 T0 = dt.datetime(2024, 3, 1, 10, 0, tzinfo=dt.UTC)
 
@@ -156,6 +156,6 @@ class TestPlanValues:
     def test_reports_add_up(self) -> None:
         """Two reports sum field by field, skip reasons merged."""
         plan = EnrichmentPlan(skipped=(EnrichmentSkip("a", reasons.ENRICH_AMBIGUOUS),), complete=1)
-        one = EnrichmentReport.of(plan, ApplyResult(1, 2, 0))
+        one = tally_of(plan, EnrichmentTally(patched=1, keys_set=2))
         total = one + one
-        assert (total.eligible, total.skipped, total.keys_set) == (4, {reasons.ENRICH_AMBIGUOUS: 2}, 4)
+        assert (total.logs, total.skipped, total.keys_set) == (4, {reasons.ENRICH_AMBIGUOUS: 2}, 4)

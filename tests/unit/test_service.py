@@ -166,7 +166,7 @@ class TestMigrationService:
         service.trigger(world.company, world.tenant)
         service.run(world.company, owner="o")
         report = service.enrich(world.company)
-        assert report.patched_docs == 0  # the run enriched as it went: nothing left to add
+        assert report.patched == 0  # the run enriched as it went: nothing left to add
 
     def test_dry_run_reports_every_row_without_halting(self) -> None:
         """dry_run creates its job and completes it even past the halt threshold."""

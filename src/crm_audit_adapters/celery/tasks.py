@@ -149,8 +149,8 @@ def register_tasks(app: Celery, runtime_factory: Callable[[], Runtime]) -> None:
     def enrich_account(task: Task, company_sso_id: str) -> dict[str, Any]:
         runtime = runtimes.get()
         report = runtime.service.enrich(company_sso_id)
-        log.info("enriched", company_sso_id=company_sso_id, patched=report.patched_docs, keys=report.keys_set)
-        return {"company_sso_id": company_sso_id, "patched": report.patched_docs, "keys_set": report.keys_set}
+        log.info("enriched", company_sso_id=company_sso_id, patched=report.patched, keys=report.keys_set)
+        return {"company_sso_id": company_sso_id, "patched": report.patched, "keys_set": report.keys_set}
 
     @app.task(name=VERIFY_ACCOUNT, **_RETRYING)
     def verify_account(

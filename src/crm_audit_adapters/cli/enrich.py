@@ -12,7 +12,8 @@ from typing import Any
 
 import click
 
-from crm_audit_transform.enrichment import EnrichmentPlan, EnrichmentReport
+from crm_audit_transform.enrichment import EnrichmentPlan
+from crm_audit_transform.enrichment_tally import EnrichmentTally
 
 from .main import cli
 from .options import company_option, emit
@@ -49,28 +50,28 @@ def enrich(state: CliState, company: str, tenant: str | None, dry_run: bool, as_
     click.echo(_summary(report, dry_run))
 
 
-def _report(report: EnrichmentReport) -> dict[str, Any]:
+def _report(report: EnrichmentTally) -> dict[str, Any]:
     return {
-        "logs": report.eligible,
+        "logs": report.logs,
         "complete": report.complete,
         "skipped": dict(report.skipped),
         "planned_patches": report.planned_patches,
         "planned_keys": report.planned_keys,
-        "patched_docs": report.patched_docs,
+        "patched_docs": report.patched,
         "keys_set": report.keys_set,
         "keys_left_alone": report.keys_left_alone,
     }
 
 
-def _summary(report: EnrichmentReport, dry_run: bool) -> str:
+def _summary(report: EnrichmentTally, dry_run: bool) -> str:
     skipped = ", ".join(f"{reason} {count}" for reason, count in report.skipped.items()) or "none"
-    seen = f"{report.eligible} association log(s) lacking a key"
+    seen = f"{report.logs} association log(s) lacking a key"
     if dry_run:
         return (
             f"dry run: {seen}; would patch {report.planned_patches} ({report.planned_keys} keys); "
             f"skipped: {skipped}; nothing changed"
         )
     return (
-        f"{seen}; patched {report.patched_docs} ({report.keys_set} keys, {report.keys_left_alone} "
+        f"{seen}; patched {report.patched} ({report.keys_set} keys, {report.keys_left_alone} "
         f"already set by another writer); nothing to add {report.complete}; skipped: {skipped}"
     )

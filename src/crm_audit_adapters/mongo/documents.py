@@ -25,6 +25,7 @@ from typing import Any, Final, cast
 import cattrs
 
 from crm_audit_transform.domain import ActivityLog, Actor, ActorKind, FieldChange
+from crm_audit_transform.enrichment_tally import EnrichmentTally
 from crm_audit_transform.jobs import JobShard, MigrationJob
 from crm_audit_transform.tally import Tally
 
@@ -144,6 +145,16 @@ def _structure_tally(doc: Mapping[str, Any], _: object) -> Tally:
     )
 
 
+def _unstructure_enrichment(tally: EnrichmentTally) -> dict[str, Any]:
+    # A job's enrichment document keeps the five counts a job has always stored; the plan and apply
+    # counts (zero on every job: a run plans and applies nothing) are written only when set.
+    doc: dict[str, Any] = tally.as_dict()
+    for name in ("ignored", "planned_patches", "planned_keys", "keys_left_alone"):
+        if getattr(tally, name):
+            doc[name] = getattr(tally, name)
+    return doc
+
+
 def make_converter() -> cattrs.Converter:
     """A cattrs converter for the MongoDB document format of this library.
 
@@ -155,6 +166,7 @@ def make_converter() -> cattrs.Converter:
     converter.register_unstructure_hook(dt.datetime, to_bson_datetime)
     converter.register_structure_hook(dt.datetime, lambda value, _: from_bson_datetime(value))
     converter.register_unstructure_hook(Tally, _unstructure_tally)
+    converter.register_unstructure_hook(EnrichmentTally, _unstructure_enrichment)
     converter.register_structure_hook(Tally, _structure_tally)
     converter.register_unstructure_hook(ActivityLog, encode_activity_log)
     converter.register_structure_hook(ActivityLog, lambda doc, _: decode_activity_log(doc))

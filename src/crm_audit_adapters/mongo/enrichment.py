@@ -29,13 +29,13 @@ from pymongo.errors import WriteError
 from crm_audit_transform.enrichment import (
     ASSOCIATION_ACTIONS,
     ENRICHMENT_KEYS,
-    ApplyResult,
     EnrichmentPlan,
     MatchKey,
     Patch,
     StoredLog,
 )
 from crm_audit_transform.enrichment.model import as_referent_id
+from crm_audit_transform.enrichment_tally import EnrichmentTally
 
 from .bson_values import decode_value, encode_value, from_bson_datetime
 from .names import CollectionNames
@@ -212,7 +212,7 @@ class MongoEnrichmentStore:
 
         return call_with_retry(update, self._retry, "patch activity-log metadata")
 
-    def _apply_one(self, patch: Patch) -> ApplyResult:
+    def _apply_one(self, patch: Patch) -> EnrichmentTally:
         target = patch.target
         pinned: dict[str, Any] = {
             "_id": decode_doc_id(target.doc_id),
@@ -225,14 +225,16 @@ class MongoEnrichmentStore:
         sets = {f"metadata.{key}": encode_value(value) for key, value in patch.sets.items()}
         absent = {path: {"$exists": False} for path in sets}
         if self._update({**pinned, **absent}, sets):
-            return ApplyResult(1, len(sets), 0)
+            return EnrichmentTally(patched=1, keys_set=len(sets))
         keys_set = 0
         for path, value in sets.items():
             keys_set += self._update({**pinned, path: {"$exists": False}}, {path: value})
-        return ApplyResult(int(keys_set > 0), keys_set, len(sets) - keys_set)
+        return EnrichmentTally(
+            patched=int(keys_set > 0), keys_set=keys_set, keys_left_alone=len(sets) - keys_set
+        )
 
-    def apply(self, plan: EnrichmentPlan) -> ApplyResult:
-        result = ApplyResult()
+    def apply(self, plan: EnrichmentPlan) -> EnrichmentTally:
+        result = EnrichmentTally()
         for patch in plan.patches:
             result += self._apply_one(patch)
         return result

@@ -14,8 +14,9 @@ from collections.abc import Callable, Iterable
 from attrs import frozen
 
 from ..domain import EntityRef
+from ..enrichment_tally import EnrichmentTally
 from ..ports import EnrichmentStore, EntityDirectory
-from .model import DEFAULT_MATCH_WINDOW, EnrichmentPlan, EnrichmentReport, MatchKey, StoredLog
+from .model import DEFAULT_MATCH_WINDOW, EnrichmentPlan, MatchKey, StoredLog, tally_of
 from .planner import (
     Source,
     customers_wanted,
@@ -72,12 +73,12 @@ def enrich_migrated(
     tenant: str,
     ports: EnrichPorts,
     window: dt.timedelta = DEFAULT_MATCH_WINDOW,
-) -> EnrichmentReport:
+) -> EnrichmentTally:
     """Enrich the association logs among ``logs`` (logs already written) and report the counts."""
     plan = plan_enrichment(logs, tenant=tenant, ports=ports, window=window)
     if not plan.patches:
-        return EnrichmentReport.of(plan)
-    return EnrichmentReport.of(plan, ports.store.apply(plan))
+        return tally_of(plan)
+    return tally_of(plan, ports.store.apply(plan))
 
 
 def enrich_existing(
@@ -89,7 +90,7 @@ def enrich_existing(
     batch_size: int = DEFAULT_SCAN_BATCH,
     dry_run: bool = False,
     on_plan: Callable[[EnrichmentPlan], None] | None = None,
-) -> EnrichmentReport:
+) -> EnrichmentTally:
     """Enrich the company's stored association logs that lack a key, page by page.
 
     Each page is planned, handed to ``on_plan`` (the CLI prints it), then applied unless
@@ -98,7 +99,7 @@ def enrich_existing(
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
-    report = EnrichmentReport()
+    report = EnrichmentTally()
     after: str | None = None
     while True:
         page = ports.store.association_logs_lacking(company_sso_id, after=after, limit=batch_size)
@@ -108,7 +109,7 @@ def enrich_existing(
         if on_plan is not None:
             on_plan(plan)
         applied = None if dry_run or not plan.patches else ports.store.apply(plan)
-        report += EnrichmentReport.of(plan, applied)
+        report += tally_of(plan, applied)
         if len(page) < batch_size:
             return report
         after = page[-1].doc_id

@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from attrs import field, frozen
 
+from ..enrichment_tally import EnrichmentTally
 from ..numerals import as_id
 from ..timestamps import as_utc
 from ..values import Value
@@ -217,67 +218,17 @@ class EnrichmentPlan:
         return "\n".join(lines)
 
 
-@frozen
-class ApplyResult:
-    """What applying a plan changed: documents that gained a key, keys set, keys found already there."""
-
-    patched_docs: int = 0
-    keys_set: int = 0
-    keys_left_alone: int = 0
-
-    def __add__(self, other: ApplyResult) -> ApplyResult:
-        return ApplyResult(
-            self.patched_docs + other.patched_docs,
-            self.keys_set + other.keys_set,
-            self.keys_left_alone + other.keys_left_alone,
-        )
-
-
-def _counts(value: Mapping[str, int]) -> Mapping[str, int]:
-    return dict(sorted((k, v) for k, v in value.items() if v))
-
-
-@frozen
-class EnrichmentReport:
-    """Counts of one enrichment pass (a run's batch, or a whole ``enrich`` of a company); ``+`` sums."""
-
-    eligible: int = 0
-    ignored: int = 0
-    complete: int = 0
-    skipped: Mapping[str, int] = field(factory=dict, converter=_counts)
-    planned_patches: int = 0
-    planned_keys: int = 0
-    patched_docs: int = 0
-    keys_set: int = 0
-    keys_left_alone: int = 0
-
-    @classmethod
-    def of(cls, plan: EnrichmentPlan, applied: ApplyResult | None = None) -> EnrichmentReport:
-        """Counts of a plan and, unless it was a dry run (``applied`` is None), of its application."""
-        done = applied or ApplyResult()
-        return cls(
-            eligible=len(plan.patches) + len(plan.skipped) + plan.complete,
-            ignored=plan.ignored,
-            complete=plan.complete,
-            skipped=plan.skip_counts,
-            planned_patches=len(plan.patches),
-            planned_keys=plan.keys_planned,
-            patched_docs=done.patched_docs,
-            keys_set=done.keys_set,
-            keys_left_alone=done.keys_left_alone,
-        )
-
-    def __add__(self, other: EnrichmentReport) -> EnrichmentReport:
-        skipped = Counter(self.skipped)
-        skipped.update(other.skipped)
-        return EnrichmentReport(
-            eligible=self.eligible + other.eligible,
-            ignored=self.ignored + other.ignored,
-            complete=self.complete + other.complete,
-            skipped=skipped,
-            planned_patches=self.planned_patches + other.planned_patches,
-            planned_keys=self.planned_keys + other.planned_keys,
-            patched_docs=self.patched_docs + other.patched_docs,
-            keys_set=self.keys_set + other.keys_set,
-            keys_left_alone=self.keys_left_alone + other.keys_left_alone,
-        )
+def tally_of(plan: EnrichmentPlan, applied: EnrichmentTally | None = None) -> EnrichmentTally:
+    """The counts of a plan and, unless it was a dry run (``applied`` is None), of its application."""
+    done = applied or EnrichmentTally()
+    return EnrichmentTally(
+        logs=len(plan.patches) + len(plan.skipped) + plan.complete,
+        ignored=plan.ignored,
+        complete=plan.complete,
+        skipped=plan.skip_counts,
+        planned_patches=len(plan.patches),
+        planned_keys=plan.keys_planned,
+        patched=done.patched,
+        keys_set=done.keys_set,
+        keys_left_alone=done.keys_left_alone,
+    )

@@ -16,12 +16,12 @@ from typing import Any
 from ..enrichment.model import (
     ASSOCIATION_ACTIONS,
     ENRICHMENT_KEYS,
-    ApplyResult,
     EnrichmentPlan,
     MatchKey,
     StoredLog,
     Target,
 )
+from ..enrichment_tally import EnrichmentTally
 from ..timestamps import as_utc
 
 __all__ = ["InMemoryEnrichmentStore", "activity_log_document"]
@@ -180,8 +180,8 @@ class InMemoryEnrichmentStore:
             return pinned and doc.get("external_id") == target.external_id
         return pinned and "external_id" not in doc
 
-    def apply(self, plan: EnrichmentPlan) -> ApplyResult:
-        result = ApplyResult()
+    def apply(self, plan: EnrichmentPlan) -> EnrichmentTally:
+        result = EnrichmentTally()
         for patch in plan.patches:
             doc = self._docs.get(patch.target.doc_id)
             keys_set = 0
@@ -196,5 +196,7 @@ class InMemoryEnrichmentStore:
                     continue
                 metadata[key] = copy.deepcopy(value)
                 keys_set += 1
-            result += ApplyResult(int(keys_set > 0), keys_set, len(patch.sets) - keys_set)
+            result += EnrichmentTally(
+                patched=int(keys_set > 0), keys_set=keys_set, keys_left_alone=len(patch.sets) - keys_set
+            )
         return result

@@ -16,12 +16,12 @@ from ..domain import ActivityLog, Contact
 from ..enrichment.model import (
     ASSOCIATION_ACTIONS,
     ENRICHMENT_KEYS,
-    ApplyResult,
     EnrichmentPlan,
     MatchKey,
     StoredLog,
     Target,
 )
+from ..enrichment_tally import EnrichmentTally
 from .stores import InMemoryActivityLogStore
 
 __all__ = ["InMemoryTimelineStore"]
@@ -117,8 +117,8 @@ class InMemoryTimelineStore(InMemoryActivityLogStore):
         )
         return position if pinned else None
 
-    def apply(self, plan: EnrichmentPlan) -> ApplyResult:
-        result = ApplyResult()
+    def apply(self, plan: EnrichmentPlan) -> EnrichmentTally:
+        result = EnrichmentTally()
         for patch in plan.patches:
             position = self._target_at(patch.target)
             keys_set = 0
@@ -131,5 +131,7 @@ class InMemoryTimelineStore(InMemoryActivityLogStore):
                     continue
                 self._logs[position] = attrs.evolve(log, metadata={**log.metadata, key: value})
                 keys_set += 1
-            result += ApplyResult(int(keys_set > 0), keys_set, len(patch.sets) - keys_set)
+            result += EnrichmentTally(
+                patched=int(keys_set > 0), keys_set=keys_set, keys_left_alone=len(patch.sets) - keys_set
+            )
         return result
