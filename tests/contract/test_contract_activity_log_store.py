@@ -16,7 +16,7 @@ from crm_audit_adapters.files import JsonlActivityLogSink
 from crm_audit_adapters.mongo import MongoActivityLogStore, apply_migration
 from crm_audit_transform.domain import ActivityLog
 from crm_audit_transform.ports import ActivityLogStore
-from crm_audit_transform.testing import InMemoryActivityLogStore, InMemoryTimelineStore
+from crm_audit_transform.testing import InMemoryActivityLogStore, InMemoryEnrichmentStore
 from support.mongo import activity_log, fresh_database, mongo_backends
 
 IMPLEMENTATIONS = ["in_memory", "timeline", *mongo_backends(), "jsonl_file"]
@@ -31,7 +31,7 @@ def store(
     if kind == "in_memory":
         yield InMemoryActivityLogStore()
     elif kind == "timeline":
-        yield InMemoryTimelineStore()
+        yield InMemoryEnrichmentStore()
     elif kind == "jsonl_file":
         with JsonlActivityLogSink(tmp_path / "logs.jsonl", fsync="never") as sink:
             yield sink

@@ -43,7 +43,6 @@ from crm_audit_transform.ports import (
 from crm_audit_transform.service import MigrationService
 from crm_audit_transform.testing import (
     FixedClock,
-    InMemoryActivityLogStore,
     InMemoryAuditSource,
     InMemoryContactDirectory,
     InMemoryEntityDirectory,
@@ -55,7 +54,7 @@ from crm_audit_transform.testing import (
     InMemoryUserDirectory,
     StaticFeatureFlags,
 )
-from crm_audit_transform.testing.timeline import InMemoryTimelineStore
+from crm_audit_transform.testing.enrichment import InMemoryEnrichmentStore
 from crm_audit_transform.transformer import Transformer
 from crm_audit_transform.usecases import RunResult
 from crm_audit_transform.usecases.guards import TriggerPorts, trigger
@@ -220,10 +219,11 @@ class World:
         known = contacts(tenant)
         self.contacts = InMemoryContactDirectory(known)
         self.people = InMemoryPeopleCounter({tenant: _people(known, coverage)})
-        timeline = InMemoryTimelineStore(contacts=known)
-        self.logs: InMemoryActivityLogStore = timeline
+        # One in-memory CDP timeline behind the write port and the enrichment port, as in MongoDB.
+        timeline = InMemoryEnrichmentStore(persons={(c.company_sso_id, c.id): c.crm_person_id for c in known})
+        self.logs = timeline
         self.entities = InMemoryEntityDirectory({tenant: entity_refs(tenant)})
-        self.enrichment: InMemoryTimelineStore | None = timeline if enrich else None
+        self.enrichment: InMemoryEnrichmentStore | None = timeline if enrich else None
         self.clock = FixedClock(dt.datetime(2026, 2, 1, tzinfo=dt.UTC))
         # One clock for the runner and the job store (the database's clock) unless a test skews them.
         self.jobs = InMemoryJobStore(clock=self.clock)

@@ -12,7 +12,7 @@ from crm_audit_transform.domain import ActivityLog, WriteResult
 from crm_audit_transform.enrichment import ASSOCIATION_ACTIONS, DELETED_REFERENCE
 from crm_audit_transform.enrichment_tally import EnrichmentTally
 from crm_audit_transform.jobs import COMPLETED
-from crm_audit_transform.testing.timeline import InMemoryTimelineStore
+from crm_audit_transform.testing.enrichment import InMemoryEnrichmentStore
 from crm_audit_transform.usecases import RunSettings
 from crm_audit_transform.usecases.run import run_job
 from crm_audit_transform.usecases.status import migration_status
@@ -25,7 +25,7 @@ ROWS = [r for r in audit_rows("acme") if r.id <= 200]
 class FailingWrites:
     """The timeline, except that the write of ``failing`` external ids fails (nothing is stored)."""
 
-    def __init__(self, inner: InMemoryTimelineStore, failing: set[str]) -> None:
+    def __init__(self, inner: InMemoryEnrichmentStore, failing: set[str]) -> None:
         self.inner = inner
         self.failing = failing
 

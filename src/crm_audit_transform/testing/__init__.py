@@ -31,7 +31,6 @@ from .stores import (
     InMemoryJobStore,
     StaticFeatureFlags,
 )
-from .timeline import InMemoryTimelineStore
 from .verification import InMemoryMigratedLogReader
 
 __all__ = [
@@ -47,7 +46,6 @@ __all__ = [
     "InMemoryMigratedLogReader",
     "InMemoryPeopleCounter",
     "InMemorySsoDirectory",
-    "InMemoryTimelineStore",
     "InMemoryUserDirectory",
     "StaticFeatureFlags",
     "corpus_tenant",

@@ -1,9 +1,11 @@
-"""An in-memory ``EnrichmentStore`` over activity-log documents in their MongoDB shape.
+"""The in-memory ``EnrichmentStore``: activity-log documents in their MongoDB shape, also written to as
+an ``ActivityLogStore`` — one collection behind both ports, as the Mongo adapters share one.
 
 Documents are plain dicts shaped like ``encode_activity_log`` output (``company_sso_id``,
-``customer_id``, ``category``, ``action``, ``timestamp``, ``external_id`` only when set,
-``metadata``), so fixtures read the same here and in the Mongo adapter's tests. Apply follows the
-adapter's rules exactly: one guarded update per key, every filter field pinned.
+``customer_id``, ``category``, ``action``, ``timestamp``, ``external_id`` and ``source_tag`` only
+when set, ``metadata``), so fixtures read the same here and in the Mongo adapter's tests. Apply
+follows the adapter's rules exactly: one guarded update per key, every filter field pinned. A run
+wired with this store enriches what it inserted, and ``logs`` shows the patched metadata.
 """
 
 from __future__ import annotations
@@ -13,6 +15,10 @@ import datetime as dt
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
+import attrs
+
+from .. import reasons
+from ..domain import SOURCE_TAG, ActivityLog, WriteResult
 from ..enrichment.model import (
     ASSOCIATION_ACTIONS,
     ENRICHMENT_KEYS,
@@ -60,6 +66,24 @@ def activity_log_document(
     return doc
 
 
+def _document_of(log: ActivityLog) -> dict[str, Any]:
+    # The fields enrichment reads and pins; the log itself is kept beside it for ``logs``.
+    doc = activity_log_document(
+        company_sso_id=log.company_sso_id,
+        customer_id=log.customer_id,
+        category=log.category,
+        action=log.action,
+        timestamp=log.timestamp,
+        external_id=log.external_id,
+        metadata=copy.deepcopy(dict(log.metadata)),
+    )
+    if log.source_tag:
+        doc["source_tag"] = log.source_tag
+    else:
+        doc.pop("source_tag", None)
+    return doc
+
+
 def _at_path(document: Mapping[str, Any], path: str) -> Any:
     found: Any = document
     for part in path.split("."):
@@ -74,28 +98,41 @@ def _aware(value: dt.datetime) -> dt.datetime:
 
 
 class InMemoryEnrichmentStore:
-    """Activity logs (and contacts' CRM person ids) in memory; ``doc_id`` orders by insertion."""
+    """Activity logs (and contacts' CRM person ids) in memory; ``doc_id`` orders by insertion.
 
-    __slots__ = ("_docs", "_entity_id_path", "_persons", "updates")
+    Two ways in: ``add(document)`` stores a raw document (any shape the CDP may hold), and the
+    ``ActivityLogStore`` methods (``insert_batch``, ``add_native``, or ``logs=`` at construction)
+    store ``ActivityLog`` values, which ``logs`` gives back with their metadata as patched since.
+    ``persons`` maps ``(company_sso_id, customer_id)`` to the contact's ``crm_data.id``.
+    """
+
+    __slots__ = ("_docs", "_entity_id_path", "_logs", "_next", "_persons", "updates")
 
     def __init__(
         self,
         documents: Iterable[Mapping[str, Any]] = (),
         *,
+        logs: Iterable[ActivityLog] = (),
         persons: Mapping[tuple[str, str], int] | None = None,
         entity_id_path: str = DEFAULT_ENTITY_ID_PATH,
     ) -> None:
         self._docs: dict[str, dict[str, Any]] = {}
+        self._logs: dict[str, ActivityLog] = {}
+        self._next = 1
         self._persons = dict(persons or {})
         self._entity_id_path = entity_id_path
         self.updates = 0
         """Guarded single-key updates attempted, like the adapter's round of update operations."""
         for document in documents:
             self.add(document)
+        for log in logs:
+            self.add_native(log)
 
+    # -- documents ---------------------------------------------------------------------------
     def add(self, document: Mapping[str, Any]) -> str:
         """Store a copy of ``document`` and return its ``doc_id``."""
-        doc_id = f"{len(self._docs) + 1:012d}"
+        doc_id = f"{self._next:012d}"
+        self._next += 1  # ids never repeat, even after a rollback deleted documents
         self._docs[doc_id] = copy.deepcopy(dict(document))
         return doc_id
 
@@ -110,7 +147,58 @@ class InMemoryEnrichmentStore:
     def set_metadata(self, doc_id: str, key: str, value: Any) -> None:
         """Write one metadata key as a concurrent writer (the live feed, another run) would."""
         self._docs[doc_id].setdefault("metadata", {})[key] = value
+        self._sync_log(doc_id)
 
+    # -- ActivityLogStore --------------------------------------------------------------------
+    @property
+    def logs(self) -> tuple[ActivityLog, ...]:
+        """Every log stored as an ``ActivityLog``, in insertion order (raw documents are not logs)."""
+        return tuple(self._logs.values())
+
+    def add_native(self, log: ActivityLog) -> None:
+        """Store a log as the CDP holds it: a live-feed log (no ``external_id``) or one of ours."""
+        doc_id = self.add(_document_of(log))
+        self._logs[doc_id] = log
+
+    def insert_batch(self, logs: Sequence[ActivityLog]) -> Sequence[WriteResult]:
+        # Unordered insert against the partial unique index: each duplicate is reported, the rest land.
+        keys = {
+            (doc["company_sso_id"], doc["external_id"])
+            for doc in self._docs.values()
+            if isinstance(doc.get("external_id"), str)
+        }
+        results: list[WriteResult] = []
+        for log in logs:
+            key = (log.company_sso_id, log.external_id)
+            if log.external_id and key in keys:
+                results.append(WriteResult(log.external_id, "skipped", reasons.DUPLICATE_EXTERNAL_ID))
+                continue
+            self.add_native(log)
+            if log.external_id:
+                keys.add(key)
+            results.append(WriteResult(log.external_id, "inserted"))
+        return tuple(results)
+
+    def _migrated(self, doc: Mapping[str, Any], company_sso_id: str) -> bool:
+        return doc["company_sso_id"] == company_sso_id and doc.get("source_tag") == SOURCE_TAG
+
+    def delete_migrated(self, company_sso_id: str) -> int:
+        gone = [doc_id for doc_id, doc in self._docs.items() if self._migrated(doc, company_sso_id)]
+        for doc_id in gone:
+            del self._docs[doc_id]
+            self._logs.pop(doc_id, None)
+        return len(gone)
+
+    def count_migrated(self, company_sso_id: str) -> int:
+        return sum(1 for doc in self._docs.values() if self._migrated(doc, company_sso_id))
+
+    def _sync_log(self, doc_id: str) -> None:
+        log = self._logs.get(doc_id)
+        metadata = self._docs[doc_id].get("metadata")
+        if log is not None and isinstance(metadata, dict) and metadata != log.metadata:
+            self._logs[doc_id] = attrs.evolve(log, metadata=copy.deepcopy(metadata))
+
+    # -- EnrichmentStore ---------------------------------------------------------------------
     def _stored(self, doc_id: str, doc: Mapping[str, Any]) -> StoredLog:
         metadata = doc.get("metadata") or {}
         return StoredLog(
@@ -196,6 +284,8 @@ class InMemoryEnrichmentStore:
                     continue
                 metadata[key] = copy.deepcopy(value)
                 keys_set += 1
+            if keys_set:
+                self._sync_log(patch.target.doc_id)
             result += EnrichmentTally(
                 patched=int(keys_set > 0), keys_set=keys_set, keys_left_alone=len(patch.sets) - keys_set
             )

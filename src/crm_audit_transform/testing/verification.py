@@ -15,6 +15,7 @@ from typing import Any
 from ..domain import SOURCE_TAG, ActivityLog
 from ..enrichment.model import MatchKey, StoredLog, as_referent_id
 from ..verification import MigratedDoc
+from .enrichment import InMemoryEnrichmentStore
 from .stores import InMemoryActivityLogStore
 
 __all__ = ["InMemoryMigratedLogReader"]
@@ -56,12 +57,12 @@ class InMemoryMigratedLogReader:
     """``ports.MigratedLogReader`` over the logs of an in-memory store (read at each call).
 
     A log's ``doc_id`` is its position in the store; live-feed logs keep the linked entity id at
-    ``metadata.linked_entity_id``, as in ``InMemoryTimelineStore``.
+    ``metadata.linked_entity_id``, as in ``InMemoryEnrichmentStore``.
     """
 
     __slots__ = ("_store",)
 
-    def __init__(self, store: InMemoryActivityLogStore) -> None:
+    def __init__(self, store: InMemoryActivityLogStore | InMemoryEnrichmentStore) -> None:
         self._store = store
 
     def migrated_logs(self, company_sso_id: str, external_ids: Collection[str]) -> Sequence[MigratedDoc]:
