@@ -11,19 +11,18 @@ counts as ``skipped: duplicate_external_id``. Nothing is counted twice or lost.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Final
 
 import bson
 from bson import ObjectId
 from bson.errors import BSONError
-from pymongo.collection import Collection
-from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
 from crm_audit_transform import reasons
 from crm_audit_transform.domain import SOURCE_TAG, ActivityLog, WriteResult
 
 from .documents import encode_activity_log
+from .documents_types import Document, MongoCollection, MongoDatabase, ReadDocument
 from .names import CollectionNames
 from .retry import DEFAULT_RETRY, RetryPolicy, call_with_retry
 
@@ -37,7 +36,7 @@ MAX_DOCUMENT_BYTES: Final = 16 * 1024 * 1024
 class _Pending:
     __slots__ = ("doc", "external_id", "index")
 
-    def __init__(self, index: int, external_id: str, doc: dict[str, Any]) -> None:
+    def __init__(self, index: int, external_id: str, doc: Document) -> None:
         self.index = index
         self.external_id = external_id
         self.doc = doc
@@ -48,18 +47,18 @@ class MongoActivityLogStore:
 
     __slots__ = ("_collection", "_retry")
 
-    def __init__(self, collection: Collection[Any], *, retry: RetryPolicy | None = None) -> None:
+    def __init__(self, collection: MongoCollection, *, retry: RetryPolicy | None = None) -> None:
         self._collection = collection
         self._retry = retry or DEFAULT_RETRY
 
     @classmethod
     def in_database(
-        cls, db: Database[Any], names: CollectionNames | None = None, *, retry: RetryPolicy | None = None
+        cls, db: MongoDatabase, names: CollectionNames | None = None, *, retry: RetryPolicy | None = None
     ) -> MongoActivityLogStore:
         return cls(db[(names or CollectionNames()).activity_logs], retry=retry)
 
     @property
-    def collection(self) -> Collection[Any]:
+    def collection(self) -> MongoCollection:
         """The underlying collection (enrichment patches the same documents)."""
         return self._collection
 
@@ -83,7 +82,7 @@ class MongoActivityLogStore:
     def _insert(self, pending: Sequence[_Pending], attempt: int) -> list[WriteResult]:
         try:
             self._collection.insert_many([item.doc for item in pending], ordered=False)
-            errors: Sequence[Mapping[str, Any]] = ()
+            errors: Sequence[ReadDocument] = ()
         except BulkWriteError as exc:
             errors = exc.details.get("writeErrors") or ()
         by_position = {int(error["index"]): error for error in errors}
@@ -105,7 +104,7 @@ class MongoActivityLogStore:
     def _already_ours(self, ids: Sequence[ObjectId]) -> set[ObjectId]:
         return {doc["_id"] for doc in self._collection.find({"_id": {"$in": list(ids)}}, {"_id": 1})}
 
-    def _migrated_filter(self, company_sso_id: str) -> dict[str, Any]:
+    def _migrated_filter(self, company_sso_id: str) -> Document:
         # The external_id condition is a second guard: native logs never carry one.
         return {"company_sso_id": company_sso_id, "source_tag": SOURCE_TAG, "external_id": {"$exists": True}}
 
@@ -135,7 +134,7 @@ class MongoActivityLogStore:
         )
 
 
-def _is_duplicate(error: Mapping[str, Any]) -> bool:
+def _is_duplicate(error: ReadDocument) -> bool:
     """A duplicate key on our idempotency key (or on the ``_id`` we chose), not on another index.
 
     Servers name the index's keys in ``keyPattern``; when they do not (mongomock), code 11000 is
@@ -147,7 +146,7 @@ def _is_duplicate(error: Mapping[str, Any]) -> bool:
     return not isinstance(pattern, Mapping) or "external_id" in pattern or list(pattern) == ["_id"]
 
 
-def _prepare(log: ActivityLog) -> tuple[str, dict[str, Any]]:
+def _prepare(log: ActivityLog) -> tuple[str, Document]:
     """The document to insert under a fresh ``_id``, or why this one log cannot be written."""
     if not log.external_id:
         return "an activity log without external_id cannot be written idempotently", {}

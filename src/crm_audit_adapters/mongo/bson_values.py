@@ -31,6 +31,8 @@ from bson import Decimal128
 
 from crm_audit_transform.values import Value
 
+from .documents_types import Document, ReadDocument
+
 INT64_MIN: Final = -(2**63)
 INT64_MAX: Final = 2**63 - 1
 
@@ -104,6 +106,8 @@ def _same(value: Any) -> Any:
     return value
 
 
+# The encoder's leaves are the chosen wire form's (BSON objects, or Extended JSON wrappers), so what
+# a walk returns is typed ``Any``: pymongo and json.dumps take it as it is, nothing reads it back.
 @frozen
 class ValueEncoder:
     """The walk from the value model to one representation of the rules above.
@@ -114,7 +118,7 @@ class ValueEncoder:
     """
 
     value: Callable[[Value], Any]
-    mapping: Callable[[Mapping[Any, Value]], dict[str, Any]]
+    mapping: Callable[[Mapping[Any, Value]], Document]
     datetime: Callable[[dt.datetime], Any]
 
 
@@ -141,7 +145,7 @@ def value_encoder(
     def exact_int(value: int) -> Any:
         return value if INT64_MIN <= value <= INT64_MAX else number(decimal.Decimal(value))
 
-    def exact_dict(value: dict[Any, Value]) -> dict[str, Any]:
+    def exact_dict(value: dict[Any, Value]) -> Document:
         return {escape_key(key): encode(item) for key, item in value.items()}
 
     def exact_list(value: list[Value] | tuple[Value, ...]) -> list[Any]:
@@ -193,7 +197,7 @@ def value_encoder(
             return mapping(value)
         raise TypeError(f"{type(value).__name__} is not a value of the value model")
 
-    def mapping(value: Mapping[Any, Value]) -> dict[str, Any]:
+    def mapping(value: Mapping[Any, Value]) -> Document:
         return {escape_key(key): item if type(item) is str else encode(item) for key, item in value.items()}
 
     return ValueEncoder(encode, mapping, datetime)
@@ -208,11 +212,11 @@ def encode_value(value: Value) -> Any:
     return BSON.value(value)
 
 
-def encode_mapping(value: Mapping[Any, Value]) -> dict[str, Any]:
+def encode_mapping(value: Mapping[Any, Value]) -> Document:
     return BSON.mapping(value)
 
 
-def decode_value(value: Any) -> Value:
+def decode_value(value: object) -> Value:
     """A stored value → the value model: Decimal128 → Decimal, datetimes aware UTC, keys unescaped.
 
     Dates were stored as strings and come back as strings; anything outside the value model (an
@@ -235,5 +239,5 @@ def decode_value(value: Any) -> Value:
     return str(value)
 
 
-def decode_mapping(value: Mapping[str, Any]) -> dict[str, Value]:
+def decode_mapping(value: ReadDocument) -> dict[str, Value]:
     return {unescape_key(key): decode_value(item) for key, item in value.items()}

@@ -8,16 +8,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Collection as Ids
 from collections.abc import Mapping
-from typing import Any
 
 from bson import ObjectId
-from pymongo.collection import Collection
-from pymongo.database import Database
 
 from crm_audit_transform.domain import Contact
 from crm_audit_transform.numerals import as_id
 
 from .bson_values import from_bson_datetime
+from .documents_types import Document, MongoCollection, MongoDatabase, ReadDocument
 from .names import CollectionNames
 from .retry import DEFAULT_RETRY, RetryPolicy, call_with_retry
 
@@ -31,13 +29,13 @@ class MongoContactDirectory:
 
     __slots__ = ("_collection", "_retry")
 
-    def __init__(self, collection: Collection[Any], *, retry: RetryPolicy | None = None) -> None:
+    def __init__(self, collection: MongoCollection, *, retry: RetryPolicy | None = None) -> None:
         self._collection = collection
         self._retry = retry or DEFAULT_RETRY
 
     @classmethod
     def in_database(
-        cls, db: Database[Any], names: CollectionNames | None = None, *, retry: RetryPolicy | None = None
+        cls, db: MongoDatabase, names: CollectionNames | None = None, *, retry: RetryPolicy | None = None
     ) -> MongoContactDirectory:
         return cls(db[(names or CollectionNames()).contacts], retry=retry)
 
@@ -56,7 +54,7 @@ class MongoContactDirectory:
             "crm_data.id": {"$in": [*wanted, *(str(i) for i in wanted)]},
         }
 
-        def fetch(_: int) -> list[dict[str, Any]]:
+        def fetch(_: int) -> list[Document]:
             return list(self._collection.find(query, _PROJECTION, sort=[("_id", 1)]))
 
         found: dict[int, Contact] = {}
@@ -67,7 +65,7 @@ class MongoContactDirectory:
         return found
 
 
-def _contact(doc: Mapping[str, Any], company_sso_id: str) -> Contact | None:
+def _contact(doc: ReadDocument, company_sso_id: str) -> Contact | None:
     """A contact, or None when its person id or its sync time cannot be read."""
     crm_data = doc.get("crm_data")
     person_id = _person_id(crm_data.get("id") if isinstance(crm_data, Mapping) else None)
@@ -84,7 +82,7 @@ def _person_id(raw: object) -> int | None:
     return as_id(raw)
 
 
-def _created_at(doc: Mapping[str, Any]) -> dt.datetime | None:
+def _created_at(doc: ReadDocument) -> dt.datetime | None:
     # The sync watermark: created_at, else the insertion time an ObjectId carries.
     value = doc.get("created_at")
     if isinstance(value, dt.datetime):

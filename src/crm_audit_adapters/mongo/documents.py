@@ -19,8 +19,7 @@ dict, so a dry run's output is what this adapter would insert.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
-from typing import Any, Final, cast
+from typing import Final, cast
 
 import cattrs
 
@@ -39,6 +38,7 @@ from .bson_values import (
     to_bson_datetime,
     unescape_key,
 )
+from .documents_types import Document, ReadDocument
 
 __all__ = [
     "activity_log_document",
@@ -54,19 +54,19 @@ _SAME_EVERYWHERE: Final = frozenset({str, bool, type(None)})
 """Value types every encoder leaves as they are: most changed values skip the walk."""
 
 
-def encode_activity_log(log: ActivityLog) -> dict[str, Any]:
+def encode_activity_log(log: ActivityLog) -> Document:
     """The ``activity_logs`` document of a log, without ``_id`` (the store adds one per insert)."""
     return activity_log_document(log, BSON)
 
 
-def activity_log_document(log: ActivityLog, encoder: ValueEncoder) -> dict[str, Any]:
+def activity_log_document(log: ActivityLog, encoder: ValueEncoder) -> Document:
     """The document's shape, its values through ``encoder`` (BSON objects, or relaxed JSON)."""
     value = encoder.value
     same = _SAME_EVERYWHERE
-    actor: dict[str, Any] = {"type": log.actor.kind, "name": log.actor.name}
+    actor: Document = {"type": log.actor.kind, "name": log.actor.name}
     if log.actor.sso_id:
         actor["id"] = log.actor.sso_id
-    doc: dict[str, Any] = {
+    doc: Document = {
         "company_sso_id": log.company_sso_id,
         "customer_id": log.customer_id,
         "category": log.category,
@@ -90,7 +90,7 @@ def activity_log_document(log: ActivityLog, encoder: ValueEncoder) -> dict[str, 
     return doc
 
 
-def decode_activity_log(doc: Mapping[str, Any]) -> ActivityLog:
+def decode_activity_log(doc: ReadDocument) -> ActivityLog:
     """A stored log back as an ``ActivityLog`` (dates come back as their ISO strings)."""
     actor = doc.get("actor") or {}
     return ActivityLog(
@@ -119,7 +119,7 @@ def decode_activity_log(doc: Mapping[str, Any]) -> ActivityLog:
     )
 
 
-def _unstructure_tally(tally: Tally) -> dict[str, Any]:
+def _unstructure_tally(tally: Tally) -> Document:
     return {
         "processed": tally.processed,
         "migrated": tally.migrated,
@@ -130,9 +130,9 @@ def _unstructure_tally(tally: Tally) -> dict[str, Any]:
     }
 
 
-def _structure_tally(doc: Mapping[str, Any], _: object) -> Tally:
+def _structure_tally(doc: ReadDocument, _: object) -> Tally:
     def counts(key: str) -> dict[str, int]:
-        stored: Mapping[str, Any] = doc.get(key) or {}
+        stored: ReadDocument = doc.get(key) or {}
         return {unescape_key(k): int(v) for k, v in stored.items()}
 
     return Tally(
@@ -145,10 +145,10 @@ def _structure_tally(doc: Mapping[str, Any], _: object) -> Tally:
     )
 
 
-def _unstructure_enrichment(tally: EnrichmentTally) -> dict[str, Any]:
+def _unstructure_enrichment(tally: EnrichmentTally) -> Document:
     # A job's enrichment document keeps the five counts a job has always stored; the plan and apply
     # counts (zero on every job: a run plans and applies nothing) are written only when set.
-    doc: dict[str, Any] = tally.as_dict()
+    doc: Document = tally.as_dict()
     for name in ("ignored", "planned_patches", "planned_keys", "keys_left_alone"):
         if getattr(tally, name):
             doc[name] = getattr(tally, name)
@@ -188,9 +188,9 @@ def make_converter() -> cattrs.Converter:
 _CONVERTER = make_converter()
 
 
-def encode_job(job: MigrationJob) -> dict[str, Any]:
+def encode_job(job: MigrationJob) -> Document:
     """The job document: every field, ``_id = job_id``, and derived figures for other readers."""
-    doc: dict[str, Any] = {"_id": job.job_id}
+    doc: Document = {"_id": job.job_id}
     doc.update(_CONVERTER.unstructure(job))
     doc["progress_pct"] = job.progress_pct
     doc["failure_rate"] = job.failure_rate
@@ -202,12 +202,12 @@ def encode_job(job: MigrationJob) -> dict[str, Any]:
     return doc
 
 
-def encode_shard(shard: JobShard) -> dict[str, Any]:
+def encode_shard(shard: JobShard) -> Document:
     """One entry of a job's ``shards`` sub-document (the fields of ``JobShard``)."""
-    doc: dict[str, Any] = _CONVERTER.unstructure(shard, JobShard)
+    doc: Document = _CONVERTER.unstructure(shard, JobShard)
     return doc
 
 
-def decode_job(doc: Mapping[str, Any]) -> MigrationJob:
+def decode_job(doc: ReadDocument) -> MigrationJob:
     """A job document back as a ``MigrationJob``; ``_id`` and the derived figures are ignored."""
     return _CONVERTER.structure(dict(doc), MigrationJob)

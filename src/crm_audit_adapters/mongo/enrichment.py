@@ -22,8 +22,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bson import ObjectId, json_util
-from pymongo.collection import Collection
-from pymongo.database import Database
 from pymongo.errors import WriteError
 
 from crm_audit_transform.enrichment import (
@@ -38,6 +36,7 @@ from crm_audit_transform.enrichment.model import as_referent_id
 from crm_audit_transform.enrichment_tally import EnrichmentTally
 
 from .bson_values import decode_value, encode_value, from_bson_datetime
+from .documents_types import Document, MongoCollection, MongoDatabase, ReadDocument
 from .names import CollectionNames
 from .retry import DEFAULT_RETRY, RetryPolicy, call_with_retry
 
@@ -63,7 +62,7 @@ def decode_doc_id(text: str) -> object:
     return ObjectId(text)
 
 
-def _at_path(doc: Mapping[str, Any], path: str) -> Any:
+def _at_path(doc: ReadDocument, path: str) -> Any:
     found: Any = doc
     for part in path.split("."):
         if not isinstance(found, Mapping) or part not in found:
@@ -83,8 +82,8 @@ class MongoEnrichmentStore:
 
     def __init__(
         self,
-        activity_logs: Collection[Any],
-        contacts: Collection[Any] | None = None,
+        activity_logs: MongoCollection,
+        contacts: MongoCollection | None = None,
         *,
         entity_id_path: str = DEFAULT_ENTITY_ID_PATH,
         retry: RetryPolicy | None = None,
@@ -100,7 +99,7 @@ class MongoEnrichmentStore:
     @classmethod
     def in_database(
         cls,
-        db: Database[Any],
+        db: MongoDatabase,
         names: CollectionNames | None = None,
         *,
         entity_id_path: str = DEFAULT_ENTITY_ID_PATH,
@@ -109,14 +108,14 @@ class MongoEnrichmentStore:
         names = names or CollectionNames()
         return cls(db[names.activity_logs], db[names.contacts], entity_id_path=entity_id_path, retry=retry)
 
-    def _find(self, query: Mapping[str, Any], what: str, **options: Any) -> list[StoredLog]:
-        def fetch(_: int) -> list[dict[str, Any]]:
+    def _find(self, query: ReadDocument, what: str, **options: Any) -> list[StoredLog]:
+        def fetch(_: int) -> list[Document]:
             return list(self._logs.find(query, self._projection, **options))
 
         docs = call_with_retry(fetch, self._retry, what)
         return [log for log in (self._stored(doc) for doc in docs) if log is not None]
 
-    def _stored(self, doc: Mapping[str, Any]) -> StoredLog | None:
+    def _stored(self, doc: ReadDocument) -> StoredLog | None:
         """A document as enrichment sees it; None when it lacks what a log must have."""
         timestamp = doc.get("timestamp")
         names = ("company_sso_id", "customer_id", "category", "action")
@@ -145,7 +144,7 @@ class MongoEnrichmentStore:
                 found[log.external_id] = log
         return found
 
-    def _key_clause(self, key: MatchKey, window: dt.timedelta) -> dict[str, Any]:
+    def _key_clause(self, key: MatchKey, window: dt.timedelta) -> Document:
         # Live feeds may keep the id as a number or as text: ask for both, the planner re-checks.
         return {
             "company_sso_id": key.company_sso_id,
@@ -180,7 +179,7 @@ class MongoEnrichmentStore:
             ids: list[object] = [ObjectId(c) for c in chunk if ObjectId.is_valid(c)] + list(chunk)
             query = {"company_sso_id": company_sso_id, "_id": {"$in": ids}}
 
-            def fetch(_: int, query: Mapping[str, Any] = query) -> list[dict[str, Any]]:
+            def fetch(_: int, query: ReadDocument = query) -> list[Document]:
                 return list(contacts.find(query, {"crm_data.id": 1}))
 
             for doc in call_with_retry(fetch, self._retry, "find contacts' crm_data.id"):
@@ -193,7 +192,7 @@ class MongoEnrichmentStore:
     def association_logs_lacking(
         self, company_sso_id: str, *, after: str | None, limit: int
     ) -> Sequence[StoredLog]:
-        query: dict[str, Any] = {
+        query: Document = {
             "company_sso_id": company_sso_id,
             "action": {"$in": sorted(ASSOCIATION_ACTIONS)},
             "$or": [{f"metadata.{key}": {"$exists": False}} for key in ENRICHMENT_KEYS],
@@ -202,7 +201,7 @@ class MongoEnrichmentStore:
             query["_id"] = {"$gt": decode_doc_id(after)}
         return self._find(query, "scan association logs", sort=[("_id", 1)], limit=limit)
 
-    def _update(self, query: Mapping[str, Any], sets: Mapping[str, Any]) -> int:
+    def _update(self, query: ReadDocument, sets: ReadDocument) -> int:
         def update(_: int) -> int:
             try:
                 return self._logs.update_one(query, {"$set": sets}).modified_count
@@ -214,7 +213,7 @@ class MongoEnrichmentStore:
 
     def _apply_one(self, patch: Patch) -> EnrichmentTally:
         target = patch.target
-        pinned: dict[str, Any] = {
+        pinned: Document = {
             "_id": decode_doc_id(target.doc_id),
             "company_sso_id": target.company_sso_id,
             "customer_id": target.customer_id,

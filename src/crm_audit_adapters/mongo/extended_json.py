@@ -35,6 +35,7 @@ from crm_audit_transform.domain import ActivityLog
 
 from .bson_values import ValueEncoder, value_encoder
 from .documents import activity_log_document
+from .documents_types import Document
 
 __all__ = ["RELAXED_JSON", "relaxed_json_bytes", "relaxed_json_document", "relaxed_json_line"]
 
@@ -82,7 +83,7 @@ RELAXED_JSON: Final[ValueEncoder] = value_encoder(
 """Values as the plain JSON of their relaxed Extended JSON form."""
 
 
-def relaxed_json_document(log: ActivityLog) -> dict[str, Any]:
+def relaxed_json_document(log: ActivityLog) -> Document:
     """The log's MongoDB document with every value already in its relaxed Extended JSON form."""
     return activity_log_document(log, RELAXED_JSON)
 

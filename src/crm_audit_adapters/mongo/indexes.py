@@ -25,11 +25,11 @@ from importlib import resources
 from typing import Any, Final, Literal
 
 from attrs import frozen
-from pymongo.database import Database
 from pymongo.errors import OperationFailure
 
 from crm_audit_transform.errors import IndexConflict
 
+from .documents_types import Document, MongoDatabase, ReadDocument
 from .names import CollectionNames
 from .retry import DEFAULT_RETRY, RetryPolicy, call_with_retry
 
@@ -56,12 +56,12 @@ _CONFLICT_CODES: Final = frozenset({68, 85, 86, 11000, 11001})
 Direction = Literal["up", "down"]
 
 
-def load_migration(direction: Direction, name: str = MIGRATION) -> list[dict[str, Any]]:
+def load_migration(direction: Direction, name: str = MIGRATION) -> list[Document]:
     """The commands of one migration file, as golang-migrate would run them."""
     if direction not in ("up", "down"):
         raise ValueError(f"direction must be 'up' or 'down', not {direction!r}")
     path = resources.files("crm_audit_adapters") / "data" / "migrations" / f"{name}.{direction}.json"
-    commands: list[dict[str, Any]] = json.loads(path.read_text(encoding="utf-8"))
+    commands: list[Document] = json.loads(path.read_text(encoding="utf-8"))
     return commands
 
 
@@ -88,7 +88,7 @@ class IndexReport:
         return f"{self.collection}.{self.name}"
 
 
-def index_status(db: Database[Any], names: CollectionNames | None = None) -> tuple[IndexReport, ...]:
+def index_status(db: MongoDatabase, names: CollectionNames | None = None) -> tuple[IndexReport, ...]:
     """Each index of the up migration as the database holds it (keys and options compared)."""
     names = names or CollectionNames()
     reports: list[IndexReport] = []
@@ -102,7 +102,7 @@ def index_status(db: Database[Any], names: CollectionNames | None = None) -> tup
     return tuple(reports)
 
 
-def _same(spec: Mapping[str, Any], info: Mapping[str, Any]) -> bool:
+def _same(spec: ReadDocument, info: ReadDocument) -> bool:
     keys = [(k, v) for k, v in spec["key"].items()]
     return (
         [(k, v) for k, v in info.get("key", ())] == keys
@@ -118,12 +118,12 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def missing_indexes(db: Database[Any], names: CollectionNames | None = None) -> tuple[str, ...]:
+def missing_indexes(db: MongoDatabase, names: CollectionNames | None = None) -> tuple[str, ...]:
     """``collection.index`` of every index of the migration the database lacks or defines otherwise."""
     return tuple(r.qualified for r in index_status(db, names) if r.state != "present")
 
 
-def applied_version(db: Database[Any]) -> tuple[int, bool] | None:
+def applied_version(db: MongoDatabase) -> tuple[int, bool] | None:
     """``(version, dirty)`` as ``up``/``down`` recorded it, or None when nothing is recorded."""
     doc = db[VERSION_COLLECTION].find_one({}, {"version": 1, "dirty": 1})
     if doc is None:
@@ -131,7 +131,7 @@ def applied_version(db: Database[Any]) -> tuple[int, bool] | None:
     return int(doc["version"]), bool(doc.get("dirty", False))
 
 
-def _record_version(db: Database[Any], version: int | None, dirty: bool) -> None:
+def _record_version(db: MongoDatabase, version: int | None, dirty: bool) -> None:
     # golang-migrate keeps exactly one document; so do we.
     collection = db[VERSION_COLLECTION]
     if version is None:
@@ -150,7 +150,7 @@ class MongoIndexState:
     __slots__ = ("_db", "_names", "_retry")
 
     def __init__(
-        self, db: Database[Any], names: CollectionNames | None = None, *, retry: RetryPolicy | None = None
+        self, db: MongoDatabase, names: CollectionNames | None = None, *, retry: RetryPolicy | None = None
     ) -> None:
         self._db = db
         self._names = names
@@ -163,7 +163,7 @@ class MongoIndexState:
 
 
 def apply_migration(
-    db: Database[Any],
+    db: MongoDatabase,
     direction: Direction,
     names: CollectionNames | None = None,
     *,
@@ -197,7 +197,7 @@ def apply_migration(
     return tuple(done)
 
 
-def _create(db: Database[Any], collection: str, spec: Mapping[str, Any], policy: RetryPolicy) -> str:
+def _create(db: MongoDatabase, collection: str, spec: ReadDocument, policy: RetryPolicy) -> str:
     name = spec["name"]
     keys: Sequence[tuple[str, Any]] = list(spec["key"].items())
     options = {k: v for k, v in spec.items() if k not in ("key", "name")}
@@ -217,7 +217,7 @@ def _create(db: Database[Any], collection: str, spec: Mapping[str, Any], policy:
     return f"{'created' if created else 'present'} {collection}.{name}"
 
 
-def _drop(db: Database[Any], collection: str, name: str, policy: RetryPolicy) -> str:
+def _drop(db: MongoDatabase, collection: str, name: str, policy: RetryPolicy) -> str:
     def drop(_: int) -> bool:
         if name not in db[collection].index_information():
             return False

@@ -33,8 +33,6 @@ from collections.abc import Collection as Statuses
 from typing import Any, Final
 
 from pymongo import DESCENDING, ReturnDocument
-from pymongo.collection import Collection
-from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from crm_audit_transform.errors import JobAlreadyRunning, JobNotFound, LeaseHeld
@@ -43,6 +41,7 @@ from crm_audit_transform.ports import Clock
 
 from .bson_values import to_bson_datetime
 from .documents import decode_job, encode_job, encode_shard
+from .documents_types import Document, MongoCollection, MongoDatabase
 from .names import CollectionNames
 from .retry import DEFAULT_RETRY, RetryPolicy, call_with_retry
 
@@ -74,7 +73,7 @@ class MongoJobStore:
     __slots__ = ("_clock", "_collection", "_retry")
 
     def __init__(
-        self, collection: Collection[Any], *, retry: RetryPolicy | None = None, clock: Clock | None = None
+        self, collection: MongoCollection, *, retry: RetryPolicy | None = None, clock: Clock | None = None
     ) -> None:
         """``clock=None`` (production): lease expiries on the server's ``$$NOW``; a ``Clock``: on it."""
         self._collection = collection
@@ -84,7 +83,7 @@ class MongoJobStore:
     @classmethod
     def in_database(
         cls,
-        db: Database[Any],
+        db: MongoDatabase,
         names: CollectionNames | None = None,
         *,
         retry: RetryPolicy | None = None,
@@ -112,7 +111,7 @@ class MongoJobStore:
 
         call_with_retry(insert, self._retry, "create migration job")
 
-    def _is_stored(self, doc: dict[str, Any]) -> bool:
+    def _is_stored(self, doc: Document) -> bool:
         stored = self._collection.find_one({"_id": doc["_id"]}, {"company_sso_id": 1, "created_at": 1})
         return (
             stored is not None
@@ -124,7 +123,7 @@ class MongoJobStore:
     def latest(self, company_sso_id: str) -> MigrationJob | None:
         """The account's newest job by ``created_at`` (``_id`` breaks ties), or None."""
 
-        def find(_: int) -> dict[str, Any] | None:
+        def find(_: int) -> Document | None:
             return self._collection.find_one(
                 {"company_sso_id": company_sso_id}, sort=[("created_at", DESCENDING), ("_id", DESCENDING)]
             )
@@ -135,7 +134,7 @@ class MongoJobStore:
     def latest_per_account(self) -> list[MigrationJob]:
         """Every account's newest job (as ``latest``), ordered by ``company_sso_id``: ``status --all``."""
 
-        def find(_: int) -> list[dict[str, Any]]:
+        def find(_: int) -> list[Document]:
             cursor = self._collection.find({}, sort=[("created_at", DESCENDING), ("_id", DESCENDING)])
             return list(cursor)
 
@@ -187,7 +186,7 @@ class MongoJobStore:
         doc = encode_job(job)
         query = {"_id": job.job_id, "status": {"$in": list(expected)}}
 
-        def replace(_: int) -> dict[str, Any] | None:
+        def replace(_: int) -> Document | None:
             try:
                 if job.shards and IN_PROGRESS in expected:
                     # The shards' entries and their sums as stored: this job was read before them.
@@ -239,7 +238,7 @@ class MongoJobStore:
             literal["lease_expires_at"] = {"$add": ["$$NOW", _millis(ttl)]}
             update = [{"$set": literal}]
 
-        def write(_: int) -> dict[str, Any] | None:
+        def write(_: int) -> Document | None:
             try:
                 return self._collection.find_one_and_update(
                     {"_id": job.job_id, "lease_owner": owner, "status": IN_PROGRESS},
@@ -268,7 +267,7 @@ class MongoJobStore:
         """Take the lease when it is free, expired or already ``owner``'s — in one atomic update."""
         if self._clock is not None:
             now = to_bson_datetime(self._clock.now())
-            expired: dict[str, Any] = {"lease_expires_at": {"$lte": now}}
+            expired: Document = {"lease_expires_at": {"$lte": now}}
             update: Any = {
                 "$set": {"lease_owner": owner, "lease_expires_at": to_bson_datetime(self._clock.now() + ttl)}
             }
@@ -287,7 +286,7 @@ class MongoJobStore:
             "$or": [{"lease_owner": None}, {"lease_owner": owner}, {"lease_expires_at": None}, expired],
         }
 
-        def take(_: int) -> dict[str, Any] | None:
+        def take(_: int) -> Document | None:
             return self._collection.find_one_and_update(query, update, return_document=ReturnDocument.AFTER)
 
         doc = call_with_retry(take, self._retry, "acquire job lease")
@@ -303,7 +302,7 @@ class MongoJobStore:
         at = f"shards.{shard}"
         if self._clock is not None:
             now = to_bson_datetime(self._clock.now())
-            expired: dict[str, Any] = {f"{at}.lease_expires_at": {"$lte": now}}
+            expired: Document = {f"{at}.lease_expires_at": {"$lte": now}}
             update: Any = {
                 "$set": {
                     f"{at}.lease_owner": owner,
@@ -331,7 +330,7 @@ class MongoJobStore:
             ],
         }
 
-        def take(_: int) -> dict[str, Any] | None:
+        def take(_: int) -> Document | None:
             return self._collection.find_one_and_update(query, update, return_document=ReturnDocument.AFTER)
 
         doc = call_with_retry(take, self._retry, "acquire shard lease")
@@ -364,13 +363,13 @@ class MongoJobStore:
             )
             update = {"$set": fields, **count}
         else:
-            literal: dict[str, Any] = {key: {"$literal": value} for key, value in fields.items()}
+            literal: Document = {key: {"$literal": value} for key, value in fields.items()}
             literal[f"{at}.lease_owner"] = {"$literal": owner}
             literal[f"{at}.lease_expires_at"] = {"$add": ["$$NOW", _millis(ttl)]}
             literal[_WRITES] = {"$add": [{"$ifNull": [f"${_WRITES}", 0]}, 1]}
             update = [{"$set": literal}]
 
-        def write(_: int) -> dict[str, Any] | None:
+        def write(_: int) -> Document | None:
             return self._collection.find_one_and_update(
                 {"_id": job_id, f"{at}.lease_owner": owner, "status": IN_PROGRESS},
                 update,

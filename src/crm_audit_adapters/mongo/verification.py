@@ -25,8 +25,6 @@ from typing import Any, Final
 
 import bson
 from pymongo import ASCENDING
-from pymongo.collection import Collection as MongoCollection
-from pymongo.database import Database
 
 from crm_audit_transform.domain import SOURCE_TAG, ActivityLog
 from crm_audit_transform.enrichment import MatchKey, StoredLog
@@ -35,6 +33,7 @@ from crm_audit_transform.verification import MigratedDoc
 
 from .bson_values import decode_value, from_bson_datetime
 from .documents import encode_activity_log
+from .documents_types import Document, MongoCollection, MongoDatabase, ReadDocument
 from .enrichment import DEFAULT_ENTITY_ID_PATH, MongoEnrichmentStore, encode_doc_id
 from .names import CollectionNames
 from .retry import DEFAULT_RETRY, RetryPolicy, call_with_retry
@@ -65,7 +64,7 @@ def _bson(value: Any) -> bytes:
     return bson.encode({"v": value})
 
 
-def bson_content(doc: Mapping[str, Any]) -> dict[str, object]:
+def bson_content(doc: ReadDocument) -> dict[str, object]:
     """The owned fields of an ``activity_logs`` document in their BSON form (absent ones left out)."""
     content: dict[str, object] = {}
     for name in ("customer_id", "category", "action"):
@@ -77,7 +76,7 @@ def bson_content(doc: Mapping[str, Any]) -> dict[str, object]:
     return content
 
 
-def migrated_doc(doc: Mapping[str, Any]) -> MigratedDoc | None:
+def migrated_doc(doc: ReadDocument) -> MigratedDoc | None:
     """A stored document as verify reads it; None when it lacks what a log must have."""
     timestamp = doc.get("timestamp")
     external_id = doc.get("external_id")
@@ -107,7 +106,7 @@ class MongoMigratedLogReader:
 
     def __init__(
         self,
-        collection: MongoCollection[Any],
+        collection: MongoCollection,
         *,
         entity_id_path: str = DEFAULT_ENTITY_ID_PATH,
         retry: RetryPolicy | None = None,
@@ -118,7 +117,7 @@ class MongoMigratedLogReader:
 
     @classmethod
     def in_database(
-        cls, db: Database[Any], names: CollectionNames | None = None, *, retry: RetryPolicy | None = None
+        cls, db: MongoDatabase, names: CollectionNames | None = None, *, retry: RetryPolicy | None = None
     ) -> MongoMigratedLogReader:
         return cls(db[(names or CollectionNames()).activity_logs], retry=retry)
 
@@ -127,25 +126,25 @@ class MongoMigratedLogReader:
             return ()
         query = {"company_sso_id": company_sso_id, "external_id": {"$in": list(external_ids)}}
 
-        def fetch(_: int) -> list[dict[str, Any]]:
+        def fetch(_: int) -> list[Document]:
             return list(self._collection.find(query, _PROJECTION))
 
         docs = call_with_retry(fetch, self._retry, "read migrated activity logs")
         return [found for found in map(migrated_doc, docs) if found is not None]
 
     def migrated_external_ids(self, company_sso_id: str) -> Iterator[str]:
-        base: dict[str, Any] = {
+        base: Document = {
             "company_sso_id": company_sso_id,
             "source_tag": SOURCE_TAG,
             "external_id": {"$type": "string"},
         }
         after: str | None = None
         while True:
-            query: dict[str, Any] = dict(base)
+            query: Document = dict(base)
             if after is not None:
                 query["external_id"] = {"$type": "string", "$gt": after}
 
-            def fetch(_: int, query: dict[str, Any] = query) -> list[dict[str, Any]]:
+            def fetch(_: int, query: Document = query) -> list[Document]:
                 cursor = self._collection.find(query, {"_id": 0, "external_id": 1})
                 return list(cursor.sort("external_id", ASCENDING).limit(_ID_CHUNK))
 
