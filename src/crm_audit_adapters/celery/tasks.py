@@ -42,7 +42,7 @@ VERIFY_ACCOUNT: Final = "crm_audit.verify_account"
 MAX_RETRIES: Final = 12
 RETRY_BACKOFF_MAX_S: Final = 600
 
-_RETRYING: Final[dict[str, Any]] = {
+_RETRYING: Final[dict[str, object]] = {
     "bind": True,
     "shared": False,  # each app gets its own tasks, bound to its own runtime
     "acks_late": True,
@@ -93,7 +93,7 @@ def register_tasks(app: Celery, runtime_factory: Callable[[], Runtime]) -> None:
     task_retry.connect(on_retry, weak=False)
 
     @app.task(name=MIGRATE_ACCOUNT, **_RETRYING)
-    def migrate_account(task: Task, company_sso_id: str) -> dict[str, Any]:
+    def migrate_account(task: Task, company_sso_id: str) -> dict[str, object]:
         runtime = runtimes.get()
         observer = JobObserver(log)
         job = runtime.service.latest_job(company_sso_id)
@@ -112,7 +112,7 @@ def register_tasks(app: Celery, runtime_factory: Callable[[], Runtime]) -> None:
         return {"company_sso_id": company_sso_id, "job_id": result.job.job_id, "status": result.job.status}
 
     @app.task(name=MIGRATE_SHARD, **_RETRYING)
-    def migrate_shard(task: Task, company_sso_id: str, shard: int) -> dict[str, Any]:
+    def migrate_shard(task: Task, company_sso_id: str, shard: int) -> dict[str, object]:
         runtime = runtimes.get()
         observer = JobObserver(log, shard=shard)
         job = runtime.service.latest_job(company_sso_id)
@@ -146,7 +146,7 @@ def register_tasks(app: Celery, runtime_factory: Callable[[], Runtime]) -> None:
         }
 
     @app.task(name=ENRICH_ACCOUNT, **_RETRYING)
-    def enrich_account(task: Task, company_sso_id: str) -> dict[str, Any]:
+    def enrich_account(task: Task, company_sso_id: str) -> dict[str, object]:
         runtime = runtimes.get()
         report = runtime.service.enrich(company_sso_id)
         log.info("enriched", company_sso_id=company_sso_id, patched=report.patched, keys=report.keys_set)
@@ -155,7 +155,7 @@ def register_tasks(app: Celery, runtime_factory: Callable[[], Runtime]) -> None:
     @app.task(name=VERIFY_ACCOUNT, **_RETRYING)
     def verify_account(
         task: Task, company_sso_id: str, sample: int | None = None, repair: bool = False
-    ) -> dict[str, Any]:
+    ) -> dict[str, object]:
         # Read-only, and a repair is idempotent: a redelivery after a lost worker changes nothing twice.
         runtime = runtimes.get()
         try:

@@ -341,7 +341,7 @@ def show_config(state: CliState, as_json: bool) -> None:
     emit("config", {"settings": settings}, as_json, human)
 
 
-def _flatten(doc: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, str]]:
+def _flatten(doc: dict[str, object], prefix: str = "") -> Iterator[tuple[str, str]]:
     """``{"loader": {"max_bytes": 1}}`` → ``("loader.max_bytes", "1")``; unset values read ``-``."""
     for key, value in doc.items():
         if isinstance(value, dict) and value:
@@ -352,7 +352,7 @@ def _flatten(doc: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, str]]
             yield f"{prefix}{key}", "-" if value is None or value in ("", {}) else str(value)
 
 
-def _outcome(outcome: Any) -> dict[str, Any]:
+def _outcome(outcome: Any) -> dict[str, object]:
     if isinstance(outcome, Migrated):
         return {"kind": "migrated", "external_id": outcome.log.external_id}
     if isinstance(outcome, Skipped | Failed):
@@ -404,14 +404,14 @@ def _show(status: MigrationStatus, as_json: bool) -> None:
         click.echo(f"{key:<{width}}  {value}")
 
 
-def _lease(doc: dict[str, Any]) -> str:
+def _lease(doc: dict[str, object]) -> str:
     # Renewed every batch: an expiry in the past means the runner holding it is gone.
     if doc["lease_owner"] is None:
         return "per shard (below)" if doc["shards"] else "none (no runner holds the job)"
     return f"{doc['lease_owner']} until {doc['lease_expires_at']}"
 
 
-def _shard(shard: dict[str, Any]) -> str:
+def _shard(shard: dict[str, object]) -> str:
     top = "end" if shard["until_id"] is None else shard["until_id"]
     owner, expires = shard["lease_owner"], shard["lease_expires_at"]
     held = "none" if owner is None else f"{owner} until {expires}"

@@ -8,8 +8,6 @@ lacking a key, page by page, plans each page and applies it; ``--dry-run`` print
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 from crm_audit_transform.enrichment import EnrichmentPlan
@@ -28,7 +26,7 @@ from .state import CliState
 @click.pass_obj
 def enrich(state: CliState, company: str, tenant: str | None, dry_run: bool, as_json: bool) -> None:
     """Fill missing referents (person, linked entity id and name) of the account's association logs."""
-    plans: list[dict[str, Any]] = []
+    plans: list[dict[str, object]] = []
 
     def show(plan: EnrichmentPlan) -> None:
         if as_json:
@@ -41,7 +39,7 @@ def enrich(state: CliState, company: str, tenant: str | None, dry_run: bool, as_
         tenant = service.tenant_for(company, tenant)
         report = service.enrich(company, tenant, dry_run=dry_run, on_plan=show if dry_run else None)
     if as_json:
-        doc: dict[str, Any] = {"company_sso_id": company, "tenant": tenant, "dry_run": dry_run}
+        doc: dict[str, object] = {"company_sso_id": company, "tenant": tenant, "dry_run": dry_run}
         doc["report"] = _report(report)
         if dry_run:
             doc["plans"] = plans
@@ -50,7 +48,7 @@ def enrich(state: CliState, company: str, tenant: str | None, dry_run: bool, as_
     click.echo(_summary(report, dry_run))
 
 
-def _report(report: EnrichmentTally) -> dict[str, Any]:
+def _report(report: EnrichmentTally) -> dict[str, object]:
     return {
         "logs": report.logs,
         "complete": report.complete,

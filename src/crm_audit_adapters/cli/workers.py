@@ -145,7 +145,7 @@ def enqueue(
     _require_broker(app, state)
     from ..celery import MIGRATE_ACCOUNT, MIGRATE_SHARD
 
-    sent: list[dict[str, Any]] = []
+    sent: list[dict[str, object]] = []
     refused: list[dict[str, str]] = []
     with state.runtime() as runtime:
         if all_enabled:

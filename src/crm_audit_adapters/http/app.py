@@ -65,7 +65,7 @@ def _shallow_enough(raw: bytes, max_depth: int) -> bytes:
     return raw
 
 
-async def _json_object(request: Request, limit: int, max_depth: int) -> dict[str, Any]:
+async def _json_object(request: Request, limit: int, max_depth: int) -> dict[str, object]:
     try:
         body = json.loads(_shallow_enough(await _read_body(request, limit), max_depth))
     except (ValueError, UnicodeDecodeError, RecursionError):  # nesting past the interpreter's stack
@@ -98,7 +98,7 @@ def _optional_time(value: Any) -> dt.datetime | None:
         raise ApiError(400, "INVALID_DATE_RANGE_START", "date_range_start is out of range in UTC") from None
 
 
-def _public_status(status: Mapping[str, Any]) -> dict[str, Any]:
+def _public_status(status: Mapping[str, Any]) -> dict[str, object]:
     # The web app never sees accuracy figures or internal fields: only what the indicator needs.
     keys = ("status", "progress_pct", "started_at", "updated_at", "finished_at")
     return {key: status[key] for key in keys if key in status}
@@ -198,7 +198,7 @@ def create_app(
         if type(repair) is not bool:
             raise ApiError(400, "INVALID_REPAIR", "repair must be a boolean")
 
-        def call() -> dict[str, Any]:
+        def call() -> dict[str, object]:
             drawn = secrets.randbits(63) if seed is None else seed
             report = service.verify(company, sample=sample, seed=drawn, repair=repair, require_binding=True)
             return report.to_json()

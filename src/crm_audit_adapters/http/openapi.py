@@ -10,8 +10,6 @@ cannot be forgotten here.
 
 from __future__ import annotations
 
-from typing import Any
-
 from crm_audit_transform.jobs import JOB_STATUSES, NOT_STARTED
 
 _ERROR = {
@@ -146,7 +144,7 @@ _FINDING = {
     },
     "additionalProperties": False,
 }
-_FINDINGS: dict[str, Any] = {
+_FINDINGS: dict[str, object] = {
     "type": "object",
     "required": ["count", "truncated", "items"],
     "properties": {
@@ -181,7 +179,7 @@ _JOB_CHECK = {
     },
     "additionalProperties": False,
 }
-_VERIFY_REPORT: dict[str, Any] = {
+_VERIFY_REPORT: dict[str, object] = {
     "type": "object",
     "required": ["company_sso_id", "tenant", "clean", "audits", "migrated", "findings", "outstanding", "job"],
     "properties": {
@@ -214,8 +212,8 @@ _WRITE_RESULT = {
 }
 
 
-def _responses(ok: dict[str, Any], *codes: int) -> dict[str, Any]:
-    responses: dict[str, Any] = {
+def _responses(ok: dict[str, object], *codes: int) -> dict[str, object]:
+    responses: dict[str, object] = {
         "200": {"description": "OK", "content": {"application/json": {"schema": ok}}}
     }
     for code in codes:
@@ -223,11 +221,11 @@ def _responses(ok: dict[str, Any], *codes: int) -> dict[str, Any]:
     return responses
 
 
-def _body(schema: dict[str, Any]) -> dict[str, Any]:
+def _body(schema: dict[str, object]) -> dict[str, object]:
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 
 
-def openapi_document() -> dict[str, Any]:
+def openapi_document() -> dict[str, object]:
     basic: list[dict[str, list[str]]] = [{"basicAuth": []}]
     trigger_ok = _responses(_STATUS, 400, 401, 403, 409, 422, 503)
     trigger_ok["202"] = trigger_ok.pop("200")
