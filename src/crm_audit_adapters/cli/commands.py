@@ -14,16 +14,17 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from types import FrameType
 
 import click
 
 from crm_audit_transform.config import load_config
-from crm_audit_transform.domain import Failed, Migrated, Skipped
+from crm_audit_transform.domain import Failed, Migrated, Outcome, Skipped
 from crm_audit_transform.errors import JobNotFound
 from crm_audit_transform.jobs import CANCELLED, COMPLETED, HALTED, MigrationJob
+from crm_audit_transform.ports import JobStore
 from crm_audit_transform.timestamps import as_utc
 from crm_audit_transform.usecases import FRESH, RESUME, MigrationStatus
 
@@ -213,7 +214,7 @@ def _stop_on_interrupt() -> Iterator[threading.Event]:
         yield stop
         return
 
-    def handler(signum: int, frame: Any) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
@@ -252,8 +253,9 @@ def status(state: CliState, company: str | None, every: bool, as_json: bool) -> 
         )
 
 
-def _latest_per_account(jobs: Any) -> list[Any]:
-    listing = getattr(jobs, "latest_per_account", None)
+def _latest_per_account(jobs: JobStore) -> list[MigrationJob]:
+    # Not a port method: only the MongoDB store lists accounts (``status --all``).
+    listing: Callable[[], Iterable[MigrationJob]] | None = getattr(jobs, "latest_per_account", None)
     if listing is None:
         raise click.UsageError("this job store cannot list accounts")
     return list(listing())
@@ -352,7 +354,7 @@ def _flatten(doc: dict[str, object], prefix: str = "") -> Iterator[tuple[str, st
             yield f"{prefix}{key}", "-" if value is None or value in ("", {}) else str(value)
 
 
-def _outcome(outcome: Any) -> dict[str, object]:
+def _outcome(outcome: Outcome | None) -> dict[str, object]:
     if isinstance(outcome, Migrated):
         return {"kind": "migrated", "external_id": outcome.log.external_id}
     if isinstance(outcome, Skipped | Failed):
@@ -374,7 +376,7 @@ def _show(status: MigrationStatus, as_json: bool) -> None:
         click.echo(json.dumps(status.as_dict(), indent=2, ensure_ascii=False))
         return
     doc = status.as_dict()
-    rows: list[tuple[str, Any]] = [("company_sso_id", status.company_sso_id), ("status", status.status)]
+    rows: list[tuple[str, object]] = [("company_sso_id", status.company_sso_id), ("status", status.status)]
     if status.job_id is not None:
         t = status.tally
         rows += [
@@ -430,7 +432,7 @@ def _enrichment(status: MigrationStatus) -> str:
     )
 
 
-def _per_reason(total: int, by_reason: Any) -> str:
+def _per_reason(total: int, by_reason: Mapping[str, int]) -> str:
     detail = ", ".join(f"{reason} {count}" for reason, count in by_reason.items())
     return f"{total}" + (f"  ({detail})" if detail else "")
 

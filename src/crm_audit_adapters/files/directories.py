@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import orjson
 from bson.json_util import JSONOptions
@@ -39,7 +39,7 @@ def read_users(path: PathLike, tenant: str | None = None) -> dict[UserId, CrmUse
     an id seen twice is an error rather than a silent overwrite.
     """
 
-    def user(record: Mapping[str, Any]) -> CrmUser:
+    def user(record: Mapping[str, object]) -> CrmUser:
         deleted_at = _optional_str(record, "deleted_at")
         return CrmUser(
             id=_user_id(record),
@@ -57,7 +57,7 @@ def read_entities(path: PathLike, tenant: str | None = None) -> dict[tuple[str, 
     ``type`` is the CRM class name (``Crm::Deal``), as the mapping configuration's ``entity_type``.
     """
 
-    def entity(record: Mapping[str, Any]) -> EntityRef:
+    def entity(record: Mapping[str, object]) -> EntityRef:
         exists = record.get("exists", True)
         if not isinstance(exists, bool):
             raise _Bad(f"exists is not a boolean: {exists!r}")
@@ -78,7 +78,7 @@ def read_sso_directory(path: PathLike, company_sso_id: str | None = None) -> dic
     as written (matching them case-insensitively is the directory's business).
     """
 
-    def entry(record: Mapping[str, Any]) -> tuple[str, str]:
+    def entry(record: Mapping[str, object]) -> tuple[str, str]:
         return _str(record, "email"), _str(record, "sso_id")
 
     found: dict[str, str] = {}
@@ -209,7 +209,7 @@ def _at(path: PathLike, number: int) -> Iterator[None]:
 def _collect(
     path: PathLike,
     tenant: str | None,
-    build: Callable[[Mapping[str, Any]], V],
+    build: Callable[[Mapping[str, object]], V],
     key: Callable[[V], K],
 ) -> dict[K, V]:
     found: dict[K, V] = {}
@@ -225,14 +225,14 @@ def _collect(
     return found
 
 
-def _int(record: Mapping[str, Any], name: str) -> int:
+def _int(record: Mapping[str, object], name: str) -> int:
     value = record.get(name)
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     raise _Bad(f"{name} is not an integer: {value!r}")
 
 
-def _user_id(record: Mapping[str, Any]) -> UserId:
+def _user_id(record: Mapping[str, object]) -> UserId:
     value = record.get("id")
     if isinstance(value, int) and not isinstance(value, bool):
         return value
@@ -241,14 +241,14 @@ def _user_id(record: Mapping[str, Any]) -> UserId:
     raise _Bad(f"id is not an integer or a non-empty string: {value!r}")
 
 
-def _str(record: Mapping[str, Any], name: str) -> str:
+def _str(record: Mapping[str, object], name: str) -> str:
     value = record.get(name)
     if isinstance(value, str) and value:
         return value
     raise _Bad(f"{name} is not a non-empty string: {value!r}")
 
 
-def _optional_str(record: Mapping[str, Any], name: str) -> str | None:
+def _optional_str(record: Mapping[str, object], name: str) -> str | None:
     value = record.get(name)
     if value is None or isinstance(value, str):
         return value

@@ -22,7 +22,6 @@ import json
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from typing import Any
 
 import attrs
 import orjson
@@ -66,7 +65,7 @@ def _sink_keys(raw: bytes) -> tuple[str, str, bool] | None:
 
     The sink writes ``company_sso_id`` first and ``external_id`` right before ``source_tag``, after
     ``attributes``; a quote inside any JSON string is escaped, so ``"external_id":"`` occurs only
-    as a key, and its last occurrence is the top-level one (``metadata`` holds no such key). Any
+    as a key, and its last occurrence is the top-level one (``metadata`` holds no such key). object
     line not in that shape, or with an escape in these values, returns None and is parsed instead.
     """
     layout = next((keys for keys in _LAYOUTS if raw.startswith(keys[0])), None)
@@ -91,21 +90,21 @@ def _sink_keys(raw: bytes) -> tuple[str, str, bool] | None:
     return company.decode(), external_id.decode(), tag == SOURCE_TAG.encode()
 
 
-def _dumps(value: Any) -> bytes:
+def _dumps(value: object) -> bytes:
     try:
         return orjson.dumps(value)
     except TypeError:  # a lone surrogate, in a line an earlier release wrote with json.dumps
         return json.dumps(value).encode()
 
 
-def _loads(line: bytes) -> Any:
+def _loads(line: bytes) -> object:
     try:
         return orjson.loads(line)
     except orjson.JSONDecodeError:  # as above: json reads what orjson refuses
         return json.loads(line)
 
 
-def json_content(doc: Mapping[str, Any]) -> dict[str, object]:
+def json_content(doc: Mapping[str, object]) -> dict[str, object]:
     """The owned fields of a relaxed-JSON document as JSON text (``bytes``), one per field present."""
     return {name: _dumps(doc[name]) for name in OWNED_FIELDS if name in doc}
 
@@ -120,7 +119,7 @@ class LineContent(Mapping[str, object]):
 
     __slots__ = ("_fields", "_parsed", "line")
 
-    def __init__(self, line: bytes, parsed: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, line: bytes, parsed: Mapping[str, object] | None = None) -> None:
         self.line = line.rstrip(b"\r\n")
         self._parsed = parsed
         self._fields: dict[str, object] | None = None
@@ -128,6 +127,8 @@ class LineContent(Mapping[str, object]):
     def _content(self) -> dict[str, object]:
         if self._fields is None:
             doc = self._parsed if self._parsed is not None else _loads(self.line)
+            if not isinstance(doc, Mapping):  # the reader only hands over lines holding an object
+                raise TypeError(f"not a JSON object: {self.line[:60]!r}")
             self._fields = json_content(doc)
             self._parsed = None
         return self._fields
@@ -152,7 +153,7 @@ class LineContent(Mapping[str, object]):
         return f"LineContent({self.line[:60]!r}…)"
 
 
-def _timestamp(value: Any) -> dt.datetime | None:
+def _timestamp(value: object) -> dt.datetime | None:
     text = value.get("$date") if isinstance(value, dict) else None
     if not isinstance(text, str):
         return None
@@ -222,7 +223,7 @@ class JsonlMigratedLogReader:
             if not raw.strip():
                 return
             try:
-                doc: Any = json.loads(raw)
+                doc: object = json.loads(raw)
             except ValueError as exc:
                 raise FileFormatError(self._path, number, f"not a JSON document: {exc}") from exc
             if not isinstance(doc, dict):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 from collections.abc import Mapping
-from typing import Any
 
 from bson import Decimal128, json_util
 
@@ -29,7 +28,7 @@ def _bad(path: str, message: str) -> ApiError:
     return ApiError(400, "INVALID_RECORD", f"{path}: {message}")
 
 
-def _str(doc: Mapping[str, Any], key: str, path: str, *, required: bool = True) -> str:
+def _str(doc: Mapping[str, object], key: str, path: str, *, required: bool = True) -> str:
     value = doc.get(key)
     if value is None and not required:
         return ""
@@ -38,7 +37,7 @@ def _str(doc: Mapping[str, Any], key: str, path: str, *, required: bool = True) 
     return value
 
 
-def _value(value: Any, path: str, depth: int = 0) -> Value:
+def _value(value: object, path: str, depth: int = 0) -> Value:
     if depth > 32:
         raise _bad(path, "nested too deeply")
     if value is None or isinstance(value, bool | int | float | str | bytes):
@@ -59,7 +58,7 @@ def _value(value: Any, path: str, depth: int = 0) -> Value:
     raise _bad(path, f"unsupported value of type {type(value).__name__}")
 
 
-def _timestamp(value: Any, path: str) -> dt.datetime:
+def _timestamp(value: object, path: str) -> dt.datetime:
     if isinstance(value, str):
         try:
             value = dt.datetime.fromisoformat(value)
@@ -75,7 +74,7 @@ def _timestamp(value: Any, path: str) -> dt.datetime:
         raise _bad(path, "is out of range once converted to UTC") from None
 
 
-def decode_record(doc: Any, path: str) -> ActivityLog:
+def decode_record(doc: object, path: str) -> ActivityLog:
     if not isinstance(doc, dict):
         raise _bad(path, "must be an object")
     actor_doc = doc.get("actor")
@@ -123,7 +122,7 @@ def decode_record(doc: Any, path: str) -> ActivityLog:
     )
 
 
-def parse_body(raw: bytes) -> list[Any]:
+def parse_body(raw: bytes) -> list[object]:
     """The ``records`` array of a request body, parsed with Extended JSON types."""
     try:
         body = loads_extended_json(raw.decode("utf-8"), _JSON_OPTIONS)
