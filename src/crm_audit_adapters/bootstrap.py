@@ -71,6 +71,7 @@ from .crm_postgres import (
 from .files import CheckedRows, FileAuditSource, JsonlContactDirectory, read_sso_directory, read_users
 from .flags import ConfiguredFeatureFlags
 from .mongo import MongoActivityLogStore, MongoContactDirectory, MongoIndexState, MongoJobStore
+from .mongo.documents_types import Document, MongoDatabase
 from .mongo.enrichment import MongoEnrichmentStore
 from .mongo.retry import rejected_login
 from .mongo.verification import MongoMigratedLogReader
@@ -105,7 +106,7 @@ class Runtime:
         self,
         settings: Settings,
         *,
-        mongo_client: Any | None = None,
+        mongo_client: MongoClient[Document] | None = None,
         sso: SsoDirectory | None = None,
         clock: Clock | None = None,
         flags: FeatureFlags | None = None,
@@ -148,7 +149,7 @@ class Runtime:
 
     # -- the CDP (MongoDB) -----------------------------------------------------------------------
     @functools.cached_property
-    def mongo_db(self) -> Any:
+    def mongo_db(self) -> MongoDatabase:
         if self._mongo_client is None:
             self._mongo_client = _mongo_client(self.settings.mongo_uri)
             self._closers.append(self._mongo_client.close)  # before the ping, which may fail
@@ -250,7 +251,7 @@ DEFAULT_SERVER_SELECTION_TIMEOUT_MS = 10_000
 _NOTICE_AFTER_S = 1.0  # a reachable server answers well within this; say what we wait for after it
 
 
-def _mongo_client(uri: str | None) -> Any:
+def _mongo_client(uri: str | None) -> MongoClient[Document]:
     """A client for ``uri``; the URI's own options win over the runner's defaults.
 
     ``ConfigError`` for a URI pymongo refuses, ``DependencyMissing`` for ``mongomock://`` without
@@ -270,6 +271,7 @@ def _mongo_client(uri: str | None) -> Any:
                     )
                 ]
             ) from None
+        # mongomock ships no types: its client stands in for pymongo's, which it mimics.
         return mongomock.MongoClient(tz_aware=True)
     options: dict[str, Any] = {}
     if not _SELECTION_TIMEOUT_OPTION.search(uri):
@@ -284,7 +286,7 @@ def _mongo_client(uri: str | None) -> Any:
 _SELECTION_TIMEOUT_OPTION = re.compile(r"[?&;]serverSelectionTimeoutMS=", re.IGNORECASE)
 
 
-def wait_for_mongo(client: Any, uri: str, notice: Callable[[str], None] | None) -> None:
+def wait_for_mongo(client: MongoClient[Document], uri: str, notice: Callable[[str], None] | None) -> None:
     """Ping the server once, saying "connecting to MongoDB at …" if that takes over a second.
 
     The wait is bounded by the client's ``serverSelectionTimeoutMS``; then ``StoreUnavailable``
@@ -317,7 +319,7 @@ def wait_for_mongo(client: Any, uri: str, notice: Callable[[str], None] | None) 
             timer.cancel()
 
 
-def _is_mongomock(db: Any) -> bool:
+def _is_mongomock(db: object) -> bool:
     return type(db).__module__.startswith("mongomock")
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 __all__ = ["main", "make_server"]
 
@@ -29,7 +28,7 @@ class _NoUsers(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(NO_USERS)
 
-    def log_message(self, format: str, *args: Any) -> None:
+    def log_message(self, format: str, *args: object) -> None:
         """Silent: a line per request would bury the runner's own output."""
 
 

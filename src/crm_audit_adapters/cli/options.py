@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import Final
 
 import click
 
@@ -58,7 +58,7 @@ json_option = click.option(
 
 
 def emit(
-    command: str, doc: Mapping[str, Any], as_json: bool, human: Callable[[], None] | None = None
+    command: str, doc: Mapping[str, object], as_json: bool, human: Callable[[], None] | None = None
 ) -> None:
     """Print ``doc`` as the command's JSON document, or run ``human()`` for the human form.
 
@@ -75,7 +75,7 @@ def emit(
             click.echo(f"{key:<{width}}  {_plain(value)}")
 
 
-def _plain(value: Any) -> str:
+def _plain(value: object) -> str:
     if isinstance(value, Mapping):
         return ", ".join(f"{k}={_plain(v)}" for k, v in value.items()) or "-"
     if isinstance(value, list | tuple):

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import IO, Any
+from typing import IO
 
 from crm_audit_transform.domain import Migrated, Outcome, Skipped
 
 
-def outcome_record(outcome: Outcome, tenant: str) -> dict[str, Any]:
+def outcome_record(outcome: Outcome, tenant: str) -> dict[str, object]:
     """The ``--outcomes`` line of one outcome, as a dict."""
     if isinstance(outcome, Migrated):
         return {

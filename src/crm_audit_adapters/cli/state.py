@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import click
 from attrs import define, field
+from pymongo import MongoClient
+
+from crm_audit_transform.ports import Clock, SsoDirectory
 
 from ..bootstrap import Runtime, build_runtime
+from ..mongo.documents_types import Document
 from ..settings import Settings, load_settings
 
 
@@ -21,9 +24,9 @@ class Overrides:
     ``prepare``: called with the runtime before a command uses it (to wrap a port, say).
     """
 
-    mongo_client: Any = None
-    sso: Any = None
-    clock: Any = None
+    mongo_client: MongoClient[Document] | None = None
+    sso: SsoDirectory | None = None
+    clock: Clock | None = None
     prepare: Callable[[Runtime], None] | None = None
 
 

@@ -15,7 +15,6 @@ import json
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from importlib import resources
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -75,7 +74,7 @@ async def _json_object(request: Request, limit: int, max_depth: int) -> dict[str
     return body
 
 
-def _company(value: Any) -> str:
+def _company(value: object) -> str:
     if not isinstance(value, str) or not value.strip() or len(value) > 128:
         raise ApiError(
             400, "INVALID_COMPANY", "company_sso_id must be a non-empty string of at most 128 characters"
@@ -83,7 +82,7 @@ def _company(value: Any) -> str:
     return value
 
 
-def _optional_time(value: Any) -> dt.datetime | None:
+def _optional_time(value: object) -> dt.datetime | None:
     if value is None:
         return None
     try:
@@ -98,7 +97,7 @@ def _optional_time(value: Any) -> dt.datetime | None:
         raise ApiError(400, "INVALID_DATE_RANGE_START", "date_range_start is out of range in UTC") from None
 
 
-def _public_status(status: Mapping[str, Any]) -> dict[str, object]:
+def _public_status(status: Mapping[str, object]) -> dict[str, object]:
     # The web app never sees accuracy figures or internal fields: only what the indicator needs.
     keys = ("status", "progress_pct", "started_at", "updated_at", "finished_at")
     return {key: status[key] for key in keys if key in status}

@@ -10,7 +10,6 @@ to that logger as well.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -38,8 +37,8 @@ class ApiError(Exception):
         self.message = message
 
 
-def envelope(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
-    body: dict[str, Any] = {"error": {"code": code, "message": message, **extra}}
+def envelope(status: int, code: str, message: str, **extra: object) -> JSONResponse:
+    body: dict[str, object] = {"error": {"code": code, "message": message, **extra}}
     headers = {"WWW-Authenticate": 'Basic realm="crm-audit"'} if status == 401 else None
     return JSONResponse(body, status_code=status, headers=headers)
 

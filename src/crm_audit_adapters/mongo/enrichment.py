@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Collection as Ids
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from bson import ObjectId, json_util
 from pymongo.errors import WriteError
@@ -62,8 +62,11 @@ def decode_doc_id(text: str) -> object:
     return ObjectId(text)
 
 
-def _at_path(doc: ReadDocument, path: str) -> Any:
-    found: Any = doc
+_T = TypeVar("_T")
+
+
+def _at_path(doc: ReadDocument, path: str) -> object:
+    found: object = doc
     for part in path.split("."):
         if not isinstance(found, Mapping) or part not in found:
             return None
@@ -71,7 +74,7 @@ def _at_path(doc: ReadDocument, path: str) -> Any:
     return found
 
 
-def _chunks(items: Sequence[Any]) -> list[Sequence[Any]]:
+def _chunks(items: Sequence[_T]) -> list[Sequence[_T]]:
     return [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
 
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection as Statuses
-from typing import Any, Final
+from typing import Final
 
 from pymongo import DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
@@ -226,7 +226,7 @@ class MongoJobStore:
         del fields["_id"]
         if ttl is None:
             fields.update(lease_owner=None, lease_expires_at=None)
-            update: Any = {"$set": fields}
+            update: Document | list[Document] = {"$set": fields}
         elif self._clock is not None:
             fields.update(lease_owner=owner, lease_expires_at=to_bson_datetime(self._clock.now() + ttl))
             update = {"$set": fields}
@@ -268,7 +268,7 @@ class MongoJobStore:
         if self._clock is not None:
             now = to_bson_datetime(self._clock.now())
             expired: Document = {"lease_expires_at": {"$lte": now}}
-            update: Any = {
+            update: Document | list[Document] = {
                 "$set": {"lease_owner": owner, "lease_expires_at": to_bson_datetime(self._clock.now() + ttl)}
             }
         else:
@@ -303,7 +303,7 @@ class MongoJobStore:
         if self._clock is not None:
             now = to_bson_datetime(self._clock.now())
             expired: Document = {f"{at}.lease_expires_at": {"$lte": now}}
-            update: Any = {
+            update: Document | list[Document] = {
                 "$set": {
                     f"{at}.lease_owner": owner,
                     f"{at}.lease_expires_at": to_bson_datetime(self._clock.now() + ttl),
@@ -353,7 +353,7 @@ class MongoJobStore:
         count = {"$inc": {_WRITES: 1}}
         if ttl is None:
             fields.update({f"{at}.lease_owner": None, f"{at}.lease_expires_at": None})
-            update: Any = {"$set": fields, **count}
+            update: Document | list[Document] = {"$set": fields, **count}
         elif self._clock is not None:
             fields.update(
                 {
@@ -390,7 +390,7 @@ class MongoJobStore:
             f"{held.lease_owner} until {held.lease_expires_at}"
         )
 
-    def _summarised(self, doc: dict[str, Any]) -> MigrationJob:
+    def _summarised(self, doc: Document) -> MigrationJob:
         """The job of ``doc``; a sharded one's summary of its shards set, unless a newer one is."""
         job = decode_job(doc)
         if not job.shards:
