@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # an optional dependency (the [celery] extra), imported only when metrics are asked for
+    from prometheus_client import CollectorRegistry
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -23,7 +26,7 @@ def prepare_multiprocess() -> str:
     return directory
 
 
-def metrics_registry() -> Any:
+def metrics_registry() -> CollectorRegistry:
     """The registry to expose: every process's values in multiprocess mode, else this process's."""
     from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
 

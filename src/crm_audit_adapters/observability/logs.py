@@ -7,16 +7,18 @@ One line per batch and per job state change (``progress.JobObserver``); each car
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 import structlog
+from structlog.typing import FilteringBoundLogger, Processor
 
 
 def configure_logging(*, json_lines: bool | None = None) -> None:
     """Set structlog's pipeline once per process; ``json_lines`` defaults to "stderr is not a TTY"."""
     if json_lines is None:
         json_lines = not sys.stderr.isatty()
-    renderer: Any = structlog.processors.JSONRenderer() if json_lines else structlog.dev.ConsoleRenderer()
+    renderer: Processor = (
+        structlog.processors.JSONRenderer() if json_lines else structlog.dev.ConsoleRenderer()
+    )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -29,6 +31,8 @@ def configure_logging(*, json_lines: bool | None = None) -> None:
     )
 
 
-def migration_logger() -> Any:
+def migration_logger() -> FilteringBoundLogger:
     """The logger every run line goes through (``event`` names: job_started, batch, job_state, task_*)."""
-    return structlog.get_logger("crm_audit")
+    # structlog's default wrapper (configure_logging leaves it) is its filtering bound logger.
+    logger: FilteringBoundLogger = structlog.get_logger("crm_audit")
+    return logger

@@ -12,7 +12,7 @@ the account's).
 
 from __future__ import annotations
 
-from typing import Any
+from structlog.typing import FilteringBoundLogger
 
 from crm_audit_transform.jobs import MigrationJob
 from crm_audit_transform.tally import Tally
@@ -26,7 +26,7 @@ class JobObserver:
     __slots__ = ("_last", "_log", "_metrics", "_shard")
 
     def __init__(
-        self, log: Any, *, metrics: MigrationMetrics | None = None, shard: int | None = None
+        self, log: FilteringBoundLogger, *, metrics: MigrationMetrics | None = None, shard: int | None = None
     ) -> None:
         self._log = log
         self._metrics = metrics or process_metrics()
@@ -62,7 +62,7 @@ class JobObserver:
             log.info("job_state", status=job.status, previous=previous, halted_reason=job.halted_reason)
         self._last = job
 
-    def _bound(self, job: MigrationJob) -> Any:
+    def _bound(self, job: MigrationJob) -> FilteringBoundLogger:
         return self._log.bind(company_sso_id=job.company_sso_id, job_id=job.job_id, shard=self._shard)
 
     def _count(self, added: Tally) -> None:
