@@ -23,7 +23,7 @@ import secrets
 import socket
 import threading
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
 from celery import Celery, Task
 from celery.signals import task_retry, worker_shutting_down
@@ -83,10 +83,10 @@ def register_tasks(app: Celery, runtime_factory: Callable[[], Runtime]) -> None:
     stopping = threading.Event()
     log = migration_logger()
 
-    def on_shutdown(**_: Any) -> None:
+    def on_shutdown(**_: object) -> None:
         stopping.set()
 
-    def on_retry(request: Any = None, **_: Any) -> None:
+    def on_retry(request: object = None, **_: object) -> None:
         process_metrics().retries.labels(getattr(request, "task", "unknown")).inc()
 
     worker_shutting_down.connect(on_shutdown, weak=False)

@@ -93,7 +93,7 @@ def worker(state: CliState, metrics_port: int | None, celery_args: tuple[str, ..
 
         from ..observability.exporter import serve_metrics
 
-        def forget_process(pid: int | None = None, **_: Any) -> None:
+        def forget_process(pid: int | None = None, **_: object) -> None:
             if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
                 from prometheus_client import multiprocess
 
@@ -159,7 +159,7 @@ def enqueue(
                 refused.append({"company_sso_id": account, "code": code, "message": message})
                 click.echo(f"refused {account}: {line}", err=True)
                 continue
-            targets: list[tuple[str, list[Any], int | None]] = (
+            targets: list[tuple[str, list[str | int], int | None]] = (
                 [(MIGRATE_ACCOUNT, [account], None)]
                 if job is None or not job.shards
                 else [

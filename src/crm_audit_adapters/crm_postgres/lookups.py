@@ -65,7 +65,10 @@ class PostgresUserDirectory:
         numbers = sorted({i for i in ids if type(i) is int})
         texts = sorted({i for i in ids if type(i) is str})
         found: dict[UserId, CrmUser] = {}
-        asks: tuple[tuple[sql.SQL, list[Any]], ...] = ((_USERS, list(numbers)), (_USERS_BY_TEXT, list(texts)))
+        asks: tuple[tuple[sql.SQL, list[int | str]], ...] = (
+            (_USERS, list(numbers)),
+            (_USERS_BY_TEXT, list(texts)),
+        )
         for template, wanted in asks:
             if not wanted:
                 continue

@@ -37,7 +37,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from types import TracebackType
-from typing import IO, Any, Final, Literal
+from typing import IO, Final, Literal
 
 import bson
 from bson.errors import BSONError
@@ -287,7 +287,7 @@ def _keys_of(path: str, number: int, raw: bytes) -> tuple[str, str, str] | None:
     if not raw.strip():
         return None
     try:
-        doc: Any = json.loads(raw)
+        doc: object = json.loads(raw)
     except ValueError as exc:
         raise FileFormatError(path, number, f"not a JSON document: {exc}") from exc
     if not isinstance(doc, dict):

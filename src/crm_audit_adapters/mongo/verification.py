@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from typing import Any, Final
+from typing import Final
 
 import bson
 from pymongo import ASCENDING
@@ -60,7 +60,7 @@ _ID_CHUNK: Final = 5_000
 """External ids per chunk of the stray stream (~0.3 MB of keys)."""
 
 
-def _bson(value: Any) -> bytes:
+def _bson(value: object) -> bytes:
     return bson.encode({"v": value})
 
 
