@@ -174,6 +174,12 @@ LIBYAML_READINGS = [
     ("--- [a:,b]", "MalformedYaml"),
     ("--- {a:[b]}", "MalformedYaml"),
     ("--- {a: [b]}", "value"),
+    # A tab after a block scalar's indicators is a blank.
+    ("--- |\t", "NotAMapping"),
+    ("---\na: >-\t# c\n  x\n", "value"),
+    # A directive other than %YAML or %TAG is malformed, after the document too.
+    ("---\n%-", "MalformedYaml"),
+    ("---\na: 1\n%x", "MalformedYaml"),
 ]
 
 

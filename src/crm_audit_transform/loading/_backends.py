@@ -16,7 +16,7 @@ import yaml
 from yaml.parser import Parser
 from yaml.reader import Reader
 from yaml.scanner import Scanner, ScannerError
-from yaml.tokens import ScalarToken, TagToken
+from yaml.tokens import DirectiveToken, ScalarToken, TagToken
 
 from ..errors import BadEncoding, LimitExceeded, MalformedYaml
 from ._builder import build
@@ -144,6 +144,62 @@ class _PythonParser(Reader, Scanner, Parser):
             chunks.append(" ")
         chunks.extend(breaks)
         return chunks
+
+    def scan_block_scalar_indicators(self, start_mark: Any) -> tuple[bool | None, int | None]:
+        # libyaml takes any blank after ``|``/``>`` and their indicators, a tab too (scanner.c,
+        # yaml_parser_scan_block_scalar); PyYAML refuses a tab there: ``|\t`` would fail here only.
+        chomping: bool | None = None
+        increment: int | None = None
+        if self.peek() in "+-":
+            chomping = self.peek() == "+"
+            self.forward()
+            if self.peek() in "0123456789":
+                increment = self._indentation_indicator(start_mark)
+        elif self.peek() in "0123456789":
+            increment = self._indentation_indicator(start_mark)
+            if self.peek() in "+-":
+                chomping = self.peek() == "+"
+                self.forward()
+        if self.peek() not in _BLANKZ:
+            raise ScannerError(
+                "while scanning a block scalar",
+                start_mark,
+                f"expected chomping or indentation indicators, but found {self.peek()!r}",
+                self.get_mark(),
+            )
+        return chomping, increment
+
+    def _indentation_indicator(self, start_mark: Any) -> int:
+        if self.peek() == "0":
+            raise ScannerError(
+                "while scanning a block scalar",
+                start_mark,
+                "expected indentation indicator in the range 1-9, but found 0",
+                self.get_mark(),
+            )
+        increment = int(self.peek())
+        self.forward()
+        return increment
+
+    def scan_block_scalar_ignored_line(self, start_mark: Any) -> None:
+        while self.peek() in " \t":  # libyaml's blanks; PyYAML skips spaces only
+            self.forward()
+        super().scan_block_scalar_ignored_line(start_mark)
+
+    def scan_directive(self) -> DirectiveToken:
+        # libyaml refuses a directive other than %YAML and %TAG, even after the first document
+        # ("found unknown directive name", scanner.c); PyYAML skips it, so ``a: 1\n%x`` loaded here.
+        length = 1
+        while self.peek(length) in _WORD:
+            length += 1
+        name = self.prefix(length)[1:]
+        if name and name not in ("YAML", "TAG") and self.peek(length) in _BLANKZ:
+            start_mark = self.get_mark()
+            self.forward(length)
+            raise ScannerError(
+                "while scanning a directive", start_mark, "found unknown directive name", self.get_mark()
+            )
+        return super().scan_directive()
 
     def fetch_stream_end(self) -> None:
         # libyaml ends the last line before the stream end, so a simple key that must be one (a
