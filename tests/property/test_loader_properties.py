@@ -13,6 +13,7 @@ import decimal
 import re
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -32,7 +33,7 @@ from yaml.events import (
 
 from crm_audit_transform.errors import AuditedChangesError
 from crm_audit_transform.loading import available_backends, load_audited_changes
-from crm_audit_transform.loading._psych_scalars import Unreadable, tokenize
+from crm_audit_transform.loading._psych_scalars import Unreadable, big_decimal, read_big_decimal, tokenize
 from crm_audit_transform.loading._ruby_keys import ruby_big_decimal_to_s, ruby_float_to_s
 from support.truth import RubyKey, canonical, named
 
@@ -345,3 +346,29 @@ class TestAnyInput:
         loaded = load_audited_changes(decoded)
         assert canonical(loaded) == canonical(decoded)
         assert loaded is not decoded
+
+
+BIG_DECIMAL_TEXTS = st.one_of(
+    st.decimals(allow_nan=True).map(
+        lambda value: f"{len(value.as_tuple().digits) * 9}:{ruby_big_decimal_to_s(value)}"
+    ),
+    st.from_regex(r"\A[0-9]{0,3}:-?0\.[0-9]{1,8}(e-?[0-9]{1,4})?\Z"),
+    st.from_regex(r"\A[0-9_ ]{0,3}:[-+ ]?[0-9_.]{0,6}([eEdD][-+]?[0-9]{1,3})?[ \n]?\Z"),
+)
+
+
+class TestBigDecimalShortcut:
+    @SETTINGS
+    @given(BIG_DECIMAL_TEXTS)
+    def test_the_dumped_form_shortcut_agrees_with_the_general_rule(self, text: str) -> None:
+        """``big_decimal`` gives exactly what the general reading gives (value, sign, exponent), or
+        fails alike."""
+        try:
+            expected = read_big_decimal(text)
+        except Unreadable:
+            with pytest.raises(Unreadable):
+                big_decimal(text)
+            return
+        got = big_decimal(text)
+        assert str(got) == str(expected)
+        assert got.as_tuple() == expected.as_tuple()

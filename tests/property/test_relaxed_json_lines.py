@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 import bson
+import orjson
 import pytest
 from bson import Decimal128, json_util
 from bson.json_util import RELAXED_JSON_OPTIONS
@@ -15,9 +16,9 @@ from hypothesis import strategies as st
 
 from crm_audit_adapters.files.keys import WrittenKeys
 from crm_audit_adapters.files.sink import BSON_BYTES_PER_JSON_BYTE
-from crm_audit_adapters.mongo.bson_values import encode_decimal
-from crm_audit_adapters.mongo.documents import encode_activity_log
-from crm_audit_adapters.mongo.extended_json import relaxed_json_line
+from crm_audit_adapters.mongo.bson_values import BSON, ValueEncoder, encode_decimal
+from crm_audit_adapters.mongo.documents import activity_log_document, encode_activity_log
+from crm_audit_adapters.mongo.extended_json import RELAXED_JSON, relaxed_json_line
 from crm_audit_transform.domain import ActivityLog, Actor, FieldChange
 
 offsets = st.builds(
@@ -69,6 +70,7 @@ values = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(keys, children, max_size=4),
     max_leaves=12,
 )
+metadata_keys = st.sampled_from(["crm_audit_id", "crm_person_id", "linked_entity_id", "combined", "username"])
 logs = st.builds(
     ActivityLog,
     company_sso_id=st.text(max_size=8),
@@ -86,8 +88,32 @@ logs = st.builds(
     ),
     external_id=st.text(max_size=12),
     source_tag=st.just("crm_migration"),
-    metadata=st.dictionaries(keys, values, max_size=4),
+    metadata=st.dictionaries(keys | metadata_keys, values, max_size=4),
 )
+
+
+def walked_document(log: ActivityLog, encoder: ValueEncoder) -> dict[str, Any]:
+    """The document's definition: every value and the metadata through ``encoder``."""
+    actor: dict[str, Any] = {"type": log.actor.kind, "name": log.actor.name}
+    if log.actor.sso_id:
+        actor["id"] = log.actor.sso_id
+    doc: dict[str, Any] = {
+        "company_sso_id": log.company_sso_id,
+        "customer_id": log.customer_id,
+        "category": log.category,
+        "action": log.action,
+        "actor": actor,
+        "attributes": [
+            {"field": c.field, "label": c.label, "from": encoder.value(c.from_), "to": encoder.value(c.to)}
+            for c in log.changes
+        ],
+        "timestamp": encoder.datetime(log.timestamp),
+    }
+    if log.external_id:
+        doc["external_id"] = log.external_id
+    doc["source_tag"] = log.source_tag
+    doc["metadata"] = encoder.mapping(log.metadata)
+    return doc
 
 
 def json_util_line(log: ActivityLog) -> str:
@@ -111,6 +137,31 @@ class TestRelaxedJsonLine:
         ours = json_util.loads(line, json_options=READ_BACK)
         theirs = json_util.loads(json_util_line(log), json_options=READ_BACK)
         assert bson.encode(ours) == bson.encode(theirs)
+
+    @given(logs)
+    def test_the_documents_are_those_of_the_value_walk(self, log: ActivityLog) -> None:
+        """The shortcut document (plain values put in as they are) is the document of sending every
+        value through the encoder: the same JSON bytes, the same BSON, or refused alike."""
+        for encoder, dump in ((RELAXED_JSON, orjson.dumps), (BSON, bson.encode)):
+            try:
+                reference = dump(walked_document(log, encoder))
+            except (TypeError, ValueError):
+                with pytest.raises((TypeError, ValueError)):
+                    dump(activity_log_document(log, encoder))
+                continue
+            assert dump(activity_log_document(log, encoder)) == reference
+
+    @given(datetimes.map(lambda value: value.replace(tzinfo=value.tzinfo or dt.UTC).astimezone(dt.UTC)))
+    def test_a_dates_text_is_isoformats(self, value: dt.datetime) -> None:
+        """A datetime from the epoch on prints its seconds as ``isoformat`` does, then milliseconds and Z."""
+        millis = value.microsecond // 1000
+        value = value.replace(microsecond=millis * 1000)
+        if value < dt.datetime(1970, 1, 1, tzinfo=dt.UTC):
+            return
+        seconds = value.isoformat(timespec="seconds")[:19]
+        assert RELAXED_JSON.datetime(value) == {
+            "$date": f"{seconds}.{millis:03d}Z" if millis else f"{seconds}Z"
+        }
 
     @given(logs)
     def test_bson_never_outgrows_the_bound_over_the_json_line(self, log: ActivityLog) -> None:

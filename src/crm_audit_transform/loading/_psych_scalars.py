@@ -76,6 +76,8 @@ _BIG_DECIMAL = re.compile(
     r"\s*(?:([-+]?Infinity|NaN)|([-+]?(?:[0-9]+(?:_[0-9]+)*)?(?:\.(?:[0-9]+(?:_[0-9]+)*)?)?(?:[eEdD][-+]?[0-9]+)?))\s*\Z",
     _A,
 )
+_DUMPED_BIG_DECIMAL = re.compile(r"[0-9]*:(-?0\.[0-9]+(?:e-?[0-9]+)?)\Z", _A)
+"""What ``BigDecimal#_dump`` writes for a finite value: ``18:0.125e2``, ``9:-0.5e-3``, ``9:0.0``."""
 _NOT_BASE64 = re.compile(r"[^A-Za-z0-9+/]")
 _TIME_SPLIT = re.compile(r"[ tT]")
 _TIME_DATE = re.compile(r"^(-?\d{4})-(\d{1,2})-(\d{1,2})", _A | re.M)
@@ -283,6 +285,14 @@ def _ruby_date(s: str, year: int, month: int, day: int) -> Any:
 
 def big_decimal(s: str) -> decimal.Decimal:
     """``BigDecimal._load("18:0.125e2")``: the precision before ``:`` is a hint; the value is exact."""
+    dumped = _DUMPED_BIG_DECIMAL.match(s)
+    if dumped is not None:  # BigDecimal#_dump's own form, which read_big_decimal reads alike
+        return decimal.Decimal(dumped[1])
+    return read_big_decimal(s)
+
+
+def read_big_decimal(s: str) -> decimal.Decimal:
+    """``big_decimal`` by the general rule: any spelling ``BigDecimal._load`` accepts."""
     precision, colon, text = s.partition(":")
     match = _BIG_DECIMAL.match(text)
     if not colon or not (precision == "" or (precision.isascii() and precision.isdigit())) or match is None:
