@@ -53,23 +53,30 @@ def copy_floor(ctx: Context) -> dict[str, Any]:
 
 def parse_floor(ctx: Context) -> dict[str, Any]:
     rows = errors = text_chars = 0
-    parsing = 0.0
-    load, loader, clock = yaml.load, FloorLoader, time.perf_counter
+    parsing = cpu = 0.0
+    load, loader, clock, cpu_clock = yaml.load, FloorLoader, time.perf_counter, time.process_time
     with psycopg.connect(ctx.dsn) as conn, conn.cursor(name="parse_floor") as cursor:
         cursor.itersize = 5000
         cursor.execute(ctx.select(("audited_changes",)), ctx.params)
         while batch := cursor.fetchmany(5000):
             texts = [text for (text,) in batch]
             text_chars += sum(len(t) for t in texts if t)
-            started = clock()
+            started, cpu_started = clock(), cpu_clock()
             for text in texts:
                 try:
                     load(text or "{}", loader)
                 except yaml.YAMLError:
                     errors += 1
             parsing += clock() - started
+            cpu += cpu_clock() - cpu_started
             rows += len(texts)
-    return {"rows": rows, "seconds": parsing, "parse_errors": errors, "text_chars": text_chars}
+    return {
+        "rows": rows,
+        "seconds": parsing,
+        "cpu_seconds": cpu,
+        "parse_errors": errors,
+        "text_chars": text_chars,
+    }
 
 
 def parse_events(ctx: Context) -> dict[str, Any]:

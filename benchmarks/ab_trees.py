@@ -1,0 +1,103 @@
+"""One scale stage on this work tree against a git ref of it, interleaved: what a change bought.
+
+    .venv/bin/python benchmarks/ab_trees.py --ref main --dsn DSN --rows 100000 \
+        --stages parse,end_to_end --repeat 5
+
+``run_scale.py --reuse`` (or ``generate.py``) must have loaded ``bench_<rows>`` into ``--dsn``
+first. The ref's ``src/`` is exported (``git archive``) under ``benchmarks/out/ab-<ref>/`` and put
+first on ``PYTHONPATH``, so the same interpreter and packages run the older code; the compiled
+loader of this tree is copied beside it only when ``_cbuild.pyx`` is the same in both. Each round
+runs every stage of both trees in a fresh process (``scale_stages.py``), the order of the trees
+alternating round by round, so a busy moment of the shared machine hits both alike. It prints each
+run's JSON line, then per stage the best wall and CPU seconds of each tree and their ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+CBUILD = Path("src/crm_audit_transform/loading")
+
+
+def export(ref: str) -> Path:
+    """The ref's ``src/`` under ``out/ab-<ref>/src``, with this tree's compiled loader if it fits."""
+    target = HERE / "out" / f"ab-{ref.replace('/', '_')}"
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", ref, "src"], cwd=ROOT, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    theirs, ours = target / CBUILD / "_cbuild.pyx", ROOT / CBUILD / "_cbuild.pyx"
+    if theirs.read_bytes() == ours.read_bytes():
+        for built in (ROOT / CBUILD).glob("_cbuild*.so"):
+            shutil.copy2(built, target / CBUILD / built.name)
+    else:
+        print(f"note: _cbuild.pyx differs at {ref}: its loader runs without the compiled builder")
+    return target / "src"
+
+
+def run(stage: str, args: argparse.Namespace, pythonpath: str | None) -> dict[str, Any]:
+    env = dict(os.environ)
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    schema = f"bench_{args.rows}"
+    argv = [
+        sys.executable, str(HERE / "scale_stages.py"), stage, "--dsn", args.dsn, "--schema", schema,
+        "--data-dir", str(HERE / "data" / schema), "--out-dir", str(HERE / "out"),
+    ]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+    if done.returncode:
+        return {"error": done.stderr.strip()[-800:]}
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ref", default="main")
+    parser.add_argument("--dsn", required=True)
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--stages", default="end_to_end")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    (HERE / "out").mkdir(exist_ok=True)
+    trees = {args.ref: str(export(args.ref)), "this tree": None}
+    stages = args.stages.split(",")
+    print(f"load before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    seen: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for round_ in range(args.repeat):
+        order = list(trees) if round_ % 2 == 0 else list(trees)[::-1]
+        for stage in stages:
+            for name in order:
+                result = run(stage, args, trees[name])
+                seen.setdefault((stage, name), []).append(result)
+                print(f"round {round_ + 1} {stage} [{name}]: {json.dumps(result)}", flush=True)
+    print(f"load after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print("\n| stage | tree | best wall s | best CPU s | rows/s (best wall) |\n|---|---|---:|---:|---:|")
+    best: dict[tuple[str, str], tuple[float, float]] = {}
+    for (stage, name), results in seen.items():
+        good = [r for r in results if "seconds" in r]
+        if not good:
+            continue
+        wall = min(r["seconds"] for r in good)
+        cpu = min(r.get("cpu_seconds", float("nan")) for r in good)
+        best[(stage, name)] = (wall, cpu)
+        print(f"| {stage} | {name} | {wall:.2f} | {cpu:.2f} | {good[0]['rows'] / wall:,.0f} |")
+    for stage in stages:
+        old, new = best.get((stage, args.ref)), best.get((stage, "this tree"))
+        if old and new:
+            speed = f"{old[0] / new[0]:.2f}× faster wall, {old[1] / new[1]:.2f}× CPU"
+            print(f"{stage}: this tree / {args.ref}: {speed}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
