@@ -154,6 +154,40 @@ class TestPlainLineShortcut:
         assert taken > len(corpus_lines(path))  # it does take the ordinary lines
 
 
+class TestScopeKeys:
+    @pytest.mark.parametrize("tenant", [None, "acme"])
+    def test_scope_keys_are_the_rows_keys_with_the_same_errors(
+        self, tmp_path: Path, tenant: str | None
+    ) -> None:
+        """The scope pass's light reading yields each row's (line, id, type, created_at) and reports
+        every bad line, exactly as reading the rows does, whatever the mix of plain and odd lines."""
+        from crm_audit_adapters.files.audits import numbered_audit_rows, numbered_scope_keys
+
+        good = json.loads(GOOD_LINE)
+        odd = [
+            {"user_id": "0b7c3c1e-uuid"},
+            {"created_at": "2019-01-04T05:44:28+07:00"},
+            {"created_at": None},
+            {"created_at": "yesterday"},
+            {"version": 1.0},
+            {"user_id": True},
+            {"tenant": "elsewhere"},
+            {"tenant": None},
+            {"audited_changes": [1, 2]},
+        ]
+        lines = [GOOD_LINE, "{bad", "[]"]
+        lines += [json.dumps({**good, "id": 2 + n, **edit}) for n, edit in enumerate(odd)]
+        path = write_lines(tmp_path / "a.jsonl", *lines)
+        row_errors: list[FileFormatError] = []
+        key_errors: list[FileFormatError] = []
+        rows = list(numbered_audit_rows(path, tenant, on_error=row_errors.append))
+        keys = list(numbered_scope_keys(path, tenant, on_error=key_errors.append))
+        assert keys == [(n, (r.id, r.auditable_type, r.created_at)) for n, r in rows]
+        assert [(e.line, str(e)) for e in key_errors] == [(e.line, str(e)) for e in row_errors]
+        assert len(keys) >= 5  # plain and odd lines were both met
+        assert len(key_errors) >= 4
+
+
 class TestMalformedJsonl:
     @pytest.mark.parametrize(
         ("bad", "message"),

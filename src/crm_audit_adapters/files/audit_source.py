@@ -6,7 +6,7 @@ table) and must list one tenant's audits in ascending ``id``, each id once — w
 keyset queries as the SQL would, but by reading forward:
 
 * ``scope_bounds`` is one pass over the file (first and last in-scope id, oldest ``created_at``,
-  count);
+  count) that reads each line's id, type and time without building its row;
 * ``page(after_id=…)`` continues from where the previous page stopped when ``after_id`` is at or
   past it — the run loop's case, so a whole run reads the file once more — and otherwise reopens
   the file and skips forward (a resume);
@@ -34,10 +34,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Generator, Sequence
 from types import TracebackType
+from typing import Protocol, TypeVar
 
 from crm_audit_transform.domain import NO_TIME_KNOWN, AuditRow, ScopeBounds
 
-from .audits import FileFormat, numbered_audit_rows
+from .audits import FileFormat, ScopeKeys, numbered_audit_rows, numbered_scope_keys
 from .checked_rows import CheckedRows
 from .errors import FileFormatError
 from .lines import PathLike
@@ -117,13 +118,17 @@ class FileAuditSource:
     def scope_bounds(
         self, tenant: str, scope: Sequence[str], cutoff: dt.datetime | None
     ) -> ScopeBounds | None:
-        """One pass over the file: the in-scope rows at or after ``cutoff``."""
+        """One pass over the file: the in-scope rows at or after ``cutoff``.
+
+        The pass reads each row's id, type and time only (``numbered_scope_keys``): the rows, the
+        order checks and the errors are those of the pages, without building a row object.
+        """
         if tenant != self._tenant:
             return None
         wanted = frozenset(scope)
         first = last = count = 0
         oldest: dt.datetime | None = None
-        rows = self._ordered_rows(report=False)
+        rows = self._ordered(numbered_scope_keys, report=False)
         try:
             for row in rows:
                 if row.auditable_type not in wanted or not _on_or_after(row, cutoff):
@@ -177,9 +182,13 @@ class FileAuditSource:
 
     def _ordered_rows(self, *, report: bool) -> Generator[AuditRow, None, None]:
         """The tenant's rows in file order; ``report``: hand new disqualified rows to ``checked``."""
+        return self._ordered(numbered_audit_rows, report=report)
+
+    def _ordered(self, read: _Reader[_Row], *, report: bool) -> Generator[_Row, None, None]:
+        """What ``read`` makes of the tenant's rows, in file order, ids checked ascending."""
         checked = self._checked
         on_error: Callable[[FileFormatError], None] | None = None
-        on_repeat: Callable[[int, int, AuditRow], None] | None = None
+        on_repeat: Callable[[int, int, _Row], None] | None = None
         if checked is not None:
 
             def on_error(error: FileFormatError) -> None:
@@ -189,12 +198,12 @@ class FileAuditSource:
                     self._reported = error.line
                     checked.on_error(error)
 
-            def on_repeat(line: int, ordinal: int, row: AuditRow) -> None:
-                if report and line > self._reported:
+            def on_repeat(line: int, ordinal: int, row: _Row) -> None:
+                if report and line > self._reported and isinstance(row, AuditRow):
                     self._reported = line
                     checked.repeat(ordinal, row)  # CheckedRows names the row's ordinal, not its line
 
-        numbered = numbered_audit_rows(
+        numbered = read(
             self._path,
             self._tenant,
             file_format=self._file_format,
@@ -205,16 +214,40 @@ class FileAuditSource:
         return _ascending(self._path, numbered, on_repeat)
 
 
-def _on_or_after(row: AuditRow, cutoff: dt.datetime | None) -> bool:
+class _Identified(Protocol):
+    @property
+    def id(self) -> int: ...
+
+
+_Row = TypeVar("_Row", bound=_Identified)
+_Read = TypeVar("_Read", bound=_Identified, covariant=True)
+
+
+class _Reader(Protocol[_Read]):
+    """``numbered_audit_rows`` or ``numbered_scope_keys``."""
+
+    def __call__(
+        self,
+        path: PathLike,
+        tenant: str | None = None,
+        *,
+        file_format: FileFormat | None = None,
+        jsonb_changes: bool = False,
+        on_error: Callable[[FileFormatError], None] | None = None,
+        max_record_bytes: int = ...,
+    ) -> Generator[tuple[int, _Read], None, None]: ...
+
+
+def _on_or_after(row: AuditRow | ScopeKeys, cutoff: dt.datetime | None) -> bool:
     # A NULL created_at is in every range, as PostgreSQL's "OR created_at IS NULL" keeps it.
     return cutoff is None or row.created_at is None or row.created_at >= cutoff
 
 
 def _ascending(
     path: PathLike,
-    numbered: Generator[tuple[int, AuditRow], None, None],
-    on_repeat: Callable[[int, int, AuditRow], None] | None,
-) -> Generator[AuditRow, None, None]:
+    numbered: Generator[tuple[int, _Row], None, None],
+    on_repeat: Callable[[int, int, _Row], None] | None,
+) -> Generator[_Row, None, None]:
     previous: int | None = None
     count = 0
     try:
