@@ -2,6 +2,10 @@
 
     .venv/bin/python benchmarks/ab_trees.py --ref main --dsn DSN --rows 100000 \
         --stages parse,end_to_end --repeat 5
+    .venv/bin/python benchmarks/ab_trees.py --ref main --rows 100000 --stages dry_run_parse,dry_run
+
+Stages ``dry_run`` (the file dry run's whole command, ``--out``, on ``dry_run_scale.py``'s inputs)
+and ``dry_run_parse`` (that benchmark's floor) need no database.
 
 ``run_scale.py --reuse`` (or ``generate.py``) must have loaded ``bench_<rows>`` into ``--dsn``
 first. The ref's ``src/`` is exported (``git archive``) under ``benchmarks/out/ab-<ref>/`` and put
@@ -17,14 +21,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
 CBUILD = Path("src/crm_audit_transform/loading")
 
 
@@ -48,6 +55,8 @@ def run(stage: str, args: argparse.Namespace, pythonpath: str | None) -> dict[st
     env = dict(os.environ)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
+    if stage in ("dry_run", "dry_run_parse"):
+        return dry_run(stage, args.rows, env)
     schema = f"bench_{args.rows}"
     argv = [
         sys.executable, str(HERE / "scale_stages.py"), stage, "--dsn", args.dsn, "--schema", schema,
@@ -60,10 +69,45 @@ def run(stage: str, args: argparse.Namespace, pythonpath: str | None) -> dict[st
     return result
 
 
+def dry_run(stage: str, rows: int, env: dict[str, str]) -> dict[str, Any]:
+    """``dry_run``: the file dry run's whole command with ``--out`` (``dry_run_scale.py``'s inputs,
+    its wall and CPU time from ``wait4``); ``dry_run_parse``: that benchmark's floor over the same file."""
+    from dry_run_scale import _PARSE, COMPANY_SSO_ID, TENANT, prepare
+
+    data = prepare(rows)
+    if stage == "dry_run_parse":
+        command = [sys.executable, "-c", _PARSE, str(data / "audits.jsonl")]
+    else:
+        target = HERE / "out" / f"ab_dryrun_{rows}.jsonl"
+        target.unlink(missing_ok=True)
+        command = [
+            str(Path(sys.executable).with_name("crm-audit-migrate")), "dry-run",
+            "--company-sso-id", COMPANY_SSO_ID, "--tenant", TENANT, "--audits", str(data / "audits.jsonl"),
+            "--users", str(data / "users.jsonl"), "--contacts", str(data / "contacts.jsonl"),
+            "--sso-directory", str(data / "sso.jsonl"), "--no-progress", "--out", str(target),
+        ]  # fmt: skip
+    before = _children_cpu()
+    started = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, check=False)
+    wall = time.perf_counter() - started
+    cpu = _children_cpu() - before  # this child's user + system time (it was waited for)
+    if done.returncode:
+        return {"error": done.stderr.decode()[-800:]}
+    if stage == "dry_run_parse":
+        seconds, cpu = (float(x) for x in done.stdout.split())
+        return {"stage": stage, "rows": rows, "seconds": seconds, "cpu_seconds": cpu}
+    return {"stage": stage, "rows": rows, "seconds": wall, "cpu_seconds": cpu}
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ref", default="main")
-    parser.add_argument("--dsn", required=True)
+    parser.add_argument("--dsn", default="", help="the database of run_scale.py (not for dry_run stages)")
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--stages", default="end_to_end")
     parser.add_argument("--repeat", type=int, default=3)
