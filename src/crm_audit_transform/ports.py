@@ -16,7 +16,7 @@ from .jobs import JobShard, MigrationJob
 
 if TYPE_CHECKING:  # the enrichment package imports these ports: annotations only, no import cycle
     from .enrichment.model import EnrichmentPlan, MatchKey, StoredLog
-    from .verification import MigratedDoc
+    from .verification import StoredMigratedLog
 
 __all__ = [
     "ActivityLogStore",
@@ -266,8 +266,14 @@ class Clock(Protocol):
 class MigratedLogReader(Protocol):
     """The account's logs read back for verify: by page of external ids, streamed, never all at once."""
 
-    def migrated_logs(self, company_sso_id: str, external_ids: Collection[str]) -> Sequence[MigratedDoc]:
-        """Every log of the company whose ``external_id`` is one of these (each copy of a duplicate)."""
+    def migrated_logs(
+        self, company_sso_id: str, external_ids: Collection[str]
+    ) -> Sequence[StoredMigratedLog]:
+        """Every log of the company whose ``external_id`` is one of these (each copy of a duplicate).
+
+        Each may be parsed only when verify asks (``StoredMigratedLog.parsed``); a ``MigratedDoc``
+        is one already parsed.
+        """
         ...
 
     def migrated_external_ids(self, company_sso_id: str) -> Iterable[str]:
@@ -275,7 +281,10 @@ class MigratedLogReader(Protocol):
         ...
 
     def content_of(self, log: ActivityLog) -> Mapping[str, object]:
-        """``log``'s owned fields in the wire form ``MigratedDoc.content`` holds (same encoder)."""
+        """``log``'s owned fields in the wire form ``MigratedDoc.content`` holds (same encoder).
+
+        What ``StoredMigratedLog.parsed`` takes as ``expected``.
+        """
         ...
 
     def live_feed_candidates(

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from attrs import field, frozen
 
@@ -31,6 +31,7 @@ __all__ = [
     "JobCheck",
     "MigratedDoc",
     "Mismatch",
+    "StoredMigratedLog",
     "VerifyReport",
 ]
 
@@ -75,6 +76,34 @@ class MigratedDoc:
     content: Mapping[str, object] = field(factory=dict)
     crm_person_id: int | None = None
     linked_entity_id: int | None = None
+
+    def same_as(self, expected: Mapping[str, object]) -> bool:
+        """False: a ``MigratedDoc`` keeps no whole stored document to compare (``StoredMigratedLog``)."""
+        return False
+
+    def parsed(self, expected: Mapping[str, object] | None = None) -> MigratedDoc:
+        """Itself: a ``MigratedDoc`` is already read (``StoredMigratedLog``)."""
+        return self
+
+
+class StoredMigratedLog(Protocol):
+    """One stored log as ``MigratedLogReader.migrated_logs`` returns it: its key now, the rest on demand.
+
+    ``expected`` below is the reader's own ``content_of`` a recomputed log. ``same_as(expected)`` is
+    True only when the stored document is, byte for byte, the document the reader's adapter writes
+    for that log (verify's common case: the run wrote it from the same log); every field it holds is
+    then the log's, in the store's form (a timestamp in whole milliseconds). ``parsed(expected)`` is
+    the :class:`MigratedDoc` (None when the stored document lacks what a log must have: no readable
+    ``timestamp`` or ``external_id``); when ``same_as(expected)``, a reader may build it from the log
+    instead of parsing. A :class:`MigratedDoc` is its own parsed form and never ``same_as``.
+    """
+
+    @property
+    def external_id(self) -> str: ...
+
+    def same_as(self, expected: Mapping[str, object]) -> bool: ...
+
+    def parsed(self, expected: Mapping[str, object] | None = None) -> MigratedDoc | None: ...
 
 
 @frozen

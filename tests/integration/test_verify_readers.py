@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
+import uuid
 from pathlib import Path
 from typing import Any
 
 import attrs
 import pytest
+from pymongo import MongoClient
 from pymongo.database import Database
 
 from crm_audit_adapters.files import JsonlActivityLogSink
@@ -57,7 +60,13 @@ class TestReadersAgree:
         for log in logs:
             assert from_mongo[log.external_id].content == mongo.content_of(log)
             assert from_file[log.external_id].content == files.content_of(log)
-            assert from_file[log.external_id].timestamp == from_mongo[log.external_id].timestamp
+            from_file_doc, from_mongo_doc = (
+                from_file[log.external_id].parsed(),
+                from_mongo[log.external_id].parsed(),
+            )
+            assert from_file_doc is not None
+            assert from_mongo_doc is not None
+            assert from_file_doc.timestamp == from_mongo_doc.timestamp
         assert sorted(mongo.migrated_external_ids(company)) == sorted(files.migrated_external_ids(company))
 
     def test_an_edited_value_changes_the_form(self, mongo_db: Database[Any]) -> None:
@@ -76,6 +85,74 @@ class TestReadersAgree:
         (edited,) = reader.migrated_logs(log.company_sso_id, [log.external_id])
         assert stored.content["attributes"] != edited.content["attributes"]
         assert stored.content["attributes"] != reader.content_of(log)["attributes"]
+
+
+class TestJsonlReaderLazyParse:
+    def test_a_line_equal_to_the_recomputed_one_reads_as_its_parse_would(self, tmp_path: Path) -> None:
+        """Built from the recomputed log (NaN, sub-millisecond times included) or parsed: the same doc."""
+        logs = corpus_logs()
+        out = tmp_path / "logs.jsonl"
+        with JsonlActivityLogSink(out, fsync="never") as sink:
+            sink.insert_batch(logs)
+        reader = JsonlMigratedLogReader(out)
+        company = logs[0].company_sso_id
+        stored = {
+            copy.external_id: copy
+            for copy in reader.migrated_logs(company, [log.external_id for log in logs])
+        }
+        assert any(log.timestamp.microsecond % 1000 for log in logs)  # the line holds milliseconds
+        for log in logs:
+            copy = stored[log.external_id]
+            assert copy.parsed(reader.content_of(log)) == copy.parsed()
+
+    def test_a_line_that_differs_is_parsed_not_taken_from_the_recomputed_log(self, tmp_path: Path) -> None:
+        """An edited line reads back as stored: its seam fields are the stored ones, not the recomputed."""
+        log = corpus_logs()[0]
+        out = tmp_path / "logs.jsonl"
+        moved = attrs.evolve(log, customer_id="someone-else", timestamp=log.timestamp - dt.timedelta(days=3))
+        with JsonlActivityLogSink(out, fsync="never") as sink:
+            sink.insert_batch([moved])
+        reader = JsonlMigratedLogReader(out)
+        (copy,) = reader.migrated_logs(log.company_sso_id, [log.external_id])
+        doc = copy.parsed(reader.content_of(log))
+        assert doc is not None
+        in_milliseconds = moved.timestamp - dt.timedelta(microseconds=moved.timestamp.microsecond % 1000)
+        assert (doc.customer_id, doc.timestamp) == (moved.customer_id, in_milliseconds)
+
+
+class TestMongoReaderRawDocuments:
+    def test_a_stored_log_as_written_is_its_recomputed_document_and_an_enriched_one_is_decoded(
+        self, wire_mongo_client: MongoClient[dict[str, Any]]
+    ) -> None:
+        """On a server the adapter's own document compares as bytes; an enriched one is decoded, no drift."""
+        logs = corpus_logs()[:30]
+        db = wire_mongo_client[f"verify_raw_{uuid.uuid4().hex[:12]}"]
+        try:
+            list(apply_migration(db, "up"))
+            MongoActivityLogStore.in_database(db).insert_batch(logs[:20])
+            MongoActivityLogStore.in_database(db).insert_batch(logs[20:])
+            enriched = logs[0]
+            db.activity_logs.update_one(
+                {"external_id": enriched.external_id}, {"$set": {"metadata.linked_entity_name": "Acme Ltd"}}
+            )
+            reader = MongoMigratedLogReader.in_database(db)
+            company = enriched.company_sso_id
+            stored = {
+                c.external_id: c for c in reader.migrated_logs(company, [log.external_id for log in logs])
+            }
+            same = {
+                log.external_id for log in logs if stored[log.external_id].same_as(reader.content_of(log))
+            }
+            assert same == {log.external_id for log in logs[1:]}
+            for log in logs:
+                copy, expected = stored[log.external_id], reader.content_of(log)
+                built, decoded = copy.parsed(expected), copy.parsed()
+                assert built is not None
+                assert decoded is not None
+                assert decoded.content == expected
+                assert attrs.evolve(built, content={}) == attrs.evolve(decoded, content={})
+        finally:
+            wire_mongo_client.drop_database(db.name)
 
 
 class TestJsonlReaderIndex:

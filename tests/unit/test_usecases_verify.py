@@ -10,7 +10,7 @@ from typing import Any
 import attrs
 import pytest
 
-from crm_audit_transform.domain import ActivityLog, AuditRow
+from crm_audit_transform.domain import ActivityLog, AuditRow, Contact
 from crm_audit_transform.errors import (
     IndexesMissing,
     JobNotFound,
@@ -173,6 +173,26 @@ class TestFaults:
         report = verify(world)
         assert report.count("past_watermark") == 1
         assert report.findings["drifted"].items[0].detail == "timestamp"
+
+    def test_a_log_moved_to_a_customer_no_row_names_is_checked_against_that_contacts_watermark(
+        self,
+    ) -> None:
+        """A stored log's own customer is looked up for the seam, even when no row of its page names it."""
+        world = migrated_world()
+        logs = list(world.logs.logs)
+        at = next(i for i, log in enumerate(logs) if log.external_id)
+        synced_before = logs[at].timestamp - dt.timedelta(days=1)
+        stranger = Contact("contact-nobody-names", world.company, 990_000_001, synced_before)
+        world.contacts.add(stranger)
+        logs[at] = attrs.evolve(
+            logs[at],
+            customer_id=stranger.id,
+            metadata={**logs[at].metadata, "crm_person_id": stranger.crm_person_id},
+        )
+        with_logs(world, logs)
+        report = verify(world)
+        assert [f.external_id for f in report.findings["past_watermark"].items] == [logs[at].external_id]
+        assert report.findings["drifted"].items[0].detail == "customer_id"
 
     def test_a_live_feed_duplicate_across_the_seam_is_an_overlap(self) -> None:
         """A live-feed log with a migrated association log's match key is the same event twice."""

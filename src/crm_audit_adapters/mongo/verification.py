@@ -15,30 +15,41 @@ the bytes ``bson.encode`` gives, the string fields as they are. Equal bytes mean
 values as MongoDB compares them — a NaN equals itself, ``1`` and ``1.0`` differ, ``bytes`` and
 ``Binary`` subtype 0 are the same, and a sub-document whose keys were reordered differs (as it
 does for the server) — which is what the CDP reads.
+
+Documents are read as ``RawBSONDocument`` (whole, with their ``_id``) and decoded only on demand.
+A recomputed log's content (:class:`BsonContent`) also holds its whole encoded document; a stored
+document whose bytes after its ``_id`` are exactly those is the log the adapter would write, so it
+is compared without decoding and its ``MigratedDoc`` is built from the log (:class:`StoredBson`).
+Anything else — an enrichment key added, a field edited, another ``_id`` type — is decoded and
+compared field by field as before.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from typing import Final
+from typing import Final, cast
 
 import bson
+from bson.codec_options import CodecOptions
+from bson.objectid import ObjectId
+from bson.raw_bson import RawBSONDocument
 from pymongo import ASCENDING
+from pymongo.collection import Collection as RawCollection
 
 from crm_audit_transform.domain import SOURCE_TAG, ActivityLog
 from crm_audit_transform.enrichment import MatchKey, StoredLog
 from crm_audit_transform.enrichment.model import as_referent_id
-from crm_audit_transform.verification import MigratedDoc
+from crm_audit_transform.verification import MigratedDoc, StoredMigratedLog
 
-from .bson_values import decode_value, from_bson_datetime
+from .bson_values import decode_value, from_bson_datetime, to_bson_datetime
 from .documents import encode_activity_log
 from .documents_types import Document, MongoCollection, MongoDatabase, ReadDocument
 from .enrichment import DEFAULT_ENTITY_ID_PATH, MongoEnrichmentStore, encode_doc_id
 from .names import CollectionNames
 from .retry import DEFAULT_RETRY, RetryPolicy, call_with_retry
 
-__all__ = ["MongoMigratedLogReader", "bson_content"]
+__all__ = ["BsonContent", "MongoMigratedLogReader", "StoredBson", "bson_content"]
 
 _PROJECTION: Final = dict.fromkeys(
     (
@@ -56,6 +67,7 @@ _PROJECTION: Final = dict.fromkeys(
     ),
     1,
 )
+"""What a decoded read needs (a client without raw documents)."""
 _ID_CHUNK: Final = 5_000
 """External ids per chunk of the stray stream (~0.3 MB of keys)."""
 
@@ -74,6 +86,116 @@ def bson_content(doc: ReadDocument) -> dict[str, object]:
         if name in doc:
             content[name] = _bson(doc[name])
     return content
+
+
+class BsonContent(Mapping[str, object]):
+    """A log's owned fields in BSON form, with its whole encoded document when it has one.
+
+    As a mapping it is :func:`bson_content` of the document, computed on first use. ``==`` with
+    another ``BsonContent`` is True at once when both documents are byte for byte the same (past a
+    stored document's ``_id``), and otherwise compares the mappings.
+    """
+
+    __slots__ = ("_doc", "_fields", "body", "log")
+
+    def __init__(self, doc: ReadDocument, body: bytes | None = None, log: ActivityLog | None = None) -> None:
+        self._doc = doc
+        self._fields: dict[str, object] | None = None
+        self.body = body  # the document's elements after any _id, as stored or as it would be written
+        self.log = log  # the recomputed log this content was made from (``content_of``), if any
+
+    def _content(self) -> dict[str, object]:
+        if self._fields is None:
+            self._fields = bson_content(self._doc)
+        return self._fields
+
+    def __getitem__(self, name: str) -> object:
+        return self._content()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._content())
+
+    def __len__(self) -> int:
+        return len(self._content())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, BsonContent) and self.body is not None and self.body == other.body:
+            return True
+        return Mapping.__eq__(self, other)
+
+    __hash__ = None  # type: ignore[assignment]  # a mapping: unhashable, as dict
+
+    def __repr__(self) -> str:
+        return f"BsonContent({len(self.body or b'')} bytes)"
+
+
+_OBJECT_ID_ELEMENT: Final = 1 + len(b"_id\x00") + 12
+"""An ``_id`` ObjectId element: type byte, the name, 12 bytes."""
+
+
+def _body(raw: bytes) -> bytes | None:
+    """A stored document's elements after its leading ``_id`` ObjectId (None for another ``_id``)."""
+    if raw[4:9] != b"\x07_id\x00":
+        return None
+    return raw[4 + _OBJECT_ID_ELEMENT :]
+
+
+def _recomputed_doc(log: ActivityLog, content: BsonContent, doc_id: ObjectId) -> MigratedDoc:
+    """What ``migrated_doc`` reads from the stored document of ``log`` itself, built from ``log``."""
+    metadata = log.metadata
+    person, entity = metadata.get("crm_person_id"), metadata.get("linked_entity_id")
+    return MigratedDoc(
+        doc_id=encode_doc_id(doc_id),
+        external_id=log.external_id,
+        company_sso_id=log.company_sso_id,
+        customer_id=log.customer_id,
+        category=log.category,
+        action=log.action,
+        timestamp=to_bson_datetime(log.timestamp),  # BSON holds whole milliseconds
+        source_tag=log.source_tag,
+        content=content,
+        crm_person_id=None if person is None else as_referent_id(person),
+        linked_entity_id=None if entity is None else as_referent_id(entity),
+    )
+
+
+class StoredBson:
+    """A stored log as its raw BSON (``StoredMigratedLog``): decoded only when not the recomputed one's.
+
+    ``same_as(expected)``: its elements after its ``_id`` ObjectId are the recomputed document's
+    bytes. ``codec_options`` are the collection's, so a decoded document is what a plain ``find``
+    returns.
+    """
+
+    __slots__ = ("_codec_options", "_raw", "external_id")
+
+    def __init__(self, raw: bytes, external_id: str, codec_options: CodecOptions[Document]) -> None:
+        self._raw = raw
+        self._codec_options = codec_options
+        self.external_id = external_id
+
+    def _decoded(self) -> Document:
+        return bson.decode(self._raw, self._codec_options)
+
+    @property
+    def content(self) -> BsonContent:
+        """The stored owned fields (decoded on first use), with the stored body."""
+        return BsonContent(self._decoded(), _body(self._raw))
+
+    def same_as(self, expected: Mapping[str, object]) -> bool:
+        if type(expected) is not BsonContent or expected.log is None or expected.body is None:
+            return False
+        return _body(self._raw) == expected.body
+
+    def parsed(self, expected: Mapping[str, object] | None = None) -> MigratedDoc | None:
+        if expected is not None and self.same_as(expected):
+            content = cast(BsonContent, expected)
+            doc_id = ObjectId(self._raw[9 : 9 + 12])  # the leading _id element's 12 bytes
+            return _recomputed_doc(cast(ActivityLog, content.log), content, doc_id)
+        return migrated_doc(self._decoded())
+
+    def __repr__(self) -> str:
+        return f"StoredBson({self.external_id!r})"
 
 
 def migrated_doc(doc: ReadDocument) -> MigratedDoc | None:
@@ -102,7 +224,7 @@ def migrated_doc(doc: ReadDocument) -> MigratedDoc | None:
 class MongoMigratedLogReader:
     """``ports.MigratedLogReader`` over the CDP's ``activity_logs`` collection."""
 
-    __slots__ = ("_collection", "_live_feed", "_retry")
+    __slots__ = ("_collection", "_live_feed", "_raw_collection", "_retry")
 
     def __init__(
         self,
@@ -112,6 +234,13 @@ class MongoMigratedLogReader:
         retry: RetryPolicy | None = None,
     ) -> None:
         self._collection = collection
+        # Whole documents, undecoded: one equal to its recomputed form is compared as bytes.
+        self._raw_collection: RawCollection[RawBSONDocument] | None
+        try:
+            raw_options = collection.codec_options.with_options(document_class=RawBSONDocument)
+            self._raw_collection = collection.with_options(codec_options=raw_options)
+        except NotImplementedError:  # mongomock has no raw documents: read decoded ones, compare by field
+            self._raw_collection = None
         self._retry = retry or DEFAULT_RETRY
         self._live_feed = MongoEnrichmentStore(collection, entity_id_path=entity_id_path, retry=self._retry)
 
@@ -121,16 +250,32 @@ class MongoMigratedLogReader:
     ) -> MongoMigratedLogReader:
         return cls(db[(names or CollectionNames()).activity_logs], retry=retry)
 
-    def migrated_logs(self, company_sso_id: str, external_ids: Collection[str]) -> Sequence[MigratedDoc]:
+    def migrated_logs(
+        self, company_sso_id: str, external_ids: Collection[str]
+    ) -> Sequence[StoredMigratedLog]:
         if not external_ids:
             return ()
         query = {"company_sso_id": company_sso_id, "external_id": {"$in": list(external_ids)}}
+        raw_collection = self._raw_collection
+        if raw_collection is None:
 
-        def fetch(_: int) -> list[Document]:
-            return list(self._collection.find(query, _PROJECTION))
+            def fetch_decoded(_: int) -> list[Document]:
+                return list(self._collection.find(query, _PROJECTION))
+
+            decoded = call_with_retry(fetch_decoded, self._retry, "read migrated activity logs")
+            return [doc for doc in map(migrated_doc, decoded) if doc is not None]
+
+        def fetch(_: int) -> list[RawBSONDocument]:
+            return list(raw_collection.find(query))
 
         docs = call_with_retry(fetch, self._retry, "read migrated activity logs")
-        return [found for found in map(migrated_doc, docs) if found is not None]
+        options = self._collection.codec_options
+        found: list[StoredBson] = []
+        for doc in docs:
+            external_id = doc.get("external_id")
+            if isinstance(external_id, str):
+                found.append(StoredBson(bytes(doc.raw), external_id, options))
+        return found
 
     def migrated_external_ids(self, company_sso_id: str) -> Iterator[str]:
         base: Document = {
@@ -156,7 +301,8 @@ class MongoMigratedLogReader:
             after = chunk[-1]["external_id"]
 
     def content_of(self, log: ActivityLog) -> Mapping[str, object]:
-        return bson_content(encode_activity_log(log))
+        doc = encode_activity_log(log)
+        return BsonContent(doc, bson.encode(doc)[4:], log)
 
     def live_feed_candidates(
         self, keys: Collection[MatchKey], window: dt.timedelta

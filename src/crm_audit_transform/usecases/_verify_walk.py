@@ -18,7 +18,7 @@ from ..domain import ActivityLog, AuditRow, Contact, Failed, Migrated, Outcome
 from ..enrichment.model import ASSOCIATION_ACTIONS, MatchKey
 from ..errors import CrmAuditError, LeaseHeld
 from ..jobs import COMPLETED, JobShard, MigrationJob
-from ..lookup import LookupPorts, LookupRequest, fetch_lookups
+from ..lookup import LookupContext, LookupPorts, fetch_lookups
 from ..lookup_cache import LookupCache
 from ..ports import Clock, JobStore
 from ..tally import Tally
@@ -31,6 +31,7 @@ from ..verification import (
     JobCheck,
     MigratedDoc,
     Mismatch,
+    StoredMigratedLog,
     VerifyReport,
 )
 from ._id_set import AuditIdSet
@@ -102,6 +103,28 @@ class _Found:
 _ABSENT: Final = object()
 
 
+class _Same:
+    """A stored log that is its recomputed log's document (``same_as``): read only if the seam needs it."""
+
+    __slots__ = ("copy", "expected", "log")
+
+    def __init__(self, log: ActivityLog, copy: StoredMigratedLog, expected: Mapping[str, object]) -> None:
+        self.log, self.copy, self.expected = log, copy, expected
+
+    def doc(self, contacts: Mapping[str, Contact]) -> MigratedDoc | None:
+        """The stored doc when a seam check could fire on it, else None (nothing to report).
+
+        Its fields are the log's; only its timestamp may differ (whole milliseconds in the store),
+        and never upward: a log before its contact's ``created_at`` is stored before it too.
+        """
+        log = self.log
+        contact = contacts.get(log.customer_id)
+        late = contact is not None and log.timestamp >= contact.created_at
+        if not late and log.action not in ASSOCIATION_ACTIONS:
+            return None
+        return self.copy.parsed(self.expected)
+
+
 class Walk:
     """One verify: the page loop, the stray pass, the job check and repair's bookkeeping."""
 
@@ -166,44 +189,100 @@ class Walk:
 
     def _page(self, rows: Sequence[AuditRow]) -> None:
         ext_ids = [external_id(self.tenant, row.id) for row in rows]
-        by_ext_id: dict[str, list[MigratedDoc]] = {}
-        for doc in self.ports.reader.migrated_logs(self.company, ext_ids):
-            by_ext_id.setdefault(doc.external_id, []).append(doc)
+        stored: dict[str, list[StoredMigratedLog]] = {}
+        for copy in self.ports.reader.migrated_logs(self.company, ext_ids):
+            stored.setdefault(copy.external_id, []).append(copy)
         prepared = self.transformer.prepare(rows)
-        plan = self.transformer.plan(prepared)
-        stored_people = [d.crm_person_id for docs in by_ext_id.values() for d in docs if d.crm_person_id]
-        request = LookupRequest(plan.user_ids, (*plan.person_ids, *stored_people))
+        ports = LookupPorts(self.ports.users, self.ports.sso, self.ports.contacts)
         ctx = fetch_lookups(
-            request,
+            self.transformer.plan(prepared),
             company_sso_id=self.company,
             tenant=self.tenant,
-            ports=LookupPorts(self.ports.users, self.ports.sso, self.ports.contacts),
+            ports=ports,
             cache=self.cache,
         )
         page = self.transformer.transform(prepared, ctx, company_sso_id=self.company)
-        contacts = {c.id: c for c in ctx.contacts.values()}
-        compare: list[tuple[ActivityLog, MigratedDoc]] = []
-        keys: dict[MatchKey, tuple[int, str]] = {}
+        sampled = self._sampled(ext_ids, page.outcomes, stored) if self.settings.sample is not None else None
+        content_of = self.ports.reader.content_of
+        compare: list[tuple[ActivityLog, MigratedDoc, Mapping[str, object]]] = []
+        seam: list[tuple[int, MigratedDoc | _Same]] = []
         missing: list[Migrated] = []
         for row, ext_id, outcome in zip(rows, ext_ids, page.outcomes, strict=True):
-            docs = by_ext_id.get(ext_id, ())
-            self._account(row, ext_id, outcome, docs, missing, compare)
-            for doc in docs:
-                self._seam(row.id, doc, contacts, keys)
+            copies = stored.get(ext_id)
+            if copies is None:
+                self._account(row, ext_id, outcome, 0, missing)
+                continue
+            found = 0
+            log = outcome.log if isinstance(outcome, Migrated) else None
+            expected: Mapping[str, object] | None = None
+            for copy in copies:
+                wanted = None
+                if log is not None and (sampled is None or id(copy) in sampled):
+                    wanted = expected = content_of(log) if expected is None else expected
+                    if copy.same_as(wanted):
+                        # The stored document is the recomputed one: same content, the log's fields.
+                        found += 1
+                        self.content_checked += 1
+                        seam.append((row.id, _Same(log, copy, wanted)))
+                        continue
+                doc = copy.parsed(wanted)
+                if doc is None:
+                    continue
+                found += 1
+                seam.append((row.id, doc))
+                if log is not None and wanted is not None:
+                    compare.append((log, doc, wanted))
+            self._account(row, ext_id, outcome, found, missing)
+        contacts = self._seam_contacts(ctx, [doc for _, doc in seam if isinstance(doc, MigratedDoc)])
+        keys: dict[MatchKey, tuple[int, str]] = {}
+        for audit_id, item in seam:
+            doc = item.doc(contacts) if isinstance(item, _Same) else item
+            if doc is not None:
+                self._seam(audit_id, doc, contacts, keys)
         self._content(compare, ctx.sso_available)
         self._overlap(keys)
         if self.settings.repair and missing:
             self._repair(missing)
 
-    def _account(
+    def _sampled(
         self,
-        row: AuditRow,
-        ext_id: str,
-        outcome: Outcome,
-        docs: Sequence[MigratedDoc],
-        missing: list[Migrated],
-        compare: list[tuple[ActivityLog, MigratedDoc]],
+        ext_ids: Sequence[str],
+        outcomes: Sequence[Outcome],
+        stored: Mapping[str, Sequence[StoredMigratedLog]],
+    ) -> set[int]:
+        """The stored copies (by ``id``) whose content ``--sample`` compares: at most N a page."""
+        copies = [
+            copy
+            for ext_id, outcome in zip(ext_ids, outcomes, strict=True)
+            if isinstance(outcome, Migrated)
+            for copy in stored.get(ext_id, ())
+        ]
+        sample = self.settings.sample
+        if sample is not None and len(copies) > sample and self.rng is not None:
+            copies = self.rng.sample(copies, sample)
+        return {id(copy) for copy in copies}
+
+    def _seam_contacts(self, ctx: LookupContext, docs: Sequence[MigratedDoc]) -> dict[str, Contact]:
+        """Contacts by id: the page's, plus those of stored logs naming a customer the page did not find."""
+        contacts = {c.id: c for c in ctx.contacts.values()}
+        people = sorted(
+            {
+                doc.crm_person_id
+                for doc in docs
+                if doc.customer_id not in contacts
+                and doc.crm_person_id is not None
+                and doc.crm_person_id not in ctx.contacts
+            }
+        )
+        if people:
+            found = self.ports.contacts.contacts_by_crm_ids(self.company, people)
+            contacts.update((c.id, c) for c in found.values())
+        return contacts
+
+    def _account(
+        self, row: AuditRow, ext_id: str, outcome: Outcome, docs: int, missing: list[Migrated]
     ) -> None:
+        """Count the row by its recomputed outcome and the number of logs stored for it."""
         self.audits += 1
         self.walked.add(row.id)
         job = self.job
@@ -213,8 +292,8 @@ class Walk:
                 self.range_logged += bool(docs)
             if row.id <= job.max_audit_id:  # ascending ids: the last one seen is the largest
                 self.range_last = row.id
-        if len(docs) > 1:
-            self.found["duplicate"].add(row.id, ext_id, f"{len(docs)} logs")
+        if docs > 1:
+            self.found["duplicate"].add(row.id, ext_id, f"{docs} logs")
         if isinstance(outcome, Migrated):
             if not docs:
                 self.found["missing"].add(row.id, ext_id, "no log")
@@ -222,7 +301,6 @@ class Walk:
                     missing.append(outcome)
                 return
             self.migrated += 1
-            compare.extend((outcome.log, doc) for doc in docs)
             return
         if docs:
             self.found["unexpected"].add(
@@ -264,14 +342,11 @@ class Walk:
             )
             keys[key] = (audit_id, doc.external_id)
 
-    def _content(self, compare: list[tuple[ActivityLog, MigratedDoc]], sso_available: bool) -> None:
-        sample = self.settings.sample
-        if sample is not None and len(compare) > sample and self.rng is not None:
-            compare = self.rng.sample(compare, sample)
-        content_of = self.ports.reader.content_of
-        for log, doc in compare:
+    def _content(
+        self, compare: Sequence[tuple[ActivityLog, MigratedDoc, Mapping[str, object]]], sso_available: bool
+    ) -> None:
+        for log, doc, expected in compare:
             self.content_checked += 1
-            expected = content_of(log)
             stored = doc.content
             if expected == stored:  # a reader's content may compare whole (equal lines) before field by field
                 continue

@@ -5,10 +5,12 @@ The account's in-scope audits are walked page by page exactly as the run walks t
 compared with the CDP through a ``MigratedLogReader``:
 
     page ──▶ reader.migrated_logs(the page's external ids)        (one indexed $in per page)
-         ──▶ prepare · plan (+ the stored logs' crm_person_ids) · fetch_lookups · transform
+         ──▶ prepare · plan · fetch_lookups · transform
          ──▶ per row: migrated | missing | unexpected | skipped/failed ; duplicates
+             (each stored log parsed on demand: one equal to its recomputed form may not be)
          ──▶ content of (a sample of) the migrated rows: drifted
-         ──▶ seam: past_watermark per log, overlap via reader.live_feed_candidates
+         ──▶ seam: past_watermark per log (a stored log's customer that no row named is looked
+             up then), overlap via reader.live_feed_candidates
          ──▶ --repair: MigrateBatch(the page's missing logs)
     then ──▶ stray pass over reader.migrated_external_ids (against a bitmap of the walked ids)
          ──▶ job check; --repair writes the job's counts and hands its lease back
