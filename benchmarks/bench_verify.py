@@ -64,7 +64,7 @@ def run_into(ctx: scale_context.Context, store: str, target: str) -> dict[str, A
 def verify_of(ctx: scale_context.Context, store: str, target: str) -> dict[str, Any]:
     """``verify_account`` of ``target`` (the reader's construction, e.g. a file's index, timed too)."""
     from crm_audit_transform.transformer import Transformer
-    from crm_audit_transform.usecases import VerifyPorts, VerifySettings, verify_account
+    from crm_audit_transform.usecases.verify import VerifyPorts, VerifySettings, verify_account
 
     source = _source(ctx)
     if ctx.limit:
@@ -114,7 +114,9 @@ def phase(args: argparse.Namespace, name: str, target: str, store: str) -> dict[
     argv = [sys.executable, __file__, "--phase", name, "--target", target, "--store", store]
     argv += ["--dsn", args.dsn, "--schema", args.schema, "--data-dir", str(args.data_dir)]
     argv += ["--out-dir", str(args.out_dir)] + (["--limit", str(args.limit)] if args.limit else [])
-    done = subprocess.run(argv, capture_output=True, text=True, check=True)
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise SystemExit(f"{name} failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 

@@ -181,9 +181,10 @@ def _run_loop(ctx: Context, logs: Any, sso: Any = None) -> dict[str, Any]:
     SSO ids come from ``sso`` when given (the USMAN HTTP client), else from the file in memory.
     """
     (Transformer,) = need("crm_audit_transform.transformer", "Transformer")
-    RunPorts, RunSettings, run_job, new_job = need(
-        "crm_audit_transform.usecases", "RunPorts", "RunSettings", "run_job", "new_job"
+    RunPorts, RunSettings, run_job = need(
+        "crm_audit_transform.usecases.run", "RunPorts", "RunSettings", "run_job"
     )
+    (new_job,) = need("crm_audit_transform.usecases.guards", "new_job")
     InMemoryJobStore, FixedClock, InMemoryIndexState = need(
         "crm_audit_transform.testing", "InMemoryJobStore", "FixedClock", "InMemoryIndexState"
     )
@@ -273,7 +274,7 @@ def verify_files(ctx: Context) -> dict[str, Any]:
     (JsonlMigratedLogReader,) = need("crm_audit_adapters.files.verification", "JsonlMigratedLogReader")
     (Transformer,) = need("crm_audit_transform.transformer", "Transformer")
     VerifyPorts, VerifySettings, verify_account = need(
-        "crm_audit_transform.usecases", "VerifyPorts", "VerifySettings", "verify_account"
+        "crm_audit_transform.usecases.verify", "VerifyPorts", "VerifySettings", "verify_account"
     )
     out = ctx.out_dir / f"activity-logs-verify-{ctx.schema}.jsonl"
     out.unlink(missing_ok=True)

@@ -103,26 +103,17 @@ class _Found:
 _ABSENT: Final = object()
 
 
-class _Same:
-    """A stored log that is its recomputed log's document (``same_as``): read only if the seam needs it."""
+def _seam_may_fire(log: ActivityLog, contacts: Mapping[str, Contact]) -> bool:
+    """Whether a seam check could report the stored copy of ``log`` (its fields are the log's).
 
-    __slots__ = ("copy", "expected", "log")
-
-    def __init__(self, log: ActivityLog, copy: StoredMigratedLog, expected: Mapping[str, object]) -> None:
-        self.log, self.copy, self.expected = log, copy, expected
-
-    def doc(self, contacts: Mapping[str, Contact]) -> MigratedDoc | None:
-        """The stored doc when a seam check could fire on it, else None (nothing to report).
-
-        Its fields are the log's; only its timestamp may differ (whole milliseconds in the store),
-        and never upward: a log before its contact's ``created_at`` is stored before it too.
-        """
-        log = self.log
-        contact = contacts.get(log.customer_id)
-        late = contact is not None and log.timestamp >= contact.created_at
-        if not late and log.action not in ASSOCIATION_ACTIONS:
-            return None
-        return self.copy.parsed(self.expected)
+    Only its timestamp may differ (whole milliseconds in a store), and never upward: a log before
+    its contact's ``created_at`` is stored before it too. Association logs feed the overlap check;
+    a customer the page's contacts lack is left to the full check (its contact is looked up).
+    """
+    if log.action in ASSOCIATION_ACTIONS:
+        return True
+    contact = contacts.get(log.customer_id)
+    return contact is None or log.timestamp >= contact.created_at
 
 
 class Walk:
@@ -204,8 +195,9 @@ class Walk:
         page = self.transformer.transform(prepared, ctx, company_sso_id=self.company)
         sampled = self._sampled(ext_ids, page.outcomes, stored) if self.settings.sample is not None else None
         content_of = self.ports.reader.content_of
+        contacts = {c.id: c for c in ctx.contacts.values()}
         compare: list[tuple[ActivityLog, MigratedDoc, Mapping[str, object]]] = []
-        seam: list[tuple[int, MigratedDoc | _Same]] = []
+        seam: list[tuple[int, MigratedDoc]] = []
         missing: list[Migrated] = []
         for row, ext_id, outcome in zip(rows, ext_ids, page.outcomes, strict=True):
             copies = stored.get(ext_id)
@@ -220,10 +212,12 @@ class Walk:
                 if log is not None and (sampled is None or id(copy) in sampled):
                     wanted = expected = content_of(log) if expected is None else expected
                     if copy.same_as(wanted):
-                        # The stored document is the recomputed one: same content, the log's fields.
+                        # The stored document is the recomputed one: the same content, the log's
+                        # fields; it is read only when a seam check could fire on it.
                         found += 1
                         self.content_checked += 1
-                        seam.append((row.id, _Same(log, copy, wanted)))
+                        if _seam_may_fire(log, contacts) and (doc := copy.parsed(wanted)) is not None:
+                            seam.append((row.id, doc))
                         continue
                 doc = copy.parsed(wanted)
                 if doc is None:
@@ -233,12 +227,10 @@ class Walk:
                 if log is not None and wanted is not None:
                     compare.append((log, doc, wanted))
             self._account(row, ext_id, outcome, found, missing)
-        contacts = self._seam_contacts(ctx, [doc for _, doc in seam if isinstance(doc, MigratedDoc)])
+        self._seam_contacts(contacts, ctx, [doc for _, doc in seam])
         keys: dict[MatchKey, tuple[int, str]] = {}
-        for audit_id, item in seam:
-            doc = item.doc(contacts) if isinstance(item, _Same) else item
-            if doc is not None:
-                self._seam(audit_id, doc, contacts, keys)
+        for audit_id, doc in seam:
+            self._seam(audit_id, doc, contacts, keys)
         self._content(compare, ctx.sso_available)
         self._overlap(keys)
         if self.settings.repair and missing:
@@ -262,9 +254,10 @@ class Walk:
             copies = self.rng.sample(copies, sample)
         return {id(copy) for copy in copies}
 
-    def _seam_contacts(self, ctx: LookupContext, docs: Sequence[MigratedDoc]) -> dict[str, Contact]:
-        """Contacts by id: the page's, plus those of stored logs naming a customer the page did not find."""
-        contacts = {c.id: c for c in ctx.contacts.values()}
+    def _seam_contacts(
+        self, contacts: dict[str, Contact], ctx: LookupContext, docs: Sequence[MigratedDoc]
+    ) -> None:
+        """Add to ``contacts`` (by id) those of stored logs naming a customer no row of the page named."""
         people = sorted(
             {
                 doc.crm_person_id
@@ -277,7 +270,6 @@ class Walk:
         if people:
             found = self.ports.contacts.contacts_by_crm_ids(self.company, people)
             contacts.update((c.id, c) for c in found.values())
-        return contacts
 
     def _account(
         self, row: AuditRow, ext_id: str, outcome: Outcome, docs: int, missing: list[Migrated]
