@@ -19,7 +19,7 @@ from crm_audit_transform.errors import (
     TenantMismatch,
     TenantUnbound,
 )
-from crm_audit_transform.jobs import MigrationJob
+from crm_audit_transform.jobs import HALTED, MigrationJob
 from crm_audit_transform.tally import Tally
 from crm_audit_transform.testing import (
     InMemoryActivityLogStore,
@@ -229,6 +229,34 @@ class TestFaults:
         assert {m.figure for m in report.job.mismatches} == {"processed", "migrated"}
         assert report.outstanding == {}
         assert not report.clean
+
+    def test_a_completed_job_whose_cursor_stopped_short_is_reported(self) -> None:
+        """A completed job must have walked to its last in-scope row; a halted one need not."""
+        world = migrated_world()
+        job = job_of(world)
+        ids = sorted(audit_id(log) for log in migrated_logs(world))
+        cut = ids[len(ids) // 2]
+        world.jobs.save(attrs.evolve(job, last_audit_id=cut))
+        completed = verify(world).job
+        assert completed is not None
+        figures = {m.figure: (m.job, m.found) for m in completed.mismatches}
+        assert figures["last_audit_id"][0] == cut
+        assert figures["last_audit_id"][1] >= ids[-1]
+        world.jobs.save(attrs.evolve(job_of(world), status=HALTED))
+        halted = verify(world).job
+        assert halted is not None
+        assert "last_audit_id" not in {m.figure for m in halted.mismatches}
+
+    def test_ids_kept_per_kind_are_capped_and_the_count_stays_exact(self) -> None:
+        """Past ``keep`` ids a kind is truncated in the report, its count still every finding."""
+        world = migrated_world()
+        logs = list(world.logs.logs)
+        gone = [log for log in logs if log.external_id][:3]
+        with_logs(world, [log for log in logs if log not in gone])
+        report = verify(world, keep=2)
+        missing = report.to_json()["findings"]["missing"]
+        assert (missing["count"], len(missing["items"]), missing["truncated"]) == (3, 2, True)
+        assert report.outstanding["missing"] == 3
 
     def test_a_duplicate_external_id_is_reported(self) -> None:
         """Two logs with one external_id (possible only without the index) are a duplicate."""
