@@ -46,6 +46,7 @@ from crm_audit_transform.ports import (
     IndexState,
     JobStore,
     MigratedLogReader,
+    PagePipeline,
     PeopleCounter,
     SsoDirectory,
     UserDirectory,
@@ -75,6 +76,7 @@ from .mongo.documents_types import Document, MongoDatabase
 from .mongo.enrichment import MongoEnrichmentStore
 from .mongo.retry import rejected_login
 from .mongo.verification import MongoMigratedLogReader
+from .page_pool import ProcessPagePipeline, TransformerRecipe
 from .redaction import ScrubbingFilter, scrub
 from .settings import Settings
 from .usman import UsmanClient
@@ -121,6 +123,7 @@ class Runtime:
         self._clock = clock or SystemClock()
         self._flags = flags
         self._closers: list[Callable[[], None]] = []
+        self._pipeline: ProcessPagePipeline | None = None
 
     # -- the CRM (PostgreSQL, read-only) ---------------------------------------------------------
     @functools.cached_property
@@ -214,6 +217,23 @@ class Runtime:
         chain = self._rule_chain(self.mapping) if self._rule_chain is not None else None
         return Transformer(self.mapping, limits=self.settings.loader, chain=chain)
 
+    @property
+    def recipe(self) -> TransformerRecipe:
+        """How a worker process builds the same rules as ``transformer`` (``use_workers``)."""
+        return TransformerRecipe(self.mapping, self.settings.loader, self._rule_chain)
+
+    def use_workers(self, workers: int) -> None:
+        """Have the service's runs load and transform their pages in ``workers`` processes.
+
+        1 means this process alone (the default). The processes start with the first run and are
+        stopped when the runtime closes. Call before the first use of ``service``.
+        """
+        if "service" in self.__dict__:
+            raise RuntimeError("use_workers must be called before the service is built")
+        if workers > 1:
+            self._pipeline = ProcessPagePipeline(workers, self.recipe)
+            self._closers.append(self._pipeline.close)
+
     # -- the application service ---------------------------------------------------------------
     @functools.cached_property
     def service(self) -> MigrationService:
@@ -231,6 +251,7 @@ class Runtime:
             settings=self.settings.run,
             coverage_threshold=self.settings.coverage_threshold,
             tenants=self.settings.tenants,
+            pipeline=self._pipeline,
         )
 
     def close(self) -> None:
@@ -400,6 +421,7 @@ def dry_run_service(
     checked: CheckedRows | None = None,
     reader: MigratedLogReader | None = None,
     source: AuditSource | None = None,
+    pipeline: PagePipeline | None = None,
 ) -> MigrationService:
     """A service whose ``dry_run`` reads ``files`` and writes the logs to ``sink``, the job in memory.
 
@@ -410,7 +432,8 @@ def dry_run_service(
 
     The clock is fixed so that two dry runs over the same files write the same documents.
     ``limits`` are the loader's; ``checked`` collects the audits file's own failures (repeated ids,
-    unbuildable rows with an id) as outcomes, as the run reads them.
+    unbuildable rows with an id) as outcomes, as the run reads them. ``pipeline`` transforms the
+    pages (``dry_run_recipe`` gives a pool the same rules); default: in this process.
     """
     mapping = load_config(files.mapping) if files.mapping else load_default_config()
     checked = checked or CheckedRows(files.audits)
@@ -429,4 +452,9 @@ def dry_run_service(
         indexes=InMemoryIndexState(),
         reader=reader,
     )
-    return MigrationService(ports, Transformer(mapping, limits=limits))
+    return MigrationService(ports, Transformer(mapping, limits=limits), pipeline=pipeline)
+
+
+def dry_run_recipe(files: DryRunFiles, limits: LoaderLimits | None = None) -> TransformerRecipe:
+    """The rules ``dry_run_service`` builds, as a recipe for worker processes."""
+    return TransformerRecipe(load_config(files.mapping) if files.mapping else load_default_config(), limits)

@@ -57,6 +57,7 @@ from .errors import (
     Unavailable,
     UnknownTenant,
     UnsupportedTag,
+    WorkerLost,
 )
 from .halting import HaltRule
 from .jobs import JobShard, MigrationJob
@@ -143,6 +144,7 @@ __all__ = [
     "UnsupportedTag",
     "UserId",
     "Value",
+    "WorkerLost",
     "WriteResult",
     "__version__",
     "external_id",

@@ -34,7 +34,8 @@ infrastructure that is down. Driver errors are translated at the adapter boundar
     └── Unavailable                  UNAVAILABLE: a dependency is down; retrying later is safe
         ├── DirectoryUnavailable     DIRECTORY_UNAVAILABLE: the SSO user directory (USMAN)
         ├── SourceUnavailable        SOURCE_UNAVAILABLE: the CRM database
-        └── StoreUnavailable         STORE_UNAVAILABLE: the CDP database
+        ├── StoreUnavailable         STORE_UNAVAILABLE: the CDP database
+        └── WorkerLost               WORKER_LOST: a worker process transforming pages died
 """
 
 from __future__ import annotations
@@ -292,3 +293,12 @@ class StoreUnavailable(Unavailable):
     """The CDP database could not answer after retries; the job keeps its cursor."""
 
     code = "STORE_UNAVAILABLE"
+
+
+class WorkerLost(Unavailable):
+    """A worker process of the page pipeline died (killed, out of memory) mid-run.
+
+    Nothing it had not finished was written: the job keeps its cursor, and a rerun resumes it.
+    """
+
+    code = "WORKER_LOST"

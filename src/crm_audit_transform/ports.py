@@ -7,7 +7,7 @@ In-memory implementations of every port ship in ``crm_audit_transform.testing``.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Generator, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from .domain import ActivityLog, AuditRow, Contact, CrmUser, EntityRef, ScopeBounds, UserId, WriteResult
@@ -16,6 +16,8 @@ from .jobs import JobShard, MigrationJob
 
 if TYPE_CHECKING:  # the enrichment package imports these ports: annotations only, no import cycle
     from .enrichment.model import EnrichmentPlan, MatchKey, StoredLog
+    from .transformer import Transformer
+    from .usecases.pages import PageLookup, TransformedPage
     from .verification import StoredMigratedLog
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "JobStore",
     "MigratedLogReader",
     "MigratedLogs",
+    "PagePipeline",
     "PeopleCounter",
     "RunJobStore",
     "SsoDirectory",
@@ -255,6 +258,25 @@ class FeatureFlags(Protocol):
     """Whether the migration is switched on for an account."""
 
     def is_enabled(self, company_sso_id: str) -> bool: ...
+
+
+class PagePipeline(Protocol):
+    """Where a run's pages are prepared and transformed: here (``usecases.InProcessPages``) or in workers.
+
+    Given the pages (read lazily, in id order) and the page's batched lookups, it yields one
+    ``TransformedPage`` per page in the order given, and calls ``lookup`` once per page in that
+    order, from the caller's thread. It may read pages ahead (a bounded number) and must stop its
+    work when the generator is closed (the loop halted, stopped or was cancelled).
+    """
+
+    def transform_pages(
+        self,
+        pages: Iterable[Sequence[AuditRow]],
+        transformer: Transformer,
+        lookup: PageLookup,
+        *,
+        company_sso_id: str,
+    ) -> Generator[TransformedPage, None, None]: ...
 
 
 class Clock(Protocol):

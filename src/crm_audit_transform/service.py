@@ -43,6 +43,7 @@ from .ports import (
     IndexState,
     JobStore,
     MigratedLogReader,
+    PagePipeline,
     PeopleCounter,
     SsoDirectory,
     UserDirectory,
@@ -118,12 +119,14 @@ class MigrationService:
     ``transformer`` holds the rules (built from a ``MappingConfig``); ``settings`` the run's
     tunables; ``coverage_threshold`` the Phase-A share of people with a CDP contact a trigger needs;
     ``tenants`` binds accounts to their one CRM tenant (company_sso_id → schema, see
-    ``usecases.safety``). Every write path first checks migration 035's indexes (``IndexesMissing``).
+    ``usecases.safety``); ``pipeline`` prepares and transforms the pages of ``run``, ``run_shard``
+    and ``dry_run`` (default: in this process; ``crm_audit_adapters.page_pool`` for workers).
+    Every write path first checks migration 035's indexes (``IndexesMissing``).
     Errors are the core's (``crm_audit_transform.errors``): guards refuse with their typed error,
     infrastructure that is down raises its ``*Unavailable``.
     """
 
-    __slots__ = ("_coverage_threshold", "_ports", "_settings", "_tenants", "_transformer")
+    __slots__ = ("_coverage_threshold", "_pipeline", "_ports", "_settings", "_tenants", "_transformer")
 
     def __init__(
         self,
@@ -133,8 +136,10 @@ class MigrationService:
         settings: RunSettings | None = None,
         coverage_threshold: float = DEFAULT_COVERAGE_THRESHOLD,
         tenants: Mapping[str, str] | None = None,
+        pipeline: PagePipeline | None = None,
     ) -> None:
         self._ports = ports
+        self._pipeline = pipeline
         self._tenants = dict(tenants or {})
         self._transformer = transformer
         self._settings = settings or RunSettings()
@@ -216,6 +221,7 @@ class MigrationService:
             settings=self._settings,
             should_stop=should_stop,
             on_progress=on_progress,
+            pipeline=self._pipeline,
         )
 
     def run_shard(
@@ -244,6 +250,7 @@ class MigrationService:
             settings=self._settings,
             should_stop=should_stop,
             on_progress=on_progress,
+            pipeline=self._pipeline,
         )
 
     def _runnable(self, company_sso_id: str) -> MigrationJob | None:
@@ -353,6 +360,7 @@ class MigrationService:
             settings=evolve(self._settings, enforce_halt=False),
             on_outcomes=on_outcomes,
             on_progress=on_progress,
+            pipeline=self._pipeline,
         )
 
     def verify(

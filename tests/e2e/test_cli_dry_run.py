@@ -178,6 +178,19 @@ class TestDryRunOnTheCorpus:
         for suffix in (".jsonl", ".json"):
             assert pure.with_suffix(suffix).read_bytes() == here.with_suffix(suffix).read_bytes()
 
+    def test_two_workers_write_the_same_bytes_as_one_process(self, tmp_path: Path, inputs: list[str]) -> None:
+        """``--workers 2``: the documents, the report and the per-row outcomes are byte-identical."""
+        outputs = {}
+        for workers in ("1", "2"):
+            here = tmp_path / f"w{workers}"
+            args = ["--out", str(here.with_suffix(".jsonl")), "--report", str(here.with_suffix(".json"))]
+            args += ["--outcomes", str(here.with_suffix(".outcomes")), "--no-progress", "--workers", workers]
+            code, _, stderr = invoke(*inputs, *args)
+            assert code == 0, stderr
+            outputs[workers] = [here.with_suffix(s).read_bytes() for s in (".jsonl", ".json", ".outcomes")]
+        assert outputs["1"][0].count(b"\n") > 500
+        assert outputs["2"] == outputs["1"]
+
     def test_a_progress_line_goes_to_stderr(self, inputs: list[str]) -> None:
         """The run's progress line (rows, rows/s, cursor) is shown on stderr, and --no-progress hides it."""
         _, _, stderr = invoke(*inputs)

@@ -29,6 +29,7 @@ from crm_audit_adapters.mongo import MongoJobStore
 from crm_audit_adapters.mongo.indexes import apply_migration
 from crm_audit_transform.jobs import CANCELLED, COMPLETED, HALTED, IN_PROGRESS, ROLLED_BACK, MigrationJob
 from crm_audit_transform.tally import Tally
+from support.page_workers import chain_killing_its_worker
 from support.usman_server import TOKEN, UsmanServer
 
 pytestmark = pytest.mark.postgres
@@ -105,6 +106,10 @@ def _raise(error: BaseException) -> Callable[[Any], None]:
         raise error
 
     return prepare
+
+
+def _workers_die(runtime: Any) -> None:
+    runtime._rule_chain = chain_killing_its_worker  # the parent's rules stay the default ones
 
 
 def _mapping(world: World) -> None:
@@ -326,6 +331,13 @@ ROWS = [
         "STORE_UNAVAILABLE",
         {"CRM_AUDIT_MONGO_URI": "mongodb://127.0.0.1:{port}/?serverSelectionTimeoutMS=300"},
         own_mongo=True,
+    ),
+    Row(
+        "unavailable: a --workers process is killed mid-run",
+        ("run", *C, "--no-progress", "--workers", "2"),
+        "WORKER_LOST",
+        setup=_contacts_and(IN_PROGRESS),
+        prepare=_workers_die,
     ),
     Row(
         "unavailable: the task broker does not answer, so nothing is triggered",

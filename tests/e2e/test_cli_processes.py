@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import signal
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -364,6 +366,83 @@ class TestStopAndRestartThroughProcesses:
         assert stored_migrated(cdp) == []
         statuses = sorted(j["status"] for j in cdp["crm_activity_log_migration_jobs"].find())
         assert statuses == ["in_progress", "rolled_back"]
+
+
+WORKERS_SINCE = "2024-06-01"
+"""The --workers test's cutoff: about 140 rows, in pages of 10 — enough to be killed between, and short."""
+
+
+class TestWorkersThroughProcesses:
+    def test_run_with_workers_survives_a_killed_worker_and_a_killed_runner(
+        self, crm: CliProcesses, cdp: Database[dict[str, Any]], usman: UsmanServer
+    ) -> None:
+        """``run --workers 2``: a worker killed mid-run ends the run WORKER_LOST (exit 6, lease handed
+        back); a runner killed mid-run leaves no worker behind; the next run ends at the clean logs."""
+        clean = World(TENANT)
+        clean.trigger(date_range_start=dt.datetime.fromisoformat(WORKERS_SINCE).replace(tzinfo=dt.UTC))
+        clean.run(settings=RunSettings(halt_threshold=1.0))
+        assert crm("indexes", "up").returncode == 0
+        triggered = crm("trigger", "--company-sso-id", COMPANY, "--date-range-start", WORKERS_SINCE)
+        assert triggered.returncode == 0, triggered.stderr
+        run = ("run", "--company-sso-id", COMPANY, "--no-progress", "--workers", "2")
+        small_pages = {"CRM_AUDIT_PAGE_SIZE": "10"}
+        usman.default = slow(0.3)  # keeps each runner mid-job while its processes are killed
+        try:
+            runner = crm.start(*run, **small_pages)
+            wait_for(lambda: progressed(cdp, 0), timeout_s=COMMAND_TIMEOUT_S, what="a first saved batch")
+            os.kill(pool_workers(runner.pid)[0], signal.SIGKILL)
+            assert runner.wait(timeout=COMMAND_TIMEOUT_S) == exit_codes.UNAVAILABLE
+            lost = job_document(cdp)
+            assert lost is not None
+            assert (lost["status"], lost.get("lease_owner")) == ("in_progress", None)
+
+            runner = crm.start(*run, **small_pages)
+            mark = lost["records_processed"]
+            wait_for(
+                lambda: progressed(cdp, mark), timeout_s=COMMAND_TIMEOUT_S, what="a batch after the loss"
+            )
+            orphans = pool_workers(runner.pid)
+            assert len(orphans) == 2
+            assert kill_9(runner) == -9
+            wait_for(lambda: not any(map(running, orphans)), timeout_s=30, what="the runner's workers to end")
+        finally:
+            usman.default = answer
+        assert (job_document(cdp) or {}).get("status") == "in_progress"
+        wait_for(lambda: lease_expired(cdp), timeout_s=10 * LEASE_S, what="the dead runner's lease")
+        done = crm(*run)
+        assert done.returncode == 0, done.stderr
+        final = job_document(cdp)
+        assert final is not None
+        expected = clean.jobs.latest(clean.company)
+        assert expected is not None
+        assert final["status"] == "completed"
+        assert (final["records_processed"], final["records_migrated"]) == (
+            expected.tally.processed,
+            expected.tally.migrated,
+        )
+        assert duplicate_external_ids(cdp) == []
+        stored_ids = sorted(doc["external_id"] for doc in stored_migrated(cdp))
+        assert stored_ids == sorted(log.external_id for log in clean.logs.logs)
+
+
+def pool_workers(runner: int) -> list[int]:
+    """The ``--workers`` processes of a runner: the children of its fork server (a child of the runner)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    return sorted(pid for child in parents.get(runner, []) for pid in parents.get(child, []))
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie has ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def progressed(db: Database[dict[str, Any]], beyond: int) -> bool:

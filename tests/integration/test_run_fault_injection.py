@@ -5,14 +5,16 @@ Each case wraps one port of an in-memory account (corpus tenant ``acme``, ids â‰
 batch, before/after a step's one job write (progress and lease renewal together), between pages,
 inside each lookup, around the run's first lease and its final save â€” then starts new runs
 (after the dead runner's lease expired) until the job completes. The timeline and the job's
-counts must equal the clean run's: no duplicate, no gap, no count twice. With enrichment
+counts must equal the clean run's: no duplicate, no gap, no count twice. The run-loop cases run
+twice: in one process, and with the pages transformed by a pool of 2 worker processes
+(``--workers 2``), whose pages are read and looked up ahead of the writes. With enrichment
 wired, the same holds around the enrichment step between the write and the progress write: no key
 is set twice, and the enrichment counts that are exact by contract match the clean run's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -20,12 +22,16 @@ import pytest
 from crm_audit_transform.enrichment.enrich import EnrichPorts, enrich_migrated
 from crm_audit_transform.errors import SourceUnavailable, StoreUnavailable
 from crm_audit_transform.jobs import CANCELLED, COMPLETED, HALTED, IN_PROGRESS, MigrationJob
+from crm_audit_transform.ports import PagePipeline
 from crm_audit_transform.usecases import RESUME, RunSettings
 from crm_audit_transform.usecases.cancel import cancel
 from support.corpus_account import World, audit_rows
+from support.page_workers import page_pool
 
 SETTINGS = RunSettings(page_size=40, halt_threshold=1.0, lease_seconds=60)
 ROWS = [r for r in audit_rows("acme") if r.id <= 120]
+MODES = ("one-process", "2-workers")
+"""Where the run loop's pages are transformed: this process, or a pool of 2 worker processes."""
 
 
 class SimulatedCrash(Exception):
@@ -120,16 +126,27 @@ def fingerprint(world: World) -> tuple[Any, ...]:
     )
 
 
-def fresh() -> World:
+def fresh(pipeline: PagePipeline | None = None) -> World:
     world = World(rows=ROWS)
+    world.pipeline = pipeline
     world.trigger()
     return world
 
 
+@pytest.fixture(scope="module", params=MODES)
+def pipeline(request: pytest.FixtureRequest) -> Iterator[PagePipeline | None]:
+    """Where the runs transform their pages: this process, or a pool of 2 worker processes."""
+    if request.param == "one-process":
+        yield None
+        return
+    with page_pool(2) as pool:
+        yield pool
+
+
 @pytest.fixture(scope="module")
-def clean() -> tuple[tuple[Any, ...], dict[str, int]]:
+def clean(pipeline: PagePipeline | None) -> tuple[tuple[Any, ...], dict[str, int]]:
     """The clean run's fingerprint and how often it called each port method."""
-    world = fresh()
+    world = fresh(pipeline)
     originals = {port: getattr(world, port) for port in set(PORTS.values())}
     counters = {port: Counting(inner) for port, inner in originals.items()}
     for port, counter in counters.items():
@@ -144,12 +161,20 @@ def clean() -> tuple[tuple[Any, ...], dict[str, int]]:
 REPEATED = {"insert_batch", "save_progress", "page"}
 
 
+def whiches(method: str, mode: str) -> tuple[str, ...]:
+    # With workers, the first and the last call of each boundary (the pool's first read-ahead and
+    # its end) are crashed into; the second adds little there and costs suite time.
+    return ("first", "second", "last") if method in REPEATED and mode == MODES[0] else ("first", "last")
+
+
 def boundaries() -> list[Any]:
     cases = []
-    for method in PORTS:
-        for when in ("before", "after"):
-            for which in ("first", "second", "last") if method in REPEATED else ("first", "last"):
-                cases.append(pytest.param(method, when, which, id=f"{when}-{method}-{which}"))
+    for mode in MODES:
+        for method in PORTS:
+            for when in ("before", "after"):
+                for which in whiches(method, mode):
+                    case_id = f"{mode}-{when}-{method}-{which}"
+                    cases.append(pytest.param(mode, method, when, which, id=case_id))
     return cases
 
 
@@ -158,7 +183,9 @@ def nth(which: str, total: int) -> int:
 
 
 class TestCrashAtEveryBoundary:
-    def test_clean_run_touches_every_boundary(self, clean: tuple[tuple[Any, ...], dict[str, int]]) -> None:
+    def test_clean_run_touches_every_boundary(
+        self, clean: tuple[tuple[Any, ...], dict[str, int]], pipeline: PagePipeline | None
+    ) -> None:
         """The sample is big enough that every port is called, and inserts and pages more than once."""
         _, calls = clean
         assert all(count >= 1 for count in calls.values()), calls
@@ -167,13 +194,18 @@ class TestCrashAtEveryBoundary:
         assert calls["save_progress"] == calls["insert_batch"] + 1  # one per batch, and the finish
         assert calls["acquire_lease"] == 1  # the run's first lease
 
-    @pytest.mark.parametrize(("method", "when", "which"), boundaries())
+    @pytest.mark.parametrize(("pipeline", "method", "when", "which"), boundaries(), indirect=["pipeline"])
     def test_crash_then_resume_equals_a_clean_run(
-        self, clean: tuple[tuple[Any, ...], dict[str, int]], method: str, when: str, which: str
+        self,
+        clean: tuple[tuple[Any, ...], dict[str, int]],
+        pipeline: PagePipeline | None,
+        method: str,
+        when: str,
+        which: str,
     ) -> None:
         """Dying at this boundary and resuming leaves the same logs and counts as never dying."""
         expected, calls = clean
-        world = fresh()
+        world = fresh(pipeline)
         port = PORTS[method]
         original = getattr(world, port)
         setattr(world, port, Crashing(original, method, nth(which, calls[method]), when))
@@ -190,11 +222,11 @@ class TestCrashAtEveryBoundary:
         assert fingerprint(world) == expected
 
     def test_no_external_id_is_stored_twice_after_many_crashes(
-        self, clean: tuple[tuple[Any, ...], dict[str, int]]
+        self, clean: tuple[tuple[Any, ...], dict[str, int]], pipeline: PagePipeline | None
     ) -> None:
         """A runner that dies after every second insert, run after run, still ends exactly clean."""
         expected, _ = clean
-        world = fresh()
+        world = fresh(pipeline)
         original = world.logs
         again: Callable[[], None] = lambda: setattr(  # noqa: E731
             world, "logs", Crashing(original, "insert_batch", 2, "after")
@@ -220,11 +252,11 @@ class TestCrashAtEveryBoundary:
 
 class TestInfrastructureErrors:
     def test_store_outage_hands_the_lease_back_for_an_immediate_rerun(
-        self, clean: tuple[tuple[Any, ...], dict[str, int]]
+        self, clean: tuple[tuple[Any, ...], dict[str, int]], pipeline: PagePipeline | None
     ) -> None:
         """A StoreUnavailable ends the run with the lease released; the next runner need not wait."""
         expected, _ = clean
-        world = fresh()
+        world = fresh(pipeline)
         original = world.logs
         world.logs = Crashing(original, "insert_batch", 3, "before", StoreUnavailable("mongo down"))  # type: ignore[assignment]
         with pytest.raises(StoreUnavailable):
@@ -384,16 +416,17 @@ def run_until_stopped(world: World, settings: RunSettings, first_owner: str = "r
     raise AssertionError("the job never stopped")
 
 
-def degraded_world() -> World:
+def degraded_world(pipeline: PagePipeline | None = None) -> World:
     world = World(rows=ROWS, sso_failing=True)
+    world.pipeline = pipeline
     world.trigger()
     return world
 
 
 @pytest.fixture(scope="module")
-def clean_degraded() -> tuple[tuple[Any, ...], dict[str, int]]:
+def clean_degraded(pipeline: PagePipeline | None) -> tuple[tuple[Any, ...], dict[str, int]]:
     """A USMAN outage's clean run: where it halts, and how often it called each port method."""
-    world = degraded_world()
+    world = degraded_world(pipeline)
     counters = {port: Counting(getattr(world, port)) for port in ("logs", "jobs", "source")}
     originals = {port: getattr(world, port) for port in counters}
     for port, counter in counters.items():
@@ -409,20 +442,27 @@ def clean_degraded() -> tuple[tuple[Any, ...], dict[str, int]]:
 
 class TestCrashIntoTheNewStates:
     @pytest.mark.parametrize(
-        ("method", "when", "which"),
+        ("pipeline", "method", "when", "which"),
         [
-            pytest.param(m, w, n, id=f"{w}-{m}-{n}")
+            pytest.param(mode, m, w, n, id=f"{mode}-{w}-{m}-{n}")
+            for mode in MODES
             for m in ("insert_batch", "save_progress", "page")
             for w in ("before", "after")
-            for n in ("first", "second", "last")
+            for n in whiches(m, mode)
         ],
+        indirect=["pipeline"],
     )
     def test_a_degraded_halt_is_reached_at_the_same_point_after_any_crash(
-        self, clean_degraded: tuple[tuple[Any, ...], dict[str, int]], method: str, when: str, which: str
+        self,
+        clean_degraded: tuple[tuple[Any, ...], dict[str, int]],
+        pipeline: PagePipeline | None,
+        method: str,
+        when: str,
+        which: str,
     ) -> None:
         """With USMAN down, dying anywhere and resuming halts at the clean run's check point, same counts."""
         expected, calls = clean_degraded
-        world = degraded_world()
+        world = degraded_world(pipeline)
         port = PORTS[method]
         original = getattr(world, port)
         setattr(world, port, Crashing(original, method, nth(which, calls[method]), when))
@@ -434,13 +474,17 @@ class TestCrashIntoTheNewStates:
         assert job.status == HALTED
         assert fingerprint(world) == expected
 
-    @pytest.mark.parametrize("which", ["first", "second", "last"])
+    @pytest.mark.parametrize(
+        ("pipeline", "which"),
+        [pytest.param(mode, n, id=f"{mode}-{n}") for mode in MODES for n in whiches("insert_batch", mode)],
+        indirect=["pipeline"],
+    )
     def test_a_cancel_between_a_write_and_its_progress_resumes_to_a_clean_run(
-        self, clean: tuple[tuple[Any, ...], dict[str, int]], which: str
+        self, clean: tuple[tuple[Any, ...], dict[str, int]], pipeline: PagePipeline | None, which: str
     ) -> None:
         """Cancelled right after a batch was inserted: the runner stops, and --resume ends exactly clean."""
         expected, calls = clean
-        world = fresh()
+        world = fresh(pipeline)
         original = world.logs
         on_call = nth(which, calls["insert_batch"])
 

@@ -36,6 +36,7 @@ from crm_audit_transform.ports import (
     IndexState,
     JobStore,
     MigratedLogReader,
+    PagePipeline,
     PeopleCounter,
     SsoDirectory,
     UserDirectory,
@@ -229,6 +230,8 @@ class World:
         self.jobs = InMemoryJobStore(clock=self.clock)
         self.flags = StaticFeatureFlags("*" if enabled else ())
         self.indexes = InMemoryIndexState()
+        self.pipeline: PagePipeline | None = None
+        """Where ``run`` transforms the pages (None: in this process); a test may set a page pool."""
 
     def service(self, **options: Any) -> MigrationService:
         """The application service over this world's ports (as they are now); the account is bound."""
@@ -283,6 +286,7 @@ class World:
         )
 
     def run(self, owner: str = "runner-1", **options: Any) -> RunResult:
+        options.setdefault("pipeline", self.pipeline)
         return run_job(self.company, self.run_ports(), self.transformer, owner=owner, **options)
 
 

@@ -31,7 +31,7 @@ from crm_audit_transform.usecases import FRESH, RESUME, MigrationStatus
 from ..mongo import applied_version, apply_migration, index_status
 from . import exit_codes
 from .main import cli
-from .options import company_option, emit, json_option, optional_company_option
+from .options import company_option, emit, json_option, optional_company_option, workers_option
 from .progress import ProgressLine
 from .state import CliState
 
@@ -160,14 +160,18 @@ def trigger_command(
 @company_option
 @click.option("--progress/--no-progress", default=True, help="Show the progress line on stderr.")
 @click.option("--metrics-port", type=int, help="Serve Prometheus /metrics here and log each batch (JSON).")
+@workers_option
 @json_option
 @click.pass_obj
-def run(state: CliState, company: str, progress: bool, metrics_port: int | None, as_json: bool) -> None:
+def run(
+    state: CliState, company: str, progress: bool, metrics_port: int | None, workers: int, as_json: bool
+) -> None:
     """Start or resume the account's job; Ctrl-C finishes the batch, saves the cursor and exits.
 
     The final summary (stdout; the JSON job document with --json) is printed however the run ends.
     """
     with state.runtime() as runtime:
+        runtime.use_workers(workers)
         service = runtime.service
         job = service.latest_job(company)
         if job is None:

@@ -6,7 +6,8 @@ insert (relaxed Extended JSON lines). The report is ``{processed, migrated, skip
 failed: {reason: n}}``: to ``--report``, else to stdout (to stderr when the documents take
 stdout); ``--outcomes`` lists every row's outcome (``row_outcomes``). ``--loader-max-*`` set the
 loader's limits, as the runner's ``[loader]`` settings do. A dry run never halts: it reports every
-row, and says on stderr whether a real run would have halted.
+row, and says on stderr whether a real run would have halted. ``--workers N`` loads and transforms
+the pages in N processes (``page_pool``); the documents, the report and the outcomes are the same.
 
 The audits are streamed in id order (``FileAuditSource``) and the contacts read through a file
 index, so time grows linearly with the rows and memory stays flat. Without ``--out`` the logs are
@@ -42,11 +43,12 @@ from crm_audit_transform.tally import Tally
 from crm_audit_transform.testing import InMemoryActivityLogStore
 from crm_audit_transform.usecases.status import report_counts
 
-from ..bootstrap import DryRunFiles, dry_run_service
+from ..bootstrap import DryRunFiles, dry_run_recipe, dry_run_service
 from ..files import CheckedRows, FileAuditSource, JsonlActivityLogSink
 from ..files.verification import JsonlMigratedLogReader
+from ..page_pool import ProcessPagePipeline
 from .main import cli
-from .options import non_empty
+from .options import non_empty, workers_option
 from .progress import ProgressLine
 from .row_outcomes import OutcomeLines
 from .verify import show
@@ -97,6 +99,7 @@ _file = click.Path(exists=True, dir_okay=False, path_type=Path)
     help="Verify the existing --out file against these inputs instead of writing it (docs/verify.md).",
 )
 @click.option("--progress/--no-progress", default=True, help="Show the progress line on stderr.")
+@workers_option
 def dry_run(
     example: bool,
     company: str | None,
@@ -115,6 +118,7 @@ def dry_run(
     loader_max_int_digits: int | None,
     verify_out: bool,
     progress: bool,
+    workers: int,
 ) -> None:
     """Migrate from files to a file, with no server at all; print or write the report."""
     given_limits = {
@@ -170,8 +174,20 @@ def dry_run(
         sink = stack.enter_context(_sink(out))
         checked = CheckedRows(files.audits)
         source = stack.enter_context(FileAuditSource(files.audits, str(tenant), checked=checked))
+        pipeline = (
+            stack.enter_context(ProcessPagePipeline(workers, dry_run_recipe(files, limits)))
+            if workers > 1
+            else None
+        )
         service = dry_run_service(
-            str(company), str(tenant), files, sink, limits=limits, checked=checked, source=source
+            str(company),
+            str(tenant),
+            files,
+            sink,
+            limits=limits,
+            checked=checked,
+            source=source,
+            pipeline=pipeline,
         )
         lines = OutcomeLines(
             stack.enter_context(outcomes.open("w", encoding="utf-8")) if outcomes else None, str(tenant)

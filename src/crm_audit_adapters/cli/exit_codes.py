@@ -47,7 +47,8 @@ HALTED: Final = 5
 """The run halted: at a check point of the halt rule the failure rate, or the share of actors degraded
 by a USMAN outage, went over its threshold (cursor kept)."""
 UNAVAILABLE: Final = 6
-"""A dependency is down (CRM database, CDP database, USMAN): retrying later is safe."""
+"""A dependency is down (CRM database, CDP database, USMAN), or a ``--workers`` process died:
+retrying later is safe."""
 BAD_INPUT: Final = 7
 """A file could not be read or written: the message names the file (and the line)."""
 CANCELLED: Final = 8
@@ -88,6 +89,7 @@ CODES: Final[dict[str, int]] = {
     "SOURCE_UNAVAILABLE": UNAVAILABLE,
     "STORE_UNAVAILABLE": UNAVAILABLE,
     "DIRECTORY_UNAVAILABLE": UNAVAILABLE,
+    "WORKER_LOST": UNAVAILABLE,
     "BAD_INPUT": BAD_INPUT,
     "FILE_ERROR": BAD_INPUT,
     "CANCELLED": CANCELLED,

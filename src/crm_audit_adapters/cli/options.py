@@ -30,6 +30,7 @@ __all__ = [
     "json_option",
     "non_empty",
     "optional_company_option",
+    "workers_option",
 ]
 
 JSON_SCHEMA_VERSION: Final = 1
@@ -51,6 +52,14 @@ company_option = click.option(
 )
 optional_company_option = click.option(
     "--company-sso-id", "company", callback=non_empty, help="The CDP account (company SSO id)."
+)
+workers_option = click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Processes that load and transform the pages; one writer in id order either way "
+    "(docs/runner.md: --workers).",
 )
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON document (docs/runner.md: --json schemas)."

@@ -1,7 +1,8 @@
 """Use cases: plain functions and small classes that drive the ports.
 
 ``migrate_batch`` writes one batch; ``trigger`` guards and creates a job; ``run_job`` moves a job
-from its cursor to the end (``run_shard`` one shard of a sharded job); ``migration_status``,
+from its cursor to the end (``run_shard`` one shard of a sharded job), its pages transformed by a
+``PagePipeline`` (``pages.InProcessPages`` by default); ``migration_status``,
 ``rollback`` and ``explain_audit`` serve ops;
 ``verify_account`` proves an account's migration complete and repairs what is missing.
 

@@ -32,13 +32,21 @@ Cancel: ``save_progress`` writes only while the job is in progress; a job cancel
 comes back ``cancelled`` and the run stops there (its last batch is written, its cursor not: a
 resume replays it, harmlessly). A rollback under way on the account refuses the run.
 
+Pages: the loop reads its pages lazily and hands them to a ``PagePipeline`` (``pages``), which
+prepares and transforms them — in this process by default (``InProcessPages``), or in worker
+processes (``crm_audit_adapters.page_pool``) — and gives them back in id order; the page's lookups
+are made here, through the one cache, in page order. Steps are cut, written and saved by this loop
+alone, as above, whatever the pipeline: a pipeline changes where the CPU work runs, not what is
+written or when the cursor moves. Pages read ahead and not yet written when the loop ends (halt,
+stop, cancel, an error) are dropped with the pipeline's generator; the cursor never covers them.
+
 Lookups: one ``LookupCache`` per run remembers the CRM users and SSO ids (and "not found") already
 answered, so each user id and email is asked at most once per run; contacts are asked per page.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 
 import attrs
 from attrs import field, frozen
@@ -48,7 +56,7 @@ from ..domain import AuditRow, Failed, Migrated, Outcome, Skipped, WriteResult
 from ..enrichment_tally import EnrichmentTally
 from ..errors import CrmAuditError, JobAlreadyRunning, JobNotFound
 from ..jobs import COMPLETED, HALTED, IN_PROGRESS, MigrationJob
-from ..lookup import LookupPorts, fetch_lookups
+from ..lookup import LookupContext, LookupPorts, LookupRequest, fetch_lookups
 from ..lookup_cache import LookupCache
 from ..ports import (
     ActivityLogWriter,
@@ -57,6 +65,7 @@ from ..ports import (
     ContactDirectory,
     EntityDirectory,
     IndexState,
+    PagePipeline,
     RunJobStore,
     SsoDirectory,
     UserDirectory,
@@ -65,6 +74,7 @@ from ..tally import Tally
 from ..transformer import Transformer
 from ._entity_names import name_linked_entities, names_tally
 from .migrate_batch import MAX_BATCH_SIZE, migrate_batch
+from .pages import InProcessPages, TransformedPage
 from .safety import require_indexes
 from .settings import RunSettings
 
@@ -132,11 +142,13 @@ def run_job(
     should_stop: Callable[[], bool] = _never,
     on_progress: Callable[[MigrationJob], None] | None = None,
     on_outcomes: Callable[[Sequence[Outcome]], None] | None = None,
+    pipeline: PagePipeline | None = None,
 ) -> RunResult:
     """Start or resume the account's in-progress job; return it as left (completed, halted, or saved).
 
     ``on_outcomes`` receives each saved step's outcomes (write results folded in), in row order,
     once that step's progress is durable. A job that is not in progress is returned untouched.
+    ``pipeline`` prepares and transforms the pages (default: ``InProcessPages``, in this process).
     ``LeaseHeld`` when another runner holds the job, or took it over mid-run (the job is then left
     as that runner wrote it); infrastructure errors and ``KeyboardInterrupt`` propagate after the
     lease is handed back.
@@ -157,6 +169,7 @@ def run_job(
         should_stop=should_stop,
         on_progress=on_progress,
         on_outcomes=on_outcomes,
+        pipeline=pipeline,
     )
 
 
@@ -173,6 +186,7 @@ def run_loop(
     on_outcomes: Callable[[Sequence[Outcome]], None] | None = None,
     until_id: int | None = None,
     check_at_end: bool = True,
+    pipeline: PagePipeline | None = None,
 ) -> RunResult:
     """The loop over ``job`` as ``ports.jobs`` presents it (the job, or one shard's view of it).
 
@@ -188,7 +202,8 @@ def run_loop(
         # that passes here started before the hold and makes the rollback refuse (rollback.py).
         raise JobAlreadyRunning(f"company {company_sso_id} is being rolled back (job {held.job_id}): wait")
     job = _lease(ports, job, owner, settings)
-    loop = _Loop(ports, transformer, owner, settings, should_stop, on_progress, on_outcomes)
+    pipeline = pipeline or InProcessPages()
+    loop = _Loop(ports, transformer, owner, settings, should_stop, on_progress, on_outcomes, pipeline)
     loop.bound(until_id, check_at_end=check_at_end)
     try:
         return loop.run(job)
@@ -223,6 +238,7 @@ class _Loop:
         "_on_outcomes",
         "_on_progress",
         "_owner",
+        "_pipeline",
         "_ports",
         "_rule",
         "_settings",
@@ -240,8 +256,10 @@ class _Loop:
         should_stop: Callable[[], bool],
         on_progress: Callable[[MigrationJob], None] | None,
         on_outcomes: Callable[[Sequence[Outcome]], None] | None = None,
+        pipeline: PagePipeline | None = None,
     ) -> None:
         self._ports = ports
+        self._pipeline: PagePipeline = pipeline or InProcessPages()
         self._transformer = transformer
         self._owner = owner
         self._settings = settings
@@ -268,13 +286,54 @@ class _Loop:
             would_halt = HaltPoint(job.last_audit_id, reason)
             if self._settings.enforce_halt:
                 return RunResult(self._finish(job, HALTED, reason), steps, would_halt=would_halt)
+        pages = self._pipeline.transform_pages(
+            self._read(job),
+            self._transformer,
+            self._lookup(job),
+            company_sso_id=job.company_sso_id,
+        )
+        try:
+            for page in pages:
+                for step in self._steps(job, page):
+                    job = self._write(job, step)
+                    steps += 1
+                    if job.status != IN_PROGRESS:
+                        # Cancelled meanwhile (or, for a shard, the job halted or was cancelled).
+                        return RunResult(job, steps, would_halt=would_halt)
+                    reason = self._rule.decide(job.tally - job.halt_basis)
+                    if reason is not None and would_halt is None:
+                        would_halt = HaltPoint(job.last_audit_id, reason)
+                        if self._settings.enforce_halt:
+                            return RunResult(self._finish(job, HALTED, reason), steps, would_halt=would_halt)
+                    if self._should_stop():
+                        return RunResult(
+                            self._finish(job, IN_PROGRESS), steps, stopped=True, would_halt=would_halt
+                        )
+        finally:
+            # Pages read ahead are dropped: the pipeline stops its work before anything else happens.
+            pages.close()
+        reason = self._rule.decide(job.tally - job.halt_basis, at_end=True) if self._check_at_end else None
+        if reason is not None and would_halt is None:
+            would_halt = HaltPoint(job.last_audit_id, reason)
+            if self._settings.enforce_halt:
+                return RunResult(self._finish(job, HALTED, reason), steps, would_halt=would_halt)
+        return RunResult(self._finish(job, COMPLETED), steps, would_halt=would_halt)
+
+    def _read(self, job: MigrationJob) -> Generator[Sequence[AuditRow], None, None]:
+        """The pages from the job's cursor on, each after the last row of the one before.
+
+        Read lazily: a pipeline that reads ahead asks for the next page before this one is
+        written. Once a page is written to its end, the job's cursor is its last id, so the pages
+        are the ones the loop would read after each write.
+        """
         scope = self._transformer.scope
+        after_id = job.last_audit_id
         while True:
-            limit = self._page_limit(job.last_audit_id)
+            limit = self._page_limit(after_id)
             if limit == 0:
-                break  # a shard whose cursor reached the end of its range
+                return  # a shard whose cursor reached the end of its range
             rows = self._ports.source.page(
-                job.tenant, scope, after_id=job.last_audit_id, cutoff=job.cutoff, limit=limit
+                job.tenant, scope, after_id=after_id, cutoff=job.cutoff, limit=limit
             )
             full = len(rows) == limit
             if self._until_id is not None and rows and rows[-1].id >= self._until_id:
@@ -282,30 +341,11 @@ class _Loop:
                 rows = [r for r in rows if r.id <= self._until_id]
                 full = False
             if not rows:
-                break
-            for step in self._steps(job, rows):
-                job = self._write(job, step)
-                steps += 1
-                if job.status != IN_PROGRESS:
-                    # Cancelled meanwhile (or, for a shard, the job halted or was cancelled).
-                    return RunResult(job, steps, would_halt=would_halt)
-                reason = self._rule.decide(job.tally - job.halt_basis)
-                if reason is not None and would_halt is None:
-                    would_halt = HaltPoint(job.last_audit_id, reason)
-                    if self._settings.enforce_halt:
-                        return RunResult(self._finish(job, HALTED, reason), steps, would_halt=would_halt)
-                if self._should_stop():
-                    return RunResult(
-                        self._finish(job, IN_PROGRESS), steps, stopped=True, would_halt=would_halt
-                    )
+                return
+            yield rows
             if not full:
-                break
-        reason = self._rule.decide(job.tally - job.halt_basis, at_end=True) if self._check_at_end else None
-        if reason is not None and would_halt is None:
-            would_halt = HaltPoint(job.last_audit_id, reason)
-            if self._settings.enforce_halt:
-                return RunResult(self._finish(job, HALTED, reason), steps, would_halt=would_halt)
-        return RunResult(self._finish(job, COMPLETED), steps, would_halt=would_halt)
+                return
+            after_id = rows[-1].id
 
     def _page_limit(self, after_id: int) -> int:
         """The page size, capped for a shard at the ids left in its range: ids are unique
@@ -315,16 +355,22 @@ class _Loop:
             return self._settings.page_size
         return max(0, min(self._settings.page_size, self._until_id - after_id))
 
-    def _steps(self, job: MigrationJob, rows: Sequence[AuditRow]) -> Iterator[_Step]:
-        prepared = self._transformer.prepare(rows)
-        ctx = fetch_lookups(
-            self._transformer.plan(prepared),
-            company_sso_id=job.company_sso_id,
-            tenant=job.tenant,
-            ports=LookupPorts(self._ports.users, self._ports.sso, self._ports.contacts),
-            cache=self._cache,
-        )
-        page = self._transformer.transform(prepared, ctx, company_sso_id=job.company_sso_id)
+    def _lookup(self, job: MigrationJob) -> Callable[[LookupRequest], LookupContext]:
+        ports = LookupPorts(self._ports.users, self._ports.sso, self._ports.contacts)
+
+        def lookup(request: LookupRequest) -> LookupContext:
+            return fetch_lookups(
+                request,
+                company_sso_id=job.company_sso_id,
+                tenant=job.tenant,
+                ports=ports,
+                cache=self._cache,
+            )
+
+        return lookup
+
+    def _steps(self, job: MigrationJob, transformed: TransformedPage) -> Iterator[_Step]:
+        rows, page = transformed.rows, transformed.result
         outcomes = page.outcomes
         if self._ports.entities is not None:
             outcomes = name_linked_entities(outcomes, tenant=job.tenant, entities=self._ports.entities)

@@ -32,7 +32,7 @@ from ..domain import ScopeBounds
 from ..errors import JobNotFound
 from ..halting import HaltRule
 from ..jobs import COMPLETED, HALTED, IN_PROGRESS, JobShard, MigrationJob
-from ..ports import Clock, JobStore
+from ..ports import Clock, JobStore, PagePipeline
 from ..transformer import Transformer
 from .run import RunPorts, RunResult, run_loop
 from .settings import RunSettings
@@ -155,6 +155,7 @@ def run_shard(
     settings: RunSettings,
     should_stop: Callable[[], bool] = lambda: False,
     on_progress: Callable[[MigrationJob], None] | None = None,
+    pipeline: PagePipeline | None = None,
 ) -> RunResult:
     """Run shard ``shard`` of the account's sharded job from its cursor, then ``settle`` the job.
 
@@ -180,6 +181,7 @@ def run_shard(
         on_progress=on_progress,
         until_id=job.shards[shard].until_id,
         check_at_end=False,
+        pipeline=pipeline,
     )
     whole = settle(job.job_id, company_sso_id, jobs, ports.clock, settings)
     return attrs.evolve(result, job=whole)

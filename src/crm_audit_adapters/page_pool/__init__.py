@@ -1,0 +1,11 @@
+"""The page pool: ``run --workers N`` and ``dry-run --workers N`` on one machine, no broker.
+
+Worker processes load and transform a run's pages while the run loop, in the parent, stays the
+one writer in id order (``pipeline.ProcessPagePipeline``; the worker side is ``worker``).
+"""
+
+from __future__ import annotations
+
+from .pipeline import MAX_WORKERS, ProcessPagePipeline, TransformerRecipe
+
+__all__ = ["MAX_WORKERS", "ProcessPagePipeline", "TransformerRecipe"]

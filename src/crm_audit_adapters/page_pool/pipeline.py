@@ -1,0 +1,252 @@
+"""``ProcessPagePipeline``: a run's pages loaded and transformed by worker processes, written by one.
+
+    with ProcessPagePipeline(2, TransformerRecipe(mapping)) as pool:
+        MigrationService(ports, transformer, pipeline=pool).run(company, owner=...)
+
+The run loop (``crm_audit_transform.usecases.run``) stays the one writer: it reads the pages, makes
+each page's lookups, cuts the steps, writes them and saves the cursor after each, in id order,
+exactly as in one process. The pool takes the CPU part of a page — loading ``audited_changes``
+(libyaml and the Psych rules) and the rule chain — in two halves, each on the page's own worker
+(``worker.prepare`` → the page's ``LookupRequest``; ``worker.finish`` with the ``LookupContext`` →
+the ``PageResult``), because the contacts a page needs are named inside its loaded changes.
+
+Flow: up to ``workers × pages_per_worker`` pages are in flight (read, and not yet handed back),
+so memory stays flat; page ``i`` goes to worker ``i mod workers``. The lookups are made in page
+order, each as soon as its page is prepared and every earlier page is looked up, so the lookup
+cache and USMAN see the calls one process would make, in its order. Pages come back in order.
+
+Workers start with ``forkserver`` (``spawn`` may be asked for): a fresh interpreter forks them,
+so no PostgreSQL, MongoDB or HTTP connection of the parent is ever inherited. A worker that dies
+(SIGKILL, out of memory) ends the run with ``WorkerLost`` (exit 6): nothing it had not finished
+was written, the lease is handed back, and a rerun resumes from the cursor — with a new worker,
+since the pool replaces a broken one at the next run.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import operator
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from types import TracebackType
+from typing import Any, Final, Literal, TypeVar
+
+import attrs
+from attrs import frozen
+
+from crm_audit_transform.chain import RuleChain
+from crm_audit_transform.config import MappingConfig
+from crm_audit_transform.domain import AuditRow
+from crm_audit_transform.errors import WorkerLost
+from crm_audit_transform.loading import LoaderLimits
+from crm_audit_transform.lookup import LookupRequest
+from crm_audit_transform.transformer import PageResult, Transformer
+from crm_audit_transform.usecases.pages import PageLookup, TransformedPage
+
+from . import worker
+
+__all__ = ["MAX_WORKERS", "ProcessPagePipeline", "TransformerRecipe"]
+
+MAX_WORKERS: Final = 64
+"""More worker processes than this is a mistake, not a machine."""
+
+StartMethod = Literal["forkserver", "spawn"]
+_T = TypeVar("_T")
+_row_values = operator.attrgetter(*(f.name for f in attrs.fields(AuditRow)))
+
+
+@frozen
+class TransformerRecipe:
+    """How a worker builds its ``Transformer``: the mapping, the loader's limits, the rule chain.
+
+    Sent to each worker when it starts, so it must pickle: ``rule_chain`` (given the mapping, the
+    chain to use instead of the default) must be a module-level function.
+    """
+
+    mapping: MappingConfig
+    limits: LoaderLimits | None = None
+    rule_chain: Callable[[MappingConfig], RuleChain] | None = None
+
+    def __call__(self) -> Transformer:
+        chain = self.rule_chain(self.mapping) if self.rule_chain is not None else None
+        return Transformer(self.mapping, limits=self.limits, chain=chain)
+
+
+class _Page:
+    __slots__ = ("plan", "result", "rows", "seq", "worker")
+
+    def __init__(self, seq: int, rows: Sequence[AuditRow], worker: int, plan: Future[LookupRequest]) -> None:
+        self.seq = seq
+        self.rows = rows
+        self.worker = worker
+        self.plan = plan
+        self.result: Future[PageResult] | None = None
+
+
+class ProcessPagePipeline:
+    """``ports.PagePipeline`` over ``workers`` processes; a context manager that stops them on exit.
+
+    ``recipe`` builds each worker's transformer: it must make the same rules as the transformer
+    the run loop is given (the loop takes its scope from that one). ``pages_per_worker`` bounds the
+    pages in flight per worker (≥ 1; 2 keeps a worker busy while the parent writes). The processes
+    start at the first run and serve every run until ``close``.
+    """
+
+    __slots__ = ("_context", "_executors", "_pages_per_worker", "_recipe", "_workers")
+
+    def __init__(
+        self,
+        workers: int,
+        recipe: Callable[[], Transformer],
+        *,
+        pages_per_worker: int = 2,
+        start_method: StartMethod = "forkserver",
+    ) -> None:
+        if not 1 <= workers <= MAX_WORKERS:
+            raise ValueError(f"workers must be between 1 and {MAX_WORKERS}, got {workers}")
+        if pages_per_worker < 1:
+            raise ValueError(f"pages_per_worker must be at least 1, got {pages_per_worker}")
+        self._workers = workers
+        self._recipe = recipe
+        self._pages_per_worker = pages_per_worker
+        self._context = multiprocessing.get_context(start_method)
+        if start_method == "forkserver":
+            # The fork server imports the worker side (and with it the core, PyYAML, libyaml) once,
+            # so each worker forked from it starts in milliseconds instead of re-importing.
+            self._context.set_forkserver_preload([worker.__name__])
+        self._executors: list[ProcessPoolExecutor | None] = [None] * workers
+
+    @property
+    def workers(self) -> int:
+        return self._workers
+
+    def __repr__(self) -> str:
+        return f"ProcessPagePipeline(workers={self._workers})"
+
+    def __enter__(self) -> ProcessPagePipeline:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the workers: queued work is cancelled, a page being transformed is let finish."""
+        executors, self._executors = self._executors, [None] * self._workers
+        for executor in executors:
+            if executor is not None:
+                executor.shutdown(wait=True, cancel_futures=True)
+
+    def transform_pages(
+        self,
+        pages: Iterable[Sequence[AuditRow]],
+        transformer: Transformer,
+        lookup: PageLookup,
+        *,
+        company_sso_id: str,
+    ) -> Generator[TransformedPage, None, None]:
+        """The pages transformed by the workers, in the order given (``ports.PagePipeline``).
+
+        ``transformer`` is not used here: the workers build theirs from the recipe. ``WorkerLost``
+        when a worker process dies; what the workers were doing is dropped when the generator
+        is closed.
+        """
+        executors = self._start()
+        source = iter(pages)
+        inflight: deque[_Page] = deque()
+        limit = self._workers * self._pages_per_worker
+        seq = 0
+        more = True
+        try:
+            while True:
+                while more and len(inflight) < limit:
+                    rows = next(source, None)
+                    if rows is None:
+                        more = False
+                        break
+                    slot = seq % self._workers
+                    wired, flat = _wire(rows)
+                    plan = self._submit(executors[slot], worker.prepare, seq, wired, flat=flat)
+                    inflight.append(_Page(seq, rows, slot, plan))
+                    seq += 1
+                if not inflight:
+                    return
+                self._look_up(inflight, executors, lookup, company_sso_id)
+                head = inflight.popleft()
+                assert head.result is not None  # the head is always looked up
+                yield TransformedPage(head.rows, self._wait(head.result))
+        finally:
+            for page in inflight:
+                page.plan.cancel()
+                if page.result is not None:
+                    page.result.cancel()
+
+    def _look_up(
+        self,
+        inflight: deque[_Page],
+        executors: Sequence[ProcessPoolExecutor],
+        lookup: PageLookup,
+        company_sso_id: str,
+    ) -> None:
+        """Look up, in page order, the head (waiting for it) and every next page already prepared."""
+        for index, page in enumerate(inflight):
+            if page.result is not None:
+                continue
+            if index and not page.plan.done():
+                return
+            context = lookup(self._wait(page.plan))
+            page.result = self._submit(
+                executors[page.worker], worker.finish, page.seq, context, company_sso_id
+            )
+
+    def _start(self) -> list[ProcessPoolExecutor]:
+        """The executors, a new one for any that is missing or broken; each forgets old pages."""
+        started: list[ProcessPoolExecutor] = []
+        for slot, executor in enumerate(self._executors):
+            if executor is not None:
+                try:
+                    executor.submit(worker.forget)  # runs before this run's pages on that worker
+                except BrokenProcessPool:  # its worker died in an earlier run: replace it
+                    executor.shutdown(wait=False, cancel_futures=True)
+                    executor = None
+            if executor is None:
+                executor = ProcessPoolExecutor(
+                    max_workers=1,
+                    mp_context=self._context,
+                    initializer=worker.start,
+                    initargs=(self._recipe,),
+                )
+                self._executors[slot] = executor
+            started.append(executor)
+        return started
+
+    def _submit(
+        self, executor: ProcessPoolExecutor, call: Callable[..., _T], *args: Any, **kwargs: Any
+    ) -> Future[_T]:
+        try:
+            return executor.submit(call, *args, **kwargs)
+        except BrokenProcessPool as exc:  # a worker died since the last result was read
+            raise self._lost() from exc
+
+    def _wait(self, future: Future[_T]) -> _T:
+        try:
+            return future.result()
+        except BrokenProcessPool as exc:
+            raise self._lost() from exc
+
+    def _lost(self) -> WorkerLost:
+        return WorkerLost(
+            f"a page worker process died (killed, or out of memory) with --workers {self._workers}: "
+            "nothing it had not finished was written; run again to resume from the cursor"
+        )
+
+
+def _wire(rows: Sequence[AuditRow]) -> tuple[list[Any], bool]:
+    """The rows as sent to a worker, and whether they are field tuples (all ``AuditRow``: cheaper
+    to pickle) or the rows as given."""
+    if all(type(row) is AuditRow for row in rows):
+        return [_row_values(row) for row in rows], True
+    return list(rows), False

@@ -1,0 +1,91 @@
+"""What runs inside each worker process of the page pool (``pipeline.ProcessPagePipeline``).
+
+A worker process holds one ``Transformer``, built by the pool's recipe when the process starts, and
+the pages it has prepared and not yet finished, by sequence number. Each page passes twice, both
+times through the same worker (the pool keeps one single-process executor per worker):
+
+- ``prepare(seq, rows)``: load every row's ``audited_changes`` and the ids the rows name; the
+  page's ``LookupRequest`` goes back to the parent, which makes the lookups (its connections,
+  its one cache);
+- ``finish(seq, context, company_sso_id)``: the rules over the prepared rows with the parent's
+  ``LookupContext``; the ``PageResult`` goes back.
+
+So the loaded values never cross a process boundary: only the raw rows go out (as tuples of
+their fields) and the request and the outcomes come back. The per-process state is a module
+global because the process is its unit: one process, one transformer, its pages. A worker
+ignores Ctrl-C (the parent decides when to stop and stops the pool) and ends itself when its
+parent process is gone, so a parent killed with SIGKILL leaves no worker behind.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from crm_audit_transform.domain import AuditRow
+from crm_audit_transform.lookup import LookupContext, LookupRequest
+from crm_audit_transform.transformer import PageResult, PreparedRow, Transformer
+
+__all__ = ["finish", "forget", "prepare", "start"]
+
+
+class _Worker:
+    __slots__ = ("pending", "transformer")
+
+    def __init__(self, transformer: Transformer) -> None:
+        self.transformer = transformer
+        self.pending: dict[int, tuple[PreparedRow, ...]] = {}
+
+
+_worker: _Worker | None = None
+
+
+def start(recipe: Callable[[], Transformer]) -> None:
+    """The executor's initializer: ignore Ctrl-C, watch the parent, build the transformer."""
+    global _worker
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_end_with, args=(parent,), name="parent-watch", daemon=True).start()
+    _worker = _Worker(recipe())
+
+
+def _end_with(parent: Any) -> None:
+    parent.join()  # returns when the parent process has ended, however it ended
+    os._exit(1)
+
+
+def _state() -> _Worker:
+    if _worker is None:  # pragma: no cover - the executor always runs ``start`` first
+        raise RuntimeError("page worker not started")
+    return _worker
+
+
+def forget() -> None:
+    """Drop the pages a previous run prepared and never finished (it stopped early)."""
+    _state().pending.clear()
+
+
+def prepare(seq: int, rows: Sequence[Any], *, flat: bool) -> LookupRequest:
+    """Load page ``seq``'s rows and keep them; the lookups they need.
+
+    ``flat``: each row is the tuple of an ``AuditRow``'s field values, in order (cheaper to send
+    than the object); else the rows are as the source gave them (a row that is no ``AuditRow``
+    fails as its own outcome, as in one process).
+    """
+    worker = _state()
+    page = [AuditRow(*row) for row in rows] if flat else rows
+    prepared = worker.transformer.prepare(page)
+    worker.pending[seq] = prepared
+    return worker.transformer.plan(prepared)
+
+
+def finish(seq: int, context: LookupContext, company_sso_id: str) -> PageResult:
+    """Page ``seq``'s outcomes, one per row in order, with the parent's lookups."""
+    worker = _state()
+    prepared = worker.pending.pop(seq)
+    return worker.transformer.transform(prepared, context, company_sso_id=company_sso_id)

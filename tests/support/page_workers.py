@@ -1,0 +1,62 @@
+"""Page pools for tests: a real ``ProcessPagePipeline``, and a recipe whose worker dies on a given row.
+
+The worker processes import this module by name (``support.page_workers``), so what they run must
+live here, not in a test module.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from collections.abc import Sequence
+from pathlib import Path
+
+from attrs import frozen
+
+from crm_audit_adapters.page_pool import ProcessPagePipeline, TransformerRecipe
+from crm_audit_transform.chain import RuleChain
+from crm_audit_transform.config import MappingConfig, load_default_config
+from crm_audit_transform.lookup import LookupContext
+from crm_audit_transform.transformer import PageResult, PreparedRow, Transformer
+
+
+def chain_killing_its_worker(mapping: MappingConfig) -> RuleChain:
+    """A ``rule_chain`` for ``Runtime``: the default chain in the parent, SIGKILL in a worker process."""
+    if multiprocessing.parent_process() is not None:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return RuleChain.from_config(mapping)
+
+
+def page_pool(workers: int = 2) -> ProcessPagePipeline:
+    """A pool of ``workers`` processes with the default rules (as ``World`` has them)."""
+    return ProcessPagePipeline(workers, TransformerRecipe(load_default_config()))
+
+
+class _DyingTransformer(Transformer):
+    __slots__ = ("_audit_id", "_once")
+
+    def __init__(self, audit_id: int, once: Path) -> None:
+        super().__init__(load_default_config())
+        self._audit_id = audit_id
+        self._once = once
+
+    def transform(
+        self, prepared: Sequence[PreparedRow], ctx: LookupContext, *, company_sso_id: str
+    ) -> PageResult:
+        if any(item.row.id == self._audit_id for item in prepared) and not self._once.exists():
+            self._once.touch()
+            os.kill(os.getpid(), signal.SIGKILL)  # as the OOM killer or an operator would
+        return super().transform(prepared, ctx, company_sso_id=company_sso_id)
+
+
+@frozen
+class DiesOnRow:
+    """A recipe whose worker is killed (SIGKILL) transforming the page holding ``audit_id``, once:
+    the file ``once`` records that it happened, so the worker that replaces it lives."""
+
+    audit_id: int
+    once: Path
+
+    def __call__(self) -> Transformer:
+        return _DyingTransformer(self.audit_id, self.once)
