@@ -33,6 +33,7 @@ STAGES = (
     "extract",
     "transform",
     "end_to_end",
+    "end_to_end_workers",
     "mongo_write",
     "verify_files",
     "end_to_end_http",

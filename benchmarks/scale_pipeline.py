@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from scale_context import PAGE_SIZE, Context
@@ -175,10 +177,11 @@ class _Limited:
         return self._source.page(tenant, scope, after_id=after_id, cutoff=cutoff, limit=limit)
 
 
-def _run_loop(ctx: Context, logs: Any, sso: Any = None) -> dict[str, Any]:
+def _run_loop(ctx: Context, logs: Any, sso: Any = None, pipeline: Any = None) -> dict[str, Any]:
     """The ops runner's loop over the whole range: PostgreSQL → transform → ``logs``.
 
-    SSO ids come from ``sso`` when given (the USMAN HTTP client), else from the file in memory.
+    SSO ids come from ``sso`` when given (the USMAN HTTP client), else from the file in memory;
+    ``pipeline`` transforms the pages (None: in this process).
     """
     (Transformer,) = need("crm_audit_transform.transformer", "Transformer")
     RunPorts, RunSettings, run_job = need(
@@ -213,7 +216,9 @@ def _run_loop(ctx: Context, logs: Any, sso: Any = None) -> dict[str, Any]:
     settings = RunSettings(halt_threshold=1.0)
     setup_rss = _rss_now()
     started, cpu_started = time.perf_counter(), time.process_time()
-    result = run_job(ctx.company_sso_id, ports, transformer, owner="bench", settings=settings)
+    result = run_job(
+        ctx.company_sso_id, ports, transformer, owner="bench", settings=settings, pipeline=pipeline
+    )
     seconds = time.perf_counter() - started
     cpu_seconds = time.process_time() - cpu_started
     tally = result.job.tally
@@ -242,6 +247,61 @@ def end_to_end(ctx: Context) -> dict[str, Any]:
     result["written_bytes"] = out.stat().st_size
     out.unlink()
     return result
+
+
+WORKERS = 2
+"""``end_to_end_workers``: the pool's size, as ``run --workers 2``."""
+
+
+def end_to_end_workers(ctx: Context) -> dict[str, Any]:
+    """``end_to_end`` with the pages loaded and transformed by ``WORKERS`` processes (``--workers``).
+
+    The time includes starting the pool (at the first page), as a run's does. Besides this process's
+    peak RSS, ``worker_peak_rss_kib`` is each worker's (VmHWM), and ``worker_cpu_seconds`` their CPU
+    time, read before the pool stops.
+    """
+    (JsonlActivityLogSink,) = need("crm_audit_adapters.files", "JsonlActivityLogSink")
+    ProcessPagePipeline, TransformerRecipe = need(
+        "crm_audit_adapters.page_pool", "ProcessPagePipeline", "TransformerRecipe"
+    )
+    out = ctx.out_dir / f"activity-logs-workers-{ctx.schema}.jsonl"
+    out.unlink(missing_ok=True)
+    with (
+        ProcessPagePipeline(WORKERS, TransformerRecipe(ctx.config)) as pool,
+        JsonlActivityLogSink(out, fsync="close") as sink,
+    ):
+        result = _run_loop(ctx, sink, pipeline=pool)
+        workers = _grandchildren()
+        result["worker_peak_rss_kib"] = [_status_kib(pid, "VmHWM:") for pid in workers]
+        result["worker_cpu_seconds"] = [round(_cpu_seconds(pid), 2) for pid in workers]
+    result["workers"] = WORKERS
+    result["written_bytes"] = out.stat().st_size
+    out.unlink()
+    return result
+
+
+def _grandchildren() -> list[int]:
+    """The pool's workers: children of this process's children (the fork server's)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    return sorted(pid for child in parents.get(os.getpid(), []) for pid in parents.get(child, []))
+
+
+def _status_kib(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key):
+            return int(line.split()[1])
+    return 0
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def mongo_write(ctx: Context) -> dict[str, Any]:

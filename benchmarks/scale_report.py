@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-_MEMORY_STAGES = ("copy", "parse", "extract", "transform", "end_to_end")
+_MEMORY_STAGES = ("copy", "parse", "extract", "transform", "end_to_end", "end_to_end_workers")
 
 
 def _mib(kib: Any) -> str:
@@ -44,10 +44,14 @@ def _stage_rows(entry: dict[str, Any]) -> list[str]:
             "run_rows_per_s",
             "verify_vs_run",
             "clean",
+            "cpu_seconds",
+            "worker_cpu_seconds",
         )
         extra = {k: v for k, v in result.items() if k in shown}
         if "setup_rss_kib" in result:
             extra["RSS after setup MiB"] = _mib(result["setup_rss_kib"])
+        if "worker_peak_rss_kib" in result:
+            extra["workers' peak RSS MiB"] = [_mib(kib) for kib in result["worker_peak_rss_kib"]]
         lines.append(
             f"| {name} | {result['rows']} | {result['seconds']:.2f} | {result['rows_per_s']:,.0f} | {ratio} "
             f"| {_mib(result['peak_rss_kib'])} | {_mib(result['base_rss_kib'])} "
@@ -68,6 +72,15 @@ def _goals(sizes: dict[str, Any]) -> list[str]:
             lines.append(f"- {rows} rows: end to end = {ratio:.2f} × floor (goal ≥ 1.00): {verdict}")
         else:
             lines.append(f"- {rows} rows: end to end not measured ({e2e.get('missing') or e2e.get('error')})")
+        workers = entry.get("end_to_end_workers", {})
+        if workers.get("rows_per_s") and e2e.get("rows_per_s"):
+            ratio = workers["rows_per_s"] / e2e["rows_per_s"]
+            verdict = "met" if ratio >= 1.8 else "MISSED"
+            floor_ratio = f", {workers['rows_per_s'] / floor[1]:.2f} × floor" if floor else ""
+            lines.append(
+                f"- {rows} rows: --workers {workers.get('workers')} = {ratio:.2f} × one process{floor_ratio} "
+                f"(goal ≥ 1.80 × one process): {verdict}"
+            )
         ours = entry.get("end_to_end_http", {}).get("rows_per_s")
         for peer, goal in (("naive", 5.0), ("naive_memo", 2.0)):
             theirs = entry.get(peer, {}).get("rows_per_s")
