@@ -261,14 +261,17 @@ def end_to_end_workers(ctx: Context) -> dict[str, Any]:
     time, read before the pool stops.
     """
     (JsonlActivityLogSink,) = need("crm_audit_adapters.files", "JsonlActivityLogSink")
-    ProcessPagePipeline, TransformerRecipe = need(
-        "crm_audit_adapters.page_pool", "ProcessPagePipeline", "TransformerRecipe"
+    ProcessPagePipeline, TransformerRecipe, EncodedLogs = need(
+        "crm_audit_adapters.page_pool", "ProcessPagePipeline", "TransformerRecipe", "EncodedLogs"
     )
+    (sink_line,) = need("crm_audit_adapters.files.sink", "sink_line")
     out = ctx.out_dir / f"activity-logs-workers-{ctx.schema}.jsonl"
     out.unlink(missing_ok=True)
+    encoded = EncodedLogs()  # as dry-run --workers wires it: the workers encode, the parent writes
+    recipe = TransformerRecipe(ctx.config)
     with (
-        ProcessPagePipeline(WORKERS, TransformerRecipe(ctx.config)) as pool,
-        JsonlActivityLogSink(out, fsync="close") as sink,
+        ProcessPagePipeline(WORKERS, recipe, encoder=sink_line, encoded=encoded) as pool,
+        JsonlActivityLogSink(out, fsync="close", encoded=encoded) as sink,
     ):
         result = _run_loop(ctx, sink, pipeline=pool)
         workers = _grandchildren()

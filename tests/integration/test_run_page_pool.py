@@ -13,18 +13,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import mongomock
 import pytest
 
 from crm_audit_adapters.crm_postgres import PostgresAuditSource, PostgresUserDirectory, ReadOnlySession
+from crm_audit_adapters.files import JsonlActivityLogSink
+from crm_audit_adapters.files.sink import sink_line
 from crm_audit_adapters.mongo import MongoActivityLogStore
 from crm_audit_adapters.mongo.indexes import apply_migration
-from crm_audit_adapters.page_pool import ProcessPagePipeline
+from crm_audit_adapters.page_pool import EncodedLogs, ProcessPagePipeline
 from crm_audit_transform.errors import WorkerLost
 from crm_audit_transform.jobs import CANCELLED, COMPLETED, IN_PROGRESS, MigrationJob
 from crm_audit_transform.usecases import RunSettings
 from crm_audit_transform.usecases.cancel import cancel
 from support.corpus_account import World
+from support.mongo import activity_log
 from support.page_workers import DiesOnRow, page_pool
 
 SETTINGS = RunSettings(page_size=40, halt_threshold=1.0, lease_seconds=60)
@@ -163,3 +167,20 @@ class TestOverPostgresAndMongo:
         assert one[0] == COMPLETED
         assert one[3] > 50
         assert migrate(pool) == one
+
+
+class TestLinesEncodedByTheWorkers:
+    def test_the_sink_writes_a_line_encoded_ahead_for_that_very_log_only(self, tmp_path: Path) -> None:
+        """A line encoded ahead is written for its own log object; an equal log made later (the loop
+        replaced it) is encoded by the sink itself, so what is written is the log as written."""
+        encoded: EncodedLogs[tuple[str, bytes]] = EncodedLogs()
+        ahead, replaced = activity_log(1), activity_log(2)
+        encoded.add([ahead, replaced], [("", b'{"ahead": 1}\n'), ("", b'{"stale": 2}\n')])
+        with JsonlActivityLogSink(tmp_path / "logs.jsonl", encoded=encoded) as sink:
+            results = sink.insert_batch([ahead, attrs.evolve(replaced)])
+        assert [r.status for r in results] == ["inserted", "inserted"]
+        lines = (tmp_path / "logs.jsonl").read_bytes().splitlines(keepends=True)
+        assert lines == [b'{"ahead": 1}\n', sink_line(replaced)[1]]
+        assert len(encoded) == 1  # the replaced log's entry was never asked for
+        encoded.clear()
+        assert encoded.take(replaced) is None

@@ -45,8 +45,9 @@ from crm_audit_transform.usecases.status import report_counts
 
 from ..bootstrap import DryRunFiles, dry_run_recipe, dry_run_service
 from ..files import CheckedRows, FileAuditSource, JsonlActivityLogSink
+from ..files.sink import sink_line
 from ..files.verification import JsonlMigratedLogReader
-from ..page_pool import ProcessPagePipeline
+from ..page_pool import EncodedLogs, ProcessPagePipeline
 from .main import cli
 from .options import non_empty, workers_option
 from .progress import ProgressLine
@@ -171,11 +172,17 @@ def dry_run(
                 report.write_text(json.dumps(verified.to_json(), indent=2) + "\n", encoding="utf-8")
             show(verified, as_json=False)
             return
-        sink = stack.enter_context(_sink(out))
+        # With workers, they also encode the lines the sink writes (the sink only writes them).
+        encoded: EncodedLogs[tuple[str, bytes]] | None = EncodedLogs() if workers > 1 else None
+        sink = stack.enter_context(_sink(out, encoded))
         checked = CheckedRows(files.audits)
         source = stack.enter_context(FileAuditSource(files.audits, str(tenant), checked=checked))
         pipeline = (
-            stack.enter_context(ProcessPagePipeline(workers, dry_run_recipe(files, limits)))
+            stack.enter_context(
+                ProcessPagePipeline(
+                    workers, dry_run_recipe(files, limits), encoder=sink_line, encoded=encoded
+                )
+            )
             if workers > 1
             else None
         )
@@ -229,13 +236,13 @@ def dry_run(
     )
 
 
-def _sink(out: Path | None) -> JsonlActivityLogSink:
+def _sink(out: Path | None, encoded: EncodedLogs[tuple[str, bytes]] | None) -> JsonlActivityLogSink:
     if out is None:
-        return JsonlActivityLogSink.over_stream(None, "<nowhere>")
+        return JsonlActivityLogSink.over_stream(None, "<nowhere>", encoded=encoded)
     if out == STDOUT:
-        return JsonlActivityLogSink.over_stream(sys.stdout.buffer, "<stdout>")
+        return JsonlActivityLogSink.over_stream(sys.stdout.buffer, "<stdout>", encoded=encoded)
     # A dry run's output can be made again; flushing per batch covers a crash of the process.
-    return JsonlActivityLogSink(out, fsync="close")
+    return JsonlActivityLogSink(out, fsync="close", encoded=encoded)
 
 
 @contextmanager

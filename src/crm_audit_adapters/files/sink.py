@@ -48,11 +48,12 @@ from crm_audit_transform.errors import StoreUnavailable
 
 from ..mongo.documents import encode_activity_log
 from ..mongo.extended_json import relaxed_json_bytes, relaxed_json_line
+from ..page_pool.encoded import EncodedLogs
 from .errors import FileFormatError
 from .keys import WrittenKeys
 from .lines import PathLike
 
-__all__ = ["FsyncMode", "JsonlActivityLogSink", "encode_log_line"]
+__all__ = ["FsyncMode", "JsonlActivityLogSink", "encode_log_line", "sink_line"]
 
 MAX_DOCUMENT_BYTES: Final = 16 * 1024 * 1024
 """MongoDB's document limit: a larger log would be refused by mongoimport, so it fails here alone."""
@@ -74,10 +75,19 @@ def encode_log_line(log: ActivityLog) -> str:
 class JsonlActivityLogSink:
     """``ports.ActivityLogStore`` over a JSONL file (created if missing, appended to otherwise)."""
 
-    __slots__ = ("_file", "_fsync", "_keys", "_migrated", "_owned", "_path")
+    __slots__ = ("_encoded", "_file", "_fsync", "_keys", "_migrated", "_owned", "_path")
 
-    def __init__(self, path: PathLike, *, fsync: FsyncMode | bool = "batch") -> None:
+    def __init__(
+        self,
+        path: PathLike,
+        *,
+        fsync: FsyncMode | bool = "batch",
+        encoded: EncodedLogs[tuple[str, bytes]] | None = None,
+    ) -> None:
         """``fsync``: ``"batch"``, ``"close"`` or ``"never"`` (``True``/``False`` mean batch/never).
+
+        ``encoded``: lines already made by ``sink_line`` elsewhere (``run --workers``' processes),
+        written as they are instead of being encoded again.
 
         ``OSError`` (with ``filename``) when ``path`` cannot be read back and appended to: a pipe, a
         device or a directory — the sink re-reads its file to append without repeating a log.
@@ -92,11 +102,18 @@ class JsonlActivityLogSink:
         self._keys = WrittenKeys()
         self._migrated: Counter[str] = Counter()
         self._owned = True
+        self._encoded = encoded
         self._recover()
         self._file: IO[bytes] | None = open(self._path, "ab")  # noqa: SIM115 - held open until close()
 
     @classmethod
-    def over_stream(cls, stream: IO[bytes] | None, name: str = "<stream>") -> JsonlActivityLogSink:
+    def over_stream(
+        cls,
+        stream: IO[bytes] | None,
+        name: str = "<stream>",
+        *,
+        encoded: EncodedLogs[tuple[str, bytes]] | None = None,
+    ) -> JsonlActivityLogSink:
         """A sink writing to an open binary stream (stdout), or, given None, to nowhere.
 
         Every log is encoded and checked exactly as for a file, so the write results — and a dry
@@ -111,6 +128,7 @@ class JsonlActivityLogSink:
         sink._migrated = Counter()
         sink._owned = False
         sink._file = stream
+        sink._encoded = encoded
         return sink
 
     @property
@@ -156,7 +174,8 @@ class JsonlActivityLogSink:
             elif key in self._keys or key in added:
                 results.append(WriteResult(log.external_id, "skipped", reasons.DUPLICATE_EXTERNAL_ID))
             else:
-                problem, line = _line(log)
+                ahead = self._encoded.take(log) if self._encoded is not None else None
+                problem, line = ahead if ahead is not None else sink_line(log)
                 if problem:
                     results.append(_failed(log, problem))
                     continue
@@ -265,8 +284,9 @@ class JsonlActivityLogSink:
                     self._migrated[doc[0]] += 1
 
 
-def _line(log: ActivityLog) -> tuple[str, bytes]:
-    """The encoded line, or why this log cannot be written (as the Mongo adapter would refuse it)."""
+def sink_line(log: ActivityLog) -> tuple[str, bytes]:
+    """``("", line)`` — the line this sink writes for ``log``, newline included — or
+    ``(why, b"")`` when the log cannot be written (as the Mongo adapter would refuse it)."""
     try:
         line = relaxed_json_bytes(log)
         if len(line) * BSON_BYTES_PER_JSON_BYTE > MAX_DOCUMENT_BYTES:

@@ -6,6 +6,7 @@ one writer in id order (``pipeline.ProcessPagePipeline``; the worker side is ``w
 
 from __future__ import annotations
 
+from .encoded import EncodedLogs
 from .pipeline import MAX_WORKERS, ProcessPagePipeline, TransformerRecipe
 
-__all__ = ["MAX_WORKERS", "ProcessPagePipeline", "TransformerRecipe"]
+__all__ = ["MAX_WORKERS", "EncodedLogs", "ProcessPagePipeline", "TransformerRecipe"]

@@ -38,7 +38,7 @@ from attrs import frozen
 
 from crm_audit_transform.chain import RuleChain
 from crm_audit_transform.config import MappingConfig
-from crm_audit_transform.domain import AuditRow
+from crm_audit_transform.domain import ActivityLog, AuditRow, Migrated
 from crm_audit_transform.errors import WorkerLost
 from crm_audit_transform.loading import LoaderLimits
 from crm_audit_transform.lookup import LookupRequest
@@ -46,6 +46,7 @@ from crm_audit_transform.transformer import PageResult, Transformer
 from crm_audit_transform.usecases.pages import PageLookup, TransformedPage
 
 from . import worker
+from .encoded import EncodedLogs
 
 __all__ = ["MAX_WORKERS", "ProcessPagePipeline", "TransformerRecipe"]
 
@@ -82,7 +83,7 @@ class _Page:
         self.rows = rows
         self.worker = worker
         self.plan = plan
-        self.result: Future[PageResult] | None = None
+        self.result: Future[tuple[PageResult, list[Any] | None]] | None = None
 
 
 class ProcessPagePipeline:
@@ -92,9 +93,14 @@ class ProcessPagePipeline:
     the run loop is given (the loop takes its scope from that one). ``pages_per_worker`` bounds the
     pages in flight per worker (≥ 1; 2 keeps a worker busy while the parent writes). The processes
     start at the first run and serve every run until ``close``.
+
+    ``encoder`` with ``encoded``: the workers also encode each migrated log in the writer's format
+    (``encoder`` is sent to them: a module-level function, e.g. ``files.sink_line``) and the
+    encodings are put in ``encoded``, which the writer reads (``JsonlActivityLogSink(encoded=…)``),
+    so the one writer's process does not encode them again.
     """
 
-    __slots__ = ("_context", "_executors", "_pages_per_worker", "_recipe", "_workers")
+    __slots__ = ("_context", "_encoded", "_encoder", "_executors", "_pages_per_worker", "_recipe", "_workers")
 
     def __init__(
         self,
@@ -103,6 +109,8 @@ class ProcessPagePipeline:
         *,
         pages_per_worker: int = 2,
         start_method: StartMethod = "forkserver",
+        encoder: Callable[[ActivityLog], Any] | None = None,
+        encoded: EncodedLogs[Any] | None = None,
     ) -> None:
         if not 1 <= workers <= MAX_WORKERS:
             raise ValueError(f"workers must be between 1 and {MAX_WORKERS}, got {workers}")
@@ -111,6 +119,10 @@ class ProcessPagePipeline:
         self._workers = workers
         self._recipe = recipe
         self._pages_per_worker = pages_per_worker
+        if (encoder is None) != (encoded is None):
+            raise ValueError("give both encoder and encoded, or neither")
+        self._encoder = encoder
+        self._encoded = encoded
         self._context = multiprocessing.get_context(start_method)
         if start_method == "forkserver":
             # The fork server imports the worker side (and with it the core, PyYAML, libyaml) once,
@@ -177,12 +189,17 @@ class ProcessPagePipeline:
                 self._look_up(inflight, executors, lookup, company_sso_id)
                 head = inflight.popleft()
                 assert head.result is not None  # the head is always looked up
-                yield TransformedPage(head.rows, self._wait(head.result))
+                result, encodings = self._wait(head.result)
+                if encodings is not None and self._encoded is not None:
+                    self._encoded.add([o.log for o in result.outcomes if type(o) is Migrated], encodings)
+                yield TransformedPage(head.rows, result)
         finally:
             for page in inflight:
                 page.plan.cancel()
                 if page.result is not None:
                     page.result.cancel()
+            if self._encoded is not None:
+                self._encoded.clear()  # the logs of pages not written are never asked for
 
     def _look_up(
         self,
@@ -217,7 +234,7 @@ class ProcessPagePipeline:
                     max_workers=1,
                     mp_context=self._context,
                     initializer=worker.start,
-                    initargs=(self._recipe,),
+                    initargs=(self._recipe, self._encoder),
                 )
                 self._executors[slot] = executor
             started.append(executor)

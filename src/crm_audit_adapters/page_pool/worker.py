@@ -8,7 +8,8 @@ times through the same worker (the pool keeps one single-process executor per wo
   page's ``LookupRequest`` goes back to the parent, which makes the lookups (its connections,
   its one cache);
 - ``finish(seq, context, company_sso_id)``: the rules over the prepared rows with the parent's
-  ``LookupContext``; the ``PageResult`` goes back.
+  ``LookupContext``; the ``PageResult`` goes back — with, when the pool has an encoder, each
+  migrated log encoded in the writer's format, so the parent only writes it (``encoded``).
 
 So the loaded values never cross a process boundary: only the raw rows go out (as tuples of
 their fields) and the request and the outcomes come back. The per-process state is a module
@@ -26,7 +27,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from crm_audit_transform.domain import AuditRow
+from crm_audit_transform.domain import ActivityLog, AuditRow, Migrated
 from crm_audit_transform.lookup import LookupContext, LookupRequest
 from crm_audit_transform.transformer import PageResult, PreparedRow, Transformer
 
@@ -34,24 +35,25 @@ __all__ = ["finish", "forget", "prepare", "start"]
 
 
 class _Worker:
-    __slots__ = ("pending", "transformer")
+    __slots__ = ("encoder", "pending", "transformer")
 
-    def __init__(self, transformer: Transformer) -> None:
+    def __init__(self, transformer: Transformer, encoder: Callable[[ActivityLog], Any] | None) -> None:
         self.transformer = transformer
+        self.encoder = encoder
         self.pending: dict[int, tuple[PreparedRow, ...]] = {}
 
 
 _worker: _Worker | None = None
 
 
-def start(recipe: Callable[[], Transformer]) -> None:
+def start(recipe: Callable[[], Transformer], encoder: Callable[[ActivityLog], Any] | None = None) -> None:
     """The executor's initializer: ignore Ctrl-C, watch the parent, build the transformer."""
     global _worker
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     parent = multiprocessing.parent_process()
     if parent is not None:
         threading.Thread(target=_end_with, args=(parent,), name="parent-watch", daemon=True).start()
-    _worker = _Worker(recipe())
+    _worker = _Worker(recipe(), encoder)
 
 
 def _end_with(parent: Any) -> None:
@@ -84,8 +86,13 @@ def prepare(seq: int, rows: Sequence[Any], *, flat: bool) -> LookupRequest:
     return worker.transformer.plan(prepared)
 
 
-def finish(seq: int, context: LookupContext, company_sso_id: str) -> PageResult:
-    """Page ``seq``'s outcomes, one per row in order, with the parent's lookups."""
+def finish(seq: int, context: LookupContext, company_sso_id: str) -> tuple[PageResult, list[Any] | None]:
+    """Page ``seq``'s outcomes, one per row in order, with the parent's lookups; and, with an
+    encoder, the encoding of each migrated log in order (else None)."""
     worker = _state()
     prepared = worker.pending.pop(seq)
-    return worker.transformer.transform(prepared, context, company_sso_id=company_sso_id)
+    result = worker.transformer.transform(prepared, context, company_sso_id=company_sso_id)
+    if worker.encoder is None:
+        return result, None
+    encode = worker.encoder
+    return result, [encode(outcome.log) for outcome in result.outcomes if type(outcome) is Migrated]
