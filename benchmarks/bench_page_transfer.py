@@ -1,0 +1,103 @@
+"""What a page costs to cross between the run loop and a ``--workers`` process, per row, against
+the work that crosses: loading, the rules, encoding the line.
+
+    .venv/bin/python benchmarks/bench_page_transfer.py --dsn DSN [--schema bench_100000] [--pages 4]
+
+Reads ``--pages`` pages of 500 rows of a ``generate.py`` tenant from PostgreSQL, then times in this
+one process (CPU time, best of 3) each step a page takes through ``crm_audit_adapters.page_pool``:
+the rows as field tuples out and back into ``AuditRow``, ``prepare``, the lookup context out and
+back, ``transform``, ``sink_line``, and the page's result (outcomes and lines) out and back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import scale_context
+import scale_pipeline
+from crm_audit_adapters.files.sink import sink_line
+from crm_audit_adapters.page_pool.pipeline import _wire
+from crm_audit_transform.domain import AuditRow, Migrated
+from crm_audit_transform.lookup import LookupPorts, fetch_lookups
+from crm_audit_transform.transformer import Transformer
+
+HERE = Path(__file__).resolve().parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dsn", required=True)
+    parser.add_argument("--schema", default="bench_100000")
+    parser.add_argument("--pages", type=int, default=4)
+    args = parser.parse_args(argv)
+    ctx = scale_context.Context(
+        dsn=args.dsn,
+        schema=args.schema,
+        data_dir=HERE / "data" / args.schema,
+        out_dir=HERE / "out",
+        mongo_uri=None,
+        limit=None,
+        usman_url=None,
+    )
+    lookups = scale_pipeline.Lookups(ctx, users_in_memory=True, contacts_in_memory=True)
+    source = scale_pipeline._source(ctx)
+    transformer = Transformer(ctx.config)
+    pages: list[Any] = []
+    after = 0
+    for _ in range(args.pages):
+        page = source.page(ctx.schema, ctx.scope, after_id=after, cutoff=ctx.cutoff, limit=500)
+        pages.append(page)
+        after = page[-1].id
+    rows = sum(len(page) for page in pages)
+    print(f"{rows} rows, load {os.getloadavg()[0]:.2f}")
+
+    def clock(label: str, step: Callable[[], Any]) -> Any:
+        best = float("inf")
+        for _ in range(3):
+            started = time.process_time()
+            result = step()
+            best = min(best, time.process_time() - started)
+        print(f"{label:32s} {best / rows * 1e6:7.1f} µs/row")
+        return result
+
+    wired = [_wire(page)[0] for page in pages]
+    sent = clock("rows: pickle (field tuples)", lambda: [pickle.dumps(w, 5) for w in wired])
+    clock("rows: unpickle + AuditRow", lambda: [[AuditRow(*v) for v in pickle.loads(b)] for b in sent])
+    prepared = clock("prepare (load, ids)", lambda: [transformer.prepare(page) for page in pages])
+    ports = LookupPorts(lookups.users, lookups.sso, lookups.contacts)
+    contexts = [
+        fetch_lookups(transformer.plan(p), company_sso_id=ctx.company_sso_id, tenant=ctx.schema, ports=ports)
+        for p in prepared
+    ]
+    back = clock("lookup context: pickle", lambda: [pickle.dumps(c, 5) for c in contexts])
+    clock("lookup context: unpickle", lambda: [pickle.loads(b) for b in back])
+    company = ctx.company_sso_id
+    results = clock(
+        "transform (rules)",
+        lambda: [
+            transformer.transform(p, c, company_sso_id=company)
+            for p, c in zip(prepared, contexts, strict=True)
+        ],
+    )
+    lines = clock(
+        "encode lines (sink_line)",
+        lambda: [[sink_line(o.log) for o in r.outcomes if type(o) is Migrated] for r in results],
+    )
+    out = clock(
+        "result + lines: pickle",
+        lambda: [pickle.dumps((r, e), 5) for r, e in zip(results, lines, strict=True)],
+    )
+    print(f"{'result + lines: bytes':32s} {sum(map(len, out)) / rows:7.0f} B/row")
+    clock("result + lines: unpickle", lambda: [pickle.loads(b) for b in out])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
