@@ -22,8 +22,10 @@ from crm_audit_adapters.files import JsonlActivityLogSink
 from crm_audit_adapters.files.sink import sink_line
 from crm_audit_adapters.mongo import MongoActivityLogStore
 from crm_audit_adapters.mongo.indexes import apply_migration
-from crm_audit_adapters.page_pool import EncodedLogs, ProcessPagePipeline
-from crm_audit_transform.errors import WorkerLost
+from crm_audit_adapters.page_pool import EncodedLogs, ProcessPagePipeline, TransformerRecipe
+from crm_audit_transform.chain import RuleChain
+from crm_audit_transform.config import MappingConfig, load_default_config
+from crm_audit_transform.errors import ConfigError, WorkerLost
 from crm_audit_transform.jobs import CANCELLED, COMPLETED, IN_PROGRESS, MigrationJob
 from crm_audit_transform.usecases import RunSettings
 from crm_audit_transform.usecases.cancel import cancel
@@ -184,3 +186,14 @@ class TestLinesEncodedByTheWorkers:
         assert len(encoded) == 1  # the replaced log's entry was never asked for
         encoded.clear()
         assert encoded.take(replaced) is None
+
+
+class TestWhatTheWorkersAreSent:
+    def test_a_rule_chain_that_cannot_reach_a_worker_is_a_config_error_before_any_process(self) -> None:
+        """A recipe holding a local function fails at once as CONFIG_INVALID, naming ``workers``."""
+
+        def local_chain(mapping: MappingConfig) -> RuleChain:
+            return RuleChain.from_config(mapping)
+
+        with pytest.raises(ConfigError, match="workers"):
+            ProcessPagePipeline(2, TransformerRecipe(load_default_config(), rule_chain=local_chain))

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import multiprocessing
 import operator
+import pickle
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -39,7 +40,7 @@ from attrs import frozen
 from crm_audit_transform.chain import RuleChain
 from crm_audit_transform.config import MappingConfig
 from crm_audit_transform.domain import ActivityLog, AuditRow, Migrated
-from crm_audit_transform.errors import WorkerLost
+from crm_audit_transform.errors import ConfigError, WorkerLost
 from crm_audit_transform.loading import LoaderLimits
 from crm_audit_transform.lookup import LookupRequest
 from crm_audit_transform.transformer import PageResult, Transformer
@@ -121,6 +122,7 @@ class ProcessPagePipeline:
         self._pages_per_worker = pages_per_worker
         if (encoder is None) != (encoded is None):
             raise ValueError("give both encoder and encoded, or neither")
+        _require_picklable(recipe, encoder)
         self._encoder = encoder
         self._encoded = encoded
         self._context = multiprocessing.get_context(start_method)
@@ -246,18 +248,18 @@ class ProcessPagePipeline:
         try:
             return executor.submit(call, *args, **kwargs)
         except BrokenProcessPool as exc:  # a worker died since the last result was read
-            raise self._lost() from exc
+            raise self._lost(exc) from exc
 
     def _wait(self, future: Future[_T]) -> _T:
         try:
             return future.result()
         except BrokenProcessPool as exc:
-            raise self._lost() from exc
+            raise self._lost(exc) from exc
 
-    def _lost(self) -> WorkerLost:
+    def _lost(self, exc: BrokenProcessPool) -> WorkerLost:
         return WorkerLost(
-            f"a page worker process died (killed, or out of memory) with --workers {self._workers}: "
-            "nothing it had not finished was written; run again to resume from the cursor"
+            f"a page worker process died (killed, or out of memory) with --workers {self._workers} "
+            f"({exc}): nothing it had not finished was written; run again to resume from the cursor"
         )
 
 
@@ -267,3 +269,13 @@ def _wire(rows: Sequence[AuditRow]) -> tuple[list[Any], bool]:
     if all(type(row) is AuditRow for row in rows):
         return [_row_values(row) for row in rows], True
     return list(rows), False
+
+
+def _require_picklable(*sent: object) -> None:
+    """What the workers receive must pickle: say so now, not as a broken pool at the first page."""
+    for item in sent:
+        try:
+            pickle.dumps(item)
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            why = f"{item!r} cannot be sent to a worker process ({exc}): use module-level functions"
+            raise ConfigError([("workers", why)]) from exc
