@@ -10,6 +10,8 @@ with ``wait4``:
 
 * ``report``: ``crm-audit-migrate dry-run … --no-progress`` (report only, logs encoded and dropped);
 * ``out``: the same with ``--out <file>`` (the documents written);
+* ``out-workers-N`` (not in the default modes): ``out`` with ``--workers N``; its peak RSS is the
+  command's own process (``wait4``), not its workers' (grandchildren, under the fork server);
 * ``parse``: the floor, a bare ``yaml.load(text, CSafeLoader)`` of every row's ``audited_changes``
   read from the same file (Ruby tags built as plain maps; only the ``load`` calls are timed).
 
@@ -188,7 +190,8 @@ def main() -> int:
                         "--audits", str(data / "audits.jsonl"), "--users", str(data / "users.jsonl"),
                         "--contacts", str(data / "contacts.jsonl"),
                         "--sso-directory", str(data / "sso.jsonl"), "--no-progress",
-                        *(["--out", str(target)] if mode == "out" else []),
+                        *(["--out", str(target)] if mode.startswith("out") else []),
+                        *(["--workers", mode.rsplit("-", 1)[1]] if mode.startswith("out-workers-") else []),
                     ]  # fmt: skip
                 wall, rss, cpu, stdout = _measure_child(command)
                 if mode == "parse":  # the floor: its load calls alone
