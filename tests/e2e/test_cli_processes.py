@@ -390,7 +390,11 @@ class TestWorkersThroughProcesses:
         try:
             runner = crm.start(*run, **small_pages)
             wait_for(lambda: progressed(cdp, 0), timeout_s=COMMAND_TIMEOUT_S, what="a first saved batch")
-            os.kill(pool_workers(runner.pid)[0], signal.SIGKILL)
+            runner.send_signal(signal.SIGSTOP)  # held still: it cannot finish the job before the kill
+            try:
+                os.kill(pool_workers(runner.pid)[0], signal.SIGKILL)
+            finally:
+                runner.send_signal(signal.SIGCONT)
             assert runner.wait(timeout=COMMAND_TIMEOUT_S) == exit_codes.UNAVAILABLE
             lost = job_document(cdp)
             assert lost is not None
