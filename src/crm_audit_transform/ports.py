@@ -16,8 +16,6 @@ from .jobs import JobShard, MigrationJob
 
 if TYPE_CHECKING:  # the enrichment package imports these ports: annotations only, no import cycle
     from .enrichment.model import EnrichmentPlan, MatchKey, StoredLog
-    from .transformer import Transformer
-    from .usecases.pages import PageLookup, TransformedPage
     from .verification import StoredMigratedLog
 
 __all__ = [
@@ -258,6 +256,11 @@ class FeatureFlags(Protocol):
     """Whether the migration is switched on for an account."""
 
     def is_enabled(self, company_sso_id: str) -> bool: ...
+
+
+if TYPE_CHECKING:  # the page types import the lookup ports above: annotations only
+    from .transformer import Transformer
+    from .usecases.pages import PageLookup, TransformedPage
 
 
 class PagePipeline(Protocol):
