@@ -197,7 +197,10 @@ class JobStore(Protocol):
         ...
 
     def acquire_shard_lease(self, job_id: str, shard: int, owner: str, ttl: dt.timedelta) -> MigrationJob:
-        """``acquire_lease`` for one shard of a sharded job: that shard's lease only; the whole job."""
+        """``acquire_lease`` for one shard of a sharded job: that shard's lease only; the whole job.
+
+        A completed shard's lease is never taken: the job comes back as stored, that lease as it is.
+        """
         ...
 
     def save_shard_progress(
@@ -206,8 +209,9 @@ class JobStore(Protocol):
         """``save_progress`` for one shard: replace ``shards[shard.shard]`` alone, lease renewed.
 
         One atomic write, only while ``owner`` holds that shard's lease and the job is in progress;
-        else the stored job when ``owner`` still holds the shard (the job was cancelled or halted
-        meanwhile: nothing written), ``LeaseHeld`` when another runner took the shard over.
+        else the stored job when ``owner`` still holds the shard (the job was cancelled, halted or
+        completed meanwhile: nothing written but, with ``ttl`` None, the release of that lease),
+        ``LeaseHeld`` when another runner took the shard over.
         Returns the whole job as stored.
         """
         ...

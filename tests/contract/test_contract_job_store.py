@@ -16,11 +16,13 @@ import attrs
 import pytest
 
 from crm_audit_adapters.mongo import MongoJobStore, apply_migration
+from crm_audit_transform.domain import ScopeBounds
 from crm_audit_transform.errors import JobAlreadyRunning, JobNotFound, LeaseHeld
-from crm_audit_transform.jobs import COMPLETED, IN_PROGRESS
+from crm_audit_transform.jobs import CANCELLED, COMPLETED, IN_PROGRESS, MigrationJob
 from crm_audit_transform.ports import JobStore
 from crm_audit_transform.tally import Tally
 from crm_audit_transform.testing import FixedClock, InMemoryJobStore
+from crm_audit_transform.usecases.shards import split_shards
 from support.mongo import T0, fresh_database, migration_job, mongo_backends
 
 LATER = T0 + dt.timedelta(minutes=5)
@@ -115,3 +117,36 @@ class TestLeases:
         assert (done.status, done.lease_owner, done.lease_expires_at) == (COMPLETED, None, None)
         assert store.latest("company-a") == done
         assert done.status != IN_PROGRESS
+
+
+def sharded_job() -> MigrationJob:
+    """A two-shard job over ids 1..400, shard 0 already completed."""
+    shards = split_shards(ScopeBounds(1, 400, T0, 400), 2)
+    done = attrs.evolve(shards[0], status=COMPLETED, last_audit_id=200)
+    return attrs.evolve(
+        migration_job(), first_audit_id=1, max_audit_id=400, last_audit_id=0, shards=(done, shards[1])
+    )
+
+
+class TestShardLeases:
+    def test_a_completed_shards_lease_is_never_taken(self, store: JobStore) -> None:
+        """acquire_shard_lease on a completed shard returns the job as stored, its lease still free."""
+        job = sharded_job()
+        store.create(job)
+        got = store.acquire_shard_lease(job.job_id, 0, "vm:1:celery", LEASE)
+        assert (got.shards[0].lease_owner, got.shards[0].lease_expires_at) == (None, None)
+        assert store.latest("company-a") == job
+        running = store.acquire_shard_lease(job.job_id, 1, "vm:1:celery", LEASE)
+        assert running.shards[1].lease_owner == "vm:1:celery"
+
+    def test_a_hand_back_after_the_job_ended_releases_the_shard_lease_only(self, store: JobStore) -> None:
+        """A ttl-None shard write on a cancelled job clears the owner's lease and writes nothing else."""
+        job = sharded_job()
+        store.create(job)
+        held = store.acquire_shard_lease(job.job_id, 1, "runner-1", LEASE)
+        assert store.transition(attrs.evolve(held, status=CANCELLED), {IN_PROGRESS}) is not None
+        moved = attrs.evolve(held.shards[1], last_audit_id=300)
+        back = store.save_shard_progress(job.job_id, moved, "runner-1", None)
+        entry = back.shards[1]
+        assert (back.status, entry.lease_owner, entry.last_audit_id) == (CANCELLED, None, 200)
+        assert store.latest("company-a") == back

@@ -408,6 +408,37 @@ class TestRepair:
         done = service.run_shard(world.company, 1, owner="runner-1").job
         assert done.status == "completed"
 
+    def test_repair_of_a_completed_sharded_job_ignores_a_lease_left_on_a_completed_shard(self) -> None:
+        """A completed shard's lease is never needed nor taken: repair goes ahead and clears the stale one."""
+        world = World("acme")
+        service = world.service(settings=SETTINGS)
+        service.trigger(world.company, shards=2)
+        service.run_shard(world.company, 0, owner="runner-0")
+        service.run_shard(world.company, 1, owner="runner-1")
+        job = job_of(world)
+        assert job.status == "completed"
+        until = world.clock.now() + dt.timedelta(minutes=5)
+        stale = attrs.evolve(job.shards[1], lease_owner="vm:1:celery", lease_expires_at=until)
+        world.jobs.save(attrs.evolve(job, shards=(job.shards[0], stale)))
+        assert verify(world, repair=True).clean
+        after = job_of(world)
+        assert [(s.status, s.lease_owner) for s in after.shards] == [("completed", None)] * 2
+        assert after.lease_owner is None
+
+    def test_a_refused_repair_of_an_ended_job_hands_back_the_shard_leases_it_took(self) -> None:
+        """On a halted job, the shard lease repair took before another shard refused it is released."""
+        world = World("acme")
+        service = world.service(settings=SETTINGS)
+        service.trigger(world.company, shards=2)
+        job = job_of(world)
+        world.jobs.acquire_shard_lease(job.job_id, 1, "runner-1", dt.timedelta(minutes=5))
+        assert world.jobs.transition(attrs.evolve(job_of(world), status=HALTED), {"in_progress"}) is not None
+        with pytest.raises(LeaseHeld, match="shard 1"):
+            verify(world, repair=True)
+        after = job_of(world)
+        assert [s.lease_owner for s in after.shards] == [None, "runner-1"]
+        assert after.lease_owner is None
+
     def test_a_shard_cannot_start_under_a_repair(self) -> None:
         """While repair holds a sharded job, every shard's lease is its own: a shard runner gets LeaseHeld."""
         world = World("acme")

@@ -36,7 +36,7 @@ from pymongo import DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from crm_audit_transform.errors import JobAlreadyRunning, JobNotFound, LeaseHeld
-from crm_audit_transform.jobs import CANCELLED, IN_PROGRESS, ROLLING_BACK, JobShard, MigrationJob
+from crm_audit_transform.jobs import CANCELLED, COMPLETED, IN_PROGRESS, ROLLING_BACK, JobShard, MigrationJob
 from crm_audit_transform.ports import Clock
 
 from .bson_values import to_bson_datetime
@@ -298,7 +298,11 @@ class MongoJobStore:
         raise LeaseHeld(f"job {job_id} is held by {current.lease_owner} until {current.lease_expires_at}")
 
     def acquire_shard_lease(self, job_id: str, shard: int, owner: str, ttl: dt.timedelta) -> MigrationJob:
-        """``acquire_lease`` on ``shards.<shard>``'s lease: one atomic update of that entry only."""
+        """``acquire_lease`` on ``shards.<shard>``'s lease: one atomic update of that entry only.
+
+        A completed shard's lease is never taken (no runner has anything left to write there): the
+        job as stored comes back with that lease as it is.
+        """
         at = f"shards.{shard}"
         if self._clock is not None:
             now = to_bson_datetime(self._clock.now())
@@ -322,6 +326,7 @@ class MongoJobStore:
         query = {
             "_id": job_id,
             f"{at}.shard": shard,
+            f"{at}.status": {"$ne": COMPLETED},
             "$or": [
                 {f"{at}.lease_owner": None},
                 {f"{at}.lease_owner": owner},
@@ -340,6 +345,8 @@ class MongoJobStore:
         if current is None or len(current.shards) <= shard:
             raise JobNotFound(f"no job {job_id} with a shard {shard}")
         held = current.shards[shard]
+        if held.status == COMPLETED:
+            return current
         raise LeaseHeld(
             f"shard {shard} of job {job_id} is held by {held.lease_owner} until {held.lease_expires_at}"
         )
@@ -384,11 +391,28 @@ class MongoJobStore:
             raise JobNotFound(f"no job {job_id} with a shard {shard.shard}")
         held = current.shards[shard.shard]
         if current.status != IN_PROGRESS and held.lease_owner == owner:
-            return current  # cancelled or halted meanwhile: nothing written, the runner stops
+            # Cancelled, halted or completed meanwhile: nothing written, the runner stops; a
+            # hand-back (ttl None) still releases the lease, else it blocks a repair until it expires.
+            released = self._release_shard(job_id, shard.shard, owner) if ttl is None else None
+            return released or current
         raise LeaseHeld(
             f"shard {shard.shard} of job {job_id} is no longer leased to {owner}: held by "
             f"{held.lease_owner} until {held.lease_expires_at}"
         )
+
+    def _release_shard(self, job_id: str, shard: int, owner: str) -> MigrationJob | None:
+        """Clear ``owner``'s lease on ``shards.<shard>`` alone; the job as stored, None if not ``owner``'s."""
+        at = f"shards.{shard}"
+
+        def release(_: int) -> Document | None:
+            return self._collection.find_one_and_update(
+                {"_id": job_id, f"{at}.lease_owner": owner},
+                {"$set": {f"{at}.lease_owner": None, f"{at}.lease_expires_at": None}},
+                return_document=ReturnDocument.AFTER,
+            )
+
+        doc = call_with_retry(release, self._retry, "release shard lease")
+        return None if doc is None else decode_job(doc)
 
     def _summarised(self, doc: Document) -> MigrationJob:
         """The job of ``doc``; a sharded one's summary of its shards set, unless a newer one is."""

@@ -16,7 +16,7 @@ import attrs
 from .. import reasons
 from ..domain import NO_TIME_KNOWN, SOURCE_TAG, ActivityLog, AuditRow, ScopeBounds, WriteResult
 from ..errors import JobAlreadyRunning, JobNotFound, LeaseHeld
-from ..jobs import IN_PROGRESS, ROLLING_BACK, JobShard, MigrationJob
+from ..jobs import COMPLETED, IN_PROGRESS, ROLLING_BACK, JobShard, MigrationJob
 from ..ports import Clock
 from ..timestamps import as_utc
 
@@ -244,6 +244,8 @@ class InMemoryJobStore:
         if job is None:
             raise JobNotFound(f"no job {job_id}")
         entry = _shard_of(job, shard)
+        if entry.status == COMPLETED:
+            return job  # nothing left to write there: its lease is never taken
         now = self._clock.now()
         free = (
             entry.lease_owner is None
@@ -272,7 +274,12 @@ class InMemoryJobStore:
                 f"{entry.lease_owner} until {entry.lease_expires_at}"
             )
         if stored.status != IN_PROGRESS:
-            return stored  # cancelled or halted meanwhile: the runner stops, nothing is written
+            # Cancelled, halted or completed meanwhile: the runner stops, nothing is written but
+            # the hand-back of its lease (ttl None), which would otherwise block a repair.
+            if ttl is None:
+                stored = _with_shard(stored, attrs.evolve(entry, lease_owner=None, lease_expires_at=None))
+                self._jobs[job_id] = stored
+            return stored
         saved = _with_shard(
             stored,
             attrs.evolve(

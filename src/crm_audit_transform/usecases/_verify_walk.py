@@ -45,16 +45,18 @@ def hold_every_lease(jobs: JobStore, job: MigrationJob, owner: str, ttl: dt.time
     """Take (or renew) every shard's lease, then the job's: the job as stored, all of it ``owner``'s.
 
     Repair saves the whole job document; a shard runner writes its entry under its own lease, so
-    only with every shard's lease held may the document be saved whole. ``LeaseHeld`` (with the
-    leases taken here handed back) while another runner holds one: a running shard is never
-    overwritten, the repair waits until the shards are done.
+    only with every shard's lease held may the document be saved whole. A completed shard's
+    lease is never taken (``JobStore.acquire_shard_lease``): no runner writes that entry again.
+    ``LeaseHeld`` (with the leases taken here handed back) while another runner holds one: a
+    running shard is never overwritten, the repair waits until the shards are done.
     """
     job_id = job.job_id
     taken: list[JobShard] = []
     try:
         for shard in job.shards:  # a job's shards are fixed when it is triggered
             held = jobs.acquire_shard_lease(job_id, shard.shard, owner, ttl)
-            taken.append(held.shards[shard.shard])
+            if held.shards[shard.shard].lease_owner == owner:
+                taken.append(held.shards[shard.shard])
         return jobs.acquire_lease(job_id, owner, ttl)
     except LeaseHeld as exc:
         for shard in taken:
@@ -67,7 +69,7 @@ def hold_every_lease(jobs: JobStore, job: MigrationJob, owner: str, ttl: dt.time
 
 def release_every_lease(jobs: JobStore, stored: MigrationJob, owner: str) -> None:
     """Hand back ``owner``'s leases on ``stored``: the whole document only when every lease is ours."""
-    if stored.lease_owner == owner and all(s.lease_owner == owner for s in stored.shards):
+    if stored.lease_owner == owner and all(_ours(s, owner) for s in stored.shards):
         jobs.save(
             attrs.evolve(stored, lease_owner=None, lease_expires_at=None, shards=_unleased(stored.shards))
         )
@@ -75,6 +77,11 @@ def release_every_lease(jobs: JobStore, stored: MigrationJob, owner: str) -> Non
     for shard in stored.shards:
         if shard.lease_owner == owner:
             jobs.save_shard_progress(stored.job_id, shard, owner, None)
+
+
+def _ours(shard: JobShard, owner: str) -> bool:
+    """Whether repair may write ``shard``'s entry: its lease is ``owner``'s, or it is completed."""
+    return shard.lease_owner == owner or shard.status == COMPLETED
 
 
 def _unleased(shards: tuple[JobShard, ...]) -> tuple[JobShard, ...]:
