@@ -239,6 +239,17 @@ class TestDryRunOnTheCorpus:
         assert "--company-sso-id" in stderr
         assert "--audits" in stderr
 
+    @pytest.mark.parametrize("option", ["--report", "--outcomes"])
+    def test_dash_is_stdout_only_for_out(
+        self, option: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """--report - and --outcomes - are a usage error naming the option, and no file "-" is made."""
+        monkeypatch.chdir(tmp_path)
+        code, _, stderr = invoke("--example", "--no-progress", "--out", "logs.jsonl", option, "-")
+        assert code == exit_codes.USAGE
+        assert f"not stdout for {option}" in stderr
+        assert sorted(p.name for p in tmp_path.iterdir()) == []
+
     def test_a_malformed_input_line_is_one_line_and_exit_seven(
         self, tmp_path: Path, inputs: list[str]
     ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import io
 import json
 from decimal import Decimal
@@ -14,7 +15,9 @@ import pytest
 from bson import json_util
 from bson.json_util import RELAXED_JSON_OPTIONS
 
+from crm_audit_adapters.cli.exit_codes import error_code, exit_code_for
 from crm_audit_adapters.files import JsonlActivityLogSink, encode_log_line
+from crm_audit_adapters.files.errors import FileWriteError
 from crm_audit_adapters.mongo.activity_logs import MongoActivityLogStore
 from crm_audit_adapters.mongo.documents import encode_activity_log
 from crm_audit_transform import reasons
@@ -303,3 +306,13 @@ class TestStreams:
             assert sink.count_migrated("company-a") == 0
         assert results == expected
         assert [r.status for r in results] == ["inserted", "skipped", "failed"]
+
+    def test_a_full_stdout_is_a_file_error_naming_it_not_a_store_outage(self) -> None:
+        """A full stdout (ENOSPC) is FILE_ERROR, exit 7, naming <stdout>: not STORE_UNAVAILABLE's retry."""
+        with open("/dev/full", "wb", buffering=0) as full:
+            sink = JsonlActivityLogSink.over_stream(full, "<stdout>")
+            with pytest.raises(FileWriteError, match="<stdout>") as caught:
+                sink.insert_batch([activity_log(1)])
+        assert isinstance(caught.value.__cause__, OSError)
+        assert caught.value.__cause__.errno == errno.ENOSPC
+        assert (error_code(caught.value), exit_code_for(caught.value)) == ("FILE_ERROR", 7)

@@ -61,6 +61,13 @@ STDOUT = Path("-")
 _file = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
+def _no_dash(_: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """A click callback refusing ``-``: only ``--out`` means stdout, so ``-`` would name a file "-"."""
+    if value is not None and str(value) == "-":
+        raise click.BadParameter(f"- is not stdout for {param.opts[0]} (only --out - is); name a file")
+    return value
+
+
 @cli.command(name="dry-run")
 @click.option("--example", is_flag=True, help="Run on the small sample bundled with the package.")
 @click.option(
@@ -82,11 +89,15 @@ _file = click.Path(exists=True, dir_okay=False, path_type=Path)
     help=f"Where the log documents go: a JSONL file, or - for stdout (--example: {EXAMPLE_OUT}).",
 )
 @click.option(
-    "--report", type=click.Path(dir_okay=False, path_type=Path), help="Report JSON (default: stdout)."
+    "--report",
+    type=click.Path(dir_okay=False, path_type=Path),
+    callback=_no_dash,
+    help="Report JSON (default: stdout).",
 )
 @click.option(
     "--outcomes",
     type=click.Path(dir_okay=False, path_type=Path),
+    callback=_no_dash,
     help="One JSON line per processed row: {audit_id, tenant, outcome, reason, detail}.",
 )
 @click.option("--loader-max-bytes", type=click.IntRange(min=1), help="LoaderLimits.max_bytes (UTF-8 bytes).")

@@ -1,4 +1,4 @@
-"""The one error of the files adapters: a line or record that cannot become a value."""
+"""The files adapters' errors: a line or record that cannot become a value; a write that failed."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 
 from crm_audit_transform.errors import CrmAuditError
 
-__all__ = ["FileFormatError"]
+__all__ = ["FileFormatError", "FileWriteError"]
 
 
 class FileFormatError(CrmAuditError):
@@ -24,3 +24,14 @@ class FileFormatError(CrmAuditError):
         self.line = line
         self.message = message
         self.audit_id = audit_id
+
+
+class FileWriteError(CrmAuditError):
+    """Writing to a local file or to stdout failed (disk full, a closed descriptor): ``FILE_ERROR``.
+
+    Not ``StoreUnavailable``: that says a dependency is down and a retry may succeed, while a full
+    disk or a bad ``--out`` needs the operator (docs/runner.md, exit codes). The message names the
+    target (the path, or ``<stdout>``); the ``OSError`` is the ``__cause__``.
+    """
+
+    code = "FILE_ERROR"

@@ -44,12 +44,11 @@ from bson.errors import BSONError
 
 from crm_audit_transform import reasons
 from crm_audit_transform.domain import SOURCE_TAG, ActivityLog, WriteResult
-from crm_audit_transform.errors import StoreUnavailable
 
 from ..mongo.documents import encode_activity_log
 from ..mongo.extended_json import relaxed_json_bytes, relaxed_json_line
 from ..page_pool.encoded import EncodedLogs
-from .errors import FileFormatError
+from .errors import FileFormatError, FileWriteError
 from .keys import WrittenKeys
 from .lines import PathLike
 
@@ -241,7 +240,7 @@ class JsonlActivityLogSink:
                 self._file.write(data)
                 self._file.flush()
             except OSError as exc:
-                raise StoreUnavailable(f"cannot write activity logs to {self._path}: {exc}") from exc
+                raise FileWriteError(f"cannot write activity logs to {self._path}: {exc}") from exc
             return
         start = self._file.tell()
         try:
@@ -253,7 +252,7 @@ class JsonlActivityLogSink:
             # If even this fails, the torn tail is removed when the file is next opened.
             with contextlib.suppress(OSError):
                 self._file.truncate(start)
-            raise StoreUnavailable(f"cannot write activity logs to {self._path}: {exc}") from exc
+            raise FileWriteError(f"cannot write activity logs to {self._path}: {exc}") from exc
 
     def _recover(self) -> None:
         """Learn the keys already in the file; drop a torn last line (never reported written).
