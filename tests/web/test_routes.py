@@ -392,7 +392,24 @@ class TestTenantStatusRoute:
         assert response.status_code == 200
         assert response.json()["status"] == "in_progress"
         assert "accuracy_pct" not in response.json()
-        assert set(response.json()) <= {"status", "progress_pct", "updated_at", "finished_at", "started_at"}
+        assert set(response.json()) == {"status", "progress_pct", "updated_at", "finished_at"}
+
+    def test_the_document_lists_the_fields_a_job_status_sends(self, app_parts: dict[str, Any]) -> None:
+        """The public status schema declares what the route sends for a job and nothing more: no
+        ``started_at``, which the job model does not hold (it records its trigger, ``created_at``)."""
+        client = app_parts["client"]
+        seed_contacts(app_parts["db"], COMPANY, people_count(app_parts["dsn"]))
+        client.post(
+            "/private/activity_logs/crm_migration/trigger",
+            json={"company_sso_id": COMPANY, "tenant": TENANT},
+            headers={"Authorization": AUTH},
+        )
+        client.cookies.set("crm_session", SESSIONS.sign(COMPANY))
+        sent = client.get("/iag/v1/crm_migration/status").json()
+        answer = client.get("/openapi.json").json()["paths"]["/iag/v1/crm_migration/status"]["get"]
+        schema = answer["responses"]["200"]["content"]["application/json"]["schema"]
+        assert set(schema["properties"]) == set(sent)
+        assert "started_at" not in schema["properties"]
 
     def test_naming_another_tenant_is_forbidden(self, app_parts: dict[str, Any]) -> None:
         """A session of one tenant asking for another tenant's status gets 403."""

@@ -99,7 +99,8 @@ def _optional_time(value: object) -> dt.datetime | None:
 
 def _public_status(status: Mapping[str, object]) -> dict[str, object]:
     # The web app never sees accuracy figures or internal fields: only what the indicator needs.
-    keys = ("status", "progress_pct", "started_at", "updated_at", "finished_at")
+    # No start time: a job records when it was triggered (created_at), not when a runner started it.
+    keys = ("status", "progress_pct", "updated_at", "finished_at")
     return {key: status[key] for key in keys if key in status}
 
 

@@ -101,7 +101,6 @@ _PUBLIC_STATUS = {
     "properties": {
         "status": _STATUS_NAME,
         "progress_pct": {"type": "number"},
-        "started_at": _TIME,
         "updated_at": _TIME,
         "finished_at": _TIME,
     },
