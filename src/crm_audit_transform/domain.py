@@ -186,6 +186,9 @@ class EntityRef:
 NO_TIME_KNOWN: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 """``ScopeBounds.oldest_created_at`` when every in-scope row's ``created_at`` is NULL."""
 
+ANY_TIME: Final = dt.datetime.min.replace(tzinfo=dt.UTC)
+"""A cutoff no row is older than: a dry run's job, which reads every in-scope row (``new_job``)."""
+
 
 @frozen
 class ScopeBounds:

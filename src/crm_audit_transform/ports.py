@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # the enrichment package imports these ports: annotations onl
 __all__ = [
     "ActivityLogStore",
     "ActivityLogWriter",
+    "AuditEnds",
     "AuditSource",
     "AuditSplitter",
     "Clock",
@@ -56,6 +57,16 @@ class AuditSource(Protocol):
         ...
 
     def audit_by_id(self, tenant: str, audit_id: int) -> AuditRow | None: ...
+
+
+@runtime_checkable
+class AuditEnds(Protocol):
+    """An ``AuditSource`` that can tell its first and last in-scope ids without a pass over the rows."""
+
+    def scope_ends(self, tenant: str, scope: Sequence[str]) -> tuple[int, int] | None:
+        """The first and last in-scope ids, whatever their ``created_at``; None when they cannot be
+        told cheaply (ask ``scope_bounds``)."""
+        ...
 
 
 @runtime_checkable

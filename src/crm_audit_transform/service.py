@@ -350,7 +350,8 @@ class MigrationService:
         """
         p = self._ports
         scope = self._transformer.scope
-        job = new_job(company_sso_id, tenant, source=p.source, scope=scope, now=p.clock.now())
+        # Every in-scope row, whatever its time: a source that knows its ends is not read twice.
+        job = new_job(company_sso_id, tenant, source=p.source, scope=scope, now=p.clock.now(), every_row=True)
         p.jobs.create(job)
         return run_job(
             company_sso_id,

@@ -163,3 +163,65 @@ class TestCheckedRows:
             assert all_pages(source, "acme", EPOCH, 10) == [[1, 3]]
         [failed] = checked.outcomes
         assert (failed.audit_id, failed.reason) == (2, "invalid_audit_row")
+
+
+class TestScopeEnds:
+    def lines(self, *ids: int) -> list[str]:
+        first = corpus_lines(TEXT_AUDITS)[0]
+        return [json.dumps({**first, "id": audit_id}) for audit_id in ids]
+
+    @pytest.mark.parametrize("tenant", TENANTS)
+    def test_the_ends_are_the_first_and_last_ids_of_the_bounds(self, tenant: str) -> None:
+        """scope_ends gives scope_bounds' first and last in-scope ids, of this tenant only."""
+        with FileAuditSource(TEXT_AUDITS, tenant) as source:
+            bounds = source.scope_bounds(tenant, SCOPE, None)
+            assert bounds is not None
+            assert source.scope_ends(tenant, SCOPE) == (bounds.min_id, bounds.max_id)
+            narrow = SCOPE[1:2]
+            narrow_bounds = source.scope_bounds(tenant, narrow, None)
+            expected = None if narrow_bounds is None else (narrow_bounds.min_id, narrow_bounds.max_id)
+            assert source.scope_ends(tenant, narrow) == expected
+
+    def test_the_ends_are_read_without_the_rows_between(self, tmp_path: Path) -> None:
+        """A broken line between the ends is not read: scope_bounds reaches it, scope_ends does not."""
+        path = write_lines(tmp_path / "audits.jsonl", *self.lines(3, 4), "not json", *self.lines(9, 12), "")
+        with FileAuditSource(path, "acme") as source:
+            assert source.scope_ends("acme", SCOPE) == (3, 12)
+            with pytest.raises(FileFormatError, match="line 3"):
+                source.scope_bounds("acme", SCOPE, None)
+
+    @pytest.mark.parametrize(
+        "last",
+        [
+            "not json",
+            '{"id": 20}',  # no tenant: only a forward read words the error
+            "CREATED_AT_NOT_A_TIME",
+        ],
+    )
+    def test_an_odd_last_line_leaves_the_ends_to_scope_bounds(self, tmp_path: Path, last: str) -> None:
+        """A last line that is not a plain row of the file gives None: ask scope_bounds."""
+        if last == "CREATED_AT_NOT_A_TIME":
+            last = json.dumps({**corpus_lines(TEXT_AUDITS)[0], "id": 20, "created_at": "yesterday"})
+        path = write_lines(tmp_path / "audits.jsonl", *self.lines(3, 4), last)
+        with FileAuditSource(path, "acme") as source:
+            assert source.scope_ends("acme", SCOPE) is None
+
+    def test_a_csv_export_or_no_row_in_scope_gives_none(self, tmp_path: Path) -> None:
+        """CSV records may span lines, so they are not read backwards; nothing in scope is None too."""
+        path = tmp_path / "acme.csv"
+        write_psql_csv(path, read_audit_rows(TEXT_AUDITS, "acme"))
+        with FileAuditSource(path, "acme") as csv_source:
+            assert csv_source.scope_ends("acme", SCOPE) is None
+        with FileAuditSource(TEXT_AUDITS, "acme") as source:
+            assert source.scope_ends("acme", ()) is None
+            assert source.scope_ends("globex", SCOPE) is None
+
+    def test_a_last_line_longer_than_a_block_is_read_whole(self, tmp_path: Path) -> None:
+        """Lines are joined across the blocks read from the end, the first line of the file included."""
+        first = corpus_lines(TEXT_AUDITS)[0]
+        long = json.dumps({**first, "id": 8, "comment": "x" * 200_000})
+        path = write_lines(
+            tmp_path / "audits.jsonl", json.dumps({**first, "id": 2, "comment": "y" * 100_000}), long
+        )
+        with FileAuditSource(path, "acme") as source:
+            assert source.scope_ends("acme", SCOPE) == (2, 8)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 import attrs
 import pytest
 
-from crm_audit_transform.domain import Contact
+from crm_audit_transform.domain import ANY_TIME, Contact
 from crm_audit_transform.errors import (
     AlreadyCompleted,
     ContactsNotMigrated,
@@ -18,9 +19,9 @@ from crm_audit_transform.errors import (
     ResumeOrFresh,
 )
 from crm_audit_transform.jobs import CANCELLED, COMPLETED, HALTED, IN_PROGRESS, ROLLED_BACK
-from crm_audit_transform.testing import InMemoryContactDirectory, InMemoryPeopleCounter
+from crm_audit_transform.testing import InMemoryAuditSource, InMemoryContactDirectory, InMemoryPeopleCounter
 from crm_audit_transform.usecases import FRESH, RESUME, RunSettings
-from crm_audit_transform.usecases.guards import contact_coverage
+from crm_audit_transform.usecases.guards import contact_coverage, new_job
 from support.corpus_account import World
 
 
@@ -201,6 +202,30 @@ class TestNewJob:
         assert job.cutoff == start
         assert job.date_range_start == start
         assert job.first_audit_id > 1
+
+    def test_a_job_over_every_row_asks_a_source_that_knows_its_ends_only_for_them(self) -> None:
+        """every_row: an AuditEnds source gives the id range, the cutoff keeps any time, no scope pass."""
+        world = World()
+        now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+        scope = ("Crm::Deal",)
+        bounds = world.source.scope_bounds(world.tenant, scope, None)
+        assert bounds is not None
+
+        class Ends(InMemoryAuditSource):
+            def scope_bounds(self, *args: object) -> None:
+                raise AssertionError("scope_bounds was asked")
+
+            def scope_ends(self, tenant: str, scope: Sequence[str]) -> tuple[int, int]:
+                return 5, 90
+
+        job = new_job(world.company, world.tenant, source=Ends(), scope=scope, now=now, every_row=True)
+        assert (job.cutoff, job.first_audit_id, job.max_audit_id, job.last_audit_id) == (ANY_TIME, 5, 90, 4)
+        plain = new_job(
+            world.company, world.tenant, source=world.source, scope=scope, now=now, every_row=True
+        )
+        usual = new_job(world.company, world.tenant, source=world.source, scope=scope, now=now)
+        assert plain == usual
+        assert (usual.cutoff, usual.first_audit_id) == (bounds.oldest_created_at, bounds.min_id)
 
     def test_no_people_counts_as_full_coverage(self) -> None:
         """A tenant with no people has nothing Phase A could miss."""

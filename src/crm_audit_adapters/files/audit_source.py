@@ -7,6 +7,8 @@ keyset queries as the SQL would, but by reading forward:
 
 * ``scope_bounds`` is one pass over the file (first and last in-scope id, oldest ``created_at``,
   count) that reads each line's id, type and time without building its row;
+* ``scope_ends`` (``ports.AuditEnds``) gives only the first and last in-scope ids: the first read
+  from the front, the last from the back of a JSONL file, so a dry run's job costs no pass;
 * ``page(after_id=…)`` continues from where the previous page stopped when ``after_id`` is at or
   past it — the run loop's case, so a whole run reads the file once more — and otherwise reopens
   the file and skips forward (a resume);
@@ -38,7 +40,14 @@ from typing import Protocol, TypeVar
 
 from crm_audit_transform.domain import NO_TIME_KNOWN, AuditRow, ScopeBounds
 
-from .audits import FileFormat, ScopeKeys, numbered_audit_rows, numbered_scope_keys
+from .audits import (
+    FileFormat,
+    ScopeKeys,
+    format_of,
+    numbered_audit_rows,
+    numbered_scope_keys,
+    scope_keys_from_end,
+)
 from .checked_rows import CheckedRows
 from .errors import FileFormatError
 from .lines import PathLike
@@ -144,6 +153,34 @@ class FileAuditSource:
         if not count:
             return None
         return ScopeBounds(first, last, NO_TIME_KNOWN if oldest is None else oldest, count)
+
+    def scope_ends(self, tenant: str, scope: Sequence[str]) -> tuple[int, int] | None:
+        """The first and last in-scope ids whatever their ``created_at``, read from the file's ends.
+
+        The last is found reading a JSONL file back from its end, the first reading it from the
+        front (the pages' own reader), each stopping at the first in-scope row of the tenant, so
+        only the rows outside the scope at either end are read. None when the ends cannot be told
+        that way — a CSV file (a record may span lines), a line at the end that is not a plain
+        row, no in-scope row at the end — and ``scope_bounds`` should be asked instead.
+        """
+        if tenant != self._tenant or format_of(self._path, self._file_format) != "jsonl":
+            return None
+        wanted = frozenset(scope)
+        last: int | None = None
+        for keys in scope_keys_from_end(self._path, self._tenant):
+            if keys is None:
+                return None
+            if keys.auditable_type in wanted:
+                last = keys.id
+                break
+        if last is None:
+            return None
+        rows = self._ordered(numbered_scope_keys, report=False)
+        try:
+            first = next((row.id for row in rows if row.auditable_type in wanted), None)
+        finally:
+            rows.close()
+        return None if first is None or first > last else (first, last)
 
     def page(
         self, tenant: str, scope: Sequence[str], *, after_id: int, cutoff: dt.datetime, limit: int

@@ -24,16 +24,18 @@ from crm_audit_transform.loading import JsonbText
 from crm_audit_transform.numerals import is_int_text, parse_int
 
 from .errors import FileFormatError
-from .lines import OnError, PathLike, json_objects, parse_timestamp, report
+from .lines import OnError, PathLike, fast_object, json_objects, lines_from_end, parse_timestamp, report
 from .psql_csv import DEFAULT_MAX_RECORD_BYTES, csv_records, split_record
 
 __all__ = [
     "AUDIT_COLUMNS",
     "FileFormat",
     "ScopeKeys",
+    "format_of",
     "numbered_audit_rows",
     "numbered_scope_keys",
     "read_audit_rows",
+    "scope_keys_from_end",
 ]
 
 FileFormat = Literal["jsonl", "csv"]
@@ -64,6 +66,11 @@ _SUFFIXES: Final[Mapping[str, FileFormat]] = {
     ".json": "jsonl",
     ".csv": "csv",
 }
+
+
+def format_of(path: PathLike, file_format: FileFormat | None = None) -> FileFormat | None:
+    """``file_format`` when given, else the format the file's suffix names, else None."""
+    return file_format or _SUFFIXES.get(os.path.splitext(os.fspath(path))[1].lower())
 
 
 def read_audit_rows(
@@ -102,7 +109,7 @@ def numbered_audit_rows(
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
 ) -> Generator[tuple[int, AuditRow], None, None]:
     """``read_audit_rows`` with each row's (first) line number, for errors that name the line."""
-    chosen = file_format or _SUFFIXES.get(os.path.splitext(os.fspath(path))[1].lower())
+    chosen = format_of(path, file_format)
     if chosen == "jsonl":
         return _jsonl_rows(path, tenant, on_error)
     if chosen == "csv":
@@ -245,7 +252,7 @@ def numbered_scope_keys(
     goes the way of ``numbered_audit_rows``. A scope pass reads the whole file before a run: this is
     a third cheaper than building every row.
     """
-    chosen = file_format or _SUFFIXES.get(os.path.splitext(os.fspath(path))[1].lower())
+    chosen = format_of(path, file_format)
     if chosen != "jsonl":
         rows = numbered_audit_rows(
             path,
@@ -277,6 +284,32 @@ def numbered_scope_keys(
             continue
         if row is not None:
             yield number, ScopeKeys(row.id, row.auditable_type, row.created_at)
+
+
+def scope_keys_from_end(path: PathLike, tenant: str | None = None) -> Iterator[ScopeKeys | None]:
+    """A JSONL file's rows (of ``tenant``) as ``ScopeKeys``, from its last line back.
+
+    Only plain lines (every column of its usual type, ``created_at`` readable) are read this way.
+    At the first line that is not one, ``None`` is given and the caller should stop: whether that
+    line is a row or an error, and how it is worded, is for a forward read (``numbered_scope_keys``)
+    to say. Ids are not checked for order here; the forward read does that.
+    """
+    for raw in lines_from_end(path):
+        if not raw.strip():
+            continue  # the newline ending the file, or a blank line
+        record = fast_object(raw)
+        columns = None if record is None else _plain_jsonl_columns(record, tenant)
+        if columns is None and record is not None:
+            continue  # another tenant's line
+        if columns is None or columns is _NotPlain.NOT_PLAIN:
+            yield None
+            return
+        try:
+            timestamp = parse_timestamp(columns[4])
+        except ValueError:
+            yield None
+            return
+        yield ScopeKeys(columns[1], columns[2], timestamp)
 
 
 def _csv_rows(

@@ -37,6 +37,26 @@ def numbered_lines(path: PathLike) -> Iterator[tuple[int, bytes]]:
         yield from enumerate(stream, 1)
 
 
+def lines_from_end(path: PathLike, *, block: int = 1 << 16, longest: int = 1 << 26) -> Iterator[bytes]:
+    """The file's physical lines from the last one back (without their ``\\n``), read in blocks.
+
+    The first line of the file comes last, BOM and all. A line longer than ``longest`` bytes
+    stops the iteration there (a caller reading backwards wants the last few lines, not the file).
+    """
+    with open(path, "rb") as stream:
+        end = stream.seek(0, os.SEEK_END)
+        partial = b""
+        while end > 0:
+            start = max(0, end - block)
+            stream.seek(start)
+            pieces = (stream.read(end - start) + partial).split(b"\n")
+            end, partial = start, pieces[0]
+            yield from reversed(pieces[1:])
+            if len(partial) > longest:
+                return
+        yield partial
+
+
 def decode(path: PathLike, number: int, raw: bytes) -> str:
     try:
         # A byte order mark is tolerated at the start of the file only.
@@ -50,7 +70,7 @@ def json_objects(path: PathLike, on_error: OnError | None = None) -> Iterator[tu
     for number, raw in numbered_lines(path):
         if not raw.strip():
             continue  # blank lines separate nothing and hold nothing
-        value = _fast_object(raw)
+        value = fast_object(raw)
         if value is None:
             try:
                 value = parse_object(path, number, decode(path, number, raw))
@@ -64,7 +84,7 @@ _EXACT: Final = frozenset({str, int, bool, type(None)})
 """orjson's results that are exactly ``json``'s: containers are looked into, a float never is."""
 
 
-def _fast_object(raw: bytes) -> dict[str, Any] | None:
+def fast_object(raw: bytes) -> dict[str, Any] | None:
     """orjson's object for the line when it is certainly ``json.loads``'s, else None (ask ``json``)."""
     try:
         value = orjson.loads(raw)

@@ -23,6 +23,7 @@ from typing import Final
 import attrs
 from attrs import frozen
 
+from ..domain import ANY_TIME, ScopeBounds
 from ..errors import (
     AlreadyCompleted,
     ContactsNotMigrated,
@@ -35,6 +36,7 @@ from ..errors import (
 from ..jobs import COMPLETED, IN_PROGRESS, ROLLING_BACK, STOPPED, JobShard, MigrationJob
 from ..ports import (
     ActivityLogStore,
+    AuditEnds,
     AuditSource,
     AuditSplitter,
     Clock,
@@ -155,15 +157,30 @@ def new_job(
     now: dt.datetime,
     date_range_start: dt.datetime | None = None,
     shards: int = 1,
+    every_row: bool = False,
 ) -> MigrationJob:
     """An in-progress job whose cutoff is ``date_range_start`` or the oldest in-scope audit.
 
     ``shards`` > 1 splits the in-scope ids into that many shards (``split_shards``), balanced by
     row count when ``source`` is an ``AuditSplitter``; an account with no in-scope rows, or too
     few distinct ids, gets fewer (none below two: an unsharded job).
+
+    ``every_row`` (the dry run's job, unsharded, with no ``date_range_start``): when the source is
+    an ``AuditEnds`` that can tell its first and last in-scope ids, they are all it is asked, and
+    the cutoff is ``ANY_TIME`` instead of the oldest audit. The pages are the same — no in-scope
+    row is older than the oldest — and the source is not read end to end before the run.
     """
-    bounds = source.scope_bounds(tenant, scope, date_range_start)
-    cutoff = date_range_start or (bounds.oldest_created_at if bounds else now)
+    ends = (
+        source.scope_ends(tenant, scope)
+        if every_row and date_range_start is None and shards == 1 and isinstance(source, AuditEnds)
+        else None
+    )
+    if ends is not None:
+        bounds: ScopeBounds | None = ScopeBounds(ends[0], ends[1], ANY_TIME)
+        cutoff = ANY_TIME
+    else:
+        bounds = source.scope_bounds(tenant, scope, date_range_start)
+        cutoff = date_range_start or (bounds.oldest_created_at if bounds else now)
     first, last = (bounds.min_id, bounds.max_id) if bounds else (0, 0)
     parts: tuple[JobShard, ...] = ()
     if shards > 1 and bounds is not None:
