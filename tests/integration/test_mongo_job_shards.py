@@ -11,7 +11,7 @@ import pytest
 from crm_audit_adapters.mongo import MongoJobStore, RetryPolicy, apply_migration
 from crm_audit_transform.domain import ScopeBounds
 from crm_audit_transform.errors import LeaseHeld
-from crm_audit_transform.jobs import CANCELLED, IN_PROGRESS, MigrationJob
+from crm_audit_transform.jobs import CANCELLED, COMPLETED, IN_PROGRESS, MigrationJob
 from crm_audit_transform.tally import Tally
 from crm_audit_transform.testing import FixedClock
 from crm_audit_transform.usecases.shards import split_shards
@@ -83,30 +83,83 @@ class TestShardEntries:
 
 
 class TestStoredSummary:
-    def test_the_document_s_top_level_figures_sum_the_shards_as_they_run(
+    def test_the_document_s_top_level_figures_sum_the_shards_every_tenth_write(
         self, store: MongoJobStore, mongo_db: Any
     ) -> None:
-        """Readers of the raw document see records_* and progress_pct summed over both running shards."""
+        """Readers of the raw document see records_* and progress_pct summed over both running shards,
+        as of the 10th shard write, before the next one is summarised."""
         job = sharded_job()
         store.create(job)
         store.acquire_shard_lease(job.job_id, 0, "a", TTL)
         store.acquire_shard_lease(job.job_id, 1, "b", TTL)
+        for step in range(1, 6):
+            store.save_shard_progress(
+                job.job_id,
+                attrs.evolve(job.shards[0], last_audit_id=10 * step, tally=Tally(processed=10 * step)),
+                "a",
+                TTL,
+            )
+            store.save_shard_progress(
+                job.job_id,
+                attrs.evolve(
+                    job.shards[1],
+                    last_audit_id=200 + 6 * step,
+                    tally=Tally(processed=6 * step, migrated=6 * step),
+                ),
+                "b",
+                TTL,
+            )
+        doc = mongo_db.jobs.find_one({"_id": job.job_id})
+        assert (doc["shard_writes"], doc["summary_of"]) == (10, 10)
+        assert (doc["records_processed"], doc["records_migrated"]) == (80, 30)
+        assert doc["progress_pct"] == 20.0
+        assert doc["last_audit_id"] == 50
+
+    def test_the_summary_is_at_most_nine_writes_behind_while_running_and_exact_at_the_end(
+        self, store: MongoJobStore, mongo_db: Any
+    ) -> None:
+        """Shard writes 1-9 after a summary leave it as stored; a shard's completion and the job's end
+        set it at once, so the ended job's document holds the exact sums."""
+        job = sharded_job()
+        store.create(job)
+        store.acquire_shard_lease(job.job_id, 0, "a", TTL)
+        store.acquire_shard_lease(job.job_id, 1, "b", TTL)
+        for write in range(1, 24):
+            shard, owner = (job.shards[0], "a") if write % 2 else (job.shards[1], "b")
+            count = (write + 1) // 2 if write % 2 else write // 2
+            store.save_shard_progress(
+                job.job_id,
+                attrs.evolve(shard, last_audit_id=shard.after_id + count, tally=Tally(processed=count)),
+                owner,
+                TTL,
+            )
+            doc = mongo_db.jobs.find_one({"_id": job.job_id})
+            summarised = write - write % 10
+            assert doc["shard_writes"] == write
+            assert doc.get("summary_of", 0) == summarised
+            assert doc["records_processed"] == summarised  # each write adds one row to one shard
+        first = store.latest(job.company_sso_id)
+        assert first is not None
         store.save_shard_progress(
-            job.job_id,
-            attrs.evolve(job.shards[0], last_audit_id=50, tally=Tally(processed=50, migrated=40)),
-            "a",
-            TTL,
-        )
-        both = store.save_shard_progress(
-            job.job_id,
-            attrs.evolve(job.shards[1], last_audit_id=230, tally=Tally(processed=30, migrated=30)),
-            "b",
-            TTL,
+            job.job_id, attrs.evolve(first.shards[0], last_audit_id=200, status=COMPLETED), "a", None
         )
         doc = mongo_db.jobs.find_one({"_id": job.job_id})
-        assert (doc["records_processed"], doc["records_migrated"]) == (80, 70)
-        assert doc["progress_pct"] == both.progress_pct == 20.0
-        assert doc["last_audit_id"] == 50
+        assert (doc["summary_of"], doc["records_processed"]) == (24, 23)
+        store.save_shard_progress(
+            job.job_id, attrs.evolve(first.shards[1], last_audit_id=400, status=COMPLETED), "b", None
+        )
+        whole = store.latest(job.company_sso_id)
+        assert whole is not None
+        ended = store.transition(attrs.evolve(whole, status=COMPLETED), {IN_PROGRESS})
+        assert ended is not None
+        doc = mongo_db.jobs.find_one({"_id": job.job_id})
+        assert (doc["status"], doc["summary_of"], doc["shard_writes"]) == (COMPLETED, 26, 26)
+        assert (doc["records_processed"], doc["last_audit_id"], doc["progress_pct"]) == (
+            ended.tally.processed,
+            ended.last_audit_id,
+            ended.progress_pct,
+        )
+        assert (doc["records_processed"], doc["progress_pct"]) == (23, 100.0)
 
     def test_a_cancel_from_a_stale_read_keeps_the_newer_summary(
         self, store: MongoJobStore, mongo_db: Any

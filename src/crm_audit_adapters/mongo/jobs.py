@@ -12,10 +12,13 @@ compare-and-set on the stored status (cancel, resume, the rollback's hold).
 **A sharded job's top-level figures** (``records_*``, ``progress_pct``, ``failure_rate``, ``tally``,
 ``last_audit_id``) are the sums of its shards, for readers of the document that are not this
 store (dashboards, the CDP's own status). Shards write their own entries concurrently, so every
-shard write (and every status change) also counts ``shard_writes`` up, and then sets the summary
-of the document it got back, guarded on ``summary_of`` being older: the stored summary is always
-that of the newest shard write it has seen, never an older one (two writes, the second
-idempotent; a crash between them leaves it one batch behind until the next).
+shard write (and every status change) counts ``shard_writes`` up; every 10th shard write, every
+status change, a shard's completion or hand-back, and the job's end then set the summary of the
+document they got back, guarded on ``summary_of`` being older. The stored summary is always that
+of the newest summarising write, never an older one; while shards run it is at most 9 writes
+behind the shards' entries (a crash between the two writes: until the next summarising write),
+and it is exact once the job has ended. A summary on every batch cost one more CDP round trip
+per batch for a figure nobody reads at that rate.
 
 **Leases on the database's clock.** Expiries are computed by the server: both lease writes are
 update *pipelines* that set ``lease_expires_at: {$add: ["$$NOW", ttl_ms]}`` and compare an
@@ -65,6 +68,8 @@ _SUMMARY: Final = frozenset(
 """The job document's fields derived from its shards (``encode_job``)."""
 _WRITES: Final = "shard_writes"
 _SUMMARY_OF: Final = "summary_of"
+_SUMMARY_EVERY: Final = 10
+"""A running sharded job's stored summary is set on every ``_SUMMARY_EVERY``-th shard write."""
 
 
 class MongoJobStore:
@@ -209,7 +214,7 @@ class MongoJobStore:
 
         stored = call_with_retry(replace, self._retry, "change migration job status")
         if stored is not None:
-            return self._summarised(stored)
+            return self._summarised(stored, always=True)
         if self.get(job.job_id) is None:
             raise JobNotFound(f"no job {job.job_id}")
         return None
@@ -385,7 +390,8 @@ class MongoJobStore:
 
         stored = call_with_retry(write, self._retry, "save shard progress")
         if stored is not None:
-            return self._summarised(stored)
+            # A shard that stops (completed, halted, handed back) may be the last write for a while.
+            return self._summarised(stored, always=ttl is None or shard.status != IN_PROGRESS)
         current = self.get(job_id)
         if current is None or len(current.shards) <= shard.shard:
             raise JobNotFound(f"no job {job_id} with a shard {shard.shard}")
@@ -414,12 +420,18 @@ class MongoJobStore:
         doc = call_with_retry(release, self._retry, "release shard lease")
         return None if doc is None else decode_job(doc)
 
-    def _summarised(self, doc: Document) -> MigrationJob:
-        """The job of ``doc``; a sharded one's summary of its shards set, unless a newer one is."""
+    def _summarised(self, doc: Document, *, always: bool) -> MigrationJob:
+        """The job of ``doc``; a sharded one's summary of its shards set, unless a newer one is.
+
+        Set when ``always`` (a status change, a stopping shard) or on every ``_SUMMARY_EVERY``-th
+        shard write of the job; otherwise the document keeps its older summary (one round trip less).
+        """
         job = decode_job(doc)
         if not job.shards:
             return job
         written = int(doc.get(_WRITES) or 0)
+        if not always and written % _SUMMARY_EVERY != 0:
+            return job
         summary = {k: v for k, v in encode_job(job).items() if k in _SUMMARY}
         summary[_SUMMARY_OF] = written
         query = {"_id": job.job_id, "$or": [{_SUMMARY_OF: {"$lt": written}}, {_SUMMARY_OF: None}]}
