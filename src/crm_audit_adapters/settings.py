@@ -246,6 +246,9 @@ _USMAN_KEYS: Final = {
     "backoff_max": "BACKOFF_MAX",
     "max_connections": "MAX_CONNECTIONS",
 }
+_USMAN_TEXT: Final = frozenset({"base_url", "token", "path", "auth_header", "auth_scheme"})
+"""The ``[usman]`` keys that are text: a TOML number or boolean there is refused, not turned into text
+(``token = 5`` would otherwise send the header ``Bearer 5``)."""
 # Read elsewhere (the HTTP surface, the test harness): known, so never "did you mean"-ed.
 _OTHER_ENV: Final = (
     CONFIG_ENV,
@@ -436,6 +439,9 @@ def _usman(
             problems.append(
                 (f"{in_file}: usman.{key}", "unknown setting" + _did_you_mean(str(key), [*_USMAN_KEYS]))
             )
+            continue
+        if key in _USMAN_TEXT and not isinstance(value, str):
+            problems.append((f"{in_file}: usman.{key}", "expected a string"))
             continue
         merged[_USMAN_PREFIX + env_key] = str(value)
         sources[env_key] = f"{in_file}: usman.{key}"

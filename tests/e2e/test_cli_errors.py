@@ -116,6 +116,10 @@ def _mapping(world: World) -> None:
     (world.tmp / "mapping.yaml").write_text("categories: 5\n")
 
 
+def _numeric_token(world: World) -> None:
+    (world.tmp / "crm.toml").write_text("[usman]\ntoken = 5\n")
+
+
 def _bad_audits(world: World) -> None:
     (world.tmp / "audits.jsonl").write_text('{"id": 1}\nnot json\n')
 
@@ -181,6 +185,12 @@ ROWS = [
         "config: a missing settings file, given after the subcommand",
         ("status", *C, "--settings", "{tmp}/nope.toml"),
         "CONFIG_INVALID",
+    ),
+    Row(
+        "config: a number as the USMAN token in the settings file (a token is text)",
+        ("status", *C, "--settings", "{tmp}/crm.toml"),
+        "CONFIG_INVALID",
+        setup=_numeric_token,
     ),
     Row(
         "config: an invalid mapping file",

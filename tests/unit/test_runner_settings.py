@@ -154,6 +154,35 @@ class TestSettings:
             f"settings file {path}: usman.read_timout": "unknown setting; did you mean read_timeout?",
         }
 
+    @pytest.mark.parametrize("key", ["token", "base_url", "path", "auth_header", "auth_scheme"])
+    @pytest.mark.parametrize("value", ["5", "5.5", "true", '["tok"]'])
+    def test_a_usman_text_setting_given_as_another_toml_type_is_refused(
+        self, tmp_path: Path, key: str, value: str
+    ) -> None:
+        """``[usman] token = 5`` is not turned into the text "5": each text key must be a TOML string."""
+        path = tmp_path / "settings.toml"
+        base = "" if key == "base_url" else "base_url = 'http://usman.test'\n"
+        path.write_text(f"[usman]\n{base}{key} = {value}\n")
+        with pytest.raises(ConfigError) as raised:
+            load_settings(path, {})
+        assert raised.value.problems == ((f"settings file {path}: usman.{key}", "expected a string"),)
+
+    def test_a_usman_token_of_the_wrong_type_is_refused_even_without_a_base_url(self, tmp_path: Path) -> None:
+        """The file is wrong whether or not USMAN is configured: a missing URL does not hide it."""
+        path = tmp_path / "settings.toml"
+        path.write_text("[usman]\ntoken = 5\n")
+        with pytest.raises(ConfigError) as raised:
+            load_settings(path, {})
+        assert raised.value.problems == ((f"settings file {path}: usman.token", "expected a string"),)
+
+    def test_usman_numbers_may_be_toml_numbers_or_text(self, tmp_path: Path) -> None:
+        """Timeouts and counts accept a TOML number, as the environment's text does."""
+        path = tmp_path / "settings.toml"
+        path.write_text("[usman]\nbase_url = 'http://u'\ntoken = '5'\nmax_attempts = 2\nread_timeout = '2.5'")
+        usman = load_settings(path, {}).usman
+        assert usman is not None
+        assert (usman.token, usman.max_attempts, usman.read_timeout) == ("5", 2, 2.5)
+
     def test_a_missing_or_broken_file_is_a_config_error(self, tmp_path: Path) -> None:
         """A settings file that is absent or not TOML is a ConfigError naming it."""
         with pytest.raises(ConfigError, match="no such configuration file"):
