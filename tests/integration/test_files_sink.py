@@ -225,7 +225,6 @@ class TestDurability:
             "crm:tenant_a:audit:2",
         ]
 
-
     def test_a_whole_last_document_without_its_newline_is_kept(self, tmp_path: Path) -> None:
         """A complete last log lacking only its newline (a hand-joined file) is kept, not dropped as torn."""
         path = tmp_path / "out.jsonl"

@@ -257,7 +257,6 @@ class TestNetworkRetries:
             _store(refusing).insert_batch([activity_log(1)])
         assert refusing.calls == 1
 
-
     def test_a_login_refused_while_selecting_a_server_is_configuration(self, logs: Any) -> None:
         """A pool whose handshake is refused times out selecting a server "Authentication failed": exit 3."""
 
