@@ -263,6 +263,59 @@ class TestDryRunOnTheCorpus:
         assert len(stderr.strip().splitlines()) == 1
 
 
+class TestATenantWithoutRows:
+    def test_a_tenant_the_audits_file_does_not_name_is_refused(
+        self, tmp_path: Path, inputs: list[str]
+    ) -> None:
+        """--tenant matching no row of a file of other tenants is UNKNOWN_TENANT (exit 4), naming them."""
+        args = list(inputs)
+        args[args.index("--tenant") + 1] = "acne"
+        report = tmp_path / "report.json"
+        code, stdout, stderr = invoke(*args, "--no-progress", "--report", str(report))
+        assert code == exit_codes.REFUSED
+        assert stderr.splitlines() == [
+            f"error: UNKNOWN_TENANT: no row of tenant 'acne' in {CORPUS / 'audits.jsonl'}; its rows are of "
+            "acme, globex, nusantara_retail"
+        ]
+        assert (stdout, report.exists()) == ("", False)
+
+    @pytest.mark.parametrize(
+        "lines",
+        [
+            pytest.param([], id="an empty JSONL file"),
+            pytest.param(
+                [{"tenant": TENANT, "id": 1, "auditable_type": "Crm::Note", "action": "create"}],
+                id="rows of the tenant, none in scope",
+            ),
+        ],
+    )
+    def test_a_tenant_with_no_row_in_scope_is_a_warning_and_an_empty_report(
+        self, tmp_path: Path, inputs: list[str], lines: list[dict[str, object]]
+    ) -> None:
+        """No row to migrate is no error (a run of such a tenant completes empty), but stderr says so."""
+        audits = tmp_path / "audits.jsonl"
+        audits.write_text(dump_jsonl([{**line, "created_at": "2024-01-01T00:00:00Z"} for line in lines]))
+        args = list(inputs)
+        args[args.index("--audits") + 1] = str(audits)
+        code, stdout, stderr = invoke(*args, "--no-progress")
+        assert code == 0, stderr
+        assert json.loads(stdout)["processed"] == 0
+        assert (
+            f"warning: no row of tenant 'acme' in {audits} is in the mapping's scope: nothing to migrate"
+            in stderr.splitlines()
+        )
+
+    def test_a_csv_export_without_rows_is_a_warning(self, tmp_path: Path, inputs: list[str]) -> None:
+        """A psql CSV has no tenant column: a header alone is the tenant's empty export: a warning."""
+        audits = tmp_path / "audits.csv"
+        audits.write_text("id,auditable_type,action,audited_changes,created_at\n")
+        args = list(inputs)
+        args[args.index("--audits") + 1] = str(audits)
+        code, _, stderr = invoke(*args, "--no-progress")
+        assert code == 0, stderr
+        assert "warning: no row of tenant 'acme'" in stderr
+
+
 class TestExample:
     def test_example_runs_on_the_bundled_sample(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

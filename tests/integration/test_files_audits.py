@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 from crm_audit_adapters.files import AUDIT_COLUMNS, FileFormatError, read_audit_rows
+from crm_audit_adapters.files.audits import file_tenants
 from crm_audit_adapters.files.psql_csv import csv_records, split_record
 from crm_audit_transform.domain import AuditRow
 from crm_audit_transform.errors import CrmAuditError
@@ -343,6 +344,27 @@ class TestCsv:
         with pytest.raises(FileFormatError, match="longer than 1000 bytes") as caught:
             list(read_audit_rows(path, "acme", max_record_bytes=1000))
         assert caught.value.line == 2
+
+
+class TestFileTenants:
+    def test_a_jsonl_file_names_the_tenants_of_its_readable_lines(self, tmp_path: Path) -> None:
+        """Every tenant a line names, once; a line that cannot be read is passed over, not an error."""
+        assert file_tenants(TEXT_AUDITS) == frozenset(TENANTS)
+        path = write_lines(
+            tmp_path / "a.jsonl", GOOD_LINE, "not json", '{"tenant": 7}', b'{"tenant": "\xff"}'
+        )
+        assert file_tenants(path) == frozenset({"acme"})
+        assert file_tenants(write_lines(tmp_path / "empty.jsonl")) == frozenset()
+
+    def test_a_csv_names_tenants_only_through_a_tenant_column(self, tmp_path: Path) -> None:
+        """psql's export has no tenant column (None: every row is the given tenant's); a tenant column has."""
+        plain = tmp_path / "plain.csv"
+        write_psql_csv(plain, list(read_audit_rows(TEXT_AUDITS, "acme"))[:2])
+        assert file_tenants(plain) is None
+        header = ",".join(("tenant", *AUDIT_COLUMNS))
+        row = ",7,1,Crm::Deal,,,,,,destroy,,,,,,2020-02-02 00:00:00"
+        path = write_lines(tmp_path / "a.csv", header, f"globex{row}", f"acme{row}", f"globex{row}")
+        assert file_tenants(path) == frozenset({"acme", "globex"})
 
 
 @pytest.mark.postgres

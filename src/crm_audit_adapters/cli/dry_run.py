@@ -45,9 +45,11 @@ from crm_audit_transform.usecases.status import report_counts
 
 from ..bootstrap import DryRunFiles, dry_run_recipe, dry_run_service
 from ..files import CheckedRows, FileAuditSource, JsonlActivityLogSink
+from ..files.audits import file_tenants
 from ..files.sink import sink_line
 from ..files.verification import JsonlMigratedLogReader
 from ..page_pool import EncodedLogs, ProcessPagePipeline
+from . import exit_codes
 from .main import cli
 from .options import non_empty, workers_option
 from .progress import ProgressLine
@@ -229,6 +231,8 @@ def dry_run(
         # where (and why) a real run would halt.
         halt = result.would_halt
         counts["would_halt"] = None if halt is None else {"audit_id": halt.audit_id, "reason": halt.reason}
+        if not counts["processed"]:
+            _no_row_processed(files.audits, str(tenant))
     text = json.dumps(counts, indent=2)
     processed, failed = counts["processed"], sum(counts["failed"].values())
     if report is not None:
@@ -243,6 +247,22 @@ def dry_run(
     click.echo(
         f"company {company}, tenant {tenant}: processed {processed}, migrated {counts['migrated']}, "
         f"skipped {skipped}, failed {failed}; logs: {logs}; report: {where}",
+        err=True,
+    )
+
+
+def _no_row_processed(audits: Path, tenant: str) -> None:
+    """A dry run that processed no row: ``UNKNOWN_TENANT`` when the file's rows name other tenants
+    only (a mistyped ``--tenant``, as the run refuses a schema the CRM lacks), else a warning."""
+    tenants = file_tenants(audits)
+    if tenants and tenant not in tenants:
+        named = sorted(tenants)
+        listed = ", ".join(named[:5]) + (f" and {len(named) - 5} more" if len(named) > 5 else "")
+        raise exit_codes.CliError(
+            "UNKNOWN_TENANT", f"no row of tenant {tenant!r} in {audits}; its rows are of {listed}"
+        )
+    click.echo(
+        f"warning: no row of tenant {tenant!r} in {audits} is in the mapping's scope: nothing to migrate",
         err=True,
     )
 
