@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from crm_audit_adapters.cli import cli
+from crm_audit_adapters.files import AUDIT_COLUMNS
+from crm_audit_transform.config import load_default_config
+from crm_audit_transform.domain import AuditRow
+from crm_audit_transform.transformer import Transformer
 
 TENANT = "acme"
 COMPANY = "company-acme"
@@ -163,3 +169,67 @@ class TestDryRunFieldCases:
         report = json.loads((tmp_path / "report.json").read_text())
         assert (report["processed"], report["failed"]) == (2, {"invalid_audit_row": 1})
         assert (2, "failed", "invalid_audit_row") in outcomes(tmp_path)
+
+    @pytest.mark.parametrize("suffix", ["jsonl", "csv"])
+    def test_a_value_that_is_not_utf8_fails_its_own_row_and_the_run_goes_on(
+        self, tmp_path: Path, suffix: str
+    ) -> None:
+        """Latin-1 in audited_changes fails that row (bad_encoding), in a comment invalid_audit_row, as
+        the run fails them on a SQL_ASCII CRM; the other rows migrate."""
+        latin1 = UPDATE.replace("- B", "- caf\u00e9").encode("latin-1")
+        rows = [
+            audit(1),
+            audit(2, audited_changes=latin1),
+            audit(3, comment="caf\u00e9".encode("latin-1")),
+            audit(4),
+        ]
+        args = write_inputs(tmp_path, [])
+        audits = tmp_path / f"audits.{suffix}"
+        audits.write_bytes(b"".join(map(jsonl_line if suffix == "jsonl" else csv_line, rows)))
+        if suffix == "csv":
+            audits.write_bytes(",".join(AUDIT_COLUMNS).encode() + b"\n" + audits.read_bytes())
+        args = [f"--audits={audits}" if arg.startswith("--audits=") else arg for arg in args]
+        code, output = run(args)
+        assert code == 0, output
+        report = json.loads((tmp_path / "report.json").read_text())
+        assert (report["processed"], report["migrated"]) == (4, 2)
+        assert report["failed"] == {"invalid_audit_row": 1, "malformed_audited_changes": 1}
+        found = outcomes(tmp_path)
+        # The run's own decision for the bytes a SQL_ASCII database hands over (crm_postgres.encodings).
+        real = Transformer(load_default_config()).prepare_row(as_row(rows[1])).problem
+        assert real is not None
+        assert found[(2, "failed", real.reason)]["detail"] == real.detail
+        assert real.detail.startswith("bad_encoding: bytes that are not UTF-8")
+        assert "comment is not UTF-8" in found[(3, "failed", "invalid_audit_row")]["detail"]
+        assert {1, 4} == {key[0] for key in found if key[1] == "migrated"}
+
+
+def jsonl_line(record: dict[str, Any]) -> bytes:
+    """One JSONL line, each bytes value written raw inside its JSON string (as a broken export has it)."""
+    marked = {k: f"@{i}@" if isinstance(v, bytes) else v for i, (k, v) in enumerate(record.items())}
+    line = json.dumps(marked, ensure_ascii=False).encode()
+    for i, value in enumerate(record.values()):
+        if isinstance(value, bytes):
+            line = line.replace(
+                f"@{i}@".encode(),
+                json.dumps(value.decode("latin-1"), ensure_ascii=False)[1:-1].encode("latin-1"),
+            )
+    return line + b"\n"
+
+
+def csv_line(record: dict[str, Any]) -> bytes:
+    """One psql CSV record (every value quoted, NULL empty), bytes values raw."""
+
+    def field(value: Any) -> bytes:
+        if value is None:
+            return b""
+        raw = value if isinstance(value, bytes) else str(value).encode()
+        return b'"' + raw.replace(b'"', b'""') + b'"'
+
+    return b",".join(field(record.get(name)) for name in AUDIT_COLUMNS) + b"\n"
+
+
+def as_row(record: dict[str, Any]) -> AuditRow:
+    """The AuditRow the PostgreSQL adapter reads for this record."""
+    created_at = dt.datetime.fromisoformat(str(record["created_at"]).replace("Z", "+00:00"))
+    return AuditRow(**{**record, "created_at": created_at})

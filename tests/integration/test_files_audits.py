@@ -223,6 +223,24 @@ class TestMalformedJsonl:
             list(read_audit_rows(path))
         assert caught.value.line == 2
 
+    def test_a_value_that_is_not_utf8_is_read_as_its_bytes(self, tmp_path: Path) -> None:
+        """audited_changes that is not UTF-8 comes as bytes (the loader fails that row); another column
+        is its own row's error, with the id: the same values a SQL_ASCII database gives."""
+        changes = json.dumps({**json.loads(GOOD_LINE), "id": 2, "audited_changes": "---\na: caf\u00e9\n"})
+        comment = json.dumps({**json.loads(GOOD_LINE), "id": 3, "comment": "caf\u00e9"})
+        path = write_lines(
+            tmp_path / "a.jsonl",
+            GOOD_LINE,
+            changes.encode().replace(b"caf\\u00e9", b"caf\xe9"),
+            comment.encode().replace(b"caf\\u00e9", b"caf\xe9"),
+        )
+        errors: list[FileFormatError] = []
+        rows = list(read_audit_rows(path, on_error=errors.append))
+        assert [(row.id, row.audited_changes) for row in rows[1:]] == [(2, b"---\na: caf\xe9\n")]
+        [error] = errors
+        assert (error.line, error.audit_id) == (3, 3)
+        assert "comment is not UTF-8: b'caf\\xe9'" in str(error)
+
     def test_the_error_carries_the_audit_id_when_it_could_be_read(self, tmp_path: Path) -> None:
         """A row with a readable id but a bad timestamp names that id, so it can be reported as failed."""
         path = write_lines(tmp_path / "a.jsonl", json.dumps({**json.loads(GOOD_LINE), "created_at": "x"}))
@@ -329,6 +347,16 @@ class TestCsv:
         with pytest.raises(FileFormatError, match=message) as caught:
             list(read_audit_rows(path, "acme"))
         assert caught.value.line == line
+
+    def test_a_field_that_is_not_utf8_is_read_as_its_bytes(self, tmp_path: Path) -> None:
+        """In a record that is not UTF-8 only the fields that are not stay bytes; the row is still read."""
+        header = ",".join(AUDIT_COLUMNS)
+        record = '1,7,Crm::Person,,,,,,update,"---\na: caf\u00e9\n",,"caf\u00e9",,,2020-02-02 00:00:00'
+        path = write_lines(
+            tmp_path / "a.csv", header, record.encode().replace(b"caf\xc3\xa9\n", b"caf\xe9\n")
+        )
+        [row] = read_audit_rows(path, "acme")
+        assert (row.id, row.audited_changes, row.comment) == (1, b"---\na: caf\xe9\n", "caf\u00e9")
 
     def test_without_a_tenant_the_csv_is_refused(self, tmp_path: Path) -> None:
         """psql's export has no tenant column: reading it without one would mislabel every row."""

@@ -7,7 +7,9 @@ Rows are streamed one line (one CSV record) at a time. ``audited_changes`` stays
 or the decoded object of a jsonb column — so a value that cannot be loaded becomes that row's
 failure in the transformer, not an error here. A line that cannot become an ``AuditRow`` at all
 (not JSON, a missing id, a bad timestamp) raises ``FileFormatError`` naming its line, or goes to
-``on_error`` when one is given; it is never dropped silently.
+``on_error`` when one is given; it is never dropped silently. A value that is not UTF-8 comes as its
+``bytes``, as psycopg gives it from a ``SQL_ASCII`` database, so it fails that row alone (in the
+loader for ``audited_changes``, here with the row's id for another column).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from crm_audit_transform.numerals import is_int_text, parse_int
 
 from .errors import FileFormatError
 from .lines import OnError, PathLike, fast_object, json_objects, lines_from_end, parse_timestamp, report
-from .psql_csv import DEFAULT_MAX_RECORD_BYTES, csv_records, split_record
+from .psql_csv import DEFAULT_MAX_RECORD_BYTES, csv_records, split_record, split_record_keeping_bytes
 
 __all__ = [
     "AUDIT_COLUMNS",
@@ -121,7 +123,7 @@ def numbered_audit_rows(
 def _jsonl_rows(
     path: PathLike, tenant: str | None, on_error: OnError | None
 ) -> Generator[tuple[int, AuditRow], None, None]:
-    for number, record in json_objects(path, on_error):
+    for number, record in json_objects(path, on_error, keep_bytes=True):
         plain = _plain_jsonl_row(record, tenant)
         if plain is not _NotPlain.NOT_PLAIN:
             row = plain
@@ -298,7 +300,7 @@ def numbered_scope_keys(
         for number, found in rows:
             yield number, ScopeKeys(found.id, found.auditable_type, found.created_at)
         return
-    for number, record in json_objects(path, on_error):
+    for number, record in json_objects(path, on_error, keep_bytes=True):
         columns = _plain_jsonl_columns(record, tenant)
         if columns is None:
             continue
@@ -356,7 +358,7 @@ def _csv_rows(
     header = _header(path, next(records, None), tenant)
     for number, raw in records:
         try:
-            fields = split_record(path, number, raw)
+            fields = split_record_keeping_bytes(path, number, raw)
             if len(fields) != len(header):
                 message = f"{len(fields)} fields where the header has {len(header)}"
                 raise FileFormatError(path, number, message)
@@ -470,16 +472,22 @@ def _text(record: Mapping[str, Any], name: str) -> str | None:
     value = record.get(name)
     if value is None or isinstance(value, str):
         return value
+    if isinstance(value, bytes):
+        raise _Bad(f"{name} is not UTF-8: {value!r}")
     raise _Bad(f"{name} is not a string: {value!r}")
 
 
-def _changes(value: Any, typed: bool, jsonb_changes: bool) -> str | Mapping[str, Any] | JsonbText | None:
-    """The raw column: YAML text, a jsonb object, or None.
+def _changes(
+    value: Any, typed: bool, jsonb_changes: bool
+) -> str | bytes | Mapping[str, Any] | JsonbText | None:
+    """The raw column: YAML text, a jsonb object, or None; ``bytes`` when its text is not UTF-8.
 
     A jsonb value that is not an object (an array, a number) is handed on as its JSON text, which
-    the YAML loader reads as that same non-mapping and reports as the row's failure.
+    the YAML loader reads as that same non-mapping and reports as the row's failure. Bytes that are
+    not UTF-8 are handed on as they are: the loader fails the row (``bad_encoding``), as it fails
+    the same value read from a ``SQL_ASCII`` database.
     """
-    if value is None or isinstance(value, dict | JsonbText):
+    if value is None or isinstance(value, dict | JsonbText | bytes):
         return value  # JsonbText: nested past json's recursion, decoded by the loader under its limits
     if typed:
         return value if isinstance(value, str) else json.dumps(value)

@@ -65,19 +65,71 @@ def decode(path: PathLike, number: int, raw: bytes) -> str:
         raise FileFormatError(path, number, f"not UTF-8 (byte {exc.start})") from exc
 
 
-def json_objects(path: PathLike, on_error: OnError | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
-    """``(line number, object)`` for every non-blank line; a line that is not a JSON object is an error."""
+def json_objects(
+    path: PathLike, on_error: OnError | None = None, *, keep_bytes: bool = False
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` for every non-blank line; a line that is not a JSON object is an error.
+
+    A line that is not UTF-8 is an error too, unless ``keep_bytes``: then it is read all the same and
+    each member whose text holds bytes that are not UTF-8 is given as ``bytes`` (``not_utf8_members``).
+    """
     for number, raw in numbered_lines(path):
         if not raw.strip():
             continue  # blank lines separate nothing and hold nothing
         value = fast_object(raw)
         if value is None:
             try:
-                value = parse_object(path, number, decode(path, number, raw))
+                try:
+                    text = decode(path, number, raw)
+                except FileFormatError:
+                    if not keep_bytes:
+                        raise
+                    value = not_utf8_members(parse_object(path, number, escaped(number, raw)))
+                else:
+                    value = parse_object(path, number, text)
             except FileFormatError as error:
                 report(error, on_error)
                 continue
         yield number, value
+
+
+def escaped(number: int, raw: bytes) -> str:
+    """A line that is not UTF-8 as text all the same: each byte that is not UTF-8 becomes a lone
+    surrogate (U+DC80-U+DCFF, Python's ``surrogateescape``), which ``not_utf8`` turns back."""
+    return raw.decode("utf-8-sig" if number == 1 else "utf-8", "surrogateescape")
+
+
+def not_utf8(text: str) -> str | bytes:
+    """``text`` from ``escaped``, or its original bytes when it holds bytes that are not UTF-8.
+
+    Those bytes are what psycopg gives for such a value of a ``SQL_ASCII`` database
+    (``crm_postgres.encodings``), so the row fails as it fails there: ``bad_encoding`` for
+    ``audited_changes``, ``invalid_audit_row`` for another column. A lone surrogate that a JSON
+    ``\\udcXX`` escape wrote into a line that also holds such bytes is read as a byte too: either way
+    that text cannot be written as UTF-8 (or BSON).
+    """
+    if text.isascii() or not any("\udc80" <= char <= "\udcff" for char in text):
+        return text
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that no byte made (a JSON escape outside U+DC80-U+DCFF)
+        return text
+
+
+def not_utf8_members(record: dict[str, Any]) -> dict[str, Any]:
+    """The object of an ``escaped`` line, each member whose text holds bytes that are not UTF-8 as
+    ``bytes``: a string its own bytes, an array or object the bytes of its JSON text."""
+    return {key: _member(value) for key, value in record.items()}
+
+
+def _member(value: Any) -> Any:
+    if isinstance(value, str):
+        return not_utf8(value)
+    if isinstance(value, dict | list):
+        text = json.dumps(value, ensure_ascii=False)
+        if isinstance(encoded := not_utf8(text), bytes):
+            return encoded
+    return value
 
 
 _EXACT: Final = frozenset({str, int, bool, type(None)})

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import Final
 
 from .errors import FileFormatError
-from .lines import PathLike, decode, numbered_lines
+from .lines import PathLike, decode, escaped, not_utf8, numbered_lines
 
 DEFAULT_MAX_RECORD_BYTES: Final = 64 * 1024 * 1024
 
@@ -55,7 +55,21 @@ def csv_records(
 
 def split_record(path: PathLike, number: int, raw: bytes) -> list[str | None]:
     """The fields of one record: ``str`` for quoted or non-empty ones, ``None`` for NULL."""
-    text = decode(path, number, raw)
+    return _split(path, number, decode(path, number, raw))
+
+
+def split_record_keeping_bytes(path: PathLike, number: int, raw: bytes) -> list[str | bytes | None]:
+    """``split_record``, except that a record that is not UTF-8 is read all the same: each of its
+    fields that is not UTF-8 is that field's ``bytes`` (``lines.not_utf8``)."""
+    try:
+        text = decode(path, number, raw)
+    except FileFormatError:
+        fields = _split(path, number, escaped(number, raw))
+        return [None if field is None else not_utf8(field) for field in fields]
+    return list(_split(path, number, text))
+
+
+def _split(path: PathLike, number: int, text: str) -> list[str | None]:
     fields: list[str | None] = []
     position, end = 0, len(text)
     while True:
