@@ -28,8 +28,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from attrs import frozen
-from pymongo import MongoClient
-from pymongo.errors import PyMongoError
 
 from crm_audit_transform.chain import RuleChain
 from crm_audit_transform.config import MappingConfig, load_config, load_default_config
@@ -62,27 +60,20 @@ from crm_audit_transform.testing import (
 )
 from crm_audit_transform.transformer import Transformer
 
-from .crm_postgres import (
-    PostgresAuditSource,
-    PostgresEntityDirectory,
-    PostgresPeopleCounter,
-    PostgresUserDirectory,
-    ReadOnlySession,
-)
-from .files import CheckedRows, FileAuditSource, JsonlContactDirectory, read_sso_directory, read_users
 from .flags import ConfiguredFeatureFlags
-from .mongo import MongoActivityLogStore, MongoContactDirectory, MongoIndexState, MongoJobStore
-from .mongo.documents_types import Document, MongoDatabase
-from .mongo.enrichment import MongoEnrichmentStore
-from .mongo.retry import rejected_login
-from .mongo.verification import MongoMigratedLogReader
-from .page_pool import ProcessPagePipeline, TransformerRecipe
 from .redaction import ScrubbingFilter, scrub
 from .settings import Settings
-from .usman import UsmanClient
 
+# Each adapter's module (and its driver: psycopg, pymongo, httpx) is imported where the adapter is
+# built, so a command loads only the drivers it uses: `dry-run` neither pymongo nor psycopg.
 if TYPE_CHECKING:
+    from pymongo import MongoClient
     from starlette.applications import Starlette
+
+    from .crm_postgres import ReadOnlySession
+    from .files import CheckedRows
+    from .mongo.documents_types import Document, MongoDatabase
+    from .page_pool import ProcessPagePipeline, TransformerRecipe
 
 MONGOMOCK_URI = "mongomock://"
 
@@ -128,6 +119,8 @@ class Runtime:
     # -- the CRM (PostgreSQL, read-only) ---------------------------------------------------------
     @functools.cached_property
     def _pg(self) -> ReadOnlySession:
+        from .crm_postgres import ReadOnlySession
+
         if not self.settings.database_url:
             raise _missing("database_url", "CRM_AUDIT_DATABASE_URL")
         session = ReadOnlySession.from_dsn(self.settings.database_url)
@@ -136,23 +129,33 @@ class Runtime:
 
     @functools.cached_property
     def source(self) -> AuditSource:
+        from .crm_postgres import PostgresAuditSource
+
         return PostgresAuditSource(self._pg)
 
     @functools.cached_property
     def users(self) -> UserDirectory:
+        from .crm_postgres import PostgresUserDirectory
+
         return PostgresUserDirectory(self._pg)
 
     @functools.cached_property
     def people(self) -> PeopleCounter:
+        from .crm_postgres import PostgresPeopleCounter
+
         return PostgresPeopleCounter(self._pg)
 
     @functools.cached_property
     def entities(self) -> EntityDirectory:
+        from .crm_postgres import PostgresEntityDirectory
+
         return PostgresEntityDirectory(self._pg)
 
     # -- the CDP (MongoDB) -----------------------------------------------------------------------
     @functools.cached_property
     def mongo_db(self) -> MongoDatabase:
+        from pymongo import MongoClient
+
         if self._mongo_client is None:
             self._mongo_client = _mongo_client(self.settings.mongo_uri)
             self._closers.append(self._mongo_client.close)  # before the ping, which may fail
@@ -162,14 +165,20 @@ class Runtime:
 
     @functools.cached_property
     def logs(self) -> ActivityLogStore:
+        from .mongo import MongoActivityLogStore
+
         return MongoActivityLogStore.in_database(self.mongo_db)
 
     @functools.cached_property
     def contacts(self) -> ContactDirectory:
+        from .mongo import MongoContactDirectory
+
         return MongoContactDirectory.in_database(self.mongo_db)
 
     @functools.cached_property
     def jobs(self) -> JobStore:
+        from .mongo import MongoJobStore
+
         # Lease expiries on the server's clock ($$NOW); mongomock cannot evaluate $$NOW, so an
         # in-process mongomock client gets them on this runtime's clock (docs/mongodb.md).
         clock = self._clock if _is_mongomock(self.mongo_db) else None
@@ -177,14 +186,20 @@ class Runtime:
 
     @functools.cached_property
     def indexes(self) -> IndexState:
+        from .mongo import MongoIndexState
+
         return MongoIndexState(self.mongo_db)
 
     @functools.cached_property
     def reader(self) -> MigratedLogReader:
+        from .mongo.verification import MongoMigratedLogReader
+
         return MongoMigratedLogReader.in_database(self.mongo_db)
 
     @functools.cached_property
     def enrichment(self) -> EnrichmentStore:
+        from .mongo.enrichment import MongoEnrichmentStore
+
         return MongoEnrichmentStore.in_database(self.mongo_db)
 
     # -- USMAN, flags, clock, rules --------------------------------------------------------------
@@ -194,6 +209,8 @@ class Runtime:
             return self._sso_override
         if self.settings.usman is None:
             raise _missing("usman.base_url", "CRM_AUDIT_USMAN_BASE_URL")
+        from .usman import UsmanClient
+
         client = UsmanClient(self.settings.usman)
         self._closers.append(client.close)
         return client
@@ -220,6 +237,8 @@ class Runtime:
     @property
     def recipe(self) -> TransformerRecipe:
         """How a worker process builds the same rules as ``transformer`` (``use_workers``)."""
+        from .page_pool import TransformerRecipe
+
         return TransformerRecipe(self.mapping, self.settings.loader, self._rule_chain)
 
     def use_workers(self, workers: int) -> None:
@@ -231,6 +250,8 @@ class Runtime:
         if "service" in self.__dict__:
             raise RuntimeError("use_workers must be called before the service is built")
         if workers > 1:
+            from .page_pool import ProcessPagePipeline
+
             self._pipeline = ProcessPagePipeline(workers, self.recipe)
             self._closers.append(self._pipeline.close)
 
@@ -278,6 +299,9 @@ def _mongo_client(uri: str | None) -> MongoClient[Document]:
     ``ConfigError`` for a URI pymongo refuses, ``DependencyMissing`` for ``mongomock://`` without
     mongomock installed. Nothing connects here (pymongo connects in the background).
     """
+    from pymongo import MongoClient
+    from pymongo.errors import PyMongoError
+
     if not uri:
         raise _missing("mongo_uri", "CRM_AUDIT_MONGO_URI")
     if uri.startswith(MONGOMOCK_URI):
@@ -313,6 +337,10 @@ def wait_for_mongo(client: MongoClient[Document], uri: str, notice: Callable[[st
     The wait is bounded by the client's ``serverSelectionTimeoutMS``; then ``StoreUnavailable``
     (exit 6). A refused login is ``ConnectionRejected`` (exit 3).
     """
+    from pymongo.errors import PyMongoError
+
+    from .mongo.retry import rejected_login
+
     seeds = client.topology_description.server_descriptions()  # the URI's hosts until discovery
     hosts = ", ".join(f"{host}:{port}" for host, port in seeds) or "?"
     timeout_s = client.options.server_selection_timeout
@@ -435,6 +463,8 @@ def dry_run_service(
     unbuildable rows with an id) as outcomes, as the run reads them. ``pipeline`` transforms the
     pages (``dry_run_recipe`` gives a pool the same rules); default: in this process.
     """
+    from .files import CheckedRows, FileAuditSource, JsonlContactDirectory, read_sso_directory, read_users
+
     mapping = load_config(files.mapping) if files.mapping else load_default_config()
     checked = checked or CheckedRows(files.audits)
     clock = FixedClock()
@@ -457,4 +487,6 @@ def dry_run_service(
 
 def dry_run_recipe(files: DryRunFiles, limits: LoaderLimits | None = None) -> TransformerRecipe:
     """The rules ``dry_run_service`` builds, as a recipe for worker processes."""
+    from .page_pool import TransformerRecipe
+
     return TransformerRecipe(load_config(files.mapping) if files.mapping else load_default_config(), limits)

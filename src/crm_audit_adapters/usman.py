@@ -33,14 +33,16 @@ import random as _random
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from attrs import field, frozen, validators
 
 from crm_audit_transform.errors import DirectoryRefused, DirectoryUnavailable
 
 from .retrying import RetryPolicy
+
+if TYPE_CHECKING:
+    import httpx  # imported by the client itself: the settings read UsmanConfig without it
 
 __all__ = ["UsmanClient", "UsmanConfig", "UsmanRefused", "UsmanUnavailable", "email_key"]
 
@@ -149,6 +151,8 @@ class UsmanClient:
         sleep: Callable[[float], None] = time.sleep,
         random: Callable[[], float] = _random.random,
     ) -> None:
+        import httpx
+
         self._config = config
         self._sleep = sleep
         self._random = random
@@ -243,6 +247,8 @@ class UsmanClient:
         return None
 
     def _attempt(self, company_sso_id: str, emails: list[str]) -> dict[str, str]:
+        import httpx  # loaded by __init__: a dictionary look-up
+
         try:
             response = self._http.post(
                 self._config.path,

@@ -28,7 +28,6 @@ from crm_audit_transform.ports import JobStore
 from crm_audit_transform.timestamps import as_utc
 from crm_audit_transform.usecases import FRESH, RESUME, MigrationStatus
 
-from ..mongo import applied_version, apply_migration, index_status
 from . import exit_codes
 from .main import cli
 from .options import company_option, emit, json_option, optional_company_option, workers_option
@@ -55,6 +54,8 @@ def indexes(state: CliState, direction: str, as_json: bool) -> None:
 
     Every write path refuses with INDEXES_MISSING (exit 3) until `indexes up` has run.
     """
+    from ..mongo import applied_version, apply_migration, index_status
+
     with state.runtime() as runtime:
         steps: tuple[str, ...] = ()
         if direction != "status":

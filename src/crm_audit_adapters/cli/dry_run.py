@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -44,17 +45,16 @@ from crm_audit_transform.testing import InMemoryActivityLogStore
 from crm_audit_transform.usecases.status import report_counts
 
 from ..bootstrap import DryRunFiles, dry_run_recipe, dry_run_service
-from ..files import CheckedRows, FileAuditSource, JsonlActivityLogSink
-from ..files.audits import file_tenants
-from ..files.sink import sink_line
-from ..files.verification import JsonlMigratedLogReader
-from ..page_pool import EncodedLogs, ProcessPagePipeline
 from . import exit_codes
 from .main import cli
 from .options import non_empty, workers_option
 from .progress import ProgressLine
 from .row_outcomes import OutcomeLines
 from .verify import show
+
+if TYPE_CHECKING:
+    from ..files import JsonlActivityLogSink
+    from ..page_pool import EncodedLogs
 
 EXAMPLE_FILES = ("audits.jsonl", "users.jsonl", "contacts.jsonl", "sso.jsonl")
 EXAMPLE_OUT = Path("crm-audit-example-logs.jsonl")
@@ -135,6 +135,12 @@ def dry_run(
     workers: int,
 ) -> None:
     """Migrate from files to a file, with no server at all; print or write the report."""
+    # The files adapter and the process pool, imported by the command that uses them.
+    from ..files import CheckedRows, FileAuditSource
+    from ..files.sink import sink_line
+    from ..files.verification import JsonlMigratedLogReader
+    from ..page_pool import EncodedLogs, ProcessPagePipeline
+
     given_limits = {
         "max_bytes": loader_max_bytes,
         "max_nodes": loader_max_nodes,
@@ -254,6 +260,8 @@ def dry_run(
 def _no_row_processed(audits: Path, tenant: str) -> None:
     """A dry run that processed no row: ``UNKNOWN_TENANT`` when the file's rows name other tenants
     only (a mistyped ``--tenant``, as the run refuses a schema the CRM lacks), else a warning."""
+    from ..files.audits import file_tenants
+
     tenants = file_tenants(audits)
     if tenants and tenant not in tenants:
         named = sorted(tenants)
@@ -268,6 +276,8 @@ def _no_row_processed(audits: Path, tenant: str) -> None:
 
 
 def _sink(out: Path | None, encoded: EncodedLogs[tuple[str, bytes]] | None) -> JsonlActivityLogSink:
+    from ..files import JsonlActivityLogSink
+
     if out is None:
         return JsonlActivityLogSink.over_stream(None, "<nowhere>", encoded=encoded)
     if out == STDOUT:

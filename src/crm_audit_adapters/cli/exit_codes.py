@@ -25,8 +25,6 @@ from crm_audit_transform.errors import (
     UnknownTenant,
 )
 
-from ..files import FileFormatError
-
 OK: Final = 0
 """Done: the command did what it was asked (a run completed, a status was shown...)."""
 INTERNAL: Final = 1
@@ -113,6 +111,8 @@ def error_code(error: BaseException) -> str:
     code = getattr(error, "code", None)
     if isinstance(code, str) and isinstance(error, CrmAuditError | CliError):
         return code
+    from ..files.errors import FileFormatError  # the files adapter, loaded only for an error
+
     if isinstance(error, FileFormatError):
         return "BAD_INPUT"
     if isinstance(error, click.FileError | OSError):

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import click
 from attrs import define, field
-from pymongo import MongoClient
 
 from crm_audit_transform.ports import Clock, SsoDirectory
 
 from ..bootstrap import Runtime, build_runtime
-from ..mongo.documents_types import Document
 from ..settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from pymongo import MongoClient
+
+    from ..mongo.documents_types import Document
 
 
 @define

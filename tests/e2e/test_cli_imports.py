@@ -1,0 +1,63 @@
+"""``crm-audit-migrate`` loads a driver only in the commands that use it.
+
+Every command is a process of its own, and a driver's import costs about 0.1 s of CPU each
+(pymongo, psycopg, httpx; Celery and Starlette more): a dry run needs none, ``status`` no HTTP
+client. Each case runs in a fresh interpreter and lists the drivers it has loaded at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DRIVERS = ("celery", "httpx", "mongomock", "psycopg", "pymongo", "starlette", "uvicorn")
+
+SCRIPT = """
+import json, sys
+from crm_audit_adapters.cli import cli
+code = cli.main(sys.argv[1:], prog_name="crm-audit-migrate", standalone_mode=False)
+print(json.dumps([name for name in {drivers!r} if name in sys.modules]))
+"""
+
+
+def drivers_loaded(tmp_path: Path, *args: str) -> list[str]:
+    """The drivers a fresh ``crm-audit-migrate ARGS`` process has imported when the command returns."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_AUDIT_")}
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT.format(drivers=DRIVERS), *args],
+        cwd=tmp_path,
+        env={**env, "CRM_AUDIT_SETTINGS": ""},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    loaded: list[str] = json.loads(done.stdout.splitlines()[-1])
+    return loaded
+
+
+class TestDriversLoadedByCommand:
+    @pytest.mark.parametrize(
+        "args",
+        [
+            pytest.param(("--version",), id="the group alone"),
+            pytest.param(("config",), id="config"),
+        ],
+    )
+    def test_a_command_that_reaches_no_server_loads_no_driver(
+        self, tmp_path: Path, args: tuple[str, ...]
+    ) -> None:
+        """Neither pymongo, psycopg nor httpx (nor Celery, Starlette) for commands that use none."""
+        assert drivers_loaded(tmp_path, *args) == []
+
+    def test_a_dry_run_loads_no_database_or_http_driver_but_bson(self, tmp_path: Path) -> None:
+        """No psycopg or httpx; pymongo only for its bson: the contacts file's Extended JSON ($oid,
+        $date) is read with the mongo adapter's decoder, whose package imports pymongo."""
+        args = ("dry-run", "--example", "--no-progress", "--out", "logs.jsonl")
+        assert drivers_loaded(tmp_path, *args) == ["pymongo"]
