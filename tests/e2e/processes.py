@@ -13,9 +13,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ from pymongo import MongoClient
 from pymongo.database import Database
 
 from support.corpus_account import company_sso_id, contact_docs
-from support.usman_server import TOKEN
+from support.usman_server import TOKEN, UsmanServer, held
 
 TENANT = "acme"
 COMPANY = company_sso_id(TENANT)
@@ -38,6 +40,7 @@ class CliProcesses:
 
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
+        self._started: list[subprocess.Popen[str]] = []
 
     def environment(self, **overrides: str) -> dict[str, str]:
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("CRM_AUDIT_")}
@@ -55,14 +58,25 @@ class CliProcesses:
         )
 
     def start(self, *args: str, **env: str) -> subprocess.Popen[str]:
-        """Start one command and return at once (to be killed, or waited for)."""
-        return subprocess.Popen(
+        """Start one command and return at once (to be killed, or waited for; ``close`` ends it)."""
+        process = subprocess.Popen(
             [CLI, *args],
             env=self.environment(**env),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             text=True,
         )
+        self._started.append(process)
+        return process
+
+    def close(self) -> None:
+        """Kill and reap every started command still running (a test that failed midway), so none
+        outlives its test or is reported, by its ``Popen``, in a later one."""
+        for process in self._started:
+            if process.poll() is None:
+                process.send_signal(signal.SIGCONT)  # a stopped process dies of SIGKILL all the same
+                process.kill()
+            process.wait(timeout=30)
 
 
 def cli_environment(
@@ -108,6 +122,34 @@ def wait_for(condition: Callable[[], bool], *, timeout_s: float, what: str) -> N
             return
         time.sleep(0.01)
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+class HeldRequest:
+    """The next USMAN request, held until the ``held_at_usman`` block ends."""
+
+    def __init__(self, usman: UsmanServer) -> None:
+        self._usman = usman
+        self._asked = len(usman.requests)
+        self.release = threading.Event()
+
+    def wait_for_request(self) -> None:
+        """Return once the request has arrived (its sender now waits for the answer)."""
+        wait_for(
+            lambda: len(self._usman.requests) > self._asked,
+            timeout_s=COMMAND_TIMEOUT_S,
+            what="a USMAN request to hold",
+        )
+
+
+@contextmanager
+def held_at_usman(usman: UsmanServer) -> Iterator[HeldRequest]:
+    """USMAN holds the next request until the block ends (then answers it), failures included."""
+    request = HeldRequest(usman)
+    usman.queue(held(request.release, timeout=COMMAND_TIMEOUT_S))
+    try:
+        yield request
+    finally:
+        request.release.set()
 
 
 def kill_9(process: subprocess.Popen[str]) -> int:

@@ -23,6 +23,7 @@ from processes import (
     TENANT,
     CliProcesses,
     cli_environment,
+    held_at_usman,
     job_document,
     kill_9,
     seed_contacts,
@@ -80,8 +81,10 @@ def cdp(wire_mongo_client: MongoClient[dict[str, Any]]) -> Iterator[Database[dic
 
 
 @pytest.fixture
-def crm(crm_dsn: str, wire_mongo_uri: str, cdp: Database[dict[str, Any]], usman: UsmanServer) -> CliProcesses:
-    return CliProcesses(
+def crm(
+    crm_dsn: str, wire_mongo_uri: str, cdp: Database[dict[str, Any]], usman: UsmanServer
+) -> Iterator[CliProcesses]:
+    processes = CliProcesses(
         cli_environment(
             crm_dsn,
             wire_mongo_uri,
@@ -91,6 +94,10 @@ def crm(crm_dsn: str, wire_mongo_uri: str, cdp: Database[dict[str, Any]], usman:
             CRM_AUDIT_TENANTS=f"{COMPANY}={TENANT}",
         )
     )
+    try:
+        yield processes
+    finally:
+        processes.close()
 
 
 def status_of(crm: CliProcesses) -> dict[str, Any]:
@@ -304,35 +311,34 @@ class TestStopAndRestartThroughProcesses:
         """Live lease shown; Ctrl-C saves, exits 130; cancel stops the next runner; then resume and fresh."""
         assert crm("indexes", "up").returncode == 0
         assert crm("trigger", "--company-sso-id", COMPANY, "--date-range-start", SINCE).returncode == 0
-        long_lease = {"CRM_AUDIT_LEASE_SECONDS": "60", "CRM_AUDIT_PAGE_SIZE": "25"}
-        # A slow USMAN keeps each runner mid-job long enough for another process to act on it.
-        usman.default = slow(0.3)
-        try:
+        # Each runner is a new process that knows no user yet: its first page asks USMAN, which holds
+        # that request until the test has acted. So the runner is mid-job (lease taken, page read,
+        # nothing of it written) when another process acts on it, however busy the machine is.
+        long_lease = {
+            "CRM_AUDIT_LEASE_SECONDS": "60",
+            "CRM_AUDIT_PAGE_SIZE": "25",
+            "CRM_AUDIT_USMAN_READ_TIMEOUT": str(COMMAND_TIMEOUT_S),
+        }
+        with held_at_usman(usman) as release:
             runner = crm.start("run", "--company-sso-id", COMPANY, "--no-progress", **long_lease)
-            wait_for(lambda: progressed(cdp, 0), timeout_s=COMMAND_TIMEOUT_S, what="a first saved batch")
+            release.wait_for_request()
             live = status_of(crm)
             assert live["lease_owner"] == f"{socket.gethostname()}:{runner.pid}"
             assert dt.datetime.fromisoformat(live["lease_expires_at"]) > dt.datetime.now(dt.UTC)
             runner.send_signal(signal.SIGINT)
-            assert runner.wait(timeout=COMMAND_TIMEOUT_S) == exit_codes.INTERRUPTED
-            interrupted = status_of(crm)
-            assert (interrupted["status"], interrupted["lease_owner"]) == ("in_progress", None)
-            assert len(stored_migrated(cdp)) == interrupted["records_migrated"]
+        assert runner.wait(timeout=COMMAND_TIMEOUT_S) == exit_codes.INTERRUPTED
+        interrupted = status_of(crm)
+        assert (interrupted["status"], interrupted["lease_owner"]) == ("in_progress", None)
+        assert interrupted["records_processed"] > 0, "Ctrl-C finishes the batch in flight and saves it"
+        assert len(stored_migrated(cdp)) == interrupted["records_migrated"]
 
+        with held_at_usman(usman) as release:
             runner = crm.start("run", "--company-sso-id", COMPANY, "--no-progress", **long_lease)
-            mark = interrupted["records_processed"]
-            wait_for(lambda: progressed(cdp, mark), timeout_s=COMMAND_TIMEOUT_S, what="a batch after Ctrl-C")
-            # Held still while the cancel lands, so it cannot finish the account first on a busy machine;
-            # once continued it meets the cancel at its next batch.
-            runner.send_signal(signal.SIGSTOP)
-            try:
-                cancelled = crm("cancel", "--company-sso-id", COMPANY)
-            finally:
-                runner.send_signal(signal.SIGCONT)
-            assert cancelled.returncode == 0, cancelled.stderr
-            assert runner.wait(timeout=COMMAND_TIMEOUT_S) == exit_codes.CANCELLED
-        finally:
-            usman.default = answer
+            release.wait_for_request()
+            cancelled = crm("cancel", "--company-sso-id", COMPANY)
+        assert cancelled.returncode == 0, cancelled.stderr
+        # Released, it writes the batch in flight and meets the cancel at its next batch.
+        assert runner.wait(timeout=COMMAND_TIMEOUT_S) == exit_codes.CANCELLED
         stopped = status_of(crm)
         assert stopped["status"] == "cancelled"
         assert stopped["last_audit_id"] > 0

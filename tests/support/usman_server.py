@@ -28,6 +28,7 @@ __all__ = [
     "body",
     "drop",
     "hang",
+    "held",
     "slow",
     "status",
 ]
@@ -93,6 +94,17 @@ def slow(seconds: float) -> Behaviour:
     def behaviour(server: UsmanServer, request: SeenRequest) -> Reply:
         reply = answer(server, request)
         return Reply(reply.status, reply.body, reply.headers, delay=seconds)
+
+    return behaviour
+
+
+def held(until: threading.Event, timeout: float = 120.0) -> Behaviour:
+    """Answer correctly once ``until`` is set (at most ``timeout`` s): its caller waits mid-request,
+    so a test acts on a runner at a known point however busy the machine is."""
+
+    def behaviour(server: UsmanServer, request: SeenRequest) -> Reply:
+        until.wait(timeout)
+        return answer(server, request)
 
     return behaviour
 
