@@ -327,6 +327,14 @@ class MigratedLogReader(Protocol):
         """
         ...
 
+    @property
+    def holds_live_feed(self) -> bool:
+        """Whether the store may hold live-feed logs (no ``external_id``) for the overlap check.
+
+        False for a dry run's file: verify then makes no match keys and asks for no candidates.
+        """
+        ...
+
     def live_feed_candidates(
         self, keys: Collection[MatchKey], window: dt.timedelta
     ) -> Mapping[MatchKey, Sequence[StoredLog]]:

@@ -304,6 +304,11 @@ class MongoMigratedLogReader:
         doc = encode_activity_log(log)
         return BsonContent(doc, bson.encode(doc)[4:], log)
 
+    @property
+    def holds_live_feed(self) -> bool:
+        """The CDP's collection holds the live feed's logs too."""
+        return True
+
     def live_feed_candidates(
         self, keys: Collection[MatchKey], window: dt.timedelta
     ) -> Mapping[MatchKey, Sequence[StoredLog]]:

@@ -83,6 +83,11 @@ class InMemoryMigratedLogReader:
     def content_of(self, log: ActivityLog) -> Mapping[str, object]:
         return _content_form(log)
 
+    @property
+    def holds_live_feed(self) -> bool:
+        """The store may hold live-feed logs (no ``external_id``)."""
+        return True
+
     def live_feed_candidates(
         self, keys: Collection[MatchKey], window: dt.timedelta
     ) -> Mapping[MatchKey, Sequence[StoredLog]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Final
 
 _CHUNK_BITS: Final = 1 << 16
@@ -26,6 +27,22 @@ class AuditIdSet:
         if not bits[byte] & mask:
             bits[byte] |= mask
             self._count += 1
+
+    def update(self, audit_ids: Iterable[int]) -> None:
+        """``add`` each id (a page's ids mostly share one chunk)."""
+        chunks = self._chunks
+        index, bits = None, bytearray()
+        added = 0
+        for audit_id in audit_ids:
+            chunk, bit = divmod(audit_id, _CHUNK_BITS)
+            if chunk != index:
+                index, found = chunk, chunks.get(chunk)
+                bits = chunks[chunk] = bytearray(_CHUNK_BITS // 8) if found is None else found
+            byte, mask = bit >> 3, 1 << (bit & 7)
+            if not bits[byte] & mask:
+                bits[byte] |= mask
+                added += 1
+        self._count += added
 
     def __contains__(self, audit_id: object) -> bool:
         if type(audit_id) is not int:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Final
 import attrs
 
 from ..domain import ActivityLog, AuditRow, Contact, Failed, Migrated, Outcome
-from ..enrichment.model import ASSOCIATION_ACTIONS, MatchKey
+from ..enrichment.model import ASSOCIATION_ACTIONS, MatchKey, as_referent_id
 from ..errors import CrmAuditError, LeaseHeld
 from ..jobs import COMPLETED, JobShard, MigrationJob
 from ..lookup import LookupContext, LookupPorts, fetch_lookups
@@ -123,6 +123,32 @@ def _seam_may_fire(log: ActivityLog, contacts: Mapping[str, Contact]) -> bool:
     return contact is None or log.timestamp >= contact.created_at
 
 
+def _seam_of_log(
+    audit_id: int,
+    log: ActivityLog,
+    contacts: Mapping[str, Contact],
+    keys: dict[MatchKey, tuple[int, str]] | None,
+) -> bool:
+    """The seam checks of a stored copy of ``log`` that is its document; False if it must be read.
+
+    Its fields are the log's, its timestamp in whole milliseconds (``StoredMigratedLog``). Before
+    its contact's ``created_at`` (known from the page) only an association log's match key is
+    needed, made here when ``keys`` is given (the store may hold live-feed logs). Otherwise (a
+    customer the page did not name, a timestamp at or past the watermark) the copy is read.
+    """
+    contact = contacts.get(log.customer_id)
+    if contact is None or log.timestamp >= contact.created_at:
+        return False
+    if keys is not None and log.action in ASSOCIATION_ACTIONS:
+        entity = as_referent_id(log.metadata.get("linked_entity_id"))
+        if entity is not None:
+            at = log.timestamp
+            stored_at = at.replace(microsecond=at.microsecond - at.microsecond % 1000)
+            key = MatchKey(log.company_sso_id, log.customer_id, log.category, log.action, entity, stored_at)
+            keys[key] = (audit_id, log.external_id)
+    return True
+
+
 class Walk:
     """One verify: the page loop, the stray pass, the job check and repair's bookkeeping."""
 
@@ -186,56 +212,65 @@ class Walk:
                 break
 
     def _page(self, rows: Sequence[AuditRow]) -> None:
-        ext_ids = [external_id(self.tenant, row.id) for row in rows]
-        stored: dict[str, list[StoredMigratedLog]] = {}
-        for copy in self.ports.reader.migrated_logs(self.company, ext_ids):
-            stored.setdefault(copy.external_id, []).append(copy)
+        tenant = self.tenant
+        ext_ids = [external_id(tenant, row.id) for row in rows]
+        # The first copy of each external id, and the further copies of a duplicated one (rare).
+        stored: dict[str, StoredMigratedLog] = {}
+        extra: dict[str, list[StoredMigratedLog]] = {}
+        for read in self.ports.reader.migrated_logs(self.company, ext_ids):
+            if stored.setdefault(read.external_id, read) is not read:
+                extra.setdefault(read.external_id, []).append(read)
         prepared = self.transformer.prepare(rows)
         ports = LookupPorts(self.ports.users, self.ports.sso, self.ports.contacts)
         ctx = fetch_lookups(
             self.transformer.plan(prepared),
             company_sso_id=self.company,
-            tenant=self.tenant,
+            tenant=tenant,
             ports=ports,
             cache=self.cache,
         )
-        page = self.transformer.transform(prepared, ctx, company_sso_id=self.company)
-        sampled = self._sampled(ext_ids, page.outcomes, stored) if self.settings.sample is not None else None
+        outcomes = self.transformer.transform(prepared, ctx, company_sso_id=self.company).outcomes
+        sampled = None if self.settings.sample is None else self._sampled(ext_ids, outcomes, stored, extra)
         content_of = self.ports.reader.content_of
         contacts = {c.id: c for c in ctx.contacts.values()}
         compare: list[tuple[ActivityLog, MigratedDoc, Mapping[str, object]]] = []
         seam: list[tuple[int, MigratedDoc]] = []
         missing: list[Migrated] = []
-        for row, ext_id, outcome in zip(rows, ext_ids, page.outcomes, strict=True):
-            copies = stored.get(ext_id)
-            if copies is None:
-                self._account(row, ext_id, outcome, 0, missing)
+        keys: dict[MatchKey, tuple[int, str]] = {}  # the overlap check's match keys
+        live = keys if self.ports.reader.holds_live_feed else None
+        logged: list[int] = []  # the rows with a stored log, in page order
+        same = 0  # rows migrated with one stored log that is their recomputed one
+        for row, ext_id, outcome in zip(rows, ext_ids, outcomes, strict=True):
+            copy = stored.get(ext_id)
+            if copy is None:
+                self._account(row.id, ext_id, outcome, 0, missing)
                 continue
-            found = 0
-            log = outcome.log if isinstance(outcome, Migrated) else None
-            expected: Mapping[str, object] | None = None
-            for copy in copies:
-                wanted = None
-                if log is not None and (sampled is None or id(copy) in sampled):
-                    wanted = expected = content_of(log) if expected is None else expected
-                    if copy.same_as(wanted):
-                        # The stored document is the recomputed one: the same content, the log's
-                        # fields; it is read only when a seam check could fire on it.
-                        found += 1
-                        self.content_checked += 1
-                        if _seam_may_fire(log, contacts) and (doc := copy.parsed(wanted)) is not None:
+            if sampled is None and isinstance(outcome, Migrated) and ext_id not in extra:
+                # The common case, kept lean: one stored log, its content compared whole.
+                log = outcome.log
+                expected = content_of(log)
+                if copy.same_as(expected):
+                    # The stored document is the recomputed one: the same content, the log's
+                    # fields; it is read only when a seam check could fire on it.
+                    same += 1
+                    logged.append(row.id)
+                    if not _seam_of_log(row.id, log, contacts, live):
+                        doc = copy.parsed(expected)
+                        if doc is not None:
                             seam.append((row.id, doc))
-                        continue
-                doc = copy.parsed(wanted)
-                if doc is None:
                     continue
-                found += 1
-                seam.append((row.id, doc))
-                if log is not None and wanted is not None:
-                    compare.append((log, doc, wanted))
-            self._account(row, ext_id, outcome, found, missing)
+                found = self._copies(row.id, log, (copy,), expected, sampled, contacts, compare, seam)
+            else:
+                recomputed = outcome.log if isinstance(outcome, Migrated) else None
+                copies = (copy, *extra[ext_id]) if ext_id in extra else (copy,)
+                found = self._copies(row.id, recomputed, copies, None, sampled, contacts, compare, seam)
+            if found:
+                logged.append(row.id)
+            self._account(row.id, ext_id, outcome, found, missing)
+        self.migrated += same
+        self.content_checked += same
+        self._walked(rows, logged)
         self._seam_contacts(contacts, ctx, [doc for _, doc in seam])
-        keys: dict[MatchKey, tuple[int, str]] = {}
         for audit_id, doc in seam:
             self._seam(audit_id, doc, contacts, keys)
         self._content(compare, ctx.sso_available)
@@ -243,18 +278,72 @@ class Walk:
         if self.settings.repair and missing:
             self._repair(missing)
 
+    def _copies(
+        self,
+        audit_id: int,
+        log: ActivityLog | None,
+        copies: Sequence[StoredMigratedLog],
+        expected: Mapping[str, object] | None,
+        sampled: set[int] | None,
+        contacts: Mapping[str, Contact],
+        compare: list[tuple[ActivityLog, MigratedDoc, Mapping[str, object]]],
+        seam: list[tuple[int, MigratedDoc]],
+    ) -> int:
+        """Read a row's stored copies: how many are logs; their content queued for comparison.
+
+        ``log`` is the row's recomputed log (None when it is not migrated), ``expected`` its
+        content when already made.
+        """
+        found = 0
+        for copy in copies:
+            wanted = None
+            if log is not None and (sampled is None or id(copy) in sampled):
+                if expected is None:
+                    expected = self.ports.reader.content_of(log)
+                wanted = expected
+                if copy.same_as(wanted):
+                    found += 1
+                    self.content_checked += 1
+                    if _seam_may_fire(log, contacts) and (doc := copy.parsed(wanted)) is not None:
+                        seam.append((audit_id, doc))
+                    continue
+            doc = copy.parsed(wanted)
+            if doc is None:
+                continue
+            found += 1
+            seam.append((audit_id, doc))
+            if log is not None and wanted is not None:
+                compare.append((log, doc, wanted))
+        return found
+
+    def _walked(self, rows: Sequence[AuditRow], logged: Sequence[int]) -> None:
+        """Count a page's rows: in all, into the walked ids, and into the job's range."""
+        self.audits += len(rows)
+        ids = [row.id for row in rows]
+        self.walked.update(ids)
+        job = self.job
+        if job is None:
+            return
+        last, promised = job.last_audit_id, job.max_audit_id
+        self.range_rows += sum(1 for audit_id in ids if audit_id <= last)
+        self.range_logged += sum(1 for audit_id in logged if audit_id <= last)
+        for audit_id in ids:
+            if audit_id <= promised:  # ascending ids: the last one seen is the largest
+                self.range_last = audit_id
+
     def _sampled(
         self,
         ext_ids: Sequence[str],
         outcomes: Sequence[Outcome],
-        stored: Mapping[str, Sequence[StoredMigratedLog]],
+        stored: Mapping[str, StoredMigratedLog],
+        extra: Mapping[str, Sequence[StoredMigratedLog]],
     ) -> set[int]:
         """The stored copies (by ``id``) whose content ``--sample`` compares: at most N a page."""
         copies = [
             copy
             for ext_id, outcome in zip(ext_ids, outcomes, strict=True)
-            if isinstance(outcome, Migrated)
-            for copy in stored.get(ext_id, ())
+            if isinstance(outcome, Migrated) and ext_id in stored
+            for copy in (stored[ext_id], *extra.get(ext_id, ()))
         ]
         sample = self.settings.sample
         if sample is not None and len(copies) > sample and self.rng is not None:
@@ -279,31 +368,22 @@ class Walk:
             contacts.update((c.id, c) for c in found.values())
 
     def _account(
-        self, row: AuditRow, ext_id: str, outcome: Outcome, docs: int, missing: list[Migrated]
+        self, audit_id: int, ext_id: str, outcome: Outcome, docs: int, missing: list[Migrated]
     ) -> None:
         """Count the row by its recomputed outcome and the number of logs stored for it."""
-        self.audits += 1
-        self.walked.add(row.id)
-        job = self.job
-        if job is not None:
-            if row.id <= job.last_audit_id:
-                self.range_rows += 1
-                self.range_logged += bool(docs)
-            if row.id <= job.max_audit_id:  # ascending ids: the last one seen is the largest
-                self.range_last = row.id
         if docs > 1:
-            self.found["duplicate"].add(row.id, ext_id, f"{docs} logs")
+            self.found["duplicate"].add(audit_id, ext_id, f"{docs} logs")
         if isinstance(outcome, Migrated):
             if not docs:
-                self.found["missing"].add(row.id, ext_id, "no log")
-                if self._repairable(row.id):
+                self.found["missing"].add(audit_id, ext_id, "no log")
+                if self._repairable(audit_id):
                     missing.append(outcome)
                 return
             self.migrated += 1
             return
         if docs:
             self.found["unexpected"].add(
-                row.id, ext_id, f"{type(outcome).__name__.lower()}: {outcome.reason}"
+                audit_id, ext_id, f"{type(outcome).__name__.lower()}: {outcome.reason}"
             )
             return
         counts = self.failed if isinstance(outcome, Failed) else self.skipped
@@ -364,7 +444,7 @@ class Walk:
                 )
 
     def _overlap(self, keys: Mapping[MatchKey, tuple[int, str]]) -> None:
-        if not keys:
+        if not keys or not self.ports.reader.holds_live_feed:
             return
         window = self.settings.match_window
         for key, candidates in self.ports.reader.live_feed_candidates(list(keys), window).items():

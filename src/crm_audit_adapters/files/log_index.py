@@ -1,0 +1,322 @@
+"""Where each log of a JSONL activity-log file is: the compact index verify reads a dry run's file by.
+
+Per company and external-id prefix (``crm:{tenant}:audit:``) the audit ids, sorted, with the byte
+offset of their lines and whether the line is a ``crm_migration`` one: 17 bytes a log. Other
+external ids (not of that shape, or an id not in its canonical spelling) go to a small dict.
+
+The file is read in chunks of ``chunk_bytes`` and each line's keys are taken where the sink puts
+them (``company_sso_id`` first, ``external_id`` right before ``source_tag``), by searching the
+chunk between the line's bounds: no object per line, and the company and prefix of the line before
+recognised without decoding (a file names one account's logs, in id order, as a run writes them).
+A line in any other layout, or with an escape in those values, is parsed instead.
+"""
+
+from __future__ import annotations
+
+import json
+from array import array
+from bisect import bisect_left, bisect_right
+from collections.abc import Collection, Iterator
+from itertools import pairwise
+from typing import IO, Final
+
+import attrs
+
+from crm_audit_transform.domain import SOURCE_TAG
+from crm_audit_transform.numerals import MAX_DIGITS
+
+from .errors import FileFormatError
+from .lines import PathLike
+
+__all__ = ["LogIndex"]
+
+_Q_MIN, _Q_MAX = -(2**63), 2**63 - 1
+CHUNK_BYTES: Final = 4 << 20
+"""Bytes read at a time while indexing (a longer line is read whole, over several reads)."""
+
+# The sink's layouts: compact (orjson, today) and spaced (``json.dumps``, files of earlier releases).
+_COMPACT = (b'{"company_sso_id":"', b'"external_id":"', b'","source_tag":"')
+_SPACED = (b'{"company_sso_id": "', b'"external_id": "', b'", "source_tag": "')
+_OURS = SOURCE_TAG.encode()
+_ZERO = ord("0")
+
+
+def split_external_id(external_id: str) -> tuple[str, int] | None:
+    """``crm:{tenant}:audit:{id}`` → (``crm:{tenant}:audit:``, id); None for any other shape.
+
+    Only the id's canonical spelling (``str(id)``: no leading zero, no ``-0``) splits, so an indexed
+    line's external_id is exactly ``prefix + str(id)``; another spelling is kept whole.
+    """
+    prefix, sep, digits = external_id.rpartition(":audit:")
+    if not sep or not prefix.startswith("crm:"):
+        return None
+    body = digits[1:] if digits[:1] == "-" else digits
+    # is_int_text without the regex (this runs once a line): ASCII digits, an optional "-".
+    if not (body.isascii() and body.isdigit()) or len(body) > MAX_DIGITS:
+        return None
+    number = int(digits)
+    if str(number) != digits:
+        return None
+    return (prefix + sep, number) if _Q_MIN <= number <= _Q_MAX else None
+
+
+def sink_keys(raw: bytes) -> tuple[str, str, bool] | None:
+    """(company, external_id, ours) read where the sink puts them, without parsing the line.
+
+    The sink writes ``company_sso_id`` first and ``external_id`` right before ``source_tag``, after
+    ``attributes``; a quote inside any JSON string is escaped, so ``"external_id":"`` occurs only
+    as a key, and its last occurrence is the top-level one (``metadata`` holds no such key). A
+    line not in that shape, or with an escape in these values, returns None and is parsed instead.
+    """
+    if raw.startswith(_COMPACT[0]):
+        company_key, external_key, tag_key = _COMPACT
+    elif raw.startswith(_SPACED[0]):
+        company_key, external_key, tag_key = _SPACED
+    else:
+        return None
+    company_end = raw.find(b'"', len(company_key))
+    key = raw.rfind(external_key)
+    if company_end < 0 or key < 0:
+        return None
+    start = key + len(external_key)
+    end = raw.find(b'"', start)
+    if end < 0 or not raw.startswith(tag_key, end):
+        return None
+    tag_start = end + len(tag_key)
+    tag_end = raw.find(b'"', tag_start)
+    if tag_end < 0:
+        return None
+    company, external_id, tag = raw[len(company_key) : company_end], raw[start:end], raw[tag_start:tag_end]
+    if not external_id or b"\\" in company or b"\\" in external_id or b"\\" in tag:
+        return None
+    return company.decode(), external_id.decode(), tag == _OURS
+
+
+@attrs.define(slots=True)
+class _Prefix:
+    ids: array[int] = attrs.field(factory=lambda: array("q"))
+    offsets: array[int] = attrs.field(factory=lambda: array("q"))
+    ours: array[int] = attrs.field(factory=lambda: array("b"))
+
+    def seal(self) -> None:
+        ids = self.ids
+        if all(a <= b for a, b in pairwise(ids)):  # the sink's order (ties in file order): nothing to sort
+            return
+        order = sorted(range(len(self.ids)), key=self.ids.__getitem__)  # stable: file order on ties
+        self.ids = array("q", (self.ids[i] for i in order))
+        self.offsets = array("q", (self.offsets[i] for i in order))
+        self.ours = array("b", (self.ours[i] for i in order))
+
+
+class LogIndex:
+    """The lines of a JSONL activity-log file by (company, external_id); see the module docstring."""
+
+    __slots__ = ("_others", "_prefix", "_prefixes")
+
+    def __init__(self) -> None:
+        self._prefixes: dict[tuple[str, str], _Prefix] = {}
+        self._others: dict[tuple[str, str], list[tuple[int, bool]]] = {}
+        self._prefix = ""  # the prefix a page's external ids were split by last
+
+    @classmethod
+    def of_stream(cls, stream: IO[bytes], name: PathLike, chunk_bytes: int = CHUNK_BYTES) -> LogIndex:
+        """Index every line of ``stream`` (read from where it is); ``FileFormatError`` for a line
+        that is not a JSON object. ``name`` names the file in that error."""
+        index = cls()
+        _Scan(index, name).read(stream, chunk_bytes)
+        for prefix in index._prefixes.values():
+            prefix.seal()
+        return index
+
+    def add(self, company: str, external_id: str, offset: int, ours: bool) -> None:
+        split = split_external_id(external_id)
+        if split is None:
+            self._others.setdefault((company, external_id), []).append((offset, ours))
+            return
+        found = self.prefix(company, split[0])
+        found.ids.append(split[1])
+        found.offsets.append(offset)
+        found.ours.append(ours)
+
+    def prefix(self, company: str, prefix: str) -> _Prefix:
+        """The arrays of one company's external ids with this prefix (made empty when new)."""
+        found = self._prefixes.get((company, prefix))
+        if found is None:
+            found = self._prefixes[(company, prefix)] = _Prefix()
+        return found
+
+    def places(self, company_sso_id: str, external_ids: Collection[str]) -> list[tuple[int, str]]:
+        """(offset, external_id) of every line holding one of these ids, by ascending offset."""
+        places: list[tuple[int, str]] = []
+        wanted: dict[str, dict[int, str]] = {}
+        prefix = self._prefix
+        size = len(prefix)
+        numbers: dict[int, str] = {}
+        rest: list[str] = []
+        for external_id in external_ids:
+            # A page's ids share the prefix of the page before: split them without rpartition.
+            if prefix and external_id.startswith(prefix):
+                digits = external_id[size:]
+                if digits.isdigit() and digits.isascii() and len(digits) <= MAX_DIGITS and digits[0] != "0":
+                    number = int(digits)
+                    if number <= _Q_MAX:
+                        numbers[number] = external_id
+                        continue
+            rest.append(external_id)
+        if numbers:
+            wanted[prefix] = numbers
+        for external_id in set(rest):
+            split = split_external_id(external_id)
+            if split is None:
+                places.extend(
+                    (o, external_id) for o, _ in self._others.get((company_sso_id, external_id), ())
+                )
+                continue
+            wanted.setdefault(split[0], {})[split[1]] = external_id
+            self._prefix = split[0]
+        for text, by_number in wanted.items():
+            found = self._prefixes.get((company_sso_id, text))
+            if found is None:
+                continue
+            # A page asks for a run of ids: one slice of the sorted index, filtered by the dict.
+            ids = found.ids
+            low, high = bisect_left(ids, min(by_number)), bisect_right(ids, max(by_number))
+            window = zip(ids[low:high], found.offsets[low:high], strict=True)
+            places.extend((o, by_number[i]) for i, o in window if i in by_number)
+        places.sort()
+        return places
+
+    def external_ids(self, company_sso_id: str) -> Iterator[str]:
+        """Every ``crm_migration`` line's external_id of the company (once a line)."""
+        for (company, text), prefix in sorted(self._prefixes.items()):
+            if company == company_sso_id:
+                yield from (f"{text}{i}" for i, ours in zip(prefix.ids, prefix.ours, strict=True) if ours)
+        for (company, external_id), places in sorted(self._others.items()):
+            if company == company_sso_id:
+                yield from (external_id for _, ours in places if ours)
+
+
+class _Follow:
+    """The company and prefix the scan matches as bytes: those of the last line read the long way."""
+
+    __slots__ = ("ids", "keys", "offsets", "ours")
+
+    def __init__(self) -> None:
+        self.keys = (b"", b"", 0)
+        self.ids, self.offsets, self.ours = array("q"), array("q"), array("b")
+
+    def line(self, scan: _Scan, raw: bytes, offset: int, number: int) -> bool:
+        """Index ``raw`` the long way; True when the lines after it may be matched by its keys."""
+        keys = scan.line(raw, offset, number)
+        split = None if keys is None else split_external_id(keys[1])
+        if keys is None or split is None:
+            return False
+        company_b, prefix_b = keys[0].encode(), split[0].encode()
+        if b"\\" in company_b or b"\\" in prefix_b:
+            return False  # as bytes, a backslash would match the escapes of other text
+        found = scan.index.prefix(keys[0], split[0])
+        self.keys = (company_b, prefix_b, len(prefix_b))
+        self.ids, self.offsets, self.ours = found.ids, found.offsets, found.ours
+        return True
+
+
+class _Scan:
+    """One pass over a file's lines into a ``LogIndex``."""
+
+    __slots__ = ("index", "name")
+
+    def __init__(self, index: LogIndex, name: PathLike) -> None:
+        self.index = index
+        self.name = name
+
+    def read(self, stream: IO[bytes], chunk_bytes: int) -> None:
+        company_key, external_key, tag_key = _COMPACT
+        lc, lx, lt, lo = len(company_key), len(external_key), len(tag_key), len(_OURS)
+        # The company and external-id prefix of the last line read the long way, as bytes, and
+        # the arrays they index into; ``fast`` once there is such a line.
+        follow = _Follow()
+        fast, company_b, prefix_b, size = False, b"", b"", 0
+        ids, offsets, ours = follow.ids, follow.offsets, follow.ours
+        base, number = 0, 0  # the file offset of ``chunk``, the lines so far
+        cut, cut_at = b"", 0  # a line the last read cut, and its offset
+        while True:
+            chunk = stream.read(chunk_bytes)
+            start, limit = 0, len(chunk)
+            if cut or not chunk:
+                # The cut line's end is in this chunk (or it is the file's last, without newline).
+                end = chunk.find(b"\n")
+                if end < 0 and chunk:
+                    cut += chunk
+                    base += limit
+                    continue
+                start = limit if end < 0 else end + 1
+                if cut or start:
+                    number += 1
+                    if follow.line(self, cut + chunk[:start], cut_at, number):
+                        fast, company_b, prefix_b, size = True, *follow.keys
+                        ids, offsets, ours = follow.ids, follow.offsets, follow.ours
+                cut = b""
+                if not chunk:
+                    return
+            while start < limit:
+                end = chunk.find(b"\n", start)
+                if end < 0:
+                    cut, cut_at = chunk[start:], base + start  # the line goes on in the next chunk
+                    break
+                number += 1
+                # The sink's compact layout with the line before's company and prefix: no decoding.
+                if (
+                    fast
+                    and chunk.startswith(company_key, start)
+                    and chunk.startswith(company_b, start + lc)
+                    and chunk.startswith(b'"', start + lc + len(company_b))
+                    and (key := chunk.rfind(external_key, start, end)) >= 0
+                    and chunk.startswith(prefix_b, key + lx)
+                    and (digits_end := chunk.find(b'"', key + lx, end)) >= 0
+                    and chunk.startswith(tag_key, digits_end)
+                ):
+                    digits = chunk[key + lx + size : digits_end]
+                    tag = digits_end + lt
+                    if (
+                        digits.isdigit()
+                        and len(digits) <= MAX_DIGITS
+                        and digits[0] != _ZERO
+                        and (value := int(digits)) <= _Q_MAX
+                    ):
+                        if chunk.startswith(_OURS, tag) and chunk.startswith(b'"', tag + lo):
+                            ids.append(value)
+                            offsets.append(base + start)
+                            ours.append(True)
+                            start = end + 1
+                            continue
+                        tag_end = chunk.find(b'"', tag, end)
+                        if tag_end >= 0 and chunk.find(b"\\", tag, tag_end) < 0:
+                            ids.append(value)
+                            offsets.append(base + start)
+                            ours.append(False)
+                            start = end + 1
+                            continue
+                if follow.line(self, chunk[start : end + 1], base + start, number):
+                    fast, company_b, prefix_b, size = True, *follow.keys
+                    ids, offsets, ours = follow.ids, follow.offsets, follow.ours
+                start = end + 1
+            base += limit
+
+    def line(self, raw: bytes, offset: int, number: int) -> tuple[str, str] | None:
+        """Index one line the long way; its (company, external_id) when it has them."""
+        keys = sink_keys(raw)
+        if keys is None:
+            if not raw.strip():
+                return None
+            try:
+                doc: object = json.loads(raw)
+            except ValueError as exc:
+                raise FileFormatError(self.name, number, f"not a JSON document: {exc}") from exc
+            if not isinstance(doc, dict):
+                raise FileFormatError(self.name, number, "not a JSON object")
+            company, external_id = doc.get("company_sso_id"), doc.get("external_id")
+            if not isinstance(company, str) or not isinstance(external_id, str) or not external_id:
+                return None  # a log without our key: never one of ours
+            keys = company, external_id, doc.get("source_tag") == SOURCE_TAG
+        self.index.add(keys[0], keys[1], offset, keys[2])
+        return keys[0], keys[1]
