@@ -21,7 +21,16 @@ rows): "1" is an unsharded job on one worker (``enqueue`` → ``migrate_account`
 in two shards (``enqueue --shards 2`` → two ``migrate_shard`` tasks) on two workers; the time is the
 job's ``created_at`` → ``finished_at`` (the last shard settles it).
 
-    .venv/bin/python benchmarks/bench_workers.py --rows-per-account 20000 --accounts 4
+Every run is also accounted per process (proc_accounting.py), so a run on a busy machine shows
+why it did not scale: each worker's, mongoeco's, Redis's and the PostgreSQL backends' CPU seconds
+and run-queue wait (``/proc/PID/task/*/schedstat``: runnable, but another task had the core), the
+`enqueue` command's CPU, and the machine's busy cores (ours and everyone else's) and CPU-pressure
+stall. "rows per worker CPU-s" over the best single-worker run is the workers' own scaling (does
+a second worker cost more CPU a row?); the wall speed-up is that times the CPU the workers got.
+The scheduler's autogroups of the run's processes are printed too: with
+``kernel.sched_autogroup_enabled`` every process of this script shares one session's CPU share.
+
+    .venv/bin/python benchmarks/bench_workers.py --rows-per-account 20000 --accounts 4 --workers 1 2 1 2
     .venv/bin/python benchmarks/bench_workers.py --rows-per-account 80000 --shards 1 2 1 2
 """
 
@@ -29,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -45,6 +55,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from crm_audit_adapters.crm_postgres.throwaway import create_database, throwaway_server  # noqa: E402
+from proc_accounting import Members, Snapshot, Usage, autogroup, children_of, parent_pid  # noqa: E402
 from support.mongo_emulator import MongoEmulator  # noqa: E402
 from support.redis_server import die_with_parent, free_port, ping  # noqa: E402
 from support.usman_server import TOKEN, UsmanServer  # noqa: E402
@@ -76,12 +87,6 @@ def cli(env: dict[str, str], *args: str) -> str:
     return done.stdout
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a live process, from /proc (clock ticks → seconds)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def postmaster_pid(dsn: str) -> int:
     """The PostgreSQL server's main process: the parent of one of its backends."""
     import psycopg
@@ -90,25 +95,6 @@ def postmaster_pid(dsn: str) -> int:
         row = conn.execute("SELECT pg_backend_pid()").fetchone()
     assert row is not None
     return parent_pid(int(row[0]))
-
-
-def parent_pid(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-
-
-def tree_cpu(root: int) -> dict[int, float]:
-    """CPU seconds of ``root`` and each of its children (PostgreSQL's backends), by pid."""
-    found: dict[int, float] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        pid = int(entry.name)
-        try:
-            if pid == root or parent_pid(pid) == root:
-                found[pid] = cpu_seconds(pid)
-        except (FileNotFoundError, ProcessLookupError, IndexError):
-            continue  # exited meanwhile
-    return found
 
 
 def measure(
@@ -139,11 +125,16 @@ def measure(
         "crm_activity_log_migration_jobs"
     ]
     load_before = os.getloadavg()
-    watched = {**{f"worker{i}": p.pid for i, p in enumerate(processes)}, **servers}
-    cpu_before = {name: cpu_seconds(pid) for name, pid in watched.items()}
-    postgres = postmaster_pid(env["CRM_AUDIT_DATABASE_URL"])
-    pg_before = tree_cpu(postgres)
+    groups: dict[str, Members] = {f"worker{i}": [p.pid] for i, p in enumerate(processes)}
+    groups.update({name: [pid] for name, pid in servers.items()})
+    # Backends that begin during the run count from zero; none ends before the workers do.
+    groups["postgres"] = children_of(postmaster_pid(env["CRM_AUDIT_DATABASE_URL"]))
+    groups_of = sorted({autogroup(pid) for pid in watched_pids(groups)} - {""})
+    snapshot = Snapshot.take(groups)
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     cli(env, "enqueue", *enqueue)  # one process triggers the accounts and sends their tasks
+    children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    polls = time.process_time()
     while True:
         docs = list(jobs.find({}, {"status": 1, "tally": 1, "created_at": 1, "finished_at": 1}))
         if len(docs) == len(accounts) and all(d["status"] == "completed" for d in docs):
@@ -151,12 +142,18 @@ def measure(
         if any(d["status"] not in ("in_progress", "completed") for d in docs):
             raise RuntimeError(f"a job did not complete: {docs}")
         time.sleep(0.2)
+    usage, machine = snapshot.since()  # before any process of the run stops
+    usage["enqueue"] = Usage(
+        children_after.ru_utime
+        + children_after.ru_stime
+        - children_before.ru_utime
+        - children_before.ru_stime,
+        0.0,
+    )
+    usage["bench"] = Usage(time.process_time() - polls, 0.0)  # this script polling the jobs
     # From the first job's creation to the last job's finish, as the jobs themselves recorded it.
     seconds = (max(d["finished_at"] for d in docs) - min(d["created_at"] for d in docs)).total_seconds()
     load_after = os.getloadavg()
-    cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in watched.items()}
-    # Backends that began during the run count from zero; none ends before the workers do.
-    cpu["postgres"] = sum(t - pg_before.get(pid, 0.0) for pid, t in tree_cpu(postgres).items())
     for process in processes:
         process.terminate()
         process.wait(timeout=30)
@@ -166,7 +163,9 @@ def measure(
         "rows": rows,
         "seconds": seconds,
         "load": (load_before[0], load_after[0]),
-        "cpu": cpu,
+        "usage": usage,
+        "machine": machine,
+        "autogroups": groups_of,
     }
 
 
@@ -182,6 +181,7 @@ def main() -> int:
         help="instead: runs of one big account in N shards on N workers (1 = unsharded), in order",
     )
     args = parser.parse_args()
+    print(f"load 1/5/15-min at the start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if shutil.which("redis-server") is None:
         raise SystemExit("redis-server is not installed (apt-get install redis-server)")
     sharded = args.shards is not None
@@ -242,25 +242,73 @@ def main() -> int:
             emulator.__exit__(None, None, None)
             redis.terminate()
             redis.wait(timeout=30)
-    base = max(r["rows"] / r["seconds"] for r in results if r["workers"] == 1)
-    what = "1 account in N shards on N workers" if sharded else f"{args.accounts} accounts"
-    print(f"machine: {os.cpu_count()} cores; {what} x {args.rows_per_account} rows")
-    print("| workers | rows | seconds | rows/s | speed-up | load 1-min before/after | CPU s (busy share) |")
-    print("|---:|---:|---:|---:|---:|---|---|")
-    for r in results:
-        rate = r["rows"] / r["seconds"]
-        print(
-            f"| {r['workers']} | {r['rows']:,} | {r['seconds']:.1f} | {rate:,.0f} | {rate / base:.2f} x "
-            f"| {r['load'][0]:.2f} / {r['load'][1]:.2f} | {busy(r)} |"
-        )
+    report(results, sharded=sharded, accounts=args.accounts, rows_per_account=args.rows_per_account)
+    print(f"load 1/5/15-min at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
 
 
-def busy(result: dict[str, Any]) -> str:
-    """CPU seconds each process used during the run, and that over the run's wall time."""
-    return ", ".join(
-        f"{name} {cpu:.1f} ({cpu / result['seconds']:.0%})" for name, cpu in result["cpu"].items()
+def report(results: list[dict[str, Any]], *, sharded: bool, accounts: int, rows_per_account: int) -> None:
+    """The speed-up table, then where each run's wall time went, process by process.
+
+    "rows per worker CPU-s" is the work the workers did per CPU-second they used; its ratio to the
+    best single-worker run is the workers' own scaling (1.00 ×: two workers spent no more CPU a row
+    than one). The wall speed-up is that times how much CPU the workers got per wall second:
+    a worker's wall time is its CPU + its run-queue wait (runnable, another task had the core) +
+    the rest (blocked on PostgreSQL, the CDP, Redis).
+    """
+    base = max(r["rows"] / r["seconds"] for r in results if r["workers"] == 1)
+    base_cpu = max(r["rows"] / worker_cpu(r) for r in results if r["workers"] == 1)
+    what = "1 account in N shards on N workers" if sharded else f"{accounts} accounts"
+    print(f"machine: {os.cpu_count()} cores; {what} x {rows_per_account} rows")
+    print(
+        "| workers | rows | seconds | rows/s | speed-up | rows per worker CPU-s | own scaling "
+        "| load 1-min before/after | machine busy (ours / others), cores | CPU stall |"
     )
+    print("|---:|---:|---:|---:|---:|---:|---:|---|---|---:|")
+    for r in results:
+        rate = r["rows"] / r["seconds"]
+        per_cpu = r["rows"] / worker_cpu(r)
+        machine = r["machine"]
+        ours = sum(u.cpu_s for u in r["usage"].values())
+        stall = "n/a" if machine.stall_s is None else f"{machine.stall_s / machine.wall_s:.0%}"
+        print(
+            f"| {r['workers']} | {r['rows']:,} | {r['seconds']:.1f} | {rate:,.0f} | {rate / base:.2f} x "
+            f"| {per_cpu:,.0f} | {per_cpu / base_cpu:.2f} x | {r['load'][0]:.2f} / {r['load'][1]:.2f} "
+            f"| {machine.busy_cpu_s / machine.wall_s:.2f} ({ours / machine.wall_s:.2f} / "
+            f"{max(machine.busy_cpu_s - ours, 0.0) / machine.wall_s:.2f}) | {stall} |"
+        )
+    shared = sorted({g for r in results for g in r["autogroups"]})
+    print(f"scheduler autogroups of the run's processes: {', '.join(shared) or 'none'}")
+    print()
+    print("Per process over the run's wall time: CPU s (share of wall) / run-queue wait s (share).")
+    names = sorted(
+        {name for r in results for name in r["usage"]}, key=lambda n: (not n.startswith("worker"), n)
+    )
+    print("| workers | " + " | ".join(names) + " |")
+    print("|---:|" + "---|" * len(names))
+    for r in results:
+        cells = []
+        for name in names:
+            got = r["usage"].get(name)
+            if got is None:
+                cells.append("")
+                continue
+            share = got.cpu_s / r["seconds"]
+            wait = (
+                ""
+                if name in ("enqueue", "bench")
+                else f" / {got.wait_s:.1f} ({got.wait_s / r['seconds']:.0%})"
+            )
+            cells.append(f"{got.cpu_s:.1f} ({share:.0%}){wait}")
+        print(f"| {r['workers']} | " + " | ".join(cells) + " |")
+
+
+def watched_pids(groups: dict[str, Members]) -> list[int]:
+    return [pid for members in groups.values() for pid in (members() if callable(members) else members)]
+
+
+def worker_cpu(result: dict[str, Any]) -> float:
+    return sum(u.cpu_s for name, u in result["usage"].items() if name.startswith("worker"))
 
 
 if __name__ == "__main__":
