@@ -93,8 +93,8 @@ def postmaster_pid(dsn: str) -> int:
 
     with psycopg.connect(dsn) as conn:
         row = conn.execute("SELECT pg_backend_pid()").fetchone()
-    assert row is not None
-    return parent_pid(int(row[0]))
+        assert row is not None
+        return parent_pid(int(row[0]))  # while the backend lives
 
 
 def measure(
@@ -129,7 +129,9 @@ def measure(
     groups.update({name: [pid] for name, pid in servers.items()})
     # Backends that begin during the run count from zero; none ends before the workers do.
     groups["postgres"] = children_of(postmaster_pid(env["CRM_AUDIT_DATABASE_URL"]))
-    groups_of = sorted({autogroup(pid) for pid in watched_pids(groups)} - {""})
+    groups_of = {
+        name: autogroup(members()[0] if callable(members) else members[0]) for name, members in groups.items()
+    }
     snapshot = Snapshot.take(groups)
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     cli(env, "enqueue", *enqueue)  # one process triggers the accounts and sends their tasks
@@ -277,8 +279,8 @@ def report(results: list[dict[str, Any]], *, sharded: bool, accounts: int, rows_
             f"| {machine.busy_cpu_s / machine.wall_s:.2f} ({ours / machine.wall_s:.2f} / "
             f"{max(machine.busy_cpu_s - ours, 0.0) / machine.wall_s:.2f}) | {stall} |"
         )
-    shared = sorted({g for r in results for g in r["autogroups"]})
-    print(f"scheduler autogroups of the run's processes: {', '.join(shared) or 'none'}")
+    seen = {f"{name} {group}" for r in results for name, group in r["autogroups"].items()}
+    print(f"scheduler autogroups (this script: {autogroup(os.getpid())}): {', '.join(sorted(seen))}")
     print()
     print("Per process over the run's wall time: CPU s (share of wall) / run-queue wait s (share).")
     names = sorted(
@@ -301,10 +303,6 @@ def report(results: list[dict[str, Any]], *, sharded: bool, accounts: int, rows_
             )
             cells.append(f"{got.cpu_s:.1f} ({share:.0%}){wait}")
         print(f"| {r['workers']} | " + " | ".join(cells) + " |")
-
-
-def watched_pids(groups: dict[str, Members]) -> list[int]:
-    return [pid for members in groups.values() for pid in (members() if callable(members) else members)]
 
 
 def worker_cpu(result: dict[str, Any]) -> float:
