@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+from types import SimpleNamespace
+from typing import Any
+
 import pytest
+from click.testing import CliRunner
 
 from crm_audit_adapters.celery import ENRICH_ACCOUNT, MIGRATE_ACCOUNT, QUEUE, VERIFY_ACCOUNT, make_app
+from crm_audit_adapters.cli import Overrides, cli
 from crm_audit_adapters.settings import Settings, load_settings
 from crm_audit_transform.errors import ConfigError, LeaseHeld, Unavailable
 
@@ -55,3 +61,50 @@ class TestCeleryApp:
         assert shown["broker_url"] == "redis://:***@redis.internal:6379/0"
         assert shown["broker_visibility_timeout"] == 3600.0
         assert "broker-secret" not in repr(shown) + repr(Settings(broker_url=BROKER))
+
+
+class TestOneTaskPerProcess:
+    def test_a_task_on_a_second_thread_of_a_worker_process_is_refused(self) -> None:
+        """The process's runtime serves the thread that built it; a task on another thread fails with
+        ConfigError before it reaches the runtime (a threads or gevent pool would share its lease owner)."""
+        enriched: list[str] = []
+
+        def enrich(company: str) -> Any:
+            enriched.append(company)
+            return SimpleNamespace(patched=0, keys_set=0)
+
+        built: list[object] = []
+
+        def runtime() -> Any:
+            built.append(object())
+            return SimpleNamespace(service=SimpleNamespace(enrich=enrich))
+
+        app = make_app(Settings(broker_url=BROKER), runtime_factory=runtime)
+        task = app.tasks[ENRICH_ACCOUNT]
+        assert task.apply(args=["company-a"], throw=True).get() == {
+            "company_sso_id": "company-a",
+            "patched": 0,
+            "keys_set": 0,
+        }
+        raised: list[BaseException] = []
+
+        def on_another_thread() -> None:
+            try:
+                task.apply(args=["company-b"], throw=True)
+            except BaseException as exc:
+                raised.append(exc)
+
+        other = threading.Thread(target=on_another_thread)
+        other.start()
+        other.join()
+        assert len(raised) == 1
+        assert isinstance(raised[0], ConfigError)
+        assert "--pool prefork" in str(raised[0])
+        assert (enriched, len(built)) == (["company-a"], 1)
+
+    @pytest.mark.parametrize("pool", [["--pool", "threads"], ["-P", "gevent"], ["--pool=eventlet"]])
+    def test_the_worker_command_refuses_pools_that_share_a_process(self, pool: list[str]) -> None:
+        """`worker` with a threads, gevent or eventlet pool is a usage error, before any broker is needed."""
+        result = CliRunner().invoke(cli, ["worker", *pool], obj=Overrides(), env={"CRM_AUDIT_SETTINGS": ""})
+        assert result.exit_code == 2, result.output
+        assert "is not supported: the migration runs one task per process" in result.output

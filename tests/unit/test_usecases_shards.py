@@ -13,7 +13,7 @@ from crm_audit_transform.domain import AuditRow, ScopeBounds
 from crm_audit_transform.errors import JobAlreadyRunning, LeaseHeld
 from crm_audit_transform.jobs import CANCELLED, COMPLETED, HALTED, IN_PROGRESS, MigrationJob
 from crm_audit_transform.usecases import RESUME, RunSettings
-from crm_audit_transform.usecases.shards import split_shards
+from crm_audit_transform.usecases.shards import run_shard, split_shards
 from support.corpus_account import World
 
 NO_HALT = RunSettings(halt_threshold=1.0, page_size=50)
@@ -36,6 +36,22 @@ def unsharded_end(settings: RunSettings = NO_HALT) -> tuple[World, MigrationJob]
 def timeline(world: World) -> list[str]:
     # repr, not ==: a Decimal('NaN') value is never equal to itself.
     return sorted(repr(log) for log in world.logs.logs)
+
+
+class ReadsFirst:
+    """The job store, except that its first ``latest`` answers with ``stale``: a read that another
+    runner's writes overtook before this runner took its lease."""
+
+    def __init__(self, jobs: Any, stale: MigrationJob) -> None:
+        self._jobs = jobs
+        self._stale: MigrationJob | None = stale
+
+    def latest(self, company_sso_id: str) -> MigrationJob | None:
+        stale, self._stale = self._stale, None
+        return stale if stale is not None else self._jobs.latest(company_sso_id)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._jobs, name)
 
 
 class TestSplit:
@@ -116,6 +132,32 @@ class TestShardedRun:
         job = world.service(settings=NO_HALT).run(world.company, owner="one").job
         assert (job.status, job.tally) == (COMPLETED, solo_job.tally)
         assert timeline(world) == timeline(solo)
+
+    def test_a_shard_completed_after_it_was_read_is_left_as_it_is(self) -> None:
+        """A runner that read shard 0 in progress, after another runner completed it, takes no lease,
+        reads and writes nothing, and hands back the job as stored."""
+        world = World()
+        sharded(world, 2)
+        stale = world.jobs.latest(world.company)
+        assert stale is not None
+        world.service(settings=NO_HALT).run_shard(world.company, 0, owner="first")
+        done = world.jobs.latest(world.company)
+        assert done is not None
+        assert (done.shards[0].status, done.shards[0].lease_owner) == (COMPLETED, None)
+        logs = timeline(world)
+        late = run_shard(
+            world.company,
+            0,
+            world.run_ports(),
+            world.transformer,
+            jobs=ReadsFirst(world.jobs, stale),
+            owner="late",
+            settings=NO_HALT,
+        )
+        assert late.job == done
+        assert (late.stopped, late.steps) == (False, 0)
+        assert world.jobs.latest(world.company) == done
+        assert timeline(world) == logs
 
     def test_a_held_shard_refuses_a_second_runner_but_not_another_shard(self) -> None:
         """Each shard has its own lease: shard 1 is held, shard 0 runs."""

@@ -28,7 +28,7 @@ from typing import Final
 from celery import Celery, Task
 from celery.signals import task_retry, worker_shutting_down
 
-from crm_audit_transform.errors import LeaseHeld, Unavailable
+from crm_audit_transform.errors import ConfigError, LeaseHeld, Unavailable
 from crm_audit_transform.usecases.shards import shard_view
 
 from ..bootstrap import Runtime
@@ -56,24 +56,43 @@ _RETRYING: Final[dict[str, object]] = {
 
 
 class _ProcessRuntime:
-    """One ``Runtime`` per worker process, built by its first task (after any fork)."""
+    """One ``Runtime`` per worker process, built by its first task (after any fork).
 
-    __slots__ = ("_factory", "_pid", "_runtime")
+    Every task of a process must run on the thread that built it: a task on another thread (a
+    ``threads``, ``gevent`` or ``eventlet`` pool, which patch thread identity per greenlet) would
+    share the process's lease owner and CRM connection with a task running beside it, so it fails
+    with ``ConfigError`` (not retried) before it touches anything.
+    """
+
+    __slots__ = ("_factory", "_pid", "_runtime", "_thread")
 
     def __init__(self, factory: Callable[[], Runtime]) -> None:
         self._factory = factory
         self._runtime: Runtime | None = None
         self._pid = 0
+        self._thread = 0
 
     def get(self) -> Runtime:
         if self._runtime is None or self._pid != os.getpid():
             self._runtime = self._factory()
             self._pid = os.getpid()
+            self._thread = threading.get_ident()
+        elif self._thread != threading.get_ident():
+            raise ConfigError(
+                [
+                    (
+                        "worker_pool",
+                        "the migration's tasks run one at a time per process: start the worker with "
+                        "--pool prefork (--concurrency N) or --pool solo, not threads, gevent or eventlet",
+                    )
+                ]
+            )
         return self._runtime
 
 
 def _owner(task: Task) -> str:
-    # Per process, not per task id: a duplicate delivery to a live worker must meet the lease.
+    # Per process, not per task id: a duplicate delivery to a live worker must meet the lease. One
+    # process runs one task at a time (_ProcessRuntime refuses a second thread), so no two runs share it.
     return f"{socket.gethostname()}:{os.getpid()}:celery"
 
 

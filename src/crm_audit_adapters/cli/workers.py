@@ -30,7 +30,8 @@ from .state import CliState
 
 MAX_SHARDS = 64
 """More shards than workers only queue; 64 is far past what one account's PostgreSQL reads bear."""
-_SINGLE_PROCESS_POOLS = frozenset({"solo", "threads", "eventlet", "gevent"})
+_PROCESS_POOLS = frozenset({"prefork", "processes", "solo"})
+"""Pools that run one task at a time per process: the only ones the tasks accept (docs/scale-out.md)."""
 
 
 def _pool(args: list[str]) -> str:
@@ -82,7 +83,15 @@ def _require_broker(app: Any, state: CliState) -> None:
 def worker(state: CliState, metrics_port: int | None, celery_args: tuple[str, ...]) -> None:
     """Start a Celery worker with the migration's tasks; options after it go to `celery worker`."""
     args = list(celery_args)
-    if metrics_port is not None and _pool(args) not in _SINGLE_PROCESS_POOLS:
+    pool = _pool(args)
+    if pool not in _PROCESS_POOLS:
+        # A run's lease owner is its process, and a process's CRM connection and lookup caches serve
+        # one task at a time: tasks running side by side in one process would share both.
+        raise click.UsageError(
+            f"--pool {pool} is not supported: the migration runs one task per process at a time; "
+            "use --pool prefork (the default, with --concurrency N) or --pool solo"
+        )
+    if metrics_port is not None and pool != "solo":
         _prepare_multiprocess_metrics()
     app = _celery_app(state)
     from ..observability import configure_logging
