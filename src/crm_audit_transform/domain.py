@@ -12,6 +12,7 @@ from typing import Any, Final, Literal, TypeAlias
 
 from attrs import field, frozen
 
+from ._fast_init import fast_init
 from .loading._jsonb import JsonbText
 from .timestamps import as_utc
 from .values import Value
@@ -198,3 +199,20 @@ class ScopeBounds:
     max_id: int
     oldest_created_at: dt.datetime = field(converter=_utc)
     count: int = 0
+
+
+# The values built for every row get an __init__ that sets their slots directly (_fast_init):
+# the same frozen objects, built in less than half the time.
+for _built_per_row in (
+    AuditRow,
+    CrmUser,
+    Contact,
+    Actor,
+    FieldChange,
+    ActivityLog,
+    Migrated,
+    Skipped,
+    Failed,
+    WriteResult,
+):
+    fast_init(_built_per_row)

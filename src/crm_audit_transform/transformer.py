@@ -20,6 +20,7 @@ import attrs
 from attrs import frozen
 
 from . import reasons
+from ._fast_init import fast_init
 from .chain import MIGRATED, NO_OBSERVER, PASSED, RowDraft, RuleChain, Stage, StageObserver, StageRun
 from .config import MappingConfig
 from .domain import ActivityLog, AuditRow, Failed, Migrated, Outcome, Skipped, UserId
@@ -34,6 +35,7 @@ from .tally import Tally
 from .values import Changes, Value
 
 
+@fast_init  # built for every row: see _fast_init
 @frozen
 class PreparedRow:
     """A row with its changes loaded once, or the failure that loading (or checking it) gave."""

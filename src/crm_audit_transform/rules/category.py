@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from attrs import frozen
 
 from .. import reasons
+from .._fast_init import fast_init
 from ..config import MappingConfig
 from ..config.model import StatusRule, TypeMapping
 from ..values import Changes
@@ -19,6 +20,7 @@ from ._ids import as_id, new_value
 from .verdict import Rejection
 
 
+@fast_init  # built for every row: see _fast_init
 @frozen
 class MappedCategory:
     """The CDP category and action of a row, the entity an association log points at, and whether

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from attrs import frozen
 
+from .._fast_init import fast_init
 
+
+@fast_init  # built for every row: see _fast_init
 @frozen
 class Rejection:
     """A rule's verdict against a row; ``skip`` decides ``Skipped`` versus ``Failed``."""

@@ -1,0 +1,79 @@
+"""The per-row value classes built by ``fast_init``'s ``__init__`` against attrs' own, interleaved.
+
+    .venv/bin/python benchmarks/bench_fast_init.py [--repeat 7] [--number 200000]
+
+For each class ``_fast_init.fast_init`` was applied to, one instance as the pipeline builds it
+(positional arguments), built ``--number`` times by attrs' generated ``__init__`` and by the
+descriptor-setting one: the class is called the same way both times, its ``__init__`` swapped
+between rounds, which alternate. Best CPU time (``process_time``) per build of each, and their
+ratio, as a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from crm_audit_transform import domain
+from crm_audit_transform._fast_init import attrs_init
+from crm_audit_transform.rules.category import MappedCategory
+from crm_audit_transform.transformer import PreparedRow
+
+NOW = dt.datetime(2020, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+ROW = domain.AuditRow(
+    "acme", 7, "Crm::Deal", 3, "update", "---\n", NOW, None, None, 5, "User", None, 2, None, None, None
+)
+ACTOR = domain.Actor("user", "Ana", "sso-1")
+CASES: list[tuple[type, tuple[Any, ...]]] = [
+    (domain.AuditRow, ("acme", 7, "Crm::Deal", 3, "update", "---\n", NOW, None, None, 5, "User", None, 2)),
+    (domain.FieldChange, ("name", "Name", "a", "b")),
+    (domain.ActivityLog, ("co", "c1", "deal", "updated", ACTOR, (), NOW, "crm:acme:audit:7")),
+    (domain.Migrated, (7, None)),
+    (domain.Skipped, (7, "contact_not_found", "no contact")),
+    (domain.WriteResult, ("crm:acme:audit:7", "inserted")),
+    (domain.Actor, ("user", "Ana", "sso-1")),
+    (PreparedRow, (ROW, {}, None, (1,), 5)),
+    (MappedCategory, ("deal", "updated")),
+]
+
+
+def _per_build(build: Callable[[], object], number: int) -> float:
+    started = time.process_time()
+    for _ in range(number):
+        build()
+    return (time.process_time() - started) / number
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--number", type=int, default=200_000)
+    args = parser.parse_args()
+    print("| class | attrs' __init__ µs | fast_init µs | × faster |\n|---|---:|---:|---:|")
+    for cls, values in CASES:
+        inits = {"attrs": attrs_init(cls), "fast": cls.__init__}
+
+        def build(cls: type = cls, values: tuple[Any, ...] = values) -> object:
+            return cls(*values)
+
+        best = {"attrs": float("inf"), "fast": float("inf")}
+        try:
+            for round_ in range(args.repeat):
+                for name in ("attrs", "fast") if round_ % 2 == 0 else ("fast", "attrs"):
+                    type.__setattr__(cls, "__init__", inits[name])  # the same call, either __init__
+                    best[name] = min(best[name], _per_build(build, args.number))
+        finally:
+            type.__setattr__(cls, "__init__", inits["fast"])
+        print(
+            f"| `{cls.__name__}` | {best['attrs'] * 1e6:.2f} | {best['fast'] * 1e6:.2f} |"
+            f" {best['attrs'] / best['fast']:.2f} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
