@@ -132,24 +132,13 @@ def _audit_row(tenant: str, row: tuple[Any, ...]) -> AuditRow:
         id_, auditable_type, auditable_id, action, changes, created_at, associated_id,
         associated_type, user_id, user_type, username, version, comment, remote_address, request_uuid,
     ) = row  # fmt: skip
+    # AuditRow's fields in order, passed by position: a row is built per audit, and keywords cost.
     return AuditRow(
-        tenant=tenant,
-        id=id_,
-        auditable_type=auditable_type,
-        auditable_id=auditable_id,
-        action=action,
-        audited_changes=_changes(changes),
-        created_at=None if created_at is None else aware_utc(created_at),
-        associated_id=associated_id,
-        associated_type=associated_type,
-        user_id=None if user_id is None else user_id_of(user_id),
-        user_type=user_type,
-        username=username,
-        version=version,
-        comment=comment,
-        remote_address=remote_address,
-        request_uuid=request_uuid,
-    )
+        tenant, id_, auditable_type, auditable_id, action, _changes(changes),
+        None if created_at is None else aware_utc(created_at), associated_id, associated_type,
+        None if user_id is None else user_id_of(user_id), user_type, username, version, comment,
+        remote_address, request_uuid,
+    )  # fmt: skip
 
 
 def _changes(value: object) -> str | bytes | Mapping[str, Any] | JsonbText | None:

@@ -211,24 +211,11 @@ def _plain_jsonl_row(record: dict[str, Any], tenant: str | None) -> AuditRow | _
         timestamp = parse_timestamp(created_at)
     except ValueError:
         return _NotPlain.NOT_PLAIN
+    # AuditRow's fields in order, passed by position: a row is built per line, and keywords cost.
     return AuditRow(
-        tenant=line_tenant,
-        id=audit_id,
-        auditable_type=auditable_type,
-        auditable_id=auditable_id,
-        action=action,
-        audited_changes=changes,
-        created_at=timestamp,
-        associated_id=associated_id,
-        associated_type=associated_type,
-        user_id=user_id,
-        user_type=user_type,
-        username=username,
-        version=version,
-        comment=comment,
-        remote_address=remote_address,
-        request_uuid=request_uuid,
-    )
+        line_tenant, audit_id, auditable_type, auditable_id, action, changes, timestamp, associated_id,
+        associated_type, user_id, user_type, username, version, comment, remote_address, request_uuid,
+    )  # fmt: skip
 
 
 def file_tenants(path: PathLike, *, file_format: FileFormat | None = None) -> frozenset[str] | None:
