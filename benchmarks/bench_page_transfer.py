@@ -6,7 +6,9 @@ the work that crosses: loading, the rules, encoding the line.
 Reads ``--pages`` pages of 500 rows of a ``generate.py`` tenant from PostgreSQL, then times in this
 one process (CPU time, best of 3) each step a page takes through ``crm_audit_adapters.page_pool``:
 the rows as field tuples out and back into ``AuditRow``, ``prepare``, the lookup context out and
-back, ``transform``, ``sink_line``, and the page's result (outcomes and lines) out and back.
+back, ``transform``, encoding the logs (``jsonl_log``: the sink's ``log_encoder``), and the page's
+result out and back: as the worker sends it (``wire.pack``: encoded logs as tuples of builtins) and,
+for comparison, as objects (the ``PageResult`` with its ``ActivityLog`` objects, pickled whole).
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ from typing import Any
 
 import scale_context
 import scale_pipeline
-from crm_audit_adapters.files.sink import sink_line
+from crm_audit_adapters.files.sink import jsonl_log
 from crm_audit_adapters.page_pool.pipeline import _wire
-from crm_audit_transform.domain import AuditRow, Migrated
+from crm_audit_adapters.page_pool.wire import pack, unpack
+from crm_audit_transform.domain import ActivityLog, AuditRow, Migrated
 from crm_audit_transform.lookup import LookupPorts, fetch_lookups
-from crm_audit_transform.transformer import Transformer
+from crm_audit_transform.transformer import PageResult, Transformer
 
 HERE = Path(__file__).resolve().parent
 
@@ -86,16 +89,23 @@ def main(argv: list[str] | None = None) -> int:
             for p, c in zip(prepared, contexts, strict=True)
         ],
     )
-    lines = clock(
-        "encode lines (sink_line)",
-        lambda: [[sink_line(o.log) for o in r.outcomes if type(o) is Migrated] for r in results],
-    )
-    out = clock(
-        "result + lines: pickle",
-        lambda: [pickle.dumps((r, e), 5) for r, e in zip(results, lines, strict=True)],
-    )
-    print(f"{'result + lines: bytes':32s} {sum(map(len, out)) / rows:7.0f} B/row")
-    clock("result + lines: unpickle", lambda: [pickle.loads(b) for b in out])
+
+    def encode(result: PageResult) -> PageResult:
+        outcomes = tuple(
+            Migrated(o.audit_id, jsonl_log(o.log))
+            if isinstance(o, Migrated) and isinstance(o.log, ActivityLog)
+            else o
+            for o in result.outcomes
+        )
+        return PageResult(outcomes, result.tally, result.fell_through, result.degraded)
+
+    encoded = clock("encode logs (jsonl_log)", lambda: [encode(r) for r in results])
+    out = clock("objects: pickle", lambda: [pickle.dumps(r, 5) for r in results])
+    print(f"{'objects: bytes':32s} {sum(map(len, out)) / rows:7.0f} B/row")
+    clock("objects: unpickle", lambda: [pickle.loads(b) for b in out])
+    wire = clock("wire: pack + pickle", lambda: [pickle.dumps(pack(r), 5) for r in encoded])
+    print(f"{'wire: bytes':32s} {sum(map(len, wire)) / rows:7.0f} B/row")
+    clock("wire: unpickle + unpack", lambda: [unpack(pickle.loads(b)) for b in wire])
     return 0
 
 

@@ -261,17 +261,17 @@ def end_to_end_workers(ctx: Context) -> dict[str, Any]:
     time, read before the pool stops.
     """
     (JsonlActivityLogSink,) = need("crm_audit_adapters.files", "JsonlActivityLogSink")
-    ProcessPagePipeline, TransformerRecipe, EncodedLogs = need(
-        "crm_audit_adapters.page_pool", "ProcessPagePipeline", "TransformerRecipe", "EncodedLogs"
+    ProcessPagePipeline, TransformerRecipe = need(
+        "crm_audit_adapters.page_pool", "ProcessPagePipeline", "TransformerRecipe"
     )
-    (sink_line,) = need("crm_audit_adapters.files.sink", "sink_line")
     out = ctx.out_dir / f"activity-logs-workers-{ctx.schema}.jsonl"
     out.unlink(missing_ok=True)
-    encoded = EncodedLogs()  # as dry-run --workers wires it: the workers encode, the parent writes
     recipe = TransformerRecipe(ctx.config)
+    # As dry-run --workers wires it: the run loop hands the sink's log_encoder to the workers, which
+    # encode the lines; the parent writes them.
     with (
-        ProcessPagePipeline(WORKERS, recipe, encoder=sink_line, encoded=encoded) as pool,
-        JsonlActivityLogSink(out, fsync="close", encoded=encoded) as sink,
+        ProcessPagePipeline(WORKERS, recipe) as pool,
+        JsonlActivityLogSink(out, fsync="close") as sink,
     ):
         result = _run_loop(ctx, sink, pipeline=pool)
         workers = _grandchildren()

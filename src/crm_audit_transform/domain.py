@@ -122,11 +122,35 @@ class ActivityLog:
 
 
 @frozen
+class EncodedLog:
+    """An ``ActivityLog`` already encoded in its writer's own format, ahead of the write.
+
+    Made by a writer's ``log_encoder`` (``ports.EncodingLogWriter``) where the log was transformed —
+    a ``--workers`` process — so that the process that writes receives bytes, not the log's objects.
+    The core reads only the fields a write and its counts need; ``data`` is opaque to it and only
+    the writer whose ``encoding`` it is writes it, as it is. ``problem`` (``data`` then empty) says
+    why that writer would refuse the log (it cannot be encoded, or is too large): the write reports
+    it ``failed: write_error`` as it reports the log itself. ``named``: the log's metadata holds
+    ``linked_entity_name``.
+    """
+
+    company_sso_id: str
+    external_id: str
+    action: str
+    encoding: str
+    data: bytes
+    problem: str = ""
+    source_tag: str = SOURCE_TAG
+    named: bool = False
+
+
+@frozen
 class Migrated:
-    """The row became ``log``."""
+    """The row became ``log``: an ``ActivityLog``, or — from a pipeline that encodes in its workers
+    (``ports.PagePipeline``) — the same log as its writer's ``EncodedLog``."""
 
     audit_id: int
-    log: ActivityLog
+    log: ActivityLog | EncodedLog
 
 
 @frozen

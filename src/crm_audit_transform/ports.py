@@ -7,10 +7,20 @@ In-memory implementations of every port ship in ``crm_audit_transform.testing``.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Generator, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from collections.abc import Callable, Collection, Generator, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol, TypeAlias, runtime_checkable
 
-from .domain import ActivityLog, AuditRow, Contact, CrmUser, EntityRef, ScopeBounds, UserId, WriteResult
+from .domain import (
+    ActivityLog,
+    AuditRow,
+    Contact,
+    CrmUser,
+    EncodedLog,
+    EntityRef,
+    ScopeBounds,
+    UserId,
+    WriteResult,
+)
 from .enrichment_tally import EnrichmentTally
 from .jobs import JobShard, MigrationJob
 
@@ -26,11 +36,13 @@ __all__ = [
     "AuditSplitter",
     "Clock",
     "ContactDirectory",
+    "EncodingLogWriter",
     "EnrichmentStore",
     "EntityDirectory",
     "FeatureFlags",
     "IndexState",
     "JobStore",
+    "LogEncoder",
     "MigratedLogReader",
     "MigratedLogs",
     "PagePipeline",
@@ -123,8 +135,28 @@ class EntityDirectory(Protocol):
 class ActivityLogWriter(Protocol):
     """Where migrated logs go: the CDP ``activity_logs`` collection, a file, a queue."""
 
-    def insert_batch(self, logs: Sequence[ActivityLog]) -> Sequence[WriteResult]:
-        """Insert unordered; a duplicate ``(company_sso_id, external_id)`` is a ``skipped`` result."""
+    def insert_batch(self, logs: Sequence[ActivityLog | EncodedLog]) -> Sequence[WriteResult]:
+        """Insert unordered; a duplicate ``(company_sso_id, external_id)`` is a ``skipped`` result.
+
+        An ``EncodedLog`` comes only from this writer's own ``log_encoder`` (``EncodingLogWriter``),
+        and is written as it is; a writer without one never receives one (``TypeError`` if it does).
+        """
+        ...
+
+
+LogEncoder: TypeAlias = Callable[[ActivityLog], EncodedLog]
+"""A writer's encoder: the log as that writer would write it (``EncodedLog.data``), or why it would
+refuse it (``EncodedLog.problem``). Sent to worker processes, so it must pickle (a module-level
+function, or an instance of a module-level class)."""
+
+
+@runtime_checkable
+class EncodingLogWriter(ActivityLogWriter, Protocol):
+    """A writer that can have its logs encoded ahead, where they are transformed (``--workers``)."""
+
+    def log_encoder(self) -> LogEncoder | None:
+        """The encoder whose ``EncodedLog`` this writer writes as it is; None when it has none now
+        (a collection that is handed documents, not bytes)."""
         ...
 
 
@@ -285,6 +317,11 @@ class PagePipeline(Protocol):
     ``TransformedPage`` per page in the order given, and calls ``lookup`` once per page in that
     order, from the caller's thread. It may read pages ahead (a bounded number) and must stop its
     work when the generator is closed (the loop halted, stopped or was cancelled).
+
+    ``encoder`` is the run's writer's (``EncodingLogWriter``), or None. A pipeline that transforms
+    elsewhere may give migrated logs back as that encoder's ``EncodedLog``, except — when
+    ``names_entities`` (the loop names linked entities before writing) — the logs the loop may still
+    change (``usecases.pages.encode_ahead`` applies the rule). One that transforms here ignores it.
     """
 
     def transform_pages(
@@ -294,6 +331,8 @@ class PagePipeline(Protocol):
         lookup: PageLookup,
         *,
         company_sso_id: str,
+        encoder: LogEncoder | None = None,
+        names_entities: bool = False,
     ) -> Generator[TransformedPage, None, None]: ...
 
 

@@ -155,7 +155,7 @@ class Transformer:
         trace = _Trace()
         stages = trace.attach((*_GATES, *self._stages))
         outcome, _, _ = self._run(self.prepare_row(row), ctx, company_sso_id, trace, stages)
-        if isinstance(outcome, Migrated):
+        if isinstance(outcome, Migrated) and isinstance(outcome.log, ActivityLog):  # always, made here
             trace.migrated(outcome.log)
         return tuple(trace.decisions)
 

@@ -9,32 +9,36 @@ when the run stops early, is cancelled, or loses a worker.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import attrs
 import mongomock
 import pytest
+from bson.codec_options import CodecOptions
+from bson.raw_bson import RawBSONDocument
+from pymongo import MongoClient
 
 from crm_audit_adapters.crm_postgres import PostgresAuditSource, PostgresUserDirectory, ReadOnlySession
 from crm_audit_adapters.files import JsonlActivityLogSink
-from crm_audit_adapters.files.sink import sink_line
 from crm_audit_adapters.mongo import MongoActivityLogStore
+from crm_audit_adapters.mongo.activity_logs import BsonLogEncoder
 from crm_audit_adapters.mongo.indexes import apply_migration
-from crm_audit_adapters.page_pool import EncodedLogs, ProcessPagePipeline, TransformerRecipe
+from crm_audit_adapters.page_pool import ProcessPagePipeline, TransformerRecipe
 from crm_audit_transform.chain import RuleChain
 from crm_audit_transform.config import MappingConfig, load_default_config
+from crm_audit_transform.domain import ActivityLog, EncodedLog, Migrated, Outcome
 from crm_audit_transform.errors import ConfigError, WorkerLost
 from crm_audit_transform.jobs import CANCELLED, COMPLETED, IN_PROGRESS, MigrationJob
 from crm_audit_transform.usecases import RunSettings
 from crm_audit_transform.usecases.cancel import cancel
 from support.corpus_account import World
-from support.mongo import activity_log
 from support.page_workers import DiesOnRow, page_pool
 
 SETTINGS = RunSettings(page_size=40, halt_threshold=1.0, lease_seconds=60)
 SINCE = dt.datetime(2024, 6, 1, tzinfo=dt.UTC)
+RAW: CodecOptions[RawBSONDocument] = CodecOptions(document_class=RawBSONDocument)
 
 
 @pytest.fixture(scope="module")
@@ -171,21 +175,66 @@ class TestOverPostgresAndMongo:
         assert migrate(pool) == one
 
 
-class TestLinesEncodedByTheWorkers:
-    def test_the_sink_writes_a_line_encoded_ahead_for_that_very_log_only(self, tmp_path: Path) -> None:
-        """A line encoded ahead is written for its own log object; an equal log made later (the loop
-        replaced it) is encoded by the sink itself, so what is written is the log as written."""
-        encoded: EncodedLogs[tuple[str, bytes]] = EncodedLogs()
-        ahead, replaced = activity_log(1), activity_log(2)
-        encoded.add([ahead, replaced], [("", b'{"ahead": 1}\n'), ("", b'{"stale": 2}\n')])
-        with JsonlActivityLogSink(tmp_path / "logs.jsonl", encoded=encoded) as sink:
-            results = sink.insert_batch([ahead, attrs.evolve(replaced)])
-        assert [r.status for r in results] == ["inserted", "inserted"]
-        lines = (tmp_path / "logs.jsonl").read_bytes().splitlines(keepends=True)
-        assert lines == [b'{"ahead": 1}\n', sink_line(replaced)[1]]
-        assert len(encoded) == 1  # the replaced log's entry was never asked for
-        encoded.clear()
-        assert encoded.take(replaced) is None
+class TestLogsEncodedByTheWorkers:
+    @pytest.mark.parametrize("enrich", [False, True], ids=["plain", "entity-names"])
+    def test_two_workers_write_the_jsonl_bytes_one_process_writes(
+        self, tmp_path: Path, pool: ProcessPagePipeline, enrich: bool
+    ) -> None:
+        """Into a JSONL file, the workers encode the lines (the sink's ``log_encoder``) and the file,
+        the counts and the cursor are byte for byte one process's; with entity names, the logs the
+        loop names cross as logs and are encoded after their names are set."""
+        runs: dict[str, tuple[Any, ...]] = {}
+        for mode, pipeline in (("one", None), ("pool", pool)):
+            world = account(enrich=enrich)
+            out = tmp_path / f"{mode}.jsonl"
+            kinds: list[type] = []
+
+            def seen(outcomes: Sequence[Outcome]) -> None:
+                kinds.extend(type(o.log) for o in outcomes if isinstance(o, Migrated))  # noqa: B023
+
+            with JsonlActivityLogSink(out) as sink:
+                world.logs = sink  # type: ignore[assignment]
+                job = world.run(settings=SETTINGS, pipeline=pipeline, on_outcomes=seen).job
+            runs[mode] = (job.status, job.tally, job.enrichment, job.last_audit_id, out.read_bytes())
+            if pipeline is None:
+                assert set(kinds) == {ActivityLog}
+            elif enrich:  # the association logs to name are logs, every other one is bytes
+                assert set(kinds) == {EncodedLog, ActivityLog}
+            else:
+                assert set(kinds) == {EncodedLog}
+        assert runs["pool"] == runs["one"]
+        assert runs["one"][0] == COMPLETED
+        assert runs["one"][4].count(b"\n") > 300
+        if enrich:
+            assert b'"linked_entity_name"' in runs["one"][4]
+
+    def test_two_workers_store_over_the_wire_the_documents_one_process_stores(
+        self, pool: ProcessPagePipeline, wire_mongo_client: MongoClient[dict[str, Any]]
+    ) -> None:
+        """Through pymongo to a wire server, the workers encode the BSON (``BsonLogEncoder``) and
+        the store sends those bytes: the same documents, field order included, and the same job."""
+        runs: dict[str, tuple[Any, ...]] = {}
+        for mode, pipeline in (("one", None), ("pool", pool)):
+            name = f"crm_audit_pool_{mode}_{uuid.uuid4().hex[:8]}"
+            db = wire_mongo_client[name]
+            try:
+                apply_migration(db, "up")
+                world = World()
+                store = MongoActivityLogStore.in_database(db)
+                assert isinstance(store.log_encoder(), BsonLogEncoder)
+                world.logs = store  # type: ignore[assignment]
+                world.trigger(date_range_start=SINCE)  # ~140 rows: the emulator's inserts are slow
+                job = world.run(settings=SETTINGS, pipeline=pipeline).job
+                raw = db.get_collection("activity_logs", codec_options=RAW)
+                docs = sorted(
+                    (bytes(doc.raw)[4 + 17 :] for doc in raw.find({})),  # past the length and the _id
+                )
+            finally:
+                wire_mongo_client.drop_database(name)
+            runs[mode] = (job.status, job.tally, job.last_audit_id, docs)
+        assert runs["pool"] == runs["one"]
+        assert runs["one"][0] == COMPLETED
+        assert len(runs["one"][3]) > 50
 
 
 class TestWhatTheWorkersAreSent:

@@ -54,7 +54,6 @@ from .verify import show
 
 if TYPE_CHECKING:
     from ..files import JsonlActivityLogSink
-    from ..page_pool import EncodedLogs
 
 EXAMPLE_FILES = ("audits.jsonl", "users.jsonl", "contacts.jsonl", "sso.jsonl")
 EXAMPLE_OUT = Path("crm-audit-example-logs.jsonl")
@@ -137,9 +136,8 @@ def dry_run(
     """Migrate from files to a file, with no server at all; print or write the report."""
     # The files adapter and the process pool, imported by the command that uses them.
     from ..files import CheckedRows, FileAuditSource
-    from ..files.sink import sink_line
     from ..files.verification import JsonlMigratedLogReader
-    from ..page_pool import EncodedLogs, ProcessPagePipeline
+    from ..page_pool import ProcessPagePipeline
 
     given_limits = {
         "max_bytes": loader_max_bytes,
@@ -191,17 +189,12 @@ def dry_run(
                 report.write_text(json.dumps(verified.to_json(), indent=2) + "\n", encoding="utf-8")
             show(verified, as_json=False)
             return
-        # With workers, they also encode the lines the sink writes (the sink only writes them).
-        encoded: EncodedLogs[tuple[str, bytes]] | None = EncodedLogs() if workers > 1 else None
-        sink = stack.enter_context(_sink(out, encoded))
+        # With workers, they also encode the lines the sink writes (its log_encoder): it only writes them.
+        sink = stack.enter_context(_sink(out))
         checked = CheckedRows(files.audits)
         source = stack.enter_context(FileAuditSource(files.audits, str(tenant), checked=checked))
         pipeline = (
-            stack.enter_context(
-                ProcessPagePipeline(
-                    workers, dry_run_recipe(files, limits), encoder=sink_line, encoded=encoded
-                )
-            )
+            stack.enter_context(ProcessPagePipeline(workers, dry_run_recipe(files, limits)))
             if workers > 1
             else None
         )
@@ -275,15 +268,15 @@ def _no_row_processed(audits: Path, tenant: str) -> None:
     )
 
 
-def _sink(out: Path | None, encoded: EncodedLogs[tuple[str, bytes]] | None) -> JsonlActivityLogSink:
+def _sink(out: Path | None) -> JsonlActivityLogSink:
     from ..files import JsonlActivityLogSink
 
     if out is None:
-        return JsonlActivityLogSink.over_stream(None, "<nowhere>", encoded=encoded)
+        return JsonlActivityLogSink.over_stream(None, "<nowhere>")
     if out == STDOUT:
-        return JsonlActivityLogSink.over_stream(sys.stdout.buffer, "<stdout>", encoded=encoded)
+        return JsonlActivityLogSink.over_stream(sys.stdout.buffer, "<stdout>")
     # A dry run's output can be made again; flushing per batch covers a crash of the process.
-    return JsonlActivityLogSink(out, fsync="close", encoded=encoded)
+    return JsonlActivityLogSink(out, fsync="close")
 
 
 @contextmanager

@@ -19,6 +19,9 @@ was never reported. One process writes a file at a time.
 job cursor's promise is about the process dying, which the per-batch flush already keeps; an fsync
 per batch cost ~6% of a dry run.
 
+``log_encoder`` (``jsonl_log``) lets a ``--workers`` process make a log's line where it transformed
+the log: the sink then writes the ``EncodedLog``'s bytes as they are (``ports.EncodingLogWriter``).
+
 Lines are built by ``mongo.extended_json`` in one pass. MongoDB refuses documents over 16 MiB; the
 BSON size is only computed when the line is long enough to possibly exceed it: BSON never takes
 more than 7 bytes per byte of this JSON (the worst case is a one-digit int in a long array: ``1,``
@@ -43,16 +46,17 @@ import bson
 from bson.errors import BSONError
 
 from crm_audit_transform import reasons
-from crm_audit_transform.domain import SOURCE_TAG, ActivityLog, WriteResult
+from crm_audit_transform.domain import SOURCE_TAG, ActivityLog, EncodedLog, WriteResult
+from crm_audit_transform.ports import LogEncoder
+from crm_audit_transform.usecases.pages import encoded_log
 
 from ..mongo.documents import encode_activity_log
 from ..mongo.extended_json import relaxed_json_bytes, relaxed_json_line
-from ..page_pool.encoded import EncodedLogs
 from .errors import FileFormatError, FileWriteError
 from .keys import WrittenKeys
 from .lines import PathLike
 
-__all__ = ["FsyncMode", "JsonlActivityLogSink", "encode_log_line", "sink_line"]
+__all__ = ["JSONL_ENCODING", "FsyncMode", "JsonlActivityLogSink", "encode_log_line", "jsonl_log", "sink_line"]
 
 MAX_DOCUMENT_BYTES: Final = 16 * 1024 * 1024
 """MongoDB's document limit: a larger log would be refused by mongoimport, so it fails here alone."""
@@ -61,6 +65,9 @@ BSON_BYTES_PER_JSON_BYTE: Final = 7
 """An upper bound of BSON size over relaxed JSON length (see the module docstring)."""
 
 FsyncMode = Literal["batch", "close", "never"]
+
+JSONL_ENCODING: Final = "jsonl"
+"""``EncodedLog.encoding`` of this sink's lines (``jsonl_log``)."""
 
 
 def encode_log_line(log: ActivityLog) -> str:
@@ -74,19 +81,15 @@ def encode_log_line(log: ActivityLog) -> str:
 class JsonlActivityLogSink:
     """``ports.ActivityLogStore`` over a JSONL file (created if missing, appended to otherwise)."""
 
-    __slots__ = ("_encoded", "_file", "_fsync", "_keys", "_migrated", "_owned", "_path")
+    __slots__ = ("_file", "_fsync", "_keys", "_migrated", "_owned", "_path")
 
     def __init__(
         self,
         path: PathLike,
         *,
         fsync: FsyncMode | bool = "batch",
-        encoded: EncodedLogs[tuple[str, bytes]] | None = None,
     ) -> None:
         """``fsync``: ``"batch"``, ``"close"`` or ``"never"`` (``True``/``False`` mean batch/never).
-
-        ``encoded``: lines already made by ``sink_line`` elsewhere (``run --workers``' processes),
-        written as they are instead of being encoded again.
 
         ``OSError`` (with ``filename``) when ``path`` cannot be read back and appended to: a pipe, a
         device or a directory — the sink re-reads its file to append without repeating a log.
@@ -101,18 +104,11 @@ class JsonlActivityLogSink:
         self._keys = WrittenKeys()
         self._migrated: Counter[str] = Counter()
         self._owned = True
-        self._encoded = encoded
         self._recover()
         self._file: IO[bytes] | None = open(self._path, "ab")  # noqa: SIM115 - held open until close()
 
     @classmethod
-    def over_stream(
-        cls,
-        stream: IO[bytes] | None,
-        name: str = "<stream>",
-        *,
-        encoded: EncodedLogs[tuple[str, bytes]] | None = None,
-    ) -> JsonlActivityLogSink:
+    def over_stream(cls, stream: IO[bytes] | None, name: str = "<stream>") -> JsonlActivityLogSink:
         """A sink writing to an open binary stream (stdout), or, given None, to nowhere.
 
         Every log is encoded and checked exactly as for a file, so the write results — and a dry
@@ -127,7 +123,6 @@ class JsonlActivityLogSink:
         sink._migrated = Counter()
         sink._owned = False
         sink._file = stream
-        sink._encoded = encoded
         return sink
 
     @property
@@ -161,8 +156,15 @@ class JsonlActivityLogSink:
         finally:
             self._file.close()
 
-    def insert_batch(self, logs: Sequence[ActivityLog]) -> Sequence[WriteResult]:
-        """Append the new logs as one write; duplicates and unencodable logs are reported, not written."""
+    def log_encoder(self) -> LogEncoder:
+        """``jsonl_log``: a log's line made where it was transformed, written here as it is."""
+        return jsonl_log
+
+    def insert_batch(self, logs: Sequence[ActivityLog | EncodedLog]) -> Sequence[WriteResult]:
+        """Append the new logs as one write; duplicates and unencodable logs are reported, not written.
+
+        An ``EncodedLog`` is written as ``jsonl_log`` made it (``TypeError`` for another encoding).
+        """
         results: list[WriteResult] = []
         lines: list[bytes] = []
         added: dict[tuple[str, str], None] = {}  # in batch order: ids then append to the key arrays
@@ -173,8 +175,12 @@ class JsonlActivityLogSink:
             elif key in self._keys or key in added:
                 results.append(WriteResult(log.external_id, "skipped", reasons.DUPLICATE_EXTERNAL_ID))
             else:
-                ahead = self._encoded.take(log) if self._encoded is not None else None
-                problem, line = ahead if ahead is not None else sink_line(log)
+                if isinstance(log, EncodedLog):
+                    if log.encoding != JSONL_ENCODING:
+                        raise TypeError(f"{self!r} writes {JSONL_ENCODING} lines, not {log.encoding}")
+                    problem, line = log.problem, log.data
+                else:
+                    problem, line = sink_line(log)
                 if problem:
                     results.append(_failed(log, problem))
                     continue
@@ -297,7 +303,13 @@ def sink_line(log: ActivityLog) -> tuple[str, bytes]:
     return "", line + b"\n"
 
 
-def _failed(log: ActivityLog, detail: str) -> WriteResult:
+def jsonl_log(log: ActivityLog) -> EncodedLog:
+    """``log`` with its line as ``sink_line`` makes it (``JsonlActivityLogSink.log_encoder``)."""
+    problem, line = sink_line(log)
+    return encoded_log(log, JSONL_ENCODING, line, problem)
+
+
+def _failed(log: ActivityLog | EncodedLog, detail: str) -> WriteResult:
     return WriteResult(log.external_id, "failed", reasons.WRITE_ERROR, detail)
 
 

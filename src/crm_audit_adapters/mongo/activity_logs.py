@@ -11,14 +11,25 @@ Each document is BSON-encoded once, with the collection's codec options: the siz
 bytes, and a pymongo collection is handed those very bytes (``RawBSONDocument``) instead of encoding
 the dict a second time, which was a fifth of the client's CPU per insert
 (benchmarks/bench_mongo_wire.py). Other collections (mongomock, test wrappers) get the dicts.
+
+Encoded ahead (``ports.EncodingLogWriter``): ``log_encoder`` is a ``BsonLogEncoder``, which a
+``--workers`` process runs where it transformed the log: the document's BSON without ``_id``, checked
+for size as here. The store prepends the ``_id`` element it chose (17 bytes: type, ``"_id\0"``, the
+ObjectId) and hands pymongo those bytes, so the writing process encodes nothing. The bytes are the
+ones this store would have made itself: a document with ``_id`` first encodes as its ``_id`` element
+followed by the other elements, and our documents hold no value whose encoding depends on the codec
+options other than their ``type_registry`` (no ``uuid.UUID``), so a collection with a type registry
+gets no encoder and encodes here. A collection that is handed dicts (mongomock) has no encoder either.
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping, Sequence
-from typing import Final
+from typing import Any, Final
 
 import bson
+from attrs import frozen
 from bson import ObjectId
 from bson.codec_options import CodecOptions
 from bson.errors import BSONError
@@ -27,27 +38,66 @@ from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError
 
 from crm_audit_transform import reasons
-from crm_audit_transform.domain import SOURCE_TAG, ActivityLog, WriteResult
+from crm_audit_transform.domain import SOURCE_TAG, ActivityLog, EncodedLog, WriteResult
+from crm_audit_transform.usecases.pages import encoded_log
 
 from .documents import encode_activity_log
 from .documents_types import Document, MongoCollection, MongoDatabase, ReadDocument
 from .names import CollectionNames
 from .retry import DEFAULT_RETRY, RetryPolicy, call_with_retry
 
-__all__ = ["MongoActivityLogStore"]
+__all__ = ["BSON_ENCODING", "BsonLogEncoder", "MongoActivityLogStore"]
 
 DUPLICATE_KEY_CODES: Final = frozenset({11000, 11001})
 MAX_DOCUMENT_BYTES: Final = 16 * 1024 * 1024
 """MongoDB's document size limit; a larger log fails alone instead of failing its batch."""
 
+BSON_ENCODING: Final = "bson"
+"""``EncodedLog.encoding`` of ``BsonLogEncoder``: the document's BSON without its ``_id``."""
+
+_ID_ELEMENT: Final = b"\x07_id\x00"
+"""An ObjectId element named ``_id``: type 0x07, the key, then the 12 bytes of the id."""
+_ID_BYTES: Final = len(_ID_ELEMENT) + 12
+_NO_EXTERNAL_ID: Final = "an activity log without external_id cannot be written idempotently"
+
+
+@frozen
+class BsonLogEncoder:
+    """``ports.LogEncoder`` of ``MongoActivityLogStore``: a log's document as BSON, without ``_id``.
+
+    ``codec_options`` are the collection's (they pickle: the encoder is sent to worker processes).
+    The problem strings are the store's own, so a log refused ahead reads as one refused here.
+    """
+
+    codec_options: CodecOptions[Any]
+
+    def __call__(self, log: ActivityLog) -> EncodedLog:
+        if not log.external_id:
+            return encoded_log(log, BSON_ENCODING, b"", _NO_EXTERNAL_ID)
+        try:
+            data = bson.encode(encode_activity_log(log), codec_options=self.codec_options)
+        except (TypeError, ValueError, OverflowError, BSONError) as exc:
+            return encoded_log(log, BSON_ENCODING, b"", f"cannot encode the document: {exc}")
+        if len(data) + _ID_BYTES > MAX_DOCUMENT_BYTES:
+            size = len(data) + _ID_BYTES
+            return encoded_log(log, BSON_ENCODING, b"", _too_large(size))
+        return encoded_log(log, BSON_ENCODING, data)
+
+
+def with_id(doc_id: ObjectId, data: bytes) -> bytes:
+    """BSON ``data`` (a document without ``_id``) with ``_id: doc_id`` as its first element: the
+    bytes of ``bson.encode({"_id": doc_id, **bson.decode(data)})``."""
+    return struct.pack("<i", len(data) + _ID_BYTES) + _ID_ELEMENT + doc_id.binary + data[4:]
+
 
 class _Pending:
-    __slots__ = ("doc", "encoded", "external_id", "index")
+    __slots__ = ("doc", "doc_id", "encoded", "external_id", "index")
 
-    def __init__(self, index: int, external_id: str, doc: Document, encoded: bytes) -> None:
+    def __init__(self, index: int, external_id: str, doc_id: ObjectId, doc: Document, encoded: bytes) -> None:
         self.index = index
         self.external_id = external_id
-        self.doc = doc
+        self.doc_id = doc_id
+        self.doc = doc  # empty for a log encoded ahead (``encoded`` is then all there is)
         self.encoded = encoded
 
 
@@ -73,16 +123,31 @@ class MongoActivityLogStore:
         """The underlying collection (enrichment patches the same documents)."""
         return self._collection
 
-    def insert_batch(self, logs: Sequence[ActivityLog]) -> Sequence[WriteResult]:
+    def log_encoder(self) -> BsonLogEncoder | None:
+        """A ``BsonLogEncoder`` with the collection's codec options; None when the collection is
+        handed dicts (mongomock) or its codec options carry a ``type_registry`` (see above)."""
+        if not self._raw:
+            return None
+        options = self._collection.codec_options
+        if options.type_registry.codecs or options.type_registry.fallback_encoder is not None:
+            return None
+        return BsonLogEncoder(options)
+
+    def insert_batch(self, logs: Sequence[ActivityLog | EncodedLog]) -> Sequence[WriteResult]:
+        """Insert unordered (``ports.ActivityLogWriter``); an ``EncodedLog`` must be ``BsonLogEncoder``'s
+        (``TypeError`` otherwise, or when the collection is handed dicts)."""
         results: list[WriteResult | None] = [None] * len(logs)
         pending: list[_Pending] = []
         options = self._collection.codec_options if self._raw else None
         for index, log in enumerate(logs):
-            problem, doc, encoded = _prepare(log, options)
+            if isinstance(log, EncodedLog):
+                problem, doc_id, doc, encoded = self._take_encoded(log)
+            else:
+                problem, doc_id, doc, encoded = _prepare(log, options)
             if problem:
                 results[index] = WriteResult(log.external_id, "failed", reasons.WRITE_ERROR, problem)
             else:
-                pending.append(_Pending(index, log.external_id, doc, encoded))
+                pending.append(_Pending(index, log.external_id, doc_id, doc, encoded))
         if pending:
             written = call_with_retry(
                 lambda attempt: self._insert(pending, attempt), self._retry, "insert activity logs"
@@ -90,6 +155,18 @@ class MongoActivityLogStore:
             for item, result in zip(pending, written, strict=True):
                 results[item.index] = result
         return tuple(r for r in results if r is not None)
+
+    def _take_encoded(self, log: EncodedLog) -> tuple[str, ObjectId, Document, bytes]:
+        if log.encoding != BSON_ENCODING or not self._raw:
+            raise TypeError(
+                f"{type(self).__name__} over {self._collection!r} cannot write a {log.encoding} log"
+            )
+        if not log.external_id:
+            return _NO_EXTERNAL_ID, _NO_ID, {}, b""
+        if log.problem:
+            return log.problem, _NO_ID, {}, b""
+        doc_id = ObjectId()
+        return "", doc_id, {}, with_id(doc_id, log.data)
 
     def _insert(self, pending: Sequence[_Pending], attempt: int) -> list[WriteResult]:
         try:
@@ -103,13 +180,13 @@ class MongoActivityLogStore:
         except BulkWriteError as exc:
             errors = exc.details.get("writeErrors") or ()
         by_position = {int(error["index"]): error for error in errors}
-        duplicates = [pending[pos].doc["_id"] for pos, error in by_position.items() if _is_duplicate(error)]
+        duplicates = [pending[pos].doc_id for pos, error in by_position.items() if _is_duplicate(error)]
         # Only a retried attempt can meet its own earlier writes; the first attempt reads nothing.
         ours = self._already_ours(duplicates) if attempt > 1 and duplicates else set()
         results: list[WriteResult] = []
         for pos, item in enumerate(pending):
             error = by_position.get(pos)
-            if error is None or item.doc["_id"] in ours:
+            if error is None or item.doc_id in ours:
                 results.append(WriteResult(item.external_id, "inserted"))
             elif _is_duplicate(error):
                 results.append(WriteResult(item.external_id, "skipped", reasons.DUPLICATE_EXTERNAL_ID))
@@ -163,19 +240,30 @@ def _is_duplicate(error: ReadDocument) -> bool:
     return not isinstance(pattern, Mapping) or "external_id" in pattern or list(pattern) == ["_id"]
 
 
-def _prepare(log: ActivityLog, options: CodecOptions[Document] | None) -> tuple[str, Document, bytes]:
-    """The document to insert under a fresh ``_id`` and its BSON, or why this one log cannot be written.
+_NO_ID: Final = ObjectId(b"\x00" * 12)
+"""The ``_id`` of a log that is not inserted (never sent)."""
+
+
+def _too_large(size: int) -> str:
+    return f"document of {size} bytes exceeds MongoDB's {MAX_DOCUMENT_BYTES}-byte limit"
+
+
+def _prepare(
+    log: ActivityLog, options: CodecOptions[Document] | None
+) -> tuple[str, ObjectId, Document, bytes]:
+    """The ``_id``, the document to insert under it and its BSON, or why this one log cannot be written.
 
     ``options``: the collection's codec options, so the bytes are the ones pymongo would send
     (None: the defaults, for a collection that is handed the dict).
     """
     if not log.external_id:
-        return "an activity log without external_id cannot be written idempotently", {}, b""
+        return _NO_EXTERNAL_ID, _NO_ID, {}, b""
     try:
-        doc = {"_id": ObjectId(), **encode_activity_log(log)}
+        doc_id = ObjectId()
+        doc = {"_id": doc_id, **encode_activity_log(log)}
         encoded = bson.encode(doc) if options is None else bson.encode(doc, codec_options=options)
     except (TypeError, ValueError, OverflowError, BSONError) as exc:
-        return f"cannot encode the document: {exc}", {}, b""
+        return f"cannot encode the document: {exc}", _NO_ID, {}, b""
     if len(encoded) > MAX_DOCUMENT_BYTES:
-        return f"document of {len(encoded)} bytes exceeds MongoDB's {MAX_DOCUMENT_BYTES}-byte limit", {}, b""
-    return "", doc, encoded
+        return _too_large(len(encoded)), _NO_ID, {}, b""
+    return "", doc_id, doc, encoded

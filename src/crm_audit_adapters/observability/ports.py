@@ -12,7 +12,7 @@ from collections.abc import Collection, Mapping, Sequence
 
 import attrs
 
-from crm_audit_transform.domain import ActivityLog, Contact, CrmUser, UserId, WriteResult
+from crm_audit_transform.domain import ActivityLog, Contact, CrmUser, EncodedLog, UserId, WriteResult
 from crm_audit_transform.errors import DirectoryUnavailable
 from crm_audit_transform.ports import (
     ActivityLogStore,
@@ -20,11 +20,13 @@ from crm_audit_transform.ports import (
     AuditSource,
     Clock,
     ContactDirectory,
+    EncodingLogWriter,
     EnrichmentStore,
     EntityDirectory,
     FeatureFlags,
     IndexState,
     JobStore,
+    LogEncoder,
     MigratedLogReader,
     PeopleCounter,
     SsoDirectory,
@@ -45,7 +47,11 @@ class TimedActivityLogWriter:
         self._writer = inner
         self._metrics = metrics
 
-    def insert_batch(self, logs: Sequence[ActivityLog]) -> Sequence[WriteResult]:
+    def log_encoder(self) -> LogEncoder | None:
+        """The wrapped writer's (``ports.EncodingLogWriter``), so its logs can still be encoded ahead."""
+        return self._writer.log_encoder() if isinstance(self._writer, EncodingLogWriter) else None
+
+    def insert_batch(self, logs: Sequence[ActivityLog | EncodedLog]) -> Sequence[WriteResult]:
         started = time.perf_counter()
         try:
             return self._writer.insert_batch(logs)

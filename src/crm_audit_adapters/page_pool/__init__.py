@@ -1,12 +1,12 @@
 """The page pool: ``run --workers N`` and ``dry-run --workers N`` on one machine, no broker.
 
-Worker processes load and transform a run's pages while the run loop, in the parent, stays the
-one writer in id order (``pipeline.ProcessPagePipeline``; the worker side is ``worker``).
+Worker processes load and transform a run's pages — and encode their logs in the writer's format —
+while the run loop, in the parent, stays the one writer in id order (``pipeline.ProcessPagePipeline``;
+the worker side is ``worker``, what crosses back is ``wire``).
 """
 
 from __future__ import annotations
 
-from .encoded import EncodedLogs
 from .pipeline import MAX_WORKERS, ProcessPagePipeline, TransformerRecipe
 
-__all__ = ["MAX_WORKERS", "EncodedLogs", "ProcessPagePipeline", "TransformerRecipe"]
+__all__ = ["MAX_WORKERS", "ProcessPagePipeline", "TransformerRecipe"]

@@ -8,7 +8,9 @@ each page's lookups, cuts the steps, writes them and saves the cursor after each
 exactly as in one process. The pool takes the CPU part of a page — loading ``audited_changes``
 (libyaml and the Psych rules) and the rule chain — in two halves, each on the page's own worker
 (``worker.prepare`` → the page's ``LookupRequest``; ``worker.finish`` with the ``LookupContext`` →
-the ``PageResult``), because the contacts a page needs are named inside its loaded changes.
+the ``PageResult``), because the contacts a page needs are named inside its loaded changes. The
+workers also encode the migrated logs with the run's writer's encoder (``ports.EncodingLogWriter``)
+and send each page back as tuples of builtins (``wire``): the parent writes bytes it never made.
 
 Flow: up to ``workers × pages_per_worker`` pages are in flight (read, and not yet handed back),
 so memory stays flat; page ``i`` goes to worker ``i mod workers``. The lookups are made in page
@@ -39,15 +41,16 @@ from attrs import frozen
 
 from crm_audit_transform.chain import RuleChain
 from crm_audit_transform.config import MappingConfig
-from crm_audit_transform.domain import ActivityLog, AuditRow, Migrated
+from crm_audit_transform.domain import AuditRow
 from crm_audit_transform.errors import ConfigError, WorkerLost
 from crm_audit_transform.loading import LoaderLimits
 from crm_audit_transform.lookup import LookupRequest
-from crm_audit_transform.transformer import PageResult, Transformer
+from crm_audit_transform.ports import LogEncoder
+from crm_audit_transform.transformer import Transformer
 from crm_audit_transform.usecases.pages import PageLookup, TransformedPage
 
 from . import worker
-from .encoded import EncodedLogs
+from .wire import WirePage, unpack
 
 __all__ = ["MAX_WORKERS", "ProcessPagePipeline", "TransformerRecipe"]
 
@@ -84,7 +87,7 @@ class _Page:
         self.rows = rows
         self.worker = worker
         self.plan = plan
-        self.result: Future[tuple[PageResult, list[Any] | None]] | None = None
+        self.result: Future[WirePage] | None = None
 
 
 class ProcessPagePipeline:
@@ -94,14 +97,9 @@ class ProcessPagePipeline:
     the run loop is given (the loop takes its scope from that one). ``pages_per_worker`` bounds the
     pages in flight per worker (≥ 1; 2 keeps a worker busy while the parent writes). The processes
     start at the first run and serve every run until ``close``.
-
-    ``encoder`` with ``encoded``: the workers also encode each migrated log in the writer's format
-    (``encoder`` is sent to them: a module-level function, e.g. ``files.sink_line``) and the
-    encodings are put in ``encoded``, which the writer reads (``JsonlActivityLogSink(encoded=…)``),
-    so the one writer's process does not encode them again.
     """
 
-    __slots__ = ("_context", "_encoded", "_encoder", "_executors", "_pages_per_worker", "_recipe", "_workers")
+    __slots__ = ("_context", "_executors", "_pages_per_worker", "_recipe", "_workers")
 
     def __init__(
         self,
@@ -110,8 +108,6 @@ class ProcessPagePipeline:
         *,
         pages_per_worker: int = 2,
         start_method: StartMethod = "forkserver",
-        encoder: Callable[[ActivityLog], Any] | None = None,
-        encoded: EncodedLogs[Any] | None = None,
     ) -> None:
         if not 1 <= workers <= MAX_WORKERS:
             raise ValueError(f"workers must be between 1 and {MAX_WORKERS}, got {workers}")
@@ -120,11 +116,7 @@ class ProcessPagePipeline:
         self._workers = workers
         self._recipe = recipe
         self._pages_per_worker = pages_per_worker
-        if (encoder is None) != (encoded is None):
-            raise ValueError("give both encoder and encoded, or neither")
-        _require_picklable(recipe, encoder)
-        self._encoder = encoder
-        self._encoded = encoded
+        _require_picklable(recipe)
         self._context = multiprocessing.get_context(start_method)
         if start_method == "forkserver":
             # The fork server imports the worker side (and with it the core, PyYAML, libyaml) once,
@@ -161,14 +153,19 @@ class ProcessPagePipeline:
         lookup: PageLookup,
         *,
         company_sso_id: str,
+        encoder: LogEncoder | None = None,
+        names_entities: bool = False,
     ) -> Generator[TransformedPage, None, None]:
         """The pages transformed by the workers, in the order given (``ports.PagePipeline``).
 
-        ``transformer`` is not used here: the workers build theirs from the recipe. ``WorkerLost``
-        when a worker process dies; what the workers were doing is dropped when the generator
-        is closed.
+        ``transformer`` is not used here: the workers build theirs from the recipe. With
+        ``encoder`` (sent to the workers: ``CONFIG_INVALID`` if it cannot be), the migrated logs
+        come back as its ``EncodedLog``, but those the loop may name (``names_entities``).
+        ``WorkerLost`` when a worker process dies; what the workers were doing is dropped when the
+        generator is closed.
         """
-        executors = self._start()
+        _require_picklable(encoder)
+        executors = self._start(encoder, names_entities)
         source = iter(pages)
         inflight: deque[_Page] = deque()
         limit = self._workers * self._pages_per_worker
@@ -191,17 +188,12 @@ class ProcessPagePipeline:
                 self._look_up(inflight, executors, lookup, company_sso_id)
                 head = inflight.popleft()
                 assert head.result is not None  # the head is always looked up
-                result, encodings = self._wait(head.result)
-                if encodings is not None and self._encoded is not None:
-                    self._encoded.add([o.log for o in result.outcomes if type(o) is Migrated], encodings)
-                yield TransformedPage(head.rows, result)
+                yield TransformedPage(head.rows, unpack(self._wait(head.result)))
         finally:
             for page in inflight:
                 page.plan.cancel()
                 if page.result is not None:
                     page.result.cancel()
-            if self._encoded is not None:
-                self._encoded.clear()  # the logs of pages not written are never asked for
 
     def _look_up(
         self,
@@ -221,13 +213,14 @@ class ProcessPagePipeline:
                 executors[page.worker], worker.finish, page.seq, context, company_sso_id
             )
 
-    def _start(self) -> list[ProcessPoolExecutor]:
-        """The executors, a new one for any that is missing or broken; each forgets old pages."""
+    def _start(self, encoder: LogEncoder | None, names_entities: bool) -> list[ProcessPoolExecutor]:
+        """The executors, a new one for any that is missing or broken; each forgets old pages and
+        takes this run's encoder (``worker.begin`` runs before this run's pages on that worker)."""
         started: list[ProcessPoolExecutor] = []
         for slot, executor in enumerate(self._executors):
             if executor is not None:
                 try:
-                    executor.submit(worker.forget)  # runs before this run's pages on that worker
+                    executor.submit(worker.begin, encoder, names_entities)
                 except BrokenProcessPool:  # its worker died in an earlier run: replace it
                     executor.shutdown(wait=False, cancel_futures=True)
                     executor = None
@@ -236,9 +229,10 @@ class ProcessPagePipeline:
                     max_workers=1,
                     mp_context=self._context,
                     initializer=worker.start,
-                    initargs=(self._recipe, self._encoder),
+                    initargs=(self._recipe,),
                 )
                 self._executors[slot] = executor
+                self._submit(executor, worker.begin, encoder, names_entities)
             started.append(executor)
         return started
 

@@ -8,12 +8,12 @@ times through the same worker (the pool keeps one single-process executor per wo
   page's ``LookupRequest`` goes back to the parent, which makes the lookups (its connections,
   its one cache);
 - ``finish(seq, context, company_sso_id)``: the rules over the prepared rows with the parent's
-  ``LookupContext``; the ``PageResult`` goes back — with, when the pool has an encoder, each
-  migrated log encoded in the writer's format, so the parent only writes it (``encoded``).
+  ``LookupContext``; the ``PageResult`` goes back as ``wire.pack`` makes it — each migrated log
+  encoded by the run's writer's encoder (``begin``), so the parent only writes its bytes.
 
 So the loaded values never cross a process boundary: only the raw rows go out (as tuples of
-their fields) and the request and the outcomes come back. The per-process state is a module
-global because the process is its unit: one process, one transformer, its pages. A worker
+their fields) and the request and the outcomes (as tuples of builtins) come back. The per-process
+state is a module global because the process is its unit: one process, one transformer, its pages. A worker
 ignores Ctrl-C (the parent decides when to stop and stops the pool) and ends itself when its
 parent process is gone, so a parent killed with SIGKILL leaves no worker behind.
 """
@@ -29,31 +29,36 @@ from typing import Any
 
 from crm_audit_transform.domain import ActivityLog, AuditRow, Migrated
 from crm_audit_transform.lookup import LookupContext, LookupRequest
+from crm_audit_transform.ports import LogEncoder
 from crm_audit_transform.transformer import PageResult, PreparedRow, Transformer
+from crm_audit_transform.usecases.pages import encode_ahead
 
-__all__ = ["finish", "forget", "prepare", "start"]
+from .wire import WirePage, pack
+
+__all__ = ["begin", "finish", "prepare", "start"]
 
 
 class _Worker:
-    __slots__ = ("encoder", "pending", "transformer")
+    __slots__ = ("encoder", "names_entities", "pending", "transformer")
 
-    def __init__(self, transformer: Transformer, encoder: Callable[[ActivityLog], Any] | None) -> None:
+    def __init__(self, transformer: Transformer) -> None:
         self.transformer = transformer
-        self.encoder = encoder
+        self.encoder: LogEncoder | None = None
+        self.names_entities = False
         self.pending: dict[int, tuple[PreparedRow, ...]] = {}
 
 
 _worker: _Worker | None = None
 
 
-def start(recipe: Callable[[], Transformer], encoder: Callable[[ActivityLog], Any] | None = None) -> None:
+def start(recipe: Callable[[], Transformer]) -> None:
     """The executor's initializer: ignore Ctrl-C, watch the parent, build the transformer."""
     global _worker
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     parent = multiprocessing.parent_process()
     if parent is not None:
         threading.Thread(target=_end_with, args=(parent,), name="parent-watch", daemon=True).start()
-    _worker = _Worker(recipe(), encoder)
+    _worker = _Worker(recipe())
 
 
 def _end_with(parent: Any) -> None:
@@ -67,9 +72,13 @@ def _state() -> _Worker:
     return _worker
 
 
-def forget() -> None:
-    """Drop the pages a previous run prepared and never finished (it stopped early)."""
-    _state().pending.clear()
+def begin(encoder: LogEncoder | None, names_entities: bool) -> None:
+    """A run starts: its writer's encoder (``ports.PagePipeline``); drop the pages a previous run
+    prepared and never finished (it stopped early)."""
+    worker = _state()
+    worker.pending.clear()
+    worker.encoder = encoder
+    worker.names_entities = names_entities
 
 
 def prepare(seq: int, rows: Sequence[Any], *, flat: bool) -> LookupRequest:
@@ -86,13 +95,21 @@ def prepare(seq: int, rows: Sequence[Any], *, flat: bool) -> LookupRequest:
     return worker.transformer.plan(prepared)
 
 
-def finish(seq: int, context: LookupContext, company_sso_id: str) -> tuple[PageResult, list[Any] | None]:
-    """Page ``seq``'s outcomes, one per row in order, with the parent's lookups; and, with an
-    encoder, the encoding of each migrated log in order (else None)."""
+def finish(seq: int, context: LookupContext, company_sso_id: str) -> WirePage:
+    """Page ``seq``'s outcomes, one per row in order, with the parent's lookups, packed
+    (``wire.pack``): each migrated log encoded by the run's encoder, if it has one, unless the
+    run loop may still change it (``encode_ahead``)."""
     worker = _state()
     prepared = worker.pending.pop(seq)
     result = worker.transformer.transform(prepared, context, company_sso_id=company_sso_id)
-    if worker.encoder is None:
-        return result, None
-    encode = worker.encoder
-    return result, [encode(outcome.log) for outcome in result.outcomes if type(outcome) is Migrated]
+    encoder = worker.encoder
+    if encoder is not None:
+        names = worker.names_entities
+        outcomes = tuple(
+            Migrated(o.audit_id, encode_ahead(o.log, encoder, names_entities=names))
+            if type(o) is Migrated and isinstance(o.log, ActivityLog)
+            else o
+            for o in result.outcomes
+        )
+        result = PageResult(outcomes, result.tally, result.fell_through, result.degraded)
+    return pack(result)

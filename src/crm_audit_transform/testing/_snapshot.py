@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from ..domain import ActivityLog, Actor, Failed, Migrated, Outcome, Skipped
+from ..domain import ActivityLog, Actor, EncodedLog, Failed, Migrated, Outcome, Skipped
 from ..tally import Tally
 from ..transformer import PageResult
 
@@ -69,6 +69,8 @@ def outcome_snapshot(outcome: Outcome) -> dict[str, Any]:
     """
     if isinstance(outcome, Migrated):
         log = outcome.log
+        if isinstance(log, EncodedLog):  # encoded by a --workers process: what the run loop reads
+            return {"id": outcome.audit_id, "outcome": "migrated", "log": f"{log.encoding}/{log.action}"}
         return {
             "id": outcome.audit_id,
             "outcome": "migrated",

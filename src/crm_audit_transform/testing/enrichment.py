@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 
 from .. import reasons
-from ..domain import SOURCE_TAG, ActivityLog, WriteResult
+from ..domain import SOURCE_TAG, ActivityLog, EncodedLog, WriteResult
 from ..enrichment.model import (
     ASSOCIATION_ACTIONS,
     ENRICHMENT_KEYS,
@@ -29,6 +29,7 @@ from ..enrichment.model import (
 )
 from ..enrichment_tally import EnrichmentTally
 from ..timestamps import as_utc
+from .stores import refuse_encoded
 
 __all__ = ["InMemoryEnrichmentStore", "activity_log_document"]
 
@@ -160,8 +161,10 @@ class InMemoryEnrichmentStore:
         doc_id = self.add(_document_of(log))
         self._logs[doc_id] = log
 
-    def insert_batch(self, logs: Sequence[ActivityLog]) -> Sequence[WriteResult]:
+    def insert_batch(self, logs: Sequence[ActivityLog | EncodedLog]) -> Sequence[WriteResult]:
         # Unordered insert against the partial unique index: each duplicate is reported, the rest land.
+        # It has no log_encoder, so an EncodedLog reaching it is a wiring mistake.
+        logs = refuse_encoded(logs, self)
         keys = {
             (doc["company_sso_id"], doc["external_id"])
             for doc in self._docs.values()

@@ -14,7 +14,7 @@ from collections.abc import Collection, Iterable, Sequence
 import attrs
 
 from .. import reasons
-from ..domain import NO_TIME_KNOWN, SOURCE_TAG, ActivityLog, AuditRow, ScopeBounds, WriteResult
+from ..domain import NO_TIME_KNOWN, SOURCE_TAG, ActivityLog, AuditRow, EncodedLog, ScopeBounds, WriteResult
 from ..errors import JobAlreadyRunning, JobNotFound, LeaseHeld
 from ..jobs import COMPLETED, IN_PROGRESS, ROLLING_BACK, JobShard, MigrationJob
 from ..ports import Clock
@@ -107,8 +107,10 @@ class InMemoryActivityLogStore:
     def _keys(self) -> set[tuple[str, str]]:
         return {(log.company_sso_id, log.external_id) for log in self._logs if log.external_id}
 
-    def insert_batch(self, logs: Sequence[ActivityLog]) -> Sequence[WriteResult]:
+    def insert_batch(self, logs: Sequence[ActivityLog | EncodedLog]) -> Sequence[WriteResult]:
         # Unordered insert against the partial unique index: each duplicate is reported, the rest land.
+        # It has no log_encoder, so an EncodedLog reaching it is a wiring mistake.
+        logs = refuse_encoded(logs, self)
         keys = self._keys()
         results: list[WriteResult] = []
         for log in logs:
@@ -346,3 +348,16 @@ class FixedClock:
 
     def set(self, now: dt.datetime) -> None:
         self._now = as_utc(now)
+
+
+def refuse_encoded(logs: Sequence[ActivityLog | EncodedLog], writer: object) -> list[ActivityLog]:
+    """``logs``, all ``ActivityLog``; ``TypeError`` for an ``EncodedLog``: a writer without a
+    ``log_encoder`` is never handed one (``ports.ActivityLogWriter``)."""
+    plain: list[ActivityLog] = []
+    for log in logs:
+        if isinstance(log, EncodedLog):
+            raise TypeError(
+                f"{type(writer).__name__} has no log encoder, yet got a log encoded as {log.encoding}"
+            )
+        plain.append(log)
+    return plain

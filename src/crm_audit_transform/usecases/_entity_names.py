@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import attrs
 
 from .. import reasons
-from ..domain import ActivityLog, EntityRef, Migrated, Outcome, WriteResult
+from ..domain import ActivityLog, EncodedLog, EntityRef, Migrated, Outcome, WriteResult
 from ..enrichment import ASSOCIATION_ACTIONS
 from ..enrichment.planner import linked_entity_name
 from ..enrichment_tally import EnrichmentTally
@@ -48,7 +48,7 @@ def name_linked_entities(
     return tuple(_named(outcome, found) for outcome in outcomes)
 
 
-def names_tally(logs: Sequence[ActivityLog], results: Sequence[WriteResult]) -> EnrichmentTally:
+def names_tally(logs: Sequence[ActivityLog | EncodedLog], results: Sequence[WriteResult]) -> EnrichmentTally:
     """The step's association logs now stored, all ``complete`` (named before the write), and the
     names its inserts set as ``keys_set`` (a replay's duplicates set none)."""
     stored = {
@@ -57,14 +57,18 @@ def names_tally(logs: Sequence[ActivityLog], results: Sequence[WriteResult]) -> 
         if r.status == "inserted" or r.reason == reasons.DUPLICATE_EXTERNAL_ID
     }
     association = [log for log in logs if log.external_id in stored and log.action in ASSOCIATION_ACTIONS]
-    keys_set = sum(
-        1 for log in association if stored[log.external_id] == "inserted" and NAME_KEY in log.metadata
-    )
+    keys_set = sum(1 for log in association if stored[log.external_id] == "inserted" and _is_named(log))
     return EnrichmentTally(logs=len(association), complete=len(association), keys_set=keys_set)
 
 
-def _referent(log: ActivityLog) -> tuple[str, int] | None:
-    if log.action not in ASSOCIATION_ACTIONS or NAME_KEY in log.metadata:
+def may_be_named(log: ActivityLog) -> bool:
+    """Whether ``name_linked_entities`` could give ``log`` a ``linked_entity_name``."""
+    return _referent(log) is not None
+
+
+def _referent(log: ActivityLog | EncodedLog) -> tuple[str, int] | None:
+    # An encoded log is never one to name: the pipeline leaves those as logs (``encode_ahead``).
+    if isinstance(log, EncodedLog) or log.action not in ASSOCIATION_ACTIONS or NAME_KEY in log.metadata:
         return None
     entity_type = log.metadata.get("linked_entity_type")
     entity_id = log.metadata.get("linked_entity_id")
@@ -73,12 +77,17 @@ def _referent(log: ActivityLog) -> tuple[str, int] | None:
     return None
 
 
+def _is_named(log: ActivityLog | EncodedLog) -> bool:
+    return log.named if isinstance(log, EncodedLog) else NAME_KEY in log.metadata
+
+
 def _named(outcome: Outcome, found: dict[tuple[str, int], EntityRef]) -> Outcome:
     if not isinstance(outcome, Migrated):
         return outcome
-    referent = _referent(outcome.log)
+    log = outcome.log
+    referent = _referent(log)
     name = linked_entity_name(found.get(referent)) if referent is not None else None
-    if name is None:
+    if name is None or isinstance(log, EncodedLog):
         return outcome
-    log = attrs.evolve(outcome.log, metadata={**outcome.log.metadata, NAME_KEY: name})
+    log = attrs.evolve(log, metadata={**log.metadata, NAME_KEY: name})
     return Migrated(outcome.audit_id, log)

@@ -10,7 +10,7 @@ import datetime as dt
 import random
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, cast
 
 import attrs
 
@@ -247,7 +247,7 @@ class Walk:
                 continue
             if sampled is None and isinstance(outcome, Migrated) and ext_id not in extra:
                 # The common case, kept lean: one stored log, its content compared whole.
-                log = outcome.log
+                log = cast(ActivityLog, outcome.log)  # the transformer's own: never encoded ahead
                 expected = content_of(log)
                 if copy.same_as(expected):
                     # The stored document is the recomputed one: the same content, the log's
@@ -261,7 +261,7 @@ class Walk:
                     continue
                 found = self._copies(row.id, log, (copy,), expected, sampled, contacts, compare, seam)
             else:
-                recomputed = outcome.log if isinstance(outcome, Migrated) else None
+                recomputed = cast(ActivityLog, outcome.log) if isinstance(outcome, Migrated) else None
                 copies = (copy, *extra[ext_id]) if ext_id in extra else (copy,)
                 found = self._copies(row.id, recomputed, copies, None, sampled, contacts, compare, seam)
             if found:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
-from ..domain import ActivityLog, BatchResult
+from ..domain import ActivityLog, BatchResult, EncodedLog
 from ..errors import BatchTooLarge
 from ..ports import ActivityLogWriter
 
@@ -18,9 +18,11 @@ MAX_BATCH_SIZE: Final = 20
 
 
 def migrate_batch(
-    logs: Sequence[ActivityLog], writer: ActivityLogWriter, *, max_size: int = MAX_BATCH_SIZE
+    logs: Sequence[ActivityLog | EncodedLog], writer: ActivityLogWriter, *, max_size: int = MAX_BATCH_SIZE
 ) -> BatchResult:
     """Write one batch through ``writer``: counts and one ``WriteResult`` per log, in order.
+
+    An ``EncodedLog`` must be ``writer``'s own encoding (``ports.ActivityLogWriter``).
 
     ``BatchTooLarge`` above ``max_size`` (nothing written); ``StoreUnavailable`` propagates.
     """

@@ -34,7 +34,9 @@ resume replays it, harmlessly). A rollback under way on the account refuses the 
 
 Pages: the loop reads its pages lazily and hands them to a ``PagePipeline`` (``pages``), which
 prepares and transforms them — in this process by default (``InProcessPages``), or in worker
-processes (``crm_audit_adapters.page_pool``) — and gives them back in id order; the page's lookups
+processes (``crm_audit_adapters.page_pool``) — and gives them back in id order. A pipeline of worker
+processes is handed the writer's ``log_encoder`` (``EncodingLogWriter``): its workers then encode the
+logs the loop will not change, and the loop writes those ``EncodedLog`` bytes as they are. The page's lookups
 are made here, through the one cache, in page order. Steps are cut, written and saved by this loop
 alone, as above, whatever the pipeline: a pipeline changes where the CPU work runs, not what is
 written or when the cursor moves. Pages read ahead and not yet written when the loop ends (halt,
@@ -63,6 +65,7 @@ from ..ports import (
     AuditSource,
     Clock,
     ContactDirectory,
+    EncodingLogWriter,
     EntityDirectory,
     IndexState,
     PagePipeline,
@@ -288,11 +291,14 @@ class _Loop:
             would_halt = HaltPoint(job.last_audit_id, reason)
             if self._settings.enforce_halt:
                 return RunResult(self._finish(job, HALTED, reason), steps, would_halt=would_halt)
+        writer = self._ports.logs
         pages = self._pipeline.transform_pages(
             self._read(job),
             self._transformer,
             self._lookup(job),
             company_sso_id=job.company_sso_id,
+            encoder=writer.log_encoder() if isinstance(writer, EncodingLogWriter) else None,
+            names_entities=self._ports.entities is not None,
         )
         try:
             for page in pages:

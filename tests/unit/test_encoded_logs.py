@@ -1,0 +1,177 @@
+"""Logs encoded ahead (``EncodedLog``): each writer's encoder, the writers taking its bytes as they are,
+the rule of which logs a pool may encode, and a page's result on its way back from a worker.
+
+The encoded bytes must be exactly what each writer makes of the log itself: the JSONL line of
+``sink_line``, the BSON the Mongo store sends (``_id`` first). The run-level identity (same files,
+same documents with ``--workers 2`` as with one process) is in tests/integration/test_run_page_pool.py.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import pickle
+from pathlib import Path
+from typing import Any
+
+import attrs
+import bson
+import mongomock
+import pytest
+from bson import ObjectId
+from bson.codec_options import CodecOptions
+
+from crm_audit_adapters.files.sink import JSONL_ENCODING, JsonlActivityLogSink, jsonl_log, sink_line
+from crm_audit_adapters.mongo import MongoActivityLogStore
+from crm_audit_adapters.mongo.activity_logs import BSON_ENCODING, BsonLogEncoder, with_id
+from crm_audit_adapters.mongo.documents import encode_activity_log
+from crm_audit_adapters.page_pool.wire import pack, unpack
+from crm_audit_transform import reasons
+from crm_audit_transform.domain import ActivityLog, EncodedLog, Failed, Migrated, Skipped
+from crm_audit_transform.tally import Tally
+from crm_audit_transform.testing import InMemoryActivityLogStore
+from crm_audit_transform.transformer import PageResult
+from crm_audit_transform.usecases.pages import encode_ahead, encoded_log
+from support.mongo import activity_log
+
+OPTIONS: CodecOptions[Any] = CodecOptions(tz_aware=True)
+
+
+def association_log(audit_id: int = 5, **metadata: Any) -> ActivityLog:
+    """A ``link`` log naming its linked entity's type and id, as the rules make one."""
+    base = activity_log(audit_id, action="link")
+    return attrs.evolve(
+        base, metadata={**base.metadata, "linked_entity_type": "deal", "linked_entity_id": 9, **metadata}
+    )
+
+
+class TestEncodeAhead:
+    def test_a_log_the_loop_may_name_is_left_as_a_log_when_it_names_entities(self) -> None:
+        """With ``names_entities``, an association log without its name stays an ``ActivityLog``."""
+        log = association_log()
+        assert encode_ahead(log, jsonl_log, names_entities=True) is log
+        assert encode_ahead(log, jsonl_log, names_entities=False) == jsonl_log(log)
+
+    def test_every_other_log_is_encoded(self) -> None:
+        """A plain update, and an association log already named, are encoded even when naming."""
+        named = association_log(linked_entity_name="Big deal")
+        for log in (activity_log(1), named):
+            encoded = encode_ahead(log, jsonl_log, names_entities=True)
+            assert isinstance(encoded, EncodedLog)
+        assert jsonl_log(named).named is True
+        assert jsonl_log(activity_log(1)).named is False
+
+    def test_an_encoded_log_carries_what_the_loop_reads(self) -> None:
+        """Company, external id, action and source tag are the log's; data is the sink's line."""
+        log = activity_log(3)
+        encoded = jsonl_log(log)
+        assert (encoded.company_sso_id, encoded.external_id, encoded.action, encoded.source_tag) == (
+            log.company_sso_id,
+            log.external_id,
+            log.action,
+            log.source_tag,
+        )
+        assert (encoded.encoding, encoded.data, encoded.problem) == (JSONL_ENCODING, sink_line(log)[1], "")
+
+
+class TestJsonlSinkTakesItsEncodedLines:
+    def test_an_encoded_log_is_written_as_its_bytes(self, tmp_path: Path) -> None:
+        """The sink writes the encoded line as it is, and a log exactly as it encodes it itself."""
+        one, two = activity_log(1), activity_log(2)
+        with JsonlActivityLogSink(tmp_path / "a.jsonl") as sink:
+            results = sink.insert_batch([jsonl_log(one), two])
+        assert [r.status for r in results] == ["inserted", "inserted"]
+        assert (tmp_path / "a.jsonl").read_bytes() == sink_line(one)[1] + sink_line(two)[1]
+
+    def test_an_encoded_duplicate_is_skipped_and_counted_like_a_log(self, tmp_path: Path) -> None:
+        """The key of an encoded log is its company and external id: a repeat is a duplicate."""
+        log = activity_log(1)
+        with JsonlActivityLogSink(tmp_path / "a.jsonl") as sink:
+            sink.insert_batch([log])
+            (result,) = sink.insert_batch([jsonl_log(log)])
+            assert sink.count_migrated(log.company_sso_id) == 1
+        assert (result.status, result.reason) == ("skipped", reasons.DUPLICATE_EXTERNAL_ID)
+
+    def test_a_problem_found_ahead_is_a_failed_write_with_its_detail(self, tmp_path: Path) -> None:
+        """An encoder's ``problem`` is reported as the sink reports a log it cannot encode."""
+        bad = encoded_log(activity_log(1), JSONL_ENCODING, b"", "cannot encode the document: boom")
+        with JsonlActivityLogSink(tmp_path / "a.jsonl") as sink:
+            (result,) = sink.insert_batch([bad])
+        assert (result.status, result.reason, result.detail) == (
+            "failed",
+            reasons.WRITE_ERROR,
+            "cannot encode the document: boom",
+        )
+        assert (tmp_path / "a.jsonl").read_bytes() == b""
+
+    def test_another_writers_encoding_is_refused(self, tmp_path: Path) -> None:
+        """BSON bytes never reach a JSONL file: a wiring mistake is a ``TypeError``."""
+        with JsonlActivityLogSink(tmp_path / "a.jsonl") as sink, pytest.raises(TypeError, match="bson"):
+            sink.insert_batch([BsonLogEncoder(OPTIONS)(activity_log(1))])
+
+
+class TestBsonEncodedAhead:
+    def test_the_bytes_are_the_ones_the_store_would_send(self) -> None:
+        """``with_id`` over the encoder's bytes equals ``bson.encode`` of the document with ``_id`` first."""
+        log = activity_log(1, metadata={"crm_audit_id": 1, "when": dt.date(2024, 1, 2), "big": 2**40})
+        encoded = BsonLogEncoder(OPTIONS)(log)
+        doc_id = ObjectId()
+        expected = bson.encode({"_id": doc_id, **encode_activity_log(log)}, codec_options=OPTIONS)
+        assert encoded.encoding == BSON_ENCODING
+        assert with_id(doc_id, encoded.data) == expected
+
+    def test_a_log_without_external_id_or_unencodable_is_a_problem_not_bytes(self) -> None:
+        """The encoder says why the store would refuse a log, in the store's words."""
+        encoder = BsonLogEncoder(OPTIONS)
+        no_key = encoder(activity_log(1, external_id=""))
+        assert (no_key.data, no_key.problem) == (
+            b"",
+            "an activity log without external_id cannot be written idempotently",
+        )
+        lone = encoder(activity_log(2, customer_id="\ud800"))
+        assert lone.data == b""
+        assert lone.problem.startswith("cannot encode the document:")
+
+    def test_the_encoder_pickles(self) -> None:
+        """It is sent to the worker processes: it must survive pickling, options included."""
+        encoder = BsonLogEncoder(OPTIONS)
+        assert pickle.loads(pickle.dumps(encoder)) == encoder
+
+    def test_a_collection_handed_dicts_has_no_encoder_and_refuses_bytes(self) -> None:
+        """mongomock is handed documents, not bytes: no encoder, and an encoded log is a ``TypeError``."""
+        store = MongoActivityLogStore(mongomock.MongoClient(tz_aware=True)["cdp"]["activity_logs"])
+        assert store.log_encoder() is None
+        with pytest.raises(TypeError, match="bson"):
+            store.insert_batch([BsonLogEncoder(OPTIONS)(activity_log(1))])
+
+
+class TestWritersWithoutAnEncoder:
+    def test_the_in_memory_store_refuses_an_encoded_log(self) -> None:
+        """A writer without ``log_encoder`` is never handed one: getting one is a ``TypeError``."""
+        with pytest.raises(TypeError, match="no log encoder"):
+            InMemoryActivityLogStore().insert_batch([jsonl_log(activity_log(1))])
+
+
+class TestThePageOnTheWire:
+    def test_every_kind_of_outcome_comes_back_equal(self) -> None:
+        """Encoded and plain migrated logs, skipped and failed rows: unpack(pickled pack) is the page."""
+        outcomes = (
+            Migrated(1, jsonl_log(activity_log(1))),
+            Migrated(2, association_log(2)),
+            Skipped(3, reasons.CONTACT_NOT_FOUND),
+            Failed(4, "malformed_yaml", "line 1"),
+            Migrated(5, encoded_log(activity_log(5), JSONL_ENCODING, b"", "too large")),
+        )
+        page = PageResult(
+            outcomes, Tally.of(outcomes, 1, 0), (False, True, False, False, False), (False,) * 5
+        )
+        back = unpack(pickle.loads(pickle.dumps(pack(page), 5)))
+        assert back == page
+        assert [type(o) for o in back.outcomes] == [Migrated, Migrated, Skipped, Failed, Migrated]
+        assert type(back.outcomes[1].log) is ActivityLog  # type: ignore[union-attr]
+
+    def test_an_encoded_row_crosses_as_its_bytes_and_little_more(self) -> None:
+        """What crosses per migrated row is its encoded bytes and a few shared strings (< 100 B more)."""
+        logs = [activity_log(i) for i in range(200)]
+        encoded = PageResult(tuple(Migrated(i, jsonl_log(log)) for i, log in enumerate(logs)), Tally())
+        lines = sum(len(sink_line(log)[1]) for log in logs)
+        assert lines < len(pickle.dumps(pack(encoded), 5)) < lines + 100 * len(logs)
