@@ -19,11 +19,14 @@ import mongomock
 import pytest
 from bson import ObjectId
 from bson.codec_options import CodecOptions
+from prometheus_client import CollectorRegistry
 
 from crm_audit_adapters.files.sink import JSONL_ENCODING, JsonlActivityLogSink, jsonl_log, sink_line
 from crm_audit_adapters.mongo import MongoActivityLogStore
 from crm_audit_adapters.mongo.activity_logs import BSON_ENCODING, BsonLogEncoder, with_id
 from crm_audit_adapters.mongo.documents import encode_activity_log
+from crm_audit_adapters.observability import MigrationMetrics
+from crm_audit_adapters.observability.ports import TimedActivityLogWriter
 from crm_audit_adapters.page_pool.wire import pack, unpack
 from crm_audit_transform import reasons
 from crm_audit_transform.domain import ActivityLog, EncodedLog, Failed, Migrated, Skipped
@@ -175,3 +178,21 @@ class TestThePageOnTheWire:
         encoded = PageResult(tuple(Migrated(i, jsonl_log(log)) for i, log in enumerate(logs)), Tally())
         lines = sum(len(sink_line(log)[1]) for log in logs)
         assert lines < len(pickle.dumps(pack(encoded), 5)) < lines + 100 * len(logs)
+
+
+class TestEncodingThroughTheWire:
+    def test_pack_encodes_each_log_as_encode_ahead_says(self) -> None:
+        """With ``encode``, a plain log crosses as its encoding and a log left as is crosses whole."""
+        outcomes = (Migrated(1, activity_log(1)), Migrated(2, association_log(2)), Skipped(3, "x"))
+        page = PageResult(outcomes, Tally.of(outcomes))
+        back = unpack(pack(page, lambda log: encode_ahead(log, jsonl_log, names_entities=True)))
+        assert back.outcomes == (Migrated(1, jsonl_log(activity_log(1))), outcomes[1], outcomes[2])
+
+
+class TestTimedWriterKeepsTheEncoder:
+    def test_the_metrics_wrapper_hands_on_its_writers_encoder(self, tmp_path: Path) -> None:
+        """Timing the writes must not turn encoding ahead off: the wrapper forwards ``log_encoder``."""
+        metrics = MigrationMetrics(CollectorRegistry())
+        with JsonlActivityLogSink(tmp_path / "a.jsonl") as sink:
+            assert TimedActivityLogWriter(sink, metrics).log_encoder() is jsonl_log
+        assert TimedActivityLogWriter(InMemoryActivityLogStore(), metrics).log_encoder() is None

@@ -18,9 +18,10 @@ held, so the run loop cannot tell the page crossed a process boundary.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeAlias
 
-from crm_audit_transform.domain import EncodedLog, Failed, Migrated, Outcome, Skipped
+from crm_audit_transform.domain import ActivityLog, EncodedLog, Failed, Migrated, Outcome, Skipped
 from crm_audit_transform.transformer import PageResult
 
 __all__ = ["WirePage", "pack", "unpack"]
@@ -29,13 +30,18 @@ WirePage: TypeAlias = tuple[list[tuple[Any, ...]], Any, tuple[bool, ...], tuple[
 """``(rows, tally, fell_through, degraded)``: what ``pack`` makes of a ``PageResult``."""
 
 
-def pack(result: PageResult) -> WirePage:
-    """``result`` as tuples of builtins (see the module docstring)."""
+def pack(
+    result: PageResult, encode: Callable[[ActivityLog], ActivityLog | EncodedLog] | None = None
+) -> WirePage:
+    """``result`` as tuples of builtins (see the module docstring); with ``encode``, each migrated
+    ``ActivityLog`` is sent as what it returns (``usecases.pages.encode_ahead``)."""
     rows: list[tuple[Any, ...]] = []
     append = rows.append
     for outcome in result.outcomes:
         if isinstance(outcome, Migrated):
             log = outcome.log
+            if encode is not None and isinstance(log, ActivityLog):
+                log = encode(log)
             if isinstance(log, EncodedLog):
                 append(
                     (
@@ -50,6 +56,9 @@ def pack(result: PageResult) -> WirePage:
                         log.named,
                     )
                 )
+                continue
+            if log is not outcome.log:  # left as a log by ``encode``, and sent as one
+                append((outcome.audit_id, Migrated(outcome.audit_id, log)))
                 continue
         elif type(outcome) is Skipped or type(outcome) is Failed:  # not a subclass: sent as it is
             append((outcome.audit_id, outcome.reason, outcome.detail, type(outcome) is Skipped))

@@ -27,10 +27,10 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from crm_audit_transform.domain import ActivityLog, AuditRow, Migrated
+from crm_audit_transform.domain import AuditRow
 from crm_audit_transform.lookup import LookupContext, LookupRequest
 from crm_audit_transform.ports import LogEncoder
-from crm_audit_transform.transformer import PageResult, PreparedRow, Transformer
+from crm_audit_transform.transformer import PreparedRow, Transformer
 from crm_audit_transform.usecases.pages import encode_ahead
 
 from .wire import WirePage, pack
@@ -103,13 +103,7 @@ def finish(seq: int, context: LookupContext, company_sso_id: str) -> WirePage:
     prepared = worker.pending.pop(seq)
     result = worker.transformer.transform(prepared, context, company_sso_id=company_sso_id)
     encoder = worker.encoder
-    if encoder is not None:
-        names = worker.names_entities
-        outcomes = tuple(
-            Migrated(o.audit_id, encode_ahead(o.log, encoder, names_entities=names))
-            if type(o) is Migrated and isinstance(o.log, ActivityLog)
-            else o
-            for o in result.outcomes
-        )
-        result = PageResult(outcomes, result.tally, result.fell_through, result.degraded)
-    return pack(result)
+    if encoder is None:
+        return pack(result)
+    names = worker.names_entities
+    return pack(result, lambda log: encode_ahead(log, encoder, names_entities=names))
