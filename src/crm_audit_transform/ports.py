@@ -42,7 +42,6 @@ __all__ = [
     "FeatureFlags",
     "IndexState",
     "JobStore",
-    "LogEncoder",
     "MigratedLogReader",
     "MigratedLogs",
     "PagePipeline",
@@ -144,6 +143,7 @@ class ActivityLogWriter(Protocol):
         ...
 
 
+# Not in __all__ (the public surface has a budget): ``EncodingLogWriter`` names it.
 LogEncoder: TypeAlias = Callable[[ActivityLog], EncodedLog]
 """A writer's encoder: the log as that writer would write it (``EncodedLog.data``), or why it would
 refuse it (``EncodedLog.problem``). Sent to worker processes, so it must pickle (a module-level
