@@ -18,8 +18,9 @@ import bson
 import mongomock
 import pytest
 from bson import ObjectId
-from bson.codec_options import CodecOptions
+from bson.codec_options import CodecOptions, TypeRegistry
 from prometheus_client import CollectorRegistry
+from pymongo import MongoClient
 
 from crm_audit_adapters.files.sink import JSONL_ENCODING, JsonlActivityLogSink, jsonl_log, sink_line
 from crm_audit_adapters.mongo import MongoActivityLogStore
@@ -138,6 +139,21 @@ class TestBsonEncodedAhead:
         """It is sent to the worker processes: it must survive pickling, options included."""
         encoder = BsonLogEncoder(OPTIONS)
         assert pickle.loads(pickle.dumps(encoder)) == encoder
+
+    def test_a_pymongo_collection_has_an_encoder_unless_its_codec_options_carry_a_type_registry(self) -> None:
+        """Bytes made ahead are the store's own only without custom type codecs: with a
+        ``type_registry`` the store encodes each document itself (no encoder)."""
+        client: MongoClient[dict[str, Any]] = MongoClient("mongodb://127.0.0.1:9", connect=False)
+        try:
+            plain = client["cdp"].get_collection("activity_logs", codec_options=OPTIONS)
+            assert MongoActivityLogStore(plain).log_encoder() == BsonLogEncoder(OPTIONS)
+            registry = TypeRegistry(fallback_encoder=repr)
+            custom = client["cdp"].get_collection(
+                "activity_logs", codec_options=OPTIONS.with_options(type_registry=registry)
+            )
+            assert MongoActivityLogStore(custom).log_encoder() is None
+        finally:
+            client.close()
 
     def test_a_collection_handed_dicts_has_no_encoder_and_refuses_bytes(self) -> None:
         """mongomock is handed documents, not bytes: no encoder, and an encoded log is a ``TypeError``."""
