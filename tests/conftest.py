@@ -1,10 +1,10 @@
 """Session-wide fixtures: PostgreSQL, the MongoDB backends, Redis and Celery workers live in tests/support."""
 
-import atexit
 import os
 import shutil
 import tempfile
 
+import pytest
 from hypothesis import settings
 
 from support.celery_workers import *  # noqa: F403
@@ -25,12 +25,28 @@ os.environ.setdefault("CRM_AUDIT_COVERAGE_THRESHOLD", "0.9")
 settings.register_profile("suite", deadline=None)
 settings.load_profile("suite")
 
-# The suite starts about a hundred Python processes (each `crm-audit-migrate` command, Celery worker
-# and --workers pool). Where bytecode is not written (PYTHONDONTWRITEBYTECODE, as on CI), each one
-# compiled the package's sources again: about 0.15 s of CPU a process. The processes of this session
-# share one bytecode cache instead, in a directory of its own that is removed at exit (never in the
-# work tree). This process is not affected: the variables are read when an interpreter starts.
-_BYTECODE = tempfile.mkdtemp(prefix="crm-audit-test-bytecode-")
-atexit.register(shutil.rmtree, _BYTECODE, ignore_errors=True)
-os.environ["PYTHONPYCACHEPREFIX"] = _BYTECODE
-os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
+_BYTECODE = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The session's child processes share one bytecode cache (``PYTHONPYCACHEPREFIX``).
+
+    The suite starts about a hundred Python processes (each ``crm-audit-migrate`` command, Celery
+    worker and ``--workers`` pool). Where bytecode is not written (``PYTHONDONTWRITEBYTECODE``, as on
+    CI), each one compiled the package's sources again: about 0.15 s of CPU a process. They share a
+    cache in a directory of this session instead, removed at its end (never in the work tree). This
+    process is not affected: the variables are read when an interpreter starts. Under pytest-xdist
+    each test process has its own; the controlling process starts none.
+    """
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        return
+    config.stash[_BYTECODE] = tempfile.mkdtemp(prefix="crm-audit-test-bytecode-")
+    os.environ["PYTHONPYCACHEPREFIX"] = config.stash[_BYTECODE]
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # Here, not atexit: pytest-xdist's test processes end without running atexit handlers.
+    if _BYTECODE in config.stash:
+        shutil.rmtree(config.stash[_BYTECODE], ignore_errors=True)

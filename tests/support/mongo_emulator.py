@@ -16,6 +16,7 @@ import selectors
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -62,7 +63,8 @@ class MongoEmulator:
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            # Its own environment holds its bytecode: the session's cache (tests/conftest.py) is not for it.
+            env={**_without(os.environ, "PYTHONPYCACHEPREFIX"), "PYTHONUNBUFFERED": "1"},
             preexec_fn=die_with_parent,
         )
         self.uri = self._first_line(self._process)
@@ -102,3 +104,7 @@ class MongoEmulator:
         if process.stdout is not None:
             process.stdout.close()
         self._stderr.close()
+
+
+def _without(environ: Mapping[str, str], name: str) -> dict[str, str]:
+    return {key: value for key, value in environ.items() if key != name}
