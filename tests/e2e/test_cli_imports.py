@@ -47,6 +47,7 @@ class TestDriversLoadedByCommand:
         "args",
         [
             pytest.param(("--version",), id="the group alone"),
+            pytest.param(("--help",), id="--help"),
             pytest.param(("config",), id="config"),
         ],
     )
