@@ -3,6 +3,7 @@
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import settings
@@ -26,27 +27,29 @@ settings.register_profile("suite", deadline=None)
 settings.load_profile("suite")
 
 
-_BYTECODE = pytest.StashKey[str]()
-
-
-def pytest_configure(config: pytest.Config) -> None:
+@pytest.fixture(scope="session", autouse=True)
+def _shared_bytecode_cache() -> Iterator[None]:
     """The session's child processes share one bytecode cache (``PYTHONPYCACHEPREFIX``).
 
     The suite starts about a hundred Python processes (each ``crm-audit-migrate`` command, Celery
     worker and ``--workers`` pool). Where bytecode is not written (``PYTHONDONTWRITEBYTECODE``, as on
     CI), each one compiled the package's sources again: about 0.15 s of CPU a process. They share a
-    cache in a directory of this session instead, removed at its end (never in the work tree). This
-    process is not affected: the variables are read when an interpreter starts. Under pytest-xdist
-    each test process has its own; the controlling process starts none.
+    cache in a directory of the session instead, removed at its end (never in the work tree). The
+    test process itself is not affected: the variables are read when an interpreter starts. A
+    fixture, not a hook: it runs in each process that runs tests (one per pytest-xdist worker) and
+    ends with the session there, where atexit handlers would not run.
     """
-    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
-        return
-    config.stash[_BYTECODE] = tempfile.mkdtemp(prefix="crm-audit-test-bytecode-")
-    os.environ["PYTHONPYCACHEPREFIX"] = config.stash[_BYTECODE]
+    names = ("PYTHONPYCACHEPREFIX", "PYTHONDONTWRITEBYTECODE")
+    before = {name: os.environ.get(name) for name in names}
+    directory = tempfile.mkdtemp(prefix="crm-audit-test-bytecode-")
+    os.environ["PYTHONPYCACHEPREFIX"] = directory
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    # Here, not atexit: pytest-xdist's test processes end without running atexit handlers.
-    if _BYTECODE in config.stash:
-        shutil.rmtree(config.stash[_BYTECODE], ignore_errors=True)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        shutil.rmtree(directory, ignore_errors=True)
