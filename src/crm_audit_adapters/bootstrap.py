@@ -35,6 +35,7 @@ from crm_audit_transform.errors import ConfigError, DependencyMissing, StoreUnav
 from crm_audit_transform.loading import LoaderLimits
 from crm_audit_transform.ports import (
     ActivityLogStore,
+    ActivityLogWriter,
     AuditSource,
     Clock,
     ContactDirectory,
@@ -44,6 +45,7 @@ from crm_audit_transform.ports import (
     IndexState,
     JobStore,
     MigratedLogReader,
+    MigratedLogs,
     PagePipeline,
     PeopleCounter,
     SsoDirectory,
@@ -168,6 +170,11 @@ class Runtime:
         from .mongo import MongoActivityLogStore
 
         return MongoActivityLogStore.in_database(self.mongo_db)
+
+    @property
+    def migrated(self) -> MigratedLogs:
+        """The same ``activity_logs`` store: rollback deletes what the run wrote."""
+        return self.logs
 
     @functools.cached_property
     def contacts(self) -> ContactDirectory:
@@ -428,12 +435,13 @@ class _DryRunPorts:
     users: UserDirectory
     sso: SsoDirectory
     contacts: ContactDirectory
-    logs: ActivityLogStore
+    logs: ActivityLogWriter
     jobs: JobStore
     clock: Clock
     flags: FeatureFlags
     people: PeopleCounter
     indexes: IndexState
+    migrated: MigratedLogs | None = None
     entities: EntityDirectory | None = None
     enrichment: EnrichmentStore | None = None
     reader: MigratedLogReader | None = None
@@ -443,7 +451,7 @@ def dry_run_service(
     company_sso_id: str,
     tenant: str,
     files: DryRunFiles,
-    sink: ActivityLogStore,
+    sink: ActivityLogWriter,
     *,
     limits: LoaderLimits | None = None,
     checked: CheckedRows | None = None,

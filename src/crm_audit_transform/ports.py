@@ -171,7 +171,11 @@ class MigratedLogs(Protocol):
 
 
 class ActivityLogStore(ActivityLogWriter, MigratedLogs, Protocol):
-    """A store that is both (MongoDB's ``activity_logs``); use cases ask for the one they need."""
+    """A store that is both (MongoDB's ``activity_logs``, the JSONL sink).
+
+    Nothing asks for both at once: ``ServicePorts.logs`` is a writer, ``ServicePorts.migrated`` the
+    rollback's ``MigratedLogs``, so a write-only sink implements ``ActivityLogWriter`` alone.
+    """
 
 
 class EnrichmentStore(Protocol):

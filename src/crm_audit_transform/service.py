@@ -33,7 +33,7 @@ from .enrichment_tally import EnrichmentTally
 from .errors import ConfigError, JobNotFound, TenantMismatch
 from .jobs import IN_PROGRESS, MigrationJob
 from .ports import (
-    ActivityLogStore,
+    ActivityLogWriter,
     AuditSource,
     Clock,
     ContactDirectory,
@@ -43,6 +43,7 @@ from .ports import (
     IndexState,
     JobStore,
     MigratedLogReader,
+    MigratedLogs,
     PagePipeline,
     PeopleCounter,
     SsoDirectory,
@@ -76,9 +77,12 @@ __all__ = ["MigrationService", "ServicePorts"]
 class ServicePorts(Protocol):
     """Every port the service may drive, read when an operation needs it.
 
-    ``entities`` and ``enrichment`` are None where there is no CDP to enrich (a dry run): a run
-    then writes the logs as the transformer built them, and ``enrich`` is refused. ``reader`` reads
-    the migrated logs back for ``verify`` (None: ``verify`` is refused).
+    ``logs`` is where migrated logs go (``run``, ``run_shard``, ``dry_run``, ``migrate``, and
+    ``verify``'s repair): a write-only sink (a file, a queue) is enough. ``migrated`` deletes and
+    counts the account's migrated logs for ``rollback`` and ``trigger(restart="fresh")`` (None:
+    both are refused). ``entities`` and ``enrichment`` are None where there is no CDP to enrich (a
+    dry run): a run then writes the logs as the transformer built them, and ``enrich`` is refused.
+    ``reader`` reads the migrated logs back for ``verify`` (None: ``verify`` is refused).
     """
 
     @property
@@ -92,7 +96,9 @@ class ServicePorts(Protocol):
     @property
     def people(self) -> PeopleCounter: ...
     @property
-    def logs(self) -> ActivityLogStore: ...
+    def logs(self) -> ActivityLogWriter: ...
+    @property
+    def migrated(self) -> MigratedLogs | None: ...
     @property
     def jobs(self) -> JobStore: ...
     @property
@@ -171,13 +177,17 @@ class MigrationService:
         a new job into that many id ranges, each run on its own (``run_shard``). Raises
         ``TenantMismatch`` / ``TenantUnbound`` (unless ``allow_unbound_tenant``), then
         ``IndexesMissing``, ``FlagDisabled``, ``ContactsNotMigrated``, ``JobAlreadyRunning``,
-        ``AlreadyCompleted`` or ``ResumeOrFresh`` (guards.py gives the order).
+        ``AlreadyCompleted`` or ``ResumeOrFresh`` (guards.py gives the order). ``ConfigError`` for
+        ``"fresh"`` when the service has no ``migrated`` port to roll back with.
         """
         p = self._ports
+        migrated = p.migrated
+        if restart == "fresh" and migrated is None:
+            raise ConfigError([("migrated", "this service has no migrated logs to roll back")])
         job = trigger(
             company_sso_id,
             bound_tenant(company_sso_id, tenant, self._tenants, allow_unbound=allow_unbound_tenant),
-            TriggerPorts(p.flags, p.contacts, p.people, p.jobs, p.source, p.clock, p.indexes, p.logs),
+            TriggerPorts(p.flags, p.contacts, p.people, p.jobs, p.source, p.clock, p.indexes, migrated),
             scope=self._transformer.scope,
             date_range_start=date_range_start,
             coverage_threshold=self._coverage_threshold,
@@ -283,10 +293,14 @@ class MigrationService:
     def rollback(self, company_sso_id: str) -> RollbackResult:
         """Delete the account's migrated logs (``source_tag = crm_migration`` only).
 
-        ``JobAlreadyRunning`` while a job is in progress.
+        ``JobAlreadyRunning`` while a job is in progress; ``ConfigError`` when the service has no
+        ``migrated`` port (a write-only sink cannot delete).
         """
         p = self._ports
-        return rollback(company_sso_id, RollbackPorts(p.jobs, p.logs, p.clock))
+        migrated = p.migrated
+        if migrated is None:
+            raise ConfigError([("migrated", "this service has no migrated logs to roll back")])
+        return rollback(company_sso_id, RollbackPorts(p.jobs, migrated, p.clock))
 
     # -- logs already in the CDP -----------------------------------------------------------------
     def enrich(

@@ -26,7 +26,7 @@ from crm_audit_transform.config import load_default_config
 from crm_audit_transform.domain import AuditRow, Contact, CrmUser, EntityRef
 from crm_audit_transform.jobs import MigrationJob
 from crm_audit_transform.ports import (
-    ActivityLogStore,
+    ActivityLogWriter,
     AuditSource,
     Clock,
     ContactDirectory,
@@ -36,6 +36,7 @@ from crm_audit_transform.ports import (
     IndexState,
     JobStore,
     MigratedLogReader,
+    MigratedLogs,
     PagePipeline,
     PeopleCounter,
     SsoDirectory,
@@ -182,7 +183,7 @@ class WorldPorts:
     sso: SsoDirectory
     contacts: ContactDirectory
     people: PeopleCounter
-    logs: ActivityLogStore
+    logs: ActivityLogWriter
     jobs: JobStore
     flags: FeatureFlags
     clock: Clock
@@ -190,6 +191,7 @@ class WorldPorts:
     entities: EntityDirectory | None
     enrichment: EnrichmentStore | None
     reader: MigratedLogReader | None = None
+    migrated: MigratedLogs | None = None
 
 
 class World:
@@ -250,6 +252,7 @@ class World:
             entities=self.entities if enrich else None,
             enrichment=self.enrichment,
             reader=InMemoryMigratedLogReader(self.logs),
+            migrated=self.logs,
         )
         options.setdefault("tenants", {self.company: self.tenant})
         return MigrationService(ports, self.transformer, **options)

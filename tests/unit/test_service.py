@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import mypy.api
 import pytest
 from attrs import evolve
 
@@ -21,7 +23,11 @@ from crm_audit_transform.jobs import COMPLETED, IN_PROGRESS, NOT_STARTED, ROLLED
 from crm_audit_transform.service import MigrationService
 from crm_audit_transform.testing import InMemoryJobStore
 from crm_audit_transform.usecases import RunSettings
+from support import write_only_sink
 from support.corpus_account import World, WorldPorts, audit_rows
+from support.write_only_sink import WriteOnlyPorts, WriteOnlySink, write_only_service
+
+ROOT = Path(__file__).parents[2]
 
 
 class OnlyJobs:
@@ -218,3 +224,78 @@ class TestMigrationService:
         service.trigger(world.company, world.tenant)
         bundle.current = evolve(ports, jobs=InMemoryJobStore())
         assert service.status(world.company).status == NOT_STARTED
+
+
+def write_only_world() -> tuple[World, WriteOnlySink, MigrationService]:
+    """A corpus account whose logs go to a ``WriteOnlySink``: no rollback, no read-back."""
+    world = World()
+    sink = WriteOnlySink()
+    ports = WriteOnlyPorts(
+        source=world.source,
+        users=world.users,
+        sso=world.sso,
+        contacts=world.contacts,
+        people=world.people,
+        logs=sink,
+        jobs=world.jobs,
+        flags=world.flags,
+        clock=world.clock,
+        indexes=world.indexes,
+    )
+    return world, sink, write_only_service(ports, world.transformer, {world.company: world.tenant})
+
+
+class TestWriteOnlySink:
+    def test_a_sink_with_only_insert_batch_runs_a_job(self) -> None:
+        """trigger and run over a write-only sink complete the job and write what a full store gets."""
+        full = World()
+        full.service().trigger(full.company, full.tenant)
+        expected = full.service().run(full.company, owner="runner-1").job
+
+        world, sink, service = write_only_world()
+        service.trigger(world.company, world.tenant)
+        result = service.run(world.company, owner="runner-1")
+
+        assert result.job.status == COMPLETED
+        assert result.job.tally == expected.tally
+        assert [log.external_id for log in sink.written] == [log.external_id for log in full.logs.logs]
+        assert sink.written
+
+    def test_rollback_and_a_fresh_restart_are_refused_without_the_migrated_port(self) -> None:
+        """A sink that cannot delete gets ConfigError for rollback and trigger --fresh, the job untouched."""
+        world, _sink, service = write_only_world()
+        service.trigger(world.company, world.tenant)
+        service.cancel(world.company)
+        before = world.jobs.latest(world.company)
+        with pytest.raises(ConfigError, match="migrated"):
+            service.rollback(world.company)
+        with pytest.raises(ConfigError, match="migrated"):
+            service.trigger(world.company, world.tenant, restart="fresh")
+        assert world.jobs.latest(world.company) == before
+
+    def test_the_write_only_ports_type_check_as_service_ports(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """mypy accepts WriteOnlyPorts where ServicePorts is asked, and refuses the same bundle whose
+        sink lacks insert_batch (so the first answer is a real check)."""
+        monkeypatch.setenv("MYPYPATH", str(ROOT / "src"))  # this tree's core, whatever is installed
+        module = Path(write_only_sink.__file__)
+        broken = tmp_path / "not_a_writer.py"
+        broken.write_text(module.read_text().replace("def insert_batch(", "def append_batch("))
+        stdout, _stderr, status = mypy.api.run(
+            [
+                "--config-file",
+                str(ROOT / "pyproject.toml"),
+                "--cache-dir",
+                str(ROOT / ".mypy_cache"),
+                "--no-error-summary",
+                "--hide-error-context",
+                str(module),
+                str(broken),
+            ]
+        )
+        errors = [line for line in stdout.splitlines() if ": error:" in line]
+        assert errors, stdout
+        assert {Path(line.split(":", 1)[0]).name for line in errors} == {broken.name}, stdout
+        assert any("MigrationService" in line and "WriteOnlyPorts" in line for line in errors), stdout
+        assert status == 1

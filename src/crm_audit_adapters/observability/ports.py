@@ -15,7 +15,6 @@ import attrs
 from crm_audit_transform.domain import ActivityLog, Contact, CrmUser, EncodedLog, UserId, WriteResult
 from crm_audit_transform.errors import DirectoryUnavailable
 from crm_audit_transform.ports import (
-    ActivityLogStore,
     ActivityLogWriter,
     AuditSource,
     Clock,
@@ -28,6 +27,7 @@ from crm_audit_transform.ports import (
     JobStore,
     LogEncoder,
     MigratedLogReader,
+    MigratedLogs,
     PeopleCounter,
     SsoDirectory,
     UserDirectory,
@@ -57,22 +57,6 @@ class TimedActivityLogWriter:
             return self._writer.insert_batch(logs)
         finally:
             self._metrics.batch_write.observe(time.perf_counter() - started)
-
-
-class TimedActivityLogStore(TimedActivityLogWriter):
-    """``ActivityLogStore``: timed writes; rollback and counts forwarded unchanged."""
-
-    __slots__ = ("_inner",)
-
-    def __init__(self, inner: ActivityLogStore, metrics: MigrationMetrics) -> None:
-        super().__init__(inner, metrics)
-        self._inner = inner
-
-    def delete_migrated(self, company_sso_id: str) -> int:
-        return self._inner.delete_migrated(company_sso_id)
-
-    def count_migrated(self, company_sso_id: str) -> int:
-        return self._inner.count_migrated(company_sso_id)
 
 
 class CountedUserDirectory:
@@ -158,8 +142,12 @@ class ObservedPorts:
         return CountedContactDirectory(self._inner.contacts, self._metrics)
 
     @functools.cached_property
-    def logs(self) -> ActivityLogStore:
-        return TimedActivityLogStore(self._inner.logs, self._metrics)
+    def logs(self) -> ActivityLogWriter:
+        return TimedActivityLogWriter(self._inner.logs, self._metrics)
+
+    @property
+    def migrated(self) -> MigratedLogs | None:
+        return self._inner.migrated
 
     @property
     def source(self) -> AuditSource:

@@ -35,7 +35,6 @@ from ..errors import (
 )
 from ..jobs import COMPLETED, IN_PROGRESS, ROLLING_BACK, STOPPED, JobShard, MigrationJob
 from ..ports import (
-    ActivityLogStore,
     AuditEnds,
     AuditSource,
     AuditSplitter,
@@ -44,6 +43,7 @@ from ..ports import (
     FeatureFlags,
     IndexState,
     JobStore,
+    MigratedLogs,
     PeopleCounter,
 )
 from .rollback import RollbackPorts, rollback
@@ -67,7 +67,7 @@ class TriggerPorts:
     source: AuditSource
     clock: Clock
     indexes: IndexState
-    logs: ActivityLogStore | None = None
+    migrated: MigratedLogs | None = None
     """Needed by ``restart="fresh"`` only: the rollback it starts with."""
 
 
@@ -232,9 +232,9 @@ def trigger(
     if previous is not None and restart == RESUME:
         return _resume(previous, ports)
     if previous is not None and restart == FRESH:
-        if ports.logs is None:
-            raise ValueError("restart='fresh' needs TriggerPorts.logs to roll the account back")
-        rollback(company_sso_id, RollbackPorts(ports.jobs, ports.logs, ports.clock))
+        if ports.migrated is None:
+            raise ValueError("restart='fresh' needs TriggerPorts.migrated to roll the account back")
+        rollback(company_sso_id, RollbackPorts(ports.jobs, ports.migrated, ports.clock))
     job = new_job(
         company_sso_id,
         tenant,
