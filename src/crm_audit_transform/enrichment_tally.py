@@ -9,13 +9,23 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from typing import Any
+from typing import TypedDict
 
 from attrs import field, fields, frozen
 
 
 def _counts(value: Mapping[str, int]) -> Mapping[str, int]:
     return dict(sorted((k, v) for k, v in value.items() if v))
+
+
+class EnrichmentCounts(TypedDict):
+    """What enrichment did to the job's association logs (not record outcomes)."""
+
+    logs: int
+    patched: int
+    complete: int
+    keys_set: int
+    skipped: dict[str, int]
 
 
 @frozen
@@ -61,7 +71,7 @@ class EnrichmentTally:
         summed = {f.name: getattr(self, f.name) + getattr(other, f.name) for f in _NUMBERS}
         return EnrichmentTally(skipped=skipped, **summed)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> EnrichmentCounts:
         """JSON-ready counts of a job, as ``status`` shows them (a job plans and applies nothing)."""
         return {
             "logs": self.logs,

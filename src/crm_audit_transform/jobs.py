@@ -9,7 +9,7 @@ one-in-progress-job index, ``status`` and ``cancel`` keep seeing one job per acc
 from __future__ import annotations
 
 import datetime as dt
-from typing import Final
+from typing import Final, Literal, TypeAlias, cast
 
 from attrs import field, frozen
 
@@ -29,6 +29,18 @@ NOT_STARTED: Final = "not_started"
 """Reported by status when an account has no job; never stored."""
 
 JOB_STATUSES: Final = frozenset({IN_PROGRESS, HALTED, COMPLETED, CANCELLED, ROLLING_BACK, ROLLED_BACK})
+JobStatusName: TypeAlias = Literal[
+    "not_started", "in_progress", "halted", "completed", "cancelled", "rolling_back", "rolled_back"
+]
+"""The statuses an account's status answer names: ``JOB_STATUSES`` and ``NOT_STARTED`` (a test keeps
+them equal); the HTTP document's enum is read from it."""
+
+
+def status_name(status: str) -> JobStatusName:
+    """A job's ``status`` typed for the answers: jobs are created and moved only to ``JOB_STATUSES``."""
+    return cast(JobStatusName, status)
+
+
 STOPPED: Final = frozenset({HALTED, CANCELLED})
 """Statuses a re-trigger must choose for: ``resume`` (keep what was written) or ``fresh``."""
 

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any, Final, Protocol
+from typing import Final, Protocol, TypedDict
 
 from attrs import field, frozen
 
+from .jobs import JobStatusName, status_name
 from .timestamps import as_utc
 
 __all__ = [
@@ -106,6 +107,59 @@ class StoredMigratedLog(Protocol):
     def parsed(self, expected: Mapping[str, object] | None = None) -> MigratedDoc | None: ...
 
 
+class FindingDocument(TypedDict):
+    """One finding: the audit it concerns (when known), the log's external_id (when known), why."""
+
+    audit_id: int | None
+    external_id: str | None
+    detail: str
+
+
+class FindingsDocument(TypedDict):
+    """An exact count of one kind and its first items (``truncated`` when capped)."""
+
+    count: int
+    truncated: bool
+    items: list[FindingDocument]
+
+
+class MismatchDocument(TypedDict):
+    """A job figure and what verify found instead."""
+
+    figure: str
+    job: int
+    found: int
+
+
+class JobCheckDocument(TypedDict):
+    """The job document against the rows behind its cursor."""
+
+    job_id: str
+    status: JobStatusName
+    last_audit_id: int
+    consistent: bool
+    mismatches: list[MismatchDocument]
+
+
+class VerifyReportDocument(TypedDict):
+    """What verify found for one account (docs/verify.md); ``job`` is null without a job."""
+
+    company_sso_id: str
+    tenant: str
+    clean: bool
+    audits: int
+    migrated: int
+    skipped: dict[str, int]
+    failed: dict[str, int]
+    content_checked: int
+    sample: int | None
+    findings: dict[str, FindingsDocument]
+    outstanding: dict[str, int]
+    job: JobCheckDocument | None
+    repaired: int
+    repaired_in_job: int
+
+
 @frozen
 class Finding:
     """One thing verify found: the audit it concerns (when known), the log's external_id, why."""
@@ -114,7 +168,7 @@ class Finding:
     external_id: str = ""
     detail: str = ""
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> FindingDocument:
         return {"audit_id": self.audit_id, "external_id": self.external_id or None, "detail": self.detail}
 
 
@@ -129,7 +183,7 @@ class Findings:
     def truncated(self) -> bool:
         return self.count > len(self.items)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> FindingsDocument:
         return {
             "count": self.count,
             "truncated": self.truncated,
@@ -145,7 +199,7 @@ class Mismatch:
     job: int
     found: int
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> MismatchDocument:
         return {"figure": self.figure, "job": self.job, "found": self.found}
 
 
@@ -162,10 +216,10 @@ class JobCheck:
     def consistent(self) -> bool:
         return not self.mismatches
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JobCheckDocument:
         return {
             "job_id": self.job_id,
-            "status": self.status,
+            "status": status_name(self.status),
             "last_audit_id": self.last_audit_id,
             "consistent": self.consistent,
             "mismatches": [m.to_json() for m in self.mismatches],
@@ -216,7 +270,7 @@ class VerifyReport:
         """Every audit accounted for once, content and seam as recomputed, job consistent."""
         return not self.outstanding and (self.job is None or self.job.consistent)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> VerifyReportDocument:
         """A JSON-ready view for CI gates and dashboards (docs/verify.md gives the schema)."""
         return {
             "company_sso_id": self.company_sso_id,

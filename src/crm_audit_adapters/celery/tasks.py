@@ -195,4 +195,4 @@ def register_tasks(app: Celery, runtime_factory: Callable[[], Runtime]) -> None:
             repaired=report.repaired,
             **{f"outstanding_{kind}": n for kind, n in report.outstanding.items()},
         )
-        return report.to_json()
+        return dict(report.to_json())

@@ -27,6 +27,7 @@ from crm_audit_transform.jobs import CANCELLED, COMPLETED, HALTED, MigrationJob
 from crm_audit_transform.ports import JobStore
 from crm_audit_transform.timestamps import as_utc
 from crm_audit_transform.usecases import FRESH, RESUME, MigrationStatus
+from crm_audit_transform.usecases.status import ShardDocument, StatusDocument
 
 from . import exit_codes
 from .main import cli
@@ -411,14 +412,14 @@ def _show(status: MigrationStatus, as_json: bool) -> None:
         click.echo(f"{key:<{width}}  {value}")
 
 
-def _lease(doc: dict[str, object]) -> str:
+def _lease(doc: StatusDocument) -> str:
     # Renewed every batch: an expiry in the past means the runner holding it is gone.
     if doc["lease_owner"] is None:
         return "per shard (below)" if doc["shards"] else "none (no runner holds the job)"
     return f"{doc['lease_owner']} until {doc['lease_expires_at']}"
 
 
-def _shard(shard: dict[str, object]) -> str:
+def _shard(shard: ShardDocument) -> str:
     top = "end" if shard["until_id"] is None else shard["until_id"]
     owner, expires = shard["lease_owner"], shard["lease_expires_at"]
     held = "none" if owner is None else f"{owner} until {expires}"

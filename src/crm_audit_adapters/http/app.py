@@ -13,7 +13,7 @@ import functools
 import importlib.util
 import json
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 
 from starlette.applications import Starlette
@@ -25,7 +25,9 @@ from starlette.routing import Route
 from crm_audit_transform.errors import BatchTooLarge, LimitExceeded
 from crm_audit_transform.loading import LoaderLimits, check_json_depth
 from crm_audit_transform.timestamps import as_utc
+from crm_audit_transform.verification import VerifyReportDocument
 
+from .answers import batch_answer, public_status_answer, rollback_answer
 from .auth import BasicAuthCredentials, SessionResolver
 from .errors import HANDLERS, ApiError
 from .openapi import openapi_document
@@ -97,13 +99,6 @@ def _optional_time(value: object) -> dt.datetime | None:
         raise ApiError(400, "INVALID_DATE_RANGE_START", "date_range_start is out of range in UTC") from None
 
 
-def _public_status(status: Mapping[str, object]) -> dict[str, object]:
-    # The web app never sees accuracy figures or internal fields: only what the indicator needs.
-    # No start time: a job records when it was triggered (created_at), not when a runner started it.
-    keys = ("status", "progress_pct", "updated_at", "finished_at")
-    return {key: status[key] for key in keys if key in status}
-
-
 def create_app(
     service: HttpService,
     *,
@@ -133,18 +128,7 @@ def create_app(
         if len(records) > MAX_BATCH:
             raise BatchTooLarge(len(records), MAX_BATCH)
         logs = [decode_record(doc, f"records[{i}]") for i, doc in enumerate(records)]
-        result = await run_in_threadpool(service.migrate, logs)
-        return JSONResponse(
-            {
-                "inserted": result.inserted,
-                "skipped": result.skipped,
-                "failed": result.failed,
-                "results": [
-                    {"external_id": r.external_id, "status": r.status, "reason": r.reason or None}
-                    for r in result.results
-                ],
-            }
-        )
+        return JSONResponse(batch_answer(await run_in_threadpool(service.migrate, logs)))
 
     async def trigger(request: Request) -> Response:
         body = await _json_object(request, max_body_bytes, max_json_depth)
@@ -185,7 +169,7 @@ def create_app(
     async def rollback(request: Request) -> Response:
         body = await _json_object(request, max_body_bytes, max_json_depth)
         result = await run_in_threadpool(service.rollback, _company(body.get("company_sso_id")))
-        return JSONResponse({"deleted": result.deleted})
+        return JSONResponse(rollback_answer(result))
 
     async def verify(request: Request) -> Response:
         body = await _json_object(request, max_body_bytes, max_json_depth)
@@ -198,7 +182,7 @@ def create_app(
         if type(repair) is not bool:
             raise ApiError(400, "INVALID_REPAIR", "repair must be a boolean")
 
-        def call() -> dict[str, object]:
+        def call() -> VerifyReportDocument:
             drawn = secrets.randbits(63) if seed is None else seed
             report = service.verify(company, sample=sample, seed=drawn, repair=repair, require_binding=True)
             return report.to_json()
@@ -214,7 +198,8 @@ def create_app(
         if named is not None and named != company:
             raise ApiError(403, "FORBIDDEN", "the session's tenant may only read its own status")
         found = await run_in_threadpool(service.status, company)
-        return JSONResponse(_public_status(found.as_dict(include_accuracy=False)))
+        # The web app never sees accuracy figures or internal fields: only what the indicator needs.
+        return JSONResponse(public_status_answer(found))
 
     script = _static("crm-migration-status.js")
     demo = (

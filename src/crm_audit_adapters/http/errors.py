@@ -26,6 +26,8 @@ from crm_audit_transform.errors import (
     Unavailable,
 )
 
+from .answers import error_answer
+
 log = logging.getLogger("crm_audit_adapters.http")
 
 
@@ -37,10 +39,9 @@ class ApiError(Exception):
         self.message = message
 
 
-def envelope(status: int, code: str, message: str, **extra: object) -> JSONResponse:
-    body: dict[str, object] = {"error": {"code": code, "message": message, **extra}}
+def envelope(status: int, code: str, message: str) -> JSONResponse:
     headers = {"WWW-Authenticate": 'Basic realm="crm-audit"'} if status == 401 else None
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(error_answer(code, message), status_code=status, headers=headers)
 
 
 def _cause(exc: Exception) -> str:

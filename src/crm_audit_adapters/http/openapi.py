@@ -1,111 +1,32 @@
 """The OpenAPI 3.0 document of the HTTP surface (served at ``/openapi.json``).
 
+Every answer's schema is generated from the type its route returns (``http/answers.py``, walked by
+``http/schemas.py``): each object declares all of its fields and forbids others
+(``additionalProperties: false``), and the job statuses' enum is ``JobStatusName``'s. The request
+bodies, parsed field by field in ``http/app.py`` and ``http/records.py``, are described here.
+
 The tests fuzz every route from this document and validate every answer against it (status code,
 content type, body schema), and call each route's success path with a known-good request, whose
-answer is validated the same way. Every object an answer holds declares all of its fields and
-forbids others (``additionalProperties: false``), so a route that answers a field its document
-does not declare fails. The job statuses come from ``crm_audit_transform.jobs``, so a new status
-cannot be forgotten here.
+answer is validated the same way; tests/web/test_answer_schemas.py checks every object of a full
+answer against its schema, an unlisted field in each refused.
 """
 
 from __future__ import annotations
 
-from crm_audit_transform.jobs import JOB_STATUSES, NOT_STARTED
+from crm_audit_transform.usecases.status import StatusDocument
+from crm_audit_transform.verification import VerifyReportDocument
 
-_ERROR = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "message"],
-            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-            "additionalProperties": False,
-        }
-    },
-    "additionalProperties": False,
-}
+from .answers import BatchAnswer, ErrorAnswer, PublicStatusAnswer, RollbackAnswer
+from .schemas import Schema, schema_of
+
+_ERROR = schema_of(ErrorAnswer)
+_STATUS = schema_of(StatusDocument)
+_PUBLIC_STATUS = schema_of(PublicStatusAnswer)
+_BATCH = schema_of(BatchAnswer)
+_ROLLBACK = schema_of(RollbackAnswer)
+_VERIFY_REPORT = schema_of(VerifyReportDocument)
+
 _COMPANY = {"type": "string", "minLength": 1, "maxLength": 128}
-_STATUS_NAME = {"type": "string", "enum": sorted({NOT_STARTED, *JOB_STATUSES})}
-_TIME = {"type": "string", "format": "date-time", "nullable": True}
-_COUNTS = {"type": "object", "additionalProperties": {"type": "integer"}}
-_ENRICHMENT = {
-    "type": "object",
-    "description": "What enrichment did to the job's association logs (not record outcomes).",
-    "required": ["logs", "patched", "complete", "keys_set", "skipped"],
-    "properties": {
-        "logs": {"type": "integer"},
-        "patched": {"type": "integer"},
-        "complete": {"type": "integer"},
-        "keys_set": {"type": "integer"},
-        "skipped": _COUNTS,
-    },
-    "additionalProperties": False,
-}
-_STATUS = {
-    "type": "object",
-    "description": "Only company_sso_id and status while not_started; every other field once a job exists.",
-    "required": ["company_sso_id", "status"],
-    "properties": {
-        "company_sso_id": {"type": "string"},
-        "status": _STATUS_NAME,
-        "job_id": {"type": "string"},
-        "tenant": {"type": "string"},
-        "progress_pct": {"type": "number"},
-        "records_processed": {"type": "integer"},
-        "records_migrated": {"type": "integer"},
-        "records_skipped": {"type": "integer"},
-        "records_failed": {"type": "integer"},
-        "skipped": _COUNTS,
-        "failed": _COUNTS,
-        "status_fallthrough": {"type": "integer"},
-        "failure_rate": {"type": "number"},
-        "accuracy_pct": {"type": "number"},
-        "actors_degraded": {"type": "integer"},
-        "last_audit_id": {"type": "integer"},
-        "halted_reason": {"type": "string", "nullable": True},
-        "lease_owner": {"type": "string", "nullable": True},
-        "lease_expires_at": _TIME,
-        "logs_deleted": {"type": "integer", "nullable": True},
-        "enrichment": _ENRICHMENT,
-        "shards": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["shard", "status", "last_audit_id", "lease_owner", "lease_expires_at"],
-                "additionalProperties": False,
-                "properties": {
-                    "shard": {"type": "integer"},
-                    "status": {"type": "string"},
-                    "after_id": {"type": "integer"},
-                    "until_id": {"type": "integer", "nullable": True},
-                    "last_audit_id": {"type": "integer"},
-                    "records_processed": {"type": "integer"},
-                    "records_migrated": {"type": "integer"},
-                    "halted_reason": {"type": "string", "nullable": True},
-                    "lease_owner": {"type": "string", "nullable": True},
-                    "lease_expires_at": _TIME,
-                },
-            },
-        },
-        "created_at": _TIME,
-        "updated_at": _TIME,
-        "finished_at": _TIME,
-    },
-    "additionalProperties": False,
-}
-# The web indicator's view: no accuracy, no counts, nothing internal (docs/http.md).
-_PUBLIC_STATUS = {
-    "type": "object",
-    "required": ["status"],
-    "properties": {
-        "status": _STATUS_NAME,
-        "progress_pct": {"type": "number"},
-        "updated_at": _TIME,
-        "finished_at": _TIME,
-    },
-    "additionalProperties": False,
-}
 _RECORD = {
     "type": "object",
     "description": "An activity-log document as the JSONL sink writes it (relaxed Extended JSON).",
@@ -133,85 +54,7 @@ _RECORD = {
 }
 
 
-_FINDING = {
-    "type": "object",
-    "required": ["audit_id", "external_id", "detail"],
-    "properties": {
-        "audit_id": {"type": "integer", "nullable": True},
-        "external_id": {"type": "string", "nullable": True},
-        "detail": {"type": "string"},
-    },
-    "additionalProperties": False,
-}
-_FINDINGS: dict[str, object] = {
-    "type": "object",
-    "required": ["count", "truncated", "items"],
-    "properties": {
-        "count": {"type": "integer"},
-        "truncated": {"type": "boolean"},
-        "items": {"type": "array", "items": _FINDING},
-    },
-    "additionalProperties": False,
-}
-_JOB_CHECK = {
-    "type": "object",
-    "nullable": True,
-    "required": ["job_id", "status", "last_audit_id", "consistent", "mismatches"],
-    "properties": {
-        "job_id": {"type": "string"},
-        "status": _STATUS_NAME,
-        "last_audit_id": {"type": "integer"},
-        "consistent": {"type": "boolean"},
-        "mismatches": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["figure", "job", "found"],
-                "properties": {
-                    "figure": {"type": "string"},
-                    "job": {"type": "integer"},
-                    "found": {"type": "integer"},
-                },
-                "additionalProperties": False,
-            },
-        },
-    },
-    "additionalProperties": False,
-}
-_VERIFY_REPORT: dict[str, object] = {
-    "type": "object",
-    "required": ["company_sso_id", "tenant", "clean", "audits", "migrated", "findings", "outstanding", "job"],
-    "properties": {
-        "company_sso_id": {"type": "string"},
-        "tenant": {"type": "string"},
-        "clean": {"type": "boolean"},
-        "audits": {"type": "integer"},
-        "migrated": {"type": "integer"},
-        "skipped": _COUNTS,
-        "failed": _COUNTS,
-        "content_checked": {"type": "integer"},
-        "sample": {"type": "integer", "nullable": True},
-        "findings": {"type": "object", "additionalProperties": _FINDINGS},
-        "outstanding": _COUNTS,
-        "job": _JOB_CHECK,
-        "repaired": {"type": "integer"},
-        "repaired_in_job": {"type": "integer"},
-    },
-    "additionalProperties": False,
-}
-_WRITE_RESULT = {
-    "type": "object",
-    "required": ["external_id", "status", "reason"],
-    "properties": {
-        "external_id": {"type": "string"},
-        "status": {"type": "string", "enum": ["inserted", "skipped", "failed"]},
-        "reason": {"type": "string", "nullable": True},
-    },
-    "additionalProperties": False,
-}
-
-
-def _responses(ok: dict[str, object], *codes: int) -> dict[str, object]:
+def _responses(ok: Schema, *codes: int) -> dict[str, object]:
     responses: dict[str, object] = {
         "200": {"description": "OK", "content": {"application/json": {"schema": ok}}}
     }
@@ -220,7 +63,7 @@ def _responses(ok: dict[str, object], *codes: int) -> dict[str, object]:
     return responses
 
 
-def _body(schema: dict[str, object]) -> dict[str, object]:
+def _body(schema: Schema) -> dict[str, object]:
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 
 
@@ -250,17 +93,7 @@ def openapi_document() -> dict[str, object]:
                         }
                     ),
                     "responses": _responses(
-                        {
-                            "type": "object",
-                            "required": ["inserted", "skipped", "failed", "results"],
-                            "properties": {
-                                "inserted": {"type": "integer"},
-                                "skipped": {"type": "integer"},
-                                "failed": {"type": "integer"},
-                                "results": {"type": "array", "items": _WRITE_RESULT},
-                            },
-                            "additionalProperties": False,
-                        },
+                        _BATCH,
                         400,
                         401,
                         413,
@@ -323,12 +156,7 @@ def openapi_document() -> dict[str, object]:
                         }
                     ),
                     "responses": _responses(
-                        {
-                            "type": "object",
-                            "required": ["deleted"],
-                            "properties": {"deleted": {"type": "integer"}},
-                            "additionalProperties": False,
-                        },
+                        _ROLLBACK,
                         400,
                         401,
                         409,

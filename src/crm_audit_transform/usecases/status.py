@@ -16,14 +16,63 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NewType, Required, TypedDict
 
 from attrs import field, frozen
 
-from ..enrichment_tally import EnrichmentTally
-from ..jobs import NOT_STARTED, JobShard, MigrationJob
+from ..enrichment_tally import EnrichmentCounts, EnrichmentTally
+from ..jobs import NOT_STARTED, JobShard, JobStatusName, MigrationJob, status_name
 from ..ports import JobStore
 from ..tally import Tally
+
+IsoTime = NewType("IsoTime", str)
+"""A UTC instant as ISO 8601 text ending in ``Z`` (``2026-01-02T03:04:05Z``), as the answers write it."""
+
+
+class ShardDocument(TypedDict):
+    """One shard of a sharded job: its id range ``(after_id, until_id]``, status, cursor, counts and lease."""
+
+    shard: int
+    status: str
+    after_id: int
+    until_id: int | None
+    last_audit_id: int
+    records_processed: int
+    records_migrated: int
+    halted_reason: str | None
+    lease_owner: str | None
+    lease_expires_at: IsoTime | None
+
+
+class StatusDocument(TypedDict, total=False):
+    """Only company_sso_id and status while not_started; every other field once a job exists
+    (``accuracy_pct`` unless the answer leaves it out)."""
+
+    company_sso_id: Required[str]
+    status: Required[JobStatusName]
+    job_id: str | None
+    tenant: str | None
+    progress_pct: float
+    records_processed: int
+    records_migrated: int
+    records_skipped: int
+    records_failed: int
+    skipped: dict[str, int]
+    failed: dict[str, int]
+    status_fallthrough: int
+    actors_degraded: int
+    failure_rate: float
+    accuracy_pct: float
+    last_audit_id: int
+    created_at: IsoTime | None
+    updated_at: IsoTime | None
+    finished_at: IsoTime | None
+    halted_reason: str | None
+    lease_owner: str | None
+    lease_expires_at: IsoTime | None
+    logs_deleted: int | None
+    shards: list[ShardDocument]
+    enrichment: EnrichmentCounts
 
 
 @frozen
@@ -76,41 +125,42 @@ class MigrationStatus:
             shards=job.shards,
         )
 
-    def as_dict(self, *, include_accuracy: bool = True) -> dict[str, Any]:
+    def as_dict(self, *, include_accuracy: bool = True) -> StatusDocument:
         """JSON-ready document; the tenant-facing route leaves ``accuracy_pct`` out."""
-        doc: dict[str, Any] = {"company_sso_id": self.company_sso_id, "status": self.status}
         if self.status == NOT_STARTED:
-            return doc
-        doc.update(
-            job_id=self.job_id,
-            tenant=self.tenant,
-            progress_pct=self.progress_pct,
-            records_processed=self.tally.processed,
-            records_migrated=self.tally.migrated,
-            records_skipped=self.tally.skipped_total,
-            records_failed=self.tally.failed_total,
-            skipped=dict(self.tally.skipped),
-            failed=dict(self.tally.failed),
-            status_fallthrough=self.tally.fallthrough,
-            actors_degraded=self.tally.actors_degraded,
-            failure_rate=self.failure_rate,
-            last_audit_id=self.last_audit_id,
-            created_at=_iso(self.created_at),
-            updated_at=_iso(self.updated_at),
-            finished_at=_iso(self.finished_at),
-            halted_reason=self.halted_reason,
-            lease_owner=self.lease_owner,
-            lease_expires_at=_iso(self.lease_expires_at),
-            logs_deleted=self.logs_deleted,
-            shards=[_shard_doc(shard) for shard in self.shards],
-            enrichment=self.enrichment.as_dict(),
-        )
+            return {"company_sso_id": self.company_sso_id, "status": status_name(self.status)}
+        doc: StatusDocument = {
+            "company_sso_id": self.company_sso_id,
+            "status": status_name(self.status),
+            "job_id": self.job_id,
+            "tenant": self.tenant,
+            "progress_pct": self.progress_pct,
+            "records_processed": self.tally.processed,
+            "records_migrated": self.tally.migrated,
+            "records_skipped": self.tally.skipped_total,
+            "records_failed": self.tally.failed_total,
+            "skipped": dict(self.tally.skipped),
+            "failed": dict(self.tally.failed),
+            "status_fallthrough": self.tally.fallthrough,
+            "actors_degraded": self.tally.actors_degraded,
+            "failure_rate": self.failure_rate,
+            "last_audit_id": self.last_audit_id,
+            "created_at": iso_time(self.created_at),
+            "updated_at": iso_time(self.updated_at),
+            "finished_at": iso_time(self.finished_at),
+            "halted_reason": self.halted_reason,
+            "lease_owner": self.lease_owner,
+            "lease_expires_at": iso_time(self.lease_expires_at),
+            "logs_deleted": self.logs_deleted,
+            "shards": [_shard_doc(shard) for shard in self.shards],
+            "enrichment": self.enrichment.as_dict(),
+        }
         if include_accuracy:
             doc["accuracy_pct"] = self.accuracy_pct
         return doc
 
 
-def _shard_doc(shard: JobShard) -> dict[str, Any]:
+def _shard_doc(shard: JobShard) -> ShardDocument:
     return {
         "shard": shard.shard,
         "status": shard.status,
@@ -121,12 +171,13 @@ def _shard_doc(shard: JobShard) -> dict[str, Any]:
         "records_migrated": shard.tally.migrated,
         "halted_reason": shard.halted_reason,
         "lease_owner": shard.lease_owner,
-        "lease_expires_at": _iso(shard.lease_expires_at),
+        "lease_expires_at": iso_time(shard.lease_expires_at),
     }
 
 
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
+def iso_time(value: dt.datetime | None) -> IsoTime | None:
+    """``value`` (UTC) as the answers write it; None for None."""
+    return IsoTime(value.isoformat().replace("+00:00", "Z")) if value else None
 
 
 def migration_status(company_sso_id: str, jobs: JobStore) -> MigrationStatus:
