@@ -19,7 +19,6 @@ from crm_audit_adapters.files import encode_log_line
 from crm_audit_transform.usecases import RunSettings
 from crm_audit_transform.usecases.status import report_counts
 from support.corpus_account import (
-    CORPUS,
     World,
     audit_rows,
     company_sso_id,
@@ -28,6 +27,7 @@ from support.corpus_account import (
     example_files,
     sso_docs,
 )
+from support.corpus_world import CORPUS
 
 TENANT = "acme"
 COMPANY = company_sso_id(TENANT)

@@ -1,7 +1,8 @@
-"""One corpus tenant as a CDP account: contacts, SSO ids and rows derived deterministically.
+"""One corpus tenant as a CDP account: the ``ACCOUNT`` world of the one builder, and its ports in memory.
 
-The corpus has CRM rows only; a migration also needs the CDP side. This derives it by fixed rules
-so that every run, test and the bundled ``dry-run --example`` sample see the same account:
+The CDP side (company, contacts, SSO ids) comes from tests/support/corpus_world.py under its
+``ACCOUNT`` rules — the same builder that writes the golden kit's data under ``KIT`` — so every run,
+test and the bundled ``dry-run --example`` sample see the same account:
 
 * company_sso_id: a UUID5 of the tenant name;
 * contacts: one per ``Crm::Person`` entity of the tenant, except person ids divisible by 15
@@ -13,11 +14,8 @@ so that every run, test and the bundled ``dry-run --example`` sample see the sam
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
-import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from attrs import frozen
@@ -61,37 +59,23 @@ from crm_audit_transform.transformer import Transformer
 from crm_audit_transform.usecases import RunResult
 from crm_audit_transform.usecases.guards import TriggerPorts, trigger
 from crm_audit_transform.usecases.run import RunPorts, run_job
-
-CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "audited-5.8.0"
-SYNCED = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-EARLY_SYNC = dt.datetime(2022, 1, 1, tzinfo=dt.UTC)
-UNKNOWN_TO_USMAN = frozenset({7})
+from support import corpus_world
+from support.corpus_world import ACCOUNT, corpus, parse_time
 
 
 def company_sso_id(tenant: str) -> str:
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"crm-audit-transform:company:{tenant}"))
-
-
-def _time(text: str | None) -> dt.datetime | None:
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
-
-
-def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                yield json.loads(line)
+    return ACCOUNT.company_sso_id(tenant)
 
 
 def audit_row(doc: Mapping[str, Any]) -> AuditRow:
     fields = dict(doc)
-    fields["created_at"] = _time(fields["created_at"])
+    fields["created_at"] = parse_time(fields["created_at"])
     return AuditRow(**fields)
 
 
 def audit_docs(tenant: str, every: int = 1) -> list[dict[str, Any]]:
     """The tenant's fixture lines; ``every=5`` keeps the ids divisible by 5 (the example sample)."""
-    return [d for d in read_jsonl(CORPUS / "audits.jsonl") if d["tenant"] == tenant and d["id"] % every == 0]
+    return [dict(d) for d in corpus().audits if d["tenant"] == tenant and d["id"] % every == 0]
 
 
 def audit_rows(tenant: str) -> list[AuditRow]:
@@ -99,65 +83,42 @@ def audit_rows(tenant: str) -> list[AuditRow]:
 
 
 def user_docs(tenant: str) -> list[dict[str, Any]]:
-    return [d for d in read_jsonl(CORPUS / "users.jsonl") if d["tenant"] == tenant]
+    return [dict(d) for d in corpus().users if d["tenant"] == tenant]
 
 
 def users(tenant: str) -> list[CrmUser]:
-    return [CrmUser(d["id"], d["email"], d["full_name"], _time(d["deleted_at"])) for d in user_docs(tenant)]
+    return [
+        CrmUser(d["id"], d["email"], d["full_name"], parse_time(d["deleted_at"])) for d in user_docs(tenant)
+    ]
 
 
 def person_ids(tenant: str) -> list[int]:
-    return sorted(
-        d["id"]
-        for d in read_jsonl(CORPUS / "entities.jsonl")
-        if d["tenant"] == tenant and d["type"] == "Crm::Person"
-    )
+    return sorted(ACCOUNT.people(corpus(), tenant))
 
 
 def entity_refs(tenant: str) -> list[EntityRef]:
     """Every CRM entity of the tenant; ``exists: false`` ones are answered as deleted."""
     return [
         EntityRef(d["type"], d["id"], d["name"], d["exists"])
-        for d in read_jsonl(CORPUS / "entities.jsonl")
+        for d in corpus().entities
         if d["tenant"] == tenant
     ]
 
 
 def contact_docs(tenant: str) -> list[dict[str, Any]]:
     """Contacts in the ``dry-run`` line format: ``{_id, company_sso_id, crm_data: {id}, created_at}``."""
-    company = company_sso_id(tenant)
-    docs = []
-    for pid in person_ids(tenant):
-        if pid % 15 == 0:
-            continue
-        synced = EARLY_SYNC if pid % 10 == 0 else SYNCED
-        docs.append(
-            {
-                "_id": hashlib.sha1(f"{tenant}:person:{pid}".encode()).hexdigest()[:24],
-                "company_sso_id": company,
-                "crm_data": {"id": pid},
-                "created_at": synced.isoformat().replace("+00:00", "Z"),
-            }
-        )
-    return docs
+    return corpus_world.contact_docs(ACCOUNT, tenant)
 
 
 def contacts(tenant: str) -> list[Contact]:
     return [
-        Contact(d["_id"], d["company_sso_id"], d["crm_data"]["id"], _time(d["created_at"]))  # type: ignore[arg-type]
+        Contact(d["_id"], d["company_sso_id"], d["crm_data"]["id"], parse_time(d["created_at"]))  # type: ignore[arg-type]
         for d in contact_docs(tenant)
     ]
 
 
 def sso_docs(tenant: str) -> list[dict[str, str]]:
-    return [
-        {
-            "email": d["email"],
-            "sso_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"crm-audit-transform:sso:{d['email']}")),
-        }
-        for d in user_docs(tenant)
-        if d["email"] and d["deleted_at"] is None and d["id"] not in UNKNOWN_TO_USMAN
-    ]
+    return corpus_world.sso_docs(ACCOUNT, tenant)
 
 
 def example_files(tenant: str = "acme") -> dict[str, list[dict[str, Any]]]:

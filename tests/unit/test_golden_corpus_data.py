@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from data import derive
+from support.corpus_world import kit_files
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "audited-5.8.0"
@@ -18,7 +18,7 @@ DERIVED = ("companies.json", "contacts.jsonl", "sso.jsonl")
 
 @functools.cache  # one derivation serves every test here
 def derived_files() -> dict[str, str]:
-    return derive.derived_files()
+    return kit_files()
 
 
 def packaged(name: str) -> bytes:
@@ -34,7 +34,7 @@ class TestPackagedCorpus:
 
     @pytest.mark.parametrize("name", DERIVED)
     def test_shipped_derived_file_is_what_the_derivation_writes(self, name: str) -> None:
-        """Each derived file equals what tests/data/derive.py produces from the fixtures now."""
+        """Each derived file equals what the builder (tests/support/corpus_world.py) derives now."""
         assert packaged(name).decode("utf-8") == derived_files()[name]
 
     def test_the_derivation_makes_exactly_the_shipped_derived_files(self) -> None:
