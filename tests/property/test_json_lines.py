@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from pathlib import Path
@@ -11,8 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from crm_audit_adapters.files import lines as lines_module
 from crm_audit_adapters.files.errors import FileFormatError
-from crm_audit_adapters.files.lines import json_objects
+from crm_audit_adapters.files.lines import json_objects, lines_from_end
 
 SETTINGS = settings(max_examples=150, deadline=None)
 
@@ -98,3 +100,66 @@ class TestSameAsJsonLoads:
         with pytest.raises(FileFormatError, match="line 2") as caught:
             list(json_objects(path))
         assert message in str(caught.value)
+
+
+class ScannedBytes(bytes):
+    """Bytes that add up, in ``handled``, the length of every copy or scan made of them."""
+
+    handled = 0
+
+    def _count(self, size: int) -> None:
+        ScannedBytes.handled += size
+
+    def __add__(self, other: object) -> bytes:
+        result = bytes(self) + other  # type: ignore[operator]
+        self._count(len(result))
+        return result
+
+    def __radd__(self, other: object) -> bytes:
+        result: bytes = other + bytes(self)  # type: ignore[operator]
+        self._count(len(result))
+        return result
+
+    def split(self, sep: Any = None, maxsplit: int = -1) -> list[bytes]:  # type: ignore[override]
+        self._count(len(self))
+        return bytes(self).split(sep, maxsplit)
+
+
+class ScanCountingFile(io.FileIO):
+    """A binary file whose reads come as ``ScannedBytes``."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = super().read(size)
+        return ScannedBytes(data)
+
+
+LINE_LISTS = st.lists(st.binary(max_size=40).map(lambda raw: raw.replace(b"\n", b"")), max_size=8)
+
+
+class TestLinesFromEnd:
+    @SETTINGS
+    @given(LINE_LISTS, st.booleans())
+    def test_gives_the_lines_of_a_forward_split_last_first(
+        self, tmp_path_factory: pytest.TempPathFactory, lines: list[bytes], final_newline: bool
+    ) -> None:
+        """Whatever the block size, the lines are those of ``split(b"\\n")``, reversed."""
+        content = b"\n".join(lines) + (b"\n" if final_newline and lines else b"")
+        path = tmp_path_factory.mktemp("ends") / "x.jsonl"
+        path.write_bytes(content)
+        for block in (1, 3, 16, 1 << 16):
+            assert list(lines_from_end(path, block=block)) == content.split(b"\n")[::-1]
+
+    def test_a_long_last_line_is_scanned_once(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A last line 1,000 blocks long is copied or scanned once, not once per block stepped back."""
+        path = tmp_path / "x.jsonl"
+        path.write_bytes(b'{"id": 1}\n' + b"x" * 64_000 + b"\n")
+        monkeypatch.setattr(lines_module, "open", lambda p, mode: ScanCountingFile(p, "r"), raising=False)
+        ScannedBytes.handled = 0
+        assert list(lines_from_end(path, block=64)) == [b"", b"x" * 64_000, b'{"id": 1}']
+        assert 0 < ScannedBytes.handled <= 2 * path.stat().st_size
+
+    def test_a_line_longer_than_longest_stops_the_reading(self, tmp_path: Path) -> None:
+        """Past ``longest`` bytes of one line nothing more is given, and the caller reads forward instead."""
+        path = tmp_path / "x.jsonl"
+        path.write_bytes(b'{"id": 1}\n' + b"x" * 1_000 + b"\n" + b'{"id": 2}')
+        assert list(lines_from_end(path, block=64, longest=500)) == [b'{"id": 2}']

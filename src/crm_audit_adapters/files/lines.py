@@ -42,19 +42,28 @@ def lines_from_end(path: PathLike, *, block: int = 1 << 16, longest: int = 1 << 
 
     The first line of the file comes last, BOM and all. A line longer than ``longest`` bytes
     stops the iteration there (a caller reading backwards wants the last few lines, not the file).
+    Each byte is read once: the blocks of a line longer than ``block`` are kept and joined when
+    its start is found, so a long last line costs its length, not its length squared.
     """
     with open(path, "rb") as stream:
         end = stream.seek(0, os.SEEK_END)
-        partial = b""
+        partial: list[bytes] = []  # the line being read, its pieces last first
+        size = 0
         while end > 0:
             start = max(0, end - block)
             stream.seek(start)
-            pieces = (stream.read(end - start) + partial).split(b"\n")
-            end, partial = start, pieces[0]
-            yield from reversed(pieces[1:])
-            if len(partial) > longest:
+            pieces = stream.read(end - start).split(b"\n")
+            end = start
+            if len(pieces) > 1:
+                partial.append(pieces[-1])
+                yield b"".join(reversed(partial))
+                yield from reversed(pieces[1:-1])
+                partial, size = [], 0
+            partial.append(pieces[0])
+            size += len(pieces[0])
+            if size > longest:
                 return
-        yield partial
+        yield b"".join(reversed(partial))
 
 
 def decode(path: PathLike, number: int, raw: bytes) -> str:
