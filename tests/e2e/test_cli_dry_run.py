@@ -191,6 +191,33 @@ class TestDryRunOnTheCorpus:
         assert outputs["1"][0].count(b"\n") > 500
         assert outputs["2"] == outputs["1"]
 
+    def test_a_row_nested_deeper_than_pickle_recurses_fails_alone_with_two_workers(
+        self, tmp_path: Path, inputs: list[str]
+    ) -> None:
+        """jsonb changes nested 500 deep: with ``--workers 2`` that row fails by the depth limit, as alone."""
+        deep: dict[str, object] = {"a": 1}
+        for _ in range(500):
+            deep = {"a": deep}
+        rows = [
+            json.loads(line) for line in (CORPUS / "audits.jsonl").read_text(encoding="utf-8").splitlines()
+        ]
+        for doc in rows:
+            if doc["tenant"] == TENANT and doc["id"] == 4:
+                doc["audited_changes"] = {"first_name": deep}
+        (tmp_path / "audits.jsonl").write_text(dump_jsonl(rows), encoding="utf-8")
+        given = [*inputs]
+        given[given.index("--audits") + 1] = str(tmp_path / "audits.jsonl")
+        outputs = {}
+        for workers in ("1", "2"):
+            here = tmp_path / f"w{workers}"
+            args = ["--out", str(here.with_suffix(".jsonl")), "--report", str(here.with_suffix(".json"))]
+            args += ["--outcomes", str(here.with_suffix(".outcomes")), "--no-progress", "--workers", workers]
+            code, _, stderr = invoke(*given, *args)
+            assert code == 0, stderr
+            outputs[workers] = [here.with_suffix(s).read_bytes() for s in (".jsonl", ".json", ".outcomes")]
+        assert b"nesting depth" in outputs["1"][2]
+        assert outputs["2"] == outputs["1"]
+
     def test_a_progress_line_goes_to_stderr(self, inputs: list[str]) -> None:
         """The run's progress line (rows, rows/s, cursor) is shown on stderr, and --no-progress hides it."""
         _, _, stderr = invoke(*inputs)

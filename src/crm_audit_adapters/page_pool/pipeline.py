@@ -53,6 +53,7 @@ from crm_audit_transform.transformer import Transformer
 from crm_audit_transform.usecases.pages import PageLookup, TransformedPage
 
 from . import worker
+from .sent_rows import SentRows
 from .wire import WirePage, unpack
 
 __all__ = ["MAX_WORKERS", "ProcessPagePipeline", "TransformerRecipe"]
@@ -192,7 +193,7 @@ class ProcessPagePipeline:
                         break
                     slot = seq % self._workers
                     wired, flat = _wire(rows)
-                    plan = self._submit(executors[slot], worker.prepare, seq, wired, flat=flat)
+                    plan = self._submit(executors[slot], worker.prepare, seq, SentRows(wired), flat=flat)
                     inflight.append(_Page(seq, rows, slot, plan))
                     seq += 1
                 if not inflight:
