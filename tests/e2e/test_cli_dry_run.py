@@ -218,6 +218,25 @@ class TestDryRunOnTheCorpus:
         assert b"nesting depth" in outputs["1"][2]
         assert outputs["2"] == outputs["1"]
 
+    def test_a_log_dated_before_1970_verifies_clean(self, tmp_path: Path, inputs: list[str]) -> None:
+        """A row of 1960 is written with ``{"$date": {"$numberLong"}}`` and ``--verify`` reads it back."""
+        rows = [
+            json.loads(line) for line in (CORPUS / "audits.jsonl").read_text(encoding="utf-8").splitlines()
+        ]
+        for doc in rows:
+            if doc["tenant"] == TENANT and doc["id"] == 4:
+                doc["created_at"] = "1960-01-01T00:00:00Z"
+        (tmp_path / "audits.jsonl").write_text(dump_jsonl(rows), encoding="utf-8")
+        given = [*inputs]
+        given[given.index("--audits") + 1] = str(tmp_path / "audits.jsonl")
+        out = tmp_path / "logs.jsonl"
+        code, _, stderr = invoke(*given, "--out", str(out), "--no-progress")
+        assert code == 0, stderr
+        assert b'"$numberLong":"-315619200000"' in out.read_bytes()
+        code, stdout, stderr = invoke(*given, "--out", str(out), "--no-progress", "--verify")
+        assert code == 0, stdout + stderr
+        assert ": clean" in stdout
+
     def test_a_progress_line_goes_to_stderr(self, inputs: list[str]) -> None:
         """The run's progress line (rows, rows/s, cursor) is shown on stderr, and --no-progress hides it."""
         _, _, stderr = invoke(*inputs)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import cast
 
@@ -39,6 +40,7 @@ from .log_index import LogIndex
 __all__ = ["JsonlMigratedLogReader", "LineContent", "StoredLine", "json_content"]
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MILLIS = re.compile(r"-?[0-9]{1,19}")
 _SPAN_BYTES = 16 << 20
 """A page whose lines lie within this many bytes is read in one go (else line by line)."""
 
@@ -110,11 +112,21 @@ class LineContent(Mapping[str, object]):
 
 
 def _timestamp(value: object) -> dt.datetime | None:
-    text = value.get("$date") if isinstance(value, dict) else None
-    if not isinstance(text, str):
+    """A ``{"$date": …}`` as the sink writes it: ISO text from 1970 on, ``{"$numberLong": "<ms>"}``
+    (milliseconds from the epoch, canonical Extended JSON) before it; None for anything else."""
+    date = value.get("$date") if isinstance(value, dict) else None
+    if isinstance(date, dict):
+        millis = date.get("$numberLong") if len(date) == 1 else None
+        if not isinstance(millis, str) or _MILLIS.fullmatch(millis) is None:
+            return None
+        try:
+            return _EPOCH + dt.timedelta(milliseconds=int(millis))
+        except OverflowError:  # before year 1 or after 9999: no datetime, so no log of ours
+            return None
+    if not isinstance(date, str):
         return None
     try:
-        parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        parsed = dt.datetime.fromisoformat(date.replace("Z", "+00:00"))
     except ValueError:
         return None
     return as_utc(parsed, naive="utc")
@@ -188,7 +200,7 @@ class StoredLine:
         if type(expected) is not LineContent or expected.line != self.line:
             return False
         log = expected.log
-        # Before 1970 the sink writes {"$numberLong"}, which the parse refuses: leave that to it.
+        # Before 1970 the sink writes {"$numberLong"}: such a line is parsed, not recomputed.
         return log is not None and log.timestamp >= _EPOCH
 
     def parsed(self, expected: Mapping[str, object] | None = None) -> MigratedDoc | None:
