@@ -309,6 +309,83 @@ class TestDryRunOnTheCorpus:
         assert len(stderr.strip().splitlines()) == 1
 
 
+class TestOutputFiles:
+    @pytest.mark.parametrize(
+        ("first", "second"),
+        [
+            ("--out", "--audits"),
+            ("--outcomes", "--users"),
+            ("--out", "--outcomes"),
+            ("--report", "--outcomes"),
+        ],
+    )
+    def test_an_output_that_is_an_input_or_another_output_is_refused_before_any_write(
+        self, tmp_path: Path, inputs: list[str], first: str, second: str
+    ) -> None:
+        """Two options naming one file, one of them written: USAGE (exit 2), and the file is untouched."""
+        shared = tmp_path / "shared.jsonl"
+        shared.write_bytes((CORPUS / "audits.jsonl").read_bytes())
+        before = shared.read_bytes()
+        args = list(inputs)
+        if second in args:
+            args[args.index(second) + 1] = str(shared)
+        else:
+            args += [second, str(shared)]
+        code, _, stderr = invoke(*args, first, str(shared), "--no-progress")
+        assert code == exit_codes.USAGE, stderr
+        assert "is the same file as" in stderr
+        assert shared.read_bytes() == before
+
+    def test_an_output_through_a_symlink_to_an_input_is_refused(
+        self, tmp_path: Path, inputs: list[str]
+    ) -> None:
+        """Files are compared as files: a link to the audits file is the audits file."""
+        audits, link = tmp_path / "audits.jsonl", tmp_path / "link.jsonl"
+        audits.write_bytes((CORPUS / "audits.jsonl").read_bytes())
+        link.symlink_to(audits)
+        args = list(inputs)
+        args[args.index("--audits") + 1] = str(audits)
+        code, _, stderr = invoke(*args, "--out", str(link), "--no-progress")
+        assert code == exit_codes.USAGE, stderr
+        assert audits.read_bytes() == (CORPUS / "audits.jsonl").read_bytes()
+
+    def test_an_output_in_a_missing_directory_fails_before_the_run(
+        self, tmp_path: Path, inputs: list[str]
+    ) -> None:
+        """``--report`` in a directory that does not exist is FILE_ERROR up front: no log is written."""
+        out = tmp_path / "logs.jsonl"
+        code, _, stderr = invoke(*inputs, "--out", str(out), "--report", str(tmp_path / "none" / "r.json"))
+        assert code == exit_codes.BAD_INPUT, stderr
+        assert stderr.startswith("error: FILE_ERROR: --report ")
+        assert not out.exists()
+
+    def test_a_refused_dry_run_leaves_an_existing_outcomes_file_as_it_was(
+        self, tmp_path: Path, inputs: list[str]
+    ) -> None:
+        """UNKNOWN_TENANT is found before any outcome: the previous --outcomes file is not truncated."""
+        outcomes = tmp_path / "outcomes.jsonl"
+        outcomes.write_text('{"audit_id": 1}\n', encoding="utf-8")
+        args = list(inputs)
+        args[args.index("--tenant") + 1] = "acne"
+        code, _, _ = invoke(*args, "--no-progress", "--outcomes", str(outcomes))
+        assert code == exit_codes.REFUSED
+        assert outcomes.read_text(encoding="utf-8") == '{"audit_id": 1}\n'
+
+    def test_a_run_without_outcomes_still_writes_an_empty_outcomes_file(
+        self, tmp_path: Path, inputs: list[str]
+    ) -> None:
+        """A tenant with no row in scope completes: its --outcomes file exists, empty."""
+        audits = tmp_path / "empty.jsonl"
+        audits.write_text("", encoding="utf-8")
+        args = list(inputs)
+        args[args.index("--audits") + 1] = str(audits)
+        outcomes = tmp_path / "outcomes.jsonl"
+        outcomes.write_text("old\n", encoding="utf-8")
+        code, _, stderr = invoke(*args, "--no-progress", "--outcomes", str(outcomes))
+        assert code == 0, stderr
+        assert outcomes.read_text(encoding="utf-8") == ""
+
+
 class TestATenantWithoutRows:
     def test_a_tenant_the_audits_file_does_not_name_is_refused(
         self, tmp_path: Path, inputs: list[str]
@@ -378,6 +455,14 @@ class TestExample:
         final = stderr.strip().splitlines()[-1]
         assert final.startswith(f"company {COMPANY}, tenant {TENANT}: processed 151")
         assert f"logs: {logs}" in final
+
+    def test_example_refuses_input_files(self, tmp_path: Path) -> None:
+        """--example runs on the bundled sample only: an --audits beside it is USAGE, not ignored."""
+        other = tmp_path / "other.jsonl"
+        other.write_text("", encoding="utf-8")
+        code, _, stderr = invoke("--example", "--audits", str(other), "--out", str(tmp_path / "o.jsonl"))
+        assert code == exit_codes.USAGE
+        assert "--example runs on the bundled sample: drop --audits" in stderr
 
     def test_bundled_sample_is_the_documented_derivation_of_the_corpus(self) -> None:
         """The package data equals what the derivation rules make from the corpus today."""

@@ -14,7 +14,8 @@ index, so time grows linearly with the rows and memory stays flat. Without ``--o
 still encoded and checked (then dropped), so the report is the same as with it. The progress line
 and the final line (company, tenant, counts, where the outputs went) go to stderr, so stdout
 carries only data. ``--example`` writes its documents to ``EXAMPLE_OUT`` in the current directory
-unless ``--out`` says otherwise.
+unless ``--out`` says otherwise, and takes no input file. The outputs are checked before the run
+(``output_paths``): none may be an input or another output, each directory must exist.
 
 The wiring is ``crm_audit_adapters.bootstrap.dry_run_service``; this command only parses its
 options and renders the report. A dry run does not enrich: there is no CDP to patch and no CRM to
@@ -48,6 +49,7 @@ from ..bootstrap import DryRunFiles, dry_run_recipe, dry_run_service
 from . import exit_codes
 from .main import cli
 from .options import non_empty, workers_option
+from .output_paths import check_outputs
 from .progress import ProgressLine
 from .row_outcomes import OutcomeLines
 from .verify import show
@@ -148,6 +150,11 @@ def dry_run(
     limits = LoaderLimits(**{name: value for name, value in given_limits.items() if value is not None})
     with ExitStack() as stack:
         if example:
+            named = [name for name, value in _input_files(audits, users, contacts, sso_directory) if value]
+            if named:
+                raise click.UsageError(
+                    f"--example runs on the bundled sample: drop {', '.join(named)} (or drop --example)"
+                )
             example_files = stack.enter_context(_example_files())
             account = json.loads(example_files["account.json"].read_text(encoding="utf-8"))
             company, tenant = company or account["company_sso_id"], tenant or account["tenant"]
@@ -166,6 +173,14 @@ def dry_run(
             raise click.UsageError(f"missing {', '.join(missing)} (or use --example)")
         files = DryRunFiles(
             Path(str(audits)), Path(str(users)), Path(str(contacts)), Path(str(sso_directory)), mapping
+        )
+        check_outputs(
+            {
+                **dict(_input_files(files.audits, files.users, files.contacts, files.sso_directory)),
+                "--config": mapping,
+                **({"--out": out} if verify_out else {}),
+            },
+            {"--report": report, **({} if verify_out else {"--out": out, "--outcomes": outcomes})},
         )
         if verify_out:
             if out is None or out == STDOUT or not out.exists():
@@ -208,9 +223,7 @@ def dry_run(
             source=source,
             pipeline=pipeline,
         )
-        lines = OutcomeLines(
-            stack.enter_context(outcomes.open("w", encoding="utf-8")) if outcomes else None, str(tenant)
-        )
+        lines = stack.enter_context(OutcomeLines(outcomes, str(tenant)))
         view: list[ProgressLine] = []
 
         def on_progress(job: MigrationJob) -> None:
@@ -232,6 +245,7 @@ def dry_run(
         counts["would_halt"] = None if halt is None else {"audit_id": halt.audit_id, "reason": halt.reason}
         if not counts["processed"]:
             _no_row_processed(files.audits, str(tenant))
+        lines.finish()
     text = json.dumps(counts, indent=2)
     processed, failed = counts["processed"], sum(counts["failed"].values())
     if report is not None:
@@ -248,6 +262,11 @@ def dry_run(
         f"skipped {skipped}, failed {failed}; logs: {logs}; report: {where}",
         err=True,
     )
+
+
+def _input_files(*paths: Path | None) -> list[tuple[str, Path | None]]:
+    """The four input options with their values, in order."""
+    return list(zip(("--audits", "--users", "--contacts", "--sso-directory"), paths, strict=True))
 
 
 def _no_row_processed(audits: Path, tenant: str) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import IO
 
 from crm_audit_transform.domain import Migrated, Outcome, Skipped
@@ -42,17 +43,46 @@ def outcome_record(outcome: Outcome, tenant: str) -> dict[str, object]:
 
 
 class OutcomeLines:
-    """Appends outcome lines to an open text stream (or nowhere); a callable for ``run_job``."""
+    """Writes outcome lines to ``path`` (or nowhere); a callable for ``run_job``.
 
-    __slots__ = ("_stream", "_tenant")
+    The file is opened, an existing one truncated, at the first outcome or at ``finish``: a dry run
+    refused before any row (``UNKNOWN_TENANT``) leaves an existing file as it was. ``close`` closes
+    it (a context manager's exit does too).
+    """
 
-    def __init__(self, stream: IO[str] | None, tenant: str) -> None:
-        self._stream = stream
+    __slots__ = ("_path", "_stream", "_tenant")
+
+    def __init__(self, path: Path | None, tenant: str) -> None:
+        self._path = path
+        self._stream: IO[str] | None = None
         self._tenant = tenant
 
     def __call__(self, outcomes: Sequence[Outcome]) -> None:
-        if self._stream is None:
+        if self._path is None or not outcomes:
             return
+        stream = self._open()
         for outcome in outcomes:
-            self._stream.write(json.dumps(outcome_record(outcome, self._tenant), ensure_ascii=False) + "\n")
-        self._stream.flush()
+            stream.write(json.dumps(outcome_record(outcome, self._tenant), ensure_ascii=False) + "\n")
+        stream.flush()
+
+    def finish(self) -> None:
+        """The run is done: the file exists (empty when no row had an outcome) and is closed."""
+        if self._path is not None:
+            self._open()
+        self.close()
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+
+    def __enter__(self) -> OutcomeLines:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _open(self) -> IO[str]:
+        if self._stream is None:
+            assert self._path is not None
+            self._stream = self._path.open("w", encoding="utf-8")
+        return self._stream
