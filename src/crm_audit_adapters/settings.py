@@ -58,7 +58,7 @@ from crm_audit_transform.numerals import is_int_text, parse_int
 from crm_audit_transform.usecases import DEFAULT_COVERAGE_THRESHOLD, RunSettings
 
 from .redaction import UNPARSEABLE, redact
-from .usman import UsmanConfig
+from .usman import UnusableUsmanSetting, UsmanConfig
 
 __all__ = ["CONFIG_ENV", "Settings", "load_settings", "redact"]
 
@@ -286,6 +286,9 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
     messages never quote a value that may hold a secret.
     """
     environ = os.environ if environ is None else environ
+    undecodable = _not_utf8(environ)
+    if undecodable:
+        raise ConfigError(undecodable, source="the runner's settings")
     path = path or environ.get(CONFIG_ENV) or None
     raw: dict[str, Any] = _read_file(Path(path)) if path else {}
     in_file = f"settings file {path}"
@@ -334,6 +337,24 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
     )
     warnings = tuple(f"{where} {note}" for where, note in misspelled)
     return Settings(usman=usman, run=run, tenants=tenants, loader=loader, warnings=warnings, **values)
+
+
+def _not_utf8(environ: Mapping[str, str]) -> list[tuple[str, str]]:
+    """Our variables whose value holds bytes that are not UTF-8 (Python's lone surrogates): no
+    driver can take them. The value is never shown: it may be a secret."""
+    return [
+        (f"environment variable {name}", "holds bytes that are not UTF-8")
+        for name, value in sorted(environ.items())
+        if name.startswith(_PREFIX) and not value.isascii() and not _encodes(value)
+    ]
+
+
+def _encodes(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _tenants(table: Any, env: str | None, problems: list[tuple[str, str]], in_file: str) -> dict[str, str]:
@@ -423,6 +444,8 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise ConfigError([(f"settings file {path}", f"cannot read: {exc.strerror}")]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([(f"settings file {path}", f"not valid TOML: {exc}")]) from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8
+        raise ConfigError([(f"settings file {path}", f"not UTF-8 (byte {exc.start})")]) from None
 
 
 def _usman(
@@ -453,7 +476,7 @@ def _usman(
         return None
     # One key at a time, so that each problem names its own source.
     for env_key, source in sorted(sources.items()):
-        if env_key in ("BASE_URL", "TOKEN"):
+        if env_key == "BASE_URL":
             continue
         try:
             UsmanConfig.from_env(
@@ -462,7 +485,9 @@ def _usman(
                     _USMAN_PREFIX + env_key: merged[_USMAN_PREFIX + env_key],
                 }
             )
-        except (TypeError, ValueError):
+        except UnusableUsmanSetting as exc:  # its message never quotes the value
+            problems.append((source, str(exc)))
+        except (TypeError, ValueError):  # float()'s and int()'s messages would quote it
             problems.append((source, "out of range or of the wrong type (see docs/usman.md)"))
     base = merged[f"{_USMAN_PREFIX}BASE_URL"]
     if not base.startswith(("http://", "https://")):

@@ -29,13 +29,15 @@ The token never appears in a repr, log line or message.
 from __future__ import annotations
 
 import logging
+import math
 import random as _random
+import re
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from attrs import field, frozen, validators
+from attrs import Attribute, field, frozen, validators
 
 from crm_audit_transform.errors import DirectoryRefused, DirectoryUnavailable
 
@@ -44,7 +46,14 @@ from .retrying import RetryPolicy
 if TYPE_CHECKING:
     import httpx  # imported by the client itself: the settings read UsmanConfig without it
 
-__all__ = ["UsmanClient", "UsmanConfig", "UsmanRefused", "UsmanUnavailable", "email_key"]
+__all__ = [
+    "UnusableUsmanSetting",
+    "UsmanClient",
+    "UsmanConfig",
+    "UsmanRefused",
+    "UsmanUnavailable",
+    "email_key",
+]
 
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 # Answers a retry can change: a request timeout and rate limiting. Every other 4xx is a refusal.
@@ -59,25 +68,58 @@ def email_key(email: str) -> str:
 log = logging.getLogger(__name__)
 
 _ENV_PREFIX = "CRM_AUDIT_USMAN_"
+_HEADER_VALUE = re.compile(r"[\x20-\x7e]*")
+"""What an HTTP client sends as a header value as it is: printable ASCII (RFC 9110 field-vchar, SP)."""
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+"""An HTTP header name: RFC 9110's ``token``."""
+
+
+class UnusableUsmanSetting(ValueError):
+    """A ``UsmanConfig`` value that could never work; the message names the field, never its value."""
+
+
+def _finite(_: object, attribute: Attribute[float], value: float) -> None:
+    if not math.isfinite(value):
+        raise UnusableUsmanSetting(f"{attribute.name} must be a finite number")
+
+
+def _header_value(_: object, attribute: Attribute[str], value: str) -> None:
+    # Never quote the value: it is (or is sent beside) the token.
+    if not _HEADER_VALUE.fullmatch(value):
+        raise UnusableUsmanSetting(
+            f"{attribute.name} must be printable ASCII, without CR, LF or other controls"
+        )
+
+
+def _header_name(_: object, attribute: Attribute[str], value: str) -> None:
+    if not _HEADER_NAME.fullmatch(value):
+        raise UnusableUsmanSetting(
+            f"{attribute.name} must be an HTTP header name: letters, digits and !#$%&'*+-.^_`|~"
+        )
 
 
 @frozen
 class UsmanConfig:
-    """Where USMAN lives and how patiently to ask it. ``token`` is kept out of ``repr``."""
+    """Where USMAN lives and how patiently to ask it. ``token`` is kept out of ``repr``.
+
+    ``UnusableUsmanSetting`` (a ``ValueError``) for a value that could never work: a token or scheme
+    that is no header value (CR, LF, other controls, non-ASCII), a header name that is no HTTP token,
+    a timeout or backoff that is not a finite number of seconds. Its message never quotes the token.
+    """
 
     base_url: str
-    token: str = field(default="", repr=False)
+    token: str = field(default="", repr=False, validator=_header_value)
     path: str = "/api/v1/users/sso-ids"
-    auth_header: str = "Authorization"
+    auth_header: str = field(default="Authorization", validator=_header_name)
     # Prefix of the header value ("Bearer <token>"); empty sends the bare token (e.g. X-Api-Key).
-    auth_scheme: str = "Bearer"
-    connect_timeout: float = field(default=2.0, validator=validators.gt(0))
-    read_timeout: float = field(default=5.0, validator=validators.gt(0))
+    auth_scheme: str = field(default="Bearer", validator=_header_value)
+    connect_timeout: float = field(default=2.0, validator=[validators.gt(0), _finite])
+    read_timeout: float = field(default=5.0, validator=[validators.gt(0), _finite])
     max_emails_per_request: int = field(default=100, validator=validators.ge(1))
     # Attempts per request, the first included: 3 means up to two retries.
     max_attempts: int = field(default=3, validator=validators.ge(1))
-    backoff_base: float = field(default=0.2, validator=validators.ge(0))
-    backoff_max: float = field(default=5.0, validator=validators.ge(0))
+    backoff_base: float = field(default=0.2, validator=[validators.ge(0), _finite])
+    backoff_max: float = field(default=5.0, validator=[validators.ge(0), _finite])
     max_connections: int = field(default=10, validator=validators.ge(1))
 
     @classmethod

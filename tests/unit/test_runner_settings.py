@@ -183,6 +183,57 @@ class TestSettings:
         assert usman is not None
         assert (usman.token, usman.max_attempts, usman.read_timeout) == ("5", 2, 2.5)
 
+    @pytest.mark.parametrize(
+        ("key", "toml", "message"),
+        [
+            ("token", '"Kx9v\\r\\nX-Evil: 1"', "token must be printable ASCII"),
+            ("token", "'Kx9v\u00e9'", "token must be printable ASCII"),
+            ("auth_scheme", '"Bearer\\n"', "auth_scheme must be printable ASCII"),
+            ("auth_header", "'X Api Key'", "auth_header must be an HTTP header name"),
+            ("connect_timeout", "1e400", "connect_timeout must be a finite number"),
+            ("read_timeout", "inf", "read_timeout must be a finite number"),
+            ("backoff_base", "'1e400'", "backoff_base must be a finite number"),
+            ("backoff_max", "inf", "backoff_max must be a finite number"),
+        ],
+    )
+    def test_a_usman_setting_that_can_never_work_is_refused_at_load(
+        self, tmp_path: Path, key: str, toml: str, message: str
+    ) -> None:
+        """A token no header can carry, a header name with a space, an infinite timeout: refused."""
+        path = tmp_path / "settings.toml"
+        path.write_text(f"[usman]\nbase_url = 'http://usman.test'\n{key} = {toml}\n", encoding="utf-8")
+        with pytest.raises(ConfigError) as raised:
+            load_settings(path, {})
+        [(source, problem)] = raised.value.problems
+        assert (source, problem[: len(message)]) == (f"settings file {path}: usman.{key}", message)
+        assert "Kx9v" not in str(raised.value)
+
+    def test_a_usman_token_from_the_environment_with_a_newline_is_refused(self) -> None:
+        """CRM_AUDIT_USMAN_TOKEN holding CR/LF is refused by name, without quoting it."""
+        env = {"CRM_AUDIT_USMAN_BASE_URL": "http://usman.test", "CRM_AUDIT_USMAN_TOKEN": "Kx9v\r\n"}
+        with pytest.raises(ConfigError) as raised:
+            load_settings(None, env)
+        assert raised.value.problems[0][0] == "environment variable CRM_AUDIT_USMAN_TOKEN"
+        assert "Kx9v" not in str(raised.value)
+
+    def test_a_settings_file_that_is_not_utf8_is_a_config_error(self, tmp_path: Path) -> None:
+        """A Latin-1 settings file is a ConfigError naming the file and the byte, not an internal error."""
+        path = tmp_path / "settings.toml"
+        path.write_bytes(b"mongo_database = 'caf\xe9'\n")
+        with pytest.raises(ConfigError) as raised:
+            load_settings(path, {})
+        assert raised.value.problems == ((f"settings file {path}", "not UTF-8 (byte 21)"),)
+
+    def test_an_environment_value_with_undecodable_bytes_is_a_config_error(self) -> None:
+        """A DSN whose bytes are not UTF-8 (lone surrogates in os.environ) is refused without echoing it."""
+        dsn = "postgresql://ro:Kx9v\udce9@crm/crm"
+        with pytest.raises(ConfigError) as raised:
+            load_settings(None, {"CRM_AUDIT_DATABASE_URL": dsn})
+        assert raised.value.problems == (
+            ("environment variable CRM_AUDIT_DATABASE_URL", "holds bytes that are not UTF-8"),
+        )
+        assert "Kx9v" not in str(raised.value)
+
     def test_a_missing_or_broken_file_is_a_config_error(self, tmp_path: Path) -> None:
         """A settings file that is absent or not TOML is a ConfigError naming it."""
         with pytest.raises(ConfigError, match="no such configuration file"):
