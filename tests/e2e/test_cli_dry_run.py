@@ -386,6 +386,30 @@ class TestOutputFiles:
         assert outcomes.read_text(encoding="utf-8") == ""
 
 
+class TestInputFiles:
+    def test_an_audits_file_of_no_known_format_is_a_usage_error(
+        self, tmp_path: Path, inputs: list[str]
+    ) -> None:
+        """``--audits aud.txt``: USAGE (exit 2) saying to use .jsonl or .csv, not an internal error."""
+        audits = tmp_path / "aud.txt"
+        audits.write_bytes((CORPUS / "audits.jsonl").read_bytes())
+        args = list(inputs)
+        args[args.index("--audits") + 1] = str(audits)
+        code, _, stderr = invoke(*args, "--no-progress")
+        assert code == exit_codes.USAGE, stderr
+        assert "use a .jsonl file (JSON lines) or a .csv file (psql CSV)" in stderr
+
+    def test_a_mapping_file_nested_too_deep_is_config_invalid(
+        self, tmp_path: Path, inputs: list[str]
+    ) -> None:
+        """``--config`` YAML nested 100,000 deep: CONFIG_INVALID (exit 3), not INTERNAL."""
+        mapping = tmp_path / "mapping.yaml"
+        mapping.write_text("scope: " + "[" * 100_000 + "]" * 100_000 + "\n", encoding="utf-8")
+        code, _, stderr = invoke(*inputs, "--config", str(mapping), "--no-progress")
+        assert code == exit_codes.CONFIG, stderr
+        assert "nests collections too deep to read" in stderr
+
+
 class TestATenantWithoutRows:
     def test_a_tenant_the_audits_file_does_not_name_is_refused(
         self, tmp_path: Path, inputs: list[str]

@@ -51,6 +51,12 @@ class TestLoadConfig:
         assert load_config(path).scope == ("Crm::Person",)
         assert load_config(str(path)).scope == ("Crm::Person",)
 
+    def test_a_document_nested_past_the_recursion_limit_is_a_config_error(self) -> None:
+        """YAML nested 100,000 deep is a ConfigError saying so, not a RecursionError."""
+        text = "scope: " + "[" * 100_000 + "]" * 100_000 + "\n"
+        with pytest.raises(ConfigError, match="nests collections too deep to read"):
+            load_config(text)
+
     def test_type_errors_name_every_bad_key_together(self) -> None:
         """Wrong types and unknown keys are all reported at once, each with its path."""
         text = (

@@ -138,6 +138,7 @@ def dry_run(
     """Migrate from files to a file, with no server at all; print or write the report."""
     # The files adapter and the process pool, imported by the command that uses them.
     from ..files import CheckedRows, FileAuditSource
+    from ..files.audits import format_of
     from ..files.verification import JsonlMigratedLogReader
     from ..page_pool import ProcessPagePipeline
 
@@ -171,6 +172,11 @@ def dry_run(
         missing = [name for name, value in given.items() if value is None]
         if missing:
             raise click.UsageError(f"missing {', '.join(missing)} (or use --example)")
+        if format_of(str(audits)) is None:
+            raise click.UsageError(
+                f"--audits {audits}: cannot tell its format from its name: "
+                "use a .jsonl file (JSON lines) or a .csv file (psql CSV)"
+            )
         files = DryRunFiles(
             Path(str(audits)), Path(str(users)), Path(str(contacts)), Path(str(sso_directory)), mapping
         )

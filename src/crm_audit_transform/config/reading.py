@@ -80,12 +80,16 @@ def _parse(text: str, *, origin: str = "<text>") -> MappingConfig:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError([("$", f"{origin} is not valid YAML: {exc}")]) from exc
+    except RecursionError:  # PyYAML composes one level per call: no mapping nests this deep
+        raise ConfigError([("$", f"{origin} nests collections too deep to read")]) from None
     if not isinstance(document, Mapping):
         raise ConfigError([("$", f"{origin} must be a mapping, found {type(document).__name__}")])
     try:
         config = _CONVERTER.structure(document, MappingConfig)
     except cattrs.BaseValidationError as exc:
         raise ConfigError(_paths(exc)) from exc
+    except RecursionError:
+        raise ConfigError([("$", f"{origin} nests collections too deep to read")]) from None
     problems = _validate(config)
     if problems:
         raise ConfigError(problems)
