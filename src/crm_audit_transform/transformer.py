@@ -23,7 +23,7 @@ from . import reasons
 from ._fast_init import fast_init
 from .chain import MIGRATED, NO_OBSERVER, PASSED, RowDraft, RuleChain, Stage, StageObserver, StageRun
 from .config import MappingConfig
-from .domain import ActivityLog, AuditRow, Failed, Migrated, Outcome, Skipped, UserId
+from .domain import SOURCE_TAG, ActivityLog, AuditRow, Failed, Migrated, Outcome, Skipped, UserId
 from .errors import AuditedChangesError
 from .loading import LoaderLimits, load_audited_changes
 from .lookup import LookupContext, LookupRequest
@@ -119,12 +119,12 @@ class Transformer:
             if not self._category.in_scope(row.auditable_type):
                 return PreparedRow(row)  # skipped at the scope stage: no need to load it
             changes, failure = self._load(row)
-            return PreparedRow(
+            return PreparedRow(  # by position: one per row, and keywords cost
                 row,
-                changes=changes,
-                problem=failure,
-                person_ids=self._contact.candidates(row, changes),
-                user_id=self._actor.user_id(row),
+                changes,
+                failure,
+                self._contact.candidates(row, changes),
+                self._actor.user_id(row),
             )
         except Exception as exc:  # any row, however broken, must end as an outcome
             return PreparedRow(row, problem=_unexpected(row, exc))
@@ -239,16 +239,18 @@ def _log(draft: RowDraft, observer: StageObserver) -> tuple[Outcome, bool, bool]
     if created_at is None:  # prepare_row fails these first; a hand-built PreparedRow meets it here
         missing = Rejection(reasons.MISSING_CREATED_AT, "created_at is NULL", skip=False)
         return _reject(row, "row", missing, observer)
+    # ActivityLog's fields in order, passed by position: one log per row, and keywords cost.
     log = ActivityLog(
-        company_sso_id=draft.company_sso_id,
-        customer_id=contact.id,
-        category=category.category,
-        action=category.action,
-        actor=actor,
-        changes=draft.field_changes,
-        timestamp=created_at,
-        external_id=external_id(row.tenant, row.id),
-        metadata=_metadata(row, draft.person_id, category, draft.combined),
+        draft.company_sso_id,
+        contact.id,
+        category.category,
+        category.action,
+        actor,
+        draft.field_changes,
+        created_at,
+        external_id(row.tenant, row.id),
+        SOURCE_TAG,
+        _metadata(row, draft.person_id, category, draft.combined),
     )
     return Migrated(row.id, log), category.fallthrough, draft.actor_degraded
 
