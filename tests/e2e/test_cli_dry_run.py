@@ -180,14 +180,7 @@ class TestDryRunOnTheCorpus:
 
     def test_two_workers_write_the_same_bytes_as_one_process(self, tmp_path: Path, inputs: list[str]) -> None:
         """``--workers 2``: the documents, the report and the per-row outcomes are byte-identical."""
-        outputs = {}
-        for workers in ("1", "2"):
-            here = tmp_path / f"w{workers}"
-            args = ["--out", str(here.with_suffix(".jsonl")), "--report", str(here.with_suffix(".json"))]
-            args += ["--outcomes", str(here.with_suffix(".outcomes")), "--no-progress", "--workers", workers]
-            code, _, stderr = invoke(*inputs, *args)
-            assert code == 0, stderr
-            outputs[workers] = [here.with_suffix(s).read_bytes() for s in (".jsonl", ".json", ".outcomes")]
+        outputs = outputs_by_workers(tmp_path, inputs)
         assert outputs["1"][0].count(b"\n") > 500
         assert outputs["2"] == outputs["1"]
 
@@ -207,14 +200,7 @@ class TestDryRunOnTheCorpus:
         (tmp_path / "audits.jsonl").write_text(dump_jsonl(rows), encoding="utf-8")
         given = [*inputs]
         given[given.index("--audits") + 1] = str(tmp_path / "audits.jsonl")
-        outputs = {}
-        for workers in ("1", "2"):
-            here = tmp_path / f"w{workers}"
-            args = ["--out", str(here.with_suffix(".jsonl")), "--report", str(here.with_suffix(".json"))]
-            args += ["--outcomes", str(here.with_suffix(".outcomes")), "--no-progress", "--workers", workers]
-            code, _, stderr = invoke(*given, *args)
-            assert code == 0, stderr
-            outputs[workers] = [here.with_suffix(s).read_bytes() for s in (".jsonl", ".json", ".outcomes")]
+        outputs = outputs_by_workers(tmp_path, given)
         assert b"nesting depth" in outputs["1"][2]
         assert outputs["2"] == outputs["1"]
 
@@ -513,3 +499,16 @@ class TestExample:
         report = json.loads((tmp_path / "report.json").read_text())
         assert report["processed"] == 151
         assert len((tmp_path / "logs.jsonl").read_text().splitlines()) == report["migrated"]
+
+
+def outputs_by_workers(tmp_path: Path, inputs: list[str]) -> dict[str, list[bytes]]:
+    """The documents, report and outcomes of one dry run with ``--workers 1`` and one with 2, by count."""
+    outputs = {}
+    for workers in ("1", "2"):
+        here = tmp_path / f"w{workers}"
+        args = ["--out", str(here.with_suffix(".jsonl")), "--report", str(here.with_suffix(".json"))]
+        args += ["--outcomes", str(here.with_suffix(".outcomes")), "--no-progress", "--workers", workers]
+        code, _, stderr = invoke(*inputs, *args)
+        assert code == 0, stderr
+        outputs[workers] = [here.with_suffix(s).read_bytes() for s in (".jsonl", ".json", ".outcomes")]
+    return outputs

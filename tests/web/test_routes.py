@@ -377,17 +377,23 @@ class TestVerifyRoute:
         assert error_code(bad) == "INVALID_SAMPLE"
 
 
+def triggered_with_session(app_parts: dict[str, Any]) -> httpx.Client:
+    """The app's client after a trigger of ``COMPANY``, holding that tenant's session cookie."""
+    client: httpx.Client = app_parts["client"]
+    seed_contacts(app_parts["db"], COMPANY, people_count(app_parts["dsn"]))
+    client.post(
+        "/private/activity_logs/crm_migration/trigger",
+        json={"company_sso_id": COMPANY, "tenant": TENANT},
+        headers={"Authorization": AUTH},
+    )
+    client.cookies.set("crm_session", SESSIONS.sign(COMPANY))
+    return client
+
+
 class TestTenantStatusRoute:
     def test_reads_the_session_tenant_without_accuracy(self, app_parts: dict[str, Any]) -> None:
         """The web route answers for the session's tenant and never exposes accuracy_pct."""
-        client = app_parts["client"]
-        seed_contacts(app_parts["db"], COMPANY, people_count(app_parts["dsn"]))
-        client.post(
-            "/private/activity_logs/crm_migration/trigger",
-            json={"company_sso_id": COMPANY, "tenant": TENANT},
-            headers={"Authorization": AUTH},
-        )
-        client.cookies.set("crm_session", SESSIONS.sign(COMPANY))
+        client = triggered_with_session(app_parts)
         response = client.get("/iag/v1/crm_migration/status")
         assert response.status_code == 200
         assert response.json()["status"] == "in_progress"
@@ -397,14 +403,7 @@ class TestTenantStatusRoute:
     def test_the_document_lists_the_fields_a_job_status_sends(self, app_parts: dict[str, Any]) -> None:
         """The public status schema declares what the route sends for a job and nothing more: no
         ``started_at``, which the job model does not hold (it records its trigger, ``created_at``)."""
-        client = app_parts["client"]
-        seed_contacts(app_parts["db"], COMPANY, people_count(app_parts["dsn"]))
-        client.post(
-            "/private/activity_logs/crm_migration/trigger",
-            json={"company_sso_id": COMPANY, "tenant": TENANT},
-            headers={"Authorization": AUTH},
-        )
-        client.cookies.set("crm_session", SESSIONS.sign(COMPANY))
+        client = triggered_with_session(app_parts)
         sent = client.get("/iag/v1/crm_migration/status").json()
         answer = client.get("/openapi.json").json()["paths"]["/iag/v1/crm_migration/status"]["get"]
         schema = answer["responses"]["200"]["content"]["application/json"]["schema"]
