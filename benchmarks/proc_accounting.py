@@ -15,7 +15,7 @@ And the machine: busy cores from ``/proc/stat`` (everyone's CPU, so "others" = b
 CPU pressure stall ``/proc/pressure/cpu`` ("some": share of the window in which at least one
 runnable task waited for a CPU).
 
-    snap = Snapshot.take({"worker0": [pid], "postgres": tree(postmaster)})
+    snap = Snapshot.take({"worker0": [pid], "postgres": children_of(postmaster)})
     ...
     usage = snap.since()   # {"worker0": Usage(cpu_s, wait_s), ...}, machine figures
 """

@@ -30,6 +30,7 @@ from celery.signals import task_retry, worker_shutting_down
 
 from crm_audit_transform.errors import ConfigError, LeaseHeld, Unavailable
 from crm_audit_transform.usecases.shards import shard_view
+from crm_audit_transform.verification import VerifyReportDocument
 
 from ..bootstrap import Runtime
 from ..observability import JobObserver, migration_logger, process_metrics
@@ -174,7 +175,7 @@ def register_tasks(app: Celery, runtime_factory: Callable[[], Runtime]) -> None:
     @app.task(name=VERIFY_ACCOUNT, **_RETRYING)
     def verify_account(
         task: Task, company_sso_id: str, sample: int | None = None, repair: bool = False
-    ) -> dict[str, object]:
+    ) -> VerifyReportDocument:
         # Read-only, and a repair is idempotent: a redelivery after a lost worker changes nothing twice.
         runtime = runtimes.get()
         try:
@@ -195,4 +196,4 @@ def register_tasks(app: Celery, runtime_factory: Callable[[], Runtime]) -> None:
             repaired=report.repaired,
             **{f"outstanding_{kind}": n for kind, n in report.outstanding.items()},
         )
-        return dict(report.to_json())
+        return report.to_json()

@@ -49,7 +49,7 @@ from ..bootstrap import DryRunFiles, dry_run_recipe, dry_run_service
 from . import exit_codes
 from .main import cli
 from .options import non_empty, workers_option
-from .output_paths import check_outputs
+from .output_paths import STDOUT, check_outputs
 from .progress import ProgressLine
 from .row_outcomes import OutcomeLines
 from .verify import show
@@ -60,7 +60,6 @@ if TYPE_CHECKING:
 EXAMPLE_FILES = ("audits.jsonl", "users.jsonl", "contacts.jsonl", "sso.jsonl")
 EXAMPLE_OUT = Path("crm-audit-example-logs.jsonl")
 """Where ``--example`` writes its documents (in the current directory) unless ``--out`` is given."""
-STDOUT = Path("-")
 _file = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
@@ -164,10 +163,7 @@ def dry_run(
         given = {
             "--company-sso-id": company,
             "--tenant": tenant,
-            "--audits": audits,
-            "--users": users,
-            "--contacts": contacts,
-            "--sso-directory": sso_directory,
+            **dict(_input_files(audits, users, contacts, sso_directory)),
         }
         missing = [name for name, value in given.items() if value is None]
         if missing:

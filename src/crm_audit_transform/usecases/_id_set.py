@@ -19,14 +19,7 @@ class AuditIdSet:
         self._count = 0
 
     def add(self, audit_id: int) -> None:
-        chunk, bit = divmod(audit_id, _CHUNK_BITS)
-        bits = self._chunks.get(chunk)
-        if bits is None:
-            bits = self._chunks[chunk] = bytearray(_CHUNK_BITS // 8)
-        byte, mask = bit >> 3, 1 << (bit & 7)
-        if not bits[byte] & mask:
-            bits[byte] |= mask
-            self._count += 1
+        self.update((audit_id,))
 
     def update(self, audit_ids: Iterable[int]) -> None:
         """``add`` each id (a page's ids mostly share one chunk)."""

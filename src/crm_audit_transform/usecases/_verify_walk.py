@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import random
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Final, cast
@@ -325,11 +326,12 @@ class Walk:
         if job is None:
             return
         last, promised = job.last_audit_id, job.max_audit_id
-        self.range_rows += sum(1 for audit_id in ids if audit_id <= last)
+        # A page's ids ascend, so the ids up to a bound are a prefix.
+        self.range_rows += bisect_right(ids, last)
         self.range_logged += sum(1 for audit_id in logged if audit_id <= last)
-        for audit_id in ids:
-            if audit_id <= promised:  # ascending ids: the last one seen is the largest
-                self.range_last = audit_id
+        within = bisect_right(ids, promised)
+        if within:
+            self.range_last = ids[within - 1]
 
     def _sampled(
         self,
