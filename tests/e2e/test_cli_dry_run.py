@@ -204,6 +204,34 @@ class TestDryRunOnTheCorpus:
         assert b"nesting depth" in outputs["1"][2]
         assert outputs["2"] == outputs["1"]
 
+    @pytest.mark.parametrize("workers", ["1", "2"])
+    def test_a_value_the_loader_allows_but_the_encoder_cannot_nest_fails_alone_and_verifies(
+        self, tmp_path: Path, inputs: list[str], workers: str
+    ) -> None:
+        """``--loader-max-depth 450``, a value 448 deep: the row fails ``write_error`` (never INTERNAL), and
+        ``--verify`` finds it missing, as it finds any log the run could not write."""
+        rows = [
+            json.loads(line) for line in (CORPUS / "audits.jsonl").read_text(encoding="utf-8").splitlines()
+        ]
+        for doc in rows:
+            if doc["tenant"] == TENANT and doc["id"] == 4:
+                doc["audited_changes"] = "---\nfirst_name: " + "[" * 448 + "x" + "]" * 448 + "\n"
+        (tmp_path / "audits.jsonl").write_text(dump_jsonl(rows), encoding="utf-8")
+        given = [*inputs, "--loader-max-depth", "450", "--no-progress", "--workers", workers]
+        given[given.index("--audits") + 1] = str(tmp_path / "audits.jsonl")
+        out, outcomes = tmp_path / "logs.jsonl", tmp_path / "outcomes.jsonl"
+        code, _, stderr = invoke(*given, "--out", str(out), "--outcomes", str(outcomes))
+        assert code == 0, stderr
+        (row,) = [
+            line for line in map(json.loads, outcomes.read_text().splitlines()) if line["audit_id"] == 4
+        ]
+        assert (row["outcome"], row["reason"]) == ("failed", "write_error")
+        assert "nest" in row["detail"]
+        assert b'crm:acme:audit:4"' not in out.read_bytes()
+        code, stdout, stderr = invoke(*given, "--out", str(out), "--verify")
+        assert code == exit_codes.NOT_VERIFIED, stdout + stderr
+        assert "missing: 1 — 4" in stdout
+
     def test_a_log_dated_before_1970_verifies_clean(self, tmp_path: Path, inputs: list[str]) -> None:
         """A row of 1960 is written with ``{"$date": {"$numberLong"}}`` and ``--verify`` reads it back."""
         rows = [

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import pickle
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,13 @@ from pymongo import MongoClient
 from crm_audit_adapters.files.sink import JSONL_ENCODING, JsonlActivityLogSink, jsonl_log, sink_line
 from crm_audit_adapters.mongo import MongoActivityLogStore
 from crm_audit_adapters.mongo.activity_logs import BSON_ENCODING, BsonLogEncoder, with_id
+from crm_audit_adapters.mongo.bson_values import NESTED_TOO_DEEP
 from crm_audit_adapters.mongo.documents import encode_activity_log
 from crm_audit_adapters.observability import MigrationMetrics
 from crm_audit_adapters.observability.ports import TimedActivityLogWriter
 from crm_audit_adapters.page_pool.wire import pack, unpack
 from crm_audit_transform import reasons
-from crm_audit_transform.domain import ActivityLog, EncodedLog, Failed, Migrated, Skipped
+from crm_audit_transform.domain import ActivityLog, EncodedLog, Failed, FieldChange, Migrated, Skipped
 from crm_audit_transform.tally import Tally
 from crm_audit_transform.testing import InMemoryActivityLogStore
 from crm_audit_transform.transformer import PageResult
@@ -212,3 +214,32 @@ class TestTimedWriterKeepsTheEncoder:
         with JsonlActivityLogSink(tmp_path / "a.jsonl") as sink:
             assert TimedActivityLogWriter(sink, metrics).log_encoder() is jsonl_log
         assert TimedActivityLogWriter(InMemoryActivityLogStore(), metrics).log_encoder() is None
+
+
+def _nested_past_the_stack() -> ActivityLog:
+    """A log whose one value nests past the interpreter's recursion limit (the loader may allow it)."""
+    value: Any = "x"
+    for _ in range(sys.getrecursionlimit() + 10):
+        value = [value]
+    return activity_log(1, changes=(FieldChange("notes", "Notes", None, value),))
+
+
+class TestNestedPastTheStack:
+    def test_the_jsonl_line_is_a_problem_not_a_recursion_error(self) -> None:
+        """``sink_line`` (and so the workers' ``jsonl_log``) names the nesting instead of raising."""
+        problem, line = sink_line(_nested_past_the_stack())
+        assert (problem, line) == (NESTED_TOO_DEEP, b"")
+        assert jsonl_log(_nested_past_the_stack()).problem == NESTED_TOO_DEEP
+
+    def test_the_bson_encoder_ahead_gives_the_same_problem(self) -> None:
+        """``BsonLogEncoder`` (run in ``--workers`` processes) refuses the log with the same words."""
+        assert BsonLogEncoder(OPTIONS)(_nested_past_the_stack()).problem == NESTED_TOO_DEEP
+
+    def test_the_mongo_store_fails_that_log_alone(self) -> None:
+        """The store's own encoding fails the one log ``write_error``; its batch-mate is inserted."""
+        store = MongoActivityLogStore(mongomock.MongoClient().db.activity_logs)
+        results = store.insert_batch([_nested_past_the_stack(), activity_log(2)])
+        assert [(r.status, r.reason, r.detail) for r in results] == [
+            ("failed", reasons.WRITE_ERROR, NESTED_TOO_DEEP),
+            ("inserted", "", ""),
+        ]

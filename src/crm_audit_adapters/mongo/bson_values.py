@@ -33,6 +33,13 @@ from crm_audit_transform.values import Value
 
 from .documents_types import Document, ReadDocument
 
+NESTED_TOO_DEEP: Final = (
+    "cannot encode the document: a value nests deeper than the encoder's walk reaches "
+    "(the interpreter's recursion limit; [loader] max_depth lets it through)"
+)
+"""Why a log whose value's walk raised ``RecursionError`` fails alone: the sinks catch it per log, so a
+``[loader] max_depth`` above what the walk can nest is a row's ``write_error``, not a crashed run."""
+
 INT64_MIN: Final = -(2**63)
 INT64_MAX: Final = 2**63 - 1
 
