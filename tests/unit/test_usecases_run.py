@@ -220,6 +220,26 @@ class TestLease:
         assert result.steps == 3
         assert world.jobs.writes == {"acquire_lease": 1, "save_progress": 4}  # type: ignore[attr-defined]
 
+    def test_steps_that_write_no_log_are_saved_with_the_next_save(self) -> None:
+        """Steps cut at check points that write no log make no job write of their own: one per page."""
+        rows = [row(n, BAD) for n in range(1, 36)] + [row(n) for n in range(36, 41)]
+        world = world_of(rows)
+        world.trigger()
+        result = world.run(settings=RunSettings(halt_threshold=1.0, halt_sample=10, page_size=30))
+        assert result.steps == 4  # cut at the check points 10, 20, 30 (the first page's end) and 40
+        progress = [j for j in world.jobs.saved if j.status == IN_PROGRESS]  # type: ignore[attr-defined]
+        assert [j.last_audit_id for j in progress] == [30, 40]
+        assert world.jobs.writes == {"acquire_lease": 1, "save_progress": 3}  # type: ignore[attr-defined]
+        assert (result.job.tally.processed, result.job.tally.failed_total) == (40, 35)
+
+    def test_a_halt_between_saves_saves_the_check_points_cursor_and_counts(self) -> None:
+        """A halt decided on unsaved log-free steps is written at that check point, as before."""
+        world = world_of([row(n, BAD) for n in range(1, 60)])
+        world.trigger()
+        job = world.run(settings=RunSettings(halt_sample=10)).job
+        assert (job.status, job.last_audit_id, job.tally.processed) == (HALTED, 10, 10)
+        assert world.jobs.writes == {"acquire_lease": 1, "save_progress": 1}  # type: ignore[attr-defined]
+
     def test_a_runner_whose_lease_was_taken_over_gets_lease_held_and_writes_no_job(self) -> None:
         """After a takeover the stale runner's next progress write is refused; the job stays as taken."""
         world = world_of([row(n) for n in range(1, 50)])

@@ -2,11 +2,14 @@
 
 Each page of 500 rows (keyset on ``id`` from ``job.last_audit_id``) is prepared, planned, looked
 up (at most one call per port) and transformed; its rows are then cut into *steps* that hold at most 20
-logs to write. After every step the cursor (the id of the step's last row: skipped and failed
-rows before it are covered too), the counts and the renewed lease are saved in one atomic job
-write (``JobStore.save_progress``), guarded on the lease owner. So a crash anywhere leaves a job
-whose cursor and counts describe exactly the rows behind it, the next run replays at most one
-step, and a runner whose lease was taken over gets ``LeaseHeld`` instead of overwriting the job.
+logs to write. After every step that wrote logs, and after a page's last step, the cursor (the id
+of the step's last row: skipped and failed rows before it are covered too), the counts and the
+renewed lease are saved in one atomic job write (``JobStore.save_progress``), guarded on the lease
+owner. A step that wrote no log (all its rows skipped or failed) is saved with the next save: a
+replay of it writes nothing, so saving it alone would only cost the CDP a round trip. So a crash
+anywhere leaves a job whose cursor and counts describe exactly the rows behind it, the next run
+replays at most one step that wrote logs (and the log-free steps after it on its page), and a
+runner whose lease was taken over gets ``LeaseHeld`` instead of overwriting the job.
 
 Counting rule for replays: a step replayed after a crash between its insert and its progress
 write finds its logs already stored and gets ``duplicate_external_id`` for them. Such a
@@ -25,12 +28,14 @@ moves the failure rate. Logs already in the CDP (the live feed's, ours from befo
 Halting (``halting.HaltRule``): batches are also cut at the rule's check points — every
 ``halt_sample`` rows counted since the job's ``halt_basis`` — so the counts at each check point
 are the same in every run, however it was paged, batched or interrupted; the rule is checked
-there and at the end of the data. A USMAN outage counts degraded actors (``actors_degraded``)
+there (on the counts in hand, saved or not; a halt saves them) and at the end of the data. A
+USMAN outage counts degraded actors (``actors_degraded``)
 and halts past its own threshold, the reason naming USMAN.
 
 Cancel: ``save_progress`` writes only while the job is in progress; a job cancelled meanwhile
-comes back ``cancelled`` and the run stops there (its last batch is written, its cursor not: a
-resume replays it, harmlessly). A rollback under way on the account refuses the run.
+comes back ``cancelled`` at the next save (a batch of logs, or a page's end) and the run stops
+there (its last batch is written, its cursor not: a resume replays it, harmlessly). A rollback
+under way on the account refuses the run.
 
 Pages: the loop reads its pages lazily and hands them to a ``PagePipeline`` (``pages``), which
 prepares and transforms them — in this process by default (``InProcessPages``), or in worker
@@ -48,6 +53,7 @@ answered, so each user id and email is asked at most once per run; contacts are 
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Generator, Iterator, Sequence
 
 import attrs
@@ -300,22 +306,32 @@ class _Loop:
             encoder=writer.log_encoder() if isinstance(writer, EncodingLogWriter) else None,
             names_entities=self._ports.entities is not None,
         )
+        unsaved: list[Outcome] = []  # settled outcomes of steps applied but not yet saved
         try:
             for page in pages:
-                for step in self._steps(job, page):
-                    job = self._write(job, step)
+                cut = list(self._steps(job, page))
+                for index, step in enumerate(cut):
+                    job, wrote = self._apply(job, step, unsaved)
                     steps += 1
-                    if job.status != IN_PROGRESS:
-                        # Cancelled meanwhile (or, for a shard, the job halted or was cancelled).
-                        return RunResult(job, steps, would_halt=would_halt)
+                    if wrote or index == len(cut) - 1:
+                        # A step that wrote logs is saved at once (its cursor bounds any replay); one
+                        # that wrote none rides along with the next save, at the latest at page end.
+                        job = self._save(job, unsaved, self._settings.lease_ttl)
+                        if job.status != IN_PROGRESS:
+                            # Cancelled meanwhile (or, for a shard, the job halted or was cancelled).
+                            return RunResult(job, steps, would_halt=would_halt)
                     reason = self._rule.decide(job.tally - job.halt_basis)
                     if reason is not None and would_halt is None:
                         would_halt = HaltPoint(job.last_audit_id, reason)
                         if self._settings.enforce_halt:
-                            return RunResult(self._finish(job, HALTED, reason), steps, would_halt=would_halt)
+                            halted = self._finish(job, HALTED, reason, unsaved)
+                            return RunResult(halted, steps, would_halt=would_halt)
                     if self._should_stop():
                         return RunResult(
-                            self._finish(job, IN_PROGRESS), steps, stopped=True, would_halt=would_halt
+                            self._finish(job, IN_PROGRESS, None, unsaved),
+                            steps,
+                            stopped=True,
+                            would_halt=would_halt,
                         )
         finally:
             # Pages read ahead are dropped: the pipeline stops its work before anything else happens.
@@ -396,30 +412,44 @@ class _Loop:
             every=self._rule.sample,
         )
 
-    def _write(self, job: MigrationJob, step: _Step) -> MigrationJob:
+    def _apply(self, job: MigrationJob, step: _Step, unsaved: list[Outcome]) -> tuple[MigrationJob, bool]:
+        """Write the step's logs and count it into ``job`` (not saved); whether it had logs to write.
+
+        Its settled outcomes are appended to ``unsaved``, for ``on_outcomes`` once they are saved.
+        """
         logs = [o.log for o in step.outcomes if isinstance(o, Migrated)]
         result = migrate_batch(logs, self._ports.logs, max_size=self._batch_size)
         settled = tuple(_settle(step.outcomes, result.results))
         tally = Tally.of(settled, step.fallthrough, step.degraded)
         enriched = EnrichmentTally() if self._ports.entities is None else names_tally(logs, result.results)
-        now = self._ports.clock.now()
+        unsaved.extend(settled)
         job = attrs.evolve(
             job,
             last_audit_id=step.last_id,
             tally=job.tally + tally,
             enrichment=job.enrichment + enriched,
-            updated_at=now,
+            updated_at=self._ports.clock.now(),
         )
-        # One write renews the lease and saves the progress; LeaseHeld if another runner took over,
-        # the stored cancelled job (nothing written) if the job was cancelled meanwhile.
-        job = self._ports.jobs.save_progress(job, self._owner, self._settings.lease_ttl)
+        return job, bool(logs)
+
+    def _save(self, job: MigrationJob, unsaved: list[Outcome], ttl: dt.timedelta | None) -> MigrationJob:
+        # One write renews the lease (ttl None: releases it) and saves the progress; LeaseHeld if
+        # another runner took over, the stored cancelled job (nothing written) if it was cancelled.
+        job = self._ports.jobs.save_progress(job, self._owner, ttl)
         if self._on_progress is not None:
             self._on_progress(job)
-        if self._on_outcomes is not None:
-            self._on_outcomes(settled)
+        if self._on_outcomes is not None and unsaved:
+            self._on_outcomes(tuple(unsaved))
+        unsaved.clear()
         return job
 
-    def _finish(self, job: MigrationJob, status: str, halted_reason: str | None = None) -> MigrationJob:
+    def _finish(
+        self,
+        job: MigrationJob,
+        status: str,
+        halted_reason: str | None = None,
+        unsaved: list[Outcome] | None = None,
+    ) -> MigrationJob:
         now = self._ports.clock.now()
         job = attrs.evolve(
             job,
@@ -429,10 +459,7 @@ class _Loop:
             halted_reason=halted_reason,
         )
         # Guarded like every progress write: a runner taken over meanwhile must not overwrite the job.
-        job = self._ports.jobs.save_progress(job, self._owner, None)
-        if self._on_progress is not None:
-            self._on_progress(job)
-        return job
+        return self._save(job, [] if unsaved is None else unsaved, None)
 
 
 def _cut(
