@@ -45,6 +45,11 @@ _EXTERNAL_IDS = (
     "crm:a:audit:b:audit:{n}",
 )
 _TAGS = (SOURCE_TAG, SOURCE_TAG, "live_feed", "crm\\u005fmigration", "crm_migration\\u0020")
+_LOOK_ALIKES = (
+    {"external_id": "crm:acme:audit:7", "source_tag": SOURCE_TAG},
+    {"external_id": "crm:acme:audit:7", "source_tag": SOURCE_TAG, "metadata": {}},
+    {"external_id": "crm:acme:audit:7", "source_tag": SOURCE_TAG, "metadata": {"crm_audit_id": 7}},
+)
 
 
 @st.composite
@@ -59,11 +64,14 @@ def lines(draw: st.DrawFn) -> bytes:
     shape = draw(st.sampled_from(("compact", "compact", "compact", "spaced", "reordered", "native")))
     if shape == "native":
         doc.pop("external_id")
-    elif draw(st.booleans()):
-        # A nested look-alike of the keys in a value, before the real ones. (Without a top-level
-        # external_id after it, a line in the sink's layout would be read by it: not a sink's line.)
-        look_alike = {"external_id": "crm:acme:audit:7", "source_tag": SOURCE_TAG}
+    # A nested look-alike of the keys in a value: before the real ones (a changed value), after
+    # them (metadata), or in a line without them (a native log), shaped like the sink's tail or not.
+    look_alike = draw(st.sampled_from(_LOOK_ALIKES))
+    where = draw(st.sampled_from(("none", "none", "attributes", "metadata")))
+    if where == "attributes":
         doc["attributes"] = [{"field": "x", "to": look_alike}]
+    elif where == "metadata":
+        doc["metadata"] = {**doc["metadata"], "copy": look_alike}
     if shape == "reordered":
         doc = {"external_id": doc.pop("external_id"), **doc}
     separators = (",", ":") if shape != "spaced" else (", ", ": ")
@@ -151,3 +159,24 @@ class TestLogIndex:
         for chunk_bytes in (7, 1 << 20):
             with pytest.raises(FileFormatError, match=r"logs\.jsonl, line 3"):
                 LogIndex.of_stream(io.BytesIO(good + b"\n" + b"[1, 2]\n" + good), "logs.jsonl", chunk_bytes)
+
+
+class TestLookAlikeKeys:
+    @pytest.mark.parametrize("look_alike", _LOOK_ALIKES)
+    @pytest.mark.parametrize("chunk_bytes", [5, 1 << 20])
+    def test_a_nested_external_id_is_never_read_as_the_lines_own(
+        self, look_alike: dict[str, object], chunk_bytes: int
+    ) -> None:
+        """A native log holding a look-alike in a value, and a log holding one in its metadata: the
+        index keeps the top-level key only (none, and ``crm:acme:audit:2``), whether or not the
+        line follows one of its account (read as bytes) or starts the file (read the long way)."""
+        first = dict(_LOG, external_id="crm:acme:audit:1")
+        native = {k: v for k, v in _LOG.items() if k != "external_id"}
+        native["attributes"] = [{"field": "x", "to": look_alike}]
+        second = dict(_LOG, external_id="crm:acme:audit:2", metadata={"copy": look_alike})
+        for docs in ([first, native, second], [native, second], [second, native]):
+            data = b"".join(json.dumps(doc, separators=(",", ":")).encode() + b"\n" for doc in docs)
+            index = LogIndex.of_stream(io.BytesIO(data), "logs.jsonl", chunk_bytes)
+            ids = ["crm:acme:audit:1", "crm:acme:audit:2", "crm:acme:audit:7"]
+            assert index.places("acme-co", ids) == reference(data)["acme-co"][0]
+            assert "crm:acme:audit:7" not in set(index.external_ids("acme-co"))

@@ -5,10 +5,11 @@ offset of their lines and whether the line is a ``crm_migration`` one: 17 bytes 
 external ids (not of that shape, or an id not in its canonical spelling) go to a small dict.
 
 The file is read in chunks of ``chunk_bytes`` and each line's keys are taken where the sink puts
-them (``company_sso_id`` first, ``external_id`` right before ``source_tag``), by searching the
-chunk between the line's bounds: no object per line, and the company and prefix of the line before
-recognised without decoding (a file names one account's logs, in id order, as a run writes them).
-A line in any other layout, or with an escape in those values, is parsed instead.
+them (``company_sso_id`` first, ``external_id`` right before ``source_tag``, then ``metadata`` last),
+by searching the chunk between the line's bounds: no object per line, and the company and prefix of
+the line before recognised without decoding (a file names one account's logs, in id order, as a run
+writes them). A line in any other layout, with an escape in those values, or whose keys cannot be
+shown to be the top-level ones (``top_level_tail``), is parsed instead.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ CHUNK_BYTES: Final = 4 << 20
 # The sink's layouts: compact (orjson, today) and spaced (``json.dumps``, files of earlier releases).
 _COMPACT = (b'{"company_sso_id":"', b'"external_id":"', b'","source_tag":"')
 _SPACED = (b'{"company_sso_id": "', b'"external_id": "', b'", "source_tag": "')
+_COMPACT_TAIL = b',"metadata":{'
+_SPACED_TAIL = b', "metadata": {'
+_TAIL_SIZE = len(_COMPACT_TAIL)
+_LINE_END = frozenset(b"\r\n \t")
 _OURS = SOURCE_TAG.encode()
 _ZERO = ord("0")
 
@@ -60,18 +65,42 @@ def split_external_id(external_id: str) -> tuple[str, int] | None:
     return (prefix + sep, number) if _Q_MIN <= number <= _Q_MAX else None
 
 
+def top_level_tail(raw: bytes, start: int, end: int, tail: bytes) -> bool:
+    """Whether ``raw[start:end]`` (a line from just after the ``source_tag`` value to its end) is the
+    sink's last key: ``tail`` (``,"metadata":{``), an object holding no brace at all, ``}}``.
+
+    Then the keys before it are top-level ones. A quote inside a JSON string is escaped, so
+    ``"external_id":"`` occurs only as a key, but at any depth: a changed value or a metadata value
+    may hold a look-alike ``{"external_id": …, "source_tag": …}``. With no brace between its
+    ``metadata`` opening and the line's last two bytes, the first ``}`` closes ``metadata`` and the
+    second the object holding these keys, at the line's end: the top-level object. Anything else
+    (a look-alike, a metadata value that is an object or a string holding a brace) returns False
+    and the line is parsed instead.
+    """
+    if not raw.startswith(tail, start):
+        return False
+    body = start + len(tail)
+    while end > body and raw[end - 1] in _LINE_END:
+        end -= 1
+    if end - body < 2 or not raw.startswith(b"}}", end - 2):
+        return False
+    return raw.find(b"}", body, end - 2) < 0 and raw.rfind(b"{", body, end) < 0
+
+
 def sink_keys(raw: bytes) -> tuple[str, str, bool] | None:
     """(company, external_id, ours) read where the sink puts them, without parsing the line.
 
-    The sink writes ``company_sso_id`` first and ``external_id`` right before ``source_tag``, after
-    ``attributes``; a quote inside any JSON string is escaped, so ``"external_id":"`` occurs only
-    as a key, and its last occurrence is the top-level one (``metadata`` holds no such key). A
-    line not in that shape, or with an escape in these values, returns None and is parsed instead.
+    The sink writes ``company_sso_id`` first, ``external_id`` right before ``source_tag`` (after
+    ``attributes``) and ``metadata`` last. The last ``"external_id":"`` is taken, and kept only
+    when ``top_level_tail`` shows it is the top-level key. A line not in that shape, with an escape
+    in these values, or with a look-alike key nested in a value, returns None and is parsed instead.
     """
     if raw.startswith(_COMPACT[0]):
         company_key, external_key, tag_key = _COMPACT
+        tail = _COMPACT_TAIL
     elif raw.startswith(_SPACED[0]):
         company_key, external_key, tag_key = _SPACED
+        tail = _SPACED_TAIL
     else:
         return None
     company_end = raw.find(b'"', len(company_key))
@@ -84,7 +113,7 @@ def sink_keys(raw: bytes) -> tuple[str, str, bool] | None:
         return None
     tag_start = end + len(tag_key)
     tag_end = raw.find(b'"', tag_start)
-    if tag_end < 0:
+    if tag_end < 0 or not top_level_tail(raw, tag_end + 1, len(raw), tail):
         return None
     company, external_id, tag = raw[len(company_key) : company_end], raw[start:end], raw[tag_start:tag_end]
     if not external_id or b"\\" in company or b"\\" in external_id or b"\\" in tag:
@@ -284,16 +313,24 @@ class _Scan:
                         and (value := int(digits)) <= _Q_MAX
                     ):
                         if chunk.startswith(_OURS, tag) and chunk.startswith(b'"', tag + lo):
+                            tag_end, mine = tag + lo, True
+                        else:  # another tag: kept when it holds no escape
+                            tag_end, mine = chunk.find(b'"', tag, end), False
+                            if tag_end >= 0 and chunk.find(b"\\", tag, tag_end) >= 0:
+                                tag_end = -1
+                        # The keys are the top-level ones (``top_level_tail``, inlined for a
+                        # line of the sink's, which ends ``}}`` right before its newline).
+                        body = tag_end + 1 + _TAIL_SIZE
+                        if (
+                            tag_end >= 0
+                            and chunk.startswith(_COMPACT_TAIL, tag_end + 1)
+                            and chunk.startswith(b"}}", end - 2)
+                            and chunk.find(b"}", body, end - 2) < 0
+                            and chunk.rfind(b"{", body, end) < 0
+                        ):
                             ids.append(value)
                             offsets.append(base + start)
-                            ours.append(True)
-                            start = end + 1
-                            continue
-                        tag_end = chunk.find(b'"', tag, end)
-                        if tag_end >= 0 and chunk.find(b"\\", tag, tag_end) < 0:
-                            ids.append(value)
-                            offsets.append(base + start)
-                            ours.append(False)
+                            ours.append(mine)
                             start = end + 1
                             continue
                 if follow.line(self, chunk[start : end + 1], base + start, number):
