@@ -45,6 +45,7 @@ import difflib
 import math
 import os
 import re
+import sys
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -147,15 +148,54 @@ Check = Callable[[Any], "str | None"]
 
 
 def _between(low: float, high: float, *, low_open: bool = False) -> Check:
+    """A range check; the caller adds the value as given (``as_written``)."""
+
     def check(value: Any) -> str | None:
         if isinstance(value, float) and not math.isfinite(value):
             return "must be a finite number"
         if value < low or (low_open and value == low) or value > high:
             bracket = "(" if low_open else "["
-            return f"must be in {bracket}{low:g}, {high:g}], got {value:g}"
+            return f"must be in {bracket}{_plain(low)}, {_plain(high)}]"
         return None
 
     return check
+
+
+def _plain(number: float) -> str:
+    """A bound as people write it: ``10000``, ``86400``, ``0.5`` (not ``1e+06``)."""
+    return str(int(number)) if float(number).is_integer() else repr(number)
+
+
+_SHOWN_CHARS: Final = 32
+"""A given number longer than this is described (its length), not quoted whole."""
+
+
+def as_written(value: object) -> str | None:
+    """A numeric setting's value as its user gave it, for the problem's ``got …``.
+
+    Text (an environment variable) as written, stripped; a TOML integer with all its digits; a
+    TOML float in its shortest form (``5e21``, not ``5e+21``; what TOML read is all there is);
+    a long one by its length. None for a table or an array: not worth quoting. Only numeric
+    settings are quoted: they hold no secret.
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        text = value.strip()
+        return text if len(text) <= _SHOWN_CHARS else f"a value of {len(text)} characters"
+    if isinstance(value, int):
+        try:
+            text = str(value)
+        except ValueError:  # past Python's integer-to-text limit
+            return "an integer of thousands of digits"
+        digits = len(text.lstrip("-"))
+        return text if digits <= _SHOWN_CHARS else f"an integer of {digits} digits"
+    if isinstance(value, float):
+        return _FLOAT_EXPONENT.sub(r"e\1\2", repr(value))
+    return None
+
+
+_FLOAT_EXPONENT: Final = re.compile(r"e\+?(-?)0*(\d)")
 
 
 def _postgres_dsn(value: str) -> str | None:
@@ -205,7 +245,14 @@ def _broker_url(value: str) -> str | None:
 
 
 def _mapping_file(value: str) -> str | None:
-    return None if Path(value).is_file() else f"no such mapping file: {value}"
+    path = Path(value)
+    if path.is_file():
+        return None
+    if path.is_dir():
+        return f"is a directory, not a mapping file: {value}"
+    if path.exists():
+        return f"not a regular file (a mapping file is YAML): {value}"
+    return f"no such mapping file: {value}"
 
 
 # key: (type, check). Ranges come from what the run can honour: a page of 1 to 10,000 rows, a
@@ -303,14 +350,16 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
             continue
         if key == "enabled_companies" and isinstance(value, list):
             value = ",".join(str(v) for v in value)
+        # A number is quoted as given with its problem; text may be a secret and never is.
+        given = f", got {shown}" if kind is not str and (shown := as_written(value)) else ""
         try:
             converted = _convert(value, kind)
         except (TypeError, ValueError):
-            problems.append((source, f"expected {_KIND_NAMES[kind]}"))
+            problems.append((source, f"expected {_KIND_NAMES[kind]}{given}"))
             continue
         problem = check(converted) if check else None
         if problem:
-            problems.append((source, problem))
+            problems.append((source, problem + given))
         else:
             values[key] = converted
     for key in sorted(set(raw) - set(_SCALARS) - {"usman", "tenants", "loader"}):
@@ -428,7 +477,8 @@ def _loader(table: Any, environ: Mapping[str, str], problems: list[tuple[str, st
             else None
         )
         if parsed is None or parsed < 1:
-            problems.append((source, "expected a positive integer"))
+            shown = as_written(value)
+            problems.append((source, "expected a positive integer" + (f", got {shown}" if shown else "")))
             continue
         limits[name] = parsed
     return LoaderLimits(**limits)
@@ -446,6 +496,10 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise ConfigError([(f"settings file {path}", f"not valid TOML: {exc}")]) from None
     except UnicodeDecodeError as exc:  # TOML is UTF-8
         raise ConfigError([(f"settings file {path}", f"not UTF-8 (byte {exc.start})")]) from None
+    except ValueError as exc:  # an integer past Python's integer-to-text limit (4,300 digits)
+        limit = sys.get_int_max_str_digits()
+        why = f"cannot read a value: an integer of more than {limit} digits"
+        raise ConfigError([(f"settings file {path}", why)]) from exc
 
 
 def _usman(

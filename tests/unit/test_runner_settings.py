@@ -107,6 +107,11 @@ class TestSettings:
             ("CRM_AUDIT_DATABASE_URL", "postgresql://ro:p@Kx9v@crm/crm", "unescaped '@'"),
             ("CRM_AUDIT_MAPPING_CONFIG", "/nonexistent/mapping.yaml", "no such mapping file"),
             ("CRM_AUDIT_USMAN_READ_TIMEOUT", "0", "out of range"),
+            ("CRM_AUDIT_PAGE_SIZE", "5000000000000000000000", "got 5000000000000000000000"),
+            ("CRM_AUDIT_PAGE_SIZE", "5e21", "expected an integer, got 5e21"),
+            ("CRM_AUDIT_HALT_SAMPLE", "5000000", "must be in [1, 1000000], got 5000000"),
+            ("CRM_AUDIT_HALT_THRESHOLD", "5e21", "must be in (0, 1], got 5e21"),
+            ("CRM_AUDIT_BROKER_VISIBILITY_TIMEOUT", "1e9", "must be in (0, 604800], got 1e9"),
         ],
     )
     def test_every_setting_is_range_checked_at_load(self, name: str, value: str, message: str) -> None:
@@ -117,6 +122,46 @@ class TestSettings:
         assert raised.value.problems[0][0] == f"environment variable {name}"
         assert message in raised.value.problems[0][1]
         assert "invalid configuration in the runner's settings" in str(raised.value)
+
+    @pytest.mark.parametrize(
+        ("line", "message"),
+        [
+            ("page_size = 5000000000000000000000", "must be in [1, 10000], got 5000000000000000000000"),
+            ("page_size = 5e21", "expected an integer, got 5e21"),
+            ("halt_threshold = 5e21", "must be in (0, 1], got 5e21"),
+            ("halt_sample = 1e-7", "expected an integer, got 1e-7"),
+            ("lease_seconds = 1e400", "must be a finite number, got inf"),
+            ("page_size = 1" + "0" * 4000, "got an integer of 4001 digits"),
+        ],
+    )
+    def test_a_number_out_of_range_is_shown_as_written_not_rounded(
+        self, tmp_path: Path, line: str, message: str
+    ) -> None:
+        """A settings file's number is quoted in full (its digits, or the shortest float), never ``5e+21``."""
+        path = tmp_path / "crm.toml"
+        path.write_text(line + "\n")
+        with pytest.raises(ConfigError) as raised:
+            load_settings(path, {})
+        ((_, problem),) = raised.value.problems
+        assert problem == message or problem.endswith(message), problem
+        assert "e+" not in problem
+
+    def test_an_integer_past_pythons_text_limit_is_a_config_error(self, tmp_path: Path) -> None:
+        """A 5,001-digit TOML integer cannot even be read: CONFIG_INVALID naming the file, not INTERNAL."""
+        path = tmp_path / "crm.toml"
+        path.write_text("page_size = 1" + "0" * 5000 + "\n")
+        with pytest.raises(ConfigError) as raised:
+            load_settings(path, {})
+        ((where, problem),) = raised.value.problems
+        assert where == f"settings file {path}"
+        assert problem.startswith("cannot read a value: ")
+
+    def test_a_mapping_config_that_is_a_directory_says_so(self, tmp_path: Path) -> None:
+        """A directory is not "no such mapping file": the message says it is a directory."""
+        with pytest.raises(ConfigError) as raised:
+            load_settings(None, {"CRM_AUDIT_MAPPING_CONFIG": str(tmp_path)})
+        ((_, problem),) = raised.value.problems
+        assert problem == f"is a directory, not a mapping file: {tmp_path}"
 
     def test_problems_never_quote_a_secret(self) -> None:
         """A malformed DSN is refused without echoing any piece of it."""
