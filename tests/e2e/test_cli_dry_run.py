@@ -373,6 +373,41 @@ class TestOutputFiles:
         assert stderr.startswith("error: FILE_ERROR: --report ")
         assert not out.exists()
 
+    @pytest.mark.parametrize("option", ["--report", "--outcomes"])
+    @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+    def test_a_full_report_or_outcomes_file_is_named_in_the_file_error(
+        self, tmp_path: Path, option: str
+    ) -> None:
+        """``--report /dev/full`` (or ``--outcomes``): FILE_ERROR naming the option and the file."""
+        out = str(tmp_path / "logs.jsonl")
+        code, _, stderr = invoke("--example", "--no-progress", "--out", out, option, "/dev/full")
+        assert code == exit_codes.BAD_INPUT, stderr
+        assert stderr.startswith(f"error: FILE_ERROR: cannot write {option} /dev/full: "), stderr
+        assert "No space left on device" in stderr
+
+    @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+    def test_a_full_stdout_for_the_report_is_named_in_the_file_error(self, tmp_path: Path) -> None:
+        """The report on a full stdout: FILE_ERROR saying the report could not go to stdout."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_AUDIT_")}
+        with open("/dev/full", "w") as full:
+            done = subprocess.run(
+                [
+                    str(Path(sys.executable).with_name("crm-audit-migrate")),
+                    "dry-run",
+                    "--example",
+                    "--no-progress",
+                ],
+                cwd=tmp_path,
+                env=env,
+                stdout=full,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+        assert done.returncode == exit_codes.BAD_INPUT, done.stderr
+        assert "error: FILE_ERROR: cannot write the report to stdout: " in done.stderr
+
     def test_a_refused_dry_run_leaves_an_existing_outcomes_file_as_it_was(
         self, tmp_path: Path, inputs: list[str]
     ) -> None:

@@ -315,3 +315,19 @@ class TestStreams:
         assert isinstance(caught.value.__cause__, OSError)
         assert caught.value.__cause__.errno == errno.ENOSPC
         assert (error_code(caught.value), exit_code_for(caught.value)) == ("FILE_ERROR", 7)
+
+    def test_a_failed_fsync_at_close_is_a_file_error_naming_the_file(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """``fsync="close"`` on a disk that fails it (EIO): FILE_ERROR naming the file, not a bare errno."""
+        path = tmp_path / "out.jsonl"
+        sink = JsonlActivityLogSink(path, fsync="close")
+        sink.insert_batch([activity_log(1)])
+
+        def failing_fsync(_: int) -> None:
+            raise OSError(errno.EIO, "Input/output error")
+
+        monkeypatch.setattr("os.fsync", failing_fsync)
+        with pytest.raises(FileWriteError, match=f"cannot write activity logs to {path}: ") as caught:
+            sink.close()
+        assert (error_code(caught.value), exit_code_for(caught.value)) == ("FILE_ERROR", 7)

@@ -203,7 +203,7 @@ def dry_run(
             )
             verified = verifier.verify(str(company), str(tenant))
             if report is not None:
-                report.write_text(json.dumps(verified.to_json(), indent=2) + "\n", encoding="utf-8")
+                _write_report(report, json.dumps(verified.to_json(), indent=2), to_stderr=False)
             show(verified, as_json=False)
             return
         # With workers, they also encode the lines the sink writes (its log_encoder): it only writes them.
@@ -250,10 +250,7 @@ def dry_run(
         lines.finish()
     text = json.dumps(counts, indent=2)
     processed, failed = counts["processed"], sum(counts["failed"].values())
-    if report is not None:
-        report.write_text(text + "\n", encoding="utf-8")
-    else:
-        click.echo(text, err=out == STDOUT)
+    _write_report(report, text, to_stderr=out == STDOUT)
     if halt is not None:
         click.echo(f"warning: a real run would halt at audit id {halt.audit_id}: {halt.reason}", err=True)
     skipped = sum(counts["skipped"].values())
@@ -264,6 +261,28 @@ def dry_run(
         f"skipped {skipped}, failed {failed}; logs: {logs}; report: {where}",
         err=True,
     )
+
+
+def _write_report(report: Path | None, text: str, *, to_stderr: bool) -> None:
+    """The report to ``--report``, else to stdout (stderr when the documents take stdout).
+
+    A failed write is ``FILE_ERROR`` naming where the report was going: the ``OSError`` of a full
+    disk names no file. A reader that left stdout stays a broken pipe (the command's quiet exit).
+    """
+    try:
+        if report is not None:
+            report.write_text(text + "\n", encoding="utf-8")
+        else:
+            click.echo(text, err=to_stderr)
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        where = (
+            f"--report {report}"
+            if report is not None
+            else f"the report to {'stderr' if to_stderr else 'stdout'}"
+        )
+        raise exit_codes.CliError("FILE_ERROR", f"cannot write {where}: {exc.strerror or exc}") from exc
 
 
 def _input_files(*paths: Path | None) -> list[tuple[str, Path | None]]:

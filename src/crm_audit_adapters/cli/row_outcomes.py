@@ -21,6 +21,8 @@ from typing import IO
 
 from crm_audit_transform.domain import Migrated, Outcome, Skipped
 
+from .exit_codes import CliError
+
 
 def outcome_record(outcome: Outcome, tenant: str) -> dict[str, object]:
     """The ``--outcomes`` line of one outcome, as a dict."""
@@ -61,9 +63,12 @@ class OutcomeLines:
         if self._path is None or not outcomes:
             return
         stream = self._open()
-        for outcome in outcomes:
-            stream.write(json.dumps(outcome_record(outcome, self._tenant), ensure_ascii=False) + "\n")
-        stream.flush()
+        try:
+            for outcome in outcomes:
+                stream.write(json.dumps(outcome_record(outcome, self._tenant), ensure_ascii=False) + "\n")
+            stream.flush()
+        except OSError as exc:
+            raise self._failed(exc) from exc
 
     def finish(self) -> None:
         """The run is done: the file exists (empty when no row had an outcome) and is closed."""
@@ -72,8 +77,15 @@ class OutcomeLines:
         self.close()
 
     def close(self) -> None:
-        if self._stream is not None:
-            self._stream.close()
+        if self._stream is not None and not self._stream.closed:
+            try:
+                self._stream.close()
+            except OSError as exc:
+                raise self._failed(exc) from exc
+
+    def _failed(self, exc: OSError) -> CliError:
+        """``FILE_ERROR`` naming the file: a full disk's ``OSError`` names none."""
+        return CliError("FILE_ERROR", f"cannot write --outcomes {self._path}: {exc.strerror or exc}")
 
     def __enter__(self) -> OutcomeLines:
         return self

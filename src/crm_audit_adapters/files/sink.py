@@ -147,15 +147,18 @@ class JsonlActivityLogSink:
     def close(self) -> None:
         if self._file is None or self._file.closed:
             return
-        if not self._owned:
-            self._file.flush()
-            return
         try:
-            if self._fsync == "close":
+            if not self._owned:
                 self._file.flush()
-                os.fsync(self._file.fileno())
-        finally:
-            self._file.close()
+                return
+            try:
+                if self._fsync == "close":
+                    self._file.flush()
+                    os.fsync(self._file.fileno())
+            finally:
+                self._file.close()
+        except OSError as exc:
+            raise FileWriteError(f"cannot write activity logs to {self._path}: {exc}") from exc
 
     def log_encoder(self) -> LogEncoder:
         """``jsonl_log``: a log's line made where it was transformed, written here as it is."""
