@@ -232,6 +232,37 @@ class TestDryRunOnTheCorpus:
         assert code == exit_codes.NOT_VERIFIED, stdout + stderr
         assert "missing: 1 — 4" in stdout
 
+    def test_a_dry_run_refused_partway_says_what_it_kept_and_a_run_again_completes_the_file(
+        self, tmp_path: Path, inputs: list[str]
+    ) -> None:
+        """A malformed line after three pages stops the run (exit 7): the error says how many logs the
+        file kept; with the line mended, a run into the same ``--out`` gives the clean run's file."""
+        rows = [
+            json.loads(line) for line in (CORPUS / "audits.jsonl").read_text(encoding="utf-8").splitlines()
+        ]
+        ours = [doc for doc in rows if doc["tenant"] == TENANT]
+        copies = [{**doc, "id": doc["id"] + block * 1_000_000} for block in range(3) for doc in ours]
+        lines = dump_jsonl(copies).splitlines()
+        broken, mended = tmp_path / "broken.jsonl", tmp_path / "audits.jsonl"
+        broken.write_text("\n".join([*lines[:2000], "not json", *lines[2000:]]) + "\n", encoding="utf-8")
+        mended.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        given = [*inputs, "--no-progress"]
+        out, clean = tmp_path / "logs.jsonl", tmp_path / "clean.jsonl"
+
+        given[given.index("--audits") + 1] = str(broken)
+        code, _, stderr = invoke(*given, "--out", str(out))
+        assert code == exit_codes.BAD_INPUT, stderr
+        kept = len(out.read_bytes().splitlines())
+        assert kept > 0
+        assert "broken.jsonl, line 2001" in stderr
+        assert f"; {kept} logs were written to {out} before this error and are kept: run again" in stderr
+        assert len(stderr.strip().splitlines()) == 1
+
+        given[given.index("--audits") + 1] = str(mended)
+        assert invoke(*given, "--out", str(out))[0] == 0
+        assert invoke(*given, "--out", str(clean))[0] == 0
+        assert out.read_bytes() == clean.read_bytes()
+
     def test_a_log_dated_before_1970_verifies_clean(self, tmp_path: Path, inputs: list[str]) -> None:
         """A row of 1960 is written with ``{"$date": {"$numberLong"}}`` and ``--verify`` reads it back."""
         rows = [

@@ -227,15 +227,20 @@ def dry_run(
         )
         lines = stack.enter_context(OutcomeLines(outcomes, str(tenant)))
         view: list[ProgressLine] = []
+        kept_before = sink.count_migrated(str(company))
 
         def on_progress(job: MigrationJob) -> None:
             if not view:
                 view.append(ProgressLine(job, sys.stderr))
             view[0].update(job)
 
-        result = service.dry_run(
-            str(company), str(tenant), on_outcomes=lines, on_progress=on_progress if progress else None
-        )
+        try:
+            result = service.dry_run(
+                str(company), str(tenant), on_outcomes=lines, on_progress=on_progress if progress else None
+            )
+        except Exception as error:
+            _note_partial_output(error, out, sink.count_migrated(str(company)) - kept_before)
+            raise
         if view:
             view[0].finish(result.job)
         lines(checked.outcomes)  # the rows the file itself disqualified, found while it was read
@@ -260,6 +265,26 @@ def dry_run(
         f"company {company}, tenant {tenant}: processed {processed}, migrated {counts['migrated']}, "
         f"skipped {skipped}, failed {failed}; logs: {logs}; report: {where}",
         err=True,
+    )
+
+
+def _note_partial_output(error: Exception, out: Path | None, written: int) -> None:
+    """Say, with the error that stopped a dry run partway, how many logs went to ``--out`` before it.
+
+    They are kept, not removed: each was whole and flushed when written, so the file is what a run
+    interrupted at that point leaves (a crash leaves the same), and a run again with the same
+    ``--out`` appends only the logs not yet there. Throwing them away would make the re-run redo
+    them, for a file it reads back anyway.
+    """
+    if out is None or written <= 0:
+        return
+    logs = "1 log was" if written == 1 else f"{written} logs were"
+    if out == STDOUT:
+        error.add_note(f"{logs} written to stdout before this error")
+        return
+    error.add_note(
+        f"{logs} written to {out} before this error and are kept: run again with the same --out, "
+        "and only the logs not yet there are added"
     )
 
 

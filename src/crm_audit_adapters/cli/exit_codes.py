@@ -138,12 +138,18 @@ def exit_code_for(error: BaseException) -> int:
 
 
 def one_line(error: BaseException) -> str:
-    """``CODE: message`` on one line (multi-line messages, like a ConfigError's, are joined with "; ")."""
+    """``CODE: message`` on one line (multi-line messages, like a ConfigError's, are joined with "; ").
+
+    Notes added on the way out (``add_note``: what a dry run wrote before the error) follow, each
+    after "; ".
+    """
     if isinstance(error, OSError) and error.filename is not None and error.strerror:
-        return f"{error_code(error)}: cannot use {error.filename}: {error.strerror}"
-    parts = [part.strip() for part in str(error).splitlines() if part.strip()]
-    if isinstance(error, ConfigError) and len(parts) > 1:
-        text = f"{parts[0]} " + "; ".join(parts[1:])
+        text = f"cannot use {error.filename}: {error.strerror}"
     else:
-        text = " ".join(parts) or type(error).__name__
-    return f"{error_code(error)}: {text}"
+        parts = [part.strip() for part in str(error).splitlines() if part.strip()]
+        if isinstance(error, ConfigError) and len(parts) > 1:
+            text = f"{parts[0]} " + "; ".join(parts[1:])
+        else:
+            text = " ".join(parts) or type(error).__name__
+    notes = [" ".join(note.split()) for note in getattr(error, "__notes__", ()) if note.strip()]
+    return f"{error_code(error)}: " + "; ".join([text, *notes])
