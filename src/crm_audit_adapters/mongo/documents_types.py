@@ -9,10 +9,11 @@ one place of the MongoDB adapter that names ``Any`` for a document: the driver's
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-from pymongo.collection import Collection
-from pymongo.database import Database
+if TYPE_CHECKING:  # named for the type checker only: the document codecs run without pymongo loaded
+    from pymongo.collection import Collection
+    from pymongo.database import Database
 
 Document: TypeAlias = dict[str, Any]
 """A BSON document as pymongo builds and returns it (also a filter, an update, a projection)."""
@@ -20,5 +21,5 @@ Document: TypeAlias = dict[str, Any]
 ReadDocument: TypeAlias = Mapping[str, Any]
 """A document only read from: what a decoder takes."""
 
-MongoCollection: TypeAlias = Collection[Document]
-MongoDatabase: TypeAlias = Database[Document]
+MongoCollection: TypeAlias = "Collection[Document]"
+MongoDatabase: TypeAlias = "Database[Document]"
