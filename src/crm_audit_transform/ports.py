@@ -253,7 +253,9 @@ class JobStore(Protocol):
     def save_shard_progress(
         self, job_id: str, shard: JobShard, owner: str, ttl: dt.timedelta | None
     ) -> MigrationJob:
-        """``save_progress`` for one shard: replace ``shards[shard.shard]`` alone, lease renewed.
+        """``save_progress`` for one shard: the run's fields of ``shards[shard.shard]`` alone
+        (``last_audit_id``, ``status``, ``tally``, ``enrichment``, ``halted_reason``,
+        ``finished_at``; its range and ``halt_basis`` stay as stored), lease renewed.
 
         One atomic write, only while ``owner`` holds that shard's lease and the job is in progress;
         else the stored job when ``owner`` still holds the shard (the job was cancelled, halted or
@@ -269,8 +271,11 @@ class JobStore(Protocol):
         ...
 
     def save_progress(self, job: MigrationJob, owner: str, ttl: dt.timedelta | None) -> MigrationJob:
-        """Replace the job with its lease renewed to ``owner`` until the store's now + ``ttl``.
+        """Save the run's fields of ``job``, its lease renewed to ``owner`` until the store's now + ttl.
 
+        The run's fields are what a run changes: ``last_audit_id``, ``tally``, ``enrichment``,
+        ``updated_at``, ``status``, ``finished_at`` and ``halted_reason``; the job's identity, scope,
+        ``halt_basis`` and shards stay as stored (``trigger``'s, through ``save`` and ``transition``).
         ``ttl=None`` hands the lease back in the same write (a run's finish). One atomic write, only
         while ``owner`` still holds the lease (expired or not) and the stored job is in progress:
         a runner whose lease was taken over — even if since released — gets ``LeaseHeld`` and writes

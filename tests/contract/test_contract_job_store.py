@@ -118,6 +118,28 @@ class TestLeases:
         assert store.latest("company-a") == done
         assert done.status != IN_PROGRESS
 
+    def test_save_progress_writes_the_runs_fields_and_keeps_the_scope_as_stored(
+        self, store: JobStore
+    ) -> None:
+        """Cursor, counts, status and end are saved; identity, scope and halt basis stay as stored."""
+        store.create(migration_job())
+        job = store.acquire_lease("job-1", "runner-1", LEASE)
+        moved = attrs.evolve(
+            job,
+            last_audit_id=40,
+            tally=Tally(processed=40, migrated=39),
+            updated_at=LATER,
+            max_audit_id=job.max_audit_id + 1000,
+            tenant="another",
+            halt_basis=Tally(processed=7),
+        )
+        saved = store.save_progress(moved, "runner-1", LEASE)
+        expected = attrs.evolve(
+            job, last_audit_id=40, tally=Tally(processed=40, migrated=39), updated_at=LATER
+        )
+        assert attrs.evolve(saved, lease_expires_at=None) == attrs.evolve(expected, lease_expires_at=None)
+        assert store.latest("company-a") == saved
+
 
 def sharded_job() -> MigrationJob:
     """A two-shard job over ids 1..400, shard 0 already completed."""
@@ -150,3 +172,18 @@ class TestShardLeases:
         entry = back.shards[1]
         assert (back.status, entry.lease_owner, entry.last_audit_id) == (CANCELLED, None, 200)
         assert store.latest("company-a") == back
+
+    def test_a_shard_write_saves_the_runs_fields_and_keeps_the_range_as_stored(self, store: JobStore) -> None:
+        """A shard's cursor, counts and status are saved; its range and halt basis stay as stored."""
+        job = sharded_job()
+        store.create(job)
+        held = store.acquire_shard_lease(job.job_id, 1, "runner-1", LEASE)
+        entry = held.shards[1]
+        moved = attrs.evolve(
+            entry, last_audit_id=260, tally=Tally(processed=60, migrated=60), after_id=0, until_id=5
+        )
+        moved = attrs.evolve(moved, halt_basis=Tally(processed=3))
+        saved = store.save_shard_progress(job.job_id, moved, "runner-1", LEASE).shards[1]
+        expected = attrs.evolve(entry, last_audit_id=260, tally=Tally(processed=60, migrated=60))
+        assert attrs.evolve(saved, lease_expires_at=None) == attrs.evolve(expected, lease_expires_at=None)
+        assert saved.lease_owner == "runner-1"

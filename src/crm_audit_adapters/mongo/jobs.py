@@ -66,6 +66,29 @@ _SUMMARY: Final = frozenset(
     }
 )
 """The job document's fields derived from its shards (``encode_job``)."""
+_PROGRESS: Final = frozenset(
+    {
+        "last_audit_id",
+        "tally",
+        "enrichment",
+        "updated_at",
+        "status",
+        "finished_at",
+        "halted_reason",
+        "progress_pct",
+        "failure_rate",
+        "records_processed",
+        "records_migrated",
+        "records_skipped",
+        "records_failed",
+        "actors_degraded",
+    }
+)
+"""What a run changes in its job (``save_progress``): cursor, counts, status, end, derived figures."""
+_SHARD_PROGRESS: Final = frozenset(
+    {"last_audit_id", "status", "tally", "enrichment", "halted_reason", "finished_at"}
+)
+"""What a run changes in its shard's entry (``save_shard_progress``); range and basis are the trigger's."""
 _WRITES: Final = "shard_writes"
 _SUMMARY_OF: Final = "summary_of"
 _SUMMARY_EVERY: Final = 10
@@ -220,15 +243,18 @@ class MongoJobStore:
         return None
 
     def save_progress(self, job: MigrationJob, owner: str, ttl: dt.timedelta | None) -> MigrationJob:
-        """Save the job with the lease renewed, where ``owner`` holds it and it is in progress — one write.
+        """Save the run's fields with the lease renewed, where ``owner`` holds it and it is in
+        progress — one write; the job as stored after it.
 
+        Only what a run changes is sent (``_PROGRESS``: cursor, counts, status, end, the derived
+        figures); the job's identity, scope and halt basis stay as stored: half the fields, and for
+        mongoeco, which evaluates every ``$literal`` of the pipeline, half the write's CPU.
         ``LeaseHeld`` (nothing written) when another runner took the lease over, even if it has
         released it since; the stored job when it was cancelled meanwhile (nothing written);
         ``JobNotFound`` if the job was never created. A retry after a lost acknowledgement matches
         its own write again and writes the same fields.
         """
-        fields = encode_job(job)
-        del fields["_id"]
+        fields = {k: v for k, v in encode_job(job).items() if k in _PROGRESS}
         if ttl is None:
             fields.update(lease_owner=None, lease_expires_at=None)
             update: Document | list[Document] = {"$set": fields}
@@ -359,9 +385,10 @@ class MongoJobStore:
     def save_shard_progress(
         self, job_id: str, shard: JobShard, owner: str, ttl: dt.timedelta | None
     ) -> MigrationJob:
-        """``save_progress`` of one shard: ``$set`` of ``shards.<n>``'s fields, guarded on its lease."""
+        """``save_progress`` of one shard: ``$set`` of ``shards.<n>``'s run fields (``_SHARD_PROGRESS``:
+        its range and halt basis stay as stored), guarded on its lease."""
         at = f"shards.{shard.shard}"
-        fields = {f"{at}.{k}": v for k, v in encode_shard(shard).items()}
+        fields = {f"{at}.{k}": v for k, v in encode_shard(shard).items() if k in _SHARD_PROGRESS}
         count = {"$inc": {_WRITES: 1}}
         if ttl is None:
             fields.update({f"{at}.lease_owner": None, f"{at}.lease_expires_at": None})

@@ -234,7 +234,14 @@ class InMemoryJobStore:
         if stored.status != IN_PROGRESS:
             return stored  # cancelled meanwhile: the runner stops, nothing is written
         saved = attrs.evolve(
-            job,
+            stored,
+            last_audit_id=job.last_audit_id,
+            tally=job.tally,
+            enrichment=job.enrichment,
+            updated_at=job.updated_at,
+            status=job.status,
+            finished_at=job.finished_at,
+            halted_reason=job.halted_reason,
             lease_owner=owner if ttl is not None else None,
             lease_expires_at=self._clock.now() + ttl if ttl is not None else None,
         )
@@ -285,7 +292,13 @@ class InMemoryJobStore:
         saved = _with_shard(
             stored,
             attrs.evolve(
-                shard,
+                entry,
+                last_audit_id=shard.last_audit_id,
+                status=shard.status,
+                tally=shard.tally,
+                enrichment=shard.enrichment,
+                halted_reason=shard.halted_reason,
+                finished_at=shard.finished_at,
                 lease_owner=owner if ttl is not None else None,
                 lease_expires_at=self._clock.now() + ttl if ttl is not None else None,
             ),
