@@ -313,9 +313,10 @@ class MigrationService:
     ) -> EnrichmentTally:
         """Fill missing referents of the account's stored association logs (``enrich_existing``).
 
-        ``tenant`` defaults to the bound or latest job's (``tenant_for``). ``dry_run`` plans and
-        applies nothing; each page's plan goes to ``on_plan``. ``ConfigError`` when the service has
-        no enrichment ports; ``IndexesMissing`` before a patching run without 035's indexes.
+        ``tenant`` as ``tenant_for`` (the bound one, or the latest job's; never another account's).
+        ``dry_run`` plans and applies nothing; each page's plan goes to ``on_plan``. ``ConfigError``
+        when the service has no enrichment ports; ``IndexesMissing`` before a patching run without
+        035's indexes.
         """
         entities, store = self._ports.entities, self._ports.enrichment
         if entities is None or store is None:
@@ -334,7 +335,7 @@ class MigrationService:
     def explain(self, company_sso_id: str, audit_id: int, tenant: str | None = None) -> Explanation:
         """Each stage's decision for one audit row with the lookups a run would make.
 
-        ``tenant`` defaults to the latest job's; ``Explanation.row`` is None when there is no such row.
+        ``tenant`` as ``tenant_for``; ``Explanation.row`` is None when there is no such row.
         """
         p = self._ports
         return explain_audit(
@@ -393,7 +394,8 @@ class MigrationService:
 
         The tenant is the account's binding (``TenantMismatch`` for another); with
         ``require_binding`` (HTTP, workers) an unbound account is ``TenantUnbound``; unbound
-        otherwise, ``tenant`` or the job's. ``sample`` logs per page are content-checked, drawn
+        otherwise, ``tenant`` or the job's, never a tenant bound to another account
+        (``tenant_for``). ``sample`` logs per page are content-checked, drawn
         with ``seed`` (callers pass a fresh one for a new draw; None means 0). ``repair`` needs a
         job (``JobNotFound``), 035's indexes (``IndexesMissing``) and the job's lease (``LeaseHeld``
         while a run holds it). ``ConfigError`` when the service has no log reader.
@@ -402,8 +404,10 @@ class MigrationService:
         reader = p.reader
         if reader is None:
             raise ConfigError([("reader", "this service has no migrated logs to verify")])
-        if require_binding or company_sso_id in self._tenants:
+        if require_binding:
             tenant = bound_tenant(company_sso_id, tenant, self._tenants)
+        else:
+            tenant = self.tenant_for(company_sso_id, tenant)
         settings = VerifySettings(
             page_size=self._settings.page_size,
             sample=sample,
@@ -432,19 +436,23 @@ class MigrationService:
 
     # -- helpers every entrypoint needs ----------------------------------------------------------
     def tenant_for(self, company_sso_id: str, tenant: str | None) -> str:
-        """The tenant an operation on the account reads.
+        """The tenant an operation on the account reads: the one guard of every tenant override
+        (``enrich``, ``explain``, ``verify``; ``trigger`` applies the same ``bound_tenant``).
 
         A bound account: its bound tenant (``TenantMismatch`` if ``tenant`` names another). Unbound:
-        ``tenant`` when given, else the tenant of the account's latest job (``JobNotFound`` if none).
+        ``tenant`` when given, else the tenant of the account's latest job (``JobNotFound`` if
+        none) — and either is ``TenantMismatch`` when another account is bound to it, as
+        ``trigger --allow-unbound-tenant`` refuses it: person ids overlap across tenants, so
+        reading another account's tenant would put its CRM data on this account's logs.
         """
-        if company_sso_id in self._tenants:
-            return bound_tenant(company_sso_id, tenant, self._tenants)
-        if tenant is not None:
-            return tenant
-        job = self._ports.jobs.latest(company_sso_id)
-        if job is None:
-            raise JobNotFound(f"company {company_sso_id} has no job to take the tenant from: pass --tenant")
-        return job.tenant
+        if tenant is None and company_sso_id not in self._tenants:
+            job = self._ports.jobs.latest(company_sso_id)
+            if job is None:
+                raise JobNotFound(
+                    f"company {company_sso_id} has no job to take the tenant from: pass --tenant"
+                )
+            tenant = job.tenant
+        return bound_tenant(company_sso_id, tenant, self._tenants, allow_unbound=True)
 
     def _run_ports(self) -> RunPorts:
         p = self._ports

@@ -171,6 +171,20 @@ class TestEnrichCommand:
         assert "pass --tenant" in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
 
+    def test_an_unbound_account_may_not_name_another_accounts_tenant(
+        self, run_cli: Cli, client: mongomock.MongoClient
+    ) -> None:
+        """--tenant naming a tenant bound to another account is TENANT_MISMATCH, and nothing is patched."""
+        logs = client["cdp"]["activity_logs"]
+        unbound = {**deal_log(linked_entity_type="Crm::Deal", linked_entity_id=LIVE_DEAL)}
+        unbound["company_sso_id"] = "unbound2"
+        logs.insert_one(unbound)
+        before = logs.find_one({"_id": unbound["_id"]})
+        result = run_cli("enrich", "--company-sso-id", "unbound2", "--tenant", TENANT)
+        assert result.exit_code == exit_codes.REFUSED, result.output
+        assert "TENANT_MISMATCH" in result.stderr
+        assert logs.find_one({"_id": unbound["_id"]}) == before
+
 
 class TestRunEnriches:
     def test_run_enriches_what_it_migrates_and_status_shows_it(

@@ -139,6 +139,32 @@ class TestMigrationService:
             world.service(tenants={world.company: "globex"}).run(world.company, owner="runner-1")
         assert world.logs.count_migrated(world.company) == 0
 
+    def test_no_override_reads_a_tenant_bound_to_another_account(self) -> None:
+        """enrich, explain and verify refuse an unbound account's tenant bound elsewhere, as trigger does."""
+        world = World(enrich=True)
+        service = world.service(tenants={"other-company": world.tenant})
+        row = audit_rows(world.tenant)[0]
+        with pytest.raises(TenantMismatch):
+            service.trigger(world.company, world.tenant, allow_unbound_tenant=True)
+        with pytest.raises(TenantMismatch):
+            service.enrich(world.company, world.tenant)
+        with pytest.raises(TenantMismatch):
+            service.explain(world.company, row.id, world.tenant)
+        with pytest.raises(TenantMismatch):
+            service.verify(world.company, world.tenant)
+        with pytest.raises(TenantMismatch):
+            service.tenant_for(world.company, world.tenant)
+
+    def test_a_job_of_a_tenant_bound_elsewhere_lends_it_to_no_override(self) -> None:
+        """Without --tenant, an unbound account's job whose tenant is now bound elsewhere is refused."""
+        world = World(enrich=True)
+        world.service(tenants={}).trigger(world.company, world.tenant, allow_unbound_tenant=True)
+        service = world.service(tenants={"other-company": world.tenant})
+        with pytest.raises(TenantMismatch):
+            service.enrich(world.company)
+        with pytest.raises(TenantMismatch):
+            service.verify(world.company)
+
     def test_an_unbound_account_triggers_only_when_allowed(self) -> None:
         """Without a binding, trigger is TenantUnbound unless the caller allows the unbound tenant."""
         world = World()

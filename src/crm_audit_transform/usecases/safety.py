@@ -10,7 +10,10 @@
   history on another's contacts. An account is bound to one tenant by configuration
   (``company_sso_id → schema``); a different tenant is refused with ``TenantMismatch``. An
   account with no binding is refused with ``TenantUnbound`` unless the caller explicitly accepts
-  an unbound tenant (the CLI's ``--allow-unbound-tenant``): the safe default is to refuse.
+  an unbound tenant (the CLI's ``--allow-unbound-tenant``): the safe default is to refuse. A
+  tenant bound to another account is ``TenantMismatch`` for every override: ``trigger``'s and
+  the reading commands' (``enrich``, ``explain``, ``verify``, through
+  ``MigrationService.tenant_for``), which take an unbound account's tenant as given.
 """
 
 from __future__ import annotations
