@@ -10,19 +10,35 @@ completes. So the rule is evaluated only at fixed points of the row sequence:
   and once at the end of the data — the run cuts its batches at those points, so every run sees
   exactly the same counts there, however it was paged, batched or interrupted (a replayed batch
   counts exactly as in a clean run: docs/runner.md);
+* ``sample`` is also the **minimum sample**: at the end of the data, fewer than ``sample`` rows
+  since the basis never halt. 1 failure in 3 rows is 33% of nothing: halting a tiny tenant (or the
+  last few rows after a ``--resume``) there would prevent no write — every row is already
+  processed — and only leave a job that a ``--resume`` completes at once. The job completes
+  instead and its failures stay counted per reason (``status``, the dry run's report and
+  ``--outcomes``), so each failed row can be found and fixed;
 * at each point, the job halts when the failed share of the rows since the basis exceeds
   ``threshold`` (default 10%), or when the share of actors degraded by a USMAN outage exceeds
   ``degraded_threshold`` (default 10%) — the reason then names USMAN, and ``--resume`` once it is
   back carries on from the cursor.
 
 The dry run reports "would halt at …" from the same rule (``RunResult.would_halt``).
+
+A **sharded** job (``usecases.shards``) runs its id ranges side by side, so no shard sees the
+rows of another in id order, and the sum of the shards' counts at any moment depends on how fast
+each ran. Each shard therefore applies ``per_shard(n)``: the same thresholds over its own rows since
+its basis, checked every ``ceil(sample / n)`` of its rows — the job's n shards together check about
+as often as one unsharded run, and a shard's decision stays a function of its rows (and of n, fixed
+at the trigger), whatever the timing of the others. A shard that halts halts the job. The end of
+the data is decided once, over every shard's rows (the job's ``sample`` as its minimum sample).
+Without this, 4 shards of 190 rows never reached a check point of 200 and wrote every row through a
+USMAN outage before the end check halted the job.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-from attrs import field, frozen, validators
+from attrs import evolve, field, frozen, validators
 
 from .tally import Tally
 
@@ -39,6 +55,13 @@ class HaltRule:
     degraded_threshold: float = DEFAULT_DEGRADED_THRESHOLD
     sample: int = field(default=DEFAULT_HALT_SAMPLE, validator=validators.ge(1))
 
+    def per_shard(self, shards: int) -> HaltRule:
+        """The rule each of ``shards`` (≥ 1) shards applies to its own rows: the same thresholds,
+        ``sample`` divided by ``shards`` and rounded up (see the module docstring)."""
+        if shards < 1:
+            raise ValueError(f"shards must be at least 1, got {shards}")
+        return evolve(self, sample=-(-self.sample // shards))
+
     def rows_to_next_check(self, since: int) -> int:
         """How many more rows until the next evaluation point, given ``since`` rows counted (≥ 1)."""
         return self.sample - since % self.sample
@@ -46,9 +69,13 @@ class HaltRule:
     def decide(self, since: Tally, *, at_end: bool = False) -> str | None:
         """The halt reason for the rows counted since the basis, or None to carry on.
 
-        Only at an evaluation point (a multiple of ``sample`` rows, or ``at_end``); elsewhere None.
+        Only at an evaluation point (a multiple of ``sample`` rows, or ``at_end`` with at least
+        ``sample`` rows: the minimum sample); elsewhere None.
         """
-        if since.processed <= 0 or (not at_end and since.processed % self.sample):
+        if at_end:
+            if since.processed < self.sample:
+                return None  # the minimum sample: too few rows for a share to mean anything
+        elif since.processed <= 0 or since.processed % self.sample:
             return None
         if since.failure_rate > self.threshold:
             return (

@@ -157,9 +157,25 @@ class TestHalt:
         """Running a halted account returns it untouched; a new trigger starts over."""
         world = world_of([row(1, BAD), row(2)])
         world.trigger()
-        halted = world.run().job
+        halted = world.run(settings=RunSettings(halt_sample=2)).job
         assert halted.status == HALTED
         assert world.run().job == halted
+
+    @pytest.mark.parametrize(("count", "bad"), [(1, {1}), (3, {2}), (199, set(range(1, 100)))])
+    def test_fewer_rows_than_the_sample_never_halt_at_the_end(self, count: int, bad: set[int]) -> None:
+        """The minimum sample: a tenant of fewer than halt_sample rows completes, its failures counted."""
+        world = world_of([row(n, BAD if n in bad else GOOD) for n in range(1, count + 1)])
+        world.trigger()
+        result = world.run()
+        assert (result.job.status, result.would_halt) == (COMPLETED, None)
+        assert result.job.tally.failed_total == len(bad)
+
+    def test_the_end_decides_on_a_full_sample(self) -> None:
+        """From halt_sample rows on, the end of the data is a check point: 250 rows, 40 failed after 200."""
+        world = world_of([row(n, BAD if n > 210 else GOOD) for n in range(1, 251)])
+        world.trigger()
+        job = world.run().job
+        assert (job.status, job.last_audit_id, job.tally.failed_total) == (HALTED, 250, 40)
 
 
 class TestStop:

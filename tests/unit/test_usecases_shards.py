@@ -246,7 +246,48 @@ class TestCancelAndHalt:
         assert halted.job.status == HALTED
         assert halted.job.halted_reason is not None
         assert halted.job.halted_reason.startswith("shard 0: ")
-        assert halted.job.shards[0].tally.processed == 50
+        assert halted.job.shards[0].tally.processed == 25  # 2 shards: each checks every 50 / 2 rows
         other = service.run_shard(world.company, 1, owner="b")
         assert other.job.status == HALTED
         assert other.job.shards[1].tally.processed == 0
+
+
+class TestShardedHalt:
+    @pytest.mark.parametrize("page_size", [500, 50, 7])
+    def test_a_usman_outage_halts_a_sharded_job_before_its_rows_are_written(self, page_size: int) -> None:
+        """4 shards of ~190 rows check every 200 / 4 of their rows: USMAN down halts the job at a
+        shard's check point, as an unsharded run halts at 200 — not after every row is written."""
+        world = World(sso_failing=True)
+        assert len(sharded(world, 4).shards) == 4
+        settings = RunSettings(halt_threshold=1.0, page_size=page_size)
+        halted = world.service(settings=settings).run(world.company, owner="a").job
+        assert halted.status == HALTED
+        assert (halted.halted_reason or "").startswith("shard 0: USMAN:")
+        assert halted.shards[0].tally.processed == 50
+        assert halted.tally.processed == 50
+        assert [s.tally.processed for s in halted.shards[1:]] == [0, 0, 0]
+
+    def test_each_shard_decides_on_its_own_rows_whatever_ran_before(self) -> None:
+        """Shard 2 halts at the same cursor whether it runs first or after shards 0 and 1 completed."""
+
+        def world_with_bad_shard_2() -> World:
+            world = World()
+            job = sharded(world, 4)
+            low, high = job.shards[2].after_id, job.shards[2].until_id or 0
+            rows = world.source.page(world.tenant, world.transformer.scope, after_id=low,
+                                     cutoff=job.cutoff, limit=10_000)  # fmt: skip
+            for r in rows:
+                if r.id <= high and r.id % 3 == 0:
+                    world.source.add(attrs.evolve(r, audited_changes="--- [unclosed"))
+            return world
+
+        first = world_with_bad_shard_2()
+        alone = first.service().run_shard(first.company, 2, owner="a").job
+        later = world_with_bad_shard_2()
+        service = later.service()
+        service.run_shard(later.company, 0, owner="a")
+        service.run_shard(later.company, 1, owner="a")
+        after = service.run_shard(later.company, 2, owner="a").job
+        assert alone.status == after.status == HALTED
+        assert alone.shards[2].last_audit_id == after.shards[2].last_audit_id
+        assert alone.shards[2].tally == after.shards[2].tally

@@ -15,10 +15,12 @@ never write each other's entries.
 The job is settled by whichever shard finishes last (``settle``): once every shard is completed,
 the halt rule's end-of-data check runs over the summed counts (as an unsharded run's does at its
 end) and the job becomes ``completed`` or ``halted``. A shard's halt rule is checked at its own
-check points (every ``sample`` rows of that shard, in id order, from its basis), so where a shard
-halts is a function of its rows; a shard that halts halts the job, and the other shards stop at
-their next batch. Exactly-once across shards and redeliveries rests, as always, on the unique
-index: ranges are disjoint, and a replayed batch meets its own external ids.
+check points — every ``ceil(sample / shards)`` rows of that shard, in id order, from its basis
+(``HaltRule.per_shard``), so that the shards together check about as often as an unsharded run —
+and where a shard halts is a function of its rows, whatever the other shards did meanwhile; a
+shard that halts halts the job, and the other shards stop at their next batch. Exactly-once
+across shards and redeliveries rests, as always, on the unique index: ranges are disjoint, and a
+replayed batch meets its own external ids.
 """
 
 from __future__ import annotations
@@ -170,12 +172,14 @@ def run_shard(
     if job is None or not 0 <= shard < len(job.shards):
         raise JobNotFound(f"company {company_sso_id} has no sharded job with a shard {shard}")
     shard_ports = attrs.evolve(ports, jobs=ShardJobs(jobs, job, shard))
+    # Each shard checks its own rows, at its share of the sample (halting.HaltRule.per_shard).
+    own_sample = settings.halt_rule.per_shard(len(job.shards)).sample
     result = run_loop(
         company_sso_id,
         shard_ports,
         transformer,
         owner=owner,
-        settings=settings,
+        settings=attrs.evolve(settings, halt_sample=own_sample),
         job=shard_view(job, shard),
         should_stop=should_stop,
         on_progress=on_progress,
