@@ -17,6 +17,7 @@ from .domain import (
     CrmUser,
     EncodedLog,
     EntityRef,
+    Outcome,
     ScopeBounds,
     UserId,
     WriteResult,
@@ -46,6 +47,7 @@ __all__ = [
     "MigratedLogs",
     "PagePipeline",
     "PeopleCounter",
+    "RowsSetAside",
     "RunJobStore",
     "SsoDirectory",
     "UserDirectory",
@@ -77,6 +79,21 @@ class AuditEnds(Protocol):
     def scope_ends(self, tenant: str, scope: Sequence[str]) -> tuple[int, int] | None:
         """The first and last in-scope ids, whatever their ``created_at``; None when they cannot be
         told cheaply (ask ``scope_bounds``)."""
+        ...
+
+
+@runtime_checkable
+class RowsSetAside(Protocol):
+    """An ``AuditSource`` that sets some rows aside as their ``Failed`` outcome instead of handing
+    them over: an export's repeated id, a line with an id that cannot become a row.
+
+    The run loop takes them after each ``page`` call and counts them in id order with that page's
+    rows (the halt rule, the job's counts, ``on_outcomes``), and verify counts them as failed
+    audits, so a file source is counted as a database source whose bad rows fail one by one.
+    """
+
+    def take_set_aside(self) -> Sequence[Outcome]:
+        """The outcomes of the rows set aside since the last call (each once), ascending by id."""
         ...
 
 

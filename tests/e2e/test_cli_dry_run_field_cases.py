@@ -169,6 +169,39 @@ class TestDryRunFieldCases:
         assert (report["processed"], report["failed"]) == (2, {"invalid_audit_row": 1})
         assert (2, "failed", "invalid_audit_row") in outcomes(tmp_path)
 
+    @pytest.mark.parametrize("kind", ["unbuildable", "repeated"])
+    def test_the_files_own_failures_count_for_the_halt_rule_and_verify(
+        self, tmp_path: Path, kind: str
+    ) -> None:
+        """Half of 300 rows set aside by the file reader: would_halt is where the run would halt
+        on those failures (the 200th row), the outcome lines are in id order, and --verify counts
+        them as the report does."""
+        rows: list[str] = []
+        for n in range(1, 301):
+            if n % 2:
+                rows.append(json.dumps(audit(n)))
+            elif kind == "unbuildable":
+                rows.append(json.dumps(audit(n, auditable_id="1_0")))
+            else:
+                rows.append(json.dumps(audit(n - 1)))  # a repeat of the row before it
+        args = write_inputs(tmp_path, rows)
+        code, output = run(args)
+        assert code == 0, output
+        report = json.loads((tmp_path / "report.json").read_text())
+        reason = "invalid_audit_row" if kind == "unbuildable" else "duplicate_audit_id"
+        assert (report["processed"], report["failed"]) == (300, {reason: 150})
+        assert report["would_halt"] is not None
+        assert report["would_halt"]["reason"].startswith("failure rate 50.00% (100 of 200 rows")
+        assert report["would_halt"]["audit_id"] == (200 if kind == "unbuildable" else 199)
+        lines = [json.loads(line) for line in (tmp_path / "outcomes.jsonl").read_text().splitlines()]
+        assert [line["audit_id"] for line in lines] == sorted(line["audit_id"] for line in lines)
+        verify_args = [a for a in args if not a.startswith(("--report=", "--outcomes="))]
+        code, output = run([*verify_args, "--verify", f"--report={tmp_path / 'verified.json'}"])
+        assert code == 0, output
+        verified = json.loads((tmp_path / "verified.json").read_text())
+        assert (verified["audits"], verified["failed"]) == (300, {reason: 150})
+        assert verified["migrated"] == report["migrated"]
+
     @pytest.mark.parametrize("suffix", ["jsonl", "csv"])
     def test_a_value_that_is_not_utf8_fails_its_own_row_and_the_run_goes_on(
         self, tmp_path: Path, suffix: str

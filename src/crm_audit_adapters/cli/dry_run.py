@@ -41,7 +41,6 @@ import click
 
 from crm_audit_transform.jobs import MigrationJob
 from crm_audit_transform.loading import LoaderLimits
-from crm_audit_transform.tally import Tally
 from crm_audit_transform.testing import InMemoryActivityLogStore
 from crm_audit_transform.usecases.status import report_counts
 
@@ -243,9 +242,10 @@ def dry_run(
             raise
         if view:
             view[0].finish(result.job)
-        lines(checked.outcomes)  # the rows the file itself disqualified, found while it was read
-        # Those rows are counted too: a repeat or an unbuildable row is a failed row of the report.
-        counts = dict(report_counts(result.job.tally + Tally.of(checked.outcomes)))
+        # The rows the file itself disqualified (a repeat, an unbuildable row) are failed rows of the
+        # run, counted in id order with the others (ports.RowsSetAside): in the report, the
+        # outcome lines and the halt rule alike.
+        counts = dict(report_counts(result.job.tally))
         # The real run's halt rule, only observed: every row is processed, and the report says
         # where (and why) a real run would halt.
         halt = result.would_halt

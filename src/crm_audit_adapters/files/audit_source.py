@@ -23,7 +23,9 @@ that for CSV keyed on its first column: ``sort -t, -k1,1n``, header aside).
 Given a ``CheckedRows``, the file's own disqualified rows become outcomes instead of errors, each
 reported once however often the file is reread: a repeated id (in an ordered file, the row right
 after its first) is ``duplicate_audit_id`` and the first row is used; a line whose id can be read
-but that cannot become a row is ``invalid_audit_row``. Without one, both raise (``AuditOrderError``,
+but that cannot become a row is ``invalid_audit_row``. The source hands them to the run loop and to
+verify (``ports.RowsSetAside``: ``take_set_aside`` after each page), which count them in id order
+with the page's rows, as failed rows of a database source. Without one, both raise (``AuditOrderError``,
 ``FileFormatError``). A NULL ``created_at`` is in every range, as the SQL's ``OR created_at IS NULL``.
 
 At most one row and one open file are held at a time. Rows of other tenants (JSONL lines carry
@@ -38,7 +40,7 @@ from collections.abc import Callable, Generator, Sequence
 from types import TracebackType
 from typing import Protocol, TypeVar
 
-from crm_audit_transform.domain import NO_TIME_KNOWN, AuditRow, ScopeBounds
+from crm_audit_transform.domain import NO_TIME_KNOWN, AuditRow, Outcome, ScopeBounds
 
 from .audits import (
     FileFormat,
@@ -203,6 +205,11 @@ class FileAuditSource:
             self.close()
             self._position = None
         return tuple(found)
+
+    def take_set_aside(self) -> Sequence[Outcome]:
+        """The outcomes of the rows set aside since the last call (``ports.RowsSetAside``); none
+        without a ``checked``."""
+        return () if self._checked is None else self._checked.take()
 
     def audit_by_id(self, tenant: str, audit_id: int) -> AuditRow | None:
         """The row with this id (any type, any time), or None; reads until it reaches or passes it."""

@@ -24,11 +24,18 @@ __all__ = ["CheckedRows"]
 class CheckedRows:
     """The audit rows of a file with repeats and unreadable-but-identified lines turned into outcomes."""
 
-    __slots__ = ("_path", "outcomes")
+    __slots__ = ("_path", "_taken", "outcomes")
 
     def __init__(self, path: Path) -> None:
         self._path = path
         self.outcomes: list[Outcome] = []
+        """Every outcome so far, in the order the file was read."""
+        self._taken = 0
+
+    def take(self) -> list[Outcome]:
+        """The outcomes added since the last ``take`` (``ports.RowsSetAside``)."""
+        new, self._taken = self.outcomes[self._taken :], len(self.outcomes)
+        return new
 
     def on_error(self, error: FileFormatError) -> None:
         """A line that cannot become a row: its row's failure when its id is known, else the error."""

@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Final, cast
 
 import attrs
 
-from ..domain import ActivityLog, AuditRow, Contact, Failed, Migrated, Outcome
+from ..domain import ActivityLog, AuditRow, Contact, Failed, Migrated, Outcome, Skipped
 from ..enrichment.model import ASSOCIATION_ACTIONS, MatchKey, as_referent_id
 from ..errors import CrmAuditError, LeaseHeld
 from ..jobs import COMPLETED, JobShard, MigrationJob
 from ..lookup import LookupContext, LookupPorts, fetch_lookups
 from ..lookup_cache import LookupCache
-from ..ports import Clock, JobStore
+from ..ports import Clock, JobStore, RowsSetAside
 from ..tally import Tally
 from ..transformer import Transformer, external_id
 from ..verification import (
@@ -201,10 +201,14 @@ class Walk:
             cutoff, first = bounds.oldest_created_at, bounds.min_id
         # From 0 (or just before a first id ≤ 0): rows committed behind the run's start are walked too.
         cursor = min(first - 1, 0)
+        source = self.ports.source
+        setting_aside = source if isinstance(source, RowsSetAside) else None
         while True:
-            rows = self.ports.source.page(
+            rows = source.page(
                 self.tenant, scope, after_id=cursor, cutoff=cutoff, limit=self.settings.page_size
             )
+            if setting_aside is not None:
+                self._set_aside(setting_aside.take_set_aside())
             if not rows:
                 break
             self._page(rows)
@@ -316,6 +320,19 @@ class Walk:
             if log is not None and wanted is not None:
                 compare.append((log, doc, wanted))
         return found
+
+    def _set_aside(self, outcomes: Sequence[Outcome]) -> None:
+        """Count the rows the source set aside (``ports.RowsSetAside``) as the run counts them:
+        audits without a log, by reason, and into the job's range."""
+        for outcome in outcomes:
+            if isinstance(outcome, Failed):
+                self.failed[outcome.reason] += 1
+            elif isinstance(outcome, Skipped):
+                self.skipped[outcome.reason] += 1
+        self.audits += len(outcomes)
+        if self.job is not None:
+            last = self.job.last_audit_id
+            self.range_rows += sum(1 for outcome in outcomes if outcome.audit_id <= last)
 
     def _walked(self, rows: Sequence[AuditRow], logged: Sequence[int]) -> None:
         """Count a page's rows: in all, into the walked ids, and into the job's range."""

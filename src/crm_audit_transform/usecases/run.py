@@ -47,6 +47,12 @@ alone, as above, whatever the pipeline: a pipeline changes where the CPU work ru
 written or when the cursor moves. Pages read ahead and not yet written when the loop ends (halt,
 stop, cancel, an error) are dropped with the pipeline's generator; the cursor never covers them.
 
+Rows set aside: a source that sets rows aside as their ``Failed`` outcome instead of handing them
+over (``ports.RowsSetAside``: a file's repeated id or unbuildable line) is asked for them after
+each page it reads; they are counted with that page's rows in id order (after a page's last row:
+as a page of their own), so the halt rule's check points, the job's counts and ``on_outcomes`` see
+them exactly as a database source's rows that fail one by one.
+
 Lookups: one ``LookupCache`` per run remembers the CRM users and SSO ids (and "not found") already
 answered, so each user id and email is asked at most once per run; contacts are asked per page.
 """
@@ -54,6 +60,8 @@ answered, so each user id and email is asked at most once per run; contacts are 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+from collections import deque
 from collections.abc import Callable, Generator, Iterator, Sequence
 
 import attrs
@@ -75,6 +83,7 @@ from ..ports import (
     EntityDirectory,
     IndexState,
     PagePipeline,
+    RowsSetAside,
     RunJobStore,
     SsoDirectory,
     UserDirectory,
@@ -252,6 +261,7 @@ class _Loop:
         "_pipeline",
         "_ports",
         "_rule",
+        "_set_aside",
         "_settings",
         "_should_stop",
         "_transformer",
@@ -282,6 +292,9 @@ class _Loop:
         self._cache = LookupCache()
         self._until_id: int | None = None
         self._check_at_end = True
+        # Rows the source set aside (ports.RowsSetAside), one entry per page read, in read order:
+        # the pages come back from the pipeline in that order. The last entry may follow no page.
+        self._set_aside: deque[Sequence[Outcome]] = deque()
 
     def bound(self, until_id: int | None, *, check_at_end: bool) -> None:
         self._until_id = until_id
@@ -308,8 +321,12 @@ class _Loop:
         )
         unsaved: list[Outcome] = []  # settled outcomes of steps applied but not yet saved
         try:
-            for page in pages:
-                cut = list(self._steps(job, page))
+            # None: the rows set aside after the last page (a source's last lines), as a page of their own.
+            for page in itertools.chain(pages, (None,)):
+                aside = self._set_aside.popleft() if self._set_aside else ()
+                if page is None and not aside:
+                    break
+                cut = list(self._steps(job, page, aside))
                 for index, step in enumerate(cut):
                     job, wrote = self._apply(job, step, unsaved)
                     steps += 1
@@ -352,13 +369,15 @@ class _Loop:
         """
         scope = self._transformer.scope
         after_id = job.last_audit_id
+        source = self._ports.source
+        setting_aside = source if isinstance(source, RowsSetAside) else None
         while True:
             limit = self._page_limit(after_id)
             if limit == 0:
                 return  # a shard whose cursor reached the end of its range
-            rows = self._ports.source.page(
-                job.tenant, scope, after_id=after_id, cutoff=job.cutoff, limit=limit
-            )
+            rows = source.page(job.tenant, scope, after_id=after_id, cutoff=job.cutoff, limit=limit)
+            if setting_aside is not None:
+                self._set_aside.append(setting_aside.take_set_aside())
             full = len(rows) == limit
             if self._until_id is not None and rows and rows[-1].id >= self._until_id:
                 # A shard's last page: it reached its range's end; rows past it are the next shard's.
@@ -393,20 +412,41 @@ class _Loop:
 
         return lookup
 
-    def _steps(self, job: MigrationJob, transformed: TransformedPage) -> Iterator[_Step]:
-        rows, page = transformed.rows, transformed.result
-        outcomes = page.outcomes
-        if self._ports.entities is not None:
-            outcomes = name_linked_entities(outcomes, tenant=job.tenant, entities=self._ports.entities)
+    def _steps(
+        self, job: MigrationJob, transformed: TransformedPage | None, aside: Sequence[Outcome]
+    ) -> Iterator[_Step]:
+        ids: Sequence[int] = ()
+        outcomes: Sequence[Outcome] = ()
+        fell_through: Sequence[bool] = ()
+        degraded: Sequence[bool] = ()
+        if transformed is not None:
+            page = transformed.result
+            ids = [row.id for row in transformed.rows]
+            outcomes, fell_through, degraded = page.outcomes, page.fell_through, page.degraded
+            if self._ports.entities is not None:
+                outcomes = name_linked_entities(outcomes, tenant=job.tenant, entities=self._ports.entities)
+        if aside:
+            # The rows the source set aside take their place in id order (a repeat after its first).
+            merged = sorted(
+                [
+                    *zip(ids, outcomes, fell_through, degraded, strict=True),
+                    *((o.audit_id, o, False, False) for o in aside),
+                ],
+                key=lambda item: item[0],
+            )
+            ids = [item[0] for item in merged]
+            outcomes = [item[1] for item in merged]
+            fell_through = [item[2] for item in merged]
+            degraded = [item[3] for item in merged]
         # Fallthroughs and degraded actors are counted per step (from the page's per-row flags),
         # so that a replayed step adds exactly its own. Steps also end at the halt rule's check
         # points, so the rule sees the same counts however the run was cut.
         first_check = self._rule.rows_to_next_check((job.tally - job.halt_basis).processed)
         yield from _cut(
-            rows,
+            ids,
             outcomes,
-            page.fell_through,
-            page.degraded,
+            fell_through,
+            degraded,
             self._batch_size,
             first_check=first_check,
             every=self._rule.sample,
@@ -425,7 +465,8 @@ class _Loop:
         unsaved.extend(settled)
         job = attrs.evolve(
             job,
-            last_audit_id=step.last_id,
+            # A step of set-aside rows alone never moves the cursor back (ports.RowsSetAside).
+            last_audit_id=max(job.last_audit_id, step.last_id),
             tally=job.tally + tally,
             enrichment=job.enrichment + enriched,
             updated_at=self._ports.clock.now(),
@@ -463,7 +504,7 @@ class _Loop:
 
 
 def _cut(
-    rows: Sequence[AuditRow],
+    ids: Sequence[int],
     outcomes: Sequence[Outcome],
     fell_through: Sequence[bool],
     degraded: Sequence[bool],
@@ -480,20 +521,20 @@ def _cut(
     for index, outcome in enumerate(outcomes):
         if index == next_check:
             if index > start:
-                yield _step(rows, outcomes, fell_through, degraded, start, index)
+                yield _step(ids, outcomes, fell_through, degraded, start, index)
                 start, logs = index, 0
             next_check += every
         if isinstance(outcome, Migrated):
             if logs == size:
-                yield _step(rows, outcomes, fell_through, degraded, start, index)
+                yield _step(ids, outcomes, fell_through, degraded, start, index)
                 start, logs = index, 0
             logs += 1
     if start < len(outcomes):
-        yield _step(rows, outcomes, fell_through, degraded, start, len(outcomes))
+        yield _step(ids, outcomes, fell_through, degraded, start, len(outcomes))
 
 
 def _step(
-    rows: Sequence[AuditRow],
+    ids: Sequence[int],
     outcomes: Sequence[Outcome],
     fell_through: Sequence[bool],
     degraded: Sequence[bool],
@@ -501,7 +542,7 @@ def _step(
     b: int,
 ) -> _Step:
     return _Step(
-        last_id=rows[b - 1].id,
+        last_id=ids[b - 1],
         outcomes=tuple(outcomes[a:b]),
         fallthrough=sum(fell_through[a:b]),
         degraded=sum(degraded[a:b]),
