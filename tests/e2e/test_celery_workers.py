@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 import urllib.request
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from celery_world import TENANTS, Scale, clean_run, counts_of, usman_directory, worker_env
@@ -81,14 +83,35 @@ class TestAccountsAcrossWorkers:
         assert TOKEN not in everything
 
 
+VISIBILITY_S = 4.0
+"""The redelivery test's broker visibility timeout (its lease is shorter: 3 s)."""
+
+
+def redeliverable(broker: Any) -> bool:
+    """The broker holds an unacknowledged message older than the visibility timeout: the one kombu's
+    Redis transport restores to the queue (its ``QoS.restore_visible``: score <= now - timeout)."""
+    return bool(broker.zrangebyscore("unacked_index", "-inf", time.time() - VISIBILITY_S))
+
+
+def lease_gone(scale: Scale, company: str) -> bool:
+    """The account's job holds no live lease (none, or one past its expiry): a new run may take it."""
+    job = scale.db["crm_activity_log_migration_jobs"].find_one({"company_sso_id": company})
+    expires = None if job is None else job.get("lease_expires_at")
+    return expires is None or expires <= dt.datetime.now(dt.UTC)
+
+
 class TestRedelivery:
     def test_a_worker_killed_mid_batch_has_its_task_redelivered_and_ends_like_a_clean_run(
-        self, scale: Scale, celery_workers: WorkerPool
+        self, scale: Scale, celery_workers: WorkerPool, redis_url: str
     ) -> None:
         """kill -9 mid-run: after the visibility timeout another worker resumes the job to a clean state."""
+        import redis
+
         # 125 rows in pages of 5: the worker is still far from done when its first batch is saved.
         scale.env.update(
-            CRM_AUDIT_BROKER_VISIBILITY_TIMEOUT="4", CRM_AUDIT_LEASE_SECONDS="3", CRM_AUDIT_PAGE_SIZE="5"
+            CRM_AUDIT_BROKER_VISIBILITY_TIMEOUT=f"{VISIBILITY_S:g}",
+            CRM_AUDIT_LEASE_SECONDS="3",
+            CRM_AUDIT_PAGE_SIZE="5",
         )
         celery_workers.start(scale.env)
         tenant, company = "globex", company_sso_id("globex")
@@ -97,7 +120,13 @@ class TestRedelivery:
         celery_workers.kill(0)
         stalled = scale.statuses()[company]
         assert stalled["status"] == "in_progress"
-        time.sleep(4)  # past the visibility timeout: the next worker restores the task as it starts
+        # Not a fixed sleep: wait until the broker's own record makes the task restorable and the dead
+        # worker's lease has expired, the two conditions the next worker's resumption needs.
+        broker = redis.Redis.from_url(redis_url)
+        deadline = time.monotonic() + 60
+        while not (redeliverable(broker) and lease_gone(scale, company)):
+            assert time.monotonic() < deadline, "the dead worker's task never became redeliverable"
+            time.sleep(0.05)
         celery_workers.start(scale.env)
         done = scale.wait_until(lambda s: s[company]["status"] == "completed")
         counts, logs = clean_run(tenant, cutoff=KILL_CUTOFF)

@@ -11,7 +11,8 @@ import json
 import os
 import signal
 import socket
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ from pymongo.database import Database
 from crm_audit_adapters.cli import exit_codes
 from crm_audit_transform.usecases import RunSettings
 from support.corpus_account import World
-from support.usman_server import UsmanServer, answer, slow, status
+from support.usman_server import Reply, SeenRequest, UsmanServer, answer, slow, status
 
 pytestmark = pytest.mark.postgres
 
@@ -118,6 +119,22 @@ def duplicate_external_ids(db: Database[dict[str, Any]]) -> list[dict[str, Any]]
     )
 
 
+def held_once(
+    ready: Callable[[], bool], holding: threading.Event, release: threading.Event
+) -> Callable[[UsmanServer, SeenRequest], Reply]:
+    """USMAN answering as usual, except the first request that arrives once ``ready()``: that one
+    sets ``holding`` and is answered when ``release`` is set. Its sender waits mid-request: a test
+    acts on it at a known point, however busy the machine is."""
+
+    def behaviour(server: UsmanServer, request: SeenRequest) -> Reply:
+        if not holding.is_set() and ready():
+            holding.set()
+            release.wait(COMMAND_TIMEOUT_S)
+        return answer(server, request)
+
+    return behaviour
+
+
 def lease_expired(db: Database[dict[str, Any]]) -> bool:
     job = job_document(db)
     assert job is not None
@@ -127,7 +144,7 @@ def lease_expired(db: Database[dict[str, Any]]) -> bool:
 
 class TestWalkThrough:
     def test_the_ops_walk_through_with_a_kill_9_mid_run(
-        self, crm: CliProcesses, cdp: Database[dict[str, Any]], clean: World
+        self, crm: CliProcesses, cdp: Database[dict[str, Any]], clean: World, usman: UsmanServer
     ) -> None:
         """Each step is its own process; a SIGKILL mid-run resumes to the clean run's exact result."""
         native = {"company_sso_id": COMPANY, "category": "deal", "source_tag": "live_feed"}
@@ -155,14 +172,21 @@ class TestWalkThrough:
         assert "in_progress" in triggered.stdout
 
         # 4. run, kill -9 mid-way, run again. Small pages: many saved batches to be caught between.
-        runner = crm.start("run", "--company-sso-id", COMPANY, "--no-progress", CRM_AUDIT_PAGE_SIZE="25")
-
         def some_progress() -> bool:
             job = job_document(cdp)
             return job is not None and job["records_processed"] > 0
 
-        wait_for(some_progress, timeout_s=COMMAND_TIMEOUT_S, what="the first saved batch")
-        assert kill_9(runner) == -9
+        # USMAN holds the first request the runner makes once a batch is saved: the runner waits
+        # there, mid-job, when it is killed (no poll racing the run to its end).
+        holding, release = threading.Event(), threading.Event()
+        usman.default = held_once(some_progress, holding, release)
+        try:
+            runner = crm.start("run", "--company-sso-id", COMPANY, "--no-progress", CRM_AUDIT_PAGE_SIZE="25")
+            assert holding.wait(COMMAND_TIMEOUT_S), "no USMAN request after the first saved batch"
+            assert kill_9(runner) == -9
+        finally:
+            usman.default = answer
+            release.set()
         cut = job_document(cdp)
         assert cut is not None
         assert cut["status"] == "in_progress", "the run finished before it could be killed"
