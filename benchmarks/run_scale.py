@@ -34,6 +34,7 @@ STAGES = (
     "transform",
     "end_to_end",
     "end_to_end_workers",
+    "end_to_end_workers_unshared",
     "mongo_write",
     "verify_files",
     "end_to_end_http",

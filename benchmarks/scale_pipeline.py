@@ -253,8 +253,10 @@ WORKERS = 2
 """``end_to_end_workers``: the pool's size, as ``run --workers 2``."""
 
 
-def end_to_end_workers(ctx: Context) -> dict[str, Any]:
-    """``end_to_end`` with the pages loaded and transformed by ``WORKERS`` processes (``--workers``).
+def end_to_end_workers(ctx: Context, *, share: bool = True) -> dict[str, Any]:
+    """``end_to_end`` with the pages loaded and transformed by ``WORKERS`` processes (``--workers``):
+    this one and ``WORKERS - 1`` workers; without ``share``, ``WORKERS`` workers and this process only
+    reads, looks up and writes (the design before the runner shared the work).
 
     The time includes starting the pool (at the first page), as a run's does. Besides this process's
     peak RSS, ``worker_peak_rss_kib`` is each worker's (VmHWM), and ``worker_cpu_seconds`` their CPU
@@ -270,7 +272,7 @@ def end_to_end_workers(ctx: Context) -> dict[str, Any]:
     # As dry-run --workers wires it: the run loop hands the sink's log_encoder to the workers, which
     # encode the lines; the parent writes them.
     with (
-        ProcessPagePipeline(WORKERS, recipe) as pool,
+        ProcessPagePipeline(WORKERS, recipe, share=share) as pool,
         JsonlActivityLogSink(out, fsync="close") as sink,
     ):
         result = _run_loop(ctx, sink, pipeline=pool)
@@ -278,9 +280,15 @@ def end_to_end_workers(ctx: Context) -> dict[str, Any]:
         result["worker_peak_rss_kib"] = [_status_kib(pid, "VmHWM:") for pid in workers]
         result["worker_cpu_seconds"] = [round(_cpu_seconds(pid), 2) for pid in workers]
     result["workers"] = WORKERS
+    result["share"] = share
     result["written_bytes"] = out.stat().st_size
     out.unlink()
     return result
+
+
+def end_to_end_workers_unshared(ctx: Context) -> dict[str, Any]:
+    """``end_to_end_workers`` as before the runner shared the work: ``WORKERS`` worker processes."""
+    return end_to_end_workers(ctx, share=False)
 
 
 def _grandchildren() -> list[int]:

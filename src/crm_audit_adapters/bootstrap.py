@@ -251,7 +251,8 @@ class Runtime:
     def use_workers(self, workers: int) -> None:
         """Have the service's runs load and transform their pages in ``workers`` processes.
 
-        1 means this process alone (the default). The processes start with the first run and are
+        1 means this process alone (the default); N is this one and N - 1 worker processes, this one
+        transforming pages too whenever it would wait. The workers start with the first run and are
         stopped when the runtime closes. Call before the first use of ``service``.
         """
         if "service" in self.__dict__:

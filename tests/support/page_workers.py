@@ -9,6 +9,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,9 +29,34 @@ def chain_killing_its_worker(mapping: MappingConfig) -> RuleChain:
     return RuleChain.from_config(mapping)
 
 
-def page_pool(workers: int = 2) -> ProcessPagePipeline:
+def page_pool(workers: int = 2, *, share: bool = True) -> ProcessPagePipeline:
     """A pool of ``workers`` processes with the default rules (as ``World`` has them)."""
-    return ProcessPagePipeline(workers, TransformerRecipe(load_default_config()))
+    return ProcessPagePipeline(workers, TransformerRecipe(load_default_config()), share=share)
+
+
+class _SlowTransformer(Transformer):
+    __slots__ = ("_seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(load_default_config())
+        self._seconds = seconds
+
+    def transform(
+        self, prepared: Sequence[PreparedRow], ctx: LookupContext, *, company_sso_id: str
+    ) -> PageResult:
+        time.sleep(self._seconds)
+        return super().transform(prepared, ctx, company_sso_id=company_sso_id)
+
+
+@frozen
+class SlowWorker:
+    """A recipe whose worker sleeps ``seconds`` before each page's rules, so the runner's process
+    always finds the next page still on its worker, and takes pages itself."""
+
+    seconds: float
+
+    def __call__(self) -> Transformer:
+        return _SlowTransformer(self.seconds)
 
 
 class _DyingTransformer(Transformer):
@@ -44,7 +70,7 @@ class _DyingTransformer(Transformer):
     def transform(
         self, prepared: Sequence[PreparedRow], ctx: LookupContext, *, company_sso_id: str
     ) -> PageResult:
-        if any(item.row.id == self._audit_id for item in prepared) and not self._once.exists():
+        if any(item.row.id >= self._audit_id for item in prepared) and not self._once.exists():
             self._once.touch()
             os.kill(os.getpid(), signal.SIGKILL)  # as the OOM killer or an operator would
         return super().transform(prepared, ctx, company_sso_id=company_sso_id)
@@ -52,7 +78,8 @@ class _DyingTransformer(Transformer):
 
 @frozen
 class DiesOnRow:
-    """A recipe whose worker is killed (SIGKILL) transforming the page holding ``audit_id``, once:
+    """A recipe whose worker is killed (SIGKILL) transforming the first page it gets that holds an
+    id ≥ ``audit_id`` (the runner's process may take the page holding ``audit_id`` itself), once:
     the file ``once`` records that it happened, so the worker that replaces it lives."""
 
     audit_id: int

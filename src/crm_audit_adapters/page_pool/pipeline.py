@@ -1,4 +1,4 @@
-"""``ProcessPagePipeline``: a run's pages loaded and transformed by worker processes, written by one.
+"""``ProcessPagePipeline``: a run's pages loaded and transformed by several processes, written by one.
 
     with ProcessPagePipeline(2, TransformerRecipe(mapping)) as pool:
         MigrationService(ports, transformer, pipeline=pool).run(company, owner=...)
@@ -12,10 +12,16 @@ the ``PageResult``), because the contacts a page needs are named inside its load
 workers also encode the migrated logs with the run's writer's encoder (``ports.EncodingLogWriter``)
 and send each page back as tuples of builtins (``wire``): the parent writes bytes it never made.
 
-Flow: up to ``workers × pages_per_worker`` pages are in flight (read, and not yet handed back),
-so memory stays flat; page ``i`` goes to worker ``i mod workers``. The lookups are made in page
-order, each as soon as its page is prepared and every earlier page is looked up, so the lookup
-cache and USMAN see the calls one process would make, in its order. Pages come back in order.
+Flow: up to ``pages_per_worker`` pages per worker process are in flight (read, and not yet handed
+back); the ``n``-th page sent goes to worker ``n mod processes``. Sharing (the default), the parent
+is one of the ``workers``: whenever the next page to write is still on its worker and every worker
+has its pages, it reads a page and transforms it itself (up to ``pages_per_worker`` of its own in
+flight) instead of waiting, so ``workers`` processes — not ``workers + 1`` — share the cores, and
+that page crosses no process boundary. Measured, the parent's own share of the reading, lookups
+and writing left a core half idle (benchmarks/RESULTS.md, issue 15 goal 2). Memory stays flat. The
+lookups are made in page order, each as soon as its page is prepared and every earlier page is
+looked up, so the lookup cache and USMAN see the calls one process would make, in its order.
+Pages come back in order; the parent's own keep their ``ActivityLog``s, which the writer encodes.
 
 Workers start with ``forkserver`` (``spawn`` may be asked for): a fresh interpreter forks them,
 so no PostgreSQL, MongoDB or HTTP connection of the parent is ever inherited. That interpreter is
@@ -47,9 +53,9 @@ from crm_audit_transform.config import MappingConfig
 from crm_audit_transform.domain import AuditRow
 from crm_audit_transform.errors import ConfigError, WorkerLost
 from crm_audit_transform.loading import LoaderLimits
-from crm_audit_transform.lookup import LookupRequest
+from crm_audit_transform.lookup import LookupContext, LookupRequest
 from crm_audit_transform.ports import LogEncoder
-from crm_audit_transform.transformer import Transformer
+from crm_audit_transform.transformer import PageResult, PreparedRow, Transformer
 from crm_audit_transform.usecases.pages import PageLookup, TransformedPage
 
 from . import worker
@@ -88,28 +94,76 @@ class TransformerRecipe:
 
 
 class _Page:
-    __slots__ = ("plan", "result", "rows", "seq", "worker")
+    """A page in flight: on worker ``worker`` (its ``result`` once looked up), or this process's
+    own (``worker`` None: ``prepared`` here, ``plan`` a done future, then ``context``, then ``own``)."""
 
-    def __init__(self, seq: int, rows: Sequence[AuditRow], worker: int, plan: Future[LookupRequest]) -> None:
+    __slots__ = ("context", "own", "plan", "prepared", "result", "rows", "seq", "worker")
+
+    def __init__(
+        self,
+        seq: int,
+        rows: Sequence[AuditRow],
+        worker: int | None,
+        plan: Future[LookupRequest],
+        prepared: tuple[PreparedRow, ...] = (),
+    ) -> None:
         self.seq = seq
         self.rows = rows
         self.worker = worker
         self.plan = plan
+        self.prepared = prepared
         self.result: Future[WirePage] | None = None
+        self.context: LookupContext | None = None
+        self.own: PageResult | None = None
+
+    @property
+    def looked_up(self) -> bool:
+        return self.result is not None or self.context is not None
+
+
+class _Feed:
+    """The pages as read, numbered; ``sent`` counts those sent to the workers."""
+
+    __slots__ = ("more", "sent", "seq", "source")
+
+    def __init__(self, pages: Iterable[Sequence[AuditRow]]) -> None:
+        self.source = iter(pages)
+        self.seq = 0
+        self.sent = 0
+        self.more = True
+
+    def next(self) -> tuple[int, Sequence[AuditRow]] | None:
+        """The next page and its number; None at the end."""
+        if self.more:
+            rows = next(self.source, None)
+            if rows is not None:
+                self.seq += 1
+                return self.seq - 1, rows
+            self.more = False
+        return None
+
+
+def _done(page: _Page) -> bool:
+    return page.result is not None and page.result.done()
 
 
 class ProcessPagePipeline:
     """``ports.PagePipeline`` over ``workers`` processes; a context manager that stops them on exit.
 
-    ``recipe`` builds each worker's transformer: it must make the same rules as the transformer
-    the run loop is given (the loop takes its scope from that one). ``pages_per_worker`` bounds the
-    pages in flight per worker (≥ 1; 2 keeps a worker busy while the parent writes). The fork
+    ``workers`` processes transform pages. With ``share`` (the default) this process is one of
+    them: it starts ``workers - 1`` worker processes and transforms a page itself whenever the
+    next page to write is still on its worker and every worker has its pages (so ``workers`` ≥ 2);
+    without, it starts ``workers`` and only reads, looks up and writes. ``recipe`` builds each
+    worker's transformer: it must make the same rules as the transformer the run loop is given
+    (the loop takes its scope from that one, and this process transforms its pages with it).
+    ``pages_per_worker`` bounds the pages in flight per worker process, and this process's own
+    (≥ 1; 2 keeps a worker busy while the parent writes). The fork
     server starts here and imports the worker side while the caller sets up (its connections, its
     lease, its first page); the workers are forked from it at the first run and serve every run
     until ``close``.
     """
 
-    __slots__ = ("_context", "_executors", "_pages_per_worker", "_recipe", "_workers")
+    __slots__ = ("_context", "_executors", "_pages_per_worker", "_processes", "_recipe", "_share", "_workers")
 
     def __init__(
         self,
@@ -117,13 +171,16 @@ class ProcessPagePipeline:
         recipe: Callable[[], Transformer],
         *,
         pages_per_worker: int = 2,
+        share: bool = True,
         start_method: StartMethod = "forkserver",
     ) -> None:
-        if not 1 <= workers <= MAX_WORKERS:
-            raise ValueError(f"workers must be between 1 and {MAX_WORKERS}, got {workers}")
+        if not 1 + share <= workers <= MAX_WORKERS:
+            raise ValueError(f"workers must be between {1 + share} and {MAX_WORKERS}, got {workers}")
         if pages_per_worker < 1:
             raise ValueError(f"pages_per_worker must be at least 1, got {pages_per_worker}")
         self._workers = workers
+        self._share = share
+        self._processes = workers - share
         self._recipe = recipe
         self._pages_per_worker = pages_per_worker
         _require_picklable(recipe)
@@ -135,7 +192,7 @@ class ProcessPagePipeline:
             # first run's workers are then forked from a ready server instead of waiting for it.
             self._context.set_forkserver_preload([worker.__name__, *WRITER_ENCODERS])
             forkserver.ensure_running()
-        self._executors: list[ProcessPoolExecutor | None] = [None] * workers
+        self._executors: list[ProcessPoolExecutor | None] = [None] * self._processes
 
     @property
     def workers(self) -> int:
@@ -154,7 +211,7 @@ class ProcessPagePipeline:
 
     def close(self) -> None:
         """Stop the workers: queued work is cancelled, a page being transformed is let finish."""
-        executors, self._executors = self._executors, [None] * self._workers
+        executors, self._executors = self._executors, [None] * self._processes
         for executor in executors:
             if executor is not None:
                 executor.shutdown(wait=True, cancel_futures=True)
@@ -169,44 +226,92 @@ class ProcessPagePipeline:
         encoder: LogEncoder | None = None,
         names_entities: bool = False,
     ) -> Generator[TransformedPage, None, None]:
-        """The pages transformed by the workers, in the order given (``ports.PagePipeline``).
+        """The pages transformed by the workers, and by this process, in the order given
+        (``ports.PagePipeline``).
 
-        ``transformer`` is not used here: the workers build theirs from the recipe. With
-        ``encoder`` (sent to the workers: ``CONFIG_INVALID`` if it cannot be), the migrated logs
-        come back as its ``EncodedLog``, but those the loop may name (``names_entities``).
-        ``WorkerLost`` when a worker process dies; what the workers were doing is dropped when the
-        generator is closed.
+        ``transformer`` transforms the pages this process takes (``share``); the workers build
+        theirs from the recipe. With ``encoder`` (sent to the workers: ``CONFIG_INVALID`` if it
+        cannot be), the workers' migrated logs come back as its ``EncodedLog``, but those the loop
+        may name (``names_entities``); this process's own pages keep their ``ActivityLog``s, which
+        the writer encodes as in one process. ``WorkerLost`` when a worker process dies; what the
+        workers were doing is dropped when the generator is closed.
         """
         _require_picklable(encoder)
         executors = self._start(encoder, names_entities)
-        source = iter(pages)
+        feed = _Feed(pages)
         inflight: deque[_Page] = deque()
-        limit = self._workers * self._pages_per_worker
-        seq = 0
-        more = True
         try:
             while True:
-                while more and len(inflight) < limit:
-                    rows = next(source, None)
-                    if rows is None:
-                        more = False
-                        break
-                    slot = seq % self._workers
-                    wired, flat = _wire(rows)
-                    plan = self._submit(executors[slot], worker.prepare, seq, SentRows(wired), flat=flat)
-                    inflight.append(_Page(seq, rows, slot, plan))
-                    seq += 1
+                self._send(feed, inflight, executors)
                 if not inflight:
                     return
                 self._look_up(inflight, executors, lookup, company_sso_id)
-                head = inflight.popleft()
-                assert head.result is not None  # the head is always looked up
-                yield TransformedPage(head.rows, unpack(self._wait(head.result)))
+                head = inflight[0]
+                if (
+                    self._share
+                    and head.worker is not None
+                    and not _done(head)
+                    and self._work_here(feed, inflight, transformer, company_sso_id)
+                ):
+                    continue
+                inflight.popleft()
+                yield TransformedPage(head.rows, self._result(head, transformer, company_sso_id))
         finally:
             for page in inflight:
                 page.plan.cancel()
                 if page.result is not None:
                     page.result.cancel()
+
+    def _send(self, feed: _Feed, inflight: deque[_Page], executors: Sequence[ProcessPoolExecutor]) -> None:
+        """Read pages and send them to the workers until each has ``pages_per_worker`` in flight;
+        the ``n``-th page sent goes to worker ``n mod processes``."""
+        sent = sum(page.worker is not None for page in inflight)
+        while sent < self._processes * self._pages_per_worker:
+            page = feed.next()
+            if page is None:
+                return
+            seq, rows = page
+            slot = feed.sent % self._processes
+            wired, flat = _wire(rows)
+            plan = self._submit(executors[slot], worker.prepare, seq, SentRows(wired), flat=flat)
+            inflight.append(_Page(seq, rows, slot, plan))
+            feed.sent += 1
+            sent += 1
+
+    def _work_here(
+        self, feed: _Feed, inflight: deque[_Page], transformer: Transformer, company_sso_id: str
+    ) -> bool:
+        """Whether this process did a step of a page of its own while the head is on its worker:
+        transformed one it has looked up, or read and prepared a new one (at most
+        ``pages_per_worker`` in flight, and only when none waits for its transform)."""
+        own = [page for page in inflight if page.worker is None]
+        for page in own:
+            if page.own is None:
+                if page.context is None:
+                    return False  # waiting for its lookup, behind the workers' pages before it
+                page.own = transformer.transform(page.prepared, page.context, company_sso_id=company_sso_id)
+                return True
+        if len(own) >= self._pages_per_worker:
+            return False
+        taken = feed.next()
+        if taken is None:
+            return False
+        seq, rows = taken
+        prepared = transformer.prepare(rows)
+        plan: Future[LookupRequest] = Future()
+        plan.set_result(transformer.plan(prepared))
+        inflight.append(_Page(seq, rows, None, plan, prepared))
+        return True
+
+    def _result(self, page: _Page, transformer: Transformer, company_sso_id: str) -> PageResult:
+        """The head's result: unpacked from its worker, or transformed here if not yet."""
+        if page.worker is not None:
+            assert page.result is not None  # the head is always looked up
+            return unpack(self._wait(page.result))
+        if page.own is None:
+            assert page.context is not None  # the head is always looked up
+            page.own = transformer.transform(page.prepared, page.context, company_sso_id=company_sso_id)
+        return page.own
 
     def _look_up(
         self,
@@ -217,14 +322,17 @@ class ProcessPagePipeline:
     ) -> None:
         """Look up, in page order, the head (waiting for it) and every next page already prepared."""
         for index, page in enumerate(inflight):
-            if page.result is not None:
+            if page.looked_up:
                 continue
             if index and not page.plan.done():
                 return
             context = lookup(self._wait(page.plan))
-            page.result = self._submit(
-                executors[page.worker], worker.finish, page.seq, context, company_sso_id
-            )
+            if page.worker is None:
+                page.context = context
+            else:
+                page.result = self._submit(
+                    executors[page.worker], worker.finish, page.seq, context, company_sso_id
+                )
 
     def _start(self, encoder: LogEncoder | None, names_entities: bool) -> list[ProcessPoolExecutor]:
         """The executors, a new one for any that is missing or broken; each forgets old pages and
