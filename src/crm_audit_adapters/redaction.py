@@ -12,6 +12,12 @@ Redaction parses; it never pattern-matches a password. ``redact(value)`` reads
   ``AWS_SESSION_TOKEN``;
 - libpq conninfo (``host=db password='it\\'s'``) with libpq's own grammar: single quotes, backslash
   escapes, spaces around ``=``; a ``dbname`` that is itself a connection string is read too.
+- a failover list of URLs of one scheme separated by ``;`` (``sentinel://:a@h1;sentinel://:b@h2``),
+  as kombu reads a broker URL: when every URL has its own user info, each is redacted on its own,
+  so every host is shown and every password hidden. Otherwise, or should a piece of the whole
+  value's password (as the rule above reads it: everything up to the last ``@``) still show, the
+  value is redacted whole (only the last host shown). A password that holds both an unescaped
+  ``@`` and ``;`` followed by the scheme is read as kombu reads it: percent-encode both.
 
 A value that does not parse is replaced whole by ``UNPARSEABLE``: the parser cannot know where its
 secret ends. ``scrub(text, values)`` cleans free text (a driver's message, a traceback) of every
@@ -49,7 +55,18 @@ _HARMLESS_MECHANISM_PROPERTIES: Final = frozenset(
 # Database and broker schemes whose user name is an account, not a credential; elsewhere (``https://tok@h``)
 # a lone user name may be a token and is hidden too.
 _ACCOUNT_SCHEMES: Final = frozenset(
-    {"postgresql", "postgres", "mongodb", "mongodb+srv", "mongomock", "redis", "rediss", "amqp", "amqps"}
+    {
+        "postgresql",
+        "postgres",
+        "mongodb",
+        "mongodb+srv",
+        "mongomock",
+        "redis",
+        "rediss",
+        "sentinel",
+        "amqp",
+        "amqps",
+    }
 )
 _SCHEME: Final = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://")
 _CONNINFO_KEY: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -95,7 +112,7 @@ def redact(value: str | None) -> str | None:
     if not value:
         return value
     try:
-        return _redact_uri(value) if _SCHEME.match(value) else _redact_conninfo(value)
+        return _redact_uris(value) if _SCHEME.match(value) else _redact_conninfo(value)
     except _Unparseable:
         return UNPARSEABLE
 
@@ -112,7 +129,7 @@ def secret_fragments(value: str | None) -> frozenset[str]:
     found: set[str] = set()
     try:
         if _SCHEME.match(value):
-            _redact_uri(value, found)
+            _redact_uris(value, found)
         else:
             _redact_conninfo(value, found)
     except _Unparseable:
@@ -165,6 +182,36 @@ class ScrubbingFilter(logging.Filter):
 
 
 # -- URIs -----------------------------------------------------------------------------------------
+def _redact_uris(value: str, found: set[str] | None = None) -> str:
+    """One URI, or kombu's failover list of URIs of one scheme (``a://…;a://…``), each redacted."""
+    whole_found: set[str] = set()
+    whole = _redact_uri(value, whole_found)
+    if found is not None:
+        found.update(whole_found)
+    pieces = _failover_pieces(value)
+    # A piece without its own "@" may be the head of a password that holds ";scheme://"
+    # (``redis://u:pw;redis://…@h``): then only the whole reading is safe.
+    if len(pieces) < 2 or not all("@" in piece for piece in pieces):
+        return whole
+    pieces_found: set[str] = set()
+    shown = ";".join(_redact_uri(piece, pieces_found) for piece in pieces)
+    if any(len(f) >= _MIN_FRAGMENT and f in shown for f in whole_found):
+        return whole  # a password that holds ";scheme://": the list reading would show a piece of it
+    if found is not None:
+        found.update(pieces_found)
+    return shown
+
+
+def _failover_pieces(value: str) -> list[str]:
+    """``value`` split at each ``;`` that starts another URL of the same scheme, as kombu splits it."""
+    match = _SCHEME.match(value)
+    assert match is not None
+    prefix = f";{match['scheme']}://"
+    if prefix.lower() not in value.lower():
+        return [value]
+    return re.split(f"(?i);(?={re.escape(match['scheme'])}://)", value)
+
+
 def _redact_uri(value: str, found: set[str] | None = None) -> str:
     match = _SCHEME.match(value)
     assert match is not None

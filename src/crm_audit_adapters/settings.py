@@ -59,6 +59,7 @@ from crm_audit_transform.numerals import is_int_text, parse_int
 from crm_audit_transform.usecases import DEFAULT_COVERAGE_THRESHOLD, RunSettings
 
 from .redaction import UNPARSEABLE, redact
+from .url_checks import broker_url_problem, dsn_port_problem, http_url_problem, result_backend_problem
 from .usman import UnusableUsmanSetting, UsmanConfig
 
 __all__ = ["CONFIG_ENV", "Settings", "load_settings", "redact"]
@@ -210,11 +211,12 @@ def _postgres_dsn(value: str) -> str | None:
     import psycopg.conninfo  # the adapters' driver: its own parser has the final word
 
     try:
-        psycopg.conninfo.conninfo_to_dict(value)
+        parsed = psycopg.conninfo.conninfo_to_dict(value)
     except psycopg.Error:
         # The driver's message may quote a piece of the password: never show it.
         return "libpq cannot parse this connection string (check quoting and %-escapes)"
-    return None
+    # libpq reads the port only when it connects, and its error would be retried as an outage.
+    return dsn_port_problem({k: str(v) for k, v in parsed.items()})
 
 
 def _mongo_uri(value: str) -> str | None:
@@ -238,12 +240,6 @@ def _mongo_database(value: str) -> str | None:
     return None
 
 
-def _broker_url(value: str) -> str | None:
-    if "://" not in value:
-        return "must be a URL such as redis://host:6379/0"
-    return None
-
-
 def _mapping_file(value: str) -> str | None:
     path = Path(value)
     if path.is_file():
@@ -255,8 +251,17 @@ def _mapping_file(value: str) -> str | None:
     return f"no such mapping file: {value}"
 
 
+LEASE_SECONDS_MIN: Final = 1.0
+"""The shortest lease: it is renewed once per batch (a page read, lookups, up to 20 inserts and a
+progress write, each a round trip to a server), so a lease shorter than a batch is taken over from a
+live runner between two renewals; its expiry is a BSON date, which keeps milliseconds, so a lease of
+``1e-9`` s is stored already expired; and a Celery task that meets a held lease waits
+``lease_seconds`` before each of its retries. One second is the least that still lets a test see a
+takeover quickly; production keeps the default, 120 s."""
+
 # key: (type, check). Ranges come from what the run can honour: a page of 1 to 10,000 rows, a
-# positive lease no longer than a day, so a dead runner's job is taken over within a day.
+# lease of at least a second (LEASE_SECONDS_MIN) and at most a day, so a dead runner's job is taken
+# over within a day.
 _SCALARS: Final[dict[str, tuple[type, Check | None]]] = {
     "database_url": (str, _postgres_dsn),
     "mongo_uri": (str, _mongo_uri),
@@ -268,9 +273,9 @@ _SCALARS: Final[dict[str, tuple[type, Check | None]]] = {
     "halt_threshold": (float, _between(0.0, 1.0, low_open=True)),
     "degraded_threshold": (float, _between(0.0, 1.0, low_open=True)),
     "halt_sample": (int, _between(1, 1_000_000)),
-    "lease_seconds": (float, _between(0.0, 86_400.0, low_open=True)),
-    "broker_url": (str, _broker_url),
-    "result_backend": (str, _broker_url),
+    "lease_seconds": (float, _between(LEASE_SECONDS_MIN, 86_400.0)),
+    "broker_url": (str, broker_url_problem),
+    "result_backend": (str, result_backend_problem),
     # Positive, at most a week (it must outlast a task: one account or shard).
     "broker_visibility_timeout": (float, _between(0.0, 604_800.0, low_open=True)),
     "http_user": (str, None),
@@ -311,8 +316,12 @@ KNOWN_ENVIRONMENT: Final = frozenset(
 )
 
 
-def _convert(value: Any, kind: type) -> Any:
+def _convert(value: Any, kind: type, *, from_text: bool) -> Any:
+    """``value`` as ``kind``. Only an environment variable (``from_text``) is text to be read as a
+    number: TOML has types, so its ``page_size = "7"`` is refused like ``page_size = 500.0``."""
     if isinstance(value, bool) or (kind is str and not isinstance(value, str)):
+        raise TypeError
+    if kind is not str and isinstance(value, str) and not from_text:
         raise TypeError
     if (
         kind is float
@@ -344,16 +353,20 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
     for key, (kind, check) in _SCALARS.items():
         name = _PREFIX + key.upper()
         source, value = f"environment variable {name}", environ.get(name)
+        from_text = value is not None
         if value is None and key in raw:
             source, value = f"{in_file}: {key}", raw[key]
         if value is None:
             continue
         if key == "enabled_companies" and isinstance(value, list):
-            value = ",".join(str(v) for v in value)
+            if not all(isinstance(v, str) for v in value):
+                problems.append((source, "expected a string or a list of strings"))
+                continue
+            value = ",".join(value)
         # A number is quoted as given with its problem; text may be a secret and never is.
         given = f", got {shown}" if kind is not str and (shown := as_written(value)) else ""
         try:
-            converted = _convert(value, kind)
+            converted = _convert(value, kind, from_text=from_text)
         except (TypeError, ValueError):
             problems.append((source, f"expected {_KIND_NAMES[kind]}{given}"))
             continue
@@ -371,7 +384,7 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
         )
     usman = _usman(raw.get("usman"), environ, problems, in_file)
     tenants = _tenants(raw.get("tenants"), environ.get(f"{_PREFIX}TENANTS"), problems, in_file)
-    loader = _loader(raw.get("loader"), environ, problems)
+    loader = _loader(raw.get("loader"), environ, problems, in_file)
     misspelled = _misspelled(environ)
     if problems:
         # A misspelled variable is often why another setting looks wrong (its default is in force):
@@ -450,30 +463,35 @@ def _misspelled(environ: Mapping[str, str]) -> list[tuple[str, str]]:
     return notes
 
 
-def _loader(table: Any, environ: Mapping[str, str], problems: list[tuple[str, str]]) -> LoaderLimits:
-    """``LoaderLimits`` from the ``[loader]`` table and ``CRM_AUDIT_LOADER_*`` (the environment wins)."""
+def _loader(
+    table: Any, environ: Mapping[str, str], problems: list[tuple[str, str]], in_file: str
+) -> LoaderLimits:
+    """``LoaderLimits`` from the ``[loader]`` table and ``CRM_AUDIT_LOADER_*`` (the environment wins).
+
+    Each problem names its source as every other setting's does; a TOML value must be an integer
+    (text is read as a number only from the environment)."""
     if table is not None and not isinstance(table, dict):
-        problems.append(("loader", "expected a table"))
+        problems.append((f"{in_file}: loader", "expected a table"))
         table = None
     table = table or {}
     problems.extend(
-        (f"loader.{key}", "unknown setting" + _did_you_mean(key, list(LOADER_LIMITS)))
+        (f"{in_file}: loader.{key}", "unknown setting" + _did_you_mean(key, list(LOADER_LIMITS)))
         for key in sorted(set(table) - set(LOADER_LIMITS))
     )
     limits: dict[str, int] = {}
     for name in LOADER_LIMITS:
         env = f"{_LOADER_PREFIX}{name.upper()}"
         value: Any = environ.get(env)
-        source = f"${env}"
+        source, from_text = f"environment variable {env}", True
         if value is None and name in table:
-            source, value = f"loader.{name}", table[name]
-        if value is None:
+            source, value, from_text = f"{in_file}: loader.{name}", table[name], False
+        elif value is None:
             continue
         parsed = (
             value
             if type(value) is int
             else parse_int(value)
-            if isinstance(value, str) and is_int_text(value)
+            if from_text and isinstance(value, str) and is_int_text(value)  # TOML text is no number
             else None
         )
         if parsed is None or parsed < 1:
@@ -520,6 +538,10 @@ def _usman(
         if key in _USMAN_TEXT and not isinstance(value, str):
             problems.append((f"{in_file}: usman.{key}", "expected a string"))
             continue
+        if key not in _USMAN_TEXT and (isinstance(value, bool) or not isinstance(value, int | float)):
+            # TOML has types: max_attempts = "3" is refused, as page_size = "7" is.
+            problems.append((f"{in_file}: usman.{key}", "expected a number"))
+            continue
         merged[_USMAN_PREFIX + env_key] = str(value)
         sources[env_key] = f"{in_file}: usman.{key}"
     for name, value in environ.items():
@@ -546,6 +568,8 @@ def _usman(
     base = merged[f"{_USMAN_PREFIX}BASE_URL"]
     if not base.startswith(("http://", "https://")):
         problems.append((sources.get("BASE_URL", "usman.base_url"), "must start with http:// or https://"))
+    elif problem := http_url_problem(base):
+        problems.append((sources.get("BASE_URL", "usman.base_url"), problem))
     try:
         return UsmanConfig.from_env(merged)
     except (TypeError, ValueError):

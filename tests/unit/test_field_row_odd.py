@@ -83,7 +83,7 @@ class TestLoaderLimitSettings:
         with pytest.raises(ConfigError) as caught:
             load_settings(path, {"CRM_AUDIT_LOADER_MAX_BYTES": "1_000"})
         assert sorted(caught.value.problems) == [
-            ("$CRM_AUDIT_LOADER_MAX_BYTES", "expected a positive integer, got 1_000"),
-            ("loader.colour", "unknown setting"),
-            ("loader.max_nodes", "expected a positive integer, got 0"),
+            ("environment variable CRM_AUDIT_LOADER_MAX_BYTES", "expected a positive integer, got 1_000"),
+            (f"settings file {path}: loader.colour", "unknown setting"),
+            (f"settings file {path}: loader.max_nodes", "expected a positive integer, got 0"),
         ]

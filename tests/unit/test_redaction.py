@@ -45,6 +45,17 @@ HOSTILE = [
     ("mongodb://cdp-db/?tls=true&tlsCertificateKeyFilePassword=Kx9vQ7zR", "Kx9vQ7zR"),
     ("https://Kx9vQ7zR@usman.internal/api", "Kx9vQ7zR"),
     ("https://usman.internal/api?token=Kx9vQ7zR", "Kx9vQ7zR"),
+    ("sentinel://:Kx9vQ7zR@h1:26379;sentinel://:Wq8eRt5y@h2:26379", "Kx9vQ7zR"),
+    ("sentinel://:Kx9vQ7zR@h1:26379;sentinel://:Wq8eRt5y@h2:26379", "Wq8eRt5y"),
+]
+# One password that holds ";redis://" (kombu's failover separator): no piece of it is shown as a host,
+# a port or a user. (value, a piece of its password)
+FAILOVER_LOOKALIKES = [
+    ("redis://:Kx9v;redis://Q7zR@h/0", "Kx9v"),
+    ("redis://:Kx9v;redis://Q7zR@h/0", "Q7zR"),
+    ("redis://u:Kx9vQ7zR;redis://h1;redis://v:Wq8e@h/0", "Kx9vQ7zR"),
+    ("redis://u:1234;redis://Wq8e:Rt5y@h/0", "1234"),
+    ("redis://u:Kx9v@h1;redis://Q7zR@h/0", "Q7zR"),
 ]
 
 
@@ -57,7 +68,7 @@ def _leaks(text: str, secret: str) -> set[str]:
 
 
 class TestRedact:
-    @pytest.mark.parametrize(("value", "secret"), HOSTILE)
+    @pytest.mark.parametrize(("value", "secret"), HOSTILE + FAILOVER_LOOKALIKES)
     def test_no_fragment_of_the_secret_survives(self, value: str, secret: str) -> None:
         """The redacted form of a hostile DSN or URI holds no 4-character piece of its secret."""
         shown = redact(value)
@@ -99,6 +110,12 @@ class TestRedact:
             ),
             ("mongomock://", "mongomock://"),
             ("https://usman.internal", "https://usman.internal"),
+            (
+                "sentinel://:a@h1:26379;sentinel://:b@h2:26379",
+                "sentinel://:***@h1:26379;sentinel://:***@h2:26379",
+            ),
+            ("amqp://a:x@h1//;amqp://b:y@h2//", "amqp://a:***@h1//;amqp://b:***@h2//"),
+            ("redis://h1:6379/0;redis://h2:6379/0", "redis://h1:6379/0;redis://h2:6379/0"),
         ],
     )
     def test_keeps_what_an_operator_needs(self, value: str, shown: str) -> None:

@@ -1,0 +1,200 @@
+"""Settings refused at load: URLs no driver could use, and TOML values of the wrong type.
+
+A URL that passes load must not end as ``INTERNAL`` (or as an outage) in the command that uses it,
+and a TOML value is taken with the type TOML gave it: the text ``"7"`` is not the integer 7.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from crm_audit_adapters.settings import load_settings
+from crm_audit_transform.errors import ConfigError
+
+SECRET = "Hunter2pw"
+
+
+def problem_for(environ: dict[str, str]) -> tuple[str, str]:
+    with pytest.raises(ConfigError) as raised:
+        load_settings(None, environ)
+    assert SECRET not in str(raised.value)
+    ((where, problem),) = raised.value.problems
+    return where, problem
+
+
+class TestBrokerUrls:
+    @pytest.mark.parametrize(
+        ("url", "message"),
+        [
+            ("foo://x", "kombu has no transport 'foo'"),
+            ("http://127.0.0.1:1/", "kombu has no transport 'http'"),
+            (f"redis://:{SECRET}@127.0.0.1:1/abc", "the Redis database (the path) must be a number"),
+            (f"redis://:{SECRET}@127.0.0.1:99999/0", "the port must be a number from 1 to 65535"),
+            (f"redis://:{SECRET}@127.0.0.1:notaport/0", "the port must be a number from 1 to 65535"),
+            (f"redis://:{SECRET}@127.0.0.1:0/0", "the port must be a number from 1 to 65535"),
+            (f"sentinel://:{SECRET}@h1:26379;bogus://h2", "kombu has no transport 'bogus'"),
+            (f"sentinel://:{SECRET}@h1:26379;h2:26379", "each URL"),
+            ("redis://[::1/0", "not a URL"),
+            ("p.q://x", "kombu has no transport"),
+        ],
+    )
+    def test_a_broker_url_no_transport_can_use_is_refused_at_load(self, url: str, message: str) -> None:
+        """A scheme kombu has no transport for, a bad port or a Redis database that is not a number:
+        CONFIG_INVALID naming the variable, never the password."""
+        where, problem = problem_for({"CRM_AUDIT_BROKER_URL": url})
+        assert where == "environment variable CRM_AUDIT_BROKER_URL"
+        assert message in problem, problem
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "memory://",
+            "redis://redis:6379/0",
+            f"rediss://:{SECRET}@redis.internal:6380/3",
+            "redis://localhost",
+            f"sentinel://:{SECRET}@h1:26379;sentinel://:{SECRET}@h2:26379",
+            "amqp://guest:guest@rabbit:5672//",
+        ],
+    )
+    def test_a_usable_broker_url_is_accepted(self, url: str) -> None:
+        """The URLs of docs/scale-out.md and their kin load as given."""
+        assert load_settings(None, {"CRM_AUDIT_BROKER_URL": url}).broker_url == url
+
+    @pytest.mark.parametrize(
+        ("url", "message"),
+        [
+            ("bogus://x", "Celery has no result backend 'bogus'"),
+            ("http://h/", "Celery has no result backend 'http'"),
+            (f"redis://:{SECRET}@h:65536/1", "the port must be a number from 1 to 65535"),
+            (f"redis://:{SECRET}@h:6379/one", "the Redis database (the path) must be a number"),
+        ],
+    )
+    def test_a_result_backend_celery_cannot_use_is_refused_at_load(self, url: str, message: str) -> None:
+        """A result backend Celery has no class for would fail only once a job row exists: refused at load."""
+        where, problem = problem_for({"CRM_AUDIT_RESULT_BACKEND": url})
+        assert where == "environment variable CRM_AUDIT_RESULT_BACKEND"
+        assert message in problem, problem
+
+    def test_a_usable_result_backend_is_accepted(self) -> None:
+        """A Redis result backend loads as given."""
+        url = "redis://redis:6379/1"
+        assert load_settings(None, {"CRM_AUDIT_RESULT_BACKEND": url}).result_backend == url
+
+
+class TestDatabaseAndUsmanUrls:
+    @pytest.mark.parametrize(
+        "dsn",
+        [
+            f"postgresql://u:{SECRET}@127.0.0.1:notaport/crm",
+            f"postgresql://u:{SECRET}@127.0.0.1:99999/crm",
+            f"postgresql://u:{SECRET}@h1:5432,h2:0/crm",
+            f"host=crm port=abc password={SECRET}",
+        ],
+    )
+    def test_a_dsn_with_a_bad_port_is_refused_at_load(self, dsn: str) -> None:
+        """libpq reads the port only when it connects (then retried as an outage): refused at load."""
+        where, problem = problem_for({"CRM_AUDIT_DATABASE_URL": dsn})
+        assert where == "environment variable CRM_AUDIT_DATABASE_URL"
+        assert "the port must be a number from 1 to 65535" in problem
+
+    def test_a_multi_host_dsn_with_good_ports_is_accepted(self) -> None:
+        """Several hosts, one with the default port, load as given."""
+        dsn = "postgresql://ro@h1:5432,h2/crm"
+        assert load_settings(None, {"CRM_AUDIT_DATABASE_URL": dsn}).database_url == dsn
+
+    @pytest.mark.parametrize(
+        ("url", "message"),
+        [
+            ("http://[::1", "not a URL"),
+            ("http://usman:99999", "the port must be a number from 1 to 65535"),
+            ("http://usman:0", "the port must be a number from 1 to 65535"),
+            ("http://usman:port", "not a URL"),
+            ("http:///path", "no host"),
+        ],
+    )
+    def test_a_usman_url_no_request_can_reach_is_refused_at_load(self, url: str, message: str) -> None:
+        """An unparseable USMAN URL or a port out of range is CONFIG_INVALID, not degraded actors later."""
+        where, problem = problem_for({"CRM_AUDIT_USMAN_BASE_URL": url})
+        assert where == "environment variable CRM_AUDIT_USMAN_BASE_URL"
+        assert message in problem, problem
+
+
+class TestStrictTomlTypes:
+    @pytest.mark.parametrize(
+        ("line", "where", "message"),
+        [
+            ('page_size = "7"', "page_size", "expected an integer"),
+            ("page_size = 500.0", "page_size", "expected an integer"),
+            ('halt_threshold = "0.5"', "halt_threshold", "expected a number"),
+            ("lease_seconds = true", "lease_seconds", "expected a number"),
+            ('enabled_companies = ["a", 5]', "enabled_companies", "expected a string or a list of strings"),
+            ("lease_seconds = 1e-9", "lease_seconds", "must be in [1, 86400]"),
+            ('[usman]\nbase_url = "http://u"\nmax_attempts = "3"', "usman.max_attempts", "expected a number"),
+            ('[loader]\nmax_depth = "7"', "loader.max_depth", "expected a positive integer"),
+        ],
+    )
+    def test_a_toml_value_of_the_wrong_type_is_refused(
+        self, tmp_path: Path, line: str, where: str, message: str
+    ) -> None:
+        """TOML has types: text where a number belongs (or a number in a list of ids) is refused, not cast."""
+        path = tmp_path / "crm.toml"
+        path.write_text(line + "\n")
+        with pytest.raises(ConfigError) as raised:
+            load_settings(path, {})
+        ((source, problem),) = raised.value.problems
+        assert source == f"settings file {path}: {where}"
+        assert message in problem, problem
+
+    def test_the_environment_still_gives_numbers_as_text(self) -> None:
+        """An environment variable is always text: CRM_AUDIT_PAGE_SIZE=7 is the integer 7."""
+        environ = {
+            "CRM_AUDIT_PAGE_SIZE": "7",
+            "CRM_AUDIT_LOADER_MAX_DEPTH": "9",
+            "CRM_AUDIT_LEASE_SECONDS": "1",
+        }
+        settings = load_settings(None, environ)
+        assert (settings.run.page_size, settings.loader.max_depth, settings.run.lease_seconds) == (7, 9, 1.0)
+
+    def test_a_toml_number_of_the_right_type_is_taken(self, tmp_path: Path) -> None:
+        """An integer for a number setting, and a list of strings for the enabled accounts, load."""
+        path = tmp_path / "crm.toml"
+        path.write_text('halt_threshold = 1\nlease_seconds = 30\nenabled_companies = ["a", "b"]\n')
+        settings = load_settings(path, {})
+        assert (settings.run.halt_threshold, settings.run.lease_seconds) == (1.0, 30.0)
+        assert settings.enabled_companies == "a,b"
+
+
+class TestProblemsNameTheirSource:
+    def test_a_loader_limit_in_the_file_names_the_file(self, tmp_path: Path) -> None:
+        """``[loader] max_depth = 0`` is reported as the settings file's key, like every other key."""
+        path = tmp_path / "crm.toml"
+        path.write_text("[loader]\nmax_depth = 0\nmax_nodez = 1\n")
+        with pytest.raises(ConfigError) as raised:
+            load_settings(path, {})
+        assert {where for where, _ in raised.value.problems} == {
+            f"settings file {path}: loader.max_depth",
+            f"settings file {path}: loader.max_nodez",
+        }
+
+    def test_a_loader_limit_in_the_environment_names_the_variable(self) -> None:
+        """``CRM_AUDIT_LOADER_MAX_DEPTH=0`` is reported as that environment variable."""
+        where, _ = problem_for({"CRM_AUDIT_LOADER_MAX_DEPTH": "0"})
+        assert where == "environment variable CRM_AUDIT_LOADER_MAX_DEPTH"
+
+    def test_a_loader_key_that_is_not_a_table_names_the_file(self, tmp_path: Path) -> None:
+        """``loader = 5`` names the file too."""
+        path = tmp_path / "crm.toml"
+        path.write_text("loader = 5\n")
+        with pytest.raises(ConfigError) as raised:
+            load_settings(path, {})
+        assert [where for where, _ in raised.value.problems] == [f"settings file {path}: loader"]
+
+
+class TestDescribe:
+    def test_config_shows_every_host_of_a_failover_broker_url_and_no_password(self) -> None:
+        """``config`` of ``sentinel://:a@h1;sentinel://:b@h2`` lists both hosts, both passwords masked."""
+        url = f"sentinel://:{SECRET}@h1:26379;sentinel://:{SECRET}x@h2:26379"
+        shown = load_settings(None, {"CRM_AUDIT_BROKER_URL": url}).describe()["broker_url"]
+        assert shown == "sentinel://:***@h1:26379;sentinel://:***@h2:26379"
