@@ -220,12 +220,13 @@ class LeaseHeld(CrmAuditError):
 
 
 class UnknownTenant(CrmAuditError):
-    """A tenant name that is not a schema of the CRM; nothing is read for it."""
+    """A tenant name that is not a CRM tenant schema (none of that name, or one without the CRM's
+    tables, such as ``public``); nothing is read for it. ``reason`` says which."""
 
     code = "UNKNOWN_TENANT"
 
-    def __init__(self, tenant: str) -> None:
-        super().__init__(f"unknown CRM tenant {tenant!r}: no such schema")
+    def __init__(self, tenant: str, reason: str = "no such schema") -> None:
+        super().__init__(f"unknown CRM tenant {tenant!r}: {reason}")
         self.tenant = tenant
 
 

@@ -30,6 +30,7 @@ from crm_audit_adapters.mongo.indexes import apply_migration
 from crm_audit_transform.jobs import CANCELLED, COMPLETED, HALTED, IN_PROGRESS, ROLLED_BACK, MigrationJob
 from crm_audit_transform.tally import Tally
 from support.page_workers import chain_killing_its_worker
+from support.redis_server import running_redis
 from support.usman_server import TOKEN, UsmanServer
 
 pytestmark = pytest.mark.postgres
@@ -228,6 +229,21 @@ ROWS = [
         setup=_contacts,
     ),
     Row(
+        "config: the task broker refuses the password, never retried",
+        ("enqueue", *C),
+        "CONNECTION_REJECTED",
+        {"CRM_AUDIT_BROKER_URL": "redis://:Kx9vQ7zRwq@127.0.0.1:{guarded_redis_port}/0"},
+        setup=_contacts,
+        hides="Kx9vQ7zRwq",
+    ),
+    Row(
+        "config: a worker whose broker refuses the password stops at once",
+        ("worker", "--pool", "solo"),
+        "CONNECTION_REJECTED",
+        {"CRM_AUDIT_BROKER_URL": "redis://:Kx9vQ7zRwq@127.0.0.1:{guarded_redis_port}/0"},
+        hides="Kx9vQ7zRwq",
+    ),
+    Row(
         "config: mongomock:// without mongomock installed",
         ("status", *C),
         "DEPENDENCY_MISSING",
@@ -383,9 +399,21 @@ def usman() -> Iterator[UsmanServer]:
     yield from running_usman()
 
 
+@pytest.fixture(scope="module")
+def guarded_redis_port() -> Iterator[str]:
+    """The port of a Redis that wants a password no row gives."""
+    with running_redis(password="the-right-one") as url:
+        yield url.rsplit(":", 1)[1].split("/", 1)[0]
+
+
 @pytest.mark.parametrize("row", ROWS, ids=[row.id for row in ROWS])
 def test_each_error_code_exits_with_its_class(
-    row: Row, crm_dsn: str, usman: UsmanServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    row: Row,
+    crm_dsn: str,
+    usman: UsmanServer,
+    guarded_redis_port: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The command ends with ``error: CODE: …`` on stderr, the code's documented exit status, no
     traceback, and no piece of any secret it was given."""
@@ -406,6 +434,7 @@ def test_each_error_code_exits_with_its_class(
         "dsn_bad_server_option": _with_option(crm_dsn, "options", "-c statement_timeout=soon"),
         "tmp": str(tmp_path),
         "port": str(free_port()),
+        "guarded_redis_port": guarded_redis_port,
     }
     env = {
         "CRM_AUDIT_SETTINGS": "",

@@ -18,6 +18,7 @@ from cli_world import COMPANY, TENANT, Cli, make_cli, running_usman, seed_contac
 from crm_audit_adapters.cli import cli, exit_codes
 from crm_audit_adapters.cli.options import JSON_SCHEMA_VERSION
 from support.doc_schemas import documented_schemas, problems
+from support.redis_server import free_port
 from support.usman_server import UsmanServer
 
 RECENT = "2024-04-14"
@@ -174,6 +175,47 @@ class TestJsonOutput:
             (COMPANY, "crm_audit.migrate_shard", 1),
         ]
         assert sent["refused"] == []
+
+    def test_enqueue_all_enabled_goes_on_past_an_account_that_fails(
+        self, run_cli: Cli, client: mongomock.MongoClient
+    ) -> None:
+        """An account bound to a schema without the CRM's tables is listed under refused with its code,
+        and the accounts after it are still triggered; --json prints the one document (exit 4)."""
+        assert run_cli("indexes", "up").exit_code == 0
+        env = {
+            "CRM_AUDIT_BROKER_URL": "memory://",
+            "CRM_AUDIT_ENABLED_COMPANIES": "*",
+            "CRM_AUDIT_TENANTS": f"{COMPANY}={TENANT},pubco=public,zed=globex",
+        }
+        doc = checked(run_cli("enqueue", "--all-enabled", "--json", **env), "enqueue", exit_codes.REFUSED)
+        assert [s["company_sso_id"] for s in doc["sent"]] == [COMPANY]
+        assert [(r["company_sso_id"], r["code"]) for r in doc["refused"]] == [
+            ("pubco", "UNKNOWN_TENANT"),
+            ("zed", "contacts_not_migrated"),
+        ]
+        assert (
+            client["cdp"]["crm_activity_log_migration_jobs"].count_documents({"company_sso_id": "pubco"}) == 0
+        )
+
+    def test_enqueue_json_prints_its_document_when_the_broker_is_down(self, run_cli: Cli) -> None:
+        """Exit 6 (the broker does not answer) still prints one enqueue document, nothing sent."""
+        assert run_cli("indexes", "up").exit_code == 0
+        down = {"CRM_AUDIT_BROKER_URL": f"redis://127.0.0.1:{free_port()}/0"}
+        doc = checked(run_cli("enqueue", *C, "--json", **down), "enqueue", exit_codes.UNAVAILABLE)
+        assert (doc["sent"], doc["refused"]) == ([], [])
+        assert "error: UNAVAILABLE: " in run_cli("enqueue", *C, **down).stderr
+
+    def test_a_result_backend_celery_refuses_leaves_no_job_row(
+        self, run_cli: Cli, client: mongomock.MongoClient
+    ) -> None:
+        """A result backend Celery cannot build (rediss:// without ssl_cert_reqs) is CONFIG_INVALID
+        before any trigger: no in-progress job is left without its task."""
+        assert run_cli("indexes", "up").exit_code == 0
+        env = {"CRM_AUDIT_BROKER_URL": "memory://", "CRM_AUDIT_RESULT_BACKEND": "rediss://127.0.0.1:6379/1"}
+        result = run_cli("enqueue", *C, **env)
+        assert result.exit_code == exit_codes.CONFIG, result.output
+        assert "error: CONFIG_INVALID: " in result.stderr
+        assert client["cdp"]["crm_activity_log_migration_jobs"].count_documents({}) == 0
 
     def test_enqueue_refuses_an_in_progress_job_whose_flag_is_now_off(self, triggered: Cli) -> None:
         """A job triggered while enabled is not sent again once the flag is off: FLAG_DISABLED, exit 4."""

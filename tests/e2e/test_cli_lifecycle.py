@@ -68,6 +68,7 @@ class TestTenantBinding:
         refused = run_cli("trigger", "--company-sso-id", COMPANY, "--tenant", TENANT, CRM_AUDIT_TENANTS="")
         assert refused.exit_code == exit_codes.REFUSED
         assert "TENANT_UNBOUND" in refused.stderr
+        assert f"pass --allow-unbound-tenant to use {TENANT!r} as given" in refused.stderr
         assert jobs(client) == []
         accepted = run_cli(
             "trigger",

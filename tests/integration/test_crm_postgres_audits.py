@@ -123,6 +123,7 @@ class TestTenants:
             "",
             "acme\x00",
             "missing_tenant",
+            "public",  # a schema, but without the CRM's tables
         ],
     )
     def test_a_name_that_is_not_a_tenant_schema_is_refused(

@@ -76,6 +76,14 @@ class TestUsers:
         with pytest.raises(UnknownTenant):
             PostgresUserDirectory(session).users_by_ids("acme; DROP TABLE acme.users", [1])
 
+    def test_a_schema_without_the_crm_tables_is_an_unknown_tenant(self, session: ReadOnlySession) -> None:
+        """``public`` exists but holds no CRM table: UnknownTenant (never retried), not an outage."""
+        with pytest.raises(UnknownTenant, match="no table 'users'"):
+            PostgresUserDirectory(session).users_by_ids("public", [1])
+        with pytest.raises(UnknownTenant, match="no table 'crm_people'") as refused:
+            PostgresPeopleCounter(session).count_people("public")
+        assert refused.value.tenant == "public"
+
 
 class TestEntities:
     @pytest.mark.parametrize("entity_type", ENTITY_TYPES)

@@ -138,7 +138,7 @@ class TestRetries:
         factory = CountingFactory(crm_dsn)
         with ReadOnlySession(factory, statement_timeout_ms=100, retry=FAST_RETRY) as session:
             source = PostgresAuditSource(session)
-            session.schema("acme")  # known before the lock, so only the page query waits
+            session.schema("acme", "audits")  # known before the lock, so only the page query waits
             with psycopg.connect(crm_dsn) as locker:
                 locker.execute("LOCK TABLE acme.audits IN ACCESS EXCLUSIVE MODE")
                 with pytest.raises(SourceUnavailable, match="after 3 attempts") as unavailable:

@@ -7,6 +7,7 @@ end of the session. Nothing here is skipped: without the binary the session fail
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import shutil
 import signal
@@ -19,7 +20,7 @@ from collections.abc import Iterator
 
 import pytest
 
-__all__ = ["die_with_parent", "free_port", "redis_url"]
+__all__ = ["die_with_parent", "free_port", "redis_url", "running_redis"]
 
 PR_SET_PDEATHSIG = 1
 
@@ -38,17 +39,19 @@ def free_port() -> int:
 
 
 def ping(port: int) -> bool:
+    """The server answers (a server with a password answers NOAUTH before any login)."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
             conn.sendall(b"PING\r\n")
-            return conn.recv(16).startswith(b"+PONG")
+            return conn.recv(16).startswith((b"+PONG", b"-NOAUTH"))
     except OSError:
         return False
 
 
-@pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    """``redis://127.0.0.1:PORT/0`` of a server that lives as long as the test session."""
+@contextlib.contextmanager
+def running_redis(*, password: str | None = None) -> Iterator[str]:
+    """``redis://127.0.0.1:PORT/0`` of a server that lives as long as the block (``password``:
+    ``--requirepass``; the URL given carries no password)."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed: `apt-get install redis-server` (.ci/run does)")
@@ -56,6 +59,7 @@ def redis_url() -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="crm-audit-redis-") as workdir:
         args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         args += ["--dir", workdir, "--daemonize", "no", "--loglevel", "warning"]
+        args += ["--requirepass", password] if password else []
         process = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent
         )
@@ -73,3 +77,10 @@ def redis_url() -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """``redis://127.0.0.1:PORT/0`` of a server that lives as long as the test session."""
+    with running_redis() as url:
+        yield url

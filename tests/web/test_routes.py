@@ -46,13 +46,16 @@ def seed_contacts(db: Any, company: str, count: int) -> None:
     )
 
 
-def runtime_over(crm_dsn: str, mongo_db: Any, enabled: str, **overrides: Any) -> Runtime:
-    """The runner's own composition root, on the corpus database and the test's MongoDB."""
+def runtime_over(
+    crm_dsn: str, mongo_db: Any, enabled: str, bindings: dict[str, str] | None = None, **overrides: Any
+) -> Runtime:
+    """The runner's own composition root, on the corpus database and the test's MongoDB; every
+    enabled account bound to ``TENANT``, unless ``bindings`` says otherwise."""
     settings = Settings(
         database_url=crm_dsn,
         mongo_database=mongo_db.name,
         enabled_companies=enabled,
-        tenants=dict.fromkeys([*enabled.split(","), "company-other"], TENANT),
+        tenants={**dict.fromkeys([*enabled.split(","), "company-other"], TENANT), **(bindings or {})},
         coverage_threshold=0.9,  # the corpus CDP covers 93.9% of acme's people (tests/conftest.py)
     )
     clock = FixedClock(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
@@ -181,6 +184,18 @@ class TestMigrateRoute:
         )
         assert response.status_code == 413
         assert error_code(response) == "PAYLOAD_TOO_LARGE"
+
+    def test_every_route_that_takes_a_body_answers_413_as_documented(self, app_parts: dict[str, Any]) -> None:
+        """Each POST route refuses a body past the limit with 413, and its OpenAPI entry lists 413."""
+        client = app_parts["client"]
+        huge = b'{"company_sso_id": "x", "pad": "' + b"x" * (3 << 20) + b'"}'
+        paths = client.get("/openapi.json").json()["paths"]
+        posts = [path for path, item in paths.items() if "post" in item]
+        assert len(posts) == 5
+        for path in posts:
+            response = client.post(path, content=huge, headers={"Authorization": AUTH})
+            assert (response.status_code, error_code(response)) == (413, "PAYLOAD_TOO_LARGE"), path
+            assert "413" in paths[path]["post"]["responses"], path
 
 
 class TestBasicAuth:
@@ -485,6 +500,52 @@ class TestWritePathPreconditions:
         assert response.status_code == 409
         assert error_code(response) == "TENANT_MISMATCH"
         assert app_parts["db"]["crm_activity_log_migration_jobs"].count_documents({}) == 0
+
+
+class TestTenantAnswers:
+    @pytest.fixture
+    def client(self, crm_dsn: str, mongo_db: Any) -> Iterator[httpx.Client]:
+        """The app with ``pubco`` bound to ``public``: a schema, but not a CRM tenant's."""
+        apply_migration(mongo_db, "up")
+        sso = InMemorySsoDirectory({})
+        with runtime_over(crm_dsn, mongo_db, "*", bindings={"pubco": "public"}, sso=sso) as runtime:
+            app = create_app(
+                runtime.service, basic_auth=BasicAuthCredentials("ops", "s3cret"), sessions=SESSIONS
+            )
+            with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=60) as client:
+                yield client
+
+    @pytest.mark.parametrize("route", ["trigger", "verify"])
+    def test_an_account_bound_to_a_schema_without_the_crm_tables_is_422_unknown_tenant(
+        self, client: httpx.Client, mongo_db: Any, route: str
+    ) -> None:
+        """A binding to ``public`` is a tenant that does not exist (422 UNKNOWN_TENANT), not an outage
+        to retry (503); no job document is written."""
+        response = client.post(
+            f"/private/activity_logs/crm_migration/{route}",
+            json={"company_sso_id": "pubco"},
+            headers={"Authorization": AUTH},
+        )
+        assert response.status_code == 422, response.text
+        assert error_code(response) == "UNKNOWN_TENANT"
+        assert "public" in response.json()["error"]["message"]
+        assert mongo_db["crm_activity_log_migration_jobs"].count_documents({}) == 0
+
+    @pytest.mark.parametrize("route", ["trigger", "verify"])
+    def test_tenant_unbound_speaks_of_the_binding_not_of_a_cli_option(
+        self, client: httpx.Client, route: str
+    ) -> None:
+        """Over HTTP there is no ``--tenant``: the 422 says the account needs a binding."""
+        response = client.post(
+            f"/private/activity_logs/crm_migration/{route}",
+            json={"company_sso_id": "company-unbound"},
+            headers={"Authorization": AUTH},
+        )
+        assert response.status_code == 422
+        assert error_code(response) == "TENANT_UNBOUND"
+        message = response.json()["error"]["message"]
+        assert "--" not in message, message
+        assert "CRM_AUDIT_TENANTS" in message
 
 
 class TestCancelAndRestartRoutes:

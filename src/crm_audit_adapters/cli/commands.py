@@ -22,7 +22,7 @@ import click
 
 from crm_audit_transform.config import load_config
 from crm_audit_transform.domain import Failed, Migrated, Outcome, Skipped
-from crm_audit_transform.errors import JobNotFound
+from crm_audit_transform.errors import JobNotFound, TenantUnbound
 from crm_audit_transform.jobs import CANCELLED, COMPLETED, HALTED, MigrationJob
 from crm_audit_transform.ports import JobStore
 from crm_audit_transform.timestamps import as_utc
@@ -147,14 +147,22 @@ def trigger_command(
             "(use --fresh for a new one)"
         )
     with state.runtime() as runtime:
-        status = runtime.service.trigger(
-            company,
-            tenant,
-            date_range_start=date_range_start,
-            allow_unbound_tenant=allow_unbound_tenant,
-            restart=restart,
-            shards=shards,
-        )
+        try:
+            status = runtime.service.trigger(
+                company,
+                tenant,
+                date_range_start=date_range_start,
+                allow_unbound_tenant=allow_unbound_tenant,
+                restart=restart,
+                shards=shards,
+            )
+        except TenantUnbound as error:  # the library's message names no option: the CLI's override
+            given = (
+                f"pass --allow-unbound-tenant to use {tenant!r} as given"
+                if tenant
+                else ("give --tenant SCHEMA --allow-unbound-tenant")
+            )
+            raise TenantUnbound(f"{error}; or {given}") from None
     _show_job("trigger", status, as_json)
 
 

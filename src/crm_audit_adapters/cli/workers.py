@@ -17,12 +17,18 @@ from typing import Any
 
 import click
 
-from crm_audit_transform.errors import ConfigError, FlagDisabled, GuardError, JobAlreadyRunning
+from crm_audit_transform.errors import (
+    ConfigError,
+    ConnectionRejected,
+    CrmAuditError,
+    FlagDisabled,
+    JobAlreadyRunning,
+)
 from crm_audit_transform.jobs import COMPLETED, IN_PROGRESS, MigrationJob
 from crm_audit_transform.timestamps import as_utc
 
 from ..bootstrap import Runtime
-from ..redaction import redact
+from ..redaction import redact, scrub
 from . import exit_codes
 from .main import cli
 from .options import emit, json_option, non_empty
@@ -64,16 +70,65 @@ def _celery_app(state: CliState) -> Any:
 
 
 def _require_broker(app: Any, state: CliState) -> None:
-    """Connect to the broker once before any trigger: a dead broker leaves no job row behind."""
+    """Build the result backend and connect to the broker once, before any trigger: a backend Celery
+    cannot build (``ConfigError``), a broker refusing the login (``ConnectionRejected``) or a dead
+    broker (``UNAVAILABLE``) leaves no job row behind."""
+    from kombu.exceptions import OperationalError
+
+    settings = state.settings
+    if settings.result_backend:
+        try:
+            app.backend  # noqa: B018 -- built here, where its errors are configuration, not later
+        except Exception as exc:  # Celery's own checks: ImproperlyConfigured, ValueError, ImportError
+            why = scrub(" ".join(str(exc).split()) or type(exc).__name__, settings.secrets())
+            raise ConfigError([("result_backend", f"Celery cannot use it: {why}")]) from None
+    try:
+        _connect_once(app, settings.broker_url, "nothing was enqueued")
+    except (OperationalError, OSError) as exc:
+        where = redact(settings.broker_url)
+        message = f"the broker at {where} did not answer ({type(exc).__name__}): nothing was enqueued"
+        raise exit_codes.CliError("UNAVAILABLE", message) from None
+
+
+def _connect_once(app: Any, broker_url: str | None, consequence: str) -> None:
+    """One connection to the broker; ``ConnectionRejected`` when it refuses the login, else the
+    driver's error (kombu's ``OperationalError``) for the caller to judge."""
     from kombu.exceptions import OperationalError
 
     try:
         with app.connection_for_write() as connection:
             connection.ensure_connection(max_retries=1, interval_start=0)
     except (OperationalError, OSError) as exc:
-        where = redact(state.settings.broker_url)
-        message = f"the broker at {where} did not answer ({type(exc).__name__}): nothing was enqueued"
-        raise exit_codes.CliError("UNAVAILABLE", message) from None
+        refused = _login_refused(exc)
+        if refused is not None:
+            message = f"the broker at {redact(broker_url)} refused the login ({refused}): {consequence}"
+            raise ConnectionRejected([("broker_url", message)]) from None
+        raise
+
+
+def _login_refused(error: BaseException) -> str | None:
+    """The name of the broker driver's authentication error in ``error``'s chain, if there is one.
+
+    kombu wraps it in ``OperationalError`` and counts it among the errors worth retrying; a wrong
+    password stays wrong, so it is configuration (exit 3), never an outage.
+    """
+    refusals: list[type[BaseException]] = []
+    with contextlib.suppress(ImportError):
+        from redis.exceptions import AuthenticationError
+
+        refusals.append(AuthenticationError)  # wrong password, unknown user, NOAUTH
+    with contextlib.suppress(ImportError):
+        from amqp.exceptions import AccessRefused  # type: ignore[import-untyped]
+
+        refusals.append(AccessRefused)
+    seen: BaseException | None = error
+    for _ in range(16):  # a chain, not a cycle
+        if seen is None:
+            return None
+        if isinstance(seen, tuple(refusals)):
+            return type(seen).__name__
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -94,6 +149,12 @@ def worker(state: CliState, metrics_port: int | None, celery_args: tuple[str, ..
     if metrics_port is not None and pool != "solo":
         _prepare_multiprocess_metrics()
     app = _celery_app(state)
+    from kombu.exceptions import OperationalError
+
+    # A refused login stays refused: exit 3 now, not a worker retrying it for ever. A broker that is
+    # down is left to Celery, which waits for it (broker_connection_retry_on_startup).
+    with contextlib.suppress(OperationalError, OSError):
+        _connect_once(app, state.settings.broker_url, "the worker did not start")
     from ..observability import configure_logging
 
     configure_logging()
@@ -150,22 +211,54 @@ def enqueue(
     if all_enabled == (company is not None):
         raise click.UsageError("give exactly one of --company-sso-id and --all-enabled")
     cutoff = as_utc(date_range_start, naive="utc") if date_range_start else None
+    sent: list[dict[str, object]] = []
+    refused: list[dict[str, str]] = []
+    exits: list[int] = []
+    try:
+        _enqueue(state, company, tenant, cutoff, all_enabled, shards, as_json, sent, refused, exits)
+    finally:
+        # One document whatever the exit code: what was sent is known even when a later step failed.
+        if as_json:
+            emit("enqueue", {"sent": sent, "refused": refused}, as_json)
+    if exits:
+        # A guard's refusal is exit 4; an account that failed otherwise (a CRM outage: 6, its
+        # configuration: 3) gives its own exit code, the first such account's.
+        raise click.exceptions.Exit(next((e for e in exits if e != exit_codes.REFUSED), exit_codes.REFUSED))
+
+
+def _enqueue(
+    state: CliState,
+    company: str | None,
+    tenant: str | None,
+    cutoff: dt.datetime | None,
+    all_enabled: bool,
+    shards: int,
+    as_json: bool,
+    sent: list[dict[str, object]],
+    refused: list[dict[str, str]],
+    exits: list[int],
+) -> None:
+    """Trigger and send each account, appending to ``sent`` and ``refused`` as it goes.
+
+    An account that fails with one of the library's errors (a guard, an unknown tenant, a CRM
+    outage on its reads) is listed under ``refused`` with its code, and the next one is tried.
+    """
     app = _celery_app(state)
     _require_broker(app, state)
     from ..celery import MIGRATE_ACCOUNT, MIGRATE_SHARD
 
-    sent: list[dict[str, object]] = []
-    refused: list[dict[str, str]] = []
     with state.runtime() as runtime:
         if all_enabled:
             _note_flag_off(runtime)
         for account in _accounts(runtime, company, all_enabled):
             try:
                 job = _trigger_or_resume(runtime, account, tenant, cutoff, shards)
-            except GuardError as error:
+            except CrmAuditError as error:
                 code, line = exit_codes.error_code(error), exit_codes.one_line(error)
+                line = scrub(line, runtime.settings.secrets())
                 message = line.removeprefix(f"{code}: ")
                 refused.append({"company_sso_id": account, "code": code, "message": message})
+                exits.append(exit_codes.exit_code_for(error))
                 click.echo(f"refused {account}: {line}", err=True)
                 continue
             targets: list[tuple[str, list[str | int], int | None]] = (
@@ -185,10 +278,6 @@ def enqueue(
                 if not as_json:
                     where = "" if shard_number is None else f" shard {shard_number}"
                     click.echo(f"sent {name} {account}{where} task {task.id}")
-    if as_json:
-        emit("enqueue", {"sent": sent, "refused": refused}, as_json)
-    if refused:
-        raise click.exceptions.Exit(exit_codes.REFUSED)
 
 
 def _accounts(runtime: Runtime, company: str | None, all_enabled: bool) -> list[str]:

@@ -72,7 +72,7 @@ class PostgresAuditSource:
     ) -> ScopeBounds | None:
         if not scope:
             return None
-        query = _BOUNDS.format(schema=self._session.schema(tenant))
+        query = _BOUNDS.format(schema=self._session.schema(tenant, "audits"))
         params = (list(scope), _NO_CUTOFF if cutoff is None else naive_utc(cutoff))
         row = self._session.run(lambda conn: conn.execute(query, params).fetchone())
         if row is None or not row[3]:
@@ -88,7 +88,7 @@ class PostgresAuditSource:
             raise ValueError(f"page limit must be positive, got {limit}")
         if not scope:
             return ()
-        query = _PAGE.format(columns=_COLUMNS, schema=self._session.schema(tenant))
+        query = _PAGE.format(columns=_COLUMNS, schema=self._session.schema(tenant, "audits"))
         params = (after_id, list(scope), naive_utc(cutoff), limit)
         rows = self._session.run(lambda conn: _cursor(conn).execute(query, params).fetchall())
         return tuple(_audit_row(tenant, row) for row in rows)
@@ -99,7 +99,7 @@ class PostgresAuditSource:
         """The in-scope ids at the k/parts quantiles (k = 1 … parts-1): ``percentile_disc``."""
         if not scope or parts < 2:
             return ()
-        query = _QUANTILES.format(schema=self._session.schema(tenant))
+        query = _QUANTILES.format(schema=self._session.schema(tenant, "audits"))
         fractions = [k / parts for k in range(1, parts)]
         params = (fractions, list(scope), _NO_CUTOFF if cutoff is None else naive_utc(cutoff))
         row = self._session.run(lambda conn: conn.execute(query, params).fetchone())
@@ -108,7 +108,7 @@ class PostgresAuditSource:
         return tuple(int(i) for i in row[0] if i is not None)
 
     def audit_by_id(self, tenant: str, audit_id: int) -> AuditRow | None:
-        query = _BY_ID.format(columns=_COLUMNS, schema=self._session.schema(tenant))
+        query = _BY_ID.format(columns=_COLUMNS, schema=self._session.schema(tenant, "audits"))
         row = self._session.run(lambda conn: _cursor(conn).execute(query, (audit_id,)).fetchone())
         return None if row is None else _audit_row(tenant, row)
 

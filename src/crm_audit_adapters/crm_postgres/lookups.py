@@ -72,7 +72,7 @@ class PostgresUserDirectory:
         for template, wanted in asks:
             if not wanted:
                 continue
-            query = template.format(schema=self._session.schema(tenant))
+            query = template.format(schema=self._session.schema(tenant, "users"))
             rows = self._session.run(partial(_fetch_all, query, (wanted,)))
             for id_, email, full_name, deleted_at in rows:
                 key = user_id_of(id_)
@@ -108,7 +108,9 @@ class PostgresEntityDirectory:
         if table is None or not wanted:
             return {}
         query = _ENTITIES.format(
-            name=table.name, schema=self._session.schema(tenant), table=sql.Identifier(table.table)
+            name=table.name,
+            schema=self._session.schema(tenant, table.table),
+            table=sql.Identifier(table.table),
         )
         rows = self._session.run(lambda conn: conn.execute(query, (wanted,)).fetchall())
         found = {id_: EntityRef(entity_type, id_, name) for id_, name in rows}
@@ -124,11 +126,11 @@ class PostgresPeopleCounter:
         self._session = session
 
     def count_people(self, tenant: str) -> int:
-        query = _PEOPLE.format(schema=self._session.schema(tenant))
+        query = _PEOPLE.format(schema=self._session.schema(tenant, "crm_people"))
         row = self._session.run(lambda conn: conn.execute(query).fetchone())
         return 0 if row is None else int(row[0])
 
     def person_ids(self, tenant: str, *, after_id: int, limit: int) -> Sequence[int]:
-        query = _PEOPLE_IDS.format(schema=self._session.schema(tenant))
+        query = _PEOPLE_IDS.format(schema=self._session.schema(tenant, "crm_people"))
         rows = self._session.run(lambda conn: conn.execute(query, (after_id, limit)).fetchall())
         return [int(row[0]) for row in rows]

@@ -50,7 +50,14 @@ _REJECTED_TEXTS = (
 )
 _REJECTED_OPTION = re.compile(r'invalid \w+ value: "')  # libpq: invalid sslmode value: "bogus"
 
-_SCHEMA_EXISTS = "SELECT 1 FROM information_schema.schemata WHERE schema_name = %s"
+# Is there such a schema, and does it hold the table a query reads? One round trip, in the catalog
+# (a schema without the CRM's tables, such as "public", is no tenant: its query would fail with
+# "relation does not exist", which is not worth retrying and is no outage).
+_SCHEMA_AND_TABLE = (
+    "SELECT EXISTS (SELECT 1 FROM information_schema.schemata WHERE schema_name = %s),"
+    " EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f'))"
+)
 _SYSTEM_SCHEMAS = ("information_schema",)
 # Local to the transaction (SET LOCAL semantics), so nothing leaks to a pooled server connection.
 # A custom plan per page: a generic plan of the page query cannot see how rare the scope's types
@@ -127,7 +134,7 @@ class ReadOnlySession:
         # ``sleep`` (tests) replaces the policy's own, so a test never waits and can read the waits.
         self._retry = attrs.evolve(retry, sleep=sleep) if sleep is not None else retry
         self._conn: psycopg.Connection | None = None
-        self._known_schemas: set[str] = set()
+        self._known_schemas: set[tuple[str, str]] = set()
 
     @classmethod
     def from_dsn(
@@ -161,15 +168,19 @@ class ReadOnlySession:
             return True
         return False
 
-    def schema(self, tenant: str) -> sql.Identifier:
-        """The tenant's schema as a quoted identifier, once it is known to exist; else ``UnknownTenant``."""
-        if tenant not in self._known_schemas:
+    def schema(self, tenant: str, table: str) -> sql.Identifier:
+        """The tenant's schema as a quoted identifier, once it is known to exist and to hold ``table``
+        (the table the caller's query reads); else ``UnknownTenant``, which is never retried."""
+        if (tenant, table) not in self._known_schemas:
             if not tenant or tenant.startswith("pg_") or tenant in _SYSTEM_SCHEMAS or "\x00" in tenant:
                 raise UnknownTenant(tenant)
-            found = self.run(lambda conn: conn.execute(_SCHEMA_EXISTS, (tenant,)).fetchone())
-            if found is None:
+            row = self.run(lambda conn: conn.execute(_SCHEMA_AND_TABLE, (tenant, tenant, table)).fetchone())
+            schema_found, table_found = row if row is not None else (False, False)
+            if not schema_found:
                 raise UnknownTenant(tenant)
-            self._known_schemas.add(tenant)
+            if not table_found:
+                raise UnknownTenant(tenant, f"the schema has no table {table!r}: not a CRM tenant schema")
+            self._known_schemas.add((tenant, table))
         return sql.Identifier(tenant)
 
     def close(self) -> None:

@@ -24,6 +24,7 @@ from crm_audit_transform.errors import (
     IndexesMissing,
     LeaseHeld,
     Unavailable,
+    UnknownTenant,
 )
 
 from .answers import error_answer
@@ -61,6 +62,10 @@ async def on_domain_error(request: Request, exc: Exception) -> JSONResponse:
         return envelope(503, exc.code, str(exc))
     if isinstance(exc, LeaseHeld):
         return envelope(409, "LEASE_HELD", "a runner holds the account's job; retry once it is done")
+    if isinstance(exc, UnknownTenant):
+        # The account's binding names no CRM tenant schema: retrying cannot help (no 503), and the
+        # message names the schema only, which holds no secret.
+        return envelope(422, exc.code, str(exc))
     if isinstance(exc, DirectoryRefused):
         log.error("500 for %s %s: misconfigured: %s", request.method, request.url.path, _cause(exc))
         # Our credentials are wrong: a server-side configuration error, never the caller's.

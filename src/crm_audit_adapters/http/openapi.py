@@ -13,6 +13,8 @@ answer against its schema, an unlisted field in each refused.
 
 from __future__ import annotations
 
+from typing import Any
+
 from crm_audit_transform.usecases.status import StatusDocument
 from crm_audit_transform.verification import VerifyReportDocument
 
@@ -59,7 +61,7 @@ def _responses(ok: Schema, *codes: int) -> dict[str, object]:
         "200": {"description": "OK", "content": {"application/json": {"schema": ok}}}
     }
     for code in codes:
-        responses[str(code)] = {"description": "Error", "content": {"application/json": {"schema": _ERROR}}}
+        responses[str(code)] = _error_response()
     return responses
 
 
@@ -67,10 +69,140 @@ def _body(schema: Schema) -> dict[str, object]:
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 
 
+def _error_response() -> dict[str, object]:
+    return {"description": "Error", "content": {"application/json": {"schema": _ERROR}}}
+
+
+def _with_body_answers(paths: dict[str, dict[str, dict[str, Any]]]) -> dict[str, object]:
+    """``paths`` with 400 and 413 on every operation that reads a body: each such route reads it
+    through one reader (``app._read_body``), which refuses a body past ``max_body_bytes`` with 413
+    and one that is not JSON with 400, whatever the route."""
+    for item in paths.values():
+        for operation in item.values():
+            if "requestBody" in operation:
+                responses = {code: _error_response() for code in ("400", "413")} | operation["responses"]
+                operation["responses"] = dict(sorted(responses.items()))
+    return dict(paths)
+
+
 def openapi_document() -> dict[str, object]:
     basic: list[dict[str, list[str]]] = [{"basicAuth": []}]
     trigger_ok = _responses(_STATUS, 400, 401, 403, 409, 422, 503)
     trigger_ok["202"] = trigger_ok.pop("200")
+    paths: dict[str, dict[str, dict[str, Any]]] = {
+        "/private/activity_logs/migrate": {
+            "post": {
+                "summary": "Write up to 20 migrated activity logs idempotently",
+                "security": basic,
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["records"],
+                        "properties": {"records": {"type": "array", "items": _RECORD}},
+                    }
+                ),
+                "responses": _responses(
+                    _BATCH,
+                    400,
+                    401,
+                    413,
+                    503,
+                ),
+            }
+        },
+        "/private/activity_logs/crm_migration/trigger": {
+            "post": {
+                "summary": "Start an account's migration after its guards",
+                "security": basic,
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["company_sso_id"],
+                        "properties": {
+                            "company_sso_id": _COMPANY,
+                            "tenant": {"type": "string", "minLength": 1},
+                            "date_range_start": {"type": "string", "format": "date-time"},
+                            "restart": {"type": "string", "enum": ["resume", "fresh"]},
+                        },
+                    }
+                ),
+                "responses": trigger_ok,
+            }
+        },
+        "/private/activity_logs/crm_migration/cancel": {
+            "post": {
+                "summary": "Cancel an account's in-progress job (a live runner stops at its next batch)",
+                "security": basic,
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["company_sso_id"],
+                        "properties": {"company_sso_id": _COMPANY},
+                    }
+                ),
+                "responses": _responses(_STATUS, 400, 401, 404, 503),
+            }
+        },
+        "/private/activity_logs/crm_migration/status": {
+            "get": {
+                "summary": "An account's migration status, with accuracy",
+                "security": basic,
+                "parameters": [
+                    {"name": "company_sso_id", "in": "query", "required": True, "schema": _COMPANY}
+                ],
+                "responses": _responses(_STATUS, 400, 401, 503),
+            }
+        },
+        "/private/activity_logs/crm_migration/rollback": {
+            "post": {
+                "summary": "Delete an account's migrated logs (native logs are never touched)",
+                "security": basic,
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["company_sso_id"],
+                        "properties": {"company_sso_id": _COMPANY},
+                    }
+                ),
+                "responses": _responses(
+                    _ROLLBACK,
+                    400,
+                    401,
+                    409,
+                    503,
+                ),
+            }
+        },
+        "/private/activity_logs/crm_migration/verify": {
+            "post": {
+                "summary": "Verify an account's migration (docs/verify.md); repair what is missing",
+                "security": basic,
+                "requestBody": _body(
+                    {
+                        "type": "object",
+                        "required": ["company_sso_id"],
+                        "properties": {
+                            "company_sso_id": _COMPANY,
+                            "sample": {"type": "integer", "minimum": 0, "maximum": 1_000_000},
+                            "seed": {"type": "integer"},
+                            "repair": {"type": "boolean"},
+                        },
+                    }
+                ),
+                "responses": _responses(_VERIFY_REPORT, 400, 401, 404, 409, 422, 503),
+            }
+        },
+        "/iag/v1/crm_migration/status": {
+            "get": {
+                "summary": "The session tenant's migration status (for the web indicator)",
+                "security": [{"session": []}],
+                "parameters": [
+                    {"name": "company_sso_id", "in": "query", "required": False, "schema": _COMPANY}
+                ],
+                "responses": _responses(_PUBLIC_STATUS, 401, 403, 503),
+            }
+        },
+    }
     return {
         "openapi": "3.0.3",
         "info": {"title": "crm-audit-transform", "version": "0.1.0"},
@@ -80,118 +212,5 @@ def openapi_document() -> dict[str, object]:
                 "session": {"type": "apiKey", "in": "cookie", "name": "crm_session"},
             }
         },
-        "paths": {
-            "/private/activity_logs/migrate": {
-                "post": {
-                    "summary": "Write up to 20 migrated activity logs idempotently",
-                    "security": basic,
-                    "requestBody": _body(
-                        {
-                            "type": "object",
-                            "required": ["records"],
-                            "properties": {"records": {"type": "array", "items": _RECORD}},
-                        }
-                    ),
-                    "responses": _responses(
-                        _BATCH,
-                        400,
-                        401,
-                        413,
-                        503,
-                    ),
-                }
-            },
-            "/private/activity_logs/crm_migration/trigger": {
-                "post": {
-                    "summary": "Start an account's migration after its guards",
-                    "security": basic,
-                    "requestBody": _body(
-                        {
-                            "type": "object",
-                            "required": ["company_sso_id"],
-                            "properties": {
-                                "company_sso_id": _COMPANY,
-                                "tenant": {"type": "string", "minLength": 1},
-                                "date_range_start": {"type": "string", "format": "date-time"},
-                                "restart": {"type": "string", "enum": ["resume", "fresh"]},
-                            },
-                        }
-                    ),
-                    "responses": trigger_ok,
-                }
-            },
-            "/private/activity_logs/crm_migration/cancel": {
-                "post": {
-                    "summary": "Cancel an account's in-progress job (a live runner stops at its next batch)",
-                    "security": basic,
-                    "requestBody": _body(
-                        {
-                            "type": "object",
-                            "required": ["company_sso_id"],
-                            "properties": {"company_sso_id": _COMPANY},
-                        }
-                    ),
-                    "responses": _responses(_STATUS, 400, 401, 404, 503),
-                }
-            },
-            "/private/activity_logs/crm_migration/status": {
-                "get": {
-                    "summary": "An account's migration status, with accuracy",
-                    "security": basic,
-                    "parameters": [
-                        {"name": "company_sso_id", "in": "query", "required": True, "schema": _COMPANY}
-                    ],
-                    "responses": _responses(_STATUS, 400, 401, 503),
-                }
-            },
-            "/private/activity_logs/crm_migration/rollback": {
-                "post": {
-                    "summary": "Delete an account's migrated logs (native logs are never touched)",
-                    "security": basic,
-                    "requestBody": _body(
-                        {
-                            "type": "object",
-                            "required": ["company_sso_id"],
-                            "properties": {"company_sso_id": _COMPANY},
-                        }
-                    ),
-                    "responses": _responses(
-                        _ROLLBACK,
-                        400,
-                        401,
-                        409,
-                        503,
-                    ),
-                }
-            },
-            "/private/activity_logs/crm_migration/verify": {
-                "post": {
-                    "summary": "Verify an account's migration (docs/verify.md); repair what is missing",
-                    "security": basic,
-                    "requestBody": _body(
-                        {
-                            "type": "object",
-                            "required": ["company_sso_id"],
-                            "properties": {
-                                "company_sso_id": _COMPANY,
-                                "sample": {"type": "integer", "minimum": 0, "maximum": 1_000_000},
-                                "seed": {"type": "integer"},
-                                "repair": {"type": "boolean"},
-                            },
-                        }
-                    ),
-                    "responses": _responses(_VERIFY_REPORT, 400, 401, 404, 409, 422, 503),
-                }
-            },
-            "/iag/v1/crm_migration/status": {
-                "get": {
-                    "summary": "The session tenant's migration status (for the web indicator)",
-                    "security": [{"session": []}],
-                    "parameters": [
-                        {"name": "company_sso_id", "in": "query", "required": False, "schema": _COMPANY}
-                    ],
-                    "responses": _responses(_PUBLIC_STATUS, 401, 403, 503),
-                }
-            },
-        },
+        "paths": _with_body_answers(paths),
     }

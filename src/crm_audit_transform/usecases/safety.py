@@ -53,10 +53,13 @@ def bound_tenant(
                 "nothing was written"
             )
         return bound
+    # The messages name no option of one entrypoint: the CLI adds its own (``--allow-unbound-tenant``),
+    # the HTTP surface has no override at all.
+    unbound = (
+        f"company {company_sso_id} has no tenant binding: add it to CRM_AUDIT_TENANTS (company_sso_id=schema)"
+    )
     if requested is None:
-        raise TenantUnbound(
-            f"company {company_sso_id} has no tenant binding (CRM_AUDIT_TENANTS) and no --tenant was given"
-        )
+        raise TenantUnbound(unbound)
     owners = sorted(company for company, tenant in bindings.items() if tenant == requested)
     if owners:
         # The override is for accounts nobody bound, never for a tenant bound to another account.
@@ -65,8 +68,5 @@ def bound_tenant(
             "nothing was written"
         )
     if not allow_unbound:
-        raise TenantUnbound(
-            f"company {company_sso_id} has no tenant binding: add it to CRM_AUDIT_TENANTS "
-            f"(company_sso_id=schema), or pass --allow-unbound-tenant to use {requested!r} as given"
-        )
+        raise TenantUnbound(f"{unbound}; tenant {requested!r} is used unbound only when explicitly allowed")
     return requested
