@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import Any
 
 import attrs
 import pytest
 
-from crm_audit_transform.domain import AuditRow
+from crm_audit_transform.domain import AuditRow, Failed, Outcome
 from crm_audit_transform.errors import JobNotFound, LeaseHeld
 from crm_audit_transform.jobs import COMPLETED, HALTED, IN_PROGRESS, MigrationJob
 from crm_audit_transform.testing import FixedClock, InMemoryJobStore
@@ -394,3 +395,57 @@ class TestHaltIsAFunctionOfTheRows:
             expected.tally,
         )
         assert expected.status == HALTED
+
+
+class SettingAside:
+    """The world's source, handing over the given rows as set aside (``ports.RowsSetAside``) at the
+    given ``page`` calls (0-based; -1: the first call that finds no row)."""
+
+    def __init__(self, inner: Any, aside: dict[int, list[Outcome]]) -> None:
+        self._inner = inner
+        self._aside = aside
+        self._calls = 0
+        self._pending: list[Outcome] = []
+
+    def page(self, *args: Any, **kwargs: Any) -> Sequence[AuditRow]:
+        rows = self._inner.page(*args, **kwargs)
+        self._pending.extend(self._aside.get(-1 if not rows else self._calls, []))
+        self._calls += 1
+        return rows
+
+    def take_set_aside(self) -> Sequence[Outcome]:
+        taken, self._pending = self._pending, []
+        return taken
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def unreadable(audit_id: int) -> Failed:
+    return Failed(audit_id, "invalid_audit_row", "line cannot become a row")
+
+
+class TestRowsSetAside:
+    def test_set_aside_rows_count_in_id_order_for_the_halt_rule(self) -> None:
+        """Rows a source sets aside are counted with their page in id order: 10 of the first 20 halt."""
+        rows = [row(n) for n in range(1, 80, 2)]  # odd ids; the even ones are set aside
+        world = world_of(rows)
+        world.source = SettingAside(world.source, {0: [unreadable(n) for n in range(2, 80, 2)]})
+        world.trigger()
+        seen: list[int] = []
+        result = world.run(
+            settings=RunSettings(halt_sample=20),
+            on_outcomes=lambda outcomes: seen.extend(o.audit_id for o in outcomes),
+        )
+        assert (result.job.status, result.job.last_audit_id) == (HALTED, 20)
+        assert result.job.tally.failed == {"invalid_audit_row": 10}
+        assert seen == list(range(1, 21))
+
+    def test_rows_set_aside_after_the_last_page_are_counted_as_a_page(self) -> None:
+        """Set-aside rows found after the last full page are counted, the cursor on the last of them."""
+        world = world_of([row(n) for n in range(1, 11)])
+        world.source = SettingAside(world.source, {-1: [unreadable(11), unreadable(12)]})
+        world.trigger()
+        job = world.run(settings=RunSettings(page_size=5, halt_threshold=1.0)).job
+        assert (job.status, job.tally.processed, job.last_audit_id) == (COMPLETED, 12, 12)
+        assert job.tally.failed == {"invalid_audit_row": 2}
