@@ -17,8 +17,8 @@ back); the ``n``-th page sent goes to worker ``n mod processes``. Sharing (the d
 is one of the ``workers``: whenever the next page to write is still on its worker and every worker
 has its pages, it reads a page and transforms it itself (up to ``pages_per_worker`` of its own in
 flight) instead of waiting, so ``workers`` processes — not ``workers + 1`` — share the cores, and
-that page crosses no process boundary. Measured, the parent's own share of the reading, lookups
-and writing left a core half idle (benchmarks/RESULTS.md, issue 15 goal 2). Memory stays flat. The
+that page crosses no process boundary (without sharing, the parent was busy 45 % of a 100k-row
+run: benchmarks/RESULTS.md, issue 15 goal 2). Memory stays flat. The
 lookups are made in page order, each as soon as its page is prepared and every earlier page is
 looked up, so the lookup cache and USMAN see the calls one process would make, in its order.
 Pages come back in order; the parent's own keep their ``ActivityLog``s, which the writer encodes.
