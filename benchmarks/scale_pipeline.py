@@ -7,6 +7,7 @@ timed seconds). A stage whose code is not importable raises :class:`Missing` nam
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import importlib
 import os
@@ -177,6 +178,16 @@ class _Limited:
         return self._source.page(tenant, scope, after_id=after_id, cutoff=cutoff, limit=limit)
 
 
+def _run_loop_collection() -> Any:
+    """The collector settings the run and dry-run commands use around their loop (a tree from
+    before ``crm_audit_adapters.collector`` ran with CPython's defaults, as its commands did)."""
+    try:
+        (run_loop_collection,) = need("crm_audit_adapters.collector", "run_loop_collection")
+    except Missing:
+        return contextlib.nullcontext()
+    return run_loop_collection()
+
+
 def _run_loop(ctx: Context, logs: Any, sso: Any = None, pipeline: Any = None) -> dict[str, Any]:
     """The ops runner's loop over the whole range: PostgreSQL → transform → ``logs``.
 
@@ -216,9 +227,10 @@ def _run_loop(ctx: Context, logs: Any, sso: Any = None, pipeline: Any = None) ->
     settings = RunSettings(halt_threshold=1.0)
     setup_rss = _rss_now()
     started, cpu_started = time.perf_counter(), time.process_time()
-    result = run_job(
-        ctx.company_sso_id, ports, transformer, owner="bench", settings=settings, pipeline=pipeline
-    )
+    with _run_loop_collection():  # as the run and dry-run commands run it
+        result = run_job(
+            ctx.company_sso_id, ports, transformer, owner="bench", settings=settings, pipeline=pipeline
+        )
     seconds = time.perf_counter() - started
     cpu_seconds = time.process_time() - cpu_started
     tally = result.job.tally

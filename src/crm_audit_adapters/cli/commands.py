@@ -29,6 +29,7 @@ from crm_audit_transform.timestamps import as_utc
 from crm_audit_transform.usecases import FRESH, RESUME, MigrationStatus
 from crm_audit_transform.usecases.status import ShardDocument, StatusDocument
 
+from ..collector import run_loop_collection
 from . import exit_codes
 from .main import cli
 from .options import company_option, emit, json_option, optional_company_option, workers_option
@@ -192,7 +193,7 @@ def run(
             from .observing import observed_run
 
             service, hook = observed_run(runtime, job, hook, metrics_port)
-        with _stop_on_interrupt() as stop:
+        with _stop_on_interrupt() as stop, run_loop_collection():
             result = service.run(
                 company,
                 owner=f"{socket.gethostname()}:{os.getpid()}",

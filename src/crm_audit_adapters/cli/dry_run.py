@@ -45,6 +45,7 @@ from crm_audit_transform.testing import InMemoryActivityLogStore
 from crm_audit_transform.usecases.status import report_counts
 
 from ..bootstrap import DryRunFiles, dry_run_recipe, dry_run_service
+from ..collector import run_loop_collection
 from . import exit_codes
 from .main import cli
 from .options import non_empty, workers_option
@@ -234,9 +235,13 @@ def dry_run(
             view[0].update(job)
 
         try:
-            result = service.dry_run(
-                str(company), str(tenant), on_outcomes=lines, on_progress=on_progress if progress else None
-            )
+            with run_loop_collection():
+                result = service.dry_run(
+                    str(company),
+                    str(tenant),
+                    on_outcomes=lines,
+                    on_progress=on_progress if progress else None,
+                )
         except Exception as error:
             _note_partial_output(error, out, sink.count_migrated(str(company)) - kept_before)
             raise
