@@ -27,11 +27,15 @@ UserId: TypeAlias = int | str
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is dt.UTC and type(value) is dt.datetime:  # as_utc's common case, one call less
+        return value
     return as_utc(value)
 
 
 def _optional_utc(value: dt.datetime | None) -> dt.datetime | None:
-    return None if value is None else _utc(value)
+    if value is None or (value.tzinfo is dt.UTC and type(value) is dt.datetime):
+        return value
+    return as_utc(value)
 
 
 @frozen

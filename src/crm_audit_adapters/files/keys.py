@@ -32,8 +32,11 @@ class _Ids:
     def __contains__(self, number: int) -> bool:
         if number in self._pending:
             return True
-        index = bisect_left(self._sorted, number)
-        return index < len(self._sorted) and self._sorted[index] == number
+        ids = self._sorted
+        if not ids or number > ids[-1]:  # a run's next id: past every id written, no search
+            return False
+        index = bisect_left(ids, number)
+        return index < len(ids) and ids[index] == number
 
     def add(self, number: int) -> None:
         if not self._sorted or number > self._sorted[-1]:

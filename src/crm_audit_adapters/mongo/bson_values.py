@@ -113,6 +113,10 @@ def _same(value: Any) -> Any:
     return value
 
 
+_PLAIN: Final = frozenset({str, bool, type(None)})
+"""The exact types every encoder leaves as they are (``_same``)."""
+
+
 # The encoder's leaves are the chosen wire form's (BSON objects, or Extended JSON wrappers), so what
 # a walk returns is typed ``Any``: pymongo and json.dumps take it as it is, nothing reads it back.
 @frozen
@@ -152,11 +156,14 @@ def value_encoder(
     def exact_int(value: int) -> Any:
         return value if INT64_MIN <= value <= INT64_MAX else number(decimal.Decimal(value))
 
+    # Strings, booleans and None are their own form in every encoding: put in without a call.
     def exact_dict(value: dict[Any, Value]) -> Document:
-        return {escape_key(key): encode(item) for key, item in value.items()}
+        plain = _PLAIN
+        return {escape_key(key): item if type(item) in plain else encode(item) for key, item in value.items()}
 
     def exact_list(value: list[Value] | tuple[Value, ...]) -> list[Any]:
-        return [encode(item) for item in value]
+        plain = _PLAIN
+        return [item if type(item) in plain else encode(item) for item in value]
 
     # The exact built-in types by a single lookup; subclasses take the isinstance chain below.
     exact: dict[type, Callable[[Any], Any]] = {

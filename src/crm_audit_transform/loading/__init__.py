@@ -52,10 +52,11 @@ def load_audited_changes(
     unavailable ``backend`` is a ``ValueError`` (a caller's mistake, not the row's).
     """
     limits = _DEFAULT_LIMITS if limits is None else limits
-    if isinstance(value, Mapping):
-        return from_json(value, limits)
-    if isinstance(value, JsonbText):
-        return from_json_text(value.text, limits)
+    if type(value) is not str:  # a text column's str, the common case, is neither of these
+        if isinstance(value, Mapping):
+            return from_json(value, limits)
+        if isinstance(value, JsonbText):
+            return from_json_text(value.text, limits)
     text = _text(value, limits.max_bytes)
     if "\x00" in text:
         raise BadEncoding("NUL characters cannot appear in YAML (or in a PostgreSQL text column)")

@@ -10,7 +10,7 @@ Parser errors become the library's own: reader errors (forbidden characters, bad
 
 from __future__ import annotations
 
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import yaml
 from yaml.parser import Parser
@@ -292,9 +292,10 @@ def parse(text: str, limits: LoaderLimits, backend: Backend) -> tuple[bool, Any]
     if backend == "compiled" or (backend == "auto" and _cbuild is not None and CParser is not None):
         if _cbuild is None or CParser is None:
             raise ValueError("the compiled loader was not built on this machine")
-        built = _cbuild.build_text(text, limits)
+        built: Any = _cbuild.build_text(text, limits)  # (found, value), or DECLINED
         if built is not _cbuild.DECLINED:
-            return cast(tuple[bool, Any], built)
+            found, value = built  # unpacked, not cast(): no call on every row
+            return found, value
         chosen = "libyaml"  # what it does not take: the same builder over PyYAML's events
     if chosen == "python" or (chosen == "auto" and CParser is None):
         factory: Any = _PythonParser

@@ -69,9 +69,10 @@ class ChangesExtractor:
         redacted = self._redacted.get(auditable_type, frozenset())
         arrays = self._arrays.get(auditable_type, frozenset())
         update, destroy = action == "update", action == "destroy"  # once per row, not per column
+        default_labels = self._default_labels
         extracted = []
         for column, value in changes.items():
-            if not isinstance(column, str):
+            if type(column) is not str and not isinstance(column, str):
                 return _malformed(f"column name {column!r} is not a string")
             if column in ignored:
                 continue
@@ -81,7 +82,7 @@ class ChangesExtractor:
                     and len(value) == 2
                     and not (combined and column in arrays and _flat(value))
                 ):
-                    from_, to = value[0], value[1]
+                    from_, to = value
                 elif combined:
                     from_, to = None, value
                 elif column in redacted or (isinstance(value, str) and value in self._redaction_values):
@@ -94,7 +95,7 @@ class ChangesExtractor:
                 from_, to = None, value
             if column in redacted:
                 from_, to = self._redact(from_), self._redact(to)
-            label = labels.get(column) or self._default_labels.get(column) or self._default_label(column)
+            label = labels.get(column) or default_labels.get(column) or self._default_label(column)
             extracted.append(FieldChange(column, label, from_, to))
         return tuple(extracted)
 

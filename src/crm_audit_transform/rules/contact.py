@@ -46,7 +46,7 @@ class ContactResolver:
             found.append(row.associated_id)
         if row.auditable_type == self._person_class and row.auditable_id is not None:
             found.append(row.auditable_id)
-        return tuple(dict.fromkeys(found))
+        return tuple(found) if len(found) < 2 else tuple(dict.fromkeys(found))  # most rows name one
 
     def resolve(
         self, candidates: tuple[int, ...], ctx: LookupContext, company_sso_id: str
