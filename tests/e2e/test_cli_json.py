@@ -14,8 +14,9 @@ from typing import Any
 import mongomock
 import pytest
 from cli_world import COMPANY, TENANT, Cli, make_cli, running_usman, seed_contacts
+from click.testing import CliRunner
 
-from crm_audit_adapters.cli import cli, exit_codes
+from crm_audit_adapters.cli import Overrides, cli, exit_codes
 from crm_audit_adapters.cli.options import JSON_SCHEMA_VERSION
 from support.doc_schemas import documented_schemas, problems
 from support.redis_server import free_port
@@ -30,11 +31,16 @@ UNENVELOPED = {"status", "dry-run"}
 
 
 def checked(result: Any, command: str, exit_code: int = 0) -> dict[str, Any]:
-    """The command's stdout parsed, after checking the exit code and the documented schema."""
+    """The command's stdout parsed, after checking the exit code and the documented schema.
+
+    ``command`` names the schema: ``"error"`` is the document of any command that refused.
+    """
     assert result.exit_code == exit_code, result.output
     doc: dict[str, Any] = json.loads(result.stdout)
     assert problems(doc, SCHEMAS[command], SCHEMAS) == []
-    assert (doc["command"], doc["schema"]) == (command, JSON_SCHEMA_VERSION)
+    if command != "error":
+        assert doc["command"] == command
+    assert doc["schema"] == JSON_SCHEMA_VERSION
     return doc
 
 
@@ -80,7 +86,7 @@ class TestEveryCommandHasItsSchema:
         named = with_json - UNENVELOPED
         assert {"run", "rollback", "indexes", "cancel", "enqueue", "verify", "config"} <= named
         parts = {name for name, schema in SCHEMAS.items() if isinstance(schema, dict) and "command" in schema}
-        assert parts == named
+        assert parts == named | {"error"}
 
     def test_the_checker_reports_wrong_types_missing_and_undocumented_keys(self) -> None:
         """A document that strays from its schema in any way is reported, with the path of each problem."""
@@ -203,7 +209,17 @@ class TestJsonOutput:
         down = {"CRM_AUDIT_BROKER_URL": f"redis://127.0.0.1:{free_port()}/0"}
         doc = checked(run_cli("enqueue", *C, "--json", **down), "enqueue", exit_codes.UNAVAILABLE)
         assert (doc["sent"], doc["refused"]) == ([], [])
+        assert (doc["error"]["code"], doc["error"]["exit_code"]) == ("UNAVAILABLE", exit_codes.UNAVAILABLE)
         assert "error: UNAVAILABLE: " in run_cli("enqueue", *C, **down).stderr
+
+    def test_a_guard_refusing_trigger_prints_the_error_document(self, run_cli: Cli) -> None:
+        """trigger --json refused by the flag (exit 4) prints one document with FLAG_DISABLED, the
+        human line staying on stderr."""
+        assert run_cli("indexes", "up").exit_code == 0
+        off = {"CRM_AUDIT_ENABLED_COMPANIES": "someone-else"}
+        doc = checked(run_cli("trigger", *C, "--json", **off), "error", exit_codes.REFUSED)
+        assert (doc["error"]["code"], doc["error"]["exit_code"]) == ("FLAG_DISABLED", exit_codes.REFUSED)
+        assert "error: FLAG_DISABLED: " in run_cli("trigger", *C, "--json", **off).stderr
 
     def test_a_result_backend_celery_refuses_leaves_no_job_row(
         self, run_cli: Cli, client: mongomock.MongoClient
@@ -244,3 +260,51 @@ class TestJsonOutput:
         assert lines[f"tenants.{COMPANY}"] == TENANT
         assert lines["loader.max_depth"] == str(doc["settings"]["loader"]["max_depth"])
         assert "hunter2" not in human.output
+
+
+SECRET = "Kx9vQ7zR"
+REFUSED_ARGS: dict[str, tuple[str, ...]] = {
+    "cancel": C,
+    "config": (),
+    "enqueue": C,
+    "enrich": C,
+    "explain": (*C, "--audit-id", "1"),
+    "indexes": ("status",),
+    "rollback": (*C, "--yes"),
+    "run": (*C, "--no-progress"),
+    "status": C,
+    "trigger": C,
+    "verify": C,
+}
+"""A command line for every command taking --json; the settings below make each refuse."""
+
+
+class TestErrorDocument:
+    """A command given --json prints one JSON document on stdout when it refuses, too."""
+
+    def test_every_command_with_json_is_covered(self) -> None:
+        """The table of refusing command lines names every command that takes --json."""
+        with_json = {n for n, c in cli.commands.items() if any(p.name == "as_json" for p in c.params)}
+        assert set(REFUSED_ARGS) == with_json
+
+    @pytest.mark.parametrize("command", sorted(REFUSED_ARGS))
+    def test_a_refusal_prints_one_document_with_its_code(self, command: str) -> None:
+        """Invalid settings (a malformed DSN holding a password): exit 3 as without --json, the error
+        line on stderr, and on stdout one document carrying CONFIG_INVALID, its exit code, no secret."""
+        env = {
+            "CRM_AUDIT_DATABASE_URL": f"host=crm password={SECRET[:4]} {SECRET[4:]}tail",
+            "CRM_AUDIT_MONGO_URI": "mongomock://",
+            "CRM_AUDIT_SETTINGS": "",
+        }
+        args = [command, *REFUSED_ARGS[command], "--json"]
+        overrides = Overrides(mongo_client=mongomock.MongoClient(tz_aware=True))
+        result = CliRunner().invoke(cli, args, obj=overrides, env=env)
+        plain = CliRunner().invoke(cli, args[:-1], obj=overrides, env=env)
+        assert result.exit_code == plain.exit_code == exit_codes.CONFIG, result.output
+        doc = checked(result, "enqueue" if command == "enqueue" else "error", exit_codes.CONFIG)
+        assert doc["command"] == command
+        assert doc["error"]["code"] == "CONFIG_INVALID"
+        assert doc["error"]["exit_code"] == exit_codes.CONFIG
+        assert "error: CONFIG_INVALID: " in result.stderr
+        assert SECRET not in result.stdout
+        assert SECRET[4:] not in result.stdout

@@ -8,7 +8,6 @@ renders the value it returns; none of them drives a use case itself.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import signal
 import socket
@@ -32,7 +31,7 @@ from crm_audit_transform.usecases.status import ShardDocument, StatusDocument
 from ..collector import run_loop_collection
 from . import exit_codes
 from .main import cli
-from .options import company_option, emit, json_option, optional_company_option, workers_option
+from .options import company_option, echo_json, emit, json_option, optional_company_option, workers_option
 from .progress import ProgressLine
 from .state import CliState
 
@@ -257,7 +256,7 @@ def status(state: CliState, company: str | None, every: bool, as_json: bool) -> 
             return
         statuses = [MigrationStatus.of(job) for job in _latest_per_account(runtime.jobs)]
     if as_json:
-        click.echo(json.dumps([s.as_dict() for s in statuses], indent=2, ensure_ascii=False))
+        echo_json([s.as_dict() for s in statuses])
         return
     header = f"{'company_sso_id':<36}  {'status':<11}  {'progress':>8}  {'processed':>9}  {'failed':>6}"
     click.echo(f"{header}  job_id")
@@ -388,7 +387,7 @@ def _show_job(command: str, status: MigrationStatus, as_json: bool) -> None:
 
 def _show(status: MigrationStatus, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps(status.as_dict(), indent=2, ensure_ascii=False))
+        echo_json(status.as_dict())
         return
     doc = status.as_dict()
     rows: list[tuple[str, object]] = [("company_sso_id", status.company_sso_id), ("status", status.status)]

@@ -14,7 +14,7 @@ from crm_audit_transform.enrichment import EnrichmentPlan
 from crm_audit_transform.enrichment_tally import EnrichmentTally
 
 from .main import cli
-from .options import company_option, emit
+from .options import company_option, emit, json_flag
 from .state import CliState
 
 
@@ -22,7 +22,7 @@ from .state import CliState
 @company_option
 @click.option("--tenant", help="The CRM tenant schema (default: the account's job's tenant).")
 @click.option("--dry-run", is_flag=True, help="Print the plan of every page; change nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (the plans too with --dry-run).")
+@json_flag("Print JSON (the plans too with --dry-run).")
 @click.pass_obj
 def enrich(state: CliState, company: str, tenant: str | None, dry_run: bool, as_json: bool) -> None:
     """Fill missing referents (person, linked entity id and name) of the account's association logs."""

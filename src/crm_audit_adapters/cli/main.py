@@ -14,6 +14,7 @@ import click
 
 from ..redaction import scrub
 from . import exit_codes
+from .options import error_document
 from .state import CliState, Overrides
 
 _SECRET_ENVIRONMENT = (
@@ -50,12 +51,21 @@ def _hoist_global_options(args: list[str]) -> list[str]:
     return hoisted + rest
 
 
-def _report(error: BaseException, state: CliState | None) -> int:
-    """Print ``error: CODE: message`` (secrets scrubbed) and return the exit code."""
+def _report(error: BaseException, state: CliState | None, ctx: click.Context | None = None) -> int:
+    """Print ``error: CODE: message`` (secrets scrubbed) and return the exit code.
+
+    Given the invocation's ``ctx``, a command run with ``--json`` that printed no document yet
+    also gets the error document on stdout (``options.error_document``).
+    """
     if state is not None and state.debug:
         click.echo(scrub(traceback.format_exc(), _secrets(state)), err=True, nl=False)
-    click.echo(f"error: {scrub(exit_codes.one_line(error), _secrets(state))}", err=True)
-    return exit_codes.exit_code_for(error)
+    line = scrub(exit_codes.one_line(error), _secrets(state))
+    click.echo(f"error: {line}", err=True)
+    code = exit_codes.exit_code_for(error)
+    if ctx is not None:
+        name = exit_codes.error_code(error)
+        error_document(ctx, name, line.removeprefix(f"{name}: "), code)
+    return code
 
 
 def _secrets(state: CliState | None) -> list[str | None]:
@@ -117,11 +127,11 @@ class _Group(click.Group):
                 "INTERRUPTED",
                 "aborted at once by Ctrl-C; progress up to the last saved batch is kept: run again to resume",
             )
-            ctx.exit(_report(error, ctx.find_object(CliState)))
+            ctx.exit(_report(error, ctx.find_object(CliState), ctx))
         except Exception as error:
             if _reader_gone(error):
                 _exit_quietly()
-            ctx.exit(_report(error, ctx.find_object(CliState)))
+            ctx.exit(_report(error, ctx.find_object(CliState), ctx))
 
     def main(
         self,

@@ -18,7 +18,7 @@ from crm_audit_transform.verification import FINDING_KINDS, VerifyReport
 
 from . import exit_codes
 from .main import cli
-from .options import emit
+from .options import emit, json_flag
 from .state import CliState
 
 SHOWN = 10
@@ -33,7 +33,7 @@ SHOWN = 10
 @click.option(
     "--repair", is_flag=True, help="Write the missing rows (only those) and count them into the job."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (every id kept).")
+@json_flag("Print the report as JSON (every id kept).")
 @click.pass_obj
 def verify_command(
     state: CliState,

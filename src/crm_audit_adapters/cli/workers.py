@@ -31,7 +31,7 @@ from ..bootstrap import Runtime
 from ..redaction import redact, scrub
 from . import exit_codes
 from .main import cli
-from .options import emit, json_option, non_empty
+from .options import emit, json_option, keep_for_error, non_empty
 from .state import CliState
 
 MAX_SHARDS = 64
@@ -216,10 +216,12 @@ def enqueue(
     exits: list[int] = []
     try:
         _enqueue(state, company, tenant, cutoff, all_enabled, shards, as_json, sent, refused, exits)
-    finally:
-        # One document whatever the exit code: what was sent is known even when a later step failed.
-        if as_json:
-            emit("enqueue", {"sent": sent, "refused": refused}, as_json)
+    except BaseException:
+        # The error document then lists what was sent before the step that failed.
+        keep_for_error({"sent": sent, "refused": refused})
+        raise
+    if as_json:
+        emit("enqueue", {"sent": sent, "refused": refused}, as_json)
     if exits:
         # A guard's refusal is exit 4; an account that failed otherwise (a CRM outage: 6, its
         # configuration: 3) gives its own exit code, the first such account's.
