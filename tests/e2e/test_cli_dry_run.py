@@ -263,6 +263,35 @@ class TestDryRunOnTheCorpus:
         assert invoke(*given, "--out", str(clean))[0] == 0
         assert out.read_bytes() == clean.read_bytes()
 
+    @pytest.mark.parametrize("workers", ["1", "2"])
+    def test_a_value_mongodb_would_refuse_for_its_nesting_fails_alone_and_verifies(
+        self, tmp_path: Path, inputs: list[str], workers: str
+    ) -> None:
+        """The loader's default depth (100) lets a 99-deep row through, yet its log would nest 101
+        levels: the dry run says ``write_error`` for that row as the run would, and ``--verify`` finds
+        it missing."""
+        rows = [
+            json.loads(line) for line in (CORPUS / "audits.jsonl").read_text(encoding="utf-8").splitlines()
+        ]
+        for doc in rows:
+            if doc["tenant"] == TENANT and doc["id"] == 4:
+                doc["audited_changes"] = "---\nfirst_name: " + "[" * 98 + "x" + "]" * 98 + "\n"
+        (tmp_path / "audits.jsonl").write_text(dump_jsonl(rows), encoding="utf-8")
+        given = [*inputs, "--no-progress", "--workers", workers]
+        given[given.index("--audits") + 1] = str(tmp_path / "audits.jsonl")
+        out, outcomes = tmp_path / "logs.jsonl", tmp_path / "outcomes.jsonl"
+        code, _, stderr = invoke(*given, "--out", str(out), "--outcomes", str(outcomes))
+        assert code == 0, stderr
+        (row,) = [
+            line for line in map(json.loads, outcomes.read_text().splitlines()) if line["audit_id"] == 4
+        ]
+        assert (row["outcome"], row["reason"]) == ("failed", "write_error")
+        assert "MongoDB's limit" in row["detail"]
+        assert b'crm:acme:audit:4"' not in out.read_bytes()
+        code, stdout, stderr = invoke(*given, "--out", str(out), "--verify")
+        assert code == exit_codes.NOT_VERIFIED, stdout + stderr
+        assert "missing: 1 — 4" in stdout
+
     def test_a_log_dated_before_1970_verifies_clean(self, tmp_path: Path, inputs: list[str]) -> None:
         """A row of 1960 is written with ``{"$date": {"$numberLong"}}`` and ``--verify`` reads it back."""
         rows = [

@@ -26,7 +26,7 @@ from pymongo import MongoClient
 from crm_audit_adapters.files.sink import JSONL_ENCODING, JsonlActivityLogSink, jsonl_log, sink_line
 from crm_audit_adapters.mongo import MongoActivityLogStore
 from crm_audit_adapters.mongo.activity_logs import BSON_ENCODING, BsonLogEncoder, with_id
-from crm_audit_adapters.mongo.bson_values import NESTED_TOO_DEEP
+from crm_audit_adapters.mongo.bson_values import MONGODB_MAX_NESTING, NESTS_PAST_MONGODB
 from crm_audit_adapters.mongo.documents import encode_activity_log
 from crm_audit_adapters.observability import MigrationMetrics
 from crm_audit_adapters.observability.ports import TimedActivityLogWriter
@@ -224,22 +224,87 @@ def _nested_past_the_stack() -> ActivityLog:
     return activity_log(1, changes=(FieldChange("notes", "Notes", None, value),))
 
 
+PAST_MONGODB = f"cannot encode the document: {NESTS_PAST_MONGODB}"
+
+
 class TestNestedPastTheStack:
     def test_the_jsonl_line_is_a_problem_not_a_recursion_error(self) -> None:
         """``sink_line`` (and so the workers' ``jsonl_log``) names the nesting instead of raising."""
         problem, line = sink_line(_nested_past_the_stack())
-        assert (problem, line) == (NESTED_TOO_DEEP, b"")
-        assert jsonl_log(_nested_past_the_stack()).problem == NESTED_TOO_DEEP
+        assert (problem, line) == (PAST_MONGODB, b"")
+        assert jsonl_log(_nested_past_the_stack()).problem == PAST_MONGODB
 
     def test_the_bson_encoder_ahead_gives_the_same_problem(self) -> None:
         """``BsonLogEncoder`` (run in ``--workers`` processes) refuses the log with the same words."""
-        assert BsonLogEncoder(OPTIONS)(_nested_past_the_stack()).problem == NESTED_TOO_DEEP
+        assert BsonLogEncoder(OPTIONS)(_nested_past_the_stack()).problem == PAST_MONGODB
 
     def test_the_mongo_store_fails_that_log_alone(self) -> None:
         """The store's own encoding fails the one log ``write_error``; its batch-mate is inserted."""
         store = MongoActivityLogStore(mongomock.MongoClient().db.activity_logs)
         results = store.insert_batch([_nested_past_the_stack(), activity_log(2)])
         assert [(r.status, r.reason, r.detail) for r in results] == [
-            ("failed", reasons.WRITE_ERROR, NESTED_TOO_DEEP),
+            ("failed", reasons.WRITE_ERROR, PAST_MONGODB),
             ("inserted", "", ""),
         ]
+
+
+def _nested(levels: int, inner: Any = "x") -> Any:
+    """``inner`` inside ``levels`` one-item lists."""
+    value = inner
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def _mongodb_depth(doc: Any) -> int:
+    """A document's nesting as MongoDB counts it (the document is 1; an empty list or dict adds none)."""
+    if isinstance(doc, dict | list) and doc:
+        items = doc.values() if isinstance(doc, dict) else doc
+        return 1 + max(_mongodb_depth(item) for item in items)
+    return 0
+
+
+def _problems(log: ActivityLog) -> list[str]:
+    """What the three writers say of ``log``: the JSONL sink, the BSON encoder ahead, the Mongo store."""
+    store = MongoActivityLogStore(mongomock.MongoClient().db.activity_logs)
+    (stored,) = store.insert_batch([log])
+    return [sink_line(log)[0], BsonLogEncoder(OPTIONS)(log).problem, stored.detail]
+
+
+class TestNestedPastMongoDB:
+    """MongoDB refuses a document nested past 100 levels; mongomock does not, so the writers check."""
+
+    def test_a_value_that_brings_its_document_to_the_limit_is_written(self) -> None:
+        """97 levels in an attribute make a document of exactly 100 levels: every writer takes it."""
+        log = activity_log(1, changes=(FieldChange("notes", "Notes", None, _nested(97)),))
+        assert _mongodb_depth(encode_activity_log(log)) == MONGODB_MAX_NESTING
+        assert _problems(log) == ["", "", ""]
+
+    def test_one_level_more_fails_the_row_on_every_writer(self) -> None:
+        """98 levels (a 99-deep audited_changes, which the loader's default 100 allows) is refused alike."""
+        log = activity_log(1, changes=(FieldChange("notes", "Notes", _nested(98), None),))
+        assert _problems(log) == [PAST_MONGODB] * 3
+        assert jsonl_log(log).problem == PAST_MONGODB
+
+    def test_empty_lists_and_dicts_do_not_count(self) -> None:
+        """As on the server, an empty innermost list or dict adds no level."""
+        for empty in ([], {}):
+            log = activity_log(1, changes=(FieldChange("notes", "Notes", None, _nested(97, empty)),))
+            assert _problems(log) == ["", "", ""]
+
+    def test_dicts_count_as_lists_do(self) -> None:
+        """A hash nested one level past the limit, under a list, is refused as well."""
+        value: Any = "x"
+        for level in range(98):
+            value = {"k": value} if level % 2 else [value]
+        log = activity_log(1, changes=(FieldChange("notes", "Notes", None, value),))
+        assert _problems(log) == [PAST_MONGODB] * 3
+
+    def test_a_metadata_value_has_one_level_more_room(self) -> None:
+        """``metadata`` is level 2: a value there may nest 98 levels, not 99."""
+        base = activity_log(1)
+        fits = attrs.evolve(base, metadata={**base.metadata, "extra": _nested(98)})
+        past = attrs.evolve(base, metadata={**base.metadata, "extra": _nested(99)})
+        assert _mongodb_depth(encode_activity_log(fits)) == MONGODB_MAX_NESTING
+        assert _problems(fits) == ["", "", ""]
+        assert _problems(past) == [PAST_MONGODB] * 3

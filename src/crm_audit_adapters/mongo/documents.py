@@ -19,6 +19,7 @@ dict, so a dry run's output is what this adapter would insert.
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 from typing import Final, cast
 
 import cattrs
@@ -33,12 +34,15 @@ from .bson_values import (
     BSON,
     INT64_MAX,
     INT64_MIN,
+    MONGODB_MAX_NESTING,
+    NESTS_PAST_MONGODB,
     ValueEncoder,
     decode_mapping,
     decode_value,
     encode_mapping,
     escape_key,
     from_bson_datetime,
+    nests_past,
     to_bson_datetime,
     unescape_key,
 )
@@ -74,16 +78,32 @@ _OUR_METADATA_KEYS: Final = frozenset(
 )
 """The metadata keys the transformer and the run set: none needs ``escape_key``."""
 
+_LEAVES: Final = frozenset({float, int, decimal.Decimal, dt.datetime, dt.date, bytes})
+"""The values ``_leaf`` meets that hold no other value: no nesting to check."""
+
+# The levels a value may still nest (MongoDB's count, see ``bson_values.MONGODB_MAX_NESTING``): an
+# attribute's value sits in the document (1), ``attributes`` (2) and its attribute (3); a metadata
+# value in the document (1) and ``metadata`` (2).
+_ATTRIBUTE_ROOM: Final = MONGODB_MAX_NESTING - 3
+_METADATA_ROOM: Final = MONGODB_MAX_NESTING - 2
+
 
 def encode_activity_log(log: ActivityLog) -> Document:
     """The ``activity_logs`` document of a log, without ``_id`` (the store adds one per insert)."""
     return activity_log_document(log, BSON)
 
 
-def _leaf(value: Value, encoder: ValueEncoder) -> object:
-    """A value that is not str, bool, None or an int64 int: finite floats as they are, else the walk."""
+def _leaf(value: Value, encoder: ValueEncoder, room: int) -> object:
+    """A value that is not str, bool, None or an int64 int: finite floats as they are, else the walk.
+
+    A list or dict is first checked against the ``room`` its place in the document leaves it:
+    ``ValueError`` (``NESTS_PAST_MONGODB``) when MongoDB would refuse the document for its nesting.
+    Only such values pay for the check, which stops at ``room`` levels.
+    """
     if type(value) is float and value - value == 0.0:  # finite (inf - inf and NaN - NaN are NaN)
         return value
+    if type(value) not in _LEAVES and nests_past(value, room):
+        raise ValueError(NESTS_PAST_MONGODB)
     return encoder.value(value)
 
 
@@ -113,10 +133,10 @@ def activity_log_document(log: ActivityLog, encoder: ValueEncoder) -> Document:
                 "from": old
                 if (kind := type(old := change.from_)) in same
                 or (kind is int and low <= cast(int, old) <= high)
-                else _leaf(old, encoder),
+                else _leaf(old, encoder, _ATTRIBUTE_ROOM),
                 "to": new
                 if (kind := type(new := change.to)) in same or (kind is int and low <= cast(int, new) <= high)
-                else _leaf(new, encoder),
+                else _leaf(new, encoder, _ATTRIBUTE_ROOM),
             }
             for change in log.changes
         ],
@@ -129,7 +149,7 @@ def activity_log_document(log: ActivityLog, encoder: ValueEncoder) -> Document:
     doc["metadata"] = {
         key if key in ours else escape_key(key): item
         if (kind := type(item)) in same or (kind is int and low <= cast(int, item) <= high)
-        else _leaf(item, encoder)
+        else _leaf(item, encoder, _METADATA_ROOM)
         for key, item in log.metadata.items()
     }
     return doc
