@@ -494,12 +494,27 @@ def _loader(
             if from_text and isinstance(value, str) and is_int_text(value)  # TOML text is no number
             else None
         )
+        shown = as_written(value)
+        got = f", got {shown}" if shown else ""
         if parsed is None or parsed < 1:
-            shown = as_written(value)
-            problems.append((source, "expected a positive integer" + (f", got {shown}" if shown else "")))
+            problems.append((source, "expected a positive integer" + got))
+            continue
+        if parsed > LoaderLimits.MAXIMA[name]:
+            problems.append((source, f"must be at most {LoaderLimits.MAXIMA[name]}" + got))
             continue
         limits[name] = parsed
     return LoaderLimits(**limits)
+
+
+_USMAN_TEXT_ENV: Final = frozenset(_USMAN_KEYS[key] for key in _USMAN_TEXT)
+
+
+def _usman_got(env_key: str, value: object) -> str:
+    """``, got …`` for a numeric USMAN setting as written; nothing for text (a token is a secret)."""
+    if env_key in _USMAN_TEXT_ENV or env_key not in _USMAN_KEYS.values():
+        return ""
+    shown = as_written(value)
+    return f", got {shown}" if shown else ""
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -525,6 +540,7 @@ def _usman(
 ) -> UsmanConfig | None:
     merged: dict[str, str] = {}
     sources: dict[str, str] = {}
+    given: dict[str, object] = {}  # the value as written (TOML's own, or the variable's text)
     if table is not None and not isinstance(table, dict):
         problems.append((f"{in_file}: usman", "expected a table ([usman])"))
         table = None
@@ -544,10 +560,12 @@ def _usman(
             continue
         merged[_USMAN_PREFIX + env_key] = str(value)
         sources[env_key] = f"{in_file}: usman.{key}"
+        given[env_key] = value
     for name, value in environ.items():
         if name.startswith(_USMAN_PREFIX):
             merged[name] = value
             sources[name[len(_USMAN_PREFIX) :]] = f"environment variable {name}"
+            given[name[len(_USMAN_PREFIX) :]] = value
     if f"{_USMAN_PREFIX}BASE_URL" not in merged:
         return None
     # One key at a time, so that each problem names its own source.
@@ -562,9 +580,10 @@ def _usman(
                 }
             )
         except UnusableUsmanSetting as exc:  # its message never quotes the value
-            problems.append((source, str(exc)))
+            problems.append((source, str(exc) + _usman_got(env_key, given.get(env_key))))
         except (TypeError, ValueError):  # float()'s and int()'s messages would quote it
-            problems.append((source, "out of range or of the wrong type (see docs/usman.md)"))
+            why = "out of range or of the wrong type (see docs/usman.md)"
+            problems.append((source, why + _usman_got(env_key, given.get(env_key))))
     base = merged[f"{_USMAN_PREFIX}BASE_URL"]
     if not base.startswith(("http://", "https://")):
         problems.append((sources.get("BASE_URL", "usman.base_url"), "must start with http:// or https://"))

@@ -35,7 +35,7 @@ import re
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from attrs import Attribute, field, frozen, validators
 
@@ -83,6 +83,28 @@ def _finite(_: object, attribute: Attribute[float], value: float) -> None:
         raise UnusableUsmanSetting(f"{attribute.name} must be a finite number")
 
 
+USMAN_MAXIMA: Final = {
+    "connect_timeout": 600.0,
+    "read_timeout": 600.0,
+    "max_emails_per_request": 10_000,
+    "max_attempts": 100,
+    "backoff_base": 600.0,
+    "backoff_max": 600.0,
+    "max_connections": 1_000,
+}
+"""The largest value each numeric setting takes. A call may wait ten minutes at most (past that the
+job's lease would have to outlive a silent directory; the default lease is two minutes), a request
+asks for at most a page's emails (a page holds at most 10,000 rows), and a hundred attempts or a
+thousand connections are past anything one runner needs: a larger number is a typo (``5e21``)."""
+
+
+def _at_most(_: object, attribute: Attribute[Any], value: float) -> None:
+    maximum = USMAN_MAXIMA[attribute.name]
+    if value > maximum:
+        shown = int(maximum) if float(maximum).is_integer() else maximum
+        raise UnusableUsmanSetting(f"{attribute.name} must be at most {shown}")
+
+
 def _header_value(_: object, attribute: Attribute[str], value: str) -> None:
     # Never quote the value: it is (or is sent beside) the token.
     if not _HEADER_VALUE.fullmatch(value):
@@ -104,7 +126,8 @@ class UsmanConfig:
 
     ``UnusableUsmanSetting`` (a ``ValueError``) for a value that could never work: a token or scheme
     that is no header value (CR, LF, other controls, non-ASCII), a header name that is no HTTP token,
-    a timeout or backoff that is not a finite number of seconds. Its message never quotes the token.
+    a timeout or backoff that is not a finite number of seconds, a number past ``USMAN_MAXIMA``. Its
+    message never quotes the token.
     """
 
     base_url: str
@@ -113,14 +136,14 @@ class UsmanConfig:
     auth_header: str = field(default="Authorization", validator=_header_name)
     # Prefix of the header value ("Bearer <token>"); empty sends the bare token (e.g. X-Api-Key).
     auth_scheme: str = field(default="Bearer", validator=_header_value)
-    connect_timeout: float = field(default=2.0, validator=[validators.gt(0), _finite])
-    read_timeout: float = field(default=5.0, validator=[validators.gt(0), _finite])
-    max_emails_per_request: int = field(default=100, validator=validators.ge(1))
+    connect_timeout: float = field(default=2.0, validator=[validators.gt(0), _finite, _at_most])
+    read_timeout: float = field(default=5.0, validator=[validators.gt(0), _finite, _at_most])
+    max_emails_per_request: int = field(default=100, validator=[validators.ge(1), _at_most])
     # Attempts per request, the first included: 3 means up to two retries.
-    max_attempts: int = field(default=3, validator=validators.ge(1))
-    backoff_base: float = field(default=0.2, validator=[validators.ge(0), _finite])
-    backoff_max: float = field(default=5.0, validator=[validators.ge(0), _finite])
-    max_connections: int = field(default=10, validator=validators.ge(1))
+    max_attempts: int = field(default=3, validator=[validators.ge(1), _at_most])
+    backoff_base: float = field(default=0.2, validator=[validators.ge(0), _finite, _at_most])
+    backoff_max: float = field(default=5.0, validator=[validators.ge(0), _finite, _at_most])
+    max_connections: int = field(default=10, validator=[validators.ge(1), _at_most])
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> UsmanConfig:

@@ -30,6 +30,7 @@ from crm_audit_transform.errors import (
     TenantUnbound,
 )
 from crm_audit_transform.jobs import IN_PROGRESS, MigrationJob
+from crm_audit_transform.loading import LoaderLimits
 from crm_audit_transform.tally import Tally
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -333,6 +334,128 @@ class TestSettings:
     def test_redacts_both_dsn_spellings(self, dsn: str, shown: str) -> None:
         """URL and key=value DSNs lose their password and nothing else."""
         assert redact(dsn) == shown
+
+
+HUGE = "5000000000000000000000"
+
+NUMERIC_VARIABLES = [
+    *(
+        f"CRM_AUDIT_{key.upper()}"
+        for key in (
+            "coverage_threshold",
+            "page_size",
+            "halt_threshold",
+            "degraded_threshold",
+            "halt_sample",
+            "lease_seconds",
+            "broker_visibility_timeout",
+            "session_max_age",
+        )
+    ),
+    *(
+        f"CRM_AUDIT_USMAN_{key}"
+        for key in (
+            "CONNECT_TIMEOUT",
+            "READ_TIMEOUT",
+            "MAX_EMAILS",
+            "MAX_ATTEMPTS",
+            "BACKOFF_BASE",
+            "BACKOFF_MAX",
+            "MAX_CONNECTIONS",
+        )
+    ),
+    *(f"CRM_AUDIT_LOADER_{key}" for key in ("MAX_BYTES", "MAX_NODES", "MAX_DEPTH", "MAX_INT_DIGITS")),
+]
+
+
+class TestUpperBounds:
+    @pytest.mark.parametrize("name", NUMERIC_VARIABLES)
+    @pytest.mark.parametrize("value", [HUGE, "5e21"])
+    def test_every_numeric_setting_refuses_an_absurd_number_as_written(self, name: str, value: str) -> None:
+        """5e21 or a 22-digit integer is refused for every number the runner reads, naming the variable
+        and quoting the value as given."""
+        env = {name: value, "CRM_AUDIT_USMAN_BASE_URL": "http://usman.test"}
+        with pytest.raises(ConfigError) as raised:
+            load_settings(None, env)
+        [(source, problem)] = raised.value.problems
+        assert name in source
+        assert problem.endswith(f"got {value}"), problem
+
+    def test_the_numeric_variables_listed_here_are_all_the_numeric_settings(self) -> None:
+        """A new numeric setting is added to the list above, so it gets its bound checked too."""
+        from crm_audit_adapters import settings
+
+        numeric = {
+            f"CRM_AUDIT_{key.upper()}" for key, (kind, _) in settings._SCALARS.items() if kind is not str
+        }
+        usman = {f"CRM_AUDIT_USMAN_{key}" for key in settings._USMAN_KEYS.values()} - {
+            f"CRM_AUDIT_USMAN_{settings._USMAN_KEYS[key]}" for key in settings._USMAN_TEXT
+        }
+        loader = {f"CRM_AUDIT_LOADER_{name.upper()}" for name in settings.LOADER_LIMITS}
+        assert numeric | usman | loader == set(NUMERIC_VARIABLES)
+
+    @pytest.mark.parametrize(
+        ("name", "value", "message"),
+        [
+            ("CRM_AUDIT_USMAN_READ_TIMEOUT", "5e21", "read_timeout must be at most 600, got 5e21"),
+            ("CRM_AUDIT_USMAN_CONNECT_TIMEOUT", "600.5", "connect_timeout must be at most 600, got 600.5"),
+            ("CRM_AUDIT_USMAN_MAX_EMAILS", HUGE, f"max_emails_per_request must be at most 10000, got {HUGE}"),
+            ("CRM_AUDIT_USMAN_MAX_ATTEMPTS", "101", "max_attempts must be at most 100, got 101"),
+            ("CRM_AUDIT_USMAN_MAX_CONNECTIONS", "1001", "max_connections must be at most 1000, got 1001"),
+            ("CRM_AUDIT_LOADER_MAX_BYTES", "5000000000", "must be at most 1073741824, got 5000000000"),
+            ("CRM_AUDIT_LOADER_MAX_NODES", "10000001", "must be at most 10000000, got 10000001"),
+            ("CRM_AUDIT_LOADER_MAX_DEPTH", "1001", "must be at most 1000, got 1001"),
+            ("CRM_AUDIT_LOADER_MAX_INT_DIGITS", "100001", "must be at most 100000, got 100001"),
+        ],
+    )
+    def test_the_bound_is_named(self, name: str, value: str, message: str) -> None:
+        """The problem says the largest value taken, then the value as given."""
+        env = {name: value, "CRM_AUDIT_USMAN_BASE_URL": "http://usman.test"}
+        with pytest.raises(ConfigError) as raised:
+            load_settings(None, env)
+        [(_, problem)] = raised.value.problems
+        assert problem == message
+
+    def test_each_bound_itself_is_taken(self) -> None:
+        """The largest value of each USMAN and loader setting loads."""
+        env = {
+            "CRM_AUDIT_USMAN_BASE_URL": "http://usman.test",
+            "CRM_AUDIT_USMAN_CONNECT_TIMEOUT": "600",
+            "CRM_AUDIT_USMAN_READ_TIMEOUT": "600",
+            "CRM_AUDIT_USMAN_MAX_EMAILS": "10000",
+            "CRM_AUDIT_USMAN_MAX_ATTEMPTS": "100",
+            "CRM_AUDIT_USMAN_BACKOFF_BASE": "600",
+            "CRM_AUDIT_USMAN_BACKOFF_MAX": "600",
+            "CRM_AUDIT_USMAN_MAX_CONNECTIONS": "1000",
+            "CRM_AUDIT_LOADER_MAX_BYTES": str(1 << 30),
+            "CRM_AUDIT_LOADER_MAX_NODES": "10000000",
+            "CRM_AUDIT_LOADER_MAX_DEPTH": "1000",
+            "CRM_AUDIT_LOADER_MAX_INT_DIGITS": "100000",
+        }
+        settings = load_settings(None, env)
+        assert settings.usman is not None
+        assert (settings.usman.read_timeout, settings.usman.max_emails_per_request) == (600.0, 10_000)
+        assert settings.loader == LoaderLimits(
+            max_bytes=1 << 30, max_nodes=10_000_000, max_depth=1000, max_int_digits=100_000
+        )
+
+    def test_a_settings_file_number_is_quoted_as_written(self, tmp_path: Path) -> None:
+        """A TOML float in ``[usman]`` or an integer in ``[loader]`` is quoted as TOML read it."""
+        path = tmp_path / "crm.toml"
+        path.write_text("[usman]\nbase_url = 'http://u'\nread_timeout = 5e21\n[loader]\nmax_depth = 5000\n")
+        with pytest.raises(ConfigError) as raised:
+            load_settings(path, {})
+        assert sorted(raised.value.problems) == [
+            (f"settings file {path}: loader.max_depth", "must be at most 1000, got 5000"),
+            (f"settings file {path}: usman.read_timeout", "read_timeout must be at most 600, got 5e21"),
+        ]
+
+    def test_the_loader_limits_refuse_past_their_maxima(self) -> None:
+        """``LoaderLimits`` itself (library users, the HTTP surface) refuses a limit past its maximum."""
+        for name, maximum in LoaderLimits.MAXIMA.items():
+            LoaderLimits(**{name: maximum})
+            with pytest.raises(ValueError, match=name):
+                LoaderLimits(**{name: maximum + 1})
 
 
 class TestExitCodes:

@@ -102,10 +102,26 @@ def _no_dash(_: click.Context, param: click.Parameter, value: Path | None) -> Pa
     callback=_no_dash,
     help="One JSON line per processed row: {audit_id, tenant, outcome, reason, detail}.",
 )
-@click.option("--loader-max-bytes", type=click.IntRange(min=1), help="LoaderLimits.max_bytes (UTF-8 bytes).")
-@click.option("--loader-max-nodes", type=click.IntRange(min=1), help="LoaderLimits.max_nodes.")
-@click.option("--loader-max-depth", type=click.IntRange(min=1), help="LoaderLimits.max_depth.")
-@click.option("--loader-max-int-digits", type=click.IntRange(min=1), help="LoaderLimits.max_int_digits.")
+@click.option(
+    "--loader-max-bytes",
+    type=click.IntRange(1, LoaderLimits.MAXIMA["max_bytes"]),
+    help="LoaderLimits.max_bytes (UTF-8 bytes).",
+)
+@click.option(
+    "--loader-max-nodes",
+    type=click.IntRange(1, LoaderLimits.MAXIMA["max_nodes"]),
+    help="LoaderLimits.max_nodes.",
+)
+@click.option(
+    "--loader-max-depth",
+    type=click.IntRange(1, LoaderLimits.MAXIMA["max_depth"]),
+    help="LoaderLimits.max_depth.",
+)
+@click.option(
+    "--loader-max-int-digits",
+    type=click.IntRange(1, LoaderLimits.MAXIMA["max_int_digits"]),
+    help="LoaderLimits.max_int_digits.",
+)
 @click.option(
     "--verify",
     "verify_out",
