@@ -44,6 +44,11 @@ def status_name(status: str) -> JobStatusName:
 STOPPED: Final = frozenset({HALTED, CANCELLED})
 """Statuses a re-trigger must choose for: ``resume`` (keep what was written) or ``fresh``."""
 
+LEASABLE: Final = frozenset({IN_PROGRESS, HALTED, COMPLETED})
+"""Statuses a job's lease may be taken in (``JobStore.acquire_lease``): a run's (in progress) and a
+repair's (``verify --repair`` also serves halted and completed jobs). A cancelled, rolling-back or
+rolled-back job's lease is never taken: its account must not be written again."""
+
 
 @frozen
 class JobShard:

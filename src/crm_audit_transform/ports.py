@@ -284,7 +284,9 @@ class JobStore(Protocol):
 
     def acquire_lease(self, job_id: str, owner: str, ttl: dt.timedelta) -> MigrationJob:
         """Take the lease if free, expired or already ours, until the store's now + ``ttl``; else
-        raise ``LeaseHeld``. Atomic."""
+        raise ``LeaseHeld``. Atomic. Only while the job's status is ``jobs.LEASABLE`` (in progress,
+        halted, completed): a cancelled, rolling-back or rolled-back job comes back as stored, its
+        lease untouched, so no runner takes it up after a cancel or a rollback."""
         ...
 
     def save_progress(self, job: MigrationJob, owner: str, ttl: dt.timedelta | None) -> MigrationJob:

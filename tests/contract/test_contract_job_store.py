@@ -18,7 +18,15 @@ import pytest
 from crm_audit_adapters.mongo import MongoJobStore, apply_migration
 from crm_audit_transform.domain import ScopeBounds
 from crm_audit_transform.errors import JobAlreadyRunning, JobNotFound, LeaseHeld
-from crm_audit_transform.jobs import CANCELLED, COMPLETED, IN_PROGRESS, MigrationJob
+from crm_audit_transform.jobs import (
+    CANCELLED,
+    COMPLETED,
+    HALTED,
+    IN_PROGRESS,
+    ROLLED_BACK,
+    ROLLING_BACK,
+    MigrationJob,
+)
 from crm_audit_transform.ports import JobStore
 from crm_audit_transform.tally import Tally
 from crm_audit_transform.testing import FixedClock, InMemoryJobStore
@@ -95,6 +103,32 @@ class TestLeases:
         """No job, no lease."""
         with pytest.raises(JobNotFound):
             store.acquire_lease("nope", "runner-1", LEASE)
+
+    @pytest.mark.parametrize("status", [CANCELLED, ROLLING_BACK, ROLLED_BACK])
+    def test_a_job_that_must_not_be_written_again_is_never_leased(self, store: JobStore, status: str) -> None:
+        """A cancelled or rolled-back job comes back as stored, its lease untouched, free or expired."""
+        store.create(migration_job(status=status))
+        assert store.acquire_lease("job-1", "runner-1", LEASE) == store.latest("company-a")
+        stored = store.latest("company-a")
+        assert stored is not None
+        assert (stored.lease_owner, stored.lease_expires_at) == (None, None)
+
+    def test_a_lease_held_when_the_job_was_cancelled_is_not_renewed(self, store: JobStore) -> None:
+        """A cancel keeps the runner's lease as it was (status shows it); taking it again changes nothing."""
+        store.create(migration_job())
+        held = store.acquire_lease("job-1", "runner-1", LEASE)
+        cancelled = attrs.evolve(held, status=CANCELLED)
+        assert store.transition(cancelled, {IN_PROGRESS}) is not None
+        before = store.latest("company-a")
+        again = store.acquire_lease("job-1", "runner-1", -LEASE)
+        assert again == before == store.latest("company-a")
+        assert again.status == CANCELLED
+
+    @pytest.mark.parametrize("status", [HALTED, COMPLETED])
+    def test_a_halted_or_completed_job_is_leased_for_a_repair(self, store: JobStore, status: str) -> None:
+        """verify --repair writes into halted and completed jobs: their lease is taken as usual."""
+        store.create(migration_job(status=status))
+        assert store.acquire_lease("job-1", "verify", LEASE).lease_owner == "verify"
 
     def test_progress_is_saved_only_by_the_lease_holder(self, store: JobStore) -> None:
         """A runner whose lease was taken over gets LeaseHeld and writes nothing."""

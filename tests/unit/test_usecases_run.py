@@ -11,7 +11,7 @@ import pytest
 
 from crm_audit_transform.domain import AuditRow, Failed, Outcome
 from crm_audit_transform.errors import JobNotFound, LeaseHeld
-from crm_audit_transform.jobs import COMPLETED, HALTED, IN_PROGRESS, MigrationJob
+from crm_audit_transform.jobs import CANCELLED, COMPLETED, HALTED, IN_PROGRESS, MigrationJob
 from crm_audit_transform.testing import FixedClock, InMemoryJobStore
 from crm_audit_transform.usecases import MigrationStatus, RunSettings
 from support.corpus_account import World
@@ -195,6 +195,46 @@ class TestStop:
         finished = world.run(owner="runner-2", settings=NO_HALT).job
         assert finished.tally == clean.jobs.latest(clean.company).tally  # type: ignore[union-attr]
         assert world.logs.logs == clean.logs.logs
+
+
+class ChangedAtLease(InMemoryJobStore):
+    """A job store where the job's status changes (a cancel, another runner's finish) just before
+    the next lease is taken: between the runner's read of the job and its lease."""
+
+    def __init__(self, clock: FixedClock, status: str) -> None:
+        super().__init__(clock=clock)
+        self.status = status
+
+    def acquire_lease(self, job_id: str, owner: str, ttl: dt.timedelta) -> MigrationJob:
+        (job,) = [j for j in self.jobs if j.job_id == job_id]
+        self.save(attrs.evolve(job, status=self.status))
+        return super().acquire_lease(job_id, owner, ttl)
+
+
+class TestStatusChangedBeforeTheLease:
+    @pytest.mark.parametrize("status", [CANCELLED, COMPLETED, HALTED])
+    def test_the_run_writes_nothing(self, status: str) -> None:
+        """A job cancelled, completed or halted between the read and the lease is left as it is: no log."""
+        world = World(rows=[row(n) for n in range(1, 50)])
+        world.jobs = ChangedAtLease(world.clock, status)
+        world.trigger()
+        result = world.run(settings=NO_HALT)
+        assert world.logs.logs == ()
+        assert result.job.status == status
+        stored = world.jobs.latest(world.company)
+        assert stored is not None
+        assert (stored.status, stored.last_audit_id, stored.lease_owner) == (status, 0, None)
+
+    def test_a_runner_that_held_the_lease_before_the_cancel_writes_nothing(self) -> None:
+        """The cancel keeps the lease of the runner that held it; that runner (one Celery worker process
+        runs its account's tasks under one owner) starting again does not take the job up."""
+        world = World(rows=[row(n) for n in range(1, 50)])
+        world.jobs = ChangedAtLease(world.clock, CANCELLED)
+        job = world.trigger()
+        InMemoryJobStore.acquire_lease(world.jobs, job.job_id, "runner-1", dt.timedelta(60))
+        result = world.run(owner="runner-1", settings=NO_HALT)
+        assert world.logs.logs == ()
+        assert result.job.status == CANCELLED
 
 
 class TestLease:

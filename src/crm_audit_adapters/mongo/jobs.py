@@ -39,7 +39,15 @@ from pymongo import DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from crm_audit_transform.errors import JobAlreadyRunning, JobNotFound, LeaseHeld
-from crm_audit_transform.jobs import CANCELLED, COMPLETED, IN_PROGRESS, ROLLING_BACK, JobShard, MigrationJob
+from crm_audit_transform.jobs import (
+    CANCELLED,
+    COMPLETED,
+    IN_PROGRESS,
+    LEASABLE,
+    ROLLING_BACK,
+    JobShard,
+    MigrationJob,
+)
 from crm_audit_transform.ports import Clock
 
 from .bson_values import to_bson_datetime
@@ -295,7 +303,8 @@ class MongoJobStore:
         )
 
     def acquire_lease(self, job_id: str, owner: str, ttl: dt.timedelta) -> MigrationJob:
-        """Take the lease when it is free, expired or already ``owner``'s — in one atomic update."""
+        """Take the lease when it is free, expired or already ``owner``'s and the job's status is
+        ``LEASABLE`` — in one atomic update; a job in another status comes back as stored, untouched."""
         if self._clock is not None:
             now = to_bson_datetime(self._clock.now())
             expired: Document = {"lease_expires_at": {"$lte": now}}
@@ -314,6 +323,7 @@ class MongoJobStore:
             ]
         query = {
             "_id": job_id,
+            "status": {"$in": sorted(LEASABLE)},
             "$or": [{"lease_owner": None}, {"lease_owner": owner}, {"lease_expires_at": None}, expired],
         }
 
@@ -326,6 +336,8 @@ class MongoJobStore:
         current = self.get(job_id)
         if current is None:
             raise JobNotFound(f"no job {job_id}")
+        if current.status not in LEASABLE:
+            return current
         raise LeaseHeld(f"job {job_id} is held by {current.lease_owner} until {current.lease_expires_at}")
 
     def acquire_shard_lease(self, job_id: str, shard: int, owner: str, ttl: dt.timedelta) -> MigrationJob:

@@ -16,7 +16,7 @@ import attrs
 from .. import reasons
 from ..domain import NO_TIME_KNOWN, SOURCE_TAG, ActivityLog, AuditRow, EncodedLog, ScopeBounds, WriteResult
 from ..errors import JobAlreadyRunning, JobNotFound, LeaseHeld
-from ..jobs import COMPLETED, IN_PROGRESS, ROLLING_BACK, JobShard, MigrationJob
+from ..jobs import COMPLETED, IN_PROGRESS, LEASABLE, ROLLING_BACK, JobShard, MigrationJob
 from ..ports import Clock
 from ..timestamps import as_utc
 
@@ -209,6 +209,8 @@ class InMemoryJobStore:
         job = self._jobs.get(job_id)
         if job is None:
             raise JobNotFound(f"no job {job_id}")
+        if job.status not in LEASABLE:
+            return job  # cancelled or rolled back: never leased again, nothing to write
         now = self._clock.now()
         free = (
             job.lease_owner is None

@@ -17,8 +17,8 @@ import attrs
 
 from ..domain import ActivityLog, AuditRow, Contact, Failed, Migrated, Outcome, Skipped
 from ..enrichment.model import ASSOCIATION_ACTIONS, MatchKey, as_referent_id
-from ..errors import CrmAuditError, LeaseHeld
-from ..jobs import COMPLETED, JobShard, MigrationJob
+from ..errors import CrmAuditError, JobNotFound, LeaseHeld
+from ..jobs import COMPLETED, LEASABLE, JobShard, MigrationJob
 from ..lookup import LookupContext, LookupPorts, fetch_lookups
 from ..lookup_cache import LookupCache
 from ..ports import Clock, JobStore, RowsSetAside
@@ -49,7 +49,8 @@ def hold_every_lease(jobs: JobStore, job: MigrationJob, owner: str, ttl: dt.time
     only with every shard's lease held may the document be saved whole. A completed shard's
     lease is never taken (``JobStore.acquire_shard_lease``): no runner writes that entry again.
     ``LeaseHeld`` (with the leases taken here handed back) while another runner holds one: a
-    running shard is never overwritten, the repair waits until the shards are done.
+    running shard is never overwritten, the repair waits until the shards are done. ``JobNotFound``
+    when the job was cancelled or rolled back meanwhile (its lease is not ``LEASABLE``).
     """
     job_id = job.job_id
     taken: list[JobShard] = []
@@ -58,14 +59,23 @@ def hold_every_lease(jobs: JobStore, job: MigrationJob, owner: str, ttl: dt.time
             held = jobs.acquire_shard_lease(job_id, shard.shard, owner, ttl)
             if held.shards[shard.shard].lease_owner == owner:
                 taken.append(held.shards[shard.shard])
-        return jobs.acquire_lease(job_id, owner, ttl)
+        held = jobs.acquire_lease(job_id, owner, ttl)
     except LeaseHeld as exc:
-        for shard in taken:
-            with contextlib.suppress(CrmAuditError):
-                jobs.save_shard_progress(job_id, shard, owner, None)
+        _hand_back(jobs, job_id, taken, owner)
         raise LeaseHeld(
             f"verify --repair writes job {job_id} whole, so it waits while a runner holds it: {exc}"
         ) from exc
+    if held.status not in LEASABLE:
+        # Cancelled or rolled back since it was read: its account is never written again.
+        _hand_back(jobs, job_id, taken, owner)
+        raise JobNotFound(f"job {job_id} is {held.status}: nothing to repair into")
+    return held
+
+
+def _hand_back(jobs: JobStore, job_id: str, taken: list[JobShard], owner: str) -> None:
+    for shard in taken:
+        with contextlib.suppress(CrmAuditError):
+            jobs.save_shard_progress(job_id, shard, owner, None)
 
 
 def release_every_lease(jobs: JobStore, stored: MigrationJob, owner: str) -> None:

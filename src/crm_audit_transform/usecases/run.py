@@ -220,8 +220,12 @@ def run_loop(
         # that passes here started before the hold and makes the rollback refuse (rollback.py).
         raise JobAlreadyRunning(f"company {company_sso_id} is being rolled back (job {held.job_id}): wait")
     job = _lease(ports, job, owner, settings)
-    if job.status != IN_PROGRESS and job.lease_owner != owner:
-        return RunResult(job)  # a shard completed since it was read: its lease is not taken
+    if job.status != IN_PROGRESS:
+        # Cancelled, halted or completed (a shard: completed) since it was read: nothing to write.
+        # A lease taken on a halted or completed job is handed back; a cancelled one is not taken.
+        if job.lease_owner == owner:
+            _release_quietly(ports, company_sso_id, owner)
+        return RunResult(job)
     pipeline = pipeline or InProcessPages()
     loop = _Loop(ports, transformer, owner, settings, should_stop, on_progress, on_outcomes, pipeline)
     loop.bound(until_id, check_at_end=check_at_end)
