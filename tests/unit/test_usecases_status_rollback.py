@@ -68,14 +68,6 @@ class TestStatus:
         assert doc["accuracy_pct"] == 95.0
         assert doc["last_audit_id"] == 380
 
-    def test_tenant_facing_document_leaves_accuracy_out(self) -> None:
-        """The session route's subset has no accuracy_pct."""
-        world = World()
-        world.trigger()
-        assert "accuracy_pct" not in migration_status(world.company, world.jobs).as_dict(
-            include_accuracy=False
-        )
-
     def test_completed_job_is_at_one_hundred_percent(self) -> None:
         """A completed job shows 100% whatever its cursor."""
         world = World()

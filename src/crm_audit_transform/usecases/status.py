@@ -45,8 +45,7 @@ class ShardDocument(TypedDict):
 
 
 class StatusDocument(TypedDict, total=False):
-    """Only company_sso_id and status while not_started; every other field once a job exists
-    (``accuracy_pct`` unless the answer leaves it out)."""
+    """Only company_sso_id and status while not_started; every other field once a job exists."""
 
     company_sso_id: Required[str]
     status: Required[JobStatusName]
@@ -125,8 +124,8 @@ class MigrationStatus:
             shards=job.shards,
         )
 
-    def as_dict(self, *, include_accuracy: bool = True) -> StatusDocument:
-        """JSON-ready document; the tenant-facing route leaves ``accuracy_pct`` out."""
+    def as_dict(self) -> StatusDocument:
+        """JSON-ready document, ``accuracy_pct`` included (the tenant-facing route sends its own subset)."""
         if self.status == NOT_STARTED:
             return {"company_sso_id": self.company_sso_id, "status": status_name(self.status)}
         doc: StatusDocument = {
@@ -154,9 +153,8 @@ class MigrationStatus:
             "logs_deleted": self.logs_deleted,
             "shards": [_shard_doc(shard) for shard in self.shards],
             "enrichment": self.enrichment.as_dict(),
+            "accuracy_pct": self.accuracy_pct,
         }
-        if include_accuracy:
-            doc["accuracy_pct"] = self.accuracy_pct
         return doc
 
 
