@@ -24,6 +24,7 @@ from .domain import (
     Outcome,
     ScopeBounds,
     Skipped,
+    UnreadableTime,
     UserId,
     WriteResult,
 )
@@ -143,6 +144,7 @@ __all__ = [
     "Transformer",
     "Unavailable",
     "UnknownTenant",
+    "UnreadableTime",
     "UnsupportedTag",
     "UserId",
     "Value",

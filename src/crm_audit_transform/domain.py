@@ -32,8 +32,25 @@ def _utc(value: dt.datetime) -> dt.datetime:
     return as_utc(value)
 
 
-def _optional_utc(value: dt.datetime | None) -> dt.datetime | None:
-    if value is None or (value.tzinfo is dt.UTC and type(value) is dt.datetime):
+@frozen
+class UnreadableTime:
+    """A ``created_at`` the source holds but a ``datetime`` cannot: PostgreSQL's ``infinity`` and
+    ``-infinity``, a year before 1 or after 9999. ``text`` is the source's own spelling of it.
+
+    An ``AuditRow`` carrying one fails as ``invalid_audit_row`` (naming ``text``) before any rule
+    sees it, instead of the source's read failing for the whole page.
+    """
+
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _optional_utc(value: dt.datetime | UnreadableTime | None) -> dt.datetime | UnreadableTime | None:
+    if value is None or (type(value) is dt.datetime and value.tzinfo is dt.UTC):  # the common case
+        return value
+    if isinstance(value, UnreadableTime):
         return value
     return as_utc(value)
 
@@ -54,8 +71,9 @@ class AuditRow:
     auditable_id: int | None
     action: str
     audited_changes: str | bytes | Mapping[str, Any] | JsonbText | None
-    created_at: dt.datetime | None = field(converter=_optional_utc)
-    """None for a NULL ``created_at``: such a row fails as ``missing_created_at``."""
+    created_at: dt.datetime | UnreadableTime | None = field(converter=_optional_utc)
+    """None for a NULL ``created_at``: such a row fails as ``missing_created_at``; an
+    ``UnreadableTime`` (``infinity``, a year past 9999) fails it as ``invalid_audit_row``."""
     associated_id: int | None = None
     associated_type: str | None = None
     user_id: UserId | None = None

@@ -23,7 +23,17 @@ from . import reasons
 from ._fast_init import fast_init
 from .chain import MIGRATED, NO_OBSERVER, PASSED, RowDraft, RuleChain, Stage, StageObserver, StageRun
 from .config import MappingConfig
-from .domain import SOURCE_TAG, ActivityLog, AuditRow, Failed, Migrated, Outcome, Skipped, UserId
+from .domain import (
+    SOURCE_TAG,
+    ActivityLog,
+    AuditRow,
+    Failed,
+    Migrated,
+    Outcome,
+    Skipped,
+    UnreadableTime,
+    UserId,
+)
 from .errors import AuditedChangesError
 from .loading import LoaderLimits, load_audited_changes
 from .lookup import LookupContext, LookupRequest
@@ -31,6 +41,7 @@ from .rules.actor import ActorResolver
 from .rules.category import CategoryMapper, MappedCategory
 from .rules.contact import ContactResolver
 from .rules.verdict import Rejection
+from .rules.watermark import time_rejection, unreadable_time
 from .tally import Tally
 from .values import Changes, Value
 
@@ -236,9 +247,8 @@ def _log(draft: RowDraft, observer: StageObserver) -> tuple[Outcome, bool, bool]
         failure = Rejection(reasons.INVALID_AUDIT_ROW, f"the rule chain left unset: {unset}", skip=False)
         return _reject(row, "log", failure, observer)
     created_at = row.created_at
-    if created_at is None:  # prepare_row fails these first; a hand-built PreparedRow meets it here
-        missing = Rejection(reasons.MISSING_CREATED_AT, "created_at is NULL", skip=False)
-        return _reject(row, "row", missing, observer)
+    if not isinstance(created_at, dt.datetime):  # prepare_row fails these first; a hand-built
+        return _reject(row, "row", time_rejection(created_at), observer)  # PreparedRow meets it here
     # ActivityLog's fields in order, passed by position: one log per row, and keywords cost.
     log = ActivityLog(
         draft.company_sso_id,
@@ -367,6 +377,8 @@ def _row_problem(row: AuditRow) -> str | None:
         if value is not None and not isinstance(value, str):
             return f"{name} must be a string or null, got {value!r}"
     created_at = row.created_at
+    if isinstance(created_at, UnreadableTime):
+        return unreadable_time(created_at)
     if created_at is not None and (
         not isinstance(created_at, dt.datetime) or created_at.utcoffset() != dt.timedelta(0)
     ):

@@ -11,7 +11,7 @@ import pytest
 
 from crm_audit_adapters.bootstrap import build_runtime
 from crm_audit_adapters.settings import load_settings
-from crm_audit_transform.domain import AuditRow, Failed, Migrated, Outcome
+from crm_audit_transform.domain import AuditRow, Failed, Migrated, Outcome, UnreadableTime
 from crm_audit_transform.errors import ConfigError
 from crm_audit_transform.jobs import COMPLETED
 from crm_audit_transform.loading import LoaderLimits
@@ -20,7 +20,9 @@ from crm_audit_transform.usecases import RunSettings
 from support.corpus_account import World
 
 
-def row(audit_id: int, created_at: dt.datetime | None = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)) -> AuditRow:
+def row(
+    audit_id: int, created_at: dt.datetime | UnreadableTime | None = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+) -> AuditRow:
     return AuditRow("acme", audit_id, "Crm::Person", 1, "create", "---\nfirst_name: Ann\n", created_at)
 
 
@@ -54,6 +56,24 @@ class TestOddRowsInARun:
         trace = world.transformer.explain(row(2, created_at=None), LookupContext(), company_sso_id="co")
         assert (trace[-1].stage, trace[-1].verdict) == ("row", "failed")
         assert trace[-1].detail == "created_at is NULL"
+
+    def test_a_time_no_datetime_holds_fails_its_row_alone(self) -> None:
+        """An UnreadableTime ('infinity' read from PostgreSQL) is the row's invalid_audit_row; a run
+        around it completes, and the in-memory source keeps it in every range as PostgreSQL does."""
+        world = World(rows=[row(1), row(2, created_at=UnreadableTime("infinity")), row(3)])
+        world.trigger(date_range_start=dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
+        seen: list[Outcome] = []
+        result = world.run(settings=RunSettings(halt_threshold=1.0), on_outcomes=seen.extend)
+        assert result.job.status == COMPLETED
+        assert [type(o).__name__ for o in seen] == ["Migrated", "Failed", "Migrated"]
+        assert seen[1] == Failed(
+            2,
+            "invalid_audit_row",
+            "created_at 'infinity' is not a time of the years 1-9999 (UTC) that a datetime can hold",
+        )
+        unreadable = row(2, created_at=UnreadableTime("infinity"))
+        trace = world.transformer.explain(unreadable, LookupContext(), company_sso_id="co")
+        assert (trace[-1].stage, trace[-1].verdict) == ("row", "failed")
 
 
 class TestLoaderLimitSettings:

@@ -20,7 +20,7 @@ ROOT = Path(__file__).parents[2]
 API_DOC_SCRIPT = ROOT / "scripts" / "api_doc.py"
 SUBPACKAGES = runpy.run_path(str(API_DOC_SCRIPT))["SUBPACKAGES"]
 
-SURFACE_BUDGET = 166
+SURFACE_BUDGET = 167
 """Names over every public ``__all__`` (230 before the surface was cut to what a user needs). Raise it
 only for a name a user needs: a value they receive, a port or a type they implement, an error they catch."""
 

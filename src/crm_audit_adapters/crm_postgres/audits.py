@@ -10,6 +10,13 @@ A jsonb (or json) ``audited_changes`` is fetched as its text (``JsonbText``), ne
 driver: psycopg's decoder recurses once per nesting level, so one value nested deeper than Python's
 recursion limit would make the whole page's fetch raise, forever on the same page. The loader
 decodes the text under its limits, and such a row is that row's failure.
+
+A ``created_at`` PostgreSQL holds but ``datetime`` cannot — ``infinity``, ``-infinity``, a year
+after 9999 or before 1 (BC) — would make psycopg raise ``DataError`` for the whole page, forever on
+the same page, which the session reports as the source being down. It is read as an
+``UnreadableTime`` instead, and that row alone fails (``invalid_audit_row``). Like a NULL, such a
+time is in every range: a row before year 1 is read whatever the cutoff, counted by the bounds,
+and never taken as the oldest ``created_at``.
 """
 
 from __future__ import annotations
@@ -20,9 +27,11 @@ from typing import Any, cast
 
 import psycopg
 from psycopg import sql
+from psycopg.abc import AdaptContext
 from psycopg.adapt import Buffer, Loader
+from psycopg.pq import Format
 
-from crm_audit_transform.domain import NO_TIME_KNOWN, AuditRow, ScopeBounds
+from crm_audit_transform.domain import NO_TIME_KNOWN, AuditRow, ScopeBounds, UnreadableTime
 from crm_audit_transform.loading import JsonbText
 
 from .lookups import user_id_of
@@ -39,21 +48,25 @@ _COLUMNS = sql.SQL(", ").join(
 )  # fmt: skip
 
 # A NULL created_at is in every range: such a row is read, and fails as missing_created_at, instead
-# of staying invisible to the run.
+# of staying invisible to the run. So is a time before year 1 (-infinity, BC), which no datetime
+# cutoff can be compared with: it fails as invalid_audit_row. A time after 9999 is after any cutoff.
+# (each query spells the same range out)
 _PAGE = sql.SQL(
-    "SELECT {columns} FROM {schema}.audits"
-    " WHERE id > %s AND auditable_type = ANY(%s) AND (created_at >= %s OR created_at IS NULL)"
-    " ORDER BY id LIMIT %s"
+    "SELECT {columns} FROM {schema}.audits WHERE id > %s AND auditable_type = ANY(%s)"
+    " AND (created_at >= %s OR created_at IS NULL OR created_at < '0001-01-01') ORDER BY id LIMIT %s"
 )
 _BY_ID = sql.SQL("SELECT {columns} FROM {schema}.audits WHERE id = %s")
 _BOUNDS = sql.SQL(
-    "SELECT min(id), max(id), min(created_at), count(*) FROM {schema}.audits"
-    " WHERE auditable_type = ANY(%s) AND (created_at >= %s OR created_at IS NULL)"
+    "SELECT min(id), max(id),"
+    " min(created_at) FILTER (WHERE created_at >= '0001-01-01' AND created_at < '10000-01-01'),"
+    " count(*) FROM {schema}.audits WHERE auditable_type = ANY(%s)"
+    " AND (created_at >= %s OR created_at IS NULL OR created_at < '0001-01-01')"
 )
 # The shard cuts: one ordered pass over the in-scope ids (the same rows _BOUNDS counts).
 _QUANTILES = sql.SQL(
     "SELECT percentile_disc(%s::float8[]) WITHIN GROUP (ORDER BY id) FROM {schema}.audits"
-    " WHERE auditable_type = ANY(%s) AND (created_at >= %s OR created_at IS NULL)"
+    " WHERE auditable_type = ANY(%s)"
+    " AND (created_at >= %s OR created_at IS NULL OR created_at < '0001-01-01')"
 )
 # With no cutoff the oldest in-scope audit is the start; a floor keeps a single query shape.
 _NO_CUTOFF = dt.datetime.min
@@ -120,10 +133,40 @@ class _JsonbTextLoader(Loader):
         return JsonbText(bytes(data).decode("utf-8"))
 
 
+class _TimeLoader(Loader):
+    """psycopg's own timestamp loader, with ``UnreadableTime`` for a value ``datetime`` cannot hold.
+
+    psycopg's C loaders cannot be subclassed: this one holds one and delegates (~0.1 µs a value).
+    """
+
+    base: type[Loader]
+
+    def __init__(self, oid: int, context: AdaptContext | None = None) -> None:
+        super().__init__(oid, context)
+        self._load = self.base(oid, context).load
+
+    def load(self, data: Buffer) -> dt.datetime | UnreadableTime:
+        try:
+            return cast("dt.datetime", self._load(data))
+        except psycopg.DataError:  # "timestamp too large (after year 10K)", infinity, BC
+            return UnreadableTime(bytes(data).decode("utf-8", "replace"))
+
+
+def _time_loader(name: str) -> type[Loader]:
+    base = psycopg.adapters.get_loader(psycopg.adapters.types[name].oid, Format.TEXT)
+    assert base is not None, name  # psycopg ships a text loader for both
+    return type(f"_{name.title()}Loader", (_TimeLoader,), {"base": base})
+
+
+_TIME_LOADERS = {name: _time_loader(name) for name in ("timestamp", "timestamptz")}
+
+
 def _cursor(conn: psycopg.Connection) -> psycopg.Cursor[Any]:
     cursor = conn.cursor()  # its own adapters: the connection's other queries still decode JSON
     for name in ("jsonb", "json"):
         cursor.adapters.register_loader(name, _JsonbTextLoader)
+    for name, loader in _TIME_LOADERS.items():
+        cursor.adapters.register_loader(name, loader)
     return cursor
 
 
@@ -135,10 +178,19 @@ def _audit_row(tenant: str, row: tuple[Any, ...]) -> AuditRow:
     # AuditRow's fields in order, passed by position: a row is built per audit, and keywords cost.
     return AuditRow(
         tenant, id_, auditable_type, auditable_id, action, _changes(changes),
-        None if created_at is None else aware_utc(created_at), associated_id, associated_type,
+        _created_at(created_at), associated_id, associated_type,
         None if user_id is None else user_id_of(user_id), user_type, username, version, comment,
         remote_address, request_uuid,
     )  # fmt: skip
+
+
+def _created_at(value: dt.datetime | UnreadableTime | None) -> dt.datetime | UnreadableTime | None:
+    if value is None or isinstance(value, UnreadableTime):
+        return value
+    try:
+        return aware_utc(value)
+    except OverflowError:  # a timestamptz near year 1 or 9999 read in a zone other than UTC
+        return UnreadableTime(str(value))
 
 
 def _changes(value: object) -> str | bytes | Mapping[str, Any] | JsonbText | None:

@@ -148,7 +148,7 @@ class FileAuditSource:
                     first = row.id
                 last = row.id
                 count += 1
-                if row.created_at is not None and (oldest is None or row.created_at < oldest):
+                if isinstance(row.created_at, dt.datetime) and (oldest is None or row.created_at < oldest):
                     oldest = row.created_at
         finally:
             rows.close()
@@ -283,8 +283,8 @@ class _Reader(Protocol[_Read]):
 
 
 def _on_or_after(row: AuditRow | ScopeKeys, cutoff: dt.datetime | None) -> bool:
-    # A NULL created_at is in every range, as PostgreSQL's "OR created_at IS NULL" keeps it.
-    return cutoff is None or row.created_at is None or row.created_at >= cutoff
+    # A NULL or unreadable created_at is in every range, as the PostgreSQL adapter's query keeps it.
+    return cutoff is None or not isinstance(row.created_at, dt.datetime) or row.created_at >= cutoff
 
 
 def _ascending(

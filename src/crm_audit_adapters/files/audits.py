@@ -21,7 +21,7 @@ import os
 from collections.abc import Generator, Iterator, Mapping
 from typing import Any, Final, Literal, NamedTuple, TypeAlias
 
-from crm_audit_transform.domain import AuditRow, UserId
+from crm_audit_transform.domain import AuditRow, UnreadableTime, UserId
 from crm_audit_transform.loading import JsonbText
 from crm_audit_transform.numerals import is_int_text, parse_int
 
@@ -255,7 +255,7 @@ class ScopeKeys(NamedTuple):
 
     id: int
     auditable_type: str
-    created_at: dt.datetime | None
+    created_at: dt.datetime | UnreadableTime | None
 
 
 def numbered_scope_keys(

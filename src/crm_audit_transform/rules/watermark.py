@@ -7,8 +7,10 @@ costs no lookup.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from .. import reasons
-from ..domain import AuditRow, Contact
+from ..domain import AuditRow, Contact, UnreadableTime
 from .verdict import Rejection
 
 
@@ -17,8 +19,8 @@ class SyncWatermark:
 
     def check(self, row: AuditRow, contact: Contact) -> Rejection | None:
         created_at = row.created_at
-        if created_at is None:  # no time, so no side of the watermark: the row cannot be placed
-            return Rejection(reasons.MISSING_CREATED_AT, "created_at is NULL", skip=False)
+        if not isinstance(created_at, dt.datetime):  # no time, no side of the watermark: not placed
+            return time_rejection(created_at)
         if created_at >= contact.created_at:
             return Rejection(
                 reasons.POST_SYNC_LIVE_FEED,
@@ -26,3 +28,16 @@ class SyncWatermark:
                 f"{contact.created_at.isoformat()}",
             )
         return None
+
+
+def time_rejection(created_at: UnreadableTime | None) -> Rejection:
+    """Why a row without a usable ``created_at`` fails: NULL (``missing_created_at``), or a time a
+    ``datetime`` cannot hold (``invalid_audit_row``, see ``UnreadableTime``)."""
+    if created_at is None:
+        return Rejection(reasons.MISSING_CREATED_AT, "created_at is NULL", skip=False)
+    return Rejection(reasons.INVALID_AUDIT_ROW, unreadable_time(created_at), skip=False)
+
+
+def unreadable_time(created_at: UnreadableTime) -> str:
+    """The failure detail of a row whose ``created_at`` is an ``UnreadableTime``."""
+    return f"created_at {created_at.text!r} is not a time of the years 1-9999 (UTC) that a datetime can hold"

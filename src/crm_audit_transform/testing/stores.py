@@ -46,12 +46,12 @@ class InMemoryAuditSource:
         wanted = set(scope)
         rows = self._rows.get(tenant, {}).values()
         return sorted(
-            # A NULL created_at is in every range, as PostgreSQL's "OR created_at IS NULL" keeps it.
+            # A NULL or unreadable created_at is in every range, as the PostgreSQL adapter's query keeps it.
             (
                 r
                 for r in rows
                 if r.auditable_type in wanted
-                and (cutoff is None or r.created_at is None or r.created_at >= cutoff)
+                and (cutoff is None or not isinstance(r.created_at, dt.datetime) or r.created_at >= cutoff)
             ),
             key=lambda r: r.id,
         )
@@ -62,7 +62,7 @@ class InMemoryAuditSource:
         rows = self._in_scope(tenant, scope, cutoff)
         if not rows:
             return None
-        times = [r.created_at for r in rows if r.created_at is not None]
+        times = [r.created_at for r in rows if isinstance(r.created_at, dt.datetime)]
         oldest = min(times) if times else NO_TIME_KNOWN
         return ScopeBounds(rows[0].id, rows[-1].id, oldest, len(rows))
 
