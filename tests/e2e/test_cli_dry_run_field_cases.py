@@ -14,6 +14,7 @@ from crm_audit_adapters.cli import cli
 from crm_audit_adapters.files import AUDIT_COLUMNS
 from crm_audit_transform.config import load_default_config
 from crm_audit_transform.domain import AuditRow
+from crm_audit_transform.loading import JsonbText
 from crm_audit_transform.transformer import Transformer
 
 TENANT = "acme"
@@ -234,6 +235,64 @@ class TestDryRunFieldCases:
         assert real.detail.startswith("bad_encoding: bytes that are not UTF-8")
         assert "comment is not UTF-8" in found[(3, "failed", "invalid_audit_row")]["detail"]
         assert {1, 4} == {key[0] for key in found if key[1] == "migrated"}
+
+
+BIG = "9" * 5_000  # an integer past the 4,300 digits Python turns text into
+
+
+class TestDryRunOutOfRangeValues:
+    def test_times_outside_datetime_once_in_utc_fail_their_rows_alone(self, tmp_path: Path) -> None:
+        """A created_at that is year 10000 or year 0 in UTC fails its row as invalid_audit_row, as the
+        run fails such a PostgreSQL time, also as the file's last line (read first, from the end)."""
+        rows = [
+            json.dumps(audit(1)),
+            json.dumps(audit(2, created_at="9999-12-31T23:59:59.999999-05:00")),
+            json.dumps(audit(3)),
+            json.dumps(audit(4, created_at="0001-01-01T00:00:00+05:00")),
+        ]
+        code, output = run(write_inputs(tmp_path, rows))
+        assert code == 0, output
+        report = json.loads((tmp_path / "report.json").read_text())
+        assert (report["processed"], report["migrated"], report["failed"]) == (4, 2, {"invalid_audit_row": 2})
+        found = outcomes(tmp_path)
+        assert "years 1-9999" in found[(2, "failed", "invalid_audit_row")]["detail"]
+        assert (4, "failed", "invalid_audit_row") in found
+
+    def test_a_psql_csv_time_before_year_one_in_utc_fails_its_row(self, tmp_path: Path) -> None:
+        """psql's ``0001-01-01 00:00:00+05`` in a CSV export: that row's invalid_audit_row."""
+        args = write_inputs(tmp_path, [])
+        audits = tmp_path / "audits.csv"
+        header = ",".join(AUDIT_COLUMNS).encode() + b"\n"
+        rows = [audit(1, created_at="2020-01-01 00:00:00"), audit(2, created_at="0001-01-01 00:00:00+05")]
+        audits.write_bytes(header + b"".join(map(csv_line, rows)))
+        code, output = run([f"--audits={audits}" if a.startswith("--audits=") else a for a in args])
+        assert code == 0, output
+        assert set(outcomes(tmp_path)) == {(1, "migrated", None), (2, "failed", "invalid_audit_row")}
+
+    def test_a_jsonb_integer_past_the_digit_limit_fails_its_row_as_postgresql_does(
+        self, tmp_path: Path
+    ) -> None:
+        """{"name": [1, 9…9]} as a jsonb audited_changes: malformed_audited_changes with the detail the
+        run gives the same value read from PostgreSQL (as JsonbText), not INTERNAL."""
+        changes = '{"first_name": [1, ' + BIG + "]}"
+        line = json.dumps(audit(2, audited_changes="@")).replace('"@"', changes)
+        code, output = run(write_inputs(tmp_path, [json.dumps(audit(1)), line]))
+        assert code == 0, output
+        real = Transformer(load_default_config()).prepare_row(
+            as_row(audit(2, audited_changes=JsonbText(changes)))
+        )
+        assert real.problem is not None
+        assert real.problem.reason == "malformed_audited_changes"
+        assert outcomes(tmp_path)[(2, "failed", real.problem.reason)]["detail"] == real.problem.detail
+
+    def test_an_id_past_the_digit_limit_is_bad_input(self, tmp_path: Path) -> None:
+        """An id no int can be read from cannot be tied to a row: BAD_INPUT (exit 7) naming the line."""
+        line = json.dumps(audit(2)).replace('"id": 2', '"id": ' + BIG)
+        code, output = run(write_inputs(tmp_path, [json.dumps(audit(1)), line]))
+        assert code == 7, output
+        assert "BAD_INPUT" in output
+        assert "line 2" in output
+        assert len(output) < 2_000  # the 5,000 digits are not repeated
 
 
 def jsonl_line(record: dict[str, Any]) -> bytes:

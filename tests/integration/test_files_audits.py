@@ -20,6 +20,7 @@ from crm_audit_adapters.files.audits import file_tenants
 from crm_audit_adapters.files.psql_csv import csv_records, split_record
 from crm_audit_transform.domain import AuditRow
 from crm_audit_transform.errors import CrmAuditError
+from crm_audit_transform.loading import JsonbText
 
 CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "audited-5.8.0"
 TEXT_AUDITS = CORPUS / "audits.jsonl"
@@ -187,6 +188,53 @@ class TestScopeKeys:
         assert [(e.line, str(e)) for e in key_errors] == [(e.line, str(e)) for e in row_errors]
         assert len(keys) >= 5  # plain and odd lines were both met
         assert len(key_errors) >= 4
+
+
+BIG = "9" * 5_000  # past the 4,300 digits Python turns text into an int
+
+
+class TestValuesPastPythonsRange:
+    def test_the_file_end_reading_stops_at_a_time_out_of_range(self, tmp_path: Path) -> None:
+        """scope_keys_from_end gives None at a last line whose time is year 0 in UTC (the forward
+        read words it), instead of raising OverflowError."""
+        from crm_audit_adapters.files.audits import scope_keys_from_end
+
+        good = json.loads(GOOD_LINE)
+        last = json.dumps({**good, "id": 9, "created_at": "0001-01-01T00:00:00+05:00"})
+        path = write_lines(tmp_path / "a.jsonl", GOOD_LINE, last)
+        assert list(scope_keys_from_end(path)) == [None]
+        errors: list[FileFormatError] = []
+        rows = list(read_audit_rows(path, on_error=errors.append))
+        assert len(rows) == 1
+        assert [(e.line, e.audit_id) for e in errors] == [(2, 9)]
+        assert "years 1-9999" in str(errors[0])
+
+    def test_a_huge_integer_is_its_members_jsonb_text_and_an_id_is_an_error(self, tmp_path: Path) -> None:
+        """In audited_changes the member is handed on as JsonbText (the loader fails the row); as
+        the id it is an error without an id, with the digits cut from the message."""
+        good = json.loads(GOOD_LINE)
+        changes = '{"name": [1, ' + BIG + "]}"
+        in_changes = json.dumps({**good, "id": 7, "audited_changes": "@"}).replace('"@"', changes)
+        in_id = json.dumps({**good, "id": "@"}).replace('"@"', BIG)
+        path = write_lines(tmp_path / "a.jsonl", in_changes, in_id)
+        errors: list[FileFormatError] = []
+        [row] = read_audit_rows(path, on_error=errors.append)
+        assert row.audited_changes == JsonbText(changes)
+        [error] = errors
+        assert (error.line, error.audit_id) == (2, None)
+        assert "id is not an integer" in str(error)
+        assert len(str(error)) < 200
+
+    def test_a_csv_jsonb_integer_past_the_digit_limit_is_jsonb_text(self, tmp_path: Path) -> None:
+        """A jsonb CSV export's audited_changes with such an integer: JsonbText, for the loader."""
+        path = tmp_path / "a.csv"
+        changes = '{"name": [1, ' + BIG + "]}"
+        record = {"id": "1", "auditable_type": "Crm::Person", "action": "update", "created_at": "2020-01-01"}
+        values = [record.get(name, "") for name in AUDIT_COLUMNS]
+        values[AUDIT_COLUMNS.index("audited_changes")] = '"' + changes.replace('"', '""') + '"'
+        path.write_text(",".join(AUDIT_COLUMNS) + "\n" + ",".join(values) + "\n", encoding="utf-8")
+        [row] = read_audit_rows(path, "acme", jsonb_changes=True)
+        assert row.audited_changes == JsonbText(changes)
 
 
 class TestMalformedJsonl:

@@ -26,7 +26,16 @@ from crm_audit_transform.loading import JsonbText
 from crm_audit_transform.numerals import is_int_text, parse_int
 
 from .errors import FileFormatError
-from .lines import OnError, PathLike, fast_object, json_objects, lines_from_end, parse_timestamp, report
+from .lines import (
+    OnError,
+    PathLike,
+    TimeOutOfRange,
+    fast_object,
+    json_objects,
+    lines_from_end,
+    parse_timestamp,
+    report,
+)
 from .psql_csv import DEFAULT_MAX_RECORD_BYTES, csv_records, split_record, split_record_keeping_bytes
 
 __all__ = [
@@ -404,8 +413,10 @@ def _row(
         try:
             # NULL (CSV's empty unquoted field, JSON null) is the row's own outcome: missing_created_at.
             timestamp = None if created_at is None else parse_timestamp(created_at)
+        except TimeOutOfRange as exc:
+            raise _Bad(str(exc)) from None
         except ValueError:
-            raise _Bad(f"created_at is not a timestamp: {created_at!r}") from None
+            raise _Bad(f"created_at is not a timestamp: {_shown(created_at)}") from None
         return AuditRow(
             tenant=line_tenant if line_tenant is not None else str(tenant),
             id=audit_id,
@@ -440,7 +451,7 @@ def _integer(record: Mapping[str, Any], name: str, typed: bool) -> int | None:
             return parse_int(value)  # strict: "1_0_0_1" and Arabic-Indic digits are not ids
         except ValueError:
             pass
-    raise _Bad(f"{name} is not an integer: {value!r}")
+    raise _Bad(f"{name} is not an integer: {_shown(value)}")
 
 
 def _user_id(record: Mapping[str, Any], typed: bool) -> UserId | None:
@@ -452,7 +463,7 @@ def _user_id(record: Mapping[str, Any], typed: bool) -> UserId | None:
         return value
     if isinstance(value, str) and value:
         return parse_int(value) if not typed and is_int_text(value) else value
-    raise _Bad(f"user_id is not an integer or a string: {value!r}")
+    raise _Bad(f"user_id is not an integer or a string: {_shown(value)}")
 
 
 def _text(record: Mapping[str, Any], name: str) -> str | None:
@@ -460,8 +471,14 @@ def _text(record: Mapping[str, Any], name: str) -> str | None:
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, bytes):
-        raise _Bad(f"{name} is not UTF-8: {value!r}")
-    raise _Bad(f"{name} is not a string: {value!r}")
+        raise _Bad(f"{name} is not UTF-8: {_shown(value)}")
+    raise _Bad(f"{name} is not a string: {_shown(value)}")
+
+
+def _shown(value: object) -> str:
+    """``repr(value)`` for an error message, cut short: a line may hold megabytes in one column."""
+    text = repr(value.text) if isinstance(value, JsonbText) else repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}… ({len(text)} characters)"
 
 
 def _changes(
@@ -484,6 +501,6 @@ def _changes(
         decoded = json.loads(value)
     except json.JSONDecodeError as exc:
         raise _Bad(f"audited_changes is not JSON: {exc.msg}") from None
-    except RecursionError:
-        return JsonbText(value)  # the loader checks its depth without recursion: this row's failure
+    except (RecursionError, ValueError):  # too deep, or an integer past Python's 4,300 digits:
+        return JsonbText(value)  # the loader decodes it under its limits and fails this row alone
     return decoded if isinstance(decoded, dict) else str(value)

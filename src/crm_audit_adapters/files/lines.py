@@ -171,11 +171,13 @@ def fast_object(raw: bytes) -> dict[str, Any] | None:
 
 
 def parse_object(path: PathLike, number: int, text: str) -> dict[str, Any]:
+    """The line's object; a member ``json`` cannot build (too deep, an integer past Python's
+    4,300-digit limit) is kept as its ``JsonbText`` (``shallow_object``)."""
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise FileFormatError(path, number, f"not JSON: {exc.msg} at column {exc.colno}") from exc
-    except RecursionError:
+    except (RecursionError, ValueError):  # ValueError: int's digit limit, the only other one json raises
         try:
             value = shallow_object(text)
         except ValueError as exc:
@@ -187,15 +189,19 @@ def parse_object(path: PathLike, number: int, text: str) -> dict[str, Any]:
 
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
 _TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.S)
 
 
 def shallow_object(text: str) -> dict[str, Any]:
-    """A JSON object line whose members nest deeper than ``json.loads`` can recurse.
+    """A JSON object line whose members nest deeper than ``json.loads`` can recurse, or hold an
+    integer of more digits than Python reads (4,300).
 
     The top level is read here, without recursion; a member that still cannot be decoded is kept
     as ``JsonbText`` (its raw JSON), so a deep ``audited_changes`` becomes that row's loader
-    failure instead of losing the line. ``ValueError`` when the line is not a JSON object.
+    failure — the failure the PostgreSQL source's ``JsonbText`` of the same value gets — instead of
+    losing the line; in another column it is that column's wrong type. ``ValueError`` when the line
+    is not a JSON object.
     """
     decoder = json.JSONDecoder()
     found: dict[str, Any] = {}
@@ -215,10 +221,20 @@ def shallow_object(text: str) -> dict[str, Any]:
             end = _collection_end(text, pos)
             try:
                 value: Any = json.loads(text[pos:end])
-            except RecursionError:
+            except json.JSONDecodeError:
+                raise
+            except (RecursionError, ValueError):
                 value = JsonbText(text[pos:end])
         else:
-            value, end = decoder.raw_decode(text, pos)
+            try:
+                value, end = decoder.raw_decode(text, pos)
+            except json.JSONDecodeError:
+                raise
+            except ValueError:  # an integer past the digit limit
+                number = _NUMBER.match(text, pos)
+                if number is None:
+                    raise
+                value, end = JsonbText(number.group()), number.end()
         found[json.loads(key.group())] = value
         pos = _skip(text, end)
         if text[pos : pos + 1] == ",":
@@ -254,7 +270,19 @@ def report(error: FileFormatError, on_error: OnError | None) -> None:
     on_error(error)
 
 
+class TimeOutOfRange(ValueError):
+    """A timestamp whose text reads, but whose instant is outside ``datetime``'s years 1-9999 in UTC."""
+
+
 def parse_timestamp(text: str) -> dt.datetime:
-    """ISO-8601 or PostgreSQL's text form (``2019-01-04 05:44:28.125496``); no offset means UTC."""
+    """ISO-8601 or PostgreSQL's text form (``2019-01-04 05:44:28.125496``); no offset means UTC.
+
+    ``ValueError`` when it is no timestamp; ``TimeOutOfRange`` (a ``ValueError``) when it is one but
+    falls outside years 1-9999 once in UTC (``0001-01-01T00:00+05:00``), as PostgreSQL's
+    ``infinity`` falls outside them for the PostgreSQL source.
+    """
     value = dt.datetime.fromisoformat(text)
-    return as_utc(value, naive="utc")
+    try:
+        return as_utc(value, naive="utc")
+    except OverflowError:
+        raise TimeOutOfRange(f"created_at {text!r} is not a time of the years 1-9999 (UTC)") from None
