@@ -98,6 +98,23 @@ def _at_year_one() -> bytes:
 
 
 RECORD_AT_YEAR_ONE = _at_year_one()  # a valid offset text whose UTC instant is before year 1
+CODE = '{"$code": "function () { return 1; }"}'
+CODE_WITH_SCOPE = '{"$code": "function () { return a; }", "$scope": {"a": 1}}'
+
+
+def _holding(value: str, where: str) -> bytes:
+    """One valid record with the Extended JSON ``value`` put at ``where``."""
+    record = json.loads(body(log(1)))["records"][0]
+    marker = "@value@"
+    if where == "metadata":
+        record["metadata"] = {"y": marker}
+    elif where == "to":
+        record["attributes"][0]["to"] = marker
+    elif where == "actor.type":
+        record["actor"]["type"] = marker
+    else:
+        record[where] = marker
+    return json.dumps({"records": [record]}).replace(json.dumps(marker), value).encode()
 
 
 def error_code(response: Any) -> str:
@@ -163,6 +180,41 @@ class TestMigrateRoute:
         )
         assert response.status_code == 400
         assert error_code(response) == code
+
+    @pytest.mark.parametrize(
+        ("value", "where"),
+        [
+            *(
+                (code, where)
+                for code in (CODE, CODE_WITH_SCOPE)
+                for where in ("metadata", "to", "external_id")
+            ),
+            ('{"$code": "company-acme"}', "company_sso_id"),
+            ('{"$code": "system"}', "actor.type"),
+        ],
+    )
+    def test_bson_javascript_is_refused_anywhere_in_a_record(
+        self, app_parts: dict[str, Any], value: str, where: str
+    ) -> None:
+        """$code (with or without $scope) decodes to bson.Code, a str: refused as INVALID_RECORD like
+        $minKey, never stored as BSON JavaScript, even where it equals the expected text."""
+        response = app_parts["client"].post(
+            "/private/activity_logs/migrate", content=_holding(value, where), headers={"Authorization": AUTH}
+        )
+        assert response.status_code == 400, response.text
+        assert error_code(response) == "INVALID_RECORD"
+        assert app_parts["db"]["activity_logs"].count_documents({}) == 0
+
+    def test_a_number_long_is_the_integer_it_holds(self, app_parts: dict[str, Any]) -> None:
+        """{"$numberLong": "5"} in metadata is stored as the integer 5 (exact types keep Int64 in)."""
+        response = app_parts["client"].post(
+            "/private/activity_logs/migrate",
+            content=_holding('{"$numberLong": "5"}', "metadata"),
+            headers={"Authorization": AUTH},
+        )
+        assert response.status_code == 200, response.text
+        [stored] = app_parts["db"]["activity_logs"].find({})
+        assert stored["metadata"]["y"] == 5
 
     def test_a_record_naming_another_source_tag_is_refused(self, app_parts: dict[str, Any]) -> None:
         """The route writes migrated logs only: a native-looking source tag is refused."""

@@ -3,6 +3,12 @@
 A record is an activity-log document exactly as ``crm-audit-migrate dry-run --out`` writes it, so a
 dry run's output can be posted as it is. Every field is checked; the first problem is reported with
 the record's index and the field's path.
+
+Values are checked by their exact type: Extended JSON decodes ``$code`` (with or without ``$scope``)
+to ``bson.Code``, a ``str`` subclass that pymongo stores as BSON JavaScript, and ``$binary`` of a
+subtype other than 0 to ``bson.Binary``, a ``bytes`` subclass. Neither is a value of the activity
+log's model (docs/value-model.md), so both are refused like ``$minKey`` or ``$regex``;
+``$numberLong`` (``Int64``) is the integer it holds.
 """
 
 from __future__ import annotations
@@ -10,10 +16,11 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 from collections.abc import Mapping
+from typing import cast
 
-from bson import Decimal128, json_util
+from bson import Decimal128, Int64, json_util
 
-from crm_audit_transform.domain import SOURCE_TAG, ActivityLog, Actor, FieldChange
+from crm_audit_transform.domain import SOURCE_TAG, ActivityLog, Actor, ActorKind, FieldChange
 from crm_audit_transform.timestamps import as_utc
 from crm_audit_transform.values import Value
 
@@ -21,6 +28,8 @@ from ..mongo.extended_json_input import loads_extended_json
 from .errors import ApiError
 
 _ACTOR_KINDS = ("user", "deleted_user", "system")
+# Exact types: their subclasses bson.Code (str) and bson.Binary (bytes) are not values of the model.
+_PLAIN = frozenset({bool, int, float, str, bytes})
 _JSON_OPTIONS = json_util.RELAXED_JSON_OPTIONS.with_options(tz_aware=True, tzinfo=dt.UTC)
 
 
@@ -32,7 +41,7 @@ def _str(doc: Mapping[str, object], key: str, path: str, *, required: bool = Tru
     value = doc.get(key)
     if value is None and not required:
         return ""
-    if not isinstance(value, str) or (required and not value):
+    if type(value) is not str or (required and not value):  # bson.Code is a str too: refused
         raise _bad(f"{path}.{key}", "must be a non-empty string")
     return value
 
@@ -40,8 +49,10 @@ def _str(doc: Mapping[str, object], key: str, path: str, *, required: bool = Tru
 def _value(value: object, path: str, depth: int = 0) -> Value:
     if depth > 32:
         raise _bad(path, "nested too deeply")
-    if value is None or isinstance(value, bool | int | float | str | bytes):
-        return value
+    if value is None or type(value) in _PLAIN:
+        return cast("Value", value)
+    if type(value) is Int64:
+        return int(value)
     if isinstance(value, Decimal128):
         return value.to_decimal()
     if isinstance(value, decimal.Decimal):
@@ -78,10 +89,11 @@ def decode_record(doc: object, path: str) -> ActivityLog:
     if not isinstance(doc, dict):
         raise _bad(path, "must be an object")
     actor_doc = doc.get("actor")
-    if not isinstance(actor_doc, dict) or actor_doc.get("type") not in _ACTOR_KINDS:
+    kind = actor_doc.get("type") if isinstance(actor_doc, dict) else None
+    if not isinstance(actor_doc, dict) or type(kind) is not str or kind not in _ACTOR_KINDS:
         raise _bad(f"{path}.actor", f"must be an object with type one of {', '.join(_ACTOR_KINDS)}")
     actor = Actor(
-        kind=actor_doc["type"],
+        kind=cast("ActorKind", kind),
         name=_str(actor_doc, "name", f"{path}.actor"),
         sso_id=_str(actor_doc, "id", f"{path}.actor", required=False) or None,
     )
