@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from crm_audit_adapters.cli import cli
-from crm_audit_adapters.files import AUDIT_COLUMNS
+from crm_audit_adapters.files import AUDIT_COLUMNS, JsonlActivityLogSink
 from crm_audit_transform.config import load_default_config
 from crm_audit_transform.domain import AuditRow
 from crm_audit_transform.loading import JsonbText
@@ -235,6 +235,24 @@ class TestDryRunFieldCases:
         assert real.detail.startswith("bad_encoding: bytes that are not UTF-8")
         assert "comment is not UTF-8" in found[(3, "failed", "invalid_audit_row")]["detail"]
         assert {1, 4} == {key[0] for key in found if key[1] == "migrated"}
+
+
+class TestDryRunOutputLock:
+    def test_a_second_dry_run_on_an_out_being_written_is_refused(self, tmp_path: Path) -> None:
+        """While another dry run holds --out, this one is OUTPUT_LOCKED (exit 4) naming the file, and
+        writes nothing: no log, no outcomes file; once that one is done, it runs."""
+        args = write_inputs(tmp_path, [json.dumps(audit(1))])
+        out = tmp_path / "logs.jsonl"
+        with JsonlActivityLogSink(out):  # the other dry run, still writing
+            code, output = run(args)
+        assert code == 4, output
+        assert "OUTPUT_LOCKED" in output
+        assert str(out) in output
+        assert out.read_text() == ""
+        assert not (tmp_path / "outcomes.jsonl").exists()
+        code, output = run(args)
+        assert code == 0, output
+        assert len(out.read_text().splitlines()) == 1
 
 
 BIG = "9" * 5_000  # an integer past the 4,300 digits Python turns text into

@@ -8,6 +8,7 @@ HTTP server. The last test checks that the rows cover every code in ``exit_codes
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import os
 import re
 import socket
@@ -131,6 +132,12 @@ def _conflicting_index(world: World) -> None:
 
 def _fifo(world: World) -> None:
     os.mkfifo(world.tmp / "pipe.jsonl")
+
+
+def _out_held(world: World) -> None:
+    """Another dry run writing {tmp}/logs.jsonl: its lock, held by a descriptor the test leaves open."""
+    descriptor = os.open(world.tmp / "logs.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    fcntl.flock(descriptor, fcntl.LOCK_EX)
 
 
 def _contacts(world: World) -> None:
@@ -386,6 +393,13 @@ ROWS = [
         "FILE_ERROR",
         setup=_fifo,
         names="{tmp}/pipe.jsonl",
+    ),
+    Row(
+        "refused: another dry run is writing the same --out",
+        ("dry-run", "--example", "--out", "{tmp}/logs.jsonl"),
+        "OUTPUT_LOCKED",
+        setup=_out_held,
+        names="{tmp}/logs.jsonl",
     ),
     Row("declined: the rollback prompt answered no", ("rollback", *C), "DECLINED", stdin="n\n"),
     Row("declined: the rollback prompt got no answer", ("rollback", *C), "DECLINED", stdin=""),

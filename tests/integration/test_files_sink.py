@@ -6,6 +6,8 @@ import datetime as dt
 import errno
 import io
 import json
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from bson.json_util import RELAXED_JSON_OPTIONS
 
 from crm_audit_adapters.cli.exit_codes import error_code, exit_code_for
 from crm_audit_adapters.files import JsonlActivityLogSink, encode_log_line
-from crm_audit_adapters.files.errors import FileWriteError
+from crm_audit_adapters.files.errors import FileWriteError, OutputLocked
 from crm_audit_adapters.mongo.activity_logs import MongoActivityLogStore
 from crm_audit_adapters.mongo.documents import encode_activity_log
 from crm_audit_transform import reasons
@@ -182,6 +184,57 @@ class TestIdempotency:
         assert len(encode_log_line(dense)) < 16 * 1024 * 1024 / 3
         assert (result.status, result.reason) == ("failed", reasons.WRITE_ERROR)
         assert "exceeds" in result.detail
+
+
+class TestOneWriterAFile:
+    def test_a_second_sink_on_an_open_file_is_refused_before_it_writes(self, tmp_path: Path) -> None:
+        """Two writers would each append every log: the second is OutputLocked (exit 4), the file
+        keeps the first one's lines only, and once the first is closed the file opens again."""
+        path = tmp_path / "out.jsonl"
+        with JsonlActivityLogSink(path) as first:
+            first.insert_batch([activity_log(1)])
+            with pytest.raises(OutputLocked) as refused:
+                JsonlActivityLogSink(path)
+            first.insert_batch([activity_log(2)])
+        assert str(path) in str(refused.value)
+        assert (error_code(refused.value), exit_code_for(refused.value)) == ("OUTPUT_LOCKED", 4)
+        assert len(file_lines(path)) == 2
+        with JsonlActivityLogSink(path) as again:
+            assert again.count_migrated("company-a") == 2
+
+    def test_a_sink_of_another_process_is_seen(self, tmp_path: Path) -> None:
+        """The lock is the operating system's (flock): a sink held open by another process refuses."""
+        path = tmp_path / "out.jsonl"
+        hold = (
+            "import sys; from crm_audit_adapters.files import JsonlActivityLogSink as S; s = S(sys.argv[1]);"
+        )
+        hold += " print('ready', flush=True); sys.stdin.read()"
+        holder = subprocess.Popen(
+            [sys.executable, "-c", hold, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert holder.stdout is not None
+            assert holder.stdout.readline().strip() == "ready"
+            with pytest.raises(OutputLocked):
+                JsonlActivityLogSink(path)
+        finally:
+            holder.communicate(timeout=60)  # closes its stdin: it exits, and its pipes are closed
+        JsonlActivityLogSink(path).close()  # the holder is gone, and so is its lock
+
+    def test_the_lock_holds_across_a_rewrite(self, tmp_path: Path) -> None:
+        """delete_migrated replaces the file: the new file is locked before it takes the name."""
+        path = tmp_path / "out.jsonl"
+        with JsonlActivityLogSink(path) as sink:
+            sink.insert_batch([activity_log(1), activity_log(2, company="company-b")])
+            assert sink.delete_migrated("company-a") == 1
+            with pytest.raises(OutputLocked):
+                JsonlActivityLogSink(path)
+            sink.insert_batch([activity_log(3)])
+        assert [json.loads(line)["external_id"] for line in file_lines(path)] == [
+            activity_log(2).external_id,
+            activity_log(3).external_id,
+        ]
+        assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
 
 
 class TestDurability:

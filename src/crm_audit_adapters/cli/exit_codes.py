@@ -39,8 +39,8 @@ server (wrong password, unknown database, malformed DSN or URI, USMAN refusing o
 written."""
 REFUSED: Final = 4
 """A guard refused (flag off, coverage too low, job running or completed, no job, lease held,
-unknown tenant, tenant not the account's bound one or unbound, resume-or-fresh needed, index
-conflict) or the thing asked about does not exist."""
+another process writing the dry run's ``--out``, unknown tenant, tenant not the account's bound one
+or unbound, resume-or-fresh needed, index conflict) or the thing asked about does not exist."""
 HALTED: Final = 5
 """The run halted: at a check point of the halt rule the failure rate, or the share of actors degraded
 by a USMAN outage, went over its threshold (cursor kept)."""
@@ -78,6 +78,7 @@ CODES: Final[dict[str, int]] = {
     "TENANT_UNBOUND": REFUSED,
     "JOB_NOT_RUNNABLE": REFUSED,
     "LEASE_HELD": REFUSED,
+    "OUTPUT_LOCKED": REFUSED,
     "UNKNOWN_TENANT": REFUSED,
     "INDEX_CONFLICT": REFUSED,
     "AUDIT_NOT_FOUND": REFUSED,

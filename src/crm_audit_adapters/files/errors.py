@@ -6,7 +6,7 @@ import os
 
 from crm_audit_transform.errors import CrmAuditError
 
-__all__ = ["FileFormatError", "FileWriteError"]
+__all__ = ["FileFormatError", "FileWriteError", "OutputLocked"]
 
 
 class FileFormatError(CrmAuditError):
@@ -35,3 +35,21 @@ class FileWriteError(CrmAuditError):
     """
 
     code = "FILE_ERROR"
+
+
+class OutputLocked(CrmAuditError):
+    """Another process is writing this log file (it holds the file's ``flock``): ``OUTPUT_LOCKED``.
+
+    Two writers of one file would each read its keys once, then both append every log: the file
+    would hold each log twice. The second is refused before it reads or writes anything; run the
+    parts of an export one after the other with the same ``--out``, or give each its own file.
+    """
+
+    code = "OUTPUT_LOCKED"
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"{path} is being written by another process (another dry run with the same --out?):"
+            " wait for it to finish, or name another file"
+        )
+        self.path = path

@@ -11,7 +11,14 @@ the keys already in the file are read back when it is opened (and kept compactly
 A batch is written and flushed to the operating system before its results are returned, and a
 failed write is cut back off the file, so what was reported written survives a crash of the process
 and a batch is never half there. A torn last line left by a crash mid-write is removed on open: it
-was never reported. One process writes a file at a time.
+was never reported.
+
+One process writes a file at a time, and the sink makes sure of it: it holds an exclusive ``flock``
+on the file from before it reads the file's keys until it is closed, and a second sink on the same
+file — in another process, or another sink in this one — is refused at once with ``OutputLocked``
+(two writers would each append every log: each log twice). ``delete_migrated`` locks its rewrite
+before it replaces the file, so the lock never lapses. A filesystem without ``flock`` support
+(``ENOLCK``, ``EOPNOTSUPP``) is written without the lock.
 
 ``fsync`` says when the file is also forced to the disk, for a crash of the machine: ``"batch"``
 (every batch before its results, the default), ``"close"`` (once, when the sink is closed) or
@@ -34,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import tempfile
@@ -53,7 +61,7 @@ from crm_audit_transform.usecases.pages import encoded_log
 from ..mongo.bson_values import NESTED_TOO_DEEP
 from ..mongo.documents import encode_activity_log
 from ..mongo.extended_json import relaxed_json_bytes, relaxed_json_line
-from .errors import FileFormatError, FileWriteError
+from .errors import FileFormatError, FileWriteError, OutputLocked
 from .keys import WrittenKeys
 from .lines import PathLike
 
@@ -94,6 +102,7 @@ class JsonlActivityLogSink:
 
         ``OSError`` (with ``filename``) when ``path`` cannot be read back and appended to: a pipe, a
         device or a directory — the sink re-reads its file to append without repeating a log.
+        ``OutputLocked`` when another sink (of any process) has the file open.
         """
         self._path = os.fspath(path)
         if os.path.exists(self._path) and not os.path.isfile(self._path):
@@ -105,8 +114,13 @@ class JsonlActivityLogSink:
         self._keys = WrittenKeys()
         self._migrated: Counter[str] = Counter()
         self._owned = True
-        self._recover()
-        self._file: IO[bytes] | None = open(self._path, "ab")  # noqa: SIM115 - held open until close()
+        self._file: IO[bytes] | None = _open_locked(self._path)
+        try:
+            self._recover()
+            self._file.seek(0, os.SEEK_END)  # the recovery may have cut a torn line off the end
+        except BaseException:
+            self._file.close()
+            raise
 
     @classmethod
     def over_stream(cls, stream: IO[bytes] | None, name: str = "<stream>") -> JsonlActivityLogSink:
@@ -210,26 +224,32 @@ class JsonlActivityLogSink:
             return 0
         if not self._owned or self._file is None:
             return self._forget(company_sso_id)
-        self._file.close()
         deleted: list[tuple[str, str]] = []
         directory = os.path.dirname(os.path.abspath(self._path))
-        with tempfile.NamedTemporaryFile("wb", dir=directory, delete=False, suffix=".tmp") as out:
-            try:
-                with open(self._path, "rb") as source:
-                    for number, raw in enumerate(source, 1):
-                        doc = _keys_of(self._path, number, raw)
-                        if doc is not None and doc[0] == company_sso_id and _is_migrated(doc):
-                            deleted.append((doc[0], doc[1]))
-                            continue
-                        out.write(raw)
-                out.flush()
-                os.fsync(out.fileno())
-            except BaseException:
-                os.unlink(out.name)
-                self._file = open(self._path, "ab")  # noqa: SIM115
-                raise
-        os.replace(out.name, self._path)
-        self._file = open(self._path, "ab")  # noqa: SIM115
+        # The rewrite is locked before it replaces the file, and the old file's lock is let go
+        # after: no other sink can take the file in between.
+        descriptor, temporary = tempfile.mkstemp(dir=directory, suffix=".tmp")
+        fcntl.fcntl(descriptor, fcntl.F_SETFL, fcntl.fcntl(descriptor, fcntl.F_GETFL) | os.O_APPEND)
+        out = open(descriptor, "ab")  # noqa: SIM115 - becomes the sink's file
+        try:
+            _lock(out, self._path)
+            with open(self._path, "rb") as source:
+                for number, raw in enumerate(source, 1):
+                    doc = _keys_of(self._path, number, raw)
+                    if doc is not None and doc[0] == company_sso_id and _is_migrated(doc):
+                        deleted.append((doc[0], doc[1]))
+                        continue
+                    out.write(raw)
+            out.flush()
+            os.fsync(out.fileno())
+            os.replace(temporary, self._path)
+        except BaseException:
+            out.close()
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
+        self._file.close()
+        self._file = out
         self._keys.discard_all(deleted)
         self._migrated.pop(company_sso_id, None)
         return len(deleted)
@@ -291,6 +311,36 @@ class JsonlActivityLogSink:
                 self._keys.add((doc[0], doc[1]))
                 if _is_migrated(doc):
                     self._migrated[doc[0]] += 1
+
+
+def _open_locked(path: str) -> IO[bytes]:
+    """``path`` opened to append (created if missing) under this process's exclusive ``flock``.
+
+    A file replaced between the open and the lock (another sink's ``delete_migrated``) is opened
+    again, so the lock held is the one on the file the path names.
+    """
+    for _ in range(3):
+        file = open(path, "ab")  # noqa: SIM115 - held open until the sink is closed
+        try:
+            _lock(file, path)
+            if os.fstat(file.fileno()).st_ino == os.stat(path).st_ino:
+                return file
+        except BaseException:
+            file.close()
+            raise
+        file.close()
+    raise OutputLocked(path)
+
+
+def _lock(file: IO[bytes], path: str) -> None:
+    """An exclusive ``flock`` on ``file`` until it is closed; ``OutputLocked`` if another holds one."""
+    try:
+        fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise OutputLocked(path) from None
+    except OSError as exc:
+        if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP):  # no flock there: written unlocked
+            raise
 
 
 def sink_line(log: ActivityLog) -> tuple[str, bytes]:
