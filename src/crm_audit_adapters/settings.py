@@ -517,10 +517,19 @@ def _usman_got(env_key: str, value: object) -> str:
     return f", got {shown}" if shown else ""
 
 
+MAX_SETTINGS_BYTES: Final = 1 << 20
+"""A settings file is read up to this many bytes (1 MiB): a larger one (``/dev/zero``, a log named
+by mistake) is ``CONFIG_INVALID`` at once, instead of a read that fills the memory."""
+
+
 def _read_file(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
-            return tomllib.load(handle)
+            data = handle.read(MAX_SETTINGS_BYTES + 1)
+        if len(data) > MAX_SETTINGS_BYTES:
+            why = f"larger than {MAX_SETTINGS_BYTES} bytes: not a settings file"
+            raise ConfigError([(f"settings file {path}", why)])
+        return tomllib.loads(data.decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError([(f"settings file {path}", "no such configuration file")]) from None
     except OSError as exc:

@@ -66,7 +66,11 @@ class AuditSource(Protocol):
     def page(
         self, tenant: str, scope: Sequence[str], *, after_id: int, cutoff: dt.datetime, limit: int
     ) -> Sequence[AuditRow]:
-        """``id > after_id AND auditable_type IN scope AND created_at >= cutoff ORDER BY id LIMIT limit``."""
+        """``id > after_id AND auditable_type IN scope AND created_at >= cutoff ORDER BY id LIMIT limit``.
+
+        A source may return fewer than ``limit`` rows before its end, to keep a page within a byte
+        budget (at least one row, whatever its size); an empty page is the end.
+        """
         ...
 
     def audit_by_id(self, tenant: str, audit_id: int) -> AuditRow | None: ...

@@ -87,6 +87,44 @@ class TestAgainstTheInMemorySource:
             assert source.page("globex", SCOPE, after_id=0, cutoff=EPOCH, limit=10) == ()
 
 
+class TestPageBytes:
+    def test_pages_end_at_the_byte_budget_and_every_row_comes_once(self) -> None:
+        """With a 2 KB budget a page ends after the row that reaches it: more, shorter pages, the
+        same rows in the same order as pages of 500."""
+        with (
+            FileAuditSource(TEXT_AUDITS, "acme", page_bytes=2_000) as small,
+            FileAuditSource(TEXT_AUDITS, "acme") as plain,
+        ):
+            short = all_pages(small, "acme", EPOCH, 500)
+            whole = all_pages(plain, "acme", EPOCH, 500)
+        assert len(short) > 10 * len(whole)
+        assert [i for page in short for i in page] == [i for page in whole for i in page]
+
+    def test_a_page_after_the_end_is_empty_without_reading_the_file_again(self, tmp_path: Path) -> None:
+        """Once read to its end, asking past the last id answers at once: the run's closing call does
+        not reread the export (a line appended since is not seen either)."""
+        lines = [json.dumps({**line, "id": n}) for n, line in enumerate(corpus_lines(TEXT_AUDITS)[:3], 1)]
+        path = write_lines(tmp_path / "audits.jsonl", *lines)
+        with FileAuditSource(path, "acme") as source:
+            assert len(source.page("acme", SCOPE, after_id=0, cutoff=EPOCH, limit=10)) == 3
+            with path.open("a") as more:
+                more.write("not json\n")  # a reread would raise on it
+            assert source.page("acme", SCOPE, after_id=3, cutoff=EPOCH, limit=10) == ()
+            assert [r.id for r in source.page("acme", SCOPE, after_id=1, cutoff=EPOCH, limit=1)] == [2]
+
+    def test_a_line_longer_than_the_cap_stops_the_read_naming_it(self, tmp_path: Path) -> None:
+        """A JSONL line past max_record_bytes is not read whole: FileFormatError (BAD_INPUT) names it,
+        as a psql CSV record past the cap does."""
+        first, second = corpus_lines(TEXT_AUDITS)[:2]
+        big = json.dumps({**second, "comment": "x" * 5_000})
+        path = write_lines(tmp_path / "audits.jsonl", json.dumps(first), big)
+        with (
+            FileAuditSource(path, "acme", max_record_bytes=4_096) as source,
+            pytest.raises(FileFormatError, match="line 2: line longer than 4096 bytes"),
+        ):
+            source.page("acme", SCOPE, after_id=0, cutoff=EPOCH, limit=10)
+
+
 class TestOrder:
     def lines(self, *ids: int) -> list[str]:
         first = corpus_lines(TEXT_AUDITS)[0]

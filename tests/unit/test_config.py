@@ -51,6 +51,20 @@ class TestLoadConfig:
         assert load_config(path).scope == ("Crm::Person",)
         assert load_config(str(path)).scope == ("Crm::Person",)
 
+    @pytest.mark.parametrize("kind", ["large", "endless"])
+    def test_a_file_past_one_mib_is_refused_without_reading_it_all(self, tmp_path: Path, kind: str) -> None:
+        """A 2 MiB mapping file, or /dev/zero, is a ConfigError naming the file: at most 1 MiB and
+        one byte are read (a mapping is a few KiB)."""
+        path = Path("/dev/zero")
+        if kind == "large":
+            path = tmp_path / "mapping.yaml"
+            path.write_text(MINIMAL + "# padding\n" * 200_000, encoding="utf-8")
+        elif not path.exists():
+            pytest.skip("no /dev/zero here")
+        with pytest.raises(ConfigError, match="larger than 1048576 bytes") as raised:
+            load_config(path)
+        assert str(path) in str(raised.value)
+
     def test_a_document_nested_past_the_recursion_limit_is_a_config_error(self) -> None:
         """YAML nested 100,000 deep is a ConfigError saying so, not a RecursionError."""
         text = "scope: " + "[" * 100_000 + "]" * 100_000 + "\n"

@@ -285,6 +285,25 @@ class TestSettings:
         )
         assert "Kx9v" not in str(raised.value)
 
+    @pytest.mark.parametrize("kind", ["large", "endless"])
+    def test_a_settings_file_past_one_mib_is_refused_without_reading_it_all(
+        self, tmp_path: Path, kind: str
+    ) -> None:
+        """2 MiB of valid TOML, or /dev/zero (which never ends), is CONFIG_INVALID naming the file:
+        only the first MiB and one byte are read."""
+        path = Path("/dev/zero")
+        if kind == "large":
+            path = tmp_path / "settings.toml"
+            path.write_text("# padding\n" * 200_000 + "page_size = 7\n")
+        elif not path.exists():
+            pytest.skip("no /dev/zero here")
+        with pytest.raises(ConfigError) as raised:
+            load_settings(path, {})
+        assert raised.value.problems == (
+            (f"settings file {path}", "larger than 1048576 bytes: not a settings file"),
+        )
+        assert exit_codes.exit_code_for(raised.value) == exit_codes.CONFIG
+
     def test_a_missing_or_broken_file_is_a_config_error(self, tmp_path: Path) -> None:
         """A settings file that is absent or not TOML is a ConfigError naming it."""
         with pytest.raises(ConfigError, match="no such configuration file"):

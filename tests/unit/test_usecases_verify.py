@@ -99,6 +99,16 @@ class TestCleanAccount:
         assert dict(report.failed) == dict(job.tally.failed)
         assert report.outstanding == {}
 
+    def test_pages_shorter_than_asked_are_walked_to_the_end(self) -> None:
+        """A source ending pages early (a byte budget) is read on until a page is empty: clean."""
+        from test_usecases_run import ShortPages
+
+        world = migrated_world()
+        world.source = ShortPages(world.source, 7)  # type: ignore[assignment]
+        report = verify(world)
+        assert report.clean, report.to_json()
+        assert report.audits == job_of(world).tally.processed
+
     def test_the_corpus_nan_values_reach_the_compared_logs(self) -> None:
         """The clean case is meaningful: some migrated log carries a NaN, which == would call drift."""
         world = migrated_world("acme")

@@ -2,7 +2,12 @@
 
 Every value is a bound parameter and the tenant schema a quoted identifier. A page is at most
 ``limit`` rows fetched by ``id > cursor`` on the primary key, so no query ever reads a whole table
-into memory. ``created_at`` is ``timestamp without time zone`` holding UTC (Rails' default), so the
+into memory, and at most ``page_bytes`` (32 MiB) of ``audited_changes`` and ``comment`` text plus
+its last row: the page query ends it after the row whose text brings the sum to the budget, so
+500 rows of 20 MiB each come as pages of two rather than one page of 10 GB (the run reads on
+until a page is empty). The sizes are ``octet_length`` of the text, read from a text column's
+header without reading the value; a jsonb column is rendered as text for it, once more than
+its fetch. ``created_at`` is ``timestamp without time zone`` holding UTC (Rails' default), so the
 cutoff is sent as a naive UTC timestamp and every value read back is made aware as UTC; a
 ``timestamptz`` column works too because each transaction sets ``TimeZone = UTC``.
 
@@ -23,7 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import psycopg
 from psycopg import sql
@@ -51,9 +56,15 @@ _COLUMNS = sql.SQL(", ").join(
 # of staying invisible to the run. So is a time before year 1 (-infinity, BC), which no datetime
 # cutoff can be compared with: it fails as invalid_audit_row. A time after 9999 is after any cutoff.
 # (each query spells the same range out)
+# The inner query is the keyset page (its plan unchanged); the outer one keeps its rows while the
+# text before each is under the byte budget: the first row always, then up to the one that passes it.
 _PAGE = sql.SQL(
+    "SELECT {columns} FROM ("
+    "SELECT *, sum(coalesce(octet_length(audited_changes::text), 0) + coalesce(octet_length(comment), 0))"
+    " OVER (ORDER BY id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS bytes_before FROM ("
     "SELECT {columns} FROM {schema}.audits WHERE id > %s AND auditable_type = ANY(%s)"
     " AND (created_at >= %s OR created_at IS NULL OR created_at < '0001-01-01') ORDER BY id LIMIT %s"
+    ") AS candidates) AS page WHERE coalesce(bytes_before, 0) < %s ORDER BY id"
 )
 _BY_ID = sql.SQL("SELECT {columns} FROM {schema}.audits WHERE id = %s")
 _BOUNDS = sql.SQL(
@@ -72,13 +83,24 @@ _QUANTILES = sql.SQL(
 _NO_CUTOFF = dt.datetime.min
 
 
+DEFAULT_PAGE_BYTES: Final = 32 * 1024 * 1024
+"""A page ends after the row whose ``audited_changes`` and ``comment`` bring it to this many bytes."""
+
+
 class PostgresAuditSource:
-    """Reads one tenant schema's ``audits`` through a ``ReadOnlySession``."""
+    """Reads one tenant schema's ``audits`` through a ``ReadOnlySession``.
 
-    __slots__ = ("_session",)
+    ``page_bytes``: the text budget of a page (see the module docstring); a page holds at least
+    one row, however large.
+    """
 
-    def __init__(self, session: ReadOnlySession) -> None:
+    __slots__ = ("_page_bytes", "_session")
+
+    def __init__(self, session: ReadOnlySession, *, page_bytes: int = DEFAULT_PAGE_BYTES) -> None:
+        if page_bytes <= 0:
+            raise ValueError(f"page_bytes must be positive, got {page_bytes}")
         self._session = session
+        self._page_bytes = page_bytes
 
     def scope_bounds(
         self, tenant: str, scope: Sequence[str], cutoff: dt.datetime | None
@@ -102,7 +124,7 @@ class PostgresAuditSource:
         if not scope:
             return ()
         query = _PAGE.format(columns=_COLUMNS, schema=self._session.schema(tenant, "audits"))
-        params = (after_id, list(scope), naive_utc(cutoff), limit)
+        params = (after_id, list(scope), naive_utc(cutoff), limit, self._page_bytes)
         rows = self._session.run(lambda conn: _cursor(conn).execute(query, params).fetchall())
         return tuple(_audit_row(tenant, row) for row in rows)
 

@@ -11,7 +11,9 @@ keyset queries as the SQL would, but by reading forward:
   from the front, the last from the back of a JSONL file, so a dry run's job costs no pass;
 * ``page(after_id=…)`` continues from where the previous page stopped when ``after_id`` is at or
   past it — the run loop's case, so a whole run reads the file once more — and otherwise reopens
-  the file and skips forward (a resume);
+  the file and skips forward (a resume). A page ends early, after the row that brings its
+  ``audited_changes`` and comments to ``page_bytes`` (32 MiB), so a file of large rows is not held
+  500 rows at a time; once the file was read to its end, a page after its last id is empty at once;
 * ``audit_by_id`` reads forward until it reaches or passes the id.
 
 An id smaller than the one before it stops the read with ``AuditOrderError`` naming the line: the
@@ -38,9 +40,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Generator, Sequence
 from types import TracebackType
-from typing import Protocol, TypeVar
+from typing import Final, Protocol, TypeVar
 
 from crm_audit_transform.domain import NO_TIME_KNOWN, AuditRow, Outcome, ScopeBounds
+from crm_audit_transform.loading import JsonbText
 
 from .audits import (
     FileFormat,
@@ -56,6 +59,10 @@ from .lines import PathLike
 from .psql_csv import DEFAULT_MAX_RECORD_BYTES
 
 __all__ = ["AuditOrderError", "FileAuditSource"]
+
+
+DEFAULT_PAGE_BYTES: Final = 32 * 1024 * 1024
+"""A page ends after the row that brings its text to this many bytes (``FileAuditSource``)."""
 
 
 class AuditOrderError(FileFormatError):
@@ -74,9 +81,11 @@ class FileAuditSource:
 
     __slots__ = (
         "_checked",
+        "_end",
         "_file_format",
         "_jsonb_changes",
         "_max_record_bytes",
+        "_page_bytes",
         "_path",
         "_position",
         "_reader",
@@ -93,8 +102,13 @@ class FileAuditSource:
         jsonb_changes: bool = False,
         max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
         checked: CheckedRows | None = None,
+        page_bytes: int = DEFAULT_PAGE_BYTES,
     ) -> None:
+        if page_bytes <= 0:
+            raise ValueError(f"page_bytes must be positive, got {page_bytes}")
         self._path = path
+        self._page_bytes = page_bytes
+        self._end: int | None = None  # the last id of the file, once a page read to its end
         self._checked = checked
         self._reported = 0  # rows (in file order) whose own failures were already handed to checked
         self._tenant = tenant
@@ -190,19 +204,24 @@ class FileAuditSource:
         """``id > after_id AND auditable_type IN scope AND created_at >= cutoff ORDER BY id LIMIT limit``."""
         if tenant != self._tenant or limit <= 0:
             return ()
+        if self._end is not None and after_id >= self._end:
+            return ()  # the file was read to its end, and no row is after this id: the run's last call
         if self._reader is None or (self._position is not None and after_id < self._position):
             self.close()
             self._reader, self._position = self._ordered_rows(report=True), None
         wanted = frozenset(scope)
         found: list[AuditRow] = []
+        budget = self._page_bytes
         for row in self._reader:
             self._position = row.id
             if row.id > after_id and row.auditable_type in wanted and _on_or_after(row, cutoff):
                 found.append(row)
-                if len(found) == limit:
+                budget -= _bytes_of(row)
+                if len(found) == limit or budget <= 0:
                     break
         else:
             self.close()
+            self._end = after_id if self._position is None else max(after_id, self._position)
             self._position = None
         return tuple(found)
 
@@ -280,6 +299,17 @@ class _Reader(Protocol[_Read]):
         on_error: Callable[[FileFormatError], None] | None = None,
         max_record_bytes: int = ...,
     ) -> Generator[tuple[int, _Read], None, None]: ...
+
+
+def _bytes_of(row: AuditRow) -> int:
+    """What a row holds in text: its ``audited_changes`` (text, bytes or jsonb text) and comment.
+    A jsonb object decoded from a JSONL line is not measured (each line is capped, 64 MiB)."""
+    changes = row.audited_changes
+    comment = row.comment
+    size = len(comment) if comment else 0
+    if isinstance(changes, str | bytes):
+        return size + len(changes)
+    return size + len(changes.text) if isinstance(changes, JsonbText) else size
 
 
 def _on_or_after(row: AuditRow | ScopeKeys, cutoff: dt.datetime | None) -> bool:

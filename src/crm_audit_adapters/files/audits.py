@@ -123,16 +123,16 @@ def numbered_audit_rows(
     """``read_audit_rows`` with each row's (first) line number, for errors that name the line."""
     chosen = format_of(path, file_format)
     if chosen == "jsonl":
-        return _jsonl_rows(path, tenant, on_error)
+        return _jsonl_rows(path, tenant, on_error, max_record_bytes)
     if chosen == "csv":
         return _csv_rows(path, tenant, jsonb_changes, on_error, max_record_bytes)
     raise ValueError(f"cannot tell the format of {os.fspath(path)!r}: pass file_format='jsonl' or 'csv'")
 
 
 def _jsonl_rows(
-    path: PathLike, tenant: str | None, on_error: OnError | None
+    path: PathLike, tenant: str | None, on_error: OnError | None, max_line_bytes: int
 ) -> Generator[tuple[int, AuditRow], None, None]:
-    for number, record in json_objects(path, on_error, keep_bytes=True):
+    for number, record in json_objects(path, on_error, keep_bytes=True, max_line_bytes=max_line_bytes):
         plain = _plain_jsonl_row(record, tenant)
         if plain is not _NotPlain.NOT_PLAIN:
             row = plain
@@ -296,7 +296,7 @@ def numbered_scope_keys(
         for number, found in rows:
             yield number, ScopeKeys(found.id, found.auditable_type, found.created_at)
         return
-    for number, record in json_objects(path, on_error, keep_bytes=True):
+    for number, record in json_objects(path, on_error, keep_bytes=True, max_line_bytes=max_record_bytes):
         columns = _plain_jsonl_columns(record, tenant)
         if columns is None:
             continue

@@ -19,7 +19,7 @@ from crm_audit_transform.domain import Contact
 
 from .directories import parse_contact_line
 from .errors import FileFormatError
-from .lines import PathLike
+from .lines import PathLike, numbered_lines
 
 __all__ = ["JsonlContactDirectory"]
 
@@ -79,13 +79,12 @@ class JsonlContactDirectory:
         self._path = path
         self._companies: dict[str, _CompanyIndex] = {}
         offset = 0
-        with open(path, "rb") as stream:
-            for number, raw in enumerate(stream, 1):
-                contact = parse_contact_line(path, number, raw)
-                if contact is not None:
-                    index = self._companies.setdefault(contact.company_sso_id, _CompanyIndex())
-                    index.add(contact.crm_person_id, offset, number)
-                offset += len(raw)
+        for number, raw in numbered_lines(path):
+            contact = parse_contact_line(path, number, raw)
+            if contact is not None:
+                index = self._companies.setdefault(contact.company_sso_id, _CompanyIndex())
+                index.add(contact.crm_person_id, offset, number)
+            offset += len(raw)
         for index in self._companies.values():
             index.seal()
 

@@ -31,10 +31,30 @@ OnError: TypeAlias = Callable[[FileFormatError], None]
 """Called with each line that cannot become a value; without one, that line's error is raised."""
 
 
-def numbered_lines(path: PathLike) -> Iterator[tuple[int, bytes]]:
-    """Every physical line (terminator included) with its 1-based number, streamed."""
+MAX_LINE_BYTES: Final = 64 * 1024 * 1024
+"""The longest line read (64 MiB, as psql CSV's record cap): a line is held whole, so a longer one
+is refused rather than read. No audit row needs that much: the loader takes an ``audited_changes``
+up to 32 MiB."""
+
+
+def numbered_lines(path: PathLike, max_bytes: int = MAX_LINE_BYTES) -> Iterator[tuple[int, bytes]]:
+    """Every physical line (terminator included) with its 1-based number, streamed.
+
+    A line longer than ``max_bytes`` raises ``FileFormatError`` naming it, after at most
+    ``max_bytes`` + 1 of its bytes were read: it cannot be tied to a record without holding it.
+    """
     with open(path, "rb") as stream:
-        yield from enumerate(stream, 1)
+        readline = stream.readline
+        number = 0
+        while raw := readline(max_bytes + 1):
+            number += 1
+            if len(raw) > max_bytes:
+                raise FileFormatError(
+                    path,
+                    number,
+                    f"line longer than {max_bytes} bytes: a line is read whole, so it is refused",
+                )
+            yield number, raw
 
 
 def lines_from_end(path: PathLike, *, block: int = 1 << 16, longest: int = 1 << 26) -> Iterator[bytes]:
@@ -75,14 +95,19 @@ def decode(path: PathLike, number: int, raw: bytes) -> str:
 
 
 def json_objects(
-    path: PathLike, on_error: OnError | None = None, *, keep_bytes: bool = False
+    path: PathLike,
+    on_error: OnError | None = None,
+    *,
+    keep_bytes: bool = False,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(line number, object)`` for every non-blank line; a line that is not a JSON object is an error.
 
     A line that is not UTF-8 is an error too, unless ``keep_bytes``: then it is read all the same and
     each member whose text holds bytes that are not UTF-8 is given as ``bytes`` (``not_utf8_members``).
+    A line longer than ``max_line_bytes`` stops the read (``numbered_lines``).
     """
-    for number, raw in numbered_lines(path):
+    for number, raw in numbered_lines(path, max_line_bytes):
         if not raw.strip():
             continue  # blank lines separate nothing and hold nothing
         value = fast_object(raw)

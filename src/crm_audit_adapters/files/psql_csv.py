@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from typing import Final
 
 from .errors import FileFormatError
-from .lines import PathLike, decode, escaped, not_utf8, numbered_lines
+from .lines import MAX_LINE_BYTES, PathLike, decode, escaped, not_utf8, numbered_lines
 
-DEFAULT_MAX_RECORD_BYTES: Final = 64 * 1024 * 1024
+DEFAULT_MAX_RECORD_BYTES: Final = MAX_LINE_BYTES
 
 # The quoted alternative is the unrolled "no quote, or a doubled quote" loop: linear, no backtracking.
 _FIELD: Final = re.compile(r'"([^"]*(?:""[^"]*)*)"|([^,"]*)')
@@ -32,7 +32,7 @@ def csv_records(
     """``(first line number, raw record without its terminator)``; blank lines are skipped."""
     parts: list[bytes] = []
     quotes = size = start = 0
-    for number, raw in numbered_lines(path):
+    for number, raw in numbered_lines(path, max_record_bytes):
         if not parts:
             start = number
         parts.append(raw)

@@ -45,20 +45,31 @@ def _make_converter() -> cattrs.Converter:
 _CONVERTER = _make_converter()
 
 
+MAX_MAPPING_BYTES = 1 << 20
+"""A mapping file is read up to this many bytes (1 MiB; the shipped one is a few KiB): a larger one
+(``/dev/zero``, a file named by mistake) is a ``ConfigError`` at once instead of a read without end."""
+
+
 def load_config(path_or_text: str | os.PathLike[str]) -> MappingConfig:
     """Read a mapping configuration from a file path or from YAML text.
 
     A ``PathLike`` is always a path; a ``str`` is YAML text when it spans several lines or starts
-    with ``{``, else the path of a file.
+    with ``{``, else the path of a file. ``ConfigError`` for a file that cannot be read, is larger
+    than ``MAX_MAPPING_BYTES`` or is not a valid configuration.
     """
     if isinstance(path_or_text, str) and ("\n" in path_or_text or path_or_text.lstrip().startswith("{")):
         text, origin = path_or_text, "<text>"
     else:
         path = Path(path_or_text)
         try:
-            text = path.read_text(encoding="utf-8")
+            with path.open("rb") as stream:
+                data = stream.read(MAX_MAPPING_BYTES + 1)
+            text = data.decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError([("$", f"cannot read {path}: {exc}")], source=f"mapping file {path}") from exc
+        if len(data) > MAX_MAPPING_BYTES:
+            why = f"{path} is larger than {MAX_MAPPING_BYTES} bytes: not a mapping configuration"
+            raise ConfigError([("$", why)], source=f"mapping file {path}")
         origin = str(path)
     try:
         return _parse(text, origin=origin)

@@ -369,7 +369,8 @@ class _Loop:
 
         Read lazily: a pipeline that reads ahead asks for the next page before this one is
         written. Once a page is written to its end, the job's cursor is its last id, so the pages
-        are the ones the loop would read after each write.
+        are the ones the loop would read after each write. An empty page ends them: a source may
+        return fewer rows than asked before its end (``ports.AuditSource.page``: a byte budget).
         """
         scope = self._transformer.scope
         after_id = job.last_audit_id
@@ -382,15 +383,15 @@ class _Loop:
             rows = source.page(job.tenant, scope, after_id=after_id, cutoff=job.cutoff, limit=limit)
             if setting_aside is not None:
                 self._set_aside.append(setting_aside.take_set_aside())
-            full = len(rows) == limit
+            last = False
             if self._until_id is not None and rows and rows[-1].id >= self._until_id:
                 # A shard's last page: it reached its range's end; rows past it are the next shard's.
                 rows = [r for r in rows if r.id <= self._until_id]
-                full = False
+                last = True
             if not rows:
                 return
             yield rows
-            if not full:
+            if last:
                 return
             after_id = rows[-1].id
 
