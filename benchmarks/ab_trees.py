@@ -72,7 +72,7 @@ def run(stage: str, args: argparse.Namespace, pythonpath: str | None) -> dict[st
 def dry_run(stage: str, rows: int, env: dict[str, str]) -> dict[str, Any]:
     """``dry_run``: the file dry run's whole command with ``--out`` (``dry_run_scale.py``'s inputs,
     its wall and CPU time from ``wait4``); ``dry_run_parse``: that benchmark's floor over the same file."""
-    from dry_run_scale import _PARSE, COMPANY_SSO_ID, TENANT, prepare
+    from dry_run_scale import _PARSE, COMPANY_SSO_ID, TENANT, installed_env, prepare
 
     data = prepare(rows)
     if stage == "dry_run_parse":
@@ -88,7 +88,7 @@ def dry_run(stage: str, rows: int, env: dict[str, str]) -> dict[str, Any]:
         ]  # fmt: skip
     before = _children_cpu()
     started = time.perf_counter()
-    done = subprocess.run(command, env=env, capture_output=True, check=False)
+    done = subprocess.run(command, env=installed_env(env), capture_output=True, check=False)
     wall = time.perf_counter() - started
     cpu = _children_cpu() - before  # this child's user + system time (it was waited for)
     if done.returncode:
