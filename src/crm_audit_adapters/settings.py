@@ -420,8 +420,13 @@ def _encodes(value: str) -> bool:
 
 
 def _tenants(table: Any, env: str | None, problems: list[tuple[str, str]], in_file: str) -> dict[str, str]:
-    """``[tenants]`` (company_sso_id = "schema") overlaid by ``CRM_AUDIT_TENANTS="id=schema,…"``."""
+    """``[tenants]`` (company_sso_id = "schema") overlaid by ``CRM_AUDIT_TENANTS="id=schema,…"``.
+
+    A company named twice in the variable is a problem: the later pair would silently win, and an
+    account is bound to one CRM tenant.
+    """
     bindings: dict[str, str] = {}
+    named: set[str] = set()
     if table is not None:
         if not isinstance(table, dict) or not all(isinstance(v, str) and v for v in table.values()):
             problems.append((f"{in_file}: tenants", 'expected a table of company_sso_id = "schema"'))
@@ -439,6 +444,12 @@ def _tenants(table: Any, env: str | None, problems: list[tuple[str, str]], in_fi
                 )
             )
             break
+        if company.strip() in named:
+            # The later pair would silently win: one of the two is a mistake.
+            problems.append(
+                (f"environment variable {_PREFIX}TENANTS", f"company {company.strip()} is named twice")
+            )
+        named.add(company.strip())
         bindings[company.strip()] = schema.strip()
     return bindings
 

@@ -264,14 +264,19 @@ class MigrationService:
         )
 
     def _runnable(self, company_sso_id: str) -> MigrationJob | None:
-        """The latest job, refused when it reads another tenant than the account's binding."""
+        """The latest job, refused (``TenantMismatch``) when it reads another tenant than the
+        account's binding or, for an unbound account, a tenant bound to another account since the
+        trigger — the guard ``tenant_for`` applies to every other command."""
         job = self._ports.jobs.latest(company_sso_id)
+        if job is None:
+            return job
         bound = self._tenants.get(company_sso_id)
-        if job is not None and bound is not None and job.tenant != bound:
+        if bound is not None and job.tenant != bound:
             raise TenantMismatch(
                 f"job {job.job_id} reads CRM tenant {job.tenant!r} but company {company_sso_id} is bound "
                 f"to {bound!r}: cancel it and trigger --fresh"
             )
+        bound_tenant(company_sso_id, job.tenant, self._tenants, allow_unbound=True)
         return job
 
     def status(self, company_sso_id: str) -> MigrationStatus:

@@ -337,6 +337,21 @@ class TestSettings:
         assert settings.tenants == {"co-a": "acme", "co-b": "globex", "co-c": "umbrella"}
         assert settings.describe()["tenants"] == settings.tenants
 
+    @pytest.mark.parametrize(
+        ("table", "env", "problem"),
+        [
+            ("", "co-a=acme,co-a=globex", "company co-a is named twice"),
+        ],
+    )
+    def test_a_company_named_twice_in_the_variable_is_refused(
+        self, tmp_path: Path, table: str, env: str, problem: str
+    ) -> None:
+        """A company given twice in CRM_AUDIT_TENANTS (the later pair silently won) is CONFIG_INVALID."""
+        path = tmp_path / "s.toml"
+        path.write_text(table)
+        with pytest.raises(ConfigError, match=problem):
+            load_settings(path, {"CRM_AUDIT_TENANTS": env})
+
     def test_a_malformed_tenant_binding_is_a_configuration_error(self) -> None:
         """A pair without `=` is reported with the variable's name."""
         with pytest.raises(ConfigError, match="CRM_AUDIT_TENANTS"):

@@ -165,6 +165,24 @@ class TestMigrationService:
         with pytest.raises(TenantMismatch):
             service.verify(world.company)
 
+    def test_an_unbound_accounts_job_of_a_tenant_bound_elsewhere_does_not_run(self) -> None:
+        """run (and so a Celery task) refuses an unbound account's job whose tenant is now bound to
+        another account, as enrich, explain and verify do: nothing is written."""
+        world = World()
+        world.service(tenants={}).trigger(world.company, world.tenant, allow_unbound_tenant=True)
+        service = world.service(tenants={"other-company": world.tenant})
+        with pytest.raises(TenantMismatch, match="other-company"):
+            service.run(world.company, owner="runner-1")
+        with pytest.raises(TenantMismatch):
+            service.run_shard(world.company, 0, owner="runner-1")
+        assert world.logs.count_migrated(world.company) == 0
+
+    def test_an_unbound_accounts_own_unbound_tenant_still_runs(self) -> None:
+        """The override stays usable for a tenant nobody is bound to."""
+        world = World()
+        world.service(tenants={}).trigger(world.company, world.tenant, allow_unbound_tenant=True)
+        assert world.service(tenants={}).run(world.company, owner="runner-1").job.tally.processed > 0
+
     def test_an_unbound_account_triggers_only_when_allowed(self) -> None:
         """Without a binding, trigger is TenantUnbound unless the caller allows the unbound tenant."""
         world = World()
