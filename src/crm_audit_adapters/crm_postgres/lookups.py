@@ -19,10 +19,18 @@ from crm_audit_transform.domain import CrmUser, EntityRef, UserId
 from .session import ReadOnlySession
 from .timestamps import aware_utc
 
-_USERS = sql.SQL("SELECT id, email, full_name, deleted_at FROM {schema}.users WHERE id = ANY(%s)")
+# Only "is it set" matters to the rules (a soft-deleted user is never an actor), so a deleted_at
+# that ``datetime`` cannot hold (infinity, -infinity, past year 9999, BC) is clamped into its range,
+# a day inside either end so no session time zone pushes it out, instead of failing every lookup of
+# the tenant as a refused query.
+_DELETED_AT = sql.SQL(
+    "CASE WHEN deleted_at IS NULL THEN NULL WHEN deleted_at < '0001-01-02' THEN '0001-01-02'"
+    " WHEN deleted_at > '9999-12-30' THEN '9999-12-30' ELSE deleted_at END"
+)
+_USERS = sql.SQL("SELECT id, email, full_name, {deleted_at} FROM {schema}.users WHERE id = ANY(%s)")
 # A uuid (or varchar) id column, asked with string ids: compared as text so any id type answers.
 _USERS_BY_TEXT = sql.SQL(
-    "SELECT id, email, full_name, deleted_at FROM {schema}.users WHERE id::text = ANY(%s::text[])"
+    "SELECT id, email, full_name, {deleted_at} FROM {schema}.users WHERE id::text = ANY(%s::text[])"
 )
 _PEOPLE = sql.SQL("SELECT count(*) FROM {schema}.crm_people")
 _PEOPLE_IDS = sql.SQL("SELECT id FROM {schema}.crm_people WHERE id > %s ORDER BY id LIMIT %s")
@@ -72,7 +80,7 @@ class PostgresUserDirectory:
         for template, wanted in asks:
             if not wanted:
                 continue
-            query = template.format(schema=self._session.schema(tenant, "users"))
+            query = template.format(schema=self._session.schema(tenant, "users"), deleted_at=_DELETED_AT)
             rows = self._session.run(partial(_fetch_all, query, (wanted,)))
             for id_, email, full_name, deleted_at in rows:
                 key = user_id_of(id_)
