@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -444,6 +445,23 @@ class TestOutputFiles:
         assert code == exit_codes.BAD_INPUT, stderr
         assert stderr.startswith(f"error: FILE_ERROR: cannot write {option} /dev/full: "), stderr
         assert "No space left on device" in stderr
+
+    @pytest.mark.parametrize("option", ["--report", "--outcomes"])
+    def test_a_report_or_outcomes_file_another_writer_holds_is_refused_untouched(
+        self, tmp_path: Path, option: str
+    ) -> None:
+        """``--report`` / ``--outcomes`` naming a file another dry run holds (its ``--out``, under the
+        sink's ``flock``): OUTPUT_LOCKED (exit 4) and the file keeps every byte, not overwritten."""
+        held = tmp_path / "other-run.jsonl"
+        held.write_bytes(b'{"a": 1}\n')
+        with held.open("ab") as other:
+            fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            code, _, stderr = invoke(
+                "--example", "--no-progress", "--out", str(tmp_path / "logs.jsonl"), option, str(held)
+            )
+        assert code == 4, stderr
+        assert "OUTPUT_LOCKED" in stderr
+        assert held.read_bytes() == b'{"a": 1}\n'
 
     @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
     def test_a_full_stdout_for_the_report_is_named_in_the_file_error(self, tmp_path: Path) -> None:

@@ -317,7 +317,10 @@ def _write_report(report: Path | None, text: str, *, to_stderr: bool) -> None:
     """
     try:
         if report is not None:
-            report.write_text(text + "\n", encoding="utf-8")
+            from ..files.sink import open_locked_for_writing  # the sink's lock; imported with the sink
+
+            with open_locked_for_writing(str(report)) as file:
+                file.write(text + "\n")
         else:
             click.echo(text, err=to_stderr)
     except BrokenPipeError:

@@ -96,5 +96,7 @@ class OutcomeLines:
     def _open(self) -> IO[str]:
         if self._stream is None:
             assert self._path is not None
-            self._stream = self._path.open("w", encoding="utf-8")
+            from ..files.sink import open_locked_for_writing  # the sink's lock; imported with the sink
+
+            self._stream = open_locked_for_writing(str(self._path))
         return self._stream

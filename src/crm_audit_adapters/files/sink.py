@@ -332,7 +332,25 @@ def _open_locked(path: str) -> IO[bytes]:
     raise OutputLocked(path)
 
 
-def _lock(file: IO[bytes], path: str) -> None:
+def open_locked_for_writing(path: str) -> IO[str]:
+    """``path`` opened to write UTF-8 text from its start (created if missing, emptied once locked),
+    under the same exclusive ``flock`` as the sink's: ``OutputLocked`` while another writer holds
+    it, so a side file (``--report``, ``--outcomes``) never overwrites a file another dry run is
+    writing. Only a regular file is emptied (a device or pipe has nothing to truncate).
+    """
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666)
+    file = open(descriptor, "w", encoding="utf-8")  # noqa: SIM115 - the caller closes it
+    try:
+        _lock(file, path)
+        if os.path.isfile(path):
+            file.truncate(0)
+    except BaseException:
+        file.close()
+        raise
+    return file
+
+
+def _lock(file: IO[bytes] | IO[str], path: str) -> None:
     """An exclusive ``flock`` on ``file`` until it is closed; ``OutputLocked`` if another holds one."""
     try:
         fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
