@@ -12,7 +12,7 @@ import pytest
 from psycopg import sql
 
 from crm_audit_adapters.crm_postgres import PostgresAuditSource, PostgresUserDirectory, ReadOnlySession
-from crm_audit_adapters.crm_postgres.throwaway import drop_database
+from crm_audit_adapters.crm_postgres.throwaway import create_database, drop_database
 from crm_audit_transform.jobs import COMPLETED
 from crm_audit_transform.usecases import RunSettings
 from support.corpus_account import World
@@ -30,9 +30,7 @@ SETTINGS = RunSettings(page_size=200, halt_threshold=1.0)
 def large_dsn(pg_server: str) -> Iterator[str]:
     """Rows 1-5 hold 1 MiB of audited_changes each (a text and a jsonb tenant), row 6 a few bytes."""
     name = unique_database_name("pagebytes")
-    with psycopg.connect(pg_server, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    dsn = psycopg.conninfo.make_conninfo(pg_server, dbname=name)
+    dsn = create_database(pg_server, name)
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:
             for schema, kind in (("yaml", "text"), ("json", "jsonb")):

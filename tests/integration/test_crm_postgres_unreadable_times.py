@@ -11,7 +11,7 @@ import pytest
 from psycopg import sql
 
 from crm_audit_adapters.crm_postgres import PostgresAuditSource, PostgresUserDirectory, ReadOnlySession
-from crm_audit_adapters.crm_postgres.throwaway import drop_database
+from crm_audit_adapters.crm_postgres.throwaway import create_database, drop_database
 from crm_audit_transform.config import load_default_config
 from crm_audit_transform.domain import Failed, UnreadableTime
 from crm_audit_transform.jobs import COMPLETED
@@ -41,9 +41,7 @@ UNREADABLE = [2, 3, 4, 5]
 def times_dsn(pg_server: str) -> Iterator[str]:
     """Two tenants with the same rows: ``naive`` (Rails' timestamp) and ``aware`` (timestamptz)."""
     name = unique_database_name("times")
-    with psycopg.connect(pg_server, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    dsn = psycopg.conninfo.make_conninfo(pg_server, dbname=name)
+    dsn = create_database(pg_server, name)
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:
             for schema, kind in (("naive", "timestamp"), ("aware", "timestamptz")):

@@ -11,7 +11,7 @@ import pytest
 from psycopg import sql
 
 from crm_audit_adapters.crm_postgres import PostgresUserDirectory, ReadOnlySession
-from crm_audit_adapters.crm_postgres.throwaway import drop_database
+from crm_audit_adapters.crm_postgres.throwaway import create_database, drop_database
 from support.postgres import unique_database_name
 
 pytestmark = pytest.mark.postgres
@@ -33,9 +33,7 @@ DELETED = {
 def users_dsn(pg_server: str) -> Iterator[str]:
     """Two tenants with the same users: ``naive`` (Rails' timestamp) and ``aware`` (timestamptz)."""
     name = unique_database_name("usertimes")
-    with psycopg.connect(pg_server, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    dsn = psycopg.conninfo.make_conninfo(pg_server, dbname=name)
+    dsn = create_database(pg_server, name)
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:
             for schema, kind in (("naive", "timestamp"), ("aware", "timestamptz")):
