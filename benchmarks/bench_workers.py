@@ -1,10 +1,11 @@
 """Scale-out on Celery: the same accounts migrated by 1 worker and by 2 workers, in rows/s; and one
 big account migrated unsharded by 1 worker and in 2 shards by 2 workers (``--shards``).
 
-Everything is real and local: a throwaway PostgreSQL holding one synthetic tenant (generate.py),
-a throwaway redis-server, mongoeco's MongoDB wire server (as in the tests), a local USMAN, and
-`crm-audit-migrate worker` processes (solo pool, one task at a time each). N accounts are bound to
-the one synthetic tenant; one `crm-audit-migrate enqueue --all-enabled` triggers and sends them all, and
+Everything is real and local: a throwaway PostgreSQL holding one synthetic tenant per account
+(generate.py, the same rows in each: a tenant belongs to one account), a throwaway redis-server,
+mongoeco's MongoDB wire server (as in the tests), a local USMAN, and `crm-audit-migrate worker`
+processes (solo pool, one task at a time each). Each of the N accounts is bound to its own tenant;
+one `crm-audit-migrate enqueue --all-enabled` triggers and sends them all, and
 the time is the span from the first job's `created_at` to the last job's `finished_at`. Runs alternate
 (1, 2, 1, 2 workers by default) so a change in the shared machine's load shows; the speed-up is
 against the best single-worker run.
@@ -62,6 +63,7 @@ from support.usman_server import TOKEN, UsmanServer  # noqa: E402
 
 CLI = Path(sys.executable).with_name("crm-audit-migrate")
 SCHEMA = "bench_workers"
+"""The tenants' schemas are ``bench_workers_0``, ``bench_workers_1``, …: one per account."""
 
 
 def start_redis(workdir: str) -> tuple[subprocess.Popen[bytes], str]:
@@ -191,27 +193,30 @@ def main() -> int:
     runs = args.shards if sharded else args.workers
     with tempfile.TemporaryDirectory(prefix="bench-workers-") as tmp, throwaway_server() as pg:
         dsn = create_database(pg.dsn, "bench_workers")
-        subprocess.run(
-            [
-                sys.executable,
-                str(HERE / "generate.py"),
-                "--rows",
-                str(args.rows_per_account),
-                "--dsn",
-                dsn,
-                "--schema",
-                SCHEMA,
-                "--data-dir",
-                tmp + "/data",
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+        schemas = {account: f"{SCHEMA}_{i}" for i, account in enumerate(accounts)}
+        for schema in schemas.values():  # the same rows in each: every account does the same work
+            subprocess.run(
+                [
+                    sys.executable,
+                    str(HERE / "generate.py"),
+                    "--rows",
+                    str(args.rows_per_account),
+                    "--dsn",
+                    dsn,
+                    "--schema",
+                    schema,
+                    "--data-dir",
+                    f"{tmp}/data-{schema}",
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
         # The generator writes audits and users only; the coverage guard counts crm_people (none here).
         import psycopg
 
         with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(f"CREATE TABLE IF NOT EXISTS {SCHEMA}.crm_people (id bigint PRIMARY KEY)")
+            for schema in schemas.values():
+                conn.execute(f"CREATE TABLE IF NOT EXISTS {schema}.crm_people (id bigint PRIMARY KEY)")
         redis, broker = start_redis(tmp)
         emulator = MongoEmulator()
         mongo_uri = emulator.__enter__()
@@ -228,7 +233,7 @@ def main() -> int:
                         "CRM_AUDIT_USMAN_BASE_URL": usman.url,
                         "CRM_AUDIT_USMAN_TOKEN": TOKEN,
                         "CRM_AUDIT_ENABLED_COMPANIES": "*",
-                        "CRM_AUDIT_TENANTS": ",".join(f"{a}={SCHEMA}" for a in accounts),
+                        "CRM_AUDIT_TENANTS": ",".join(f"{a}={s}" for a, s in schemas.items()),
                         "CRM_AUDIT_COVERAGE_THRESHOLD": "0",
                         "CRM_AUDIT_HALT_THRESHOLD": "1.0",
                         "CRM_AUDIT_BROKER_URL": broker,

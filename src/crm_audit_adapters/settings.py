@@ -423,7 +423,9 @@ def _tenants(table: Any, env: str | None, problems: list[tuple[str, str]], in_fi
     """``[tenants]`` (company_sso_id = "schema") overlaid by ``CRM_AUDIT_TENANTS="id=schema,…"``.
 
     A company named twice in the variable is a problem: the later pair would silently win, and an
-    account is bound to one CRM tenant.
+    account is bound to one CRM tenant. A tenant bound to several companies (after the overlay) is one
+    too: a tenant's data belongs to one account (mission: no cross-tenant data), and ``bound_tenant``
+    would let each of them migrate it.
     """
     bindings: dict[str, str] = {}
     named: set[str] = set()
@@ -451,6 +453,24 @@ def _tenants(table: Any, env: str | None, problems: list[tuple[str, str]], in_fi
             )
         named.add(company.strip())
         bindings[company.strip()] = schema.strip()
+    owners: dict[str, list[str]] = {}
+    for company, schema in bindings.items():
+        owners.setdefault(schema, []).append(company)
+    for schema, companies in sorted(owners.items()):
+        if len(companies) > 1:
+            sources = sorted(
+                {
+                    f"environment variable {_PREFIX}TENANTS" if c in named else f"{in_file}: tenants"
+                    for c in companies
+                }
+            )
+            problems.append(
+                (
+                    " and ".join(sources),
+                    f"tenant {schema} is bound to {len(companies)} companies "
+                    f"({', '.join(sorted(companies))}): a tenant's data belongs to one account",
+                )
+            )
     return bindings
 
 

@@ -352,6 +352,35 @@ class TestSettings:
         with pytest.raises(ConfigError, match=problem):
             load_settings(path, {"CRM_AUDIT_TENANTS": env})
 
+    @pytest.mark.parametrize(
+        ("table", "env", "where"),
+        [
+            ("", "co-a=acme,co-b=acme", "environment variable CRM_AUDIT_TENANTS"),
+            ('[tenants]\n"co-a" = "acme"\n"co-b" = "acme"\n', "", "s.toml: tenants"),
+            ('[tenants]\n"co-a" = "acme"\n', "co-b=acme", "CRM_AUDIT_TENANTS and settings file"),
+        ],
+    )
+    def test_a_tenant_bound_to_several_companies_is_refused(
+        self, tmp_path: Path, table: str, env: str, where: str
+    ) -> None:
+        """One tenant bound to two accounts (each could migrate its data) is CONFIG_INVALID, from the
+        table, the variable or both; re-binding a company in the variable to the other's tenant too."""
+        path = tmp_path / "s.toml"
+        path.write_text(table)
+        with pytest.raises(ConfigError) as raised:
+            load_settings(path, {"CRM_AUDIT_TENANTS": env})
+        assert exit_codes.exit_code_for(raised.value) == exit_codes.CONFIG
+        ((source, problem),) = raised.value.problems
+        assert where in source
+        assert problem.startswith("tenant acme is bound to 2 companies (co-a, co-b)")
+
+    def test_a_company_moved_to_another_tenant_frees_its_old_one(self, tmp_path: Path) -> None:
+        """The variable overrides the table's pair: only the final bindings are checked."""
+        path = tmp_path / "s.toml"
+        path.write_text('[tenants]\n"co-a" = "acme"\n')
+        settings = load_settings(path, {"CRM_AUDIT_TENANTS": "co-a=globex,co-b=acme"})
+        assert settings.tenants == {"co-a": "globex", "co-b": "acme"}
+
     def test_a_malformed_tenant_binding_is_a_configuration_error(self) -> None:
         """A pair without `=` is reported with the variable's name."""
         with pytest.raises(ConfigError, match="CRM_AUDIT_TENANTS"):
