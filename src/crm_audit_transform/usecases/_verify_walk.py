@@ -1,163 +1,33 @@
-"""The walk behind ``verify_account``: page loop, stray pass, job check, repair's bookkeeping.
+"""The walk behind ``verify_account``: the page loop, the stray pass and the job check.
 
-See ``usecases.verify`` for what is compared and the repair counting rule.
+See ``usecases.verify`` for what is compared and the repair counting rule; the seam checks are in
+``_verify_seam``, the finding lists and the content check in ``_verify_findings``, repair's
+writes and counts in ``_verify_repair``, its leases in ``_verify_leases``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
 import random
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Final, cast
-
-import attrs
+from typing import TYPE_CHECKING, cast
 
 from ..domain import ActivityLog, AuditRow, Contact, Failed, Migrated, Outcome, Skipped
-from ..enrichment.model import ASSOCIATION_ACTIONS, MatchKey, as_referent_id
-from ..errors import CrmAuditError, JobNotFound, LeaseHeld
-from ..jobs import COMPLETED, LEASABLE, JobShard, MigrationJob
-from ..lookup import LookupContext, LookupPorts, fetch_lookups
+from ..enrichment.model import MatchKey
+from ..jobs import COMPLETED, MigrationJob
+from ..lookup import LookupPorts, fetch_lookups
 from ..lookup_cache import LookupCache
-from ..ports import Clock, JobStore, RowsSetAside
-from ..tally import Tally
+from ..ports import RowsSetAside
 from ..transformer import Transformer, external_id
-from ..verification import (
-    FINDING_KINDS,
-    OWNED_FIELDS,
-    Finding,
-    Findings,
-    JobCheck,
-    MigratedDoc,
-    Mismatch,
-    StoredMigratedLog,
-    VerifyReport,
-)
+from ..verification import JobCheck, MigratedDoc, Mismatch, StoredMigratedLog, VerifyReport
 from ._id_set import AuditIdSet
-from .migrate_batch import MAX_BATCH_SIZE, migrate_batch
+from ._verify_findings import add_drifted, found_by_kind
+from ._verify_repair import Repair
+from ._verify_seam import add_overlap, add_seam, add_seam_contacts, seam_may_fire, seam_of_log
 
 if TYPE_CHECKING:
     from .verify import VerifyPorts, VerifySettings
-
-
-def hold_every_lease(jobs: JobStore, job: MigrationJob, owner: str, ttl: dt.timedelta) -> MigrationJob:
-    """Take (or renew) every shard's lease, then the job's: the job as stored, all of it ``owner``'s.
-
-    Repair saves the whole job document; a shard runner writes its entry under its own lease, so
-    only with every shard's lease held may the document be saved whole. A completed shard's
-    lease is never taken (``JobStore.acquire_shard_lease``): no runner writes that entry again.
-    ``LeaseHeld`` (with the leases taken here handed back) while another runner holds one: a
-    running shard is never overwritten, the repair waits until the shards are done. ``JobNotFound``
-    when the job was cancelled or rolled back meanwhile (its lease is not ``LEASABLE``).
-    """
-    job_id = job.job_id
-    taken: list[JobShard] = []
-    try:
-        for shard in job.shards:  # a job's shards are fixed when it is triggered
-            held = jobs.acquire_shard_lease(job_id, shard.shard, owner, ttl)
-            if held.shards[shard.shard].lease_owner == owner:
-                taken.append(held.shards[shard.shard])
-        held = jobs.acquire_lease(job_id, owner, ttl)
-    except LeaseHeld as exc:
-        _hand_back(jobs, job_id, taken, owner)
-        raise LeaseHeld(
-            f"verify --repair writes job {job_id} whole, so it waits while a runner holds it: {exc}"
-        ) from exc
-    if held.status not in LEASABLE:
-        # Cancelled or rolled back since it was read: its account is never written again.
-        _hand_back(jobs, job_id, taken, owner)
-        raise JobNotFound(f"job {job_id} is {held.status}: nothing to repair into")
-    return held
-
-
-def _hand_back(jobs: JobStore, job_id: str, taken: list[JobShard], owner: str) -> None:
-    for shard in taken:
-        with contextlib.suppress(CrmAuditError):
-            jobs.save_shard_progress(job_id, shard, owner, None)
-
-
-def release_every_lease(jobs: JobStore, stored: MigrationJob, owner: str) -> None:
-    """Hand back ``owner``'s leases on ``stored``: the whole document only when every lease is ours."""
-    if stored.lease_owner == owner and all(_ours(s, owner) for s in stored.shards):
-        jobs.save(
-            attrs.evolve(stored, lease_owner=None, lease_expires_at=None, shards=_unleased(stored.shards))
-        )
-        return
-    for shard in stored.shards:
-        if shard.lease_owner == owner:
-            jobs.save_shard_progress(stored.job_id, shard, owner, None)
-
-
-def _ours(shard: JobShard, owner: str) -> bool:
-    """Whether repair may write ``shard``'s entry: its lease is ``owner``'s, or it is completed."""
-    return shard.lease_owner == owner or shard.status == COMPLETED
-
-
-def _unleased(shards: tuple[JobShard, ...]) -> tuple[JobShard, ...]:
-    return tuple(attrs.evolve(s, lease_owner=None, lease_expires_at=None) for s in shards)
-
-
-class _Found:
-    """An exact count and the first ``keep`` findings of one kind."""
-
-    __slots__ = ("count", "items", "keep")
-
-    def __init__(self, keep: int) -> None:
-        self.keep = keep
-        self.count = 0
-        self.items: list[Finding] = []
-
-    def add(self, audit_id: int | None, ext_id: str = "", detail: str = "") -> None:
-        self.count += 1
-        if len(self.items) < self.keep:
-            self.items.append(Finding(audit_id, ext_id, detail))
-
-    def frozen(self) -> Findings:
-        return Findings(self.count, tuple(self.items))
-
-
-_ABSENT: Final = object()
-
-
-def _seam_may_fire(log: ActivityLog, contacts: Mapping[str, Contact]) -> bool:
-    """Whether a seam check could report the stored copy of ``log`` (its fields are the log's).
-
-    Only its timestamp may differ (whole milliseconds in a store), and never upward: a log before
-    its contact's ``created_at`` is stored before it too. Association logs feed the overlap check;
-    a customer the page's contacts lack is left to the full check (its contact is looked up).
-    """
-    if log.action in ASSOCIATION_ACTIONS:
-        return True
-    contact = contacts.get(log.customer_id)
-    return contact is None or log.timestamp >= contact.created_at
-
-
-def _seam_of_log(
-    audit_id: int,
-    log: ActivityLog,
-    contacts: Mapping[str, Contact],
-    keys: dict[MatchKey, tuple[int, str]] | None,
-) -> bool:
-    """The seam checks of a stored copy of ``log`` that is its document; False if it must be read.
-
-    Its fields are the log's, its timestamp in whole milliseconds (``StoredMigratedLog``). Before
-    its contact's ``created_at`` (known from the page) only an association log's match key is
-    needed, made here when ``keys`` is given (the store may hold live-feed logs). Otherwise (a
-    customer the page did not name, a timestamp at or past the watermark) the copy is read.
-    """
-    contact = contacts.get(log.customer_id)
-    if contact is None or log.timestamp >= contact.created_at:
-        return False
-    if keys is not None and log.action in ASSOCIATION_ACTIONS:
-        entity = as_referent_id(log.metadata.get("linked_entity_id"))
-        if entity is not None:
-            at = log.timestamp
-            stored_at = at.replace(microsecond=at.microsecond - at.microsecond % 1000)
-            key = MatchKey(log.company_sso_id, log.customer_id, log.category, log.action, entity, stored_at)
-            keys[key] = (audit_id, log.external_id)
-    return True
 
 
 class Walk:
@@ -181,9 +51,8 @@ class Walk:
         self.settings = settings
         self.job = job
         self.rng = rng
-        self.owner = owner
         self.cache = LookupCache()
-        self.found = {kind: _Found(settings.keep) for kind in FINDING_KINDS}
+        self.found = found_by_kind(settings.keep)
         self.walked = AuditIdSet()
         self.audits = 0
         self.migrated = 0
@@ -194,10 +63,7 @@ class Walk:
         self.range_rows = 0
         self.range_logged = 0
         self.range_last = 0
-        self.repaired = 0
-        self.repaired_in_range = 0
-        self.counted = 0
-        self.batch_size = min(settings.batch_size, MAX_BATCH_SIZE)
+        self.repair = Repair(ports, settings, owner)
 
     # -- the page loop ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -267,7 +133,7 @@ class Walk:
                     # fields; it is read only when a seam check could fire on it.
                     same += 1
                     logged.append(row.id)
-                    if not _seam_of_log(row.id, log, contacts, live):
+                    if not seam_of_log(row.id, log, contacts, live):
                         doc = copy.parsed(expected)
                         if doc is not None:
                             seam.append((row.id, doc))
@@ -283,13 +149,14 @@ class Walk:
         self.migrated += same
         self.content_checked += same
         self._walked(rows, logged)
-        self._seam_contacts(contacts, ctx, [doc for _, doc in seam])
+        add_seam_contacts(contacts, ctx, [doc for _, doc in seam], self.ports.contacts, self.company)
         for audit_id, doc in seam:
-            self._seam(audit_id, doc, contacts, keys)
-        self._content(compare, ctx.sso_available)
-        self._overlap(keys)
+            add_seam(self.found["past_watermark"], audit_id, doc, contacts, keys)
+        self.content_checked += len(compare)
+        add_drifted(self.found["drifted"], compare, ctx.sso_available)
+        add_overlap(self.found["overlap"], self.ports.reader, keys, self.settings.match_window)
         if self.settings.repair and missing:
-            self._repair(missing)
+            self.job = self.repair.write(missing, self.job)
 
     def _copies(
         self,
@@ -317,7 +184,7 @@ class Walk:
                 if copy.same_as(wanted):
                     found += 1
                     self.content_checked += 1
-                    if _seam_may_fire(log, contacts) and (doc := copy.parsed(wanted)) is not None:
+                    if seam_may_fire(log, contacts) and (doc := copy.parsed(wanted)) is not None:
                         seam.append((audit_id, doc))
                     continue
             doc = copy.parsed(wanted)
@@ -377,23 +244,6 @@ class Walk:
             copies = self.rng.sample(copies, sample)
         return {id(copy) for copy in copies}
 
-    def _seam_contacts(
-        self, contacts: dict[str, Contact], ctx: LookupContext, docs: Sequence[MigratedDoc]
-    ) -> None:
-        """Add to ``contacts`` (by id) those of stored logs naming a customer no row of the page named."""
-        people = sorted(
-            {
-                doc.crm_person_id
-                for doc in docs
-                if doc.customer_id not in contacts
-                and doc.crm_person_id is not None
-                and doc.crm_person_id not in ctx.contacts
-            }
-        )
-        if people:
-            found = self.ports.contacts.contacts_by_crm_ids(self.company, people)
-            contacts.update((c.id, c) for c in found.values())
-
     def _account(
         self, audit_id: int, ext_id: str, outcome: Outcome, docs: int, missing: list[Migrated]
     ) -> None:
@@ -422,131 +272,14 @@ class Walk:
             return False
         return audit_id <= job.last_audit_id or job.status == COMPLETED
 
-    def _seam(
-        self,
-        audit_id: int,
-        doc: MigratedDoc,
-        contacts: Mapping[str, Contact],
-        keys: dict[MatchKey, tuple[int, str]],
-    ) -> None:
-        contact = contacts.get(doc.customer_id)
-        if contact is not None and doc.timestamp >= contact.created_at:
-            self.found["past_watermark"].add(
-                audit_id,
-                doc.external_id,
-                f"log at {doc.timestamp.isoformat()}, "
-                f"contact {contact.id} synced {contact.created_at.isoformat()}",
-            )
-        if doc.action in ASSOCIATION_ACTIONS and doc.linked_entity_id is not None:
-            key = MatchKey(
-                doc.company_sso_id,
-                doc.customer_id,
-                doc.category,
-                doc.action,
-                doc.linked_entity_id,
-                doc.timestamp,
-            )
-            keys[key] = (audit_id, doc.external_id)
-
-    def _content(
-        self, compare: Sequence[tuple[ActivityLog, MigratedDoc, Mapping[str, object]]], sso_available: bool
-    ) -> None:
-        for log, doc, expected in compare:
-            self.content_checked += 1
-            stored = doc.content
-            if expected == stored:  # a reader's content may compare whole (equal lines) before field by field
-                continue
-            # With USMAN down the recomputed actor is degraded, not the stored one's truth.
-            skip_actor = not sso_available and log.actor.kind == "deleted_user"
-            fields = [
-                name
-                for name in OWNED_FIELDS
-                if not (skip_actor and name == "actor")
-                and expected.get(name, _ABSENT) != stored.get(name, _ABSENT)
-            ]
-            if fields:
-                audit_id = log.metadata.get("crm_audit_id")
-                self.found["drifted"].add(
-                    audit_id if isinstance(audit_id, int) else None, doc.external_id, ", ".join(fields)
-                )
-
-    def _overlap(self, keys: Mapping[MatchKey, tuple[int, str]]) -> None:
-        if not keys or not self.ports.reader.holds_live_feed:
-            return
-        window = self.settings.match_window
-        for key, candidates in self.ports.reader.live_feed_candidates(list(keys), window).items():
-            if candidates:
-                audit_id, ext_id = keys[key]
-                docs = ", ".join(f"{c.doc_id} at {c.timestamp.isoformat()}" for c in candidates)
-                self.found["overlap"].add(audit_id, ext_id, f"live-feed log(s) {docs}")
-
     # -- repair ----------------------------------------------------------------------------------
-    def _repair(self, missing: Sequence[Migrated]) -> None:
-        writer, job = self.ports.logs, self.job
-        if writer is None or job is None:  # _take_lease made sure of both
-            raise ValueError("repair needs the logs port and a job")
-        size = self.batch_size
-        for start in range(0, len(missing), size):
-            chunk = missing[start : start + size]
-            result = migrate_batch([m.log for m in chunk], writer, max_size=size)
-            for item, written in zip(chunk, result.results, strict=True):
-                # A duplicate means the log is there (written meanwhile): the row is no longer missing.
-                if written.status == "inserted" or written.status == "skipped":
-                    self.repaired += 1
-                    if item.audit_id <= job.last_audit_id:
-                        self.repaired_in_range += 1
-        self._renew_lease()
-
-    def _lease_ports(self) -> tuple[JobStore, Clock, MigrationJob]:
-        jobs, clock, job = self.ports.jobs, self.ports.clock, self.job
-        if jobs is None or clock is None or job is None:  # _take_lease made sure of all three
-            raise ValueError("repair needs the jobs and clock ports and a job")
-        return jobs, clock, job
-
-    def _renew_lease(self) -> None:
-        # Taking the leases again renews them while they are ours (LeaseHeld once another took one
-        # over); save_progress would not: it writes in-progress jobs only, and repair serves ended ones.
-        jobs, _, job = self._lease_ports()
-        self.job = hold_every_lease(jobs, job, self.owner, self.settings.lease_ttl)
-
     def finish_repair(self) -> None:
-        """Count the repaired rows into the job (rule in the module docstring) and hand the lease back."""
-        jobs, clock, job = self._lease_ports()
-        # Still ours, or LeaseHeld: with every shard's lease held too, no runner writes this document
-        # meanwhile, so saving it whole cannot undo a shard's batch.
-        held = hold_every_lease(jobs, job, self.owner, self.settings.lease_ttl)
-        # The job counts the rows behind its cursor that have a log: derived from what is stored now,
-        # not incremented, so a repair that died before this write is counted by the next one.
-        added = max(0, self.range_logged + self.repaired_in_range - held.tally.migrated)
-        unseen = min(added, max(0, self.range_rows - held.tally.processed))
-        self.counted = added
-        found = Tally(processed=unseen, migrated=added)
-        done = attrs.evolve(
-            held,
-            tally=held.tally + found,
-            updated_at=clock.now(),
-            lease_owner=None,
-            lease_expires_at=None,
-        )
-        if held.shards:
-            # A sharded job's counts are its shards' sums: the last shard (open-ended, where late rows
-            # land) carries what the repair found. Still derived from the stored totals, not added up.
-            shards = _unleased(held.shards)
-            last = shards[-1]
-            done = attrs.evolve(done, shards=(*shards[:-1], attrs.evolve(last, tally=last.tally + found)))
-        jobs.save(done)
-        self.job = done
-        self.range_logged += self.repaired_in_range
+        """Count the repaired rows into the job (rule in ``usecases.verify``) and hand the lease back."""
+        self.job = self.repair.finish(self.job, self.range_rows, self.range_logged)
+        self.range_logged += self.repair.repaired_in_range
 
     def release_quietly(self) -> None:
-        jobs, job = self.ports.jobs, self.job
-        if jobs is None or job is None:
-            return
-        # Best effort, from the job as stored: the leases expire anyway.
-        with contextlib.suppress(CrmAuditError):
-            stored = jobs.latest(self.company)
-            if stored is not None and stored.job_id == job.job_id:
-                release_every_lease(jobs, stored, self.owner)
+        self.repair.release_quietly(self.company, self.job)
 
     # -- after the walk --------------------------------------------------------------------------
     def stray_pass(self) -> None:
@@ -583,8 +316,8 @@ class Walk:
             sample=self.settings.sample,
             findings={kind: found.frozen() for kind, found in self.found.items()},
             job=self._job_check(),
-            repaired=self.repaired,
-            repaired_in_job=self.counted,
+            repaired=self.repair.repaired,
+            repaired_in_job=self.repair.counted,
         )
 
 

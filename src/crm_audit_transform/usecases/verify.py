@@ -61,7 +61,8 @@ from ..ports import (
 )
 from ..transformer import Transformer
 from ..verification import VerifyReport
-from ._verify_walk import Walk, hold_every_lease
+from ._verify_leases import hold_every_lease
+from ._verify_walk import Walk
 from .migrate_batch import MAX_BATCH_SIZE
 from .safety import require_indexes
 from .settings import DEFAULT_PAGE_SIZE

@@ -1,0 +1,108 @@
+"""Repair's bookkeeping: write a page's missing logs under the leases, count them into the job at the end.
+
+The counting rule is in ``usecases.verify``'s docstring.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import attrs
+
+from ..domain import Migrated
+from ..errors import CrmAuditError
+from ..jobs import MigrationJob
+from ..ports import Clock, JobStore
+from ..tally import Tally
+from ._verify_leases import hold_every_lease, release_every_lease, unleased
+from .migrate_batch import MAX_BATCH_SIZE, migrate_batch
+
+if TYPE_CHECKING:
+    from .verify import VerifyPorts, VerifySettings
+
+
+class Repair:
+    """What one ``verify --repair`` wrote: in all, behind the job's cursor, and counted into the job."""
+
+    def __init__(self, ports: VerifyPorts, settings: VerifySettings, owner: str) -> None:
+        self.ports = ports
+        self.settings = settings
+        self.owner = owner
+        self.repaired = 0
+        self.repaired_in_range = 0
+        self.counted = 0
+        self.batch_size = min(settings.batch_size, MAX_BATCH_SIZE)
+
+    def write(self, missing: Sequence[Migrated], job: MigrationJob | None) -> MigrationJob:
+        """Write ``missing``'s logs in batches, then renew the leases: the job as stored now."""
+        writer = self.ports.logs
+        if writer is None or job is None:  # _take_lease made sure of both
+            raise ValueError("repair needs the logs port and a job")
+        size = self.batch_size
+        for start in range(0, len(missing), size):
+            chunk = missing[start : start + size]
+            result = migrate_batch([m.log for m in chunk], writer, max_size=size)
+            for item, written in zip(chunk, result.results, strict=True):
+                # A duplicate means the log is there (written meanwhile): the row is no longer missing.
+                if written.status == "inserted" or written.status == "skipped":
+                    self.repaired += 1
+                    if item.audit_id <= job.last_audit_id:
+                        self.repaired_in_range += 1
+        return self._renew_lease(job)
+
+    def _lease_ports(self, job: MigrationJob | None) -> tuple[JobStore, Clock, MigrationJob]:
+        jobs, clock = self.ports.jobs, self.ports.clock
+        if jobs is None or clock is None or job is None:  # _take_lease made sure of all three
+            raise ValueError("repair needs the jobs and clock ports and a job")
+        return jobs, clock, job
+
+    def _renew_lease(self, job: MigrationJob | None) -> MigrationJob:
+        # Taking the leases again renews them while they are ours (LeaseHeld once another took one
+        # over); save_progress would not: it writes in-progress jobs only, and repair serves ended ones.
+        jobs, _, job = self._lease_ports(job)
+        return hold_every_lease(jobs, job, self.owner, self.settings.lease_ttl)
+
+    def finish(self, job: MigrationJob | None, range_rows: int, range_logged: int) -> MigrationJob:
+        """Count the repaired rows into the job (rule in ``usecases.verify``) and hand the lease back.
+
+        ``range_rows`` and ``range_logged`` are the walk's rows behind the job's cursor, in all and
+        with a log before the repair. Returns the job as saved.
+        """
+        jobs, clock, job = self._lease_ports(job)
+        # Still ours, or LeaseHeld: with every shard's lease held too, no runner writes this document
+        # meanwhile, so saving it whole cannot undo a shard's batch.
+        held = hold_every_lease(jobs, job, self.owner, self.settings.lease_ttl)
+        # The job counts the rows behind its cursor that have a log: derived from what is stored now,
+        # not incremented, so a repair that died before this write is counted by the next one.
+        added = max(0, range_logged + self.repaired_in_range - held.tally.migrated)
+        unseen = min(added, max(0, range_rows - held.tally.processed))
+        self.counted = added
+        found = Tally(processed=unseen, migrated=added)
+        done = attrs.evolve(
+            held,
+            tally=held.tally + found,
+            updated_at=clock.now(),
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+        if held.shards:
+            # A sharded job's counts are its shards' sums: the last shard (open-ended, where late rows
+            # land) carries what the repair found. Still derived from the stored totals, not added up.
+            shards = unleased(held.shards)
+            last = shards[-1]
+            done = attrs.evolve(done, shards=(*shards[:-1], attrs.evolve(last, tally=last.tally + found)))
+        jobs.save(done)
+        return done
+
+    def release_quietly(self, company_sso_id: str, job: MigrationJob | None) -> None:
+        """Hand back the leases after a failure, best effort: they expire anyway."""
+        jobs = self.ports.jobs
+        if jobs is None or job is None:
+            return
+        # Best effort, from the job as stored: the leases expire anyway.
+        with contextlib.suppress(CrmAuditError):
+            stored = jobs.latest(company_sso_id)
+            if stored is not None and stored.job_id == job.job_id:
+                release_every_lease(jobs, stored, self.owner)
