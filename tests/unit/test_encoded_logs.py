@@ -216,36 +216,73 @@ class TestTimedWriterKeepsTheEncoder:
         assert TimedActivityLogWriter(InMemoryActivityLogStore(), metrics).log_encoder() is None
 
 
-def _nested_past_the_stack() -> ActivityLog:
-    """A log whose one value nests past the interpreter's recursion limit (the loader may allow it)."""
+def _nested_past_the_stack(where: str = "attribute") -> ActivityLog:
+    """A log whose one value, in an attribute or in ``metadata``, nests past the interpreter's
+    recursion limit (the loader may allow it)."""
     value: Any = "x"
     for _ in range(sys.getrecursionlimit() + 10):
         value = [value]
+    if where == "metadata":
+        base = activity_log(1)
+        return attrs.evolve(base, metadata={**base.metadata, "extra": value})
     return activity_log(1, changes=(FieldChange("notes", "Notes", None, value),))
 
 
 PAST_MONGODB = f"cannot encode the document: {NESTS_PAST_MONGODB}"
 
 
+def _frames() -> int:
+    """How many frames the stack holds here."""
+    frame, count = sys._getframe(), 0
+    while frame is not None:
+        frame, count = frame.f_back, count + 1  # type: ignore[assignment]
+    return count
+
+
+@pytest.mark.parametrize("where", ["attribute", "metadata"])
 class TestNestedPastTheStack:
-    def test_the_jsonl_line_is_a_problem_not_a_recursion_error(self) -> None:
+    """No writer catches ``RecursionError``: MongoDB's nesting check stops such a value first."""
+
+    def test_the_jsonl_line_is_a_problem_not_a_recursion_error(self, where: str) -> None:
         """``sink_line`` (and so the workers' ``jsonl_log``) names the nesting instead of raising."""
-        problem, line = sink_line(_nested_past_the_stack())
+        problem, line = sink_line(_nested_past_the_stack(where))
         assert (problem, line) == (PAST_MONGODB, b"")
-        assert jsonl_log(_nested_past_the_stack()).problem == PAST_MONGODB
+        assert jsonl_log(_nested_past_the_stack(where)).problem == PAST_MONGODB
 
-    def test_the_bson_encoder_ahead_gives_the_same_problem(self) -> None:
+    def test_the_bson_encoder_ahead_gives_the_same_problem(self, where: str) -> None:
         """``BsonLogEncoder`` (run in ``--workers`` processes) refuses the log with the same words."""
-        assert BsonLogEncoder(OPTIONS)(_nested_past_the_stack()).problem == PAST_MONGODB
+        assert BsonLogEncoder(OPTIONS)(_nested_past_the_stack(where)).problem == PAST_MONGODB
 
-    def test_the_mongo_store_fails_that_log_alone(self) -> None:
+    def test_the_mongo_store_fails_that_log_alone(self, where: str) -> None:
         """The store's own encoding fails the one log ``write_error``; its batch-mate is inserted."""
         store = MongoActivityLogStore(mongomock.MongoClient().db.activity_logs)
-        results = store.insert_batch([_nested_past_the_stack(), activity_log(2)])
+        results = store.insert_batch([_nested_past_the_stack(where), activity_log(2)])
         assert [(r.status, r.reason, r.detail) for r in results] == [
             ("failed", reasons.WRITE_ERROR, PAST_MONGODB),
             ("inserted", "", ""),
         ]
+
+    def test_the_deepest_log_the_check_lets_through_encodes_within_400_frames(self, where: str) -> None:
+        """97 levels in an attribute, 98 in metadata: encoded with at most 400 frames to spare, far
+        below the default recursion limit (1,000), so the check leaves no depth for RecursionError."""
+        base = activity_log(1)
+        deepest = (
+            attrs.evolve(base, metadata={**base.metadata, "extra": _nested(98)})
+            if where == "metadata"
+            else activity_log(1, changes=(FieldChange("notes", "Notes", None, _nested(97)),))
+        )
+        assert _mongodb_depth(encode_activity_log(deepest)) == MONGODB_MAX_NESTING
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(_frames() + 400)
+        try:
+            problems = [
+                sink_line(deepest)[0],
+                jsonl_log(deepest).problem,
+                BsonLogEncoder(OPTIONS)(deepest).problem,
+            ]
+        finally:
+            sys.setrecursionlimit(limit)
+        assert problems == ["", "", ""]
 
 
 def _nested(levels: int, inner: Any = "x") -> Any:

@@ -58,7 +58,6 @@ from crm_audit_transform.domain import SOURCE_TAG, ActivityLog, EncodedLog, Writ
 from crm_audit_transform.ports import LogEncoder
 from crm_audit_transform.usecases.pages import encoded_log
 
-from ..mongo.bson_values import NESTED_TOO_DEEP
 from ..mongo.documents import encode_activity_log
 from ..mongo.extended_json import relaxed_json_bytes, relaxed_json_line
 from .errors import FileFormatError, FileWriteError, OutputLocked
@@ -372,8 +371,6 @@ def sink_line(log: ActivityLog) -> tuple[str, bytes]:
                 return f"document of {size} bytes exceeds MongoDB's {MAX_DOCUMENT_BYTES}-byte limit", b""
     except (TypeError, ValueError, OverflowError, BSONError) as exc:
         return f"cannot encode the document: {exc}", b""
-    except RecursionError:
-        return NESTED_TOO_DEEP, b""
     return "", line + b"\n"
 
 

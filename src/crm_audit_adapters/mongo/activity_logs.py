@@ -41,7 +41,6 @@ from crm_audit_transform import reasons
 from crm_audit_transform.domain import SOURCE_TAG, ActivityLog, EncodedLog, WriteResult
 from crm_audit_transform.usecases.pages import encoded_log
 
-from .bson_values import NESTED_TOO_DEEP
 from .documents import encode_activity_log
 from .documents_types import Document, MongoCollection, MongoDatabase, ReadDocument
 from .names import CollectionNames
@@ -79,8 +78,6 @@ class BsonLogEncoder:
             data = bson.encode(encode_activity_log(log), codec_options=self.codec_options)
         except (TypeError, ValueError, OverflowError, BSONError) as exc:
             return encoded_log(log, BSON_ENCODING, b"", f"cannot encode the document: {exc}")
-        except RecursionError:
-            return encoded_log(log, BSON_ENCODING, b"", NESTED_TOO_DEEP)
         if len(data) + _ID_BYTES > MAX_DOCUMENT_BYTES:
             size = len(data) + _ID_BYTES
             return encoded_log(log, BSON_ENCODING, b"", _too_large(size))
@@ -267,8 +264,6 @@ def _prepare(
         encoded = bson.encode(doc) if options is None else bson.encode(doc, codec_options=options)
     except (TypeError, ValueError, OverflowError, BSONError) as exc:
         return f"cannot encode the document: {exc}", _NO_ID, {}, b""
-    except RecursionError:
-        return NESTED_TOO_DEEP, _NO_ID, {}, b""
     if len(encoded) > MAX_DOCUMENT_BYTES:
         return _too_large(len(encoded)), _NO_ID, {}, b""
     return "", doc_id, doc, encoded

@@ -17,6 +17,9 @@ The rules (docs/mongodb.md explains each):
   percent-escaped (``%2E``, ``%25``, ``%00``, leading ``%24``) and unescaped on decode.
 * nesting: MongoDB refuses a document nested past ``MONGODB_MAX_NESTING`` levels; ``nests_past``
   tells whether a value would take its document there (``documents`` checks each list or dict value).
+  The check comes before any walk, so no writer meets ``RecursionError``: a value nested past the
+  interpreter's stack fails this check, and the deepest one it lets through is encoded in about 300
+  frames (the default recursion limit is 1,000; tests/unit/test_encoded_logs.py holds it to 400).
 """
 
 from __future__ import annotations
@@ -34,13 +37,6 @@ from bson import Decimal128
 from crm_audit_transform.values import Value
 
 from .documents_types import Document, ReadDocument
-
-NESTED_TOO_DEEP: Final = (
-    "cannot encode the document: a value nests deeper than the encoder's walk reaches "
-    "(the interpreter's recursion limit; [loader] max_depth lets it through)"
-)
-"""Why a log whose value's walk raised ``RecursionError`` fails alone: the sinks catch it per log, so a
-``[loader] max_depth`` above what the walk can nest is a row's ``write_error``, not a crashed run."""
 
 MONGODB_MAX_NESTING: Final = 100
 """MongoDB's "Nested Depth for BSON Documents" limit (docs: Limits and Thresholds): the document is
