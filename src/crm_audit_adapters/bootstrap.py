@@ -133,7 +133,7 @@ class Runtime:
     def source(self) -> AuditSource:
         from .crm_postgres import PostgresAuditSource
 
-        return PostgresAuditSource(self._pg)
+        return PostgresAuditSource(self._pg, page_bytes=self.settings.page_bytes)
 
     @functools.cached_property
     def users(self) -> UserDirectory:

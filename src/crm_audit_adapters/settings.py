@@ -16,6 +16,7 @@ NAME``). A ``CRM_AUDIT_*`` variable close to a known name but not one (``CRM_AUD
     coverage_threshold = 0.99                     CRM_AUDIT_COVERAGE_THRESHOLD
     mapping_config = "mapping.yaml"               CRM_AUDIT_MAPPING_CONFIG (default: bundled)
     page_size = 500                               CRM_AUDIT_PAGE_SIZE
+    page_bytes = 33554432                         CRM_AUDIT_PAGE_BYTES     text a PostgreSQL page holds
     halt_threshold = 0.10                         CRM_AUDIT_HALT_THRESHOLD   (failed share)
     degraded_threshold = 0.10                     CRM_AUDIT_DEGRADED_THRESHOLD (USMAN-degraded share)
     halt_sample = 200                             CRM_AUDIT_HALT_SAMPLE      rows between two checks
@@ -71,6 +72,12 @@ MONGO_SCHEMES: Final = ("mongodb://", "mongodb+srv://", "mongomock://")
 _LOADER_PREFIX: Final = "CRM_AUDIT_LOADER_"
 LOADER_LIMITS: Final = ("max_bytes", "max_nodes", "max_depth", "max_int_digits")
 """The fields of ``LoaderLimits``, each a ``[loader]`` key and a ``CRM_AUDIT_LOADER_<FIELD>`` variable."""
+DEFAULT_PAGE_BYTES: Final = 32 * 1024 * 1024
+"""The PostgreSQL source's default text budget of a page (``crm_postgres.audits.DEFAULT_PAGE_BYTES``,
+not imported here: that module imports psycopg, which reading the settings does not need)."""
+PAGE_BYTES_RANGE: Final = (1024 * 1024, 1024 * 1024 * 1024)
+"""1 MiB to 1 GiB: bytes, not MiB (``page_bytes = 32`` is refused, not taken as one row a page), and at
+most what the loader's ``max_bytes`` may be at most, one row's text."""
 DEFAULT_VISIBILITY_TIMEOUT: Final = 3600.0
 """Redis's own default: an unacknowledged task goes back to the queue after an hour (docs/scale-out.md)."""
 
@@ -97,6 +104,9 @@ class Settings:
     coverage_threshold: float = DEFAULT_COVERAGE_THRESHOLD
     mapping_config: str | None = None
     run: RunSettings = field(factory=RunSettings)
+    page_bytes: int = DEFAULT_PAGE_BYTES
+    """The text (``audited_changes`` and ``comment``) a PostgreSQL page holds before it ends early:
+    ``PostgresAuditSource(page_bytes=…)``, docs/postgres.md."""
     tenants: Mapping[str, str] = field(factory=dict)
     """company_sso_id → the CRM tenant schema it is bound to (see usecases.safety)."""
     broker_url: str | None = field(default=None, repr=_redacted)
@@ -122,6 +132,7 @@ class Settings:
             "coverage_threshold": self.coverage_threshold,
             "mapping_config": self.mapping_config,
             "page_size": self.run.page_size,
+            "page_bytes": self.page_bytes,
             "halt_threshold": self.run.halt_threshold,
             "degraded_threshold": self.run.degraded_threshold,
             "halt_sample": self.run.halt_sample,
@@ -270,6 +281,7 @@ _SCALARS: Final[dict[str, tuple[type, Check | None]]] = {
     "coverage_threshold": (float, _between(0.0, 1.0)),
     "mapping_config": (str, _mapping_file),
     "page_size": (int, _between(1, 10_000)),
+    "page_bytes": (int, _between(*PAGE_BYTES_RANGE)),
     "halt_threshold": (float, _between(0.0, 1.0, low_open=True)),
     "degraded_threshold": (float, _between(0.0, 1.0, low_open=True)),
     "halt_sample": (int, _between(1, 1_000_000)),

@@ -11,9 +11,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from crm_audit_adapters.bootstrap import Runtime
 from crm_audit_adapters.crm_postgres import PostgresAuditSource, PostgresUserDirectory, ReadOnlySession
 from crm_audit_adapters.crm_postgres.throwaway import create_database, drop_database
+from crm_audit_adapters.settings import load_settings
 from crm_audit_transform.jobs import COMPLETED
+from crm_audit_transform.ports import AuditSource
 from crm_audit_transform.usecases import RunSettings
 from support.corpus_account import World
 from support.postgres import unique_database_name
@@ -62,7 +65,7 @@ def large_dsn(pg_server: str) -> Iterator[str]:
         drop_database(pg_server, name)
 
 
-def pages(source: PostgresAuditSource, tenant: str, limit: int = 500) -> list[list[int]]:
+def pages(source: AuditSource, tenant: str, limit: int = 500) -> list[list[int]]:
     """The ids of each page a run reads, to the first empty page."""
     found: list[list[int]] = []
     after = 0
@@ -91,6 +94,15 @@ class TestPageBytes:
                 [6],
             ]
             assert pages(PostgresAuditSource(session), tenant, limit=4) == [[1, 2, 3, 4], [5, 6]]
+
+    def test_the_runner_setting_is_the_runtimes_budget(self, large_dsn: str, tenant: str) -> None:
+        """``page_bytes`` (``CRM_AUDIT_PAGE_BYTES``) is the budget of ``Runtime.source``'s pages: 2 MiB
+        makes pages of two 1 MiB rows; unset, the 32 MiB default takes all six rows at once."""
+        environ = {"CRM_AUDIT_DATABASE_URL": large_dsn, "CRM_AUDIT_PAGE_BYTES": str(2 * MIB)}
+        with Runtime(load_settings(None, environ)) as runtime:
+            assert pages(runtime.source, tenant) == [[1, 2], [3, 4], [5, 6]]
+        with Runtime(load_settings(None, {"CRM_AUDIT_DATABASE_URL": large_dsn})) as runtime:
+            assert pages(runtime.source, tenant) == [[1, 2, 3, 4, 5, 6]]
 
     def test_a_budget_must_be_positive(self, large_dsn: str, tenant: str) -> None:
         """page_bytes=0 would make no progress: refused."""

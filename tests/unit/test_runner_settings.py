@@ -407,6 +407,7 @@ NUMERIC_VARIABLES = [
         for key in (
             "coverage_threshold",
             "page_size",
+            "page_bytes",
             "halt_threshold",
             "degraded_threshold",
             "halt_sample",
