@@ -86,6 +86,38 @@ class AuditEnds(Protocol):
         ...
 
 
+# Not in __all__ (the public surface has a budget): ``AuditPageIds`` names it.
+SpanReader: TypeAlias = Callable[["PageSpan"], Sequence[AuditRow]]
+"""Reads a ``PageSpan``'s rows (``AuditPageIds.span_rows``) in another process, over its own
+connection; sent to worker processes, so it must pickle."""
+
+
+@runtime_checkable
+class AuditPageIds(Protocol):
+    """An ``AuditSource`` that can tell a page by its ids without reading its rows' text, and read
+    those rows later, here or in another process (``usecases.pages.PageSpan``).
+
+    With a ``SpanPipeline`` the run loop reads only each page's ids and the pipeline reads the rows
+    where it transforms them, so the loop's process never fetches nor ships the rows' text.
+    """
+
+    def page_ids(
+        self, tenant: str, scope: Sequence[str], *, after_id: int, cutoff: dt.datetime, limit: int
+    ) -> Sequence[int]:
+        """The ids of the rows ``page`` returns for the same arguments, in order — the same rows,
+        byte budget included — without reading the rows themselves."""
+        ...
+
+    def span_rows(self, span: PageSpan) -> Sequence[AuditRow]:
+        """The span's rows, in id order: those of its ids still in its scope (``PageSpan``)."""
+        ...
+
+    def span_reader(self) -> SpanReader | None:
+        """``span_rows`` for another process (it must pickle: no open connection, no secret shown in
+        its ``repr``), or None when this source cannot be read from another process."""
+        ...
+
+
 @runtime_checkable
 class RowsSetAside(Protocol):
     """An ``AuditSource`` that sets some rows aside as their ``Failed`` outcome instead of handing
@@ -339,7 +371,7 @@ class FeatureFlags(Protocol):
 
 if TYPE_CHECKING:  # the page types import the lookup ports above: annotations only
     from .transformer import Transformer
-    from .usecases.pages import PageLookup, TransformedPage
+    from .usecases.pages import PageLookup, PageSpan, TransformedPage
 
 
 class PagePipeline(Protocol):
@@ -359,6 +391,30 @@ class PagePipeline(Protocol):
     def transform_pages(
         self,
         pages: Iterable[Sequence[AuditRow]],
+        transformer: Transformer,
+        lookup: PageLookup,
+        *,
+        company_sso_id: str,
+        encoder: LogEncoder | None = None,
+        names_entities: bool = False,
+    ) -> Generator[TransformedPage, None, None]: ...
+
+
+@runtime_checkable
+class SpanPipeline(PagePipeline, Protocol):
+    """A ``PagePipeline`` that can also take pages by their ids (``usecases.pages.PageSpan``) and
+    read their rows where it transforms them: in this process with ``source.span_rows``, in another
+    with ``source.span_reader()`` (``AuditPageIds``).
+
+    ``transform_spans`` keeps ``transform_pages``' contract (order, one ``lookup`` per page in page
+    order, from the caller's thread); each ``TransformedPage`` holds the ids of the rows actually
+    read, which may be fewer than the span's (a row deleted meanwhile).
+    """
+
+    def transform_spans(
+        self,
+        spans: Iterable[PageSpan],
+        source: AuditPageIds,
         transformer: Transformer,
         lookup: PageLookup,
         *,

@@ -27,6 +27,7 @@ and never taken as the oldest ``created_at``.
 from __future__ import annotations
 
 import datetime as dt
+import pickle
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, cast
 
@@ -38,6 +39,8 @@ from psycopg.pq import Format
 
 from crm_audit_transform.domain import NO_TIME_KNOWN, AuditRow, ScopeBounds, UnreadableTime
 from crm_audit_transform.loading import JsonbText
+from crm_audit_transform.ports import SpanReader
+from crm_audit_transform.usecases.pages import PageSpan
 
 from .lookups import user_id_of
 from .session import ReadOnlySession
@@ -65,6 +68,22 @@ _PAGE = sql.SQL(
     "SELECT {columns} FROM {schema}.audits WHERE id > %s AND auditable_type = ANY(%s)"
     " AND (created_at >= %s OR created_at IS NULL OR created_at < '0001-01-01') ORDER BY id LIMIT %s"
     ") AS candidates) AS page WHERE coalesce(bytes_before, 0) < %s ORDER BY id"
+)
+# A page's ids alone (ports.AuditPageIds): the same keyset page and byte budget as _PAGE, the text
+# measured by its header as there but never sent. Its rows are then read by id (_SPAN) where the page
+# is transformed: only those ids, and only while still in scope.
+_PAGE_IDS = sql.SQL(
+    "SELECT id FROM ("
+    "SELECT id, sum(coalesce(octet_length(audited_changes::text), 0) + coalesce(octet_length(comment), 0))"
+    " OVER (ORDER BY id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS bytes_before FROM ("
+    "SELECT id, audited_changes, comment FROM {schema}.audits WHERE id > %s AND auditable_type = ANY(%s)"
+    " AND (created_at >= %s OR created_at IS NULL OR created_at < '0001-01-01') ORDER BY id LIMIT %s"
+    ") AS candidates) AS page WHERE coalesce(bytes_before, 0) < %s ORDER BY id"
+)
+_SPAN = sql.SQL(
+    "SELECT {columns} FROM {schema}.audits WHERE id >= %s AND id <= %s AND id = ANY(%s)"
+    " AND auditable_type = ANY(%s)"
+    " AND (created_at >= %s OR created_at IS NULL OR created_at < '0001-01-01') ORDER BY id"
 )
 _BY_ID = sql.SQL("SELECT {columns} FROM {schema}.audits WHERE id = %s")
 _BOUNDS = sql.SQL(
@@ -128,6 +147,45 @@ class PostgresAuditSource:
         rows = self._session.run(lambda conn: _cursor(conn).execute(query, params).fetchall())
         return tuple(_audit_row(tenant, row) for row in rows)
 
+    def page_ids(
+        self, tenant: str, scope: Sequence[str], *, after_id: int, cutoff: dt.datetime, limit: int
+    ) -> Sequence[int]:
+        """The ids of the rows ``page`` returns for the same arguments (``ports.AuditPageIds``): the
+        same keyset page and byte budget, without fetching the text."""
+        if limit <= 0:
+            raise ValueError(f"page limit must be positive, got {limit}")
+        if not scope:
+            return ()
+        query = _PAGE_IDS.format(schema=self._session.schema(tenant, "audits"))
+        params = (after_id, list(scope), naive_utc(cutoff), limit, self._page_bytes)
+        rows = self._session.run(lambda conn: conn.execute(query, params).fetchall())
+        return [row[0] for row in rows]
+
+    def span_rows(self, span: PageSpan) -> Sequence[AuditRow]:
+        """The span's rows still in its scope, in id order (``ports.AuditPageIds``)."""
+        if not span.ids or not span.scope:
+            return ()
+        query = _SPAN.format(columns=_COLUMNS, schema=self._session.schema(span.tenant, "audits"))
+        ids = list(span.ids)
+        params = (ids[0], ids[-1], ids, list(span.scope), naive_utc(span.cutoff))
+        rows = self._session.run(lambda conn: _cursor(conn).execute(query, params).fetchall())
+        return tuple(_audit_row(span.tenant, row) for row in rows)
+
+    def span_reader(self) -> SpanReader | None:
+        """``span_rows`` for a worker process (``ports.AuditPageIds``): a ``PostgresSpanReader`` over a
+        copy of this source's session, pickled without its connection; None when the session cannot
+        be sent (a connection factory or retry policy that does not pickle)."""
+        reader = PostgresSpanReader(PostgresAuditSource(self._session, page_bytes=self._page_bytes))
+        try:
+            pickle.dumps(reader)
+        except (pickle.PicklingError, TypeError, AttributeError):
+            return None
+        return reader
+
+    def close_session(self) -> None:
+        """Close the session's connection (a worker's copy, ``PostgresSpanReader.close``)."""
+        self._session.close()
+
     def id_quantiles(
         self, tenant: str, scope: Sequence[str], cutoff: dt.datetime | None, parts: int
     ) -> Sequence[int]:
@@ -146,6 +204,30 @@ class PostgresAuditSource:
         query = _BY_ID.format(columns=_COLUMNS, schema=self._session.schema(tenant, "audits"))
         row = self._session.run(lambda conn: _cursor(conn).execute(query, (audit_id,)).fetchone())
         return None if row is None else _audit_row(tenant, row)
+
+
+class PostgresSpanReader:
+    """A span's rows read in a worker process (``ports.SpanReader``), over the connection of its own
+    session, opened at its first read and closed by ``close``.
+
+    It pickles with the session's connection factory, whose DSN may hold a password: it crosses only
+    the pipe to the run's own worker process, and neither this reader's ``repr`` nor the factory's
+    shows it. Errors are the session's (``SourceUnavailable``, scrubbed of the DSN's secrets).
+    """
+
+    __slots__ = ("_source",)
+
+    def __init__(self, source: PostgresAuditSource) -> None:
+        self._source = source
+
+    def __call__(self, span: PageSpan) -> Sequence[AuditRow]:
+        return self._source.span_rows(span)
+
+    def close(self) -> None:
+        self._source.close_session()
+
+    def __repr__(self) -> str:
+        return "PostgresSpanReader()"
 
 
 class _JsonbTextLoader(Loader):

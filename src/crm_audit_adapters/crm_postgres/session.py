@@ -143,6 +143,15 @@ class ReadOnlySession:
         """A session on ``dsn`` with the default connection settings."""
         return cls(PostgresConnectionFactory(dsn), statement_timeout_ms=statement_timeout_ms, retry=retry)
 
+    def __getstate__(self) -> tuple[ConnectionFactory, str, RetryPolicy]:
+        """Pickled without its connection (``PostgresAuditSource.span_reader``): the copy opens its own."""
+        return self._connect, self._timeout, self._retry
+
+    def __setstate__(self, state: tuple[ConnectionFactory, str, RetryPolicy]) -> None:
+        self._connect, self._timeout, self._retry = state
+        self._conn = None
+        self._known_schemas = set()
+
     def run(self, work: Callable[[psycopg.Connection], T]) -> T:
         """Run ``work`` in a read-only transaction, retrying it on a new connection if needed."""
         retry = self._retry

@@ -23,6 +23,12 @@ lookups are made in page order, each as soon as its page is prepared and every e
 looked up, so the lookup cache and USMAN see the calls one process would make, in its order.
 Pages come back in order; the parent's own keep their ``ActivityLog``s, which the writer encodes.
 
+Pages by id range: when the run's source can tell a page by its ids (``ports.AuditPageIds``:
+PostgreSQL) the run loop gives ``transform_spans`` each page's ids alone, and each worker reads its
+pages' rows itself (``worker.prepare_span``, over its own connection, opened at its first page: the
+source's ``span_reader``), as does this process for the pages it takes. So the parent neither
+fetches nor ships the rows' text; it reads ids, looks up, writes and saves the cursor.
+
 Workers start with ``forkserver`` (``spawn`` may be asked for): a fresh interpreter forks them,
 so no PostgreSQL, MongoDB or HTTP connection of the parent is ever inherited. That interpreter is
 started when the pool is built, so its imports (a quarter of a second) overlap the caller's setup
@@ -43,7 +49,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import forkserver
 from types import TracebackType
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, Literal, TypeAlias, TypeVar
 
 import attrs
 from attrs import frozen
@@ -54,9 +60,9 @@ from crm_audit_transform.domain import AuditRow
 from crm_audit_transform.errors import ConfigError, WorkerLost
 from crm_audit_transform.loading import LoaderLimits
 from crm_audit_transform.lookup import LookupContext, LookupRequest
-from crm_audit_transform.ports import LogEncoder
+from crm_audit_transform.ports import AuditPageIds, LogEncoder, SpanReader
 from crm_audit_transform.transformer import PageResult, PreparedRow, Transformer
-from crm_audit_transform.usecases.pages import PageLookup, TransformedPage
+from crm_audit_transform.usecases.pages import PageLookup, PageSpan, TransformedPage
 
 from . import worker
 from .sent_rows import SentRows
@@ -73,6 +79,10 @@ run's encoder then imports nothing (the sink's brings pymongo and orjson: 0.1 s 
 
 StartMethod = Literal["forkserver", "spawn"]
 _T = TypeVar("_T")
+_Plan: TypeAlias = tuple[Sequence[int] | None, LookupRequest]
+"""A prepared page's lookups, and the ids of the rows its worker read (None: the rows were sent)."""
+_Item: TypeAlias = Sequence[AuditRow] | PageSpan
+"""A page as the run loop gives it: its rows, or its ids (``PageSpan``) for the workers to read."""
 _row_values = operator.attrgetter(*(f.name for f in attrs.fields(AuditRow)))
 
 
@@ -95,20 +105,22 @@ class TransformerRecipe:
 
 class _Page:
     """A page in flight: on worker ``worker`` (its ``result`` once looked up), or this process's
-    own (``worker`` None: ``prepared`` here, ``plan`` a done future, then ``context``, then ``own``)."""
+    own (``worker`` None: ``prepared`` here, ``plan`` a done future, then ``context``, then ``own``).
+    ``rows`` as given, or — a span read by its worker — None until ``ids`` come with its plan."""
 
-    __slots__ = ("context", "own", "plan", "prepared", "result", "rows", "seq", "worker")
+    __slots__ = ("context", "ids", "own", "plan", "prepared", "result", "rows", "seq", "worker")
 
     def __init__(
         self,
         seq: int,
-        rows: Sequence[AuditRow],
+        rows: Sequence[AuditRow] | None,
         worker: int | None,
-        plan: Future[LookupRequest],
+        plan: Future[_Plan],
         prepared: tuple[PreparedRow, ...] = (),
     ) -> None:
         self.seq = seq
         self.rows = rows
+        self.ids: Sequence[int] | None = None
         self.worker = worker
         self.plan = plan
         self.prepared = prepared
@@ -120,19 +132,27 @@ class _Page:
     def looked_up(self) -> bool:
         return self.result is not None or self.context is not None
 
+    def row_ids(self) -> Sequence[int]:
+        if self.ids is not None:
+            return self.ids
+        assert self.rows is not None  # a span's ids come with its plan, before it is looked up
+        return [row.id for row in self.rows]
+
 
 class _Feed:
-    """The pages as read, numbered; ``sent`` counts those sent to the workers."""
+    """The pages as read, numbered; ``sent`` counts those sent to the workers. ``reads``: the source
+    that reads the spans among them here."""
 
-    __slots__ = ("more", "sent", "seq", "source")
+    __slots__ = ("more", "reads", "sent", "seq", "source")
 
-    def __init__(self, pages: Iterable[Sequence[AuditRow]]) -> None:
+    def __init__(self, pages: Iterable[_Item], reads: AuditPageIds | None = None) -> None:
         self.source = iter(pages)
+        self.reads = reads
         self.seq = 0
         self.sent = 0
         self.more = True
 
-    def next(self) -> tuple[int, Sequence[AuditRow]] | None:
+    def next(self) -> tuple[int, _Item] | None:
         """The next page and its number; None at the end."""
         if self.more:
             rows = next(self.source, None)
@@ -163,7 +183,15 @@ class ProcessPagePipeline:
     until ``close``.
     """
 
-    __slots__ = ("_context", "_executors", "_pages_per_worker", "_processes", "_recipe", "_share", "_workers")
+    __slots__ = (
+        "_context",
+        "_executors",
+        "_pages_per_worker",
+        "_processes",
+        "_recipe",
+        "_share",
+        "_workers",
+    )
 
     def __init__(
         self,
@@ -236,9 +264,40 @@ class ProcessPagePipeline:
         the writer encodes as in one process. ``WorkerLost`` when a worker process dies; what the
         workers were doing is dropped when the generator is closed.
         """
-        _require_picklable(encoder)
-        executors = self._start(encoder, names_entities)
         feed = _Feed(pages)
+        return self._transform(feed, None, transformer, lookup, company_sso_id, encoder, names_entities)
+
+    def transform_spans(
+        self,
+        spans: Iterable[PageSpan],
+        source: AuditPageIds,
+        transformer: Transformer,
+        lookup: PageLookup,
+        *,
+        company_sso_id: str,
+        encoder: LogEncoder | None = None,
+        names_entities: bool = False,
+    ) -> Generator[TransformedPage, None, None]:
+        """``transform_pages`` over pages told by their ids (``ports.SpanPipeline``): each worker
+        reads its pages' rows with ``source.span_reader()`` (sent to it once per run: it opens its
+        own connection), this process its own pages with ``source.span_rows``. A source that cannot
+        be read from another process (``span_reader`` None) is read here and its rows sent."""
+        reader = source.span_reader()
+        feed = _Feed(source.span_rows(span) for span in spans) if reader is None else _Feed(spans, source)
+        return self._transform(feed, reader, transformer, lookup, company_sso_id, encoder, names_entities)
+
+    def _transform(
+        self,
+        feed: _Feed,
+        reader: SpanReader | None,
+        transformer: Transformer,
+        lookup: PageLookup,
+        company_sso_id: str,
+        encoder: LogEncoder | None,
+        names_entities: bool,
+    ) -> Generator[TransformedPage, None, None]:
+        _require_picklable(encoder)
+        executors = self._start(encoder, names_entities, reader)
         inflight: deque[_Page] = deque()
         try:
             while True:
@@ -255,7 +314,8 @@ class ProcessPagePipeline:
                 ):
                     continue
                 inflight.popleft()
-                yield TransformedPage(head.rows, self._result(head, transformer, company_sso_id))
+                result = self._result(head, transformer, company_sso_id)
+                yield TransformedPage(head.row_ids(), result)
         finally:
             for page in inflight:
                 page.plan.cancel()
@@ -270,11 +330,15 @@ class ProcessPagePipeline:
             page = feed.next()
             if page is None:
                 return
-            seq, rows = page
+            seq, item = page
             slot = feed.sent % self._processes
-            wired, flat = _wire(rows)
-            plan = self._submit(executors[slot], worker.prepare, seq, SentRows(wired), flat=flat)
-            inflight.append(_Page(seq, rows, slot, plan))
+            if isinstance(item, PageSpan):
+                plan = self._submit(executors[slot], worker.prepare_span, seq, item)
+                inflight.append(_Page(seq, None, slot, plan))
+            else:
+                wired, flat = _wire(item)
+                plan = self._submit(executors[slot], worker.prepare, seq, SentRows(wired), flat=flat)
+                inflight.append(_Page(seq, item, slot, plan))
             feed.sent += 1
             sent += 1
 
@@ -296,10 +360,15 @@ class ProcessPagePipeline:
         taken = feed.next()
         if taken is None:
             return False
-        seq, rows = taken
+        seq, item = taken
+        if isinstance(item, PageSpan):
+            assert feed.reads is not None  # spans come only with their source (transform_spans)
+            rows = feed.reads.span_rows(item)
+        else:
+            rows = item
         prepared = transformer.prepare(rows)
-        plan: Future[LookupRequest] = Future()
-        plan.set_result(transformer.plan(prepared))
+        plan: Future[_Plan] = Future()
+        plan.set_result((None, transformer.plan(prepared)))
         inflight.append(_Page(seq, rows, None, plan, prepared))
         return True
 
@@ -326,7 +395,10 @@ class ProcessPagePipeline:
                 continue
             if index and not page.plan.done():
                 return
-            context = lookup(self._wait(page.plan))
+            ids, request = self._wait(page.plan)
+            if ids is not None:
+                page.ids = ids
+            context = lookup(request)
             if page.worker is None:
                 page.context = context
             else:
@@ -334,14 +406,17 @@ class ProcessPagePipeline:
                     executors[page.worker], worker.finish, page.seq, context, company_sso_id
                 )
 
-    def _start(self, encoder: LogEncoder | None, names_entities: bool) -> list[ProcessPoolExecutor]:
+    def _start(
+        self, encoder: LogEncoder | None, names_entities: bool, reader: SpanReader | None
+    ) -> list[ProcessPoolExecutor]:
         """The executors, a new one for any that is missing or broken; each forgets old pages and
-        takes this run's encoder (``worker.begin`` runs before this run's pages on that worker)."""
+        takes this run's encoder and span reader (``worker.begin`` runs before this run's pages on
+        that worker)."""
         started: list[ProcessPoolExecutor] = []
         for slot, executor in enumerate(self._executors):
             if executor is not None:
                 try:
-                    executor.submit(worker.begin, encoder, names_entities)
+                    executor.submit(worker.begin, encoder, names_entities, reader)
                 except BrokenProcessPool:  # its worker died in an earlier run: replace it
                     executor.shutdown(wait=False, cancel_futures=True)
                     executor = None
@@ -353,7 +428,7 @@ class ProcessPagePipeline:
                     initargs=(self._recipe,),
                 )
                 self._executors[slot] = executor
-                self._submit(executor, worker.begin, encoder, names_entities)
+                self._submit(executor, worker.begin, encoder, names_entities, reader)
             started.append(executor)
         return started
 

@@ -6,13 +6,16 @@ times through the same worker (the pool keeps one single-process executor per wo
 
 - ``prepare(seq, rows)``: load every row's ``audited_changes`` and the ids the rows name; the
   page's ``LookupRequest`` goes back to the parent, which makes the lookups (its connections,
-  its one cache);
+  its one cache); or ``prepare_span(seq, span)``: the same, the rows first read here with the
+  run's span reader (``begin``: the source's ``span_reader``, its own connection), their ids sent
+  back with the request;
 - ``finish(seq, context, company_sso_id)``: the rules over the prepared rows with the parent's
   ``LookupContext``; the ``PageResult`` goes back as ``wire.pack`` makes it — each migrated log
   encoded by the run's writer's encoder (``begin``), so the parent only writes its bytes.
 
 So the loaded values never cross a process boundary: only the raw rows go out (as tuples of
-their fields) and the request and the outcomes (as tuples of builtins) come back. The per-process
+their fields), or only their ids, and the request and the outcomes (as tuples of builtins) come
+back. The per-process
 state is a module global because the process is its unit: one process, one transformer, its pages. A worker
 ignores Ctrl-C (the parent decides when to stop and stops the pool) and ends itself when its
 parent process is gone, so a parent killed with SIGKILL leaves no worker behind.
@@ -25,27 +28,36 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Sequence
+from multiprocessing.util import Finalize
 from typing import Any
 
 from crm_audit_transform.domain import AuditRow
 from crm_audit_transform.lookup import LookupContext, LookupRequest
-from crm_audit_transform.ports import LogEncoder
+from crm_audit_transform.ports import LogEncoder, SpanReader
 from crm_audit_transform.transformer import PreparedRow, Transformer
-from crm_audit_transform.usecases.pages import encode_ahead
+from crm_audit_transform.usecases.pages import PageSpan, encode_ahead
 
 from .wire import WirePage, pack
 
-__all__ = ["begin", "finish", "prepare", "start"]
+__all__ = ["begin", "finish", "prepare", "prepare_span", "start"]
 
 
 class _Worker:
-    __slots__ = ("encoder", "names_entities", "pending", "transformer")
+    __slots__ = ("encoder", "names_entities", "pending", "reader", "transformer")
 
     def __init__(self, transformer: Transformer) -> None:
         self.transformer = transformer
         self.encoder: LogEncoder | None = None
         self.names_entities = False
         self.pending: dict[int, tuple[PreparedRow, ...]] = {}
+        self.reader: SpanReader | None = None
+
+    def drop_reader(self) -> None:
+        """Close the span reader's connection, if it has one (a reader with ``close``)."""
+        reader, self.reader = self.reader, None
+        close = getattr(reader, "close", None)
+        if callable(close):
+            close()
 
 
 _worker: _Worker | None = None
@@ -59,6 +71,14 @@ def start(recipe: Callable[[], Transformer]) -> None:
     if parent is not None:
         threading.Thread(target=_end_with, args=(parent,), name="parent-watch", daemon=True).start()
     _worker = _Worker(recipe())
+    # multiprocessing ends a worker with os._exit: close its reader's connection first, so the
+    # server sees a goodbye, not a dropped client.
+    Finalize(None, _drop_reader, exitpriority=10)
+
+
+def _drop_reader() -> None:
+    if _worker is not None:
+        _worker.drop_reader()
 
 
 def _end_with(parent: Any) -> None:
@@ -72,16 +92,19 @@ def _state() -> _Worker:
     return _worker
 
 
-def begin(encoder: LogEncoder | None, names_entities: bool) -> None:
-    """A run starts: its writer's encoder (``ports.PagePipeline``); drop the pages a previous run
-    prepared and never finished (it stopped early)."""
+def begin(encoder: LogEncoder | None, names_entities: bool, reader: SpanReader | None = None) -> None:
+    """A run starts: its writer's encoder (``ports.PagePipeline``) and its span reader
+    (``ports.AuditPageIds``; the previous run's is closed); drop the pages a previous run prepared
+    and never finished (it stopped early)."""
     worker = _state()
     worker.pending.clear()
     worker.encoder = encoder
     worker.names_entities = names_entities
+    worker.drop_reader()
+    worker.reader = reader
 
 
-def prepare(seq: int, rows: Sequence[Any], *, flat: bool) -> LookupRequest:
+def prepare(seq: int, rows: Sequence[Any], *, flat: bool) -> tuple[Sequence[int] | None, LookupRequest]:
     """Load page ``seq``'s rows and keep them; the lookups they need.
 
     ``flat``: each row is the tuple of an ``AuditRow``'s field values, in order (cheaper to send
@@ -92,7 +115,19 @@ def prepare(seq: int, rows: Sequence[Any], *, flat: bool) -> LookupRequest:
     page = [AuditRow(*row) for row in rows] if flat else rows
     prepared = worker.transformer.prepare(page)
     worker.pending[seq] = prepared
-    return worker.transformer.plan(prepared)
+    return None, worker.transformer.plan(prepared)
+
+
+def prepare_span(seq: int, span: PageSpan) -> tuple[Sequence[int] | None, LookupRequest]:
+    """Read page ``seq``'s rows with the run's span reader, load them and keep them; their ids and
+    the lookups they need (``prepare``)."""
+    worker = _state()
+    if worker.reader is None:  # pragma: no cover - the pool sends spans only with a reader
+        raise RuntimeError("page worker has no span reader")
+    rows = worker.reader(span)
+    prepared = worker.transformer.prepare(rows)
+    worker.pending[seq] = prepared
+    return tuple(row.id for row in rows), worker.transformer.plan(prepared)
 
 
 def finish(seq: int, context: LookupContext, company_sso_id: str) -> WirePage:

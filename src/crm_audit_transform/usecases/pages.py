@@ -11,10 +11,16 @@ the loop writes the same steps in the same order and saves the same cursor after
 this process (what ``run_job`` always did). ``crm_audit_adapters.page_pool.ProcessPagePipeline``
 spreads the loading and the rules over worker processes while the loop keeps reading, looking up
 and writing, one page after another.
+
+A source that can tell a page by its ids alone (``ports.AuditPageIds``: PostgreSQL) and a pipeline
+that reads pages itself (``ports.SpanPipeline``) go one step further: the loop reads only each
+page's ids, as a :class:`PageSpan`, and the rows' text is read where the page is transformed (a
+worker process, over its own connection), so the loop never fetches nor ships it.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import TYPE_CHECKING
 
@@ -28,7 +34,7 @@ from ._entity_names import NAME_KEY, may_be_named
 if TYPE_CHECKING:  # the ports module names this one's types in annotations only
     from ..ports import LogEncoder
 
-__all__ = ["InProcessPages", "PageLookup", "TransformedPage", "encode_ahead", "encoded_log"]
+__all__ = ["InProcessPages", "PageLookup", "PageSpan", "TransformedPage", "encode_ahead", "encoded_log"]
 
 PageLookup = Callable[[LookupRequest], LookupContext]
 """The batched lookups of one page: its request in, the context its rules read out (may raise
@@ -37,10 +43,28 @@ what the lookup ports raise, e.g. ``DirectoryRefused``)."""
 
 @frozen
 class TransformedPage:
-    """One page as read (``rows``, in id order) and its result: one outcome per row, in order."""
+    """One page's row ids as read (ascending) and its result: one outcome per row, in that order."""
 
-    rows: Sequence[AuditRow]
+    ids: Sequence[int]
     result: PageResult
+
+
+@frozen
+class PageSpan:
+    """A page told by its row ids alone (``ports.AuditPageIds.page_ids``); its rows are read later,
+    where the page is transformed.
+
+    Its rows are the rows of ``tenant`` with these ``ids`` that are still in ``scope`` at or after
+    ``cutoff`` when they are read (``ports.AuditPageIds.span_rows``): a row inserted meanwhile with
+    an id between two of them is not one of them (a keyset page read in one go never holds it
+    either: the cursor passes it), and a row deleted or moved out of scope meanwhile is simply not
+    read, so the page has fewer rows than ids.
+    """
+
+    tenant: str
+    scope: tuple[str, ...]
+    cutoff: dt.datetime
+    ids: tuple[int, ...]
 
 
 class InProcessPages:
@@ -64,7 +88,7 @@ class InProcessPages:
             prepared = transformer.prepare(rows)
             context = lookup(transformer.plan(prepared))
             result = transformer.transform(prepared, context, company_sso_id=company_sso_id)
-            yield TransformedPage(rows, result)
+            yield TransformedPage([row.id for row in rows], result)
 
 
 def encode_ahead(log: ActivityLog, encoder: LogEncoder, *, names_entities: bool) -> ActivityLog | EncodedLog:

@@ -46,6 +46,10 @@ are made here, through the one cache, in page order. Steps are cut, written and 
 alone, as above, whatever the pipeline: a pipeline changes where the CPU work runs, not what is
 written or when the cursor moves. Pages read ahead and not yet written when the loop ends (halt,
 stop, cancel, an error) are dropped with the pipeline's generator; the cursor never covers them.
+With a source that can tell a page by its ids (``ports.AuditPageIds``) and a pipeline that reads
+pages itself (``ports.SpanPipeline``), the loop reads only each page's ids (``pages.PageSpan``,
+the same keyset pages, byte budget included) and the pipeline reads the rows where it transforms
+them; the steps are cut from the ids of the rows it read, so the cursor moves exactly as above.
 
 Rows set aside: a source that sets rows aside as their ``Failed`` outcome instead of handing them
 over (``ports.RowsSetAside``: a file's repeated id or unbuildable line) is asked for them after
@@ -63,6 +67,7 @@ import datetime as dt
 import itertools
 from collections import deque
 from collections.abc import Callable, Generator, Iterator, Sequence
+from typing import TypeVar
 
 import attrs
 from attrs import field, frozen
@@ -76,6 +81,7 @@ from ..lookup import LookupContext, LookupPorts, LookupRequest, fetch_lookups
 from ..lookup_cache import LookupCache
 from ..ports import (
     ActivityLogWriter,
+    AuditPageIds,
     AuditSource,
     Clock,
     ContactDirectory,
@@ -85,6 +91,7 @@ from ..ports import (
     PagePipeline,
     RowsSetAside,
     RunJobStore,
+    SpanPipeline,
     SsoDirectory,
     UserDirectory,
 )
@@ -92,9 +99,11 @@ from ..tally import Tally
 from ..transformer import Transformer
 from ._entity_names import name_linked_entities, names_tally
 from .migrate_batch import MAX_BATCH_SIZE, migrate_batch
-from .pages import InProcessPages, TransformedPage
+from .pages import InProcessPages, PageSpan, TransformedPage
 from .safety import require_indexes
 from .settings import RunSettings
+
+_Item = TypeVar("_Item")
 
 
 @frozen
@@ -315,14 +324,35 @@ class _Loop:
             if self._settings.enforce_halt:
                 return RunResult(self._finish(job, HALTED, reason), steps, would_halt=would_halt)
         writer = self._ports.logs
-        pages = self._pipeline.transform_pages(
-            self._read(job),
-            self._transformer,
-            self._lookup(job),
-            company_sso_id=job.company_sso_id,
-            encoder=writer.log_encoder() if isinstance(writer, EncodingLogWriter) else None,
-            names_entities=self._ports.entities is not None,
-        )
+        encoder = writer.log_encoder() if isinstance(writer, EncodingLogWriter) else None
+        names_entities = self._ports.entities is not None
+        source = self._ports.source
+        pipeline = self._pipeline
+        pages: Generator[TransformedPage, None, None]
+        if (
+            isinstance(source, AuditPageIds)
+            and isinstance(pipeline, SpanPipeline)
+            and not isinstance(source, RowsSetAside)
+        ):
+            # The pipeline reads the rows where it transforms them; this loop reads their ids.
+            pages = pipeline.transform_spans(
+                self._spans(job, source),
+                source,
+                self._transformer,
+                self._lookup(job),
+                company_sso_id=job.company_sso_id,
+                encoder=encoder,
+                names_entities=names_entities,
+            )
+        else:
+            pages = pipeline.transform_pages(
+                self._read(job),
+                self._transformer,
+                self._lookup(job),
+                company_sso_id=job.company_sso_id,
+                encoder=encoder,
+                names_entities=names_entities,
+            )
         unsaved: list[Outcome] = []  # settled outcomes of steps applied but not yet saved
         try:
             # None: the rows set aside after the last page (a source's last lines), as a page of their own.
@@ -373,27 +403,49 @@ class _Loop:
         return fewer rows than asked before its end (``ports.AuditSource.page``: a byte budget).
         """
         scope = self._transformer.scope
-        after_id = job.last_audit_id
         source = self._ports.source
         setting_aside = source if isinstance(source, RowsSetAside) else None
+
+        def fetch(after_id: int, limit: int) -> Sequence[AuditRow]:
+            rows = source.page(job.tenant, scope, after_id=after_id, cutoff=job.cutoff, limit=limit)
+            if setting_aside is not None:
+                self._set_aside.append(setting_aside.take_set_aside())
+            return rows
+
+        return self._walk(job, fetch, _row_id)
+
+    def _spans(self, job: MigrationJob, source: AuditPageIds) -> Generator[PageSpan, None, None]:
+        """The same pages as ``_read``, each told by its ids alone (``ports.AuditPageIds``)."""
+        scope = tuple(self._transformer.scope)
+
+        def fetch(after_id: int, limit: int) -> Sequence[int]:
+            return source.page_ids(job.tenant, scope, after_id=after_id, cutoff=job.cutoff, limit=limit)
+
+        for ids in self._walk(job, fetch, int):
+            yield PageSpan(job.tenant, scope, job.cutoff, tuple(ids))
+
+    def _walk(
+        self, job: MigrationJob, fetch: Callable[[int, int], Sequence[_Item]], id_of: Callable[[_Item], int]
+    ) -> Generator[Sequence[_Item], None, None]:
+        """Keyset pages of ``fetch(after_id, limit)`` from the job's cursor, within a shard's range."""
+        after_id = job.last_audit_id
         while True:
             limit = self._page_limit(after_id)
             if limit == 0:
                 return  # a shard whose cursor reached the end of its range
-            rows = source.page(job.tenant, scope, after_id=after_id, cutoff=job.cutoff, limit=limit)
-            if setting_aside is not None:
-                self._set_aside.append(setting_aside.take_set_aside())
+            items = fetch(after_id, limit)
             last = False
-            if self._until_id is not None and rows and rows[-1].id >= self._until_id:
+            if self._until_id is not None and items and id_of(items[-1]) >= self._until_id:
                 # A shard's last page: it reached its range's end; rows past it are the next shard's.
-                rows = [r for r in rows if r.id <= self._until_id]
+                until_id = self._until_id
+                items = [item for item in items if id_of(item) <= until_id]
                 last = True
-            if not rows:
+            if not items:
                 return
-            yield rows
+            yield items
             if last:
                 return
-            after_id = rows[-1].id
+            after_id = id_of(items[-1])
 
     def _page_limit(self, after_id: int) -> int:
         """The page size, capped for a shard at the ids left in its range: ids are unique
@@ -426,7 +478,7 @@ class _Loop:
         degraded: Sequence[bool] = ()
         if transformed is not None:
             page = transformed.result
-            ids = [row.id for row in transformed.rows]
+            ids = transformed.ids
             outcomes, fell_through, degraded = page.outcomes, page.fell_through, page.degraded
             if self._ports.entities is not None:
                 outcomes = name_linked_entities(outcomes, tenant=job.tenant, entities=self._ports.entities)
@@ -506,6 +558,10 @@ class _Loop:
         )
         # Guarded like every progress write: a runner taken over meanwhile must not overwrite the job.
         return self._save(job, [] if unsaved is None else unsaved, None)
+
+
+def _row_id(row: AuditRow) -> int:
+    return row.id
 
 
 def _cut(
