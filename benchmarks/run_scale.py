@@ -35,6 +35,8 @@ STAGES = (
     "end_to_end",
     "end_to_end_workers",
     "end_to_end_workers_unshared",
+    "end_to_end_workers_rows",
+    "end_to_end_workers_deep",
     "mongo_write",
     "verify_files",
     "end_to_end_http",

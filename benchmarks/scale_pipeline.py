@@ -177,6 +177,28 @@ class _Limited:
             return ()
         return self._source.page(tenant, scope, after_id=after_id, cutoff=cutoff, limit=limit)
 
+    def page_ids(self, tenant: str, scope: Any, *, after_id: int, cutoff: dt.datetime, limit: int) -> Any:
+        if after_id >= self._limit:
+            return ()
+        return self._source.page_ids(tenant, scope, after_id=after_id, cutoff=cutoff, limit=limit)
+
+
+class _RowsOnly:
+    """The source without its page ids (``ports.AuditPageIds``): the pool is sent the rows, as
+    before workers read their own pages by id range."""
+
+    def __init__(self, source: Any) -> None:
+        self._source = source
+
+    def scope_bounds(self, *args: Any, **kwargs: Any) -> Any:
+        return self._source.scope_bounds(*args, **kwargs)
+
+    def page(self, *args: Any, **kwargs: Any) -> Any:
+        return self._source.page(*args, **kwargs)
+
+    def audit_by_id(self, *args: Any, **kwargs: Any) -> Any:
+        return self._source.audit_by_id(*args, **kwargs)
+
 
 def _run_loop_collection() -> Any:
     """The collector settings the run and dry-run commands use around their loop (a tree from
@@ -188,11 +210,14 @@ def _run_loop_collection() -> Any:
     return run_loop_collection()
 
 
-def _run_loop(ctx: Context, logs: Any, sso: Any = None, pipeline: Any = None) -> dict[str, Any]:
+def _run_loop(
+    ctx: Context, logs: Any, sso: Any = None, pipeline: Any = None, *, rows_only: bool = False
+) -> dict[str, Any]:
     """The ops runner's loop over the whole range: PostgreSQL → transform → ``logs``.
 
     SSO ids come from ``sso`` when given (the USMAN HTTP client), else from the file in memory;
-    ``pipeline`` transforms the pages (None: in this process).
+    ``pipeline`` transforms the pages (None: in this process); ``rows_only`` hides the source's page
+    ids, so a pool is sent the rows.
     """
     (Transformer,) = need("crm_audit_transform.transformer", "Transformer")
     RunPorts, RunSettings, run_job = need(
@@ -206,6 +231,8 @@ def _run_loop(ctx: Context, logs: Any, sso: Any = None, pipeline: Any = None) ->
     source = _source(ctx, session)
     if ctx.limit:
         source = _Limited(source, ctx.limit)
+    if rows_only:
+        source = _RowsOnly(source)
     lookups = Lookups(ctx, users_in_memory=False, contacts_in_memory=False)
     transformer = Transformer(ctx.config)
     clock = FixedClock(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
@@ -265,10 +292,14 @@ WORKERS = 2
 """``end_to_end_workers``: the pool's size, as ``run --workers 2``."""
 
 
-def end_to_end_workers(ctx: Context, *, share: bool = True) -> dict[str, Any]:
+def end_to_end_workers(
+    ctx: Context, *, share: bool = True, pages_per_worker: int = 2, rows_only: bool = False
+) -> dict[str, Any]:
     """``end_to_end`` with the pages loaded and transformed by ``WORKERS`` processes (``--workers``):
     this one and ``WORKERS - 1`` workers; without ``share``, ``WORKERS`` workers and this process only
-    reads, looks up and writes (the design before the runner shared the work).
+    reads, looks up and writes (the design before the runner shared the work). The workers read
+    their pages' rows by id range; with ``rows_only`` this process reads the rows and sends them (the
+    design before that).
 
     The time includes starting the pool (at the first page), as a run's does. Besides this process's
     peak RSS, ``worker_peak_rss_kib`` is each worker's (VmHWM), and ``worker_cpu_seconds`` their CPU
@@ -284,15 +315,17 @@ def end_to_end_workers(ctx: Context, *, share: bool = True) -> dict[str, Any]:
     # As dry-run --workers wires it: the run loop hands the sink's log_encoder to the workers, which
     # encode the lines; the parent writes them.
     with (
-        ProcessPagePipeline(WORKERS, recipe, share=share) as pool,
+        ProcessPagePipeline(WORKERS, recipe, share=share, pages_per_worker=pages_per_worker) as pool,
         JsonlActivityLogSink(out, fsync="close") as sink,
     ):
-        result = _run_loop(ctx, sink, pipeline=pool)
+        result = _run_loop(ctx, sink, pipeline=pool, rows_only=rows_only)
         workers = _grandchildren()
         result["worker_peak_rss_kib"] = [_status_kib(pid, "VmHWM:") for pid in workers]
         result["worker_cpu_seconds"] = [round(_cpu_seconds(pid), 2) for pid in workers]
     result["workers"] = WORKERS
     result["share"] = share
+    result["pages_per_worker"] = pages_per_worker
+    result["rows_sent"] = rows_only
     result["written_bytes"] = out.stat().st_size
     out.unlink()
     return result
@@ -301,6 +334,17 @@ def end_to_end_workers(ctx: Context, *, share: bool = True) -> dict[str, Any]:
 def end_to_end_workers_unshared(ctx: Context) -> dict[str, Any]:
     """``end_to_end_workers`` as before the runner shared the work: ``WORKERS`` worker processes."""
     return end_to_end_workers(ctx, share=False)
+
+
+def end_to_end_workers_rows(ctx: Context) -> dict[str, Any]:
+    """``end_to_end_workers`` as before the workers read their own pages: this process reads the
+    rows and sends them."""
+    return end_to_end_workers(ctx, rows_only=True)
+
+
+def end_to_end_workers_deep(ctx: Context) -> dict[str, Any]:
+    """``end_to_end_workers`` with 4 pages in flight a process instead of 2."""
+    return end_to_end_workers(ctx, pages_per_worker=4)
 
 
 def _grandchildren() -> list[int]:

@@ -13,6 +13,8 @@ _MEMORY_STAGES = (
     "end_to_end",
     "end_to_end_workers",
     "end_to_end_workers_unshared",
+    "end_to_end_workers_rows",
+    "end_to_end_workers_deep",
 )
 
 
@@ -83,6 +85,8 @@ def _goals(sizes: dict[str, Any]) -> list[str]:
         for stage, how in (
             ("end_to_end_workers", ""),
             ("end_to_end_workers_unshared", ", runner not sharing"),
+            ("end_to_end_workers_rows", ", rows sent by the runner (before id ranges)"),
+            ("end_to_end_workers_deep", ", 4 pages a process"),
         ):
             workers = entry.get(stage, {})
             if workers.get("rows_per_s") and e2e.get("rows_per_s"):

@@ -34,6 +34,8 @@ STAGES: dict[str, Callable[[scale_context.Context], dict[str, Any]]] = {
     "end_to_end": scale_pipeline.end_to_end,
     "end_to_end_workers": scale_pipeline.end_to_end_workers,
     "end_to_end_workers_unshared": scale_pipeline.end_to_end_workers_unshared,
+    "end_to_end_workers_rows": scale_pipeline.end_to_end_workers_rows,
+    "end_to_end_workers_deep": scale_pipeline.end_to_end_workers_deep,
     "mongo_write": scale_pipeline.mongo_write,
     "verify_files": scale_pipeline.verify_files,
     "end_to_end_http": scale_pipeline.end_to_end_http,
