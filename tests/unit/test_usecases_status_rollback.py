@@ -9,7 +9,7 @@ import attrs
 import pytest
 
 from crm_audit_transform.domain import ActivityLog, Actor
-from crm_audit_transform.errors import JobAlreadyRunning, JobNotFound
+from crm_audit_transform.errors import JobAlreadyRunning, JobNotFound, LeaseHeld
 from crm_audit_transform.jobs import (
     CANCELLED,
     COMPLETED,
@@ -17,10 +17,12 @@ from crm_audit_transform.jobs import (
     IN_PROGRESS,
     ROLLED_BACK,
     ROLLING_BACK,
+    JobShard,
     MigrationJob,
 )
 from crm_audit_transform.tally import Tally
 from crm_audit_transform.testing import InMemoryJobStore
+from crm_audit_transform.usecases import RunSettings
 from crm_audit_transform.usecases.cancel import cancel
 from crm_audit_transform.usecases.rollback import RollbackPorts, rollback
 from crm_audit_transform.usecases.status import migration_status, report_counts
@@ -216,6 +218,56 @@ class TestRollbackFence:
         world.jobs.save(attrs.evolve(old, status=ROLLING_BACK))
         assert rollback(world.company, RollbackPorts(world.jobs, world.logs, world.clock)).deleted == 5
         assert migration_status(world.company, world.jobs).status == ROLLED_BACK
+
+
+class TestRollbackAfterCancel:
+    def test_a_cancelled_runners_last_batch_is_not_left_behind(self) -> None:
+        """Cancel, then rollback while the runner still holds its lease (its batch in flight lands
+        after the cancel): refused; once the lease expires it deletes every log, that batch's too."""
+        world = World()
+        world.trigger()
+        refused: list[str] = []
+
+        def cancel_then_roll_back(job: MigrationJob) -> None:
+            if refused:
+                return
+            cancel(world.company, jobs=world.jobs, clock=world.clock)
+            with pytest.raises(LeaseHeld) as raised:
+                rollback(world.company, RollbackPorts(world.jobs, world.logs, world.clock))
+            refused.append(str(raised.value))
+
+        result = world.run(on_progress=cancel_then_roll_back)
+        assert result.job.status == CANCELLED
+        assert "runner-1 holds its lease until" in refused[0]
+        written = world.logs.count_migrated(world.company)
+        assert written > 0  # the batch in flight when the cancel came was written after it
+        world.clock.advance(RunSettings().lease_ttl)
+        assert rollback(world.company, RollbackPorts(world.jobs, world.logs, world.clock)).deleted == written
+        assert world.logs.count_migrated(world.company) == 0
+
+    def test_a_live_lease_on_an_ended_job_refuses_and_deletes_nothing(self) -> None:
+        """A completed job held by ``verify --repair`` (or a shard's runner) is not rolled back under it."""
+        world = TestRollback().setup_world()
+        job = world.trigger()
+        world.jobs.save(attrs.evolve(job, status=COMPLETED))
+        world.jobs.acquire_lease(job.job_id, "repair-1", dt.timedelta(seconds=60))
+        with pytest.raises(LeaseHeld, match="repair-1"):
+            rollback(world.company, RollbackPorts(world.jobs, world.logs, world.clock))
+        assert world.logs.count_migrated(world.company) == 5
+        assert migration_status(world.company, world.jobs).status == COMPLETED
+        world.clock.advance(60)
+        assert rollback(world.company, RollbackPorts(world.jobs, world.logs, world.clock)).deleted == 5
+
+    def test_a_shards_live_lease_refuses_too(self) -> None:
+        """A sharded job's lease is per shard: a live one on any shard refuses the rollback."""
+        world = TestRollback().setup_world()
+        job = world.trigger()
+        until = world.clock.now() + dt.timedelta(seconds=30)
+        shard = JobShard(0, 0, None, 0, lease_owner="shard-runner", lease_expires_at=until)
+        world.jobs.save(attrs.evolve(job, status=CANCELLED, shards=(shard,)))
+        with pytest.raises(LeaseHeld, match="shard-runner"):
+            rollback(world.company, RollbackPorts(world.jobs, world.logs, world.clock))
+        assert world.logs.count_migrated(world.company) == 5
 
 
 class TestCancel:

@@ -19,15 +19,23 @@ While a job is ``rolling_back``, ``trigger`` refuses and ``run_job`` refuses
 (``JobStore.rollback_under_way``). A runner that passed that check did so before step 1, so its job
 existed before step 2 and the rollback refuses. A rollback that died mid-way leaves the account
 held; running ``rollback`` again finishes it.
+
+**Fenced against a runner still writing.** A cancel only changes the status: a live runner finds
+it at its next progress write, *after* inserting the batch in flight, and keeps its lease until it
+expires. ``verify --repair`` writes under the leases of a halted or completed job. So the rollback
+is refused (``LeaseHeld``) while the job or one of its shards holds a lease that has not expired by
+the rollback's clock: deleting then would leave that batch's logs behind a ``rolled_back`` job.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+
 import attrs
 from attrs import frozen
 
-from ..errors import JobAlreadyRunning
-from ..jobs import IN_PROGRESS, ROLLED_BACK, ROLLING_BACK
+from ..errors import JobAlreadyRunning, LeaseHeld
+from ..jobs import IN_PROGRESS, ROLLED_BACK, ROLLING_BACK, MigrationJob
 from ..ports import Clock, JobStore, MigratedLogs
 
 
@@ -50,7 +58,8 @@ class RollbackResult:
 
 
 def rollback(company_sso_id: str, ports: RollbackPorts) -> RollbackResult:
-    """Delete the account's migrated logs under a hold; ``JobAlreadyRunning`` while a job runs."""
+    """Delete the account's migrated logs under a hold; ``JobAlreadyRunning`` while a job runs,
+    ``LeaseHeld`` while a runner's (or a repair's) lease on the job is live."""
     jobs, logs, clock = ports.jobs, ports.logs, ports.clock
     job = jobs.latest(company_sso_id)
     if job is None:
@@ -58,6 +67,14 @@ def rollback(company_sso_id: str, ports: RollbackPorts) -> RollbackResult:
     if job.status == IN_PROGRESS:
         raise JobAlreadyRunning(
             f"company {company_sso_id} has job {job.job_id} in progress: cancel it before rolling back"
+        )
+    live = _live_lease(job, clock.now())
+    if live is not None:
+        owner, until = live
+        raise LeaseHeld(
+            f"company {company_sso_id}'s job {job.job_id} is {job.status}, but {owner} holds its lease "
+            f"until {until.isoformat()}: a batch it is writing would land after the delete; roll back "
+            "once that lease has expired (status shows it)"
         )
     held = jobs.transition(attrs.evolve(job, status=ROLLING_BACK, updated_at=clock.now()), {job.status})
     if held is None:
@@ -75,3 +92,13 @@ def rollback(company_sso_id: str, ports: RollbackPorts) -> RollbackResult:
         attrs.evolve(held, status=ROLLED_BACK, updated_at=clock.now(), logs_deleted=total), {ROLLING_BACK}
     )
     return RollbackResult(company_sso_id, deleted, job.job_id)
+
+
+def _live_lease(job: MigrationJob, now: dt.datetime) -> tuple[str, dt.datetime] | None:
+    """The holder and expiry of a lease on ``job`` or on one of its shards still live at ``now``."""
+    leases = [(job.lease_owner, job.lease_expires_at)]
+    leases.extend((shard.lease_owner, shard.lease_expires_at) for shard in job.shards)
+    for owner, until in leases:
+        if owner is not None and until is not None and until > now:
+            return owner, until
+    return None
