@@ -18,7 +18,7 @@ from crm_audit_adapters.files.keys import WrittenKeys
 from crm_audit_adapters.files.sink import BSON_BYTES_PER_JSON_BYTE
 from crm_audit_adapters.mongo.bson_values import BSON, ValueEncoder, encode_decimal
 from crm_audit_adapters.mongo.documents import activity_log_document, encode_activity_log
-from crm_audit_adapters.mongo.extended_json import RELAXED_JSON, relaxed_json_line
+from crm_audit_adapters.mongo.extended_json import _WALK, RELAXED_JSON, relaxed_json_line
 from crm_audit_transform.domain import ActivityLog, Actor, FieldChange
 
 offsets = st.builds(
@@ -162,6 +162,42 @@ class TestRelaxedJsonLine:
         assert RELAXED_JSON.datetime(value) == {
             "$date": f"{seconds}.{millis:03d}Z" if millis else f"{seconds}Z"
         }
+
+    @given(values | datetimes | st.decimals() | edge_decimals)
+    def test_the_shortcuts_give_the_walks_own_leaves(self, value: Any) -> None:
+        """The datetime and Decimal shortcuts of ``RELAXED_JSON`` give what the walk without them gives,
+        at the top of a value and inside it, for a datetime of any zone and any decimal."""
+        expected = orjson.dumps(_WALK.value(value))
+        assert orjson.dumps(RELAXED_JSON.value(value)) == expected
+        assert orjson.dumps(RELAXED_JSON.value([value, {"k": value}])) == orjson.dumps(
+            _WALK.value([value, {"k": value}])
+        )
+        if isinstance(value, dt.datetime):
+            assert RELAXED_JSON.datetime(value) == _WALK.datetime(value)
+
+    @pytest.mark.parametrize(
+        "value",
+        [
+            dt.datetime(1970, 1, 1, tzinfo=dt.UTC),
+            dt.datetime(1970, 1, 1, 0, 0, 0, 999, tzinfo=dt.UTC),
+            dt.datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=dt.UTC),
+            dt.datetime(2019, 1, 1, 0, 36, 47, 520_123, tzinfo=dt.UTC),
+            dt.datetime(2019, 1, 1, 0, 36, 47, 1_000, tzinfo=dt.UTC),
+            dt.datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=dt.UTC),
+        ],
+    )
+    def test_a_datetimes_shortcut_at_the_edges(self, value: dt.datetime) -> None:
+        """Around the epoch and the millisecond: the shortcut's text is the walk's."""
+        assert RELAXED_JSON.datetime(value) == _WALK.datetime(value)
+
+    @pytest.mark.parametrize(
+        "text",
+        ["0E-6001", "1E+6001", "1234567890123456789012345678901234", "-0.000000000000000000000000000001"],
+    )
+    def test_a_decimals_shortcut_at_the_edges(self, text: str) -> None:
+        """Past the shortcut's bounds (±6000 adjusted, 34 characters) the walk decides, alike."""
+        value = Decimal(text)
+        assert RELAXED_JSON.value(value) == _WALK.value(value)
 
     @given(logs)
     def test_bson_never_outgrows_the_bound_over_the_json_line(self, log: ActivityLog) -> None:
