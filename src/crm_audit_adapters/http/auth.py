@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
 import time
 from collections.abc import Callable
@@ -29,7 +28,7 @@ class BasicAuthCredentials:
             return False
         try:
             username, sep, password = base64.b64decode(encoded, validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # binascii.Error, UnicodeDecodeError, or non-ASCII text b64decode refuses
             return False
         # Compare both parts in constant time, and always both, so timing reveals neither.
         user_ok = hmac.compare_digest(username.encode(), self.username.encode())
