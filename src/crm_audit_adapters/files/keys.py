@@ -12,7 +12,7 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable
-from typing import Final
+from typing import Final, TypeAlias
 
 __all__ = ["WrittenKeys"]
 
@@ -69,8 +69,16 @@ class _Ids:
         return len(self._sorted) + len(self._pending)
 
 
+Token: TypeAlias = tuple[tuple[str, str], int] | tuple[None, tuple[str, str]]
+"""A key as ``WrittenKeys`` keeps it (``token``): ``((company, head), id)``, or ``(None, key)``."""
+
+
 class WrittenKeys:
-    """Membership of ``(company_sso_id, external_id)`` keys; behaves like a set of those tuples."""
+    """Membership of ``(company_sso_id, external_id)`` keys; behaves like a set of those tuples.
+
+    A writer that asks about a key and then adds it reads the key once: ``token`` gives its
+    kept form, which ``has`` and ``add_token`` take (equal keys, equal tokens).
+    """
 
     __slots__ = ("_ids", "_other")
 
@@ -79,25 +87,38 @@ class WrittenKeys:
         self._other: set[tuple[str, str]] = set()
 
     def __contains__(self, key: tuple[str, str]) -> bool:
-        split = _split(key[1])
-        if split is None:
-            return key in self._other
-        ids = self._ids.get((key[0], split[0]))
-        return ids is not None and split[1] in ids
+        return self.has(self.token(key[0], key[1]))
 
     def __len__(self) -> int:
         return len(self._other) + sum(len(ids) for ids in self._ids.values())
 
-    def add(self, key: tuple[str, str]) -> None:
-        split = _split(key[1])
+    @staticmethod
+    def token(company_sso_id: str, external_id: str) -> Token:
+        """The key's kept form: hashable, and equal for equal keys."""
+        split = _split(external_id)
         if split is None:
-            self._other.add(key)
-        else:
-            group = (key[0], split[0])
-            ids = self._ids.get(group)
-            if ids is None:  # not setdefault: that would build an _Ids for every key
-                ids = self._ids[group] = _Ids()
-            ids.add(split[1])
+            return None, (company_sso_id, external_id)
+        return (company_sso_id, split[0]), split[1]
+
+    def has(self, token: Token) -> bool:
+        group, rest = token
+        if group is None:
+            return rest in self._other
+        ids = self._ids.get(group)
+        return ids is not None and rest in ids  # type: ignore[operator]
+
+    def add(self, key: tuple[str, str]) -> None:
+        self.add_token(self.token(key[0], key[1]))
+
+    def add_token(self, token: Token) -> None:
+        group, rest = token
+        if group is None:
+            self._other.add(rest)  # type: ignore[arg-type]
+            return
+        ids = self._ids.get(group)
+        if ids is None:  # not setdefault: that would build an _Ids for every key
+            ids = self._ids[group] = _Ids()
+        ids.add(rest)  # type: ignore[arg-type]
 
     def discard_all(self, keys: Iterable[tuple[str, str]]) -> None:
         """Forget these keys (absent ones are ignored); one rebuild per prefix touched."""

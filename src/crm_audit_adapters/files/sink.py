@@ -61,7 +61,7 @@ from crm_audit_transform.usecases.pages import encoded_log
 from ..mongo.documents import encode_activity_log
 from ..mongo.extended_json import relaxed_json_bytes, relaxed_json_line
 from .errors import FileFormatError, FileWriteError, OutputLocked
-from .keys import WrittenKeys
+from .keys import Token, WrittenKeys
 from .lines import PathLike
 
 __all__ = ["JSONL_ENCODING", "FsyncMode", "JsonlActivityLogSink", "encode_log_line", "jsonl_log", "sink_line"]
@@ -184,33 +184,37 @@ class JsonlActivityLogSink:
         """
         results: list[WriteResult] = []
         lines: list[bytes] = []
-        added: dict[tuple[str, str], None] = {}  # in batch order: ids then append to the key arrays
+        added: dict[Token, None] = {}  # in batch order: ids then append to the key arrays
+        migrated: list[str] = []  # the company of each inserted crm_migration log
+        keys = self._keys
         for log in logs:
-            key = (log.company_sso_id, log.external_id)
-            if not log.external_id:
+            external_id = log.external_id
+            if not external_id:
                 results.append(_failed(log, "a log without external_id cannot be written idempotently"))
-            elif key in self._keys or key in added:
-                results.append(WriteResult(log.external_id, "skipped", reasons.DUPLICATE_EXTERNAL_ID))
+                continue
+            token = keys.token(log.company_sso_id, external_id)  # the key read once, for both uses
+            if token in added or keys.has(token):
+                results.append(WriteResult(external_id, "skipped", reasons.DUPLICATE_EXTERNAL_ID))
+                continue
+            if isinstance(log, EncodedLog):
+                if log.encoding != JSONL_ENCODING:
+                    raise TypeError(f"{self!r} writes {JSONL_ENCODING} lines, not {log.encoding}")
+                problem, line = log.problem, log.data
             else:
-                if isinstance(log, EncodedLog):
-                    if log.encoding != JSONL_ENCODING:
-                        raise TypeError(f"{self!r} writes {JSONL_ENCODING} lines, not {log.encoding}")
-                    problem, line = log.problem, log.data
-                else:
-                    problem, line = sink_line(log)
-                if problem:
-                    results.append(_failed(log, problem))
-                    continue
-                lines.append(line)
-                added[key] = None
-                results.append(WriteResult(log.external_id, "inserted"))
+                problem, line = sink_line(log)
+            if problem:
+                results.append(_failed(log, problem))
+                continue
+            lines.append(line)
+            added[token] = None
+            results.append(WriteResult(external_id, "inserted"))
+            if log.source_tag == SOURCE_TAG:
+                migrated.append(log.company_sso_id)
         if lines:
             self._append(b"".join(lines))
-            for key in added:
-                self._keys.add(key)
-            for log, result in zip(logs, results, strict=True):
-                if result.status == "inserted" and log.source_tag == SOURCE_TAG:
-                    self._migrated[log.company_sso_id] += 1
+            for token in added:
+                keys.add_token(token)
+            self._migrated.update(migrated)
         return tuple(results)
 
     def delete_migrated(self, company_sso_id: str) -> int:
