@@ -52,3 +52,25 @@ class TestChangesExtractor:
         rejected = EXTRACTOR.extract("Crm::Person", "update", {"name": "only one"})
         assert isinstance(rejected, Rejection)
         assert (rejected.reason, rejected.skip) == ("malformed_audited_changes", False)
+
+    def test_a_label_is_its_own_types_after_the_other_type_met_the_column(self) -> None:
+        """Labels are remembered per type: a column labelled for one type keeps its default in another."""
+        config = load_config(
+            "types:\n"
+            "  Crm::Deal: {category: deal, labels: {crm_stage_id: Deal stage}}\n"
+            "  Crm::Person: {category: contact}\n"
+        )
+        extractor = ChangesExtractor(config)
+        (deal,) = extractor.extract("Crm::Deal", "update", {"crm_stage_id": [3, 10]})
+        (person,) = extractor.extract("Crm::Person", "update", {"crm_stage_id": [3, 10]})
+        (again,) = extractor.extract("Crm::Deal", "update", {"crm_stage_id": [4, 11]})
+        assert (deal.label, person.label, again.label) == ("Deal stage", "Crm stage id", "Deal stage")
+
+    def test_remembered_labels_are_bounded(self) -> None:
+        """Rows inventing columns grow the remembered labels no further than their bound."""
+        extractor = ChangesExtractor(load_default_config())
+        changes = {f"column_{n}": [n, n + 1] for n in range(5_000)}
+        extracted = extractor.extract("Crm::Person", "update", changes)
+        assert not isinstance(extracted, Rejection)
+        assert [c.label for c in extracted[-2:]] == ["Column 4998", "Column 4999"]
+        assert sum(len(known) for known in extractor._known_labels.values()) <= 4096

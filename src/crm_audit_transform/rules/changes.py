@@ -20,6 +20,7 @@ from ..values import Changes, Value
 from .verdict import Rejection
 
 _DEFAULT_LABELS_KEPT = 4096
+_NONE: frozenset[str] = frozenset()
 
 
 def _default_label(column: str) -> str:
@@ -32,12 +33,13 @@ class ChangesExtractor:
 
     __slots__ = (
         "_arrays",
-        "_default_labels",
         "_ignored",
+        "_known_labels",
         "_labels",
         "_marker",
         "_redacted",
         "_redaction_values",
+        "_special",
     )
 
     def __init__(self, config: MappingConfig) -> None:
@@ -57,35 +59,41 @@ class ChangesExtractor:
             for name, mapping in config.types.items()
         }
         self._redaction_values = frozenset(columns.redaction_values)
-        # Default labels of columns met so far: a schema has few, and each was rebuilt per value.
-        self._default_labels: dict[str, str] = {}
+        # The columns a type treats apart: any other column takes the short path of extract.
+        self._special = {
+            name: self._ignored[name] | self._redacted[name] | self._arrays[name] for name in config.types
+        }
+        # Each type's label of the columns met so far: a schema has few, and each was looked up (or
+        # its default rebuilt) per value.
+        self._known_labels: dict[str, dict[str, str]] = {}
 
     def extract(
         self, auditable_type: str, action: str, changes: Changes, *, combined: bool = False
     ) -> tuple[FieldChange, ...] | Rejection:
         """The row's field changes; ``combined`` for a combined audit (its bare values are set-tos)."""
-        labels = self._labels.get(auditable_type, {})
-        ignored = self._ignored.get(auditable_type, frozenset())
-        redacted = self._redacted.get(auditable_type, frozenset())
-        arrays = self._arrays.get(auditable_type, frozenset())
+        special = self._special.get(auditable_type, _NONE)
+        known = self._known_labels.get(auditable_type)
+        if known is None:
+            known = self._known_labels[auditable_type] = {}
         update, destroy = action == "update", action == "destroy"  # once per row, not per column
-        default_labels = self._default_labels
         extracted = []
         for column, value in changes.items():
             if type(column) is not str and not isinstance(column, str):
                 return _malformed(f"column name {column!r} is not a string")
-            if column in ignored:
-                continue
-            if update:
-                if (
-                    isinstance(value, list)
-                    and len(value) == 2
-                    and not (combined and column in arrays and _flat(value))
-                ):
+            if column in special:  # ignored, redacted or array columns of this type: the whole rule
+                pair = self._special_pair(auditable_type, column, value, update, destroy, combined)
+                if pair is None:
+                    continue
+                if isinstance(pair, Rejection):
+                    return pair
+                from_, to = pair
+            elif update:
+                # Any other column: _special_pair's rule where the column is in none of the sets.
+                if isinstance(value, list) and len(value) == 2:
                     from_, to = value
                 elif combined:
                     from_, to = None, value
-                elif column in redacted or (isinstance(value, str) and value in self._redaction_values):
+                elif isinstance(value, str) and value in self._redaction_values:
                     from_, to = self._marker, self._marker  # audited < 5.1: unchanged, redacted
                 else:
                     return _malformed(f"update value of {column!r} is not [old, new]")
@@ -93,16 +101,47 @@ class ChangesExtractor:
                 from_, to = value, None
             else:
                 from_, to = None, value
-            if column in redacted:
-                from_, to = self._redact(from_), self._redact(to)
-            label = labels.get(column) or default_labels.get(column) or self._default_label(column)
+            label = known.get(column) or self._label(auditable_type, known, column)
             extracted.append(FieldChange(column, label, from_, to))
         return tuple(extracted)
 
-    def _default_label(self, column: str) -> str:
-        label = _default_label(column)
-        if len(self._default_labels) < _DEFAULT_LABELS_KEPT:  # bounded: hostile rows may invent columns
-            self._default_labels[column] = label
+    def _special_pair(
+        self, auditable_type: str, column: str, value: Value, update: bool, destroy: bool, combined: bool
+    ) -> tuple[Value, Value] | Rejection | None:
+        """``(from, to)`` of one of the type's ignored, redacted or array columns; None: left out."""
+        if column in self._ignored.get(auditable_type, _NONE):
+            return None
+        redacted = self._redacted.get(auditable_type, _NONE)
+        arrays = self._arrays.get(auditable_type, _NONE)
+        from_: Value
+        to: Value
+        if update:
+            if (
+                isinstance(value, list)
+                and len(value) == 2
+                and not (combined and column in arrays and _flat(value))
+            ):
+                from_, to = value
+            elif combined:
+                from_, to = None, value
+            elif column in redacted or (isinstance(value, str) and value in self._redaction_values):
+                from_, to = self._marker, self._marker  # audited < 5.1: unchanged, redacted
+            else:
+                return _malformed(f"update value of {column!r} is not [old, new]")
+        elif destroy:
+            from_, to = value, None
+        else:
+            from_, to = None, value
+        if column in redacted:
+            from_, to = self._redact(from_), self._redact(to)
+        return from_, to
+
+    def _label(self, auditable_type: str, known: dict[str, str], column: str) -> str:
+        """The configured label, else ``_default_label``; kept per type (bounded: hostile rows may
+        invent columns)."""
+        label = self._labels.get(auditable_type, {}).get(column) or _default_label(column)
+        if len(known) < _DEFAULT_LABELS_KEPT:
+            known[column] = label
         return label
 
     def _redact(self, value: Value) -> Value:
