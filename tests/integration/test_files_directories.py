@@ -40,6 +40,21 @@ class TestUsers:
         with pytest.raises(FileFormatError, match="appears twice"):
             read_users(CORPUS / "users.jsonl")
 
+    @pytest.mark.parametrize(
+        "deleted_at",
+        ["infinity", "-infinity", "10000-01-01 00:00:00", "0044-03-15 00:00:00 BC", "0001-01-01T00:00+05:00"],
+    )
+    def test_a_deleted_at_datetime_cannot_hold_reads_as_soft_deleted(
+        self, tmp_path: Path, deleted_at: str
+    ) -> None:
+        """PostgreSQL holds such times and its source reads the user as soft-deleted; the file agrees
+        (it was a BAD_INPUT that stopped the dry run). Text that is no time at all is still refused."""
+        path = write_lines(tmp_path / "u.jsonl", {"id": 1, "email": "a@x", "deleted_at": deleted_at})
+        assert read_users(path)[1].deleted_at is not None
+        bad = write_lines(tmp_path / "bad.jsonl", {"id": 1, "email": "a@x", "deleted_at": "10000-13-01 BC"})
+        with pytest.raises(FileFormatError, match="not a timestamp"):
+            read_users(bad)
+
     def test_a_bad_user_line_names_its_line(self, tmp_path: Path) -> None:
         """A user whose id is neither an integer nor a non-empty string is reported with its line number."""
         path = write_lines(tmp_path / "u.jsonl", {"id": 1, "email": "a@x"}, {"id": True, "email": "b@x"})
@@ -111,6 +126,26 @@ class TestContacts:
             {"_id": "crm", "company_sso_id": "co", "crm_data": {"id": 5}, "created_at": created},
         )
         assert [contact.id for contact in read_contacts(path)] == ["crm"]
+
+    @pytest.mark.parametrize(
+        ("created_at", "end"),
+        [
+            ('"10000-01-01T00:00:00Z"', dt.datetime.max),
+            ('{"$date": {"$numberLong": "253402300800000"}}', dt.datetime.max),
+            ('"0001-01-01T00:00:00+05:00"', dt.datetime.min),
+            ('{"$date": {"$numberLong": "-62135596800001"}}', dt.datetime.min),
+            ('"-infinity"', dt.datetime.min),
+        ],
+    )
+    def test_a_created_at_past_datetimes_range_is_the_ranges_end(
+        self, tmp_path: Path, created_at: str, end: dt.datetime
+    ) -> None:
+        """A sync time past years 1-9999 (mongoexport writes a $numberLong $date there) no longer stops
+        the dry run with BAD_INPUT: it is the end of the range it falls past, so the watermark compares
+        as it would with the real time (every audit before a year-10000 contact, none before a BC one)."""
+        line = f'{{"_id": "c", "company_sso_id": "co", "crm_data": {{"id": 1}}, "created_at": {created_at}}}'
+        (contact,) = read_contacts(write_lines(tmp_path / "c.jsonl", line))
+        assert contact.created_at == end.replace(tzinfo=dt.UTC)
 
     @pytest.mark.parametrize(
         ("line", "message"),

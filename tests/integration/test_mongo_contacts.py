@@ -7,6 +7,9 @@ from typing import Any
 
 import pytest
 from bson import ObjectId
+from bson.codec_options import DatetimeConversion
+from bson.datetime_ms import DatetimeMS
+from pymongo import MongoClient
 
 from crm_audit_adapters.mongo import MongoContactDirectory, RetryPolicy, apply_migration
 from crm_audit_transform.domain import Contact
@@ -37,6 +40,16 @@ def _contact(company: str, crm_id: Any, *, created_at: Any = T0, **extra: Any) -
     if created_at is not ...:
         doc["created_at"] = created_at
     return doc
+
+
+class FixedReply:
+    """A collection whose every ``find`` returns the given documents."""
+
+    def __init__(self, docs: list[dict[str, Any]]) -> None:
+        self._docs = docs
+
+    def find(self, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        return list(self._docs)
 
 
 @pytest.fixture
@@ -79,6 +92,24 @@ class TestContactsByCrmIds:
         contact = MongoContactDirectory(contacts).contacts_by_crm_ids("company-a", [5])[5]
         assert contact.created_at == dt.datetime(2024, 5, 1, 2, 0, tzinfo=dt.UTC)
         assert contact.created_at.tzinfo is dt.UTC
+
+    @pytest.mark.parametrize(
+        ("millis", "end"), [(253402300800000, dt.datetime.max), (-62135596800001, dt.datetime.min)]
+    )
+    def test_a_created_at_past_datetimes_range_is_the_ranges_end(self, millis: int, end: dt.datetime) -> None:
+        """A BSON date past years 1-9999 made pymongo refuse the whole reply (InvalidBSON), so every
+        page naming that company's persons failed. The directory reads it as DatetimeMS, and that as
+        the range's end, which the watermark compares alike, as a dry run reads the same contact from
+        contacts.jsonl. (Neither mongomock nor the emulator can store such a date: the reply is faked.)"""
+        never = MongoClient("mongodb://127.0.0.1:1", connect=False, tz_aware=True)
+        try:
+            directory = MongoContactDirectory.in_database(never["cdp"])
+            assert directory._collection.codec_options.datetime_conversion == DatetimeConversion.DATETIME_AUTO
+        finally:
+            never.close()
+        doc = _contact("company-a", 5, created_at=DatetimeMS(millis))
+        faked = MongoContactDirectory(FixedReply([doc]))  # type: ignore[arg-type]
+        assert faked.contacts_by_crm_ids("company-a", [5])[5].created_at == end.replace(tzinfo=dt.UTC)
 
     def test_missing_created_at_falls_back_to_the_insertion_time(self, contacts: Any) -> None:
         """Without created_at the ObjectId's timestamp is the watermark, never a missing contact."""

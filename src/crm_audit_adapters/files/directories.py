@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 import orjson
+from bson.codec_options import DatetimeConversion
+from bson.datetime_ms import DatetimeMS
 from bson.json_util import JSONOptions
 
 from crm_audit_transform.domain import Contact, CrmUser, EntityRef, UserId
@@ -21,11 +23,23 @@ from crm_audit_transform.numerals import parse_int
 
 from ..mongo.extended_json_input import loads_extended_json
 from .errors import FileFormatError
-from .lines import PathLike, decode, json_objects, numbered_lines, parse_timestamp
+from .lines import (
+    EARLIEST,
+    LATEST,
+    PathLike,
+    decode,
+    json_objects,
+    numbered_lines,
+    parse_timestamp,
+    time_past_range,
+)
 
 __all__ = ["parse_contact_line", "read_contacts", "read_entities", "read_sso_directory", "read_users"]
 
-_EXTENDED_JSON = JSONOptions(tz_aware=True, tzinfo=dt.UTC)
+# A $date past datetime's years 1-9999 decodes as DatetimeMS (not an error), read as the range's end.
+_EXTENDED_JSON = JSONOptions(
+    tz_aware=True, tzinfo=dt.UTC, datetime_conversion=DatetimeConversion.DATETIME_AUTO
+)
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -36,7 +50,9 @@ def read_users(path: PathLike, tenant: str | None = None) -> dict[UserId, CrmUse
     non-empty string (a UUID user id column).
 
     Given a tenant, other tenants' lines are passed over. Ids restart per tenant, so without one
-    an id seen twice is an error rather than a silent overwrite.
+    an id seen twice is an error rather than a silent overwrite. A ``deleted_at`` that ``datetime``
+    cannot hold (``infinity``, a year past 9999, BC: ``lines.time_past_range``) is set, so the user
+    reads as soft-deleted, as the PostgreSQL source reads it.
     """
 
     def user(record: Mapping[str, object]) -> CrmUser:
@@ -96,6 +112,9 @@ def read_sso_directory(path: PathLike, company_sso_id: str | None = None) -> dic
 def read_contacts(path: PathLike) -> list[Contact]:
     """Contacts from lines ``{_id, company_sso_id, crm_data: {id}, created_at}``.
 
+    A ``created_at`` past ``datetime``'s years 1-9999 (text or ``$date``) is read as the end of the
+    range it falls past: the sync watermark compares alike with every audit's time.
+
     Contacts without ``crm_data.id`` are native CDP contacts: the migration never looks them up,
     so they are not returned (Phase-A coverage counts only contacts with a CRM id as well).
     """
@@ -138,6 +157,8 @@ def parse_contact_line(path: PathLike, number: int, raw: bytes) -> Contact | Non
         created_at = record.get("created_at")
         if isinstance(created_at, str):
             created_at = _timestamp(created_at)
+        elif isinstance(created_at, DatetimeMS):  # a $date past years 1-9999
+            created_at = EARLIEST if int(created_at) < 0 else LATEST
         if not isinstance(created_at, dt.datetime):
             raise _Bad(f"created_at is not a timestamp: {created_at!r}")
         if record.get("_id") is None:
@@ -256,7 +277,11 @@ def _optional_str(record: Mapping[str, object], name: str) -> str | None:
 
 
 def _timestamp(text: str) -> dt.datetime:
+    """The time of a text; one ``datetime`` cannot hold is the end of the range it falls past."""
     try:
         return parse_timestamp(text)
     except ValueError:
-        raise _Bad(f"not a timestamp: {text!r}") from None
+        past = time_past_range(text)
+        if past is None:
+            raise _Bad(f"not a timestamp: {text!r}") from None
+        return past

@@ -8,8 +8,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Collection as Ids
 from collections.abc import Mapping
+from typing import Final
 
 from bson import ObjectId
+from bson.codec_options import DatetimeConversion
+from bson.datetime_ms import DatetimeMS
 
 from crm_audit_transform.domain import Contact
 from crm_audit_transform.numerals import as_id
@@ -37,7 +40,7 @@ class MongoContactDirectory:
     def in_database(
         cls, db: MongoDatabase, names: CollectionNames | None = None, *, retry: RetryPolicy | None = None
     ) -> MongoContactDirectory:
-        return cls(db[(names or CollectionNames()).contacts], retry=retry)
+        return cls(_past_range_readable(db[(names or CollectionNames()).contacts]), retry=retry)
 
     def contacts_by_crm_ids(self, company_sso_id: str, crm_person_ids: Ids[int]) -> Mapping[int, Contact]:
         """Contacts keyed by CRM person id; ids with no contact are absent.
@@ -65,6 +68,24 @@ class MongoContactDirectory:
         return found
 
 
+_EARLIEST: Final = dt.datetime.min.replace(tzinfo=dt.UTC)
+_LATEST: Final = dt.datetime.max.replace(tzinfo=dt.UTC)
+
+
+def _past_range_readable(collection: MongoCollection) -> MongoCollection:
+    """The collection, decoding a BSON date past ``datetime``'s years 1-9999 as ``DatetimeMS``.
+
+    pymongo's default raises ``InvalidBSON`` for the whole reply, so one contact's bogus
+    ``created_at`` stopped every page naming any person of that query. mongomock has no such date
+    (nor the option), so its collection is used as it is.
+    """
+    try:
+        options = collection.codec_options.with_options(datetime_conversion=DatetimeConversion.DATETIME_AUTO)
+        return collection.with_options(codec_options=options)
+    except NotImplementedError:  # mongomock
+        return collection
+
+
 def _contact(doc: ReadDocument, company_sso_id: str) -> Contact | None:
     """A contact, or None when its person id or its sync time cannot be read."""
     crm_data = doc.get("crm_data")
@@ -87,6 +108,8 @@ def _created_at(doc: ReadDocument) -> dt.datetime | None:
     value = doc.get("created_at")
     if isinstance(value, dt.datetime):
         return from_bson_datetime(value)
+    if isinstance(value, DatetimeMS):  # past years 1-9999: the end of the range, which compares alike
+        return _EARLIEST if int(value) < 0 else _LATEST
     if isinstance(value, str):
         try:
             parsed = dt.datetime.fromisoformat(value)
