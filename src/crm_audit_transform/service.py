@@ -419,6 +419,7 @@ class MigrationService:
             repair=repair,
             batch_size=self._settings.batch_size,
             lease_seconds=self._settings.lease_seconds,
+            halt_threshold=self._settings.halt_threshold,
         )
         return verify_account(
             company_sso_id,

@@ -158,6 +158,8 @@ class VerifyReportDocument(TypedDict):
     job: JobCheckDocument | None
     repaired: int
     repaired_in_job: int
+    failure_rate: float
+    halt_threshold: float | None
 
 
 @frozen
@@ -239,6 +241,10 @@ class VerifyReport:
     ``content_checked``: logs whose content was compared (all of them, or a sample per page).
     ``repaired``: missing rows written by ``--repair``; ``repaired_in_job`` of them were added to
     the job's counts (see ``usecases.verify``). ``job`` is None when the account has no job.
+    ``halt_threshold``: the run's halt rule's failed share (0-1); the account is not clean when
+    ``failure_rate`` exceeds it (None: no such verdict). The halt rule never halts on fewer than its
+    minimum sample of rows (``halting``), so a small account whose every row fails completes: this is
+    where it is told apart from a clean one.
     """
 
     company_sso_id: str
@@ -253,6 +259,7 @@ class VerifyReport:
     job: JobCheck | None = None
     repaired: int = 0
     repaired_in_job: int = 0
+    halt_threshold: float | None = None
 
     def count(self, kind: str) -> int:
         found = self.findings.get(kind)
@@ -266,9 +273,24 @@ class VerifyReport:
         return {kind: n for kind, n in counts.items() if n}
 
     @property
+    def failure_rate(self) -> float:
+        """The share of the walked audits that fail (0-1; 0 without audits), as the halt rule counts it."""
+        return sum(self.failed.values()) / self.audits if self.audits else 0.0
+
+    @property
+    def over_halt_threshold(self) -> bool:
+        """Whether more rows fail than the halt rule tolerates (``halt_threshold``)."""
+        return self.halt_threshold is not None and self.failure_rate > self.halt_threshold
+
+    @property
     def clean(self) -> bool:
-        """Every audit accounted for once, content and seam as recomputed, job consistent."""
-        return not self.outstanding and (self.job is None or self.job.consistent)
+        """Every audit accounted for once, content and seam as recomputed, job consistent, and no
+        more rows failing than the halt rule tolerates."""
+        return (
+            not self.outstanding
+            and (self.job is None or self.job.consistent)
+            and not self.over_halt_threshold
+        )
 
     def to_json(self) -> VerifyReportDocument:
         """A JSON-ready view for CI gates and dashboards (docs/verify.md gives the schema)."""
@@ -287,4 +309,6 @@ class VerifyReport:
             "job": self.job.to_json() if self.job is not None else None,
             "repaired": self.repaired,
             "repaired_in_job": self.repaired_in_job,
+            "failure_rate": self.failure_rate,
+            "halt_threshold": self.halt_threshold,
         }

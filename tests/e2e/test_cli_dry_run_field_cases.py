@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from crm_audit_adapters.cli import cli
+from crm_audit_adapters.cli import cli, exit_codes
 from crm_audit_adapters.files import AUDIT_COLUMNS, JsonlActivityLogSink
 from crm_audit_transform.config import load_default_config
 from crm_audit_transform.domain import AuditRow
@@ -198,10 +198,12 @@ class TestDryRunFieldCases:
         assert [line["audit_id"] for line in lines] == sorted(line["audit_id"] for line in lines)
         verify_args = [a for a in args if not a.startswith(("--report=", "--outcomes="))]
         code, output = run([*verify_args, "--verify", f"--report={tmp_path / 'verified.json'}"])
-        assert code == 0, output
+        # Half the rows fail, past the halt threshold: counted as the report counts them, and not clean.
+        assert code == exit_codes.NOT_VERIFIED, output
         verified = json.loads((tmp_path / "verified.json").read_text())
         assert (verified["audits"], verified["failed"]) == (300, {reason: 150})
         assert verified["migrated"] == report["migrated"]
+        assert (verified["clean"], verified["outstanding"], verified["failure_rate"]) == (False, {}, 0.5)
 
     @pytest.mark.parametrize("suffix", ["jsonl", "csv"])
     def test_a_value_that_is_not_utf8_fails_its_own_row_and_the_run_goes_on(

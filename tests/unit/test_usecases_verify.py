@@ -84,6 +84,34 @@ def audit_id(log: ActivityLog) -> int:
     return value
 
 
+class TestFailureShare:
+    def test_an_account_whose_every_row_fails_is_not_clean(self) -> None:
+        """Fewer rows than the halt rule's minimum sample never halt, so an account whose every row
+        fails completes; verify said "clean". More failing rows than the halt threshold is not clean."""
+        rows = [attrs.evolve(row, audited_changes="{unclosed: [") for row in audit_rows("acme")[:20]]
+        world = World("acme", rows=rows)
+        world.trigger()
+        world.run(settings=RunSettings(page_size=200))  # the default halt rule: 10%, 200 rows
+        assert job_of(world).status == "completed"
+        assert job_of(world).tally.failed_total == 20
+        report = verify(world)
+        assert (report.outstanding, report.failure_rate, report.halt_threshold) == ({}, 1.0, 0.1)
+        assert not report.clean
+        assert report.to_json()["failure_rate"] == 1.0
+
+    @pytest.mark.parametrize(
+        ("failed", "threshold", "clean"), [(1, 0.1, True), (2, 0.1, False), (2, None, True)]
+    )
+    def test_the_verdict_is_the_halt_rules_share(
+        self, failed: int, threshold: float | None, clean: bool
+    ) -> None:
+        """Failed rows over walked audits, strictly above the threshold, as the halt rule decides."""
+        report = VerifyReport(
+            "co", "acme", audits=10, failed={"malformed_yaml": failed}, halt_threshold=threshold
+        )
+        assert report.clean is clean
+
+
 class TestCleanAccount:
     @pytest.mark.parametrize("tenant", ["acme", "globex", "nusantara_retail"])
     def test_a_clean_run_verifies_clean_with_no_drift(self, tenant: str) -> None:

@@ -78,6 +78,12 @@ def summary_lines(report: VerifyReport, shown: int = SHOWN) -> Iterator[str]:
         f"{report.migrated} migrated, {sum(report.skipped.values())} skipped, "
         f"{sum(report.failed.values())} failed; {report.content_checked} contents compared{sample}"
     )
+    if report.over_halt_threshold:
+        yield (
+            f"  failures: {sum(report.failed.values())} of {report.audits} audits fail "
+            f"({report.failure_rate:.1%}), over the halt threshold ({report.halt_threshold:.1%}): "
+            "the rows are counted by reason, none is lost; fix them before calling the account done"
+        )
     for kind in FINDING_KINDS:
         found = report.findings.get(kind)
         if found is None or not found.count:

@@ -318,6 +318,7 @@ class Walk:
             job=self._job_check(),
             repaired=self.repair.repaired,
             repaired_in_job=self.repair.counted,
+            halt_threshold=self.settings.halt_threshold,
         )
 
 

@@ -47,6 +47,7 @@ from attrs import frozen
 
 from ..enrichment.model import DEFAULT_MATCH_WINDOW
 from ..errors import JobNotFound, TenantMismatch
+from ..halting import DEFAULT_HALT_THRESHOLD
 from ..jobs import COMPLETED, HALTED, IN_PROGRESS, MigrationJob
 from ..ports import (
     ActivityLogWriter,
@@ -103,6 +104,8 @@ class VerifySettings:
     match_window: dt.timedelta = DEFAULT_MATCH_WINDOW
     batch_size: int = MAX_BATCH_SIZE
     lease_seconds: float = 120.0
+    halt_threshold: float | None = DEFAULT_HALT_THRESHOLD
+    """The run's halt rule's failed share: more failing rows than that is not clean (None: no verdict)."""
 
     @property
     def lease_ttl(self) -> dt.timedelta:
