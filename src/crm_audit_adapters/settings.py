@@ -63,7 +63,7 @@ from .redaction import UNPARSEABLE, redact
 from .url_checks import broker_url_problem, dsn_port_problem, http_url_problem, result_backend_problem
 from .usman import UnusableUsmanSetting, UsmanConfig
 
-__all__ = ["CONFIG_ENV", "Settings", "load_settings", "redact"]
+__all__ = ["CONFIG_ENV", "Settings", "load_settings", "load_tenants", "redact"]
 
 CONFIG_ENV: Final = "CRM_AUDIT_SETTINGS"
 _PREFIX: Final = "CRM_AUDIT_"
@@ -411,6 +411,24 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
     )
     warnings = tuple(f"{where} {note}" for where, note in misspelled)
     return Settings(usman=usman, run=run, tenants=tenants, loader=loader, warnings=warnings, **values)
+
+
+def load_tenants(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Only the tenant bindings of ``load_settings`` (same file, same variable, same checks).
+
+    For a command that reaches no server (``dry-run``): it follows the bindings without needing, or
+    checking, the servers' settings. ``ConfigError`` for a problem with the bindings or the file.
+    """
+    environ = os.environ if environ is None else environ
+    path = path or environ.get(CONFIG_ENV) or None
+    raw: dict[str, Any] = _read_file(Path(path)) if path else {}
+    problems: list[tuple[str, str]] = []
+    tenants = _tenants(
+        raw.get("tenants"), environ.get(f"{_PREFIX}TENANTS"), problems, f"settings file {path}"
+    )
+    if problems:
+        raise ConfigError(problems, source="the runner's settings")
+    return tenants
 
 
 def _not_utf8(environ: Mapping[str, str]) -> list[tuple[str, str]]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import attrs
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from crm_audit_adapters.cli import cli, exit_codes
 from crm_audit_adapters.cli.dry_run import EXAMPLE_OUT
@@ -65,6 +65,31 @@ def inputs(tmp_path: Path) -> list[str]:
 def invoke(*args: str) -> tuple[int, str, str]:
     result = CliRunner().invoke(cli, ["dry-run", *args], env={"CRM_AUDIT_SETTINGS": ""})
     return result.exit_code, result.stdout, result.stderr
+
+
+class TestTenantBinding:
+    def test_a_dry_run_follows_the_tenant_bindings(self, tmp_path: Path, inputs: list[str]) -> None:
+        """The runner's bindings apply as for enrich, explain and verify: a bound account reads its
+        tenant (--tenant may be left out), another --tenant is TENANT_MISMATCH, and so is a tenant
+        bound to another account; nothing is written. Before, the dry run read any tenant given."""
+        out = tmp_path / "logs.jsonl"
+        without_tenant = [a for i, a in enumerate(inputs) if "--tenant" not in inputs[i - 1 : i + 1]]
+
+        def dry_run(bindings: str, *args: str) -> Result:
+            env = {"CRM_AUDIT_SETTINGS": "", "CRM_AUDIT_TENANTS": bindings}
+            return CliRunner().invoke(cli, ["dry-run", *args, "--out", str(out), "--no-progress"], env=env)
+
+        bound = dry_run(f"{COMPANY}=acme", *without_tenant)
+        assert bound.exit_code == 0, bound.output
+        assert f"tenant {TENANT}: processed 759" in bound.stderr
+        out.unlink()
+        for bindings in (f"{COMPANY}=globex", f"other-company={TENANT}"):
+            refused = dry_run(bindings, *inputs)
+            assert refused.exit_code == exit_codes.REFUSED, refused.output
+            assert "TENANT_MISMATCH" in refused.stderr
+            assert not out.exists()
+        unbound = dry_run("", *inputs)  # an unbound account's own --tenant: writes no CDP, read as given
+        assert unbound.exit_code == 0, unbound.output
 
 
 class TestWouldHalt:

@@ -23,6 +23,12 @@ name the linked entities, so its service has no enrichment ports and the logs go
 the transformer built them (``crm-audit-migrate enrich --dry-run`` shows what enrichment would
 change in a real CDP).
 
+The tenant follows the runner's bindings (``CRM_AUDIT_TENANTS`` or the settings file's ``[tenants]``),
+as ``enrich``, ``explain`` and ``verify`` do: a bound account reads its bound tenant (``--tenant`` may be
+left out; another is ``TENANT_MISMATCH``), and an unbound account's ``--tenant`` is ``TENANT_MISMATCH``
+when another account is bound to it. An unbound account's own ``--tenant`` is read as given: a dry run
+writes nothing to the CDP, so it needs no ``--allow-unbound-tenant``.
+
 ``--verify`` checks an existing ``--out`` file against the same inputs instead of writing one:
 verify's accounting and content checks over the file (``files.verification``), no job, no repair.
 """
@@ -42,16 +48,19 @@ import click
 from crm_audit_transform.jobs import MigrationJob
 from crm_audit_transform.loading import LoaderLimits
 from crm_audit_transform.testing import InMemoryActivityLogStore
+from crm_audit_transform.usecases.safety import bound_tenant
 from crm_audit_transform.usecases.status import report_counts
 
 from ..bootstrap import DryRunFiles, dry_run_recipe, dry_run_service
 from ..collector import run_loop_collection
+from ..settings import load_tenants
 from . import exit_codes
 from .main import cli
 from .options import non_empty, workers_option
 from .output_paths import STDOUT, check_outputs
 from .progress import ProgressLine
 from .row_outcomes import OutcomeLines
+from .state import CliState
 from .verify import show
 
 if TYPE_CHECKING:
@@ -75,7 +84,10 @@ def _no_dash(_: click.Context, param: click.Parameter, value: Path | None) -> Pa
 @click.option(
     "--company-sso-id", "company", callback=non_empty, help="The CDP account the logs are written for."
 )
-@click.option("--tenant", help="The CRM tenant schema whose rows are read.")
+@click.option(
+    "--tenant",
+    help="The CRM tenant schema whose rows are read (default: the account's binding, CRM_AUDIT_TENANTS).",
+)
 @click.option("--audits", type=_file, help="Audit rows: JSONL (fixture format) or psql CSV.")
 @click.option("--users", type=_file, help="CRM users, JSONL {tenant, id, email, full_name, deleted_at}.")
 @click.option(
@@ -130,7 +142,9 @@ def _no_dash(_: click.Context, param: click.Parameter, value: Path | None) -> Pa
 )
 @click.option("--progress/--no-progress", default=True, help="Show the progress line on stderr.")
 @workers_option
+@click.pass_obj
 def dry_run(
+    state: CliState,
     example: bool,
     company: str | None,
     tenant: str | None,
@@ -176,6 +190,10 @@ def dry_run(
             company, tenant = company or account["company_sso_id"], tenant or account["tenant"]
             audits, users, contacts, sso_directory = (example_files[name] for name in EXAMPLE_FILES)
             out = out or EXAMPLE_OUT
+        bindings = load_tenants(state.settings_path)
+        if company is not None and (tenant is not None or company in bindings):
+            # The binding rule of enrich, explain and verify (MigrationService.tenant_for).
+            tenant = bound_tenant(company, tenant, bindings, allow_unbound=True)
         given = {
             "--company-sso-id": company,
             "--tenant": tenant,
