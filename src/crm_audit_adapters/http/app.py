@@ -27,6 +27,7 @@ from crm_audit_transform.loading import LoaderLimits, check_json_depth
 from crm_audit_transform.timestamps import as_utc
 from crm_audit_transform.verification import VerifyReportDocument
 
+from ..mongo.bson_values import MONGODB_MAX_NESTING
 from .answers import batch_answer, public_status_answer, rollback_answer
 from .auth import BasicAuthCredentials, SessionResolver
 from .errors import HANDLERS, ApiError
@@ -35,6 +36,10 @@ from .records import decode_record, parse_body
 from .service import HttpService
 
 MAX_BATCH = 20
+MIGRATE_BODY_DEPTH = MONGODB_MAX_NESTING + 3
+"""The nesting ``/migrate`` bodies may reach, whatever ``max_json_depth``: a record MongoDB takes (its
+document is level 1) sits in the body and its ``records`` (2 more), and its deepest value may be an
+Extended JSON wrapper (``{"$numberLong": …}``, 1 more), so a dry run's output is never refused here."""
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -112,7 +117,8 @@ def create_app(
     """The app over ``service``; ``on_close`` runs when the server shuts the app down.
 
     ``max_json_depth`` bounds the nesting of request bodies (the runner's ``[loader] max_depth``):
-    deeper bodies are a 400, checked without recursion before they are parsed.
+    deeper bodies are a 400, checked without recursion before they are parsed. ``/migrate`` takes at
+    least ``MIGRATE_BODY_DEPTH`` levels: the records a dry run writes, as MongoDB takes them.
     """
 
     def private(handler: Handler) -> Handler:
@@ -124,7 +130,8 @@ def create_app(
         return guarded
 
     async def migrate(request: Request) -> Response:
-        records = parse_body(_shallow_enough(await _read_body(request, max_body_bytes), max_json_depth))
+        raw = await _read_body(request, max_body_bytes)
+        records = parse_body(_shallow_enough(raw, max(max_json_depth, MIGRATE_BODY_DEPTH)))
         if len(records) > MAX_BATCH:
             raise BatchTooLarge(len(records), MAX_BATCH)
         logs = [decode_record(doc, f"records[{i}]") for i, doc in enumerate(records)]

@@ -9,6 +9,11 @@ to ``bson.Code``, a ``str`` subclass that pymongo stores as BSON JavaScript, and
 subtype other than 0 to ``bson.Binary``, a ``bytes`` subclass. Neither is a value of the activity
 log's model (docs/value-model.md), so both are refused like ``$minKey`` or ``$regex``;
 ``$numberLong`` (``Int64``) is the integer it holds.
+
+Nesting: a value may nest as deep as the writers take it, up to MongoDB's limit for the document
+(``bson_values.MONGODB_MAX_NESTING``: 97 levels in an attribute, 98 in metadata, as a dry run writes
+them); the store fails a record past that alone (``write_error``), as it does for a run. A value
+past ``MONGODB_MAX_NESTING`` levels could fit no document: it is refused here (``INVALID_RECORD``).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from crm_audit_transform.domain import SOURCE_TAG, ActivityLog, Actor, ActorKind
 from crm_audit_transform.timestamps import as_utc
 from crm_audit_transform.values import Value
 
+from ..mongo.bson_values import MONGODB_MAX_NESTING
 from ..mongo.extended_json_input import loads_extended_json
 from .errors import ApiError
 
@@ -47,8 +53,8 @@ def _str(doc: Mapping[str, object], key: str, path: str, *, required: bool = Tru
 
 
 def _value(value: object, path: str, depth: int = 0) -> Value:
-    if depth > 32:
-        raise _bad(path, "nested too deeply")
+    if depth > MONGODB_MAX_NESTING:  # no document could hold it; the writers check the exact room
+        raise _bad(path, f"nested more than {MONGODB_MAX_NESTING} levels deep")
     if value is None or type(value) in _PLAIN:
         return cast("Value", value)
     if type(value) is Int64:
