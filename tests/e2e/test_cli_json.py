@@ -308,3 +308,27 @@ class TestErrorDocument:
         assert "error: CONFIG_INVALID: " in result.stderr
         assert SECRET not in result.stdout
         assert SECRET[4:] not in result.stdout
+
+    @pytest.mark.parametrize(("answer", "message"), [("n\n", "rollback declined"), ("", "no answer")])
+    def test_a_declined_or_unanswered_rollback_prints_one_document(self, answer: str, message: str) -> None:
+        """Declining, or giving no answer (EOF), is DECLINED (exit 9) with its --json document; the
+        unanswered prompt printed none. Nothing is deleted."""
+        client = mongomock.MongoClient(tz_aware=True)
+        client["cdp"]["activity_logs"].insert_one({"company_sso_id": COMPANY, "source_tag": "crm_migration"})
+        env = {"CRM_AUDIT_MONGO_URI": "mongomock://", "CRM_AUDIT_SETTINGS": ""}
+        result = CliRunner().invoke(
+            cli, ["rollback", *C, "--json"], obj=Overrides(mongo_client=client), env=env, input=answer
+        )
+        doc = checked(result, "error", exit_codes.DECLINED)
+        assert (doc["command"], doc["error"]["code"]) == ("rollback", "DECLINED")
+        assert message in doc["error"]["message"]
+        assert client["cdp"]["activity_logs"].count_documents({}) == 1
+
+    def test_rollback_refuses_bad_settings_before_it_asks(self) -> None:
+        """A refused setting is CONFIG_INVALID at once: the operator is not asked to confirm a
+        rollback that cannot run."""
+        env = {"CRM_AUDIT_MONGO_URI": "mongomock://", "CRM_AUDIT_SETTINGS": "", "CRM_AUDIT_PAGE_SIZE": "x"}
+        result = CliRunner().invoke(cli, ["rollback", *C, "--json"], env=env, input="y\n")
+        doc = checked(result, "error", exit_codes.CONFIG)
+        assert doc["error"]["code"] == "CONFIG_INVALID"
+        assert "Delete every" not in result.stderr

@@ -293,8 +293,17 @@ def cancel_command(state: CliState, company: str, as_json: bool) -> None:
 @click.pass_obj
 def rollback_command(state: CliState, company: str, yes: bool, as_json: bool) -> None:
     """Delete the account's migrated logs (source_tag crm_migration only); native logs stay."""
-    if not yes and not click.confirm(f"Delete every migrated activity log of company {company}?", err=True):
-        raise exit_codes.CliError("DECLINED", "rollback declined; nothing was deleted")
+    state.settings  # noqa: B018  # a setting that is refused is said before the operator is asked anything
+    if not yes:
+        try:
+            confirmed = click.confirm(f"Delete every migrated activity log of company {company}?", err=True)
+        except click.Abort:  # EOF or Ctrl-C at the prompt: reported here, so --json prints its document
+            click.echo(err=True)  # end the prompt's line
+            raise exit_codes.CliError(
+                "DECLINED", "no answer to the confirmation; nothing was deleted"
+            ) from None
+        if not confirmed:
+            raise exit_codes.CliError("DECLINED", "rollback declined; nothing was deleted")
     with state.runtime() as runtime:
         result = runtime.service.rollback(company)
     doc = {"company_sso_id": company, "job_id": result.job_id, "deleted": result.deleted}
