@@ -56,7 +56,7 @@ from attrs import field, frozen
 
 from crm_audit_transform.errors import ConfigError
 from crm_audit_transform.loading import LoaderLimits
-from crm_audit_transform.numerals import is_int_text, parse_int
+from crm_audit_transform.numerals import is_int_text, parse_float, parse_int
 from crm_audit_transform.usecases import DEFAULT_COVERAGE_THRESHOLD, RunSettings
 
 from .redaction import UNPARSEABLE, redact
@@ -343,6 +343,9 @@ def _convert(value: Any, kind: type, *, from_text: bool) -> Any:
         raise ValueError
     if kind is int and isinstance(value, float):
         raise TypeError
+    if isinstance(value, str) and kind is not str:
+        # The one integer (and number) reader of every source: ASCII digits only (numerals).
+        return parse_int(value) if kind is int else parse_float(value)
     return kind(value)
 
 
@@ -570,6 +573,14 @@ def _loader(
 _USMAN_TEXT_ENV: Final = frozenset(_USMAN_KEYS[key] for key in _USMAN_TEXT)
 
 
+def _plain_number(text: str) -> bool:
+    try:
+        parse_float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _usman_got(env_key: str, value: object) -> str:
     """``, got …`` for a numeric USMAN setting as written; nothing for text (a token is a secret)."""
     if env_key in _USMAN_TEXT_ENV or env_key not in _USMAN_KEYS.values():
@@ -651,9 +662,16 @@ def _usman(
             )
         except UnusableUsmanSetting as exc:  # its message never quotes the value
             problems.append((source, str(exc) + _usman_got(env_key, given.get(env_key))))
+            continue
         except (TypeError, ValueError):  # float()'s and int()'s messages would quote it
             why = "out of range or of the wrong type (see docs/usman.md)"
             problems.append((source, why + _usman_got(env_key, given.get(env_key))))
+            continue
+        value = given.get(env_key)
+        if isinstance(value, str) and env_key not in _USMAN_TEXT_ENV and not _plain_number(value):
+            # The environment's text by the one strict reader (int() and float() take 1_0, ١٠).
+            why = "expected a plain number (ASCII digits, an optional - and .)"
+            problems.append((source, why + _usman_got(env_key, value)))
     base = merged[f"{_USMAN_PREFIX}BASE_URL"]
     if not base.startswith(("http://", "https://")):
         problems.append((sources.get("BASE_URL", "usman.base_url"), "must start with http:// or https://"))

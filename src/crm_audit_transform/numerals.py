@@ -22,6 +22,18 @@ def parse_int(text: str) -> int:
     return int(text)
 
 
+_DECIMAL: Final = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\Z", re.ASCII)
+
+
+def parse_float(text: str) -> float:
+    """The number ``text`` spells strictly: ASCII digits, an optional leading ``-``, a ``.`` and an
+    exponent (``0.1``, ``5``, ``1e-3``); ``ValueError`` for anything else, as ``parse_int`` refuses
+    it (``float()`` takes ``1_0``, spaces, ``+``, other scripts' digits, ``nan`` and ``inf``)."""
+    if not _DECIMAL.match(text):
+        raise ValueError(f"not a plain decimal number: {text[:40]!r}")
+    return float(text)
+
+
 def as_id(value: object) -> int | None:
     """A CRM id from a loaded or stored value: an int (not a bool) as it is, or text of a
     non-negative integer :func:`parse_int` accepts once surrounding whitespace is stripped; any

@@ -329,6 +329,40 @@ class TestSettings:
             assert secret not in shown
         assert "postgresql://ro:***@crm:5432/crm" in shown
 
+    @pytest.mark.parametrize(
+        "name",
+        [
+            "CRM_AUDIT_PAGE_SIZE",
+            "CRM_AUDIT_HALT_SAMPLE",
+            "CRM_AUDIT_HALT_THRESHOLD",
+            "CRM_AUDIT_LEASE_SECONDS",
+            "CRM_AUDIT_LOADER_MAX_DEPTH",
+            "CRM_AUDIT_USMAN_MAX_ATTEMPTS",
+            "CRM_AUDIT_USMAN_READ_TIMEOUT",
+        ],
+    )
+    @pytest.mark.parametrize("text", ["1_0", "\u0661\u0660", " 10", "+10", "10 ", "nan", "inf"])
+    def test_every_number_is_read_by_the_one_strict_reader(self, name: str, text: str) -> None:
+        """The top-level and [usman] numbers took int()'s and float()'s lenient text (1_000, Arabic-Indic
+        digits, spaces, +), while [loader] refused it: every numeric setting now refuses it alike."""
+        env = {name: text, "CRM_AUDIT_USMAN_BASE_URL": "https://usman.test"}
+        with pytest.raises(ConfigError) as raised:
+            load_settings(None, env)
+        assert [source for source, _ in raised.value.problems] == [f"environment variable {name}"]
+
+    @pytest.mark.parametrize(
+        ("name", "text", "field", "value"),
+        [
+            ("CRM_AUDIT_PAGE_SIZE", "1000", "page_size", 1000),
+            ("CRM_AUDIT_HALT_THRESHOLD", "0.25", "halt_threshold", 0.25),
+            ("CRM_AUDIT_HALT_THRESHOLD", "1e-1", "halt_threshold", 0.1),
+            ("CRM_AUDIT_HALT_THRESHOLD", ".5", "halt_threshold", 0.5),
+            ("CRM_AUDIT_HALT_THRESHOLD", "1", "halt_threshold", 1.0),
+        ],
+    )
+    def test_plain_numbers_are_read(self, name: str, text: str, field: str, value: float) -> None:
+        assert getattr(load_settings(None, {name: text}).run, field) == value
+
     def test_tenant_bindings_come_from_the_table_and_the_environment(self, tmp_path: Path) -> None:
         """`[tenants]` binds accounts; CRM_AUDIT_TENANTS adds or overrides pairs."""
         path = tmp_path / "s.toml"
