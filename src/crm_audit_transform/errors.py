@@ -199,6 +199,14 @@ class JobNotFound(GuardError):
     http_status = 404
 
 
+class JobNotRunnable(JobNotFound):
+    """The account's latest job cannot be acted on in its state (cancelled, rolled back): one exists,
+    so it is no ``JOB_NOT_FOUND``; a ``JobNotFound`` all the same, so callers catching that still do."""
+
+    code = "JOB_NOT_RUNNABLE"
+    http_status = 409
+
+
 class TenantMismatch(GuardError):
     """The account is bound to another CRM tenant than the one asked for (person ids overlap)."""
 

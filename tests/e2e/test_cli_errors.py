@@ -24,6 +24,7 @@ import pytest
 from attrs import field, frozen
 from cli_world import COMPANY, TENANT, running_usman, seed_contacts
 from click.testing import CliRunner
+from test_cli_lifecycle import cancel_mid_run
 
 from crm_audit_adapters.cli import Overrides, cli, exit_codes
 from crm_audit_adapters.mongo import MongoJobStore
@@ -324,10 +325,25 @@ ROWS = [
         {"CRM_AUDIT_TENANTS": ""},
     ),
     Row(
-        "cancelled: the job was cancelled",
+        "cancelled: the job was cancelled while the run worked on it",
         ("run", *C, "--no-progress"),
         "CANCELLED",
+        setup=_contacts_and(IN_PROGRESS),
+        prepare=cancel_mid_run,
+    ),
+    Row(
+        "refused: the job was cancelled before the run (nothing ran)",
+        ("run", *C, "--no-progress"),
+        "JOB_NOT_RUNNABLE",
         setup=lambda w: put_job(w.client, CANCELLED),
+        names="job is cancelled: nothing to run",
+    ),
+    Row(
+        "refused: verify --repair into a cancelled job, as run refuses it",
+        ("verify", *C, "--repair"),
+        "JOB_NOT_RUNNABLE",
+        setup=lambda w: put_job(w.client, CANCELLED),
+        names="latest job is cancelled: nothing to repair into",
     ),
     Row(
         "config: USMAN refuses the token",

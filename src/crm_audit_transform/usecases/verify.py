@@ -46,9 +46,9 @@ from typing import Final
 from attrs import frozen
 
 from ..enrichment.model import DEFAULT_MATCH_WINDOW
-from ..errors import JobNotFound, TenantMismatch
+from ..errors import JobNotFound, JobNotRunnable, TenantMismatch
 from ..halting import DEFAULT_HALT_THRESHOLD
-from ..jobs import COMPLETED, HALTED, IN_PROGRESS, MigrationJob
+from ..jobs import CANCELLED, COMPLETED, HALTED, IN_PROGRESS, MigrationJob
 from ..ports import (
     ActivityLogWriter,
     AuditSource,
@@ -175,7 +175,11 @@ def _take_lease(
     if job is None:
         raise JobNotFound(f"company {company_sso_id} has no migration job: nothing to repair into")
     if job.status not in REPAIRABLE:
-        # A rolled-back (or cancelled) account's logs were removed on purpose: never write them back.
-        raise JobNotFound(f"company {company_sso_id}'s latest job is {job.status}: nothing to repair into")
+        # A rolled-back account's logs were removed on purpose: never write them back. A cancelled
+        # job is resumed (trigger --resume) or replaced (--fresh) first, as run refuses it.
+        raise JobNotRunnable(
+            f"company {company_sso_id}'s latest job is {job.status}: nothing to repair into"
+            + ("; trigger --resume or --fresh first" if job.status == CANCELLED else "")
+        )
     require_indexes(ports.indexes)  # repair writes: exactly-once rests on the unique index
     return hold_every_lease(ports.jobs, job, owner, settings.lease_ttl)
