@@ -202,6 +202,34 @@ class TestCheckedRows:
         [failed] = checked.outcomes
         assert (failed.audit_id, failed.reason) == (2, "invalid_audit_row")
 
+    def test_a_line_past_the_cap_whose_head_names_its_id_is_its_rows_failure(self, tmp_path: Path) -> None:
+        """A line longer than max_record_bytes (a value written with \\u escapes: 6 bytes a character)
+        stopped the whole dry run. It is read on, never held: its row fails (invalid_audit_row) when
+        its first bytes name its id, as a PostgreSQL row past the loader's limits fails alone; another
+        tenant's long line is passed over; the other rows are paged."""
+        good = self.lines(1, 4)
+        escaped = "\\u00e9" * 2_000  # 12,000 bytes of JSON for 2,000 characters
+        long_line = '{"tenant": "acme", "id": 2, "audited_changes": "' + escaped + '"}'
+        other = '{"tenant": "globex", "id": 3, "audited_changes": "' + escaped + '"}'
+        path = write_lines(tmp_path / "audits.jsonl", good[0], long_line, other, good[1])
+        checked = CheckedRows(path)
+        with FileAuditSource(path, "acme", checked=checked, max_record_bytes=4_096) as source:
+            assert all_pages(source, "acme", EPOCH, 10) == [[1, 4]]
+        [failed] = checked.outcomes
+        assert (failed.audit_id, failed.reason) == (2, "invalid_audit_row")
+        assert "line 2: line longer than 4096 bytes" in failed.detail
+
+    def test_a_line_past_the_cap_with_no_id_in_its_head_stops_the_read(self, tmp_path: Path) -> None:
+        """Its row cannot be named, so it cannot be counted: the read stops (BAD_INPUT), as for any line
+        with no readable id."""
+        late_id = '{"tenant": "acme", "audited_changes": "' + "x" * 5_000 + '", "id": 2}'
+        path = write_lines(tmp_path / "audits.jsonl", self.lines(1)[0], late_id)
+        with (
+            FileAuditSource(path, "acme", checked=CheckedRows(path), max_record_bytes=4_096) as source,
+            pytest.raises(FileFormatError, match="line 2: line longer than 4096 bytes"),
+        ):
+            all_pages(source, "acme", EPOCH, 10)
+
 
 class TestScopeEnds:
     def lines(self, *ids: int) -> list[str]:

@@ -18,7 +18,7 @@ import datetime as dt
 import enum
 import json
 import os
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from typing import Any, Final, Literal, NamedTuple, TypeAlias
 
 from crm_audit_transform.domain import AuditRow, UnreadableTime, UserId
@@ -129,10 +129,41 @@ def numbered_audit_rows(
     raise ValueError(f"cannot tell the format of {os.fspath(path)!r}: pass file_format='jsonl' or 'csv'")
 
 
+def _too_long(
+    path: PathLike, tenant: str | None, on_error: OnError | None, max_line_bytes: int
+) -> Callable[[int, dict[str, Any]], None]:
+    """What a JSONL line longer than ``max_line_bytes`` becomes, from the members its head holds.
+
+    A line is held whole, so one that long is never read: another tenant's line is passed over; a
+    line whose ``id`` its head gives is that row's error (``on_error``: the dry run fails the row,
+    ``invalid_audit_row``, as a PostgreSQL row past the loader's limits fails alone); a line whose id
+    lies past its head stops the read, as any line with no readable id does.
+    """
+
+    def handle(number: int, members: dict[str, Any]) -> None:
+        line_tenant = members.get("tenant")
+        if tenant is not None and isinstance(line_tenant, str) and line_tenant != tenant:
+            return
+        audit_id = members.get("id")
+        if not isinstance(audit_id, int) or isinstance(audit_id, bool):
+            audit_id = None
+        why = f"line longer than {max_line_bytes} bytes: a line is read whole, so its row is not read"
+        error = FileFormatError(path, number, why, audit_id=audit_id)
+        if audit_id is None or (tenant is None and line_tenant is None):
+            raise error
+        report(error, on_error)
+
+    return handle
+
+
 def _jsonl_rows(
     path: PathLike, tenant: str | None, on_error: OnError | None, max_line_bytes: int
 ) -> Generator[tuple[int, AuditRow], None, None]:
-    for number, record in json_objects(path, on_error, keep_bytes=True, max_line_bytes=max_line_bytes):
+    too_long = _too_long(path, tenant, on_error, max_line_bytes)
+    objects = json_objects(
+        path, on_error, keep_bytes=True, max_line_bytes=max_line_bytes, on_long_line=too_long
+    )
+    for number, record in objects:
         plain = _plain_jsonl_row(record, tenant)
         if plain is not _NotPlain.NOT_PLAIN:
             row = plain
@@ -296,7 +327,11 @@ def numbered_scope_keys(
         for number, found in rows:
             yield number, ScopeKeys(found.id, found.auditable_type, found.created_at)
         return
-    for number, record in json_objects(path, on_error, keep_bytes=True, max_line_bytes=max_record_bytes):
+    too_long = _too_long(path, tenant, on_error, max_record_bytes)
+    objects = json_objects(
+        path, on_error, keep_bytes=True, max_line_bytes=max_record_bytes, on_long_line=too_long
+    )
+    for number, record in objects:
         columns = _plain_jsonl_columns(record, tenant)
         if columns is None:
             continue

@@ -37,11 +37,24 @@ is refused rather than read. No audit row needs that much: the loader takes an `
 up to 32 MiB."""
 
 
-def numbered_lines(path: PathLike, max_bytes: int = MAX_LINE_BYTES) -> Iterator[tuple[int, bytes]]:
+LONG_LINE_HEAD: Final = 1 << 20
+"""The bytes of an over-long line kept for ``on_long`` (1 MiB): enough for the members before its
+long value (a row's ``tenant`` and ``id``), never the line itself."""
+
+
+def numbered_lines(
+    path: PathLike,
+    max_bytes: int = MAX_LINE_BYTES,
+    *,
+    on_long: Callable[[int, bytes], None] | None = None,
+) -> Iterator[tuple[int, bytes]]:
     """Every physical line (terminator included) with its 1-based number, streamed.
 
     A line longer than ``max_bytes`` raises ``FileFormatError`` naming it, after at most
     ``max_bytes`` + 1 of its bytes were read: it cannot be tied to a record without holding it.
+    With ``on_long``, such a line is read on to its end in blocks, never held, and
+    ``on_long(number, head)`` gets its first ``LONG_LINE_HEAD`` bytes instead; the lines after it
+    follow.
     """
     with open(path, "rb") as stream:
         readline = stream.readline
@@ -49,12 +62,45 @@ def numbered_lines(path: PathLike, max_bytes: int = MAX_LINE_BYTES) -> Iterator[
         while raw := readline(max_bytes + 1):
             number += 1
             if len(raw) > max_bytes:
-                raise FileFormatError(
-                    path,
-                    number,
-                    f"line longer than {max_bytes} bytes: a line is read whole, so it is refused",
-                )
+                if on_long is None:
+                    raise FileFormatError(
+                        path,
+                        number,
+                        f"line longer than {max_bytes} bytes: a line is read whole, so it is refused",
+                    )
+                head, rest = raw[:LONG_LINE_HEAD], raw
+                while rest and not rest.endswith(b"\n"):
+                    rest = readline(LONG_LINE_HEAD)
+                on_long(number, head)
+                continue
             yield number, raw
+
+
+def leading_members(head: bytes) -> dict[str, Any]:
+    """The members of a JSON object line that lie whole in ``head``, its first bytes, in order up to
+    the first one cut off (or malformed): what a line too long to hold says about itself."""
+    text = head.decode("utf-8", "replace").lstrip("\ufeff")
+    decoder = json.JSONDecoder()
+    members: dict[str, Any] = {}
+    pos = _skip(text, 0)
+    if not text.startswith("{", pos):
+        return members
+    pos = _skip(text, pos + 1)
+    try:
+        while text.startswith('"', pos):
+            key, pos = decoder.raw_decode(text, pos)
+            pos = _skip(text, pos)
+            if not text.startswith(":", pos):
+                break
+            value, pos = decoder.raw_decode(text, _skip(text, pos + 1))
+            pos = _skip(text, pos)
+            if not text.startswith((",", "}"), pos):
+                break  # the value was cut off in the middle of a number, or is malformed
+            members.setdefault(key, value)
+            pos = _skip(text, pos + 1)
+    except (ValueError, RecursionError):  # the member cut off by the head's end, or malformed
+        pass
+    return members
 
 
 def lines_from_end(path: PathLike, *, block: int = 1 << 16, longest: int = 1 << 26) -> Iterator[bytes]:
@@ -100,14 +146,19 @@ def json_objects(
     *,
     keep_bytes: bool = False,
     max_line_bytes: int = MAX_LINE_BYTES,
+    on_long_line: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(line number, object)`` for every non-blank line; a line that is not a JSON object is an error.
 
     A line that is not UTF-8 is an error too, unless ``keep_bytes``: then it is read all the same and
     each member whose text holds bytes that are not UTF-8 is given as ``bytes`` (``not_utf8_members``).
-    A line longer than ``max_line_bytes`` stops the read (``numbered_lines``).
+    A line longer than ``max_line_bytes`` stops the read (``numbered_lines``); with ``on_long_line`` it
+    is passed over, not held, and ``on_long_line(number, leading_members(its head))`` is called.
     """
-    for number, raw in numbered_lines(path, max_line_bytes):
+    on_long = (
+        None if on_long_line is None else lambda number, head: on_long_line(number, leading_members(head))
+    )
+    for number, raw in numbered_lines(path, max_line_bytes, on_long=on_long):
         if not raw.strip():
             continue  # blank lines separate nothing and hold nothing
         value = fast_object(raw)
