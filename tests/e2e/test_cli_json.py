@@ -332,3 +332,26 @@ class TestErrorDocument:
         doc = checked(result, "error", exit_codes.CONFIG)
         assert doc["error"]["code"] == "CONFIG_INVALID"
         assert "Delete every" not in result.stderr
+
+    @pytest.mark.parametrize(
+        "args",
+        [
+            ("status", "--json", "--company-sso-id", ""),
+            ("verify", "--json"),
+            ("run", *C, "--workers", "0", "--json"),
+        ],
+    )
+    def test_a_usage_error_after_json_prints_one_document(self, args: tuple[str, ...]) -> None:
+        """A missing, empty or out-of-range option (exit 2) printed no document under --json: --json is
+        read first now, so the USAGE error document follows, as for any refusal."""
+        result = CliRunner().invoke(cli, list(args), env={"CRM_AUDIT_SETTINGS": ""})
+        doc = checked(result, "error", exit_codes.USAGE)
+        assert (doc["command"], doc["error"]["code"]) == (args[0], "USAGE")
+        assert doc["error"]["message"] in result.stderr
+
+    def test_an_unknown_option_prints_no_document(self) -> None:
+        """click meets an unknown option before it reads any: the error line alone, as documented."""
+        result = CliRunner().invoke(cli, ["status", "--json", "--bogus"], env={"CRM_AUDIT_SETTINGS": ""})
+        assert result.exit_code == exit_codes.USAGE
+        assert result.stdout == ""
+        assert "error: USAGE: No such option" in result.stderr

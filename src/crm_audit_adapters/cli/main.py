@@ -119,6 +119,10 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as usage:
+            if usage.ctx is None:  # raised by a command's own code (main prints those with a context)
+                error_document(ctx, exit_codes.error_code(usage), usage.format_message(), usage.exit_code)
+            raise
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except KeyboardInterrupt:
@@ -155,10 +159,12 @@ class _Group(click.Group):
             hint = ""
             if isinstance(error, click.UsageError) and error.ctx is not None:
                 hint = f" (see '{error.ctx.command_path} --help')"
-            click.echo(f"error: {exit_codes.error_code(error)}: {error.format_message()}{hint}", err=True)
-            sys.exit(
-                exit_codes.exit_code_for(error) if isinstance(error, click.FileError) else error.exit_code
-            )
+            name = exit_codes.error_code(error)
+            click.echo(f"error: {name}: {error.format_message()}{hint}", err=True)
+            code = exit_codes.exit_code_for(error) if isinstance(error, click.FileError) else error.exit_code
+            if isinstance(error, click.UsageError) and error.ctx is not None:
+                error_document(error.ctx, name, error.format_message(), code)  # when --json was read
+            sys.exit(code)
         sys.exit(code if isinstance(code, int) else exit_codes.OK)
 
 

@@ -89,8 +89,11 @@ def json_flag(
     help_text: str = "Print one JSON document (docs/runner.md: --json schemas).",
 ) -> Callable[[_Command], _Command]:
     """The ``--json`` option (as ``as_json``); every command taking ``--json`` uses it, so a refusal
-    prints the error document too."""
-    return click.option("--json", "as_json", is_flag=True, callback=_remember_json, help=help_text)
+    prints the error document too. It is eager: read before the other options, so a usage error in
+    one of them (missing, empty, of the wrong type) prints the document as well."""
+    return click.option(
+        "--json", "as_json", is_flag=True, is_eager=True, callback=_remember_json, help=help_text
+    )
 
 
 json_option = json_flag()
@@ -134,7 +137,8 @@ def error_document(ctx: click.Context, code: str, message: str, exit_code: int) 
 
     ``{"command", "schema", …kept keys, "error": {"code", "message", "exit_code"}}`` — the CLI's
     form of the HTTP error envelope (``http.answers.error_answer``). ``message`` must already be
-    scrubbed of secrets. A usage error found while the command line is parsed prints none.
+    scrubbed of secrets. A usage error prints one once ``--json`` was read (it is eager); an unknown
+    option or command, met before any option is read, prints none.
     """
     meta = ctx.meta
     if not meta.get(_AS_JSON) or meta.get(_PRINTED):
