@@ -450,7 +450,9 @@ class MigratedLogReader(Protocol):
     def content_of(self, log: ActivityLog) -> Mapping[str, object]:
         """``log``'s owned fields in the wire form ``MigratedDoc.content`` holds (same encoder).
 
-        What ``StoredMigratedLog.parsed`` takes as ``expected``.
+        What ``StoredMigratedLog.parsed`` takes as ``expected``. ``ValueError`` (or ``RecursionError``)
+        when the store can never hold ``log`` (its writer fails it as ``write_error``): verify counts
+        such a row as that failure, not as missing.
         """
         ...
 

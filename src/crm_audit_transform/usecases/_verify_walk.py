@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, cast
 
+from .. import reasons
 from ..domain import ActivityLog, AuditRow, Contact, Failed, Migrated, Outcome, Skipped
 from ..enrichment.model import MatchKey
 from ..jobs import COMPLETED, MigrationJob
@@ -122,7 +123,7 @@ class Walk:
         for row, ext_id, outcome in zip(rows, ext_ids, outcomes, strict=True):
             copy = stored.get(ext_id)
             if copy is None:
-                self._account(row.id, ext_id, outcome, 0, missing)
+                self._account(row.id, ext_id, self._as_written(outcome), 0, missing)
                 continue
             if sampled is None and isinstance(outcome, Migrated) and ext_id not in extra:
                 # The common case, kept lean: one stored log, its content compared whole.
@@ -243,6 +244,19 @@ class Walk:
         if sample is not None and len(copies) > sample and self.rng is not None:
             copies = self.rng.sample(copies, sample)
         return {id(copy) for copy in copies}
+
+    def _as_written(self, outcome: Outcome) -> Outcome:
+        """A row with no log, as its write would end: ``write_error`` when the store can never hold
+        its log (the reader's encoder, the writer's own, refuses it: a value nested past MongoDB's
+        limit or past the recursion limit), as the run counted it; else the outcome as it is. Such a
+        row is a counted failure, not ``missing``: ``--repair`` would retry it on every pass."""
+        if not isinstance(outcome, Migrated) or not isinstance(outcome.log, ActivityLog):
+            return outcome
+        try:
+            self.ports.reader.content_of(outcome.log)
+        except (ValueError, RecursionError) as error:
+            return Failed(outcome.audit_id, reasons.WRITE_ERROR, str(error))
+        return outcome
 
     def _account(
         self, audit_id: int, ext_id: str, outcome: Outcome, docs: int, missing: list[Migrated]
