@@ -51,9 +51,10 @@ class TestUsers:
         (it was a BAD_INPUT that stopped the dry run). Text that is no time at all is still refused."""
         path = write_lines(tmp_path / "u.jsonl", {"id": 1, "email": "a@x", "deleted_at": deleted_at})
         assert read_users(path)[1].deleted_at is not None
-        bad = write_lines(tmp_path / "bad.jsonl", {"id": 1, "email": "a@x", "deleted_at": "10000-13-01 BC"})
-        with pytest.raises(FileFormatError, match="not a timestamp"):
-            read_users(bad)
+        for no_time in ("10000-13-01 BC", "\u0661\u0660\u0660\u0660\u0660-01-01"):  # Arabic-Indic 10000
+            bad = write_lines(tmp_path / "bad.jsonl", {"id": 1, "email": "a@x", "deleted_at": no_time})
+            with pytest.raises(FileFormatError, match="not a timestamp"):
+                read_users(bad)
 
     def test_a_bad_user_line_names_its_line(self, tmp_path: Path) -> None:
         """A user whose id is neither an integer nor a non-empty string is reported with its line number."""

@@ -352,7 +352,7 @@ class TimeOutOfRange(ValueError):
 
 EARLIEST: Final = dt.datetime.min.replace(tzinfo=dt.UTC)
 LATEST: Final = dt.datetime.max.replace(tzinfo=dt.UTC)
-_LONG_YEAR: Final = re.compile(r"\+?\d{5,}(?=-)")
+_LONG_YEAR: Final = re.compile(r"\+?[0-9]{5,}(?=-)")
 
 
 def time_past_range(text: str) -> dt.datetime | None:
