@@ -214,6 +214,27 @@ class TestMongoStrayStream:
         )
         assert streamed == sorted(log.external_id for log in logs)
 
+    def test_a_log_whose_external_id_is_not_a_string_is_streamed_for_the_stray_pass(
+        self, mongo_db: Database[Any], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """rollback deletes a crm_migration log whatever its external_id's type, so verify sees it
+        too: after the string ids, each other one as its relaxed Extended JSON, across chunks."""
+        monkeypatch.setattr(mongo_verification, "_ID_CHUNK", 2)
+        logs = corpus_logs()[:3]
+        company = logs[0].company_sso_id
+        list(apply_migration(mongo_db, "up"))
+        MongoActivityLogStore.in_database(mongo_db).insert_batch(logs)
+        for other in (7, None, 2.5):
+            mongo_db.activity_logs.insert_one(
+                {"company_sso_id": company, "source_tag": "crm_migration", "external_id": other}
+            )
+        mongo_db.activity_logs.insert_one({"company_sso_id": company, "source_tag": "crm_migration"})
+        mongo_db.activity_logs.insert_one(
+            {"company_sso_id": company, "source_tag": "live_feed", "external_id": 8}
+        )
+        streamed = list(MongoMigratedLogReader.in_database(mongo_db).migrated_external_ids(company))
+        assert streamed == [*sorted(log.external_id for log in logs), "7", "null", "2.5"]
+
 
 class TestLineContent:
     def test_a_line_that_differs_outside_the_owned_fields_is_the_same_content(self, tmp_path: Path) -> None:

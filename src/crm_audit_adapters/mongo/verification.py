@@ -7,7 +7,10 @@
   (retried on its own) walks the index instead of sorting the account's logs; a stream over millions
   of logs holds one chunk and resumes after a network error where it was. The unique index makes
   ``external_id`` a total order; were it missing, a duplicate across a chunk boundary is still
-  reported by the page pass.
+  reported by the page pass. Then the account's ``crm_migration`` logs whose ``external_id`` is
+  there but not a string (rollback deletes them too: ``external_id: {$exists: true}``), in ``_id``
+  order, each as its relaxed Extended JSON (``7``, ``null``): no id of ours, so verify reports
+  them ``stray``.
 * ``live_feed_candidates``: the enrichment store's query (the match key, ``external_id`` absent).
 
 The content form of a log is BSON: ``actor``, ``attributes`` and ``timestamp`` are compared as
@@ -31,6 +34,7 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Final, cast
 
 import bson
+from bson import json_util
 from bson.codec_options import CodecOptions
 from bson.objectid import ObjectId
 from bson.raw_bson import RawBSONDocument
@@ -297,8 +301,31 @@ class MongoMigratedLogReader:
             for doc in chunk:
                 yield doc["external_id"]
             if len(chunk) < _ID_CHUNK:
-                return
+                break
             after = chunk[-1]["external_id"]
+        yield from self._other_external_ids(company_sso_id)
+
+    def _other_external_ids(self, company_sso_id: str) -> Iterator[str]:
+        """The account's ``crm_migration`` external ids that are not strings, as relaxed Extended JSON."""
+        base: Document = {
+            "company_sso_id": company_sso_id,
+            "source_tag": SOURCE_TAG,
+            "external_id": {"$exists": True, "$not": {"$type": "string"}},
+        }
+        after: object = None
+        while True:
+            query: Document = base if after is None else {**base, "_id": {"$gt": after}}
+
+            def fetch(_: int, query: Document = query) -> list[Document]:
+                cursor = self._collection.find(query, {"_id": 1, "external_id": 1})
+                return list(cursor.sort("_id", ASCENDING).limit(_ID_CHUNK))
+
+            chunk = call_with_retry(fetch, self._retry, "stream migrated external ids")
+            for doc in chunk:
+                yield json_util.dumps(doc["external_id"], json_options=json_util.RELAXED_JSON_OPTIONS)
+            if len(chunk) < _ID_CHUNK:
+                return
+            after = chunk[-1]["_id"]
 
     def content_of(self, log: ActivityLog) -> Mapping[str, object]:
         doc = encode_activity_log(log)

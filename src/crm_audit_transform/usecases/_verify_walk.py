@@ -11,7 +11,7 @@ import random
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Final, cast
 
 from .. import reasons
 from ..domain import ActivityLog, AuditRow, Contact, Failed, Migrated, Outcome, Skipped
@@ -336,9 +336,20 @@ class Walk:
         )
 
 
+_MAX_ID_DIGITS: Final = 20
+"""More digits than any bigint id has (19): such a number names no audit, and ``int`` would refuse
+one past 4,300 digits (``ValueError``) instead of the stray pass reporting it."""
+
+
 def _audit_id_of(ext_id: str, prefix: str) -> int | None:
+    """The audit id ``ext_id`` names when it is exactly ``prefix + str(id)``, the one spelling we
+    write (``transformer.external_id``): ``…:audit:026`` or ``…:audit:-0`` names none, so it is a stray
+    (the page pass looks up only the canonical id, and would never see it)."""
     if not ext_id.startswith(prefix):
         return None
     digits = ext_id[len(prefix) :]
     body = digits[1:] if digits.startswith("-") else digits
-    return int(digits) if body.isascii() and body.isdigit() else None
+    if not (body.isascii() and body.isdigit()) or len(body) > _MAX_ID_DIGITS:
+        return None
+    audit_id = int(digits)
+    return audit_id if str(audit_id) == digits else None
