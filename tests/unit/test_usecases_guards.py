@@ -6,8 +6,10 @@ import datetime as dt
 from collections.abc import Sequence
 
 import attrs
+import mongomock
 import pytest
 
+from crm_audit_adapters.mongo.jobs import MongoJobStore
 from crm_audit_transform.domain import ANY_TIME, Contact
 from crm_audit_transform.errors import (
     AlreadyCompleted,
@@ -19,9 +21,15 @@ from crm_audit_transform.errors import (
     ResumeOrFresh,
 )
 from crm_audit_transform.jobs import CANCELLED, COMPLETED, HALTED, IN_PROGRESS, ROLLED_BACK
-from crm_audit_transform.testing import InMemoryAuditSource, InMemoryContactDirectory, InMemoryPeopleCounter
+from crm_audit_transform.testing import (
+    InMemoryAuditSource,
+    InMemoryContactDirectory,
+    InMemoryMigratedLogReader,
+    InMemoryPeopleCounter,
+)
 from crm_audit_transform.usecases import FRESH, RESUME, RunSettings
 from crm_audit_transform.usecases.guards import contact_coverage, new_job
+from crm_audit_transform.usecases.verify import VerifyPorts, verify_account
 from support.corpus_account import World
 
 
@@ -202,6 +210,40 @@ class TestNewJob:
         assert job.cutoff == start
         assert job.date_range_start == start
         assert job.first_audit_id > 1
+
+    def test_a_sub_millisecond_date_range_start_is_taken_to_its_millisecond(self) -> None:
+        """A job store keeps whole milliseconds, so the cutoff and the scope are the floored instant's:
+        audit 592 (05:17:01.630067) is in the scope of a start at 05:17:01.630500."""
+        world = World()
+        start = dt.datetime(2024, 2, 10, 5, 17, 1, 630500, tzinfo=dt.UTC)
+        floored = start.replace(microsecond=630000)
+        job = world.trigger(date_range_start=start)
+        assert (job.cutoff, job.date_range_start) == (floored, floored)
+        bounds = world.source.scope_bounds(world.tenant, world.transformer.scope, floored)
+        assert bounds is not None
+        assert job.first_audit_id == bounds.min_id == 592
+
+    def test_a_sub_millisecond_start_runs_and_verifies_clean_with_a_mongodb_job(self) -> None:
+        """Trigger, run and verify read one scope when the job's cutoff goes through BSON: before, the
+        run left audit 592 out (scope from the exact start) and verify, from the stored (floored)
+        cutoff, found it missing, and ``--repair`` would write it."""
+        world = World()
+        world.jobs = MongoJobStore.in_database(mongomock.MongoClient(tz_aware=True)["cdp"])  # type: ignore[assignment]
+        world.trigger(date_range_start=dt.datetime(2024, 2, 10, 5, 17, 1, 630500, tzinfo=dt.UTC))
+        assert world.run(settings=RunSettings(halt_threshold=1.0)).job.status == COMPLETED
+        ports = VerifyPorts(
+            world.source,
+            world.users,
+            world.sso,
+            world.contacts,
+            InMemoryMigratedLogReader(world.logs),
+            world.jobs,
+        )
+        report = verify_account(world.company, ports, world.transformer)
+        assert report.outstanding == {}
+        assert report.job is not None
+        assert report.job.mismatches == ()
+        assert report.clean
 
     def test_a_job_over_every_row_asks_a_source_that_knows_its_ends_only_for_them(self) -> None:
         """every_row: an AuditEnds source gives the id range, the cutoff keeps any time, no scope pass."""

@@ -169,7 +169,14 @@ def new_job(
     an ``AuditEnds`` that can tell its first and last in-scope ids, they are all it is asked, and
     the cutoff is ``ANY_TIME`` instead of the oldest audit. The pages are the same — no in-scope
     row is older than the oldest — and the source is not read end to end before the run.
+
+    ``date_range_start`` is taken to its millisecond (floored): a job store keeps its cutoff as a
+    BSON date, whole milliseconds, and the run (from the scope's first id) and verify (from the
+    stored cutoff) must read the same rows. A row earlier in that millisecond is in scope.
     """
+    if date_range_start is not None:
+        micros = date_range_start.microsecond
+        date_range_start = date_range_start.replace(microsecond=micros - micros % 1000)
     ends = (
         source.scope_ends(tenant, scope)
         if every_row and date_range_start is None and shards == 1 and isinstance(source, AuditEnds)
