@@ -286,6 +286,7 @@ class TestBasicAuth:
             "Basic !!!",
             "Bearer token",
             "Basic " + base64.b64encode(b"ops").decode(),
+            b"Basic \xff\xff",  # not ASCII: base64 refuses the text with ValueError, not binascii.Error
         ],
     )
     @pytest.mark.parametrize(
@@ -298,7 +299,7 @@ class TestBasicAuth:
         ],
     )
     def test_every_private_route_needs_valid_credentials(
-        self, app_parts: dict[str, Any], header: str | None, method: str, path: str
+        self, app_parts: dict[str, Any], header: str | bytes | None, method: str, path: str
     ) -> None:
         """Missing, wrong or malformed credentials get 401 with a Basic challenge on every /private route."""
         headers = {"Authorization": header} if header else {}
