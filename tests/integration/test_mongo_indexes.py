@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from crm_audit_adapters.mongo import (
     load_migration,
     missing_indexes,
 )
-from crm_audit_transform.errors import IndexConflict
+from crm_audit_transform.errors import IndexConflict, LeaseHeld
 from support.mongo import native_log_document
 
 ALL_INDEXES = (
@@ -88,6 +89,23 @@ class TestApplyMigration:
         for collection in ("activity_logs", "contacts", "crm_activity_log_migration_jobs"):
             assert _indexes(mongo_db, collection) == {}
         assert set(missing_indexes(mongo_db)) == set(ALL_INDEXES)
+
+    @pytest.mark.parametrize("where", ["job", "shard"])
+    def test_down_is_refused_while_a_runner_holds_a_lease(self, mongo_db: Any, where: str) -> None:
+        """A live runner checked the indexes when it started: down would leave it writing without the
+        unique index, so it is refused (nothing dropped) until the lease has expired."""
+        apply_migration(mongo_db, "up")
+        now = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+        lease = {"lease_owner": "host:42", "lease_expires_at": now + dt.timedelta(seconds=90)}
+        job: dict[str, Any] = {"_id": "j1", "company_sso_id": "company-a", "status": "in_progress"}
+        job.update(lease if where == "job" else {"shards": [{"shard": 0, **lease}]})
+        mongo_db.crm_activity_log_migration_jobs.insert_one(job)
+        with pytest.raises(LeaseHeld, match="j1 of company company-a"):
+            apply_migration(mongo_db, "down", now=now)
+        assert missing_indexes(mongo_db) == ()
+        assert applied_version(mongo_db) == (35, False)
+        steps = apply_migration(mongo_db, "down", now=now + dt.timedelta(seconds=91))
+        assert all(step.startswith("dropped ") for step in steps)
 
     def test_down_without_up_reports_absent_indexes(self, mongo_db: Any) -> None:
         """Down on a database that never had the indexes drops nothing and does not fail."""

@@ -19,6 +19,7 @@ path treats it as missing (``MongoIndexState``).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Mapping, Sequence
 from importlib import resources
@@ -27,8 +28,9 @@ from typing import Any, Final, Literal
 from attrs import frozen
 from pymongo.errors import OperationFailure
 
-from crm_audit_transform.errors import IndexConflict
+from crm_audit_transform.errors import IndexConflict, LeaseHeld
 
+from .bson_values import to_bson_datetime
 from .documents_types import Document, MongoDatabase, ReadDocument
 from .names import CollectionNames
 from .retry import DEFAULT_RETRY, RetryPolicy, call_with_retry
@@ -168,12 +170,16 @@ def apply_migration(
     names: CollectionNames | None = None,
     *,
     retry: RetryPolicy | None = None,
+    now: dt.datetime | None = None,
 ) -> tuple[str, ...]:
     """Run the migration's commands against ``db``; return one line per step for the operator.
 
     Raises ``IndexConflict`` when an index of the same name exists with other options, or when a
     unique index cannot be built over the data already stored (say, two in-progress jobs of one
-    account); ``StoreUnavailable`` when the server cannot be reached.
+    account); ``StoreUnavailable`` when the server cannot be reached. ``down`` raises ``LeaseHeld``
+    (nothing dropped) while a job or one of its shards holds a lease unexpired at ``now`` (default:
+    this host's clock): a live runner, or ``verify --repair``, checked the indexes when it started
+    and would go on writing without the unique index that makes its writes exactly-once.
     """
     names = names or CollectionNames()
     policy = retry or DEFAULT_RETRY
@@ -181,6 +187,7 @@ def apply_migration(
     if direction == "up":
         _record_version(db, MIGRATION_VERSION, dirty=True)
     else:
+        _refuse_while_leased(db, names, policy, now or dt.datetime.now(dt.UTC))
         current = applied_version(db)
         _record_version(db, MIGRATION_VERSION if current is None else current[0], dirty=True)
     for command in load_migration(direction):
@@ -195,6 +202,25 @@ def apply_migration(
             raise ValueError(f"unsupported migration command: {sorted(command)}")
     _record_version(db, MIGRATION_VERSION if direction == "up" else None, dirty=False)
     return tuple(done)
+
+
+def _refuse_while_leased(
+    db: MongoDatabase, names: CollectionNames, policy: RetryPolicy, now: dt.datetime
+) -> None:
+    """``LeaseHeld`` when a job or a shard of one holds a lease that has not expired at ``now``."""
+    at = to_bson_datetime(now)
+    query = {"$or": [{"lease_expires_at": {"$gt": at}}, {"shards.lease_expires_at": {"$gt": at}}]}
+    held = call_with_retry(
+        lambda _: db[names.jobs].find_one(query, {"company_sso_id": 1, "status": 1}),
+        policy,
+        "look for a runner holding a job's lease",
+    )
+    if held is not None:
+        raise LeaseHeld(
+            f"job {held['_id']} of company {held.get('company_sso_id')} ({held.get('status')}) is leased "
+            "to a runner that is writing: indexes down would leave it writing without the unique index. "
+            "Cancel it (or let it end), wait for its lease to expire (status shows it), then run it again"
+        )
 
 
 def _create(db: MongoDatabase, collection: str, spec: ReadDocument, policy: RetryPolicy) -> str:
