@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from crm_audit_transform.errors import MalformedYaml, UnsupportedTag
+from crm_audit_transform.errors import LimitExceeded, MalformedYaml, UnsupportedTag
 from crm_audit_transform.loading import available_backends, load_audited_changes
 from support.truth import canonical
 
@@ -195,6 +195,14 @@ class TestRubyTags:
                 "---\nv: !ruby/object:ActiveSupport::TimeWithZone\n  time: 2020-01-01 00:00:00 Z\n"
             )
         assert (caught.value.line, caught.value.column) == (2, 4)
+
+    @pytest.mark.parametrize("exponent", ["19620603081739570345", "-19620603081739570345"])
+    def test_a_big_decimal_whose_exponent_python_cannot_hold_is_a_typed_error(self, exponent: str) -> None:
+        """An exponent past ``decimal.MAX_EMAX`` is the row's ``LimitExceeded`` on every backend, not
+        ``decimal.InvalidOperation`` (the loader raises only ``AuditedChangesError``s for bad input)."""
+        for backend in available_backends():
+            with pytest.raises(LimitExceeded, match="BigDecimal's exponent"):
+                load_audited_changes(f"---\na: !ruby/object:BigDecimal 18:0.1e{exponent}\n", backend=backend)
 
     def test_a_garbled_big_decimal_is_malformed(self) -> None:
         """``BigDecimal._load`` fails on text that is not a number, so the row is malformed."""

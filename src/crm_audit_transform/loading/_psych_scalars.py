@@ -287,7 +287,7 @@ def big_decimal(s: str) -> decimal.Decimal:
     """``BigDecimal._load("18:0.125e2")``: the precision before ``:`` is a hint; the value is exact."""
     dumped = _DUMPED_BIG_DECIMAL.match(s)
     if dumped is not None:  # BigDecimal#_dump's own form, which read_big_decimal reads alike
-        return decimal.Decimal(dumped[1])
+        return _decimal(dumped[1])
     return read_big_decimal(s)
 
 
@@ -298,11 +298,20 @@ def read_big_decimal(s: str) -> decimal.Decimal:
     if not colon or not (precision == "" or (precision.isascii() and precision.isdigit())) or match is None:
         raise Unreadable(f"{s!r} is not a dumped BigDecimal")
     if match[1]:
-        return decimal.Decimal(match[1])
+        return _decimal(match[1])
     number = match[2].replace("_", "").translate(_EXPONENT_D)
     if not any(c.isdigit() for c in number.partition("e")[0]):
         raise Unreadable(f"{s!r} is not a dumped BigDecimal")
-    return decimal.Decimal(number)
+    return _decimal(number)
+
+
+def _decimal(text: str) -> decimal.Decimal:
+    """``Decimal(text)``; ``LimitExceeded`` for an exponent past what Python's decimal holds
+    (``decimal.MAX_EMAX``, 10^18 - 1), which it refuses with ``InvalidOperation``."""
+    try:
+        return decimal.Decimal(text)
+    except decimal.InvalidOperation:
+        raise LimitExceeded("a BigDecimal's exponent (Python's decimal)", decimal.MAX_EMAX) from None
 
 
 _EXPONENT_D = str.maketrans("dDE", "eee")
