@@ -66,17 +66,25 @@ class TestCorpusContacts:
 
 
 class TestFileShapes:
-    def test_the_first_contact_of_a_repeated_person_id_wins(self, tmp_path: Path) -> None:
-        """Two contacts of a company with one person id: the earlier line answers."""
+    def test_of_a_repeated_person_id_the_first_contact_by_id_wins_as_in_mongodb(self, tmp_path: Path) -> None:
+        """Two contacts of a company with one person id: the one MongoDB's directory keeps (the first
+        by ``_id``, a string before an ObjectId) answers, whatever the order of the lines (mongoexport
+        writes natural order unless told ``--sort``)."""
         path = write_lines(
             tmp_path / "c.jsonl",
             contact_line("b", "co", 7),
             contact_line("a", "co", 7),
             contact_line("c", "other", 7),
+            {**contact_line("", "co", 2), "_id": {"$oid": "f" * 24}},
+            {**contact_line("", "co", 2), "_id": {"$oid": "0" * 23 + "1"}},
+            {**contact_line("", "co", 3), "_id": {"$oid": "0" * 24}},
+            contact_line("zz-string-id", "co", 3),
         )
         directory = JsonlContactDirectory(path)
-        assert directory.contacts_by_crm_ids("co", [7])[7].id == "b"
+        assert directory.contacts_by_crm_ids("co", [7])[7].id == "a"
         assert directory.contacts_by_crm_ids("other", [7])[7].id == "c"
+        assert directory.contacts_by_crm_ids("co", [2])[2].id == "0" * 23 + "1"
+        assert directory.contacts_by_crm_ids("co", [3])[3].id == "zz-string-id"
 
     def test_extended_json_and_string_ids_are_read_like_read_contacts(self, tmp_path: Path) -> None:
         """mongoexport's $oid, $date and $numberLong, and a decimal-string id, give the same contacts."""

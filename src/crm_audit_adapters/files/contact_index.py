@@ -9,9 +9,11 @@ seeks to and parses just the lines it needs, in file order.
 
 from __future__ import annotations
 
+import re
 from array import array
 from bisect import bisect_left
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
+from typing import Final
 
 import attrs
 
@@ -42,14 +44,18 @@ class _CompanyIndex:
             self.offsets.append(offset)
             self.numbers.append(number)
         else:
-            self.wide.setdefault(person_id, (offset, number))
+            self.wide.setdefault(person_id, (offset, number))  # past int64: not a BSON integer id
 
-    def seal(self) -> None:
-        """Sort by person id, keeping the first line of a repeated id (the earliest in the file)."""
+    def seal(self, contact_id_at: Callable[[int, int], str]) -> None:
+        """Sort by person id; of a repeated id keep the contact MongoDB's directory keeps, the first by
+        ``_id`` (``contact_id_at(offset, number)`` reads a line's ``_id``: only repeated ids are read)."""
         order = sorted(range(len(self.ids)), key=self.ids.__getitem__)  # stable: file order on ties
         ids, offsets, numbers = array("q"), array("q"), array("q")
         for i in order:
             if ids and ids[-1] == self.ids[i]:
+                kept = _id_order(contact_id_at(offsets[-1], numbers[-1]))
+                if _id_order(contact_id_at(self.offsets[i], self.numbers[i])) < kept:
+                    offsets[-1], numbers[-1] = self.offsets[i], self.numbers[i]
                 continue
             ids.append(self.ids[i])
             offsets.append(self.offsets[i])
@@ -66,12 +72,21 @@ class _CompanyIndex:
         return None
 
 
+_OBJECT_ID: Final = re.compile(r"[0-9a-f]{24}")
+
+
+def _id_order(contact_id: str) -> tuple[int, str]:
+    """A contact ``_id`` as MongoDB orders them: a string before an ObjectId (BSON's type order), and
+    within a type by bytes (an ObjectId's hex, lower case, sorts as its bytes do)."""
+    return (1, contact_id) if _OBJECT_ID.fullmatch(contact_id) else (0, contact_id)
+
+
 class JsonlContactDirectory:
     """A ``ContactDirectory`` over a contacts JSONL file (plain JSON or ``mongoexport`` output).
 
     Lines are those ``read_contacts`` accepts; a line it refuses makes opening fail with the same
     ``FileFormatError``. As with the MongoDB directory, when a company has several contacts with
-    one person id the first wins.
+    one person id the first by ``_id`` wins, wherever its line is.
     The file must not change while the directory is in use.
     """
 
@@ -86,7 +101,15 @@ class JsonlContactDirectory:
                 index.add(contact.crm_person_id, offset, number)
             offset += len(raw)
         for index in self._companies.values():
-            index.seal()
+            index.seal(self._contact_id_at)
+
+    def _contact_id_at(self, offset: int, number: int) -> str:
+        with open(self._path, "rb") as stream:
+            stream.seek(offset)
+            contact = parse_contact_line(self._path, number, stream.readline())
+        if contact is None:
+            raise FileFormatError(self._path, number, "the file changed while it was indexed")
+        return contact.id
 
     def contacts_by_crm_ids(
         self, company_sso_id: str, crm_person_ids: Collection[int]
