@@ -6,12 +6,17 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import attrs
 import mongomock
 import pytest
 from cli_world import COMPANY, TENANT, Cli, make_cli, running_usman, seed_contacts
 from click.testing import CliRunner
 
 from crm_audit_adapters.cli import cli, exit_codes
+from crm_audit_adapters.cli.verify import summary_lines
+from crm_audit_transform.testing import InMemoryMigratedLogReader
+from crm_audit_transform.usecases.verify import VerifyPorts, verify_account
+from support.corpus_account import World
 from support.usman_server import UsmanServer
 
 RECENT = "2024-04-14"
@@ -107,3 +112,25 @@ class TestDryRunVerify:
             cli, ["dry-run", "--example", "--out", str(tmp_path / "none"), "--verify"]
         )
         assert result.exit_code == exit_codes.USAGE
+
+
+class TestSummaryLines:
+    def test_an_external_id_from_the_database_cannot_drive_the_terminal(self) -> None:
+        """A stray whose external_id holds ESC, BEL and CR (a title change, a screen clear, an overprinted
+        "clean") is shown escaped: the line holds no control character, the JSON keeps the id as is."""
+        world = World()
+        world.trigger()
+        world.run()
+        hostile = "crm:acme:audit:\x1b]0;pwned\x07\x1b[2J\x1b[31mRED\x1b[0m\rFAKE: clean\u202e"
+        template = next(log for log in world.logs.logs if log.external_id)
+        world.logs.insert_batch([attrs.evolve(template, external_id=hostile)])
+        ports = VerifyPorts(
+            world.source, world.users, world.sso, world.contacts, InMemoryMigratedLogReader(world.logs)
+        )
+        report = verify_account(world.company, ports, world.transformer, tenant=world.tenant)
+        lines = list(summary_lines(report))
+        (stray,) = [line for line in lines if line.startswith("  stray:")]
+        assert all(line.isprintable() for line in lines)
+        assert "\\x1b]0;pwned\\x07\\x1b[2J" in stray
+        assert "\\rFAKE: clean\\u202e" in stray
+        assert report.findings["stray"].items[0].external_id == hostile

@@ -69,6 +69,14 @@ def _echo_lines(lines: Iterator[str]) -> None:
         click.echo(line)
 
 
+def _shown(text: str) -> str:
+    """``text`` from the database as terminal text: a character that does not print (ESC, CR, BEL, a
+    bidi override) as its escape (``\\x1b``), so a crafted ``external_id`` cannot rewrite the screen."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def summary_lines(report: VerifyReport, shown: int = SHOWN) -> Iterator[str]:
     """One line of figures, one per non-empty kind with its first ids, repair, and the job."""
     verdict = "clean" if report.clean else "NOT verified"
@@ -88,7 +96,9 @@ def summary_lines(report: VerifyReport, shown: int = SHOWN) -> Iterator[str]:
         found = report.findings.get(kind)
         if found is None or not found.count:
             continue
-        refs = [str(f.audit_id) if f.audit_id is not None else f.external_id for f in found.items[:shown]]
+        refs = [
+            str(f.audit_id) if f.audit_id is not None else _shown(f.external_id) for f in found.items[:shown]
+        ]
         more = f" … and {found.count - len(refs)} more" if found.count > len(refs) else ""
         yield f"  {kind}: {found.count} — {', '.join(refs)}{more}"
     if report.repaired:
