@@ -23,6 +23,13 @@ Two kinds of failure, told apart because they call for opposite actions:
   configuration error (a wrong token, path or permission): ``UsmanRefused``, a
   ``DirectoryRefused``, stops the run before it writes anything (exit 3).
 
+A 400 or 422 may answer the request's *content* instead: one email USMAN's validator refuses
+(legacy CRM data such as ``n/a``) would otherwise stop every run of the account for ever. So a
+chunk refused with 400/422 is halved until each email refused stands alone; those emails are
+answered as unknown (USMAN holds no user by them: the actor is ``[Deleted CRM User]``) and the
+rest as USMAN answers them. Only when every email of the chunk is refused, and a probe email
+(``PROBE_EMAIL``) is refused too, is it the request itself that is refused: ``UsmanRefused``.
+
 The token never appears in a repr, log line or message.
 """
 
@@ -58,6 +65,11 @@ __all__ = [
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 # Answers a retry can change: a request timeout and rate limiting. Every other 4xx is a refusal.
 _RETRYABLE_4XX = frozenset({408, 429})
+# Refusals that may be about one email of the chunk rather than about the request (see above).
+_CONTENT_REFUSALS = frozenset({400, 422})
+PROBE_EMAIL: Final = "crm-audit-probe@example.invalid"
+"""Asked alone when USMAN refuses every email of a chunk: a well-formed address no user has
+(``.invalid`` is reserved, RFC 2606). Refused too, the request is wrong, not the emails."""
 
 
 def email_key(email: str) -> str:
@@ -272,7 +284,7 @@ class UsmanClient:
         found: dict[str, str] = {}
         for chunk in self._chunks(sorted(spellings)):
             wire = [spellings[key][0] for key in chunk]
-            for key, sso_id in self._ask(company_sso_id, wire).items():
+            for key, sso_id in self._ask_isolating(company_sso_id, wire).items():
                 for email in spellings.get(key, ()):
                     found[email] = sso_id
         return found
@@ -281,6 +293,45 @@ class UsmanClient:
         size = self._config.max_emails_per_request
         for start in range(0, len(keys), size):
             yield keys[start : start + size]
+
+    def _ask_isolating(self, company_sso_id: str, emails: list[str]) -> dict[str, str]:
+        """``_ask``, the emails USMAN refuses (400/422) set apart as unknown (the module docstring)."""
+        try:
+            return self._ask(company_sso_id, emails)
+        except UsmanRefused as exc:
+            if exc.status_code not in _CONTENT_REFUSALS:
+                raise
+            status = exc.status_code
+        refused: list[str] = []
+        found = self._halves(company_sso_id, emails, refused)
+        if len(refused) == len(emails):
+            # Every email refused: a probe tells a refused request from refused emails.
+            self._ask(company_sso_id, [PROBE_EMAIL])
+        if refused:
+            log.warning(
+                "USMAN refused %d of %d emails with HTTP %s; they are answered as unknown users",
+                len(refused),
+                len(emails),
+                status,
+            )
+        return found
+
+    def _halves(self, company_sso_id: str, emails: list[str], refused: list[str]) -> dict[str, str]:
+        """The answers for ``emails`` (a chunk USMAN refused), asked in halves until each email it
+        refuses is alone; those are added to ``refused``."""
+        if len(emails) == 1:
+            refused.append(emails[0])
+            return {}
+        middle = len(emails) // 2
+        found: dict[str, str] = {}
+        for part in (emails[:middle], emails[middle:]):
+            try:
+                found.update(self._ask(company_sso_id, part))
+            except UsmanRefused as exc:
+                if exc.status_code not in _CONTENT_REFUSALS:
+                    raise
+                found.update(self._halves(company_sso_id, part, refused))
+        return found
 
     def _ask(self, company_sso_id: str, emails: list[str]) -> dict[str, str]:
         """One chunk, with retries: ``email_key`` → sso id."""

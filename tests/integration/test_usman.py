@@ -10,11 +10,13 @@ from typing import Any
 import httpx
 import pytest
 
-from crm_audit_adapters.usman import UsmanClient, UsmanConfig, UsmanRefused, UsmanUnavailable
+from crm_audit_adapters.usman import PROBE_EMAIL, UsmanClient, UsmanConfig, UsmanRefused, UsmanUnavailable
 from crm_audit_transform.errors import DirectoryRefused, DirectoryUnavailable
 from support.usman_server import (
     PATH,
     TOKEN,
+    Reply,
+    SeenRequest,
     UsmanServer,
     answer,
     body,
@@ -284,7 +286,7 @@ class TestRetries:
             assert client.sso_ids_by_emails(COMPANY, [NUR]) == {NUR: "sso-nur"}
         assert sleeps == [1.5]
 
-    @pytest.mark.parametrize("code", [400, 401, 403, 404, 422])
+    @pytest.mark.parametrize("code", [401, 403, 404])
     def test_client_errors_are_refusals_not_outages(
         self, server: UsmanServer, sleeps: list[float], code: int
     ) -> None:
@@ -295,6 +297,43 @@ class TestRetries:
         assert caught.value.status_code == code
         assert len(server.requests) == 1
         assert sleeps == []
+
+    @pytest.mark.parametrize("code", [400, 422])
+    def test_a_400_or_422_to_every_email_and_to_the_probe_is_a_refusal(
+        self, server: UsmanServer, sleeps: list[float], code: int
+    ) -> None:
+        """Refused for the lone email and for a well-formed probe too: the request itself is wrong, a
+        DirectoryRefused (never retried), not an email to set apart."""
+        server.default = status(code)
+        with client_for(server, sleeps) as client, pytest.raises(UsmanRefused) as caught:
+            client.sso_ids_by_emails(COMPANY, ["nur.4@acme.example"])
+        assert caught.value.status_code == code
+        assert server.posted_emails() == [["nur.4@acme.example"], [PROBE_EMAIL]]
+        assert sleeps == []
+
+    @pytest.mark.parametrize("code", [400, 422])
+    def test_emails_usman_refuses_are_unknown_and_the_rest_answered(
+        self, server: UsmanServer, sleeps: list[float], code: int
+    ) -> None:
+        """USMAN validating its input refuses any chunk holding "n/a": the chunk is halved until that
+        email is alone; it is answered as unknown (no sso id) and the others as USMAN answers them,
+        so one bad CRM email never stops the account's runs."""
+
+        def validating(server: UsmanServer, request: SeenRequest) -> Reply:
+            if any("@" not in email for email in request.payload["emails"]):
+                return Reply(code, b'{"errors": [{"message": "invalid email"}]}')
+            return answer(server, request)
+
+        server.default = validating
+        asked = ["agus.1@acme.example", "n/a", "nur.4@acme.example", "nobody@acme.example"]
+        with client_for(server, sleeps) as client:
+            found = client.sso_ids_by_emails(COMPANY, asked)
+        assert found == {"agus.1@acme.example": "sso-agus", "nur.4@acme.example": "sso-nur"}
+        assert ["n/a"] in server.posted_emails()
+        assert [PROBE_EMAIL] not in server.posted_emails()
+        with client_for(server, sleeps) as client:
+            assert client.sso_ids_by_emails(COMPANY, ["n/a"]) == {}  # alone: the probe is answered
+        assert server.posted_emails()[-1] == [PROBE_EMAIL]
 
     def test_a_wrong_token_is_a_401_without_retry(self, server: UsmanServer, sleeps: list[float]) -> None:
         """The real server refuses a wrong token with 401; the client does not hammer it."""
