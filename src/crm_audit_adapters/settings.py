@@ -262,6 +262,23 @@ def _mapping_file(value: str) -> str | None:
     return f"no such mapping file: {value}"
 
 
+SESSION_SECRET_MIN_CHARS: Final = 32
+"""The session secret signs every tenant's session token (HMAC): anyone holding one token can try
+secrets offline, and with the secret forge a token for any company. 32 characters, as a
+``secrets.token_urlsafe(32)`` gives 43."""
+HTTP_PASSWORD_MIN_CHARS: Final = 16
+"""The BasicAuth password of the S2S routes (``/private``), which write and roll back accounts."""
+
+
+def _at_least(chars: int, why: str) -> Check:
+    """A length check of a secret: the problem never quotes it, only its rule."""
+
+    def check(value: Any) -> str | None:
+        return None if len(value) >= chars else f"must be at least {chars} characters ({why})"
+
+    return check
+
+
 LEASE_SECONDS_MIN: Final = 1.0
 """The shortest lease: it is renewed once per batch (a page read, lookups, up to 20 inserts and a
 progress write, each a round trip to a server), so a lease shorter than a batch is taken over from a
@@ -291,8 +308,11 @@ _SCALARS: Final[dict[str, tuple[type, Check | None]]] = {
     # Positive, at most a week (it must outlast a task: one account or shard).
     "broker_visibility_timeout": (float, _between(0.0, 604_800.0, low_open=True)),
     "http_user": (str, None),
-    "http_password": (str, None),
-    "session_secret": (str, None),
+    "http_password": (str, _at_least(HTTP_PASSWORD_MIN_CHARS, "a guessable one opens every /private route")),
+    "session_secret": (
+        str,
+        _at_least(SESSION_SECRET_MIN_CHARS, "a short one is found offline from any tenant's token"),
+    ),
     "session_max_age": (float, _between(0.0, 31 * 86_400.0, low_open=True)),
 }
 _USMAN_KEYS: Final = {

@@ -319,11 +319,14 @@ class TestSettings:
             "CRM_AUDIT_MONGO_URI": "mongodb://cdp:mongo-pass@m1,m2/cdp?replicaSet=rs",
             "CRM_AUDIT_USMAN_BASE_URL": "https://usman.test",
             "CRM_AUDIT_USMAN_TOKEN": "usman-token",
-            "CRM_AUDIT_HTTP_PASSWORD": "http-pass",
-            "CRM_AUDIT_SESSION_SECRET": "session-key",
+            "CRM_AUDIT_HTTP_PASSWORD": "http-pass-of-16-chars",
+            "CRM_AUDIT_SESSION_SECRET": "session-key-of-at-least-32-characters",
         }
         settings = load_settings(None, env)
-        assert (settings.http_password, settings.session_secret) == ("http-pass", "session-key")
+        assert (settings.http_password, settings.session_secret) == (
+            "http-pass-of-16-chars",
+            "session-key-of-at-least-32-characters",
+        )
         shown = repr(settings) + repr(settings.describe())
         for secret in ("pg-pass", "mongo-pass", "usman-token", "http-pass", "session-key"):
             assert secret not in shown

@@ -198,3 +198,31 @@ class TestDescribe:
         url = f"sentinel://:{SECRET}@h1:26379;sentinel://:{SECRET}x@h2:26379"
         shown = load_settings(None, {"CRM_AUDIT_BROKER_URL": url}).describe()["broker_url"]
         assert shown == "sentinel://:***@h1:26379;sentinel://:***@h2:26379"
+
+
+class TestHttpSecrets:
+    @pytest.mark.parametrize(
+        ("name", "value", "minimum"),
+        [
+            ("CRM_AUDIT_SESSION_SECRET", "Q", 32),
+            ("CRM_AUDIT_SESSION_SECRET", "Q7" * 15 + "Q", 32),
+            ("CRM_AUDIT_HTTP_PASSWORD", "Q", 16),
+            ("CRM_AUDIT_HTTP_PASSWORD", "Q7" * 7 + "Q", 16),
+        ],
+    )
+    def test_a_short_secret_is_refused_at_load_without_quoting_it(
+        self, name: str, value: str, minimum: int
+    ) -> None:
+        """A session secret brute-forced from one tenant's token forges any company's: too short a
+        secret (or HTTP password) is CONFIG_INVALID naming the variable and the rule, never the value."""
+        where, problem = problem_for({name: value})
+        assert where == f"environment variable {name}"
+        assert problem.startswith(f"must be at least {minimum} characters")
+        assert value not in problem
+
+    def test_secrets_of_the_minimum_length_load(self) -> None:
+        """``secrets.token_urlsafe(32)`` (43 characters) and a 16-character password are taken."""
+        settings = load_settings(
+            None, {"CRM_AUDIT_SESSION_SECRET": "s" * 32, "CRM_AUDIT_HTTP_PASSWORD": "p" * 16}
+        )
+        assert (settings.session_secret, settings.http_password) == ("s" * 32, "p" * 16)

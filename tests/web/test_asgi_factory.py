@@ -16,6 +16,9 @@ from crm_audit_adapters.settings import Settings
 from crm_audit_transform.errors import ConfigError
 from support.live_server import LiveServer
 
+PASSWORD = "ops-password-16ch"
+SESSION_SECRET = "a-session-secret-of-32-characters"
+
 
 class TestAsgiFactory:
     def test_refuses_to_start_without_the_http_secrets(self) -> None:
@@ -32,8 +35,8 @@ class TestAsgiFactory:
         env = {
             "CRM_AUDIT_MONGO_URI": "mongomock://",
             "CRM_AUDIT_HTTP_USER": "ops",
-            "CRM_AUDIT_HTTP_PASSWORD": "pw",
-            "CRM_AUDIT_SESSION_SECRET": "k",
+            "CRM_AUDIT_HTTP_PASSWORD": PASSWORD,
+            "CRM_AUDIT_SESSION_SECRET": SESSION_SECRET,
             "CRM_AUDIT_ENABLED_COMPANIES": "*",
         }
         with LiveServer(app(env)) as live, httpx.Client(base_url=live.url) as client:
@@ -43,7 +46,7 @@ class TestAsgiFactory:
             allowed = client.get(
                 "/private/activity_logs/crm_migration/status",
                 params={"company_sso_id": "c"},
-                auth=("ops", "pw"),
+                auth=("ops", PASSWORD),
             )
             assert allowed.json() == {"company_sso_id": "c", "status": "not_started"}
 
@@ -53,15 +56,15 @@ class TestLoaderSettings:
         """CRM_AUDIT_LOADER_MAX_DEPTH=3 refuses a body nested 5 deep with a 400, before parsing it."""
         env = {
             "CRM_AUDIT_MONGO_URI": "mongomock://",
-            "CRM_AUDIT_HTTP_PASSWORD": "pw",
-            "CRM_AUDIT_SESSION_SECRET": "k",
+            "CRM_AUDIT_HTTP_PASSWORD": PASSWORD,
+            "CRM_AUDIT_SESSION_SECRET": SESSION_SECRET,
             "CRM_AUDIT_ENABLED_COMPANIES": "*",
             "CRM_AUDIT_LOADER_MAX_DEPTH": "3",
         }
         path = "/private/activity_logs/crm_migration/rollback"
         with (
             LiveServer(app(env)) as live,
-            httpx.Client(base_url=live.url, auth=("crm-audit", "pw")) as client,
+            httpx.Client(base_url=live.url, auth=("crm-audit", PASSWORD)) as client,
         ):
             deep = client.post(path, content=b'{"company_sso_id": "c", "x": [[[[1]]]]}')
             assert deep.status_code == 400

@@ -14,7 +14,7 @@ from crm_audit_adapters.http.asgi import app
 from support.live_server import LiveServer
 
 HTTP_DOC = Path(__file__).resolve().parents[2] / "docs" / "http.md"
-SECRET = "demo-session-secret"
+SECRET = "demo-session-secret-of-32-characters"
 ACCOUNT = "9b2f…"
 """The account the recipe names, as written."""
 
@@ -42,7 +42,7 @@ def test_the_documented_recipe_signs_a_session_the_demo_page_accepts() -> None:
     token = signed.stdout.strip()
     env = {
         "CRM_AUDIT_MONGO_URI": "mongomock://",
-        "CRM_AUDIT_HTTP_PASSWORD": "pw",
+        "CRM_AUDIT_HTTP_PASSWORD": "demo-password-16ch",
         "CRM_AUDIT_SESSION_SECRET": SECRET,
         "CRM_AUDIT_ENABLED_COMPANIES": "*",
     }
