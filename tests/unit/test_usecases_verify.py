@@ -335,6 +335,11 @@ class _DiesOnRelease:
             raise StoreUnavailable("connection lost")
         self.inner.save(job)
 
+    def transition(self, job: MigrationJob, expected: Any) -> MigrationJob | None:
+        if job.lease_owner is None:  # repair's write of an ended job: a compare-and-set on its status
+            raise StoreUnavailable("connection lost")
+        return self.inner.transition(job, expected)  # type: ignore[no-any-return]
+
 
 def late_world() -> tuple[World, AuditRow]:
     """A migrated account and one migrating row committed after the run passed its id."""

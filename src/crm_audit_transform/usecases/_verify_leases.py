@@ -12,7 +12,7 @@ import datetime as dt
 import attrs
 
 from ..errors import CrmAuditError, JobNotFound, LeaseHeld
-from ..jobs import COMPLETED, LEASABLE, JobShard, MigrationJob
+from ..jobs import COMPLETED, IN_PROGRESS, LEASABLE, JobShard, MigrationJob
 from ..ports import JobStore
 
 
@@ -53,15 +53,34 @@ def _hand_back(jobs: JobStore, job_id: str, taken: list[JobShard], owner: str) -
 
 
 def release_every_lease(jobs: JobStore, stored: MigrationJob, owner: str) -> None:
-    """Hand back ``owner``'s leases on ``stored``: the whole document only when every lease is ours."""
+    """Hand back ``owner``'s leases on ``stored``: the whole document only when every lease is ours,
+    and only while it is still in ``stored``'s status (``save_job_as``)."""
     if stored.lease_owner == owner and all(_ours(s, owner) for s in stored.shards):
-        jobs.save(
-            attrs.evolve(stored, lease_owner=None, lease_expires_at=None, shards=unleased(stored.shards))
+        save_job_as(
+            jobs,
+            attrs.evolve(stored, lease_owner=None, lease_expires_at=None, shards=unleased(stored.shards)),
+            stored.status,
         )
         return
     for shard in stored.shards:
         if shard.lease_owner == owner:
             jobs.save_shard_progress(stored.job_id, shard, owner, None)
+
+
+def save_job_as(jobs: JobStore, job: MigrationJob, status: str) -> None:
+    """Save repair's whole ``job`` document over the stored one while that is still in ``status``.
+
+    A job that has ended (halted, completed) is replaced only by a compare-and-set on its status
+    (``JobStore.transition``): a rollback that moved it to ``rolling_back`` or ``rolled_back``
+    meanwhile — once repair's lease had expired — is never undone by repair's copy, which would
+    leave the account held or its logs uncounted (``JobNotFound`` then, nothing written). An
+    in-progress job is saved as it is: a rollback refuses it, and ``transition`` from
+    ``in_progress`` keeps the stored shards, which repair's count must write.
+    """
+    if status == IN_PROGRESS:
+        jobs.save(job)
+    elif jobs.transition(job, {status}) is None:
+        raise JobNotFound(f"job {job.job_id} is no longer {status}: repair's counts are not written")
 
 
 def _ours(shard: JobShard, owner: str) -> bool:

@@ -16,7 +16,7 @@ from ..errors import CrmAuditError
 from ..jobs import MigrationJob
 from ..ports import Clock, JobStore
 from ..tally import Tally
-from ._verify_leases import hold_every_lease, release_every_lease, unleased
+from ._verify_leases import hold_every_lease, release_every_lease, save_job_as, unleased
 from .migrate_batch import MAX_BATCH_SIZE, migrate_batch
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ class Repair:
             shards = unleased(held.shards)
             last = shards[-1]
             done = attrs.evolve(done, shards=(*shards[:-1], attrs.evolve(last, tally=last.tally + found)))
-        jobs.save(done)
+        save_job_as(jobs, done, held.status)
         return done
 
     def release_quietly(self, company_sso_id: str, job: MigrationJob | None) -> None:

@@ -1,0 +1,75 @@
+"""Repair writes the job whole only over the status it read: a rollback meanwhile is never undone."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import attrs
+import pytest
+
+from crm_audit_transform.errors import JobNotFound
+from crm_audit_transform.jobs import COMPLETED, ROLLED_BACK, ROLLING_BACK, MigrationJob
+from crm_audit_transform.testing import InMemoryJobStore, InMemoryMigratedLogReader
+from crm_audit_transform.usecases import RunSettings, VerifySettings
+from crm_audit_transform.usecases._verify_leases import release_every_lease
+from crm_audit_transform.usecases._verify_repair import Repair
+from crm_audit_transform.usecases.verify import VerifyPorts
+from support.corpus_account import World
+
+LEASE = dt.timedelta(seconds=60)
+
+
+def completed_world() -> tuple[World, MigrationJob]:
+    world = World()
+    world.trigger()
+    job = world.run(settings=RunSettings(halt_threshold=1.0)).job
+    assert job.status == COMPLETED
+    return world, job
+
+
+class TestRepairWritesOverTheStatusItRead:
+    def test_a_release_from_a_stale_copy_does_not_undo_a_finished_rollback(self) -> None:
+        """Repair read the job while a rollback was deleting (rolling_back); the rollback then finished:
+        handing the lease back from that copy would put the job back to rolling_back and lose
+        logs_deleted, leaving the account held. It writes nothing instead."""
+        world, job = completed_world()
+        held = world.jobs.acquire_lease(job.job_id, "verify", LEASE)
+        stale = attrs.evolve(held, status=ROLLING_BACK)
+        world.jobs.save(attrs.evolve(held, status=ROLLED_BACK, logs_deleted=5, lease_owner=None))
+        with pytest.raises(JobNotFound):
+            release_every_lease(world.jobs, stale, "verify")
+        stored = world.jobs.latest(world.company)
+        assert stored is not None
+        assert (stored.status, stored.logs_deleted) == (ROLLED_BACK, 5)
+
+    def test_repairs_count_is_not_saved_over_a_rollback_that_came_after_its_hold(self) -> None:
+        """The rollback moved the job to rolling_back right after repair re-took its leases: repair's
+        completed copy with its counts is not written over it (JobNotFound), the hold stays."""
+        world, job = completed_world()
+
+        class RolledBackAfterTheHold(InMemoryJobStore):
+            def acquire_lease(self, job_id: str, owner: str, ttl: Any) -> MigrationJob:
+                held = super().acquire_lease(job_id, owner, ttl)
+                super().save(attrs.evolve(held, status=ROLLING_BACK))
+                return held
+
+        jobs = RolledBackAfterTheHold(world.jobs.jobs, clock=world.clock)
+        ports = VerifyPorts(
+            world.source,
+            world.users,
+            world.sso,
+            world.contacts,
+            InMemoryMigratedLogReader(world.logs),
+            jobs,
+            world.logs,
+            world.clock,
+            world.indexes,
+        )
+        repair = Repair(ports, VerifySettings(repair=True), "verify")
+        with pytest.raises(JobNotFound):
+            repair.finish(job, job.tally.processed + 3, job.tally.migrated + 3)
+        stored = jobs.latest(world.company)
+        assert stored is not None
+        assert stored.status == ROLLING_BACK
+        assert stored.tally == job.tally
