@@ -270,6 +270,20 @@ class TestNetworkRetries:
             _store(refusing).insert_batch([activity_log(1)])
         assert refusing.calls == 1
 
+    def test_a_login_refused_without_a_code_is_configuration(self, logs: Any) -> None:
+        """The wire-protocol emulator refuses a wrong password with an OperationFailure that has no
+        code, only "Authentication failed": exit 3 at once, as a real server's code 18 is."""
+
+        class RefusedWithoutCode(FlakyCollection):
+            def insert_many(self, documents: list[dict[str, Any]], ordered: bool = True) -> Any:
+                self.calls += 1
+                raise OperationFailure("Authentication failed.")
+
+        refusing = RefusedWithoutCode(logs, write_first=False)
+        with pytest.raises(ConnectionRejected, match="authentication failed"):
+            _store(refusing).insert_batch([activity_log(1)])
+        assert refusing.calls == 1
+
 
 class TestRollback:
     def test_deletes_only_this_companys_migrated_logs(self, logs: Any) -> None:

@@ -59,7 +59,10 @@ def rejected_login(exc: PyMongoError) -> ConnectionRejected | None:
     """``ConnectionRejected`` when ``exc`` is a refused login or a missing privilege, else None."""
     # A login refused while pymongo opens its pool surfaces as server selection timing out, with
     # the server's "Authentication failed" as the reason (seen with wire-protocol servers).
-    refused_in_selection = isinstance(exc, ServerSelectionTimeoutError) and _AUTH_FAILED in str(exc)
+    # A wire-protocol emulator (mongoeco) refuses a login with an OperationFailure without a code.
+    refused_in_selection = isinstance(exc, ServerSelectionTimeoutError | OperationFailure) and (
+        getattr(exc, "code", None) is None and _AUTH_FAILED in str(exc)
+    )
     if refused_in_selection or (
         isinstance(exc, OperationFailure) and exc.code in (AUTHENTICATION_FAILED, _UNAUTHORIZED)
     ):
