@@ -387,29 +387,30 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
     values: dict[str, Any] = {}
     for key, (kind, check) in _SCALARS.items():
         name = _PREFIX + key.upper()
-        source, value = f"environment variable {name}", environ.get(name)
-        from_text = value is not None
-        if value is None and key in raw:
-            source, value = f"{in_file}: {key}", raw[key]
-        if value is None:
-            continue
-        if key == "enabled_companies" and isinstance(value, list):
-            if not all(isinstance(v, str) for v in value):
-                problems.append((source, "expected a string or a list of strings"))
+        # The environment wins, but the file's value is checked too: a wrong one is a problem even
+        # while a variable overrides it (it would take effect the day the variable is unset).
+        given_in = [(f"environment variable {name}", environ.get(name), True)]
+        given_in.append((f"{in_file}: {key}", raw.get(key), False))
+        for source, value, from_text in given_in:
+            if value is None:
                 continue
-            value = ",".join(value)
-        # A number is quoted as given with its problem; text may be a secret and never is.
-        given = f", got {shown}" if kind is not str and (shown := as_written(value)) else ""
-        try:
-            converted = _convert(value, kind, from_text=from_text)
-        except (TypeError, ValueError):
-            problems.append((source, f"expected {_KIND_NAMES[kind]}{given}"))
-            continue
-        problem = check(converted) if check else None
-        if problem:
-            problems.append((source, problem + given))
-        else:
-            values[key] = converted
+            if key == "enabled_companies" and isinstance(value, list):
+                if not all(isinstance(v, str) for v in value):
+                    problems.append((source, "expected a string or a list of strings"))
+                    continue
+                value = ",".join(value)
+            # A number is quoted as given with its problem; text may be a secret and never is.
+            given = f", got {shown}" if kind is not str and (shown := as_written(value)) else ""
+            try:
+                converted = _convert(value, kind, from_text=from_text)
+            except (TypeError, ValueError):
+                problems.append((source, f"expected {_KIND_NAMES[kind]}{given}"))
+                continue
+            problem = check(converted) if check else None
+            if problem:
+                problems.append((source, problem + given))
+            else:
+                values.setdefault(key, converted)
     for key in sorted(set(raw) - set(_SCALARS) - {"usman", "tenants", "loader"}):
         problems.append(
             (

@@ -226,3 +226,28 @@ class TestHttpSecrets:
             None, {"CRM_AUDIT_SESSION_SECRET": "s" * 32, "CRM_AUDIT_HTTP_PASSWORD": "p" * 16}
         )
         assert (settings.session_secret, settings.http_password) == ("s" * 32, "p" * 16)
+
+
+class TestOverriddenFileValues:
+    def test_a_wrong_file_value_is_refused_even_while_a_variable_overrides_it(self, tmp_path: Path) -> None:
+        """Every value is checked when read: a list for database_url in the file is CONFIG_INVALID though
+        CRM_AUDIT_DATABASE_URL wins (unset the variable and it would be in force), never quoting it."""
+        path = tmp_path / "crm.toml"
+        path.write_text(
+            f'database_url = ["postgresql://u:{SECRET}@h/db"]\npage_size = "7"\n', encoding="utf-8"
+        )
+        environ = {"CRM_AUDIT_DATABASE_URL": "postgresql://ro@crm/crm", "CRM_AUDIT_PAGE_SIZE": "50"}
+        with pytest.raises(ConfigError) as raised:
+            load_settings(path, environ)
+        assert SECRET not in str(raised.value)
+        assert [where for where, _ in raised.value.problems] == [
+            f"settings file {path}: database_url",
+            f"settings file {path}: page_size",
+        ]
+
+    def test_the_variable_still_wins_over_a_right_file_value(self, tmp_path: Path) -> None:
+        """Both right: the environment's value is the one in force."""
+        path = tmp_path / "crm.toml"
+        path.write_text("page_size = 70\n", encoding="utf-8")
+        assert load_settings(path, {"CRM_AUDIT_PAGE_SIZE": "50"}).run.page_size == 50
+        assert load_settings(path, {}).run.page_size == 70
