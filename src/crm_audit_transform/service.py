@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol
+from typing import Final, Protocol
 
 from attrs import evolve
 
@@ -30,7 +30,7 @@ from .domain import ActivityLog, BatchResult, Outcome
 from .enrichment import EnrichmentPlan
 from .enrichment.enrich import EnrichPorts, enrich_existing
 from .enrichment_tally import EnrichmentTally
-from .errors import ConfigError, JobNotFound, TenantMismatch
+from .errors import ConfigError, FlagDisabled, JobNotFound, TenantMismatch
 from .jobs import IN_PROGRESS, MigrationJob
 from .ports import (
     ActivityLogWriter,
@@ -113,6 +113,10 @@ class ServicePorts(Protocol):
     def enrichment(self) -> EnrichmentStore | None: ...
     @property
     def reader(self) -> MigratedLogReader | None: ...
+
+
+FLAG_DISABLED_REASON: Final = "flag_disabled"
+"""The ``halted_reason`` of a job cancelled because a run found its account's feature flag off."""
 
 
 def _never() -> bool:
@@ -247,7 +251,7 @@ class MigrationService:
 
         ``on_progress`` sees the shard's view of the job after each batch; the result holds the
         whole job as settled. ``JobNotFound`` without such a shard; ``LeaseHeld`` while another
-        runner holds it; ``TenantMismatch`` as ``run``.
+        runner holds it; ``TenantMismatch`` and ``FlagDisabled`` as ``run``.
         """
         self._runnable(company_sso_id)
         return run_shard(
@@ -266,7 +270,16 @@ class MigrationService:
     def _runnable(self, company_sso_id: str) -> MigrationJob | None:
         """The latest job, refused (``TenantMismatch``) when it reads another tenant than the
         account's binding or, for an unbound account, a tenant bound to another account since the
-        trigger — the guard ``tenant_for`` applies to every other command."""
+        trigger — the guard ``tenant_for`` applies to every other command.
+
+        The feature flag is checked first: it is the account's emergency stop, so a job triggered
+        before it was switched off (a queued or redelivered task, a ``run``) is not run on but
+        cancelled with ``halted_reason`` ``flag_disabled`` — a status that says why it stopped —
+        and ``FlagDisabled`` raised. A live runner elsewhere stops at its next batch, as after a
+        ``cancel``.
+        """
+        if not self._ports.flags.is_enabled(company_sso_id):
+            self._stop_switched_off(company_sso_id)
         job = self._ports.jobs.latest(company_sso_id)
         if job is None:
             return job
@@ -278,6 +291,17 @@ class MigrationService:
             )
         bound_tenant(company_sso_id, job.tenant, self._tenants, allow_unbound=True)
         return job
+
+    def _stop_switched_off(self, company_sso_id: str) -> None:
+        """Cancel the account's in-progress job (if any) for its flag, then raise ``FlagDisabled``."""
+        p = self._ports
+        try:
+            job = cancel(company_sso_id, jobs=p.jobs, clock=p.clock, reason=FLAG_DISABLED_REASON)
+        except JobNotFound:
+            stopped = "nothing was run"
+        else:
+            stopped = f"job {job.job_id} was cancelled, cursor kept (trigger --resume once it is on)"
+        raise FlagDisabled(f"the CRM audit migration is not enabled for company {company_sso_id}: {stopped}")
 
     def status(self, company_sso_id: str) -> MigrationStatus:
         """The latest job's status, or ``not_started``."""

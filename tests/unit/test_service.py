@@ -14,15 +14,16 @@ from crm_audit_transform.domain import ActivityLog
 from crm_audit_transform.errors import (
     BatchTooLarge,
     ConfigError,
+    FlagDisabled,
     IndexesMissing,
     JobAlreadyRunning,
     JobNotFound,
     TenantMismatch,
     TenantUnbound,
 )
-from crm_audit_transform.jobs import COMPLETED, IN_PROGRESS, NOT_STARTED, ROLLED_BACK
+from crm_audit_transform.jobs import CANCELLED, COMPLETED, IN_PROGRESS, NOT_STARTED, ROLLED_BACK
 from crm_audit_transform.service import MigrationService
-from crm_audit_transform.testing import InMemoryJobStore
+from crm_audit_transform.testing import InMemoryJobStore, StaticFeatureFlags
 from crm_audit_transform.usecases import RunSettings
 from support import write_only_sink
 from support.corpus_account import World, WorldPorts, audit_rows
@@ -86,6 +87,34 @@ class TestMigrationService:
         service.run(world.company, owner="o")
         assert len(limits) > 1
         assert set(limits) == {7}
+
+    def test_run_of_a_switched_off_account_writes_nothing_and_cancels_its_job(self) -> None:
+        """A job triggered before the flag went off is cancelled (reason flag_disabled), not migrated."""
+        world = World()
+        world.service().trigger(world.company, world.tenant)
+        world.flags = StaticFeatureFlags(())
+        service = world.service()
+        with pytest.raises(FlagDisabled, match="cancelled"):
+            service.run(world.company, owner="o")
+        with pytest.raises(FlagDisabled):
+            service.run_shard(world.company, 0, owner="o")
+        assert not world.logs.logs
+        status = service.status(world.company)
+        assert (status.status, status.halted_reason) == (CANCELLED, "flag_disabled")
+        assert status.tally.processed == 0
+
+    def test_a_flag_switched_on_again_resumes_the_cancelled_job(self) -> None:
+        """After the flag-off cancel, trigger --resume with the flag on runs the job to completion."""
+        world = World()
+        world.service().trigger(world.company, world.tenant)
+        world.flags = StaticFeatureFlags(())
+        with pytest.raises(FlagDisabled):
+            world.service().run(world.company, owner="o")
+        world.flags = StaticFeatureFlags("*")
+        service = world.service()
+        resumed = service.trigger(world.company, world.tenant, restart="resume")
+        assert (resumed.status, resumed.halted_reason) == (IN_PROGRESS, None)
+        assert service.run(world.company, owner="o").job.status == COMPLETED
 
     def test_rollback_deletes_migrated_logs_and_marks_the_job(self) -> None:
         """rollback returns how many migrated logs went and leaves the job rolled_back."""

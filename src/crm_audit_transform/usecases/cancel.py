@@ -16,8 +16,12 @@ from ..jobs import CANCELLED, IN_PROGRESS, MigrationJob
 from ..ports import Clock, JobStore
 
 
-def cancel(company_sso_id: str, *, jobs: JobStore, clock: Clock) -> MigrationJob:
-    """Cancel the account's in-progress job and return it; ``JobNotFound`` when none is in progress."""
+def cancel(company_sso_id: str, *, jobs: JobStore, clock: Clock, reason: str | None = None) -> MigrationJob:
+    """Cancel the account's in-progress job and return it; ``JobNotFound`` when none is in progress.
+
+    ``reason`` is stored as the job's ``halted_reason`` (``status`` shows it): a run that finds the
+    account's feature flag off cancels with ``"flag_disabled"``; an operator's cancel gives none.
+    """
     for _ in range(3):
         job = jobs.latest(company_sso_id)
         if job is None or job.status != IN_PROGRESS:
@@ -25,7 +29,8 @@ def cancel(company_sso_id: str, *, jobs: JobStore, clock: Clock) -> MigrationJob
             raise JobNotFound(f"company {company_sso_id} has no job in progress to cancel ({state})")
         now = clock.now()
         cancelled = jobs.transition(
-            attrs.evolve(job, status=CANCELLED, updated_at=now, finished_at=now), {IN_PROGRESS}
+            attrs.evolve(job, status=CANCELLED, updated_at=now, finished_at=now, halted_reason=reason),
+            {IN_PROGRESS},
         )
         if cancelled is not None:
             return cancelled
