@@ -71,6 +71,33 @@ class TestLoadConfig:
         with pytest.raises(ConfigError, match="nests collections too deep to read"):
             load_config(text)
 
+    def test_an_alias_bomb_is_refused_before_it_is_expanded(self) -> None:
+        """Nested aliases that expand a 1 KiB file past a million values are a ConfigError saying so;
+        the structuring never builds them (it used to take memory and time exponential in the depth)."""
+        bomb = "&y0 [a, a, a, a, a, a, a, a, a, a]"
+        for level in range(1, 6):
+            bomb = f"&y{level} [" + ", ".join([bomb] + [f"*y{level - 1}"] * 9) + "]"
+        text = MINIMAL + "columns:\n  redacted: " + bomb + "\n"
+        assert len(text) < 2048
+        with pytest.raises(ConfigError, match="expands to more than 1048576 values"):
+            load_config(text)
+
+    def test_a_self_referencing_alias_is_refused(self) -> None:
+        """``&a [*a]`` would expand without end: a ConfigError, not a hang or a RecursionError."""
+        with pytest.raises(ConfigError, match="expands to more than"):
+            load_config(MINIMAL + "columns:\n  redacted: &a [*a]\n")
+
+    def test_aliases_that_expand_modestly_still_load(self) -> None:
+        """A mapping that shares one label table between two types through an alias loads as written."""
+        text = (
+            "types:\n"
+            "  Crm::Person:\n    category: contact\n    labels: &shared {name: Name, email: Email}\n"
+            "  Crm::Company:\n    category: company\n    labels: *shared\n"
+        )
+        config = load_config(text)
+        assert config.types["Crm::Company"].labels == config.types["Crm::Person"].labels
+        assert config.types["Crm::Company"].labels == {"name": "Name", "email": "Email"}
+
     def test_type_errors_name_every_bad_key_together(self) -> None:
         """Wrong types and unknown keys are all reported at once, each with its path."""
         text = (

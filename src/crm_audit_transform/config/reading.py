@@ -50,12 +50,20 @@ MAX_MAPPING_BYTES = 1 << 20
 (``/dev/zero``, a file named by mistake) is a ``ConfigError`` at once instead of a read without end."""
 
 
+MAX_MAPPING_NODES = 1 << 20
+"""Scalars and collections a mapping document may expand to, every alias counted as the copy it
+stands for: no alias-free file under ``MAX_MAPPING_BYTES`` comes near (each node takes two bytes
+at least), so aliases stay usable, but a few KiB of nested aliases (an alias bomb) cannot make the
+structuring build millions of values: ``ConfigError`` after about a second instead."""
+
+
 def load_config(path_or_text: str | os.PathLike[str]) -> MappingConfig:
     """Read a mapping configuration from a file path or from YAML text.
 
     A ``PathLike`` is always a path; a ``str`` is YAML text when it spans several lines or starts
     with ``{``, else the path of a file. ``ConfigError`` for a file that cannot be read, is larger
-    than ``MAX_MAPPING_BYTES`` or is not a valid configuration.
+    than ``MAX_MAPPING_BYTES``, expands through its aliases past ``MAX_MAPPING_NODES`` values, or is
+    not a valid configuration.
     """
     if isinstance(path_or_text, str) and ("\n" in path_or_text or path_or_text.lstrip().startswith("{")):
         text, origin = path_or_text, "<text>"
@@ -95,6 +103,9 @@ def _parse(text: str, *, origin: str = "<text>") -> MappingConfig:
         raise ConfigError([("$", f"{origin} nests collections too deep to read")]) from None
     if not isinstance(document, Mapping):
         raise ConfigError([("$", f"{origin} must be a mapping, found {type(document).__name__}")])
+    if not _within_nodes(document, MAX_MAPPING_NODES):
+        why = f"{origin} expands to more than {MAX_MAPPING_NODES} values (nested aliases?)"
+        raise ConfigError([("$", why)])
     try:
         config = _CONVERTER.structure(document, MappingConfig)
     except cattrs.BaseValidationError as exc:
@@ -105,6 +116,49 @@ def _parse(text: str, *, origin: str = "<text>") -> MappingConfig:
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def _within_nodes(document: object, limit: int) -> bool:
+    """Whether ``document`` holds at most ``limit`` values when every alias is expanded.
+
+    PyYAML builds an alias as a reference to the one object, so the document stays small however
+    far it expands; each collection's expanded size is computed once (by ``id``, depth first,
+    without recursion) from its children's, so the check costs the document's size, not the
+    expansion's. A collection that contains itself (``&a [*a]``) expands without end: refused.
+    """
+    sizes: dict[int, int] = {}
+    entered: set[int] = set()
+    stack: list[tuple[object, bool]] = [(document, False)]
+    while stack:
+        value, done = stack.pop()
+        children = _children(value)
+        if children is None:
+            continue
+        key = id(value)
+        if done:
+            total = 1 + (len(children) if isinstance(value, Mapping) else 0)  # the keys: scalars
+            for child in children:
+                total += sizes.get(id(child), 1)
+            sizes[key] = min(total, limit + 1)
+            entered.discard(key)
+            continue
+        if key in sizes:
+            continue
+        if key in entered:
+            return False
+        entered.add(key)
+        stack.append((value, True))
+        stack.extend((child, False) for child in children if id(child) not in sizes)
+    return sizes.get(id(document), 1) <= limit
+
+
+def _children(value: object) -> list[object] | None:
+    """The values inside a collection PyYAML built (a mapping's keys are scalars), else None."""
+    if isinstance(value, Mapping):
+        return list(value.values())
+    if isinstance(value, list):
+        return value
+    return None
 
 
 def _paths(exc: cattrs.BaseValidationError) -> list[tuple[str, str]]:
