@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import signal
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -152,3 +154,32 @@ class TestPreforkMetrics:
         ]
         assert migrated, text[:2000]
         assert float(migrated[0].split()[-1]) == done[company]["records_migrated"]
+
+
+class TestWarmShutdown:
+    @pytest.mark.parametrize("whom", ["main process", "process group"])
+    def test_a_prefork_worker_told_to_stop_hands_the_account_to_the_next_worker(
+        self, scale: Scale, celery_workers: WorkerPool, whom: str
+    ) -> None:
+        """SIGTERM to a prefork worker (its main process, or its whole group as systemd sends it):
+        the child running the account stops after its batch and sends the task again, the worker
+        exits, and a second worker finishes the account to a clean run's counts and logs."""
+        scale.env.update(CRM_AUDIT_PAGE_SIZE="5")
+        first = celery_workers.start(scale.env, pool="prefork")[0]
+        tenant, company = "globex", company_sso_id("globex")
+        assert scale.enqueue(tenant, cutoff=KILL_CUTOFF).exit_code == 0
+        scale.wait_for_progress(company)
+        if whom == "main process":
+            os.kill(first.pid, signal.SIGTERM)
+        else:
+            os.killpg(first.pid, signal.SIGTERM)
+        first.wait(timeout=60)
+        assert '"event": "task_handed_back"' in celery_workers.output(0)
+        stopped = scale.statuses()[company]
+        assert stopped["status"] == "in_progress"
+        assert stopped["records_processed"] < clean_run(tenant, cutoff=KILL_CUTOFF)[0]["records_processed"]
+        celery_workers.start(scale.env)
+        done = scale.wait_until(lambda s: s[company]["status"] == "completed")
+        counts, logs = clean_run(tenant, cutoff=KILL_CUTOFF)
+        assert counts_of(done[company]) == counts
+        assert scale.logs_of(company) == logs

@@ -13,20 +13,23 @@ down (``Unavailable``: CRM, CDP or USMAN) or a lease another runner holds (``Lea
 redelivered task of a worker that died waits for the dead worker's lease to expire). Guards and
 configuration errors fail the task at once: retrying cannot fix them. A worker asked to shut down
 stops its run after the current batch and sends the task again, so the rest of the account goes
-to another worker instead of being acknowledged unfinished.
+to another worker instead of being acknowledged unfinished (``ShutdownFlag``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import mmap
 import os
 import secrets
+import signal
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Final
 
 from celery import Celery, Task
-from celery.signals import task_retry, worker_shutting_down
+from celery.signals import task_retry, worker_process_init, worker_shutting_down
 
 from crm_audit_transform.errors import ConfigError, LeaseHeld, Unavailable
 from crm_audit_transform.usecases.shards import shard_view
@@ -91,6 +94,58 @@ class _ProcessRuntime:
         return self._runtime
 
 
+class ShutdownFlag:
+    """Whether this worker was asked to shut down, as seen by the process running the task.
+
+    Celery's warm shutdown (SIGTERM to the worker) fires ``worker_shutting_down`` in the main
+    process only; a prefork child runs the task and never hears of it, and would run the account
+    to its end. So the flag is one byte of anonymous shared memory, made before the pool forks:
+    the main process sets it and every child reads it. A prefork child that gets the SIGTERM
+    itself (sent to the whole process group, as systemd does) would exit at once (billiard's
+    handler): while it runs a task, its first SIGTERM stops the run instead, and a second one ends
+    it as before (``sigterm_stops``).
+    """
+
+    __slots__ = ("_child", "_local", "_shared")
+
+    def __init__(self) -> None:
+        self._shared = mmap.mmap(-1, 1)
+        self._local = False
+        self._child = False
+
+    def set(self) -> None:
+        """Every process of the worker stops its run after the current batch."""
+        self._shared[0] = 1
+
+    def is_set(self) -> bool:
+        return self._local or self._shared[0] != 0
+
+    def in_pool_child(self) -> None:
+        """Called in each prefork child as it starts (``worker_process_init``)."""
+        self._child = True
+
+    @contextlib.contextmanager
+    def sigterm_stops(self) -> Iterator[None]:
+        """In a prefork child, for the task's duration: the first SIGTERM stops the run after its
+        batch, the next one gets the handler that was there (billiard's exit). Elsewhere (the solo
+        pool's main process, whose SIGTERM is Celery's warm shutdown) nothing changes."""
+        if not self._child or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.getsignal(signal.SIGTERM)
+        self._local = False
+
+        def on_term(signum: int, _frame: object) -> None:
+            self._local = True
+            signal.signal(signum, previous)
+
+        signal.signal(signal.SIGTERM, on_term)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+
 def _owner(task: Task) -> str:
     # Per process, not per task id: a duplicate delivery to a live worker must meet the lease. One
     # process runs one task at a time (_ProcessRuntime refuses a second thread), so no two runs share it.
@@ -100,16 +155,20 @@ def _owner(task: Task) -> str:
 def register_tasks(app: Celery, runtime_factory: Callable[[], Runtime]) -> None:
     """Register the tasks on ``app``; each worker process builds its runtime on first use."""
     runtimes = _ProcessRuntime(runtime_factory)
-    stopping = threading.Event()
+    stopping = ShutdownFlag()
     log = migration_logger()
 
     def on_shutdown(**_: object) -> None:
         stopping.set()
 
+    def on_child_start(**_: object) -> None:
+        stopping.in_pool_child()
+
     def on_retry(request: object = None, **_: object) -> None:
         process_metrics().retries.labels(getattr(request, "task", "unknown")).inc()
 
     worker_shutting_down.connect(on_shutdown, weak=False)
+    worker_process_init.connect(on_child_start, weak=False)
     task_retry.connect(on_retry, weak=False)
 
     @app.task(name=MIGRATE_ACCOUNT, **_RETRYING)
@@ -120,9 +179,14 @@ def register_tasks(app: Celery, runtime_factory: Callable[[], Runtime]) -> None:
         if job is not None:
             observer.started(job)
         try:
-            result = run_account(
-                runtime, company_sso_id, owner=_owner(task), should_stop=stopping.is_set, on_progress=observer
-            )
+            with stopping.sigterm_stops():
+                result = run_account(
+                    runtime,
+                    company_sso_id,
+                    owner=_owner(task),
+                    should_stop=stopping.is_set,
+                    on_progress=observer,
+                )
         except LeaseHeld as exc:
             log.info("task_waits_for_lease", company_sso_id=company_sso_id, task_id=task.request.id)
             raise task.retry(exc=exc, countdown=runtime.settings.run.lease_seconds) from exc
@@ -139,14 +203,15 @@ def register_tasks(app: Celery, runtime_factory: Callable[[], Runtime]) -> None:
         if job is not None and 0 <= shard < len(job.shards):
             observer.started(shard_view(job, shard))
         try:
-            result = run_account_shard(
-                runtime,
-                company_sso_id,
-                shard,
-                owner=_owner(task),
-                should_stop=stopping.is_set,
-                on_progress=observer,
-            )
+            with stopping.sigterm_stops():
+                result = run_account_shard(
+                    runtime,
+                    company_sso_id,
+                    shard,
+                    owner=_owner(task),
+                    should_stop=stopping.is_set,
+                    on_progress=observer,
+                )
         except LeaseHeld as exc:
             log.info(
                 "task_waits_for_lease", company_sso_id=company_sso_id, shard=shard, task_id=task.request.id
