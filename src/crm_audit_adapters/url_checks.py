@@ -8,7 +8,11 @@ a password), only a scheme, which cannot.
 * **Broker** (``broker_url``): each URL of a ``;``-separated failover list (kombu splits on every
   ``;``) names a transport kombu has — looked up by kombu itself (``resolve_transport``, which also
   imports the transport, so a missing driver package is found here) — with a port in 1-65535 and,
-  for Redis (``redis``, ``rediss``, ``sentinel``), a database number as its path.
+  for Redis (``redis``, ``rediss``, ``sentinel``; not ``redis+socket``, whose path is the socket's),
+  a database number as its path. Then each URL is read as Celery reads it, by
+  ``kombu.Connection`` (nothing connects): its query parameters become the connection's keyword
+  arguments, so one that repeats a part of the URL (``?password=``) or that kombu does not know is
+  refused here, not as an ``INTERNAL`` ``TypeError`` when ``worker`` or ``enqueue`` connects.
 * **Result backend** (``result_backend``): a scheme in Celery's own table of backends
   (``celery.app.backends.BACKEND_ALIASES`` and installed extensions), imported the same way; ports
   and Redis databases as above.
@@ -45,7 +49,7 @@ def broker_url_problem(value: str) -> str | None:
             )
         # kombu's "sqla+postgresql://" form names the transport before the "+".
         transport = scheme.split("+", 1)[0]
-        problem = _transport_problem(transport) or _parts_problem(url, transport)
+        problem = _transport_problem(transport) or _parts_problem(url, scheme) or _connection_problem(url)
         if problem:
             return problem
     return None
@@ -134,6 +138,34 @@ def _transport_problem(transport: str) -> str | None:
         resolve_transport(transport)
     except ImportError as exc:
         return f"kombu's {transport!r} transport needs a package that is not installed ({exc.name})"
+    return None
+
+
+_URL_PARTS: Final = frozenset({"transport", "hostname", "port", "userid", "password", "virtual_host"})
+"""The keyword arguments kombu's ``parse_url`` fills from the URL itself."""
+
+
+def _connection_problem(url: str) -> str | None:
+    """What ``kombu.Connection(url)`` — Celery's broker connection, before it connects — refuses."""
+    try:
+        from kombu.connection import Connection
+    except ImportError:  # no Celery: the broker is unused
+        return None
+    try:
+        Connection(url)  # type: ignore[no-untyped-call]  # kombu ships no annotations for it
+    except TypeError as exc:
+        # "got multiple values for keyword argument 'password'" / "unexpected keyword argument 'x'":
+        # name the parameter only when it is one of kombu's own (a user's key is not quoted).
+        match = re.search(r"argument '(\w+)'", str(exc))
+        name = match.group(1) if match and match.group(1) in _URL_PARTS else None
+        if name is not None and "multiple values" in str(exc):
+            return (
+                f"the query parameter {name!r} repeats a part kombu reads from the URL itself: "
+                "write it there (a password as redis://:PASSWORD@host:6379/0)"
+            )
+        return "a query parameter kombu does not take (it passes each one to its Connection)"
+    except ValueError:
+        return "not a URL kombu can read"
     return None
 
 

@@ -38,6 +38,9 @@ class TestBrokerUrls:
             (f"sentinel://:{SECRET}@h1:26379;h2:26379", "each URL"),
             ("redis://[::1/0", "not a URL"),
             ("p.q://x", "kombu has no transport"),
+            (f"redis://127.0.0.1:1/0?password={SECRET}", "the query parameter 'password' repeats"),
+            (f"redis://:{SECRET}@h:1/0;redis://h:2/0?virtual_host=1", "the query parameter 'virtual_host'"),
+            (f"redis://:{SECRET}@h:1/0?{SECRET}=1", "a query parameter kombu does not take"),
         ],
     )
     def test_a_broker_url_no_transport_can_use_is_refused_at_load(self, url: str, message: str) -> None:
@@ -56,6 +59,8 @@ class TestBrokerUrls:
             "redis://localhost",
             f"sentinel://:{SECRET}@h1:26379;sentinel://:{SECRET}@h2:26379",
             "amqp://guest:guest@rabbit:5672//",
+            "redis+socket:///run/redis/redis.sock?virtual_host=0",
+            f"rediss://:{SECRET}@redis.internal:6380/3?ssl_cert_reqs=required",
         ],
     )
     def test_a_usable_broker_url_is_accepted(self, url: str) -> None:
