@@ -427,7 +427,9 @@ class MigrationService:
         (``tenant_for``). ``sample`` logs per page are content-checked, drawn
         with ``seed`` (callers pass a fresh one for a new draw; None means 0). ``repair`` needs a
         job (``JobNotFound``), 035's indexes (``IndexesMissing``) and the job's lease (``LeaseHeld``
-        while a run holds it). ``ConfigError`` when the service has no log reader.
+        while a run holds it), and the account's feature flag on (``FlagDisabled``: a repair writes
+        logs, as a run does; a verify without it only reads). ``ConfigError`` when the service has
+        no log reader.
         """
         p = self._ports
         reader = p.reader
@@ -437,6 +439,11 @@ class MigrationService:
             tenant = bound_tenant(company_sso_id, tenant, self._tenants)
         else:
             tenant = self.tenant_for(company_sso_id, tenant)
+        if repair and not p.flags.is_enabled(company_sso_id):
+            raise FlagDisabled(
+                f"the CRM audit migration is not enabled for company {company_sso_id}: nothing was "
+                "repaired (verify without --repair still reports)"
+            )
         settings = VerifySettings(
             page_size=self._settings.page_size,
             sample=sample,

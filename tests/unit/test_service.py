@@ -23,7 +23,7 @@ from crm_audit_transform.errors import (
 )
 from crm_audit_transform.jobs import CANCELLED, COMPLETED, IN_PROGRESS, NOT_STARTED, ROLLED_BACK
 from crm_audit_transform.service import MigrationService
-from crm_audit_transform.testing import InMemoryJobStore, StaticFeatureFlags
+from crm_audit_transform.testing import InMemoryActivityLogStore, InMemoryJobStore, StaticFeatureFlags
 from crm_audit_transform.usecases import RunSettings
 from support import write_only_sink
 from support.corpus_account import World, WorldPorts, audit_rows
@@ -115,6 +115,20 @@ class TestMigrationService:
         resumed = service.trigger(world.company, world.tenant, restart="resume")
         assert (resumed.status, resumed.halted_reason) == (IN_PROGRESS, None)
         assert service.run(world.company, owner="o").job.status == COMPLETED
+
+    def test_repair_of_a_switched_off_account_writes_nothing(self) -> None:
+        """verify --repair with the flag off is FlagDisabled before any write; plain verify still reports."""
+        world = World()
+        world.service().trigger(world.company, world.tenant)
+        world.service().run(world.company, owner="o")
+        kept = [log for log in world.logs.logs if log.external_id][1:]
+        world.logs = InMemoryActivityLogStore(kept)  # type: ignore[assignment]
+        world.flags = StaticFeatureFlags(())
+        service = world.service()
+        with pytest.raises(FlagDisabled, match="nothing was repaired"):
+            service.verify(world.company, repair=True)
+        assert list(world.logs.logs) == kept
+        assert not service.verify(world.company).clean
 
     def test_rollback_deletes_migrated_logs_and_marks_the_job(self) -> None:
         """rollback returns how many migrated logs went and leaves the job rolled_back."""
