@@ -334,8 +334,9 @@ class JobStore(Protocol):
         ``ttl=None`` hands the lease back in the same write (a run's finish). One atomic write, only
         while ``owner`` still holds the lease (expired or not) and the stored job is in progress:
         a runner whose lease was taken over — even if since released — gets ``LeaseHeld`` and writes
-        nothing; a job cancelled meanwhile is returned as stored (``cancelled``), nothing written.
-        ``JobNotFound`` if the job was never created.
+        nothing; a job cancelled meanwhile is returned as stored (``cancelled``), nothing written;
+        a job ended otherwise while the lease was still ``owner``'s (rolled back once it had expired)
+        is ``JobNotRunnable``, nothing written. ``JobNotFound`` if the job was never created.
         """
         ...
 

@@ -17,7 +17,7 @@ import pytest
 
 from crm_audit_adapters.mongo import MongoJobStore, apply_migration
 from crm_audit_transform.domain import ScopeBounds
-from crm_audit_transform.errors import JobAlreadyRunning, JobNotFound, LeaseHeld
+from crm_audit_transform.errors import JobAlreadyRunning, JobNotFound, JobNotRunnable, LeaseHeld
 from crm_audit_transform.jobs import (
     CANCELLED,
     COMPLETED,
@@ -140,6 +140,22 @@ class TestLeases:
         latest = store.latest("company-a")
         assert latest is not None
         assert (latest.last_audit_id, latest.lease_owner) == (0, "runner-2")
+
+    @pytest.mark.parametrize("status", [ROLLING_BACK, ROLLED_BACK])
+    def test_a_job_rolled_back_under_its_runner_is_not_runnable_not_a_lost_lease(
+        self, store: JobStore, status: str
+    ) -> None:
+        """The runner still holds the lease but the job was rolled back (its lease had expired): the
+        write says so (JOB_NOT_RUNNABLE), not "no longer leased to runner-1: held by runner-1"."""
+        store.create(migration_job())
+        held = store.acquire_lease("job-1", "runner-1", LEASE)
+        assert store.transition(attrs.evolve(held, status=status), {IN_PROGRESS}) is not None
+        with pytest.raises(JobNotRunnable, match=f"job job-1 is {status}") as raised:
+            store.save_progress(attrs.evolve(held, last_audit_id=99), "runner-1", LEASE)
+        assert "held by" not in str(raised.value)
+        latest = store.latest("company-a")
+        assert latest is not None
+        assert (latest.status, latest.last_audit_id) == (status, 0)
 
     def test_save_progress_renews_and_a_finish_releases_the_lease(self, store: JobStore) -> None:
         """A ttl renews the lease in the same write; None hands it back."""

@@ -38,7 +38,7 @@ from typing import Final
 from pymongo import DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from crm_audit_transform.errors import JobAlreadyRunning, JobNotFound, LeaseHeld
+from crm_audit_transform.errors import JobAlreadyRunning, JobNotFound, JobNotRunnable, LeaseHeld
 from crm_audit_transform.jobs import (
     CANCELLED,
     COMPLETED,
@@ -259,6 +259,7 @@ class MongoJobStore:
         mongoeco, which evaluates every ``$literal`` of the pipeline, half the write's CPU.
         ``LeaseHeld`` (nothing written) when another runner took the lease over, even if it has
         released it since; the stored job when it was cancelled meanwhile (nothing written);
+        ``JobNotRunnable`` when it was ended otherwise under the runner's lease (nothing written);
         ``JobNotFound`` if the job was never created. A retry after a lost acknowledgement matches
         its own write again and writes the same fields.
         """
@@ -297,6 +298,11 @@ class MongoJobStore:
             raise JobNotFound(f"no job {job.job_id}")
         if current.status == CANCELLED and current.lease_owner == owner:
             return current
+        if current.lease_owner == owner:  # still ours: the job was ended under this runner
+            raise JobNotRunnable(
+                f"job {job.job_id} is {current.status}: it was ended while {owner} ran it (its lease had "
+                "expired: a rollback, or another runner that finished it); nothing written"
+            )
         raise LeaseHeld(
             f"job {job.job_id} is no longer leased to {owner}: held by {current.lease_owner} "
             f"until {current.lease_expires_at}"

@@ -15,8 +15,8 @@ import attrs
 
 from .. import reasons
 from ..domain import NO_TIME_KNOWN, SOURCE_TAG, ActivityLog, AuditRow, EncodedLog, ScopeBounds, WriteResult
-from ..errors import JobAlreadyRunning, JobNotFound, LeaseHeld
-from ..jobs import COMPLETED, IN_PROGRESS, LEASABLE, ROLLING_BACK, JobShard, MigrationJob
+from ..errors import JobAlreadyRunning, JobNotFound, JobNotRunnable, LeaseHeld
+from ..jobs import CANCELLED, COMPLETED, IN_PROGRESS, LEASABLE, ROLLING_BACK, JobShard, MigrationJob
 from ..ports import Clock
 from ..timestamps import as_utc
 
@@ -233,8 +233,13 @@ class InMemoryJobStore:
                 f"job {job.job_id} is no longer leased to {owner}: held by {stored.lease_owner} "
                 f"until {stored.lease_expires_at}"
             )
-        if stored.status != IN_PROGRESS:
+        if stored.status == CANCELLED:
             return stored  # cancelled meanwhile: the runner stops, nothing is written
+        if stored.status != IN_PROGRESS:
+            raise JobNotRunnable(
+                f"job {job.job_id} is {stored.status}: it was ended while {owner} ran it (its lease had "
+                "expired: a rollback, or another runner that finished it); nothing written"
+            )
         saved = attrs.evolve(
             stored,
             last_audit_id=job.last_audit_id,
