@@ -247,6 +247,15 @@ class TestJsonOutput:
             in everyone.stderr
         )
 
+    def test_enqueue_says_when_shards_cannot_apply_to_the_job_in_progress(self, triggered: Cli) -> None:
+        """--shards 3 for an account whose unsharded job is already in progress sends that job as it is
+        (one migrate_account task) and says so on stderr, instead of ignoring --shards without a word."""
+        env = {"CRM_AUDIT_BROKER_URL": "memory://"}
+        result = triggered("enqueue", *C, "--shards", "3", "--json", **env)
+        sent = checked(result, "enqueue")
+        assert [(s["task"], s["shard"]) for s in sent["sent"]] == [("crm_audit.migrate_account", None)]
+        assert "was already in progress with 1 shard(s): --shards 3 applies to a new job" in result.stderr
+
     def test_config_json_and_its_human_form(self, run_cli: Cli) -> None:
         """config --json is the settings, redacted; the default form is one line per key, redacted too."""
         dsn = {"CRM_AUDIT_DATABASE_URL": "postgresql://ro:hunter2@crm/crm"}

@@ -254,6 +254,7 @@ def _enqueue(
             _note_flag_off(runtime)
         for account in _accounts(runtime, company, all_enabled):
             try:
+                before = runtime.service.latest_job(account) if shards > 1 else None
                 job = _trigger_or_resume(runtime, account, tenant, cutoff, shards)
             except CrmAuditError as error:
                 code, line = exit_codes.error_code(error), exit_codes.one_line(error)
@@ -263,6 +264,8 @@ def _enqueue(
                 exits.append(exit_codes.exit_code_for(error))
                 click.echo(f"refused {account}: {line}", err=True)
                 continue
+            if before is not None and job is not None and job.job_id == before.job_id:
+                _note_shards_kept(job, shards)
             targets: list[tuple[str, list[str | int], int | None]] = (
                 [(MIGRATE_ACCOUNT, [account], None)]
                 if job is None or not job.shards
@@ -280,6 +283,18 @@ def _enqueue(
                 if not as_json:
                     where = "" if shard_number is None else f" shard {shard_number}"
                     click.echo(f"sent {name} {account}{where} task {task.id}")
+
+
+def _note_shards_kept(job: MigrationJob, shards: int) -> None:
+    """One stderr line when ``--shards`` cannot apply: the job was already in progress, split its own way."""
+    kept = len(job.shards) or 1
+    if kept != shards:
+        click.echo(
+            f"note: {job.company_sso_id}'s job {job.job_id} was already in progress with {kept} shard(s): "
+            f"--shards {shards} applies to a new job (cancel it and trigger --fresh to split it anew); "
+            "its tasks are sent as it is",
+            err=True,
+        )
 
 
 def _accounts(runtime: Runtime, company: str | None, all_enabled: bool) -> list[str]:
