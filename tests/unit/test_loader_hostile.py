@@ -43,6 +43,9 @@ HOSTILE: list[tuple[str, str | bytes, type[AuditedChangesError]]] = [
     ("collection as a key", "---\n? [a, b]\n: 1\n", MalformedYaml),
     ("unclosed flow", "---\nv: [1, 2\n", MalformedYaml),
     ("year zero", "---\nv: 0000-01-01 00:00:00 Z\n", LimitExceeded),
+    # Found by a differential fuzz: the pure scanner raised an untyped exception on these.
+    ("\\U escape past chr's range", '---\na: "\\U0a001F389"\n', MalformedYaml),
+    ("\\U escape past a C long", '---\na: "\\Ua0001F466"\n', MalformedYaml),
 ]
 
 
@@ -55,6 +58,12 @@ class TestHostileInput:
         """Each hostile payload ends in its own ``AuditedChangesError`` subclass, nothing else."""
         with pytest.raises(error):
             load_audited_changes(payload, backend=backend)
+
+    def test_an_unknown_backend_is_still_the_callers_value_error(self, backend: str) -> None:
+        """The boundary that types the row's errors leaves a caller's wrong backend name a ValueError."""
+        with pytest.raises(ValueError, match="unknown YAML backend") as raised:
+            load_audited_changes('---\na: "\\U0a001F389"\n', backend="nope")  # type: ignore[arg-type]
+        assert not isinstance(raised.value, AuditedChangesError)
 
     def test_billion_laughs_stays_within_bounded_memory(self, backend: str) -> None:
         """A 1 KB alias bomb is refused before its expansion is allocated (peak well under 20 MB)."""

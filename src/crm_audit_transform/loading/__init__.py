@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import BadEncoding, LimitExceeded, NotAMapping
+from ..errors import AuditedChangesError, BadEncoding, LimitExceeded, MalformedYaml, NotAMapping
 from ..values import Changes
 from ._backends import Backend, available_backends, parse
 from ._jsonb import JsonbText, check_json_depth, from_json, from_json_text
@@ -62,10 +62,28 @@ def load_audited_changes(
         raise BadEncoding("NUL characters cannot appear in YAML (or in a PostgreSQL text column)")
     if not text.startswith("---"):
         raise NotAMapping("String (Rails reads text that does not start with '---' as a plain String)")
-    found, loaded = parse(text, limits, backend)
+    try:
+        found, loaded = parse(text, limits, backend)
+    except AuditedChangesError:
+        raise
+    except (ArithmeticError, LookupError, TypeError, ValueError) as exc:
+        raise _untyped(exc, limits, backend) from None
     if type(loaded) is not dict:
         raise NotAMapping(_ruby_class(loaded) if found else "nil (the text holds no YAML document)")
     return loaded
+
+
+def _untyped(exc: Exception, limits: LoaderLimits, backend: Backend) -> Exception:
+    """What an exception a parser or constructor let out of ``parse`` means: the row's ``MalformedYaml``
+    (a ``\\U`` escape ``chr`` refuses in the pure parser, ``OverflowError`` for a wider one, …),
+    or — when the backend itself cannot parse a trivial document — the caller's ``ValueError`` as is.
+    Caught once here, at the boundary, so the hot path checks nothing per node."""
+    if isinstance(exc, ValueError):
+        try:
+            parse("--- {}\n", limits, backend)
+        except ValueError:
+            return exc  # an unknown or unavailable backend: the caller's mistake
+    return MalformedYaml(f"a value the loader cannot build ({type(exc).__name__})")
 
 
 def _text(value: object, max_bytes: int) -> str:
