@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from crm_audit_transform.errors import LimitExceeded, NotAMapping, UnsupportedTag
+from crm_audit_transform.errors import LimitExceeded, MalformedYaml, NotAMapping, UnsupportedTag
 from crm_audit_transform.loading import LoaderLimits, available_backends, load_audited_changes
 
 
@@ -60,6 +60,27 @@ class TestTextColumn:
         assert available_backends() in (("compiled", "libyaml", "python"), ("libyaml", "python"))
         with pytest.raises(ValueError, match="unknown YAML backend"):
             load_audited_changes("--- {}\n", backend="java")  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "---\na: 1\n\ufeffb: 2\n",  # a BOM indents the key one column: not a key of the mapping
+            "---\n\ufeffa: 1\nb: x\rc\n",
+            "---\n\ufeffa: 1\n",
+            "---\na: 1\n\ufeff# note\nb: 2\n",
+            "---\na: |\n  x\n\ufeff  y\n",
+        ],
+    )
+    def test_a_bom_at_the_start_of_a_line_reads_alike_on_every_parser(self, text: str) -> None:
+        """libyaml (Psych's parser) skips a BOM at a line's start as one column of indentation; the
+        pure-Python parser counted none, so it loaded or refused such rows otherwise."""
+        outcomes = set()
+        for backend in available_backends():
+            try:
+                outcomes.add(repr(load_audited_changes(text, backend=backend)))
+            except MalformedYaml as exc:
+                outcomes.add(f"MalformedYaml at {exc.line}:{exc.column}")
+        assert len(outcomes) == 1, outcomes
 
 
 class TestJsonbColumn:

@@ -51,12 +51,14 @@ class _PythonParser(Reader, Scanner, Parser):
         Parser.__init__(self)
 
     def scan_to_next_token(self) -> None:
-        # libyaml skips a BOM at the start of any line, and tabs wherever a simple key cannot
-        # start (after an indicator) or inside flow collections; PyYAML only skips spaces.
+        # libyaml skips a BOM at the start of any line (as one column of indentation), and tabs
+        # wherever a simple key cannot start (after an indicator) or inside flow collections;
+        # PyYAML only skips spaces.
         found = False
         while not found:
             if self.column == 0 and self.peek() == "\ufeff":
                 self.forward()
+                self.column += 1  # libyaml counts the BOM as a column (SKIP); PyYAML's forward does not
             while self.peek() == " " or (
                 self.peek() == "\t" and (self.flow_level or not self.allow_simple_key)
             ):
