@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -29,9 +30,15 @@ def contact_line(_id: str, company: str, person_id: object) -> dict[str, object]
     return {"_id": _id, "company_sso_id": company, "crm_data": {"id": person_id}, "created_at": CREATED}
 
 
-def first_wins(contacts: list[Contact]) -> InMemoryContactDirectory:
-    """The in-memory directory, which keeps the first contact of a repeated person id like the file."""
-    return InMemoryContactDirectory(contacts)
+def smallest_id_wins(contacts: list[Contact]) -> InMemoryContactDirectory:
+    """The in-memory directory over the contacts in MongoDB's ``_id`` order (a string before an
+    ObjectId, then by text): it keeps the first of a repeated person id, so the smallest ``_id``
+    wins, as the file does (and ``MongoContactDirectory``), wherever its line is."""
+
+    def order(contact: Contact) -> tuple[int, str]:
+        return (1 if re.fullmatch(r"[0-9a-f]{24}", contact.id) else 0, contact.id)
+
+    return InMemoryContactDirectory(sorted(contacts, key=order))
 
 
 class TestCorpusContacts:
@@ -79,8 +86,11 @@ class TestFileShapes:
             {**contact_line("", "co", 2), "_id": {"$oid": "0" * 23 + "1"}},
             {**contact_line("", "co", 3), "_id": {"$oid": "0" * 24}},
             contact_line("zz-string-id", "co", 3),
+            contact_line("c9", "co", 2**64),  # past int64: kept apart, by the same rule
+            contact_line("c10", "co", 2**64),
         )
         directory = JsonlContactDirectory(path)
+        assert directory.contacts_by_crm_ids("co", [2**64])[2**64].id == "c10"
         assert directory.contacts_by_crm_ids("co", [7])[7].id == "a"
         assert directory.contacts_by_crm_ids("other", [7])[7].id == "c"
         assert directory.contacts_by_crm_ids("co", [2])[2].id == "0" * 23 + "1"
@@ -102,7 +112,7 @@ class TestFileShapes:
         )
         directory = JsonlContactDirectory(path)
         ids = [9007199254740993, 42, 1]
-        assert directory.contacts_by_crm_ids("co", ids) == first_wins(
+        assert directory.contacts_by_crm_ids("co", ids) == smallest_id_wins(
             read_contacts(path)
         ).contacts_by_crm_ids("co", ids)
         assert directory.contacts_by_crm_ids("co", [42])[42].created_at == dt.datetime(
@@ -161,13 +171,13 @@ class TestGeneratedFiles:
     def test_any_contacts_file_answers_as_its_contacts_in_memory(
         self, tmp_path: Path, records: list[tuple[str, object]], asked: list[int]
     ) -> None:
-        """For any file, lookups match read_contacts with the first of each person id kept."""
+        """For any file, lookups match read_contacts with the smallest _id of each person id kept."""
         path = write_lines(
             tmp_path / "c.jsonl",
             *(contact_line(f"c{n}", company, person_id) for n, (company, person_id) in enumerate(records)),
         )
         contacts = read_contacts(path)
-        expected = first_wins(contacts)
+        expected = smallest_id_wins(contacts)
         directory = JsonlContactDirectory(path)
         for company in ("co", "other", "absent"):
             assert directory.contacts_by_crm_ids(company, asked) == expected.contacts_by_crm_ids(

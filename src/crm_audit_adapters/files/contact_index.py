@@ -37,14 +37,18 @@ class _CompanyIndex:
     offsets: array[int] = attrs.field(factory=lambda: array("q"))
     numbers: array[int] = attrs.field(factory=lambda: array("q"))
     wide: dict[int, tuple[int, int]] = attrs.field(factory=dict)
+    wide_repeats: list[tuple[int, int, int]] = attrs.field(factory=list)
+    """``(person id, offset, number)`` of the later contacts of a repeated wide person id, for ``seal``."""
 
     def add(self, person_id: int, offset: int, number: int) -> None:
         if _Q_MIN <= person_id <= _Q_MAX:
             self.ids.append(person_id)
             self.offsets.append(offset)
             self.numbers.append(number)
+        elif person_id in self.wide:  # past int64: not a BSON integer id, kept apart
+            self.wide_repeats.append((person_id, offset, number))
         else:
-            self.wide.setdefault(person_id, (offset, number))  # past int64: not a BSON integer id
+            self.wide[person_id] = (offset, number)
 
     def seal(self, contact_id_at: Callable[[int, int], str]) -> None:
         """Sort by person id; of a repeated id keep the contact MongoDB's directory keeps, the first by
@@ -61,6 +65,10 @@ class _CompanyIndex:
             offsets.append(self.offsets[i])
             numbers.append(self.numbers[i])
         self.ids, self.offsets, self.numbers = ids, offsets, numbers
+        for person_id, offset, number in self.wide_repeats:  # the same rule for the wide ids
+            if _id_order(contact_id_at(offset, number)) < _id_order(contact_id_at(*self.wide[person_id])):
+                self.wide[person_id] = (offset, number)
+        self.wide_repeats.clear()
 
     def find(self, person_id: int) -> tuple[int, int] | None:
         """``(offset, line number)`` of the contact carrying ``person_id``, or None."""
