@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import urllib.request
 from collections.abc import Iterator
 
@@ -10,6 +11,7 @@ import mongomock
 import pytest
 from cli_world import COMPANY, TENANT, clean_world, make_cli, running_usman, seed_contacts
 
+from crm_audit_adapters.cli import exit_codes
 from support.redis_server import free_port
 from support.usman_server import TOKEN, UsmanServer
 
@@ -53,3 +55,25 @@ class TestRunMetricsPort:
         batches = [line for line in lines if line["event"] == "batch"]
         assert sum(line["processed"] for line in batches) == expected.tally.processed
         assert TOKEN not in ran.stderr
+
+    def test_a_metrics_port_in_use_is_a_configuration_error_before_anything_runs(
+        self, crm_dsn: str, usman: UsmanServer
+    ) -> None:
+        """run --metrics-port on a port another process listens on: CONFIG_INVALID (exit 3) naming the
+        option and the port, not FILE_ERROR; the job is not run."""
+        client = mongomock.MongoClient(tz_aware=True)
+        run_cli = make_cli(crm_dsn, usman, client)
+        assert run_cli("indexes", "up").exit_code == 0
+        seed_contacts(client)
+        assert run_cli("trigger", "--company-sso-id", COMPANY, "--tenant", TENANT).exit_code == 0
+        with socket.socket() as taken:
+            taken.bind(("0.0.0.0", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            ran = run_cli("run", "--company-sso-id", COMPANY, "--no-progress", "--metrics-port", str(port))
+        assert ran.exit_code == exit_codes.CONFIG, ran.output
+        assert ran.stderr.startswith("error: CONFIG_INVALID"), ran.stderr
+        assert f"--metrics-port: cannot serve /metrics on port {port}" in ran.stderr
+        job = client["cdp"]["crm_activity_log_migration_jobs"].find_one({"company_sso_id": COMPANY})
+        assert job is not None
+        assert job["records_processed"] == 0

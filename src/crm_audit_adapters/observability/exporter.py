@@ -12,6 +12,8 @@ import os
 import tempfile
 from typing import TYPE_CHECKING
 
+from crm_audit_transform.errors import ConfigError
+
 if TYPE_CHECKING:  # an optional dependency (the [celery] extra), imported only when metrics are asked for
     from prometheus_client import CollectorRegistry
 
@@ -38,7 +40,15 @@ def metrics_registry() -> CollectorRegistry:
 
 
 def serve_metrics(port: int, host: str = "0.0.0.0") -> None:  # noqa: S104 - scraped from other hosts
-    """Start prometheus_client's HTTP exporter on ``port`` in a daemon thread."""
+    """Start prometheus_client's HTTP exporter on ``port`` in a daemon thread.
+
+    ``ConfigError`` (``CONFIG_INVALID``, exit 3) when the port cannot be bound — in use, or one only
+    root may take: the ``--metrics-port`` given, not a file.
+    """
     from prometheus_client import start_http_server
 
-    start_http_server(port, addr=host, registry=metrics_registry())
+    try:
+        start_http_server(port, addr=host, registry=metrics_registry())
+    except OSError as exc:
+        why = f"cannot serve /metrics on port {port}: {exc.strerror or exc}"
+        raise ConfigError([("--metrics-port", why)], source="the metrics exporter") from exc
