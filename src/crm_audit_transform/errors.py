@@ -226,6 +226,13 @@ class LeaseHeld(CrmAuditError):
 
     code = "LEASE_HELD"
 
+    @classmethod
+    def lost(cls, what: str, owner: str, holder: str | None, until: object) -> LeaseHeld:
+        """``what`` (a job, a shard) is no longer ``owner``'s: who holds it now, or that another
+        runner took it over and has released it since (no "held by None until None")."""
+        now = f"held by {holder} until {until}" if holder is not None else "another runner took it over"
+        return cls(f"{what} is no longer leased to {owner}: {now}")
+
 
 class UnknownTenant(CrmAuditError):
     """A tenant name that is not a CRM tenant schema (none of that name, or one without the CRM's

@@ -157,6 +157,17 @@ class TestLeases:
         assert latest is not None
         assert (latest.status, latest.last_audit_id) == (status, 0)
 
+    def test_a_lease_taken_over_and_released_says_so_not_held_by_none(self, store: JobStore) -> None:
+        """runner-2 took the lease over and handed it back: runner-1's write is LeaseHeld saying another
+        runner took it over, not "held by None until None"."""
+        store.create(migration_job())
+        job = store.acquire_lease("job-1", "runner-1", -LEASE)
+        taken = store.acquire_lease("job-1", "runner-2", LEASE)
+        store.save_progress(taken, "runner-2", None)
+        with pytest.raises(LeaseHeld) as raised:
+            store.save_progress(attrs.evolve(job, last_audit_id=99), "runner-1", LEASE)
+        assert str(raised.value) == "job job-1 is no longer leased to runner-1: another runner took it over"
+
     def test_save_progress_renews_and_a_finish_releases_the_lease(self, store: JobStore) -> None:
         """A ttl renews the lease in the same write; None hands it back."""
         store.create(migration_job())

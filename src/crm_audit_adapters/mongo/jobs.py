@@ -303,10 +303,7 @@ class MongoJobStore:
                 f"job {job.job_id} is {current.status}: it was ended while {owner} ran it (its lease had "
                 "expired: a rollback, or another runner that finished it); nothing written"
             )
-        raise LeaseHeld(
-            f"job {job.job_id} is no longer leased to {owner}: held by {current.lease_owner} "
-            f"until {current.lease_expires_at}"
-        )
+        raise LeaseHeld.lost(f"job {job.job_id}", owner, current.lease_owner, current.lease_expires_at)
 
     def acquire_lease(self, job_id: str, owner: str, ttl: dt.timedelta) -> MigrationJob:
         """Take the lease when it is free, expired or already ``owner``'s and the job's status is
@@ -446,9 +443,8 @@ class MongoJobStore:
             # hand-back (ttl None) still releases the lease, else it blocks a repair until it expires.
             released = self._release_shard(job_id, shard.shard, owner) if ttl is None else None
             return released or current
-        raise LeaseHeld(
-            f"shard {shard.shard} of job {job_id} is no longer leased to {owner}: held by "
-            f"{held.lease_owner} until {held.lease_expires_at}"
+        raise LeaseHeld.lost(
+            f"shard {shard.shard} of job {job_id}", owner, held.lease_owner, held.lease_expires_at
         )
 
     def _release_shard(self, job_id: str, shard: int, owner: str) -> MigrationJob | None:

@@ -229,10 +229,7 @@ class InMemoryJobStore:
         if stored is None:
             raise JobNotFound(f"no job {job.job_id}")
         if stored.lease_owner != owner:
-            raise LeaseHeld(
-                f"job {job.job_id} is no longer leased to {owner}: held by {stored.lease_owner} "
-                f"until {stored.lease_expires_at}"
-            )
+            raise LeaseHeld.lost(f"job {job.job_id}", owner, stored.lease_owner, stored.lease_expires_at)
         if stored.status == CANCELLED:
             return stored  # cancelled meanwhile: the runner stops, nothing is written
         if stored.status != IN_PROGRESS:
@@ -285,9 +282,8 @@ class InMemoryJobStore:
             raise JobNotFound(f"no job {job_id}")
         entry = _shard_of(stored, shard.shard)
         if entry.lease_owner != owner:
-            raise LeaseHeld(
-                f"shard {shard.shard} of job {job_id} is no longer leased to {owner}: held by "
-                f"{entry.lease_owner} until {entry.lease_expires_at}"
+            raise LeaseHeld.lost(
+                f"shard {shard.shard} of job {job_id}", owner, entry.lease_owner, entry.lease_expires_at
             )
         if stored.status != IN_PROGRESS:
             # Cancelled, halted or completed meanwhile: the runner stops, nothing is written but
