@@ -230,6 +230,21 @@ class TestCheckedRows:
         ):
             all_pages(source, "acme", EPOCH, 10)
 
+    def test_a_line_past_the_cap_whose_tenant_follows_the_long_value_stops_the_read(
+        self, tmp_path: Path
+    ) -> None:
+        """Its head names an id but no tenant: it may be another tenant's row (ids overlap), so it is
+        not failed as this tenant's; the read stops (BAD_INPUT) naming the line and the key order."""
+        late_tenant = '{"id": 2, "audited_changes": "' + "x" * 5_000 + '", "tenant": "globex"}'
+        path = write_lines(tmp_path / "audits.jsonl", self.lines(1)[0], late_tenant, self.lines(3)[0])
+        checked = CheckedRows(path)
+        with (
+            FileAuditSource(path, "acme", checked=checked, max_record_bytes=4_096) as source,
+            pytest.raises(FileFormatError, match=r"line 2: line longer than 4096 bytes.*tenant comes after"),
+        ):
+            all_pages(source, "acme", EPOCH, 10)
+        assert [outcome.audit_id for outcome in checked.outcomes] == []
+
 
 class TestScopeEnds:
     def lines(self, *ids: int) -> list[str]:

@@ -135,9 +135,10 @@ def _too_long(
     """What a JSONL line longer than ``max_line_bytes`` becomes, from the members its head holds.
 
     A line is held whole, so one that long is never read: another tenant's line is passed over; a
-    line whose ``id`` its head gives is that row's error (``on_error``: the dry run fails the row,
-    ``invalid_audit_row``, as a PostgreSQL row past the loader's limits fails alone); a line whose id
-    lies past its head stops the read, as any line with no readable id does.
+    line whose ``id`` and ``tenant`` its head gives is that row's error (``on_error``: the dry run
+    fails the row, ``invalid_audit_row``, as a PostgreSQL row past the loader's limits fails alone);
+    a line whose id or tenant lies past its head stops the read, as any line with no readable id
+    does: it cannot be told this tenant's row from another tenant's (whose ids overlap).
     """
 
     def handle(number: int, members: dict[str, Any]) -> None:
@@ -148,8 +149,10 @@ def _too_long(
         if not isinstance(audit_id, int) or isinstance(audit_id, bool):
             audit_id = None
         why = f"line longer than {max_line_bytes} bytes: a line is read whole, so its row is not read"
+        if audit_id is not None and line_tenant is None:
+            why += " (its tenant comes after the long value: put tenant and id first)"
         error = FileFormatError(path, number, why, audit_id=audit_id)
-        if audit_id is None or (tenant is None and line_tenant is None):
+        if audit_id is None or line_tenant is None:
             raise error
         report(error, on_error)
 
