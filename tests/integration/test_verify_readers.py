@@ -263,3 +263,24 @@ class TestLineContent:
         expected = reader.content_of(log)
         assert stored.content != expected
         assert [k for k in expected if expected[k] != stored.content.get(k)] == ["category"]
+
+
+class TestLogsNoStoreHolds:
+    def test_a_log_past_16_mib_is_a_value_error_of_both_readers_as_its_writers_fail_it(
+        self, mongo_db: Database[Any], tmp_path: Path
+    ) -> None:
+        """A log of a 17 MiB text (the loader takes up to 32 MiB): each writer fails it write_error, and
+        each reader's content_of says so (ValueError), so verify counts it failed, not missing."""
+        big = "x" * (17 * 1024 * 1024)
+        log = attrs.evolve(corpus_logs()[0], changes=(FieldChange("notes", "Notes", None, big),))
+        list(apply_migration(mongo_db, "up"))
+        written = MongoActivityLogStore.in_database(mongo_db).insert_batch([log])
+        with JsonlActivityLogSink(tmp_path / "logs.jsonl", fsync="never") as sink:
+            sunk = sink.insert_batch([log])
+        assert [(r.status, r.reason) for r in (*written, *sunk)] == [("failed", "write_error")] * 2
+        for reader in (
+            MongoMigratedLogReader.in_database(mongo_db),
+            JsonlMigratedLogReader(tmp_path / "logs.jsonl"),
+        ):
+            with pytest.raises(ValueError, match="exceeds MongoDB's 16777216-byte limit"):
+                reader.content_of(log)

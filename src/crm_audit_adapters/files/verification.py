@@ -33,9 +33,9 @@ from crm_audit_transform.timestamps import as_utc
 from crm_audit_transform.verification import OWNED_FIELDS, MigratedDoc
 
 from ..mongo.bson_values import to_bson_datetime
-from ..mongo.extended_json import relaxed_json_bytes
 from .lines import PathLike
 from .log_index import LogIndex
+from .sink import sink_line
 
 __all__ = ["JsonlMigratedLogReader", "LineContent", "StoredLine", "json_content"]
 
@@ -246,7 +246,12 @@ class JsonlMigratedLogReader:
         return self._index.external_ids(company_sso_id)
 
     def content_of(self, log: ActivityLog) -> Mapping[str, object]:
-        return LineContent(relaxed_json_bytes(log), log=log)
+        """``ValueError`` with the sink's reason when it fails the log ``write_error`` (``sink_line``:
+        past MongoDB's 16 MiB, or a value it cannot encode), as the Mongo reader does."""
+        why, line = sink_line(log)
+        if why:
+            raise ValueError(why)
+        return LineContent(line[:-1], log=log)
 
     @property
     def holds_live_feed(self) -> bool:

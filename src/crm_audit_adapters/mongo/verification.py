@@ -36,6 +36,7 @@ from typing import Final, cast
 import bson
 from bson import json_util
 from bson.codec_options import CodecOptions
+from bson.errors import BSONError
 from bson.objectid import ObjectId
 from bson.raw_bson import RawBSONDocument
 from pymongo import ASCENDING
@@ -46,6 +47,7 @@ from crm_audit_transform.enrichment import MatchKey, StoredLog
 from crm_audit_transform.enrichment.model import as_referent_id
 from crm_audit_transform.verification import MigratedDoc, StoredMigratedLog
 
+from .activity_logs import _ID_BYTES, MAX_DOCUMENT_BYTES, _too_large
 from .bson_values import decode_value, from_bson_datetime, to_bson_datetime
 from .documents import encode_activity_log
 from .documents_types import Document, MongoCollection, MongoDatabase, ReadDocument
@@ -328,8 +330,16 @@ class MongoMigratedLogReader:
             after = chunk[-1]["_id"]
 
     def content_of(self, log: ActivityLog) -> Mapping[str, object]:
-        doc = encode_activity_log(log)
-        return BsonContent(doc, bson.encode(doc)[4:], log)
+        """``ValueError`` with the writer's reason when ``MongoActivityLogStore`` fails the log
+        ``write_error``: past MongoDB's 16 MiB with its ``_id``, or a value BSON cannot encode."""
+        try:
+            doc = encode_activity_log(log)
+            encoded = bson.encode(doc)
+        except (TypeError, OverflowError, BSONError) as exc:
+            raise ValueError(f"cannot encode the document: {exc}") from exc
+        if len(encoded) + _ID_BYTES > MAX_DOCUMENT_BYTES:
+            raise ValueError(_too_large(len(encoded) + _ID_BYTES))
+        return BsonContent(doc, encoded[4:], log)
 
     @property
     def holds_live_feed(self) -> bool:
