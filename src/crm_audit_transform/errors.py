@@ -41,10 +41,21 @@ infrastructure that is down. Driver errors are translated at the adapter boundar
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 
 class CrmAuditError(Exception):
-    """Base of every error this library raises on purpose."""
+    """Base of every error this library raises on purpose.
+
+    Every error pickles to an equal one (same type, message and attributes): ``--workers`` page
+    processes raise them across a process boundary (``concurrent.futures`` pickles a worker's
+    exception). Python's default rebuilds an exception by calling ``cls(*args)`` with its one
+    formatted message, which fails for the ``__init__``s below that take other arguments, and a
+    result that cannot be unpickled breaks the whole pool (read as ``WorkerLost``).
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuilt, (type(self), self.args, dict(self.__dict__)))
 
 
 class AuditedChangesError(CrmAuditError):
@@ -318,3 +329,11 @@ class WorkerLost(Unavailable):
     """
 
     code = "WORKER_LOST"
+
+
+def _rebuilt(cls: type[CrmAuditError], args: tuple[Any, ...], state: dict[str, Any]) -> CrmAuditError:
+    """``cls``'s instance with ``args`` and attributes ``state``, without calling its ``__init__``."""
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
