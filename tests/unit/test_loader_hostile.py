@@ -65,6 +65,21 @@ class TestHostileInput:
             load_audited_changes('---\na: "\\U0a001F389"\n', backend="nope")  # type: ignore[arg-type]
         assert not isinstance(raised.value, AuditedChangesError)
 
+    @pytest.mark.parametrize(
+        "payload",
+        [
+            "---\nname: \udcff\n",
+            "---\nname: caf\u00e9 \ud800\n",
+            "---\nname: \udcff\x00\n",  # the surrogate is told before the NUL
+            "name: \udcff\n",  # and before the missing "---"
+            "---\nname: \u00e9\n" + "x\udcff" * 300_000,  # long enough that its bytes are counted
+        ],
+    )
+    def test_a_lone_surrogate_is_told_as_such(self, backend: str, payload: str) -> None:
+        """A text no UTF-8 holds is ``BadEncoding`` naming it, whichever check would have come next."""
+        with pytest.raises(BadEncoding, match="text that cannot be UTF-8"):
+            load_audited_changes(payload, LoaderLimits(max_bytes=1 << 20), backend=backend)
+
     def test_billion_laughs_stays_within_bounded_memory(self, backend: str) -> None:
         """A 1 KB alias bomb is refused before its expansion is allocated (peak well under 20 MB)."""
         assert len(BILLION_LAUGHS) < 1024

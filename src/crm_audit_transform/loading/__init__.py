@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import AuditedChangesError, BadEncoding, LimitExceeded, MalformedYaml, NotAMapping
 from ..values import Changes
-from ._backends import Backend, available_backends, parse
+from ._backends import Backend, available_backends, parse, utf8_checked
 from ._jsonb import JsonbText, check_json_depth, from_json, from_json_text
 from ._limits import LoaderLimits
 
@@ -58,9 +58,10 @@ def load_audited_changes(
         if isinstance(value, JsonbText):
             return from_json_text(value.text, limits)
     text = _text(value, limits.max_bytes)
-    if "\x00" in text:
-        raise BadEncoding("NUL characters cannot appear in YAML (or in a PostgreSQL text column)")
-    if not text.startswith("---"):
+    if "\x00" in text or not text.startswith("---"):
+        utf8_checked(text)  # a lone surrogate is told first, as before any other check
+        if "\x00" in text:
+            raise BadEncoding("NUL characters cannot appear in YAML (or in a PostgreSQL text column)")
         raise NotAMapping("String (Rails reads text that does not start with '---' as a plain String)")
     try:
         found, loaded = parse(text, limits, backend)
@@ -92,10 +93,11 @@ def _text(value: object, max_bytes: int) -> str:
             raise LimitExceeded("payload bytes", max_bytes, None)
         if value.isascii():  # one byte a character, and no surrogates: no need to encode it
             return value
-        try:
-            size = len(value.encode("utf-8"))
-        except UnicodeEncodeError as exc:
-            raise BadEncoding(f"text that cannot be UTF-8: {exc}") from None
+        if len(value) * 4 <= max_bytes:
+            # At most 4 bytes a character: within the limit without counting. The text is encoded
+            # once, where it is parsed, which also finds a lone surrogate (``utf8_checked``).
+            return value
+        size = len(utf8_checked(value))
         if size > max_bytes:
             raise LimitExceeded("payload bytes", max_bytes, size)
         return value

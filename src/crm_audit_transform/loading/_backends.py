@@ -288,17 +288,34 @@ def available_backends() -> tuple[Backend, ...]:
     return ("compiled", *found) if _cbuild is not None and CParser is not None else found
 
 
+def utf8_checked(text: str) -> bytes:
+    """``text`` as UTF-8; ``BadEncoding`` for a lone surrogate, which no UTF-8 (and no YAML) holds."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise BadEncoding(f"text that cannot be UTF-8: {exc}") from None
+
+
 def parse(text: str, limits: LoaderLimits, backend: Backend) -> tuple[bool, Any]:
-    """The first YAML document of ``text`` built into the value model (see ``builder.build``)."""
+    """The first YAML document of ``text`` built into the value model (see ``builder.build``).
+
+    ``BadEncoding`` for a lone surrogate, before any parser sees the text: the compiled builder
+    declines such a text (it encodes the text to UTF-8 for libyaml), so the check is made only on
+    the other paths, and only for text that is not ASCII.
+    """
     chosen: Backend = backend
-    if backend == "compiled" or (backend == "auto" and _cbuild is not None and CParser is not None):
-        if _cbuild is None or CParser is None:
-            raise ValueError("the compiled loader was not built on this machine")
-        built: Any = _cbuild.build_text(text, limits)  # (found, value), or DECLINED
-        if built is not _cbuild.DECLINED:
-            found, value = built  # unpacked, not cast(): no call on every row
-            return found, value
+    compiled = _cbuild is not None and CParser is not None
+    if backend == "compiled" or (backend == "auto" and compiled):
+        if compiled:
+            built: Any = _cbuild.build_text(text, limits)  # (found, value), or DECLINED
+            if built is not _cbuild.DECLINED:
+                found, value = built  # unpacked, not cast(): no call on every row
+                return found, value
         chosen = "libyaml"  # what it does not take: the same builder over PyYAML's events
+    if not text.isascii():
+        utf8_checked(text)
+    if backend == "compiled" and not compiled:
+        raise ValueError("the compiled loader was not built on this machine")
     if chosen == "python" or (chosen == "auto" and CParser is None):
         factory: Any = _PythonParser
     elif chosen in ("libyaml", "auto"):
