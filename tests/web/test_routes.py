@@ -206,8 +206,17 @@ class TestMigrateRoute:
         assert app_parts["db"]["activity_logs"].count_documents({}) == 0
 
     @pytest.mark.parametrize(("levels", "where"), [(97, "to"), (98, "metadata")])
+    @pytest.mark.parametrize(
+        "leaf",
+        [
+            "1",
+            # Two-level Extended JSON leaves a dry run writes: bytes, and a datetime before 1970.
+            '{"$binary": {"base64": "AA==", "subType": "00"}}',
+            '{"$date": {"$numberLong": "-1000"}}',
+        ],
+    )
     def test_a_value_nested_as_deep_as_mongodb_takes_is_accepted(
-        self, app_parts: dict[str, Any], levels: int, where: str
+        self, app_parts: dict[str, Any], levels: int, where: str, leaf: str
     ) -> None:
         """The route took 32 levels while a dry run writes up to 97 (98 in metadata), which its
         docstring promises can be posted as written. It takes what the writers take; one level more
@@ -215,7 +224,7 @@ class TestMigrateRoute:
         client = app_parts["client"]
 
         def post(depth: int, number: int) -> Any:
-            record = json.loads(_holding("[" * depth + "1" + "]" * depth, where))["records"][0]
+            record = json.loads(_holding("[" * depth + leaf + "]" * depth, where))["records"][0]
             record["external_id"] = f"crm:acme:audit:{number}"
             return client.post(
                 "/private/activity_logs/migrate", json={"records": [record]}, headers={"Authorization": AUTH}
@@ -227,7 +236,7 @@ class TestMigrateRoute:
         deeper = post(levels + 1, 2)
         assert deeper.status_code == 200, deeper.text
         assert [(r["status"], r["reason"]) for r in deeper.json()["results"]] == [("failed", "write_error")]
-        past = post(101, 3)  # refused before parsing, as any body nested past what a record can hold
+        past = post(103, 3)  # refused before parsing, as any body nested past what a record can hold
         assert past.status_code == 400
         assert error_code(past) == "MALFORMED_BODY"
         assert app_parts["db"]["activity_logs"].count_documents({}) == 1

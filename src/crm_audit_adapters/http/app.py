@@ -36,10 +36,13 @@ from .records import decode_record, parse_body
 from .service import HttpService
 
 MAX_BATCH = 20
-MIGRATE_BODY_DEPTH = MONGODB_MAX_NESTING + 3
+MIGRATE_BODY_DEPTH = MONGODB_MAX_NESTING + 5
 """The nesting ``/migrate`` bodies may reach, whatever ``max_json_depth``: a record MongoDB takes (its
 document is level 1) sits in the body and its ``records`` (2 more), and its deepest value may be an
-Extended JSON wrapper (``{"$numberLong": …}``, 1 more), so a dry run's output is never refused here."""
+Extended JSON wrapper of two levels (``{"$binary": {"base64": …}}``, a datetime before 1970 as
+``{"$date": {"$numberLong": …}}``; BSON leaves, no level to MongoDB), so a dry run's output is never
+refused here; and one level more, so a record one level too deep fails alone (``write_error``), as in
+a run, instead of the whole batch."""
 Handler = Callable[[Request], Awaitable[Response]]
 
 
