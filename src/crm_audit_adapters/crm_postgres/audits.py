@@ -55,48 +55,55 @@ _COLUMNS = sql.SQL(", ").join(
     )
 )  # fmt: skip
 
+# The scope of a run, in every query below: its auditable types, created at or after the cutoff.
 # A NULL created_at is in every range: such a row is read, and fails as missing_created_at, instead
 # of staying invisible to the run. So is a time before year 1 (-infinity, BC), which no datetime
 # cutoff can be compared with: it fails as invalid_audit_row. A time after 9999 is after any cutoff.
-# (each query spells the same range out)
-# The inner query is the keyset page (its plan unchanged); the outer one keeps its rows while the
-# text before each is under the byte budget: the first row always, then up to the one that passes it.
-_PAGE = sql.SQL(
-    "SELECT {columns} FROM ("
-    "SELECT *, sum(coalesce(octet_length(audited_changes::text), 0) + coalesce(octet_length(comment), 0))"
-    " OVER (ORDER BY id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS bytes_before FROM ("
-    "SELECT {columns} FROM {schema}.audits WHERE id > %s AND auditable_type = ANY(%s)"
-    " AND (created_at >= %s OR created_at IS NULL OR created_at < '0001-01-01') ORDER BY id LIMIT %s"
-    ") AS candidates) AS page WHERE coalesce(bytes_before, 0) < %s ORDER BY id"
+# Parameters: the types, then the cutoff.
+_IN_SCOPE = (
+    "auditable_type = ANY(%s) AND (created_at >= %s OR created_at IS NULL OR created_at < '0001-01-01')"
 )
-# A page's ids alone (ports.AuditPageIds): the same keyset page and byte budget as _PAGE, the text
-# measured by its header as there but never sent. Its rows are then read by id (_SPAN) where the page
-# is transformed: only those ids, and only while still in scope.
-_PAGE_IDS = sql.SQL(
-    "SELECT id FROM ("
-    "SELECT id, sum(coalesce(octet_length(audited_changes::text), 0) + coalesce(octet_length(comment), 0))"
-    " OVER (ORDER BY id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS bytes_before FROM ("
-    "SELECT id, audited_changes, comment FROM {schema}.audits WHERE id > %s AND auditable_type = ANY(%s)"
-    " AND (created_at >= %s OR created_at IS NULL OR created_at < '0001-01-01') ORDER BY id LIMIT %s"
-    ") AS candidates) AS page WHERE coalesce(bytes_before, 0) < %s ORDER BY id"
-)
+
+
+def _budgeted_page(outer: str, middle: str, inner: str) -> sql.SQL:
+    """The keyset page after an id, cut at the byte budget: ``outer`` of ``middle`` (with each row's
+    ``bytes_before``) of the ``inner`` columns.
+
+    The inner query is the keyset page (its plan unchanged); the outer one keeps its rows while the
+    text before each is under the byte budget: the first row always, then up to the one that passes
+    it. Parameters: the id, the scope (``_IN_SCOPE``), the row limit, the byte budget. One template
+    for ``_PAGE`` and ``_PAGE_IDS``: the ids the runner walks must be the rows a page holds.
+    """
+    # Module constants only (S608): schema and columns come in as sql.Identifier at call time.
+    return sql.SQL(
+        f"SELECT {outer} FROM ("  # noqa: S608
+        f"SELECT {middle}, sum(coalesce(octet_length(audited_changes::text), 0)"
+        " + coalesce(octet_length(comment), 0))"
+        " OVER (ORDER BY id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS bytes_before FROM ("
+        f"SELECT {inner} FROM {{schema}}.audits WHERE id > %s AND {_IN_SCOPE} ORDER BY id LIMIT %s"
+        ") AS candidates) AS page WHERE coalesce(bytes_before, 0) < %s ORDER BY id"
+    )
+
+
+_PAGE = _budgeted_page("{columns}", "*", "{columns}")
+# A page's ids alone (ports.AuditPageIds): the text measured by its header as in _PAGE but never
+# sent. Its rows are then read by id (_SPAN) where the page is transformed: only those ids, and only
+# while still in scope.
+_PAGE_IDS = _budgeted_page("id", "id", "id, audited_changes, comment")
 _SPAN = sql.SQL(
-    "SELECT {columns} FROM {schema}.audits WHERE id >= %s AND id <= %s AND id = ANY(%s)"
-    " AND auditable_type = ANY(%s)"
-    " AND (created_at >= %s OR created_at IS NULL OR created_at < '0001-01-01') ORDER BY id"
+    "SELECT {columns} FROM {schema}.audits WHERE id >= %s AND id <= %s AND id = ANY(%s)"  # noqa: S608 (constants)
+    f" AND {_IN_SCOPE} ORDER BY id"
 )
 _BY_ID = sql.SQL("SELECT {columns} FROM {schema}.audits WHERE id = %s")
 _BOUNDS = sql.SQL(
-    "SELECT min(id), max(id),"
+    "SELECT min(id), max(id),"  # noqa: S608 (constants)
     " min(created_at) FILTER (WHERE created_at >= '0001-01-01' AND created_at < '10000-01-01'),"
-    " count(*) FROM {schema}.audits WHERE auditable_type = ANY(%s)"
-    " AND (created_at >= %s OR created_at IS NULL OR created_at < '0001-01-01')"
+    f" count(*) FROM {{schema}}.audits WHERE {_IN_SCOPE}"
 )
 # The shard cuts: one ordered pass over the in-scope ids (the same rows _BOUNDS counts).
 _QUANTILES = sql.SQL(
-    "SELECT percentile_disc(%s::float8[]) WITHIN GROUP (ORDER BY id) FROM {schema}.audits"
-    " WHERE auditable_type = ANY(%s)"
-    " AND (created_at >= %s OR created_at IS NULL OR created_at < '0001-01-01')"
+    "SELECT percentile_disc(%s::float8[]) WITHIN GROUP (ORDER BY id) FROM {schema}.audits"  # noqa: S608 (constants)
+    f" WHERE {_IN_SCOPE}"
 )
 # With no cutoff the oldest in-scope audit is the start; a floor keeps a single query shape.
 _NO_CUTOFF = dt.datetime.min
