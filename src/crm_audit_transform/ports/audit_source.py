@@ -1,0 +1,102 @@
+"""The CRM's audits as the run reads them: keyset pages, their ends, ids and rows set aside."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol, TypeAlias, runtime_checkable
+
+from ..domain import AuditRow, Outcome, ScopeBounds
+
+if TYPE_CHECKING:  # the page types import the lookup ports: annotations only
+    from ..usecases.pages import PageSpan
+
+
+class AuditSource(Protocol):
+    """The CRM's ``audits`` table of one tenant schema, read by keyset pages (read-only)."""
+
+    def scope_bounds(
+        self, tenant: str, scope: Sequence[str], cutoff: dt.datetime | None
+    ) -> ScopeBounds | None:
+        """Id range and oldest ``created_at`` of in-scope audits at or after ``cutoff``; None if none."""
+        ...
+
+    def page(
+        self, tenant: str, scope: Sequence[str], *, after_id: int, cutoff: dt.datetime, limit: int
+    ) -> Sequence[AuditRow]:
+        """``id > after_id AND auditable_type IN scope AND created_at >= cutoff ORDER BY id LIMIT limit``.
+
+        A source may return fewer than ``limit`` rows before its end, to keep a page within a byte
+        budget (at least one row, whatever its size); an empty page is the end.
+        """
+        ...
+
+    def audit_by_id(self, tenant: str, audit_id: int) -> AuditRow | None: ...
+
+
+@runtime_checkable
+class AuditEnds(Protocol):
+    """An ``AuditSource`` that can tell its first and last in-scope ids without a pass over the rows."""
+
+    def scope_ends(self, tenant: str, scope: Sequence[str]) -> tuple[int, int] | None:
+        """The first and last in-scope ids, whatever their ``created_at``; None when they cannot be
+        told cheaply (ask ``scope_bounds``)."""
+        ...
+
+
+# Not in __all__ (the public surface has a budget): ``AuditPageIds`` names it.
+SpanReader: TypeAlias = Callable[["PageSpan"], Sequence[AuditRow]]
+"""Reads a ``PageSpan``'s rows (``AuditPageIds.span_rows``) in another process, over its own
+connection; sent to worker processes, so it must pickle."""
+
+
+@runtime_checkable
+class AuditPageIds(Protocol):
+    """An ``AuditSource`` that can tell a page by its ids without reading its rows' text, and read
+    those rows later, here or in another process (``usecases.pages.PageSpan``).
+
+    With a ``SpanPipeline`` the run loop reads only each page's ids and the pipeline reads the rows
+    where it transforms them, so the loop's process never fetches nor ships the rows' text.
+    """
+
+    def page_ids(
+        self, tenant: str, scope: Sequence[str], *, after_id: int, cutoff: dt.datetime, limit: int
+    ) -> Sequence[int]:
+        """The ids of the rows ``page`` returns for the same arguments, in order — the same rows,
+        byte budget included — without reading the rows themselves."""
+        ...
+
+    def span_rows(self, span: PageSpan) -> Sequence[AuditRow]:
+        """The span's rows, in id order: those of its ids still in its scope (``PageSpan``)."""
+        ...
+
+    def span_reader(self) -> SpanReader | None:
+        """``span_rows`` for another process (it must pickle: no open connection, no secret shown in
+        its ``repr``), or None when this source cannot be read from another process."""
+        ...
+
+
+@runtime_checkable
+class RowsSetAside(Protocol):
+    """An ``AuditSource`` that sets some rows aside as their ``Failed`` outcome instead of handing
+    them over: an export's repeated id, a line with an id that cannot become a row.
+
+    The run loop takes them after each ``page`` call and counts them in id order with that page's
+    rows (the halt rule, the job's counts, ``on_outcomes``), and verify counts them as failed
+    audits, so a file source is counted as a database source whose bad rows fail one by one.
+    """
+
+    def take_set_aside(self) -> Sequence[Outcome]:
+        """The outcomes of the rows set aside since the last call (each once), ascending by id."""
+        ...
+
+
+@runtime_checkable
+class AuditSplitter(Protocol):
+    """An ``AuditSource`` that can cut the in-scope ids into parts of equal row counts cheaply."""
+
+    def id_quantiles(
+        self, tenant: str, scope: Sequence[str], cutoff: dt.datetime | None, parts: int
+    ) -> Sequence[int]:
+        """The ids at the 1/parts … (parts-1)/parts quantiles of the in-scope ids, ascending."""
+        ...

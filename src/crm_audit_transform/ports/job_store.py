@@ -1,0 +1,100 @@
+"""The migration jobs' store: the whole job, and the run loop's view of one job or shard."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection
+from typing import Protocol
+
+from ..jobs import JobShard, MigrationJob
+
+
+class JobStore(Protocol):
+    """``crm_activity_log_migration_jobs``: one document per job, at most one in progress per account.
+
+    Lease expiries are computed on the **store's clock** (a database server's ``$$NOW``), never the
+    runner's: runners on hosts whose clocks disagree still agree on whether a lease has expired.
+    """
+
+    def create(self, job: MigrationJob) -> None:
+        """Insert; raises ``JobAlreadyRunning`` when the account already has an in-progress job."""
+        ...
+
+    def latest(self, company_sso_id: str) -> MigrationJob | None: ...
+
+    def rollback_under_way(self, company_sso_id: str) -> MigrationJob | None:
+        """A job of the account whose rollback has started and not finished (``rolling_back``)."""
+        ...
+
+    def save(self, job: MigrationJob) -> None:
+        """Replace the job's cursor, counts, status and lease (by ``job_id``)."""
+        ...
+
+    def transition(self, job: MigrationJob, expected: Collection[str]) -> MigrationJob | None:
+        """Replace the stored job with ``job`` only while its stored status is one of ``expected``.
+
+        Atomic; returns the job as stored, or None (nothing written) when its status was another.
+        ``JobAlreadyRunning`` when ``job`` is in progress and the account has another such job.
+        When ``expected`` holds ``in_progress``, the stored ``shards`` are kept as they are (live
+        shards own their entries while the job runs; a cancel must not undo their progress).
+        """
+        ...
+
+    def acquire_shard_lease(self, job_id: str, shard: int, owner: str, ttl: dt.timedelta) -> MigrationJob:
+        """``acquire_lease`` for one shard of a sharded job: that shard's lease only; the whole job.
+
+        A completed shard's lease is never taken: the job comes back as stored, that lease as it is.
+        """
+        ...
+
+    def save_shard_progress(
+        self, job_id: str, shard: JobShard, owner: str, ttl: dt.timedelta | None
+    ) -> MigrationJob:
+        """``save_progress`` for one shard: the run's fields of ``shards[shard.shard]`` alone
+        (``last_audit_id``, ``status``, ``tally``, ``enrichment``, ``halted_reason``,
+        ``finished_at``; its range and ``halt_basis`` stay as stored), lease renewed.
+
+        One atomic write, only while ``owner`` holds that shard's lease and the job is in progress;
+        else the stored job when ``owner`` still holds the shard (the job was cancelled, halted or
+        completed meanwhile: nothing written but, with ``ttl`` None, the release of that lease),
+        ``LeaseHeld`` when another runner took the shard over.
+        Returns the whole job as stored.
+        """
+        ...
+
+    def acquire_lease(self, job_id: str, owner: str, ttl: dt.timedelta) -> MigrationJob:
+        """Take the lease if free, expired or already ours, until the store's now + ``ttl``; else
+        raise ``LeaseHeld``. Atomic. Only while the job's status is ``jobs.LEASABLE`` (in progress,
+        halted, completed): a cancelled, rolling-back or rolled-back job comes back as stored, its
+        lease untouched, so no runner takes it up after a cancel or a rollback."""
+        ...
+
+    def save_progress(self, job: MigrationJob, owner: str, ttl: dt.timedelta | None) -> MigrationJob:
+        """Save the run's fields of ``job``, its lease renewed to ``owner`` until the store's now + ttl.
+
+        The run's fields are what a run changes: ``last_audit_id``, ``tally``, ``enrichment``,
+        ``updated_at``, ``status``, ``finished_at`` and ``halted_reason``; the job's identity, scope,
+        ``halt_basis`` and shards stay as stored (``trigger``'s, through ``save`` and ``transition``).
+        ``ttl=None`` hands the lease back in the same write (a run's finish). One atomic write, only
+        while ``owner`` still holds the lease (expired or not) and the stored job is in progress:
+        a runner whose lease was taken over — even if since released — gets ``LeaseHeld`` and writes
+        nothing; a job cancelled meanwhile is returned as stored (``cancelled``), nothing written;
+        a job ended otherwise while the lease was still ``owner``'s (rolled back once it had expired)
+        is ``JobNotRunnable``, nothing written. ``JobNotFound`` if the job was never created.
+        """
+        ...
+
+
+class RunJobStore(Protocol):
+    """What the run loop asks of the job store: a ``JobStore``, or one shard's view of it
+    (``usecases.shards.ShardJobs``), whose jobs are that shard's cursor, counts and lease."""
+
+    def latest(self, company_sso_id: str) -> MigrationJob | None: ...
+
+    def rollback_under_way(self, company_sso_id: str) -> MigrationJob | None: ...
+
+    def save(self, job: MigrationJob) -> None: ...
+
+    def acquire_lease(self, job_id: str, owner: str, ttl: dt.timedelta) -> MigrationJob: ...
+
+    def save_progress(self, job: MigrationJob, owner: str, ttl: dt.timedelta | None) -> MigrationJob: ...

@@ -1,0 +1,101 @@
+"""Where migrated logs go, and how rollback and verify read them back."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol, TypeAlias, runtime_checkable
+
+from ..domain import ActivityLog, EncodedLog, WriteResult
+
+if TYPE_CHECKING:  # the enrichment package imports these ports: annotations only, no import cycle
+    from ..enrichment.model import MatchKey, StoredLog
+    from ..verification import StoredMigratedLog
+
+
+class ActivityLogWriter(Protocol):
+    """Where migrated logs go: the CDP ``activity_logs`` collection, a file, a queue."""
+
+    def insert_batch(self, logs: Sequence[ActivityLog | EncodedLog]) -> Sequence[WriteResult]:
+        """Insert unordered; a duplicate ``(company_sso_id, external_id)`` is a ``skipped`` result.
+
+        An ``EncodedLog`` comes only from this writer's own ``log_encoder`` (``EncodingLogWriter``),
+        and is written as it is; a writer without one never receives one (``TypeError`` if it does).
+        """
+        ...
+
+
+# Not in __all__ (the public surface has a budget): ``EncodingLogWriter`` names it.
+LogEncoder: TypeAlias = Callable[[ActivityLog], EncodedLog]
+"""A writer's encoder: the log as that writer would write it (``EncodedLog.data``), or why it would
+refuse it (``EncodedLog.problem``). Sent to worker processes, so it must pickle (a module-level
+function, or an instance of a module-level class)."""
+
+
+@runtime_checkable
+class EncodingLogWriter(ActivityLogWriter, Protocol):
+    """A writer that can have its logs encoded ahead, where they are transformed (``--workers``)."""
+
+    def log_encoder(self) -> LogEncoder | None:
+        """The encoder whose ``EncodedLog`` this writer writes as it is; None when it has none now
+        (a collection that is handed documents, not bytes)."""
+        ...
+
+
+class MigratedLogs(Protocol):
+    """The migrated logs of an account, as rollback deletes and counts them."""
+
+    def delete_migrated(self, company_sso_id: str) -> int:
+        """Delete this company's ``source_tag = crm_migration`` logs only; return how many."""
+        ...
+
+    def count_migrated(self, company_sso_id: str) -> int: ...
+
+
+class ActivityLogStore(ActivityLogWriter, MigratedLogs, Protocol):
+    """A store that is both (MongoDB's ``activity_logs``, the JSONL sink).
+
+    Nothing asks for both at once: ``ServicePorts.logs`` is a writer, ``ServicePorts.migrated`` the
+    rollback's ``MigratedLogs``, so a write-only sink implements ``ActivityLogWriter`` alone.
+    """
+
+
+class MigratedLogReader(Protocol):
+    """The account's logs read back for verify: by page of external ids, streamed, never all at once."""
+
+    def migrated_logs(
+        self, company_sso_id: str, external_ids: Collection[str]
+    ) -> Sequence[StoredMigratedLog]:
+        """Every log of the company whose ``external_id`` is one of these (each copy of a duplicate).
+
+        Each may be parsed only when verify asks (``StoredMigratedLog.parsed``); a ``MigratedDoc``
+        is one already parsed.
+        """
+        ...
+
+    def migrated_external_ids(self, company_sso_id: str) -> Iterable[str]:
+        """Stream the ``external_id`` of every ``crm_migration`` log of the company, one per document."""
+        ...
+
+    def content_of(self, log: ActivityLog) -> Mapping[str, object]:
+        """``log``'s owned fields in the wire form ``MigratedDoc.content`` holds (same encoder).
+
+        What ``StoredMigratedLog.parsed`` takes as ``expected``. ``ValueError`` (or ``RecursionError``)
+        when the store can never hold ``log`` (its writer fails it as ``write_error``): verify counts
+        such a row as that failure, not as missing.
+        """
+        ...
+
+    @property
+    def holds_live_feed(self) -> bool:
+        """Whether the store may hold live-feed logs (no ``external_id``) for the overlap check.
+
+        False for a dry run's file: verify then makes no match keys and asks for no candidates.
+        """
+        ...
+
+    def live_feed_candidates(
+        self, keys: Collection[MatchKey], window: dt.timedelta
+    ) -> Mapping[MatchKey, Sequence[StoredLog]]:
+        """Per key, every log without ``external_id`` that the key matches within ``window``."""
+        ...
