@@ -127,8 +127,10 @@ class TestJsonl:
 class TestPlainLineShortcut:
     @pytest.mark.parametrize("path", [TEXT_AUDITS, JSONB_AUDITS])
     def test_the_shortcut_builds_the_same_row_or_defers_to_the_general_reading(self, path: Path) -> None:
-        """For every corpus line and column edit, the per-line shortcut gives _row's row or hands over."""
-        from crm_audit_adapters.files.audits import _NotPlain, _plain_jsonl_row, _row
+        """For every corpus line and column edit, the per-line shortcut gives record_row's row or hands
+        over."""
+        from crm_audit_adapters.files.audit_fields import record_row
+        from crm_audit_adapters.files.audit_jsonl import NotPlain, plain_jsonl_row
 
         edits: list[dict[str, Any]] = [
             {},
@@ -148,11 +150,11 @@ class TestPlainLineShortcut:
             for edit in edits:
                 record = {**line, **edit}
                 for tenant in (None, line["tenant"]):
-                    plain = _plain_jsonl_row(record, tenant)
-                    if plain is _NotPlain.NOT_PLAIN:
+                    plain = plain_jsonl_row(record, tenant)
+                    if plain is NotPlain.NOT_PLAIN:
                         continue
                     taken += 1
-                    assert plain == _row(path, 1, record, tenant, typed=True, jsonb_changes=False)
+                    assert plain == record_row(path, 1, record, tenant, typed=True, jsonb_changes=False)
         assert taken > len(corpus_lines(path))  # it does take the ordinary lines
 
 

@@ -1,0 +1,145 @@
+"""Audit rows of a JSONL file: the plain line's fast path, and a line too long to hold."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Generator
+from typing import Any, Final, TypeAlias
+
+from crm_audit_transform.domain import AuditRow
+
+from .audit_fields import record_row
+from .errors import FileFormatError
+from .lines import OnError, PathLike, json_objects, parse_timestamp, report
+
+
+def too_long_line(
+    path: PathLike, tenant: str | None, on_error: OnError | None, max_line_bytes: int
+) -> Callable[[int, dict[str, Any]], None]:
+    """What a JSONL line longer than ``max_line_bytes`` becomes, from the members its head holds.
+
+    A line is held whole, so one that long is never read: another tenant's line is passed over; a
+    line whose ``id`` and ``tenant`` its head gives is that row's error (``on_error``: the dry run
+    fails the row, ``invalid_audit_row``, as a PostgreSQL row past the loader's limits fails alone);
+    a line whose id or tenant lies past its head stops the read, as any line with no readable id
+    does: it cannot be told this tenant's row from another tenant's (whose ids overlap).
+    """
+
+    def handle(number: int, members: dict[str, Any]) -> None:
+        line_tenant = members.get("tenant")
+        if tenant is not None and isinstance(line_tenant, str) and line_tenant != tenant:
+            return
+        audit_id = members.get("id")
+        if not isinstance(audit_id, int) or isinstance(audit_id, bool):
+            audit_id = None
+        why = f"line longer than {max_line_bytes} bytes: a line is read whole, so its row is not read"
+        if audit_id is not None and line_tenant is None:
+            why += " (its tenant comes after the long value: put tenant and id first)"
+        error = FileFormatError(path, number, why, audit_id=audit_id)
+        if audit_id is None or line_tenant is None:
+            raise error
+        report(error, on_error)
+
+    return handle
+
+
+def jsonl_rows(
+    path: PathLike, tenant: str | None, on_error: OnError | None, max_line_bytes: int
+) -> Generator[tuple[int, AuditRow], None, None]:
+    too_long = too_long_line(path, tenant, on_error, max_line_bytes)
+    objects = json_objects(
+        path, on_error, keep_bytes=True, max_line_bytes=max_line_bytes, on_long_line=too_long
+    )
+    for number, record in objects:
+        plain = plain_jsonl_row(record, tenant)
+        if plain is not NotPlain.NOT_PLAIN:
+            row = plain
+        else:
+            try:
+                row = record_row(path, number, record, tenant, typed=True, jsonb_changes=False)
+            except FileFormatError as error:
+                report(error, on_error)
+                continue
+        if row is not None:
+            yield number, row
+
+
+class NotPlain(enum.Enum):
+    NOT_PLAIN = enum.auto()
+
+
+_TEXT: Final = frozenset({str, type(None)})
+_ID: Final = frozenset({int, type(None)})
+_CHANGES: Final = frozenset({str, dict, type(None)})  # YAML text, a jsonb object, NULL
+
+
+_PlainColumns: TypeAlias = tuple[
+    str, int, str, str, str, Any, Any, Any, Any, Any, Any, Any, Any, Any, Any, Any
+]
+"""A plain line's columns: tenant, id, auditable_type, action, created_at (text), then the rest."""
+
+
+def plain_jsonl_columns(record: dict[str, Any], tenant: str | None) -> _PlainColumns | NotPlain | None:
+    """A JSONL line's columns when every one has its usual type, None for another tenant's line, or
+    ``NOT_PLAIN``.
+
+    An export's lines are almost all like this; it skips ``record_row``'s per-column calls. Anything
+    else (a missing tenant, a wrong type, an empty required column, an ``audited_changes`` that is
+    neither text nor an object) is ``NOT_PLAIN`` and goes through ``record_row``, which words its error.
+    """
+    get = record.get
+    line_tenant = get("tenant")
+    if type(line_tenant) is not str:
+        return NotPlain.NOT_PLAIN
+    if tenant is not None and line_tenant != tenant:
+        return None
+    audit_id, auditable_type, action = get("id"), get("auditable_type"), get("action")
+    created_at, user_id, changes = get("created_at"), get("user_id"), get("audited_changes")
+    auditable_id, associated_id, version = get("auditable_id"), get("associated_id"), get("version")
+    associated_type, user_type, username = get("associated_type"), get("user_type"), get("username")
+    comment, remote_address, request_uuid = get("comment"), get("remote_address"), get("request_uuid")
+    if (
+        type(audit_id) is not int
+        or type(auditable_type) is not str
+        or type(action) is not str
+        or type(created_at) is not str
+        or not auditable_type
+        or not action
+        or not created_at
+        or type(changes) not in _CHANGES
+        or type(auditable_id) not in _ID
+        or type(associated_id) not in _ID
+        or type(version) not in _ID
+        or not (type(user_id) in _ID or (type(user_id) is str and user_id))
+        or type(associated_type) not in _TEXT
+        or type(user_type) not in _TEXT
+        or type(username) not in _TEXT
+        or type(comment) not in _TEXT
+        or type(remote_address) not in _TEXT
+        or type(request_uuid) not in _TEXT
+    ):
+        return NotPlain.NOT_PLAIN
+    return (
+        line_tenant, audit_id, auditable_type, action, created_at, changes, auditable_id, associated_id,
+        associated_type, user_id, user_type, username, version, comment, remote_address, request_uuid,
+    )  # fmt: skip
+
+
+def plain_jsonl_row(record: dict[str, Any], tenant: str | None) -> AuditRow | NotPlain | None:
+    """``record_row`` of a JSONL line whose every column has its usual type, or ``NOT_PLAIN``."""
+    columns = plain_jsonl_columns(record, tenant)
+    if columns is None or columns is NotPlain.NOT_PLAIN:
+        return columns
+    (
+        line_tenant, audit_id, auditable_type, action, created_at, changes, auditable_id, associated_id,
+        associated_type, user_id, user_type, username, version, comment, remote_address, request_uuid,
+    ) = columns  # fmt: skip
+    try:
+        timestamp = parse_timestamp(created_at)
+    except ValueError:
+        return NotPlain.NOT_PLAIN
+    # AuditRow's fields in order, passed by position: a row is built per line, and keywords cost.
+    return AuditRow(
+        line_tenant, audit_id, auditable_type, auditable_id, action, changes, timestamp, associated_id,
+        associated_type, user_id, user_type, username, version, comment, remote_address, request_uuid,
+    )  # fmt: skip

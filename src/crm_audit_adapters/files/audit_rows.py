@@ -1,0 +1,58 @@
+"""Audit rows streamed from a JSONL or CSV file, each with its line number."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator, Iterator
+
+from crm_audit_transform.domain import AuditRow
+
+from .audit_csv import csv_rows_of
+from .audit_formats import FileFormat, format_of
+from .audit_jsonl import jsonl_rows
+from .lines import OnError, PathLike
+from .psql_csv import DEFAULT_MAX_RECORD_BYTES
+
+
+def read_audit_rows(
+    path: PathLike,
+    tenant: str | None = None,
+    *,
+    file_format: FileFormat | None = None,
+    jsonb_changes: bool = False,
+    on_error: OnError | None = None,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+) -> Iterator[AuditRow]:
+    """Stream the audit rows of a JSONL or CSV file (format from the suffix unless given).
+
+    ``tenant``: JSONL lines carry their own ``tenant``; given one, only that tenant's rows are read.
+    psql's CSV has no tenant column, so ``tenant`` is required there (unless the file has one).
+    ``jsonb_changes``: the CSV came from a jsonb ``audited_changes`` column (JSON text per field).
+    """
+    numbered = numbered_audit_rows(
+        path,
+        tenant,
+        file_format=file_format,
+        jsonb_changes=jsonb_changes,
+        on_error=on_error,
+        max_record_bytes=max_record_bytes,
+    )
+    return (row for _, row in numbered)
+
+
+def numbered_audit_rows(
+    path: PathLike,
+    tenant: str | None = None,
+    *,
+    file_format: FileFormat | None = None,
+    jsonb_changes: bool = False,
+    on_error: OnError | None = None,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+) -> Generator[tuple[int, AuditRow], None, None]:
+    """``read_audit_rows`` with each row's (first) line number, for errors that name the line."""
+    chosen = format_of(path, file_format)
+    if chosen == "jsonl":
+        return jsonl_rows(path, tenant, on_error, max_record_bytes)
+    if chosen == "csv":
+        return csv_rows_of(path, tenant, jsonb_changes, on_error, max_record_bytes)
+    raise ValueError(f"cannot tell the format of {os.fspath(path)!r}: pass file_format='jsonl' or 'csv'")
