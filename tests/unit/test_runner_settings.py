@@ -485,12 +485,11 @@ class TestUpperBounds:
     def test_the_numeric_variables_listed_here_are_all_the_numeric_settings(self) -> None:
         """A new numeric setting is added to the list above, so it gets its bound checked too."""
         from crm_audit_adapters import settings
+        from crm_audit_adapters.settings import keys
 
-        numeric = {
-            f"CRM_AUDIT_{key.upper()}" for key, (kind, _) in settings._SCALARS.items() if kind is not str
-        }
-        usman = {f"CRM_AUDIT_USMAN_{key}" for key in settings._USMAN_KEYS.values()} - {
-            f"CRM_AUDIT_USMAN_{settings._USMAN_KEYS[key]}" for key in settings._USMAN_TEXT
+        numeric = {f"CRM_AUDIT_{key.upper()}" for key, (kind, _) in keys._SCALARS.items() if kind is not str}
+        usman = {f"CRM_AUDIT_USMAN_{key}" for key in keys._USMAN_KEYS.values()} - {
+            f"CRM_AUDIT_USMAN_{keys._USMAN_KEYS[key]}" for key in keys._USMAN_TEXT
         }
         loader = {f"CRM_AUDIT_LOADER_{name.upper()}" for name in settings.LOADER_LIMITS}
         assert numeric | usman | loader == set(NUMERIC_VARIABLES)
