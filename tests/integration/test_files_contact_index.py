@@ -126,7 +126,6 @@ class TestFileShapes:
             "[1]",
             contact_line("x", "co", "seven"),
             contact_line("x", "co", True),
-            {"_id": "x", "company_sso_id": "co", "crm_data": {"id": 1}, "created_at": "yesterday"},
             {"company_sso_id": "co", "crm_data": {"id": 1}, "created_at": CREATED},
             {"_id": "x", "company_sso_id": "", "crm_data": {"id": 1}, "created_at": CREATED},
         ],

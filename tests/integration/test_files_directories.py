@@ -131,11 +131,9 @@ class TestContacts:
     @pytest.mark.parametrize(
         ("created_at", "end"),
         [
-            ('"10000-01-01T00:00:00Z"', dt.datetime.max),
             ('{"$date": {"$numberLong": "253402300800000"}}', dt.datetime.max),
             ('"0001-01-01T00:00:00+05:00"', dt.datetime.min),
             ('{"$date": {"$numberLong": "-62135596800001"}}', dt.datetime.min),
-            ('"-infinity"', dt.datetime.min),
         ],
     )
     def test_a_created_at_past_datetimes_range_is_the_ranges_end(
@@ -143,7 +141,9 @@ class TestContacts:
     ) -> None:
         """A sync time past years 1-9999 (mongoexport writes a $numberLong $date there) no longer stops
         the dry run with BAD_INPUT: it is the end of the range it falls past, so the watermark compares
-        as it would with the real time (every audit before a year-10000 contact, none before a BC one)."""
+        as it would with the real time (every audit before a year-10000 contact, none before a BC one).
+        Text that ``fromisoformat`` cannot read (``-infinity``, year 10000) is no time at all, as in
+        MongoDB (``TestContactSyncTimeAsMongoDB``)."""
         line = f'{{"_id": "c", "company_sso_id": "co", "crm_data": {{"id": 1}}, "created_at": {created_at}}}'
         (contact,) = read_contacts(write_lines(tmp_path / "c.jsonl", line))
         assert contact.created_at == end.replace(tzinfo=dt.UTC)
@@ -155,7 +155,6 @@ class TestContacts:
                 {"_id": "c", "company_sso_id": "co", "crm_data": {"id": "x"}, "created_at": "2024-01-01"},
                 "crm_data.id",
             ),
-            ({"_id": "c", "company_sso_id": "co", "crm_data": {"id": 1}, "created_at": 5}, "created_at"),
             ({"company_sso_id": "co", "crm_data": {"id": 1}, "created_at": "2024-01-01"}, "_id"),
             ({"_id": "c", "crm_data": {"id": 1}, "created_at": "2024-01-01"}, "company_sso_id"),
             ("{oops", "JSON"),
@@ -280,3 +279,61 @@ class TestSsoDirectory:
         with pytest.raises(FileFormatError, match="two sso ids") as caught:
             read_sso_directory(path)
         assert caught.value.line == 2
+
+
+OBJECT_ID = "65a1b2c3d4e5f60718293a4b"
+
+
+class TestContactSyncTimeAsMongoDB:
+    """A contacts file and ``MongoContactDirectory`` read one contact to the same sync time, or both
+    to no contact: a dry run's watermark is the run's."""
+
+    @pytest.mark.parametrize(
+        "created_at",
+        [
+            "2024-01-02T03:04:05Z",
+            "2024-01-02 03:04:05",
+            "0001-01-01T00:00:00+05:00",
+            "yesterday",
+            "-infinity",
+            "10000-01-01T00:00:00Z",
+            "",
+            5,
+            None,
+            ...,
+            {"nested": 1},
+        ],
+    )
+    @pytest.mark.parametrize("doc_id", ["oid", "hex", "name"])
+    def test_the_file_reads_the_sync_time_mongodb_reads(
+        self, tmp_path: Path, created_at: object, doc_id: str
+    ) -> None:
+        """Text MongoDB's directory cannot read as a time, a number, null or no created_at is the
+        insertion time of an ObjectId ``_id``; with another ``_id`` neither finds the contact. Before,
+        the file stopped the dry run with BAD_INPUT for each of them, and read ``-infinity`` or year
+        10000 as the range's end, where MongoDB reads the ObjectId's time."""
+        from bson import ObjectId
+
+        from crm_audit_adapters.files import JsonlContactDirectory
+        from crm_audit_adapters.mongo import MongoContactDirectory
+
+        stored_id: object = ObjectId(OBJECT_ID) if doc_id != "name" else "c-1"
+        written_id: object = {"$oid": OBJECT_ID} if doc_id == "oid" else str(stored_id)
+        doc: dict[str, object] = {"_id": stored_id, "company_sso_id": "co", "crm_data": {"id": 1}}
+        line: dict[str, object] = {"_id": written_id, "company_sso_id": "co", "crm_data": {"id": 1}}
+        if created_at is not ...:
+            doc["created_at"] = line["created_at"] = created_at
+
+        class Reply:
+            def find(self, *args: object, **kwargs: object) -> list[dict[str, object]]:
+                return [doc]
+
+        in_mongo = MongoContactDirectory(Reply()).contacts_by_crm_ids("co", [1])  # type: ignore[arg-type]
+        path = write_lines(tmp_path / "c.jsonl", line)
+        in_file = JsonlContactDirectory(path).contacts_by_crm_ids("co", [1])
+        assert in_file == in_mongo
+        assert [contact.created_at for contact in read_contacts(path)] == [
+            contact.created_at for contact in in_mongo.values()
+        ]
+        if doc_id != "name":
+            assert in_file[1].id == OBJECT_ID

@@ -9,11 +9,13 @@ line number. Contacts may be plain JSON or ``mongoexport``'s Extended JSON (``$o
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Final, TypeVar
 
 import orjson
+from bson import ObjectId
 from bson.codec_options import DatetimeConversion
 from bson.datetime_ms import DatetimeMS
 from bson.json_util import JSONOptions
@@ -27,6 +29,7 @@ from .lines import (
     EARLIEST,
     LATEST,
     PathLike,
+    TimeOutOfRange,
     decode,
     json_objects,
     numbered_lines,
@@ -154,15 +157,11 @@ def parse_contact_line(path: PathLike, number: int, raw: bytes) -> Contact | Non
                 raise _Bad(f"crm_data.id is not an integer: {crm_id!r}") from None
         if not isinstance(crm_id, int) or isinstance(crm_id, bool):
             raise _Bad(f"crm_data.id is not an integer: {crm_id!r}")
-        created_at = record.get("created_at")
-        if isinstance(created_at, str):
-            created_at = _timestamp(created_at)
-        elif isinstance(created_at, DatetimeMS):  # a $date past years 1-9999
-            created_at = EARLIEST if int(created_at) < 0 else LATEST
-        if not isinstance(created_at, dt.datetime):
-            raise _Bad(f"created_at is not a timestamp: {created_at!r}")
         if record.get("_id") is None:
             raise _Bad("_id is missing")
+        created_at = _sync_time(record)
+        if created_at is None:
+            return None  # MongoContactDirectory finds no such contact: it has no time to compare
         return Contact(
             id=str(record["_id"]),
             company_sso_id=_str(record, "company_sso_id"),
@@ -171,6 +170,33 @@ def parse_contact_line(path: PathLike, number: int, raw: bytes) -> Contact | Non
         )
 
 
+def _sync_time(record: Mapping[str, object]) -> dt.datetime | None:
+    """A contact's sync watermark, as ``MongoContactDirectory`` reads it (``mongo.contacts``).
+
+    ``created_at`` when it is a date (a ``$date`` past years 1-9999 is the end of the range it falls
+    past) or a text ``datetime.fromisoformat`` reads (naive is UTC; one that leaves years 1-9999 once
+    in UTC is that range's end); else the insertion time of an ObjectId ``_id`` (``{"$oid": …}``, or
+    24 lowercase hex digits, as ``JsonlContactDirectory`` orders ids); else None.
+    """
+    value = record.get("created_at")
+    if isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, DatetimeMS):  # a $date past years 1-9999
+        return EARLIEST if int(value) < 0 else LATEST
+    if isinstance(value, str):
+        try:
+            return parse_timestamp(value)
+        except TimeOutOfRange:  # it reads, so fromisoformat gives its year: 1 or 9999
+            return EARLIEST if dt.datetime.fromisoformat(value).year == 1 else LATEST
+        except ValueError:
+            pass  # no time: MongoDB's directory falls back to the ObjectId, and so does this
+    object_id = record.get("_id")
+    if isinstance(object_id, str) and _OBJECT_ID.fullmatch(object_id):
+        object_id = ObjectId(object_id)
+    return object_id.generation_time if isinstance(object_id, ObjectId) else None
+
+
+_OBJECT_ID: Final = re.compile(r"[0-9a-f]{24}")
 _HEX = frozenset("0123456789abcdef")
 
 

@@ -116,7 +116,10 @@ def _created_at(doc: ReadDocument) -> dt.datetime | None:
         except ValueError:
             parsed = None
         if parsed is not None:
-            return from_bson_datetime(parsed)
+            try:
+                return from_bson_datetime(parsed)
+            except OverflowError:  # leaves years 1-9999 once in UTC: that range's end, as for a $date
+                return _EARLIEST if parsed.year == 1 else _LATEST
     object_id = doc.get("_id")
     if isinstance(object_id, ObjectId):
         return object_id.generation_time
