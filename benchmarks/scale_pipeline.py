@@ -200,6 +200,47 @@ class _RowsOnly:
         return self._source.audit_by_id(*args, **kwargs)
 
 
+def _postmaster(dsn: str) -> int | None:
+    """The PostgreSQL server's postmaster pid (the parent of a backend), None when it is not a
+    process of this machine that /proc lets us read."""
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT pg_backend_pid()").fetchone()
+        try:
+            return int(_stat_fields(int(row[0]))[1]) if row else None
+        except (OSError, IndexError, ValueError):
+            return None
+
+
+def _server_cpu_seconds(postmaster: int | None) -> float | None:
+    """The server's CPU so far: the postmaster's own, its ended children's (every backend that has
+    closed: ``cutime + cstime``, reaped by the postmaster) and its live children's (``utime + stime``).
+
+    A difference of two readings is the server's CPU in between, give or take what a backend that
+    ended in between had spent before the first reading."""
+    if postmaster is None:
+        return None
+    ticks = 0
+    try:
+        ticks += sum(int(field) for field in _stat_fields(postmaster)[11:15])
+    except (OSError, IndexError, ValueError):
+        return None
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == postmaster:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid: int) -> list[str]:
+    # The command name (field 2) may hold spaces and ")": split after its last ")".
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def _run_loop_collection() -> Any:
     """The collector settings the run and dry-run commands use around their loop (a tree from
     before ``crm_audit_adapters.collector`` ran with CPython's defaults, as its commands did)."""
@@ -253,6 +294,8 @@ def _run_loop(
     # No halt: a benchmark must cover the whole range whatever the failure rate (failures are counted).
     settings = RunSettings(halt_threshold=1.0)
     setup_rss = _rss_now()
+    server = _postmaster(ctx.dsn)
+    server_started = _server_cpu_seconds(server)
     started, cpu_started = time.perf_counter(), time.process_time()
     with _run_loop_collection():  # as the run and dry-run commands run it
         result = run_job(
@@ -260,9 +303,15 @@ def _run_loop(
         )
     seconds = time.perf_counter() - started
     cpu_seconds = time.process_time() - cpu_started
+    server_ended = _server_cpu_seconds(server)  # before the pool stops: its backends still live
     tally = result.job.tally
     return {
         "cpu_seconds": cpu_seconds,
+        "server_cpu_seconds": (
+            None
+            if server_started is None or server_ended is None
+            else round(server_ended - server_started, 2)
+        ),
         "rows": tally.processed,
         "seconds": seconds,
         "setup_rss_kib": setup_rss,
