@@ -31,11 +31,15 @@ from crm_audit_transform.config import MappingConfig, load_default_config
 from crm_audit_transform.domain import ActivityLog, EncodedLog, Migrated, Outcome
 from crm_audit_transform.errors import ConfigError, WorkerLost
 from crm_audit_transform.jobs import CANCELLED, COMPLETED, IN_PROGRESS, MigrationJob
+from crm_audit_transform.lookup import LookupContext
+from crm_audit_transform.transformer import Transformer
 from crm_audit_transform.usecases import RunSettings
 from crm_audit_transform.usecases.cancel import cancel
-from support.corpus_account import World
-from support.page_workers import DiesOnRow, SlowWorker, page_pool
+from crm_audit_transform.usecases.pages import PageSpan
+from support.corpus_account import World, audit_rows
+from support.page_workers import DiesOnRow, NotingSpanReads, SlowWorker, WaitsOnItsFirstPage, page_pool
 
+TENANT = "acme"
 SETTINGS = RunSettings(page_size=40, halt_threshold=1.0, lease_seconds=60)
 SINCE = dt.datetime(2024, 6, 1, tzinfo=dt.UTC)
 RAW: CodecOptions[RawBSONDocument] = CodecOptions(document_class=RawBSONDocument)
@@ -279,6 +283,35 @@ class TestTheRunnersShare:
         """With ``share`` the runner is one of the ``workers``: one alone is no pool (``ValueError``)."""
         with pytest.raises(ValueError, match="between 2 and"):
             ProcessPagePipeline(1, TransformerRecipe(load_default_config()))
+
+
+class TestWorkersReadAhead:
+    def test_a_worker_reads_its_next_pages_rows_while_it_prepares_the_page_before(
+        self, tmp_path: Path
+    ) -> None:
+        """A worker handed two pages by id reads the second one's rows while it still prepares the
+        first: the second read is noted before the first page's prepare ends (without reading
+        ahead, that prepare waits its 10 s for a read that comes only after it). Both pages come
+        back whole, in order."""
+        rows = tuple(sorted(audit_rows(TENANT), key=lambda row: row.id)[:10])
+        log = tmp_path / "events"
+        first, second = (tuple(row.id for row in rows[:5]), tuple(row.id for row in rows[5:]))
+        source = NotingSpanReads(rows, first[0], log)
+        spans = [PageSpan(TENANT, ("Contact",), SINCE, ids) for ids in (first, second)]
+        with ProcessPagePipeline(1, WaitsOnItsFirstPage(first[0], log), share=False) as pool:
+            pages = list(
+                pool.transform_spans(
+                    spans,
+                    source,
+                    Transformer(load_default_config()),
+                    lambda request: LookupContext(),
+                    company_sso_id="company",
+                )
+            )
+        events = log.read_text().splitlines()
+        assert events.index(f"read {second[0]}") < events.index(f"prepared {first[0]}")
+        assert [page.ids for page in pages] == [first, second]
+        assert [[o.audit_id for o in page.result.outcomes] for page in pages] == [list(first), list(second)]
 
 
 class TestWhatTheWorkersAreSent:

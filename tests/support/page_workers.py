@@ -9,8 +9,9 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from attrs import frozen
@@ -18,8 +19,10 @@ from attrs import frozen
 from crm_audit_adapters.page_pool import ProcessPagePipeline, TransformerRecipe
 from crm_audit_transform.chain import RuleChain
 from crm_audit_transform.config import MappingConfig, load_default_config
+from crm_audit_transform.domain import AuditRow
 from crm_audit_transform.lookup import LookupContext
 from crm_audit_transform.transformer import PageResult, PreparedRow, Transformer
+from crm_audit_transform.usecases.pages import PageSpan
 
 
 def chain_killing_its_worker(mapping: MappingConfig) -> RuleChain:
@@ -87,3 +90,65 @@ class DiesOnRow:
 
     def __call__(self) -> Transformer:
         return _DyingTransformer(self.audit_id, self.once)
+
+
+_LATER_PAGE_READ = threading.Event()
+"""In a worker process: its span reader has read a page other than the first."""
+
+
+def _note(log: Path, line: str) -> None:
+    with log.open("a") as out:
+        out.write(line + "\n")
+
+
+@frozen
+class NotingSpanReads:
+    """A ``ports.AuditPageIds`` over ``rows`` in memory whose span reader notes ``read <first id>``
+    in ``log`` for each span it reads (in whichever process reads it)."""
+
+    rows: tuple[AuditRow, ...]
+    first_id: int
+    log: Path
+
+    def page_ids(self, *_: object, **__: object) -> Sequence[int]:  # pragma: no cover - spans given
+        raise NotImplementedError
+
+    def span_rows(self, span: PageSpan) -> Sequence[AuditRow]:
+        _note(self.log, f"read {span.ids[0]}")
+        if span.ids[0] != self.first_id:
+            _LATER_PAGE_READ.set()
+        return tuple(row for row in self.rows if row.id in span.ids)
+
+    def __call__(self, span: PageSpan) -> Sequence[AuditRow]:
+        return self.span_rows(span)
+
+    def span_reader(self) -> NotingSpanReads:
+        return self
+
+
+class _WaitingTransformer(Transformer):
+    __slots__ = ("_first_id", "_log")
+
+    def __init__(self, first_id: int, log: Path) -> None:
+        super().__init__(load_default_config())
+        self._first_id = first_id
+        self._log = log
+
+    def prepare(self, rows: Iterable[AuditRow]) -> tuple[PreparedRow, ...]:
+        rows = tuple(rows)
+        if rows and rows[0].id == self._first_id:
+            _LATER_PAGE_READ.wait(timeout=10)  # a worker that reads ahead reads page 2 meanwhile
+            _note(self._log, f"prepared {self._first_id}")
+        return super().prepare(rows)
+
+
+@frozen
+class WaitsOnItsFirstPage:
+    """A recipe whose worker, preparing the page that starts at ``first_id``, waits (10 s at most)
+    until its span reader has read a later page, then notes ``prepared <first_id>`` in ``log``."""
+
+    first_id: int
+    log: Path
+
+    def __call__(self) -> Transformer:
+        return _WaitingTransformer(self.first_id, self.log)

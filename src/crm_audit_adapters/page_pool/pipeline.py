@@ -25,9 +25,12 @@ Pages come back in order; the parent's own keep their ``ActivityLog``s, which th
 
 Pages by id range: when the run's source can tell a page by its ids (``ports.AuditPageIds``:
 PostgreSQL) the run loop gives ``transform_spans`` each page's ids alone, and each worker reads its
-pages' rows itself (``worker.prepare_span``, over its own connection, opened at its first page: the
-source's ``span_reader``), as does this process for the pages it takes. So the parent neither
-fetches nor ships the rows' text; it reads ids, looks up, writes and saves the cursor.
+pages' rows itself (over its own connection, opened at its first page: the source's
+``span_reader``), as does this process for the pages it takes. So the parent neither fetches nor
+ships the rows' text; it reads ids, looks up, writes and saves the cursor. A worker reads ahead:
+each span goes on the worker's own channel (a one-way pipe) as the page is handed to it, and a
+thread there reads the rows while the worker loads and transforms the pages before it
+(``worker``), so the server's time for a page is no longer the worker's idle time.
 
 Workers start with ``forkserver`` (``spawn`` may be asked for): a fresh interpreter forks them,
 so no PostgreSQL, MongoDB or HTTP connection of the parent is ever inherited. That interpreter is
@@ -48,6 +51,7 @@ from collections.abc import Callable, Generator, Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import forkserver
+from multiprocessing.connection import Connection
 from types import TracebackType
 from typing import Any, Final, Literal, TypeAlias, TypeVar
 
@@ -184,11 +188,13 @@ class ProcessPagePipeline:
     """
 
     __slots__ = (
+        "_channels",
         "_context",
         "_executors",
         "_pages_per_worker",
         "_processes",
         "_recipe",
+        "_runs",
         "_share",
         "_workers",
     )
@@ -221,6 +227,8 @@ class ProcessPagePipeline:
             self._context.set_forkserver_preload([worker.__name__, *WRITER_ENCODERS])
             forkserver.ensure_running()
         self._executors: list[ProcessPoolExecutor | None] = [None] * self._processes
+        self._channels: list[Connection | None] = [None] * self._processes
+        self._runs = 0
 
     @property
     def workers(self) -> int:
@@ -240,9 +248,13 @@ class ProcessPagePipeline:
     def close(self) -> None:
         """Stop the workers: queued work is cancelled, a page being transformed is let finish."""
         executors, self._executors = self._executors, [None] * self._processes
+        channels, self._channels = self._channels, [None] * self._processes
         for executor in executors:
             if executor is not None:
                 executor.shutdown(wait=True, cancel_futures=True)
+        for channel in channels:
+            if channel is not None:
+                channel.close()
 
     def transform_pages(
         self,
@@ -297,11 +309,12 @@ class ProcessPagePipeline:
         names_entities: bool,
     ) -> Generator[TransformedPage, None, None]:
         _require_picklable(encoder)
-        executors = self._start(encoder, names_entities, reader)
+        run = self._runs = self._runs + 1
+        executors = self._start(encoder, names_entities, reader, run)
         inflight: deque[_Page] = deque()
         try:
             while True:
-                self._send(feed, inflight, executors)
+                self._send(feed, inflight, executors, run)
                 if not inflight:
                     return
                 self._look_up(inflight, executors, lookup, company_sso_id)
@@ -322,9 +335,12 @@ class ProcessPagePipeline:
                 if page.result is not None:
                     page.result.cancel()
 
-    def _send(self, feed: _Feed, inflight: deque[_Page], executors: Sequence[ProcessPoolExecutor]) -> None:
+    def _send(
+        self, feed: _Feed, inflight: deque[_Page], executors: Sequence[ProcessPoolExecutor], run: int
+    ) -> None:
         """Read pages and send them to the workers until each has ``pages_per_worker`` in flight;
-        the ``n``-th page sent goes to worker ``n mod processes``."""
+        the ``n``-th page sent goes to worker ``n mod processes``. A span goes on the worker's
+        channel first, so its reader thread reads the rows ahead of the page's ``prepare_span``."""
         sent = sum(page.worker is not None for page in inflight)
         while sent < self._processes * self._pages_per_worker:
             page = feed.next()
@@ -333,7 +349,8 @@ class ProcessPagePipeline:
             seq, item = page
             slot = feed.sent % self._processes
             if isinstance(item, PageSpan):
-                plan = self._submit(executors[slot], worker.prepare_span, seq, item)
+                self._tell(slot, (worker.SPAN, run, seq, item))
+                plan = self._submit(executors[slot], worker.prepare_span, seq, run)
                 inflight.append(_Page(seq, None, slot, plan))
             else:
                 wired, flat = _wire(item)
@@ -407,30 +424,50 @@ class ProcessPagePipeline:
                 )
 
     def _start(
-        self, encoder: LogEncoder | None, names_entities: bool, reader: SpanReader | None
+        self, encoder: LogEncoder | None, names_entities: bool, reader: SpanReader | None, run: int
     ) -> list[ProcessPoolExecutor]:
         """The executors, a new one for any that is missing or broken; each forgets old pages and
-        takes this run's encoder and span reader (``worker.begin`` runs before this run's pages on
-        that worker)."""
+        takes this run's encoder (``worker.begin`` runs before this run's pages on that worker) and,
+        on its channel ahead of this run's spans, its span reader."""
         started: list[ProcessPoolExecutor] = []
         for slot, executor in enumerate(self._executors):
             if executor is not None:
                 try:
-                    executor.submit(worker.begin, encoder, names_entities, reader)
+                    executor.submit(worker.begin, encoder, names_entities)
                 except BrokenProcessPool:  # its worker died in an earlier run: replace it
                     executor.shutdown(wait=False, cancel_futures=True)
                     executor = None
             if executor is None:
+                channel = self._channels[slot]
+                if channel is not None:
+                    channel.close()
+                reading, writing = self._context.Pipe(duplex=False)
                 executor = ProcessPoolExecutor(
                     max_workers=1,
                     mp_context=self._context,
                     initializer=worker.start,
-                    initargs=(self._recipe,),
+                    initargs=(self._recipe, reading),
                 )
                 self._executors[slot] = executor
-                self._submit(executor, worker.begin, encoder, names_entities, reader)
+                self._channels[slot] = writing
+                try:
+                    self._submit(executor, worker.begin, encoder, names_entities)  # starts its process
+                finally:
+                    # The worker holds the read end now: a write to a worker that died then fails
+                    # (BrokenPipeError) instead of filling a pipe no one reads.
+                    reading.close()
+            self._tell(slot, (worker.RUN, run, reader))
             started.append(executor)
         return started
+
+    def _tell(self, slot: int, message: tuple[Any, ...]) -> None:
+        """Send ``message`` on worker ``slot``'s channel (``worker._SpanReads``)."""
+        channel = self._channels[slot]
+        assert channel is not None  # made with its executor
+        try:
+            channel.send(message)
+        except OSError as exc:  # its process died, and with it the channel's read end
+            raise self._lost(exc) from exc
 
     def _submit(
         self, executor: ProcessPoolExecutor, call: Callable[..., _T], *args: Any, **kwargs: Any
@@ -446,7 +483,7 @@ class ProcessPagePipeline:
         except BrokenProcessPool as exc:
             raise self._lost(exc) from exc
 
-    def _lost(self, exc: BrokenProcessPool) -> WorkerLost:
+    def _lost(self, exc: BrokenProcessPool | OSError) -> WorkerLost:
         return WorkerLost(
             f"a page worker process died (killed, or out of memory) with --workers {self._workers} "
             f"({exc}): nothing it had not finished was written; run again to resume from the cursor"

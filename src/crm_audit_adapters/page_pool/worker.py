@@ -6,16 +6,25 @@ times through the same worker (the pool keeps one single-process executor per wo
 
 - ``prepare(seq, rows)``: load every row's ``audited_changes`` and the ids the rows name; the
   page's ``LookupRequest`` goes back to the parent, which makes the lookups (its connections,
-  its one cache); or ``prepare_span(seq, span)``: the same, the rows first read here with the
-  run's span reader (``begin``: the source's ``span_reader``, its own connection), their ids sent
-  back with the request;
+  its one cache); or ``prepare_span(seq, run)``: the same, over the rows read here with the run's
+  span reader (the source's ``span_reader``, its own connection), their ids sent back with the
+  request;
 - ``finish(seq, context, company_sso_id)``: the rules over the prepared rows with the parent's
   ``LookupContext``; the ``PageResult`` goes back as ``wire.pack`` makes it — each migrated log
   encoded by the run's writer's encoder (``begin``), so the parent only writes its bytes.
 
 So the loaded values never cross a process boundary: only the raw rows go out (as tuples of
 their fields), or only their ids, and the request and the outcomes (as tuples of builtins) come
-back. The per-process
+back.
+
+Spans are read ahead. The parent sends each span on the worker's own channel (a one-way pipe)
+as it hands the worker the page, before the page's ``prepare_span``; a reader thread here reads
+them in order, so the next page's rows arrive while this process loads and transforms the current
+one, instead of its waiting for the server inside ``prepare_span`` (the query waits off the GIL).
+The channel also carries each run's span reader, ahead of its spans: the thread alone uses the
+reader's connection. It holds the rows of at most the pages the parent has in flight on this
+worker (``pages_per_worker``), so memory stays as flat as without it.
+ The per-process
 state is a module global because the process is its unit: one process, one transformer, its pages. A worker
 ignores Ctrl-C (the parent decides when to stop and stops the pool) and ends itself when its
 parent process is gone, so a parent killed with SIGKILL leaves no worker behind.
@@ -28,6 +37,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Sequence
+from multiprocessing.connection import Connection
 from multiprocessing.util import Finalize
 from typing import Any
 
@@ -39,46 +49,127 @@ from crm_audit_transform.usecases.pages import PageSpan, encode_ahead
 
 from .wire import WirePage, pack
 
-__all__ = ["begin", "finish", "prepare", "prepare_span", "start"]
+__all__ = ["RUN", "SPAN", "begin", "finish", "prepare", "prepare_span", "start"]
+
+RUN = "run"
+"""Channel message ``(RUN, run, reader)``: run ``run`` starts; its spans are read with ``reader``."""
+SPAN = "span"
+"""Channel message ``(SPAN, run, seq, span)``: page ``seq`` of run ``run`` is told by ``span``."""
+
+
+class _SpanReads:
+    """The reader thread: reads the spans the parent sends on ``channel``, in order, and keeps each
+    page's rows (or the error reading them raised) until ``prepare_span`` takes them.
+
+    A run's rows are kept under ``(run, seq)``; a new run drops those of earlier ones (a run that
+    stopped early leaves pages it never prepared). The thread ends when the parent closes its end.
+    """
+
+    __slots__ = ("_channel", "_done", "_reader", "_reading", "_rows", "_thread")
+
+    def __init__(self, channel: Connection) -> None:
+        self._channel = channel
+        self._done = threading.Condition()
+        self._reading = threading.Lock()  # held while the reader's connection is in use
+        self._rows: dict[tuple[int, int], Sequence[AuditRow] | BaseException] = {}
+        self._reader: SpanReader | None = None
+        self._thread = threading.Thread(target=self._serve, name="span-reads", daemon=True)
+        self._thread.start()
+
+    def take(self, run: int, seq: int) -> Sequence[AuditRow]:
+        """Page ``seq``'s rows, waiting for the thread to have read them; its error if it failed."""
+        key = (run, seq)
+        with self._done:
+            self._done.wait_for(lambda: key in self._rows or not self._thread.is_alive())
+            got = self._rows.pop(key, None)
+        if got is None:  # pragma: no cover - the thread ends only when the parent closes the channel
+            raise RuntimeError("page worker's span reader has stopped")
+        if isinstance(got, BaseException):
+            raise got
+        return got
+
+    def close(self) -> None:
+        """Close the reader's connection, once any read in progress has ended."""
+        with self._reading:
+            _close(self._reader)
+            self._reader = None
+
+    def _serve(self) -> None:
+        try:
+            while True:
+                try:
+                    message = self._channel.recv()
+                except (EOFError, OSError):
+                    return  # the parent closed the channel: the pool is closing
+                if message[0] == RUN:
+                    self._start_run(message[1], message[2])
+                else:
+                    self._read(message[1], message[2], message[3])
+        finally:
+            self.close()
+            with self._done:
+                self._done.notify_all()
+
+    def _start_run(self, run: int, reader: SpanReader | None) -> None:
+        with self._reading:
+            _close(self._reader)
+            self._reader = reader
+        with self._done:
+            for key in [key for key in self._rows if key[0] != run]:
+                del self._rows[key]
+
+    def _read(self, run: int, seq: int, span: PageSpan) -> None:
+        got: Sequence[AuditRow] | BaseException
+        with self._reading:
+            try:
+                if self._reader is None:  # pragma: no cover - the pool sends spans only with a reader
+                    raise RuntimeError("page worker has no span reader")
+                got = self._reader(span)
+            except Exception as exc:  # the parent gets it from the page's prepare_span, as raised here
+                got = exc
+        with self._done:
+            self._rows[(run, seq)] = got
+            self._done.notify_all()
+
+
+def _close(reader: SpanReader | None) -> None:
+    """Close a span reader's connection, if it has one (a reader with ``close``)."""
+    close = getattr(reader, "close", None)
+    if callable(close):
+        close()
 
 
 class _Worker:
-    __slots__ = ("encoder", "names_entities", "pending", "reader", "transformer")
+    __slots__ = ("encoder", "names_entities", "pending", "reads", "transformer")
 
-    def __init__(self, transformer: Transformer) -> None:
+    def __init__(self, transformer: Transformer, reads: _SpanReads | None) -> None:
         self.transformer = transformer
         self.encoder: LogEncoder | None = None
         self.names_entities = False
         self.pending: dict[int, tuple[PreparedRow, ...]] = {}
-        self.reader: SpanReader | None = None
-
-    def drop_reader(self) -> None:
-        """Close the span reader's connection, if it has one (a reader with ``close``)."""
-        reader, self.reader = self.reader, None
-        close = getattr(reader, "close", None)
-        if callable(close):
-            close()
+        self.reads = reads
 
 
 _worker: _Worker | None = None
 
 
-def start(recipe: Callable[[], Transformer]) -> None:
-    """The executor's initializer: ignore Ctrl-C, watch the parent, build the transformer."""
+def start(recipe: Callable[[], Transformer], channel: Connection | None = None) -> None:
+    """The executor's initializer: ignore Ctrl-C, watch the parent, build the transformer, start
+    reading the spans sent on ``channel`` (the read end of the worker's pipe)."""
     global _worker
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     parent = multiprocessing.parent_process()
     if parent is not None:
         threading.Thread(target=_end_with, args=(parent,), name="parent-watch", daemon=True).start()
-    _worker = _Worker(recipe())
+    _worker = _Worker(recipe(), None if channel is None else _SpanReads(channel))
     # multiprocessing ends a worker with os._exit: close its reader's connection first, so the
     # server sees a goodbye, not a dropped client.
     Finalize(None, _drop_reader, exitpriority=10)
 
 
 def _drop_reader() -> None:
-    if _worker is not None:
-        _worker.drop_reader()
+    if _worker is not None and _worker.reads is not None:
+        _worker.reads.close()
 
 
 def _end_with(parent: Any) -> None:
@@ -92,16 +183,13 @@ def _state() -> _Worker:
     return _worker
 
 
-def begin(encoder: LogEncoder | None, names_entities: bool, reader: SpanReader | None = None) -> None:
-    """A run starts: its writer's encoder (``ports.PagePipeline``) and its span reader
-    (``ports.AuditPageIds``; the previous run's is closed); drop the pages a previous run prepared
-    and never finished (it stopped early)."""
+def begin(encoder: LogEncoder | None, names_entities: bool) -> None:
+    """A run starts: its writer's encoder (``ports.PagePipeline``); drop the pages a previous run
+    prepared and never finished (it stopped early). Its span reader comes on the channel."""
     worker = _state()
     worker.pending.clear()
     worker.encoder = encoder
     worker.names_entities = names_entities
-    worker.drop_reader()
-    worker.reader = reader
 
 
 def prepare(seq: int, rows: Sequence[Any], *, flat: bool) -> tuple[Sequence[int] | None, LookupRequest]:
@@ -118,13 +206,14 @@ def prepare(seq: int, rows: Sequence[Any], *, flat: bool) -> tuple[Sequence[int]
     return None, worker.transformer.plan(prepared)
 
 
-def prepare_span(seq: int, span: PageSpan) -> tuple[Sequence[int] | None, LookupRequest]:
-    """Read page ``seq``'s rows with the run's span reader, load them and keep them; their ids and
-    the lookups they need (``prepare``)."""
+def prepare_span(seq: int, run: int) -> tuple[Sequence[int] | None, LookupRequest]:
+    """Page ``seq`` of run ``run``, whose span came on the channel: its rows as the reader thread
+    read them (waiting for them if need be; the error reading them raised, if any), loaded and
+    kept; their ids and the lookups they need (``prepare``)."""
     worker = _state()
-    if worker.reader is None:  # pragma: no cover - the pool sends spans only with a reader
-        raise RuntimeError("page worker has no span reader")
-    rows = worker.reader(span)
+    if worker.reads is None:  # pragma: no cover - the pool sends spans only with a channel
+        raise RuntimeError("page worker has no span channel")
+    rows = worker.reads.take(run, seq)
     prepared = worker.transformer.prepare(rows)
     worker.pending[seq] = prepared
     return tuple(row.id for row in rows), worker.transformer.plan(prepared)
