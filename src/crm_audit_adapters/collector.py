@@ -12,7 +12,9 @@ passes of a 20,000-row run): nearly all of their work is traversing live values.
 collector's reach (``gc.freeze``) and starts a young pass every ``first_threshold`` allocations
 instead of 700, so that a page's objects mostly die before a pass meets them. Cyclic garbage is
 still collected, only later; the thresholds and the frozen set are restored on exit. It changes
-process-wide settings, so only a command's entry point (one run per process) uses it.
+process-wide settings, so only a command's entry point (one run per process) uses it, and a
+Celery task around its run. A ``--workers`` page worker, a process that only does a run's work,
+takes the same settings for its whole life (``collect_as_run_loop``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Final
 
-__all__ = ["RUN_LOOP_FIRST_THRESHOLD", "run_loop_collection"]
+__all__ = ["RUN_LOOP_FIRST_THRESHOLD", "collect_as_run_loop", "run_loop_collection"]
 
 RUN_LOOP_FIRST_THRESHOLD: Final = 10_000
 """Allocations between young-generation passes during a run (CPython's default: 700)."""
@@ -41,3 +43,10 @@ def run_loop_collection(first_threshold: int = RUN_LOOP_FIRST_THRESHOLD) -> Iter
         gc.set_threshold(*thresholds)
         if not frozen_before:  # someone else's freeze is theirs to undo
             gc.unfreeze()
+
+
+def collect_as_run_loop(first_threshold: int = RUN_LOOP_FIRST_THRESHOLD) -> None:
+    """``run_loop_collection``'s settings for the rest of this process's life, not restored: for a
+    process that does nothing but a run loop's work (a ``--workers`` page worker)."""
+    gc.freeze()
+    gc.set_threshold(first_threshold, *gc.get_threshold()[1:])

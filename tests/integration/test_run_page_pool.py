@@ -9,8 +9,11 @@ when the run stops early, is cancelled, or loses a worker.
 from __future__ import annotations
 
 import datetime as dt
+import gc
+import multiprocessing
 import uuid
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +23,13 @@ from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
 
+from crm_audit_adapters.collector import RUN_LOOP_FIRST_THRESHOLD
 from crm_audit_adapters.crm_postgres import PostgresAuditSource, PostgresUserDirectory, ReadOnlySession
 from crm_audit_adapters.files import JsonlActivityLogSink
 from crm_audit_adapters.mongo import MongoActivityLogStore
 from crm_audit_adapters.mongo.activity_logs import BsonLogEncoder
 from crm_audit_adapters.mongo.indexes import apply_migration
-from crm_audit_adapters.page_pool import ProcessPagePipeline, TransformerRecipe
+from crm_audit_adapters.page_pool import ProcessPagePipeline, TransformerRecipe, worker
 from crm_audit_transform.chain import RuleChain
 from crm_audit_transform.config import MappingConfig, load_default_config
 from crm_audit_transform.domain import ActivityLog, EncodedLog, Migrated, Outcome
@@ -312,6 +316,23 @@ class TestWorkersReadAhead:
         assert events.index(f"read {second[0]}") < events.index(f"prepared {first[0]}")
         assert [page.ids for page in pages] == [first, second]
         assert [[o.audit_id for o in page.result.outcomes] for page in pages] == [list(first), list(second)]
+
+
+class TestTheWorkersCollector:
+    def test_a_worker_runs_with_the_run_loops_collector_settings(self) -> None:
+        """A worker process's young passes start every RUN_LOOP_FIRST_THRESHOLD allocations and what
+        it imported is frozen, as ``run`` has it around its own loop."""
+        context = multiprocessing.get_context("forkserver")
+        with ProcessPoolExecutor(
+            1,
+            mp_context=context,
+            initializer=worker.start,
+            initargs=(TransformerRecipe(load_default_config()),),
+        ) as executor:
+            threshold = executor.submit(gc.get_threshold).result()
+            frozen = executor.submit(gc.get_freeze_count).result()
+        assert threshold[0] == RUN_LOOP_FIRST_THRESHOLD != gc.get_threshold()[0]
+        assert frozen > 0
 
 
 class TestWhatTheWorkersAreSent:

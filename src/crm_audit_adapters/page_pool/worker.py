@@ -24,7 +24,10 @@ one, instead of its waiting for the server inside ``prepare_span`` (the query wa
 The channel also carries each run's span reader, ahead of its spans: the thread alone uses the
 reader's connection. It holds the rows of at most the pages the parent has in flight on this
 worker (``pages_per_worker``), so memory stays as flat as without it.
- The per-process
+
+A worker process does nothing but a run loop's CPU work, so it runs with the run loop's collector
+settings for its whole life (``collector.collect_as_run_loop``: the fork server's imports frozen,
+young passes every 10,000 allocations), as ``run`` and ``dry-run`` run their own loop. The per-process
 state is a module global because the process is its unit: one process, one transformer, its pages. A worker
 ignores Ctrl-C (the parent decides when to stop and stops the pool) and ends itself when its
 parent process is gone, so a parent killed with SIGKILL leaves no worker behind.
@@ -47,6 +50,7 @@ from crm_audit_transform.ports import LogEncoder, SpanReader
 from crm_audit_transform.transformer import PreparedRow, Transformer
 from crm_audit_transform.usecases.pages import PageSpan, encode_ahead
 
+from ..collector import collect_as_run_loop
 from .wire import WirePage, pack
 
 __all__ = ["RUN", "SPAN", "begin", "finish", "prepare", "prepare_span", "start"]
@@ -155,7 +159,8 @@ _worker: _Worker | None = None
 
 def start(recipe: Callable[[], Transformer], channel: Connection | None = None) -> None:
     """The executor's initializer: ignore Ctrl-C, watch the parent, build the transformer, start
-    reading the spans sent on ``channel`` (the read end of the worker's pipe)."""
+    reading the spans sent on ``channel`` (the read end of the worker's pipe), take the run loop's
+    collector settings."""
     global _worker
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     parent = multiprocessing.parent_process()
@@ -165,6 +170,7 @@ def start(recipe: Callable[[], Transformer], channel: Connection | None = None) 
     # multiprocessing ends a worker with os._exit: close its reader's connection first, so the
     # server sees a goodbye, not a dropped client.
     Finalize(None, _drop_reader, exitpriority=10)
+    collect_as_run_loop()
 
 
 def _drop_reader() -> None:
