@@ -202,6 +202,106 @@ class TestLeases:
         assert store.latest("company-a") == saved
 
 
+class TestFencedTransitions:
+    def test_an_unleased_transition_is_refused_while_the_jobs_lease_is_live(self, store: JobStore) -> None:
+        """transition(unleased=True): LeaseHeld naming the holder, nothing written, while the lease
+        is live on the store's clock; once it has expired (a negative ttl), it goes through."""
+        store.create(migration_job(status=COMPLETED))
+        held = store.acquire_lease("job-1", "repair-1", LEASE)
+        with pytest.raises(LeaseHeld, match="repair-1"):
+            store.transition(attrs.evolve(held, status=ROLLING_BACK), {COMPLETED}, unleased=True)
+        assert store.latest("company-a") == held
+        expired = store.acquire_lease("job-1", "repair-1", -LEASE)
+        moved = store.transition(attrs.evolve(expired, status=ROLLING_BACK), {COMPLETED}, unleased=True)
+        assert moved is not None
+        assert moved.status == ROLLING_BACK
+
+    def test_an_unleased_transition_is_refused_while_a_shards_lease_is_live(self, store: JobStore) -> None:
+        """A live lease on any shard refuses it too; a status that does not match is None, not LeaseHeld."""
+        job = attrs.evolve(sharded_job(), status=CANCELLED)
+        store.create(job)
+        held = store.acquire_shard_lease(job.job_id, 1, "shard-runner", LEASE)
+        with pytest.raises(LeaseHeld, match="shard-runner"):
+            store.transition(attrs.evolve(held, status=ROLLING_BACK), {CANCELLED}, unleased=True)
+        assert store.transition(attrs.evolve(held, status=ROLLING_BACK), {HALTED}, unleased=True) is None
+        assert store.latest("company-a") == held
+
+    def test_a_transition_leased_to_its_holder_writes_the_shards_too(self, store: JobStore) -> None:
+        """leased_to: only while the job's lease (and every shard's) is that owner's; the whole
+        document is written, shards included, even from in_progress; another owner gets None. A
+        lease left on a completed shard does not count (no runner writes that entry again)."""
+        job = sharded_job()
+        left = attrs.evolve(job.shards[0], lease_owner="vm:1:celery", lease_expires_at=LATER)
+        job = attrs.evolve(job, shards=(left, job.shards[1]))
+        store.create(job)
+        store.acquire_shard_lease(job.job_id, 1, "verify", LEASE)
+        held = store.acquire_lease(job.job_id, "verify", LEASE)
+        counted = attrs.evolve(held.shards[1], tally=Tally(processed=5, migrated=5))
+        done = attrs.evolve(held, shards=(held.shards[0], counted), lease_owner=None, lease_expires_at=None)
+        assert store.transition(done, {IN_PROGRESS}, leased_to="runner-9") is None
+        assert store.latest("company-a") == held
+        stored = store.transition(done, {IN_PROGRESS}, leased_to="verify")
+        assert stored is not None
+        assert (stored.shards[1].tally, stored.lease_owner) == (Tally(processed=5, migrated=5), None)
+        assert store.transition(done, {IN_PROGRESS}, leased_to="verify") is None  # no longer its lease
+
+    def test_a_transition_leased_to_is_refused_while_a_shard_is_anothers(self, store: JobStore) -> None:
+        """A shard runner that took its shard's lease: the whole document is not written over it."""
+        job = sharded_job()
+        store.create(job)
+        store.acquire_shard_lease(job.job_id, 1, "shard-runner", LEASE)
+        held = store.acquire_lease(job.job_id, "verify", LEASE)
+        assert (
+            store.transition(attrs.evolve(held, lease_owner=None), {IN_PROGRESS}, leased_to="verify") is None
+        )
+        assert store.latest("company-a") == held
+
+
+class TestHandBackOnCancel:
+    def test_a_runner_that_finds_its_job_cancelled_hands_its_lease_back(self, store: JobStore) -> None:
+        """save_progress with a ttl on a cancelled job: the job as stored, nothing written but the
+        release of the runner's lease (it stops), so a rollback need not wait for the expiry."""
+        store.create(migration_job())
+        held = store.acquire_lease("job-1", "runner-1", LEASE)
+        assert store.transition(attrs.evolve(held, status=CANCELLED), {IN_PROGRESS}) is not None
+        back = store.save_progress(attrs.evolve(held, last_audit_id=99), "runner-1", LEASE)
+        assert (back.status, back.last_audit_id, back.lease_owner, back.lease_expires_at) == (
+            CANCELLED,
+            0,
+            None,
+            None,
+        )
+        assert store.latest("company-a") == back
+
+    def test_a_runner_whose_job_was_rolled_back_hands_its_lease_back_too(self, store: JobStore) -> None:
+        """JobNotRunnable, nothing written but the release of the lease; the status stays."""
+        store.create(migration_job())
+        held = store.acquire_lease("job-1", "runner-1", LEASE)
+        assert store.transition(attrs.evolve(held, status=ROLLED_BACK), {IN_PROGRESS}) is not None
+        with pytest.raises(JobNotRunnable):
+            store.save_progress(attrs.evolve(held, last_audit_id=99), "runner-1", None)
+        latest = store.latest("company-a")
+        assert latest is not None
+        assert (latest.status, latest.last_audit_id, latest.lease_owner) == (ROLLED_BACK, 0, None)
+
+    def test_a_shard_runner_that_finds_the_job_cancelled_hands_its_lease_back(self, store: JobStore) -> None:
+        """save_shard_progress with a ttl on a cancelled job releases that shard's lease, nothing else."""
+        job = sharded_job()
+        store.create(job)
+        held = store.acquire_shard_lease(job.job_id, 1, "runner-1", LEASE)
+        assert store.transition(attrs.evolve(held, status=CANCELLED), {IN_PROGRESS}) is not None
+        moved = attrs.evolve(held.shards[1], last_audit_id=300)
+        back = store.save_shard_progress(job.job_id, moved, "runner-1", LEASE)
+        entry = back.shards[1]
+        assert (back.status, entry.lease_owner, entry.lease_expires_at, entry.last_audit_id) == (
+            CANCELLED,
+            None,
+            None,
+            200,
+        )
+        assert store.latest("company-a") == back
+
+
 def sharded_job() -> MigrationJob:
     """A two-shard job over ids 1..400, shard 0 already completed."""
     shards = split_shards(ScopeBounds(1, 400, T0, 400), 2)

@@ -181,6 +181,24 @@ class TestCancelAndRestart:
         assert logs(client) == 0
         assert sorted(j["status"] for j in jobs(client)) == ["in_progress", "rolled_back"]
 
+    def test_a_rollback_right_after_a_cancelled_run_need_not_wait_for_its_lease(
+        self, run_cli: Cli, client: mongomock.MongoClient
+    ) -> None:
+        """The run that sees the cancel hands its lease back in that write: `rollback` at once deletes
+        every log, the batch written after the cancel too (no LEASE_HELD for lease_seconds)."""
+        assert run_cli("trigger", "--company-sso-id", COMPANY).exit_code == 0
+        run_cli.overrides.prepare = cancel_mid_run
+        stopped = run_cli("run", "--company-sso-id", COMPANY, "--no-progress")
+        run_cli.overrides.prepare = None
+        assert stopped.exit_code == exit_codes.CANCELLED, stopped.output
+        doc = status_json(run_cli)
+        assert (doc["status"], doc["lease_owner"], doc["lease_expires_at"]) == ("cancelled", None, None)
+        assert logs(client) > 0  # the batch in flight when the cancel came
+        rolled = run_cli("rollback", "--company-sso-id", COMPANY, "--yes")
+        assert rolled.exit_code == 0, rolled.output
+        assert logs(client) == 0
+        assert status_json(run_cli)["status"] == "rolled_back"
+
     def test_cancel_of_a_running_job_keeps_its_cursor(
         self, run_cli: Cli, client: mongomock.MongoClient
     ) -> None:

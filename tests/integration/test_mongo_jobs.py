@@ -279,15 +279,16 @@ class TestSaveProgress:
         assert _store(jobs).latest("company-a") == finished
 
     def test_a_cancelled_job_is_returned_as_stored_and_nothing_is_written(self, jobs: Any) -> None:
-        """A job cancelled meanwhile comes back cancelled to its runner; its progress write is dropped."""
+        """A job cancelled meanwhile comes back cancelled to its runner; its progress write is dropped,
+        and the lease the runner held is handed back (it stops: nothing is left to fence)."""
         job = _leased(jobs)
         cancelled = _store(jobs).transition(attrs.evolve(job, status=CANCELLED), {IN_PROGRESS})
         assert cancelled is not None
         back = _clocked(jobs, FixedClock(T0)).save_progress(
             attrs.evolve(job, last_audit_id=40), "runner-1", TTL
         )
-        assert back == cancelled
-        assert _store(jobs).latest("company-a") == cancelled
+        assert back == attrs.evolve(cancelled, lease_owner=None, lease_expires_at=None)
+        assert _store(jobs).latest("company-a") == back
 
     def test_an_unknown_job_is_job_not_found(self, jobs: Any) -> None:
         """save_progress never creates a job."""

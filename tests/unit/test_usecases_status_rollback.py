@@ -9,7 +9,7 @@ import attrs
 import pytest
 
 from crm_audit_transform.domain import ActivityLog, Actor
-from crm_audit_transform.errors import JobAlreadyRunning, JobNotFound, LeaseHeld
+from crm_audit_transform.errors import JobAlreadyRunning, JobNotFound, JobNotRunnable, LeaseHeld
 from crm_audit_transform.jobs import (
     CANCELLED,
     COMPLETED,
@@ -21,7 +21,7 @@ from crm_audit_transform.jobs import (
     MigrationJob,
 )
 from crm_audit_transform.tally import Tally
-from crm_audit_transform.testing import InMemoryJobStore
+from crm_audit_transform.testing import FixedClock, InMemoryJobStore
 from crm_audit_transform.usecases import RunSettings
 from crm_audit_transform.usecases.cancel import cancel
 from crm_audit_transform.usecases.rollback import RollbackPorts, rollback
@@ -182,8 +182,8 @@ class TestRollbackFence:
         class RacedJobs(InMemoryJobStore):
             """A new job is created between the rollback's hold and its re-read."""
 
-            def transition(self, job: MigrationJob, expected: Any) -> MigrationJob | None:
-                stored = super().transition(job, expected)
+            def transition(self, job: MigrationJob, expected: Any, **fence: Any) -> MigrationJob | None:
+                stored = super().transition(job, expected, **fence)
                 if job.status == ROLLING_BACK and self.latest(job.company_sso_id) == stored:
                     world.clock.advance(1)
                     self.create(
@@ -221,9 +221,10 @@ class TestRollbackFence:
 
 
 class TestRollbackAfterCancel:
-    def test_a_cancelled_runners_last_batch_is_not_left_behind(self) -> None:
+    def test_a_cancelled_runner_hands_its_lease_back_so_the_rollback_need_not_wait(self) -> None:
         """Cancel, then rollback while the runner still holds its lease (its batch in flight lands
-        after the cancel): refused; once the lease expires it deletes every log, that batch's too."""
+        after the cancel): refused; the runner hands the lease back when it sees the cancel, so a
+        rollback right after the run deletes every log, that batch's too — no wait for the expiry."""
         world = World()
         world.trigger()
         refused: list[str] = []
@@ -238,12 +239,84 @@ class TestRollbackAfterCancel:
 
         result = world.run(on_progress=cancel_then_roll_back)
         assert result.job.status == CANCELLED
-        assert "runner-1 holds its lease until" in refused[0]
+        assert "held by runner-1 until" in refused[0]
+        assert (result.job.lease_owner, result.job.lease_expires_at) == (None, None)
         written = world.logs.count_migrated(world.company)
         assert written > 0  # the batch in flight when the cancel came was written after it
-        world.clock.advance(RunSettings().lease_ttl)
         assert rollback(world.company, RollbackPorts(world.jobs, world.logs, world.clock)).deleted == written
         assert world.logs.count_migrated(world.company) == 0
+
+    def test_a_runner_ended_under_it_hands_its_lease_back_without_undoing_the_rollback(self) -> None:
+        """A runner paused past its lease: cancelled, then held by a rollback. Its next write is
+        JOB_NOT_RUNNABLE; its hand-back must not save its stale read (rolling_back) over the
+        rollback that finished meanwhile, which would leave the account held."""
+        world = TestRollback().setup_world()
+        world.trigger()
+
+        class RollbackFinishesAfterRead(InMemoryJobStore):
+            finishing = False
+
+            def latest(self, company_sso_id: str) -> MigrationJob | None:
+                read = super().latest(company_sso_id)
+                if self.finishing and read is not None and read.status == ROLLING_BACK:
+                    self.finishing = False
+                    done = attrs.evolve(read, status=ROLLED_BACK, logs_deleted=5)
+                    super().transition(done, {ROLLING_BACK})
+                return read
+
+        jobs = RollbackFinishesAfterRead(world.jobs.jobs, clock=world.clock)
+        world.jobs = jobs
+
+        def paused(job: MigrationJob) -> None:
+            if job.status != IN_PROGRESS or jobs.rollback_under_way(world.company) is not None:
+                return
+            cancel(world.company, jobs=jobs, clock=world.clock)
+            world.clock.advance(RunSettings().lease_ttl + dt.timedelta(seconds=1))
+            stored = jobs.latest(world.company)
+            assert stored is not None
+            assert jobs.transition(attrs.evolve(stored, status=ROLLING_BACK), {CANCELLED})
+            jobs.finishing = True
+
+        with pytest.raises(JobNotRunnable):
+            world.run(on_progress=paused)
+        stored = jobs.latest(world.company)
+        assert stored is not None
+        assert (stored.status, stored.logs_deleted, stored.lease_owner) == (ROLLED_BACK, 5, None)
+
+    def test_the_lease_is_live_or_not_on_the_stores_clock_not_this_hosts(self) -> None:
+        """A rollback on a host 90 s ahead of the database: a repair's lease with 60 s left on the
+        database's clock has "expired" on the host's; it is still live, so the rollback refuses."""
+        world = TestRollback().setup_world()
+        job = world.trigger()
+        world.jobs.save(attrs.evolve(job, status=COMPLETED))
+        world.jobs.acquire_lease(job.job_id, "repair-1", dt.timedelta(seconds=60))
+        host = FixedClock(world.clock.now() + dt.timedelta(seconds=90))
+        with pytest.raises(LeaseHeld, match="repair-1"):
+            rollback(world.company, RollbackPorts(world.jobs, world.logs, host))
+        assert world.logs.count_migrated(world.company) == 5
+        assert migration_status(world.company, world.jobs).status == COMPLETED
+
+    def test_a_lease_taken_between_the_rollbacks_read_and_its_hold_refuses_it(self) -> None:
+        """A repair (or a --resume) takes the lease just after the rollback read the job: the hold
+        checks the lease in the same write as the status, so it refuses and deletes nothing."""
+        world = TestRollback().setup_world()
+        job = world.trigger()
+        world.jobs.save(attrs.evolve(job, status=COMPLETED))
+
+        class LeasedAfterRead(InMemoryJobStore):
+            """``verify --repair`` takes the lease right after ``latest`` answered."""
+
+            def latest(self, company_sso_id: str) -> MigrationJob | None:
+                read = super().latest(company_sso_id)
+                if read is not None and read.lease_owner is None and read.status == COMPLETED:
+                    self.acquire_lease(read.job_id, "repair-1", dt.timedelta(seconds=60))
+                return read
+
+        world.jobs = LeasedAfterRead(world.jobs.jobs, clock=world.clock)
+        with pytest.raises(LeaseHeld, match="repair-1"):
+            rollback(world.company, RollbackPorts(world.jobs, world.logs, world.clock))
+        assert world.logs.count_migrated(world.company) == 5
+        assert migration_status(world.company, world.jobs).status == COMPLETED
 
     def test_a_live_lease_on_an_ended_job_refuses_and_deletes_nothing(self) -> None:
         """A completed job held by ``verify --repair`` (or a shard's runner) is not rolled back under it."""

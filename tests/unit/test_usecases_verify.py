@@ -335,10 +335,10 @@ class _DiesOnRelease:
             raise StoreUnavailable("connection lost")
         self.inner.save(job)
 
-    def transition(self, job: MigrationJob, expected: Any) -> MigrationJob | None:
-        if job.lease_owner is None:  # repair's write of an ended job: a compare-and-set on its status
+    def transition(self, job: MigrationJob, expected: Any, **fence: Any) -> MigrationJob | None:
+        if job.lease_owner is None:  # repair's write: a compare-and-set on its status and leases
             raise StoreUnavailable("connection lost")
-        return self.inner.transition(job, expected)  # type: ignore[no-any-return]
+        return self.inner.transition(job, expected, **fence)  # type: ignore[no-any-return]
 
 
 def late_world() -> tuple[World, AuditRow]:

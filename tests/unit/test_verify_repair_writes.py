@@ -9,7 +9,14 @@ import attrs
 import pytest
 
 from crm_audit_transform.errors import JobNotFound
-from crm_audit_transform.jobs import COMPLETED, ROLLED_BACK, ROLLING_BACK, MigrationJob
+from crm_audit_transform.jobs import (
+    CANCELLED,
+    COMPLETED,
+    IN_PROGRESS,
+    ROLLED_BACK,
+    ROLLING_BACK,
+    MigrationJob,
+)
 from crm_audit_transform.testing import InMemoryJobStore, InMemoryMigratedLogReader
 from crm_audit_transform.usecases import RunSettings, VerifySettings
 from crm_audit_transform.usecases._verify_leases import release_every_lease
@@ -73,3 +80,34 @@ class TestRepairWritesOverTheStatusItRead:
         assert stored is not None
         assert stored.status == ROLLING_BACK
         assert stored.tally == job.tally
+
+    def test_repairs_count_is_not_saved_over_a_cancel_that_came_after_its_hold(self) -> None:
+        """An in-progress job cancelled right after repair re-took its leases: repair's in-progress
+        copy is a compare-and-set too (status and lease), so the cancel is not undone (JobNotFound)."""
+        world = World()
+        job = world.trigger()
+
+        class CancelledAfterTheHold(InMemoryJobStore):
+            def acquire_lease(self, job_id: str, owner: str, ttl: Any) -> MigrationJob:
+                held = super().acquire_lease(job_id, owner, ttl)
+                super().transition(attrs.evolve(held, status=CANCELLED), {IN_PROGRESS})
+                return held
+
+        jobs = CancelledAfterTheHold(world.jobs.jobs, clock=world.clock)
+        ports = VerifyPorts(
+            world.source,
+            world.users,
+            world.sso,
+            world.contacts,
+            InMemoryMigratedLogReader(world.logs),
+            jobs,
+            world.logs,
+            world.clock,
+            world.indexes,
+        )
+        repair = Repair(ports, VerifySettings(repair=True), "verify")
+        with pytest.raises(JobNotFound):
+            repair.finish(job, 3, 3)
+        stored = jobs.latest(world.company)
+        assert stored is not None
+        assert (stored.status, stored.tally) == (CANCELLED, job.tally)

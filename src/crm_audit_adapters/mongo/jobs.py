@@ -213,18 +213,46 @@ class MongoJobStore:
         )
         return decode_job(doc) if doc is not None else None
 
-    def transition(self, job: MigrationJob, expected: Statuses[str]) -> MigrationJob | None:
+    def transition(
+        self,
+        job: MigrationJob,
+        expected: Statuses[str],
+        *,
+        unleased: bool = False,
+        leased_to: str | None = None,
+    ) -> MigrationJob | None:
         """Replace the job where its stored status is one of ``expected``; None when it was another.
 
         From ``in_progress`` a sharded job's ``shards`` are left as stored (``$set`` of the other
-        fields): its live shards own their entries, and a cancel must not undo their last batch.
+        fields): its live shards own their entries, and a cancel must not undo their last batch —
+        unless ``leased_to`` holds them all (``verify --repair``): the whole document is replaced.
+        ``unleased`` adds "no lease of the job or of a shard live on the server's ``$$NOW``" to the
+        same filter (``_no_live_lease``): ``LeaseHeld`` when the status matched but a lease did not.
+        Both fences name ``job``'s shards one by one: a job's shards are fixed when it is triggered.
         """
         doc = encode_job(job)
-        query = {"_id": job.job_id, "status": {"$in": list(expected)}}
+        query: Document = {"_id": job.job_id, "status": {"$in": list(expected)}}
+        fences: list[Document] = []
+        if unleased:
+            fences.append(self._no_live_lease(len(job.shards)))
+        if leased_to is not None:
+            query["lease_owner"] = leased_to
+            # A completed shard is never written by a runner again: a lease left on it does not count.
+            fences.extend(
+                {
+                    "$or": [
+                        {f"shards.{n}.lease_owner": {"$in": [None, leased_to]}},
+                        {f"shards.{n}.status": COMPLETED},
+                    ]
+                }
+                for n in range(len(job.shards))
+            )
+        if fences:
+            query["$and"] = fences
 
         def replace(_: int) -> Document | None:
             try:
-                if job.shards and IN_PROGRESS in expected:
+                if job.shards and IN_PROGRESS in expected and leased_to is None:
                     # The shards' entries and their sums as stored: this job was read before them.
                     keep = {"_id", "shards", *_SUMMARY}
                     fields = {k: v for k, v in doc.items() if k not in keep}
@@ -246,9 +274,44 @@ class MongoJobStore:
         stored = call_with_retry(replace, self._retry, "change migration job status")
         if stored is not None:
             return self._summarised(stored, always=True)
-        if self.get(job.job_id) is None:
+        current = self.get(job.job_id)
+        if current is None:
             raise JobNotFound(f"no job {job.job_id}")
+        if unleased and current.status in expected:
+            held = _latest_lease(current)
+            if held is not None:
+                # The status matched, so a lease was live on the server's clock when the write looked.
+                raise LeaseHeld(f"job {job.job_id} is held by {held[0]} until {held[1].isoformat()}")
         return None
+
+    def _no_live_lease(self, shards: int) -> Document:
+        """A filter: neither the job's lease nor that of one of its ``shards`` (their number: fixed at
+        the trigger) is live — an owner and an expiry after now. ``shards`` is a sub-document keyed
+        by shard number, so each lease is a plain path (``shards.1.lease_owner``).
+
+        On the server's ``$$NOW`` (an ``$expr``), or on the store's ``clock`` when it has one
+        (mongomock, which does not evaluate ``$$NOW``).
+        """
+        prefixes = ["", *(f"shards.{n}." for n in range(shards))]
+        if self._clock is not None:
+            now = to_bson_datetime(self._clock.now())
+            return {
+                "$nor": [
+                    {f"{at}lease_owner": {"$ne": None}, f"{at}lease_expires_at": {"$gt": now}}
+                    for at in prefixes
+                ]
+            }
+        # A missing field is below null, and null below any string or date, in BSON order.
+        live = [
+            {
+                "$and": [
+                    {"$gt": [{"$ifNull": [f"${at}lease_owner", None]}, None]},
+                    {"$gt": [f"${at}lease_expires_at", "$$NOW"]},
+                ]
+            }
+            for at in prefixes
+        ]
+        return {"$expr": {"$eq": [{"$or": live}, False]}}
 
     def save_progress(self, job: MigrationJob, owner: str, ttl: dt.timedelta | None) -> MigrationJob:
         """Save the run's fields with the lease renewed, where ``owner`` holds it and it is in
@@ -258,8 +321,9 @@ class MongoJobStore:
         figures); the job's identity, scope and halt basis stay as stored: half the fields, and for
         mongoeco, which evaluates every ``$literal`` of the pipeline, half the write's CPU.
         ``LeaseHeld`` (nothing written) when another runner took the lease over, even if it has
-        released it since; the stored job when it was cancelled meanwhile (nothing written);
-        ``JobNotRunnable`` when it was ended otherwise under the runner's lease (nothing written);
+        released it since; the stored job when it was cancelled meanwhile; ``JobNotRunnable`` when
+        it was ended otherwise under the runner's lease — in both cases nothing written but the
+        hand-back of ``owner``'s lease (the runner stops: a rollback need not wait for it to expire);
         ``JobNotFound`` if the job was never created. A retry after a lost acknowledgement matches
         its own write again and writes the same fields.
         """
@@ -296,14 +360,30 @@ class MongoJobStore:
         current = self.get(job.job_id)
         if current is None:
             raise JobNotFound(f"no job {job.job_id}")
-        if current.status == CANCELLED and current.lease_owner == owner:
-            return current
-        if current.lease_owner == owner:  # still ours: the job was ended under this runner
+        if current.lease_owner == owner and current.status != IN_PROGRESS:
+            # The runner stops here: its lease is handed back now, so a rollback need not wait for it.
+            released = self._release(job.job_id, owner) or current
+            if current.status == CANCELLED:
+                return released
+            # Still ours: the job was ended under this runner.
             raise JobNotRunnable(
                 f"job {job.job_id} is {current.status}: it was ended while {owner} ran it (its lease had "
                 "expired: a rollback, or another runner that finished it); nothing written"
             )
         raise LeaseHeld.lost(f"job {job.job_id}", owner, current.lease_owner, current.lease_expires_at)
+
+    def _release(self, job_id: str, owner: str) -> MigrationJob | None:
+        """Clear ``owner``'s lease on a job no longer in progress: the job as stored, None if not ours."""
+
+        def release(_: int) -> Document | None:
+            return self._collection.find_one_and_update(
+                {"_id": job_id, "lease_owner": owner, "status": {"$ne": IN_PROGRESS}},
+                {"$set": {"lease_owner": None, "lease_expires_at": None}},
+                return_document=ReturnDocument.AFTER,
+            )
+
+        doc = call_with_retry(release, self._retry, "release job lease")
+        return None if doc is None else decode_job(doc)
 
     def acquire_lease(self, job_id: str, owner: str, ttl: dt.timedelta) -> MigrationJob:
         """Take the lease when it is free, expired or already ``owner``'s and the job's status is
@@ -439,10 +519,9 @@ class MongoJobStore:
             raise JobNotFound(f"no job {job_id} with a shard {shard.shard}")
         held = current.shards[shard.shard]
         if current.status != IN_PROGRESS and held.lease_owner == owner:
-            # Cancelled, halted or completed meanwhile: nothing written, the runner stops; a
-            # hand-back (ttl None) still releases the lease, else it blocks a repair until it expires.
-            released = self._release_shard(job_id, shard.shard, owner) if ttl is None else None
-            return released or current
+            # Cancelled, halted or completed meanwhile: nothing written, the runner stops, and its
+            # lease is handed back now, else it blocks a rollback or a repair until it expires.
+            return self._release_shard(job_id, shard.shard, owner) or current
         raise LeaseHeld.lost(
             f"shard {shard.shard} of job {job_id}", owner, held.lease_owner, held.lease_expires_at
         )
@@ -482,6 +561,17 @@ class MongoJobStore:
             "save sharded job summary",
         )
         return job
+
+
+def _latest_lease(job: MigrationJob) -> tuple[str, dt.datetime] | None:
+    """The holder and expiry of the lease on ``job`` or a shard that expires last, None without one."""
+    leases = [(job.lease_owner, job.lease_expires_at)]
+    leases.extend((shard.lease_owner, shard.lease_expires_at) for shard in job.shards)
+    held = [(until, owner) for owner, until in leases if owner is not None and until is not None]
+    if not held:
+        return None
+    until, owner = max(held)
+    return owner, until
 
 
 def _millis(ttl: dt.timedelta) -> int:

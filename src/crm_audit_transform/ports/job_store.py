@@ -30,13 +30,29 @@ class JobStore(Protocol):
         """Replace the job's cursor, counts, status and lease (by ``job_id``)."""
         ...
 
-    def transition(self, job: MigrationJob, expected: Collection[str]) -> MigrationJob | None:
+    def transition(
+        self,
+        job: MigrationJob,
+        expected: Collection[str],
+        *,
+        unleased: bool = False,
+        leased_to: str | None = None,
+    ) -> MigrationJob | None:
         """Replace the stored job with ``job`` only while its stored status is one of ``expected``.
 
         Atomic; returns the job as stored, or None (nothing written) when its status was another.
         ``JobAlreadyRunning`` when ``job`` is in progress and the account has another such job.
         When ``expected`` holds ``in_progress``, the stored ``shards`` are kept as they are (live
         shards own their entries while the job runs; a cancel must not undo their progress).
+
+        ``unleased``: also only while neither the job nor any of its shards holds a lease that is
+        live on the **store's clock** — in the same atomic write, so no lease taken between a check
+        and the change is missed (the rollback's hold); ``LeaseHeld`` (nothing written, naming the
+        holder) when the status matched and a lease was live. ``leased_to``: also only while the
+        job's lease is ``leased_to``'s (expired or not) and no shard's lease is another's (but a
+        completed shard's: no runner writes it again); the whole document is then written,
+        ``shards`` included, even from ``in_progress`` (``verify --repair``, which holds every
+        lease); None when it is not.
         """
         ...
 
@@ -56,7 +72,7 @@ class JobStore(Protocol):
 
         One atomic write, only while ``owner`` holds that shard's lease and the job is in progress;
         else the stored job when ``owner`` still holds the shard (the job was cancelled, halted or
-        completed meanwhile: nothing written but, with ``ttl`` None, the release of that lease),
+        completed meanwhile: nothing written but the release of that lease — the runner stops),
         ``LeaseHeld`` when another runner took the shard over.
         Returns the whole job as stored.
         """
@@ -78,9 +94,11 @@ class JobStore(Protocol):
         ``ttl=None`` hands the lease back in the same write (a run's finish). One atomic write, only
         while ``owner`` still holds the lease (expired or not) and the stored job is in progress:
         a runner whose lease was taken over — even if since released — gets ``LeaseHeld`` and writes
-        nothing; a job cancelled meanwhile is returned as stored (``cancelled``), nothing written;
-        a job ended otherwise while the lease was still ``owner``'s (rolled back once it had expired)
-        is ``JobNotRunnable``, nothing written. ``JobNotFound`` if the job was never created.
+        nothing; a job cancelled meanwhile is returned as stored (``cancelled``); a job ended
+        otherwise while the lease was still ``owner``'s (rolled back once it had expired) is
+        ``JobNotRunnable``. In those two cases nothing is written but the hand-back of ``owner``'s
+        lease: the runner stops there, so a rollback need not wait for the lease to expire.
+        ``JobNotFound`` if the job was never created.
         """
         ...
 

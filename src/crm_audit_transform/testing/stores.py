@@ -193,13 +193,29 @@ class InMemoryJobStore:
         self._refuse_second_in_progress(job)
         self._jobs[job.job_id] = job
 
-    def transition(self, job: MigrationJob, expected: Collection[str]) -> MigrationJob | None:
+    def transition(
+        self,
+        job: MigrationJob,
+        expected: Collection[str],
+        *,
+        unleased: bool = False,
+        leased_to: str | None = None,
+    ) -> MigrationJob | None:
         stored = self._jobs.get(job.job_id)
         if stored is None:
             raise JobNotFound(f"no job {job.job_id}")
         if stored.status not in expected:
             return None
-        if IN_PROGRESS in expected:
+        if unleased:
+            live = _live_lease(stored, self._clock.now())  # on the store's clock, in the same step
+            if live is not None:
+                raise LeaseHeld(f"job {job.job_id} is held by {live[0]} until {live[1].isoformat()}")
+        if leased_to is not None:
+            if stored.lease_owner != leased_to or any(
+                s.lease_owner not in (None, leased_to) and s.status != COMPLETED for s in stored.shards
+            ):
+                return None
+        elif IN_PROGRESS in expected:
             job = attrs.evolve(job, shards=stored.shards)  # live shards own their entries
         self._refuse_second_in_progress(job)
         self._jobs[job.job_id] = job
@@ -230,9 +246,12 @@ class InMemoryJobStore:
             raise JobNotFound(f"no job {job.job_id}")
         if stored.lease_owner != owner:
             raise LeaseHeld.lost(f"job {job.job_id}", owner, stored.lease_owner, stored.lease_expires_at)
-        if stored.status == CANCELLED:
-            return stored  # cancelled meanwhile: the runner stops, nothing is written
         if stored.status != IN_PROGRESS:
+            # Ended meanwhile: the runner stops, nothing is written but the hand-back of its lease.
+            stored = attrs.evolve(stored, lease_owner=None, lease_expires_at=None)
+            self._jobs[job.job_id] = stored
+            if stored.status == CANCELLED:
+                return stored
             raise JobNotRunnable(
                 f"job {job.job_id} is {stored.status}: it was ended while {owner} ran it (its lease had "
                 "expired: a rollback, or another runner that finished it); nothing written"
@@ -287,10 +306,9 @@ class InMemoryJobStore:
             )
         if stored.status != IN_PROGRESS:
             # Cancelled, halted or completed meanwhile: the runner stops, nothing is written but
-            # the hand-back of its lease (ttl None), which would otherwise block a repair.
-            if ttl is None:
-                stored = _with_shard(stored, attrs.evolve(entry, lease_owner=None, lease_expires_at=None))
-                self._jobs[job_id] = stored
+            # the hand-back of its lease, which would otherwise block a rollback or a repair.
+            stored = _with_shard(stored, attrs.evolve(entry, lease_owner=None, lease_expires_at=None))
+            self._jobs[job_id] = stored
             return stored
         saved = _with_shard(
             stored,
@@ -308,6 +326,19 @@ class InMemoryJobStore:
         )
         self._jobs[job_id] = saved
         return saved
+
+
+def _live_lease(job: MigrationJob, now: dt.datetime) -> tuple[str, dt.datetime] | None:
+    """The holder and expiry of a lease on ``job`` or one of its shards still live at ``now``."""
+    leases = [(job.lease_owner, job.lease_expires_at)]
+    leases.extend((shard.lease_owner, shard.lease_expires_at) for shard in job.shards)
+    live = [
+        (until, owner) for owner, until in leases if owner is not None and until is not None and until > now
+    ]
+    if not live:
+        return None
+    until, owner = max(live)
+    return owner, until
 
 
 def _shard_of(job: MigrationJob, shard: int) -> JobShard:

@@ -12,7 +12,7 @@ import datetime as dt
 import attrs
 
 from ..errors import CrmAuditError, JobNotFound, LeaseHeld
-from ..jobs import COMPLETED, IN_PROGRESS, LEASABLE, JobShard, MigrationJob
+from ..jobs import COMPLETED, LEASABLE, JobShard, MigrationJob
 from ..ports import JobStore
 
 
@@ -60,6 +60,7 @@ def release_every_lease(jobs: JobStore, stored: MigrationJob, owner: str) -> Non
             jobs,
             attrs.evolve(stored, lease_owner=None, lease_expires_at=None, shards=unleased(stored.shards)),
             stored.status,
+            owner,
         )
         return
     for shard in stored.shards:
@@ -67,20 +68,22 @@ def release_every_lease(jobs: JobStore, stored: MigrationJob, owner: str) -> Non
             jobs.save_shard_progress(stored.job_id, shard, owner, None)
 
 
-def save_job_as(jobs: JobStore, job: MigrationJob, status: str) -> None:
-    """Save repair's whole ``job`` document over the stored one while that is still in ``status``.
+def save_job_as(jobs: JobStore, job: MigrationJob, status: str, owner: str) -> None:
+    """Save repair's whole ``job`` document over the stored one while that is still in ``status``
+    and still under ``owner``'s leases: one compare-and-set (``JobStore.transition`` with
+    ``leased_to``), never a plain save.
 
-    A job that has ended (halted, completed) is replaced only by a compare-and-set on its status
-    (``JobStore.transition``): a rollback that moved it to ``rolling_back`` or ``rolled_back``
+    An ended job (halted, completed) that a rollback moved to ``rolling_back`` or ``rolled_back``
     meanwhile — once repair's lease had expired — is never undone by repair's copy, which would
-    leave the account held or its logs uncounted (``JobNotFound`` then, nothing written). An
-    in-progress job is saved as it is: a rollback refuses it, and ``transition`` from
-    ``in_progress`` keeps the stored shards, which repair's count must write.
+    leave the account held or its logs uncounted; an in-progress job that was cancelled meanwhile
+    (or whose lease another runner took over once it had expired) is not turned back either. In
+    both cases ``JobNotFound``, nothing written. From ``in_progress`` the whole document is written,
+    shards included: repair holds every shard's lease, and its count goes into a shard's entry.
     """
-    if status == IN_PROGRESS:
-        jobs.save(job)
-    elif jobs.transition(job, {status}) is None:
-        raise JobNotFound(f"job {job.job_id} is no longer {status}: repair's counts are not written")
+    if jobs.transition(job, {status}, leased_to=owner) is None:
+        raise JobNotFound(
+            f"job {job.job_id} is no longer {status} under {owner}'s lease: repair's counts are not written"
+        )
 
 
 def _ours(shard: JobShard, owner: str) -> bool:

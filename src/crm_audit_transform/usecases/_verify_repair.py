@@ -93,7 +93,7 @@ class Repair:
             shards = unleased(held.shards)
             last = shards[-1]
             done = attrs.evolve(done, shards=(*shards[:-1], attrs.evolve(last, tally=last.tally + found)))
-        save_job_as(jobs, done, held.status)
+        save_job_as(jobs, done, held.status, self.owner)
         return done
 
     def release_quietly(self, company_sso_id: str, job: MigrationJob | None) -> None:

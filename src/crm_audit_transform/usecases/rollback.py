@@ -21,21 +21,32 @@ existed before step 2 and the rollback refuses. A rollback that died mid-way lea
 held; running ``rollback`` again finishes it.
 
 **Fenced against a runner still writing.** A cancel only changes the status: a live runner finds
-it at its next progress write, *after* inserting the batch in flight, and keeps its lease until it
-expires. ``verify --repair`` writes under the leases of a halted or completed job. So the rollback
-is refused (``LeaseHeld``) while the job or one of its shards holds a lease that has not expired by
-the rollback's clock: deleting then would leave that batch's logs behind a ``rolled_back`` job.
+it at its next progress write, *after* inserting the batch in flight, and hands its lease back in
+that write. ``verify --repair`` writes under the leases of a halted or completed job. So the
+rollback is refused (``LeaseHeld``) while the job or one of its shards holds a live lease: deleting
+then would leave that batch's logs behind a ``rolled_back`` job. "Live" is decided on the **store's
+clock** (the database's ``$$NOW``), never this host's, and inside step 1's compare-and-set itself
+(``JobStore.transition(..., unleased=True)``): a repair or a ``--resume`` that takes the lease just
+before the hold makes the hold fail; one that comes just after finds the job ``rolling_back``, which
+is never leased (``jobs.LEASABLE``) and which a run refuses.
+
+**What the fence does not cover.** A runner whose lease *expired* while it was still writing (a
+process paused past ``lease_seconds``: a frozen VM, a partition between it and the job store) is
+not fenced: its batch in flight may land after the delete. Its next progress write is refused
+(``JobNotRunnable``: the job is no longer in progress), so it writes at most that one batch; those
+logs then sit behind a ``rolled_back`` job, which ``verify`` reports as not clean (docs/verify.md)
+and a second ``rollback`` deletes. Refusing that batch itself would need the log insert and the
+job's lease generation in one atomic write across two collections (a multi-document transaction,
+which the CDP's deployment does not promise), so it is not attempted.
 """
 
 from __future__ import annotations
-
-import datetime as dt
 
 import attrs
 from attrs import frozen
 
 from ..errors import JobAlreadyRunning, LeaseHeld
-from ..jobs import IN_PROGRESS, ROLLED_BACK, ROLLING_BACK, MigrationJob
+from ..jobs import IN_PROGRESS, ROLLED_BACK, ROLLING_BACK
 from ..ports import Clock, JobStore, MigratedLogs
 
 
@@ -68,15 +79,17 @@ def rollback(company_sso_id: str, ports: RollbackPorts) -> RollbackResult:
         raise JobAlreadyRunning(
             f"company {company_sso_id} has job {job.job_id} in progress: cancel it before rolling back"
         )
-    live = _live_lease(job, clock.now())
-    if live is not None:
-        owner, until = live
-        raise LeaseHeld(
-            f"company {company_sso_id}'s job {job.job_id} is {job.status}, but {owner} holds its lease "
-            f"until {until.isoformat()}: a batch it is writing would land after the delete; roll back "
-            "once that lease has expired (status shows it)"
+    try:
+        # The hold: a compare-and-set on the status *and* on "no live lease, on the store's clock".
+        held = jobs.transition(
+            attrs.evolve(job, status=ROLLING_BACK, updated_at=clock.now()), {job.status}, unleased=True
         )
-    held = jobs.transition(attrs.evolve(job, status=ROLLING_BACK, updated_at=clock.now()), {job.status})
+    except LeaseHeld as exc:
+        raise LeaseHeld(
+            f"company {company_sso_id}'s job {job.job_id} is {job.status}, but its lease is live ({exc}): "
+            "a batch its holder is writing would land after the delete; roll back once that lease is "
+            "handed back or has expired (status shows it)"
+        ) from exc
     if held is None:
         raise JobAlreadyRunning(f"company {company_sso_id}'s job {job.job_id} changed meanwhile: try again")
     latest = jobs.latest(company_sso_id)
@@ -92,13 +105,3 @@ def rollback(company_sso_id: str, ports: RollbackPorts) -> RollbackResult:
         attrs.evolve(held, status=ROLLED_BACK, updated_at=clock.now(), logs_deleted=total), {ROLLING_BACK}
     )
     return RollbackResult(company_sso_id, deleted, job.job_id)
-
-
-def _live_lease(job: MigrationJob, now: dt.datetime) -> tuple[str, dt.datetime] | None:
-    """The holder and expiry of a lease on ``job`` or on one of its shards still live at ``now``."""
-    leases = [(job.lease_owner, job.lease_expires_at)]
-    leases.extend((shard.lease_owner, shard.lease_expires_at) for shard in job.shards)
-    for owner, until in leases:
-        if owner is not None and until is not None and until > now:
-            return owner, until
-    return None

@@ -254,11 +254,13 @@ def _lease(ports: RunPorts, job: MigrationJob, owner: str, settings: RunSettings
 
 def _release_quietly(ports: RunPorts, company_sso_id: str, owner: str) -> None:
     # Hand the lease back from the job as stored (never from memory, which may be behind it),
-    # so a rerun need not wait for it to expire. Best effort: the lease expires anyway.
+    # so a rerun need not wait for it to expire. Best effort: the lease expires anyway. Through the
+    # guarded progress write, never a plain save: a job cancelled or rolled back meanwhile keeps its
+    # status (a job no longer in progress gets its lease handed back and JobNotRunnable, ignored).
     try:
         stored = ports.jobs.latest(company_sso_id)
         if stored is not None and stored.lease_owner == owner:
-            ports.jobs.save(attrs.evolve(stored, lease_owner=None, lease_expires_at=None))
+            ports.jobs.save_progress(stored, owner, None)
     except CrmAuditError:
         pass
 
