@@ -7,7 +7,7 @@ import os
 from .audit_formats import FileFormat, format_of
 from .errors import FileFormatError
 from .lines import PathLike, json_objects
-from .psql_csv import csv_records, split_record
+from .psql_csv import LongRecord, csv_records, leading_fields, split_record
 
 
 def file_tenants(path: PathLike, *, file_format: FileFormat | None = None) -> frozenset[str] | None:
@@ -19,14 +19,28 @@ def file_tenants(path: PathLike, *, file_format: FileFormat | None = None) -> fr
     """
     chosen = format_of(path, file_format)
     found: set[str] = set()
+
+    def add(tenant: object) -> None:
+        if isinstance(tenant, str):
+            found.add(tenant)
+
     if chosen == "jsonl":
-        for _, record in json_objects(path, lambda _error: None):
-            if isinstance(tenant := record.get("tenant"), str):
-                found.add(tenant)
+        # A line too long to hold names its tenant when its head holds it (lines.leading_members).
+        objects = json_objects(
+            path, lambda _error: None, on_long_line=lambda _, head: add(head.get("tenant"))
+        )
+        for _, record in objects:
+            add(record.get("tenant"))
         return frozenset(found)
     if chosen != "csv":
         raise ValueError(f"cannot tell the format of {os.fspath(path)!r}: pass file_format='jsonl' or 'csv'")
-    records = csv_records(path)
+    column = -1  # the tenant column, once the header is read
+
+    def add_long(_: int, record: LongRecord) -> None:  # its head's fields (psql_csv.leading_fields)
+        if 0 <= column < len(fields := leading_fields(record.head)):
+            add(fields[column])
+
+    records = csv_records(path, on_long=add_long)
     first = next(records, None)
     header = [] if first is None else split_record(path, *first)
     if "tenant" not in header:
@@ -37,6 +51,6 @@ def file_tenants(path: PathLike, *, file_format: FileFormat | None = None) -> fr
             fields = split_record(path, number, raw)
         except FileFormatError:
             continue
-        if column < len(fields) and (tenant := fields[column]) is not None:
-            found.add(tenant)
+        if column < len(fields):
+            add(fields[column])
     return frozenset(found)

@@ -8,17 +8,19 @@ before Python 3.12, and the difference is data here, so records are split by han
 * an unquoted field never holds a quote; empty means NULL (``None``).
 
 Records are read one at a time; a record longer than ``max_record_bytes`` (an unbalanced quote
-would otherwise swallow the rest of the file) stops the read with a ``FileFormatError``.
+would otherwise swallow the rest of the file) stops the read with a ``FileFormatError``, unless the
+caller takes it (``on_long``): then it is read on to its end in blocks, never held, and judged by its
+head, its field count and whether it is well-formed.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from typing import Final
+from collections.abc import Callable, Iterator
+from typing import Final, NamedTuple
 
 from .errors import FileFormatError
-from .lines import MAX_LINE_BYTES, PathLike, decode, escaped, not_utf8, numbered_lines
+from .lines import LONG_LINE_HEAD, MAX_LINE_BYTES, PathLike, decode, escaped, not_utf8
 
 DEFAULT_MAX_RECORD_BYTES: Final = MAX_LINE_BYTES
 
@@ -26,31 +28,159 @@ DEFAULT_MAX_RECORD_BYTES: Final = MAX_LINE_BYTES
 _FIELD: Final = re.compile(r'"([^"]*(?:""[^"]*)*)"|([^,"]*)')
 
 
+class LongRecord(NamedTuple):
+    """A record longer than ``max_record_bytes``, as read without holding it."""
+
+    head: bytes
+    """Its first ``LONG_LINE_HEAD`` bytes: the fields before its long one (``leading_fields``)."""
+    fields: int
+    """How many fields it has (1 + its separating commas outside quotes)."""
+    well_formed: bool
+    """Every quote opens a field or closes one (``""`` inside): what ``split_record`` would accept.
+    A record that is not may be several records an unbalanced quote joined."""
+
+
 def csv_records(
-    path: PathLike, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+    path: PathLike,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    *,
+    on_long: Callable[[int, LongRecord], None] | None = None,
 ) -> Iterator[tuple[int, bytes]]:
-    """``(first line number, raw record without its terminator)``; blank lines are skipped."""
+    """``(first line number, raw record without its terminator)``; blank lines are skipped.
+
+    A record ends at the first line end outside quotes. One longer than ``max_record_bytes`` raises
+    ``FileFormatError`` naming its first line, after at most ``max_record_bytes`` + 1 of its bytes
+    were held. With ``on_long``, such a record is read on to its end in blocks of ``LONG_LINE_HEAD``
+    and never held: ``on_long(first line, LongRecord)`` is called, and the records after it follow.
+    An unterminated quote at the end of the file always raises.
+    """
     parts: list[bytes] = []
-    quotes = size = start = 0
-    for number, raw in numbered_lines(path, max_record_bytes):
-        if not parts:
-            start = number
-        parts.append(raw)
-        quotes += raw.count(b'"')
-        size += len(raw)
-        if quotes % 2:
+    quotes = size = start = number = 0
+    at_line_start = True
+    with open(path, "rb") as stream:
+        readline = stream.readline
+        while raw := readline(max_record_bytes + 1 - size):
+            if at_line_start:
+                number += 1
+            at_line_start = raw.endswith(b"\n")
+            if not parts:
+                start = number
+            parts.append(raw)
+            quotes += raw.count(b'"')
+            size += len(raw)
             if size > max_record_bytes:
-                raise FileFormatError(
-                    path, start, f"record longer than {max_record_bytes} bytes (an unbalanced quote?)"
-                )
-            continue
-        record = b"".join(parts)
-        parts, quotes, size = [], 0, 0
-        record = record[:-2] if record.endswith(b"\r\n") else record.removesuffix(b"\n")
-        if record:
-            yield start, record
+                if on_long is None:
+                    raise FileFormatError(
+                        path, start, f"record longer than {max_record_bytes} bytes (an unbalanced quote?)"
+                    )
+                head = bytearray()
+                for part in parts:
+                    head += part[: LONG_LINE_HEAD - len(head)]
+                scan = _RecordScan()
+                ended = any(scan.feed(part) for part in parts)
+                parts, quotes, size = [], 0, 0
+                while not ended and (block := readline(LONG_LINE_HEAD)):
+                    if at_line_start:
+                        number += 1
+                    at_line_start = block.endswith(b"\n")
+                    ended = scan.feed(block)
+                at_line_start = True
+                if not ended and not scan.end_of_file():
+                    why = f"record longer than {max_record_bytes} bytes runs to the end of the file"
+                    raise FileFormatError(path, start, f"{why}: an unterminated quoted field")
+                on_long(start, LongRecord(bytes(head), scan.fields, scan.well_formed))
+                continue
+            if quotes % 2:
+                continue
+            record = b"".join(parts)
+            parts, quotes, size = [], 0, 0
+            record = record[:-2] if record.endswith(b"\r\n") else record.removesuffix(b"\n")
+            if record:
+                yield start, record
     if parts:
         raise FileFormatError(path, start, "unterminated quoted field at the end of the file")
+
+
+_START, _PLAIN, _QUOTED, _CLOSED, _CLOSED_CR = range(5)
+_PLAIN_STOP: Final = re.compile(rb'[,"\n]')
+
+
+class _RecordScan:
+    """Follows one record's bytes, fed in blocks, to the line end that ends it: its field count and
+    whether it is well-formed, without holding it.
+
+    The record ends where ``csv_records`` ends one, at the first line end outside quotes. States: at
+    a field's start, in an unquoted field, in a quoted one, just after a quote that closes one (or
+    is the first of ``""``), and after that quote and a CR (a CRLF record end).
+    """
+
+    def __init__(self) -> None:
+        self.state = _START
+        self.fields = 1
+        self.well_formed = True
+
+    def end_of_file(self) -> bool:
+        """The file ended before a line end ended the record: False when a quoted field is still
+        open (the record is unterminated); a CR after a closing quote is then text, not a CRLF."""
+        if self.state == _CLOSED_CR:
+            self.well_formed = False
+        return self.state != _QUOTED
+
+    def feed(self, data: bytes) -> bool:
+        """Read ``data`` on; True once the record's terminating line end is in it (the caller reads a
+        line at most at a time, so nothing of the next record is)."""
+        pos, end = 0, len(data)
+        while pos < end:
+            state = self.state
+            if state == _QUOTED:
+                close = data.find(b'"', pos)
+                if close < 0:
+                    return False
+                self.state, pos = _CLOSED, close + 1
+                continue
+            if state in (_PLAIN, _START):
+                if state == _START and data[pos] == 0x22:  # a quote opens the field
+                    self.state, pos = _QUOTED, pos + 1
+                    continue
+                found = _PLAIN_STOP.search(data, pos)
+                if found is None:
+                    self.state = _PLAIN
+                    return False
+                char, pos = data[found.start()], found.end()
+            else:  # just after a closing quote (and a CR)
+                char, pos = data[pos], pos + 1
+                if state == _CLOSED and char == 0x22:  # "" inside a quoted field
+                    self.state = _QUOTED
+                    continue
+                if state == _CLOSED and char == 0x0D:
+                    self.state = _CLOSED_CR
+                    continue
+                if char != 0x0A and (state == _CLOSED_CR or char != 0x2C):  # text after a closing quote
+                    self.well_formed = False
+            if char == 0x2C:
+                self.fields += 1
+                self.state = _START
+            elif char == 0x0A:
+                return True
+            elif char == 0x22:  # a quote inside a field: the record's end is still told by quote parity
+                self.well_formed = False
+                self.state = _QUOTED
+            else:
+                self.state = _PLAIN
+        return False
+
+
+def leading_fields(head: bytes) -> list[str | None]:
+    """The fields of a long record that lie whole in ``head``, its first bytes, in order up to the
+    first one cut off (or malformed): ``str`` or ``None`` (NULL) as ``split_record`` gives them."""
+    text = head.decode("utf-8", "replace").lstrip("\ufeff")
+    fields: list[str | None] = []
+    position = 0
+    while (match := _FIELD.match(text, position)) is not None and text.startswith(",", match.end()):
+        quoted, plain = match.groups()
+        fields.append(quoted.replace('""', '"') if quoted is not None else plain or None)
+        position = match.end() + 1
+    return fields
 
 
 def split_record(path: PathLike, number: int, raw: bytes) -> list[str | None]:
