@@ -130,7 +130,10 @@ class TestLongCsvRecords:
 
     def test_an_unterminated_long_quote_at_the_end_still_raises(self, tmp_path: Path) -> None:
         path = csv_file(tmp_path / "a.csv", HEADER, row(1), row(2, LONG[:-1]))
-        with pytest.raises(FileFormatError, match="line 5: record longer than 4096 bytes runs to the end of the file: an unterminated quoted"):
+        with pytest.raises(
+            FileFormatError,
+            match="line 5: record longer than 4096 bytes runs to the end of the file: an unterminated quoted",
+        ):
             list(csv_records(path, CAP, on_long=lambda number, record: None))
 
 

@@ -13,15 +13,16 @@ import re
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Collection, Mapping
-from typing import Final
+from typing import BinaryIO, Final
 
 import attrs
 
 from crm_audit_transform.domain import Contact
 
-from .directories import parse_contact_line
+from .directories import CONTACT_MEMBERS, parse_contact_line
 from .errors import FileFormatError
-from .lines import PathLike, numbered_lines
+from .lines import MAX_LINE_BYTES, PathLike
+from .long_lines import skim_long_line
 
 __all__ = ["JsonlContactDirectory"]
 
@@ -80,6 +81,15 @@ class _CompanyIndex:
         return None
 
 
+def _read_line(path: PathLike, stream: BinaryIO, number: int) -> bytes:
+    """The line at the stream's position, as ``read_contacts`` reads it: whole, or a line past
+    ``MAX_LINE_BYTES`` as the short line of the members a contact is read from (``long_lines``)."""
+    raw = stream.readline(MAX_LINE_BYTES + 1)
+    if len(raw) > MAX_LINE_BYTES:
+        return skim_long_line(path, number, raw, stream.readline, CONTACT_MEMBERS, MAX_LINE_BYTES)
+    return raw
+
+
 _OBJECT_ID: Final = re.compile(r"[0-9a-f]{24}")
 
 
@@ -101,20 +111,22 @@ class JsonlContactDirectory:
     def __init__(self, path: PathLike) -> None:
         self._path = path
         self._companies: dict[str, _CompanyIndex] = {}
-        offset = 0
-        for number, raw in numbered_lines(path):
-            contact = parse_contact_line(path, number, raw)
-            if contact is not None:
-                index = self._companies.setdefault(contact.company_sso_id, _CompanyIndex())
-                index.add(contact.crm_person_id, offset, number)
-            offset += len(raw)
+        with open(path, "rb") as stream:
+            number = offset = 0
+            while raw := _read_line(path, stream, number + 1):
+                number += 1
+                contact = parse_contact_line(path, number, raw)
+                if contact is not None:
+                    index = self._companies.setdefault(contact.company_sso_id, _CompanyIndex())
+                    index.add(contact.crm_person_id, offset, number)
+                offset = stream.tell()  # a long line's short line is not its length
         for index in self._companies.values():
             index.seal(self._contact_id_at)
 
     def _contact_id_at(self, offset: int, number: int) -> str:
         with open(self._path, "rb") as stream:
             stream.seek(offset)
-            contact = parse_contact_line(self._path, number, stream.readline())
+            contact = parse_contact_line(self._path, number, _read_line(self._path, stream, number))
         if contact is None:
             raise FileFormatError(self._path, number, "the file changed while it was indexed")
         return contact.id
@@ -136,7 +148,7 @@ class JsonlContactDirectory:
         with open(self._path, "rb") as stream:
             for (offset, number), person_id in places:  # ascending offsets: one forward pass
                 stream.seek(offset)
-                contact = parse_contact_line(self._path, number, stream.readline())
+                contact = parse_contact_line(self._path, number, _read_line(self._path, stream, number))
                 if contact is None or (contact.company_sso_id, contact.crm_person_id) != (
                     company_sso_id,
                     person_id,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Final, TypeVar
 
@@ -38,6 +38,14 @@ from .lines import (
 )
 
 __all__ = ["parse_contact_line", "read_contacts", "read_entities", "read_sso_directory", "read_users"]
+
+USER_MEMBERS: Final = frozenset({"tenant", "id", "email", "full_name", "deleted_at"})
+CONTACT_MEMBERS: Final = frozenset({"_id", "company_sso_id", "crm_data", "created_at"})
+SSO_MEMBERS: Final = frozenset({"email", "sso_id", "company_sso_id"})
+ENTITY_MEMBERS: Final = frozenset({"tenant", "type", "id", "name", "exists"})
+"""The members each reader reads. A line past ``lines.MAX_LINE_BYTES`` is read for these only, never
+held (``long_lines``): a long member the reader does not read (an export's extra column, a contact's
+other fields) no longer stops the read; a long one it reads does, naming the line."""
 
 # A $date past datetime's years 1-9999 decodes as DatetimeMS (not an error), read as the range's end.
 _EXTENDED_JSON = JSONOptions(
@@ -67,7 +75,7 @@ def read_users(path: PathLike, tenant: str | None = None) -> dict[UserId, CrmUse
             deleted_at=_timestamp(deleted_at) if deleted_at is not None else None,
         )
 
-    return _collect(path, tenant, user, key=lambda value: value.id)
+    return _collect(path, tenant, user, key=lambda value: value.id, keep=USER_MEMBERS)
 
 
 def read_entities(path: PathLike, tenant: str | None = None) -> dict[tuple[str, int], EntityRef]:
@@ -87,7 +95,9 @@ def read_entities(path: PathLike, tenant: str | None = None) -> dict[tuple[str, 
             exists=exists,
         )
 
-    return _collect(path, tenant, entity, key=lambda value: (value.entity_type, value.id))
+    return _collect(
+        path, tenant, entity, key=lambda value: (value.entity_type, value.id), keep=ENTITY_MEMBERS
+    )
 
 
 def read_sso_directory(path: PathLike, company_sso_id: str | None = None) -> dict[str, str]:
@@ -101,7 +111,7 @@ def read_sso_directory(path: PathLike, company_sso_id: str | None = None) -> dic
         return _str(record, "email"), _str(record, "sso_id")
 
     found: dict[str, str] = {}
-    for number, record in json_objects(path):
+    for number, record in json_objects(path, keep=SSO_MEMBERS):
         with _at(path, number):
             owner = _optional_str(record, "company_sso_id")
             if company_sso_id is not None and owner is not None and owner != company_sso_id:
@@ -122,7 +132,7 @@ def read_contacts(path: PathLike) -> list[Contact]:
     so they are not returned (Phase-A coverage counts only contacts with a CRM id as well).
     """
     contacts: list[Contact] = []
-    for number, raw in numbered_lines(path):
+    for number, raw in numbered_lines(path, keep=CONTACT_MEMBERS):
         contact = parse_contact_line(path, number, raw)
         if contact is not None:
             contacts.append(contact)
@@ -258,9 +268,10 @@ def _collect(
     tenant: str | None,
     build: Callable[[Mapping[str, object]], V],
     key: Callable[[V], K],
+    keep: Collection[str],
 ) -> dict[K, V]:
     found: dict[K, V] = {}
-    for number, record in json_objects(path):
+    for number, record in json_objects(path, keep=keep):
         with _at(path, number):
             line_tenant = _optional_str(record, "tenant")
             if tenant is not None and line_tenant is not None and line_tenant != tenant:

@@ -16,7 +16,7 @@ import datetime as dt
 import json
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any, Final, TypeAlias
 
 import orjson
@@ -47,6 +47,7 @@ def numbered_lines(
     max_bytes: int = MAX_LINE_BYTES,
     *,
     on_long: Callable[[int, bytes], None] | None = None,
+    keep: Collection[str] | None = None,
 ) -> Iterator[tuple[int, bytes]]:
     """Every physical line (terminator included) with its 1-based number, streamed.
 
@@ -54,7 +55,9 @@ def numbered_lines(
     ``max_bytes`` + 1 of its bytes were read: it cannot be tied to a record without holding it.
     With ``on_long``, such a line is read on to its end in blocks, never held, and
     ``on_long(number, head)`` gets its first ``LONG_LINE_HEAD`` bytes instead; the lines after it
-    follow.
+    follow. With ``keep`` (the members a reader reads), such a line is read on the same way and
+    comes as the short line of those members (``long_lines.skim_long_line``), or raises when one of
+    them is too long to keep or it is not one JSON object.
     """
     with open(path, "rb") as stream:
         readline = stream.readline
@@ -62,6 +65,11 @@ def numbered_lines(
         while raw := readline(max_bytes + 1):
             number += 1
             if len(raw) > max_bytes:
+                if keep is not None:
+                    from .long_lines import skim_long_line  # it reads lines' constants: imported here
+
+                    yield number, skim_long_line(path, number, raw, readline, keep, max_bytes)
+                    continue
                 if on_long is None:
                     raise FileFormatError(
                         path,
@@ -147,18 +155,20 @@ def json_objects(
     keep_bytes: bool = False,
     max_line_bytes: int = MAX_LINE_BYTES,
     on_long_line: Callable[[int, dict[str, Any]], None] | None = None,
+    keep: Collection[str] | None = None,
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(line number, object)`` for every non-blank line; a line that is not a JSON object is an error.
 
     A line that is not UTF-8 is an error too, unless ``keep_bytes``: then it is read all the same and
     each member whose text holds bytes that are not UTF-8 is given as ``bytes`` (``not_utf8_members``).
     A line longer than ``max_line_bytes`` stops the read (``numbered_lines``); with ``on_long_line`` it
-    is passed over, not held, and ``on_long_line(number, leading_members(its head))`` is called.
+    is passed over, not held, and ``on_long_line(number, leading_members(its head))`` is called; with
+    ``keep``, it is read for those members only (``numbered_lines``).
     """
     on_long = (
         None if on_long_line is None else lambda number, head: on_long_line(number, leading_members(head))
     )
-    for number, raw in numbered_lines(path, max_line_bytes, on_long=on_long):
+    for number, raw in numbered_lines(path, max_line_bytes, on_long=on_long, keep=keep):
         if not raw.strip():
             continue  # blank lines separate nothing and hold nothing
         value = fast_object(raw)

@@ -1,0 +1,197 @@
+"""A JSONL line too long to hold, read for the members a reader needs, never held whole.
+
+A lookup file's line (a user, a contact, an SSO entry) may hold a member nobody reads that is longer
+than a line may be (``lines.MAX_LINE_BYTES``): an export's extra column, a contact's other fields as
+``mongoexport`` writes them without ``--fields``. Such a line is read on in blocks and its top-level
+members are followed one by one: the members the reader names are kept, each up to ``MEMBER_BYTES``,
+and the others are passed over unread. What is kept is given back as a short line of the same
+members, as written, in order, which the reader then reads as any other line: the record is the one
+the whole line makes, without the members it does not read.
+
+A kept member longer than ``MEMBER_BYTES``, or a line that is not one JSON object, cannot be read
+that way: the line is refused (``FileFormatError`` naming it), never skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Collection
+from typing import Final
+
+from .errors import FileFormatError
+from .lines import LONG_LINE_HEAD, PathLike
+
+MEMBER_BYTES: Final = LONG_LINE_HEAD
+"""The longest member kept from a long line (1 MiB): an id, an email, a name, a time."""
+
+_KEY_BYTES: Final = 4096
+"""A key longer than this is no key a reader names: it is passed over like its value."""
+
+# The body of a JSON string up to its closing quote (unrolled: no backtracking), and what ends a run
+# of a value outside strings.
+_STRING_BODY: Final = re.compile(rb'[^"\\]*(?:\\.[^"\\]*)*', re.S)
+_VALUE_STOP: Final = re.compile(rb'["{}\[\],]')
+_SPACE: Final = frozenset(b" \t\r\n")
+
+# Where the scan is: before the object, before a key, in a key, before its colon, in a value, after
+# the object (only whitespace may follow).
+_BEFORE, _KEY_START, _KEY, _COLON, _VALUE, _AFTER = range(6)
+
+
+class _Scan:
+    """The state of one line's scan, fed block by block."""
+
+    def __init__(self, keep: Collection[str]) -> None:
+        self.keep = frozenset(keep)
+        self.state = _BEFORE
+        self.depth = 0  # brackets open inside the current value
+        self.in_string = False
+        self.escaped = False  # a string's last byte read was a lone backslash
+        self.key = bytearray()
+        self.key_too_long = False
+        self.value = bytearray()
+        self.keeping = False
+        self.name = ""  # the current member's key
+        self.seen = 0  # members read
+        self.members: list[bytes] = []
+        self.too_long: set[str] = set()
+        self.malformed = False
+
+    def feed(self, data: bytes) -> None:
+        pos, end = 0, len(data)
+        while pos < end and not self.malformed:
+            if self.in_string:
+                pos = self._string(data, pos)
+                continue
+            state = self.state
+            if state == _VALUE:
+                pos = self._value(data, pos)
+                continue
+            char = data[pos]
+            if char in _SPACE:
+                pos += 1
+            elif state == _BEFORE and char == 0x7B:  # {
+                self.state, pos = _KEY_START, pos + 1
+            elif state == _KEY_START and char == 0x22:  # a key's opening quote
+                self.key.clear()
+                self.key += b'"'
+                self.key_too_long = False
+                self.state, self.in_string, pos = _KEY, True, pos + 1
+            elif state == _KEY_START and char == 0x7D and not self.seen:
+                self.state, pos = _AFTER, pos + 1  # {} (a comma before } is no object)
+            elif state == _COLON and char == 0x3A:  # :
+                self.value.clear()
+                self.keeping = self._wanted()
+                self.state, pos = _VALUE, pos + 1
+            else:
+                self.malformed = True
+
+    def _wanted(self) -> bool:
+        if self.key_too_long:
+            return False
+        try:  # a key's text, escapes and all
+            name = json.loads(bytes(self.key))
+        except ValueError:
+            self.malformed = True
+            return False
+        self.name = name
+        return isinstance(name, str) and name in self.keep
+
+    def _string(self, data: bytes, pos: int) -> int:
+        """Read a string's body on from ``pos``; the position after its closing quote, or the end."""
+        start = pos
+        if self.escaped:  # the escaped byte is the first of this block
+            self.escaped, pos = False, pos + 1
+        body = _STRING_BODY.match(data, pos)
+        assert body is not None  # the pattern matches the empty string
+        pos = body.end()
+        if pos < len(data) and data[pos] == 0x5C:  # a backslash ends the block: it escapes the next one
+            self.escaped, pos = True, pos + 1
+        closed = pos < len(data) and data[pos] == 0x22
+        if closed:
+            pos += 1
+            self.in_string = False
+        self._take(data[start:pos])
+        if closed and self.state == _KEY:
+            self.state = _COLON
+        return pos
+
+    def _take(self, piece: bytes) -> None:
+        """Keep ``piece`` of the current key or kept value, while it stays within its bound."""
+        if self.state == _KEY:
+            if not self.key_too_long:
+                self.key += piece
+                self.key_too_long = len(self.key) > _KEY_BYTES
+        elif self.keeping:
+            self.value += piece
+            if len(self.value) > MEMBER_BYTES:
+                self.too_long.add(self.name)
+                self.keeping = False
+                self.value.clear()
+
+    def _value(self, data: bytes, pos: int) -> int:
+        """Read a value on from ``pos``: to its end at this object's ``,`` or ``}``, or the block's."""
+        stop = _VALUE_STOP.search(data, pos)
+        if stop is None:
+            self._take(data[pos:])
+            return len(data)
+        at = stop.start()
+        char = data[at]
+        self._take(data[pos:at])
+        if char == 0x22:
+            self._take(b'"')
+            self.in_string = True
+            return at + 1
+        if char in (0x7B, 0x5B):  # { [ open a nested value
+            self.depth += 1
+            self._take(data[at : at + 1])
+        elif self.depth:  # , } ] inside a nested value
+            self.depth -= char != 0x2C
+            self._take(data[at : at + 1])
+        elif char == 0x5D:  # ] closing nothing
+            self.malformed = True
+        else:  # , or } ending this member
+            self._member_end()
+            self.state = _KEY_START if char == 0x2C else _AFTER
+        return at + 1
+
+    def _member_end(self) -> None:
+        self.seen += 1
+        if self.keeping:
+            value = bytes(self.value).strip()
+            if not value:
+                self.malformed = True
+            self.members.append(bytes(self.key) + b":" + value)
+        self.keeping = False
+
+
+def skim_long_line(
+    path: PathLike,
+    number: int,
+    first: bytes,
+    readline: Callable[[int], bytes],
+    keep: Collection[str],
+    max_bytes: int,
+) -> bytes:
+    """The short line of ``keep``'s members of a line longer than ``max_bytes``, whose ``first``
+    bytes were read and whose rest ``readline`` gives (read on to the line's end, in blocks).
+
+    ``FileFormatError`` naming the line when it is not one JSON object, or when a member named in
+    ``keep`` is longer than ``MEMBER_BYTES``: its record cannot be read without holding the line.
+    """
+    scan = _Scan(keep)
+    scan.feed(first)
+    rest = first
+    while rest and not rest.endswith(b"\n"):
+        rest = readline(LONG_LINE_HEAD)
+        scan.feed(rest)
+    why = f"line longer than {max_bytes} bytes"
+    if scan.too_long:
+        names = ", ".join(sorted(scan.too_long))
+        raise FileFormatError(
+            path, number, f"{why}, and its {names} longer than {MEMBER_BYTES} bytes: it cannot be read"
+        )
+    if scan.malformed or scan.in_string or scan.state != _AFTER:
+        raise FileFormatError(path, number, f"{why}, and not one JSON object: it cannot be read")
+    return b"{" + b",".join(scan.members) + b"}\n"
