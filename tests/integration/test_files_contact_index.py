@@ -96,6 +96,20 @@ class TestFileShapes:
         assert directory.contacts_by_crm_ids("co", [2])[2].id == "0" * 23 + "1"
         assert directory.contacts_by_crm_ids("co", [3])[3].id == "zz-string-id"
 
+    def test_ids_out_of_order_across_the_checks_slices_are_still_sorted(self, tmp_path: Path) -> None:
+        """A file in person id order is kept unsorted; one pair out of order where the ascending check
+        changes slices (ids 65,535 and 65,536), the file's only one, must still be found."""
+        ids = list(range(70_000))
+        ids[65_535], ids[65_536] = ids[65_536], ids[65_535]
+        lines = [contact_line(f"c{n:06d}", "co", person_id) for n, person_id in enumerate(ids)]
+        directory = JsonlContactDirectory(write_lines(tmp_path / "c.jsonl", *lines))
+        found = directory.contacts_by_crm_ids("co", [65_535, 65_536, 69_999])
+        assert {person_id: contact.id for person_id, contact in found.items()} == {
+            65_535: "c065536",
+            65_536: "c065535",
+            69_999: "c069999",
+        }
+
     def test_extended_json_and_string_ids_are_read_like_read_contacts(self, tmp_path: Path) -> None:
         """mongoexport's $oid, $date and $numberLong, and a decimal-string id, give the same contacts."""
         path = write_lines(
