@@ -35,6 +35,7 @@ The token never appears in a repr, log line or message.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random as _random
@@ -67,9 +68,23 @@ _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrst
 _RETRYABLE_4XX = frozenset({408, 429})
 # Refusals that may be about one email of the chunk rather than about the request (see above).
 _CONTENT_REFUSALS = frozenset({400, 422})
+ANSWER_BASE_BYTES: Final = 64 * 1024
+ANSWER_BYTES_PER_EMAIL: Final = 16 * 1024
+"""A 200 answer may hold at most ``answer_bytes(emails)`` bytes: 64 KiB and 16 KiB an email asked
+(an entry is an email and an id, under a kilobyte), 1.6 MiB for a chunk of 100. A larger body is no
+answer to the request, and reading it would cost the runner its memory."""
+ANSWER_READS: Final = 3
+"""An attempt's answer must be whole within ``connect_timeout + ANSWER_READS × read_timeout``
+(17 s by default): ``read_timeout`` bounds each read, so a server that sends a byte now and then
+would otherwise hold the run for hours."""
 PROBE_EMAIL: Final = "crm-audit-probe@example.invalid"
 """Asked alone when USMAN refuses every email of a chunk: a well-formed address no user has
 (``.invalid`` is reserved, RFC 2606). Refused too, the request is wrong, not the emails."""
+
+
+def answer_bytes(emails: int) -> int:
+    """The most bytes a 200 answer to a request of ``emails`` emails may hold (``ANSWER_BASE_BYTES``)."""
+    return ANSWER_BASE_BYTES + ANSWER_BYTES_PER_EMAIL * emails
 
 
 def email_key(email: str) -> str:
@@ -248,6 +263,7 @@ class UsmanClient:
             headers={"Accept": "application/json"},
             follow_redirects=False,
         )
+        self._answer_seconds = config.connect_timeout + ANSWER_READS * config.read_timeout
 
     def __repr__(self) -> str:
         return f"UsmanClient({self._where!r})"
@@ -365,20 +381,23 @@ class UsmanClient:
     def _attempt(self, company_sso_id: str, emails: list[str]) -> dict[str, str]:
         import httpx  # loaded by __init__: a dictionary look-up
 
+        deadline = time.monotonic() + self._answer_seconds
         try:
-            response = self._http.post(
+            with self._http.stream(
+                "POST",
                 self._config.path,
                 json={"company_sso_id": company_sso_id, "emails": emails},
                 # No token, no header: "Bearer " alone is not a valid header value, and a
                 # directory that needs a token answers 401 (a clear refusal) to its absence.
                 headers={self._config.auth_header: self._config.auth_value()} if self._config.token else {},
-            )
+            ) as response:
+                status = response.status_code
+                body = self._body(response, len(emails), deadline) if status == 200 else b""
         except httpx.TimeoutException as exc:
             raise _Retryable(f"timed out ({type(exc).__name__})") from exc
         except httpx.RequestError as exc:
             # Transport errors, and a body that fails to decode (a broken Content-Encoding).
             raise _Retryable(f"request failed ({type(exc).__name__})") from exc
-        status = response.status_code
         if status in _RETRYABLE_4XX or status >= 500:
             raise _Retryable(f"HTTP {status}", status_code=status, delay=_retry_after(response))
         if 400 <= status < 500:
@@ -391,17 +410,39 @@ class UsmanClient:
             raise UsmanUnavailable(
                 f"USMAN at {self._where} answered HTTP {status}", status_code=status, attempts=1
             )
-        return self._parse(response)
+        return self._parse(body)
 
-    def _parse(self, response: httpx.Response) -> dict[str, str]:
+    def _body(self, response: httpx.Response, emails: int, deadline: float) -> bytes:
+        """A 200 answer's body, read as it streams in: at most ``answer_bytes(emails)`` (a larger one is
+        ``UsmanUnavailable``, never held), and whole by ``deadline`` (else a timeout: retried)."""
+        limit = answer_bytes(emails)
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > limit:
+                raise UsmanUnavailable(
+                    f"USMAN at {self._where} answered more than {limit} bytes for {emails} email(s): "
+                    "not an answer to this request",
+                    status_code=200,
+                    attempts=1,
+                )
+            chunks.append(chunk)
+            if time.monotonic() > deadline:
+                raise _Retryable(f"timed out (the answer was not whole within {self._answer_seconds:g} s)")
+        return b"".join(chunks)
+
+    def _parse(self, body: bytes) -> dict[str, str]:
         try:
-            body = response.json()
-        except ValueError as exc:
+            decoded = json.loads(body)
+        except Exception as exc:  # not JSON, not UTF-8, nested past the recursion limit, …
             raise UsmanUnavailable(
-                f"USMAN at {self._where} answered a body that is not JSON", status_code=200, attempts=1
+                f"USMAN at {self._where} answered a body that is not JSON ({type(exc).__name__})",
+                status_code=200,
+                attempts=1,
             ) from exc
         try:
-            return _answers(body)
+            return _answers(decoded)
         except ValueError as exc:
             raise UsmanUnavailable(
                 f"USMAN at {self._where} answered the wrong shape: {exc}", status_code=200, attempts=1

@@ -10,7 +10,14 @@ from typing import Any
 import httpx
 import pytest
 
-from crm_audit_adapters.usman import PROBE_EMAIL, UsmanClient, UsmanConfig, UsmanRefused, UsmanUnavailable
+from crm_audit_adapters.usman import (
+    PROBE_EMAIL,
+    UsmanClient,
+    UsmanConfig,
+    UsmanRefused,
+    UsmanUnavailable,
+    answer_bytes,
+)
 from crm_audit_transform.errors import DirectoryRefused, DirectoryUnavailable
 from support.usman_server import (
     PATH,
@@ -20,6 +27,7 @@ from support.usman_server import (
     UsmanServer,
     answer,
     body,
+    drip,
     drop,
     hang,
     slow,
@@ -370,6 +378,60 @@ class TestMalformedAnswers:
         with client_for(server, sleeps) as client, pytest.raises(DirectoryUnavailable) as caught:
             client.sso_ids_by_emails(COMPANY, ["nur.4@acme.example"])
         assert caught.value.__cause__ is not None
+
+    @pytest.mark.parametrize(
+        "raw",
+        [
+            b'{"data": ' + b"[" * 30_000 + b"]" * 30_000 + b"}",
+            b'{"data": [], "x": ' + b"[" * 30_000 + b"]" * 30_000 + b"}",
+            b'{"data": [{"email": "nur.4@acme.example", "sso_id": "\xff"}]}',
+        ],
+        ids=["deep data", "deep elsewhere", "not UTF-8"],
+    )
+    def test_a_body_json_cannot_decode_is_unavailable_not_a_crash(
+        self, server: UsmanServer, sleeps: list[float], raw: bytes
+    ) -> None:
+        """JSON nested past Python's recursion limit made the decoder raise RecursionError, which escaped
+        the client: the run crashed INTERNAL (and kept its lease) instead of degrading those actors."""
+        server.queue(body(raw))
+        with (
+            client_for(server, sleeps) as client,
+            pytest.raises(UsmanUnavailable, match="not JSON") as caught,
+        ):
+            client.sso_ids_by_emails(COMPANY, [NUR])
+        assert caught.value.__cause__ is not None
+        assert len(server.requests) == 1  # a retry would get the same body
+
+    def test_an_answer_past_its_bound_is_unavailable_and_never_held(
+        self, server: UsmanServer, sleeps: list[float]
+    ) -> None:
+        """A 200 answer larger than answer_bytes(emails) was read whole (600 MB cost 1.9 GB): it is
+        refused as it streams in, once past the bound, and the actors degrade."""
+        pad = b"x" * (answer_bytes(1) + 1)
+        server.queue(body(b'{"data": [], "pad": "' + pad + b'"}'))
+        with (
+            client_for(server, sleeps) as client,
+            pytest.raises(UsmanUnavailable, match="more than") as caught,
+        ):
+            client.sso_ids_by_emails(COMPANY, [NUR])
+        assert caught.value.status_code == 200
+        server.queue(body(b'{"data": [], "pad": "' + pad[: -1 - 64 * 1024] + b'"}'))
+        with client_for(server, sleeps) as client:
+            assert client.sso_ids_by_emails(COMPANY, [NUR]) == {}  # within the bound: an answer
+
+    def test_an_answer_that_drips_in_past_the_attempts_deadline_is_a_timeout(
+        self, server: UsmanServer, sleeps: list[float]
+    ) -> None:
+        """A byte every 50 ms keeps each read within read_timeout (0.2 s), so the answer came whole
+        after seconds (hours for a real chunk at a byte every 3 s). An attempt's answer must be whole
+        within connect_timeout + 3 x read_timeout: past that it is a timeout, retried, then unavailable."""
+        server.default = drip(0.05)
+        with (
+            client_for(server, sleeps, connect_timeout=0.1, max_attempts=2) as client,
+            pytest.raises(UsmanUnavailable, match=r"not whole within 0.7 s"),
+        ):
+            client.sso_ids_by_emails(COMPANY, [NUR])
+        assert len(server.requests) == 2
 
     def test_answers_for_emails_not_asked_are_ignored(self, server: UsmanServer, sleeps: list[float]) -> None:
         """Extra entries in the answer never leak into the result."""

@@ -54,6 +54,8 @@ class Reply:
     delay: float = 0.0
     hang: bool = False
     drop: bool = False
+    drip: float = 0.0
+    """Seconds between the body's bytes, each sent alone (a server that answers slowly but steadily)."""
 
 
 Behaviour = Callable[["UsmanServer", SeenRequest], Reply]
@@ -105,6 +107,16 @@ def held(until: threading.Event, timeout: float = 120.0) -> Behaviour:
     def behaviour(server: UsmanServer, request: SeenRequest) -> Reply:
         until.wait(timeout)
         return answer(server, request)
+
+    return behaviour
+
+
+def drip(seconds: float) -> Behaviour:
+    """Answer correctly, the body one byte every ``seconds``: each read is quick, the answer is not."""
+
+    def behaviour(server: UsmanServer, request: SeenRequest) -> Reply:
+        reply = answer(server, request)
+        return Reply(reply.status, reply.body, reply.headers, drip=seconds)
 
     return behaviour
 
@@ -235,7 +247,15 @@ def _handler_for(server: UsmanServer) -> type[BaseHTTPRequestHandler]:
             for name, value in reply.headers.items():
                 self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(reply.body)
+            if not reply.drip:
+                self.wfile.write(reply.body)
+                return
+            for byte in reply.body:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                if server._stopping.wait(reply.drip):
+                    self.close_connection = True
+                    return
 
         do_GET = do_POST
 
