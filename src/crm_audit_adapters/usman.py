@@ -27,8 +27,10 @@ A 400 or 422 may answer the request's *content* instead: one email USMAN's valid
 (legacy CRM data such as ``n/a``) would otherwise stop every run of the account for ever. So a
 chunk refused with 400/422 is halved until each email refused stands alone; those emails are
 answered as unknown (USMAN holds no user by them: the actor is ``[Deleted CRM User]``) and the
-rest as USMAN answers them. Only when every email of the chunk is refused, and a probe email
-(``PROBE_EMAIL``) is refused too, is it the request itself that is refused: ``UsmanRefused``.
+rest as USMAN answers them. Only when every email of the chunk is refused, and a probe is refused
+too (an email of the company USMAN took before, then ``PROBE_EMAIL``), is it the request itself that
+is refused: ``UsmanRefused`` — unless no refused email is an address at all (``n/a``), which no
+probe's answer makes a configuration error.
 
 The token never appears in a repr, log line or message.
 """
@@ -78,8 +80,9 @@ ANSWER_READS: Final = 3
 (17 s by default): ``read_timeout`` bounds each read, so a server that sends a byte now and then
 would otherwise hold the run for hours."""
 PROBE_EMAIL: Final = "crm-audit-probe@example.invalid"
-"""Asked alone when USMAN refuses every email of a chunk: a well-formed address no user has
-(``.invalid`` is reserved, RFC 2606). Refused too, the request is wrong, not the emails."""
+"""Asked alone when USMAN refuses every email of a chunk and took no email of the company before: a
+well-formed address no user has (``.invalid`` is reserved, RFC 2606), which a strict validator may
+refuse too (``_probe``)."""
 
 
 def answer_bytes(emails: int) -> int:
@@ -264,6 +267,7 @@ class UsmanClient:
             follow_redirects=False,
         )
         self._answer_seconds = config.connect_timeout + ANSWER_READS * config.read_timeout
+        self._accepted: dict[str, str] = {}  # per company, an email of a request USMAN answered
 
     def __repr__(self) -> str:
         return f"UsmanClient({self._where!r})"
@@ -321,8 +325,7 @@ class UsmanClient:
         refused: list[str] = []
         found = self._halves(company_sso_id, emails, refused)
         if len(refused) == len(emails):
-            # Every email refused: a probe tells a refused request from refused emails.
-            self._ask(company_sso_id, [PROBE_EMAIL])
+            self._probe(company_sso_id, refused)
         if refused:
             log.warning(
                 "USMAN refused %d of %d emails with HTTP %s; they are answered as unknown users",
@@ -331,6 +334,31 @@ class UsmanClient:
                 status,
             )
         return found
+
+    def _probe(self, company_sso_id: str, refused: list[str]) -> None:
+        """USMAN refused every email of a chunk (400/422): returns when the emails are what it refused,
+        raises ``UsmanRefused`` when it is the request.
+
+        Asked alone: an email of this company USMAN took in an answered request before, then
+        ``PROBE_EMAIL``. One answered, the request is sound and the emails are refused. A validator
+        may refuse ``PROBE_EMAIL``'s reserved domain (``.invalid``) as it refuses ``n/a``: so when every
+        probe is refused too, emails that are no address at all (nothing before or after an ``@``) are
+        still the emails' fault, never a reason to stop the account's runs.
+        """
+        known = self._accepted.get(company_sso_id)
+        refusal: UsmanRefused | None = None
+        for probe in ([known] if known else []) + [PROBE_EMAIL]:
+            try:
+                self._ask(company_sso_id, [probe])
+            except UsmanRefused as exc:
+                if exc.status_code not in _CONTENT_REFUSALS:
+                    raise
+                refusal = exc
+            else:
+                return
+        assert refusal is not None  # every probe was refused
+        if any(_is_address(email) for email in refused):
+            raise refusal
 
     def _halves(self, company_sso_id: str, emails: list[str], refused: list[str]) -> dict[str, str]:
         """The answers for ``emails`` (a chunk USMAN refused), asked in halves until each email it
@@ -410,7 +438,9 @@ class UsmanClient:
             raise UsmanUnavailable(
                 f"USMAN at {self._where} answered HTTP {status}", status_code=status, attempts=1
             )
-        return self._parse(body)
+        found = self._parse(body)
+        self._accepted[company_sso_id] = emails[0]  # a request USMAN took: a probe it takes (_probe)
+        return found
 
     def _body(self, response: httpx.Response, emails: int, deadline: float) -> bytes:
         """A 200 answer's body, read as it streams in: at most ``answer_bytes(emails)`` (a larger one is
@@ -468,6 +498,12 @@ def _answers(body: object) -> dict[str, str]:
         if found.setdefault(key, sso_id) != sso_id:
             raise ValueError(f"data[{index}]: one email with two different sso ids")
     return found
+
+
+def _is_address(email: str) -> bool:
+    """Something before and after an ``@``: the least an email address is (``n/a`` is not one)."""
+    local, at, domain = email.rpartition("@")
+    return bool(at and local and domain)
 
 
 def _is_retryable(error: BaseException) -> bool:

@@ -343,6 +343,34 @@ class TestRetries:
             assert client.sso_ids_by_emails(COMPANY, ["n/a"]) == {}  # alone: the probe is answered
         assert server.posted_emails()[-1] == [PROBE_EMAIL]
 
+    @pytest.mark.parametrize("code", [400, 422])
+    def test_a_validator_refusing_the_probe_too_never_stops_the_account(
+        self, server: UsmanServer, sleeps: list[float], code: int
+    ) -> None:
+        """A strict validator refuses n/a and the probe's reserved .invalid domain alike: a chunk of
+        n/a alone stopped every run of the account (UsmanRefused, exit 3). The probe is first an email
+        of the company USMAN took before; with none yet, an email that is no address at all is still
+        the email's fault. A well-formed email refused with every probe is still a refusal."""
+
+        def strict(server: UsmanServer, request: SeenRequest) -> Reply:
+            if any("@" not in email or email.endswith(".invalid") for email in request.payload["emails"]):
+                return Reply(code, b'{"errors": [{"message": "invalid email"}]}')
+            return answer(server, request)
+
+        server.default = strict
+        with client_for(server, sleeps) as client:
+            assert client.sso_ids_by_emails(COMPANY, ["agus.1@acme.example"]) == {
+                "agus.1@acme.example": "sso-agus"
+            }
+            assert client.sso_ids_by_emails(COMPANY, ["n/a"]) == {}
+        assert server.posted_emails()[-2:] == [["n/a"], ["agus.1@acme.example"]]
+        with client_for(server, sleeps) as client:  # nothing taken before: the probe is refused too
+            assert client.sso_ids_by_emails(COMPANY, ["n/a"]) == {}
+        assert server.posted_emails()[-2:] == [["n/a"], [PROBE_EMAIL]]
+        server.default = status(code)
+        with client_for(server, sleeps) as client, pytest.raises(UsmanRefused):
+            client.sso_ids_by_emails(COMPANY, ["nur.4@acme.example", "x@acme.example"])
+
     def test_a_wrong_token_is_a_401_without_retry(self, server: UsmanServer, sleeps: list[float]) -> None:
         """The real server refuses a wrong token with 401; the client does not hammer it."""
         with client_for(server, sleeps, token="wrong") as client, pytest.raises(UsmanRefused) as caught:
