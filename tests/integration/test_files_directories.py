@@ -337,3 +337,33 @@ class TestContactSyncTimeAsMongoDB:
         ]
         if doc_id != "name":
             assert in_file[1].id == OBJECT_ID
+
+
+class TestDeepAndLongValues:
+    DEEP = "[" * 100_000 + "]" * 100_000
+
+    def test_a_contact_nested_past_the_recursion_limit_is_bad_input_naming_its_line(
+        self, tmp_path: Path
+    ) -> None:
+        """json_util recursed until RecursionError, which escaped both readers: the dry run ended
+        INTERNAL (exit 1) instead of BAD_INPUT naming the file and line."""
+        from crm_audit_adapters.files import JsonlContactDirectory
+
+        good = {"_id": "c", "company_sso_id": "co", "crm_data": {"id": 1}, "created_at": "2024-01-01"}
+        deep = (
+            '{"_id": "d", "company_sso_id": "co", "crm_data": ' + self.DEEP + ', "created_at": "2024-01-01"}'
+        )
+        path = write_lines(tmp_path / "c.jsonl", good, deep)
+        for read in (read_contacts, JsonlContactDirectory):
+            with pytest.raises(FileFormatError, match=r"line 2: .*nested too deep") as caught:
+                read(path)
+            assert len(str(caught.value)) < 300
+
+    def test_an_error_quotes_a_long_value_cut_short(self, tmp_path: Path) -> None:
+        """A users or SSO line's bad member was quoted whole: one error line of 200 KB."""
+        users = write_lines(tmp_path / "u.jsonl", '{"tenant": "acme", "id": ' + self.DEEP + "}")
+        sso = write_lines(tmp_path / "s.jsonl", {"email": "x" * 200_000 + "@a", "sso_id": 5})
+        for read, path in ((read_users, users), (read_sso_directory, sso)):
+            with pytest.raises(FileFormatError, match="line 1: ") as caught:
+                read(path)
+            assert len(str(caught.value)) < 300

@@ -447,6 +447,20 @@ class TestMalformedAnswers:
         with client_for(server, sleeps) as client:
             assert client.sso_ids_by_emails(COMPANY, [NUR]) == {}  # within the bound: an answer
 
+    def test_a_compressed_answer_is_bounded_once_inflated(
+        self, server: UsmanServer, sleeps: list[float]
+    ) -> None:
+        """A 20 KB gzip body that inflates to 20 MB is refused by its inflated size (a 0.5 MB one of
+        500 MB cost the runner 1.6 GB): the bound is on the body the client would decode."""
+        import gzip
+
+        inflated = b'{"data": [], "pad": "' + b"0" * 20_000_000 + b'"}'
+        packed = gzip.compress(inflated, compresslevel=9)
+        assert len(packed) < answer_bytes(1)
+        server.queue(lambda server, request: Reply(200, packed, {"Content-Encoding": "gzip"}))
+        with client_for(server, sleeps) as client, pytest.raises(UsmanUnavailable, match="more than"):
+            client.sso_ids_by_emails(COMPANY, [NUR])
+
     def test_an_answer_that_drips_in_past_the_attempts_deadline_is_a_timeout(
         self, server: UsmanServer, sleeps: list[float]
     ) -> None:
