@@ -41,7 +41,15 @@ from crm_audit_transform.usecases import RunSettings
 from crm_audit_transform.usecases.cancel import cancel
 from crm_audit_transform.usecases.pages import PageSpan
 from support.corpus_account import World, audit_rows
-from support.page_workers import DiesOnRow, NotingSpanReads, SlowWorker, WaitsOnItsFirstPage, page_pool
+from support.page_workers import (
+    DiesOnRow,
+    NotingSpanReads,
+    NotingTransformer,
+    SlowWorker,
+    WaitsForTheRunnersPage,
+    WaitsOnItsFirstPage,
+    page_pool,
+)
 
 TENANT = "acme"
 SETTINGS = RunSettings(page_size=40, halt_threshold=1.0, lease_seconds=60)
@@ -282,6 +290,29 @@ class TestTheRunnersShare:
         with page_pool(2, share=False) as pool:
             world.run(settings=SETTINGS, pipeline=pool)
         assert fingerprint(world) == one_process[False]
+
+    def test_a_runner_prepares_a_page_of_its_own_while_its_worker_prepares_the_head(
+        self, tmp_path: Path
+    ) -> None:
+        """The runner does not wait for the head page's lookups request while it can take a page of
+        its own: the worker, holding its first page until the runner has prepared one (10 s at
+        most), sees the runner's page first. The pages come back whole, in order."""
+        rows = sorted(audit_rows(TENANT), key=lambda row: row.id)[:20]
+        pages = [rows[start : start + 5] for start in range(0, 20, 5)]
+        log = tmp_path / "events"
+        with ProcessPagePipeline(2, WaitsForTheRunnersPage(log)) as pool:
+            done = list(
+                pool.transform_pages(
+                    pages,
+                    NotingTransformer(log),
+                    lambda request: LookupContext(),
+                    company_sso_id="company",
+                )
+            )
+        events = log.read_text().splitlines()
+        assert events[0].startswith("runner prepared ")
+        assert f"worker prepared {rows[0].id}" in events
+        assert [list(page.ids) for page in done] == [[row.id for row in page] for page in pages]
 
     def test_a_pool_that_shares_needs_a_worker_besides_the_runner(self) -> None:
         """With ``share`` the runner is one of the ``workers``: one alone is no pool (``ValueError``)."""

@@ -152,3 +152,49 @@ class WaitsOnItsFirstPage:
 
     def __call__(self) -> Transformer:
         return _WaitingTransformer(self.first_id, self.log)
+
+
+class NotingTransformer(Transformer):
+    """The runner's transformer (default rules) that notes ``runner prepared <first id>`` in ``log``
+    for each page it prepares itself."""
+
+    __slots__ = ("_log",)
+
+    def __init__(self, log: Path) -> None:
+        super().__init__(load_default_config())
+        self._log = log
+
+    def prepare(self, rows: Iterable[AuditRow]) -> tuple[PreparedRow, ...]:
+        rows = tuple(rows)
+        if rows:
+            _note(self._log, f"runner prepared {rows[0].id}")
+        return super().prepare(rows)
+
+
+class _WaitingForTheRunner(Transformer):
+    __slots__ = ("_log",)
+
+    def __init__(self, log: Path) -> None:
+        super().__init__(load_default_config())
+        self._log = log
+
+    def prepare(self, rows: Iterable[AuditRow]) -> tuple[PreparedRow, ...]:
+        deadline = time.monotonic() + 10
+        while "runner prepared" not in (self._log.read_text() if self._log.exists() else ""):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        rows = tuple(rows)
+        _note(self._log, f"worker prepared {rows[0].id if rows else None}")
+        return super().prepare(rows)
+
+
+@frozen
+class WaitsForTheRunnersPage:
+    """A recipe whose worker, before preparing any page, waits (10 s at most) until the runner has
+    noted a page of its own in ``log`` (``NotingTransformer``), then notes its own."""
+
+    log: Path
+
+    def __call__(self) -> Transformer:
+        return _WaitingForTheRunner(self.log)

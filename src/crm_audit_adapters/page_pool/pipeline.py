@@ -317,7 +317,9 @@ class ProcessPagePipeline:
                 self._send(feed, inflight, executors, run)
                 if not inflight:
                     return
-                self._look_up(inflight, executors, lookup, company_sso_id)
+                # Sharing, this process does not wait for the head's plan while it has a step of
+                # its own to take (a page to read and prepare while the worker prepares the head).
+                self._look_up(inflight, executors, lookup, company_sso_id, wait=not self._share)
                 head = inflight[0]
                 if (
                     self._share
@@ -326,6 +328,8 @@ class ProcessPagePipeline:
                     and self._work_here(feed, inflight, transformer, company_sso_id)
                 ):
                     continue
+                if not head.looked_up:
+                    self._look_up(inflight, executors, lookup, company_sso_id, wait=True)
                 inflight.popleft()
                 result = self._result(head, transformer, company_sso_id)
                 yield TransformedPage(head.row_ids(), result)
@@ -405,12 +409,15 @@ class ProcessPagePipeline:
         executors: Sequence[ProcessPoolExecutor],
         lookup: PageLookup,
         company_sso_id: str,
+        *,
+        wait: bool,
     ) -> None:
-        """Look up, in page order, the head (waiting for it) and every next page already prepared."""
+        """Look up, in page order, the head (with ``wait``, waiting for its plan) and every next
+        page already prepared."""
         for index, page in enumerate(inflight):
             if page.looked_up:
                 continue
-            if index and not page.plan.done():
+            if (index or not wait) and not page.plan.done():
                 return
             ids, request = self._wait(page.plan)
             if ids is not None:
