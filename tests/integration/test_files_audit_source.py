@@ -219,31 +219,39 @@ class TestCheckedRows:
         assert (failed.audit_id, failed.reason) == (2, "invalid_audit_row")
         assert "line 2: line longer than 4096 bytes" in failed.detail
 
-    def test_a_line_past_the_cap_with_no_id_in_its_head_stops_the_read(self, tmp_path: Path) -> None:
-        """Its row cannot be named, so it cannot be counted: the read stops (BAD_INPUT), as for any line
-        with no readable id."""
-        late_id = '{"tenant": "acme", "audited_changes": "' + "x" * 5_000 + '", "id": 2}'
-        path = write_lines(tmp_path / "audits.jsonl", self.lines(1)[0], late_id)
-        with (
-            FileAuditSource(path, "acme", checked=CheckedRows(path), max_record_bytes=4_096) as source,
-            pytest.raises(FileFormatError, match="line 2: line longer than 4096 bytes"),
-        ):
-            all_pages(source, "acme", EPOCH, 10)
-
-    def test_a_line_past_the_cap_whose_tenant_follows_the_long_value_stops_the_read(
+    def test_a_line_past_the_cap_whose_id_or_tenant_follows_its_long_value_is_still_counted(
         self, tmp_path: Path
     ) -> None:
-        """Its head names an id but no tenant: it may be another tenant's row (ids overlap), so it is
-        not failed as this tenant's; the read stops (BAD_INPUT) naming the line and the key order."""
-        late_tenant = '{"id": 2, "audited_changes": "' + "x" * 5_000 + '", "tenant": "globex"}'
-        path = write_lines(tmp_path / "audits.jsonl", self.lines(1)[0], late_tenant, self.lines(3)[0])
+        """The line is read on for its tenant and id wherever they lie: a row of this tenant whose id
+        follows its long value is its row's failure, another tenant's line whose tenant follows it is
+        passed over (both stopped the dry run when only the line's first MiB was read)."""
+        long = '"' + "x" * 5_000 + '"'
+        late_id = '{"tenant": "acme", "audited_changes": ' + long + ', "id": 2}'
+        late_tenant = '{"id": 3, "audited_changes": ' + long + ', "tenant": "globex"}'
+        ours = '{"id": 4, "audited_changes": ' + long + ', "tenant": "acme"}'
+        path = write_lines(
+            tmp_path / "audits.jsonl", self.lines(1)[0], late_id, late_tenant, ours, self.lines(5)[0]
+        )
         checked = CheckedRows(path)
-        with (
-            FileAuditSource(path, "acme", checked=checked, max_record_bytes=4_096) as source,
-            pytest.raises(FileFormatError, match=r"line 2: line longer than 4096 bytes.*tenant comes after"),
-        ):
-            all_pages(source, "acme", EPOCH, 10)
-        assert [outcome.audit_id for outcome in checked.outcomes] == []
+        with FileAuditSource(path, "acme", checked=checked, max_record_bytes=4_096) as source:
+            assert all_pages(source, "acme", EPOCH, 10) == [[1, 5]]
+        assert [(o.audit_id, o.reason) for o in checked.outcomes] == [
+            (2, "invalid_audit_row"),
+            (4, "invalid_audit_row"),
+        ]
+
+    def test_a_line_past_the_cap_with_no_id_stops_the_read(self, tmp_path: Path) -> None:
+        """Its row cannot be named, so it cannot be counted: the read stops (BAD_INPUT), as for any line
+        with no readable id; so does a long line that is not one JSON object."""
+        no_id = '{"tenant": "acme", "audited_changes": "' + "x" * 5_000 + '", "id": "2"}'
+        broken = '{"tenant": "acme", "id": 2, "audited_changes": "' + "x" * 5_000
+        for line, why in ((no_id, "no integer id"), (broken, "not one JSON object")):
+            path = write_lines(tmp_path / "audits.jsonl", self.lines(1)[0], line)
+            with (
+                FileAuditSource(path, "acme", checked=CheckedRows(path), max_record_bytes=4_096) as source,
+                pytest.raises(FileFormatError, match=f"line 2: line longer than 4096 bytes.*{why}"),
+            ):
+                all_pages(source, "acme", EPOCH, 10)
 
 
 class TestScopeEnds:

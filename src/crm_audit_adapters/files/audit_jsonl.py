@@ -12,17 +12,23 @@ from .audit_fields import record_row
 from .errors import FileFormatError
 from .lines import OnError, PathLike, json_objects, parse_timestamp, report
 
+LONG_LINE_MEMBERS: Final = frozenset({"tenant", "id"})
+"""What a line past ``max_line_bytes`` is read for (``lines.json_objects(keep=…)``): wherever they
+lie in the line, each up to 1 MiB (``long_lines``)."""
+
 
 def too_long_line(
     path: PathLike, tenant: str | None, on_error: OnError | None, max_line_bytes: int
 ) -> Callable[[int, dict[str, Any]], None]:
-    """What a JSONL line longer than ``max_line_bytes`` becomes, from the members its head holds.
+    """What a JSONL line longer than ``max_line_bytes`` becomes, from its ``tenant`` and ``id``.
 
-    A line is held whole, so one that long is never read: another tenant's line is passed over; a
-    line whose ``id`` and ``tenant`` its head gives is that row's error (``on_error``: the dry run
-    fails the row, ``invalid_audit_row``, as a PostgreSQL row past the loader's limits fails alone);
-    a line whose id or tenant lies past its head stops the read, as any line with no readable id
-    does: it cannot be told this tenant's row from another tenant's (whose ids overlap).
+    A line is held whole, so one that long is never read whole: it is read on in blocks for its
+    ``tenant`` and ``id`` only (``LONG_LINE_MEMBERS``), wherever they lie. Another tenant's line is
+    passed over; a line of this tenant (or naming none, when a tenant is given, as ``record_row``
+    reads such a line) with an integer ``id`` is that row's error (``on_error``: the dry run fails
+    the row, ``invalid_audit_row``, as a PostgreSQL row past the loader's limits fails alone). A
+    line with no integer id, or whose tenant cannot be told, stops the read, as any line with no
+    readable id does.
     """
 
     def handle(number: int, members: dict[str, Any]) -> None:
@@ -33,12 +39,13 @@ def too_long_line(
         if not isinstance(audit_id, int) or isinstance(audit_id, bool):
             audit_id = None
         why = f"line longer than {max_line_bytes} bytes: a line is read whole, so its row is not read"
-        if audit_id is not None and line_tenant is None:
-            why += " (its tenant comes after the long value: put tenant and id first)"
-        error = FileFormatError(path, number, why, audit_id=audit_id)
-        if audit_id is None or line_tenant is None:
-            raise error
-        report(error, on_error)
+        if line_tenant is not None and not isinstance(line_tenant, str):
+            raise FileFormatError(path, number, f"{why} (its tenant is not a string)")
+        if line_tenant is None and tenant is None:
+            raise FileFormatError(path, number, f"{why} (it names no tenant and none was given)")
+        if audit_id is None:
+            raise FileFormatError(path, number, f"{why} (it has no integer id)")
+        report(FileFormatError(path, number, why, audit_id=audit_id), on_error)
 
     return handle
 
@@ -48,7 +55,12 @@ def jsonl_rows(
 ) -> Generator[tuple[int, AuditRow], None, None]:
     too_long = too_long_line(path, tenant, on_error, max_line_bytes)
     objects = json_objects(
-        path, on_error, keep_bytes=True, max_line_bytes=max_line_bytes, on_long_line=too_long
+        path,
+        on_error,
+        keep_bytes=True,
+        max_line_bytes=max_line_bytes,
+        on_long_line=too_long,
+        keep=LONG_LINE_MEMBERS,
     )
     for number, record in objects:
         plain = plain_jsonl_row(record, tenant)

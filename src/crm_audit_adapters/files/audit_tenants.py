@@ -25,9 +25,12 @@ def file_tenants(path: PathLike, *, file_format: FileFormat | None = None) -> fr
             found.add(tenant)
 
     if chosen == "jsonl":
-        # A line too long to hold names its tenant when its head holds it (lines.leading_members).
+        # A line too long to hold is read for its tenant only, wherever it lies (long_lines).
         objects = json_objects(
-            path, lambda _error: None, on_long_line=lambda _, head: add(head.get("tenant"))
+            path,
+            lambda _error: None,
+            on_long_line=lambda _, members: add(members.get("tenant")),
+            keep=frozenset({"tenant"}),
         )
         for _, record in objects:
             add(record.get("tenant"))

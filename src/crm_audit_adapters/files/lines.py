@@ -57,7 +57,8 @@ def numbered_lines(
     ``on_long(number, head)`` gets its first ``LONG_LINE_HEAD`` bytes instead; the lines after it
     follow. With ``keep`` (the members a reader reads), such a line is read on the same way and
     comes as the short line of those members (``long_lines.skim_long_line``), or raises when one of
-    them is too long to keep or it is not one JSON object.
+    them is too long to keep or it is not one JSON object; with both, ``on_long`` gets that short
+    line instead of the head, and the line is not yielded.
     """
     with open(path, "rb") as stream:
         readline = stream.readline
@@ -68,7 +69,11 @@ def numbered_lines(
                 if keep is not None:
                     from .long_lines import skim_long_line  # it reads lines' constants: imported here
 
-                    yield number, skim_long_line(path, number, raw, readline, keep, max_bytes)
+                    short = skim_long_line(path, number, raw, readline, keep, max_bytes)
+                    if on_long is None:
+                        yield number, short
+                    else:
+                        on_long(number, short)
                     continue
                 if on_long is None:
                     raise FileFormatError(
@@ -163,11 +168,14 @@ def json_objects(
     each member whose text holds bytes that are not UTF-8 is given as ``bytes`` (``not_utf8_members``).
     A line longer than ``max_line_bytes`` stops the read (``numbered_lines``); with ``on_long_line`` it
     is passed over, not held, and ``on_long_line(number, leading_members(its head))`` is called; with
-    ``keep``, it is read for those members only (``numbered_lines``).
+    ``keep``, it is read for those members only (``numbered_lines``), and ``on_long_line`` gets them
+    wherever they lie in the line.
     """
     on_long = (
         None if on_long_line is None else lambda number, head: on_long_line(number, leading_members(head))
     )
+    if on_long_line is not None and keep is not None:
+        on_long = lambda number, short: on_long_line(number, _members_of(short))  # noqa: E731
     for number, raw in numbered_lines(path, max_line_bytes, on_long=on_long, keep=keep):
         if not raw.strip():
             continue  # blank lines separate nothing and hold nothing
@@ -186,6 +194,16 @@ def json_objects(
                 report(error, on_error)
                 continue
         yield number, value
+
+
+def _members_of(short: bytes) -> dict[str, Any]:
+    """The members of a long line's short line (``long_lines``): as ``json.loads`` reads them (the
+    last of a repeated key counts), or those it reads before a value it cannot build."""
+    try:
+        value = json.loads(short)
+    except (ValueError, RecursionError):  # an integer past Python's 4,300 digits, say
+        return leading_members(short)
+    return value if isinstance(value, dict) else {}
 
 
 def escaped(number: int, raw: bytes) -> str:

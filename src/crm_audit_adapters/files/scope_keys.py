@@ -10,7 +10,7 @@ from crm_audit_transform.domain import UnreadableTime
 
 from .audit_fields import record_row
 from .audit_formats import FileFormat, format_of
-from .audit_jsonl import NotPlain, plain_jsonl_columns, too_long_line
+from .audit_jsonl import LONG_LINE_MEMBERS, NotPlain, plain_jsonl_columns, too_long_line
 from .audit_rows import numbered_audit_rows
 from .errors import FileFormatError
 from .lines import OnError, PathLike, fast_object, json_objects, lines_from_end, parse_timestamp, report
@@ -56,7 +56,12 @@ def numbered_scope_keys(
         return
     too_long = too_long_line(path, tenant, on_error, max_record_bytes)
     objects = json_objects(
-        path, on_error, keep_bytes=True, max_line_bytes=max_record_bytes, on_long_line=too_long
+        path,
+        on_error,
+        keep_bytes=True,
+        max_line_bytes=max_record_bytes,
+        on_long_line=too_long,
+        keep=LONG_LINE_MEMBERS,
     )
     for number, record in objects:
         columns = plain_jsonl_columns(record, tenant)
