@@ -25,6 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from crm_audit_transform.loading import available_backends
+
 HERE = Path(__file__).resolve().parent
 STAGES = (
     "copy",
@@ -176,6 +178,8 @@ def _machine() -> dict[str, str]:
         "free": sh("free -h"),
         "python": platform.python_version(),
         "libyaml": sh(f"{sys.executable} -c 'import yaml; print(yaml.__with_libyaml__, yaml.__version__)'"),
+        # A tree without the compiled builder silently measures the slower path: say which it had.
+        "loader_backends": ",".join(available_backends()),
         "postgres": sh("/usr/lib/postgresql/15/bin/postgres --version"),
         "loadavg_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
@@ -209,6 +213,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": _machine(),
         "sizes": {},
     }
+    print(f"loader backends: {report['machine']['loader_backends']}", flush=True)
+    if "compiled" not in available_backends():
+        print("warning: no compiled builder in this tree: the figures are the slower path's", flush=True)
     with database(args.dsn) as dsn:
         for rows in sizes:
             schema, data_dir = f"bench_{rows}", HERE / "data" / f"bench_{rows}"

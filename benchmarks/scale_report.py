@@ -148,6 +148,7 @@ def render(report: dict[str, Any]) -> str:
         "## Machine",
         "",
         f"- nproc: {machine['nproc']}; Python {machine['python']}; libyaml, PyYAML: {machine['libyaml']}",
+        f"- loader backends: {machine.get('loader_backends', '?')}",
         f"- {machine['postgres']}",
         f"- load average at start / end: {machine['loadavg_start']} / {machine.get('loadavg_end', '?')}",
         "",
