@@ -7,12 +7,16 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from celery.exceptions import Retry
 from click.testing import CliRunner
+from structlog.testing import capture_logs
 
-from crm_audit_adapters.celery import ENRICH_ACCOUNT, MIGRATE_ACCOUNT, QUEUE, VERIFY_ACCOUNT, make_app
+from crm_audit_adapters.celery import ENRICH_ACCOUNT, MIGRATE_ACCOUNT, QUEUE, VERIFY_ACCOUNT, make_app, tasks
 from crm_audit_adapters.cli import Overrides, cli
 from crm_audit_adapters.settings import Settings, load_settings
 from crm_audit_transform.errors import ConfigError, LeaseHeld, Unavailable
+from crm_audit_transform.jobs import MigrationJob
+from support.mongo import migration_job
 
 BROKER = "redis://:broker-secret@redis.internal:6379/0"
 
@@ -108,3 +112,28 @@ class TestOneTaskPerProcess:
         result = CliRunner().invoke(cli, ["worker", *pool], obj=Overrides(), env={"CRM_AUDIT_SETTINGS": ""})
         assert result.exit_code == 2, result.output
         assert "is not supported: the migration runs one task per process" in result.output
+
+
+class TestJobStartedOnlyUnderTheLease:
+    def test_a_task_that_waits_for_the_lease_logs_no_job_started(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Another process holds the account: the task retries later (task_waits_for_lease) and never
+        says job_started, which is logged with the run's first write under the lease."""
+
+        found: MigrationJob = migration_job()
+
+        def held(*_: object, **__: object) -> Any:
+            raise LeaseHeld("job job-1 is held by host-b:7:celery until 2026-12-01T00:02:00+00:00")
+
+        monkeypatch.setattr(tasks, "run_account", held)
+        runtime = SimpleNamespace(
+            service=SimpleNamespace(latest_job=lambda company: found),
+            settings=SimpleNamespace(run=SimpleNamespace(lease_seconds=120.0)),
+        )
+        app = make_app(Settings(broker_url=BROKER), runtime_factory=lambda: runtime)
+        with capture_logs() as lines, pytest.raises(Retry):
+            app.tasks[MIGRATE_ACCOUNT].apply(args=["company-a"], throw=True)
+        events = [line["event"] for line in lines]
+        assert "task_waits_for_lease" in events
+        assert "job_started" not in events

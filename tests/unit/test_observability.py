@@ -89,3 +89,28 @@ class TestRunLogs:
                 job.job_id,
                 None,
             )
+
+
+class TestJobStarted:
+    def test_job_started_is_logged_with_the_first_write_under_the_lease_not_before(self) -> None:
+        """started() logs nothing (the run may still wait for the lease); the first durable write logs
+        job_started, with the cursor the run started from, before its batch line."""
+        world = World("acme")
+        observer = JobObserver(structlog.get_logger(), metrics=MigrationMetrics(CollectorRegistry()))
+        job = world.trigger()
+        with capture_logs() as before:
+            observer.started(job)
+        assert before == []
+        with capture_logs() as lines:
+            run_job(
+                world.company,
+                world.run_ports(),
+                world.transformer,
+                owner="runner-1",
+                settings=RunSettings(halt_threshold=1.0),
+                on_progress=observer,
+            )
+        events = [line["event"] for line in lines]
+        assert events[:2] == ["job_started", "batch"]
+        assert events.count("job_started") == 1
+        assert (lines[0]["status"], lines[0]["last_audit_id"]) == ("in_progress", 0)

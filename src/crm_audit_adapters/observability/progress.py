@@ -23,7 +23,7 @@ from .metrics import MigrationMetrics, process_metrics
 class JobObserver:
     """Called with the job after every durable write of a run (``on_progress``)."""
 
-    __slots__ = ("_last", "_log", "_metrics", "_shard")
+    __slots__ = ("_last", "_log", "_metrics", "_shard", "_started")
 
     def __init__(
         self, log: FilteringBoundLogger, *, metrics: MigrationMetrics | None = None, shard: int | None = None
@@ -32,15 +32,24 @@ class JobObserver:
         self._metrics = metrics or process_metrics()
         self._shard = shard
         self._last: MigrationJob | None = None
+        self._started: MigrationJob | None = None
 
     def started(self, job: MigrationJob) -> None:
-        """The job as the run found it: later batches are counted from here."""
+        """The job as the run found it: later batches are counted from here.
+
+        ``job_started`` is not logged yet: the run may still have to wait for the job's lease (a
+        task whose account another process holds retries later and never starts). It is logged with
+        the run's first durable write — made under the lease — with the cursor the run started from.
+        """
         self._last = job
+        self._started = job
         if self._shard is None:
             self._metrics.set_job_state(job.company_sso_id, job.status)
-        self._bound(job).info("job_started", status=job.status, last_audit_id=job.last_audit_id)
 
     def __call__(self, job: MigrationJob) -> None:
+        if self._started is not None:
+            found, self._started = self._started, None
+            self._bound(job).info("job_started", status=found.status, last_audit_id=found.last_audit_id)
         before = self._last.tally if self._last is not None else Tally()
         added = _difference(job.tally, before)
         self._count(added)
