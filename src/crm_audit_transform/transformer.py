@@ -87,6 +87,37 @@ def external_id(tenant: str, audit_id: int) -> str:
     return f"crm:{tenant}:audit:{audit_id}"
 
 
+_MAX_ID_DIGITS = 20
+"""More digits than any bigint id has (19): such a number names no audit, and ``int`` would refuse
+one past 4,300 digits (``ValueError``) instead of the caller reporting it."""
+
+
+def audit_id_in(ext_id: str, prefix: str) -> int | None:
+    """The audit id ``ext_id`` names when it is exactly ``prefix + str(id)`` (``prefix`` is
+    ``crm:{tenant}:audit:``), the one spelling ``external_id`` writes: ``…:audit:026``, ``…:audit:-0``
+    or ``…:audit:+26`` name none. Verify reports such a log as a stray (its page pass looks up only
+    the canonical id); ``/migrate`` refuses it (``parse_external_id``)."""
+    if not ext_id.startswith(prefix):
+        return None
+    digits = ext_id[len(prefix) :]
+    body = digits[1:] if digits.startswith("-") else digits
+    if not (body.isascii() and body.isdigit()) or len(body) > _MAX_ID_DIGITS:
+        return None
+    audit_id = int(digits)
+    return audit_id if str(audit_id) == digits else None
+
+
+def parse_external_id(ext_id: str) -> tuple[str, int] | None:
+    """``(tenant, audit id)`` when ``ext_id`` is spelled exactly as ``external_id`` writes one, else
+    None: ``crm:acme:audit:26`` is ``("acme", 26)``; ``crm:acme:audit:026``, ``crm::audit:26`` and
+    ``acme:26`` are None."""
+    tenant, found, _ = ext_id.removeprefix("crm:").rpartition(":audit:")
+    if not ext_id.startswith("crm:") or not found or not tenant:
+        return None
+    audit_id = audit_id_in(ext_id, f"crm:{tenant}:audit:")
+    return None if audit_id is None else (tenant, audit_id)
+
+
 class Transformer:
     """Runs a :class:`~crm_audit_transform.chain.RuleChain` over pages of audit rows.
 

@@ -141,6 +141,36 @@ class TestMigrateRoute:
         assert {r["reason"] for r in again.json()["results"]} == {"duplicate_external_id"}
         assert app_parts["db"]["activity_logs"].count_documents({}) == 2
 
+    @pytest.mark.parametrize(
+        "external_id",
+        [
+            "crm:acme:audit:026",
+            "crm:acme:audit:+26",
+            "crm:acme:audit:-0",
+            "crm:acme:audit: 26",
+            "crm:acme:audit:2\u0666",
+            "crm:acme:audit:",
+            "crm::audit:26",
+            "crm:acme:26",
+            "acme:audit:26",
+            "crm:acme:audit:" + "9" * 25,
+        ],
+    )
+    def test_an_external_id_not_spelled_as_the_run_writes_it_is_refused(
+        self, app_parts: dict[str, Any], external_id: str
+    ) -> None:
+        """crm:acme:audit:026 names no audit (verify reports it as a stray) and would sit beside the
+        run's crm:acme:audit:26, the same record twice: 400 INVALID_RECORD naming the field; none written."""
+        record = json.loads(body(log(26)))["records"][0]
+        record["external_id"] = external_id
+        response = app_parts["client"].post(
+            "/private/activity_logs/migrate", json={"records": [record]}, headers={"Authorization": AUTH}
+        )
+        assert response.status_code == 400, response.text
+        assert error_code(response) == "INVALID_RECORD"
+        assert "records[0].external_id" in response.json()["error"]["message"]
+        assert app_parts["db"]["activity_logs"].count_documents({}) == 0
+
     def test_refuses_more_than_twenty_records(self, app_parts: dict[str, Any]) -> None:
         """Twenty-one records are refused whole with BATCH_TOO_LARGE and nothing is written."""
         response = app_parts["client"].post(

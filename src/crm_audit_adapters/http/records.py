@@ -27,6 +27,7 @@ from bson import Decimal128, Int64, json_util
 
 from crm_audit_transform.domain import SOURCE_TAG, ActivityLog, Actor, ActorKind, FieldChange
 from crm_audit_transform.timestamps import as_utc
+from crm_audit_transform.transformer import parse_external_id
 from crm_audit_transform.values import Value
 
 from ..mongo.bson_values import MONGODB_MAX_NESTING
@@ -135,9 +136,23 @@ def decode_record(doc: object, path: str) -> ActivityLog:
         actor=actor,
         changes=tuple(changes),
         timestamp=_timestamp(doc.get("timestamp"), f"{path}.timestamp"),
-        external_id=_str(doc, "external_id", path),
+        external_id=_external_id(doc, path),
         metadata=meta,
     )
+
+
+def _external_id(doc: Mapping[str, object], path: str) -> str:
+    """The record's ``external_id``, spelled exactly as the run writes one (``crm:{tenant}:audit:{id}``,
+    the id in plain decimal): another spelling (``crm:acme:audit:026``) names no audit, so verify
+    would report the log as a stray, and the run's own log of that audit would not meet it at the
+    unique index (the same record twice)."""
+    value = _str(doc, "external_id", path)
+    if parse_external_id(value) is None:
+        raise _bad(
+            f"{path}.external_id",
+            "must be spelled as the run writes it: crm:{tenant}:audit:{id}, the id in plain decimal",
+        )
+    return value
 
 
 def parse_body(raw: bytes) -> list[object]:

@@ -11,7 +11,7 @@ import random
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Final, cast
+from typing import TYPE_CHECKING, cast
 
 from .. import reasons
 from ..domain import ActivityLog, AuditRow, Contact, Failed, Migrated, Outcome, Skipped
@@ -20,7 +20,7 @@ from ..jobs import COMPLETED, MigrationJob
 from ..lookup import LookupPorts, fetch_lookups
 from ..lookup_cache import LookupCache
 from ..ports import RowsSetAside
-from ..transformer import Transformer, external_id
+from ..transformer import Transformer, audit_id_in, external_id
 from ..verification import JobCheck, MigratedDoc, Mismatch, StoredMigratedLog, VerifyReport
 from ._id_set import AuditIdSet
 from ._verify_findings import add_drifted, found_by_kind
@@ -299,7 +299,7 @@ class Walk:
     def stray_pass(self) -> None:
         prefix = f"crm:{self.tenant}:audit:"
         for ext_id in self.ports.reader.migrated_external_ids(self.company):
-            audit_id = _audit_id_of(ext_id, prefix)
+            audit_id = audit_id_in(ext_id, prefix)
             if audit_id is None:
                 self.found["stray"].add(None, ext_id, f"not an external_id of tenant {self.tenant!r}")
             elif audit_id not in self.walked:
@@ -334,22 +334,3 @@ class Walk:
             repaired_in_job=self.repair.counted,
             halt_threshold=self.settings.halt_threshold,
         )
-
-
-_MAX_ID_DIGITS: Final = 20
-"""More digits than any bigint id has (19): such a number names no audit, and ``int`` would refuse
-one past 4,300 digits (``ValueError``) instead of the stray pass reporting it."""
-
-
-def _audit_id_of(ext_id: str, prefix: str) -> int | None:
-    """The audit id ``ext_id`` names when it is exactly ``prefix + str(id)``, the one spelling we
-    write (``transformer.external_id``): ``…:audit:026`` or ``…:audit:-0`` names none, so it is a stray
-    (the page pass looks up only the canonical id, and would never see it)."""
-    if not ext_id.startswith(prefix):
-        return None
-    digits = ext_id[len(prefix) :]
-    body = digits[1:] if digits.startswith("-") else digits
-    if not (body.isascii() and body.isdigit()) or len(body) > _MAX_ID_DIGITS:
-        return None
-    audit_id = int(digits)
-    return audit_id if str(audit_id) == digits else None
