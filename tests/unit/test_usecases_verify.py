@@ -28,8 +28,9 @@ from crm_audit_transform.testing import (
     InMemoryMigratedLogReader,
 )
 from crm_audit_transform.usecases import RunSettings, VerifySettings
+from crm_audit_transform.usecases.rollback import RollbackPorts, rollback
 from crm_audit_transform.usecases.verify import VerifyPorts, verify_account
-from crm_audit_transform.verification import VerifyReport
+from crm_audit_transform.verification import Mismatch, VerifyReport
 from support.corpus_account import World, audit_rows, contacts
 
 SETTINGS = RunSettings(page_size=200, halt_threshold=1.0)
@@ -351,6 +352,39 @@ def late_world() -> tuple[World, AuditRow]:
     world.run(settings=SETTINGS)
     world.source.add(held)
     return world, held
+
+
+class TestRolledBack:
+    def test_logs_left_behind_a_rolled_back_job_are_not_clean(self) -> None:
+        """A rolled-back job claims none of the account's logs remain: logs still there (here all of
+        them, written back after the delete) are a job mismatch, migrated_logs 0 vs found — not
+        "consistent" because its pre-rollback counts happen to match them."""
+        world = migrated_world()
+        logs = migrated_logs(world)
+        rollback(world.company, RollbackPorts(world.jobs, world.logs, world.clock))
+        world.logs.insert_batch(logs)
+        report = verify(world)
+        assert report.outstanding == {}
+        assert report.job is not None
+        assert report.job.mismatches == (Mismatch("migrated_logs", 0, len(logs)),)
+        assert not report.clean
+        world.logs.delete_migrated(world.company)
+        world.logs.insert_batch(logs[:20])
+        some = verify(world)
+        assert some.job is not None
+        assert some.job.mismatches == (Mismatch("migrated_logs", 0, 20),)
+
+    def test_a_complete_rollback_is_a_consistent_job_of_an_account_that_is_not_migrated(self) -> None:
+        """Nothing left: the job says what is stored (consistent; its run's counts are not compared),
+        and the account is not clean — its rows are missing, which only a new job writes back."""
+        world = migrated_world()
+        expected = len(migrated_logs(world))
+        rollback(world.company, RollbackPorts(world.jobs, world.logs, world.clock))
+        report = verify(world)
+        assert report.job is not None
+        assert report.job.consistent
+        assert report.outstanding == {"missing": expected}
+        assert not report.clean
 
 
 class TestRepair:

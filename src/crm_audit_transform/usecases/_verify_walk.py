@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, cast
 from .. import reasons
 from ..domain import ActivityLog, AuditRow, Contact, Failed, Migrated, Outcome, Skipped
 from ..enrichment.model import MatchKey
-from ..jobs import COMPLETED, MigrationJob
+from ..jobs import COMPLETED, ROLLED_BACK, ROLLING_BACK, MigrationJob
 from ..lookup import LookupPorts, fetch_lookups
 from ..lookup_cache import LookupCache
 from ..ports import RowsSetAside
@@ -29,6 +29,9 @@ from ._verify_seam import add_overlap, add_seam, add_seam_contacts, seam_may_fir
 
 if TYPE_CHECKING:
     from .verify import VerifyPorts, VerifySettings
+
+ROLLED_BACK_STATES = frozenset({ROLLING_BACK, ROLLED_BACK})
+"""A job whose claim is that the account's migrated logs are gone (a rollback's, done or under way)."""
 
 
 class Walk:
@@ -309,6 +312,13 @@ class Walk:
         job = self.job
         if job is None:
             return None
+        if job.status in ROLLED_BACK_STATES:
+            # What a rollback claims is that none of the account's migrated logs remain; its counts
+            # are the run's from before it. A log still there (a batch that landed after the delete,
+            # a rollback that died) is a mismatch: the job is not what is stored.
+            left = self.migrated + self.found["unexpected"].count + self.found["stray"].count
+            found = (Mismatch("migrated_logs", 0, left),) if left else ()
+            return JobCheck(job.job_id, job.status, job.last_audit_id, found)
         mismatches = []
         if job.tally.processed != self.range_rows:
             mismatches.append(Mismatch("processed", job.tally.processed, self.range_rows))
