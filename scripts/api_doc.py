@@ -28,6 +28,23 @@ its budget and every example in the README and docs on exported names).
 
 `crm_audit_adapters` (PostgreSQL, MongoDB, USMAN, files, the runner, the HTTP surface) is documented in
 the adapter pages under docs/; its classes are importable but the core above is what services build on.
+
+## Changes to the contracts since 0.1.0
+
+Written by hand in `scripts/api_doc.py` (the rest of this page is generated); CHANGELOG.md has them all.
+
+- **Breaking** (`ports.PagePipeline`, new since 0.1.0): the `TransformedPage` its `transform_pages` yields
+  (`crm_audit_transform.usecases.pages.TransformedPage`) holds `ids`, the page's row ids as read
+  (ascending), where it held `rows`, the page's `AuditRow`s. A pipeline of your own builds it as
+  `TransformedPage([row.id for row in rows], result)`, one outcome of `result` per id in that order; code
+  that read `page.rows` reads `page.ids`. A `ports.SpanPipeline` is given ids only (`PageSpan`): the rows
+  are read where the page is transformed, so the page the loop gets back names its rows by id.
+- `JobNotRunnable` (code `JOB_NOT_RUNNABLE`, a `JobNotFound`) is exported: `MigrationService.run` and
+  `run_shard` raise it for a `cancelled` or `rolled_back` job, as `verify(repair=True)` does (they
+  returned a cancelled job untouched).
+- `ports.JobStore.transition` takes `unleased=` and `leased_to=` (fences in the same atomic write), and
+  `save_progress` / `save_shard_progress` hand the runner's lease back when its job is no longer in
+  progress: implementations of the port must do both.
 """
 
 

@@ -30,8 +30,8 @@ from .domain import ActivityLog, BatchResult, Outcome
 from .enrichment import EnrichmentPlan
 from .enrichment.enrich import EnrichPorts, enrich_existing
 from .enrichment_tally import EnrichmentTally
-from .errors import ConfigError, FlagDisabled, JobNotFound, TenantMismatch
-from .jobs import IN_PROGRESS, MigrationJob
+from .errors import ConfigError, FlagDisabled, JobNotFound, JobNotRunnable, TenantMismatch
+from .jobs import CANCELLED, IN_PROGRESS, ROLLED_BACK, MigrationJob
 from .ports import (
     ActivityLogWriter,
     AuditSource,
@@ -114,6 +114,9 @@ class ServicePorts(Protocol):
     @property
     def reader(self) -> MigratedLogReader | None: ...
 
+
+NOT_RUNNABLE: Final = frozenset({CANCELLED, ROLLED_BACK})
+"""A job in these states is never run again: ``run`` refuses it (``JobNotRunnable``), nothing is written."""
 
 FLAG_DISABLED_REASON: Final = "flag_disabled"
 """The ``halted_reason`` of a job cancelled because a run found its account's feature flag off."""
@@ -211,10 +214,13 @@ class MigrationService:
         """Start or resume the account's job from its cursor (``run_job``); ``owner`` names the lease.
 
         A sharded job runs its unfinished shards one after another (``run_shard``), stopping at the
-        first that does not leave the job in progress. ``JobNotFound`` without a job; ``LeaseHeld``
-        while another runner holds it (or one of its shards); ``TenantMismatch`` when the job reads
-        another tenant than the account is bound to (a job triggered before the binding was
-        configured): nothing is written.
+        first that does not leave the job in progress. ``JobNotFound`` without a job;
+        ``JobNotRunnable`` when it is ``cancelled`` or ``rolled_back`` (no run takes it up:
+        ``trigger`` with ``restart="resume"`` or ``"fresh"`` first); ``LeaseHeld`` while another
+        runner holds it (or one of its shards); ``TenantMismatch`` when the job reads another tenant
+        than the account is bound to (a job triggered before the binding was configured): nothing is
+        written. A job cancelled *while* it runs comes back ``cancelled`` in the result (its run
+        stopped at its next batch); a ``completed`` or ``halted`` one comes back untouched.
         """
         job = self._runnable(company_sso_id)
         if job is not None and job.shards:
@@ -251,7 +257,7 @@ class MigrationService:
 
         ``on_progress`` sees the shard's view of the job after each batch; the result holds the
         whole job as settled. ``JobNotFound`` without such a shard; ``LeaseHeld`` while another
-        runner holds it; ``TenantMismatch`` and ``FlagDisabled`` as ``run``.
+        runner holds it; ``JobNotRunnable``, ``TenantMismatch`` and ``FlagDisabled`` as ``run``.
         """
         self._runnable(company_sso_id)
         return run_shard(
@@ -272,10 +278,11 @@ class MigrationService:
         account's binding or, for an unbound account, a tenant bound to another account since the
         trigger — the guard ``tenant_for`` applies to every other command.
 
-        The feature flag is checked first: it is the account's emergency stop, so a job triggered
-        before it was switched off (a queued or redelivered task, a ``run``) is not run on but
-        cancelled with ``halted_reason`` ``flag_disabled`` — a status that says why it stopped —
-        and ``FlagDisabled`` raised. A live runner elsewhere stops at its next batch, as after a
+        ``JobNotRunnable`` for a job no run takes up (``NOT_RUNNABLE``). The feature flag is
+        checked first: it is the account's emergency stop, so a job triggered before it was
+        switched off (a queued or redelivered task, a ``run``) is not run on but cancelled with
+        ``halted_reason`` ``flag_disabled`` — a status that says why it stopped — and
+        ``FlagDisabled`` raised. A live runner elsewhere stops at its next batch, as after a
         ``cancel``.
         """
         if not self._ports.flags.is_enabled(company_sso_id):
@@ -290,6 +297,13 @@ class MigrationService:
                 f"to {bound!r}: cancel it and trigger --fresh"
             )
         bound_tenant(company_sso_id, job.tenant, self._tenants, allow_unbound=True)
+        if job.status in NOT_RUNNABLE:
+            # Refused here, as verify --repair refuses it, so every surface (the runner, a Celery
+            # task, a library caller) is told the same: nothing ran, and why.
+            then = "trigger --resume or --fresh to go on" if job.status == CANCELLED else "trigger a new job"
+            raise JobNotRunnable(
+                f"company {company_sso_id}'s job {job.job_id} is {job.status}: nothing to run; {then}"
+            )
         return job
 
     def _stop_switched_off(self, company_sso_id: str) -> None:

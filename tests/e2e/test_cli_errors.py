@@ -336,7 +336,7 @@ ROWS = [
         ("run", *C, "--no-progress"),
         "JOB_NOT_RUNNABLE",
         setup=lambda w: put_job(w.client, CANCELLED),
-        names="job is cancelled: nothing to run",
+        names="is cancelled: nothing to run; trigger --resume or --fresh",
     ),
     Row(
         "refused: verify --repair into a cancelled job, as run refuses it",

@@ -18,6 +18,7 @@ from crm_audit_transform.errors import (
     IndexesMissing,
     JobAlreadyRunning,
     JobNotFound,
+    JobNotRunnable,
     TenantMismatch,
     TenantUnbound,
 )
@@ -129,6 +130,32 @@ class TestMigrationService:
             service.verify(world.company, repair=True)
         assert list(world.logs.logs) == kept
         assert not service.verify(world.company).clean
+
+    def test_run_of_a_cancelled_or_rolled_back_job_is_refused_as_verify_repair_refuses_it(self) -> None:
+        """The core refuses what no run takes up (JOB_NOT_RUNNABLE, nothing written), on every
+        surface: it returned the cancelled job untouched and only the CLI refused it."""
+        world = World()
+        service = world.service()
+        service.trigger(world.company, world.tenant)
+        service.cancel(world.company)
+        with pytest.raises(JobNotRunnable, match="is cancelled: nothing to run; trigger --resume or --fresh"):
+            service.run(world.company, owner="o")
+        with pytest.raises(JobNotRunnable, match="is cancelled"):
+            service.verify(world.company, repair=True)
+        assert not world.logs.logs
+        service.rollback(world.company)
+        with pytest.raises(JobNotRunnable, match="is rolled_back: nothing to run"):
+            service.run(world.company, owner="o")
+        assert service.status(world.company).status == ROLLED_BACK
+
+    def test_run_of_a_completed_job_returns_it_untouched(self) -> None:
+        """A completed job is no refusal (a redelivered task ends as it did): nothing runs again."""
+        world = World()
+        service = world.service()
+        service.trigger(world.company, world.tenant)
+        done = service.run(world.company, owner="o").job
+        again = service.run(world.company, owner="o")
+        assert (again.job, again.steps) == (done, 0)
 
     def test_rollback_deletes_migrated_logs_and_marks_the_job(self) -> None:
         """rollback returns how many migrated logs went and leaves the job rolled_back."""

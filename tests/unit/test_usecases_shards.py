@@ -10,7 +10,7 @@ import attrs
 import pytest
 
 from crm_audit_transform.domain import AuditRow, ScopeBounds
-from crm_audit_transform.errors import JobAlreadyRunning, LeaseHeld
+from crm_audit_transform.errors import JobAlreadyRunning, JobNotRunnable, LeaseHeld
 from crm_audit_transform.jobs import CANCELLED, COMPLETED, HALTED, IN_PROGRESS, MigrationJob
 from crm_audit_transform.usecases import RESUME, RunSettings
 from crm_audit_transform.usecases.shards import run_shard, split_shards
@@ -224,7 +224,8 @@ class TestCancelAndHalt:
         stopped = service.run_shard(world.company, 1, owner="a", on_progress=cancel_once)
         assert stopped.job.status == CANCELLED
         assert len(batches) == 2  # the batch in flight when cancel landed is written, then it stops
-        assert service.run_shard(world.company, 0, owner="b").job.status == CANCELLED
+        with pytest.raises(JobNotRunnable, match="is cancelled"):  # no run takes a cancelled job up
+            service.run_shard(world.company, 0, owner="b")
         assert stopped.job.shards[1].last_audit_id == batches[0]  # the cancelled batch's cursor not saved
         service.trigger(world.company, restart=RESUME)
         job = service.run(world.company, owner="c").job

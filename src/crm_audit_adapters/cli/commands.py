@@ -212,11 +212,6 @@ def run(
             raise exit_codes.CliError(
                 "HALTED", f"the run halted: {result.job.halted_reason} (cursor kept; see status and explain)"
             )
-        if result.job.status == CANCELLED and job.status == CANCELLED:
-            # Cancelled before this run: nothing ran, as for a rolled-back job (verify --repair alike).
-            raise exit_codes.CliError(
-                "JOB_NOT_RUNNABLE", "job is cancelled: nothing to run; trigger --resume or --fresh to go on"
-            )
         if result.job.status == CANCELLED:
             raise exit_codes.CliError(
                 "CANCELLED", "the job was cancelled; trigger --resume or --fresh to go on"
