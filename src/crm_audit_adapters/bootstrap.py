@@ -191,6 +191,11 @@ class Runtime:
         clock = self._clock if _is_mongomock(self.mongo_db) else None
         return MongoJobStore.in_database(self.mongo_db, clock=clock)
 
+    def lease_now(self) -> dt.datetime | None:
+        """When leases are compared outside the job store (``indexes down``): None, the server's
+        ``$$NOW``; this runtime's clock for an in-process mongomock client, as ``jobs``."""
+        return self._clock.now() if _is_mongomock(self.mongo_db) else None
+
     @functools.cached_property
     def indexes(self) -> IndexState:
         from .mongo import MongoIndexState

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import mongomock
 import pytest
 from pymongo.errors import DuplicateKeyError
 
@@ -93,18 +94,28 @@ class TestApplyMigration:
     @pytest.mark.parametrize("where", ["job", "shard"])
     def test_down_is_refused_while_a_runner_holds_a_lease(self, mongo_db: Any, where: str) -> None:
         """A live runner checked the indexes when it started: down would leave it writing without the
-        unique index, so it is refused (nothing dropped) until the lease has expired."""
+        unique index, so it is refused (nothing dropped) until the lease has expired — on the server's
+        clock ($$NOW; mongomock, which cannot evaluate it, is given the time). A shard's lease is seen in
+        the stored form, shards keyed by number: "shards.lease_expires_at" never matched it."""
         apply_migration(mongo_db, "up")
-        now = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+        now = dt.datetime.now(dt.UTC)
+        at = now if isinstance(mongo_db, mongomock.Database) else None
         lease = {"lease_owner": "host:42", "lease_expires_at": now + dt.timedelta(seconds=90)}
+        idle = {"lease_owner": None, "lease_expires_at": None}
         job: dict[str, Any] = {"_id": "j1", "company_sso_id": "company-a", "status": "in_progress"}
-        job.update(lease if where == "job" else {"shards": [{"shard": 0, **lease}]})
+        if where == "job":
+            job.update(lease)
+        else:
+            job.update(idle, shards={"0": {"shard": 0, **idle}, "1": {"shard": 1, **lease}})
         mongo_db.crm_activity_log_migration_jobs.insert_one(job)
         with pytest.raises(LeaseHeld, match="j1 of company company-a"):
-            apply_migration(mongo_db, "down", now=now)
+            apply_migration(mongo_db, "down", now=at)
         assert missing_indexes(mongo_db) == ()
         assert applied_version(mongo_db) == (35, False)
-        steps = apply_migration(mongo_db, "down", now=now + dt.timedelta(seconds=91))
+        path = "lease_expires_at" if where == "job" else "shards.1.lease_expires_at"
+        expired = now - dt.timedelta(seconds=1)
+        mongo_db.crm_activity_log_migration_jobs.update_one({"_id": "j1"}, {"$set": {path: expired}})
+        steps = apply_migration(mongo_db, "down", now=at)
         assert all(step.startswith("dropped ") for step in steps)
 
     def test_down_without_up_reports_absent_indexes(self, mongo_db: Any) -> None:

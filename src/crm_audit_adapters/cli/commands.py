@@ -60,7 +60,7 @@ def indexes(state: CliState, direction: str, as_json: bool) -> None:
     with state.runtime() as runtime:
         steps: tuple[str, ...] = ()
         if direction != "status":
-            steps = apply_migration(runtime.mongo_db, direction)  # type: ignore[arg-type]
+            steps = apply_migration(runtime.mongo_db, direction, now=runtime.lease_now())  # type: ignore[arg-type]
         reports = index_status(runtime.mongo_db)
         applied = applied_version(runtime.mongo_db)
 

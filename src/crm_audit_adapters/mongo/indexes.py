@@ -29,8 +29,8 @@ from attrs import frozen
 from pymongo.errors import OperationFailure
 
 from crm_audit_transform.errors import IndexConflict, LeaseHeld
+from crm_audit_transform.timestamps import as_utc
 
-from .bson_values import to_bson_datetime
 from .documents_types import Document, MongoDatabase, ReadDocument
 from .names import CollectionNames
 from .retry import DEFAULT_RETRY, RetryPolicy, call_with_retry
@@ -177,9 +177,12 @@ def apply_migration(
     Raises ``IndexConflict`` when an index of the same name exists with other options, or when a
     unique index cannot be built over the data already stored (say, two in-progress jobs of one
     account); ``StoreUnavailable`` when the server cannot be reached. ``down`` raises ``LeaseHeld``
-    (nothing dropped) while a job or one of its shards holds a lease unexpired at ``now`` (default:
-    this host's clock): a live runner, or ``verify --repair``, checked the indexes when it started
-    and would go on writing without the unique index that makes its writes exactly-once.
+    (nothing dropped) while a job or one of its shards holds a lease that is live on the server's
+    clock (``$$NOW``; at ``now`` when given: mongomock cannot evaluate ``$$NOW``): a live runner, or
+    ``verify --repair``, checked the indexes when it started and would go on writing without the
+    unique index that makes its writes exactly-once. That check and the drops are two steps, not
+    one: a run or repair that checks the indexes before the drops and takes its lease after the
+    check is not seen (docs/mongodb.md says what to do).
     """
     names = names or CollectionNames()
     policy = retry or DEFAULT_RETRY
@@ -187,7 +190,7 @@ def apply_migration(
     if direction == "up":
         _record_version(db, MIGRATION_VERSION, dirty=True)
     else:
-        _refuse_while_leased(db, names, policy, now or dt.datetime.now(dt.UTC))
+        _refuse_while_leased(db, names, policy, now)
         current = applied_version(db)
         _record_version(db, MIGRATION_VERSION if current is None else current[0], dirty=True)
     for command in load_migration(direction):
@@ -205,22 +208,77 @@ def apply_migration(
 
 
 def _refuse_while_leased(
-    db: MongoDatabase, names: CollectionNames, policy: RetryPolicy, now: dt.datetime
+    db: MongoDatabase, names: CollectionNames, policy: RetryPolicy, now: dt.datetime | None
 ) -> None:
-    """``LeaseHeld`` when a job or a shard of one holds a lease that has not expired at ``now``."""
-    at = to_bson_datetime(now)
-    query = {"$or": [{"lease_expires_at": {"$gt": at}}, {"shards.lease_expires_at": {"$gt": at}}]}
-    held = call_with_retry(
-        lambda _: db[names.jobs].find_one(query, {"company_sso_id": 1, "status": 1}),
-        policy,
-        "look for a runner holding a job's lease",
-    )
+    """``LeaseHeld`` when a job or a shard of one holds a live lease: an owner and an expiry after
+    the server's ``$$NOW``, or after ``now`` when given (mongomock, which cannot evaluate ``$$NOW``).
+
+    A job's shards are a sub-document keyed by shard number (``documents.encode_job``), so they are
+    read as its values (``$objectToArray``), not as an array.
+    """
+    jobs = db[names.jobs]
+    if now is None and type(db).__module__.startswith("mongomock"):
+        now = dt.datetime.now(dt.UTC)  # an in-process double: this process's clock is its server's
+    shown = {"company_sso_id": 1, "status": 1}
+    held: ReadDocument | None
+    if now is None:
+        held = call_with_retry(
+            lambda _: jobs.find_one({"$expr": _LIVE_ON_THE_SERVER}, shown),
+            policy,
+            "look for a runner holding a job's lease",
+        )
+    else:
+        at = as_utc(now)
+
+        def first_leased(_: int) -> ReadDocument | None:
+            cursor = jobs.find({}, {**shown, "lease_owner": 1, "lease_expires_at": 1, "shards": 1})
+            return next((doc for doc in cursor if _leased_at(doc, at)), None)
+
+        held = call_with_retry(first_leased, policy, "look for a runner holding a job's lease")
     if held is not None:
         raise LeaseHeld(
             f"job {held['_id']} of company {held.get('company_sso_id')} ({held.get('status')}) is leased "
             "to a runner that is writing: indexes down would leave it writing without the unique index. "
             "Cancel it (or let it end), wait for its lease to expire (status shows it), then run it again"
         )
+
+
+def _live_at(prefix: str) -> Document:
+    # A missing field is below null, and null below any string or date, in BSON order.
+    owner = {"$ifNull": [f"{prefix}lease_owner", None]}
+    return {"$and": [{"$gt": [owner, None]}, {"$gt": [f"{prefix}lease_expires_at", "$$NOW"]}]}
+
+
+_LIVE_ON_THE_SERVER: Final[Document] = {
+    "$or": [
+        _live_at("$"),
+        {
+            "$anyElementTrue": [
+                {
+                    "$map": {
+                        "input": {"$objectToArray": {"$ifNull": ["$shards", {}]}},
+                        "as": "s",
+                        "in": _live_at("$$s.v."),
+                    }
+                }
+            ]
+        },
+    ]
+}
+"""``$expr``: the job's lease or one of its shards' is live on the server's clock."""
+
+
+def _leased_at(doc: ReadDocument, at: dt.datetime) -> bool:
+    shards = doc.get("shards")
+    entries = list(shards.values()) if isinstance(shards, dict) else []
+    for entry in (doc, *entries):
+        if not isinstance(entry, Mapping):
+            continue
+        until = entry.get("lease_expires_at")
+        owner = entry.get("lease_owner")
+        if owner is not None and isinstance(until, dt.datetime) and as_utc(until, naive="utc") > at:
+            return True
+    return False
 
 
 def _create(db: MongoDatabase, collection: str, spec: ReadDocument, policy: RetryPolicy) -> str:
