@@ -354,6 +354,27 @@ def late_world() -> tuple[World, AuditRow]:
     return world, held
 
 
+class TestSourceTag:
+    @pytest.mark.parametrize("sample", [None, 0])
+    def test_a_log_whose_source_tag_is_not_ours_is_drifted_not_clean(self, sample: int | None) -> None:
+        """rollback deletes source_tag = crm_migration only: a log of the account's external id whose tag
+        was changed or removed is drifted (naming the tag), sampled for content or not — never clean."""
+        world = migrated_world()
+        logs = list(world.logs.logs)
+        changed: dict[str, str] = {}
+        for index, log in enumerate(logs):
+            if log.external_id and len(changed) < 2:
+                tag = "live_feed" if not changed else ""
+                logs[index] = attrs.evolve(log, source_tag=tag)
+                changed[log.external_id] = tag
+        with_logs(world, logs)
+        report = verify(world, sample=sample)
+        assert not report.clean
+        assert report.count("drifted") == 2
+        details = {f.external_id: f.detail for f in report.findings["drifted"].items}
+        assert {ext: "source_tag" in details[ext] for ext in changed} == dict.fromkeys(changed, True)
+
+
 class TestRolledBack:
     def test_logs_left_behind_a_rolled_back_job_are_not_clean(self) -> None:
         """A rolled-back job claims none of the account's logs remain: logs still there (here all of

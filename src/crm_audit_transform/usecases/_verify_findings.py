@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Final
 
-from ..domain import ActivityLog
+from ..domain import SOURCE_TAG, ActivityLog
 from ..verification import FINDING_KINDS, OWNED_FIELDS, Finding, Findings, MigratedDoc
 
 
@@ -41,10 +41,12 @@ def add_drifted(
     compare: Sequence[tuple[ActivityLog, MigratedDoc, Mapping[str, object]]],
     sso_available: bool,
 ) -> None:
-    """Compare each stored log's content with its recomputed one; the owned fields that differ are drift."""
+    """Compare each stored log's content with its recomputed one; the owned fields that differ are drift,
+    and so is a ``source_tag`` other than ``crm_migration`` (``foreign_tag``)."""
     for log, doc, expected in compare:
         stored = doc.content
-        if expected == stored:  # a reader's content may compare whole (equal lines) before field by field
+        tagged = foreign_tag(doc)
+        if expected == stored and not tagged:  # a reader's content may compare whole (equal lines) first
             continue
         # With USMAN down the recomputed actor is degraded, not the stored one's truth.
         skip_actor = not sso_available and log.actor.kind == "deleted_user"
@@ -54,6 +56,19 @@ def add_drifted(
             if not (skip_actor and name == "actor")
             and expected.get(name, _ABSENT) != stored.get(name, _ABSENT)
         ]
+        if tagged:
+            fields.append(tagged)
         if fields:
             audit_id = log.metadata.get("crm_audit_id")
             drifted.add(audit_id if isinstance(audit_id, int) else None, doc.external_id, ", ".join(fields))
+
+
+def foreign_tag(doc: MigratedDoc) -> str:
+    """``""`` when ``doc`` carries the run's ``source_tag``; else the drift to report, naming it.
+
+    ``rollback`` deletes ``source_tag = crm_migration`` only, so a log of the account's external id
+    whose tag was changed or removed is not one rollback removes: never counted as clean.
+    """
+    if doc.source_tag == SOURCE_TAG:
+        return ""
+    return f"source_tag {doc.source_tag!r} (rollback deletes {SOURCE_TAG!r} only)"

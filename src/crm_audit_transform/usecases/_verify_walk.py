@@ -23,7 +23,7 @@ from ..ports import RowsSetAside
 from ..transformer import Transformer, audit_id_in, external_id
 from ..verification import JobCheck, MigratedDoc, Mismatch, StoredMigratedLog, VerifyReport
 from ._id_set import AuditIdSet
-from ._verify_findings import add_drifted, found_by_kind
+from ._verify_findings import add_drifted, foreign_tag, found_by_kind
 from ._verify_repair import Repair
 from ._verify_seam import add_overlap, add_seam, add_seam_contacts, seam_may_fire, seam_of_log
 
@@ -198,6 +198,9 @@ class Walk:
             seam.append((audit_id, doc))
             if log is not None and wanted is not None:
                 compare.append((log, doc, wanted))
+            elif log is not None and (tagged := foreign_tag(doc)):
+                # Not in the content sample, but read: its tag is checked all the same.
+                self.found["drifted"].add(audit_id, doc.external_id, tagged)
         return found
 
     def _set_aside(self, outcomes: Sequence[Outcome]) -> None:
