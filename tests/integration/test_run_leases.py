@@ -79,6 +79,12 @@ class TestTwoRunners:
 
         with pytest.raises(Crash):
             world.run(owner="runner-A", settings=SETTINGS, on_progress=die)
+        # An error the process survives hands the lease back; a process that dies (kill -9) cannot:
+        # its lease stays until it expires, as here.
+        stored = world.jobs.latest(world.company)
+        assert stored is not None
+        assert stored.lease_owner is None
+        world.jobs.acquire_lease(stored.job_id, "runner-A", SETTINGS.lease_ttl)
         with pytest.raises(LeaseHeld):
             world.run(owner="runner-B", settings=SETTINGS)
         world.clock.advance(dt.timedelta(seconds=SETTINGS.lease_seconds + 1))

@@ -389,6 +389,23 @@ class TestLease:
         assert (stored.lease_owner, stored.last_audit_id) == (None, 20)
         assert world.run(owner="runner-2").job.status == COMPLETED
 
+    def test_an_untyped_error_hands_the_lease_back_and_propagates_as_it_was(self) -> None:
+        """A RecursionError out of a port (USMAN's deep JSON) is no CrmAuditError: the run still hands
+        its lease back before it goes on, so the account is not held for lease_seconds after the
+        process has exited."""
+        world = world_of([row(n) for n in range(1, 50)])
+        world.trigger()
+
+        def deep(_: MigrationJob) -> None:
+            raise RecursionError("maximum recursion depth exceeded while decoding a JSON array")
+
+        with pytest.raises(RecursionError, match="decoding a JSON array"):
+            world.run(on_progress=deep)
+        stored = world.jobs.latest(world.company)
+        assert stored is not None
+        assert (stored.lease_owner, stored.lease_expires_at, stored.last_audit_id) == (None, None, 20)
+        assert world.run(owner="runner-2").job.status == COMPLETED
+
     def test_running_an_account_without_a_job_is_job_not_found(self) -> None:
         """Nothing to resume until a trigger created the job."""
         with pytest.raises(JobNotFound):

@@ -63,6 +63,7 @@ answered, so each user id and email is asked at most once per run; contacts are 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
 from collections import deque
@@ -75,7 +76,7 @@ from attrs import field, frozen
 from .. import reasons
 from ..domain import AuditRow, Failed, Migrated, Outcome, Skipped, WriteResult
 from ..enrichment_tally import EnrichmentTally
-from ..errors import CrmAuditError, JobAlreadyRunning, JobNotFound
+from ..errors import JobAlreadyRunning, JobNotFound
 from ..jobs import COMPLETED, HALTED, IN_PROGRESS, MigrationJob
 from ..lookup import LookupContext, LookupPorts, LookupRequest, fetch_lookups
 from ..lookup_cache import LookupCache
@@ -177,8 +178,8 @@ def run_job(
     once that step's progress is durable. A job that is not in progress is returned untouched.
     ``pipeline`` prepares and transforms the pages (default: ``InProcessPages``, in this process).
     ``LeaseHeld`` when another runner holds the job, or took it over mid-run (the job is then left
-    as that runner wrote it); infrastructure errors and ``KeyboardInterrupt`` propagate after the
-    lease is handed back.
+    as that runner wrote it); any other error (infrastructure, ``KeyboardInterrupt``, an untyped
+    one) propagates as it was, after the lease is handed back.
     """
     settings = settings or RunSettings()
     job = ports.jobs.latest(company_sso_id)
@@ -240,9 +241,10 @@ def run_loop(
     loop.bound(until_id, check_at_end=check_at_end)
     try:
         return loop.run(job)
-    except (CrmAuditError, KeyboardInterrupt):
-        # The process lives on (a dependency is down, the operator aborted): hand the lease back.
-        # A process that dies cannot, and its lease simply expires.
+    except BaseException:
+        # Whatever ends the loop here — a dependency down, the operator's abort, an untyped error
+        # that will end the process — the lease is handed back first and the error goes on as it
+        # was; else the account stays held for lease_seconds. A killed process cannot: it expires.
         _release_quietly(ports, company_sso_id, owner)
         raise
 
@@ -257,12 +259,11 @@ def _release_quietly(ports: RunPorts, company_sso_id: str, owner: str) -> None:
     # so a rerun need not wait for it to expire. Best effort: the lease expires anyway. Through the
     # guarded progress write, never a plain save: a job cancelled or rolled back meanwhile keeps its
     # status (a job no longer in progress gets its lease handed back and JobNotRunnable, ignored).
-    try:
+    # Any failure of the hand-back is swallowed: the error that ended the run is the one to tell.
+    with contextlib.suppress(Exception):
         stored = ports.jobs.latest(company_sso_id)
         if stored is not None and stored.lease_owner == owner:
             ports.jobs.save_progress(stored, owner, None)
-    except CrmAuditError:
-        pass
 
 
 class _Loop:
