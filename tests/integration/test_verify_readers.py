@@ -21,6 +21,7 @@ from crm_audit_adapters.mongo import verification as mongo_verification
 from crm_audit_adapters.mongo.verification import MongoMigratedLogReader
 from crm_audit_transform.domain import ActivityLog, FieldChange
 from crm_audit_transform.usecases import RunSettings
+from crm_audit_transform.usecases._verify_findings import foreign_tag
 from support.corpus_account import World
 
 
@@ -85,6 +86,28 @@ class TestReadersAgree:
         (edited,) = reader.migrated_logs(log.company_sso_id, [log.external_id])
         assert stored.content["attributes"] != edited.content["attributes"]
         assert stored.content["attributes"] != reader.content_of(log)["attributes"]
+
+
+class TestSourceTagReadBack:
+    @pytest.mark.parametrize(
+        "update", [{"$set": {"source_tag": "live_feed"}}, {"$unset": {"source_tag": ""}}]
+    )
+    def test_a_changed_or_removed_source_tag_is_read_back_and_drifted(
+        self, mongo_db: Database[Any], update: dict[str, Any]
+    ) -> None:
+        """The MongoDB reader finds the log by its external id whatever its tag, never takes it as the
+        recomputed document, and parses the tag: verify's foreign_tag names it (rollback would skip it)."""
+        log = corpus_logs()[0]
+        list(apply_migration(mongo_db, "up"))
+        MongoActivityLogStore.in_database(mongo_db).insert_batch([log])
+        mongo_db.activity_logs.update_one({"external_id": log.external_id}, update)
+        reader = MongoMigratedLogReader.in_database(mongo_db)
+        (stored,) = reader.migrated_logs(log.company_sso_id, [log.external_id])
+        expected = reader.content_of(log)
+        assert not stored.same_as(expected)
+        parsed = stored.parsed(expected)
+        assert parsed is not None
+        assert "source_tag" in foreign_tag(parsed)
 
 
 class TestJsonlReaderLazyParse:
