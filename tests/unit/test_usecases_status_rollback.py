@@ -283,6 +283,37 @@ class TestRollbackAfterCancel:
         assert stored is not None
         assert (stored.status, stored.logs_deleted, stored.lease_owner) == (ROLLED_BACK, 5, None)
 
+    def test_a_runner_stalled_past_its_lease_inserts_nothing_after_the_rollback(self) -> None:
+        """The runner is stuck in a page's lookups (a slow USMAN) past its lease; meanwhile the job is
+        cancelled and, the lease having expired, rolled back. Back from the lookups it renews the lease
+        before inserting — finds the job rolled back (JOB_NOT_RUNNABLE) — and inserts no batch, so the
+        rollback stays whole; its lease is handed back."""
+        world = World()
+        world.trigger()
+        inner = world.contacts
+        stalled: list[int] = []
+
+        class SlowContacts:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(inner, name)
+
+            def contacts_by_crm_ids(self, *args: Any, **kwargs: Any) -> Any:
+                if not stalled:
+                    stalled.append(1)
+                    cancel(world.company, jobs=world.jobs, clock=world.clock)
+                    world.clock.advance(RunSettings().lease_ttl + dt.timedelta(seconds=1))
+                    rollback(world.company, RollbackPorts(world.jobs, world.logs, world.clock))
+                return inner.contacts_by_crm_ids(*args, **kwargs)
+
+        world.contacts = SlowContacts()  # type: ignore[assignment]
+        with pytest.raises(JobNotRunnable, match="rolled_back"):
+            world.run()
+        assert stalled == [1]
+        assert world.logs.count_migrated(world.company) == 0
+        stored = world.jobs.latest(world.company)
+        assert stored is not None
+        assert (stored.status, stored.lease_owner) == (ROLLED_BACK, None)
+
     def test_the_lease_is_live_or_not_on_the_stores_clock_not_this_hosts(self) -> None:
         """A rollback on a host 90 s ahead of the database: a repair's lease with 60 s left on the
         database's clock has "expired" on the host's; it is still live, so the rollback refuses."""

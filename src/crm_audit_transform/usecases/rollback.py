@@ -30,9 +30,11 @@ clock** (the database's ``$$NOW``), never this host's, and inside step 1's compa
 before the hold makes the hold fail; one that comes just after finds the job ``rolling_back``, which
 is never leased (``jobs.LEASABLE``) and which a run refuses.
 
-**What the fence does not cover.** A runner whose lease *expired* while it was still writing (a
-process paused past ``lease_seconds``: a frozen VM, a partition between it and the job store) is
-not fenced: its batch in flight may land after the delete. Its next progress write is refused
+**What the fence does not cover.** A runner that stalls past its lease *before* a batch (a page
+whose lookups hang, a pause) renews it before inserting (``run.py``: when half the lease has passed)
+and so finds the job cancelled or rolled back first: it inserts nothing. One whose lease expires
+*between* that renewal and its insert (a process frozen or cut off from the job store in that
+instant) is not fenced: its batch may land after the delete. Its next progress write is refused
 (``JobNotRunnable``: the job is no longer in progress), so it writes at most that one batch; those
 logs then sit behind a ``rolled_back`` job, which ``verify`` reports as not clean (docs/verify.md)
 and a second ``rollback`` deletes. Refusing that batch itself would need the log insert and the

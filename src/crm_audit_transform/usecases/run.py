@@ -35,7 +35,10 @@ and halts past its own threshold, the reason naming USMAN.
 Cancel: ``save_progress`` writes only while the job is in progress; a job cancelled meanwhile
 comes back ``cancelled`` at the next save (a batch of logs, or a page's end) and the run stops
 there (its last batch is written, its cursor not: a resume replays it, harmlessly). A rollback
-under way on the account refuses the run.
+under way on the account refuses the run. Before a step, when half the lease has passed since it
+was last renewed (a page whose lookups were slow, a pause), the progress is saved first — that
+renews the lease, or finds the job cancelled or rolled back (its lease having expired meanwhile)
+before the step's batch is inserted, not after.
 
 Pages: the loop reads its pages lazily and hands them to a ``PagePipeline`` (``pages``), which
 prepares and transforms them — in this process by default (``InProcessPages``), or in worker
@@ -276,6 +279,7 @@ class _Loop:
         "_owner",
         "_pipeline",
         "_ports",
+        "_renewed",
         "_rule",
         "_set_aside",
         "_settings",
@@ -308,6 +312,7 @@ class _Loop:
         self._cache = LookupCache()
         self._until_id: int | None = None
         self._check_at_end = True
+        self._renewed = ports.clock.now()  # the lease was just taken (run_loop)
         # Rows the source set aside (ports.RowsSetAside), one entry per page read, in read order:
         # the pages come back from the pipeline in that order. The last entry may follow no page.
         self._set_aside: deque[Sequence[Outcome]] = deque()
@@ -365,6 +370,12 @@ class _Loop:
                     break
                 cut = list(self._steps(job, page, aside))
                 for index, step in enumerate(cut):
+                    if self._lease_half_spent():
+                        # A slow page (its lookups, a pause): renew the lease before inserting, so a
+                        # job cancelled or rolled back meanwhile (its lease expired) gets no batch.
+                        job = self._save(job, unsaved, self._settings.lease_ttl)
+                        if job.status != IN_PROGRESS:
+                            return RunResult(job, steps, would_halt=would_halt)
                     job, wrote = self._apply(job, step, unsaved)
                     steps += 1
                     if wrote or index == len(cut) - 1:
@@ -537,12 +548,18 @@ class _Loop:
         # One write renews the lease (ttl None: releases it) and saves the progress; LeaseHeld if
         # another runner took over, the stored cancelled job (nothing written) if it was cancelled.
         job = self._ports.jobs.save_progress(job, self._owner, ttl)
+        self._renewed = self._ports.clock.now()
         if self._on_progress is not None:
             self._on_progress(job)
         if self._on_outcomes is not None and unsaved:
             self._on_outcomes(tuple(unsaved))
         unsaved.clear()
         return job
+
+    def _lease_half_spent(self) -> bool:
+        """Whether half the lease has passed since it was last renewed, on this host's clock (a
+        duration: the expiry itself is the store's)."""
+        return self._ports.clock.now() - self._renewed >= self._settings.lease_ttl / 2
 
     def _finish(
         self,
