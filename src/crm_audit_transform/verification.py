@@ -36,8 +36,29 @@ __all__ = [
     "VerifyReport",
 ]
 
-OWNED_FIELDS: Final = ("customer_id", "category", "action", "actor", "attributes", "timestamp")
-"""The fields the transformer owns and verify compares; enrichment's ``metadata`` keys are not among them."""
+OWNED_FIELDS: Final = ("customer_id", "category", "action", "actor", "attributes", "timestamp", "metadata")
+"""The fields the transformer owns and verify compares; of ``metadata``, the run's own keys only
+(``RUN_METADATA_KEYS``, by ``run_metadata``): enrichment's keys, added after the write, are not compared."""
+
+RUN_METADATA_KEYS: Final = (
+    "crm_audit_id",
+    "crm_tenant",
+    "auditable_type",
+    "auditable_id",
+    "crm_person_id",
+    "request_uuid",
+    "username",
+    "linked_entity_type",
+    "linked_entity_id",
+)
+"""The ``metadata`` keys the run writes (docs/activity-log.md): deterministic, compared by verify."""
+
+
+def run_metadata(metadata: Mapping[str, object]) -> dict[str, object]:
+    """``metadata``'s keys the run writes, in ``RUN_METADATA_KEYS`` order (so a store's key order does
+    not matter); what enrichment added is left out."""
+    return {key: metadata[key] for key in RUN_METADATA_KEYS if key in metadata}
+
 
 FINDING_KINDS: Final = (
     "missing",

@@ -275,6 +275,22 @@ class TestLineContent:
         assert stored.content == expected
         assert dict(stored.content) == dict(expected)
 
+    def test_a_rewritten_run_metadata_key_is_different_content(self, tmp_path: Path) -> None:
+        """A dry run's file too: crm_tenant rewritten in a line is not the recomputed content (the file
+        verify compared only the six fields before), while an enrichment key is."""
+        log = corpus_logs()[0]
+        out = tmp_path / "logs.jsonl"
+        with JsonlActivityLogSink(out, fsync="never") as sink:
+            sink.insert_batch([log])
+        line = json.loads(out.read_text())
+        line["metadata"] = {**line["metadata"], "crm_tenant": "globex"}
+        out.write_text(json.dumps(line) + "\n")
+        reader = JsonlMigratedLogReader(out)
+        (stored,) = reader.migrated_logs(log.company_sso_id, [log.external_id])
+        expected = reader.content_of(log)
+        assert stored.content["metadata"] != expected["metadata"]
+        assert {k for k in expected if stored.content[k] != expected[k]} == {"metadata"}
+
     def test_an_edited_owned_field_is_different_content_even_in_the_same_layout(self, tmp_path: Path) -> None:
         """Lines that differ in an owned field differ as content, field by field."""
         log = corpus_logs()[0]

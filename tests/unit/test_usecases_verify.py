@@ -246,7 +246,7 @@ class TestFaults:
         with_logs(world, logs)
         report = verify(world)
         assert [f.external_id for f in report.findings["past_watermark"].items] == [logs[at].external_id]
-        assert report.findings["drifted"].items[0].detail == "customer_id"
+        assert report.findings["drifted"].items[0].detail == "customer_id, metadata"
 
     def test_a_live_feed_duplicate_across_the_seam_is_an_overlap(self) -> None:
         """A live-feed log with a migrated association log's match key is the same event twice."""
@@ -373,6 +373,28 @@ class TestSourceTag:
         assert report.count("drifted") == 2
         details = {f.external_id: f.detail for f in report.findings["drifted"].items}
         assert {ext: "source_tag" in details[ext] for ext in changed} == dict.fromkeys(changed, True)
+
+
+class TestRunMetadata:
+    def test_a_rewritten_run_metadata_key_is_drifted_and_an_enrichment_key_is_not(self) -> None:
+        """The keys the run writes (crm_audit_id, crm_tenant, crm_person_id, …) are deterministic: one
+        rewritten is drift ("metadata"); a key enrichment adds (linked_entity_name) is not."""
+        world = migrated_world()
+        logs = list(world.logs.logs)
+        ours = [i for i, log in enumerate(logs) if log.external_id]
+        forged, enriched = ours[0], ours[1]
+        logs[forged] = attrs.evolve(
+            logs[forged], metadata={**logs[forged].metadata, "crm_tenant": "globex", "crm_person_id": 99999}
+        )
+        logs[enriched] = attrs.evolve(
+            logs[enriched], metadata={**logs[enriched].metadata, "linked_entity_name": "Acme Ltd"}
+        )
+        with_logs(world, logs)
+        report = verify(world)
+        assert not report.clean
+        assert [(f.external_id, f.detail) for f in report.findings["drifted"].items] == [
+            (logs[forged].external_id, "metadata")
+        ]
 
 
 class TestRolledBack:

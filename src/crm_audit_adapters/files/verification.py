@@ -30,7 +30,7 @@ from crm_audit_transform.domain import ActivityLog
 from crm_audit_transform.enrichment import MatchKey, StoredLog
 from crm_audit_transform.enrichment.model import as_referent_id
 from crm_audit_transform.timestamps import as_utc
-from crm_audit_transform.verification import OWNED_FIELDS, MigratedDoc
+from crm_audit_transform.verification import OWNED_FIELDS, MigratedDoc, run_metadata
 
 from ..mongo.bson_values import to_bson_datetime
 from .lines import PathLike
@@ -60,8 +60,15 @@ def _loads(line: bytes) -> object:
 
 
 def json_content(doc: Mapping[str, object]) -> dict[str, object]:
-    """The owned fields of a relaxed-JSON document as JSON text (``bytes``), one per field present."""
-    return {name: _dumps(doc[name]) for name in OWNED_FIELDS if name in doc}
+    """The owned fields of a relaxed-JSON document as JSON text (``bytes``), one per field present
+    (of ``metadata``, the run's own keys: ``run_metadata``)."""
+    content: dict[str, object] = {
+        name: _dumps(doc[name]) for name in OWNED_FIELDS if name in doc and name != "metadata"
+    }
+    metadata = doc.get("metadata")
+    if isinstance(metadata, Mapping):
+        content["metadata"] = _dumps(run_metadata(metadata))
+    return content
 
 
 class LineContent(Mapping[str, object]):

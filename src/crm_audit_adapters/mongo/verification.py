@@ -45,7 +45,7 @@ from pymongo.collection import Collection as RawCollection
 from crm_audit_transform.domain import SOURCE_TAG, ActivityLog
 from crm_audit_transform.enrichment import MatchKey, StoredLog
 from crm_audit_transform.enrichment.model import as_referent_id
-from crm_audit_transform.verification import MigratedDoc, StoredMigratedLog
+from crm_audit_transform.verification import RUN_METADATA_KEYS, MigratedDoc, StoredMigratedLog, run_metadata
 
 from .activity_logs import _ID_BYTES, MAX_DOCUMENT_BYTES, _too_large
 from .bson_values import decode_value, from_bson_datetime, to_bson_datetime
@@ -68,8 +68,7 @@ _PROJECTION: Final = dict.fromkeys(
         "attributes",
         "timestamp",
         "source_tag",
-        "metadata.crm_person_id",
-        "metadata.linked_entity_id",
+        *(f"metadata.{key}" for key in RUN_METADATA_KEYS),
     ),
     1,
 )
@@ -91,6 +90,9 @@ def bson_content(doc: ReadDocument) -> dict[str, object]:
     for name in ("actor", "attributes", "timestamp"):
         if name in doc:
             content[name] = _bson(doc[name])
+    metadata = doc.get("metadata")
+    if isinstance(metadata, Mapping):
+        content["metadata"] = _bson(run_metadata(metadata))  # the run's keys: enrichment's are not compared
     return content
 
 

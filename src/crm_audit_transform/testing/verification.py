@@ -14,7 +14,7 @@ from typing import Any
 
 from ..domain import SOURCE_TAG, ActivityLog
 from ..enrichment.model import MatchKey, StoredLog, as_referent_id
-from ..verification import MigratedDoc
+from ..verification import MigratedDoc, run_metadata
 from .enrichment import InMemoryEnrichmentStore
 from .stores import InMemoryActivityLogStore
 
@@ -50,6 +50,7 @@ def _content_form(log: ActivityLog) -> dict[str, object]:
         "actor": _form(actor),
         "attributes": _form(attributes),
         "timestamp": _form(log.timestamp),
+        "metadata": _form(run_metadata(log.metadata)),
     }
 
 
