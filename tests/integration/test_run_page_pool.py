@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import multiprocessing
+import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -347,6 +349,67 @@ class TestWorkersReadAhead:
         assert events.index(f"read {second[0]}") < events.index(f"prepared {first[0]}")
         assert [page.ids for page in pages] == [first, second]
         assert [[o.audit_id for o in page.result.outcomes] for page in pages] == [list(first), list(second)]
+
+    def test_a_pool_reused_after_a_run_that_stopped_early_reads_and_finishes_the_next_run(
+        self, tmp_path: Path
+    ) -> None:
+        """A run over spans that stops early (a halt, a cancel, a lost lease) leaves a
+        ``prepare_span`` of its own queued on the worker, past cancelling. The next run on the same
+        pool gets every page: that stale call still finds its rows, because a run's rows are
+        dropped only when the next run's ``begin`` runs on that worker, after every call before it.
+        Before, the channel's thread dropped them on the next run's message, the stale call waited
+        for ever, and the next run and ``close`` with it."""
+        rows = tuple(sorted(audit_rows(TENANT), key=lambda row: row.id)[:20])
+        source = NotingSpanReads(rows, rows[0].id, tmp_path / "events")
+        spans = [
+            PageSpan(TENANT, ("Contact",), SINCE, tuple(row.id for row in rows[i : i + 4]))
+            for i in range(0, 20, 4)
+        ]
+        pool = ProcessPagePipeline(1, SlowWorker(0.5), share=False, pages_per_worker=3)
+        finished: list[list[Any]] = []
+        try:
+            first = pool.transform_spans(
+                spans, source, Transformer(load_default_config()), _slow_lookup, company_sso_id="c"
+            )
+            assert [next(first).ids, next(first).ids] == [spans[0].ids, spans[1].ids]
+            first.close()  # the run stops early
+
+            def second_run() -> None:
+                finished.append(
+                    list(
+                        pool.transform_spans(
+                            spans,
+                            source,
+                            Transformer(load_default_config()),
+                            lambda request: LookupContext(),
+                            company_sso_id="c",
+                        )
+                    )
+                )
+
+            runner = threading.Thread(target=second_run, daemon=True)
+            runner.start()
+            runner.join(60)
+            assert finished, "the second run on the reused pool got no result in 60 s"
+            assert [page.ids for page in finished[0]] == [span.ids for span in spans]
+        finally:
+            if finished:
+                pool.close()
+            else:  # a hung worker would hang close(): end it so the suite goes on
+                _kill_workers(pool)
+
+
+def _slow_lookup(request: object) -> LookupContext:
+    time.sleep(0.2)  # the first run's next pages are queued on the worker when it stops
+    return LookupContext()
+
+
+def _kill_workers(pool: ProcessPagePipeline) -> None:
+    for executor in pool._executors:
+        if executor is not None:
+            for process in list(executor._processes.values()):
+                process.kill()
+            executor.shutdown(wait=False, cancel_futures=True)
 
 
 class TestTheWorkersCollector:

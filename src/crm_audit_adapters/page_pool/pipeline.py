@@ -440,7 +440,7 @@ class ProcessPagePipeline:
         for slot, executor in enumerate(self._executors):
             if executor is not None:
                 try:
-                    executor.submit(worker.begin, encoder, names_entities)
+                    executor.submit(worker.begin, encoder, names_entities, run)
                 except BrokenProcessPool:  # its worker died in an earlier run: replace it
                     executor.shutdown(wait=False, cancel_futures=True)
                     executor = None
@@ -458,7 +458,7 @@ class ProcessPagePipeline:
                 self._executors[slot] = executor
                 self._channels[slot] = writing
                 try:
-                    self._submit(executor, worker.begin, encoder, names_entities)  # starts its process
+                    self._submit(executor, worker.begin, encoder, names_entities, run)  # starts its process
                 finally:
                     # The worker holds the read end now: a write to a worker that died then fails
                     # (BrokenPipeError) instead of filling a pipe no one reads.

@@ -118,8 +118,12 @@ class _SpanReads:
         with self._reading:
             _close(self._reader)
             self._reader = reader
+
+    def forget_before(self, run: int) -> None:
+        """Drop the rows of runs before ``run``: called from ``begin``, which runs after every task
+        of those runs on this worker, so no queued ``prepare_span`` of theirs still waits for them."""
         with self._done:
-            for key in [key for key in self._rows if key[0] != run]:
+            for key in [key for key in self._rows if key[0] < run]:
                 del self._rows[key]
 
     def _read(self, run: int, seq: int, span: PageSpan) -> None:
@@ -189,13 +193,15 @@ def _state() -> _Worker:
     return _worker
 
 
-def begin(encoder: LogEncoder | None, names_entities: bool) -> None:
+def begin(encoder: LogEncoder | None, names_entities: bool, run: int = 0) -> None:
     """A run starts: its writer's encoder (``ports.PagePipeline``); drop the pages a previous run
     prepared and never finished (it stopped early). Its span reader comes on the channel."""
     worker = _state()
     worker.pending.clear()
     worker.encoder = encoder
     worker.names_entities = names_entities
+    if worker.reads is not None:
+        worker.reads.forget_before(run)
 
 
 def prepare(seq: int, rows: Sequence[Any], *, flat: bool) -> tuple[Sequence[int] | None, LookupRequest]:
