@@ -10,7 +10,7 @@ from crm_audit_transform.domain import AuditRow, UserId
 from crm_audit_transform.loading import JsonbText
 from crm_audit_transform.numerals import is_int_text, parse_int
 
-from .errors import FileFormatError
+from .errors import FileFormatError, shown
 from .lines import PathLike, TimeOutOfRange, parse_timestamp
 
 
@@ -108,9 +108,8 @@ def _text(record: Mapping[str, Any], name: str) -> str | None:
 
 
 def _shown(value: object) -> str:
-    """``repr(value)`` for an error message, cut short: a line may hold megabytes in one column."""
-    text = repr(value.text) if isinstance(value, JsonbText) else repr(value)
-    return text if len(text) <= 80 else f"{text[:60]}… ({len(text)} characters)"
+    """``repr(value)`` for an error message, cut short (``errors.shown``); a jsonb value as its text."""
+    return shown(value.text if isinstance(value, JsonbText) else value)
 
 
 def _changes(

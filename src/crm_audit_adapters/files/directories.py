@@ -24,7 +24,7 @@ from crm_audit_transform.domain import Contact, CrmUser, EntityRef, UserId
 from crm_audit_transform.numerals import parse_int
 
 from ..mongo.extended_json_input import loads_extended_json
-from .errors import FileFormatError
+from .errors import FileFormatError, cut, shown
 from .lines import (
     EARLIEST,
     LATEST,
@@ -87,7 +87,7 @@ def read_entities(path: PathLike, tenant: str | None = None) -> dict[tuple[str, 
     def entity(record: Mapping[str, object]) -> EntityRef:
         exists = record.get("exists", True)
         if not isinstance(exists, bool):
-            raise _Bad(f"exists is not a boolean: {_shown(exists)}")
+            raise _Bad(f"exists is not a boolean: {shown(exists)}")
         return EntityRef(
             entity_type=_str(record, "type"),
             id=_int(record, "id"),
@@ -118,7 +118,7 @@ def read_sso_directory(path: PathLike, company_sso_id: str | None = None) -> dic
                 continue
             email, sso_id = entry(record)
             if found.setdefault(email, sso_id) != sso_id:
-                raise _Bad(f"{_shown(email)} has two sso ids")
+                raise _Bad(f"{shown(email)} has two sso ids")
     return found
 
 
@@ -153,7 +153,7 @@ def parse_contact_line(path: PathLike, number: int, raw: bytes) -> Contact | Non
         try:
             record = loads_extended_json(decode(path, number, raw), _EXTENDED_JSON)
         except ValueError as exc:  # not JSON, or a malformed $-operator ($oid, $binary, $date, …)
-            raise _Bad(f"not (Extended) JSON: {_cut(str(exc))}") from None
+            raise _Bad(f"not (Extended) JSON: {cut(str(exc))}") from None
         except RecursionError:  # json_util recurses per level: a value nested past Python's limit
             raise _Bad("not (Extended) JSON that can be read: nested too deep") from None
         if not isinstance(record, dict):
@@ -166,9 +166,9 @@ def parse_contact_line(path: PathLike, number: int, raw: bytes) -> Contact | Non
             try:
                 crm_id = parse_int(crm_id)  # strict: Arabic-Indic digits or "1_0" name no person
             except ValueError:
-                raise _Bad(f"crm_data.id is not an integer: {_shown(crm_id)}") from None
+                raise _Bad(f"crm_data.id is not an integer: {shown(crm_id)}") from None
         if not isinstance(crm_id, int) or isinstance(crm_id, bool):
-            raise _Bad(f"crm_data.id is not an integer: {_shown(crm_id)}")
+            raise _Bad(f"crm_data.id is not an integer: {shown(crm_id)}")
         if record.get("_id") is None:
             raise _Bad("_id is missing")
         created_at = _sync_time(record)
@@ -256,19 +256,6 @@ class _Bad(Exception):
     pass
 
 
-_SHOWN_CHARS = 80
-
-
-def _cut(text: str) -> str:
-    """``text`` for an error message, cut short: a line may hold megabytes in one member."""
-    return text if len(text) <= _SHOWN_CHARS else f"{text[:60]}… ({len(text)} characters)"
-
-
-def _shown(value: object) -> str:
-    """``repr(value)`` for an error message, cut short (``_cut``)."""
-    return _cut(repr(value))
-
-
 @contextmanager
 def _at(path: PathLike, number: int) -> Iterator[None]:
     """Turn a ``_Bad`` raised while reading one line into a ``FileFormatError`` naming that line."""
@@ -293,7 +280,7 @@ def _collect(
                 continue
             value = build(record)
             if key(value) in found:
-                raise _Bad(f"{_shown(key(value))} appears twice (several tenants? pass tenant=)")
+                raise _Bad(f"{shown(key(value))} appears twice (several tenants? pass tenant=)")
             found[key(value)] = value
     return found
 
@@ -302,7 +289,7 @@ def _int(record: Mapping[str, object], name: str) -> int:
     value = record.get(name)
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    raise _Bad(f"{name} is not an integer: {_shown(value)}")
+    raise _Bad(f"{name} is not an integer: {shown(value)}")
 
 
 def _user_id(record: Mapping[str, object]) -> UserId:
@@ -311,21 +298,21 @@ def _user_id(record: Mapping[str, object]) -> UserId:
         return value
     if isinstance(value, str) and value:
         return value
-    raise _Bad(f"id is not an integer or a non-empty string: {_shown(value)}")
+    raise _Bad(f"id is not an integer or a non-empty string: {shown(value)}")
 
 
 def _str(record: Mapping[str, object], name: str) -> str:
     value = record.get(name)
     if isinstance(value, str) and value:
         return value
-    raise _Bad(f"{name} is not a non-empty string: {_shown(value)}")
+    raise _Bad(f"{name} is not a non-empty string: {shown(value)}")
 
 
 def _optional_str(record: Mapping[str, object], name: str) -> str | None:
     value = record.get(name)
     if value is None or isinstance(value, str):
         return value
-    raise _Bad(f"{name} is not a string: {_shown(value)}")
+    raise _Bad(f"{name} is not a string: {shown(value)}")
 
 
 def _timestamp(text: str) -> dt.datetime:
@@ -335,5 +322,5 @@ def _timestamp(text: str) -> dt.datetime:
     except ValueError:
         past = time_past_range(text)
         if past is None:
-            raise _Bad(f"not a timestamp: {_shown(text)}") from None
+            raise _Bad(f"not a timestamp: {shown(text)}") from None
         return past

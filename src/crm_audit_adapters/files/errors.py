@@ -53,3 +53,17 @@ class OutputLocked(CrmAuditError):
             " wait for it to finish, or name another file"
         )
         self.path = path
+
+
+SHOWN_CHARS = 80
+"""The longest text an error message quotes whole; longer is cut to its first 60 characters."""
+
+
+def cut(text: str) -> str:
+    """``text`` for an error message, cut short: one line of a file may hold megabytes in one field."""
+    return text if len(text) <= SHOWN_CHARS else f"{text[:60]}… ({len(text)} characters)"
+
+
+def shown(value: object) -> str:
+    """``repr(value)`` for an error message, cut short (``cut``)."""
+    return cut(repr(value))
