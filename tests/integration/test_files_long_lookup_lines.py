@@ -140,7 +140,17 @@ class TestSkimmedLine:
 
     @pytest.mark.parametrize(
         "line",
-        [b"[1, 2]\n", b'{"a": 1,}\n', b'{"a" 1}\n', b'{"a": 1} x\n', b'{"a": "open\n', b'{"a": 1]}\n', b"\n"],
+        [
+            b"[1, 2]\n",
+            b'{"a": 1,}\n',
+            b'{"a" 1}\n',
+            b'{"a": 1} x\n',
+            b'{"a": "open\n',
+            b'{"a": 1]}\n',
+            b"\n",
+            b'{"a": 1, "b": [1, 2}}\n',  # a member passed over whose brackets do not match
+            b'{"a": 1, "b": {"c": ]}\n',
+        ],
     )
     def test_a_line_that_is_not_one_object_is_refused(self, line: bytes) -> None:
         with pytest.raises(

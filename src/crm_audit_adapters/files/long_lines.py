@@ -9,7 +9,9 @@ members, as written, in order, which the reader then reads as any other line: th
 the whole line makes, without the members it does not read.
 
 A kept member longer than ``MEMBER_BYTES``, or a line that is not one JSON object, cannot be read
-that way: the line is refused (``FileFormatError`` naming it), never skipped.
+that way: the line is refused (``FileFormatError`` naming it), never skipped. A member passed over is
+checked for its strings and its brackets' nesting only: a bare word inside it (``[1, xyz]``) is not
+seen, where ``json.loads`` of the whole line would refuse it.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ class _Scan:
     def __init__(self, keep: Collection[str]) -> None:
         self.keep = frozenset(keep)
         self.state = _BEFORE
-        self.depth = 0  # brackets open inside the current value
+        self.closers = bytearray()  # the closing brackets the current value still owes, innermost last
         self.in_string = False
         self.escaped = False  # a string's last byte read was a lone backslash
         self.key = bytearray()
@@ -144,10 +146,11 @@ class _Scan:
             self.in_string = True
             return at + 1
         if char in (0x7B, 0x5B):  # { [ open a nested value
-            self.depth += 1
+            self.closers.append(0x7D if char == 0x7B else 0x5D)
             self._take(data[at : at + 1])
-        elif self.depth:  # , } ] inside a nested value
-            self.depth -= char != 0x2C
+        elif self.closers:  # , } ] inside a nested value
+            if char != 0x2C and self.closers.pop() != char:  # [1, 2} or {"a": ]
+                self.malformed = True
             self._take(data[at : at + 1])
         elif char == 0x5D:  # ] closing nothing
             self.malformed = True
