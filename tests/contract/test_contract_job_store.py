@@ -216,6 +216,19 @@ class TestFencedTransitions:
         assert moved is not None
         assert moved.status == ROLLING_BACK
 
+    def test_an_unleased_transition_keeps_the_lease_fields_as_stored(self, store: JobStore) -> None:
+        """The runner handed its lease back after the rollback read the job: the hold does not write the
+        lease it read back (a phantom live lease would refuse the next rollback)."""
+        store.create(migration_job())
+        held = store.acquire_lease("job-1", "runner-1", LEASE)
+        read = store.transition(attrs.evolve(held, status=CANCELLED), {IN_PROGRESS})
+        assert read is not None
+        store.save_progress(read, "runner-1", LEASE)  # sees the cancel: hands the lease back
+        moved = store.transition(attrs.evolve(read, status=ROLLING_BACK), {CANCELLED}, unleased=True)
+        assert moved is not None
+        assert (moved.status, moved.lease_owner, moved.lease_expires_at) == (ROLLING_BACK, None, None)
+        assert store.latest("company-a") == moved
+
     def test_an_unleased_transition_is_refused_while_a_shards_lease_is_live(self, store: JobStore) -> None:
         """A live lease on any shard refuses it too; a status that does not match is None, not LeaseHeld."""
         job = attrs.evolve(sharded_job(), status=CANCELLED)

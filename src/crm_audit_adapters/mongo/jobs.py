@@ -252,6 +252,16 @@ class MongoJobStore:
 
         def replace(_: int) -> Document | None:
             try:
+                if unleased:
+                    # The lease fields (the job's and its shards') stay as stored: no live one, and
+                    # an expired one or a hand-back since the job was read must not be written back.
+                    keep = {"_id", "shards", "lease_owner", "lease_expires_at", *_SUMMARY}
+                    fields = {k: v for k, v in doc.items() if k not in keep}
+                    return self._collection.find_one_and_update(
+                        query,
+                        {"$set": fields, "$inc": {_WRITES: 1}},
+                        return_document=ReturnDocument.AFTER,
+                    )
                 if job.shards and IN_PROGRESS in expected and leased_to is None:
                     # The shards' entries and their sums as stored: this job was read before them.
                     keep = {"_id", "shards", *_SUMMARY}

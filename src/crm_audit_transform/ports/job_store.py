@@ -48,9 +48,10 @@ class JobStore(Protocol):
         ``unleased``: also only while neither the job nor any of its shards holds a lease that is
         live on the **store's clock** — in the same atomic write, so no lease taken between a check
         and the change is missed (the rollback's hold); ``LeaseHeld`` (nothing written, naming the
-        holder) when the status matched and a lease was live. ``leased_to``: also only while the
-        job's lease is ``leased_to``'s (expired or not) and no shard's lease is another's (but a
-        completed shard's: no runner writes it again); the whole document is then written,
+        holder) when the status matched and a lease was live; the lease fields (the job's and its
+        shards', and so the shards) then stay as stored, whatever ``job`` holds. ``leased_to``: also
+        only while the job's lease is ``leased_to``'s (expired or not) and no shard's lease is
+        another's (but a completed shard's: no runner writes it again); the whole document is written,
         ``shards`` included, even from ``in_progress`` (``verify --repair``, which holds every
         lease); None when it is not.
         """

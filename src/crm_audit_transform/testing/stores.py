@@ -210,6 +210,13 @@ class InMemoryJobStore:
             live = _live_lease(stored, self._clock.now())  # on the store's clock, in the same step
             if live is not None:
                 raise LeaseHeld(f"job {job.job_id} is held by {live[0]} until {live[1].isoformat()}")
+            # The lease fields stay as stored: a hand-back since the job was read is not undone.
+            job = attrs.evolve(
+                job,
+                lease_owner=stored.lease_owner,
+                lease_expires_at=stored.lease_expires_at,
+                shards=stored.shards,
+            )
         if leased_to is not None:
             if stored.lease_owner != leased_to or any(
                 s.lease_owner not in (None, leased_to) and s.status != COMPLETED for s in stored.shards
