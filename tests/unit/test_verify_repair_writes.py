@@ -8,7 +8,7 @@ from typing import Any
 import attrs
 import pytest
 
-from crm_audit_transform.errors import JobNotFound
+from crm_audit_transform.errors import JobNotFound, JobNotRunnable
 from crm_audit_transform.jobs import (
     CANCELLED,
     COMPLETED,
@@ -106,7 +106,7 @@ class TestRepairWritesOverTheStatusItRead:
             world.indexes,
         )
         repair = Repair(ports, VerifySettings(repair=True), "verify")
-        with pytest.raises(JobNotFound):
+        with pytest.raises(JobNotRunnable, match="cancelled, rolled back or taken over meanwhile"):
             repair.finish(job, 3, 3)
         stored = jobs.latest(world.company)
         assert stored is not None

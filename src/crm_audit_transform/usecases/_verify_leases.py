@@ -11,7 +11,7 @@ import datetime as dt
 
 import attrs
 
-from ..errors import CrmAuditError, JobNotFound, LeaseHeld
+from ..errors import CrmAuditError, JobNotFound, JobNotRunnable, LeaseHeld
 from ..jobs import COMPLETED, LEASABLE, JobShard, MigrationJob
 from ..ports import JobStore
 
@@ -77,12 +77,14 @@ def save_job_as(jobs: JobStore, job: MigrationJob, status: str, owner: str) -> N
     meanwhile — once repair's lease had expired — is never undone by repair's copy, which would
     leave the account held or its logs uncounted; an in-progress job that was cancelled meanwhile
     (or whose lease another runner took over once it had expired) is not turned back either. In
-    both cases ``JobNotFound``, nothing written. From ``in_progress`` the whole document is written,
-    shards included: repair holds every shard's lease, and its count goes into a shard's entry.
+    both cases ``JobNotRunnable`` (the job exists; a ``JobNotFound`` all the same), nothing
+    written. From ``in_progress`` the whole document is written, shards included: repair holds
+    every shard's lease, and its count goes into a shard's entry.
     """
     if jobs.transition(job, {status}, leased_to=owner) is None:
-        raise JobNotFound(
-            f"job {job.job_id} is no longer {status} under {owner}'s lease: repair's counts are not written"
+        raise JobNotRunnable(
+            f"job {job.job_id} is no longer {status} under {owner}'s lease (cancelled, rolled back or taken "
+            "over meanwhile): the missing logs are written, repair's counts are not; see status"
         )
 
 
