@@ -216,6 +216,36 @@ class TestLateCommitAndRepair:
         assert job_of(world).tally == after.tally
 
 
+    def test_rows_committed_late_with_ids_at_or_below_zero_are_missing(
+        self,
+        scratch_database: Callable[..., str],
+        mongo_db: Database[Any],
+        sessions: list[ReadOnlySession],
+    ) -> None:
+        """Ids 0, -7 and the least bigint committed after a run whose first id is positive: all missing.
+
+        Verify walks from before every id, not from 0: ids <= 0 are rows like any other.
+        """
+        dsn = scratch_database(corpus=True)
+        world = migrated(dsn, mongo_db, sessions)
+        job = job_of(world)
+        assert job.first_audit_id > 0
+        copied = audit_id_of(first_log(mongo_db))  # a migrated row: its copies are logs to write
+        late = [0, -7, -(2**63)]
+        for audit_id in late:
+            _sql(
+                dsn,
+                "INSERT INTO acme.audits SELECT %s::bigint AS id, auditable_id, auditable_type, associated_id,"
+                " associated_type, user_id, user_type, username, action, audited_changes, version, comment,"
+                " remote_address, request_uuid, created_at FROM acme.audits WHERE id = %s",
+                audit_id,
+                copied,
+            )
+        report = verify(world, mongo_db)
+        assert sorted(f.audit_id or 0 for f in report.findings["missing"].items) == sorted(late)
+        assert not report.clean
+        assert report.audits == job.tally.processed + len(late)
+
 def _sql(dsn: str, statement: str, *params: object) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(statement, params)  # type: ignore[arg-type]

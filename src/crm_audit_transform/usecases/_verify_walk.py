@@ -11,7 +11,7 @@ import random
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Final, cast
 
 from .. import reasons
 from ..domain import ActivityLog, AuditRow, Contact, Failed, Migrated, Outcome, Skipped
@@ -32,6 +32,12 @@ if TYPE_CHECKING:
 
 ROLLED_BACK_STATES = frozenset({ROLLING_BACK, ROLLED_BACK})
 """A job whose claim is that the account's migrated logs are gone (a rollback's, done or under way)."""
+
+
+BEFORE_EVERY_ID: Final = -(2**63) - 1
+"""The cursor verify starts from (or just before the job's first id, if lower): below the least
+bigint, PostgreSQL's ``audits.id`` at its widest, so a row committed behind the job's first id is
+walked whatever its id — 0, a negative one, -2**63 itself (verify.md)."""
 
 
 class Walk:
@@ -79,8 +85,9 @@ class Walk:
             if bounds is None:
                 return
             cutoff, first = bounds.oldest_created_at, bounds.min_id
-        # From 0 (or just before a first id ≤ 0): rows committed behind the run's start are walked too.
-        cursor = min(first - 1, 0)
+        # From before every id, not from 0: rows committed behind the run's start are walked too,
+        # ids ≤ 0 (read and migrated like any row) among them.
+        cursor = min(first - 1, BEFORE_EVERY_ID)
         source = self.ports.source
         setting_aside = source if isinstance(source, RowsSetAside) else None
         while True:
