@@ -291,6 +291,33 @@ class TestDryRunOnTheCorpus:
         assert invoke(*given, "--out", str(clean))[0] == 0
         assert out.read_bytes() == clean.read_bytes()
 
+    def test_with_workers_a_dry_run_refused_partway_keeps_the_pages_before_the_bad_line(
+        self, tmp_path: Path, inputs: list[str]
+    ) -> None:
+        """``--workers 3`` reads pages ahead, past the bad line: the pages before it are still
+        written, the same logs one process keeps, and the error says so. Before, none were kept."""
+        rows = [
+            json.loads(line) for line in (CORPUS / "audits.jsonl").read_text(encoding="utf-8").splitlines()
+        ]
+        ours = [doc for doc in rows if doc["tenant"] == TENANT]
+        copies = [{**doc, "id": doc["id"] + block * 1_000_000} for block in range(3) for doc in ours]
+        lines = dump_jsonl(copies).splitlines()
+        broken = tmp_path / "broken.jsonl"
+        broken.write_text("\n".join([*lines[:2000], "not json", *lines[2000:]]) + "\n", encoding="utf-8")
+        given = [*inputs, "--no-progress"]
+        given[given.index("--audits") + 1] = str(broken)
+        kept: dict[str, bytes] = {}
+        for workers in ("1", "3"):
+            out = tmp_path / f"logs{workers}.jsonl"
+            code, _, stderr = invoke(*given, "--workers", workers, "--out", str(out))
+            assert code == exit_codes.BAD_INPUT, stderr
+            assert "broken.jsonl, line 2001" in stderr
+            kept[workers] = out.read_bytes()
+            count = len(kept[workers].splitlines())
+            assert f"; {count} logs were written to {out} before this error and are kept" in stderr
+        assert kept["1"].count(b"\n") > 0
+        assert kept["3"] == kept["1"]
+
     @pytest.mark.parametrize("workers", ["1", "2"])
     def test_a_value_mongodb_would_refuse_for_its_nesting_fails_alone_and_verifies(
         self, tmp_path: Path, inputs: list[str], workers: str

@@ -466,8 +466,14 @@ class TestCrashIntoTheNewStates:
         port = PORTS[method]
         original = getattr(world, port)
         setattr(world, port, Crashing(original, method, nth(which, calls[method]), when))
-        with pytest.raises(SimulatedCrash):
+        try:
             world.run(owner="runner-0", settings=DEGRADED)
+        except SimulatedCrash:
+            pass
+        else:
+            # A pool's read ahead, past the halt: its error is raised only after the pages before it
+            # are written (as one process, which never makes that read), and those halt first.
+            assert (method, pipeline is not None) == ("page", True)
         setattr(world, port, original)
         world.clock.advance(DEGRADED.lease_seconds + 1)
         job = run_until_stopped(world, DEGRADED, first_owner="runner-1")

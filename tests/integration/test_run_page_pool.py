@@ -34,20 +34,22 @@ from crm_audit_adapters.mongo.indexes import apply_migration
 from crm_audit_adapters.page_pool import ProcessPagePipeline, TransformerRecipe, worker
 from crm_audit_transform.chain import RuleChain
 from crm_audit_transform.config import MappingConfig, load_default_config
-from crm_audit_transform.domain import ActivityLog, EncodedLog, Migrated, Outcome
+from crm_audit_transform.domain import ActivityLog, AuditRow, EncodedLog, Migrated, Outcome
 from crm_audit_transform.errors import ConfigError, WorkerLost
 from crm_audit_transform.jobs import CANCELLED, COMPLETED, IN_PROGRESS, MigrationJob
 from crm_audit_transform.lookup import LookupContext
 from crm_audit_transform.transformer import Transformer
 from crm_audit_transform.usecases import RunSettings
 from crm_audit_transform.usecases.cancel import cancel
-from crm_audit_transform.usecases.pages import PageSpan
+from crm_audit_transform.usecases.pages import PageSpan, TransformedPage
 from support.corpus_account import World, audit_rows
 from support.page_workers import (
     DiesOnRow,
+    FailingSpanReads,
     NotingSpanReads,
     NotingTransformer,
     SlowWorker,
+    SpanReadFails,
     WaitsForTheRunnersPage,
     WaitsOnItsFirstPage,
     page_pool,
@@ -410,6 +412,63 @@ def _kill_workers(pool: ProcessPagePipeline) -> None:
             for process in list(executor._processes.values()):
                 process.kill()
             executor.shutdown(wait=False, cancel_futures=True)
+
+
+class TestAReadThatFails:
+    """A read that raises, ahead of the pages before it, is raised after they come back (in
+    order), as in one process: the run writes them, a dry run keeps them (runner.md)."""
+
+    def test_the_pages_read_before_a_failing_read_come_back_first(self) -> None:
+        rows = sorted(audit_rows(TENANT), key=lambda row: row.id)[:40]
+        pages = [rows[:10], rows[10:20], rows[20:30], rows[30:]]
+
+        def read() -> Iterator[Sequence[AuditRow]]:
+            yield from pages[:3]
+            raise SpanReadFails("the fourth page's read")
+
+        got: list[TransformedPage] = []
+        with ProcessPagePipeline(2, TransformerRecipe(load_default_config()), pages_per_worker=2) as pool:
+            transformed = pool.transform_pages(
+                read(),
+                Transformer(load_default_config()),
+                lambda request: LookupContext(),
+                company_sso_id="company",
+            )
+            with pytest.raises(SpanReadFails, match="fourth"):
+                got.extend(transformed)  # keeps the pages that came before the error
+        assert [list(page.ids) for page in got] == [[row.id for row in page] for page in pages[:3]]
+        assert [[o.audit_id for o in page.result.outcomes] for page in got] == [
+            [row.id for row in page] for page in pages[:3]
+        ]
+
+    def test_a_workers_failed_read_is_raised_after_the_pages_before_it(self) -> None:
+        """The worker reads the third page's rows (and fails) while the parent looks up the first
+        two (slowly): both still come back before the error."""
+        rows = tuple(sorted(audit_rows(TENANT), key=lambda row: row.id)[:15])
+        spans = [
+            PageSpan(TENANT, ("Contact",), SINCE, tuple(row.id for row in rows[k : k + 5]))
+            for k in (0, 5, 10)
+        ]
+        source = FailingSpanReads(rows, rows[10].id)
+
+        def slow_lookup(request: object) -> LookupContext:
+            time.sleep(0.5)  # the worker prepares the next pages meanwhile (not a timing assertion)
+            return LookupContext()
+
+        got: list[TransformedPage] = []
+        with ProcessPagePipeline(
+            1, TransformerRecipe(load_default_config()), share=False, pages_per_worker=3
+        ) as pool:
+            transformed = pool.transform_spans(
+                spans,
+                source,
+                Transformer(load_default_config()),
+                slow_lookup,
+                company_sso_id="company",
+            )
+            with pytest.raises(SpanReadFails, match="span from"):
+                got.extend(transformed)  # keeps the pages that came before the error
+        assert [tuple(page.ids) for page in got] == [spans[0].ids, spans[1].ids]
 
 
 class TestTheWorkersCollector:

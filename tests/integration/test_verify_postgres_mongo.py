@@ -215,7 +215,6 @@ class TestLateCommitAndRepair:
         assert mongo_db.activity_logs.count_documents({}) == count
         assert job_of(world).tally == after.tally
 
-
     def test_rows_committed_late_with_ids_at_or_below_zero_are_missing(
         self,
         scratch_database: Callable[..., str],
@@ -235,9 +234,9 @@ class TestLateCommitAndRepair:
         for audit_id in late:
             _sql(
                 dsn,
-                "INSERT INTO acme.audits SELECT %s::bigint AS id, auditable_id, auditable_type, associated_id,"
-                " associated_type, user_id, user_type, username, action, audited_changes, version, comment,"
-                " remote_address, request_uuid, created_at FROM acme.audits WHERE id = %s",
+                "INSERT INTO acme.audits SELECT %s::bigint AS id, auditable_id, auditable_type,"
+                " associated_id, associated_type, user_id, user_type, username, action, audited_changes,"
+                " version, comment, remote_address, request_uuid, created_at FROM acme.audits WHERE id = %s",
                 audit_id,
                 copied,
             )
@@ -245,6 +244,7 @@ class TestLateCommitAndRepair:
         assert sorted(f.audit_id or 0 for f in report.findings["missing"].items) == sorted(late)
         assert not report.clean
         assert report.audits == job.tally.processed + len(late)
+
 
 def _sql(dsn: str, statement: str, *params: object) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:

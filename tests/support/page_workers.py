@@ -198,3 +198,30 @@ class WaitsForTheRunnersPage:
 
     def __call__(self) -> Transformer:
         return _WaitingForTheRunner(self.log)
+
+
+class SpanReadFails(Exception):
+    """The error ``FailingSpanReads`` raises (in whichever process reads the span)."""
+
+
+@frozen
+class FailingSpanReads:
+    """A ``ports.AuditPageIds`` over ``rows`` in memory whose span reader raises ``SpanReadFails``
+    for the span that starts at ``failing_id``."""
+
+    rows: tuple[AuditRow, ...]
+    failing_id: int
+
+    def page_ids(self, *_: object, **__: object) -> Sequence[int]:  # pragma: no cover - spans given
+        raise NotImplementedError
+
+    def span_rows(self, span: PageSpan) -> Sequence[AuditRow]:
+        if span.ids[0] == self.failing_id:
+            raise SpanReadFails(f"span from {self.failing_id}")
+        return tuple(row for row in self.rows if row.id in span.ids)
+
+    def __call__(self, span: PageSpan) -> Sequence[AuditRow]:
+        return self.span_rows(span)
+
+    def span_reader(self) -> FailingSpanReads:
+        return self

@@ -145,9 +145,15 @@ class _Page:
 
 class _Feed:
     """The pages as read, numbered; ``sent`` counts those sent to the workers. ``reads``: the source
-    that reads the spans among them here."""
+    that reads the spans among them here.
 
-    __slots__ = ("more", "reads", "sent", "seq", "source")
+    A read that raises ends the feed and keeps its error (``error``): the pages read before it are
+    still transformed and handed back, in order, and only then is the error raised
+    (``ProcessPagePipeline._transform``), as in one process, where a page is read after the ones
+    before it are written. Without it a bad line read ahead lost the pages before it.
+    """
+
+    __slots__ = ("error", "more", "reads", "sent", "seq", "source")
 
     def __init__(self, pages: Iterable[_Item], reads: AuditPageIds | None = None) -> None:
         self.source = iter(pages)
@@ -155,16 +161,26 @@ class _Feed:
         self.seq = 0
         self.sent = 0
         self.more = True
+        self.error: Exception | None = None
 
     def next(self) -> tuple[int, _Item] | None:
-        """The next page and its number; None at the end."""
+        """The next page and its number; None at the end, or after a read that raised."""
         if self.more:
-            rows = next(self.source, None)
+            try:
+                rows = next(self.source, None)
+            except Exception as exc:  # raised once the pages before it are handed back
+                self.fail(exc)
+                return None
             if rows is not None:
                 self.seq += 1
                 return self.seq - 1, rows
             self.more = False
         return None
+
+    def fail(self, error: Exception) -> None:
+        """End the feed at a read that raised ``error``, raised after the pages before it."""
+        self.more = False
+        self.error = error
 
 
 def _done(page: _Page) -> bool:
@@ -316,6 +332,8 @@ class ProcessPagePipeline:
             while True:
                 self._send(feed, inflight, executors, run)
                 if not inflight:
+                    if feed.error is not None:
+                        raise feed.error  # every page read before it was handed back
                     return
                 # Sharing, this process does not wait for the head's plan while it has a step of
                 # its own to take (a page to read and prepare while the worker prepares the head).
@@ -384,7 +402,11 @@ class ProcessPagePipeline:
         seq, item = taken
         if isinstance(item, PageSpan):
             assert feed.reads is not None  # spans come only with their source (transform_spans)
-            rows = feed.reads.span_rows(item)
+            try:
+                rows = feed.reads.span_rows(item)
+            except Exception as exc:  # raised once the pages before it are handed back
+                feed.fail(exc)
+                return False
         else:
             rows = item
         prepared = transformer.prepare(rows)
@@ -413,11 +435,14 @@ class ProcessPagePipeline:
         wait: bool,
     ) -> None:
         """Look up, in page order, the head (with ``wait``, waiting for its plan) and every next
-        page already prepared."""
+        page already prepared.
+
+        A next page whose preparing raised (its worker could not read its rows) waits to be the head:
+        its error is raised after the pages before it are handed back, as in one process."""
         for index, page in enumerate(inflight):
             if page.looked_up:
                 continue
-            if (index or not wait) and not page.plan.done():
+            if (index or not wait) and (not page.plan.done() or page.plan.exception() is not None):
                 return
             ids, request = self._wait(page.plan)
             if ids is not None:
