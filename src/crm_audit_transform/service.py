@@ -30,7 +30,15 @@ from .domain import ActivityLog, BatchResult, Outcome
 from .enrichment import EnrichmentPlan
 from .enrichment.enrich import EnrichPorts, enrich_existing
 from .enrichment_tally import EnrichmentTally
-from .errors import ConfigError, FlagDisabled, JobNotFound, JobNotRunnable, TenantMismatch
+from .errors import (
+    BatchTooLarge,
+    ConfigError,
+    FlagDisabled,
+    JobAlreadyRunning,
+    JobNotFound,
+    JobNotRunnable,
+    TenantMismatch,
+)
 from .jobs import CANCELLED, IN_PROGRESS, ROLLED_BACK, MigrationJob
 from .ports import (
     ActivityLogWriter,
@@ -62,10 +70,10 @@ from .usecases import (
 from .usecases.cancel import cancel
 from .usecases.explain import ExplainPorts, explain_audit
 from .usecases.guards import TriggerPorts, new_job, trigger
-from .usecases.migrate_batch import migrate_batch
+from .usecases.migrate_batch import MAX_BATCH_SIZE, migrate_batch
 from .usecases.rollback import RollbackPorts, rollback
 from .usecases.run import RunPorts, run_job
-from .usecases.safety import bound_tenant, require_indexes
+from .usecases.safety import bound_tenant, require_indexes, tenant_of_external_id
 from .usecases.shards import run_shard
 from .usecases.status import migration_status
 from .usecases.verify import VerifyPorts, verify_account
@@ -477,12 +485,42 @@ class MigrationService:
         )
 
     # -- the S2S write route ---------------------------------------------------------------------
-    def migrate(self, records: Sequence[ActivityLog]) -> BatchResult:
+    def migrate(self, records: Sequence[ActivityLog], *, require_binding: bool = False) -> BatchResult:
         """MigrateBatch over the log store: at most 20 records (``BatchTooLarge`` above).
 
-        ``IndexesMissing`` without migration 035's indexes: nothing is written then.
+        A write path like ``run``, refused as a run is, before anything is written: ``IndexesMissing``
+        without migration 035's indexes; then, for each account the records name, in order of first
+        appearance: ``TenantMismatch`` when a record's ``external_id`` is not ``crm:{tenant}:audit:{id}``
+        (the one spelling a run writes) of the account's bound tenant, or names a tenant bound to
+        another account (person ids overlap across tenants); with ``require_binding`` (HTTP) an unbound
+        account is ``TenantUnbound``; ``FlagDisabled`` when the account's feature flag is off (its
+        emergency stop); ``JobAlreadyRunning`` while the account is being rolled back (the hold
+        ``run`` and ``trigger`` honour). docs/http.md lists the answers.
         """
         require_indexes(self._ports.indexes)
+        if len(records) > MAX_BATCH_SIZE:
+            raise BatchTooLarge(len(records), MAX_BATCH_SIZE)
+        checked: set[str] = set()
+        for record in records:
+            company = record.company_sso_id
+            bound_tenant(
+                company,
+                tenant_of_external_id(company, record.external_id),
+                self._tenants,
+                allow_unbound=not require_binding,
+            )
+            if company in checked:
+                continue
+            checked.add(company)
+            if not self._ports.flags.is_enabled(company):
+                raise FlagDisabled(
+                    f"the CRM audit migration is not enabled for company {company}: nothing was written"
+                )
+            held = self._ports.jobs.rollback_under_way(company)
+            if held is not None:
+                raise JobAlreadyRunning(
+                    f"company {company} is being rolled back (job {held.job_id}): nothing was written"
+                )
         return migrate_batch(records, self._ports.logs)
 
     # -- helpers every entrypoint needs ----------------------------------------------------------

@@ -22,7 +22,7 @@ from crm_audit_transform.errors import (
     TenantMismatch,
     TenantUnbound,
 )
-from crm_audit_transform.jobs import CANCELLED, COMPLETED, IN_PROGRESS, NOT_STARTED, ROLLED_BACK
+from crm_audit_transform.jobs import CANCELLED, COMPLETED, IN_PROGRESS, NOT_STARTED, ROLLED_BACK, ROLLING_BACK
 from crm_audit_transform.service import MigrationService
 from crm_audit_transform.testing import InMemoryActivityLogStore, InMemoryJobStore, StaticFeatureFlags
 from crm_audit_transform.usecases import RunSettings
@@ -309,6 +309,33 @@ class TestMigrationService:
             world.service().migrate(logs)
         assert world.logs.logs == ()
         assert world.service().migrate(logs[:2]).inserted == 2
+
+    def test_migrate_refuses_as_a_run_does_and_writes_nothing(self) -> None:
+        """A library caller too: the flag off is FlagDisabled, another tenant's or a misspelled
+        external_id TenantMismatch, a rollback under way JobAlreadyRunning; an unbound account is
+        TenantUnbound only with ``require_binding`` (HTTP). Nothing is written."""
+        source = World()
+        source.trigger()
+        source.run()
+        logs: list[ActivityLog] = list(source.logs.logs[:2])
+        off = World(enabled=False)
+        with pytest.raises(FlagDisabled):
+            off.service().migrate(logs)
+        world = World()
+        for ext_id in ("crm:globex:audit:1", "crm:acme:audit:+1", "crm:acme:audit:-0", "acme:audit:1"):
+            with pytest.raises(TenantMismatch):
+                world.service().migrate([logs[0], evolve(logs[1], external_id=ext_id)])
+        unbound = world.service(tenants={})
+        assert unbound.migrate(logs[:1]).inserted == 1
+        with pytest.raises(TenantUnbound):
+            unbound.migrate(logs[1:], require_binding=True)
+        world.service().trigger(world.company, world.tenant)
+        job = world.jobs.latest(world.company)
+        assert job is not None
+        world.jobs.save(evolve(job, status=ROLLING_BACK))
+        with pytest.raises(JobAlreadyRunning, match="rolled back"):
+            world.service().migrate(logs[1:])
+        assert (off.logs.logs, len(world.logs.logs)) == ((), 1)
 
     def test_the_service_reads_ports_when_called(self) -> None:
         """A port swapped in the bundle after construction is the one the next call uses."""

@@ -72,7 +72,7 @@ FULL_REPORT = VerifyReport(
 class FullAnswers:
     """An ``HttpService`` whose answers fill every field and every nested object the types allow."""
 
-    def migrate(self, records: Sequence[ActivityLog]) -> BatchResult:
+    def migrate(self, records: Sequence[ActivityLog], *, require_binding: bool = False) -> BatchResult:
         results = (
             WriteResult("crm:acme:audit:1", "inserted"),
             WriteResult("crm:acme:audit:2", "skipped", "duplicate_external_id"),

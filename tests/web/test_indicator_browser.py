@@ -41,7 +41,7 @@ class ScriptedStatus:
             raise value
         return MigrationStatus(company_sso_id=company_sso_id, **value)
 
-    def migrate(self, records: Sequence[ActivityLog]) -> BatchResult:
+    def migrate(self, records: Sequence[ActivityLog], *, require_binding: bool = False) -> BatchResult:
         raise NotImplementedError
 
     def trigger(

@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import attrs
 import httpx
 import pytest
 from bson import json_util
@@ -170,6 +171,47 @@ class TestMigrateRoute:
         assert error_code(response) == "INVALID_RECORD"
         assert "records[0].external_id" in response.json()["error"]["message"]
         assert app_parts["db"]["activity_logs"].count_documents({}) == 0
+
+    @pytest.mark.parametrize(
+        ("company", "external_id", "status", "code"),
+        [
+            ("company-other", "crm:acme:audit:1", 403, "FLAG_DISABLED"),  # bound, its flag off
+            ("company-unbound", "crm:nobodys:audit:1", 422, "TENANT_UNBOUND"),  # no binding: checked first
+            ("company-unbound", "crm:acme:audit:1", 409, "TENANT_MISMATCH"),  # a tenant bound to others
+            (COMPANY, "crm:globex:audit:1", 409, "TENANT_MISMATCH"),  # another tenant's audit
+            ("company-empty", "crm:nosuchtenant:audit:1", 409, "TENANT_MISMATCH"),
+        ],
+    )
+    def test_refuses_what_a_run_would_refuse_and_writes_nothing(
+        self, app_parts: dict[str, Any], company: str, external_id: str, status: int, code: str
+    ) -> None:
+        """The route is a write path like ``run``: an account whose flag is off, one with no tenant
+        binding, a record of another tenant than the account's are refused whole, before any write
+        (a valid record in the same batch is not written either)."""
+        refused = attrs.evolve(log(2, company=company), external_id=external_id)
+        response = app_parts["client"].post(
+            "/private/activity_logs/migrate", content=body(log(1), refused), headers={"Authorization": AUTH}
+        )
+        assert (response.status_code, error_code(response)) == (status, code), response.text
+        assert app_parts["db"]["activity_logs"].count_documents({}) == 0
+
+    def test_refuses_while_the_account_is_rolled_back(self, app_parts: dict[str, Any]) -> None:
+        """A rollback under way holds the account: 409 JOB_ALREADY_RUNNING, as for trigger and run."""
+        db = app_parts["db"]
+        client = app_parts["client"]
+        seed_contacts(db, COMPANY, people_count(app_parts["dsn"]))
+        trigger = client.post(
+            "/private/activity_logs/crm_migration/trigger",
+            json={"company_sso_id": COMPANY},
+            headers={"Authorization": AUTH},
+        )
+        assert trigger.status_code == 202, trigger.text
+        db["crm_activity_log_migration_jobs"].update_many({}, {"$set": {"status": "rolling_back"}})
+        response = client.post(
+            "/private/activity_logs/migrate", content=body(log(1)), headers={"Authorization": AUTH}
+        )
+        assert (response.status_code, error_code(response)) == (409, "JOB_ALREADY_RUNNING")
+        assert db["activity_logs"].count_documents({}) == 0
 
     def test_refuses_more_than_twenty_records(self, app_parts: dict[str, Any]) -> None:
         """Twenty-one records are refused whole with BATCH_TOO_LARGE and nothing is written."""

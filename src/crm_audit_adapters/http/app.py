@@ -138,7 +138,9 @@ def create_app(
         if len(records) > MAX_BATCH:
             raise BatchTooLarge(len(records), MAX_BATCH)
         logs = [decode_record(doc, f"records[{i}]") for i, doc in enumerate(records)]
-        return JSONResponse(batch_answer(await run_in_threadpool(service.migrate, logs)))
+        # The account must be bound, as for trigger and verify: no unbound override over HTTP.
+        call = functools.partial(service.migrate, logs, require_binding=True)
+        return JSONResponse(batch_answer(await run_in_threadpool(call)))
 
     async def trigger(request: Request) -> Response:
         body = await _json_object(request, max_body_bytes, max_json_depth)

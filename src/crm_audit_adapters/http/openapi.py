@@ -105,7 +105,10 @@ def openapi_document() -> dict[str, object]:
                     _BATCH,
                     400,
                     401,
+                    403,
+                    409,
                     413,
+                    422,
                     503,
                 ),
             }

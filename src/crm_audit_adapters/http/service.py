@@ -16,8 +16,10 @@ from crm_audit_transform.verification import VerifyReport
 
 
 class HttpService(Protocol):
-    def migrate(self, records: Sequence[ActivityLog]) -> BatchResult:
-        """MigrateBatch: at most 20 records; raises BatchTooLarge above."""
+    def migrate(self, records: Sequence[ActivityLog], *, require_binding: bool = False) -> BatchResult:
+        """MigrateBatch: at most 20 records; raises BatchTooLarge above. Refused as a run is: the
+        account's tenant (``external_id``'s; ``require_binding``: refuse an unbound account), its
+        feature flag, a rollback under way (``MigrationService.migrate``)."""
         ...
 
     def trigger(

@@ -13,12 +13,15 @@
   an unbound tenant (the CLI's ``--allow-unbound-tenant``): the safe default is to refuse. A
   tenant bound to another account is ``TenantMismatch`` for every override: ``trigger``'s and
   the reading commands' (``enrich``, ``explain``, ``verify``, through
-  ``MigrationService.tenant_for``), which take an unbound account's tenant as given.
+  ``MigrationService.tenant_for``), which take an unbound account's tenant as given. The HTTP
+  ``migrate`` applies it to the tenant each record's ``external_id`` names
+  (``tenant_of_external_id``), with no unbound override.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Final
 
 from ..errors import IndexesMissing, TenantMismatch, TenantUnbound
 from ..ports import IndexState
@@ -29,6 +32,31 @@ def require_indexes(indexes: IndexState) -> None:
     missing = indexes.missing_indexes()
     if missing:
         raise IndexesMissing(missing)
+
+
+def tenant_of_external_id(company_sso_id: str, ext_id: str) -> str:
+    """The CRM tenant ``ext_id`` names when it is ``crm:{tenant}:audit:{id}`` spelled as a run writes
+    it (``transformer.external_id``: a canonical integer id, ``…:audit:026`` is not); else
+    ``TenantMismatch`` — a log no run of any tenant writes, which verify would report a stray."""
+    head, sep, digits = ext_id.rpartition(":audit:")
+    body = digits[1:] if digits.startswith("-") else digits
+    tenant = head[len("crm:") :] if head.startswith("crm:") else ""
+    if (
+        not sep
+        or not tenant
+        or not (body.isascii() and body.isdigit())
+        or len(body) > _MAX_ID_DIGITS
+        or str(int(digits)) != digits
+    ):
+        raise TenantMismatch(
+            f"external_id {ext_id[:200]!r} of company {company_sso_id} is not a CRM audit's "
+            "(crm:{tenant}:audit:{id}): nothing was written"
+        )
+    return tenant
+
+
+_MAX_ID_DIGITS: Final = 20
+"""More digits than any bigint id has (19); ``int`` refuses past 4,300 digits (``ValueError``)."""
 
 
 def bound_tenant(
