@@ -411,10 +411,21 @@ class MigrationService:
         ``on_outcomes`` receives each saved step's outcomes (``run_job``'s hook), e.g. to list them.
 
         Meant for a service over throwaway stores (``crm_audit_adapters.bootstrap.dry_run_service``
-        wires files and an in-memory job store): over real stores it writes like ``run``.
+        wires files and an in-memory job store, every account enabled and none bound). Over real
+        stores it writes like ``run``, so it is refused as a run is, before its job is created:
+        ``IndexesMissing``; ``TenantMismatch`` when the account is bound to another tenant, or
+        ``tenant`` is bound to another account (``bound_tenant``, unbound allowed: a library call);
+        ``FlagDisabled`` when the account's flag is off. Its lease owner is the job's own
+        (``dry-run:{job_id}``), so two calls never share a lease.
         ``on_progress`` sees the job after every batch, as in ``run``.
         """
         p = self._ports
+        require_indexes(p.indexes)
+        bound_tenant(company_sso_id, tenant, self._tenants, allow_unbound=True)
+        if not p.flags.is_enabled(company_sso_id):
+            raise FlagDisabled(
+                f"the CRM audit migration is not enabled for company {company_sso_id}: nothing was written"
+            )
         scope = self._transformer.scope
         # Every in-scope row, whatever its time: a source that knows its ends is not read twice.
         job = new_job(company_sso_id, tenant, source=p.source, scope=scope, now=p.clock.now(), every_row=True)
@@ -423,7 +434,7 @@ class MigrationService:
             company_sso_id,
             self._run_ports(),
             self._transformer,
-            owner="dry-run",
+            owner=f"dry-run:{job.job_id}",
             settings=evolve(self._settings, enforce_halt=False),
             on_outcomes=on_outcomes,
             on_progress=on_progress,

@@ -298,6 +298,25 @@ class TestMigrationService:
         assert result.job.tally.processed == result.job.max_audit_id - result.job.first_audit_id + 1
         assert result.job.tally.processed > 0
 
+    def test_dry_run_over_the_runners_stores_is_refused_as_a_run_is(self) -> None:
+        """A library call on a service over real stores writes like ``run``, so it is refused like
+        one, before any job or log: the flag off, a tenant other than the bound one, a tenant bound
+        to another account. An unbound, enabled account still runs (the CLI's dry-run service)."""
+        off = World(enabled=False)
+        with pytest.raises(FlagDisabled):
+            off.service().dry_run(off.company, off.tenant)
+        world = World()
+        with pytest.raises(TenantMismatch):
+            world.service().dry_run(world.company, "globex")
+        with pytest.raises(TenantMismatch):
+            world.service(tenants={"someone-else": world.tenant}).dry_run(world.company, world.tenant)
+        assert (off.jobs.latest(off.company), world.jobs.latest(world.company)) == (None, None)
+        assert (off.logs.logs, world.logs.logs) == ((), ())
+        result = world.service(tenants={}).dry_run(world.company, world.tenant)
+        assert result.job.status == COMPLETED
+        assert result.job.lease_owner is None
+        assert len(world.logs.logs) == result.job.tally.migrated > 0
+
     def test_migrate_refuses_more_than_twenty_records(self) -> None:
         """migrate is MigrateBatch: 21 records are BatchTooLarge, nothing written."""
         source = World()
