@@ -181,6 +181,7 @@ class VerifyReportDocument(TypedDict):
     repaired_in_job: int
     failure_rate: float
     halt_threshold: float | None
+    actors_unchecked: int
 
 
 @frozen
@@ -265,7 +266,10 @@ class VerifyReport:
     ``halt_threshold``: the run's halt rule's failed share (0-1); the account is not clean when
     ``failure_rate`` exceeds it (None: no such verdict). The halt rule never halts on fewer than its
     minimum sample of rows (``halting``), so a small account whose every row fails completes: this is
-    where it is told apart from a clean one.
+    where it is told apart from a clean one. ``actors_unchecked``: logs whose stored actor could not
+    be compared, because the SSO directory (USMAN) was unavailable and the recomputed actor is the
+    degraded one, not the truth; the account is not clean while any is (verify again once USMAN
+    answers).
     """
 
     company_sso_id: str
@@ -281,6 +285,7 @@ class VerifyReport:
     repaired: int = 0
     repaired_in_job: int = 0
     halt_threshold: float | None = None
+    actors_unchecked: int = 0
 
     def count(self, kind: str) -> int:
         found = self.findings.get(kind)
@@ -305,12 +310,14 @@ class VerifyReport:
 
     @property
     def clean(self) -> bool:
-        """Every audit accounted for once, content and seam as recomputed, job consistent, and no
-        more rows failing than the halt rule tolerates."""
+        """Every audit accounted for once, content and seam as recomputed (every compared actor
+        among it: none left unchecked), job consistent, and no more rows failing than the halt rule
+        tolerates."""
         return (
             not self.outstanding
             and (self.job is None or self.job.consistent)
             and not self.over_halt_threshold
+            and not self.actors_unchecked
         )
 
     def to_json(self) -> VerifyReportDocument:
@@ -332,4 +339,5 @@ class VerifyReport:
             "repaired_in_job": self.repaired_in_job,
             "failure_rate": self.failure_rate,
             "halt_threshold": self.halt_threshold,
+            "actors_unchecked": self.actors_unchecked,
         }

@@ -10,6 +10,7 @@ from typing import Any
 import attrs
 import pytest
 
+from crm_audit_adapters.cli.verify import summary_lines
 from crm_audit_transform.domain import ActivityLog, AuditRow, Contact
 from crm_audit_transform.errors import (
     IndexesMissing,
@@ -206,6 +207,30 @@ class TestFaults:
         report = verify(world)
         found = report.findings["drifted"].items
         assert [(f.audit_id, f.detail) for f in found] == [(audit_id(edited), "category")]
+
+    def test_actors_left_unchecked_by_a_usman_outage_are_counted_and_not_clean(self) -> None:
+        """With USMAN down the recomputed actors are degraded: a forged actor is not drift, but the logs
+        whose actor could not be compared are counted and the account is not clean. With USMAN up the
+        forgery is drift on ``actor``. Before, the outage verified clean."""
+        world = migrated_world()
+        logs = list(world.logs.logs)
+        at = next(i for i, log in enumerate(logs) if log.external_id and log.actor.kind == "user")
+        forged = logs[at]
+        logs[at] = attrs.evolve(forged, actor=attrs.evolve(forged.actor, sso_id="0" * 36, name="mallory"))
+        with_logs(world, logs)
+        world.sso.failing = True
+        down = verify(world)
+        assert down.actors_unchecked >= 1
+        assert (down.outstanding, down.clean, down.to_json()["actors_unchecked"]) == (
+            {},
+            False,
+            down.actors_unchecked,
+        )
+        assert any("actors unchecked" in line for line in summary_lines(down))
+        world.sso.failing = False
+        up = verify(world)
+        assert (up.actors_unchecked, up.outstanding) == (0, {"drifted": 1})
+        assert [(f.audit_id, f.detail) for f in up.findings["drifted"].items] == [(audit_id(forged), "actor")]
 
     def test_a_row_committed_behind_the_cursor_is_missing_and_uncounted(self) -> None:
         """A row that commits after the run passed its id is missing, and the job's processed is short."""

@@ -92,6 +92,11 @@ def summary_lines(report: VerifyReport, shown: int = SHOWN) -> Iterator[str]:
             f"({report.failure_rate:.1%}), over the halt threshold ({report.halt_threshold:.1%}): "
             "the rows are counted by reason, none is lost; fix them before calling the account done"
         )
+    if report.actors_unchecked:
+        yield (
+            f"  actors unchecked: {report.actors_unchecked} — USMAN was unavailable, so their stored actor "
+            "could not be compared with the recomputed one: verify again once USMAN answers"
+        )
     for kind in FINDING_KINDS:
         found = report.findings.get(kind)
         if found is None or not found.count:

@@ -40,9 +40,12 @@ def add_drifted(
     drifted: Found,
     compare: Sequence[tuple[ActivityLog, MigratedDoc, Mapping[str, object]]],
     sso_available: bool,
-) -> None:
+) -> int:
     """Compare each stored log's content with its recomputed one; the owned fields that differ are drift,
-    and so is a ``source_tag`` other than ``crm_migration`` (``foreign_tag``)."""
+    and so is a ``source_tag`` other than ``crm_migration`` (``foreign_tag``). Returns the logs whose
+    stored actor differs from a recomputed actor that USMAN's outage degraded: not drift, but not
+    checked either (``VerifyReport.actors_unchecked``)."""
+    unchecked = 0
     for log, doc, expected in compare:
         stored = doc.content
         tagged = foreign_tag(doc)
@@ -50,6 +53,8 @@ def add_drifted(
             continue
         # With USMAN down the recomputed actor is degraded, not the stored one's truth.
         skip_actor = not sso_available and log.actor.kind == "deleted_user"
+        if skip_actor and expected.get("actor", _ABSENT) != stored.get("actor", _ABSENT):
+            unchecked += 1
         fields = [
             name
             for name in OWNED_FIELDS
@@ -61,6 +66,7 @@ def add_drifted(
         if fields:
             audit_id = log.metadata.get("crm_audit_id")
             drifted.add(audit_id if isinstance(audit_id, int) else None, doc.external_id, ", ".join(fields))
+    return unchecked
 
 
 def foreign_tag(doc: MigratedDoc) -> str:

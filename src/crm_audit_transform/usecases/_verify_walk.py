@@ -69,6 +69,7 @@ class Walk:
         self.skipped: Counter[str] = Counter()
         self.failed: Counter[str] = Counter()
         self.content_checked = 0
+        self.actors_unchecked = 0  # logs whose actor USMAN's outage kept from being compared
         # The job's range: rows behind its cursor, those with a log, the last one it promised.
         self.range_rows = 0
         self.range_logged = 0
@@ -164,7 +165,7 @@ class Walk:
         for audit_id, doc in seam:
             add_seam(self.found["past_watermark"], audit_id, doc, contacts, keys)
         self.content_checked += len(compare)
-        add_drifted(self.found["drifted"], compare, ctx.sso_available)
+        self.actors_unchecked += add_drifted(self.found["drifted"], compare, ctx.sso_available)
         add_overlap(self.found["overlap"], self.ports.reader, keys, self.settings.match_window)
         if self.settings.repair and missing:
             self.job = self.repair.write(missing, self.job)
@@ -353,4 +354,5 @@ class Walk:
             repaired=self.repair.repaired,
             repaired_in_job=self.repair.counted,
             halt_threshold=self.settings.halt_threshold,
+            actors_unchecked=self.actors_unchecked,
         )
