@@ -12,7 +12,7 @@ from crm_audit_adapters.cli import exit_codes
 from crm_audit_adapters.cli.progress import ProgressLine
 from crm_audit_adapters.files import FileFormatError
 from crm_audit_adapters.flags import ConfiguredFeatureFlags
-from crm_audit_adapters.settings import load_settings, redact
+from crm_audit_adapters.settings import load_settings, load_tenants, redact
 from crm_audit_transform.errors import (
     AlreadyCompleted,
     ConfigError,
@@ -303,6 +303,26 @@ class TestSettings:
             (f"settings file {path}", "larger than 1048576 bytes: not a settings file"),
         )
         assert exit_codes.exit_code_for(raised.value) == exit_codes.CONFIG
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "page_size = " + "[" * 5000 + "]" * 5000 + "\n",
+            "x = " + "{a = " * 3000 + "1" + "}" * 3000 + "\n",
+            "[tenants]\nacme = " + "[" * 5000 + "]" * 5000 + "\n",
+        ],
+        ids=["array", "inline-table", "tenants"],
+    )
+    def test_a_value_nested_too_deep_to_read_is_a_config_error(self, tmp_path: Path, text: str) -> None:
+        """A small file whose value nests thousands of levels is CONFIG_INVALID naming the file, for
+        every reader of it (the runner's settings and the dry run's bindings), not INTERNAL."""
+        path = tmp_path / "settings.toml"
+        path.write_text(text)
+        for read in (load_settings, load_tenants):
+            with pytest.raises(ConfigError) as raised:
+                read(path, {})
+            assert raised.value.problems == ((f"settings file {path}", "nests values too deep to read"),)
+            assert exit_codes.exit_code_for(raised.value) == exit_codes.CONFIG
 
     def test_a_missing_or_broken_file_is_a_config_error(self, tmp_path: Path) -> None:
         """A settings file that is absent or not TOML is a ConfigError naming it."""

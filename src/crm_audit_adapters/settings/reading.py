@@ -149,6 +149,8 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise ConfigError([(f"settings file {path}", f"not valid TOML: {exc}")]) from None
     except UnicodeDecodeError as exc:  # TOML is UTF-8
         raise ConfigError([(f"settings file {path}", f"not UTF-8 (byte {exc.start})")]) from None
+    except RecursionError:  # tomllib parses one nested array or inline table per call
+        raise ConfigError([(f"settings file {path}", "nests values too deep to read")]) from None
     except ValueError as exc:  # an integer past Python's integer-to-text limit (4,300 digits)
         limit = sys.get_int_max_str_digits()
         why = f"cannot read a value: an integer of more than {limit} digits"
