@@ -21,10 +21,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final
 
 from ..errors import IndexesMissing, TenantMismatch, TenantUnbound
 from ..ports import IndexState
+from ..transformer import parse_external_id
 
 
 def require_indexes(indexes: IndexState) -> None:
@@ -38,25 +38,13 @@ def tenant_of_external_id(company_sso_id: str, ext_id: str) -> str:
     """The CRM tenant ``ext_id`` names when it is ``crm:{tenant}:audit:{id}`` spelled as a run writes
     it (``transformer.external_id``: a canonical integer id, ``…:audit:026`` is not); else
     ``TenantMismatch`` — a log no run of any tenant writes, which verify would report a stray."""
-    head, sep, digits = ext_id.rpartition(":audit:")
-    body = digits[1:] if digits.startswith("-") else digits
-    tenant = head[len("crm:") :] if head.startswith("crm:") else ""
-    if (
-        not sep
-        or not tenant
-        or not (body.isascii() and body.isdigit())
-        or len(body) > _MAX_ID_DIGITS
-        or str(int(digits)) != digits
-    ):
+    parsed = parse_external_id(ext_id)
+    if parsed is None:
         raise TenantMismatch(
             f"external_id {ext_id[:200]!r} of company {company_sso_id} is not a CRM audit's "
             "(crm:{tenant}:audit:{id}): nothing was written"
         )
-    return tenant
-
-
-_MAX_ID_DIGITS: Final = 20
-"""More digits than any bigint id has (19); ``int`` refuses past 4,300 digits (``ValueError``)."""
+    return parsed[0]
 
 
 def bound_tenant(
