@@ -431,7 +431,8 @@ class UsmanClient:
         if 400 <= status < 500:
             raise UsmanRefused(
                 f"USMAN at {self._where} refused the request with HTTP {status}: check the USMAN token, "
-                "path and permissions (CRM_AUDIT_USMAN_*); nothing was written",
+                "path and permissions (CRM_AUDIT_USMAN_*); the records that needed this lookup were not "
+                "written (pages written before it are kept: a run resumes from its cursor)",
                 status_code=status,
             )
         if status != 200:

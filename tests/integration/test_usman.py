@@ -305,6 +305,9 @@ class TestRetries:
         assert caught.value.status_code == code
         assert len(server.requests) == 1
         assert sleeps == []
+        # A run stops here after earlier pages were written: the message must not say none were.
+        assert "nothing was written" not in str(caught.value)
+        assert "pages written before it are kept" in str(caught.value)
 
     @pytest.mark.parametrize("code", [400, 422])
     def test_a_400_or_422_to_every_email_and_to_the_probe_is_a_refusal(
