@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any, Final, TypeAlias
 
 from crm_audit_transform.domain import AuditRow
@@ -50,19 +50,25 @@ def too_long_line(
     return handle
 
 
-def jsonl_rows(
+def audit_objects(
     path: PathLike, tenant: str | None, on_error: OnError | None, max_line_bytes: int
-) -> Generator[tuple[int, AuditRow], None, None]:
-    too_long = too_long_line(path, tenant, on_error, max_line_bytes)
-    objects = json_objects(
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """An audits JSONL file's ``(line number, object)`` pairs, a line past ``max_line_bytes`` read
+    as ``too_long_line`` says: what both the row reader and the scope pass read."""
+    return json_objects(
         path,
         on_error,
         keep_bytes=True,
         max_line_bytes=max_line_bytes,
-        on_long_line=too_long,
+        on_long_line=too_long_line(path, tenant, on_error, max_line_bytes),
         keep=LONG_LINE_MEMBERS,
     )
-    for number, record in objects:
+
+
+def jsonl_rows(
+    path: PathLike, tenant: str | None, on_error: OnError | None, max_line_bytes: int
+) -> Generator[tuple[int, AuditRow], None, None]:
+    for number, record in audit_objects(path, tenant, on_error, max_line_bytes):
         plain = plain_jsonl_row(record, tenant)
         if plain is not NotPlain.NOT_PLAIN:
             row = plain

@@ -10,10 +10,10 @@ from crm_audit_transform.domain import UnreadableTime
 
 from .audit_fields import record_row
 from .audit_formats import FileFormat, format_of
-from .audit_jsonl import LONG_LINE_MEMBERS, NotPlain, plain_jsonl_columns, too_long_line
+from .audit_jsonl import NotPlain, audit_objects, plain_jsonl_columns
 from .audit_rows import numbered_audit_rows
 from .errors import FileFormatError
-from .lines import OnError, PathLike, fast_object, json_objects, lines_from_end, parse_timestamp, report
+from .lines import OnError, PathLike, fast_object, lines_from_end, parse_timestamp, report
 from .psql_csv import DEFAULT_MAX_RECORD_BYTES
 
 
@@ -54,16 +54,7 @@ def numbered_scope_keys(
         for number, found in rows:
             yield number, ScopeKeys(found.id, found.auditable_type, found.created_at)
         return
-    too_long = too_long_line(path, tenant, on_error, max_record_bytes)
-    objects = json_objects(
-        path,
-        on_error,
-        keep_bytes=True,
-        max_line_bytes=max_record_bytes,
-        on_long_line=too_long,
-        keep=LONG_LINE_MEMBERS,
-    )
-    for number, record in objects:
+    for number, record in audit_objects(path, tenant, on_error, max_record_bytes):
         columns = plain_jsonl_columns(record, tenant)
         if columns is None:
             continue
