@@ -1,0 +1,346 @@
+"""The loop itself: pages read, transformed, cut into steps, written and saved (``usecases.run``
+says the contract: durable steps, the counting rule, halting, cancel, pages, rows set aside).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from collections import deque
+from collections.abc import Callable, Generator, Iterator, Sequence
+from typing import TypeVar
+
+import attrs
+
+from ..domain import AuditRow, Migrated, Outcome
+from ..enrichment_tally import EnrichmentTally
+from ..jobs import COMPLETED, HALTED, IN_PROGRESS, MigrationJob
+from ..lookup import LookupContext, LookupPorts, LookupRequest, fetch_lookups
+from ..lookup_cache import LookupCache
+from ..ports import AuditPageIds, EncodingLogWriter, PagePipeline, RowsSetAside, SpanPipeline
+from ..tally import Tally
+from ..transformer import Transformer
+from ._entity_names import name_linked_entities, names_tally
+from ._run_ports import RunPorts
+from ._run_result import HaltPoint, RunResult
+from ._run_steps import _cut, _settle, _Step
+from .migrate_batch import MAX_BATCH_SIZE, migrate_batch
+from .pages import InProcessPages, PageSpan, TransformedPage
+from .settings import RunSettings
+
+_Item = TypeVar("_Item")
+
+
+class _Loop:
+    __slots__ = (
+        "_batch_size",
+        "_cache",
+        "_check_at_end",
+        "_on_outcomes",
+        "_on_progress",
+        "_owner",
+        "_pipeline",
+        "_ports",
+        "_renewed",
+        "_rule",
+        "_set_aside",
+        "_settings",
+        "_should_stop",
+        "_transformer",
+        "_until_id",
+    )
+
+    def __init__(
+        self,
+        ports: RunPorts,
+        transformer: Transformer,
+        owner: str,
+        settings: RunSettings,
+        should_stop: Callable[[], bool],
+        on_progress: Callable[[MigrationJob], None] | None,
+        on_outcomes: Callable[[Sequence[Outcome]], None] | None = None,
+        pipeline: PagePipeline | None = None,
+    ) -> None:
+        self._ports = ports
+        self._pipeline: PagePipeline = pipeline or InProcessPages()
+        self._transformer = transformer
+        self._owner = owner
+        self._settings = settings
+        self._should_stop = should_stop
+        self._on_progress = on_progress
+        self._on_outcomes = on_outcomes
+        self._batch_size = min(settings.batch_size, MAX_BATCH_SIZE)
+        self._rule = settings.halt_rule
+        self._cache = LookupCache()
+        self._until_id: int | None = None
+        self._check_at_end = True
+        self._renewed = ports.clock.now()  # the lease was just taken (run_loop)
+        # Rows the source set aside (ports.RowsSetAside), one entry per page read, in read order:
+        # the pages come back from the pipeline in that order. The last entry may follow no page.
+        self._set_aside: deque[Sequence[Outcome]] = deque()
+
+    def bound(self, until_id: int | None, *, check_at_end: bool) -> None:
+        self._until_id = until_id
+        self._check_at_end = check_at_end
+
+    def run(self, job: MigrationJob) -> RunResult:
+        steps = 0
+        would_halt: HaltPoint | None = None
+        # A run that died between its last batch at a check point and the halt it decided there
+        # resumes exactly at that point: decide it again before going on.
+        reason = self._rule.decide(job.tally - job.halt_basis)
+        if reason is not None:
+            would_halt = HaltPoint(job.last_audit_id, reason)
+            if self._settings.enforce_halt:
+                return RunResult(self._finish(job, HALTED, reason), steps, would_halt=would_halt)
+        writer = self._ports.logs
+        encoder = writer.log_encoder() if isinstance(writer, EncodingLogWriter) else None
+        names_entities = self._ports.entities is not None
+        source = self._ports.source
+        pipeline = self._pipeline
+        pages: Generator[TransformedPage, None, None]
+        if (
+            isinstance(source, AuditPageIds)
+            and isinstance(pipeline, SpanPipeline)
+            and not isinstance(source, RowsSetAside)
+        ):
+            # The pipeline reads the rows where it transforms them; this loop reads their ids.
+            pages = pipeline.transform_spans(
+                self._spans(job, source),
+                source,
+                self._transformer,
+                self._lookup(job),
+                company_sso_id=job.company_sso_id,
+                encoder=encoder,
+                names_entities=names_entities,
+            )
+        else:
+            pages = pipeline.transform_pages(
+                self._read(job),
+                self._transformer,
+                self._lookup(job),
+                company_sso_id=job.company_sso_id,
+                encoder=encoder,
+                names_entities=names_entities,
+            )
+        unsaved: list[Outcome] = []  # settled outcomes of steps applied but not yet saved
+        try:
+            # None: the rows set aside after the last page (a source's last lines), as a page of their own.
+            for page in itertools.chain(pages, (None,)):
+                aside = self._set_aside.popleft() if self._set_aside else ()
+                if page is None and not aside:
+                    break
+                cut = list(self._steps(job, page, aside))
+                for index, step in enumerate(cut):
+                    if self._lease_half_spent():
+                        # A slow page (its lookups, a pause): renew the lease before inserting, so a
+                        # job cancelled or rolled back meanwhile (its lease expired) gets no batch.
+                        job = self._save(job, unsaved, self._settings.lease_ttl)
+                        if job.status != IN_PROGRESS:
+                            return RunResult(job, steps, would_halt=would_halt)
+                    job, wrote = self._apply(job, step, unsaved)
+                    steps += 1
+                    if wrote or index == len(cut) - 1:
+                        # A step that wrote logs is saved at once (its cursor bounds any replay); one
+                        # that wrote none rides along with the next save, at the latest at page end.
+                        job = self._save(job, unsaved, self._settings.lease_ttl)
+                        if job.status != IN_PROGRESS:
+                            # Cancelled meanwhile (or, for a shard, the job halted or was cancelled).
+                            return RunResult(job, steps, would_halt=would_halt)
+                    reason = self._rule.decide(job.tally - job.halt_basis)
+                    if reason is not None and would_halt is None:
+                        would_halt = HaltPoint(job.last_audit_id, reason)
+                        if self._settings.enforce_halt:
+                            halted = self._finish(job, HALTED, reason, unsaved)
+                            return RunResult(halted, steps, would_halt=would_halt)
+                    if self._should_stop():
+                        return RunResult(
+                            self._finish(job, IN_PROGRESS, None, unsaved),
+                            steps,
+                            stopped=True,
+                            would_halt=would_halt,
+                        )
+        finally:
+            # Pages read ahead are dropped: the pipeline stops its work before anything else happens.
+            pages.close()
+        reason = self._rule.decide(job.tally - job.halt_basis, at_end=True) if self._check_at_end else None
+        if reason is not None and would_halt is None:
+            would_halt = HaltPoint(job.last_audit_id, reason)
+            if self._settings.enforce_halt:
+                return RunResult(self._finish(job, HALTED, reason), steps, would_halt=would_halt)
+        return RunResult(self._finish(job, COMPLETED), steps, would_halt=would_halt)
+
+    def _read(self, job: MigrationJob) -> Generator[Sequence[AuditRow], None, None]:
+        """The pages from the job's cursor on, each after the last row of the one before.
+
+        Read lazily: a pipeline that reads ahead asks for the next page before this one is
+        written. Once a page is written to its end, the job's cursor is its last id, so the pages
+        are the ones the loop would read after each write. An empty page ends them: a source may
+        return fewer rows than asked before its end (``ports.AuditSource.page``: a byte budget).
+        """
+        scope = self._transformer.scope
+        source = self._ports.source
+        setting_aside = source if isinstance(source, RowsSetAside) else None
+
+        def fetch(after_id: int, limit: int) -> Sequence[AuditRow]:
+            rows = source.page(job.tenant, scope, after_id=after_id, cutoff=job.cutoff, limit=limit)
+            if setting_aside is not None:
+                self._set_aside.append(setting_aside.take_set_aside())
+            return rows
+
+        return self._walk(job, fetch, _row_id)
+
+    def _spans(self, job: MigrationJob, source: AuditPageIds) -> Generator[PageSpan, None, None]:
+        """The same pages as ``_read``, each told by its ids alone (``ports.AuditPageIds``)."""
+        scope = tuple(self._transformer.scope)
+
+        def fetch(after_id: int, limit: int) -> Sequence[int]:
+            return source.page_ids(job.tenant, scope, after_id=after_id, cutoff=job.cutoff, limit=limit)
+
+        for ids in self._walk(job, fetch, int):
+            yield PageSpan(job.tenant, scope, job.cutoff, tuple(ids))
+
+    def _walk(
+        self, job: MigrationJob, fetch: Callable[[int, int], Sequence[_Item]], id_of: Callable[[_Item], int]
+    ) -> Generator[Sequence[_Item], None, None]:
+        """Keyset pages of ``fetch(after_id, limit)`` from the job's cursor, within a shard's range."""
+        after_id = job.last_audit_id
+        while True:
+            limit = self._page_limit(after_id)
+            if limit == 0:
+                return  # a shard whose cursor reached the end of its range
+            items = fetch(after_id, limit)
+            last = False
+            if self._until_id is not None and items and id_of(items[-1]) >= self._until_id:
+                # A shard's last page: it reached its range's end; rows past it are the next shard's.
+                until_id = self._until_id
+                items = [item for item in items if id_of(item) <= until_id]
+                last = True
+            if not items:
+                return
+            yield items
+            if last:
+                return
+            after_id = id_of(items[-1])
+
+    def _page_limit(self, after_id: int) -> int:
+        """The page size, capped for a shard at the ids left in its range: ids are unique
+        integers, so ``(after_id, until_id]`` holds at most ``until_id - after_id`` rows, and a
+        shard never asks for a page of rows that all belong to the next shard."""
+        if self._until_id is None:
+            return self._settings.page_size
+        return max(0, min(self._settings.page_size, self._until_id - after_id))
+
+    def _lookup(self, job: MigrationJob) -> Callable[[LookupRequest], LookupContext]:
+        ports = LookupPorts(self._ports.users, self._ports.sso, self._ports.contacts)
+
+        def lookup(request: LookupRequest) -> LookupContext:
+            return fetch_lookups(
+                request,
+                company_sso_id=job.company_sso_id,
+                tenant=job.tenant,
+                ports=ports,
+                cache=self._cache,
+            )
+
+        return lookup
+
+    def _steps(
+        self, job: MigrationJob, transformed: TransformedPage | None, aside: Sequence[Outcome]
+    ) -> Iterator[_Step]:
+        ids: Sequence[int] = ()
+        outcomes: Sequence[Outcome] = ()
+        fell_through: Sequence[bool] = ()
+        degraded: Sequence[bool] = ()
+        if transformed is not None:
+            page = transformed.result
+            ids = transformed.ids
+            outcomes, fell_through, degraded = page.outcomes, page.fell_through, page.degraded
+            if self._ports.entities is not None:
+                outcomes = name_linked_entities(outcomes, tenant=job.tenant, entities=self._ports.entities)
+        if aside:
+            # The rows the source set aside take their place in id order (a repeat after its first).
+            merged = sorted(
+                [
+                    *zip(ids, outcomes, fell_through, degraded, strict=True),
+                    *((o.audit_id, o, False, False) for o in aside),
+                ],
+                key=lambda item: item[0],
+            )
+            ids = [item[0] for item in merged]
+            outcomes = [item[1] for item in merged]
+            fell_through = [item[2] for item in merged]
+            degraded = [item[3] for item in merged]
+        # Fallthroughs and degraded actors are counted per step (from the page's per-row flags),
+        # so that a replayed step adds exactly its own. Steps also end at the halt rule's check
+        # points, so the rule sees the same counts however the run was cut.
+        first_check = self._rule.rows_to_next_check((job.tally - job.halt_basis).processed)
+        yield from _cut(
+            ids,
+            outcomes,
+            fell_through,
+            degraded,
+            self._batch_size,
+            first_check=first_check,
+            every=self._rule.sample,
+        )
+
+    def _apply(self, job: MigrationJob, step: _Step, unsaved: list[Outcome]) -> tuple[MigrationJob, bool]:
+        """Write the step's logs and count it into ``job`` (not saved); whether it had logs to write.
+
+        Its settled outcomes are appended to ``unsaved``, for ``on_outcomes`` once they are saved.
+        """
+        logs = [o.log for o in step.outcomes if isinstance(o, Migrated)]
+        result = migrate_batch(logs, self._ports.logs, max_size=self._batch_size)
+        settled = tuple(_settle(step.outcomes, result.results))
+        tally = Tally.of(settled, step.fallthrough, step.degraded)
+        enriched = EnrichmentTally() if self._ports.entities is None else names_tally(logs, result.results)
+        unsaved.extend(settled)
+        job = attrs.evolve(
+            job,
+            # A step of set-aside rows alone never moves the cursor back (ports.RowsSetAside).
+            last_audit_id=max(job.last_audit_id, step.last_id),
+            tally=job.tally + tally,
+            enrichment=job.enrichment + enriched,
+            updated_at=self._ports.clock.now(),
+        )
+        return job, bool(logs)
+
+    def _save(self, job: MigrationJob, unsaved: list[Outcome], ttl: dt.timedelta | None) -> MigrationJob:
+        # One write renews the lease (ttl None: releases it) and saves the progress; LeaseHeld if
+        # another runner took over, the stored cancelled job (nothing written) if it was cancelled.
+        job = self._ports.jobs.save_progress(job, self._owner, ttl)
+        self._renewed = self._ports.clock.now()
+        if self._on_progress is not None:
+            self._on_progress(job)
+        if self._on_outcomes is not None and unsaved:
+            self._on_outcomes(tuple(unsaved))
+        unsaved.clear()
+        return job
+
+    def _lease_half_spent(self) -> bool:
+        """Whether half the lease has passed since it was last renewed, on this host's clock (a
+        duration: the expiry itself is the store's)."""
+        return self._ports.clock.now() - self._renewed >= self._settings.lease_ttl / 2
+
+    def _finish(
+        self,
+        job: MigrationJob,
+        status: str,
+        halted_reason: str | None = None,
+        unsaved: list[Outcome] | None = None,
+    ) -> MigrationJob:
+        now = self._ports.clock.now()
+        job = attrs.evolve(
+            job,
+            status=status,
+            updated_at=now,
+            finished_at=now if status != IN_PROGRESS else None,
+            halted_reason=halted_reason,
+        )
+        # Guarded like every progress write: a runner taken over meanwhile must not overwrite the job.
+        return self._save(job, [] if unsaved is None else unsaved, None)
+
+
+def _row_id(row: AuditRow) -> int:
+    return row.id

@@ -1,0 +1,82 @@
+"""A page cut into steps (consecutive rows holding at most a batch of logs, ending also at the halt
+rule's check points), and a step's write results folded into its outcomes (``usecases.run``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from attrs import frozen
+
+from .. import reasons
+from ..domain import Failed, Migrated, Outcome, Skipped, WriteResult
+
+
+@frozen
+class _Step:
+    last_id: int
+    outcomes: tuple[Outcome, ...]
+    fallthrough: int = 0
+    degraded: int = 0
+
+
+def _cut(
+    ids: Sequence[int],
+    outcomes: Sequence[Outcome],
+    fell_through: Sequence[bool],
+    degraded: Sequence[bool],
+    size: int,
+    *,
+    first_check: int,
+    every: int,
+) -> Iterator[_Step]:
+    """Cut a page into steps of consecutive rows holding at most ``size`` logs to write, ending
+    also after row ``first_check`` and every ``every`` rows after it (the halt rule's check points)."""
+    start = 0
+    logs = 0
+    next_check = first_check
+    for index, outcome in enumerate(outcomes):
+        if index == next_check:
+            if index > start:
+                yield _step(ids, outcomes, fell_through, degraded, start, index)
+                start, logs = index, 0
+            next_check += every
+        if isinstance(outcome, Migrated):
+            if logs == size:
+                yield _step(ids, outcomes, fell_through, degraded, start, index)
+                start, logs = index, 0
+            logs += 1
+    if start < len(outcomes):
+        yield _step(ids, outcomes, fell_through, degraded, start, len(outcomes))
+
+
+def _step(
+    ids: Sequence[int],
+    outcomes: Sequence[Outcome],
+    fell_through: Sequence[bool],
+    degraded: Sequence[bool],
+    a: int,
+    b: int,
+) -> _Step:
+    return _Step(
+        last_id=ids[b - 1],
+        outcomes=tuple(outcomes[a:b]),
+        fallthrough=sum(fell_through[a:b]),
+        degraded=sum(degraded[a:b]),
+    )
+
+
+def _settle(outcomes: Sequence[Outcome], results: Sequence[WriteResult]) -> Iterator[Outcome]:
+    """Fold the write results into the outcomes (see the counting rule in the module docstring)."""
+    by_id = {r.external_id: r for r in results}
+    for outcome in outcomes:
+        if not isinstance(outcome, Migrated):
+            yield outcome
+            continue
+        result = by_id.get(outcome.log.external_id)
+        if result is None or result.status == "inserted" or result.reason == reasons.DUPLICATE_EXTERNAL_ID:
+            yield outcome
+        elif result.status == "skipped":
+            yield Skipped(outcome.audit_id, result.reason, result.detail)
+        else:
+            yield Failed(outcome.audit_id, result.reason or reasons.WRITE_ERROR, result.detail)
