@@ -50,6 +50,37 @@ repair's (``verify --repair`` also serves halted and completed jobs). A cancelle
 rolled-back job's lease is never taken: its account must not be written again."""
 
 
+def lease_is_live(owner: str | None, expires_at: dt.datetime | None, now: dt.datetime) -> bool:
+    """The one rule of a live lease: an owner **and** an expiry after ``now``, the store's clock (a
+    database server's ``$$NOW``, never a runner's). An owner without an expiry, or an expiry without
+    an owner, holds nothing. Every store applies it, and ``indexes down``; the MongoDB adapter's
+    filters spell the same rule (``crm_audit_adapters.mongo.leases``)."""
+    return owner is not None and expires_at is not None and expires_at > now
+
+
+def last_lease(job: MigrationJob) -> tuple[str, dt.datetime] | None:
+    """``(owner, expiry)`` of the lease on ``job`` or one of its shards that expires last, live or
+    not; None when none has both an owner and an expiry.
+
+    Some lease of the job is live at ``now`` exactly when this one is (its expiry is the latest), so
+    it names the holder a refusal reports (``live_lease``).
+    """
+    leases = [(job.lease_owner, job.lease_expires_at)]
+    leases.extend((shard.lease_owner, shard.lease_expires_at) for shard in job.shards)
+    held = [(until, owner) for owner, until in leases if owner is not None and until is not None]
+    if not held:
+        return None
+    until, owner = max(held)
+    return owner, until
+
+
+def live_lease(job: MigrationJob, now: dt.datetime) -> tuple[str, dt.datetime] | None:
+    """``(owner, expiry)`` of a lease on ``job`` or one of its shards live at ``now``
+    (``lease_is_live``), the one that expires last; None when no lease of the job is live."""
+    last = last_lease(job)
+    return last if last is not None and lease_is_live(*last, now) else None
+
+
 @frozen
 class JobShard:
     """One id range ``(after_id, until_id]`` of a sharded job, run by one runner at a time.

@@ -29,9 +29,11 @@ from attrs import frozen
 from pymongo.errors import OperationFailure
 
 from crm_audit_transform.errors import IndexConflict, LeaseHeld
+from crm_audit_transform.jobs import lease_is_live
 from crm_audit_transform.timestamps import as_utc
 
 from .documents_types import Document, MongoDatabase, ReadDocument
+from .leases import ANY_LIVE_ON_THE_SERVER
 from .names import CollectionNames
 from .retry import DEFAULT_RETRY, RetryPolicy, call_with_retry
 
@@ -223,7 +225,7 @@ def _refuse_while_leased(
     held: ReadDocument | None
     if now is None:
         held = call_with_retry(
-            lambda _: jobs.find_one({"$expr": _LIVE_ON_THE_SERVER}, shown),
+            lambda _: jobs.find_one({"$expr": ANY_LIVE_ON_THE_SERVER}, shown),
             policy,
             "look for a runner holding a job's lease",
         )
@@ -243,40 +245,17 @@ def _refuse_while_leased(
         )
 
 
-def _live_at(prefix: str) -> Document:
-    # A missing field is below null, and null below any string or date, in BSON order.
-    owner = {"$ifNull": [f"{prefix}lease_owner", None]}
-    return {"$and": [{"$gt": [owner, None]}, {"$gt": [f"{prefix}lease_expires_at", "$$NOW"]}]}
-
-
-_LIVE_ON_THE_SERVER: Final[Document] = {
-    "$or": [
-        _live_at("$"),
-        {
-            "$anyElementTrue": [
-                {
-                    "$map": {
-                        "input": {"$objectToArray": {"$ifNull": ["$shards", {}]}},
-                        "as": "s",
-                        "in": _live_at("$$s.v."),
-                    }
-                }
-            ]
-        },
-    ]
-}
-"""``$expr``: the job's lease or one of its shards' is live on the server's clock."""
-
-
 def _leased_at(doc: ReadDocument, at: dt.datetime) -> bool:
+    """The job of ``doc`` or one of its shards holds a lease live at ``at`` (``jobs.lease_is_live``;
+    an expiry that is no date holds nothing, as in ``leases``' filters)."""
     shards = doc.get("shards")
     entries = list(shards.values()) if isinstance(shards, dict) else []
     for entry in (doc, *entries):
         if not isinstance(entry, Mapping):
             continue
         until = entry.get("lease_expires_at")
-        owner = entry.get("lease_owner")
-        if owner is not None and isinstance(until, dt.datetime) and as_utc(until, naive="utc") > at:
+        expiry = as_utc(until, naive="utc") if isinstance(until, dt.datetime) else None
+        if lease_is_live(entry.get("lease_owner"), expiry, at):
             return True
     return False
 

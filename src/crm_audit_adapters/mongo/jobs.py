@@ -23,7 +23,8 @@ per batch for a figure nobody reads at that rate.
 **Leases on the database's clock.** Expiries are computed by the server: both lease writes are
 update *pipelines* that set ``lease_expires_at: {$add: ["$$NOW", ttl_ms]}`` and compare an
 existing lease with ``$$NOW`` — so runners on hosts whose clocks disagree still agree on whether a
-lease has expired. mongomock does not evaluate ``$$NOW`` (it leaves the field unset), so a store
+lease has expired. Every "is a lease live" of this store is ``leases``' filter of the core's rule
+(``jobs.lease_is_live``). mongomock does not evaluate ``$$NOW`` (it leaves the field unset), so a store
 built with ``clock=`` (what the composition root does for ``mongomock://``) computes expiries on
 that clock instead, with the same filters; a real server, or the wire-protocol test server, takes
 the ``$$NOW`` path.
@@ -47,12 +48,14 @@ from crm_audit_transform.jobs import (
     ROLLING_BACK,
     JobShard,
     MigrationJob,
+    last_lease,
 )
 from crm_audit_transform.ports import Clock
 
 from .bson_values import to_bson_datetime
 from .documents import decode_job, encode_job, encode_shard
 from .documents_types import Document, MongoCollection, MongoDatabase
+from .leases import any_live, job_prefixes, none_live, not_live
 from .names import CollectionNames
 from .retry import DEFAULT_RETRY, RetryPolicy, call_with_retry
 
@@ -101,6 +104,9 @@ _WRITES: Final = "shard_writes"
 _SUMMARY_OF: Final = "summary_of"
 _SUMMARY_EVERY: Final = 10
 """A running sharded job's stored summary is set on every ``_SUMMARY_EVERY``-th shard write."""
+_FENCE_TRIES: Final = 3
+"""How often an ``unleased`` transition is written again when the lease it met was gone by the
+time the store looked (handed back or expired between the two): then nothing holds the job."""
 
 
 class MongoJobStore:
@@ -227,14 +233,17 @@ class MongoJobStore:
         fields): its live shards own their entries, and a cancel must not undo their last batch —
         unless ``leased_to`` holds them all (``verify --repair``): the whole document is replaced.
         ``unleased`` adds "no lease of the job or of a shard live on the server's ``$$NOW``" to the
-        same filter (``_no_live_lease``): ``LeaseHeld`` when the status matched but a lease did not.
-        Both fences name ``job``'s shards one by one: a job's shards are fixed when it is triggered.
+        same filter (``leases.none_live``): ``LeaseHeld`` when the status matched and a lease is still
+        live; when the lease it met was handed back or expired before the store looked, the write is
+        tried again (``_FENCE_TRIES``), as the in-memory store, which checks and writes in one step,
+        would have written. Both fences name ``job``'s shards one by one: a job's shards are fixed
+        when it is triggered.
         """
         doc = encode_job(job)
         query: Document = {"_id": job.job_id, "status": {"$in": list(expected)}}
         fences: list[Document] = []
         if unleased:
-            fences.append(self._no_live_lease(len(job.shards)))
+            fences.append(none_live(job_prefixes(len(job.shards)), self._now()))
         if leased_to is not None:
             query["lease_owner"] = leased_to
             # A completed shard is never written by a runner again: a lease left on it does not count.
@@ -281,47 +290,45 @@ class MongoJobStore:
                     f"company {job.company_sso_id} already has another job in progress"
                 ) from exc
 
-        stored = call_with_retry(replace, self._retry, "change migration job status")
-        if stored is not None:
-            return self._summarised(stored, always=True)
-        current = self.get(job.job_id)
-        if current is None:
-            raise JobNotFound(f"no job {job.job_id}")
-        if unleased and current.status in expected:
-            held = _latest_lease(current)
-            if held is not None:
-                # The status matched, so a lease was live on the server's clock when the write looked.
+        for _ in range(_FENCE_TRIES):
+            stored = call_with_retry(replace, self._retry, "change migration job status")
+            if stored is not None:
+                return self._summarised(stored, always=True)
+            current = self.get(job.job_id)
+            if current is None:
+                raise JobNotFound(f"no job {job.job_id}")
+            if not unleased or current.status not in expected:
+                return None
+            live = self._with_a_live_lease(job.job_id, expected, len(job.shards))
+            if live is not None:
+                # Live on the store's clock: the lease that expires last is a live one (jobs.last_lease).
+                held = last_lease(live)
+                assert held is not None  # a live lease has an owner and an expiry
                 raise LeaseHeld(f"job {job.job_id} is held by {held[0]} until {held[1].isoformat()}")
-        return None
+            # The status matches and no lease is live any more: handed back or expired since the
+            # write looked. Nothing holds the job, so the write is tried again.
+        raise LeaseHeld(
+            f"job {job.job_id}: its leases changed under each of {_FENCE_TRIES} tries to change its status; "
+            "try again"
+        )
 
-    def _no_live_lease(self, shards: int) -> Document:
-        """A filter: neither the job's lease nor that of one of its ``shards`` (their number: fixed at
-        the trigger) is live — an owner and an expiry after now. ``shards`` is a sub-document keyed
-        by shard number, so each lease is a plain path (``shards.1.lease_owner``).
+    def _now(self) -> dt.datetime | None:
+        """The store's clock when it has one (mongomock); None: the server's ``$$NOW``."""
+        return None if self._clock is None else self._clock.now()
 
-        On the server's ``$$NOW`` (an ``$expr``), or on the store's ``clock`` when it has one
-        (mongomock, which does not evaluate ``$$NOW``).
-        """
-        prefixes = ["", *(f"shards.{n}." for n in range(shards))]
-        if self._clock is not None:
-            now = to_bson_datetime(self._clock.now())
-            return {
-                "$nor": [
-                    {f"{at}lease_owner": {"$ne": None}, f"{at}lease_expires_at": {"$gt": now}}
-                    for at in prefixes
-                ]
-            }
-        # A missing field is below null, and null below any string or date, in BSON order.
-        live = [
-            {
-                "$and": [
-                    {"$gt": [{"$ifNull": [f"${at}lease_owner", None]}, None]},
-                    {"$gt": [f"${at}lease_expires_at", "$$NOW"]},
-                ]
-            }
-            for at in prefixes
-        ]
-        return {"$expr": {"$eq": [{"$or": live}, False]}}
+    def _with_a_live_lease(self, job_id: str, expected: Statuses[str], shards: int) -> MigrationJob | None:
+        """The job as stored while its status is one of ``expected`` and a lease of it or of one of
+        its ``shards`` is live on the store's clock; else None."""
+        query = {
+            "$and": [
+                {"_id": job_id, "status": {"$in": list(expected)}},
+                any_live(job_prefixes(shards), self._now()),
+            ]
+        }
+        doc = call_with_retry(
+            lambda _: self._collection.find_one(query), self._retry, "read migration job's leases"
+        )
+        return None if doc is None else decode_job(doc)
 
     def save_progress(self, job: MigrationJob, owner: str, ttl: dt.timedelta | None) -> MigrationJob:
         """Save the run's fields with the lease renewed, where ``owner`` holds it and it is in
@@ -399,13 +406,10 @@ class MongoJobStore:
         """Take the lease when it is free, expired or already ``owner``'s and the job's status is
         ``LEASABLE`` — in one atomic update; a job in another status comes back as stored, untouched."""
         if self._clock is not None:
-            now = to_bson_datetime(self._clock.now())
-            expired: Document = {"lease_expires_at": {"$lte": now}}
             update: Document | list[Document] = {
                 "$set": {"lease_owner": owner, "lease_expires_at": to_bson_datetime(self._clock.now() + ttl)}
             }
         else:
-            expired = {"$expr": {"$lte": ["$lease_expires_at", "$$NOW"]}}
             update = [
                 {
                     "$set": {
@@ -417,7 +421,7 @@ class MongoJobStore:
         query = {
             "_id": job_id,
             "status": {"$in": sorted(LEASABLE)},
-            "$or": [{"lease_owner": None}, {"lease_owner": owner}, {"lease_expires_at": None}, expired],
+            "$or": [{"lease_owner": owner}, not_live("", self._now())],
         }
 
         def take(_: int) -> Document | None:
@@ -441,8 +445,6 @@ class MongoJobStore:
         """
         at = f"shards.{shard}"
         if self._clock is not None:
-            now = to_bson_datetime(self._clock.now())
-            expired: Document = {f"{at}.lease_expires_at": {"$lte": now}}
             update: Document | list[Document] = {
                 "$set": {
                     f"{at}.lease_owner": owner,
@@ -450,7 +452,6 @@ class MongoJobStore:
                 }
             }
         else:
-            expired = {"$expr": {"$lte": [f"${at}.lease_expires_at", "$$NOW"]}}
             update = [
                 {
                     "$set": {
@@ -463,12 +464,7 @@ class MongoJobStore:
             "_id": job_id,
             f"{at}.shard": shard,
             f"{at}.status": {"$ne": COMPLETED},
-            "$or": [
-                {f"{at}.lease_owner": None},
-                {f"{at}.lease_owner": owner},
-                {f"{at}.lease_expires_at": None},
-                expired,
-            ],
+            "$or": [{f"{at}.lease_owner": owner}, not_live(f"{at}.", self._now())],
         }
 
         def take(_: int) -> Document | None:
@@ -571,17 +567,6 @@ class MongoJobStore:
             "save sharded job summary",
         )
         return job
-
-
-def _latest_lease(job: MigrationJob) -> tuple[str, dt.datetime] | None:
-    """The holder and expiry of the lease on ``job`` or a shard that expires last, None without one."""
-    leases = [(job.lease_owner, job.lease_expires_at)]
-    leases.extend((shard.lease_owner, shard.lease_expires_at) for shard in job.shards)
-    held = [(until, owner) for owner, until in leases if owner is not None and until is not None]
-    if not held:
-        return None
-    until, owner = max(held)
-    return owner, until
 
 
 def _millis(ttl: dt.timedelta) -> int:

@@ -16,7 +16,17 @@ import attrs
 from .. import reasons
 from ..domain import NO_TIME_KNOWN, SOURCE_TAG, ActivityLog, AuditRow, EncodedLog, ScopeBounds, WriteResult
 from ..errors import JobAlreadyRunning, JobNotFound, JobNotRunnable, LeaseHeld
-from ..jobs import CANCELLED, COMPLETED, IN_PROGRESS, LEASABLE, ROLLING_BACK, JobShard, MigrationJob
+from ..jobs import (
+    CANCELLED,
+    COMPLETED,
+    IN_PROGRESS,
+    LEASABLE,
+    ROLLING_BACK,
+    JobShard,
+    MigrationJob,
+    lease_is_live,
+    live_lease,
+)
 from ..ports import Clock
 from ..timestamps import as_utc
 
@@ -207,7 +217,7 @@ class InMemoryJobStore:
         if stored.status not in expected:
             return None
         if unleased:
-            live = _live_lease(stored, self._clock.now())  # on the store's clock, in the same step
+            live = live_lease(stored, self._clock.now())  # on the store's clock, in the same step
             if live is not None:
                 raise LeaseHeld(f"job {job.job_id} is held by {live[0]} until {live[1].isoformat()}")
             # The lease fields stay as stored: a hand-back since the job was read is not undone.
@@ -235,13 +245,7 @@ class InMemoryJobStore:
         if job.status not in LEASABLE:
             return job  # cancelled or rolled back: never leased again, nothing to write
         now = self._clock.now()
-        free = (
-            job.lease_owner is None
-            or job.lease_owner == owner
-            or job.lease_expires_at is None
-            or job.lease_expires_at <= now
-        )
-        if not free:
+        if job.lease_owner != owner and lease_is_live(job.lease_owner, job.lease_expires_at, now):
             raise LeaseHeld(f"job {job_id} is held by {job.lease_owner} until {job.lease_expires_at}")
         leased = attrs.evolve(job, lease_owner=owner, lease_expires_at=now + ttl)
         self._jobs[job_id] = leased
@@ -286,13 +290,7 @@ class InMemoryJobStore:
         if entry.status == COMPLETED:
             return job  # nothing left to write there: its lease is never taken
         now = self._clock.now()
-        free = (
-            entry.lease_owner is None
-            or entry.lease_owner == owner
-            or entry.lease_expires_at is None
-            or entry.lease_expires_at <= now
-        )
-        if not free:
+        if entry.lease_owner != owner and lease_is_live(entry.lease_owner, entry.lease_expires_at, now):
             raise LeaseHeld(
                 f"shard {shard} of job {job_id} is held by {entry.lease_owner} until {entry.lease_expires_at}"
             )
@@ -333,19 +331,6 @@ class InMemoryJobStore:
         )
         self._jobs[job_id] = saved
         return saved
-
-
-def _live_lease(job: MigrationJob, now: dt.datetime) -> tuple[str, dt.datetime] | None:
-    """The holder and expiry of a lease on ``job`` or one of its shards still live at ``now``."""
-    leases = [(job.lease_owner, job.lease_expires_at)]
-    leases.extend((shard.lease_owner, shard.lease_expires_at) for shard in job.shards)
-    live = [
-        (until, owner) for owner, until in leases if owner is not None and until is not None and until > now
-    ]
-    if not live:
-        return None
-    until, owner = max(live)
-    return owner, until
 
 
 def _shard_of(job: MigrationJob, shard: int) -> JobShard:

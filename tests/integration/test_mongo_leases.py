@@ -1,0 +1,143 @@
+"""One live-lease rule: the core's ``jobs.lease_is_live`` and the MongoDB filters of ``mongo.leases``
+agree on every shape a lease can be stored in, in both spellings — a query on a given time (what a
+store with a ``Clock`` sends, mongomock's) and an ``$expr`` on the server's ``$$NOW`` (the emulator's
+and a real server's) — and the job store's fenced transition follows it when a lease is handed back
+between its write and its read."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, cast
+
+import attrs
+import mongomock
+import pytest
+
+from crm_audit_adapters.mongo import MongoJobStore, apply_migration
+from crm_audit_adapters.mongo.documents_types import MongoCollection
+from crm_audit_adapters.mongo.leases import ANY_LIVE_ON_THE_SERVER, any_live, job_prefixes, none_live
+from crm_audit_transform.errors import LeaseHeld
+from crm_audit_transform.jobs import COMPLETED, ROLLING_BACK, last_lease, lease_is_live, live_lease
+from crm_audit_transform.testing import FixedClock
+from support.mongo import T0, migration_job
+
+HOUR = dt.timedelta(hours=1)
+LEASE = dt.timedelta(minutes=2)
+MISSING = object()
+
+
+def _lease(owner: object, expiry: object) -> dict[str, Any]:
+    entry: dict[str, Any] = {}
+    if owner is not MISSING:
+        entry["lease_owner"] = owner
+    if expiry is not MISSING:
+        entry["lease_expires_at"] = expiry
+    return entry
+
+
+def _documents(now: dt.datetime) -> list[dict[str, Any]]:
+    """Every stored shape of a lease, on the job and on a shard (shards keyed by number)."""
+    shapes = [
+        ("live", "host:1", now + HOUR),
+        ("expired", "host:1", now - HOUR),
+        ("null-owner", None, now + HOUR),
+        ("no-owner", MISSING, now + HOUR),
+        ("null-expiry", "host:1", None),
+        ("no-expiry", "host:1", MISSING),
+        ("nothing", MISSING, MISSING),
+    ]
+    docs: list[dict[str, Any]] = []
+    for name, owner, expiry in shapes:
+        docs.append({"_id": f"job-{name}", **_lease(owner, expiry)})
+        idle = {"shard": 0, "lease_owner": None, "lease_expires_at": None}
+        docs.append(
+            {"_id": f"shard-{name}", "shards": {"0": idle, "1": {"shard": 1, **_lease(owner, expiry)}}}
+        )
+    return docs
+
+
+def _live_by_the_core(doc: dict[str, Any], now: dt.datetime) -> bool:
+    entries = [doc, *doc.get("shards", {}).values()]
+    return any(lease_is_live(e.get("lease_owner"), e.get("lease_expires_at"), now) for e in entries)
+
+
+class TestOneRule:
+    def test_the_filters_select_what_the_core_rule_calls_live(self, mongo_db: Any) -> None:
+        """any_live selects exactly the documents lease_is_live calls leased, none_live the others —
+        as a query on a given time everywhere, as an $expr on $$NOW (and the any-shard $expr of
+        indexes down) where the server evaluates it. Only "live" has a lease at all."""
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        docs = _documents(now)
+        jobs = mongo_db.lease_shapes
+        jobs.insert_many(docs)
+        live = {doc["_id"] for doc in docs if _live_by_the_core(doc, now)}
+        assert live == {"job-live", "shard-live"}
+        everything = {doc["_id"] for doc in docs}
+        prefixes = job_prefixes(2)
+        spellings: list[dt.datetime | None] = [now]
+        if not isinstance(mongo_db, mongomock.Database):
+            spellings.append(None)  # $$NOW: an hour either side of this host's clock is no question
+        for at in spellings:
+            assert {d["_id"] for d in jobs.find(any_live(prefixes, at))} == live, at
+            assert {d["_id"] for d in jobs.find(none_live(prefixes, at))} == everything - live, at
+        if not isinstance(mongo_db, mongomock.Database):
+            assert {d["_id"] for d in jobs.find({"$expr": ANY_LIVE_ON_THE_SERVER})} == live
+
+    def test_live_lease_is_the_last_lease_while_it_has_not_expired(self) -> None:
+        """last_lease names the lease that expires last, owner and expiry both set; live_lease is that
+        one while it is live, None once it has expired or when no lease has both."""
+        job = migration_job(lease_owner="runner-1", lease_expires_at=T0 + LEASE)
+        assert last_lease(job) == ("runner-1", T0 + LEASE)
+        assert live_lease(job, T0) == ("runner-1", T0 + LEASE)
+        assert live_lease(job, T0 + LEASE) is None  # an expiry at now is expired: "after now" is live
+        assert last_lease(attrs.evolve(job, lease_expires_at=None)) is None
+        assert last_lease(attrs.evolve(job, lease_owner=None)) is None
+
+
+class _HandBackAfterAMiss:
+    """A jobs collection whose first missed ``find_one_and_update`` is followed by the lease holder
+    handing its lease back — between the store's fenced write and its read of the job."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.handed_back = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def find_one_and_update(self, query: Any, update: Any, **options: Any) -> Any:
+        found = self._inner.find_one_and_update(query, update, **options)
+        if found is None and not self.handed_back:
+            self.handed_back = True
+            self._inner.update_one(
+                {"_id": "job-1"}, {"$set": {"lease_owner": None, "lease_expires_at": None}}
+            )
+        return found
+
+
+class TestFencedTransitionRace:
+    def test_a_lease_handed_back_between_the_write_and_the_read_does_not_refuse(self, mongo_db: Any) -> None:
+        """The hold's write met a live lease, whose holder handed it back before the store read the
+        job: nothing holds it now, so the store writes again and the hold goes through — as the
+        in-memory store (one step) does. Before, the store answered None ("its status was another")
+        and rollback said the job changed meanwhile."""
+        apply_migration(mongo_db, "up")
+        clock = FixedClock(T0) if isinstance(mongo_db, mongomock.Database) else None
+        racing = _HandBackAfterAMiss(mongo_db.crm_activity_log_migration_jobs)
+        store = MongoJobStore(cast(MongoCollection, racing), clock=clock)
+        store.create(migration_job(status=COMPLETED))
+        held = store.acquire_lease("job-1", "repair-1", LEASE)
+        moved = store.transition(attrs.evolve(held, status=ROLLING_BACK), {COMPLETED}, unleased=True)
+        assert racing.handed_back
+        assert moved is not None
+        assert (moved.status, moved.lease_owner) == (ROLLING_BACK, None)
+
+    def test_a_lease_still_live_after_the_miss_is_lease_held(self, mongo_db: Any) -> None:
+        """No hand-back: the read finds the lease live and names it."""
+        apply_migration(mongo_db, "up")
+        clock = FixedClock(T0) if isinstance(mongo_db, mongomock.Database) else None
+        store = MongoJobStore(mongo_db.crm_activity_log_migration_jobs, clock=clock)
+        store.create(migration_job(status=COMPLETED))
+        held = store.acquire_lease("job-1", "repair-1", LEASE)
+        with pytest.raises(LeaseHeld, match="held by repair-1"):
+            store.transition(attrs.evolve(held, status=ROLLING_BACK), {COMPLETED}, unleased=True)
