@@ -14,6 +14,7 @@ from typing import Final, Literal, TypeAlias, cast
 from attrs import field, frozen
 
 from .enrichment_tally import EnrichmentTally
+from .errors import JobNotRunnable
 from .tally import Tally
 
 IN_PROGRESS: Final = "in_progress"
@@ -48,6 +49,15 @@ LEASABLE: Final = frozenset({IN_PROGRESS, HALTED, COMPLETED})
 """Statuses a job's lease may be taken in (``JobStore.acquire_lease``): a run's (in progress) and a
 repair's (``verify --repair`` also serves halted and completed jobs). A cancelled, rolling-back or
 rolled-back job's lease is never taken: its account must not be written again."""
+
+
+def shard_not_leasable(job: MigrationJob, shard: int) -> JobNotRunnable:
+    """The error of ``JobStore.acquire_shard_lease`` on a job whose status is not ``LEASABLE``: the
+    run path's ``JobNotRunnable`` (a shard's runner never writes a cancelled or rolled-back job)."""
+    return JobNotRunnable(
+        f"job {job.job_id} is {job.status}: shard {shard}'s lease is not taken, nothing is written to "
+        "its account"
+    )
 
 
 def lease_is_live(owner: str | None, expires_at: dt.datetime | None, now: dt.datetime) -> bool:

@@ -230,10 +230,14 @@ class TestFencedTransitions:
         assert store.latest("company-a") == moved
 
     def test_an_unleased_transition_is_refused_while_a_shards_lease_is_live(self, store: JobStore) -> None:
-        """A live lease on any shard refuses it too; a status that does not match is None, not LeaseHeld."""
-        job = attrs.evolve(sharded_job(), status=CANCELLED)
+        """A live lease on any shard refuses it too; a status that does not match is None, not LeaseHeld.
+        (A cancel keeps a running shard's lease: its runner hands it back at its next write.)"""
+        job = sharded_job()
         store.create(job)
-        held = store.acquire_shard_lease(job.job_id, 1, "shard-runner", LEASE)
+        running = store.acquire_shard_lease(job.job_id, 1, "shard-runner", LEASE)
+        held = store.transition(attrs.evolve(running, status=CANCELLED), {IN_PROGRESS})
+        assert held is not None
+        assert held.shards[1].lease_owner == "shard-runner"
         with pytest.raises(LeaseHeld, match="shard-runner"):
             store.transition(attrs.evolve(held, status=ROLLING_BACK), {CANCELLED}, unleased=True)
         assert store.transition(attrs.evolve(held, status=ROLLING_BACK), {HALTED}, unleased=True) is None
@@ -334,6 +338,28 @@ class TestShardLeases:
         assert store.latest("company-a") == job
         running = store.acquire_shard_lease(job.job_id, 1, "vm:1:celery", LEASE)
         assert running.shards[1].lease_owner == "vm:1:celery"
+
+    @pytest.mark.parametrize("status", [CANCELLED, ROLLING_BACK, ROLLED_BACK])
+    def test_a_shard_of_a_job_that_must_not_be_written_again_is_never_leased(
+        self, store: JobStore, status: str
+    ) -> None:
+        """The job's status is part of the shard lease's write: a cancelled, rolling-back or rolled-back
+        job is JobNotRunnable (as a run of it is) and the shard's lease stays free. Before, the lease
+        was taken and the run loop handed it back at once."""
+        job = attrs.evolve(sharded_job(), status=status)
+        store.create(job)
+        with pytest.raises(JobNotRunnable, match=f"job job-1 is {status}: shard 1's lease is not taken"):
+            store.acquire_shard_lease(job.job_id, 1, "runner-1", LEASE)
+        assert store.latest("company-a") == job
+
+    @pytest.mark.parametrize("status", [HALTED, COMPLETED])
+    def test_a_shard_of_a_halted_or_completed_job_is_leased_for_a_repair(
+        self, store: JobStore, status: str
+    ) -> None:
+        """verify --repair takes every shard's lease of an ended job: LEASABLE, as the job's own lease."""
+        job = attrs.evolve(sharded_job(), status=status)
+        store.create(job)
+        assert store.acquire_shard_lease(job.job_id, 1, "verify", LEASE).shards[1].lease_owner == "verify"
 
     def test_a_hand_back_after_the_job_ended_releases_the_shard_lease_only(self, store: JobStore) -> None:
         """A ttl-None shard write on a cancelled job clears the owner's lease and writes nothing else."""

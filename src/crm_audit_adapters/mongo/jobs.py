@@ -49,6 +49,7 @@ from crm_audit_transform.jobs import (
     JobShard,
     MigrationJob,
     last_lease,
+    shard_not_leasable,
 )
 from crm_audit_transform.ports import Clock
 
@@ -438,10 +439,12 @@ class MongoJobStore:
         raise LeaseHeld(f"job {job_id} is held by {current.lease_owner} until {current.lease_expires_at}")
 
     def acquire_shard_lease(self, job_id: str, shard: int, owner: str, ttl: dt.timedelta) -> MigrationJob:
-        """``acquire_lease`` on ``shards.<shard>``'s lease: one atomic update of that entry only.
+        """``acquire_lease`` on ``shards.<shard>``'s lease: one atomic update of that entry only, with
+        the job's status ``LEASABLE`` in the same filter.
 
         A completed shard's lease is never taken (no runner has anything left to write there): the
-        job as stored comes back with that lease as it is.
+        job as stored comes back with that lease as it is. A job cancelled, rolling back or rolled
+        back is ``JobNotRunnable``, nothing written.
         """
         at = f"shards.{shard}"
         if self._clock is not None:
@@ -462,6 +465,7 @@ class MongoJobStore:
             ]
         query = {
             "_id": job_id,
+            "status": {"$in": sorted(LEASABLE)},
             f"{at}.shard": shard,
             f"{at}.status": {"$ne": COMPLETED},
             "$or": [{f"{at}.lease_owner": owner}, not_live(f"{at}.", self._now())],
@@ -476,6 +480,8 @@ class MongoJobStore:
         current = self.get(job_id)
         if current is None or len(current.shards) <= shard:
             raise JobNotFound(f"no job {job_id} with a shard {shard}")
+        if current.status not in LEASABLE:
+            raise shard_not_leasable(current, shard)
         held = current.shards[shard]
         if held.status == COMPLETED:
             return current

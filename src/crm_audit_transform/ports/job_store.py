@@ -61,6 +61,9 @@ class JobStore(Protocol):
         """``acquire_lease`` for one shard of a sharded job: that shard's lease only; the whole job.
 
         A completed shard's lease is never taken: the job comes back as stored, that lease as it is.
+        Only while the job's status is ``jobs.LEASABLE``, checked in the same atomic write: a
+        cancelled, rolling-back or rolled-back job is ``JobNotRunnable`` (``jobs.shard_not_leasable``),
+        nothing written — no shard runner takes it up after a cancel or during a rollback.
         """
         ...
 

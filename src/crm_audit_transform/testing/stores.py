@@ -26,6 +26,7 @@ from ..jobs import (
     MigrationJob,
     lease_is_live,
     live_lease,
+    shard_not_leasable,
 )
 from ..ports import Clock
 from ..timestamps import as_utc
@@ -287,6 +288,8 @@ class InMemoryJobStore:
         if job is None:
             raise JobNotFound(f"no job {job_id}")
         entry = _shard_of(job, shard)
+        if job.status not in LEASABLE:
+            raise shard_not_leasable(job, shard)  # checked in the step that takes the lease
         if entry.status == COMPLETED:
             return job  # nothing left to write there: its lease is never taken
         now = self._clock.now()

@@ -24,7 +24,8 @@ def hold_every_lease(jobs: JobStore, job: MigrationJob, owner: str, ttl: dt.time
     lease is never taken (``JobStore.acquire_shard_lease``): no runner writes that entry again.
     ``LeaseHeld`` (with the leases taken here handed back) while another runner holds one: a
     running shard is never overwritten, the repair waits until the shards are done. ``JobNotFound``
-    when the job was cancelled or rolled back meanwhile (its lease is not ``LEASABLE``).
+    when the job was cancelled or rolled back meanwhile (its lease is not ``LEASABLE``;
+    ``JobNotRunnable`` when a shard's lease found it so), the leases taken here handed back.
     """
     job_id = job.job_id
     taken: list[JobShard] = []
@@ -39,6 +40,10 @@ def hold_every_lease(jobs: JobStore, job: MigrationJob, owner: str, ttl: dt.time
         raise LeaseHeld(
             f"verify --repair writes job {job_id} whole, so it waits while a runner holds it: {exc}"
         ) from exc
+    except JobNotRunnable:
+        # Cancelled or rolled back before a shard's lease was taken: the ones taken go back.
+        _hand_back(jobs, job_id, taken, owner)
+        raise
     if held.status not in LEASABLE:
         # Cancelled or rolled back since it was read: its account is never written again.
         _hand_back(jobs, job_id, taken, owner)
