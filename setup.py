@@ -1,9 +1,10 @@
-"""The optional compiled loader, built the way PyYAML builds its ``_yaml`` extension.
+"""The optional compiled extensions, built the way PyYAML builds its ``_yaml`` extension.
 
-``crm_audit_transform.loading._cbuild`` (Cython over libyaml: ``libyaml-dev`` / ``yaml.h``) is a
-speed-up only: when Cython, a C compiler or libyaml's header is missing, or the build fails for any
-other reason, the package installs without it and loads with the pure path, with identical
-results. ``CRM_AUDIT_PURE=1`` skips the build on purpose. Everything else is in pyproject.toml.
+``crm_audit_transform.loading._cbuild`` (the loader: Cython over libyaml, ``libyaml-dev`` /
+``yaml.h``) and ``crm_audit_adapters.mongo._cline`` (the JSONL sink's line: Cython, no library) are
+speed-ups only: when Cython, a C compiler or libyaml's header is missing, or a build fails for any
+other reason, the package installs without that extension and runs the pure path, with identical
+results. ``CRM_AUDIT_PURE=1`` skips both builds on purpose. Everything else is in pyproject.toml.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ import sys
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-SOURCE = "src/crm_audit_transform/loading/_cbuild.pyx"
+EXTENSIONS = (
+    ("crm_audit_transform.loading._cbuild", "src/crm_audit_transform/loading/_cbuild.pyx", ["yaml"]),
+    ("crm_audit_adapters.mongo._cline", "src/crm_audit_adapters/mongo/_cline.pyx", []),
+)
 
 
 class OptionalBuildExt(build_ext):
@@ -34,7 +38,7 @@ class OptionalBuildExt(build_ext):
 
 
 def _skip(exc: BaseException) -> None:
-    print(f"crm-audit-transform: compiled loader not built ({exc}); using the pure path", file=sys.stderr)
+    print(f"crm-audit-transform: a compiled extension not built ({exc}); using the pure path", file=sys.stderr)
 
 
 def _extensions() -> list[Extension]:
@@ -45,12 +49,13 @@ def _extensions() -> list[Extension]:
     except ImportError:
         _skip(ImportError("Cython is not installed"))
         return []
-    extension = Extension("crm_audit_transform.loading._cbuild", [SOURCE], libraries=["yaml"])
-    try:
-        return list(cythonize([extension], quiet=True))
-    except Exception as exc:
-        _skip(exc)
-        return []
+    built: list[Extension] = []
+    for name, source, libraries in EXTENSIONS:  # one at a time: a failure skips only its own
+        try:
+            built += cythonize([Extension(name, [source], libraries=libraries)], quiet=True)
+        except Exception as exc:
+            _skip(exc)
+    return built
 
 
 setup(ext_modules=_extensions(), cmdclass={"build_ext": OptionalBuildExt})

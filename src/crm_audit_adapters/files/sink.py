@@ -59,7 +59,7 @@ from crm_audit_transform.ports import LogEncoder
 from crm_audit_transform.usecases.pages import encoded_log
 
 from ..mongo.documents import encode_activity_log
-from ..mongo.extended_json import relaxed_json_bytes, relaxed_json_line
+from ..mongo.extended_json import relaxed_json_line, relaxed_json_line_bytes
 from .errors import FileFormatError, FileWriteError, OutputLocked
 from .keys import Token, WrittenKeys
 from .lines import PathLike
@@ -368,14 +368,14 @@ def sink_line(log: ActivityLog) -> tuple[str, bytes]:
     """``("", line)`` — the line this sink writes for ``log``, newline included — or
     ``(why, b"")`` when the log cannot be written (as the Mongo adapter would refuse it)."""
     try:
-        line = relaxed_json_bytes(log)
-        if len(line) * BSON_BYTES_PER_JSON_BYTE > MAX_DOCUMENT_BYTES:
+        line = relaxed_json_line_bytes(log)  # the newline included: one bytes object, not two
+        if (len(line) - 1) * BSON_BYTES_PER_JSON_BYTE > MAX_DOCUMENT_BYTES:
             size = len(bson.encode(encode_activity_log(log)))
             if size > MAX_DOCUMENT_BYTES:
                 return f"document of {size} bytes exceeds MongoDB's {MAX_DOCUMENT_BYTES}-byte limit", b""
     except (TypeError, ValueError, OverflowError, BSONError) as exc:
         return f"cannot encode the document: {exc}", b""
-    return "", line + b"\n"
+    return "", line
 
 
 def jsonl_log(log: ActivityLog) -> EncodedLog:

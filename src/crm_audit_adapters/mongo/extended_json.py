@@ -21,6 +21,10 @@ A datetime's seconds are printed by orjson: ``isoformat`` of an aware datetime c
 much, and was the sink's largest single cost. An aware UTC datetime and a ``Decimal`` Decimal128
 holds exactly — most of them — take a shortcut to the same leaf (``value_encoder``'s ``shortcuts``;
 a property test holds each equal to the walk without it).
+
+When it was built (``setup.py``), the compiled ``_cline`` writes the same bytes in one C pass,
+without the document's dicts, and hands the whole log back to this pure path for anything it does
+not write itself (``_cline.pyx`` says what); ``pure_relaxed_json_bytes`` is the pure path alone.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import base64
 import datetime as dt
 import decimal
 import math
+from collections.abc import Callable
 from typing import Any, Final
 
 import orjson
@@ -37,11 +42,19 @@ from bson.datetime_ms import _datetime_to_millis
 
 from crm_audit_transform.domain import ActivityLog
 
-from .bson_values import ValueEncoder, to_bson_datetime, value_encoder
-from .documents import activity_log_document
+from .bson_values import ValueEncoder, escape_key, to_bson_datetime, value_encoder
+from .documents import _ATTRIBUTE_ROOM, _METADATA_ROOM, _leaf, activity_log_document
 from .documents_types import Document
 
-__all__ = ["RELAXED_JSON", "relaxed_json_bytes", "relaxed_json_document", "relaxed_json_line"]
+__all__ = [
+    "COMPILED_LINE",
+    "RELAXED_JSON",
+    "pure_relaxed_json_bytes",
+    "relaxed_json_bytes",
+    "relaxed_json_document",
+    "relaxed_json_line",
+    "relaxed_json_line_bytes",
+]
 
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _DECIMAL128_DIGITS: Final = 34
@@ -134,9 +147,44 @@ def relaxed_json_document(log: ActivityLog) -> Document:
     return activity_log_document(log, RELAXED_JSON)
 
 
-def relaxed_json_bytes(log: ActivityLog) -> bytes:
+def pure_relaxed_json_bytes(log: ActivityLog) -> bytes:
     """The document as compact UTF-8 relaxed Extended JSON (no newline); ``TypeError`` if unencodable."""
     return orjson.dumps(relaxed_json_document(log))
+
+
+def _pure_line_bytes(log: ActivityLog, newline: bool = False) -> bytes:
+    line = pure_relaxed_json_bytes(log)
+    return line + b"\n" if newline else line
+
+
+try:
+    from . import _cline  # optional: built by setup.py when it can
+except ImportError:  # no compiler, or skipped on purpose: the pure path
+    _cline = None  # type: ignore[assignment]
+
+_FLAT_LEAVES: Final = (decimal.Decimal, float, int, dt.date, dt.datetime, bytes)
+"""The exact types the walk turns into a leaf that holds no other value (``_cline`` asks the walk)."""
+
+COMPILED_LINE: Final = _cline is not None and _cline.configure(
+    pure_relaxed_json_bytes, RELAXED_JSON, _leaf, escape_key, _FLAT_LEAVES, _ATTRIBUTE_ROOM, _METADATA_ROOM
+)
+"""Whether lines are written by the compiled ``_cline`` (built, and orjson prints as it expects)."""
+
+_LINE: Final[Callable[[ActivityLog, bool], bytes]] = (
+    _cline.relaxed_json_bytes if COMPILED_LINE else _pure_line_bytes
+)
+
+
+def relaxed_json_bytes(log: ActivityLog) -> bytes:
+    """The document as compact UTF-8 relaxed Extended JSON (no newline); ``TypeError`` if unencodable.
+
+    The compiled line when it was built, else ``pure_relaxed_json_bytes``: the same bytes."""
+    return _LINE(log, False)
+
+
+def relaxed_json_line_bytes(log: ActivityLog) -> bytes:
+    """``relaxed_json_bytes(log) + b"\\n"`` in one piece (the JSONL sink's line)."""
+    return _LINE(log, True)
 
 
 def relaxed_json_line(log: ActivityLog) -> str:
