@@ -35,6 +35,7 @@ STAGES = (
     "extract",
     "transform",
     "end_to_end",
+    "end_to_end_ideal",
     "end_to_end_workers",
     "end_to_end_workers_unshared",
     "end_to_end_workers_rows",

@@ -252,13 +252,22 @@ def _run_loop_collection() -> Any:
 
 
 def _run_loop(
-    ctx: Context, logs: Any, sso: Any = None, pipeline: Any = None, *, rows_only: bool = False
+    ctx: Context,
+    logs: Any,
+    sso: Any = None,
+    pipeline: Any = None,
+    *,
+    rows_only: bool = False,
+    shard: int | None = None,
+    ready: Any = None,
 ) -> dict[str, Any]:
     """The ops runner's loop over the whole range: PostgreSQL → transform → ``logs``.
 
     SSO ids come from ``sso`` when given (the USMAN HTTP client), else from the file in memory;
     ``pipeline`` transforms the pages (None: in this process); ``rows_only`` hides the source's page
-    ids, so a pool is sent the rows.
+    ids, so a pool is sent the rows. With ``shard`` (0 or 1) the job is cut into ``IDEAL_SHARDS``
+    shards of equal row counts and only that shard is run (``usecases.shards.run_shard``);
+    ``ready``, if given, is called once the setup is done, just before the timed loop.
     """
     (Transformer,) = need("crm_audit_transform.transformer", "Transformer")
     RunPorts, RunSettings, run_job = need(
@@ -278,8 +287,16 @@ def _run_loop(
     transformer = Transformer(ctx.config)
     clock = FixedClock(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
     jobs = InMemoryJobStore()
+    shards = 1 if shard is None else IDEAL_SHARDS
     jobs.create(
-        new_job(ctx.company_sso_id, ctx.schema, source=source, scope=transformer.scope, now=clock.now())
+        new_job(
+            ctx.company_sso_id,
+            ctx.schema,
+            source=source,
+            scope=transformer.scope,
+            now=clock.now(),
+            shards=shards,
+        )
     )
     ports = RunPorts(
         source=source,
@@ -296,11 +313,19 @@ def _run_loop(
     setup_rss = _rss_now()
     server = _postmaster(ctx.dsn)
     server_started = _server_cpu_seconds(server)
+    if ready is not None:
+        ready()
     started, cpu_started = time.perf_counter(), time.process_time()
     with _run_loop_collection():  # as the run and dry-run commands run it
-        result = run_job(
-            ctx.company_sso_id, ports, transformer, owner="bench", settings=settings, pipeline=pipeline
-        )
+        if shard is None:
+            result = run_job(
+                ctx.company_sso_id, ports, transformer, owner="bench", settings=settings, pipeline=pipeline
+            )
+        else:
+            (run_shard,) = need("crm_audit_transform.usecases.shards", "run_shard")
+            result = run_shard(
+                ctx.company_sso_id, shard, ports, transformer, jobs=jobs, owner="bench", settings=settings
+            )
     seconds = time.perf_counter() - started
     cpu_seconds = time.process_time() - cpu_started
     server_ended = _server_cpu_seconds(server)  # before the pool stops: its backends still live
@@ -339,6 +364,77 @@ def end_to_end(ctx: Context) -> dict[str, Any]:
 
 WORKERS = 2
 """``end_to_end_workers``: the pool's size, as ``run --workers 2``."""
+IDEAL_SHARDS = 2
+"""``end_to_end_ideal``: independent processes, one a shard of the account."""
+
+
+def end_to_end_ideal(ctx: Context) -> dict[str, Any]:
+    """The two-core ideal for ``--workers 2``: ``end_to_end`` as ``IDEAL_SHARDS`` independent
+    processes, each running one shard of the account (disjoint id ranges of equal row counts, as
+    ``run_shard`` cuts them), each into its own file, nothing shared between them.
+
+    The processes are forked from this one and set up (connections, lookups) before a barrier; the
+    time runs from the barrier to the last one's end. ``cpu_seconds`` is their CPU summed
+    (``shard_cpu_seconds`` each), ``server_cpu_seconds`` the PostgreSQL server's over the same
+    span, read before the processes close their connections.
+    """
+    import multiprocessing
+
+    (JsonlActivityLogSink,) = need("crm_audit_adapters.files", "JsonlActivityLogSink")
+    ctx.cutoff  # noqa: B018 - read once here, not by each process (a query each)
+    forked = multiprocessing.get_context("fork")
+    start = forked.Barrier(IDEAL_SHARDS + 1)
+    stop = forked.Barrier(IDEAL_SHARDS + 1)
+    results = forked.SimpleQueue()
+
+    def one(shard: int) -> None:
+        out = ctx.out_dir / f"activity-logs-ideal-{shard}-{ctx.schema}.jsonl"
+        out.unlink(missing_ok=True)
+        with JsonlActivityLogSink(out, fsync="close") as sink:
+            result = _run_loop(ctx, sink, shard=shard, ready=start.wait)
+        ended = time.perf_counter()
+        result["written_bytes"] = out.stat().st_size
+        result["peak_rss_kib"] = _status_kib(os.getpid(), "VmHWM:")
+        out.unlink()
+        results.put((shard, ended, result))
+        stop.wait()  # the server's CPU is read while this process's backend still lives
+
+    processes = [forked.Process(target=one, args=(shard,)) for shard in range(IDEAL_SHARDS)]
+    for process in processes:
+        process.start()
+    server = _postmaster(ctx.dsn)
+    start.wait()
+    started = time.perf_counter()
+    server_started = _server_cpu_seconds(server)
+    shards = sorted(results.get() for _ in processes)
+    server_ended = _server_cpu_seconds(server)
+    stop.wait()
+    for process in processes:
+        process.join()
+    ends = [ended for _, ended, _ in shards]
+    parts = [result for _, _, result in shards]
+    outcomes: dict[str, int] = {}
+    for part in parts:
+        for key, count in part["outcomes"].items():
+            outcomes[key] = outcomes.get(key, 0) + count
+    return {
+        "rows": sum(part["rows"] for part in parts),
+        "seconds": max(ends) - started,
+        "cpu_seconds": round(sum(part["cpu_seconds"] for part in parts), 2),
+        "shard_cpu_seconds": [round(part["cpu_seconds"], 2) for part in parts],
+        "shard_seconds": [round(ended - started, 2) for ended in ends],
+        "shard_rows": [part["rows"] for part in parts],
+        "shard_peak_rss_kib": [part["peak_rss_kib"] for part in parts],
+        "server_cpu_seconds": (
+            None
+            if server_started is None or server_ended is None
+            else round(server_ended - server_started, 2)
+        ),
+        "status": [part["status"] for part in parts],
+        "steps": sum(part["steps"] for part in parts),
+        "outcomes": outcomes,
+        "written_bytes": sum(part["written_bytes"] for part in parts),
+    }
 
 
 def end_to_end_workers(

@@ -56,6 +56,8 @@ def _stage_rows(entry: dict[str, Any]) -> list[str]:
             "clean",
             "cpu_seconds",
             "worker_cpu_seconds",
+            "shard_cpu_seconds",
+            "server_cpu_seconds",
         )
         extra = {k: v for k, v in result.items() if k in shown}
         if "setup_rss_kib" in result:
@@ -72,6 +74,14 @@ def _stage_rows(entry: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _all_cpu(result: dict[str, Any]) -> float | None:
+    """A run's CPU seconds in every process, the PostgreSQL server's included; None if not known."""
+    own, server = result.get("cpu_seconds"), result.get("server_cpu_seconds")
+    if own is None or server is None:
+        return None
+    return float(own) + float(server) + sum(result.get("worker_cpu_seconds", ()))
+
+
 def _goals(sizes: dict[str, Any]) -> list[str]:
     lines = ["## Goals", ""]
     for rows, entry in sizes.items():
@@ -82,6 +92,15 @@ def _goals(sizes: dict[str, Any]) -> list[str]:
             lines.append(f"- {rows} rows: end to end = {ratio:.2f} × floor (goal ≥ 1.00): {verdict}")
         else:
             lines.append(f"- {rows} rows: end to end not measured ({e2e.get('missing') or e2e.get('error')})")
+        ideal = entry.get("end_to_end_ideal", {})
+        if ideal.get("rows_per_s") and e2e.get("rows_per_s"):
+            lines.append(
+                f"- {rows} rows: the ideal (2 independent processes, one an id half) = "
+                f"{ideal['rows_per_s'] / e2e['rows_per_s']:.2f} × one process; all CPU, server "
+                f"included, {_all_cpu(ideal) / _all_cpu(e2e):.2f} × one process's"
+                if _all_cpu(ideal) and _all_cpu(e2e)
+                else f"- {rows} rows: the ideal = {ideal['rows_per_s'] / e2e['rows_per_s']:.2f} × one process"
+            )
         for stage, how in (
             ("end_to_end_workers", ""),
             ("end_to_end_workers_unshared", ", runner not sharing"),
@@ -97,6 +116,11 @@ def _goals(sizes: dict[str, Any]) -> list[str]:
                     f"- {rows} rows: --workers {workers.get('workers')}{how} = {ratio:.2f} × one process"
                     f"{floor_ratio} (goal ≥ 1.80 × one process): {verdict}"
                 )
+                if ideal.get("rows_per_s"):
+                    lines.append(f"  - {workers['rows_per_s'] / ideal['rows_per_s']:.2f} × the ideal")
+                pool_cpu, one_cpu = _all_cpu(workers), _all_cpu(e2e)
+                if pool_cpu and one_cpu:
+                    lines.append(f"  - all CPU, server included: {pool_cpu / one_cpu:.2f} × one process's")
         ours = entry.get("end_to_end_http", {}).get("rows_per_s")
         for peer, goal in (("naive", 5.0), ("naive_memo", 2.0)):
             theirs = entry.get(peer, {}).get("rows_per_s")
