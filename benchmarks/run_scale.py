@@ -40,6 +40,8 @@ STAGES = (
     "end_to_end_workers_unshared",
     "end_to_end_workers_rows",
     "end_to_end_workers_deep",
+    "end_to_end_workers_w3",
+    "end_to_end_workers_own1",
     "mongo_write",
     "verify_files",
     "end_to_end_http",

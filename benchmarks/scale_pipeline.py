@@ -438,7 +438,12 @@ def end_to_end_ideal(ctx: Context) -> dict[str, Any]:
 
 
 def end_to_end_workers(
-    ctx: Context, *, share: bool = True, pages_per_worker: int = 2, rows_only: bool = False
+    ctx: Context,
+    *,
+    share: bool = True,
+    pages_per_worker: int = 2,
+    own_pages: int | None = None,
+    rows_only: bool = False,
 ) -> dict[str, Any]:
     """``end_to_end`` with the pages loaded and transformed by ``WORKERS`` processes (``--workers``):
     this one and ``WORKERS - 1`` workers; without ``share``, ``WORKERS`` workers and this process only
@@ -460,7 +465,9 @@ def end_to_end_workers(
     # As dry-run --workers wires it: the run loop hands the sink's log_encoder to the workers, which
     # encode the lines; the parent writes them.
     with (
-        ProcessPagePipeline(WORKERS, recipe, share=share, pages_per_worker=pages_per_worker) as pool,
+        ProcessPagePipeline(
+            WORKERS, recipe, share=share, pages_per_worker=pages_per_worker, **_own(own_pages)
+        ) as pool,
         JsonlActivityLogSink(out, fsync="close") as sink,
     ):
         result = _run_loop(ctx, sink, pipeline=pool, rows_only=rows_only)
@@ -470,6 +477,8 @@ def end_to_end_workers(
     result["workers"] = WORKERS
     result["share"] = share
     result["pages_per_worker"] = pages_per_worker
+    if own_pages is not None:
+        result["own_pages"] = own_pages
     result["rows_sent"] = rows_only
     result["written_bytes"] = out.stat().st_size
     out.unlink()
@@ -485,6 +494,21 @@ def end_to_end_workers_rows(ctx: Context) -> dict[str, Any]:
     """``end_to_end_workers`` as before the workers read their own pages: this process reads the
     rows and sends them."""
     return end_to_end_workers(ctx, rows_only=True)
+
+
+def end_to_end_workers_w3(ctx: Context) -> dict[str, Any]:
+    """``end_to_end_workers`` with 3 pages in flight on the worker, 2 of this process's own."""
+    return end_to_end_workers(ctx, pages_per_worker=3, own_pages=2)
+
+
+def end_to_end_workers_own1(ctx: Context) -> dict[str, Any]:
+    """``end_to_end_workers`` with 1 page of this process's own in flight, 2 on the worker."""
+    return end_to_end_workers(ctx, own_pages=1)
+
+
+def _own(own_pages: int | None) -> dict[str, int]:
+    """``own_pages`` for a pool that takes it (a tree from before it had none)."""
+    return {} if own_pages is None else {"own_pages": own_pages}
 
 
 def end_to_end_workers_deep(ctx: Context) -> dict[str, Any]:

@@ -106,6 +106,8 @@ def _goals(sizes: dict[str, Any]) -> list[str]:
             ("end_to_end_workers_unshared", ", runner not sharing"),
             ("end_to_end_workers_rows", ", rows sent by the runner (before id ranges)"),
             ("end_to_end_workers_deep", ", 4 pages a process"),
+            ("end_to_end_workers_w3", ", 3 pages on the worker, 2 of the runner's own"),
+            ("end_to_end_workers_own1", ", 2 pages on the worker, 1 of the runner's own"),
         ):
             workers = entry.get(stage, {})
             if workers.get("rows_per_s") and e2e.get("rows_per_s"):

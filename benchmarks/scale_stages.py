@@ -37,6 +37,8 @@ STAGES: dict[str, Callable[[scale_context.Context], dict[str, Any]]] = {
     "end_to_end_workers_unshared": scale_pipeline.end_to_end_workers_unshared,
     "end_to_end_workers_rows": scale_pipeline.end_to_end_workers_rows,
     "end_to_end_workers_deep": scale_pipeline.end_to_end_workers_deep,
+    "end_to_end_workers_w3": scale_pipeline.end_to_end_workers_w3,
+    "end_to_end_workers_own1": scale_pipeline.end_to_end_workers_own1,
     "mongo_write": scale_pipeline.mongo_write,
     "verify_files": scale_pipeline.verify_files,
     "end_to_end_http": scale_pipeline.end_to_end_http,

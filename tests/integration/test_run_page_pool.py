@@ -46,6 +46,7 @@ from support.corpus_account import World, audit_rows
 from support.page_workers import (
     DiesOnRow,
     FailingSpanReads,
+    FinishesAfterTheRunner,
     NotingSpanReads,
     NotingTransformer,
     SlowWorker,
@@ -316,6 +317,31 @@ class TestTheRunnersShare:
         events = log.read_text().splitlines()
         assert events[0].startswith("runner prepared ")
         assert f"worker prepared {rows[0].id}" in events
+        assert [list(page.ids) for page in done] == [[row.id for row in page] for page in pages]
+
+    def test_a_runner_whose_page_waits_behind_one_being_prepared_transforms_it_before_the_head_is_back(
+        self, tmp_path: Path
+    ) -> None:
+        """The runner's own page waits for its lookups behind the worker's second page, still being
+        prepared (slowly): the runner waits for that page's plan, not for the head's result, and
+        transforms its page while the worker finishes the head — the worker, holding the head's
+        rules until the runner has transformed a page (10 s at most), sees it first."""
+        rows = sorted(audit_rows(TENANT), key=lambda row: row.id)[:20]
+        pages = [rows[start : start + 5] for start in range(0, 20, 5)]
+        log = tmp_path / "events"
+        with ProcessPagePipeline(2, FinishesAfterTheRunner(rows[5].id, log)) as pool:
+            done = list(
+                pool.transform_pages(
+                    pages,
+                    NotingTransformer(log),
+                    lambda request: LookupContext(),
+                    company_sso_id="company",
+                )
+            )
+        events = log.read_text().splitlines()
+        transformed = [event for event in events if "transformed" in event]
+        assert transformed[0] == f"runner transformed {rows[10].id}"
+        assert f"worker transformed {rows[0].id}" in transformed
         assert [list(page.ids) for page in done] == [[row.id for row in page] for page in pages]
 
     def test_a_pool_that_shares_needs_a_worker_besides_the_runner(self) -> None:

@@ -155,8 +155,8 @@ class WaitsOnItsFirstPage:
 
 
 class NotingTransformer(Transformer):
-    """The runner's transformer (default rules) that notes ``runner prepared <first id>`` in ``log``
-    for each page it prepares itself."""
+    """The runner's transformer (default rules) that notes ``runner prepared <first id>`` and
+    ``runner transformed <first id>`` in ``log`` for each page it prepares and transforms itself."""
 
     __slots__ = ("_log",)
 
@@ -169,6 +169,13 @@ class NotingTransformer(Transformer):
         if rows:
             _note(self._log, f"runner prepared {rows[0].id}")
         return super().prepare(rows)
+
+    def transform(
+        self, prepared: Sequence[PreparedRow], ctx: LookupContext, *, company_sso_id: str
+    ) -> PageResult:
+        if prepared:
+            _note(self._log, f"runner transformed {prepared[0].row.id}")
+        return super().transform(prepared, ctx, company_sso_id=company_sso_id)
 
 
 class _WaitingForTheRunner(Transformer):
@@ -198,6 +205,45 @@ class WaitsForTheRunnersPage:
 
     def __call__(self) -> Transformer:
         return _WaitingForTheRunner(self.log)
+
+
+class _FinishingAfterTheRunner(Transformer):
+    __slots__ = ("_log", "_slow_id")
+
+    def __init__(self, slow_id: int, log: Path) -> None:
+        super().__init__(load_default_config())
+        self._slow_id = slow_id
+        self._log = log
+
+    def prepare(self, rows: Iterable[AuditRow]) -> tuple[PreparedRow, ...]:
+        rows = tuple(rows)
+        if rows and rows[0].id == self._slow_id:
+            time.sleep(0.5)  # the runner looks for this page's plan meanwhile, and finds none
+        return super().prepare(rows)
+
+    def transform(
+        self, prepared: Sequence[PreparedRow], ctx: LookupContext, *, company_sso_id: str
+    ) -> PageResult:
+        deadline = time.monotonic() + 10
+        while "runner transformed" not in (self._log.read_text() if self._log.exists() else ""):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        _note(self._log, f"worker transformed {prepared[0].row.id if prepared else None}")
+        return super().transform(prepared, ctx, company_sso_id=company_sso_id)
+
+
+@frozen
+class FinishesAfterTheRunner:
+    """A recipe whose worker prepares the page that starts at ``slow_id`` slowly (0.5 s), and
+    before the rules of any page waits (10 s at most) until the runner has noted in ``log`` that
+    it transformed a page of its own (``NotingTransformer``), then notes ``worker transformed``."""
+
+    slow_id: int
+    log: Path
+
+    def __call__(self) -> Transformer:
+        return _FinishingAfterTheRunner(self.slow_id, self.log)
 
 
 class SpanReadFails(Exception):

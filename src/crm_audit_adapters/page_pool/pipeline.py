@@ -48,7 +48,7 @@ import operator
 import pickle
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import forkserver
 from multiprocessing.connection import Connection
@@ -196,8 +196,8 @@ class ProcessPagePipeline:
     without, it starts ``workers`` and only reads, looks up and writes. ``recipe`` builds each
     worker's transformer: it must make the same rules as the transformer the run loop is given
     (the loop takes its scope from that one, and this process transforms its pages with it).
-    ``pages_per_worker`` bounds the pages in flight per worker process, and this process's own
-    (≥ 1; 2 keeps a worker busy while the parent writes). The fork
+    ``pages_per_worker`` bounds the pages in flight per worker process (≥ 1; 2 keeps a worker busy
+    while the parent writes), ``own_pages`` this process's own (default: ``pages_per_worker``). The fork
     server starts here and imports the worker side while the caller sets up (its connections, its
     lease, its first page); the workers are forked from it at the first run and serve every run
     until ``close``.
@@ -207,6 +207,7 @@ class ProcessPagePipeline:
         "_channels",
         "_context",
         "_executors",
+        "_own_pages",
         "_pages_per_worker",
         "_processes",
         "_recipe",
@@ -221,6 +222,7 @@ class ProcessPagePipeline:
         recipe: Callable[[], Transformer],
         *,
         pages_per_worker: int = 2,
+        own_pages: int | None = None,
         share: bool = True,
         start_method: StartMethod = "forkserver",
     ) -> None:
@@ -233,6 +235,9 @@ class ProcessPagePipeline:
         self._processes = workers - share
         self._recipe = recipe
         self._pages_per_worker = pages_per_worker
+        self._own_pages = pages_per_worker if own_pages is None else own_pages
+        if self._own_pages < 1:
+            raise ValueError(f"own_pages must be at least 1, got {self._own_pages}")
         _require_picklable(recipe)
         self._context = multiprocessing.get_context(start_method)
         if start_method == "forkserver":
@@ -339,13 +344,14 @@ class ProcessPagePipeline:
                 # its own to take (a page to read and prepare while the worker prepares the head).
                 self._look_up(inflight, executors, lookup, company_sso_id, wait=not self._share)
                 head = inflight[0]
-                if (
-                    self._share
-                    and head.worker is not None
-                    and not _done(head)
-                    and self._work_here(feed, inflight, transformer, company_sso_id)
-                ):
-                    continue
+                if self._share and head.worker is not None and not _done(head):
+                    if self._work_here(feed, inflight, transformer, company_sso_id):
+                        continue
+                    # A page of its own waits for its lookup behind a worker's page still being
+                    # prepared: wait for that plan, not only the head's result, and transform the
+                    # own page while the worker finishes the head.
+                    if self._look_up_own(inflight, executors, lookup, company_sso_id):
+                        continue
                 if not head.looked_up:
                     self._look_up(inflight, executors, lookup, company_sso_id, wait=True)
                 inflight.popleft()
@@ -394,7 +400,7 @@ class ProcessPagePipeline:
                     return False  # waiting for its lookup, behind the workers' pages before it
                 page.own = transformer.transform(page.prepared, page.context, company_sso_id=company_sso_id)
                 return True
-        if len(own) >= self._pages_per_worker:
+        if len(own) >= self._own_pages:
             return False
         taken = feed.next()
         if taken is None:
@@ -454,6 +460,38 @@ class ProcessPagePipeline:
                 page.result = self._submit(
                     executors[page.worker], worker.finish, page.seq, context, company_sso_id
                 )
+
+    def _look_up_own(
+        self,
+        inflight: deque[_Page],
+        executors: Sequence[ProcessPoolExecutor],
+        lookup: PageLookup,
+        company_sso_id: str,
+    ) -> bool:
+        """Whether this process's first page not yet looked up is now: the plans of the workers'
+        pages before it waited for, and every page up to it looked up, in page order.
+
+        It stops as soon as the head's result comes first (the head is then written), and at a plan
+        that raised (or a worker that died): that error is raised when its page is the head, after
+        the pages before it are handed back."""
+        target = next((page for page in inflight if page.worker is None and not page.looked_up), None)
+        if target is None:
+            return False
+        for page in inflight:
+            if page is target:
+                break
+            if page.looked_up:
+                continue
+            # A worker's page before it, still being prepared: its plan usually comes before the
+            # head's result (the worker prepares it before it finishes the head).
+            head = inflight[0].result
+            either: tuple[Future[Any], ...] = (page.plan,) if head is None else (page.plan, head)
+            wait(either, return_when=FIRST_COMPLETED)
+            if not page.plan.done() or page.plan.exception() is not None:
+                return False
+            self._look_up(inflight, executors, lookup, company_sso_id, wait=False)
+        self._look_up(inflight, executors, lookup, company_sso_id, wait=False)
+        return target.looked_up
 
     def _start(
         self, encoder: LogEncoder | None, names_entities: bool, reader: SpanReader | None, run: int
