@@ -22,7 +22,7 @@ from crm_audit_transform.domain import Contact
 
 from .directories import CONTACT_MEMBERS, parse_contact_line
 from .errors import FileFormatError
-from .lines import MAX_LINE_BYTES, PathLike
+from .lines import MAX_LINE_BYTES, PathLike, hold_limit, whole_or_long
 from .long_lines import skim_long_line
 
 __all__ = ["JsonlContactDirectory"]
@@ -89,8 +89,9 @@ class _CompanyIndex:
 def _read_line(path: PathLike, stream: BinaryIO, number: int) -> bytes:
     """The line at the stream's position, as ``read_contacts`` reads it: whole, or a line past
     ``MAX_LINE_BYTES`` as the short line of the members a contact is read from (``long_lines``)."""
-    raw = stream.readline(MAX_LINE_BYTES + 1)
-    if len(raw) > MAX_LINE_BYTES:
+    limit = hold_limit(stream, MAX_LINE_BYTES)
+    raw, long = whole_or_long(stream, stream.readline(limit + 1), limit, MAX_LINE_BYTES)
+    if long:
         return skim_long_line(path, number, raw, stream.readline, CONTACT_MEMBERS, MAX_LINE_BYTES)
     return raw
 

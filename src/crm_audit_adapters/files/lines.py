@@ -17,7 +17,7 @@ import json
 import os
 import re
 from collections.abc import Callable, Collection, Iterator
-from typing import Any, Final, TypeAlias
+from typing import Any, BinaryIO, Final, TypeAlias
 
 import orjson
 
@@ -39,7 +39,43 @@ up to 32 MiB."""
 
 LONG_LINE_HEAD: Final = 1 << 20
 """The bytes of an over-long line kept for ``on_long`` (1 MiB): enough for the members before its
-long value (a row's ``tenant`` and ``id``), never the line itself."""
+long value (a row's ``tenant`` and ``id``), never the line itself. Also the bytes of any line held
+before it is known to fit ``MAX_LINE_BYTES`` (``whole_or_long``)."""
+
+
+def hold_limit(stream: BinaryIO, max_bytes: int, hold_bytes: int = LONG_LINE_HEAD) -> int:
+    """The bytes of a line to read at once (``readline(limit + 1)``) before ``whole_or_long``
+    measures it: ``hold_bytes``, or ``max_bytes`` for a stream that cannot seek (a pipe: it cannot
+    read a line twice, so it holds up to ``max_bytes`` + 1 bytes of a line, as it always did)."""
+    return min(max_bytes, hold_bytes) if stream.seekable() else max_bytes
+
+
+def whole_or_long(stream: BinaryIO, first: bytes, limit: int, max_bytes: int) -> tuple[bytes, bool]:
+    """The line whose ``first`` bytes were just read (``readline(limit + 1)``), and whether it is
+    longer than ``max_bytes``; past ``first``, none of it is held until it is known to fit.
+
+    A line that ``first`` ends is ``first``. Else the line is measured in blocks, not held: when it
+    fits ``max_bytes`` it is read again whole, from where it starts; when it does not, it comes
+    back as its first bytes (``first``, or up to ``LONG_LINE_HEAD`` when that is shorter: the head a
+    read of ``max_bytes`` + 1 gave), the stream just after them, for the caller to read the rest
+    on in blocks (``readline(LONG_LINE_HEAD)``) to its end, as an over-long line always is. So a
+    hostile line costs the same few MiB whatever its length, where reading ``max_bytes`` + 1 of
+    it to find out held 64 MiB (twice that while ``readline`` joined its pieces).
+    """
+    if len(first) <= limit or first.endswith(b"\n") or limit >= max_bytes:
+        return first, len(first) > max_bytes
+    size = len(first)
+    block = first
+    while size <= max_bytes and not block.endswith(b"\n"):
+        block = stream.readline(LONG_LINE_HEAD)
+        if not block:
+            break  # the file's last line, without a line end
+        size += len(block)
+    stream.seek(-size, os.SEEK_CUR)
+    if size > max_bytes:
+        # Its first bytes, as many as reading up to max_bytes + 1 of it gave a head (LONG_LINE_HEAD).
+        return stream.read(max(len(first), min(max_bytes + 1, LONG_LINE_HEAD))), True
+    return stream.read(size), False
 
 
 def numbered_lines(
@@ -48,11 +84,13 @@ def numbered_lines(
     *,
     on_long: Callable[[int, bytes], None] | None = None,
     keep: Collection[str] | None = None,
+    hold_bytes: int = LONG_LINE_HEAD,
 ) -> Iterator[tuple[int, bytes]]:
     """Every physical line (terminator included) with its 1-based number, streamed.
 
-    A line longer than ``max_bytes`` raises ``FileFormatError`` naming it, after at most
-    ``max_bytes`` + 1 of its bytes were read: it cannot be tied to a record without holding it.
+    A line longer than ``max_bytes`` raises ``FileFormatError`` naming it: it cannot be tied to a
+    record without holding it. Finding that holds at most ``hold_bytes`` + 1 of it and a block
+    (``whole_or_long``), whatever its length; a line that fits is held whole.
     With ``on_long``, such a line is read on to its end in blocks, never held, and
     ``on_long(number, head)`` gets its first ``LONG_LINE_HEAD`` bytes instead; the lines after it
     follow. With ``keep`` (the members a reader reads), such a line is read on the same way and
@@ -62,10 +100,15 @@ def numbered_lines(
     """
     with open(path, "rb") as stream:
         readline = stream.readline
+        limit = hold_limit(stream, max_bytes, hold_bytes)
         number = 0
-        while raw := readline(max_bytes + 1):
+        while raw := readline(limit + 1):
             number += 1
-            if len(raw) > max_bytes:
+            if len(raw) > limit:
+                raw, long = whole_or_long(stream, raw, limit, max_bytes)
+                if not long:
+                    yield number, raw
+                    continue
                 if keep is not None:
                     from .long_lines import skim_long_line  # it reads lines' constants: imported here
 

@@ -10,17 +10,19 @@ before Python 3.12, and the difference is data here, so records are split by han
 Records are read one at a time; a record longer than ``max_record_bytes`` (an unbalanced quote
 would otherwise swallow the rest of the file) stops the read with a ``FileFormatError``, unless the
 caller takes it (``on_long``): then it is read on to its end in blocks, never held, and judged by its
-head, its field count and whether it is well-formed.
+head, its field count and whether it is well-formed. Finding out that a record is that long holds
+none of it past its first ``LONG_LINE_HEAD``.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterator
 from typing import Final, NamedTuple
 
 from .errors import FileFormatError
-from .lines import LONG_LINE_HEAD, MAX_LINE_BYTES, PathLike, decode, escaped, not_utf8
+from .lines import LONG_LINE_HEAD, MAX_LINE_BYTES, PathLike, decode, escaped, hold_limit, not_utf8
 
 DEFAULT_MAX_RECORD_BYTES: Final = MAX_LINE_BYTES
 
@@ -45,21 +47,27 @@ def csv_records(
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
     *,
     on_long: Callable[[int, LongRecord], None] | None = None,
+    hold_bytes: int = LONG_LINE_HEAD,
 ) -> Iterator[tuple[int, bytes]]:
     """``(first line number, raw record without its terminator)``; blank lines are skipped.
 
     A record ends at the first line end outside quotes. One longer than ``max_record_bytes`` raises
-    ``FileFormatError`` naming its first line, after at most ``max_record_bytes`` + 1 of its bytes
-    were held. With ``on_long``, such a record is read on to its end in blocks of ``LONG_LINE_HEAD``
-    and never held: ``on_long(first line, LongRecord)`` is called, and the records after it follow.
-    An unterminated quote at the end of the file always raises.
+    ``FileFormatError`` naming its first line. With ``on_long``, such a record is read on to its end
+    in blocks of ``LONG_LINE_HEAD`` and never held: ``on_long(first line, LongRecord)`` is called,
+    and the records after it follow. An unterminated quote at the end of the file always raises.
+
+    A record is held whole only once it is known to fit: past its first ``hold_bytes`` it is
+    measured in blocks, not held, and read again whole from where it starts when it fits (as
+    ``lines.whole_or_long`` reads a line). So a hostile record costs the same small memory whatever
+    its length; a file that cannot seek (a pipe) holds up to ``max_record_bytes`` + 1 bytes of it.
     """
     parts: list[bytes] = []
     quotes = size = start = number = 0
     at_line_start = True
     with open(path, "rb") as stream:
         readline = stream.readline
-        while raw := readline(max_record_bytes + 1 - size):
+        limit = hold_limit(stream, max_record_bytes, hold_bytes)
+        while raw := readline(limit + 1 - size):
             if at_line_start:
                 number += 1
             at_line_start = raw.endswith(b"\n")
@@ -68,17 +76,37 @@ def csv_records(
             parts.append(raw)
             quotes += raw.count(b'"')
             size += len(raw)
-            if size > max_record_bytes:
+            if size > limit:
+                head_size = min(LONG_LINE_HEAD, max_record_bytes + 1)  # the head a held read gave
+                head = bytearray()
+                for part in parts:
+                    head += part[: head_size - len(head)]
+                scan = _RecordScan()
+                ended = any(scan.feed(part) for part in parts)
+                parts, quotes = [], 0
+                # Past what is held, the record is measured in blocks, not held, up to its end or the cap.
+                while not ended and size <= max_record_bytes and (block := readline(LONG_LINE_HEAD)):
+                    if at_line_start:
+                        number += 1
+                    at_line_start = block.endswith(b"\n")
+                    size += len(block)
+                    head += block[: head_size - len(head)]
+                    ended = scan.feed(block)
+                if size <= max_record_bytes:
+                    # It fits (it ended at a line end, or at the end of the file): read it again whole.
+                    if not ended and not scan.end_of_file():
+                        raise FileFormatError(path, start, "unterminated quoted field at the end of the file")
+                    stream.seek(-size, os.SEEK_CUR)
+                    record, size = stream.read(size), 0
+                    record = record[:-2] if record.endswith(b"\r\n") else record.removesuffix(b"\n")
+                    if record:
+                        yield start, record
+                    continue
                 if on_long is None:
                     raise FileFormatError(
                         path, start, f"record longer than {max_record_bytes} bytes (an unbalanced quote?)"
                     )
-                head = bytearray()
-                for part in parts:
-                    head += part[: LONG_LINE_HEAD - len(head)]
-                scan = _RecordScan()
-                ended = any(scan.feed(part) for part in parts)
-                parts, quotes, size = [], 0, 0
+                size = 0
                 while not ended and (block := readline(LONG_LINE_HEAD)):
                     if at_line_start:
                         number += 1
