@@ -58,19 +58,46 @@ class PreparedRow:
     user_id: UserId | None = None
 
 
-@frozen
+@frozen(eq=False)
 class PageResult:
     """One outcome per prepared row, in order, and their counts (fallthroughs included).
 
     ``fell_through[i]`` says whether row ``i``'s status rule fell through, and ``degraded[i]``
     whether its actor was degraded by a USMAN outage, so a slice of the page counts its own
     without transforming again (empty when not recorded).
+
+    ``tally``, when not given, is counted from the outcomes and the flags the first time it is read
+    (``Tally.of``), then kept: the run loop counts each step it writes on its own (write results
+    folded in) and never reads a page's, so a run walks its outcomes for counts once, not twice.
+    Two results are equal when their outcomes, tallies and flags are.
     """
 
     outcomes: tuple[Outcome, ...]
-    tally: Tally
+    _tally: Tally | None = attrs.field(default=None, repr=False)
     fell_through: tuple[bool, ...] = ()
     degraded: tuple[bool, ...] = ()
+
+    @property
+    def tally(self) -> Tally:
+        """The outcomes' counts: as given, or counted once when first read."""
+        tally = self._tally
+        if tally is None:
+            tally = Tally.of(self.outcomes, sum(self.fell_through), sum(self.degraded))
+            object.__setattr__(self, "_tally", tally)  # a cache of what the fields decide, not a change
+        return tally
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, PageResult)
+        return (self.outcomes, self.fell_through, self.degraded, self.tally) == (
+            other.outcomes,
+            other.fell_through,
+            other.degraded,
+            other.tally,
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # as before: a tally's counts are dicts
 
 
 @frozen
@@ -189,8 +216,8 @@ class Transformer:
             outcomes.append(outcome)
             flags.append(fell_through)
             degraded.append(actor_degraded)
-        tally = Tally.of(outcomes, fallthrough=sum(flags), actors_degraded=sum(degraded))
-        return PageResult(tuple(outcomes), tally, tuple(flags), tuple(degraded))
+        # The tally is counted when read (PageResult.tally): a run counts its steps, not its pages.
+        return PageResult(tuple(outcomes), None, tuple(flags), tuple(degraded))
 
     def explain(self, row: AuditRow, ctx: LookupContext, *, company_sso_id: str) -> tuple[StageDecision, ...]:
         """The decision of every stage the row went through, ending with its outcome."""
