@@ -1,0 +1,96 @@
+"""How a job's status reads on the terminal: one job's table of keys and values (``status``,
+``trigger``, ``cancel``) and the line a ``run`` ends with (``commands``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import click
+
+from crm_audit_transform.usecases import MigrationStatus
+from crm_audit_transform.usecases.status import ShardDocument, StatusDocument
+
+from .options import echo_json, emit
+
+
+def _show_job(command: str, status: MigrationStatus, as_json: bool) -> None:
+    """``trigger`` and ``cancel``: the job document (docs/runner.md, schema ``job``) or the table."""
+    if as_json:
+        emit(command, status.as_dict(), as_json)
+    else:
+        _show(status, as_json=False)
+
+
+def _show(status: MigrationStatus, as_json: bool) -> None:
+    if as_json:
+        echo_json(status.as_dict())
+        return
+    doc = status.as_dict()
+    rows: list[tuple[str, object]] = [("company_sso_id", status.company_sso_id), ("status", status.status)]
+    if status.job_id is not None:
+        t = status.tally
+        rows += [
+            ("job_id", status.job_id),
+            ("tenant", status.tenant),
+            ("progress", f"{status.progress_pct:.2f}%"),
+            ("last_audit_id", status.last_audit_id),
+            ("processed", t.processed),
+            ("migrated", t.migrated),
+            ("skipped", _per_reason(t.skipped_total, t.skipped)),
+            ("failed", _per_reason(t.failed_total, t.failed)),
+            ("failure_rate", f"{status.failure_rate:.2%}"),
+            ("accuracy_pct", f"{status.accuracy_pct:.2f}"),
+            ("actors_degraded", t.actors_degraded),
+            ("status_fallthrough", t.fallthrough),
+            ("enrichment", _enrichment(status)),
+            ("updated_at", doc["updated_at"]),
+            ("lease", _lease(doc)),
+        ]
+        if status.halted_reason:
+            rows.append(("halted_reason", status.halted_reason))
+        if status.logs_deleted is not None:
+            rows.append(("logs_deleted", status.logs_deleted))
+        rows += [(f"shard {shard['shard']}", _shard(shard)) for shard in doc["shards"]]
+    width = max(len(key) for key, _ in rows)
+    for key, value in rows:
+        click.echo(f"{key:<{width}}  {value}")
+
+
+def _lease(doc: StatusDocument) -> str:
+    # Renewed every batch: an expiry in the past means the runner holding it is gone.
+    if doc["lease_owner"] is None:
+        return "per shard (below)" if doc["shards"] else "none (no runner holds the job)"
+    return f"{doc['lease_owner']} until {doc['lease_expires_at']}"
+
+
+def _shard(shard: ShardDocument) -> str:
+    top = "end" if shard["until_id"] is None else shard["until_id"]
+    owner, expires = shard["lease_owner"], shard["lease_expires_at"]
+    held = "none" if owner is None else f"{owner} until {expires}"
+    return (
+        f"{shard['status']}  ids ({shard['after_id']}, {top}]  cursor {shard['last_audit_id']}"
+        f"  processed {shard['records_processed']}  lease {held}"
+    )
+
+
+def _enrichment(status: MigrationStatus) -> str:
+    # Beside the outcome counts, never inside them: enrichment is not a record's outcome.
+    e = status.enrichment
+    return (
+        f"{e.logs} association log(s): patched {e.patched} ({e.keys_set} keys), complete {e.complete}, "
+        f"skipped {_per_reason(e.skipped_total, e.skipped)}"
+    )
+
+
+def _per_reason(total: int, by_reason: Mapping[str, int]) -> str:
+    detail = ", ".join(f"{reason} {count}" for reason, count in by_reason.items())
+    return f"{total}" + (f"  ({detail})" if detail else "")
+
+
+def _summary(status: MigrationStatus) -> str:
+    t = status.tally
+    return (
+        f"{status.status}: processed {t.processed}, migrated {t.migrated}, skipped {t.skipped_total}, "
+        f"failed {t.failed_total} (failure rate {status.failure_rate:.2%}), actors degraded "
+        f"{t.actors_degraded}, cursor {status.last_audit_id}"
+    )
