@@ -8,9 +8,9 @@ from collections.abc import Sequence
 import pytest
 
 from crm_audit_transform import reasons
-from crm_audit_transform.domain import ActivityLog, Actor, WriteResult
+from crm_audit_transform.domain import ActivityLog, Actor, Contact, WriteResult
 from crm_audit_transform.errors import BatchTooLarge
-from crm_audit_transform.testing import InMemoryActivityLogStore
+from crm_audit_transform.testing import InMemoryActivityLogStore, InMemoryContactDirectory
 from crm_audit_transform.usecases import MAX_BATCH_SIZE
 from crm_audit_transform.usecases.migrate_batch import migrate_batch
 
@@ -96,3 +96,53 @@ class TestMigrateBatch:
 
         result = migrate_batch([log(1), log(2)], FailingStore())
         assert (result.inserted, result.failed) == (0, 2)
+
+
+class TestContactCheck:
+    def test_only_the_contact_the_person_id_names_is_written_and_one_lookup_per_account(self) -> None:
+        """With a contact directory a record is written only when customer_id is the account's contact
+        of metadata.crm_person_id; the others are skipped contact_not_found in their places, none of
+        them written, and each account is looked up once for all its records."""
+        at = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+        contacts = InMemoryContactDirectory(
+            [Contact("contact-1", "co-1", 1, at), Contact("contact-3", "co-2", 3, at)]
+        )
+        records = [
+            _naming(log(1), 1),
+            _naming(log(2), 1),  # person 1 is contact-1, not contact-2
+            _naming(log(3, company="co-2"), 3),
+            _naming(log(4), 4),  # no contact
+            log(5),  # no person named
+        ]
+        store = CountingStore()
+        result = migrate_batch(records, store, contacts=contacts)
+        assert [(r.external_id, r.status, r.reason) for r in result.results] == [
+            ("crm:acme:audit:1", "inserted", ""),
+            ("crm:acme:audit:2", "skipped", reasons.CONTACT_NOT_FOUND),
+            ("crm:acme:audit:3", "inserted", ""),
+            ("crm:acme:audit:4", "skipped", reasons.CONTACT_NOT_FOUND),
+            ("crm:acme:audit:5", "skipped", reasons.CONTACT_NOT_FOUND),
+        ]
+        assert (result.inserted, result.skipped, result.failed) == (2, 3, 0)
+        assert [x.external_id for x in store.logs] == ["crm:acme:audit:1", "crm:acme:audit:3"]
+        assert sorted(contacts.calls) == [("co-1", (1, 4)), ("co-2", (3,))]
+
+    def test_a_batch_with_no_contact_writes_nothing(self) -> None:
+        """Every record refused: the store is not called at all."""
+        store = CountingStore()
+        result = migrate_batch([_naming(log(1), 1)], store, contacts=InMemoryContactDirectory())
+        assert (result.inserted, result.skipped, store.calls) == (0, 1, 0)
+
+
+def _naming(record: ActivityLog, person: int) -> ActivityLog:
+    return ActivityLog(
+        company_sso_id=record.company_sso_id,
+        customer_id=record.customer_id,
+        category=record.category,
+        action=record.action,
+        actor=record.actor,
+        changes=record.changes,
+        timestamp=record.timestamp,
+        external_id=record.external_id,
+        metadata={"crm_person_id": person},
+    )

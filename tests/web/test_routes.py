@@ -47,6 +47,17 @@ def seed_contacts(db: Any, company: str, count: int) -> None:
     )
 
 
+def seed_record_contacts(db: Any, *numbers: int, company: str = COMPANY) -> None:
+    """The contacts ``log(n)``'s records name: ``contact-{n}``, CRM person ``n``, of ``company``."""
+    created = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    db["contacts"].insert_many(
+        [
+            {"_id": f"contact-{n}", "company_sso_id": company, "crm_data": {"id": n}, "created_at": created}
+            for n in numbers
+        ]
+    )
+
+
 def runtime_over(
     crm_dsn: str, mongo_db: Any, enabled: str, bindings: dict[str, str] | None = None, **overrides: Any
 ) -> Runtime:
@@ -82,6 +93,7 @@ def log(n: int, company: str = COMPANY) -> ActivityLog:
         changes=(FieldChange("phone", "Phone", "1", "2"),),
         timestamp=dt.datetime(2020, 1, 1, 12, 0, n % 60, tzinfo=dt.UTC),
         external_id=f"crm:acme:audit:{n}",
+        metadata={"crm_audit_id": n, "crm_tenant": TENANT, "crm_person_id": n},
     )
 
 
@@ -108,7 +120,7 @@ def _holding(value: str, where: str) -> bytes:
     record = json.loads(body(log(1)))["records"][0]
     marker = "@value@"
     if where == "metadata":
-        record["metadata"] = {"y": marker}
+        record["metadata"]["y"] = marker
     elif where == "to":
         record["attributes"][0]["to"] = marker
     elif where == "actor.type":
@@ -128,6 +140,7 @@ def error_code(response: Any) -> str:
 class TestMigrateRoute:
     def test_inserts_then_skips_the_same_batch_as_duplicates(self, app_parts: dict[str, Any]) -> None:
         """Posting a batch twice inserts it once; the replay is skipped record by record."""
+        seed_record_contacts(app_parts["db"], 1, 2)
         client = app_parts["client"]
         first = client.post(
             "/private/activity_logs/migrate", content=body(log(1), log(2)), headers={"Authorization": AUTH}
@@ -141,6 +154,36 @@ class TestMigrateRoute:
         assert again.json()["skipped"] == 2
         assert {r["reason"] for r in again.json()["results"]} == {"duplicate_external_id"}
         assert app_parts["db"]["activity_logs"].count_documents({}) == 2
+
+    def test_a_customer_that_is_not_the_accounts_contact_is_skipped_never_written(
+        self, app_parts: dict[str, Any]
+    ) -> None:
+        """As a run counts a row whose person has no contact of the account: a record is written only
+        when its customer_id is the contact its metadata.crm_person_id names. Another account's
+        contact, a person without a contact, a customer_id that is not that person's contact and a
+        record naming no person are each skipped contact_not_found; the batch's good record lands."""
+        db = app_parts["db"]
+        seed_record_contacts(db, 1, 2)
+        seed_record_contacts(db, 3, company="company-other")
+        records = [
+            log(1),
+            log(3),  # person 3's contact is company-other's
+            log(4),  # no contact at all
+            attrs.evolve(log(5), metadata={"crm_person_id": 2}),  # person 2 is contact-2, not contact-5
+            attrs.evolve(log(6), metadata={"crm_audit_id": 6}),  # names no person
+            attrs.evolve(log(7), metadata={"crm_person_id": "1"}),  # not a person id as a run writes it
+        ]
+        response = app_parts["client"].post(
+            "/private/activity_logs/migrate", content=body(*records), headers={"Authorization": AUTH}
+        )
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        assert (answer["inserted"], answer["skipped"], answer["failed"]) == (1, 5, 0)
+        assert [(r["external_id"], r["status"], r["reason"]) for r in answer["results"]] == [
+            ("crm:acme:audit:1", "inserted", None),
+            *((f"crm:acme:audit:{n}", "skipped", "contact_not_found") for n in (3, 4, 5, 6, 7)),
+        ]
+        assert [d["external_id"] for d in db["activity_logs"].find({})] == ["crm:acme:audit:1"]
 
     @pytest.mark.parametrize(
         "external_id",
@@ -294,6 +337,7 @@ class TestMigrateRoute:
         docstring promises can be posted as written. It takes what the writers take; one level more
         fails that record alone (write_error), as in a run; past MongoDB's 100 the body is refused."""
         client = app_parts["client"]
+        seed_record_contacts(app_parts["db"], 1)
 
         def post(depth: int, number: int) -> Any:
             record = json.loads(_holding("[" * depth + leaf + "]" * depth, where))["records"][0]
@@ -315,6 +359,7 @@ class TestMigrateRoute:
 
     def test_a_number_long_is_the_integer_it_holds(self, app_parts: dict[str, Any]) -> None:
         """{"$numberLong": "5"} in metadata is stored as the integer 5 (exact types keep Int64 in)."""
+        seed_record_contacts(app_parts["db"], 1)
         response = app_parts["client"].post(
             "/private/activity_logs/migrate",
             content=_holding('{"$numberLong": "5"}', "metadata"),
@@ -452,6 +497,7 @@ class TestJobRoutes:
         client = app_parts["client"]
         db = app_parts["db"]
         seed_contacts(db, COMPANY, people_count(app_parts["dsn"]))
+        seed_record_contacts(db, 1, 2)
         assert self.post(client, "trigger", {"company_sso_id": COMPANY, "tenant": TENANT}).status_code == 202
         db["crm_activity_log_migration_jobs"].update_many({}, {"$set": {"status": "completed"}})
         refused = self.post(client, "trigger", {"company_sso_id": COMPANY, "tenant": TENANT})

@@ -118,7 +118,9 @@ class _CdpLogs(_ServiceBase):
         another account (person ids overlap across tenants); with ``require_binding`` (HTTP) an unbound
         account is ``TenantUnbound``; ``FlagDisabled`` when the account's feature flag is off (its
         emergency stop); ``JobAlreadyRunning`` while the account is being rolled back (the hold
-        ``run`` and ``trigger`` honour). docs/http.md lists the answers.
+        ``run`` and ``trigger`` honour). docs/http.md lists the answers. A record whose
+        ``customer_id`` is not the account's contact its ``metadata.crm_person_id`` names is
+        ``skipped: contact_not_found``, as a run skips such a row (``migrate_batch``).
         """
         require_indexes(self._ports.indexes)
         if len(records) > MAX_BATCH_SIZE:
@@ -144,4 +146,4 @@ class _CdpLogs(_ServiceBase):
                 raise JobAlreadyRunning(
                     f"company {company} is being rolled back (job {held.job_id}): nothing was written"
                 )
-        return migrate_batch(records, self._ports.logs)
+        return migrate_batch(records, self._ports.logs, contacts=self._ports.contacts)
