@@ -76,9 +76,10 @@ ANSWER_BYTES_PER_EMAIL: Final = 16 * 1024
 (an entry is an email and an id, under a kilobyte), 1.6 MiB for a chunk of 100. A larger body is no
 answer to the request, and reading it would cost the runner its memory."""
 ANSWER_READS: Final = 3
-"""An attempt's answer must be whole within ``connect_timeout + ANSWER_READS × read_timeout``
-(17 s by default): ``read_timeout`` bounds each read, so a server that sends a byte now and then
-would otherwise hold the run for hours."""
+"""An attempt's answer — status line, headers and body — must be whole within ``connect_timeout +
+ANSWER_READS × read_timeout`` (17 s by default): ``read_timeout`` bounds each read, so a server that
+sends a byte now and then would otherwise hold the run for hours. Each socket read gets only the
+time left (``usman_transport``); past it the attempt is a timeout, retried."""
 PROBE_EMAIL: Final = "crm-audit-probe@example.invalid"
 """Asked alone when USMAN refuses every email of a chunk and took no email of the company before: a
 well-formed address no user has (``.invalid`` is reserved, RFC 2606), which a strict validator may
@@ -248,6 +249,8 @@ class UsmanClient:
     ) -> None:
         import httpx
 
+        from .usman_transport import bound_by_deadline
+
         self._config = config
         self._sleep = sleep
         self._random = random
@@ -266,6 +269,9 @@ class UsmanClient:
             headers={"Accept": "application/json"},
             follow_redirects=False,
         )
+        if transport is None:
+            # Every socket read ends by the attempt's deadline, the headers' too (usman_transport).
+            bound_by_deadline(self._http)
         self._answer_seconds = config.connect_timeout + ANSWER_READS * config.read_timeout
         self._accepted: dict[str, str] = {}  # per company, an email of a request USMAN answered
 
@@ -409,19 +415,28 @@ class UsmanClient:
     def _attempt(self, company_sso_id: str, emails: list[str]) -> dict[str, str]:
         import httpx  # loaded by __init__: a dictionary look-up
 
+        from .usman_transport import answer_deadline
+
         deadline = time.monotonic() + self._answer_seconds
         try:
-            with self._http.stream(
-                "POST",
-                self._config.path,
-                json={"company_sso_id": company_sso_id, "emails": emails},
-                # No token, no header: "Bearer " alone is not a valid header value, and a
-                # directory that needs a token answers 401 (a clear refusal) to its absence.
-                headers={self._config.auth_header: self._config.auth_value()} if self._config.token else {},
-            ) as response:
+            with (
+                answer_deadline(deadline),
+                self._http.stream(
+                    "POST",
+                    self._config.path,
+                    json={"company_sso_id": company_sso_id, "emails": emails},
+                    # No token, no header: "Bearer " alone is not a valid header value, and a
+                    # directory that needs a token answers 401 (a clear refusal) to its absence.
+                    headers={self._config.auth_header: self._config.auth_value()}
+                    if self._config.token
+                    else {},
+                ) as response,
+            ):
                 status = response.status_code
                 body = self._body(response, len(emails), deadline) if status == 200 else b""
         except httpx.TimeoutException as exc:
+            if time.monotonic() >= deadline:
+                raise _Retryable(self._late()) from exc
             raise _Retryable(f"timed out ({type(exc).__name__})") from exc
         except httpx.RequestError as exc:
             # Transport errors, and a body that fails to decode (a broken Content-Encoding).
@@ -460,8 +475,11 @@ class UsmanClient:
                 )
             chunks.append(chunk)
             if time.monotonic() > deadline:
-                raise _Retryable(f"timed out (the answer was not whole within {self._answer_seconds:g} s)")
+                raise _Retryable(self._late())
         return b"".join(chunks)
+
+    def _late(self) -> str:
+        return f"timed out (the answer was not whole within {self._answer_seconds:g} s)"
 
     def _parse(self, body: bytes) -> dict[str, str]:
         try:

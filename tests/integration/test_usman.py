@@ -28,6 +28,7 @@ from support.usman_server import (
     answer,
     body,
     drip,
+    drip_headers,
     drop,
     hang,
     slow,
@@ -480,11 +481,60 @@ class TestMalformedAnswers:
             client.sso_ids_by_emails(COMPANY, [NUR])
         assert len(server.requests) == 2
 
+    def test_headers_that_drip_in_past_the_attempts_deadline_are_a_timeout(
+        self, server: UsmanServer, sleeps: list[float]
+    ) -> None:
+        """A status line and headers sent a byte every 50 ms keep each read within read_timeout
+        (0.2 s), and the deadline covered the body only: the client read headers for as long as the
+        server sent them (here about 6 s, then timed out at the body; for ever from a server that
+        never ends them). The deadline covers the whole answer: the client hangs up in the middle
+        of the headers, a timeout, then unavailable, one request. (A stall of this machine longer
+        than read_timeout hangs up as a read timeout instead: the headers are cut off all the same.)"""
+        server.default = drip_headers(0.05, pad=60)
+        with (
+            client_for(server, sleeps, connect_timeout=0.1, max_attempts=1) as client,
+            pytest.raises(UsmanUnavailable, match=r"timed out") as raised,
+        ):
+            client.sso_ids_by_emails(COMPANY, [NUR])
+        assert raised.value.attempts == 1
+        assert len(server.requests) == 1
+        assert server.headers_dripped.wait(60)  # the server's side has ended, whole or cut off
+        assert server.headers_cut_off == 1
+
     def test_answers_for_emails_not_asked_are_ignored(self, server: UsmanServer, sleeps: list[float]) -> None:
         """Extra entries in the answer never leak into the result."""
         server.queue(body(b'{"data": [{"email": "other@acme.example", "sso_id": "sso-other"}]}'))
         with client_for(server, sleeps) as client:
             assert client.sso_ids_by_emails(COMPANY, ["nur.4@acme.example"]) == {}
+
+
+class TestProxy:
+    def test_a_proxy_from_the_environment_is_used_under_the_attempts_deadline(
+        self, server: UsmanServer, sleeps: list[float], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """HTTP_PROXY names a proxy (here the test server, which answers in its stead): the request
+        goes to it in absolute form, as httpx sends through a proxy from the environment, and that
+        connection is under the attempt's deadline too: its dripping headers are cut off."""
+        for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", server.url)
+        server.default = drip_headers(0.05, pad=60)
+        config = UsmanConfig(
+            base_url="http://usman.example",
+            token=TOKEN,
+            path=PATH,
+            connect_timeout=0.1,
+            read_timeout=0.2,
+            max_attempts=1,
+        )
+        with (
+            UsmanClient(config, sleep=sleeps.append) as client,
+            pytest.raises(UsmanUnavailable, match="timed out"),
+        ):
+            client.sso_ids_by_emails(COMPANY, [NUR])
+        assert [request.path for request in server.requests] == [f"http://usman.example{PATH}"]
+        assert server.headers_dripped.wait(60)
+        assert server.headers_cut_off == 1
 
 
 class TestSecrecy:

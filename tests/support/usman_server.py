@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 from attrs import define, field, frozen
 
@@ -26,6 +27,8 @@ __all__ = [
     "UsmanServer",
     "answer",
     "body",
+    "drip",
+    "drip_headers",
     "drop",
     "hang",
     "held",
@@ -56,6 +59,8 @@ class Reply:
     drop: bool = False
     drip: float = 0.0
     """Seconds between the body's bytes, each sent alone (a server that answers slowly but steadily)."""
+    drip_headers: float = 0.0
+    """Seconds between the status line's and headers' bytes, each sent alone; the body then at once."""
 
 
 Behaviour = Callable[["UsmanServer", SeenRequest], Reply]
@@ -121,6 +126,17 @@ def drip(seconds: float) -> Behaviour:
     return behaviour
 
 
+def drip_headers(seconds: float, pad: int) -> Behaviour:
+    """Answer correctly, the status line and headers (``pad`` bytes of them in an ``X-Pad`` header)
+    one byte every ``seconds``: each read is quick, the headers are not."""
+
+    def behaviour(server: UsmanServer, request: SeenRequest) -> Reply:
+        reply = answer(server, request)
+        return Reply(reply.status, reply.body, {**reply.headers, "X-Pad": "p" * pad}, drip_headers=seconds)
+
+    return behaviour
+
+
 def hang(server: UsmanServer, request: SeenRequest) -> Reply:
     """Never answer (until the server stops)."""
     return Reply(0, hang=True)
@@ -139,6 +155,10 @@ class UsmanServer:
     auth_scheme: str = "Bearer"
     default: Behaviour = answer
     requests: list[SeenRequest] = field(factory=list)
+    headers_cut_off: int = 0
+    """Answers whose dripping headers (``drip_headers``) the client hung up on before their end."""
+    headers_dripped: threading.Event = field(factory=threading.Event)
+    """Set when an answer with dripping headers has ended, cut off or sent whole."""
     _script: deque[Behaviour] = field(factory=deque)
     _lock: threading.Lock = field(factory=threading.Lock)
     _stopping: threading.Event = field(factory=threading.Event)
@@ -191,7 +211,9 @@ class UsmanServer:
             behaviour = self._script.popleft() if self._script else None
         if request.headers.get(self.auth_header.lower()) != self._expected_auth():
             return Reply(401, b'{"error": "unauthorized"}')
-        if request.method != "POST" or request.path != PATH:
+        # A request through a proxy names its target in absolute form (http://host/path).
+        path = urlsplit(request.path).path if "://" in request.path else request.path
+        if request.method != "POST" or path != PATH:
             return Reply(404, b'{"error": "not found"}')
         return (behaviour or self.default)(self, request)
 
@@ -241,6 +263,12 @@ def _handler_for(server: UsmanServer) -> type[BaseHTTPRequestHandler]:
             if reply.delay and server._stopping.wait(reply.delay):
                 self.close_connection = True
                 return
+            if reply.drip_headers:
+                try:
+                    self._drip_headers(reply)
+                finally:
+                    server.headers_dripped.set()
+                return
             self.send_response(reply.status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(reply.body)))
@@ -256,6 +284,27 @@ def _handler_for(server: UsmanServer) -> type[BaseHTTPRequestHandler]:
                 if server._stopping.wait(reply.drip):
                     self.close_connection = True
                     return
+
+        def _drip_headers(self, reply: Reply) -> None:
+            lines = [
+                f"HTTP/1.1 {reply.status} OK",
+                "Content-Type: application/json",
+                f"Content-Length: {len(reply.body)}",
+                *(f"{name}: {value}" for name, value in reply.headers.items()),
+            ]
+            for byte in ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"):
+                try:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                except OSError:  # the client gave up: the answer is not taken
+                    with server._lock:
+                        server.headers_cut_off += 1
+                    self.close_connection = True
+                    return
+                if server._stopping.wait(reply.drip_headers):
+                    self.close_connection = True
+                    return
+            self.wfile.write(reply.body)
 
         do_GET = do_POST
 
