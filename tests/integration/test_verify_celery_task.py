@@ -54,3 +54,6 @@ class TestVerifyTask:
         result = app.tasks[VERIFY_ACCOUNT].apply(args=["company-unbound"])
         assert isinstance(result.result, TenantUnbound)
         assert result.state == "FAILURE"
+        message = str(result.result)  # a worker has no override: the binding is the fix
+        assert "CRM_AUDIT_TENANTS" in message
+        assert "allow" not in message

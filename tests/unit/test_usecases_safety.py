@@ -32,6 +32,21 @@ class TestBoundTenant:
         with pytest.raises(TenantUnbound, match="CRM_AUDIT_TENANTS"):
             bound_tenant("company-globex", "globex", BINDINGS)
 
+    @pytest.mark.parametrize("requested", [None, "globex"])
+    def test_the_refusal_names_the_binding_and_no_override(self, requested: str | None) -> None:
+        """Every surface shows this message (CLI, HTTP, a Celery task) and only the CLI has an override,
+        which it names itself: the message says what is missing and where to bind it, never "unless
+        explicitly allowed" (over HTTP nothing can allow it), and holds the tenant and nothing else."""
+        with pytest.raises(TenantUnbound) as raised:
+            bound_tenant("company-globex", requested, BINDINGS)
+        message = str(raised.value)
+        assert message.startswith("company company-globex has no tenant binding")
+        assert message.endswith("add it to CRM_AUDIT_TENANTS (company_sso_id=schema)")
+        assert "allow" not in message
+        assert "--" not in message
+        if requested is not None:
+            assert "CRM tenant 'globex' is not used for it" in message
+
     def test_an_unbound_account_with_the_override_uses_the_tenant_given(self) -> None:
         """The explicit override accepts the named tenant for an unbound account."""
         assert bound_tenant("company-globex", "globex", BINDINGS, allow_unbound=True) == "globex"

@@ -738,20 +738,34 @@ class TestTenantAnswers:
         assert "public" in response.json()["error"]["message"]
         assert mongo_db["crm_activity_log_migration_jobs"].count_documents({}) == 0
 
-    @pytest.mark.parametrize("route", ["trigger", "verify"])
+    @pytest.mark.parametrize(
+        ("route", "payload"),
+        [
+            ("crm_migration/trigger", {"company_sso_id": "company-unbound"}),
+            ("crm_migration/trigger", {"company_sso_id": "company-unbound", "tenant": "nobodys"}),
+            ("crm_migration/verify", {"company_sso_id": "company-unbound"}),
+            (
+                "migrate",
+                json.loads(
+                    body(attrs.evolve(log(1, company="company-unbound"), external_id="crm:nobodys:audit:1"))
+                ),
+            ),
+        ],
+    )
     def test_tenant_unbound_speaks_of_the_binding_not_of_a_cli_option(
-        self, client: httpx.Client, route: str
+        self, client: httpx.Client, route: str, payload: dict[str, Any]
     ) -> None:
-        """Over HTTP there is no ``--tenant``: the 422 says the account needs a binding."""
+        """Over HTTP there is no ``--tenant`` and nothing allows an unbound tenant: the 422 says the
+        account needs a binding, and never "unless explicitly allowed" (a trigger naming a tenant
+        and /migrate, whose records name one, said it)."""
         response = client.post(
-            f"/private/activity_logs/crm_migration/{route}",
-            json={"company_sso_id": "company-unbound"},
-            headers={"Authorization": AUTH},
+            f"/private/activity_logs/{route}", json=payload, headers={"Authorization": AUTH}
         )
         assert response.status_code == 422
         assert error_code(response) == "TENANT_UNBOUND"
         message = response.json()["error"]["message"]
         assert "--" not in message, message
+        assert "allow" not in message, message
         assert "CRM_AUDIT_TENANTS" in message
 
 

@@ -69,13 +69,12 @@ def bound_tenant(
                 "nothing was written"
             )
         return bound
-    # The messages name no option of one entrypoint: the CLI adds its own (``--allow-unbound-tenant``),
-    # the HTTP surface has no override at all.
-    unbound = (
-        f"company {company_sso_id} has no tenant binding: add it to CRM_AUDIT_TENANTS (company_sso_id=schema)"
-    )
+    # The messages name no override: every surface reads them (the CLI, HTTP, a Celery task), and only
+    # the CLI has one, which it adds itself (``--allow-unbound-tenant``). The fix is the binding.
+    unbound = f"company {company_sso_id} has no tenant binding"
+    fix = "add it to CRM_AUDIT_TENANTS (company_sso_id=schema)"
     if requested is None:
-        raise TenantUnbound(unbound)
+        raise TenantUnbound(f"{unbound}: {fix}")
     owners = sorted(company for company, tenant in bindings.items() if tenant == requested)
     if owners:
         # The override is for accounts nobody bound, never for a tenant bound to another account.
@@ -84,5 +83,5 @@ def bound_tenant(
             "nothing was written"
         )
     if not allow_unbound:
-        raise TenantUnbound(f"{unbound}; tenant {requested!r} is used unbound only when explicitly allowed")
+        raise TenantUnbound(f"{unbound}, so CRM tenant {requested!r} is not used for it: {fix}")
     return requested
