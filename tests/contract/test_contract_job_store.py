@@ -229,6 +229,28 @@ class TestFencedTransitions:
         assert (moved.status, moved.lease_owner, moved.lease_expires_at) == (ROLLING_BACK, None, None)
         assert store.latest("company-a") == moved
 
+    def test_an_unleased_transition_keeps_the_counts_saved_since_the_job_was_read(
+        self, store: JobStore
+    ) -> None:
+        """rollback's hold read the job, then a repair (its lease expired) saved its count: the hold
+        changes the status and keeps the stored counts and cursor, so the rolled-back job counts what
+        the repair wrote. MongoDB's $set kept them; the in-memory store wrote back the ones it read."""
+        store.create(
+            migration_job(status=COMPLETED, last_audit_id=200, tally=Tally(processed=200, migrated=190))
+        )
+        read = store.latest("company-a")
+        assert read is not None
+        repaired = attrs.evolve(read, tally=Tally(processed=200, migrated=195), last_audit_id=201)
+        store.save(repaired)
+        moved = store.transition(attrs.evolve(read, status=ROLLING_BACK), {COMPLETED}, unleased=True)
+        assert moved is not None
+        assert (moved.status, moved.tally, moved.last_audit_id) == (
+            ROLLING_BACK,
+            Tally(processed=200, migrated=195),
+            201,
+        )
+        assert store.latest("company-a") == moved
+
     def test_an_unleased_transition_is_refused_while_a_shards_lease_is_live(self, store: JobStore) -> None:
         """A live lease on any shard refuses it too; a status that does not match is None, not LeaseHeld.
         (A cancel keeps a running shard's lease: its runner hands it back at its next write.)"""

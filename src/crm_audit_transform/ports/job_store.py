@@ -49,7 +49,9 @@ class JobStore(Protocol):
         live on the **store's clock** — in the same atomic write, so no lease taken between a check
         and the change is missed (the rollback's hold); ``LeaseHeld`` (nothing written, naming the
         holder) when the status matched and a lease was live; the lease fields (the job's and its
-        shards', and so the shards) then stay as stored, whatever ``job`` holds. ``leased_to``: also
+        shards', and so the shards) and the counts and cursor (``tally``, ``enrichment``,
+        ``halt_basis``, ``last_audit_id``) then stay as stored, whatever ``job`` holds: the hold
+        changes the status, never what a runner or a repair saved since ``job`` was read. ``leased_to``: also
         only while the job's lease is ``leased_to``'s (expired or not) and no shard's lease is
         another's (but a completed shard's: no runner writes it again); the whole document is written,
         ``shards`` included, even from ``in_progress`` (``verify --repair``, which holds every

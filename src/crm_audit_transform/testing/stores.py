@@ -221,12 +221,18 @@ class InMemoryJobStore:
             live = live_lease(stored, self._clock.now())  # on the store's clock, in the same step
             if live is not None:
                 raise LeaseHeld(f"job {job.job_id} is held by {live[0]} until {live[1].isoformat()}")
-            # The lease fields stay as stored: a hand-back since the job was read is not undone.
+            # The lease fields stay as stored: a hand-back since the job was read is not undone;
+            # and the counts and cursor too, as MongoDB's $set leaves them: a repair's count saved
+            # since the job was read is not undone either.
             job = attrs.evolve(
                 job,
                 lease_owner=stored.lease_owner,
                 lease_expires_at=stored.lease_expires_at,
                 shards=stored.shards,
+                tally=stored.tally,
+                enrichment=stored.enrichment,
+                halt_basis=stored.halt_basis,
+                last_audit_id=stored.last_audit_id,
             )
         if leased_to is not None:
             if stored.lease_owner != leased_to or any(
