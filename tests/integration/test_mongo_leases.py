@@ -16,9 +16,18 @@ import pytest
 from crm_audit_adapters.mongo import MongoJobStore, apply_migration
 from crm_audit_adapters.mongo.documents_types import MongoCollection
 from crm_audit_adapters.mongo.leases import ANY_LIVE_ON_THE_SERVER, any_live, job_prefixes, none_live
+from crm_audit_transform.domain import ScopeBounds
 from crm_audit_transform.errors import LeaseHeld
-from crm_audit_transform.jobs import COMPLETED, ROLLING_BACK, last_lease, lease_is_live, live_lease
+from crm_audit_transform.jobs import (
+    COMPLETED,
+    ROLLING_BACK,
+    MigrationJob,
+    last_lease,
+    lease_is_live,
+    live_lease,
+)
 from crm_audit_transform.testing import FixedClock
+from crm_audit_transform.usecases.shards import split_shards
 from support.mongo import T0, migration_job
 
 HOUR = dt.timedelta(hours=1)
@@ -96,10 +105,12 @@ class TestOneRule:
 
 class _HandBackAfterAMiss:
     """A jobs collection whose first missed ``find_one_and_update`` is followed by the lease holder
-    handing its lease back — between the store's fenced write and its read of the job."""
+    handing its lease back (the job's, or the one at ``prefix``) — between the store's write and
+    its read of the job."""
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, prefix: str = "") -> None:
         self._inner = inner
+        self._prefix = prefix
         self.handed_back = False
 
     def __getattr__(self, name: str) -> Any:
@@ -109,9 +120,8 @@ class _HandBackAfterAMiss:
         found = self._inner.find_one_and_update(query, update, **options)
         if found is None and not self.handed_back:
             self.handed_back = True
-            self._inner.update_one(
-                {"_id": "job-1"}, {"$set": {"lease_owner": None, "lease_expires_at": None}}
-            )
+            idle = {f"{self._prefix}lease_owner": None, f"{self._prefix}lease_expires_at": None}
+            self._inner.update_one({"_id": "job-1"}, {"$set": idle})
         return found
 
 
@@ -141,3 +151,49 @@ class TestFencedTransitionRace:
         held = store.acquire_lease("job-1", "repair-1", LEASE)
         with pytest.raises(LeaseHeld, match="held by repair-1"):
             store.transition(attrs.evolve(held, status=ROLLING_BACK), {COMPLETED}, unleased=True)
+
+
+class TestLeaseWriteRace:
+    def test_a_job_lease_handed_back_after_the_miss_is_taken(self, mongo_db: Any) -> None:
+        """runner-2's write met runner-1's live lease, which runner-1 handed back before the store
+        read the job: the lease is free, so runner-2 takes it, as in memory. Before: LeaseHeld "held
+        by None until None"."""
+        apply_migration(mongo_db, "up")
+        clock = FixedClock(T0) if isinstance(mongo_db, mongomock.Database) else None
+        racing = _HandBackAfterAMiss(mongo_db.crm_activity_log_migration_jobs)
+        store = MongoJobStore(cast(MongoCollection, racing), clock=clock)
+        store.create(migration_job())
+        store.acquire_lease("job-1", "runner-1", LEASE)
+        taken = store.acquire_lease("job-1", "runner-2", LEASE)
+        assert racing.handed_back
+        assert taken.lease_owner == "runner-2"
+
+    def test_a_shard_lease_handed_back_after_the_miss_is_taken(self, mongo_db: Any) -> None:
+        """The same for a shard's lease."""
+        apply_migration(mongo_db, "up")
+        clock = FixedClock(T0) if isinstance(mongo_db, mongomock.Database) else None
+        racing = _HandBackAfterAMiss(mongo_db.crm_activity_log_migration_jobs, "shards.1.")
+        store = MongoJobStore(cast(MongoCollection, racing), clock=clock)
+        store.create(_two_shards())
+        store.acquire_shard_lease("job-1", 1, "runner-1", LEASE)
+        taken = store.acquire_shard_lease("job-1", 1, "runner-2", LEASE)
+        assert racing.handed_back
+        assert taken.shards[1].lease_owner == "runner-2"
+
+    def test_a_lease_still_live_after_the_miss_names_its_holder(self, mongo_db: Any) -> None:
+        """No hand-back: LeaseHeld naming the holder, the job's and a shard's."""
+        apply_migration(mongo_db, "up")
+        clock = FixedClock(T0) if isinstance(mongo_db, mongomock.Database) else None
+        store = MongoJobStore(mongo_db.crm_activity_log_migration_jobs, clock=clock)
+        store.create(_two_shards())
+        store.acquire_lease("job-1", "runner-1", LEASE)
+        store.acquire_shard_lease("job-1", 1, "runner-1", LEASE)
+        with pytest.raises(LeaseHeld, match="job job-1 is held by runner-1 until"):
+            store.acquire_lease("job-1", "runner-2", LEASE)
+        with pytest.raises(LeaseHeld, match="shard 1 of job job-1 is held by runner-1 until"):
+            store.acquire_shard_lease("job-1", 1, "runner-2", LEASE)
+
+
+def _two_shards() -> MigrationJob:
+    shards = split_shards(ScopeBounds(1, 400, T0, 400), 2)
+    return attrs.evolve(migration_job(), first_audit_id=1, max_audit_id=400, last_audit_id=0, shards=shards)

@@ -106,8 +106,10 @@ _SUMMARY_OF: Final = "summary_of"
 _SUMMARY_EVERY: Final = 10
 """A running sharded job's stored summary is set on every ``_SUMMARY_EVERY``-th shard write."""
 _FENCE_TRIES: Final = 3
-"""How often an ``unleased`` transition is written again when the lease it met was gone by the
-time the store looked (handed back or expired between the two): then nothing holds the job."""
+"""How often a lease write (``acquire_lease``, ``acquire_shard_lease``) or an ``unleased``
+transition is tried again when the lease it met was gone by the time the store looked (handed back
+or expired between the two): then nothing holds it, as the in-memory store, which checks and writes
+in one step, would have found."""
 
 
 class MongoJobStore:
@@ -300,7 +302,7 @@ class MongoJobStore:
                 raise JobNotFound(f"no job {job.job_id}")
             if not unleased or current.status not in expected:
                 return None
-            live = self._with_a_live_lease(job.job_id, expected, len(job.shards))
+            live = self._with_a_live_lease(job.job_id, job_prefixes(len(job.shards)), expected)
             if live is not None:
                 # Live on the store's clock: the lease that expires last is a live one (jobs.last_lease).
                 held = last_lease(live)
@@ -317,15 +319,16 @@ class MongoJobStore:
         """The store's clock when it has one (mongomock); None: the server's ``$$NOW``."""
         return None if self._clock is None else self._clock.now()
 
-    def _with_a_live_lease(self, job_id: str, expected: Statuses[str], shards: int) -> MigrationJob | None:
-        """The job as stored while its status is one of ``expected`` and a lease of it or of one of
-        its ``shards`` is live on the store's clock; else None."""
-        query = {
-            "$and": [
-                {"_id": job_id, "status": {"$in": list(expected)}},
-                any_live(job_prefixes(shards), self._now()),
-            ]
-        }
+    def _with_a_live_lease(
+        self, job_id: str, prefixes: list[str], expected: Statuses[str] | None = None
+    ) -> MigrationJob | None:
+        """The job as stored while one of the leases at ``prefixes`` (``leases``) is live on the
+        store's clock — and its status is one of ``expected``, when given; else None. A lease write
+        that missed asks it: a lease handed back or expired since is no refusal."""
+        found: Document = {"_id": job_id}
+        if expected is not None:
+            found["status"] = {"$in": list(expected)}
+        query = {"$and": [found, any_live(prefixes, self._now())]}
         doc = call_with_retry(
             lambda _: self._collection.find_one(query), self._retry, "read migration job's leases"
         )
@@ -405,7 +408,9 @@ class MongoJobStore:
 
     def acquire_lease(self, job_id: str, owner: str, ttl: dt.timedelta) -> MigrationJob:
         """Take the lease when it is free, expired or already ``owner``'s and the job's status is
-        ``LEASABLE`` — in one atomic update; a job in another status comes back as stored, untouched."""
+        ``LEASABLE`` — in one atomic update; a job in another status comes back as stored, untouched.
+        ``LeaseHeld`` naming the holder while another's lease is live; one handed back or expired
+        between the write and the store's read of the job is taken (``_FENCE_TRIES``)."""
         if self._clock is not None:
             update: Document | list[Document] = {
                 "$set": {"lease_owner": owner, "lease_expires_at": to_bson_datetime(self._clock.now() + ttl)}
@@ -428,15 +433,22 @@ class MongoJobStore:
         def take(_: int) -> Document | None:
             return self._collection.find_one_and_update(query, update, return_document=ReturnDocument.AFTER)
 
-        doc = call_with_retry(take, self._retry, "acquire job lease")
-        if doc is not None:
-            return decode_job(doc)
-        current = self.get(job_id)
-        if current is None:
-            raise JobNotFound(f"no job {job_id}")
-        if current.status not in LEASABLE:
-            return current
-        raise LeaseHeld(f"job {job_id} is held by {current.lease_owner} until {current.lease_expires_at}")
+        for _ in range(_FENCE_TRIES):
+            doc = call_with_retry(take, self._retry, "acquire job lease")
+            if doc is not None:
+                return decode_job(doc)
+            current = self.get(job_id)
+            if current is None:
+                raise JobNotFound(f"no job {job_id}")
+            if current.status not in LEASABLE:
+                return current
+            live = self._with_a_live_lease(job_id, [""])
+            if live is not None:
+                raise LeaseHeld(f"job {job_id} is held by {live.lease_owner} until {live.lease_expires_at}")
+            # Handed back or expired since the write looked: nothing holds it, so it is taken again.
+        raise LeaseHeld(
+            f"job {job_id}: its lease changed under each of {_FENCE_TRIES} tries to take it; try again"
+        )
 
     def acquire_shard_lease(self, job_id: str, shard: int, owner: str, ttl: dt.timedelta) -> MigrationJob:
         """``acquire_lease`` on ``shards.<shard>``'s lease: one atomic update of that entry only, with
@@ -474,19 +486,28 @@ class MongoJobStore:
         def take(_: int) -> Document | None:
             return self._collection.find_one_and_update(query, update, return_document=ReturnDocument.AFTER)
 
-        doc = call_with_retry(take, self._retry, "acquire shard lease")
-        if doc is not None:
-            return decode_job(doc)
-        current = self.get(job_id)
-        if current is None or len(current.shards) <= shard:
-            raise JobNotFound(f"no job {job_id} with a shard {shard}")
-        if current.status not in LEASABLE:
-            raise shard_not_leasable(current, shard)
-        held = current.shards[shard]
-        if held.status == COMPLETED:
-            return current
+        for _ in range(_FENCE_TRIES):
+            doc = call_with_retry(take, self._retry, "acquire shard lease")
+            if doc is not None:
+                return decode_job(doc)
+            current = self.get(job_id)
+            if current is None or len(current.shards) <= shard:
+                raise JobNotFound(f"no job {job_id} with a shard {shard}")
+            if current.status not in LEASABLE:
+                raise shard_not_leasable(current, shard)
+            if current.shards[shard].status == COMPLETED:
+                return current
+            live = self._with_a_live_lease(job_id, [f"{at}."])
+            if live is not None:
+                held = live.shards[shard]
+                raise LeaseHeld(
+                    f"shard {shard} of job {job_id} is held by {held.lease_owner} "
+                    f"until {held.lease_expires_at}"
+                )
+            # Handed back or expired since the write looked: nothing holds it, so it is taken again.
         raise LeaseHeld(
-            f"shard {shard} of job {job_id} is held by {held.lease_owner} until {held.lease_expires_at}"
+            f"shard {shard} of job {job_id}: its lease changed under each of {_FENCE_TRIES} tries to "
+            "take it; try again"
         )
 
     def save_shard_progress(
