@@ -383,6 +383,18 @@ class TestShardLeases:
         store.create(job)
         assert store.acquire_shard_lease(job.job_id, 1, "verify", LEASE).shards[1].lease_owner == "verify"
 
+    @pytest.mark.parametrize("shard", [-1, 2])
+    def test_a_shard_the_job_does_not_have_is_not_found(self, store: JobStore, shard: int) -> None:
+        """A shard number outside the job's shards is JobNotFound and nothing is written — shard -1
+        included, which MongoDB read as the job's last shard (a Python index) when its write missed."""
+        job = sharded_job()
+        store.create(job)
+        with pytest.raises(JobNotFound):
+            store.acquire_shard_lease(job.job_id, shard, "runner-1", LEASE)
+        with pytest.raises(JobNotFound):
+            store.save_shard_progress(job.job_id, attrs.evolve(job.shards[1], shard=shard), "runner-1", LEASE)
+        assert store.latest("company-a") == job
+
     def test_a_hand_back_after_the_job_ended_releases_the_shard_lease_only(self, store: JobStore) -> None:
         """A ttl-None shard write on a cancelled job clears the owner's lease and writes nothing else."""
         job = sharded_job()

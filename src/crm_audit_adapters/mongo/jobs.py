@@ -491,7 +491,7 @@ class MongoJobStore:
             if doc is not None:
                 return decode_job(doc)
             current = self.get(job_id)
-            if current is None or len(current.shards) <= shard:
+            if current is None or not 0 <= shard < len(current.shards):
                 raise JobNotFound(f"no job {job_id} with a shard {shard}")
             if current.status not in LEASABLE:
                 raise shard_not_leasable(current, shard)
@@ -548,7 +548,7 @@ class MongoJobStore:
             # A shard that stops (completed, halted, handed back) may be the last write for a while.
             return self._summarised(stored, always=ttl is None or shard.status != IN_PROGRESS)
         current = self.get(job_id)
-        if current is None or len(current.shards) <= shard.shard:
+        if current is None or not 0 <= shard.shard < len(current.shards):
             raise JobNotFound(f"no job {job_id} with a shard {shard.shard}")
         held = current.shards[shard.shard]
         if current.status != IN_PROGRESS and held.lease_owner == owner:
