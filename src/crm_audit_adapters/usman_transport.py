@@ -44,14 +44,14 @@ def answer_deadline(deadline: float) -> Iterator[None]:
         _DEADLINE.reset(token)
 
 
-def _time_left(timeout: float | None) -> float | None:
-    """``timeout`` cut to the time left before the deadline; ``ReadTimeout`` when none is left."""
+def _time_left(timeout: float | None, late: type[httpcore.TimeoutException]) -> float | None:
+    """``timeout`` cut to the time left before the deadline; ``late`` when none is left."""
     deadline = _DEADLINE.get()
     if deadline is None:
         return timeout
     left = deadline - time.monotonic()
     if left <= 0:
-        raise httpcore.ReadTimeout("the answer was not whole by the attempt's deadline")
+        raise late("the answer was not whole by the attempt's deadline")
     return left if timeout is None else min(timeout, left)
 
 
@@ -62,10 +62,10 @@ class _DeadlineStream(httpcore.NetworkStream):
         self._stream = stream
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._stream.read(max_bytes, _time_left(timeout))
+        return self._stream.read(max_bytes, _time_left(timeout, httpcore.ReadTimeout))
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._stream.write(buffer, _time_left(timeout))
+        self._stream.write(buffer, _time_left(timeout, httpcore.WriteTimeout))
 
     def close(self) -> None:
         self._stream.close()
@@ -76,7 +76,8 @@ class _DeadlineStream(httpcore.NetworkStream):
         server_hostname: str | None = None,
         timeout: float | None = None,
     ) -> httpcore.NetworkStream:
-        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, _time_left(timeout)))
+        left = _time_left(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, left))
 
     def get_extra_info(self, info: str) -> typing.Any:
         return self._stream.get_extra_info(info)
