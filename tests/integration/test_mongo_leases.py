@@ -7,6 +7,7 @@ between its write and its read."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any, cast
 
 import attrs
@@ -108,9 +109,10 @@ class _HandBackAfterAMiss:
     handing its lease back (the job's, or the one at ``prefix``) — between the store's write and
     its read of the job."""
 
-    def __init__(self, inner: Any, prefix: str = "") -> None:
+    def __init__(self, inner: Any, prefix: str = "", then: Callable[[], None] | None = None) -> None:
         self._inner = inner
         self._prefix = prefix
+        self._then = then
         self.handed_back = False
 
     def __getattr__(self, name: str) -> Any:
@@ -120,6 +122,9 @@ class _HandBackAfterAMiss:
         found = self._inner.find_one_and_update(query, update, **options)
         if found is None and not self.handed_back:
             self.handed_back = True
+            if self._then is not None:
+                self._then()
+                return found
             idle = {f"{self._prefix}lease_owner": None, f"{self._prefix}lease_expires_at": None}
             self._inner.update_one({"_id": "job-1"}, {"$set": idle})
         return found
@@ -179,6 +184,30 @@ class TestLeaseWriteRace:
         taken = store.acquire_shard_lease("job-1", 1, "runner-2", LEASE)
         assert racing.handed_back
         assert taken.shards[1].lease_owner == "runner-2"
+
+    def test_a_lease_that_expires_after_the_miss_is_taken(self, mongo_db: Any) -> None:
+        """The lease runner-2's write met expires before the store reads the job: on the store's
+        now at the next try it is not live, so that try takes it. With a store clock (mongomock) the
+        clock moves past the expiry — each try reads it again; on a server ($$NOW) the stored
+        expiry is moved into the past."""
+        apply_migration(mongo_db, "up")
+        jobs = mongo_db.crm_activity_log_migration_jobs
+        clock = FixedClock(T0) if isinstance(mongo_db, mongomock.Database) else None
+
+        def expire() -> None:
+            if clock is not None:
+                clock.advance(2 * LEASE)
+            else:
+                past = dt.datetime.now(dt.UTC) - HOUR
+                jobs.update_one({"_id": "job-1"}, {"$set": {"lease_expires_at": past}})
+
+        racing = _HandBackAfterAMiss(jobs, then=expire)
+        store = MongoJobStore(cast(MongoCollection, racing), clock=clock)
+        store.create(migration_job())
+        store.acquire_lease("job-1", "runner-1", LEASE)
+        taken = store.acquire_lease("job-1", "runner-2", LEASE)
+        assert racing.handed_back
+        assert taken.lease_owner == "runner-2"
 
     def test_a_lease_still_live_after_the_miss_names_its_holder(self, mongo_db: Any) -> None:
         """No hand-back: LeaseHeld naming the holder, the job's and a shard's."""

@@ -294,6 +294,8 @@ class MongoJobStore:
                 ) from exc
 
         for _ in range(_FENCE_TRIES):
+            if unleased:  # "live" on the store's now at this try (the clock's moves between tries)
+                fences[0] = none_live(job_prefixes(len(job.shards)), self._now())
             stored = call_with_retry(replace, self._retry, "change migration job status")
             if stored is not None:
                 return self._summarised(stored, always=True)
@@ -411,30 +413,8 @@ class MongoJobStore:
         ``LEASABLE`` — in one atomic update; a job in another status comes back as stored, untouched.
         ``LeaseHeld`` naming the holder while another's lease is live; one handed back or expired
         between the write and the store's read of the job is taken (``_FENCE_TRIES``)."""
-        if self._clock is not None:
-            update: Document | list[Document] = {
-                "$set": {"lease_owner": owner, "lease_expires_at": to_bson_datetime(self._clock.now() + ttl)}
-            }
-        else:
-            update = [
-                {
-                    "$set": {
-                        "lease_owner": {"$literal": owner},
-                        "lease_expires_at": {"$add": ["$$NOW", _millis(ttl)]},
-                    }
-                }
-            ]
-        query = {
-            "_id": job_id,
-            "status": {"$in": sorted(LEASABLE)},
-            "$or": [{"lease_owner": owner}, not_live("", self._now())],
-        }
-
-        def take(_: int) -> Document | None:
-            return self._collection.find_one_and_update(query, update, return_document=ReturnDocument.AFTER)
-
         for _ in range(_FENCE_TRIES):
-            doc = call_with_retry(take, self._retry, "acquire job lease")
+            doc = self._take_lease(job_id, "", owner, ttl, {}, "acquire job lease")
             if doc is not None:
                 return decode_job(doc)
             current = self.get(job_id)
@@ -450,6 +430,35 @@ class MongoJobStore:
             f"job {job_id}: its lease changed under each of {_FENCE_TRIES} tries to take it; try again"
         )
 
+    def _take_lease(
+        self, job_id: str, at: str, owner: str, ttl: dt.timedelta, where: Document, what: str
+    ) -> Document | None:
+        """One atomic write that gives the lease at ``at`` (``""``, ``"shards.N."``) to ``owner`` until
+        the store's now + ``ttl``, where the job is ``LEASABLE``, ``where`` holds and that lease is
+        ``owner``'s or not live; the job as stored after it, None when the filter did not match.
+        "Now" is read at each call (a retry's too): ``$$NOW``, or the store's clock."""
+
+        def take(_: int) -> Document | None:
+            now = self._now()
+            update: Document | list[Document]
+            if now is not None:
+                expiry = to_bson_datetime(now + ttl)
+                update = {"$set": {f"{at}lease_owner": owner, f"{at}lease_expires_at": expiry}}
+            else:
+                expires = {"$add": ["$$NOW", _millis(ttl)]}
+                update = [
+                    {"$set": {f"{at}lease_owner": {"$literal": owner}, f"{at}lease_expires_at": expires}}
+                ]
+            query = {
+                "_id": job_id,
+                "status": {"$in": sorted(LEASABLE)},
+                **where,
+                "$or": [{f"{at}lease_owner": owner}, not_live(at, now)],
+            }
+            return self._collection.find_one_and_update(query, update, return_document=ReturnDocument.AFTER)
+
+        return call_with_retry(take, self._retry, what)
+
     def acquire_shard_lease(self, job_id: str, shard: int, owner: str, ttl: dt.timedelta) -> MigrationJob:
         """``acquire_lease`` on ``shards.<shard>``'s lease: one atomic update of that entry only, with
         the job's status ``LEASABLE`` in the same filter.
@@ -459,35 +468,9 @@ class MongoJobStore:
         back is ``JobNotRunnable``, nothing written.
         """
         at = f"shards.{shard}"
-        if self._clock is not None:
-            update: Document | list[Document] = {
-                "$set": {
-                    f"{at}.lease_owner": owner,
-                    f"{at}.lease_expires_at": to_bson_datetime(self._clock.now() + ttl),
-                }
-            }
-        else:
-            update = [
-                {
-                    "$set": {
-                        f"{at}.lease_owner": {"$literal": owner},
-                        f"{at}.lease_expires_at": {"$add": ["$$NOW", _millis(ttl)]},
-                    }
-                }
-            ]
-        query = {
-            "_id": job_id,
-            "status": {"$in": sorted(LEASABLE)},
-            f"{at}.shard": shard,
-            f"{at}.status": {"$ne": COMPLETED},
-            "$or": [{f"{at}.lease_owner": owner}, not_live(f"{at}.", self._now())],
-        }
-
-        def take(_: int) -> Document | None:
-            return self._collection.find_one_and_update(query, update, return_document=ReturnDocument.AFTER)
-
+        where = {f"{at}.shard": shard, f"{at}.status": {"$ne": COMPLETED}}
         for _ in range(_FENCE_TRIES):
-            doc = call_with_retry(take, self._retry, "acquire shard lease")
+            doc = self._take_lease(job_id, f"{at}.", owner, ttl, where, "acquire shard lease")
             if doc is not None:
                 return decode_job(doc)
             current = self.get(job_id)
