@@ -95,7 +95,7 @@ def _goals(sizes: dict[str, Any]) -> list[str]:
         ideal = entry.get("end_to_end_ideal", {})
         if ideal.get("rows_per_s") and e2e.get("rows_per_s"):
             lines.append(
-                f"- {rows} rows: the ideal (2 independent processes, one an id half) = "
+                f"- {rows} rows: the ideal (2 independent processes, a shard each) = "
                 f"{ideal['rows_per_s'] / e2e['rows_per_s']:.2f} × one process; all CPU, server "
                 f"included, {_all_cpu(ideal) / _all_cpu(e2e):.2f} × one process's"
                 if _all_cpu(ideal) and _all_cpu(e2e)
