@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from test_loader_properties import SETTINGS, YAMLISH, documents, psych_dump
 
 from crm_audit_transform.loading import LoaderLimits, available_backends, load_audited_changes
@@ -147,6 +148,37 @@ SHORTCUT_EDGES = [
     ':"quoted"',
     "::a",
     ":",
+    # floats and negative integers, and their near misses
+    "1.5",
+    "-1.5",
+    "0.5",
+    "00.5",
+    "-00.5",
+    "1.",
+    "-.5",
+    ".5",
+    "1.5e+10",
+    "1.5E-3",
+    "-1.5e+999",
+    "1.5e10",
+    "1.5e+",
+    "1.5e+1a",
+    "1..5",
+    "1.5.5",
+    "-3",
+    "-0",
+    "-03",
+    "-123456789012345678",
+    "-1234567890123456789",
+    "--3",
+    "-",
+    "-a",
+    "1_000.5",
+    "1,000.5",
+    "-1:30",
+    "1.5:2",
+    # non-ASCII starts, and short words with something other than letters
+    *["王伟", "Åaöa", "é_x", "𝒳", "A1B", "a.b", "y_s", "n1", "o-n", "ab_cd", "x9", "no.", "on!", "off1"],
 ]
 
 
@@ -155,6 +187,19 @@ SHORTCUT_EDGES = [
 def test_the_compiled_shortcuts_read_each_form_as_tokenize_does(scalar: str) -> None:
     """Each plain form the compiled builder reads without tokenize, and its edges, loads as on every path."""
     agree(f"---\nvalue: {scalar}\n{scalar or 'k'}: 1\nlist:\n- {scalar}\n")
+
+
+NUMBERISH = st.from_regex(r"-?[0-9]{0,20}(\.[0-9]{0,4})?([eE][-+]?[0-9]{0,4})?", fullmatch=True)
+NON_ASCII_START = st.tuples(st.characters(min_codepoint=128), st.text(max_size=6)).map("".join)
+SHORT_WORDS = st.from_regex(r"[A-Za-z][A-Za-z0-9._!-]{0,4}", fullmatch=True)
+
+
+@needs_compiled
+@settings(SETTINGS, max_examples=150)
+@given(NUMBERISH | NON_ASCII_START | SHORT_WORDS)
+def test_numbers_and_words_read_as_tokenize_does(scalar: str) -> None:
+    """Fuzz around the float, negative-integer, non-ASCII and short-word shortcuts: every path agrees."""
+    agree(f"---\nvalue: {scalar}\nlist:\n- {scalar}\n")
 
 
 LIBYAML_READINGS = [

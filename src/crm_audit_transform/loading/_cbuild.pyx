@@ -14,6 +14,7 @@ only be faster, never different, as long as its success path mirrors ``build``.
 """
 
 from cpython.unicode cimport PyUnicode_DecodeUTF8
+from libc.string cimport memchr
 
 import datetime as _datetime_module
 
@@ -192,7 +193,50 @@ cdef inline int _days_in_month(int year, int month) noexcept:
     return 30 if month == 4 or month == 6 or month == 9 or month == 11 else 31
 
 
-cdef object _plain(const yaml_char_t *chars, size_t length, object text, object digits):
+cdef enum:
+    _NOT_A_NUMBER = 0
+    _FLOAT_SHAPE = 1
+    _NEGATIVE_INT = 2
+
+
+cdef inline int _number_shape(const yaml_char_t *chars, size_t length, size_t max_decimal) noexcept:
+    """``-?D+.D+([eE][-+]D+)?`` is a float's shape, ``-`` then 1 to ``max_decimal`` digits without a
+    leading zero a negative integer's (D: an ASCII digit); anything else is neither."""
+    cdef size_t i = 0, start
+    if length and chars[0] == 45:  # "-"
+        i = 1
+    start = i
+    while i < length and chars[i] >= 48 and chars[i] <= 57:
+        i += 1
+    if i == start:
+        return _NOT_A_NUMBER
+    if i == length:
+        if start == 1 and chars[1] != 48 and length - 1 <= max_decimal:
+            return _NEGATIVE_INT
+        return _NOT_A_NUMBER
+    if chars[i] != 46:  # "."
+        return _NOT_A_NUMBER
+    i += 1
+    start = i
+    while i < length and chars[i] >= 48 and chars[i] <= 57:
+        i += 1
+    if i == start:
+        return _NOT_A_NUMBER
+    if i == length:
+        return _FLOAT_SHAPE
+    if chars[i] != 69 and chars[i] != 101:  # "E" / "e"
+        return _NOT_A_NUMBER
+    i += 1
+    if i == length or (chars[i] != 43 and chars[i] != 45):  # "+" / "-"
+        return _NOT_A_NUMBER
+    i += 1
+    start = i
+    while i < length and chars[i] >= 48 and chars[i] <= 57:
+        i += 1
+    return _FLOAT_SHAPE if i > start and i == length else _NOT_A_NUMBER
+
+
+cdef object _plain(const yaml_char_t *chars, size_t length, object text, object digits, size_t max_decimal):
     """``tokenize(text, digits)``, with the forms audited's rows are made of read here directly.
 
     Each shortcut takes only inputs whose ``tokenize`` answer is certain, and hands anything
@@ -205,15 +249,25 @@ cdef object _plain(const yaml_char_t *chars, size_t length, object text, object 
       years 1583-9999 and a clock before 24:00:00 → the aware UTC datetime, the fraction cut to
       microseconds (``parse_time`` / ``ruby_time_utc``'s common case);
     * ``YYYY-MM-DD``, a real Gregorian date in years 1583-9999 → that date (``_ruby_date``);
-    * ``:name`` with a letter or ``_`` then letters, digits or ``_`` → that Symbol.
+    * ``:name`` with a letter or ``_`` then letters, digits or ``_`` → that Symbol;
+    * a scalar without a line break that starts with a non-ASCII character, or an ASCII letter and is
+      at most 5 bytes long with a character other than a letter → the String (no branch of
+      ``tokenize`` other than its String answer can match such a start);
+    * ``-?D+.D+`` with an optional ``[eE][-+]D+`` (D an ASCII digit) → ``float(text)`` (the FLOAT
+      row, whose cleanup leaves such text as it is); ``-`` then 1 to ``max_decimal`` digits without a
+      leading zero → that negative Integer.
     """
     cdef size_t i
     cdef yaml_char_t c
-    cdef int year, month, day, hour, minute, second, micro, scale
+    cdef int year, month, day, hour, minute, second, micro, scale, number
     cdef bint letters
     if length == 0:
         return None
     c = chars[0]
+    if c >= 128:  # tokenize: not a word, no regex row starts so: the String, whatever follows
+        if memchr(chars, 10, length) == NULL:
+            return text
+        return _tokenize(text, digits)
     if length <= 5 and ((c >= 65 and c <= 90) or (c >= 97 and c <= 122)):
         letters = True
         for i in range(1, length):
@@ -221,6 +275,10 @@ cdef object _plain(const yaml_char_t *chars, size_t length, object text, object 
             if not ((c >= 65 and c <= 90) or (c >= 97 and c <= 122)):
                 letters = False
                 break
+        if not letters:  # a word with a digit, a dot, …: no null/true/false line can match it
+            if memchr(chars, 10, length) == NULL:
+                return text
+            return _tokenize(text, digits)
         if letters:
             c = chars[0] | 0x20
             if c != 121 and c != 116 and c != 111 and c != 110 and c != 102:  # not y t o n f
@@ -241,7 +299,13 @@ cdef object _plain(const yaml_char_t *chars, size_t length, object text, object 
                 if not ((c >= 65 and c <= 90) or (c >= 97 and c <= 122) or (c >= 48 and c <= 57) or c == 95):
                     return _tokenize(text, digits)
             return _Symbol(text[1:])
-    elif length >= 10 and chars[4] == 45 and chars[7] == 45:  # "YYYY-MM-DD…"
+    elif c == 45 or (c >= 48 and c <= 57):  # "-" or a digit: a float or a negative integer?
+        number = _number_shape(chars, length, max_decimal)
+        if number == _FLOAT_SHAPE:
+            return float(text)
+        if number == _NEGATIVE_INT:
+            return int(text)
+    if length >= 10 and chars[4] == 45 and chars[7] == 45:  # "YYYY-MM-DD…"
         year = _digits(chars, 0, 4)
         month = _digits(chars, 5, 2)
         day = _digits(chars, 8, 2)
@@ -372,7 +436,7 @@ cdef object _build(_Parser p, limits):
                 if shape == _DECIMAL:
                     value = int(value)
                 elif shape == _OTHER:
-                    value = _plain(p.event.data.scalar.value, p.event.data.scalar.length, value, digits)
+                    value = _plain(p.event.data.scalar.value, p.event.data.scalar.length, value, digits, max_decimal)
             elif p.event.data.scalar.quoted_implicit == 1 and p.event.data.scalar.tag == NULL:
                 pass  # a quoted, untagged scalar: a String (_scalar's "quoted" branch)
             else:
