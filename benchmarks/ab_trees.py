@@ -9,8 +9,9 @@ and ``dry_run_parse`` (that benchmark's floor) need no database.
 
 ``run_scale.py --reuse`` (or ``generate.py``) must have loaded ``bench_<rows>`` into ``--dsn``
 first. The ref's ``src/`` is exported (``git archive``) under ``benchmarks/out/ab-<ref>/`` and put
-first on ``PYTHONPATH``, so the same interpreter and packages run the older code; the compiled
-loader of this tree is copied beside it only when ``_cbuild.pyx`` is the same in both. Each round
+first on ``PYTHONPATH``, so the same interpreter and packages run the older code; each compiled
+extension of this tree is copied beside it when its ``.pyx`` is the same in both, and built from the
+ref's own ``.pyx`` when it differs. Each round
 runs every stage of both trees in a fresh process (``scale_stages.py``), the order of the trees
 alternating round by round, so a busy moment of the shared machine hits both alike. It prints each
 run's JSON line, then per stage the best wall and CPU seconds of each tree and their ratios.
@@ -32,23 +33,45 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-CBUILD = Path("src/crm_audit_transform/loading")
+EXTENSIONS = {  # the compiled extensions: module -> (source, libraries), as setup.py builds them
+    "crm_audit_transform.loading._cbuild": ("src/crm_audit_transform/loading/_cbuild.pyx", ["yaml"]),
+    "crm_audit_adapters.mongo._cline": ("src/crm_audit_adapters/mongo/_cline.pyx", []),
+}
 
 
 def export(ref: str) -> Path:
-    """The ref's ``src/`` under ``out/ab-<ref>/src``, with this tree's compiled loader if it fits."""
+    """The ref's ``src/`` under ``out/ab-<ref>/src``, with its compiled extensions: this tree's where
+    the ``.pyx`` is the same, else built from the ref's own (Cython and a compiler needed; without
+    them the ref runs that part on its pure path, and a note says so)."""
     target = HERE / "out" / f"ab-{ref.replace('/', '_')}"
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     archive = subprocess.run(["git", "archive", ref, "src"], cwd=ROOT, capture_output=True, check=True)
     subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
-    theirs, ours = target / CBUILD / "_cbuild.pyx", ROOT / CBUILD / "_cbuild.pyx"
-    if theirs.read_bytes() == ours.read_bytes():
-        for built in (ROOT / CBUILD).glob("_cbuild*.so"):
-            shutil.copy2(built, target / CBUILD / built.name)
-    else:
-        print(f"note: _cbuild.pyx differs at {ref}: its loader runs without the compiled builder")
+    for module, (source, libraries) in EXTENSIONS.items():
+        theirs, ours = target / source, ROOT / source
+        if not theirs.exists():
+            continue  # not in the ref: it runs the pure path there, as it did
+        if ours.exists() and theirs.read_bytes() == ours.read_bytes():
+            for built in ours.parent.glob(f"{ours.stem}*.so"):
+                shutil.copy2(built, theirs.parent / built.name)
+        elif not _build(target, module, source, libraries):
+            print(f"note: {source} differs at {ref} and could not be built: it runs without it")
     return target / "src"
+
+
+def _build(target: Path, module: str, source: str, libraries: list[str]) -> bool:
+    """Build ``module`` of the exported tree in place (``setup.py``'s build, for that one extension)."""
+    script = (
+        "import sys\n"
+        "from setuptools import Extension, setup\n"
+        "from Cython.Build import cythonize\n"
+        f"ext = Extension({module!r}, [{source!r}], libraries={libraries!r})\n"
+        "setup(name='ab', package_dir={'': 'src'}, ext_modules=cythonize([ext], quiet=True),\n"
+        "      script_args=['build_ext', '--inplace'])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=target, capture_output=True, check=False)
+    return done.returncode == 0
 
 
 def run(stage: str, args: argparse.Namespace, pythonpath: str | None) -> dict[str, Any]:
