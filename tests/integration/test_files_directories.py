@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 from pathlib import Path
 
 import pytest
+from bson import Binary
+from bson.binary import UuidRepresentation
 
 from crm_audit_adapters.files import (
     FileFormatError,
@@ -337,6 +340,50 @@ class TestContactSyncTimeAsMongoDB:
         ]
         if doc_id != "name":
             assert in_file[1].id == OBJECT_ID
+
+
+class TestContactIdAsMongoDB:
+    """A contacts file and ``MongoContactDirectory`` give one contact ``_id`` the same text, or both
+    find no contact: a dry run's customer_id is the run's."""
+
+    UUID_TEXT = "7d4c1f0e-2f6a-4c7b-9a55-0c2b9d3e8f11"
+
+    @pytest.mark.parametrize(
+        ("stored", "text"),
+        [
+            (Binary.from_uuid(uuid.UUID(UUID_TEXT), UuidRepresentation.STANDARD), UUID_TEXT),
+            (Binary(uuid.UUID(UUID_TEXT).bytes, 3), None),
+            (Binary(b"\x01\x02", 0), None),
+            (12345, "12345"),
+            (1.5, None),
+            ({"a": 1}, None),
+        ],
+        ids=["uuid", "legacy-uuid", "bytes", "int", "double", "document"],
+    )
+    def test_the_file_gives_the_id_mongodb_gives(
+        self, tmp_path: Path, stored: object, text: str | None
+    ) -> None:
+        """A ``$binary`` UUID ``_id`` (subtype 4) is its canonical text; another binary, a double or a
+        document finds no contact. Before, both wrote Python's bytes repr, ``b'}L\\x1f…'``."""
+        from bson import json_util
+
+        from crm_audit_adapters.files import JsonlContactDirectory
+        from crm_audit_adapters.mongo import MongoContactDirectory
+
+        doc: dict[str, object] = {"_id": stored, "company_sso_id": "co", "crm_data": {"id": 1}}
+        doc["created_at"] = "2024-01-02T03:04:05Z"
+
+        class Reply:
+            def find(self, *args: object, **kwargs: object) -> list[dict[str, object]]:
+                return [doc]
+
+        in_mongo = MongoContactDirectory(Reply()).contacts_by_crm_ids("co", [1])  # type: ignore[arg-type]
+        path = tmp_path / "c.jsonl"
+        path.write_text(json_util.dumps(doc, json_options=json_util.RELAXED_JSON_OPTIONS) + "\n")
+        in_file = JsonlContactDirectory(path).contacts_by_crm_ids("co", [1])
+        assert in_file == in_mongo
+        assert [contact.id for contact in read_contacts(path)] == [c.id for c in in_mongo.values()]
+        assert [contact.id for contact in in_file.values()] == ([] if text is None else [text])
 
 
 class TestDeepAndLongValues:

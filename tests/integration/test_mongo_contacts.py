@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Any
 
 import pytest
-from bson import ObjectId
+from bson import Binary, Int64, ObjectId
+from bson.binary import UuidRepresentation
 from bson.codec_options import DatetimeConversion
 from bson.datetime_ms import DatetimeMS
 from pymongo import MongoClient
@@ -15,6 +17,7 @@ from crm_audit_adapters.mongo import MongoContactDirectory, RetryPolicy, apply_m
 from crm_audit_transform.domain import Contact
 from support.mongo import T0
 
+UUID_TEXT = "7d4c1f0e-2f6a-4c7b-9a55-0c2b9d3e8f11"
 NO_WAIT = RetryPolicy(attempts=2, sleep=lambda _: None)
 
 
@@ -124,6 +127,32 @@ class TestContactsByCrmIds:
         contacts.insert_many([first, second])
         found = MongoContactDirectory(contacts).contacts_by_crm_ids("company-a", [8])
         assert found[8].id == str(first["_id"])
+
+    @pytest.mark.parametrize(
+        ("stored", "text"),
+        [
+            (Binary.from_uuid(uuid.UUID(UUID_TEXT), UuidRepresentation.STANDARD), UUID_TEXT),
+            (Binary(uuid.UUID(UUID_TEXT).bytes, 3), None),  # legacy UUID: byte order differs by driver
+            (Binary(b"\x01\x02", 0), None),
+            (Binary(b"\x01\x02", 4), None),  # a subtype-4 binary that is no 16-byte UUID
+            (12345, "12345"),
+            (Int64(2**40), str(2**40)),
+            (1.5, None),
+            ("c-1", "c-1"),
+        ],
+        ids=["uuid", "legacy-uuid", "bytes", "short-subtype-4", "int", "int64", "double", "string"],
+    )
+    def test_the_contact_id_is_the_text_a_cdp_reader_matches(
+        self, contacts: Any, stored: object, text: str | None
+    ) -> None:
+        """customer_id is the contact's id: a UUID ``_id`` is its canonical text. An ``_id`` with no
+        such text finds no contact (``contact_not_found``) where ``str()`` gave ``"b'}L\\x1f…'"``,
+        which names no contact, and verify recomputed the same and said clean."""
+        contacts.insert_one(_contact("company-a", 9, _id=stored))
+        found = MongoContactDirectory(contacts).contacts_by_crm_ids("company-a", [9])
+        assert {person: contact.id for person, contact in found.items()} == (
+            {} if text is None else {9: text}
+        )
 
     def test_no_ids_means_no_query(self, contacts: Any) -> None:
         """An empty page asks nothing."""

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Any
 
 import pytest
-from bson import ObjectId
+from bson import Binary, ObjectId
+from bson.binary import UuidRepresentation
 from pymongo.database import Database
 
 from crm_audit_adapters.mongo.documents import encode_activity_log
@@ -189,6 +191,23 @@ class TestMongoEnrichmentReads:
         store = MongoEnrichmentStore.in_database(mongo_db)
         found = store.crm_person_ids(COMPANY, [CUSTOMER, "plain-id", "foreign"])
         assert found == {CUSTOMER: 42, "plain-id": 43}
+
+    def test_crm_person_ids_find_a_contact_by_the_text_a_run_writes(self, mongo_db: Database[Any]) -> None:
+        """A UUID or integer ``_id`` is found by the customer_id a run writes for it (its canonical
+        text, its digits): before, only an ObjectId or a string ``_id`` was looked for."""
+        uuid_text = "7d4c1f0e-2f6a-4c7b-9a55-0c2b9d3e8f11"
+        mongo_db.contacts.insert_many(
+            [
+                {
+                    "_id": Binary.from_uuid(uuid.UUID(uuid_text), UuidRepresentation.STANDARD),
+                    "company_sso_id": COMPANY,
+                    "crm_data": {"id": 45},
+                },
+                {"_id": 12345, "company_sso_id": COMPANY, "crm_data": {"id": 46}},
+            ]
+        )
+        store = MongoEnrichmentStore.in_database(mongo_db)
+        assert store.crm_person_ids(COMPANY, [uuid_text, "12345", "012345"]) == {uuid_text: 45, "12345": 46}
 
     def test_the_scan_pages_incomplete_association_logs_by_id(self, mongo_db: Database[Any]) -> None:
         """Only this company's association logs lacking a key are scanned, in ``_id`` pages."""

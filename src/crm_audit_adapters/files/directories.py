@@ -23,6 +23,7 @@ from bson.json_util import JSONOptions
 from crm_audit_transform.domain import Contact, CrmUser, EntityRef, UserId
 from crm_audit_transform.numerals import parse_int
 
+from ..mongo.contact_ids import contact_id_text
 from ..mongo.extended_json_input import loads_extended_json
 from .errors import FileFormatError, cut, shown
 from .lines import (
@@ -174,8 +175,11 @@ def parse_contact_line(path: PathLike, number: int, raw: bytes) -> Contact | Non
         created_at = _sync_time(record)
         if created_at is None:
             return None  # MongoContactDirectory finds no such contact: it has no time to compare
+        contact_id = contact_id_text(record["_id"])
+        if contact_id is None:
+            return None  # nor one whose _id has no text a CDP reader matches (a non-UUID $binary, …)
         return Contact(
-            id=str(record["_id"]),
+            id=contact_id,
             company_sso_id=_str(record, "company_sso_id"),
             crm_person_id=int(crm_id),
             created_at=created_at,

@@ -18,6 +18,7 @@ from crm_audit_transform.domain import Contact
 from crm_audit_transform.numerals import as_id
 
 from .bson_values import from_bson_datetime
+from .contact_ids import contact_id_text
 from .documents_types import Document, MongoCollection, MongoDatabase, ReadDocument
 from .names import CollectionNames
 from .retry import DEFAULT_RETRY, RetryPolicy, call_with_retry
@@ -87,13 +88,18 @@ def _past_range_readable(collection: MongoCollection) -> MongoCollection:
 
 
 def _contact(doc: ReadDocument, company_sso_id: str) -> Contact | None:
-    """A contact, or None when its person id or its sync time cannot be read."""
+    """A contact, or None when its person id, its sync time or its ``_id``'s text cannot be read.
+
+    The ``_id``'s text is ``contact_id_text``: an ``_id`` with no text a CDP reader matches (a binary
+    other than a UUID, a double, …) finds no contact, where ``str()`` gave ``b'…'`` as customer_id.
+    """
     crm_data = doc.get("crm_data")
     person_id = _person_id(crm_data.get("id") if isinstance(crm_data, Mapping) else None)
     created_at = _created_at(doc)
-    if person_id is None or created_at is None:
+    contact_id = contact_id_text(doc.get("_id"))
+    if person_id is None or created_at is None or contact_id is None:
         return None
-    return Contact(str(doc["_id"]), company_sso_id, person_id, created_at)
+    return Contact(contact_id, company_sso_id, person_id, created_at)
 
 
 def _person_id(raw: object) -> int | None:

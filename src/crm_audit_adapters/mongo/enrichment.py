@@ -36,6 +36,7 @@ from crm_audit_transform.enrichment.model import as_referent_id
 from crm_audit_transform.enrichment_tally import EnrichmentTally
 
 from .bson_values import decode_value, encode_value, from_bson_datetime
+from .contact_ids import contact_id_text, stored_contact_ids
 from .documents_types import Document, MongoCollection, MongoDatabase, ReadDocument
 from .names import CollectionNames
 from .retry import DEFAULT_RETRY, RetryPolicy, call_with_retry
@@ -173,13 +174,14 @@ class MongoEnrichmentStore:
         return {key: tuple(logs) for key, logs in found.items()}
 
     def crm_person_ids(self, company_sso_id: str, customer_ids: Ids[str]) -> Mapping[str, int]:
-        """``crm_data.id`` of contacts by customer id (``_id`` as ObjectId, or as stored text)."""
+        """``crm_data.id`` of contacts by customer id: each ``_id`` whose text (``contact_id_text``:
+        ObjectId hex, string, integer digits, UUID text) is the customer id."""
         if self._contacts is None:
             return {}
         contacts = self._contacts
         found: dict[str, int] = {}
         for chunk in _chunks(sorted(set(customer_ids))):
-            ids: list[object] = [ObjectId(c) for c in chunk if ObjectId.is_valid(c)] + list(chunk)
+            ids: list[object] = [stored for c in chunk for stored in stored_contact_ids(c)]
             query = {"company_sso_id": company_sso_id, "_id": {"$in": ids}}
 
             def fetch(_: int, query: ReadDocument = query) -> list[Document]:
@@ -188,8 +190,9 @@ class MongoEnrichmentStore:
             for doc in call_with_retry(fetch, self._retry, "find contacts' crm_data.id"):
                 crm_data = doc.get("crm_data")
                 person = as_referent_id(crm_data.get("id") if isinstance(crm_data, Mapping) else None)
-                if person is not None:
-                    found[str(doc["_id"])] = person
+                contact_id = contact_id_text(doc.get("_id"))
+                if person is not None and contact_id is not None:
+                    found[contact_id] = person
         return found
 
     def association_logs_lacking(

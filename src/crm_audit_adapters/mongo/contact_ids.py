@@ -1,0 +1,67 @@
+"""A CDP contact's ``_id`` as the text an activity log's ``customer_id`` carries, and back.
+
+``customer_id`` is "the CDP contact's id" (docs/activity-log.md): text a CDP reader matches against
+the contact's ``_id``. Only an ``_id`` with one agreed text has one:
+
+* an ObjectId → its 24 lowercase hex digits (``str(ObjectId)``, what every driver prints);
+* a string → itself;
+* an integer (int32/int64, never a bool) → its decimal digits;
+* a UUID — BSON binary subtype 4 of 16 bytes, or a ``uuid.UUID`` a codec decoded → its canonical
+  text, ``7d4c1f0e-2f6a-4c7b-9a55-0c2b9d3e8f11``.
+
+Anything else has no such text, and the contact is not found (``contact_not_found``), as a
+contact with no sync time is: a legacy UUID (subtype 3, whose byte order differs from driver to
+driver, so no one text is "the" UUID), other binary subtypes (``str()`` gave Python's bytes repr,
+``b'}L\\x1f…'``, which names no contact), doubles, decimals, dates, documents.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Final
+
+from bson import Binary, Int64, ObjectId
+from bson.binary import UUID_SUBTYPE, UuidRepresentation
+
+__all__ = ["contact_id_text", "stored_contact_ids"]
+
+_INT64: Final = range(-(2**63), 2**63)
+
+
+def contact_id_text(value: object) -> str | None:
+    """The ``customer_id`` text of a contact ``_id`` (rules above), or None when it has none."""
+    if isinstance(value, ObjectId):
+        return str(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, Binary) and value.subtype == UUID_SUBTYPE and len(value) == 16:
+        return str(value.as_uuid(UuidRepresentation.STANDARD))
+    return None
+
+
+def stored_contact_ids(text: str) -> list[object]:
+    """Every ``_id`` whose ``contact_id_text`` is ``text``, for a ``find`` by ``customer_id``.
+
+    The text itself, plus an ObjectId for 24 hex digits, an integer (int32/int64 compare equal in a
+    query) for canonical decimal digits, and the UUID's subtype-4 binary for a canonical UUID text.
+    """
+    ids: list[object] = [text]
+    if ObjectId.is_valid(text) and str(ObjectId(text)) == text:
+        ids.append(ObjectId(text))
+    try:
+        number = int(text)
+    except ValueError:
+        number = None
+    if number is not None and str(number) == text and number in _INT64:
+        ids.append(Int64(number))
+    try:
+        as_uuid = uuid.UUID(text)
+    except ValueError:
+        as_uuid = None
+    if as_uuid is not None and str(as_uuid) == text:
+        ids.append(Binary.from_uuid(as_uuid, UuidRepresentation.STANDARD))
+    return ids
