@@ -10,13 +10,15 @@ a ``FixedClock`` in memory and on mongomock (which does not evaluate ``$$NOW``),
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
+from typing import Any, cast
 
 import attrs
 import pytest
 
 from crm_audit_adapters.mongo import MongoJobStore, apply_migration
 from crm_audit_transform.domain import ScopeBounds
+from crm_audit_transform.enrichment_tally import EnrichmentTally
 from crm_audit_transform.errors import JobAlreadyRunning, JobNotFound, JobNotRunnable, LeaseHeld
 from crm_audit_transform.jobs import (
     CANCELLED,
@@ -30,6 +32,7 @@ from crm_audit_transform.jobs import (
 from crm_audit_transform.ports import JobStore
 from crm_audit_transform.tally import Tally
 from crm_audit_transform.testing import FixedClock, InMemoryJobStore
+from crm_audit_transform.usecases.cancel import cancel
 from crm_audit_transform.usecases.shards import split_shards
 from support.mongo import T0, fresh_database, migration_job, mongo_backends
 
@@ -348,6 +351,88 @@ def sharded_job() -> MigrationJob:
     return attrs.evolve(
         migration_job(), first_audit_id=1, max_audit_id=400, last_audit_id=0, shards=(done, shards[1])
     )
+
+
+class ProgressBeforeTheWrite:
+    """A job store whose runner saves a batch's progress between the cancel's read and its write."""
+
+    def __init__(self, inner: JobStore) -> None:
+        self.inner = inner
+        self.saved: MigrationJob | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def transition(self, job: MigrationJob, expected: Collection[str], **mode: Any) -> MigrationJob | None:
+        stored = self.inner.latest(job.company_sso_id)
+        assert stored is not None
+        batch = attrs.evolve(
+            stored,
+            last_audit_id=stored.last_audit_id + 50,
+            tally=stored.tally + Tally(processed=50, migrated=49, skipped={"contact_not_found": 1}),
+            enrichment=EnrichmentTally(logs=4, complete=4),
+            updated_at=LATER,
+        )
+        self.saved = self.inner.save_progress(batch, "runner-1", LEASE)
+        return self.inner.transition(job, expected, **mode)
+
+
+class TestCancelKeepsTheRunnersProgress:
+    def test_a_status_only_transition_writes_the_status_and_its_end_alone(self, store: JobStore) -> None:
+        """Every other field of the copy given (cursor, counts, lease, scope) is left as stored."""
+        store.create(migration_job(last_audit_id=10, tally=Tally(processed=10, migrated=10)))
+        held = store.acquire_lease("job-1", "runner-1", LEASE)
+        stale = attrs.evolve(
+            migration_job(),
+            status=CANCELLED,
+            updated_at=LATER,
+            finished_at=LATER,
+            halted_reason="operator",
+            max_audit_id=150,
+        )
+        changed = store.transition(stale, {IN_PROGRESS}, status_only=True)
+        expected = attrs.evolve(
+            held, status=CANCELLED, updated_at=LATER, finished_at=LATER, halted_reason="operator"
+        )
+        assert changed == expected == store.latest("company-a")
+        assert store.transition(stale, {IN_PROGRESS}, status_only=True) is None
+
+    def test_progress_saved_between_the_cancels_read_and_its_write_is_kept(self, store: JobStore) -> None:
+        """The runner's batch lands after the cancel read the job: the stored cursor, counts,
+        enrichment and lease are the runner's, not the cancel's older copy; only the status and its
+        end change (a resume then starts behind that batch, not before it, and counts it once)."""
+        store.create(migration_job(last_audit_id=10, tally=Tally(processed=10, migrated=10)))
+        store.acquire_lease("job-1", "runner-1", LEASE)
+        racing = ProgressBeforeTheWrite(store)
+        now = FixedClock(LATER + dt.timedelta(minutes=1))
+        cancelled = cancel("company-a", jobs=cast(JobStore, racing), clock=now, reason="flag_disabled")
+        saved = racing.saved
+        assert saved is not None
+        assert saved.last_audit_id == 60
+        assert store.latest("company-a") == cancelled
+        assert (cancelled.last_audit_id, cancelled.tally, cancelled.enrichment, cancelled.halt_basis) == (
+            saved.last_audit_id,
+            saved.tally,
+            saved.enrichment,
+            saved.halt_basis,
+        )
+        assert (cancelled.lease_owner, cancelled.lease_expires_at) == (
+            saved.lease_owner,
+            saved.lease_expires_at,
+        )
+        assert (cancelled.status, cancelled.halted_reason, cancelled.finished_at, cancelled.updated_at) == (
+            CANCELLED,
+            "flag_disabled",
+            now.now(),
+            now.now(),
+        )
+        assert cancelled == attrs.evolve(
+            saved,
+            status=CANCELLED,
+            halted_reason="flag_disabled",
+            finished_at=now.now(),
+            updated_at=now.now(),
+        )
 
 
 class TestShardLeases:

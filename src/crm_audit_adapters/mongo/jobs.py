@@ -101,6 +101,8 @@ _SHARD_PROGRESS: Final = frozenset(
     {"last_audit_id", "status", "tally", "enrichment", "halted_reason", "finished_at"}
 )
 """What a run changes in its shard's entry (``save_shard_progress``); range and basis are the trigger's."""
+_STATUS: Final = frozenset({"status", "updated_at", "finished_at", "halted_reason"})
+"""What a ``status_only`` transition writes (``cancel``); the run's fields and the leases stay as stored."""
 _WRITES: Final = "shard_writes"
 _SUMMARY_OF: Final = "summary_of"
 _SUMMARY_EVERY: Final = 10
@@ -229,6 +231,7 @@ class MongoJobStore:
         *,
         unleased: bool = False,
         leased_to: str | None = None,
+        status_only: bool = False,
     ) -> MigrationJob | None:
         """Replace the job where its stored status is one of ``expected``; None when it was another.
 
@@ -240,7 +243,8 @@ class MongoJobStore:
         live; when the lease it met was handed back or expired before the store looked, the write is
         tried again (``_FENCE_TRIES``), as the in-memory store, which checks and writes in one step,
         would have written. Both fences name ``job``'s shards one by one: a job's shards are fixed
-        when it is triggered.
+        when it is triggered. ``status_only`` (cancel) ``$set``s the status and its end alone
+        (``_STATUS``): a runner's progress saved since ``job`` was read is not written back over.
         """
         doc = encode_job(job)
         query: Document = {"_id": job.job_id, "status": {"$in": list(expected)}}
@@ -264,6 +268,14 @@ class MongoJobStore:
 
         def replace(_: int) -> Document | None:
             try:
+                if status_only:
+                    # The run's fields, the leases and the shards as stored: the runner's, not this copy's.
+                    fields = {k: v for k, v in doc.items() if k in _STATUS}
+                    return self._collection.find_one_and_update(
+                        query,
+                        {"$set": fields, "$inc": {_WRITES: 1}},
+                        return_document=ReturnDocument.AFTER,
+                    )
                 if unleased:
                     # The lease fields (the job's and its shards') stay as stored: no live one, and
                     # an expired one or a hand-back since the job was read must not be written back.

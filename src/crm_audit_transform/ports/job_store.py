@@ -37,6 +37,7 @@ class JobStore(Protocol):
         *,
         unleased: bool = False,
         leased_to: str | None = None,
+        status_only: bool = False,
     ) -> MigrationJob | None:
         """Replace the stored job with ``job`` only while its stored status is one of ``expected``.
 
@@ -55,7 +56,10 @@ class JobStore(Protocol):
         only while the job's lease is ``leased_to``'s (expired or not) and no shard's lease is
         another's (but a completed shard's: no runner writes it again); the whole document is written,
         ``shards`` included, even from ``in_progress`` (``verify --repair``, which holds every
-        lease); None when it is not.
+        lease); None when it is not. ``status_only``: only ``job``'s ``status``, ``updated_at``,
+        ``finished_at`` and ``halted_reason`` are written; every other field (cursor, counts,
+        ``enrichment``, ``halt_basis``, lease fields, shards) stays as stored, in the same atomic
+        write (``cancel``: a runner's progress saved since ``job`` was read is not undone).
         """
         ...
 

@@ -211,12 +211,23 @@ class InMemoryJobStore:
         *,
         unleased: bool = False,
         leased_to: str | None = None,
+        status_only: bool = False,
     ) -> MigrationJob | None:
         stored = self._jobs.get(job.job_id)
         if stored is None:
             raise JobNotFound(f"no job {job.job_id}")
         if stored.status not in expected:
             return None
+        if status_only:
+            # The status and its end alone, over the job as stored now (in the same step): a
+            # runner's progress saved since ``job`` was read is not written back over (cancel).
+            job = attrs.evolve(
+                stored,
+                status=job.status,
+                updated_at=job.updated_at,
+                finished_at=job.finished_at,
+                halted_reason=job.halted_reason,
+            )
         if unleased:
             live = live_lease(stored, self._clock.now())  # on the store's clock, in the same step
             if live is not None:

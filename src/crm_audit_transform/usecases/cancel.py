@@ -5,6 +5,10 @@ runner's per-batch progress write only lands while the job is in progress, so a 
 the job cancelled at its next batch and stops; that batch's logs are written but its cursor is
 not, and a later ``--resume`` replays it harmlessly (the counting rule of ``run.py``). The lease
 holder and expiry are kept, so ``status`` still tells whether that runner is alive.
+
+Only the status and its end are written (``transition(..., status_only=True)``): cursor, counts,
+enrichment, halt basis and lease stay as stored in that same write, so a runner's progress saved
+between the cancel's read and its write is kept, never moved back to the copy the cancel read.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ def cancel(company_sso_id: str, *, jobs: JobStore, clock: Clock, reason: str | N
         cancelled = jobs.transition(
             attrs.evolve(job, status=CANCELLED, updated_at=now, finished_at=now, halted_reason=reason),
             {IN_PROGRESS},
+            status_only=True,
         )
         if cancelled is not None:
             return cancelled
