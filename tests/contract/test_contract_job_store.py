@@ -268,6 +268,42 @@ class TestFencedTransitions:
         assert store.transition(attrs.evolve(held, status=ROLLING_BACK), {HALTED}, unleased=True) is None
         assert store.latest("company-a") == held
 
+    def test_a_resumed_transition_is_fenced_and_then_writes_the_whole_job(self, store: JobStore) -> None:
+        """transition(unleased=True, resumed=True) (``trigger --resume``): LeaseHeld while a shard's
+        lease is live, nothing written; once its runner has handed it back, the whole job is written
+        in the same fenced write — its shards' entries too, and the expired lease left by a runner
+        that died cleared."""
+        job = sharded_job()
+        store.create(job)
+        store.acquire_lease(job.job_id, "runner-0", -LEASE)  # a runner that died: its lease expired
+        running = store.acquire_shard_lease(job.job_id, 1, "shard-runner", LEASE)
+        cancelled = store.transition(attrs.evolve(running, status=CANCELLED), {IN_PROGRESS})
+        assert cancelled is not None
+        basis = Tally(processed=7, migrated=7)
+        back = attrs.evolve(
+            cancelled,
+            status=IN_PROGRESS,
+            lease_owner=None,
+            lease_expires_at=None,
+            shards=(
+                cancelled.shards[0],
+                attrs.evolve(cancelled.shards[1], halt_basis=basis, lease_owner=None, lease_expires_at=None),
+            ),
+        )
+        with pytest.raises(LeaseHeld, match="shard-runner"):
+            store.transition(back, {CANCELLED}, unleased=True, resumed=True)
+        assert store.latest("company-a") == cancelled
+        store.save_shard_progress(job.job_id, cancelled.shards[1], "shard-runner", LEASE)  # hands it back
+        resumed = store.transition(back, {CANCELLED}, unleased=True, resumed=True)
+        assert resumed is not None
+        assert (resumed.status, resumed.lease_owner, resumed.shards[1].halt_basis) == (
+            IN_PROGRESS,
+            None,
+            basis,
+        )
+        assert [s.lease_owner for s in resumed.shards] == [None, None]
+        assert store.latest("company-a") == resumed
+
     def test_a_transition_leased_to_its_holder_writes_the_shards_too(self, store: JobStore) -> None:
         """leased_to: only while the job's lease (and every shard's) is that owner's; the whole
         document is written, shards included, even from in_progress; another owner gets None. A

@@ -18,6 +18,7 @@ from crm_audit_transform.errors import (
     GuardError,
     JobAlreadyRunning,
     JobNotFound,
+    LeaseHeld,
     ResumeOrFresh,
 )
 from crm_audit_transform.jobs import CANCELLED, COMPLETED, HALTED, IN_PROGRESS, ROLLED_BACK
@@ -28,7 +29,9 @@ from crm_audit_transform.testing import (
     InMemoryPeopleCounter,
 )
 from crm_audit_transform.usecases import FRESH, RESUME, RunSettings
+from crm_audit_transform.usecases.cancel import cancel
 from crm_audit_transform.usecases.guards import contact_coverage, new_job
+from crm_audit_transform.usecases.rollback import RollbackPorts, rollback
 from crm_audit_transform.usecases.verify import VerifyPorts, verify_account
 from support.corpus_account import World
 
@@ -150,6 +153,52 @@ class TestRetriggerAfterAStop:
         done = world.run().job
         assert done.status == COMPLETED
         assert done.tally.processed == 759
+
+    @pytest.mark.parametrize("backend", ["in_memory", "mongomock"])
+    def test_resume_is_refused_while_a_cancelled_runner_still_holds_its_lease(self, backend: str) -> None:
+        """A runner cancelled mid-batch keeps its lease until its next progress write: --resume then is
+        LEASE_HELD and leaves that lease as it is, so the rollback after a second cancel is still
+        refused and the runner's batch cannot land behind a rolled-back job. Once the runner hands its
+        lease back, the resume goes through. (It cleared the lease: the rollback deleted nothing and
+        the runner's batch landed after it.)"""
+        world = World()
+        if backend == "mongomock":
+            db = mongomock.MongoClient(tz_aware=True)["cdp"]
+            world.jobs = MongoJobStore.in_database(db, clock=world.clock)  # type: ignore[assignment]
+        job = world.trigger()
+        running = world.jobs.acquire_lease(job.job_id, "runner-A", dt.timedelta(seconds=120))
+        cancel(world.company, jobs=world.jobs, clock=world.clock)
+        with pytest.raises(LeaseHeld, match="has not stopped yet") as raised:
+            world.trigger(restart=RESUME)
+        assert raised.value.code == "LEASE_HELD"
+        stored = world.jobs.latest(world.company)
+        assert stored is not None
+        assert (stored.status, stored.lease_owner) == (CANCELLED, "runner-A")
+        rollback_ports = RollbackPorts(world.jobs, world.logs, world.clock)
+        with pytest.raises(LeaseHeld):
+            rollback(world.company, rollback_ports)
+        # The runner reaches its next progress write: it sees the cancel and hands its lease back.
+        world.jobs.save_progress(running, "runner-A", dt.timedelta(seconds=120))
+        resumed = world.trigger(restart=RESUME)
+        assert (resumed.job_id, resumed.status, resumed.lease_owner) == (job.job_id, IN_PROGRESS, None)
+
+    @pytest.mark.parametrize("backend", ["in_memory", "mongomock"])
+    def test_resume_after_a_runner_died_waits_for_its_lease_to_expire(self, backend: str) -> None:
+        """A runner killed after the cancel never hands its lease back: --resume is refused until the
+        lease has expired on the store's clock, then clears it and resumes."""
+        world = World()
+        if backend == "mongomock":
+            db = mongomock.MongoClient(tz_aware=True)["cdp"]
+            world.jobs = MongoJobStore.in_database(db, clock=world.clock)  # type: ignore[assignment]
+        job = world.trigger()
+        world.jobs.acquire_lease(job.job_id, "runner-A", dt.timedelta(seconds=120))
+        cancel(world.company, jobs=world.jobs, clock=world.clock)
+        world.clock.advance(119)
+        with pytest.raises(LeaseHeld):
+            world.trigger(restart=RESUME)
+        world.clock.advance(2)
+        resumed = world.trigger(restart=RESUME)
+        assert (resumed.status, resumed.lease_owner, resumed.lease_expires_at) == (IN_PROGRESS, None, None)
 
     def test_fresh_rolls_back_then_starts_a_new_job(self) -> None:
         """--fresh deletes the old job's logs, marks it rolled back and starts a new job from the start."""

@@ -232,6 +232,7 @@ class MongoJobStore:
         unleased: bool = False,
         leased_to: str | None = None,
         status_only: bool = False,
+        resumed: bool = False,
     ) -> MigrationJob | None:
         """Replace the job where its stored status is one of ``expected``; None when it was another.
 
@@ -245,6 +246,8 @@ class MongoJobStore:
         would have written. Both fences name ``job``'s shards one by one: a job's shards are fixed
         when it is triggered. ``status_only`` (cancel) ``$set``s the status and its end alone
         (``_STATUS``): a runner's progress saved since ``job`` was read is not written back over.
+        ``resumed`` (``trigger --resume``) replaces the whole document under the
+        ``unleased`` filter: no lease being live there, clearing the lease fields takes nobody's.
         """
         doc = encode_job(job)
         query: Document = {"_id": job.job_id, "status": {"$in": list(expected)}}
@@ -276,7 +279,7 @@ class MongoJobStore:
                         {"$set": fields, "$inc": {_WRITES: 1}},
                         return_document=ReturnDocument.AFTER,
                     )
-                if unleased:
+                if unleased and not resumed:
                     # The lease fields (the job's and its shards') stay as stored: no live one, and
                     # an expired one or a hand-back since the job was read must not be written back.
                     keep = {"_id", "shards", "lease_owner", "lease_expires_at", *_SUMMARY}

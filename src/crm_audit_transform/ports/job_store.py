@@ -38,6 +38,7 @@ class JobStore(Protocol):
         unleased: bool = False,
         leased_to: str | None = None,
         status_only: bool = False,
+        resumed: bool = False,
     ) -> MigrationJob | None:
         """Replace the stored job with ``job`` only while its stored status is one of ``expected``.
 
@@ -60,6 +61,9 @@ class JobStore(Protocol):
         ``finished_at`` and ``halted_reason`` are written; every other field (cursor, counts,
         ``enrichment``, ``halt_basis``, lease fields, shards) stays as stored, in the same atomic
         write (``cancel``: a runner's progress saved since ``job`` was read is not undone).
+        ``resumed`` (with ``unleased``: ``trigger --resume``): the whole
+        ``job`` is written under that fence, its shards and lease fields included — the fence says, in
+        the same write, that none of the stored leases is live, so clearing them takes no runner's.
         """
         ...
 

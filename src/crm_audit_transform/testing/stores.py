@@ -212,6 +212,7 @@ class InMemoryJobStore:
         unleased: bool = False,
         leased_to: str | None = None,
         status_only: bool = False,
+        resumed: bool = False,
     ) -> MigrationJob | None:
         stored = self._jobs.get(job.job_id)
         if stored is None:
@@ -232,6 +233,7 @@ class InMemoryJobStore:
             live = live_lease(stored, self._clock.now())  # on the store's clock, in the same step
             if live is not None:
                 raise LeaseHeld(f"job {job.job_id} is held by {live[0]} until {live[1].isoformat()}")
+        if unleased and not resumed:  # resumed: the whole job, no lease being live
             # The lease fields stay as stored: a hand-back since the job was read is not undone;
             # and the counts and cursor too, as MongoDB's $set leaves them: a repair's count saved
             # since the job was read is not undone either.

@@ -30,6 +30,7 @@ from ..errors import (
     FlagDisabled,
     JobAlreadyRunning,
     JobNotFound,
+    LeaseHeld,
     ResumeOrFresh,
     TenantMismatch,
 )
@@ -256,7 +257,14 @@ def trigger(
 
 
 def _resume(job: MigrationJob, ports: TriggerPorts) -> MigrationJob:
-    """The stopped job back in progress: cursor and counts kept, the halt rule counting from here."""
+    """The stopped job back in progress: cursor and counts kept, the halt rule counting from here.
+
+    Refused (``LeaseHeld``, nothing written) while the job or one of its shards holds a lease live
+    on the store's clock: a cancelled runner keeps its lease until its next progress write, after
+    inserting the batch in flight. Clearing that lease would hide the runner from rollback's fence
+    (its batch would land after the delete) and let a second runner start beside it. The check is
+    part of the write itself (``JobStore.transition(..., unleased=True, resumed=True)``).
+    """
     resumed = attrs.evolve(
         job,
         status=IN_PROGRESS,
@@ -268,7 +276,14 @@ def _resume(job: MigrationJob, ports: TriggerPorts) -> MigrationJob:
         halt_basis=job.tally,
         shards=tuple(_resumed_shard(shard) for shard in job.shards),
     )
-    stored = ports.jobs.transition(resumed, STOPPED)
+    try:
+        stored = ports.jobs.transition(resumed, STOPPED, unleased=True, resumed=True)
+    except LeaseHeld as exc:
+        raise LeaseHeld(
+            f"job {job.job_id} is {job.status}, but its runner has not stopped yet: its lease is live "
+            f"({exc}). A runner stops at its next batch and hands its lease back (one that died leaves "
+            "it to expire, lease_seconds at most): resume once status shows no lease"
+        ) from exc
     if stored is None:
         raise JobAlreadyRunning(f"job {job.job_id} changed meanwhile: look at its status and try again")
     return stored

@@ -26,9 +26,10 @@ that write. ``verify --repair`` writes under the leases of a halted or completed
 rollback is refused (``LeaseHeld``) while the job or one of its shards holds a live lease: deleting
 then would leave that batch's logs behind a ``rolled_back`` job. "Live" is decided on the **store's
 clock** (the database's ``$$NOW``), never this host's, and inside step 1's compare-and-set itself
-(``JobStore.transition(..., unleased=True)``): a repair or a ``--resume`` that takes the lease just
-before the hold makes the hold fail; one that comes just after finds the job ``rolling_back``, which
-is never leased (``jobs.LEASABLE``) and which a run refuses.
+(``JobStore.transition(..., unleased=True)``): a repair that takes the lease just before the hold
+makes the hold fail; one that comes just after finds the job ``rolling_back``, which is never leased
+(``jobs.LEASABLE``) and which a run refuses. ``trigger --resume`` is fenced the same way in its own
+write: it never clears a live lease, so a cancelled runner stays visible to this fence.
 
 **What the fence does not cover.** A runner that stalls past its lease *before* a batch (a page
 whose lookups hang, a pause) renews it before inserting (``run.py``: when half the lease has passed)
