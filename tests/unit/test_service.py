@@ -356,6 +356,54 @@ class TestMigrationService:
             world.service().migrate(logs[1:])
         assert (off.logs.logs, len(world.logs.logs)) == ((), 1)
 
+    def test_migrate_into_a_rolled_back_account_is_refused_as_a_run_is(self) -> None:
+        """A rolled-back account takes no more records (JobNotRunnable, 409), as run refuses its
+        rolled-back job; a new trigger opens it again. (Records posted after a rollback landed and sat
+        behind the rolled_back job.)"""
+        world = World()
+        service = world.service()
+        service.trigger(world.company, world.tenant)
+        service.run(world.company, owner="o")
+        logs: list[ActivityLog] = list(world.logs.logs[:2])
+        service.rollback(world.company)
+        with pytest.raises(JobNotRunnable, match="rolled back") as raised:
+            service.migrate(logs)
+        assert (raised.value.code, raised.value.http_status) == ("JOB_NOT_RUNNABLE", 409)
+        assert world.logs.count_migrated(world.company) == 0
+        world.clock.advance(1)
+        service.trigger(world.company, world.tenant)
+        assert service.migrate(logs).inserted == 2
+
+    def test_a_batch_landing_after_a_rollbacks_delete_is_rolled_back_with_the_account(self) -> None:
+        """The batch passed the check, then a whole rollback ran before its insert (the check and the
+        insert are two steps): after the write the account is rolled back again and the batch refused,
+        so no record survives the rollback, and the job counts every log deleted. (The rollback said
+        success while the batch's records stayed behind the rolled_back job.)"""
+        world = World()
+        service = world.service()
+        service.trigger(world.company, world.tenant)
+        migrated = service.run(world.company, owner="o").job.tally.migrated
+        logs: list[ActivityLog] = list(world.logs.logs[:2])
+        timeline = world.logs
+
+        class RollbackFirst:
+            """The log store, with a whole rollback run just before the batch's insert."""
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(timeline, name)
+
+            def insert_batch(self, batch: Any) -> Any:
+                assert service.rollback(world.company).deleted == migrated
+                return timeline.insert_batch(batch)
+
+        world.logs = RollbackFirst()  # type: ignore[assignment]
+        with pytest.raises(JobNotRunnable, match="while this batch was written"):
+            world.service().migrate(logs)
+        assert timeline.count_migrated(world.company) == 0
+        job = world.jobs.latest(world.company)
+        assert job is not None
+        assert (job.status, job.logs_deleted) == (ROLLED_BACK, migrated + 2)
+
     def test_the_service_reads_ports_when_called(self) -> None:
         """A port swapped in the bundle after construction is the one the next call uses."""
         world = World()

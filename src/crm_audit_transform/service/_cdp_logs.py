@@ -11,9 +11,11 @@ from ..domain import ActivityLog, BatchResult
 from ..enrichment import EnrichmentPlan
 from ..enrichment.enrich import EnrichPorts, enrich_existing
 from ..enrichment_tally import EnrichmentTally
-from ..errors import BatchTooLarge, ConfigError, FlagDisabled, JobAlreadyRunning
+from ..errors import BatchTooLarge, ConfigError, CrmAuditError, FlagDisabled
 from ..usecases import VerifySettings
 from ..usecases.migrate_batch import MAX_BATCH_SIZE, migrate_batch
+from ..usecases.migrate_hold import refuse_rolled_back, settle_after_write
+from ..usecases.rollback import RollbackPorts
 from ..usecases.safety import bound_tenant, require_indexes, tenant_of_external_id
 from ..usecases.verify import VerifyPorts, verify_account
 from ..verification import VerifyReport
@@ -118,7 +120,10 @@ class _CdpLogs(_ServiceBase):
         another account (person ids overlap across tenants); with ``require_binding`` (HTTP) an unbound
         account is ``TenantUnbound``; ``FlagDisabled`` when the account's feature flag is off (its
         emergency stop); ``JobAlreadyRunning`` while the account is being rolled back (the hold
-        ``run`` and ``trigger`` honour). docs/http.md lists the answers. A record whose
+        ``run`` and ``trigger`` honour), ``JobNotRunnable`` once its job is rolled back (as ``run``;
+        a new ``trigger`` opens it again). A batch that met a rollback starting while it was written
+        is rolled back with the account and refused ``JobNotRunnable`` after the write
+        (``usecases.migrate_hold``). docs/http.md lists the answers. A record whose
         ``customer_id`` is not the account's contact its ``metadata.crm_person_id`` names is
         ``skipped: contact_not_found``, as a run skips such a row (``migrate_batch``).
         """
@@ -141,9 +146,17 @@ class _CdpLogs(_ServiceBase):
                 raise FlagDisabled(
                     f"the CRM audit migration is not enabled for company {company}: nothing was written"
                 )
-            held = self._ports.jobs.rollback_under_way(company)
-            if held is not None:
-                raise JobAlreadyRunning(
-                    f"company {company} is being rolled back (job {held.job_id}): nothing was written"
-                )
-        return migrate_batch(records, self._ports.logs, contacts=self._ports.contacts)
+            refuse_rolled_back(company, self._ports.jobs)
+        result = migrate_batch(records, self._ports.logs, contacts=self._ports.contacts)
+        if result.inserted:
+            migrated = self._ports.migrated
+            ports = RollbackPorts(self._ports.jobs, migrated, self._ports.clock) if migrated else None
+            refusals: list[CrmAuditError] = []
+            for company in sorted(checked):  # every account settled, the first refusal raised
+                try:
+                    settle_after_write(company, self._ports.jobs, ports)
+                except CrmAuditError as exc:
+                    refusals.append(exc)
+            if refusals:
+                raise refusals[0]
+        return result
