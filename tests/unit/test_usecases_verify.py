@@ -15,12 +15,13 @@ from crm_audit_transform.domain import ActivityLog, AuditRow, Contact
 from crm_audit_transform.errors import (
     IndexesMissing,
     JobNotFound,
+    JobNotRunnable,
     LeaseHeld,
     StoreUnavailable,
     TenantMismatch,
     TenantUnbound,
 )
-from crm_audit_transform.jobs import HALTED, MigrationJob
+from crm_audit_transform.jobs import HALTED, ROLLED_BACK, MigrationJob
 from crm_audit_transform.tally import Tally
 from crm_audit_transform.testing import (
     InMemoryActivityLogStore,
@@ -626,6 +627,36 @@ class TestRepair:
         assert job.lease_owner is None
         assert all(s.lease_owner is None for s in job.shards)
         assert service.run_shard(world.company, 1, owner="runner-1").job.status == "completed"
+
+
+class TestRepairStalledPastItsLease:
+    def test_a_page_stalled_past_the_lease_writes_nothing_after_a_rollback(self) -> None:
+        """Repair's page waits on its lookups past its lease; a rollback, no longer fenced by that
+        expired lease, deletes the account's logs meanwhile. Repair renews its lease before writing
+        the page's missing logs, finds the job rolled back and writes none (JOB_NOT_RUNNABLE). (It
+        wrote the page's logs, then said JOB_NOT_FOUND "nothing to repair into": logs behind a
+        rolled_back job.)"""
+        world = migrated_world()
+        logs = list(world.logs.logs)
+        with_logs(world, logs[5:])
+        users = world.users
+        stalls: list[int] = []
+
+        class Stalling:
+            def users_by_ids(self, tenant: str, ids: Any) -> Any:
+                if not stalls:
+                    stalls.append(1)
+                    world.clock.advance(121)  # repair's lease (120 s) expires while it waits here
+                    rollback(world.company, RollbackPorts(world.jobs, world.logs, world.clock))
+                return users.users_by_ids(tenant, ids)
+
+        world.users = Stalling()  # type: ignore[assignment]
+        with pytest.raises(JobNotRunnable, match="rolled_back") as raised:
+            verify(world, repair=True)
+        assert (raised.value.code, raised.value.http_status) == ("JOB_NOT_RUNNABLE", 409)
+        assert stalls == [1]
+        assert migrated_logs(world) == []
+        assert job_of(world).status == ROLLED_BACK
 
 
 class TestRepairPreconditions:

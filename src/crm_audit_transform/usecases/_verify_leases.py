@@ -11,7 +11,7 @@ import datetime as dt
 
 import attrs
 
-from ..errors import CrmAuditError, JobNotFound, JobNotRunnable, LeaseHeld
+from ..errors import CrmAuditError, JobNotRunnable, LeaseHeld
 from ..jobs import COMPLETED, LEASABLE, JobShard, MigrationJob
 from ..ports import JobStore
 
@@ -23,9 +23,9 @@ def hold_every_lease(jobs: JobStore, job: MigrationJob, owner: str, ttl: dt.time
     only with every shard's lease held may the document be saved whole. A completed shard's
     lease is never taken (``JobStore.acquire_shard_lease``): no runner writes that entry again.
     ``LeaseHeld`` (with the leases taken here handed back) while another runner holds one: a
-    running shard is never overwritten, the repair waits until the shards are done. ``JobNotFound``
-    when the job was cancelled or rolled back meanwhile (its lease is not ``LEASABLE``;
-    ``JobNotRunnable`` when a shard's lease found it so), the leases taken here handed back.
+    running shard is never overwritten, the repair waits until the shards are done.
+    ``JobNotRunnable`` (a ``JobNotFound``: the job exists) when the job was cancelled or rolled back
+    meanwhile (its lease is not ``LEASABLE``), the leases taken here handed back.
     """
     job_id = job.job_id
     taken: list[JobShard] = []
@@ -47,7 +47,10 @@ def hold_every_lease(jobs: JobStore, job: MigrationJob, owner: str, ttl: dt.time
     if held.status not in LEASABLE:
         # Cancelled or rolled back since it was read: its account is never written again.
         _hand_back(jobs, job_id, taken, owner)
-        raise JobNotFound(f"job {job_id} is {held.status}: nothing to repair into")
+        raise JobNotRunnable(
+            f"job {job_id} is {held.status} (cancelled or rolled back since repair read it): repair stops "
+            "here and writes nothing more"
+        )
     return held
 
 

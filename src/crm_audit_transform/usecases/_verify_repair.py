@@ -36,10 +36,18 @@ class Repair:
         self.batch_size = min(settings.batch_size, MAX_BATCH_SIZE)
 
     def write(self, missing: Sequence[Migrated], job: MigrationJob | None) -> MigrationJob:
-        """Write ``missing``'s logs in batches, then renew the leases: the job as stored now."""
+        """Renew the leases, write ``missing``'s logs in batches, then renew them again: the job as
+        stored now.
+
+        The renewal before the first batch is the run's (``run.py``: before inserting, once half the
+        lease has passed), done for every page that has logs to write: a repair whose page stalled
+        past its lease (slow lookups, a pause) finds the job rolled back or cancelled meanwhile there
+        (``JobNotRunnable``) or taken over (``LeaseHeld``), and writes nothing of that page.
+        """
         writer = self.ports.logs
         if writer is None or job is None:  # _take_lease made sure of both
             raise ValueError("repair needs the logs port and a job")
+        job = self._renew_lease(job)
         size = self.batch_size
         for start in range(0, len(missing), size):
             chunk = missing[start : start + size]
