@@ -268,8 +268,9 @@ class VerifyReport:
     minimum sample of rows (``halting``), so a small account whose every row fails completes: this is
     where it is told apart from a clean one. ``actors_unchecked``: logs whose stored actor could not
     be compared, because the SSO directory (USMAN) was unavailable and the recomputed actor is the
-    degraded one, not the truth; the account is not clean while any is (verify again once USMAN
-    answers).
+    degraded one, not the truth, and the missing rows ``--repair`` left unwritten for that reason (a
+    log written with a degraded actor would stay wrong); the account is not clean while any is
+    (verify, or repair, again once USMAN answers).
     """
 
     company_sso_id: str

@@ -629,6 +629,29 @@ class TestRepair:
         assert service.run_shard(world.company, 1, owner="runner-1").job.status == "completed"
 
 
+class TestRepairDuringAUsmanOutage:
+    def test_missing_rows_whose_actor_is_degraded_are_left_for_a_repair_once_usman_answers(self) -> None:
+        """USMAN is down during --repair: missing rows whose actor would be the degraded one are not
+        written (a log written so stays wrong for good) but counted unchecked, so the account is not
+        clean; once USMAN answers, the next repair writes them with their true actor. (They were
+        written with [Deleted CRM User] actors, and the job counted no degraded actor.)"""
+        world = migrated_world()
+        original = {log.external_id: log for log in migrated_logs(world)}
+        with_logs(world, [])
+        world.sso.failing = True
+        during = verify(world, repair=True)
+        written = migrated_logs(world)
+        assert 0 < len(written) < len(original)
+        assert all(log.actor == original[log.external_id].actor for log in written)
+        assert during.actors_unchecked >= len(original) - len(written)
+        assert not during.clean
+        world.sso.failing = False
+        after = verify(world, repair=True)
+        assert after.repaired == len(original) - len(written)
+        repaired = {log.external_id: log.actor for log in migrated_logs(world)}
+        assert repaired == {ext_id: log.actor for ext_id, log in original.items()}
+
+
 class TestRepairStalledPastItsLease:
     def test_a_page_stalled_past_the_lease_writes_nothing_after_a_rollback(self) -> None:
         """Repair's page waits on its lookups past its lease; a rollback, no longer fenced by that

@@ -95,7 +95,8 @@ def summary_lines(report: VerifyReport, shown: int = SHOWN) -> Iterator[str]:
     if report.actors_unchecked:
         yield (
             f"  actors unchecked: {report.actors_unchecked} — USMAN was unavailable, so their stored actor "
-            "could not be compared with the recomputed one: verify again once USMAN answers"
+            "could not be compared with the recomputed one (nor a missing one repaired): verify again "
+            "once USMAN answers"
         )
     for kind in FINDING_KINDS:
         found = report.findings.get(kind)

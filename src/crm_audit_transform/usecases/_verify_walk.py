@@ -120,7 +120,8 @@ class Walk:
             ports=ports,
             cache=self.cache,
         )
-        outcomes = self.transformer.transform(prepared, ctx, company_sso_id=self.company).outcomes
+        result = self.transformer.transform(prepared, ctx, company_sso_id=self.company)
+        outcomes = result.outcomes
         sampled = None if self.settings.sample is None else self._sampled(ext_ids, outcomes, stored, extra)
         content_of = self.ports.reader.content_of
         contacts = {c.id: c for c in ctx.contacts.values()}
@@ -168,7 +169,16 @@ class Walk:
         self.actors_unchecked += add_drifted(self.found["drifted"], compare, ctx.sso_available)
         add_overlap(self.found["overlap"], self.ports.reader, keys, self.settings.match_window)
         if self.settings.repair and missing:
-            self.job = self.repair.write(missing, self.job)
+            if any(result.degraded):
+                # USMAN's outage degraded these rows' actors: written so, they would stay wrong for
+                # good (a run halts on them instead). Left missing, and counted unchecked, for a
+                # repair once USMAN answers.
+                unresolved = {row.id for row, bad in zip(rows, result.degraded, strict=True) if bad}
+                held = [m for m in missing if m.audit_id in unresolved]
+                self.actors_unchecked += len(held)
+                missing = [m for m in missing if m.audit_id not in unresolved]
+            if missing:
+                self.job = self.repair.write(missing, self.job)
 
     def _copies(
         self,
