@@ -12,10 +12,11 @@ compared with the CDP through a ``MigratedLogReader``:
          ──▶ seam: past_watermark per log (a stored log's customer that no row named is looked
              up then), overlap via reader.live_feed_candidates
          ──▶ --repair: MigrateBatch(the page's missing logs)
-    then ──▶ stray pass over reader.migrated_external_ids (against a bitmap of the walked ids)
+    then ──▶ stray pass over reader.migrated_external_ids (against the set of walked ids)
          ──▶ job check; --repair writes the job's counts and hands its lease back
 
-Memory is one page plus one bit per walked audit id, and the capped finding lists.
+Memory is one page plus the walked audit ids (a bit each where dense, else 8 bytes: ``_id_set``),
+and the capped finding lists.
 
 Job consistency compares the job with the rows behind its cursor (``id <= last_audit_id``):
 ``processed`` must equal those rows, ``migrated`` those of them that have a log, and a
