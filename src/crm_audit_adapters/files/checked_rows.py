@@ -24,17 +24,17 @@ __all__ = ["CheckedRows"]
 class CheckedRows:
     """The audit rows of a file with repeats and unreadable-but-identified lines turned into outcomes."""
 
-    __slots__ = ("_path", "_taken", "outcomes")
+    __slots__ = ("_path", "outcomes")
 
     def __init__(self, path: Path) -> None:
         self._path = path
         self.outcomes: list[Outcome] = []
-        """Every outcome so far, in the order the file was read."""
-        self._taken = 0
+        """The outcomes not yet taken, in the order the file was read."""
 
     def take(self) -> list[Outcome]:
-        """The outcomes added since the last ``take`` (``ports.RowsSetAside``)."""
-        new, self._taken = self.outcomes[self._taken :], len(self.outcomes)
+        """The outcomes added since the last ``take`` (``ports.RowsSetAside``), handed over and
+        no longer held: a file of a million lines set aside holds one page's at a time."""
+        new, self.outcomes = self.outcomes, []
         return new
 
     def on_error(self, error: FileFormatError) -> None:
