@@ -9,7 +9,8 @@ them (``company_sso_id`` first, ``external_id`` right before ``source_tag``, the
 by searching the chunk between the line's bounds: no object per line, and the company and prefix of
 the line before recognised without decoding (a file names one account's logs, in id order, as a run
 writes them). A line in any other layout, with an escape in those values, or whose keys cannot be
-shown to be the top-level ones (``top_level_tail``), is parsed instead.
+shown to be the top-level ones (``top_level_tail``), is parsed instead. A line longer than
+``HELD_LINE_BYTES`` is not held: it is read on for those three keys alone.
 """
 
 from __future__ import annotations
@@ -27,13 +28,18 @@ from crm_audit_transform.domain import SOURCE_TAG
 from crm_audit_transform.numerals import MAX_DIGITS
 
 from .errors import FileFormatError
-from .lines import PathLike
+from .lines import LONG_LINE_HEAD, PathLike
+from .long_lines import skim_long_line
 
 __all__ = ["LogIndex"]
 
 _Q_MIN, _Q_MAX = -(2**63), 2**63 - 1
 CHUNK_BYTES: Final = 4 << 20
-"""Bytes read at a time while indexing (a longer line is read whole, over several reads)."""
+"""Bytes read at a time while indexing (a longer line is read on over several reads)."""
+HELD_LINE_BYTES: Final = LONG_LINE_HEAD
+"""A line cut by a read and longer than this (1 MiB) is not held: it is read on in blocks for its
+``company_sso_id``, ``external_id`` and ``source_tag`` alone (``long_lines.skim_long_line``)."""
+_KEY_MEMBERS: Final = ("company_sso_id", "external_id", "source_tag")
 
 # The sink's layouts: compact (orjson, today) and spaced (``json.dumps``, files of earlier releases).
 _COMPACT = (b'{"company_sso_id":"', b'"external_id":"', b'","source_tag":"')
@@ -277,6 +283,15 @@ class _Scan:
                 if end < 0 and chunk:
                     cut += chunk
                     base += limit
+                    if len(cut) > HELD_LINE_BYTES:
+                        # Too long to hold: read on in blocks for the keys alone (``skim_long_line``).
+                        number += 1
+                        short, rest = self.skim(stream, cut, number)
+                        base += rest
+                        if follow.line(self, short, cut_at, number):
+                            fast, company_b, prefix_b, size = True, *follow.keys
+                            ids, offsets, ours = follow.ids, follow.offsets, follow.ours
+                        cut = b""
                     continue
                 start = limit if end < 0 else end + 1
                 if cut or start:
@@ -338,6 +353,19 @@ class _Scan:
                     ids, offsets, ours = follow.ids, follow.offsets, follow.ours
                 start = end + 1
             base += limit
+
+    def skim(self, stream: IO[bytes], first: bytes, number: int) -> tuple[bytes, int]:
+        """The short line of a long line's keys, whose ``first`` bytes were read, and how many bytes
+        more of it were read from ``stream`` (to its newline or the file's end)."""
+        read = 0
+
+        def readline(size: int) -> bytes:
+            nonlocal read
+            data = stream.readline(size)
+            read += len(data)
+            return data
+
+        return skim_long_line(self.name, number, first, readline, _KEY_MEMBERS, HELD_LINE_BYTES), read
 
     def line(self, raw: bytes, offset: int, number: int) -> tuple[str, str] | None:
         """Index one line the long way; its (company, external_id) when it has them."""

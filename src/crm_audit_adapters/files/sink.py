@@ -11,7 +11,8 @@ the keys already in the file are read back when it is opened (and kept compactly
 A batch is written and flushed to the operating system before its results are returned, and a
 failed write is cut back off the file, so what was reported written survives a crash of the process
 and a batch is never half there. A torn last line left by a crash mid-write is removed on open: it
-was never reported.
+was never reported. Only the start of a line this sink writes is taken for one; a file whose last
+line is anything else is not this sink's output and is refused, untouched (``_recover``).
 
 One process writes a file at a time, and the sink makes sure of it: it holds an exclusive ``flock``
 on the file from before it reads the file's keys until it is closed, and a second sink on the same
@@ -62,7 +63,8 @@ from ..mongo.documents import encode_activity_log
 from ..mongo.extended_json import relaxed_json_line, relaxed_json_line_bytes
 from .errors import FileFormatError, FileWriteError, OutputLocked
 from .keys import Token, WrittenKeys
-from .lines import PathLike
+from .lines import LONG_LINE_HEAD, PathLike
+from .long_lines import skim_long_line
 
 __all__ = ["JSONL_ENCODING", "FsyncMode", "JsonlActivityLogSink", "encode_log_line", "jsonl_log", "sink_line"]
 
@@ -73,6 +75,12 @@ BSON_BYTES_PER_JSON_BYTE: Final = 7
 """An upper bound of BSON size over relaxed JSON length (see the module docstring)."""
 
 FsyncMode = Literal["batch", "close", "never"]
+
+_HELD_LINE_BYTES: Final = LONG_LINE_HEAD
+"""A line of the file read back longer than this (1 MiB) is read on in blocks, never held whole."""
+_KEY_MEMBERS: Final = ("company_sso_id", "external_id", "source_tag")
+_LINE_STARTS: Final = (b'{"company_sso_id":"', b'{"company_sso_id": "')
+"""How this sink's lines start: compact (orjson, today) and spaced (``json.dumps``, earlier releases)."""
 
 JSONL_ENCODING: Final = "jsonl"
 """``EncodedLog.encoding`` of this sink's lines (``jsonl_log``)."""
@@ -291,29 +299,64 @@ class JsonlActivityLogSink:
         """Learn the keys already in the file; drop a torn last line (never reported written).
 
         A last line without its newline that is a whole JSON document (a file edited by hand, or
-        joined from parts) is kept and given its newline: only a line that does not parse is torn.
+        joined from parts) is kept and given its newline. One that does not parse is removed only
+        when it is the start of a line this sink writes (``_torn``): anything else is not this
+        sink's output, and the file is refused (``FileFormatError``) and left as it is, as a file
+        with a line that is not JSON is. A line longer than ``_HELD_LINE_BYTES`` is read on in
+        blocks for its three keys (``long_lines.skim_long_line``), never held whole.
         """
         if not os.path.exists(self._path):
             return
-        complete = 0
+        offset, number = 0, 0
         with open(self._path, "r+b") as existing:
-            for number, raw in enumerate(existing, 1):
-                if raw.endswith(b"\n"):
-                    doc = _keys_of(self._path, number, raw)
-                    complete += len(raw)
-                else:
+            while raw := existing.readline(_HELD_LINE_BYTES):
+                number += 1
+                line, problem = raw, None
+                if len(raw) == _HELD_LINE_BYTES and not raw.endswith(b"\n"):
                     try:
-                        doc = _keys_of(self._path, number, raw)
-                    except FileFormatError:
-                        existing.truncate(complete)
+                        line = skim_long_line(
+                            self._path, number, raw, existing.readline, _KEY_MEMBERS, _HELD_LINE_BYTES
+                        )
+                    except FileFormatError as error:
+                        problem = error
+                    end = existing.tell()
+                    existing.seek(end - 1)
+                    ended = existing.read(1) == b"\n"
+                else:
+                    end, ended = offset + len(raw), raw.endswith(b"\n")
+                doc = None
+                if problem is None:
+                    try:
+                        doc = _keys_of(self._path, number, line)
+                    except FileFormatError as error:
+                        problem = error
+                if problem is not None:
+                    if not ended and _torn(raw):
+                        existing.truncate(offset)
                         break
+                    if not ended:
+                        why = "not a JSON document, nor the start of a log cut off mid-write"
+                        raise FileFormatError(
+                            self._path, number, f"{why}: not this sink's output; the file is left as it is"
+                        ) from problem
+                    raise problem
+                if not ended:
                     existing.seek(0, os.SEEK_END)
                     existing.write(b"\n")
+                    end += 1
+                offset = end  # where the file now is: the next line's start, or its end
                 if doc is None:
                     continue
                 self._keys.add((doc[0], doc[1]))
                 if _is_migrated(doc):
                     self._migrated[doc[0]] += 1
+
+
+def _torn(raw: bytes) -> bool:
+    """Whether ``raw`` (a last line, unterminated) is a start of a line this sink writes, or wrote in
+    an earlier release: ``{"company_sso_id":"`` (compact) or ``{"company_sso_id": "`` (spaced), or a
+    part of one of them."""
+    return any(prefix.startswith(raw[: len(prefix)]) for prefix in _LINE_STARTS)
 
 
 def _open_locked(path: str) -> IO[bytes]:

@@ -1,0 +1,123 @@
+"""An existing file named as the sink's output: read back in bounded memory, and refused, never cut,
+when its unterminated last line is not one of the sink's own lines."""
+
+from __future__ import annotations
+
+import json
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from crm_audit_adapters.files import JsonlActivityLogSink, encode_log_line
+from crm_audit_adapters.files.errors import FileFormatError
+from crm_audit_adapters.files.verification import JsonlMigratedLogReader
+from support.mongo import activity_log
+
+PAD = 24 << 20
+"""A line this long (24 MiB) was held whole, then parsed, by the sink and by verify's index."""
+
+
+def own_lines(*audit_ids: int) -> bytes:
+    return b"".join(encode_log_line(activity_log(i)).encode() + b"\n" for i in audit_ids)
+
+
+class TestAnUnterminatedLastLine:
+    @pytest.mark.parametrize(
+        "tail",
+        [b"my precious notes, not JSON", b"\0" * 4096, b"[1, 2", b"42", b'{"pad": "x'],
+        ids=["notes", "nul-bytes", "array-start", "json-non-object", "other-object-start"],
+    )
+    def test_one_that_is_no_start_of_a_sink_line_is_refused_and_the_file_left_alone(
+        self, tmp_path: Path, tail: bytes
+    ) -> None:
+        """Not JSON (or not an object) and not how a sink's line starts: not this sink's output. The
+        file is refused as the same file with a final newline is, and nothing is cut off it."""
+        path = tmp_path / "notes.jsonl"
+        content = own_lines(1, 2) + tail
+        path.write_bytes(content)
+        with pytest.raises(FileFormatError, match=r"line 3: .*not this sink's output"):
+            JsonlActivityLogSink(path)
+        assert path.read_bytes() == content
+
+    @pytest.mark.parametrize("layout", ["compact", "spaced"])
+    @pytest.mark.parametrize("cut", [1, 5, 19, 40, 200])
+    def test_a_start_of_a_sink_line_is_torn_and_removed(self, tmp_path: Path, layout: str, cut: int) -> None:
+        """A log line cut off mid-write (this release's compact layout, or the spaced one of files
+        written by earlier releases), even within its first key, is removed; the rest is kept."""
+        line = encode_log_line(activity_log(3))
+        if layout == "spaced":
+            line = json.dumps(json.loads(line))
+        path = tmp_path / "out.jsonl"
+        path.write_bytes(own_lines(1, 2) + line.encode()[:cut])
+        with JsonlActivityLogSink(path) as sink:
+            assert sink.count_migrated("company-a") == 2
+        assert path.read_bytes() == own_lines(1, 2)
+
+    @pytest.mark.parametrize("whole", [True, False], ids=["whole", "torn"])
+    def test_a_long_one_is_kept_whole_or_removed_torn(self, tmp_path: Path, whole: bool) -> None:
+        """A last line of ours over 1 MiB (read on in blocks) without its newline: kept and given one
+        when it is the whole document, removed when it was cut off mid-write."""
+        doc = json.loads(encode_log_line(activity_log(3)))
+        doc["metadata"]["pad"] = "x" * (3 << 20)
+        line = json.dumps(doc, separators=(",", ":")).encode()
+        path = tmp_path / "out.jsonl"
+        path.write_bytes(own_lines(1) + (line if whole else line[: 2 << 20]))
+        with JsonlActivityLogSink(path) as sink:
+            assert sink.count_migrated("company-a") == (2 if whole else 1)
+        assert path.read_bytes() == own_lines(1) + (line + b"\n" if whole else b"")
+
+
+def long_file(path: Path) -> None:
+    """A log, a foreign object line of 24 MiB, a log of ours padded to 24 MiB, a log."""
+    padded = json.loads(encode_log_line(activity_log(3)))
+    padded["metadata"]["pad"] = "x" * PAD
+    path.write_bytes(
+        own_lines(1)
+        + b'{"pad": "'
+        + b"y" * PAD
+        + b'"}\n'
+        + json.dumps(padded, separators=(",", ":")).encode()
+        + b"\n"
+        + own_lines(4)
+    )
+
+
+def peak_bytes_of(build: object) -> tuple[object, int]:
+    tracemalloc.start()
+    try:
+        made = build()  # type: ignore[operator]
+        return made, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_the_sink_reads_long_lines_back_for_their_keys_without_holding_them(tmp_path: Path) -> None:
+    """Opening the file to append takes a few MiB, not the line's size two or three times over,
+    and the long line's key is known: the log is not written twice."""
+    path = tmp_path / "out.jsonl"
+    long_file(path)
+    sink, peak = peak_bytes_of(lambda: JsonlActivityLogSink(path))
+    assert isinstance(sink, JsonlActivityLogSink)
+    with sink:
+        assert sink.count_migrated("company-a") == 3
+        assert [r.status for r in sink.insert_batch([activity_log(3), activity_log(5)])] == [
+            "skipped",
+            "inserted",
+        ]
+    assert peak < 8 << 20
+
+
+def test_verify_indexes_long_lines_without_holding_them(tmp_path: Path) -> None:
+    """``dry-run --verify``'s index of the file takes a few MiB for 24 MiB lines, and still finds
+    the long line of ours."""
+    path = tmp_path / "out.jsonl"
+    long_file(path)
+    reader, peak = peak_bytes_of(lambda: JsonlMigratedLogReader(path))
+    assert isinstance(reader, JsonlMigratedLogReader)
+    assert sorted(reader.migrated_external_ids("company-a")) == [
+        "crm:tenant_a:audit:1",
+        "crm:tenant_a:audit:3",
+        "crm:tenant_a:audit:4",
+    ]
+    assert peak < 24 << 20
