@@ -202,6 +202,53 @@ class TestCheckedRows:
         [failed] = checked.outcomes
         assert (failed.audit_id, failed.reason) == (2, "invalid_audit_row")
 
+    def unreadable(self, audit_id: int) -> str:
+        return json.dumps({**json.loads(self.lines(1)[0]), "id": audit_id, "action": None})
+
+    def test_an_unreadable_line_repeating_the_id_before_it_is_a_repeat_not_one_more_audit(
+        self, tmp_path: Path
+    ) -> None:
+        """An unbuildable line naming the id of the row before it was counted as an audit of its
+        own (invalid_audit_row) beside the row already used: 4 outcomes for 3 audits. It is that
+        id's repeat (duplicate_audit_id, its own fault named), as a readable repeat is."""
+        good = self.lines(1, 2, 3)
+        path = write_lines(tmp_path / "audits.jsonl", good[0], good[1], self.unreadable(2), good[2])
+        checked = CheckedRows(path)
+        with FileAuditSource(path, "acme", checked=checked) as source:
+            assert all_pages(source, "acme", EPOCH, 10) == [[1, 2, 3]]
+        [repeat] = checked.outcomes
+        assert (repeat.audit_id, repeat.reason) == (2, "duplicate_audit_id")
+        assert "line 3" in repeat.detail
+        assert "the first one is used" in repeat.detail
+
+    def test_a_readable_row_after_an_unreadable_line_with_its_id_is_the_repeat(self, tmp_path: Path) -> None:
+        """The first line of an id is the one used, readable or not: the row after it is a repeat,
+        so the id is one failure and one repeat, never a failure and a migrated row."""
+        good = self.lines(1, 2, 3)
+        path = write_lines(tmp_path / "audits.jsonl", good[0], self.unreadable(2), good[1], good[2])
+        checked = CheckedRows(path)
+        with FileAuditSource(path, "acme", checked=checked) as source:
+            assert all_pages(source, "acme", EPOCH, 10) == [[1, 3]]
+        assert [(o.audit_id, o.reason) for o in checked.outcomes] == [
+            (2, "invalid_audit_row"),
+            (2, "duplicate_audit_id"),
+        ]
+
+    def test_an_unreadable_line_whose_id_comes_before_the_last_stops_the_read(self, tmp_path: Path) -> None:
+        """An unbuildable line with a smaller id passed the order check and was counted as one more
+        audit: it is out of order like a row, and the read stops (AuditOrderError) naming its line."""
+        good = self.lines(5, 6, 7)
+        path = write_lines(tmp_path / "audits.jsonl", good[0], good[1], self.unreadable(1), good[2])
+        checked = CheckedRows(path)
+        with (
+            FileAuditSource(path, "acme", checked=checked) as source,
+            pytest.raises(AuditOrderError) as caught,
+        ):
+            all_pages(source, "acme", EPOCH, 10)
+        assert (caught.value.line, caught.value.audit_id) == (3, 1)
+        assert "comes after id 6" in str(caught.value)
+        assert checked.outcomes == []
+
     def test_a_line_past_the_cap_whose_head_names_its_id_is_its_rows_failure(self, tmp_path: Path) -> None:
         """A line longer than max_record_bytes (a value written with \\u escapes: 6 bytes a character)
         stopped the whole dry run. It is read on, never held: its row fails (invalid_audit_row) when

@@ -25,10 +25,13 @@ that for CSV keyed on its first column: ``sort -t, -k1,1n``, header aside).
 Given a ``CheckedRows``, the file's own disqualified rows become outcomes instead of errors, each
 reported once however often the file is reread: a repeated id (in an ordered file, the row right
 after its first) is ``duplicate_audit_id`` and the first row is used; a line whose id can be read
-but that cannot become a row is ``invalid_audit_row``. The source hands them to the run loop and to
-verify (``ports.RowsSetAside``: ``take_set_aside`` after each page), which count them in id order
-with the page's rows, as failed rows of a database source. Without one, both raise (``AuditOrderError``,
-``FileFormatError``). A NULL ``created_at`` is in every range, as the SQL's ``OR created_at IS NULL``.
+but that cannot become a row is ``invalid_audit_row``. Such a line takes its place in the id order
+as a row would: a smaller id stops the read, and the same id as the row or line before it is a
+repeat, so an unreadable line is never one audit more than the file holds. The source hands
+them to the run loop and to verify (``ports.RowsSetAside``: ``take_set_aside`` after each page),
+which count them in id order with the page's rows, as failed rows of a database source. Without
+one, both raise (``AuditOrderError``, ``FileFormatError``). A NULL ``created_at`` is in every
+range, as the SQL's ``OR created_at IS NULL``.
 
 At most one row and one open file are held at a time. Rows of other tenants (JSONL lines carry
 their tenant) are skipped before the order check, so a multi-tenant JSONL file only needs each
@@ -248,8 +251,14 @@ class FileAuditSource:
         return self._ordered(numbered_audit_rows, report=report)
 
     def _ordered(self, read: _Reader[_Row], *, report: bool) -> Generator[_Row, None, None]:
-        """What ``read`` makes of the tenant's rows, in file order, ids checked ascending."""
+        """What ``read`` makes of the tenant's rows, in file order, ids checked ascending.
+
+        A line that fails with a readable id takes its place in that order as a row would: an id
+        below the one before it stops the read (``AuditOrderError``), the same id again is a repeat
+        (``duplicate_audit_id``), so an unreadable line is never one more audit than the file holds.
+        """
         checked = self._checked
+        order = _IdOrder(self._path)
         on_error: Callable[[FileFormatError], None] | None = None
         on_repeat: Callable[[int, int, _Row], None] | None = None
         if checked is not None:
@@ -257,9 +266,13 @@ class FileAuditSource:
             def on_error(error: FileFormatError) -> None:
                 if error.audit_id is None:
                     raise error
+                new = order.admits(error.line, error.audit_id, repeats=True)
                 if report and error.line > self._reported:
                     self._reported = error.line
-                    checked.on_error(error)
+                    if new:
+                        checked.on_error(error)
+                    else:
+                        checked.repeat_line(error)
 
             def on_repeat(line: int, ordinal: int, row: _Row) -> None:
                 if report and line > self._reported and isinstance(row, AuditRow):
@@ -274,7 +287,38 @@ class FileAuditSource:
             on_error=on_error,
             max_record_bytes=self._max_record_bytes,
         )
-        return _ascending(self._path, numbered, on_repeat)
+        return _ascending(order, numbered, on_repeat)
+
+
+class _IdOrder:
+    """The last audit id one read of the file has met, in a row or in a line that failed with its id."""
+
+    __slots__ = ("_path", "previous")
+
+    def __init__(self, path: PathLike) -> None:
+        self._path = path
+        self.previous: int | None = None
+
+    def admits(self, line: int, audit_id: int, *, repeats: bool) -> bool:
+        """True for an id past the last one (now the last), False for a repeat when ``repeats``.
+
+        Raises ``AuditOrderError`` naming ``line`` for an id below the last one, or a repeat
+        without ``repeats``: the keyset cursor would skip or repeat rows.
+        """
+        previous = self.previous
+        if previous is not None and audit_id <= previous:
+            if audit_id == previous and repeats:
+                return False
+            what = "repeats" if audit_id == previous else "comes after"
+            raise AuditOrderError(
+                self._path,
+                line,
+                f"audit id {audit_id} {what} id {previous}: the export must list each id once, in "
+                "ascending order (ORDER BY id)",
+                audit_id=audit_id,
+            )
+        self.previous = audit_id
+        return True
 
 
 class _Identified(Protocol):
@@ -318,28 +362,19 @@ def _on_or_after(row: AuditRow | ScopeKeys, cutoff: dt.datetime | None) -> bool:
 
 
 def _ascending(
-    path: PathLike,
+    order: _IdOrder,
     numbered: Generator[tuple[int, _Row], None, None],
     on_repeat: Callable[[int, int, _Row], None] | None,
 ) -> Generator[_Row, None, None]:
-    previous: int | None = None
     count = 0
+    repeats = on_repeat is not None
     try:
         for number, row in numbered:
             count += 1
-            if previous is not None and row.id <= previous:
-                if row.id == previous and on_repeat is not None:
-                    on_repeat(number, count, row)
-                    continue
-                what = "repeats" if row.id == previous else "comes after"
-                raise AuditOrderError(
-                    path,
-                    number,
-                    f"audit id {row.id} {what} id {previous}: the export must list each id once, in "
-                    "ascending order (ORDER BY id)",
-                    audit_id=row.id,
-                )
-            previous = row.id
+            if not order.admits(number, row.id, repeats=repeats):
+                assert on_repeat is not None  # admits returns False only when repeats are allowed
+                on_repeat(number, count, row)
+                continue
             yield row
     finally:
         numbered.close()

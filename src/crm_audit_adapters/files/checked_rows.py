@@ -48,6 +48,14 @@ class CheckedRows:
         detail = f"{self._path.name}: row {number} repeats audit id {row.id}; the first one is used"
         self.outcomes.append(Failed(row.id, reasons.DUPLICATE_AUDIT_ID, detail))
 
+    def repeat_line(self, error: FileFormatError) -> None:
+        """A line that cannot become a row and repeats the audit id of the row or line before it: a
+        repeat (the first one is used) whose own fault is named too. Raises ``error`` without an id."""
+        if error.audit_id is None:
+            raise error
+        detail = f"{error}; it repeats audit id {error.audit_id}, and the first one is used"
+        self.outcomes.append(Failed(error.audit_id, reasons.DUPLICATE_AUDIT_ID, detail))
+
     def unique(self, rows: Iterable[AuditRow]) -> Iterator[AuditRow]:
         seen: set[int] = set()
         for number, row in enumerate(rows, 1):
