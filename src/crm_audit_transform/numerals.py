@@ -13,6 +13,9 @@ from typing import Final
 _INTEGER: Final = re.compile(r"-?[0-9]+\Z", re.ASCII)
 MAX_DIGITS: Final = 19
 """A PostgreSQL bigint has at most 19 digits; longer text is not an id of ours."""
+BIGINT_MIN: Final = -(2**63)
+BIGINT_MAX: Final = 2**63 - 1
+"""PostgreSQL's ``bigint``, the type of audited's ``audits.id``: no audit has an id outside it."""
 
 
 def parse_int(text: str) -> int:

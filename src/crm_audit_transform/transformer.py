@@ -37,6 +37,7 @@ from .domain import (
 from .errors import AuditedChangesError
 from .loading import LoaderLimits, load_audited_changes
 from .lookup import LookupContext, LookupRequest
+from .numerals import BIGINT_MAX, BIGINT_MIN
 from .rules.actor import ActorResolver
 from .rules.category import CategoryMapper, MappedCategory
 from .rules.contact import ContactResolver
@@ -122,8 +123,9 @@ one past 4,300 digits (``ValueError``) instead of the caller reporting it."""
 def audit_id_in(ext_id: str, prefix: str) -> int | None:
     """The audit id ``ext_id`` names when it is exactly ``prefix + str(id)`` (``prefix`` is
     ``crm:{tenant}:audit:``), the one spelling ``external_id`` writes: ``…:audit:026``, ``…:audit:-0``
-    or ``…:audit:+26`` name none. Verify reports such a log as a stray (its page pass looks up only
-    the canonical id); ``/migrate`` refuses it (``parse_external_id``)."""
+    or ``…:audit:+26`` name none, nor does an id outside PostgreSQL's ``bigint`` (``audits.id``: no
+    source reads one). Verify reports such a log as a stray (its page pass looks up only the
+    canonical id); ``/migrate`` refuses it (``parse_external_id``)."""
     if not ext_id.startswith(prefix):
         return None
     digits = ext_id[len(prefix) :]
@@ -131,7 +133,7 @@ def audit_id_in(ext_id: str, prefix: str) -> int | None:
     if not (body.isascii() and body.isdigit()) or len(body) > _MAX_ID_DIGITS:
         return None
     audit_id = int(digits)
-    return audit_id if str(audit_id) == digits else None
+    return audit_id if str(audit_id) == digits and BIGINT_MIN <= audit_id <= BIGINT_MAX else None
 
 
 def parse_external_id(ext_id: str) -> tuple[str, int] | None:

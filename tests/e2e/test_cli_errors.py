@@ -168,6 +168,16 @@ DRY_RUN = (
     "--sso-directory",
     f"{EXAMPLE}/sso.jsonl",
 )
+# The example's files, an option given again below replacing its file (click keeps the last).
+EXAMPLE_DRY_RUN = (
+    "dry-run",
+    *C,
+    "--tenant",
+    TENANT,
+    *(part for name in ("audits", "users", "contacts") for part in (f"--{name}", f"{EXAMPLE}/{name}.jsonl")),
+    "--sso-directory",
+    f"{EXAMPLE}/sso.jsonl",
+)
 
 ROWS = [
     Row("usage: a missing option", ("status",), "USAGE"),
@@ -175,6 +185,39 @@ ROWS = [
     Row("usage: an unknown option", ("status", *C, "--colour"), "USAGE"),
     Row("usage: --resume with --fresh", ("trigger", *C, "--resume", "--fresh"), "USAGE"),
     Row("usage: a cutoff in the future", ("trigger", *C, "--date-range-start", "2099-01-01"), "USAGE"),
+    Row(
+        "usage: a cutoff out of range once in UTC (was INTERNAL, an OverflowError)",
+        ("trigger", *C, "--date-range-start", "0001-01-01T00:00:00+01:00"),
+        "USAGE",
+        names="out of range in UTC",
+    ),
+    Row(
+        "usage: enqueue's cutoff out of range once in UTC (it took no offset)",
+        ("enqueue", *C, "--date-range-start", "9999-12-31T23:59:59-01:00"),
+        "USAGE",
+        names="out of range in UTC",
+    ),
+    Row(
+        "usage: an input file that never ends (/dev/zero hung the dry run)",
+        (*EXAMPLE_DRY_RUN, "--users", "/dev/zero"),
+        "USAGE",
+        names="/dev/zero is not a regular file",
+    ),
+    Row(
+        "usage: an input file that is a FIFO (open() blocked for ever)",
+        (*EXAMPLE_DRY_RUN, "--contacts", "{tmp}/pipe.jsonl"),
+        "USAGE",
+        setup=_fifo,
+        names="{tmp}/pipe.jsonl is not a regular file",
+    ),
+    Row(
+        "config: a settings file that is a FIFO (every command hung in open())",
+        ("status", *C),
+        "CONFIG_INVALID",
+        {"CRM_AUDIT_SETTINGS": "{tmp}/pipe.jsonl"},
+        setup=_fifo,
+        names="not a regular file",
+    ),
     Row("config: page_size out of range", ("status", *C), "CONFIG_INVALID", {"CRM_AUDIT_PAGE_SIZE": "0"}),
     Row(
         "config: a malformed DSN",

@@ -249,6 +249,22 @@ class TestCheckedRows:
         assert "comes after id 6" in str(caught.value)
         assert checked.outcomes == []
 
+    @pytest.mark.parametrize("audit_id", [2**63, -(2**63) - 1])
+    def test_an_id_outside_bigint_stops_the_read(self, tmp_path: Path, audit_id: int) -> None:
+        """No audits table holds an id outside bigint (audited's audits.id): it is no row's failure
+        but the file's, and the read stops naming the line (the dry run wrote it as an external_id
+        that /migrate refuses and verify calls a stray)."""
+        path = write_lines(tmp_path / "audits.jsonl", *self.lines(audit_id, 1))
+        checked = CheckedRows(path)
+        with (
+            FileAuditSource(path, "acme", checked=checked) as source,
+            pytest.raises(FileFormatError) as caught,
+        ):
+            all_pages(source, "acme", EPOCH, 10)
+        assert caught.value.line == 1
+        assert caught.value.audit_id is None
+        assert "outside bigint" in str(caught.value)
+
     def test_a_line_past_the_cap_whose_head_names_its_id_is_its_rows_failure(self, tmp_path: Path) -> None:
         """A line longer than max_record_bytes (a value written with \\u escapes: 6 bytes a character)
         stopped the whole dry run. It is read on, never held: its row fails (invalid_audit_row) when

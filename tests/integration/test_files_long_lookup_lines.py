@@ -157,3 +157,24 @@ class TestSkimmedLine:
             FileFormatError, match=r"line 7: line longer than 0 bytes, and not one JSON object"
         ):
             skim_long_line("f.jsonl", 7, line, chunked(line, []), {"a"}, 0)
+
+    @pytest.mark.parametrize(
+        ("first", "block"),
+        [(b"\0" * 64, b"\0" * 64), (b'{"a": "' + b"x" * 64, b"x" * 64)],
+        ids=["not-an-object", "kept-member-too-long"],
+    )
+    def test_an_endless_line_is_refused_once_it_cannot_be_read(self, first: bytes, block: bytes) -> None:
+        """/dev/zero as an input is one line that never ends: the scan knew at its first byte that
+        it is not one object, yet read on for ever waiting for its newline. It stops reading as soon
+        as the line is refused: not one object, or a kept member past MEMBER_BYTES."""
+        calls = 0
+        blocks_past_the_member = MEMBER_BYTES // len(block) + 8
+
+        def endless(_: int) -> bytes:
+            nonlocal calls
+            calls += 1
+            assert calls <= blocks_past_the_member, "read on past the point the line was refused"
+            return block
+
+        with pytest.raises(FileFormatError, match="line 3: line longer than 0 bytes"):
+            skim_long_line("f.jsonl", 3, first, endless, {"a"}, 0)

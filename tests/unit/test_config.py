@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from crm_audit_transform.config import load_config, load_default_config
 from crm_audit_transform.errors import ConfigError
+from support.blocking import in_a_thread
 
 MINIMAL = "types:\n  Crm::Person:\n    category: contact\n"
 
@@ -51,19 +53,29 @@ class TestLoadConfig:
         assert load_config(path).scope == ("Crm::Person",)
         assert load_config(str(path)).scope == ("Crm::Person",)
 
-    @pytest.mark.parametrize("kind", ["large", "endless"])
-    def test_a_file_past_one_mib_is_refused_without_reading_it_all(self, tmp_path: Path, kind: str) -> None:
-        """A 2 MiB mapping file, or /dev/zero, is a ConfigError naming the file: at most 1 MiB and
-        one byte are read (a mapping is a few KiB)."""
-        path = Path("/dev/zero")
-        if kind == "large":
-            path = tmp_path / "mapping.yaml"
-            path.write_text(MINIMAL + "# padding\n" * 200_000, encoding="utf-8")
-        elif not path.exists():
-            pytest.skip("no /dev/zero here")
+    def test_a_file_past_one_mib_is_refused_without_reading_it_all(self, tmp_path: Path) -> None:
+        """A 2 MiB mapping file is a ConfigError naming the file: at most 1 MiB and one byte are read
+        (a mapping is a few KiB)."""
+        path = tmp_path / "mapping.yaml"
+        path.write_text(MINIMAL + "# padding\n" * 200_000, encoding="utf-8")
         with pytest.raises(ConfigError, match="larger than 1048576 bytes") as raised:
             load_config(path)
         assert str(path) in str(raised.value)
+
+    @pytest.mark.parametrize("kind", ["device", "fifo"])
+    def test_a_device_or_a_fifo_is_refused_before_it_is_opened(self, tmp_path: Path, kind: str) -> None:
+        """/dev/zero never ends and a FIFO with no writer blocks open() for ever: both are a
+        ConfigError naming the file, at once (a FIFO hung the reader in open())."""
+        path = Path("/dev/zero")
+        if kind == "fifo":
+            path = tmp_path / "mapping.yaml"
+            os.mkfifo(path)
+        elif not path.exists():
+            pytest.skip("no /dev/zero here")
+        raised = in_a_thread(lambda: load_config(path))
+        assert isinstance(raised, ConfigError)
+        assert "not a regular file" in str(raised)
+        assert str(path) in str(raised)
 
     def test_a_document_nested_past_the_recursion_limit_is_a_config_error(self) -> None:
         """YAML nested 100,000 deep is a ConfigError saying so, not a RecursionError."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import os
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,7 @@ from crm_audit_transform.errors import (
 from crm_audit_transform.jobs import IN_PROGRESS, MigrationJob
 from crm_audit_transform.loading import LoaderLimits
 from crm_audit_transform.tally import Tally
+from support.blocking import in_a_thread
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -285,24 +287,33 @@ class TestSettings:
         )
         assert "Kx9v" not in str(raised.value)
 
-    @pytest.mark.parametrize("kind", ["large", "endless"])
-    def test_a_settings_file_past_one_mib_is_refused_without_reading_it_all(
-        self, tmp_path: Path, kind: str
-    ) -> None:
-        """2 MiB of valid TOML, or /dev/zero (which never ends), is CONFIG_INVALID naming the file:
-        only the first MiB and one byte are read."""
-        path = Path("/dev/zero")
-        if kind == "large":
-            path = tmp_path / "settings.toml"
-            path.write_text("# padding\n" * 200_000 + "page_size = 7\n")
-        elif not path.exists():
-            pytest.skip("no /dev/zero here")
+    def test_a_settings_file_past_one_mib_is_refused_without_reading_it_all(self, tmp_path: Path) -> None:
+        """2 MiB of valid TOML is CONFIG_INVALID naming the file: only the first MiB and one byte
+        are read."""
+        path = tmp_path / "settings.toml"
+        path.write_text("# padding\n" * 200_000 + "page_size = 7\n")
         with pytest.raises(ConfigError) as raised:
             load_settings(path, {})
         assert raised.value.problems == (
             (f"settings file {path}", "larger than 1048576 bytes: not a settings file"),
         )
         assert exit_codes.exit_code_for(raised.value) == exit_codes.CONFIG
+
+    @pytest.mark.parametrize("kind", ["device", "fifo"])
+    def test_a_device_or_a_fifo_is_refused_before_it_is_opened(self, tmp_path: Path, kind: str) -> None:
+        """/dev/zero never ends, and a FIFO with no writer blocked open() for ever (every command
+        hung): both are CONFIG_INVALID naming the file, at once."""
+        path = Path("/dev/zero")
+        if kind == "fifo":
+            path = tmp_path / "settings.toml"
+            os.mkfifo(path)
+        elif not path.exists():
+            pytest.skip("no /dev/zero here")
+        raised = in_a_thread(lambda: load_settings(path, {}))
+        assert isinstance(raised, ConfigError)
+        why = "not a regular file (a device, a FIFO or a socket): a settings file is TOML on disk"
+        assert raised.problems == ((f"settings file {path}", why),)
+        assert exit_codes.exit_code_for(raised) == exit_codes.CONFIG
 
     @pytest.mark.parametrize(
         "text",

@@ -198,6 +198,9 @@ class TestMigrateRoute:
             "crm:acme:26",
             "acme:audit:26",
             "crm:acme:audit:" + "9" * 25,
+            f"crm:acme:audit:{2**63}",  # outside bigint (audits.id): no run writes it
+            f"crm:acme:audit:{-(2**63) - 1}",
+            "crm:acme:audit:" + "9" * 20,
         ],
     )
     def test_an_external_id_not_spelled_as_the_run_writes_it_is_refused(

@@ -24,26 +24,23 @@ from crm_audit_transform.domain import Failed, Migrated, Outcome, Skipped
 from crm_audit_transform.errors import JobNotFound, TenantUnbound
 from crm_audit_transform.jobs import CANCELLED, COMPLETED, HALTED, MigrationJob
 from crm_audit_transform.ports import JobStore
-from crm_audit_transform.timestamps import as_utc
 from crm_audit_transform.usecases import FRESH, RESUME, MigrationStatus
 
 from ..collector import run_loop_collection
 from . import exit_codes
 from .main import cli
-from .options import company_option, echo_json, emit, json_option, optional_company_option, workers_option
+from .options import (
+    company_option,
+    date_range_start_option,
+    echo_json,
+    emit,
+    json_option,
+    optional_company_option,
+    workers_option,
+)
 from .progress import ProgressLine
 from .state import CliState
 from .status_text import _show, _show_job, _summary
-
-
-def _utc(_: click.Context, __: click.Parameter, value: dt.datetime | None) -> dt.datetime | None:
-    if value is None:
-        return None
-    cutoff = as_utc(value, naive="utc")
-    if cutoff > dt.datetime.now(dt.UTC):
-        # Nothing could be in scope: a job would start "in progress" at 100% and never migrate a row.
-        raise click.BadParameter(f"{cutoff.isoformat()} is in the future")
-    return cutoff
 
 
 @cli.command()
@@ -110,12 +107,7 @@ def _version(applied: tuple[int, bool] | None) -> str:
     is_flag=True,
     help="After a halt, cancel or completion: roll the account back first, then start a new job.",
 )
-@click.option(
-    "--date-range-start",
-    type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]),
-    callback=_utc,
-    help="Cutoff (UTC unless an offset is given); default: the oldest in-scope audit.",
-)
+@date_range_start_option("Cutoff (UTC unless an offset is given); default: the oldest in-scope audit.")
 @click.option(
     "--shards",
     type=click.IntRange(1, 64),

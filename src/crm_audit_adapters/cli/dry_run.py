@@ -56,7 +56,7 @@ from ..collector import run_loop_collection
 from ..settings import load_tenants
 from . import exit_codes
 from .main import cli
-from .options import non_empty, workers_option
+from .options import non_empty, regular_file, workers_option
 from .output_paths import STDOUT, check_outputs
 from .progress import ProgressLine
 from .row_outcomes import OutcomeLines
@@ -69,7 +69,9 @@ if TYPE_CHECKING:
 EXAMPLE_FILES = ("audits.jsonl", "users.jsonl", "contacts.jsonl", "sso.jsonl")
 EXAMPLE_OUT = Path("crm-audit-example-logs.jsonl")
 """Where ``--example`` writes its documents (in the current directory) unless ``--out`` is given."""
-_file = click.Path(exists=True, dir_okay=False, path_type=Path)
+_file = regular_file
+# The mapping file's own reader refuses a device or a FIFO (CONFIG_INVALID, as the run's settings do).
+_mapping_file = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
 def _no_dash(_: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
@@ -95,7 +97,7 @@ def _no_dash(_: click.Context, param: click.Parameter, value: Path | None) -> Pa
 )
 @click.option("--sso-directory", type=_file, help="SSO ids, JSONL {email, sso_id}.")
 @click.option(
-    "--config", "mapping", type=_file, help="Mapping configuration YAML (default: the bundled one)."
+    "--config", "mapping", type=_mapping_file, help="Mapping configuration YAML (default: the bundled one)."
 )
 @click.option(
     "--out",

@@ -19,15 +19,22 @@ document, the CLI's one error handler prints ``error_document`` instead (``{"com
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import os
+import stat
 from collections.abc import Callable, Mapping
-from typing import Final, TypeVar
+from pathlib import Path
+from typing import Any, Final, TypeVar
 
 import click
+
+from crm_audit_transform.timestamps import as_utc
 
 __all__ = [
     "JSON_SCHEMA_VERSION",
     "company_option",
+    "date_range_start_option",
     "echo_json",
     "emit",
     "error_document",
@@ -36,6 +43,7 @@ __all__ = [
     "keep_for_error",
     "non_empty",
     "optional_company_option",
+    "regular_file",
     "workers_option",
 ]
 
@@ -75,6 +83,52 @@ workers_option = click.option(
     help="Processes that load and transform the pages; one writer in id order either way "
     "(docs/runner.md: --workers).",
 )
+
+
+def _utc_cutoff(_: click.Context, __: click.Parameter, value: dt.datetime | None) -> dt.datetime | None:
+    """The cutoff in UTC (a naive value is UTC); refused when outside ``datetime``'s range once in
+    UTC (``0001-01-01T00:00:00+01:00``: the HTTP route's ``INVALID_DATE_RANGE_START``) or in the future
+    (nothing would be in scope: the job would start at 100 % and never migrate a row)."""
+    if value is None:
+        return None
+    try:
+        cutoff = as_utc(value, naive="utc")
+    except OverflowError:
+        raise click.BadParameter(f"{value.isoformat()} is out of range in UTC") from None
+    if cutoff > dt.datetime.now(dt.UTC):
+        raise click.BadParameter(f"{cutoff.isoformat()} is in the future")
+    return cutoff
+
+
+def date_range_start_option(help_text: str) -> Callable[[_Command], _Command]:
+    """``--date-range-start``: a date, a time (UTC) or a time with its offset, as ``_utc_cutoff``
+    reads it; ``trigger`` and ``enqueue`` take the same spellings."""
+    return click.option(
+        "--date-range-start",
+        type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]),
+        callback=_utc_cutoff,
+        help=help_text,
+    )
+
+
+class _RegularFile(click.Path):
+    """An existing regular file (symlinks followed): a device, a FIFO or a socket is refused before
+    it is opened. ``/dev/zero`` is one endless line and a FIFO with no writer blocks ``open``, so a
+    command reading either would never end."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        path = super().convert(value, param, ctx)
+        try:
+            mode = os.stat(path).st_mode
+        except OSError as exc:
+            self.fail(f"{os.fsdecode(path)}: cannot read: {exc.strerror}", param, ctx)
+        if not stat.S_ISREG(mode):
+            self.fail(f"{os.fsdecode(path)} is not a regular file (a device, a FIFO or a socket)", param, ctx)
+        return path
+
+
+regular_file: Final = _RegularFile(exists=True, dir_okay=False, path_type=Path)
+"""The type of an input file option (``--audits``, ``--users``, …): an existing regular file."""
 
 
 def _remember_json(ctx: click.Context, _: click.Parameter, value: bool) -> bool:

@@ -25,13 +25,12 @@ from crm_audit_transform.errors import (
     JobAlreadyRunning,
 )
 from crm_audit_transform.jobs import COMPLETED, IN_PROGRESS, MigrationJob
-from crm_audit_transform.timestamps import as_utc
 
 from ..bootstrap import Runtime
 from ..redaction import redact, scrub
 from . import exit_codes
 from .main import cli
-from .options import emit, json_option, keep_for_error, non_empty
+from .options import date_range_start_option, emit, json_option, keep_for_error, non_empty
 from .state import CliState
 
 MAX_SHARDS = 64
@@ -177,10 +176,8 @@ def worker(state: CliState, metrics_port: int | None, celery_args: tuple[str, ..
 @cli.command()
 @click.option("--company-sso-id", "company", callback=non_empty, help="The account to trigger and send.")
 @click.option("--tenant", help="The CRM tenant schema (default: the account's binding, CRM_AUDIT_TENANTS).")
-@click.option(
-    "--date-range-start",
-    type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
-    help="Cutoff (UTC) for a new job; default: the oldest in-scope audit.",
+@date_range_start_option(
+    "Cutoff (UTC unless an offset is given) for a new job; default: the oldest in-scope audit."
 )
 @click.option("--all-enabled", is_flag=True, help="Every account bound to a tenant that the flag enables.")
 @click.option(
@@ -210,7 +207,7 @@ def enqueue(
     """
     if all_enabled == (company is not None):
         raise click.UsageError("give exactly one of --company-sso-id and --all-enabled")
-    cutoff = as_utc(date_range_start, naive="utc") if date_range_start else None
+    cutoff = date_range_start  # in UTC already (the option's callback)
     sent: list[dict[str, object]] = []
     refused: list[dict[str, str]] = []
     exits: list[int] = []

@@ -8,7 +8,7 @@ from typing import Any
 
 from crm_audit_transform.domain import AuditRow, UserId
 from crm_audit_transform.loading import JsonbText
-from crm_audit_transform.numerals import is_int_text, parse_int
+from crm_audit_transform.numerals import BIGINT_MAX, BIGINT_MIN, is_int_text, parse_int
 
 from .errors import FileFormatError, shown
 from .lines import PathLike, TimeOutOfRange, parse_timestamp
@@ -35,9 +35,13 @@ def record_row(
             return None
         if line_tenant is None and tenant is None:
             raise _Bad("tenant is missing: the line names none and none was given")
-        audit_id = _integer(record, "id", typed)
-        if audit_id is None:
+        found = _integer(record, "id", typed)
+        if found is None:
             raise _Bad("id is missing")
+        if not BIGINT_MIN <= found <= BIGINT_MAX:
+            # Not this id's failure: no audits table holds it, so the read stops (audit_id unset).
+            raise _Bad(f"id {found} is outside bigint, the type of audited's audits.id")
+        audit_id = found
         auditable_type, action = _text(record, "auditable_type"), _text(record, "action")
         created_at = _text(record, "created_at")
         if not auditable_type or not action or created_at == "":

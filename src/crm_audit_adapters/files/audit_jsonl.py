@@ -7,6 +7,7 @@ from collections.abc import Callable, Generator, Iterator
 from typing import Any, Final, TypeAlias
 
 from crm_audit_transform.domain import AuditRow
+from crm_audit_transform.numerals import BIGINT_MAX, BIGINT_MIN
 
 from .audit_fields import record_row
 from .errors import FileFormatError
@@ -118,6 +119,7 @@ def plain_jsonl_columns(record: dict[str, Any], tenant: str | None) -> _PlainCol
     comment, remote_address, request_uuid = get("comment"), get("remote_address"), get("request_uuid")
     if (
         type(audit_id) is not int
+        or not BIGINT_MIN <= audit_id <= BIGINT_MAX  # record_row refuses it, naming why
         or type(auditable_type) is not str
         or type(action) is not str
         or type(created_at) is not str

@@ -186,7 +186,9 @@ def skim_long_line(
     scan = _Scan(keep)
     scan.feed(first)
     rest = first
-    while rest and not rest.endswith(b"\n"):
+    # Read on only while the line may still be read: a line known to be malformed, or to hold a kept
+    # member too long, is refused now, so an endless one (/dev/zero) does not hold the read for ever.
+    while rest and not rest.endswith(b"\n") and not scan.malformed and not scan.too_long:
         rest = readline(LONG_LINE_HEAD)
         scan.feed(rest)
     why = f"line longer than {max_bytes} bytes"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import tomllib
 from collections.abc import Mapping
@@ -135,6 +136,11 @@ by mistake) is ``CONFIG_INVALID`` at once, instead of a read that fills the memo
 
 def _read_file(path: Path) -> dict[str, Any]:
     try:
+        mode = path.stat().st_mode
+        if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+            # A FIFO with no writer blocks open() for ever, /dev/zero never ends: neither is a file.
+            why = "not a regular file (a device, a FIFO or a socket): a settings file is TOML on disk"
+            raise ConfigError([(f"settings file {path}", why)])
         with path.open("rb") as handle:
             data = handle.read(MAX_SETTINGS_BYTES + 1)
         if len(data) > MAX_SETTINGS_BYTES:

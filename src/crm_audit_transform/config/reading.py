@@ -8,6 +8,7 @@ one pass instead of one error at a time.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
@@ -61,7 +62,8 @@ def load_config(path_or_text: str | os.PathLike[str]) -> MappingConfig:
     """Read a mapping configuration from a file path or from YAML text.
 
     A ``PathLike`` is always a path; a ``str`` is YAML text when it spans several lines or starts
-    with ``{``, else the path of a file. ``ConfigError`` for a file that cannot be read, is larger
+    with ``{``, else the path of a file. ``ConfigError`` for a file that cannot be read, is not a
+    regular file (a device, a FIFO: they may never end or never open), is larger
     than ``MAX_MAPPING_BYTES``, expands through its aliases past ``MAX_MAPPING_NODES`` values, or is
     not a valid configuration.
     """
@@ -70,6 +72,10 @@ def load_config(path_or_text: str | os.PathLike[str]) -> MappingConfig:
     else:
         path = Path(path_or_text)
         try:
+            if not stat.S_ISREG(path.stat().st_mode):
+                # A FIFO with no writer blocks open() for ever, /dev/zero never ends: neither is a file.
+                why = f"{path} is not a regular file (a device, a FIFO, a socket or a directory)"
+                raise ConfigError([("$", why)], source=f"mapping file {path}")
             with path.open("rb") as stream:
                 data = stream.read(MAX_MAPPING_BYTES + 1)
             text = data.decode("utf-8")
