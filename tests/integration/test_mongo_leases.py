@@ -55,6 +55,9 @@ def _documents(now: dt.datetime) -> list[dict[str, Any]]:
         ("null-expiry", "host:1", None),
         ("no-expiry", "host:1", MISSING),
         ("nothing", MISSING, MISSING),
+        ("at-now", "host:1", now),  # an expiry at now is expired: "after now" is live
+        ("string-expiry", "host:1", "2999-01-01"),  # no date: no lease, in both spellings
+        ("number-expiry", "host:1", 32503680000000),
     ]
     docs: list[dict[str, Any]] = []
     for name, owner, expiry in shapes:
@@ -68,7 +71,14 @@ def _documents(now: dt.datetime) -> list[dict[str, Any]]:
 
 def _live_by_the_core(doc: dict[str, Any], now: dt.datetime) -> bool:
     entries = [doc, *doc.get("shards", {}).values()]
-    return any(lease_is_live(e.get("lease_owner"), e.get("lease_expires_at"), now) for e in entries)
+    return any(
+        lease_is_live(e.get("lease_owner"), _date_or_none(e.get("lease_expires_at")), now) for e in entries
+    )
+
+
+def _date_or_none(expiry: object) -> dt.datetime | None:
+    """What the job codec makes of a stored expiry: a date, or no expiry at all."""
+    return expiry if isinstance(expiry, dt.datetime) else None
 
 
 class TestOneRule:
@@ -130,7 +140,42 @@ class _HandBackAfterAMiss:
         return found
 
 
+class _ExpireAfterAMiss:
+    """A jobs collection whose first missed ``find_one_and_update`` is followed by the store's clock
+    passing the lease's expiry — between the store's fenced write and its read of the job."""
+
+    def __init__(self, inner: Any, clock: FixedClock, to: dt.datetime) -> None:
+        self._inner, self._clock, self._to = inner, clock, to
+        self.expired = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def find_one_and_update(self, query: Any, update: Any, **options: Any) -> Any:
+        found = self._inner.find_one_and_update(query, update, **options)
+        if found is None and not self.expired:
+            self.expired = True
+            self._clock.set(self._to)
+        return found
+
+
 class TestFencedTransitionRace:
+    def test_a_lease_expired_between_the_write_and_the_read_does_not_refuse(self) -> None:
+        """The lease the hold's write met expired (on the store's clock) before the store read the
+        job: the next try must ask with the new now. The fence was built once, so all three tries
+        met the expired lease as live and the store said its leases changed under each try, where
+        the in-memory store goes through."""
+        clock = FixedClock(T0)
+        collection = mongomock.MongoClient(tz_aware=True).cdp.crm_activity_log_migration_jobs
+        racing = _ExpireAfterAMiss(collection, clock, T0 + LEASE + dt.timedelta(seconds=1))
+        store = MongoJobStore(cast(MongoCollection, racing), clock=clock)
+        store.create(migration_job(status=COMPLETED))
+        held = store.acquire_lease("job-1", "repair-1", LEASE)
+        moved = store.transition(attrs.evolve(held, status=ROLLING_BACK), {COMPLETED}, unleased=True)
+        assert racing.expired
+        assert moved is not None
+        assert moved.status == ROLLING_BACK
+
     def test_a_lease_handed_back_between_the_write_and_the_read_does_not_refuse(self, mongo_db: Any) -> None:
         """The hold's write met a live lease, whose holder handed it back before the store read the
         job: nothing holds it now, so the store writes again and the hold goes through — as the

@@ -19,7 +19,7 @@ from crm_audit_transform.jobs import (
 )
 from crm_audit_transform.testing import InMemoryJobStore, InMemoryMigratedLogReader
 from crm_audit_transform.usecases import RunSettings, VerifySettings
-from crm_audit_transform.usecases._verify_leases import release_every_lease
+from crm_audit_transform.usecases._verify_leases import hold_every_lease, release_every_lease
 from crm_audit_transform.usecases._verify_repair import Repair
 from crm_audit_transform.usecases.verify import VerifyPorts
 from support.corpus_account import World
@@ -111,3 +111,28 @@ class TestRepairWritesOverTheStatusItRead:
         stored = jobs.latest(world.company)
         assert stored is not None
         assert (stored.status, stored.tally) == (CANCELLED, job.tally)
+
+
+class TestHoldEveryLease:
+    def test_a_job_cancelled_between_two_shard_leases_gets_the_first_back(self) -> None:
+        """Repair takes every shard's lease, then the job's. The job cancelled after shard 0's lease
+        was taken: shard 1's acquisition is JobNotRunnable, and shard 0's lease goes back (a
+        repair that gave up would otherwise hold it until it expired, refusing the rollback)."""
+        world = World()
+        job = world.trigger(shards=2)
+        assert len(job.shards) == 2
+
+        class CancelledAfterTheFirstShard(InMemoryJobStore):
+            def acquire_shard_lease(self, job_id: str, shard: int, owner: str, ttl: Any) -> MigrationJob:
+                held = super().acquire_shard_lease(job_id, shard, owner, ttl)
+                if shard == 0:
+                    super().transition(attrs.evolve(held, status=CANCELLED), {IN_PROGRESS})
+                return held
+
+        jobs = CancelledAfterTheFirstShard(world.jobs.jobs, clock=world.clock)
+        with pytest.raises(JobNotRunnable):
+            hold_every_lease(jobs, job, "verify", LEASE)
+        stored = jobs.latest(world.company)
+        assert stored is not None
+        assert stored.status == CANCELLED
+        assert [(s.lease_owner, s.lease_expires_at) for s in stored.shards] == [(None, None), (None, None)]

@@ -160,7 +160,8 @@ def run_loop(
     job = _lease(ports, job, owner, settings)
     if job.status != IN_PROGRESS:
         # Cancelled, halted or completed (a shard: completed) since it was read: nothing to write.
-        # A lease taken on a halted or completed job is handed back; a cancelled one is not taken.
+        # A lease taken on a halted or completed job is handed back; a cancelled one is not taken
+        # (a shard's acquire_shard_lease raises JobNotRunnable for it instead).
         if job.lease_owner == owner:
             _release_quietly(ports, company_sso_id, owner)
         return RunResult(job)

@@ -165,8 +165,9 @@ def run_shard(
 
     ``on_progress`` sees the shard's view after every durable batch. The result's ``job`` is the
     whole job as stored after the settle (its status is the job's; ``job.shards[shard]`` the
-    shard's). ``JobNotFound`` without a sharded job holding that shard; ``LeaseHeld`` while another
-    runner holds the shard.
+    shard's). ``JobNotFound`` without a sharded job holding that shard; ``JobNotRunnable`` (a
+    ``JobNotFound``) when the job is cancelled, rolling back or rolled back as the shard's lease is
+    taken (``JobStore.acquire_shard_lease``); ``LeaseHeld`` while another runner holds the shard.
     """
     job = jobs.latest(company_sso_id)
     if job is None or not 0 <= shard < len(job.shards):
