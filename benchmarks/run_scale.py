@@ -87,9 +87,19 @@ def usman(data_dir: Path, needed: set[str] | frozenset[str]) -> Iterator[str | N
         peer.wait(timeout=30)
 
 
+STAGE_TIMEOUT_S = 3 * 3600
+"""A stage process still running after this is stopped and reported: a stage that hangs must not
+hold a quiet window (and every other run waiting on it) for ever. 1M rows take minutes."""
+
+
 def _child(argv: Sequence[str]) -> dict[str, Any]:
-    """Run a stage process and return its JSON line; a crash becomes an ``error`` entry."""
-    done = subprocess.run([sys.executable, *argv], capture_output=True, text=True, check=False)
+    """Run a stage process and return its JSON line; a crash or a hang becomes an ``error`` entry."""
+    try:
+        done = subprocess.run(
+            [sys.executable, *argv], capture_output=True, text=True, check=False, timeout=STAGE_TIMEOUT_S
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {STAGE_TIMEOUT_S} s"}
     if done.returncode != 0:
         return {"error": f"exit {done.returncode}: {done.stderr.strip()[-1500:]}"}
     return json.loads(done.stdout.strip().splitlines()[-1])

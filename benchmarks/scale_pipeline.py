@@ -368,6 +368,10 @@ IDEAL_SHARDS = 2
 """``end_to_end_ideal``: independent processes, one a shard of the account."""
 
 
+IDEAL_WAIT_S = 3 * 3600
+"""How long ``end_to_end_ideal`` waits at a barrier or for a shard's result (1M rows take minutes)."""
+
+
 def end_to_end_ideal(ctx: Context) -> dict[str, Any]:
     """The two-core ideal for ``--workers 2``: ``end_to_end`` as ``IDEAL_SHARDS`` independent
     processes, each running one shard of the account (disjoint id ranges of equal row counts, as
@@ -383,30 +387,42 @@ def end_to_end_ideal(ctx: Context) -> dict[str, Any]:
     (JsonlActivityLogSink,) = need("crm_audit_adapters.files", "JsonlActivityLogSink")
     ctx.cutoff  # noqa: B018 - read once here, not by each process (a query each)
     forked = multiprocessing.get_context("fork")
-    start = forked.Barrier(IDEAL_SHARDS + 1)
-    stop = forked.Barrier(IDEAL_SHARDS + 1)
-    results = forked.SimpleQueue()
+    # Bounded waits: a process that fails before a barrier, or never reports, breaks the barriers
+    # and ends the stage with an error instead of hanging it (and a quiet window) for ever.
+    start = forked.Barrier(IDEAL_SHARDS + 1, timeout=IDEAL_WAIT_S)
+    stop = forked.Barrier(IDEAL_SHARDS + 1, timeout=IDEAL_WAIT_S)
+    results = forked.Queue()
 
     def one(shard: int) -> None:
-        out = ctx.out_dir / f"activity-logs-ideal-{shard}-{ctx.schema}.jsonl"
-        out.unlink(missing_ok=True)
-        with JsonlActivityLogSink(out, fsync="close") as sink:
-            result = _run_loop(ctx, sink, shard=shard, ready=start.wait)
-        ended = time.perf_counter()
-        result["written_bytes"] = out.stat().st_size
-        result["peak_rss_kib"] = _status_kib(os.getpid(), "VmHWM:")
-        out.unlink()
+        try:
+            out = ctx.out_dir / f"activity-logs-ideal-{shard}-{ctx.schema}.jsonl"
+            out.unlink(missing_ok=True)
+            with JsonlActivityLogSink(out, fsync="close") as sink:
+                result = _run_loop(ctx, sink, shard=shard, ready=start.wait)
+            ended = time.perf_counter()
+            result["written_bytes"] = out.stat().st_size
+            result["peak_rss_kib"] = _status_kib(os.getpid(), "VmHWM:")
+            out.unlink()
+        except BaseException as exc:
+            start.abort()  # the parent and the other process stop waiting at once
+            stop.abort()
+            results.put((shard, 0.0, {"error": f"{type(exc).__name__}: {exc}"}))
+            raise
         results.put((shard, ended, result))
         stop.wait()  # the server's CPU is read while this process's backend still lives
 
-    processes = [forked.Process(target=one, args=(shard,)) for shard in range(IDEAL_SHARDS)]
+    # Daemons: a parent that fails does not wait for them at exit.
+    processes = [forked.Process(target=one, args=(shard,), daemon=True) for shard in range(IDEAL_SHARDS)]
     for process in processes:
         process.start()
     server = _postmaster(ctx.dsn)
     start.wait()
     started = time.perf_counter()
     server_started = _server_cpu_seconds(server)
-    shards = sorted(results.get() for _ in processes)
+    shards = sorted(results.get(timeout=IDEAL_WAIT_S) for _ in processes)
+    failed = [result["error"] for _, _, result in shards if "error" in result]
+    if failed:
+        raise RuntimeError(f"an ideal shard's process failed: {failed[0]}")
     server_ended = _server_cpu_seconds(server)
     stop.wait()
     for process in processes:

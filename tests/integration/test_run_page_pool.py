@@ -51,6 +51,7 @@ from support.page_workers import (
     NotingTransformer,
     SlowWorker,
     SpanReadFails,
+    TransformsAfterTheRunnersPages,
     WaitsForTheRunnersPage,
     WaitsOnItsFirstPage,
     page_pool,
@@ -343,6 +344,32 @@ class TestTheRunnersShare:
         assert transformed[0] == f"runner transformed {rows[10].id}"
         assert f"worker transformed {rows[0].id}" in transformed
         assert [list(page.ids) for page in done] == [[row.id for row in page] for page in pages]
+
+    @pytest.mark.parametrize("own_pages", [1, 3])
+    def test_own_pages_bounds_the_runners_pages_in_flight_while_the_head_is_on_its_worker(
+        self, tmp_path: Path, own_pages: int
+    ) -> None:
+        """While the head page is on its worker (which holds its rules until the runner has
+        transformed 3 pages of its own, 3 s at most), the runner takes at most ``own_pages`` pages of
+        its own: none can be written before the head, so none leaves the runner's hands."""
+        rows = sorted(audit_rows(TENANT), key=lambda row: row.id)[:40]
+        pages = [rows[start : start + 5] for start in range(0, 40, 5)]
+        log = tmp_path / "events"
+        recipe = TransformsAfterTheRunnersPages(log, 3, 3.0)
+        with ProcessPagePipeline(2, recipe, pages_per_worker=2, own_pages=own_pages) as pool:
+            done = list(
+                pool.transform_pages(
+                    pages, NotingTransformer(log), lambda request: LookupContext(), company_sso_id="company"
+                )
+            )
+        events = log.read_text().splitlines()
+        first_worker = next(i for i, event in enumerate(events) if event.startswith("worker transformed"))
+        assert sum(event.startswith("runner transformed") for event in events[:first_worker]) == own_pages
+        assert [list(page.ids) for page in done] == [[row.id for row in page] for page in pages]
+
+    def test_own_pages_below_one_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="own_pages must be at least 1"):
+            ProcessPagePipeline(2, TransformerRecipe(load_default_config()), own_pages=0)
 
     def test_a_pool_that_shares_needs_a_worker_besides_the_runner(self) -> None:
         """With ``share`` the runner is one of the ``workers``: one alone is no pool (``ValueError``)."""

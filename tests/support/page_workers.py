@@ -207,6 +207,39 @@ class WaitsForTheRunnersPage:
         return _WaitingForTheRunner(self.log)
 
 
+class _TransformingAfterTheRunnersPages(Transformer):
+    __slots__ = ("_log", "_pages", "_seconds")
+
+    def __init__(self, log: Path, pages: int, seconds: float) -> None:
+        super().__init__(load_default_config())
+        self._log, self._pages, self._seconds = log, pages, seconds
+
+    def transform(
+        self, prepared: Sequence[PreparedRow], ctx: LookupContext, *, company_sso_id: str
+    ) -> PageResult:
+        deadline = time.monotonic() + self._seconds
+        while (self._log.read_text() if self._log.exists() else "").count("runner transformed") < self._pages:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        _note(self._log, f"worker transformed {prepared[0].row.id if prepared else None}")
+        return super().transform(prepared, ctx, company_sso_id=company_sso_id)
+
+
+@frozen
+class TransformsAfterTheRunnersPages:
+    """A recipe whose worker, before the rules of any page, waits until the runner has noted in
+    ``log`` that it transformed ``pages`` pages of its own (``NotingTransformer``), or ``seconds``
+    passed, then notes ``worker transformed``: the runner's own pages done while the head waits."""
+
+    log: Path
+    pages: int
+    seconds: float
+
+    def __call__(self) -> Transformer:
+        return _TransformingAfterTheRunnersPages(self.log, self.pages, self.seconds)
+
+
 class _FinishingAfterTheRunner(Transformer):
     __slots__ = ("_log", "_slow_id")
 
