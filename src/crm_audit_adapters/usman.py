@@ -269,9 +269,14 @@ class UsmanClient:
             headers={"Accept": "application/json"},
             follow_redirects=False,
         )
-        if transport is None:
-            # Every socket read ends by the attempt's deadline, the headers' too (usman_transport).
-            bound_by_deadline(self._http)
+        # Every socket read ends by the attempt's deadline, the headers' too (usman_transport); with
+        # another httpx layout each read is still bounded by read_timeout, not the whole answer.
+        if transport is None and not bound_by_deadline(self._http):
+            log.warning(
+                "USMAN answer deadline not applied to headers (httpx %s keeps its connection "
+                "pools elsewhere): a server dripping its headers is bounded per read only",
+                httpx.__version__,
+            )
         self._answer_seconds = config.connect_timeout + ANSWER_READS * config.read_timeout
         self._accepted: dict[str, str] = {}  # per company, an email of a request USMAN answered
 

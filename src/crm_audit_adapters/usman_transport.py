@@ -110,8 +110,9 @@ class _DeadlineBackend(httpcore.NetworkBackend):
 
 
 def bound_by_deadline(client: httpx.Client) -> int:
-    """Make every connection ``client`` opens honour ``answer_deadline``; how many pools it wrapped."""
-    transports = [client._transport, *client._mounts.values()]
+    """Make every connection ``client`` opens honour ``answer_deadline``; how many pools it wrapped
+    (0 when this httpx keeps its pools where they are not looked for: its private layout)."""
+    transports = [getattr(client, "_transport", None), *getattr(client, "_mounts", {}).values()]
     wrapped = 0
     for transport in transports:
         pool = getattr(transport, "_pool", None)

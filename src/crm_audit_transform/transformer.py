@@ -87,6 +87,12 @@ class PageResult:
             object.__setattr__(self, "_tally", tally)  # a cache of what the fields decide, not a change
         return tally
 
+    @property
+    def counted_tally(self) -> Tally | None:
+        """The tally when it was given or already counted, else None (nothing is counted): what a
+        page sent to another process carries, so a tally nobody reads is not counted on the way."""
+        return self._tally
+
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:
             return NotImplemented

@@ -623,3 +623,21 @@ class TestConfig:
         """A chunk of zero emails, zero attempts or a zero timeout is a configuration error."""
         with pytest.raises(ValueError, match="must be"):
             UsmanConfig(base_url="http://127.0.0.1", **bad)
+
+
+class TestAnHttpxWithAnotherLayout:
+    def test_no_pool_to_bound_is_said_once_and_does_not_stop_the_client(
+        self, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """The headers' deadline wraps httpx's private connection pools: an httpx that keeps them
+        elsewhere leaves each read bounded by read_timeout only. That is logged as a warning (a
+        silent loss of the bound otherwise), and the client is still built and usable."""
+        from crm_audit_adapters import usman_transport
+
+        assert usman_transport.bound_by_deadline(object()) == 0  # type: ignore[arg-type]
+        monkeypatch.setattr(usman_transport, "bound_by_deadline", lambda client: 0)
+        with caplog.at_level(logging.WARNING, logger="crm_audit_adapters.usman"):
+            client = UsmanClient(UsmanConfig("http://127.0.0.1:9"))
+        client.close()
+        [warning] = [r for r in caplog.records if "answer deadline not applied" in r.getMessage()]
+        assert warning.levelno == logging.WARNING

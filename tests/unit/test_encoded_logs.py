@@ -190,6 +190,17 @@ class TestThePageOnTheWire:
         assert [type(o) for o in back.outcomes] == [Migrated, Migrated, Skipped, Failed, Migrated]
         assert type(back.outcomes[1].log) is ActivityLog  # type: ignore[union-attr]
 
+    def test_a_tally_not_counted_yet_is_not_counted_on_the_way(self) -> None:
+        """A worker's page whose tally nobody read crosses without one (a Tally.of a page saved on the
+        two-core run's critical path); the page rebuilt counts it when read, to the same counts."""
+        outcomes = (Migrated(1, jsonl_log(activity_log(1))), Skipped(2, reasons.CONTACT_NOT_FOUND))
+        page = PageResult(outcomes, None, (True, False), (False, False))
+        wire = pack(page)
+        assert wire[1] is None
+        assert page.counted_tally is None  # pack did not count it either
+        back = unpack(pickle.loads(pickle.dumps(wire, 5)))
+        assert back.tally == Tally.of(outcomes, 1, 0) == page.tally
+
     def test_an_encoded_row_crosses_as_its_bytes_and_little_more(self) -> None:
         """What crosses per migrated row is its encoded bytes and a few shared strings (< 100 B more)."""
         logs = [activity_log(i) for i in range(200)]

@@ -35,7 +35,12 @@ _RECORD = {
     "required": ["company_sso_id", "customer_id", "category", "action", "actor", "timestamp", "external_id"],
     "properties": {
         "company_sso_id": _COMPANY,
-        "customer_id": {"type": "string", "minLength": 1},
+        "customer_id": {
+            "type": "string",
+            "minLength": 1,
+            "description": "The account's CDP contact of the person metadata.crm_person_id names; "
+            "a record whose customer_id is not that contact is skipped (contact_not_found), not written.",
+        },
         "category": {"type": "string", "minLength": 1},
         "action": {"type": "string", "minLength": 1},
         "actor": {
@@ -51,7 +56,17 @@ _RECORD = {
         "timestamp": {"type": "string", "format": "date-time"},
         "external_id": {"type": "string", "minLength": 1},
         "source_tag": {"type": "string", "enum": ["crm_migration"]},
-        "metadata": {"type": "object"},
+        "metadata": {
+            "type": "object",
+            "properties": {
+                "crm_person_id": {
+                    "type": "integer",
+                    "description": "The CRM person the record is about. Without it (or with a person "
+                    "whose account contact is not customer_id) the record is skipped: "
+                    "contact_not_found, nothing written.",
+                }
+            },
+        },
     },
 }
 

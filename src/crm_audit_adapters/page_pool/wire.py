@@ -27,7 +27,8 @@ from crm_audit_transform.transformer import PageResult
 __all__ = ["WirePage", "pack", "unpack"]
 
 WirePage: TypeAlias = tuple[list[tuple[Any, ...]], Any, tuple[bool, ...], tuple[bool, ...]]
-"""``(rows, tally, fell_through, degraded)``: what ``pack`` makes of a ``PageResult``."""
+"""``(rows, tally, fell_through, degraded)``: what ``pack`` makes of a ``PageResult`` (``tally``
+None when it was not counted yet: the rebuilt ``PageResult`` counts it if read)."""
 
 
 def pack(
@@ -64,7 +65,9 @@ def pack(
             append((outcome.audit_id, outcome.reason, outcome.detail, type(outcome) is Skipped))
             continue
         append((outcome.audit_id, outcome))
-    return rows, result.tally, result.fell_through, result.degraded
+    # The tally only when already counted: the writer counts the page if it reads it (it does not),
+    # and a worker's pages are the two-core run's critical path.
+    return rows, result.counted_tally, result.fell_through, result.degraded
 
 
 def unpack(wire: WirePage) -> PageResult:
