@@ -56,7 +56,7 @@ def export(ref: str) -> Path:
             for built in ours.parent.glob(f"{ours.stem}*.so"):
                 shutil.copy2(built, theirs.parent / built.name)
         elif not _build(target, module, source, libraries):
-            print(f"note: {source} differs at {ref} and could not be built: it runs without it")
+            print(f"warning: {source} differs at {ref} and could not be built: the ref runs its pure path")
     return target / "src"
 
 

@@ -193,9 +193,18 @@ def _machine() -> dict[str, str]:
         "libyaml": sh(f"{sys.executable} -c 'import yaml; print(yaml.__with_libyaml__, yaml.__version__)'"),
         # A tree without the compiled builder silently measures the slower path: say which it had.
         "loader_backends": ",".join(available_backends()),
+        "compiled_line": _compiled_line(),
         "postgres": sh("/usr/lib/postgresql/15/bin/postgres --version"),
         "loadavg_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
+
+
+def _compiled_line() -> bool:
+    """Whether the sink's line is written by the compiled extension (``extended_json.COMPILED_LINE``):
+    a tree without it measures the pure line, as a tree without the compiled builder the pure loader."""
+    from crm_audit_adapters.mongo.extended_json import COMPILED_LINE
+
+    return bool(COMPILED_LINE)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -227,8 +236,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sizes": {},
     }
     print(f"loader backends: {report['machine']['loader_backends']}", flush=True)
+    print(f"compiled JSONL line: {report['machine']['compiled_line']}", flush=True)
     if "compiled" not in available_backends():
         print("warning: no compiled builder in this tree: the figures are the slower path's", flush=True)
+    if not report["machine"]["compiled_line"]:
+        print("warning: no compiled JSONL line in this tree: the figures are the slower path's", flush=True)
     with database(args.dsn) as dsn:
         for rows in sizes:
             schema, data_dir = f"bench_{rows}", HERE / "data" / f"bench_{rows}"

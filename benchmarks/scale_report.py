@@ -178,6 +178,7 @@ def render(report: dict[str, Any]) -> str:
         "",
         f"- nproc: {machine['nproc']}; Python {machine['python']}; libyaml, PyYAML: {machine['libyaml']}",
         f"- loader backends: {machine.get('loader_backends', '?')}",
+        f"- compiled JSONL line: {machine.get('compiled_line', '?')}",
         f"- {machine['postgres']}",
         f"- load average at start / end: {machine['loadavg_start']} / {machine.get('loadavg_end', '?')}",
         "",
