@@ -30,6 +30,7 @@ infrastructure that is down. Driver errors are translated at the adapter boundar
     ├── UnknownTenant                UNKNOWN_TENANT .tenant: not a tenant schema of the CRM (never queried)
     ├── IndexConflict                INDEX_CONFLICT .collection / .index: clashes with the database
     ├── IndexesMissing               INDEXES_MISSING (503): migration 035's indexes are not in place
+    ├── JobUnreadable                JOB_UNREADABLE .job_id: a stored job document cannot be read
     ├── DirectoryRefused             DIRECTORY_REFUSED: USMAN refused us (401/403): configuration
     └── Unavailable                  UNAVAILABLE: a dependency is down; retrying later is safe
         ├── DirectoryUnavailable     DIRECTORY_UNAVAILABLE: the SSO user directory (USMAN)
@@ -282,6 +283,24 @@ class IndexesMissing(CrmAuditError):
             f"migration 035's indexes are not in place ({', '.join(self.missing)}): "
             "run `crm-audit-migrate indexes up` first; nothing was written"
         )
+
+
+class JobUnreadable(CrmAuditError):
+    """A stored job document that cannot be read as a ``MigrationJob`` (a field missing or of
+    another type, a ``status`` outside ``jobs.JOB_STATUSES``): edited by hand or left by another
+    version. ``job_id`` (the document's ``_id``) and ``company_sso_id`` (None if it has none) name it;
+    ``problem`` says what is wrong. Configuration-like: it stays wrong until the document is fixed
+    or removed, and nothing is done to that account meanwhile; other accounts are unaffected.
+    """
+
+    code = "JOB_UNREADABLE"
+
+    def __init__(self, job_id: str, company_sso_id: str | None, problem: str) -> None:
+        account = f" of account {company_sso_id}" if company_sso_id is not None else ""
+        super().__init__(f"job {job_id}{account} cannot be read: {problem}; fix or remove that job document")
+        self.job_id = job_id
+        self.company_sso_id = company_sso_id
+        self.problem = problem
 
 
 class DirectoryRefused(CrmAuditError):

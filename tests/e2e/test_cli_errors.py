@@ -328,6 +328,19 @@ ROWS = [
         setup=lambda w: put_job(w.client, ROLLED_BACK),
     ),
     Row(
+        "config: a stored job document that is no job",
+        ("status", "--all"),
+        "JOB_UNREADABLE",
+        setup=lambda w: w.client["cdp"]["crm_activity_log_migration_jobs"].insert_one(
+            {
+                "_id": "junk-1",
+                "company_sso_id": "zzz-other",
+                "status": "completed",
+                "created_at": "2026-01-01",
+            }
+        ),
+    ),
+    Row(
         "refused: another runner holds the lease",
         ("run", *C, "--no-progress"),
         "LEASE_HELD",

@@ -250,3 +250,35 @@ class TestInterruptAndDegrade:
         assert status["accuracy_pct"] < 100
         kinds = client["cdp"]["activity_logs"].distinct("actor.type")
         assert "user" not in kinds
+
+
+class TestUnreadableJob:
+    def test_status_all_lists_the_other_accounts_then_names_the_unreadable_job(
+        self, run_cli: Cli, client: mongomock.MongoClient
+    ) -> None:
+        """One hand-made job document made `status --all` INTERNAL for every account, and `status` of
+        its account too. Now the other accounts are listed and the command ends JOB_UNREADABLE, exit 3,
+        naming the document; `status` of that account is the same typed error."""
+        triggered = run_cli("trigger", "--company-sso-id", COMPANY, "--tenant", TENANT)
+        assert triggered.exit_code == 0, triggered.output
+        client["cdp"]["crm_activity_log_migration_jobs"].insert_one(
+            {
+                "_id": "junk-1",
+                "company_sso_id": "zzz-other",
+                "status": "completed",
+                "created_at": "2026-01-01",
+            }
+        )
+        listing = run_cli("status", "--all")
+        assert listing.exit_code == exit_codes.CONFIG, listing.output
+        assert COMPANY in listing.stdout
+        assert "zzz-other" not in listing.stdout
+        assert listing.stderr.startswith(
+            "error: JOB_UNREADABLE: job junk-1 of account zzz-other cannot be read"
+        )
+        as_json = run_cli("status", "--all", "--json")
+        assert as_json.exit_code == exit_codes.CONFIG
+        assert [s["company_sso_id"] for s in json.loads(as_json.stdout)] == [COMPANY]
+        one = run_cli("status", "--company-sso-id", "zzz-other")
+        assert one.exit_code == exit_codes.CONFIG
+        assert one.stderr.startswith("error: JOB_UNREADABLE: job junk-1")

@@ -10,7 +10,7 @@ import pytest
 from pymongo.errors import AutoReconnect
 
 from crm_audit_adapters.mongo import MongoJobStore, RetryPolicy, apply_migration
-from crm_audit_transform.errors import JobAlreadyRunning, JobNotFound, LeaseHeld
+from crm_audit_transform.errors import JobAlreadyRunning, JobNotFound, JobUnreadable, LeaseHeld
 from crm_audit_transform.jobs import CANCELLED, COMPLETED, HALTED, IN_PROGRESS, ROLLING_BACK, MigrationJob
 from crm_audit_transform.tally import Tally
 from crm_audit_transform.testing import FixedClock
@@ -349,3 +349,43 @@ class TestTransition:
         )
         assert (flaky.calls, stored.last_audit_id) == (2, 40)
         assert _store(jobs).latest("company-a") == stored
+
+
+JUNK = {"_id": "junk-1", "company_sso_id": "zzz-other", "status": "completed", "created_at": "2026-01-01"}
+"""A hand-made job document: no job_id, tenant or cutoff, a text created_at."""
+
+
+class TestUnreadableJobs:
+    def test_an_undecodable_document_is_job_unreadable_naming_it(self, jobs: Any) -> None:
+        """It was an untyped cattrs error (INTERNAL, HTTP 500 INTERNAL); now the typed error names the
+        document, its account and the fields that are wrong."""
+        jobs.insert_one(dict(JUNK))
+        with pytest.raises(JobUnreadable) as caught:
+            _store(jobs).latest("zzz-other")
+        assert (caught.value.job_id, caught.value.company_sso_id, caught.value.code) == (
+            "junk-1",
+            "zzz-other",
+            "JOB_UNREADABLE",
+        )
+        assert "$.tenant" in caught.value.problem
+        with pytest.raises(JobUnreadable):
+            _store(jobs).get("junk-1")
+
+    @pytest.mark.parametrize("status", ["Halted", "paused", ""])
+    def test_a_status_outside_the_enum_is_never_served(self, jobs: Any, status: str) -> None:
+        """A copied document with status "Halted" was served as is, outside the declared enum."""
+        _store(jobs).create(migration_job(status=HALTED))
+        jobs.update_one({"_id": "job-1"}, {"$set": {"status": status}})
+        with pytest.raises(JobUnreadable, match="status"):
+            _store(jobs).latest("company-a")
+
+    def test_every_other_account_is_still_listed(self, jobs: Any) -> None:
+        """One bad document made status --all fail for every account: the others are listed, and the
+        bad account's place holds its error. An older readable job never hides a newer bad one."""
+        _store(jobs).create(migration_job("job-a", status=COMPLETED))
+        _store(jobs).create(migration_job("job-b", company="company-b", status=COMPLETED))
+        _store(jobs).create(migration_job("job-z", company="zzz-other", status=COMPLETED))
+        jobs.insert_one({**JUNK, "created_at": LATER})
+        listed = _store(jobs).latest_per_account()
+        assert [x.job_id for x in listed] == ["job-a", "job-b", "junk-1"]
+        assert isinstance(listed[2], JobUnreadable)

@@ -32,6 +32,9 @@ SAMPLES: dict[type[CrmAuditError], Callable[[], CrmAuditError]] = {
     errors.BatchTooLarge: lambda: errors.BatchTooLarge(1001, 1000),
     errors.UnknownTenant: lambda: errors.UnknownTenant("t1"),
     errors.IndexConflict: lambda: errors.IndexConflict("activity_logs", "uniq", "other options"),
+    errors.JobUnreadable: lambda: errors.JobUnreadable(
+        "junk-1", "zzz-other", "required field missing @ $.tenant"
+    ),
     errors.IndexesMissing: lambda: errors.IndexesMissing(["activity_logs.uniq_company_external_id"]),
     errors.DirectoryRefused: lambda: errors.DirectoryRefused("HTTP 401", status_code=401),
     _files.FileFormatError: lambda: _files.FileFormatError("audits.jsonl", 4, "not JSON", audit_id=9),

@@ -526,6 +526,43 @@ class TestJobRoutes:
         )
         assert response.json()["status"] == "not_started"
 
+    @pytest.mark.parametrize(
+        "doc",
+        [
+            {
+                "_id": "junk-1",
+                "company_sso_id": "company-empty",
+                "status": "completed",
+                "created_at": "2026-01-01",
+            },
+            "Halted",
+        ],
+    )
+    def test_an_unreadable_job_is_a_typed_500_never_served_as_stored(
+        self, app_parts: dict[str, Any], doc: object
+    ) -> None:
+        """An undecodable job document was a 500 INTERNAL, and a status outside the enum ("Halted")
+        was served as is; both are 500 JOB_UNREADABLE naming the document."""
+        jobs = app_parts["db"]["crm_activity_log_migration_jobs"]
+        client = app_parts["client"]
+        if isinstance(doc, dict):
+            jobs.insert_one(doc)
+            job_id = "junk-1"
+        else:
+            from crm_audit_adapters.mongo import encode_job
+            from support.mongo import migration_job
+
+            job_id = "job-h"
+            jobs.insert_one(encode_job(migration_job(job_id, company="company-empty")) | {"status": doc})
+        response = client.get(
+            "/private/activity_logs/crm_migration/status",
+            params={"company_sso_id": "company-empty"},
+            headers={"Authorization": AUTH},
+        )
+        assert response.status_code == 500
+        assert error_code(response) == "JOB_UNREADABLE"
+        assert f"job {job_id} of account company-empty" in response.json()["error"]["message"]
+
     def test_a_deeply_nested_trigger_body_is_400(self, app_parts: dict[str, Any]) -> None:
         """JSON nested past the parser's recursion limit is a 400 MALFORMED_BODY, not a 500."""
         response = app_parts["client"].post(

@@ -21,7 +21,7 @@ import click
 
 from crm_audit_transform.config import load_config
 from crm_audit_transform.domain import Failed, Migrated, Outcome, Skipped
-from crm_audit_transform.errors import JobNotFound, TenantUnbound
+from crm_audit_transform.errors import JobNotFound, JobUnreadable, TenantUnbound
 from crm_audit_transform.jobs import CANCELLED, COMPLETED, HALTED, MigrationJob
 from crm_audit_transform.ports import JobStore
 from crm_audit_transform.usecases import FRESH, RESUME, MigrationStatus
@@ -246,22 +246,31 @@ def status(state: CliState, company: str | None, every: bool, as_json: bool) -> 
         if company is not None:
             _show(runtime.service.status(company), as_json)
             return
-        statuses = [MigrationStatus.of(job) for job in _latest_per_account(runtime.jobs)]
+        listed = _latest_per_account(runtime.jobs)
+    statuses = [MigrationStatus.of(job) for job in listed if isinstance(job, MigrationJob)]
+    unreadable = [job for job in listed if isinstance(job, JobUnreadable)]
     if as_json:
         echo_json([s.as_dict() for s in statuses])
-        return
-    header = f"{'company_sso_id':<36}  {'status':<11}  {'progress':>8}  {'processed':>9}  {'failed':>6}"
-    click.echo(f"{header}  job_id")
-    for s in statuses:
-        click.echo(
-            f"{s.company_sso_id:<36}  {s.status:<11}  {s.progress_pct:>7.2f}%  {s.tally.processed:>9}  "
-            f"{s.tally.failed_total:>6}  {s.job_id}"
-        )
+    else:
+        header = f"{'company_sso_id':<36}  {'status':<11}  {'progress':>8}  {'processed':>9}  {'failed':>6}"
+        click.echo(f"{header}  job_id")
+        for s in statuses:
+            click.echo(
+                f"{s.company_sso_id:<36}  {s.status:<11}  {s.progress_pct:>7.2f}%  {s.tally.processed:>9}  "
+                f"{s.tally.failed_total:>6}  {s.job_id}"
+            )
+    if unreadable:  # the other accounts are listed above; the command still fails, naming the job
+        first = unreadable[0]
+        if len(unreadable) > 1:
+            first.add_note(f"{len(unreadable) - 1} more account(s) with an unreadable job, not listed")
+        raise first
 
 
-def _latest_per_account(jobs: JobStore) -> list[MigrationJob]:
+def _latest_per_account(jobs: JobStore) -> list[MigrationJob | JobUnreadable]:
     # Not a port method: only the MongoDB store lists accounts (``status --all``).
-    listing: Callable[[], Iterable[MigrationJob]] | None = getattr(jobs, "latest_per_account", None)
+    listing: Callable[[], Iterable[MigrationJob | JobUnreadable]] | None = getattr(
+        jobs, "latest_per_account", None
+    )
     if listing is None:
         raise click.UsageError("this job store cannot list accounts")
     return list(listing())

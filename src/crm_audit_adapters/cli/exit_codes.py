@@ -20,6 +20,7 @@ from crm_audit_transform.errors import (
     GuardError,
     IndexConflict,
     IndexesMissing,
+    JobUnreadable,
     LeaseHeld,
     Unavailable,
     UnknownTenant,
@@ -35,8 +36,8 @@ CONFIG: Final = 3
 """Configuration missing or invalid (settings file, environment, mapping file), or refused by a
 server (wrong password, unknown database, malformed DSN or URI, USMAN refusing our credentials:
 ``DIRECTORY_REFUSED``), an optional package missing, or migration 035's indexes not in place
-(``INDEXES_MISSING``). Never retried: it stays wrong until the configuration changes; nothing was
-written."""
+(``INDEXES_MISSING``), or a stored job document that cannot be read (``JOB_UNREADABLE``). Never
+retried: it stays wrong until the configuration (or that document) changes; nothing was written."""
 REFUSED: Final = 4
 """A guard refused (flag off, coverage too low, job running or completed, no job, lease held,
 another process writing the dry run's ``--out``, unknown tenant, tenant not the account's bound one
@@ -68,6 +69,7 @@ CODES: Final[dict[str, int]] = {
     "DEPENDENCY_MISSING": CONFIG,
     "INDEXES_MISSING": CONFIG,
     "DIRECTORY_REFUSED": CONFIG,
+    "JOB_UNREADABLE": CONFIG,
     "FLAG_DISABLED": REFUSED,
     "contacts_not_migrated": REFUSED,
     "JOB_ALREADY_RUNNING": REFUSED,
@@ -126,7 +128,7 @@ def error_code(error: BaseException) -> str:
 
 
 def exit_code_for(error: BaseException) -> int:
-    if isinstance(error, ConfigError | IndexesMissing | DirectoryRefused):
+    if isinstance(error, ConfigError | IndexesMissing | DirectoryRefused | JobUnreadable):
         return CONFIG
     if isinstance(error, GuardError | LeaseHeld | UnknownTenant | IndexConflict):
         return REFUSED

@@ -22,6 +22,7 @@ from crm_audit_transform.errors import (
     DirectoryRefused,
     GuardError,
     IndexesMissing,
+    JobUnreadable,
     LeaseHeld,
     Unavailable,
     UnknownTenant,
@@ -66,6 +67,11 @@ async def on_domain_error(request: Request, exc: Exception) -> JSONResponse:
         # The account's binding names no CRM tenant schema: retrying cannot help (no 503), and the
         # message names the schema only, which holds no secret.
         return envelope(422, exc.code, str(exc))
+    if isinstance(exc, JobUnreadable):
+        # A stored job document no reader can use: the service's own data, never the caller's fault,
+        # and retrying cannot help until it is fixed. The message names the job and what is wrong.
+        log.error("500 for %s %s: %s", request.method, request.url.path, _cause(exc))
+        return envelope(500, exc.code, str(exc))
     if isinstance(exc, DirectoryRefused):
         log.error("500 for %s %s: misconfigured: %s", request.method, request.url.path, _cause(exc))
         # Our credentials are wrong: a server-side configuration error, never the caller's.

@@ -26,7 +26,8 @@ import cattrs
 
 from crm_audit_transform.domain import ActivityLog, Actor, ActorKind, FieldChange
 from crm_audit_transform.enrichment_tally import EnrichmentTally
-from crm_audit_transform.jobs import JobShard, MigrationJob
+from crm_audit_transform.errors import JobUnreadable
+from crm_audit_transform.jobs import COMPLETED, HALTED, IN_PROGRESS, JOB_STATUSES, JobShard, MigrationJob
 from crm_audit_transform.tally import Tally
 from crm_audit_transform.values import Value
 
@@ -279,5 +280,50 @@ def encode_shard(shard: JobShard) -> Document:
 
 
 def decode_job(doc: ReadDocument) -> MigrationJob:
-    """A job document back as a ``MigrationJob``; ``_id`` and the derived figures are ignored."""
-    return _CONVERTER.structure(dict(doc), MigrationJob)
+    """A job document back as a ``MigrationJob``; ``_id`` and the derived figures are ignored.
+
+    ``JobUnreadable`` (naming the document's ``_id`` and account) for a document that is no job: a
+    field missing or of another type, or a ``status`` (the job's or a shard's) outside those a job
+    is ever given (``JOB_STATUSES``; a shard's ``SHARD_STATUSES``), which no reader may be served.
+    """
+    try:
+        job = _CONVERTER.structure(dict(doc), MigrationJob)
+    except (
+        cattrs.BaseValidationError,
+        KeyError,
+        TypeError,
+        ValueError,
+        AttributeError,
+        OverflowError,
+    ) as exc:
+        raise _unreadable(doc, "; ".join(_problems(exc))) from exc
+    if job.status not in JOB_STATUSES:
+        raise _unreadable(
+            doc, f"status {_cut(repr(job.status))} is none of {', '.join(sorted(JOB_STATUSES))}"
+        )
+    for shard in job.shards:
+        if shard.status not in SHARD_STATUSES:
+            raise _unreadable(doc, f"shard {shard.shard}'s status {_cut(repr(shard.status))} is unknown")
+    return job
+
+
+SHARD_STATUSES: Final = frozenset({IN_PROGRESS, COMPLETED, HALTED})
+"""A shard's statuses (``JobShard``): a cancel or a rollback is the job's status, never a shard's."""
+
+
+def _problems(exc: Exception) -> list[str]:
+    """What cattrs found wrong, one short line each (``required field missing @ $.tenant``)."""
+    lines = cattrs.transform_error(exc, path="$") if isinstance(exc, cattrs.BaseValidationError) else []
+    return [_cut(line) for line in lines[:5]] or [_cut(f"{type(exc).__name__}: {exc}")]
+
+
+def _unreadable(doc: ReadDocument, problem: str) -> JobUnreadable:
+    company = doc.get("company_sso_id")
+    return JobUnreadable(
+        _cut(str(doc.get("_id"))), _cut(company) if isinstance(company, str) else None, problem
+    )
+
+
+def _cut(text: str) -> str:
+    """``text`` for an error message, cut short: a hand-edited document may hold anything."""
+    return text if len(text) <= 80 else f"{text[:60]}… ({len(text)} characters)"

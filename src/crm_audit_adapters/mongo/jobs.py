@@ -39,7 +39,13 @@ from typing import Final
 from pymongo import DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from crm_audit_transform.errors import JobAlreadyRunning, JobNotFound, JobNotRunnable, LeaseHeld
+from crm_audit_transform.errors import (
+    JobAlreadyRunning,
+    JobNotFound,
+    JobNotRunnable,
+    JobUnreadable,
+    LeaseHeld,
+)
 from crm_audit_transform.jobs import (
     CANCELLED,
     COMPLETED,
@@ -178,18 +184,29 @@ class MongoJobStore:
         doc = call_with_retry(find, self._retry, "read latest migration job")
         return decode_job(doc) if doc is not None else None
 
-    def latest_per_account(self) -> list[MigrationJob]:
-        """Every account's newest job (as ``latest``), ordered by ``company_sso_id``: ``status --all``."""
+    def latest_per_account(self) -> list[MigrationJob | JobUnreadable]:
+        """Every account's newest job (as ``latest``), ordered by ``company_sso_id``: ``status --all``.
+
+        An account whose newest document cannot be read as a job is its ``JobUnreadable`` (naming the
+        document), so one bad document hides no other account; documents with no text
+        ``company_sso_id`` come last, one each.
+        """
 
         def find(_: int) -> list[Document]:
             cursor = self._collection.find({}, sort=[("created_at", DESCENDING), ("_id", DESCENDING)])
             return list(cursor)
 
-        newest: dict[str, MigrationJob] = {}
+        newest: dict[tuple[int, str], MigrationJob | JobUnreadable] = {}
         for doc in call_with_retry(find, self._retry, "read migration jobs"):
-            job = decode_job(doc)
-            newest.setdefault(job.company_sso_id, job)
-        return [newest[company] for company in sorted(newest)]
+            company = doc.get("company_sso_id")
+            key = (0, company) if isinstance(company, str) else (1, str(doc.get("_id")))
+            if key in newest:
+                continue
+            try:
+                newest[key] = decode_job(doc)
+            except JobUnreadable as exc:
+                newest[key] = exc
+        return [newest[key] for key in sorted(newest)]
 
     def get(self, job_id: str) -> MigrationJob | None:
         doc = call_with_retry(
