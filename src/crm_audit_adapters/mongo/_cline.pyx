@@ -276,7 +276,6 @@ cdef int put_json(Buf *buf, object value, int depth) except -1:
     """A JSON-ready value (what the walk returns) as ``orjson.dumps`` prints it."""
     cdef type kind = type(value)
     cdef long long number = 0
-    cdef Py_ssize_t i, n
     cdef bint first
     if kind is str:
         return put_str(buf, <str>value)
@@ -304,11 +303,14 @@ cdef int put_json(Buf *buf, object value, int depth) except -1:
             return put_char(buf, 125)
         if kind is list:
             put_char(buf, 91)
-            n = len(<list>value)
-            for i in range(n):
-                if i:
+            # Iterated, not indexed up to a length read once: an item's print runs Python code, and
+            # a list that shrank meanwhile must end the loop, not be read past its end.
+            first = True
+            for item in <list>value:
+                if not first:
                     put_char(buf, 44)
-                put_json(buf, (<list>value)[i], depth + 1)
+                first = False
+                put_json(buf, item, depth + 1)
             return put_char(buf, 93)
     printed = _dumps(value)  # floats and anything else: orjson's own print
     return put(buf, <const char *>printed, len(<bytes>printed))
@@ -332,7 +334,6 @@ cdef int put_walked(Buf *buf, object value, int depth) except -1:
     """A value inside a list or dict, as the ``RELAXED_JSON`` walk encodes and orjson prints it."""
     cdef type kind = type(value)
     cdef long long number = 0
-    cdef Py_ssize_t i, n
     cdef bint first
     if kind is str:
         return put_str(buf, <str>value)
@@ -363,11 +364,12 @@ cdef int put_walked(Buf *buf, object value, int depth) except -1:
         return put_char(buf, 125)
     if kind is list or kind is tuple:
         put_char(buf, 91)
-        n = len(value)
-        for i in range(n):
-            if i:
+        first = True
+        for item in value:  # iterated: a list that shrinks under Python code is not read past its end
+            if not first:
                 put_char(buf, 44)
-            put_walked(buf, value[i], depth + 1)
+            first = False
+            put_walked(buf, item, depth + 1)
         return put_char(buf, 93)
     if kind in _flat_leaves:  # Decimal, float, date, bytes, a big int, another datetime: no nesting
         return put_json(buf, _walk_value(value), 0)
