@@ -269,8 +269,6 @@ class MongoJobStore:
         doc = encode_job(job)
         query: Document = {"_id": job.job_id, "status": {"$in": list(expected)}}
         fences: list[Document] = []
-        if unleased:
-            fences.append(none_live(job_prefixes(len(job.shards)), self._now()))
         if leased_to is not None:
             query["lease_owner"] = leased_to
             # A completed shard is never written by a runner again: a lease left on it does not count.
@@ -286,13 +284,21 @@ class MongoJobStore:
         if fences:
             query["$and"] = fences
 
+        def fenced() -> Document:
+            """The filter of one try: "no live lease" on the store's now at this try (a clock that
+            moved between tries must be read again), beside the fences that do not change."""
+            if not unleased:
+                return query
+            return {**query, "$and": [none_live(job_prefixes(len(job.shards)), self._now()), *fences]}
+
         def replace(_: int) -> Document | None:
+            where = fenced()
             try:
                 if status_only:
                     # The run's fields, the leases and the shards as stored: the runner's, not this copy's.
                     fields = {k: v for k, v in doc.items() if k in _STATUS}
                     return self._collection.find_one_and_update(
-                        query,
+                        where,
                         {"$set": fields, "$inc": {_WRITES: 1}},
                         return_document=ReturnDocument.AFTER,
                     )
@@ -302,7 +308,7 @@ class MongoJobStore:
                     keep = {"_id", "shards", "lease_owner", "lease_expires_at", *_SUMMARY}
                     fields = {k: v for k, v in doc.items() if k not in keep}
                     return self._collection.find_one_and_update(
-                        query,
+                        where,
                         {"$set": fields, "$inc": {_WRITES: 1}},
                         return_document=ReturnDocument.AFTER,
                     )
@@ -311,12 +317,12 @@ class MongoJobStore:
                     keep = {"_id", "shards", *_SUMMARY}
                     fields = {k: v for k, v in doc.items() if k not in keep}
                     return self._collection.find_one_and_update(
-                        query,
+                        where,
                         {"$set": fields, "$inc": {_WRITES: 1}},
                         return_document=ReturnDocument.AFTER,
                     )
                 return self._collection.find_one_and_replace(
-                    query,
+                    where,
                     doc,
                     return_document=ReturnDocument.AFTER,
                 )
@@ -326,8 +332,6 @@ class MongoJobStore:
                 ) from exc
 
         for _ in range(_FENCE_TRIES):
-            if unleased:  # "live" on the store's now at this try (the clock's moves between tries)
-                fences[0] = none_live(job_prefixes(len(job.shards)), self._now())
             stored = call_with_retry(replace, self._retry, "change migration job status")
             if stored is not None:
                 return self._summarised(stored, always=True)
