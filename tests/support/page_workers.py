@@ -96,6 +96,14 @@ _LATER_PAGE_READ = threading.Event()
 """In a worker process: its span reader has read a page other than the first."""
 
 
+def _wait_for(log: Path, text: str, *, times: int = 1, seconds: float = 10) -> None:
+    """Wait until ``log`` holds ``text`` ``times`` times, or ``seconds`` passed (the test's order
+    then shows that it did not come)."""
+    deadline = time.monotonic() + seconds
+    while (log.read_text() if log.exists() else "").count(text) < times and time.monotonic() <= deadline:
+        time.sleep(0.01)
+
+
 def _note(log: Path, line: str) -> None:
     with log.open("a") as out:
         out.write(line + "\n")
@@ -186,11 +194,7 @@ class _WaitingForTheRunner(Transformer):
         self._log = log
 
     def prepare(self, rows: Iterable[AuditRow]) -> tuple[PreparedRow, ...]:
-        deadline = time.monotonic() + 10
-        while "runner prepared" not in (self._log.read_text() if self._log.exists() else ""):
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.01)
+        _wait_for(self._log, "runner prepared")
         rows = tuple(rows)
         _note(self._log, f"worker prepared {rows[0].id if rows else None}")
         return super().prepare(rows)
@@ -217,11 +221,7 @@ class _TransformingAfterTheRunnersPages(Transformer):
     def transform(
         self, prepared: Sequence[PreparedRow], ctx: LookupContext, *, company_sso_id: str
     ) -> PageResult:
-        deadline = time.monotonic() + self._seconds
-        while (self._log.read_text() if self._log.exists() else "").count("runner transformed") < self._pages:
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.01)
+        _wait_for(self._log, "runner transformed", times=self._pages, seconds=self._seconds)
         _note(self._log, f"worker transformed {prepared[0].row.id if prepared else None}")
         return super().transform(prepared, ctx, company_sso_id=company_sso_id)
 
@@ -257,11 +257,7 @@ class _FinishingAfterTheRunner(Transformer):
     def transform(
         self, prepared: Sequence[PreparedRow], ctx: LookupContext, *, company_sso_id: str
     ) -> PageResult:
-        deadline = time.monotonic() + 10
-        while "runner transformed" not in (self._log.read_text() if self._log.exists() else ""):
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.01)
+        _wait_for(self._log, "runner transformed")
         _note(self._log, f"worker transformed {prepared[0].row.id if prepared else None}")
         return super().transform(prepared, ctx, company_sso_id=company_sso_id)
 
