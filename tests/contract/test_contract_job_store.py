@@ -33,7 +33,9 @@ from crm_audit_transform.ports import JobStore
 from crm_audit_transform.tally import Tally
 from crm_audit_transform.testing import FixedClock, InMemoryJobStore
 from crm_audit_transform.usecases.cancel import cancel
-from crm_audit_transform.usecases.shards import split_shards
+from crm_audit_transform.usecases.rollback import RollbackPorts, RollbackResult, rollback
+from crm_audit_transform.usecases.settings import RunSettings
+from crm_audit_transform.usecases.shards import settle, split_shards
 from support.mongo import T0, fresh_database, migration_job, mongo_backends
 
 LATER = T0 + dt.timedelta(minutes=5)
@@ -542,3 +544,141 @@ class TestShardLeases:
         expected = attrs.evolve(entry, last_audit_id=260, tally=Tally(processed=60, migrated=60))
         assert attrs.evolve(saved, lease_expires_at=None) == attrs.evolve(expected, lease_expires_at=None)
         assert saved.lease_owner == "runner-1"
+
+
+class _DeletedBeside:
+    """An account's migrated logs whose first delete has a second rollback run, start to end, in the
+    middle of it: two rollbacks alive at once (an operator's retry, a /migrate batch settling).
+    The first delete removes ``before`` logs, lets the second delete ``beside``, then removes
+    ``after`` more (logs that landed meanwhile)."""
+
+    def __init__(self, before: int, beside: int, after: int, ports: Any) -> None:
+        self.counts = [before, beside, after]
+        self.ports = ports
+        self.second: list[RollbackResult] = []
+        self.calls = 0
+
+    def delete_migrated(self, company_sso_id: str) -> int:
+        self.calls += 1
+        if self.calls > 1:
+            return self.counts[1]
+        before = self.counts[0]
+        self.second.append(rollback(company_sso_id, self.ports()))
+        return before + self.counts[2]
+
+    def count_migrated(self, company_sso_id: str) -> int:
+        return 0
+
+
+class TestTwoRollbacksAlive:
+    """A rollback run again while the first is still deleting: ``logs_deleted`` counts every log
+    either deleted, whichever of the two finishes first."""
+
+    @pytest.mark.parametrize(("before", "beside", "after"), [(5, 0, 0), (0, 3, 1), (2, 2, 2)])
+    def test_logs_deleted_adds_up_both_rollbacks(
+        self, store: JobStore, before: int, beside: int, after: int
+    ) -> None:
+        """The second holds the held job (a rollback that died is finished that way), deletes and
+        finishes inside the first's delete; the first finishes last. Before: the second's
+        count, read before the first's was written, was the last word (5 deleted, ``logs_deleted``
+        0), or the first's finish found the job no longer ``rolling_back`` and dropped its own."""
+        store.create(migration_job(status=COMPLETED, logs_deleted=1))
+        clock = FixedClock(T0)
+        logs = _DeletedBeside(before, beside, after, lambda: RollbackPorts(store, logs, clock))
+        first = rollback("company-a", RollbackPorts(store, logs, clock))
+        assert (first.deleted, logs.second[0].deleted) == (before + after, beside)
+        stored = store.latest("company-a")
+        assert stored is not None
+        assert (stored.status, stored.logs_deleted) == (ROLLED_BACK, 1 + before + beside + after)
+
+
+class _LeaseBeforeTheWrite:
+    """A job store where the job's top-level lease is taken between a reader's read and its write."""
+
+    def __init__(self, inner: JobStore) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def transition(self, job: MigrationJob, expected: Collection[str], **mode: Any) -> MigrationJob | None:
+        self.inner.acquire_lease(job.job_id, "other-1", LEASE)
+        return self.inner.transition(job, expected, **mode)
+
+
+class TestSettleWritesWhatItDecides:
+    def test_settle_keeps_the_top_level_lease_taken_since_its_read(self, store: JobStore) -> None:
+        """The last shard done, settle decides the job's status from its read: it writes that status
+        and its end alone. (It wrote back the whole read, the job's top-level lease fields with it.)"""
+        job = sharded_job()
+        last = attrs.evolve(job.shards[1], status=COMPLETED, last_audit_id=400)
+        store.create(attrs.evolve(job, shards=(job.shards[0], last)))
+        settled = settle(
+            "job-1",
+            "company-a",
+            cast(JobStore, _LeaseBeforeTheWrite(store)),
+            FixedClock(LATER),
+            RunSettings(),
+        )
+        assert settled.status == COMPLETED
+        assert (settled.finished_at, settled.lease_owner) == (LATER, "other-1")
+        assert store.latest("company-a") == settled
+
+
+class TestFinishRollback:
+    def test_it_adds_to_the_stored_count_once_per_token_and_writes_nothing_else(
+        self, store: JobStore
+    ) -> None:
+        """rolling_back → rolled_back with the count added; a second rollback's finish adds its own
+        even once the job is rolled back; the same token again (a retried write) adds nothing."""
+        store.create(
+            migration_job(status=ROLLING_BACK, last_audit_id=7, tally=Tally(processed=7, migrated=7))
+        )
+        read = store.latest("company-a")
+        assert read is not None
+        stale = attrs.evolve(read, updated_at=LATER, last_audit_id=1, tally=Tally())
+        first = store.finish_rollback(stale, 3, token="first")
+        assert first is not None
+        assert (first.status, first.logs_deleted, first.updated_at) == (ROLLED_BACK, 3, LATER)
+        assert (first.last_audit_id, first.tally) == (7, Tally(processed=7, migrated=7))
+        assert store.finish_rollback(stale, 3, token="first") == first
+        second = store.finish_rollback(stale, 2, token="second")
+        assert second is not None
+        assert (second.status, second.logs_deleted) == (ROLLED_BACK, 5)
+        assert store.latest("company-a") == second
+
+    @pytest.mark.parametrize("status", [IN_PROGRESS, COMPLETED, HALTED, CANCELLED])
+    def test_a_job_neither_rolling_back_nor_rolled_back_is_not_written(
+        self, store: JobStore, status: str
+    ) -> None:
+        store.create(migration_job(status=status))
+        read = store.latest("company-a")
+        assert read is not None
+        assert store.finish_rollback(attrs.evolve(read, updated_at=LATER), 3, token="t") is None
+        assert store.latest("company-a") == read
+
+
+class TestResumedTransition:
+    def test_a_resume_whose_counts_moved_since_its_read_writes_nothing(self, store: JobStore) -> None:
+        """A repair saved its count after the resume read the job: None, the repair's count kept."""
+        store.create(migration_job(status=HALTED, last_audit_id=50, tally=Tally(processed=50, migrated=40)))
+        read = store.latest("company-a")
+        assert read is not None
+        repaired = attrs.evolve(read, tally=Tally(processed=50, migrated=45))
+        store.save(repaired)
+        resumed = attrs.evolve(read, status=IN_PROGRESS, halt_basis=read.tally)
+        assert store.transition(resumed, {HALTED}, unleased=True, resumed=True) is None
+        assert store.latest("company-a") == repaired
+        again = attrs.evolve(repaired, status=IN_PROGRESS, halt_basis=repaired.tally)
+        assert store.transition(again, {HALTED}, unleased=True, resumed=True) == again
+
+    def test_a_sharded_resume_fences_on_each_shards_counts(self, store: JobStore) -> None:
+        """A shard's count moved since the read (its sums on the job may lag): None, nothing written."""
+        job = attrs.evolve(sharded_job(), status=CANCELLED)
+        store.create(job)
+        moved = attrs.evolve(job.shards[1], tally=Tally(processed=3, migrated=3), last_audit_id=203)
+        store.save(attrs.evolve(job, shards=(job.shards[0], moved)))
+        stored = store.latest("company-a")
+        resumed = attrs.evolve(job, status=IN_PROGRESS, halt_basis=job.tally)
+        assert store.transition(resumed, {CANCELLED}, unleased=True, resumed=True) is None
+        assert store.latest("company-a") == stored

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import Any
 
 import attrs
 import mongomock
@@ -21,7 +22,7 @@ from crm_audit_transform.errors import (
     LeaseHeld,
     ResumeOrFresh,
 )
-from crm_audit_transform.jobs import CANCELLED, COMPLETED, HALTED, IN_PROGRESS, ROLLED_BACK
+from crm_audit_transform.jobs import CANCELLED, COMPLETED, HALTED, IN_PROGRESS, ROLLED_BACK, MigrationJob
 from crm_audit_transform.testing import (
     InMemoryAuditSource,
     InMemoryContactDirectory,
@@ -199,6 +200,42 @@ class TestRetriggerAfterAStop:
         world.clock.advance(2)
         resumed = world.trigger(restart=RESUME)
         assert (resumed.status, resumed.lease_owner, resumed.lease_expires_at) == (IN_PROGRESS, None, None)
+
+    @pytest.mark.parametrize("backend", ["in_memory", "mongomock"])
+    def test_resume_counts_from_a_repair_saved_between_its_read_and_its_write(self, backend: str) -> None:
+        """A repair (lease taken and handed back) saves its count after --resume read the halted job:
+        the resume keeps that count and starts the halt rule's basis from it. (It wrote back the
+        tally it read, undoing the repair's count, and took its basis from that read.)"""
+        world = World(sso_failing=True)
+        if backend == "mongomock":
+            db = mongomock.MongoClient(tz_aware=True)["cdp"]
+            world.jobs = MongoJobStore.in_database(db, clock=world.clock)  # type: ignore[assignment]
+        world.trigger()
+        halted = world.run().job
+        assert halted.status == HALTED
+        repaired = attrs.evolve(halted.tally, migrated=halted.tally.migrated + 1)
+        jobs = world.jobs
+
+        class RepairFirst:
+            """The job store, with a repair's count saved between the resume's read and its write."""
+
+            saved = False
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(jobs, name)
+
+            def transition(self, job: MigrationJob, expected: Any, **mode: Any) -> MigrationJob | None:
+                if mode.get("resumed") and not self.saved:
+                    self.saved = True
+                    held = jobs.acquire_lease(job.job_id, "repair-1", dt.timedelta(seconds=60))
+                    done = attrs.evolve(held, tally=repaired, lease_owner=None, lease_expires_at=None)
+                    assert jobs.transition(done, {HALTED}, leased_to="repair-1") is not None
+                return jobs.transition(job, expected, **mode)
+
+        world.jobs = RepairFirst()  # type: ignore[assignment]
+        resumed = world.trigger(restart=RESUME)
+        assert (resumed.status, resumed.tally, resumed.halt_basis) == (IN_PROGRESS, repaired, repaired)
+        assert jobs.latest(world.company) == resumed
 
     def test_fresh_rolls_back_then_starts_a_new_job(self) -> None:
         """--fresh deletes the old job's logs, marks it rolled back and starts a new job from the start."""

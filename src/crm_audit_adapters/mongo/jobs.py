@@ -51,6 +51,7 @@ from crm_audit_transform.jobs import (
     COMPLETED,
     IN_PROGRESS,
     LEASABLE,
+    ROLLED_BACK,
     ROLLING_BACK,
     JobShard,
     MigrationJob,
@@ -110,6 +111,8 @@ _SHARD_PROGRESS: Final = frozenset(
 _STATUS: Final = frozenset({"status", "updated_at", "finished_at", "halted_reason"})
 """What a ``status_only`` transition writes (``cancel``); the run's fields and the leases stay as stored."""
 _WRITES: Final = "shard_writes"
+_COUNTED: Final = "rollbacks_counted"
+"""The tokens of the rollbacks whose deleted logs ``logs_deleted`` holds (``finish_rollback``)."""
 _SUMMARY_OF: Final = "summary_of"
 _SUMMARY_EVERY: Final = 10
 """A running sharded job's stored summary is set on every ``_SUMMARY_EVERY``-th shard write."""
@@ -264,7 +267,8 @@ class MongoJobStore:
         when it is triggered. ``status_only`` (cancel) ``$set``s the status and its end alone
         (``_STATUS``): a runner's progress saved since ``job`` was read is not written back over.
         ``resumed`` (``trigger --resume``) replaces the whole document under the
-        ``unleased`` filter: no lease being live there, clearing the lease fields takes nobody's.
+        ``unleased`` filter: no lease being live there, clearing the lease fields takes nobody's;
+        and under the counts and cursors ``job`` holds (``_counts_of``): None when they moved.
         """
         doc = encode_job(job)
         query: Document = {"_id": job.job_id, "status": {"$in": list(expected)}}
@@ -281,6 +285,9 @@ class MongoJobStore:
                 }
                 for n in range(len(job.shards))
             )
+        if resumed:
+            # Only while the counts and cursors are the ones the resume read: its halt basis is them.
+            query.update(_counts_of(doc, len(job.shards)))
         if fences:
             query["$and"] = fences
 
@@ -305,7 +312,7 @@ class MongoJobStore:
                 if unleased and not resumed:
                     # The lease fields (the job's and its shards') stay as stored: no live one, and
                     # an expired one or a hand-back since the job was read must not be written back.
-                    keep = {"_id", "shards", "lease_owner", "lease_expires_at", *_SUMMARY}
+                    keep = {"_id", "shards", "lease_owner", "lease_expires_at", "logs_deleted", *_SUMMARY}
                     fields = {k: v for k, v in doc.items() if k not in keep}
                     return self._collection.find_one_and_update(
                         where,
@@ -340,6 +347,10 @@ class MongoJobStore:
                 raise JobNotFound(f"no job {job.job_id}")
             if not unleased or current.status not in expected:
                 return None
+            if resumed and _counts_of(encode_job(current), len(job.shards)) != _counts_of(
+                doc, len(job.shards)
+            ):
+                return None  # a repair saved its count since the resume read the job
             live = self._with_a_live_lease(job.job_id, job_prefixes(len(job.shards)), expected)
             if live is not None:
                 # Live on the store's clock: the lease that expires last is a live one (jobs.last_lease).
@@ -352,6 +363,39 @@ class MongoJobStore:
             f"job {job.job_id}: its leases changed under each of {_FENCE_TRIES} tries to change its status; "
             "try again"
         )
+
+    def finish_rollback(self, job: MigrationJob, deleted: int, *, token: str) -> MigrationJob | None:
+        """``rolled_back`` with ``deleted`` added to ``logs_deleted`` (``$inc``) where the job is
+        ``rolling_back`` or ``rolled_back`` and ``token`` is not yet in ``rollbacks_counted``, which
+        the same write pushes it to: a retry after a lost acknowledgement adds nothing twice.
+
+        ``$inc`` refuses a null, so a ``logs_deleted`` still None is first set to 0 (no count is
+        lost by that: it is the same number). None when the status is neither (nothing written).
+        """
+        counted = {"_id": job.job_id, "status": {"$in": [ROLLING_BACK, ROLLED_BACK]}}
+
+        def zero(_: int) -> None:
+            self._collection.update_one({**counted, "logs_deleted": None}, {"$set": {"logs_deleted": 0}})
+
+        def add(_: int) -> Document | None:
+            return self._collection.find_one_and_update(
+                {**counted, _COUNTED: {"$ne": token}},
+                {
+                    "$set": {"status": ROLLED_BACK, "updated_at": to_bson_datetime(job.updated_at)},
+                    "$inc": {"logs_deleted": deleted, _WRITES: 1},
+                    "$push": {_COUNTED: token},
+                },
+                return_document=ReturnDocument.AFTER,
+            )
+
+        call_with_retry(zero, self._retry, "count rolled-back logs")
+        stored = call_with_retry(add, self._retry, "finish rollback")
+        if stored is not None:
+            return self._summarised(stored, always=True)
+        current = call_with_retry(
+            lambda _: self._collection.find_one({**counted, _COUNTED: token}), self._retry, "read rollback"
+        )
+        return None if current is None else decode_job(current)  # counted by an earlier try, or not ours
 
     def _now(self) -> dt.datetime | None:
         """The store's clock when it has one (mongomock); None: the server's ``$$NOW``."""
@@ -613,6 +657,15 @@ class MongoJobStore:
             "save sharded job summary",
         )
         return job
+
+
+def _counts_of(doc: Document, shards: int) -> Document:
+    """A resume's fence (``transition(..., resumed=True)``): the counts and cursors of ``doc`` as
+    equality filters — a sharded job's shard by shard (its top-level sums may lag its shards)."""
+    fields = ("tally", "enrichment", "last_audit_id")
+    if shards:
+        return {f"shards.{n}.{k}": doc["shards"][str(n)][k] for n in range(shards) for k in fields}
+    return {k: doc[k] for k in fields}
 
 
 def _millis(ttl: dt.timedelta) -> int:

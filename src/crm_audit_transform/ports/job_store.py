@@ -53,9 +53,11 @@ class JobStore(Protocol):
         holder) when the status matched and a lease was live; the lease fields (the job's and its
         shards', and so the shards) and the counts and cursor (``tally``, ``enrichment``,
         ``halt_basis``, ``last_audit_id``) then stay as stored, whatever ``job`` holds: the hold
-        changes the status, never what a runner or a repair saved since ``job`` was read. ``leased_to``: also
-        only while the job's lease is ``leased_to``'s (expired or not) and no shard's lease is
-        another's (but a completed shard's: no runner writes it again); the whole document is written,
+        changes the status, never what a runner or a repair saved since ``job`` was read (nor
+        ``logs_deleted``, which a rollback beside it may have added to: ``finish_rollback``).
+        ``leased_to``: also only while the job's lease is ``leased_to``'s (expired or not) and no
+        shard's lease is another's (but a completed shard's: no runner writes it again); the whole
+        document is written,
         ``shards`` included, even from ``in_progress`` (``verify --repair``, which holds every
         lease); None when it is not. ``status_only``: only ``job``'s ``status``, ``updated_at``,
         ``finished_at`` and ``halted_reason`` are written; every other field (cursor, counts,
@@ -63,7 +65,23 @@ class JobStore(Protocol):
         write (``cancel``: a runner's progress saved since ``job`` was read is not undone).
         ``resumed`` (with ``unleased``: ``trigger --resume``): the whole
         ``job`` is written under that fence, its shards and lease fields included — the fence says, in
-        the same write, that none of the stored leases is live, so clearing them takes no runner's.
+        the same write, that none of the stored leases is live, so clearing them takes no runner's —
+        and only while the stored counts and cursors (``tally``, ``enrichment``, ``last_audit_id``;
+        a sharded job's, each shard's) are ``job``'s: None (nothing written) when they moved since
+        ``job`` was read (a repair saved its count), so the resume's halt basis is never a stale read.
+        """
+        ...
+
+    def finish_rollback(self, job: MigrationJob, deleted: int, *, token: str) -> MigrationJob | None:
+        """The rollback's end: ``status`` ``rolled_back``, ``updated_at`` ``job``'s, and ``deleted``
+        added to the stored ``logs_deleted`` (None counting as 0) — one atomic write, only while the
+        stored status is ``rolling_back`` or ``rolled_back``, and nothing else written.
+
+        ``rolled_back`` too, because two rollbacks of one job may be alive at once (a retry beside
+        one still deleting; a ``/migrate`` batch settling): whichever finishes second adds its count
+        to the first's instead of writing a total read before it. ``token`` names this rollback: a
+        write retried after a lost acknowledgement finds its token counted and adds nothing again.
+        The job as stored; None (nothing written) when its status is neither.
         """
         ...
 

@@ -21,6 +21,7 @@ from ..jobs import (
     COMPLETED,
     IN_PROGRESS,
     LEASABLE,
+    ROLLED_BACK,
     ROLLING_BACK,
     JobShard,
     MigrationJob,
@@ -158,10 +159,11 @@ class InMemoryJobStore:
     runner's (give the runner another ``FixedClock`` to simulate skew between hosts).
     """
 
-    __slots__ = ("_clock", "_jobs")
+    __slots__ = ("_clock", "_counted", "_jobs")
 
     def __init__(self, jobs: Iterable[MigrationJob] = (), *, clock: Clock | None = None) -> None:
         self._jobs: dict[str, MigrationJob] = {}
+        self._counted: set[tuple[str, str]] = set()  # (job_id, token) of each finish_rollback counted
         self._clock: Clock = clock or FixedClock()
         for job in jobs:
             self._jobs[job.job_id] = job
@@ -233,6 +235,8 @@ class InMemoryJobStore:
             live = live_lease(stored, self._clock.now())  # on the store's clock, in the same step
             if live is not None:
                 raise LeaseHeld(f"job {job.job_id} is held by {live[0]} until {live[1].isoformat()}")
+        if resumed and _counts(stored) != _counts(job):
+            return None  # saved since the resume read the job (a repair): its basis would be stale
         if unleased and not resumed:  # resumed: the whole job, no lease being live
             # The lease fields stay as stored: a hand-back since the job was read is not undone;
             # and the counts and cursor too, as MongoDB's $set leaves them: a repair's count saved
@@ -246,6 +250,7 @@ class InMemoryJobStore:
                 enrichment=stored.enrichment,
                 halt_basis=stored.halt_basis,
                 last_audit_id=stored.last_audit_id,
+                logs_deleted=stored.logs_deleted,
             )
         if leased_to is not None:
             if stored.lease_owner != leased_to or any(
@@ -257,6 +262,26 @@ class InMemoryJobStore:
         self._refuse_second_in_progress(job)
         self._jobs[job.job_id] = job
         return job
+
+    def finish_rollback(self, job: MigrationJob, deleted: int, *, token: str) -> MigrationJob | None:
+        stored = self._jobs.get(job.job_id)
+        if stored is None:
+            raise JobNotFound(f"no job {job.job_id}")
+        if stored.status not in (ROLLING_BACK, ROLLED_BACK):
+            return None
+        if (job.job_id, token) in self._counted:
+            return stored  # this rollback's count is in already
+        self._counted.add((job.job_id, token))
+        # Added to the count as stored now, in the same step: a rollback beside this one that
+        # finished first keeps its count.
+        done = attrs.evolve(
+            stored,
+            status=ROLLED_BACK,
+            updated_at=job.updated_at,
+            logs_deleted=(stored.logs_deleted or 0) + deleted,
+        )
+        self._jobs[job.job_id] = done
+        return done
 
     def acquire_lease(self, job_id: str, owner: str, ttl: dt.timedelta) -> MigrationJob:
         job = self._jobs.get(job_id)
@@ -353,6 +378,13 @@ class InMemoryJobStore:
         )
         self._jobs[job_id] = saved
         return saved
+
+
+def _counts(job: MigrationJob) -> object:
+    """What ``resumed`` fences on: the counts and cursors, a sharded job's shard by shard."""
+    if job.shards:
+        return tuple((s.tally, s.enrichment, s.last_audit_id) for s in job.shards)
+    return (job.tally, job.enrichment, job.last_audit_id)
 
 
 def _shard_of(job: MigrationJob, shard: int) -> JobShard:

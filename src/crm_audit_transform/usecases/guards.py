@@ -264,29 +264,39 @@ def _resume(job: MigrationJob, ports: TriggerPorts) -> MigrationJob:
     inserting the batch in flight. Clearing that lease would hide the runner from rollback's fence
     (its batch would land after the delete) and let a second runner start beside it. The check is
     part of the write itself (``JobStore.transition(..., unleased=True, resumed=True)``).
+
+    The halt basis is the counts the job holds *at that write*: the store writes the resumed job only
+    while its counts and cursors (the job's, every shard's) are still the ones read here, so a
+    repair's count saved between the read and the write is neither undone nor counted as the resumed
+    run's rows. When they moved, the job is read again and the resume built anew (three tries).
     """
-    resumed = attrs.evolve(
-        job,
-        status=IN_PROGRESS,
-        updated_at=ports.clock.now(),
-        finished_at=None,
-        halted_reason=None,
-        lease_owner=None,
-        lease_expires_at=None,
-        halt_basis=job.tally,
-        shards=tuple(_resumed_shard(shard) for shard in job.shards),
-    )
-    try:
-        stored = ports.jobs.transition(resumed, STOPPED, unleased=True, resumed=True)
-    except LeaseHeld as exc:
-        raise LeaseHeld(
-            f"job {job.job_id} is {job.status}, but its runner has not stopped yet: its lease is live "
-            f"({exc}). A runner stops at its next batch and hands its lease back (one that died leaves "
-            "it to expire, lease_seconds at most): resume once status shows no lease"
-        ) from exc
-    if stored is None:
-        raise JobAlreadyRunning(f"job {job.job_id} changed meanwhile: look at its status and try again")
-    return stored
+    for _ in range(3):
+        resumed = attrs.evolve(
+            job,
+            status=IN_PROGRESS,
+            updated_at=ports.clock.now(),
+            finished_at=None,
+            halted_reason=None,
+            lease_owner=None,
+            lease_expires_at=None,
+            halt_basis=job.tally,
+            shards=tuple(_resumed_shard(shard) for shard in job.shards),
+        )
+        try:
+            stored = ports.jobs.transition(resumed, STOPPED, unleased=True, resumed=True)
+        except LeaseHeld as exc:
+            raise LeaseHeld(
+                f"job {job.job_id} is {job.status}, but its runner has not stopped yet: its lease is live "
+                f"({exc}). A runner stops at its next batch and hands its lease back (one that died leaves "
+                "it to expire, lease_seconds at most): resume once status shows no lease"
+            ) from exc
+        if stored is not None:
+            return stored
+        again = ports.jobs.latest(job.company_sso_id)
+        if again is None or again.job_id != job.job_id or again.status not in STOPPED:
+            break
+        job = again  # the same stopped job, its counts moved since the read (a repair): resume that
+    raise JobAlreadyRunning(f"job {job.job_id} changed meanwhile: look at its status and try again")
 
 
 def _resumed_shard(shard: JobShard) -> JobShard:

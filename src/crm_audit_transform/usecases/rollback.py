@@ -12,8 +12,17 @@ job's logs, and the new job would count them as migrated. So the rollback *holds
 1. it moves the latest job to ``rolling_back`` (a compare-and-set on its status);
 2. it reads the latest job again: if a newer job exists, it gives the status back and refuses
    (``JobAlreadyRunning``) — nothing deleted;
-3. it deletes, then marks the job ``rolled_back`` with the number of logs deleted (``logs_deleted``,
-   added up over repeated rollbacks of the same job, so a second one that finds nothing keeps it).
+3. it deletes, then marks the job ``rolled_back`` and adds the number of logs it deleted to
+   ``logs_deleted`` in that same write (``JobStore.finish_rollback``): added up over repeated
+   rollbacks of the same job, so a second one that finds nothing keeps the first one's count.
+
+**Two rollbacks alive at once.** A rollback run again while the first is still deleting (an
+operator's retry, a ``/migrate`` batch settling, ``trigger --fresh``) holds the job too — a job
+left ``rolling_back`` is how a rollback that died is finished, and the store cannot tell a dead one
+from a slow one. Both delete (each log once: a delete removes it for the other) and each adds its
+own count as it finishes, to the count as stored then, never a total read before the other's
+write: ``logs_deleted`` ends as every log the two deleted, whichever finishes first. The job is
+``rolled_back`` from the first finish on.
 
 While a job is ``rolling_back``, ``trigger`` refuses and ``run_job`` refuses
 (``JobStore.rollback_under_way``). A runner that passed that check did so before step 1, so its job
@@ -44,6 +53,8 @@ which the CDP's deployment does not promise), so it is not attempted.
 """
 
 from __future__ import annotations
+
+import uuid
 
 import attrs
 from attrs import frozen
@@ -97,14 +108,14 @@ def rollback(company_sso_id: str, ports: RollbackPorts) -> RollbackResult:
         raise JobAlreadyRunning(f"company {company_sso_id}'s job {job.job_id} changed meanwhile: try again")
     latest = jobs.latest(company_sso_id)
     if latest is not None and latest.job_id != job.job_id:
-        jobs.transition(attrs.evolve(held, status=job.status), {ROLLING_BACK})
+        jobs.transition(attrs.evolve(held, status=job.status), {ROLLING_BACK}, status_only=True)
         raise JobAlreadyRunning(
             f"company {company_sso_id} has a newer job {latest.job_id}: its logs are not rolled back"
         )
     deleted = logs.delete_migrated(company_sso_id)
-    # Added up: a second rollback (or one finishing a rollback that died) keeps the first one's count.
-    total = (job.logs_deleted or 0) + deleted
-    jobs.transition(
-        attrs.evolve(held, status=ROLLED_BACK, updated_at=clock.now(), logs_deleted=total), {ROLLING_BACK}
+    # Added to the count as stored at this write, never to the one read before the hold: a rollback
+    # alive beside this one may have added its own since (module docstring).
+    jobs.finish_rollback(
+        attrs.evolve(held, status=ROLLED_BACK, updated_at=clock.now()), deleted, token=uuid.uuid4().hex
     )
     return RollbackResult(company_sso_id, deleted, job.job_id)

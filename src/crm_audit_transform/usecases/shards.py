@@ -196,7 +196,10 @@ def settle(
     job_id: str, company_sso_id: str, jobs: JobStore, clock: Clock, settings: RunSettings
 ) -> MigrationJob:
     """Finish a sharded job whose shards are done: ``halted`` if one halted, else the end-of-data
-    halt check over every shard's rows decides ``halted`` or ``completed``. The job as stored."""
+    halt check over every shard's rows decides ``halted`` or ``completed``. The job as stored.
+
+    Only the status, its end and its reason are written (``transition(..., status_only=True)``),
+    from ``in_progress``: every other field stays as stored in that write."""
     for _ in range(3):
         job = jobs.latest(company_sso_id)
         if job is None or job.job_id != job_id:
@@ -209,7 +212,9 @@ def settle(
         status, reason = decided
         now = clock.now()
         done = attrs.evolve(job, status=status, halted_reason=reason, finished_at=now, updated_at=now)
-        stored = jobs.transition(done, {IN_PROGRESS})
+        # The status and its end alone: the rest of ``job`` (its top-level lease, its dates) is a
+        # read that another writer may have moved past since; only the shards' entries decide here.
+        stored = jobs.transition(done, {IN_PROGRESS}, status_only=True)
         if stored is not None:
             return stored
         # Cancelled or settled by another shard between the read and the write: look again.
