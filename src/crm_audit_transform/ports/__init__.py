@@ -23,6 +23,8 @@ from .log_stores import LogEncoder as LogEncoder
 from .lookups import ContactDirectory, EntityDirectory, PeopleCounter, SsoDirectory, UserDirectory
 from .pipelines import PagePipeline
 from .pipelines import SpanPipeline as SpanPipeline
+from .shard_runs import ShardEvent as ShardEvent
+from .shard_runs import ShardLauncher as ShardLauncher
 
 # The ``X as X`` names are importable from here but not in __all__: the public surface has a budget.
 __all__ = [

@@ -41,7 +41,9 @@ class MigrationService(_Runs, _Ops, _CdpLogs):
     tunables; ``coverage_threshold`` the Phase-A share of people with a CDP contact a trigger needs;
     ``tenants`` binds accounts to their one CRM tenant (company_sso_id → schema, see
     ``usecases.safety``); ``pipeline`` prepares and transforms the pages of ``run``, ``run_shard``
-    and ``dry_run`` (default: in this process; ``crm_audit_adapters.page_pool`` for workers).
+    and ``dry_run`` (default: in this process; ``crm_audit_adapters.page_pool`` for workers);
+    ``shards`` runs a sharded job's shards side by side in ``run`` (default: one after another;
+    ``crm_audit_adapters.shard_processes`` for processes).
     Every write path first checks migration 035's indexes (``IndexesMissing``).
     Errors are the core's (``crm_audit_transform.errors``): guards refuse with their typed error,
     infrastructure that is down raises its ``*Unavailable``.

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..errors import JobNotFound
-from ..ports import PagePipeline
+from ..ports import PagePipeline, ShardLauncher
 from ..transformer import Transformer
 from ..usecases import DEFAULT_COVERAGE_THRESHOLD, RunSettings
 from ..usecases.run import RunPorts
@@ -18,7 +18,15 @@ from ._ports import ServicePorts
 class _ServiceBase:
     """The service's state and the helpers its operations share (``MigrationService`` documents it)."""
 
-    __slots__ = ("_coverage_threshold", "_pipeline", "_ports", "_settings", "_tenants", "_transformer")
+    __slots__ = (
+        "_coverage_threshold",
+        "_pipeline",
+        "_ports",
+        "_settings",
+        "_shard_launcher",
+        "_tenants",
+        "_transformer",
+    )
 
     def __init__(
         self,
@@ -29,9 +37,11 @@ class _ServiceBase:
         coverage_threshold: float = DEFAULT_COVERAGE_THRESHOLD,
         tenants: Mapping[str, str] | None = None,
         pipeline: PagePipeline | None = None,
+        shards: ShardLauncher | None = None,
     ) -> None:
         self._ports = ports
         self._pipeline = pipeline
+        self._shard_launcher = shards
         self._tenants = dict(tenants or {})
         self._transformer = transformer
         self._settings = settings or RunSettings()

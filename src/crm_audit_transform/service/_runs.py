@@ -19,6 +19,7 @@ from ..usecases.guards import TriggerPorts, new_job, trigger
 from ..usecases.run import run_job
 from ..usecases.safety import bound_tenant, require_indexes
 from ..usecases.shards import run_shard
+from ..usecases.side_by_side import run_side_by_side
 from ._base import _ServiceBase
 
 NOT_RUNNABLE: Final = frozenset({CANCELLED, ROLLED_BACK})
@@ -84,15 +85,30 @@ class _Runs(_ServiceBase):
         """Start or resume the account's job from its cursor (``run_job``); ``owner`` names the lease.
 
         A sharded job runs its unfinished shards one after another (``run_shard``), stopping at the
-        first that does not leave the job in progress. ``JobNotFound`` without a job;
-        ``JobNotRunnable`` when it is ``cancelled`` or ``rolled_back`` (no run takes it up:
-        ``trigger`` with ``restart="resume"`` or ``"fresh"`` first); ``LeaseHeld`` while another
-        runner holds it (or one of its shards); ``TenantMismatch`` when the job reads another tenant
-        than the account is bound to (a job triggered before the binding was configured): nothing is
-        written. A job cancelled *while* it runs comes back ``cancelled`` in the result (its run
-        stopped at its next batch); a ``completed`` or ``halted`` one comes back untouched.
+        first that does not leave the job in progress — or, with a ``ShardLauncher`` (the service's
+        ``shards``), side by side, up to its ``workers`` at once, each under a lease of its own
+        named by the launcher, not ``owner`` (``usecases.side_by_side``: ``on_progress`` then sees
+        the whole job, its counts summed over the shards; a lost shard process is ``WorkerLost``).
+        ``JobNotFound`` without a job; ``JobNotRunnable`` when it is ``cancelled`` or
+        ``rolled_back`` (no run takes it up: ``trigger`` with ``restart="resume"`` or ``"fresh"``
+        first); ``LeaseHeld`` while another runner holds it (or one of its shards);
+        ``TenantMismatch`` when the job reads another tenant than the account is bound to (a job
+        triggered before the binding was configured): nothing is written. A job cancelled *while*
+        it runs comes back ``cancelled`` in the result (its run stopped at its next batch); a
+        ``completed`` or ``halted`` one comes back untouched.
         """
         job = self._runnable(company_sso_id)
+        if job is not None and job.shards and self._shard_launcher is not None:
+            p = self._ports
+            return run_side_by_side(
+                job,
+                self._shard_launcher,
+                jobs=p.jobs,
+                clock=p.clock,
+                settings=self._settings,
+                should_stop=should_stop,
+                on_progress=on_progress,
+            )
         if job is not None and job.shards:
             result: RunResult | None = None
             for index in range(len(job.shards)):

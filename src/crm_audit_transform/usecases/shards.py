@@ -39,7 +39,7 @@ from ..transformer import Transformer
 from .run import RunPorts, RunResult, run_loop
 from .settings import RunSettings
 
-__all__ = ["ShardJobs", "run_shard", "settle", "shard_view", "split_shards"]
+__all__ = ["ShardJobs", "run_shard", "settle", "shard_entry", "shard_view", "split_shards"]
 
 
 def split_shards(
@@ -115,16 +115,7 @@ class ShardJobs:
         return shard_view(job, self._index)
 
     def _entry(self, view: MigrationJob) -> JobShard:
-        return attrs.evolve(
-            self._shard,
-            last_audit_id=view.last_audit_id,
-            status=view.status,
-            tally=view.tally,
-            enrichment=view.enrichment,
-            halt_basis=view.halt_basis,
-            halted_reason=view.halted_reason,
-            finished_at=view.finished_at,
-        )
+        return shard_entry(self._shard, view)
 
     def latest(self, company_sso_id: str) -> MigrationJob | None:
         job = self._jobs.latest(company_sso_id)
@@ -144,6 +135,20 @@ class ShardJobs:
         """The run's hand-back of its lease after an error: the shard's entry, lease released."""
         if self._owner is not None:
             self._jobs.save_shard_progress(job.job_id, self._entry(job), self._owner, None)
+
+
+def shard_entry(shard: JobShard, view: MigrationJob) -> JobShard:
+    """``shard`` with the run's fields of ``view`` (its shard's view of the job, ``shard_view``)."""
+    return attrs.evolve(
+        shard,
+        last_audit_id=view.last_audit_id,
+        status=view.status,
+        tally=view.tally,
+        enrichment=view.enrichment,
+        halt_basis=view.halt_basis,
+        halted_reason=view.halted_reason,
+        finished_at=view.finished_at,
+    )
 
 
 def run_shard(
