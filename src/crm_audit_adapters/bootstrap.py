@@ -76,6 +76,7 @@ if TYPE_CHECKING:
     from .files import CheckedRows
     from .mongo.documents_types import Document, MongoDatabase
     from .page_pool import ProcessPagePipeline, TransformerRecipe
+    from .shard_processes import ProcessShardLauncher
 
 MONGOMOCK_URI = "mongomock://"
 
@@ -113,10 +114,12 @@ class Runtime:
         self._rule_chain = rule_chain
         self._mongo_client = mongo_client
         self._sso_override = sso
+        self._injected = mongo_client is not None or sso is not None
         self._clock = clock or SystemClock()
         self._flags = flags
         self._closers: list[Callable[[], None]] = []
         self._pipeline: ProcessPagePipeline | None = None
+        self._shards: ProcessShardLauncher | None = None
 
     # -- the CRM (PostgreSQL, read-only) ---------------------------------------------------------
     @functools.cached_property
@@ -268,6 +271,25 @@ class Runtime:
             self._pipeline = ProcessPagePipeline(workers, self.recipe)
             self._closers.append(self._pipeline.close)
 
+    def use_shard_processes(self, workers: int) -> None:
+        """Have the service's ``run`` take a sharded job's shards side by side, up to ``workers``
+        at once, each in a process of its own that builds its clients from these settings
+        (``shard_processes``). 1 keeps them one after another. ``ConfigError`` for a runtime with
+        injected parts (a client, an ``sso``, ``mongomock://``): another process cannot rebuild
+        them. Call before the first use of ``service``.
+        """
+        if "service" in self.__dict__:
+            raise RuntimeError("use_shard_processes must be called before the service is built")
+        if workers <= 1:
+            return
+        if self._injected or (self.settings.mongo_uri or "").startswith(MONGOMOCK_URI):
+            why = "shard processes build their clients from the settings: injected ones cannot cross"
+            raise ConfigError([("workers", why)])
+        from .shard_processes import ProcessShardLauncher, SettingsShardRun
+
+        self._shards = ProcessShardLauncher(workers, SettingsShardRun(self.settings))
+        self._closers.append(self._shards.close)
+
     # -- the application service ---------------------------------------------------------------
     @functools.cached_property
     def service(self) -> MigrationService:
@@ -286,6 +308,7 @@ class Runtime:
             coverage_threshold=self.settings.coverage_threshold,
             tenants=self.settings.tenants,
             pipeline=self._pipeline,
+            shards=self._shards,
         )
 
     def close(self) -> None:

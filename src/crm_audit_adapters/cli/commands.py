@@ -113,7 +113,7 @@ def _version(applied: tuple[int, bool] | None) -> str:
     type=click.IntRange(1, 64),
     default=1,
     show_default=True,
-    help="Split a new job into N id ranges; `run` takes them in turn, workers in parallel.",
+    help="Split a new job into N id ranges; `run` takes them in turn (`--workers N`: N side by side).",
 )
 @json_option
 @click.pass_obj
@@ -173,11 +173,16 @@ def run(
     The final summary (stdout; the JSON job document with --json) is printed however the run ends.
     """
     with state.runtime() as runtime:
-        runtime.use_workers(workers)
-        service = runtime.service
-        job = service.latest_job(company)
+        job = runtime.jobs.latest(company)
         if job is None:
             raise JobNotFound(f"company {company} has no migration job: run `trigger` first")
+        if job.shards:
+            # A sharded job's shards run side by side, a process each, no page pool inside them.
+            runtime.use_shard_processes(workers)
+            _note_shard_workers(job, workers)
+        else:
+            runtime.use_workers(workers)
+        service = runtime.service
         view = ProgressLine(job, sys.stderr) if progress else None
         hook: Callable[[MigrationJob], None] | None = view.update if view else None
         if metrics_port is not None:
@@ -210,6 +215,17 @@ def run(
             )
         if result.job.status != COMPLETED:
             raise exit_codes.CliError("JOB_NOT_RUNNABLE", f"job is {result.job.status}: nothing to run")
+
+
+def _note_shard_workers(job: MigrationJob, workers: int) -> None:
+    """One stderr line when ``--workers`` asks for more processes than the job has shards to run."""
+    left = sum(shard.status != COMPLETED for shard in job.shards)
+    if workers > 1 and left and workers > left:
+        click.echo(
+            f"note: job {job.job_id} has {left} shard(s) left to run: {left} process(es) run them side by "
+            f"side; --workers {workers} adds no page pool inside a shard (docs/runner.md)",
+            err=True,
+        )
 
 
 @contextmanager

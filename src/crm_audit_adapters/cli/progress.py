@@ -22,6 +22,7 @@ class ProgressLine:
         "_monotonic",
         "_start",
         "_start_id",
+        "_start_pct",
         "_start_rows",
         "_stream",
         "_tty",
@@ -41,6 +42,7 @@ class ProgressLine:
         self._monotonic = monotonic
         self._start = monotonic()
         self._start_id = job.last_audit_id
+        self._start_pct = job.progress_pct
         self._start_rows = job.tally.processed
         self._last_print = float("-inf")
 
@@ -48,10 +50,14 @@ class ProgressLine:
         now = self._monotonic() if now is None else now
         elapsed = max(now - self._start, 1e-9)
         rows = job.tally.processed - self._start_rows
-        ids_done = job.last_audit_id - self._start_id
-        ids_left = max(job.max_audit_id - job.last_audit_id, 0)
-        eta = _clock(ids_left * elapsed / ids_done) if ids_done > 0 else "--:--:--"
         pct = job.progress_pct
+        done: float = job.last_audit_id - self._start_id
+        left: float = max(job.max_audit_id - job.last_audit_id, 0)
+        if job.shards:
+            # Shards side by side: the cursor (the first unfinished shard's) lags; the ids behind
+            # every shard's cursor (progress_pct) tell the pace.
+            done, left = pct - self._start_pct, 100.0 - pct
+        eta = _clock(left * elapsed / done) if done > 0 else "--:--:--"
         filled = int(pct // 5)
         bar = "#" * filled + "-" * (20 - filled)
         return (
