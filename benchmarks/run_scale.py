@@ -36,6 +36,7 @@ STAGES = (
     "transform",
     "end_to_end",
     "end_to_end_ideal",
+    "end_to_end_shards",
     "end_to_end_workers",
     "end_to_end_workers_unshared",
     "end_to_end_workers_rows",

@@ -10,11 +10,14 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import importlib
+import json
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import attrs
 
 from scale_context import PAGE_SIZE, Context
 
@@ -260,6 +263,7 @@ def _run_loop(
     rows_only: bool = False,
     shard: int | None = None,
     ready: Any = None,
+    run_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ops runner's loop over the whole range: PostgreSQL → transform → ``logs``.
 
@@ -268,6 +272,8 @@ def _run_loop(
     ids, so a pool is sent the rows. With ``shard`` (0 or 1) the job is cut into ``IDEAL_SHARDS``
     shards of equal row counts and only that shard is run (``usecases.shards.run_shard``);
     ``ready``, if given, is called once the setup is done, just before the timed loop.
+    ``run_options`` go to ``run_shard`` (``owner``, ``should_stop``, ``on_progress``); the result
+    then holds the ``RunResult`` under ``"result"``.
     """
     (Transformer,) = need("crm_audit_transform.transformer", "Transformer")
     RunPorts, RunSettings, run_job = need(
@@ -323,14 +329,18 @@ def _run_loop(
             )
         else:
             (run_shard,) = need("crm_audit_transform.usecases.shards", "run_shard")
+            options = {"owner": "bench", **(run_options or {})}
             result = run_shard(
-                ctx.company_sso_id, shard, ports, transformer, jobs=jobs, owner="bench", settings=settings
+                ctx.company_sso_id, shard, ports, transformer, jobs=jobs, settings=settings, **options
             )
     seconds = time.perf_counter() - started
     cpu_seconds = time.process_time() - cpu_started
     server_ended = _server_cpu_seconds(server)  # before the pool stops: its backends still live
     tally = result.job.tally
+    if shard is not None:
+        tally = result.job.shards[shard].tally
     return {
+        **({"result": result} if run_options is not None else {}),
         "cpu_seconds": cpu_seconds,
         "server_cpu_seconds": (
             None
@@ -448,6 +458,92 @@ def end_to_end_ideal(ctx: Context) -> dict[str, Any]:
         ),
         "status": [part["status"] for part in parts],
         "steps": sum(part["steps"] for part in parts),
+        "outcomes": outcomes,
+        "written_bytes": sum(part["written_bytes"] for part in parts),
+    }
+
+
+@attrs.frozen
+class ShardIntoFile:
+    """A shard process's run for ``end_to_end_shards`` (a ``shard_processes.ShardRun``): the
+    shard's ``_run_loop`` into a JSONL file of its own, as ``end_to_end_ideal``'s processes; what
+    it measured goes to ``shard-{n}.json`` beside the file."""
+
+    ctx: Context
+
+    def __call__(self, company_sso_id: str, shard: int, **options: Any) -> Any:
+        (JsonlActivityLogSink,) = need("crm_audit_adapters.files", "JsonlActivityLogSink")
+        out = self.ctx.out_dir / f"activity-logs-shards-{shard}-{self.ctx.schema}.jsonl"
+        out.unlink(missing_ok=True)
+        with JsonlActivityLogSink(out, fsync="close") as sink:
+            measured = _run_loop(self.ctx, sink, shard=shard, run_options=options)
+        result = measured.pop("result")
+        measured["written_bytes"] = out.stat().st_size
+        measured["peak_rss_kib"] = _status_kib(os.getpid(), "VmHWM:")
+        out.unlink()
+        (self.ctx.out_dir / f"shard-{shard}.json").write_text(json.dumps(measured))
+        return result
+
+
+def end_to_end_shards(ctx: Context) -> dict[str, Any]:
+    """``run --workers 2`` on a job cut in ``IDEAL_SHARDS``: the product's executor
+    (``usecases.side_by_side.run_side_by_side`` over ``shard_processes.ProcessShardLauncher``)
+    starts a process per shard (forkserver), each running ``ShardIntoFile`` — the ideal's shard
+    run, into its own file — and reporting each batch on its pipe.
+
+    Unlike ``end_to_end_ideal`` the time includes what a run's includes: the processes' start and
+    their setup (connections, lookups), from the launcher's construction to the last shard's end.
+    ``cpu_seconds`` is this process's, ``worker_cpu_seconds`` each shard process's loop.
+    """
+    (ProcessShardLauncher,) = need("crm_audit_adapters.shard_processes", "ProcessShardLauncher")
+    (run_side_by_side,) = need("crm_audit_transform.usecases.side_by_side", "run_side_by_side")
+    (RunSettings,) = need("crm_audit_transform.usecases", "RunSettings")
+    (new_job,) = need("crm_audit_transform.usecases.guards", "new_job")
+    InMemoryJobStore, FixedClock = need("crm_audit_transform.testing", "InMemoryJobStore", "FixedClock")
+    ctx.cutoff  # noqa: B018 - read once here
+    clock = FixedClock(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    source = _source(ctx)
+    if ctx.limit:
+        source = _Limited(source, ctx.limit)
+    # The parent's view of the job: the same cut each shard process makes of the same rows.
+    job = new_job(
+        ctx.company_sso_id, ctx.schema, source=source, scope=ctx.scope, now=clock.now(), shards=IDEAL_SHARDS
+    )
+    jobs = InMemoryJobStore()
+    jobs.create(job)
+    seen: list[Any] = []
+    for shard in range(IDEAL_SHARDS):
+        (ctx.out_dir / f"shard-{shard}.json").unlink(missing_ok=True)
+    started, cpu_started = time.perf_counter(), time.process_time()
+    launcher = ProcessShardLauncher(IDEAL_SHARDS, ShardIntoFile(ctx))
+    run_side_by_side(
+        job,
+        launcher,
+        jobs=jobs,
+        clock=clock,
+        settings=RunSettings(halt_threshold=1.0),
+        on_progress=seen.append,
+    )
+    seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu_started
+    parts = [json.loads((ctx.out_dir / f"shard-{shard}.json").read_text()) for shard in range(IDEAL_SHARDS)]
+    outcomes: dict[str, int] = {}
+    for part in parts:
+        for key, count in part["outcomes"].items():
+            outcomes[key] = outcomes.get(key, 0) + count
+    whole = seen[-1]
+    return {
+        "rows": whole.tally.processed,
+        "seconds": seconds,
+        "workers": IDEAL_SHARDS,
+        "cpu_seconds": round(cpu_seconds, 2),
+        "worker_cpu_seconds": [round(part["cpu_seconds"], 2) for part in parts],
+        "shard_rows": [part["rows"] for part in parts],
+        "shard_loop_seconds": [round(part["seconds"], 2) for part in parts],
+        "shard_peak_rss_kib": [part["peak_rss_kib"] for part in parts],
+        "server_cpu_seconds": None,
+        "status": [shard.status for shard in whole.shards],
+        "progress_reports": len(seen),
         "outcomes": outcomes,
         "written_bytes": sum(part["written_bytes"] for part in parts),
     }

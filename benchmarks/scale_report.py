@@ -102,6 +102,7 @@ def _goals(sizes: dict[str, Any]) -> list[str]:
                 else f"- {rows} rows: the ideal = {ideal['rows_per_s'] / e2e['rows_per_s']:.2f} × one process"
             )
         for stage, how in (
+            ("end_to_end_shards", ", a 2-shard job, its shards side by side (one process each)"),
             ("end_to_end_workers", ""),
             ("end_to_end_workers_unshared", ", runner not sharing"),
             ("end_to_end_workers_rows", ", rows sent by the runner (before id ranges)"),

@@ -33,6 +33,7 @@ STAGES: dict[str, Callable[[scale_context.Context], dict[str, Any]]] = {
     "transform": scale_pipeline.transform,
     "end_to_end": scale_pipeline.end_to_end,
     "end_to_end_ideal": scale_pipeline.end_to_end_ideal,
+    "end_to_end_shards": scale_pipeline.end_to_end_shards,
     "end_to_end_workers": scale_pipeline.end_to_end_workers,
     "end_to_end_workers_unshared": scale_pipeline.end_to_end_workers_unshared,
     "end_to_end_workers_rows": scale_pipeline.end_to_end_workers_rows,
