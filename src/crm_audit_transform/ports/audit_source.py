@@ -77,6 +77,17 @@ class AuditPageIds(Protocol):
 
 
 @runtime_checkable
+class PageExtents(Protocol):
+    """An ``AuditPageIds`` whose pages lie in ranges of what it reads (an export file's bytes): it
+    tells where the page ``page_ids`` last told lies, for its ``span_reader`` to read only that
+    (``usecases.pages.PageSpan.extent``). Not in ``__all__``, as ``SpanReader``."""
+
+    def page_extent(self) -> tuple[int, ...]:
+        """Where the rows of the page ``page_ids`` last gave lie (empty when it gave none)."""
+        ...
+
+
+@runtime_checkable
 class RowsSetAside(Protocol):
     """An ``AuditSource`` that sets some rows aside as their ``Failed`` outcome instead of handing
     them over: an export's repeated id, a line with an id that cannot become a row.

@@ -18,6 +18,7 @@ from ..jobs import COMPLETED, HALTED, IN_PROGRESS, MigrationJob
 from ..lookup import LookupContext, LookupPorts, LookupRequest, fetch_lookups
 from ..lookup_cache import LookupCache
 from ..ports import AuditPageIds, EncodingLogWriter, PagePipeline, RowsSetAside, SpanPipeline
+from ..ports.audit_source import PageExtents
 from ..tally import Tally
 from ..transformer import Transformer
 from ._entity_names import name_linked_entities, names_tally
@@ -99,11 +100,7 @@ class _Loop:
         source = self._ports.source
         pipeline = self._pipeline
         pages: Generator[TransformedPage, None, None]
-        if (
-            isinstance(source, AuditPageIds)
-            and isinstance(pipeline, SpanPipeline)
-            and not isinstance(source, RowsSetAside)
-        ):
+        if isinstance(source, AuditPageIds) and isinstance(pipeline, SpanPipeline):
             # The pipeline reads the rows where it transforms them; this loop reads their ids.
             pages = pipeline.transform_spans(
                 self._spans(job, source),
@@ -191,14 +188,27 @@ class _Loop:
         return self._walk(job, fetch, _row_id)
 
     def _spans(self, job: MigrationJob, source: AuditPageIds) -> Generator[PageSpan, None, None]:
-        """The same pages as ``_read``, each told by its ids alone (``ports.AuditPageIds``)."""
+        """The same pages as ``_read``, each told by its ids alone (``ports.AuditPageIds``), and
+        where it lies when the source tells (``ports.PageExtents``); the rows the source set aside
+        are taken after each page, as ``_read`` takes them."""
         scope = tuple(self._transformer.scope)
+        setting_aside = source if isinstance(source, RowsSetAside) else None
+        extents = source if isinstance(source, PageExtents) else None
+        extent: tuple[int, ...] = ()
 
         def fetch(after_id: int, limit: int) -> Sequence[int]:
-            return source.page_ids(job.tenant, scope, after_id=after_id, cutoff=job.cutoff, limit=limit)
+            nonlocal extent
+            ids = source.page_ids(job.tenant, scope, after_id=after_id, cutoff=job.cutoff, limit=limit)
+            if setting_aside is not None:
+                self._set_aside.append(setting_aside.take_set_aside())
+            if extents is not None:
+                extent = extents.page_extent()
+            return ids
 
+        # _walk yields a page before it fetches the next, so ``extent`` is the yielded page's (a
+        # shard's last page may drop ids past its range: its extent still holds the ones kept).
         for ids in self._walk(job, fetch, int):
-            yield PageSpan(job.tenant, scope, job.cutoff, tuple(ids))
+            yield PageSpan(job.tenant, scope, job.cutoff, tuple(ids), extent)
 
     def _walk(
         self, job: MigrationJob, fetch: Callable[[int, int], Sequence[_Item]], id_of: Callable[[_Item], int]

@@ -59,12 +59,17 @@ class PageSpan:
     an id between two of them is not one of them (a keyset page read in one go never holds it
     either: the cursor passes it), and a row deleted or moved out of scope meanwhile is simply not
     read, so the page has fewer rows than ids.
+
+    ``extent`` is where the source holds those rows, when it tells (``ports.PageExtents``: an export
+    file's byte range and the number of its first line), for its span reader to read them there;
+    empty for a source that finds them by id (PostgreSQL).
     """
 
     tenant: str
     scope: tuple[str, ...]
     cutoff: dt.datetime
     ids: tuple[int, ...]
+    extent: tuple[int, ...] = ()
 
 
 class InProcessPages:

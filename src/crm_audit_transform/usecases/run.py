@@ -53,12 +53,14 @@ With a source that can tell a page by its ids (``ports.AuditPageIds``) and a pip
 pages itself (``ports.SpanPipeline``), the loop reads only each page's ids (``pages.PageSpan``,
 the same keyset pages, byte budget included) and the pipeline reads the rows where it transforms
 them; the steps are cut from the ids of the rows it read, so the cursor moves exactly as above.
+A source that also tells where a page lies (``ports.PageExtents``: an export file's byte range)
+puts that in the span, for the pipeline's readers to read that range alone.
 
 Rows set aside: a source that sets rows aside as their ``Failed`` outcome instead of handing them
 over (``ports.RowsSetAside``: a file's repeated id or unbuildable line) is asked for them after
-each page it reads; they are counted with that page's rows in id order (after a page's last row:
-as a page of their own), so the halt rule's check points, the job's counts and ``on_outcomes`` see
-them exactly as a database source's rows that fail one by one.
+each page it reads (or tells by its ids); they are counted with that page's rows in id order
+(after a page's last row: as a page of their own), so the halt rule's check points, the job's
+counts and ``on_outcomes`` see them exactly as a database source's rows that fail one by one.
 
 Lookups: one ``LookupCache`` per run remembers the CRM users and SSO ids (and "not found") already
 answered, so each user id and email is asked at most once per run; contacts are asked per page.
