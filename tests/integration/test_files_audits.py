@@ -18,6 +18,7 @@ from psycopg import sql
 from crm_audit_adapters.files import AUDIT_COLUMNS, FileFormatError, read_audit_rows
 from crm_audit_adapters.files.audits import file_tenants
 from crm_audit_adapters.files.psql_csv import csv_records, split_record
+from crm_audit_adapters.files.scope_keys import row_keys
 from crm_audit_transform.domain import AuditRow
 from crm_audit_transform.errors import CrmAuditError
 from crm_audit_transform.loading import JsonbText
@@ -186,7 +187,8 @@ class TestScopeKeys:
         key_errors: list[FileFormatError] = []
         rows = list(numbered_audit_rows(path, tenant, on_error=row_errors.append))
         keys = list(numbered_scope_keys(path, tenant, on_error=key_errors.append))
-        assert keys == [(n, (r.id, r.auditable_type, r.created_at)) for n, r in rows]
+        assert keys == [(n, row_keys(r)) for n, r in rows]  # the text's size (a page's budget) too
+        assert {key.size for _, key in keys} != {0}
         assert [(e.line, str(e)) for e in key_errors] == [(e.line, str(e)) for e in row_errors]
         assert len(keys) >= 5  # plain and odd lines were both met
         assert len(key_errors) >= 4

@@ -8,6 +8,8 @@ stdout); ``--outcomes`` lists every row's outcome (``row_outcomes``). ``--loader
 loader's limits, as the runner's ``[loader]`` settings do. A dry run never halts: it reports every
 row, and says on stderr whether a real run would have halted. ``--workers N`` loads and transforms
 the pages in N processes (``page_pool``); the documents, the report and the outcomes are the same.
+With a JSONL file, this process then reads only each line's id and keys (``files.audit_spans``) and
+each worker reads its pages' lines itself, by byte range; a CSV file's rows are read here and sent.
 
 The audits are streamed in id order (``FileAuditSource``) and the contacts read through a file
 index, so time grows linearly with the rows and memory stays flat. Without ``--out`` the logs are
@@ -169,6 +171,7 @@ def dry_run(
     """Migrate from files to a file, with no server at all; print or write the report."""
     # The files adapter and the process pool, imported by the command that uses them.
     from ..files import CheckedRows, FileAuditSource
+    from ..files.audit_spans import FileSpanSource
     from ..files.audits import format_of
     from ..files.verification import JsonlMigratedLogReader
     from ..page_pool import ProcessPagePipeline
@@ -245,7 +248,10 @@ def dry_run(
         # With workers, they also encode the lines the sink writes (its log_encoder): it only writes them.
         sink = stack.enter_context(_sink(out))
         checked = CheckedRows(files.audits)
-        source = stack.enter_context(FileAuditSource(files.audits, str(tenant), checked=checked))
+        # With workers, a JSONL file's pages go to them as byte ranges: each reads its own rows.
+        by_range = workers > 1 and format_of(str(files.audits)) == "jsonl"
+        source_type = FileSpanSource if by_range else FileAuditSource
+        source = stack.enter_context(source_type(files.audits, str(tenant), checked=checked))
         pipeline = (
             stack.enter_context(ProcessPagePipeline(workers, dry_run_recipe(files, limits)))
             if workers > 1

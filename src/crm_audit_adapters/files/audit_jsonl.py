@@ -11,7 +11,7 @@ from crm_audit_transform.numerals import BIGINT_MAX, BIGINT_MIN
 
 from .audit_fields import record_row
 from .errors import FileFormatError
-from .lines import OnError, PathLike, json_objects, parse_timestamp, report
+from .lines import LineWindow, OnError, PathLike, json_objects, parse_timestamp, report
 
 LONG_LINE_MEMBERS: Final = frozenset({"tenant", "id"})
 """What a line past ``max_line_bytes`` is read for (``lines.json_objects(keep=…)``): wherever they
@@ -52,10 +52,15 @@ def too_long_line(
 
 
 def audit_objects(
-    path: PathLike, tenant: str | None, on_error: OnError | None, max_line_bytes: int
+    path: PathLike,
+    tenant: str | None,
+    on_error: OnError | None,
+    max_line_bytes: int,
+    window: LineWindow | None = None,
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """An audits JSONL file's ``(line number, object)`` pairs, a line past ``max_line_bytes`` read
-    as ``too_long_line`` says: what both the row reader and the scope pass read."""
+    as ``too_long_line`` says: what both the row reader and the scope pass read (within ``window``,
+    when given: ``lines.LineWindow``)."""
     return json_objects(
         path,
         on_error,
@@ -63,13 +68,18 @@ def audit_objects(
         max_line_bytes=max_line_bytes,
         on_long_line=too_long_line(path, tenant, on_error, max_line_bytes),
         keep=LONG_LINE_MEMBERS,
+        window=window,
     )
 
 
 def jsonl_rows(
-    path: PathLike, tenant: str | None, on_error: OnError | None, max_line_bytes: int
+    path: PathLike,
+    tenant: str | None,
+    on_error: OnError | None,
+    max_line_bytes: int,
+    window: LineWindow | None = None,
 ) -> Generator[tuple[int, AuditRow], None, None]:
-    for number, record in audit_objects(path, tenant, on_error, max_line_bytes):
+    for number, record in audit_objects(path, tenant, on_error, max_line_bytes, window):
         plain = plain_jsonl_row(record, tenant)
         if plain is not NotPlain.NOT_PLAIN:
             row = plain

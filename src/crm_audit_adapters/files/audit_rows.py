@@ -10,7 +10,7 @@ from crm_audit_transform.domain import AuditRow
 from .audit_csv import csv_rows_of
 from .audit_formats import FileFormat, format_of
 from .audit_jsonl import jsonl_rows
-from .lines import OnError, PathLike
+from .lines import LineWindow, OnError, PathLike
 from .psql_csv import DEFAULT_MAX_RECORD_BYTES
 
 
@@ -48,11 +48,17 @@ def numbered_audit_rows(
     jsonb_changes: bool = False,
     on_error: OnError | None = None,
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    window: LineWindow | None = None,
 ) -> Generator[tuple[int, AuditRow], None, None]:
-    """``read_audit_rows`` with each row's (first) line number, for errors that name the line."""
+    """``read_audit_rows`` with each row's (first) line number, for errors that name the line.
+
+    ``window`` (JSONL only: a CSV record may span lines, and its columns are named by the header)
+    reads the lines within it (``lines.LineWindow``)."""
     chosen = format_of(path, file_format)
     if chosen == "jsonl":
-        return jsonl_rows(path, tenant, on_error, max_record_bytes)
+        return jsonl_rows(path, tenant, on_error, max_record_bytes, window)
+    if window is not None:
+        raise ValueError("a window of lines is read from a JSONL file only")
     if chosen == "csv":
         return csv_rows_of(path, tenant, jsonb_changes, on_error, max_record_bytes)
     raise ValueError(f"cannot tell the format of {os.fspath(path)!r}: pass file_format='jsonl' or 'csv'")

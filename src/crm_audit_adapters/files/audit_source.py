@@ -43,14 +43,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Generator, Sequence
 from types import TracebackType
-from typing import Final, Protocol, TypeVar
+from typing import Any, Final, Protocol, Self, TypeVar
 
-from crm_audit_transform.domain import NO_TIME_KNOWN, AuditRow, Outcome, ScopeBounds
-from crm_audit_transform.loading import JsonbText
+from crm_audit_transform.domain import NO_TIME_KNOWN, AuditRow, Outcome, ScopeBounds, UnreadableTime
 
 from .audits import (
     FileFormat,
-    ScopeKeys,
     format_of,
     numbered_audit_rows,
     numbered_scope_keys,
@@ -58,8 +56,9 @@ from .audits import (
 )
 from .checked_rows import CheckedRows
 from .errors import FileFormatError
-from .lines import PathLike
+from .lines import LineWindow, PathLike
 from .psql_csv import DEFAULT_MAX_RECORD_BYTES
+from .scope_keys import text_bytes
 
 __all__ = ["AuditOrderError", "FileAuditSource"]
 
@@ -92,8 +91,10 @@ class FileAuditSource:
         "_path",
         "_position",
         "_reader",
+        "_reading",
         "_reported",
         "_tenant",
+        "_window",
     )
 
     def __init__(
@@ -118,15 +119,19 @@ class FileAuditSource:
         self._file_format: FileFormat | None = file_format
         self._jsonb_changes = jsonb_changes
         self._max_record_bytes = max_record_bytes
-        self._reader: Generator[AuditRow, None, None] | None = None
-        self._position: int | None = None  # id of the last row the open reader yielded
+        # The open reader (rows, or a span source's keys: _reading says which) and its id of the
+        # last row it yielded; a keys reader's window says where that row's line lies.
+        self._reader: Generator[Any, None, None] | None = None
+        self._reading: _Reader[Any] | None = None
+        self._window: LineWindow | None = None
+        self._position: int | None = None
         # Fail now, not at the first page, on an unknown suffix.
         self._ordered_rows(report=False).close()
 
     def __repr__(self) -> str:
         return f"FileAuditSource({str(self._path)!r}, {self._tenant!r})"
 
-    def __enter__(self) -> FileAuditSource:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -140,7 +145,7 @@ class FileAuditSource:
     def close(self) -> None:
         """Close the open file, if any; a later call reopens it."""
         if self._reader is not None:
-            reader, self._reader = self._reader, None
+            reader, self._reader, self._reading = self._reader, None, None
             reader.close()  # closes the file the generator holds open
 
     def scope_bounds(
@@ -205,28 +210,52 @@ class FileAuditSource:
         self, tenant: str, scope: Sequence[str], *, after_id: int, cutoff: dt.datetime, limit: int
     ) -> Sequence[AuditRow]:
         """``id > after_id AND auditable_type IN scope AND created_at >= cutoff ORDER BY id LIMIT limit``."""
+        return tuple(self._page(numbered_audit_rows, tenant, scope, after_id, cutoff, limit, _row_bytes))
+
+    def _page(
+        self,
+        read: _Reader[_Row],
+        tenant: str,
+        scope: Sequence[str],
+        after_id: int,
+        cutoff: dt.datetime,
+        limit: int,
+        size_of: Callable[[_Row], int],
+        on_found: Callable[[], None] | None = None,
+    ) -> list[_Row]:
+        """``page``'s rows as ``read`` makes them (rows, or a span source's ``ScopeKeys``), each
+        found row followed by ``on_found()`` while the reader is still at its line."""
         if tenant != self._tenant or limit <= 0:
-            return ()
+            return []
         if self._end is not None and after_id >= self._end:
-            return ()  # the file was read to its end, and no row is after this id: the run's last call
-        if self._reader is None or (self._position is not None and after_id < self._position):
+            return []  # the file was read to its end, and no row is after this id: the run's last call
+        if (
+            self._reader is None
+            or self._reading is not read
+            or (self._position is not None and after_id < self._position)
+        ):
             self.close()
-            self._reader, self._position = self._ordered_rows(report=True), None
+            self._window = LineWindow() if on_found is not None else None
+            self._reader, self._reading = self._ordered(read, report=True, window=self._window), read
+            self._position = None
+        reader: Generator[_Row, None, None] = self._reader
         wanted = frozenset(scope)
-        found: list[AuditRow] = []
+        found: list[_Row] = []
         budget = self._page_bytes
-        for row in self._reader:
+        for row in reader:
             self._position = row.id
             if row.id > after_id and row.auditable_type in wanted and _on_or_after(row, cutoff):
                 found.append(row)
-                budget -= _bytes_of(row)
+                if on_found is not None:
+                    on_found()
+                budget -= size_of(row)
                 if len(found) == limit or budget <= 0:
                     break
         else:
             self.close()
             self._end = after_id if self._position is None else max(after_id, self._position)
             self._position = None
-        return tuple(found)
+        return found
 
     def take_set_aside(self) -> Sequence[Outcome]:
         """The outcomes of the rows set aside since the last call (``ports.RowsSetAside``); none
@@ -250,7 +279,9 @@ class FileAuditSource:
         """The tenant's rows in file order; ``report``: hand new disqualified rows to ``checked``."""
         return self._ordered(numbered_audit_rows, report=report)
 
-    def _ordered(self, read: _Reader[_Row], *, report: bool) -> Generator[_Row, None, None]:
+    def _ordered(
+        self, read: _Reader[_Row], *, report: bool, window: LineWindow | None = None
+    ) -> Generator[_Row, None, None]:
         """What ``read`` makes of the tenant's rows, in file order, ids checked ascending.
 
         A line that fails with a readable id takes its place in that order as a row would: an id
@@ -275,9 +306,9 @@ class FileAuditSource:
                         checked.repeat_line(error)
 
             def on_repeat(line: int, ordinal: int, row: _Row) -> None:
-                if report and line > self._reported and isinstance(row, AuditRow):
+                if report and line > self._reported:
                     self._reported = line
-                    checked.repeat(ordinal, row)  # CheckedRows names the row's ordinal, not its line
+                    checked.repeat(ordinal, row.id)  # CheckedRows names the row's ordinal, not its line
 
         numbered = read(
             self._path,
@@ -286,6 +317,7 @@ class FileAuditSource:
             jsonb_changes=self._jsonb_changes,
             on_error=on_error,
             max_record_bytes=self._max_record_bytes,
+            window=window,
         )
         return _ascending(order, numbered, on_repeat)
 
@@ -322,8 +354,16 @@ class _IdOrder:
 
 
 class _Identified(Protocol):
+    """What a page reads of a row: an ``AuditRow`` or its ``ScopeKeys``."""
+
     @property
     def id(self) -> int: ...
+
+    @property
+    def auditable_type(self) -> str: ...
+
+    @property
+    def created_at(self) -> dt.datetime | UnreadableTime | None: ...
 
 
 _Row = TypeVar("_Row", bound=_Identified)
@@ -342,21 +382,16 @@ class _Reader(Protocol[_Read]):
         jsonb_changes: bool = False,
         on_error: Callable[[FileFormatError], None] | None = None,
         max_record_bytes: int = ...,
+        window: LineWindow | None = None,
     ) -> Generator[tuple[int, _Read], None, None]: ...
 
 
-def _bytes_of(row: AuditRow) -> int:
-    """What a row holds in text: its ``audited_changes`` (text, bytes or jsonb text) and comment.
-    A jsonb object decoded from a JSONL line is not measured (each line is capped, 64 MiB)."""
-    changes = row.audited_changes
-    comment = row.comment
-    size = len(comment) if comment else 0
-    if isinstance(changes, str | bytes):
-        return size + len(changes)
-    return size + len(changes.text) if isinstance(changes, JsonbText) else size
+def _row_bytes(row: AuditRow) -> int:
+    """What a row holds in text, for a page's byte budget (``scope_keys.text_bytes``)."""
+    return text_bytes(row.audited_changes, row.comment)
 
 
-def _on_or_after(row: AuditRow | ScopeKeys, cutoff: dt.datetime | None) -> bool:
+def _on_or_after(row: _Identified, cutoff: dt.datetime | None) -> bool:
     # A NULL or unreadable created_at is in every range, as the PostgreSQL adapter's query keeps it.
     return cutoff is None or not isinstance(row.created_at, dt.datetime) or row.created_at >= cutoff
 

@@ -43,10 +43,10 @@ class CheckedRows:
             raise error
         self.outcomes.append(Failed(error.audit_id, reasons.INVALID_AUDIT_ROW, str(error)))
 
-    def repeat(self, number: int, row: AuditRow) -> None:
+    def repeat(self, number: int, audit_id: int) -> None:
         """Row ``number`` repeats the audit id of the row before it: its own failure, not processed."""
-        detail = f"{self._path.name}: row {number} repeats audit id {row.id}; the first one is used"
-        self.outcomes.append(Failed(row.id, reasons.DUPLICATE_AUDIT_ID, detail))
+        detail = f"{self._path.name}: row {number} repeats audit id {audit_id}; the first one is used"
+        self.outcomes.append(Failed(audit_id, reasons.DUPLICATE_AUDIT_ID, detail))
 
     def repeat_line(self, error: FileFormatError) -> None:
         """A line that cannot become a row and repeats the audit id of the row or line before it: a
@@ -60,7 +60,7 @@ class CheckedRows:
         seen: set[int] = set()
         for number, row in enumerate(rows, 1):
             if row.id in seen:
-                self.repeat(number, row)
+                self.repeat(number, row.id)
                 continue
             seen.add(row.id)
             yield row

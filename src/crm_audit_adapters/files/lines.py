@@ -81,6 +81,29 @@ def whole_or_long(stream: BinaryIO, first: bytes, limit: int, max_bytes: int) ->
     return stream.read(size), False
 
 
+class LineWindow:
+    """Where a read of a file's lines starts and stops, and where the line it last gave lies.
+
+    ``start`` is the byte offset of a line's start and ``first`` that line's number; the read stops
+    before a line that starts at or past ``stop`` (None: the file's end). After each line given,
+    ``number``, ``line_start`` and ``line_end`` are its number and its bytes' range
+    (``[line_start, line_end)``, terminator included; a long line read on in blocks to its end, as
+    a whole), so a reader that goes on no further than the line it was given knows where to
+    resume it: what a dry run's runner sends its workers (``files.audit_spans``).
+    """
+
+    __slots__ = ("first", "line_end", "line_start", "number", "start", "stop")
+
+    def __init__(self, start: int = 0, first: int = 1, stop: int | None = None) -> None:
+        if start < 0 or first < 1:
+            raise ValueError(f"a window starts at a line: got offset {start}, line {first}")
+        self.start = start
+        self.first = first
+        self.stop = stop
+        self.number = first - 1
+        self.line_start = self.line_end = start
+
+
 def numbered_lines(
     path: PathLike,
     max_bytes: int = MAX_LINE_BYTES,
@@ -88,6 +111,7 @@ def numbered_lines(
     on_long: Callable[[int, bytes], None] | None = None,
     keep: Collection[str] | None = None,
     hold_bytes: int = LONG_LINE_HEAD,
+    window: LineWindow | None = None,
 ) -> Iterator[tuple[int, bytes]]:
     """Every physical line (terminator included) with its 1-based number, streamed.
 
@@ -100,39 +124,50 @@ def numbered_lines(
     comes as the short line of those members (``long_lines.skim_long_line``), or raises when one of
     them is too long to keep or it is not one JSON object; with both, ``on_long`` gets that short
     line instead of the head, and the line is not yielded.
+    With ``window``, the lines from its ``start`` (numbered from its ``first``) up to its ``stop``,
+    the window told where each line given lies (``LineWindow``).
     """
+    number, begin, stop = 0, 0, None
     with open(path, "rb") as stream:
+        if window is not None:
+            number, begin, stop = window.first - 1, stream.seek(window.start), window.stop
         readline = stream.readline
         limit = hold_limit(stream, max_bytes, hold_bytes)
-        number = 0
-        while raw := readline(limit + 1):
+        while (stop is None or begin < stop) and (raw := readline(limit + 1)):
             number += 1
             if len(raw) > limit:
                 raw, long = whole_or_long(stream, raw, limit, max_bytes)
-                if not long:
-                    yield number, raw
-                    continue
-                if keep is not None:
-                    from .long_lines import skim_long_line  # it reads lines' constants: imported here
+                if long:
+                    if keep is not None:
+                        from .long_lines import skim_long_line  # it reads lines' constants: imported here
 
-                    short = skim_long_line(path, number, raw, readline, keep, max_bytes)
+                        short = skim_long_line(path, number, raw, readline, keep, max_bytes)
+                        if on_long is None:
+                            if window is not None:
+                                window.number, window.line_start = number, begin
+                                window.line_end = stream.tell()
+                            yield number, short
+                        else:
+                            on_long(number, short)
+                        begin = stream.tell() if window is not None else 0  # a pipe cannot tell
+                        continue
                     if on_long is None:
-                        yield number, short
-                    else:
-                        on_long(number, short)
+                        raise FileFormatError(
+                            path,
+                            number,
+                            f"line longer than {max_bytes} bytes: a line is read whole, so it is refused",
+                        )
+                    head, rest = raw[:LONG_LINE_HEAD], raw
+                    while rest and not rest.endswith(b"\n"):
+                        rest = readline(LONG_LINE_HEAD)
+                    on_long(number, head)
+                    begin = stream.tell() if window is not None else 0
                     continue
-                if on_long is None:
-                    raise FileFormatError(
-                        path,
-                        number,
-                        f"line longer than {max_bytes} bytes: a line is read whole, so it is refused",
-                    )
-                head, rest = raw[:LONG_LINE_HEAD], raw
-                while rest and not rest.endswith(b"\n"):
-                    rest = readline(LONG_LINE_HEAD)
-                on_long(number, head)
-                continue
+            end = begin + len(raw)  # a line that fits was read whole: the stream is just past it
+            if window is not None:
+                window.number, window.line_start, window.line_end = number, begin, end
             yield number, raw
+            begin = end
 
 
 def leading_members(head: bytes) -> dict[str, Any]:
@@ -207,6 +242,7 @@ def json_objects(
     max_line_bytes: int = MAX_LINE_BYTES,
     on_long_line: Callable[[int, dict[str, Any]], None] | None = None,
     keep: Collection[str] | None = None,
+    window: LineWindow | None = None,
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(line number, object)`` for every non-blank line; a line that is not a JSON object is an error.
 
@@ -215,14 +251,14 @@ def json_objects(
     A line longer than ``max_line_bytes`` stops the read (``numbered_lines``); with ``on_long_line`` it
     is passed over, not held, and ``on_long_line(number, leading_members(its head))`` is called; with
     ``keep``, it is read for those members only (``numbered_lines``), and ``on_long_line`` gets them
-    wherever they lie in the line.
+    wherever they lie in the line. ``window``: the lines within it (``numbered_lines``).
     """
     on_long = (
         None if on_long_line is None else lambda number, head: on_long_line(number, leading_members(head))
     )
     if on_long_line is not None and keep is not None:
         on_long = lambda number, short: on_long_line(number, _members_of(short))  # noqa: E731
-    for number, raw in numbered_lines(path, max_line_bytes, on_long=on_long, keep=keep):
+    for number, raw in numbered_lines(path, max_line_bytes, on_long=on_long, keep=keep, window=window):
         if not raw.strip():
             continue  # blank lines separate nothing and hold nothing
         value = fast_object(raw)
