@@ -4,8 +4,11 @@
         --stages parse,end_to_end --repeat 5
     .venv/bin/python benchmarks/ab_trees.py --ref main --rows 100000 --stages dry_run_parse,dry_run
 
-Stages ``dry_run`` (the file dry run's whole command, ``--out``, on ``dry_run_scale.py``'s inputs)
-and ``dry_run_parse`` (that benchmark's floor) need no database.
+Stages ``dry_run`` (the file dry run's whole command, ``--out``, on ``dry_run_scale.py``'s inputs),
+``dry_run_workers`` (the same with ``--workers 2``) and ``dry_run_parse`` (that benchmark's floor)
+need no database. The CPU of ``dry_run_workers`` is its whole process tree's: this process is made
+the subreaper of its descendants (``PR_SET_CHILD_SUBREAPER``), so the fork server and the workers,
+orphaned when the command ends, are waited for here and counted.
 
 ``run_scale.py --reuse`` (or ``generate.py``) must have loaded ``bench_<rows>`` into ``--dsn``
 first. The ref's ``src/`` is exported (``git archive``) under ``benchmarks/out/ab-<ref>/`` and put
@@ -78,7 +81,7 @@ def run(stage: str, args: argparse.Namespace, pythonpath: str | None) -> dict[st
     env = dict(os.environ)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
-    if stage in ("dry_run", "dry_run_parse"):
+    if stage in ("dry_run", "dry_run_workers", "dry_run_parse"):
         return dry_run(stage, args.rows, env)
     schema = f"bench_{args.rows}"
     argv = [
@@ -108,18 +111,37 @@ def dry_run(stage: str, rows: int, env: dict[str, str]) -> dict[str, Any]:
             "--company-sso-id", COMPANY_SSO_ID, "--tenant", TENANT, "--audits", str(data / "audits.jsonl"),
             "--users", str(data / "users.jsonl"), "--contacts", str(data / "contacts.jsonl"),
             "--sso-directory", str(data / "sso.jsonl"), "--no-progress", "--out", str(target),
+            *(["--workers", "2"] if stage == "dry_run_workers" else []),
         ]  # fmt: skip
     before = _children_cpu()
     started = time.perf_counter()
     done = subprocess.run(command, env=installed_env(env), capture_output=True, check=False)
     wall = time.perf_counter() - started
-    cpu = _children_cpu() - before  # this child's user + system time (it was waited for)
+    _reap_orphans()  # a pool's fork server and workers, reparented here when the command ended
+    cpu = _children_cpu() - before  # the command's user + system time, and its descendants' (waited for)
     if done.returncode:
         return {"error": done.stderr.decode()[-800:]}
     if stage == "dry_run_parse":
         seconds, cpu = (float(x) for x in done.stdout.split())
         return {"stage": stage, "rows": rows, "seconds": seconds, "cpu_seconds": cpu}
     return {"stage": stage, "rows": rows, "seconds": wall, "cpu_seconds": cpu}
+
+
+def _become_subreaper() -> None:
+    """Have this process's orphaned descendants reparented to it (Linux), to wait for them."""
+    import ctypes
+
+    pr_set_child_subreaper = 36
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_child_subreaper, 1, 0, 0, 0)
+
+
+def _reap_orphans() -> None:
+    """Wait for every descendant reparented here, so its CPU is in ``RUSAGE_CHILDREN``."""
+    while True:
+        try:
+            os.wait()
+        except ChildProcessError:
+            return
 
 
 def _children_cpu() -> float:
@@ -135,6 +157,7 @@ def main() -> int:
     parser.add_argument("--stages", default="end_to_end")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
+    _become_subreaper()
     (HERE / "out").mkdir(exist_ok=True)
     trees = {args.ref: str(export(args.ref)), "this tree": None}
     stages = args.stages.split(",")
