@@ -376,19 +376,34 @@ class TestDryRunOnTheCorpus:
         _, _, quiet = invoke(*inputs, "--no-progress")
         assert "rows/s" not in quiet
 
+    @pytest.mark.parametrize("workers", ["1", "2"])
     def test_audits_out_of_id_order_are_refused_with_the_line(
-        self, tmp_path: Path, inputs: list[str]
+        self, tmp_path: Path, inputs: list[str], workers: str
     ) -> None:
-        """An export not ordered by id stops the dry run with one line naming the file and line (exit 7)."""
+        """An export not ordered by id stops the dry run with one line naming the file and line (exit
+        7), with ``--workers 2`` too (its runner reads each line's id)."""
         lines = (CORPUS / "audits.jsonl").read_text(encoding="utf-8").splitlines()[:5]
         shuffled = tmp_path / "audits.jsonl"
         shuffled.write_text("\n".join([lines[0], lines[2], lines[1], *lines[3:]]) + "\n", encoding="utf-8")
         args = list(inputs)
         args[args.index("--audits") + 1] = str(shuffled)
-        code, _, stderr = invoke(*args, "--no-progress")
+        code, _, stderr = invoke(*args, "--no-progress", "--workers", workers)
         assert code == exit_codes.BAD_INPUT
         assert "audits.jsonl, line 3" in stderr
         assert "ascending" in stderr
+
+    def test_an_audits_fifo_is_refused_before_it_is_opened_with_workers_too(
+        self, tmp_path: Path, inputs: list[str]
+    ) -> None:
+        """A named pipe as ``--audits`` is refused (exit 2) with ``--workers 2`` as without: neither
+        the runner nor a worker ever opens it (an open would wait for a writer for ever)."""
+        pipe = tmp_path / "audits.jsonl"
+        os.mkfifo(pipe)
+        args = list(inputs)
+        args[args.index("--audits") + 1] = str(pipe)
+        code, _, stderr = invoke(*args, "--no-progress", "--workers", "2")
+        assert code == 2
+        assert "is not a regular file" in stderr
 
     def test_a_second_dry_run_into_the_same_file_adds_nothing(
         self, tmp_path: Path, inputs: list[str]

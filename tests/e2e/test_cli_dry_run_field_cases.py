@@ -84,8 +84,10 @@ def outcomes(tmp_path: Path) -> dict[Any, dict[str, Any]]:
 
 
 class TestDryRunFieldCases:
-    def test_every_odd_row_gets_its_own_outcome_line_and_count(self, tmp_path: Path) -> None:
-        """Combined, redacted, binary, UUID-user, NULL-time, id<=0, repeated and deep rows: one line each."""
+    @pytest.mark.parametrize("workers", ["1", "2"])
+    def test_every_odd_row_gets_its_own_outcome_line_and_count(self, tmp_path: Path, workers: str) -> None:
+        """Combined, redacted, binary, UUID-user, NULL-time, id<=0, repeated and deep rows: one line
+        each, with ``--workers 2`` too (its workers reading the file's byte ranges)."""
         deep = json.dumps(audit(9)).replace('"---\\nfirst_name:\\n- A\\n- B\\n"', DEEP_TEXT)
         rows = [
             json.dumps(audit(-2)),
@@ -100,7 +102,7 @@ class TestDryRunFieldCases:
             json.dumps(audit(5, audited_changes="---\nfirst_name:\n- X\n- Y\n")),
             deep,
         ]
-        code, output = run(write_inputs(tmp_path, rows))
+        code, output = run([*write_inputs(tmp_path, rows), "--workers", workers])
         assert code == 0, output
         report = json.loads((tmp_path / "report.json").read_text())
         would_halt = report.pop("would_halt")
@@ -205,12 +207,12 @@ class TestDryRunFieldCases:
         assert verified["migrated"] == report["migrated"]
         assert (verified["clean"], verified["outstanding"], verified["failure_rate"]) == (False, {}, 0.5)
 
-    @pytest.mark.parametrize("suffix", ["jsonl", "csv"])
+    @pytest.mark.parametrize(("suffix", "workers"), [("jsonl", "1"), ("csv", "1"), ("jsonl", "2")])
     def test_a_value_that_is_not_utf8_fails_its_own_row_and_the_run_goes_on(
-        self, tmp_path: Path, suffix: str
+        self, tmp_path: Path, suffix: str, workers: str
     ) -> None:
         """Latin-1 in audited_changes fails that row (bad_encoding), in a comment invalid_audit_row, as
-        the run fails them on a SQL_ASCII CRM; the other rows migrate."""
+        the run fails them on a SQL_ASCII CRM; the other rows migrate (``--workers 2`` too)."""
         latin1 = UPDATE.replace("- B", "- caf\u00e9").encode("latin-1")
         rows = [
             audit(1),
@@ -224,7 +226,7 @@ class TestDryRunFieldCases:
         if suffix == "csv":
             audits.write_bytes(",".join(AUDIT_COLUMNS).encode() + b"\n" + audits.read_bytes())
         args = [f"--audits={audits}" if arg.startswith("--audits=") else arg for arg in args]
-        code, output = run(args)
+        code, output = run([*args, "--workers", workers])
         assert code == 0, output
         report = json.loads((tmp_path / "report.json").read_text())
         assert (report["processed"], report["migrated"]) == (4, 2)
