@@ -1,0 +1,287 @@
+"""``Runtime``: every port of the migration built lazily from ``Settings``, and the service over them."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from crm_audit_transform.chain import RuleChain
+from crm_audit_transform.config import MappingConfig, load_config, load_default_config
+from crm_audit_transform.errors import ConfigError
+from crm_audit_transform.ports import (
+    ActivityLogStore,
+    AuditSource,
+    Clock,
+    ContactDirectory,
+    EnrichmentStore,
+    EntityDirectory,
+    FeatureFlags,
+    IndexState,
+    JobStore,
+    MigratedLogReader,
+    MigratedLogs,
+    PeopleCounter,
+    SsoDirectory,
+    UserDirectory,
+)
+from crm_audit_transform.service import MigrationService, ServicePorts
+from crm_audit_transform.transformer import Transformer
+
+from ..flags import ConfiguredFeatureFlags
+from ..settings import Settings
+from ..settings.unset import setting_not_set
+from .mongo_client import MONGOMOCK_URI, is_mongomock, mongo_client_for, wait_for_mongo
+
+# Each adapter's module (and its driver: psycopg, pymongo, httpx) is imported where the adapter is
+# built, so a command loads only the drivers it uses: `dry-run` neither pymongo nor psycopg.
+if TYPE_CHECKING:
+    from pymongo import MongoClient
+
+    from ..crm_postgres import ReadOnlySession
+    from ..mongo.documents_types import Document, MongoDatabase
+    from ..page_pool import ProcessPagePipeline, TransformerRecipe
+    from ..shard_processes import ProcessShardLauncher
+
+
+class SystemClock:
+    """``ports.Clock`` on the wall clock, in UTC."""
+
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(dt.UTC)
+
+
+class Runtime:
+    """Every port of the migration, built lazily from ``Settings`` (a ``ServicePorts``), and the service."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        mongo_client: MongoClient[Document] | None = None,
+        sso: SsoDirectory | None = None,
+        clock: Clock | None = None,
+        flags: FeatureFlags | None = None,
+        notice: Callable[[str], None] | None = None,
+        rule_chain: Callable[[MappingConfig], RuleChain] | None = None,
+    ) -> None:
+        self.settings = settings
+        self._notice = notice
+        self._rule_chain = rule_chain
+        self._mongo_client = mongo_client
+        self._sso_override = sso
+        self._injected = mongo_client is not None or sso is not None
+        self._clock = clock or SystemClock()
+        self._flags = flags
+        self._closers: list[Callable[[], None]] = []
+        self._pipeline: ProcessPagePipeline | None = None
+        self._shards: ProcessShardLauncher | None = None
+
+    # -- the CRM (PostgreSQL, read-only) ---------------------------------------------------------
+    @functools.cached_property
+    def _pg(self) -> ReadOnlySession:
+        from ..crm_postgres import ReadOnlySession
+
+        if not self.settings.database_url:
+            raise setting_not_set("database_url", "CRM_AUDIT_DATABASE_URL")
+        session = ReadOnlySession.from_dsn(self.settings.database_url)
+        self._closers.append(session.close)
+        return session
+
+    @functools.cached_property
+    def source(self) -> AuditSource:
+        from ..crm_postgres import PostgresAuditSource
+
+        return PostgresAuditSource(self._pg, page_bytes=self.settings.page_bytes)
+
+    @functools.cached_property
+    def users(self) -> UserDirectory:
+        from ..crm_postgres import PostgresUserDirectory
+
+        return PostgresUserDirectory(self._pg)
+
+    @functools.cached_property
+    def people(self) -> PeopleCounter:
+        from ..crm_postgres import PostgresPeopleCounter
+
+        return PostgresPeopleCounter(self._pg)
+
+    @functools.cached_property
+    def entities(self) -> EntityDirectory:
+        from ..crm_postgres import PostgresEntityDirectory
+
+        return PostgresEntityDirectory(self._pg)
+
+    # -- the CDP (MongoDB) -----------------------------------------------------------------------
+    @functools.cached_property
+    def mongo_db(self) -> MongoDatabase:
+        from pymongo import MongoClient
+
+        if self._mongo_client is None:
+            self._mongo_client = mongo_client_for(self.settings.mongo_uri)
+            self._closers.append(self._mongo_client.close)  # before the ping, which may fail
+            if isinstance(self._mongo_client, MongoClient) and self.settings.mongo_uri:
+                wait_for_mongo(self._mongo_client, self.settings.mongo_uri, self._notice)
+        return self._mongo_client[self.settings.mongo_database]
+
+    @functools.cached_property
+    def logs(self) -> ActivityLogStore:
+        from ..mongo import MongoActivityLogStore
+
+        return MongoActivityLogStore.in_database(self.mongo_db)
+
+    @property
+    def migrated(self) -> MigratedLogs:
+        """The same ``activity_logs`` store: rollback deletes what the run wrote."""
+        return self.logs
+
+    @functools.cached_property
+    def contacts(self) -> ContactDirectory:
+        from ..mongo import MongoContactDirectory
+
+        return MongoContactDirectory.in_database(self.mongo_db)
+
+    @functools.cached_property
+    def jobs(self) -> JobStore:
+        from ..mongo import MongoJobStore
+
+        # Lease expiries on the server's clock ($$NOW); mongomock cannot evaluate $$NOW, so an
+        # in-process mongomock client gets them on this runtime's clock (docs/mongodb.md).
+        clock = self._clock if is_mongomock(self.mongo_db) else None
+        return MongoJobStore.in_database(self.mongo_db, clock=clock)
+
+    def lease_now(self) -> dt.datetime | None:
+        """When leases are compared outside the job store (``indexes down``): None, the server's
+        ``$$NOW``; this runtime's clock for an in-process mongomock client, as ``jobs``."""
+        return self._clock.now() if is_mongomock(self.mongo_db) else None
+
+    @functools.cached_property
+    def indexes(self) -> IndexState:
+        from ..mongo import MongoIndexState
+
+        return MongoIndexState(self.mongo_db)
+
+    @functools.cached_property
+    def reader(self) -> MigratedLogReader:
+        from ..mongo.verification import MongoMigratedLogReader
+
+        return MongoMigratedLogReader.in_database(self.mongo_db)
+
+    @functools.cached_property
+    def enrichment(self) -> EnrichmentStore:
+        from ..mongo.enrichment import MongoEnrichmentStore
+
+        return MongoEnrichmentStore.in_database(self.mongo_db)
+
+    # -- USMAN, flags, clock, rules --------------------------------------------------------------
+    @functools.cached_property
+    def sso(self) -> SsoDirectory:
+        if self._sso_override is not None:
+            return self._sso_override
+        if self.settings.usman is None:
+            raise setting_not_set("usman.base_url", "CRM_AUDIT_USMAN_BASE_URL")
+        from ..usman import UsmanClient
+
+        client = UsmanClient(self.settings.usman)
+        self._closers.append(client.close)
+        return client
+
+    @property
+    def flags(self) -> FeatureFlags:
+        return self._flags or ConfiguredFeatureFlags.parse(self.settings.enabled_companies)
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @functools.cached_property
+    def mapping(self) -> MappingConfig:
+        path = self.settings.mapping_config
+        return load_config(path) if path else load_default_config()
+
+    @functools.cached_property
+    def transformer(self) -> Transformer:
+        """The rules from the mapping config; ``rule_chain`` (given the config) may change them."""
+        chain = self._rule_chain(self.mapping) if self._rule_chain is not None else None
+        return Transformer(self.mapping, limits=self.settings.loader, chain=chain)
+
+    @property
+    def recipe(self) -> TransformerRecipe:
+        """How a worker process builds the same rules as ``transformer`` (``use_workers``)."""
+        from ..page_pool import TransformerRecipe
+
+        return TransformerRecipe(self.mapping, self.settings.loader, self._rule_chain)
+
+    def use_workers(self, workers: int) -> None:
+        """Have the service's runs load and transform their pages in ``workers`` processes.
+
+        1 means this process alone (the default); N is this one and N - 1 worker processes, this one
+        transforming pages too whenever it would wait. The workers start with the first run and are
+        stopped when the runtime closes. Call before the first use of ``service``.
+        """
+        if "service" in self.__dict__:
+            raise RuntimeError("use_workers must be called before the service is built")
+        if workers > 1:
+            from ..page_pool import ProcessPagePipeline
+
+            self._pipeline = ProcessPagePipeline(workers, self.recipe)
+            self._closers.append(self._pipeline.close)
+
+    def use_shard_processes(self, workers: int) -> None:
+        """Have the service's ``run`` take a sharded job's shards side by side, up to ``workers``
+        at once, each in a process of its own that builds its clients from these settings
+        (``shard_processes``). 1 keeps them one after another. ``ConfigError`` for a runtime with
+        injected parts (a client, an ``sso``, ``mongomock://``): another process cannot rebuild
+        them. Call before the first use of ``service``.
+        """
+        if "service" in self.__dict__:
+            raise RuntimeError("use_shard_processes must be called before the service is built")
+        if workers <= 1:
+            return
+        if self._injected or (self.settings.mongo_uri or "").startswith(MONGOMOCK_URI):
+            why = "shard processes build their clients from the settings: injected ones cannot cross"
+            raise ConfigError([("workers", why)])
+        from ..shard_processes import ProcessShardLauncher, SettingsShardRun
+
+        self._shards = ProcessShardLauncher(workers, SettingsShardRun(self.settings))
+        self._closers.append(self._shards.close)
+
+    # -- the application service ---------------------------------------------------------------
+    @functools.cached_property
+    def service(self) -> MigrationService:
+        """The one application service over these adapters (each built when an operation needs it)."""
+        return self.service_over(self)
+
+    def service_over(self, ports: ServicePorts) -> MigrationService:
+        """The service with this runtime's rules and settings over ``ports`` (e.g. these, observed).
+
+        The account → tenant bindings come from ``Settings.tenants``.
+        """
+        return MigrationService(
+            ports,
+            self.transformer,
+            settings=self.settings.run,
+            coverage_threshold=self.settings.coverage_threshold,
+            tenants=self.settings.tenants,
+            pipeline=self._pipeline,
+            shards=self._shards,
+        )
+
+    def close(self) -> None:
+        while self._closers:
+            closer = self._closers.pop()
+            with contextlib.suppress(Exception):  # closing is best effort; nothing to report
+                closer()
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def build_runtime(settings: Settings, **overrides: Any) -> Runtime:
+    """The runtime for ``settings``; ``overrides`` replace parts (see ``Runtime``)."""
+    return Runtime(settings, **overrides)
