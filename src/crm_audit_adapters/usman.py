@@ -39,19 +39,21 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import random as _random
-import re
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final
-
-from attrs import Attribute, field, frozen, validators
+from typing import TYPE_CHECKING, Final
 
 from crm_audit_transform.errors import DirectoryRefused, DirectoryUnavailable
 
 from .retrying import RetryPolicy
+from .usman_answers import ANSWER_BASE_BYTES as ANSWER_BASE_BYTES
+from .usman_answers import ANSWER_BYTES_PER_EMAIL as ANSWER_BYTES_PER_EMAIL
+from .usman_answers import answer_bytes as answer_bytes
+from .usman_answers import email_key, is_address, sso_ids_in_answer
+from .usman_config import USMAN_MAXIMA as USMAN_MAXIMA
+from .usman_config import UnusableUsmanSetting, UsmanConfig
 
 if TYPE_CHECKING:
     import httpx  # imported by the client itself: the settings read UsmanConfig without it
@@ -65,16 +67,10 @@ __all__ = [
     "email_key",
 ]
 
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 # Answers a retry can change: a request timeout and rate limiting. Every other 4xx is a refusal.
 _RETRYABLE_4XX = frozenset({408, 429})
 # Refusals that may be about one email of the chunk rather than about the request (see above).
 _CONTENT_REFUSALS = frozenset({400, 422})
-ANSWER_BASE_BYTES: Final = 64 * 1024
-ANSWER_BYTES_PER_EMAIL: Final = 16 * 1024
-"""A 200 answer may hold at most ``answer_bytes(emails)`` bytes: 64 KiB and 16 KiB an email asked
-(an entry is an email and an id, under a kilobyte), 1.6 MiB for a chunk of 100. A larger body is no
-answer to the request, and reading it would cost the runner its memory."""
 ANSWER_READS: Final = 3
 """An attempt's answer — status line, headers and body — must be whole within ``connect_timeout +
 ANSWER_READS × read_timeout`` (17 s by default): ``read_timeout`` bounds each read, so a server that
@@ -86,126 +82,7 @@ well-formed address no user has (``.invalid`` is reserved, RFC 2606), which a st
 refuse too (``_probe``)."""
 
 
-def answer_bytes(emails: int) -> int:
-    """The most bytes a 200 answer to a request of ``emails`` emails may hold (``ANSWER_BASE_BYTES``)."""
-    return ANSWER_BASE_BYTES + ANSWER_BYTES_PER_EMAIL * emails
-
-
-def email_key(email: str) -> str:
-    """The email with ASCII letters lower-cased and every other character kept as it is."""
-    return email.translate(_ASCII_LOWER)
-
-
 log = logging.getLogger(__name__)
-
-_ENV_PREFIX = "CRM_AUDIT_USMAN_"
-_HEADER_VALUE = re.compile(r"[\x20-\x7e]*")
-"""What an HTTP client sends as a header value as it is: printable ASCII (RFC 9110 field-vchar, SP)."""
-_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-"""An HTTP header name: RFC 9110's ``token``."""
-
-
-class UnusableUsmanSetting(ValueError):
-    """A ``UsmanConfig`` value that could never work; the message names the field, never its value."""
-
-
-def _finite(_: object, attribute: Attribute[float], value: float) -> None:
-    if not math.isfinite(value):
-        raise UnusableUsmanSetting(f"{attribute.name} must be a finite number")
-
-
-USMAN_MAXIMA: Final = {
-    "connect_timeout": 600.0,
-    "read_timeout": 600.0,
-    "max_emails_per_request": 10_000,
-    "max_attempts": 100,
-    "backoff_base": 600.0,
-    "backoff_max": 600.0,
-    "max_connections": 1_000,
-}
-"""The largest value each numeric setting takes. A call may wait ten minutes at most (past that the
-job's lease would have to outlive a silent directory; the default lease is two minutes), a request
-asks for at most a page's emails (a page holds at most 10,000 rows), and a hundred attempts or a
-thousand connections are past anything one runner needs: a larger number is a typo (``5e21``)."""
-
-
-def _at_most(_: object, attribute: Attribute[Any], value: float) -> None:
-    maximum = USMAN_MAXIMA[attribute.name]
-    if value > maximum:
-        shown = int(maximum) if float(maximum).is_integer() else maximum
-        raise UnusableUsmanSetting(f"{attribute.name} must be at most {shown}")
-
-
-def _header_value(_: object, attribute: Attribute[str], value: str) -> None:
-    # Never quote the value: it is (or is sent beside) the token.
-    if not _HEADER_VALUE.fullmatch(value):
-        raise UnusableUsmanSetting(
-            f"{attribute.name} must be printable ASCII, without CR, LF or other controls"
-        )
-
-
-def _header_name(_: object, attribute: Attribute[str], value: str) -> None:
-    if not _HEADER_NAME.fullmatch(value):
-        raise UnusableUsmanSetting(
-            f"{attribute.name} must be an HTTP header name: letters, digits and !#$%&'*+-.^_`|~"
-        )
-
-
-@frozen
-class UsmanConfig:
-    """Where USMAN lives and how patiently to ask it. ``token`` is kept out of ``repr``.
-
-    ``UnusableUsmanSetting`` (a ``ValueError``) for a value that could never work: a token or scheme
-    that is no header value (CR, LF, other controls, non-ASCII), a header name that is no HTTP token,
-    a timeout or backoff that is not a finite number of seconds, a number past ``USMAN_MAXIMA``. Its
-    message never quotes the token.
-    """
-
-    base_url: str
-    token: str = field(default="", repr=False, validator=_header_value)
-    path: str = "/api/v1/users/sso-ids"
-    auth_header: str = field(default="Authorization", validator=_header_name)
-    # Prefix of the header value ("Bearer <token>"); empty sends the bare token (e.g. X-Api-Key).
-    auth_scheme: str = field(default="Bearer", validator=_header_value)
-    connect_timeout: float = field(default=2.0, validator=[validators.gt(0), _finite, _at_most])
-    read_timeout: float = field(default=5.0, validator=[validators.gt(0), _finite, _at_most])
-    max_emails_per_request: int = field(default=100, validator=[validators.ge(1), _at_most])
-    # Attempts per request, the first included: 3 means up to two retries.
-    max_attempts: int = field(default=3, validator=[validators.ge(1), _at_most])
-    backoff_base: float = field(default=0.2, validator=[validators.ge(0), _finite, _at_most])
-    backoff_max: float = field(default=5.0, validator=[validators.ge(0), _finite, _at_most])
-    max_connections: int = field(default=10, validator=[validators.ge(1), _at_most])
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> UsmanConfig:
-        """Read ``CRM_AUDIT_USMAN_*``: ``BASE_URL`` (required), ``TOKEN``, ``PATH``, ``AUTH_HEADER``,
-        ``AUTH_SCHEME``, ``CONNECT_TIMEOUT``, ``READ_TIMEOUT``, ``MAX_EMAILS``, ``MAX_ATTEMPTS``,
-        ``BACKOFF_BASE``, ``BACKOFF_MAX``, ``MAX_CONNECTIONS``; unset ones keep their defaults."""
-        get = {
-            key[len(_ENV_PREFIX) :]: value for key, value in environ.items() if key.startswith(_ENV_PREFIX)
-        }
-        if "BASE_URL" not in get:
-            raise ValueError(f"{_ENV_PREFIX}BASE_URL is not set")
-        options: dict[str, Any] = {"base_url": get["BASE_URL"]}
-        for name, key, kind in (
-            ("token", "TOKEN", str),
-            ("path", "PATH", str),
-            ("auth_header", "AUTH_HEADER", str),
-            ("auth_scheme", "AUTH_SCHEME", str),
-            ("connect_timeout", "CONNECT_TIMEOUT", float),
-            ("read_timeout", "READ_TIMEOUT", float),
-            ("max_emails_per_request", "MAX_EMAILS", int),
-            ("max_attempts", "MAX_ATTEMPTS", int),
-            ("backoff_base", "BACKOFF_BASE", float),
-            ("backoff_max", "BACKOFF_MAX", float),
-            ("max_connections", "MAX_CONNECTIONS", int),
-        ):
-            if key in get:
-                options[name] = kind(get[key])
-        return cls(**options)
-
-    def auth_value(self) -> str:
-        return f"{self.auth_scheme} {self.token}" if self.auth_scheme else self.token
 
 
 class UsmanUnavailable(DirectoryUnavailable):
@@ -368,7 +245,7 @@ class UsmanClient:
             else:
                 return
         assert refusal is not None  # every probe was refused
-        if any(_is_address(email) for email in refused):
+        if any(is_address(email) for email in refused):
             raise refusal
 
     def _halves(self, company_sso_id: str, emails: list[str], refused: list[str]) -> dict[str, str]:
@@ -496,38 +373,11 @@ class UsmanClient:
                 attempts=1,
             ) from exc
         try:
-            return _answers(decoded)
+            return sso_ids_in_answer(decoded)
         except ValueError as exc:
             raise UsmanUnavailable(
                 f"USMAN at {self._where} answered the wrong shape: {exc}", status_code=200, attempts=1
             ) from exc
-
-
-def _answers(body: object) -> dict[str, str]:
-    """Validate ``{"data": [{"email", "sso_id"}, ...]}``; a null ``sso_id`` counts as not found."""
-    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
-        raise ValueError('expected an object with a "data" list')
-    found: dict[str, str] = {}
-    for index, item in enumerate(body["data"]):
-        if not isinstance(item, dict):
-            raise ValueError(f"data[{index}] is not an object")
-        email, sso_id = item.get("email"), item.get("sso_id")
-        if not isinstance(email, str):
-            raise ValueError(f"data[{index}].email is not a string")
-        if sso_id is None:
-            continue
-        if not isinstance(sso_id, str) or not sso_id:
-            raise ValueError(f"data[{index}].sso_id is not a non-empty string")
-        key = email_key(email)
-        if found.setdefault(key, sso_id) != sso_id:
-            raise ValueError(f"data[{index}]: one email with two different sso ids")
-    return found
-
-
-def _is_address(email: str) -> bool:
-    """Something before and after an ``@``: the least an email address is (``n/a`` is not one)."""
-    local, at, domain = email.rpartition("@")
-    return bool(at and local and domain)
 
 
 def _is_retryable(error: BaseException) -> bool:

@@ -1,0 +1,124 @@
+"""``UsmanConfig``: where USMAN lives and how patiently to ask it, each value checked when built.
+
+A value that could never work (a token no header can carry, a timeout that is no finite number of
+seconds, a number past ``USMAN_MAXIMA``) is ``UnusableUsmanSetting`` at load time, not a failure in
+the middle of a run; the message names the field, never the token.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+
+from attrs import Attribute, field, frozen, validators
+
+_ENV_PREFIX = "CRM_AUDIT_USMAN_"
+_HEADER_VALUE = re.compile(r"[\x20-\x7e]*")
+"""What an HTTP client sends as a header value as it is: printable ASCII (RFC 9110 field-vchar, SP)."""
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+"""An HTTP header name: RFC 9110's ``token``."""
+
+
+class UnusableUsmanSetting(ValueError):
+    """A ``UsmanConfig`` value that could never work; the message names the field, never its value."""
+
+
+def _finite(_: object, attribute: Attribute[float], value: float) -> None:
+    if not math.isfinite(value):
+        raise UnusableUsmanSetting(f"{attribute.name} must be a finite number")
+
+
+USMAN_MAXIMA: Final = {
+    "connect_timeout": 600.0,
+    "read_timeout": 600.0,
+    "max_emails_per_request": 10_000,
+    "max_attempts": 100,
+    "backoff_base": 600.0,
+    "backoff_max": 600.0,
+    "max_connections": 1_000,
+}
+"""The largest value each numeric setting takes. A call may wait ten minutes at most (past that the
+job's lease would have to outlive a silent directory; the default lease is two minutes), a request
+asks for at most a page's emails (a page holds at most 10,000 rows), and a hundred attempts or a
+thousand connections are past anything one runner needs: a larger number is a typo (``5e21``)."""
+
+
+def _at_most(_: object, attribute: Attribute[Any], value: float) -> None:
+    maximum = USMAN_MAXIMA[attribute.name]
+    if value > maximum:
+        shown = int(maximum) if float(maximum).is_integer() else maximum
+        raise UnusableUsmanSetting(f"{attribute.name} must be at most {shown}")
+
+
+def _header_value(_: object, attribute: Attribute[str], value: str) -> None:
+    # Never quote the value: it is (or is sent beside) the token.
+    if not _HEADER_VALUE.fullmatch(value):
+        raise UnusableUsmanSetting(
+            f"{attribute.name} must be printable ASCII, without CR, LF or other controls"
+        )
+
+
+def _header_name(_: object, attribute: Attribute[str], value: str) -> None:
+    if not _HEADER_NAME.fullmatch(value):
+        raise UnusableUsmanSetting(
+            f"{attribute.name} must be an HTTP header name: letters, digits and !#$%&'*+-.^_`|~"
+        )
+
+
+@frozen
+class UsmanConfig:
+    """Where USMAN lives and how patiently to ask it. ``token`` is kept out of ``repr``.
+
+    ``UnusableUsmanSetting`` (a ``ValueError``) for a value that could never work: a token or scheme
+    that is no header value (CR, LF, other controls, non-ASCII), a header name that is no HTTP token,
+    a timeout or backoff that is not a finite number of seconds, a number past ``USMAN_MAXIMA``. Its
+    message never quotes the token.
+    """
+
+    base_url: str
+    token: str = field(default="", repr=False, validator=_header_value)
+    path: str = "/api/v1/users/sso-ids"
+    auth_header: str = field(default="Authorization", validator=_header_name)
+    # Prefix of the header value ("Bearer <token>"); empty sends the bare token (e.g. X-Api-Key).
+    auth_scheme: str = field(default="Bearer", validator=_header_value)
+    connect_timeout: float = field(default=2.0, validator=[validators.gt(0), _finite, _at_most])
+    read_timeout: float = field(default=5.0, validator=[validators.gt(0), _finite, _at_most])
+    max_emails_per_request: int = field(default=100, validator=[validators.ge(1), _at_most])
+    # Attempts per request, the first included: 3 means up to two retries.
+    max_attempts: int = field(default=3, validator=[validators.ge(1), _at_most])
+    backoff_base: float = field(default=0.2, validator=[validators.ge(0), _finite, _at_most])
+    backoff_max: float = field(default=5.0, validator=[validators.ge(0), _finite, _at_most])
+    max_connections: int = field(default=10, validator=[validators.ge(1), _at_most])
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> UsmanConfig:
+        """Read ``CRM_AUDIT_USMAN_*``: ``BASE_URL`` (required), ``TOKEN``, ``PATH``, ``AUTH_HEADER``,
+        ``AUTH_SCHEME``, ``CONNECT_TIMEOUT``, ``READ_TIMEOUT``, ``MAX_EMAILS``, ``MAX_ATTEMPTS``,
+        ``BACKOFF_BASE``, ``BACKOFF_MAX``, ``MAX_CONNECTIONS``; unset ones keep their defaults."""
+        get = {
+            key[len(_ENV_PREFIX) :]: value for key, value in environ.items() if key.startswith(_ENV_PREFIX)
+        }
+        if "BASE_URL" not in get:
+            raise ValueError(f"{_ENV_PREFIX}BASE_URL is not set")
+        options: dict[str, Any] = {"base_url": get["BASE_URL"]}
+        for name, key, kind in (
+            ("token", "TOKEN", str),
+            ("path", "PATH", str),
+            ("auth_header", "AUTH_HEADER", str),
+            ("auth_scheme", "AUTH_SCHEME", str),
+            ("connect_timeout", "CONNECT_TIMEOUT", float),
+            ("read_timeout", "READ_TIMEOUT", float),
+            ("max_emails_per_request", "MAX_EMAILS", int),
+            ("max_attempts", "MAX_ATTEMPTS", int),
+            ("backoff_base", "BACKOFF_BASE", float),
+            ("backoff_max", "BACKOFF_MAX", float),
+            ("max_connections", "MAX_CONNECTIONS", int),
+        ):
+            if key in get:
+                options[name] = kind(get[key])
+        return cls(**options)
+
+    def auth_value(self) -> str:
+        return f"{self.auth_scheme} {self.token}" if self.auth_scheme else self.token
