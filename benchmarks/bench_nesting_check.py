@@ -2,7 +2,7 @@
 
 Run from the repository root: ``nice -n 5 .venv/bin/python benchmarks/bench_nesting_check.py``.
 The logs are the acme corpus tenant's, migrated in memory (every kind of value the loader makes,
-lists and hashes included), repeated to ``ROUNDS`` passes. A is ``documents._leaf`` without the
+lists and hashes included), repeated to ``ROUNDS`` passes. A is ``documents.encode_leaf`` without the
 check, B the shipped one; each pass encodes every log to BSON bytes (the store, the ``--workers``
 encoder) and to a JSONL line (the dry run's sink). CPU time, A and B alternating, best of ``REPEAT``.
 """
@@ -28,7 +28,7 @@ REPEAT = 7
 
 
 def _unchecked_leaf(value: object, encoder: documents.ValueEncoder, room: int) -> object:
-    """``_leaf`` as it was before the nesting check."""
+    """``encode_leaf`` as it was before the nesting check."""
     if type(value) is float and value - value == 0.0:
         return value
     return encoder.value(value)  # type: ignore[arg-type]
@@ -52,7 +52,7 @@ def main() -> None:
         for v in (c.from_, c.to)
         if isinstance(v, list | dict)
     )
-    checked = documents._leaf
+    checked = documents.encode_leaf
 
     def work() -> None:
         for log in logs:
@@ -62,9 +62,9 @@ def main() -> None:
     best = {"A": float("inf"), "B": float("inf")}
     for _ in range(REPEAT):
         for name, leaf in (("A", _unchecked_leaf), ("B", checked)):
-            documents._leaf = leaf  # type: ignore[assignment]
+            documents.encode_leaf = leaf  # type: ignore[assignment]
             best[name] = min(best[name], cpu(work))
-    documents._leaf = checked  # type: ignore[assignment]
+    documents.encode_leaf = checked  # type: ignore[assignment]
     print(
         f"logs per pass: {len(logs)} ({len(world.logs.logs)} corpus logs x {ROUNDS}); "
         f"list/hash values per corpus pass: {containers}"

@@ -9,7 +9,7 @@ is set up, and the module declines to run if orjson prints any ASCII character o
 
 Only the common values are written here: exact ``str``, ``bool``, ``None``, int64 ``int``,
 aware-UTC ``datetime`` from 1970 on, and ``dict``/``list``/``tuple`` of them. Every other value is
-handed to the very Python functions the pure path calls (``documents._leaf``, ``RELAXED_JSON.value``,
+handed to the very Python functions the pure path calls (``documents.encode_leaf``, ``RELAXED_JSON.value``,
 ``escape_key``) and their JSON-ready answer is printed (anything but plain JSON by ``orjson.dumps``
 itself). Anything unusual — a non-``str`` dict key, a container subclass, nesting past 40 levels, a
 string that is not UTF-8, any exception at all — makes the whole log go to the pure path, which
@@ -104,7 +104,7 @@ def _read_escapes():
 
 def configure(pure, walk, leaf, escape_key, flat_leaves, attribute_room, metadata_room):
     """Take the pure path: ``pure(log)`` its bytes, ``walk`` its ``ValueEncoder`` (``RELAXED_JSON``),
-    ``leaf`` ``documents._leaf``; True when this module will write lines (orjson prints as expected)."""
+    ``leaf`` ``documents.encode_leaf``; True when this module will write lines (orjson prints as expected)."""
     global _pure, _walk, _leaf, _walk_value, _walk_datetime, _escape_key, _flat_leaves
     global _attribute_room, _metadata_room, _ready
     _pure = pure

@@ -57,7 +57,8 @@ BSON_ENCODING: Final = "bson"
 
 _ID_ELEMENT: Final = b"\x07_id\x00"
 """An ObjectId element named ``_id``: type 0x07, the key, then the 12 bytes of the id."""
-_ID_BYTES: Final = len(_ID_ELEMENT) + 12
+ID_BYTES: Final = len(_ID_ELEMENT) + 12
+"""What the ``_id`` element adds to a log's BSON: the size MongoDB checks is ``len(bson) + ID_BYTES``."""
 _NO_EXTERNAL_ID: Final = "an activity log without external_id cannot be written idempotently"
 
 
@@ -78,16 +79,16 @@ class BsonLogEncoder:
             data = bson.encode(encode_activity_log(log), codec_options=self.codec_options)
         except (TypeError, ValueError, OverflowError, BSONError) as exc:
             return encoded_log(log, BSON_ENCODING, b"", f"cannot encode the document: {exc}")
-        if len(data) + _ID_BYTES > MAX_DOCUMENT_BYTES:
-            size = len(data) + _ID_BYTES
-            return encoded_log(log, BSON_ENCODING, b"", _too_large(size))
+        if len(data) + ID_BYTES > MAX_DOCUMENT_BYTES:
+            size = len(data) + ID_BYTES
+            return encoded_log(log, BSON_ENCODING, b"", too_large(size))
         return encoded_log(log, BSON_ENCODING, data)
 
 
 def with_id(doc_id: ObjectId, data: bytes) -> bytes:
     """BSON ``data`` (a document without ``_id``) with ``_id: doc_id`` as its first element: the
     bytes of ``bson.encode({"_id": doc_id, **bson.decode(data)})``."""
-    return struct.pack("<i", len(data) + _ID_BYTES) + _ID_ELEMENT + doc_id.binary + data[4:]
+    return struct.pack("<i", len(data) + ID_BYTES) + _ID_ELEMENT + doc_id.binary + data[4:]
 
 
 class _Pending:
@@ -244,7 +245,8 @@ _NO_ID: Final = ObjectId(b"\x00" * 12)
 """The ``_id`` of a log that is not inserted (never sent)."""
 
 
-def _too_large(size: int) -> str:
+def too_large(size: int) -> str:
+    """The reason a document of ``size`` bytes is not written (one wording for writer and verifier)."""
     return f"document of {size} bytes exceeds MongoDB's {MAX_DOCUMENT_BYTES}-byte limit"
 
 
@@ -265,5 +267,5 @@ def _prepare(
     except (TypeError, ValueError, OverflowError, BSONError) as exc:
         return f"cannot encode the document: {exc}", _NO_ID, {}, b""
     if len(encoded) > MAX_DOCUMENT_BYTES:
-        return _too_large(len(encoded)), _NO_ID, {}, b""
+        return too_large(len(encoded)), _NO_ID, {}, b""
     return "", doc_id, doc, encoded

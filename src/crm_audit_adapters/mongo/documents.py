@@ -80,13 +80,13 @@ _OUR_METADATA_KEYS: Final = frozenset(
 """The metadata keys the transformer and the run set: none needs ``escape_key``."""
 
 _LEAVES: Final = frozenset({float, int, decimal.Decimal, dt.datetime, dt.date, bytes})
-"""The values ``_leaf`` meets that hold no other value: no nesting to check."""
+"""The values ``encode_leaf`` meets that hold no other value: no nesting to check."""
 
 # The levels a value may still nest (MongoDB's count, see ``bson_values.MONGODB_MAX_NESTING``): an
 # attribute's value sits in the document (1), ``attributes`` (2) and its attribute (3); a metadata
 # value in the document (1) and ``metadata`` (2).
-_ATTRIBUTE_ROOM: Final = MONGODB_MAX_NESTING - 3
-_METADATA_ROOM: Final = MONGODB_MAX_NESTING - 2
+ATTRIBUTE_ROOM: Final = MONGODB_MAX_NESTING - 3
+METADATA_ROOM: Final = MONGODB_MAX_NESTING - 2
 
 
 def encode_activity_log(log: ActivityLog) -> Document:
@@ -94,7 +94,7 @@ def encode_activity_log(log: ActivityLog) -> Document:
     return activity_log_document(log, BSON)
 
 
-def _leaf(value: Value, encoder: ValueEncoder, room: int) -> object:
+def encode_leaf(value: Value, encoder: ValueEncoder, room: int) -> object:
     """A value that is not str, bool, None or an int64 int: finite floats as they are, else the walk.
 
     A list or dict is first checked against the ``room`` its place in the document leaves it:
@@ -130,9 +130,9 @@ def activity_log_document(log: ActivityLog, encoder: ValueEncoder) -> Document:
     for change in log.changes:
         old, new = change.from_, change.to
         if old is not None and (kind := type(old)) not in same and not (kind is int and low <= old <= high):
-            old = _leaf(old, encoder, _ATTRIBUTE_ROOM)
+            old = encode_leaf(old, encoder, ATTRIBUTE_ROOM)
         if new is not None and (kind := type(new)) not in same and not (kind is int and low <= new <= high):
-            new = _leaf(new, encoder, _ATTRIBUTE_ROOM)
+            new = encode_leaf(new, encoder, ATTRIBUTE_ROOM)
         attributes.append({"field": change.field, "label": change.label, "from": old, "to": new})
     doc: Document = {
         "company_sso_id": log.company_sso_id,
@@ -155,7 +155,7 @@ def activity_log_document(log: ActivityLog, encoder: ValueEncoder) -> Document:
             and (kind := type(item)) not in same
             and not (kind is int and low <= item <= high)
         ):
-            item = _leaf(item, encoder, _METADATA_ROOM)
+            item = encode_leaf(item, encoder, METADATA_ROOM)
         metadata[key if key in ours else escape_key(key)] = item
     doc["metadata"] = metadata
     return doc

@@ -37,13 +37,12 @@ from collections.abc import Callable
 from typing import Any, Final
 
 import orjson
-from bson import Decimal128
-from bson.datetime_ms import _datetime_to_millis
+from bson import DatetimeMS, Decimal128
 
 from crm_audit_transform.domain import ActivityLog
 
 from .bson_values import ValueEncoder, escape_key, to_bson_datetime, value_encoder
-from .documents import _ATTRIBUTE_ROOM, _METADATA_ROOM, _leaf, activity_log_document
+from .documents import ATTRIBUTE_ROOM, METADATA_ROOM, activity_log_document, encode_leaf
 from .documents_types import Document
 
 __all__ = [
@@ -101,7 +100,7 @@ def _datetime(value: dt.datetime) -> Any:
         else:
             seconds = value.isoformat(timespec="seconds")[:19]  # aware UTC: drop the "+00:00"
         return {"$date": f"{seconds}.{millis:03d}Z" if millis else f"{seconds}Z"}
-    return {"$date": {"$numberLong": str(_datetime_to_millis(value))}}
+    return {"$date": {"$numberLong": str(int(DatetimeMS(value)))}}  # bson's own milliseconds
 
 
 def _float(value: float) -> Any:
@@ -166,7 +165,13 @@ _FLAT_LEAVES: Final = (decimal.Decimal, float, int, dt.date, dt.datetime, bytes)
 """The exact types the walk turns into a leaf that holds no other value (``_cline`` asks the walk)."""
 
 COMPILED_LINE: Final = _cline is not None and _cline.configure(
-    pure_relaxed_json_bytes, RELAXED_JSON, _leaf, escape_key, _FLAT_LEAVES, _ATTRIBUTE_ROOM, _METADATA_ROOM
+    pure_relaxed_json_bytes,
+    RELAXED_JSON,
+    encode_leaf,
+    escape_key,
+    _FLAT_LEAVES,
+    ATTRIBUTE_ROOM,
+    METADATA_ROOM,
 )
 """Whether lines are written by the compiled ``_cline`` (built, and orjson prints as it expects)."""
 

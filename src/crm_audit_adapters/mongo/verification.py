@@ -47,7 +47,7 @@ from crm_audit_transform.enrichment import MatchKey, StoredLog
 from crm_audit_transform.enrichment.model import as_referent_id
 from crm_audit_transform.verification import RUN_METADATA_KEYS, MigratedDoc, StoredMigratedLog, run_metadata
 
-from .activity_logs import _ID_BYTES, MAX_DOCUMENT_BYTES, _too_large
+from .activity_logs import ID_BYTES, MAX_DOCUMENT_BYTES, too_large
 from .bson_values import decode_value, from_bson_datetime, to_bson_datetime
 from .documents import encode_activity_log
 from .documents_types import Document, MongoCollection, MongoDatabase, ReadDocument
@@ -339,8 +339,8 @@ class MongoMigratedLogReader:
             encoded = bson.encode(doc)
         except (TypeError, OverflowError, BSONError) as exc:
             raise ValueError(f"cannot encode the document: {exc}") from exc
-        if len(encoded) + _ID_BYTES > MAX_DOCUMENT_BYTES:
-            raise ValueError(_too_large(len(encoded) + _ID_BYTES))
+        if len(encoded) + ID_BYTES > MAX_DOCUMENT_BYTES:
+            raise ValueError(too_large(len(encoded) + ID_BYTES))
         return BsonContent(doc, encoded[4:], log)
 
     @property
