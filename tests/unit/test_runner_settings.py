@@ -518,9 +518,11 @@ class TestUpperBounds:
         from crm_audit_adapters import settings
         from crm_audit_adapters.settings import keys
 
-        numeric = {f"CRM_AUDIT_{key.upper()}" for key, (kind, _) in keys._SCALARS.items() if kind is not str}
-        usman = {f"CRM_AUDIT_USMAN_{key}" for key in keys._USMAN_KEYS.values()} - {
-            f"CRM_AUDIT_USMAN_{keys._USMAN_KEYS[key]}" for key in keys._USMAN_TEXT
+        numeric = {
+            f"CRM_AUDIT_{key.upper()}" for key, (kind, _) in keys.SCALAR_KEYS.items() if kind is not str
+        }
+        usman = {f"CRM_AUDIT_USMAN_{key}" for key in keys.USMAN_KEYS.values()} - {
+            f"CRM_AUDIT_USMAN_{keys.USMAN_KEYS[key]}" for key in keys.USMAN_TEXT_KEYS
         }
         loader = {f"CRM_AUDIT_LOADER_{name.upper()}" for name in settings.LOADER_LIMITS}
         assert numeric | usman | loader == set(NUMERIC_VARIABLES)

@@ -20,7 +20,7 @@ MONGO_SCHEMES: Final = ("mongodb://", "mongodb+srv://", "mongomock://")
 Check = Callable[[Any], "str | None"]
 
 
-def _between(low: float, high: float, *, low_open: bool = False) -> Check:
+def within(low: float, high: float, *, low_open: bool = False) -> Check:
     """A range check; the caller adds the value as given (``as_written``)."""
 
     def check(value: Any) -> str | None:
@@ -71,7 +71,7 @@ def as_written(value: object) -> str | None:
 _FLOAT_EXPONENT: Final = re.compile(r"e\+?(-?)0*(\d)")
 
 
-def _postgres_dsn(value: str) -> str | None:
+def postgres_dsn_problem(value: str) -> str | None:
     if redact(value) == UNPARSEABLE:
         return "not a PostgreSQL connection string (libpq key=value pairs or a postgresql:// URI)"
     if "://" in value and not value.lower().startswith(("postgresql://", "postgres://")):
@@ -91,7 +91,7 @@ def _postgres_dsn(value: str) -> str | None:
     return dsn_port_problem({k: str(v) for k, v in parsed.items()})
 
 
-def _mongo_uri(value: str) -> str | None:
+def mongo_uri_problem(value: str) -> str | None:
     if not value.startswith(MONGO_SCHEMES):
         return "must start with mongodb://, mongodb+srv:// or mongomock://"
     if value.startswith("mongodb://"):
@@ -105,14 +105,14 @@ def _mongo_uri(value: str) -> str | None:
     return None
 
 
-def _mongo_database(value: str) -> str | None:
+def mongo_database_problem(value: str) -> str | None:
     # MongoDB's database naming restrictions (manual: "Restrictions on Database Names").
     if not value or len(value.encode()) >= 64 or any(c in value for c in '/\\. "$\x00'):
         return 'must be 1-63 bytes without / \\ . " $ or spaces'
     return None
 
 
-def _mapping_file(value: str) -> str | None:
+def mapping_file_problem(value: str) -> str | None:
     path = Path(value)
     if path.is_file():
         return None
@@ -131,7 +131,7 @@ HTTP_PASSWORD_MIN_CHARS: Final = 16
 """The BasicAuth password of the S2S routes (``/private``), which write and roll back accounts."""
 
 
-def _at_least(chars: int, why: str) -> Check:
+def at_least(chars: int, why: str) -> Check:
     """A length check of a secret: the problem never quotes it, only its rule."""
 
     def check(value: Any) -> str | None:

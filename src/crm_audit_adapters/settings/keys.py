@@ -12,49 +12,49 @@ from .checks import (
     LEASE_SECONDS_MIN,
     SESSION_SECRET_MIN_CHARS,
     Check,
-    _at_least,
-    _between,
-    _mapping_file,
-    _mongo_database,
-    _mongo_uri,
-    _postgres_dsn,
+    at_least,
+    mapping_file_problem,
+    mongo_database_problem,
+    mongo_uri_problem,
+    postgres_dsn_problem,
+    within,
 )
 from .model import LOADER_LIMITS, PAGE_BYTES_RANGE
 
 CONFIG_ENV: Final = "CRM_AUDIT_SETTINGS"
-_PREFIX: Final = "CRM_AUDIT_"
-_USMAN_PREFIX: Final = "CRM_AUDIT_USMAN_"
-_LOADER_PREFIX: Final = "CRM_AUDIT_LOADER_"
+ENV_PREFIX: Final = "CRM_AUDIT_"
+USMAN_ENV_PREFIX: Final = "CRM_AUDIT_USMAN_"
+LOADER_ENV_PREFIX: Final = "CRM_AUDIT_LOADER_"
 
 # key: (type, check). Ranges come from what the run can honour: a page of 1 to 10,000 rows, a
 # lease of at least a second (LEASE_SECONDS_MIN) and at most a day, so a dead runner's job is taken
 # over within a day.
-_SCALARS: Final[dict[str, tuple[type, Check | None]]] = {
-    "database_url": (str, _postgres_dsn),
-    "mongo_uri": (str, _mongo_uri),
-    "mongo_database": (str, _mongo_database),
+SCALAR_KEYS: Final[dict[str, tuple[type, Check | None]]] = {
+    "database_url": (str, postgres_dsn_problem),
+    "mongo_uri": (str, mongo_uri_problem),
+    "mongo_database": (str, mongo_database_problem),
     "enabled_companies": (str, None),
-    "coverage_threshold": (float, _between(0.0, 1.0)),
-    "mapping_config": (str, _mapping_file),
-    "page_size": (int, _between(1, 10_000)),
-    "page_bytes": (int, _between(*PAGE_BYTES_RANGE)),
-    "halt_threshold": (float, _between(0.0, 1.0, low_open=True)),
-    "degraded_threshold": (float, _between(0.0, 1.0, low_open=True)),
-    "halt_sample": (int, _between(1, 1_000_000)),
-    "lease_seconds": (float, _between(LEASE_SECONDS_MIN, 86_400.0)),
+    "coverage_threshold": (float, within(0.0, 1.0)),
+    "mapping_config": (str, mapping_file_problem),
+    "page_size": (int, within(1, 10_000)),
+    "page_bytes": (int, within(*PAGE_BYTES_RANGE)),
+    "halt_threshold": (float, within(0.0, 1.0, low_open=True)),
+    "degraded_threshold": (float, within(0.0, 1.0, low_open=True)),
+    "halt_sample": (int, within(1, 1_000_000)),
+    "lease_seconds": (float, within(LEASE_SECONDS_MIN, 86_400.0)),
     "broker_url": (str, broker_url_problem),
     "result_backend": (str, result_backend_problem),
     # Positive, at most a week (it must outlast a task: one account or shard).
-    "broker_visibility_timeout": (float, _between(0.0, 604_800.0, low_open=True)),
+    "broker_visibility_timeout": (float, within(0.0, 604_800.0, low_open=True)),
     "http_user": (str, None),
-    "http_password": (str, _at_least(HTTP_PASSWORD_MIN_CHARS, "a guessable one opens every /private route")),
+    "http_password": (str, at_least(HTTP_PASSWORD_MIN_CHARS, "a guessable one opens every /private route")),
     "session_secret": (
         str,
-        _at_least(SESSION_SECRET_MIN_CHARS, "a short one is found offline from any tenant's token"),
+        at_least(SESSION_SECRET_MIN_CHARS, "a short one is found offline from any tenant's token"),
     ),
-    "session_max_age": (float, _between(0.0, 31 * 86_400.0, low_open=True)),
+    "session_max_age": (float, within(0.0, 31 * 86_400.0, low_open=True)),
 }
-_USMAN_KEYS: Final = {
+USMAN_KEYS: Final = {
     "base_url": "BASE_URL",
     "token": "TOKEN",
     "path": "PATH",
@@ -69,31 +69,31 @@ _USMAN_KEYS: Final = {
     "backoff_max": "BACKOFF_MAX",
     "max_connections": "MAX_CONNECTIONS",
 }
-_USMAN_TEXT: Final = frozenset({"base_url", "token", "path", "auth_header", "auth_scheme"})
+USMAN_TEXT_KEYS: Final = frozenset({"base_url", "token", "path", "auth_header", "auth_scheme"})
 """The ``[usman]`` keys that are text: a TOML number or boolean there is refused, not turned into text
 (``token = 5`` would otherwise send the header ``Bearer 5``)."""
 # Read elsewhere (the HTTP surface, the test harness): known, so never "did you mean"-ed.
 _OTHER_ENV: Final = (
     CONFIG_ENV,
-    f"{_PREFIX}TENANTS",
+    f"{ENV_PREFIX}TENANTS",
     "CRM_AUDIT_TEST_DATABASE_URL",
     "CRM_AUDIT_TEST_MONGO_URI",
 )
 KNOWN_ENVIRONMENT: Final = frozenset(
-    [_PREFIX + key.upper() for key in _SCALARS]
-    + [_USMAN_PREFIX + name for name in _USMAN_KEYS.values()]
-    + [_LOADER_PREFIX + name.upper() for name in LOADER_LIMITS]
+    [ENV_PREFIX + key.upper() for key in SCALAR_KEYS]
+    + [USMAN_ENV_PREFIX + name for name in USMAN_KEYS.values()]
+    + [LOADER_ENV_PREFIX + name.upper() for name in LOADER_LIMITS]
     + list(_OTHER_ENV)
 )
 
 
-def _not_utf8(environ: Mapping[str, str]) -> list[tuple[str, str]]:
+def not_utf8(environ: Mapping[str, str]) -> list[tuple[str, str]]:
     """Our variables whose value holds bytes that are not UTF-8 (Python's lone surrogates): no
     driver can take them. The value is never shown: it may be a secret."""
     return [
         (f"environment variable {name}", "holds bytes that are not UTF-8")
         for name, value in sorted(environ.items())
-        if name.startswith(_PREFIX) and not value.isascii() and not _encodes(value)
+        if name.startswith(ENV_PREFIX) and not value.isascii() and not _encodes(value)
     ]
 
 
@@ -105,21 +105,21 @@ def _encodes(value: str) -> bool:
     return True
 
 
-_KIND_NAMES: Final = {str: "a string", int: "an integer", float: "a number"}
+KIND_NAMES: Final = {str: "a string", int: "an integer", float: "a number"}
 
 
-def _did_you_mean(name: str, known: list[str]) -> str:
+def did_you_mean(name: str, known: list[str]) -> str:
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
     return f"; did you mean {close[0]}?" if close else ""
 
 
-def _misspelled(environ: Mapping[str, str]) -> list[tuple[str, str]]:
+def misspelled_variables(environ: Mapping[str, str]) -> list[tuple[str, str]]:
     """(``environment variable NAME``, ``is not a setting; did you mean …?``) per near miss."""
     known = sorted(KNOWN_ENVIRONMENT)
     notes = []
     for name in sorted(environ):
-        if name.startswith(_PREFIX) and name not in KNOWN_ENVIRONMENT:
-            hint = _did_you_mean(name, known)
+        if name.startswith(ENV_PREFIX) and name not in KNOWN_ENVIRONMENT:
+            hint = did_you_mean(name, known)
             if hint:
                 notes.append((f"environment variable {name}", f"is not a setting{hint}"))
     return notes

@@ -9,11 +9,11 @@ from crm_audit_transform.loading import LoaderLimits
 from crm_audit_transform.numerals import is_int_text, parse_int
 
 from .checks import as_written
-from .keys import _LOADER_PREFIX, _did_you_mean
+from .keys import LOADER_ENV_PREFIX, did_you_mean
 from .model import LOADER_LIMITS
 
 
-def _loader(
+def read_loader_limits(
     table: Any, environ: Mapping[str, str], problems: list[tuple[str, str]], in_file: str
 ) -> LoaderLimits:
     """``LoaderLimits`` from the ``[loader]`` table and ``CRM_AUDIT_LOADER_*`` (the environment wins).
@@ -25,12 +25,12 @@ def _loader(
         table = None
     table = table or {}
     problems.extend(
-        (f"{in_file}: loader.{key}", "unknown setting" + _did_you_mean(key, list(LOADER_LIMITS)))
+        (f"{in_file}: loader.{key}", "unknown setting" + did_you_mean(key, list(LOADER_LIMITS)))
         for key in sorted(set(table) - set(LOADER_LIMITS))
     )
     limits: dict[str, int] = {}
     for name in LOADER_LIMITS:
-        env = f"{_LOADER_PREFIX}{name.upper()}"
+        env = f"{LOADER_ENV_PREFIX}{name.upper()}"
         value: Any = environ.get(env)
         source, from_text = f"environment variable {env}", True
         if value is None and name in table:

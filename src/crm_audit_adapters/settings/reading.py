@@ -15,11 +15,19 @@ from crm_audit_transform.numerals import parse_float, parse_int
 from crm_audit_transform.usecases import RunSettings
 
 from .checks import as_written
-from .keys import _KIND_NAMES, _PREFIX, _SCALARS, CONFIG_ENV, _did_you_mean, _misspelled, _not_utf8
-from .loader_limits import _loader
+from .keys import (
+    CONFIG_ENV,
+    ENV_PREFIX,
+    KIND_NAMES,
+    SCALAR_KEYS,
+    did_you_mean,
+    misspelled_variables,
+    not_utf8,
+)
+from .loader_limits import read_loader_limits
 from .model import Settings
-from .tenants import _tenants
-from .usman_table import _usman
+from .tenants import read_tenants
+from .usman_table import read_usman_table
 
 
 def _convert(value: Any, kind: type, *, from_text: bool) -> Any:
@@ -51,7 +59,7 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
     messages never quote a value that may hold a secret.
     """
     environ = os.environ if environ is None else environ
-    undecodable = _not_utf8(environ)
+    undecodable = not_utf8(environ)
     if undecodable:
         raise ConfigError(undecodable, source="the runner's settings")
     path = path or environ.get(CONFIG_ENV) or None
@@ -59,8 +67,8 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
     in_file = f"settings file {path}"
     problems: list[tuple[str, str]] = []
     values: dict[str, Any] = {}
-    for key, (kind, check) in _SCALARS.items():
-        name = _PREFIX + key.upper()
+    for key, (kind, check) in SCALAR_KEYS.items():
+        name = ENV_PREFIX + key.upper()
         # The environment wins, but the file's value is checked too: a wrong one is a problem even
         # while a variable overrides it (it would take effect the day the variable is unset).
         given_in = [(f"environment variable {name}", environ.get(name), True)]
@@ -78,24 +86,24 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
             try:
                 converted = _convert(value, kind, from_text=from_text)
             except (TypeError, ValueError):
-                problems.append((source, f"expected {_KIND_NAMES[kind]}{given}"))
+                problems.append((source, f"expected {KIND_NAMES[kind]}{given}"))
                 continue
             problem = check(converted) if check else None
             if problem:
                 problems.append((source, problem + given))
             else:
                 values.setdefault(key, converted)
-    for key in sorted(set(raw) - set(_SCALARS) - {"usman", "tenants", "loader"}):
+    for key in sorted(set(raw) - set(SCALAR_KEYS) - {"usman", "tenants", "loader"}):
         problems.append(
             (
                 f"{in_file}: {key}",
-                "unknown setting" + _did_you_mean(key, [*_SCALARS, "usman", "tenants", "loader"]),
+                "unknown setting" + did_you_mean(key, [*SCALAR_KEYS, "usman", "tenants", "loader"]),
             )
         )
-    usman = _usman(raw.get("usman"), environ, problems, in_file)
-    tenants = _tenants(raw.get("tenants"), environ.get(f"{_PREFIX}TENANTS"), problems, in_file)
-    loader = _loader(raw.get("loader"), environ, problems, in_file)
-    misspelled = _misspelled(environ)
+    usman = read_usman_table(raw.get("usman"), environ, problems, in_file)
+    tenants = read_tenants(raw.get("tenants"), environ.get(f"{ENV_PREFIX}TENANTS"), problems, in_file)
+    loader = read_loader_limits(raw.get("loader"), environ, problems, in_file)
+    misspelled = misspelled_variables(environ)
     if problems:
         # A misspelled variable is often why another setting looks wrong (its default is in force):
         # its hint goes into the error, not into warnings that an error would never print.
@@ -121,8 +129,8 @@ def load_tenants(path: str | Path | None = None, environ: Mapping[str, str] | No
     path = path or environ.get(CONFIG_ENV) or None
     raw: dict[str, Any] = _read_file(Path(path)) if path else {}
     problems: list[tuple[str, str]] = []
-    tenants = _tenants(
-        raw.get("tenants"), environ.get(f"{_PREFIX}TENANTS"), problems, f"settings file {path}"
+    tenants = read_tenants(
+        raw.get("tenants"), environ.get(f"{ENV_PREFIX}TENANTS"), problems, f"settings file {path}"
     )
     if problems:
         raise ConfigError(problems, source="the runner's settings")

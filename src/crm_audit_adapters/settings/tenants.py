@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .keys import _PREFIX
+from .keys import ENV_PREFIX
 
 
-def _tenants(table: Any, env: str | None, problems: list[tuple[str, str]], in_file: str) -> dict[str, str]:
+def read_tenants(
+    table: Any, env: str | None, problems: list[tuple[str, str]], in_file: str
+) -> dict[str, str]:
     """``[tenants]`` (company_sso_id = "schema") overlaid by ``CRM_AUDIT_TENANTS="id=schema,…"``.
 
     A company named twice in the variable is a problem: the later pair would silently win, and an
@@ -29,7 +31,7 @@ def _tenants(table: Any, env: str | None, problems: list[tuple[str, str]], in_fi
         if not sep or not company.strip() or not schema.strip():
             problems.append(
                 (
-                    f"environment variable {_PREFIX}TENANTS",
+                    f"environment variable {ENV_PREFIX}TENANTS",
                     "expected company_sso_id=schema pairs separated by commas",
                 )
             )
@@ -37,7 +39,7 @@ def _tenants(table: Any, env: str | None, problems: list[tuple[str, str]], in_fi
         if company.strip() in named:
             # The later pair would silently win: one of the two is a mistake.
             problems.append(
-                (f"environment variable {_PREFIX}TENANTS", f"company {company.strip()} is named twice")
+                (f"environment variable {ENV_PREFIX}TENANTS", f"company {company.strip()} is named twice")
             )
         named.add(company.strip())
         bindings[company.strip()] = schema.strip()
@@ -48,7 +50,7 @@ def _tenants(table: Any, env: str | None, problems: list[tuple[str, str]], in_fi
         if len(companies) > 1:
             sources = sorted(
                 {
-                    f"environment variable {_PREFIX}TENANTS" if c in named else f"{in_file}: tenants"
+                    f"environment variable {ENV_PREFIX}TENANTS" if c in named else f"{in_file}: tenants"
                     for c in companies
                 }
             )

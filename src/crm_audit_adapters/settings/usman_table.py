@@ -10,9 +10,9 @@ from crm_audit_transform.numerals import parse_float
 from ..url_checks import http_url_problem
 from ..usman import UnusableUsmanSetting, UsmanConfig
 from .checks import as_written
-from .keys import _USMAN_KEYS, _USMAN_PREFIX, _USMAN_TEXT, _did_you_mean
+from .keys import USMAN_ENV_PREFIX, USMAN_KEYS, USMAN_TEXT_KEYS, did_you_mean
 
-_USMAN_TEXT_ENV: Final = frozenset(_USMAN_KEYS[key] for key in _USMAN_TEXT)
+_USMAN_TEXT_ENV: Final = frozenset(USMAN_KEYS[key] for key in USMAN_TEXT_KEYS)
 
 
 def _plain_number(text: str) -> bool:
@@ -25,13 +25,13 @@ def _plain_number(text: str) -> bool:
 
 def _usman_got(env_key: str, value: object) -> str:
     """``, got …`` for a numeric USMAN setting as written; nothing for text (a token is a secret)."""
-    if env_key in _USMAN_TEXT_ENV or env_key not in _USMAN_KEYS.values():
+    if env_key in _USMAN_TEXT_ENV or env_key not in USMAN_KEYS.values():
         return ""
     shown = as_written(value)
     return f", got {shown}" if shown else ""
 
 
-def _usman(
+def read_usman_table(
     table: Any, environ: Mapping[str, str], problems: list[tuple[str, str]], in_file: str
 ) -> UsmanConfig | None:
     merged: dict[str, str] = {}
@@ -41,28 +41,28 @@ def _usman(
         problems.append((f"{in_file}: usman", "expected a table ([usman])"))
         table = None
     for key, value in (table or {}).items():
-        env_key = _USMAN_KEYS.get(str(key))
+        env_key = USMAN_KEYS.get(str(key))
         if env_key is None:
             problems.append(
-                (f"{in_file}: usman.{key}", "unknown setting" + _did_you_mean(str(key), [*_USMAN_KEYS]))
+                (f"{in_file}: usman.{key}", "unknown setting" + did_you_mean(str(key), [*USMAN_KEYS]))
             )
             continue
-        if key in _USMAN_TEXT and not isinstance(value, str):
+        if key in USMAN_TEXT_KEYS and not isinstance(value, str):
             problems.append((f"{in_file}: usman.{key}", "expected a string"))
             continue
-        if key not in _USMAN_TEXT and (isinstance(value, bool) or not isinstance(value, int | float)):
+        if key not in USMAN_TEXT_KEYS and (isinstance(value, bool) or not isinstance(value, int | float)):
             # TOML has types: max_attempts = "3" is refused, as page_size = "7" is.
             problems.append((f"{in_file}: usman.{key}", "expected a number"))
             continue
-        merged[_USMAN_PREFIX + env_key] = str(value)
+        merged[USMAN_ENV_PREFIX + env_key] = str(value)
         sources[env_key] = f"{in_file}: usman.{key}"
         given[env_key] = value
     for name, value in environ.items():
-        if name.startswith(_USMAN_PREFIX):
+        if name.startswith(USMAN_ENV_PREFIX):
             merged[name] = value
-            sources[name[len(_USMAN_PREFIX) :]] = f"environment variable {name}"
-            given[name[len(_USMAN_PREFIX) :]] = value
-    if f"{_USMAN_PREFIX}BASE_URL" not in merged:
+            sources[name[len(USMAN_ENV_PREFIX) :]] = f"environment variable {name}"
+            given[name[len(USMAN_ENV_PREFIX) :]] = value
+    if f"{USMAN_ENV_PREFIX}BASE_URL" not in merged:
         return None
     # One key at a time, so that each problem names its own source.
     for env_key, source in sorted(sources.items()):
@@ -71,8 +71,8 @@ def _usman(
         try:
             UsmanConfig.from_env(
                 {
-                    _USMAN_PREFIX + "BASE_URL": "http://x",
-                    _USMAN_PREFIX + env_key: merged[_USMAN_PREFIX + env_key],
+                    USMAN_ENV_PREFIX + "BASE_URL": "http://x",
+                    USMAN_ENV_PREFIX + env_key: merged[USMAN_ENV_PREFIX + env_key],
                 }
             )
         except UnusableUsmanSetting as exc:  # its message never quotes the value
@@ -87,7 +87,7 @@ def _usman(
             # The environment's text by the one strict reader (int() and float() take 1_0, ١٠).
             why = "expected a plain number (ASCII digits, an optional - and .)"
             problems.append((source, why + _usman_got(env_key, value)))
-    base = merged[f"{_USMAN_PREFIX}BASE_URL"]
+    base = merged[f"{USMAN_ENV_PREFIX}BASE_URL"]
     if not base.startswith(("http://", "https://")):
         problems.append((sources.get("BASE_URL", "usman.base_url"), "must start with http:// or https://"))
     elif problem := http_url_problem(base):
