@@ -272,21 +272,35 @@ cdef bint put_utc_datetime(Buf *buf, object value) except -1:
     return True
 
 
+cdef inline int put_scalar(Buf *buf, object value, type kind) except -1:
+    """The values every writer below prints the same way, whatever their place: an exact ``str``,
+    ``None``, ``True``/``False`` and an int64 ``int``. 1 when ``value`` (of type ``kind``) was one of
+    them and is written, 0 when it is none of them and nothing is written."""
+    cdef long long number = 0
+    if kind is str:
+        put_str(buf, <str>value)
+        return 1
+    if value is None:
+        put(buf, b"null", 4)
+        return 1
+    if value is True:
+        put(buf, b"true", 4)
+        return 1
+    if value is False:
+        put(buf, b"false", 5)
+        return 1
+    if kind is int and exact_int64(value, &number):
+        put_int64(buf, number)
+        return 1
+    return 0
+
+
 cdef int put_json(Buf *buf, object value, int depth) except -1:
     """A JSON-ready value (what the walk returns) as ``orjson.dumps`` prints it."""
     cdef type kind = type(value)
-    cdef long long number = 0
     cdef bint first
-    if kind is str:
-        return put_str(buf, <str>value)
-    if value is None:
-        return put(buf, b"null", 4)
-    if value is True:
-        return put(buf, b"true", 4)
-    if value is False:
-        return put(buf, b"false", 5)
-    if kind is int and exact_int64(value, &number):
-        return put_int64(buf, number)
+    if put_scalar(buf, value, kind):
+        return 0
     if depth < MAX_DEPTH:
         if kind is dict:
             put_char(buf, 123)
@@ -333,18 +347,9 @@ cdef inline bint plain_key(str key):
 cdef int put_walked(Buf *buf, object value, int depth) except -1:
     """A value inside a list or dict, as the ``RELAXED_JSON`` walk encodes and orjson prints it."""
     cdef type kind = type(value)
-    cdef long long number = 0
     cdef bint first
-    if kind is str:
-        return put_str(buf, <str>value)
-    if value is None:
-        return put(buf, b"null", 4)
-    if value is True:
-        return put(buf, b"true", 4)
-    if value is False:
-        return put(buf, b"false", 5)
-    if kind is int and exact_int64(value, &number):
-        return put_int64(buf, number)
+    if put_scalar(buf, value, kind):
+        return 0
     if kind is _DATETIME and put_utc_datetime(buf, value):
         return 0
     if depth >= MAX_DEPTH:
@@ -379,17 +384,8 @@ cdef int put_walked(Buf *buf, object value, int depth) except -1:
 cdef int put_value(Buf *buf, object value, object room) except -1:
     """An attribute's ``from``/``to`` or a metadata value, as ``activity_log_document`` puts it."""
     cdef type kind = type(value)
-    cdef long long number = 0
-    if kind is str:
-        return put_str(buf, <str>value)
-    if value is None:
-        return put(buf, b"null", 4)
-    if value is True:
-        return put(buf, b"true", 4)
-    if value is False:
-        return put(buf, b"false", 5)
-    if kind is int and exact_int64(value, &number):
-        return put_int64(buf, number)
+    if put_scalar(buf, value, kind):
+        return 0
     if kind is _DATETIME and put_utc_datetime(buf, value):
         return 0
     if kind is dict or kind is list or kind is tuple:
