@@ -28,11 +28,14 @@ lease has expired. Every "is a lease live" of this store is ``leases``' filter o
 built with ``clock=`` (what the composition root does for ``mongomock://``) computes expiries on
 that clock instead, with the same filters; a real server, or the wire-protocol test server, takes
 the ``$$NOW`` path.
+
+``MongoJobStore`` is three modules: this one (create, read, save and the status changes:
+``transition``, ``finish_rollback``), ``job_leases`` (the lease writes and a run's progress under
+a lease) and ``job_store_base`` (the collection, the reads those writes share, the summary).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Collection as Statuses
 from typing import Final
 
@@ -42,99 +45,40 @@ from pymongo.errors import DuplicateKeyError
 from crm_audit_transform.errors import (
     JobAlreadyRunning,
     JobNotFound,
-    JobNotRunnable,
     JobUnreadable,
     LeaseHeld,
 )
 from crm_audit_transform.jobs import (
-    CANCELLED,
     COMPLETED,
     IN_PROGRESS,
-    LEASABLE,
     ROLLED_BACK,
     ROLLING_BACK,
-    JobShard,
     MigrationJob,
     last_lease,
-    shard_not_leasable,
 )
 from crm_audit_transform.ports import Clock
 
 from .bson_values import to_bson_datetime
-from .documents import decode_job, encode_job, encode_shard
-from .documents_types import Document, MongoCollection, MongoDatabase
-from .leases import any_live, job_prefixes, none_live, not_live
+from .documents import decode_job, encode_job
+from .documents_types import Document, MongoDatabase
+from .job_leases import JobLeases
+from .job_store_base import FENCE_TRIES, SUMMARY, WRITES
+from .leases import job_prefixes, none_live
 from .names import CollectionNames
-from .retry import DEFAULT_RETRY, RetryPolicy, call_with_retry
+from .retry import RetryPolicy, call_with_retry
 
 __all__ = ["MongoJobStore"]
 
-_SUMMARY: Final = frozenset(
-    {
-        "tally",
-        "enrichment",
-        "halt_basis",
-        "last_audit_id",
-        "progress_pct",
-        "failure_rate",
-        "records_processed",
-        "records_migrated",
-        "records_skipped",
-        "records_failed",
-        "actors_degraded",
-    }
-)
-"""The job document's fields derived from its shards (``encode_job``)."""
-_PROGRESS: Final = frozenset(
-    {
-        "last_audit_id",
-        "tally",
-        "enrichment",
-        "updated_at",
-        "status",
-        "finished_at",
-        "halted_reason",
-        "progress_pct",
-        "failure_rate",
-        "records_processed",
-        "records_migrated",
-        "records_skipped",
-        "records_failed",
-        "actors_degraded",
-    }
-)
-"""What a run changes in its job (``save_progress``): cursor, counts, status, end, derived figures."""
-_SHARD_PROGRESS: Final = frozenset(
-    {"last_audit_id", "status", "tally", "enrichment", "halted_reason", "finished_at"}
-)
-"""What a run changes in its shard's entry (``save_shard_progress``); range and basis are the trigger's."""
 _STATUS: Final = frozenset({"status", "updated_at", "finished_at", "halted_reason"})
 """What a ``status_only`` transition writes (``cancel``); the run's fields and the leases stay as stored."""
-_WRITES: Final = "shard_writes"
 _COUNTED: Final = "rollbacks_counted"
 """The tokens of the rollbacks whose deleted logs ``logs_deleted`` holds (``finish_rollback``)."""
-_SUMMARY_OF: Final = "summary_of"
-_SUMMARY_EVERY: Final = 10
-"""A running sharded job's stored summary is set on every ``_SUMMARY_EVERY``-th shard write."""
-_FENCE_TRIES: Final = 3
-"""How often a lease write (``acquire_lease``, ``acquire_shard_lease``) or an ``unleased``
-transition is tried again when the lease it met was gone by the time the store looked (handed back
-or expired between the two): then nothing holds it, as the in-memory store, which checks and writes
-in one step, would have found."""
 
 
-class MongoJobStore:
+class MongoJobStore(JobLeases):
     """``ports.JobStore`` over a pymongo (or mongomock) collection."""
 
-    __slots__ = ("_clock", "_collection", "_retry")
-
-    def __init__(
-        self, collection: MongoCollection, *, retry: RetryPolicy | None = None, clock: Clock | None = None
-    ) -> None:
-        """``clock=None`` (production): lease expiries on the server's ``$$NOW``; a ``Clock``: on it."""
-        self._collection = collection
-        self._retry = retry or DEFAULT_RETRY
-        self._clock = clock
+    __slots__ = ()
 
     @classmethod
     def in_database(
@@ -211,12 +155,6 @@ class MongoJobStore:
                 newest[key] = exc
         return [newest[key] for key in sorted(newest)]
 
-    def get(self, job_id: str) -> MigrationJob | None:
-        doc = call_with_retry(
-            lambda _: self._collection.find_one({"_id": job_id}), self._retry, "read migration job"
-        )
-        return decode_job(doc) if doc is not None else None
-
     def save(self, job: MigrationJob) -> None:
         """Replace the job document; ``JobNotFound`` if it was never created.
 
@@ -262,7 +200,7 @@ class MongoJobStore:
         ``unleased`` adds "no lease of the job or of a shard live on the server's ``$$NOW``" to the
         same filter (``leases.none_live``): ``LeaseHeld`` when the status matched and a lease is still
         live; when the lease it met was handed back or expired before the store looked, the write is
-        tried again (``_FENCE_TRIES``), as the in-memory store, which checks and writes in one step,
+        tried again (``FENCE_TRIES``), as the in-memory store, which checks and writes in one step,
         would have written. Both fences name ``job``'s shards one by one: a job's shards are fixed
         when it is triggered. ``status_only`` (cancel) ``$set``s the status and its end alone
         (``_STATUS``): a runner's progress saved since ``job`` was read is not written back over.
@@ -306,26 +244,26 @@ class MongoJobStore:
                     fields = {k: v for k, v in doc.items() if k in _STATUS}
                     return self._collection.find_one_and_update(
                         where,
-                        {"$set": fields, "$inc": {_WRITES: 1}},
+                        {"$set": fields, "$inc": {WRITES: 1}},
                         return_document=ReturnDocument.AFTER,
                     )
                 if unleased and not resumed:
                     # The lease fields (the job's and its shards') stay as stored: no live one, and
                     # an expired one or a hand-back since the job was read must not be written back.
-                    keep = {"_id", "shards", "lease_owner", "lease_expires_at", "logs_deleted", *_SUMMARY}
+                    keep = {"_id", "shards", "lease_owner", "lease_expires_at", "logs_deleted", *SUMMARY}
                     fields = {k: v for k, v in doc.items() if k not in keep}
                     return self._collection.find_one_and_update(
                         where,
-                        {"$set": fields, "$inc": {_WRITES: 1}},
+                        {"$set": fields, "$inc": {WRITES: 1}},
                         return_document=ReturnDocument.AFTER,
                     )
                 if job.shards and IN_PROGRESS in expected and leased_to is None:
                     # The shards' entries and their sums as stored: this job was read before them.
-                    keep = {"_id", "shards", *_SUMMARY}
+                    keep = {"_id", "shards", *SUMMARY}
                     fields = {k: v for k, v in doc.items() if k not in keep}
                     return self._collection.find_one_and_update(
                         where,
-                        {"$set": fields, "$inc": {_WRITES: 1}},
+                        {"$set": fields, "$inc": {WRITES: 1}},
                         return_document=ReturnDocument.AFTER,
                     )
                 return self._collection.find_one_and_replace(
@@ -338,7 +276,7 @@ class MongoJobStore:
                     f"company {job.company_sso_id} already has another job in progress"
                 ) from exc
 
-        for _ in range(_FENCE_TRIES):
+        for _ in range(FENCE_TRIES):
             stored = call_with_retry(replace, self._retry, "change migration job status")
             if stored is not None:
                 return self._summarised(stored, always=True)
@@ -360,7 +298,7 @@ class MongoJobStore:
             # The status matches and no lease is live any more: handed back or expired since the
             # write looked. Nothing holds the job, so the write is tried again.
         raise LeaseHeld(
-            f"job {job.job_id}: its leases changed under each of {_FENCE_TRIES} tries to change its status; "
+            f"job {job.job_id}: its leases changed under each of {FENCE_TRIES} tries to change its status; "
             "try again"
         )
 
@@ -382,7 +320,7 @@ class MongoJobStore:
                 {**counted, _COUNTED: {"$ne": token}},
                 {
                     "$set": {"status": ROLLED_BACK, "updated_at": to_bson_datetime(job.updated_at)},
-                    "$inc": {"logs_deleted": deleted, _WRITES: 1},
+                    "$inc": {"logs_deleted": deleted, WRITES: 1},
                     "$push": {_COUNTED: token},
                 },
                 return_document=ReturnDocument.AFTER,
@@ -397,267 +335,6 @@ class MongoJobStore:
         )
         return None if current is None else decode_job(current)  # counted by an earlier try, or not ours
 
-    def _now(self) -> dt.datetime | None:
-        """The store's clock when it has one (mongomock); None: the server's ``$$NOW``."""
-        return None if self._clock is None else self._clock.now()
-
-    def _with_a_live_lease(
-        self, job_id: str, prefixes: list[str], expected: Statuses[str] | None = None
-    ) -> MigrationJob | None:
-        """The job as stored while one of the leases at ``prefixes`` (``leases``) is live on the
-        store's clock — and its status is one of ``expected``, when given; else None. A lease write
-        that missed asks it: a lease handed back or expired since is no refusal."""
-        found: Document = {"_id": job_id}
-        if expected is not None:
-            found["status"] = {"$in": list(expected)}
-        query = {"$and": [found, any_live(prefixes, self._now())]}
-        doc = call_with_retry(
-            lambda _: self._collection.find_one(query), self._retry, "read migration job's leases"
-        )
-        return None if doc is None else decode_job(doc)
-
-    def save_progress(self, job: MigrationJob, owner: str, ttl: dt.timedelta | None) -> MigrationJob:
-        """Save the run's fields with the lease renewed, where ``owner`` holds it and it is in
-        progress — one write; the job as stored after it.
-
-        Only what a run changes is sent (``_PROGRESS``: cursor, counts, status, end, the derived
-        figures); the job's identity, scope and halt basis stay as stored: half the fields, and for
-        mongoeco, which evaluates every ``$literal`` of the pipeline, half the write's CPU.
-        ``LeaseHeld`` (nothing written) when another runner took the lease over, even if it has
-        released it since; the stored job when it was cancelled meanwhile; ``JobNotRunnable`` when
-        it was ended otherwise under the runner's lease — in both cases nothing written but the
-        hand-back of ``owner``'s lease (the runner stops: a rollback need not wait for it to expire);
-        ``JobNotFound`` if the job was never created. A retry after a lost acknowledgement matches
-        its own write again and writes the same fields.
-        """
-        fields = {k: v for k, v in encode_job(job).items() if k in _PROGRESS}
-        if ttl is None:
-            fields.update(lease_owner=None, lease_expires_at=None)
-            update: Document | list[Document] = {"$set": fields}
-        elif self._clock is not None:
-            fields.update(lease_owner=owner, lease_expires_at=to_bson_datetime(self._clock.now() + ttl))
-            update = {"$set": fields}
-        else:
-            # Every value is a literal (a string starting with "$" must not read as a field path);
-            # only the expiry is an expression, on the server's clock.
-            literal = {key: {"$literal": value} for key, value in fields.items()}
-            literal["lease_owner"] = {"$literal": owner}
-            literal["lease_expires_at"] = {"$add": ["$$NOW", _millis(ttl)]}
-            update = [{"$set": literal}]
-
-        def write(_: int) -> Document | None:
-            try:
-                return self._collection.find_one_and_update(
-                    {"_id": job.job_id, "lease_owner": owner, "status": IN_PROGRESS},
-                    update,
-                    return_document=ReturnDocument.AFTER,
-                )
-            except DuplicateKeyError as exc:
-                raise JobAlreadyRunning(
-                    f"company {job.company_sso_id} already has another job in progress"
-                ) from exc
-
-        stored = call_with_retry(write, self._retry, "save migration job progress")
-        if stored is not None:
-            return decode_job(stored)
-        current = self.get(job.job_id)
-        if current is None:
-            raise JobNotFound(f"no job {job.job_id}")
-        if current.lease_owner == owner and current.status != IN_PROGRESS:
-            # The runner stops here: its lease is handed back now, so a rollback need not wait for it.
-            released = self._release(job.job_id, owner) or current
-            if current.status == CANCELLED:
-                return released
-            # Still ours: the job was ended under this runner.
-            raise JobNotRunnable(
-                f"job {job.job_id} is {current.status}: it was ended while {owner} ran it (its lease had "
-                "expired: a rollback, or another runner that finished it); nothing written"
-            )
-        raise LeaseHeld.lost(f"job {job.job_id}", owner, current.lease_owner, current.lease_expires_at)
-
-    def _release(self, job_id: str, owner: str) -> MigrationJob | None:
-        """Clear ``owner``'s lease on a job no longer in progress: the job as stored, None if not ours."""
-
-        def release(_: int) -> Document | None:
-            return self._collection.find_one_and_update(
-                {"_id": job_id, "lease_owner": owner, "status": {"$ne": IN_PROGRESS}},
-                {"$set": {"lease_owner": None, "lease_expires_at": None}},
-                return_document=ReturnDocument.AFTER,
-            )
-
-        doc = call_with_retry(release, self._retry, "release job lease")
-        return None if doc is None else decode_job(doc)
-
-    def acquire_lease(self, job_id: str, owner: str, ttl: dt.timedelta) -> MigrationJob:
-        """Take the lease when it is free, expired or already ``owner``'s and the job's status is
-        ``LEASABLE`` — in one atomic update; a job in another status comes back as stored, untouched.
-        ``LeaseHeld`` naming the holder while another's lease is live; one handed back or expired
-        between the write and the store's read of the job is taken (``_FENCE_TRIES``)."""
-        for _ in range(_FENCE_TRIES):
-            doc = self._take_lease(job_id, "", owner, ttl, {}, "acquire job lease")
-            if doc is not None:
-                return decode_job(doc)
-            current = self.get(job_id)
-            if current is None:
-                raise JobNotFound(f"no job {job_id}")
-            if current.status not in LEASABLE:
-                return current
-            live = self._with_a_live_lease(job_id, [""])
-            if live is not None:
-                raise LeaseHeld(f"job {job_id} is held by {live.lease_owner} until {live.lease_expires_at}")
-            # Handed back or expired since the write looked: nothing holds it, so it is taken again.
-        raise LeaseHeld(
-            f"job {job_id}: its lease changed under each of {_FENCE_TRIES} tries to take it; try again"
-        )
-
-    def _take_lease(
-        self, job_id: str, at: str, owner: str, ttl: dt.timedelta, where: Document, what: str
-    ) -> Document | None:
-        """One atomic write that gives the lease at ``at`` (``""``, ``"shards.N."``) to ``owner`` until
-        the store's now + ``ttl``, where the job is ``LEASABLE``, ``where`` holds and that lease is
-        ``owner``'s or not live; the job as stored after it, None when the filter did not match.
-        "Now" is read at each call (a retry's too): ``$$NOW``, or the store's clock."""
-
-        def take(_: int) -> Document | None:
-            now = self._now()
-            update: Document | list[Document]
-            if now is not None:
-                expiry = to_bson_datetime(now + ttl)
-                update = {"$set": {f"{at}lease_owner": owner, f"{at}lease_expires_at": expiry}}
-            else:
-                expires = {"$add": ["$$NOW", _millis(ttl)]}
-                update = [
-                    {"$set": {f"{at}lease_owner": {"$literal": owner}, f"{at}lease_expires_at": expires}}
-                ]
-            query = {
-                "_id": job_id,
-                "status": {"$in": sorted(LEASABLE)},
-                **where,
-                "$or": [{f"{at}lease_owner": owner}, not_live(at, now)],
-            }
-            return self._collection.find_one_and_update(query, update, return_document=ReturnDocument.AFTER)
-
-        return call_with_retry(take, self._retry, what)
-
-    def acquire_shard_lease(self, job_id: str, shard: int, owner: str, ttl: dt.timedelta) -> MigrationJob:
-        """``acquire_lease`` on ``shards.<shard>``'s lease: one atomic update of that entry only, with
-        the job's status ``LEASABLE`` in the same filter.
-
-        A completed shard's lease is never taken (no runner has anything left to write there): the
-        job as stored comes back with that lease as it is. A job cancelled, rolling back or rolled
-        back is ``JobNotRunnable``, nothing written.
-        """
-        at = f"shards.{shard}"
-        where = {f"{at}.shard": shard, f"{at}.status": {"$ne": COMPLETED}}
-        for _ in range(_FENCE_TRIES):
-            doc = self._take_lease(job_id, f"{at}.", owner, ttl, where, "acquire shard lease")
-            if doc is not None:
-                return decode_job(doc)
-            current = self.get(job_id)
-            if current is None or not 0 <= shard < len(current.shards):
-                raise JobNotFound(f"no job {job_id} with a shard {shard}")
-            if current.status not in LEASABLE:
-                raise shard_not_leasable(current, shard)
-            if current.shards[shard].status == COMPLETED:
-                return current
-            live = self._with_a_live_lease(job_id, [f"{at}."])
-            if live is not None:
-                held = live.shards[shard]
-                raise LeaseHeld(
-                    f"shard {shard} of job {job_id} is held by {held.lease_owner} "
-                    f"until {held.lease_expires_at}"
-                )
-            # Handed back or expired since the write looked: nothing holds it, so it is taken again.
-        raise LeaseHeld(
-            f"shard {shard} of job {job_id}: its lease changed under each of {_FENCE_TRIES} tries to "
-            "take it; try again"
-        )
-
-    def save_shard_progress(
-        self, job_id: str, shard: JobShard, owner: str, ttl: dt.timedelta | None
-    ) -> MigrationJob:
-        """``save_progress`` of one shard: ``$set`` of ``shards.<n>``'s run fields (``_SHARD_PROGRESS``:
-        its range and halt basis stay as stored), guarded on its lease."""
-        at = f"shards.{shard.shard}"
-        fields = {f"{at}.{k}": v for k, v in encode_shard(shard).items() if k in _SHARD_PROGRESS}
-        count = {"$inc": {_WRITES: 1}}
-        if ttl is None:
-            fields.update({f"{at}.lease_owner": None, f"{at}.lease_expires_at": None})
-            update: Document | list[Document] = {"$set": fields, **count}
-        elif self._clock is not None:
-            fields.update(
-                {
-                    f"{at}.lease_owner": owner,
-                    f"{at}.lease_expires_at": to_bson_datetime(self._clock.now() + ttl),
-                }
-            )
-            update = {"$set": fields, **count}
-        else:
-            literal: Document = {key: {"$literal": value} for key, value in fields.items()}
-            literal[f"{at}.lease_owner"] = {"$literal": owner}
-            literal[f"{at}.lease_expires_at"] = {"$add": ["$$NOW", _millis(ttl)]}
-            literal[_WRITES] = {"$add": [{"$ifNull": [f"${_WRITES}", 0]}, 1]}
-            update = [{"$set": literal}]
-
-        def write(_: int) -> Document | None:
-            return self._collection.find_one_and_update(
-                {"_id": job_id, f"{at}.lease_owner": owner, "status": IN_PROGRESS},
-                update,
-                return_document=ReturnDocument.AFTER,
-            )
-
-        stored = call_with_retry(write, self._retry, "save shard progress")
-        if stored is not None:
-            # A shard that stops (completed, halted, handed back) may be the last write for a while.
-            return self._summarised(stored, always=ttl is None or shard.status != IN_PROGRESS)
-        current = self.get(job_id)
-        if current is None or not 0 <= shard.shard < len(current.shards):
-            raise JobNotFound(f"no job {job_id} with a shard {shard.shard}")
-        held = current.shards[shard.shard]
-        if current.status != IN_PROGRESS and held.lease_owner == owner:
-            # Cancelled, halted or completed meanwhile: nothing written, the runner stops, and its
-            # lease is handed back now, else it blocks a rollback or a repair until it expires.
-            return self._release_shard(job_id, shard.shard, owner) or current
-        raise LeaseHeld.lost(
-            f"shard {shard.shard} of job {job_id}", owner, held.lease_owner, held.lease_expires_at
-        )
-
-    def _release_shard(self, job_id: str, shard: int, owner: str) -> MigrationJob | None:
-        """Clear ``owner``'s lease on ``shards.<shard>`` alone; the job as stored, None if not ``owner``'s."""
-        at = f"shards.{shard}"
-
-        def release(_: int) -> Document | None:
-            return self._collection.find_one_and_update(
-                {"_id": job_id, f"{at}.lease_owner": owner},
-                {"$set": {f"{at}.lease_owner": None, f"{at}.lease_expires_at": None}},
-                return_document=ReturnDocument.AFTER,
-            )
-
-        doc = call_with_retry(release, self._retry, "release shard lease")
-        return None if doc is None else decode_job(doc)
-
-    def _summarised(self, doc: Document, *, always: bool) -> MigrationJob:
-        """The job of ``doc``; a sharded one's summary of its shards set, unless a newer one is.
-
-        Set when ``always`` (a status change, a stopping shard) or on every ``_SUMMARY_EVERY``-th
-        shard write of the job; otherwise the document keeps its older summary (one round trip less).
-        """
-        job = decode_job(doc)
-        if not job.shards:
-            return job
-        written = int(doc.get(_WRITES) or 0)
-        if not always and written % _SUMMARY_EVERY != 0:
-            return job
-        summary = {k: v for k, v in encode_job(job).items() if k in _SUMMARY}
-        summary[_SUMMARY_OF] = written
-        query = {"_id": job.job_id, "$or": [{_SUMMARY_OF: {"$lt": written}}, {_SUMMARY_OF: None}]}
-        call_with_retry(
-            lambda _: self._collection.update_one(query, {"$set": summary}),
-            self._retry,
-            "save sharded job summary",
-        )
-        return job
-
 
 def _counts_of(doc: Document, shards: int) -> Document:
     """A resume's fence (``transition(..., resumed=True)``): the counts and cursors of ``doc`` as
@@ -666,7 +343,3 @@ def _counts_of(doc: Document, shards: int) -> Document:
     if shards:
         return {f"shards.{n}.{k}": doc["shards"][str(n)][k] for n in range(shards) for k in fields}
     return {k: doc[k] for k in fields}
-
-
-def _millis(ttl: dt.timedelta) -> int:
-    return round(ttl.total_seconds() * 1000)

@@ -1,0 +1,105 @@
+"""The job store's state and what its writes share: the reads of a job and its leases, the summary of
+a sharded job's shards, and the fields each kind of write sends (``jobs`` says the contract).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection as Statuses
+from typing import Final
+
+from crm_audit_transform.jobs import MigrationJob
+from crm_audit_transform.ports import Clock
+
+from .documents import decode_job, encode_job
+from .documents_types import Document, MongoCollection
+from .leases import any_live
+from .retry import DEFAULT_RETRY, RetryPolicy, call_with_retry
+
+SUMMARY: Final = frozenset(
+    {
+        "tally",
+        "enrichment",
+        "halt_basis",
+        "last_audit_id",
+        "progress_pct",
+        "failure_rate",
+        "records_processed",
+        "records_migrated",
+        "records_skipped",
+        "records_failed",
+        "actors_degraded",
+    }
+)
+"""The job document's fields derived from its shards (``encode_job``)."""
+WRITES: Final = "shard_writes"
+"""The job document's count of its shard writes and status changes: what a summary is of (``_SUMMARY_OF``)."""
+_SUMMARY_OF: Final = "summary_of"
+_SUMMARY_EVERY: Final = 10
+"""A running sharded job's stored summary is set on every ``_SUMMARY_EVERY``-th shard write."""
+FENCE_TRIES: Final = 3
+"""How often a lease write (``acquire_lease``, ``acquire_shard_lease``) or an ``unleased``
+transition is tried again when the lease it met was gone by the time the store looked (handed back
+or expired between the two): then nothing holds it, as the in-memory store, which checks and writes
+in one step, would have found."""
+
+
+class JobStoreBase:
+    """``MongoJobStore``'s collection, retry policy and clock, and the reads its writes share."""
+
+    __slots__ = ("_clock", "_collection", "_retry")
+
+    def __init__(
+        self, collection: MongoCollection, *, retry: RetryPolicy | None = None, clock: Clock | None = None
+    ) -> None:
+        """``clock=None`` (production): lease expiries on the server's ``$$NOW``; a ``Clock``: on it."""
+        self._collection = collection
+        self._retry = retry or DEFAULT_RETRY
+        self._clock = clock
+
+    def get(self, job_id: str) -> MigrationJob | None:
+        doc = call_with_retry(
+            lambda _: self._collection.find_one({"_id": job_id}), self._retry, "read migration job"
+        )
+        return decode_job(doc) if doc is not None else None
+
+    def _now(self) -> dt.datetime | None:
+        """The store's clock when it has one (mongomock); None: the server's ``$$NOW``."""
+        return None if self._clock is None else self._clock.now()
+
+    def _with_a_live_lease(
+        self, job_id: str, prefixes: list[str], expected: Statuses[str] | None = None
+    ) -> MigrationJob | None:
+        """The job as stored while one of the leases at ``prefixes`` (``leases``) is live on the
+        store's clock — and its status is one of ``expected``, when given; else None. A lease write
+        that missed asks it: a lease handed back or expired since is no refusal."""
+        found: Document = {"_id": job_id}
+        if expected is not None:
+            found["status"] = {"$in": list(expected)}
+        query = {"$and": [found, any_live(prefixes, self._now())]}
+        doc = call_with_retry(
+            lambda _: self._collection.find_one(query), self._retry, "read migration job's leases"
+        )
+        return None if doc is None else decode_job(doc)
+
+    def _summarised(self, doc: Document, *, always: bool) -> MigrationJob:
+        """The job of ``doc``; a sharded one's summary of its shards set, unless a newer one is.
+
+        Set when ``always`` (a status change, a stopping shard) or on every ``_SUMMARY_EVERY``-th
+        shard write of the job; otherwise the document keeps its older summary (one round trip less).
+        """
+        job = decode_job(doc)
+        if not job.shards:
+            return job
+        written = int(doc.get(WRITES) or 0)
+        if not always and written % _SUMMARY_EVERY != 0:
+            return job
+        summary = {k: v for k, v in encode_job(job).items() if k in SUMMARY}
+        summary[_SUMMARY_OF] = written
+        query = {"_id": job.job_id, "$or": [{_SUMMARY_OF: {"$lt": written}}, {_SUMMARY_OF: None}]}
+        call_with_retry(
+            lambda _: self._collection.update_one(query, {"$set": summary}),
+            self._retry,
+            "save sharded job summary",
+        )
+        return job
