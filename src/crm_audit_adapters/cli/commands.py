@@ -40,7 +40,7 @@ from .options import (
 )
 from .progress import ProgressLine
 from .state import CliState
-from .status_text import _show, _show_job, _summary
+from .status_text import show_job, show_status, status_summary
 
 
 @cli.command()
@@ -155,7 +155,7 @@ def trigger_command(
                 else ("give --tenant SCHEMA --allow-unbound-tenant")
             )
             raise TenantUnbound(f"{error}; or {given}") from None
-    _show_job("trigger", status, as_json)
+    show_job("trigger", status, as_json)
 
 
 @cli.command()
@@ -199,7 +199,7 @@ def run(
         if view is not None:
             view.finish(result.job)
         status = MigrationStatus.of(result.job)
-        emit("run", status.as_dict(), as_json, lambda: click.echo(_summary(status)))
+        emit("run", status.as_dict(), as_json, lambda: click.echo(status_summary(status)))
         if result.stopped:
             raise exit_codes.CliError(
                 "INTERRUPTED",
@@ -260,7 +260,7 @@ def status(state: CliState, company: str | None, every: bool, as_json: bool) -> 
         raise click.UsageError("give exactly one of --company-sso-id and --all")
     with state.runtime() as runtime:
         if company is not None:
-            _show(runtime.service.status(company), as_json)
+            show_status(runtime.service.status(company), as_json)
             return
         listed = _latest_per_account(runtime.jobs)
     statuses = [MigrationStatus.of(job) for job in listed if isinstance(job, MigrationJob)]
@@ -300,7 +300,7 @@ def cancel_command(state: CliState, company: str, as_json: bool) -> None:
     """Cancel the account's in-progress job: its cursor is kept; a live runner stops at its next batch."""
     with state.runtime() as runtime:
         status = runtime.service.cancel(company)
-    _show_job("cancel", status, as_json)
+    show_job("cancel", status, as_json)
 
 
 @cli.command(name="rollback")

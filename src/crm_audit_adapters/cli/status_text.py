@@ -13,15 +13,16 @@ from crm_audit_transform.usecases.status import ShardDocument, StatusDocument
 from .options import echo_json, emit
 
 
-def _show_job(command: str, status: MigrationStatus, as_json: bool) -> None:
+def show_job(command: str, status: MigrationStatus, as_json: bool) -> None:
     """``trigger`` and ``cancel``: the job document (docs/runner.md, schema ``job``) or the table."""
     if as_json:
         emit(command, status.as_dict(), as_json)
     else:
-        _show(status, as_json=False)
+        show_status(status, as_json=False)
 
 
-def _show(status: MigrationStatus, as_json: bool) -> None:
+def show_status(status: MigrationStatus, as_json: bool) -> None:
+    """``status``: the status document as JSON, or its table of keys and values."""
     if as_json:
         echo_json(status.as_dict())
         return
@@ -87,7 +88,8 @@ def _per_reason(total: int, by_reason: Mapping[str, int]) -> str:
     return f"{total}" + (f"  ({detail})" if detail else "")
 
 
-def _summary(status: MigrationStatus) -> str:
+def status_summary(status: MigrationStatus) -> str:
+    """The one line a ``run`` ends with: its state, tally, failure rate and cursor."""
     t = status.tally
     return (
         f"{status.status}: processed {t.processed}, migrated {t.migrated}, skipped {t.skipped_total}, "
