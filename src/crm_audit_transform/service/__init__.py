@@ -24,17 +24,17 @@ verify, migrate), on ``_base`` (the state, ``tenant_for``); ``ServicePorts`` is 
 
 from __future__ import annotations
 
-from ._cdp_logs import _CdpLogs
-from ._ops import _Ops
+from ._cdp_logs import CdpLogOperations
+from ._ops import OperatorCalls
 from ._ports import ServicePorts
 from ._runs import FLAG_DISABLED_REASON as FLAG_DISABLED_REASON
 from ._runs import NOT_RUNNABLE as NOT_RUNNABLE
-from ._runs import _Runs
+from ._runs import RunOperations
 
 __all__ = ["MigrationService", "ServicePorts"]
 
 
-class MigrationService(_Runs, _Ops, _CdpLogs):
+class MigrationService(RunOperations, OperatorCalls, CdpLogOperations):
     """trigger · run · status · cancel · rollback · enrich · explain · dry_run · verify · migrate.
 
     ``transformer`` holds the rules (built from a ``MappingConfig``); ``settings`` the run's

@@ -15,7 +15,7 @@ from ..usecases.safety import bound_tenant
 from ._ports import ServicePorts
 
 
-class _ServiceBase:
+class ServiceBase:
     """The service's state and the helpers its operations share (``MigrationService`` documents it)."""
 
     __slots__ = (

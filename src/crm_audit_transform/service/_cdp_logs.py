@@ -19,10 +19,10 @@ from ..usecases.rollback import RollbackPorts
 from ..usecases.safety import bound_tenant, require_indexes, tenant_of_external_id
 from ..usecases.verify import VerifyPorts, verify_account
 from ..verification import VerifyReport
-from ._base import _ServiceBase
+from ._base import ServiceBase
 
 
-class _CdpLogs(_ServiceBase):
+class CdpLogOperations(ServiceBase):
     """enrich · verify · migrate (``MigrationService`` documents the service)."""
 
     __slots__ = ()

@@ -9,10 +9,10 @@ from ..usecases.cancel import cancel
 from ..usecases.explain import ExplainPorts, explain_audit
 from ..usecases.rollback import RollbackPorts, rollback
 from ..usecases.status import migration_status
-from ._base import _ServiceBase
+from ._base import ServiceBase
 
 
-class _Ops(_ServiceBase):
+class OperatorCalls(ServiceBase):
     """status · latest_job · cancel · rollback · explain (``MigrationService`` documents the service)."""
 
     __slots__ = ()

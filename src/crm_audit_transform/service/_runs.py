@@ -20,7 +20,7 @@ from ..usecases.run import run_job
 from ..usecases.safety import bound_tenant, require_indexes
 from ..usecases.shards import run_shard
 from ..usecases.side_by_side import run_side_by_side
-from ._base import _ServiceBase
+from ._base import ServiceBase
 
 NOT_RUNNABLE: Final = frozenset({CANCELLED, ROLLED_BACK})
 """A job in these states is never run again: ``run`` refuses it (``JobNotRunnable``), nothing is written."""
@@ -33,7 +33,7 @@ def _never() -> bool:
     return False
 
 
-class _Runs(_ServiceBase):
+class RunOperations(ServiceBase):
     """trigger · run · run_shard · dry_run (``MigrationService`` documents the service)."""
 
     __slots__ = ()
