@@ -66,16 +66,22 @@ class HaltRule:
         """How many more rows until the next evaluation point, given ``since`` rows counted (≥ 1)."""
         return self.sample - since % self.sample
 
+    def checks_at(self, processed: int) -> bool:
+        """Whether ``processed`` rows since the basis is an evaluation point (a positive multiple
+        of ``sample``): where ``decide`` may halt before the end. A run asks this per batch and
+        builds the tally since the basis only where it is true."""
+        return processed > 0 and not processed % self.sample
+
     def decide(self, since: Tally, *, at_end: bool = False) -> str | None:
         """The halt reason for the rows counted since the basis, or None to carry on.
 
-        Only at an evaluation point (a multiple of ``sample`` rows, or ``at_end`` with at least
-        ``sample`` rows: the minimum sample); elsewhere None.
+        Only at an evaluation point (``checks_at``, or ``at_end`` with at least ``sample`` rows:
+        the minimum sample); elsewhere None.
         """
         if at_end:
             if since.processed < self.sample:
                 return None  # the minimum sample: too few rows for a share to mean anything
-        elif since.processed <= 0 or since.processed % self.sample:
+        elif not self.checks_at(since.processed):
             return None
         if since.failure_rate > self.threshold:
             return (

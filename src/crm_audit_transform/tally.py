@@ -11,6 +11,8 @@ from .domain import Failed, Migrated, Outcome, Skipped
 
 
 def _frozen_counts(value: Mapping[str, int]) -> Mapping[str, int]:
+    if not value:  # most steps of a run count no skip or no failure: no sort to make
+        return {}
     return dict(sorted((k, v) for k, v in value.items() if v))
 
 
@@ -54,13 +56,14 @@ class Tally:
         return (self.processed - self.failed_total - self.actors_degraded) / self.processed
 
     def __add__(self, other: Tally) -> Tally:
+        # By position (a run adds one per batch, and keywords cost); the fields in order.
         return Tally(
-            processed=self.processed + other.processed,
-            migrated=self.migrated + other.migrated,
-            skipped=_merge(self.skipped, other.skipped),
-            failed=_merge(self.failed, other.failed),
-            fallthrough=self.fallthrough + other.fallthrough,
-            actors_degraded=self.actors_degraded + other.actors_degraded,
+            self.processed + other.processed,
+            self.migrated + other.migrated,
+            _merge(self.skipped, other.skipped),
+            _merge(self.failed, other.failed),
+            self.fallthrough + other.fallthrough,
+            self.actors_degraded + other.actors_degraded,
         )
 
     def __sub__(self, other: Tally) -> Tally:
@@ -88,11 +91,23 @@ class Tally:
                 skipped.append(outcome.reason)
             elif isinstance(outcome, Failed):
                 failed.append(outcome.reason)
-        return cls(processed, migrated, Counter(skipped), Counter(failed), fallthrough, actors_degraded)
+        return cls(
+            processed,
+            migrated,
+            Counter(skipped) if skipped else {},
+            Counter(failed) if failed else {},
+            fallthrough,
+            actors_degraded,
+        )
 
 
-def _merge(a: Mapping[str, int], b: Mapping[str, int]) -> Counter[str]:
-    # Counter.update adds (negative counts too, for ``-``); zero counts are dropped by the converter.
+def _merge(a: Mapping[str, int], b: Mapping[str, int]) -> Mapping[str, int]:
+    # Counter.update adds (negative counts too, for ``-``); zero counts are dropped by the converter,
+    # which also copies a side given back alone when the other has no count.
+    if not b:
+        return a
+    if not a:
+        return b
     merged = Counter(a)
     merged.update(b)
     return merged

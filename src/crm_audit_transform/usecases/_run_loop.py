@@ -13,7 +13,6 @@ from typing import TypeVar
 import attrs
 
 from ..domain import AuditRow, Migrated, Outcome
-from ..enrichment_tally import EnrichmentTally
 from ..jobs import COMPLETED, HALTED, IN_PROGRESS, MigrationJob
 from ..lookup import LookupContext, LookupPorts, LookupRequest, fetch_lookups
 from ..lookup_cache import LookupCache
@@ -144,7 +143,7 @@ class _Loop:
                         if job.status != IN_PROGRESS:
                             # Cancelled meanwhile (or, for a shard, the job halted or was cancelled).
                             return RunResult(job, steps, would_halt=would_halt)
-                    reason = self._rule.decide(job.tally - job.halt_basis)
+                    reason = self._decide(job)
                     if reason is not None and would_halt is None:
                         would_halt = HaltPoint(job.last_audit_id, reason)
                         if self._settings.enforce_halt:
@@ -304,14 +303,19 @@ class _Loop:
         result = migrate_batch(logs, self._ports.logs, max_size=self._batch_size)
         settled = tuple(_settle(step.outcomes, result.results))
         tally = Tally.of(settled, step.fallthrough, step.degraded)
-        enriched = EnrichmentTally() if self._ports.entities is None else names_tally(logs, result.results)
+        # Without entity names (a dry run, a run without a CRM) a step adds no enrichment counts.
+        enrichment = (
+            job.enrichment
+            if self._ports.entities is None
+            else job.enrichment + names_tally(logs, result.results)
+        )
         unsaved.extend(settled)
         job = attrs.evolve(
             job,
             # A step of set-aside rows alone never moves the cursor back (ports.RowsSetAside).
             last_audit_id=max(job.last_audit_id, step.last_id),
             tally=job.tally + tally,
-            enrichment=job.enrichment + enriched,
+            enrichment=enrichment,
             updated_at=self._ports.clock.now(),
         )
         return job, bool(logs)
@@ -327,6 +331,13 @@ class _Loop:
             self._on_outcomes(tuple(unsaved))
         unsaved.clear()
         return job
+
+    def _decide(self, job: MigrationJob) -> str | None:
+        """The halt rule after a step: the tally since the basis is built only at a check point
+        (``HaltRule.checks_at``), where alone ``decide`` can answer anything but None."""
+        if not self._rule.checks_at(job.tally.processed - job.halt_basis.processed):
+            return None
+        return self._rule.decide(job.tally - job.halt_basis)
 
     def _lease_half_spent(self) -> bool:
         """Whether half the lease has passed since it was last renewed, on this host's clock (a
