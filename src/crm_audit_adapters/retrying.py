@@ -21,10 +21,12 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-import tenacity
 from attrs import field, frozen, validators
+
+if TYPE_CHECKING:
+    import tenacity
 
 __all__ = ["RetryHook", "RetryPolicy", "add_retry_hook", "remove_retry_hook"]
 
@@ -105,6 +107,8 @@ class RetryPolicy:
         retries are counted under). ``retry_if`` says which exceptions are worth another attempt;
         ``wait_hint`` may give the server's own wait (a ``Retry-After``) for an exception, used
         instead of the backoff when it is larger."""
+
+        import tenacity  # imported by the first call: a command that reaches no server never loads it
 
         def wait(state: tenacity.RetryCallState) -> float:
             backoff = self.delay(state.attempt_number)

@@ -169,12 +169,11 @@ def dry_run(
     workers: int,
 ) -> None:
     """Migrate from files to a file, with no server at all; print or write the report."""
-    # The files adapter and the process pool, imported by the command that uses them.
+    # The files adapter, imported by the command that uses it (the process pool and the output's
+    # reader below, by the options that use them).
     from ..files import CheckedRows, FileAuditSource
     from ..files.audit_spans import FileSpanSource
     from ..files.audits import format_of
-    from ..files.verification import JsonlMigratedLogReader
-    from ..page_pool import ProcessPagePipeline
 
     given_limits = {
         "max_bytes": loader_max_bytes,
@@ -226,6 +225,8 @@ def dry_run(
         if verify_out:
             if out is None or out == STDOUT or not out.exists():
                 raise click.UsageError("--verify needs --out naming a dry run's existing output file")
+            from ..files.verification import JsonlMigratedLogReader
+
             reader = JsonlMigratedLogReader(out)
             # Repeated ids and unbuildable rows are left out as the dry run left them out.
             verify_source = stack.enter_context(
@@ -252,11 +253,11 @@ def dry_run(
         by_range = workers > 1 and format_of(str(files.audits)) == "jsonl"
         source_type = FileSpanSource if by_range else FileAuditSource
         source = stack.enter_context(source_type(files.audits, str(tenant), checked=checked))
-        pipeline = (
-            stack.enter_context(ProcessPagePipeline(workers, dry_run_recipe(files, limits)))
-            if workers > 1
-            else None
-        )
+        pipeline = None
+        if workers > 1:
+            from ..page_pool import ProcessPagePipeline
+
+            pipeline = stack.enter_context(ProcessPagePipeline(workers, dry_run_recipe(files, limits)))
         service = dry_run_service(
             str(company),
             str(tenant),

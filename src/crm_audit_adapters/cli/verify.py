@@ -8,7 +8,6 @@ the account verifies clean, ``NOT_VERIFIED`` (10) otherwise.
 from __future__ import annotations
 
 import os
-import secrets
 import socket
 from collections.abc import Iterator
 
@@ -50,7 +49,7 @@ def verify_command(
             company,
             tenant,
             sample=sample,
-            seed=secrets.randbits(63) if seed is None else seed,
+            seed=_random_seed() if seed is None else seed,
             repair=repair,
             owner=f"verify:{socket.gethostname()}:{os.getpid()}",
         )
@@ -117,3 +116,10 @@ def summary_lines(report: VerifyReport, shown: int = SHOWN) -> Iterator[str]:
     else:
         for m in job.mismatches:
             yield f"  job {job.job_id} ({job.status}): {m.figure} is {m.job}, verify found {m.found}"
+
+
+def _random_seed() -> int:
+    """A sample's seed when none is given (``secrets`` and the OpenSSL it loads, imported only here)."""
+    import secrets
+
+    return secrets.randbits(63)
