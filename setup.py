@@ -1,10 +1,11 @@
 """The optional compiled extensions, built the way PyYAML builds its ``_yaml`` extension.
 
 ``crm_audit_transform.loading._cbuild`` (the loader: Cython over libyaml, ``libyaml-dev`` /
-``yaml.h``) and ``crm_audit_adapters.mongo._cline`` (the JSONL sink's line: Cython, no library) are
+``yaml.h``), ``crm_audit_adapters.mongo._cline`` (the JSONL sink's line: Cython, no library) and
+``crm_audit_transform._cslots`` (the per-row value classes' slot writes: Cython, no library) are
 speed-ups only: when Cython, a C compiler or libyaml's header is missing, or a build fails for any
 other reason, the package installs without that extension and runs the pure path, with identical
-results. ``CRM_AUDIT_PURE=1`` skips both builds on purpose. Everything else is in pyproject.toml.
+results. ``CRM_AUDIT_PURE=1`` skips every build on purpose. Everything else is in pyproject.toml.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from setuptools.command.build_ext import build_ext
 EXTENSIONS = (
     ("crm_audit_transform.loading._cbuild", "src/crm_audit_transform/loading/_cbuild.pyx", ["yaml"]),
     ("crm_audit_adapters.mongo._cline", "src/crm_audit_adapters/mongo/_cline.pyx", []),
+    ("crm_audit_transform._cslots", "src/crm_audit_transform/_cslots.pyx", []),
 )
 
 

@@ -39,6 +39,7 @@ sys.path.insert(0, str(HERE))
 EXTENSIONS = {  # the compiled extensions: module -> (source, libraries), as setup.py builds them
     "crm_audit_transform.loading._cbuild": ("src/crm_audit_transform/loading/_cbuild.pyx", ["yaml"]),
     "crm_audit_adapters.mongo._cline": ("src/crm_audit_adapters/mongo/_cline.pyx", []),
+    "crm_audit_transform._cslots": ("src/crm_audit_transform/_cslots.pyx", []),
 }
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import pickle
+import sys
 from typing import Any
 
 import attrs
@@ -12,8 +14,8 @@ from attrs import define, field, frozen
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crm_audit_transform import domain
-from crm_audit_transform._fast_init import attrs_init, fast_init
+from crm_audit_transform import _fast_init, domain
+from crm_audit_transform._fast_init import COMPILED_SLOTS, attrs_init, fast_init
 from crm_audit_transform.rules.category import MappedCategory
 from crm_audit_transform.rules.verdict import Rejection
 from crm_audit_transform.transformer import PreparedRow
@@ -162,3 +164,74 @@ class TestRefused:
         for cls in (Validated, KeywordOnly, Hooked, Mutable, Unslotted, CachedHash):
             with pytest.raises(TypeError, match="fast_init"):
                 fast_init(cls)
+
+
+needs_compiled = pytest.mark.skipif(not COMPILED_SLOTS, reason="the compiled _cslots was not built here")
+
+
+class TestBothPaths:
+    def test_the_extension_is_built_where_the_build_requires_it(self) -> None:
+        """CI sets CRM_AUDIT_REQUIRE_COMPILED=1 so a silently skipped build cannot pass as pure."""
+        if os.environ.get("CRM_AUDIT_REQUIRE_COMPILED") == "1":
+            assert COMPILED_SLOTS
+        names = domain.FieldChange.__init__.__code__.co_names
+        assert names == (("_put",) if COMPILED_SLOTS else ("_set_0", "_set_1", "_set_2", "_set_3"))
+
+    @pytest.mark.parametrize("compiled", [False, pytest.param(True, marks=needs_compiled)])
+    def test_either_path_builds_what_attrs_builds(
+        self, monkeypatch: pytest.MonkeyPatch, compiled: bool
+    ) -> None:
+        """Without the extension the slots are written one descriptor call each; with it, in one
+        call: the same values either way, defaults and converters included."""
+        if not compiled:
+            monkeypatch.setattr(_fast_init, "_cslots", None)
+
+        @frozen
+        class Three:
+            a: str
+            b: object = None
+            c: tuple[int, ...] = field(default=(), converter=tuple)
+
+        cls = fast_init(Three)
+        assert ("_put" in cls.__init__.__code__.co_names) is compiled
+        for args in (("x",), ("x", [1], [2, 3]), ("", None, ())):
+            fast, reference = cls(*args), built_by_attrs(cls, *args)
+            assert (fast.a, fast.b, fast.c) == (reference.a, reference.b, reference.c)
+            assert fast == reference
+        with pytest.raises(TypeError):
+            cls()
+
+
+@needs_compiled
+class TestSlotWriter:
+    def test_a_value_is_held_and_the_one_it_replaces_released(self) -> None:
+        """The reference counts come out as a descriptor's write leaves them: no leak, no early free."""
+        from crm_audit_transform import _cslots
+
+        old, new = object(), object()
+        change = domain.FieldChange("f", "F", old, None)
+        before_old, before_new = sys.getrefcount(old), sys.getrefcount(new)
+        writer = _cslots.SlotWriter(
+            domain.FieldChange, [_cslots.slot_offset(domain.FieldChange.__dict__["from_"])]
+        )
+        writer.put(change, new)
+        assert change.from_ is new
+        assert sys.getrefcount(old) == before_old - 1
+        assert sys.getrefcount(new) == before_new + 1
+
+    def test_it_refuses_what_it_cannot_write_safely(self) -> None:
+        """Only a member descriptor's slot, only an instance of the class, only as many values as slots."""
+        from crm_audit_transform import _cslots
+
+        with pytest.raises(TypeError, match="member descriptor"):
+            _cslots.slot_offset(domain.FieldChange.__dict__["__init__"])
+        offset = _cslots.slot_offset(domain.FieldChange.__dict__["field"])
+        with pytest.raises(ValueError, match="not a slot"):
+            _cslots.SlotWriter(domain.Actor, [10_000])
+        writer = _cslots.SlotWriter(domain.FieldChange, [offset])
+        with pytest.raises(TypeError, match="is not a FieldChange"):
+            writer.put(domain.Actor("system", "S"), "x")
+        with pytest.raises(TypeError, match="1 values expected, got 2"):
+            writer.put(domain.FieldChange("f", "F", None, None), "x", "y")
+        with pytest.raises(ValueError, match="at most"):
+            _cslots.SlotWriter(domain.FieldChange, [offset] * (_cslots.MAX_FIELDS + 1))

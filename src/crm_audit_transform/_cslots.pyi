@@ -1,0 +1,9 @@
+"""Types of the optional compiled slot writer (``_cslots.pyx``); absent at run time when not built."""
+
+MAX_FIELDS: int
+
+def slot_offset(descriptor: object) -> int: ...
+
+class SlotWriter:
+    def __init__(self, cls: type, offsets: object) -> None: ...
+    def put(self, obj: object, *values: object) -> None: ...
