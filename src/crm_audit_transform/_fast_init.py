@@ -27,7 +27,7 @@ from typing import Any, Final, TypeVar, cast
 
 import attrs
 
-__all__ = ["COMPILED_SLOTS", "attrs_init", "fast_init"]
+__all__ = ["COMPILED_SLOTS", "attrs_init", "descriptor_init", "fast_init"]
 
 try:
     from . import _cslots  # optional: built by setup.py when it can
@@ -40,6 +40,7 @@ COMPILED_SLOTS: Final = _cslots is not None
 _C = TypeVar("_C", bound=type)
 
 _ATTRS_INITS: Final[dict[type, Callable[..., None]]] = {}
+_DESCRIPTOR_SOURCES: Final[dict[type, tuple[str, dict[str, Any]]]] = {}
 _FACTORY: Final = cast(Any, attrs.Factory)  # a class at run time; the stubs type it as a function
 
 
@@ -70,24 +71,36 @@ def fast_init(cls: _C) -> _C:
             value = f"_convert_{index}({value})"
         lines.append(f"    {setter}(self, {value})")
         values.append(value)
+    header = f"def __init__(self, {', '.join(params)}):\n"
+    _DESCRIPTOR_SOURCES[cls] = (header + "\n".join(lines or ["    pass"]) + "\n", names)
     if _cslots is not None and len(fields) <= _cslots.MAX_FIELDS:  # the same values, in one call
         offsets = [_cslots.slot_offset(_slot(cls, field.name)) for field in fields]
-        names["_put"] = _cslots.SlotWriter(cls, offsets).put
+        names = {**names, "_put": _cslots.SlotWriter(cls, offsets).put}
         lines = [f"    _put(self, {', '.join(values)})"] if values else []
-    source = f"def __init__(self, {', '.join(params)}):\n" + "\n".join(lines or ["    pass"]) + "\n"
-    exec(compile(source, f"<fast_init {cls.__qualname__}>", "exec"), names)  # noqa: S102 - built here
-    init = names["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
     generated = cast(Any, cls).__init__
-    init.__doc__ = generated.__doc__
     _ATTRS_INITS[cls] = generated
-    type.__setattr__(cls, "__init__", init)
+    type.__setattr__(cls, "__init__", _compiled(cls, header + "\n".join(lines or ["    pass"]) + "\n", names))
     return cls
 
 
 def attrs_init(cls: type) -> Callable[..., None]:
     """The ``__init__`` attrs generated for a class ``fast_init`` replaced (to compare the two)."""
     return _ATTRS_INITS[cls]
+
+
+def descriptor_init(cls: type) -> Callable[..., None]:
+    """The ``__init__`` of ``fast_init``'s pure path for a class it replaced (one descriptor call a
+    field), whichever path the class uses: to compare the two (``benchmarks/bench_fast_init.py``)."""
+    source, names = _DESCRIPTOR_SOURCES[cls]
+    return _compiled(cls, source, dict(names))
+
+
+def _compiled(cls: type, source: str, names: dict[str, Any]) -> Callable[..., None]:
+    exec(compile(source, f"<fast_init {cls.__qualname__}>", "exec"), names)  # noqa: S102 - built here
+    init: Callable[..., None] = names["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__doc__ = cast(Any, _ATTRS_INITS[cls]).__doc__
+    return init
 
 
 def _slot(cls: type, name: str) -> Any:

@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from crm_audit_transform import _fast_init, domain
-from crm_audit_transform._fast_init import COMPILED_SLOTS, attrs_init, fast_init
+from crm_audit_transform._fast_init import COMPILED_SLOTS, attrs_init, descriptor_init, fast_init
 from crm_audit_transform.rules.category import MappedCategory
 from crm_audit_transform.rules.verdict import Rejection
 from crm_audit_transform.transformer import PreparedRow
@@ -79,6 +79,10 @@ class TestSameObjects:
         assert hash_or_error(fast) == hash_or_error(reference)
         assert repr(fast) == repr(reference)
         assert pickle.loads(pickle.dumps(fast)) == fast
+        by_descriptors = object.__new__(cls)
+        descriptor_init(cls)(by_descriptors, *args, **kwargs)  # the pure path, whichever the class uses
+        assert by_descriptors == reference
+        assert "_set_0" in descriptor_init(cls).__code__.co_names
 
     @pytest.mark.parametrize(
         ("cls", "args", "kwargs"), EXAMPLES[:4], ids=lambda e: getattr(e, "__name__", "")
