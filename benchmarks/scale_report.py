@@ -121,6 +121,11 @@ def _goals(sizes: dict[str, Any]) -> list[str]:
                 )
                 if ideal.get("rows_per_s"):
                     lines.append(f"  - {workers['rows_per_s'] / ideal['rows_per_s']:.2f} × the ideal")
+                if workers.get("total_seconds"):
+                    lines.append(
+                        f"  - from the launcher's start (process start and setup included): "
+                        f"{workers['rows'] / workers['total_seconds'] / e2e['rows_per_s']:.2f} × one process"
+                    )
                 pool_cpu, one_cpu = _all_cpu(workers), _all_cpu(e2e)
                 if pool_cpu and one_cpu:
                     lines.append(f"  - all CPU, server included: {pool_cpu / one_cpu:.2f} × one process's")

@@ -10,8 +10,8 @@ the job settled by whichever shard finishes last.
 
 What this adds is the one-machine user's view of them:
 
-- ``on_progress`` sees the *whole* job after each batch of any shard (the shards' entries as they
-  report them: counts and ``progress_pct`` sum the shards, as ``status`` does);
+- ``on_progress`` sees the *whole* job whenever a shard reports a batch (the shards' entries as
+  they report them: counts and ``progress_pct`` sum the shards, as ``status`` does);
 - ``should_stop`` (Ctrl-C) asks every running shard to stop after its batch in flight, and no
   queued shard is started; the result is ``stopped``;
 - a shard whose job comes back no longer in progress (one of them halted, or a cancel) starts no
