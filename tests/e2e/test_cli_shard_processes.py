@@ -176,7 +176,9 @@ class TestShardsSideBySide:
         assert job["halted_reason"].startswith("shard ")
         assert "USMAN" in job["halted_reason"]
         assert [s["lease_owner"] for s in shards_of(cdp)] == [None, None]
-        assert len(stored_migrated(cdp)) == sum(s["tally"]["migrated"] for s in shards_of(cdp))
+        # The other shard's batch in flight when the job halted is written, not counted: its cursor
+        # does not cover it, so the resumed run replays it (the unique index keeps it single).
+        assert len(stored_migrated(cdp)) >= sum(s["tally"]["migrated"] for s in shards_of(cdp))
 
         assert crm("trigger", "--company-sso-id", COMPANY, "--resume").returncode == 0
         done = crm(*RUN, **HALT_EARLY)
