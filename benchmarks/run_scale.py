@@ -39,6 +39,7 @@ STAGES = (
     "end_to_end_shards",
     "end_to_end_workers",
     "end_to_end_workers_unshared",
+    "end_to_end_workers_two_trips",
     "end_to_end_workers_rows",
     "end_to_end_workers_deep",
     "end_to_end_workers_w3",

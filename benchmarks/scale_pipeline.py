@@ -46,6 +46,21 @@ def need(module: str, *names: str) -> Any:
     return loaded if not names else tuple(getattr(loaded, name) for name in names)
 
 
+class WorkerSso:
+    """The SSO file's directory in memory, sent to a page pool's workers as it is (``worker_copy``,
+    ``ports.WorkerCopy``), as ``run --workers`` sends its USMAN client: the workers then look their
+    pages up themselves, one trip a page."""
+
+    def __init__(self, directory: Any) -> None:
+        self._directory = directory
+
+    def sso_ids_by_emails(self, company_sso_id: str, emails: Any) -> Any:
+        return self._directory.sso_ids_by_emails(company_sso_id, emails)
+
+    def worker_copy(self) -> WorkerSso:
+        return self
+
+
 def _session(ctx: Context) -> Any:
     (ReadOnlySession,) = need("crm_audit_adapters.crm_postgres", "ReadOnlySession")
     return ReadOnlySession.from_dsn(ctx.dsn)
@@ -264,6 +279,7 @@ def _run_loop(
     shard: int | None = None,
     ready: Any = None,
     run_options: dict[str, Any] | None = None,
+    two_trips: bool = False,
 ) -> dict[str, Any]:
     """The ops runner's loop over the whole range: PostgreSQL → transform → ``logs``.
 
@@ -273,7 +289,9 @@ def _run_loop(
     shards of equal row counts and only that shard is run (``usecases.shards.run_shard``);
     ``ready``, if given, is called once the setup is done, just before the timed loop.
     ``run_options`` go to ``run_shard`` (``owner``, ``should_stop``, ``on_progress``); the result
-    then holds the ``RunResult`` under ``"result"``.
+    then holds the ``RunResult`` under ``"result"``. The SSO directory can be sent to a pool's
+    workers (``WorkerSso``), as ``run``'s USMAN client can, unless ``two_trips``: the pool then makes
+    the lookups in this process, as before one trip a page.
     """
     (Transformer,) = need("crm_audit_transform.transformer", "Transformer")
     RunPorts, RunSettings, run_job = need(
@@ -307,7 +325,7 @@ def _run_loop(
     ports = RunPorts(
         source=source,
         users=lookups.users,
-        sso=sso if sso is not None else lookups.sso,
+        sso=sso if sso is not None else (lookups.sso if two_trips else WorkerSso(lookups.sso)),
         contacts=lookups.contacts,
         logs=logs,
         jobs=jobs,
@@ -566,12 +584,13 @@ def end_to_end_workers(
     pages_per_worker: int = 2,
     own_pages: int | None = None,
     rows_only: bool = False,
+    two_trips: bool = False,
 ) -> dict[str, Any]:
     """``end_to_end`` with the pages loaded and transformed by ``WORKERS`` processes (``--workers``):
     this one and ``WORKERS - 1`` workers; without ``share``, ``WORKERS`` workers and this process only
     reads, looks up and writes (the design before the runner shared the work). The workers read
     their pages' rows by id range; with ``rows_only`` this process reads the rows and sends them (the
-    design before that).
+    design before that). The workers make their pages' lookups (one trip a page) unless ``two_trips``.
 
     The time includes starting the pool (at the first page), as a run's does. Besides this process's
     peak RSS, ``worker_peak_rss_kib`` is each worker's (VmHWM), and ``worker_cpu_seconds`` their CPU
@@ -592,7 +611,7 @@ def end_to_end_workers(
         ) as pool,
         JsonlActivityLogSink(out, fsync="close") as sink,
     ):
-        result = _run_loop(ctx, sink, pipeline=pool, rows_only=rows_only)
+        result = _run_loop(ctx, sink, pipeline=pool, rows_only=rows_only, two_trips=two_trips)
         workers = _grandchildren()
         result["worker_peak_rss_kib"] = [_status_kib(pid, "VmHWM:") for pid in workers]
         result["worker_cpu_seconds"] = [round(_cpu_seconds(pid), 2) for pid in workers]
@@ -602,6 +621,7 @@ def end_to_end_workers(
     if own_pages is not None:
         result["own_pages"] = own_pages
     result["rows_sent"] = rows_only
+    result["two_trips"] = two_trips
     result["written_bytes"] = out.stat().st_size
     out.unlink()
     return result
@@ -610,6 +630,12 @@ def end_to_end_workers(
 def end_to_end_workers_unshared(ctx: Context) -> dict[str, Any]:
     """``end_to_end_workers`` as before the runner shared the work: ``WORKERS`` worker processes."""
     return end_to_end_workers(ctx, share=False)
+
+
+def end_to_end_workers_two_trips(ctx: Context) -> dict[str, Any]:
+    """``end_to_end_workers`` with the lookups made in this process: two trips a page, as before
+    the workers looked their pages up themselves."""
+    return end_to_end_workers(ctx, two_trips=True)
 
 
 def end_to_end_workers_rows(ctx: Context) -> dict[str, Any]:

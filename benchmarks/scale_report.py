@@ -13,6 +13,7 @@ _MEMORY_STAGES = (
     "end_to_end",
     "end_to_end_workers",
     "end_to_end_workers_unshared",
+    "end_to_end_workers_two_trips",
     "end_to_end_workers_rows",
     "end_to_end_workers_deep",
 )
@@ -105,6 +106,7 @@ def _goals(sizes: dict[str, Any]) -> list[str]:
             ("end_to_end_shards", ", a 2-shard job, its shards side by side (one process each)"),
             ("end_to_end_workers", ""),
             ("end_to_end_workers_unshared", ", runner not sharing"),
+            ("end_to_end_workers_two_trips", ", lookups made by the runner (two trips a page)"),
             ("end_to_end_workers_rows", ", rows sent by the runner (before id ranges)"),
             ("end_to_end_workers_deep", ", 4 pages a process"),
             ("end_to_end_workers_w3", ", 3 pages on the worker, 2 of the runner's own"),

@@ -36,6 +36,7 @@ STAGES: dict[str, Callable[[scale_context.Context], dict[str, Any]]] = {
     "end_to_end_shards": scale_pipeline.end_to_end_shards,
     "end_to_end_workers": scale_pipeline.end_to_end_workers,
     "end_to_end_workers_unshared": scale_pipeline.end_to_end_workers_unshared,
+    "end_to_end_workers_two_trips": scale_pipeline.end_to_end_workers_two_trips,
     "end_to_end_workers_rows": scale_pipeline.end_to_end_workers_rows,
     "end_to_end_workers_deep": scale_pipeline.end_to_end_workers_deep,
     "end_to_end_workers_w3": scale_pipeline.end_to_end_workers_w3,

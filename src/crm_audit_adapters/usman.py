@@ -156,9 +156,24 @@ class UsmanClient:
             )
         self._answer_seconds = config.connect_timeout + ANSWER_READS * config.read_timeout
         self._accepted: dict[str, str] = {}  # per company, an email of a request USMAN answered
+        self._sendable = transport is None and sleep is time.sleep and random is _random.random
 
     def __repr__(self) -> str:
         return f"UsmanClient({self._where!r})"
+
+    def worker_copy(self) -> UsmanClient | None:
+        """This client for a page pool's worker process (``ports.WorkerCopy``): it pickles as its
+        config alone (the token crosses only the pipe to the run's own worker, never a repr), and
+        the copy opens its own connections; None with an injected transport, sleep or random."""
+        return self if self._sendable else None
+
+    def __getstate__(self) -> UsmanConfig:
+        if not self._sendable:
+            raise TypeError("a UsmanClient with an injected transport cannot be sent to another process")
+        return self._config
+
+    def __setstate__(self, config: UsmanConfig) -> None:
+        self.__init__(config)  # type: ignore[misc]  # a new client, with its own connections
 
     def __enter__(self) -> UsmanClient:
         return self

@@ -8,18 +8,25 @@ per port — and returns an immutable :class:`LookupContext`. An unavailable SSO
 Given a :class:`~.lookup_cache.LookupCache` (the run loop keeps one per run), users and SSO ids
 already answered are taken from it and only the rest are asked for, so each user id and email is
 asked at most once per run; a page whose ids are all known makes no user or SSO call at all.
+
+:class:`RunLookups` is a run's lookups as one callable (the run loop's ``PageLookup``). When every
+one of its ports can be copied to another process (``ports.WorkerCopy``), ``for_worker`` gives the
+same lookups for a worker process, with a cache of its own: a page pool's workers then look their
+pages up themselves (``crm_audit_adapters.page_pool``), each user id and email asked at most once
+per run *per process*.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import TypeVar
 
 from attrs import field, frozen
 
 from .domain import Contact, CrmUser, UserId
 from .errors import DirectoryUnavailable
 from .lookup_cache import LookupCache
-from .ports import ContactDirectory, SsoDirectory, UserDirectory
+from .ports import ContactDirectory, SsoDirectory, UserDirectory, WorkerCopy
 
 
 def _sorted_ids(ids: Iterable[int]) -> tuple[int, ...]:
@@ -106,3 +113,69 @@ def fetch_lookups(
         sso_available=sso_available,
         tenant=tenant,
     )
+
+
+_Port = TypeVar("_Port")
+
+
+def _worker_copy(port: _Port) -> _Port | None:
+    """``port.worker_copy()`` (``ports.WorkerCopy``), None for a port without one."""
+    return port.worker_copy() if isinstance(port, WorkerCopy) else None
+
+
+class RunLookups:
+    """One run's page lookups (``usecases.pages.PageLookup``): ``fetch_lookups`` over ``ports`` for
+    the run's company and tenant, with the run's ``cache``."""
+
+    __slots__ = ("_cache", "_company_sso_id", "_ports", "_tenant")
+
+    def __init__(
+        self, ports: LookupPorts, *, company_sso_id: str, tenant: str, cache: LookupCache | None = None
+    ) -> None:
+        self._ports = ports
+        self._company_sso_id = company_sso_id
+        self._tenant = tenant
+        self._cache = LookupCache() if cache is None else cache
+
+    def __call__(self, request: LookupRequest) -> LookupContext:
+        return fetch_lookups(
+            request,
+            company_sso_id=self._company_sso_id,
+            tenant=self._tenant,
+            ports=self._ports,
+            cache=self._cache,
+        )
+
+    @property
+    def ports(self) -> LookupPorts:
+        return self._ports
+
+    def __repr__(self) -> str:
+        return f"RunLookups({self._company_sso_id!r}, {self._tenant!r})"
+
+    def __getstate__(self) -> tuple[LookupPorts, str, str]:
+        """Pickled without its cache: the copy starts with a cache of its own."""
+        return self._ports, self._company_sso_id, self._tenant
+
+    def __setstate__(self, state: tuple[LookupPorts, str, str]) -> None:
+        self._ports, self._company_sso_id, self._tenant = state
+        self._cache = LookupCache()
+
+    def for_worker(self) -> RunLookups | None:
+        """These lookups for a worker process: each port's ``worker_copy`` (``ports.WorkerCopy``) and
+        an empty cache; None when a port has none (the lookups are then made in this process)."""
+        users = _worker_copy(self._ports.users)
+        sso = _worker_copy(self._ports.sso)
+        contacts = _worker_copy(self._ports.contacts)
+        if users is None or sso is None or contacts is None:
+            return None
+        return RunLookups(
+            LookupPorts(users, sso, contacts), company_sso_id=self._company_sso_id, tenant=self._tenant
+        )
+
+    def close(self) -> None:
+        """Close what each port opened (those with a ``close``): a worker's copy, at its run's end."""
+        for port in (self._ports.users, self._ports.sso, self._ports.contacts):
+            close = getattr(port, "close", None)
+            if callable(close):
+                close()

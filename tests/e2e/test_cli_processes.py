@@ -271,16 +271,24 @@ class TestIndexesGuardTheRun:
         assert job_document(cdp) == job
 
 
+WORKERS = [(), ("--workers", "2")]
+"""One process, and a page pool whose workers call USMAN themselves (one trip a page)."""
+
+
 class TestUsmanThroughProcesses:
+    @pytest.mark.parametrize("workers", WORKERS, ids=["one-process", "workers-2"])
     def test_usman_refusing_our_token_stops_the_run_before_any_write(
-        self, crm: CliProcesses, cdp: Database[dict[str, Any]]
+        self, crm: CliProcesses, cdp: Database[dict[str, Any]], workers: tuple[str, ...]
     ) -> None:
-        """Walk-through step 8: USMAN answers 401 to a wrong token: exit 3, one line, nothing written."""
+        """Walk-through step 8: USMAN answers 401 to a wrong token: exit 3, one line, nothing written
+        (with ``--workers 2``, the 401 a worker met)."""
         assert crm("indexes", "up").returncode == 0
         assert crm("trigger", "--company-sso-id", COMPANY, "--date-range-start", SINCE).returncode == 0
         job = job_document(cdp)
 
-        refused = crm("run", "--company-sso-id", COMPANY, "--no-progress", CRM_AUDIT_USMAN_TOKEN="wrong")
+        refused = crm(
+            "run", "--company-sso-id", COMPANY, "--no-progress", *workers, CRM_AUDIT_USMAN_TOKEN="wrong"
+        )
 
         assert refused.returncode == exit_codes.CONFIG, refused.stderr
         lines = refused.stderr.strip().splitlines()
@@ -295,15 +303,19 @@ class TestUsmanThroughProcesses:
         assert (after["status"], after["records_processed"]) == ("in_progress", 0)
         assert (after["last_audit_id"], after["lease_owner"]) == (job["last_audit_id"], None)
 
+    @pytest.mark.parametrize("workers", WORKERS, ids=["one-process", "workers-2"])
     def test_usman_down_degrades_actors_and_halts_the_job(
-        self, crm: CliProcesses, cdp: Database[dict[str, Any]], usman: UsmanServer
+        self, crm: CliProcesses, cdp: Database[dict[str, Any]], usman: UsmanServer, workers: tuple[str, ...]
     ) -> None:
-        """Walk-through step 9: a USMAN answering 503 degrades actors and halts the job, resumably."""
+        """Walk-through step 9: a USMAN answering 503 degrades actors and halts the job, resumably
+        (with ``--workers 2``, the outage the workers met)."""
         assert crm("indexes", "up").returncode == 0
         assert crm("trigger", "--company-sso-id", COMPANY, "--date-range-start", SINCE).returncode == 0
         usman.default = status(503)
         try:
-            halted = crm("run", "--company-sso-id", COMPANY, "--no-progress", **HALT_EARLY, **ONE_ATTEMPT)
+            halted = crm(
+                "run", "--company-sso-id", COMPANY, "--no-progress", *workers, **HALT_EARLY, **ONE_ATTEMPT
+            )
         finally:
             usman.default = answer
 

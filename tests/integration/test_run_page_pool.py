@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import multiprocessing
+import pickle
 import threading
 import time
 import uuid
@@ -25,19 +26,22 @@ from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
 
+from crm_audit_adapters.bootstrap import build_runtime
 from crm_audit_adapters.collector import RUN_LOOP_FIRST_THRESHOLD
 from crm_audit_adapters.crm_postgres import PostgresAuditSource, PostgresUserDirectory, ReadOnlySession
 from crm_audit_adapters.files import JsonlActivityLogSink
-from crm_audit_adapters.mongo import MongoActivityLogStore
+from crm_audit_adapters.mongo import MongoActivityLogStore, MongoContactDirectory
 from crm_audit_adapters.mongo.activity_logs import BsonLogEncoder
 from crm_audit_adapters.mongo.indexes import apply_migration
 from crm_audit_adapters.page_pool import ProcessPagePipeline, TransformerRecipe, worker
+from crm_audit_adapters.settings import Settings
+from crm_audit_adapters.usman import UsmanClient, UsmanConfig
 from crm_audit_transform.chain import RuleChain
 from crm_audit_transform.config import MappingConfig, load_default_config
 from crm_audit_transform.domain import ActivityLog, AuditRow, EncodedLog, Migrated, Outcome
-from crm_audit_transform.errors import ConfigError, WorkerLost
+from crm_audit_transform.errors import ConfigError, DirectoryRefused, SourceUnavailable, WorkerLost
 from crm_audit_transform.jobs import CANCELLED, COMPLETED, IN_PROGRESS, MigrationJob
-from crm_audit_transform.lookup import LookupContext
+from crm_audit_transform.lookup import LookupContext, LookupPorts, RunLookups
 from crm_audit_transform.transformer import Transformer
 from crm_audit_transform.usecases import RunSettings
 from crm_audit_transform.usecases.cancel import cancel
@@ -49,6 +53,7 @@ from support.page_workers import (
     FinishesAfterTheRunner,
     NotingSpanReads,
     NotingTransformer,
+    SentToWorkers,
     SlowWorker,
     SpanReadFails,
     TransformsAfterTheRunnersPages,
@@ -140,6 +145,159 @@ class TestSameResultAsOneProcess:
         result = world.run(settings=SETTINGS, pipeline=pool, on_progress=cancel_once)
         assert result.job.status == CANCELLED
         assert 0 < result.job.last_audit_id < 759
+
+
+def sent_to_workers(
+    world: World, *, users: SentToWorkers | None = None, sso: SentToWorkers | None = None
+) -> World:
+    """``world`` with lookup ports a page pool sends to its workers (one trip a page)."""
+    world.users = users or SentToWorkers(world.users)  # type: ignore[assignment]
+    world.sso = sso or SentToWorkers(world.sso)  # type: ignore[assignment]
+    world.contacts = SentToWorkers(world.contacts)  # type: ignore[assignment]
+    return world
+
+
+def pages_of(world: World, size: int) -> list[list[AuditRow]]:
+    """The job's pages of ``size`` rows, as the run reads them."""
+    job = world.jobs.latest(world.company)
+    assert job is not None
+    rows = world.source.page(
+        world.tenant, world.transformer.scope, after_id=0, cutoff=job.cutoff, limit=10_000
+    )
+    return [list(rows[k : k + size]) for k in range(0, len(rows), size)]
+
+
+class TestOneTripAPage:
+    """Lookup ports that can be copied to the workers (``ports.WorkerCopy``): each worker looks its
+    pages up itself, with its own copies and cache; the runner only writes what comes back."""
+
+    @pytest.mark.parametrize("share", [True, False], ids=["sharing", "not-sharing"])
+    def test_workers_that_look_their_pages_up_write_exactly_what_one_process_writes(
+        self, one_process: dict[bool, tuple[Any, ...]], share: bool
+    ) -> None:
+        world = sent_to_workers(account())
+        with page_pool(2, share=share) as pool:
+            result = world.run(settings=SETTINGS, pipeline=pool)
+        assert result.job.status == COMPLETED
+        assert fingerprint(world) == one_process[False]
+        runner_calls = world.users.port.calls.total + world.sso.port.calls.total  # type: ignore[attr-defined]
+        if share:
+            assert runner_calls > 0  # the runner's own pages, looked up here
+        else:
+            assert runner_calls == 0  # every page looked up by a worker, with its own copies
+
+    def test_a_workers_failing_lookup_is_raised_after_the_pages_before_it_as_in_one_process(self) -> None:
+        """A user lookup failing for a user first named on a later page: the pages before it are
+        written, then the error; the cursor is where one process leaves it."""
+        world = account()
+        pages = pages_of(world, SETTINGS.page_size)
+        seen = {row.user_id for page in pages[:3] for row in page}
+        failing = next(row.user_id for page in pages[3:] for row in page if row.user_id not in seen)
+        error = SourceUnavailable("the CRM's users could not be read")
+        cursors = []
+        for pool in (None, page_pool(2, share=False)):
+            world = account()
+            users = SentToWorkers(world.users, error, failing, anywhere=True)
+            sent_to_workers(world, users=users)
+            try:
+                with pytest.raises(SourceUnavailable, match="users could not be read"):
+                    world.run(settings=SETTINGS, pipeline=pool)
+            finally:
+                if pool is not None:
+                    pool.close()
+            cut = world.jobs.latest(world.company)
+            assert cut is not None
+            cursors.append((cut.last_audit_id, cut.tally, repr(world.logs.logs)))
+        assert cursors[0] == cursors[1]
+        assert cursors[0][0] >= pages[2][-1].id  # the pages before the failing one were written
+
+    def test_a_workers_usman_refusal_stops_the_run_before_any_write(self) -> None:
+        """USMAN answering 401 to a worker: ``DirectoryRefused`` from the first page, nothing
+        written, the lease handed back (the CLI's exit 3)."""
+        world = account()
+        start = world.jobs.latest(world.company)
+        assert start is not None
+        refused = DirectoryRefused("USMAN refused the request: 401 Unauthorized", status_code=401)
+        sent_to_workers(world, sso=SentToWorkers(world.sso, refused))
+        with page_pool(2, share=False) as pool, pytest.raises(DirectoryRefused, match="401") as raised:
+            world.run(settings=SETTINGS, pipeline=pool)
+        assert raised.value.status_code == 401
+        assert not world.logs.logs
+        job = world.jobs.latest(world.company)
+        assert job is not None
+        assert (job.last_audit_id, job.tally, job.lease_owner) == (start.last_audit_id, start.tally, None)
+
+    def test_a_usman_outage_met_by_the_workers_degrades_and_halts_where_one_process_halts(self) -> None:
+        """USMAN down for every worker: the actors degrade and the halt rule stops the job at the
+        point, with the counts, one process reaches."""
+        settings = RunSettings(page_size=40, lease_seconds=60)
+        prints = []
+        for pool in (None, page_pool(2)):
+            world = World(sso_failing=True)
+            world.trigger()
+            sent_to_workers(world)
+            try:
+                result = world.run(settings=settings, pipeline=pool)
+            finally:
+                if pool is not None:
+                    pool.close()
+            assert result.job.status == "halted"
+            assert result.job.tally.actors_degraded > 0
+            prints.append(fingerprint(world))
+        assert prints[0] == prints[1]
+
+    def test_a_killed_worker_that_looks_its_pages_up_is_worker_lost_and_the_rerun_converges(
+        self, tmp_path: Path, one_process: dict[bool, tuple[Any, ...]]
+    ) -> None:
+        world = sent_to_workers(account())
+        dying_row = pages_of(world, 400)[0][-1].id
+        with ProcessPagePipeline(2, DiesOnRow(dying_row, tmp_path / "died")) as pool:
+            with pytest.raises(WorkerLost, match="run again to resume"):
+                world.run(owner="runner-0", settings=SETTINGS, pipeline=pool)
+            cut = world.jobs.latest(world.company)
+            assert cut is not None
+            assert (cut.lease_owner, cut.status) == (None, IN_PROGRESS)
+            assert 0 < cut.last_audit_id < one_process[False][3]
+            world.run(owner="runner-1", settings=SETTINGS, pipeline=pool)
+        assert (tmp_path / "died").exists()
+        assert fingerprint(world) == one_process[False]
+
+
+class TestTheRuntimesLookupsInAWorker:
+    def test_the_runtimes_users_usman_and_contacts_reach_a_worker_without_a_secret_shown(
+        self, wire_mongo_uri: str
+    ) -> None:
+        """``run --workers``' ports all have a worker copy (one trip a page); pickled, they come
+        back as the same kinds of port, and none shows the DSN's password or USMAN's token."""
+        settings = Settings(
+            database_url="postgresql://crm:pg-secret@127.0.0.1:1/crm",
+            mongo_uri=wire_mongo_uri,
+            usman=UsmanConfig("http://127.0.0.1:1", token="usman-secret"),
+        )
+        with build_runtime(settings) as runtime:
+            ports = LookupPorts(runtime.users, runtime.sso, runtime.contacts)
+            copied = RunLookups(ports, company_sso_id="company", tenant=TENANT).for_worker()
+            assert copied is not None
+            sent = pickle.loads(pickle.dumps(copied)).ports
+            users, sso, contacts = sent.users, sent.sso, sent.contacts
+            assert isinstance(users, PostgresUserDirectory)
+            assert isinstance(sso, UsmanClient)
+            assert isinstance(contacts, MongoContactDirectory)
+            shown = repr((copied, users, sso, contacts))
+            assert "secret" not in shown
+            for port in (users, sso, contacts):
+                port.close()
+
+    def test_a_client_given_to_the_runtime_keeps_the_lookups_in_the_runner(self) -> None:
+        """An in-process mongomock (or any injected client) cannot be copied: two trips a page."""
+        settings = Settings(
+            database_url="postgresql://crm@127.0.0.1:1/crm",
+            mongo_uri="mongomock://",
+            usman=UsmanConfig("http://127.0.0.1:1"),
+        )
+        with build_runtime(settings) as runtime:
+            ports = LookupPorts(runtime.users, runtime.sso, runtime.contacts)
+            assert RunLookups(ports, company_sso_id="company", tenant=TENANT).for_worker() is None
 
 
 class TestAWorkerDies:

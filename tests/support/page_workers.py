@@ -11,15 +11,16 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from attrs import frozen
 
 from crm_audit_adapters.page_pool import ProcessPagePipeline, TransformerRecipe
 from crm_audit_transform.chain import RuleChain
 from crm_audit_transform.config import MappingConfig, load_default_config
-from crm_audit_transform.domain import AuditRow
+from crm_audit_transform.domain import AuditRow, Contact, CrmUser, UserId
 from crm_audit_transform.lookup import LookupContext
 from crm_audit_transform.transformer import PageResult, PreparedRow, Transformer
 from crm_audit_transform.usecases.pages import PageSpan
@@ -300,3 +301,49 @@ class FailingSpanReads:
 
     def span_reader(self) -> FailingSpanReads:
         return self
+
+
+def in_a_worker() -> bool:
+    """Whether this is a page pool's worker process (not the runner's)."""
+    return multiprocessing.parent_process() is not None
+
+
+@frozen
+class SentToWorkers:
+    """An in-memory lookup port (users, SSO or contacts) that a page pool sends to its workers
+    (``ports.WorkerCopy``): each worker's copy is the port as pickled, so the calls it records stay
+    in the worker, and the runner's port sees only the lookups of the runner's own pages.
+
+    ``error``: raised at a call asking for ``failing_id`` (an email, or a user or person id; None:
+    any call), in a worker process only unless ``anywhere``."""
+
+    port: Any
+    error: Exception | None = None
+    failing_id: object = None
+    anywhere: bool = False
+
+    def users_by_ids(self, tenant: str, ids: Collection[UserId]) -> Mapping[UserId, CrmUser]:
+        self._fail(ids)
+        found: Mapping[UserId, CrmUser] = self.port.users_by_ids(tenant, ids)
+        return found
+
+    def sso_ids_by_emails(self, company_sso_id: str, emails: Collection[str]) -> Mapping[str, str]:
+        self._fail(emails)
+        found: Mapping[str, str] = self.port.sso_ids_by_emails(company_sso_id, emails)
+        return found
+
+    def contacts_by_crm_ids(
+        self, company_sso_id: str, crm_person_ids: Collection[int]
+    ) -> Mapping[int, Contact]:
+        self._fail(crm_person_ids)
+        found: Mapping[int, Contact] = self.port.contacts_by_crm_ids(company_sso_id, crm_person_ids)
+        return found
+
+    def worker_copy(self) -> SentToWorkers:
+        return self
+
+    def _fail(self, asked: Collection[object]) -> None:
+        if self.error is None or not (self.anywhere or in_a_worker()):
+            return
+        if self.failing_id is None or self.failing_id in asked:
+            raise self.error

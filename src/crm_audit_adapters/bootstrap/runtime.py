@@ -71,6 +71,7 @@ class Runtime:
         self._notice = notice
         self._rule_chain = rule_chain
         self._mongo_client = mongo_client
+        self._mongo_given = mongo_client is not None
         self._sso_override = sso
         self._injected = mongo_client is not None or sso is not None
         self._clock = clock or SystemClock()
@@ -141,7 +142,11 @@ class Runtime:
     def contacts(self) -> ContactDirectory:
         from ..mongo import MongoContactDirectory
 
-        return MongoContactDirectory.in_database(self.mongo_db)
+        db = self.mongo_db
+        # A client of its own in a page pool's worker (``worker_copy``): only from the settings' URI,
+        # never for a client given to this runtime (mongomock's data lives in this process).
+        sendable = not self._mongo_given and not is_mongomock(db)
+        return MongoContactDirectory.in_database(db, uri=self.settings.mongo_uri if sendable else None)
 
     @functools.cached_property
     def jobs(self) -> JobStore:

@@ -6,6 +6,8 @@ identifier, and goes through the same ``ReadOnlySession`` as the audit source.
 
 from __future__ import annotations
 
+import copy
+import pickle
 from collections.abc import Collection, Mapping, Sequence
 from functools import partial
 from typing import Any
@@ -67,6 +69,26 @@ class PostgresUserDirectory:
 
     def __init__(self, session: ReadOnlySession) -> None:
         self._session = session
+
+    def __repr__(self) -> str:
+        return "PostgresUserDirectory()"
+
+    def worker_copy(self) -> PostgresUserDirectory | None:
+        """This directory for a worker process (``ports.WorkerCopy``): over a copy of the session,
+        which opens its own connection at its first query; None when the session cannot be sent
+        (a connection factory or retry policy that does not pickle). The DSN it carries crosses only
+        the pipe to the run's own worker process (as ``PostgresSpanReader``'s)."""
+        copied = PostgresUserDirectory(copy.copy(self._session))  # the copy holds no connection
+        try:
+            pickle.dumps(copied)
+        except (pickle.PicklingError, TypeError, AttributeError):
+            return None
+        return copied
+
+    def close(self) -> None:
+        """Close its session's connection: a worker's copy's own (``worker_copy``); the runner's
+        session is the runtime's, which closes it."""
+        self._session.close()
 
     def users_by_ids(self, tenant: str, ids: Collection[UserId]) -> Mapping[UserId, CrmUser]:
         """Integer ids use the primary key's index; string ids (UUIDs) are compared as text."""

@@ -165,6 +165,11 @@ class JsonlContactDirectory:
         for index in self._companies.values():
             index.seal(self._contact_id_at)
 
+    def worker_copy(self) -> JsonlContactDirectory:
+        """This directory for a page pool's worker process (``ports.WorkerCopy``): it pickles with
+        its index (about 24 bytes a contact) and reads the same file, which must not change."""
+        return self
+
     def _contact_id_at(self, offset: int, number: int) -> str:
         with open(self._path, "rb") as stream:
             stream.seek(offset)

@@ -1,6 +1,10 @@
 """``contacts``: CDP contacts by CRM person id, always within one company (never cross-tenant).
 
 Both queries lead with ``company_sso_id`` and ``crm_data.id``, the keys of ``idx_company_crm_data_id``.
+
+A directory built with ``at`` (where its server and collection are: ``ContactsAt``) can be copied
+to a page pool's worker process (``worker_copy``), which opens a client of its own at its first
+query and closes it with ``close``.
 """
 
 from __future__ import annotations
@@ -8,8 +12,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Collection as Ids
 from collections.abc import Mapping
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
+from attrs import field, frozen
 from bson import ObjectId
 from bson.codec_options import DatetimeConversion
 from bson.datetime_ms import DatetimeMS
@@ -23,25 +28,90 @@ from .documents_types import Document, MongoCollection, MongoDatabase, ReadDocum
 from .names import CollectionNames
 from .retry import DEFAULT_RETRY, RetryPolicy, call_with_retry
 
-__all__ = ["MongoContactDirectory"]
+if TYPE_CHECKING:
+    from pymongo import MongoClient
+
+__all__ = ["ContactsAt", "MongoContactDirectory"]
 
 _PROJECTION = {"_id": 1, "company_sso_id": 1, "crm_data.id": 1, "created_at": 1}
+
+
+@frozen
+class ContactsAt:
+    """Where a worker process finds the contacts: the server's ``uri`` (it may hold a password: it
+    is kept out of ``repr`` and crosses only the pipe to the run's own worker), the database and
+    the collection."""
+
+    uri: str = field(repr=False)
+    database: str
+    collection: str
 
 
 class MongoContactDirectory:
     """``ports.ContactDirectory``: one query per page of person ids."""
 
-    __slots__ = ("_collection", "_retry")
+    __slots__ = ("_at", "_client", "_collection", "_retry")
 
-    def __init__(self, collection: MongoCollection, *, retry: RetryPolicy | None = None) -> None:
-        self._collection = collection
+    def __init__(
+        self, collection: MongoCollection, *, retry: RetryPolicy | None = None, at: ContactsAt | None = None
+    ) -> None:
+        self._collection: MongoCollection | None = collection
         self._retry = retry or DEFAULT_RETRY
+        self._at = at
+        self._client: MongoClient[Document] | None = None
 
     @classmethod
     def in_database(
-        cls, db: MongoDatabase, names: CollectionNames | None = None, *, retry: RetryPolicy | None = None
+        cls,
+        db: MongoDatabase,
+        names: CollectionNames | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        uri: str | None = None,
     ) -> MongoContactDirectory:
-        return cls(_past_range_readable(db[(names or CollectionNames()).contacts]), retry=retry)
+        """The directory over ``db``'s contacts; with ``uri`` (the server ``db`` is on) it can be
+        copied to a worker process (``worker_copy``)."""
+        name = (names or CollectionNames()).contacts
+        at = None if uri is None else ContactsAt(uri, db.name, name)
+        return cls(_past_range_readable(db[name]), retry=retry, at=at)
+
+    def __repr__(self) -> str:
+        return "MongoContactDirectory()"
+
+    def worker_copy(self) -> MongoContactDirectory | None:
+        """This directory for a worker process (``ports.WorkerCopy``): it opens a client of its own
+        at its first query; None without ``at`` (an injected client, mongomock)."""
+        if self._at is None:
+            return None
+        copied = object.__new__(MongoContactDirectory)
+        copied.__setstate__((self._at, self._retry))
+        return copied
+
+    def __getstate__(self) -> tuple[ContactsAt, RetryPolicy]:
+        if self._at is None:
+            raise TypeError("a MongoContactDirectory without ContactsAt cannot be sent to another process")
+        return self._at, self._retry
+
+    def __setstate__(self, state: tuple[ContactsAt, RetryPolicy]) -> None:
+        self._at, self._retry = state
+        self._collection = None
+        self._client = None
+
+    def close(self) -> None:
+        """Close the client this directory opened itself (a worker's copy); none otherwise."""
+        client, self._client = self._client, None
+        if client is not None:
+            self._collection = None  # opened again at the next query
+            client.close()
+
+    def _contacts(self) -> MongoCollection:
+        if self._collection is None:
+            from pymongo import MongoClient
+
+            assert self._at is not None  # a directory has its collection, or where to open it
+            self._client = MongoClient(self._at.uri)
+            self._collection = _past_range_readable(self._client[self._at.database][self._at.collection])
+        return self._collection
 
     def contacts_by_crm_ids(self, company_sso_id: str, crm_person_ids: Ids[int]) -> Mapping[int, Contact]:
         """Contacts keyed by CRM person id; ids with no contact are absent.
@@ -59,7 +129,7 @@ class MongoContactDirectory:
         }
 
         def fetch(_: int) -> list[Document]:
-            return list(self._collection.find(query, _PROJECTION, sort=[("_id", 1)]))
+            return list(self._contacts().find(query, _PROJECTION, sort=[("_id", 1)]))
 
         found: dict[int, Contact] = {}
         for doc in call_with_retry(fetch, self._retry, "find contacts by crm_data.id"):

@@ -63,7 +63,7 @@ from crm_audit_transform.config import MappingConfig
 from crm_audit_transform.domain import AuditRow
 from crm_audit_transform.errors import ConfigError, WorkerLost
 from crm_audit_transform.loading import LoaderLimits
-from crm_audit_transform.lookup import LookupContext, LookupRequest
+from crm_audit_transform.lookup import LookupContext, LookupRequest, RunLookups
 from crm_audit_transform.ports import AuditPageIds, LogEncoder, SpanReader
 from crm_audit_transform.transformer import PageResult, PreparedRow, Transformer
 from crm_audit_transform.usecases.pages import PageLookup, PageSpan, TransformedPage
@@ -85,6 +85,8 @@ StartMethod = Literal["forkserver", "spawn"]
 _T = TypeVar("_T")
 _Plan: TypeAlias = tuple[Sequence[int] | None, LookupRequest]
 """A prepared page's lookups, and the ids of the rows its worker read (None: the rows were sent)."""
+_Whole: TypeAlias = tuple[Sequence[int] | None, WirePage]
+"""A page done in one trip: the ids of the rows its worker read (None: the rows were sent), its result."""
 _Item: TypeAlias = Sequence[AuditRow] | PageSpan
 """A page as the run loop gives it: its rows, or its ids (``PageSpan``) for the workers to read."""
 _row_values = operator.attrgetter(*(f.name for f in attrs.fields(AuditRow)))
@@ -108,11 +110,12 @@ class TransformerRecipe:
 
 
 class _Page:
-    """A page in flight: on worker ``worker`` (its ``result`` once looked up), or this process's
-    own (``worker`` None: ``prepared`` here, ``plan`` a done future, then ``context``, then ``own``).
-    ``rows`` as given, or — a span read by its worker — None until ``ids`` come with its plan."""
+    """A page in flight: on worker ``worker`` (its ``result`` once looked up, or from the start for
+    a ``whole`` page, done in one trip), or this process's own (``worker`` None: ``prepared`` here,
+    ``plan`` a done future, then ``context``, then ``own``). ``rows`` as given, or — a span read by
+    its worker — None until ``ids`` come with its plan (with its result, for a whole page)."""
 
-    __slots__ = ("context", "ids", "own", "plan", "prepared", "result", "rows", "seq", "worker")
+    __slots__ = ("context", "ids", "own", "plan", "prepared", "result", "rows", "seq", "whole", "worker")
 
     def __init__(
         self,
@@ -121,6 +124,7 @@ class _Page:
         worker: int | None,
         plan: Future[_Plan],
         prepared: tuple[PreparedRow, ...] = (),
+        whole: Future[_Whole] | None = None,
     ) -> None:
         self.seq = seq
         self.rows = rows
@@ -128,7 +132,8 @@ class _Page:
         self.worker = worker
         self.plan = plan
         self.prepared = prepared
-        self.result: Future[WirePage] | None = None
+        self.whole = whole is not None
+        self.result: Future[Any] | None = whole  # WirePage, or _Whole for a whole page
         self.context: LookupContext | None = None
         self.own: PageResult | None = None
 
@@ -331,11 +336,14 @@ class ProcessPagePipeline:
     ) -> Generator[TransformedPage, None, None]:
         _require_picklable(encoder)
         run = self._runs = self._runs + 1
-        executors = self._start(encoder, names_entities, reader, run)
+        lookups = _for_workers(lookup)
+        executors = self._start(encoder, names_entities, reader, run, lookups)
+        # One trip a page when the workers look their pages up themselves: the company they need.
+        whole = None if lookups is None else company_sso_id
         inflight: deque[_Page] = deque()
         try:
             while True:
-                self._send(feed, inflight, executors, run)
+                self._send(feed, inflight, executors, run, whole)
                 if not inflight:
                     if feed.error is not None:
                         raise feed.error  # every page read before it was handed back
@@ -364,11 +372,18 @@ class ProcessPagePipeline:
                     page.result.cancel()
 
     def _send(
-        self, feed: _Feed, inflight: deque[_Page], executors: Sequence[ProcessPoolExecutor], run: int
+        self,
+        feed: _Feed,
+        inflight: deque[_Page],
+        executors: Sequence[ProcessPoolExecutor],
+        run: int,
+        whole: str | None,
     ) -> None:
         """Read pages and send them to the workers until each has ``pages_per_worker`` in flight;
         the ``n``-th page sent goes to worker ``n mod processes``. A span goes on the worker's
-        channel first, so its reader thread reads the rows ahead of the page's ``prepare_span``."""
+        channel first, so its reader thread reads the rows ahead of the page's ``prepare_span``.
+        With ``whole`` (the company, when the workers make the lookups), each page is one task,
+        ``worker.page`` or ``worker.page_span``, which comes back transformed."""
         sent = sum(page.worker is not None for page in inflight)
         while sent < self._processes * self._pages_per_worker:
             page = feed.next()
@@ -376,7 +391,19 @@ class ProcessPagePipeline:
                 return
             seq, item = page
             slot = feed.sent % self._processes
-            if isinstance(item, PageSpan):
+            if whole is not None:
+                done: Future[_Whole]
+                if isinstance(item, PageSpan):
+                    self._tell(slot, (worker.SPAN, run, seq, item))
+                    done = self._submit(executors[slot], worker.page_span, seq, run, whole)
+                    inflight.append(_Page(seq, None, slot, _NO_PLAN, whole=done))
+                else:
+                    wired, flat = _wire(item)
+                    done = self._submit(
+                        executors[slot], worker.page, seq, SentRows(wired), flat=flat, company_sso_id=whole
+                    )
+                    inflight.append(_Page(seq, item, slot, _NO_PLAN, whole=done))
+            elif isinstance(item, PageSpan):
                 self._tell(slot, (worker.SPAN, run, seq, item))
                 plan = self._submit(executors[slot], worker.prepare_span, seq, run)
                 inflight.append(_Page(seq, None, slot, plan))
@@ -425,7 +452,12 @@ class ProcessPagePipeline:
         """The head's result: unpacked from its worker, or transformed here if not yet."""
         if page.worker is not None:
             assert page.result is not None  # the head is always looked up
-            return unpack(self._wait(page.result))
+            got = self._wait(page.result)
+            if page.whole:
+                ids, got = got
+                if ids is not None:
+                    page.ids = ids
+            return unpack(got)
         if page.own is None:
             assert page.context is not None  # the head is always looked up
             page.own = transformer.transform(page.prepared, page.context, company_sso_id=company_sso_id)
@@ -494,16 +526,21 @@ class ProcessPagePipeline:
         return target.looked_up
 
     def _start(
-        self, encoder: LogEncoder | None, names_entities: bool, reader: SpanReader | None, run: int
+        self,
+        encoder: LogEncoder | None,
+        names_entities: bool,
+        reader: SpanReader | None,
+        run: int,
+        lookups: RunLookups | None,
     ) -> list[ProcessPoolExecutor]:
         """The executors, a new one for any that is missing or broken; each forgets old pages and
-        takes this run's encoder (``worker.begin`` runs before this run's pages on that worker) and,
-        on its channel ahead of this run's spans, its span reader."""
+        takes this run's encoder and lookups (``worker.begin`` runs before this run's pages on that
+        worker) and, on its channel ahead of this run's spans, its span reader."""
         started: list[ProcessPoolExecutor] = []
         for slot, executor in enumerate(self._executors):
             if executor is not None:
                 try:
-                    executor.submit(worker.begin, encoder, names_entities, run)
+                    executor.submit(worker.begin, encoder, names_entities, run, lookups)
                 except BrokenProcessPool:  # its worker died in an earlier run: replace it
                     executor.shutdown(wait=False, cancel_futures=True)
                     executor = None
@@ -521,7 +558,7 @@ class ProcessPagePipeline:
                 self._executors[slot] = executor
                 self._channels[slot] = writing
                 try:
-                    self._submit(executor, worker.begin, encoder, names_entities, run)  # starts its process
+                    self._submit(executor, worker.begin, encoder, names_entities, run, lookups)  # starts it
                 finally:
                     # The worker holds the read end now: a write to a worker that died then fails
                     # (BrokenPipeError) instead of filling a pipe no one reads.
@@ -558,6 +595,26 @@ class ProcessPagePipeline:
             f"a page worker process died (killed, or out of memory) with --workers {self._workers} "
             f"({exc}): nothing it had not finished was written; run again to resume from the cursor"
         )
+
+
+_NO_PLAN: Final[Future[_Plan]] = Future()
+_NO_PLAN.set_result((None, LookupRequest()))
+"""A whole page's plan: it has none (its worker looks it up), and is never asked for it."""
+
+
+def _for_workers(lookup: PageLookup) -> RunLookups | None:
+    """The run's lookups for the workers (``RunLookups.for_worker``), when every port can be copied
+    and the copies pickle; None otherwise: the lookups are then made here, two trips a page."""
+    if not isinstance(lookup, RunLookups):
+        return None
+    copied = lookup.for_worker()
+    if copied is None:
+        return None
+    try:
+        pickle.dumps(copied)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        return None
+    return copied
 
 
 def _wire(rows: Sequence[AuditRow]) -> tuple[list[Any], bool]:

@@ -1,26 +1,36 @@
 """What runs inside each worker process of the page pool (``pipeline.ProcessPagePipeline``).
 
 A worker process holds one ``Transformer``, built by the pool's recipe when the process starts, and
-the pages it has prepared and not yet finished, by sequence number. Each page passes twice, both
-times through the same worker (the pool keeps one single-process executor per worker):
+what the run gave it at ``begin``: the run's writer's encoder and, when every lookup port of the
+run can be copied to another process (``lookup.RunLookups.for_worker``), the run's lookups.
+
+**One trip a page** (the run's lookups given): ``page(seq, rows)`` or ``page_span(seq, run)`` loads
+the page's rows, makes its lookups here — users over the worker's own PostgreSQL connection, SSO ids
+through its own USMAN client, contacts through its own MongoDB client or the contacts file's index,
+with a cache of its own for the run — applies the rules and sends back the ``PageResult`` as
+``wire.pack`` makes it, each migrated log encoded by the run's encoder. The parent only writes.
+A lookup that raises (``DirectoryRefused`` for a 401, ``SourceUnavailable``) is the page's error,
+raised in the parent when that page is the next to write, after the pages before it.
+
+**Two trips** (a port that cannot be copied: the pages' lookups are made by the parent, with its
+connections and its one cache). Each page passes twice, both times through the same worker (the
+pool keeps one single-process executor per worker):
 
 - ``prepare(seq, rows)``: load every row's ``audited_changes`` and the ids the rows name; the
-  page's ``LookupRequest`` goes back to the parent, which makes the lookups (its connections,
-  its one cache); or ``prepare_span(seq, run)``: the same, over the rows read here with the run's
-  span reader (the source's ``span_reader``, its own connection), their ids sent back with the
-  request;
+  page's ``LookupRequest`` goes back to the parent, which makes the lookups; or
+  ``prepare_span(seq, run)``: the same, over the rows read here with the run's span reader (the
+  source's ``span_reader``, its own connection), their ids sent back with the request;
 - ``finish(seq, context, company_sso_id)``: the rules over the prepared rows with the parent's
-  ``LookupContext``; the ``PageResult`` goes back as ``wire.pack`` makes it — each migrated log
-  encoded by the run's writer's encoder (``begin``), so the parent only writes its bytes.
+  ``LookupContext``; the ``PageResult`` goes back packed, as above.
 
 So the loaded values never cross a process boundary: only the raw rows go out (as tuples of
 their fields), or only their ids, and the request and the outcomes (as tuples of builtins) come
 back.
 
 Spans are read ahead. The parent sends each span on the worker's own channel (a one-way pipe)
-as it hands the worker the page, before the page's ``prepare_span``; a reader thread here reads
-them in order, so the next page's rows arrive while this process loads and transforms the current
-one, instead of its waiting for the server inside ``prepare_span`` (the query waits off the GIL).
+as it hands the worker the page, before the page's ``prepare_span`` (or ``page_span``); a reader
+thread here reads them in order, so the next page's rows arrive while this process loads and
+transforms the current one, instead of its waiting for the server (the query waits off the GIL).
 The channel also carries each run's span reader, ahead of its spans: the thread alone uses the
 reader's connection. It holds the rows of at most the pages the parent has in flight on this
 worker (``pages_per_worker``), so memory stays as flat as without it.
@@ -45,15 +55,15 @@ from multiprocessing.util import Finalize
 from typing import Any
 
 from crm_audit_transform.domain import AuditRow
-from crm_audit_transform.lookup import LookupContext, LookupRequest
+from crm_audit_transform.lookup import LookupContext, LookupRequest, RunLookups
 from crm_audit_transform.ports import LogEncoder, SpanReader
-from crm_audit_transform.transformer import PreparedRow, Transformer
+from crm_audit_transform.transformer import PageResult, PreparedRow, Transformer
 from crm_audit_transform.usecases.pages import PageSpan, encode_ahead
 
 from ..collector import collect_as_run_loop
 from .wire import WirePage, pack
 
-__all__ = ["RUN", "SPAN", "begin", "finish", "prepare", "prepare_span", "start"]
+__all__ = ["RUN", "SPAN", "begin", "finish", "page", "page_span", "prepare", "prepare_span", "start"]
 
 RUN = "run"
 """Channel message ``(RUN, run, reader)``: run ``run`` starts; its spans are read with ``reader``."""
@@ -148,7 +158,7 @@ def _close(reader: SpanReader | None) -> None:
 
 
 class _Worker:
-    __slots__ = ("encoder", "names_entities", "pending", "reads", "transformer")
+    __slots__ = ("encoder", "lookups", "names_entities", "pending", "reads", "transformer")
 
     def __init__(self, transformer: Transformer, reads: _SpanReads | None) -> None:
         self.transformer = transformer
@@ -156,6 +166,13 @@ class _Worker:
         self.names_entities = False
         self.pending: dict[int, tuple[PreparedRow, ...]] = {}
         self.reads = reads
+        self.lookups: RunLookups | None = None
+
+    def use_lookups(self, lookups: RunLookups | None) -> None:
+        """The run's lookups from now on; the previous run's connections closed."""
+        previous, self.lookups = self.lookups, lookups
+        if previous is not None:
+            previous.close()
 
 
 _worker: _Worker | None = None
@@ -178,8 +195,10 @@ def start(recipe: Callable[[], Transformer], channel: Connection | None = None) 
 
 
 def _drop_reader() -> None:
-    if _worker is not None and _worker.reads is not None:
-        _worker.reads.close()
+    if _worker is not None:
+        if _worker.reads is not None:
+            _worker.reads.close()
+        _worker.use_lookups(None)
 
 
 def _end_with(parent: Any) -> None:
@@ -193,13 +212,17 @@ def _state() -> _Worker:
     return _worker
 
 
-def begin(encoder: LogEncoder | None, names_entities: bool, run: int = 0) -> None:
-    """A run starts: its writer's encoder (``ports.PagePipeline``); drop the pages a previous run
-    prepared and never finished (it stopped early). Its span reader comes on the channel."""
+def begin(
+    encoder: LogEncoder | None, names_entities: bool, run: int = 0, lookups: RunLookups | None = None
+) -> None:
+    """A run starts: its writer's encoder (``ports.PagePipeline``) and, for one trip a page, its
+    lookups (the previous run's closed); drop the pages a previous run prepared and never finished
+    (it stopped early). Its span reader comes on the channel."""
     worker = _state()
     worker.pending.clear()
     worker.encoder = encoder
     worker.names_entities = names_entities
+    worker.use_lookups(lookups)
     if worker.reads is not None:
         worker.reads.forget_before(run)
 
@@ -237,7 +260,35 @@ def finish(seq: int, context: LookupContext, company_sso_id: str) -> WirePage:
     run loop may still change it (``encode_ahead``)."""
     worker = _state()
     prepared = worker.pending.pop(seq)
-    result = worker.transformer.transform(prepared, context, company_sso_id=company_sso_id)
+    return _packed(worker, worker.transformer.transform(prepared, context, company_sso_id=company_sso_id))
+
+
+def page(seq: int, rows: Sequence[Any], *, flat: bool, company_sso_id: str) -> tuple[None, WirePage]:
+    """Page ``seq`` in one trip (the run's lookups given at ``begin``): its rows (as ``prepare``
+    takes them) loaded, looked up here, transformed and packed (``finish``)."""
+    return None, _whole(_state(), [AuditRow(*row) for row in rows] if flat else rows, company_sso_id)
+
+
+def page_span(seq: int, run: int, company_sso_id: str) -> tuple[Sequence[int], WirePage]:
+    """``page`` over the rows of page ``seq`` of run ``run`` as the reader thread read them
+    (``prepare_span``), with their ids."""
+    worker = _state()
+    if worker.reads is None:  # pragma: no cover - the pool sends spans only with a channel
+        raise RuntimeError("page worker has no span channel")
+    rows = worker.reads.take(run, seq)
+    return tuple(row.id for row in rows), _whole(worker, rows, company_sso_id)
+
+
+def _whole(worker: _Worker, rows: Sequence[Any], company_sso_id: str) -> WirePage:
+    if worker.lookups is None:  # pragma: no cover - the pool sends whole pages only with lookups
+        raise RuntimeError("page worker has no lookups for this run")
+    transformer = worker.transformer
+    prepared = transformer.prepare(rows)
+    context = worker.lookups(transformer.plan(prepared))
+    return _packed(worker, transformer.transform(prepared, context, company_sso_id=company_sso_id))
+
+
+def _packed(worker: _Worker, result: PageResult) -> WirePage:
     encoder = worker.encoder
     if encoder is None:
         return pack(result)

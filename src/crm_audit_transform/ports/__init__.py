@@ -21,6 +21,7 @@ from .log_stores import (
 )
 from .log_stores import LogEncoder as LogEncoder
 from .lookups import ContactDirectory, EntityDirectory, PeopleCounter, SsoDirectory, UserDirectory
+from .lookups import WorkerCopy as WorkerCopy
 from .pipelines import PagePipeline
 from .pipelines import SpanPipeline as SpanPipeline
 from .shard_runs import ShardEvent as ShardEvent

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import Protocol
+from typing import Protocol, Self, runtime_checkable
 
 from ..domain import Contact, CrmUser, EntityRef, UserId
 
@@ -26,6 +26,17 @@ class ContactDirectory(Protocol):
     def contacts_by_crm_ids(
         self, company_sso_id: str, crm_person_ids: Collection[int]
     ) -> Mapping[int, Contact]: ...
+
+
+@runtime_checkable
+class WorkerCopy(Protocol):
+    """A lookup port that can be used in a worker process too (``lookup.RunLookups.for_worker``)."""
+
+    def worker_copy(self) -> Self | None:
+        """This port for another process: a copy that pickles (no open connection, nothing secret in
+        its ``repr``) and opens its own connections at its first call (``close`` closes them, if it
+        has one); None when this port cannot be sent (an injected transport, a shared client)."""
+        ...
 
 
 class PeopleCounter(Protocol):

@@ -14,7 +14,7 @@ import attrs
 
 from ..domain import AuditRow, Migrated, Outcome
 from ..jobs import COMPLETED, HALTED, IN_PROGRESS, MigrationJob
-from ..lookup import LookupContext, LookupPorts, LookupRequest, fetch_lookups
+from ..lookup import LookupPorts, RunLookups
 from ..lookup_cache import LookupCache
 from ..ports import AuditPageIds, EncodingLogWriter, PagePipeline, RowsSetAside, SpanPipeline
 from ..ports.audit_source import PageExtents
@@ -240,19 +240,9 @@ class _Loop:
             return self._settings.page_size
         return max(0, min(self._settings.page_size, self._until_id - after_id))
 
-    def _lookup(self, job: MigrationJob) -> Callable[[LookupRequest], LookupContext]:
+    def _lookup(self, job: MigrationJob) -> RunLookups:
         ports = LookupPorts(self._ports.users, self._ports.sso, self._ports.contacts)
-
-        def lookup(request: LookupRequest) -> LookupContext:
-            return fetch_lookups(
-                request,
-                company_sso_id=job.company_sso_id,
-                tenant=job.tenant,
-                ports=ports,
-                cache=self._cache,
-            )
-
-        return lookup
+        return RunLookups(ports, company_sso_id=job.company_sso_id, tenant=job.tenant, cache=self._cache)
 
     def _steps(
         self, job: MigrationJob, transformed: TransformedPage | None, aside: Sequence[Outcome]
