@@ -1,8 +1,9 @@
 """The page pool: ``run --workers N`` and ``dry-run --workers N`` on one machine, no broker.
 
-Worker processes load and transform a run's pages — and encode their logs in the writer's format —
-while the run loop, in the parent, stays the one writer in id order and transforms a page itself
-whenever it would otherwise wait (``pipeline.ProcessPagePipeline``; the worker side is ``worker``,
+Worker processes load, look up (when the run's lookup ports can be copied to them: one trip a
+page) and transform a run's pages — and encode their logs in the writer's format — while the run
+loop, in the parent, stays the one writer in id order and transforms a page itself whenever it
+would otherwise wait (``pipeline.ProcessPagePipeline``; the worker side is ``worker``,
 what crosses back is ``wire``).
 """
 

@@ -3,14 +3,31 @@
     with ProcessPagePipeline(2, TransformerRecipe(mapping)) as pool:
         MigrationService(ports, transformer, pipeline=pool).run(company, owner=...)
 
-The run loop (``crm_audit_transform.usecases.run``) stays the one writer: it reads the pages, makes
-each page's lookups, cuts the steps, writes them and saves the cursor after each, in id order,
-exactly as in one process. The pool takes the CPU part of a page — loading ``audited_changes``
-(libyaml and the Psych rules) and the rule chain — in two halves, each on the page's own worker
-(``worker.prepare`` → the page's ``LookupRequest``; ``worker.finish`` with the ``LookupContext`` →
-the ``PageResult``), because the contacts a page needs are named inside its loaded changes. The
-workers also encode the migrated logs with the run's writer's encoder (``ports.EncodingLogWriter``)
-and send each page back as tuples of builtins (``wire``): the parent writes bytes it never made.
+The run loop (``crm_audit_transform.usecases.run``) stays the one writer: it reads the pages, cuts
+the steps, checks the halt rule, writes them and saves the cursor after each, in id order, exactly
+as in one process. The pool takes the rest of a page: loading ``audited_changes`` (libyaml and the
+Psych rules), its lookups and the rule chain.
+
+**One trip a page** when the run's lookups can be copied to another process (the loop's lookup is a
+``lookup.RunLookups`` whose ``for_worker`` gives copies of every port: ``ports.WorkerCopy``). Each
+worker gets the copies at the run's ``worker.begin`` (its own connections, its own cache) and each
+page is one task, ``worker.page`` or ``worker.page_span``, which comes back transformed. Between a
+page's loading and its rules nothing waits for this process (the seventh round of issue 15 goal 2,
+benchmarks/RESULTS.md: the worker idled a third of a loaded 100k run there). What that gives up:
+lookups are not made in one process's order, and each worker's cache asks for what another's
+already knows (USMAN up to ``processes`` times for one email); a worker's lookup error is its
+page's error, raised when that page is the head, after the pages before it.
+
+**Two trips a page** otherwise (a port without a copy: an injected client, mongomock, the in-memory
+ports): each half on the page's own worker (``worker.prepare`` → the page's ``LookupRequest``;
+``worker.finish`` with the ``LookupContext`` → the ``PageResult``), because the contacts a page
+needs are named inside its loaded changes, and this process makes the lookups in between. The
+lookups are then made in page order, each as soon as its page is prepared and every earlier page
+is looked up, so the lookup cache and USMAN see the calls one process would make, in its order.
+
+Either way the workers also encode the migrated logs with the run's writer's encoder
+(``ports.EncodingLogWriter``) and send each page back as tuples of builtins (``wire``): the parent
+writes bytes it never made.
 
 Flow: up to ``pages_per_worker`` pages per worker process are in flight (read, and not yet handed
 back); the ``n``-th page sent goes to worker ``n mod processes``. Sharing (the default), the parent
@@ -18,10 +35,9 @@ is one of the ``workers``: whenever the next page to write is still on its worke
 has its pages, it reads a page and transforms it itself (up to ``pages_per_worker`` of its own in
 flight) instead of waiting, so ``workers`` processes — not ``workers + 1`` — share the cores, and
 that page crosses no process boundary (without sharing, the parent was busy 45 % of a 100k-row
-run: benchmarks/RESULTS.md, issue 15 goal 2). Memory stays flat. The
-lookups are made in page order, each as soon as its page is prepared and every earlier page is
-looked up, so the lookup cache and USMAN see the calls one process would make, in its order.
-Pages come back in order; the parent's own keep their ``ActivityLog``s, which the writer encodes.
+run: benchmarks/RESULTS.md, issue 15 goal 2). Memory stays flat. This process looks its own pages
+up with the run's lookups (its connections, its cache). Pages come back in order; the parent's own
+keep their ``ActivityLog``s, which the writer encodes.
 
 Pages by id range: when the run's source can tell a page by its ids (``ports.AuditPageIds``:
 PostgreSQL) the run loop gives ``transform_spans`` each page's ids alone, and each worker reads its

@@ -19,7 +19,10 @@ class PagePipeline(Protocol):
 
     Given the pages (read lazily, in id order) and the page's batched lookups, it yields one
     ``TransformedPage`` per page in the order given, and calls ``lookup`` once per page in that
-    order, from the caller's thread. It may read pages ahead (a bounded number) and must stop its
+    order, from the caller's thread — except that when ``lookup`` is a ``lookup.RunLookups`` whose
+    ``for_worker`` gives a copy, a pipeline that transforms pages in other processes may have each
+    of those pages looked up there, by the copy (each process its own cache, not in page order).
+    It may read pages ahead (a bounded number) and must stop its
     work when the generator is closed (the loop halted, stopped or was cancelled).
 
     ``encoder`` is the run's writer's (``EncodingLogWriter``), or None. A pipeline that transforms

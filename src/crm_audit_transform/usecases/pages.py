@@ -4,8 +4,10 @@ The run loop reads its pages (keyset, in id order) lazily and hands them to a
 :class:`~crm_audit_transform.ports.PagePipeline` together with a :data:`PageLookup` — the batched
 lookups of one page, which the loop's own thread performs. The pipeline gives each page back as a
 :class:`TransformedPage`, in the order the pages came, and calls ``lookup`` once per page, in that
-same order; it decides only *where* a page is prepared and transformed. So whatever the pipeline,
-the loop writes the same steps in the same order and saves the same cursor after each.
+same order; it decides only *where* a page is prepared and transformed — and, when the loop's
+lookups can be copied to another process (``lookup.RunLookups.for_worker``), where it is looked up.
+So whatever the pipeline, the loop writes the same steps in the same order and saves the same
+cursor after each.
 
 :class:`InProcessPages` is the default: each page prepared, looked up and transformed in turn, in
 this process (what ``run_job`` always did). ``crm_audit_adapters.page_pool.ProcessPagePipeline``
