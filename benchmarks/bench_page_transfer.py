@@ -25,7 +25,7 @@ from typing import Any
 import scale_context
 import scale_pipeline
 from crm_audit_adapters.files.sink import jsonl_log
-from crm_audit_adapters.page_pool.pipeline import _wire
+from crm_audit_adapters.page_pool.sending import wire_rows as _wire
 from crm_audit_adapters.page_pool.wire import pack, unpack
 from crm_audit_transform.domain import ActivityLog, AuditRow, Migrated
 from crm_audit_transform.lookup import LookupPorts, fetch_lookups

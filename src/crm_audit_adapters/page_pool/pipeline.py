@@ -60,8 +60,6 @@ since the pool replaces a broken one at the next run.
 from __future__ import annotations
 
 import multiprocessing
-import operator
-import pickle
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -69,24 +67,20 @@ from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import forkserver
 from multiprocessing.connection import Connection
 from types import TracebackType
-from typing import Any, Final, Literal, TypeAlias, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
-import attrs
-from attrs import frozen
-
-from crm_audit_transform.chain import RuleChain
-from crm_audit_transform.config import MappingConfig
 from crm_audit_transform.domain import AuditRow
-from crm_audit_transform.errors import ConfigError, WorkerLost
-from crm_audit_transform.loading import LoaderLimits
-from crm_audit_transform.lookup import LookupContext, LookupRequest, RunLookups
+from crm_audit_transform.errors import WorkerLost
+from crm_audit_transform.lookup import RunLookups
 from crm_audit_transform.ports import AuditPageIds, LogEncoder, SpanReader
-from crm_audit_transform.transformer import PageResult, PreparedRow, Transformer
+from crm_audit_transform.transformer import PageResult, Transformer
 from crm_audit_transform.usecases.pages import PageLookup, PageSpan, TransformedPage
 
 from . import worker
+from .in_flight import NO_PLAN, Feed, Page, Plan, Whole, done
+from .sending import TransformerRecipe, for_workers, require_picklable, wire_rows
 from .sent_rows import SentRows
-from .wire import WirePage, unpack
+from .wire import unpack
 
 __all__ = ["MAX_WORKERS", "ProcessPagePipeline", "TransformerRecipe"]
 
@@ -99,113 +93,6 @@ run's encoder then imports nothing (the sink's brings pymongo and orjson: 0.1 s 
 
 StartMethod = Literal["forkserver", "spawn"]
 _T = TypeVar("_T")
-_Plan: TypeAlias = tuple[Sequence[int] | None, LookupRequest]
-"""A prepared page's lookups, and the ids of the rows its worker read (None: the rows were sent)."""
-_Whole: TypeAlias = tuple[Sequence[int] | None, WirePage]
-"""A page done in one trip: the ids of the rows its worker read (None: the rows were sent), its result."""
-_Item: TypeAlias = Sequence[AuditRow] | PageSpan
-"""A page as the run loop gives it: its rows, or its ids (``PageSpan``) for the workers to read."""
-_row_values = operator.attrgetter(*(f.name for f in attrs.fields(AuditRow)))
-
-
-@frozen
-class TransformerRecipe:
-    """How a worker builds its ``Transformer``: the mapping, the loader's limits, the rule chain.
-
-    Sent to each worker when it starts, so it must pickle: ``rule_chain`` (given the mapping, the
-    chain to use instead of the default) must be a module-level function.
-    """
-
-    mapping: MappingConfig
-    limits: LoaderLimits | None = None
-    rule_chain: Callable[[MappingConfig], RuleChain] | None = None
-
-    def __call__(self) -> Transformer:
-        chain = self.rule_chain(self.mapping) if self.rule_chain is not None else None
-        return Transformer(self.mapping, limits=self.limits, chain=chain)
-
-
-class _Page:
-    """A page in flight: on worker ``worker`` (its ``result`` once looked up, or from the start for
-    a ``whole`` page, done in one trip), or this process's own (``worker`` None: ``prepared`` here,
-    ``plan`` a done future, then ``context``, then ``own``). ``rows`` as given, or — a span read by
-    its worker — None until ``ids`` come with its plan (with its result, for a whole page)."""
-
-    __slots__ = ("context", "ids", "own", "plan", "prepared", "result", "rows", "seq", "whole", "worker")
-
-    def __init__(
-        self,
-        seq: int,
-        rows: Sequence[AuditRow] | None,
-        worker: int | None,
-        plan: Future[_Plan],
-        prepared: tuple[PreparedRow, ...] = (),
-        whole: Future[_Whole] | None = None,
-    ) -> None:
-        self.seq = seq
-        self.rows = rows
-        self.ids: Sequence[int] | None = None
-        self.worker = worker
-        self.plan = plan
-        self.prepared = prepared
-        self.whole = whole is not None
-        self.result: Future[Any] | None = whole  # WirePage, or _Whole for a whole page
-        self.context: LookupContext | None = None
-        self.own: PageResult | None = None
-
-    @property
-    def looked_up(self) -> bool:
-        return self.result is not None or self.context is not None
-
-    def row_ids(self) -> Sequence[int]:
-        if self.ids is not None:
-            return self.ids
-        assert self.rows is not None  # a span's ids come with its plan, before it is looked up
-        return [row.id for row in self.rows]
-
-
-class _Feed:
-    """The pages as read, numbered; ``sent`` counts those sent to the workers. ``reads``: the source
-    that reads the spans among them here.
-
-    A read that raises ends the feed and keeps its error (``error``): the pages read before it are
-    still transformed and handed back, in order, and only then is the error raised
-    (``ProcessPagePipeline._transform``), as in one process, where a page is read after the ones
-    before it are written. Without it a bad line read ahead lost the pages before it.
-    """
-
-    __slots__ = ("error", "more", "reads", "sent", "seq", "source")
-
-    def __init__(self, pages: Iterable[_Item], reads: AuditPageIds | None = None) -> None:
-        self.source = iter(pages)
-        self.reads = reads
-        self.seq = 0
-        self.sent = 0
-        self.more = True
-        self.error: Exception | None = None
-
-    def next(self) -> tuple[int, _Item] | None:
-        """The next page and its number; None at the end, or after a read that raised."""
-        if self.more:
-            try:
-                rows = next(self.source, None)
-            except Exception as exc:  # raised once the pages before it are handed back
-                self.fail(exc)
-                return None
-            if rows is not None:
-                self.seq += 1
-                return self.seq - 1, rows
-            self.more = False
-        return None
-
-    def fail(self, error: Exception) -> None:
-        """End the feed at a read that raised ``error``, raised after the pages before it."""
-        self.more = False
-        self.error = error
-
-
-def _done(page: _Page) -> bool:
-    return page.result is not None and page.result.done()
 
 
 class ProcessPagePipeline:
@@ -259,7 +146,7 @@ class ProcessPagePipeline:
         self._own_pages = pages_per_worker if own_pages is None else own_pages
         if self._own_pages < 1:
             raise ValueError(f"own_pages must be at least 1, got {self._own_pages}")
-        _require_picklable(recipe)
+        require_picklable(recipe)
         self._context = multiprocessing.get_context(start_method)
         if start_method == "forkserver":
             # The fork server imports the worker side (and with it the core, PyYAML, libyaml) once,
@@ -318,7 +205,7 @@ class ProcessPagePipeline:
         the writer encodes as in one process. ``WorkerLost`` when a worker process dies; what the
         workers were doing is dropped when the generator is closed.
         """
-        feed = _Feed(pages)
+        feed = Feed(pages)
         return self._transform(feed, None, transformer, lookup, company_sso_id, encoder, names_entities)
 
     def transform_spans(
@@ -337,12 +224,12 @@ class ProcessPagePipeline:
         own connection), this process its own pages with ``source.span_rows``. A source that cannot
         be read from another process (``span_reader`` None) is read here and its rows sent."""
         reader = source.span_reader()
-        feed = _Feed(source.span_rows(span) for span in spans) if reader is None else _Feed(spans, source)
+        feed = Feed(source.span_rows(span) for span in spans) if reader is None else Feed(spans, source)
         return self._transform(feed, reader, transformer, lookup, company_sso_id, encoder, names_entities)
 
     def _transform(
         self,
-        feed: _Feed,
+        feed: Feed,
         reader: SpanReader | None,
         transformer: Transformer,
         lookup: PageLookup,
@@ -350,13 +237,13 @@ class ProcessPagePipeline:
         encoder: LogEncoder | None,
         names_entities: bool,
     ) -> Generator[TransformedPage, None, None]:
-        _require_picklable(encoder)
+        require_picklable(encoder)
         run = self._runs = self._runs + 1
-        lookups = _for_workers(lookup)
+        lookups = for_workers(lookup)
         executors = self._start(encoder, names_entities, reader, run, lookups)
         # One trip a page when the workers look their pages up themselves: the company they need.
         whole = None if lookups is None else company_sso_id
-        inflight: deque[_Page] = deque()
+        inflight: deque[Page] = deque()
         try:
             while True:
                 self._send(feed, inflight, executors, run, whole)
@@ -368,7 +255,7 @@ class ProcessPagePipeline:
                 # its own to take (a page to read and prepare while the worker prepares the head).
                 self._look_up(inflight, executors, lookup, company_sso_id, wait=not self._share)
                 head = inflight[0]
-                if self._share and head.worker is not None and not _done(head):
+                if self._share and head.worker is not None and not done(head):
                     if self._work_here(feed, inflight, transformer, company_sso_id):
                         continue
                     # A page of its own waits for its lookup behind a worker's page still being
@@ -389,8 +276,8 @@ class ProcessPagePipeline:
 
     def _send(
         self,
-        feed: _Feed,
-        inflight: deque[_Page],
+        feed: Feed,
+        inflight: deque[Page],
         executors: Sequence[ProcessPoolExecutor],
         run: int,
         whole: str | None,
@@ -408,30 +295,30 @@ class ProcessPagePipeline:
             seq, item = page
             slot = feed.sent % self._processes
             if whole is not None:
-                done: Future[_Whole]
+                done: Future[Whole]
                 if isinstance(item, PageSpan):
                     self._tell(slot, (worker.SPAN, run, seq, item))
                     done = self._submit(executors[slot], worker.page_span, seq, run, whole)
-                    inflight.append(_Page(seq, None, slot, _NO_PLAN, whole=done))
+                    inflight.append(Page(seq, None, slot, NO_PLAN, whole=done))
                 else:
-                    wired, flat = _wire(item)
+                    wired, flat = wire_rows(item)
                     done = self._submit(
                         executors[slot], worker.page, seq, SentRows(wired), flat=flat, company_sso_id=whole
                     )
-                    inflight.append(_Page(seq, item, slot, _NO_PLAN, whole=done))
+                    inflight.append(Page(seq, item, slot, NO_PLAN, whole=done))
             elif isinstance(item, PageSpan):
                 self._tell(slot, (worker.SPAN, run, seq, item))
                 plan = self._submit(executors[slot], worker.prepare_span, seq, run)
-                inflight.append(_Page(seq, None, slot, plan))
+                inflight.append(Page(seq, None, slot, plan))
             else:
-                wired, flat = _wire(item)
+                wired, flat = wire_rows(item)
                 plan = self._submit(executors[slot], worker.prepare, seq, SentRows(wired), flat=flat)
-                inflight.append(_Page(seq, item, slot, plan))
+                inflight.append(Page(seq, item, slot, plan))
             feed.sent += 1
             sent += 1
 
     def _work_here(
-        self, feed: _Feed, inflight: deque[_Page], transformer: Transformer, company_sso_id: str
+        self, feed: Feed, inflight: deque[Page], transformer: Transformer, company_sso_id: str
     ) -> bool:
         """Whether this process did a step of a page of its own while the head is on its worker:
         transformed one it has looked up, or read and prepared a new one (at most
@@ -459,12 +346,12 @@ class ProcessPagePipeline:
         else:
             rows = item
         prepared = transformer.prepare(rows)
-        plan: Future[_Plan] = Future()
+        plan: Future[Plan] = Future()
         plan.set_result((None, transformer.plan(prepared)))
-        inflight.append(_Page(seq, rows, None, plan, prepared))
+        inflight.append(Page(seq, rows, None, plan, prepared))
         return True
 
-    def _result(self, page: _Page, transformer: Transformer, company_sso_id: str) -> PageResult:
+    def _result(self, page: Page, transformer: Transformer, company_sso_id: str) -> PageResult:
         """The head's result: unpacked from its worker, or transformed here if not yet."""
         if page.worker is not None:
             assert page.result is not None  # the head is always looked up
@@ -481,7 +368,7 @@ class ProcessPagePipeline:
 
     def _look_up(
         self,
-        inflight: deque[_Page],
+        inflight: deque[Page],
         executors: Sequence[ProcessPoolExecutor],
         lookup: PageLookup,
         company_sso_id: str,
@@ -511,7 +398,7 @@ class ProcessPagePipeline:
 
     def _look_up_own(
         self,
-        inflight: deque[_Page],
+        inflight: deque[Page],
         executors: Sequence[ProcessPoolExecutor],
         lookup: PageLookup,
         company_sso_id: str,
@@ -611,41 +498,3 @@ class ProcessPagePipeline:
             f"a page worker process died (killed, or out of memory) with --workers {self._workers} "
             f"({exc}): nothing it had not finished was written; run again to resume from the cursor"
         )
-
-
-_NO_PLAN: Final[Future[_Plan]] = Future()
-_NO_PLAN.set_result((None, LookupRequest()))
-"""A whole page's plan: it has none (its worker looks it up), and is never asked for it."""
-
-
-def _for_workers(lookup: PageLookup) -> RunLookups | None:
-    """The run's lookups for the workers (``RunLookups.for_worker``), when every port can be copied
-    and the copies pickle; None otherwise: the lookups are then made here, two trips a page."""
-    if not isinstance(lookup, RunLookups):
-        return None
-    copied = lookup.for_worker()
-    if copied is None:
-        return None
-    try:
-        pickle.dumps(copied)
-    except (pickle.PicklingError, TypeError, AttributeError):
-        return None
-    return copied
-
-
-def _wire(rows: Sequence[AuditRow]) -> tuple[list[Any], bool]:
-    """The rows as sent to a worker, and whether they are field tuples (all ``AuditRow``: cheaper
-    to pickle) or the rows as given."""
-    if all(type(row) is AuditRow for row in rows):
-        return [_row_values(row) for row in rows], True
-    return list(rows), False
-
-
-def _require_picklable(*sent: object) -> None:
-    """What the workers receive must pickle: say so now, not as a broken pool at the first page."""
-    for item in sent:
-        try:
-            pickle.dumps(item)
-        except (pickle.PicklingError, TypeError, AttributeError) as exc:
-            why = f"{item!r} cannot be sent to a worker process ({exc}): use module-level functions"
-            raise ConfigError([("workers", why)]) from exc
