@@ -59,6 +59,7 @@ from support.page_workers import (
     TransformsAfterTheRunnersPages,
     WaitsForTheRunnersPage,
     WaitsOnItsFirstPage,
+    imported,
     page_pool,
 )
 
@@ -699,6 +700,26 @@ class TestTheWorkersCollector:
             frozen = executor.submit(gc.get_freeze_count).result()
         assert threshold[0] == RUN_LOOP_FIRST_THRESHOLD != gc.get_threshold()[0]
         assert frozen > 0
+
+
+class TestAWorkersImports:
+    def test_a_worker_imports_its_ports_modules_before_its_reader_thread_starts(self) -> None:
+        """``spawn`` (no fork server's preload): ``worker.start`` alone imports the modules of the
+        span readers and lookup ports, so its two threads never import them at once."""
+        context = multiprocessing.get_context("spawn")
+        reading, writing = context.Pipe(duplex=False)
+        try:
+            with ProcessPoolExecutor(
+                1,
+                mp_context=context,
+                initializer=worker.start,
+                initargs=(TransformerRecipe(load_default_config()), reading),
+            ) as executor:
+                got = executor.submit(imported, worker.PORT_MODULES).result()
+        finally:
+            writing.close()
+            reading.close()
+        assert got == list(worker.PORT_MODULES)
 
 
 class TestWhatTheWorkersAreSent:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -347,3 +348,8 @@ class SentToWorkers:
             return
         if self.failing_id is None or self.failing_id in asked:
             raise self.error
+
+
+def imported(names: Sequence[str]) -> list[str]:
+    """Which of ``names`` this process has imported (submitted to a worker)."""
+    return [name for name in names if name in sys.modules]

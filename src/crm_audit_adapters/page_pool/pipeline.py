@@ -153,7 +153,7 @@ class ProcessPagePipeline:
             # so each worker forked from it starts in milliseconds instead of re-importing. It is
             # started now and imports while the caller connects, leases, reads its first page: the
             # first run's workers are then forked from a ready server instead of waiting for it.
-            self._context.set_forkserver_preload([worker.__name__, *WRITER_ENCODERS])
+            self._context.set_forkserver_preload([worker.__name__, *WRITER_ENCODERS, *worker.PORT_MODULES])
             forkserver.ensure_running()
         self._executors: list[ProcessPoolExecutor | None] = [None] * self._processes
         self._channels: list[Connection | None] = [None] * self._processes

@@ -45,6 +45,7 @@ parent process is gone, so a parent killed with SIGKILL leaves no worker behind.
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing
 import os
 import signal
@@ -52,7 +53,7 @@ import threading
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from multiprocessing.util import Finalize
-from typing import Any
+from typing import Any, Final
 
 from crm_audit_transform.domain import AuditRow
 from crm_audit_transform.lookup import LookupContext, LookupRequest, RunLookups
@@ -63,7 +64,32 @@ from crm_audit_transform.usecases.pages import PageSpan, encode_ahead
 from ..collector import collect_as_run_loop
 from .wire import WirePage, pack
 
-__all__ = ["RUN", "SPAN", "begin", "finish", "page", "page_span", "prepare", "prepare_span", "start"]
+__all__ = [
+    "PORT_MODULES",
+    "RUN",
+    "SPAN",
+    "begin",
+    "finish",
+    "page",
+    "page_span",
+    "prepare",
+    "prepare_span",
+    "start",
+]
+
+PORT_MODULES: Final = (
+    "crm_audit_adapters.crm_postgres",
+    "crm_audit_adapters.files",
+    "crm_audit_adapters.files.audit_spans",
+    "crm_audit_adapters.mongo.contacts",
+    "crm_audit_adapters.usman",
+)
+"""The modules of the span readers and lookup ports a run sends a worker, imported before its reader
+thread starts (and by the fork server): the reader thread unpickling the run's span reader and the
+main thread unpickling the run's lookups then never import one module from two threads at once.
+Two threads importing ``crm_postgres``'s modules, which import each other, can hit importlib's
+per-module locks in opposite orders (``_DeadlockError``: seen once in the CLI's USMAN-outage walk-
+through with ``--workers 2``, the reader thread dead and the run ending INTERNAL)."""
 
 RUN = "run"
 """Channel message ``(RUN, run, reader)``: run ``run`` starts; its spans are read with ``reader``."""
@@ -187,6 +213,8 @@ def start(recipe: Callable[[], Transformer], channel: Connection | None = None) 
     parent = multiprocessing.parent_process()
     if parent is not None:
         threading.Thread(target=_end_with, args=(parent,), name="parent-watch", daemon=True).start()
+    for name in PORT_MODULES:  # before the reader thread: no module imported by two threads at once
+        importlib.import_module(name)
     _worker = _Worker(recipe(), None if channel is None else _SpanReads(channel))
     # multiprocessing ends a worker with os._exit: close its reader's connection first, so the
     # server sees a goodbye, not a dropped client.
