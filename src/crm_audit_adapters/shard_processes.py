@@ -83,10 +83,7 @@ class ShardFailed(CrmAuditError):
     """A shard process's error that could not cross the pipe as itself: its ``code`` and message."""
 
     code = "INTERNAL"
-
-    def __init__(self, message: str, code: str = "INTERNAL") -> None:
-        super().__init__(message)
-        self.code = code
+    """The error's own code, set on the instance (so it is built from its message alone)."""
 
 
 class ShardRun(Protocol):
@@ -275,7 +272,10 @@ def _portable(error: BaseException) -> BaseException:
         return error
     code = getattr(error, "code", None)
     text = " ".join(str(error).split()) or type(error).__name__
-    return ShardFailed(text, code if isinstance(code, str) else "INTERNAL")
+    failed = ShardFailed(text)
+    if isinstance(code, str):
+        failed.code = code
+    return failed
 
 
 def _run_shard(run: ShardRun, company_sso_id: str, shard: int, conn: Connection) -> None:
