@@ -26,8 +26,9 @@ each shard into a JSONL file of its own).
   tests/unit/test_errors_pickle.py); one that cannot is sent as ``ShardFailed`` with its code and
   message, so the CLI's exit code is the same.
 
-Only settings cross: a runtime built with injected parts (a ``mongo_client``, an ``sso``, a
-``mongomock://`` URI) cannot be rebuilt in another process (``Runtime.use_workers`` refuses it).
+Only settings and the rule chain cross: a runtime built with injected parts (a ``mongo_client``,
+an ``sso``, a ``mongomock://`` URI, a ``clock`` or ``flags``) cannot be rebuilt in another process
+(``Runtime.use_shard_processes`` refuses it).
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ from typing import Final, Literal, Protocol
 
 from attrs import frozen
 
+from crm_audit_transform.chain import RuleChain
+from crm_audit_transform.config import MappingConfig
 from crm_audit_transform.errors import CrmAuditError, WorkerLost
 from crm_audit_transform.jobs import MigrationJob
 from crm_audit_transform.ports import ShardEvent
@@ -74,7 +77,9 @@ PROGRESS_EVERY_S: Final = 0.2
 needs no more, and a report a batch cost the runner ~0.2 ms each (~4,000 at 100k rows in pages of
 500 and batches of 20). How a shard's run ended is always reported."""
 _JOIN_S: Final = 30.0
-"""How long a process that said its last word, or was asked to end, is waited for."""
+"""How long ``close`` waits for a process to end before it kills it."""
+_ENDING_S: Final = 0.1
+"""How long the runner waits, between two events, for a process that said its last word to end."""
 
 StartMethod = Literal["forkserver", "spawn"]
 
@@ -104,9 +109,14 @@ class ShardRun(Protocol):
 
 @frozen
 class SettingsShardRun:
-    """``ShardRun`` over a runtime built from ``settings`` in the shard's process (the runner's)."""
+    """``ShardRun`` over a runtime built from ``settings`` in the shard's process (the runner's).
+
+    ``rule_chain``: the runner's own rules (``Runtime``'s), so every shard transforms as the runner
+    would; it must pickle (a module-level function), as the page pool's ``TransformerRecipe`` asks.
+    """
 
     settings: Settings
+    rule_chain: Callable[[MappingConfig], RuleChain] | None = None
 
     def __call__(
         self,
@@ -120,7 +130,8 @@ class SettingsShardRun:
         from .bootstrap import build_runtime
         from .collector import run_loop_collection
 
-        with build_runtime(self.settings) as runtime, run_loop_collection():
+        runtime = build_runtime(self.settings, rule_chain=self.rule_chain)
+        with runtime, run_loop_collection():
             return runtime.service.run_shard(
                 company_sso_id, shard, owner=owner, should_stop=should_stop, on_progress=on_progress
             )
@@ -143,7 +154,7 @@ class ProcessShardLauncher:
     still running.
     """
 
-    __slots__ = ("_context", "_events", "_run", "_running", "_workers")
+    __slots__ = ("_context", "_ending", "_events", "_run", "_running", "_workers")
 
     def __init__(self, workers: int, run: ShardRun, *, start_method: StartMethod = "forkserver") -> None:
         if not 2 <= workers <= MAX_SHARD_PROCESSES:
@@ -161,6 +172,7 @@ class ProcessShardLauncher:
             self._context.set_forkserver_preload(list(PRELOAD))
             forkserver.ensure_running()
         self._running: dict[int, _Shard] = {}
+        self._ending: list[BaseProcess] = []
         self._events: deque[ShardEvent] = deque()
 
     @property
@@ -221,7 +233,11 @@ class ProcessShardLauncher:
         entry.ended = True
         self._events.append(event)
         del self._running[entry.shard]
-        entry.process.join(_JOIN_S)
+        # Its last word is read: the runner goes on (and sees a Ctrl-C) while the process closes
+        # its clients, which may wait on the network; ``close`` waits for it.
+        entry.process.join(_ENDING_S)
+        if entry.process.is_alive():
+            self._ending.append(entry.process)
         entry.conn.close()
 
     def _lost(self, entry: _Shard) -> WorkerLost:
@@ -251,6 +267,13 @@ class ProcessShardLauncher:
                 entry.process.kill()
                 entry.process.join(_JOIN_S)
             entry.conn.close()
+        ending, self._ending = self._ending, []
+        for process in ending:  # said their last word (their lease is back): nothing to lose
+            process.terminate()
+            process.join(_JOIN_S)
+            if process.is_alive():
+                process.kill()
+                process.join(_JOIN_S)
         self._events.clear()
 
 

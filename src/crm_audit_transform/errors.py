@@ -342,9 +342,12 @@ class StoreUnavailable(Unavailable):
 
 
 class WorkerLost(Unavailable):
-    """A worker process of the page pipeline died (killed, out of memory) mid-run.
+    """A worker process died (killed, out of memory) mid-run: a page pipeline's worker, or the
+    process running one of a sharded job's shards side by side.
 
-    Nothing it had not finished was written: the job keeps its cursor, and a rerun resumes it.
+    The job keeps its cursor (a shard's, for a shard process), and a rerun resumes it. A page
+    worker's pages were not written; a shard process may have died inside a batch's insert, which
+    the rerun replays, each log counted once (the unique index).
     """
 
     code = "WORKER_LOST"

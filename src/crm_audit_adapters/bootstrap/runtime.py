@@ -74,6 +74,7 @@ class Runtime:
         self._mongo_given = mongo_client is not None
         self._sso_override = sso
         self._injected = mongo_client is not None or sso is not None
+        self._own_clock_or_flags = clock is not None or flags is not None
         self._clock = clock or SystemClock()
         self._flags = flags
         self._closers: list[Callable[[], None]] = []
@@ -237,9 +238,10 @@ class Runtime:
     def use_shard_processes(self, workers: int) -> None:
         """Have the service's ``run`` take a sharded job's shards side by side, up to ``workers``
         at once, each in a process of its own that builds its clients from these settings
-        (``shard_processes``). 1 keeps them one after another. ``ConfigError`` for a runtime with
-        injected parts (a client, an ``sso``, ``mongomock://``): another process cannot rebuild
-        them. Call before the first use of ``service``.
+        (``shard_processes``), with this runtime's ``rule_chain``. 1 keeps them one after another.
+        ``ConfigError`` for a runtime with injected parts (a client, an ``sso``, ``mongomock://``,
+        a ``clock`` or ``flags``): another process cannot rebuild them, and a shard run without
+        them would run by other rules than this runtime. Call before the first use of ``service``.
         """
         if "service" in self.__dict__:
             raise RuntimeError("use_shard_processes must be called before the service is built")
@@ -248,9 +250,12 @@ class Runtime:
         if self._injected or (self.settings.mongo_uri or "").startswith(MONGOMOCK_URI):
             why = "shard processes build their clients from the settings: injected ones cannot cross"
             raise ConfigError([("workers", why)])
+        if self._own_clock_or_flags:
+            why = "shard processes take their clock and feature flags from the settings: yours cannot cross"
+            raise ConfigError([("workers", why)])
         from ..shard_processes import ProcessShardLauncher, SettingsShardRun
 
-        self._shards = ProcessShardLauncher(workers, SettingsShardRun(self.settings))
+        self._shards = ProcessShardLauncher(workers, SettingsShardRun(self.settings, self._rule_chain))
         self._closers.append(self._shards.close)
 
     # -- the application service ---------------------------------------------------------------
