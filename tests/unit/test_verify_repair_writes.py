@@ -136,3 +136,29 @@ class TestHoldEveryLease:
         assert stored is not None
         assert stored.status == CANCELLED
         assert [(s.lease_owner, s.lease_expires_at) for s in stored.shards] == [(None, None), (None, None)]
+
+
+class TestRepairWritesTheRunsLog:
+    def test_a_repaired_association_log_is_named_as_the_run_names_it(self) -> None:
+        """The run gives an association log its ``linked_entity_name`` before the write: repair, which
+        writes "the run's log", does too, so the repaired account and job equal the clean run's
+        (verify does not compare enrichment keys: a log written without its name stayed unnamed and
+        unseen). The job's counts, enrichment included, count the restored log once, as before."""
+        world = World(enrich=True)
+        world.trigger()
+        clean = world.run(settings=RunSettings(halt_threshold=1.0)).job
+        named = [log for log in world.logs.logs if "linked_entity_name" in log.metadata]
+        assert named, "the corpus account has association logs the run names"
+        gone = named[0]
+        timeline = world.logs  # the in-memory CDP: its document and its log go, as a deleted document
+        doc_id = next(key for key, log in timeline._logs.items() if log.external_id == gone.external_id)
+        del timeline._docs[doc_id], timeline._logs[doc_id]
+
+        report = world.service().verify(world.company, repair=True)
+
+        assert report.repaired == 1
+        back = next(log for log in world.logs.logs if log.external_id == gone.external_id)
+        assert back == gone
+        stored = world.jobs.latest(world.company)
+        assert stored is not None
+        assert (stored.tally, stored.enrichment) == (clean.tally, clean.enrichment)

@@ -102,7 +102,18 @@ class CdpLogOperations(ServiceBase):
         )
         return verify_account(
             company_sso_id,
-            VerifyPorts(p.source, p.users, p.sso, p.contacts, reader, p.jobs, p.logs, p.clock, p.indexes),
+            VerifyPorts(
+                p.source,
+                p.users,
+                p.sso,
+                p.contacts,
+                reader,
+                p.jobs,
+                p.logs,
+                p.clock,
+                p.indexes,
+                entities=p.entities,
+            ),
             self._transformer,
             tenant=tenant,
             settings=settings,

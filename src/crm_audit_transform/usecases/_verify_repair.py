@@ -16,6 +16,7 @@ from ..errors import CrmAuditError
 from ..jobs import MigrationJob
 from ..ports import Clock, JobStore
 from ..tally import Tally
+from ._entity_names import name_linked_entities
 from ._verify_leases import hold_every_lease, release_every_lease, save_job_as, unleased
 from .migrate_batch import MAX_BATCH_SIZE, migrate_batch
 
@@ -24,7 +25,13 @@ if TYPE_CHECKING:
 
 
 class Repair:
-    """What one ``verify --repair`` wrote: in all, behind the job's cursor, and counted into the job."""
+    """What one ``verify --repair`` wrote: in all, behind the job's cursor, and counted into the job.
+
+    A missing association log is written as the run writes it: named (``linked_entity_name``) before
+    the write, when the ports give the CRM's entities (``_entity_names``). The job's enrichment counts
+    are left as they are: they count the association logs of the run's batches, and a restored log
+    was counted by the batch that first wrote it.
+    """
 
     def __init__(self, ports: VerifyPorts, settings: VerifySettings, owner: str) -> None:
         self.ports = ports
@@ -48,6 +55,10 @@ class Repair:
         if writer is None or job is None:  # _take_lease made sure of both
             raise ValueError("repair needs the logs port and a job")
         job = self._renew_lease(job)
+        entities = self.ports.entities
+        if entities is not None:  # the log the run writes: its association logs named
+            named = name_linked_entities(missing, tenant=job.tenant, entities=entities)
+            missing = [m for m in named if isinstance(m, Migrated)]
         size = self.batch_size
         for start in range(0, len(missing), size):
             chunk = missing[start : start + size]

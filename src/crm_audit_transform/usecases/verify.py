@@ -55,6 +55,7 @@ from ..ports import (
     AuditSource,
     Clock,
     ContactDirectory,
+    EntityDirectory,
     IndexState,
     JobStore,
     MigratedLogReader,
@@ -78,7 +79,9 @@ DEFAULT_KEEP: Final = 10_000
 
 @frozen
 class VerifyPorts:
-    """What verify reads; ``jobs`` for the job check; ``logs``, ``clock`` and ``indexes`` for repair."""
+    """What verify reads; ``jobs`` for the job check; ``logs``, ``clock`` and ``indexes`` for repair;
+    ``entities`` names a repaired association log's linked entity as the run does (None: the run's
+    ports had none either, and its logs carry no name)."""
 
     source: AuditSource
     users: UserDirectory
@@ -89,6 +92,7 @@ class VerifyPorts:
     logs: ActivityLogWriter | None = None
     clock: Clock | None = None
     indexes: IndexState | None = None
+    entities: EntityDirectory | None = None
 
 
 @frozen
