@@ -8,7 +8,8 @@ Stages ``dry_run`` (the file dry run's whole command, ``--out``, on ``dry_run_sc
 ``dry_run_workers`` (the same with ``--workers 2``) and ``dry_run_parse`` (that benchmark's floor)
 need no database. The CPU of ``dry_run_workers`` is its whole process tree's: this process is made
 the subreaper of its descendants (``PR_SET_CHILD_SUBREAPER``), so the fork server and the workers,
-orphaned when the command ends, are waited for here and counted.
+orphaned when the command ends, are waited for here and counted; ``runner_cpu_seconds`` is the
+command's own process (the runner).
 
 ``run_scale.py --reuse`` (or ``generate.py``) must have loaded ``bench_<rows>`` into ``--dsn``
 first. The ref's ``src/`` is exported (``git archive``) under ``benchmarks/out/ab-<ref>/`` and put
@@ -118,6 +119,7 @@ def dry_run(stage: str, rows: int, env: dict[str, str]) -> dict[str, Any]:
     started = time.perf_counter()
     done = subprocess.run(command, env=installed_env(env), capture_output=True, check=False)
     wall = time.perf_counter() - started
+    runner = _children_cpu() - before  # the command's own: it never waits for the pool's fork server
     _reap_orphans()  # a pool's fork server and workers, reparented here when the command ended
     cpu = _children_cpu() - before  # the command's user + system time, and its descendants' (waited for)
     if done.returncode:
@@ -125,7 +127,8 @@ def dry_run(stage: str, rows: int, env: dict[str, str]) -> dict[str, Any]:
     if stage == "dry_run_parse":
         seconds, cpu = (float(x) for x in done.stdout.split())
         return {"stage": stage, "rows": rows, "seconds": seconds, "cpu_seconds": cpu}
-    return {"stage": stage, "rows": rows, "seconds": wall, "cpu_seconds": cpu}
+    result = {"stage": stage, "rows": rows, "seconds": wall, "cpu_seconds": cpu}
+    return {**result, "runner_cpu_seconds": runner} if stage == "dry_run_workers" else result
 
 
 def _become_subreaper() -> None:

@@ -176,6 +176,22 @@ class TestTheReader:
         with pytest.raises(FileFormatError, match="changed while the run read it"):
             FileSpanReader(str(path), TENANT, CAP)(moved)
 
+    def test_page_ids_after_a_page_reads_on_with_the_same_rows_and_where_they_lie(
+        self, tmp_path: Path
+    ) -> None:
+        """A page read first (its reader knows no line's place) and then ``page_ids``: the next
+        page's ids and rows are those ``page`` gives, read back from where ``page_extent`` says."""
+        path = write(tmp_path / "audits.jsonl", hostile_lines())
+        with FileAuditSource(path, TENANT, checked=CheckedRows(path), max_record_bytes=CAP) as plain:
+            first = plain.page(TENANT, SCOPE, after_id=0, cutoff=EPOCH, limit=10)
+            second = plain.page(TENANT, SCOPE, after_id=first[-1].id, cutoff=EPOCH, limit=10)
+        with FileSpanSource(path, TENANT, checked=CheckedRows(path), max_record_bytes=CAP) as source:
+            assert source.page(TENANT, SCOPE, after_id=0, cutoff=EPOCH, limit=10) == first
+            ids = source.page_ids(TENANT, SCOPE, after_id=first[-1].id, cutoff=EPOCH, limit=10)
+            span = PageSpan(TENANT, SCOPE, EPOCH, tuple(ids), source.page_extent())
+        assert list(ids) == [row.id for row in second]
+        assert FileSpanReader(str(path), TENANT, CAP)(span) == list(second)
+
     def test_a_csv_export_is_refused(self, tmp_path: Path) -> None:
         """A CSV record may span lines: its pages are not cut by bytes."""
         with pytest.raises(ValueError, match="JSONL file only"):

@@ -232,6 +232,7 @@ class FileAuditSource:
         if (
             self._reader is None
             or self._reading is not read
+            or (on_found is not None and self._window is None)  # a reader opened without its window
             or (self._position is not None and after_id < self._position)
         ):
             self.close()

@@ -2,10 +2,13 @@
 
 ``FileSpanSource`` is a ``FileAuditSource`` that also tells each page by its ids and where its
 rows lie in the file (``ports.AuditPageIds``, ``ports.PageExtents``), so that with ``--workers`` the
-run loop's process never builds nor ships the rows: it reads each line's id, tenant, type, time
-and text size (``scope_keys.numbered_scope_keys``, the scope pass's reader: the same rows and the
-same errors as the rows' own reader, without building them), and each worker reads and builds its
-pages' rows itself, from the byte range of their lines (``FileSpanReader``).
+run loop's process ships no row: it reads the file forward as ``page`` does, and each worker reads
+and builds its pages' rows itself, from the byte range of their lines (``FileSpanReader``). The
+runner keeps the rows of the last page it read, for the pages it takes itself (the pool's runner
+shares the work): those it reads once. A forward read of keys alone (``numbered_scope_keys``) was
+measured no cheaper than building the rows (9.3 against 9.8 µs a row: the JSON decode and the
+checks that decide whether a line is a row are the cost), and would read the runner's own pages
+twice (benchmarks/RESULTS.md, issue 15 goal 2, seventh round).
 
 Everything the file itself decides is still decided by that one forward read, in the runner, as
 in one process: the id order (``AuditOrderError``), repeated ids and lines that cannot become a
@@ -33,11 +36,12 @@ from crm_audit_transform.usecases.pages import PageSpan
 
 from .audit_rows import numbered_audit_rows
 from .audit_source import DEFAULT_PAGE_BYTES, FileAuditSource
-from .audits import FileFormat, ScopeKeys, format_of, numbered_scope_keys
+from .audits import FileFormat, format_of
 from .checked_rows import CheckedRows
 from .errors import FileFormatError
 from .lines import LineWindow, PathLike
 from .psql_csv import DEFAULT_MAX_RECORD_BYTES
+from .scope_keys import text_bytes
 
 __all__ = ["FileSpanReader", "FileSpanSource"]
 
@@ -52,7 +56,7 @@ class FileSpanSource(FileAuditSource):
     ``ValueError`` for a file that is not JSONL (a CSV record may span lines).
     """
 
-    __slots__ = ("_extent",)
+    __slots__ = ("_extent", "_last")
 
     def __init__(
         self,
@@ -77,6 +81,7 @@ class FileSpanSource(FileAuditSource):
             page_bytes=page_bytes,
         )
         self._extent: list[int] = []
+        self._last: tuple[tuple[int, ...], Sequence[AuditRow]] | None = None  # page_ids' last page
 
     def __repr__(self) -> str:
         return f"FileSpanSource({str(self._path)!r}, {self._tenant!r})"
@@ -85,19 +90,23 @@ class FileSpanSource(FileAuditSource):
         self, tenant: str, scope: Sequence[str], *, after_id: int, cutoff: dt.datetime, limit: int
     ) -> Sequence[int]:
         """The ids of the rows ``page`` gives for the same arguments — the same rows, byte budget
-        and rows set aside — read without building the rows (``ScopeKeys``); ``page_extent`` then
-        tells where they lie."""
+        and rows set aside, read by ``page``'s own reader — and ``page_extent`` then tells where
+        they lie. The rows of this last page are kept until the next call: the pool's runner takes
+        a page for itself as soon as it was told (``span_rows``), and then reads none of it again."""
         extent = self._extent = []
+        self._last = None
 
         def on_found() -> None:
             window = self._window
-            assert window is not None  # a keys reader is opened with its window
+            assert window is not None  # _page opens its reader with a window when told on_found
             if not extent:
                 extent.extend((window.line_start, window.number, window.line_end))
             extent[2] = window.line_end
 
-        keys = self._page(numbered_scope_keys, tenant, scope, after_id, cutoff, limit, _key_bytes, on_found)
-        return [key.id for key in keys]
+        rows = self._page(numbered_audit_rows, tenant, scope, after_id, cutoff, limit, _row_bytes, on_found)
+        ids = tuple(row.id for row in rows)
+        self._last = (ids, rows)
+        return ids
 
     def page_extent(self) -> tuple[int, ...]:
         """Where the rows of the page ``page_ids`` last gave lie (``ports.PageExtents``): the offset
@@ -105,7 +114,11 @@ class FileSpanSource(FileAuditSource):
         return tuple(self._extent)
 
     def span_rows(self, span: PageSpan) -> Sequence[AuditRow]:
-        """The span's rows, read from its extent (``ports.AuditPageIds``; ``FileSpanReader``)."""
+        """The span's rows (``ports.AuditPageIds``): those ``page_ids`` last read when it is that
+        page, else read from its extent (``FileSpanReader``)."""
+        last, self._last = self._last, None
+        if last is not None and last[0] == span.ids:
+            return last[1]
         return self.span_reader()(span)
 
     def span_reader(self) -> SpanReader:
@@ -171,5 +184,5 @@ def _passed_over(error: FileFormatError) -> None:
     """A line of a span that is no row: the runner's read already set it aside, or stopped there."""
 
 
-def _key_bytes(keys: ScopeKeys) -> int:
-    return keys.size
+def _row_bytes(row: AuditRow) -> int:
+    return text_bytes(row.audited_changes, row.comment)
