@@ -37,7 +37,7 @@ a lease) and ``job_store_base`` (the collection, the reads those writes share, t
 from __future__ import annotations
 
 from collections.abc import Collection as Statuses
-from typing import Final
+from typing import Any, Final
 
 from pymongo import DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
@@ -336,10 +336,23 @@ class MongoJobStore(JobLeases):
         return None if current is None else decode_job(current)  # counted by an earlier try, or not ours
 
 
+_FENCED: Final = ("last_audit_id", "tally.processed", "tally.migrated")
+"""What a resume fences on: the cursor and the processed and migrated counts. A runner's saved batch
+moves the first two, a ``verify --repair`` count the last two; each only grows. Scalars, matched by
+their dotted paths: a whole ``tally`` or ``enrichment`` sub-document matches only one of exactly the
+stored keys in the stored order, so a job stored by an older version (a ``tally`` without
+``actors_degraded``) could never be resumed."""
+
+
 def _counts_of(doc: Document, shards: int) -> Document:
-    """A resume's fence (``transition(..., resumed=True)``): the counts and cursors of ``doc`` as
-    equality filters — a sharded job's shard by shard (its top-level sums may lag its shards)."""
-    fields = ("tally", "enrichment", "last_audit_id")
+    """A resume's fence (``transition(..., resumed=True)``): ``_FENCED`` of ``doc`` as equality
+    filters — a sharded job's shard by shard (its top-level sums may lag its shards)."""
+
+    def at(entry: Document, path: str) -> Any:
+        for key in path.split("."):
+            entry = entry[key]
+        return entry
+
     if shards:
-        return {f"shards.{n}.{k}": doc["shards"][str(n)][k] for n in range(shards) for k in fields}
-    return {k: doc[k] for k in fields}
+        return {f"shards.{n}.{k}": at(doc["shards"][str(n)], k) for n in range(shards) for k in _FENCED}
+    return {k: at(doc, k) for k in _FENCED}
