@@ -16,6 +16,7 @@ from crm_audit_adapters.files import JsonlActivityLogSink
 from crm_audit_adapters.mongo import MongoActivityLogStore, apply_migration
 from crm_audit_transform.domain import ActivityLog
 from crm_audit_transform.ports import ActivityLogStore
+from crm_audit_transform.ports.log_stores import MigratedLogsById
 from crm_audit_transform.testing import InMemoryActivityLogStore, InMemoryEnrichmentStore
 from support.mongo import activity_log, fresh_database, mongo_backends
 
@@ -102,6 +103,18 @@ class TestRollback:
         store.insert_batch(logs(1, 2))
         store.delete_migrated("company-a")
         assert [r.status for r in store.insert_batch(logs(1, 2))] == ["inserted", "inserted"]
+
+    def test_a_batch_undoing_itself_deletes_its_own_logs_only(self, store: ActivityLogStore) -> None:
+        """MigratedLogsById (every store but the file sink): the named logs of that company, no other
+        log of it, none of another company's with the same ids."""
+        if not isinstance(store, MigratedLogsById):
+            pytest.skip("the JSONL sink deletes a whole account only (a rewrite of the file)")
+        store.insert_batch(logs(1, 2, 3, company="company-a"))
+        store.insert_batch(logs(1, company="company-b"))
+        ids = [log.external_id for log in logs(1, 3, 9)]
+        assert store.delete_migrated_ids("company-a", ids) == 2
+        assert store.delete_migrated_ids("company-a", ids) == 0
+        assert (store.count_migrated("company-a"), store.count_migrated("company-b")) == (1, 1)
 
     def test_an_unknown_company_counts_and_deletes_nothing(self, store: ActivityLogStore) -> None:
         """No logs: zero, not an error."""

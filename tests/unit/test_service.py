@@ -376,8 +376,8 @@ class TestMigrationService:
 
     def test_a_batch_landing_after_a_rollbacks_delete_is_rolled_back_with_the_account(self) -> None:
         """The batch passed the check, then a whole rollback ran before its insert (the check and the
-        insert are two steps): after the write the account is rolled back again and the batch refused,
-        so no record survives the rollback, and the job counts every log deleted. (The rollback said
+        insert are two steps): after the write the batch deletes its own logs and is refused, so no
+        record survives the rollback, and the job counts what the rollback deleted. (The rollback said
         success while the batch's records stayed behind the rolled_back job.)"""
         world = World()
         service = world.service()
@@ -402,7 +402,7 @@ class TestMigrationService:
         assert timeline.count_migrated(world.company) == 0
         job = world.jobs.latest(world.company)
         assert job is not None
-        assert (job.status, job.logs_deleted) == (ROLLED_BACK, migrated + 2)
+        assert (job.status, job.logs_deleted) == (ROLLED_BACK, migrated)
 
     def test_the_service_reads_ports_when_called(self) -> None:
         """A port swapped in the bundle after construction is the one the next call uses."""

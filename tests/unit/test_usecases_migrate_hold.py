@@ -1,19 +1,18 @@
-"""``/migrate`` against a rollback (``usecases.migrate_hold``): refused before, cleaned up after."""
+"""``/migrate`` against a rollback (``usecases.migrate_hold``): refused before, undone after."""
 
 from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
 
 import attrs
 import pytest
 
+from crm_audit_transform.domain import ActivityLog
 from crm_audit_transform.errors import JobAlreadyRunning, JobNotRunnable
-from crm_audit_transform.jobs import COMPLETED, IN_PROGRESS, ROLLED_BACK, ROLLING_BACK
+from crm_audit_transform.jobs import COMPLETED, IN_PROGRESS, ROLLED_BACK, ROLLING_BACK, MigrationJob
 from crm_audit_transform.ports import JobStore
-from crm_audit_transform.usecases.migrate_hold import (
-    ROLLBACK_POLL_SECONDS,
-    refuse_rolled_back,
-    settle_after_write,
-)
-from crm_audit_transform.usecases.rollback import RollbackPorts
+from crm_audit_transform.usecases.migrate_hold import refuse_rolled_back, settle_after_write
 from support.corpus_account import World
 
 
@@ -27,6 +26,13 @@ def set_status(jobs: JobStore, company: str, status: str) -> None:
     job = jobs.latest(company)
     assert job is not None
     jobs.save(attrs.evolve(job, status=status))
+
+
+def batch(count: int) -> list[ActivityLog]:
+    """``count`` logs of the corpus account, as a client posts them (the same account as ``World()``'s)."""
+    source = World()
+    ran(source)
+    return list(source.logs.logs[:count])
 
 
 class TestBeforeTheWrite:
@@ -45,68 +51,98 @@ class TestBeforeTheWrite:
         refuse_rolled_back(world.company, world.jobs)
 
 
+class _RollbackAfterTheCheck:
+    """The account's job store as ``/migrate`` meets it: a rollback takes the job to ``status`` right
+    after the batch's check read it (``rolled_back``: its delete done too), so the batch lands after
+    it. More than the route's three reads of the job would be waiting for that rollback: refused."""
+
+    def __init__(self, world: World, status: str) -> None:
+        self.inner = world.jobs
+        self.world = world
+        self.status = status
+        self.reads = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def latest(self, company_sso_id: str) -> MigrationJob | None:
+        self.reads += 1
+        assert self.reads <= 3, "the batch read the job again: it waits for the rollback"
+        job = self.inner.latest(company_sso_id)
+        if self.reads == 1 and job is not None:  # the check read it; the rollback comes now
+            deleted = self.world.logs.delete_migrated(company_sso_id) if self.status == ROLLED_BACK else None
+            self.inner.save(attrs.evolve(job, status=self.status, logs_deleted=deleted))
+        return job
+
+
 class TestAfterTheWrite:
     def test_a_job_neither_rolling_back_nor_rolled_back_leaves_the_batch_alone(self) -> None:
-        """The batch went in before any hold: nothing deleted, nothing raised, no wait."""
+        """The batch went in before any hold: nothing deleted, nothing raised."""
         world = World()
         migrated = ran(world)
-        ports = RollbackPorts(world.jobs, world.logs, world.clock)
-
-        def no_sleep(_: float) -> None:
-            raise AssertionError("waited")
-
-        settle_after_write(world.company, world.jobs, ports, sleep=no_sleep)
+        settle_after_write(world.company, world.jobs, ["crm:acme:audit:1"], world.logs)
         assert world.logs.count_migrated(world.company) == migrated
 
-    def test_a_batch_written_during_a_rollback_waits_for_it_then_rolls_the_account_back(self) -> None:
-        """The job is rolling_back after the write: the batch waits for that rollback to finish, then
-        rolls the account back once more (its logs may have landed after the delete) and is refused;
-        the job counts both deletes."""
+    def test_a_batch_landing_during_a_rollback_deletes_its_own_logs_at_once(self) -> None:
+        """The job is rolling_back after the write: the batch deletes the logs it inserted — none
+        other, the rollback deletes those — and is refused JOB_NOT_RUNNABLE, without waiting for the
+        rollback. (It polled the job for up to 30 s in the request, then ran a whole rollback.)"""
         world = World()
         migrated = ran(world)
-        set_status(world.jobs, world.company, ROLLING_BACK)
-        deleted_first = world.logs.delete_migrated(world.company)
-        waits: list[float] = []
+        set_status(world.jobs, world.company, COMPLETED)
+        logs = batch(3)
+        world.logs.delete_migrated(world.company)  # room for the batch's own ids
+        world.logs.insert_batch(batch(20)[10:])  # what the rollback under way has not reached yet
+        world.jobs = _RollbackAfterTheCheck(world, ROLLING_BACK)  # type: ignore[assignment]
+        with pytest.raises(JobNotRunnable, match="its 3 inserted logs were deleted"):
+            world.service().migrate(logs)
+        assert world.logs.count_migrated(world.company) == 10
+        assert not {log.external_id for log in logs} & {log.external_id for log in world.logs.logs}
+        assert migrated > 20
 
-        def sleep(seconds: float) -> None:
-            waits.append(seconds)
-            if len(waits) == 2:  # the first rollback finishes meanwhile
-                job = world.jobs.latest(world.company)
-                assert job is not None
-                world.jobs.save(attrs.evolve(job, status=ROLLED_BACK, logs_deleted=deleted_first))
-
-        source = World()
-        ran(source)
-        world.logs.insert_batch(source.logs.logs[:3])  # the batch, landed after the delete
-        ports = RollbackPorts(world.jobs, world.logs, world.clock)
-        with pytest.raises(JobNotRunnable, match="deleted with the rest"):
-            settle_after_write(world.company, world.jobs, ports, sleep=sleep)
-        assert waits == [ROLLBACK_POLL_SECONDS] * 2
+    def test_a_batch_landing_after_a_rollback_deletes_its_own_logs_and_leaves_the_count(self) -> None:
+        """The rollback finished between the batch's check and its write: the batch's logs are
+        deleted by the batch, the rollback's count stays what it deleted, and the refusal comes at
+        once. (A second whole rollback ran in the request and added the batch to logs_deleted.)"""
+        world = World()
+        migrated = ran(world)
+        set_status(world.jobs, world.company, COMPLETED)
+        jobs = world.jobs
+        world.jobs = _RollbackAfterTheCheck(world, ROLLED_BACK)  # type: ignore[assignment]
+        with pytest.raises(JobNotRunnable, match="nothing of it was kept"):
+            world.service().migrate(batch(3))
         assert world.logs.count_migrated(world.company) == 0
-        job = world.jobs.latest(world.company)
+        job = jobs.latest(world.company)
         assert job is not None
-        assert (deleted_first, job.status, job.logs_deleted) == (migrated, ROLLED_BACK, migrated + 3)
+        assert (job.status, job.logs_deleted) == (ROLLED_BACK, migrated)
 
-    def test_a_rollback_still_under_way_after_the_wait_is_named_not_waited_for_ever(self) -> None:
-        """The rollback does not finish within the wait (it died): JobAlreadyRunning naming rollback
-        as the remedy; nothing deleted by the batch."""
-        world = World()
-        migrated = ran(world)
-        set_status(world.jobs, world.company, ROLLING_BACK)
-        waits: list[float] = []
-        ports = RollbackPorts(world.jobs, world.logs, world.clock)
-        with pytest.raises(JobAlreadyRunning, match="run rollback again"):
-            settle_after_write(world.company, world.jobs, ports, sleep=waits.append, wait_seconds=1.0)
-        assert sum(waits) == 1.0
-        assert world.logs.count_migrated(world.company) == migrated
-
-    def test_without_a_rollback_port_the_batch_is_refused_naming_rollback(self) -> None:
-        """A service with no MigratedLogs cannot delete: JobAlreadyRunning once the wait is over."""
+    def test_a_job_triggered_between_the_two_reads_is_named(self) -> None:
+        """A new job exists by the read after the delete: the refusal names it (its run may have
+        counted one of the batch's logs as its own before the delete; verify reports it)."""
         world = World()
         ran(world)
         set_status(world.jobs, world.company, ROLLED_BACK)
+
+        class TriggerOnDelete:
+            """The batch's delete, with a new job triggered while it ran."""
+
+            def delete_migrated_ids(self, company: str, external_ids: Collection[str]) -> int:
+                deleted = world.logs.delete_migrated_ids(company, external_ids)
+                world.clock.advance(1)
+                world.trigger()
+                return deleted
+
+        with pytest.raises(JobNotRunnable, match="triggered meanwhile"):
+            settle_after_write(world.company, world.jobs, ["crm:acme:audit:1"], TriggerOnDelete())
+
+    def test_without_a_store_that_deletes_by_id_the_batch_is_refused_naming_rollback(self) -> None:
+        """A service whose log store cannot delete chosen logs: JobAlreadyRunning naming rollback."""
+        world = World()
+        migrated = ran(world)
+        set_status(world.jobs, world.company, ROLLED_BACK)
         with pytest.raises(JobAlreadyRunning, match="run rollback again"):
-            settle_after_write(world.company, world.jobs, None, sleep=lambda _: None, wait_seconds=0.5)
+            settle_after_write(world.company, world.jobs, ["crm:acme:audit:1"], None)
+        assert world.logs.count_migrated(world.company) == migrated
 
     def test_a_newer_job_is_left_alone(self) -> None:
         """A new job was triggered after the rollback: its logs are its own, nothing is deleted."""
@@ -118,6 +154,5 @@ class TestAfterTheWrite:
         job = world.jobs.latest(world.company)
         assert job is not None
         assert job.status == IN_PROGRESS
-        ports = RollbackPorts(world.jobs, world.logs, world.clock)
-        settle_after_write(world.company, world.jobs, ports, sleep=lambda _: None)
+        settle_after_write(world.company, world.jobs, ["crm:acme:audit:1"], world.logs)
         assert world.logs.count_migrated(world.company) == migrated

@@ -25,6 +25,7 @@ gets no encoder and encodes here. A collection that is handed dicts (mongomock) 
 from __future__ import annotations
 
 import struct
+from collections.abc import Collection as Ids
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -221,6 +222,19 @@ class MongoActivityLogStore:
         if len(attempts) == 1:
             return deleted
         return max(deleted, before - self.count_migrated(company_sso_id))
+
+    def delete_migrated_ids(self, company_sso_id: str, external_ids: Ids[str]) -> int:
+        """Delete this company's migrated logs with these external ids (``ports.MigratedLogsById``:
+        a ``/migrate`` batch undoing itself): one ``delete_many`` on the idempotency index."""
+        wanted = sorted(set(external_ids))
+        if not wanted:
+            return 0
+        query = {**self._migrated_filter(company_sso_id), "external_id": {"$in": wanted}}
+        return call_with_retry(
+            lambda _: self._collection.delete_many(query).deleted_count,
+            self._retry,
+            "delete a batch's migrated activity logs",
+        )
 
     def count_migrated(self, company_sso_id: str) -> int:
         query = self._migrated_filter(company_sso_id)

@@ -52,6 +52,17 @@ class MigratedLogs(Protocol):
     def count_migrated(self, company_sso_id: str) -> int: ...
 
 
+@runtime_checkable
+class MigratedLogsById(Protocol):
+    """A migrated-log store that deletes chosen logs of an account: ``/migrate`` undoing its own
+    batch when it met a rollback (``usecases.migrate_hold``), never the account's other logs."""
+
+    def delete_migrated_ids(self, company_sso_id: str, external_ids: Collection[str]) -> int:
+        """Delete this company's ``source_tag = crm_migration`` logs whose ``external_id`` is one of
+        these, and no other; return how many."""
+        ...
+
+
 class ActivityLogStore(ActivityLogWriter, MigratedLogs, Protocol):
     """A store that is both (MongoDB's ``activity_logs``, the JSONL sink).
 

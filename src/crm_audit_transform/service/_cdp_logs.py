@@ -12,10 +12,10 @@ from ..enrichment import EnrichmentPlan
 from ..enrichment.enrich import EnrichPorts, enrich_existing
 from ..enrichment_tally import EnrichmentTally
 from ..errors import BatchTooLarge, ConfigError, CrmAuditError, FlagDisabled
+from ..ports.log_stores import MigratedLogsById
 from ..usecases import VerifySettings
 from ..usecases.migrate_batch import MAX_BATCH_SIZE, migrate_batch
 from ..usecases.migrate_hold import refuse_rolled_back, settle_after_write
-from ..usecases.rollback import RollbackPorts
 from ..usecases.safety import bound_tenant, require_indexes, tenant_of_external_id
 from ..usecases.verify import VerifyPorts, verify_account
 from ..verification import VerifyReport
@@ -133,10 +133,11 @@ class CdpLogOperations(ServiceBase):
         emergency stop); ``JobAlreadyRunning`` while the account is being rolled back (the hold
         ``run`` and ``trigger`` honour), ``JobNotRunnable`` once its job is rolled back (as ``run``;
         a new ``trigger`` opens it again). A batch that met a rollback starting while it was written
-        is rolled back with the account and refused ``JobNotRunnable`` after the write
-        (``usecases.migrate_hold``). docs/http.md lists the answers. A record whose
-        ``customer_id`` is not the account's contact its ``metadata.crm_person_id`` names is
-        ``skipped: contact_not_found``, as a run skips such a row (``migrate_batch``).
+        deletes the logs it inserted and is refused ``JobNotRunnable`` after the write, at once
+        (``usecases.migrate_hold``: no wait for the rollback, no rollback run here). docs/http.md
+        lists the answers. A record whose ``customer_id`` is not the account's contact its
+        ``metadata.crm_person_id`` names is ``skipped: contact_not_found``, as a run skips such a
+        row (``migrate_batch``).
         """
         require_indexes(self._ports.indexes)
         if len(records) > MAX_BATCH_SIZE:
@@ -159,13 +160,24 @@ class CdpLogOperations(ServiceBase):
                 )
             refuse_rolled_back(company, self._ports.jobs)
         result = migrate_batch(records, self._ports.logs, contacts=self._ports.contacts)
-        if result.inserted:
-            migrated = self._ports.migrated
-            ports = RollbackPorts(self._ports.jobs, migrated, self._ports.clock) if migrated else None
+        inserted: dict[str, list[str]] = {}
+        for record, written in zip(records, result.results, strict=True):
+            if written.status == "inserted":
+                inserted.setdefault(record.company_sso_id, []).append(written.external_id)
+        if inserted:
+            # The store that wrote them deletes them, when the batch met a rollback (migrate_hold).
+            writer, migrated = self._ports.logs, self._ports.migrated
+            by_id = (
+                writer
+                if isinstance(writer, MigratedLogsById)
+                else migrated
+                if isinstance(migrated, MigratedLogsById)
+                else None
+            )
             refusals: list[CrmAuditError] = []
-            for company in sorted(checked):  # every account settled, the first refusal raised
+            for company in sorted(inserted):  # every account settled, the first refusal raised
                 try:
-                    settle_after_write(company, self._ports.jobs, ports)
+                    settle_after_write(company, self._ports.jobs, inserted[company], by_id)
                 except CrmAuditError as exc:
                     refusals.append(exc)
             if refusals:

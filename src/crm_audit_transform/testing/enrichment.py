@@ -192,6 +192,18 @@ class InMemoryEnrichmentStore:
             self._logs.pop(doc_id, None)
         return len(gone)
 
+    def delete_migrated_ids(self, company_sso_id: str, external_ids: Collection[str]) -> int:
+        wanted = set(external_ids)
+        gone = [
+            doc_id
+            for doc_id, doc in self._docs.items()
+            if self._migrated(doc, company_sso_id) and doc.get("external_id") in wanted
+        ]
+        for doc_id in gone:
+            del self._docs[doc_id]
+            self._logs.pop(doc_id, None)
+        return len(gone)
+
     def count_migrated(self, company_sso_id: str) -> int:
         return sum(1 for doc in self._docs.values() if self._migrated(doc, company_sso_id))
 

@@ -146,6 +146,21 @@ class InMemoryActivityLogStore:
         self._logs = keep
         return deleted
 
+    def delete_migrated_ids(self, company_sso_id: str, external_ids: Collection[str]) -> int:
+        wanted = set(external_ids)
+        keep = [
+            log
+            for log in self._logs
+            if not (
+                log.company_sso_id == company_sso_id
+                and log.source_tag == SOURCE_TAG
+                and log.external_id in wanted
+            )
+        ]
+        deleted = len(self._logs) - len(keep)
+        self._logs = keep
+        return deleted
+
     def count_migrated(self, company_sso_id: str) -> int:
         return sum(
             1 for log in self._logs if log.company_sso_id == company_sso_id and log.source_tag == SOURCE_TAG

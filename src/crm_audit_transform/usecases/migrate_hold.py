@@ -1,4 +1,4 @@
-"""The S2S write route (``/migrate``) against a rollback: refused before, cleaned up after.
+"""The S2S write route (``/migrate``) against a rollback: refused before, undone after.
 
 ``run`` is fenced by its lease; ``/migrate`` holds none — its callers post many batches at once,
 alongside a run, and an exclusive lease would refuse all but one. So the route keeps a rollback's
@@ -10,34 +10,37 @@ promise ("the account's migrated logs are gone") in two steps instead:
 2. **After the write** (``settle_after_write``): the check and the insert are not one atomic step,
    so a batch that passed step 1 just before a rollback's hold may land after its delete. When the
    batch inserted anything, the latest job is read again: if it is now ``rolling_back`` or
-   ``rolled_back``, the batch may sit behind the rollback, so — once that rollback has finished —
-   the account is rolled back once more (``rollback``: the same hold, fenced against a newer job,
-   its ``logs_deleted`` added up) and the batch is refused (``JobNotRunnable``): nothing of it is
-   kept. A batch whose second read finds the job as before was inserted before any hold, so the
-   rollback's delete, which comes after its hold, removes it.
+   ``rolled_back``, the batch deletes **its own** logs — the ones it inserted, by external id, and
+   no other — and is refused (``JobNotRunnable``): nothing of it is kept, whether the rollback's
+   delete had reached them or not. A batch whose second read finds the job as before was inserted
+   before any hold, so the rollback's delete, which comes after its hold, removes it.
 
-Not covered: a rollback of an account without any job (it deletes without a hold; there is no job
-to read a rollback from), and a second rollback that cannot run here (the service has no
-``MigratedLogs``, or the first rollback is still under way after ``ROLLBACK_WAIT_SECONDS``): the
-batch is then refused naming what to do (``rollback`` again), and ``verify`` reports any log left
-behind the ``rolled_back`` job (docs/verify.md).
+**A bounded answer.** Step 2 is two reads of the job and one delete of at most a batch of logs: it
+never waits for the rollback to finish and never runs one (a rollback deletes a whole account, for
+as long as that takes). ``logs_deleted`` counts what the rollback deleted; a batch's own logs
+deleted by the batch are not in it (they were never kept).
+
+**A newer job.** A new job can only be triggered once the rollback has finished. If the job read
+after the delete is newer than the rolled-back one, it was triggered between the two reads, and
+its run may have met one of this batch's external ids before the delete (it then counts that log as
+its own, and the delete took it): the refusal says so, and ``verify`` reports such a log missing
+(``verify --repair`` writes it). A batch whose *first* read already finds a newer job is kept: it
+landed after the new trigger, and that job's run counts its logs as its own (the same records).
+
+Not covered: an account without any job (a rollback deletes without a hold; there is no job to read
+it from), and a service whose migrated-log store cannot delete logs by id (``MigratedLogsById``):
+the batch is then refused naming what to do (``rollback`` again once it is done), and ``verify``
+reports any log left behind the ``rolled_back`` job (docs/verify.md).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from typing import Final
+from collections.abc import Collection
 
 from ..errors import JobAlreadyRunning, JobNotRunnable
 from ..jobs import ROLLED_BACK, ROLLING_BACK
 from ..ports import JobStore
-from .rollback import RollbackPorts, rollback
-
-ROLLBACK_WAIT_SECONDS: Final = 30.0
-"""How long a batch that met a rollback under way waits for it to finish before cleaning up."""
-ROLLBACK_POLL_SECONDS: Final = 0.25
-"""How often the job is read again meanwhile."""
+from ..ports.log_stores import MigratedLogsById
 
 
 def refuse_rolled_back(company_sso_id: str, jobs: JobStore) -> None:
@@ -60,40 +63,38 @@ def refuse_rolled_back(company_sso_id: str, jobs: JobStore) -> None:
 def settle_after_write(
     company_sso_id: str,
     jobs: JobStore,
-    ports: RollbackPorts | None,
-    *,
-    sleep: Callable[[float], None] = time.sleep,
-    wait_seconds: float = ROLLBACK_WAIT_SECONDS,
+    inserted: Collection[str],
+    logs: MigratedLogsById | None,
 ) -> None:
-    """Step 2, after a batch that inserted logs: nothing when the latest job is neither
-    ``rolling_back`` nor ``rolled_back``; else roll the account back again once the rollback under
-    way has finished (``ports``: the rollback's own, None when the service has none) and raise
-    ``JobNotRunnable`` (the batch's logs were deleted with the rest) — or ``JobAlreadyRunning`` when
-    that could not be done here, naming ``rollback`` as the remedy.
+    """Step 2, after a batch inserted the logs of ``inserted`` (their external ids) for the account:
+    nothing when the latest job is neither ``rolling_back`` nor ``rolled_back``; else delete those
+    logs (``logs``: None when the service cannot) and raise ``JobNotRunnable`` — or
+    ``JobAlreadyRunning`` naming ``rollback`` as the remedy when they could not be deleted here.
 
-    ``sleep`` waits between reads, ``ROLLBACK_POLL_SECONDS`` each, ``wait_seconds`` in all.
+    Two job reads and one delete at most: no wait, whatever the rollback under way does.
     """
-    waited = 0.0
-    while True:
-        latest = jobs.latest(company_sso_id)
-        if latest is None or latest.status not in (ROLLING_BACK, ROLLED_BACK):
-            return
-        if latest.status == ROLLED_BACK and ports is not None:
-            try:
-                rollback(company_sso_id, ports)
-            except JobAlreadyRunning:
-                pass  # another batch (or an operator) holds the account right now, or a newer job exists
-            else:
-                raise JobNotRunnable(
-                    f"company {company_sso_id}'s job {latest.job_id} was rolled back while this batch "
-                    "was written: its logs were deleted with the rest, nothing was kept (trigger a new "
-                    "job first, as for run)"
-                )
-        if waited >= wait_seconds:
-            raise JobAlreadyRunning(
-                f"company {company_sso_id}'s job {latest.job_id} was being rolled back while this batch "
-                "was written, and this batch's logs may have landed after the delete: run rollback "
-                "again once it is done (verify reports them)"
-            )
-        sleep(ROLLBACK_POLL_SECONDS)
-        waited += ROLLBACK_POLL_SECONDS
+    if not inserted:
+        return
+    seen = jobs.latest(company_sso_id)
+    if seen is None or seen.status not in (ROLLING_BACK, ROLLED_BACK):
+        return
+    state = "being rolled back" if seen.status == ROLLING_BACK else "rolled back"
+    if logs is None:
+        raise JobAlreadyRunning(
+            f"company {company_sso_id}'s job {seen.job_id} was {state} while this batch was written, "
+            "and this batch's logs may have landed after the delete: run rollback again once it is "
+            "done (verify reports them)"
+        )
+    logs.delete_migrated_ids(company_sso_id, inserted)
+    after = jobs.latest(company_sso_id)
+    newer = (
+        f"; job {after.job_id}, triggered meanwhile, may have counted some of them as its own "
+        "(verify reports them missing, verify --repair writes them)"
+        if after is not None and after.job_id != seen.job_id
+        else ""
+    )
+    raise JobNotRunnable(
+        f"company {company_sso_id}'s job {seen.job_id} was {state} while this batch was written: "
+        f"its {len(inserted)} inserted logs were deleted, nothing of it was kept{newer} (trigger a "
+        "new job first, as for run)"
+    )
