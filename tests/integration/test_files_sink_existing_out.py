@@ -121,3 +121,18 @@ def test_verify_indexes_long_lines_without_holding_them(tmp_path: Path) -> None:
         "crm:tenant_a:audit:4",
     ]
     assert peak < 24 << 20
+
+
+def test_a_rollback_rewrite_reads_and_copies_long_lines_in_blocks(tmp_path: Path) -> None:
+    """``delete_migrated`` (a rollback of a dry run's file) takes a few MiB for 24 MiB lines: the long
+    log of ours goes, the foreign long line stays byte for byte. (It read each line whole: 24 MiB
+    and more at once.)"""
+    path = tmp_path / "out.jsonl"
+    long_file(path)
+    foreign = path.read_bytes().split(b"\n")[1] + b"\n"
+    with JsonlActivityLogSink(path) as sink:
+        deleted, peak = peak_bytes_of(lambda: sink.delete_migrated("company-a"))
+        assert deleted == 3
+        assert sink.count_migrated("company-a") == 0
+    assert peak < 8 << 20
+    assert path.read_bytes() == foreign

@@ -230,6 +230,8 @@ class JsonlActivityLogSink:
 
         The rewrite goes to a temporary file that replaces the original atomically, so a crash
         leaves either the old file or the new one. A second call deletes nothing and returns 0.
+        A line longer than ``_HELD_LINE_BYTES`` (1 MiB) is read on in blocks for its three keys
+        (``long_lines.skim_long_line``) and, when it stays, copied in blocks: never held whole.
         """
         if not self._migrated[company_sso_id]:
             return 0
@@ -245,12 +247,23 @@ class JsonlActivityLogSink:
         try:
             _lock(out, self._path)
             with open(self._path, "rb") as source:
-                for number, raw in enumerate(source, 1):
-                    doc = _keys_of(self._path, number, raw)
+                number = 0
+                while raw := source.readline(_HELD_LINE_BYTES):
+                    number += 1
+                    start, line = source.tell() - len(raw), raw
+                    if len(raw) == _HELD_LINE_BYTES and not raw.endswith(b"\n"):
+                        # A long line: read on in blocks for its three keys, never held whole.
+                        line = skim_long_line(
+                            self._path, number, raw, source.readline, _KEY_MEMBERS, _HELD_LINE_BYTES
+                        )
+                    doc = _keys_of(self._path, number, line)
                     if doc is not None and doc[0] == company_sso_id and _is_migrated(doc):
                         deleted.append((doc[0], doc[1]))
                         continue
-                    out.write(raw)
+                    if line is raw:
+                        out.write(raw)
+                    else:
+                        _copy_span(source, out, start, source.tell())
             out.flush()
             os.fsync(out.fileno())
             os.replace(temporary, self._path)
@@ -350,6 +363,19 @@ class JsonlActivityLogSink:
                 self._keys.add((doc[0], doc[1]))
                 if _is_migrated(doc):
                     self._migrated[doc[0]] += 1
+
+
+def _copy_span(source: IO[bytes], out: IO[bytes], start: int, end: int) -> None:
+    """Copy ``source``'s bytes ``start:end`` to ``out`` in blocks of ``_HELD_LINE_BYTES``; ``source``
+    is left at ``end``."""
+    source.seek(start)
+    left = end - start
+    while left > 0:
+        block = source.read(min(left, _HELD_LINE_BYTES))
+        if not block:
+            raise OSError(f"{source.name} shrank while it was rewritten")
+        out.write(block)
+        left -= len(block)
 
 
 def _torn(raw: bytes) -> bool:
