@@ -10,19 +10,19 @@ seeks to and parses just the lines it needs, in file order.
 from __future__ import annotations
 
 import heapq
-import re
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Collection, Mapping
 from itertools import pairwise
 from operator import itemgetter
-from typing import BinaryIO, Final
+from typing import Any, BinaryIO, Final
 
 import attrs
 
 from crm_audit_transform.domain import Contact
 
-from .directories import CONTACT_MEMBERS, parse_contact_line
+from ..mongo.contact_ids import contact_id_order
+from .directories import CONTACT_MEMBERS, contact_id_of_line, parse_contact_line
 from .errors import FileFormatError
 from .lines import MAX_LINE_BYTES, PathLike, hold_limit, whole_or_long
 from .long_lines import skim_long_line
@@ -57,17 +57,17 @@ class _CompanyIndex:
         else:
             self.wide[person_id] = (offset, number)
 
-    def seal(self, contact_id_at: Callable[[int, int], str]) -> None:
+    def seal(self, contact_id_at: Callable[[int, int], _IdOrder]) -> None:
         """Sort by person id; of a repeated id keep the contact MongoDB's directory keeps, the first by
         ``_id`` (``contact_id_at(offset, number)`` reads a line's ``_id``: only repeated ids are read)."""
         if not _strictly_ascending(self.ids):  # a file in person id order (usual) is kept as it is
             self._sort_unique(contact_id_at)
         for person_id, offset, number in self.wide_repeats:  # the same rule for the wide ids
-            if _id_order(contact_id_at(offset, number)) < _id_order(contact_id_at(*self.wide[person_id])):
+            if contact_id_at(offset, number) < contact_id_at(*self.wide[person_id]):
                 self.wide[person_id] = (offset, number)
         self.wide_repeats.clear()
 
-    def _sort_unique(self, contact_id_at: Callable[[int, int], str]) -> None:
+    def _sort_unique(self, contact_id_at: Callable[[int, int], _IdOrder]) -> None:
         # Sorted a run at a time (stable), then the runs merged (heapq.merge takes the earlier run
         # first on ties): file order on ties, as one sort would give. A sort's Python ints cost about
         # 80 bytes a contact; a run's are dropped before the next run is sorted, so a shuffled file
@@ -79,8 +79,8 @@ class _CompanyIndex:
             *(zip(*run, strict=True) for run in runs), key=itemgetter(0)
         ):
             if ids and ids[-1] == person_id:
-                kept = _id_order(contact_id_at(offsets[-1], numbers[-1]))
-                if _id_order(contact_id_at(offset, number)) < kept:
+                kept = contact_id_at(offsets[-1], numbers[-1])
+                if contact_id_at(offset, number) < kept:
                     offsets[-1], numbers[-1] = offset, number
                 continue
             ids.append(person_id)
@@ -130,13 +130,8 @@ def _strictly_ascending(ids: array[int]) -> bool:
     return True
 
 
-_OBJECT_ID: Final = re.compile(r"[0-9a-f]{24}")
-
-
-def _id_order(contact_id: str) -> tuple[int, str]:
-    """A contact ``_id`` as MongoDB orders them: a string before an ObjectId (BSON's type order), and
-    within a type by bytes (an ObjectId's hex, lower case, sorts as its bytes do)."""
-    return (1, contact_id) if _OBJECT_ID.fullmatch(contact_id) else (0, contact_id)
+_IdOrder = tuple[int, Any]
+"""A contact ``_id``'s sort key (``mongo.contact_ids.contact_id_order``)."""
 
 
 class JsonlContactDirectory:
@@ -170,13 +165,16 @@ class JsonlContactDirectory:
         its index (about 24 bytes a contact) and reads the same file, which must not change."""
         return self
 
-    def _contact_id_at(self, offset: int, number: int) -> str:
+    def _contact_id_at(self, offset: int, number: int) -> _IdOrder:
+        """The ``_id`` order of the contact on that line (only a repeated person id's are read)."""
         with open(self._path, "rb") as stream:
             stream.seek(offset)
-            contact = parse_contact_line(self._path, number, _read_line(self._path, stream, number))
-        if contact is None:
+            raw = _read_line(self._path, stream, number)
+        contact = parse_contact_line(self._path, number, raw)
+        order = None if contact is None else contact_id_order(contact_id_of_line(self._path, number, raw))
+        if order is None:
             raise FileFormatError(self._path, number, "the file changed while it was indexed")
-        return contact.id
+        return order
 
     def contacts_by_crm_ids(
         self, company_sso_id: str, crm_person_ids: Collection[int]

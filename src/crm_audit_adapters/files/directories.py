@@ -186,6 +186,18 @@ def parse_contact_line(path: PathLike, number: int, raw: bytes) -> Contact | Non
         )
 
 
+def contact_id_of_line(path: PathLike, number: int, raw: bytes) -> object:
+    """The ``_id`` of a contact line ``parse_contact_line`` accepted, as MongoDB holds it (an
+    ``ObjectId`` for ``{"$oid": …}``, a ``str``, an ``int``, a UUID's ``Binary``): what two
+    contacts of one person are ordered by (``mongo.contact_ids.contact_id_order``)."""
+    with _at(path, number):
+        try:
+            record = loads_extended_json(decode(path, number, raw), _EXTENDED_JSON)
+        except (ValueError, RecursionError):
+            raise _Bad("not (Extended) JSON that can be read") from None
+    return record.get("_id") if isinstance(record, dict) else None
+
+
 def _sync_time(record: Mapping[str, object]) -> dt.datetime | None:
     """A contact's sync watermark, as ``MongoContactDirectory`` reads it (``mongo.contacts``).
 

@@ -18,12 +18,12 @@ driver, so no one text is "the" UUID), other binary subtypes (``str()`` gave Pyt
 from __future__ import annotations
 
 import uuid
-from typing import Final
+from typing import Any, Final
 
 from bson import Binary, Int64, ObjectId
 from bson.binary import UUID_SUBTYPE, UuidRepresentation
 
-__all__ = ["contact_id_text", "stored_contact_ids"]
+__all__ = ["contact_id_order", "contact_id_text", "stored_contact_ids"]
 
 _INT64: Final = range(-(2**63), 2**63)
 
@@ -65,3 +65,36 @@ def stored_contact_ids(text: str) -> list[object]:
     if as_uuid is not None and str(as_uuid) == text:
         ids.append(Binary.from_uuid(as_uuid, UuidRepresentation.STANDARD))
     return ids
+
+
+_NUMBER: Final = 1
+_STRING: Final = 2
+_BINARY: Final = 5
+_OBJECT_ID: Final = 7
+"""BSON's sort ranks of the types an admitted ``_id`` has (numbers, strings, binary data, ObjectIds;
+objects, arrays and the rest lie between and after them)."""
+
+
+def contact_id_order(value: object) -> tuple[int, Any] | None:
+    """Where MongoDB sorts this ``_id`` ascending (``sort=[("_id", 1)]``, no collation): by BSON's
+    type order — numbers, then strings, then binary data, then ObjectIds — then within a type a
+    number by its value, a string by its UTF-8 bytes (which order as Python's code points do), a
+    binary by its length, subtype and bytes, an ObjectId by its 12 bytes. None for an ``_id`` that
+    ``contact_id_text`` gives no text (no contact is found with it, so it never competes).
+
+    The MongoDB directory keeps the first contact of a person in that order; a contacts file keeps
+    the same one (``files.contact_index``).
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return (_NUMBER, int(value))
+    if isinstance(value, str):
+        return (_STRING, value)
+    if isinstance(value, uuid.UUID):
+        return (_BINARY, (16, UUID_SUBTYPE, value.bytes))
+    if isinstance(value, Binary) and value.subtype == UUID_SUBTYPE and len(value) == 16:
+        return (_BINARY, (16, UUID_SUBTYPE, bytes(value)))
+    if isinstance(value, ObjectId):
+        return (_OBJECT_ID, value.binary)
+    return None
