@@ -3,10 +3,13 @@
 The text reads back (``bson.json_util.loads``, ``mongoimport``) to exactly the document of
 ``bson.json_util.dumps(encode_activity_log(log), json_options=RELAXED_JSON_OPTIONS)``, but is
 written compactly by orjson: no spaces after ``,`` and ``:``, UTF-8 instead of ``\\u`` escapes, and
-floats in their shortest round-trip form (``1e16`` where ``json`` writes ``1e+16``). ``json_util``
-first rebuilds the whole document in Python (one call per value) before ``json.dumps``; here the
-value walk of ``bson_values`` builds the JSON-ready document directly — the same rules, with
-relaxed Extended JSON leaves:
+floats as orjson prints them — the shortest digits that read back to the same double, in orjson's
+own spelling: ``1e+16``, ``1e-7``, ``0.00001``, where ``json`` writes ``1e+16``, ``1e-07``, ``1e-05``
+(the spelling is orjson's and may differ between its releases; every spelling reads back to the
+same double, and the compiled line prints floats through orjson too, so both paths write the same
+bytes). ``json_util`` first rebuilds the whole document in Python (one call per value) before
+``json.dumps``; here the value walk of ``bson_values`` builds the JSON-ready document directly —
+the same rules, with relaxed Extended JSON leaves:
 
 * ``Decimal128`` → ``{"$numberDecimal": str}`` (``"NaN"`` for every NaN, as ``Decimal128.__str__``);
 * a datetime (already UTC, whole milliseconds) → ``{"$date": "YYYY-MM-DDTHH:MM:SS[.mmm]Z"}`` from
