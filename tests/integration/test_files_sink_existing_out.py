@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from crm_audit_adapters.files import JsonlActivityLogSink, encode_log_line
+from crm_audit_adapters.files import JsonlActivityLogSink, encode_log_line, verification
 from crm_audit_adapters.files.errors import FileFormatError
 from crm_audit_adapters.files.verification import JsonlMigratedLogReader
+from crm_audit_transform.domain import FieldChange
 from support.mongo import activity_log
 
 PAD = 24 << 20
@@ -136,3 +137,48 @@ def test_a_rollback_rewrite_reads_and_copies_long_lines_in_blocks(tmp_path: Path
         assert sink.count_migrated("company-a") == 0
     assert peak < 8 << 20
     assert path.read_bytes() == foreign
+
+
+def test_verify_reads_a_long_line_of_ours_in_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``dry-run --verify`` reading back a 24 MiB line of ours (not the line the run would write: its
+    metadata is padded) holds a few MiB: the line is measured, not held, and compared by its length.
+    Its padded member is past 1 MiB, so it is read whole to be compared field by field only when a
+    sink could have written a line that long (96 MiB); past that it is none of ours, never held.
+    (It read every such line whole: 24 MiB and more, and a 1 GiB one as well.)"""
+    path = tmp_path / "out.jsonl"
+    long_file(path)
+    reader = JsonlMigratedLogReader(path)
+    found, peak = peak_bytes_of(lambda: reader.migrated_logs("company-a", ["crm:tenant_a:audit:3"]))
+    assert peak < 8 << 20
+    assert isinstance(found, list)
+    (stored,) = found
+    expected = reader.content_of(activity_log(3))
+    doc = stored.parsed(expected)
+    assert doc is not None
+    assert (stored.same_as(expected), doc.external_id) == (False, "crm:tenant_a:audit:3")
+    monkeypatch.setattr(verification, "_LONGEST_SINK_LINE", 16 << 20)  # a line past what a sink writes
+    parsed, peak = peak_bytes_of(lambda: (stored.same_as(expected), stored.parsed(expected)))
+    assert parsed == (False, None)
+    assert peak < 8 << 20
+
+
+def test_verify_finds_a_long_line_that_is_the_runs_own_the_same(tmp_path: Path) -> None:
+    """A log whose own line is 3 MiB (a long note) is read back in blocks and compared with the
+    recomputed line a block at a time: the same, and its document built from the log; against
+    another log's line, not the same, and read for its members."""
+    log = activity_log(5, changes=(FieldChange("notes", "Notes", None, "n" * (3 << 20)),))
+    path = tmp_path / "out.jsonl"
+    with JsonlActivityLogSink(path) as sink:
+        sink.insert_batch([activity_log(1), log, activity_log(6)])
+    reader = JsonlMigratedLogReader(path)
+    (long,) = reader.migrated_logs("company-a", [log.external_id])  # a page's last line is read alone
+    assert (long.external_id, long.line) == (log.external_id, b"")
+    expected = reader.content_of(log)
+    assert long.same_as(expected)
+    doc = long.parsed(expected)
+    assert doc is not None
+    assert doc.external_id == log.external_id
+    assert not long.same_as(reader.content_of(activity_log(5)))
+    other = long.parsed(reader.content_of(activity_log(5)))  # a 3 MiB member: read whole, as a sink wrote it
+    assert other is not None
+    assert other.content["attributes"] == expected["attributes"]

@@ -22,7 +22,7 @@ import datetime as dt
 import json
 import re
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from typing import cast
+from typing import BinaryIO, Final, cast
 
 import orjson
 
@@ -33,9 +33,11 @@ from crm_audit_transform.timestamps import as_utc
 from crm_audit_transform.verification import OWNED_FIELDS, MigratedDoc, run_metadata
 
 from ..mongo.bson_values import to_bson_datetime
-from .lines import PathLike
+from .errors import FileFormatError
+from .lines import LONG_LINE_HEAD, PathLike
 from .log_index import LogIndex
-from .sink import sink_line
+from .long_lines import skim_long_line
+from .sink import MAX_DOCUMENT_BYTES, sink_line
 
 __all__ = ["JsonlMigratedLogReader", "LineContent", "StoredLine", "json_content"]
 
@@ -43,6 +45,37 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MILLIS = re.compile(r"-?[0-9]{1,19}")
 _SPAN_BYTES = 16 << 20
 """A page whose lines lie within this many bytes is read in one go (else line by line)."""
+_HELD_LINE_BYTES: Final = LONG_LINE_HEAD
+"""A stored line longer than this (1 MiB) is never held whole (``StoredLine.long``)."""
+_LONGEST_SINK_LINE: Final = 6 * MAX_DOCUMENT_BYTES
+"""No line a sink writes is longer: its document is at most 16 MiB of BSON, and relaxed JSON spends
+at most 6 bytes for one of BSON (a control character's ``\\u001f``; a 0-byte ``$binary`` is 5.7). A
+long stored line that is not the recomputed one is read whole, to be compared field by field, only
+up to this length; a longer one is none of ours (``parsed`` is None: not clean)."""
+_DOC_MEMBERS: Final = (
+    "company_sso_id",
+    "external_id",
+    "source_tag",
+    "customer_id",
+    "category",
+    "action",
+    "actor",
+    "attributes",
+    "timestamp",
+    "metadata",
+)
+"""What a long stored line is read for: ``_migrated_doc``'s fields and the owned ones."""
+
+
+def _span_is(path: PathLike, offset: int, expected: bytes) -> bool:
+    """Whether the file's bytes from ``offset`` are ``expected``, compared a block at a time."""
+    with open(path, "rb") as stream:
+        stream.seek(offset)
+        for start in range(0, len(expected), _HELD_LINE_BYTES):
+            block = expected[start : start + _HELD_LINE_BYTES]
+            if stream.read(len(block)) != block:
+                return False
+    return True
 
 
 def _dumps(value: object) -> bytes:
@@ -190,21 +223,36 @@ class StoredLine:
     byte for byte (and the timestamp is one the line spells as a date: 1970 on). ``parsed(expected)``
     then builds the ``MigratedDoc`` from ``log``, else parses the line. ``content`` is the line's
     :class:`LineContent`.
+
+    A line longer than ``_HELD_LINE_BYTES`` (1 MiB) is never held whole (``long``: its file and
+    length, ``line`` empty): ``same_as`` compares its length, then its bytes a block at a time, with
+    the recomputed line; ``parsed`` reads the members a log's document is made of
+    (``long_lines.skim_long_line``, each at most 1 MiB); a line with a longer one is read whole as
+    before when a sink could have written it (``_LONGEST_SINK_LINE``), else it is None (not a log
+    of ours: never held).
     """
 
-    __slots__ = ("external_id", "line", "offset")
+    __slots__ = ("external_id", "line", "long", "offset")
 
-    def __init__(self, external_id: str, line: bytes, offset: int) -> None:
+    def __init__(
+        self, external_id: str, line: bytes, offset: int, long: tuple[PathLike, int] | None = None
+    ) -> None:
         self.external_id = external_id
         self.line = line.rstrip(b"\r\n")
         self.offset = offset
+        self.long = long
 
     @property
     def content(self) -> LineContent:
-        return LineContent(self.line)
+        return LineContent(self.line if self.long is None else self._short())
 
     def same_as(self, expected: Mapping[str, object]) -> bool:
-        if type(expected) is not LineContent or expected.line != self.line:
+        if type(expected) is not LineContent:
+            return False
+        if self.long is None:
+            if expected.line != self.line:
+                return False
+        elif len(expected.line) != self.long[1] or not _span_is(self.long[0], self.offset, expected.line):
             return False
         log = expected.log
         # Before 1970 the sink writes {"$numberLong"}: such a line is parsed, not recomputed.
@@ -214,7 +262,27 @@ class StoredLine:
         if expected is not None and self.same_as(expected):
             content = cast(LineContent, expected)
             return _recomputed_doc(cast(ActivityLog, content.log), content, self.offset)
-        return _migrated_doc(self.line, self.offset)
+        if self.long is None:
+            return _migrated_doc(self.line, self.offset)
+        try:
+            return _migrated_doc(self._short(), self.offset)
+        except FileFormatError:
+            pass  # a member past 1 MiB: it cannot be read without holding the line
+        path, length = self.long
+        if length > _LONGEST_SINK_LINE:
+            return None  # longer than any line a sink writes: none of ours, never held
+        with open(path, "rb") as stream:
+            stream.seek(self.offset)
+            return _migrated_doc(stream.read(length), self.offset)
+
+    def _short(self) -> bytes:
+        """The long line's document members alone (``FileFormatError`` when one is too long)."""
+        assert self.long is not None
+        path = self.long[0]
+        with open(path, "rb") as stream:
+            stream.seek(self.offset)
+            head = stream.readline(_HELD_LINE_BYTES)
+            return skim_long_line(path, 0, head, stream.readline, _DOC_MEMBERS, _HELD_LINE_BYTES)
 
     def __repr__(self) -> str:
         return f"StoredLine({self.external_id!r}, offset={self.offset})"
@@ -236,18 +304,33 @@ class JsonlMigratedLogReader:
         with open(self._path, "rb") as stream:
             first, last = places[0][0], places[-1][0]
             if last - first <= _SPAN_BYTES:
-                # A page's lines are near each other in a sink's file: one read, cut at each offset.
+                # A page's lines are near each other in a sink's file: one read, cut at each offset
+                # (each of those lines ends before the next place); the last line is read alone.
                 stream.seek(first)
-                span = stream.read(last - first) + stream.readline()
-                for offset, external_id in places:
+                span = stream.read(last - first)
+                for offset, external_id in places[:-1]:
                     start = offset - first
                     end = span.find(b"\n", start)
                     found.append(StoredLine(external_id, span[start : None if end < 0 else end + 1], offset))
+                found.append(self._line_at(stream, *places[-1]))
                 return found
             for offset, external_id in places:  # ascending: one forward pass
-                stream.seek(offset)
-                found.append(StoredLine(external_id, stream.readline(), offset))
+                found.append(self._line_at(stream, offset, external_id))
         return found
+
+    def _line_at(self, stream: BinaryIO, offset: int, external_id: str) -> StoredLine:
+        """The stored line at ``offset``: held when it is at most ``_HELD_LINE_BYTES``, else only
+        measured (read on in blocks to its end) and read again on demand (``StoredLine.long``)."""
+        stream.seek(offset)
+        line = stream.readline(_HELD_LINE_BYTES)
+        if len(line) < _HELD_LINE_BYTES or line.endswith(b"\n"):
+            return StoredLine(external_id, line, offset)
+        while (block := stream.readline(_HELD_LINE_BYTES)) and not block.endswith(b"\n"):
+            pass
+        length = stream.tell() - offset - (1 if block.endswith(b"\n") else 0)
+        if block.endswith(b"\r\n"):
+            length -= 1
+        return StoredLine(external_id, b"", offset, long=(self._path, length))
 
     def migrated_external_ids(self, company_sso_id: str) -> Iterator[str]:
         return self._index.external_ids(company_sso_id)
