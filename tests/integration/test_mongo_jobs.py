@@ -371,6 +371,22 @@ class TestUnreadableJobs:
         with pytest.raises(JobUnreadable):
             _store(jobs).get("junk-1")
 
+    @pytest.mark.parametrize(
+        ("field", "value"),
+        [("job_id", {"x": "y"}), ("job_id", 5), ("tenant", 7), ("lease_owner", 5), ("halted_reason", ["x"])],
+    )
+    def test_a_text_field_of_another_type_is_job_unreadable(
+        self, jobs: Any, field: str, value: object
+    ) -> None:
+        """A job_id stored as {"x": "y"} was served as the text "{'x': 'y'}" (cattrs made text of
+        anything): status showed it, run and cancel named no such job, rollback said cancel first.
+        Now every command's read is JOB_UNREADABLE naming the field, as for the other fields."""
+        _store(jobs).create(migration_job())
+        jobs.update_one({"_id": "job-1"}, {"$set": {field: value}})
+        with pytest.raises(JobUnreadable, match=field) as caught:
+            _store(jobs).latest("company-a")
+        assert caught.value.job_id == "job-1"
+
     @pytest.mark.parametrize("status", ["Halted", "paused", ""])
     def test_a_status_outside_the_enum_is_never_served(self, jobs: Any, status: str) -> None:
         """A copied document with status "Halted" was served as is, outside the declared enum."""

@@ -226,6 +226,13 @@ def _unstructure_enrichment(tally: EnrichmentTally) -> Document:
     return doc
 
 
+def _text(value: object, _: object) -> str:
+    """A text field as stored: a ``str`` (a BSON string), nothing converted to one."""
+    if type(value) is not str:
+        raise TypeError(f"expected text, got {type(value).__name__}")
+    return value
+
+
 def make_converter() -> cattrs.Converter:
     """A cattrs converter for the MongoDB document format of this library.
 
@@ -234,6 +241,9 @@ def make_converter() -> cattrs.Converter:
     encoder above (its document shape is fixed by the CDP, not by the attrs fields).
     """
     converter = cattrs.Converter()
+    # Text is text: cattrs' own str hook is str(value), so a job_id stored as {"$x": "y"} or 5 was
+    # served as the text "{'$x': 'y'}" or "5" (and then named no job); now it is JOB_UNREADABLE.
+    converter.register_structure_hook(str, _text)
     converter.register_unstructure_hook(dt.datetime, to_bson_datetime)
     converter.register_structure_hook(dt.datetime, lambda value, _: from_bson_datetime(value))
     converter.register_unstructure_hook(Tally, _unstructure_tally)

@@ -156,7 +156,9 @@ class Walk:
                 recomputed = cast(ActivityLog, outcome.log) if isinstance(outcome, Migrated) else None
                 copies = (copy, *extra[ext_id]) if ext_id in extra else (copy,)
                 found = self._copies(row.id, recomputed, copies, None, sampled, contacts, compare, seam)
-            if found:
+            if found and isinstance(outcome, Migrated):
+                # A row that migrates and has its log; a log of a row that skips now (unexpected) is
+                # reported for a decision, never counted as a migrated row (nor by a repair).
                 logged.append(row.id)
             self._account(row.id, ext_id, outcome, found, missing)
         self.migrated += same
