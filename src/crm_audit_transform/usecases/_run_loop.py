@@ -23,7 +23,7 @@ from ..transformer import Transformer
 from ._entity_names import name_linked_entities, names_tally
 from ._run_ports import RunPorts
 from ._run_result import HaltPoint, RunResult
-from ._run_steps import _cut, _settle, _Step
+from ._run_steps import Step, cut_steps, settle_outcomes
 from .migrate_batch import MAX_BATCH_SIZE, migrate_batch
 from .pages import InProcessPages, PageSpan, TransformedPage
 from .settings import RunSettings
@@ -31,7 +31,7 @@ from .settings import RunSettings
 _Item = TypeVar("_Item")
 
 
-class _Loop:
+class RunLoop:
     __slots__ = (
         "_batch_size",
         "_cache",
@@ -246,7 +246,7 @@ class _Loop:
 
     def _steps(
         self, job: MigrationJob, transformed: TransformedPage | None, aside: Sequence[Outcome]
-    ) -> Iterator[_Step]:
+    ) -> Iterator[Step]:
         ids: Sequence[int] = ()
         outcomes: Sequence[Outcome] = ()
         fell_through: Sequence[bool] = ()
@@ -274,7 +274,7 @@ class _Loop:
         # so that a replayed step adds exactly its own. Steps also end at the halt rule's check
         # points, so the rule sees the same counts however the run was cut.
         first_check = self._rule.rows_to_next_check((job.tally - job.halt_basis).processed)
-        yield from _cut(
+        yield from cut_steps(
             ids,
             outcomes,
             fell_through,
@@ -284,14 +284,14 @@ class _Loop:
             every=self._rule.sample,
         )
 
-    def _apply(self, job: MigrationJob, step: _Step, unsaved: list[Outcome]) -> tuple[MigrationJob, bool]:
+    def _apply(self, job: MigrationJob, step: Step, unsaved: list[Outcome]) -> tuple[MigrationJob, bool]:
         """Write the step's logs and count it into ``job`` (not saved); whether it had logs to write.
 
         Its settled outcomes are appended to ``unsaved``, for ``on_outcomes`` once they are saved.
         """
         logs = [o.log for o in step.outcomes if isinstance(o, Migrated)]
         result = migrate_batch(logs, self._ports.logs, max_size=self._batch_size)
-        settled = tuple(_settle(step.outcomes, result.results))
+        settled = tuple(settle_outcomes(step.outcomes, result.results))
         tally = Tally.of(settled, step.fallthrough, step.degraded)
         # Without entity names (a dry run, a run without a CRM) a step adds no enrichment counts.
         enrichment = (

@@ -13,14 +13,16 @@ from ..domain import Failed, Migrated, Outcome, Skipped, WriteResult
 
 
 @frozen
-class _Step:
+class Step:
+    """A run of consecutive rows saved at once: through ``last_id``, with their outcomes."""
+
     last_id: int
     outcomes: tuple[Outcome, ...]
     fallthrough: int = 0
     degraded: int = 0
 
 
-def _cut(
+def cut_steps(
     ids: Sequence[int],
     outcomes: Sequence[Outcome],
     fell_through: Sequence[bool],
@@ -29,7 +31,7 @@ def _cut(
     *,
     first_check: int,
     every: int,
-) -> Iterator[_Step]:
+) -> Iterator[Step]:
     """Cut a page into steps of consecutive rows holding at most ``size`` logs to write, ending
     also after row ``first_check`` and every ``every`` rows after it (the halt rule's check points)."""
     start = 0
@@ -57,8 +59,8 @@ def _step(
     degraded: Sequence[bool],
     a: int,
     b: int,
-) -> _Step:
-    return _Step(
+) -> Step:
+    return Step(
         last_id=ids[b - 1],
         outcomes=tuple(outcomes[a:b]),
         fallthrough=sum(fell_through[a:b]),
@@ -66,7 +68,7 @@ def _step(
     )
 
 
-def _settle(outcomes: Sequence[Outcome], results: Sequence[WriteResult]) -> Iterator[Outcome]:
+def settle_outcomes(outcomes: Sequence[Outcome], results: Sequence[WriteResult]) -> Iterator[Outcome]:
     """Fold the write results into the outcomes (see the counting rule in the module docstring)."""
     by_id = {r.external_id: r for r in results}
     for outcome in outcomes:

@@ -76,7 +76,7 @@ from ..errors import JobAlreadyRunning, JobNotFound
 from ..jobs import IN_PROGRESS, MigrationJob
 from ..ports import PagePipeline
 from ..transformer import Transformer
-from ._run_loop import _Loop
+from ._run_loop import RunLoop
 from ._run_ports import RunPorts
 from ._run_result import HaltPoint, RunResult
 from .pages import InProcessPages
@@ -168,7 +168,7 @@ def run_loop(
             _release_quietly(ports, company_sso_id, owner)
         return RunResult(job)
     pipeline = pipeline or InProcessPages()
-    loop = _Loop(ports, transformer, owner, settings, should_stop, on_progress, on_outcomes, pipeline)
+    loop = RunLoop(ports, transformer, owner, settings, should_stop, on_progress, on_outcomes, pipeline)
     loop.bound(until_id, check_at_end=check_at_end)
     try:
         return loop.run(job)
