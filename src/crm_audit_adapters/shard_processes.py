@@ -43,7 +43,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from multiprocessing import forkserver
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from types import FrameType
@@ -58,6 +57,7 @@ from crm_audit_transform.jobs import MigrationJob
 from crm_audit_transform.ports import ShardEvent
 from crm_audit_transform.usecases import RunResult
 
+from .fork_server import ensure_fork_server, ignore_sigint
 from .settings import Settings
 
 __all__ = ["MAX_SHARD_PROCESSES", "ProcessShardLauncher", "SettingsShardRun", "ShardFailed", "ShardRun"]
@@ -170,7 +170,7 @@ class ProcessShardLauncher:
             # As the page pool does: the fork server imports the runner's adapters (and their
             # drivers) once, while the caller reads its job, so each shard process starts ready.
             self._context.set_forkserver_preload(list(PRELOAD))
-            forkserver.ensure_running()
+            ensure_fork_server()  # SIGINT blocked until its processes ignore it (fork_server)
         self._running: dict[int, _Shard] = {}
         self._ending: list[BaseProcess] = []
         self._events: deque[ShardEvent] = deque()
@@ -303,7 +303,7 @@ def _portable(error: BaseException) -> BaseException:
 
 def _run_shard(run: ShardRun, company_sso_id: str, shard: int, conn: Connection) -> None:
     """A shard process: ``run`` for ``shard``, reported on ``conn``."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides (``stop``)
+    ignore_sigint()  # the parent decides (``stop``); one sent since the fork is dropped
 
     def on_term(signum: int, frame: FrameType | None) -> None:
         raise SystemExit(128 + signum)  # through run_loop's hand-back of the lease

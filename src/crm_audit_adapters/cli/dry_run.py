@@ -255,9 +255,12 @@ def dry_run(
         source = stack.enter_context(source_type(files.audits, str(tenant), checked=checked))
         pipeline = None
         if workers > 1:
+            from ..fork_server import sigint_blocked
             from ..page_pool import ProcessPagePipeline
 
-            pipeline = stack.enter_context(ProcessPagePipeline(workers, dry_run_recipe(files, limits)))
+            with sigint_blocked():  # the fork server it starts inherits the block (fork_server)
+                pool = ProcessPagePipeline(workers, dry_run_recipe(files, limits))
+            pipeline = stack.enter_context(pool)
         service = dry_run_service(
             str(company),
             str(tenant),

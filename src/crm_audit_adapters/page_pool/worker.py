@@ -48,7 +48,6 @@ from __future__ import annotations
 import importlib
 import multiprocessing
 import os
-import signal
 import threading
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
@@ -62,6 +61,7 @@ from crm_audit_transform.transformer import PageResult, PreparedRow, Transformer
 from crm_audit_transform.usecases.pages import PageSpan, encode_ahead
 
 from ..collector import collect_as_run_loop
+from ..fork_server import ignore_sigint
 from .wire import WirePage, pack
 
 __all__ = [
@@ -209,7 +209,7 @@ def start(recipe: Callable[[], Transformer], channel: Connection | None = None) 
     reading the spans sent on ``channel`` (the read end of the worker's pipe), take the run loop's
     collector settings."""
     global _worker
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ignore_sigint()  # one sent since the fork is dropped (fork_server)
     parent = multiprocessing.parent_process()
     if parent is not None:
         threading.Thread(target=_end_with, args=(parent,), name="parent-watch", daemon=True).start()
