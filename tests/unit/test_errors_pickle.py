@@ -10,7 +10,6 @@ import pytest
 
 import crm_audit_adapters.files.audit_source
 import crm_audit_adapters.files.errors
-import crm_audit_adapters.shard_processes
 import crm_audit_adapters.usman
 from crm_audit_transform import errors
 from crm_audit_transform.errors import CrmAuditError
@@ -45,9 +44,6 @@ SAMPLES: dict[type[CrmAuditError], Callable[[], CrmAuditError]] = {
     _files.OutputLocked: lambda: _files.OutputLocked("out.jsonl"),
     _usman.UsmanUnavailable: lambda: _usman.UsmanUnavailable("timed out", status_code=503, attempts=4),
     _usman.UsmanRefused: lambda: _usman.UsmanRefused("HTTP 403", status_code=403),
-    crm_audit_adapters.shard_processes.ShardFailed: lambda: crm_audit_adapters.shard_processes.ShardFailed(
-        "a shard's error that could not cross", "DIRECTORY_REFUSED"
-    ),
 }
 
 

@@ -106,10 +106,12 @@ class MongoContactDirectory:
 
     def _contacts(self) -> MongoCollection:
         if self._collection is None:
-            from pymongo import MongoClient
+            # The runner's client options (aware datetimes; a 10 s server selection unless the URI
+            # sets one), not pymongo's defaults: a worker waits for a down server as the runner does.
+            from ..bootstrap.mongo_client import mongo_client_for
 
             assert self._at is not None  # a directory has its collection, or where to open it
-            self._client = MongoClient(self._at.uri)
+            self._client = mongo_client_for(self._at.uri)
             self._collection = _past_range_readable(self._client[self._at.database][self._at.collection])
         return self._collection
 
