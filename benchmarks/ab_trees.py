@@ -109,7 +109,9 @@ def dry_run(stage: str, rows: int, env: dict[str, str]) -> dict[str, Any]:
         target = HERE / "out" / f"ab_dryrun_{rows}.jsonl"
         target.unlink(missing_ok=True)
         command = [
-            str(Path(sys.executable).with_name("crm-audit-migrate")), "dry-run",
+            # The CLI's main by module, not the venv's console script: the script names this tree's
+            # entry point (crm_audit_adapters.console), which a ref's src may not have.
+            sys.executable, "-c", "from crm_audit_adapters.cli import main; main()", "dry-run",
             "--company-sso-id", COMPANY_SSO_ID, "--tenant", TENANT, "--audits", str(data / "audits.jsonl"),
             "--users", str(data / "users.jsonl"), "--contacts", str(data / "contacts.jsonl"),
             "--sso-directory", str(data / "sso.jsonl"), "--no-progress", "--out", str(target),
