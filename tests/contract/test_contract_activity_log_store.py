@@ -106,9 +106,13 @@ class TestRollback:
 
     def test_a_batch_undoing_itself_deletes_its_own_logs_only(self, store: ActivityLogStore) -> None:
         """MigratedLogsById (every store but the file sink): the named logs of that company, no other
-        log of it, none of another company's with the same ids."""
+        log of it, none of another company's with the same ids. The JSONL sink deletes a whole account
+        only (a rewrite of the file), so it does not offer the port, and ``/migrate`` over it names
+        ``rollback`` instead (docs/http.md)."""
         if not isinstance(store, MigratedLogsById):
-            pytest.skip("the JSONL sink deletes a whole account only (a rewrite of the file)")
+            assert isinstance(store, JsonlActivityLogSink)
+            assert not hasattr(store, "delete_migrated_ids")
+            return
         store.insert_batch(logs(1, 2, 3, company="company-a"))
         store.insert_batch(logs(1, company="company-b"))
         ids = [log.external_id for log in logs(1, 3, 9)]
