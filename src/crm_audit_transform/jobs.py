@@ -60,6 +60,15 @@ def shard_not_leasable(job: MigrationJob, shard: int) -> JobNotRunnable:
     )
 
 
+def rolled_back_under(job: MigrationJob, owner: str) -> JobNotRunnable:
+    """The error of ``JobStore.save_progress`` for a runner whose expired lease a rollback's hold
+    took (``JobStore.hold_rollback``): the job was rolled back under it, nothing is written."""
+    return JobNotRunnable(
+        f"job {job.job_id} is {job.status}: it was rolled back while {owner} ran it (its lease had "
+        "expired); nothing written"
+    )
+
+
 def lease_is_live(owner: str | None, expires_at: dt.datetime | None, now: dt.datetime) -> bool:
     """The one rule of a live lease: an owner **and** an expiry after ``now``, the store's clock (a
     database server's ``$$NOW``, never a runner's). An owner without an expiry, or an expiry without

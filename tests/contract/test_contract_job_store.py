@@ -547,49 +547,172 @@ class TestShardLeases:
 
 
 class _DeletedBeside:
-    """An account's migrated logs whose first delete has a second rollback run, start to end, in the
-    middle of it: two rollbacks alive at once (an operator's retry, a /migrate batch settling).
-    The first delete removes ``before`` logs, lets the second delete ``beside``, then removes
-    ``after`` more (logs that landed meanwhile)."""
+    """An account's migrated logs whose first delete has a second rollback tried in the middle of
+    it: two rollbacks alive at once (an operator's retry, ``trigger --fresh``). The first delete
+    removes ``deleted`` logs; what the second rollback did (its result or its error) is kept."""
 
-    def __init__(self, before: int, beside: int, after: int, ports: Any) -> None:
-        self.counts = [before, beside, after]
+    def __init__(self, deleted: int, ports: Any) -> None:
+        self.deleted = deleted
         self.ports = ports
-        self.second: list[RollbackResult] = []
+        self.second: list[RollbackResult | LeaseHeld] = []
+        self.status_meanwhile: list[str] = []
         self.calls = 0
 
     def delete_migrated(self, company_sso_id: str) -> int:
         self.calls += 1
         if self.calls > 1:
-            return self.counts[1]
-        before = self.counts[0]
-        self.second.append(rollback(company_sso_id, self.ports()))
-        return before + self.counts[2]
+            return 0
+        try:
+            self.second.append(rollback(company_sso_id, self.ports()))
+        except LeaseHeld as exc:
+            self.second.append(exc)
+        stored = self.ports().jobs.latest(company_sso_id)
+        self.status_meanwhile.append(stored.status)
+        return self.deleted
 
     def count_migrated(self, company_sso_id: str) -> int:
         return 0
 
 
-class TestTwoRollbacksAlive:
-    """A rollback run again while the first is still deleting: ``logs_deleted`` counts every log
-    either deleted, whichever of the two finishes first."""
+class _DiesAfterTheHold:
+    """Migrated logs whose delete never returns: the rollback process died (``kill -9``) holding the job."""
 
-    @pytest.mark.parametrize(("before", "beside", "after"), [(5, 0, 0), (0, 3, 1), (2, 2, 2)])
-    def test_logs_deleted_adds_up_both_rollbacks(
-        self, store: JobStore, before: int, beside: int, after: int
-    ) -> None:
-        """The second holds the held job (a rollback that died is finished that way), deletes and
-        finishes inside the first's delete; the first finishes last. Before: the second's
-        count, read before the first's was written, was the last word (5 deleted, ``logs_deleted``
-        0), or the first's finish found the job no longer ``rolling_back`` and dropped its own."""
+    def delete_migrated(self, company_sso_id: str) -> int:
+        raise KeyboardInterrupt
+
+    def count_migrated(self, company_sso_id: str) -> int:
+        return 0
+
+
+class _Counted:
+    def __init__(self, deleted: int) -> None:
+        self.deleted = deleted
+
+    def delete_migrated(self, company_sso_id: str) -> int:
+        return self.deleted
+
+    def count_migrated(self, company_sso_id: str) -> int:
+        return 0
+
+
+class TestOneRollbackAtATime:
+    """A rollback run again while the first still deletes is ``LeaseHeld``: the job stays
+    ``rolling_back`` (no new job can start) until the rollback that holds it has finished."""
+
+    def test_a_second_rollback_is_refused_while_the_first_still_deletes(self, store: JobStore) -> None:
+        """Before: the second held the job too, deleted and made it ``rolled_back`` inside the
+        first's delete, so a new job could start while the first still deleted its logs."""
         store.create(migration_job(status=COMPLETED, logs_deleted=1))
         clock = FixedClock(T0)
-        logs = _DeletedBeside(before, beside, after, lambda: RollbackPorts(store, logs, clock))
-        first = rollback("company-a", RollbackPorts(store, logs, clock))
-        assert (first.deleted, logs.second[0].deleted) == (before + after, beside)
+        logs = _DeletedBeside(5, lambda: RollbackPorts(store, logs, clock, LEASE))
+        first = rollback("company-a", RollbackPorts(store, logs, clock, LEASE))
+        assert first.deleted == 5
+        assert len(logs.second) == 1
+        assert isinstance(logs.second[0], LeaseHeld)
+        assert "being rolled back" in str(logs.second[0])
+        assert (logs.calls, logs.status_meanwhile) == (1, [ROLLING_BACK])
         stored = store.latest("company-a")
         assert stored is not None
-        assert (stored.status, stored.logs_deleted) == (ROLLED_BACK, 1 + before + beside + after)
+        assert (stored.status, stored.logs_deleted) == (ROLLED_BACK, 6)
+        assert (stored.lease_owner, stored.lease_expires_at) == (None, None)
+
+    def test_a_rollback_that_died_is_finished_by_the_next_once_its_hold_expired(
+        self, store: JobStore
+    ) -> None:
+        """kill -9 while deleting: the account stays held; ``rollback`` again is ``LeaseHeld``
+        until that hold expires, then takes it over and ends the job (a hold made already expired
+        stands for the time passing: the emulator's clock is its own)."""
+        store.create(migration_job(status=COMPLETED))
+        clock = FixedClock(T0)
+        with pytest.raises(KeyboardInterrupt):
+            rollback("company-a", RollbackPorts(store, _DiesAfterTheHold(), clock, LEASE))
+        held = store.latest("company-a")
+        assert held is not None
+        assert held.status == ROLLING_BACK
+        assert held.lease_owner is not None
+        assert held.lease_owner.startswith("rollback:")
+        with pytest.raises(LeaseHeld):
+            rollback("company-a", RollbackPorts(store, _Counted(4), clock, LEASE))
+        assert store.latest("company-a") == held
+        store.create(migration_job("job-2", status=COMPLETED, company="company-b"))
+        with pytest.raises(KeyboardInterrupt):
+            rollback("company-b", RollbackPorts(store, _DiesAfterTheHold(), clock, -LEASE))
+        done = rollback("company-b", RollbackPorts(store, _Counted(4), clock, LEASE))
+        stored = store.latest("company-b")
+        assert stored is not None
+        assert (done.deleted, stored.status, stored.logs_deleted, stored.lease_owner) == (
+            4,
+            ROLLED_BACK,
+            4,
+            None,
+        )
+
+    def test_a_finish_whose_hold_was_taken_over_counts_and_leaves_the_status(self, store: JobStore) -> None:
+        """A rollback past its hold, taken over by another: its finish adds its count, the job
+        stays ``rolling_back`` under the other's hold, which ends it."""
+        store.create(migration_job(status=COMPLETED))
+        read = store.latest("company-a")
+        assert read is not None
+        rolling = attrs.evolve(read, status=ROLLING_BACK, updated_at=LATER)
+        first = store.hold_rollback(rolling, {COMPLETED}, owner="rollback:a", ttl=-LEASE)
+        assert first is not None
+        second = store.hold_rollback(rolling, {ROLLING_BACK}, owner="rollback:b", ttl=LEASE)
+        assert second is not None
+        assert second.lease_owner == "rollback:b"
+        after_first = store.finish_rollback(attrs.evolve(first, status=ROLLED_BACK), 3, token="rollback:a")
+        assert after_first is not None
+        assert (after_first.status, after_first.logs_deleted, after_first.lease_owner) == (
+            ROLLING_BACK,
+            3,
+            "rollback:b",
+        )
+        assert store.rollback_under_way("company-a") is not None
+        after_second = store.finish_rollback(attrs.evolve(second, status=ROLLED_BACK), 2, token="rollback:b")
+        assert after_second is not None
+        assert (after_second.status, after_second.logs_deleted, after_second.lease_owner) == (
+            ROLLED_BACK,
+            5,
+            None,
+        )
+
+    def test_a_runner_whose_expired_lease_a_rollback_took_is_not_runnable(self, store: JobStore) -> None:
+        """A runner past its lease, the job cancelled and held by a rollback: its next write is
+        ``JobNotRunnable`` (rolled back under it), not "another runner took it over"; nothing written."""
+        store.create(migration_job())
+        store.acquire_lease("job-1", "runner-1", -LEASE)
+        read = store.latest("company-a")
+        assert read is not None
+        store.transition(attrs.evolve(read, status=CANCELLED), {IN_PROGRESS}, status_only=True)
+        held = store.hold_rollback(
+            attrs.evolve(read, status=ROLLING_BACK), {CANCELLED}, owner="rollback:a", ttl=LEASE
+        )
+        assert held is not None
+        with pytest.raises(JobNotRunnable, match="rolled back while runner-1 ran it"):
+            store.save_progress(attrs.evolve(read, last_audit_id=9), "runner-1", LEASE)
+        assert store.latest("company-a") == held
+
+    def test_a_hold_given_back_clears_its_lease_and_writes_nothing_else(self, store: JobStore) -> None:
+        """A newer job appeared after the hold: the status goes back, the lease with it."""
+        store.create(migration_job(status=COMPLETED, last_audit_id=7, tally=Tally(processed=7, migrated=7)))
+        read = store.latest("company-a")
+        assert read is not None
+        held = store.hold_rollback(
+            attrs.evolve(read, status=ROLLING_BACK), {COMPLETED}, owner="rollback:a", ttl=LEASE
+        )
+        assert held is not None
+        assert store.give_back_rollback(attrs.evolve(held, status=COMPLETED), owner="rollback:b") is None
+        back = store.give_back_rollback(
+            attrs.evolve(held, status=COMPLETED, updated_at=LATER), owner="rollback:a"
+        )
+        assert back is not None
+        assert (back.status, back.updated_at, back.lease_owner, back.lease_expires_at) == (
+            COMPLETED,
+            LATER,
+            None,
+            None,
+        )
+        assert attrs.evolve(back, updated_at=read.updated_at) == read
+        assert store.latest("company-a") == back
 
 
 class _LeaseBeforeTheWrite:

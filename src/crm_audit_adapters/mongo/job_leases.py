@@ -16,8 +16,11 @@ from crm_audit_transform.jobs import (
     COMPLETED,
     IN_PROGRESS,
     LEASABLE,
+    ROLLED_BACK,
+    ROLLING_BACK,
     JobShard,
     MigrationJob,
+    rolled_back_under,
     shard_not_leasable,
 )
 
@@ -115,6 +118,8 @@ class JobLeases(JobStoreBase):
                 f"job {job.job_id} is {current.status}: it was ended while {owner} ran it (its lease had "
                 "expired: a rollback, or another runner that finished it); nothing written"
             )
+        if current.status in (ROLLING_BACK, ROLLED_BACK):
+            raise rolled_back_under(current, owner)  # the rollback's hold took the expired lease
         raise LeaseHeld.lost(f"job {job.job_id}", owner, current.lease_owner, current.lease_expires_at)
 
     def _release(self, job_id: str, owner: str) -> MigrationJob | None:

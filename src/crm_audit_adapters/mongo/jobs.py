@@ -36,6 +36,7 @@ a lease) and ``job_store_base`` (the collection, the reads those writes share, t
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Collection as Statuses
 from typing import Any, Final
 
@@ -182,6 +183,37 @@ class MongoJobStore(JobLeases):
         )
         return decode_job(doc) if doc is not None else None
 
+    def hold_rollback(
+        self, job: MigrationJob, expected: Statuses[str], *, owner: str, ttl: dt.timedelta
+    ) -> MigrationJob | None:
+        """``transition(job, expected, unleased=True)`` that also gives the job's lease to ``owner``
+        until the store's now + ``ttl`` in the same write (the rollback's hold: a second rollback
+        meets a live lease and is ``LeaseHeld``)."""
+        return self._transition(job, expected, unleased=True, hold=(owner, ttl))
+
+    def give_back_rollback(self, job: MigrationJob, *, owner: str) -> MigrationJob | None:
+        """The hold undone: ``job``'s status and ``updated_at`` and the lease cleared, where the job
+        is ``rolling_back`` and ``owner`` holds its lease (expired or not); nothing else written.
+        None when it is not (nothing written)."""
+        doc = call_with_retry(
+            lambda _: self._collection.find_one_and_update(
+                {"_id": job.job_id, "status": ROLLING_BACK, "lease_owner": owner},
+                {
+                    "$set": {
+                        "status": job.status,
+                        "updated_at": to_bson_datetime(job.updated_at),
+                        "lease_owner": None,
+                        "lease_expires_at": None,
+                    },
+                    "$inc": {WRITES: 1},
+                },
+                return_document=ReturnDocument.AFTER,
+            ),
+            self._retry,
+            "give back a rollback's hold",
+        )
+        return None if doc is None else self._summarised(doc, always=True)
+
     def transition(
         self,
         job: MigrationJob,
@@ -208,6 +240,23 @@ class MongoJobStore(JobLeases):
         ``unleased`` filter: no lease being live there, clearing the lease fields takes nobody's;
         and under the counts and cursors ``job`` holds (``_counts_of``): None when they moved.
         """
+        return self._transition(
+            job, expected, unleased=unleased, leased_to=leased_to, status_only=status_only, resumed=resumed
+        )
+
+    def _transition(
+        self,
+        job: MigrationJob,
+        expected: Statuses[str],
+        *,
+        unleased: bool = False,
+        leased_to: str | None = None,
+        status_only: bool = False,
+        resumed: bool = False,
+        hold: tuple[str, dt.timedelta] | None = None,
+    ) -> MigrationJob | None:
+        """``transition``; ``hold`` (``hold_rollback``, with ``unleased``): the job's lease given to
+        its owner until the store's now + its ttl, in the same write."""
         doc = encode_job(job)
         query: Document = {"_id": job.job_id, "status": {"$in": list(expected)}}
         fences: list[Document] = []
@@ -253,9 +302,7 @@ class MongoJobStore(JobLeases):
                     keep = {"_id", "shards", "lease_owner", "lease_expires_at", "logs_deleted", *SUMMARY}
                     fields = {k: v for k, v in doc.items() if k not in keep}
                     return self._collection.find_one_and_update(
-                        where,
-                        {"$set": fields, "$inc": {WRITES: 1}},
-                        return_document=ReturnDocument.AFTER,
+                        where, _held(fields, hold, self._now()), return_document=ReturnDocument.AFTER
                     )
                 if job.shards and IN_PROGRESS in expected and leased_to is None:
                     # The shards' entries and their sums as stored: this job was read before them.
@@ -303,37 +350,69 @@ class MongoJobStore(JobLeases):
         )
 
     def finish_rollback(self, job: MigrationJob, deleted: int, *, token: str) -> MigrationJob | None:
-        """``rolled_back`` with ``deleted`` added to ``logs_deleted`` (``$inc``) where the job is
-        ``rolling_back`` or ``rolled_back`` and ``token`` is not yet in ``rollbacks_counted``, which
-        the same write pushes it to: a retry after a lost acknowledgement adds nothing twice.
+        """``deleted`` added to ``logs_deleted`` (``$inc``) where the job is ``rolling_back`` or
+        ``rolled_back`` and ``token`` is not yet in ``rollbacks_counted``, which the same write
+        pushes it to: a retry after a lost acknowledgement adds nothing twice. In that same write,
+        where the job's lease is ``token``'s (expired or not) or nobody's, the job becomes
+        ``rolled_back`` and the lease is cleared; where another rollback took the hold over (this
+        one's had expired), the count alone is added: the status is that one's to end.
 
         ``$inc`` refuses a null, so a ``logs_deleted`` still None is first set to 0 (no count is
         lost by that: it is the same number). None when the status is neither (nothing written).
         """
         counted = {"_id": job.job_id, "status": {"$in": [ROLLING_BACK, ROLLED_BACK]}}
+        count: Document = {"$inc": {"logs_deleted": deleted, WRITES: 1}, "$push": {_COUNTED: token}}
+        ended = {
+            "status": ROLLED_BACK,
+            "updated_at": to_bson_datetime(job.updated_at),
+            "lease_owner": None,
+            "lease_expires_at": None,
+        }
 
         def zero(_: int) -> None:
             self._collection.update_one({**counted, "logs_deleted": None}, {"$set": {"logs_deleted": 0}})
 
-        def add(_: int) -> Document | None:
+        def end(_: int) -> Document | None:
             return self._collection.find_one_and_update(
-                {**counted, _COUNTED: {"$ne": token}},
-                {
-                    "$set": {"status": ROLLED_BACK, "updated_at": to_bson_datetime(job.updated_at)},
-                    "$inc": {"logs_deleted": deleted, WRITES: 1},
-                    "$push": {_COUNTED: token},
-                },
+                {**counted, _COUNTED: {"$ne": token}, "lease_owner": {"$in": [token, None]}},
+                {**count, "$set": ended},
                 return_document=ReturnDocument.AFTER,
             )
 
+        def add(_: int) -> Document | None:
+            return self._collection.find_one_and_update(
+                {**counted, _COUNTED: {"$ne": token}}, count, return_document=ReturnDocument.AFTER
+            )
+
         call_with_retry(zero, self._retry, "count rolled-back logs")
-        stored = call_with_retry(add, self._retry, "finish rollback")
+        stored = call_with_retry(end, self._retry, "finish rollback")
+        if stored is None:
+            stored = call_with_retry(add, self._retry, "count a rollback taken over")
         if stored is not None:
             return self._summarised(stored, always=True)
         current = call_with_retry(
             lambda _: self._collection.find_one({**counted, _COUNTED: token}), self._retry, "read rollback"
         )
         return None if current is None else decode_job(current)  # counted by an earlier try, or not ours
+
+
+def _held(
+    fields: Document, hold: tuple[str, dt.timedelta] | None, now: dt.datetime | None
+) -> Document | list[Document]:
+    """The update of an ``unleased`` status change: ``$set`` of ``fields``; with ``hold``
+    (``hold_rollback``) the job's lease too, until ``now`` + its ttl, or on the server's ``$$NOW``
+    (an update pipeline, every other value a literal) when ``now`` is None."""
+    if hold is None:
+        return {"$set": fields, "$inc": {WRITES: 1}}
+    owner, ttl = hold
+    if now is not None:
+        lease = {"lease_owner": owner, "lease_expires_at": to_bson_datetime(now + ttl)}
+        return {"$set": {**fields, **lease}, "$inc": {WRITES: 1}}
+    literal: Document = {key: {"$literal": value} for key, value in fields.items()}
+    literal["lease_owner"] = {"$literal": owner}
+    literal["lease_expires_at"] = {"$add": ["$$NOW", round(ttl.total_seconds() * 1000)]}
+    literal[WRITES] = {"$add": [{"$ifNull": [f"${WRITES}", 0]}, 1]}
+    return [{"$set": literal}]
 
 
 _FENCED: Final = ("last_audit_id", "tally.processed", "tally.migrated")

@@ -72,16 +72,39 @@ class JobStore(Protocol):
         """
         ...
 
-    def finish_rollback(self, job: MigrationJob, deleted: int, *, token: str) -> MigrationJob | None:
-        """The rollback's end: ``status`` ``rolled_back``, ``updated_at`` ``job``'s, and ``deleted``
-        added to the stored ``logs_deleted`` (None counting as 0) — one atomic write, only while the
-        stored status is ``rolling_back`` or ``rolled_back``, and nothing else written.
+    def hold_rollback(
+        self, job: MigrationJob, expected: Collection[str], *, owner: str, ttl: dt.timedelta
+    ) -> MigrationJob | None:
+        """The rollback's hold: ``transition(job, expected, unleased=True)`` that also gives the
+        job's lease to ``owner`` until the store's now + ``ttl``, in the same atomic write.
 
-        ``rolled_back`` too, because two rollbacks of one job may be alive at once (a retry beside
-        one still deleting; a ``/migrate`` batch settling): whichever finishes second adds its count
-        to the first's instead of writing a total read before it. ``token`` names this rollback: a
-        write retried after a lost acknowledgement finds its token counted and adds nothing again.
-        The job as stored; None (nothing written) when its status is neither.
+        A second rollback of the job meets that lease while it is live and is ``LeaseHeld``
+        (``unleased``), so one rollback at a time deletes and ends the job; one that died leaves a
+        lease that expires, and the next rollback takes the hold over. None when the status was
+        none of ``expected`` (nothing written).
+        """
+        ...
+
+    def give_back_rollback(self, job: MigrationJob, *, owner: str) -> MigrationJob | None:
+        """The hold undone (a newer job appeared): ``job``'s ``status`` and ``updated_at``, and the
+        job's lease cleared — one atomic write, only while the stored job is ``rolling_back`` and
+        ``owner`` holds its lease (expired or not); nothing else written. The job as stored, or
+        None (nothing written)."""
+        ...
+
+    def finish_rollback(self, job: MigrationJob, deleted: int, *, token: str) -> MigrationJob | None:
+        """The rollback's end: ``deleted`` added to the stored ``logs_deleted`` (None counting as 0)
+        and, while the job's lease is ``token``'s (the owner its ``hold_rollback`` took, expired or
+        not) or nobody's, ``status`` ``rolled_back``, ``updated_at`` ``job``'s and the lease cleared
+        — one atomic write, only while the stored status is ``rolling_back`` or ``rolled_back``, and
+        nothing else written.
+
+        A rollback whose hold expired (it was slow, or stopped) and was taken over by another adds
+        its count and leaves the status to that one: the job is ``rolled_back`` only when the
+        rollback holding it finishes, never while one that holds it still deletes. ``token`` also
+        makes the write idempotent: retried after a lost acknowledgement, it finds its token
+        counted and adds nothing again. The job as stored; None (nothing written) when its status
+        is neither.
         """
         ...
 
@@ -129,7 +152,9 @@ class JobStore(Protocol):
         nothing; a job cancelled meanwhile is returned as stored (``cancelled``); a job ended
         otherwise while the lease was still ``owner``'s (rolled back once it had expired) is
         ``JobNotRunnable``. In those two cases nothing is written but the hand-back of ``owner``'s
-        lease: the runner stops there, so a rollback need not wait for the lease to expire.
+        lease: the runner stops there, so a rollback need not wait for the lease to expire. A job
+        whose expired lease a rollback's hold took (``hold_rollback``: rolling back or rolled back,
+        the lease another's) is ``JobNotRunnable`` too (``jobs.rolled_back_under``), nothing written.
         ``JobNotFound`` if the job was never created.
         """
         ...

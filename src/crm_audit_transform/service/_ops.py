@@ -43,7 +43,7 @@ class OperatorCalls(ServiceBase):
         migrated = p.migrated
         if migrated is None:
             raise ConfigError([("migrated", "this service has no migrated logs to roll back")])
-        return rollback(company_sso_id, RollbackPorts(p.jobs, migrated, p.clock))
+        return rollback(company_sso_id, RollbackPorts(p.jobs, migrated, p.clock, self._settings.lease_ttl))
 
     def explain(self, company_sso_id: str, audit_id: int, tenant: str | None = None) -> Explanation:
         """Each stage's decision for one audit row with the lookups a run would make.

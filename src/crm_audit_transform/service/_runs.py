@@ -65,7 +65,17 @@ class RunOperations(ServiceBase):
         job = trigger(
             company_sso_id,
             bound_tenant(company_sso_id, tenant, self._tenants, allow_unbound=allow_unbound_tenant),
-            TriggerPorts(p.flags, p.contacts, p.people, p.jobs, p.source, p.clock, p.indexes, migrated),
+            TriggerPorts(
+                p.flags,
+                p.contacts,
+                p.people,
+                p.jobs,
+                p.source,
+                p.clock,
+                p.indexes,
+                migrated,
+                self._settings.lease_ttl,
+            ),
             scope=self._transformer.scope,
             date_range_start=date_range_start,
             coverage_threshold=self._coverage_threshold,

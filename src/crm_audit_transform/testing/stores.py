@@ -27,6 +27,7 @@ from ..jobs import (
     MigrationJob,
     lease_is_live,
     live_lease,
+    rolled_back_under,
     shard_not_leasable,
 )
 from ..ports import Clock
@@ -278,6 +279,28 @@ class InMemoryJobStore:
         self._jobs[job.job_id] = job
         return job
 
+    def hold_rollback(
+        self, job: MigrationJob, expected: Collection[str], *, owner: str, ttl: dt.timedelta
+    ) -> MigrationJob | None:
+        held = self.transition(job, expected, unleased=True)
+        if held is None:
+            return None
+        held = attrs.evolve(held, lease_owner=owner, lease_expires_at=self._clock.now() + ttl)
+        self._jobs[job.job_id] = held
+        return held
+
+    def give_back_rollback(self, job: MigrationJob, *, owner: str) -> MigrationJob | None:
+        stored = self._jobs.get(job.job_id)
+        if stored is None:
+            raise JobNotFound(f"no job {job.job_id}")
+        if stored.status != ROLLING_BACK or stored.lease_owner != owner:
+            return None
+        back = attrs.evolve(
+            stored, status=job.status, updated_at=job.updated_at, lease_owner=None, lease_expires_at=None
+        )
+        self._jobs[job.job_id] = back
+        return back
+
     def finish_rollback(self, job: MigrationJob, deleted: int, *, token: str) -> MigrationJob | None:
         stored = self._jobs.get(job.job_id)
         if stored is None:
@@ -289,12 +312,13 @@ class InMemoryJobStore:
         self._counted.add((job.job_id, token))
         # Added to the count as stored now, in the same step: a rollback beside this one that
         # finished first keeps its count.
-        done = attrs.evolve(
-            stored,
-            status=ROLLED_BACK,
-            updated_at=job.updated_at,
-            logs_deleted=(stored.logs_deleted or 0) + deleted,
-        )
+        done = attrs.evolve(stored, logs_deleted=(stored.logs_deleted or 0) + deleted)
+        if stored.lease_owner in (None, token):
+            # Still this rollback's hold (or nobody's): it ends the rollback. Else another rollback
+            # took the hold over once this one's had expired, and that one ends it.
+            done = attrs.evolve(
+                done, status=ROLLED_BACK, updated_at=job.updated_at, lease_owner=None, lease_expires_at=None
+            )
         self._jobs[job.job_id] = done
         return done
 
@@ -316,6 +340,8 @@ class InMemoryJobStore:
         if stored is None:
             raise JobNotFound(f"no job {job.job_id}")
         if stored.lease_owner != owner:
+            if stored.status in (ROLLING_BACK, ROLLED_BACK):
+                raise rolled_back_under(stored, owner)  # the rollback's hold took the expired lease
             raise LeaseHeld.lost(f"job {job.job_id}", owner, stored.lease_owner, stored.lease_expires_at)
         if stored.status != IN_PROGRESS:
             # Ended meanwhile: the runner stops, nothing is written but the hand-back of its lease.

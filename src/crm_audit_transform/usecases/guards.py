@@ -49,6 +49,7 @@ from ..ports import (
 )
 from .rollback import RollbackPorts, rollback
 from .safety import require_indexes
+from .settings import RunSettings
 from .shards import split_shards
 
 RESUME: Final = "resume"
@@ -70,6 +71,8 @@ class TriggerPorts:
     indexes: IndexState
     migrated: MigratedLogs | None = None
     """Needed by ``restart="fresh"`` only: the rollback it starts with."""
+    rollback_lease: dt.timedelta = RunSettings().lease_ttl
+    """How long that rollback's hold on the job lives unless it finishes (``RollbackPorts.lease``)."""
 
 
 COVERAGE_PAGE: Final = 1000
@@ -242,7 +245,7 @@ def trigger(
     if previous is not None and restart == FRESH:
         if ports.migrated is None:
             raise ValueError("restart='fresh' needs TriggerPorts.migrated to roll the account back")
-        rollback(company_sso_id, RollbackPorts(ports.jobs, ports.migrated, ports.clock))
+        rollback(company_sso_id, RollbackPorts(ports.jobs, ports.migrated, ports.clock, ports.rollback_lease))
     job = new_job(
         company_sso_id,
         tenant,

@@ -9,25 +9,34 @@ again.
 account writes the very ids a rollback deletes: a rollback racing a new job would delete the new
 job's logs, and the new job would count them as migrated. So the rollback *holds* the account:
 
-1. it moves the latest job to ``rolling_back`` (a compare-and-set on its status);
-2. it reads the latest job again: if a newer job exists, it gives the status back and refuses
-   (``JobAlreadyRunning``) — nothing deleted;
-3. it deletes, then marks the job ``rolled_back`` and adds the number of logs it deleted to
-   ``logs_deleted`` in that same write (``JobStore.finish_rollback``): added up over repeated
-   rollbacks of the same job, so a second one that finds nothing keeps the first one's count.
+1. it moves the latest job to ``rolling_back`` and takes the job's lease (owner
+   ``rollback:<token>``, for ``RollbackPorts.lease``, on the store's clock) in one compare-and-set
+   on its status (``JobStore.hold_rollback``);
+2. it reads the latest job again: if a newer job exists, it gives the status back and clears its
+   lease (``JobStore.give_back_rollback``) and refuses (``JobAlreadyRunning``) — nothing deleted;
+3. it deletes, then marks the job ``rolled_back``, clears its lease and adds the number of logs it
+   deleted to ``logs_deleted`` in that same write (``JobStore.finish_rollback``): added up over
+   repeated rollbacks of the same job, so a second one that finds nothing keeps the first one's
+   count.
 
-**Two rollbacks alive at once.** A rollback run again while the first is still deleting (an
-operator's retry, a ``/migrate`` batch settling, ``trigger --fresh``) holds the job too — a job
-left ``rolling_back`` is how a rollback that died is finished, and the store cannot tell a dead one
-from a slow one. Both delete (each log once: a delete removes it for the other) and each adds its
-own count as it finishes, to the count as stored then, never a total read before the other's
-write: ``logs_deleted`` ends as every log the two deleted, whichever finishes first. The job is
-``rolled_back`` from the first finish on.
+**One rollback of a job at a time.** A rollback run again while the first still deletes (an
+operator's retry, ``trigger --fresh``) meets the first one's live lease in step 1 and is refused
+``LeaseHeld`` (exit 4), naming the holder and its expiry; nothing is deleted by it. Before, both
+ran, and the first to finish made the job ``rolled_back`` while the other still deleted: a new job
+of the account could then start and lose its fresh logs to that delete, without a word. A refusal
+was chosen over letting both run until the last one ends: a second delete of the same logs beside
+the first gains nothing, and the operator is told who holds the account and until when, as for a
+runner's lease. A rollback that died (``kill -9``) leaves the account held until its lease
+expires (``status`` shows it); ``rollback`` run again after that takes the hold over and finishes
+it. A rollback whose lease expired while it was still deleting (one delete outlasting the lease: a
+frozen process, or an account far larger than the lease allows for) and was taken over adds its
+count and leaves the job to the one that took it (``finish_rollback``); its delete may still run
+beside the new holder's, which the fence does not cover — raise ``lease_seconds`` for very large
+accounts.
 
 While a job is ``rolling_back``, ``trigger`` refuses and ``run_job`` refuses
 (``JobStore.rollback_under_way``). A runner that passed that check did so before step 1, so its job
-existed before step 2 and the rollback refuses. A rollback that died mid-way leaves the account
-held; running ``rollback`` again finishes it.
+existed before step 2 and the rollback refuses.
 
 **Fenced against a runner still writing.** A cancel only changes the status: a live runner finds
 it at its next progress write, *after* inserting the batch in flight, and hands its lease back in
@@ -54,6 +63,7 @@ which the CDP's deployment does not promise), so it is not attempted.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 import attrs
@@ -62,15 +72,18 @@ from attrs import frozen
 from ..errors import JobAlreadyRunning, LeaseHeld
 from ..jobs import IN_PROGRESS, ROLLED_BACK, ROLLING_BACK
 from ..ports import Clock, JobStore, MigratedLogs
+from .settings import RunSettings
 
 
 @frozen
 class RollbackPorts:
-    """What rollback reads and writes: the job, the account's migrated logs, the time."""
+    """What rollback reads and writes: the job, the account's migrated logs, the time; and how long
+    its hold on the job lives unless it finishes first (``lease``: the run's ``lease_seconds``)."""
 
     jobs: JobStore
     logs: MigratedLogs
     clock: Clock
+    lease: dt.timedelta = RunSettings().lease_ttl
 
 
 @frozen
@@ -84,7 +97,7 @@ class RollbackResult:
 
 def rollback(company_sso_id: str, ports: RollbackPorts) -> RollbackResult:
     """Delete the account's migrated logs under a hold; ``JobAlreadyRunning`` while a job runs,
-    ``LeaseHeld`` while a runner's (or a repair's) lease on the job is live."""
+    ``LeaseHeld`` while a runner's, a repair's or another rollback's lease on the job is live."""
     jobs, logs, clock = ports.jobs, ports.logs, ports.clock
     job = jobs.latest(company_sso_id)
     if job is None:
@@ -93,12 +106,23 @@ def rollback(company_sso_id: str, ports: RollbackPorts) -> RollbackResult:
         raise JobAlreadyRunning(
             f"company {company_sso_id} has job {job.job_id} in progress: cancel it before rolling back"
         )
+    owner = f"rollback:{uuid.uuid4().hex}"
     try:
-        # The hold: a compare-and-set on the status *and* on "no live lease, on the store's clock".
-        held = jobs.transition(
-            attrs.evolve(job, status=ROLLING_BACK, updated_at=clock.now()), {job.status}, unleased=True
+        # The hold: a compare-and-set on the status *and* on "no live lease, on the store's clock",
+        # taking the job's lease for this rollback in the same write.
+        held = jobs.hold_rollback(
+            attrs.evolve(job, status=ROLLING_BACK, updated_at=clock.now()),
+            {job.status},
+            owner=owner,
+            ttl=ports.lease,
         )
     except LeaseHeld as exc:
+        if job.status == ROLLING_BACK:
+            raise LeaseHeld(
+                f"company {company_sso_id}'s job {job.job_id} is being rolled back ({exc}): that "
+                "rollback is still deleting; if it died, run rollback again once its hold has expired "
+                "(status shows it)"
+            ) from exc
         raise LeaseHeld(
             f"company {company_sso_id}'s job {job.job_id} is {job.status}, but its lease is live ({exc}): "
             "a batch its holder is writing would land after the delete; roll back once that lease is "
@@ -108,14 +132,12 @@ def rollback(company_sso_id: str, ports: RollbackPorts) -> RollbackResult:
         raise JobAlreadyRunning(f"company {company_sso_id}'s job {job.job_id} changed meanwhile: try again")
     latest = jobs.latest(company_sso_id)
     if latest is not None and latest.job_id != job.job_id:
-        jobs.transition(attrs.evolve(held, status=job.status), {ROLLING_BACK}, status_only=True)
+        jobs.give_back_rollback(attrs.evolve(held, status=job.status), owner=owner)
         raise JobAlreadyRunning(
             f"company {company_sso_id} has a newer job {latest.job_id}: its logs are not rolled back"
         )
     deleted = logs.delete_migrated(company_sso_id)
     # Added to the count as stored at this write, never to the one read before the hold: a rollback
-    # alive beside this one may have added its own since (module docstring).
-    jobs.finish_rollback(
-        attrs.evolve(held, status=ROLLED_BACK, updated_at=clock.now()), deleted, token=uuid.uuid4().hex
-    )
+    # that held the job before this one took it over may have added its own since (module docstring).
+    jobs.finish_rollback(attrs.evolve(held, status=ROLLED_BACK, updated_at=clock.now()), deleted, token=owner)
     return RollbackResult(company_sso_id, deleted, job.job_id)
