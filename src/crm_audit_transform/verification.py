@@ -217,7 +217,11 @@ class Findings:
 
 @frozen
 class Mismatch:
-    """A job figure that disagrees with what verify found."""
+    """A job figure that disagrees with what verify found.
+
+    ``figure``: ``processed``, ``migrated``, ``skipped``, ``failed`` (totals), ``last_audit_id``,
+    ``migrated_logs`` (a rolled-back job); ``outcomes`` is the job against itself — ``job`` its
+    ``migrated + skipped + failed``, ``found`` its ``processed``."""
 
     figure: str
     job: int

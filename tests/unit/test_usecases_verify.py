@@ -11,6 +11,7 @@ import attrs
 import pytest
 
 from crm_audit_adapters.cli.verify import summary_lines
+from crm_audit_transform.config import load_default_config
 from crm_audit_transform.domain import ActivityLog, AuditRow, Contact
 from crm_audit_transform.errors import (
     IndexesMissing,
@@ -21,7 +22,8 @@ from crm_audit_transform.errors import (
     TenantMismatch,
     TenantUnbound,
 )
-from crm_audit_transform.jobs import HALTED, ROLLED_BACK, MigrationJob
+from crm_audit_transform.jobs import COMPLETED, HALTED, ROLLED_BACK, MigrationJob
+from crm_audit_transform.loading import LoaderLimits
 from crm_audit_transform.tally import Tally
 from crm_audit_transform.testing import (
     InMemoryActivityLogStore,
@@ -29,6 +31,7 @@ from crm_audit_transform.testing import (
     InMemoryIndexState,
     InMemoryMigratedLogReader,
 )
+from crm_audit_transform.transformer import Transformer
 from crm_audit_transform.usecases import RunSettings, VerifySettings
 from crm_audit_transform.usecases.rollback import RollbackPorts, rollback
 from crm_audit_transform.usecases.verify import VerifyPorts, verify_account
@@ -309,7 +312,7 @@ class TestFaults:
         world.jobs.save(attrs.evolve(job, tally=job.tally + Tally(processed=5, migrated=3)))
         report = verify(world)
         assert report.job is not None
-        assert {m.figure for m in report.job.mismatches} == {"processed", "migrated"}
+        assert {m.figure for m in report.job.mismatches} == {"outcomes", "processed", "migrated"}
         assert report.outstanding == {}
         assert not report.clean
 
@@ -655,6 +658,97 @@ class TestRepair:
         assert job.lease_owner is None
         assert all(s.lease_owner is None for s in job.shards)
         assert service.run_shard(world.company, 1, owner="runner-1").job.status == "completed"
+
+
+def halted_then_resumed(shards: int = 1) -> World:
+    """A job halted for failures (the loader's node limit at 5: most rows fail), resumed with the
+    cause fixed (default limits) and completed: the failed rows stay behind the cursor."""
+    world = World()
+    world.trigger(shards=shards)
+    default = world.transformer
+    world.transformer = Transformer(load_default_config(), limits=LoaderLimits(max_nodes=5))
+    settings = RunSettings(page_size=200)
+    world.service(settings=settings).run(world.company, owner="runner-1")
+    halted = job_of(world)
+    assert (halted.status, halted.tally.failed_total > 0) == (HALTED, True)
+    world.transformer = default
+    world.trigger(restart="resume")
+    world.service(settings=settings).run(world.company, owner="runner-1")
+    assert job_of(world).status == COMPLETED
+    return world
+
+
+class TestCountsAfterAHaltResumedAndRepaired:
+    """A halt for failures, ``--resume`` with the cause fixed, a completed run, ``verify --repair``:
+    the job said 136 failed of an account verify proved had none, 857 outcomes for 759 rows, and
+    verify's job check said "consistent"."""
+
+    @pytest.mark.parametrize("shards", [1, 3])
+    def test_the_job_check_flags_counts_that_disagree_with_what_verify_proved(self, shards: int) -> None:
+        """Before the repair: the rows the halted pass failed now migrate (missing) or skip."""
+        world = halted_then_resumed(shards)
+        job = job_of(world)
+        report = verify(world)
+        assert report.count("missing") > 0
+        assert report.job is not None
+        figures = {m.figure: (m.job, m.found) for m in report.job.mismatches}
+        assert figures["failed"] == (job.tally.failed_total, 0)
+        assert "outcomes" not in figures  # the run counted each row once
+
+    @pytest.mark.parametrize("shards", [1, 3])
+    def test_repair_leaves_counts_that_add_up_and_are_what_verify_proved(self, shards: int) -> None:
+        world = halted_then_resumed(shards)
+        before = job_of(world).tally
+        repaired = verify(world, repair=True)
+        assert repaired.repaired > 0
+        after = job_of(world).tally
+        assert after.processed == before.processed
+        assert after.processed == after.migrated + after.skipped_total + after.failed_total
+        final = verify(world)
+        assert final.clean, final.to_json()
+        assert (after.migrated, dict(after.skipped), dict(after.failed)) == (
+            final.migrated,
+            dict(final.skipped),
+            dict(final.failed),
+        )
+        for shard in job_of(world).shards:
+            assert all(n > 0 for n in (*shard.tally.skipped.values(), *shard.tally.failed.values()))
+        assert verify(world, repair=True).repaired == 0
+        assert job_of(world).tally == after
+
+    def test_a_repair_that_leaves_rows_missing_still_leaves_counts_that_add_up(self) -> None:
+        """USMAN down during the repair: rows whose actor would be degraded stay missing, so the
+        walk cannot account for every row; the rows written leave ``failed``, the sum holds, and
+        the repair once USMAN answers ends where one clean repair ends."""
+        clean = halted_then_resumed()
+        verify(clean, repair=True)
+        world = halted_then_resumed()
+        before = job_of(world).tally
+        world.sso.failing = True
+        during = verify(world, repair=True)
+        assert during.repaired_in_job > 0
+        assert during.actors_unchecked > 0
+        tally = job_of(world).tally
+        assert tally.processed == tally.migrated + tally.skipped_total + tally.failed_total
+        assert tally.failed_total == before.failed_total - during.repaired_in_job
+        world.sso.failing = False
+        verify(world, repair=True)
+        assert job_of(world).tally == job_of(clean).tally
+        assert verify(world).clean
+
+    def test_a_job_whose_counts_do_not_add_up_is_not_consistent(self) -> None:
+        """A row counted both failed and migrated (what the old repair left): 'outcomes' mismatch."""
+        world = migrated_world()
+        job = job_of(world)
+        world.jobs.save(attrs.evolve(job, tally=job.tally + Tally(failed={"malformed_yaml": 2})))
+        report = verify(world)
+        assert report.job is not None
+        figures = {m.figure: (m.job, m.found) for m in report.job.mismatches}
+        total = job.tally.migrated + job.tally.skipped_total + job.tally.failed_total
+        assert figures == {"outcomes": (total + 2, job.tally.processed), "failed": (2, 0)}
+        assert not report.clean
+        lines = "\n".join(summary_lines(report))
+        assert f"migrated + skipped + failed is {total + 2} for {job.tally.processed} processed" in lines
 
 
 class TestRepairDuringAUsmanOutage:

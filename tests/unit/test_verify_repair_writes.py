@@ -17,6 +17,7 @@ from crm_audit_transform.jobs import (
     ROLLING_BACK,
     MigrationJob,
 )
+from crm_audit_transform.tally import Tally
 from crm_audit_transform.testing import InMemoryJobStore, InMemoryMigratedLogReader
 from crm_audit_transform.usecases import RunSettings, VerifySettings
 from crm_audit_transform.usecases._verify_leases import hold_every_lease, release_every_lease
@@ -75,7 +76,7 @@ class TestRepairWritesOverTheStatusItRead:
         )
         repair = Repair(ports, VerifySettings(repair=True), "verify")
         with pytest.raises(JobNotFound):
-            repair.finish(job, job.tally.processed + 3, job.tally.migrated + 3)
+            repair.finish(job, Tally(processed=job.tally.processed + 3, migrated=job.tally.migrated + 3))
         stored = jobs.latest(world.company)
         assert stored is not None
         assert stored.status == ROLLING_BACK
@@ -107,7 +108,7 @@ class TestRepairWritesOverTheStatusItRead:
         )
         repair = Repair(ports, VerifySettings(repair=True), "verify")
         with pytest.raises(JobNotRunnable, match="cancelled, rolled back or taken over meanwhile"):
-            repair.finish(job, 3, 3)
+            repair.finish(job, Tally(processed=3, migrated=3))
         stored = jobs.latest(world.company)
         assert stored is not None
         assert (stored.status, stored.tally) == (CANCELLED, job.tally)

@@ -6,14 +6,14 @@ The counting rule is in ``usecases.verify``'s docstring.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import attrs
 
 from ..domain import Migrated
 from ..errors import CrmAuditError
-from ..jobs import MigrationJob
+from ..jobs import JobShard, MigrationJob
 from ..ports import Clock, JobStore
 from ..tally import Tally
 from ._entity_names import name_linked_entities
@@ -83,11 +83,12 @@ class Repair:
         jobs, _, job = self._lease_ports(job)
         return hold_every_lease(jobs, job, self.owner, self.settings.lease_ttl)
 
-    def finish(self, job: MigrationJob | None, range_rows: int, range_logged: int) -> MigrationJob:
+    def finish(self, job: MigrationJob | None, proved: Tally) -> MigrationJob:
         """Count the repaired rows into the job (rule in ``usecases.verify``) and hand the lease back.
 
-        ``range_rows`` and ``range_logged`` are the walk's rows behind the job's cursor, in all and
-        with a log before the repair. Returns the job as saved.
+        ``proved`` is what the walk found behind the job's cursor: ``processed`` its rows,
+        ``migrated`` those with a log before the repair, ``skipped`` and ``failed`` those without a
+        migrated log by recomputed reason. Returns the job as saved.
         """
         jobs, clock, job = self._lease_ports(job)
         # Still ours, or LeaseHeld: with every shard's lease held too, no runner writes this document
@@ -95,23 +96,32 @@ class Repair:
         held = hold_every_lease(jobs, job, self.owner, self.settings.lease_ttl)
         # The job counts the rows behind its cursor that have a log: derived from what is stored now,
         # not incremented, so a repair that died before this write is counted by the next one.
-        added = max(0, range_logged + self.repaired_in_range - held.tally.migrated)
-        unseen = min(added, max(0, range_rows - held.tally.processed))
+        logged = proved.migrated + self.repaired_in_range
+        added = max(0, logged - held.tally.migrated)
+        unseen = min(added, max(0, proved.processed - held.tally.processed))
         self.counted = added
-        found = Tally(processed=unseen, migrated=added)
+        counted = held.tally + Tally(processed=unseen, migrated=added)
+        proved = attrs.evolve(proved, migrated=logged)
+        if (counted.processed, counted.migrated) == (proved.processed, proved.migrated) and _adds_up(proved):
+            # Every row behind the cursor is accounted for: the job's counts become what was proved,
+            # each row under its outcome now (a row that failed before a fixed cause and was written
+            # here leaves the failed count).
+            counted = attrs.evolve(counted, skipped=proved.skipped, failed=proved.failed)
+        else:
+            # Some row is not accounted for (one left missing): the rows written here that the job
+            # had counted (not the unseen ones) leave its failed, then its skipped counts.
+            counted = _taken_off(counted, added - unseen)
         done = attrs.evolve(
             held,
-            tally=held.tally + found,
+            tally=counted,
             updated_at=clock.now(),
             lease_owner=None,
             lease_expires_at=None,
         )
         if held.shards:
-            # A sharded job's counts are its shards' sums: the last shard (open-ended, where late rows
-            # land) carries what the repair found. Still derived from the stored totals, not added up.
-            shards = unleased(held.shards)
-            last = shards[-1]
-            done = attrs.evolve(done, shards=(*shards[:-1], attrs.evolve(last, tally=last.tally + found)))
+            # A sharded job's counts are its shards' sums: what the repair changed is spread over
+            # them (``_spread``). Still derived from the stored totals, not added up.
+            done = attrs.evolve(done, shards=_spread(unleased(held.shards), counted - held.tally))
         save_job_as(jobs, done, held.status, self.owner)
         return done
 
@@ -125,3 +135,51 @@ class Repair:
             stored = jobs.latest(company_sso_id)
             if stored is not None and stored.job_id == job.job_id:
                 release_every_lease(jobs, stored, self.owner)
+
+
+def _adds_up(tally: Tally) -> bool:
+    return tally.processed == tally.migrated + tally.skipped_total + tally.failed_total
+
+
+def _taken_off(tally: Tally, rows: int) -> Tally:
+    """``tally`` with ``rows`` rows taken off its failed counts, then its skipped ones (reasons in
+    name order), never below zero: rows the job counted as failed or skipped that now have a log."""
+    failed, rows = _less(tally.failed, rows)
+    skipped, _ = _less(tally.skipped, rows)
+    return attrs.evolve(tally, failed=failed, skipped=skipped)
+
+
+def _less(counts: Mapping[str, int], rows: int) -> tuple[dict[str, int], int]:
+    left = dict(counts)
+    for reason in sorted(left):
+        taken = min(rows, left[reason])
+        left[reason] -= taken
+        rows -= taken
+    return left, rows
+
+
+def _spread(shards: tuple[JobShard, ...], change: Tally) -> tuple[JobShard, ...]:
+    """``shards`` with ``change`` (new sums − old) applied: what grows goes to the last shard
+    (open-ended, where late rows land); a skipped or failed reason that shrinks is taken off the
+    shards that hold it, in order, never below zero."""
+    tallies = [shard.tally for shard in shards]
+    grows = Tally(
+        processed=max(0, change.processed),
+        migrated=max(0, change.migrated),
+        skipped={k: v for k, v in change.skipped.items() if v > 0},
+        failed={k: v for k, v in change.failed.items() if v > 0},
+    )
+    tallies[-1] = tallies[-1] + grows
+    shrinks = Tally(
+        skipped={k: -v for k, v in change.skipped.items() if v < 0},
+        failed={k: -v for k, v in change.failed.items() if v < 0},
+    )
+    for n, tally in enumerate(tallies):
+        # What this shard gives: as much of each shrinking reason as it holds.
+        given = Tally(
+            skipped={k: min(v, tally.skipped.get(k, 0)) for k, v in shrinks.skipped.items()},
+            failed={k: min(v, tally.failed.get(k, 0)) for k, v in shrinks.failed.items()},
+        )
+        tallies[n] = tally - given
+        shrinks = shrinks - given
+    return tuple(attrs.evolve(shard, tally=tally) for shard, tally in zip(shards, tallies, strict=True))

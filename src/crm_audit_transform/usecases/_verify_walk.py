@@ -20,6 +20,7 @@ from ..jobs import COMPLETED, ROLLED_BACK, ROLLING_BACK, MigrationJob
 from ..lookup import LookupPorts, fetch_lookups
 from ..lookup_cache import LookupCache
 from ..ports import RowsSetAside
+from ..tally import Tally
 from ..transformer import Transformer, audit_id_in, external_id
 from ..verification import JobCheck, MigratedDoc, Mismatch, StoredMigratedLog, VerifyReport
 from ._id_set import AuditIdSet
@@ -74,6 +75,10 @@ class Walk:
         self.range_rows = 0
         self.range_logged = 0
         self.range_last = 0
+        # Its rows without a migrated log, by recomputed reason: what the job's skipped and failed
+        # counts must be (a row whose log is unexpected among them: it skips or fails now).
+        self.range_skipped: Counter[str] = Counter()
+        self.range_failed: Counter[str] = Counter()
         self.repair = Repair(ports, settings, owner)
 
     # -- the page loop ---------------------------------------------------------------------------
@@ -231,10 +236,20 @@ class Walk:
                 self.failed[outcome.reason] += 1
             elif isinstance(outcome, Skipped):
                 self.skipped[outcome.reason] += 1
+            self._in_range(outcome)
         self.audits += len(outcomes)
         if self.job is not None:
             last = self.job.last_audit_id
             self.range_rows += sum(1 for outcome in outcomes if outcome.audit_id <= last)
+
+    def _in_range(self, outcome: Outcome) -> None:
+        """Count a row that skips or fails now into the job's range, when behind its cursor."""
+        if self.job is None or outcome.audit_id > self.job.last_audit_id:
+            return
+        if isinstance(outcome, Failed):
+            self.range_failed[outcome.reason] += 1
+        elif isinstance(outcome, Skipped):
+            self.range_skipped[outcome.reason] += 1
 
     def _walked(self, rows: Sequence[AuditRow], logged: Sequence[int]) -> None:
         """Count a page's rows: in all, into the walked ids, and into the job's range."""
@@ -298,6 +313,7 @@ class Walk:
                 return
             self.migrated += 1
             return
+        self._in_range(outcome)
         if docs:
             self.found["unexpected"].add(
                 audit_id, ext_id, f"{type(outcome).__name__.lower()}: {outcome.reason}"
@@ -315,7 +331,13 @@ class Walk:
     # -- repair ----------------------------------------------------------------------------------
     def finish_repair(self) -> None:
         """Count the repaired rows into the job (rule in ``usecases.verify``) and hand the lease back."""
-        self.job = self.repair.finish(self.job, self.range_rows, self.range_logged)
+        proved = Tally(
+            processed=self.range_rows,
+            migrated=self.range_logged,
+            skipped=self.range_skipped,
+            failed=self.range_failed,
+        )
+        self.job = self.repair.finish(self.job, proved)
         self.range_logged += self.repair.repaired_in_range
 
     def release_quietly(self) -> None:
@@ -343,10 +365,20 @@ class Walk:
             found = (Mismatch("migrated_logs", 0, left),) if left else ()
             return JobCheck(job.job_id, job.status, job.last_audit_id, found)
         mismatches = []
-        if job.tally.processed != self.range_rows:
-            mismatches.append(Mismatch("processed", job.tally.processed, self.range_rows))
-        if job.tally.migrated != self.range_logged:
-            mismatches.append(Mismatch("migrated", job.tally.migrated, self.range_logged))
+        tally = job.tally
+        outcomes = tally.migrated + tally.skipped_total + tally.failed_total
+        if outcomes != tally.processed:
+            # The job's own counts do not add up: a row counted twice, or not at all.
+            mismatches.append(Mismatch("outcomes", outcomes, tally.processed))
+        if tally.processed != self.range_rows:
+            mismatches.append(Mismatch("processed", tally.processed, self.range_rows))
+        if tally.migrated != self.range_logged:
+            mismatches.append(Mismatch("migrated", tally.migrated, self.range_logged))
+        skipped, failed = sum(self.range_skipped.values()), sum(self.range_failed.values())
+        if tally.skipped_total != skipped:
+            mismatches.append(Mismatch("skipped", tally.skipped_total, skipped))
+        if tally.failed_total != failed:
+            mismatches.append(Mismatch("failed", tally.failed_total, failed))
         if job.status == COMPLETED and job.last_audit_id < self.range_last:
             mismatches.append(Mismatch("last_audit_id", job.last_audit_id, self.range_last))
         return JobCheck(job.job_id, job.status, job.last_audit_id, tuple(mismatches))

@@ -19,8 +19,10 @@ Memory is one page plus the walked audit ids (a bit each where dense, else 8 byt
 and the capped finding lists.
 
 Job consistency compares the job with the rows behind its cursor (``id <= last_audit_id``):
-``processed`` must equal those rows, ``migrated`` those of them that have a log, and a
-``completed`` job's cursor must have reached the last of them that existed when it was triggered.
+``processed`` must equal those rows, ``migrated`` those of them that have a log, the totals of
+``skipped`` and ``failed`` those of them without a migrated log that skip or fail now, the job's
+own ``migrated + skipped + failed`` its ``processed`` (``outcomes``), and a ``completed`` job's
+cursor must have reached the last of them that existed when it was triggered.
 
 Repair writes through ``MigrateBatch`` (the run's write path: idempotent by the unique index) while
 holding the job's lease, so no run writes the account meanwhile. It repairs missing rows behind
@@ -29,7 +31,11 @@ Counting into the job: ``migrated`` becomes the number of rows behind the cursor
 once repaired, when that is more than the job counted (a repaired row first restores a log the job
 had already counted); what is added is also added to ``processed`` while the job's ``processed``
 falls short of the rows behind its cursor (rows committed behind the cursor, which the run never
-saw). Rows beyond the cursor are outside the job's counts and stay so. The counts are written once,
+saw). When every row behind the cursor is then accounted for, ``skipped`` and ``failed`` become the
+walk's by reason (a row a halted pass failed and the repair wrote leaves ``failed``); otherwise the
+rows written that the job had counted are taken off ``failed``, then ``skipped``: the outcomes
+always add up to ``processed``. Rows beyond the cursor are outside the job's counts and stay so.
+The counts are written once,
 at the end, with the lease handed back. Because they are derived from what is stored rather than
 incremented, a repair that dies before that write leaves the logs written and the counts short —
 the next verify reports the job mismatch — and the next ``--repair`` counts them: it ends in the
