@@ -27,7 +27,7 @@ from crm_audit_transform.jobs import (
 from .bson_values import to_bson_datetime
 from .documents import decode_job, encode_job, encode_shard
 from .documents_types import Document
-from .job_store_base import FENCE_TRIES, WRITES, JobStoreBase
+from .job_store_base import FENCE_TRIES, WRITES, JobDocuments
 from .leases import not_live
 from .retry import call_with_retry
 
@@ -56,10 +56,14 @@ _SHARD_PROGRESS: Final = frozenset(
 """What a run changes in its shard's entry (``save_shard_progress``); range and basis are the trigger's."""
 
 
-class JobLeases(JobStoreBase):
-    """The lease writes of ``MongoJobStore``: ``acquire_lease``, ``save_progress`` and their shard forms."""
+class JobLeases:
+    """The lease writes of ``MongoJobStore``: ``acquire_lease``, ``save_progress`` and their shard
+    forms, over the store's ``JobDocuments``."""
 
-    __slots__ = ()
+    __slots__ = ("_docs",)
+
+    def __init__(self, docs: JobDocuments) -> None:
+        self._docs = docs
 
     def save_progress(self, job: MigrationJob, owner: str, ttl: dt.timedelta | None) -> MigrationJob:
         """Save the run's fields with the lease renewed, where ``owner`` holds it and it is in
@@ -79,8 +83,8 @@ class JobLeases(JobStoreBase):
         if ttl is None:
             fields.update(lease_owner=None, lease_expires_at=None)
             update: Document | list[Document] = {"$set": fields}
-        elif self._clock is not None:
-            fields.update(lease_owner=owner, lease_expires_at=to_bson_datetime(self._clock.now() + ttl))
+        elif self._docs.clock is not None:
+            fields.update(lease_owner=owner, lease_expires_at=to_bson_datetime(self._docs.clock.now() + ttl))
             update = {"$set": fields}
         else:
             # Every value is a literal (a string starting with "$" must not read as a field path);
@@ -92,7 +96,7 @@ class JobLeases(JobStoreBase):
 
         def write(_: int) -> Document | None:
             try:
-                return self._collection.find_one_and_update(
+                return self._docs.collection.find_one_and_update(
                     {"_id": job.job_id, "lease_owner": owner, "status": IN_PROGRESS},
                     update,
                     return_document=ReturnDocument.AFTER,
@@ -102,10 +106,10 @@ class JobLeases(JobStoreBase):
                     f"company {job.company_sso_id} already has another job in progress"
                 ) from exc
 
-        stored = call_with_retry(write, self._retry, "save migration job progress")
+        stored = call_with_retry(write, self._docs.retry, "save migration job progress")
         if stored is not None:
             return decode_job(stored)
-        current = self.get(job.job_id)
+        current = self._docs.get(job.job_id)
         if current is None:
             raise JobNotFound(f"no job {job.job_id}")
         if current.lease_owner == owner and current.status != IN_PROGRESS:
@@ -126,13 +130,13 @@ class JobLeases(JobStoreBase):
         """Clear ``owner``'s lease on a job no longer in progress: the job as stored, None if not ours."""
 
         def release(_: int) -> Document | None:
-            return self._collection.find_one_and_update(
+            return self._docs.collection.find_one_and_update(
                 {"_id": job_id, "lease_owner": owner, "status": {"$ne": IN_PROGRESS}},
                 {"$set": {"lease_owner": None, "lease_expires_at": None}},
                 return_document=ReturnDocument.AFTER,
             )
 
-        doc = call_with_retry(release, self._retry, "release job lease")
+        doc = call_with_retry(release, self._docs.retry, "release job lease")
         return None if doc is None else decode_job(doc)
 
     def acquire_lease(self, job_id: str, owner: str, ttl: dt.timedelta) -> MigrationJob:
@@ -144,12 +148,12 @@ class JobLeases(JobStoreBase):
             doc = self._take_lease(job_id, "", owner, ttl, {}, "acquire job lease")
             if doc is not None:
                 return decode_job(doc)
-            current = self.get(job_id)
+            current = self._docs.get(job_id)
             if current is None:
                 raise JobNotFound(f"no job {job_id}")
             if current.status not in LEASABLE:
                 return current
-            live = self._with_a_live_lease(job_id, [""])
+            live = self._docs.with_a_live_lease(job_id, [""])
             if live is not None:
                 raise LeaseHeld(f"job {job_id} is held by {live.lease_owner} until {live.lease_expires_at}")
             # Handed back or expired since the write looked: nothing holds it, so it is taken again.
@@ -166,7 +170,7 @@ class JobLeases(JobStoreBase):
         "Now" is read at each call (a retry's too): ``$$NOW``, or the store's clock."""
 
         def take(_: int) -> Document | None:
-            now = self._now()
+            now = self._docs.now()
             update: Document | list[Document]
             if now is not None:
                 expiry = to_bson_datetime(now + ttl)
@@ -182,9 +186,11 @@ class JobLeases(JobStoreBase):
                 **where,
                 "$or": [{f"{at}lease_owner": owner}, not_live(at, now)],
             }
-            return self._collection.find_one_and_update(query, update, return_document=ReturnDocument.AFTER)
+            return self._docs.collection.find_one_and_update(
+                query, update, return_document=ReturnDocument.AFTER
+            )
 
-        return call_with_retry(take, self._retry, what)
+        return call_with_retry(take, self._docs.retry, what)
 
     def acquire_shard_lease(self, job_id: str, shard: int, owner: str, ttl: dt.timedelta) -> MigrationJob:
         """``acquire_lease`` on ``shards.<shard>``'s lease: one atomic update of that entry only, with
@@ -200,14 +206,14 @@ class JobLeases(JobStoreBase):
             doc = self._take_lease(job_id, f"{at}.", owner, ttl, where, "acquire shard lease")
             if doc is not None:
                 return decode_job(doc)
-            current = self.get(job_id)
+            current = self._docs.get(job_id)
             if current is None or not 0 <= shard < len(current.shards):
                 raise JobNotFound(f"no job {job_id} with a shard {shard}")
             if current.status not in LEASABLE:
                 raise shard_not_leasable(current, shard)
             if current.shards[shard].status == COMPLETED:
                 return current
-            live = self._with_a_live_lease(job_id, [f"{at}."])
+            live = self._docs.with_a_live_lease(job_id, [f"{at}."])
             if live is not None:
                 held = live.shards[shard]
                 raise LeaseHeld(
@@ -231,11 +237,11 @@ class JobLeases(JobStoreBase):
         if ttl is None:
             fields.update({f"{at}.lease_owner": None, f"{at}.lease_expires_at": None})
             update: Document | list[Document] = {"$set": fields, **count}
-        elif self._clock is not None:
+        elif self._docs.clock is not None:
             fields.update(
                 {
                     f"{at}.lease_owner": owner,
-                    f"{at}.lease_expires_at": to_bson_datetime(self._clock.now() + ttl),
+                    f"{at}.lease_expires_at": to_bson_datetime(self._docs.clock.now() + ttl),
                 }
             )
             update = {"$set": fields, **count}
@@ -247,17 +253,17 @@ class JobLeases(JobStoreBase):
             update = [{"$set": literal}]
 
         def write(_: int) -> Document | None:
-            return self._collection.find_one_and_update(
+            return self._docs.collection.find_one_and_update(
                 {"_id": job_id, f"{at}.lease_owner": owner, "status": IN_PROGRESS},
                 update,
                 return_document=ReturnDocument.AFTER,
             )
 
-        stored = call_with_retry(write, self._retry, "save shard progress")
+        stored = call_with_retry(write, self._docs.retry, "save shard progress")
         if stored is not None:
             # A shard that stops (completed, halted, handed back) may be the last write for a while.
-            return self._summarised(stored, always=ttl is None or shard.status != IN_PROGRESS)
-        current = self.get(job_id)
+            return self._docs.summarised(stored, always=ttl is None or shard.status != IN_PROGRESS)
+        current = self._docs.get(job_id)
         if current is None or not 0 <= shard.shard < len(current.shards):
             raise JobNotFound(f"no job {job_id} with a shard {shard.shard}")
         held = current.shards[shard.shard]
@@ -274,13 +280,13 @@ class JobLeases(JobStoreBase):
         at = f"shards.{shard}"
 
         def release(_: int) -> Document | None:
-            return self._collection.find_one_and_update(
+            return self._docs.collection.find_one_and_update(
                 {"_id": job_id, f"{at}.lease_owner": owner},
                 {"$set": {f"{at}.lease_owner": None, f"{at}.lease_expires_at": None}},
                 return_document=ReturnDocument.AFTER,
             )
 
-        doc = call_with_retry(release, self._retry, "release shard lease")
+        doc = call_with_retry(release, self._docs.retry, "release shard lease")
         return None if doc is None else decode_job(doc)
 
 

@@ -44,30 +44,31 @@ or expired between the two): then nothing holds it, as the in-memory store, whic
 in one step, would have found."""
 
 
-class JobStoreBase:
-    """``MongoJobStore``'s collection, retry policy and clock, and the reads its writes share."""
+class JobDocuments:
+    """The job documents' collection, retry policy and clock, and the reads the job store's writes
+    share: one instance, held by ``MongoJobStore`` and by its ``JobLeases``."""
 
-    __slots__ = ("_clock", "_collection", "_retry")
+    __slots__ = ("clock", "collection", "retry")
 
     def __init__(
         self, collection: MongoCollection, *, retry: RetryPolicy | None = None, clock: Clock | None = None
     ) -> None:
         """``clock=None`` (production): lease expiries on the server's ``$$NOW``; a ``Clock``: on it."""
-        self._collection = collection
-        self._retry = retry or DEFAULT_RETRY
-        self._clock = clock
+        self.collection = collection
+        self.retry = retry or DEFAULT_RETRY
+        self.clock = clock
 
     def get(self, job_id: str) -> MigrationJob | None:
         doc = call_with_retry(
-            lambda _: self._collection.find_one({"_id": job_id}), self._retry, "read migration job"
+            lambda _: self.collection.find_one({"_id": job_id}), self.retry, "read migration job"
         )
         return decode_job(doc) if doc is not None else None
 
-    def _now(self) -> dt.datetime | None:
+    def now(self) -> dt.datetime | None:
         """The store's clock when it has one (mongomock); None: the server's ``$$NOW``."""
-        return None if self._clock is None else self._clock.now()
+        return None if self.clock is None else self.clock.now()
 
-    def _with_a_live_lease(
+    def with_a_live_lease(
         self, job_id: str, prefixes: list[str], expected: Statuses[str] | None = None
     ) -> MigrationJob | None:
         """The job as stored while one of the leases at ``prefixes`` (``leases``) is live on the
@@ -76,13 +77,13 @@ class JobStoreBase:
         found: Document = {"_id": job_id}
         if expected is not None:
             found["status"] = {"$in": list(expected)}
-        query = {"$and": [found, any_live(prefixes, self._now())]}
+        query = {"$and": [found, any_live(prefixes, self.now())]}
         doc = call_with_retry(
-            lambda _: self._collection.find_one(query), self._retry, "read migration job's leases"
+            lambda _: self.collection.find_one(query), self.retry, "read migration job's leases"
         )
         return None if doc is None else decode_job(doc)
 
-    def _summarised(self, doc: Document, *, always: bool) -> MigrationJob:
+    def summarised(self, doc: Document, *, always: bool) -> MigrationJob:
         """The job of ``doc``; a sharded one's summary of its shards set, unless a newer one is.
 
         Set when ``always`` (a status change, a stopping shard) or on every ``_SUMMARY_EVERY``-th
@@ -98,8 +99,8 @@ class JobStoreBase:
         summary[_SUMMARY_OF] = written
         query = {"_id": job.job_id, "$or": [{_SUMMARY_OF: {"$lt": written}}, {_SUMMARY_OF: None}]}
         call_with_retry(
-            lambda _: self._collection.update_one(query, {"$set": summary}),
-            self._retry,
+            lambda _: self.collection.update_one(query, {"$set": summary}),
+            self.retry,
             "save sharded job summary",
         )
         return job

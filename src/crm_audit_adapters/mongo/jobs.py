@@ -30,8 +30,10 @@ that clock instead, with the same filters; a real server, or the wire-protocol t
 the ``$$NOW`` path.
 
 ``MongoJobStore`` is three modules: this one (create, read, save and the status changes:
-``transition``, ``finish_rollback``), ``job_leases`` (the lease writes and a run's progress under
-a lease) and ``job_store_base`` (the collection, the reads those writes share, the summary).
+``transition``, ``finish_rollback``), ``job_leases`` (``JobLeases``: the lease writes and a run's
+progress under a lease) and ``job_store_base`` (``JobDocuments``: the collection, the reads those
+writes share, the summary). The store holds one ``JobDocuments`` and a ``JobLeases`` over it, and
+hands the lease writes to the latter.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from crm_audit_transform.jobs import (
     IN_PROGRESS,
     ROLLED_BACK,
     ROLLING_BACK,
+    JobShard,
     MigrationJob,
     last_lease,
 )
@@ -61,9 +64,9 @@ from crm_audit_transform.ports import Clock
 
 from .bson_values import to_bson_datetime
 from .documents import decode_job, encode_job
-from .documents_types import Document, MongoDatabase
+from .documents_types import Document, MongoCollection, MongoDatabase
 from .job_leases import JobLeases
-from .job_store_base import FENCE_TRIES, SUMMARY, WRITES
+from .job_store_base import FENCE_TRIES, SUMMARY, WRITES, JobDocuments
 from .leases import job_prefixes, none_live
 from .names import CollectionNames
 from .retry import RetryPolicy, call_with_retry
@@ -76,10 +79,34 @@ _COUNTED: Final = "rollbacks_counted"
 """The tokens of the rollbacks whose deleted logs ``logs_deleted`` holds (``finish_rollback``)."""
 
 
-class MongoJobStore(JobLeases):
+class MongoJobStore:
     """``ports.JobStore`` over a pymongo (or mongomock) collection."""
 
-    __slots__ = ()
+    __slots__ = ("_docs", "_leases")
+
+    def __init__(
+        self, collection: MongoCollection, *, retry: RetryPolicy | None = None, clock: Clock | None = None
+    ) -> None:
+        """``clock=None`` (production): lease expiries on the server's ``$$NOW``; a ``Clock``: on it."""
+        self._docs = JobDocuments(collection, retry=retry, clock=clock)
+        self._leases = JobLeases(self._docs)
+
+    def get(self, job_id: str) -> MigrationJob | None:
+        return self._docs.get(job_id)
+
+    def acquire_lease(self, job_id: str, owner: str, ttl: dt.timedelta) -> MigrationJob:
+        return self._leases.acquire_lease(job_id, owner, ttl)
+
+    def save_progress(self, job: MigrationJob, owner: str, ttl: dt.timedelta | None) -> MigrationJob:
+        return self._leases.save_progress(job, owner, ttl)
+
+    def acquire_shard_lease(self, job_id: str, shard: int, owner: str, ttl: dt.timedelta) -> MigrationJob:
+        return self._leases.acquire_shard_lease(job_id, shard, owner, ttl)
+
+    def save_shard_progress(
+        self, job_id: str, shard: JobShard, owner: str, ttl: dt.timedelta | None
+    ) -> MigrationJob:
+        return self._leases.save_shard_progress(job_id, shard, owner, ttl)
 
     @classmethod
     def in_database(
@@ -102,7 +129,7 @@ class MongoJobStore(JobLeases):
 
         def insert(attempt: int) -> None:
             try:
-                self._collection.insert_one(dict(doc))
+                self._docs.collection.insert_one(dict(doc))
             except DuplicateKeyError as exc:
                 if attempt > 1 and self._is_stored(doc):
                     return
@@ -110,10 +137,10 @@ class MongoJobStore(JobLeases):
                     f"company {job.company_sso_id} already has a job in progress (or job {job.job_id} exists)"
                 ) from exc
 
-        call_with_retry(insert, self._retry, "create migration job")
+        call_with_retry(insert, self._docs.retry, "create migration job")
 
     def _is_stored(self, doc: Document) -> bool:
-        stored = self._collection.find_one({"_id": doc["_id"]}, {"company_sso_id": 1, "created_at": 1})
+        stored = self._docs.collection.find_one({"_id": doc["_id"]}, {"company_sso_id": 1, "created_at": 1})
         return (
             stored is not None
             and stored.get("company_sso_id") == doc["company_sso_id"]
@@ -125,11 +152,11 @@ class MongoJobStore(JobLeases):
         """The account's newest job by ``created_at`` (``_id`` breaks ties), or None."""
 
         def find(_: int) -> Document | None:
-            return self._collection.find_one(
+            return self._docs.collection.find_one(
                 {"company_sso_id": company_sso_id}, sort=[("created_at", DESCENDING), ("_id", DESCENDING)]
             )
 
-        doc = call_with_retry(find, self._retry, "read latest migration job")
+        doc = call_with_retry(find, self._docs.retry, "read latest migration job")
         return decode_job(doc) if doc is not None else None
 
     def latest_per_account(self) -> list[MigrationJob | JobUnreadable]:
@@ -141,11 +168,11 @@ class MongoJobStore(JobLeases):
         """
 
         def find(_: int) -> list[Document]:
-            cursor = self._collection.find({}, sort=[("created_at", DESCENDING), ("_id", DESCENDING)])
+            cursor = self._docs.collection.find({}, sort=[("created_at", DESCENDING), ("_id", DESCENDING)])
             return list(cursor)
 
         newest: dict[tuple[int, str], MigrationJob | JobUnreadable] = {}
-        for doc in call_with_retry(find, self._retry, "read migration jobs"):
+        for doc in call_with_retry(find, self._docs.retry, "read migration jobs"):
             company = doc.get("company_sso_id")
             key = (0, company) if isinstance(company, str) else (1, str(doc.get("_id")))
             if key in newest:
@@ -166,19 +193,21 @@ class MongoJobStore(JobLeases):
 
         def replace(_: int) -> int:
             try:
-                return self._collection.replace_one({"_id": job.job_id}, doc).matched_count
+                return self._docs.collection.replace_one({"_id": job.job_id}, doc).matched_count
             except DuplicateKeyError as exc:
                 raise JobAlreadyRunning(
                     f"company {job.company_sso_id} already has another job in progress"
                 ) from exc
 
-        if call_with_retry(replace, self._retry, "save migration job") == 0:
+        if call_with_retry(replace, self._docs.retry, "save migration job") == 0:
             raise JobNotFound(f"no job {job.job_id}")
 
     def rollback_under_way(self, company_sso_id: str) -> MigrationJob | None:
         doc = call_with_retry(
-            lambda _: self._collection.find_one({"company_sso_id": company_sso_id, "status": ROLLING_BACK}),
-            self._retry,
+            lambda _: self._docs.collection.find_one(
+                {"company_sso_id": company_sso_id, "status": ROLLING_BACK}
+            ),
+            self._docs.retry,
             "read rolling-back migration job",
         )
         return decode_job(doc) if doc is not None else None
@@ -196,7 +225,7 @@ class MongoJobStore(JobLeases):
         is ``rolling_back`` and ``owner`` holds its lease (expired or not); nothing else written.
         None when it is not (nothing written)."""
         doc = call_with_retry(
-            lambda _: self._collection.find_one_and_update(
+            lambda _: self._docs.collection.find_one_and_update(
                 {"_id": job.job_id, "status": ROLLING_BACK, "lease_owner": owner},
                 {
                     "$set": {
@@ -209,10 +238,10 @@ class MongoJobStore(JobLeases):
                 },
                 return_document=ReturnDocument.AFTER,
             ),
-            self._retry,
+            self._docs.retry,
             "give back a rollback's hold",
         )
-        return None if doc is None else self._summarised(doc, always=True)
+        return None if doc is None else self._docs.summarised(doc, always=True)
 
     def transition(
         self,
@@ -283,7 +312,7 @@ class MongoJobStore(JobLeases):
             moved between tries must be read again), beside the fences that do not change."""
             if not unleased:
                 return query
-            return {**query, "$and": [none_live(job_prefixes(len(job.shards)), self._now()), *fences]}
+            return {**query, "$and": [none_live(job_prefixes(len(job.shards)), self._docs.now()), *fences]}
 
         def replace(_: int) -> Document | None:
             where = fenced()
@@ -291,7 +320,7 @@ class MongoJobStore(JobLeases):
                 if status_only:
                     # The run's fields, the leases and the shards as stored: the runner's, not this copy's.
                     fields = {k: v for k, v in doc.items() if k in _STATUS}
-                    return self._collection.find_one_and_update(
+                    return self._docs.collection.find_one_and_update(
                         where,
                         {"$set": fields, "$inc": {WRITES: 1}},
                         return_document=ReturnDocument.AFTER,
@@ -301,19 +330,19 @@ class MongoJobStore(JobLeases):
                     # an expired one or a hand-back since the job was read must not be written back.
                     keep = {"_id", "shards", "lease_owner", "lease_expires_at", "logs_deleted", *SUMMARY}
                     fields = {k: v for k, v in doc.items() if k not in keep}
-                    return self._collection.find_one_and_update(
-                        where, _held(fields, hold, self._now()), return_document=ReturnDocument.AFTER
+                    return self._docs.collection.find_one_and_update(
+                        where, _held(fields, hold, self._docs.now()), return_document=ReturnDocument.AFTER
                     )
                 if job.shards and IN_PROGRESS in expected and leased_to is None:
                     # The shards' entries and their sums as stored: this job was read before them.
                     keep = {"_id", "shards", *SUMMARY}
                     fields = {k: v for k, v in doc.items() if k not in keep}
-                    return self._collection.find_one_and_update(
+                    return self._docs.collection.find_one_and_update(
                         where,
                         {"$set": fields, "$inc": {WRITES: 1}},
                         return_document=ReturnDocument.AFTER,
                     )
-                return self._collection.find_one_and_replace(
+                return self._docs.collection.find_one_and_replace(
                     where,
                     doc,
                     return_document=ReturnDocument.AFTER,
@@ -324,9 +353,9 @@ class MongoJobStore(JobLeases):
                 ) from exc
 
         for _ in range(FENCE_TRIES):
-            stored = call_with_retry(replace, self._retry, "change migration job status")
+            stored = call_with_retry(replace, self._docs.retry, "change migration job status")
             if stored is not None:
-                return self._summarised(stored, always=True)
+                return self._docs.summarised(stored, always=True)
             current = self.get(job.job_id)
             if current is None:
                 raise JobNotFound(f"no job {job.job_id}")
@@ -336,7 +365,7 @@ class MongoJobStore(JobLeases):
                 doc, len(job.shards)
             ):
                 return None  # a repair saved its count since the resume read the job
-            live = self._with_a_live_lease(job.job_id, job_prefixes(len(job.shards)), expected)
+            live = self._docs.with_a_live_lease(job.job_id, job_prefixes(len(job.shards)), expected)
             if live is not None:
                 # Live on the store's clock: the lease that expires last is a live one (jobs.last_lease).
                 held = last_lease(live)
@@ -370,28 +399,30 @@ class MongoJobStore(JobLeases):
         }
 
         def zero(_: int) -> None:
-            self._collection.update_one({**counted, "logs_deleted": None}, {"$set": {"logs_deleted": 0}})
+            self._docs.collection.update_one({**counted, "logs_deleted": None}, {"$set": {"logs_deleted": 0}})
 
         def end(_: int) -> Document | None:
-            return self._collection.find_one_and_update(
+            return self._docs.collection.find_one_and_update(
                 {**counted, _COUNTED: {"$ne": token}, "lease_owner": {"$in": [token, None]}},
                 {**count, "$set": ended},
                 return_document=ReturnDocument.AFTER,
             )
 
         def add(_: int) -> Document | None:
-            return self._collection.find_one_and_update(
+            return self._docs.collection.find_one_and_update(
                 {**counted, _COUNTED: {"$ne": token}}, count, return_document=ReturnDocument.AFTER
             )
 
-        call_with_retry(zero, self._retry, "count rolled-back logs")
-        stored = call_with_retry(end, self._retry, "finish rollback")
+        call_with_retry(zero, self._docs.retry, "count rolled-back logs")
+        stored = call_with_retry(end, self._docs.retry, "finish rollback")
         if stored is None:
-            stored = call_with_retry(add, self._retry, "count a rollback taken over")
+            stored = call_with_retry(add, self._docs.retry, "count a rollback taken over")
         if stored is not None:
-            return self._summarised(stored, always=True)
+            return self._docs.summarised(stored, always=True)
         current = call_with_retry(
-            lambda _: self._collection.find_one({**counted, _COUNTED: token}), self._retry, "read rollback"
+            lambda _: self._docs.collection.find_one({**counted, _COUNTED: token}),
+            self._docs.retry,
+            "read rollback",
         )
         return None if current is None else decode_job(current)  # counted by an earlier try, or not ours
 
