@@ -13,24 +13,87 @@ tracker frees the pool's semaphores and then warned, on the run's stderr, of "le
 objects": a Python ``UserWarning`` an operator cannot act on, after the run's last line. The
 warning filter given here reaches the tracker, which multiprocessing starts with this process's
 ``-W`` options; it ignores that module's ``UserWarning`` alone (its errors still show).
+
+**Ctrl-C is raised once.** The command's first ``KeyboardInterrupt`` (a run's second Ctrl-C, or a
+dry run's first) ends it: what it had open is closed on the way out (the page pool, the shard
+processes, the lease). A further Ctrl-C used to interrupt that closing in turn — a terminal's
+Ctrl-C Ctrl-C sends two within milliseconds — and ``dry-run --workers 2`` was then left hung for
+ever after printing ``error: INTERRUPTED`` (the interpreter's exit joined a page worker that waited
+for work, having been started but never registered with its pool), or died by the signal (exit
+-2, not 130). So the handler installed here raises ``KeyboardInterrupt`` once and ignores every
+later SIGINT, and once the command has ended (after an interrupt: its child processes still alive
+ended too, ``end_children``) SIGINT is ignored to the process's exit.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
+from types import FrameType
 
 QUIET_RESOURCE_TRACKER = "ignore::UserWarning:multiprocessing.resource_tracker"
 INTERRUPTED_EXIT = 130
 """``cli.exit_codes.INTERRUPTED`` (a test keeps the two equal: importing it is what this avoids)."""
+ABORTED = "aborted at once by Ctrl-C; progress up to the last saved batch is kept: run again to resume"
+"""The message of a command ended by ``KeyboardInterrupt`` (the CLI's own, for one raised outside it)."""
+CHILD_END_S = 10.0
+"""How long ``end_children`` waits for each child after SIGTERM (then SIGKILL), in seconds: a
+shard process hands its lease back on SIGTERM, one MongoDB write."""
+
+
+class InterruptOnce:
+    """A SIGINT handler that raises ``KeyboardInterrupt`` the first time and ignores the signal after."""
+
+    __slots__ = ("raised",)
+
+    def __init__(self) -> None:
+        self.raised = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.raised:
+            return
+        self.raised = True
+        raise KeyboardInterrupt
+
+
+def end_children() -> None:
+    """End this process's ``multiprocessing`` children still alive: SIGTERM, then SIGKILL after
+    ``CHILD_END_S``. After a ``KeyboardInterrupt`` a page worker may be alive that its pool never
+    registered (interrupted between starting it and recording it): nothing would end it, and the
+    interpreter's exit joins every non-daemon child."""
+    import multiprocessing  # only after an interrupt: a command's start imports nothing more
+
+    children = multiprocessing.active_children()
+    for child in children:
+        child.terminate()
+    for child in children:
+        child.join(CHILD_END_S)
+        if child.is_alive():
+            child.kill()
+            child.join(CHILD_END_S)
 
 
 def main() -> None:
-    """Load the CLI and run it; Ctrl-C during the load: ``error: INTERRUPTED``, exit 130."""
+    """Load the CLI and run it; Ctrl-C during the load: ``error: INTERRUPTED``, exit 130.
+
+    SIGINT raises ``KeyboardInterrupt`` once (``InterruptOnce``); after the command, it is ignored.
+    """
     if QUIET_RESOURCE_TRACKER not in sys.warnoptions:
         sys.warnoptions.append(QUIET_RESOURCE_TRACKER)  # the processes it starts: see above
+    interrupt = InterruptOnce()
+    signal.signal(signal.SIGINT, interrupt)
     try:
-        from .cli import main as cli_main
-    except KeyboardInterrupt:
-        sys.stderr.write("error: INTERRUPTED: Ctrl-C while the command was starting; nothing was done\n")
-        sys.exit(INTERRUPTED_EXIT)
-    cli_main()
+        try:
+            from .cli import main as cli_main
+        except KeyboardInterrupt:
+            sys.stderr.write("error: INTERRUPTED: Ctrl-C while the command was starting; nothing was done\n")
+            sys.exit(INTERRUPTED_EXIT)
+        try:
+            cli_main()
+        except KeyboardInterrupt:  # outside a command's own handling (reading its options, its last line)
+            sys.stderr.write(f"error: INTERRUPTED: {ABORTED}\n")
+            sys.exit(INTERRUPTED_EXIT)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the command has ended: its exit is not interrupted
+        if interrupt.raised:
+            end_children()

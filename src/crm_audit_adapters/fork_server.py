@@ -12,14 +12,22 @@ So the server is started with SIGINT blocked: a process inherits its parent's si
 ``exec`` too (multiprocessing starts its resource tracker the same way), and the processes it forks
 inherit the block. Each unblocks it only once it ignores SIGINT (``ignore_sigint``): a Ctrl-C that
 came meanwhile was held pending, and is then discarded, never delivered.
+
+The runner, for its part, defers a Ctrl-C while it starts those processes (``sigint_deferred``): a
+``KeyboardInterrupt`` raised between a process's start and its pool's record of it left a worker
+no one would stop, which the interpreter's exit then joined for ever (the runner hung after
+printing ``error: INTERRUPTED``), or a worker still unpickling its start-up after the runner had
+gone (a ``FileNotFoundError`` traceback on the run's stderr).
 """
 
 from __future__ import annotations
 
 import contextlib
 import signal
+import threading
 from collections.abc import Iterator
 from multiprocessing import forkserver, resource_tracker
+from types import FrameType
 
 
 @contextlib.contextmanager
@@ -47,3 +55,32 @@ def ignore_sigint() -> None:
     """In a process of the fork server: ignore SIGINT, then unblock it (one pending is discarded)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+@contextlib.contextmanager
+def sigint_deferred() -> Iterator[None]:
+    """A SIGINT that comes while the body runs is handled when it ends, by the handler it found.
+
+    For the main thread's bookkeeping of child processes (starting one and recording it): the
+    handler's ``KeyboardInterrupt`` then never lands between the two. Each signal received is
+    passed on, in order (a run's handler counts them: once stops after the batch, twice aborts).
+    Outside the main thread (where no Python signal handler runs) the body just runs.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[tuple[int, FrameType | None]] = []
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        received.append((signum, frame))
+
+    previous = signal.signal(signal.SIGINT, hold)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
+        for signum, frame in received:
+            if callable(previous):
+                previous(signum, frame)
+            elif previous != signal.SIG_IGN:  # the default action (None: not set from Python)
+                signal.raise_signal(signum)

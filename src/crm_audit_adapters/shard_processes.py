@@ -57,7 +57,7 @@ from crm_audit_transform.jobs import MigrationJob
 from crm_audit_transform.ports import ShardEvent
 from crm_audit_transform.usecases import RunResult
 
-from .fork_server import ensure_fork_server, ignore_sigint
+from .fork_server import ensure_fork_server, ignore_sigint, sigint_deferred
 from .settings import Settings
 
 __all__ = ["MAX_SHARD_PROCESSES", "ProcessShardLauncher", "SettingsShardRun", "ShardFailed", "ShardRun"]
@@ -190,11 +190,12 @@ class ProcessShardLauncher:
             name=f"crm-audit-shard-{shard}",
             daemon=True,
         )
-        try:
-            process.start()
-        finally:
-            theirs.close()  # the process holds it now: its end closes when the process ends
-        self._running[shard] = _Shard(shard, process, mine)
+        with sigint_deferred():  # no KeyboardInterrupt between its start and its record (close ends it)
+            try:
+                process.start()
+            finally:
+                theirs.close()  # the process holds it now: its end closes when the process ends
+            self._running[shard] = _Shard(shard, process, mine)
         return _owner(process.pid)
 
     def next_event(self, timeout: float) -> ShardEvent | None:

@@ -236,13 +236,20 @@ def _stop_on_interrupt() -> Iterator[threading.Event]:
         yield stop
         return
 
+    previous = signal.getsignal(signal.SIGINT)
+
     def handler(signum: int, frame: FrameType | None) -> None:
         if stop.is_set():
+            # Aborting is the handler's before this one: the console script's raises once, and
+            # ignores a third Ctrl-C while the run closes what it holds (console.InterruptOnce).
+            if callable(previous):
+                previous(signum, frame)
+                return
             raise KeyboardInterrupt
         stop.set()
         click.echo("\nstopping after the current batch (Ctrl-C again to abort)…", err=True)
 
-    previous = signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGINT, handler)
     try:
         yield stop
     finally:

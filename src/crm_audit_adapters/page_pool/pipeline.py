@@ -76,6 +76,7 @@ from crm_audit_transform.ports import AuditPageIds, LogEncoder, SpanReader
 from crm_audit_transform.transformer import PageResult, Transformer
 from crm_audit_transform.usecases.pages import PageLookup, PageSpan, TransformedPage
 
+from ..fork_server import sigint_deferred
 from . import worker
 from .in_flight import NO_PLAN, Feed, Page, Plan, Whole, done
 from .sending import TransformerRecipe, for_workers, require_picklable, wire_rows
@@ -439,6 +440,17 @@ class ProcessPagePipeline:
         """The executors, a new one for any that is missing or broken; each forgets old pages and
         takes this run's encoder and lookups (``worker.begin`` runs before this run's pages on that
         worker) and, on its channel ahead of this run's spans, its span reader."""
+        with sigint_deferred():  # no KeyboardInterrupt between a worker's start and its record
+            return self._started(encoder, names_entities, reader, run, lookups)
+
+    def _started(
+        self,
+        encoder: LogEncoder | None,
+        names_entities: bool,
+        reader: SpanReader | None,
+        run: int,
+        lookups: RunLookups | None,
+    ) -> list[ProcessPoolExecutor]:
         started: list[ProcessPoolExecutor] = []
         for slot, executor in enumerate(self._executors):
             if executor is not None:

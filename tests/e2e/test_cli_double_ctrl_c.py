@@ -1,0 +1,145 @@
+"""Ctrl-C Ctrl-C to ``dry-run --workers 2`` as a terminal sends it: exit 130, one line, no process left.
+
+A terminal's Ctrl-C reaches the whole process group, and a double one sends two SIGINTs within
+milliseconds. ``crm-audit-migrate`` runs here as the console script, in a session of its own, and
+gets both at points told by what it has done (not by a clock): once it has opened its ``--audits``
+file, once its page workers are alive, and once ``--out`` holds logs (a Ctrl-C while it loads is
+tests/e2e/test_cli_startup_interrupt.py's). Before, some of those ended hung for ever after
+printing ``error: INTERRUPTED`` (the interpreter's exit joined a page worker started but never
+recorded by its pool), others by the signal itself (exit -2, not 130), or with a worker's traceback.
+Each must end 130 with the documented line alone, and leave no process of its session behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from processes import CLI, wait_for
+
+from crm_audit_adapters.cli import exit_codes
+from support.corpus_account import audit_docs, company_sso_id, contact_docs, dump_jsonl, sso_docs
+from support.corpus_world import CORPUS
+
+TENANT = "acme"
+COPIES = 20
+"""The tenant's 759 corpus rows repeated under new ids: ~15k rows, a dry run of several seconds."""
+GAP_S = 0.05
+"""Between the two SIGINTs: a quick Ctrl-C Ctrl-C at a terminal."""
+BOUND_S = 90
+"""How long a command may take to end after its Ctrl-C Ctrl-C (a bound, not a figure)."""
+ABORTED = "error: INTERRUPTED: aborted at once by Ctrl-C;"
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    here = tmp_path_factory.mktemp("double-ctrl-c")
+    docs = audit_docs(TENANT)
+    stride = max(doc["id"] for doc in docs) + 1
+    copies = [{**doc, "id": doc["id"] + copy * stride} for copy in range(COPIES) for doc in docs]
+    (here / "audits.jsonl").write_text(dump_jsonl(copies), encoding="utf-8")
+    (here / "contacts.jsonl").write_text(dump_jsonl(contact_docs(TENANT)), encoding="utf-8")
+    (here / "sso.jsonl").write_text(dump_jsonl(sso_docs(TENANT)), encoding="utf-8")
+    return [
+        "dry-run",
+        "--company-sso-id",
+        company_sso_id(TENANT),
+        "--tenant",
+        TENANT,
+        "--audits",
+        str(here / "audits.jsonl"),
+        "--users",
+        str(CORPUS / "users.jsonl"),
+        "--contacts",
+        str(here / "contacts.jsonl"),
+        "--sso-directory",
+        str(here / "sso.jsonl"),
+        "--workers",
+        "2",
+        "--no-progress",
+    ]
+
+
+def session_pids(session: int) -> list[int]:
+    """The live processes of ``session`` (zombies are dead)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(stat[3]) == session and stat[0] not in ("Z", "X"):
+            found.append(int(entry.name))
+    return found
+
+
+def double_ctrl_c(
+    inputs: list[str], out: Path, ready: Callable[[subprocess.Popen[str]], bool], gap_s: float
+) -> tuple[int, list[str]]:
+    """Start the dry run, wait for ``ready``, send SIGINT twice ``gap_s`` apart to its process group;
+    its exit code and stderr lines, once every process of its session has ended."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_AUDIT_")}
+    runner = subprocess.Popen(
+        [CLI, *inputs, "--out", str(out)],
+        env={**env, "CRM_AUDIT_SETTINGS": ""},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        wait_for(lambda: ready(runner) or runner.poll() is not None, timeout_s=BOUND_S, what="the point")
+        os.killpg(runner.pid, signal.SIGINT)
+        time.sleep(gap_s)
+        os.killpg(runner.pid, signal.SIGINT)
+        _, stderr = runner.communicate(timeout=BOUND_S)
+        wait_for(lambda: not session_pids(runner.pid), timeout_s=BOUND_S, what="its processes to end")
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
+    return runner.returncode, stderr.splitlines()
+
+
+def reading(runner: subprocess.Popen[str]) -> bool:
+    """The command runs: it has its ``--audits`` file open."""
+    try:
+        links = [os.readlink(fd) for fd in Path(f"/proc/{runner.pid}/fd").iterdir()]
+    except OSError:  # it ended, or a descriptor closed while listed
+        return False
+    return any(link.endswith("audits.jsonl") for link in links)
+
+
+def workers_alive(runner: subprocess.Popen[str]) -> bool:
+    """The runner, the resource tracker, the fork server and a page worker (forked from it)."""
+    return len(session_pids(runner.pid)) >= 4
+
+
+class TestDoubleCtrlC:
+    @pytest.mark.parametrize("point", ["reading", "workers_alive", "logs_written"])
+    def test_ends_130_with_the_documented_line_and_no_process_left(
+        self, tmp_path: Path, inputs: list[str], point: str
+    ) -> None:
+        out = tmp_path / "logs.jsonl"
+
+        def logs_written(runner: subprocess.Popen[str]) -> bool:
+            return out.exists() and out.stat().st_size > 0
+
+        ready = {"reading": reading, "workers_alive": workers_alive, "logs_written": logs_written}[point]
+        code, stderr = double_ctrl_c(inputs, out, ready, GAP_S)
+        assert code == exit_codes.INTERRUPTED, stderr
+        assert stderr, "no error line"
+        assert stderr[-1].startswith(ABORTED), stderr
+        # The documented line alone: no traceback, no warning, from the runner or a worker.
+        assert [line for line in stderr if line.strip()] == [stderr[-1]]
+        # What reached --out before it is whole: each line one log.
+        for line in out.read_text(encoding="utf-8").splitlines() if out.exists() else ():
+            assert json.loads(line)["company_sso_id"] == company_sso_id(TENANT)
