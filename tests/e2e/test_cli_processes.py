@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -257,8 +258,8 @@ class TestIndexesGuardTheRun:
         self, crm: CliProcesses, cdp: Database[dict[str, Any]]
     ) -> None:
         """An in-progress job whose unique index is gone is refused with INDEXES_MISSING, nothing written."""
-        assert crm("indexes", "up").returncode == 0
-        assert crm("trigger", "--company-sso-id", COMPANY, "--date-range-start", SINCE).returncode == 0
+        assert crm.inline("indexes", "up").returncode == 0
+        assert crm.inline("trigger", "--company-sso-id", COMPANY, "--date-range-start", SINCE).returncode == 0
         cdp["activity_logs"].drop_index("uniq_company_external_id")
         job = job_document(cdp)
 
@@ -282,8 +283,8 @@ class TestUsmanThroughProcesses:
     ) -> None:
         """Walk-through step 8: USMAN answers 401 to a wrong token: exit 3, one line, nothing written
         (with ``--workers 2``, the 401 a worker met)."""
-        assert crm("indexes", "up").returncode == 0
-        assert crm("trigger", "--company-sso-id", COMPANY, "--date-range-start", SINCE).returncode == 0
+        assert crm.inline("indexes", "up").returncode == 0
+        assert crm.inline("trigger", "--company-sso-id", COMPANY, "--date-range-start", SINCE).returncode == 0
         job = job_document(cdp)
 
         refused = crm(
@@ -309,8 +310,8 @@ class TestUsmanThroughProcesses:
     ) -> None:
         """Walk-through step 9: a USMAN answering 503 degrades actors and halts the job, resumably
         (with ``--workers 2``, the outage the workers met)."""
-        assert crm("indexes", "up").returncode == 0
-        assert crm("trigger", "--company-sso-id", COMPANY, "--date-range-start", SINCE).returncode == 0
+        assert crm.inline("indexes", "up").returncode == 0
+        assert crm.inline("trigger", "--company-sso-id", COMPANY, "--date-range-start", SINCE).returncode == 0
         usman.default = status(503)
         try:
             halted = crm(
@@ -331,7 +332,7 @@ class TestUsmanThroughProcesses:
         assert doc["last_audit_id"] < job["max_audit_id"], "the job went to its end instead of halting"
         assert len(stored_migrated(cdp)) == doc["records_migrated"]
 
-        assert crm("trigger", "--company-sso-id", COMPANY, "--resume").returncode == 0
+        assert crm.inline("trigger", "--company-sso-id", COMPANY, "--resume").returncode == 0
         done = crm("run", "--company-sso-id", COMPANY, "--no-progress", **HALT_EARLY)
         assert done.returncode == 0, done.stderr
         final = status_of(crm)
@@ -345,8 +346,8 @@ class TestStopAndRestartThroughProcesses:
         self, crm: CliProcesses, cdp: Database[dict[str, Any]], usman: UsmanServer, clean: World
     ) -> None:
         """Live lease shown; Ctrl-C saves, exits 130; cancel stops the next runner; then resume and fresh."""
-        assert crm("indexes", "up").returncode == 0
-        assert crm("trigger", "--company-sso-id", COMPANY, "--date-range-start", SINCE).returncode == 0
+        assert crm.inline("indexes", "up").returncode == 0
+        assert crm.inline("trigger", "--company-sso-id", COMPANY, "--date-range-start", SINCE).returncode == 0
         # Each runner is a new process that knows no user yet: its first page asks USMAN, which holds
         # that request until the test has acted. So the runner is mid-job (lease taken, page read,
         # nothing of it written) when another process acts on it, however busy the machine is.
@@ -419,12 +420,13 @@ class TestWorkersThroughProcesses:
         self, crm: CliProcesses, cdp: Database[dict[str, Any]], usman: UsmanServer
     ) -> None:
         """``run --workers 2``: a worker killed mid-run ends the run WORKER_LOST (exit 6, lease handed
-        back); a runner killed mid-run leaves no worker behind; the next run ends at the clean logs."""
+        back); a runner killed mid-run leaves no worker behind; Ctrl-C Ctrl-C ends the run 130, lease
+        handed back, no worker left; the next run ends at the clean logs."""
         clean = World(TENANT)
         clean.trigger(date_range_start=dt.datetime.fromisoformat(WORKERS_SINCE).replace(tzinfo=dt.UTC))
         clean.run(settings=RunSettings(halt_threshold=1.0))
-        assert crm("indexes", "up").returncode == 0
-        triggered = crm("trigger", "--company-sso-id", COMPANY, "--date-range-start", WORKERS_SINCE)
+        assert crm.inline("indexes", "up").returncode == 0
+        triggered = crm.inline("trigger", "--company-sso-id", COMPANY, "--date-range-start", WORKERS_SINCE)
         assert triggered.returncode == 0, triggered.stderr
         run = ("run", "--company-sso-id", COMPANY, "--no-progress", "--workers", "2")
         small_pages = {"CRM_AUDIT_PAGE_SIZE": "10"}
@@ -451,10 +453,25 @@ class TestWorkersThroughProcesses:
             assert len(orphans) == 1  # --workers 2: the runner and one worker process
             assert kill_9(runner) == -9
             wait_for(lambda: not any(map(running, orphans)), timeout_s=30, what="the runner's workers to end")
+            assert (job_document(cdp) or {}).get("status") == "in_progress"
+            wait_for(lambda: lease_expired(cdp), timeout_s=10 * LEASE_S, what="the dead runner's lease")
+
+            # Ctrl-C Ctrl-C, as a terminal sends it to the runner and its worker: 130, lease back.
+            runner = crm.start(*run, **small_pages)
+            mark = (job_document(cdp) or {}).get("records_processed", 0)
+            wait_for(lambda: progressed(cdp, mark), timeout_s=COMMAND_TIMEOUT_S, what="a batch to interrupt")
+            workers = pool_workers(runner.pid)
+            for _ in range(2):
+                for pid in [runner.pid, *workers]:
+                    os.kill(pid, signal.SIGINT)
+                time.sleep(0.05)
+            assert runner.wait(timeout=COMMAND_TIMEOUT_S) == exit_codes.INTERRUPTED
+            wait_for(lambda: not any(map(running, workers)), timeout_s=30, what="the runner's workers to end")
+            aborted = job_document(cdp)
+            assert aborted is not None
+            assert (aborted["status"], aborted.get("lease_owner")) == ("in_progress", None)
         finally:
             usman.default = answer
-        assert (job_document(cdp) or {}).get("status") == "in_progress"
-        wait_for(lambda: lease_expired(cdp), timeout_s=10 * LEASE_S, what="the dead runner's lease")
         done = crm(*run)
         assert done.returncode == 0, done.stderr
         final = job_document(cdp)
@@ -501,8 +518,10 @@ class TestRollbackFenceThroughProcesses:
         self, crm: CliProcesses, cdp: Database[dict[str, Any]]
     ) -> None:
         """Rollback is refused while a (sharded) job runs; a held account refuses trigger and run."""
-        assert crm("indexes", "up").returncode == 0
-        sharded = crm("trigger", "--company-sso-id", COMPANY, "--date-range-start", SINCE, "--shards", "2")
+        assert crm.inline("indexes", "up").returncode == 0
+        sharded = crm.inline(
+            "trigger", "--company-sso-id", COMPANY, "--date-range-start", SINCE, "--shards", "2"
+        )
         assert sharded.returncode == 0, sharded.stderr
         # The shards' runners hold the leases: status lists each shard with its own.
         rows = [line.split(None, 2) for line in sharded.stdout.splitlines()]

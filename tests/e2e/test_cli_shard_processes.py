@@ -1,9 +1,13 @@
 """``run --workers N`` on a sharded job: its shards side by side, a process each, as separate
 ``crm-audit-migrate`` processes against real PostgreSQL, the wire-protocol emulator and USMAN.
 
-A shard process is killed (``kill -9``), the runner and its shards get Ctrl-C, one shard halts the
-job, USMAN refuses the token: each ends as the sequential run does, and the rerun reaches the clean
-run's job, counts and logs (tests/e2e/processes.py).
+A shard process is killed (``kill -9``), so is the runner (its shard processes stop on their own),
+the runner and its shards get Ctrl-C and Ctrl-C Ctrl-C, ``/metrics`` sums the shards, one shard
+halts the job, ``cancel`` stops it, USMAN refuses the token: each ends as the sequential run does,
+and the rerun reaches the clean run's job, counts and logs (tests/e2e/processes.py).
+
+The runs are the processes under test; the steps around them (``indexes up``, ``trigger``,
+``cancel``) run in this process (``CliProcesses.inline``), which saves an interpreter start each.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import json
 import os
 import signal
 import socket
+import time
+import urllib.request
 from typing import Any
 
 import pytest
@@ -23,6 +29,7 @@ from processes import (
     TENANT,
     CliProcesses,
     job_document,
+    kill_9,
     stored_migrated,
     wait_for,
 )
@@ -38,6 +45,7 @@ from test_cli_processes import (
 from crm_audit_adapters.cli import exit_codes
 from crm_audit_transform.usecases import RunSettings
 from support.corpus_account import World
+from support.redis_server import free_port
 from support.usman_server import UsmanServer, answer, slow, status
 
 pytestmark = pytest.mark.postgres
@@ -45,6 +53,9 @@ usman, cdp, crm = walk.usman, walk.cdp, walk.crm  # the walk-through's fixtures
 
 SHARDS_SINCE = "2024-06-01"
 """About 140 rows in pages of 10, cut in 3 shards: several batches each, and short."""
+WALK_SINCE = "2023-07-01"
+"""About 220 rows: room for the five interrupted runs of the walk before the job's end (they took
+about 110 of them on a loaded machine)."""
 SMALL_PAGES = {"CRM_AUDIT_PAGE_SIZE": "10"}
 
 
@@ -67,23 +78,71 @@ def processed(db: Database[dict[str, Any]], shard: int) -> int:
 
 
 def trigger_sharded(crm: CliProcesses, since: str, shards: int) -> None:
-    assert crm("indexes", "up").returncode == 0
-    done = crm("trigger", "--company-sso-id", COMPANY, "--date-range-start", since, "--shards", str(shards))
+    assert crm.inline("indexes", "up").returncode == 0
+    done = crm.inline(
+        "trigger", "--company-sso-id", COMPANY, "--date-range-start", since, "--shards", str(shards)
+    )
     assert done.returncode == 0, done.stderr
+
+
+def total_processed(db: Database[dict[str, Any]]) -> int:
+    return sum(int(s["tally"]["processed"]) for s in shards_of(db))
+
+
+def rows_counted(port: int) -> int:
+    """``crm_audit_rows_total`` summed over its labels, as the runner serves it; 0 if not served yet."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as served:
+            text = served.read().decode()
+    except OSError:
+        return 0
+    return int(
+        sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith("crm_audit_rows_total{"))
+    )
+
+
+def ctrl_c_twice(pids: list[int]) -> None:
+    """Ctrl-C Ctrl-C as a terminal sends it: SIGINT to each process (the group), twice, 50 ms apart."""
+    for _ in range(2):
+        for pid in pids:
+            os.kill(pid, signal.SIGINT)
+        time.sleep(0.05)
 
 
 RUN = ("run", "--company-sso-id", COMPANY, "--no-progress", "--workers", "2")
 
 
+def interrupt_a_run(crm: CliProcesses, cdp: Database[dict[str, Any]], presses: int) -> int:
+    """A run, Ctrl-C'd ``presses`` times (1 or 2) to the runner and its shards once it saved a batch:
+    exit 130, its shard processes ended, every lease handed back. The rows processed before it."""
+    runner = crm.start(*RUN, **SMALL_PAGES)
+    mark = total_processed(cdp)
+    wait_for(lambda: total_processed(cdp) > mark, timeout_s=COMMAND_TIMEOUT_S, what="a batch of this run")
+    shard_pids = pool_workers(runner.pid)
+    group = [runner.pid, *shard_pids]  # Ctrl-C reaches the whole process group
+    if presses == 1:
+        for pid in group:
+            os.kill(pid, signal.SIGINT)
+    else:
+        ctrl_c_twice(group)
+    assert runner.wait(timeout=COMMAND_TIMEOUT_S) == exit_codes.INTERRUPTED
+    wait_for(lambda: not any(map(running, shard_pids)), timeout_s=30, what="the shard processes")
+    assert [s["lease_owner"] for s in shards_of(cdp)] == [None, None, None]
+    return mark
+
+
 class TestShardsSideBySide:
-    def test_a_killed_shard_process_then_ctrl_c_then_a_rerun_end_as_the_clean_run(
+    def test_kills_metrics_and_ctrl_c_then_a_rerun_end_as_the_clean_run(
         self, crm: CliProcesses, cdp: Database[dict[str, Any]], usman: UsmanServer
     ) -> None:
         """Three shards on two processes: ``kill -9`` of one is WORKER_LOST (exit 6) with every
-        lease handed back; Ctrl-C (to the runner and its shards, as a terminal sends it) saves and
-        exits 130; the rerun ends at the clean run's job, counts and logs, each log once."""
-        clean = clean_run(SHARDS_SINCE)
-        trigger_sharded(crm, SHARDS_SINCE, 3)
+        lease handed back; ``kill -9`` of the runner leaves its shard processes to stop on their
+        own, leases handed back, while ``/metrics`` counted both shards' rows; Ctrl-C, and Ctrl-C
+        Ctrl-C (to the runner and its shards, as a terminal sends them), exit 130 with every lease
+        back; the rerun ends at the clean run's job, counts and logs, each log once, and its batch
+        lines count every shard's rows."""
+        clean = clean_run(WALK_SINCE)
+        trigger_sharded(crm, WALK_SINCE, 3)
         usman.default = slow(0.3)  # keeps each shard mid-job while processes are signalled
         try:
             runner = crm.start(*RUN, **SMALL_PAGES)
@@ -114,28 +173,46 @@ class TestShardsSideBySide:
             assert [s["lease_owner"] for s in lost] == [None, None, None]  # the dead one's handed back
             assert lost[2]["tally"]["processed"] == 0  # never started
 
-            runner = crm.start(*RUN, **SMALL_PAGES)
-            marks = [processed(cdp, 0), processed(cdp, 1)]
+            # The runner killed: its shard processes see their pipe close, stop after their batch in
+            # flight and hand their leases back, on their own. /metrics summed both shards meanwhile.
+            port = free_port()
+            runner = crm.start(*RUN, "--metrics-port", str(port), **SMALL_PAGES)
+            marks = [processed(cdp, shard) for shard in range(3)]
             wait_for(
-                lambda: processed(cdp, 0) > marks[0] or processed(cdp, 1) > marks[1],
+                lambda: sum(processed(cdp, shard) > marks[shard] for shard in range(3)) >= 2,
                 timeout_s=COMMAND_TIMEOUT_S,
-                what="a batch after the loss",
+                what="a batch of two shards after the loss",
             )
             shard_pids = pool_workers(runner.pid)
-            for pid in [runner.pid, *shard_pids]:  # Ctrl-C reaches the whole process group
-                os.kill(pid, signal.SIGINT)
-            assert runner.wait(timeout=COMMAND_TIMEOUT_S) == exit_codes.INTERRUPTED
-            wait_for(lambda: not any(map(running, shard_pids)), timeout_s=30, what="the shard processes")
+            both = total_processed(cdp) - sum(marks)  # two shards' rows of this run
+            wait_for(
+                lambda: rows_counted(port) >= both,
+                timeout_s=COMMAND_TIMEOUT_S,
+                what=f"/metrics to count both shards' {both} rows",
+            )
+            assert kill_9(runner) == -signal.SIGKILL
+            wait_for(
+                lambda: not any(map(running, shard_pids)), timeout_s=30, what="the orphaned shard processes"
+            )
+            orphaned = shards_of(cdp)
+            assert [s["lease_owner"] for s in orphaned] == [None, None, None]
+            assert (job_document(cdp) or {}).get("status") == "in_progress"
+
+            for presses in (1, 2):  # Ctrl-C: stop after the batch; Ctrl-C Ctrl-C: at once. Both 130.
+                mark = interrupt_a_run(crm, cdp, presses)
         finally:
             usman.default = answer
         interrupted = job_document(cdp)
         assert interrupted is not None
         assert interrupted["status"] == "in_progress"
-        assert [s["lease_owner"] for s in shards_of(cdp)] == [None, None, None]
-        assert sum(s["tally"]["processed"] for s in shards_of(cdp)) > sum(marks)
+        before = total_processed(cdp)
+        assert before > mark
 
-        done = crm(*RUN, "--json")
+        done = crm(*RUN, "--json", "--metrics-port", str(free_port()))
         assert done.returncode == 0, done.stderr
+        # The run's batch lines (--metrics-port logs them) are the summed job's: every shard's rows.
+        batches = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+        counted = sum(line["processed"] for line in batches if line["event"] == "batch")
         summary = json.loads(done.stdout)
         expected = clean.jobs.latest(clean.company)
         assert expected is not None
@@ -151,16 +228,18 @@ class TestShardsSideBySide:
             dict(expected.tally.failed),
         )
         assert sum(s["tally"]["processed"] for s in shards_of(cdp)) == expected.tally.processed
+        assert counted == expected.tally.processed - before
         assert all(s["status"] == "completed" and s["lease_owner"] is None for s in shards_of(cdp))
         assert duplicate_external_ids(cdp) == []
         stored_ids = sorted(doc["external_id"] for doc in stored_migrated(cdp))
         assert stored_ids == sorted(log.external_id for log in clean.logs.logs)
 
-    def test_a_shard_that_halts_halts_the_job_and_the_resume_completes_it(
+    def test_a_halt_then_a_cancel_stop_every_shard_and_the_resume_completes_the_job(
         self, crm: CliProcesses, cdp: Database[dict[str, Any]], usman: UsmanServer
     ) -> None:
         """USMAN down: a shard halts the job (exit 5), the other stops at its next batch; --workers 3
-        on two shards says it runs two; resumed, the job completes with each log once."""
+        on two shards says it runs two; resumed, ``cancel`` stops the run (exit 8) and its shard
+        processes, leases handed back; resumed again, the job completes with each log once."""
         trigger_sharded(crm, SHARDS_SINCE, 2)
         usman.default = status(503)
         try:
@@ -180,7 +259,26 @@ class TestShardsSideBySide:
         # does not cover it, so the resumed run replays it (the unique index keeps it single).
         assert len(stored_migrated(cdp)) >= sum(s["tally"]["migrated"] for s in shards_of(cdp))
 
-        assert crm("trigger", "--company-sso-id", COMPANY, "--resume").returncode == 0
+        # Resumed, then cancelled while its shard processes run: exit 8, each stops at its next batch.
+        assert crm.inline("trigger", "--company-sso-id", COMPANY, "--resume").returncode == 0
+        usman.default = slow(0.3)
+        try:
+            runner = crm.start(*RUN, **SMALL_PAGES)
+            mark = total_processed(cdp)
+            wait_for(lambda: total_processed(cdp) > mark, timeout_s=COMMAND_TIMEOUT_S, what="a resumed batch")
+            shard_pids = pool_workers(runner.pid)
+            cancelled = crm.inline("cancel", "--company-sso-id", COMPANY)
+            assert cancelled.returncode == 0, cancelled.stderr
+            assert runner.wait(timeout=COMMAND_TIMEOUT_S) == exit_codes.CANCELLED
+            wait_for(lambda: not any(map(running, shard_pids)), timeout_s=30, what="the shard processes")
+        finally:
+            usman.default = answer
+        stopped = job_document(cdp)
+        assert stopped is not None
+        assert stopped["status"] == "cancelled"
+        assert [s["lease_owner"] for s in shards_of(cdp)] == [None, None]
+
+        assert crm.inline("trigger", "--company-sso-id", COMPANY, "--resume").returncode == 0
         done = crm(*RUN, **HALT_EARLY)
         assert done.returncode == 0, done.stderr
         final = job_document(cdp)
