@@ -8,8 +8,10 @@ stdout); ``--outcomes`` lists every row's outcome (``row_outcomes``). ``--loader
 loader's limits, as the runner's ``[loader]`` settings do. A dry run never halts: it reports every
 row, and says on stderr whether a real run would have halted. ``--workers N`` loads and transforms
 the pages in N processes (``page_pool``); the documents, the report and the outcomes are the same.
-With a JSONL file, this process then reads only each line's id and keys (``files.audit_spans``) and
-each worker reads its pages' lines itself, by byte range; a CSV file's rows are read here and sent.
+With a JSONL file, this process then decodes no line: it cuts the file into byte ranges at line ends,
+each worker (and this process, for the pages it takes) reads, decides and transforms a range's lines,
+and this process merges what they told in file order (``files.audit_ranges``); a CSV file's rows
+are read here and sent.
 
 The audits are streamed in id order (``FileAuditSource``) and the contacts read through a file
 index, so time grows linearly with the rows and memory stays flat. Without ``--out`` the logs are
@@ -172,7 +174,7 @@ def dry_run(
     # The files adapter, imported by the command that uses it (the process pool and the output's
     # reader below, by the options that use them).
     from ..files import CheckedRows, FileAuditSource
-    from ..files.audit_spans import FileSpanSource
+    from ..files.audit_ranges import FileRangeSource
     from ..files.audits import format_of
 
     given_limits = {
@@ -249,9 +251,10 @@ def dry_run(
         # With workers, they also encode the lines the sink writes (its log_encoder): it only writes them.
         sink = stack.enter_context(_sink(out))
         checked = CheckedRows(files.audits)
-        # With workers, a JSONL file's pages go to them as byte ranges: each reads its own rows.
+        # With workers, a JSONL file is cut into byte ranges: each is read, decided and transformed
+        # where it is taken, and this process merges what their readers told (files.audit_ranges).
         by_range = workers > 1 and format_of(str(files.audits)) == "jsonl"
-        source_type = FileSpanSource if by_range else FileAuditSource
+        source_type = FileRangeSource if by_range else FileAuditSource
         source = stack.enter_context(source_type(files.audits, str(tenant), checked=checked))
         pipeline = None
         if workers > 1:

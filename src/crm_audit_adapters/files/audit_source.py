@@ -164,7 +164,7 @@ class FileAuditSource:
         rows = self._ordered(numbered_scope_keys, report=False)
         try:
             for row in rows:
-                if row.auditable_type not in wanted or not _on_or_after(row, cutoff):
+                if row.auditable_type not in wanted or not on_or_after(row, cutoff):
                     continue
                 if not count:
                     first = row.id
@@ -245,7 +245,7 @@ class FileAuditSource:
         budget = self._page_bytes
         for row in reader:
             self._position = row.id
-            if row.id > after_id and row.auditable_type in wanted and _on_or_after(row, cutoff):
+            if row.id > after_id and row.auditable_type in wanted and on_or_after(row, cutoff):
                 found.append(row)
                 if on_found is not None:
                     on_found()
@@ -290,7 +290,7 @@ class FileAuditSource:
         (``duplicate_audit_id``), so an unreadable line is never one more audit than the file holds.
         """
         checked = self._checked
-        order = _IdOrder(self._path)
+        order = IdOrder(self._path)
         on_error: Callable[[FileFormatError], None] | None = None
         on_repeat: Callable[[int, int, _Row], None] | None = None
         if checked is not None:
@@ -323,7 +323,7 @@ class FileAuditSource:
         return _ascending(order, numbered, on_repeat)
 
 
-class _IdOrder:
+class IdOrder:
     """The last audit id one read of the file has met, in a row or in a line that failed with its id."""
 
     __slots__ = ("_path", "previous")
@@ -392,13 +392,13 @@ def _row_bytes(row: AuditRow) -> int:
     return text_bytes(row.audited_changes, row.comment)
 
 
-def _on_or_after(row: _Identified, cutoff: dt.datetime | None) -> bool:
+def on_or_after(row: _Identified, cutoff: dt.datetime | None) -> bool:
     # A NULL or unreadable created_at is in every range, as the PostgreSQL adapter's query keeps it.
     return cutoff is None or not isinstance(row.created_at, dt.datetime) or row.created_at >= cutoff
 
 
 def _ascending(
-    order: _IdOrder,
+    order: IdOrder,
     numbered: Generator[tuple[int, _Row], None, None],
     on_repeat: Callable[[int, int, _Row], None] | None,
 ) -> Generator[_Row, None, None]:

@@ -74,7 +74,7 @@ from crm_audit_transform.errors import WorkerLost
 from crm_audit_transform.lookup import RunLookups
 from crm_audit_transform.ports import AuditPageIds, LogEncoder, SpanReader
 from crm_audit_transform.transformer import PageResult, Transformer
-from crm_audit_transform.usecases.pages import PageLookup, PageSpan, TransformedPage
+from crm_audit_transform.usecases.pages import PageLookup, PageSpan, RangeRows, TransformedPage
 
 from ..fork_server import sigint_deferred
 from . import worker
@@ -349,7 +349,10 @@ class ProcessPagePipeline:
         prepared = transformer.prepare(rows)
         plan: Future[Plan] = Future()
         plan.set_result((None, transformer.plan(prepared)))
-        inflight.append(Page(seq, rows, None, plan, prepared))
+        page = Page(seq, rows, None, plan, prepared)
+        if isinstance(rows, RangeRows):
+            page.ids = rows.ids  # a whole range's ids, with what its reader told (ports.PagesByRange)
+        inflight.append(page)
         return True
 
     def _result(self, page: Page, transformer: Transformer, company_sso_id: str) -> PageResult:

@@ -58,7 +58,7 @@ from crm_audit_transform.domain import AuditRow
 from crm_audit_transform.lookup import LookupContext, LookupRequest, RunLookups
 from crm_audit_transform.ports import LogEncoder, SpanReader
 from crm_audit_transform.transformer import PageResult, PreparedRow, Transformer
-from crm_audit_transform.usecases.pages import PageSpan, encode_ahead
+from crm_audit_transform.usecases.pages import PageSpan, encode_ahead, read_ids
 
 from ..collector import collect_as_run_loop
 from ..fork_server import ignore_sigint
@@ -80,6 +80,7 @@ __all__ = [
 PORT_MODULES: Final = (
     "crm_audit_adapters.crm_postgres",
     "crm_audit_adapters.files",
+    "crm_audit_adapters.files.audit_ranges",
     "crm_audit_adapters.files.audit_spans",
     "crm_audit_adapters.mongo.contacts",
     "crm_audit_adapters.usman",
@@ -272,14 +273,15 @@ def prepare(seq: int, rows: Sequence[Any], *, flat: bool) -> tuple[Sequence[int]
 def prepare_span(seq: int, run: int) -> tuple[Sequence[int] | None, LookupRequest]:
     """Page ``seq`` of run ``run``, whose span came on the channel: its rows as the reader thread
     read them (waiting for them if need be; the error reading them raised, if any), loaded and
-    kept; their ids and the lookups they need (``prepare``)."""
+    kept; their ids (a whole range's ``ReadIds``, with what its reader told) and the lookups they
+    need (``prepare``)."""
     worker = _state()
     if worker.reads is None:  # pragma: no cover - the pool sends spans only with a channel
         raise RuntimeError("page worker has no span channel")
     rows = worker.reads.take(run, seq)
     prepared = worker.transformer.prepare(rows)
     worker.pending[seq] = prepared
-    return tuple(row.id for row in rows), worker.transformer.plan(prepared)
+    return read_ids(rows), worker.transformer.plan(prepared)
 
 
 def finish(seq: int, context: LookupContext, company_sso_id: str) -> WirePage:
@@ -304,7 +306,7 @@ def page_span(seq: int, run: int, company_sso_id: str) -> tuple[Sequence[int], W
     if worker.reads is None:  # pragma: no cover - the pool sends spans only with a channel
         raise RuntimeError("page worker has no span channel")
     rows = worker.reads.take(run, seq)
-    return tuple(row.id for row in rows), _whole(worker, rows, company_sso_id)
+    return read_ids(rows), _whole(worker, rows, company_sso_id)
 
 
 def _whole(worker: _Worker, rows: Sequence[Any], company_sso_id: str) -> WirePage:

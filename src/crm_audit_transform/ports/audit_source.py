@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Protocol, TypeAlias, runtime_checkable
 
 from ..domain import AuditRow, Outcome, ScopeBounds
 
 if TYPE_CHECKING:  # the page types import the lookup ports: annotations only
-    from ..usecases.pages import PageSpan
+    from ..usecases.pages import PageSpan, TransformedPage
 
 
 class AuditSource(Protocol):
@@ -84,6 +84,40 @@ class PageExtents(Protocol):
 
     def page_extent(self) -> tuple[int, ...]:
         """Where the rows of the page ``page_ids`` last gave lie (empty when it gave none)."""
+        ...
+
+
+@runtime_checkable
+class PagesByRange(AuditPageIds, Protocol):
+    """An ``AuditPageIds`` whose rows its span readers can read by whole ranges (an export file's
+    byte ranges, cut at line ends), deciding each line there: so the run loop's process reads none.
+    Not in ``__all__``, as ``SpanReader``.
+
+    The loop gives it a ``transform`` (its pipeline's ``transform_spans``) and takes the pages it
+    yields instead of reading pages itself: the source cuts its ranges (``PageSpan`` with no ids
+    and the range as its ``extent``), each transformed where its rows are read, every row of the
+    range in scope (the span's ``scope`` and ``cutoff``) given its outcome and the rest told (ids,
+    fates) with the ids (``usecases.pages.ReadIds``). It merges those in range order and yields the
+    pages ``page`` would give for the same arguments (the same rows, ``limit`` and byte budget) with
+    their outcomes, each after handing the rows set aside with it to ``on_set_aside`` (one call a
+    page, and a last one for the rows set aside after the last page, if any): what the loop takes
+    from ``RowsSetAside.take_set_aside`` after each ``page``. An error of the source's own read
+    (an id out of order, a line with no id) is raised where ``page`` raises it, after the pages
+    before it.
+    """
+
+    def pages_by_range(
+        self,
+        tenant: str,
+        scope: Sequence[str],
+        *,
+        after_id: int,
+        cutoff: dt.datetime,
+        limit: int,
+        transform: Callable[[Iterable[PageSpan]], Iterator[TransformedPage]],
+        on_set_aside: Callable[[Sequence[Outcome]], None],
+    ) -> Generator[TransformedPage, None, None]:
+        """The run's pages from ``after_id`` on, transformed (see the class docstring)."""
         ...
 
 

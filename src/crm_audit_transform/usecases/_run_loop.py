@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 from collections import deque
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import TypeVar
 
 import attrs
@@ -17,7 +17,7 @@ from ..jobs import COMPLETED, HALTED, IN_PROGRESS, MigrationJob
 from ..lookup import LookupPorts, RunLookups
 from ..lookup_cache import LookupCache
 from ..ports import AuditPageIds, EncodingLogWriter, PagePipeline, RowsSetAside, SpanPipeline
-from ..ports.audit_source import PageExtents
+from ..ports.audit_source import PageExtents, PagesByRange
 from ..tally import Tally
 from ..transformer import Transformer
 from ._entity_names import name_linked_entities, names_tally
@@ -99,7 +99,31 @@ class RunLoop:
         source = self._ports.source
         pipeline = self._pipeline
         pages: Generator[TransformedPage, None, None]
-        if isinstance(source, AuditPageIds) and isinstance(pipeline, SpanPipeline):
+        if isinstance(source, PagesByRange) and isinstance(pipeline, SpanPipeline) and self._until_id is None:
+            # The source cuts its ranges and merges what their readers told: this loop reads nothing.
+            transformer, lookup = self._transformer, self._lookup(job)
+
+            def transform(spans: Iterable[PageSpan]) -> Iterator[TransformedPage]:
+                return pipeline.transform_spans(
+                    spans,
+                    source,
+                    transformer,
+                    lookup,
+                    company_sso_id=job.company_sso_id,
+                    encoder=encoder,
+                    names_entities=names_entities,
+                )
+
+            pages = source.pages_by_range(
+                job.tenant,
+                tuple(transformer.scope),
+                after_id=job.last_audit_id,
+                cutoff=job.cutoff,
+                limit=self._settings.page_size,
+                transform=transform,
+                on_set_aside=self._set_aside.append,
+            )
+        elif isinstance(source, AuditPageIds) and isinstance(pipeline, SpanPipeline):
             # The pipeline reads the rows where it transforms them; this loop reads their ids.
             pages = pipeline.transform_spans(
                 self._spans(job, source),

@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # the ports module names this one's types in annotations only
     from ..ports import LogEncoder
 
 __all__ = ["InProcessPages", "PageLookup", "PageSpan", "TransformedPage", "encode_ahead", "encoded_log"]
+# Not in __all__ (the public surface has a budget): RangeRows, ReadIds, read_ids.
 
 PageLookup = Callable[[LookupRequest], LookupContext]
 """The batched lookups of one page: its request in, the context its rules read out (may raise
@@ -64,7 +65,9 @@ class PageSpan:
 
     ``extent`` is where the source holds those rows, when it tells (``ports.PageExtents``: an export
     file's byte range and the number of its first line), for its span reader to read them there;
-    empty for a source that finds them by id (PostgreSQL).
+    empty for a source that finds them by id (PostgreSQL). A span with an extent and no ids is a
+    whole range (``ports.PagesByRange``): its reader reads every row of it in scope and gives them
+    as ``RangeRows``.
     """
 
     tenant: str
@@ -72,6 +75,38 @@ class PageSpan:
     cutoff: dt.datetime
     ids: tuple[int, ...]
     extent: tuple[int, ...] = ()
+
+
+class ReadIds(tuple[int, ...]):
+    """The ids of the rows a span's reader read from a whole range (``ports.PagesByRange``), in
+    order, and ``told``: what the reader says of the range's other lines, for the source that cut
+    it (opaque here; it must pickle). Crosses back from a worker as a page's ids."""
+
+    told: object = None
+
+    def __new__(cls, ids: Iterable[int], told: object = None) -> ReadIds:
+        made = super().__new__(cls, ids)
+        made.told = told
+        return made
+
+    def __getnewargs__(self) -> tuple[tuple[int, ...], object]:
+        return tuple(self), self.told
+
+
+class RangeRows(list[AuditRow]):
+    """The rows a span's reader read from a whole range, and their ``ReadIds`` (``read_ids``)."""
+
+    __slots__ = ("ids",)
+
+    def __init__(self, rows: Iterable[AuditRow], told: object) -> None:
+        super().__init__(rows)
+        self.ids = ReadIds([row.id for row in self], told)
+
+
+def read_ids(rows: Sequence[AuditRow]) -> tuple[int, ...]:
+    """The ids of the rows a span's reader gave, as they go back to the pipeline: a range's
+    ``ReadIds`` (with what its reader told), else the rows' own."""
+    return rows.ids if isinstance(rows, RangeRows) else tuple(row.id for row in rows)
 
 
 class InProcessPages:

@@ -1,0 +1,285 @@
+"""FileRangeSource: a JSONL export cut into byte ranges, each read and decided by its reader, the
+runner merging their reports into the pages one forward read gives.
+
+The pages, the rows set aside beside each, their order and wording, and the errors (with the pages
+told before them) must be exactly ``FileAuditSource.page``'s on hostile files, whatever the page
+size, the byte budget and where the ranges are cut (range sizes: 1 byte, each line its own range
+and every repeat across a cut; 300 and 4096, cuts falling inside long lines; 1 MiB, one range).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import pickle
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_files_audit_spans import CAP, EPOCH, SCOPE, TENANT, corpus_docs, hostile_lines, write
+
+from crm_audit_adapters.bootstrap import DryRunFiles, dry_run_service
+from crm_audit_adapters.files import AuditOrderError, CheckedRows, FileAuditSource, FileFormatError
+from crm_audit_adapters.files.audit_ranges import FileRangeSource, line_ranges
+from crm_audit_adapters.files.lines import numbered_lines
+from crm_audit_adapters.files.sink import JsonlActivityLogSink
+from crm_audit_transform.domain import Migrated, Outcome, Skipped
+from crm_audit_transform.transformer import PageResult
+from crm_audit_transform.usecases.pages import PageSpan, TransformedPage, read_ids
+from support.corpus_account import company_sso_id, contact_docs, dump_jsonl, sso_docs
+from support.corpus_world import CORPUS
+from support.page_workers import page_pool
+
+Pages = list[tuple[list[int], list[Outcome]]]
+"""Each page's ids, and the outcomes set aside beside it (a last entry with no ids: those after)."""
+
+
+def odd_lines() -> list[bytes]:
+    """``hostile_lines`` with CRLF line ends on some lines, a U+2028 and a U+2029 inside a value
+    (not line ends to a byte reader) and blank lines of spaces and of a lone CR."""
+    lines = hostile_lines()
+    for index in range(5, len(lines), 9):
+        lines[index] += b"\r"
+    for index in range(40, len(lines), 97):
+        try:
+            record = json.loads(lines[index].rstrip(b"\r"))
+        except ValueError:  # a value that is not UTF-8
+            continue
+        if record.get("tenant") == TENANT:
+            lines[index] = json.dumps({**record, "comment": "a\u2028b\u2029c"}, ensure_ascii=False).encode()
+    lines.insert(30, b"   ")
+    lines.insert(60, b"\r")
+    return lines
+
+
+def by_page(source: FileAuditSource, limit: int, told: Pages) -> None:
+    """What the run loop reads with ``page``: appended to ``told``, up to an error."""
+    after = 0
+    while True:
+        rows = source.page(TENANT, SCOPE, after_id=after, cutoff=EPOCH, limit=limit)
+        aside = list(source.take_set_aside())
+        if not rows:
+            if aside:
+                told.append(([], aside))
+            return
+        told.append(([row.id for row in rows], aside))
+        after = rows[-1].id
+
+
+def in_process(spans: Iterable[PageSpan], source: FileRangeSource) -> Iterator[TransformedPage]:
+    """Each range read as a worker reads it (its reader pickled), every row given an outcome that
+    names it, as a pipeline hands the ranges back."""
+    reader = pickle.loads(pickle.dumps(source.span_reader()))
+    for span in spans:
+        rows = reader(span)
+        outcomes = tuple(Skipped(row.id, "seen", row.comment or "") for row in rows)
+        ids = pickle.loads(pickle.dumps(read_ids(rows)))  # as it crosses back from a worker
+        yield TransformedPage(ids, PageResult(outcomes, None, (False,) * len(rows), (False,) * len(rows)))
+
+
+def by_range(source: FileRangeSource, limit: int, told: Pages) -> None:
+    """What the run loop takes with ``pages_by_range``: appended to ``told``, up to an error."""
+    aside: list[Sequence[Outcome]] = []
+    pages = source.pages_by_range(
+        TENANT,
+        SCOPE,
+        after_id=0,
+        cutoff=EPOCH,
+        limit=limit,
+        transform=lambda spans: in_process(spans, source),
+        on_set_aside=aside.append,
+    )
+    for page in pages:
+        assert [outcome.audit_id for outcome in page.result.outcomes] == list(page.ids)
+        told.append((list(page.ids), list(aside.pop())))
+    assert len(aside) <= 1
+    if aside:
+        told.append(([], list(aside.pop())))
+
+
+class TestLineRanges:
+    @pytest.mark.parametrize(
+        ("size", "block"), [(1, 64), (7, 1 << 20), (300, 64), (4096, 1000), (1 << 20, 64)]
+    )
+    def test_ranges_cut_at_line_ends_and_number_their_first_line(
+        self, tmp_path: Path, size: int, block: int
+    ) -> None:
+        """The ranges follow each other from the file's start to its end, each starts where a
+        line starts and names that line's number as a line reader counts it; each holds at least
+        ``size`` bytes but the last."""
+        lines = odd_lines()
+        path = tmp_path / "audits.jsonl"
+        path.write_bytes(b"\n".join(lines) + b"\nlast line without its end")
+        starts: dict[int, int] = {}
+        offset = 0
+        for number, raw in numbered_lines(path):
+            starts[offset] = number
+            offset += len(raw)
+        ranges = list(line_ranges(path, size, block=block))
+        assert ranges[0][0] == 0
+        assert ranges[-1][2] == path.stat().st_size
+        for (start, first, stop), following in zip(ranges, [*ranges[1:], None], strict=True):
+            assert starts[start] == first
+            assert following is None or (following[0] == stop and stop - start >= size)
+        assert (len(ranges) == len(starts)) == (size == 1)
+
+    def test_an_empty_file_has_no_range(self, tmp_path: Path) -> None:
+        path = tmp_path / "audits.jsonl"
+        path.write_bytes(b"")
+        assert list(line_ranges(path, 10)) == []
+
+
+class TestTheSameAsPages:
+    @pytest.mark.parametrize(
+        ("limit", "page_bytes", "range_bytes"),
+        [
+            (1, 1 << 25, 300),
+            (7, 1 << 25, 1),
+            (500, 1 << 25, 4096),
+            (50, 600, 1),
+            (50, 600, 300),
+            (7, 1 << 25, 1 << 20),
+        ],
+    )
+    @pytest.mark.parametrize("lines", [hostile_lines, odd_lines])
+    def test_the_pages_and_their_rows_set_aside_are_those_of_page(
+        self, tmp_path: Path, lines: Any, limit: int, page_bytes: int, range_bytes: int
+    ) -> None:
+        """Over a hostile file, each page's ids, its outcomes (one per id, the range's reader's),
+        and the outcomes set aside beside it (repeats with their ordinals, unreadable lines with
+        their words) are ``page``'s, whatever the page size, byte budget or range size."""
+        path = write(tmp_path / "audits.jsonl", lines())
+        options: dict[str, Any] = {"max_record_bytes": CAP, "page_bytes": page_bytes}
+        expected: Pages = []
+        got: Pages = []
+        with FileAuditSource(path, TENANT, checked=CheckedRows(path), **options) as plain:
+            by_page(plain, limit, expected)
+        with FileRangeSource(
+            path, TENANT, checked=CheckedRows(path), range_bytes=range_bytes, **options
+        ) as source:
+            by_range(source, limit, got)
+        assert got == expected
+        reasons = {outcome.reason for _, aside in expected for outcome in aside}
+        assert reasons == {"duplicate_audit_id", "invalid_audit_row"}
+
+    @pytest.mark.parametrize("range_bytes", [1, 4096])
+    @pytest.mark.parametrize(
+        ("line", "error"),
+        [
+            (json.dumps({**corpus_docs()[0], "tenant": TENANT, "id": 2}).encode(), AuditOrderError),
+            (
+                json.dumps({**corpus_docs()[0], "tenant": TENANT, "id": 2, "action": 5}).encode(),
+                AuditOrderError,
+            ),
+            (b"not json", FileFormatError),
+            (
+                json.dumps({**corpus_docs()[0], "tenant": TENANT, "id": "x" * (2 * CAP)}).encode(),
+                FileFormatError,
+            ),
+        ],
+        ids=["row below", "unreadable line below", "no id", "long line with no integer id"],
+    )
+    def test_a_read_that_stops_stops_where_page_stops(
+        self, tmp_path: Path, range_bytes: int, line: bytes, error: type[Exception]
+    ) -> None:
+        """An id below the one before it, or a line with no id, raises the error ``page`` raises,
+        naming the same line, after the same pages (the page it was filling is not given)."""
+        lines = hostile_lines()
+        lines.insert(200, line)
+        path = write(tmp_path / "audits.jsonl", lines)
+        told: dict[str, Pages] = {"pages": [], "ranges": []}
+        errors = []
+        with FileAuditSource(path, TENANT, checked=CheckedRows(path), max_record_bytes=CAP) as plain:
+            with pytest.raises(error) as raised:
+                by_page(plain, 20, told["pages"])
+            errors.append(str(raised.value))
+        source = FileRangeSource(
+            path, TENANT, checked=CheckedRows(path), max_record_bytes=CAP, range_bytes=range_bytes
+        )
+        with source, pytest.raises(error) as raised:
+            by_range(source, 20, told["ranges"])
+        errors.append(str(raised.value))
+        assert told["ranges"] == told["pages"]
+        assert len(told["pages"]) > 3
+        assert errors[0] == errors[1]
+        assert "line 201" in errors[0]
+
+    def test_a_repeat_across_a_cut_is_set_aside_and_its_outcome_dropped(self, tmp_path: Path) -> None:
+        """Each line its own range: a row repeating the id of the range before is read as a row
+        there (its reader cannot know), and the merge sets it aside with the ordinal one process
+        names, keeping the first row's outcome."""
+        docs = [doc for doc in corpus_docs() if doc["tenant"] == TENANT and doc["auditable_type"] in SCOPE][
+            :5
+        ]
+        lines = [json.dumps(doc).encode() for doc in docs]
+        lines.insert(3, json.dumps({**docs[2], "comment": "again"}).encode())
+        path = write(tmp_path / "audits.jsonl", lines)
+        got: Pages = []
+        with FileRangeSource(path, TENANT, checked=CheckedRows(path), range_bytes=1) as source:
+            by_range(source, 500, got)
+        ((ids, aside),) = got
+        assert ids == [doc["id"] for doc in docs]
+        (repeat,) = aside
+        assert (repeat.audit_id, repeat.reason) == (docs[2]["id"], "duplicate_audit_id")
+        assert f"row 4 repeats audit id {docs[2]['id']}" in str(repeat.detail)
+
+    def test_another_tenant_reads_nothing(self, tmp_path: Path) -> None:
+        path = write(tmp_path / "audits.jsonl", hostile_lines())
+        with FileRangeSource(path, TENANT, checked=CheckedRows(path), max_record_bytes=CAP) as source:
+            pages = source.pages_by_range(
+                "other",
+                SCOPE,
+                after_id=0,
+                cutoff=dt.datetime(1970, 1, 1, tzinfo=dt.UTC),
+                limit=10,
+                transform=lambda spans: in_process(spans, source),
+                on_set_aside=pytest.fail,
+            )
+            assert list(pages) == []
+
+
+class TestARunWithWorkers:
+    @pytest.mark.parametrize("range_bytes", [4096])
+    def test_workers_reading_ranges_write_what_one_process_writes(
+        self, tmp_path: Path, range_bytes: int
+    ) -> None:
+        """A dry run over the hostile file: with a pool whose workers (and its runner) read and
+        decide byte ranges, the outcomes (in order), the job's counts and the bytes written are
+        one process's, the rows set aside included."""
+        audits = write(tmp_path / "audits.jsonl", odd_lines())
+        (tmp_path / "contacts.jsonl").write_text(dump_jsonl(contact_docs(TENANT)), encoding="utf-8")
+        (tmp_path / "sso.jsonl").write_text(dump_jsonl(sso_docs(TENANT)), encoding="utf-8")
+        files = DryRunFiles(
+            audits, CORPUS / "users.jsonl", tmp_path / "contacts.jsonl", tmp_path / "sso.jsonl", None
+        )
+        company = company_sso_id(TENANT)
+        results = {}
+        for workers in (1, 2):
+            out = tmp_path / f"logs{workers}.jsonl"
+            checked = CheckedRows(audits)
+            source: FileAuditSource = (
+                FileRangeSource(
+                    audits, TENANT, checked=checked, max_record_bytes=CAP, range_bytes=range_bytes
+                )
+                if workers > 1
+                else FileAuditSource(audits, TENANT, checked=checked, max_record_bytes=CAP)
+            )
+            outcomes: list[Outcome] = []
+            with JsonlActivityLogSink(out) as sink, source:
+                pool = page_pool(workers) if workers > 1 else None
+                try:
+                    service = dry_run_service(
+                        company, TENANT, files, sink, checked=checked, source=source, pipeline=pool
+                    )
+                    result = service.dry_run(company, TENANT, on_outcomes=outcomes.extend)
+                finally:
+                    if pool is not None:
+                        pool.close()
+            # A worker's migrated log comes encoded (the bytes written are compared whole).
+            listed = [("migrated", o.audit_id) if isinstance(o, Migrated) else o for o in outcomes]
+            results[workers] = (listed, result.job.tally, out.read_bytes())
+        assert results[2] == results[1]
+        outcomes, tally, written = results[1]
+        assert sum(tally.failed.values()) > 30
+        assert written.count(b"\n") == tally.migrated > 1000
