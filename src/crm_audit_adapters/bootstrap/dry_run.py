@@ -56,6 +56,21 @@ class DryRunFiles:
     mapping: Path | None = None
 
 
+class FileUsers(InMemoryUserDirectory):
+    """The users file's rows, held in memory; a page pool's worker gets a copy (``ports.WorkerCopy``),
+    so with ``--workers`` each page is looked up where it is transformed: one trip a page."""
+
+    def worker_copy(self) -> FileUsers:
+        return self  # pickled whole: a dict of the tenant's users, no connection
+
+
+class FileSsoDirectory(InMemorySsoDirectory):
+    """The SSO directory file's ids, held in memory; a worker gets a copy, as ``FileUsers``."""
+
+    def worker_copy(self) -> FileSsoDirectory:
+        return self
+
+
 @frozen
 class _DryRunPorts:
     """``ServicePorts`` over files and in-memory stores: no server, and no CDP to enrich."""
@@ -91,7 +106,8 @@ def dry_run_service(
     """A service whose ``dry_run`` reads ``files`` and writes the logs to ``sink``, the job in memory.
 
     The audits are streamed from their id-ordered file (``FileAuditSource``, or ``source`` when
-    given — the CLI passes one it closes); the contacts through a file index. With ``reader`` (a
+    given — the CLI passes one it closes); the contacts through a file index. Every lookup port can
+    be copied to a page pool's workers, so with one each worker looks its own pages up. With ``reader`` (a
     dry run's output, ``files.verification.JsonlMigratedLogReader``) its ``verify`` checks that
     output against the same files; there is no job to check or repair.
 
@@ -107,8 +123,8 @@ def dry_run_service(
     clock = FixedClock()
     ports = _DryRunPorts(
         source=source if source is not None else FileAuditSource(files.audits, tenant, checked=checked),
-        users=InMemoryUserDirectory({tenant: read_users(files.users, tenant).values()}),
-        sso=InMemorySsoDirectory(read_sso_directory(files.sso_directory, company_sso_id)),
+        users=FileUsers({tenant: read_users(files.users, tenant).values()}),
+        sso=FileSsoDirectory(read_sso_directory(files.sso_directory, company_sso_id)),
         contacts=JsonlContactDirectory(files.contacts),
         logs=sink,
         jobs=InMemoryJobStore(clock=clock),

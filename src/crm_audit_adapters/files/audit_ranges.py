@@ -329,6 +329,9 @@ class _Merge:
     def _range(
         self, told: RangeTold, candidates: Sequence[int], result: PageResult
     ) -> Generator[TransformedPage, None, None]:
+        if self._plain(told):
+            yield from self._plain_range(told, candidates, result)
+            return
         checked = self._checked
         repeats = checked is not None
         admits = self._order.admits
@@ -375,6 +378,46 @@ class _Merge:
                 page_ids, page_outcomes = self._ids, self._outcomes
         if told.stop is not None:
             raise told.stop
+
+    def _plain(self, told: RangeTold) -> bool:
+        """Whether every line the range told is a new row in scope past the cursor, and they all fit
+        the page's byte budget: an export's usual range, whose pages are cut by count alone."""
+        ids = told.ids
+        if not ids or told.errors or told.stop is not None or told.kinds.count(IN_SCOPE) != len(ids):
+            return False
+        previous = self._order.previous
+        # In scope, the reader's rows after the first are each above the one before (else it told
+        # them OUT_OF_SCOPE): only the first meets an id the runner knows and the reader did not.
+        return (
+            (previous is None or ids[0] > previous)
+            and ids[0] > self._after_id
+            and sum(told.sizes) < self._budget
+        )
+
+    def _plain_range(
+        self, told: RangeTold, candidates: Sequence[int], result: PageResult
+    ) -> Generator[TransformedPage, None, None]:
+        """``_range`` of a plain range (``_plain``): its rows are the next ones of the pages, in
+        slices; the same pages, ordinals and cursor, without a step per row."""
+        count = len(candidates)
+        outcomes = result.outcomes
+        fell = result.fell_through or (False,) * count
+        degraded = result.degraded or (False,) * count
+        self._ordinal += count
+        self._order.previous = candidates[-1]
+        sizes = told.sizes
+        index = 0
+        while index < count:
+            end = min(count, index + self._limit - len(self._ids))
+            self._ids.extend(candidates[index:end])
+            self._outcomes.extend(outcomes[index:end])
+            self._fell.extend(fell[index:end])
+            self._degraded.extend(degraded[index:end])
+            # Within the budget: the whole range is below what is left of it, and a new page's is whole.
+            self._budget -= sum(sizes[index:end])
+            index = end
+            if len(self._ids) == self._limit:
+                yield self._page()
 
     def _page(self) -> TransformedPage:
         """The page filled so far, after handing over the rows set aside with it; a new one begun."""
