@@ -7,6 +7,7 @@ JSONL file sink.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,10 +16,19 @@ import pytest
 from crm_audit_adapters.files import JsonlActivityLogSink
 from crm_audit_adapters.mongo import MongoActivityLogStore, apply_migration
 from crm_audit_transform.domain import ActivityLog
+from crm_audit_transform.jobs import COMPLETED, ROLLED_BACK
 from crm_audit_transform.ports import ActivityLogStore
-from crm_audit_transform.ports.log_stores import MigratedLogsById
-from crm_audit_transform.testing import InMemoryActivityLogStore, InMemoryEnrichmentStore
-from support.mongo import activity_log, fresh_database, mongo_backends
+from crm_audit_transform.ports.log_stores import MigratedLogsById, MigratedLogsInChunks
+from crm_audit_transform.testing import (
+    FixedClock,
+    InMemoryActivityLogStore,
+    InMemoryEnrichmentStore,
+    InMemoryJobStore,
+)
+from crm_audit_transform.usecases.rollback import RollbackPorts, rollback
+from support.mongo import T0, activity_log, fresh_database, migration_job, mongo_backends
+
+LEASE = dt.timedelta(minutes=2)
 
 IMPLEMENTATIONS = ["in_memory", "timeline", *mongo_backends(), "jsonl_file"]
 
@@ -124,3 +134,39 @@ class TestRollback:
         """No logs: zero, not an error."""
         assert store.count_migrated("nobody") == 0
         assert store.delete_migrated("nobody") == 0
+
+    def test_a_chunk_is_bounded_and_deletes_that_companys_logs_only(self, store: ActivityLogStore) -> None:
+        """MigratedLogsInChunks (every store but the file sink): at most ``limit`` ids of that
+        company's migrated logs, deleted once (a second delete of the chunk counts 0), never another
+        company's logs under the same chunk. The JSONL sink rewrites a whole account in one atomic
+        replace of its file (``delete_migrated``), so rollback deletes it in one step."""
+        if not isinstance(store, MigratedLogsInChunks):
+            assert isinstance(store, JsonlActivityLogSink)
+            return
+        store.insert_batch(logs(1, 2, 3, 4, 5, company="company-a"))
+        store.insert_batch(logs(1, 2, company="company-b"))
+        chunk = store.migrated_chunk("company-a", 2)
+        assert len(chunk) == 2
+        assert store.delete_migrated_chunk("company-b", chunk) == 0
+        assert store.delete_migrated_chunk("company-a", chunk) == 2
+        assert store.delete_migrated_chunk("company-a", chunk) == 0
+        assert (store.count_migrated("company-a"), store.count_migrated("company-b")) == (3, 2)
+        deleted = 2
+        while chunk := store.migrated_chunk("company-a", 2):
+            deleted += store.delete_migrated_chunk("company-a", chunk)
+        assert (deleted, store.count_migrated("company-a"), store.count_migrated("company-b")) == (5, 0, 2)
+        assert store.migrated_chunk("nobody", 2) == []
+
+    def test_a_rollback_in_chunks_deletes_the_account_and_counts_it_exactly(
+        self, store: ActivityLogStore
+    ) -> None:
+        """Through ``rollback`` with chunks of 2: every migrated log of the account goes, the other
+        company's stay, and the job's ``logs_deleted`` is the number deleted (each chunk counted once)."""
+        store.insert_batch(logs(*range(1, 8), company="company-a"))
+        store.insert_batch(logs(1, company="company-b"))
+        jobs = InMemoryJobStore([migration_job(status=COMPLETED)], clock=FixedClock(T0))
+        result = rollback("company-a", RollbackPorts(jobs, store, FixedClock(T0), LEASE, chunk=2))
+        stored = jobs.latest("company-a")
+        assert stored is not None
+        assert (result.deleted, stored.logs_deleted, stored.status) == (7, 7, ROLLED_BACK)
+        assert (store.count_migrated("company-a"), store.count_migrated("company-b")) == (0, 1)

@@ -10,7 +10,7 @@ a ``FixedClock`` in memory and on mongomock (which does not evaluate ``$$NOW``),
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any, cast
 
 import attrs
@@ -31,12 +31,12 @@ from crm_audit_transform.jobs import (
 )
 from crm_audit_transform.ports import JobStore
 from crm_audit_transform.tally import Tally
-from crm_audit_transform.testing import FixedClock, InMemoryJobStore
+from crm_audit_transform.testing import FixedClock, InMemoryActivityLogStore, InMemoryJobStore
 from crm_audit_transform.usecases.cancel import cancel
 from crm_audit_transform.usecases.rollback import RollbackPorts, RollbackResult, rollback
 from crm_audit_transform.usecases.settings import RunSettings
 from crm_audit_transform.usecases.shards import settle, split_shards
-from support.mongo import T0, fresh_database, migration_job, mongo_backends
+from support.mongo import T0, activity_log, fresh_database, migration_job, mongo_backends
 
 LATER = T0 + dt.timedelta(minutes=5)
 LEASE = dt.timedelta(minutes=2)
@@ -805,3 +805,144 @@ class TestResumedTransition:
         resumed = attrs.evolve(job, status=IN_PROGRESS, halt_basis=job.tally)
         assert store.transition(resumed, {CANCELLED}, unleased=True, resumed=True) is None
         assert store.latest("company-a") == stored
+
+
+class _Chunks:
+    """An account's migrated logs deleted in chunks (``MigratedLogsInChunks``) over an in-memory
+    store; ``after_delete`` runs after each chunk's delete (its number, from 1). ``sent``: every
+    delete sent, a whole-account ``delete_migrated`` as ``"all"``."""
+
+    def __init__(self, logs: InMemoryActivityLogStore, after_delete: Callable[[int], None]) -> None:
+        self.logs = logs
+        self.after_delete = after_delete
+        self.sent: list[object] = []
+
+    def migrated_chunk(self, company_sso_id: str, limit: int) -> Sequence[object]:
+        return self.logs.migrated_chunk(company_sso_id, limit)
+
+    def delete_migrated_chunk(self, company_sso_id: str, chunk: Sequence[object]) -> int:
+        self.sent.append(list(chunk))
+        deleted = self.logs.delete_migrated_chunk(company_sso_id, chunk)
+        self.after_delete(len(self.sent))
+        return deleted
+
+    def delete_migrated(self, company_sso_id: str) -> int:
+        self.sent.append("all")
+        deleted = self.logs.delete_migrated(company_sso_id)
+        self.after_delete(len(self.sent))
+        return deleted
+
+    def count_migrated(self, company_sso_id: str) -> int:
+        return self.logs.count_migrated(company_sso_id)
+
+
+class TestRollbackInChunks:
+    """A rollback deletes chunk by chunk and renews its hold before each: once another rollback
+    took the hold over, it sends no further delete, so a job started after that one ends keeps its
+    fresh logs; ``logs_deleted`` counts each chunk once."""
+
+    def test_a_rollback_taken_over_between_chunks_sends_no_further_delete(self, store: JobStore) -> None:
+        """The first rollback's hold expires after its first chunk (made already expired: the
+        emulator's clock is its own); a second takes it over, deletes the rest and ends the job; a
+        new job writes fresh logs. The first then stops (``LeaseHeld``) before its next delete: the
+        fresh logs stay, and ``logs_deleted`` is the 5 logs the account had. Before, the first's one
+        delete of the whole account ran on beside the second (and, slower, took the fresh logs)."""
+        store.create(migration_job(status=COMPLETED))
+        clock = FixedClock(T0)
+        memory = InMemoryActivityLogStore()
+        memory.insert_batch([activity_log(i) for i in range(1, 6)])
+        second: list[RollbackResult] = []
+
+        def take_over(number: int) -> None:
+            if number != 1:
+                return
+            second.append(rollback("company-a", RollbackPorts(store, memory, clock, LEASE, chunk=2)))
+            store.create(migration_job("job-2", created_at=LATER))
+            memory.insert_batch([activity_log(i) for i in (1, 2)])  # the new job's fresh logs
+
+        first = _Chunks(memory, take_over)
+        with pytest.raises(LeaseHeld, match="lost its hold"):
+            rollback("company-a", RollbackPorts(store, first, clock, -LEASE, chunk=2))
+        assert len(first.sent) == 1
+        assert [r.deleted for r in second] == [3]
+        assert memory.count_migrated("company-a") == 2
+        job = _job(store, "job-1")
+        assert (job.status, job.logs_deleted, job.lease_owner) == (ROLLED_BACK, 5, None)
+
+    def test_a_rollback_killed_between_chunks_is_finished_by_the_next_and_counted_once(
+        self, store: JobStore
+    ) -> None:
+        """kill -9 in its third delete: two chunks deleted and counted, the job held. The next
+        rollback, once that hold expired, deletes the rest; the job ends ``rolled_back`` with the
+        account's 5 logs counted."""
+        store.create(migration_job(status=COMPLETED))
+        clock = FixedClock(T0)
+        memory = InMemoryActivityLogStore()
+        memory.insert_batch([activity_log(i) for i in range(1, 6)])
+
+        class _Dies(_Chunks):
+            def delete_migrated_chunk(self, company_sso_id: str, chunk: Sequence[object]) -> int:
+                if len(self.sent) == 2:
+                    raise KeyboardInterrupt
+                return super().delete_migrated_chunk(company_sso_id, chunk)
+
+        with pytest.raises(KeyboardInterrupt):
+            rollback("company-a", RollbackPorts(store, _Dies(memory, lambda _: None), clock, -LEASE, chunk=2))
+        held = _job(store, "job-1")
+        assert (held.status, held.logs_deleted, memory.count_migrated("company-a")) == (ROLLING_BACK, 4, 1)
+        done = rollback("company-a", RollbackPorts(store, memory, clock, LEASE, chunk=2))
+        job = _job(store, "job-1")
+        assert (done.deleted, job.status, job.logs_deleted, job.lease_owner) == (1, ROLLED_BACK, 5, None)
+        assert memory.count_migrated("company-a") == 0
+
+    def test_a_chunk_its_store_will_not_delete_ends_in_one_whole_delete(self, store: JobStore) -> None:
+        """A store that deletes nothing of a chunk it gave (ids it cannot match): the rest goes in
+        one ``delete_migrated`` after a renewal, instead of the same chunk read for ever."""
+        store.create(migration_job(status=COMPLETED))
+        memory = InMemoryActivityLogStore()
+        memory.insert_batch([activity_log(i) for i in range(1, 6)])
+
+        class _Stuck(_Chunks):
+            def delete_migrated_chunk(self, company_sso_id: str, chunk: Sequence[object]) -> int:
+                self.sent.append(list(chunk))
+                return 0
+
+        logs = _Stuck(memory, lambda _: None)
+        done = rollback("company-a", RollbackPorts(store, logs, FixedClock(T0), LEASE, chunk=2))
+        job = _job(store, "job-1")
+        assert (len(logs.sent), logs.sent[-1]) == (2, "all")
+        assert (done.deleted, job.status, job.logs_deleted, memory.count_migrated("company-a")) == (
+            5,
+            ROLLED_BACK,
+            5,
+            0,
+        )
+
+    def test_a_renewal_counts_its_chunk_once_and_only_for_the_holder(self, store: JobStore) -> None:
+        """``renew_rollback``: retried (a lost acknowledgement) it adds nothing again; another
+        owner, or a job no longer rolling back, is ``LeaseHeld`` with nothing written."""
+        store.create(migration_job(status=COMPLETED, logs_deleted=1))
+        read = _job(store, "job-1")
+        held = store.hold_rollback(
+            attrs.evolve(read, status=ROLLING_BACK), {COMPLETED}, owner="rollback:a", ttl=LEASE
+        )
+        assert held is not None
+        for _ in range(2):
+            renewed = store.renew_rollback("job-1", owner="rollback:a", ttl=LEASE, deleted=3, chunk=1)
+            assert (renewed.logs_deleted, renewed.lease_owner) == (4, "rollback:a")
+        renewed = store.renew_rollback("job-1", owner="rollback:a", ttl=LEASE, deleted=2, chunk=2)
+        assert renewed.logs_deleted == 6
+        with pytest.raises(LeaseHeld):
+            store.renew_rollback("job-1", owner="rollback:b", ttl=LEASE, deleted=9, chunk=3)
+        assert _job(store, "job-1").logs_deleted == 6
+        with pytest.raises(JobNotFound):
+            store.renew_rollback("job-9", owner="rollback:a", ttl=LEASE, deleted=1, chunk=1)
+
+
+def _job(store: JobStore, job_id: str) -> MigrationJob:
+    """The stored job of that id, whether or not it is the account's latest."""
+    found = store.get(job_id) if isinstance(store, MongoJobStore) else None
+    if isinstance(store, InMemoryJobStore):
+        found = next((job for job in store.jobs if job.job_id == job_id), None)
+    assert found is not None
+    return found

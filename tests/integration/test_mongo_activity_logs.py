@@ -322,3 +322,20 @@ class TestRollback:
 
         assert _store(LostDeleteAck(logs, write_first=True)).delete_migrated("company-a") == 2
         assert logs.count_documents({}) == 0
+
+    def test_a_chunks_count_survives_a_retried_delete(self, logs: Any) -> None:
+        """A chunk's delete whose reply was lost is retried (it then reports 0): the count is the
+        chunk's logs no longer there, 2, not 0; the log outside the chunk stays."""
+        _store(logs).insert_batch([activity_log(n) for n in (1, 2, 3)])
+        chunk = _store(logs).migrated_chunk("company-a", 2)
+
+        class LostDeleteAck(FlakyCollection):
+            def delete_many(self, query: dict[str, Any]) -> Any:
+                self.calls += 1
+                result = self._inner.delete_many(query)
+                if self.calls == 1:
+                    raise AutoReconnect("connection reset by peer")
+                return result
+
+        assert _store(LostDeleteAck(logs, write_first=True)).delete_migrated_chunk("company-a", chunk) == 2
+        assert logs.count_documents({}) == 1

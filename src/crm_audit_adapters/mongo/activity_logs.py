@@ -223,6 +223,45 @@ class MongoActivityLogStore:
             return deleted
         return max(deleted, before - self.count_migrated(company_sso_id))
 
+    def migrated_chunk(self, company_sso_id: str, limit: int) -> Sequence[object]:
+        """The ``_id`` of at most ``limit`` of this company's migrated logs (``ports.MigratedLogsInChunks``:
+        rollback's next chunk), in no promised order: the ones deleted before are gone."""
+        query = self._migrated_filter(company_sso_id)
+        return call_with_retry(
+            lambda _: [doc["_id"] for doc in self._collection.find(query, {"_id": 1}).limit(limit)],
+            self._retry,
+            "read a chunk of migrated activity logs",
+        )
+
+    def delete_migrated_chunk(self, company_sso_id: str, chunk: Sequence[object]) -> int:
+        """Delete the logs of ``chunk`` (``_id``s) that are still this company's migrated logs: one
+        ``delete_many`` by ``_id`` (between the chunk's least and greatest, and one of them) under
+        ``_migrated_filter``. A retry after a lost acknowledgement
+        would report fewer: the count is then the chunk's logs no longer there."""
+        if not chunk:
+            return 0
+        ids = list(dict.fromkeys(chunk))
+        where: Document = {"$in": ids}
+        if all(isinstance(doc_id, ObjectId) for doc_id in ids):
+            # The range first: a store that matches $in by scanning its list (mongomock) rules most
+            # documents out by it; MongoDB looks the ids up on the _id index either way.
+            where = {"$gte": min(ids), "$lte": max(ids), "$in": ids}  # type: ignore[type-var]
+        query = {**self._migrated_filter(company_sso_id), "_id": where}
+        before = len(ids)
+        attempts: list[int] = []
+
+        def delete(attempt: int) -> int:
+            attempts.append(attempt)
+            return self._collection.delete_many(query).deleted_count
+
+        deleted = call_with_retry(delete, self._retry, "delete a chunk of migrated activity logs")
+        if len(attempts) == 1:
+            return deleted
+        left = call_with_retry(
+            lambda _: self._collection.count_documents(query), self._retry, "count a chunk's migrated logs"
+        )
+        return max(deleted, before - left)
+
     def delete_migrated_ids(self, company_sso_id: str, external_ids: Ids[str]) -> int:
         """Delete this company's migrated logs with these external ids (``ports.MigratedLogsById``:
         a ``/migrate`` batch undoing itself): one ``delete_many`` on the idempotency index."""

@@ -77,6 +77,8 @@ _STATUS: Final = frozenset({"status", "updated_at", "finished_at", "halted_reaso
 """What a ``status_only`` transition writes (``cancel``); the run's fields and the leases stay as stored."""
 _COUNTED: Final = "rollbacks_counted"
 """The tokens of the rollbacks whose deleted logs ``logs_deleted`` holds (``finish_rollback``)."""
+_CHUNK: Final = "rollback_chunk"
+"""``owner#n``: the last chunk whose deleted logs ``renew_rollback`` added to ``logs_deleted``."""
 
 
 class MongoJobStore:
@@ -377,6 +379,54 @@ class MongoJobStore:
             f"job {job.job_id}: its leases changed under each of {FENCE_TRIES} tries to change its status; "
             "try again"
         )
+
+    def renew_rollback(
+        self, job_id: str, *, owner: str, ttl: dt.timedelta, deleted: int, chunk: int
+    ) -> MigrationJob:
+        """The hold renewed and the chunk before counted, where the job is ``rolling_back`` and
+        ``owner`` holds its lease: one ``find_one_and_update`` that ``$add``s ``deleted`` to
+        ``logs_deleted`` and sets ``rollback_chunk`` to ``owner#chunk`` where it is another; a
+        retry that finds its own marker (a lost acknowledgement) renews the lease alone. The expiry
+        on ``$$NOW`` (an update pipeline), or on the store's clock. ``LeaseHeld`` when neither matched."""
+        marker = f"{owner}#{chunk}"
+        held: Document = {"_id": job_id, "status": ROLLING_BACK, "lease_owner": owner}
+
+        def write(counted: bool) -> Document | list[Document]:
+            now = self._docs.now()
+            if now is not None:
+                fields: Document = {"lease_expires_at": to_bson_datetime(now + ttl), _CHUNK: marker}
+                return {"$set": fields} if counted else {"$set": fields, "$inc": {"logs_deleted": deleted}}
+            update: Document = {
+                "lease_expires_at": {"$add": ["$$NOW", round(ttl.total_seconds() * 1000)]},
+                _CHUNK: {"$literal": marker},
+            }
+            if not counted:
+                update["logs_deleted"] = {"$add": [{"$ifNull": ["$logs_deleted", 0]}, deleted]}
+            return [{"$set": update}]
+
+        def count(_: int) -> Document | None:
+            if self._docs.now() is not None:  # $inc refuses a null: the same number, as 0
+                self._docs.collection.update_one(
+                    {**held, "logs_deleted": None}, {"$set": {"logs_deleted": 0}}
+                )
+            return self._docs.collection.find_one_and_update(
+                {**held, _CHUNK: {"$ne": marker}}, write(False), return_document=ReturnDocument.AFTER
+            )
+
+        def renew(_: int) -> Document | None:
+            return self._docs.collection.find_one_and_update(
+                {**held, _CHUNK: marker}, write(True), return_document=ReturnDocument.AFTER
+            )
+
+        stored = call_with_retry(count, self._docs.retry, "renew a rollback's hold")
+        if stored is None:
+            stored = call_with_retry(renew, self._docs.retry, "renew a rollback's hold")
+        if stored is not None:
+            return decode_job(stored)
+        current = self.get(job_id)
+        if current is None:
+            raise JobNotFound(f"no job {job_id}")
+        raise LeaseHeld.lost(f"job {job_id}", owner, current.lease_owner, current.lease_expires_at)
 
     def finish_rollback(self, job: MigrationJob, deleted: int, *, token: str) -> MigrationJob | None:
         """``deleted`` added to ``logs_deleted`` (``$inc``) where the job is ``rolling_back`` or

@@ -92,6 +92,22 @@ class JobStore(Protocol):
         None (nothing written)."""
         ...
 
+    def renew_rollback(
+        self, job_id: str, *, owner: str, ttl: dt.timedelta, deleted: int, chunk: int
+    ) -> MigrationJob:
+        """The rollback's hold renewed before its next chunk: the job's lease ``owner``'s until the
+        store's now + ``ttl``, and ``deleted`` (the chunk before) added to ``logs_deleted`` — one
+        atomic write, only while the job is ``rolling_back`` and ``owner`` holds its lease (expired
+        or not: nobody took it over).
+
+        ``chunk`` (the count's number within this rollback, from 1) makes the write idempotent: a
+        retry after a lost acknowledgement finds ``owner``'s ``chunk`` counted and renews only.
+        ``LeaseHeld`` (nothing written) when the lease is another's or nobody's, or the job is no
+        longer ``rolling_back``: the hold is lost and the rollback sends no further delete.
+        ``JobNotFound`` if the job was never created. The job as stored.
+        """
+        ...
+
     def finish_rollback(self, job: MigrationJob, deleted: int, *, token: str) -> MigrationJob | None:
         """The rollback's end: ``deleted`` added to the stored ``logs_deleted`` (None counting as 0)
         and, while the job's lease is ``token``'s (the owner its ``hold_rollback`` took, expired or

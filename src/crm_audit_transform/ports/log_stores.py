@@ -63,6 +63,24 @@ class MigratedLogsById(Protocol):
         ...
 
 
+@runtime_checkable
+class MigratedLogsInChunks(Protocol):
+    """A migrated-log store that rollback deletes chunk by chunk (``usecases.rollback``): a bounded
+    delete at a time, its hold renewed before each, so no delete is sent once another rollback has
+    taken the hold over. A store without it is deleted in one ``delete_migrated``."""
+
+    def migrated_chunk(self, company_sso_id: str, limit: int) -> Sequence[object]:
+        """The store's ids (MongoDB's ``_id``) of at most ``limit`` of this company's
+        ``source_tag = crm_migration`` logs; empty when none is left. Opaque to the caller, which
+        hands them back to ``delete_migrated_chunk`` unchanged."""
+        ...
+
+    def delete_migrated_chunk(self, company_sso_id: str, chunk: Sequence[object]) -> int:
+        """Delete the logs of ``chunk`` that are still this company's ``crm_migration`` logs, and no
+        other; return how many went — exact when a retry was needed (a lost acknowledgement)."""
+        ...
+
+
 class ActivityLogStore(ActivityLogWriter, MigratedLogs, Protocol):
     """A store that is both (MongoDB's ``activity_logs``, the JSONL sink).
 

@@ -192,6 +192,22 @@ class InMemoryEnrichmentStore:
             self._logs.pop(doc_id, None)
         return len(gone)
 
+    def migrated_chunk(self, company_sso_id: str, limit: int) -> Sequence[object]:
+        """The document ids of at most ``limit`` of the company's migrated logs (``MigratedLogsInChunks``)."""
+        return [doc_id for doc_id, doc in self._docs.items() if self._migrated(doc, company_sso_id)][:limit]
+
+    def delete_migrated_chunk(self, company_sso_id: str, chunk: Sequence[object]) -> int:
+        ids = dict.fromkeys(str(doc_id) for doc_id in chunk)
+        gone = [
+            doc_id
+            for doc_id in ids
+            if doc_id in self._docs and self._migrated(self._docs[doc_id], company_sso_id)
+        ]
+        for doc_id in gone:
+            del self._docs[doc_id]
+            self._logs.pop(doc_id, None)
+        return len(gone)
+
     def delete_migrated_ids(self, company_sso_id: str, external_ids: Collection[str]) -> int:
         wanted = set(external_ids)
         gone = [

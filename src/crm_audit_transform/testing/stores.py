@@ -147,6 +147,28 @@ class InMemoryActivityLogStore:
         self._logs = keep
         return deleted
 
+    def migrated_chunk(self, company_sso_id: str, limit: int) -> Sequence[object]:
+        """``(company, external id)`` of at most ``limit`` of the company's migrated logs
+        (``MigratedLogsInChunks``): a log's identity here, as ``_id`` is in MongoDB."""
+        return [
+            (log.company_sso_id, log.external_id) for log in self._logs if self._migrated(log, company_sso_id)
+        ][:limit]
+
+    def delete_migrated_chunk(self, company_sso_id: str, chunk: Sequence[object]) -> int:
+        wanted = set(chunk)
+        keep = [
+            log
+            for log in self._logs
+            if not (self._migrated(log, company_sso_id) and (log.company_sso_id, log.external_id) in wanted)
+        ]
+        deleted = len(self._logs) - len(keep)
+        self._logs = keep
+        return deleted
+
+    @staticmethod
+    def _migrated(log: ActivityLog, company_sso_id: str) -> bool:
+        return log.company_sso_id == company_sso_id and log.source_tag == SOURCE_TAG
+
     def delete_migrated_ids(self, company_sso_id: str, external_ids: Collection[str]) -> int:
         wanted = set(external_ids)
         keep = [
@@ -175,11 +197,12 @@ class InMemoryJobStore:
     runner's (give the runner another ``FixedClock`` to simulate skew between hosts).
     """
 
-    __slots__ = ("_clock", "_counted", "_jobs")
+    __slots__ = ("_chunks", "_clock", "_counted", "_jobs")
 
     def __init__(self, jobs: Iterable[MigrationJob] = (), *, clock: Clock | None = None) -> None:
         self._jobs: dict[str, MigrationJob] = {}
         self._counted: set[tuple[str, str]] = set()  # (job_id, token) of each finish_rollback counted
+        self._chunks: dict[str, tuple[str, int]] = {}  # job_id: the last renew_rollback counted
         self._clock: Clock = clock or FixedClock()
         for job in jobs:
             self._jobs[job.job_id] = job
@@ -300,6 +323,21 @@ class InMemoryJobStore:
         )
         self._jobs[job.job_id] = back
         return back
+
+    def renew_rollback(
+        self, job_id: str, *, owner: str, ttl: dt.timedelta, deleted: int, chunk: int
+    ) -> MigrationJob:
+        stored = self._jobs.get(job_id)
+        if stored is None:
+            raise JobNotFound(f"no job {job_id}")
+        if stored.status != ROLLING_BACK or stored.lease_owner != owner:
+            raise LeaseHeld.lost(f"job {job_id}", owner, stored.lease_owner, stored.lease_expires_at)
+        renewed = attrs.evolve(stored, lease_expires_at=self._clock.now() + ttl)
+        if self._chunks.get(job_id) != (owner, chunk):  # a retry of a counted chunk renews only
+            self._chunks[job_id] = (owner, chunk)
+            renewed = attrs.evolve(renewed, logs_deleted=(stored.logs_deleted or 0) + deleted)
+        self._jobs[job_id] = renewed
+        return renewed
 
     def finish_rollback(self, job: MigrationJob, deleted: int, *, token: str) -> MigrationJob | None:
         stored = self._jobs.get(job.job_id)

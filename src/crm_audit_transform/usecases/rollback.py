@@ -14,10 +14,15 @@ job's logs, and the new job would count them as migrated. So the rollback *holds
    on its status (``JobStore.hold_rollback``);
 2. it reads the latest job again: if a newer job exists, it gives the status back and clears its
    lease (``JobStore.give_back_rollback``) and refuses (``JobAlreadyRunning``) — nothing deleted;
-3. it deletes, then marks the job ``rolled_back``, clears its lease and adds the number of logs it
-   deleted to ``logs_deleted`` in that same write (``JobStore.finish_rollback``): added up over
-   repeated rollbacks of the same job, so a second one that finds nothing keeps the first one's
-   count.
+3. it deletes in chunks of at most ``RollbackPorts.chunk`` logs (``ports.MigratedLogsInChunks``:
+   by ``_id``, the account's migrated logs only), renewing its hold before each chunk's delete is
+   sent — and again when half the lease has passed by then — with the chunk before added to
+   ``logs_deleted`` in that same write (``JobStore.renew_rollback``, once per chunk even when
+   retried); a store without chunks (the JSONL sink, rewritten in one atomic step) is deleted in one
+   ``delete_migrated`` after one renewal;
+4. it marks the job ``rolled_back``, clears its lease and adds the last chunk's count to
+   ``logs_deleted`` in that same write (``JobStore.finish_rollback``): added up over repeated
+   rollbacks of the same job, so a second one that finds nothing keeps the first one's count.
 
 **One rollback of a job at a time.** A rollback run again while the first still deletes (an
 operator's retry, ``trigger --fresh``) meets the first one's live lease in step 1 and is refused
@@ -28,11 +33,15 @@ was chosen over letting both run until the last one ends: a second delete of the
 the first gains nothing, and the operator is told who holds the account and until when, as for a
 runner's lease. A rollback that died (``kill -9``) leaves the account held until its lease
 expires (``status`` shows it); ``rollback`` run again after that takes the hold over and finishes
-it. A rollback whose lease expired while it was still deleting (one delete outlasting the lease: a
-frozen process, or an account far larger than the lease allows for) and was taken over adds its
-count and leaves the job to the one that took it (``finish_rollback``); its delete may still run
-beside the new holder's, which the fence does not cover — raise ``lease_seconds`` for very large
-accounts.
+it. A rollback whose lease expired while it was still deleting (a frozen process) and was taken
+over finds it at its next renewal and stops, ``LeaseHeld``, before sending another delete; its last
+chunk is counted (``finish_rollback``, which leaves the job to the one that took it). So once that
+one ends the job ``rolled_back`` and a new job writes fresh logs, none of them can go to the first
+one's delete (before, one ``delete_many`` of the whole account, sent once, ran on beside the other).
+Left open: a process frozen *between* the half-lease check and the send of one delete, past the
+lease (an instant); and a ``kill -9`` between a chunk's delete and the next renewal loses that
+chunk's count (``logs_deleted`` short by at most ``chunk``), not its deletion — ``rollback`` run
+again once the hold expired deletes the rest and ends the job.
 
 While a job is ``rolling_back``, ``trigger`` refuses and ``run_job`` refuses
 (``JobStore.rollback_under_way``). A runner that passed that check did so before step 1, so its job
@@ -64,14 +73,16 @@ which the CDP's deployment does not promise), so it is not attempted.
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 
 import attrs
 from attrs import frozen
 
 from ..errors import JobAlreadyRunning, LeaseHeld
-from ..jobs import IN_PROGRESS, ROLLED_BACK, ROLLING_BACK
+from ..jobs import IN_PROGRESS, ROLLED_BACK, ROLLING_BACK, MigrationJob
 from ..ports import Clock, JobStore, MigratedLogs
+from ..ports.log_stores import MigratedLogsInChunks
 from .settings import RunSettings
 
 
@@ -84,6 +95,8 @@ class RollbackPorts:
     logs: MigratedLogs
     clock: Clock
     lease: dt.timedelta = RunSettings().lease_ttl
+    chunk: int = 1000
+    """How many logs one delete removes at most, when the store deletes in chunks."""
 
 
 @frozen
@@ -136,8 +149,58 @@ def rollback(company_sso_id: str, ports: RollbackPorts) -> RollbackResult:
         raise JobAlreadyRunning(
             f"company {company_sso_id} has a newer job {latest.job_id}: its logs are not rolled back"
         )
-    deleted = logs.delete_migrated(company_sso_id)
+    deleted, last = _delete_held(company_sso_id, held, ports, owner)
     # Added to the count as stored at this write, never to the one read before the hold: a rollback
     # that held the job before this one took it over may have added its own since (module docstring).
-    jobs.finish_rollback(attrs.evolve(held, status=ROLLED_BACK, updated_at=clock.now()), deleted, token=owner)
+    jobs.finish_rollback(attrs.evolve(held, status=ROLLED_BACK, updated_at=clock.now()), last, token=owner)
     return RollbackResult(company_sso_id, deleted, job.job_id)
+
+
+def _delete_held(
+    company_sso_id: str, held: MigrationJob, ports: RollbackPorts, owner: str
+) -> tuple[int, int]:
+    """Delete the account's migrated logs under ``owner``'s hold: (all deleted, the last chunk's
+    count, which ``finish_rollback`` adds). Chunk by chunk when the store can (``MigratedLogsInChunks``),
+    the hold renewed with the chunk before counted (``JobStore.renew_rollback``) before each delete
+    is sent, and again when half the lease has passed since (on this host's monotonic clock) by the
+    time it is sent; ``LeaseHeld`` once the hold is another's: no further delete is sent, and the
+    chunk before is counted (``finish_rollback``, which leaves the status to the new holder)."""
+    jobs, logs, job_id = ports.jobs, ports.logs, held.job_id
+    half = ports.lease.total_seconds() / 2
+    if not isinstance(logs, MigratedLogsInChunks):
+        jobs.renew_rollback(job_id, owner=owner, ttl=ports.lease, deleted=0, chunk=1)
+        return (count := logs.delete_migrated(company_sso_id)), count
+    total = pending = number = 0
+
+    def renew() -> float:
+        """Renew the hold with the chunk before counted; when it was sent (this host's monotonic clock)."""
+        nonlocal pending, number
+        number += 1
+        sent = time.monotonic()
+        try:
+            jobs.renew_rollback(job_id, owner=owner, ttl=ports.lease, deleted=pending, chunk=number)
+        except LeaseHeld as exc:
+            ended = attrs.evolve(held, status=ROLLED_BACK, updated_at=ports.clock.now())
+            jobs.finish_rollback(ended, pending, token=owner)
+            raise LeaseHeld(
+                f"company {company_sso_id}'s rollback lost its hold on job {job_id} after deleting "
+                f"{total} logs ({exc}): it stopped before its next delete; the rollback holding the "
+                "job now finishes it"
+            ) from exc
+        pending = 0
+        return sent
+
+    while chunk := logs.migrated_chunk(company_sso_id, ports.chunk):
+        renewed = renew()
+        while 0 < half <= time.monotonic() - renewed:
+            renewed = renew()  # stalled since (a frozen process): the hold may be another's by now
+        pending = logs.delete_migrated_chunk(company_sso_id, chunk)
+        total += pending
+        if not pending:
+            # A chunk its own store would not delete: the rest in one delete, as without chunks,
+            # rather than reading the same chunk for ever.
+            renew()
+            pending = logs.delete_migrated(company_sso_id)
+            total += pending
+            break
+    return total, pending
