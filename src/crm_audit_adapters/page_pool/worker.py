@@ -106,7 +106,7 @@ class _SpanReads:
     stopped early leaves pages it never prepared). The thread ends when the parent closes its end.
     """
 
-    __slots__ = ("_channel", "_done", "_reader", "_reading", "_rows", "_thread")
+    __slots__ = ("_channel", "_done", "_reader", "_reading", "_rows", "_stopped", "_thread")
 
     def __init__(self, channel: Connection) -> None:
         self._channel = channel
@@ -114,6 +114,9 @@ class _SpanReads:
         self._reading = threading.Lock()  # held while the reader's connection is in use
         self._rows: dict[tuple[int, int], Sequence[AuditRow] | BaseException] = {}
         self._reader: SpanReader | None = None
+        # Set (under _done) when _serve ends: take waits on it, not on the thread's liveness, since
+        # the thread is still alive while it notifies and a waiter woken then would wait for good.
+        self._stopped = False
         self._thread = threading.Thread(target=self._serve, name="span-reads", daemon=True)
         self._thread.start()
 
@@ -121,9 +124,9 @@ class _SpanReads:
         """Page ``seq``'s rows, waiting for the thread to have read them; its error if it failed."""
         key = (run, seq)
         with self._done:
-            self._done.wait_for(lambda: key in self._rows or not self._thread.is_alive())
+            self._done.wait_for(lambda: key in self._rows or self._stopped)
             got = self._rows.pop(key, None)
-        if got is None:  # pragma: no cover - the thread ends only when the parent closes the channel
+        if got is None:  # the thread ended (the parent closed the channel) without reading this page
             raise RuntimeError("page worker's span reader has stopped")
         if isinstance(got, BaseException):
             raise got
@@ -149,6 +152,7 @@ class _SpanReads:
         finally:
             self.close()
             with self._done:
+                self._stopped = True
                 self._done.notify_all()
 
     def _start_run(self, run: int, reader: SpanReader | None) -> None:
