@@ -90,3 +90,16 @@ class TestContactDirectory:
         """Empty answers, not errors."""
         assert directory.contacts_by_crm_ids("company-a", []) == {}
         assert directory.contacts_by_crm_ids("company-z", [1]) == {}
+
+    def test_pages_asking_again_get_the_same_contacts(self, directory: ContactDirectory) -> None:
+        """A run's pages ask for the same people again (a directory may keep what it read): every
+        answer is the first one's, whatever was asked between, for each company alike."""
+        first = {
+            company: directory.contacts_by_crm_ids(company, [1, 2, 3])
+            for company in ("company-a", "company-b")
+        }
+        for page in ([2], [3, 1], [1, 2, 3], [2, 1]):
+            for company in ("company-b", "company-a"):
+                answer = directory.contacts_by_crm_ids(company, page)
+                assert answer == {i: first[company][i] for i in page if i in first[company]}
+        assert first == {"company-a": {1: CONTACTS[0], 2: CONTACTS[1]}, "company-b": {1: CONTACTS[2]}}

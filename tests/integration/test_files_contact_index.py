@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import pickle
 import re
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crm_audit_adapters.files import FileFormatError, JsonlContactDirectory, read_contacts
+from crm_audit_adapters.files import FileFormatError, JsonlContactDirectory, contact_index, read_contacts
 from crm_audit_transform.domain import Contact
 from crm_audit_transform.ports import ContactDirectory
 from crm_audit_transform.testing import InMemoryContactDirectory
@@ -169,6 +170,79 @@ class TestFileShapes:
             directory.contacts_by_crm_ids("co", [2])
 
 
+class TestParsedContacts:
+    """A contact asked for by several pages is parsed once while it is kept; at most ``parsed`` are."""
+
+    @staticmethod
+    def counting_parses(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+        parsed_lines: list[int] = []
+        parse = contact_index.parse_contact_line
+
+        def counted(path: object, number: int, raw: bytes) -> Contact | None:
+            parsed_lines.append(number)
+            return parse(path, number, raw)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(contact_index, "parse_contact_line", counted)
+        return parsed_lines
+
+    def test_a_contact_asked_by_several_pages_is_parsed_once(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        path = write_lines(tmp_path / "c.jsonl", *(contact_line(f"c{n}", "co", n) for n in range(1, 6)))
+        directory = JsonlContactDirectory(path)
+        parsed_lines = self.counting_parses(monkeypatch)
+        pages = [[1, 2, 3], [2, 3, 4], [1, 5, 9], [1, 2, 3, 4, 5]]
+        answers = [directory.contacts_by_crm_ids("co", page) for page in pages]
+        assert sorted(parsed_lines) == [1, 2, 3, 4, 5]  # line n holds person n: each read once
+        contacts = {c.crm_person_id: c for c in read_contacts(path)}
+        assert answers == [{i: contacts[i] for i in page if i in contacts} for page in pages]
+        assert [list(answer) for answer in answers][-1] == [1, 2, 3, 4, 5]  # in file order, as before
+
+    def test_at_most_parsed_contacts_are_kept_the_least_recently_used_out_first(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        path = write_lines(tmp_path / "c.jsonl", *(contact_line(f"c{n}", "co", n) for n in range(1, 5)))
+        directory = JsonlContactDirectory(path, parsed=2)
+        parsed_lines = self.counting_parses(monkeypatch)
+        for page in ([1], [2], [1], [3], [1], [2]):  # 3 pushes out 2 (1 was used since), then 2 is read again
+            directory.contacts_by_crm_ids("co", page)
+            assert len(directory._parsed) <= 2
+        assert parsed_lines == [1, 2, 3, 2]
+        assert len(directory.contacts_by_crm_ids("co", [1, 2, 3, 4])) == 4  # a page wider than kept
+        assert len(directory._parsed) == 2
+
+    def test_none_kept_with_parsed_zero_and_a_negative_count_is_refused(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        path = write_lines(tmp_path / "c.jsonl", contact_line("a", "co", 1))
+        directory = JsonlContactDirectory(path, parsed=0)
+        parsed_lines = self.counting_parses(monkeypatch)
+        assert directory.contacts_by_crm_ids("co", [1]) == directory.contacts_by_crm_ids("co", [1])
+        assert parsed_lines == [1, 1]
+        with pytest.raises(ValueError, match="at least 0"):
+            JsonlContactDirectory(path, parsed=-1)
+
+    def test_a_copy_for_a_worker_carries_the_index_but_no_parsed_contact(self, tmp_path: Path) -> None:
+        path = write_lines(tmp_path / "c.jsonl", contact_line("a", "co", 1), contact_line("b", "co", 2))
+        directory = JsonlContactDirectory(path)
+        answer = directory.contacts_by_crm_ids("co", [1, 2])
+        copied = pickle.loads(pickle.dumps(directory.worker_copy()))
+        assert len(directory._parsed) == 2
+        assert len(copied._parsed) == 0
+        assert copied.contacts_by_crm_ids("co", [2, 1]) == answer
+
+    def test_a_file_changed_after_a_contact_was_kept_is_still_caught_on_a_line_not_kept(
+        self, tmp_path: Path
+    ) -> None:
+        """The kept contacts do not hide a change: the next line read is still checked."""
+        path = write_lines(tmp_path / "c.jsonl", contact_line("a", "co", 1), contact_line("b", "co", 2))
+        directory = JsonlContactDirectory(path)
+        directory.contacts_by_crm_ids("co", [1])
+        write_lines(path, contact_line("b", "co", 2), contact_line("a", "co", 1))
+        with pytest.raises(FileFormatError, match="changed"):
+            directory.contacts_by_crm_ids("co", [1, 2])
+
+
 contact_records = st.lists(
     st.tuples(
         st.sampled_from(["co", "other"]),
@@ -196,3 +270,26 @@ class TestGeneratedFiles:
             assert directory.contacts_by_crm_ids(company, asked) == expected.contacts_by_crm_ids(
                 company, asked
             )
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(
+        records=contact_records,
+        pages=st.lists(st.lists(st.integers(-4, 13), max_size=8), max_size=6),
+        parsed=st.integers(0, 4),
+    )
+    def test_pages_asked_in_turn_answer_as_the_contacts_in_memory_whatever_is_kept(
+        self, tmp_path: Path, records: list[tuple[str, object]], pages: list[list[int]], parsed: int
+    ) -> None:
+        """Whatever the pages ask, in any order and however few contacts are kept between them."""
+        path = write_lines(
+            tmp_path / "c.jsonl",
+            *(contact_line(f"c{n}", company, person_id) for n, (company, person_id) in enumerate(records)),
+        )
+        expected = smallest_id_wins(read_contacts(path))
+        directory = JsonlContactDirectory(path, parsed=parsed)
+        for page in pages:
+            for company in ("co", "other"):
+                assert directory.contacts_by_crm_ids(company, page) == expected.contacts_by_crm_ids(
+                    company, page
+                )
+                assert len(directory._parsed) <= parsed
