@@ -18,16 +18,39 @@ The runner, for its part, defers a Ctrl-C while it starts those processes (``sig
 no one would stop, which the interpreter's exit then joined for ever (the runner hung after
 printing ``error: INTERRUPTED``), or a worker still unpickling its start-up after the runner had
 gone (a ``FileNotFoundError`` traceback on the run's stderr).
+
+What the server imports before it forks (its preload) each process it forks has at no cost. A
+module a process imports after the fork is imported again by every process, on the way to its
+first page. ``RUNNER_PORTS`` are those a runner's process reaches its servers through.
 """
 
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from multiprocessing import forkserver, resource_tracker
 from types import FrameType
+from typing import Final
+
+RUNNER_PORTS: Final = (
+    "crm_audit_adapters.bootstrap.mongo_client",
+    "crm_audit_adapters.crm_postgres",
+    "crm_audit_adapters.mongo.contacts",
+    "crm_audit_adapters.retrying",
+    "crm_audit_adapters.usman",
+    "crm_audit_adapters.usman_transport",
+    "httpx",
+    "pymongo",
+    "tenacity",
+)
+"""What a runner's process (a shard process, a page pool's worker) imports to reach PostgreSQL,
+MongoDB and USMAN through clients of its own, the drivers among them: the adapters import their
+drivers where a client is built, so a package's import alone leaves them out. Missing from the
+preload, they were imported by each process after the fork: 319 modules, 0.2 s of CPU a process
+(benchmarks/RESULTS.md, "Eighth round")."""
 
 
 @contextlib.contextmanager
@@ -45,8 +68,13 @@ def sigint_blocked() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def ensure_fork_server() -> None:
-    """``multiprocessing.forkserver.ensure_running()``, the server started with SIGINT blocked."""
+def ensure_fork_server(preload: Sequence[str] = ()) -> None:
+    """``multiprocessing.forkserver.ensure_running()``, the server started with SIGINT blocked.
+
+    A server this call starts imports ``preload`` (module names) before it forks; one already
+    running keeps what it imported (the server is one per process)."""
+    if preload:
+        multiprocessing.get_context("forkserver").set_forkserver_preload(list(preload))
     with sigint_blocked():
         forkserver.ensure_running()
 

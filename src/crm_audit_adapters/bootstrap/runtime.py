@@ -230,11 +230,12 @@ class Runtime:
         if "service" in self.__dict__:
             raise RuntimeError("use_workers must be called before the service is built")
         if workers > 1:
-            from ..fork_server import sigint_blocked
+            from ..fork_server import RUNNER_PORTS, sigint_blocked
             from ..page_pool import ProcessPagePipeline
 
             with sigint_blocked():  # the fork server it starts inherits the block (fork_server)
-                self._pipeline = ProcessPagePipeline(workers, self.recipe)
+                # Its workers look their pages up over clients of their own: their drivers too.
+                self._pipeline = ProcessPagePipeline(workers, self.recipe, preload=RUNNER_PORTS)
             self._closers.append(self._pipeline.close)
 
     def use_shard_processes(self, workers: int) -> None:

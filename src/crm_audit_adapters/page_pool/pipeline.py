@@ -109,7 +109,8 @@ class ProcessPagePipeline:
     while the parent writes), ``own_pages`` this process's own (default: ``pages_per_worker``). The fork
     server starts here and imports the worker side while the caller sets up (its connections, its
     lease, its first page); the workers are forked from it at the first run and serve every run
-    until ``close``.
+    until ``close``. ``preload``: more modules for the fork server to import, those the run's
+    lookup ports import in a worker (``fork_server.RUNNER_PORTS`` for the runner's).
     """
 
     __slots__ = (
@@ -134,6 +135,7 @@ class ProcessPagePipeline:
         own_pages: int | None = None,
         share: bool = True,
         start_method: StartMethod = "forkserver",
+        preload: Sequence[str] = (),
     ) -> None:
         if not 1 + share <= workers <= MAX_WORKERS:
             raise ValueError(f"workers must be between {1 + share} and {MAX_WORKERS}, got {workers}")
@@ -154,7 +156,9 @@ class ProcessPagePipeline:
             # so each worker forked from it starts in milliseconds instead of re-importing. It is
             # started now and imports while the caller connects, leases, reads its first page: the
             # first run's workers are then forked from a ready server instead of waiting for it.
-            self._context.set_forkserver_preload([worker.__name__, *WRITER_ENCODERS, *worker.PORT_MODULES])
+            self._context.set_forkserver_preload(
+                [worker.__name__, *WRITER_ENCODERS, *worker.PORT_MODULES, *preload]
+            )
             forkserver.ensure_running()
         self._executors: list[ProcessPoolExecutor | None] = [None] * self._processes
         self._channels: list[Connection | None] = [None] * self._processes

@@ -1,0 +1,107 @@
+"""What the fork server imports is all a runner's process imports on its way to its first page.
+
+A module a shard process or a page pool's worker imports after the fork is imported again by each
+of them (pymongo, httpx and what they bring: 319 modules, 0.2 s of CPU a process). Each check runs
+in a fresh interpreter, as the fork server is: it imports the preload, then does what such a
+process does before its first query (builds its runtime, its clients and ports, the run's modules,
+a worker's lookup copies), with every server unreachable, and lists what that imported anew.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+from crm_audit_adapters.fork_server import RUNNER_PORTS
+from crm_audit_adapters.page_pool import pipeline, worker
+from crm_audit_adapters.shard_processes import PRELOAD
+
+OURS = (
+    "crm_audit_adapters",
+    "crm_audit_transform",
+    "pymongo",
+    "bson",
+    "psycopg",
+    "httpx",
+    "httpcore",
+    "tenacity",
+)
+"""Packages whose modules must all come from the preload (standard-library odds and ends may not)."""
+
+BEFORE_FIRST_QUERY = textwrap.dedent(
+    """
+    import contextlib, importlib, json, sys
+    for name in json.loads(sys.argv[1]):
+        importlib.import_module(name)
+    preloaded = set(sys.modules)
+
+    from crm_audit_adapters.mongo.retry import RetryPolicy
+    from crm_audit_adapters.settings import Settings
+    from crm_audit_adapters.usman_config import UsmanConfig
+
+    settings = Settings(
+        database_url="postgresql://nobody@127.0.0.1:1/none",
+        mongo_uri="mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=1&connectTimeoutMS=1",
+        usman=UsmanConfig(base_url="http://127.0.0.1:1", token="t"),
+    )
+    if sys.argv[2] == "shard":  # its whole runtime, as SettingsShardRun builds it
+        from crm_audit_adapters.bootstrap import build_runtime
+        from crm_audit_adapters.collector import run_loop_collection
+        from crm_audit_transform.usecases.shards import run_shard
+
+        runtime = build_runtime(settings)
+        for port in ("source", "users", "sso", "logs", "contacts", "jobs", "indexes", "service"):
+            with contextlib.suppress(Exception):  # MongoDB is unreachable: its ports fail at the ping
+                getattr(runtime, port)
+        runtime.sso.close()
+        with run_loop_collection():
+            pass
+    else:  # a worker: the lookup ports' copies, each opening a client of its own
+        from crm_audit_adapters.crm_postgres import PostgresUserDirectory, ReadOnlySession
+        from crm_audit_adapters.usman import UsmanClient
+
+        PostgresUserDirectory(ReadOnlySession.from_dsn(settings.database_url)).users_by_ids
+        UsmanClient(settings.usman).close()
+    from crm_audit_adapters.mongo import MongoContactDirectory
+    from crm_audit_adapters.mongo.contacts import ContactsAt
+
+    copy = MongoContactDirectory.__new__(MongoContactDirectory)
+    copy.__setstate__((ContactsAt(settings.mongo_uri, "cdp", "contacts"), RetryPolicy(attempts=1)))
+    with contextlib.suppress(Exception):
+        copy.contacts_by_crm_ids("company", [1])  # a worker's copy opens its own client
+    copy.close()
+    RetryPolicy(attempts=1).attempts_of("postgres", retry_if=lambda error: False)  # a first query's
+    print(json.dumps(sorted(set(sys.modules) - preloaded)))
+    """
+)
+
+
+def imported_after(preload: list[str], role: str) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", BEFORE_FIRST_QUERY, json.dumps(preload), role],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    names: list[str] = json.loads(done.stdout.strip().splitlines()[-1])
+    return [name for name in names if name.split(".")[0] in OURS]
+
+
+def test_a_shard_process_imports_nothing_of_ours_or_of_its_drivers_after_the_fork() -> None:
+    assert imported_after(list(PRELOAD), "shard") == []
+
+
+def test_a_runners_pool_worker_imports_nothing_of_ours_or_of_its_drivers_after_the_fork() -> None:
+    preload = [worker.__name__, *pipeline.WRITER_ENCODERS, *worker.PORT_MODULES, *RUNNER_PORTS]
+    assert imported_after(preload, "worker") == []
+
+
+def test_without_the_runner_ports_the_drivers_came_after_the_fork() -> None:
+    """What the check catches: the preload before ``RUNNER_PORTS`` left pymongo and httpx out."""
+    before = ["crm_audit_adapters.bootstrap", "crm_audit_adapters.crm_postgres", "crm_audit_adapters.mongo"]
+    late = imported_after(before, "shard")
+    assert {"pymongo", "httpx", "tenacity"} <= {name.split(".")[0] for name in late}
