@@ -23,6 +23,9 @@ for work, having been started but never registered with its pool), or died by th
 -2, not 130). So the handler installed here raises ``KeyboardInterrupt`` once and ignores every
 later SIGINT, and once the command has ended (after an interrupt: its child processes still alive
 ended too, ``end_children``) SIGINT is ignored to the process's exit.
+
+For ``run --workers N`` it starts the fork server first (``start_fork_server_for``), so the server
+imports what the shard processes or the workers need while the CLI loads.
 """
 
 from __future__ import annotations
@@ -84,6 +87,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, interrupt)
     try:
         try:
+            start_fork_server_for(sys.argv[1:])  # run --workers N: its imports overlap the CLI's
             from .cli import main as cli_main
         except KeyboardInterrupt:
             sys.stderr.write("error: INTERRUPTED: Ctrl-C while the command was starting; nothing was done\n")
@@ -97,3 +101,31 @@ def main() -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the command has ended: its exit is not interrupted
         if interrupt.raised:
             end_children()
+
+
+def start_fork_server_for(args: list[str]) -> bool:
+    """Start the fork server (``fork_server.RUN_PRELOAD``) when ``args``, the command line after the
+    program's name, are ``run … --workers N`` with N ≥ 2; whether it did.
+
+    The server's imports (most of a second of CPU) then overlap the CLI's own and the runner's
+    reading of its job, instead of starting when the first process is needed, which then waited
+    for them. Anything else (another command, one process, ``--workers`` not given plainly, an
+    option before ``run``) starts and imports nothing (``multiprocessing`` included): the pool or
+    the shard launcher starts the server as before, and the CLI reports a bad option.
+    """
+    words = args
+    command = next((i for i, word in enumerate(words) if not word.startswith("-")), None)
+    if command is None or words[command] != "run":
+        return False
+    workers = None
+    for i, word in enumerate(words[command + 1 :], start=command + 1):
+        if word == "--workers" and i + 1 < len(words):
+            workers = words[i + 1]
+        elif word.startswith("--workers="):
+            workers = word.partition("=")[2]
+    if workers is None or not workers.isdigit() or int(workers) < 2:
+        return False
+    from .fork_server import RUN_PRELOAD, ensure_fork_server
+
+    ensure_fork_server(RUN_PRELOAD)
+    return True

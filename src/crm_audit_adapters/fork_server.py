@@ -52,6 +52,26 @@ drivers where a client is built, so a package's import alone leaves them out. Mi
 preload, they were imported by each process after the fork: 319 modules, 0.2 s of CPU a process
 (benchmarks/RESULTS.md, "Eighth round")."""
 
+RUN_PRELOAD: Final = (
+    "crm_audit_adapters.shard_processes",
+    "crm_audit_adapters.bootstrap",
+    "crm_audit_adapters.collector",
+    "crm_audit_adapters.mongo.activity_logs",
+    "crm_audit_adapters.mongo.indexes",
+    "crm_audit_adapters.mongo.jobs",
+    "crm_audit_transform.usecases.shards",
+    "crm_audit_adapters.page_pool.worker",
+    "crm_audit_adapters.files",
+    "crm_audit_adapters.files.audit_ranges",
+    "crm_audit_adapters.files.audit_spans",
+    "crm_audit_adapters.files.sink",
+    *RUNNER_PORTS,
+)
+"""What ``run --workers N`` has its fork server import when it starts it before it loads the CLI
+(``console.start_fork_server_for``): what a shard process and what a page pool's worker import
+(a test holds it to ``shard_processes.PRELOAD`` and the runner's pool preload), since which of
+the two the run forks is known only once the job is read."""
+
 
 @contextlib.contextmanager
 def sigint_blocked() -> Iterator[None]:

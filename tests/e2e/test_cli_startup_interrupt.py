@@ -15,6 +15,8 @@ import time
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from crm_audit_adapters.cli import exit_codes
 from crm_audit_adapters.console import INTERRUPTED_EXIT
 
@@ -29,7 +31,7 @@ class CtrlCDuringTheLoad(importlib.abc.MetaPathFinder):
             raise KeyboardInterrupt
         return None
 
-module, _, function = sys.argv[1].partition(":")
+module, _, function = sys.argv.pop(1).partition(":")  # the rest: the command line
 sys.meta_path.insert(0, CtrlCDuringTheLoad())
 entry = getattr(importlib.import_module(module), function)
 sys.exit(entry())
@@ -42,10 +44,15 @@ def console_script() -> str:
 
 
 class TestCtrlCWhileStarting:
-    def test_ctrl_c_during_the_cli_import_is_one_line_and_exit_130(self) -> None:
+    @pytest.mark.parametrize(
+        "command",
+        [[], ["run", "--company-sso-id", "c", "--workers", "2"]],  # the latter starts the fork server first
+        ids=["any", "run-workers"],
+    )
+    def test_ctrl_c_during_the_cli_import_is_one_line_and_exit_130(self, command: list[str]) -> None:
         """No traceback and no death by SIGINT: the documented line, exit 130, as during a command."""
         done = subprocess.run(
-            [sys.executable, "-c", WRAPPER, console_script()],
+            [sys.executable, "-c", WRAPPER, console_script(), *command],
             capture_output=True,
             text=True,
             timeout=60,

@@ -14,7 +14,9 @@ import subprocess
 import sys
 import textwrap
 
-from crm_audit_adapters.fork_server import RUNNER_PORTS
+import pytest
+
+from crm_audit_adapters.fork_server import RUN_PRELOAD, RUNNER_PORTS
 from crm_audit_adapters.page_pool import pipeline, worker
 from crm_audit_adapters.shard_processes import PRELOAD
 
@@ -105,3 +107,69 @@ def test_without_the_runner_ports_the_drivers_came_after_the_fork() -> None:
     before = ["crm_audit_adapters.bootstrap", "crm_audit_adapters.crm_postgres", "crm_audit_adapters.mongo"]
     late = imported_after(before, "shard")
     assert {"pymongo", "httpx", "tenacity"} <= {name.split(".")[0] for name in late}
+
+
+def test_run_preload_holds_both_preloads_and_leaves_nothing_after_the_fork() -> None:
+    """``run --workers`` starts the server before it knows whether it forks shards or workers."""
+    pool = [worker.__name__, *pipeline.WRITER_ENCODERS, *worker.PORT_MODULES, *RUNNER_PORTS]
+    assert set(PRELOAD) | set(pool) <= set(RUN_PRELOAD)
+    assert imported_after(list(RUN_PRELOAD), "shard") == []
+    assert imported_after(list(RUN_PRELOAD), "worker") == []
+
+
+EARLY_START = textwrap.dedent(
+    """
+    import json, os, sys, time
+    from pathlib import Path
+    from crm_audit_adapters.console import start_fork_server_for
+
+    def fork_server_running():
+        children = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split()
+        return any(b"forkserver" in Path(f"/proc/{pid}/cmdline").read_bytes() for pid in children)
+
+    started = start_fork_server_for(json.loads(sys.argv[1]))
+    deadline = time.monotonic() + (30 if started else 0.5)  # a child's command line shows once it runs
+    while not (running := fork_server_running()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    print(json.dumps({
+        "started": started,
+        "fork_server": running,
+        "cli_loaded": "crm_audit_adapters.cli" in sys.modules,
+        "drivers_loaded": "pymongo" in sys.modules,
+        "multiprocessing_loaded": "multiprocessing" in sys.modules,
+    }))
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("args", "started"),
+    [
+        (["run", "--company-sso-id", "c", "--workers", "2"], True),
+        (["run", "--workers=3", "--company-sso-id", "c"], True),
+        (["run", "--company-sso-id", "c", "--workers", "1"], False),
+        (["run", "--company-sso-id", "c"], False),
+        (["status", "--company-sso-id", "c", "--workers", "2"], False),
+        (["run", "--workers", "two"], False),
+        (["--settings", "s.toml", "run", "--workers", "2"], False),  # left to the launcher, as before
+    ],
+)
+def test_the_console_starts_the_fork_server_for_run_with_workers_before_the_cli(
+    args: list[str], started: bool
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", EARLY_START, json.dumps(args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen == {
+        "started": started,
+        "fork_server": started,
+        "cli_loaded": False,
+        "drivers_loaded": False,
+        "multiprocessing_loaded": started,  # nothing imported for any other command
+    }
