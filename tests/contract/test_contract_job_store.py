@@ -19,7 +19,13 @@ import pytest
 from crm_audit_adapters.mongo import MongoJobStore, apply_migration
 from crm_audit_transform.domain import ScopeBounds
 from crm_audit_transform.enrichment_tally import EnrichmentTally
-from crm_audit_transform.errors import JobAlreadyRunning, JobNotFound, JobNotRunnable, LeaseHeld
+from crm_audit_transform.errors import (
+    JobAlreadyRunning,
+    JobNotFound,
+    JobNotRunnable,
+    LeaseHeld,
+    StoreUnavailable,
+)
 from crm_audit_transform.jobs import (
     CANCELLED,
     COMPLETED,
@@ -574,11 +580,16 @@ class _DeletedBeside:
         return 0
 
 
+class _Killed(BaseException):
+    """Stands for ``kill -9``: nothing of the process runs after it (a rollback lets go of its hold
+    on the errors it survives, ``Exception`` and ``KeyboardInterrupt``, never on this)."""
+
+
 class _DiesAfterTheHold:
     """Migrated logs whose delete never returns: the rollback process died (``kill -9``) holding the job."""
 
     def delete_migrated(self, company_sso_id: str) -> int:
-        raise KeyboardInterrupt
+        raise _Killed
 
     def count_migrated(self, company_sso_id: str) -> int:
         return 0
@@ -624,7 +635,7 @@ class TestOneRollbackAtATime:
         stands for the time passing: the emulator's clock is its own)."""
         store.create(migration_job(status=COMPLETED))
         clock = FixedClock(T0)
-        with pytest.raises(KeyboardInterrupt):
+        with pytest.raises(_Killed):
             rollback("company-a", RollbackPorts(store, _DiesAfterTheHold(), clock, LEASE))
         held = store.latest("company-a")
         assert held is not None
@@ -635,7 +646,7 @@ class TestOneRollbackAtATime:
             rollback("company-a", RollbackPorts(store, _Counted(4), clock, LEASE))
         assert store.latest("company-a") == held
         store.create(migration_job("job-2", status=COMPLETED, company="company-b"))
-        with pytest.raises(KeyboardInterrupt):
+        with pytest.raises(_Killed):
             rollback("company-b", RollbackPorts(store, _DiesAfterTheHold(), clock, -LEASE))
         done = rollback("company-b", RollbackPorts(store, _Counted(4), clock, LEASE))
         stored = store.latest("company-b")
@@ -883,13 +894,42 @@ class TestRollbackInChunks:
         class _Dies(_Chunks):
             def delete_migrated_chunk(self, company_sso_id: str, chunk: Sequence[object]) -> int:
                 if len(self.sent) == 2:
-                    raise KeyboardInterrupt
+                    raise _Killed
                 return super().delete_migrated_chunk(company_sso_id, chunk)
 
-        with pytest.raises(KeyboardInterrupt):
+        with pytest.raises(_Killed):
             rollback("company-a", RollbackPorts(store, _Dies(memory, lambda _: None), clock, -LEASE, chunk=2))
         held = _job(store, "job-1")
         assert (held.status, held.logs_deleted, memory.count_migrated("company-a")) == (ROLLING_BACK, 4, 1)
+        done = rollback("company-a", RollbackPorts(store, memory, clock, LEASE, chunk=2))
+        job = _job(store, "job-1")
+        assert (done.deleted, job.status, job.logs_deleted, job.lease_owner) == (1, ROLLED_BACK, 5, None)
+        assert memory.count_migrated("company-a") == 0
+
+    @pytest.mark.parametrize("error", [KeyboardInterrupt, StoreUnavailable])
+    def test_a_rollback_ended_by_an_error_it_survives_lets_go_of_its_hold(
+        self, store: JobStore, error: type[BaseException]
+    ) -> None:
+        """Ctrl-C (or a store gone) in its third delete: the two chunks deleted are counted and the
+        hold is cleared, the job left ``rolling_back``; ``rollback`` run again goes on at once (its
+        hold not yet expired: before, it was ``LeaseHeld`` for up to ``lease_seconds``)."""
+        store.create(migration_job(status=COMPLETED))
+        clock = FixedClock(T0)
+        memory = InMemoryActivityLogStore()
+        memory.insert_batch([activity_log(i) for i in range(1, 6)])
+
+        class _Interrupted(_Chunks):
+            def delete_migrated_chunk(self, company_sso_id: str, chunk: Sequence[object]) -> int:
+                if len(self.sent) == 2:
+                    raise error("interrupted")
+                return super().delete_migrated_chunk(company_sso_id, chunk)
+
+        with pytest.raises(error):
+            rollback(
+                "company-a", RollbackPorts(store, _Interrupted(memory, lambda _: None), clock, LEASE, chunk=2)
+            )
+        held = _job(store, "job-1")
+        assert (held.status, held.logs_deleted, held.lease_owner) == (ROLLING_BACK, 4, None)
         done = rollback("company-a", RollbackPorts(store, memory, clock, LEASE, chunk=2))
         job = _job(store, "job-1")
         assert (done.deleted, job.status, job.logs_deleted, job.lease_owner) == (1, ROLLED_BACK, 5, None)

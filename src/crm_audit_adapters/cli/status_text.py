@@ -58,7 +58,8 @@ def show_status(status: MigrationStatus, as_json: bool) -> None:
 
 
 def _lease(doc: StatusDocument) -> str:
-    # Renewed every batch: an expiry in the past means the runner holding it is gone.
+    # A runner's is renewed every batch, a rollback's every chunk: an expiry in the past means
+    # the one holding it is gone (or frozen).
     if doc["lease_owner"] is None:
         return "per shard (below)" if doc["shards"] else "none (no runner holds the job)"
     return f"{doc['lease_owner']} until {doc['lease_expires_at']}"

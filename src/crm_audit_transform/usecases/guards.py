@@ -134,7 +134,7 @@ def check_guards(
     if latest.status == ROLLING_BACK:
         raise JobAlreadyRunning(
             f"company {company_sso_id} is being rolled back (job {latest.job_id}): run rollback again "
-            "to finish it if it died"
+            "to finish it if it ended (one killed holds the job until its hold expires: status shows it)"
         )
     if latest.status == COMPLETED and restart != FRESH:
         raise AlreadyCompleted(f"company {company_sso_id} was already migrated by job {latest.job_id}")

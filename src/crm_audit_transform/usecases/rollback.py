@@ -33,7 +33,9 @@ was chosen over letting both run until the last one ends: a second delete of the
 the first gains nothing, and the operator is told who holds the account and until when, as for a
 runner's lease. A rollback that died (``kill -9``) leaves the account held until its lease
 expires (``status`` shows it); ``rollback`` run again after that takes the hold over and finishes
-it. A rollback whose lease expired while it was still deleting (a frozen process) and was taken
+it. One ended by an error it survives (Ctrl-C, a store gone after its retries) counts the chunk it
+deleted and clears its hold, the job left ``rolling_back`` (``_let_go``): run again, it goes on at
+once. A rollback whose lease expired while it was still deleting (a frozen process) and was taken
 over finds it at its next renewal and stops, ``LeaseHeld``, before sending another delete; its last
 chunk is counted (``finish_rollback``, which leaves the job to the one that took it). So once that
 one ends the job ``rolled_back`` and a new job writes fresh logs, none of them can go to the first
@@ -72,12 +74,13 @@ which the CDP's deployment does not promise), so it is not attempted.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
 import uuid
 
 import attrs
-from attrs import frozen
+from attrs import define, frozen
 
 from ..errors import JobAlreadyRunning, LeaseHeld
 from ..jobs import IN_PROGRESS, ROLLED_BACK, ROLLING_BACK, MigrationJob
@@ -143,21 +146,52 @@ def rollback(company_sso_id: str, ports: RollbackPorts) -> RollbackResult:
         ) from exc
     if held is None:
         raise JobAlreadyRunning(f"company {company_sso_id}'s job {job.job_id} changed meanwhile: try again")
-    latest = jobs.latest(company_sso_id)
-    if latest is not None and latest.job_id != job.job_id:
-        jobs.give_back_rollback(attrs.evolve(held, status=job.status), owner=owner)
-        raise JobAlreadyRunning(
-            f"company {company_sso_id} has a newer job {latest.job_id}: its logs are not rolled back"
-        )
-    deleted, last = _delete_held(company_sso_id, held, ports, owner)
+    progress = _Progress()
+    try:
+        latest = jobs.latest(company_sso_id)
+        if latest is not None and latest.job_id != job.job_id:
+            jobs.give_back_rollback(attrs.evolve(held, status=job.status), owner=owner)
+            raise JobAlreadyRunning(
+                f"company {company_sso_id} has a newer job {latest.job_id}: its logs are not rolled back"
+            )
+        deleted, last = _delete_held(company_sso_id, held, ports, owner, progress)
+    except (JobAlreadyRunning, LeaseHeld):
+        raise  # the hold given back, or another's now
+    except (Exception, KeyboardInterrupt):
+        _let_go(held, ports, owner, progress)
+        raise
     # Added to the count as stored at this write, never to the one read before the hold: a rollback
     # that held the job before this one took it over may have added its own since (module docstring).
     jobs.finish_rollback(attrs.evolve(held, status=ROLLED_BACK, updated_at=clock.now()), last, token=owner)
     return RollbackResult(company_sso_id, deleted, job.job_id)
 
 
+@define
+class _Progress:
+    """How far a held rollback has got: the chunk deleted but not yet counted, and the renewals made."""
+
+    pending: int = 0
+    renewals: int = 0
+
+
+def _let_go(held: MigrationJob, ports: RollbackPorts, owner: str, progress: _Progress) -> None:
+    """A rollback ended by an error it survives (Ctrl-C, a store gone after its retries): the chunk
+    it deleted is counted and its hold cleared, the job left ``rolling_back``, so ``rollback`` run
+    again goes on at once instead of meeting its own hold until it expires (only a process that
+    died, ``kill -9``, needs the expiry). Best effort: the store may be what failed."""
+    jobs = ports.jobs
+    with contextlib.suppress(Exception):
+        jobs.renew_rollback(
+            held.job_id, owner=owner, ttl=ports.lease, deleted=progress.pending, chunk=progress.renewals + 1
+        )
+    with contextlib.suppress(Exception):
+        jobs.give_back_rollback(
+            attrs.evolve(held, status=ROLLING_BACK, updated_at=ports.clock.now()), owner=owner
+        )
+
+
 def _delete_held(
-    company_sso_id: str, held: MigrationJob, ports: RollbackPorts, owner: str
+    company_sso_id: str, held: MigrationJob, ports: RollbackPorts, owner: str, progress: _Progress
 ) -> tuple[int, int]:
     """Delete the account's migrated logs under ``owner``'s hold: (all deleted, the last chunk's
     count, which ``finish_rollback`` adds). Chunk by chunk when the store can (``MigratedLogsInChunks``),
@@ -168,39 +202,41 @@ def _delete_held(
     jobs, logs, job_id = ports.jobs, ports.logs, held.job_id
     half = ports.lease.total_seconds() / 2
     if not isinstance(logs, MigratedLogsInChunks):
+        progress.renewals = 1
         jobs.renew_rollback(job_id, owner=owner, ttl=ports.lease, deleted=0, chunk=1)
         return (count := logs.delete_migrated(company_sso_id)), count
-    total = pending = number = 0
+    total = 0
 
     def renew() -> float:
         """Renew the hold with the chunk before counted; when it was sent (this host's monotonic clock)."""
-        nonlocal pending, number
-        number += 1
+        progress.renewals += 1
         sent = time.monotonic()
         try:
-            jobs.renew_rollback(job_id, owner=owner, ttl=ports.lease, deleted=pending, chunk=number)
+            jobs.renew_rollback(
+                job_id, owner=owner, ttl=ports.lease, deleted=progress.pending, chunk=progress.renewals
+            )
         except LeaseHeld as exc:
             ended = attrs.evolve(held, status=ROLLED_BACK, updated_at=ports.clock.now())
-            jobs.finish_rollback(ended, pending, token=owner)
+            jobs.finish_rollback(ended, progress.pending, token=owner)
             raise LeaseHeld(
                 f"company {company_sso_id}'s rollback lost its hold on job {job_id} after deleting "
                 f"{total} logs ({exc}): it stopped before its next delete; the rollback holding the "
                 "job now finishes it"
             ) from exc
-        pending = 0
+        progress.pending = 0
         return sent
 
     while chunk := logs.migrated_chunk(company_sso_id, ports.chunk):
         renewed = renew()
         while 0 < half <= time.monotonic() - renewed:
             renewed = renew()  # stalled since (a frozen process): the hold may be another's by now
-        pending = logs.delete_migrated_chunk(company_sso_id, chunk)
-        total += pending
-        if not pending:
+        progress.pending = logs.delete_migrated_chunk(company_sso_id, chunk)
+        total += progress.pending
+        if not progress.pending:
             # A chunk its own store would not delete: the rest in one delete, as without chunks,
             # rather than reading the same chunk for ever.
             renew()
-            pending = logs.delete_migrated(company_sso_id)
-            total += pending
+            progress.pending = logs.delete_migrated(company_sso_id)
+            total += progress.pending
             break
-    return total, pending
+    return total, progress.pending
