@@ -34,10 +34,12 @@ def _extensions() -> list[tuple[str, Path]]:
 
 
 def test_there_are_extensions_to_check() -> None:
+    """The checks below have extensions to look at (a wrong source path would pass them all)."""
     assert len(_extensions()) >= 3
 
 
 def test_every_extension_stub_is_package_data() -> None:
+    """Each ``.pyx``'s ``.pyi`` is matched by a ``package-data`` pattern of its package."""
     missing = [
         str(pyx.with_suffix(".pyi").relative_to(SRC))
         for package, pyx in _extensions()
@@ -48,12 +50,14 @@ def test_every_extension_stub_is_package_data() -> None:
 
 
 def test_every_extension_has_a_stub() -> None:
+    """Each ``.pyx`` has a ``.pyi`` beside it, for mypy users of the installed package."""
     assert [
         str(pyx.relative_to(SRC)) for _, pyx in _extensions() if not pyx.with_suffix(".pyi").exists()
     ] == []
 
 
 def test_generated_c_is_excluded() -> None:
+    """Each ``.pyx``'s generated ``.c`` is matched by an ``exclude-package-data`` pattern."""
     shipped = [
         str(pyx.with_suffix(".c").relative_to(SRC))
         for package, pyx in _extensions()
