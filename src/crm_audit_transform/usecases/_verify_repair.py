@@ -6,6 +6,8 @@ The counting rule is in ``usecases.verify``'s docstring.
 from __future__ import annotations
 
 import contextlib
+from bisect import bisect_left
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -39,6 +41,7 @@ class Repair:
         self.owner = owner
         self.repaired = 0
         self.repaired_in_range = 0
+        self.repaired_by_shard: Counter[int] = Counter()  # of repaired_in_range, by shard index
         self.counted = 0
         self.batch_size = min(settings.batch_size, MAX_BATCH_SIZE)
 
@@ -69,6 +72,9 @@ class Repair:
                     self.repaired += 1
                     if item.audit_id <= job.last_audit_id:
                         self.repaired_in_range += 1
+                        shard = shard_of(job.shards, item.audit_id)
+                        if shard is not None:
+                            self.repaired_by_shard[shard] += 1
         return self._renew_lease(job)
 
     def _lease_ports(self, job: MigrationJob | None) -> tuple[JobStore, Clock, MigrationJob]:
@@ -83,45 +89,36 @@ class Repair:
         jobs, _, job = self._lease_ports(job)
         return hold_every_lease(jobs, job, self.owner, self.settings.lease_ttl)
 
-    def finish(self, job: MigrationJob | None, proved: Tally) -> MigrationJob:
+    def finish(
+        self, job: MigrationJob | None, proved: Tally, by_shard: ShardCounts | None = None
+    ) -> MigrationJob:
         """Count the repaired rows into the job (rule in ``usecases.verify``) and hand the lease back.
 
         ``proved`` is what the walk found behind the job's cursor: ``processed`` its rows,
         ``migrated`` those with a log before the repair, ``skipped`` and ``failed`` those without a
-        migrated log by recomputed reason. Returns the job as saved.
+        migrated log by recomputed reason. A sharded job needs ``by_shard``, the same split by shard
+        range: each shard's counts follow the rule on its own range (the job's are their sums).
+        Returns the job as saved.
         """
         jobs, clock, job = self._lease_ports(job)
         # Still ours, or LeaseHeld: with every shard's lease held too, no runner writes this document
         # meanwhile, so saving it whole cannot undo a shard's batch.
         held = hold_every_lease(jobs, job, self.owner, self.settings.lease_ttl)
-        # The job counts the rows behind its cursor that have a log: derived from what is stored now,
-        # not incremented, so a repair that died before this write is counted by the next one.
-        logged = proved.migrated + self.repaired_in_range
-        added = max(0, logged - held.tally.migrated)
-        unseen = min(added, max(0, proved.processed - held.tally.processed))
-        self.counted = added
-        counted = held.tally + Tally(processed=unseen, migrated=added)
-        proved = attrs.evolve(proved, migrated=logged)
-        if (counted.processed, counted.migrated) == (proved.processed, proved.migrated) and _adds_up(proved):
-            # Every row behind the cursor is accounted for: the job's counts become what was proved,
-            # each row under its outcome now (a row that failed before a fixed cause and was written
-            # here leaves the failed count).
-            counted = attrs.evolve(counted, skipped=proved.skipped, failed=proved.failed)
-        else:
-            # Some row is not accounted for (one left missing): the rows written here that the job
-            # had counted (not the unseen ones) leave its failed, then its skipped counts.
-            counted = _taken_off(counted, added - unseen)
-        done = attrs.evolve(
-            held,
-            tally=counted,
-            updated_at=clock.now(),
-            lease_owner=None,
-            lease_expires_at=None,
-        )
+        done = attrs.evolve(held, updated_at=clock.now(), lease_owner=None, lease_expires_at=None)
         if held.shards:
-            # A sharded job's counts are its shards' sums: what the repair changed is spread over
-            # them (``_spread``). Still derived from the stored totals, not added up.
-            done = attrs.evolve(done, shards=_spread(unleased(held.shards), counted - held.tally))
+            if by_shard is None or len(by_shard.rows) != len(held.shards):
+                raise ValueError("a sharded job's repair needs the walk's counts by shard")
+            shards = []
+            self.counted = 0
+            for n, shard in enumerate(unleased(held.shards)):
+                tally, added = _counted(shard.tally, by_shard.proved(n), self.repaired_by_shard[n])
+                shards.append(attrs.evolve(shard, tally=tally))
+                self.counted += added
+            # The job's counts are derived from its shards' (``MigrationJob``).
+            done = attrs.evolve(done, shards=tuple(shards))
+        else:
+            tally, self.counted = _counted(held.tally, proved, self.repaired_in_range)
+            done = attrs.evolve(done, tally=tally)
         save_job_as(jobs, done, held.status, self.owner)
         return done
 
@@ -158,28 +155,64 @@ def _less(counts: Mapping[str, int], rows: int) -> tuple[dict[str, int], int]:
     return left, rows
 
 
-def _spread(shards: tuple[JobShard, ...], change: Tally) -> tuple[JobShard, ...]:
-    """``shards`` with ``change`` (new sums − old) applied: what grows goes to the last shard
-    (open-ended, where late rows land); a skipped or failed reason that shrinks is taken off the
-    shards that hold it, in order, never below zero."""
-    tallies = [shard.tally for shard in shards]
-    grows = Tally(
-        processed=max(0, change.processed),
-        migrated=max(0, change.migrated),
-        skipped={k: v for k, v in change.skipped.items() if v > 0},
-        failed={k: v for k, v in change.failed.items() if v > 0},
-    )
-    tallies[-1] = tallies[-1] + grows
-    shrinks = Tally(
-        skipped={k: -v for k, v in change.skipped.items() if v < 0},
-        failed={k: -v for k, v in change.failed.items() if v < 0},
-    )
-    for n, tally in enumerate(tallies):
-        # What this shard gives: as much of each shrinking reason as it holds.
-        given = Tally(
-            skipped={k: min(v, tally.skipped.get(k, 0)) for k, v in shrinks.skipped.items()},
-            failed={k: min(v, tally.failed.get(k, 0)) for k, v in shrinks.failed.items()},
+def _counted(tally: Tally, proved: Tally, repaired: int) -> tuple[Tally, int]:
+    """``tally`` (the job's, or one shard's) counted from what the walk ``proved`` in its range and
+    the ``repaired`` rows written there, and the number of rows added to ``migrated``."""
+    # Derived from what is stored now, not incremented: a repair that died before its job write is
+    # counted by the next one.
+    logged = proved.migrated + repaired
+    added = max(0, logged - tally.migrated)
+    unseen = min(added, max(0, proved.processed - tally.processed))
+    counted = tally + Tally(processed=unseen, migrated=added)
+    proved = attrs.evolve(proved, migrated=logged)
+    if (counted.processed, counted.migrated) == (proved.processed, proved.migrated) and _adds_up(proved):
+        # Every row behind the cursor is accounted for: the counts become what was proved, each
+        # row under its outcome now (a row that failed before a fixed cause and was written here
+        # leaves the failed count).
+        return attrs.evolve(counted, skipped=proved.skipped, failed=proved.failed), added
+    # Some row is not accounted for (one left missing): the rows written here that were counted
+    # (not the unseen ones) leave the failed, then the skipped counts.
+    return _taken_off(counted, added - unseen), added
+
+
+def shard_of(shards: Sequence[JobShard], audit_id: int) -> int | None:
+    """The index of the shard whose range ``(after_id, until_id]`` holds ``audit_id``; None if none
+    does (no shards, or an id outside them). ``shards`` in id order, as a job holds them."""
+    n = bisect_left([shard.after_id for shard in shards], audit_id) - 1
+    if n < 0:
+        return None
+    until = shards[n].until_id
+    return n if until is None or audit_id <= until else None
+
+
+class ShardCounts:
+    """What the walk proved behind the job's cursor, split by shard range ``(after_id, until_id]``:
+    rows, rows with a log, rows without a migrated log by recomputed reason (``Repair.finish``)."""
+
+    def __init__(self, shards: Sequence[JobShard]) -> None:
+        self._shards = tuple(shards)
+        self.rows = [0] * len(shards)
+        self.logged = [0] * len(shards)
+        self.skipped: list[Counter[str]] = [Counter() for _ in shards]
+        self.failed: list[Counter[str]] = [Counter() for _ in shards]
+
+    def of(self, audit_id: int) -> int | None:
+        """``shard_of`` for these shards."""
+        return shard_of(self._shards, audit_id)
+
+    def count_rows(self, audit_ids: Sequence[int], logged: bool = False) -> None:
+        """Count ``audit_ids`` (behind the job's cursor) as rows, or as rows with a log."""
+        counts = self.logged if logged else self.rows
+        for audit_id in audit_ids:
+            n = self.of(audit_id)
+            if n is not None:
+                counts[n] += 1
+
+    def proved(self, n: int) -> Tally:
+        """Shard ``n``'s range as ``Repair.finish``'s ``proved``."""
+        return Tally(
+            processed=self.rows[n],
+            migrated=self.logged[n],
+            skipped=dict(self.skipped[n]),
+            failed=dict(self.failed[n]),
         )
-        tallies[n] = tally - given
-        shrinks = shrinks - given
-    return tuple(attrs.evolve(shard, tally=tally) for shard, tally in zip(shards, tallies, strict=True))

@@ -25,7 +25,7 @@ from ..transformer import Transformer, audit_id_in, external_id
 from ..verification import JobCheck, MigratedDoc, Mismatch, StoredMigratedLog, VerifyReport
 from ._id_set import AuditIdSet
 from ._verify_findings import add_drifted, foreign_tag, found_by_kind
-from ._verify_repair import Repair
+from ._verify_repair import Repair, ShardCounts
 from ._verify_seam import add_overlap, add_seam, add_seam_contacts, seam_may_fire, seam_of_log
 
 if TYPE_CHECKING:
@@ -79,6 +79,8 @@ class Walk:
         # counts must be (a row whose log is unexpected among them: it skips or fails now).
         self.range_skipped: Counter[str] = Counter()
         self.range_failed: Counter[str] = Counter()
+        # The same split by shard range, for a sharded job's repair (its shards' counts).
+        self.by_shard = ShardCounts(job.shards) if job is not None and job.shards else None
         self.repair = Repair(ports, settings, owner)
 
     # -- the page loop ---------------------------------------------------------------------------
@@ -240,16 +242,24 @@ class Walk:
         self.audits += len(outcomes)
         if self.job is not None:
             last = self.job.last_audit_id
-            self.range_rows += sum(1 for outcome in outcomes if outcome.audit_id <= last)
+            behind = [outcome.audit_id for outcome in outcomes if outcome.audit_id <= last]
+            self.range_rows += len(behind)
+            if self.by_shard is not None:
+                self.by_shard.count_rows(behind)
 
     def _in_range(self, outcome: Outcome) -> None:
         """Count a row that skips or fails now into the job's range, when behind its cursor."""
         if self.job is None or outcome.audit_id > self.job.last_audit_id:
             return
+        shard = None if self.by_shard is None else self.by_shard.of(outcome.audit_id)
         if isinstance(outcome, Failed):
             self.range_failed[outcome.reason] += 1
+            if self.by_shard is not None and shard is not None:
+                self.by_shard.failed[shard][outcome.reason] += 1
         elif isinstance(outcome, Skipped):
             self.range_skipped[outcome.reason] += 1
+            if self.by_shard is not None and shard is not None:
+                self.by_shard.skipped[shard][outcome.reason] += 1
 
     def _walked(self, rows: Sequence[AuditRow], logged: Sequence[int]) -> None:
         """Count a page's rows: in all, into the walked ids, and into the job's range."""
@@ -261,8 +271,13 @@ class Walk:
             return
         last, promised = job.last_audit_id, job.max_audit_id
         # A page's ids ascend, so the ids up to a bound are a prefix.
-        self.range_rows += bisect_right(ids, last)
-        self.range_logged += sum(1 for audit_id in logged if audit_id <= last)
+        behind = bisect_right(ids, last)
+        logged_behind = [audit_id for audit_id in logged if audit_id <= last]
+        self.range_rows += behind
+        self.range_logged += len(logged_behind)
+        if self.by_shard is not None:
+            self.by_shard.count_rows(ids[:behind])
+            self.by_shard.count_rows(logged_behind, logged=True)
         within = bisect_right(ids, promised)
         if within:
             self.range_last = ids[within - 1]
@@ -337,7 +352,7 @@ class Walk:
             skipped=self.range_skipped,
             failed=self.range_failed,
         )
-        self.job = self.repair.finish(self.job, proved)
+        self.job = self.repair.finish(self.job, proved, self.by_shard)
         self.range_logged += self.repair.repaired_in_range
 
     def release_quietly(self) -> None:
