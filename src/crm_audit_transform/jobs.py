@@ -182,6 +182,15 @@ class MigrationJob:
         object.__setattr__(self, "halt_basis", basis)
         object.__setattr__(self, "last_audit_id", _watermark(self.shards))
 
+    def is_behind(self, audit_id: int) -> bool:
+        """Whether the run has passed ``audit_id``: at or below ``last_audit_id`` (every id of an
+        unsharded job up to its cursor, every id of a sharded one up to its first unfinished shard's
+        cursor), or, in a sharded job, behind its own shard's cursor (``after_id < id <=
+        last_audit_id``): a halted or unfinished shard's rows past the watermark were run too."""
+        if audit_id <= self.last_audit_id:
+            return True
+        return any(shard.after_id < audit_id <= shard.last_audit_id for shard in self.shards)
+
     @property
     def progress_pct(self) -> float:
         """Share of the in-scope id range behind the cursor(s), 0–100 (100 once completed).

@@ -70,7 +70,7 @@ class Repair:
                 # A duplicate means the log is there (written meanwhile): the row is no longer missing.
                 if written.status == "inserted" or written.status == "skipped":
                     self.repaired += 1
-                    if item.audit_id <= job.last_audit_id:
+                    if job.is_behind(item.audit_id):
                         self.repaired_in_range += 1
                         shard = shard_of(job.shards, item.audit_id)
                         if shard is not None:

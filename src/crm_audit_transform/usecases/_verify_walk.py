@@ -241,15 +241,15 @@ class Walk:
             self._in_range(outcome)
         self.audits += len(outcomes)
         if self.job is not None:
-            last = self.job.last_audit_id
-            behind = [outcome.audit_id for outcome in outcomes if outcome.audit_id <= last]
+            is_behind = self.job.is_behind
+            behind = [outcome.audit_id for outcome in outcomes if is_behind(outcome.audit_id)]
             self.range_rows += len(behind)
             if self.by_shard is not None:
                 self.by_shard.count_rows(behind)
 
     def _in_range(self, outcome: Outcome) -> None:
         """Count a row that skips or fails now into the job's range, when behind its cursor."""
-        if self.job is None or outcome.audit_id > self.job.last_audit_id:
+        if self.job is None or not self.job.is_behind(outcome.audit_id):
             return
         shard = None if self.by_shard is None else self.by_shard.of(outcome.audit_id)
         if isinstance(outcome, Failed):
@@ -269,14 +269,18 @@ class Walk:
         job = self.job
         if job is None:
             return
-        last, promised = job.last_audit_id, job.max_audit_id
-        # A page's ids ascend, so the ids up to a bound are a prefix.
-        behind = bisect_right(ids, last)
-        logged_behind = [audit_id for audit_id in logged if audit_id <= last]
-        self.range_rows += behind
+        promised = job.max_audit_id
+        if job.shards:  # behind each shard's own cursor: not a prefix of the page
+            behind = [audit_id for audit_id in ids if job.is_behind(audit_id)]
+            logged_behind = [audit_id for audit_id in logged if job.is_behind(audit_id)]
+        else:  # a page's ids ascend, so the ids up to the cursor are a prefix
+            last = job.last_audit_id
+            behind = ids[: bisect_right(ids, last)]
+            logged_behind = [audit_id for audit_id in logged if audit_id <= last]
+        self.range_rows += len(behind)
         self.range_logged += len(logged_behind)
         if self.by_shard is not None:
-            self.by_shard.count_rows(ids[:behind])
+            self.by_shard.count_rows(behind)
             self.by_shard.count_rows(logged_behind, logged=True)
         within = bisect_right(ids, promised)
         if within:
@@ -341,7 +345,7 @@ class Walk:
         job = self.job
         if not self.settings.repair or job is None:
             return False
-        return audit_id <= job.last_audit_id or job.status == COMPLETED
+        return job.is_behind(audit_id) or job.status == COMPLETED
 
     # -- repair ----------------------------------------------------------------------------------
     def finish_repair(self) -> None:

@@ -18,7 +18,8 @@ compared with the CDP through a ``MigratedLogReader``:
 Memory is one page plus the walked audit ids (a bit each where dense, else 8 bytes: ``_id_set``),
 and the capped finding lists.
 
-Job consistency compares the job with the rows behind its cursor (``id <= last_audit_id``):
+Job consistency compares the job with the rows behind its cursor (``MigrationJob.is_behind``: ``id <=
+last_audit_id``, or behind its own shard's cursor in a sharded job):
 ``processed`` must equal those rows, ``migrated`` those of them that have a log, the totals of
 ``skipped`` and ``failed`` those of them without a migrated log that skip or fail now, the job's
 own ``migrated + skipped + failed`` its ``processed`` (``outcomes``), and a ``completed`` job's
