@@ -143,3 +143,67 @@ class TestDoubleCtrlC:
         # What reached --out before it is whole: each line one log.
         for line in out.read_text(encoding="utf-8").splitlines() if out.exists() else ():
             assert json.loads(line)["company_sso_id"] == company_sso_id(TENANT)
+
+
+def page_workers(runner: subprocess.Popen[str]) -> list[int]:
+    """The page workers: the processes of the runner's session whose parent is the fork server."""
+    parents = {}
+    for pid in session_pids(runner.pid):
+        try:
+            parents[pid] = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    servers = {pid for pid, parent in parents.items() if parent == runner.pid and is_fork_server(pid)}
+    return [pid for pid, parent in parents.items() if parent in servers]
+
+
+def is_fork_server(pid: int) -> bool:
+    try:
+        return b"forkserver" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+class TestStoppedWorker:
+    def test_ctrl_c_twice_ends_130_though_a_page_worker_never_answers(
+        self, tmp_path: Path, inputs: list[str]
+    ) -> None:
+        """A page worker stopped (SIGSTOP) mid-run: the first Ctrl-C waits for its batch, the second
+        ends the command at once, 130 and the one line; the worker is ended, none is left. Before,
+        the second Ctrl-C waited for the stopped worker for ever (the pool's close joined it)."""
+        out = tmp_path / "logs.jsonl"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_AUDIT_")}
+        runner = subprocess.Popen(
+            [CLI, *inputs, "--out", str(out)],
+            env={**env, "CRM_AUDIT_SETTINGS": ""},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            wait_for(
+                lambda: bool(page_workers(runner)) or runner.poll() is not None,
+                timeout_s=BOUND_S,
+                what="page workers",
+            )
+            stopped = page_workers(runner)
+            assert stopped, "the dry run ended before its page workers could be seen"
+            for pid in stopped:
+                os.kill(pid, signal.SIGSTOP)
+            os.killpg(runner.pid, signal.SIGINT)
+            time.sleep(1.0)  # the first Ctrl-C: the run waits for the batch the stopped worker holds
+            os.killpg(runner.pid, signal.SIGINT)
+            _, stderr = runner.communicate(timeout=BOUND_S)
+            wait_for(lambda: not session_pids(runner.pid), timeout_s=BOUND_S, what="its processes to end")
+        finally:
+            if runner.poll() is None:
+                runner.kill()
+                runner.wait()
+            for pid in session_pids(runner.pid):
+                os.kill(pid, signal.SIGKILL)
+        lines = [line for line in stderr.splitlines() if line.strip()]
+        assert runner.returncode == exit_codes.INTERRUPTED, lines
+        assert lines, "no error line"
+        assert lines[-1].startswith(ABORTED), lines
+        assert [line for line in lines if "Traceback" in line] == []

@@ -26,7 +26,7 @@ from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
 
-from crm_audit_adapters.bootstrap import build_runtime
+from crm_audit_adapters.bootstrap import Runtime, build_runtime
 from crm_audit_adapters.collector import RUN_LOOP_FIRST_THRESHOLD
 from crm_audit_adapters.crm_postgres import PostgresAuditSource, PostgresUserDirectory, ReadOnlySession
 from crm_audit_adapters.files import JsonlActivityLogSink
@@ -731,3 +731,39 @@ class TestWhatTheWorkersAreSent:
 
         with pytest.raises(ConfigError, match="workers"):
             ProcessPagePipeline(2, TransformerRecipe(load_default_config(), rule_chain=local_chain))
+
+
+def interrupted(runtime: Runtime) -> None:
+    """``runtime`` with a page pool, left by a Ctrl-C."""
+    with runtime:
+        runtime.use_workers(2)
+        raise KeyboardInterrupt
+
+
+class TestTheRuntimeLeftByAnException:
+    def test_its_page_workers_are_not_waited_for_but_are_on_a_clean_exit(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A runtime left by an exception (a second Ctrl-C, a typed error) closes its page pool
+        without waiting: a worker that never answers (stopped, hung) must not hold the exit. A
+        clean exit still lets the pages in flight finish."""
+        waits: list[bool] = []
+        close = ProcessPagePipeline.close
+
+        def recorded(pipeline: ProcessPagePipeline, *, wait: bool = True) -> None:
+            waits.append(wait)
+            close(pipeline, wait=wait)
+
+        monkeypatch.setattr(ProcessPagePipeline, "close", recorded)
+        settings = Settings(
+            database_url="postgresql://crm@127.0.0.1:1/crm",
+            mongo_uri="mongomock://",
+            usman=UsmanConfig("http://127.0.0.1:1"),
+        )
+        with pytest.raises(KeyboardInterrupt):
+            interrupted(build_runtime(settings))
+        assert waits[0] is False
+        waits.clear()
+        with build_runtime(settings) as runtime:
+            runtime.use_workers(2)
+        assert waits == [True]

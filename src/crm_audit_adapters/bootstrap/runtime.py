@@ -291,7 +291,11 @@ class Runtime:
     def __enter__(self) -> Runtime:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is not None and self._pipeline is not None:
+            # Left by an exception (a second Ctrl-C, a typed error): the page workers are not
+            # waited for, or one that never answers would hold the exit (ProcessPagePipeline.close).
+            self._pipeline.close(wait=False)
         self.close()
 
 

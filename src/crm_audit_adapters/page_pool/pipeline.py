@@ -177,15 +177,22 @@ class ProcessPagePipeline:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.close()
+        self.close(wait=exc_type is None)
 
-    def close(self) -> None:
-        """Stop the workers: queued work is cancelled, a page being transformed is let finish."""
+    def close(self, *, wait: bool = True) -> None:
+        """Stop the workers: queued work is cancelled, a page being transformed is let finish.
+
+        ``wait=False`` (the pool left by an exception: an abort, a lost worker, a typed error)
+        returns at once instead of waiting for the pages in flight: the workers only read and
+        transform, so nothing of theirs needs finishing, and a worker that never answers (stopped,
+        hung in a lookup) must not hold the command's exit. They end on their own once their page
+        is done; the console ends those still alive after a Ctrl-C (``console.end_children``).
+        """
         executors, self._executors = self._executors, [None] * self._processes
         channels, self._channels = self._channels, [None] * self._processes
         for executor in executors:
             if executor is not None:
-                executor.shutdown(wait=True, cancel_futures=True)
+                executor.shutdown(wait=wait, cancel_futures=True)
         for channel in channels:
             if channel is not None:
                 channel.close()
