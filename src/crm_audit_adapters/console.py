@@ -85,6 +85,7 @@ def main() -> None:
         sys.warnoptions.append(QUIET_RESOURCE_TRACKER)  # the processes it starts: see above
     interrupt = InterruptOnce()
     signal.signal(signal.SIGINT, interrupt)
+    code: object = INTERRUPTED_EXIT
     try:
         try:
             start_fork_server_for(sys.argv[1:])  # run --workers N: its imports overlap the CLI's
@@ -97,10 +98,14 @@ def main() -> None:
         except KeyboardInterrupt:  # outside a command's own handling (reading its options, its last line)
             sys.stderr.write(f"error: INTERRUPTED: {ABORTED}\n")
             sys.exit(INTERRUPTED_EXIT)
+    except SystemExit as exit_:
+        code = exit_.code
+        raise
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the command has ended: its exit is not interrupted
         if interrupt.raised:
             end_children()
+            exit_at_once(code)
 
 
 def start_fork_server_for(args: list[str]) -> bool:
@@ -129,3 +134,25 @@ def start_fork_server_for(args: list[str]) -> bool:
 
     ensure_fork_server(RUN_PRELOAD)
     return True
+
+
+def exit_at_once(code: object) -> None:
+    """End the process with ``code`` (``SystemExit.code``: None is 0, text is printed and 1) without
+    the interpreter's exit handlers, after flushing stdout and stderr.
+
+    Only after an interrupt, once the command has closed what it holds (its output, its lease) and
+    its child processes have ended: the handlers left are other libraries' joins (``concurrent.
+    futures``' executor threads, multiprocessing's children, pymongo's monitors), and one of them
+    waiting on a page worker that never answers left the command hung after its last line."""
+    import contextlib
+    import os
+
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        sys.stderr.write(f"{code}\n")
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # closed, or its reader gone
+            stream.flush()
+    os._exit(code)

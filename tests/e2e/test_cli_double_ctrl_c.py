@@ -28,8 +28,10 @@ from support.corpus_account import audit_docs, company_sso_id, contact_docs, dum
 from support.corpus_world import CORPUS
 
 TENANT = "acme"
-COPIES = 20
-"""The tenant's 759 corpus rows repeated under new ids: ~15k rows, a dry run of several seconds."""
+COPIES = 40
+"""The tenant's 759 corpus rows repeated under new ids: ~30k rows, a dry run long enough that each
+point is reached well before its end (with 15k, a loaded machine saw the file open only in the run's
+last moments: the Ctrl-C then came after the command had ended)."""
 GAP_S = 0.05
 """Between the two SIGINTs: a quick Ctrl-C Ctrl-C at a terminal."""
 BOUND_S = 90
@@ -97,6 +99,7 @@ def double_ctrl_c(
     )
     try:
         wait_for(lambda: ready(runner) or runner.poll() is not None, timeout_s=BOUND_S, what="the point")
+        assert runner.poll() is None, "the dry run ended before the point: no Ctrl-C was sent"
         os.killpg(runner.pid, signal.SIGINT)
         time.sleep(gap_s)
         os.killpg(runner.pid, signal.SIGINT)

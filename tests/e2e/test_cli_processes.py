@@ -6,6 +6,7 @@ hold carries from one step to the next (tests/e2e/processes.py).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -463,7 +464,8 @@ class TestWorkersThroughProcesses:
             workers = pool_workers(runner.pid)
             for _ in range(2):
                 for pid in [runner.pid, *workers]:
-                    os.kill(pid, signal.SIGINT)
+                    with contextlib.suppress(ProcessLookupError):  # one the first Ctrl-C ended
+                        os.kill(pid, signal.SIGINT)
                 time.sleep(0.05)
             assert runner.wait(timeout=COMMAND_TIMEOUT_S) == exit_codes.INTERRUPTED
             wait_for(lambda: not any(map(running, workers)), timeout_s=30, what="the runner's workers to end")

@@ -135,7 +135,8 @@ def interrupt_a_run(crm: CliProcesses, cdp: Database[dict[str, Any]], presses: i
     group = [runner.pid, *shard_pids]  # Ctrl-C reaches the whole process group
     if presses == 1:
         for pid in group:
-            os.kill(pid, signal.SIGINT)
+            with contextlib.suppress(ProcessLookupError):  # a shard process that ended meanwhile
+                os.kill(pid, signal.SIGINT)
     else:
         ctrl_c_twice(group)
     assert runner.wait(timeout=COMMAND_TIMEOUT_S) == exit_codes.INTERRUPTED
