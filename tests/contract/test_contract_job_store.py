@@ -935,6 +935,34 @@ class TestRollbackInChunks:
         assert (done.deleted, job.status, job.logs_deleted, job.lease_owner) == (1, ROLLED_BACK, 5, None)
         assert memory.count_migrated("company-a") == 0
 
+    def test_a_renewal_cut_off_before_its_answer_is_counted_once(self, store: JobStore) -> None:
+        """Ctrl-C inside the second renewal, after the store applied it (its answer lost): letting
+        go sends it again under its own marker, so the first chunk is counted once, not twice."""
+        store.create(migration_job(status=COMPLETED))
+        clock = FixedClock(T0)
+        memory = InMemoryActivityLogStore()
+        memory.insert_batch([activity_log(i) for i in range(1, 6)])
+        renewals: list[int] = []
+
+        class _CutOff:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(store, name)
+
+            def renew_rollback(self, job_id: str, **kwargs: Any) -> Any:
+                renewed = store.renew_rollback(job_id, **kwargs)
+                renewals.append(kwargs["chunk"])
+                if len(renewals) == 2:
+                    raise KeyboardInterrupt
+                return renewed
+
+        with pytest.raises(KeyboardInterrupt):
+            rollback("company-a", RollbackPorts(_CutOff(), memory, clock, LEASE, chunk=2))  # type: ignore[arg-type]
+        held = _job(store, "job-1")
+        assert (held.status, held.logs_deleted, held.lease_owner) == (ROLLING_BACK, 2, None)
+        done = rollback("company-a", RollbackPorts(store, memory, clock, LEASE, chunk=2))
+        job = _job(store, "job-1")
+        assert (done.deleted, job.status, job.logs_deleted) == (3, ROLLED_BACK, 5)
+
     def test_a_chunk_its_store_will_not_delete_ends_in_one_whole_delete(self, store: JobStore) -> None:
         """A store that deletes nothing of a chunk it gave (ids it cannot match): the rest goes in
         one ``delete_migrated`` after a renewal, instead of the same chunk read for ever."""

@@ -172,6 +172,8 @@ class _Progress:
 
     pending: int = 0
     renewals: int = 0
+    renewing: bool = False
+    """A renewal was sent and its answer not seen: it may have been applied (its marker stored)."""
 
 
 def _let_go(held: MigrationJob, ports: RollbackPorts, owner: str, progress: _Progress) -> None:
@@ -180,10 +182,11 @@ def _let_go(held: MigrationJob, ports: RollbackPorts, owner: str, progress: _Pro
     again goes on at once instead of meeting its own hold until it expires (only a process that
     died, ``kill -9``, needs the expiry). Best effort: the store may be what failed."""
     jobs = ports.jobs
+    # A renewal cut off before its answer is sent again under its own marker (counted once either
+    # way); otherwise the pending chunk goes under a new one.
+    chunk = progress.renewals if progress.renewing else progress.renewals + 1
     with contextlib.suppress(Exception):
-        jobs.renew_rollback(
-            held.job_id, owner=owner, ttl=ports.lease, deleted=progress.pending, chunk=progress.renewals + 1
-        )
+        jobs.renew_rollback(held.job_id, owner=owner, ttl=ports.lease, deleted=progress.pending, chunk=chunk)
     with contextlib.suppress(Exception):
         jobs.give_back_rollback(
             attrs.evolve(held, status=ROLLING_BACK, updated_at=ports.clock.now()), owner=owner
@@ -211,6 +214,7 @@ def _delete_held(
         """Renew the hold with the chunk before counted; when it was sent (this host's monotonic clock)."""
         progress.renewals += 1
         sent = time.monotonic()
+        progress.renewing = True
         try:
             jobs.renew_rollback(
                 job_id, owner=owner, ttl=ports.lease, deleted=progress.pending, chunk=progress.renewals
@@ -223,6 +227,7 @@ def _delete_held(
                 f"{total} logs ({exc}): it stopped before its next delete; the rollback holding the "
                 "job now finishes it"
             ) from exc
+        progress.renewing = False
         progress.pending = 0
         return sent
 
