@@ -963,6 +963,31 @@ class TestRollbackInChunks:
         job = _job(store, "job-1")
         assert (done.deleted, job.status, job.logs_deleted) == (3, ROLLED_BACK, 5)
 
+    def test_a_hold_half_spent_before_its_delete_is_renewed_again(self, store: JobStore) -> None:
+        """Half the lease gone between a renewal and its chunk's delete (a stall, on the ports'
+        clock): the hold is renewed again before the delete is sent, and every chunk counted once."""
+        store.create(migration_job(status=COMPLETED))
+        clock = FixedClock(T0)
+        memory = InMemoryActivityLogStore()
+        memory.insert_batch([activity_log(i) for i in range(1, 6)])
+        renewals: list[int] = []
+
+        class _Stalls:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(store, name)
+
+            def renew_rollback(self, job_id: str, **kwargs: Any) -> Any:
+                renewed = store.renew_rollback(job_id, **kwargs)
+                renewals.append(kwargs["chunk"])
+                if len(renewals) == 1:
+                    clock.advance(LEASE * 0.6)  # the process stalls after its first renewal
+                return renewed
+
+        done = rollback("company-a", RollbackPorts(_Stalls(), memory, clock, LEASE, chunk=2))  # type: ignore[arg-type]
+        job = _job(store, "job-1")
+        assert renewals == [1, 2, 3, 4]  # chunk 1's delete waited for a second renewal
+        assert (done.deleted, job.status, job.logs_deleted) == (5, ROLLED_BACK, 5)
+
     def test_a_chunk_its_store_will_not_delete_ends_in_one_whole_delete(self, store: JobStore) -> None:
         """A store that deletes nothing of a chunk it gave (ids it cannot match): the rest goes in
         one ``delete_migrated`` after a renewal, instead of the same chunk read for ever."""

@@ -76,7 +76,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import time
 import uuid
 
 import attrs
@@ -199,21 +198,22 @@ def _delete_held(
     """Delete the account's migrated logs under ``owner``'s hold: (all deleted, the last chunk's
     count, which ``finish_rollback`` adds). Chunk by chunk when the store can (``MigratedLogsInChunks``),
     the hold renewed with the chunk before counted (``JobStore.renew_rollback``) before each delete
-    is sent, and again when half the lease has passed since (on this host's monotonic clock) by the
-    time it is sent; ``LeaseHeld`` once the hold is another's: no further delete is sent, and the
-    chunk before is counted (``finish_rollback``, which leaves the status to the new holder)."""
+    is sent, and again when half the lease has passed since (on ``RollbackPorts.clock``, as the run
+    loop's own renewal) by the time it is sent; ``LeaseHeld`` once the hold is another's: no further
+    delete is sent, and the chunk before is counted (``finish_rollback``, which leaves the status to
+    the new holder)."""
     jobs, logs, job_id = ports.jobs, ports.logs, held.job_id
-    half = ports.lease.total_seconds() / 2
+    half, clock = ports.lease / 2, ports.clock
     if not isinstance(logs, MigratedLogsInChunks):
         progress.renewals = 1
         jobs.renew_rollback(job_id, owner=owner, ttl=ports.lease, deleted=0, chunk=1)
         return (count := logs.delete_migrated(company_sso_id)), count
     total = 0
 
-    def renew() -> float:
-        """Renew the hold with the chunk before counted; when it was sent (this host's monotonic clock)."""
+    def renew() -> dt.datetime:
+        """Renew the hold with the chunk before counted; when it was sent (``clock``)."""
         progress.renewals += 1
-        sent = time.monotonic()
+        sent = clock.now()
         progress.renewing = True
         try:
             jobs.renew_rollback(
@@ -233,7 +233,7 @@ def _delete_held(
 
     while chunk := logs.migrated_chunk(company_sso_id, ports.chunk):
         renewed = renew()
-        while 0 < half <= time.monotonic() - renewed:
+        while dt.timedelta(0) < half <= clock.now() - renewed:
             renewed = renew()  # stalled since (a frozen process): the hold may be another's by now
         progress.pending = logs.delete_migrated_chunk(company_sso_id, chunk)
         total += progress.pending
