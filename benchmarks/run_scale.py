@@ -74,6 +74,13 @@ def usman(data_dir: Path, needed: set[str] | frozenset[str]) -> Iterator[str | N
         yield None
         return
     company = json.loads((data_dir / "manifest.json").read_text())["company_sso_id"]
+    with usman_peer(data_dir, company) as url:
+        yield url
+
+
+@contextmanager
+def usman_peer(data_dir: Path, company: str) -> Iterator[str]:
+    """``usman_peer.py`` serving ``data_dir``'s SSO directory for ``company``: its base URL."""
     peer = subprocess.Popen(
         [sys.executable, str(HERE / "usman_peer.py"), str(data_dir), company],
         stdin=subprocess.PIPE,

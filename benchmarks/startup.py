@@ -39,6 +39,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))  # the emulator harness lives with the tests
 
+from run_scale import database, usman_peer  # noqa: E402 - benchmarks are scripts beside each other
+
 VARIANTS = {
     "one": ((), ()),
     "shards": (("--shards", "2"), ("--workers", "2")),
@@ -50,17 +52,6 @@ _PR_SET_CHILD_SUBREAPER = 36
 
 
 @contextlib.contextmanager
-def database(dsn: str | None) -> Iterator[str]:
-    if dsn:
-        yield dsn
-        return
-    from crm_audit_adapters.crm_postgres.throwaway import create_database, throwaway_server
-
-    with throwaway_server() as server:
-        yield create_database(server.dsn, "crm_startup")
-
-
-@contextlib.contextmanager
 def mongo(uri: str | None) -> Iterator[str]:
     if uri:
         yield uri
@@ -69,23 +60,6 @@ def mongo(uri: str | None) -> Iterator[str]:
 
     with MongoEmulator() as emulated:
         yield emulated
-
-
-@contextlib.contextmanager
-def usman(data_dir: Path, company: str) -> Iterator[str]:
-    peer = subprocess.Popen(
-        [sys.executable, str(HERE / "usman_peer.py"), str(data_dir), company],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert peer.stdout is not None
-        yield peer.stdout.readline().strip()
-    finally:
-        assert peer.stdin is not None
-        peer.stdin.close()
-        peer.wait(timeout=30)
 
 
 def entity_tables(dsn: str, schema: str, person_ids: Sequence[int]) -> None:
@@ -209,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         database_name = "crm_startup"
         person_ids = seed_contacts(mongo_uri, database_name, data_dir / "contacts.jsonl")
         entity_tables(dsn, schema, person_ids)
-        with usman(data_dir, company) as usman_url:
+        with usman_peer(data_dir, company) as usman_url:
             from support.usman_server import TOKEN
 
             base = {k: v for k, v in os.environ.items() if not k.startswith("CRM_AUDIT_")}
