@@ -83,13 +83,11 @@ def session_pids(session: int) -> list[int]:
     return found
 
 
-def double_ctrl_c(
-    inputs: list[str], out: Path, ready: Callable[[subprocess.Popen[str]], bool], gap_s: float
-) -> tuple[int, list[str]]:
-    """Start the dry run, wait for ``ready``, send SIGINT twice ``gap_s`` apart to its process group;
-    its exit code and stderr lines, once every process of its session has ended."""
+def start_dry_run(inputs: list[str], out: Path) -> subprocess.Popen[str]:
+    """The dry run writing ``out``, in a session of its own (a terminal's process group), with no
+    setting from this environment; its stderr piped."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_AUDIT_")}
-    runner = subprocess.Popen(
+    return subprocess.Popen(
         [CLI, *inputs, "--out", str(out)],
         env={**env, "CRM_AUDIT_SETTINGS": ""},
         stdout=subprocess.DEVNULL,
@@ -97,6 +95,14 @@ def double_ctrl_c(
         text=True,
         start_new_session=True,
     )
+
+
+def double_ctrl_c(
+    inputs: list[str], out: Path, ready: Callable[[subprocess.Popen[str]], bool], gap_s: float
+) -> tuple[int, list[str]]:
+    """Start the dry run, wait for ``ready``, send SIGINT twice ``gap_s`` apart to its process group;
+    its exit code and stderr lines, once every process of its session has ended."""
+    runner = start_dry_run(inputs, out)
     try:
         wait_for(lambda: ready(runner) or runner.poll() is not None, timeout_s=BOUND_S, what="the point")
         assert runner.poll() is None, "the dry run ended before the point: no Ctrl-C was sent"
@@ -175,15 +181,7 @@ class TestStoppedWorker:
         ends the command at once, 130 and the one line; the worker is ended, none is left. Before,
         the second Ctrl-C waited for the stopped worker for ever (the pool's close joined it)."""
         out = tmp_path / "logs.jsonl"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_AUDIT_")}
-        runner = subprocess.Popen(
-            [CLI, *inputs, "--out", str(out)],
-            env={**env, "CRM_AUDIT_SETTINGS": ""},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
+        runner = start_dry_run(inputs, out)
         try:
             wait_for(
                 lambda: bool(page_workers(runner)) or runner.poll() is not None,
