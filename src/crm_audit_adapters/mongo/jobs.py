@@ -29,11 +29,12 @@ built with ``clock=`` (what the composition root does for ``mongomock://``) comp
 that clock instead, with the same filters; a real server, or the wire-protocol test server, takes
 the ``$$NOW`` path.
 
-``MongoJobStore`` is three modules: this one (create, read, save and the status changes:
-``transition``, ``finish_rollback``), ``job_leases`` (``JobLeases``: the lease writes and a run's
-progress under a lease) and ``job_store_base`` (``JobDocuments``: the collection, the reads those
-writes share, the summary). The store holds one ``JobDocuments`` and a ``JobLeases`` over it, and
-hands the lease writes to the latter.
+``MongoJobStore`` is four modules: this one (create, read, save and the status changes:
+``transition``, ``hold_rollback``), ``job_leases`` (``JobLeases``: the lease writes and a run's
+progress under a lease), ``job_rollbacks`` (``JobRollbacks``: a rollback's writes after its hold)
+and ``job_store_base`` (``JobDocuments``: the collection, the reads those writes share, the
+summary). The store holds one ``JobDocuments`` and a ``JobLeases`` and a ``JobRollbacks`` over it,
+and hands the lease and rollback writes to those.
 """
 
 from __future__ import annotations
@@ -54,8 +55,6 @@ from crm_audit_transform.errors import (
 from crm_audit_transform.jobs import (
     COMPLETED,
     IN_PROGRESS,
-    ROLLED_BACK,
-    ROLLING_BACK,
     JobShard,
     MigrationJob,
     last_lease,
@@ -66,6 +65,7 @@ from .bson_values import to_bson_datetime
 from .documents import decode_job, encode_job
 from .documents_types import Document, MongoCollection, MongoDatabase
 from .job_leases import JobLeases
+from .job_rollbacks import JobRollbacks
 from .job_store_base import FENCE_TRIES, SUMMARY, WRITES, JobDocuments
 from .leases import job_prefixes, none_live
 from .names import CollectionNames
@@ -75,16 +75,12 @@ __all__ = ["MongoJobStore"]
 
 _STATUS: Final = frozenset({"status", "updated_at", "finished_at", "halted_reason"})
 """What a ``status_only`` transition writes (``cancel``); the run's fields and the leases stay as stored."""
-_COUNTED: Final = "rollbacks_counted"
-"""The tokens of the rollbacks whose deleted logs ``logs_deleted`` holds (``finish_rollback``)."""
-_CHUNK: Final = "rollback_chunk"
-"""``owner#n``: the last chunk whose deleted logs ``renew_rollback`` added to ``logs_deleted``."""
 
 
 class MongoJobStore:
     """``ports.JobStore`` over a pymongo (or mongomock) collection."""
 
-    __slots__ = ("_docs", "_leases")
+    __slots__ = ("_docs", "_leases", "_rollbacks")
 
     def __init__(
         self, collection: MongoCollection, *, retry: RetryPolicy | None = None, clock: Clock | None = None
@@ -92,6 +88,7 @@ class MongoJobStore:
         """``clock=None`` (production): lease expiries on the server's ``$$NOW``; a ``Clock``: on it."""
         self._docs = JobDocuments(collection, retry=retry, clock=clock)
         self._leases = JobLeases(self._docs)
+        self._rollbacks = JobRollbacks(self._docs)
 
     def get(self, job_id: str) -> MigrationJob | None:
         return self._docs.get(job_id)
@@ -109,6 +106,20 @@ class MongoJobStore:
         self, job_id: str, shard: JobShard, owner: str, ttl: dt.timedelta | None
     ) -> MigrationJob:
         return self._leases.save_shard_progress(job_id, shard, owner, ttl)
+
+    def rollback_under_way(self, company_sso_id: str) -> MigrationJob | None:
+        return self._rollbacks.rollback_under_way(company_sso_id)
+
+    def give_back_rollback(self, job: MigrationJob, *, owner: str) -> MigrationJob | None:
+        return self._rollbacks.give_back_rollback(job, owner=owner)
+
+    def renew_rollback(
+        self, job_id: str, *, owner: str, ttl: dt.timedelta, deleted: int, chunk: int
+    ) -> MigrationJob:
+        return self._rollbacks.renew_rollback(job_id, owner=owner, ttl=ttl, deleted=deleted, chunk=chunk)
+
+    def finish_rollback(self, job: MigrationJob, deleted: int, *, token: str) -> MigrationJob | None:
+        return self._rollbacks.finish_rollback(job, deleted, token=token)
 
     @classmethod
     def in_database(
@@ -204,16 +215,6 @@ class MongoJobStore:
         if call_with_retry(replace, self._docs.retry, "save migration job") == 0:
             raise JobNotFound(f"no job {job.job_id}")
 
-    def rollback_under_way(self, company_sso_id: str) -> MigrationJob | None:
-        doc = call_with_retry(
-            lambda _: self._docs.collection.find_one(
-                {"company_sso_id": company_sso_id, "status": ROLLING_BACK}
-            ),
-            self._docs.retry,
-            "read rolling-back migration job",
-        )
-        return decode_job(doc) if doc is not None else None
-
     def hold_rollback(
         self, job: MigrationJob, expected: Statuses[str], *, owner: str, ttl: dt.timedelta
     ) -> MigrationJob | None:
@@ -221,29 +222,6 @@ class MongoJobStore:
         until the store's now + ``ttl`` in the same write (the rollback's hold: a second rollback
         meets a live lease and is ``LeaseHeld``)."""
         return self._transition(job, expected, unleased=True, hold=(owner, ttl))
-
-    def give_back_rollback(self, job: MigrationJob, *, owner: str) -> MigrationJob | None:
-        """The hold undone: ``job``'s status and ``updated_at`` and the lease cleared, where the job
-        is ``rolling_back`` and ``owner`` holds its lease (expired or not); nothing else written.
-        None when it is not (nothing written)."""
-        doc = call_with_retry(
-            lambda _: self._docs.collection.find_one_and_update(
-                {"_id": job.job_id, "status": ROLLING_BACK, "lease_owner": owner},
-                {
-                    "$set": {
-                        "status": job.status,
-                        "updated_at": to_bson_datetime(job.updated_at),
-                        "lease_owner": None,
-                        "lease_expires_at": None,
-                    },
-                    "$inc": {WRITES: 1},
-                },
-                return_document=ReturnDocument.AFTER,
-            ),
-            self._docs.retry,
-            "give back a rollback's hold",
-        )
-        return None if doc is None else self._docs.summarised(doc, always=True)
 
     def transition(
         self,
@@ -379,102 +357,6 @@ class MongoJobStore:
             f"job {job.job_id}: its leases changed under each of {FENCE_TRIES} tries to change its status; "
             "try again"
         )
-
-    def renew_rollback(
-        self, job_id: str, *, owner: str, ttl: dt.timedelta, deleted: int, chunk: int
-    ) -> MigrationJob:
-        """The hold renewed and the chunk before counted, where the job is ``rolling_back`` and
-        ``owner`` holds its lease: one ``find_one_and_update`` that ``$add``s ``deleted`` to
-        ``logs_deleted`` and sets ``rollback_chunk`` to ``owner#chunk`` where it is another; a
-        retry that finds its own marker (a lost acknowledgement) renews the lease alone. The expiry
-        on ``$$NOW`` (an update pipeline), or on the store's clock. ``LeaseHeld`` when neither matched."""
-        marker = f"{owner}#{chunk}"
-        held: Document = {"_id": job_id, "status": ROLLING_BACK, "lease_owner": owner}
-
-        def write(counted: bool) -> Document | list[Document]:
-            now = self._docs.now()
-            if now is not None:
-                fields: Document = {"lease_expires_at": to_bson_datetime(now + ttl), _CHUNK: marker}
-                return {"$set": fields} if counted else {"$set": fields, "$inc": {"logs_deleted": deleted}}
-            update: Document = {
-                "lease_expires_at": {"$add": ["$$NOW", round(ttl.total_seconds() * 1000)]},
-                _CHUNK: {"$literal": marker},
-            }
-            if not counted:
-                update["logs_deleted"] = {"$add": [{"$ifNull": ["$logs_deleted", 0]}, deleted]}
-            return [{"$set": update}]
-
-        def count(_: int) -> Document | None:
-            if self._docs.now() is not None:  # $inc refuses a null: the same number, as 0
-                self._docs.collection.update_one(
-                    {**held, "logs_deleted": None}, {"$set": {"logs_deleted": 0}}
-                )
-            return self._docs.collection.find_one_and_update(
-                {**held, _CHUNK: {"$ne": marker}}, write(False), return_document=ReturnDocument.AFTER
-            )
-
-        def renew(_: int) -> Document | None:
-            return self._docs.collection.find_one_and_update(
-                {**held, _CHUNK: marker}, write(True), return_document=ReturnDocument.AFTER
-            )
-
-        stored = call_with_retry(count, self._docs.retry, "renew a rollback's hold")
-        if stored is None:
-            stored = call_with_retry(renew, self._docs.retry, "renew a rollback's hold")
-        if stored is not None:
-            return decode_job(stored)
-        current = self.get(job_id)
-        if current is None:
-            raise JobNotFound(f"no job {job_id}")
-        raise LeaseHeld.lost(f"job {job_id}", owner, current.lease_owner, current.lease_expires_at)
-
-    def finish_rollback(self, job: MigrationJob, deleted: int, *, token: str) -> MigrationJob | None:
-        """``deleted`` added to ``logs_deleted`` (``$inc``) where the job is ``rolling_back`` or
-        ``rolled_back`` and ``token`` is not yet in ``rollbacks_counted``, which the same write
-        pushes it to: a retry after a lost acknowledgement adds nothing twice. In that same write,
-        where the job's lease is ``token``'s (expired or not) or nobody's, the job becomes
-        ``rolled_back`` and the lease is cleared; where another rollback took the hold over (this
-        one's had expired), the count alone is added: the status is that one's to end.
-
-        ``$inc`` refuses a null, so a ``logs_deleted`` still None is first set to 0 (no count is
-        lost by that: it is the same number). None when the status is neither (nothing written).
-        """
-        counted = {"_id": job.job_id, "status": {"$in": [ROLLING_BACK, ROLLED_BACK]}}
-        count: Document = {"$inc": {"logs_deleted": deleted, WRITES: 1}, "$push": {_COUNTED: token}}
-        ended = {
-            "status": ROLLED_BACK,
-            "updated_at": to_bson_datetime(job.updated_at),
-            "lease_owner": None,
-            "lease_expires_at": None,
-        }
-
-        def zero(_: int) -> None:
-            self._docs.collection.update_one({**counted, "logs_deleted": None}, {"$set": {"logs_deleted": 0}})
-
-        def end(_: int) -> Document | None:
-            return self._docs.collection.find_one_and_update(
-                {**counted, _COUNTED: {"$ne": token}, "lease_owner": {"$in": [token, None]}},
-                {**count, "$set": ended},
-                return_document=ReturnDocument.AFTER,
-            )
-
-        def add(_: int) -> Document | None:
-            return self._docs.collection.find_one_and_update(
-                {**counted, _COUNTED: {"$ne": token}}, count, return_document=ReturnDocument.AFTER
-            )
-
-        call_with_retry(zero, self._docs.retry, "count rolled-back logs")
-        stored = call_with_retry(end, self._docs.retry, "finish rollback")
-        if stored is None:
-            stored = call_with_retry(add, self._docs.retry, "count a rollback taken over")
-        if stored is not None:
-            return self._docs.summarised(stored, always=True)
-        current = call_with_retry(
-            lambda _: self._docs.collection.find_one({**counted, _COUNTED: token}),
-            self._docs.retry,
-            "read rollback",
-        )
-        return None if current is None else decode_job(current)  # counted by an earlier try, or not ours
 
 
 def _held(
