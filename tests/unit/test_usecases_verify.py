@@ -747,6 +747,73 @@ class TestCountsAfterAHaltResumedAndRepaired:
         assert job_of(world).tally == job_of(clean).tally
         assert verify(world).clean
 
+    def test_a_sharded_repair_that_leaves_rows_missing_keeps_each_shards_counts_adding_up(self) -> None:
+        """A 3-shard job completed with failed rows in every shard (no halt), the cause fixed, then
+        repaired with USMAN down: in each shard some failed rows are written and some stay
+        missing, so each shard's counts take the written rows off ``failed`` on its own range
+        (the "taken off" rule). Each shard adds up and keeps its processed count, the job's counts
+        are the shards' sums, verify after it reports the rows still missing and does not call the
+        job clean; once USMAN answers, the next repair ends every shard at a clean run's counts."""
+
+        def completed_with_failures() -> World:
+            world = World()
+            world.trigger(shards=3)
+            default = world.transformer
+            world.transformer = Transformer(load_default_config(), limits=LoaderLimits(max_nodes=5))
+            settings = RunSettings(page_size=200, halt_threshold=1.0)
+            world.service(settings=settings).run(world.company, owner="runner-1")
+            world.transformer = default
+            return world
+
+        world = completed_with_failures()
+        before = job_of(world)
+        assert before.status == COMPLETED
+        assert all(s.tally.failed_total > 0 for s in before.shards)
+        world.sso.failing = True
+        during = verify(world, repair=True)
+        assert (during.repaired_in_job > 0, during.actors_unchecked > 0) == (True, True)
+        job = job_of(world)
+        written = [
+            s.tally.migrated - b.tally.migrated for s, b in zip(job.shards, before.shards, strict=True)
+        ]
+        assert all(n > 0 for n in written)
+        assert sum(written) == during.repaired_in_job
+        for shard, old, n in zip(job.shards, before.shards, written, strict=True):
+            tally = shard.tally
+            assert tally.processed == old.tally.processed
+            assert tally.processed == tally.migrated + tally.skipped_total + tally.failed_total
+            assert tally.failed_total == old.tally.failed_total - n
+            assert tally.failed_total > 0  # rows left missing: still counted failed, not proved
+            assert dict(tally.skipped) == dict(old.tally.skipped)
+        total = job.tally
+        assert (total.processed, total.migrated, total.failed_total, total.skipped_total) == (
+            sum(s.tally.processed for s in job.shards),
+            sum(s.tally.migrated for s in job.shards),
+            sum(s.tally.failed_total for s in job.shards),
+            sum(s.tally.skipped_total for s in job.shards),
+        )
+        left = verify(world)
+        # Every row behind the cursors: migrated as counted, or missing, or skipping / failing now.
+        found_skipped, found_failed = sum(left.skipped.values()), sum(left.failed.values())
+        assert left.migrated == total.migrated
+        assert (
+            total.failed_total == left.count("missing") + found_skipped - total.skipped_total + found_failed
+        )
+        assert left.count("missing") > 0
+        assert not left.clean
+        assert left.job is not None
+        figures = {m.figure for m in left.job.mismatches}
+        assert "failed" in figures
+        assert "outcomes" not in figures  # the counts add up; what they say is not yet proved
+        world.sso.failing = False
+        assert verify(world, repair=True).repaired == left.count("missing")
+        clean = World()
+        clean.trigger(shards=3)
+        clean.service(settings=RunSettings(page_size=200)).run(clean.company, owner="runner-1")
+        assert [s.tally for s in job_of(world).shards] == [s.tally for s in job_of(clean).shards]
+        assert job_of(world).tally == job_of(clean).tally
+        assert verify(world).clean
+
     def test_a_job_whose_counts_do_not_add_up_is_not_consistent(self) -> None:
         """A row counted both failed and migrated (what the old repair left): 'outcomes' mismatch."""
         world = migrated_world()
