@@ -63,6 +63,8 @@ class PreparedRow:
 class PageResult:
     """One outcome per prepared row, in order, and their counts (fallthroughs included).
 
+    ``outcomes`` is a tuple, or — a page back from a worker process — a ``packed.PackedOutcomes``.
+
     ``fell_through[i]`` says whether row ``i``'s status rule fell through, and ``degraded[i]``
     whether its actor was degraded by a USMAN outage, so a slice of the page counts its own
     without transforming again (empty when not recorded).
@@ -73,7 +75,7 @@ class PageResult:
     Two results are equal when their outcomes, tallies and flags are.
     """
 
-    outcomes: tuple[Outcome, ...]
+    outcomes: Sequence[Outcome]
     _tally: Tally | None = attrs.field(default=None, repr=False)
     fell_through: tuple[bool, ...] = ()
     degraded: tuple[bool, ...] = ()

@@ -33,6 +33,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import Final
 
 from crm_audit_transform.domain import AuditRow, Outcome
+from crm_audit_transform.packed import join
 from crm_audit_transform.transformer import PageResult
 from crm_audit_transform.usecases.pages import PageSpan, RangeRows, ReadIds, TransformedPage
 
@@ -291,6 +292,7 @@ class _Merge:
         "_ordinal",
         "_outcomes",
         "_page_bytes",
+        "_parts",
     )
 
     def __init__(
@@ -309,6 +311,7 @@ class _Merge:
         self._ordinal = 0  # the tenant's rows read so far (CheckedRows names a repeat by it)
         self._ids: list[int] = []
         self._outcomes: list[Outcome] = []
+        self._parts: list[Sequence[Outcome]] = []  # slices of ranges before _outcomes (join)
         self._fell: list[bool] = []
         self._degraded: list[bool] = []
         self._budget = self._page_bytes
@@ -410,7 +413,12 @@ class _Merge:
         while index < count:
             end = min(count, index + self._limit - len(self._ids))
             self._ids.extend(candidates[index:end])
-            self._outcomes.extend(outcomes[index:end])
+            # A slice as it is (a worker's packed range stays packed: packed.join), after the rows
+            # taken one by one before it.
+            if self._outcomes:
+                self._parts.append(tuple(self._outcomes))
+                self._outcomes.clear()
+            self._parts.append(outcomes[index:end])
             self._fell.extend(fell[index:end])
             self._degraded.extend(degraded[index:end])
             # Within the budget: the whole range is below what is left of it, and a new page's is whole.
@@ -423,10 +431,12 @@ class _Merge:
         """The page filled so far, after handing over the rows set aside with it; a new one begun."""
         checked = self._checked
         self._on_set_aside(checked.take() if checked is not None else ())
+        if self._outcomes:
+            self._parts.append(tuple(self._outcomes))
         page = TransformedPage(
             self._ids,
-            PageResult(tuple(self._outcomes), None, tuple(self._fell), tuple(self._degraded)),
+            PageResult(join(self._parts), None, tuple(self._fell), tuple(self._degraded)),
         )
-        self._ids, self._outcomes, self._fell, self._degraded = [], [], [], []
+        self._ids, self._outcomes, self._fell, self._degraded, self._parts = [], [], [], [], []
         self._budget = self._page_bytes
         return page

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Final, TypeAlias
 
 __all__ = ["WrittenKeys"]
@@ -73,6 +73,52 @@ class _Ids:
             block.insert(index, low)  # at most 8 KiB moved
         if len(block) > _ARRAY_MAX:
             self._blocks[number >> 16] = _bitmap(block)
+
+    def none_of(self, numbers: Sequence[int]) -> bool:
+        """Whether no number of ``numbers`` (ascending) is here; in one comparison a block when each
+        is past the block's highest, as a run's next ids are."""
+        blocks = self._blocks
+        index, count = 0, len(numbers)
+        while index < count:
+            high = numbers[index] >> 16
+            end = bisect_left(numbers, (high + 1) << 16, index)
+            block = blocks.get(high)
+            first, last = numbers[index] & 0xFFFF, numbers[end - 1] & 0xFFFF
+            if type(block) is bytearray:
+                # No bit set from the first number's on, through the last one's byte: none is here.
+                a, b = first >> 3, last >> 3
+                overlaps = block[a] >> (first & 7) != 0 or block[a + 1 : b + 1].count(0) != b - a
+            else:
+                overlaps = block is not None and len(block) > 0 and first <= block[-1]
+            if overlaps and any(self.has(number) for number in numbers[index:end]):
+                return False
+            index = end
+        return True
+
+    def add_ascending(self, numbers: Sequence[int]) -> None:
+        """``add`` each of ``numbers`` (ascending, distinct); a block's run past its highest id is
+        appended in one call."""
+        blocks = self._blocks
+        index, count = 0, len(numbers)
+        while index < count:
+            high = numbers[index] >> 16
+            end = bisect_left(numbers, (high + 1) << 16, index)
+            block = blocks.get(high)
+            base = high << 16
+            if block is None:
+                block = blocks[high] = array("H")
+            if type(block) is bytearray:
+                for number in numbers[index:end]:
+                    low = number - base
+                    block[low >> 3] |= 1 << (low & 7)
+            elif block and numbers[index] - base <= block[-1]:
+                for number in numbers[index:end]:
+                    self.add(number)
+            else:
+                block.extend(number - base for number in numbers[index:end])
+                if len(block) > _ARRAY_MAX:
+                    blocks[high] = _bitmap(block)
+            index = end
 
     def remove_all(self, numbers: Iterable[int]) -> None:
         """Rare (a rollback): each block touched is filtered once."""
@@ -151,6 +197,19 @@ class WrittenKeys:
         if ids is None:  # not setdefault: that would build an _Ids for every key
             ids = self._ids[group] = _Ids()
         ids.add(rest)  # type: ignore[arg-type]
+
+    def none_of(self, group: tuple[str, str], numbers: Sequence[int]) -> bool:
+        """Whether none of the keys ``(group[0], f"{group[1]}:{n}")`` is here, for ``numbers``
+        ascending, distinct and canonical (``0 <= n < 10**18``: what ``token`` splits off)."""
+        ids = self._ids.get(group)
+        return ids is None or ids.none_of(numbers)
+
+    def add_ascending(self, group: tuple[str, str], numbers: Sequence[int]) -> None:
+        """``add`` those keys (``none_of``'s), in a few calls a block."""
+        ids = self._ids.get(group)
+        if ids is None:
+            ids = self._ids[group] = _Ids()
+        ids.add_ascending(numbers)
 
     def discard_all(self, keys: Iterable[tuple[str, str]]) -> None:
         """Forget these keys (absent ones are ignored); one rebuild per prefix touched."""

@@ -43,9 +43,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import itertools
 import json
+import operator
 import os
 import tempfile
+from array import array
 from collections import Counter
 from collections.abc import Sequence
 from types import TracebackType
@@ -55,7 +58,8 @@ import bson
 from bson.errors import BSONError
 
 from crm_audit_transform import reasons
-from crm_audit_transform.domain import SOURCE_TAG, ActivityLog, EncodedLog, WriteResult
+from crm_audit_transform.domain import SOURCE_TAG, ActivityLog, EncodedLog, Migrated, WriteResult
+from crm_audit_transform.packed import PackedOutcomes
 from crm_audit_transform.ports import LogEncoder
 from crm_audit_transform.usecases.pages import encoded_log
 
@@ -78,6 +82,8 @@ FsyncMode = Literal["batch", "close", "never"]
 
 _HELD_LINE_BYTES: Final = LONG_LINE_HEAD
 """A line of the file read back longer than this (1 MiB) is read on in blocks, never held whole."""
+_CANONICAL_LIMIT: Final = 10**18
+"""Audit ids below this are split off their external ids by ``WrittenKeys`` (18 digits at most)."""
 _KEY_MEMBERS: Final = ("company_sso_id", "external_id", "source_tag")
 _LINE_STARTS: Final = (b'{"company_sso_id":"', b'{"company_sso_id": "')
 """How this sink's lines start: compact (orjson, today) and spaced (``json.dumps``, earlier releases)."""
@@ -224,6 +230,33 @@ class JsonlActivityLogSink:
                 keys.add_token(token)
             self._migrated.update(migrated)
         return tuple(results)
+
+    def insert_packed(self, outcomes: PackedOutcomes) -> Sequence[WriteResult] | None:
+        """``insert_batch`` of the logs of a worker's packed step (``ports.PackedLogWriter``): when
+        none of their keys is in the file yet (a run's usual step), their lines are appended as the
+        one slice of the page's buffer they are, the keys added a block at a time, and None is
+        returned; otherwise ``insert_batch`` of the logs, read row by row."""
+        rows = outcomes.rows
+        if rows.encoding != JSONL_ENCODING:
+            raise TypeError(f"{self!r} writes {JSONL_ENCODING} lines, not {rows.encoding}")
+        numbers = outcomes.packed_ids()
+        head, colon, tail = rows.prefix.rpartition(":")
+        if (
+            not outcomes.plain
+            or not colon
+            or tail  # the prefix's last ":" must be the one before the id, as WrittenKeys splits it
+            or not numbers
+            or numbers[0] < 0
+            or numbers[-1] >= _CANONICAL_LIMIT
+            or not _ascending(numbers)
+            or not self._keys.none_of((rows.company, head), numbers)
+        ):
+            return self.insert_batch([o.log for o in outcomes if isinstance(o, Migrated)])
+        self._append(outcomes.lines())
+        self._keys.add_ascending((rows.company, head), numbers)
+        if rows.source_tag == SOURCE_TAG:
+            self._migrated[rows.company] += len(numbers)
+        return None
 
     def delete_migrated(self, company_sso_id: str) -> int:
         """Rewrite the file without this company's ``crm_migration`` logs; return how many went.
@@ -451,6 +484,11 @@ def jsonl_log(log: ActivityLog) -> EncodedLog:
     """``log`` with its line as ``sink_line`` makes it (``JsonlActivityLogSink.log_encoder``)."""
     problem, line = sink_line(log)
     return encoded_log(log, JSONL_ENCODING, line, problem)
+
+
+def _ascending(numbers: array[int]) -> bool:
+    """Whether ``numbers`` are strictly ascending (a page's ids are)."""
+    return all(map(operator.lt, numbers, itertools.islice(numbers, 1, None)))
 
 
 def _failed(log: ActivityLog | EncodedLog, detail: str) -> WriteResult:

@@ -20,6 +20,7 @@ from .log_stores import (
     MigratedLogs,
 )
 from .log_stores import LogEncoder as LogEncoder
+from .log_stores import PackedLogWriter as PackedLogWriter
 from .lookups import ContactDirectory, EntityDirectory, PeopleCounter, SsoDirectory, UserDirectory
 from .lookups import WorkerCopy as WorkerCopy
 from .pipelines import PagePipeline

@@ -10,6 +10,7 @@ from ..domain import ActivityLog, EncodedLog, WriteResult
 
 if TYPE_CHECKING:  # the enrichment package imports these ports: annotations only, no import cycle
     from ..enrichment.model import MatchKey, StoredLog
+    from ..packed import PackedOutcomes
     from ..verification import StoredMigratedLog
 
 
@@ -39,6 +40,21 @@ class EncodingLogWriter(ActivityLogWriter, Protocol):
     def log_encoder(self) -> LogEncoder | None:
         """The encoder whose ``EncodedLog`` this writer writes as it is; None when it has none now
         (a collection that is handed documents, not bytes)."""
+        ...
+
+
+@runtime_checkable
+class PackedLogWriter(EncodingLogWriter, Protocol):
+    """A writer that writes a step of a worker's packed page from its arrays (``packed``): the run
+    loop then builds no ``Migrated``, ``EncodedLog`` nor ``WriteResult`` for it."""
+
+    def insert_packed(self, outcomes: PackedOutcomes) -> Sequence[WriteResult] | None:
+        """Write the logs of ``outcomes`` (a view whose every log is ``PACKED``: ``plain``, encoded
+        by this writer's ``log_encoder``) as ``insert_batch`` writes them.
+
+        None when every one was inserted; else one ``WriteResult`` per log, in order, exactly
+        ``insert_batch``'s for the same logs. Raises what ``insert_batch`` raises (nothing written).
+        """
         ...
 
 

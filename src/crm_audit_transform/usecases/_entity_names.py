@@ -18,6 +18,7 @@ from ..domain import ActivityLog, EncodedLog, EntityRef, Migrated, Outcome, Writ
 from ..enrichment import ASSOCIATION_ACTIONS
 from ..enrichment.planner import linked_entity_name
 from ..enrichment_tally import EnrichmentTally
+from ..packed import PackedOutcomes, association_counts
 from ..ports import EntityDirectory
 
 NAME_KEY = "linked_entity_name"
@@ -59,6 +60,12 @@ def names_tally(logs: Sequence[ActivityLog | EncodedLog], results: Sequence[Writ
     association = [log for log in logs if log.external_id in stored and log.action in ASSOCIATION_ACTIONS]
     keys_set = sum(1 for log in association if stored[log.external_id] == "inserted" and _is_named(log))
     return EnrichmentTally(logs=len(association), complete=len(association), keys_set=keys_set)
+
+
+def packed_names_tally(outcomes: PackedOutcomes) -> EnrichmentTally:
+    """``names_tally`` of a packed step whose every log was inserted (``packed``), on its arrays."""
+    logs, named = association_counts(outcomes, ASSOCIATION_ACTIONS)
+    return EnrichmentTally(logs=logs, complete=logs, keys_set=named)
 
 
 def may_be_named(log: ActivityLog) -> bool:

@@ -12,15 +12,18 @@ from typing import TypeVar
 
 import attrs
 
-from ..domain import AuditRow, Migrated, Outcome
+from ..domain import ActivityLog, AuditRow, EncodedLog, Migrated, Outcome, WriteResult
+from ..enrichment_tally import EnrichmentTally
+from ..errors import BatchTooLarge
 from ..jobs import COMPLETED, HALTED, IN_PROGRESS, MigrationJob
 from ..lookup import LookupPorts, RunLookups
 from ..lookup_cache import LookupCache
-from ..ports import AuditPageIds, EncodingLogWriter, PagePipeline, RowsSetAside, SpanPipeline
+from ..packed import PackedOutcomes
+from ..ports import AuditPageIds, EncodingLogWriter, PackedLogWriter, PagePipeline, RowsSetAside, SpanPipeline
 from ..ports.audit_source import PageExtents, PagesByRange
 from ..tally import Tally
 from ..transformer import Transformer
-from ._entity_names import name_linked_entities, names_tally
+from ._entity_names import name_linked_entities, names_tally, packed_names_tally
 from ._run_ports import RunPorts
 from ._run_result import HaltPoint, RunResult
 from ._run_steps import Step, cut_steps, settle_outcomes
@@ -39,6 +42,7 @@ class RunLoop:
         "_on_outcomes",
         "_on_progress",
         "_owner",
+        "_packed",
         "_pipeline",
         "_ports",
         "_renewed",
@@ -70,6 +74,8 @@ class RunLoop:
         self._on_progress = on_progress
         self._on_outcomes = on_outcomes
         self._batch_size = min(settings.batch_size, MAX_BATCH_SIZE)
+        # A writer that writes a worker's packed steps from their arrays (ports.PackedLogWriter).
+        self._packed = ports.logs if isinstance(ports.logs, PackedLogWriter) else None
         self._rule = settings.halt_rule
         self._cache = LookupCache()
         self._until_id: int | None = None
@@ -143,7 +149,7 @@ class RunLoop:
                 encoder=encoder,
                 names_entities=names_entities,
             )
-        unsaved: list[Outcome] = []  # settled outcomes of steps applied but not yet saved
+        unsaved: list[Sequence[Outcome]] = []  # settled outcomes of steps applied but not yet saved
         try:
             # None: the rows set aside after the last page (a source's last lines), as a page of their own.
             for page in itertools.chain(pages, (None,)):
@@ -279,7 +285,10 @@ class RunLoop:
             page = transformed.result
             ids = transformed.ids
             outcomes, fell_through, degraded = page.outcomes, page.fell_through, page.degraded
-            if self._ports.entities is not None:
+            # A packed page's PACKED logs are never named (usecases.pages.encode_ahead): only its
+            # other logs may be, and a page without any is as named as it gets.
+            plain = isinstance(outcomes, PackedOutcomes) and outcomes.plain
+            if self._ports.entities is not None and not plain:
                 outcomes = name_linked_entities(outcomes, tenant=job.tenant, entities=self._ports.entities)
         if aside:
             # The rows the source set aside take their place in id order (a repeat after its first).
@@ -308,23 +317,67 @@ class RunLoop:
             every=self._rule.sample,
         )
 
-    def _apply(self, job: MigrationJob, step: Step, unsaved: list[Outcome]) -> tuple[MigrationJob, bool]:
+    def _apply(
+        self, job: MigrationJob, step: Step, unsaved: list[Sequence[Outcome]]
+    ) -> tuple[MigrationJob, bool]:
         """Write the step's logs and count it into ``job`` (not saved); whether it had logs to write.
 
         Its settled outcomes are appended to ``unsaved``, for ``on_outcomes`` once they are saved.
+        A worker's packed step whose logs are all packed goes to a ``PackedLogWriter`` as it is and,
+        when every log was inserted, is counted on its arrays: the same writes, counts and outcomes,
+        no object a row (``packed``).
         """
-        logs = [o.log for o in step.outcomes if isinstance(o, Migrated)]
+        outcomes = step.outcomes
+        if isinstance(outcomes, PackedOutcomes):
+            if self._packed is not None and outcomes.plain:
+                if outcomes.logs > self._batch_size:
+                    raise BatchTooLarge(outcomes.logs, self._batch_size)
+                results = self._packed.insert_packed(outcomes) if outcomes.has_packed else None
+                if results is None:  # every log inserted: the outcomes stand as they are
+                    tally = outcomes.tally(step.fallthrough, step.degraded)
+                    enrichment = (
+                        job.enrichment
+                        if self._ports.entities is None
+                        else job.enrichment + packed_names_tally(outcomes)
+                    )
+                    return self._count(job, step, outcomes, tally, enrichment, unsaved), outcomes.has_packed
+                outcomes = tuple(outcomes)
+                logs = [o.log for o in outcomes if isinstance(o, Migrated)]
+                return self._settle(job, step, outcomes, logs, results, unsaved), bool(logs)
+            outcomes = tuple(outcomes)  # read once, row by row
+        logs = [o.log for o in outcomes if isinstance(o, Migrated)]
         result = migrate_batch(logs, self._ports.logs, max_size=self._batch_size)
-        settled = tuple(settle_outcomes(step.outcomes, result.results))
+        return self._settle(job, step, outcomes, logs, result.results, unsaved), bool(logs)
+
+    def _settle(
+        self,
+        job: MigrationJob,
+        step: Step,
+        outcomes: Sequence[Outcome],
+        logs: Sequence[ActivityLog | EncodedLog],
+        results: Sequence[WriteResult],
+        unsaved: list[Sequence[Outcome]],
+    ) -> MigrationJob:
+        """The step's write ``results`` folded into its outcomes, and counted into ``job``."""
+        settled = tuple(settle_outcomes(outcomes, results))
         tally = Tally.of(settled, step.fallthrough, step.degraded)
         # Without entity names (a dry run, a run without a CRM) a step adds no enrichment counts.
         enrichment = (
-            job.enrichment
-            if self._ports.entities is None
-            else job.enrichment + names_tally(logs, result.results)
+            job.enrichment if self._ports.entities is None else job.enrichment + names_tally(logs, results)
         )
-        unsaved.extend(settled)
-        job = attrs.evolve(
+        return self._count(job, step, settled, tally, enrichment, unsaved)
+
+    def _count(
+        self,
+        job: MigrationJob,
+        step: Step,
+        settled: Sequence[Outcome],
+        tally: Tally,
+        enrichment: EnrichmentTally,
+        unsaved: list[Sequence[Outcome]],
+    ) -> MigrationJob:
+        unsaved.append(settled)
+        return attrs.evolve(
             job,
             # A step of set-aside rows alone never moves the cursor back (ports.RowsSetAside).
             last_audit_id=max(job.last_audit_id, step.last_id),
@@ -332,9 +385,10 @@ class RunLoop:
             enrichment=enrichment,
             updated_at=self._ports.clock.now(),
         )
-        return job, bool(logs)
 
-    def _save(self, job: MigrationJob, unsaved: list[Outcome], ttl: dt.timedelta | None) -> MigrationJob:
+    def _save(
+        self, job: MigrationJob, unsaved: list[Sequence[Outcome]], ttl: dt.timedelta | None
+    ) -> MigrationJob:
         # One write renews the lease (ttl None: releases it) and saves the progress; LeaseHeld if
         # another runner took over, the stored cancelled job (nothing written) if it was cancelled.
         job = self._ports.jobs.save_progress(job, self._owner, ttl)
@@ -342,7 +396,7 @@ class RunLoop:
         if self._on_progress is not None:
             self._on_progress(job)
         if self._on_outcomes is not None and unsaved:
-            self._on_outcomes(tuple(unsaved))
+            self._on_outcomes(tuple(itertools.chain.from_iterable(unsaved)))
         unsaved.clear()
         return job
 
@@ -363,7 +417,7 @@ class RunLoop:
         job: MigrationJob,
         status: str,
         halted_reason: str | None = None,
-        unsaved: list[Outcome] | None = None,
+        unsaved: list[Sequence[Outcome]] | None = None,
     ) -> MigrationJob:
         now = self._ports.clock.now()
         job = attrs.evolve(

@@ -4,20 +4,22 @@ rule's check points), and a step's write results folded into its outcomes (``use
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from attrs import frozen
 
 from .. import reasons
 from ..domain import Failed, Migrated, Outcome, Skipped, WriteResult
+from ..packed import PackedOutcomes
 
 
 @frozen
 class Step:
-    """A run of consecutive rows saved at once: through ``last_id``, with their outcomes."""
+    """A run of consecutive rows saved at once: through ``last_id``, with their outcomes (a tuple,
+    or a view of a worker's packed page: ``packed.PackedOutcomes``)."""
 
     last_id: int
-    outcomes: tuple[Outcome, ...]
+    outcomes: Sequence[Outcome]
     fallthrough: int = 0
     degraded: int = 0
 
@@ -33,17 +35,25 @@ def cut_steps(
     every: int,
 ) -> Iterator[Step]:
     """Cut a page into steps of consecutive rows holding at most ``size`` logs to write, ending
-    also after row ``first_check`` and every ``every`` rows after it (the halt rule's check points)."""
+    also after row ``first_check`` and every ``every`` rows after it (the halt rule's check points).
+
+    A packed page's steps are views of it (``PackedOutcomes``: its rows are told apart by their
+    kinds, not read as objects); any other page's steps hold tuples."""
+    marks: Iterable[object]
+    if isinstance(outcomes, PackedOutcomes):
+        marks = outcomes.log_marks()
+    else:
+        marks = (isinstance(outcome, Migrated) for outcome in outcomes)
     start = 0
     logs = 0
     next_check = first_check
-    for index, outcome in enumerate(outcomes):
+    for index, is_log in enumerate(marks):
         if index == next_check:
             if index > start:
                 yield _step(ids, outcomes, fell_through, degraded, start, index)
                 start, logs = index, 0
             next_check += every
-        if isinstance(outcome, Migrated):
+        if is_log:
             if logs == size:
                 yield _step(ids, outcomes, fell_through, degraded, start, index)
                 start, logs = index, 0
@@ -60,9 +70,10 @@ def _step(
     a: int,
     b: int,
 ) -> Step:
+    part = outcomes[a:b]
     return Step(
         last_id=ids[b - 1],
-        outcomes=tuple(outcomes[a:b]),
+        outcomes=part if isinstance(part, PackedOutcomes) else tuple(part),
         fallthrough=sum(fell_through[a:b]),
         degraded=sum(degraded[a:b]),
     )

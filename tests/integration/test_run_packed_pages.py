@@ -1,0 +1,217 @@
+"""A worker's packed pages (``packed``) are written and counted as one process writes and counts them:
+the same bytes, outcomes, counts, cursor and halts, on the arrays or, for anything unusual, row by row."""
+
+from __future__ import annotations
+
+import pickle
+import random
+from collections.abc import Sequence
+from pathlib import Path
+
+import attrs
+import pytest
+
+from crm_audit_adapters.cli.row_outcomes import outcome_record
+from crm_audit_adapters.files import JsonlActivityLogSink
+from crm_audit_adapters.files.keys import WrittenKeys
+from crm_audit_adapters.files.sink import jsonl_log
+from crm_audit_adapters.page_pool.wire import pack, unpack
+from crm_audit_transform.domain import AuditRow, Migrated, Outcome
+from crm_audit_transform.jobs import MigrationJob
+from crm_audit_transform.packed import PACKED, PackedOutcomes, join, pack_outcomes
+from crm_audit_transform.ports import PagePipeline
+from crm_audit_transform.tally import Tally
+from crm_audit_transform.transformer import PageResult
+from crm_audit_transform.usecases import RunSettings
+from crm_audit_transform.usecases.pages import InProcessPages
+from support.corpus_account import World, audit_rows
+from support.packed_pages import PackedPages
+
+BAD = "--- [unclosed"
+ROWS = audit_rows("acme")
+
+
+def hostile_rows() -> list[AuditRow]:
+    """The corpus rows with every seventh one's changes unreadable (a failed row)."""
+    return [attrs.evolve(r, audited_changes=BAD) if r.id % 7 == 0 else r for r in ROWS]
+
+
+def ran(
+    path: Path,
+    pipeline: PagePipeline,
+    settings: RunSettings,
+    *,
+    rows: list[AuditRow] | None = None,
+    enrich: bool = False,
+    held: bytes = b"",
+) -> tuple[MigrationJob, list[dict[str, object]], bytes]:
+    """Run the world's job into a JSONL file (holding ``held`` first); the job, outcomes, bytes."""
+    world = World(rows=rows, enrich=enrich)
+    path.write_bytes(held)
+    sink = JsonlActivityLogSink(path, fsync="never")
+    world.logs = sink  # type: ignore[assignment]
+    world.trigger()
+    seen: list[dict[str, object]] = []
+
+    def on_outcomes(outcomes: Sequence[Outcome]) -> None:
+        # As the --outcomes file has them: a migrated row's log is an EncodedLog from a worker.
+        seen.extend(outcome_record(outcome, world.tenant) for outcome in outcomes)
+
+    result = world.run(settings=settings, pipeline=pipeline, on_outcomes=on_outcomes)
+    sink.close()
+    return result.job, seen, path.read_bytes()
+
+
+def same(job: MigrationJob, other: MigrationJob) -> None:
+    assert (job.status, job.last_audit_id, job.tally, job.enrichment, job.halted_reason) == (
+        other.status,
+        other.last_audit_id,
+        other.tally,
+        other.enrichment,
+        other.halted_reason,
+    )
+
+
+SETTINGS = [
+    RunSettings(halt_threshold=1.0),
+    RunSettings(page_size=37, batch_size=7, halt_sample=13, halt_threshold=1.0),
+    RunSettings(page_size=500, batch_size=1, halt_threshold=1.0),
+]
+
+
+class TestTheSameAsOneProcess:
+    @pytest.mark.parametrize("settings", SETTINGS, ids=["default", "short-pages", "batch-1"])
+    def test_bytes_outcomes_and_counts(self, tmp_path: Path, settings: RunSettings) -> None:
+        one = ran(tmp_path / "one.jsonl", InProcessPages(), settings, rows=hostile_rows())
+        packed = ran(tmp_path / "packed.jsonl", PackedPages(), settings, rows=hostile_rows())
+        same(packed[0], one[0])
+        assert packed[1] == one[1]
+        assert packed[2] == one[2]
+        assert one[0].tally.migrated > 0  # both kinds were written
+        assert one[0].tally.failed_total > 0
+
+    def test_a_halt_mid_page_stops_where_one_process_stops(self, tmp_path: Path) -> None:
+        """Over 10 % failed at a check point inside a page: the same halt, cursor and bytes."""
+        settings = RunSettings(page_size=200, batch_size=20, halt_sample=30)
+        one = ran(tmp_path / "one.jsonl", InProcessPages(), settings, rows=hostile_rows())
+        packed = ran(tmp_path / "packed.jsonl", PackedPages(), settings, rows=hostile_rows())
+        assert one[0].status == "halted"
+        assert one[0].last_audit_id < ROWS[-1].id
+        same(packed[0], one[0])
+        assert packed[1] == one[1]
+        assert packed[2] == one[2]
+
+    def test_a_file_holding_some_of_the_logs_is_written_row_by_row_as_one_process_writes_it(
+        self, tmp_path: Path
+    ) -> None:
+        """Logs already in the file (a replay) are duplicates: the step goes row by row, the same
+        outcomes (counted migrated) and bytes."""
+        _, _, whole = ran(tmp_path / "whole.jsonl", InProcessPages(), SETTINGS[0])
+        held = b"".join(line for index, line in enumerate(whole.splitlines(keepends=True)) if index % 3 == 0)
+        one = ran(tmp_path / "one.jsonl", InProcessPages(), SETTINGS[1], held=held)
+        packed = ran(tmp_path / "packed.jsonl", PackedPages(), SETTINGS[1], held=held)
+        same(packed[0], one[0])
+        assert packed[1] == one[1]
+        assert packed[2] == one[2]
+        assert len(packed[2]) == len(whole)  # every log once
+
+    def test_an_enriching_run_names_and_counts_as_one_process(self, tmp_path: Path) -> None:
+        one = ran(tmp_path / "one.jsonl", InProcessPages(), SETTINGS[1], enrich=True)
+        packed = ran(tmp_path / "packed.jsonl", PackedPages(), SETTINGS[1], enrich=True)
+        assert one[0].enrichment.logs > 0
+        same(packed[0], one[0])
+        assert packed[1] == one[1]
+        assert packed[2] == one[2]
+
+    def test_a_writer_without_packed_writes_gets_the_outcomes_row_by_row(self) -> None:
+        """The in-memory timeline has no ``insert_packed``: the same documents and counts."""
+        worlds = [World(rows=hostile_rows()), World(rows=hostile_rows())]
+        jobs = []
+        for world, pipeline in zip(worlds, (InProcessPages(), PackedPages()), strict=True):
+            world.trigger()
+            jobs.append(world.run(settings=SETTINGS[1], pipeline=pipeline).job)
+        same(jobs[1], jobs[0])
+        assert worlds[1].logs.documents == worlds[0].logs.documents
+
+
+def outcomes_of(rows: list[AuditRow]) -> Sequence[Outcome]:
+    """The outcomes one process gives ``rows``, the logs encoded as the JSONL sink encodes them."""
+    world = World(rows=rows)
+    seen: list[Outcome] = []
+    world.trigger()
+    world.run(settings=SETTINGS[0], on_outcomes=seen.extend)
+    return seen
+
+
+class TestPackedOutcomes:
+    def test_read_row_by_row_sliced_and_pickled_it_is_what_was_packed(self, tmp_path: Path) -> None:
+        encoder = jsonl_log
+        outcomes = [
+            Migrated(o.audit_id, encoder(o.log)) if isinstance(o, Migrated) else o
+            for o in outcomes_of(hostile_rows()[:120])
+        ]
+        packed = pack_outcomes(outcomes)
+        assert list(packed) == outcomes
+        assert packed == outcomes
+        assert packed[5:40] == outcomes[5:40]
+        assert packed[-1] == outcomes[-1]
+        assert packed.rows.kinds.count(PACKED) == sum(isinstance(o, Migrated) for o in outcomes)
+        assert packed[3:90].tally(2, 1) == Tally.of(outcomes[3:90], 2, 1)
+        assert pickle.loads(pickle.dumps(packed.rows)).data == packed.rows.data
+        assert list(join([packed[:50], packed[50:70], packed[70:]])) == outcomes
+        joined = join([packed[:50], tuple(outcomes[50:])])
+        assert not isinstance(joined, PackedOutcomes)
+        assert list(joined) == outcomes
+        with pytest.raises(IndexError):
+            packed[len(outcomes)]
+
+    def test_a_log_whose_external_id_is_not_the_prefix_and_id_stays_a_log(self, tmp_path: Path) -> None:
+        encoder = jsonl_log
+        migrated = [o for o in outcomes_of(ROWS[:40]) if isinstance(o, Migrated)]
+        odd = Migrated(migrated[1].audit_id, encoder(migrated[0].log))  # another row's external id
+        outcomes = [Migrated(migrated[0].audit_id, encoder(migrated[0].log)), odd]
+        packed = pack_outcomes(outcomes)
+        assert packed.rows.kinds == b"ML"
+        assert not packed.plain
+        assert list(packed) == outcomes
+
+    def test_the_wire_gives_back_the_outcomes_the_worker_held(self) -> None:
+        outcomes = tuple(outcomes_of(hostile_rows()[:80]))
+        result = PageResult(outcomes, None, (False,) * len(outcomes), (False,) * len(outcomes))
+        back = unpack(pickle.loads(pickle.dumps(pack(result))))
+        assert repr(tuple(back.outcomes)) == repr(outcomes)  # repr: a Decimal('NaN') is no NaN's equal
+
+
+class TestWrittenKeysInBulk:
+    @pytest.mark.parametrize("seed", range(6))
+    def test_none_of_and_add_ascending_agree_with_one_key_at_a_time(self, seed: int) -> None:
+        """Over arrays and bitmaps (blocks of more than 4,096 ids), across block boundaries."""
+        chance = random.Random(seed)
+        bulk, single = WrittenKeys(), WrittenKeys()
+        group = ("co", "crm:acme:audit")
+        written: set[int] = set()
+        top = 1 << chance.choice((13, 17, 20))
+        for _ in range(300):
+            start = chance.randrange(top)
+            numbers = sorted(
+                {start + chance.randrange(70_000 if chance.random() < 0.1 else 60) for _ in range(20)}
+            )
+            expected = not written.intersection(numbers)
+            assert bulk.none_of(group, numbers) is expected
+            if expected:
+                bulk.add_ascending(group, numbers)
+                for number in numbers:
+                    single.add((group[0], f"{group[1]}:{number}"))
+                written.update(numbers)
+        for number in range(0, top + 70_100, 7):
+            key = (group[0], f"{group[1]}:{number}")
+            assert (key in bulk) is (key in single) is (number in written)
+
+
+def test_a_packed_page_of_another_encoding_is_refused(tmp_path: Path) -> None:
+    encoder = jsonl_log
+    migrated = [o for o in outcomes_of(ROWS[:40]) if isinstance(o, Migrated)]
+    packed = pack_outcomes([Migrated(o.audit_id, encoder(o.log)) for o in migrated])
+    packed.rows.encoding = "bson"
+    with JsonlActivityLogSink(tmp_path / "y.jsonl") as sink, pytest.raises(TypeError):
+        sink.insert_packed(packed)
