@@ -11,7 +11,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from crm_audit_adapters.cli.row_outcomes import outcome_record
+from crm_audit_adapters.cli.row_outcomes import OutcomeLines, outcome_record
 from crm_audit_adapters.files import JsonlActivityLogSink
 from crm_audit_adapters.files.keys import WrittenKeys
 from crm_audit_adapters.files.sink import jsonl_log
@@ -180,6 +180,21 @@ class TestPackedOutcomes:
         result = PageResult(outcomes, None, (False,) * len(outcomes), (False,) * len(outcomes))
         back = unpack(pickle.loads(pickle.dumps(pack(result))))
         assert repr(tuple(back.outcomes)) == repr(outcomes)  # repr: a Decimal('NaN') is no NaN's equal
+
+
+class TestOutcomeLines:
+    def test_packed_outcomes_make_the_lines_their_rows_make(self, tmp_path: Path) -> None:
+        """The ``--outcomes`` file from a packed step: the text ``json.dumps`` gives each row."""
+        outcomes = [
+            Migrated(o.audit_id, jsonl_log(o.log)) if isinstance(o, Migrated) else o
+            for o in outcomes_of(hostile_rows()[:150])
+        ]
+        packed = pack_outcomes(outcomes)
+        for name, given in (("rows", tuple(outcomes[7:140])), ("packed", packed[7:140])):
+            with OutcomeLines(tmp_path / name, "ácme \u2028") as lines:
+                lines(given)
+        assert (tmp_path / "packed").read_bytes() == (tmp_path / "rows").read_bytes()
+        assert b'"outcome": "migrated"' in (tmp_path / "rows").read_bytes()
 
 
 class TestWrittenKeysInBulk:

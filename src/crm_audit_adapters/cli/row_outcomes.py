@@ -15,11 +15,12 @@ Every processed row gets one JSON line ``{"audit_id", "tenant", "outcome", "reas
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
 from crm_audit_transform.domain import Migrated, Outcome, Skipped
+from crm_audit_transform.packed import PACKED, PackedOutcomes
 
 from .exit_codes import CliError
 
@@ -44,6 +45,25 @@ def outcome_record(outcome: Outcome, tenant: str) -> dict[str, object]:
     }
 
 
+def packed_lines(outcomes: PackedOutcomes, tenant: str) -> Iterator[str]:
+    """The ``--outcomes`` lines of a worker's packed outcomes: a ``PACKED`` row's from the fields its
+    line shares with the others (its external id is the prefix and its audit id, whose digits JSON
+    does not escape), every other row's as ``outcome_record`` gives it; the same text either way."""
+    rows = outcomes.rows
+    kinds, ids, others = rows.kinds, rows.ids, rows.others
+    head = '{"audit_id": '
+    middle = (
+        f', "tenant": {json.dumps(tenant, ensure_ascii=False)}, "outcome": "migrated", "reason": null, '
+        f'"detail": {json.dumps(rows.prefix, ensure_ascii=False)[:-1]}'
+    )
+    for index in range(outcomes.start, outcomes.stop):
+        if kinds[index] == PACKED:
+            number = str(ids[index])
+            yield f'{head}{number}{middle}{number}"}}\n'
+        else:
+            yield json.dumps(outcome_record(others[index], tenant), ensure_ascii=False) + "\n"
+
+
 class OutcomeLines:
     """Writes outcome lines to ``path`` (or nowhere); a callable for ``run_job``.
 
@@ -64,8 +84,11 @@ class OutcomeLines:
             return
         stream = self._open()
         try:
-            for outcome in outcomes:
-                stream.write(json.dumps(outcome_record(outcome, self._tenant), ensure_ascii=False) + "\n")
+            if isinstance(outcomes, PackedOutcomes):
+                stream.write("".join(packed_lines(outcomes, self._tenant)))
+            else:
+                for outcome in outcomes:
+                    stream.write(json.dumps(outcome_record(outcome, self._tenant), ensure_ascii=False) + "\n")
             stream.flush()
         except OSError as exc:
             raise self._failed(exc) from exc

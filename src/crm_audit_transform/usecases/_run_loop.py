@@ -18,7 +18,7 @@ from ..errors import BatchTooLarge
 from ..jobs import COMPLETED, HALTED, IN_PROGRESS, MigrationJob
 from ..lookup import LookupPorts, RunLookups
 from ..lookup_cache import LookupCache
-from ..packed import PackedOutcomes
+from ..packed import PackedOutcomes, join
 from ..ports import AuditPageIds, EncodingLogWriter, PackedLogWriter, PagePipeline, RowsSetAside, SpanPipeline
 from ..ports.audit_source import PageExtents, PagesByRange
 from ..tally import Tally
@@ -396,7 +396,8 @@ class RunLoop:
         if self._on_progress is not None:
             self._on_progress(job)
         if self._on_outcomes is not None and unsaved:
-            self._on_outcomes(tuple(itertools.chain.from_iterable(unsaved)))
+            # One step's packed outcomes stay a view (the --outcomes file writes them from it).
+            self._on_outcomes(join(unsaved))
         unsaved.clear()
         return job
 
