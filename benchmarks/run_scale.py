@@ -37,6 +37,7 @@ STAGES = (
     "end_to_end",
     "end_to_end_ideal",
     "end_to_end_shards",
+    "end_to_end_shards_late",
     "end_to_end_workers",
     "end_to_end_workers_unshared",
     "end_to_end_workers_two_trips",

@@ -280,6 +280,7 @@ def _run_loop(
     ready: Any = None,
     run_options: dict[str, Any] | None = None,
     two_trips: bool = False,
+    job: Any = None,
 ) -> dict[str, Any]:
     """The ops runner's loop over the whole range: PostgreSQL → transform → ``logs``.
 
@@ -291,7 +292,9 @@ def _run_loop(
     ``run_options`` go to ``run_shard`` (``owner``, ``should_stop``, ``on_progress``); the result
     then holds the ``RunResult`` under ``"result"``. The SSO directory can be sent to a pool's
     workers (``WorkerSso``), as ``run``'s USMAN client can, unless ``two_trips``: the pool then makes
-    the lookups in this process, as before one trip a page.
+    the lookups in this process, as before one trip a page. ``job``: the job as already cut (a
+    shard process of ``end_to_end_shards`` is given its runner's, as a product shard process reads
+    it from the store), instead of cutting it here (the splitter's queries).
     """
     (Transformer,) = need("crm_audit_transform.transformer", "Transformer")
     RunPorts, RunSettings, run_job = need(
@@ -313,7 +316,8 @@ def _run_loop(
     jobs = InMemoryJobStore()
     shards = 1 if shard is None else IDEAL_SHARDS
     jobs.create(
-        new_job(
+        job
+        or new_job(
             ctx.company_sso_id,
             ctx.schema,
             source=source,
@@ -485,41 +489,132 @@ def end_to_end_ideal(ctx: Context) -> dict[str, Any]:
 class ShardIntoFile:
     """A shard process's run for ``end_to_end_shards`` (a ``shard_processes.ShardRun``): the
     shard's ``_run_loop`` into a JSONL file of its own, as ``end_to_end_ideal``'s processes; what
-    it measured goes to ``shard-{n}.json`` beside the file."""
+    it measured goes to ``shard-{n}.json`` beside the file, with its phases (``PHASES``).
+    ``job``: the job as the runner cut it (None: each process cuts it again, as this stage did
+    before, two queries over the whole range each)."""
 
     ctx: Context
+    job: Any = None
 
     def __call__(self, company_sso_id: str, shard: int, **options: Any) -> Any:
+        marks = [("entered", time.monotonic(), time.process_time())]
+
+        def mark(name: str) -> None:
+            marks.append((name, time.monotonic(), time.process_time()))
+
         (JsonlActivityLogSink,) = need("crm_audit_adapters.files", "JsonlActivityLogSink")
         out = self.ctx.out_dir / f"activity-logs-shards-{shard}-{self.ctx.schema}.jsonl"
         out.unlink(missing_ok=True)
-        begun: list[float] = []
         with JsonlActivityLogSink(out, fsync="close") as sink:
             measured = _run_loop(
-                self.ctx, sink, shard=shard, run_options=options, ready=lambda: begun.append(time.monotonic())
+                self.ctx, sink, shard=shard, run_options=options, ready=lambda: mark("ready"), job=self.job
             )
-        measured["loop_span"] = [begun[0], time.monotonic()]  # one clock for every process (Linux)
+            mark("loop_end")
+        mark("sink_closed")
+        # One clock for every process (CLOCK_MONOTONIC, Linux): the parent lines the phases up.
+        measured["loop_span"] = [marks[1][1], marks[2][1]]
         result = measured.pop("result")
         measured["written_bytes"] = out.stat().st_size
         measured["peak_rss_kib"] = _status_kib(os.getpid(), "VmHWM:")
         out.unlink()
+        mark("returned")
+        measured["marks"] = marks
         (self.ctx.out_dir / f"shard-{shard}.json").write_text(json.dumps(measured))
         return result
 
 
-def end_to_end_shards(ctx: Context) -> dict[str, Any]:
+class _TimedLauncher:
+    """A ``ShardLauncher`` that notes when the parent started each shard and read its end."""
+
+    def __init__(self, launcher: Any) -> None:
+        self.launcher = launcher
+        self.started: dict[int, list[float]] = {}
+        self.ended: dict[int, float] = {}
+        self.closed: list[float] = []
+
+    @property
+    def workers(self) -> int:
+        return int(self.launcher.workers)
+
+    def start(self, company_sso_id: str, shard: int) -> str:
+        asked = time.monotonic()
+        owner: str = self.launcher.start(company_sso_id, shard)
+        self.started[shard] = [asked, time.monotonic()]
+        return owner
+
+    def next_event(self, timeout: float) -> Any:
+        event = self.launcher.next_event(timeout)
+        if event is not None and event.kind != "progress":
+            self.ended[event.shard] = time.monotonic()
+        return event
+
+    def stop(self) -> None:
+        self.launcher.stop()
+
+    def close(self) -> None:
+        asked = time.monotonic()
+        self.launcher.close()
+        self.closed = [asked, time.monotonic()]
+
+
+def early_fork_server() -> float | None:
+    """What ``console.start_fork_server_for`` does for ``run --workers N``: the fork server started
+    first, with the product's ``RUN_PRELOAD`` (the benchmark's shard run imports nothing it lacks:
+    its in-memory job store comes with ``crm_audit_adapters.bootstrap``), so its imports overlap
+    the caller's. The ``time.monotonic()`` it was asked at; None in a tree without ``RUN_PRELOAD``
+    (nothing started: the launcher starts it, as before)."""
+    try:
+        RUN_PRELOAD, ensure_fork_server = need(
+            "crm_audit_adapters.fork_server", "RUN_PRELOAD", "ensure_fork_server"
+        )
+    except Missing:
+        return None
+    asked = time.monotonic()
+    ensure_fork_server(RUN_PRELOAD)
+    return asked
+
+
+def _fork_server_cpu_seconds() -> float | None:
+    """The fork server's CPU so far (its preload, mostly): it lives until this process ends."""
+    from multiprocessing import forkserver
+
+    pid = getattr(forkserver._forkserver, "_forkserver_pid", None)  # no public handle
+    try:
+        return None if pid is None else round(_cpu_seconds(pid), 2)
+    except OSError:
+        return None
+
+
+PHASES = ("entered", "ready", "loop_end", "sink_closed", "returned")
+"""A shard process's marks (``ShardIntoFile``): its run called (after the fork and the unpickling
+of its arguments), its setup done (connections, lookups, the job), its loop and settle done, its
+file closed (``fsync``), its result written."""
+
+
+def end_to_end_shards(ctx: Context, *, early: bool = True) -> dict[str, Any]:
     """``run --workers 2`` on a job cut in ``IDEAL_SHARDS``: the product's executor
     (``usecases.side_by_side.run_side_by_side`` over ``shard_processes.ProcessShardLauncher``)
     starts a process per shard (forkserver), each running ``ShardIntoFile`` — the ideal's shard
     run, into its own file — and reporting each batch on its pipe.
 
+    ``early`` (the default), as the product does: the fork server is started when the stage
+    starts, with the product's ``RUN_PRELOAD``, before the stage reads its job (the console
+    script's early start for ``run --workers N``), and each shard process is given the job as the
+    runner cut it (a product shard process reads it from the store). Else, as this stage measured
+    before (``end_to_end_shards_late``): the launcher starts the fork server, and each shard
+    process cuts the job again (the splitter's two queries over the whole range).
+
     ``seconds`` runs from the first shard's loop start to the last one's end (as ``end_to_end``
     and ``end_to_end_ideal`` time their loops, not their setup; the shards are not held at a
     barrier, so a late start counts); ``total_seconds`` is what a run takes besides: from the
-    launcher's construction (the fork server's start, the processes' imports and setup:
-    connections, lookups) to the last shard's end. ``cpu_seconds`` is this process's,
-    ``worker_cpu_seconds`` each shard process's loop.
+    launcher's construction (the fork server's start unless ``early``, the processes' imports and
+    setup: connections, lookups) to the end of ``run_side_by_side``; ``stage_seconds`` from the
+    stage's start (the early start, the job's reading and cut). ``cpu_seconds`` is this
+    process's, ``worker_cpu_seconds`` each shard process's loop; ``phases`` the timeline (seconds
+    from the stage's start) and the CPU (seconds, cumulative) of each process at each mark.
     """
+    begun = time.monotonic()
+    server_asked = early_fork_server() if early else None
     (ProcessShardLauncher,) = need("crm_audit_adapters.shard_processes", "ProcessShardLauncher")
     (run_side_by_side,) = need("crm_audit_transform.usecases.side_by_side", "run_side_by_side")
     (RunSettings,) = need("crm_audit_transform.usecases", "RunSettings")
@@ -539,8 +634,12 @@ def end_to_end_shards(ctx: Context) -> dict[str, Any]:
     seen: list[Any] = []
     for shard in range(IDEAL_SHARDS):
         (ctx.out_dir / f"shard-{shard}.json").unlink(missing_ok=True)
-    started, cpu_started = time.perf_counter(), time.process_time()
-    launcher = ProcessShardLauncher(IDEAL_SHARDS, ShardIntoFile(ctx))
+    job_read = time.monotonic()
+    cpu_started = time.process_time()
+    origin = begun
+    run = ShardIntoFile(ctx, job if early else None)
+    launcher = _TimedLauncher(ProcessShardLauncher(IDEAL_SHARDS, run))
+    built = time.monotonic()
     run_side_by_side(
         job,
         launcher,
@@ -549,7 +648,8 @@ def end_to_end_shards(ctx: Context) -> dict[str, Any]:
         settings=RunSettings(halt_threshold=1.0),
         on_progress=seen.append,
     )
-    total_seconds = time.perf_counter() - started
+    ended = time.monotonic()
+    total_seconds = ended - job_read
     cpu_seconds = time.process_time() - cpu_started
     parts = [json.loads((ctx.out_dir / f"shard-{shard}.json").read_text()) for shard in range(IDEAL_SHARDS)]
     first, last = min(p["loop_span"][0] for p in parts), max(p["loop_span"][1] for p in parts)
@@ -558,10 +658,29 @@ def end_to_end_shards(ctx: Context) -> dict[str, Any]:
         for key, count in part["outcomes"].items():
             outcomes[key] = outcomes.get(key, 0) + count
     whole = seen[-1]
+
+    def at(moment: float) -> float:
+        return round(moment - origin, 3)
+
+    phases: dict[str, Any] = {
+        "early_start": server_asked is not None,
+        "runner": {
+            "job_read": at(job_read),
+            "launcher_built": at(built),
+            "started": {str(s): [at(a), at(b)] for s, (a, b) in sorted(launcher.started.items())},
+            "end_read": {str(s): at(t) for s, t in sorted(launcher.ended.items())},
+            "closed": [at(t) for t in launcher.closed],
+            "returned": at(ended),
+            "cpu_seconds": round(time.process_time(), 2),
+        },
+        "fork_server_cpu_seconds": _fork_server_cpu_seconds(),
+        "shards": [{name: [at(t), round(cpu, 3)] for name, t, cpu in part["marks"]} for part in parts],
+    }
     return {
         "rows": whole.tally.processed,
         "seconds": last - first,
         "total_seconds": round(total_seconds, 3),
+        "stage_seconds": round(ended - begun, 3),
         "workers": IDEAL_SHARDS,
         "cpu_seconds": round(cpu_seconds, 2),
         "worker_cpu_seconds": [round(part["cpu_seconds"], 2) for part in parts],
@@ -574,7 +693,14 @@ def end_to_end_shards(ctx: Context) -> dict[str, Any]:
         "progress_reports": len(seen),
         "outcomes": outcomes,
         "written_bytes": sum(part["written_bytes"] for part in parts),
+        "phases": phases,
     }
+
+
+def end_to_end_shards_late(ctx: Context) -> dict[str, Any]:
+    """``end_to_end_shards`` as it measured before it did what the product does: the fork server
+    started by the launcher, the job cut again in each shard process."""
+    return end_to_end_shards(ctx, early=False)
 
 
 def end_to_end_workers(

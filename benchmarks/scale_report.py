@@ -104,6 +104,10 @@ def _goals(sizes: dict[str, Any]) -> list[str]:
             )
         for stage, how in (
             ("end_to_end_shards", ", a 2-shard job, its shards side by side (one process each)"),
+            (
+                "end_to_end_shards_late",
+                ", the same as this stage measured before (no early start, the job cut in each shard)",
+            ),
             ("end_to_end_workers", ""),
             ("end_to_end_workers_unshared", ", runner not sharing"),
             ("end_to_end_workers_two_trips", ", lookups made by the runner (two trips a page)"),
@@ -127,6 +131,11 @@ def _goals(sizes: dict[str, Any]) -> list[str]:
                     lines.append(
                         f"  - from the launcher's start (process start and setup included): "
                         f"{workers['rows'] / workers['total_seconds'] / e2e['rows_per_s']:.2f} × one process"
+                    )
+                if workers.get("stage_seconds"):
+                    lines.append(
+                        f"  - from the stage's start (the early start and the job's cut included): "
+                        f"{workers['rows'] / workers['stage_seconds'] / e2e['rows_per_s']:.2f} × one process"
                     )
                 pool_cpu, one_cpu = _all_cpu(workers), _all_cpu(e2e)
                 if pool_cpu and one_cpu:
