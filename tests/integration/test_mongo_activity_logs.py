@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -18,7 +18,7 @@ from pymongo.errors import (
 from crm_audit_adapters.mongo import MongoActivityLogStore, RetryPolicy, apply_migration
 from crm_audit_transform.domain import WriteResult
 from crm_audit_transform.errors import ConnectionRejected, StoreUnavailable
-from support.mongo import activity_log, native_log_document
+from support.mongo import activity_log, fresh_database, mongo_backends, native_log_document
 
 NO_WAIT = RetryPolicy(attempts=3, sleep=lambda _: None)
 
@@ -285,6 +285,68 @@ class TestNetworkRetries:
         assert refusing.calls == 1
 
 
+def _indexes_of(plan: Mapping[str, Any]) -> set[str]:
+    """The indexes an ``explain()`` names for its query: a server's winning plan's ``indexName``s,
+    or the emulator's ``usableVirtualIndexes`` (mongoeco plans no index scan of its own; it names
+    the indexes MongoDB's rules let the query use: a partial one only when the query implies its
+    filter)."""
+    found: set[str] = set()
+
+    def walk(node: object) -> None:
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                if key == "indexName" and isinstance(value, str):
+                    found.add(value)
+                elif key == "usableVirtualIndexes":
+                    found.update(value)
+                elif key != "rejectedPlans":
+                    walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    planner = plan.get("queryPlanner", plan)
+    walk(planner.get("winningPlan", planner) if isinstance(planner, Mapping) else planner)
+    return found
+
+
+@pytest.fixture(params=[b for b in mongo_backends() if b != "mongomock"])
+def served_logs(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """``activity_logs`` with migration 035 on a server that explains its queries (the emulator,
+    and a real server when configured; mongomock has no query planner)."""
+    for db in fresh_database(request, monkeypatch, request.param):
+        apply_migration(db, "up")
+        yield db.activity_logs
+
+
+class TestRollbackChunkIndex:
+    def test_a_chunks_query_is_one_the_idempotency_index_serves(self, served_logs: Any) -> None:
+        """``migrated_chunk``'s first query implies ``uniq_company_external_id``'s partial filter
+        (``external_id: {$type: "string"}``), so the index can serve it from the company's prefix;
+        the ``external_id: {$exists: true}`` it sent before does not, and no index serves that."""
+        _store(served_logs).insert_batch([activity_log(n) for n in (1, 2, 3)])
+        served_logs.insert_many([native_log_document("company-a", n) for n in range(3)])
+        sent: list[dict[str, Any]] = []
+
+        class Recording:
+            def __init__(self, inner: Any) -> None:
+                self._inner = inner
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self._inner, name)
+
+            def find(self, query: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+                sent.append(query)
+                return self._inner.find(query, *args, **kwargs)
+
+        assert len(_store(Recording(served_logs)).migrated_chunk("company-a", 2)) == 2
+        assert len(sent) == 1  # two string ids filled the chunk: the other query was not sent
+        explained = served_logs.find(sent[0], {"_id": 1}).limit(2).explain()
+        assert "uniq_company_external_id" in _indexes_of(explained)
+        before = {**sent[0], "external_id": {"$exists": True}}
+        assert "uniq_company_external_id" not in _indexes_of(served_logs.find(before, {"_id": 1}).explain())
+
+
 class TestRollback:
     def test_deletes_only_this_companys_migrated_logs(self, logs: Any) -> None:
         """Rollback removes company A's crm_migration logs; B's and every native log stay."""
@@ -322,6 +384,39 @@ class TestRollback:
 
         assert _store(LostDeleteAck(logs, write_first=True)).delete_migrated("company-a") == 2
         assert logs.count_documents({}) == 0
+
+    def test_a_chunk_sent_late_deletes_none_of_the_logs_written_since(self, logs: Any) -> None:
+        """A rollback frozen between its half-lease check and its delete sends that delete after
+        another rollback ended the job and a new job wrote the same external ids again: the
+        chunk names documents by ``_id``, and the new ones have new ``_id``s, so none goes."""
+        _store(logs).insert_batch([activity_log(n) for n in (1, 2, 3)])
+        chunk = _store(logs).migrated_chunk("company-a", 2)
+        assert _store(logs).delete_migrated("company-a") == 3  # the rollback that took over
+        _store(logs).insert_batch([activity_log(n) for n in (1, 2, 3)])  # the new job's logs
+        assert _store(logs).delete_migrated_chunk("company-a", chunk) == 0
+        assert _store(logs).count_migrated("company-a") == 3
+
+    def test_a_chunk_takes_string_ids_first_then_the_others(self, logs: Any) -> None:
+        """Logs whose ``external_id`` is a string fill a chunk first (the query the idempotency
+        index serves); one they do not fill takes the tagged logs with another ``external_id``
+        too, so the account still ends empty; native logs are never in a chunk."""
+        _store(logs).insert_batch([activity_log(n) for n in (1, 2, 3)])
+        odd = [
+            {**native_log_document("company-a", n), "source_tag": "crm_migration", "external_id": n}
+            for n in (7, 8)
+        ]
+        logs.insert_many(odd)
+        logs.insert_many([native_log_document("company-a", n) for n in range(2)])
+        first = _store(logs).migrated_chunk("company-a", 2)
+        strings = {d["_id"] for d in logs.find({"external_id": {"$type": "string"}}, {"_id": 1})}
+        assert set(first) <= strings
+        second = _store(logs).migrated_chunk("company-a", 4)
+        assert len(second) == 4
+        assert strings <= set(second)
+        deleted = 0
+        while chunk := _store(logs).migrated_chunk("company-a", 2):
+            deleted += _store(logs).delete_migrated_chunk("company-a", chunk)
+        assert (deleted, logs.count_documents({"company_sso_id": "company-a"})) == (5, 2)
 
     def test_a_chunks_count_survives_a_retried_delete(self, logs: Any) -> None:
         """A chunk's delete whose reply was lost is retried (it then reports 0): the count is the

@@ -225,13 +225,26 @@ class MongoActivityLogStore:
 
     def migrated_chunk(self, company_sso_id: str, limit: int) -> Sequence[object]:
         """The ``_id`` of at most ``limit`` of this company's migrated logs (``ports.MigratedLogsInChunks``:
-        rollback's next chunk), in no promised order: the ones deleted before are gone."""
-        query = self._migrated_filter(company_sso_id)
-        return call_with_retry(
-            lambda _: [doc["_id"] for doc in self._collection.find(query, {"_id": 1}).limit(limit)],
-            self._retry,
-            "read a chunk of migrated activity logs",
-        )
+        rollback's next chunk), in no promised order: the ones deleted before are gone.
+
+        Those whose ``external_id`` is a string first: ``external_id: {$type: "string"}`` implies the
+        partial filter of ``uniq_company_external_id``, so a server can read them off that index
+        from the company's prefix (``$exists: true`` does not imply it: a server may not use a
+        partial index then, and would read the account's native logs too, once per chunk). Only a
+        chunk that string ids do not fill asks for the rest (an ``external_id`` that is not a
+        string: never ours, but ``delete_migrated`` deletes them too)."""
+        base = self._migrated_filter(company_sso_id)
+        ours = {**base, "external_id": {"$type": "string"}}
+        others = {**base, "external_id": {"$exists": True, "$not": {"$type": "string"}}}
+
+        def read(_: int) -> list[object]:
+            ids: list[object] = [doc["_id"] for doc in self._collection.find(ours, {"_id": 1}).limit(limit)]
+            if len(ids) < limit:
+                rest = self._collection.find(others, {"_id": 1}).limit(limit - len(ids))
+                ids.extend(doc["_id"] for doc in rest)
+            return ids
+
+        return call_with_retry(read, self._retry, "read a chunk of migrated activity logs")
 
     def delete_migrated_chunk(self, company_sso_id: str, chunk: Sequence[object]) -> int:
         """Delete the logs of ``chunk`` (``_id``s) that are still this company's migrated logs: one
