@@ -1032,6 +1032,134 @@ class TestRollbackInChunks:
             store.renew_rollback("job-9", owner="rollback:a", ttl=LEASE, deleted=1, chunk=1)
 
 
+class TestTheChunkInFlight:
+    """A rollback killed (or frozen) between recording a chunk and counting it leaves the chunk in
+    flight; the rollback that takes the hold over adopts it, sends its delete again and counts all
+    of it, and the first one's count is closed: ``logs_deleted`` is exact whichever way it ended."""
+
+    def test_a_rollback_killed_after_a_chunks_delete_is_counted_exactly_by_the_next(
+        self, store: JobStore
+    ) -> None:
+        """kill -9 right after its third delete returned, before the renewal that would count it:
+        the next rollback, once the hold expired, adopts that chunk and counts its log. Before,
+        ``logs_deleted`` stayed 4 of the account's 5 logs."""
+        store.create(migration_job(status=COMPLETED))
+        clock = FixedClock(T0)
+        memory = InMemoryActivityLogStore()
+        memory.insert_batch([activity_log(i) for i in range(1, 6)])
+
+        class _DiesAfterTheDelete(_Chunks):
+            def delete_migrated_chunk(self, company_sso_id: str, chunk: Sequence[object]) -> int:
+                deleted = super().delete_migrated_chunk(company_sso_id, chunk)
+                if len(self.sent) == 3:
+                    raise _Killed
+                return deleted
+
+        first = _DiesAfterTheDelete(memory, lambda _: None)
+        with pytest.raises(_Killed):
+            rollback("company-a", RollbackPorts(store, first, clock, -LEASE, chunk=2))
+        held = _job(store, "job-1")
+        assert (held.status, held.logs_deleted, memory.count_migrated("company-a")) == (ROLLING_BACK, 4, 0)
+        second = _Chunks(memory, lambda _: None)
+        done = rollback("company-a", RollbackPorts(store, second, clock, LEASE, chunk=2))
+        job = _job(store, "job-1")
+        assert second.sent == [first.sent[-1]]  # the chunk in flight sent again, nothing else left
+        assert (done.deleted, job.status, job.logs_deleted, job.lease_owner) == (0, ROLLED_BACK, 5, None)
+        again = rollback("company-a", RollbackPorts(store, memory, clock, LEASE, chunk=2))
+        assert (again.deleted, _job(store, "job-1").logs_deleted) == (0, 5)  # adopted once only
+
+    @pytest.mark.parametrize("error", [KeyboardInterrupt, StoreUnavailable])
+    def test_a_delete_whose_answer_is_lost_to_an_error_is_counted_by_the_next(
+        self, store: JobStore, error: type[BaseException]
+    ) -> None:
+        """Ctrl-C (or the store gone) after the third delete was applied, its answer not seen: the
+        rollback lets go of its hold with that chunk left in flight, uncounted; the next adopts it.
+        Before, the chunk's log was deleted and never counted (4 of 5)."""
+        store.create(migration_job(status=COMPLETED))
+        clock = FixedClock(T0)
+        memory = InMemoryActivityLogStore()
+        memory.insert_batch([activity_log(i) for i in range(1, 6)])
+
+        class _AnswerLost(_Chunks):
+            def delete_migrated_chunk(self, company_sso_id: str, chunk: Sequence[object]) -> int:
+                deleted = super().delete_migrated_chunk(company_sso_id, chunk)
+                if len(self.sent) == 3:
+                    raise error("interrupted")
+                return deleted
+
+        with pytest.raises(error):
+            rollback(
+                "company-a", RollbackPorts(store, _AnswerLost(memory, lambda _: None), clock, LEASE, chunk=2)
+            )
+        held = _job(store, "job-1")
+        assert (held.status, held.logs_deleted, held.lease_owner) == (ROLLING_BACK, 4, None)
+        done = rollback("company-a", RollbackPorts(store, memory, clock, LEASE, chunk=2))
+        job = _job(store, "job-1")
+        assert (done.deleted, job.status, job.logs_deleted) == (0, ROLLED_BACK, 5)
+
+    def test_a_rollback_frozen_before_its_delete_and_taken_over_is_counted_once(
+        self, store: JobStore
+    ) -> None:
+        """Frozen after the renewal that recorded its second chunk, before sending its delete; its
+        hold expires and a second rollback takes it over, adopts that chunk (deletes and counts it),
+        deletes the rest and ends the job. The first then sends its late delete (it finds nothing)
+        and stops at its next renewal; its finish adds nothing: 5 of 5, not 7."""
+        store.create(migration_job(status=COMPLETED))
+        clock = FixedClock(T0)
+        memory = InMemoryActivityLogStore()
+        memory.insert_batch([activity_log(i) for i in range(1, 6)])
+        second: list[RollbackResult] = []
+
+        class _FrozenBeforeTheSend(_Chunks):
+            def delete_migrated_chunk(self, company_sso_id: str, chunk: Sequence[object]) -> int:
+                if len(self.sent) == 1:  # the second delete: the process froze before sending it
+                    second.append(rollback("company-a", RollbackPorts(store, memory, clock, LEASE, chunk=2)))
+                return super().delete_migrated_chunk(company_sso_id, chunk)
+
+        first = _FrozenBeforeTheSend(memory, lambda _: None)
+        with pytest.raises(LeaseHeld, match="lost its hold"):
+            rollback("company-a", RollbackPorts(store, first, clock, -LEASE, chunk=2))
+        job = _job(store, "job-1")
+        assert [r.deleted for r in second] == [3]  # the adopted chunk's 2, then the last log
+        assert (job.status, job.logs_deleted, job.lease_owner) == (ROLLED_BACK, 5, None)
+        assert memory.count_migrated("company-a") == 0
+
+    def test_adopting_takes_another_rollbacks_chunk_once_and_closes_its_count(self, store: JobStore) -> None:
+        """``adopt_rollback_chunk``: nothing while none is recorded; another's chunk in flight once
+        (a retry gets it again, nothing added twice); that one's ``finish_rollback`` then adds
+        nothing; a chunk whose rollback already counted itself is not adopted."""
+        store.create(migration_job(status=COMPLETED))
+        read = _job(store, "job-1")
+        rolling = attrs.evolve(read, status=ROLLING_BACK)
+        first = store.hold_rollback(rolling, {COMPLETED}, owner="rollback:a", ttl=-LEASE)
+        assert first is not None
+        assert list(store.adopt_rollback_chunk("job-1", owner="rollback:a")) == []
+        store.renew_rollback("job-1", owner="rollback:a", ttl=-LEASE, deleted=0, chunk=1, sending=["x", "y"])
+        assert list(store.adopt_rollback_chunk("job-1", owner="rollback:b")) == []  # not b's hold
+        assert store.hold_rollback(rolling, {ROLLING_BACK}, owner="rollback:b", ttl=LEASE) is not None
+        for _ in range(2):
+            assert list(store.adopt_rollback_chunk("job-1", owner="rollback:b")) == ["x", "y"]
+        late = store.finish_rollback(attrs.evolve(first, status=ROLLED_BACK), 2, token="rollback:a")
+        assert late is not None
+        assert (late.status, late.logs_deleted, late.lease_owner) == (ROLLING_BACK, 0, "rollback:b")
+        store.renew_rollback("job-1", owner="rollback:b", ttl=LEASE, deleted=2, chunk=1, sending=["z"])
+        done = store.finish_rollback(attrs.evolve(first, status=ROLLED_BACK), 1, token="rollback:b")
+        assert done is not None
+        assert (done.status, done.logs_deleted) == (ROLLED_BACK, 3)
+        # A rollback that counted its own chunk (its finish ran first) leaves nothing to adopt.
+        store.create(migration_job("job-2", status=COMPLETED, company="company-b"))
+        other = attrs.evolve(_job(store, "job-2"), status=ROLLING_BACK)
+        assert store.hold_rollback(other, {COMPLETED}, owner="rollback:c", ttl=-LEASE) is not None
+        store.renew_rollback("job-2", owner="rollback:c", ttl=-LEASE, deleted=0, chunk=1, sending=["w"])
+        assert store.hold_rollback(other, {ROLLING_BACK}, owner="rollback:d", ttl=LEASE) is not None
+        counted = store.finish_rollback(attrs.evolve(other, status=ROLLED_BACK), 1, token="rollback:c")
+        assert counted is not None
+        assert counted.logs_deleted == 1
+        assert list(store.adopt_rollback_chunk("job-2", owner="rollback:d")) == []
+        with pytest.raises(JobNotFound):
+            store.adopt_rollback_chunk("job-9", owner="rollback:d")
+
+
 def _job(store: JobStore, job_id: str) -> MigrationJob:
     """The stored job of that id, whether or not it is the account's latest."""
     found = store.get(job_id) if isinstance(store, MongoJobStore) else None

@@ -1,11 +1,13 @@
 """The job store's rollback writes: find a rollback under way, give its hold back, renew it with a
-chunk counted, finish it (``usecases.rollback`` says the protocol; ``hold_rollback``, a status
-change, stays with ``MongoJobStore.transition``).
+chunk counted and the next recorded, adopt another's chunk in flight, finish it
+(``usecases.rollback`` says the protocol; ``hold_rollback``, a status change, stays with
+``MongoJobStore.transition``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 from pymongo import ReturnDocument
@@ -23,6 +25,9 @@ _COUNTED: Final = "rollbacks_counted"
 """The tokens of the rollbacks whose deleted logs ``logs_deleted`` holds (``finish_rollback``)."""
 _CHUNK: Final = "rollback_chunk"
 """``owner#n``: the last chunk whose deleted logs ``renew_rollback`` added to ``logs_deleted``."""
+_SENDING: Final = "rollback_sending"
+"""``{owner, ids}``: the chunk in flight (``renew_rollback``'s ``sending``: at most ``chunk`` ids,
+about 17 KB for 1000 ObjectIds), ``adopt_rollback_chunk``'s to take over."""
 
 
 class JobRollbacks:
@@ -68,25 +73,39 @@ class JobRollbacks:
         return None if doc is None else self._docs.summarised(doc, always=True)
 
     def renew_rollback(
-        self, job_id: str, *, owner: str, ttl: dt.timedelta, deleted: int, chunk: int
+        self,
+        job_id: str,
+        *,
+        owner: str,
+        ttl: dt.timedelta,
+        deleted: int,
+        chunk: int,
+        sending: Sequence[object] | None = None,
     ) -> MigrationJob:
         """The hold renewed and the chunk before counted, where the job is ``rolling_back`` and
         ``owner`` holds its lease: one ``find_one_and_update`` that ``$add``s ``deleted`` to
-        ``logs_deleted`` and sets ``rollback_chunk`` to ``owner#chunk`` where it is another; a
-        retry that finds its own marker (a lost acknowledgement) renews the lease alone. The expiry
-        on ``$$NOW`` (an update pipeline), or on the store's clock. ``LeaseHeld`` when neither matched."""
+        ``logs_deleted``, sets ``rollback_chunk`` to ``owner#chunk`` where it is another and
+        ``rollback_sending`` to ``{owner, ids: sending}`` unless ``sending`` is None; a retry that
+        finds its own marker (a lost acknowledgement) renews the lease (and sets ``rollback_sending``)
+        alone. The expiry on ``$$NOW`` (an update pipeline), or on the store's clock. ``LeaseHeld``
+        when neither matched."""
         marker = f"{owner}#{chunk}"
         held: Document = {"_id": job_id, "status": ROLLING_BACK, "lease_owner": owner}
+        in_flight = None if sending is None else {"owner": owner, "ids": list(sending)}
 
         def write(counted: bool) -> Document | list[Document]:
             now = self._docs.now()
             if now is not None:
                 fields: Document = {"lease_expires_at": to_bson_datetime(now + ttl), _CHUNK: marker}
+                if in_flight is not None:
+                    fields[_SENDING] = in_flight
                 return {"$set": fields} if counted else {"$set": fields, "$inc": {"logs_deleted": deleted}}
             update: Document = {
                 "lease_expires_at": {"$add": ["$$NOW", round(ttl.total_seconds() * 1000)]},
                 _CHUNK: {"$literal": marker},
             }
+            if in_flight is not None:
+                update[_SENDING] = {"$literal": in_flight}
             if not counted:
                 update["logs_deleted"] = {"$add": [{"$ifNull": ["$logs_deleted", 0]}, deleted]}
             return [{"$set": update}]
@@ -114,6 +133,49 @@ class JobRollbacks:
         if current is None:
             raise JobNotFound(f"no job {job_id}")
         raise LeaseHeld.lost(f"job {job_id}", owner, current.lease_owner, current.lease_expires_at)
+
+    def adopt_rollback_chunk(self, job_id: str, *, owner: str) -> Sequence[object]:
+        """Another rollback's ``rollback_sending`` made ``owner``'s (``ports.JobStore``): one
+        ``find_one_and_update`` where the job is ``rolling_back`` under ``owner``'s lease, the chunk
+        in flight is still the other's (the owner read just before) with an id, and that owner is
+        not in ``rollbacks_counted``; it sets the chunk's owner to ``owner`` and pushes the other's
+        token to ``rollbacks_counted``. A write that did not match is read again: the chunk found
+        ``owner``'s was adopted by a try whose answer was lost."""
+        doc = call_with_retry(
+            lambda _: self._docs.collection.find_one({"_id": job_id}, {_SENDING: 1}),
+            self._docs.retry,
+            "read a rollback's chunk in flight",
+        )
+        if doc is None:
+            raise JobNotFound(f"no job {job_id}")
+        sending = doc.get(_SENDING)
+        previous = sending.get("owner") if isinstance(sending, Mapping) else None
+        if not isinstance(previous, str):
+            return []
+        held: Document = {"_id": job_id, "status": ROLLING_BACK, "lease_owner": owner}
+        adopted: Document | None = None
+        if previous != owner:
+            adopted = call_with_retry(
+                lambda _: self._docs.collection.find_one_and_update(
+                    {
+                        **held,
+                        f"{_SENDING}.owner": previous,
+                        f"{_SENDING}.ids.0": {"$exists": True},
+                        _COUNTED: {"$ne": previous},
+                    },
+                    {"$set": {f"{_SENDING}.owner": owner}, "$push": {_COUNTED: previous}},
+                    return_document=ReturnDocument.AFTER,
+                ),
+                self._docs.retry,
+                "adopt a rollback's chunk in flight",
+            )
+        if adopted is None:
+            adopted = call_with_retry(
+                lambda _: self._docs.collection.find_one({**held, f"{_SENDING}.owner": owner}, {_SENDING: 1}),
+                self._docs.retry,
+                "read a rollback's chunk in flight",
+            )
+        return [] if adopted is None else list(adopted[_SENDING]["ids"])
 
     def finish_rollback(self, job: MigrationJob, deleted: int, *, token: str) -> MigrationJob | None:
         """``deleted`` added to ``logs_deleted`` (``$inc``) where the job is ``rolling_back`` or

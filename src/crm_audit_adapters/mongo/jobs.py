@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection as Statuses
+from collections.abc import Sequence
 from typing import Any, Final
 
 from pymongo import DESCENDING, ReturnDocument
@@ -114,9 +115,21 @@ class MongoJobStore:
         return self._rollbacks.give_back_rollback(job, owner=owner)
 
     def renew_rollback(
-        self, job_id: str, *, owner: str, ttl: dt.timedelta, deleted: int, chunk: int
+        self,
+        job_id: str,
+        *,
+        owner: str,
+        ttl: dt.timedelta,
+        deleted: int,
+        chunk: int,
+        sending: Sequence[object] | None = None,
     ) -> MigrationJob:
-        return self._rollbacks.renew_rollback(job_id, owner=owner, ttl=ttl, deleted=deleted, chunk=chunk)
+        return self._rollbacks.renew_rollback(
+            job_id, owner=owner, ttl=ttl, deleted=deleted, chunk=chunk, sending=sending
+        )
+
+    def adopt_rollback_chunk(self, job_id: str, *, owner: str) -> Sequence[object]:
+        return self._rollbacks.adopt_rollback_chunk(job_id, owner=owner)
 
     def finish_rollback(self, job: MigrationJob, deleted: int, *, token: str) -> MigrationJob | None:
         return self._rollbacks.finish_rollback(job, deleted, token=token)

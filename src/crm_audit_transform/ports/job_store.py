@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Protocol
 
 from ..jobs import JobShard, MigrationJob
@@ -93,18 +93,42 @@ class JobStore(Protocol):
         ...
 
     def renew_rollback(
-        self, job_id: str, *, owner: str, ttl: dt.timedelta, deleted: int, chunk: int
+        self,
+        job_id: str,
+        *,
+        owner: str,
+        ttl: dt.timedelta,
+        deleted: int,
+        chunk: int,
+        sending: Sequence[object] | None = None,
     ) -> MigrationJob:
         """The rollback's hold renewed before its next chunk: the job's lease ``owner``'s until the
-        store's now + ``ttl``, and ``deleted`` (the chunk before) added to ``logs_deleted`` — one
-        atomic write, only while the job is ``rolling_back`` and ``owner`` holds its lease (expired
-        or not: nobody took it over).
+        store's now + ``ttl``, ``deleted`` (the chunk before) added to ``logs_deleted``, and
+        ``sending`` (the log store's ids of the chunk whose delete this renewal lets go out) recorded
+        as ``owner``'s *chunk in flight*, in place of the one before — one atomic write, only while
+        the job is ``rolling_back`` and ``owner`` holds its lease (expired or not: nobody took it
+        over). ``sending=None`` leaves the chunk in flight as stored; ``()`` records none.
 
         ``chunk`` (the count's number within this rollback, from 1) makes the write idempotent: a
-        retry after a lost acknowledgement finds ``owner``'s ``chunk`` counted and renews only.
-        ``LeaseHeld`` (nothing written) when the lease is another's or nobody's, or the job is no
-        longer ``rolling_back``: the hold is lost and the rollback sends no further delete.
-        ``JobNotFound`` if the job was never created. The job as stored.
+        retry after a lost acknowledgement finds ``owner``'s ``chunk`` counted and renews (and
+        records ``sending``) only. ``LeaseHeld`` (nothing written) when the lease is another's or
+        nobody's, or the job is no longer ``rolling_back``: the hold is lost and the rollback sends
+        no further delete. ``JobNotFound`` if the job was never created. The job as stored.
+        """
+        ...
+
+    def adopt_rollback_chunk(self, job_id: str, *, owner: str) -> Sequence[object]:
+        """The chunk in flight of another rollback of the job (its last ``renew_rollback``'s
+        ``sending``: its delete sent or not, its count not yet in ``logs_deleted``) made ``owner``'s,
+        which holds the job now, and that rollback's count closed (its ``finish_rollback`` then adds
+        nothing) — one atomic write. ``owner`` sends that chunk's delete again and counts every log
+        of it as deleted, by whichever of the two deletes took it: each existed when the chunk was
+        read, and every later delete of it (the other's, if it was only frozen) finds it gone.
+
+        Empty (nothing written) when there is none, it holds no id, the other rollback's count is
+        in already (its ``finish_rollback`` ran), or the job is not ``rolling_back`` under
+        ``owner``'s lease. A retry after a lost acknowledgement finds the chunk ``owner``'s and
+        returns it. ``JobNotFound`` if the job was never created.
         """
         ...
 
@@ -119,8 +143,9 @@ class JobStore(Protocol):
         its count and leaves the status to that one: the job is ``rolled_back`` only when the
         rollback holding it finishes, never while one that holds it still deletes. ``token`` also
         makes the write idempotent: retried after a lost acknowledgement, it finds its token
-        counted and adds nothing again. The job as stored; None (nothing written) when its status
-        is neither.
+        counted and adds nothing again; so does a rollback whose chunk in flight the one that took
+        its hold over adopted (``adopt_rollback_chunk``, which counted that chunk). The job as
+        stored; None (nothing written) when its status is neither.
         """
         ...
 

@@ -88,7 +88,10 @@ class MigratedLogsInChunks(Protocol):
     def migrated_chunk(self, company_sso_id: str, limit: int) -> Sequence[object]:
         """The store's ids (MongoDB's ``_id``) of at most ``limit`` of this company's
         ``source_tag = crm_migration`` logs; empty when none is left. Opaque to the caller, which
-        hands them back to ``delete_migrated_chunk`` unchanged."""
+        hands them back to ``delete_migrated_chunk`` unchanged, and records them as its chunk in
+        flight (``JobStore.renew_rollback``): values a job store can keep (MongoDB: BSON values
+        that come back equal). Ids that name the stored documents, as ``_id`` does, make a chunk's
+        delete sent late (a rollback frozen past its hold) miss every log written since."""
         ...
 
     def delete_migrated_chunk(self, company_sso_id: str, chunk: Sequence[object]) -> int:

@@ -8,6 +8,7 @@ tested against them behaves the same against MongoDB and PostgreSQL.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 from collections.abc import Collection, Iterable, Sequence
 
@@ -98,6 +99,11 @@ class InMemoryAuditSource:
         return self._rows.get(tenant, {}).get(audit_id)
 
 
+def _log_key(log: ActivityLog) -> str:
+    """A stored log's id in ``InMemoryActivityLogStore``'s chunks: its company and external id."""
+    return json.dumps([log.company_sso_id, log.external_id])
+
+
 class InMemoryActivityLogStore:
     """The CDP timeline: native logs (no ``external_id``) and migrated ones, unique per company."""
 
@@ -148,18 +154,17 @@ class InMemoryActivityLogStore:
         return deleted
 
     def migrated_chunk(self, company_sso_id: str, limit: int) -> Sequence[object]:
-        """``(company, external id)`` of at most ``limit`` of the company's migrated logs
-        (``MigratedLogsInChunks``): a log's identity here, as ``_id`` is in MongoDB."""
-        return [
-            (log.company_sso_id, log.external_id) for log in self._logs if self._migrated(log, company_sso_id)
-        ][:limit]
+        """``[company, external id]`` as JSON text, of at most ``limit`` of the company's migrated
+        logs (``MigratedLogsInChunks``): a log's identity here, as ``_id`` is in MongoDB — but a log
+        written again with the same external id (a new job's) is the same one here, where MongoDB
+        gives it a new ``_id``. Text, so they come back from a job store that records them
+        (``JobStore.renew_rollback``'s ``sending``, in BSON) as they went."""
+        return [_log_key(log) for log in self._logs if self._migrated(log, company_sso_id)][:limit]
 
     def delete_migrated_chunk(self, company_sso_id: str, chunk: Sequence[object]) -> int:
         wanted = set(chunk)
         keep = [
-            log
-            for log in self._logs
-            if not (self._migrated(log, company_sso_id) and (log.company_sso_id, log.external_id) in wanted)
+            log for log in self._logs if not (self._migrated(log, company_sso_id) and _log_key(log) in wanted)
         ]
         deleted = len(self._logs) - len(keep)
         self._logs = keep
@@ -197,12 +202,13 @@ class InMemoryJobStore:
     runner's (give the runner another ``FixedClock`` to simulate skew between hosts).
     """
 
-    __slots__ = ("_chunks", "_clock", "_counted", "_jobs")
+    __slots__ = ("_chunks", "_clock", "_counted", "_jobs", "_sending")
 
     def __init__(self, jobs: Iterable[MigrationJob] = (), *, clock: Clock | None = None) -> None:
         self._jobs: dict[str, MigrationJob] = {}
         self._counted: set[tuple[str, str]] = set()  # (job_id, token) of each finish_rollback counted
         self._chunks: dict[str, tuple[str, int]] = {}  # job_id: the last renew_rollback counted
+        self._sending: dict[str, tuple[str, tuple[object, ...]]] = {}  # job_id: (owner, chunk in flight)
         self._clock: Clock = clock or FixedClock()
         for job in jobs:
             self._jobs[job.job_id] = job
@@ -325,7 +331,14 @@ class InMemoryJobStore:
         return back
 
     def renew_rollback(
-        self, job_id: str, *, owner: str, ttl: dt.timedelta, deleted: int, chunk: int
+        self,
+        job_id: str,
+        *,
+        owner: str,
+        ttl: dt.timedelta,
+        deleted: int,
+        chunk: int,
+        sending: Sequence[object] | None = None,
     ) -> MigrationJob:
         stored = self._jobs.get(job_id)
         if stored is None:
@@ -336,8 +349,26 @@ class InMemoryJobStore:
         if self._chunks.get(job_id) != (owner, chunk):  # a retry of a counted chunk renews only
             self._chunks[job_id] = (owner, chunk)
             renewed = attrs.evolve(renewed, logs_deleted=(stored.logs_deleted or 0) + deleted)
+        if sending is not None:
+            self._sending[job_id] = (owner, tuple(sending))
         self._jobs[job_id] = renewed
         return renewed
+
+    def adopt_rollback_chunk(self, job_id: str, *, owner: str) -> Sequence[object]:
+        stored = self._jobs.get(job_id)
+        if stored is None:
+            raise JobNotFound(f"no job {job_id}")
+        sending = self._sending.get(job_id)
+        if sending is None or stored.status != ROLLING_BACK or stored.lease_owner != owner:
+            return ()
+        previous, chunk = sending
+        if previous == owner:
+            return chunk  # adopted already
+        if not chunk or (job_id, previous) in self._counted:
+            return ()
+        self._counted.add((job_id, previous))  # its finish_rollback adds nothing: the chunk is counted here
+        self._sending[job_id] = (owner, chunk)
+        return chunk
 
     def finish_rollback(self, job: MigrationJob, deleted: int, *, token: str) -> MigrationJob | None:
         stored = self._jobs.get(job.job_id)

@@ -17,9 +17,11 @@ job's logs, and the new job would count them as migrated. So the rollback *holds
 3. it deletes in chunks of at most ``RollbackPorts.chunk`` logs (``ports.MigratedLogsInChunks``:
    by ``_id``, the account's migrated logs only), renewing its hold before each chunk's delete is
    sent — and again when half the lease has passed by then — with the chunk before added to
-   ``logs_deleted`` in that same write (``JobStore.renew_rollback``, once per chunk even when
-   retried); a store without chunks (the JSONL sink, rewritten in one atomic step) is deleted in one
-   ``delete_migrated`` after one renewal;
+   ``logs_deleted`` and this chunk recorded as its *chunk in flight* in that same write
+   (``JobStore.renew_rollback``, once per chunk even when retried); a store without chunks (the
+   JSONL sink, rewritten in one atomic step) is deleted in one ``delete_migrated`` after one
+   renewal. Before its first chunk it adopts the chunk in flight another rollback of the job left
+   (``JobStore.adopt_rollback_chunk``), sends its delete again and counts all of it;
 4. it marks the job ``rolled_back``, clears its lease and adds the last chunk's count to
    ``logs_deleted`` in that same write (``JobStore.finish_rollback``): added up over repeated
    rollbacks of the same job, so a second one that finds nothing keeps the first one's count.
@@ -37,13 +39,32 @@ it. One ended by an error it survives (Ctrl-C, a store gone after its retries) c
 deleted and clears its hold, the job left ``rolling_back`` (``_let_go``): run again, it goes on at
 once. A rollback whose lease expired while it was still deleting (a frozen process) and was taken
 over finds it at its next renewal and stops, ``LeaseHeld``, before sending another delete; its last
-chunk is counted (``finish_rollback``, which leaves the job to the one that took it). So once that
+chunk is counted once: by the one that took over, which adopted it (below), or else by its own
+``finish_rollback``, which leaves the job to the one that took it. So once that
 one ends the job ``rolled_back`` and a new job writes fresh logs, none of them can go to the first
 one's delete (before, one ``delete_many`` of the whole account, sent once, ran on beside the other).
-Left open: a process frozen *between* the half-lease check and the send of one delete, past the
-lease (an instant); and a ``kill -9`` between a chunk's delete and the next renewal loses that
-chunk's count (``logs_deleted`` short by at most ``chunk``), not its deletion — ``rollback`` run
-again once the hold expired deletes the rest and ends the job.
+
+**The chunk in flight: an exact count after a ``kill -9``.** A rollback killed between a chunk's
+delete and the next renewal (or frozen there, or before the delete was sent) leaves that chunk
+recorded in flight and uncounted. The rollback that takes the hold over adopts it: in one write
+the chunk becomes its own and the first one's count is closed (a later ``finish_rollback`` of the
+first adds nothing); it sends the chunk's delete again and counts every log of it. That count is
+exact whichever of the two deletes took each log: every log of the chunk existed when the chunk
+was read under the first one's hold, and no log is in two chunks (a chunk is read after the
+delete of the one before returned, and an adopted chunk is deleted before the next is read).
+Chosen over counting a chunk in the renewal before its delete (one write fewer, but a kill
+before the send would count logs a later rollback deletes and counts again) and over counting
+"what the store says is gone" at the end (``count_migrated`` before and after: a runner's stray
+batch landing in between, the fence gap below, would be counted as deleted or make it negative).
+A store without chunks still loses the count of its one delete on a ``kill -9`` after it: its
+delete names no logs to adopt.
+
+**A process frozen between the half-lease check and its delete** (past its lease, taken over
+meanwhile) still sends that one delete. It is harmless: the delete names the chunk's logs by the
+store's own ids (MongoDB's ``_id``), read under the hold, and a new job of the account writes its
+logs with new ``_id``s, so the late delete finds only logs the rollback was deleting anyway; and
+the one that took over adopted that chunk, so its count is not added twice. Fencing the delete
+itself would need the log delete and the job's lease in one transaction across two collections.
 
 While a job is ``rolling_back``, ``trigger`` refuses and ``run_job`` refuses
 (``JobStore.rollback_under_way``). A runner that passed that check did so before step 1, so its job
@@ -77,6 +98,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 
 import attrs
 from attrs import define, frozen
@@ -167,25 +189,38 @@ def rollback(company_sso_id: str, ports: RollbackPorts) -> RollbackResult:
 
 @define
 class _Progress:
-    """How far a held rollback has got: the chunk deleted but not yet counted, and the renewals made."""
+    """How far a held rollback has got: the count not yet added to ``logs_deleted``, the renewals
+    made, and the chunk in flight (recorded by a renewal, its delete not yet returned)."""
 
     pending: int = 0
     renewals: int = 0
     renewing: bool = False
     """A renewal was sent and its answer not seen: it may have been applied (its marker stored)."""
+    sending: Sequence[object] | None = None
+    """What the renewal in ``renewing`` records as the chunk in flight (``renew_rollback``'s ``sending``)."""
+    in_flight: bool = False
+    """A chunk's delete may have gone out and not returned: its count is unknown here."""
 
 
 def _let_go(held: MigrationJob, ports: RollbackPorts, owner: str, progress: _Progress) -> None:
     """A rollback ended by an error it survives (Ctrl-C, a store gone after its retries): the chunk
     it deleted is counted and its hold cleared, the job left ``rolling_back``, so ``rollback`` run
     again goes on at once instead of meeting its own hold until it expires (only a process that
-    died, ``kill -9``, needs the expiry). Best effort: the store may be what failed."""
+    died, ``kill -9``, needs the expiry). A chunk whose delete did not return stays recorded in
+    flight, uncounted: the next rollback adopts it (``JobStore.adopt_rollback_chunk``). Best effort:
+    the store may be what failed."""
     jobs = ports.jobs
-    # A renewal cut off before its answer is sent again under its own marker (counted once either
-    # way); otherwise the pending chunk goes under a new one.
-    chunk = progress.renewals if progress.renewing else progress.renewals + 1
+    # A renewal cut off before its answer is sent again under its own marker, recording the same
+    # chunk (counted once either way); otherwise the pending count goes under a new one, and the
+    # chunk in flight is cleared when its delete returned (counted now), else left for the next.
+    if progress.renewing:
+        chunk, sending = progress.renewals, progress.sending
+    else:
+        chunk, sending = progress.renewals + 1, (None if progress.in_flight else ())
     with contextlib.suppress(Exception):
-        jobs.renew_rollback(held.job_id, owner=owner, ttl=ports.lease, deleted=progress.pending, chunk=chunk)
+        jobs.renew_rollback(
+            held.job_id, owner=owner, ttl=ports.lease, deleted=progress.pending, chunk=chunk, sending=sending
+        )
     with contextlib.suppress(Exception):
         jobs.give_back_rollback(
             attrs.evolve(held, status=ROLLING_BACK, updated_at=ports.clock.now()), owner=owner
@@ -195,13 +230,15 @@ def _let_go(held: MigrationJob, ports: RollbackPorts, owner: str, progress: _Pro
 def _delete_held(
     company_sso_id: str, held: MigrationJob, ports: RollbackPorts, owner: str, progress: _Progress
 ) -> tuple[int, int]:
-    """Delete the account's migrated logs under ``owner``'s hold: (all deleted, the last chunk's
-    count, which ``finish_rollback`` adds). Chunk by chunk when the store can (``MigratedLogsInChunks``),
-    the hold renewed with the chunk before counted (``JobStore.renew_rollback``) before each delete
+    """Delete the account's migrated logs under ``owner``'s hold: (all deleted, the count still to
+    add, which ``finish_rollback`` adds). Chunk by chunk when the store can (``MigratedLogsInChunks``):
+    first the chunk another rollback of the job left in flight, adopted (``JobStore.adopt_rollback_chunk``:
+    its delete sent again, all of it counted); then each chunk read, the hold renewed with the chunk
+    before counted and this one recorded in flight (``JobStore.renew_rollback``) before its delete
     is sent, and again when half the lease has passed since (on ``RollbackPorts.clock``, as the run
     loop's own renewal) by the time it is sent; ``LeaseHeld`` once the hold is another's: no further
-    delete is sent, and the chunk before is counted (``finish_rollback``, which leaves the status to
-    the new holder)."""
+    delete is sent, and the chunk in flight is the new holder's to count (``finish_rollback`` adds
+    the pending count only where it did not adopt it, and leaves the status to the new holder)."""
     jobs, logs, job_id = ports.jobs, ports.logs, held.job_id
     half, clock = ports.lease / 2, ports.clock
     if not isinstance(logs, MigratedLogsInChunks):
@@ -210,14 +247,19 @@ def _delete_held(
         return (count := logs.delete_migrated(company_sso_id)), count
     total = 0
 
-    def renew() -> dt.datetime:
-        """Renew the hold with the chunk before counted; when it was sent (``clock``)."""
+    def renew(sending: Sequence[object] | None) -> dt.datetime:
+        """Renew the hold, the count before added and ``sending`` recorded; when it was sent (``clock``)."""
         progress.renewals += 1
         sent = clock.now()
-        progress.renewing = True
+        progress.renewing, progress.sending = True, sending
         try:
             jobs.renew_rollback(
-                job_id, owner=owner, ttl=ports.lease, deleted=progress.pending, chunk=progress.renewals
+                job_id,
+                owner=owner,
+                ttl=ports.lease,
+                deleted=progress.pending,
+                chunk=progress.renewals,
+                sending=sending,
             )
         except LeaseHeld as exc:
             ended = attrs.evolve(held, status=ROLLED_BACK, updated_at=ports.clock.now())
@@ -229,18 +271,33 @@ def _delete_held(
             ) from exc
         progress.renewing = False
         progress.pending = 0
+        if sending is not None:
+            progress.in_flight = bool(sending)
         return sent
 
+    def delete(chunk: Sequence[object]) -> int:
+        """The chunk in flight deleted; how many of its logs went."""
+        deleted = logs.delete_migrated_chunk(company_sso_id, chunk)
+        progress.in_flight = False
+        return deleted
+
+    # A rollback that took the hold over from one that died (or froze) after recording a chunk
+    # finishes that chunk first: each of its logs existed when it was read and is gone after this
+    # delete, whichever delete took it, so all of it is counted (never by the other: closed).
+    if adopted := jobs.adopt_rollback_chunk(job_id, owner=owner):
+        progress.in_flight = True
+        total += delete(adopted)
+        progress.pending = len(adopted)
     while chunk := logs.migrated_chunk(company_sso_id, ports.chunk):
-        renewed = renew()
+        renewed = renew(chunk)
         while dt.timedelta(0) < half <= clock.now() - renewed:
-            renewed = renew()  # stalled since (a frozen process): the hold may be another's by now
-        progress.pending = logs.delete_migrated_chunk(company_sso_id, chunk)
+            renewed = renew(None)  # stalled since (a frozen process): the hold may be another's by now
+        progress.pending = delete(chunk)
         total += progress.pending
         if not progress.pending:
             # A chunk its own store would not delete: the rest in one delete, as without chunks,
             # rather than reading the same chunk for ever.
-            renew()
+            renew(())
             progress.pending = logs.delete_migrated(company_sso_id)
             total += progress.pending
             break
