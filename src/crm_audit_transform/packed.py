@@ -252,8 +252,6 @@ def pack_outcomes(
             log = outcome.log
             if encode is not None and type(log) is ActivityLog:
                 log = encode(log)
-                if log is not outcome.log:
-                    outcome = Migrated(audit_id, log)
             if type(log) is EncodedLog and not log.problem:
                 if shared is None:
                     shared = _shared(log, audit_id)
@@ -270,6 +268,8 @@ def pack_outcomes(
                     lines.append(log.data)
                     others.append(None)
                     continue
+            if log is not outcome.log:  # kept as the log it was encoded to (a LOG row)
+                outcome = Migrated(audit_id, log)
         kinds.append(kind)
         actions.append("")
         named.append(0)

@@ -7,6 +7,7 @@ import pickle
 import random
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -174,6 +175,20 @@ class TestPackedOutcomes:
         assert packed.rows.kinds == b"ML"
         assert not packed.plain
         assert list(packed) == outcomes
+
+    def test_a_log_its_writer_refuses_crosses_as_its_encoded_log(self) -> None:
+        """``encode`` gives a log with a ``problem`` (too large, unencodable): a LOG row that reads
+        back as the ``Migrated`` of that encoded log, not of the log given."""
+        migrated = [o for o in outcomes_of(ROWS[:40]) if isinstance(o, Migrated)][:3]
+        refused = attrs.evolve(jsonl_log(migrated[1].log), data=b"", problem="too large")
+
+        def encode(log: Any) -> Any:
+            return refused if log is migrated[1].log else jsonl_log(log)
+
+        packed = pack_outcomes(migrated, encode)
+        assert packed.rows.kinds == b"MLM"
+        assert packed[1] == Migrated(migrated[1].audit_id, refused)
+        assert packed[0] == Migrated(migrated[0].audit_id, jsonl_log(migrated[0].log))
 
     def test_the_wire_gives_back_the_outcomes_the_worker_held(self) -> None:
         outcomes = tuple(outcomes_of(hostile_rows()[:80]))
