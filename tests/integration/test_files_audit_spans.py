@@ -17,16 +17,12 @@ from typing import Any
 import pytest
 from test_files_audits import TEXT_AUDITS
 
-from crm_audit_adapters.bootstrap import DryRunFiles, dry_run_service
 from crm_audit_adapters.files import AuditOrderError, CheckedRows, FileAuditSource, FileFormatError
 from crm_audit_adapters.files.audit_spans import FileSpanReader, FileSpanSource
-from crm_audit_adapters.files.sink import JsonlActivityLogSink
 from crm_audit_transform.config import load_default_config
-from crm_audit_transform.domain import AuditRow, Failed, Migrated, Outcome
+from crm_audit_transform.domain import AuditRow, Failed, Outcome
 from crm_audit_transform.usecases.pages import PageSpan
-from support.corpus_account import company_sso_id, contact_docs, dump_jsonl, sso_docs
-from support.corpus_world import CORPUS
-from support.page_workers import page_pool
+from support.dry_runs import dry_runs
 
 SCOPE = tuple(load_default_config().scope)
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -204,33 +200,13 @@ class TestARunWithWorkers:
         byte ranges, the outcomes (in order), the job's counts and the bytes written are one
         process's, the rows set aside included."""
         audits = write(tmp_path / "audits.jsonl", hostile_lines())
-        (tmp_path / "contacts.jsonl").write_text(dump_jsonl(contact_docs(TENANT)), encoding="utf-8")
-        (tmp_path / "sso.jsonl").write_text(dump_jsonl(sso_docs(TENANT)), encoding="utf-8")
-        files = DryRunFiles(
-            audits, CORPUS / "users.jsonl", tmp_path / "contacts.jsonl", tmp_path / "sso.jsonl", None
-        )
-        company = company_sso_id(TENANT)
-        results = {}
-        for workers in (1, 2):
-            out = tmp_path / f"logs{workers}.jsonl"
-            checked = CheckedRows(audits)
+
+        def source(workers: int, checked: CheckedRows) -> FileAuditSource:
             kind = FileSpanSource if workers > 1 else FileAuditSource
-            source = kind(audits, TENANT, checked=checked, max_record_bytes=CAP)
-            outcomes: list[Outcome] = []
-            with JsonlActivityLogSink(out) as sink, source:
-                pool = page_pool(workers) if workers > 1 else None
-                try:
-                    service = dry_run_service(
-                        company, TENANT, files, sink, checked=checked, source=source, pipeline=pool
-                    )
-                    result = service.dry_run(company, TENANT, on_outcomes=outcomes.extend)
-                finally:
-                    if pool is not None:
-                        pool.close()
-            # A worker's migrated log comes encoded (the bytes written are compared whole).
-            listed = [("migrated", o.audit_id) if isinstance(o, Migrated) else o for o in outcomes]
-            results[workers] = (listed, result.job.tally, out.read_bytes())
+            return kind(audits, TENANT, checked=checked, max_record_bytes=CAP)
+
+        results = dry_runs(tmp_path, audits, TENANT, source)
         assert results[2] == results[1]
-        outcomes, tally, written = results[1]
+        _, tally, written = results[1]
         assert sum(tally.failed.values()) > 30
         assert written.count(b"\n") == tally.migrated > 1000
