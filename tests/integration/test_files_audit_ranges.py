@@ -55,12 +55,10 @@ def by_page(source: FileAuditSource, limit: int, told: Pages) -> None:
     while True:
         rows = source.page(TENANT, SCOPE, after_id=after, cutoff=EPOCH, limit=limit)
         aside = list(source.take_set_aside())
-        if not rows:
-            if aside:
-                told.append(([], aside))
+        if not rows and not aside:
             return
         told.append(([row.id for row in rows], aside))
-        after = rows[-1].id
+        after = rows[-1].id if rows else after  # a page of none in a run of lines set aside
 
 
 def in_process(spans: Iterable[PageSpan], source: FileRangeSource) -> Iterator[TransformedPage]:

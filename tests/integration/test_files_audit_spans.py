@@ -85,10 +85,10 @@ def by_page(source: FileAuditSource, limit: int) -> tuple[Pages, list[AuditRow]]
     while True:
         rows = source.page(TENANT, SCOPE, after_id=after, cutoff=EPOCH, limit=limit)
         pages.append(([row.id for row in rows], list(source.take_set_aside())))
-        if not rows:
+        if not rows and not pages[-1][1]:
             return pages, found
         found.extend(rows)
-        after = rows[-1].id
+        after = rows[-1].id if rows else after  # a page of none in a run of lines set aside
 
 
 def by_span(source: FileSpanSource, limit: int) -> tuple[Pages, list[AuditRow]]:
@@ -99,10 +99,10 @@ def by_span(source: FileSpanSource, limit: int) -> tuple[Pages, list[AuditRow]]:
         ids = source.page_ids(TENANT, SCOPE, after_id=after, cutoff=EPOCH, limit=limit)
         span = PageSpan(TENANT, SCOPE, EPOCH, tuple(ids), source.page_extent())
         pages.append((list(ids), list(source.take_set_aside())))
-        if not ids:
+        if not ids and not pages[-1][1]:
             return pages, rows
         rows.extend(pickle.loads(pickle.dumps(source.span_reader()))(span))  # as a worker reads it
-        after = ids[-1]
+        after = ids[-1] if ids else after  # a page of none in a run of lines set aside
 
 
 def walk(source: FileAuditSource, told: list[list[int]]) -> None:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 from crm_audit_adapters.files import AUDIT_COLUMNS, FileFormatError, read_audit_rows
-from crm_audit_adapters.files.audits import file_tenants
+from crm_audit_adapters.files.audits import SetAside, file_tenants
 from crm_audit_adapters.files.psql_csv import csv_records, split_record
 from crm_audit_adapters.files.scope_keys import row_keys
 from crm_audit_transform.domain import AuditRow
@@ -187,9 +187,11 @@ class TestScopeKeys:
         key_errors: list[FileFormatError] = []
         rows = list(numbered_audit_rows(path, tenant, on_error=row_errors.append))
         keys = list(numbered_scope_keys(path, tenant, on_error=key_errors.append))
-        assert keys == [(n, row_keys(r)) for n, r in rows]  # the text's size (a page's budget) too
-        assert {key.size for _, key in keys} != {0}
+        # The text's size (a page's budget) too, and each line reported followed by its mark.
+        assert keys == [(n, r if r is SetAside.LINE else row_keys(r)) for n, r in rows]
+        assert {key.size for _, key in keys if key is not SetAside.LINE} != {0}
         assert [(e.line, str(e)) for e in key_errors] == [(e.line, str(e)) for e in row_errors]
+        assert [n for n, r in rows if r is SetAside.LINE] == [e.line for e in row_errors]
         assert len(keys) >= 5  # plain and odd lines were both met
         assert len(key_errors) >= 4
 

@@ -493,7 +493,7 @@ class TestHaltIsAFunctionOfTheRows:
 
 class SettingAside:
     """The world's source, handing over the given rows as set aside (``ports.RowsSetAside``) at the
-    given ``page`` calls (0-based; -1: the first call that finds no row)."""
+    given ``page`` calls (0-based; -1: the first call that finds no row), each list once."""
 
     def __init__(self, inner: Any, aside: dict[int, list[Outcome]]) -> None:
         self._inner = inner
@@ -503,7 +503,7 @@ class SettingAside:
 
     def page(self, *args: Any, **kwargs: Any) -> Sequence[AuditRow]:
         rows = self._inner.page(*args, **kwargs)
-        self._pending.extend(self._aside.get(-1 if not rows else self._calls, []))
+        self._pending.extend(self._aside.pop(-1 if not rows else self._calls, []))
         self._calls += 1
         return rows
 
@@ -513,6 +513,23 @@ class SettingAside:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
+
+
+class Pausing(SettingAside):
+    """``SettingAside`` that gives no row at the given ``page`` calls, handing over the given rows
+    set aside instead: a file source that paused in a run of lines it set aside (its next call
+    goes on from the same cursor)."""
+
+    def __init__(self, inner: Any, pauses: dict[int, list[Outcome]]) -> None:
+        super().__init__(inner, {})
+        self._pauses = pauses
+
+    def page(self, *args: Any, **kwargs: Any) -> Sequence[AuditRow]:
+        if self._calls in self._pauses:
+            self._pending.extend(self._pauses.pop(self._calls))
+            self._calls += 1
+            return ()
+        return super().page(*args, **kwargs)
 
 
 def unreadable(audit_id: int) -> Failed:
@@ -543,3 +560,19 @@ class TestRowsSetAside:
         job = world.run(settings=RunSettings(page_size=5, halt_threshold=1.0)).job
         assert (job.status, job.tally.processed, job.last_audit_id) == (COMPLETED, 12, 12)
         assert job.tally.failed == {"invalid_audit_row": 2}
+
+    def test_a_page_of_no_rows_with_rows_set_aside_is_not_the_end(self) -> None:
+        """A source that pauses in a run of lines it sets aside gives a page of none: the loop
+        counts those rows as a page of their own and asks again from the same cursor."""
+        world = world_of([row(n) for n in range(1, 40, 3)])  # 1, 4, … 37
+        world.source = Pausing(world.source, {1: [unreadable(14)], 2: [unreadable(15)]})
+        world.trigger()
+        seen: list[int] = []
+        result = world.run(
+            settings=RunSettings(page_size=5, halt_threshold=1.0),
+            on_outcomes=lambda outcomes: seen.extend(o.audit_id for o in outcomes),
+        )
+        job = result.job
+        assert (job.status, job.tally.processed, job.last_audit_id) == (COMPLETED, 15, 37)
+        assert job.tally.failed == {"invalid_audit_row": 2}
+        assert seen == [1, 4, 7, 10, 13, 14, 15, *range(16, 40, 3)]

@@ -10,7 +10,7 @@ from crm_audit_transform.numerals import parse_int
 
 from .audit_fields import record_row
 from .errors import FileFormatError
-from .lines import OnError, PathLike, report
+from .lines import OnError, PathLike, SetAside, report
 from .psql_csv import LongRecord, csv_records, leading_fields, split_record, split_record_keeping_bytes
 
 _REQUIRED_COLUMNS: Final = frozenset({"id", "auditable_type", "action", "created_at"})
@@ -22,7 +22,9 @@ def csv_rows_of(
     jsonb_changes: bool,
     on_error: OnError | None,
     max_record_bytes: int,
-) -> Generator[tuple[int, AuditRow], None, None]:
+) -> Generator[tuple[int, AuditRow | SetAside], None, None]:
+    """The rows of a psql CSV export, each record set aside followed by ``SetAside.LINE`` (a record
+    too long to hold is not: it holds at least ``max_record_bytes``)."""
     read: list[list[str]] = []  # the header, once read
     too_long = _too_long(path, tenant, on_error, max_record_bytes, read)
     records = csv_records(path, max_record_bytes, on_long=too_long)
@@ -38,6 +40,7 @@ def csv_rows_of(
             row = record_row(path, number, record, tenant, typed=False, jsonb_changes=jsonb_changes)
         except FileFormatError as error:
             report(error, on_error)
+            yield number, SetAside.LINE
             continue
         if row is not None:
             yield number, row

@@ -72,7 +72,11 @@ def record_row(
             request_uuid=_text(record, "request_uuid"),
         )
     except _Bad as bad:
-        raise FileFormatError(path, number, str(bad), audit_id=audit_id) from None
+        why = str(bad)
+    # Raised here, not in the handler: there the handler's frame holds ``bad`` and ``bad`` the frame
+    # (its traceback), a cycle the error would keep alive, with the line's record, until a collector
+    # pass; a run of such lines under the run loop's collector settings piled them up (collector).
+    raise FileFormatError(path, number, why, audit_id=audit_id)
 
 
 def _integer(record: Mapping[str, Any], name: str, typed: bool) -> int | None:

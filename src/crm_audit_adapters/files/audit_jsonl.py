@@ -11,7 +11,7 @@ from crm_audit_transform.numerals import BIGINT_MAX, BIGINT_MIN
 
 from .audit_fields import record_row
 from .errors import FileFormatError
-from .lines import LineWindow, OnError, PathLike, json_objects, parse_timestamp, report
+from .lines import LineWindow, OnError, PathLike, SetAside, json_objects, parse_timestamp, report
 
 LONG_LINE_MEMBERS: Final = frozenset({"tenant", "id"})
 """What a line past ``max_line_bytes`` is read for (``lines.json_objects(keep=…)``): wherever they
@@ -57,10 +57,11 @@ def audit_objects(
     on_error: OnError | None,
     max_line_bytes: int,
     window: LineWindow | None = None,
-) -> Iterator[tuple[int, dict[str, Any]]]:
+) -> Iterator[tuple[int, dict[str, Any] | SetAside]]:
     """An audits JSONL file's ``(line number, object)`` pairs, a line past ``max_line_bytes`` read
     as ``too_long_line`` says: what both the row reader and the scope pass read (within ``window``,
-    when given: ``lines.LineWindow``)."""
+    when given: ``lines.LineWindow``). Each line handed to ``on_error`` or passed over for its
+    length is followed by ``SetAside.LINE`` (``lines.json_objects(marks=True)``)."""
     return json_objects(
         path,
         on_error,
@@ -69,6 +70,7 @@ def audit_objects(
         on_long_line=too_long_line(path, tenant, on_error, max_line_bytes),
         keep=LONG_LINE_MEMBERS,
         window=window,
+        marks=True,
     )
 
 
@@ -78,8 +80,12 @@ def jsonl_rows(
     on_error: OnError | None,
     max_line_bytes: int,
     window: LineWindow | None = None,
-) -> Generator[tuple[int, AuditRow], None, None]:
+) -> Generator[tuple[int, AuditRow | SetAside], None, None]:
+    """The rows of an audits JSONL file, each line set aside followed by ``SetAside.LINE``."""
     for number, record in audit_objects(path, tenant, on_error, max_line_bytes, window):
+        if record is SetAside.LINE:
+            yield number, record
+            continue
         plain = plain_jsonl_row(record, tenant)
         if plain is not NotPlain.NOT_PLAIN:
             row = plain
@@ -88,6 +94,7 @@ def jsonl_rows(
                 row = record_row(path, number, record, tenant, typed=True, jsonb_changes=False)
             except FileFormatError as error:
                 report(error, on_error)
+                yield number, SetAside.LINE
                 continue
         if row is not None:
             yield number, row

@@ -9,9 +9,10 @@ report (``RangeTold``: each row's id, line, whether it is in scope, the bytes of
 each line that failed with an id, as its error; a line that stops the read). The runner merges the
 reports in file order and takes the decisions one forward read takes (``FileAuditSource``): the
 id order (``AuditOrderError``), repeats and lines set aside (``CheckedRows``, with the same
-ordinals and words), the cursor, the page size and the 32 MiB byte budget. From the ranges'
-outcomes it makes the pages ``page`` gives, each with the rows set aside beside it, so the run
-loop writes the same steps in the same order, and the outputs are one process's byte for byte
+ordinals and words), the cursor, the page size, the 32 MiB byte budget and the early end once
+``HOLD_SET_ASIDE`` outcomes set aside are held. From the ranges' outcomes it makes the pages
+``page`` gives, each with the rows set aside beside it, so the run loop writes the same steps in
+the same order, and the outputs are one process's byte for byte
 (benchmarks/RESULTS.md, issue 15 goal 2, eighth round).
 
 What a range's reader cannot know is decided in the merge: its first row may repeat the id of the
@@ -38,12 +39,12 @@ from crm_audit_transform.transformer import PageResult
 from crm_audit_transform.usecases.pages import PageSpan, RangeRows, ReadIds, TransformedPage
 
 from .audit_rows import numbered_audit_rows
-from .audit_source import DEFAULT_PAGE_BYTES, IdOrder, on_or_after
+from .audit_source import DEFAULT_PAGE_BYTES, HOLD_SET_ASIDE, IdOrder, on_or_after
 from .audit_spans import FileSpanReader, FileSpanSource
 from .audits import FileFormat
 from .checked_rows import CheckedRows
 from .errors import FileFormatError
-from .lines import LineWindow, PathLike
+from .lines import LineWindow, PathLike, SetAside
 from .psql_csv import DEFAULT_MAX_RECORD_BYTES
 from .scope_keys import text_bytes
 
@@ -116,7 +117,10 @@ def read_range(path: PathLike, tenant: str, max_record_bytes: int, span: PageSpa
         kinds.append(FAILED)
         lines.append(error.line)
         ids.append(audit_id)
-        errors.append(error)
+        # Kept without its traceback: that holds the reader's frame, and so this function and the
+        # list, a cycle that kept a range's errors (and their lines' records) until a full pass of
+        # the collector, which the run loop's settings make rare (collector): 150 MiB at 200,000.
+        errors.append(error.with_traceback(None))
         if previous is not None and audit_id < previous:
             raise _Stop
         previous = audit_id
@@ -131,6 +135,8 @@ def read_range(path: PathLike, tenant: str, max_record_bytes: int, span: PageSpa
     )
     try:
         for number, row in numbered:
+            if row is SetAside.LINE:
+                continue  # told by on_error, or another tenant's long line
             audit_id = row.id
             lines.append(number)
             ids.append(audit_id)
@@ -356,12 +362,18 @@ class _Merge:
                     checked.on_error(error)
                 else:
                     checked.repeat_line(error)
+                if len(checked.outcomes) >= HOLD_SET_ASIDE:  # where one process's page pauses
+                    yield self._page()
+                    page_ids, page_outcomes = self._ids, self._outcomes
                 continue
             self._ordinal += 1
             if not admits(line, audit_id, repeats=repeats):
                 assert checked is not None  # admits refuses a repeat only when repeats are allowed
                 checked.repeat(self._ordinal, audit_id)
                 candidate += kind == IN_SCOPE  # a repeat across the cut: its outcome is dropped
+                if len(checked.outcomes) >= HOLD_SET_ASIDE:
+                    yield self._page()
+                    page_ids, page_outcomes = self._ids, self._outcomes
                 continue
             if kind != IN_SCOPE:
                 continue

@@ -10,7 +10,7 @@ from crm_audit_transform.domain import AuditRow
 from .audit_csv import csv_rows_of
 from .audit_formats import FileFormat, format_of
 from .audit_jsonl import jsonl_rows
-from .lines import LineWindow, OnError, PathLike
+from .lines import LineWindow, OnError, PathLike, SetAside
 from .psql_csv import DEFAULT_MAX_RECORD_BYTES
 
 
@@ -37,7 +37,7 @@ def read_audit_rows(
         on_error=on_error,
         max_record_bytes=max_record_bytes,
     )
-    return (row for _, row in numbered)
+    return (row for _, row in numbered if row is not SetAside.LINE)
 
 
 def numbered_audit_rows(
@@ -49,8 +49,10 @@ def numbered_audit_rows(
     on_error: OnError | None = None,
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
     window: LineWindow | None = None,
-) -> Generator[tuple[int, AuditRow], None, None]:
-    """``read_audit_rows`` with each row's (first) line number, for errors that name the line.
+) -> Generator[tuple[int, AuditRow | SetAside], None, None]:
+    """``read_audit_rows`` with each row's (first) line number, for errors that name the line, and
+    ``(its number, SetAside.LINE)`` after each line handed to ``on_error`` or passed over for its
+    length (``lines.SetAside``): a reader's caller gets control back in a run of such lines.
 
     ``window`` (JSONL only: a CSV record may span lines, and its columns are named by the header)
     reads the lines within it (``lines.LineWindow``)."""

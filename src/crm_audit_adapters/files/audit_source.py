@@ -13,7 +13,9 @@ keyset queries as the SQL would, but by reading forward:
   past it — the run loop's case, so a whole run reads the file once more — and otherwise reopens
   the file and skips forward (a resume). A page ends early, after the row that brings its
   ``audited_changes`` and comments to ``page_bytes`` (32 MiB), so a file of large rows is not held
-  500 rows at a time; once the file was read to its end, a page after its last id is empty at once;
+  500 rows at a time, or after the line set aside that brings the outcomes held to
+  ``HOLD_SET_ASIDE`` (with no row, perhaps: ``ports.RowsSetAside``); once the file was read to its
+  end, a page after its last id is empty at once;
 * ``audit_by_id`` reads forward until it reaches or passes the id.
 
 An id smaller than the one before it stops the read with ``AuditOrderError`` naming the line: the
@@ -56,7 +58,7 @@ from .audits import (
 )
 from .checked_rows import CheckedRows
 from .errors import FileFormatError
-from .lines import LineWindow, PathLike
+from .lines import LineWindow, PathLike, SetAside
 from .psql_csv import DEFAULT_MAX_RECORD_BYTES
 from .scope_keys import text_bytes
 
@@ -65,6 +67,11 @@ __all__ = ["AuditOrderError", "FileAuditSource"]
 
 DEFAULT_PAGE_BYTES: Final = 32 * 1024 * 1024
 """A page ends after the row that brings its text to this many bytes (``FileAuditSource``)."""
+
+HOLD_SET_ASIDE: Final = 1000
+"""A page ends after the line set aside that brings the outcomes held (``CheckedRows``, not yet
+taken) to this many, with the rows found so far, none perhaps (``FileAuditSource``): so a file of
+lines that cannot become rows is read with flat memory, about 0.3 KB an outcome held."""
 
 
 class AuditOrderError(FileFormatError):
@@ -83,6 +90,7 @@ class FileAuditSource:
 
     __slots__ = (
         "_checked",
+        "_drained",
         "_end",
         "_file_format",
         "_jsonb_changes",
@@ -93,6 +101,7 @@ class FileAuditSource:
         "_reader",
         "_reading",
         "_reported",
+        "_resume",
         "_tenant",
         "_window",
     )
@@ -115,6 +124,12 @@ class FileAuditSource:
         self._end: int | None = None  # the last id of the file, once a page read to its end
         self._checked = checked
         self._reported = 0  # rows (in file order) whose own failures were already handed to checked
+        # Where a page that ended early in a run of lines set aside left its reader: the after_id,
+        # scope and cutoff the next page goes on from without reopening the file (see _page).
+        self._resume: tuple[int, frozenset[str], dt.datetime] | None = None
+        # The same for the page that read the file to its end: the next one has no row (a page after
+        # lines set aside at the file's end is asked again, and must not read the file again).
+        self._drained: tuple[int, frozenset[str], dt.datetime] | None = None
         self._tenant = tenant
         self._file_format: FileFormat | None = file_format
         self._jsonb_changes = jsonb_changes
@@ -164,7 +179,7 @@ class FileAuditSource:
         rows = self._ordered(numbered_scope_keys, report=False)
         try:
             for row in rows:
-                if row.auditable_type not in wanted or not on_or_after(row, cutoff):
+                if row is SetAside.LINE or row.auditable_type not in wanted or not on_or_after(row, cutoff):
                     continue
                 if not count:
                     first = row.id
@@ -201,7 +216,9 @@ class FileAuditSource:
             return None
         rows = self._ordered(numbered_scope_keys, report=False)
         try:
-            first = next((row.id for row in rows if row.auditable_type in wanted), None)
+            first = next(
+                (row.id for row in rows if row is not SetAside.LINE and row.auditable_type in wanted), None
+            )
         finally:
             rows.close()
         return None if first is None or first > last else (first, last)
@@ -224,26 +241,45 @@ class FileAuditSource:
         on_found: Callable[[], None] | None = None,
     ) -> list[_Row]:
         """``page``'s rows as ``read`` makes them (rows, or a span source's ``ScopeKeys``), each
-        found row followed by ``on_found()`` while the reader is still at its line."""
+        found row followed by ``on_found()`` while the reader is still at its line.
+
+        The page ends early, after the rows found so far (none, perhaps), once the outcomes set
+        aside and not yet taken reach ``HOLD_SET_ASIDE``: the caller takes them and asks again from
+        the same cursor (``ports.RowsSetAside``), and the reader goes on where it paused."""
         if tenant != self._tenant or limit <= 0:
             return []
         if self._end is not None and after_id >= self._end:
             return []  # the file was read to its end, and no row is after this id: the run's last call
+        wanted = frozenset(scope)
+        if self._drained == (after_id, wanted, cutoff):
+            return []
+        resume, self._resume = self._resume, None
         if (
             self._reader is None
             or self._reading is not read
             or (on_found is not None and self._window is None)  # a reader opened without its window
-            or (self._position is not None and after_id < self._position)
+            or (
+                self._position is not None
+                and after_id < self._position
+                and resume != (after_id, wanted, cutoff)  # not the page after a pause
+            )
         ):
             self.close()
             self._window = LineWindow() if on_found is not None else None
             self._reader, self._reading = self._ordered(read, report=True, window=self._window), read
             self._position = None
-        reader: Generator[_Row, None, None] = self._reader
-        wanted = frozenset(scope)
+        reader: Generator[_Row | SetAside, None, None] = self._reader
         found: list[_Row] = []
         budget = self._page_bytes
+        checked = self._checked
         for row in reader:
+            if row is SetAside.LINE:
+                if checked is not None and len(checked.outcomes) >= HOLD_SET_ASIDE:
+                    # Rows passed over since the last found one lie at or below the cursor, or out
+                    # of this scope: the same page's next call goes on from here.
+                    self._resume = (found[-1].id if found else after_id, wanted, cutoff)
+                    break
+                continue
             self._position = row.id
             if row.id > after_id and row.auditable_type in wanted and on_or_after(row, cutoff):
                 found.append(row)
@@ -256,6 +292,7 @@ class FileAuditSource:
             self.close()
             self._end = after_id if self._position is None else max(after_id, self._position)
             self._position = None
+            self._drained = (found[-1].id if found else after_id, wanted, cutoff)
         return found
 
     def take_set_aside(self) -> Sequence[Outcome]:
@@ -270,20 +307,21 @@ class FileAuditSource:
         rows = self._ordered_rows(report=False)
         try:
             for row in rows:
-                if row.id >= audit_id:
+                if row is not SetAside.LINE and row.id >= audit_id:
                     return row if row.id == audit_id else None
         finally:
             rows.close()
         return None
 
-    def _ordered_rows(self, *, report: bool) -> Generator[AuditRow, None, None]:
+    def _ordered_rows(self, *, report: bool) -> Generator[AuditRow | SetAside, None, None]:
         """The tenant's rows in file order; ``report``: hand new disqualified rows to ``checked``."""
         return self._ordered(numbered_audit_rows, report=report)
 
     def _ordered(
         self, read: _Reader[_Row], *, report: bool, window: LineWindow | None = None
-    ) -> Generator[_Row, None, None]:
-        """What ``read`` makes of the tenant's rows, in file order, ids checked ascending.
+    ) -> Generator[_Row | SetAside, None, None]:
+        """What ``read`` makes of the tenant's rows, in file order, ids checked ascending, each line
+        or row set aside followed by ``SetAside.LINE``.
 
         A line that fails with a readable id takes its place in that order as a row would: an id
         below the one before it stops the read (``AuditOrderError``), the same id again is a repeat
@@ -384,7 +422,7 @@ class _Reader(Protocol[_Read]):
         on_error: Callable[[FileFormatError], None] | None = None,
         max_record_bytes: int = ...,
         window: LineWindow | None = None,
-    ) -> Generator[tuple[int, _Read], None, None]: ...
+    ) -> Generator[tuple[int, _Read | SetAside], None, None]: ...
 
 
 def _row_bytes(row: AuditRow) -> int:
@@ -399,17 +437,21 @@ def on_or_after(row: _Identified, cutoff: dt.datetime | None) -> bool:
 
 def _ascending(
     order: IdOrder,
-    numbered: Generator[tuple[int, _Row], None, None],
+    numbered: Generator[tuple[int, _Row | SetAside], None, None],
     on_repeat: Callable[[int, int, _Row], None] | None,
-) -> Generator[_Row, None, None]:
+) -> Generator[_Row | SetAside, None, None]:
     count = 0
     repeats = on_repeat is not None
     try:
         for number, row in numbered:
+            if row is SetAside.LINE:
+                yield row
+                continue
             count += 1
             if not order.admits(number, row.id, repeats=repeats):
                 assert on_repeat is not None  # admits returns False only when repeats are allowed
                 on_repeat(number, count, row)
+                yield SetAside.LINE
                 continue
             yield row
     finally:

@@ -39,7 +39,7 @@ from .audit_source import DEFAULT_PAGE_BYTES, FileAuditSource
 from .audits import FileFormat, format_of
 from .checked_rows import CheckedRows
 from .errors import FileFormatError
-from .lines import LineWindow, PathLike
+from .lines import LineWindow, PathLike, SetAside
 from .psql_csv import DEFAULT_MAX_RECORD_BYTES
 from .scope_keys import text_bytes
 
@@ -165,7 +165,7 @@ class FileSpanReader:
         )
         try:
             for _, row in numbered:
-                if len(rows) < count and row.id == ids[len(rows)]:
+                if row is not SetAside.LINE and len(rows) < count and row.id == ids[len(rows)]:
                     rows.append(row)
         finally:
             numbered.close()

@@ -12,11 +12,12 @@ exactly what ``json.loads`` gives, or its error:
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import re
 from collections.abc import Callable, Collection, Iterator
-from typing import Any, BinaryIO, Final, TypeAlias
+from typing import Any, BinaryIO, Final, Literal, TypeAlias, overload
 
 import orjson
 
@@ -32,6 +33,18 @@ from .times import time_past_range as time_past_range
 PathLike: TypeAlias = str | os.PathLike[str]
 OnError: TypeAlias = Callable[[FileFormatError], None]
 """Called with each line that cannot become a value; without one, that line's error is raised."""
+
+
+class SetAside(enum.Enum):
+    """What a reader gives in place of a value right after a line it set aside (handed to its
+    ``on_error``, or a long line passed over to its ``on_long_line``), when asked to (``marks``).
+
+    Each such line gives control back to the reader's caller: without it, a run of lines set aside
+    is read in one step, and whatever their ``on_error`` keeps of them (a file source's
+    ``CheckedRows``) piles up until the next value. ``SetAside.LINE`` is the only member.
+    """
+
+    LINE = enum.auto()
 
 
 MAX_LINE_BYTES: Final = 64 * 1024 * 1024
@@ -112,6 +125,7 @@ def numbered_lines(
     keep: Collection[str] | None = None,
     hold_bytes: int = LONG_LINE_HEAD,
     window: LineWindow | None = None,
+    mark_long: bool = False,
 ) -> Iterator[tuple[int, bytes]]:
     """Every physical line (terminator included) with its 1-based number, streamed.
 
@@ -126,6 +140,9 @@ def numbered_lines(
     line instead of the head, and the line is not yielded.
     With ``window``, the lines from its ``start`` (numbered from its ``first``) up to its ``stop``,
     the window told where each line given lies (``LineWindow``).
+    With ``mark_long``, each line given to ``on_long`` is then given as ``b""`` (no line read is
+    empty: each holds at least its terminator or one byte), the window not moved, so that the
+    caller gets control back after it (``SetAside``).
     """
     number, begin, stop = 0, 0, None
     with open(path, "rb") as stream:
@@ -150,6 +167,8 @@ def numbered_lines(
                         else:
                             on_long(number, short)
                         begin = stream.tell() if window is not None else 0  # a pipe cannot tell
+                        if mark_long and on_long is not None:
+                            yield number, b""
                         continue
                     if on_long is None:
                         raise FileFormatError(
@@ -162,6 +181,8 @@ def numbered_lines(
                         rest = readline(LONG_LINE_HEAD)
                     on_long(number, head)
                     begin = stream.tell() if window is not None else 0
+                    if mark_long:
+                        yield number, b""
                     continue
             end = begin + len(raw)  # a line that fits was read whole: the stream is just past it
             if window is not None:
@@ -234,6 +255,7 @@ def decode(path: PathLike, number: int, raw: bytes) -> str:
         raise FileFormatError(path, number, f"not UTF-8 (byte {exc.start})") from exc
 
 
+@overload
 def json_objects(
     path: PathLike,
     on_error: OnError | None = None,
@@ -243,7 +265,35 @@ def json_objects(
     on_long_line: Callable[[int, dict[str, Any]], None] | None = None,
     keep: Collection[str] | None = None,
     window: LineWindow | None = None,
-) -> Iterator[tuple[int, dict[str, Any]]]:
+    marks: Literal[False] = False,
+) -> Iterator[tuple[int, dict[str, Any]]]: ...
+
+
+@overload
+def json_objects(
+    path: PathLike,
+    on_error: OnError | None = None,
+    *,
+    keep_bytes: bool = False,
+    max_line_bytes: int = MAX_LINE_BYTES,
+    on_long_line: Callable[[int, dict[str, Any]], None] | None = None,
+    keep: Collection[str] | None = None,
+    window: LineWindow | None = None,
+    marks: Literal[True],
+) -> Iterator[tuple[int, dict[str, Any] | SetAside]]: ...
+
+
+def json_objects(
+    path: PathLike,
+    on_error: OnError | None = None,
+    *,
+    keep_bytes: bool = False,
+    max_line_bytes: int = MAX_LINE_BYTES,
+    on_long_line: Callable[[int, dict[str, Any]], None] | None = None,
+    keep: Collection[str] | None = None,
+    window: LineWindow | None = None,
+    marks: bool = False,
+) -> Iterator[tuple[int, dict[str, Any] | SetAside]]:
     """``(line number, object)`` for every non-blank line; a line that is not a JSON object is an error.
 
     A line that is not UTF-8 is an error too, unless ``keep_bytes``: then it is read all the same and
@@ -251,15 +301,20 @@ def json_objects(
     A line longer than ``max_line_bytes`` stops the read (``numbered_lines``); with ``on_long_line`` it
     is passed over, not held, and ``on_long_line(number, leading_members(its head))`` is called; with
     ``keep``, it is read for those members only (``numbered_lines``), and ``on_long_line`` gets them
-    wherever they lie in the line. ``window``: the lines within it (``numbered_lines``).
+    wherever they lie in the line. ``window``: the lines within it (``numbered_lines``). With
+    ``marks``, each line handed to ``on_error`` or passed over to ``on_long_line`` is followed by
+    ``(its number, SetAside.LINE)``.
     """
     on_long = (
         None if on_long_line is None else lambda number, head: on_long_line(number, leading_members(head))
     )
     if on_long_line is not None and keep is not None:
         on_long = lambda number, short: on_long_line(number, _members_of(short))  # noqa: E731
-    for number, raw in numbered_lines(path, max_line_bytes, on_long=on_long, keep=keep, window=window):
+    lines = numbered_lines(path, max_line_bytes, on_long=on_long, keep=keep, window=window, mark_long=marks)
+    for number, raw in lines:
         if not raw.strip():
+            if not raw and marks:
+                yield number, SetAside.LINE  # a long line passed over (numbered_lines' mark_long)
             continue  # blank lines separate nothing and hold nothing
         value = fast_object(raw)
         if value is None:
@@ -274,6 +329,8 @@ def json_objects(
                     value = parse_object(path, number, text)
             except FileFormatError as error:
                 report(error, on_error)
+                if marks:
+                    yield number, SetAside.LINE
                 continue
         yield number, value
 

@@ -14,7 +14,16 @@ from .audit_formats import FileFormat, format_of
 from .audit_jsonl import NotPlain, audit_objects, plain_jsonl_columns
 from .audit_rows import numbered_audit_rows
 from .errors import FileFormatError
-from .lines import LineWindow, OnError, PathLike, fast_object, lines_from_end, parse_timestamp, report
+from .lines import (
+    LineWindow,
+    OnError,
+    PathLike,
+    SetAside,
+    fast_object,
+    lines_from_end,
+    parse_timestamp,
+    report,
+)
 from .psql_csv import DEFAULT_MAX_RECORD_BYTES
 
 
@@ -52,8 +61,8 @@ def numbered_scope_keys(
     on_error: OnError | None = None,
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
     window: LineWindow | None = None,
-) -> Generator[tuple[int, ScopeKeys], None, None]:
-    """``numbered_audit_rows``'s rows as ``ScopeKeys``: the same rows, and the same errors.
+) -> Generator[tuple[int, ScopeKeys | SetAside], None, None]:
+    """``numbered_audit_rows``'s rows as ``ScopeKeys``: the same rows, errors and ``SetAside`` marks.
 
     A plain JSONL line (``plain_jsonl_columns``) gives its keys without an ``AuditRow``; its
     ``audited_changes`` is not looked at beyond its type. Any other line, and every CSV record,
@@ -72,9 +81,12 @@ def numbered_scope_keys(
             window=window,
         )
         for number, found in rows:
-            yield number, row_keys(found)
+            yield number, (found if found is SetAside.LINE else row_keys(found))
         return
     for number, record in audit_objects(path, tenant, on_error, max_record_bytes, window):
+        if record is SetAside.LINE:
+            yield number, record
+            continue
         columns = plain_jsonl_columns(record, tenant)
         if columns is None:
             continue
@@ -91,6 +103,7 @@ def numbered_scope_keys(
             row = record_row(path, number, record, tenant, typed=True, jsonb_changes=False)
         except FileFormatError as error:
             report(error, on_error)
+            yield number, SetAside.LINE
             continue
         if row is not None:
             yield number, row_keys(row)

@@ -129,6 +129,10 @@ class RowsSetAside(Protocol):
     The run loop takes them after each ``page`` call and counts them in id order with that page's
     rows (the halt rule, the job's counts, ``on_outcomes``), and verify counts them as failed
     audits, so a file source is counted as a database source whose bad rows fail one by one.
+
+    A page may end early in a run of rows set aside, with fewer rows than asked, or none: a page
+    of no rows after which ``take_set_aside`` gives some is not the end, and the next page is asked
+    from the same ``after_id`` (so a source holds a bounded number of them, whatever the run).
     """
 
     def take_set_aside(self) -> Sequence[Outcome]:

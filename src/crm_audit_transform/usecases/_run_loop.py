@@ -256,7 +256,12 @@ class RunLoop:
                 items = [item for item in items if id_of(item) <= until_id]
                 last = True
             if not items:
-                return
+                if last or not (self._set_aside and self._set_aside[-1]):
+                    return
+                # The source paused in a run of rows it set aside (ports.RowsSetAside): a page of
+                # none, counted with them; it goes on from the same cursor.
+                yield items
+                continue
             yield items
             if last:
                 return

@@ -102,8 +102,10 @@ class Walk:
             rows = source.page(
                 self.tenant, scope, after_id=cursor, cutoff=cutoff, limit=self.settings.page_size
             )
-            if setting_aside is not None:
-                self._set_aside(setting_aside.take_set_aside())
+            aside = setting_aside.take_set_aside() if setting_aside is not None else ()
+            self._set_aside(aside)
+            if not rows and aside:
+                continue  # the source paused in a run of rows it set aside: it goes on from the same cursor
             if not rows:  # the end: a shorter page may be a source's byte budget (ports.AuditSource)
                 break
             self._page(rows)

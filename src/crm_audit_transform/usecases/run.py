@@ -60,7 +60,9 @@ Rows set aside: a source that sets rows aside as their ``Failed`` outcome instea
 over (``ports.RowsSetAside``: a file's repeated id or unbuildable line) is asked for them after
 each page it reads (or tells by its ids); they are counted with that page's rows in id order
 (after a page's last row: as a page of their own), so the halt rule's check points, the job's
-counts and ``on_outcomes`` see them exactly as a database source's rows that fail one by one.
+counts and ``on_outcomes`` see them exactly as a database source's rows that fail one by one. A
+page of no rows with rows set aside is a source that paused in a run of them (a file's unreadable
+lines): counted as such a page, and the next page asked from the same cursor.
 
 Lookups: one ``LookupCache`` per run remembers the CRM users and SSO ids (and "not found") already
 answered, so each user id and email is asked at most once per run; contacts are asked per page.

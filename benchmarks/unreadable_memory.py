@@ -1,0 +1,198 @@
+"""Peak RSS of a file dry run whose lines are mostly unreadable: one process and ``--workers 2``.
+
+    nice -n 5 .venv/bin/python benchmarks/unreadable_memory.py --lines 200000 [--lines 50000]
+        [--src NAME=SRC ...] [--repeat 1]
+
+Writes (once, under ``data/unreadable_<lines>/``) a JSONL audits file of ``bench`` lines that each
+carry a readable id but cannot become a row (``"action": 5``: set aside as ``invalid_audit_row``),
+with one readable row every 10,000 lines, and takes the users, contacts and SSO files of
+``dry_run_scale.py``'s 1,000-row data. After one unmeasured run of each tree on 10,000 lines (its
+first command compiles its modules' bytecode, tens of MiB of its own), runs ``crm-audit-migrate
+dry-run … --out FILE --outcomes FILE --no-progress`` over it, in one process and with
+``--workers 2``, for each tree, trees interleaved (``--src NAME=SRC``: a ``src`` directory put
+first on ``PYTHONPATH``, e.g. ``git archive REV src`` with this tree's compiled extensions copied
+in; default: this tree's own).
+
+Peak RSS is the kernel's high-water mark, ``VmHWM`` in ``/proc/PID/status``, of the command's own
+process and of every process under it (the fork server, its workers), read every 20 ms while each
+lives (a process that grows in its last 20 ms is under-read). Not ``wait4``'s ``ru_maxrss``: a child
+forked from this script keeps this script's own high-water mark across its ``exec``, so a script
+that held an output file to hash it made the next command look as large. The outputs of each
+tree are compared byte for byte with the first tree's. ``uptime`` is printed before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from dry_run_scale import installed_env, prepare  # noqa: E402 - benchmarks are scripts beside each other
+from generate import COMPANY_SSO_ID  # noqa: E402
+
+TENANT = "bench"
+READABLE_EVERY = 10_000
+
+
+def write_audits(lines: int) -> Path:
+    """The audits file of ``lines`` lines (see the module docstring), written once."""
+    folder = HERE / "data" / f"unreadable_{lines}"
+    path = folder / "audits.jsonl"
+    if path.exists():
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    base = {
+        "tenant": TENANT,
+        "auditable_type": "Contact",
+        "auditable_id": 1,
+        "created_at": "2024-01-01 00:00:00",
+        "audited_changes": "---\nname: x\n",
+    }
+    with path.open("w", encoding="utf-8") as out:
+        for audit_id in range(1, lines + 1):
+            action = "update" if audit_id % READABLE_EVERY == 0 else 5
+            out.write(json.dumps({**base, "id": audit_id, "action": action}) + "\n")
+    return path
+
+
+def _descendants(pid: int) -> list[int]:
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                children = Path(f"/proc/{parent}/task/{task}/children").read_text().split()
+            except OSError:
+                continue
+            for child in map(int, children):
+                found.append(child)
+                todo.append(child)
+    return found
+
+
+def _hwm_mib(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def run(command: list[str], env: dict[str, str]) -> tuple[float, dict[int, float], float]:
+    """(the command's peak RSS MiB, each process's under it by pid, wall seconds)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    peaks: dict[int, float] = {}
+    own = [0.0]
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            own[0] = max(own[0], _hwm_mib(proc.pid) or 0.0)
+            for child in _descendants(proc.pid):
+                hwm = _hwm_mib(child)
+                if hwm is not None:
+                    peaks[child] = max(hwm, peaks.get(child, 0.0))
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    assert proc.stderr is not None
+    stderr = proc.stderr.read()
+    own[0] = max(own[0], _hwm_mib(proc.pid) or 0.0)  # a zombie's status has no VmHWM: read it before
+    status = proc.wait()
+    done.set()
+    watcher.join()
+    if status not in (0, 2):  # 2: the report's failures past the halt rule
+        raise RuntimeError(f"{' '.join(command[:2])} failed: {stderr.decode()[-2000:]}")
+    return own[0], peaks, time.perf_counter() - started
+
+
+def _command(script: Path, audits: Path, inputs: Path, out: Path, workers: int) -> list[str]:
+    """The dry run over ``audits``, its documents and outcome lines written beside ``out``."""
+    return [
+        str(script), "dry-run", "--company-sso-id", COMPANY_SSO_ID, "--tenant", TENANT,
+        "--audits", str(audits), "--users", str(inputs / "users.jsonl"),
+        "--contacts", str(inputs / "contacts.jsonl"), "--sso-directory", str(inputs / "sso.jsonl"),
+        "--no-progress", "--out", f"{out}-logs.jsonl", "--outcomes", f"{out}-outcomes.jsonl",
+        *(["--workers", str(workers)] if workers > 1 else []),
+    ]  # fmt: skip
+
+
+def _env(src: str) -> dict[str, str]:
+    """``installed_env``, with ``src`` first on ``PYTHONPATH`` when given."""
+    env = installed_env()
+    if src:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
+    return env
+
+
+def _digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while block := stream.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def _uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lines", type=int, action="append", required=True)
+    parser.add_argument("--src", action="append", default=[], metavar="NAME=SRC")
+    parser.add_argument("--repeat", type=int, default=1)
+    args = parser.parse_args()
+    trees = [tuple(item.split("=", 1)) for item in args.src] or [("this", "")]
+    script = Path(sys.executable).with_name("crm-audit-migrate")
+    inputs = prepare(1000)
+    out = HERE / "out" / "unreadable"
+    out.mkdir(parents=True, exist_ok=True)
+    # A first command of each tree compiles its modules' bytecode (installed_env's cache), which
+    # takes tens of MiB of its own: one small unmeasured run each first.
+    small = write_audits(READABLE_EVERY)
+    for _, src in trees:
+        for workers in (1, 2):
+            run(_command(script, small, inputs, out / "warm", workers), _env(src))
+    print(f"load before: {_uptime()}")
+    digests: dict[tuple[int, str], tuple[str, str]] = {}
+    for round_ in range(args.repeat):
+        for lines in args.lines:
+            audits = write_audits(lines)
+            for workers in (1, 2):
+                for name, src in trees:
+                    runner, others, wall = run(
+                        _command(script, audits, inputs, out / name, workers), _env(src)
+                    )
+                    digest = (_digest(out / f"{name}-logs.jsonl"), _digest(out / f"{name}-outcomes.jsonl"))
+                    first = digests.setdefault((lines, str(workers)), digest)
+                    same = "same outputs" if digest == first else f"OUTPUTS DIFFER {digest} vs {first}"
+                    children = ", ".join(f"{peak:.1f}" for peak in sorted(others.values(), reverse=True))
+                    print(
+                        f"round {round_ + 1} lines {lines:,} workers {workers} tree {name}: runner peak "
+                        f"{runner:.1f} MiB; other processes {children or '-'} MiB; {wall:.1f} s; {same}"
+                    )
+    print(f"load after: {_uptime()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
