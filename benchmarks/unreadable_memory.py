@@ -3,7 +3,8 @@
     nice -n 5 .venv/bin/python benchmarks/unreadable_memory.py --lines 200000 [--lines 50000]
         [--src NAME=SRC ...] [--repeat 1]
 
-Writes (once, under ``data/unreadable_<lines>/``) a JSONL audits file of ``bench`` lines that each
+Writes (once, under ``data/unreadable_in_scope_<lines>/``) a JSONL audits file of ``bench`` lines (of type
+``Crm::Person``, in the default scope: a line of a type outside it is not counted) that each
 carry a readable id but cannot become a row (``"action": 5``: set aside as ``invalid_audit_row``),
 with one readable row every 10,000 lines, and takes the users, contacts and SSO files of
 ``dry_run_scale.py``'s 1,000-row data. After one unmeasured run of each tree on 10,000 lines (its
@@ -45,14 +46,14 @@ READABLE_EVERY = 10_000
 
 def write_audits(lines: int) -> Path:
     """The audits file of ``lines`` lines (see the module docstring), written once."""
-    folder = HERE / "data" / f"unreadable_{lines}"
+    folder = HERE / "data" / f"unreadable_in_scope_{lines}"
     path = folder / "audits.jsonl"
     if path.exists():
         return path
     folder.mkdir(parents=True, exist_ok=True)
     base = {
         "tenant": TENANT,
-        "auditable_type": "Contact",
+        "auditable_type": "Crm::Person",
         "auditable_id": 1,
         "created_at": "2024-01-01 00:00:00",
         "audited_changes": "---\nname: x\n",

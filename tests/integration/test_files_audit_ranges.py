@@ -255,3 +255,39 @@ class TestARunWithWorkers:
         _, tally, written = results[1]
         assert sum(tally.failed.values()) > 30
         assert written.count(b"\n") == tally.migrated > 1000
+
+
+class TestTypesOutOfTheScope:
+    @pytest.mark.parametrize("range_bytes", [1, 4096])
+    def test_a_line_set_aside_counts_only_when_its_type_is_in_the_scope_or_unknown(
+        self, tmp_path: Path, range_bytes: int
+    ) -> None:
+        """A line set aside whose ``auditable_type`` is read and lies outside the scope (an
+        unreadable line, a repeat of a row) is not counted, as a database run never reads such a
+        row; one of a type in the scope, or whose type cannot be read, is; one process and the
+        ranges' merge alike (each line its own range, and one range)."""
+        doc = next(doc for doc in corpus_docs() if doc["tenant"] == TENANT and doc["auditable_type"] in SCOPE)
+        other = {**doc, "auditable_type": "Elsewhere"}
+        records = [
+            {**doc, "id": 10},
+            {**other, "id": 11, "action": None},  # unreadable, out of the scope: not counted
+            {**doc, "id": 12, "action": None},  # unreadable, in the scope
+            {**doc, "id": 13, "auditable_type": 5},  # its type cannot be read
+            {**other, "id": 21},
+            {**other, "id": 21, "comment": "again"},  # a repeat of a row out of the scope
+            {**other, "id": 21, "action": None},  # an unreadable repeat of it, out of the scope
+            {**doc, "id": 30},
+            {**doc, "id": 30, "comment": "again"},  # a repeat in the scope
+            {**other, "id": 31, "action": None},
+        ]
+        path = write(tmp_path / "audits.jsonl", [json.dumps(record).encode() for record in records])
+        expected: Pages = []
+        got: Pages = []
+        with FileAuditSource(path, TENANT, checked=CheckedRows(path)) as plain:
+            by_page(plain, 50, expected)
+        with FileRangeSource(path, TENANT, checked=CheckedRows(path), range_bytes=range_bytes) as source:
+            by_range(source, 50, got)
+        assert got == expected
+        aside = [(o.audit_id, o.reason) for _, outcomes in expected for o in outcomes]
+        assert aside == [(12, "invalid_audit_row"), (13, "invalid_audit_row"), (30, "duplicate_audit_id")]
+        assert [audit_id for ids, _ in expected for audit_id in ids] == [10, 30]

@@ -29,6 +29,7 @@ def record_row(
 ) -> AuditRow | None:
     """The row of one line; None when it belongs to another tenant. ``typed``: JSON, else CSV text."""
     audit_id: int | None = None
+    auditable_type: str | None = None
     try:
         line_tenant = _text(record, "tenant")
         if tenant is not None and line_tenant is not None and line_tenant != tenant:
@@ -42,8 +43,8 @@ def record_row(
             # Not this id's failure: no audits table holds it, so the read stops (audit_id unset).
             raise _Bad(f"id {found} is outside bigint, the type of audited's audits.id")
         audit_id = found
-        auditable_type, action = _text(record, "auditable_type"), _text(record, "action")
-        created_at = _text(record, "created_at")
+        auditable_type = _text(record, "auditable_type")
+        action, created_at = _text(record, "action"), _text(record, "created_at")
         if not auditable_type or not action or created_at == "":
             raise _Bad("auditable_type and action are required, and created_at may not be empty")
         try:
@@ -76,7 +77,7 @@ def record_row(
     # Raised here, not in the handler: there the handler's frame holds ``bad`` and ``bad`` the frame
     # (its traceback), a cycle the error would keep alive, with the line's record, until a collector
     # pass; a run of such lines under the run loop's collector settings piled them up (collector).
-    raise FileFormatError(path, number, why, audit_id=audit_id)
+    raise FileFormatError(path, number, why, audit_id=audit_id, auditable_type=auditable_type or None)
 
 
 def _integer(record: Mapping[str, Any], name: str, typed: bool) -> int | None:

@@ -61,15 +61,17 @@ OUT_OF_SCOPE: Final = 1
 """A row of the tenant out of scope, or repeating the id before it in the range: not transformed."""
 FAILED: Final = 2
 """A line that failed with its id: its ``FileFormatError`` is in ``RangeTold.errors``."""
+OTHER_TYPE: Final = 3
+"""A row of the tenant whose ``auditable_type`` is out of the scope (a repeat of it is not counted)."""
 
 
 class RangeTold:
     """What a range's reader tells of its lines, in file order (``ReadIds.told``): for each row of
     the tenant and each line that failed with an id, its kind (``IN_SCOPE``, ``OUT_OF_SCOPE``,
-    ``FAILED``), line and id; the text bytes of each in-scope row (``scope_keys.text_bytes``); the
-    errors of the failed lines, in order; and ``stop``, the error that ended the read early (a line
-    with no id), or None. Other tenants' lines and blank lines are not told: one process passes
-    them over before any check."""
+    ``FAILED``, ``OTHER_TYPE``), line and id; the text bytes of each in-scope row
+    (``scope_keys.text_bytes``); the errors of the failed lines, in order; and ``stop``, the error
+    that ended the read early (a line with no id), or None. Other tenants' lines and blank lines
+    are not told: one process passes them over before any check."""
 
     __slots__ = ("errors", "ids", "kinds", "lines", "sizes", "stop")
 
@@ -140,13 +142,19 @@ def read_range(path: PathLike, tenant: str, max_record_bytes: int, span: PageSpa
             audit_id = row.id
             lines.append(number)
             ids.append(audit_id)
+            if row.auditable_type not in wanted:
+                kinds.append(OTHER_TYPE)
+                if previous is not None and audit_id < previous:
+                    break
+                previous = audit_id if previous is None else max(previous, audit_id)
+                continue
             if previous is not None and audit_id <= previous:
                 kinds.append(OUT_OF_SCOPE)
                 if audit_id < previous:
                     break
                 continue
             previous = audit_id
-            if row.auditable_type in wanted and on_or_after(row, cutoff):
+            if on_or_after(row, cutoff):
                 kinds.append(IN_SCOPE)
                 sizes.append(text_bytes(row.audited_changes, row.comment))
                 rows.append(row)
@@ -274,7 +282,7 @@ class FileRangeSource(FileSpanSource):
         )
         ranges = transform(spans)
         try:
-            yield from _Merge(self, after_id, limit, on_set_aside).pages(ranges)
+            yield from _Merge(self, after_id, limit, on_set_aside, frozenset(scope)).pages(ranges)
         finally:
             close = getattr(ranges, "close", None)
             if callable(close):
@@ -299,6 +307,7 @@ class _Merge:
         "_outcomes",
         "_page_bytes",
         "_parts",
+        "_scope",
     )
 
     def __init__(
@@ -307,8 +316,10 @@ class _Merge:
         after_id: int,
         limit: int,
         on_set_aside: Callable[[Sequence[Outcome]], None],
+        scope: frozenset[str],
     ) -> None:
         self._checked = source._checked
+        self._scope = scope  # a line set aside of a type outside it is not counted (FileAuditSource)
         self._order = IdOrder(source._path)
         self._page_bytes = source._page_bytes
         self._after_id = after_id
@@ -358,7 +369,10 @@ class _Merge:
                 failed += 1
                 if checked is None:
                     raise error
-                if admits(line, audit_id, repeats=True):
+                new = admits(line, audit_id, repeats=True)
+                if error.auditable_type is not None and error.auditable_type not in self._scope:
+                    continue  # none of the run's audits (FileAuditSource._ordered)
+                if new:
                     checked.on_error(error)
                 else:
                     checked.repeat_line(error)
@@ -369,7 +383,8 @@ class _Merge:
             self._ordinal += 1
             if not admits(line, audit_id, repeats=repeats):
                 assert checked is not None  # admits refuses a repeat only when repeats are allowed
-                checked.repeat(self._ordinal, audit_id)
+                if kind != OTHER_TYPE:
+                    checked.repeat(self._ordinal, audit_id)
                 candidate += kind == IN_SCOPE  # a repeat across the cut: its outcome is dropped
                 if len(checked.outcomes) >= HOLD_SET_ASIDE:
                     yield self._page()

@@ -266,7 +266,8 @@ class FileAuditSource:
         ):
             self.close()
             self._window = LineWindow() if on_found is not None else None
-            self._reader, self._reading = self._ordered(read, report=True, window=self._window), read
+            opened = self._ordered(read, report=True, window=self._window, scope=wanted)
+            self._reader, self._reading = opened, read
             self._position = None
         reader: Generator[_Row | SetAside, None, None] = self._reader
         found: list[_Row] = []
@@ -318,7 +319,12 @@ class FileAuditSource:
         return self._ordered(numbered_audit_rows, report=report)
 
     def _ordered(
-        self, read: _Reader[_Row], *, report: bool, window: LineWindow | None = None
+        self,
+        read: _Reader[_Row],
+        *,
+        report: bool,
+        window: LineWindow | None = None,
+        scope: frozenset[str] | None = None,
     ) -> Generator[_Row | SetAside, None, None]:
         """What ``read`` makes of the tenant's rows, in file order, ids checked ascending, each line
         or row set aside followed by ``SetAside.LINE``.
@@ -326,6 +332,9 @@ class FileAuditSource:
         A line that fails with a readable id takes its place in that order as a row would: an id
         below the one before it stops the read (``AuditOrderError``), the same id again is a repeat
         (``duplicate_audit_id``), so an unreadable line is never one more audit than the file holds.
+        With ``scope``, a line set aside whose ``auditable_type`` can be read and is outside it is
+        not handed to ``checked``: a database run never reads such a row (its query keeps the scope),
+        so it is none of the run's audits; one whose type cannot be read may be one, and counts.
         """
         checked = self._checked
         order = IdOrder(self._path)
@@ -337,6 +346,9 @@ class FileAuditSource:
                 if error.audit_id is None:
                     raise error
                 new = order.admits(error.line, error.audit_id, repeats=True)
+                kind = error.auditable_type
+                if scope is not None and kind is not None and kind not in scope:
+                    return  # none of the run's audits
                 if report and error.line > self._reported:
                     self._reported = error.line
                     if new:
@@ -347,6 +359,8 @@ class FileAuditSource:
             def on_repeat(line: int, ordinal: int, row: _Row) -> None:
                 if report and line > self._reported:
                     self._reported = line
+                    if scope is not None and row.auditable_type not in scope:
+                        return  # none of the run's audits
                     checked.repeat(ordinal, row.id)  # CheckedRows names the row's ordinal, not its line
 
         numbered = read(

@@ -13,17 +13,26 @@ class FileFormatError(CrmAuditError):
     """A line of an input file is malformed; ``line`` is 1-based (a CSV record's first line).
 
     ``audit_id`` is set when the line is an audit row whose id could still be read, so a caller
-    can report that record as failed (``invalid_audit_row``) instead of losing track of it.
+    can report that record as failed (``invalid_audit_row``) instead of losing track of it;
+    ``auditable_type`` when its type could be read too (a file source does not count a line of a
+    type outside the run's scope, as a database's query never reads such a row).
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], line: int, message: str, *, audit_id: int | None = None
+        self,
+        path: str | os.PathLike[str],
+        line: int,
+        message: str,
+        *,
+        audit_id: int | None = None,
+        auditable_type: str | None = None,
     ) -> None:
         super().__init__(f"{os.fspath(path)}, line {line}: {message}")
         self.path = os.fspath(path)
         self.line = line
         self.message = message
         self.audit_id = audit_id
+        self.auditable_type = auditable_type
 
 
 class FileWriteError(CrmAuditError):
