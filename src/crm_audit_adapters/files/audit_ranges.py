@@ -282,7 +282,16 @@ class FileRangeSource(FileSpanSource):
         )
         ranges = transform(spans)
         try:
-            yield from _Merge(self, after_id, limit, on_set_aside, frozenset(scope)).pages(ranges)
+            merge = _Merge(
+                self._checked,
+                IdOrder(self._path),
+                page_bytes=self._page_bytes,
+                after_id=after_id,
+                limit=limit,
+                on_set_aside=on_set_aside,
+                scope=frozenset(scope),
+            )
+            yield from merge.pages(ranges)
         finally:
             close = getattr(ranges, "close", None)
             if callable(close):
@@ -291,7 +300,10 @@ class FileRangeSource(FileSpanSource):
 
 class _Merge:
     """The runner's side of a read by ranges: the ranges' reports merged in file order into the
-    pages one forward read gives (``FileAuditSource._page`` over ``_ordered``), with their outcomes."""
+    pages one forward read gives (``FileAuditSource._page`` over ``_ordered``), with their outcomes.
+
+    It is handed what it shares with the source's own read: its ``CheckedRows`` (the rows set
+    aside, each once), a fresh ``IdOrder`` of the file, and its page byte budget."""
 
     __slots__ = (
         "_after_id",
@@ -312,16 +324,19 @@ class _Merge:
 
     def __init__(
         self,
-        source: FileRangeSource,
+        checked: CheckedRows | None,
+        order: IdOrder,
+        *,
+        page_bytes: int,
         after_id: int,
         limit: int,
         on_set_aside: Callable[[Sequence[Outcome]], None],
         scope: frozenset[str],
     ) -> None:
-        self._checked = source._checked
+        self._checked = checked
         self._scope = scope  # a line set aside of a type outside it is not counted (FileAuditSource)
-        self._order = IdOrder(source._path)
-        self._page_bytes = source._page_bytes
+        self._order = order
+        self._page_bytes = page_bytes
         self._after_id = after_id
         self._limit = limit
         self._on_set_aside = on_set_aside
