@@ -38,6 +38,8 @@ STAGES = (
     "end_to_end_ideal",
     "end_to_end_shards",
     "end_to_end_shards_late",
+    "end_to_end_shards_one",
+    "end_to_end_preloaded",
     "end_to_end_workers",
     "end_to_end_workers_unshared",
     "end_to_end_workers_two_trips",

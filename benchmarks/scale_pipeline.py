@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import gc
 import importlib
 import json
 import os
+import resource
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -269,6 +271,27 @@ def _run_loop_collection() -> Any:
     return run_loop_collection()
 
 
+def _collector_passes() -> list[int]:
+    """The collector's passes so far, per generation (young, middle, full)."""
+    return [generation["collections"] for generation in gc.get_stats()]
+
+
+def _usage_since(started: Any, passes: list[int]) -> dict[str, Any]:
+    """What a loop cost this process beyond its CPU seconds: user and system CPU apart, page faults
+    (minor: a page first touched or copied on write after a fork), context switches (voluntary: a
+    wait for PostgreSQL or the disk) and the collector's passes per generation."""
+    ended = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "user_seconds": round(ended.ru_utime - started.ru_utime, 3),
+        "system_seconds": round(ended.ru_stime - started.ru_stime, 3),
+        "minor_faults": ended.ru_minflt - started.ru_minflt,
+        "major_faults": ended.ru_majflt - started.ru_majflt,
+        "voluntary_switches": ended.ru_nvcsw - started.ru_nvcsw,
+        "involuntary_switches": ended.ru_nivcsw - started.ru_nivcsw,
+        "collector_passes": [now - before for now, before in zip(_collector_passes(), passes, strict=True)],
+    }
+
+
 def _run_loop(
     ctx: Context,
     logs: Any,
@@ -344,7 +367,9 @@ def _run_loop(
     if ready is not None:
         ready()
     started, cpu_started = time.perf_counter(), time.process_time()
+    usage_started, passes_started = resource.getrusage(resource.RUSAGE_SELF), _collector_passes()
     with _run_loop_collection():  # as the run and dry-run commands run it
+        heap = {"tracked_objects": len(gc.get_objects()), "frozen_objects": gc.get_freeze_count()}
         if shard is None:
             result = run_job(
                 ctx.company_sso_id, ports, transformer, owner="bench", settings=settings, pipeline=pipeline
@@ -357,6 +382,7 @@ def _run_loop(
             )
     seconds = time.perf_counter() - started
     cpu_seconds = time.process_time() - cpu_started
+    usage = {**_usage_since(usage_started, passes_started), "heap_at_loop_start": heap}
     server_ended = _server_cpu_seconds(server)  # before the pool stops: its backends still live
     tally = result.job.tally
     if shard is not None:
@@ -364,6 +390,7 @@ def _run_loop(
     return {
         **({"result": result} if run_options is not None else {}),
         "cpu_seconds": cpu_seconds,
+        "usage": usage,
         "server_cpu_seconds": (
             None
             if server_started is None or server_ended is None
@@ -392,6 +419,16 @@ def end_to_end(ctx: Context) -> dict[str, Any]:
     result["written_bytes"] = out.stat().st_size
     out.unlink()
     return result
+
+
+def end_to_end_preloaded(ctx: Context) -> dict[str, Any]:
+    """``end_to_end`` in a process that first imports what the fork server preloads for ``run
+    --workers N`` (``fork_server.RUN_PRELOAD``), as a shard process has it: whether a row costs
+    less for what is imported, not for where the process comes from."""
+    (RUN_PRELOAD,) = need("crm_audit_adapters.fork_server", "RUN_PRELOAD")
+    for module in RUN_PRELOAD:
+        importlib.import_module(module)
+    return end_to_end(ctx)
 
 
 WORKERS = 2
@@ -470,6 +507,7 @@ def end_to_end_ideal(ctx: Context) -> dict[str, Any]:
         "seconds": max(ends) - started,
         "cpu_seconds": round(sum(part["cpu_seconds"] for part in parts), 2),
         "shard_cpu_seconds": [round(part["cpu_seconds"], 2) for part in parts],
+        "shard_usage": [part["usage"] for part in parts],
         "shard_seconds": [round(ended - started, 2) for ended in ends],
         "shard_rows": [part["rows"] for part in parts],
         "shard_peak_rss_kib": [part["peak_rss_kib"] for part in parts],
@@ -591,8 +629,8 @@ of its arguments), its setup done (connections, lookups, the job), its loop and 
 file closed (``fsync``), its result written."""
 
 
-def end_to_end_shards(ctx: Context, *, early: bool = True) -> dict[str, Any]:
-    """``run --workers 2`` on a job cut in ``IDEAL_SHARDS``: the product's executor
+def end_to_end_shards(ctx: Context, *, early: bool = True, shards: int = IDEAL_SHARDS) -> dict[str, Any]:
+    """``run --workers 2`` on a job cut in ``shards`` (``IDEAL_SHARDS``): the product's executor
     (``usecases.side_by_side.run_side_by_side`` over ``shard_processes.ProcessShardLauncher``)
     starts a process per shard (forkserver), each running ``ShardIntoFile`` — the ideal's shard
     run, into its own file — and reporting each batch on its pipe.
@@ -627,18 +665,19 @@ def end_to_end_shards(ctx: Context, *, early: bool = True) -> dict[str, Any]:
         source = _Limited(source, ctx.limit)
     # The parent's view of the job: the same cut each shard process makes of the same rows.
     job = new_job(
-        ctx.company_sso_id, ctx.schema, source=source, scope=ctx.scope, now=clock.now(), shards=IDEAL_SHARDS
+        ctx.company_sso_id, ctx.schema, source=source, scope=ctx.scope, now=clock.now(), shards=shards
     )
     jobs = InMemoryJobStore()
     jobs.create(job)
     seen: list[Any] = []
-    for shard in range(IDEAL_SHARDS):
+    for shard in range(shards):
         (ctx.out_dir / f"shard-{shard}.json").unlink(missing_ok=True)
     job_read = time.monotonic()
     cpu_started = time.process_time()
     origin = begun
     run = ShardIntoFile(ctx, job if early else None)
-    launcher = _TimedLauncher(ProcessShardLauncher(IDEAL_SHARDS, run))
+    # Two, the launcher's least: a one-shard job starts one process all the same.
+    launcher = _TimedLauncher(ProcessShardLauncher(max(2, shards), run))
     built = time.monotonic()
     run_side_by_side(
         job,
@@ -651,7 +690,7 @@ def end_to_end_shards(ctx: Context, *, early: bool = True) -> dict[str, Any]:
     ended = time.monotonic()
     total_seconds = ended - job_read
     cpu_seconds = time.process_time() - cpu_started
-    parts = [json.loads((ctx.out_dir / f"shard-{shard}.json").read_text()) for shard in range(IDEAL_SHARDS)]
+    parts = [json.loads((ctx.out_dir / f"shard-{shard}.json").read_text()) for shard in range(shards)]
     first, last = min(p["loop_span"][0] for p in parts), max(p["loop_span"][1] for p in parts)
     outcomes: dict[str, int] = {}
     for part in parts:
@@ -681,9 +720,10 @@ def end_to_end_shards(ctx: Context, *, early: bool = True) -> dict[str, Any]:
         "seconds": last - first,
         "total_seconds": round(total_seconds, 3),
         "stage_seconds": round(ended - begun, 3),
-        "workers": IDEAL_SHARDS,
+        "workers": shards,
         "cpu_seconds": round(cpu_seconds, 2),
         "worker_cpu_seconds": [round(part["cpu_seconds"], 2) for part in parts],
+        "shard_usage": [part["usage"] for part in parts],
         "shard_rows": [part["rows"] for part in parts],
         "shard_loop_seconds": [round(part["seconds"], 2) for part in parts],
         "shard_loop_starts": [round(part["loop_span"][0] - first, 2) for part in parts],
@@ -701,6 +741,20 @@ def end_to_end_shards_late(ctx: Context) -> dict[str, Any]:
     """``end_to_end_shards`` as it measured before it did what the product does: the fork server
     started by the launcher, the job cut again in each shard process."""
     return end_to_end_shards(ctx, early=False)
+
+
+def end_to_end_shards_one(ctx: Context) -> dict[str, Any]:
+    """``end_to_end`` (one process, every row) in a process forked from the fork server as a shard
+    process is (the product's ``RUN_PRELOAD``, started as ``run --workers N`` starts it), instead of
+    a process started afresh: its ``cpu_seconds`` against ``end_to_end``'s is a row's CPU in a shard
+    process's kind of process against one's, for the same rows and the same loop."""
+    import multiprocessing
+
+    if early_fork_server() is None:
+        raise Missing("crm_audit_adapters.fork_server.RUN_PRELOAD")
+    with multiprocessing.get_context("forkserver").Pool(1) as pool:
+        result: dict[str, Any] = pool.apply(end_to_end, (ctx,))
+    return result
 
 
 def end_to_end_workers(

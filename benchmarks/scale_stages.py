@@ -35,6 +35,8 @@ STAGES: dict[str, Callable[[scale_context.Context], dict[str, Any]]] = {
     "end_to_end_ideal": scale_pipeline.end_to_end_ideal,
     "end_to_end_shards": scale_pipeline.end_to_end_shards,
     "end_to_end_shards_late": scale_pipeline.end_to_end_shards_late,
+    "end_to_end_shards_one": scale_pipeline.end_to_end_shards_one,
+    "end_to_end_preloaded": scale_pipeline.end_to_end_preloaded,
     "end_to_end_workers": scale_pipeline.end_to_end_workers,
     "end_to_end_workers_unshared": scale_pipeline.end_to_end_workers_unshared,
     "end_to_end_workers_two_trips": scale_pipeline.end_to_end_workers_two_trips,
