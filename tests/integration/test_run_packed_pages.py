@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pickle
 import random
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,14 @@ from crm_audit_adapters.files.keys import WrittenKeys
 from crm_audit_adapters.files.sink import jsonl_log
 from crm_audit_adapters.page_pool.wire import pack, unpack
 from crm_audit_transform.domain import AuditRow, Migrated, Outcome
+from crm_audit_transform.enrichment_tally import EnrichmentTally
+from crm_audit_transform.errors import StoreUnavailable
 from crm_audit_transform.jobs import MigrationJob
 from crm_audit_transform.packed import PACKED, PackedOutcomes, join, pack_outcomes
 from crm_audit_transform.ports import PagePipeline
 from crm_audit_transform.tally import Tally
 from crm_audit_transform.transformer import PageResult
-from crm_audit_transform.usecases import RunSettings
+from crm_audit_transform.usecases import RunSettings, _run_loop
 from crm_audit_transform.usecases.pages import InProcessPages
 from support.corpus_account import World, audit_rows
 from support.packed_pages import PackedPages
@@ -37,6 +40,60 @@ def hostile_rows() -> list[AuditRow]:
     return [attrs.evolve(r, audited_changes=BAD) if r.id % 7 == 0 else r for r in ROWS]
 
 
+Ran = tuple[MigrationJob, list[dict[str, object]], bytes, int]
+
+
+def deep_rows() -> list[AuditRow]:
+    """The corpus rows with every fifth person update's changes nested 98 levels deep: the JSONL
+    sink refuses their logs (a write failure: "nests more than 100 levels")."""
+    deep = "---\nnotes:\n-\n- " + "[" * 98 + "x" + "]" * 98 + "\n"
+    updates = [r.id for r in ROWS if (r.auditable_type, r.action) == ("Crm::Person", "update")]
+    refused = set(updates[4::5])
+    return [attrs.evolve(r, audited_changes=deep) if r.id in refused else r for r in ROWS]
+
+
+def unlinked_rows() -> list[AuditRow]:
+    """The corpus rows with the linked entity's id left out of every link row's changes: their
+    association logs name no referent (``may_be_named`` refuses them), so a run naming entities
+    packs them like any other log and counts them from the arrays."""
+    link = re.compile(r"\ncrm_(deal|company|ticket|task)_id:")
+    return [
+        attrs.evolve(r, audited_changes=link.sub(r"\nold_\1:", r.audited_changes))
+        if r.auditable_type != "Crm::Person" and r.auditable_type.endswith("Person")
+        else r
+        for r in ROWS
+    ]
+
+
+class Crashing:
+    """A port whose ``method`` raises ``error`` instead of its ``on_call``-th call (once)."""
+
+    def __init__(self, inner: Any, method: str, on_call: int, error: Exception) -> None:
+        self._inner, self._method, self._on_call, self._error = inner, method, on_call, error
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if name != self._method:
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            if self.calls == self._on_call:
+                raise self._error
+            return attr(*args, **kwargs)
+
+        return call
+
+
+def recorder(seen: list[dict[str, object]], tenant: str) -> Callable[[Sequence[Outcome]], None]:
+    def on_outcomes(outcomes: Sequence[Outcome]) -> None:
+        # As the --outcomes file has them: a migrated row's log is an EncodedLog from a worker.
+        seen.extend(outcome_record(outcome, tenant) for outcome in outcomes)
+
+    return on_outcomes
+
+
 def ran(
     path: Path,
     pipeline: PagePipeline,
@@ -45,22 +102,19 @@ def ran(
     rows: list[AuditRow] | None = None,
     enrich: bool = False,
     held: bytes = b"",
-) -> tuple[MigrationJob, list[dict[str, object]], bytes]:
-    """Run the world's job into a JSONL file (holding ``held`` first); the job, outcomes, bytes."""
+) -> Ran:
+    """Run the world's job into a JSONL file (holding ``held`` first); the job, outcomes, bytes and
+    the sink's ``count_migrated`` (what ``dry-run`` tells of the logs written before an error)."""
     world = World(rows=rows, enrich=enrich)
     path.write_bytes(held)
     sink = JsonlActivityLogSink(path, fsync="never")
     world.logs = sink  # type: ignore[assignment]
     world.trigger()
     seen: list[dict[str, object]] = []
-
-    def on_outcomes(outcomes: Sequence[Outcome]) -> None:
-        # As the --outcomes file has them: a migrated row's log is an EncodedLog from a worker.
-        seen.extend(outcome_record(outcome, world.tenant) for outcome in outcomes)
-
-    result = world.run(settings=settings, pipeline=pipeline, on_outcomes=on_outcomes)
+    result = world.run(settings=settings, pipeline=pipeline, on_outcomes=recorder(seen, world.tenant))
+    counted = sink.count_migrated(world.company)
     sink.close()
-    return result.job, seen, path.read_bytes()
+    return result.job, seen, path.read_bytes(), counted
 
 
 def same(job: MigrationJob, other: MigrationJob) -> None:
@@ -71,6 +125,14 @@ def same(job: MigrationJob, other: MigrationJob) -> None:
         other.enrichment,
         other.halted_reason,
     )
+
+
+def alike(packed: Ran, one: Ran) -> None:
+    """The same job, outcomes, bytes and count of migrated logs."""
+    same(packed[0], one[0])
+    assert packed[1] == one[1]
+    assert packed[2] == one[2]
+    assert packed[3] == one[3]
 
 
 SETTINGS = [
@@ -85,10 +147,8 @@ class TestTheSameAsOneProcess:
     def test_bytes_outcomes_and_counts(self, tmp_path: Path, settings: RunSettings) -> None:
         one = ran(tmp_path / "one.jsonl", InProcessPages(), settings, rows=hostile_rows())
         packed = ran(tmp_path / "packed.jsonl", PackedPages(), settings, rows=hostile_rows())
-        same(packed[0], one[0])
-        assert packed[1] == one[1]
-        assert packed[2] == one[2]
-        assert one[0].tally.migrated > 0  # both kinds were written
+        alike(packed, one)
+        assert one[3] == one[0].tally.migrated > 0  # both kinds were written
         assert one[0].tally.failed_total > 0
 
     def test_a_halt_mid_page_stops_where_one_process_stops(self, tmp_path: Path) -> None:
@@ -98,31 +158,97 @@ class TestTheSameAsOneProcess:
         packed = ran(tmp_path / "packed.jsonl", PackedPages(), settings, rows=hostile_rows())
         assert one[0].status == "halted"
         assert one[0].last_audit_id < ROWS[-1].id
-        same(packed[0], one[0])
-        assert packed[1] == one[1]
-        assert packed[2] == one[2]
+        alike(packed, one)
 
     def test_a_file_holding_some_of_the_logs_is_written_row_by_row_as_one_process_writes_it(
         self, tmp_path: Path
     ) -> None:
         """Logs already in the file (a replay) are duplicates: the step goes row by row, the same
         outcomes (counted migrated) and bytes."""
-        _, _, whole = ran(tmp_path / "whole.jsonl", InProcessPages(), SETTINGS[0])
+        _, _, whole, _ = ran(tmp_path / "whole.jsonl", InProcessPages(), SETTINGS[0])
         held = b"".join(line for index, line in enumerate(whole.splitlines(keepends=True)) if index % 3 == 0)
         one = ran(tmp_path / "one.jsonl", InProcessPages(), SETTINGS[1], held=held)
         packed = ran(tmp_path / "packed.jsonl", PackedPages(), SETTINGS[1], held=held)
-        same(packed[0], one[0])
-        assert packed[1] == one[1]
-        assert packed[2] == one[2]
+        alike(packed, one)
         assert len(packed[2]) == len(whole)  # every log once
 
     def test_an_enriching_run_names_and_counts_as_one_process(self, tmp_path: Path) -> None:
         one = ran(tmp_path / "one.jsonl", InProcessPages(), SETTINGS[1], enrich=True)
         packed = ran(tmp_path / "packed.jsonl", PackedPages(), SETTINGS[1], enrich=True)
         assert one[0].enrichment.logs > 0
-        same(packed[0], one[0])
-        assert packed[1] == one[1]
-        assert packed[2] == one[2]
+        alike(packed, one)
+
+    def test_packed_association_logs_of_a_naming_run_are_counted_from_the_arrays(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Association logs naming no referent are packed: their steps go to ``insert_packed`` and
+        their names are counted on the arrays (``packed_names_tally``), as one process counts them."""
+        counted: list[EnrichmentTally] = []
+
+        def spied(outcomes: PackedOutcomes) -> EnrichmentTally:
+            counted.append(tally := packed_names_tally(outcomes))
+            return tally
+
+        packed_names_tally = _run_loop.packed_names_tally
+        monkeypatch.setattr(_run_loop, "packed_names_tally", spied)
+        one = ran(tmp_path / "one.jsonl", InProcessPages(), SETTINGS[1], rows=unlinked_rows(), enrich=True)
+        packed = ran(tmp_path / "packed.jsonl", PackedPages(), SETTINGS[1], rows=unlinked_rows(), enrich=True)
+        assert sum(tally.logs for tally in counted) > 0  # the packed path counted association logs
+        assert one[0].enrichment.logs > sum(tally.logs for tally in counted)  # and named ones fell back
+        alike(packed, one)
+
+    @pytest.mark.parametrize("enrich", [False, True], ids=["plain", "enriching"])
+    def test_a_store_refusing_some_logs_fails_the_rows_one_process_fails(
+        self, tmp_path: Path, enrich: bool
+    ) -> None:
+        one = ran(tmp_path / "one.jsonl", InProcessPages(), SETTINGS[1], rows=deep_rows(), enrich=enrich)
+        packed = ran(tmp_path / "packed.jsonl", PackedPages(), SETTINGS[1], rows=deep_rows(), enrich=enrich)
+        refused = [r for r in one[1] if r["outcome"] == "failed" and "nests more than" in str(r["detail"])]
+        assert refused
+        alike(packed, one)
+
+    @pytest.mark.parametrize("how", ["stopped", "crashed"])
+    def test_a_run_stopped_or_crashed_and_resumed_writes_what_one_process_writes(
+        self, tmp_path: Path, how: str
+    ) -> None:
+        """Stopped after 9 steps, then resumed with a fresh sink on the file; or its 6th save failing
+        after its step was written, then resumed with the same sink (the step replays: duplicates)."""
+        runs: list[Ran] = []
+        for name, pipeline in (("one", InProcessPages()), ("packed", PackedPages())):
+            world = World()
+            path = tmp_path / f"{name}.jsonl"
+            world.trigger()
+            seen: list[dict[str, object]] = []
+            sink = JsonlActivityLogSink(path, fsync="never")
+            world.logs = sink  # type: ignore[assignment]
+            if how == "stopped":
+                first = world.run(
+                    settings=SETTINGS[1],
+                    pipeline=pipeline,
+                    on_outcomes=recorder(seen, world.tenant),
+                    should_stop=iter([False] * 8 + [True]).__next__,
+                )
+                assert first.stopped
+                sink.close()
+                sink = JsonlActivityLogSink(path, fsync="never")
+                world.logs = sink  # type: ignore[assignment]
+            else:
+                jobs = world.jobs
+                world.jobs = Crashing(jobs, "save_progress", 6, StoreUnavailable("down"))  # type: ignore[assignment]
+                with pytest.raises(StoreUnavailable):
+                    world.run(
+                        settings=SETTINGS[1], pipeline=pipeline, on_outcomes=recorder(seen, world.tenant)
+                    )
+                world.jobs = jobs
+            second = world.run(
+                settings=SETTINGS[1], pipeline=pipeline, on_outcomes=recorder(seen, world.tenant)
+            )
+            runs.append((second.job, seen, path.read_bytes(), sink.count_migrated(world.company)))
+            sink.close()
+        one, packed = runs
+        assert one[0].status == "completed"
+        assert one[2] == ran(tmp_path / "whole.jsonl", InProcessPages(), SETTINGS[1])[2]
+        alike(packed, one)
 
     def test_a_writer_without_packed_writes_gets_the_outcomes_row_by_row(self) -> None:
         """The in-memory timeline has no ``insert_packed``: the same documents and counts."""
