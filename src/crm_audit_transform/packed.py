@@ -16,8 +16,8 @@ Kinds (``kinds``, one byte a row):
 - ``PACKED`` (``M``): a ``Migrated`` whose log is an ``EncodedLog`` with the shared fields, no
   ``problem`` and an external id ``prefix + str(audit_id)``;
 - ``LOG`` (``L``): any other ``Migrated`` (a log the loop may still name, one its writer refuses, one
-  whose fields differ), kept as it is in ``others``;
-- ``OTHER`` (``X``): every other outcome (``Skipped``, ``Failed``), kept in ``others``.
+  whose fields differ, an outcome of a subclass of ``Migrated``), kept as it is in ``others``;
+- ``OTHER`` (``X``): every outcome that is no ``Migrated`` (``Skipped``, ``Failed``), kept in ``others``.
 """
 
 from __future__ import annotations
@@ -270,6 +270,11 @@ def pack_outcomes(
                     continue
             if log is not outcome.log:  # kept as the log it was encoded to (a LOG row)
                 outcome = Migrated(audit_id, log)
+        elif isinstance(outcome, Migrated):
+            # A subclass of Migrated is a LOG, kept as it is: written and counted row by row, as
+            # every path counts a Migrated (isinstance). As an OTHER row it would be counted
+            # migrated (Tally.of) but never written, nor counted against the batch size.
+            kind = LOG
         kinds.append(kind)
         actions.append("")
         named.append(0)

@@ -316,6 +316,27 @@ class TestPackedOutcomes:
         assert packed[1] == Migrated(migrated[1].audit_id, refused)
         assert packed[0] == Migrated(migrated[0].audit_id, jsonl_log(migrated[0].log))
 
+    def test_an_outcome_of_a_subclass_of_migrated_is_a_log_written_row_by_row(self, tmp_path: Path) -> None:
+        """Kind ``LOG``, as every path counts a ``Migrated`` (``isinstance``): counted against the
+        batch size, its step not written from the arrays, its log written and counted migrated."""
+
+        class Resent(Migrated):
+            pass
+
+        migrated = [o for o in outcomes_of(ROWS[:40]) if isinstance(o, Migrated)]
+        first, second = (Migrated(o.audit_id, jsonl_log(o.log)) for o in migrated[:2])
+        outcomes = [first, Resent(second.audit_id, second.log)]
+        packed = pack_outcomes(outcomes)
+        assert packed.rows.kinds == b"ML"
+        assert (packed.plain, packed.logs, packed.log_marks()) == (False, 2, b"\x01\x01")
+        assert list(packed) == outcomes
+        assert packed.tally() == Tally.of(outcomes) == Tally(2, 2, {}, {}, 0, 0)
+        with JsonlActivityLogSink(tmp_path / "x.jsonl") as sink:
+            results = sink.insert_packed(packed)
+            assert results is not None
+            assert [r.status for r in results] == ["inserted", "inserted"]
+            assert sink.count_migrated(first.log.company_sso_id) == 2
+
     def test_the_wire_gives_back_the_outcomes_the_worker_held(self) -> None:
         outcomes = tuple(outcomes_of(hostile_rows()[:80]))
         result = PageResult(outcomes, None, (False,) * len(outcomes), (False,) * len(outcomes))
