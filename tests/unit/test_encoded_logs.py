@@ -29,14 +29,17 @@ from crm_audit_adapters.mongo.activity_logs import BSON_ENCODING, BsonLogEncoder
 from crm_audit_adapters.mongo.bson_values import MONGODB_MAX_NESTING, NESTS_PAST_MONGODB
 from crm_audit_adapters.mongo.documents import encode_activity_log
 from crm_audit_adapters.observability import MigrationMetrics
-from crm_audit_adapters.observability.ports import TimedActivityLogWriter
+from crm_audit_adapters.observability.ports import TimedActivityLogWriter, observed_ports, timed_log_writer
 from crm_audit_adapters.page_pool.wire import pack, unpack
 from crm_audit_transform import reasons
 from crm_audit_transform.domain import ActivityLog, EncodedLog, Failed, FieldChange, Migrated, Skipped
+from crm_audit_transform.packed import pack_outcomes
+from crm_audit_transform.ports import PackedLogWriter
 from crm_audit_transform.tally import Tally
 from crm_audit_transform.testing import InMemoryActivityLogStore
 from crm_audit_transform.transformer import PageResult
 from crm_audit_transform.usecases.pages import encode_ahead, encoded_log
+from support.corpus_account import World
 from support.mongo import activity_log
 
 OPTIONS: CodecOptions[Any] = CodecOptions(tz_aware=True)
@@ -225,6 +228,23 @@ class TestTimedWriterKeepsTheEncoder:
         with JsonlActivityLogSink(tmp_path / "a.jsonl") as sink:
             assert TimedActivityLogWriter(sink, metrics).log_encoder() is jsonl_log
         assert TimedActivityLogWriter(InMemoryActivityLogStore(), metrics).log_encoder() is None
+
+    def test_the_metrics_wrapper_keeps_a_packed_writers_packed_path_and_times_it(
+        self, tmp_path: Path
+    ) -> None:
+        """``run --metrics-port`` must not turn the packed path off: behind ``observed_ports`` the
+        JSONL sink is still a ``PackedLogWriter``, its packed step timed as a batch; a writer
+        without ``insert_packed`` gets a wrapper that claims none."""
+        registry = CollectorRegistry()
+        metrics = MigrationMetrics(registry)
+        assert not isinstance(timed_log_writer(InMemoryActivityLogStore(), metrics), PackedLogWriter)
+        with JsonlActivityLogSink(tmp_path / "a.jsonl") as sink:
+            ports = observed_ports(attrs.evolve(World().run_ports(), logs=sink), metrics)
+            assert isinstance(ports.logs, PackedLogWriter)
+            packed = pack_outcomes([Migrated(i, jsonl_log(activity_log(i))) for i in range(1, 4)])
+            assert ports.logs.insert_packed(packed) is None
+            assert sink.count_migrated("company-a") == 3
+        assert registry.get_sample_value("crm_audit_batch_write_seconds_count") == 1
 
 
 def _nested_past_the_stack(where: str = "attribute") -> ActivityLog:
