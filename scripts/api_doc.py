@@ -45,6 +45,10 @@ Written by hand in `scripts/api_doc.py` (the rest of this page is generated); CH
 - `ports.JobStore.transition` takes `unleased=` and `leased_to=` (fences in the same atomic write), and
   `save_progress` / `save_shard_progress` hand the runner's lease back when its job is no longer in
   progress: implementations of the port must do both.
+- `PageResult.outcomes` is a `Sequence[Outcome]` (it was `tuple[Outcome, ...]`), and so is what
+  `run_job(on_outcomes=…)` and `MigrationService.dry_run(on_outcomes=…)` are given: with `--workers` (a page
+  pool) it may be a `packed.PackedOutcomes` view, read row by row as the same outcomes. Code that
+  treated it as a tuple (`outcomes + (x,)`, `hash(outcomes)`) calls `tuple(outcomes)` first.
 """
 
 
