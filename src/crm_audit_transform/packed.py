@@ -31,7 +31,16 @@ from typing import Any, Final, overload
 from .domain import ActivityLog, EncodedLog, Migrated, Outcome
 from .tally import Tally
 
-__all__ = ["LOG", "OTHER", "PACKED", "PackedOutcomes", "PackedRows", "pack_outcomes"]
+__all__ = [
+    "LOG",
+    "OTHER",
+    "PACKED",
+    "PackedOutcomes",
+    "PackedRows",
+    "association_counts",
+    "join",
+    "pack_outcomes",
+]
 
 PACKED: Final = ord("M")
 LOG: Final = ord("L")
@@ -91,6 +100,8 @@ class PackedRows:
 
     @property
     def shared(self) -> tuple[str, str, str, str]:
+        """``(company, encoding, source_tag, prefix)``: what every ``PACKED`` log of these rows has
+        in common, as ``PackedRows`` takes it (``join`` joins only rows that share it)."""
         return self.company, self.encoding, self.source_tag, self.prefix
 
     def end(self, index: int) -> int:
