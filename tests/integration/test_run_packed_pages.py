@@ -26,7 +26,7 @@ from crm_audit_transform.packed import PACKED, PackedOutcomes, join, pack_outcom
 from crm_audit_transform.ports import PagePipeline
 from crm_audit_transform.tally import Tally
 from crm_audit_transform.transformer import PageResult
-from crm_audit_transform.usecases import RunSettings, _run_loop
+from crm_audit_transform.usecases import RunSettings, _step_counts
 from crm_audit_transform.usecases.pages import InProcessPages
 from support.corpus_account import World, audit_rows
 from support.packed_pages import PackedPages
@@ -189,8 +189,8 @@ class TestTheSameAsOneProcess:
             counted.append(tally := packed_names_tally(outcomes))
             return tally
 
-        packed_names_tally = _run_loop.packed_names_tally
-        monkeypatch.setattr(_run_loop, "packed_names_tally", spied)
+        packed_names_tally = _step_counts.packed_names_tally
+        monkeypatch.setattr(_step_counts, "packed_names_tally", spied)
         one = ran(tmp_path / "one.jsonl", InProcessPages(), SETTINGS[1], rows=unlinked_rows(), enrich=True)
         packed = ran(tmp_path / "packed.jsonl", PackedPages(), SETTINGS[1], rows=unlinked_rows(), enrich=True)
         assert sum(tally.logs for tally in counted) > 0  # the packed path counted association logs

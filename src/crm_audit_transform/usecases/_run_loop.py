@@ -12,21 +12,19 @@ from typing import TypeVar
 
 import attrs
 
-from ..domain import ActivityLog, AuditRow, EncodedLog, Migrated, Outcome, WriteResult
-from ..enrichment_tally import EnrichmentTally
-from ..errors import BatchTooLarge
+from ..domain import AuditRow, Migrated, Outcome
 from ..jobs import COMPLETED, HALTED, IN_PROGRESS, MigrationJob
 from ..lookup import LookupPorts, RunLookups
 from ..lookup_cache import LookupCache
 from ..packed import PackedOutcomes, join
 from ..ports import AuditPageIds, EncodingLogWriter, PackedLogWriter, PagePipeline, RowsSetAside, SpanPipeline
 from ..ports.audit_source import PageExtents, PagesByRange
-from ..tally import Tally
 from ..transformer import Transformer
-from ._entity_names import name_linked_entities, names_tally, packed_names_tally
+from ._entity_names import name_linked_entities
 from ._run_ports import RunPorts
 from ._run_result import HaltPoint, RunResult
-from ._run_steps import Step, cut_steps, settle_outcomes
+from ._run_steps import Step, cut_steps
+from ._step_counts import count_packed, settle, write_packed
 from .migrate_batch import MAX_BATCH_SIZE, migrate_batch
 from .pages import InProcessPages, PageSpan, TransformedPage
 from .settings import RunSettings
@@ -330,66 +328,24 @@ class RunLoop:
         Its settled outcomes are appended to ``unsaved``, for ``on_outcomes`` once they are saved.
         A worker's packed step whose logs are all packed goes to a ``PackedLogWriter`` as it is and,
         when every log was inserted, is counted on its arrays: the same writes, counts and outcomes,
-        no object a row (``packed``).
+        no object a row (``packed``, ``_step_counts``).
         """
+        names, clock = self._ports.entities is not None, self._ports.clock
         outcomes = step.outcomes
         if isinstance(outcomes, PackedOutcomes):
             if self._packed is not None and outcomes.plain:
-                if outcomes.logs > self._batch_size:
-                    raise BatchTooLarge(outcomes.logs, self._batch_size)
-                results = self._packed.insert_packed(outcomes) if outcomes.has_packed else None
+                results = write_packed(self._packed, outcomes, self._batch_size)
                 if results is None:  # every log inserted: the outcomes stand as they are
-                    tally = outcomes.tally(step.fallthrough, step.degraded)
-                    enrichment = (
-                        job.enrichment
-                        if self._ports.entities is None
-                        else job.enrichment + packed_names_tally(outcomes)
-                    )
-                    return self._count(job, step, outcomes, tally, enrichment, unsaved), outcomes.has_packed
+                    counted = count_packed(job, step, outcomes, unsaved, names=names, clock=clock)
+                    return counted, outcomes.has_packed
                 outcomes = tuple(outcomes)
                 logs = [o.log for o in outcomes if isinstance(o, Migrated)]
-                return self._settle(job, step, outcomes, logs, results, unsaved), bool(logs)
+                settled = settle(job, step, outcomes, logs, results, unsaved, names=names, clock=clock)
+                return settled, bool(logs)
             outcomes = tuple(outcomes)  # read once, row by row
         logs = [o.log for o in outcomes if isinstance(o, Migrated)]
-        result = migrate_batch(logs, self._ports.logs, max_size=self._batch_size)
-        return self._settle(job, step, outcomes, logs, result.results, unsaved), bool(logs)
-
-    def _settle(
-        self,
-        job: MigrationJob,
-        step: Step,
-        outcomes: Sequence[Outcome],
-        logs: Sequence[ActivityLog | EncodedLog],
-        results: Sequence[WriteResult],
-        unsaved: list[Sequence[Outcome]],
-    ) -> MigrationJob:
-        """The step's write ``results`` folded into its outcomes, and counted into ``job``."""
-        settled = tuple(settle_outcomes(outcomes, results))
-        tally = Tally.of(settled, step.fallthrough, step.degraded)
-        # Without entity names (a dry run, a run without a CRM) a step adds no enrichment counts.
-        enrichment = (
-            job.enrichment if self._ports.entities is None else job.enrichment + names_tally(logs, results)
-        )
-        return self._count(job, step, settled, tally, enrichment, unsaved)
-
-    def _count(
-        self,
-        job: MigrationJob,
-        step: Step,
-        settled: Sequence[Outcome],
-        tally: Tally,
-        enrichment: EnrichmentTally,
-        unsaved: list[Sequence[Outcome]],
-    ) -> MigrationJob:
-        unsaved.append(settled)
-        return attrs.evolve(
-            job,
-            # A step of set-aside rows alone never moves the cursor back (ports.RowsSetAside).
-            last_audit_id=max(job.last_audit_id, step.last_id),
-            tally=job.tally + tally,
-            enrichment=enrichment,
-            updated_at=self._ports.clock.now(),
-        )
+        results = migrate_batch(logs, self._ports.logs, max_size=self._batch_size).results
+        return settle(job, step, outcomes, logs, results, unsaved, names=names, clock=clock), bool(logs)
 
     def _save(
         self, job: MigrationJob, unsaved: list[Sequence[Outcome]], ttl: dt.timedelta | None
