@@ -12,12 +12,16 @@ external id (no decimal tail, or one of more than 18 digits) is kept as it is.
 
 from __future__ import annotations
 
+import itertools
+import operator
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from typing import Final, TypeAlias
 
-__all__ = ["WrittenKeys"]
+from crm_audit_transform.packed import PackedOutcomes
+
+__all__ = ["WrittenKeys", "new_packed_ids"]
 
 _MAX_DIGITS: Final = 18  # any 18-digit decimal fits in int64
 _BLOCK_BITS: Final = 16
@@ -25,6 +29,8 @@ _LOW_MASK: Final = (1 << _BLOCK_BITS) - 1
 _ARRAY_MAX: Final = 4096
 """A block of more ids than this is a bitmap: 8 KiB, which 4,096 ids take as an array of 2 bytes."""
 _BITMAP_BYTES: Final = 1 << (_BLOCK_BITS - 3)
+_CANONICAL_LIMIT: Final = 10**18
+"""Audit ids below this are split off their external ids by ``WrittenKeys`` (18 digits at most)."""
 
 _Block: TypeAlias = "array[int] | bytearray"
 
@@ -239,3 +245,31 @@ def _split(external_id: str) -> tuple[str, int] | None:
     ):
         return None
     return head, int(tail)
+
+
+def new_packed_ids(keys: WrittenKeys, outcomes: PackedOutcomes) -> tuple[tuple[str, str], array[int]] | None:
+    """``(group, ids)`` of a plain packed step's logs, as ``WrittenKeys.add_ascending`` takes them
+    (their company and external id prefix without its last ``:``; their audit ids), when ``keys``
+    holds none of them and each key splits as ``WrittenKeys`` splits it (the prefix ends in ``:``,
+    the ids ascend within ``0 .. 10**18 - 1``); else None: the step is written row by row
+    (``JsonlActivityLogSink.insert_packed``)."""
+    rows = outcomes.rows
+    numbers = outcomes.packed_ids()
+    head, colon, tail = rows.prefix.rpartition(":")
+    if (
+        not outcomes.plain
+        or not colon
+        or tail  # the prefix's last ":" must be the one before the id, as WrittenKeys splits it
+        or not numbers
+        or numbers[0] < 0
+        or numbers[-1] >= _CANONICAL_LIMIT
+        or not _ascending(numbers)
+        or not keys.none_of((rows.company, head), numbers)
+    ):
+        return None
+    return (rows.company, head), numbers
+
+
+def _ascending(numbers: array[int]) -> bool:
+    """Whether ``numbers`` are strictly ascending (a page's ids are)."""
+    return all(map(operator.lt, numbers, itertools.islice(numbers, 1, None)))

@@ -43,12 +43,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import itertools
 import json
-import operator
 import os
 import tempfile
-from array import array
 from collections import Counter
 from collections.abc import Sequence
 from types import TracebackType
@@ -66,7 +63,7 @@ from crm_audit_transform.usecases.pages import encoded_log
 from ..mongo.documents import encode_activity_log
 from ..mongo.extended_json import relaxed_json_line, relaxed_json_line_bytes
 from .errors import FileFormatError, FileWriteError, OutputLocked
-from .keys import Token, WrittenKeys
+from .keys import Token, WrittenKeys, new_packed_ids
 from .lines import LONG_LINE_HEAD, PathLike
 from .long_lines import skim_long_line
 
@@ -82,8 +79,6 @@ FsyncMode = Literal["batch", "close", "never"]
 
 _HELD_LINE_BYTES: Final = LONG_LINE_HEAD
 """A line of the file read back longer than this (1 MiB) is read on in blocks, never held whole."""
-_CANONICAL_LIMIT: Final = 10**18
-"""Audit ids below this are split off their external ids by ``WrittenKeys`` (18 digits at most)."""
 _KEY_MEMBERS: Final = ("company_sso_id", "external_id", "source_tag")
 _LINE_STARTS: Final = (b'{"company_sso_id":"', b'{"company_sso_id": "')
 """How this sink's lines start: compact (orjson, today) and spaced (``json.dumps``, earlier releases)."""
@@ -239,21 +234,12 @@ class JsonlActivityLogSink:
         rows = outcomes.rows
         if rows.encoding != JSONL_ENCODING:
             raise TypeError(f"{self!r} writes {JSONL_ENCODING} lines, not {rows.encoding}")
-        numbers = outcomes.packed_ids()
-        head, colon, tail = rows.prefix.rpartition(":")
-        if (
-            not outcomes.plain
-            or not colon
-            or tail  # the prefix's last ":" must be the one before the id, as WrittenKeys splits it
-            or not numbers
-            or numbers[0] < 0
-            or numbers[-1] >= _CANONICAL_LIMIT
-            or not _ascending(numbers)
-            or not self._keys.none_of((rows.company, head), numbers)
-        ):
+        fresh = new_packed_ids(self._keys, outcomes)
+        if fresh is None:
             return self.insert_batch([o.log for o in outcomes if isinstance(o, Migrated)])
+        group, numbers = fresh
         self._append(outcomes.lines())
-        self._keys.add_ascending((rows.company, head), numbers)
+        self._keys.add_ascending(group, numbers)
         if rows.source_tag == SOURCE_TAG:
             self._migrated[rows.company] += len(numbers)
         return None
@@ -484,11 +470,6 @@ def jsonl_log(log: ActivityLog) -> EncodedLog:
     """``log`` with its line as ``sink_line`` makes it (``JsonlActivityLogSink.log_encoder``)."""
     problem, line = sink_line(log)
     return encoded_log(log, JSONL_ENCODING, line, problem)
-
-
-def _ascending(numbers: array[int]) -> bool:
-    """Whether ``numbers`` are strictly ascending (a page's ids are)."""
-    return all(map(operator.lt, numbers, itertools.islice(numbers, 1, None)))
 
 
 def _failed(log: ActivityLog | EncodedLog, detail: str) -> WriteResult:
