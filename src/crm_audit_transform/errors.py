@@ -234,9 +234,17 @@ class TenantUnbound(GuardError):
 
 
 class LeaseHeld(CrmAuditError):
-    """Another runner holds the job's lease; this one must not run it."""
+    """Another runner holds the job's lease; this one must not run it.
+
+    ``by_rollback``: the holder is a rollback (its ``rollback:<token>`` hold, ``usecases.rollback``),
+    not a runner: what an answer that hides the holder's name (HTTP 409) says instead.
+    """
 
     code = "LEASE_HELD"
+
+    def __init__(self, message: str, *, by_rollback: bool = False) -> None:
+        super().__init__(message)
+        self.by_rollback = by_rollback
 
     @classmethod
     def lost(cls, what: str, owner: str, holder: str | None, until: object) -> LeaseHeld:

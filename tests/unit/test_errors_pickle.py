@@ -31,6 +31,7 @@ SAMPLES: dict[type[CrmAuditError], Callable[[], CrmAuditError]] = {
     errors.DependencyMissing: lambda: errors.DependencyMissing([("mongo_uri", "needs mongomock")]),
     errors.BatchTooLarge: lambda: errors.BatchTooLarge(1001, 1000),
     errors.UnknownTenant: lambda: errors.UnknownTenant("t1"),
+    errors.LeaseHeld: lambda: errors.LeaseHeld("job j1 is held by rollback:f00d", by_rollback=True),
     errors.IndexConflict: lambda: errors.IndexConflict("activity_logs", "uniq", "other options"),
     errors.JobUnreadable: lambda: errors.JobUnreadable(
         "junk-1", "zzz-other", "required field missing @ $.tenant"

@@ -517,6 +517,25 @@ class TestJobRoutes:
         assert (first.json(), second.json()) == ({"deleted": 2}, {"deleted": 0})
         assert db["activity_logs"].count_documents({}) == 1
 
+    def test_a_rollback_held_by_another_rollback_says_a_rollback_holds_it(
+        self, app_parts: dict[str, Any]
+    ) -> None:
+        """A rollback that meets another one's live hold is 409 LEASE_HELD naming a rollback as the
+        holder (not a runner), and the holder's token stays out of the answer."""
+        client = app_parts["client"]
+        db = app_parts["db"]
+        seed_contacts(db, COMPANY, people_count(app_parts["dsn"]))
+        assert self.post(client, "trigger", {"company_sso_id": COMPANY, "tenant": TENANT}).status_code == 202
+        until = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+        db["crm_activity_log_migration_jobs"].update_many(
+            {},
+            {"$set": {"status": "rolling_back", "lease_owner": "rollback:f00d", "lease_expires_at": until}},
+        )
+        refused = self.post(client, "rollback", {"company_sso_id": COMPANY})
+        assert (refused.status_code, error_code(refused)) == (409, "LEASE_HELD")
+        assert refused.json()["error"]["message"].startswith("a rollback holds the account's job")
+        assert "f00d" not in refused.text
+
     def test_status_without_a_job_is_not_started(self, app_parts: dict[str, Any]) -> None:
         """An account that never triggered reads not_started."""
         response = app_parts["client"].get(

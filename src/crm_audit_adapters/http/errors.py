@@ -62,7 +62,9 @@ async def on_domain_error(request: Request, exc: Exception) -> JSONResponse:
         log.error("503 for %s %s: %s", request.method, request.url.path, _cause(exc))
         return envelope(503, exc.code, str(exc))
     if isinstance(exc, LeaseHeld):
-        return envelope(409, "LEASE_HELD", "a runner holds the account's job; retry once it is done")
+        # The holder's name stays out of the answer; whether it is a rollback or a runner does not.
+        holder = "a rollback" if exc.by_rollback else "a runner"
+        return envelope(409, "LEASE_HELD", f"{holder} holds the account's job; retry once it is done")
     if isinstance(exc, UnknownTenant):
         # The account's binding names no CRM tenant schema: retrying cannot help (no 503), and the
         # message names the schema only, which holds no secret.

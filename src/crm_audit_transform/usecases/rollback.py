@@ -158,7 +158,8 @@ def rollback(company_sso_id: str, ports: RollbackPorts) -> RollbackResult:
             raise LeaseHeld(
                 f"company {company_sso_id}'s job {job.job_id} is being rolled back ({exc}): that "
                 "rollback is still deleting; if it died, run rollback again once its hold has expired "
-                "(status shows it)"
+                "(status shows it)",
+                by_rollback=True,
             ) from exc
         raise LeaseHeld(
             f"company {company_sso_id}'s job {job.job_id} is {job.status}, but its lease is live ({exc}): "
@@ -267,7 +268,8 @@ def _delete_held(
             raise LeaseHeld(
                 f"company {company_sso_id}'s rollback lost its hold on job {job_id} after deleting "
                 f"{total} logs ({exc}): it stopped before its next delete; the rollback holding the "
-                "job now finishes it"
+                "job now finishes it",
+                by_rollback=True,
             ) from exc
         progress.renewing = False
         progress.pending = 0
