@@ -1167,3 +1167,95 @@ def _job(store: JobStore, job_id: str) -> MigrationJob:
         found = next((job for job in store.jobs if job.job_id == job_id), None)
     assert found is not None
     return found
+
+
+class TestAdoptionCutOff:
+    """A rollback cut off (Ctrl-C, a store gone) before it has adopted the chunk a dead rollback left
+    in flight leaves that chunk recorded for the next one, whose count is then exact (5 of 5)."""
+
+    @pytest.mark.parametrize("applied", [False, True])
+    @pytest.mark.parametrize("error", [KeyboardInterrupt, StoreUnavailable])
+    def test_an_error_in_adopt_keeps_the_chunk_for_the_next(
+        self, store: JobStore, error: type[BaseException], applied: bool
+    ) -> None:
+        store.create(migration_job(status=COMPLETED))
+        clock = FixedClock(T0)
+        memory = InMemoryActivityLogStore()
+        memory.insert_batch([activity_log(i) for i in range(1, 6)])
+
+        class _DiesAfterTheDelete(_Chunks):
+            def delete_migrated_chunk(self, company_sso_id: str, chunk: Sequence[object]) -> int:
+                deleted = super().delete_migrated_chunk(company_sso_id, chunk)
+                if len(self.sent) == 3:
+                    raise _Killed
+                return deleted
+
+        with pytest.raises(_Killed):
+            rollback(
+                "company-a",
+                RollbackPorts(store, _DiesAfterTheDelete(memory, lambda _: None), clock, -LEASE, chunk=2),
+            )
+        assert _job(store, "job-1").logs_deleted == 4
+
+        class _AdoptFails:
+            def __init__(self, inner: JobStore) -> None:
+                self.inner = inner
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self.inner, name)
+
+            def adopt_rollback_chunk(self, job_id: str, *, owner: str) -> Sequence[object]:
+                if applied:  # the adoption stored, its answer lost
+                    self.inner.adopt_rollback_chunk(job_id, owner=owner)
+                raise error("cut off while adopting")
+
+        with pytest.raises(error):
+            rollback(
+                "company-a", RollbackPorts(cast(JobStore, _AdoptFails(store)), memory, clock, LEASE, chunk=2)
+            )
+        done = rollback("company-a", RollbackPorts(store, memory, clock, LEASE, chunk=2))
+        job = _job(store, "job-1")
+        assert (job.status, job.logs_deleted) == (ROLLED_BACK, 5), (done, job.logs_deleted)
+
+    def test_an_error_after_the_hold_before_adopting_keeps_the_chunk(self, store: JobStore) -> None:
+        """Cut off between taking the hold and adopting (its check for a newer job): nothing adopted,
+        so the dead rollback's record is not its to clear."""
+        store.create(migration_job(status=COMPLETED))
+        clock = FixedClock(T0)
+        memory = InMemoryActivityLogStore()
+        memory.insert_batch([activity_log(i) for i in range(1, 6)])
+
+        class _DiesAfterTheDelete(_Chunks):
+            def delete_migrated_chunk(self, company_sso_id: str, chunk: Sequence[object]) -> int:
+                deleted = super().delete_migrated_chunk(company_sso_id, chunk)
+                if len(self.sent) == 3:
+                    raise _Killed
+                return deleted
+
+        with pytest.raises(_Killed):
+            rollback(
+                "company-a",
+                RollbackPorts(store, _DiesAfterTheDelete(memory, lambda _: None), clock, -LEASE, chunk=2),
+            )
+
+        class _SecondLatestFails:
+            def __init__(self, inner: JobStore) -> None:
+                self.inner = inner
+                self.calls = 0
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self.inner, name)
+
+            def latest(self, company_sso_id: str) -> Any:
+                self.calls += 1
+                if self.calls == 2:
+                    raise KeyboardInterrupt
+                return self.inner.latest(company_sso_id)
+
+        with pytest.raises(KeyboardInterrupt):
+            rollback(
+                "company-a",
+                RollbackPorts(cast(JobStore, _SecondLatestFails(store)), memory, clock, LEASE, chunk=2),
+            )
+        rollback("company-a", RollbackPorts(store, memory, clock, LEASE, chunk=2))
+        assert _job(store, "job-1").logs_deleted == 5

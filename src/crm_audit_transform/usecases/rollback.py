@@ -168,7 +168,9 @@ def rollback(company_sso_id: str, ports: RollbackPorts) -> RollbackResult:
         ) from exc
     if held is None:
         raise JobAlreadyRunning(f"company {company_sso_id}'s job {job.job_id} changed meanwhile: try again")
-    progress = _Progress()
+    # Until this rollback has read (and adopted) the chunk another left in flight, that record is not
+    # its own to clear: a rollback cut off before then leaves it for the next (``_let_go``).
+    progress = _Progress(in_flight=True)
     try:
         latest = jobs.latest(company_sso_id)
         if latest is not None and latest.job_id != job.job_id:
@@ -286,8 +288,9 @@ def _delete_held(
     # A rollback that took the hold over from one that died (or froze) after recording a chunk
     # finishes that chunk first: each of its logs existed when it was read and is gone after this
     # delete, whichever delete took it, so all of it is counted (never by the other: closed).
-    if adopted := jobs.adopt_rollback_chunk(job_id, owner=owner):
-        progress.in_flight = True
+    adopted = jobs.adopt_rollback_chunk(job_id, owner=owner)
+    progress.in_flight = bool(adopted)
+    if adopted:
         total += delete(adopted)
         progress.pending = len(adopted)
     while chunk := logs.migrated_chunk(company_sso_id, ports.chunk):
