@@ -2,9 +2,10 @@
 
 With ``--workers`` the runner writes every log of the workers' pages. Rebuilding a ``Migrated`` and
 its ``EncodedLog`` for each row, then a ``WriteResult``, a settled outcome and a tally entry for it,
-was most of the runner's time (benchmarks/RESULTS.md, issue 15 goal 2, ninth round). A worker packs
-its page instead (``pack_outcomes``): per row its audit id and kind, and for each log it encoded the
-action, the ``named`` flag and the line's length, with every line in one buffer. What the logs
+was most of the runner's time (benchmarks/RESULTS.md, issue 15 goal 2, "Ninth round: a worker's page
+crosses back packed"). A worker packs its page instead (``pack_outcomes``): per row its audit id
+and kind, and for each log it encoded the action, the ``named`` flag and the line's length, with
+every line in one buffer. What the logs
 share — the company, the encoding, the source tag, the external id's prefix (``prefix + str(id)``)
 — is kept once. ``PackedOutcomes`` is a ``Sequence[Outcome]``: read row by row it gives exactly the
 outcomes the worker held (so every path that reads outcomes works unchanged), and a slice is a view,
