@@ -847,6 +847,36 @@ class _Chunks:
         return self.logs.count_migrated(company_sso_id)
 
 
+def _five_logs(store: JobStore) -> tuple[InMemoryActivityLogStore, FixedClock]:
+    """A completed job of company-a in ``store`` and its 5 migrated logs; the clock at ``T0``."""
+    store.create(migration_job(status=COMPLETED))
+    memory = InMemoryActivityLogStore()
+    memory.insert_batch([activity_log(i) for i in range(1, 6)])
+    return memory, FixedClock(T0)
+
+
+def _raise_after_delete(number: int, error: BaseException) -> Callable[[int], None]:
+    """A ``_Chunks.after_delete`` that raises ``error`` once delete ``number`` was applied (its
+    answer never seen)."""
+
+    def after_delete(sent: int) -> None:
+        if sent == number:
+            raise error
+
+    return after_delete
+
+
+def _killed_after_the_third_delete(
+    store: JobStore, memory: InMemoryActivityLogStore, clock: FixedClock
+) -> _Chunks:
+    """A rollback of ``_five_logs`` in chunks of 2, its hold already expired, killed (``_Killed``)
+    right after its third delete returned: 4 logs counted, that chunk left in flight."""
+    chunks = _Chunks(memory, _raise_after_delete(3, _Killed()))
+    with pytest.raises(_Killed):
+        rollback("company-a", RollbackPorts(store, chunks, clock, -LEASE, chunk=2))
+    return chunks
+
+
 class TestRollbackInChunks:
     """A rollback deletes chunk by chunk and renews its hold before each: once another rollback
     took the hold over, it sends no further delete, so a job started after that one ends keeps its
@@ -858,10 +888,7 @@ class TestRollbackInChunks:
         new job writes fresh logs. The first then stops (``LeaseHeld``) before its next delete: the
         fresh logs stay, and ``logs_deleted`` is the 5 logs the account had. Before, the first's one
         delete of the whole account ran on beside the second (and, slower, took the fresh logs)."""
-        store.create(migration_job(status=COMPLETED))
-        clock = FixedClock(T0)
-        memory = InMemoryActivityLogStore()
-        memory.insert_batch([activity_log(i) for i in range(1, 6)])
+        memory, clock = _five_logs(store)
         second: list[RollbackResult] = []
 
         def take_over(number: int) -> None:
@@ -886,10 +913,7 @@ class TestRollbackInChunks:
         """kill -9 in its third delete: two chunks deleted and counted, the job held. The next
         rollback, once that hold expired, deletes the rest; the job ends ``rolled_back`` with the
         account's 5 logs counted."""
-        store.create(migration_job(status=COMPLETED))
-        clock = FixedClock(T0)
-        memory = InMemoryActivityLogStore()
-        memory.insert_batch([activity_log(i) for i in range(1, 6)])
+        memory, clock = _five_logs(store)
 
         class _Dies(_Chunks):
             def delete_migrated_chunk(self, company_sso_id: str, chunk: Sequence[object]) -> int:
@@ -913,10 +937,7 @@ class TestRollbackInChunks:
         """Ctrl-C (or a store gone) in its third delete: the two chunks deleted are counted and the
         hold is cleared, the job left ``rolling_back``; ``rollback`` run again goes on at once (its
         hold not yet expired: before, it was ``LeaseHeld`` for up to ``lease_seconds``)."""
-        store.create(migration_job(status=COMPLETED))
-        clock = FixedClock(T0)
-        memory = InMemoryActivityLogStore()
-        memory.insert_batch([activity_log(i) for i in range(1, 6)])
+        memory, clock = _five_logs(store)
 
         class _Interrupted(_Chunks):
             def delete_migrated_chunk(self, company_sso_id: str, chunk: Sequence[object]) -> int:
@@ -938,10 +959,7 @@ class TestRollbackInChunks:
     def test_a_renewal_cut_off_before_its_answer_is_counted_once(self, store: JobStore) -> None:
         """Ctrl-C inside the second renewal, after the store applied it (its answer lost): letting
         go sends it again under its own marker, so the first chunk is counted once, not twice."""
-        store.create(migration_job(status=COMPLETED))
-        clock = FixedClock(T0)
-        memory = InMemoryActivityLogStore()
-        memory.insert_batch([activity_log(i) for i in range(1, 6)])
+        memory, clock = _five_logs(store)
         renewals: list[int] = []
 
         class _CutOff:
@@ -966,10 +984,7 @@ class TestRollbackInChunks:
     def test_a_hold_half_spent_before_its_delete_is_renewed_again(self, store: JobStore) -> None:
         """Half the lease gone between a renewal and its chunk's delete (a stall, on the ports'
         clock): the hold is renewed again before the delete is sent, and every chunk counted once."""
-        store.create(migration_job(status=COMPLETED))
-        clock = FixedClock(T0)
-        memory = InMemoryActivityLogStore()
-        memory.insert_batch([activity_log(i) for i in range(1, 6)])
+        memory, clock = _five_logs(store)
         renewals: list[int] = []
 
         class _Stalls:
@@ -1043,21 +1058,8 @@ class TestTheChunkInFlight:
         """kill -9 right after its third delete returned, before the renewal that would count it:
         the next rollback, once the hold expired, adopts that chunk and counts its log. Before,
         ``logs_deleted`` stayed 4 of the account's 5 logs."""
-        store.create(migration_job(status=COMPLETED))
-        clock = FixedClock(T0)
-        memory = InMemoryActivityLogStore()
-        memory.insert_batch([activity_log(i) for i in range(1, 6)])
-
-        class _DiesAfterTheDelete(_Chunks):
-            def delete_migrated_chunk(self, company_sso_id: str, chunk: Sequence[object]) -> int:
-                deleted = super().delete_migrated_chunk(company_sso_id, chunk)
-                if len(self.sent) == 3:
-                    raise _Killed
-                return deleted
-
-        first = _DiesAfterTheDelete(memory, lambda _: None)
-        with pytest.raises(_Killed):
-            rollback("company-a", RollbackPorts(store, first, clock, -LEASE, chunk=2))
+        memory, clock = _five_logs(store)
+        first = _killed_after_the_third_delete(store, memory, clock)
         held = _job(store, "job-1")
         assert (held.status, held.logs_deleted, memory.count_migrated("company-a")) == (ROLLING_BACK, 4, 0)
         second = _Chunks(memory, lambda _: None)
@@ -1075,22 +1077,11 @@ class TestTheChunkInFlight:
         """Ctrl-C (or the store gone) after the third delete was applied, its answer not seen: the
         rollback lets go of its hold with that chunk left in flight, uncounted; the next adopts it.
         Before, the chunk's log was deleted and never counted (4 of 5)."""
-        store.create(migration_job(status=COMPLETED))
-        clock = FixedClock(T0)
-        memory = InMemoryActivityLogStore()
-        memory.insert_batch([activity_log(i) for i in range(1, 6)])
+        memory, clock = _five_logs(store)
 
-        class _AnswerLost(_Chunks):
-            def delete_migrated_chunk(self, company_sso_id: str, chunk: Sequence[object]) -> int:
-                deleted = super().delete_migrated_chunk(company_sso_id, chunk)
-                if len(self.sent) == 3:
-                    raise error("interrupted")
-                return deleted
-
+        answer_lost = _Chunks(memory, _raise_after_delete(3, error("interrupted")))
         with pytest.raises(error):
-            rollback(
-                "company-a", RollbackPorts(store, _AnswerLost(memory, lambda _: None), clock, LEASE, chunk=2)
-            )
+            rollback("company-a", RollbackPorts(store, answer_lost, clock, LEASE, chunk=2))
         held = _job(store, "job-1")
         assert (held.status, held.logs_deleted, held.lease_owner) == (ROLLING_BACK, 4, None)
         done = rollback("company-a", RollbackPorts(store, memory, clock, LEASE, chunk=2))
@@ -1104,10 +1095,7 @@ class TestTheChunkInFlight:
         hold expires and a second rollback takes it over, adopts that chunk (deletes and counts it),
         deletes the rest and ends the job. The first then sends its late delete (it finds nothing)
         and stops at its next renewal; its finish adds nothing: 5 of 5, not 7."""
-        store.create(migration_job(status=COMPLETED))
-        clock = FixedClock(T0)
-        memory = InMemoryActivityLogStore()
-        memory.insert_batch([activity_log(i) for i in range(1, 6)])
+        memory, clock = _five_logs(store)
         second: list[RollbackResult] = []
 
         class _FrozenBeforeTheSend(_Chunks):
@@ -1178,23 +1166,8 @@ class TestAdoptionCutOff:
     def test_an_error_in_adopt_keeps_the_chunk_for_the_next(
         self, store: JobStore, error: type[BaseException], applied: bool
     ) -> None:
-        store.create(migration_job(status=COMPLETED))
-        clock = FixedClock(T0)
-        memory = InMemoryActivityLogStore()
-        memory.insert_batch([activity_log(i) for i in range(1, 6)])
-
-        class _DiesAfterTheDelete(_Chunks):
-            def delete_migrated_chunk(self, company_sso_id: str, chunk: Sequence[object]) -> int:
-                deleted = super().delete_migrated_chunk(company_sso_id, chunk)
-                if len(self.sent) == 3:
-                    raise _Killed
-                return deleted
-
-        with pytest.raises(_Killed):
-            rollback(
-                "company-a",
-                RollbackPorts(store, _DiesAfterTheDelete(memory, lambda _: None), clock, -LEASE, chunk=2),
-            )
+        memory, clock = _five_logs(store)
+        _killed_after_the_third_delete(store, memory, clock)
         assert _job(store, "job-1").logs_deleted == 4
 
         class _AdoptFails:
@@ -1220,23 +1193,8 @@ class TestAdoptionCutOff:
     def test_an_error_after_the_hold_before_adopting_keeps_the_chunk(self, store: JobStore) -> None:
         """Cut off between taking the hold and adopting (its check for a newer job): nothing adopted,
         so the dead rollback's record is not its to clear."""
-        store.create(migration_job(status=COMPLETED))
-        clock = FixedClock(T0)
-        memory = InMemoryActivityLogStore()
-        memory.insert_batch([activity_log(i) for i in range(1, 6)])
-
-        class _DiesAfterTheDelete(_Chunks):
-            def delete_migrated_chunk(self, company_sso_id: str, chunk: Sequence[object]) -> int:
-                deleted = super().delete_migrated_chunk(company_sso_id, chunk)
-                if len(self.sent) == 3:
-                    raise _Killed
-                return deleted
-
-        with pytest.raises(_Killed):
-            rollback(
-                "company-a",
-                RollbackPorts(store, _DiesAfterTheDelete(memory, lambda _: None), clock, -LEASE, chunk=2),
-            )
+        memory, clock = _five_logs(store)
+        _killed_after_the_third_delete(store, memory, clock)
 
         class _SecondLatestFails:
             def __init__(self, inner: JobStore) -> None:
