@@ -24,6 +24,15 @@ for work, having been started but never registered with its pool), or died by th
 later SIGINT, and once the command has ended (after an interrupt: its child processes still alive
 ended too, ``end_children``) SIGINT is ignored to the process's exit.
 
+**Unless the first was lost.** A handler's exception is raised in whatever code runs when the
+signal is handled, and some code drops every exception: ``copyreg._slotnames`` caches a class's
+slot names under a bare ``except: pass``, and pickling an aware datetime passes there each time
+(``datetime.timezone`` cannot take the cache), as each page span sent to a worker does. A Ctrl-C
+that landed there was lost, and the second was then ignored: the dry run went on to its end and
+exit 0. So a later SIGINT is ignored only while the first ``KeyboardInterrupt`` still exists
+(on its way out, through what closes) or once the CLI has reported it (``interrupt_reported``); one
+that was dropped unreported is raised again.
+
 For ``run --workers N`` it starts the fork server first (``start_fork_server_for``), so the server
 imports what the shard processes or the workers need while the CLI loads.
 """
@@ -32,6 +41,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import weakref
 from types import FrameType
 
 QUIET_RESOURCE_TRACKER = "ignore::UserWarning:multiprocessing.resource_tracker"
@@ -44,19 +54,47 @@ CHILD_END_S = 10.0
 shard process hands its lease back on SIGTERM, one MongoDB write."""
 
 
-class InterruptOnce:
-    """A SIGINT handler that raises ``KeyboardInterrupt`` the first time and ignores the signal after."""
+class CtrlC(KeyboardInterrupt):
+    """The ``KeyboardInterrupt`` ``InterruptOnce`` raises: a subclass only so that it can be weakly
+    referenced (``BaseException`` cannot), which tells one still on its way out from one dropped."""
 
-    __slots__ = ("raised",)
+
+class InterruptOnce:
+    """A SIGINT handler that raises ``KeyboardInterrupt`` (``CtrlC``) the first time, and ignores the
+    signal after while that exception exists or once the CLI has reported it (``reported``); a
+    SIGINT after one dropped unreported (see the module docstring) raises again.
+
+    ``raised``: whether it has raised one."""
+
+    __slots__ = ("_last", "reported")
 
     def __init__(self) -> None:
-        self.raised = False
+        self._last: weakref.ref[CtrlC] | None = None
+        self.reported = False
+
+    @property
+    def raised(self) -> bool:
+        return self._last is not None
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
-        if self.raised:
+        if self._last is not None and (self.reported or self._last() is not None):
             return
-        self.raised = True
-        raise KeyboardInterrupt
+        # Never bound to a name here: this frame is in the exception's traceback, and a local
+        # holding it would keep a dropped one alive (a cycle) until the garbage collector ran.
+        raise self._new()
+
+    def _new(self) -> CtrlC:
+        interrupt = CtrlC()
+        self._last = weakref.ref(interrupt)
+        return interrupt
+
+
+def interrupt_reported() -> None:
+    """The CLI has a ``KeyboardInterrupt`` in hand and reports it: every later SIGINT is ignored
+    (``InterruptOnce``, when it handles SIGINT; else nothing)."""
+    handler = signal.getsignal(signal.SIGINT)
+    if isinstance(handler, InterruptOnce):
+        handler.reported = True
 
 
 def end_children() -> None:
@@ -91,11 +129,13 @@ def main() -> None:
             start_fork_server_for(sys.argv[1:])  # run --workers N: its imports overlap the CLI's
             from .cli import main as cli_main
         except KeyboardInterrupt:
+            interrupt.reported = True
             sys.stderr.write("error: INTERRUPTED: Ctrl-C while the command was starting; nothing was done\n")
             sys.exit(INTERRUPTED_EXIT)
         try:
             cli_main()
         except KeyboardInterrupt:  # outside a command's own handling (reading its options, its last line)
+            interrupt.reported = True
             sys.stderr.write(f"error: INTERRUPTED: {ABORTED}\n")
             sys.exit(INTERRUPTED_EXIT)
     except SystemExit as exit_:

@@ -4,7 +4,9 @@ A terminal's Ctrl-C reaches the whole process group, and a double one sends two 
 milliseconds. ``crm-audit-migrate`` runs here as the console script, in a session of its own, and
 gets both at points told by what it has done (not by a clock): once it has opened its ``--audits``
 file, once its page workers are alive, and once ``--out`` holds logs (a Ctrl-C while it loads is
-tests/e2e/test_cli_startup_interrupt.py's). Before, some of those ended hung for ever after
+tests/e2e/test_cli_startup_interrupt.py's). The runner is held still (SIGSTOP) while the point is
+checked, and the first SIGINT is sent before it goes on: a point seen is the point it is at when
+the Ctrl-C lands, not one it may have left. Before, some of those ended hung for ever after
 printing ``error: INTERRUPTED`` (the interpreter's exit joined a page worker started but never
 recorded by its pool), others by the signal itself (exit -2, not 130), or with a worker's traceback.
 Each must end 130 with the documented line alone, and leave no process of its session behind.
@@ -29,9 +31,8 @@ from support.corpus_world import CORPUS
 
 TENANT = "acme"
 COPIES = 40
-"""The tenant's 759 corpus rows repeated under new ids: ~30k rows, a dry run long enough that each
-point is reached well before its end (with 15k, a loaded machine saw the file open only in the run's
-last moments: the Ctrl-C then came after the command had ended)."""
+"""The tenant's 759 corpus rows repeated under new ids: ~30k rows, a dry run of a few seconds, so
+that each point is seen while the run still reads (``mid_run``)."""
 GAP_S = 0.05
 """Between the two SIGINTs: a quick Ctrl-C Ctrl-C at a terminal."""
 BOUND_S = 90
@@ -104,9 +105,12 @@ def double_ctrl_c(
     its exit code and stderr lines, once every process of its session has ended."""
     runner = start_dry_run(inputs, out)
     try:
-        wait_for(lambda: ready(runner) or runner.poll() is not None, timeout_s=BOUND_S, what="the point")
+        wait_for(
+            lambda: held_at(runner, ready) or runner.poll() is not None, timeout_s=BOUND_S, what="the point"
+        )
         assert runner.poll() is None, "the dry run ended before the point: no Ctrl-C was sent"
-        os.killpg(runner.pid, signal.SIGINT)
+        os.killpg(runner.pid, signal.SIGINT)  # the runner's is pending: it handles it as it goes on
+        os.kill(runner.pid, signal.SIGCONT)
         time.sleep(gap_s)
         os.killpg(runner.pid, signal.SIGINT)
         _, stderr = runner.communicate(timeout=BOUND_S)
@@ -116,6 +120,29 @@ def double_ctrl_c(
             runner.kill()
             runner.wait()
     return runner.returncode, stderr.splitlines()
+
+
+def held_at(runner: subprocess.Popen[str], ready: Callable[[subprocess.Popen[str]], bool]) -> bool:
+    """Stop the runner (SIGSTOP) and look: true, and the runner left stopped, when it is at the
+    point told by ``ready`` and still reads its ``--audits`` file (its last range not yet cut, so
+    its command has not ended); else it goes on (SIGCONT) and false."""
+    try:
+        os.kill(runner.pid, signal.SIGSTOP)
+    except ProcessLookupError:
+        return False
+    wait_for(lambda: stopped(runner.pid), timeout_s=BOUND_S, what="the runner to stop")
+    if ready(runner) and reading(runner):
+        return True
+    os.kill(runner.pid, signal.SIGCONT)
+    return False
+
+
+def stopped(pid: int) -> bool:
+    """The process is stopped (``T``), or gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("T", "Z", "X")
+    except (FileNotFoundError, ProcessLookupError):
+        return True
 
 
 def reading(runner: subprocess.Popen[str]) -> bool:
@@ -184,15 +211,16 @@ class TestStoppedWorker:
         runner = start_dry_run(inputs, out)
         try:
             wait_for(
-                lambda: bool(page_workers(runner)) or runner.poll() is not None,
+                lambda: held_at(runner, lambda r: bool(page_workers(r))) or runner.poll() is not None,
                 timeout_s=BOUND_S,
                 what="page workers",
             )
-            stopped = page_workers(runner)
-            assert stopped, "the dry run ended before its page workers could be seen"
-            for pid in stopped:
+            held = page_workers(runner)
+            assert held, "the dry run ended before its page workers could be seen"
+            for pid in held:
                 os.kill(pid, signal.SIGSTOP)
             os.killpg(runner.pid, signal.SIGINT)
+            os.kill(runner.pid, signal.SIGCONT)
             time.sleep(1.0)  # the first Ctrl-C: the run waits for the batch the stopped worker holds
             os.killpg(runner.pid, signal.SIGINT)
             _, stderr = runner.communicate(timeout=BOUND_S)

@@ -1,10 +1,13 @@
-"""The runner's SIGINT handling in one process: raised once (``console.InterruptOnce``), held while
-processes start (``fork_server.sigint_deferred``), and a run's second Ctrl-C aborting through the
-handler it found. Each test restores the process's SIGINT handler (pytest-xdist shares the process).
+"""The runner's SIGINT handling in one process: raised once (``console.InterruptOnce``) unless
+lost, held while processes start (``fork_server.sigint_deferred``), and a run's second Ctrl-C
+aborting through the handler it found. Each test restores the process's SIGINT handler
+(pytest-xdist shares the process).
 """
 
 from __future__ import annotations
 
+import contextlib
+import copyreg
 import signal
 from collections.abc import Iterator
 from types import FrameType
@@ -12,7 +15,7 @@ from types import FrameType
 import pytest
 
 from crm_audit_adapters.cli.commands import _stop_on_interrupt
-from crm_audit_adapters.console import InterruptOnce
+from crm_audit_adapters.console import CtrlC, InterruptOnce, interrupt_reported
 from crm_audit_adapters.fork_server import sigint_deferred
 
 
@@ -26,12 +29,53 @@ def restored_sigint() -> Iterator[None]:
 
 
 class TestInterruptOnce:
-    def test_the_first_sigint_raises_and_every_later_one_is_ignored(self) -> None:
+    def test_the_first_sigint_raises_and_later_ones_are_ignored_while_it_exists(self) -> None:
         signal.signal(signal.SIGINT, InterruptOnce())
+        with pytest.raises(KeyboardInterrupt) as caught:
+            signal.raise_signal(signal.SIGINT)
+        # ``caught`` holds it, as the command's closing does on its way out: not interrupted again.
+        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGINT)
+        assert caught.type is CtrlC
+
+    def test_once_reported_later_ones_are_ignored_though_it_is_gone(self) -> None:
+        signal.signal(signal.SIGINT, InterruptOnce())
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            interrupt_reported()  # what the CLI does as it reports it
+        signal.raise_signal(signal.SIGINT)
+
+    def test_one_dropped_unreported_is_raised_again(self) -> None:
+        handler = InterruptOnce()
+        signal.signal(signal.SIGINT, handler)
+        with contextlib.suppress(KeyboardInterrupt):  # dropped, as C code may drop it
+            signal.raise_signal(signal.SIGINT)
+        assert handler.raised
         with pytest.raises(KeyboardInterrupt):
             signal.raise_signal(signal.SIGINT)
-        signal.raise_signal(signal.SIGINT)  # closing what it holds: not interrupted again
-        signal.raise_signal(signal.SIGINT)
+
+    def test_one_lost_in_copyregs_bare_except_is_raised_again(self) -> None:
+        """What a dry run met: a Ctrl-C handled while ``copyreg._slotnames`` cached a class's slot
+        names, which it does under a bare ``except: pass``. Pickling an aware datetime goes there
+        each time (``datetime.timezone`` cannot take the cache), as each page span sent to a worker
+        did. The interrupt is lost in there; the next Ctrl-C must raise, not be ignored as a second."""
+
+        class CtrlCWhenCached(type):
+            def __setattr__(cls, name: str, value: object) -> None:
+                if name == "__slotnames__":
+                    signal.raise_signal(signal.SIGINT)
+                super().__setattr__(name, value)
+
+        class Slotted(metaclass=CtrlCWhenCached):
+            __slots__ = ("first",)
+
+        handler = InterruptOnce()
+        signal.signal(signal.SIGINT, handler)
+        assert copyreg._slotnames(Slotted) == ["first"]  # type: ignore[attr-defined]  # returned: lost
+        assert handler.raised
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
 
 
 class TestSigintDeferred:
@@ -80,10 +124,11 @@ class TestRunCtrlC:
     def test_the_second_ctrl_c_aborts_through_the_handler_it_found(self) -> None:
         """The console script's: a third Ctrl-C while the run closes is ignored."""
         signal.signal(signal.SIGINT, InterruptOnce())
-        with pytest.raises(KeyboardInterrupt):
+        with pytest.raises(KeyboardInterrupt) as caught:
             ctrl_c_twice_in_a_run()
-        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGINT)  # while the abort is on its way out (``caught`` holds it)
         assert isinstance(signal.getsignal(signal.SIGINT), InterruptOnce)
+        assert caught.type is CtrlC
 
     def test_without_the_console_script_the_second_ctrl_c_still_raises(self) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -12,6 +12,7 @@ from typing import Any, Final
 
 import click
 
+from ..console import interrupt_reported
 from ..redaction import scrub
 from . import exit_codes
 from .options import error_document
@@ -127,6 +128,7 @@ class _Group(click.Group):
             raise
         except KeyboardInterrupt:
             # The run's first Ctrl-C stops after its batch; this is the second (or one outside a run).
+            interrupt_reported()  # a further Ctrl-C must not cut this report or the closing short
             error = exit_codes.CliError(
                 "INTERRUPTED",
                 "aborted at once by Ctrl-C; progress up to the last saved batch is kept: run again to resume",
@@ -152,6 +154,7 @@ class _Group(click.Group):
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.Abort:
             # click raises Abort when a prompt reads EOF or Ctrl-C: the operator gave no answer.
+            interrupt_reported()
             click.echo(err=True)  # end the prompt's line
             error = exit_codes.CliError("DECLINED", "no answer to the confirmation; nothing was changed")
             sys.exit(_report(error, None))
