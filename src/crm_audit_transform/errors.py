@@ -27,6 +27,7 @@ infrastructure that is down. Driver errors are translated at the adapter boundar
     │   ├── TenantMismatch           TENANT_MISMATCH (409): --tenant is not the account's bound tenant
     │   └── TenantUnbound            TENANT_UNBOUND (422): no tenant binding and no explicit override
     ├── LeaseHeld                    LEASE_HELD: another runner holds the job's lease
+    │   └── RollbackHoldLost         .taken: a rollback's hold was taken over before it ended the job
     ├── UnknownTenant                UNKNOWN_TENANT .tenant: not a tenant schema of the CRM (never queried)
     ├── IndexConflict                INDEX_CONFLICT .collection / .index: clashes with the database
     ├── IndexesMissing               INDEXES_MISSING (503): migration 035's indexes are not in place
@@ -252,6 +253,21 @@ class LeaseHeld(CrmAuditError):
         runner took it over and has released it since (no "held by None until None")."""
         now = f"held by {holder} until {until}" if holder is not None else "another runner took it over"
         return cls(f"{what} is no longer leased to {owner}: {now}")
+
+
+class RollbackHoldLost(LeaseHeld):
+    """A rollback's hold on its job was taken over (its lease had expired) before it ended the job:
+    its deleted logs are counted, but the job is not ``rolled_back`` by it (``JobStore.finish_rollback``
+    ends a job only under the finishing rollback's own hold).
+
+    ``taken``: another rollback holds the job now and ends it; otherwise nobody does (the one that
+    took over let go after an error), the job stays ``rolling_back`` and ``rollback`` run again
+    ends it. Always ``by_rollback``.
+    """
+
+    def __init__(self, message: str, *, taken: bool) -> None:
+        super().__init__(message, by_rollback=True)
+        self.taken = taken
 
 
 class UnknownTenant(CrmAuditError):

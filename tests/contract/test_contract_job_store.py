@@ -24,6 +24,7 @@ from crm_audit_transform.errors import (
     JobNotFound,
     JobNotRunnable,
     LeaseHeld,
+    RollbackHoldLost,
     StoreUnavailable,
 )
 from crm_audit_transform.jobs import (
@@ -770,6 +771,7 @@ class TestFinishRollback:
         )
         read = store.latest("company-a")
         assert read is not None
+        assert store.hold_rollback(read, {ROLLING_BACK}, owner="first", ttl=LEASE) is not None
         stale = attrs.evolve(read, updated_at=LATER, last_audit_id=1, tally=Tally())
         first = store.finish_rollback(stale, 3, token="first")
         assert first is not None
@@ -780,6 +782,35 @@ class TestFinishRollback:
         assert second is not None
         assert (second.status, second.logs_deleted) == (ROLLED_BACK, 5)
         assert store.latest("company-a") == second
+
+    def test_a_lease_that_is_nobodys_does_not_end_the_job(self, store: JobStore) -> None:
+        """A rollback past its hold, taken over by another that then let go (an error it survived:
+        its lease cleared, the job left ``rolling_back`` with logs left): the first one's late
+        finish adds its count and leaves the job ``rolling_back``. Before, a lease that was nobody's
+        let it end the job ``rolled_back`` over the logs still there. A job written before
+        rollbacks held a lease (``rolling_back``, no lease) is not ended by a finish either: the
+        next ``rollback`` takes the hold and ends it."""
+        store.create(migration_job(status=COMPLETED))
+        read = _job(store, "job-1")
+        rolling = attrs.evolve(read, status=ROLLING_BACK, updated_at=LATER)
+        first = store.hold_rollback(rolling, {COMPLETED}, owner="rollback:a", ttl=-LEASE)
+        assert first is not None
+        second = store.hold_rollback(rolling, {ROLLING_BACK}, owner="rollback:b", ttl=LEASE)
+        assert second is not None
+        assert store.give_back_rollback(second, owner="rollback:b") is not None
+        late = store.finish_rollback(attrs.evolve(first, status=ROLLED_BACK), 3, token="rollback:a")
+        assert late is not None
+        assert (late.status, late.logs_deleted, late.lease_owner) == (ROLLING_BACK, 3, None)
+        store.create(migration_job("job-2", status=ROLLING_BACK, company="company-b"))
+        legacy = store.finish_rollback(attrs.evolve(_job(store, "job-2"), status=ROLLED_BACK), 1, token="t")
+        assert legacy is not None
+        assert (legacy.status, legacy.logs_deleted) == (ROLLING_BACK, 1)
+        ended = rollback("company-b", RollbackPorts(store, InMemoryActivityLogStore(), FixedClock(T0), LEASE))
+        assert (ended.deleted, _job(store, "job-2").status, _job(store, "job-2").logs_deleted) == (
+            0,
+            ROLLED_BACK,
+            1,
+        )
 
     @pytest.mark.parametrize("status", [IN_PROGRESS, COMPLETED, HALTED, CANCELLED])
     def test_a_job_neither_rolling_back_nor_rolled_back_is_not_written(
@@ -906,6 +937,40 @@ class TestRollbackInChunks:
         assert memory.count_migrated("company-a") == 2
         job = _job(store, "job-1")
         assert (job.status, job.logs_deleted, job.lease_owner) == (ROLLED_BACK, 5, None)
+
+    def test_a_stale_rollback_whose_taker_let_go_does_not_end_the_job(self, store: JobStore) -> None:
+        """The first rollback freezes before its first chunk, past its hold; a second takes the hold
+        over, deletes a chunk and is cut off (Ctrl-C): it counts and lets go, the job left
+        ``rolling_back`` with nobody's lease. The first wakes, finds its hold lost at its renewal and
+        stops with ``RollbackHoldLost`` saying nobody holds the job: the job stays
+        ``rolling_back`` with 3 logs left, and ``rollback`` run again ends it, 5 of 5 counted.
+        Before, the first one's finish made the job ``rolled_back`` over the 3 logs left."""
+        memory, clock = _five_logs(store)
+        cut_off: list[BaseException] = []
+
+        class _FrozenFirst(_Chunks):
+            def migrated_chunk(self, company_sso_id: str, limit: int) -> Sequence[object]:
+                if not cut_off:  # the first read: the process froze before it, past its hold
+                    second = _Chunks(memory, _raise_after_delete(1, KeyboardInterrupt()))
+                    with pytest.raises(KeyboardInterrupt) as caught:
+                        rollback("company-a", RollbackPorts(store, second, clock, LEASE, chunk=2))
+                    cut_off.append(caught.value)
+                return super().migrated_chunk(company_sso_id, limit)
+
+        first = _FrozenFirst(memory, lambda _: None)
+        with pytest.raises(RollbackHoldLost, match="no rollback holds the job now") as lost:
+            rollback("company-a", RollbackPorts(store, first, clock, -LEASE, chunk=2))
+        assert (lost.value.taken, lost.value.by_rollback, first.sent) == (False, True, [])
+        held = _job(store, "job-1")
+        assert (held.status, held.lease_owner, memory.count_migrated("company-a")) == (ROLLING_BACK, None, 3)
+        done = rollback("company-a", RollbackPorts(store, memory, clock, LEASE, chunk=2))
+        job = _job(store, "job-1")
+        assert (done.deleted, job.status, job.logs_deleted, memory.count_migrated("company-a")) == (
+            3,
+            ROLLED_BACK,
+            5,
+            0,
+        )
 
     def test_a_rollback_killed_between_chunks_is_finished_by_the_next_and_counted_once(
         self, store: JobStore

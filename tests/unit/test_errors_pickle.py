@@ -32,6 +32,7 @@ SAMPLES: dict[type[CrmAuditError], Callable[[], CrmAuditError]] = {
     errors.BatchTooLarge: lambda: errors.BatchTooLarge(1001, 1000),
     errors.UnknownTenant: lambda: errors.UnknownTenant("t1"),
     errors.LeaseHeld: lambda: errors.LeaseHeld("job j1 is held by rollback:f00d", by_rollback=True),
+    errors.RollbackHoldLost: lambda: errors.RollbackHoldLost("job j1's rollback lost its hold", taken=False),
     errors.IndexConflict: lambda: errors.IndexConflict("activity_logs", "uniq", "other options"),
     errors.JobUnreadable: lambda: errors.JobUnreadable(
         "junk-1", "zzz-other", "required field missing @ $.tenant"

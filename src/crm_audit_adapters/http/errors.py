@@ -24,6 +24,7 @@ from crm_audit_transform.errors import (
     IndexesMissing,
     JobUnreadable,
     LeaseHeld,
+    RollbackHoldLost,
     Unavailable,
     UnknownTenant,
 )
@@ -61,6 +62,14 @@ async def on_domain_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, IndexesMissing):
         log.error("503 for %s %s: %s", request.method, request.url.path, _cause(exc))
         return envelope(503, exc.code, str(exc))
+    if isinstance(exc, RollbackHoldLost):
+        # This rollback's hold was taken over: its count is in; who ends the job, no holder's token.
+        then = "another rollback holds it now and ends it" if exc.taken else "roll back again to end it"
+        return envelope(
+            409,
+            "LEASE_HELD",
+            f"this rollback lost its hold on the account's job (its deleted logs are counted): {then}",
+        )
     if isinstance(exc, LeaseHeld):
         # The holder's name stays out of the answer; whether it is a rollback or a runner does not.
         holder = "a rollback" if exc.by_rollback else "a runner"

@@ -181,9 +181,10 @@ class JobRollbacks:
         """``deleted`` added to ``logs_deleted`` (``$inc``) where the job is ``rolling_back`` or
         ``rolled_back`` and ``token`` is not yet in ``rollbacks_counted``, which the same write
         pushes it to: a retry after a lost acknowledgement adds nothing twice. In that same write,
-        where the job's lease is ``token``'s (expired or not) or nobody's, the job becomes
-        ``rolled_back`` and the lease is cleared; where another rollback took the hold over (this
-        one's had expired), the count alone is added: the status is that one's to end.
+        where the job's lease is ``token``'s (expired or not), the job becomes ``rolled_back`` and
+        the lease is cleared; where it is not (another rollback took the hold over once this one's
+        had expired, and may have let go since), the count alone is added: the status is the
+        holder's to end, or the next rollback's.
 
         ``$inc`` refuses a null, so a ``logs_deleted`` still None is first set to 0 (no count is
         lost by that: it is the same number). None when the status is neither (nothing written).
@@ -202,7 +203,7 @@ class JobRollbacks:
 
         def end(_: int) -> Document | None:
             return self._docs.collection.find_one_and_update(
-                {**counted, _COUNTED: {"$ne": token}, "lease_owner": {"$in": [token, None]}},
+                {**counted, _COUNTED: {"$ne": token}, "lease_owner": token},
                 {**count, "$set": ended},
                 return_document=ReturnDocument.AFTER,
             )

@@ -135,13 +135,18 @@ class JobStore(Protocol):
     def finish_rollback(self, job: MigrationJob, deleted: int, *, token: str) -> MigrationJob | None:
         """The rollback's end: ``deleted`` added to the stored ``logs_deleted`` (None counting as 0)
         and, while the job's lease is ``token``'s (the owner its ``hold_rollback`` took, expired or
-        not) or nobody's, ``status`` ``rolled_back``, ``updated_at`` ``job``'s and the lease cleared
-        — one atomic write, only while the stored status is ``rolling_back`` or ``rolled_back``, and
+        not), ``status`` ``rolled_back``, ``updated_at`` ``job``'s and the lease cleared — one
+        atomic write, only while the stored status is ``rolling_back`` or ``rolled_back``, and
         nothing else written.
 
         A rollback whose hold expired (it was slow, or stopped) and was taken over by another adds
         its count and leaves the status to that one: the job is ``rolled_back`` only when the
-        rollback holding it finishes, never while one that holds it still deletes. ``token`` also
+        rollback holding it finishes, never while one that holds it still deletes. A lease that is
+        nobody's does not end the job either: the one that took over may have let go after an error
+        (``give_back_rollback`` after its count), with logs left, and a stale rollback finishing
+        then would mark the job ``rolled_back`` over them. A job left ``rolling_back`` with no lease
+        (one that let go; a job written before rollbacks held a lease) is ended by the next
+        ``rollback``, which takes the hold (``hold_rollback``) before it finishes. ``token`` also
         makes the write idempotent: retried after a lost acknowledgement, it finds its token
         counted and adds nothing again; so does a rollback whose chunk in flight the one that took
         its hold over adopted (``adopt_rollback_chunk``, which counted that chunk). The job as

@@ -382,9 +382,9 @@ class InMemoryJobStore:
         # Added to the count as stored now, in the same step: a rollback beside this one that
         # finished first keeps its count.
         done = attrs.evolve(stored, logs_deleted=(stored.logs_deleted or 0) + deleted)
-        if stored.lease_owner in (None, token):
-            # Still this rollback's hold (or nobody's): it ends the rollback. Else another rollback
-            # took the hold over once this one's had expired, and that one ends it.
+        if stored.lease_owner == token:
+            # Still this rollback's hold: it ends the rollback. Else another rollback took the hold
+            # over once this one's had expired: that one ends it, or (it let go) the next one does.
             done = attrs.evolve(
                 done, status=ROLLED_BACK, updated_at=job.updated_at, lease_owner=None, lease_expires_at=None
             )

@@ -24,7 +24,9 @@ job's logs, and the new job would count them as migrated. So the rollback *holds
    (``JobStore.adopt_rollback_chunk``), sends its delete again and counts all of it;
 4. it marks the job ``rolled_back``, clears its lease and adds the last chunk's count to
    ``logs_deleted`` in that same write (``JobStore.finish_rollback``): added up over repeated
-   rollbacks of the same job, so a second one that finds nothing keeps the first one's count.
+   rollbacks of the same job, so a second one that finds nothing keeps the first one's count. The
+   status changes only while the lease is still this rollback's own; one whose hold was taken over
+   adds its count alone and ends ``RollbackHoldLost`` (below).
 
 **One rollback of a job at a time.** A rollback run again while the first still deletes (an
 operator's retry, ``trigger --fresh``) meets the first one's live lease in step 1 and is refused
@@ -43,6 +45,16 @@ chunk is counted once: by the one that took over, which adopted it (below), or e
 ``finish_rollback``, which leaves the job to the one that took it. So once that
 one ends the job ``rolled_back`` and a new job writes fresh logs, none of them can go to the first
 one's delete (before, one ``delete_many`` of the whole account, sent once, ran on beside the other).
+
+**Only the hold's own rollback ends the job.** The one that took over may itself let go after an
+error (``_let_go``: the lease cleared, the job ``rolling_back``, logs left). A stale rollback
+finishing then found a lease that was nobody's, and ``finish_rollback`` took that as its own: the
+job became ``rolled_back`` over the logs still there. ``finish_rollback`` now ends the job only
+under the finishing rollback's own ``rollback:<token>``; a rollback that lost its hold stops with
+``RollbackHoldLost`` (a ``LeaseHeld``, exit 4, HTTP 409) saying who ends the job: the rollback
+holding it now, or, when nobody holds it, ``rollback`` run again. A job left ``rolling_back`` with
+no lease (one that let go; one written before rollbacks held a lease) is ended that way too: the
+next rollback takes the hold (step 1) before it finishes.
 
 **The chunk in flight: an exact count after a ``kill -9``.** A rollback killed between a chunk's
 delete and the next renewal (or frozen there, or before the delete was sent) leaves that chunk
@@ -103,7 +115,7 @@ from collections.abc import Sequence
 import attrs
 from attrs import define, frozen
 
-from ..errors import JobAlreadyRunning, LeaseHeld
+from ..errors import JobAlreadyRunning, LeaseHeld, RollbackHoldLost
 from ..jobs import IN_PROGRESS, ROLLED_BACK, ROLLING_BACK, MigrationJob
 from ..ports import Clock, JobStore, MigratedLogs
 from ..ports.log_stores import MigratedLogsInChunks
@@ -186,8 +198,38 @@ def rollback(company_sso_id: str, ports: RollbackPorts) -> RollbackResult:
         raise
     # Added to the count as stored at this write, never to the one read before the hold: a rollback
     # that held the job before this one took it over may have added its own since (module docstring).
-    jobs.finish_rollback(attrs.evolve(held, status=ROLLED_BACK, updated_at=clock.now()), last, token=owner)
+    done = jobs.finish_rollback(
+        attrs.evolve(held, status=ROLLED_BACK, updated_at=clock.now()), last, token=owner
+    )
+    if done is None or done.status != ROLLED_BACK:
+        raise _hold_lost(company_sso_id, job.job_id, deleted, done, None)
     return RollbackResult(company_sso_id, deleted, job.job_id)
+
+
+def _hold_lost(
+    company_sso_id: str, job_id: str, deleted: int, stored: MigrationJob | None, cause: LeaseHeld | None
+) -> RollbackHoldLost:
+    """What a rollback whose hold was taken over says once its ``finish_rollback`` (``stored``: the
+    job as that write left it) has added its count: who ends the job now. ``cause``: the renewal's
+    refusal, when it stopped before a delete rather than at its end."""
+    why = f" ({cause})" if cause is not None else ""
+    head = f"company {company_sso_id}'s rollback lost its hold on job {job_id}{why}"
+    head += f" after deleting {deleted} logs"
+    if cause is not None:
+        head += ": it stopped before its next delete"
+    taken = stored is not None and stored.status == ROLLING_BACK and stored.lease_owner is not None
+    if stored is None:
+        end = "the job is no longer rolling back (given back for a newer job): its count is not on it"
+    elif stored.status == ROLLED_BACK:
+        end = "its count is added; the rollback that took the job over has ended it"
+    elif taken:
+        end = f"its count is added; the rollback holding the job now ({stored.lease_owner}) ends it"
+    else:
+        end = (
+            "its count is added; no rollback holds the job now (the one that took it over let go "
+            "after an error), so the job stays rolling_back: run rollback again to end it"
+        )
+    return RollbackHoldLost(f"{head}; {end}", taken=taken)
 
 
 @define
@@ -266,13 +308,8 @@ def _delete_held(
             )
         except LeaseHeld as exc:
             ended = attrs.evolve(held, status=ROLLED_BACK, updated_at=ports.clock.now())
-            jobs.finish_rollback(ended, progress.pending, token=owner)
-            raise LeaseHeld(
-                f"company {company_sso_id}'s rollback lost its hold on job {job_id} after deleting "
-                f"{total} logs ({exc}): it stopped before its next delete; the rollback holding the "
-                "job now finishes it",
-                by_rollback=True,
-            ) from exc
+            stored = jobs.finish_rollback(ended, progress.pending, token=owner)
+            raise _hold_lost(company_sso_id, job_id, total, stored, exc) from exc
         progress.renewing = False
         progress.pending = 0
         if sending is not None:
