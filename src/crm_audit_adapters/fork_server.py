@@ -105,6 +105,11 @@ def ignore_sigint() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
+BREAK_THROUGH: Final = 3
+"""The SIGINTs ``sigint_deferred`` holds before it passes them on at once, inside its body: a start
+that never returns (its fork server stopped or hung) still gives way to a third Ctrl-C."""
+
+
 @contextlib.contextmanager
 def sigint_deferred() -> Iterator[None]:
     """A SIGINT that comes while the body runs is handled when it ends, by the handler it found.
@@ -112,23 +117,34 @@ def sigint_deferred() -> Iterator[None]:
     For the main thread's bookkeeping of child processes (starting one and recording it): the
     handler's ``KeyboardInterrupt`` then never lands between the two. Each signal received is
     passed on, in order (a run's handler counts them: once stops after the batch, twice aborts).
-    Outside the main thread (where no Python signal handler runs) the body just runs.
+    A terminal's Ctrl-C Ctrl-C is two; at the ``BREAK_THROUGH``-th they are passed on at once, in
+    the body: a start that hangs (a fork server stopped, which the runner then waits on for ever)
+    did ignore every Ctrl-C. A process started and not recorded then is ended on the way out
+    (``console.end_children``). Outside the main thread (where no Python signal handler runs) the
+    body just runs.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     received: list[tuple[int, FrameType | None]] = []
 
+    def pass_on() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
+        held = received[:]
+        received.clear()
+        for signum, frame in held:
+            if callable(previous):
+                previous(signum, frame)
+            elif previous != signal.SIG_IGN:  # the default action (None: not set from Python)
+                signal.raise_signal(signum)
+
     def hold(signum: int, frame: FrameType | None) -> None:
         received.append((signum, frame))
+        if len(received) >= BREAK_THROUGH:
+            pass_on()
 
     previous = signal.signal(signal.SIGINT, hold)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
-        for signum, frame in received:
-            if callable(previous):
-                previous(signum, frame)
-            elif previous != signal.SIG_IGN:  # the default action (None: not set from Python)
-                signal.raise_signal(signum)
+        pass_on()

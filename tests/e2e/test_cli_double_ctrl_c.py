@@ -9,11 +9,13 @@ checked, and the first SIGINT is sent before it goes on: a point seen is the poi
 the Ctrl-C lands, not one it may have left. Before, some of those ended hung for ever after
 printing ``error: INTERRUPTED`` (the interpreter's exit joined a page worker started but never
 recorded by its pool), others by the signal itself (exit -2, not 130), or with a worker's traceback.
-Each must end 130 with the documented line alone, and leave no process of its session behind.
+Each must end 130 with the documented line alone, and leave no process of its session behind;
+so must a third Ctrl-C to a run whose fork server never answers (stopped).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -21,6 +23,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 import pytest
 from processes import CLI, wait_for
@@ -84,15 +87,17 @@ def session_pids(session: int) -> list[int]:
     return found
 
 
-def start_dry_run(inputs: list[str], out: Path) -> subprocess.Popen[str]:
+def start_dry_run(
+    inputs: list[str], out: Path, stderr: IO[str] | int = subprocess.PIPE
+) -> subprocess.Popen[str]:
     """The dry run writing ``out``, in a session of its own (a terminal's process group), with no
-    setting from this environment; its stderr piped."""
+    setting from this environment; its stderr piped, or to ``stderr``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_AUDIT_")}
     return subprocess.Popen(
         [CLI, *inputs, "--out", str(out)],
         env={**env, "CRM_AUDIT_SETTINGS": ""},
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=stderr,
         text=True,
         start_new_session=True,
     )
@@ -236,3 +241,66 @@ class TestStoppedWorker:
         assert lines, "no error line"
         assert lines[-1].startswith(ABORTED), lines
         assert [line for line in lines if "Traceback" in line] == []
+
+
+class TestFrozenForkServer:
+    def test_a_third_ctrl_c_ends_a_run_whose_fork_server_never_answers(
+        self, tmp_path: Path, inputs: list[str]
+    ) -> None:
+        """The fork server stopped (SIGSTOP) before it forked a page worker: the runner waits on it
+        for ever as it starts its workers, where it holds Ctrl-C (``fork_server.sigint_deferred``).
+        A third Ctrl-C ends it, 130 and the one line. Before, every Ctrl-C was held for ever."""
+        for attempt in range(3):  # the server forked a worker before it was seen: not this case
+            ended = three_ctrl_c_to_a_frozen_server(tmp_path / f"attempt-{attempt}", inputs)
+            if ended is not None:
+                break
+        assert ended is not None, "three times the fork server had forked before it could be stopped"
+        code, lines = ended
+        assert code == exit_codes.INTERRUPTED, lines
+        assert lines, "no error line"
+        assert lines[-1].startswith(ABORTED), lines
+        assert lines == [lines[-1]]
+
+
+def three_ctrl_c_to_a_frozen_server(here: Path, inputs: list[str]) -> tuple[int, list[str]] | None:
+    """The dry run, its fork server stopped as soon as it is seen, then three Ctrl-Cs: its exit code
+    and stderr lines once it has ended, and then the server (killed: let go, it would fork what the
+    runner had asked for, a process whose start-up is gone); None when the server had forked a page
+    worker already. stderr goes to a file: the stopped server holds it open, a pipe would not end."""
+    here.mkdir()
+    with (here / "stderr.txt").open("w", encoding="utf-8") as stderr:
+        runner = start_dry_run(inputs, here / "logs.jsonl", stderr)
+    servers: list[int] = []
+    try:
+        wait_for(
+            lambda: stop_fork_server(runner, servers) or runner.poll() is not None,
+            timeout_s=BOUND_S,
+            what="the fork server",
+        )
+        assert servers, "the dry run ended before its fork server could be seen"
+        if page_workers(runner):
+            return None
+        for _ in range(3):
+            os.killpg(runner.pid, signal.SIGINT)
+            time.sleep(GAP_S)
+        runner.wait(timeout=BOUND_S)
+        lines = (here / "stderr.txt").read_text(encoding="utf-8").splitlines()
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
+        for pid in servers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not session_pids(runner.pid), timeout_s=BOUND_S, what="its processes to end")
+    return runner.returncode, [line for line in lines if line.strip()]
+
+
+def stop_fork_server(runner: subprocess.Popen[str], stopped: list[int]) -> bool:
+    """Stop (SIGSTOP) the runner's fork server if it runs, and add it to ``stopped``; whether it did."""
+    for pid in session_pids(runner.pid):
+        if is_fork_server(pid):
+            os.kill(pid, signal.SIGSTOP)
+            stopped.append(pid)
+            return True
+    return False

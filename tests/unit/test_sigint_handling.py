@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import copyreg
 import signal
+import threading
 from collections.abc import Iterator
 from types import FrameType
 
@@ -105,6 +106,44 @@ class TestSigintDeferred:
             assert seen == []
         assert seen == [signal.SIGINT, signal.SIGINT]
         assert signal.getsignal(signal.SIGINT) is handler
+
+    def test_the_third_held_sigint_interrupts_the_body_at_once(self) -> None:
+        """A start that never returns (its fork server stopped) gives way to a third Ctrl-C."""
+        signal.signal(signal.SIGINT, InterruptOnce())
+        ran = []
+
+        def body() -> None:
+            with sigint_deferred():
+                signal.raise_signal(signal.SIGINT)
+                signal.raise_signal(signal.SIGINT)
+                ran.append("after two: a terminal's Ctrl-C Ctrl-C is held")
+                signal.raise_signal(signal.SIGINT)
+                ran.append("after three")
+
+        with pytest.raises(KeyboardInterrupt) as caught:
+            body()
+        assert ran == ["after two: a terminal's Ctrl-C Ctrl-C is held"]
+        assert isinstance(signal.getsignal(signal.SIGINT), InterruptOnce)
+        assert caught.type is CtrlC
+
+    def test_a_run_held_three_times_stops_then_aborts_in_order(self) -> None:
+        """Passed on at once, in order: a run's handler sees once (stop after the batch), then
+        twice (abort)."""
+        signal.signal(signal.SIGINT, InterruptOnce())
+        stops: list[object] = []
+
+        def run_starting_a_process() -> None:
+            with _stop_on_interrupt() as stop, sigint_deferred():
+                stops.append(stop)
+                for _ in range(3):
+                    signal.raise_signal(signal.SIGINT)
+                stops.append("the rest of the start")
+
+        with pytest.raises(KeyboardInterrupt):
+            run_starting_a_process()
+        assert len(stops) == 1
+        assert isinstance(stops[0], threading.Event)
+        assert stops[0].is_set()
 
     def test_an_ignored_sigint_stays_ignored(self) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
