@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
 import pytest
 from starlette.requests import Request
+from starlette.responses import Response
 
 from crm_audit_adapters.cli import exit_codes
 from crm_audit_adapters.http.errors import on_domain_error
@@ -18,12 +20,20 @@ from crm_audit_transform.errors import RollbackHoldLost
 _MESSAGE = "company c's rollback lost its hold on job j1 after deleting 2 logs; held by rollback:f00d"
 
 
+def http_answer(error: Exception) -> Response:
+    """The HTTP surface's answer to ``error``: its handler run by ``asyncio.run`` in a thread of its
+    own. Not in this one: the browser tests' Playwright (sync API) keeps an event loop running in
+    the main thread of the pytest-xdist worker it shares, where ``asyncio.run`` refuses to start."""
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, on_domain_error(cast(Request, None), error)).result()
+
+
 @pytest.mark.parametrize(
     ("taken", "then"),
     [(True, "another rollback holds it now and ends it"), (False, "roll back again to end it")],
 )
 def test_the_http_answer_says_who_ends_the_job_without_the_holder(taken: bool, then: str) -> None:
-    response = asyncio.run(on_domain_error(cast(Request, None), RollbackHoldLost(_MESSAGE, taken=taken)))
+    response = http_answer(RollbackHoldLost(_MESSAGE, taken=taken))
     answer: Any = json.loads(bytes(response.body))
     assert response.status_code == 409
     assert answer["error"]["code"] == "LEASE_HELD"
