@@ -12,7 +12,7 @@ from typing import Any, Final
 
 import click
 
-from ..console import interrupt_reported
+from ..console import ABORTED, interrupt_reported
 from ..redaction import scrub
 from . import exit_codes
 from .options import error_document
@@ -129,10 +129,7 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             # The run's first Ctrl-C stops after its batch; this is the second (or one outside a run).
             interrupt_reported()  # a further Ctrl-C must not cut this report or the closing short
-            error = exit_codes.CliError(
-                "INTERRUPTED",
-                "aborted at once by Ctrl-C; progress up to the last saved batch is kept: run again to resume",
-            )
+            error = exit_codes.CliError("INTERRUPTED", ABORTED)
             ctx.exit(_report(error, ctx.find_object(CliState), ctx))
         except Exception as error:
             if _reader_gone(error):
@@ -152,9 +149,14 @@ class _Group(click.Group):
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except click.Abort:
-            # click raises Abort when a prompt reads EOF or Ctrl-C: the operator gave no answer.
+        except click.Abort as abort:
             interrupt_reported()
+            if isinstance(abort.__cause__, KeyboardInterrupt):
+                # click's own catch (``Abort() from`` the interrupt): a Ctrl-C that landed outside a
+                # command's handling of it, as it parsed options, closed its context, or reported
+                # its error (a handler's, where the sibling ``except KeyboardInterrupt`` is not reached).
+                sys.exit(_report(exit_codes.CliError("INTERRUPTED", ABORTED), None))
+            # A prompt that read EOF or Ctrl-C (``Abort() from None``): the operator gave no answer.
             click.echo(err=True)  # end the prompt's line
             error = exit_codes.CliError("DECLINED", "no answer to the confirmation; nothing was changed")
             sys.exit(_report(error, None))

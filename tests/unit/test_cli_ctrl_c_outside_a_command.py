@@ -1,0 +1,49 @@
+"""A Ctrl-C that lands where no command handles it ends ``INTERRUPTED`` (exit 130), never ``DECLINED``.
+
+click catches a ``KeyboardInterrupt`` that leaves a command's invocation and raises ``Abort`` from
+it; a prompt that reads Ctrl-C or EOF raises ``Abort`` from nothing. ``_Group.main`` took every
+``Abort`` for an unanswered prompt: a Ctrl-C as a command reported its error (inside
+``_Group.invoke``'s handler, where the sibling ``except KeyboardInterrupt`` is not reached) ended
+``DECLINED: no answer to the confirmation; nothing was changed``, exit 9, and the error was lost.
+A prompt's own ``Abort`` still ends ``DECLINED`` (tests/e2e/test_cli_errors.py's "declined" rows).
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crm_audit_adapters.cli import exit_codes
+from crm_audit_adapters.console import ABORTED
+
+cli_main = importlib.import_module("crm_audit_adapters.cli.main")  # the package exports its main()
+
+
+def test_a_ctrl_c_while_an_error_is_reported_ends_interrupted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "audits.jsonl"
+    bad.write_text("not json\n", encoding="utf-8")
+    reported: list[BaseException] = []
+    report = cli_main._report
+
+    def ctrl_c_as_the_first_line_is_written(error: BaseException, *args: Any) -> int:
+        reported.append(error)
+        if len(reported) == 1:
+            raise KeyboardInterrupt  # what the handler raises when the Ctrl-C lands in the write
+        code: int = report(error, *args)
+        return code
+
+    monkeypatch.setattr(cli_main, "_report", ctrl_c_as_the_first_line_is_written)
+    monkeypatch.setenv("CRM_AUDIT_SETTINGS", "")
+    files = ("--users", str(bad), "--contacts", str(bad), "--sso-directory", str(bad))
+    args = ["dry-run", "--company-sso-id", "c", "--tenant", "t", "--audits", str(bad), *files]
+    with pytest.raises(SystemExit) as ended:
+        cli_main.cli.main(args=args, prog_name="crm-audit-migrate")
+    assert ended.value.code == exit_codes.INTERRUPTED
+    assert exit_codes.error_code(reported[0]) == "BAD_INPUT"  # the error being reported
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert lines == [f"error: INTERRUPTED: {ABORTED}"]
