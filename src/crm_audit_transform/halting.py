@@ -72,16 +72,23 @@ class HaltRule:
         builds the tally since the basis only where it is true."""
         return processed > 0 and not processed % self.sample
 
-    def decide(self, since: Tally, *, at_end: bool = False) -> str | None:
+    def crossed(self, before: int, after: int) -> bool:
+        """Whether a step that took the rows counted since the basis from ``before`` to ``after``
+        reached or passed an evaluation point. A step ends at each point, unless the point falls
+        among a file's rows of one id (their row and its repeats set aside: a step never splits
+        them, ``usecases._run_steps.cut_steps``): the point is then evaluated at their end."""
+        return after > 0 and after // self.sample > before // self.sample
+
+    def decide(self, since: Tally, *, at_end: bool = False, crossed: bool = False) -> str | None:
         """The halt reason for the rows counted since the basis, or None to carry on.
 
-        Only at an evaluation point (``checks_at``, or ``at_end`` with at least ``sample`` rows:
-        the minimum sample); elsewhere None.
+        Only at an evaluation point (``checks_at``; ``crossed``, the step that passed one; or
+        ``at_end`` with at least ``sample`` rows: the minimum sample); elsewhere None.
         """
         if at_end:
             if since.processed < self.sample:
                 return None  # the minimum sample: too few rows for a share to mean anything
-        elif not self.checks_at(since.processed):
+        elif not crossed and not self.checks_at(since.processed):
             return None
         if since.failure_rate > self.threshold:
             return (

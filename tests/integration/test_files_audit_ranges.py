@@ -58,7 +58,8 @@ def by_page(source: FileAuditSource, limit: int, told: Pages) -> None:
         if not rows and not aside:
             return
         told.append(([row.id for row in rows], aside))
-        after = rows[-1].id if rows else after  # a page of none in a run of lines set aside
+        # After the highest id handed, as the run loop asks (a page of none in a run of lines set aside).
+        after = max(rows[-1].id if rows else after, aside[-1].audit_id if aside else after)
 
 
 def in_process(spans: Iterable[PageSpan], source: FileRangeSource) -> Iterator[TransformedPage]:

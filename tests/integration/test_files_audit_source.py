@@ -177,17 +177,25 @@ class TestCheckedRows:
         first = corpus_lines(TEXT_AUDITS)[0]
         return [json.dumps({**first, "id": audit_id}) for audit_id in ids]
 
-    def test_a_repeated_id_is_reported_once_even_when_the_file_is_reread(self, tmp_path: Path) -> None:
-        """With CheckedRows a repeat is its row's duplicate_audit_id, once, however often pages restart."""
+    def test_a_repeated_id_is_reported_once_a_read_and_only_past_the_cursor(self, tmp_path: Path) -> None:
+        """With CheckedRows a repeat is its row's duplicate_audit_id, once a read of the pages. A read
+        from a cursor behind what was handed (a resume) reports again the repeats past that cursor,
+        which a resume counts (those handed before may not have been), and none at or below it."""
         path = write_lines(tmp_path / "audits.jsonl", *self.lines(1, 2, 2, 3))
         checked = CheckedRows(path)
         with FileAuditSource(path, "acme", checked=checked) as source:
             assert source.scope_bounds("acme", SCOPE, None) == source.scope_bounds("acme", SCOPE, None)
             assert checked.outcomes == []  # the bounds pass reports nothing: the pages do
             first = all_pages(source, "acme", EPOCH, 2)
+            [repeat] = checked.take()
             again = all_pages(source, "acme", EPOCH, 2)
+            [reported_again] = checked.take()
+            assert [row.id for row in source.page("acme", SCOPE, after_id=2, cutoff=EPOCH, limit=2)] == [3]
+            assert checked.take() == []  # read again after id 2: its repeat lies at the cursor
+            assert [row.id for row in source.page("acme", SCOPE, after_id=1, cutoff=EPOCH, limit=1)] == [2]
+            assert checked.take() == []  # the repeat comes after its row, with the next page
         assert first == again == [[1, 2], [3]]
-        [repeat] = checked.outcomes
+        assert reported_again == repeat
         assert (repeat.audit_id, repeat.reason) == (2, "duplicate_audit_id")
         assert "row 3 repeats audit id 2" in repeat.detail
 

@@ -84,11 +84,13 @@ def by_page(source: FileAuditSource, limit: int) -> tuple[Pages, list[AuditRow]]
     after = 0
     while True:
         rows = source.page(TENANT, SCOPE, after_id=after, cutoff=EPOCH, limit=limit)
-        pages.append(([row.id for row in rows], list(source.take_set_aside())))
-        if not rows and not pages[-1][1]:
+        aside = list(source.take_set_aside())
+        pages.append(([row.id for row in rows], aside))
+        if not rows and not aside:
             return pages, found
         found.extend(rows)
-        after = rows[-1].id if rows else after  # a page of none in a run of lines set aside
+        # After the highest id handed, as the run loop asks (a page of none in a run of lines set aside).
+        after = max(rows[-1].id if rows else after, aside[-1].audit_id if aside else after)
 
 
 def by_span(source: FileSpanSource, limit: int) -> tuple[Pages, list[AuditRow]]:
@@ -98,11 +100,13 @@ def by_span(source: FileSpanSource, limit: int) -> tuple[Pages, list[AuditRow]]:
     while True:
         ids = source.page_ids(TENANT, SCOPE, after_id=after, cutoff=EPOCH, limit=limit)
         span = PageSpan(TENANT, SCOPE, EPOCH, tuple(ids), source.page_extent())
-        pages.append((list(ids), list(source.take_set_aside())))
-        if not ids and not pages[-1][1]:
+        aside = list(source.take_set_aside())
+        pages.append((list(ids), aside))
+        if not ids and not aside:
             return pages, rows
         rows.extend(pickle.loads(pickle.dumps(source.span_reader()))(span))  # as a worker reads it
-        after = ids[-1] if ids else after  # a page of none in a run of lines set aside
+        # After the highest id handed, as the run loop asks (a page of none in a run of lines set aside).
+        after = max(ids[-1] if ids else after, aside[-1].audit_id if aside else after)
 
 
 def walk(source: FileAuditSource, told: list[list[int]]) -> None:

@@ -137,8 +137,9 @@ def write_mostly_unreadable(path: Path) -> tuple[str, list[int], int]:
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
 def test_a_run_of_lines_set_aside_is_handed_over_a_thousand_at_a_time(tmp_path: Path, suffix: str) -> None:
     """Thousands of lines set aside in a row (unreadable, or repeating an id): a page ends once
-    ``HOLD_SET_ASIDE`` of them are held, with no row perhaps, and the next page goes on from the
-    same cursor; every line is handed over once, and the rows are found. The readers used to hand
+    ``HOLD_SET_ASIDE`` of them are held, with no row perhaps, and the next page, asked after the
+    highest id handed, goes on with the same read; every line is handed over once, and the rows are
+    found. The readers used to hand
     control back at a readable row only: all of them were held (about 0.3 KB each)."""
     path = tmp_path / f"audits{suffix}"
     tenant, ids, set_aside = write_mostly_unreadable(path)
@@ -156,7 +157,8 @@ def test_a_run_of_lines_set_aside_is_handed_over_a_thousand_at_a_time(tmp_path: 
             empty += not rows
             taken.extend(aside)
             found.extend(row.id for row in rows)
-            after = rows[-1].id if rows else after
+            # The next page is asked after the highest id handed, as the run loop asks it.
+            after = max(rows[-1].id if rows else after, aside[-1].audit_id if aside else after)
     assert checked.most == HOLD_SET_ASIDE
     assert found == ids
     assert len(taken) == len({(o.audit_id, str(o.detail)) for o in taken}) == set_aside
@@ -242,9 +244,10 @@ def test_a_ranges_report_is_freed_without_the_collector(tmp_path: Path) -> None:
 
 
 def test_the_page_after_the_files_end_reads_nothing(tmp_path: Path) -> None:
-    """A page that read the file to its end is followed by one more from its cursor (after lines set
-    aside at the end, the run loop and verify ask again): that one is empty at once, even when
-    rows out of the scope lie past the cursor, without reading the file again (here: deleted)."""
+    """A page that read the file to its end is followed by one more after the highest id it handed
+    (after lines set aside at the end, the run loop and verify ask again): that one is empty at
+    once, even when rows out of the scope lie past the cursor, without reading the file again
+    (here: deleted)."""
     example = json.loads(EXAMPLE.read_text().splitlines()[0])
     records = [dict(example, id=1), dict(example, id=2, auditable_type="Elsewhere")]
     records += [dict(example, id=n, action=None) for n in range(3, 6)]
@@ -256,5 +259,6 @@ def test_the_page_after_the_files_end_reads_nothing(tmp_path: Path) -> None:
         assert [row.id for row in rows] == [1]
         assert [o.audit_id for o in source.take_set_aside()] == [3, 4, 5]
         path.unlink()
-        assert source.page(tenant, SCOPE, after_id=1, cutoff=EPOCH, limit=10) == ()
+        # Asked after the highest id handed (5), as the run loop and verify ask.
+        assert source.page(tenant, SCOPE, after_id=5, cutoff=EPOCH, limit=10) == ()
         assert source.take_set_aside() == []

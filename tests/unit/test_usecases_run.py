@@ -518,7 +518,7 @@ class SettingAside:
 class Pausing(SettingAside):
     """``SettingAside`` that gives no row at the given ``page`` calls, handing over the given rows
     set aside instead: a file source that paused in a run of lines it set aside (its next call
-    goes on from the same cursor)."""
+    goes on after the highest id it handed)."""
 
     def __init__(self, inner: Any, pauses: dict[int, list[Outcome]]) -> None:
         super().__init__(inner, {})
@@ -563,7 +563,7 @@ class TestRowsSetAside:
 
     def test_a_page_of_no_rows_with_rows_set_aside_is_not_the_end(self) -> None:
         """A source that pauses in a run of lines it sets aside gives a page of none: the loop
-        counts those rows as a page of their own and asks again from the same cursor."""
+        counts those rows as a page of their own and asks again after the last of them."""
         world = world_of([row(n) for n in range(1, 40, 3)])  # 1, 4, … 37
         world.source = Pausing(world.source, {1: [unreadable(14)], 2: [unreadable(15)]})
         world.trigger()

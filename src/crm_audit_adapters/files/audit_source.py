@@ -10,9 +10,10 @@ keyset queries as the SQL would, but by reading forward:
 * ``scope_ends`` (``ports.AuditEnds``) gives only the first and last in-scope ids: the first read
   from the front, the last from the back of a JSONL file, so a dry run's job costs no pass;
 * ``page(after_id=…)`` continues from where the previous page stopped when ``after_id`` is at or
-  past it — the run loop's case, so a whole run reads the file once more — and otherwise reopens
-  the file and skips forward (a resume). A page ends early, after the row that brings its
-  ``audited_changes`` and comments to ``page_bytes`` (32 MiB), so a file of large rows is not held
+  past the highest id it handed (a row, or a row set aside) — the run loop's case, so a whole run
+  reads the file once more — and otherwise reopens the file and skips forward (a resume). A page
+  ends early, after the row that brings its ``audited_changes`` and comments to ``page_bytes``
+  (32 MiB), so a file of large rows is not held
   500 rows at a time, or after the line set aside that brings the outcomes held to
   ``HOLD_SET_ASIDE`` (with no row, perhaps: ``ports.RowsSetAside``); once the file was read to its
   end, a page after its last id is empty at once;
@@ -25,11 +26,13 @@ within bounded memory would need an external merge sort on disk (``sort`` of GNU
 that for CSV keyed on its first column: ``sort -t, -k1,1n``, header aside).
 
 Given a ``CheckedRows``, the file's own disqualified rows become outcomes instead of errors, each
-reported once however often the file is reread: a repeated id (in an ordered file, the row right
-after its first) is ``duplicate_audit_id`` and the first row is used; a line whose id can be read
-but that cannot become a row is ``invalid_audit_row``. Such a line takes its place in the id order
-as a row would: a smaller id stops the read, and the same id as the row or line before it is a
-repeat, so an unreadable line is never one audit more than the file holds. The source hands
+reported once a read and only past the cursor the read started from (a page asked after the highest
+id a read handed goes on with it; one asked from a cursor behind that, a resume, reads again from
+the start: the run loop counts each once, ``usecases.run``): a repeated id (in an ordered file, the
+row right after its first) is ``duplicate_audit_id`` and the first row is used; a line whose id can
+be read but that cannot become a row is ``invalid_audit_row``. Such a line takes its place in the
+id order as a row would: a smaller id stops the read, and the same id as the row or line before it
+is a repeat, so an unreadable line is never one audit more than the file holds. The source hands
 them to the run loop and to verify (``ports.RowsSetAside``: ``take_set_aside`` after each page),
 which count them in id order with the page's rows, as failed rows of a database source. Without
 one, both raise (``AuditOrderError``, ``FileFormatError``). A NULL ``created_at`` is in every
@@ -93,15 +96,15 @@ class FileAuditSource:
         "_drained",
         "_end",
         "_file_format",
+        "_handed",
         "_jsonb_changes",
         "_max_record_bytes",
         "_page_bytes",
         "_path",
         "_position",
+        "_query",
         "_reader",
         "_reading",
-        "_reported",
-        "_resume",
         "_tenant",
         "_window",
     )
@@ -123,12 +126,12 @@ class FileAuditSource:
         self._page_bytes = page_bytes
         self._end: int | None = None  # the last id of the file, once a page read to its end
         self._checked = checked
-        self._reported = 0  # rows (in file order) whose own failures were already handed to checked
-        # Where a page that ended early in a run of lines set aside left its reader: the after_id,
-        # scope and cutoff the next page goes on from without reopening the file (see _page).
-        self._resume: tuple[int, frozenset[str], dt.datetime] | None = None
-        # The same for the page that read the file to its end: the next one has no row (a page after
-        # lines set aside at the file's end is asked again, and must not read the file again).
+        # The highest id the open reader handed over (a row found, an outcome set aside), and the
+        # scope and cutoff it reads: a page after it goes on with that reader (see _page).
+        self._handed = 0
+        self._query: tuple[frozenset[str], dt.datetime] | None = None
+        # The page that read the file to its end: the id the next one is asked after, its scope and
+        # cutoff; that page has no row (it is asked after lines set aside at the file's end too).
         self._drained: tuple[int, frozenset[str], dt.datetime] | None = None
         self._tenant = tenant
         self._file_format: FileFormat | None = file_format
@@ -166,7 +169,8 @@ class FileAuditSource:
     def scope_bounds(
         self, tenant: str, scope: Sequence[str], cutoff: dt.datetime | None
     ) -> ScopeBounds | None:
-        """One pass over the file: the in-scope rows at or after ``cutoff``.
+        """One pass over the file: the in-scope rows at or after ``cutoff``; the first id is a line
+        set aside's when one the run counts comes before them (the job's cursor starts below it).
 
         The pass reads each row's id, type and time only (``numbered_scope_keys``): the rows, the
         order checks and the errors are those of the pages, without building a row object.
@@ -176,7 +180,8 @@ class FileAuditSource:
         wanted = frozenset(scope)
         first = last = count = 0
         oldest: dt.datetime | None = None
-        rows = self._ordered(numbered_scope_keys, report=False)
+        aside: list[int] = []
+        rows = self._ordered(numbered_scope_keys, report=False, scope=wanted, counted=_first_of(aside))
         try:
             for row in rows:
                 if row is SetAside.LINE or row.auditable_type not in wanted or not on_or_after(row, cutoff):
@@ -191,6 +196,9 @@ class FileAuditSource:
             rows.close()
         if not count:
             return None
+        # A line set aside before the first row is one of the run's audits (its failed row): the
+        # job's cursor starts below it, so a resume knows it from its cursor.
+        first = min(first, aside[0]) if aside else first
         return ScopeBounds(first, last, NO_TIME_KNOWN if oldest is None else oldest, count)
 
     def scope_ends(self, tenant: str, scope: Sequence[str]) -> tuple[int, int] | None:
@@ -198,9 +206,10 @@ class FileAuditSource:
 
         The last is found reading a JSONL file back from its end, the first reading it from the
         front (the pages' own reader), each stopping at the first in-scope row of the tenant, so
-        only the rows outside the scope at either end are read. None when the ends cannot be told
-        that way — a CSV file (a record may span lines), a line at the end that is not a plain
-        row, no in-scope row at the end — and ``scope_bounds`` should be asked instead.
+        only the rows outside the scope at either end are read (the first is a line set aside's
+        when one the run counts comes before that row, as in ``scope_bounds``). None when the ends
+        cannot be told that way — a CSV file (a record may span lines), a line at the end that is
+        not a plain row, no in-scope row at the end — and ``scope_bounds`` should be asked instead.
         """
         if tenant != self._tenant or format_of(self._path, self._file_format) != "jsonl":
             return None
@@ -214,10 +223,18 @@ class FileAuditSource:
                 break
         if last is None:
             return None
-        rows = self._ordered(numbered_scope_keys, report=False)
+        aside: list[int] = []
+        rows = self._ordered(numbered_scope_keys, report=False, scope=wanted, counted=_first_of(aside))
         try:
+            # The first row in scope, or a line set aside before it (a failed row of the run's).
             first = next(
-                (row.id for row in rows if row is not SetAside.LINE and row.auditable_type in wanted), None
+                (
+                    aside[0] if row is SetAside.LINE else row.id
+                    for row in rows
+                    if (row is SetAside.LINE and aside)
+                    or (row is not SetAside.LINE and row.auditable_type in wanted)
+                ),
+                None,
             )
         finally:
             rows.close()
@@ -244,8 +261,8 @@ class FileAuditSource:
         found row followed by ``on_found()`` while the reader is still at its line.
 
         The page ends early, after the rows found so far (none, perhaps), once the outcomes set
-        aside and not yet taken reach ``HOLD_SET_ASIDE``: the caller takes them and asks again from
-        the same cursor (``ports.RowsSetAside``), and the reader goes on where it paused."""
+        aside and not yet taken reach ``HOLD_SET_ASIDE``: the caller takes them and asks again after
+        the highest id handed (``ports.RowsSetAside``), and the reader goes on where it paused."""
         if tenant != self._tenant or limit <= 0:
             return []
         if self._end is not None and after_id >= self._end:
@@ -253,37 +270,38 @@ class FileAuditSource:
         wanted = frozenset(scope)
         if self._drained == (after_id, wanted, cutoff):
             return []
-        resume, self._resume = self._resume, None
         if (
             self._reader is None
             or self._reading is not read
             or (on_found is not None and self._window is None)  # a reader opened without its window
-            or (
-                self._position is not None
-                and after_id < self._position
-                and resume != (after_id, wanted, cutoff)  # not the page after a pause
-            )
+            or self._query != (wanted, cutoff)
+            # The reader handed rows or outcomes past this id (a resume from a cursor behind them):
+            # read again from the start, handing again what lies past the cursor.
+            or after_id < self._handed
         ):
             self.close()
             self._window = LineWindow() if on_found is not None else None
-            opened = self._ordered(read, report=True, window=self._window, scope=wanted)
+            opened = self._ordered(read, report=True, window=self._window, scope=wanted, floor=after_id)
             self._reader, self._reading = opened, read
             self._position = None
+            self._handed, self._query = after_id, (wanted, cutoff)
         reader: Generator[_Row | SetAside, None, None] = self._reader
         found: list[_Row] = []
         budget = self._page_bytes
         checked = self._checked
         for row in reader:
             if row is SetAside.LINE:
+                if checked is not None and checked.outcomes:
+                    self._handed = max(self._handed, checked.outcomes[-1].audit_id)
                 if checked is not None and len(checked.outcomes) >= HOLD_SET_ASIDE:
-                    # Rows passed over since the last found one lie at or below the cursor, or out
-                    # of this scope: the same page's next call goes on from here.
-                    self._resume = (found[-1].id if found else after_id, wanted, cutoff)
+                    # The same reader goes on from here when the next page is asked after the
+                    # highest id handed (the run loop asks so).
                     break
                 continue
             self._position = row.id
             if row.id > after_id and row.auditable_type in wanted and on_or_after(row, cutoff):
                 found.append(row)
+                self._handed = max(self._handed, row.id)
                 if on_found is not None:
                     on_found()
                 budget -= size_of(row)
@@ -291,9 +309,9 @@ class FileAuditSource:
                     break
         else:
             self.close()
-            self._end = after_id if self._position is None else max(after_id, self._position)
+            self._end = max(after_id, self._handed, self._position or 0)
             self._position = None
-            self._drained = (found[-1].id if found else after_id, wanted, cutoff)
+            self._drained = (max(after_id, self._handed), wanted, cutoff)
         return found
 
     def take_set_aside(self) -> Sequence[Outcome]:
@@ -325,6 +343,8 @@ class FileAuditSource:
         report: bool,
         window: LineWindow | None = None,
         scope: frozenset[str] | None = None,
+        floor: int = 0,
+        counted: Callable[[int], None] | None = None,
     ) -> Generator[_Row | SetAside, None, None]:
         """What ``read`` makes of the tenant's rows, in file order, ids checked ascending, each line
         or row set aside followed by ``SetAside.LINE``.
@@ -335,6 +355,8 @@ class FileAuditSource:
         With ``scope``, a line set aside whose ``auditable_type`` can be read and is outside it is
         not handed to ``checked``: a database run never reads such a row (its query keeps the scope),
         so it is none of the run's audits; one whose type cannot be read may be one, and counts.
+        ``report``: hand those past ``floor`` (the cursor the read starts from) to ``checked``;
+        ``counted`` is told the id of each (reported or not).
         """
         checked = self._checked
         order = IdOrder(self._path)
@@ -349,18 +371,20 @@ class FileAuditSource:
                 kind = error.auditable_type
                 if scope is not None and kind is not None and kind not in scope:
                     return  # none of the run's audits
-                if report and error.line > self._reported:
-                    self._reported = error.line
+                if counted is not None:
+                    counted(error.audit_id)
+                if report and error.audit_id > floor:
                     if new:
                         checked.on_error(error)
                     else:
                         checked.repeat_line(error)
 
             def on_repeat(line: int, ordinal: int, row: _Row) -> None:
-                if report and line > self._reported:
-                    self._reported = line
-                    if scope is not None and row.auditable_type not in scope:
-                        return  # none of the run's audits
+                if scope is not None and row.auditable_type not in scope:
+                    return  # none of the run's audits
+                if counted is not None:
+                    counted(row.id)
+                if report and row.id > floor:
                     checked.repeat(ordinal, row.id)  # CheckedRows names the row's ordinal, not its line
 
         numbered = read(
@@ -437,6 +461,16 @@ class _Reader(Protocol[_Read]):
         max_record_bytes: int = ...,
         window: LineWindow | None = None,
     ) -> Generator[tuple[int, _Read | SetAside], None, None]: ...
+
+
+def _first_of(ids: list[int]) -> Callable[[int], None]:
+    """A ``counted`` hook keeping the first id it is told in ``ids``."""
+
+    def keep(audit_id: int) -> None:
+        if not ids:
+            ids.append(audit_id)
+
+    return keep
 
 
 def _row_bytes(row: AuditRow) -> int:

@@ -131,8 +131,12 @@ class RowsSetAside(Protocol):
     audits, so a file source is counted as a database source whose bad rows fail one by one.
 
     A page may end early in a run of rows set aside, with fewer rows than asked, or none: a page
-    of no rows after which ``take_set_aside`` gives some is not the end, and the next page is asked
-    from the same ``after_id`` (so a source holds a bounded number of them, whatever the run).
+    of no rows after which ``take_set_aside`` gives some is not the end (so a source holds a
+    bounded number of them, whatever the run). The run loop asks each page after the highest id
+    the one before handed, its rows' or those set aside; a page asked from an ``after_id`` behind
+    that (a resume) may hand again rows set aside that were handed before: the loop drops those at
+    or below its cursor. A source may hand a repeat of a page's last id after that page (with the
+    next one): the loop lets the page's last rows of one id wait for it.
     """
 
     def take_set_aside(self) -> Sequence[Outcome]:

@@ -34,8 +34,10 @@ _Item = TypeVar("_Item")
 
 class RunLoop:
     __slots__ = (
+        "_aside_last",
         "_batch_size",
         "_cache",
+        "_carry",
         "_check_at_end",
         "_on_outcomes",
         "_on_progress",
@@ -46,6 +48,7 @@ class RunLoop:
         "_renewed",
         "_rule",
         "_set_aside",
+        "_sets_aside",
         "_settings",
         "_should_stop",
         "_transformer",
@@ -82,6 +85,11 @@ class RunLoop:
         # Rows the source set aside (ports.RowsSetAside), one entry per page read, in read order:
         # the pages come back from the pipeline in that order. The last entry may follow no page.
         self._set_aside: deque[Sequence[Outcome]] = deque()
+        # A source that sets rows aside may hand a page's last id again after it (a file's repeat
+        # is read with the next page): the page's last rows of one id wait for it (_steps).
+        self._sets_aside = isinstance(ports.source, RowsSetAside)
+        self._carry: _Rows | None = None
+        self._aside_last = 0  # the highest id of the rows set aside that the last page read handed
 
     def bound(self, until_id: int | None, *, check_at_end: bool) -> None:
         self._until_id = until_id
@@ -152,7 +160,7 @@ class RunLoop:
             # None: the rows set aside after the last page (a source's last lines), as a page of their own.
             for page in itertools.chain(pages, (None,)):
                 aside = self._set_aside.popleft() if self._set_aside else ()
-                if page is None and not aside:
+                if page is None and not aside and self._carry is None:
                     break
                 cut = list(self._steps(job, page, aside))
                 for index, step in enumerate(cut):
@@ -162,8 +170,21 @@ class RunLoop:
                         job = self._save(job, unsaved, self._settings.lease_ttl)
                         if job.status != IN_PROGRESS:
                             return RunResult(job, steps, would_halt=would_halt)
+                    before = job.tally.processed
                     job, wrote = self._apply(job, step, unsaved)
                     steps += 1
+                    reason = self._decide(before, job)
+                    if (
+                        reason is not None
+                        and would_halt is None
+                        and self._settings.enforce_halt
+                        and not self._rule.checks_at(job.tally.processed - job.halt_basis.processed)
+                    ):
+                        # A check point passed among a file's rows of one id: the step and the halt
+                        # are one write, as a resume could not tell from the counts that it was one.
+                        would_halt = HaltPoint(job.last_audit_id, reason)
+                        halted = self._finish(job, HALTED, reason, unsaved)
+                        return RunResult(halted, steps, would_halt=would_halt)
                     if wrote or index == len(cut) - 1:
                         # A step that wrote logs is saved at once (its cursor bounds any replay); one
                         # that wrote none rides along with the next save, at the latest at page end.
@@ -171,7 +192,6 @@ class RunLoop:
                         if job.status != IN_PROGRESS:
                             # Cancelled meanwhile (or, for a shard, the job halted or was cancelled).
                             return RunResult(job, steps, would_halt=would_halt)
-                    reason = self._decide(job)
                     if reason is not None and would_halt is None:
                         would_halt = HaltPoint(job.last_audit_id, reason)
                         if self._settings.enforce_halt:
@@ -209,7 +229,7 @@ class RunLoop:
         def fetch(after_id: int, limit: int) -> Sequence[AuditRow]:
             rows = source.page(job.tenant, scope, after_id=after_id, cutoff=job.cutoff, limit=limit)
             if setting_aside is not None:
-                self._set_aside.append(setting_aside.take_set_aside())
+                self._take_set_aside(setting_aside)
             return rows
 
         return self._walk(job, fetch, _row_id)
@@ -227,7 +247,7 @@ class RunLoop:
             nonlocal extent
             ids = source.page_ids(job.tenant, scope, after_id=after_id, cutoff=job.cutoff, limit=limit)
             if setting_aside is not None:
-                self._set_aside.append(setting_aside.take_set_aside())
+                self._take_set_aside(setting_aside)
             if extents is not None:
                 extent = extents.page_extent()
             return ids
@@ -237,10 +257,20 @@ class RunLoop:
         for ids in self._walk(job, fetch, int):
             yield PageSpan(job.tenant, scope, job.cutoff, tuple(ids), extent)
 
+    def _take_set_aside(self, source: RowsSetAside) -> None:
+        taken = source.take_set_aside()
+        self._set_aside.append(taken)
+        if taken:
+            self._aside_last = max(self._aside_last, taken[-1].audit_id)
+
     def _walk(
         self, job: MigrationJob, fetch: Callable[[int, int], Sequence[_Item]], id_of: Callable[[_Item], int]
     ) -> Generator[Sequence[_Item], None, None]:
-        """Keyset pages of ``fetch(after_id, limit)`` from the job's cursor, within a shard's range."""
+        """Keyset pages of ``fetch(after_id, limit)`` from the job's cursor, within a shard's range.
+
+        Each page is asked after the last one's highest id, its rows' or the rows set aside with it
+        (``ports.RowsSetAside``): past what the source handed, so that it goes on reading where it
+        paused, and reads again only for a cursor behind what it handed (a resume)."""
         after_id = job.last_audit_id
         while True:
             limit = self._page_limit(after_id)
@@ -257,13 +287,14 @@ class RunLoop:
                 if last or not (self._set_aside and self._set_aside[-1]):
                     return
                 # The source paused in a run of rows it set aside (ports.RowsSetAside): a page of
-                # none, counted with them; it goes on from the same cursor.
+                # none, counted with them; it goes on after the last of them.
                 yield items
+                after_id = max(after_id, self._aside_last)
                 continue
             yield items
             if last:
                 return
-            after_id = id_of(items[-1])
+            after_id = max(id_of(items[-1]), self._aside_last)
 
     def _page_limit(self, after_id: int) -> int:
         """The page size, capped for a shard at the ids left in its range: ids are unique
@@ -294,6 +325,13 @@ class RunLoop:
             if self._ports.entities is not None and not plain:
                 outcomes = name_linked_entities(outcomes, tenant=job.tenant, entities=self._ports.entities)
         if aside:
+            # Rows set aside at or below the cursor were counted (a step never splits an id, and a
+            # page's last id waits for the next page): a source reading its file again from the
+            # start (a resume in another process) hands them again.
+            cursor = job.last_audit_id
+            if aside[0].audit_id <= cursor:
+                aside = [outcome for outcome in aside if outcome.audit_id > cursor]
+        if aside:
             # The rows the source set aside take their place in id order (a repeat after its first).
             merged = sorted(
                 [
@@ -306,6 +344,23 @@ class RunLoop:
             outcomes = [item[1] for item in merged]
             fell_through = [item[2] for item in merged]
             degraded = [item[3] for item in merged]
+        carry, self._carry = self._carry, None
+        if carry is not None:
+            # The last page's last rows of one id come first: this page's ids are at or above theirs,
+            # and theirs were read first (so they need no sorting, however many repeats they hold).
+            ids = [*carry.ids, *ids]
+            outcomes = join((carry.outcomes, outcomes)) if outcomes else carry.outcomes
+            fell_through = [*carry.fell_through, *fell_through]
+            degraded = [*carry.degraded, *degraded]
+        if self._sets_aside and transformed is not None and ids:
+            # The page's last rows of one id wait for the next page, which may set more of that id
+            # aside (a file's repeat of the page's last row): so no step ends among them.
+            last, start = ids[-1], len(ids) - 1
+            while start and ids[start - 1] == last:
+                start -= 1
+            self._carry = _Rows(ids[start:], outcomes[start:], fell_through[start:], degraded[start:])
+            ids, outcomes = ids[:start], outcomes[:start]
+            fell_through, degraded = fell_through[:start], degraded[:start]
         # Fallthroughs and degraded actors are counted per step (from the page's per-row flags),
         # so that a replayed step adds exactly its own. Steps also end at the halt rule's check
         # points, so the rule sees the same counts however the run was cut.
@@ -362,12 +417,14 @@ class RunLoop:
         unsaved.clear()
         return job
 
-    def _decide(self, job: MigrationJob) -> str | None:
-        """The halt rule after a step: the tally since the basis is built only at a check point
-        (``HaltRule.checks_at``), where alone ``decide`` can answer anything but None."""
-        if not self._rule.checks_at(job.tally.processed - job.halt_basis.processed):
+    def _decide(self, before: int, job: MigrationJob) -> str | None:
+        """The halt rule after a step that took the rows counted from ``before`` to the job's: the
+        tally since the basis is built only where the step reached or passed a check point
+        (``HaltRule.crossed``), where alone ``decide`` can answer anything but None."""
+        basis = job.halt_basis.processed
+        if not self._rule.crossed(before - basis, job.tally.processed - basis):
             return None
-        return self._rule.decide(job.tally - job.halt_basis)
+        return self._rule.decide(job.tally - job.halt_basis, crossed=True)
 
     def _lease_half_spent(self) -> bool:
         """Whether half the lease has passed since it was last renewed, on this host's clock (a
@@ -395,3 +452,13 @@ class RunLoop:
 
 def _row_id(row: AuditRow) -> int:
     return row.id
+
+
+@attrs.frozen
+class _Rows:
+    """A page's last rows of one id, waiting for the next page (``RunLoop._steps``)."""
+
+    ids: Sequence[int]
+    outcomes: Sequence[Outcome]
+    fell_through: Sequence[bool]
+    degraded: Sequence[bool]

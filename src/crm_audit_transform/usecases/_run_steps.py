@@ -37,6 +37,12 @@ def cut_steps(
     """Cut a page into steps of consecutive rows holding at most ``size`` logs to write, ending
     also after row ``first_check`` and every ``every`` rows after it (the halt rule's check points).
 
+    A step ends only between two different ids: a file's repeated id (``ports.RowsSetAside``: the
+    id's row, then its repeats set aside) is never split, so a job's cursor covers every row of its
+    id or none (a resume cannot tell which of them were counted). A check point inside such a run
+    of equal ids moves to its end (``HaltRule.crossed``); a batch never needs to, as only the id's
+    first row can hold a log. ``ids`` ascend.
+
     A packed page's steps are views of it (``PackedOutcomes``: its rows are told apart by their
     kinds, not read as objects); any other page's steps hold tuples."""
     marks: Iterable[object]
@@ -48,11 +54,13 @@ def cut_steps(
     logs = 0
     next_check = first_check
     for index, is_log in enumerate(marks):
-        if index == next_check:
+        if index >= next_check and index and ids[index] != ids[index - 1]:
+            # A check point, or the end of the equal ids it fell among.
             if index > start:
                 yield _step(ids, outcomes, fell_through, degraded, start, index)
                 start, logs = index, 0
-            next_check += every
+            while next_check <= index:
+                next_check += every
         if is_log:
             if logs == size:
                 yield _step(ids, outcomes, fell_through, degraded, start, index)

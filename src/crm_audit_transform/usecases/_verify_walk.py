@@ -104,12 +104,16 @@ class Walk:
             )
             aside = setting_aside.take_set_aside() if setting_aside is not None else ()
             self._set_aside(aside)
+            # The next page is asked after the highest id handed, as the run loop asks it
+            # (ports.RowsSetAside): a source that paused in a run of rows it set aside goes on there.
+            after_aside = aside[-1].audit_id if aside else cursor
             if not rows and aside:
-                continue  # the source paused in a run of rows it set aside: it goes on from the same cursor
+                cursor = max(cursor, after_aside)
+                continue
             if not rows:  # the end: a shorter page may be a source's byte budget (ports.AuditSource)
                 break
             self._page(rows)
-            cursor = rows[-1].id
+            cursor = max(rows[-1].id, after_aside)
 
     def _page(self, rows: Sequence[AuditRow]) -> None:
         tenant = self.tenant

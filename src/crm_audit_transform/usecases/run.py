@@ -62,7 +62,13 @@ each page it reads (or tells by its ids); they are counted with that page's rows
 (after a page's last row: as a page of their own), so the halt rule's check points, the job's
 counts and ``on_outcomes`` see them exactly as a database source's rows that fail one by one. A
 page of no rows with rows set aside is a source that paused in a run of them (a file's unreadable
-lines): counted as such a page, and the next page asked from the same cursor.
+lines): counted as such a page. Each page is asked after the highest id the one before handed (its
+rows' or the rows set aside with it). A file may repeat an id: a step never ends among rows of one
+id (``cut_steps``; a halt-rule check point among them is checked at their end, and a halt there is
+written with its step), and a page's last rows of one id wait for the next page, which may set more
+of that id aside. So the cursor covers all of an id's rows or none, and the rows set aside at or
+below it that a source hands again (a resume reading its file from the start) are dropped: stopped,
+halted or crashed anywhere and resumed, a run counts each row once.
 
 Lookups: one ``LookupCache`` per run remembers the CRM users and SSO ids (and "not found") already
 answered, so each user id and email is asked at most once per run; contacts are asked per page.
