@@ -137,6 +137,16 @@ def _goals(sizes: dict[str, Any]) -> list[str]:
                         f"  - from the stage's start (the early start and the job's cut included): "
                         f"{workers['rows'] / workers['stage_seconds'] / e2e['rows_per_s']:.2f} × one process"
                     )
+                own_wall, one_wall = (
+                    workers.get("best_process_wall_seconds"),
+                    e2e.get("best_process_wall_seconds"),
+                )
+                if own_wall and one_wall:
+                    lines.append(
+                        f"  - from the process's start to its exit, best against best (as a command is "
+                        f"waited for): {one_wall:.2f} / {own_wall:.2f} s = "
+                        f"{one_wall / own_wall:.2f} × one process"
+                    )
                 pool_cpu, one_cpu = _all_cpu(workers), _all_cpu(e2e)
                 if pool_cpu and one_cpu:
                     lines.append(f"  - all CPU, server included: {pool_cpu / one_cpu:.2f} × one process's")

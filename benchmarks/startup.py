@@ -1,22 +1,31 @@
-"""Start-up of the ops runner: a tiny job run by ``crm-audit-migrate run``, so its time is nearly all
-start-up (imports, the fork server, each process's clients, the lease, the first query).
+"""What an operator waits for: ``crm-audit-migrate run`` and ``dry-run`` timed as commands, from
+their start to their exit, on a tiny job (start-up alone) or at scale (``--rows 1000000``).
 
-    .venv/bin/python benchmarks/startup.py [--dsn DSN] [--rows 2000] [--repeat 5] [--src NAME=PATH ...]
+    .venv/bin/python benchmarks/startup.py [--dsn DSN [--reuse]] [--rows 2000] [--repeat 5]
+        [--variants one,shards,pool,dry_run,dry_run_w2] [--src NAME=PATH ...]
 
 A synthetic tenant of ``--rows`` rows (``generate.py``) goes into PostgreSQL (``--dsn``, else a
-throwaway server), its contacts into the MongoDB emulator of the tests (or ``--mongo-uri``), its
-SSO ids behind ``usman_peer.py``. Then, in each round, for each tree (``--src``: a ``src``
-directory put first on ``PYTHONPATH``, e.g. a reference tree's with its compiled extensions; by
-default this tree's) and each variant, a fresh job is triggered (untimed) and ``run`` is timed:
+throwaway server; with ``--reuse`` a schema ``bench_startup_<rows>`` already generated there is
+kept), its contacts into the MongoDB emulator of the tests (or ``--mongo-uri``), its SSO ids
+behind ``usman_peer.py``. Then, in each round, for each tree (``--src``: a ``src`` directory put
+first on ``PYTHONPATH``, e.g. a reference tree's with its compiled extensions; by default this
+tree's) and each variant, the store is emptied but for its contacts, a fresh job is triggered
+(untimed) and the command is timed:
 
 - ``one``: one process (``run``);
 - ``shards``: ``run --workers 2`` on a job of 2 shards (the shards side by side, a process each);
-- ``pool``: ``run --workers 2`` on a job of one shard (a page pool of one worker beside the runner).
+- ``pool``: ``run --workers 2`` on a job of one shard (a page pool of one worker beside the runner);
+- ``dry_run``: ``dry-run --out FILE`` on ``dry_run_scale.py``'s files of the same rows (no server);
+- ``dry_run_w2``: the same with ``--workers 2``.
 
 Wall is from the command's start to its exit, what a user waits for. CPU is the whole process
 tree's: the command runs under a child subreaper (``PR_SET_CHILD_SUBREAPER``) that reaps every
-descendant, so the fork server and the processes it forked count too. Rounds alternate the trees
-and variants; the best of each is reported (the least disturbed by others on the machine).
+descendant, so the fork server and the processes it forked count too. ``emulator_cpu_s`` is the
+MongoDB emulator's CPU during the command (when this script started it): a separate process on the
+same two cores, as a CDP on the same machine would be; PostgreSQL's and the USMAN's are not counted.
+``logs`` (run) and ``out_bytes`` (dry run) show that every variant wrote the same. Rounds alternate
+the trees and variants; the best of each is reported (the least disturbed by others on the machine),
+and the ratios of one process's best wall to each ``--workers 2`` variant's.
 """
 
 from __future__ import annotations
@@ -30,15 +39,16 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))  # the emulator harness lives with the tests
 
+from dry_run_scale import COMPANY_SSO_ID, TENANT, installed_env, prepare  # noqa: E402 - beside it
 from run_scale import database, usman_peer  # noqa: E402 - benchmarks are scripts beside each other
 
 VARIANTS = {
@@ -46,20 +56,54 @@ VARIANTS = {
     "shards": (("--shards", "2"), ("--workers", "2")),
     "pool": ((), ("--workers", "2")),
 }
-"""Variant: (trigger's options, run's options)."""
+"""Variant of ``run``: (trigger's options, run's options)."""
+DRY_VARIANTS = {"dry_run": (), "dry_run_w2": ("--workers", "2")}
+"""Variant of ``dry-run``: its options besides the files."""
+PAIRS = (("one", "shards"), ("one", "pool"), ("dry_run", "dry_run_w2"))
+"""(one process, ``--workers 2``): the ratios reported."""
 CLI = str(Path(sys.executable).with_name("crm-audit-migrate"))
 _PR_SET_CHILD_SUBREAPER = 36
 
 
 @contextlib.contextmanager
-def mongo(uri: str | None) -> Iterator[str]:
+def mongo(uri: str | None) -> Iterator[tuple[str, int | None]]:
+    """The given URI, or the tests' emulator's; with the emulator's pid when it was started here."""
     if uri:
-        yield uri
+        yield uri, None
         return
     from support.mongo_emulator import MongoEmulator
 
-    with MongoEmulator() as emulated:
-        yield emulated
+    emulator = MongoEmulator()
+    with emulator as emulated:
+        process = emulator._process  # its CPU is read from /proc, nothing else
+        yield emulated, process.pid if process is not None else None
+
+
+def process_cpu(pid: int | None) -> float:
+    """User + system CPU seconds of a live process (``/proc/PID/stat``), 0.0 without one."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def empty_store(uri: str, database_name: str) -> None:
+    """Drop every collection of ``database_name`` but the contacts: a fresh start for the next run,
+    quicker than rolling back what the last one wrote (``trigger --fresh``) at scale."""
+    from pymongo import MongoClient
+
+    with MongoClient(uri, tz_aware=True) as client:
+        db = client[database_name]
+        for name in db.list_collection_names():
+            if name != "contacts":
+                db.drop_collection(name)
+
+
+def count_logs(uri: str, database_name: str) -> int:
+    from pymongo import MongoClient
+
+    with MongoClient(uri, tz_aware=True) as client:
+        return int(client[database_name]["activity_logs"].estimated_document_count())
 
 
 def entity_tables(dsn: str, schema: str, person_ids: Sequence[int]) -> None:
@@ -109,7 +153,7 @@ def seed_contacts(uri: str, database_name: str, path: Path) -> list[int]:
     return [doc["crm_data"]["id"] for doc in docs]  # type: ignore[index]
 
 
-def measure(argv: Sequence[str], env: dict[str, str]) -> dict[str, Any]:
+def measure(argv: Sequence[str], env: dict[str, str], timeout: float = 600) -> dict[str, Any]:
     """``argv`` in a child of a subreaper process (``_reaped``): its wall and the tree's CPU."""
     done = subprocess.run(
         [sys.executable, __file__, "--reap", json.dumps(list(argv))],
@@ -117,7 +161,7 @@ def measure(argv: Sequence[str], env: dict[str, str]) -> dict[str, Any]:
         capture_output=True,
         text=True,
         check=False,
-        timeout=600,
+        timeout=timeout,
     )
     if done.returncode != 0:
         return {"error": f"exit {done.returncode}: {done.stderr.strip()[-800:]}"}
@@ -153,41 +197,100 @@ def _reaped(argv: list[str]) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--reap", help=argparse.SUPPRESS)
-    parser.add_argument("--dsn")
-    parser.add_argument("--mongo-uri")
-    parser.add_argument("--rows", type=int, default=2000)
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--variants", default=",".join(VARIANTS))
-    parser.add_argument(
-        "--src", action="append", default=[], help="NAME=PATH of a src directory to measure (repeatable)"
-    )
-    args = parser.parse_args(argv)
-    if args.reap:
-        return _reaped(json.loads(args.reap))
-    trees = dict(item.split("=", 1) for item in args.src) or {"this": ""}
-    variants = [v for v in args.variants.split(",") if v]
+@dataclass(frozen=True)
+class Store:
+    """The MongoDB a run writes to: its URI, database, and the emulator's pid when started here."""
+
+    uri: str
+    database: str
+    emulator_pid: int | None
+
+
+def run(
+    company: str,
+    variant: tuple[Sequence[str], Sequence[str]],
+    env: dict[str, str],
+    store: Store,
+    timeout: float,
+) -> dict[str, Any]:
+    """One ``run`` of a fresh job (the store emptied, ``indexes up``, ``trigger``: untimed), timed."""
+    trigger_options, run_options = variant
+    empty_store(store.uri, store.database)
+    for argv in (
+        ["indexes", "up"],
+        ["trigger", "--company-sso-id", company, *trigger_options],
+    ):
+        done = subprocess.run([CLI, *argv], env=env, capture_output=True, text=True, check=False)
+        if done.returncode:
+            raise RuntimeError(f"{argv[0]}: {done.stderr.strip()}")
+    before = process_cpu(store.emulator_pid)
+    result = measure([CLI, "run", "--company-sso-id", company, "--no-progress", *run_options], env, timeout)
+    if store.emulator_pid is not None:
+        result["emulator_cpu_s"] = round(process_cpu(store.emulator_pid) - before, 2)
+    result["logs"] = count_logs(store.uri, store.database)
+    return result
+
+
+def dry_run(files: Path, options: Sequence[str], env: dict[str, str], timeout: float) -> dict[str, Any]:
+    """One ``dry-run --out`` over ``dry_run_scale.py``'s files, timed; ``out_bytes``: what it wrote."""
+    target = HERE / "out" / f"startup_dry_run_{files.name}.jsonl"
+    target.parent.mkdir(exist_ok=True)
+    target.unlink(missing_ok=True)
+    command = [
+        CLI, "dry-run", "--company-sso-id", COMPANY_SSO_ID, "--tenant", TENANT,
+        "--audits", str(files / "audits.jsonl"), "--users", str(files / "users.jsonl"),
+        "--contacts", str(files / "contacts.jsonl"), "--sso-directory", str(files / "sso.jsonl"),
+        "--no-progress", "--out", str(target), *options,
+    ]  # fmt: skip
+    result = measure(command, env, timeout)
+    result["out_bytes"] = target.stat().st_size if target.exists() else None
+    return result
+
+
+def report(runs: dict[str, list[dict[str, Any]]], trees: dict[str, str], repeat: int) -> None:
+    """The best of each tree and variant, and one process's best wall over each ``--workers 2``'s."""
+    print(f"## best of {repeat} ({dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC)")
+    print("| tree variant | wall s (best) | CPU s, whole tree (best) | emulator CPU s (best) | failed runs |")
+    print("|---|---:|---:|---:|---:|")
+    best: dict[str, float] = {}
+    for key, results in runs.items():
+        good = [r for r in results if r.get("exit") == 0]
+        wall = min((r["wall_s"] for r in good), default=float("nan"))
+        cpu = min((r["cpu_s"] for r in good), default=float("nan"))
+        emulator = min((r["emulator_cpu_s"] for r in good if "emulator_cpu_s" in r), default=float("nan"))
+        best[key] = wall
+        print(f"| {key} | {wall:.2f} | {cpu:.2f} | {emulator:.2f} | {len(results) - len(good)} |")
+    for tree in trees:
+        for single, double in PAIRS:
+            one, two = best.get(f"{tree} {single}"), best.get(f"{tree} {double}")
+            if one and two:
+                print(f"{tree}: {double} = {one / two:.2f} × {single}, best wall against best wall")
+
+
+@contextlib.contextmanager
+def servers(args: argparse.Namespace) -> Iterator[tuple[str, Store, dict[str, str]]]:
+    """What ``run`` needs, for as long as the rounds last: PostgreSQL holding the tenant, MongoDB
+    holding its contacts, a USMAN; (the account, the store, the command's environment)."""
     schema = f"bench_startup_{args.rows}"
-    data_dir = Path(tempfile.mkdtemp(prefix="startup-"))
-    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
-    with database(args.dsn) as dsn, mongo(args.mongo_uri) as mongo_uri:
-        generate = [str(HERE / "generate.py"), "--dsn", dsn, "--rows", str(args.rows), "--schema", schema]
-        subprocess.run(
-            [sys.executable, *generate, "--data-dir", str(data_dir)],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+    data_dir = HERE / "data" / schema
+    with database(args.dsn) as dsn, mongo(args.mongo_uri) as (mongo_uri, emulator_pid):
+        if not (args.reuse and args.dsn and (data_dir / "manifest.json").exists()):
+            generate = [str(HERE / "generate.py"), "--dsn", dsn, "--rows", str(args.rows), "--schema", schema]
+            subprocess.run(
+                [sys.executable, *generate, "--data-dir", str(data_dir)],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
         company = json.loads((data_dir / "manifest.json").read_text())["company_sso_id"]
         database_name = "crm_startup"
         person_ids = seed_contacts(mongo_uri, database_name, data_dir / "contacts.jsonl")
         entity_tables(dsn, schema, person_ids)
+        print(f"{len(person_ids)} contacts", flush=True)
         with usman_peer(data_dir, company) as usman_url:
             from support.usman_server import TOKEN
 
-            base = {k: v for k, v in os.environ.items() if not k.startswith("CRM_AUDIT_")}
-            base.update(
+            environment = {k: v for k, v in os.environ.items() if not k.startswith("CRM_AUDIT_")}
+            environment.update(
                 CRM_AUDIT_DATABASE_URL=dsn,
                 CRM_AUDIT_MONGO_URI=mongo_uri,
                 CRM_AUDIT_MONGO_DATABASE=database_name,
@@ -199,46 +302,56 @@ def main(argv: Sequence[str] | None = None) -> int:
                 CRM_AUDIT_COVERAGE_THRESHOLD="0.5",
                 CRM_AUDIT_HALT_THRESHOLD="1.0",
             )
-            envs = {name: {**base, **({"PYTHONPATH": path} if path else {})} for name, path in trees.items()}
-            first = next(iter(envs.values()))
-            up = subprocess.run(
-                [CLI, "indexes", "up"], env=first, capture_output=True, text=True, check=False
-            )
-            if up.returncode:
-                raise RuntimeError(f"indexes up: {up.stderr.strip()}")
-            print(
-                f"{args.rows} rows, {len(person_ids)} contacts; trees {trees}; variants {variants}",
-                flush=True,
-            )
-            runs: dict[str, list[dict[str, Any]]] = {}
-            for round_ in range(args.repeat):
-                for tree, env in envs.items():
-                    for variant in variants:
-                        trigger_options, run_options = VARIANTS[variant]
-                        triggered = subprocess.run(
-                            [CLI, "trigger", "--company-sso-id", company, "--fresh", *trigger_options],
-                            env=env,
-                            capture_output=True,
-                            text=True,
-                            check=False,
-                        )
-                        if triggered.returncode:
-                            raise RuntimeError(f"trigger: {triggered.stderr.strip()}")
-                        result = measure(
-                            [CLI, "run", "--company-sso-id", company, "--no-progress", *run_options], env
-                        )
-                        result["load_1m"] = round(os.getloadavg()[0], 2)
-                        runs.setdefault(f"{tree} {variant}", []).append(result)
-                        print(f"round {round_ + 1} {tree} {variant}: {json.dumps(result)}", flush=True)
+            yield company, Store(mongo_uri, database_name, emulator_pid), environment
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reap", help=argparse.SUPPRESS)
+    parser.add_argument("--dsn")
+    parser.add_argument("--reuse", action="store_true", help="keep bench_startup_<rows> if --dsn has it")
+    parser.add_argument("--mongo-uri")
+    parser.add_argument("--rows", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--timeout", type=float, default=600, help="seconds a command may take")
+    parser.add_argument(
+        "--src", action="append", default=[], help="NAME=PATH of a src directory to measure (repeatable)"
+    )
+    args = parser.parse_args(argv)
+    if args.reap:
+        return _reaped(json.loads(args.reap))
+    trees = dict(item.split("=", 1) for item in args.src) or {"this": ""}
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = set(variants) - set(VARIANTS) - set(DRY_VARIANTS)
+    if unknown:
+        parser.error(f"unknown variants: {', '.join(sorted(unknown))}")
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    runs: dict[str, list[dict[str, Any]]] = {}
+    with contextlib.ExitStack() as stack:
+        company, store, base = "", None, dict(os.environ)
+        if set(variants) & set(VARIANTS):
+            company, store, base = stack.enter_context(servers(args))
+        envs = {
+            name: installed_env({**base, **({"PYTHONPATH": path} if path else {})})
+            for name, path in trees.items()
+        }
+        files = prepare(args.rows) if set(variants) & set(DRY_VARIANTS) else None
+        print(f"{args.rows} rows; trees {trees}; variants {variants}", flush=True)
+        for round_ in range(args.repeat):
+            for tree, env in envs.items():
+                for variant in variants:
+                    if variant in DRY_VARIANTS:
+                        assert files is not None
+                        result = dry_run(files, DRY_VARIANTS[variant], env, args.timeout)
+                    else:
+                        assert store is not None
+                        result = run(company, VARIANTS[variant], env, store, args.timeout)
+                    result["load_1m"] = round(os.getloadavg()[0], 2)
+                    runs.setdefault(f"{tree} {variant}", []).append(result)
+                    print(f"round {round_ + 1} {tree} {variant}: {json.dumps(result)}", flush=True)
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"## best of {args.repeat} ({dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC)")
-    print("| tree variant | wall s (best) | CPU s, whole tree (best) | failed runs |")
-    print("|---|---:|---:|---:|")
-    for key, results in runs.items():
-        good = [r for r in results if r.get("exit") == 0]
-        wall = min((r["wall_s"] for r in good), default=float("nan"))
-        cpu = min((r["cpu_s"] for r in good), default=float("nan"))
-        print(f"| {key} | {wall:.2f} | {cpu:.2f} | {len(results) - len(good)} |")
+    report(runs, trees, args.repeat)
     return 0
 
 
