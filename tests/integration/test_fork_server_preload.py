@@ -117,6 +117,35 @@ def test_run_preload_holds_both_preloads_and_leaves_nothing_after_the_fork() -> 
     assert imported_after(list(RUN_PRELOAD), "worker") == []
 
 
+NOT_A_RUNS = (
+    "crm_audit_transform.usecases.verify",
+    "crm_audit_transform.verification",
+    "crm_audit_transform.testing",
+    "crm_audit_adapters.bootstrap.dry_run",
+    "crm_audit_adapters.bootstrap.http_app",
+)
+"""Modules no run process uses: verifying's, the dry run's in-memory stores, the HTTP app's wiring."""
+
+
+def test_the_run_preload_leaves_out_what_no_run_process_uses() -> None:
+    """The fork server imports ``RUN_PRELOAD`` while ``run --workers N`` starts, and the first shard
+    waits for it: verifying's modules and the dry run's stores (~18 modules) are not in it."""
+    probe = (
+        "import importlib, json, sys\nfor name in json.loads(sys.argv[1]): importlib.import_module(name)\n"
+    )
+    probe += "print(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run(
+        [sys.executable, "-c", probe, json.dumps(list(RUN_PRELOAD))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = set(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert sorted(loaded.intersection(NOT_A_RUNS)) == []
+
+
 EARLY_START = textwrap.dedent(
     """
     import json, os, sys, time

@@ -25,10 +25,33 @@ One module per entrypoint's wiring::
 
 from __future__ import annotations
 
-from .dry_run import DryRunFiles, dry_run_recipe, dry_run_service
-from .http_app import build_http_app
+from typing import TYPE_CHECKING, Any
+
 from .mongo_client import DEFAULT_SERVER_SELECTION_TIMEOUT_MS, MONGOMOCK_URI, wait_for_mongo
 from .runtime import Runtime, SystemClock, build_runtime
+
+if TYPE_CHECKING:
+    from .dry_run import DryRunFiles, dry_run_recipe, dry_run_service
+    from .http_app import build_http_app
+
+_LATER = {
+    "DryRunFiles": "dry_run",
+    "dry_run_recipe": "dry_run",
+    "dry_run_service": "dry_run",
+    "build_http_app": "http_app",
+}
+"""Names imported on first use, with their module: a run's processes (a shard's, a pool worker's)
+import ``runtime`` alone, never the dry run's in-memory stores or the HTTP app's wiring."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _LATER.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
 
 __all__ = [
     "DEFAULT_SERVER_SELECTION_TIMEOUT_MS",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from ..domain import ActivityLog, BatchResult
 from ..enrichment import EnrichmentPlan
@@ -13,13 +14,13 @@ from ..enrichment.enrich import EnrichPorts, enrich_existing
 from ..enrichment_tally import EnrichmentTally
 from ..errors import BatchTooLarge, ConfigError, CrmAuditError, FlagDisabled
 from ..ports.log_stores import MigratedLogsById
-from ..usecases import VerifySettings
 from ..usecases.migrate_batch import MAX_BATCH_SIZE, migrate_batch
 from ..usecases.migrate_hold import refuse_rolled_back, settle_after_write
 from ..usecases.safety import bound_tenant, require_indexes, tenant_of_external_id
-from ..usecases.verify import VerifyPorts, verify_account
-from ..verification import VerifyReport
 from ._base import ServiceBase
+
+if TYPE_CHECKING:
+    from ..verification import VerifyReport
 
 
 class CdpLogOperations(ServiceBase):
@@ -92,6 +93,11 @@ class CdpLogOperations(ServiceBase):
                 f"the CRM audit migration is not enabled for company {company_sso_id}: nothing was "
                 "repaired (verify without --repair still reports)"
             )
+        # Imported by the one method that verifies: a run's processes (a shard's, a pool worker's)
+        # never load the verification's modules (benchmarks/RESULTS.md, "Tenth round: what an
+        # operator waits for").
+        from ..usecases.verify import VerifyPorts, VerifySettings, verify_account
+
         settings = VerifySettings(
             page_size=self._settings.page_size,
             sample=sample,

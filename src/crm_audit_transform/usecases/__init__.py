@@ -13,6 +13,8 @@ their modules, e.g. ``usecases.run``), free to change in any release.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .explain import Explanation
 from .guards import DEFAULT_COVERAGE_THRESHOLD, FRESH, RESUME
 from .migrate_batch import MAX_BATCH_SIZE
@@ -20,7 +22,9 @@ from .rollback import RollbackResult
 from .run import HaltPoint, RunResult
 from .settings import RunSettings
 from .status import MigrationStatus
-from .verify import VerifySettings
+
+if TYPE_CHECKING:
+    from .verify import VerifySettings
 
 __all__ = [
     "DEFAULT_COVERAGE_THRESHOLD",
@@ -35,3 +39,13 @@ __all__ = [
     "RunSettings",
     "VerifySettings",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``VerifySettings``, imported on first use: only verifying needs ``verify``'s modules, and a
+    run's processes never import them."""
+    if name == "VerifySettings":
+        from .verify import VerifySettings
+
+        return VerifySettings
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
