@@ -9,6 +9,7 @@ one-in-progress-job index, ``status`` and ``cancel`` keep seeing one job per acc
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Final, Literal, TypeAlias, cast
 
 from attrs import field, frozen
@@ -98,6 +99,21 @@ def live_lease(job: MigrationJob, now: dt.datetime) -> tuple[str, dt.datetime] |
     (``lease_is_live``), the one that expires last; None when no lease of the job is live."""
     last = last_lease(job)
     return last if last is not None and lease_is_live(*last, now) else None
+
+
+@frozen
+class WholeAccountDelete:
+    """A rollback's delete of the whole account in flight (``JobStore.renew_rollback``'s
+    ``sending``, as a chunk's ids are): no ids to send again, so the account's migrated logs
+    counted just before the renewal that lets it go out (``before``). The rollback that adopts it
+    (``JobStore.adopt_rollback_chunk``) counts ``before`` less what is left, then deletes what is
+    left and counts that too (``usecases.rollback``)."""
+
+    before: int
+
+
+RollbackInFlight: TypeAlias = "Sequence[object] | WholeAccountDelete"
+"""What a rollback records as in flight: a chunk's ids (its store's, opaque), or a whole-account delete."""
 
 
 @frozen

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Collection, Iterator, Sequence
+from pathlib import Path
 from typing import Any, cast
 
 import attrs
 import pytest
 
+from crm_audit_adapters.files import JsonlActivityLogSink
 from crm_audit_adapters.mongo import MongoJobStore, apply_migration
 from crm_audit_transform.domain import ScopeBounds
 from crm_audit_transform.enrichment_tally import EnrichmentTally
@@ -36,7 +38,7 @@ from crm_audit_transform.jobs import (
     ROLLING_BACK,
     MigrationJob,
 )
-from crm_audit_transform.ports import JobStore
+from crm_audit_transform.ports import JobStore, MigratedLogs
 from crm_audit_transform.tally import Tally
 from crm_audit_transform.testing import FixedClock, InMemoryActivityLogStore, InMemoryJobStore
 from crm_audit_transform.usecases.cancel import cancel
@@ -1282,3 +1284,133 @@ class TestAdoptionCutOff:
             )
         rollback("company-a", RollbackPorts(store, memory, clock, LEASE, chunk=2))
         assert _job(store, "job-1").logs_deleted == 5
+
+
+class _Whole:
+    """An account's migrated logs deleted in one ``delete_migrated`` (a store without chunks, as
+    the JSONL sink) over an in-memory store; ``after_delete`` runs once that delete was applied
+    (its answer not yet seen). ``before_delete``: the process stops before sending it."""
+
+    def __init__(
+        self,
+        logs: MigratedLogs,
+        after_delete: Callable[[], None] = lambda: None,
+        before_delete: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.logs = logs
+        self.after_delete = after_delete
+        self.before_delete = before_delete
+
+    def delete_migrated(self, company_sso_id: str) -> int:
+        self.before_delete()
+        deleted = self.logs.delete_migrated(company_sso_id)
+        self.after_delete()
+        return deleted
+
+    def count_migrated(self, company_sso_id: str) -> int:
+        return self.logs.count_migrated(company_sso_id)
+
+
+def _raise(error: BaseException) -> Callable[[], None]:
+    def stop() -> None:
+        raise error
+
+    return stop
+
+
+def _clean_count(store: JobStore) -> int:
+    """``logs_deleted`` of a clean rollback of 5 logs without chunks (company-b's job-b)."""
+    store.create(migration_job("job-b", status=COMPLETED, company="company-b"))
+    memory = InMemoryActivityLogStore()
+    memory.insert_batch([activity_log(i, company="company-b") for i in range(1, 6)])
+    rollback("company-b", RollbackPorts(store, _Whole(memory), FixedClock(T0), LEASE))
+    count = _job(store, "job-b").logs_deleted
+    assert count == 5
+    return count
+
+
+class TestWholeAccountDeletes:
+    """A whole-account delete (a store without chunks, or a chunk its store would not delete) is
+    recorded in flight with the count before it (``WholeAccountDelete``), as a chunk is; stopped
+    right after that delete (``kill -9``, or an error that loses its answer), the next rollback
+    adopts it and ends with the count of a clean rollback. Before, ``logs_deleted`` stayed 0."""
+
+    @pytest.mark.parametrize("error", [_Killed, KeyboardInterrupt, StoreUnavailable])
+    def test_a_store_without_chunks_stopped_right_after_its_delete_is_counted_by_the_next(
+        self, store: JobStore, error: type[BaseException]
+    ) -> None:
+        memory, clock = _five_logs(store)
+        with pytest.raises(error):
+            rollback("company-a", RollbackPorts(store, _Whole(memory, _raise(error())), clock, -LEASE))
+        held = _job(store, "job-1")
+        assert (held.status, held.logs_deleted or 0, memory.count_migrated("company-a")) == (
+            ROLLING_BACK,
+            0,
+            0,
+        )
+        done = rollback("company-a", RollbackPorts(store, _Whole(memory), clock, LEASE))
+        job = _job(store, "job-1")
+        assert (done.deleted, job.status, job.logs_deleted) == (0, ROLLED_BACK, _clean_count(store))
+        again = rollback("company-a", RollbackPorts(store, _Whole(memory), clock, LEASE))
+        assert (again.deleted, _job(store, "job-1").logs_deleted) == (0, 5)  # adopted once only
+
+    def test_one_stopped_before_its_delete_went_out_is_counted_once(self, store: JobStore) -> None:
+        """Killed after the renewal that recorded it, before its delete was sent: the next deletes
+        all 5 itself, and counts them once (not the count before plus its own delete: 10)."""
+        memory, clock = _five_logs(store)
+        with pytest.raises(_Killed):
+            rollback(
+                "company-a",
+                RollbackPorts(store, _Whole(memory, before_delete=_raise(_Killed())), clock, -LEASE),
+            )
+        assert memory.count_migrated("company-a") == 5
+        done = rollback("company-a", RollbackPorts(store, _Whole(memory), clock, LEASE))
+        assert (done.deleted, _job(store, "job-1").logs_deleted) == (5, _clean_count(store))
+
+    def test_a_chunk_fallback_killed_right_after_its_whole_delete_is_counted_by_the_next(
+        self, store: JobStore
+    ) -> None:
+        """A chunk its store would not delete, then the rest in one delete, and ``kill -9`` right
+        after it: the next rollback adopts that delete and counts the 5 logs it took."""
+        memory, clock = _five_logs(store)
+
+        class _Stuck(_Chunks):
+            def delete_migrated_chunk(self, company_sso_id: str, chunk: Sequence[object]) -> int:
+                self.sent.append(list(chunk))
+                return 0
+
+        first = _Stuck(memory, _raise_after_delete(2, _Killed()))
+        with pytest.raises(_Killed):
+            rollback("company-a", RollbackPorts(store, first, clock, -LEASE, chunk=2))
+        assert (first.sent[-1], memory.count_migrated("company-a")) == ("all", 0)
+        assert _job(store, "job-1").logs_deleted in (None, 0)
+        done = rollback(
+            "company-a", RollbackPorts(store, _Stuck(memory, lambda _: None), clock, LEASE, chunk=2)
+        )
+        job = _job(store, "job-1")
+        assert (done.deleted, job.status, job.logs_deleted) == (0, ROLLED_BACK, 5)
+
+    def test_the_jsonl_sink_killed_right_after_its_rewrite_is_counted_by_the_next(
+        self, store: JobStore, tmp_path: Path
+    ) -> None:
+        """The JSONL sink's delete (one atomic rewrite) applied, then ``kill -9``: the dead process's
+        file lock goes with it; the next process opens the file again (0 logs of the account left)
+        and its rollback counts the 5 the first one's rewrite took."""
+        store.create(migration_job(status=COMPLETED))
+        path = tmp_path / "out.jsonl"
+        with JsonlActivityLogSink(path) as sink:
+            sink.insert_batch([activity_log(i) for i in range(1, 6)])
+        dying = JsonlActivityLogSink(path)
+        try:
+            with pytest.raises(_Killed):
+                rollback(
+                    "company-a",
+                    RollbackPorts(store, _Whole(dying, _raise(_Killed())), FixedClock(T0), -LEASE),
+                )
+        finally:
+            dying.close()  # the process is gone: so is its lock on the file
+        with JsonlActivityLogSink(path) as sink:
+            assert sink.count_migrated("company-a") == 0
+            done = rollback("company-a", RollbackPorts(store, sink, FixedClock(T0), LEASE))
+        job = _job(store, "job-1")
+        assert (done.deleted, job.status, job.logs_deleted) == (0, ROLLED_BACK, 5)

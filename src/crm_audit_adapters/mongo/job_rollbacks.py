@@ -7,13 +7,19 @@ chunk counted and the next recorded, adopt another's chunk in flight, finish it
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Final
 
 from pymongo import ReturnDocument
 
 from crm_audit_transform.errors import JobNotFound, LeaseHeld
-from crm_audit_transform.jobs import ROLLED_BACK, ROLLING_BACK, MigrationJob
+from crm_audit_transform.jobs import (
+    ROLLED_BACK,
+    ROLLING_BACK,
+    MigrationJob,
+    RollbackInFlight,
+    WholeAccountDelete,
+)
 
 from .bson_values import to_bson_datetime
 from .documents import decode_job
@@ -27,7 +33,8 @@ _CHUNK: Final = "rollback_chunk"
 """``owner#n``: the last chunk whose deleted logs ``renew_rollback`` added to ``logs_deleted``."""
 _SENDING: Final = "rollback_sending"
 """``{owner, ids}``: the chunk in flight (``renew_rollback``'s ``sending``: at most ``chunk`` ids,
-about 17 KB for 1000 ObjectIds), ``adopt_rollback_chunk``'s to take over."""
+about 17 KB for 1000 ObjectIds), ``adopt_rollback_chunk``'s to take over; ``{owner, ids: [], whole:
+n}`` for a ``WholeAccountDelete`` of ``n`` logs counted before it."""
 
 
 class JobRollbacks:
@@ -80,18 +87,23 @@ class JobRollbacks:
         ttl: dt.timedelta,
         deleted: int,
         chunk: int,
-        sending: Sequence[object] | None = None,
+        sending: RollbackInFlight | None = None,
     ) -> MigrationJob:
         """The hold renewed and the chunk before counted, where the job is ``rolling_back`` and
         ``owner`` holds its lease: one ``find_one_and_update`` that ``$add``s ``deleted`` to
         ``logs_deleted``, sets ``rollback_chunk`` to ``owner#chunk`` where it is another and
-        ``rollback_sending`` to ``{owner, ids: sending}`` unless ``sending`` is None; a retry that
+        ``rollback_sending`` to ``{owner, ids: sending}`` (``{owner, ids: [], whole: before}`` for a
+        ``WholeAccountDelete``) unless ``sending`` is None; a retry that
         finds its own marker (a lost acknowledgement) renews the lease (and sets ``rollback_sending``)
         alone. The expiry on ``$$NOW`` (an update pipeline), or on the store's clock. ``LeaseHeld``
         when neither matched."""
         marker = f"{owner}#{chunk}"
         held: Document = {"_id": job_id, "status": ROLLING_BACK, "lease_owner": owner}
-        in_flight = None if sending is None else {"owner": owner, "ids": list(sending)}
+        in_flight: Document | None = None
+        if isinstance(sending, WholeAccountDelete):
+            in_flight = {"owner": owner, "ids": [], "whole": sending.before}
+        elif sending is not None:
+            in_flight = {"owner": owner, "ids": list(sending)}
 
         def write(counted: bool) -> Document | list[Document]:
             now = self._docs.now()
@@ -134,10 +146,10 @@ class JobRollbacks:
             raise JobNotFound(f"no job {job_id}")
         raise LeaseHeld.lost(f"job {job_id}", owner, current.lease_owner, current.lease_expires_at)
 
-    def adopt_rollback_chunk(self, job_id: str, *, owner: str) -> Sequence[object]:
+    def adopt_rollback_chunk(self, job_id: str, *, owner: str) -> RollbackInFlight:
         """Another rollback's ``rollback_sending`` made ``owner``'s (``ports.JobStore``): one
         ``find_one_and_update`` where the job is ``rolling_back`` under ``owner``'s lease, the chunk
-        in flight is still the other's (the owner read just before) with an id, and that owner is
+        in flight is still the other's (the owner read just before) with an id or ``whole``, and that owner is
         not in ``rollbacks_counted``; it sets the chunk's owner to ``owner`` and pushes the other's
         token to ``rollbacks_counted``. A write that did not match is read again: the chunk found
         ``owner``'s was adopted by a try whose answer was lost."""
@@ -160,7 +172,10 @@ class JobRollbacks:
                     {
                         **held,
                         f"{_SENDING}.owner": previous,
-                        f"{_SENDING}.ids.0": {"$exists": True},
+                        "$or": [
+                            {f"{_SENDING}.ids.0": {"$exists": True}},
+                            {f"{_SENDING}.whole": {"$exists": True}},
+                        ],
                         _COUNTED: {"$ne": previous},
                     },
                     {"$set": {f"{_SENDING}.owner": owner}, "$push": {_COUNTED: previous}},
@@ -175,7 +190,10 @@ class JobRollbacks:
                 self._docs.retry,
                 "read a rollback's chunk in flight",
             )
-        return [] if adopted is None else list(adopted[_SENDING]["ids"])
+        if adopted is None:
+            return []
+        whole = adopted[_SENDING].get("whole")
+        return WholeAccountDelete(int(whole)) if whole is not None else list(adopted[_SENDING]["ids"])
 
     def finish_rollback(self, job: MigrationJob, deleted: int, *, token: str) -> MigrationJob | None:
         """``deleted`` added to ``logs_deleted`` (``$inc``) where the job is ``rolling_back`` or

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection as Statuses
-from collections.abc import Sequence
 from typing import Any, Final
 
 from pymongo import DESCENDING, ReturnDocument
@@ -58,6 +57,7 @@ from crm_audit_transform.jobs import (
     IN_PROGRESS,
     JobShard,
     MigrationJob,
+    RollbackInFlight,
     last_lease,
 )
 from crm_audit_transform.ports import Clock
@@ -122,13 +122,13 @@ class MongoJobStore:
         ttl: dt.timedelta,
         deleted: int,
         chunk: int,
-        sending: Sequence[object] | None = None,
+        sending: RollbackInFlight | None = None,
     ) -> MigrationJob:
         return self._rollbacks.renew_rollback(
             job_id, owner=owner, ttl=ttl, deleted=deleted, chunk=chunk, sending=sending
         )
 
-    def adopt_rollback_chunk(self, job_id: str, *, owner: str) -> Sequence[object]:
+    def adopt_rollback_chunk(self, job_id: str, *, owner: str) -> RollbackInFlight:
         return self._rollbacks.adopt_rollback_chunk(job_id, owner=owner)
 
     def finish_rollback(self, job: MigrationJob, deleted: int, *, token: str) -> MigrationJob | None:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from typing import Protocol
 
-from ..jobs import JobShard, MigrationJob
+from ..jobs import JobShard, MigrationJob, RollbackInFlight
 
 
 class JobStore(Protocol):
@@ -100,14 +100,15 @@ class JobStore(Protocol):
         ttl: dt.timedelta,
         deleted: int,
         chunk: int,
-        sending: Sequence[object] | None = None,
+        sending: RollbackInFlight | None = None,
     ) -> MigrationJob:
         """The rollback's hold renewed before its next chunk: the job's lease ``owner``'s until the
         store's now + ``ttl``, ``deleted`` (the chunk before) added to ``logs_deleted``, and
-        ``sending`` (the log store's ids of the chunk whose delete this renewal lets go out) recorded
-        as ``owner``'s *chunk in flight*, in place of the one before — one atomic write, only while
-        the job is ``rolling_back`` and ``owner`` holds its lease (expired or not: nobody took it
-        over). ``sending=None`` leaves the chunk in flight as stored; ``()`` records none.
+        ``sending`` (the log store's ids of the chunk whose delete this renewal lets go out, or a
+        ``jobs.WholeAccountDelete``: a delete of the whole account, with the count before it)
+        recorded as ``owner``'s *chunk in flight*, in place of the one before — one atomic write,
+        only while the job is ``rolling_back`` and ``owner`` holds its lease (expired or not: nobody
+        took it over). ``sending=None`` leaves the chunk in flight as stored; ``()`` records none.
 
         ``chunk`` (the count's number within this rollback, from 1) makes the write idempotent: a
         retry after a lost acknowledgement finds ``owner``'s ``chunk`` counted and renews (and
@@ -117,18 +118,20 @@ class JobStore(Protocol):
         """
         ...
 
-    def adopt_rollback_chunk(self, job_id: str, *, owner: str) -> Sequence[object]:
+    def adopt_rollback_chunk(self, job_id: str, *, owner: str) -> RollbackInFlight:
         """The chunk in flight of another rollback of the job (its last ``renew_rollback``'s
-        ``sending``: its delete sent or not, its count not yet in ``logs_deleted``) made ``owner``'s,
-        which holds the job now, and that rollback's count closed (its ``finish_rollback`` then adds
-        nothing) — one atomic write. ``owner`` sends that chunk's delete again and counts every log
-        of it as deleted, by whichever of the two deletes took it: each existed when the chunk was
-        read, and every later delete of it (the other's, if it was only frozen) finds it gone.
+        ``sending``, ids or a ``WholeAccountDelete`` as recorded: its delete sent or not, its count
+        not yet in ``logs_deleted``) made ``owner``'s, which holds the job now, and that rollback's
+        count closed (its ``finish_rollback`` then adds nothing) — one atomic write. ``owner`` sends
+        that chunk's delete again and counts every log of it as deleted, by whichever of the two
+        deletes took it: each existed when the chunk was read, and every later delete of it (the
+        other's, if it was only frozen) finds it gone (a whole-account delete: ``before`` less what
+        is left, and what its own delete removes).
 
-        Empty (nothing written) when there is none, it holds no id, the other rollback's count is
-        in already (its ``finish_rollback`` ran), or the job is not ``rolling_back`` under
-        ``owner``'s lease. A retry after a lost acknowledgement finds the chunk ``owner``'s and
-        returns it. ``JobNotFound`` if the job was never created.
+        Empty (nothing written) when there is none, it holds no id (nor a whole-account delete),
+        the other rollback's count is in already (its ``finish_rollback`` ran), or the job is not
+        ``rolling_back`` under ``owner``'s lease. A retry after a lost acknowledgement finds the
+        chunk ``owner``'s and returns it. ``JobNotFound`` if the job was never created.
         """
         ...
 

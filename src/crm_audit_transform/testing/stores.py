@@ -26,6 +26,8 @@ from ..jobs import (
     ROLLING_BACK,
     JobShard,
     MigrationJob,
+    RollbackInFlight,
+    WholeAccountDelete,
     lease_is_live,
     live_lease,
     rolled_back_under,
@@ -208,7 +210,7 @@ class InMemoryJobStore:
         self._jobs: dict[str, MigrationJob] = {}
         self._counted: set[tuple[str, str]] = set()  # (job_id, token) of each finish_rollback counted
         self._chunks: dict[str, tuple[str, int]] = {}  # job_id: the last renew_rollback counted
-        self._sending: dict[str, tuple[str, tuple[object, ...]]] = {}  # job_id: (owner, chunk in flight)
+        self._sending: dict[str, tuple[str, RollbackInFlight]] = {}  # job_id: (owner, chunk in flight)
         self._clock: Clock = clock or FixedClock()
         for job in jobs:
             self._jobs[job.job_id] = job
@@ -338,7 +340,7 @@ class InMemoryJobStore:
         ttl: dt.timedelta,
         deleted: int,
         chunk: int,
-        sending: Sequence[object] | None = None,
+        sending: RollbackInFlight | None = None,
     ) -> MigrationJob:
         stored = self._jobs.get(job_id)
         if stored is None:
@@ -350,11 +352,14 @@ class InMemoryJobStore:
             self._chunks[job_id] = (owner, chunk)
             renewed = attrs.evolve(renewed, logs_deleted=(stored.logs_deleted or 0) + deleted)
         if sending is not None:
-            self._sending[job_id] = (owner, tuple(sending))
+            self._sending[job_id] = (
+                owner,
+                sending if isinstance(sending, WholeAccountDelete) else tuple(sending),
+            )
         self._jobs[job_id] = renewed
         return renewed
 
-    def adopt_rollback_chunk(self, job_id: str, *, owner: str) -> Sequence[object]:
+    def adopt_rollback_chunk(self, job_id: str, *, owner: str) -> RollbackInFlight:
         stored = self._jobs.get(job_id)
         if stored is None:
             raise JobNotFound(f"no job {job_id}")
@@ -364,7 +369,7 @@ class InMemoryJobStore:
         previous, chunk = sending
         if previous == owner:
             return chunk  # adopted already
-        if not chunk or (job_id, previous) in self._counted:
+        if chunk == () or (job_id, previous) in self._counted:
             return ()
         self._counted.add((job_id, previous))  # its finish_rollback adds nothing: the chunk is counted here
         self._sending[job_id] = (owner, chunk)

@@ -20,8 +20,10 @@ job's logs, and the new job would count them as migrated. So the rollback *holds
    ``logs_deleted`` and this chunk recorded as its *chunk in flight* in that same write
    (``JobStore.renew_rollback``, once per chunk even when retried); a store without chunks (the
    JSONL sink, rewritten in one atomic step) is deleted in one ``delete_migrated`` after one
-   renewal. Before its first chunk it adopts the chunk in flight another rollback of the job left
-   (``JobStore.adopt_rollback_chunk``), sends its delete again and counts all of it;
+   renewal, which records that whole-account delete in flight with the account's count before it
+   (``jobs.WholeAccountDelete``). Before its first delete it adopts the chunk (or whole-account
+   delete) in flight another rollback of the job left (``JobStore.adopt_rollback_chunk``), sends
+   its delete again and counts all of it;
 4. it marks the job ``rolled_back``, clears its lease and adds the last chunk's count to
    ``logs_deleted`` in that same write (``JobStore.finish_rollback``): added up over repeated
    rollbacks of the same job, so a second one that finds nothing keeps the first one's count. The
@@ -68,8 +70,19 @@ Chosen over counting a chunk in the renewal before its delete (one write fewer, 
 before the send would count logs a later rollback deletes and counts again) and over counting
 "what the store says is gone" at the end (``count_migrated`` before and after: a runner's stray
 batch landing in between, the fence gap below, would be counted as deleted or make it negative).
-A store without chunks still loses the count of its one delete on a ``kill -9`` after it: its
-delete names no logs to adopt.
+
+**A whole-account delete in flight** (a store without chunks, or a chunk its store would not
+delete: ``_delete_held``) names no logs to send again, so the renewal before it records the account's
+migrated logs counted just then (``WholeAccountDelete.before``). The rollback that adopts it counts
+``before`` less what it finds left (what the first one's delete took: all, some or none) and then
+deletes what is left and counts that: ``before`` in all, exactly the count a clean rollback would
+have, as long as nothing but rollbacks writes the account's migrated logs under the hold. The JSONL
+sink's file lock keeps every other writer out; on MongoDB the one exception is the stray batch of
+"What the fence does not cover" below, which such an adoption may leave out of the count (a chunk
+never does: its ids are fixed when it is read). Chosen over making the JSONL sink delete in chunks
+(a rewrite of the whole file per chunk) and over dropping the fallback (a store whose chunk ids its
+delete cannot match could then never be rolled back). Before, a ``kill -9`` right after that
+delete lost its whole count.
 
 **A process frozen between the half-lease check and its delete** (past its lease, taken over
 meanwhile) still sends that one delete. It is harmless: the delete names the chunk's logs by the
@@ -77,6 +90,9 @@ store's own ids (MongoDB's ``_id``), read under the hold, and a new job of the a
 logs with new ``_id``s, so the late delete finds only logs the rollback was deleting anyway; and
 the one that took over adopted that chunk, so its count is not added twice. Fencing the delete
 itself would need the log delete and the job's lease in one transaction across two collections.
+A whole-account delete sent that late is not harmless that way (it would take a new job's logs):
+the JSONL sink's file lock keeps a second process off the file while the frozen one lives, and on
+MongoDB only a chunk whose ids its own delete cannot match falls back to one.
 
 While a job is ``rolling_back``, ``trigger`` refuses and ``run_job`` refuses
 (``JobStore.rollback_under_way``). A runner that passed that check did so before step 1, so its job
@@ -116,7 +132,7 @@ import attrs
 from attrs import define, frozen
 
 from ..errors import JobAlreadyRunning, LeaseHeld, RollbackHoldLost
-from ..jobs import IN_PROGRESS, ROLLED_BACK, ROLLING_BACK, MigrationJob
+from ..jobs import IN_PROGRESS, ROLLED_BACK, ROLLING_BACK, MigrationJob, RollbackInFlight, WholeAccountDelete
 from ..ports import Clock, JobStore, MigratedLogs
 from ..ports.log_stores import MigratedLogsInChunks
 from .settings import RunSettings
@@ -241,7 +257,7 @@ class _Progress:
     renewals: int = 0
     renewing: bool = False
     """A renewal was sent and its answer not seen: it may have been applied (its marker stored)."""
-    sending: Sequence[object] | None = None
+    sending: RollbackInFlight | None = None
     """What the renewal in ``renewing`` records as the chunk in flight (``renew_rollback``'s ``sending``)."""
     in_flight: bool = False
     """A chunk's delete may have gone out and not returned: its count is unknown here."""
@@ -276,23 +292,22 @@ def _delete_held(
     company_sso_id: str, held: MigrationJob, ports: RollbackPorts, owner: str, progress: _Progress
 ) -> tuple[int, int]:
     """Delete the account's migrated logs under ``owner``'s hold: (all deleted, the count still to
-    add, which ``finish_rollback`` adds). Chunk by chunk when the store can (``MigratedLogsInChunks``):
-    first the chunk another rollback of the job left in flight, adopted (``JobStore.adopt_rollback_chunk``:
-    its delete sent again, all of it counted); then each chunk read, the hold renewed with the chunk
-    before counted and this one recorded in flight (``JobStore.renew_rollback``) before its delete
-    is sent, and again when half the lease has passed since (on ``RollbackPorts.clock``, as the run
-    loop's own renewal) by the time it is sent; ``LeaseHeld`` once the hold is another's: no further
-    delete is sent, and the chunk in flight is the new holder's to count (``finish_rollback`` adds
-    the pending count only where it did not adopt it, and leaves the status to the new holder)."""
+    add, which ``finish_rollback`` adds). First what another rollback of the job left in flight,
+    adopted (``JobStore.adopt_rollback_chunk``: its delete sent again, all of it counted). Then
+    chunk by chunk when the store can (``MigratedLogsInChunks``): each chunk read, the hold renewed
+    with the chunk before counted and this one recorded in flight (``JobStore.renew_rollback``)
+    before its delete is sent, and again when half the lease has passed since (on
+    ``RollbackPorts.clock``, as the run loop's own renewal) by the time it is sent;
+    ``RollbackHoldLost`` once the hold is another's: no further delete is sent, and the chunk in
+    flight is the new holder's to count (``finish_rollback`` adds the pending count only where it
+    did not adopt it, and leaves the status to the new holder). Otherwise (and for a chunk its store
+    would not delete) in one whole-account delete, recorded in flight the same way with the count
+    before it (``whole``)."""
     jobs, logs, job_id = ports.jobs, ports.logs, held.job_id
     half, clock = ports.lease / 2, ports.clock
-    if not isinstance(logs, MigratedLogsInChunks):
-        progress.renewals = 1
-        jobs.renew_rollback(job_id, owner=owner, ttl=ports.lease, deleted=0, chunk=1)
-        return (count := logs.delete_migrated(company_sso_id)), count
     total = 0
 
-    def renew(sending: Sequence[object] | None) -> dt.datetime:
+    def renew(sending: RollbackInFlight | None) -> dt.datetime:
         """Renew the hold, the count before added and ``sending`` recorded; when it was sent (``clock``)."""
         progress.renewals += 1
         sent = clock.now()
@@ -313,12 +328,21 @@ def _delete_held(
         progress.renewing = False
         progress.pending = 0
         if sending is not None:
-            progress.in_flight = bool(sending)
+            progress.in_flight = isinstance(sending, WholeAccountDelete) or bool(sending)
         return sent
 
-    def delete(chunk: Sequence[object]) -> int:
+    def delete(chunks: MigratedLogsInChunks, chunk: Sequence[object]) -> int:
         """The chunk in flight deleted; how many of its logs went."""
-        deleted = logs.delete_migrated_chunk(company_sso_id, chunk)
+        deleted = chunks.delete_migrated_chunk(company_sso_id, chunk)
+        progress.in_flight = False
+        return deleted
+
+    def whole() -> int:
+        """The rest of the account in one ``delete_migrated``: counted first, and recorded in flight
+        with that count, so a rollback that takes the hold over after a ``kill -9`` right after the
+        delete adopts it (``_adopted_whole``); how many went."""
+        renew(WholeAccountDelete(logs.count_migrated(company_sso_id)))
+        deleted = logs.delete_migrated(company_sso_id)
         progress.in_flight = False
         return deleted
 
@@ -326,21 +350,42 @@ def _delete_held(
     # finishes that chunk first: each of its logs existed when it was read and is gone after this
     # delete, whichever delete took it, so all of it is counted (never by the other: closed).
     adopted = jobs.adopt_rollback_chunk(job_id, owner=owner)
-    progress.in_flight = bool(adopted)
-    if adopted:
-        total += delete(adopted)
+    if isinstance(adopted, WholeAccountDelete):
+        progress.in_flight = True
+        deleted, progress.pending = _adopted_whole(company_sso_id, logs, adopted)
+        progress.in_flight = False
+        total += deleted
+    elif adopted and isinstance(logs, MigratedLogsInChunks):  # ids: only a store with chunks records them
+        progress.in_flight = True
+        total += delete(logs, adopted)
         progress.pending = len(adopted)
+    if not isinstance(logs, MigratedLogsInChunks):
+        if not isinstance(adopted, WholeAccountDelete):  # an adopted one has just deleted the rest
+            progress.pending = whole()
+            total += progress.pending
+        return total, progress.pending
     while chunk := logs.migrated_chunk(company_sso_id, ports.chunk):
         renewed = renew(chunk)
         while dt.timedelta(0) < half <= clock.now() - renewed:
             renewed = renew(None)  # stalled since (a frozen process): the hold may be another's by now
-        progress.pending = delete(chunk)
+        progress.pending = delete(logs, chunk)
         total += progress.pending
         if not progress.pending:
             # A chunk its own store would not delete: the rest in one delete, as without chunks,
             # rather than reading the same chunk for ever.
-            renew(())
-            progress.pending = logs.delete_migrated(company_sso_id)
+            progress.pending = whole()
             total += progress.pending
             break
     return total, progress.pending
+
+
+def _adopted_whole(company_sso_id: str, logs: MigratedLogs, adopted: WholeAccountDelete) -> tuple[int, int]:
+    """Another rollback's whole-account delete, adopted: (what this delete removed, the count of
+    the two). Its delete removed ``adopted.before`` less what is left now (all of them, some, or
+    none if it was never sent), and this one removes what is left: the count is exact while nothing
+    but rollbacks writes the account's migrated logs under the hold (the JSONL sink: its file lock
+    keeps every other writer out; MongoDB: all but the stray batch of a runner frozen past its
+    lease, which the module docstring's "What the fence does not cover" leaves unfenced)."""
+    left = logs.count_migrated(company_sso_id)
+    deleted = logs.delete_migrated(company_sso_id)
+    return deleted, max(adopted.before - left, 0) + deleted
