@@ -505,6 +505,42 @@ class TestOutputFiles:
         assert stderr.startswith("error: FILE_ERROR: --report ")
         assert not out.exists()
 
+    @pytest.mark.parametrize("workers", ["1", "2"])
+    def test_a_detail_naming_a_file_whose_name_is_not_utf8_is_written_as_its_json_escape(
+        self, tmp_path: Path, inputs: list[str], workers: str
+    ) -> None:
+        """A line set aside names its file in its outcome's detail. A file name holding a byte that is
+        not UTF-8 (Python reads it as a lone surrogate) ended the dry run INTERNAL: the ``--outcomes``
+        file's strict encoder refused it. The line is written; a JSON reader gets the name back."""
+        lines = (CORPUS / "audits.jsonl").read_text(encoding="utf-8").splitlines()
+        broken = next(i for i, line in enumerate(lines) if json.loads(line)["tenant"] == TENANT)
+        row = json.loads(lines[broken])
+        lines[broken] = json.dumps({**row, "version": "x"})
+        audits = tmp_path / os.fsdecode(b"caf\xe9.jsonl")
+        audits.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+        at = inputs.index("--audits") + 1
+        given = [*inputs[:at], str(audits), *inputs[at + 1 :]]
+        outcomes, report = tmp_path / "outcomes.jsonl", tmp_path / "report.json"
+        out = str(tmp_path / "logs.jsonl")
+        code, _, stderr = invoke(
+            *given,
+            "--no-progress",
+            "--workers",
+            workers,
+            "--out",
+            out,
+            "--outcomes",
+            str(outcomes),
+            "--report",
+            str(report),
+        )
+        assert code == exit_codes.OK, stderr
+        written = [json.loads(line) for line in outcomes.read_text(encoding="utf-8").splitlines()]
+        (set_aside,) = [line for line in written if line["audit_id"] == row["id"]]
+        assert set_aside["reason"] == "invalid_audit_row"
+        assert set_aside["detail"].startswith(f"{audits}, line {broken + 1}: ")
+        assert json.loads(report.read_text(encoding="utf-8"))["failed"]["invalid_audit_row"] == 1
+
     @pytest.mark.parametrize("option", ["--report", "--outcomes"])
     @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
     def test_a_full_report_or_outcomes_file_is_named_in_the_file_error(

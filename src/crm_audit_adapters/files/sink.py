@@ -428,9 +428,14 @@ def open_locked_for_writing(path: str) -> IO[str]:
     under the same exclusive ``flock`` as the sink's: ``OutputLocked`` while another writer holds
     it, so a side file (``--report``, ``--outcomes``) never overwrites a file another dry run is
     writing. Only a regular file is emptied (a device or pipe has nothing to truncate).
+
+    A lone surrogate (a byte of a non-UTF-8 file name or option, as Python decodes it) is written as
+    its escape ``\\udcXX``: in the JSON text these files hold it stands inside a string, where it is
+    that string's own escape of the same character, so a reader gets back what was written. A
+    strict encoder failed the whole dry run (``INTERNAL``) on a detail naming such a file.
     """
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666)
-    file = open(descriptor, "w", encoding="utf-8")  # noqa: SIM115 - the caller closes it
+    file = open(descriptor, "w", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115 - the caller closes it
     try:
         _lock(file, path)
         if os.path.isfile(path):
