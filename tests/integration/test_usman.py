@@ -239,11 +239,14 @@ class TestRetries:
     def test_a_slow_answer_beyond_the_read_timeout_is_retried(
         self, server: UsmanServer, sleeps: list[float]
     ) -> None:
-        """An answer later than read_timeout counts as a timeout and the request is sent again."""
+        """An answer later than read_timeout counts as a timeout and the request is sent again.
+
+        At least once: on a loaded machine the next, prompt answer may miss the 0.2 s read timeout
+        too (a check saw three requests), and is sent again in turn."""
         server.queue(slow(1.0))
         with client_for(server, sleeps) as client:
             assert client.sso_ids_by_emails(COMPANY, [NUR]) == {NUR: "sso-nur"}
-        assert len(server.requests) == 2
+        assert len(server.requests) >= 2
 
     def test_a_server_that_always_stalls_becomes_unavailable_from_a_timeout(
         self, server: UsmanServer, sleeps: list[float]
