@@ -227,7 +227,7 @@ class TestCheckedRows:
         [repeat] = checked.outcomes
         assert (repeat.audit_id, repeat.reason) == (2, "duplicate_audit_id")
         assert "line 3" in repeat.detail
-        assert "the first one is used" in repeat.detail
+        assert "an id's first line is the one read" in repeat.detail
 
     def test_a_readable_row_after_an_unreadable_line_with_its_id_is_the_repeat(self, tmp_path: Path) -> None:
         """The first line of an id is the one used, readable or not: the row after it is a repeat,

@@ -44,16 +44,22 @@ class CheckedRows:
         self.outcomes.append(Failed(error.audit_id, reasons.INVALID_AUDIT_ROW, str(error)))
 
     def repeat(self, number: int, audit_id: int) -> None:
-        """Row ``number`` repeats the audit id of the row before it: its own failure, not processed."""
-        detail = f"{self._path.name}: row {number} repeats audit id {audit_id}; the first one is used"
+        """Row ``number`` repeats the audit id of the row before it: its own failure, not processed.
+
+        The detail says the id's first line is the one read, not that it is used: a first line of a
+        type outside the run's scope is read and counts nothing, while this repeat still counts."""
+        detail = (
+            f"{self._path.name}: row {number} repeats audit id {audit_id}; an id's first line is the one read"
+        )
         self.outcomes.append(Failed(audit_id, reasons.DUPLICATE_AUDIT_ID, detail))
 
     def repeat_line(self, error: FileFormatError) -> None:
         """A line that cannot become a row and repeats the audit id of the row or line before it: a
-        repeat (the first one is used) whose own fault is named too. Raises ``error`` without an id."""
+        repeat (the id's first line is the one read) whose own fault is named too. Raises ``error``
+        without an id."""
         if error.audit_id is None:
             raise error
-        detail = f"{error}; it repeats audit id {error.audit_id}, and the first one is used"
+        detail = f"{error}; it repeats audit id {error.audit_id}, and an id's first line is the one read"
         self.outcomes.append(Failed(error.audit_id, reasons.DUPLICATE_AUDIT_ID, detail))
 
     def unique(self, rows: Iterable[AuditRow]) -> Iterator[AuditRow]:
