@@ -368,6 +368,30 @@ class TestDryRunOnTheCorpus:
         assert code == 0, stdout + stderr
         assert ": clean" in stdout
 
+    @pytest.mark.parametrize("workers", ["1", "2"])
+    def test_ids_at_or_below_zero_are_all_read(self, tmp_path: Path, inputs: list[str], workers: str) -> None:
+        """The corpus's ids moved below zero (audit ids are bigints): the same counts. Once, a page
+        was asked after id 0 instead of after its last id, and one process dropped every row
+        between (500 processed)."""
+        shifted = tmp_path / "audits.jsonl"
+        lines = (CORPUS / "audits.jsonl").read_text(encoding="utf-8").splitlines()
+        shifted.write_text(
+            "".join(
+                json.dumps({**json.loads(line), "id": json.loads(line)["id"] - 5000}) + "\n" for line in lines
+            ),
+            encoding="utf-8",
+        )
+        at = inputs.index("--audits") + 1
+        reports = []
+        for audits in (str(CORPUS / "audits.jsonl"), str(shifted)):
+            report = tmp_path / f"report-{len(reports)}.json"
+            given = [*inputs[:at], audits, *inputs[at + 1 :]]
+            code, _, stderr = invoke(*given, "--no-progress", "--workers", workers, "--report", str(report))
+            assert code == exit_codes.OK, stderr
+            reports.append(json.loads(report.read_text(encoding="utf-8")))
+        assert reports[1] == reports[0]
+        assert reports[0]["processed"] > 500
+
     def test_a_progress_line_goes_to_stderr(self, inputs: list[str]) -> None:
         """The run's progress line (rows, rows/s, cursor) is shown on stderr, and --no-progress hides it."""
         _, _, stderr = invoke(*inputs)

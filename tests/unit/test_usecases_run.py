@@ -536,6 +536,19 @@ def unreadable(audit_id: int) -> Failed:
     return Failed(audit_id, "invalid_audit_row", "line cannot become a row")
 
 
+class TestIdsBelowOne:
+    """Audit ids are bigints: 0 and negative ids are rows like any other (verify walks them too)."""
+
+    def test_every_row_of_negative_ids_is_read(self) -> None:
+        """A page was asked after id 0 instead of after its last id: every row between was skipped,
+        and the job completed with 500 of 1,199 rows processed."""
+        rows = [row(n) for n in range(-1200, -1)]
+        world = world_of(rows)
+        world.trigger()
+        job = world.run(settings=NO_HALT).job
+        assert (job.status, job.tally.processed, job.last_audit_id) == (COMPLETED, len(rows), -2)
+
+
 class TestRowsSetAside:
     def test_set_aside_rows_count_in_id_order_for_the_halt_rule(self) -> None:
         """Rows a source sets aside are counted with their page in id order: 10 of the first 20 halt."""

@@ -89,7 +89,9 @@ class RunLoop:
         # is read with the next page): the page's last rows of one id wait for it (_steps).
         self._sets_aside = isinstance(ports.source, RowsSetAside)
         self._carry: _Rows | None = None
-        self._aside_last = 0  # the highest id of the rows set aside that the last page read handed
+        # The highest id of the rows set aside that the last page read handed (_walk starts it at the
+        # cursor: ids may be 0 or below, and a page is never asked after an id the run has not reached).
+        self._aside_last = 0
 
     def bound(self, until_id: int | None, *, check_at_end: bool) -> None:
         self._until_id = until_id
@@ -271,7 +273,7 @@ class RunLoop:
         Each page is asked after the last one's highest id, its rows' or the rows set aside with it
         (``ports.RowsSetAside``): past what the source handed, so that it goes on reading where it
         paused, and reads again only for a cursor behind what it handed (a resume)."""
-        after_id = job.last_audit_id
+        after_id = self._aside_last = job.last_audit_id
         while True:
             limit = self._page_limit(after_id)
             if limit == 0:
