@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import pickle
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -21,7 +22,7 @@ from test_files_audit_spans import CAP, EPOCH, SCOPE, TENANT, corpus_docs, hosti
 
 from crm_audit_adapters.files import AuditOrderError, CheckedRows, FileAuditSource, FileFormatError
 from crm_audit_adapters.files.audit_ranges import FileRangeSource, line_ranges
-from crm_audit_adapters.files.lines import numbered_lines
+from crm_audit_adapters.files.lines import LineWindow, numbered_lines
 from crm_audit_transform.domain import Outcome, Skipped
 from crm_audit_transform.transformer import PageResult
 from crm_audit_transform.usecases.pages import PageSpan, TransformedPage, read_ids
@@ -123,6 +124,52 @@ class TestLineRanges:
         path = tmp_path / "audits.jsonl"
         path.write_bytes(b"")
         assert list(line_ranges(path, 10)) == []
+
+
+class TestAFileCutShortWhileRead:
+    def test_ranges_past_the_files_new_end_stop_the_read_with_the_file_named(self, tmp_path: Path) -> None:
+        """The ranges are cut before they are read. A file cut short meanwhile (rewritten, a disk
+        filling) left each range past its new end read as empty: a dry run with workers ended exit
+        0, the rest of the file neither processed nor reported. One process meets the torn line
+        (``BAD_INPUT``); the ranges now stop with ``FileFormatError`` too, after the rows before."""
+        lines = [json.dumps(doc).encode() for doc in corpus_docs()]
+        path = write(tmp_path / "audits.jsonl", lines)
+        source = FileRangeSource(path, TENANT, range_bytes=300)
+
+        def cut_short_after_the_first(spans: Iterable[PageSpan]) -> Iterator[TransformedPage]:
+            cut = list(spans)  # the file cut into ranges as it was
+            assert len(cut) > 3
+            os.truncate(path, cut[2].extent[0])  # at a line's end: no line is torn, ranges are lost
+            return in_process(cut, source)
+
+        read: list[int] = []
+
+        def read_every_page() -> None:
+            pages = source.pages_by_range(
+                TENANT,
+                SCOPE,
+                after_id=0,
+                cutoff=EPOCH,
+                limit=1,
+                transform=cut_short_after_the_first,
+                on_set_aside=lambda outcomes: None,
+            )
+            for page in pages:
+                read.extend(page.ids)
+
+        with pytest.raises(FileFormatError, match="it changed while it was read"):
+            read_every_page()
+        assert read  # the rows before the new end were handed first
+
+    def test_a_window_that_ends_past_the_files_end_is_refused(self, tmp_path: Path) -> None:
+        path = tmp_path / "lines.jsonl"
+        path.write_bytes(b"one\ntwo\n")
+        window = LineWindow(0, 1, 100)
+        with pytest.raises(
+            FileFormatError, match=r"ends at byte 8, inside the part being read \(to byte 100\)"
+        ):
+            list(numbered_lines(path, window=window))
+        assert list(numbered_lines(path, window=LineWindow(0, 1, 8))) == [(1, b"one\n"), (2, b"two\n")]
 
 
 class TestTheSameAsPages:

@@ -139,7 +139,8 @@ def numbered_lines(
     them is too long to keep or it is not one JSON object; with both, ``on_long`` gets that short
     line instead of the head, and the line is not yielded.
     With ``window``, the lines from its ``start`` (numbered from its ``first``) up to its ``stop``,
-    the window told where each line given lies (``LineWindow``).
+    the window told where each line given lies (``LineWindow``); ``FileFormatError`` when the file
+    ends before ``stop`` (it was cut short since the window was cut).
     With ``mark_long``, each line given to ``on_long`` is then given as ``b""`` (no line read is
     empty: each holds at least its terminator or one byte), the window not moved, so that the
     caller gets control back after it (``SetAside``).
@@ -189,6 +190,15 @@ def numbered_lines(
                 window.number, window.line_start, window.line_end = number, begin, end
             yield number, raw
             begin = end
+        if stop is not None and begin < stop:
+            # The window was cut from the file as it was: one that now ends inside it was cut short
+            # (rewritten, truncated) while it was read, and the rows past its end would be lost.
+            raise FileFormatError(
+                path,
+                number + 1,
+                f"the file ends at byte {begin}, inside the part being read (to byte {stop}): "
+                "it changed while it was read",
+            )
 
 
 def leading_members(head: bytes) -> dict[str, Any]:
