@@ -347,11 +347,18 @@ class RunLoop:
             fell_through = [item[2] for item in merged]
             degraded = [item[3] for item in merged]
         carry, self._carry = self._carry, None
+        if carry is not None and transformed is not None and ids and ids[-1] == carry.ids[-1]:
+            # Every row of this page is of the carried id (its ids are at or above it): they join
+            # the carry in place, so that one id repeated N times costs N, not N² / page (a copy
+            # of the whole carry a page).
+            carry.add(ids, outcomes, fell_through, degraded)
+            self._carry = carry
+            return
         if carry is not None:
             # The last page's last rows of one id come first: this page's ids are at or above theirs,
             # and theirs were read first (so they need no sorting, however many repeats they hold).
             ids = [*carry.ids, *ids]
-            outcomes = join((carry.outcomes, outcomes)) if outcomes else carry.outcomes
+            outcomes = join((*carry.outcomes, outcomes)) if outcomes else join(carry.outcomes)
             fell_through = [*carry.fell_through, *fell_through]
             degraded = [*carry.degraded, *degraded]
         if self._sets_aside and transformed is not None and ids:
@@ -360,7 +367,9 @@ class RunLoop:
             last, start = ids[-1], len(ids) - 1
             while start and ids[start - 1] == last:
                 start -= 1
-            self._carry = _Rows(ids[start:], outcomes[start:], fell_through[start:], degraded[start:])
+            self._carry = _Rows(
+                list(ids[start:]), [outcomes[start:]], list(fell_through[start:]), list(degraded[start:])
+            )
             ids, outcomes = ids[:start], outcomes[:start]
             fell_through, degraded = fell_through[:start], degraded[:start]
         # Fallthroughs and degraded actors are counted per step (from the page's per-row flags),
@@ -456,11 +465,25 @@ def _row_id(row: AuditRow) -> int:
     return row.id
 
 
-@attrs.frozen
+@attrs.define
 class _Rows:
-    """A page's last rows of one id, waiting for the next page (``RunLoop._steps``)."""
+    """A page's last rows of one id, waiting for the next page (``RunLoop._steps``); ``outcomes``
+    in parts, one a page, joined once the id ends (``packed.join``: a packed page stays packed)."""
 
-    ids: Sequence[int]
-    outcomes: Sequence[Outcome]
-    fell_through: Sequence[bool]
-    degraded: Sequence[bool]
+    ids: list[int]
+    outcomes: list[Sequence[Outcome]]
+    fell_through: list[bool]
+    degraded: list[bool]
+
+    def add(
+        self,
+        ids: Sequence[int],
+        outcomes: Sequence[Outcome],
+        fell_through: Sequence[bool],
+        degraded: Sequence[bool],
+    ) -> None:
+        """More rows of the id, after those held."""
+        self.ids.extend(ids)
+        self.outcomes.append(outcomes)
+        self.fell_through.extend(fell_through)
+        self.degraded.extend(degraded)
