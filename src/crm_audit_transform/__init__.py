@@ -53,6 +53,7 @@ from .errors import (
     MalformedYaml,
     NotAMapping,
     ResumeOrFresh,
+    RollbackHoldLost,
     SourceUnavailable,
     StoreUnavailable,
     TenantMismatch,
@@ -63,7 +64,7 @@ from .errors import (
     WorkerLost,
 )
 from .halting import HaltRule
-from .jobs import JobShard, MigrationJob
+from .jobs import JobShard, MigrationJob, WholeAccountDelete
 from .loading import JsonbText, LoaderLimits, load_audited_changes
 from .lookup import LookupContext, LookupPorts, LookupRequest, fetch_lookups
 from .lookup_cache import LookupCache
@@ -129,6 +130,7 @@ __all__ = [
     "PreparedRow",
     "Rejection",
     "ResumeOrFresh",
+    "RollbackHoldLost",
     "RowDraft",
     "RuleChain",
     "Scalar",
@@ -150,6 +152,7 @@ __all__ = [
     "UnsupportedTag",
     "UserId",
     "Value",
+    "WholeAccountDelete",
     "WorkerLost",
     "WriteResult",
     "__version__",

@@ -33,6 +33,7 @@ def http_answer(error: Exception) -> Response:
     [(True, "another rollback holds it now and ends it"), (False, "roll back again to end it")],
 )
 def test_the_http_answer_says_who_ends_the_job_without_the_holder(taken: bool, then: str) -> None:
+    """409 ``LEASE_HELD``, saying who ends the job, and never the holding rollback's token."""
     response = http_answer(RollbackHoldLost(_MESSAGE, taken=taken))
     answer: Any = json.loads(bytes(response.body))
     assert response.status_code == 409
@@ -42,6 +43,7 @@ def test_the_http_answer_says_who_ends_the_job_without_the_holder(taken: bool, t
 
 
 def test_the_cli_refuses_with_the_whole_message() -> None:
+    """Exit 4 (refused), ``LEASE_HELD`` and the whole message on one line."""
     error = RollbackHoldLost(_MESSAGE, taken=False)
     assert exit_codes.exit_code_for(error) == exit_codes.REFUSED
     assert exit_codes.one_line(error) == f"LEASE_HELD: {_MESSAGE}"

@@ -44,13 +44,15 @@ _LATER = {
 import ``runtime`` alone, never the dry run's in-memory stores or the HTTP app's wiring."""
 
 
-def __getattr__(name: str) -> Any:
-    module = _LATER.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
+if not TYPE_CHECKING:  # mypy sees the imports above: a module __getattr__ would type any name as Any
 
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    def __getattr__(name: str) -> Any:
+        module = _LATER.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{module}"), name)
 
 
 __all__ = [

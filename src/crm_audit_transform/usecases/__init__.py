@@ -41,11 +41,13 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """``VerifySettings``, imported on first use: only verifying needs ``verify``'s modules, and a
-    run's processes never import them."""
-    if name == "VerifySettings":
-        from .verify import VerifySettings
+if not TYPE_CHECKING:  # mypy sees the import above: a module __getattr__ would type any name as Any
 
-        return VerifySettings
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    def __getattr__(name: str) -> Any:
+        """``VerifySettings``, imported on first use: only verifying needs ``verify``'s modules, and a
+        run's processes never import them."""
+        if name == "VerifySettings":
+            from .verify import VerifySettings
+
+            return VerifySettings
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -28,7 +28,9 @@ job's logs, and the new job would count them as migrated. So the rollback *holds
    ``logs_deleted`` in that same write (``JobStore.finish_rollback``): added up over repeated
    rollbacks of the same job, so a second one that finds nothing keeps the first one's count. The
    status changes only while the lease is still this rollback's own; one whose hold was taken over
-   adds its count alone and ends ``RollbackHoldLost`` (below).
+   adds its count alone and ends ``RollbackHoldLost`` (below) — unless the rollback that took it
+   over has already ended the job: the account is clean and the count added once, so it ends as a
+   success.
 
 **One rollback of a job at a time.** A rollback run again while the first still deletes (an
 operator's retry, ``trigger --fresh``) meets the first one's live lease in step 1 and is refused
@@ -79,7 +81,9 @@ deletes what is left and counts that: ``before`` in all, exactly the count a cle
 have, as long as nothing but rollbacks writes the account's migrated logs under the hold. The JSONL
 sink's file lock keeps every other writer out; on MongoDB the one exception is the stray batch of
 "What the fence does not cover" below, which such an adoption may leave out of the count (a chunk
-never does: its ids are fixed when it is read). Chosen over making the JSONL sink delete in chunks
+never does: its ids are fixed when it is read), and the first rollback's own delete when it was
+frozen, not dead, and lands after the adopter counted what was left and before it deleted it: those
+logs are gone and counted by neither. Chosen over making the JSONL sink delete in chunks
 (a rewrite of the whole file per chunk) and over dropping the fallback (a store whose chunk ids its
 delete cannot match could then never be rolled back). Before, a ``kill -9`` right after that
 delete lost its whole count.
