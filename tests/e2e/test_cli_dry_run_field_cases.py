@@ -291,6 +291,21 @@ class TestDryRunOutOfRangeValues:
         assert code == 0, output
         assert set(outcomes(tmp_path)) == {(1, "migrated", None), (2, "failed", "invalid_audit_row")}
 
+    @pytest.mark.parametrize("workers", ["1", "2"])
+    def test_a_psql_csv_of_ids_below_zero_is_read_whole(self, tmp_path: Path, workers: str) -> None:
+        """1,200 rows with ids -1,200 to -1 in a CSV export (read by pages of ids, with ``--workers 2``
+        too, through the page pool's spans): every row processed. A page was once asked after id 0
+        instead of its last id, and every row past the first page was skipped (500 processed)."""
+        args = write_inputs(tmp_path, [])
+        audits = tmp_path / "audits.csv"
+        header = ",".join(AUDIT_COLUMNS).encode() + b"\n"
+        audits.write_bytes(header + b"".join(csv_line(audit(n)) for n in range(-1200, 0)))
+        given = [f"--audits={audits}" if a.startswith("--audits=") else a for a in args]
+        code, output = run([*given, "--workers", workers])
+        assert code == 0, output
+        report = json.loads((tmp_path / "report.json").read_text())
+        assert report["processed"] == 1200
+
     def test_a_jsonb_integer_past_the_digit_limit_fails_its_row_as_postgresql_does(
         self, tmp_path: Path
     ) -> None:
