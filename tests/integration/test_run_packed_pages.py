@@ -12,6 +12,7 @@ from typing import Any
 
 import attrs
 import pytest
+from test_run_fault_injection import Crashing
 
 from crm_audit_adapters.cli.row_outcomes import OutcomeLines, outcome_record
 from crm_audit_adapters.files import JsonlActivityLogSink
@@ -63,27 +64,6 @@ def unlinked_rows() -> list[AuditRow]:
         else r
         for r in ROWS
     ]
-
-
-class Crashing:
-    """A port whose ``method`` raises ``error`` instead of its ``on_call``-th call (once)."""
-
-    def __init__(self, inner: Any, method: str, on_call: int, error: Exception) -> None:
-        self._inner, self._method, self._on_call, self._error = inner, method, on_call, error
-        self.calls = 0
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._inner, name)
-        if name != self._method:
-            return attr
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            self.calls += 1
-            if self.calls == self._on_call:
-                raise self._error
-            return attr(*args, **kwargs)
-
-        return call
 
 
 def recorder(seen: list[dict[str, object]], tenant: str) -> Callable[[Sequence[Outcome]], None]:
@@ -234,7 +214,7 @@ class TestTheSameAsOneProcess:
                 world.logs = sink  # type: ignore[assignment]
             else:
                 jobs = world.jobs
-                world.jobs = Crashing(jobs, "save_progress", 6, StoreUnavailable("down"))  # type: ignore[assignment]
+                world.jobs = Crashing(jobs, "save_progress", 6, "before", StoreUnavailable("down"))  # type: ignore[assignment]
                 with pytest.raises(StoreUnavailable):
                     world.run(
                         settings=SETTINGS[1], pipeline=pipeline, on_outcomes=recorder(seen, world.tenant)
