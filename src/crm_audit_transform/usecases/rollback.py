@@ -39,19 +39,19 @@ ran, and the first to finish made the job ``rolled_back`` while the other still 
 of the account could then start and lose its fresh logs to that delete, without a word. A refusal
 was chosen over letting both run until the last one ends: a second delete of the same logs beside
 the first gains nothing, and the operator is told who holds the account and until when, as for a
-runner's lease. A rollback that died (``kill -9``) leaves the account held until its lease
-expires (``status`` shows it); ``rollback`` run again after that takes the hold over and finishes
-it. One ended by an error it survives (Ctrl-C, a store gone after its retries) counts the chunk it
-deleted and clears its hold, the job left ``rolling_back`` (``_let_go``): run again, it goes on at
-once. A rollback whose lease expired while it was still deleting (a frozen process) and was taken
-over finds it at its next renewal and stops, ``LeaseHeld``, before sending another delete; its last
-chunk is counted once: by the one that took over, which adopted it (below), or else by its own
-``finish_rollback``, which leaves the job to the one that took it. So once that
-one ends the job ``rolled_back`` and a new job writes fresh logs, none of them can go to the first
-one's delete (before, one ``delete_many`` of the whole account, sent once, ran on beside the other).
+runner's lease. A rollback that died (``kill -9``) leaves the account held until its lease expires
+(``status`` shows it); ``rollback`` run again after that takes the hold over and finishes it. One
+ended by an error it survives (Ctrl-C, a store gone after its retries) counts the chunk it deleted
+and clears its hold, the job left ``rolling_back`` (``let_go``): run again, it goes on at once. A
+rollback whose lease expired while it was still deleting (a frozen process) and was taken over finds
+it at its next renewal and stops, ``LeaseHeld``, before sending another delete; its last chunk is
+counted once: by the one that took over, which adopted it (``_rollback_delete``), or else by its own
+``finish_rollback``, which leaves the job to the one that took it. So once that one ends the job
+``rolled_back`` and a new job writes fresh logs, none of them can go to the first one's delete
+(before, one ``delete_many`` of the whole account, sent once, ran on beside the other).
 
 **Only the hold's own rollback ends the job.** The one that took over may itself let go after an
-error (``_let_go``: the lease cleared, the job ``rolling_back``, logs left). A stale rollback
+error (``let_go``: the lease cleared, the job ``rolling_back``, logs left). A stale rollback
 finishing then found a lease that was nobody's, and ``finish_rollback`` took that as its own: the
 job became ``rolled_back`` over the logs still there. ``finish_rollback`` now ends the job only
 under the finishing rollback's own ``rollback:<token>``; a rollback that lost its hold stops with
@@ -60,43 +60,10 @@ holding it now, or, when nobody holds it, ``rollback`` run again. A job left ``r
 no lease (one that let go; one written before rollbacks held a lease) is ended that way too: the
 next rollback takes the hold (step 1) before it finishes.
 
-**The chunk in flight: an exact count after a ``kill -9``.** A rollback killed between a chunk's
-delete and the next renewal (or frozen there, or before the delete was sent) leaves that chunk
-recorded in flight and uncounted. The rollback that takes the hold over adopts it: in one write
-the chunk becomes its own and the first one's count is closed (a later ``finish_rollback`` of the
-first adds nothing); it sends the chunk's delete again and counts every log of it. That count is
-exact whichever of the two deletes took each log: every log of the chunk existed when the chunk
-was read under the first one's hold, and no log is in two chunks (a chunk is read after the
-delete of the one before returned, and an adopted chunk is deleted before the next is read).
-Chosen over counting a chunk in the renewal before its delete (one write fewer, but a kill
-before the send would count logs a later rollback deletes and counts again) and over counting
-"what the store says is gone" at the end (``count_migrated`` before and after: a runner's stray
-batch landing in between, the fence gap below, would be counted as deleted or make it negative).
-
-**A whole-account delete in flight** (a store without chunks, or a chunk its store would not
-delete: ``_delete_held``) names no logs to send again, so the renewal before it records the account's
-migrated logs counted just then (``WholeAccountDelete.before``). The rollback that adopts it counts
-``before`` less what it finds left (what the first one's delete took: all, some or none) and then
-deletes what is left and counts that: ``before`` in all, exactly the count a clean rollback would
-have, as long as nothing but rollbacks writes the account's migrated logs under the hold. The JSONL
-sink's file lock keeps every other writer out; on MongoDB the one exception is the stray batch of
-"What the fence does not cover" below, which such an adoption may leave out of the count (a chunk
-never does: its ids are fixed when it is read), and the first rollback's own delete when it was
-frozen, not dead, and lands after the adopter counted what was left and before it deleted it: those
-logs are gone and counted by neither. Chosen over making the JSONL sink delete in chunks
-(a rewrite of the whole file per chunk) and over dropping the fallback (a store whose chunk ids its
-delete cannot match could then never be rolled back). Before, a ``kill -9`` right after that
-delete lost its whole count.
-
-**A process frozen between the half-lease check and its delete** (past its lease, taken over
-meanwhile) still sends that one delete. It is harmless: the delete names the chunk's logs by the
-store's own ids (MongoDB's ``_id``), read under the hold, and a new job of the account writes its
-logs with new ``_id``s, so the late delete finds only logs the rollback was deleting anyway; and
-the one that took over adopted that chunk, so its count is not added twice. Fencing the delete
-itself would need the log delete and the job's lease in one transaction across two collections.
-A whole-account delete sent that late is not harmless that way (it would take a new job's logs):
-the JSONL sink's file lock keeps a second process off the file while the frozen one lives, and on
-MongoDB only a chunk whose ids its own delete cannot match falls back to one.
+**Deleting under the hold** (``_rollback_delete``): chunk by chunk, each recorded in flight before
+its delete is sent, so a rollback that takes the hold over after a ``kill -9`` counts it exactly;
+a store without chunks in one whole-account delete, recorded the same way; and what one ended by
+an error it survives leaves for the next (``let_go``).
 
 While a job is ``rolling_back``, ``trigger`` refuses and ``run_job`` refuses
 (``JobStore.rollback_under_way``). A runner that passed that check did so before step 1, so its job
@@ -127,18 +94,16 @@ which the CDP's deployment does not promise), so it is not attempted.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import uuid
-from collections.abc import Sequence
 
 import attrs
-from attrs import define, frozen
+from attrs import frozen
 
-from ..errors import JobAlreadyRunning, LeaseHeld, RollbackHoldLost
-from ..jobs import IN_PROGRESS, ROLLED_BACK, ROLLING_BACK, MigrationJob, RollbackInFlight, WholeAccountDelete
+from ..errors import JobAlreadyRunning, LeaseHeld
+from ..jobs import IN_PROGRESS, ROLLED_BACK, ROLLING_BACK
 from ..ports import Clock, JobStore, MigratedLogs
-from ..ports.log_stores import MigratedLogsInChunks
+from ._rollback_delete import Progress, delete_held, hold_lost, let_go
 from .settings import RunSettings
 
 
@@ -201,8 +166,8 @@ def rollback(company_sso_id: str, ports: RollbackPorts) -> RollbackResult:
     if held is None:
         raise JobAlreadyRunning(f"company {company_sso_id}'s job {job.job_id} changed meanwhile: try again")
     # Until this rollback has read (and adopted) the chunk another left in flight, that record is not
-    # its own to clear: a rollback cut off before then leaves it for the next (``_let_go``).
-    progress = _Progress(in_flight=True)
+    # its own to clear: a rollback cut off before then leaves it for the next (``let_go``).
+    progress = Progress(in_flight=True)
     try:
         latest = jobs.latest(company_sso_id)
         if latest is not None and latest.job_id != job.job_id:
@@ -210,11 +175,11 @@ def rollback(company_sso_id: str, ports: RollbackPorts) -> RollbackResult:
             raise JobAlreadyRunning(
                 f"company {company_sso_id} has a newer job {latest.job_id}: its logs are not rolled back"
             )
-        deleted, last = _delete_held(company_sso_id, held, ports, owner, progress)
+        deleted, last = delete_held(company_sso_id, held, ports, owner, progress)
     except (JobAlreadyRunning, LeaseHeld):
         raise  # the hold given back, or another's now
     except (Exception, KeyboardInterrupt):
-        _let_go(held, ports, owner, progress)
+        let_go(held, ports, owner, progress)
         raise
     # Added to the count as stored at this write, never to the one read before the hold: a rollback
     # that held the job before this one took it over may have added its own since (module docstring).
@@ -222,174 +187,5 @@ def rollback(company_sso_id: str, ports: RollbackPorts) -> RollbackResult:
         attrs.evolve(held, status=ROLLED_BACK, updated_at=clock.now()), last, token=owner
     )
     if done is None or done.status != ROLLED_BACK:
-        raise _hold_lost(company_sso_id, job.job_id, deleted, done, None)
+        raise hold_lost(company_sso_id, job.job_id, deleted, done, None)
     return RollbackResult(company_sso_id, deleted, job.job_id)
-
-
-def _hold_lost(
-    company_sso_id: str, job_id: str, deleted: int, stored: MigrationJob | None, cause: LeaseHeld | None
-) -> RollbackHoldLost:
-    """What a rollback whose hold was taken over says once its ``finish_rollback`` (``stored``: the
-    job as that write left it) has added its count: who ends the job now. ``cause``: the renewal's
-    refusal, when it stopped before a delete rather than at its end."""
-    why = f" ({cause})" if cause is not None else ""
-    head = f"company {company_sso_id}'s rollback lost its hold on job {job_id}{why}"
-    head += f" after deleting {deleted} logs"
-    if cause is not None:
-        head += ": it stopped before its next delete"
-    taken = stored is not None and stored.status == ROLLING_BACK and stored.lease_owner is not None
-    if stored is None:
-        end = "the job is no longer rolling back (given back for a newer job): its count is not on it"
-    elif stored.status == ROLLED_BACK:
-        end = "its count is added; the rollback that took the job over has ended it"
-    elif taken:
-        end = f"its count is added; the rollback holding the job now ({stored.lease_owner}) ends it"
-    else:
-        end = (
-            "its count is added; no rollback holds the job now (the one that took it over let go "
-            "after an error), so the job stays rolling_back: run rollback again to end it"
-        )
-    return RollbackHoldLost(f"{head}; {end}", taken=taken)
-
-
-@define
-class _Progress:
-    """How far a held rollback has got: the count not yet added to ``logs_deleted``, the renewals
-    made, and the chunk in flight (recorded by a renewal, its delete not yet returned)."""
-
-    pending: int = 0
-    renewals: int = 0
-    renewing: bool = False
-    """A renewal was sent and its answer not seen: it may have been applied (its marker stored)."""
-    sending: RollbackInFlight | None = None
-    """What the renewal in ``renewing`` records as the chunk in flight (``renew_rollback``'s ``sending``)."""
-    in_flight: bool = False
-    """A chunk's delete may have gone out and not returned: its count is unknown here."""
-
-
-def _let_go(held: MigrationJob, ports: RollbackPorts, owner: str, progress: _Progress) -> None:
-    """A rollback ended by an error it survives (Ctrl-C, a store gone after its retries): the chunk
-    it deleted is counted and its hold cleared, the job left ``rolling_back``, so ``rollback`` run
-    again goes on at once instead of meeting its own hold until it expires (only a process that
-    died, ``kill -9``, needs the expiry). A chunk whose delete did not return stays recorded in
-    flight, uncounted: the next rollback adopts it (``JobStore.adopt_rollback_chunk``). Best effort:
-    the store may be what failed."""
-    jobs = ports.jobs
-    # A renewal cut off before its answer is sent again under its own marker, recording the same
-    # chunk (counted once either way); otherwise the pending count goes under a new one, and the
-    # chunk in flight is cleared when its delete returned (counted now), else left for the next.
-    if progress.renewing:
-        chunk, sending = progress.renewals, progress.sending
-    else:
-        chunk, sending = progress.renewals + 1, (None if progress.in_flight else ())
-    with contextlib.suppress(Exception):
-        jobs.renew_rollback(
-            held.job_id, owner=owner, ttl=ports.lease, deleted=progress.pending, chunk=chunk, sending=sending
-        )
-    with contextlib.suppress(Exception):
-        jobs.give_back_rollback(
-            attrs.evolve(held, status=ROLLING_BACK, updated_at=ports.clock.now()), owner=owner
-        )
-
-
-def _delete_held(
-    company_sso_id: str, held: MigrationJob, ports: RollbackPorts, owner: str, progress: _Progress
-) -> tuple[int, int]:
-    """Delete the account's migrated logs under ``owner``'s hold: (all deleted, the count still to
-    add, which ``finish_rollback`` adds). First what another rollback of the job left in flight,
-    adopted (``JobStore.adopt_rollback_chunk``: its delete sent again, all of it counted). Then
-    chunk by chunk when the store can (``MigratedLogsInChunks``): each chunk read, the hold renewed
-    with the chunk before counted and this one recorded in flight (``JobStore.renew_rollback``)
-    before its delete is sent, and again when half the lease has passed since (on
-    ``RollbackPorts.clock``, as the run loop's own renewal) by the time it is sent;
-    ``RollbackHoldLost`` once the hold is another's: no further delete is sent, and the chunk in
-    flight is the new holder's to count (``finish_rollback`` adds the pending count only where it
-    did not adopt it, and leaves the status to the new holder). Otherwise (and for a chunk its store
-    would not delete) in one whole-account delete, recorded in flight the same way with the count
-    before it (``whole``)."""
-    jobs, logs, job_id = ports.jobs, ports.logs, held.job_id
-    half, clock = ports.lease / 2, ports.clock
-    total = 0
-
-    def renew(sending: RollbackInFlight | None) -> dt.datetime:
-        """Renew the hold, the count before added and ``sending`` recorded; when it was sent (``clock``)."""
-        progress.renewals += 1
-        sent = clock.now()
-        progress.renewing, progress.sending = True, sending
-        try:
-            jobs.renew_rollback(
-                job_id,
-                owner=owner,
-                ttl=ports.lease,
-                deleted=progress.pending,
-                chunk=progress.renewals,
-                sending=sending,
-            )
-        except LeaseHeld as exc:
-            ended = attrs.evolve(held, status=ROLLED_BACK, updated_at=ports.clock.now())
-            stored = jobs.finish_rollback(ended, progress.pending, token=owner)
-            raise _hold_lost(company_sso_id, job_id, total, stored, exc) from exc
-        progress.renewing = False
-        progress.pending = 0
-        if sending is not None:
-            progress.in_flight = isinstance(sending, WholeAccountDelete) or bool(sending)
-        return sent
-
-    def delete(chunks: MigratedLogsInChunks, chunk: Sequence[object]) -> int:
-        """The chunk in flight deleted; how many of its logs went."""
-        deleted = chunks.delete_migrated_chunk(company_sso_id, chunk)
-        progress.in_flight = False
-        return deleted
-
-    def whole() -> int:
-        """The rest of the account in one ``delete_migrated``: counted first, and recorded in flight
-        with that count, so a rollback that takes the hold over after a ``kill -9`` right after the
-        delete adopts it (``_adopted_whole``); how many went."""
-        renew(WholeAccountDelete(logs.count_migrated(company_sso_id)))
-        deleted = logs.delete_migrated(company_sso_id)
-        progress.in_flight = False
-        return deleted
-
-    # A rollback that took the hold over from one that died (or froze) after recording a chunk
-    # finishes that chunk first: each of its logs existed when it was read and is gone after this
-    # delete, whichever delete took it, so all of it is counted (never by the other: closed).
-    adopted = jobs.adopt_rollback_chunk(job_id, owner=owner)
-    if isinstance(adopted, WholeAccountDelete):
-        progress.in_flight = True
-        deleted, progress.pending = _adopted_whole(company_sso_id, logs, adopted)
-        progress.in_flight = False
-        total += deleted
-    elif adopted and isinstance(logs, MigratedLogsInChunks):  # ids: only a store with chunks records them
-        progress.in_flight = True
-        total += delete(logs, adopted)
-        progress.pending = len(adopted)
-    if not isinstance(logs, MigratedLogsInChunks):
-        if not isinstance(adopted, WholeAccountDelete):  # an adopted one has just deleted the rest
-            progress.pending = whole()
-            total += progress.pending
-        return total, progress.pending
-    while chunk := logs.migrated_chunk(company_sso_id, ports.chunk):
-        renewed = renew(chunk)
-        while dt.timedelta(0) < half <= clock.now() - renewed:
-            renewed = renew(None)  # stalled since (a frozen process): the hold may be another's by now
-        progress.pending = delete(logs, chunk)
-        total += progress.pending
-        if not progress.pending:
-            # A chunk its own store would not delete: the rest in one delete, as without chunks,
-            # rather than reading the same chunk for ever.
-            progress.pending = whole()
-            total += progress.pending
-            break
-    return total, progress.pending
-
-
-def _adopted_whole(company_sso_id: str, logs: MigratedLogs, adopted: WholeAccountDelete) -> tuple[int, int]:
-    """Another rollback's whole-account delete, adopted: (what this delete removed, the count of
-    the two). Its delete removed ``adopted.before`` less what is left now (all of them, some, or
-    none if it was never sent), and this one removes what is left: the count is exact while nothing
-    but rollbacks writes the account's migrated logs under the hold (the JSONL sink: its file lock
-    keeps every other writer out; MongoDB: all but the stray batch of a runner frozen past its
-    lease, which the module docstring's "What the fence does not cover" leaves unfenced)."""
-    left = logs.count_migrated(company_sso_id)
-    deleted = logs.delete_migrated(company_sso_id)
-    return deleted, max(adopted.before - left, 0) + deleted
