@@ -31,7 +31,8 @@ slot names under a bare ``except: pass``, and pickling an aware datetime passes 
 that landed there was lost, and the second was then ignored: the dry run went on to its end and
 exit 0. So a later SIGINT is ignored only while the first ``KeyboardInterrupt`` still exists
 (on its way out, through what closes) or once the CLI has reported it (``interrupt_reported``); one
-that was dropped unreported is raised again.
+that was dropped unreported is raised again, one dropped inside a reference cycle too (the collector
+is run first: ``InterruptOnce._still_exists``).
 
 For ``run --workers N`` it starts the fork server first (``start_fork_server_for``), so the server
 imports what the shard processes or the workers need while the CLI loads.
@@ -39,6 +40,7 @@ imports what the shard processes or the workers need while the CLI loads.
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 import weakref
@@ -77,11 +79,24 @@ class InterruptOnce:
         return self._last is not None
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
-        if self._last is not None and (self.reported or self._last() is not None):
+        if self._last is not None and (self.reported or self._still_exists()):
             return
         # Never bound to a name here: this frame is in the exception's traceback, and a local
         # holding it would keep a dropped one alive (a cycle) until the garbage collector ran.
         raise self._new()
+
+    def _still_exists(self) -> bool:
+        """Whether the ``CtrlC`` raised last still exists once garbage is collected.
+
+        Code that keeps what it catches in a local of a frame of the exception's own traceback
+        (``except KeyboardInterrupt as e: kept = e``) drops it inside a reference cycle: exception,
+        traceback, frame, exception. Only the collector frees that, whenever it next runs, and the
+        next Ctrl-C was ignored until then. Collected here (a full collection, only on a Ctrl-C that
+        would otherwise be ignored), one on its way out is still referenced and stays."""
+        if self._last is None or self._last() is None:
+            return False
+        gc.collect()
+        return self._last() is not None
 
     def _new(self) -> CtrlC:
         interrupt = CtrlC()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import copyreg
+import gc
 import signal
 import threading
 from collections.abc import Iterator
@@ -77,6 +78,32 @@ class TestInterruptOnce:
         assert handler.raised
         with pytest.raises(KeyboardInterrupt):
             signal.raise_signal(signal.SIGINT)
+
+    def test_one_dropped_in_a_reference_cycle_is_raised_again_before_the_collector_runs(self) -> None:
+        """Code that keeps what it catches in a local of a frame of the exception's own traceback
+        drops it inside a cycle (exception → traceback → frame → exception): it lives on until the
+        garbage collector runs, and the next Ctrl-C was ignored as a second until then."""
+
+        def keeps_what_it_catches() -> None:
+            kept: BaseException | None = None
+            try:
+                signal.raise_signal(signal.SIGINT)
+            except KeyboardInterrupt as caught:
+                kept = caught  # the frame holds it after it returns: the traceback holds the frame
+            assert kept is not None
+
+        handler = InterruptOnce()
+        signal.signal(signal.SIGINT, handler)
+        enabled = gc.isenabled()
+        gc.disable()  # the collector must not happen to run in between
+        try:
+            keeps_what_it_catches()
+            assert handler.raised
+            with pytest.raises(KeyboardInterrupt):
+                signal.raise_signal(signal.SIGINT)
+        finally:
+            if enabled:
+                gc.enable()
 
 
 class TestSigintDeferred:
