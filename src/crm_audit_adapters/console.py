@@ -49,8 +49,6 @@ from types import FrameType
 QUIET_RESOURCE_TRACKER = "ignore::UserWarning:multiprocessing.resource_tracker"
 INTERRUPTED_EXIT = 130
 """``cli.exit_codes.INTERRUPTED`` (a test keeps the two equal: importing it is what this avoids)."""
-ABORTED = "aborted at once by Ctrl-C; progress up to the last saved batch is kept: run again to resume"
-"""The message of a command ended by ``KeyboardInterrupt`` (the CLI's own, for one raised outside it)."""
 CHILD_END_S = 10.0
 """How long ``end_children`` waits for each child after SIGTERM (then SIGKILL), in seconds: a
 shard process hands its lease back on SIGTERM, one MongoDB write."""
@@ -151,7 +149,9 @@ def main() -> None:
             cli_main()
         except KeyboardInterrupt:  # outside a command's own handling (reading its options, its last line)
             interrupt.reported = True
-            sys.stderr.write(f"error: INTERRUPTED: {ABORTED}\n")
+            from .abort_lines import aborted, command_of  # only now: a command's start imports nothing more
+
+            sys.stderr.write(f"error: INTERRUPTED: {aborted(command_of(sys.argv[1:]))}\n")
             sys.exit(INTERRUPTED_EXIT)
     except SystemExit as exit_:
         code = exit_.code

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from crm_audit_adapters.abort_lines import aborted
 from crm_audit_adapters.cli import exit_codes
-from crm_audit_adapters.console import ABORTED
 
 cli_main = importlib.import_module("crm_audit_adapters.cli.main")  # the package exports its main()
 
@@ -46,4 +46,4 @@ def test_a_ctrl_c_while_an_error_is_reported_ends_interrupted(
     assert ended.value.code == exit_codes.INTERRUPTED
     assert exit_codes.error_code(reported[0]) == "BAD_INPUT"  # the error being reported
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert lines == [f"error: INTERRUPTED: {ABORTED}"]
+    assert lines == [f"error: INTERRUPTED: {aborted('dry-run')}"]

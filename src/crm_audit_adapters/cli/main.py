@@ -12,7 +12,8 @@ from typing import Any, Final
 
 import click
 
-from ..console import ABORTED, interrupt_reported
+from ..abort_lines import aborted, command_of
+from ..console import interrupt_reported
 from ..redaction import scrub
 from . import exit_codes
 from .options import error_document
@@ -129,7 +130,7 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             # The run's first Ctrl-C stops after its batch; this is the second (or one outside a run).
             interrupt_reported()  # a further Ctrl-C must not cut this report or the closing short
-            error = exit_codes.CliError("INTERRUPTED", ABORTED)
+            error = exit_codes.CliError("INTERRUPTED", aborted(ctx.invoked_subcommand))
             ctx.exit(_report(error, ctx.find_object(CliState), ctx))
         except Exception as error:
             if _reader_gone(error):
@@ -155,7 +156,8 @@ class _Group(click.Group):
                 # click's own catch (``Abort() from`` the interrupt): a Ctrl-C that landed outside a
                 # command's handling of it, as it parsed options, closed its context, or reported
                 # its error (a handler's, where the sibling ``except KeyboardInterrupt`` is not reached).
-                sys.exit(_report(exit_codes.CliError("INTERRUPTED", ABORTED), None))
+                command = command_of(sys.argv[1:] if args is None else args)
+                sys.exit(_report(exit_codes.CliError("INTERRUPTED", aborted(command)), None))
             # A prompt that read EOF or Ctrl-C (``Abort() from None``): the operator gave no answer.
             click.echo(err=True)  # end the prompt's line
             error = exit_codes.CliError("DECLINED", "no answer to the confirmation; nothing was changed")
