@@ -1,4 +1,5 @@
-"""A Ctrl-C that lands where no command handles it ends ``INTERRUPTED`` (exit 130), never ``DECLINED``.
+"""A Ctrl-C that lands where no command handles it ends ``INTERRUPTED`` (exit 130), never ``DECLINED``;
+an end of file there is the error it is.
 
 click catches a ``KeyboardInterrupt`` that leaves a command's invocation and raises ``Abort`` from
 it; a prompt that reads Ctrl-C or EOF raises ``Abort`` from nothing. ``_Group.main`` took every
@@ -47,3 +48,22 @@ def test_a_ctrl_c_while_an_error_is_reported_ends_interrupted(
     assert exit_codes.error_code(reported[0]) == "BAD_INPUT"  # the error being reported
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert lines == [f"error: INTERRUPTED: {aborted('dry-run')}"]
+
+
+def test_an_end_of_file_outside_a_prompt_is_the_error_it_is_not_declined(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """click turns an ``EOFError`` that leaves a command's handling into ``Abort() from`` it, as it
+    does a Ctrl-C. ``_Group.main`` took it for an unanswered prompt: ``DECLINED``, exit 9, though no
+    question was asked. It ends as the same error inside a command does: ``INTERNAL``, exit 1."""
+
+    def end_of_file(args: list[str]) -> list[str]:
+        raise EOFError  # a read that met a closed stdin as the command line was read
+
+    monkeypatch.setattr(cli_main, "_hoist_global_options", end_of_file)
+    monkeypatch.setenv("CRM_AUDIT_SETTINGS", "")
+    with pytest.raises(SystemExit) as ended:
+        cli_main.cli.main(args=["status", "--company-sso-id", "c"], prog_name="crm-audit-migrate")
+    assert ended.value.code == exit_codes.INTERNAL
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert lines == ["error: INTERNAL: EOFError"]

@@ -158,6 +158,11 @@ class _Group(click.Group):
                 # its error (a handler's, where the sibling ``except KeyboardInterrupt`` is not reached).
                 command = command_of(sys.argv[1:] if args is None else args)
                 sys.exit(_report(exit_codes.CliError("INTERRUPTED", aborted(command)), None))
+            if isinstance(abort.__cause__, Exception):
+                # click's catch of an ``EOFError`` (``Abort() from`` it) that left a command's own
+                # handling: a read that met an end of file (a closed stdin) where no prompt was asked.
+                # Not the operator declining: the error it is, as the same error inside a command.
+                sys.exit(_report(abort.__cause__, None))
             # A prompt that read EOF or Ctrl-C (``Abort() from None``): the operator gave no answer.
             click.echo(err=True)  # end the prompt's line
             error = exit_codes.CliError("DECLINED", "no answer to the confirmation; nothing was changed")
