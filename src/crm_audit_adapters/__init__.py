@@ -2,4 +2,40 @@
 
 Each adapter implements a port of ``crm_audit_transform.ports``; none is imported by the core, and
 no connection is opened at import time.
+
+**Run as the ``crm-audit-migrate`` script** (``[project.scripts]``: the script's first statement
+imports ``crm_audit_adapters.console``, so this is the first of the package's code to run), a
+Ctrl-C is held from here until ``console.main`` installs its own handler: ``console.main`` then ends
+with ``error: INTERRUPTED``, exit 130, as for one during the rest of the load. Python's own handler
+raised ``KeyboardInterrupt`` instead, and a Ctrl-C in the load's first milliseconds (importing
+``signal`` alone takes a few) printed a traceback and died by the signal. Imported otherwise (a
+test, a worker, a library user) it changes nothing. Before this point only the interpreter's own
+start runs (``site`` included): a Ctrl-C there is Python's.
 """
+
+from __future__ import annotations
+
+import sys as _sys
+
+SCRIPT = "crm-audit-migrate"
+"""The console script's name (``[project.scripts]``; a test keeps the two equal)."""
+
+EARLY_SIGINTS: list[int] = []
+"""The SIGINTs held while the script loaded (``console.early_sigint``), before its own handler."""
+
+
+def _hold(signum: int, frame: object) -> None:
+    EARLY_SIGINTS.append(signum)
+
+
+def _as_the_script() -> bool:
+    main = _sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    return isinstance(path, str) and path.rpartition("/")[2] == SCRIPT
+
+
+if _as_the_script():
+    import _signal  # type: ignore[import-not-found]  # the C module: ``signal`` imports ``enum``, milliseconds more
+
+    if _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
+        _signal.signal(_signal.SIGINT, _hold)

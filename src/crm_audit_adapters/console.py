@@ -4,7 +4,9 @@ Ctrl-C handling.
 Loading the CLI imports most of the package, a second or more on a busy machine. A Ctrl-C then
 came before the CLI could report it (``error: INTERRUPTED``): Python printed a ``KeyboardInterrupt``
 traceback and died by the signal. This module imports nothing of the package before it runs, so a
-Ctrl-C during the load is the documented one line and exit 130 too (docs/runner.md).
+Ctrl-C during the load is the documented one line and exit 130 too (docs/runner.md). One before
+``main`` installed its handler (this module's own imports: ``signal`` alone takes milliseconds) is
+held from the package's first line (``crm_audit_adapters.EARLY_SIGINTS``) and ends the same way.
 
 It also keeps multiprocessing's resource tracker quiet about what it is there for. The tracker is a
 process of its own, started by the first page pool or shard process, writing to this one's stderr
@@ -45,6 +47,8 @@ import signal
 import sys
 import weakref
 from types import FrameType
+
+from . import EARLY_SIGINTS
 
 QUIET_RESOURCE_TRACKER = "ignore::UserWarning:multiprocessing.resource_tracker"
 INTERRUPTED_EXIT = 130
@@ -139,6 +143,8 @@ def main() -> None:
     code: object = INTERRUPTED_EXIT
     try:
         try:
+            if EARLY_SIGINTS:  # held since the package's first line (``crm_audit_adapters``)
+                raise KeyboardInterrupt
             start_fork_server_for(sys.argv[1:])  # run --workers N: its imports overlap the CLI's
             from .cli import main as cli_main
         except KeyboardInterrupt:

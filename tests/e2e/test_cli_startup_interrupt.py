@@ -8,6 +8,7 @@ machine) does.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from crm_audit_adapters import SCRIPT
 from crm_audit_adapters.cli import exit_codes
 from crm_audit_adapters.console import INTERRUPTED_EXIT
 
@@ -67,6 +69,88 @@ class TestCtrlCWhileStarting:
     def test_the_entry_point_exit_code_is_the_documented_one(self) -> None:
         """``console`` repeats ``INTERRUPTED``'s code instead of importing it: the two stay equal."""
         assert INTERRUPTED_EXIT == exit_codes.INTERRUPTED == 130
+
+
+CTRL_C_AT_IMPORT = """
+import os, sys, _signal  # not ``signal``: the runner's own import of it is one of the points
+
+class CtrlCAtImport:
+    def find_spec(self, name, path=None, target=None):
+        if name == os.environ["CTRL_C_AT_IMPORT_OF"]:
+            sys.meta_path.remove(self)
+            _signal.raise_signal(_signal.SIGINT)  # handled here, by whatever handler is installed
+        return None
+
+sys.meta_path.insert(0, CtrlCAtImport())
+"""
+
+
+class TestCtrlCInTheFirstMilliseconds:
+    """The installed script itself, with a Ctrl-C as it imports one module or another (a
+    ``sitecustomize`` hook): before ``console.main`` installed its handler, Python's raised
+    ``KeyboardInterrupt`` through the script's import, which printed a traceback and died by the
+    signal. From the package's first line on it is held (``crm_audit_adapters.EARLY_SIGINTS``)."""
+
+    @pytest.mark.parametrize(
+        "module",
+        [
+            "crm_audit_adapters.console",  # the script's import, once the package's first line ran
+            "signal",  # the console module's own imports, before ``main``
+            "crm_audit_adapters.cli",  # the CLI's load, after ``main`` installed its handler
+        ],
+    )
+    def test_the_script_ends_130_with_one_line(self, tmp_path: Path, module: str) -> None:
+        (tmp_path / "sitecustomize.py").write_text(CTRL_C_AT_IMPORT, encoding="utf-8")
+        script = Path(sys.executable).parent / SCRIPT
+        assert script.is_file(), f"{script}: the package is installed with its console script"
+        environment = {**os.environ, "PYTHONPATH": str(tmp_path), "CTRL_C_AT_IMPORT_OF": module}
+        done = subprocess.run(
+            [str(script), "--version"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env=environment,
+        )
+        assert (done.returncode, done.stderr.splitlines()) == (
+            130,
+            ["error: INTERRUPTED: Ctrl-C while the command was starting; nothing was done"],
+        )
+        assert done.stdout == ""
+
+    def test_without_a_ctrl_c_the_script_runs(self, tmp_path: Path) -> None:
+        """The hook itself changes nothing: a module never imported is never interrupted."""
+        (tmp_path / "sitecustomize.py").write_text(CTRL_C_AT_IMPORT, encoding="utf-8")
+        environment = {**os.environ, "PYTHONPATH": str(tmp_path), "CTRL_C_AT_IMPORT_OF": "no.such.module"}
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / SCRIPT), "--version"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env=environment,
+        )
+        assert (done.returncode, done.stderr) == (0, "")
+        assert done.stdout.startswith("crm-audit-migrate, version ")
+
+    def test_the_script_name_held_for_is_the_console_scripts(self) -> None:
+        scripts: dict[str, str] = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"]["scripts"]
+        assert list(scripts) == [SCRIPT]
+
+    def test_imported_otherwise_the_package_leaves_sigint_alone(self) -> None:
+        """A test, a worker or a library user importing the package keeps Python's handler."""
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import crm_audit_adapters, signal; print(signal.getsignal(signal.SIGINT))",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.stdout.strip() == str(signal.default_int_handler), done.stderr
 
 
 LEAKING_RUNNER = """
