@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import fcntl
 import json
 import os
@@ -14,6 +15,7 @@ import attrs
 import pytest
 from click.testing import CliRunner, Result
 
+from crm_audit_adapters import strict_json
 from crm_audit_adapters.cli import cli, exit_codes
 from crm_audit_adapters.cli.dry_run import EXAMPLE_OUT
 from crm_audit_adapters.files import encode_log_line
@@ -530,12 +532,14 @@ class TestOutputFiles:
         assert not out.exists()
 
     @pytest.mark.parametrize("workers", ["1", "2"])
-    def test_a_detail_naming_a_file_whose_name_is_not_utf8_is_written_as_its_json_escape(
+    def test_a_detail_naming_a_file_whose_name_is_not_utf8_is_strict_json_with_the_names_bytes(
         self, tmp_path: Path, inputs: list[str], workers: str
     ) -> None:
         """A line set aside names its file in its outcome's detail. A file name holding a byte that is
         not UTF-8 (Python reads it as a lone surrogate) ended the dry run INTERNAL: the ``--outcomes``
-        file's strict encoder refused it. The line is written; a JSON reader gets the name back."""
+        file's strict encoder refused it; then it was written as its escape ``\\udce9``, which strict
+        JSON readers replace or refuse (RFC 8259 §8.2). The file is valid UTF-8 with no surrogate in
+        it, the detail shows the byte as U+FFFD, and its ``not_utf8`` member has the name's bytes."""
         lines = (CORPUS / "audits.jsonl").read_text(encoding="utf-8").splitlines()
         broken = next(i for i, line in enumerate(lines) if json.loads(line)["tenant"] == TENANT)
         row = json.loads(lines[broken])
@@ -559,10 +563,17 @@ class TestOutputFiles:
             str(report),
         )
         assert code == exit_codes.OK, stderr
-        written = [json.loads(line) for line in outcomes.read_text(encoding="utf-8").splitlines()]
+        text = outcomes.read_bytes().decode("utf-8")  # strict: valid UTF-8
+        assert "\\ud" not in text  # no surrogate escape
+        written = [json.loads(line) for line in text.splitlines()]
         (set_aside,) = [line for line in written if line["audit_id"] == row["id"]]
         assert set_aside["reason"] == "invalid_audit_row"
-        assert set_aside["detail"].startswith(f"{audits}, line {broken + 1}: ")
+        shown = str(audits).replace("\udce9", "\ufffd")
+        assert set_aside["detail"].startswith(f"{shown}, line {broken + 1}: ")
+        (name_bytes,) = set_aside["not_utf8"].values()
+        assert base64.b64decode(name_bytes).startswith(os.fsencode(audits) + b", line ")
+        assert strict_json.restore(set_aside)["detail"].startswith(f"{audits}, line {broken + 1}: ")
+        assert [line for line in written if "not_utf8" in line] == [set_aside]
         assert json.loads(report.read_text(encoding="utf-8"))["failed"]["invalid_audit_row"] == 1
 
     @pytest.mark.parametrize("option", ["--report", "--outcomes"])

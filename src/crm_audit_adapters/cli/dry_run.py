@@ -58,6 +58,7 @@ from crm_audit_transform.usecases.status import report_counts
 from ..bootstrap import DryRunFiles, dry_run_recipe, dry_run_service
 from ..collector import run_loop_collection
 from ..settings import load_tenants
+from ..strict_json import dumps
 from . import exit_codes
 from .main import cli
 from .options import non_empty, regular_file, workers_option
@@ -245,7 +246,7 @@ def dry_run(
             )
             verified = verifier.verify(str(company), str(tenant))
             if report is not None:
-                _write_report(report, json.dumps(verified.to_json(), indent=2), to_stderr=False)
+                _write_report(report, dumps(verified.to_json(), indent=2, ensure_ascii=True), to_stderr=False)
             show(verified, as_json=False)
             return
         # With workers, they also encode the lines the sink writes (its log_encoder): it only writes them.
@@ -307,7 +308,7 @@ def dry_run(
         if not counts["processed"]:
             _no_row_processed(files.audits, str(tenant))
         lines.finish()
-    text = json.dumps(counts, indent=2)
+    text = dumps(counts, indent=2, ensure_ascii=True)
     processed, failed = counts["processed"], sum(counts["failed"].values())
     _write_report(report, text, to_stderr=out == STDOUT)
     if halt is not None:

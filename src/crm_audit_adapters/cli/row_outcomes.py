@@ -10,6 +10,9 @@ Every processed row gets one JSON line ``{"audit_id", "tenant", "outcome", "reas
 * a line whose audit id could be read but that cannot become a row (a missing ``action``, an id
   spelled ``1_0``, …) is ``Failed(invalid_audit_row)`` with the file's message. A line with no
   readable id cannot be tied to a row and still stops the dry run (exit 7).
+
+A line whose texts hold a name that is not UTF-8 is written as ``strict_json`` says: valid
+UTF-8, each odd byte shown as U+FFFD, the exact bytes in its ``not_utf8`` member.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import IO
 from crm_audit_transform.domain import Migrated, Outcome, Skipped
 from crm_audit_transform.packed import PACKED, PackedOutcomes
 
+from ..strict_json import dumps, has_surrogate
 from .exit_codes import CliError
 
 
@@ -83,12 +87,15 @@ class OutcomeLines:
         if self._path is None or not outcomes:
             return
         stream = self._open()
+        tenant = self._tenant
+        if isinstance(outcomes, PackedOutcomes):
+            text = "".join(packed_lines(outcomes, tenant))
+        else:
+            text = "".join(json.dumps(outcome_record(o, tenant), ensure_ascii=False) + "\n" for o in outcomes)
+        if has_surrogate(text):  # a name that is not UTF-8: strict_json's contract, for those lines
+            text = "".join(dumps(outcome_record(outcome, tenant)) + "\n" for outcome in outcomes)
         try:
-            if isinstance(outcomes, PackedOutcomes):
-                stream.write("".join(packed_lines(outcomes, self._tenant)))
-            else:
-                for outcome in outcomes:
-                    stream.write(json.dumps(outcome_record(outcome, self._tenant), ensure_ascii=False) + "\n")
+            stream.write(text)
             stream.flush()
         except OSError as exc:
             raise self._failed(exc) from exc

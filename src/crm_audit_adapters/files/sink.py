@@ -429,10 +429,10 @@ def open_locked_for_writing(path: str) -> IO[str]:
     it, so a side file (``--report``, ``--outcomes``) never overwrites a file another dry run is
     writing. Only a regular file is emptied (a device or pipe has nothing to truncate).
 
-    A lone surrogate (a byte of a non-UTF-8 file name or option, as Python decodes it) is written as
-    its escape ``\\udcXX``: in the JSON text these files hold it stands inside a string, where it is
-    that string's own escape of the same character, so a reader gets back what was written. A
-    strict encoder failed the whole dry run (``INTERNAL``) on a detail naming such a file.
+    Their writers give it valid UTF-8 (``strict_json``: a name that is not UTF-8 as U+FFFD, its bytes
+    in a ``not_utf8`` member). A lone surrogate that reached the file all the same would be written
+    as its escape ``\\udcXX``, never fail the dry run: a strict encoder failed the whole dry run
+    (``INTERNAL``) on a detail naming such a file.
     """
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666)
     file = open(descriptor, "w", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115 - the caller closes it
