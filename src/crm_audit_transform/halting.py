@@ -74,9 +74,8 @@ class HaltRule:
 
     def crossed(self, before: int, after: int) -> bool:
         """Whether a step that took the rows counted since the basis from ``before`` to ``after``
-        reached or passed an evaluation point. A step ends at each point, unless the point falls
-        among a file's rows of one id (their row and its repeats set aside: a step never splits
-        them, ``usecases._run_steps.cut_steps``): the point is then evaluated at their end."""
+        reached or passed an evaluation point (``usecases._run_steps.cut_steps`` ends a step at
+        each point, so a step reaches one exactly)."""
         return after > 0 and after // self.sample > before // self.sample
 
     def decide(self, since: Tally, *, at_end: bool = False, crossed: bool = False) -> str | None:

@@ -180,6 +180,12 @@ class MigrationJob:
     """Empty for an unsharded job; else ordered by ``shard``, their ranges disjoint and contiguous."""
     logs_deleted: int | None = None
     """How many migrated logs rollback deleted for this job; None until a rollback finished."""
+    rows_at_cursor: int = 0
+    """How many rows of the id ``last_audit_id`` are counted, where a source may hand one id more
+    than once (a file's repeats, ``ports.RowsSetAside``): a step may end among them, and a resume
+    reads that id again and passes over this many of its rows. 0 for every other source (ids are
+    unique: the cursor covers its id), for a sharded job (its shards run over PostgreSQL), and
+    for a job stored before the field (the cursor then covered all of its id's rows)."""
 
     def __attrs_post_init__(self) -> None:
         if not self.shards:
@@ -197,6 +203,7 @@ class MigrationJob:
         object.__setattr__(self, "enrichment", enrichment)
         object.__setattr__(self, "halt_basis", basis)
         object.__setattr__(self, "last_audit_id", _watermark(self.shards))
+        object.__setattr__(self, "rows_at_cursor", 0)
 
     def is_behind(self, audit_id: int) -> bool:
         """Whether the run has passed ``audit_id``: at or below ``last_audit_id`` (every id of an

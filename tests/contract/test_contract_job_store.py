@@ -196,12 +196,14 @@ class TestLeases:
     def test_save_progress_writes_the_runs_fields_and_keeps_the_scope_as_stored(
         self, store: JobStore
     ) -> None:
-        """Cursor, counts, status and end are saved; identity, scope and halt basis stay as stored."""
+        """Cursor (with the rows of its id counted), counts, status and end are saved; identity, scope
+        and halt basis stay as stored."""
         store.create(migration_job())
         job = store.acquire_lease("job-1", "runner-1", LEASE)
         moved = attrs.evolve(
             job,
             last_audit_id=40,
+            rows_at_cursor=3,
             tally=Tally(processed=40, migrated=39),
             updated_at=LATER,
             max_audit_id=job.max_audit_id + 1000,
@@ -210,7 +212,7 @@ class TestLeases:
         )
         saved = store.save_progress(moved, "runner-1", LEASE)
         expected = attrs.evolve(
-            job, last_audit_id=40, tally=Tally(processed=40, migrated=39), updated_at=LATER
+            job, last_audit_id=40, rows_at_cursor=3, tally=Tally(processed=40, migrated=39), updated_at=LATER
         )
         assert attrs.evolve(saved, lease_expires_at=None) == attrs.evolve(expected, lease_expires_at=None)
         assert store.latest("company-a") == saved
@@ -254,14 +256,17 @@ class TestFencedTransitions:
         )
         read = store.latest("company-a")
         assert read is not None
-        repaired = attrs.evolve(read, tally=Tally(processed=200, migrated=195), last_audit_id=201)
+        repaired = attrs.evolve(
+            read, tally=Tally(processed=200, migrated=195), last_audit_id=201, rows_at_cursor=2
+        )
         store.save(repaired)
         moved = store.transition(attrs.evolve(read, status=ROLLING_BACK), {COMPLETED}, unleased=True)
         assert moved is not None
-        assert (moved.status, moved.tally, moved.last_audit_id) == (
+        assert (moved.status, moved.tally, moved.last_audit_id, moved.rows_at_cursor) == (
             ROLLING_BACK,
             Tally(processed=200, migrated=195),
             201,
+            2,
         )
         assert store.latest("company-a") == moved
 

@@ -284,14 +284,14 @@ class TestResumedAsClean:
 class TestHaltedAsClean:
     @pytest.mark.parametrize(
         ("threshold", "processed"),
-        [(0.2, 15), (0.35, 42)],
+        [(0.2, 14), (0.35, 42)],
         ids=["check-point-among-equal-ids", "check-point-between-ids"],
     )
     def test_a_halting_run_stopped_or_crashed_anywhere_halts_where_a_clean_run_halts(
         self, tmp_path: Path, audits: Path, threshold: float, processed: int
     ) -> None:
-        """The check point at 14 rows falls between an id's row and its repeat: it is checked at the
-        repeat (15 rows), and the halt is written with that step, so a crash cannot lose it; the one
+        """The check point at 14 rows falls between an id's row and its repeat: the run halts
+        there, as over unique ids (the job keeps how many rows of its cursor id it counted); the one
         at 42 falls between two ids. Stopped after any step or crashed at any save before the halt,
         then resumed: the same halt, cursor, counts and outputs."""
         settings = RunSettings(page_size=9, batch_size=3, halt_sample=7, halt_threshold=threshold)

@@ -9,6 +9,7 @@ changed under each of 3 tries") while no lease was held.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import attrs
@@ -67,3 +68,24 @@ def test_an_older_shaped_job_whose_counts_moved_is_still_not_resumed(
         latest = store.latest("company-a")
         assert latest is not None
         assert (latest.status, latest.tally.migrated) == (HALTED, 45)
+
+
+@pytest.mark.parametrize("backend", mongo_backends())
+def test_a_job_stored_before_rows_at_cursor_reads_as_its_cursor_covering_its_id(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, backend: Any
+) -> None:
+    """A job document without ``rows_at_cursor`` (stored before it) reads as 0: its cursor covers
+    all of its id's rows, as a run then never ended a batch among them; a save writes the field."""
+    for db in fresh_database(request, monkeypatch, backend):
+        apply_migration(db, "up")
+        store = MongoJobStore.in_database(db, clock=FixedClock(T0) if backend == "mongomock" else None)
+        store.create(migration_job(status=IN_PROGRESS, last_audit_id=50, tally=Tally(processed=50)))
+        db[JOBS].update_many({}, {"$unset": {"rows_at_cursor": ""}})
+        assert "rows_at_cursor" not in db[JOBS].find_one({})
+        read = store.latest("company-a")
+        assert read is not None
+        assert (read.last_audit_id, read.rows_at_cursor) == (50, 0)
+        held = store.acquire_lease(read.job_id, "runner-1", dt.timedelta(minutes=5))
+        saved = store.save_progress(attrs.evolve(held, last_audit_id=51, rows_at_cursor=4), "runner-1", None)
+        assert (saved.last_audit_id, saved.rows_at_cursor) == (51, 4)
+        assert db[JOBS].find_one({})["rows_at_cursor"] == 4

@@ -275,6 +275,10 @@ class FileRangeSource(FileSpanSource):
         if not stat.S_ISREG(os.stat(self._path).st_mode):
             raise ValueError(f"a file read by byte ranges must be a regular file: {os.fspath(self._path)!r}")
         self.close()  # this read is the run's; a reader left open by an earlier question is not used
+        if self._checked is not None:
+            # Outcomes an earlier read set aside and no run took (its pages read ahead and dropped):
+            # this read reports them again, from the file's start.
+            self._checked.take()
         scope = tuple(scope)
         spans = (
             PageSpan(tenant, scope, cutoff, (), extent)

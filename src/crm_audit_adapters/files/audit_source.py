@@ -280,6 +280,10 @@ class FileAuditSource:
             or after_id < self._handed
         ):
             self.close()
+            if self._checked is not None:
+                # Outcomes the closed read set aside and nobody took: the new read hands again
+                # those past its cursor (a run stopped with pages read ahead, resumed in-process).
+                self._checked.take()
             self._window = LineWindow() if on_found is not None else None
             opened = self._ordered(read, report=True, window=self._window, scope=wanted, floor=after_id)
             self._reader, self._reading = opened, read

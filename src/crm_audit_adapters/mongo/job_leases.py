@@ -34,6 +34,7 @@ from .retry import call_with_retry
 _PROGRESS: Final = frozenset(
     {
         "last_audit_id",
+        "rows_at_cursor",
         "tally",
         "enrichment",
         "updated_at",

@@ -22,6 +22,7 @@ SUMMARY: Final = frozenset(
         "enrichment",
         "halt_basis",
         "last_audit_id",
+        "rows_at_cursor",
         "progress_pct",
         "failure_rate",
         "records_processed",

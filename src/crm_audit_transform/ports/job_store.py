@@ -52,9 +52,9 @@ class JobStore(Protocol):
         and the change is missed (the rollback's hold); ``LeaseHeld`` (nothing written, naming the
         holder) when the status matched and a lease was live; the lease fields (the job's and its
         shards', and so the shards) and the counts and cursor (``tally``, ``enrichment``,
-        ``halt_basis``, ``last_audit_id``) then stay as stored, whatever ``job`` holds: the hold
-        changes the status, never what a runner or a repair saved since ``job`` was read (nor
-        ``logs_deleted``, which a rollback beside it may have added to: ``finish_rollback``).
+        ``halt_basis``, ``last_audit_id``, ``rows_at_cursor``) then stay as stored, whatever ``job``
+        holds: the hold changes the status, never what a runner or a repair saved since ``job`` was
+        read (nor ``logs_deleted``, which a rollback beside it may have added to: ``finish_rollback``).
         ``leased_to``: also only while the job's lease is ``leased_to``'s (expired or not) and no
         shard's lease is another's (but a completed shard's: no runner writes it again); the whole
         document is written,
@@ -192,9 +192,10 @@ class JobStore(Protocol):
     def save_progress(self, job: MigrationJob, owner: str, ttl: dt.timedelta | None) -> MigrationJob:
         """Save the run's fields of ``job``, its lease renewed to ``owner`` until the store's now + ttl.
 
-        The run's fields are what a run changes: ``last_audit_id``, ``tally``, ``enrichment``,
-        ``updated_at``, ``status``, ``finished_at`` and ``halted_reason``; the job's identity, scope,
-        ``halt_basis`` and shards stay as stored (``trigger``'s, through ``save`` and ``transition``).
+        The run's fields are what a run changes: ``last_audit_id``, ``rows_at_cursor``, ``tally``,
+        ``enrichment``, ``updated_at``, ``status``, ``finished_at`` and ``halted_reason``; the job's
+        identity, scope, ``halt_basis`` and shards stay as stored (``trigger``'s, through ``save``
+        and ``transition``).
         ``ttl=None`` hands the lease back in the same write (a run's finish). One atomic write, only
         while ``owner`` still holds the lease (expired or not) and the stored job is in progress:
         a runner whose lease was taken over — even if since released — gets ``LeaseHeld`` and writes

@@ -297,6 +297,7 @@ class InMemoryJobStore:
                 enrichment=stored.enrichment,
                 halt_basis=stored.halt_basis,
                 last_audit_id=stored.last_audit_id,
+                rows_at_cursor=stored.rows_at_cursor,
                 logs_deleted=stored.logs_deleted,
             )
         if leased_to is not None:
@@ -430,6 +431,7 @@ class InMemoryJobStore:
         saved = attrs.evolve(
             stored,
             last_audit_id=job.last_audit_id,
+            rows_at_cursor=job.rows_at_cursor,
             tally=job.tally,
             enrichment=job.enrichment,
             updated_at=job.updated_at,
@@ -499,7 +501,7 @@ def _counts(job: MigrationJob) -> object:
     """What ``resumed`` fences on: the counts and cursors, a sharded job's shard by shard."""
     if job.shards:
         return tuple((s.tally, s.enrichment, s.last_audit_id) for s in job.shards)
-    return (job.tally, job.enrichment, job.last_audit_id)
+    return (job.tally, job.enrichment, job.last_audit_id, job.rows_at_cursor)
 
 
 def _shard_of(job: MigrationJob, shard: int) -> JobShard:

@@ -21,6 +21,7 @@ from ..ports import AuditPageIds, EncodingLogWriter, PackedLogWriter, PagePipeli
 from ..ports.audit_source import PageExtents, PagesByRange
 from ..transformer import Transformer
 from ._entity_names import name_linked_entities
+from ._page_rows import CountedAtCursor, PageRows, with_set_aside
 from ._run_ports import RunPorts
 from ._run_result import HaltPoint, RunResult
 from ._run_steps import Step, cut_steps
@@ -37,8 +38,8 @@ class RunLoop:
         "_aside_last",
         "_batch_size",
         "_cache",
-        "_carry",
         "_check_at_end",
+        "_counted",
         "_on_outcomes",
         "_on_progress",
         "_owner",
@@ -85,10 +86,10 @@ class RunLoop:
         # Rows the source set aside (ports.RowsSetAside), one entry per page read, in read order:
         # the pages come back from the pipeline in that order. The last entry may follow no page.
         self._set_aside: deque[Sequence[Outcome]] = deque()
-        # A source that sets rows aside may hand a page's last id again after it (a file's repeat
-        # is read with the next page): the page's last rows of one id wait for it (_steps).
+        # A source that sets rows aside may hand one id more than once (a file's repeats): a step
+        # may end among them, and the job counts them with its cursor (cut_steps, rows_at_cursor).
         self._sets_aside = isinstance(ports.source, RowsSetAside)
-        self._carry: _Rows | None = None
+        self._counted: CountedAtCursor | None = None
         # The highest id of the rows set aside that the last page read handed (_walk starts it at the
         # cursor: ids may be 0 or below, and a page is never asked after an id the run has not reached).
         self._aside_last = 0
@@ -99,6 +100,7 @@ class RunLoop:
 
     def run(self, job: MigrationJob) -> RunResult:
         steps = 0
+        self._counted = CountedAtCursor(job)
         would_halt: HaltPoint | None = None
         # A run that died between its last batch at a check point and the halt it decided there
         # resumes exactly at that point: decide it again before going on.
@@ -131,7 +133,7 @@ class RunLoop:
             pages = source.pages_by_range(
                 job.tenant,
                 tuple(transformer.scope),
-                after_id=job.last_audit_id,
+                after_id=self._counted.after_id,
                 cutoff=job.cutoff,
                 limit=self._settings.page_size,
                 transform=transform,
@@ -162,7 +164,7 @@ class RunLoop:
             # None: the rows set aside after the last page (a source's last lines), as a page of their own.
             for page in itertools.chain(pages, (None,)):
                 aside = self._set_aside.popleft() if self._set_aside else ()
-                if page is None and not aside and self._carry is None:
+                if page is None and not aside:
                     break
                 cut = list(self._steps(job, page, aside))
                 for index, step in enumerate(cut):
@@ -176,17 +178,6 @@ class RunLoop:
                     job, wrote = self._apply(job, step, unsaved)
                     steps += 1
                     reason = self._decide(before, job)
-                    if (
-                        reason is not None
-                        and would_halt is None
-                        and self._settings.enforce_halt
-                        and not self._rule.checks_at(job.tally.processed - job.halt_basis.processed)
-                    ):
-                        # A check point passed among a file's rows of one id: the step and the halt
-                        # are one write, as a resume could not tell from the counts that it was one.
-                        would_halt = HaltPoint(job.last_audit_id, reason)
-                        halted = self._finish(job, HALTED, reason, unsaved)
-                        return RunResult(halted, steps, would_halt=would_halt)
                     if wrote or index == len(cut) - 1:
                         # A step that wrote logs is saved at once (its cursor bounds any replay); one
                         # that wrote none rides along with the next save, at the latest at page end.
@@ -273,7 +264,8 @@ class RunLoop:
         Each page is asked after the last one's highest id, its rows' or the rows set aside with it
         (``ports.RowsSetAside``): past what the source handed, so that it goes on reading where it
         paused, and reads again only for a cursor behind what it handed (a resume)."""
-        after_id = self._aside_last = job.last_audit_id
+        assert self._counted is not None  # set by run
+        after_id = self._aside_last = self._counted.after_id
         while True:
             limit = self._page_limit(after_id)
             if limit == 0:
@@ -313,77 +305,32 @@ class RunLoop:
     def _steps(
         self, job: MigrationJob, transformed: TransformedPage | None, aside: Sequence[Outcome]
     ) -> Iterator[Step]:
-        ids: Sequence[int] = ()
-        outcomes: Sequence[Outcome] = ()
-        fell_through: Sequence[bool] = ()
-        degraded: Sequence[bool] = ()
+        rows = PageRows((), (), (), ())
         if transformed is not None:
             page = transformed.result
-            ids = transformed.ids
-            outcomes, fell_through, degraded = page.outcomes, page.fell_through, page.degraded
+            outcomes = page.outcomes
             # A packed page's PACKED logs are never named (usecases.pages.encode_ahead): only its
             # other logs may be, and a page without any is as named as it gets.
             plain = isinstance(outcomes, PackedOutcomes) and outcomes.plain
             if self._ports.entities is not None and not plain:
                 outcomes = name_linked_entities(outcomes, tenant=job.tenant, entities=self._ports.entities)
-        if aside:
-            # Rows set aside at or below the cursor were counted (a step never splits an id, and a
-            # page's last id waits for the next page): a source reading its file again from the
-            # start (a resume in another process) hands them again.
-            cursor = job.last_audit_id
-            if aside[0].audit_id <= cursor:
-                aside = [outcome for outcome in aside if outcome.audit_id > cursor]
-        if aside:
-            # The rows the source set aside take their place in id order (a repeat after its first).
-            merged = sorted(
-                [
-                    *zip(ids, outcomes, fell_through, degraded, strict=True),
-                    *((o.audit_id, o, False, False) for o in aside),
-                ],
-                key=lambda item: item[0],
-            )
-            ids = [item[0] for item in merged]
-            outcomes = [item[1] for item in merged]
-            fell_through = [item[2] for item in merged]
-            degraded = [item[3] for item in merged]
-        carry, self._carry = self._carry, None
-        if carry is not None and transformed is not None and ids and ids[-1] == carry.ids[-1]:
-            # Every row of this page is of the carried id (its ids are at or above it): they join
-            # the carry in place, so that one id repeated N times costs N, not N² / page (a copy
-            # of the whole carry a page).
-            carry.add(ids, outcomes, fell_through, degraded)
-            self._carry = carry
-            return
-        if carry is not None:
-            # The last page's last rows of one id come first: this page's ids are at or above theirs,
-            # and theirs were read first (so they need no sorting, however many repeats they hold).
-            ids = [*carry.ids, *ids]
-            outcomes = join((*carry.outcomes, outcomes)) if outcomes else join(carry.outcomes)
-            fell_through = [*carry.fell_through, *fell_through]
-            degraded = [*carry.degraded, *degraded]
-        if self._sets_aside and transformed is not None and ids:
-            # The page's last rows of one id wait for the next page, which may set more of that id
-            # aside (a file's repeat of the page's last row): so no step ends among them.
-            last, start = ids[-1], len(ids) - 1
-            while start and ids[start - 1] == last:
-                start -= 1
-            self._carry = _Rows(
-                list(ids[start:]), [outcomes[start:]], list(fell_through[start:]), list(degraded[start:])
-            )
-            ids, outcomes = ids[:start], outcomes[:start]
-            fell_through, degraded = fell_through[:start], degraded[:start]
+            rows = PageRows(transformed.ids, outcomes, page.fell_through, page.degraded)
+        assert self._counted is not None  # set by run
+        rows = with_set_aside(rows, aside, after_id=self._counted.after_id)
+        rows = self._counted.pass_over(rows)
         # Fallthroughs and degraded actors are counted per step (from the page's per-row flags),
         # so that a replayed step adds exactly its own. Steps also end at the halt rule's check
         # points, so the rule sees the same counts however the run was cut.
         first_check = self._rule.rows_to_next_check((job.tally - job.halt_basis).processed)
         yield from cut_steps(
-            ids,
-            outcomes,
-            fell_through,
-            degraded,
+            rows.ids,
+            rows.outcomes,
+            rows.fell_through,
+            rows.degraded,
             self._batch_size,
             first_check=first_check,
             every=self._rule.sample,
+            repeats=self._sets_aside,
         )
 
     def _apply(
@@ -463,27 +410,3 @@ class RunLoop:
 
 def _row_id(row: AuditRow) -> int:
     return row.id
-
-
-@attrs.define
-class _Rows:
-    """A page's last rows of one id, waiting for the next page (``RunLoop._steps``); ``outcomes``
-    in parts, one a page, joined once the id ends (``packed.join``: a packed page stays packed)."""
-
-    ids: list[int]
-    outcomes: list[Sequence[Outcome]]
-    fell_through: list[bool]
-    degraded: list[bool]
-
-    def add(
-        self,
-        ids: Sequence[int],
-        outcomes: Sequence[Outcome],
-        fell_through: Sequence[bool],
-        degraded: Sequence[bool],
-    ) -> None:
-        """More rows of the id, after those held."""
-        self.ids.extend(ids)
-        self.outcomes.append(outcomes)
-        self.fell_through.extend(fell_through)
-        self.degraded.extend(degraded)

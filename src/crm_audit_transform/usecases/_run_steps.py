@@ -16,12 +16,14 @@ from ..packed import PackedOutcomes
 @frozen
 class Step:
     """A run of consecutive rows saved at once: through ``last_id``, with their outcomes (a tuple,
-    or a view of a worker's packed page: ``packed.PackedOutcomes``)."""
+    or a view of a worker's packed page: ``packed.PackedOutcomes``). ``last_rows``: how many of its
+    last rows are of ``last_id`` (counted only where an id may repeat, else 0: ``cut_steps``)."""
 
     last_id: int
     outcomes: Sequence[Outcome]
     fallthrough: int = 0
     degraded: int = 0
+    last_rows: int = 0
 
 
 def cut_steps(
@@ -33,15 +35,15 @@ def cut_steps(
     *,
     first_check: int,
     every: int,
+    repeats: bool = False,
 ) -> Iterator[Step]:
     """Cut a page into steps of consecutive rows holding at most ``size`` logs to write, ending
     also after row ``first_check`` and every ``every`` rows after it (the halt rule's check points).
 
-    A step ends only between two different ids: a file's repeated id (``ports.RowsSetAside``: the
-    id's row, then its repeats set aside) is never split, so a job's cursor covers every row of its
-    id or none (a resume cannot tell which of them were counted). A check point inside such a run
-    of equal ids moves to its end (``HaltRule.crossed``); a batch never needs to, as only the id's
-    first row can hold a log. ``ids`` ascend.
+    ``ids`` ascend; with ``repeats`` (a file's repeated id, ``ports.RowsSetAside``) they may repeat,
+    and a step may end among one id's rows: each step then tells how many of its last rows are of
+    its last id (``Step.last_rows``), which the job keeps with its cursor (``rows_at_cursor``) so
+    that a resume passes over exactly the rows counted.
 
     A packed page's steps are views of it (``PackedOutcomes``: its rows are told apart by their
     kinds, not read as objects); any other page's steps hold tuples."""
@@ -54,20 +56,19 @@ def cut_steps(
     logs = 0
     next_check = first_check
     for index, is_log in enumerate(marks):
-        if index >= next_check and index and ids[index] != ids[index - 1]:
-            # A check point, or the end of the equal ids it fell among.
+        if index >= next_check:
             if index > start:
-                yield _step(ids, outcomes, fell_through, degraded, start, index)
+                yield _step(ids, outcomes, fell_through, degraded, start, index, repeats)
                 start, logs = index, 0
             while next_check <= index:
                 next_check += every
         if is_log:
             if logs == size:
-                yield _step(ids, outcomes, fell_through, degraded, start, index)
+                yield _step(ids, outcomes, fell_through, degraded, start, index, repeats)
                 start, logs = index, 0
             logs += 1
     if start < len(outcomes):
-        yield _step(ids, outcomes, fell_through, degraded, start, len(outcomes))
+        yield _step(ids, outcomes, fell_through, degraded, start, len(outcomes), repeats)
 
 
 def _step(
@@ -77,13 +78,22 @@ def _step(
     degraded: Sequence[bool],
     a: int,
     b: int,
+    repeats: bool,
 ) -> Step:
     part = outcomes[a:b]
+    last_rows = 0
+    if repeats:
+        last = ids[b - 1]
+        first = b - 1
+        while first > a and ids[first - 1] == last:
+            first -= 1
+        last_rows = b - first
     return Step(
         last_id=ids[b - 1],
         outcomes=part if isinstance(part, PackedOutcomes) else tuple(part),
         fallthrough=sum(fell_through[a:b]),
         degraded=sum(degraded[a:b]),
+        last_rows=last_rows,
     )
 
 

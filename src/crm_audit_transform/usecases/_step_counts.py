@@ -83,7 +83,19 @@ def count(
         job,
         # A step of set-aside rows alone never moves the cursor back (ports.RowsSetAside).
         last_audit_id=max(job.last_audit_id, step.last_id),
+        rows_at_cursor=rows_at_cursor(job, step),
         tally=job.tally + tally,
         enrichment=enrichment,
         updated_at=clock.now(),
     )
+
+
+def rows_at_cursor(job: MigrationJob, step: Step) -> int:
+    """How many rows of the cursor's id are counted once ``step`` is (``MigrationJob.rows_at_cursor``):
+    the step's last rows of its last id, and those counted before it when the whole step is of the
+    id the cursor was already at (a file's id repeated across steps). 0 where ids are unique."""
+    if step.last_id < job.last_audit_id:
+        return job.rows_at_cursor  # the cursor stays (set-aside rows behind it: never handed now)
+    if step.last_id == job.last_audit_id and step.last_rows == len(step.outcomes):
+        return job.rows_at_cursor + step.last_rows
+    return step.last_rows

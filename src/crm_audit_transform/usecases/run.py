@@ -63,12 +63,13 @@ each page it reads (or tells by its ids); they are counted with that page's rows
 counts and ``on_outcomes`` see them exactly as a database source's rows that fail one by one. A
 page of no rows with rows set aside is a source that paused in a run of them (a file's unreadable
 lines): counted as such a page. Each page is asked after the highest id the one before handed (its
-rows' or the rows set aside with it). A file may repeat an id: a step never ends among rows of one
-id (``cut_steps``; a halt-rule check point among them is checked at their end, and a halt there is
-written with its step), and a page's last rows of one id wait for the next page, which may set more
-of that id aside. So the cursor covers all of an id's rows or none, and the rows set aside at or
-below it that a source hands again (a resume reading its file from the start) are dropped: stopped,
-halted or crashed anywhere and resumed, a run counts each row once.
+rows' or the rows set aside with it). A file may repeat an id: a step may end among one id's rows
+(``cut_steps``), and the job saves with its cursor how many rows of that id it counted
+(``MigrationJob.rows_at_cursor``). A resume with such rows reads from the id below its cursor and
+passes over that many rows of the cursor's id (``_page_rows.CountedAtCursor``: an id's row first,
+then its repeats in read order, as every read hands them), and drops the rows set aside below that
+which a source hands again (a resume reading its file from the start): stopped, halted or crashed
+anywhere and resumed, a run counts each row once, and no id's rows are held past their page.
 
 Lookups: one ``LookupCache`` per run remembers the CRM users and SSO ids (and "not found") already
 answered, so each user id and email is asked at most once per run; contacts are asked per page.
