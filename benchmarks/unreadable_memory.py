@@ -1,10 +1,10 @@
-"""Peak RSS of a file dry run whose lines are mostly unreadable: one process and ``--workers 2``.
+"""Peak RSS of a file dry run whose lines are mostly set aside: one process and ``--workers 2``.
 
     nice -n 5 .venv/bin/python benchmarks/unreadable_memory.py --lines 200000 [--lines 50000]
-        [--src NAME=SRC ...] [--repeat 1]
+        [--repeats 200000 ...] [--src NAME=SRC ...] [--repeat 1]
 
-Writes (once, under ``data/unreadable_in_scope_<lines>/``) a JSONL audits file of ``bench`` lines (of type
-``Crm::Person``, in the default scope: a line of a type outside it is not counted) that each
+Writes (once, under ``data/unreadable_in_scope_<lines>/``) a JSONL audits file of ``bench`` lines
+(of type ``Crm::Person``, in the default scope: a line of a type outside it is not counted) that each
 carry a readable id but cannot become a row (``"action": 5``: set aside as ``invalid_audit_row``),
 with one readable row every 10,000 lines, and takes the users, contacts and SSO files of
 ``dry_run_scale.py``'s 1,000-row data. After one unmeasured run of each tree on 10,000 lines (its
@@ -12,14 +12,18 @@ first command compiles its modules' bytecode, tens of MiB of its own), runs ``cr
 dry-run … --out FILE --outcomes FILE --no-progress`` over it, in one process and with
 ``--workers 2``, for each tree, trees interleaved (``--src NAME=SRC``: a ``src`` directory put
 first on ``PYTHONPATH``, e.g. ``git archive REV src`` with this tree's compiled extensions copied
-in; default: this tree's own).
+in; default: this tree's own). ``--repeats N`` (a hostile file) writes instead, under
+``data/repeats_<N>/``, one readable row repeated ``N`` times (each repeat set aside as
+``duplicate_audit_id``) and then 999 readable rows of the next ids.
 
-Peak RSS is the kernel's high-water mark, ``VmHWM`` in ``/proc/PID/status``, of the command's own
-process and of every process under it (the fork server, its workers), read every 20 ms while each
-lives (a process that grows in its last 20 ms is under-read). Not ``wait4``'s ``ru_maxrss``: a child
-forked from this script keeps this script's own high-water mark across its ``exec``, so a script
-that held an output file to hash it made the next command look as large. The outputs of each
-tree are compared byte for byte with the first tree's. ``uptime`` is printed before and after.
+CPU is the command's user + system seconds with every process under it that it waited for
+(``wait4``). Peak RSS is the kernel's high-water mark, ``VmHWM`` in ``/proc/PID/status``, of the
+command's own process and of every process under it (the fork server, its workers), read every
+20 ms while each lives (a process that grows in its last 20 ms is under-read). Not ``wait4``'s
+``ru_maxrss``: a child forked from this script keeps this script's own high-water mark across its
+``exec``, so a script that held an output file to hash it made the next command look as large.
+The outputs of each tree are compared byte for byte with the first tree's. ``uptime`` is printed
+before and after.
 """
 
 from __future__ import annotations
@@ -65,6 +69,30 @@ def write_audits(lines: int) -> Path:
     return path
 
 
+def write_repeats(repeats: int) -> Path:
+    """The audits file of one row repeated ``repeats`` times, then 999 rows (``--repeats``), written once."""
+    folder = HERE / "data" / f"repeats_{repeats}"
+    path = folder / "audits.jsonl"
+    if path.exists():
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    base = {
+        "tenant": TENANT,
+        "auditable_type": "Crm::Person",
+        "auditable_id": 1,
+        "created_at": "2024-01-01 00:00:00",
+        "audited_changes": "---\nname: x\n",
+        "action": "update",
+    }
+    with path.open("w", encoding="utf-8") as out:
+        first = json.dumps({**base, "id": 1}) + "\n"
+        for _ in range(repeats + 1):
+            out.write(first)
+        for audit_id in range(2, 1001):
+            out.write(json.dumps({**base, "id": audit_id}) + "\n")
+    return path
+
+
 def _descendants(pid: int) -> list[int]:
     found: list[int] = []
     todo = [pid]
@@ -95,8 +123,8 @@ def _hwm_mib(pid: int) -> float | None:
     return None
 
 
-def run(command: list[str], env: dict[str, str]) -> tuple[float, dict[int, float], float]:
-    """(the command's peak RSS MiB, each process's under it by pid, wall seconds)."""
+def run(command: list[str], env: dict[str, str]) -> tuple[float, dict[int, float], float, float]:
+    """(the command's peak RSS MiB, each process's under it by pid, wall seconds, CPU seconds)."""
     started = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     peaks: dict[int, float] = {}
@@ -117,12 +145,13 @@ def run(command: list[str], env: dict[str, str]) -> tuple[float, dict[int, float
     assert proc.stderr is not None
     stderr = proc.stderr.read()
     own[0] = max(own[0], _hwm_mib(proc.pid) or 0.0)  # a zombie's status has no VmHWM: read it before
-    status = proc.wait()
+    _, wait_status, usage = os.wait4(proc.pid, 0)
+    status = proc.returncode = os.waitstatus_to_exitcode(wait_status)
     done.set()
     watcher.join()
     if status not in (0, 2):  # 2: the report's failures past the halt rule
         raise RuntimeError(f"{' '.join(command[:2])} failed: {stderr.decode()[-2000:]}")
-    return own[0], peaks, time.perf_counter() - started
+    return own[0], peaks, time.perf_counter() - started, usage.ru_utime + usage.ru_stime
 
 
 def _command(script: Path, audits: Path, inputs: Path, out: Path, workers: int) -> list[str]:
@@ -158,7 +187,8 @@ def _uptime() -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--lines", type=int, action="append", required=True)
+    parser.add_argument("--lines", type=int, action="append", default=[])
+    parser.add_argument("--repeats", type=int, action="append", default=[])
     parser.add_argument("--src", action="append", default=[], metavar="NAME=SRC")
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
@@ -174,13 +204,14 @@ def main() -> int:
         for workers in (1, 2):
             run(_command(script, small, inputs, out / "warm", workers), _env(src))
     print(f"load before: {_uptime()}")
-    digests: dict[tuple[int, str], tuple[str, str]] = {}
+    digests: dict[tuple[str, str], tuple[str, str]] = {}
     for round_ in range(args.repeat):
-        for lines in args.lines:
-            audits = write_audits(lines)
+        files = [(f"lines {n:,}", write_audits(n)) for n in args.lines]
+        files += [(f"repeats {n:,}", write_repeats(n)) for n in args.repeats]
+        for lines, audits in files:
             for workers in (1, 2):
                 for name, src in trees:
-                    runner, others, wall = run(
+                    runner, others, wall, cpu = run(
                         _command(script, audits, inputs, out / name, workers), _env(src)
                     )
                     digest = (_digest(out / f"{name}-logs.jsonl"), _digest(out / f"{name}-outcomes.jsonl"))
@@ -188,8 +219,9 @@ def main() -> int:
                     same = "same outputs" if digest == first else f"OUTPUTS DIFFER {digest} vs {first}"
                     children = ", ".join(f"{peak:.1f}" for peak in sorted(others.values(), reverse=True))
                     print(
-                        f"round {round_ + 1} lines {lines:,} workers {workers} tree {name}: runner peak "
-                        f"{runner:.1f} MiB; other processes {children or '-'} MiB; {wall:.1f} s; {same}"
+                        f"round {round_ + 1} {lines} workers {workers} tree {name}: runner peak "
+                        f"{runner:.1f} MiB; other processes {children or '-'} MiB; {wall:.1f} s wall, "
+                        f"{cpu:.1f} s CPU; {same}"
                     )
     print(f"load after: {_uptime()}")
     return 0
