@@ -9,7 +9,8 @@ loads. Every reader streams; a line that cannot be read raises ``FileFormatError
 
 from __future__ import annotations
 
-from .audit_source import AuditOrderError, FileAuditSource
+from .audit_order import AuditOrderError
+from .audit_source import FileAuditSource
 from .audits import AUDIT_COLUMNS, FileFormat, read_audit_rows
 from .checked_rows import CheckedRows
 from .contact_index import JsonlContactDirectory

@@ -38,8 +38,9 @@ from crm_audit_transform.packed import join
 from crm_audit_transform.transformer import PageResult
 from crm_audit_transform.usecases.pages import PageSpan, RangeRows, ReadIds, TransformedPage
 
+from .audit_order import IdOrder, on_or_after
 from .audit_rows import numbered_audit_rows
-from .audit_source import DEFAULT_PAGE_BYTES, HOLD_SET_ASIDE, IdOrder, on_or_after
+from .audit_source import DEFAULT_PAGE_BYTES, HOLD_SET_ASIDE
 from .audit_spans import FileSpanReader, FileSpanSource
 from .audits import FileFormat
 from .checked_rows import CheckedRows

@@ -19,7 +19,8 @@ keyset queries as the SQL would, but by reading forward:
   end, a page after its last id is empty at once;
 * ``audit_by_id`` reads forward until it reaches or passes the id.
 
-An id smaller than the one before it stops the read with ``AuditOrderError`` naming the line: the
+An id smaller than the one before it stops the read with ``AuditOrderError`` naming the line
+(``audit_order``: the order check every read of the file shares, the byte-range merge's too): the
 keyset cursor (``id > last_audit_id``) would otherwise skip or repeat rows. Sorting is deliberately
 not done here: an export ordered by the database costs nothing, while sorting an arbitrary file
 within bounded memory would need an external merge sort on disk (``sort`` of GNU coreutils does
@@ -48,10 +49,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Generator, Sequence
 from types import TracebackType
-from typing import Any, Final, Protocol, Self, TypeVar
+from typing import Any, Final, Self
 
-from crm_audit_transform.domain import NO_TIME_KNOWN, AuditRow, Outcome, ScopeBounds, UnreadableTime
+from crm_audit_transform.domain import NO_TIME_KNOWN, AuditRow, Outcome, ScopeBounds
 
+from .audit_order import AuditOrderError, IdOrder, Reader, Row, ascending, on_or_after
 from .audits import (
     FileFormat,
     format_of,
@@ -75,10 +77,6 @@ HOLD_SET_ASIDE: Final = 1000
 """A page ends after the line set aside that brings the outcomes held (``CheckedRows``, not yet
 taken) to this many, with the rows found so far, none perhaps (``FileAuditSource``): so a file of
 lines that cannot become rows is read with flat memory, about 0.3 KB an outcome held."""
-
-
-class AuditOrderError(FileFormatError):
-    """An audit id not greater than the one before it: the export is not ordered by id, or repeats one."""
 
 
 class FileAuditSource:
@@ -140,7 +138,7 @@ class FileAuditSource:
         # The open reader (rows, or a span source's keys: _reading says which) and its id of the
         # last row it yielded; a keys reader's window says where that row's line lies.
         self._reader: Generator[Any, None, None] | None = None
-        self._reading: _Reader[Any] | None = None
+        self._reading: Reader[Any] | None = None
         self._window: LineWindow | None = None
         self._position: int | None = None
         # Fail now, not at the first page, on an unknown suffix.
@@ -248,15 +246,15 @@ class FileAuditSource:
 
     def _page(
         self,
-        read: _Reader[_Row],
+        read: Reader[Row],
         tenant: str,
         scope: Sequence[str],
         after_id: int,
         cutoff: dt.datetime,
         limit: int,
-        size_of: Callable[[_Row], int],
+        size_of: Callable[[Row], int],
         on_found: Callable[[], None] | None = None,
-    ) -> list[_Row]:
+    ) -> list[Row]:
         """``page``'s rows as ``read`` makes them (rows, or a span source's ``ScopeKeys``), each
         found row followed by ``on_found()`` while the reader is still at its line.
 
@@ -289,8 +287,8 @@ class FileAuditSource:
             self._reader, self._reading = opened, read
             self._position = None
             self._handed, self._query = after_id, (wanted, cutoff)
-        reader: Generator[_Row | SetAside, None, None] = self._reader
-        found: list[_Row] = []
+        reader: Generator[Row | SetAside, None, None] = self._reader
+        found: list[Row] = []
         budget = self._page_bytes
         checked = self._checked
         for row in reader:
@@ -342,14 +340,14 @@ class FileAuditSource:
 
     def _ordered(
         self,
-        read: _Reader[_Row],
+        read: Reader[Row],
         *,
         report: bool,
         window: LineWindow | None = None,
         scope: frozenset[str] | None = None,
         floor: int = 0,
         counted: Callable[[int], None] | None = None,
-    ) -> Generator[_Row | SetAside, None, None]:
+    ) -> Generator[Row | SetAside, None, None]:
         """What ``read`` makes of the tenant's rows, in file order, ids checked ascending, each line
         or row set aside followed by ``SetAside.LINE``.
 
@@ -365,7 +363,7 @@ class FileAuditSource:
         checked = self._checked
         order = IdOrder(self._path)
         on_error: Callable[[FileFormatError], None] | None = None
-        on_repeat: Callable[[int, int, _Row], None] | None = None
+        on_repeat: Callable[[int, int, Row], None] | None = None
         if checked is not None:
 
             def on_error(error: FileFormatError) -> None:
@@ -383,7 +381,7 @@ class FileAuditSource:
                     else:
                         checked.repeat_line(error)
 
-            def on_repeat(line: int, ordinal: int, row: _Row) -> None:
+            def on_repeat(line: int, ordinal: int, row: Row) -> None:
                 if scope is not None and row.auditable_type not in scope:
                     return  # none of the run's audits
                 if counted is not None:
@@ -400,71 +398,7 @@ class FileAuditSource:
             max_record_bytes=self._max_record_bytes,
             window=window,
         )
-        return _ascending(order, numbered, on_repeat)
-
-
-class IdOrder:
-    """The last audit id one read of the file has met, in a row or in a line that failed with its id."""
-
-    __slots__ = ("_path", "previous")
-
-    def __init__(self, path: PathLike) -> None:
-        self._path = path
-        self.previous: int | None = None
-
-    def admits(self, line: int, audit_id: int, *, repeats: bool) -> bool:
-        """True for an id past the last one (now the last), False for a repeat when ``repeats``.
-
-        Raises ``AuditOrderError`` naming ``line`` for an id below the last one, or a repeat
-        without ``repeats``: the keyset cursor would skip or repeat rows.
-        """
-        previous = self.previous
-        if previous is not None and audit_id <= previous:
-            if audit_id == previous and repeats:
-                return False
-            what = "repeats" if audit_id == previous else "comes after"
-            raise AuditOrderError(
-                self._path,
-                line,
-                f"audit id {audit_id} {what} id {previous}: the export must list each id once, in "
-                "ascending order (ORDER BY id)",
-                audit_id=audit_id,
-            )
-        self.previous = audit_id
-        return True
-
-
-class _Identified(Protocol):
-    """What a page reads of a row: an ``AuditRow`` or its ``ScopeKeys``."""
-
-    @property
-    def id(self) -> int: ...
-
-    @property
-    def auditable_type(self) -> str: ...
-
-    @property
-    def created_at(self) -> dt.datetime | UnreadableTime | None: ...
-
-
-_Row = TypeVar("_Row", bound=_Identified)
-_Read = TypeVar("_Read", bound=_Identified, covariant=True)
-
-
-class _Reader(Protocol[_Read]):
-    """``numbered_audit_rows`` or ``numbered_scope_keys``."""
-
-    def __call__(
-        self,
-        path: PathLike,
-        tenant: str | None = None,
-        *,
-        file_format: FileFormat | None = None,
-        jsonb_changes: bool = False,
-        on_error: Callable[[FileFormatError], None] | None = None,
-        max_record_bytes: int = ...,
-        window: LineWindow | None = None,
-    ) -> Generator[tuple[int, _Read | SetAside], None, None]: ...
+        return ascending(order, numbered, on_repeat)
 
 
 def _first_of(ids: list[int]) -> Callable[[int], None]:
@@ -480,31 +414,3 @@ def _first_of(ids: list[int]) -> Callable[[int], None]:
 def _row_bytes(row: AuditRow) -> int:
     """What a row holds in text, for a page's byte budget (``scope_keys.text_bytes``)."""
     return text_bytes(row.audited_changes, row.comment)
-
-
-def on_or_after(row: _Identified, cutoff: dt.datetime | None) -> bool:
-    # A NULL or unreadable created_at is in every range, as the PostgreSQL adapter's query keeps it.
-    return cutoff is None or not isinstance(row.created_at, dt.datetime) or row.created_at >= cutoff
-
-
-def _ascending(
-    order: IdOrder,
-    numbered: Generator[tuple[int, _Row | SetAside], None, None],
-    on_repeat: Callable[[int, int, _Row], None] | None,
-) -> Generator[_Row | SetAside, None, None]:
-    count = 0
-    repeats = on_repeat is not None
-    try:
-        for number, row in numbered:
-            if row is SetAside.LINE:
-                yield row
-                continue
-            count += 1
-            if not order.admits(number, row.id, repeats=repeats):
-                assert on_repeat is not None  # admits returns False only when repeats are allowed
-                on_repeat(number, count, row)
-                yield SetAside.LINE
-                continue
-            yield row
-    finally:
-        numbered.close()
