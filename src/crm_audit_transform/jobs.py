@@ -123,7 +123,8 @@ class JobShard:
     ``until_id`` None is open-ended: the last shard also takes rows written after the trigger,
     as an unsharded run does. ``status`` is ``in_progress``, ``completed`` or ``halted``; a
     cancel is the job's status, never a shard's. ``halt_basis`` is the shard's tally when the halt
-    rule last started counting (the trigger or a ``--resume``).
+    rule last started counting (the trigger or a ``--resume``). ``rows_at_cursor`` is the shard's
+    own (``MigrationJob.rows_at_cursor``: 0 but over a source that may repeat an id).
     """
 
     shard: int
@@ -138,6 +139,7 @@ class JobShard:
     finished_at: dt.datetime | None = None
     lease_owner: str | None = None
     lease_expires_at: dt.datetime | None = None
+    rows_at_cursor: int = 0
 
     def rows_span(self, max_audit_id: int) -> tuple[int, int]:
         """(ids behind the cursor, ids in the range), the range capped at the job's ``max_audit_id``."""
@@ -184,8 +186,9 @@ class MigrationJob:
     """How many rows of the id ``last_audit_id`` are counted, where a source may hand one id more
     than once (a file's repeats, ``ports.RowsSetAside``): a step may end among them, and a resume
     reads that id again and passes over this many of its rows. 0 for every other source (ids are
-    unique: the cursor covers its id), for a sharded job (its shards run over PostgreSQL), and
-    for a job stored before the field (the cursor then covered all of its id's rows)."""
+    unique: the cursor covers its id), for a job stored before the field (the cursor then covered
+    all of its id's rows), and for a sharded job, whose shards keep their own
+    (``JobShard.rows_at_cursor``): its cursor is their watermark."""
 
     def __attrs_post_init__(self) -> None:
         if not self.shards:

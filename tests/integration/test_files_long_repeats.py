@@ -8,6 +8,7 @@ from __future__ import annotations
 import gc
 import json
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from test_files_audits import TEXT_AUDITS
 from test_files_resume_repeats import (
     COMPANY,
     OWNER,
+    SETTINGS,
     TENANT,
     Account,
     clean,
@@ -27,8 +29,12 @@ from test_files_resume_repeats import (
 
 from crm_audit_adapters.files import audit_ranges, audit_source
 from crm_audit_transform.jobs import MigrationJob
+from crm_audit_transform.tally import Tally
+from crm_audit_transform.testing import InMemoryJobStore
+from crm_audit_transform.usecases.guards import new_job
 from crm_audit_transform.usecases.run import run_job
 from crm_audit_transform.usecases.settings import RunSettings
+from crm_audit_transform.usecases.shards import run_shard
 
 LONG = 150
 """The repeats of the long id: more than a page of rows set aside when the source pauses at 25."""
@@ -163,3 +169,39 @@ def test_memory_stays_flat_as_one_id_repeats_more(tmp_path: Path) -> None:
     page (the run loop used to hold all of its rows until the id ended)."""
     small, large = _traced_peak(tmp_path, 20_000), _traced_peak(tmp_path, 80_000)
     assert large / small < 1.3, (small, large)
+
+
+def _first_shard(tmp_path: Path, audits: Path, name: str, stop_at: int | None) -> tuple[Tally, str, bytes]:
+    """Shard 0 of a two-shard job over the file (which holds both long ids), stopped after its
+    ``stop_at``-th step and run again with a new source (another process): its counts, status
+    and the bytes it wrote."""
+    account = Account(tmp_path, audits, tmp_path / f"{name}.jsonl", 1)
+    clock = account.ports.clock
+    jobs = InMemoryJobStore(clock=clock)
+    scope = tuple(account.transformer.scope)
+    jobs.create(new_job(COMPANY, TENANT, source=account.ports.source, scope=scope, now=clock.now(), shards=2))
+
+    def run(should_stop: Callable[[], bool]) -> MigrationJob:
+        return run_shard(
+            COMPANY, 0, account.ports, account.transformer, jobs=jobs, owner=OWNER,
+            settings=SETTINGS, should_stop=should_stop,
+        ).job  # fmt: skip
+
+    calls = iter(range(1, 10_000))
+    job = run(lambda: stop_at is not None and next(calls) == stop_at)
+    if job.shards[0].status == "in_progress":
+        account.anew(keep_sink=False)
+        job = run(lambda: False)
+    account.sink.close()
+    return job.shards[0].tally, job.shards[0].status, account.out.read_bytes()
+
+
+def test_a_shard_stopped_among_one_ids_rows_resumes_as_clean(tmp_path: Path, audits: Path) -> None:
+    """A sharded job keeps the rows counted at each shard's cursor (``JobShard.rows_at_cursor``):
+    a shard over a file with long repeats, stopped after any step, ends as a clean shard run."""
+    reference = _first_shard(tmp_path, audits, "clean", None)
+    tally, status, _ = reference
+    assert status == "completed"
+    assert tally.failed["duplicate_audit_id"] >= LONG
+    for step in range(1, 60):
+        assert _first_shard(tmp_path, audits, f"stopped-{step}", step) == reference, f"step {step}"

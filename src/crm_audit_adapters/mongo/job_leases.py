@@ -52,7 +52,7 @@ _PROGRESS: Final = frozenset(
 )
 """What a run changes in its job (``save_progress``): cursor, counts, status, end, derived figures."""
 _SHARD_PROGRESS: Final = frozenset(
-    {"last_audit_id", "status", "tally", "enrichment", "halted_reason", "finished_at"}
+    {"last_audit_id", "rows_at_cursor", "status", "tally", "enrichment", "halted_reason", "finished_at"}
 )
 """What a run changes in its shard's entry (``save_shard_progress``); range and basis are the trigger's."""
 

@@ -171,8 +171,8 @@ class JobStore(Protocol):
         self, job_id: str, shard: JobShard, owner: str, ttl: dt.timedelta | None
     ) -> MigrationJob:
         """``save_progress`` for one shard: the run's fields of ``shards[shard.shard]`` alone
-        (``last_audit_id``, ``status``, ``tally``, ``enrichment``, ``halted_reason``,
-        ``finished_at``; its range and ``halt_basis`` stay as stored), lease renewed.
+        (``last_audit_id``, ``rows_at_cursor``, ``status``, ``tally``, ``enrichment``,
+        ``halted_reason``, ``finished_at``; its range and ``halt_basis`` stay as stored), lease renewed.
 
         One atomic write, only while ``owner`` holds that shard's lease and the job is in progress;
         else the stored job when ``owner`` still holds the shard (the job was cancelled, halted or

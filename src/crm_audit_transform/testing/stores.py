@@ -484,6 +484,7 @@ class InMemoryJobStore:
             attrs.evolve(
                 entry,
                 last_audit_id=shard.last_audit_id,
+                rows_at_cursor=shard.rows_at_cursor,
                 status=shard.status,
                 tally=shard.tally,
                 enrichment=shard.enrichment,

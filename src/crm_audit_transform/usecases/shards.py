@@ -88,6 +88,7 @@ def shard_view(job: MigrationJob, index: int) -> MigrationJob:
         first_audit_id=shard.after_id + 1,
         max_audit_id=job.max_audit_id if shard.until_id is None else shard.until_id,
         last_audit_id=shard.last_audit_id,
+        rows_at_cursor=shard.rows_at_cursor,
         tally=shard.tally,
         date_range_start=job.date_range_start,
         finished_at=shard.finished_at if running else job.finished_at,
@@ -142,6 +143,7 @@ def shard_entry(shard: JobShard, view: MigrationJob) -> JobShard:
     return attrs.evolve(
         shard,
         last_audit_id=view.last_audit_id,
+        rows_at_cursor=view.rows_at_cursor,
         status=view.status,
         tally=view.tally,
         enrichment=view.enrichment,
