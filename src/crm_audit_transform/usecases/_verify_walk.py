@@ -24,6 +24,7 @@ from ..tally import Tally
 from ..transformer import Transformer, audit_id_in, external_id
 from ..verification import JobCheck, MigratedDoc, Mismatch, StoredMigratedLog, VerifyReport
 from ._id_set import AuditIdSet
+from ._verify_cursor import CountedRowsAtCursor
 from ._verify_findings import add_drifted, foreign_tag, found_by_kind
 from ._verify_repair import Repair, ShardCounts
 from ._verify_seam import add_overlap, add_seam, add_seam_contacts, seam_may_fire, seam_of_log
@@ -81,6 +82,8 @@ class Walk:
         self.range_failed: Counter[str] = Counter()
         # The same split by shard range, for a sharded job's repair (its shards' counts).
         self.by_shard = ShardCounts(job.shards) if job is not None and job.shards else None
+        # Of a file's cursor id, only the rows the job counted are behind (rows_at_cursor).
+        self.at_cursor = CountedRowsAtCursor(job) if job is not None else None
         self.repair = Repair(ports, settings, owner)
 
     # -- the page loop ---------------------------------------------------------------------------
@@ -114,6 +117,9 @@ class Walk:
                 break
             self._page(rows)
             cursor = max(rows[-1].id, after_aside)
+        last = self.at_cursor.settled() if self.at_cursor is not None else None
+        if last is not None:
+            self._behind_set_aside([last])
 
     def _page(self, rows: Sequence[AuditRow]) -> None:
         tenant = self.tenant
@@ -244,19 +250,25 @@ class Walk:
                 self.failed[outcome.reason] += 1
             elif isinstance(outcome, Skipped):
                 self.skipped[outcome.reason] += 1
-            self._in_range(outcome)
         self.audits += len(outcomes)
-        if self.job is not None:
-            is_behind = self.job.is_behind
-            behind = [outcome.audit_id for outcome in outcomes if is_behind(outcome.audit_id)]
-            self.range_rows += len(behind)
-            if self.by_shard is not None:
-                self.by_shard.count_rows(behind)
+        if self.at_cursor is not None:
+            self._behind_set_aside(self.at_cursor.behind(outcomes))
+
+    def _behind_set_aside(self, behind: Sequence[Outcome]) -> None:
+        """Count rows set aside that the job counted into its range."""
+        for outcome in behind:
+            self._count_in_range(outcome)
+        self.range_rows += len(behind)
+        if self.by_shard is not None:
+            self.by_shard.count_rows([outcome.audit_id for outcome in behind])
 
     def _in_range(self, outcome: Outcome) -> None:
         """Count a row that skips or fails now into the job's range, when behind its cursor."""
         if self.job is None or not self.job.is_behind(outcome.audit_id):
             return
+        self._count_in_range(outcome)
+
+    def _count_in_range(self, outcome: Outcome) -> None:
         shard = None if self.by_shard is None else self.by_shard.of(outcome.audit_id)
         if isinstance(outcome, Failed):
             self.range_failed[outcome.reason] += 1
@@ -275,6 +287,8 @@ class Walk:
         job = self.job
         if job is None:
             return
+        if self.at_cursor is not None:
+            self.at_cursor.saw_rows(ids)
         promised = job.max_audit_id
         if job.shards:  # behind each shard's own cursor: not a prefix of the page
             behind = [audit_id for audit_id in ids if job.is_behind(audit_id)]
