@@ -167,7 +167,7 @@ def _traced_peak(tmp_path: Path, repeats: int) -> int:
 def test_memory_stays_flat_as_one_id_repeats_more(tmp_path: Path) -> None:
     """Four times the repeats of one id, about the same peak: nothing of the id is held past its
     page (the run loop used to hold all of its rows until the id ended)."""
-    small, large = _traced_peak(tmp_path, 20_000), _traced_peak(tmp_path, 80_000)
+    small, large = _traced_peak(tmp_path, 10_000), _traced_peak(tmp_path, 40_000)
     assert large / small < 1.3, (small, large)
 
 
