@@ -41,6 +41,7 @@ STAGES = (
     "end_to_end_shards_one",
     "end_to_end_preloaded",
     "end_to_end_workers",
+    "end_to_end_workers_early",
     "end_to_end_workers_unshared",
     "end_to_end_workers_two_trips",
     "end_to_end_workers_rows",

@@ -765,6 +765,7 @@ def end_to_end_workers(
     own_pages: int | None = None,
     rows_only: bool = False,
     two_trips: bool = False,
+    early: bool = False,
 ) -> dict[str, Any]:
     """``end_to_end`` with the pages loaded and transformed by ``WORKERS`` processes (``--workers``):
     this one and ``WORKERS - 1`` workers; without ``share``, ``WORKERS`` workers and this process only
@@ -772,10 +773,15 @@ def end_to_end_workers(
     their pages' rows by id range; with ``rows_only`` this process reads the rows and sends them (the
     design before that). The workers make their pages' lookups (one trip a page) unless ``two_trips``.
 
-    The time includes starting the pool (at the first page), as a run's does. Besides this process's
+    The time includes starting the pool (at the first page), as a run's does. With ``early`` the fork
+    server is started first, with the product's ``RUN_PRELOAD``, as ``run --workers N`` starts it
+    before its CLI loads (``early_fork_server``), so its imports overlap this stage's setup; without
+    it (as this stage always measured) the pool starts the fork server at its first page, and the
+    runner waits for its imports there. Besides this process's
     peak RSS, ``worker_peak_rss_kib`` is each worker's (VmHWM), and ``worker_cpu_seconds`` their CPU
     time, read before the pool stops.
     """
+    server_asked = early_fork_server() if early else None
     (JsonlActivityLogSink,) = need("crm_audit_adapters.files", "JsonlActivityLogSink")
     ProcessPagePipeline, TransformerRecipe = need(
         "crm_audit_adapters.page_pool", "ProcessPagePipeline", "TransformerRecipe"
@@ -796,6 +802,7 @@ def end_to_end_workers(
         result["worker_peak_rss_kib"] = [_status_kib(pid, "VmHWM:") for pid in workers]
         result["worker_cpu_seconds"] = [round(_cpu_seconds(pid), 2) for pid in workers]
     result["workers"] = WORKERS
+    result["early_start"] = server_asked is not None
     result["share"] = share
     result["pages_per_worker"] = pages_per_worker
     if own_pages is not None:
@@ -804,6 +811,16 @@ def end_to_end_workers(
     result["two_trips"] = two_trips
     result["written_bytes"] = out.stat().st_size
     out.unlink()
+    return result
+
+
+def end_to_end_workers_early(ctx: Context) -> dict[str, Any]:
+    """``end_to_end_workers`` started as ``run --workers N`` is: the fork server first
+    (``early_fork_server``), its preload overlapping the stage's setup, before the pool's first page.
+    Raises ``Missing`` in a tree without ``RUN_PRELOAD`` (it would measure the late start)."""
+    result = end_to_end_workers(ctx, early=True)
+    if not result["early_start"]:
+        raise Missing("crm_audit_adapters.fork_server.RUN_PRELOAD")
     return result
 
 

@@ -109,6 +109,7 @@ def _goals(sizes: dict[str, Any]) -> list[str]:
                 ", the same as this stage measured before (no early start, the job cut in each shard)",
             ),
             ("end_to_end_workers", ""),
+            ("end_to_end_workers_early", ", the fork server started first, as `run --workers N` does"),
             ("end_to_end_workers_unshared", ", runner not sharing"),
             ("end_to_end_workers_two_trips", ", lookups made by the runner (two trips a page)"),
             ("end_to_end_workers_rows", ", rows sent by the runner (before id ranges)"),
