@@ -45,6 +45,11 @@ Written by hand in `scripts/api_doc.py` (the rest of this page is generated); CH
 - `ports.JobStore.transition` takes `unleased=` and `leased_to=` (fences in the same atomic write), and
   `save_progress` / `save_shard_progress` hand the runner's lease back when its job is no longer in
   progress: implementations of the port must do both.
+- `MigrationJob` and `JobShard` have `rows_at_cursor`: how many rows of the cursor's id are counted,
+  where a source hands one id more than once (a file's repeats, `ports.RowsSetAside`), so that a run
+  may stop among them. `ports.JobStore` implementations must save it with the cursor
+  (`save_progress`, `save_shard_progress`) and keep it as stored wherever they keep the cursor (an
+  `unleased` transition): one that drops it resumes such a run past the rest of that id's rows.
 - `PageResult.outcomes` is a `Sequence[Outcome]` (it was `tuple[Outcome, ...]`), and so is what
   `run_job(on_outcomes=…)` and `MigrationService.dry_run(on_outcomes=…)` are given: with `--workers` (a page
   pool) it may be a `packed.PackedOutcomes` view, read row by row as the same outcomes. Code that

@@ -213,8 +213,8 @@ class MigrationJob:
         unsharded job up to its cursor, every id of a sharded one up to its first unfinished shard's
         cursor), or, in a sharded job, behind its own shard's cursor (``after_id < id <=
         last_audit_id``): a halted or unfinished shard's rows past the watermark were run too. Of a
-        file's id repeated at the cursor, only the first ``rows_at_cursor`` rows were counted: this
-        tells ids, not rows (verify tells them apart: ``usecases._verify_cursor``)."""
+        file's id repeated at a cursor (the job's or a shard's), only the first ``rows_at_cursor``
+        rows were counted: this tells ids, not rows (verify tells them apart: ``usecases._verify_cursor``)."""
         if audit_id <= self.last_audit_id:
             return True
         return any(shard.after_id < audit_id <= shard.last_audit_id for shard in self.shards)

@@ -9,11 +9,14 @@ from pathlib import Path
 
 import pytest
 from test_files_long_repeats import long_repeat_lines
-from test_files_resume_repeats import COMPANY, TENANT, Account
+from test_files_resume_repeats import COMPANY, OWNER, SETTINGS, TENANT, Account
 
 from crm_audit_adapters.files import CheckedRows, FileAuditSource
 from crm_audit_adapters.files.verification import JsonlMigratedLogReader
 from crm_audit_transform.jobs import MigrationJob
+from crm_audit_transform.testing import InMemoryJobStore
+from crm_audit_transform.usecases.guards import new_job
+from crm_audit_transform.usecases.shards import run_shard
 from crm_audit_transform.usecases.verify import VerifyPorts, VerifySettings, verify_account
 
 
@@ -72,3 +75,41 @@ def test_the_stops_land_among_repeated_ids(tmp_path: Path, audits: Path) -> None
     assert 1 < min(among[tenth]) <= max(among[tenth]) < 31, among
     assert len(among[twenty_fifth]) >= 2, among
     assert max(among[twenty_fifth]) < 12, among
+
+
+def _stopped_shard(tmp_path: Path, audits: Path, step: int) -> tuple[Account, MigrationJob]:
+    """Shard 0 of a two-shard job over the file (the 10th id's 31 rows in its range), stopped after
+    its ``step``-th step; the account verifies that job."""
+    account = Account(tmp_path, audits, tmp_path / f"shard-{step}.jsonl", 1)
+    clock = account.ports.clock
+    jobs = InMemoryJobStore(clock=clock)
+    scope = tuple(account.transformer.scope)
+    jobs.create(new_job(COMPANY, TENANT, source=account.ports.source, scope=scope, now=clock.now(), shards=2))
+    calls = iter(range(1, 10_000))
+    job = run_shard(
+        COMPANY, 0, account.ports, account.transformer, jobs=jobs, owner=OWNER,
+        settings=SETTINGS, should_stop=lambda: next(calls) == step,
+    ).job  # fmt: skip
+    account.sink.close()
+    account.jobs = jobs
+    return account, job
+
+
+@pytest.mark.parametrize("step", range(1, 10))
+def test_a_shard_stopped_among_one_ids_rows_is_consistent(tmp_path: Path, audits: Path, step: int) -> None:
+    """The same for a sharded job (library use: ``run_shard`` over a file): the shard's own count
+    of its cursor id (``JobShard.rows_at_cursor``)."""
+    account, _ = _stopped_shard(tmp_path, audits, step)
+    assert _verified(account, audits) == []
+
+
+def test_the_shards_stops_land_among_the_long_id(tmp_path: Path, audits: Path) -> None:
+    """The shard's stops above land among the 10th id's rows, past its row."""
+    tenth = list(dict.fromkeys(json.loads(line)["id"] for line in long_repeat_lines(long=30)))[9]
+    among = []
+    for step in range(1, 10):
+        _, job = _stopped_shard(tmp_path, audits, step)
+        if job.shards[0].last_audit_id == tenth:
+            among.append(job.shards[0].rows_at_cursor)
+    assert len(among) >= 3, among
+    assert 1 < min(among) <= max(among) < 31, among

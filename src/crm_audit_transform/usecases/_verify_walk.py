@@ -82,7 +82,7 @@ class Walk:
         self.range_failed: Counter[str] = Counter()
         # The same split by shard range, for a sharded job's repair (its shards' counts).
         self.by_shard = ShardCounts(job.shards) if job is not None and job.shards else None
-        # Of a file's cursor id, only the rows the job counted are behind (rows_at_cursor).
+        # Of a file's cursor ids, only the rows the job counted are behind (rows_at_cursor).
         self.at_cursor = CountedRowsAtCursor(job) if job is not None else None
         self.repair = Repair(ports, settings, owner)
 
@@ -117,9 +117,8 @@ class Walk:
                 break
             self._page(rows)
             cursor = max(rows[-1].id, after_aside)
-        last = self.at_cursor.settled() if self.at_cursor is not None else None
-        if last is not None:
-            self._behind_set_aside([last])
+        if self.at_cursor is not None:
+            self._behind_set_aside(self.at_cursor.settled())
 
     def _page(self, rows: Sequence[AuditRow]) -> None:
         tenant = self.tenant

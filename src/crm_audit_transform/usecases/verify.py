@@ -20,7 +20,7 @@ and the capped finding lists.
 
 Job consistency compares the job with the rows behind its cursor (``MigrationJob.is_behind``: ``id <=
 last_audit_id``, or behind its own shard's cursor in a sharded job; of a file's id repeated at the
-cursor, only the ``rows_at_cursor`` rows the job counted, ``_verify_cursor``):
+cursor, the job's or a shard's, only the ``rows_at_cursor`` rows counted there, ``_verify_cursor``):
 ``processed`` must equal those rows, ``migrated`` those of them that have a log, the totals of
 ``skipped`` and ``failed`` those of them without a migrated log that skip or fail now, the job's
 own ``migrated + skipped + failed`` its ``processed`` (``outcomes``), and a ``completed`` job's
