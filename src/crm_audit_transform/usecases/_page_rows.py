@@ -35,17 +35,27 @@ class PageRows:
         )
 
 
-def with_set_aside(rows: PageRows, aside: Sequence[Outcome], *, after_id: int) -> PageRows:
-    """``rows`` with the rows the source set aside (``ports.RowsSetAside``) past ``after_id`` in
-    their id order; a row set aside is neither a fallthrough nor degraded.
+def with_set_aside(
+    rows: PageRows, aside: Sequence[Outcome], *, after_id: int, until_id: int | None = None
+) -> PageRows:
+    """``rows`` with the rows the source set aside (``ports.RowsSetAside``) past ``after_id`` (and,
+    for a shard, at or below ``until_id``) in their id order; a row set aside is neither a
+    fallthrough nor degraded.
 
     Rows set aside at or below ``after_id`` are dropped: a source reading its file again from the
     start (a resume in another process, a read by byte ranges) hands them again, and the job
-    counted them. The sort is stable: an id's row comes before its repeats set aside, and those in
+    counted them. Those past a shard's ``until_id`` are the next shard's, which reads and counts
+    them: a shard's last page may read past its range's end (its limit is the ids left in the
+    range, more than the rows a file with gaps in its ids holds there), and counting them here
+    too counted them twice and moved the shard's cursor past its range.
+
+    The sort is stable: an id's row comes before its repeats set aside, and those in
     the order they were read, as in a clean run, so a resume passes over the same rows of an id
     as the run before it counted (``CountedAtCursor``).
     """
-    if aside and aside[0].audit_id <= after_id:
+    if aside and until_id is not None:
+        aside = [outcome for outcome in aside if after_id < outcome.audit_id <= until_id]
+    elif aside and aside[0].audit_id <= after_id:
         aside = [outcome for outcome in aside if outcome.audit_id > after_id]
     if not aside:
         return rows

@@ -316,7 +316,7 @@ class RunLoop:
                 outcomes = name_linked_entities(outcomes, tenant=job.tenant, entities=self._ports.entities)
             rows = PageRows(transformed.ids, outcomes, page.fell_through, page.degraded)
         assert self._counted is not None  # set by run
-        rows = with_set_aside(rows, aside, after_id=self._counted.after_id)
+        rows = with_set_aside(rows, aside, after_id=self._counted.after_id, until_id=self._until_id)
         rows = self._counted.pass_over(rows)
         # Fallthroughs and degraded actors are counted per step (from the page's per-row flags),
         # so that a replayed step adds exactly its own. Steps also end at the halt rule's check
