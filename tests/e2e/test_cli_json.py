@@ -8,7 +8,11 @@ in-process ``memory://`` broker. The schemas are read from the docs' ``json sche
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import mongomock
@@ -16,6 +20,7 @@ import pytest
 from cli_world import COMPANY, TENANT, Cli, make_cli, running_usman, seed_contacts
 from click.testing import CliRunner
 
+from crm_audit_adapters import strict_json
 from crm_audit_adapters.cli import Overrides, cli, exit_codes
 from crm_audit_adapters.cli.options import JSON_SCHEMA_VERSION
 from support.doc_schemas import documented_schemas, problems
@@ -25,6 +30,7 @@ from support.usman_server import UsmanServer
 RECENT = "2024-04-14"
 """Trigger's cutoff: the newest ~150 acme rows keep each run quick on mongomock."""
 C = ("--company-sso-id", COMPANY)
+CLI = Path(sys.executable).with_name("crm-audit-migrate")
 SCHEMAS = documented_schemas()
 UNENVELOPED = {"status", "dry-run"}
 """Commands whose JSON predates the envelope: status (its own section) and the dry run's report."""
@@ -286,6 +292,13 @@ REFUSED_ARGS: dict[str, tuple[str, ...]] = {
     "verify": C,
 }
 """A command line for every command taking --json; the settings below make each refuse."""
+STORED_OPTIONS = [
+    (name, option)
+    for name in sorted(REFUSED_ARGS)
+    for option in ("--company-sso-id", "--tenant")
+    if any(option in p.opts for p in cli.commands[name].params)
+]
+"""Each command's options naming what PostgreSQL or MongoDB stores (an account, a tenant)."""
 
 
 class TestErrorDocument:
@@ -357,6 +370,42 @@ class TestErrorDocument:
         doc = checked(result, "error", exit_codes.USAGE)
         assert (doc["command"], doc["error"]["code"]) == (args[0], "USAGE")
         assert doc["error"]["message"] in result.stderr
+
+    @pytest.mark.parametrize(("command", "option"), STORED_OPTIONS)
+    def test_an_id_that_is_not_utf8_is_a_usage_error(self, command: str, option: str) -> None:
+        """An account id or tenant given as bytes that are not UTF-8 (``$'caf\\xe9'``: a lone
+        surrogate to Python) can name nothing PostgreSQL or MongoDB stores, and their drivers refuse
+        to encode it: the command ended INTERNAL (exit 1). It is a usage error (exit 2) before any
+        server is reached, with its document."""
+        args = [a for a in REFUSED_ARGS[command] if a not in C]
+        env = {"CRM_AUDIT_MONGO_URI": "mongomock://", "CRM_AUDIT_SETTINGS": ""}
+        given = [*C, option, "caf\udce9"] if option == "--tenant" else [option, "caf\udce9"]
+        overrides = Overrides(mongo_client=mongomock.MongoClient(tz_aware=True))
+        result = CliRunner().invoke(cli, [command, *args, *given, "--json"], obj=overrides, env=env)
+        doc = checked(result, "error", exit_codes.USAGE)  # enqueue too: no task was sent
+        assert doc["error"]["code"] == "USAGE"
+        assert f"'{option}': holds bytes that are not UTF-8" in doc["error"]["message"]
+
+    def test_a_document_naming_a_file_whose_name_is_not_utf8_is_strict_json(self, tmp_path: Path) -> None:
+        """The error document quotes the ``--settings`` file's name. A name with a byte that is not
+        UTF-8 reached stdout as that raw byte (stdout's ``surrogateescape``): no JSON reader takes
+        the document. It is valid UTF-8 now, the byte shown as U+FFFD and the message's exact bytes
+        in ``not_utf8`` (``strict_json``), as the dry run's side files write it."""
+        settings = os.fsencode(tmp_path) + b"/caf\xe9.toml"
+        Path(os.fsdecode(settings)).write_text("mongo_uri = 3\n", encoding="utf-8")
+        env = {**os.environ, "CRM_AUDIT_SETTINGS": ""}
+        env = {k: v for k, v in env.items() if not k.startswith("CRM_AUDIT_") or k == "CRM_AUDIT_SETTINGS"}
+        done = subprocess.run(
+            [CLI, "--settings", settings, "status", *C, "--json"], capture_output=True, env=env, check=False
+        )
+        assert done.returncode == exit_codes.CONFIG, done.stderr
+        text = done.stdout.decode("utf-8")  # strict: valid UTF-8
+        assert "\\ud" not in text
+        doc = json.loads(text)
+        assert problems(doc, SCHEMAS["error"], SCHEMAS) == []
+        assert "caf\ufffd.toml" in doc["error"]["message"]
+        message = strict_json.restore(doc)["error"]["message"]
+        assert os.fsencode(message).endswith(settings + b": mongo_uri: expected a string")
 
     def test_an_unknown_option_prints_no_document(self) -> None:
         """click meets an unknown option before it reads any: the error line alone, as documented."""

@@ -36,6 +36,7 @@ from .options import (
     emit,
     json_option,
     optional_company_option,
+    stored_text,
     workers_option,
 )
 from .progress import ProgressLine
@@ -90,7 +91,9 @@ def _version(applied: tuple[int, bool] | None) -> str:
 
 @cli.command(name="trigger")
 @company_option
-@click.option("--tenant", help="The CRM tenant schema (default: the account's bound tenant).")
+@click.option(
+    "--tenant", callback=stored_text, help="The CRM tenant schema (default: the account's bound tenant)."
+)
 @click.option(
     "--allow-unbound-tenant",
     is_flag=True,
@@ -342,7 +345,9 @@ def rollback_command(state: CliState, company: str, yes: bool, as_json: bool) ->
 @cli.command()
 @company_option
 @click.option("--audit-id", required=True, type=int, help="The audit row to explain.")
-@click.option("--tenant", help="The CRM tenant schema (default: the account's job's tenant).")
+@click.option(
+    "--tenant", callback=stored_text, help="The CRM tenant schema (default: the account's job's tenant)."
+)
 @json_option
 @click.pass_obj
 def explain(state: CliState, company: str, audit_id: int, tenant: str | None, as_json: bool) -> None:

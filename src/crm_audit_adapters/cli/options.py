@@ -31,6 +31,8 @@ import click
 
 from crm_audit_transform.timestamps import as_utc
 
+from ..strict_json import dumps, has_surrogate
+
 __all__ = [
     "JSON_SCHEMA_VERSION",
     "company_option",
@@ -44,6 +46,8 @@ __all__ = [
     "non_empty",
     "optional_company_option",
     "regular_file",
+    "stored_non_empty",
+    "stored_text",
     "workers_option",
 ]
 
@@ -65,15 +69,32 @@ def non_empty(_: click.Context, __: click.Parameter, value: str | None) -> str |
     return value
 
 
+def stored_text(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A click callback for a value looked up in PostgreSQL or MongoDB (an account id, a tenant
+    schema): refused when it holds bytes that are not UTF-8 (Python's lone surrogates, PEP 383).
+
+    Both servers hold UTF-8 text only, so such a value names no account or schema, and their drivers
+    refuse to encode it: the command ended ``INTERNAL`` (exit 1) instead of a usage error (exit 2).
+    The dry run does not use it: its files may hold such bytes, and its tenant then matches them."""
+    if value is not None and has_surrogate(value):
+        raise click.BadParameter("holds bytes that are not UTF-8 (the CRM and the CDP store UTF-8 text only)")
+    return value
+
+
+def stored_non_empty(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``non_empty``, then ``stored_text``: an account id."""
+    return stored_text(ctx, param, non_empty(ctx, param, value))
+
+
 company_option = click.option(
     "--company-sso-id",
     "company",
     required=True,
-    callback=non_empty,
+    callback=stored_non_empty,
     help="The CDP account (company SSO id).",
 )
 optional_company_option = click.option(
-    "--company-sso-id", "company", callback=non_empty, help="The CDP account (company SSO id)."
+    "--company-sso-id", "company", callback=stored_non_empty, help="The CDP account (company SSO id)."
 )
 workers_option = click.option(
     "--workers",
@@ -171,8 +192,19 @@ def emit(
 
 
 def echo_json(value: object) -> None:
-    """Print ``value`` as the invocation's JSON document (so no error document follows it)."""
-    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+    """Print ``value`` as the invocation's JSON document (so no error document follows it).
+
+    The document is valid UTF-8 JSON, as ``strict_json`` writes it: a text holding bytes that are
+    not UTF-8 (the ``--settings`` file's name in an error message) shows each such byte as U+FFFD,
+    and a ``not_utf8`` member maps its JSON Pointer to its bytes. stdout writes a lone surrogate
+    as its raw byte (``surrogateescape``), which no JSON reader takes."""
+    text = json.dumps(value, indent=2, ensure_ascii=False, default=str)
+    if has_surrogate(text):
+        plain = json.loads(json.dumps(value, default=str))  # what ``default`` made, as texts too
+        # Only an object has room for ``not_utf8``; a list (``status --all``) holds what MongoDB
+        # returned, UTF-8 by then, and is escaped here in case.
+        text = dumps(plain, indent=2) if isinstance(plain, dict) else json.dumps(plain, indent=2)
+    click.echo(text)
     ctx = click.get_current_context(silent=True)
     if ctx is not None:
         ctx.meta[_PRINTED] = True

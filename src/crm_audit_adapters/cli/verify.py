@@ -17,7 +17,7 @@ from crm_audit_transform.verification import FINDING_KINDS, VerifyReport
 
 from . import exit_codes
 from .main import cli
-from .options import emit, json_flag
+from .options import emit, json_flag, stored_non_empty, stored_text
 from .state import CliState
 
 SHOWN = 10
@@ -25,8 +25,18 @@ SHOWN = 10
 
 
 @cli.command(name="verify")
-@click.option("--company-sso-id", "company", required=True, help="The CDP account (company SSO id).")
-@click.option("--tenant", help="The CRM tenant schema (default, and required to match: the job's).")
+@click.option(
+    "--company-sso-id",
+    "company",
+    required=True,
+    callback=stored_non_empty,
+    help="The CDP account (company SSO id).",
+)
+@click.option(
+    "--tenant",
+    callback=stored_text,
+    help="The CRM tenant schema (default, and required to match: the job's).",
+)
 @click.option("--sample", type=click.IntRange(min=0), help="Compare the content of N random logs per page.")
 @click.option("--seed", type=int, help="Seed of the --sample draw (reproducible samples).")
 @click.option(

@@ -30,7 +30,7 @@ from ..bootstrap import Runtime
 from ..redaction import redact, scrub
 from . import exit_codes
 from .main import cli
-from .options import date_range_start_option, emit, json_option, keep_for_error, non_empty
+from .options import date_range_start_option, emit, json_option, keep_for_error, stored_non_empty, stored_text
 from .state import CliState
 
 MAX_SHARDS = 64
@@ -174,8 +174,14 @@ def worker(state: CliState, metrics_port: int | None, celery_args: tuple[str, ..
 
 
 @cli.command()
-@click.option("--company-sso-id", "company", callback=non_empty, help="The account to trigger and send.")
-@click.option("--tenant", help="The CRM tenant schema (default: the account's binding, CRM_AUDIT_TENANTS).")
+@click.option(
+    "--company-sso-id", "company", callback=stored_non_empty, help="The account to trigger and send."
+)
+@click.option(
+    "--tenant",
+    callback=stored_text,
+    help="The CRM tenant schema (default: the account's binding, CRM_AUDIT_TENANTS).",
+)
 @date_range_start_option(
     "Cutoff (UTC unless an offset is given) for a new job; default: the oldest in-scope audit."
 )
