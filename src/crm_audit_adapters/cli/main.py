@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import select
 import signal
@@ -66,7 +68,8 @@ def _report(error: BaseException, state: CliState | None, ctx: click.Context | N
     code = exit_codes.exit_code_for(error)
     if ctx is not None:
         name = exit_codes.error_code(error)
-        error_document(ctx, name, line.removeprefix(f"{name}: "), code)
+        with contextlib.suppress(OSError):  # stdout is what failed (closed): the line above says it
+            error_document(ctx, name, line.removeprefix(f"{name}: "), code)
     return code
 
 
@@ -167,6 +170,10 @@ class _Group(click.Group):
             click.echo(err=True)  # end the prompt's line
             error = exit_codes.CliError("DECLINED", "no answer to the confirmation; nothing was changed")
             sys.exit(_report(error, None))
+        except OSError as error:  # writing --help or --version, before any command (a closed stdout)
+            if _reader_gone(error):
+                _exit_quietly()
+            sys.exit(_report(error, None))
         except click.ClickException as error:
             hint = ""
             if isinstance(error, click.UsageError) and error.ctx is not None:
@@ -213,4 +220,25 @@ def cli(ctx: click.Context, settings_path: str | None, debug: bool) -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    _open_closed_standard_streams()
     cli(prog_name="crm-audit-migrate")
+
+
+def _open_closed_standard_streams() -> None:
+    """Give a standard stream the script was started without (``<&-``, ``>&-``: Python's ``None``)
+    what a closed one means to any Unix tool, on a file descriptor of its own.
+
+    * stdin: an empty input (``/dev/null``), so a prompt reads an end of file (``rollback``: no
+      answer, ``DECLINED``, exit 9, as with ``</dev/null``). ``input()`` raised ``RuntimeError:
+      lost sys.stdin`` instead, reported ``INTERNAL`` (exit 1).
+    * stdout: a file every write to fails (EBADF), reported ``FILE_ERROR`` (exit 7). click dropped
+      every line written to a missing stdout: ``status --json``, ``run``'s summary and the dry run's
+      report on stdout were lost with exit 0 (``dry-run --out -`` ended ``INTERNAL``).
+    """
+    if sys.stdin is None:
+        sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115 - the process's stdin from now on
+    if sys.stdout is None:
+        # Opened for reading only, so that each write fails as on the closed descriptor; unbuffered
+        # and written through, so nothing is left for the interpreter's exit to flush (and fail on).
+        raw = open(os.open(os.devnull, os.O_RDONLY), "wb", buffering=0)  # noqa: SIM115 - as stdin
+        sys.stdout = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", write_through=True)
