@@ -457,6 +457,19 @@ class TestJobRoutes:
         assert response.status_code == 400
         assert error_code(response) == "MALFORMED_BODY"
 
+    @pytest.mark.parametrize("path", ["trigger", "cancel", "rollback", "verify"])
+    def test_a_company_holding_a_lone_surrogate_is_a_400(self, app_parts: dict[str, Any], path: str) -> None:
+        """``"caf\\udce9"``: JSON's escape of a lone surrogate, which no Unicode text holds. The
+        drivers refuse to encode it, and the route answered 500 (INTERNAL). It is the client's bad
+        field, ``INVALID_COMPANY``."""
+        response = app_parts["client"].post(
+            f"/private/activity_logs/crm_migration/{path}",
+            content=b'{"company_sso_id": "caf\\udce9", "tenant": "acme"}',
+            headers={"Authorization": AUTH, "Content-Type": "application/json"},
+        )
+        assert response.status_code == 400, response.text
+        assert error_code(response) == "INVALID_COMPANY"
+
     def test_flag_off_is_forbidden(self, app_parts: dict[str, Any]) -> None:
         """An account whose flag is off gets 403 FLAG_DISABLED."""
         response = self.post(

@@ -28,6 +28,7 @@ from crm_audit_transform.timestamps import as_utc
 from crm_audit_transform.verification import VerifyReportDocument
 
 from ..mongo.bson_values import MONGODB_MAX_NESTING
+from ..strict_json import has_surrogate
 from .answers import batch_answer, public_status_answer, rollback_answer
 from .auth import BasicAuthCredentials, SessionResolver
 from .errors import HANDLERS, ApiError
@@ -85,9 +86,15 @@ async def _json_object(request: Request, limit: int, max_depth: int) -> dict[str
 
 
 def _company(value: object) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > 128:
+    """``company_sso_id`` as given, else ``INVALID_COMPANY`` (400). A text holding a lone surrogate
+    (JSON's escape ``"\\udce9"``, which RFC 8259 §8.2 leaves undefined) is refused too: it names no
+    account MongoDB or PostgreSQL could store, and their drivers refuse to encode it (a 500)."""
+    if not isinstance(value, str) or not value.strip() or len(value) > 128 or has_surrogate(value):
         raise ApiError(
-            400, "INVALID_COMPANY", "company_sso_id must be a non-empty string of at most 128 characters"
+            400,
+            "INVALID_COMPANY",
+            "company_sso_id must be a non-empty string of at most 128 characters, Unicode text "
+            "(no lone surrogate escape)",
         )
     return value
 
