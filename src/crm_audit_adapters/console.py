@@ -135,11 +135,15 @@ def main() -> None:
     """Load the CLI and run it; Ctrl-C during the load: ``error: INTERRUPTED``, exit 130.
 
     SIGINT raises ``KeyboardInterrupt`` once (``InterruptOnce``); after the command, it is ignored.
+    A SIGINT the process was started ignoring (``SIG_IGN`` inherited) is left ignored throughout.
     """
     if QUIET_RESOURCE_TRACKER not in sys.warnoptions:
         sys.warnoptions.append(QUIET_RESOURCE_TRACKER)  # the processes it starts: see above
     interrupt = InterruptOnce()
-    signal.signal(signal.SIGINT, interrupt)
+    # An ignored SIGINT stays ignored (a command started in the background by a script, ``cmd &``,
+    # inherits SIG_IGN: the shell's way of keeping its Ctrl-C from the job), as a C program keeps it.
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, interrupt)
     code: object = INTERRUPTED_EXIT
     try:
         try:

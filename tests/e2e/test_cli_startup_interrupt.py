@@ -219,3 +219,29 @@ class TestKilledRunnerStderr:
             time.sleep(0.1)
         assert _ended(tracker), "the resource tracker outlived the killed runner's worker"
         assert "leaked" not in stderr.read_text()
+
+
+class TestStartedIgnoringSigint:
+    """A command started with SIGINT ignored (a script's ``cmd &``: the shell gives the job SIG_IGN)
+    keeps ignoring it, as a C program does: ``console.main`` installed its handler over SIG_IGN, so
+    a SIGINT meant for the shell's foreground ended the command 130."""
+
+    def test_a_sigint_after_main_installed_its_handlers_is_still_ignored(self, tmp_path: Path) -> None:
+        (tmp_path / "sitecustomize.py").write_text(CTRL_C_AT_IMPORT, encoding="utf-8")
+        script = Path(sys.executable).parent / SCRIPT
+        environment = {
+            **os.environ,
+            "PYTHONPATH": str(tmp_path),
+            "CTRL_C_AT_IMPORT_OF": "crm_audit_adapters.cli",  # after ``main`` took SIGINT over
+        }
+        done = subprocess.run(
+            [str(script), "--version"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env=environment,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # as a shell gives `cmd &`
+        )
+        assert (done.returncode, done.stderr) == (0, "")
+        assert "crm-audit-migrate" in done.stdout

@@ -200,3 +200,15 @@ class TestRunCtrlC:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         with pytest.raises(KeyboardInterrupt):
             ctrl_c_twice_in_a_run()
+
+    def test_a_run_started_ignoring_sigint_keeps_ignoring_it(self) -> None:
+        """A command a script starts in the background (``cmd &``) inherits SIGINT ignored; the run
+        installed its own handler over it, so two SIGINTs aborted a run meant to be out of reach of
+        the shell's Ctrl-C. It now leaves SIG_IGN alone: no stop asked, no abort."""
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        with _stop_on_interrupt() as stop:
+            assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
+            assert not stop.is_set()
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN

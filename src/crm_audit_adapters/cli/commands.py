@@ -233,13 +233,18 @@ def _note_shard_workers(job: MigrationJob, workers: int) -> None:
 
 @contextmanager
 def _stop_on_interrupt() -> Iterator[threading.Event]:
-    """First Ctrl-C asks the loop to stop after its batch; a second one interrupts at once."""
+    """First Ctrl-C asks the loop to stop after its batch; a second one interrupts at once. An
+    ignored SIGINT (``SIG_IGN``, inherited by a command a script starts in the background) stays
+    ignored: the loop then stops only by itself, a cancel or a signal it does not ignore."""
     stop = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield stop
         return
 
     previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:  # started ignoring it (``cmd &`` from a script): it stays ignored
+        yield stop
+        return
 
     def handler(signum: int, frame: FrameType | None) -> None:
         if stop.is_set():
