@@ -30,13 +30,16 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import os
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -48,49 +51,44 @@ TENANT = "bench"
 READABLE_EVERY = 10_000
 
 
-def write_audits(lines: int) -> Path:
-    """The audits file of ``lines`` lines (see the module docstring), written once."""
-    folder = HERE / "data" / f"unreadable_in_scope_{lines}"
+BASE_AUDIT = {
+    "tenant": TENANT,
+    "auditable_type": "Crm::Person",
+    "auditable_id": 1,
+    "created_at": "2024-01-01 00:00:00",
+    "audited_changes": "---\nname: x\n",
+}
+"""Every line's fields but ``id`` and ``action``."""
+
+
+def _written_once(name: str, lines: Iterator[dict[str, Any]]) -> Path:
+    """``data/<name>/audits.jsonl`` with one JSON object a line, written unless it exists."""
+    folder = HERE / "data" / name
     path = folder / "audits.jsonl"
     if path.exists():
         return path
     folder.mkdir(parents=True, exist_ok=True)
-    base = {
-        "tenant": TENANT,
-        "auditable_type": "Crm::Person",
-        "auditable_id": 1,
-        "created_at": "2024-01-01 00:00:00",
-        "audited_changes": "---\nname: x\n",
-    }
     with path.open("w", encoding="utf-8") as out:
-        for audit_id in range(1, lines + 1):
-            action = "update" if audit_id % READABLE_EVERY == 0 else 5
-            out.write(json.dumps({**base, "id": audit_id, "action": action}) + "\n")
+        for line in lines:
+            out.write(json.dumps({**BASE_AUDIT, **line}) + "\n")
     return path
+
+
+def write_audits(lines: int) -> Path:
+    """The audits file of ``lines`` lines (see the module docstring), written once."""
+    return _written_once(
+        f"unreadable_in_scope_{lines}",
+        (
+            {"id": audit_id, "action": "update" if audit_id % READABLE_EVERY == 0 else 5}
+            for audit_id in range(1, lines + 1)
+        ),
+    )
 
 
 def write_repeats(repeats: int) -> Path:
     """The audits file of one row repeated ``repeats`` times, then 999 rows (``--repeats``), written once."""
-    folder = HERE / "data" / f"repeats_{repeats}"
-    path = folder / "audits.jsonl"
-    if path.exists():
-        return path
-    folder.mkdir(parents=True, exist_ok=True)
-    base = {
-        "tenant": TENANT,
-        "auditable_type": "Crm::Person",
-        "auditable_id": 1,
-        "created_at": "2024-01-01 00:00:00",
-        "audited_changes": "---\nname: x\n",
-        "action": "update",
-    }
-    with path.open("w", encoding="utf-8") as out:
-        first = json.dumps({**base, "id": 1}) + "\n"
-        for _ in range(repeats + 1):
-            out.write(first)
-        for audit_id in range(2, 1001):
-            out.write(json.dumps({**base, "id": audit_id}) + "\n")
-    return path
+    ids = itertools.chain(itertools.repeat(1, repeats + 1), range(2, 1001))
+    return _written_once(f"repeats_{repeats}", ({"action": "update", "id": audit_id} for audit_id in ids))
 
 
 def _descendants(pid: int) -> list[int]:

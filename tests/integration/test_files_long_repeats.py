@@ -20,6 +20,8 @@ from test_files_resume_repeats import (
     SETTINGS,
     TENANT,
     Account,
+    assert_crashed_at_every_save_as_clean,
+    assert_stopped_at_every_step_as_clean,
     clean,
     crashed_at,
     pipelines,
@@ -102,15 +104,11 @@ class TestLongRepeatResumedAsClean:
         self, tmp_path: Path, audits: Path, same_source: bool, hold: int
     ) -> None:
         """Stopped after any step (many among one id's rows) and resumed: a clean run's results."""
-        reference = clean(tmp_path, audits, 1, None)
-        for step in range(1, steps_of(tmp_path, audits) + 1):
-            assert stopped_at(tmp_path, audits, 1, None, step, same_source) == reference, f"step {step}"
+        assert_stopped_at_every_step_as_clean(tmp_path, audits, same_source)
 
     def test_one_process_crashed_at_every_save(self, tmp_path: Path, audits: Path, hold: int) -> None:
         """A crash between any step's write and its save, resumed in a new process: a clean run's."""
-        reference = clean(tmp_path, audits, 1, None)
-        for save in range(1, steps_of(tmp_path, audits) + 1):
-            assert crashed_at(tmp_path, audits, 1, None, save) == reference, f"save {save}"
+        assert_crashed_at_every_save_as_clean(tmp_path, audits)
 
     def test_two_workers_stopped_and_crashed_anywhere(self, tmp_path: Path, audits: Path, hold: int) -> None:
         """With a page pool reading byte ranges, stopped after each step and crashed at each save."""

@@ -232,6 +232,23 @@ def steps_of(tmp_path: Path, audits: Path) -> int:
     return calls[0]
 
 
+def assert_stopped_at_every_step_as_clean(tmp_path: Path, audits: Path, same_source: bool) -> None:
+    """One process stopped after each step in turn, then resumed (by the same source or a new
+    one): each time a clean run's results."""
+    reference = clean(tmp_path, audits, 1, None)
+    for step in range(1, steps_of(tmp_path, audits) + 1):
+        assert stopped_at(tmp_path, audits, 1, None, step, same_source) == reference, (
+            f"stopped at step {step}"
+        )
+
+
+def assert_crashed_at_every_save_as_clean(tmp_path: Path, audits: Path) -> None:
+    """One process crashed at each save in turn, then resumed in a new one: a clean run's results."""
+    reference = clean(tmp_path, audits, 1, None)
+    for save in range(1, steps_of(tmp_path, audits) + 1):
+        assert crashed_at(tmp_path, audits, 1, None, save) == reference, f"crashed at save {save}"
+
+
 @pytest.fixture(params=[1000, 2], ids=["pages", "pauses"])
 def hold(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
     """The outcomes set aside a source holds before it pauses (``HOLD_SET_ASIDE``): 2 makes it pause
@@ -257,16 +274,10 @@ class TestResumedAsClean:
     def test_one_process_stopped_at_every_step(
         self, tmp_path: Path, audits: Path, same_source: bool, hold: int
     ) -> None:
-        reference = clean(tmp_path, audits, 1, None)
-        for step in range(1, steps_of(tmp_path, audits) + 1):
-            assert stopped_at(tmp_path, audits, 1, None, step, same_source) == reference, (
-                f"stopped at step {step}"
-            )
+        assert_stopped_at_every_step_as_clean(tmp_path, audits, same_source)
 
     def test_one_process_crashed_at_every_save(self, tmp_path: Path, audits: Path, hold: int) -> None:
-        reference = clean(tmp_path, audits, 1, None)
-        for save in range(1, steps_of(tmp_path, audits) + 1):
-            assert crashed_at(tmp_path, audits, 1, None, save) == reference, f"crashed at save {save}"
+        assert_crashed_at_every_save_as_clean(tmp_path, audits)
 
     def test_two_workers_stopped_and_crashed_where_ids_repeat(
         self, tmp_path: Path, audits: Path, hold: int
