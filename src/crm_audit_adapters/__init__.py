@@ -10,7 +10,8 @@ with ``error: INTERRUPTED``, exit 130, as for one during the rest of the load. P
 raised ``KeyboardInterrupt`` instead, and a Ctrl-C in the load's first milliseconds (importing
 ``signal`` alone takes a few) printed a traceback and died by the signal. Imported otherwise (a
 test, a worker, a library user) it changes nothing. Before this point only the interpreter's own
-start runs (``site`` included): a Ctrl-C there is Python's.
+start runs (``site`` included): a Ctrl-C there is Python's. Run as ``python -m crm_audit_adapters``
+(``__main__``) or ``python -m crm_audit_adapters.console``, the same: ``-m`` imports the package first.
 """
 
 from __future__ import annotations
@@ -28,10 +29,22 @@ def _hold(signum: int, frame: object) -> None:
     EARLY_SIGINTS.append(signum)
 
 
+MODULE_FORMS = ("crm_audit_adapters", "crm_audit_adapters.console")
+"""The modules ``python -m`` runs as the script (``__main__``, and ``console``'s own ``__main__`` block)."""
+
+
 def _as_the_script() -> bool:
+    """Run as the console script, or as ``python -m`` one of ``MODULE_FORMS``: ``-m`` imports this
+    package first, while ``sys.argv[0]`` is still ``-m`` and the module is named in ``sys.orig_argv``
+    (any other module of the package run so does not reach ``console.main``, which ends the hold)."""
     main = _sys.modules.get("__main__")
     path = getattr(main, "__file__", None)
-    return isinstance(path, str) and path.rpartition("/")[2] == SCRIPT
+    if isinstance(path, str) and path.rpartition("/")[2] == SCRIPT:
+        return True
+    if _sys.argv[:1] != ["-m"] or "-m" not in _sys.orig_argv:
+        return False
+    named = _sys.orig_argv[_sys.orig_argv.index("-m") + 1 :][:1]
+    return named[0] in MODULE_FORMS if named else False
 
 
 if _as_the_script():

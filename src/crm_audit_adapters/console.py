@@ -221,3 +221,13 @@ def exit_at_once(code: object) -> None:
         with contextlib.suppress(OSError, ValueError):  # closed, or its reader gone
             stream.flush()
     os._exit(code)
+
+
+# ``python -m crm_audit_adapters.console``, as ``python -m crm_audit_adapters`` (``__main__``): it
+# exited 0 doing nothing. The package's own module runs, not this copy of it (``__main__``), whose
+# ``InterruptOnce`` the CLI would not know for its own (``interrupt_reported``); and not when
+# multiprocessing imports this file again as ``__mp_main__`` in a process it starts.
+if __name__ == "__main__":
+    from crm_audit_adapters.console import main as _main
+
+    _main()

@@ -545,19 +545,44 @@ class TestShardLeases:
         assert store.latest("company-a") == back
 
     def test_a_shard_write_saves_the_runs_fields_and_keeps_the_range_as_stored(self, store: JobStore) -> None:
-        """A shard's cursor, counts and status are saved; its range and halt basis stay as stored."""
+        """A shard's cursor (with the rows of its id counted), counts and status are saved; its range
+        and halt basis stay as stored; read back, the job has the same shard."""
         job = sharded_job()
         store.create(job)
         held = store.acquire_shard_lease(job.job_id, 1, "runner-1", LEASE)
         entry = held.shards[1]
         moved = attrs.evolve(
-            entry, last_audit_id=260, tally=Tally(processed=60, migrated=60), after_id=0, until_id=5
+            entry,
+            last_audit_id=260,
+            rows_at_cursor=4,
+            tally=Tally(processed=60, migrated=60),
+            after_id=0,
+            until_id=5,
         )
         moved = attrs.evolve(moved, halt_basis=Tally(processed=3))
-        saved = store.save_shard_progress(job.job_id, moved, "runner-1", LEASE).shards[1]
-        expected = attrs.evolve(entry, last_audit_id=260, tally=Tally(processed=60, migrated=60))
+        stored = store.save_shard_progress(job.job_id, moved, "runner-1", LEASE)
+        saved = stored.shards[1]
+        expected = attrs.evolve(
+            entry, last_audit_id=260, rows_at_cursor=4, tally=Tally(processed=60, migrated=60)
+        )
         assert attrs.evolve(saved, lease_expires_at=None) == attrs.evolve(expected, lease_expires_at=None)
         assert saved.lease_owner == "runner-1"
+        assert store.latest(job.company_sso_id) == stored
+
+    def test_a_shards_count_at_its_cursor_is_kept_by_an_unleased_transition(self, store: JobStore) -> None:
+        """A shard saved among its cursor id's rows, then the job cancelled and held for a rollback:
+        the shard keeps ``rows_at_cursor`` (a resume passes over that many rows of the id)."""
+        job = sharded_job()
+        store.create(job)
+        held = store.acquire_shard_lease(job.job_id, 1, "runner-1", LEASE)
+        moved = attrs.evolve(held.shards[1], last_audit_id=260, rows_at_cursor=4)
+        saved = store.save_shard_progress(job.job_id, moved, "runner-1", None)
+        cancelled = store.transition(attrs.evolve(saved, status=CANCELLED), {IN_PROGRESS})
+        assert cancelled is not None
+        rolling = store.transition(attrs.evolve(cancelled, status=ROLLING_BACK), {CANCELLED}, unleased=True)
+        assert rolling is not None
+        assert (rolling.shards[1].last_audit_id, rolling.shards[1].rows_at_cursor) == (260, 4)
+        assert store.latest(job.company_sso_id) == rolling
 
 
 class _DeletedBeside:

@@ -3,6 +3,7 @@ stdin or stdout closed from the start is what it is to them too."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,29 @@ def test_dry_run_into_a_closed_pipe_stops_without_an_error(tmp_path: Path) -> No
     assert "Traceback" not in stderr
     assert "Exception ignored" not in stderr
     assert code == BROKEN_PIPE == 141
+
+
+@pytest.mark.parametrize("args", [("--help",), ("--version",), ("status", "--help")])
+def test_help_and_version_into_a_closed_pipe_stop_without_an_error(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    """``--help | head -0``: the rule of every other output, exit 141 and no word. The group's own
+    ``--help`` and ``--version`` ended exit 1 (click's catch of a broken pipe)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader has gone before the first byte is written
+    try:
+        done = subprocess.run(
+            [str(CLI), *args],
+            cwd=tmp_path,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (BROKEN_PIPE, "")
 
 
 def _with_closed(stream: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

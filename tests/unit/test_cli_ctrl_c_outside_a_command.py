@@ -31,11 +31,11 @@ def test_a_ctrl_c_while_an_error_is_reported_ends_interrupted(
     reported: list[BaseException] = []
     report = cli_main._report
 
-    def ctrl_c_as_the_first_line_is_written(error: BaseException, *args: Any) -> int:
+    def ctrl_c_as_the_first_line_is_written(error: BaseException, *args: Any, **kwargs: Any) -> int:
         reported.append(error)
         if len(reported) == 1:
             raise KeyboardInterrupt  # what the handler raises when the Ctrl-C lands in the write
-        code: int = report(error, *args)
+        code: int = report(error, *args, **kwargs)
         return code
 
     monkeypatch.setattr(cli_main, "_report", ctrl_c_as_the_first_line_is_written)
@@ -67,3 +67,44 @@ def test_an_end_of_file_outside_a_prompt_is_the_error_it_is_not_declined(
     assert ended.value.code == exit_codes.INTERNAL
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert lines == ["error: INTERNAL: EOFError"]
+
+
+@pytest.mark.parametrize("debug", [["--debug"], ["status", "--debug"]], ids=["before", "after"])
+def test_an_end_of_file_outside_a_command_shows_its_traceback_under_debug(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], debug: list[str]
+) -> None:
+    """``--debug`` shows the traceback of every error, this one too: no command's state said
+    ``--debug`` here, and the line came alone. The ``EOFError``'s own, then the line."""
+
+    def end_of_file(args: list[str]) -> list[str]:
+        raise EOFError  # a read that met a closed stdin as the command line was read
+
+    monkeypatch.setattr(cli_main, "_hoist_global_options", end_of_file)
+    monkeypatch.setenv("CRM_AUDIT_SETTINGS", "")
+    args = (
+        [*debug, "status", "--company-sso-id", "c"]
+        if debug == ["--debug"]
+        else [*debug, "--company-sso-id", "c"]
+    )
+    with pytest.raises(SystemExit) as ended:
+        cli_main.cli.main(args=args, prog_name="crm-audit-migrate")
+    assert ended.value.code == exit_codes.INTERNAL
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert lines[0] == "Traceback (most recent call last):"
+    assert lines[-2:] == ["EOFError", "error: INTERNAL: EOFError"]
+    assert not any("Abort" in line for line in lines)  # the error's traceback, not click's catch of it
+
+
+@pytest.mark.parametrize(
+    ("args", "asked"),
+    [
+        (["--debug", "status"], True),
+        (["status", "--company-sso-id", "c", "--debug"], True),
+        (["--settings", "--debug", "status"], False),  # the settings file's name
+        (["dry-run", "--", "--debug"], False),
+        (["status"], False),
+    ],
+)
+def test_debug_is_read_from_the_command_line_as_the_group_reads_it(args: list[str], asked: bool) -> None:
+    """Where no command's state exists, ``--debug`` is found where the group would take it."""
+    assert cli_main._debug_asked(args) is asked

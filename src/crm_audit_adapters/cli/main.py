@@ -14,6 +14,7 @@ from typing import Any, Final
 
 import click
 
+from .. import SCRIPT
 from ..abort_lines import aborted, command_of
 from ..console import interrupt_reported
 from ..redaction import scrub
@@ -55,14 +56,20 @@ def _hoist_global_options(args: list[str]) -> list[str]:
     return hoisted + rest
 
 
-def _report(error: BaseException, state: CliState | None, ctx: click.Context | None = None) -> int:
-    """Print ``error: CODE: message`` (secrets scrubbed) and return the exit code.
+def _report(
+    error: BaseException, state: CliState | None, ctx: click.Context | None = None, *, debug: bool = False
+) -> int:
+    """Print ``error: CODE: message`` (secrets scrubbed) and return the exit code; under ``--debug``
+    (``state.debug``, or ``debug`` where no command's state exists) the traceback first.
 
     Given the invocation's ``ctx``, a command run with ``--json`` that printed no document yet
     also gets the error document on stdout (``options.error_document``).
     """
-    if state is not None and state.debug:
-        click.echo(scrub(traceback.format_exc(), _secrets(state)), err=True, nl=False)
+    if debug or (state is not None and state.debug):
+        # The error's own traceback (outside a command: the ``EOFError``, not click's ``Abort`` from
+        # it), else the one being handled (a Ctrl-C, reported as an ``INTERRUPTED`` made here).
+        trace = traceback.format_exception(error) if error.__traceback__ else [traceback.format_exc()]
+        click.echo(scrub("".join(trace), _secrets(state)), err=True, nl=False)
     line = scrub(exit_codes.one_line(error), _secrets(state))
     click.echo(f"error: {line}", err=True)
     code = exit_codes.exit_code_for(error)
@@ -71,6 +78,23 @@ def _report(error: BaseException, state: CliState | None, ctx: click.Context | N
         with contextlib.suppress(OSError):  # stdout is what failed (closed): the line above says it
             error_document(ctx, name, line.removeprefix(f"{name}: "), code)
     return code
+
+
+def _debug_asked(args: Sequence[str]) -> bool:
+    """Whether ``args``, the command line after the program's name, ask for ``--debug``: anywhere
+    before a ``--`` and not as ``--settings``' value, as ``_hoist_global_options`` reads it. For an
+    error outside a command, where no ``CliState`` was made (or it is gone with its context)."""
+    skip = False
+    for word in args:
+        if skip:
+            skip = False
+        elif word == "--":
+            return False
+        elif word in _GLOBAL_VALUED:
+            skip = True
+        elif word in _GLOBAL_FLAGS:
+            return True
+    return False
 
 
 def _secrets(state: CliState | None) -> list[str | None]:
@@ -119,7 +143,15 @@ class _Group(click.Group):
     """Turns every error of a command into ``error: CODE: message`` and its documented exit code."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        return super().parse_args(ctx, _hoist_global_options(args))
+        try:
+            return super().parse_args(ctx, _hoist_global_options(args))
+        except OSError as error:
+            # ``--help`` and ``--version`` are written here, as the options are read. A reader gone
+            # (``--help | head -0``) must end as any command's output does (141): click's own catch
+            # of a broken pipe, in ``click.Command.main``, would end it with exit 1 and no word.
+            if _reader_gone(error):
+                _exit_quietly()
+            raise
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -151,21 +183,24 @@ class _Group(click.Group):
         """click's ``main``, except that every error it would print is ``error: CODE: message``."""
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        words = sys.argv[1:] if args is None else args
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.Abort as abort:
             interrupt_reported()
+            # No command's state is left to say ``--debug``: the command line does, as it would have.
+            debug = _debug_asked(words)
             if isinstance(abort.__cause__, KeyboardInterrupt):
                 # click's own catch (``Abort() from`` the interrupt): a Ctrl-C that landed outside a
                 # command's handling of it, as it parsed options, closed its context, or reported
                 # its error (a handler's, where the sibling ``except KeyboardInterrupt`` is not reached).
-                command = command_of(sys.argv[1:] if args is None else args)
-                sys.exit(_report(exit_codes.CliError("INTERRUPTED", aborted(command)), None))
+                error = exit_codes.CliError("INTERRUPTED", aborted(command_of(words)))
+                sys.exit(_report(error, None, debug=debug))
             if isinstance(abort.__cause__, Exception):
                 # click's catch of an ``EOFError`` (``Abort() from`` it) that left a command's own
                 # handling: a read that met an end of file (a closed stdin) where no prompt was asked.
                 # Not the operator declining: the error it is, as the same error inside a command.
-                sys.exit(_report(abort.__cause__, None))
+                sys.exit(_report(abort.__cause__, None, debug=debug))
             # A prompt that read EOF or Ctrl-C (``Abort() from None``): the operator gave no answer.
             click.echo(err=True)  # end the prompt's line
             error = exit_codes.CliError("DECLINED", "no answer to the confirmation; nothing was changed")
@@ -173,7 +208,7 @@ class _Group(click.Group):
         except OSError as error:  # writing --help or --version, before any command (a closed stdout)
             if _reader_gone(error):
                 _exit_quietly()
-            sys.exit(_report(error, None))
+            sys.exit(_report(error, None, debug=_debug_asked(words)))
         except click.ClickException as error:
             hint = ""
             if isinstance(error, click.UsageError) and error.ctx is not None:
@@ -219,9 +254,20 @@ def cli(ctx: click.Context, settings_path: str | None, debug: bool) -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point (``console.main``; ``python -m crm_audit_adapters`` too)."""
     _open_closed_standard_streams()
-    cli(prog_name="crm-audit-migrate")
+    cli(prog_name=prog_name())
+
+
+def prog_name() -> str:
+    """The name ``--help`` and the usage hints give the program: ``crm-audit-migrate``, or what was
+    typed to run it as a module (``python -m crm_audit_adapters``, ``__main__``), where no script
+    may be on ``PATH`` and that name would send the operator to a command that is not there."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    name = getattr(spec, "name", None)
+    if isinstance(name, str) and name.split(".")[0] == "crm_audit_adapters":
+        return f"python -m {name.removesuffix('.__main__')}"
+    return SCRIPT
 
 
 def _open_closed_standard_streams() -> None:

@@ -32,7 +32,12 @@ SUMMARY: Final = frozenset(
         "actors_degraded",
     }
 )
-"""The job document's fields derived from its shards (``encode_job``)."""
+"""The job document's fields derived from its shards (``MigrationJob``'s own derivation, sent as
+``encode_job`` writes them): the counts (``tally``, ``enrichment``, ``halt_basis`` and the
+``records_*`` and rate fields), the cursor (``last_audit_id``, the shards' watermark) and
+``rows_at_cursor`` (0 for a sharded job: each shard saves its own with its cursor, in its entry of
+``shards``), and ``progress_pct``. Written by ``summarised``; kept as stored by an ``unleased``
+transition (``jobs``), as ``ports.JobStore`` asks of every field that goes with the cursor."""
 WRITES: Final = "shard_writes"
 """The job document's count of its shard writes and status changes: what a summary is of (``_SUMMARY_OF``)."""
 _SUMMARY_OF: Final = "summary_of"
