@@ -16,8 +16,8 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +159,24 @@ def held_at_usman(usman: UsmanServer) -> Iterator[HeldRequest]:
         yield request
     finally:
         request.release.set()
+
+
+@contextmanager
+def held_still(pids: Iterable[int]) -> Iterator[list[int]]:
+    """SIGSTOP each of ``pids`` for the block (one already ended is passed over) and yield those
+    stopped; at the block's end, a failing one too, SIGCONT each of them. A process left stopped
+    never reads its pipe's EOF nor dies of SIGTERM: orphaned so, it outlives the session (``T``)."""
+    stopped: list[int] = []
+    try:
+        for pid in pids:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+                stopped.append(pid)
+        yield stopped
+    finally:
+        for pid in stopped:
+            with suppress(ProcessLookupError):  # ended meanwhile (killed, or reaped by its parent)
+                os.kill(pid, signal.SIGCONT)
 
 
 def kill_9(process: subprocess.Popen[str]) -> int:

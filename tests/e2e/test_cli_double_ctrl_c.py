@@ -87,6 +87,16 @@ def session_pids(session: int) -> list[int]:
     return found
 
 
+def end_session(session: int) -> None:
+    """SIGKILL every process left in ``session`` and wait until none is: stopped ones too (SIGKILL
+    ends a stopped process; SIGTERM or a closed pipe would wait for a SIGCONT), so a failed test
+    leaves no runner, fork server or page worker behind, stopped and orphaned to init."""
+    for pid in session_pids(session):
+        with contextlib.suppress(ProcessLookupError):  # ended since it was listed
+            os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not session_pids(session), timeout_s=BOUND_S, what="the session's processes to die")
+
+
 def start_dry_run(
     inputs: list[str], out: Path, stderr: IO[str] | int = subprocess.PIPE
 ) -> subprocess.Popen[str]:
@@ -124,6 +134,7 @@ def double_ctrl_c(
         if runner.poll() is None:
             runner.kill()
             runner.wait()
+        end_session(runner.pid)
     return runner.returncode, stderr.splitlines()
 
 
@@ -234,8 +245,7 @@ class TestStoppedWorker:
             if runner.poll() is None:
                 runner.kill()
                 runner.wait()
-            for pid in session_pids(runner.pid):
-                os.kill(pid, signal.SIGKILL)
+            end_session(runner.pid)
         lines = [line for line in stderr.splitlines() if line.strip()]
         assert runner.returncode == exit_codes.INTERRUPTED, lines
         assert lines, "no error line"
@@ -271,6 +281,7 @@ def three_ctrl_c_to_a_frozen_server(here: Path, inputs: list[str]) -> tuple[int,
     with (here / "stderr.txt").open("w", encoding="utf-8") as stderr:
         runner = start_dry_run(inputs, here / "logs.jsonl", stderr)
     servers: list[int] = []
+    lines: list[str] | None = None
     try:
         wait_for(
             lambda: stop_fork_server(runner, servers) or runner.poll() is not None,
@@ -292,7 +303,12 @@ def three_ctrl_c_to_a_frozen_server(here: Path, inputs: list[str]) -> tuple[int,
         for pid in servers:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: not session_pids(runner.pid), timeout_s=BOUND_S, what="its processes to end")
+        if lines is None:  # not this case, or failed: nothing of the run outlives the test
+            end_session(runner.pid)
+    try:
+        wait_for(lambda: not session_pids(runner.pid), timeout_s=BOUND_S, what="its processes to end")
+    finally:
+        end_session(runner.pid)
     return runner.returncode, [line for line in lines if line.strip()]
 
 

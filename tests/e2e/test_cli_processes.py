@@ -27,6 +27,7 @@ from processes import (
     CliProcesses,
     cli_environment,
     held_at_usman,
+    held_still,
     job_document,
     kill_9,
     seed_contacts,
@@ -435,11 +436,8 @@ class TestWorkersThroughProcesses:
         try:
             runner = crm.start(*run, **small_pages)
             wait_for(lambda: progressed(cdp, 0), timeout_s=COMMAND_TIMEOUT_S, what="a first saved batch")
-            runner.send_signal(signal.SIGSTOP)  # held still: it cannot finish the job before the kill
-            try:
+            with held_still([runner.pid]):  # it cannot finish the job before the kill
                 os.kill(pool_workers(runner.pid)[0], signal.SIGKILL)
-            finally:
-                runner.send_signal(signal.SIGCONT)
             assert runner.wait(timeout=COMMAND_TIMEOUT_S) == exit_codes.UNAVAILABLE
             lost = job_document(cdp)
             assert lost is not None

@@ -29,6 +29,7 @@ from processes import (
     COMPANY,
     TENANT,
     CliProcesses,
+    held_still,
     job_document,
     kill_9,
     stored_migrated,
@@ -167,22 +168,15 @@ class TestShardsSideBySide:
             )
             shard_pids = pool_workers(runner.pid)
             assert len(shard_pids) == 2  # --workers 2: shard 2 waits its turn
-            held = [runner.pid, *shard_pids]
-            for pid in held:  # held still: no shard ends, and the runner reads nothing, meanwhile
-                os.kill(pid, signal.SIGSTOP)
-            try:
+            # Held still: no shard ends, and the runner reads nothing, meanwhile. The victim is the
+            # fork server's child, not the stopped runner's: it may be reaped before it is continued.
+            with held_still([runner.pid, *shard_pids]):
                 owners = [s["lease_owner"] for s in shards_of(cdp)]
                 host = socket.gethostname()
                 assert owners[2] is None
                 assert {o for o in owners[:2] if o} <= {f"{host}:{pid}" for pid in shard_pids}
                 victim = next(pid for pid in shard_pids if f"{host}:{pid}" in owners)
                 os.kill(victim, signal.SIGKILL)
-            finally:
-                for pid in held:
-                    # The victim is the fork server's child, not the stopped runner's: it may be reaped
-                    # already, and then it is no process to continue.
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGCONT)
             assert runner.wait(timeout=COMMAND_TIMEOUT_S) == exit_codes.UNAVAILABLE
             wait_for(lambda: not any(map(running, shard_pids)), timeout_s=30, what="the shard processes")
             lost = shards_of(cdp)

@@ -15,6 +15,7 @@ import sys
 import time
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -85,6 +86,24 @@ sys.meta_path.insert(0, CtrlCAtImport())
 """
 
 
+def run_script_with_ctrl_c_at(tmp_path: Path, module: str, **popen: Any) -> subprocess.CompletedProcess[str]:
+    """The installed console script's ``--version``, a ``sitecustomize`` hook (``CTRL_C_AT_IMPORT``)
+    raising SIGINT as ``module`` is first imported; ``popen`` goes to ``subprocess.run`` as is."""
+    (tmp_path / "sitecustomize.py").write_text(CTRL_C_AT_IMPORT, encoding="utf-8")
+    script = Path(sys.executable).parent / SCRIPT
+    assert script.is_file(), f"{script}: the package is installed with its console script"
+    environment = {**os.environ, "PYTHONPATH": str(tmp_path), "CTRL_C_AT_IMPORT_OF": module}
+    return subprocess.run(
+        [str(script), "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=environment,
+        **popen,
+    )
+
+
 class TestCtrlCInTheFirstMilliseconds:
     """The installed script itself, with a Ctrl-C as it imports one module or another (a
     ``sitecustomize`` hook): before ``console.main`` installed its handler, Python's raised
@@ -100,18 +119,7 @@ class TestCtrlCInTheFirstMilliseconds:
         ],
     )
     def test_the_script_ends_130_with_one_line(self, tmp_path: Path, module: str) -> None:
-        (tmp_path / "sitecustomize.py").write_text(CTRL_C_AT_IMPORT, encoding="utf-8")
-        script = Path(sys.executable).parent / SCRIPT
-        assert script.is_file(), f"{script}: the package is installed with its console script"
-        environment = {**os.environ, "PYTHONPATH": str(tmp_path), "CTRL_C_AT_IMPORT_OF": module}
-        done = subprocess.run(
-            [str(script), "--version"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            env=environment,
-        )
+        done = run_script_with_ctrl_c_at(tmp_path, module)
         assert (done.returncode, done.stderr.splitlines()) == (
             130,
             ["error: INTERRUPTED: Ctrl-C while the command was starting; nothing was done"],
@@ -120,16 +128,7 @@ class TestCtrlCInTheFirstMilliseconds:
 
     def test_without_a_ctrl_c_the_script_runs(self, tmp_path: Path) -> None:
         """The hook itself changes nothing: a module never imported is never interrupted."""
-        (tmp_path / "sitecustomize.py").write_text(CTRL_C_AT_IMPORT, encoding="utf-8")
-        environment = {**os.environ, "PYTHONPATH": str(tmp_path), "CTRL_C_AT_IMPORT_OF": "no.such.module"}
-        done = subprocess.run(
-            [str(Path(sys.executable).parent / SCRIPT), "--version"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            env=environment,
-        )
+        done = run_script_with_ctrl_c_at(tmp_path, "no.such.module")
         assert (done.returncode, done.stderr) == (0, "")
         assert done.stdout.startswith("crm-audit-migrate, version ")
 
@@ -227,20 +226,9 @@ class TestStartedIgnoringSigint:
     a SIGINT meant for the shell's foreground ended the command 130."""
 
     def test_a_sigint_after_main_installed_its_handlers_is_still_ignored(self, tmp_path: Path) -> None:
-        (tmp_path / "sitecustomize.py").write_text(CTRL_C_AT_IMPORT, encoding="utf-8")
-        script = Path(sys.executable).parent / SCRIPT
-        environment = {
-            **os.environ,
-            "PYTHONPATH": str(tmp_path),
-            "CTRL_C_AT_IMPORT_OF": "crm_audit_adapters.cli",  # after ``main`` took SIGINT over
-        }
-        done = subprocess.run(
-            [str(script), "--version"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            env=environment,
+        done = run_script_with_ctrl_c_at(
+            tmp_path,
+            "crm_audit_adapters.cli",  # after ``main`` took SIGINT over
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # as a shell gives `cmd &`
         )
         assert (done.returncode, done.stderr) == (0, "")
