@@ -37,6 +37,7 @@ from crm_audit_transform.usecases.guards import new_job
 from crm_audit_transform.usecases.run import run_job
 from crm_audit_transform.usecases.settings import RunSettings
 from crm_audit_transform.usecases.shards import run_shard
+from support.stop_points import stop_points
 
 LONG = 150
 """The repeats of the long id: more than a page of rows set aside when the source pauses at 25."""
@@ -103,19 +104,22 @@ class TestLongRepeatResumedAsClean:
     def test_one_process_stopped_at_every_step(
         self, tmp_path: Path, audits: Path, same_source: bool, hold: int
     ) -> None:
-        """Stopped after any step (many among one id's rows) and resumed: a clean run's results."""
-        assert_stopped_at_every_step_as_clean(tmp_path, audits, same_source)
+        """Stopped after any step (many among one id's rows) and resumed: a clean run's results.
+        Together, the two resumes stop at every step for each hold, the two holds for each resume."""
+        assert_stopped_at_every_step_as_clean(tmp_path, audits, same_source, (hold != 1000) + same_source)
 
     def test_one_process_crashed_at_every_save(self, tmp_path: Path, audits: Path, hold: int) -> None:
-        """A crash between any step's write and its save, resumed in a new process: a clean run's."""
-        assert_crashed_at_every_save_as_clean(tmp_path, audits)
+        """A crash between any step's write and its save, resumed in a new process: a clean run's.
+        Together, the two holds crash at every save."""
+        assert_crashed_at_every_save_as_clean(tmp_path, audits, hold != 1000)
 
     def test_two_workers_stopped_and_crashed_anywhere(self, tmp_path: Path, audits: Path, hold: int) -> None:
-        """With a page pool reading byte ranges, stopped after each step and crashed at each save."""
+        """With a page pool reading byte ranges, stopped after each step and crashed at each save
+        (together, the two holds visit every step)."""
         reference = clean(tmp_path, audits, 1, None)
         with pipelines(2) as pool:
             assert clean(tmp_path, audits, 2, pool) == reference
-            for step in range(1, steps_of(tmp_path, audits) + 1):
+            for step in stop_points(1, steps_of(tmp_path, audits), hold != 1000):
                 assert stopped_at(tmp_path, audits, 2, pool, step, False) == reference, f"stopped at {step}"
                 assert crashed_at(tmp_path, audits, 2, pool, step) == reference, f"crashed at {step}"
 

@@ -36,6 +36,7 @@ from crm_audit_transform.usecases.settings import RunSettings
 from support.corpus_account import company_sso_id, contact_docs, dump_jsonl, sso_docs
 from support.corpus_world import CORPUS
 from support.page_workers import page_pool
+from support.stop_points import stop_points
 
 TENANT = "acme"
 COMPANY = company_sso_id(TENANT)
@@ -232,20 +233,21 @@ def steps_of(tmp_path: Path, audits: Path) -> int:
     return calls[0]
 
 
-def assert_stopped_at_every_step_as_clean(tmp_path: Path, audits: Path, same_source: bool) -> None:
-    """One process stopped after each step in turn, then resumed (by the same source or a new
-    one): each time a clean run's results."""
+def assert_stopped_at_every_step_as_clean(tmp_path: Path, audits: Path, same_source: bool, case: int) -> None:
+    """One process stopped after each step in turn (``stop_points``: this ``case``'s share of
+    them), then resumed (by the same source or a new one): each time a clean run's results."""
     reference = clean(tmp_path, audits, 1, None)
-    for step in range(1, steps_of(tmp_path, audits) + 1):
+    for step in stop_points(1, steps_of(tmp_path, audits), case):
         assert stopped_at(tmp_path, audits, 1, None, step, same_source) == reference, (
             f"stopped at step {step}"
         )
 
 
-def assert_crashed_at_every_save_as_clean(tmp_path: Path, audits: Path) -> None:
-    """One process crashed at each save in turn, then resumed in a new one: a clean run's results."""
+def assert_crashed_at_every_save_as_clean(tmp_path: Path, audits: Path, case: int) -> None:
+    """One process crashed at each save in turn (``stop_points``: this ``case``'s share of them),
+    then resumed in a new one: a clean run's results."""
     reference = clean(tmp_path, audits, 1, None)
-    for save in range(1, steps_of(tmp_path, audits) + 1):
+    for save in stop_points(1, steps_of(tmp_path, audits), case):
         assert crashed_at(tmp_path, audits, 1, None, save) == reference, f"crashed at save {save}"
 
 
@@ -274,20 +276,23 @@ class TestResumedAsClean:
     def test_one_process_stopped_at_every_step(
         self, tmp_path: Path, audits: Path, same_source: bool, hold: int
     ) -> None:
-        assert_stopped_at_every_step_as_clean(tmp_path, audits, same_source)
+        """Together, the two resumes stop at every step for each hold, the two holds for each resume."""
+        assert_stopped_at_every_step_as_clean(tmp_path, audits, same_source, (hold != 1000) + same_source)
 
     def test_one_process_crashed_at_every_save(self, tmp_path: Path, audits: Path, hold: int) -> None:
-        assert_crashed_at_every_save_as_clean(tmp_path, audits)
+        """Together, the two holds crash at every save."""
+        assert_crashed_at_every_save_as_clean(tmp_path, audits, hold != 1000)
 
     def test_two_workers_stopped_and_crashed_where_ids_repeat(
         self, tmp_path: Path, audits: Path, hold: int
     ) -> None:
         """With a page pool reading byte ranges: every stop point of the first steps, each in a new
-        process, and crashes at the same points; the outputs of one process's clean run."""
+        process, and crashes at the same points (together, the two holds visit each point); the
+        outputs of one process's clean run."""
         reference = clean(tmp_path, audits, 1, None)
         with pipelines(2) as pool:
             assert clean(tmp_path, audits, 2, pool) == reference
-            for step in range(1, 25):
+            for step in stop_points(1, 24, hold != 1000):
                 assert stopped_at(tmp_path, audits, 2, pool, step, False) == reference, f"stopped at {step}"
                 assert crashed_at(tmp_path, audits, 2, pool, step) == reference, f"crashed at {step}"
 
