@@ -4,8 +4,8 @@ leaves and what running it again does, which differs from one command to the nex
 A single message said "run again to resume" for every command, though only ``run`` resumes: a
 ``verify`` run again starts over, a ``rollback`` goes on deleting, a ``dry-run`` appends what its
 ``--out`` lacks. Each line here is what that command really does (docs/runner.md, the exit codes;
-the rollback's in ``usecases.rollback``, the dry run's in ``cli.dry_run._note_partial_output``,
-the repair's in docs/verify.md).
+the rollback's in ``usecases.rollback`` and ``usecases._rollback_delete.let_go``, the dry run's in
+``cli.dry_run._note_partial_output``, the repair's in docs/verify.md).
 
 It imports nothing of the package: ``console`` uses it when the CLI may not be loaded.
 """
@@ -21,8 +21,9 @@ ABORTED: Final = "aborted at once by Ctrl-C"
 AGAIN: Final[dict[str, str]] = {
     "run": "progress up to the last saved batch is kept: run again to resume",
     "rollback": (
-        "the logs it deleted stay deleted and are counted: run rollback again to delete the rest "
-        "and end the job rolled_back"
+        "the logs it deleted stay deleted and are counted (status shows them; a whole-account delete "
+        "cut short is counted by the next rollback): run rollback again to delete the rest and end "
+        "the job rolled_back"
     ),
     "verify": (
         "verify changes nothing (--repair: the logs it repaired stay, its leases were handed back): "

@@ -929,6 +929,22 @@ def _raise_after_delete(number: int, error: BaseException) -> Callable[[int], No
     return after_delete
 
 
+class _InterruptedInThe(_Chunks):
+    """``_Chunks`` whose delete number ``number`` raises ``error`` before it is applied (once)."""
+
+    def __init__(self, number: int, error: BaseException, logs: InMemoryActivityLogStore) -> None:
+        super().__init__(logs, lambda _: None)
+        self.number = number
+        self.error: BaseException | None = error
+
+    def delete_migrated_chunk(self, company_sso_id: str, chunk: Sequence[object]) -> int:
+        if len(self.sent) + 1 == self.number and self.error is not None:
+            self.sent.append(list(chunk))
+            error, self.error = self.error, None
+            raise error
+        return super().delete_migrated_chunk(company_sso_id, chunk)
+
+
 def _killed_after_the_third_delete(
     store: JobStore, memory: InMemoryActivityLogStore, clock: FixedClock
 ) -> _Chunks:
@@ -1027,31 +1043,97 @@ class TestRollbackInChunks:
         assert (done.deleted, job.status, job.logs_deleted, job.lease_owner) == (1, ROLLED_BACK, 5, None)
         assert memory.count_migrated("company-a") == 0
 
-    @pytest.mark.parametrize("error", [KeyboardInterrupt, StoreUnavailable])
-    def test_a_rollback_ended_by_an_error_it_survives_lets_go_of_its_hold(
-        self, store: JobStore, error: type[BaseException]
-    ) -> None:
-        """Ctrl-C (or a store gone) in its third delete: the two chunks deleted are counted and the
-        hold is cleared, the job left ``rolling_back``; ``rollback`` run again goes on at once (its
-        hold not yet expired: before, it was ``LeaseHeld`` for up to ``lease_seconds``)."""
+    def test_a_rollback_ended_by_a_store_error_lets_go_of_its_hold(self, store: JobStore) -> None:
+        """The store gone in its third delete (before it was applied): the two chunks deleted are
+        counted and the hold is cleared, the job left ``rolling_back``; ``rollback`` run again goes
+        on at once (its hold not yet expired: before, it was ``LeaseHeld`` for up to
+        ``lease_seconds``). The chunk stays the next one's: no delete is sent again to a store that
+        has just failed."""
         memory, clock = _five_logs(store)
-
-        class _Interrupted(_Chunks):
-            def delete_migrated_chunk(self, company_sso_id: str, chunk: Sequence[object]) -> int:
-                if len(self.sent) == 2:
-                    raise error("interrupted")
-                return super().delete_migrated_chunk(company_sso_id, chunk)
-
-        with pytest.raises(error):
-            rollback(
-                "company-a", RollbackPorts(store, _Interrupted(memory, lambda _: None), clock, LEASE, chunk=2)
-            )
+        interrupted = _InterruptedInThe(3, StoreUnavailable("gone"), memory)
+        with pytest.raises(StoreUnavailable):
+            rollback("company-a", RollbackPorts(store, interrupted, clock, LEASE, chunk=2))
         held = _job(store, "job-1")
         assert (held.status, held.logs_deleted, held.lease_owner) == (ROLLING_BACK, 4, None)
+        assert len(interrupted.sent) == 3  # nothing sent again
         done = rollback("company-a", RollbackPorts(store, memory, clock, LEASE, chunk=2))
         job = _job(store, "job-1")
         assert (done.deleted, job.status, job.logs_deleted, job.lease_owner) == (1, ROLLED_BACK, 5, None)
         assert memory.count_migrated("company-a") == 0
+
+    def test_a_ctrl_c_in_a_chunks_delete_sends_it_again_and_counts_it_as_it_lets_go(
+        self, store: JobStore
+    ) -> None:
+        """Ctrl-C in its second delete, before it was applied: letting go sends that chunk's delete
+        again and counts it in the same write, so the job shows the 4 logs deleted at once, as the
+        ``INTERRUPTED`` line says (before: 2 until the next rollback adopted the chunk); the next
+        rollback deletes the last log and counts 5, not 7."""
+        memory, clock = _five_logs(store)
+        interrupted = _InterruptedInThe(2, KeyboardInterrupt(), memory)
+        with pytest.raises(KeyboardInterrupt):
+            rollback("company-a", RollbackPorts(store, interrupted, clock, LEASE, chunk=2))
+        held = _job(store, "job-1")
+        assert (held.status, held.logs_deleted, held.lease_owner) == (ROLLING_BACK, 4, None)
+        assert (interrupted.sent[1], memory.count_migrated("company-a")) == (interrupted.sent[2], 1)
+        again = _Chunks(memory, lambda _: None)
+        done = rollback("company-a", RollbackPorts(store, again, clock, LEASE, chunk=2))
+        job = _job(store, "job-1")
+        assert (done.deleted, job.status, job.logs_deleted, job.lease_owner) == (1, ROLLED_BACK, 5, None)
+        assert len(again.sent) == 1  # nothing left in flight to adopt: the chunk was settled
+        assert memory.count_migrated("company-a") == 0
+
+    def test_a_ctrl_c_after_the_renewal_before_the_delete_is_sent_deletes_that_chunk_once(
+        self, store: JobStore
+    ) -> None:
+        """Ctrl-C after the renewal recorded the second chunk, before its delete went out: letting go
+        sends it (the chunk was the rollback's to delete) and counts it; 4 counted, 1 log left."""
+        memory, clock = _five_logs(store)
+
+        class _BeforeTheSend(_Chunks):
+            def delete_migrated_chunk(self, company_sso_id: str, chunk: Sequence[object]) -> int:
+                if len(self.sent) == 1 and not getattr(self, "cut", False):
+                    self.cut = True
+                    raise KeyboardInterrupt
+                return super().delete_migrated_chunk(company_sso_id, chunk)
+
+        first = _BeforeTheSend(memory, lambda _: None)
+        with pytest.raises(KeyboardInterrupt):
+            rollback("company-a", RollbackPorts(store, first, clock, LEASE, chunk=2))
+        held = _job(store, "job-1")
+        assert (held.status, held.logs_deleted, len(first.sent), memory.count_migrated("company-a")) == (
+            ROLLING_BACK,
+            4,
+            2,
+            1,
+        )
+
+    def test_a_rollback_killed_while_it_sends_the_chunk_again_leaves_it_for_the_next(
+        self, store: JobStore
+    ) -> None:
+        """kill -9 during the delete a Ctrl-C's letting go sends again: nothing more written, the chunk
+        recorded in flight; the next rollback (the hold expired) adopts it: 5 of 5, counted once."""
+        memory, clock = _five_logs(store)
+
+        class _KilledInTheResend(_InterruptedInThe):
+            def delete_migrated_chunk(self, company_sso_id: str, chunk: Sequence[object]) -> int:
+                if len(self.sent) == 3:  # the third delete was cut off; this is it sent again
+                    raise _Killed
+                return super().delete_migrated_chunk(company_sso_id, chunk)
+
+        killed = _KilledInTheResend(3, KeyboardInterrupt(), memory)
+        with pytest.raises(_Killed):
+            rollback("company-a", RollbackPorts(store, killed, clock, -LEASE, chunk=2))
+        held = _job(store, "job-1")
+        assert (held.status, held.logs_deleted) == (ROLLING_BACK, 4)
+        assert held.lease_owner is not None  # killed: the hold was not given back
+        done = rollback("company-a", RollbackPorts(store, memory, clock, LEASE, chunk=2))
+        job = _job(store, "job-1")
+        assert (done.deleted, job.status, job.logs_deleted, memory.count_migrated("company-a")) == (
+            1,
+            ROLLED_BACK,
+            5,
+            0,
+        )
 
     def test_a_renewal_cut_off_before_its_answer_is_counted_once(self, store: JobStore) -> None:
         """Ctrl-C inside the second renewal, after the store applied it (its answer lost): letting
@@ -1167,20 +1249,34 @@ class TestTheChunkInFlight:
         again = rollback("company-a", RollbackPorts(store, memory, clock, LEASE, chunk=2))
         assert (again.deleted, _job(store, "job-1").logs_deleted) == (0, 5)  # adopted once only
 
-    @pytest.mark.parametrize("error", [KeyboardInterrupt, StoreUnavailable])
-    def test_a_delete_whose_answer_is_lost_to_an_error_is_counted_by_the_next(
-        self, store: JobStore, error: type[BaseException]
+    def test_a_delete_whose_answer_is_lost_to_a_store_error_is_counted_by_the_next(
+        self, store: JobStore
     ) -> None:
-        """Ctrl-C (or the store gone) after the third delete was applied, its answer not seen: the
-        rollback lets go of its hold with that chunk left in flight, uncounted; the next adopts it.
-        Before, the chunk's log was deleted and never counted (4 of 5)."""
+        """The store gone after the third delete was applied, its answer not seen: the rollback lets
+        go of its hold with that chunk left in flight, uncounted; the next adopts it. Before, the
+        chunk's log was deleted and never counted (4 of 5)."""
         memory, clock = _five_logs(store)
 
-        answer_lost = _Chunks(memory, _raise_after_delete(3, error("interrupted")))
-        with pytest.raises(error):
+        answer_lost = _Chunks(memory, _raise_after_delete(3, StoreUnavailable("interrupted")))
+        with pytest.raises(StoreUnavailable):
             rollback("company-a", RollbackPorts(store, answer_lost, clock, LEASE, chunk=2))
         held = _job(store, "job-1")
         assert (held.status, held.logs_deleted, held.lease_owner) == (ROLLING_BACK, 4, None)
+        done = rollback("company-a", RollbackPorts(store, memory, clock, LEASE, chunk=2))
+        job = _job(store, "job-1")
+        assert (done.deleted, job.status, job.logs_deleted) == (0, ROLLED_BACK, 5)
+
+    def test_a_delete_whose_answer_is_lost_to_a_ctrl_c_is_counted_at_once(self, store: JobStore) -> None:
+        """Ctrl-C after the third delete was applied, its answer not seen: letting go sends it again
+        (it finds nothing) and counts the whole chunk: 5 while the job is still ``rolling_back``; the
+        next rollback has nothing to adopt and keeps 5."""
+        memory, clock = _five_logs(store)
+        answer_lost = _Chunks(memory, _raise_after_delete(3, KeyboardInterrupt()))
+        with pytest.raises(KeyboardInterrupt):
+            rollback("company-a", RollbackPorts(store, answer_lost, clock, LEASE, chunk=2))
+        held = _job(store, "job-1")
+        assert (held.status, held.logs_deleted, held.lease_owner) == (ROLLING_BACK, 5, None)
+        assert answer_lost.sent[-1] == answer_lost.sent[-2]  # the same chunk sent again
         done = rollback("company-a", RollbackPorts(store, memory, clock, LEASE, chunk=2))
         job = _job(store, "job-1")
         assert (done.deleted, job.status, job.logs_deleted) == (0, ROLLED_BACK, 5)

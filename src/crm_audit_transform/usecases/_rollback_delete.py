@@ -99,16 +99,30 @@ class Progress:
     """What the renewal in ``renewing`` records as the chunk in flight (``renew_rollback``'s ``sending``)."""
     in_flight: bool = False
     """A chunk's delete may have gone out and not returned: its count is unknown here."""
+    chunk: Sequence[object] = ()
+    """The ids of the chunk recorded in flight (this rollback's own, or one it adopted); empty for a
+    whole-account delete, which names no logs."""
 
 
-def let_go(held: MigrationJob, ports: RollbackPorts, owner: str, progress: Progress) -> None:
+def let_go(
+    held: MigrationJob, ports: RollbackPorts, owner: str, progress: Progress, *, interrupted: bool = False
+) -> None:
     """A rollback ended by an error it survives (Ctrl-C, a store gone after its retries): the chunk
     it deleted is counted and its hold cleared, the job left ``rolling_back``, so ``rollback`` run
     again goes on at once instead of meeting its own hold until it expires (only a process that
-    died, ``kill -9``, needs the expiry). A chunk whose delete did not return stays recorded in
-    flight, uncounted: the next rollback adopts it (``JobStore.adopt_rollback_chunk``). Best effort:
-    the store may be what failed."""
+    died, ``kill -9``, needs the expiry). Best effort: the store may be what failed.
+
+    A chunk whose delete did not return: after a Ctrl-C (``interrupted``) its delete is sent again
+    and all of it counted in that same write (``_finish_chunk``), so ``status`` shows every log the
+    rollback deleted as soon as it has stopped (the ``INTERRUPTED`` line says they are counted).
+    After any other error, or when that delete fails too, it stays recorded in flight, uncounted:
+    the next rollback adopts it (``JobStore.adopt_rollback_chunk``) — sending it again at once
+    would wait out the retries of a store that has just failed. A whole-account delete in flight
+    names no logs to send again (and one still running on the server would make a count of what
+    is left short): it is always the next rollback's to count."""
     jobs = ports.jobs
+    if interrupted:
+        _finish_chunk(held.company_sso_id, ports, progress)
     # A renewal cut off before its answer is sent again under its own marker, recording the same
     # chunk (counted once either way); otherwise the pending count goes under a new one, and the
     # chunk in flight is cleared when its delete returned (counted now), else left for the next.
@@ -124,6 +138,24 @@ def let_go(held: MigrationJob, ports: RollbackPorts, owner: str, progress: Progr
         jobs.give_back_rollback(
             attrs.evolve(held, status=ROLLING_BACK, updated_at=ports.clock.now()), owner=owner
         )
+
+
+def _finish_chunk(company_sso_id: str, ports: RollbackPorts, progress: Progress) -> None:
+    """The chunk in flight (``progress.chunk``) deleted again and all of it made the count still to
+    add, as an adopting rollback counts it (``delete_held``): every log of it existed when it was
+    read, and each is gone after this delete, whichever delete took it; so the count is exact even
+    when the first delete is still running on the server. Nothing when no chunk is in flight, when
+    a renewal's answer was lost (``renewing``: it is sent again as it was, the chunk left for the
+    next), or when the delete fails (left for the next, as before). A process killed during this
+    leaves the chunk recorded in flight, and the rollback that takes the hold over adopts it."""
+    logs, chunk = ports.logs, progress.chunk
+    if progress.renewing or not progress.in_flight or not chunk or not isinstance(logs, MigratedLogsInChunks):
+        return
+    try:
+        logs.delete_migrated_chunk(company_sso_id, chunk)
+    except Exception:  # best effort, as the rest of ``let_go``: the chunk stays the next rollback's
+        return
+    progress.pending, progress.in_flight, progress.chunk = len(chunk), False, ()
 
 
 def delete_held(
@@ -167,11 +199,16 @@ def delete_held(
         progress.pending = 0
         if sending is not None:
             progress.in_flight = isinstance(sending, WholeAccountDelete) or bool(sending)
+            progress.chunk = () if isinstance(sending, WholeAccountDelete) else sending
         return sent
 
-    def delete(chunks: MigratedLogsInChunks, chunk: Sequence[object]) -> int:
-        """The chunk in flight deleted; how many of its logs went."""
+    def delete(chunks: MigratedLogsInChunks, chunk: Sequence[object], counted: int | None = None) -> int:
+        """The chunk in flight deleted and made the count still to add (``counted``, else how many
+        of its logs went); how many went. The count is set before the chunk stops being in flight:
+        a Ctrl-C between the two finds it in flight and counts the chunk again in its place
+        (``_finish_chunk``), never neither."""
         deleted = chunks.delete_migrated_chunk(company_sso_id, chunk)
+        progress.pending = deleted if counted is None else counted
         progress.in_flight = False
         return deleted
 
@@ -194,9 +231,8 @@ def delete_held(
         progress.in_flight = False
         total += deleted
     elif adopted and isinstance(logs, MigratedLogsInChunks):  # ids: only a store with chunks records them
-        progress.in_flight = True
-        total += delete(logs, adopted)
-        progress.pending = len(adopted)
+        progress.in_flight, progress.chunk = True, adopted
+        total += delete(logs, adopted, len(adopted))
     if not isinstance(logs, MigratedLogsInChunks):
         if not isinstance(adopted, WholeAccountDelete):  # an adopted one has just deleted the rest
             progress.pending = whole()
@@ -206,8 +242,7 @@ def delete_held(
         renewed = renew(chunk)
         while dt.timedelta(0) < half <= clock.now() - renewed:
             renewed = renew(None)  # stalled since (a frozen process): the hold may be another's by now
-        progress.pending = delete(logs, chunk)
-        total += progress.pending
+        total += delete(logs, chunk)
         if not progress.pending:
             # A chunk its own store would not delete: the rest in one delete, as without chunks,
             # rather than reading the same chunk for ever.

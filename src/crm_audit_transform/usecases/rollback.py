@@ -42,7 +42,9 @@ the first gains nothing, and the operator is told who holds the account and unti
 runner's lease. A rollback that died (``kill -9``) leaves the account held until its lease expires
 (``status`` shows it); ``rollback`` run again after that takes the hold over and finishes it. One
 ended by an error it survives (Ctrl-C, a store gone after its retries) counts the chunk it deleted
-and clears its hold, the job left ``rolling_back`` (``let_go``): run again, it goes on at once. A
+and clears its hold, the job left ``rolling_back`` (``let_go``): run again, it goes on at once.
+Stopped by Ctrl-C in the middle of a chunk's delete, it sends that delete again and counts the chunk
+too, so ``logs_deleted`` holds every log it deleted once it has stopped. A
 rollback whose lease expired while it was still deleting (a frozen process) and was taken over finds
 it at its next renewal and stops, ``LeaseHeld``, before sending another delete; its last chunk is
 counted once: by the one that took over, which adopted it (``_rollback_delete``), or else by its own
@@ -178,8 +180,8 @@ def rollback(company_sso_id: str, ports: RollbackPorts) -> RollbackResult:
         deleted, last = delete_held(company_sso_id, held, ports, owner, progress)
     except (JobAlreadyRunning, LeaseHeld):
         raise  # the hold given back, or another's now
-    except (Exception, KeyboardInterrupt):
-        let_go(held, ports, owner, progress)
+    except (Exception, KeyboardInterrupt) as error:
+        let_go(held, ports, owner, progress, interrupted=isinstance(error, KeyboardInterrupt))
         raise
     # Added to the count as stored at this write, never to the one read before the hold: a rollback
     # that held the job before this one took it over may have added its own since (module docstring).
