@@ -187,6 +187,7 @@ def main() -> int:
     parser.add_argument("--stages", default="end_to_end_workers")
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
+    (HERE / "out").mkdir(exist_ok=True)  # the stages write their logs there (as ab_trees.py makes it)
     for round_ in range(args.repeat):
         for stage in args.stages.split(","):
             print(f"round {round_ + 1} {json.dumps(run(stage, args))}", flush=True)
