@@ -11,7 +11,8 @@ raised ``KeyboardInterrupt`` instead, and a Ctrl-C in the load's first milliseco
 ``signal`` alone takes a few) printed a traceback and died by the signal. Imported otherwise (a
 test, a worker, a library user) it changes nothing. Before this point only the interpreter's own
 start runs (``site`` included): a Ctrl-C there is Python's. Run as ``python -m crm_audit_adapters``
-(``__main__``) or ``python -m crm_audit_adapters.console``, the same: ``-m`` imports the package first.
+(``__main__``) or ``python -m crm_audit_adapters.console``, the same: ``-m`` imports the package first
+(interpreter flags beside it included: ``python -Im crm_audit_adapters``, ``-X dev -m …``).
 """
 
 from __future__ import annotations
@@ -29,22 +30,50 @@ def _hold(signum: int, frame: object) -> None:
     EARLY_SIGINTS.append(signum)
 
 
-MODULE_FORMS = ("crm_audit_adapters", "crm_audit_adapters.console")
-"""The modules ``python -m`` runs as the script (``__main__``, and ``console``'s own ``__main__`` block)."""
+MODULE_FORMS = ("crm_audit_adapters", "crm_audit_adapters.__main__", "crm_audit_adapters.console")
+"""The modules ``python -m`` runs as the script (``__main__``, named or not, and ``console``'s own
+``__main__`` block)."""
+
+
+def module_run(orig_argv: list[str]) -> str | None:
+    """The module named by ``-m`` in ``orig_argv`` (``sys.orig_argv``: the interpreter's own command
+    line), read as the interpreter reads its options: ``-m`` may end a group of flags (``-Im x``,
+    ``-um x``) or hold the name (``-mx``); ``-W`` and ``-X`` take a value (``-W ignore``, ``-Xdev``),
+    which is not an option; ``-c``, a script, ``-`` or ``--`` end the options with no module. None
+    without a ``-m``. (CPython's ``Python/getopt.c``; ``--check-hash-based-pycs`` is the one long
+    option with a value.)"""
+    words = iter(orig_argv[1:])
+    for word in words:
+        if word == "--check-hash-based-pycs":
+            next(words, None)
+            continue
+        if word in ("-", "--") or not word.startswith("-"):
+            return None
+        if word.startswith("--"):
+            continue
+        for at in range(1, len(word)):
+            if word[at] in "cmWX":
+                value = word[at + 1 :] or next(words, None)
+                if word[at] == "m":
+                    return value
+                if word[at] == "c":
+                    return None
+                break
+    return None
 
 
 def _as_the_script() -> bool:
     """Run as the console script, or as ``python -m`` one of ``MODULE_FORMS``: ``-m`` imports this
     package first, while ``sys.argv[0]`` is still ``-m`` and the module is named in ``sys.orig_argv``
-    (any other module of the package run so does not reach ``console.main``, which ends the hold)."""
+    (``module_run``; any other module of the package run so does not reach ``console.main``, which
+    ends the hold)."""
     main = _sys.modules.get("__main__")
     path = getattr(main, "__file__", None)
     if isinstance(path, str) and path.rpartition("/")[2] == SCRIPT:
         return True
-    if _sys.argv[:1] != ["-m"] or "-m" not in _sys.orig_argv:
-        return False
-    named = _sys.orig_argv[_sys.orig_argv.index("-m") + 1 :][:1]
-    return named[0] in MODULE_FORMS if named else False
+    # Not ``orig_argv.index("-m")``: ``python -Im crm_audit_adapters`` has no word ``-m``, and its
+    # Ctrl-C while loading was Python's traceback, exit 1.
+    return _sys.argv[:1] == ["-m"] and module_run(_sys.orig_argv) in MODULE_FORMS
 
 
 if _as_the_script():

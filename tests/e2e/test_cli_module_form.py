@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from test_cli_startup_interrupt import CTRL_C_AT_IMPORT
 
-from crm_audit_adapters import SCRIPT
+from crm_audit_adapters import SCRIPT, module_run
 from crm_audit_adapters.cli import exit_codes
 
 FORMS = ["crm_audit_adapters", "crm_audit_adapters.console"]
@@ -93,3 +93,61 @@ class TestTheModuleForm:
             ["error: INTERRUPTED: Ctrl-C while the command was starting; nothing was done"],
             "",
         )
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["-um", "crm_audit_adapters"],  # ``-m`` ending a group of flags: no word ``-m``
+        ["-mcrm_audit_adapters"],  # the module's name in the same word
+        ["-W", "ignore", "-m", "crm_audit_adapters"],  # ``-W``'s value is no option
+        ["-m", "crm_audit_adapters.__main__"],  # the package's ``__main__`` named
+    ],
+)
+def test_a_ctrl_c_while_it_loads_is_held_however_the_interpreter_is_told_the_module(
+    tmp_path: Path, flags: list[str]
+) -> None:
+    """The hold reads ``-m`` as the interpreter does: these printed ``KeyboardInterrupt``'s
+    traceback, exit 1, as ``python -Im crm_audit_adapters`` did."""
+    (tmp_path / "sitecustomize.py").write_text(CTRL_C_AT_IMPORT, encoding="utf-8")
+    env = {**os.environ, "CRM_AUDIT_SETTINGS": "", "PYTHONPATH": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, *flags, "--version"],
+        cwd=tmp_path,
+        env={**env, "CTRL_C_AT_IMPORT_OF": "crm_audit_adapters.console"},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert (done.returncode, done.stderr.splitlines(), done.stdout) == (
+        exit_codes.INTERRUPTED,
+        ["error: INTERRUPTED: Ctrl-C while the command was starting; nothing was done"],
+        "",
+    )
+
+
+@pytest.mark.parametrize(
+    ("orig_argv", "module"),
+    [
+        (["python", "-m", "crm_audit_adapters", "run"], "crm_audit_adapters"),
+        (["python", "-Im", "crm_audit_adapters"], "crm_audit_adapters"),
+        (["python", "-Esm", "crm_audit_adapters.console"], "crm_audit_adapters.console"),
+        (["python", "-mcrm_audit_adapters", "-m", "x"], "crm_audit_adapters"),
+        (["python", "-X", "dev", "-W", "error", "-m", "crm_audit_adapters"], "crm_audit_adapters"),
+        (["python", "-Xm", "-Wm", "-m", "crm_audit_adapters"], "crm_audit_adapters"),
+        (["python", "-W", "-m", "x"], None),  # ``-m`` is ``-W``'s value; ``x`` a script
+        (["python", "--check-hash-based-pycs", "always", "-m", "crm_audit_adapters"], "crm_audit_adapters"),
+        (["python", "script.py", "-m", "crm_audit_adapters"], None),
+        (["python", "-c", "pass", "-m", "crm_audit_adapters"], None),
+        (["python", "-Ic", "-m"], None),
+        (["python", "--", "-m", "crm_audit_adapters"], None),
+        (["python", "-", "-m", "crm_audit_adapters"], None),
+        (["python", "-m"], None),
+        (["python"], None),
+    ],
+)
+def test_the_module_run_is_read_as_the_interpreter_reads_its_options(
+    orig_argv: list[str], module: str | None
+) -> None:
+    assert module_run(orig_argv) == module
