@@ -105,7 +105,10 @@ def crm(
 
 
 def status_of(crm: CliProcesses) -> dict[str, Any]:
-    shown = crm("status", "--company-sso-id", COMPANY, "--json")
+    """``status --json``, run in this process (``CliProcesses.inline``): it reads what the runners'
+    processes stored, and an interpreter start per look (a dozen a test, seconds each on a busy
+    machine) would test nothing more."""
+    shown = crm.inline("status", "--company-sso-id", COMPANY, "--json")
     assert shown.returncode == 0, shown.stderr
     return json.loads(shown.stdout)
 
