@@ -10,9 +10,11 @@ and every repeat across a cut; 300 and 4096, cuts falling inside long lines; 1 M
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import os
 import pickle
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from test_files_audit_spans import CAP, EPOCH, SCOPE, TENANT, corpus_docs, hosti
 from crm_audit_adapters.files import AuditOrderError, CheckedRows, FileAuditSource, FileFormatError
 from crm_audit_adapters.files.audit_ranges import FileRangeSource, line_ranges
 from crm_audit_adapters.files.lines import LineWindow, numbered_lines
+from crm_audit_adapters.files.psql_csv import csv_records
 from crm_audit_transform.domain import Outcome, Skipped
 from crm_audit_transform.transformer import PageResult
 from crm_audit_transform.usecases.pages import PageSpan, TransformedPage, read_ids
@@ -50,9 +53,8 @@ def odd_lines() -> list[bytes]:
     return lines
 
 
-def by_page(source: FileAuditSource, limit: int, told: Pages) -> None:
-    """What the run loop reads with ``page``: appended to ``told``, up to an error."""
-    after = 0
+def by_page(source: FileAuditSource, limit: int, told: Pages, after: int = 0) -> None:
+    """What the run loop reads with ``page`` after ``after``: appended to ``told``, up to an error."""
     while True:
         rows = source.page(TENANT, SCOPE, after_id=after, cutoff=EPOCH, limit=limit)
         aside = list(source.take_set_aside())
@@ -170,6 +172,121 @@ class TestAFileCutShortWhileRead:
         ):
             list(numbered_lines(path, window=window))
         assert list(numbered_lines(path, window=LineWindow(0, 1, 8))) == [(1, b"one\n"), (2, b"two\n")]
+
+
+def line_end_near(path: Path, fraction: float) -> int:
+    """The offset just past the first line end at or after ``fraction`` of the file: a cut there
+    tears no line, so no malformed line tells that rows were lost."""
+    data = path.read_bytes()
+    return data.index(b"\n", int(len(data) * fraction)) + 1
+
+
+class TestAFileCutShortAtALineEnd:
+    """A file cut short at a line end while it is read leaves no torn line: each read that ended at
+    the new end took it for the file's end, and a dry run ended exit 0 with the rest unread."""
+
+    def test_lines_read_to_an_end_short_of_the_files_size_when_opened_are_refused(
+        self, tmp_path: Path
+    ) -> None:
+        path = write(tmp_path / "lines.jsonl", [b"%04d" % number + b"x" * 36 for number in range(2000)])
+        lines = numbered_lines(path, hold_bytes=64)
+        assert next(lines) == (1, b"0000" + b"x" * 36 + b"\n")
+        cut = line_end_near(path, 0.5)
+        os.truncate(path, cut)
+        with pytest.raises(
+            FileFormatError, match=f"ends at byte {cut}, short of the .* changed while it was read"
+        ):
+            list(lines)
+        assert len(list(numbered_lines(path))) == cut // 41  # read whole once cut: nothing to refuse
+
+    def test_csv_records_read_to_an_end_short_of_the_files_size_when_opened_are_refused(
+        self, tmp_path: Path
+    ) -> None:
+        path = write(tmp_path / "audits.csv", [b'%d,"a\nb"' % number for number in range(5000)])
+        records = csv_records(path)
+        assert next(records) == (1, b'0,"a\nb"')
+        os.truncate(path, line_end_near(path, 0.5))
+        with pytest.raises(FileFormatError, match="it changed while it was read"):
+            list(records)
+
+    def test_a_pipe_has_no_size_to_check_and_is_read_whole(self, tmp_path: Path) -> None:
+        pipe = tmp_path / "audits.csv"
+        for read, expected in (
+            (numbered_lines, [(1, b"1,a\n"), (2, b"2,b\n")]),
+            (csv_records, [(1, b"1,a"), (2, b"2,b")]),
+        ):
+            os.mkfifo(pipe)
+            writer = threading.Thread(target=pipe.write_bytes, args=(b"1,a\n2,b\n",))
+            writer.start()
+            try:
+                assert list(read(pipe)) == expected
+            finally:
+                writer.join()
+                pipe.unlink()
+
+    def test_a_source_read_page_by_page_stops_when_the_file_is_cut_after_its_first_page(
+        self, tmp_path: Path
+    ) -> None:
+        path = write(tmp_path / "audits.jsonl", [json.dumps(doc).encode() for doc in corpus_docs()])
+        source = FileAuditSource(path, TENANT, checked=CheckedRows(path), max_record_bytes=CAP)
+        first = source.page(TENANT, SCOPE, after_id=0, cutoff=EPOCH, limit=5)
+        assert len(first) == 5
+        os.truncate(path, line_end_near(path, 0.5))
+        told: Pages = [([row.id for row in first], list(source.take_set_aside()))]
+        with pytest.raises(FileFormatError, match="it changed while it was read"):
+            by_page(source, 50, told, after=first[-1].id)  # as the run loop asks: the same read goes on
+        assert len(told) > 1  # pages were read past the first before the end was found
+
+    def test_ranges_cut_after_the_file_was_cut_at_a_line_end_stop_the_read(self, tmp_path: Path) -> None:
+        """The ranges are cut as they are asked (blocks of 1 MiB): those cut from the shorter file
+        end at its new end, which is no torn line and no window past the end."""
+        path = write(tmp_path / "audits.jsonl", [json.dumps(doc).encode() for doc in corpus_docs()])
+        assert path.stat().st_size > 1 << 20  # the cut lies past the first block line_ranges reads
+        source = FileRangeSource(
+            path, TENANT, checked=CheckedRows(path), range_bytes=300, max_record_bytes=CAP
+        )
+
+        def cut_after_the_first(spans: Iterable[PageSpan]) -> Iterator[TransformedPage]:
+            spans = iter(spans)
+            first = next(spans)
+            os.truncate(path, line_end_near(path, 0.75))
+            return in_process(itertools.chain([first], spans), source)  # the rest cut as asked
+
+        read: list[int] = []
+        pages = source.pages_by_range(
+            TENANT,
+            SCOPE,
+            after_id=0,
+            cutoff=EPOCH,
+            limit=50,
+            transform=cut_after_the_first,
+            on_set_aside=lambda outcomes: None,
+        )
+        with pytest.raises(FileFormatError, match=r"short of the .* changed while it was read"):
+            read.extend(id for page in pages for id in page.ids)
+        assert read  # the pages before the new end were handed first
+
+    def test_ranges_of_a_file_cut_since_the_run_opened_it_are_refused(self, tmp_path: Path) -> None:
+        path = write(tmp_path / "audits.jsonl", [json.dumps(doc).encode() for doc in corpus_docs()])
+        source = FileRangeSource(
+            path, TENANT, checked=CheckedRows(path), range_bytes=300, max_record_bytes=CAP
+        )
+        os.truncate(path, line_end_near(path, 0.5))  # before any range is cut
+        with pytest.raises(FileFormatError, match=r"short of the .* changed while it was read"):
+            by_range(source, 50, [])
+
+    def test_line_ranges_cut_lazily_stop_at_an_end_short_of_the_files_size(self, tmp_path: Path) -> None:
+        path = write(tmp_path / "lines.jsonl", [b"x" * 40 for _ in range(1000)])
+        ranges = line_ranges(path, 100, block=64)  # buffered: the first read holds 8 KiB at most
+        assert next(ranges) == (0, 1, 123)
+        os.truncate(path, 41 * 500)
+        with pytest.raises(
+            FileFormatError, match="line 501: the file ends at byte 20500, short of the 41000"
+        ):
+            list(ranges)
+        assert list(line_ranges(path, 100, block=64, least=41 * 500))[-1][2] == 20500
+        with pytest.raises(FileFormatError, match="short of the 41000"):
+            list(line_ranges(path, 100, least=41000))
 
 
 class TestTheSameAsPages:

@@ -45,7 +45,7 @@ from .audit_spans import FileSpanReader, FileSpanSource
 from .audits import FileFormat
 from .checked_rows import CheckedRows
 from .errors import FileFormatError
-from .lines import LineWindow, PathLike, SetAside
+from .lines import LineWindow, PathLike, SetAside, check_read_whole, size_if_regular
 from .psql_csv import DEFAULT_MAX_RECORD_BYTES
 from .scope_keys import text_bytes
 
@@ -184,14 +184,24 @@ class FileRangeReader(FileSpanReader):
         return super().__call__(span)
 
 
-def line_ranges(path: PathLike, size: int, *, block: int = _BLOCK) -> Iterator[tuple[int, int, int]]:
+def line_ranges(
+    path: PathLike, size: int, *, block: int = _BLOCK, least: int | None = None
+) -> Iterator[tuple[int, int, int]]:
     """The file cut into ranges ``(start, first line, stop)``: each from a line's start to just
     past the first line end at or after ``size`` bytes in (the last to the file's end), with the
     number of its first line. Read in blocks of ``block`` bytes, counting newlines only; a line of
-    any length lies whole in one range."""
+    any length lies whole in one range.
+
+    The ranges are cut as they are asked, so the file may be cut short meanwhile: when its end is
+    found short of the bytes it held when it was opened here, or of ``least`` (the bytes it held
+    when the run opened it), ``FileFormatError`` (``lines.check_read_whole``) instead of a last
+    range that ends the read with the rest unread."""
     if size <= 0:
         raise ValueError(f"a range holds at least one byte, got {size}")
     with open(path, "rb") as stream:
+        opened = size_if_regular(stream)
+        if least is not None:
+            opened = max(opened or 0, least)
         start, line, offset = 0, 1, 0  # the range's start and first line; the block's offset
         newlines = 0  # line ends from the range's start to the block's
         while chunk := stream.read(block):
@@ -206,6 +216,7 @@ def line_ranges(path: PathLike, size: int, *, block: int = _BLOCK) -> Iterator[t
                 yield start, line, stop
                 start, line, newlines, at = stop, line + newlines, 0, end + 1
             offset += len(chunk)
+        check_read_whole(path, line + newlines, offset, opened)
         if start < offset:
             yield start, line, offset
 
@@ -219,7 +230,7 @@ class FileRangeSource(FileSpanSource):
     with ``ValueError`` when the run's pages are asked (the CLI refuses one before it opens it).
     """
 
-    __slots__ = ("_range_bytes",)
+    __slots__ = ("_opened_size", "_range_bytes")
 
     def __init__(
         self,
@@ -245,6 +256,8 @@ class FileRangeSource(FileSpanSource):
             page_bytes=page_bytes,
         )
         self._range_bytes = range_bytes
+        # The file's bytes when the run opened it: the ranges, cut later, must reach them (line_ranges).
+        self._opened_size = _regular_size(path)
 
     def __repr__(self) -> str:
         return f"FileRangeSource({str(self._path)!r}, {self._tenant!r})"
@@ -283,7 +296,7 @@ class FileRangeSource(FileSpanSource):
         scope = tuple(scope)
         spans = (
             PageSpan(tenant, scope, cutoff, (), extent)
-            for extent in line_ranges(self._path, self._range_bytes)
+            for extent in line_ranges(self._path, self._range_bytes, least=self._opened_size)
         )
         ranges = transform(spans)
         try:
@@ -487,3 +500,12 @@ class _Merge:
         self._ids, self._outcomes, self._fell, self._degraded, self._parts = [], [], [], [], []
         self._budget = self._page_bytes
         return page
+
+
+def _regular_size(path: PathLike) -> int | None:
+    """The bytes of a regular file, else None (not one, or not there: the read says why)."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_size if stat.S_ISREG(status.st_mode) else None

@@ -16,6 +16,7 @@ import enum
 import json
 import os
 import re
+import stat
 from collections.abc import Callable, Collection, Iterator
 from typing import Any, BinaryIO, Final, Literal, TypeAlias, overload
 
@@ -57,6 +58,28 @@ LONG_LINE_HEAD: Final = 1 << 20
 """The bytes of an over-long line kept for ``on_long`` (1 MiB): enough for the members before its
 long value (a row's ``tenant`` and ``id``), never the line itself. Also the bytes of any line held
 before it is known to fit ``MAX_LINE_BYTES`` (``whole_or_long``)."""
+
+
+def size_if_regular(stream: BinaryIO) -> int | None:
+    """The bytes of the open file when it is a regular file (``os.fstat``), else None (a pipe, a
+    terminal: no size to hold a read to)."""
+    status = os.fstat(stream.fileno())
+    return status.st_size if stat.S_ISREG(status.st_mode) else None
+
+
+def check_read_whole(path: PathLike, line: int, reached: int, size: int | None) -> None:
+    """``FileFormatError`` naming ``line`` (the one after the last read) when a read that found
+    the file's end at byte ``reached`` stopped short of ``size``, the bytes the file held when the
+    read (or the run) opened it: the file was cut short while it was read, so the rows past
+    ``reached`` would be silently lost. A cut at a line end leaves no malformed line to say so;
+    this does (docs/files.md). ``size`` None (not a regular file): nothing to check."""
+    if size is not None and reached < size:
+        raise FileFormatError(
+            path,
+            line,
+            f"the file ends at byte {reached}, short of the {size} bytes it held when it was opened: "
+            "it changed while it was read",
+        )
 
 
 def hold_limit(stream: BinaryIO, max_bytes: int, hold_bytes: int = LONG_LINE_HEAD) -> int:
@@ -140,13 +163,17 @@ def numbered_lines(
     line instead of the head, and the line is not yielded.
     With ``window``, the lines from its ``start`` (numbered from its ``first``) up to its ``stop``,
     the window told where each line given lies (``LineWindow``); ``FileFormatError`` when the file
-    ends before ``stop`` (it was cut short since the window was cut).
+    ends before ``stop`` (it was cut short since the window was cut). Without a ``stop``, a read
+    whose end lies short of the file's size when it was opened raises it too (``check_read_whole``:
+    the file was cut short, at a line end perhaps, while it was read); one ``fstat`` a read.
     With ``mark_long``, each line given to ``on_long`` is then given as ``b""`` (no line read is
     empty: each holds at least its terminator or one byte), the window not moved, so that the
     caller gets control back after it (``SetAside``).
     """
     number, begin, stop = 0, 0, None
     with open(path, "rb") as stream:
+        # Its size as opened: a read that ends short of it was cut short (check_read_whole).
+        opened = size_if_regular(stream)
         if window is not None:
             number, begin, stop = window.first - 1, stream.seek(window.start), window.stop
         readline = stream.readline
@@ -199,6 +226,8 @@ def numbered_lines(
                 f"the file ends at byte {begin}, inside the part being read (to byte {stop}): "
                 "it changed while it was read",
             )
+        if stop is None and opened is not None:  # a pipe cannot tell where it is, nor be cut
+            check_read_whole(path, number + 1, stream.tell(), opened)
 
 
 def leading_members(head: bytes) -> dict[str, Any]:

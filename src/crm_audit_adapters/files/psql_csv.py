@@ -22,7 +22,17 @@ from collections.abc import Callable, Iterator
 from typing import Final, NamedTuple
 
 from .errors import FileFormatError
-from .lines import LONG_LINE_HEAD, MAX_LINE_BYTES, PathLike, decode, escaped, hold_limit, not_utf8
+from .lines import (
+    LONG_LINE_HEAD,
+    MAX_LINE_BYTES,
+    PathLike,
+    check_read_whole,
+    decode,
+    escaped,
+    hold_limit,
+    not_utf8,
+    size_if_regular,
+)
 
 DEFAULT_MAX_RECORD_BYTES: Final = MAX_LINE_BYTES
 
@@ -54,7 +64,9 @@ def csv_records(
     A record ends at the first line end outside quotes. One longer than ``max_record_bytes`` raises
     ``FileFormatError`` naming its first line. With ``on_long``, such a record is read on to its end
     in blocks of ``LONG_LINE_HEAD`` and never held: ``on_long(first line, LongRecord)`` is called,
-    and the records after it follow. An unterminated quote at the end of the file always raises.
+    and the records after it follow. An unterminated quote at the end of the file always raises, and
+    so does an end short of the file's size when it was opened (``lines.check_read_whole``: it was
+    cut short while it was read).
 
     A record is held whole only once it is known to fit: past its first ``hold_bytes`` it is
     measured in blocks, not held, and read again whole from where it starts when it fits (as
@@ -65,6 +77,7 @@ def csv_records(
     quotes = size = start = number = 0
     at_line_start = True
     with open(path, "rb") as stream:
+        opened = size_if_regular(stream)  # a read that ends short of it was cut short
         readline = stream.readline
         limit = hold_limit(stream, max_record_bytes, hold_bytes)
         while raw := readline(limit + 1 - size):
@@ -125,6 +138,8 @@ def csv_records(
             record = record[:-2] if record.endswith(b"\r\n") else record.removesuffix(b"\n")
             if record:
                 yield start, record
+        if opened is not None:  # a pipe cannot tell where it is, nor be cut
+            check_read_whole(path, number + 1, stream.tell(), opened)
     if parts:
         raise FileFormatError(path, start, "unterminated quoted field at the end of the file")
 
