@@ -11,7 +11,7 @@ new one (another process: its rows set aside are reported from the file's start 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from crm_audit_transform.tally import Tally
 from crm_audit_transform.usecases.guards import new_job
 from crm_audit_transform.usecases.run import run_job
 from crm_audit_transform.usecases.settings import RunSettings
+from crm_audit_transform.usecases.shards import run_shard
 from support.corpus_account import company_sso_id, contact_docs, dump_jsonl, sso_docs
 from support.corpus_world import CORPUS
 from support.page_workers import page_pool
@@ -67,16 +68,24 @@ def repeating_lines(rows: int = 120) -> list[str]:
 
 
 class Account:
-    """The dry run's ports over ``audits``, with a job store that outlives a run (a resume)."""
+    """The dry run's ports over ``audits``, with a job store that outlives a run (a resume); with
+    ``shards`` > 1 a sharded job (library use), whose unfinished shards a run takes in turn."""
 
     def __init__(
-        self, tmp_path: Path, audits: Path, out: Path, workers: int, settings: RunSettings = SETTINGS
+        self,
+        tmp_path: Path,
+        audits: Path,
+        out: Path,
+        workers: int,
+        settings: RunSettings = SETTINGS,
+        shards: int = 1,
     ) -> None:
         contacts, sso = tmp_path / "contacts.jsonl", tmp_path / "sso.jsonl"
         contacts.write_text(dump_jsonl(contact_docs(TENANT)), encoding="utf-8")
         sso.write_text(dump_jsonl(sso_docs(TENANT)), encoding="utf-8")
         files = DryRunFiles(audits, CORPUS / "users.jsonl", contacts, sso, None)
         self.audits, self.out, self.workers, self.settings = audits, out, workers, settings
+        self.shards = shards
         self.outcomes: list[dict[str, object]] = []
         self.sink = JsonlActivityLogSink(out, fsync="never")
         service = dry_run_service(COMPANY, TENANT, files, self.sink)
@@ -89,7 +98,8 @@ class Account:
             source=self.ports.source,
             scope=tuple(self.transformer.scope),
             now=self.ports.clock.now(),
-            every_row=True,
+            every_row=shards == 1,
+            shards=shards,
         )
         self.jobs.create(job)  # type: ignore[attr-defined]
 
@@ -106,6 +116,9 @@ class Account:
         self.ports = attrs.evolve(self.ports, source=self._source(), logs=self.sink, jobs=jobs or self.jobs)
 
     def run(self, pipeline: PagePipeline | None, **options: Any) -> MigrationJob:
+        if self.shards > 1:
+            return self._run_shards(pipeline, **options)
+
         def on_outcomes(outcomes: Sequence[Outcome]) -> None:
             self.outcomes.extend(outcome_record(outcome, TENANT) for outcome in outcomes)
 
@@ -120,6 +133,25 @@ class Account:
             **options,
         ).job
 
+    def _run_shards(
+        self, pipeline: PagePipeline | None, should_stop: Callable[[], bool] = lambda: False
+    ) -> MigrationJob:
+        """The job's unfinished shards in turn (``run_shard``: no outcome listed), until a stop."""
+        job = self.ports.jobs.latest(COMPANY)
+        assert job is not None
+        assert len(job.shards) == self.shards
+        for shard in range(self.shards):
+            if job.shards[shard].status == "completed":
+                continue
+            ran = run_shard(
+                COMPANY, shard, self.ports, self.transformer, jobs=self.ports.jobs, owner=OWNER,
+                settings=self.settings, should_stop=should_stop, pipeline=pipeline,
+            )  # fmt: skip
+            job = ran.job
+            if ran.stopped:
+                break
+        return job
+
 
 Ran = tuple[Tally, str, int, str | None, bytes, list[dict[str, object]]]
 """The job's counts, status, cursor and halt reason, the bytes written and the outcomes listed."""
@@ -132,8 +164,8 @@ def result(account: Account, job: MigrationJob) -> Ran:
 
 
 class FailingSave:
-    """A job store whose ``save_progress`` fails its ``on_call``-th call: the step was written, its
-    progress not (a process killed between the two)."""
+    """A job store whose ``save_progress`` (or a shard's ``save_shard_progress``) fails its
+    ``on_call``-th call: the step was written, its progress not (a process killed between the two)."""
 
     def __init__(self, inner: Any, on_call: int) -> None:
         self._inner, self._on_call, self.calls = inner, on_call, 0
@@ -146,6 +178,12 @@ class FailingSave:
         if self.calls == self._on_call:
             raise StoreUnavailable("the runner died here")
         return self._inner.save_progress(*args, **kwargs)
+
+    def save_shard_progress(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.calls == self._on_call:
+            raise StoreUnavailable("the runner died here")
+        return self._inner.save_shard_progress(*args, **kwargs)
 
 
 @contextmanager
@@ -166,8 +204,9 @@ def clean(
     workers: int,
     pipeline: PagePipeline | None,
     settings: RunSettings = SETTINGS,
+    shards: int = 1,
 ) -> Ran:
-    account = Account(tmp_path, audits, tmp_path / "clean.jsonl", workers, settings)
+    account = Account(tmp_path, audits, tmp_path / "clean.jsonl", workers, settings, shards)
     return result(account, account.run(pipeline))
 
 
@@ -179,10 +218,11 @@ def stopped_at(
     step: int,
     same_source: bool,
     settings: RunSettings = SETTINGS,
+    shards: int = 1,
 ) -> Ran:
     """Stopped after its ``step``-th step (a Ctrl-C), then run again to its end."""
     out = tmp_path / f"stopped-{step}-{same_source}.jsonl"
-    account = Account(tmp_path, audits, out, workers, settings)
+    account = Account(tmp_path, audits, out, workers, settings, shards)
     calls = iter(range(1, 10_000))
     first = account.run(pipeline, should_stop=lambda: next(calls) == step)
     if first.status != "in_progress":
@@ -199,10 +239,11 @@ def crashed_at(
     pipeline: PagePipeline | None,
     save: int,
     settings: RunSettings = SETTINGS,
+    shards: int = 1,
 ) -> Ran:
     """Its ``save``-th progress write failing after its step was written (``kill -9``), then run
     again in a new process to its end."""
-    account = Account(tmp_path, audits, tmp_path / f"crashed-{save}.jsonl", workers, settings)
+    account = Account(tmp_path, audits, tmp_path / f"crashed-{save}.jsonl", workers, settings, shards)
     account.anew(keep_sink=True, jobs=FailingSave(account.jobs, save))
     try:
         job = account.run(pipeline)
@@ -219,9 +260,9 @@ def audits(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def steps_of(tmp_path: Path, audits: Path) -> int:
+def steps_of(tmp_path: Path, audits: Path, shards: int = 1) -> int:
     """How many steps (and so should_stop calls) a clean run has."""
-    account = Account(tmp_path, audits, tmp_path / "count.jsonl", 1)
+    account = Account(tmp_path, audits, tmp_path / "count.jsonl", 1, shards=shards)
     calls = [0]
 
     def count() -> bool:
@@ -233,22 +274,38 @@ def steps_of(tmp_path: Path, audits: Path) -> int:
     return calls[0]
 
 
-def assert_stopped_at_every_step_as_clean(tmp_path: Path, audits: Path, same_source: bool, case: int) -> None:
+def reference_of(tmp_path: Path, audits: Path, shards: int = 1) -> Ran:
+    """A clean run's results in one process; a sharded job's, once checked to be an unsharded
+    run's (its counts, status, cursor and bytes: ``run_shard`` lists no outcomes)."""
+    unsharded = clean(tmp_path, audits, 1, None)
+    if shards == 1:
+        return unsharded
+    sharded = clean(tmp_path, audits, 1, None, shards=shards)
+    assert sharded[:5] == unsharded[:5]
+    return sharded
+
+
+def assert_stopped_at_every_step_as_clean(
+    tmp_path: Path, audits: Path, same_source: bool, case: int, shards: int = 1
+) -> None:
     """One process stopped after each step in turn (``stop_points``: this ``case``'s share of
-    them), then resumed (by the same source or a new one): each time a clean run's results."""
-    reference = clean(tmp_path, audits, 1, None)
-    for step in stop_points(1, steps_of(tmp_path, audits), case):
-        assert stopped_at(tmp_path, audits, 1, None, step, same_source) == reference, (
+    them), then resumed (by the same source or a new one): each time a clean run's results (a
+    sharded job's: its shards run in turn)."""
+    reference = reference_of(tmp_path, audits, shards)
+    for step in stop_points(1, steps_of(tmp_path, audits, shards), case):
+        assert stopped_at(tmp_path, audits, 1, None, step, same_source, shards=shards) == reference, (
             f"stopped at step {step}"
         )
 
 
-def assert_crashed_at_every_save_as_clean(tmp_path: Path, audits: Path, case: int) -> None:
+def assert_crashed_at_every_save_as_clean(tmp_path: Path, audits: Path, case: int, shards: int = 1) -> None:
     """One process crashed at each save in turn (``stop_points``: this ``case``'s share of them),
     then resumed in a new one: a clean run's results."""
-    reference = clean(tmp_path, audits, 1, None)
-    for save in stop_points(1, steps_of(tmp_path, audits), case):
-        assert crashed_at(tmp_path, audits, 1, None, save) == reference, f"crashed at save {save}"
+    reference = reference_of(tmp_path, audits, shards)
+    for save in stop_points(1, steps_of(tmp_path, audits, shards), case):
+        assert crashed_at(tmp_path, audits, 1, None, save, shards=shards) == reference, (
+            f"crashed at save {save}"
+        )
 
 
 @pytest.fixture(params=[1000, 2], ids=["pages", "pauses"])

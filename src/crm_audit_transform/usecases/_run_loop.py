@@ -263,22 +263,33 @@ class RunLoop:
 
         Each page is asked after the last one's highest id, its rows' or the rows set aside with it
         (``ports.RowsSetAside``): past what the source handed, so that it goes on reading where it
-        paused, and reads again only for a cursor behind what it handed (a resume)."""
+        paused, and reads again only for a cursor behind what it handed (a resume).
+
+        A shard's walk ends once the source handed an id past its range's ``until_id`` (those rows
+        are the next shard's) or reached its end. Where ids are unique, a page whose last row is
+        ``until_id`` is the range's last. A source that sets rows aside may repeat ``until_id``
+        after that row (a file's repeats, read with the next page): the walk asks one more page
+        after it (``_page_limit``), whose rows set aside of ``until_id`` are this shard's, and whose
+        row past it, if any, is dropped (it used to stop at the row, and the repeats were nobody's:
+        the next shard counts no id at or below its ``after_id``)."""
         assert self._counted is not None  # set by run
         after_id = self._aside_last = self._counted.after_id
+        until_id = self._until_id
         while True:
             limit = self._page_limit(after_id)
             if limit == 0:
                 return  # a shard whose cursor reached the end of its range
             items = fetch(after_id, limit)
-            last = False
-            if self._until_id is not None and items and id_of(items[-1]) >= self._until_id:
-                # A shard's last page: it reached its range's end; rows past it are the next shard's.
-                until_id = self._until_id
-                items = [item for item in items if id_of(item) <= until_id]
-                last = True
+            past = False  # the source handed a row past the shard's range: its last page
+            if until_id is not None and items and id_of(items[-1]) >= until_id:
+                if id_of(items[-1]) > until_id:
+                    items = [item for item in items if id_of(item) <= until_id]
+                    past = True
+                else:
+                    # A page ending on the range's last id: its last unless that id may repeat.
+                    past = not self._sets_aside
             if not items:
-                if last or not (self._set_aside and self._set_aside[-1]):
+                if past or not (self._set_aside and self._set_aside[-1]):
                     return
                 # The source paused in a run of rows it set aside (ports.RowsSetAside): a page of
                 # none, counted with them; it goes on after the last of them.
@@ -286,17 +297,23 @@ class RunLoop:
                 after_id = max(after_id, self._aside_last)
                 continue
             yield items
-            if last:
+            if past:
                 return
             after_id = max(id_of(items[-1]), self._aside_last)
 
     def _page_limit(self, after_id: int) -> int:
-        """The page size, capped for a shard at the ids left in its range: ids are unique
-        integers, so ``(after_id, until_id]`` holds at most ``until_id - after_id`` rows, and a
-        shard never asks for a page of rows that all belong to the next shard."""
-        if self._until_id is None:
+        """The page size, capped for a shard at the ids left in its range: the rows a page hands
+        are unique integers (a source's repeats are set aside, not handed), so ``(after_id,
+        until_id]`` holds at most ``until_id - after_id`` of them, and a shard never asks for a
+        page of rows that all belong to the next shard. At ``until_id`` itself, a source that sets
+        rows aside is asked for one row more: the read to it hands the repeats of ``until_id``
+        that follow its row (set aside), and then stops (``_walk``)."""
+        until_id = self._until_id
+        if until_id is None:
             return self._settings.page_size
-        return max(0, min(self._settings.page_size, self._until_id - after_id))
+        if after_id == until_id and self._sets_aside:
+            return 1
+        return max(0, min(self._settings.page_size, until_id - after_id))
 
     def _lookup(self, job: MigrationJob) -> RunLookups:
         ports = LookupPorts(self._ports.users, self._ports.sso, self._ports.contacts)
