@@ -45,6 +45,9 @@ Written by hand in `scripts/api_doc.py` (the rest of this page is generated); CH
 - `ports.JobStore.transition` takes `unleased=` and `leased_to=` (fences in the same atomic write), and
   `save_progress` / `save_shard_progress` hand the runner's lease back when its job is no longer in
   progress: implementations of the port must do both.
+- `SourceChanged` (code `BAD_INPUT`) is exported: `run_job`, `run_shard` and `MigrationService.run`
+  raise it when a resume finds fewer rows of its cursor's id than the job counted there (a file source
+  rewritten between runs, `rows_at_cursor`), before counting anything; the job keeps its cursor.
 - `MigrationJob` and `JobShard` have `rows_at_cursor`: how many rows of the cursor's id are counted,
   where a source hands one id more than once (a file's repeats, `ports.RowsSetAside`), so that a run
   may stop among them. `ports.JobStore` implementations must save it with the cursor

@@ -32,6 +32,8 @@ infrastructure that is down. Driver errors are translated at the adapter boundar
     ├── IndexConflict                INDEX_CONFLICT .collection / .index: clashes with the database
     ├── IndexesMissing               INDEXES_MISSING (503): migration 035's indexes are not in place
     ├── JobUnreadable                JOB_UNREADABLE .job_id: a stored job document cannot be read
+    ├── SourceChanged                BAD_INPUT .audit_id / .counted / .found: a resume met fewer rows
+    │                                of its cursor's id than the job counted (a file rewritten)
     ├── DirectoryRefused             DIRECTORY_REFUSED: USMAN refused us (401/403): configuration
     └── Unavailable                  UNAVAILABLE: a dependency is down; retrying later is safe
         ├── DirectoryUnavailable     DIRECTORY_UNAVAILABLE: the SSO user directory (USMAN)
@@ -339,6 +341,32 @@ class DirectoryRefused(CrmAuditError):
     def __init__(self, message: str, *, status_code: int | None = None) -> None:
         super().__init__(message)
         self.status_code = status_code
+
+
+class SourceChanged(CrmAuditError):
+    """A resume met fewer rows of its cursor's id than the job counted there: the source changed
+    between runs (a file rewritten with fewer repeats of that id, or without it).
+
+    A file may repeat an id, and a run may stop among that id's rows: the job keeps how many it
+    counted (``MigrationJob.rows_at_cursor``), and a resume reads the id again and passes over that
+    many. Passing over fewer would count rows twice or not at all, so the run raises this instead,
+    before any step of its own: the job keeps its cursor and counts, and its lease is handed back.
+    ``audit_id`` is the cursor's id, ``counted`` the rows the job counted of it, ``found`` those the
+    source holds now. Code ``BAD_INPUT``, as a file changed while it was read
+    (``files.FileFormatError``): run the source as it is now as a new job.
+    """
+
+    code = "BAD_INPUT"
+
+    def __init__(self, audit_id: int, counted: int, found: int) -> None:
+        super().__init__(
+            f"the audits source holds {found} rows of audit id {audit_id}, where the job counted "
+            f"{counted} before this run: it changed since (a file rewritten between runs); the job "
+            "keeps its cursor and counts: trigger a fresh job over the source as it is now"
+        )
+        self.audit_id = audit_id
+        self.counted = counted
+        self.found = found
 
 
 class Unavailable(CrmAuditError):

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from attrs import frozen
 
 from ..domain import Outcome
+from ..errors import SourceChanged
 from ..jobs import MigrationJob
 
 
@@ -80,25 +81,37 @@ class CountedAtCursor:
 
     The run reads from ``after_id``: the cursor itself when none was counted this way (every row
     of the cursor's id is behind it), else the id below it, so that id's rows are read again; ids
-    are integers, so none lies between."""
+    are integers, so none lies between. Those rows come first, before any of a higher id, and
+    the source must still hold as many as the job counted: one that holds fewer changed since
+    (a file rewritten between runs), and the run stops there with ``SourceChanged`` before it
+    counts anything, rather than count a row twice or never (``pass_over``, ``at_end``). One that
+    holds more counts the rest as new rows."""
 
-    __slots__ = ("_id", "_left", "after_id")
+    __slots__ = ("_counted", "_id", "_left", "after_id")
 
     def __init__(self, job: MigrationJob) -> None:
         self._id = job.last_audit_id
-        self._left = job.rows_at_cursor
+        self._counted = self._left = job.rows_at_cursor
         self.after_id = self._id - 1 if self._left else self._id
         """The id the run's first page is asked after; rows set aside at or below it were counted."""
 
     def pass_over(self, rows: PageRows) -> PageRows:
-        """``rows`` without those of the cursor's id still counted; once a row of another id comes,
-        none is left to pass over (a file that holds fewer rows of that id than the job counted was
-        changed since: nothing past that id is passed over)."""
+        """``rows`` without those of the cursor's id still counted. ``SourceChanged`` when a row of
+        another id comes while some are left: the source holds fewer rows of that id than the job
+        counted."""
         if not self._left or not rows.ids:
             return rows
         ids, left, audit_id = rows.ids, self._left, self._id
         count = 0
         while count < len(ids) and count < left and ids[count] == audit_id:
             count += 1
-        self._left = left - count if count == len(ids) else 0
+        if count < len(ids) and count < left:
+            raise SourceChanged(audit_id, self._counted, self._counted - left + count)
+        self._left = left - count
         return rows.after(count)
+
+    def at_end(self) -> None:
+        """The source's end (or a shard range's) reached: ``SourceChanged`` if it held fewer rows of
+        the cursor's id than the job counted (no other id came after them)."""
+        if self._left:
+            raise SourceChanged(self._id, self._counted, self._counted - self._left)

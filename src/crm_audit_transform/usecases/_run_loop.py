@@ -100,7 +100,7 @@ class RunLoop:
 
     def run(self, job: MigrationJob) -> RunResult:
         steps = 0
-        self._counted = CountedAtCursor(job)
+        counted = self._counted = CountedAtCursor(job)
         would_halt: HaltPoint | None = None
         # A run that died between its last batch at a check point and the halt it decided there
         # resumes exactly at that point: decide it again before going on.
@@ -200,6 +200,7 @@ class RunLoop:
         finally:
             # Pages read ahead are dropped: the pipeline stops its work before anything else happens.
             pages.close()
+        counted.at_end()  # a resume's cursor id held all the rows the job counted of it (SourceChanged)
         reason = self._rule.decide(job.tally - job.halt_basis, at_end=True) if self._check_at_end else None
         if reason is not None and would_halt is None:
             would_halt = HaltPoint(job.last_audit_id, reason)
