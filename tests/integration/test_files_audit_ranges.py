@@ -22,7 +22,14 @@ from typing import Any
 import pytest
 from test_files_audit_spans import CAP, EPOCH, SCOPE, TENANT, corpus_docs, hostile_lines, write
 
-from crm_audit_adapters.files import AuditOrderError, CheckedRows, FileAuditSource, FileFormatError
+from crm_audit_adapters.files import (
+    AuditOrderError,
+    CheckedRows,
+    FileAuditSource,
+    FileFormatError,
+    audit_ranges,
+    audit_source,
+)
 from crm_audit_adapters.files.audit_ranges import FileRangeSource, line_ranges
 from crm_audit_adapters.files.lines import LineWindow, numbered_lines
 from crm_audit_adapters.files.psql_csv import csv_records
@@ -54,7 +61,7 @@ def odd_lines() -> list[bytes]:
 
 
 def by_page(source: FileAuditSource, limit: int, told: Pages, after: int = 0) -> None:
-    """What the run loop reads with ``page`` after ``after``: appended to ``told``, up to an error."""
+    """What the run loop reads with ``page`` from ``after`` on: appended to ``told``, up to an error."""
     while True:
         rows = source.page(TENANT, SCOPE, after_id=after, cutoff=EPOCH, limit=limit)
         aside = list(source.take_set_aside())
@@ -76,13 +83,14 @@ def in_process(spans: Iterable[PageSpan], source: FileRangeSource) -> Iterator[T
         yield TransformedPage(ids, PageResult(outcomes, None, (False,) * len(rows), (False,) * len(rows)))
 
 
-def by_range(source: FileRangeSource, limit: int, told: Pages) -> None:
-    """What the run loop takes with ``pages_by_range``: appended to ``told``, up to an error."""
+def by_range(source: FileRangeSource, limit: int, told: Pages, after: int = 0) -> None:
+    """What the run loop takes with ``pages_by_range`` from ``after`` on: appended to ``told``, up
+    to an error."""
     aside: list[Sequence[Outcome]] = []
     pages = source.pages_by_range(
         TENANT,
         SCOPE,
-        after_id=0,
+        after_id=after,
         cutoff=EPOCH,
         limit=limit,
         transform=lambda spans: in_process(spans, source),
@@ -321,6 +329,36 @@ class TestTheSameAsPages:
         assert got == expected
         reasons = {outcome.reason for _, aside in expected for outcome in aside}
         assert reasons == {"duplicate_audit_id", "invalid_audit_row"}
+
+    @pytest.mark.parametrize("hold", [1000, 2], ids=["pages", "pauses"])
+    @pytest.mark.parametrize("range_bytes", [1, 300, 1 << 20])
+    def test_from_a_cursor_only_the_rows_set_aside_past_it_are_handed(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, range_bytes: int, hold: int
+    ) -> None:
+        """A resume's read by ranges (from a cursor past the file's start) gives ``page``'s pages
+        from that cursor, each with the rows set aside past it only: it built and handed every one
+        from the file's start, for the run loop to drop those at or below its cursor."""
+        monkeypatch.setattr(audit_source, "HOLD_SET_ASIDE", hold)
+        monkeypatch.setattr(audit_ranges, "HOLD_SET_ASIDE", hold)
+        path = write(tmp_path / "audits.jsonl", hostile_lines())
+        options: dict[str, Any] = {"max_record_bytes": CAP}
+        whole: Pages = []
+        with FileAuditSource(path, TENANT, checked=CheckedRows(path), **options) as plain:
+            by_page(plain, 20, whole)
+        ids = [audit_id for page_ids, _ in whole for audit_id in page_ids]
+        cursor = ids[len(ids) // 2]
+        assert any(outcome.audit_id <= cursor for _, aside in whole for outcome in aside)
+        expected: Pages = []
+        got: Pages = []
+        with FileAuditSource(path, TENANT, checked=CheckedRows(path), **options) as plain:
+            by_page(plain, 20, expected, after=cursor)
+        with FileRangeSource(
+            path, TENANT, checked=CheckedRows(path), range_bytes=range_bytes, **options
+        ) as source:
+            by_range(source, 20, got, after=cursor)
+        assert got == expected
+        assert all(outcome.audit_id > cursor for _, aside in got for outcome in aside)
+        assert any(aside for _, aside in got)
 
     @pytest.mark.parametrize("range_bytes", [1, 4096])
     @pytest.mark.parametrize(

@@ -321,7 +321,12 @@ class _Merge:
     pages one forward read gives (``FileAuditSource._page`` over ``_ordered``), with their outcomes.
 
     It is handed what it shares with the source's own read: its ``CheckedRows`` (the rows set
-    aside, each once), a fresh ``IdOrder`` of the file, and its page byte budget."""
+    aside, each once), a fresh ``IdOrder`` of the file, and its page byte budget. A resume's merge
+    (``after_id`` past the file's start) reads the ranges from the start, as the order check needs,
+    but sets aside only the lines past the cursor, as one forward read reports only those past the
+    cursor it started from (``FileAuditSource._ordered``'s ``floor``): the run loop counted the
+    others, and building their outcomes (every one from the file's start, on each resume) only
+    for the loop to drop them cost time."""
 
     __slots__ = (
         "_after_id",
@@ -405,6 +410,8 @@ class _Merge:
                 new = admits(line, audit_id, repeats=True)
                 if error.auditable_type is not None and error.auditable_type not in self._scope:
                     continue  # none of the run's audits (FileAuditSource._ordered)
+                if audit_id <= after_id:
+                    continue  # counted before the cursor: built for nobody (_Merge)
                 if new:
                     checked.on_error(error)
                 else:
@@ -416,7 +423,7 @@ class _Merge:
             self._ordinal += 1
             if not admits(line, audit_id, repeats=repeats):
                 assert checked is not None  # admits refuses a repeat only when repeats are allowed
-                if kind != OTHER_TYPE:
+                if kind != OTHER_TYPE and audit_id > after_id:
                     checked.repeat(self._ordinal, audit_id)
                 candidate += kind == IN_SCOPE  # a repeat across the cut: its outcome is dropped
                 if len(checked.outcomes) >= HOLD_SET_ASIDE:
