@@ -3,8 +3,11 @@ many of their last rows are of their last id, and a resume passes over the rows 
 
 from __future__ import annotations
 
+import pytest
+
 from crm_audit_transform import reasons
 from crm_audit_transform.domain import Failed, Outcome, Skipped
+from crm_audit_transform.errors import SourceChanged
 from crm_audit_transform.usecases._page_rows import CountedAtCursor, PageRows, with_set_aside
 from crm_audit_transform.usecases._run_steps import Step, cut_steps
 from crm_audit_transform.usecases._step_counts import rows_at_cursor
@@ -78,11 +81,20 @@ class TestCountedAtCursor:
         assert list(counted.pass_over(_rows([7, 7, 7, 8])).ids) == [7, 8]
         assert list(counted.pass_over(_rows([8, 9])).ids) == [8, 9]
 
-    def test_an_id_with_fewer_rows_than_counted_passes_over_nothing_past_it(self) -> None:
-        """A file changed since (fewer repeats): the next id's rows are all counted."""
+    def test_an_id_with_fewer_rows_than_counted_is_a_changed_source(self) -> None:
+        """A file changed since (fewer repeats): counting the next id's rows would lose the ones
+        the job counted past them, so the run stops with how many it found."""
         counted = CountedAtCursor(migration_job(last_audit_id=7, rows_at_cursor=5))
-        assert list(counted.pass_over(_rows([7, 7, 8, 8])).ids) == [8, 8]
-        assert list(counted.pass_over(_rows([9])).ids) == [9]
+        with pytest.raises(SourceChanged) as raised:
+            counted.pass_over(_rows([7, 7, 8, 8]))
+        assert (raised.value.audit_id, raised.value.counted, raised.value.found) == (7, 5, 2)
+
+    def test_an_id_whose_rows_end_the_source_short_is_a_changed_source(self) -> None:
+        counted = CountedAtCursor(migration_job(last_audit_id=7, rows_at_cursor=5))
+        assert list(counted.pass_over(_rows([7, 7, 7])).ids) == []
+        with pytest.raises(SourceChanged) as raised:
+            counted.at_end()
+        assert (raised.value.counted, raised.value.found) == (5, 3)
 
 
 class TestWithSetAside:
