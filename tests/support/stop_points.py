@@ -1,8 +1,10 @@
 """Which stop points a stop-at-every-step test visits: every other one per case, or all of them.
 
-The tests that stop a run after each step in turn and resume it (or crash it at each save), in
-tests/integration/test_files_resume_repeats.py and test_files_long_repeats.py, cost the square of
-a run's steps: each stop point runs the job again to its end. In a default session
+The tests that stop a run after each step in turn and resume it (or, with ``--workers 2``, crash
+it at each save), in tests/integration/test_files_resume_repeats.py and test_files_long_repeats.py,
+cost the square of a run's steps: each stop point runs the job again to its end. (The one-process
+crash at every save is not shared out: the crash rule it holds is the mission's, for a few seconds.)
+In a default session
 (``scripts/check``, ``.ci/run``) each case of such a test visits every ``STRIDE``-th point, from an
 offset its test gives it (``case``), so that the cases of one test together still visit every
 point: e.g. a same-process and a new-process resume, or a source that holds a page of rows set
