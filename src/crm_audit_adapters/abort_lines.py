@@ -12,7 +12,7 @@ It imports nothing of the package: ``console`` uses it when the CLI may not be l
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Final
 
 ABORTED: Final = "aborted at once by Ctrl-C"
@@ -61,14 +61,21 @@ def command_of(args: Sequence[str]) -> str | None:
     """The command's name in ``args``, the command line after the program's name: the first word that
     is neither an option nor a global option's value (``--settings F``); ``None`` if there is none or
     it comes after ``--``."""
+    return next((word for word in words_before_values(args) if not word.startswith("-")), None)
+
+
+def words_before_values(args: Sequence[str]) -> Iterator[str]:
+    """The words of ``args`` (the command line after the program's name) up to a ``--``, less the
+    values of the group's options that take one (``--settings F``: ``F`` is neither the command's
+    name nor a flag), as the group reads them (``cli.main``): where ``command_of`` finds the command
+    and ``cli.main`` finds ``--debug`` when no command's state exists."""
     skip = False
     for word in args:
         if skip:
             skip = False
         elif word == "--":
-            return None
+            return
         elif word in _VALUED_GLOBALS:
             skip = True
-        elif not word.startswith("-"):
-            return word
-    return None
+        else:
+            yield word

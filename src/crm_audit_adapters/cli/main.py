@@ -15,7 +15,7 @@ from typing import Any, Final
 import click
 
 from .. import SCRIPT
-from ..abort_lines import aborted, command_of
+from ..abort_lines import aborted, command_of, words_before_values
 from ..console import interrupt_reported
 from ..redaction import scrub
 from . import exit_codes
@@ -84,17 +84,7 @@ def _debug_asked(args: Sequence[str]) -> bool:
     """Whether ``args``, the command line after the program's name, ask for ``--debug``: anywhere
     before a ``--`` and not as ``--settings``' value, as ``_hoist_global_options`` reads it. For an
     error outside a command, where no ``CliState`` was made (or it is gone with its context)."""
-    skip = False
-    for word in args:
-        if skip:
-            skip = False
-        elif word == "--":
-            return False
-        elif word in _GLOBAL_VALUED:
-            skip = True
-        elif word in _GLOBAL_FLAGS:
-            return True
-    return False
+    return any(word in _GLOBAL_FLAGS for word in words_before_values(args))
 
 
 def _secrets(state: CliState | None) -> list[str | None]:
