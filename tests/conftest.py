@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 
@@ -56,3 +57,21 @@ def _shared_bytecode_cache() -> Iterator[None]:
             else:
                 os.environ[name] = value
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _sigint_as_found() -> Iterator[None]:
+    """Each test leaves SIGINT's handler and the main thread's signal mask as it found them.
+
+    Both are inherited by every process a later test starts: a child started with SIGINT ignored
+    keeps ignoring it (``console.main``, as a C program does) and one started with it blocked never
+    sees it, so a test that left either behind (a command run in process, a ``sigint_blocked`` left
+    by an exception) made a later test's Ctrl-C at start-up exit 0 instead of 130, by test order.
+    """
+    handler = signal.getsignal(signal.SIGINT)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, ())
+    yield
+    if handler is not None and signal.getsignal(signal.SIGINT) is not handler:
+        signal.signal(signal.SIGINT, handler)
+    if signal.pthread_sigmask(signal.SIG_BLOCK, ()) != mask:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
