@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_cli_startup_interrupt import CTRL_C_AT_IMPORT, as_from_a_terminal
+from test_cli_startup_interrupt import CTRL_C_AT_IMPORT
 
 from crm_audit_adapters import SCRIPT, module_run
 from crm_audit_adapters.cli import exit_codes
@@ -33,7 +33,6 @@ def module_form(
         text=True,
         timeout=180,
         check=False,
-        preexec_fn=as_from_a_terminal,
     )
 
 
@@ -120,7 +119,6 @@ def test_a_ctrl_c_while_it_loads_is_held_however_the_interpreter_is_told_the_mod
         text=True,
         timeout=180,
         check=False,
-        preexec_fn=as_from_a_terminal,
     )
     assert (done.returncode, done.stderr.splitlines(), done.stdout) == (
         exit_codes.INTERRUPTED,

@@ -86,15 +86,6 @@ sys.meta_path.insert(0, CtrlCAtImport())
 """
 
 
-def as_from_a_terminal() -> None:
-    """``preexec_fn``: the child starts with SIGINT at its default and unblocked, as a command an
-    operator types does. Both are otherwise inherited from the test process, where an earlier test
-    or a session's server may have left SIGINT ignored or blocked: the child then kept ignoring (or
-    never saw) the hook's Ctrl-C and ended 0, by test order (seen in full runs only)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-
-
 def run_script_with_ctrl_c_at(tmp_path: Path, module: str, **popen: Any) -> subprocess.CompletedProcess[str]:
     """The installed console script's ``--version``, a ``sitecustomize`` hook (``CTRL_C_AT_IMPORT``)
     raising SIGINT as ``module`` is first imported; ``popen`` goes to ``subprocess.run`` as is."""
@@ -109,7 +100,7 @@ def run_script_with_ctrl_c_at(tmp_path: Path, module: str, **popen: Any) -> subp
         timeout=60,
         check=False,
         env=environment,
-        **{"preexec_fn": as_from_a_terminal, **popen},
+        **popen,
     )
 
 
