@@ -27,11 +27,10 @@ from test_files_resume_repeats import (
     steps_of,
     stopped_at,
 )
+from test_files_verify_at_cursor import verified_mismatches
 
-from crm_audit_adapters.files import CheckedRows, FileAuditSource, audit_ranges, audit_source
-from crm_audit_adapters.files.verification import JsonlMigratedLogReader
+from crm_audit_adapters.files import audit_ranges, audit_source
 from crm_audit_transform.jobs import MigrationJob
-from crm_audit_transform.usecases.verify import VerifyPorts, VerifySettings, verify_account
 
 CUT = 20
 """The first shard's ``until_id``: the ids 1..40 cut at equal id spans (``split_shards``)."""
@@ -169,28 +168,11 @@ class TestStoppedOrCrashedAsClean:
         assert min(among) < _lines_of(audits, CUT)
 
 
-def _verified(account: Account, audits: Path) -> list[tuple[str, object, object]]:
-    with FileAuditSource(audits, TENANT, checked=CheckedRows(audits)) as source:
-        ports = VerifyPorts(
-            source=source,
-            users=account.ports.users,
-            sso=account.ports.sso,
-            contacts=account.ports.contacts,
-            reader=JsonlMigratedLogReader(account.out),
-            jobs=account.jobs,
-        )
-        report = verify_account(
-            COMPANY, ports, account.transformer, tenant=TENANT, settings=VerifySettings(page_size=7)
-        )
-    assert report.job is not None
-    return [(m.figure, m.job, m.found) for m in report.job.mismatches]
-
-
 class TestVerifyAgrees:
     def test_over_the_completed_shards(self, tmp_path: Path, audits: Path) -> None:
         account, job = _sharded(tmp_path, audits, "verified")
         assert job.status == "completed"
-        assert _verified(account, audits) == []
+        assert verified_mismatches(account, audits) == []
 
     def test_over_a_first_shard_stopped_anywhere(self, tmp_path: Path, audits: Path) -> None:
         """The first shard stopped after each of its steps (some among the cut id's rows), the
@@ -199,4 +181,4 @@ class TestVerifyAgrees:
             account, job = _stopped(tmp_path, audits, f"stopped-{step}", step)
             if job.shards[0].status != "in_progress":
                 break
-            assert _verified(account, audits) == [], f"stopped at {step}"
+            assert verified_mismatches(account, audits) == [], f"stopped at {step}"

@@ -34,7 +34,9 @@ def _stopped(account: Account, step: int) -> MigrationJob:
     return job
 
 
-def _verified(account: Account, audits: Path) -> list[tuple[str, object, object]]:
+def verified_mismatches(account: Account, audits: Path) -> list[tuple[str, object, object]]:
+    """``verify_account`` over ``audits`` and the account's ``--out``: each mismatch of its job as
+    ``(figure, job, found)``; ``[]`` when the job agrees with its source and logs."""
     with FileAuditSource(audits, TENANT, checked=CheckedRows(audits)) as source:
         ports = VerifyPorts(
             source=source,
@@ -58,7 +60,7 @@ def test_a_job_stopped_among_one_ids_rows_is_consistent(tmp_path: Path, audits: 
     account = Account(tmp_path, audits, tmp_path / f"out-{step}.jsonl", 1)
     job = _stopped(account, step)
     assert job.status == "in_progress"
-    assert _verified(account, audits) == []
+    assert verified_mismatches(account, audits) == []
 
 
 def test_the_stops_land_among_repeated_ids(tmp_path: Path, audits: Path) -> None:
@@ -100,7 +102,7 @@ def test_a_shard_stopped_among_one_ids_rows_is_consistent(tmp_path: Path, audits
     """The same for a sharded job (library use: ``run_shard`` over a file): the shard's own count
     of its cursor id (``JobShard.rows_at_cursor``)."""
     account, _ = _stopped_shard(tmp_path, audits, step)
-    assert _verified(account, audits) == []
+    assert verified_mismatches(account, audits) == []
 
 
 def test_the_shards_stops_land_among_the_long_id(tmp_path: Path, audits: Path) -> None:
