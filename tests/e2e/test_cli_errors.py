@@ -31,7 +31,7 @@ from crm_audit_adapters.mongo import MongoJobStore
 from crm_audit_adapters.mongo.indexes import apply_migration
 from crm_audit_transform.jobs import CANCELLED, COMPLETED, HALTED, IN_PROGRESS, ROLLED_BACK, MigrationJob
 from crm_audit_transform.tally import Tally
-from support.page_workers import chain_killing_its_worker
+from support.page_workers import KillsItsWorkerOnceForked
 from support.redis_server import running_redis
 from support.usman_server import TOKEN, UsmanServer
 
@@ -111,8 +111,15 @@ def _raise(error: BaseException) -> Callable[[Any], None]:
     return prepare
 
 
+WORKER_FORKED = "WORKER_FORKED_MARKER"
+"""The environment variable naming the file a dying worker touches (read by ``_workers_die``)."""
+WORKER_PAGES = {"CRM_AUDIT_PAGE_SIZE": "10", WORKER_FORKED: "{tmp}/worker-forked"}
+
+
 def _workers_die(runtime: Any) -> None:
-    runtime._rule_chain = chain_killing_its_worker  # the parent's rules stay the default ones
+    """The worker is killed as it starts; the runner's first row waits until it was forked, so the
+    account (pages of 10: ``WORKER_PAGES``) cannot end on the runner's own pages before it."""
+    runtime._rule_chain = KillsItsWorkerOnceForked(Path(os.environ[WORKER_FORKED]))
 
 
 def _mapping(world: World) -> None:
@@ -441,6 +448,7 @@ ROWS = [
         "unavailable: a --workers process is killed mid-run",
         ("run", *C, "--no-progress", "--workers", "2"),
         "WORKER_LOST",
+        WORKER_PAGES,
         setup=_contacts_and(IN_PROGRESS),
         prepare=_workers_die,
     ),

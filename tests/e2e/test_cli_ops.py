@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import mongomock
@@ -19,6 +20,7 @@ from crm_audit_adapters.bootstrap import Runtime
 from crm_audit_adapters.cli import exit_codes
 from crm_audit_adapters.mongo import decode_activity_log
 from support.corpus_account import World
+from support.page_workers import KillsItsWorkerOnceForked
 from support.usman_server import UsmanServer
 
 pytestmark = pytest.mark.postgres
@@ -224,6 +226,42 @@ class TestInterruptAndDegrade:
             expected.tally.migrated,
         )
         assert final["skipped"] == dict(expected.tally.skipped)
+
+    def test_a_killed_worker_ends_worker_lost_and_the_next_run_resumes_exactly_once(
+        self, run_cli: Cli, client: mongomock.MongoClient, clean: World, tmp_path: Path
+    ) -> None:
+        """``run --workers 2`` whose worker is killed (SIGKILL) as it starts, the runner's first row
+        waiting until it was (so the runner cannot finish the account alone first): WORKER_LOST,
+        exit 6, the lease handed back; the next run completes with every log of the clean run, once."""
+        run_cli("trigger", "--company-sso-id", COMPANY, "--tenant", TENANT)
+        forked = tmp_path / "worker-forked"
+
+        def worker_dies(runtime: Runtime) -> None:
+            runtime._rule_chain = KillsItsWorkerOnceForked(forked)  # type: ignore[attr-defined]
+
+        run = ("run", "--company-sso-id", COMPANY, "--no-progress", "--workers", "2")
+        run_cli.overrides.prepare = worker_dies
+        lost = run_cli(*run, CRM_AUDIT_PAGE_SIZE="10")
+        run_cli.overrides.prepare = None
+        assert lost.exit_code == exit_codes.UNAVAILABLE, lost.output
+        assert lost.stderr.strip().splitlines()[-1].startswith("error: WORKER_LOST: "), lost.stderr
+        assert forked.exists()
+        halfway = status_of(run_cli)
+        assert (halfway["status"], halfway["lease_owner"]) == ("in_progress", None)
+
+        resumed = run_cli(*run, CRM_AUDIT_PAGE_SIZE="10")
+        assert resumed.exit_code == 0, resumed.output
+        expected = clean.jobs.latest(clean.company)
+        assert expected is not None
+        final = status_of(run_cli)
+        assert final["status"] == "completed"
+        assert (final["records_processed"], final["records_migrated"]) == (
+            expected.tally.processed,
+            expected.tally.migrated,
+        )
+        stored = client["cdp"]["activity_logs"].find({"source_tag": "crm_migration"}, {"_id": 0})
+        want = sorted(log.external_id for log in clean.logs.logs)
+        assert sorted(doc["external_id"] for doc in stored) == want
 
     def test_dead_usman_with_a_lenient_threshold_completes_with_degraded_actors(
         self, crm_dsn: str, usman: UsmanServer, client: mongomock.MongoClient, clean: World

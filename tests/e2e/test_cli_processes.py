@@ -438,7 +438,12 @@ class TestWorkersThroughProcesses:
         usman.default = slow(0.3)  # keeps each runner mid-job while its processes are killed
         try:
             runner = crm.start(*run, **small_pages)
-            wait_for(lambda: progressed(cdp, 0), timeout_s=COMMAND_TIMEOUT_S, what="a first saved batch")
+            # Its worker starts in the background while the runner takes the first pages itself.
+            wait_for(
+                lambda: progressed(cdp, 0) and bool(pool_workers(runner.pid)),
+                timeout_s=COMMAND_TIMEOUT_S,
+                what="a first saved batch and a worker",
+            )
             with held_still([runner.pid]):  # it cannot finish the job before the kill
                 os.kill(pool_workers(runner.pid)[0], signal.SIGKILL)
             assert runner.wait(timeout=COMMAND_TIMEOUT_S) == exit_codes.UNAVAILABLE
@@ -449,7 +454,9 @@ class TestWorkersThroughProcesses:
             runner = crm.start(*run, **small_pages)
             mark = lost["records_processed"]
             wait_for(
-                lambda: progressed(cdp, mark), timeout_s=COMMAND_TIMEOUT_S, what="a batch after the loss"
+                lambda: progressed(cdp, mark) and bool(pool_workers(runner.pid)),
+                timeout_s=COMMAND_TIMEOUT_S,
+                what="a batch after the loss and a worker",
             )
             orphans = pool_workers(runner.pid)
             assert len(orphans) == 1  # --workers 2: the runner and one worker process

@@ -255,6 +255,7 @@ class TestOneTripAPage:
         world = sent_to_workers(account())
         dying_row = pages_of(world, 400)[0][-1].id
         with ProcessPagePipeline(2, DiesOnRow(dying_row, tmp_path / "died")) as pool:
+            pool.start(wait=True)  # the worker up before the first page: it takes its share
             with pytest.raises(WorkerLost, match="run again to resume"):
                 world.run(owner="runner-0", settings=SETTINGS, pipeline=pool)
             cut = world.jobs.latest(world.company)
@@ -317,6 +318,7 @@ class TestAWorkerDies:
         )
         dying_row = page[-1].id
         with ProcessPagePipeline(2, DiesOnRow(dying_row, tmp_path / "died")) as pool:
+            pool.start(wait=True)  # the worker up before the first page: it takes its share
             with pytest.raises(WorkerLost, match="run again to resume"):
                 world.run(owner="runner-0", settings=SETTINGS, pipeline=pool)
             cut = world.jobs.latest(world.company)
@@ -468,6 +470,7 @@ class TestTheRunnersShare:
         pages = [rows[start : start + 5] for start in range(0, 20, 5)]
         log = tmp_path / "events"
         with ProcessPagePipeline(2, WaitsForTheRunnersPage(log)) as pool:
+            pool.start(wait=True)  # the worker up before the first page: it takes its share
             done = list(
                 pool.transform_pages(
                     pages,
@@ -492,6 +495,7 @@ class TestTheRunnersShare:
         pages = [rows[start : start + 5] for start in range(0, 20, 5)]
         log = tmp_path / "events"
         with ProcessPagePipeline(2, FinishesAfterTheRunner(rows[5].id, log)) as pool:
+            pool.start(wait=True)  # the worker up before the first page: it takes its share
             done = list(
                 pool.transform_pages(
                     pages,
@@ -518,6 +522,7 @@ class TestTheRunnersShare:
         log = tmp_path / "events"
         recipe = TransformsAfterTheRunnersPages(log, 3, 3.0)
         with ProcessPagePipeline(2, recipe, pages_per_worker=2, own_pages=own_pages) as pool:
+            pool.start(wait=True)  # the worker up before the first page: it takes its share
             done = list(
                 pool.transform_pages(
                     pages, NotingTransformer(log), lambda request: LookupContext(), company_sso_id="company"

@@ -19,7 +19,7 @@ from typing import Any
 from attrs import frozen
 
 from crm_audit_adapters.page_pool import ProcessPagePipeline, TransformerRecipe
-from crm_audit_transform.chain import RuleChain
+from crm_audit_transform.chain import RowDraft, RuleChain, Stage
 from crm_audit_transform.config import MappingConfig, load_default_config
 from crm_audit_transform.domain import AuditRow, Contact, CrmUser, UserId
 from crm_audit_transform.lookup import LookupContext
@@ -34,9 +34,40 @@ def chain_killing_its_worker(mapping: MappingConfig) -> RuleChain:
     return RuleChain.from_config(mapping)
 
 
+@frozen
+class KillsItsWorkerOnceForked:
+    """A ``rule_chain`` for ``Runtime`` whose worker process is killed (SIGKILL) as it builds its
+    rules, after touching ``forked``; in the runner, the default chain behind a first stage that
+    waits for ``forked`` (up to ``bound_s``).
+
+    Workers start in the background while a sharing runner transforms the first pages itself, so
+    with ``chain_killing_its_worker`` a small account could end, exit 0, before its worker was
+    even forked. Here the runner's first row waits for the worker to exist (and die): the pages
+    left after it go to the dead worker, and the run ends ``WorkerLost``."""
+
+    forked: Path
+    bound_s: float = 60.0
+
+    def __call__(self, mapping: MappingConfig) -> RuleChain:
+        chain = RuleChain.from_config(mapping)
+        if multiprocessing.parent_process() is not None:
+            self.forked.touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return chain.inserting(Stage("await_worker", self._await), before=chain.names[0])
+
+    def _await(self, _draft: RowDraft) -> None:
+        deadline = time.monotonic() + self.bound_s
+        while not self.forked.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+
 def page_pool(workers: int = 2, *, share: bool = True) -> ProcessPagePipeline:
-    """A pool of ``workers`` processes with the default rules (as ``World`` has them)."""
-    return ProcessPagePipeline(workers, TransformerRecipe(load_default_config()), share=share)
+    """A pool of ``workers`` processes with the default rules (as ``World`` has them), its workers
+    up: a sharing runner would take the first pages itself while they start, and a test's small
+    run could then end before any worker took a page."""
+    pool = ProcessPagePipeline(workers, TransformerRecipe(load_default_config()), share=share)
+    pool.start(wait=True)
+    return pool
 
 
 class _SlowTransformer(Transformer):

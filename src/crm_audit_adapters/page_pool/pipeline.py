@@ -51,7 +51,9 @@ thread there reads the rows while the worker loads and transforms the pages befo
 Workers start with ``forkserver`` (``spawn`` may be asked for): a fresh interpreter forks them,
 so no PostgreSQL, MongoDB or HTTP connection of the parent is ever inherited. That interpreter is
 started when the pool is built, so its imports (a quarter of a second) overlap the caller's setup
-instead of delaying the first page. A worker that dies
+instead of delaying the first page. The workers themselves start in the background (``starting``):
+sharing, this process transforms the run's first pages itself until a worker is up (it was held
+0.45–0.65 s there: benchmarks/RESULTS.md, issue 15 goal 2, pool round). A worker that dies
 (SIGKILL, out of memory) ends the run with ``WorkerLost`` (exit 6): nothing it had not finished
 was written, the lease is handed back, and a rerun resumes from the cursor — with a new worker,
 since the pool replaces a broken one at the next run.
@@ -59,6 +61,7 @@ since the pool replaces a broken one at the next run.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Sequence
@@ -81,6 +84,7 @@ from . import worker
 from .in_flight import NO_PLAN, Feed, Page, Plan, Whole, done
 from .sending import TransformerRecipe, for_workers, require_picklable, wire_rows
 from .sent_rows import SentRows
+from .starting import Starting
 from .wire import unpack
 
 __all__ = ["MAX_WORKERS", "ProcessPagePipeline", "TransformerRecipe"]
@@ -108,12 +112,15 @@ class ProcessPagePipeline:
     ``pages_per_worker`` bounds the pages in flight per worker process (≥ 1; 2 keeps a worker busy
     while the parent writes), ``own_pages`` this process's own (default: ``pages_per_worker``). The fork
     server starts here and imports the worker side while the caller sets up (its connections, its
-    lease, its first page); the workers are forked from it at the first run and serve every run
-    until ``close``. ``preload``: more modules for the fork server to import, those the run's
+    lease, its first page); the workers are forked from it at the first run (or ``start``), in the
+    background, and serve every run until ``close``. ``preload``: more modules for the fork server
+    to import, those the run's
     lookup ports import in a worker (``fork_server.RUNNER_PORTS`` for the runner's).
     """
 
     __slots__ = (
+        "_begins",
+        "_begun",
         "_channels",
         "_context",
         "_executors",
@@ -123,6 +130,7 @@ class ProcessPagePipeline:
         "_recipe",
         "_runs",
         "_share",
+        "_starts",
         "_workers",
     )
 
@@ -162,6 +170,10 @@ class ProcessPagePipeline:
             forkserver.ensure_running()
         self._executors: list[ProcessPoolExecutor | None] = [None] * self._processes
         self._channels: list[Connection | None] = [None] * self._processes
+        # A worker whose process is still starting (``starting``), and the run it has begun (0: none).
+        self._starts: list[Starting | None] = [None] * self._processes
+        self._begun = [0] * self._processes
+        self._begins: tuple[Any, ...] = ()  # the run's worker.begin arguments, for a late worker
         self._runs = 0
 
     @property
@@ -179,6 +191,18 @@ class ProcessPagePipeline:
     ) -> None:
         self.close(wait=exc_type is None)
 
+    def start(self, *, wait: bool = False) -> None:
+        """Start now each worker process not running, instead of at the next run's first page;
+        with ``wait``, return once each is up (``WorkerLost`` if one could not start). A run
+        begins the workers it finds up, and hands pages to the others once they are."""
+        with sigint_deferred():  # no KeyboardInterrupt between a start and its record
+            for slot, executor in enumerate(self._executors):
+                if executor is None:
+                    self._create(slot)
+        if wait:
+            for slot in range(self._processes):
+                self._wait_up(slot)
+
     def close(self, *, wait: bool = True) -> None:
         """Stop the workers: queued work is cancelled, a page being transformed is let finish.
 
@@ -190,9 +214,22 @@ class ProcessPagePipeline:
         """
         executors, self._executors = self._executors, [None] * self._processes
         channels, self._channels = self._channels, [None] * self._processes
-        for executor in executors:
-            if executor is not None:
-                executor.shutdown(wait=wait, cancel_futures=True)
+        starts, self._starts = self._starts, [None] * self._processes
+        self._begun = [0] * self._processes
+        for executor, starting in zip(executors, starts, strict=True):
+            if executor is None:
+                continue
+            if starting is not None:
+                if wait:
+                    # A run that ended before its worker was up (a small one): let the start end
+                    # and the worker stop, as a worker whose start had held the run would have.
+                    # Gone unwaited, it was forked as this process exited, and failed (a traceback
+                    # on the command's stderr) to open what its executor had already removed.
+                    with contextlib.suppress(Exception):
+                        starting.wait()
+                elif starting.abandon():
+                    continue  # its start's thread shuts it down when the start returns (starting)
+            executor.shutdown(wait=wait, cancel_futures=True)
         for channel in channels:
             if channel is not None:
                 channel.close()
@@ -260,6 +297,9 @@ class ProcessPagePipeline:
             while True:
                 self._send(feed, inflight, executors, run, whole)
                 if not inflight:
+                    # Sharing, no worker is up yet (or every one is): this process takes the page.
+                    if self._share and self._work_here(feed, inflight, transformer, company_sso_id):
+                        continue
                     if feed.error is not None:
                         raise feed.error  # every page read before it was handed back
                     return
@@ -295,17 +335,23 @@ class ProcessPagePipeline:
         whole: str | None,
     ) -> None:
         """Read pages and send them to the workers until each has ``pages_per_worker`` in flight;
-        the ``n``-th page sent goes to worker ``n mod processes``. A span goes on the worker's
-        channel first, so its reader thread reads the rows ahead of the page's ``prepare_span``.
-        With ``whole`` (the company, when the workers make the lookups), each page is one task,
-        ``worker.page`` or ``worker.page_span``, which comes back transformed."""
-        sent = sum(page.worker is not None for page in inflight)
-        while sent < self._processes * self._pages_per_worker:
+        the ``n``-th page sent goes to worker ``n mod processes``, or the next one up (a worker
+        still starting takes none: ``_usable``). A span goes on the worker's channel first, so its
+        reader thread reads the rows ahead of the page's ``prepare_span``. With ``whole`` (the
+        company, when the workers make the lookups), each page is one task, ``worker.page`` or
+        ``worker.page_span``, which comes back transformed."""
+        held = [0] * self._processes
+        for waiting in inflight:
+            if waiting.worker is not None:
+                held[waiting.worker] += 1
+        while True:
+            slot = self._free_slot(held, feed.sent, run)
+            if slot is None:
+                return
             page = feed.next()
             if page is None:
                 return
             seq, item = page
-            slot = feed.sent % self._processes
             if whole is not None:
                 done: Future[Whole]
                 if isinstance(item, PageSpan):
@@ -327,7 +373,35 @@ class ProcessPagePipeline:
                 plan = self._submit(executors[slot], worker.prepare, seq, SentRows(wired), flat=flat)
                 inflight.append(Page(seq, item, slot, plan))
             feed.sent += 1
-            sent += 1
+            held[slot] += 1
+
+    def _free_slot(self, held: Sequence[int], sent: int, run: int) -> int | None:
+        """The worker the next page goes to: the first, from ``sent mod processes`` on, that is up
+        and holds fewer than ``pages_per_worker`` pages; None if none."""
+        for step in range(self._processes):
+            slot = (sent + step) % self._processes
+            if held[slot] < self._pages_per_worker and self._usable(slot, run):
+                return slot
+        return None
+
+    def _usable(self, slot: int, run: int) -> bool:
+        """Whether worker ``slot``'s process is up; if so, it has begun run ``run`` (its
+        ``worker.begin`` submitted, its span reader on its channel). ``WorkerLost`` if its start
+        failed (the fork server gone, the process dead as it started)."""
+        starting = self._starts[slot]
+        if starting is not None:
+            try:
+                if not starting.ready():
+                    return False
+            except (BrokenProcessPool, OSError, EOFError) as exc:
+                raise self._lost(exc) from exc
+            self._starts[slot] = None
+        if self._begun[slot] != run:
+            try:
+                self._begin(slot, run)
+            except BrokenProcessPool as exc:  # it died as it started
+                raise self._lost(exc) from exc
+        return True
 
     def _work_here(
         self, feed: Feed, inflight: deque[Page], transformer: Transformer, company_sso_id: str
@@ -453,48 +527,75 @@ class ProcessPagePipeline:
     ) -> list[ProcessPoolExecutor]:
         """The executors, a new one for any that is missing or broken; each forgets old pages and
         takes this run's encoder and lookups (``worker.begin`` runs before this run's pages on that
-        worker) and, on its channel ahead of this run's spans, its span reader."""
-        with sigint_deferred():  # no KeyboardInterrupt between a worker's start and its record
-            return self._started(encoder, names_entities, reader, run, lookups)
+        worker) and, on its channel ahead of this run's spans, its span reader.
 
-    def _started(
-        self,
-        encoder: LogEncoder | None,
-        names_entities: bool,
-        reader: SpanReader | None,
-        run: int,
-        lookups: RunLookups | None,
-    ) -> list[ProcessPoolExecutor]:
+        A new one's process starts in a thread of its own (``starting``): sharing, this process
+        transforms the run's first pages itself meanwhile, and a worker takes pages (and begins the
+        run) once it is up (``_usable``); without sharing, there is nothing to do but wait for it."""
+        self._begins = (encoder, names_entities, run, lookups, reader)
+        with sigint_deferred():  # no KeyboardInterrupt between a start and its record
+            executors = self._started(run)
+        if not self._share:
+            for slot in range(self._processes):
+                self._wait_up(slot)
+                self._usable(slot, run)
+        return executors
+
+    def _wait_up(self, slot: int) -> None:
+        """Wait for worker ``slot``'s start, if in progress; ``WorkerLost`` if it failed."""
+        starting = self._starts[slot]
+        if starting is not None:
+            try:
+                starting.wait()
+            except (BrokenProcessPool, OSError, EOFError) as exc:
+                raise self._lost(exc) from exc
+
+    def _started(self, run: int) -> list[ProcessPoolExecutor]:
         started: list[ProcessPoolExecutor] = []
         for slot, executor in enumerate(self._executors):
-            if executor is not None:
+            starting = self._starts[slot]
+            if executor is not None and starting is None:
                 try:
-                    executor.submit(worker.begin, encoder, names_entities, run, lookups)
+                    self._begin(slot, run)
                 except BrokenProcessPool:  # its worker died in an earlier run: replace it
                     executor.shutdown(wait=False, cancel_futures=True)
                     executor = None
-            if executor is None:
-                channel = self._channels[slot]
-                if channel is not None:
-                    channel.close()
-                reading, writing = self._context.Pipe(duplex=False)
-                executor = ProcessPoolExecutor(
-                    max_workers=1,
-                    mp_context=self._context,
-                    initializer=worker.start,
-                    initargs=(self._recipe, reading),
-                )
-                self._executors[slot] = executor
-                self._channels[slot] = writing
+            elif executor is not None and starting is not None:
                 try:
-                    self._submit(executor, worker.begin, encoder, names_entities, run, lookups)  # starts it
-                finally:
-                    # The worker holds the read end now: a write to a worker that died then fails
-                    # (BrokenPipeError) instead of filling a pipe no one reads.
-                    reading.close()
-            self._tell(slot, (worker.RUN, run, reader))
-            started.append(executor)
+                    starting.ready()  # still starting (an earlier run ended first): it begins when up
+                except (BrokenProcessPool, OSError, EOFError):  # its start failed: replace it
+                    self._starts[slot] = None
+                    executor.shutdown(wait=False, cancel_futures=True)
+                    executor = None
+            started.append(executor or self._create(slot))
         return started
+
+    def _create(self, slot: int) -> ProcessPoolExecutor:
+        """Worker ``slot``'s executor and channel, its process starting in the background."""
+        channel = self._channels[slot]
+        if channel is not None:
+            channel.close()
+        reading, writing = self._context.Pipe(duplex=False)
+        executor = ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=self._context,
+            initializer=worker.start,
+            initargs=(self._recipe, reading),
+        )
+        self._executors[slot] = executor
+        self._channels[slot] = writing
+        self._begun[slot] = 0
+        self._starts[slot] = Starting(executor, reading)
+        return executor
+
+    def _begin(self, slot: int, run: int) -> None:
+        """Worker ``slot``, up, begins run ``run``: ``worker.begin`` and its span reader."""
+        executor = self._executors[slot]
+        assert executor is not None  # made before its start
+        encoder, names_entities, _, lookups, reader = self._begins
+        executor.submit(worker.begin, encoder, names_entities, run, lookups)
+        self._tell(slot, (worker.RUN, run, reader))
+        self._begun[slot] = run
 
     def _tell(self, slot: int, message: tuple[Any, ...]) -> None:
         """Send ``message`` on worker ``slot``'s channel (``worker._SpanReads``)."""
@@ -519,7 +620,7 @@ class ProcessPagePipeline:
         except BrokenProcessPool as exc:
             raise self._lost(exc) from exc
 
-    def _lost(self, exc: BrokenProcessPool | OSError) -> WorkerLost:
+    def _lost(self, exc: Exception) -> WorkerLost:
         return WorkerLost(
             f"a page worker process died (killed, or out of memory) with --workers {self._workers} "
             f"({exc}): nothing it had not finished was written; run again to resume from the cursor"

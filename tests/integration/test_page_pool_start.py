@@ -1,0 +1,151 @@
+"""A ``ProcessPagePipeline``'s workers start in the background: a sharing runner does not wait.
+
+The fork server is stopped (SIGSTOP) to hold a worker's start for as long as a test needs, and let
+go (SIGCONT) at the end: the process it then forks must end on its own, none left behind.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from multiprocessing import forkserver
+
+from crm_audit_adapters.page_pool import ProcessPagePipeline, TransformerRecipe
+from crm_audit_transform.config import load_default_config
+from crm_audit_transform.domain import AuditRow
+from crm_audit_transform.errors import WorkerLost
+from crm_audit_transform.lookup import LookupContext
+from crm_audit_transform.transformer import Transformer
+from crm_audit_transform.usecases.pages import TransformedPage
+from support.corpus_account import audit_rows
+from support.page_workers import SlowWorker, chain_killing_its_worker
+
+BOUND_S = 30.0
+
+
+def acme_pages(size: int, count: int) -> list[list[AuditRow]]:
+    rows = sorted(audit_rows("acme"), key=lambda row: row.id)[: size * count]
+    return [rows[start : start + size] for start in range(0, len(rows), size)]
+
+
+@contextmanager
+def fork_server_stopped() -> Iterator[None]:
+    """This process's fork server (started by the pool) stopped while the body runs, then let go."""
+    pid = forkserver._forkserver._forkserver_pid  # type: ignore[attr-defined]
+    assert pid is not None, "no fork server: build the pool first"
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def within(bound_s: float, call: Callable[[], object]) -> bool:
+    """Whether ``call`` returned within ``bound_s`` (run in a thread, left to end on its own)."""
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(bound_s)
+    return not thread.is_alive()
+
+
+def no_child_left(before: set[int]) -> bool:
+    deadline = time.monotonic() + BOUND_S
+    while time.monotonic() < deadline:
+        if {child.pid for child in multiprocessing.active_children()} <= before:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def one_process(pages: Sequence[Sequence[AuditRow]]) -> list[tuple[list[int], list[tuple[int, str]]]]:
+    transformer = Transformer(load_default_config())
+    results = [
+        transformer.transform(transformer.prepare(page), LookupContext(), company_sso_id="company")
+        for page in pages
+    ]
+    return [
+        ([row.id for row in page], [(o.audit_id, type(o).__name__) for o in result.outcomes])
+        for page, result in zip(pages, results, strict=True)
+    ]
+
+
+def shapes(got: Sequence[TransformedPage]) -> list[tuple[list[int], list[tuple[int, str]]]]:
+    return [(list(page.ids), [(o.audit_id, type(o).__name__) for o in page.result.outcomes]) for page in got]
+
+
+class TestAWorkerStillStarting:
+    def test_a_sharing_run_goes_on_alone_and_hands_back_one_process_pages(self) -> None:
+        """The fork server never forks the worker during the run: the runner transforms every page
+        itself, in order, as one process would; closing the pool without waiting returns at once,
+        and the worker forked once the server is let go ends. Before, the run waited at its first
+        page for as long as the server did."""
+        pages = acme_pages(10, 8)
+        before = {child.pid for child in multiprocessing.active_children()}
+        got: list[TransformedPage] = []
+        pool = ProcessPagePipeline(2, TransformerRecipe(load_default_config()))
+        with fork_server_stopped():
+
+            def run() -> None:
+                got.extend(
+                    pool.transform_pages(
+                        pages,
+                        Transformer(load_default_config()),
+                        lambda request: LookupContext(),
+                        company_sso_id="company",
+                    )
+                )
+                pool.close(wait=False)  # as a run left early does: a normal end waits for the start
+
+            assert within(BOUND_S, run), "the run waited for its worker's start"
+        assert shapes(got) == one_process(pages)
+        assert no_child_left(before)
+
+    def test_a_run_stopped_while_its_worker_starts_closes_at_once_and_leaves_no_process(self) -> None:
+        """A run left after its first page (a Ctrl-C, a typed error: the run loop closes the pages
+        and the pool) while the worker's start waits on the fork server: ``close`` returns at once
+        (``ProcessPoolExecutor.shutdown`` would wait for the start), and the process the server
+        forks once let go is shut down by its start's thread."""
+        pages = acme_pages(10, 8)
+        before = {child.pid for child in multiprocessing.active_children()}
+        pool = ProcessPagePipeline(2, TransformerRecipe(load_default_config()))
+        with fork_server_stopped():
+            transformed = pool.transform_pages(
+                pages,
+                Transformer(load_default_config()),
+                lambda request: LookupContext(),
+                company_sso_id="company",
+            )
+            first = next(transformed)
+            transformed.close()
+            assert within(BOUND_S, lambda: pool.close(wait=False)), "close waited for the worker's start"
+        assert list(first.ids) == [row.id for row in pages[0]]
+        assert no_child_left(before)
+
+    def test_a_worker_that_dies_as_it_starts_loses_and_repeats_no_page(self) -> None:
+        """The worker is killed (SIGKILL) while it starts, as the runner transforms its first pages
+        itself: the run ends ``WorkerLost`` once the runner would hand it a page, after the first
+        pages in order — or, if the runner was done before it could, with every page. No page is
+        skipped or handed back twice either way."""
+        pages = acme_pages(10, 40)
+        recipe = TransformerRecipe(load_default_config(), rule_chain=chain_killing_its_worker)
+        got: list[TransformedPage] = []
+        lost: WorkerLost | None = None
+        with ProcessPagePipeline(2, recipe) as pool:
+            try:
+                got.extend(
+                    pool.transform_pages(
+                        pages,
+                        SlowWorker(0.05)(),  # the runner's own pages: 2 s in all
+                        lambda request: LookupContext(),
+                        company_sso_id="company",
+                    )
+                )
+            except WorkerLost as exc:
+                lost = exc
+        assert shapes(got) == one_process(pages[: len(got)])
+        assert lost is not None or len(got) == len(pages)
