@@ -9,7 +9,8 @@ are timed (``time.monotonic``) — the start of its workers (``_start``), each s
 own (``_work_here``), each wait for a worker's result (``_wait`` on a future not yet done, and the
 ``wait`` behind a page being prepared), and the time the run loop holds each page handed back (it
 writes and saves it); in each worker (the tracer is in the fork server's preload, so every worker
-forked from it has it), each task (``worker.page_span`` and the others) from its start to its end.
+forked from it has it), each task (``worker.page_span`` and the others) from its start to its
+end, and each result's sending back (``sending``: part of the idle time between tasks).
 The rest of the runner's time is the pool's own bookkeeping and reads: the next pages' ids, the
 lookups, unpacking a worker's page, transforming a page of its own when it is the next to write.
 
@@ -61,10 +62,15 @@ def _timed(kind: str, call: Callable[..., Any]) -> Callable[..., Any]:
 def install() -> None:
     """Put the tracer in: the worker's tasks here (and, by the fork server's preload of this
     module, in every worker), the pool's calls in this process."""
+    from concurrent.futures import process
+
     from crm_audit_adapters.page_pool import pipeline, worker
 
     for name in ("page_span", "page", "prepare_span", "prepare", "finish"):
         setattr(worker, name, _timed("task", getattr(worker, name)))
+    # A task's result written back on the executor's result pipe: the worker waits there until the
+    # runner's thread reading that pipe has taken all of it (a page's result is larger than the pipe).
+    process._sendback_result = _timed("send", process._sendback_result)  # type: ignore[attr-defined]
     pipeline.WRITER_ENCODERS = (*pipeline.WRITER_ENCODERS, __name__)  # the fork server imports it
     pool = pipeline.ProcessPagePipeline
     pool._start = _timed("start", pool._start)  # type: ignore[method-assign]
@@ -143,10 +149,12 @@ def timeline(directory: Path) -> dict[str, Any]:
         during = {
             kind: round(sum(_overlap(g, runner.get(kind, [])) for g in between), 3) for kind in RUNNER_KINDS
         }
+        sends = kinds.get("send", [])
         report["workers"].append(
             {
                 "tasks": len(tasks),
                 "busy": round(sum(b - a for a, b in tasks), 3),
+                "sending": round(sum(b - a for a, b in sends), 3),
                 "idle_before_first": round(gaps[0][1] - gaps[0][0], 3),
                 "idle_after_last": round(gaps[-1][1] - gaps[-1][0], 3),
                 "idle_between": round(idle, 3),
