@@ -3,6 +3,7 @@ stdin or stdout closed from the start is what it is to them too."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -102,5 +103,86 @@ def test_a_closed_stdout_is_a_file_error(tmp_path: Path, args: tuple[str, ...]) 
     done = _with_closed(">", *args, cwd=tmp_path)
     assert done.returncode == exit_codes.BAD_INPUT, done.stderr
     assert "error: FILE_ERROR: " in done.stderr
+    # The line says what could not be written: stdout (it said "[Errno 9] Bad file descriptor").
+    assert "stdout" in done.stderr.partition("error: FILE_ERROR: ")[2], done.stderr
     assert "Traceback" not in done.stderr
     assert "Exception ignored" not in done.stderr
+
+
+def _into(
+    stdout: int | None, stderr: int | None, *args: str, cwd: Path, buffered: bool
+) -> subprocess.CompletedProcess[str]:
+    """The script with stdout and stderr on the given descriptors (None: a pipe read back here), and
+    Python's standard streams buffered (its default) or not (``PYTHONUNBUFFERED``)."""
+    env = {"PATH": "/usr/bin:/bin", "CRM_AUDIT_SETTINGS": "", "CRM_AUDIT_MONGO_URI": "mongomock://"}
+    if not buffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    return subprocess.run(
+        [str(CLI), *args],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE if stdout is None else stdout,
+        stderr=subprocess.PIPE if stderr is None else stderr,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("buffered", [True, False], ids=["buffered", "unbuffered"])
+@pytest.mark.parametrize("args", [("--version",), ("--help",), ("config", "--json")])
+def test_a_full_stdout_is_a_file_error_naming_stdout(
+    tmp_path: Path, args: tuple[str, ...], buffered: bool
+) -> None:
+    """``>/dev/full``: FILE_ERROR (exit 7) saying stdout could not be written, whatever Python's
+    buffering. It said ``[Errno 28] No space left on device``, naming nothing; and buffered (Python's
+    default, without ``PYTHONUNBUFFERED``) the exit's flush failed again: ``Exception ignored`` and
+    exit 120."""
+    with open("/dev/full", "w") as full:
+        done = _into(full.fileno(), None, *args, cwd=tmp_path, buffered=buffered)
+    assert (done.returncode, done.stderr) == (
+        exit_codes.BAD_INPUT,
+        "error: FILE_ERROR: cannot write to stdout: No space left on device\n",
+    )
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("buffered", [True, False], ids=["buffered", "unbuffered"])
+def test_a_full_stderr_is_a_file_error_naming_stderr(tmp_path: Path, buffered: bool) -> None:
+    """``rollback --json 2>/dev/full``: its prompt cannot be shown, so nothing is deleted and the
+    error document on stdout says stderr could not be written, exit 7. The error line's own write to
+    stderr failed in turn and ended the command with a traceback nobody saw, exit 1."""
+    with open("/dev/full", "w") as full:
+        done = _into(
+            None,
+            full.fileno(),
+            "rollback",
+            "--company-sso-id",
+            "acct",
+            "--json",
+            cwd=tmp_path,
+            buffered=buffered,
+        )
+    assert done.returncode == exit_codes.BAD_INPUT, done.stdout
+    assert json.loads(done.stdout)["error"] == {
+        "code": "FILE_ERROR",
+        "message": "cannot write to stderr: No space left on device",
+        "exit_code": exit_codes.BAD_INPUT,
+    }
+
+
+def test_a_dry_run_with_a_closed_stderr_is_a_file_error(tmp_path: Path) -> None:
+    """``dry-run --example 2>&-``: its progress line cannot be written, FILE_ERROR (exit 7) as for a
+    closed stdout. It ended INTERNAL (exit 1): the progress line was given Python's ``None``."""
+    done = subprocess.run(
+        ["bash", "-c", 'exec "$0" "$@" 2>&-', str(CLI), "dry-run", "--example", "--out", "logs.jsonl"],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "CRM_AUDIT_SETTINGS": ""},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == exit_codes.BAD_INPUT

@@ -26,6 +26,8 @@ from crm_audit_transform.errors import (
     UnknownTenant,
 )
 
+from .standard_streams import STDERR, STDOUT
+
 OK: Final = 0
 """Done: the command did what it was asked (a run completed, a status was shown...)."""
 INTERNAL: Final = 1
@@ -101,6 +103,10 @@ CODES: Final[dict[str, int]] = {
 """Every error ``CODE`` the runner prints, with its exit code."""
 
 
+_STREAMS: Final = {STDOUT: "stdout", STDERR: "stderr"}
+"""The ``filename`` an ``OSError`` from writing a standard stream carries, and the stream's name."""
+
+
 class CliError(Exception):
     """An error the CLI itself raises: ``code`` is one of ``CODES``."""
 
@@ -146,7 +152,10 @@ def one_line(error: BaseException) -> str:
     Notes added on the way out (``add_note``: what a dry run wrote before the error) follow, each
     after "; ".
     """
-    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+    if isinstance(error, OSError) and error.filename in _STREAMS and error.strerror:
+        # A write to stdout or stderr that failed (``standard_streams``): ">/dev/full", ">&-".
+        text = f"cannot write to {_STREAMS[error.filename]}: {error.strerror}"
+    elif isinstance(error, OSError) and error.filename is not None and error.strerror:
         text = f"cannot use {error.filename}: {error.strerror}"
     else:
         parts = [part.strip() for part in str(error).splitlines() if part.strip()]

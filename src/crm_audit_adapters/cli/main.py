@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import select
 import signal
@@ -20,6 +19,7 @@ from ..console import interrupt_reported
 from ..redaction import scrub
 from . import exit_codes
 from .options import error_document
+from .standard_streams import open_standard_streams, settle
 from .state import CliState, Overrides
 
 _SECRET_ENVIRONMENT = (
@@ -69,15 +69,22 @@ def _report(
         # The error's own traceback (outside a command: the ``EOFError``, not click's ``Abort`` from
         # it), else the one being handled (a Ctrl-C, reported as an ``INTERRUPTED`` made here).
         trace = traceback.format_exception(error) if error.__traceback__ else [traceback.format_exc()]
-        click.echo(scrub("".join(trace), _secrets(state)), err=True, nl=False)
+        _to_stderr(scrub("".join(trace), _secrets(state)), nl=False)
     line = scrub(exit_codes.one_line(error), _secrets(state))
-    click.echo(f"error: {line}", err=True)
+    _to_stderr(f"error: {line}")
     code = exit_codes.exit_code_for(error)
     if ctx is not None:
         name = exit_codes.error_code(error)
         with contextlib.suppress(OSError):  # stdout is what failed (closed): the line above says it
             error_document(ctx, name, line.removeprefix(f"{name}: "), code)
     return code
+
+
+def _to_stderr(text: str, *, nl: bool = True) -> None:
+    """``text`` on stderr, if it can take it: a stderr that cannot (full, closed) is the error
+    being reported, or it fails as the command ends; either way the exit code still says it."""
+    with contextlib.suppress(OSError):
+        click.echo(text, err=True, nl=nl)
 
 
 def _debug_asked(args: Sequence[str]) -> bool:
@@ -192,7 +199,7 @@ class _Group(click.Group):
                 # Not the operator declining: the error it is, as the same error inside a command.
                 sys.exit(_report(abort.__cause__, None, debug=debug))
             # A prompt that read EOF or Ctrl-C (``Abort() from None``): the operator gave no answer.
-            click.echo(err=True)  # end the prompt's line
+            _to_stderr("")  # end the prompt's line
             error = exit_codes.CliError("DECLINED", "no answer to the confirmation; nothing was changed")
             sys.exit(_report(error, None))
         except OSError as error:  # writing --help or --version, before any command (a closed stdout)
@@ -204,7 +211,7 @@ class _Group(click.Group):
             if isinstance(error, click.UsageError) and error.ctx is not None:
                 hint = f" (see '{error.ctx.command_path} --help')"
             name = exit_codes.error_code(error)
-            click.echo(f"error: {name}: {error.format_message()}{hint}", err=True)
+            _to_stderr(f"error: {name}: {error.format_message()}{hint}")
             code = exit_codes.exit_code_for(error) if isinstance(error, click.FileError) else error.exit_code
             if isinstance(error, click.UsageError) and error.ctx is not None:
                 error_document(error.ctx, name, error.format_message(), code)  # when --json was read
@@ -245,8 +252,11 @@ def cli(ctx: click.Context, settings_path: str | None, debug: bool) -> None:
 
 def main() -> None:
     """Console-script entry point (``console.main``; ``python -m crm_audit_adapters`` too)."""
-    _open_closed_standard_streams()
-    cli(prog_name=prog_name())
+    open_standard_streams()
+    try:
+        cli(prog_name=prog_name())
+    finally:
+        settle()  # a stream whose write failed: the exit's flush must not fail on it again
 
 
 def prog_name() -> str:
@@ -258,23 +268,3 @@ def prog_name() -> str:
     if isinstance(name, str) and name.split(".")[0] == "crm_audit_adapters":
         return f"python -m {name.removesuffix('.__main__')}"
     return SCRIPT
-
-
-def _open_closed_standard_streams() -> None:
-    """Give a standard stream the script was started without (``<&-``, ``>&-``: Python's ``None``)
-    what a closed one means to any Unix tool, on a file descriptor of its own.
-
-    * stdin: an empty input (``/dev/null``), so a prompt reads an end of file (``rollback``: no
-      answer, ``DECLINED``, exit 9, as with ``</dev/null``). ``input()`` raised ``RuntimeError:
-      lost sys.stdin`` instead, reported ``INTERNAL`` (exit 1).
-    * stdout: a file every write to fails (EBADF), reported ``FILE_ERROR`` (exit 7). click dropped
-      every line written to a missing stdout: ``status --json``, ``run``'s summary and the dry run's
-      report on stdout were lost with exit 0 (``dry-run --out -`` ended ``INTERNAL``).
-    """
-    if sys.stdin is None:
-        sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115 - the process's stdin from now on
-    if sys.stdout is None:
-        # Opened for reading only, so that each write fails as on the closed descriptor; unbuffered
-        # and written through, so nothing is left for the interpreter's exit to flush (and fail on).
-        raw = open(os.open(os.devnull, os.O_RDONLY), "wb", buffering=0)  # noqa: SIM115 - as stdin
-        sys.stdout = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", write_through=True)
