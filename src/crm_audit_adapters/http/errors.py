@@ -25,6 +25,7 @@ from crm_audit_transform.errors import (
     JobUnreadable,
     LeaseHeld,
     RollbackHoldLost,
+    SourceChanged,
     Unavailable,
     UnknownTenant,
 )
@@ -93,7 +94,34 @@ async def on_domain_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, ConfigError):
         log.error("503 for %s %s: misconfigured: %s", request.method, request.url.path, _cause(exc))
         return envelope(503, "DEPENDENCY_UNAVAILABLE", "a dependency is unavailable; retry later")
+    if _bad_input(exc):
+        return _bad_input_answer(request, exc)
     return envelope(400, "BAD_REQUEST", str(exc).splitlines()[0])
+
+
+def _bad_input(exc: Exception) -> bool:
+    """An error of the runner's ``BAD_INPUT`` (exit 7, ``cli.exit_codes``): one whose code it is
+    (``SourceChanged``), or the files adapter's ``FileFormatError`` (a source file's bad line)."""
+    if getattr(exc, "code", None) == "BAD_INPUT":
+        return True
+    from ..files.errors import FileFormatError  # the files adapter, loaded only for an error
+
+    return isinstance(exc, FileFormatError)
+
+
+def _bad_input_answer(request: Request, exc: Exception) -> JSONResponse:
+    """422 ``BAD_INPUT``: the audits source the service reads cannot be read as it is (a malformed
+    line, or a source changed under its job), which no retry and no other request body mends.
+
+    ``SourceChanged`` says what to do (a fresh job) in a message of ids and counts alone. Any other
+    names a file of the server and may quote a row of it: the server log says it (WARNING, secrets
+    scrubbed by the logger's filter), the answer only that the source is unreadable. Before, each
+    was 400 ``BAD_REQUEST`` with the error's first line: the caller's request blamed, and the
+    server's file path and the row's text handed to it."""
+    log.warning("422 for %s %s: %s", request.method, request.url.path, _cause(exc))
+    if isinstance(exc, SourceChanged):
+        return envelope(422, "BAD_INPUT", str(exc))
+    return envelope(422, "BAD_INPUT", "the audits source cannot be read as it is; the server log says where")
 
 
 async def on_http_error(_request: Request, exc: Exception) -> JSONResponse:
