@@ -21,9 +21,9 @@ ABORTED: Final = "aborted at once by Ctrl-C"
 AGAIN: Final[dict[str, str]] = {
     "run": "progress up to the last saved batch is kept: run again to resume",
     "rollback": (
-        "the logs it deleted stay deleted and are counted (status shows them; a whole-account delete "
-        "cut short is counted by the next rollback): run rollback again to delete the rest and end "
-        "the job rolled_back"
+        "the logs it deleted stay deleted and are counted (status shows them; a delete cut short "
+        "that the database did not confirm, or a whole-account one, is counted by the next "
+        "rollback): run rollback again to delete the rest and end the job rolled_back"
     ),
     "verify": (
         "verify changes nothing (--repair: the logs it repaired stay, its leases were handed back): "

@@ -29,6 +29,7 @@ from collections.abc import Collection as Ids
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+import attrs
 import bson
 from attrs import frozen
 from bson import ObjectId
@@ -251,6 +252,15 @@ class MongoActivityLogStore:
         ``delete_many`` by ``_id`` (between the chunk's least and greatest, and one of them) under
         ``_migrated_filter``. A retry after a lost acknowledgement
         would report fewer: the count is then the chunk's logs no longer there."""
+        return self._delete_chunk(company_sso_id, chunk, self._retry)
+
+    def delete_migrated_chunk_once(self, company_sso_id: str, chunk: Sequence[object]) -> int:
+        """``delete_migrated_chunk`` in one attempt (``ports.MigratedChunkDeleteOnce``): a rollback
+        stopped by Ctrl-C sending its chunk in flight again; the client's socket timeout bounds it,
+        and a failure is ``StoreUnavailable`` at once."""
+        return self._delete_chunk(company_sso_id, chunk, attrs.evolve(self._retry, attempts=1))
+
+    def _delete_chunk(self, company_sso_id: str, chunk: Sequence[object], retry: RetryPolicy) -> int:
         if not chunk:
             return 0
         ids = list(dict.fromkeys(chunk))
@@ -267,7 +277,7 @@ class MongoActivityLogStore:
             attempts.append(attempt)
             return self._collection.delete_many(query).deleted_count
 
-        deleted = call_with_retry(delete, self._retry, "delete a chunk of migrated activity logs")
+        deleted = call_with_retry(delete, retry, "delete a chunk of migrated activity logs")
         if len(attempts) == 1:
             return deleted
         left = call_with_retry(

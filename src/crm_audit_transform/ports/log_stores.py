@@ -100,6 +100,21 @@ class MigratedLogsInChunks(Protocol):
         ...
 
 
+@runtime_checkable
+class MigratedChunkDeleteOnce(Protocol):
+    """A chunked store (``MigratedLogsInChunks``) whose chunk delete can be sent in one attempt, for
+    a rollback stopped by Ctrl-C (``usecases._rollback_delete.let_go``): it sends its chunk in
+    flight once more on the way out, and the operator is waiting. A store that retries (MongoDB:
+    four attempts, each up to the client's socket timeout, with backoff between) would make a hung
+    store hold the stopped rollback through every retry; a store that does not retry needs it not
+    (its ``delete_migrated_chunk`` is one attempt already)."""
+
+    def delete_migrated_chunk_once(self, company_sso_id: str, chunk: Sequence[object]) -> int:
+        """``delete_migrated_chunk`` in one attempt, no retry: bounded by the store's own timeout.
+        Its error as that method's (MongoDB: ``StoreUnavailable``) when that attempt fails."""
+        ...
+
+
 class ActivityLogStore(ActivityLogWriter, MigratedLogs, Protocol):
     """A store that is both (MongoDB's ``activity_logs``, the JSONL sink).
 

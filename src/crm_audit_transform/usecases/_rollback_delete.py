@@ -54,7 +54,7 @@ from attrs import define
 from ..errors import LeaseHeld, RollbackHoldLost
 from ..jobs import ROLLED_BACK, ROLLING_BACK, MigrationJob, RollbackInFlight, WholeAccountDelete
 from ..ports import MigratedLogs
-from ..ports.log_stores import MigratedLogsInChunks
+from ..ports.log_stores import MigratedChunkDeleteOnce, MigratedLogsInChunks
 
 if TYPE_CHECKING:
     from .rollback import RollbackPorts
@@ -112,8 +112,9 @@ def let_go(
     again goes on at once instead of meeting its own hold until it expires (only a process that
     died, ``kill -9``, needs the expiry). Best effort: the store may be what failed.
 
-    A chunk whose delete did not return: after a Ctrl-C (``interrupted``) its delete is sent again
-    and all of it counted in that same write (``_finish_chunk``), so ``status`` shows every log the
+    A chunk whose delete did not return: after a Ctrl-C (``interrupted``) its delete is sent again,
+    in one attempt (no retry: the operator is waiting), and all of it counted in that same write
+    (``_finish_chunk``), so ``status`` shows every log the
     rollback deleted as soon as it has stopped (the ``INTERRUPTED`` line says they are counted).
     After any other error, or when that delete fails too, it stays recorded in flight, uncounted:
     the next rollback adopts it (``JobStore.adopt_rollback_chunk``) — sending it again at once
@@ -146,13 +147,21 @@ def _finish_chunk(company_sso_id: str, ports: RollbackPorts, progress: Progress)
     read, and each is gone after this delete, whichever delete took it; so the count is exact even
     when the first delete is still running on the server. Nothing when no chunk is in flight, when
     a renewal's answer was lost (``renewing``: it is sent again as it was, the chunk left for the
-    next), or when the delete fails (left for the next, as before). A process killed during this
-    leaves the chunk recorded in flight, and the rollback that takes the hold over adopts it."""
+    next), or when the delete fails (left for the next, as before). Sent in one attempt when the
+    store retries (``MigratedChunkDeleteOnce``), so that the abort is prompt. A process killed
+    during this leaves the chunk recorded in flight, and the rollback that takes the hold over
+    adopts it."""
     logs, chunk = ports.logs, progress.chunk
     if progress.renewing or not progress.in_flight or not chunk or not isinstance(logs, MigratedLogsInChunks):
         return
     try:
-        logs.delete_migrated_chunk(company_sso_id, chunk)
+        # One attempt where the store retries (``MigratedChunkDeleteOnce``): the operator asked to
+        # stop, and a store that has just hung would otherwise hold them through all its retries
+        # before the hold is given back. A failed attempt costs nothing: the next rollback adopts it.
+        if isinstance(logs, MigratedChunkDeleteOnce):
+            logs.delete_migrated_chunk_once(company_sso_id, chunk)
+        else:
+            logs.delete_migrated_chunk(company_sso_id, chunk)
     except Exception:  # best effort, as the rest of ``let_go``: the chunk stays the next rollback's
         return
     progress.pending, progress.in_flight, progress.chunk = len(chunk), False, ()
