@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 import pytest
 
-from crm_audit_transform.domain import AuditRow, ScopeBounds
+from crm_audit_transform.domain import AuditRow, Outcome, ScopeBounds
 from crm_audit_transform.errors import JobAlreadyRunning, JobNotRunnable, LeaseHeld
 from crm_audit_transform.jobs import CANCELLED, COMPLETED, HALTED, IN_PROGRESS, MigrationJob
 from crm_audit_transform.usecases import RESUME, RunSettings
@@ -92,6 +92,34 @@ class TestShardedRun:
         assert job.tally == solo_job.tally
         assert (job.progress_pct, job.last_audit_id) == (100.0, solo_job.last_audit_id)
         assert all(s.status == COMPLETED and s.lease_owner is None for s in job.shards)
+
+    def test_the_shards_outcomes_are_an_unsharded_runs(self) -> None:
+        """``run_shard``'s ``on_outcomes``, over every shard run in any order, hands each row's
+        outcome once, the same as ``run_job``'s over the unsharded job (it took no ``on_outcomes``)."""
+        solo = World()
+        solo.service(settings=NO_HALT).trigger(solo.company)
+        alone: list[Outcome] = []
+        assert solo.run(settings=NO_HALT, on_outcomes=alone.extend).job.status == COMPLETED
+        world = World()
+        sharded(world)
+        seen: list[Outcome] = []
+        for n in (2, 0, 3, 1):
+            run_shard(
+                world.company,
+                n,
+                world.run_ports(),
+                world.transformer,
+                jobs=world.jobs,
+                owner=f"runner-{n}",
+                settings=NO_HALT,
+                on_outcomes=seen.extend,
+            )
+        job = world.jobs.latest(world.company)
+        assert job is not None
+        assert job.status == COMPLETED
+        assert len(seen) == len(alone) == job.tally.processed > 0
+        # repr, not ==: a Decimal('NaN') value is never equal to itself.
+        assert sorted(map(repr, seen)) == sorted(map(repr, alone))
 
     def test_status_sums_the_shards(self) -> None:
         """With two of four shards done, status counts both shards' rows and their share of the range."""

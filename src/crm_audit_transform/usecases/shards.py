@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
-from ..domain import ScopeBounds
+from ..domain import Outcome, ScopeBounds
 from ..errors import JobNotFound
 from ..halting import HaltRule
 from ..jobs import COMPLETED, HALTED, IN_PROGRESS, JobShard, MigrationJob
@@ -164,13 +164,17 @@ def run_shard(
     settings: RunSettings,
     should_stop: Callable[[], bool] = lambda: False,
     on_progress: Callable[[MigrationJob], None] | None = None,
+    on_outcomes: Callable[[Sequence[Outcome]], None] | None = None,
     pipeline: PagePipeline | None = None,
 ) -> RunResult:
     """Run shard ``shard`` of the account's sharded job from its cursor, then ``settle`` the job.
 
     ``jobs`` is the job store; the loop sees it through ``ShardJobs`` (``ports.jobs`` is not used).
 
-    ``on_progress`` sees the shard's view after every durable batch. The result's ``job`` is the
+    ``on_progress`` sees the shard's view after every durable batch; ``on_outcomes`` each saved
+    step's outcomes of the shard's rows, as ``run_job``'s (write results folded in, in row order,
+    once that step's progress is durable): over every shard, the outcomes an unsharded run gives,
+    each once, in id order within a shard. The result's ``job`` is the
     whole job as stored after the settle (its status is the job's; ``job.shards[shard]`` the
     shard's). ``JobNotFound`` without a sharded job holding that shard; ``JobNotRunnable`` (a
     ``JobNotFound``) when the job is cancelled, rolling back or rolled back as the shard's lease is
@@ -191,6 +195,7 @@ def run_shard(
         job=shard_view(job, shard),
         should_stop=should_stop,
         on_progress=on_progress,
+        on_outcomes=on_outcomes,
         until_id=job.shards[shard].until_id,
         check_at_end=False,
         pipeline=pipeline,
