@@ -20,6 +20,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -199,21 +200,36 @@ class TestDoubleCtrlC:
 
 def page_workers(runner: subprocess.Popen[str]) -> list[int]:
     """The page workers: the processes of the runner's session whose parent is the fork server."""
-    parents = {}
-    for pid in session_pids(runner.pid):
-        try:
-            parents[pid] = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (FileNotFoundError, ProcessLookupError):
-            continue
+    parents = {pid: parent_of(pid) for pid in session_pids(runner.pid)}
     servers = {pid for pid, parent in parents.items() if parent == runner.pid and is_fork_server(pid)}
     return [pid for pid, parent in parents.items() if parent in servers]
 
 
-def is_fork_server(pid: int) -> bool:
+def parent_of(pid: int) -> int | None:
+    """``pid``'s parent, None once it has gone."""
     try:
-        return b"forkserver" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+FORK_SERVER_MAIN = b"from multiprocessing.forkserver import main"
+"""What the fork server's command line runs (``python -c``): multiprocessing's own start of it."""
+
+
+def runs_fork_server_main(pid: int) -> bool:
+    try:
+        return FORK_SERVER_MAIN in Path(f"/proc/{pid}/cmdline").read_bytes()
     except (FileNotFoundError, ProcessLookupError):
         return False
+
+
+def is_fork_server(pid: int) -> bool:
+    """Whether ``pid`` is a fork server: its command line runs the server's main, and its parent's
+    does not. A page worker is forked from the server without an exec, so it has the server's
+    command line: the command line alone (once ``b"forkserver" in cmdline``) took it for one."""
+    parent = parent_of(pid)
+    return runs_fork_server_main(pid) and parent is not None and not runs_fork_server_main(parent)
 
 
 class TestStoppedWorker:
@@ -320,3 +336,28 @@ def stop_fork_server(runner: subprocess.Popen[str], stopped: list[int]) -> bool:
             stopped.append(pid)
             return True
     return False
+
+
+class TestForkServerSeen:
+    def test_a_process_forked_from_the_fork_server_is_not_taken_for_it(self) -> None:
+        """Of a fork server and a process it forked, which share one command line, only the server
+        is a fork server to these tests (``stop_fork_server`` stopped a page worker instead)."""
+        start = (
+            "import multiprocessing, time\n"
+            "child = multiprocessing.get_context('forkserver').Process(target=time.sleep, args=(60,))\n"
+            "child.start()\n"
+            "print(child.pid, flush=True)\n"
+            "time.sleep(60)\n"
+        )
+        with subprocess.Popen(
+            [sys.executable, "-c", start], stdout=subprocess.PIPE, text=True, start_new_session=True
+        ) as owner:
+            try:
+                assert owner.stdout is not None
+                child = int(owner.stdout.readline())
+                server = parent_of(child)
+                assert server is not None
+                assert runs_fork_server_main(child)  # the shared command line
+                assert (is_fork_server(server), is_fork_server(child)) == (True, False)
+            finally:
+                end_session(owner.pid)
