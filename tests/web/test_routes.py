@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import json
+import ssl
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,7 +24,7 @@ from crm_audit_adapters.mongo.indexes import apply_migration
 from crm_audit_adapters.settings import Settings
 from crm_audit_transform.domain import ActivityLog, Actor, FieldChange
 from crm_audit_transform.testing import FixedClock, InMemorySsoDirectory
-from support.live_server import LiveServer
+from support.live_server import LiveServer, MountedApp
 
 pytestmark = pytest.mark.postgres
 
@@ -74,13 +76,36 @@ def runtime_over(
     return build_runtime(settings, mongo_client=mongo_db.client, clock=clock, **overrides)
 
 
+CLIENT_TLS = ssl.create_default_context()
+"""The clients' TLS context, made once: the server is plain HTTP, but each ``httpx.Client`` would
+load the CA bundle again (about 50 ms, as long as a route test's own requests)."""
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[MountedApp, str]]:
+    """One uvicorn server for the module; each test mounts its own app in it (``client_of``)."""
+    mounted = MountedApp()
+    with LiveServer(mounted) as live:
+        yield mounted, live.url
+
+
+@contextlib.contextmanager
+def client_of(served: tuple[MountedApp, str], runtime: Runtime, timeout: float) -> Iterator[httpx.Client]:
+    """An HTTP client of ``runtime``'s app, served by the module's server until the block ends."""
+    mounted, url = served
+    app = create_app(runtime.service, basic_auth=BasicAuthCredentials("ops", "s3cret"), sessions=SESSIONS)
+    with mounted.mount(app), httpx.Client(base_url=url, timeout=timeout, verify=CLIENT_TLS) as client:
+        yield client
+
+
 @pytest.fixture
-def app_parts(crm_dsn: str, mongo_db: Any) -> Iterator[dict[str, Any]]:
+def app_parts(crm_dsn: str, mongo_db: Any, served: tuple[MountedApp, str]) -> Iterator[dict[str, Any]]:
     apply_migration(mongo_db, "up")
-    with runtime_over(crm_dsn, mongo_db, f"{COMPANY},company-empty") as runtime:
-        app = create_app(runtime.service, basic_auth=BasicAuthCredentials("ops", "s3cret"), sessions=SESSIONS)
-        with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=30) as client:
-            yield {"client": client, "db": mongo_db, "dsn": crm_dsn}
+    with (
+        runtime_over(crm_dsn, mongo_db, f"{COMPANY},company-empty") as runtime,
+        client_of(served, runtime, timeout=30) as client,
+    ):
+        yield {"client": client, "db": mongo_db, "dsn": crm_dsn}
 
 
 def log(n: int, company: str = COMPANY) -> ActivityLog:
@@ -623,13 +648,14 @@ class TestJobRoutes:
 
 
 @pytest.fixture
-def verify_parts(crm_dsn: str, mongo_db: Any) -> Iterator[dict[str, Any]]:
+def verify_parts(crm_dsn: str, mongo_db: Any, served: tuple[MountedApp, str]) -> Iterator[dict[str, Any]]:
     """The app with an SSO directory (verify resolves actors as a run does)."""
     apply_migration(mongo_db, "up")
-    with runtime_over(crm_dsn, mongo_db, COMPANY, sso=InMemorySsoDirectory({})) as runtime:
-        app = create_app(runtime.service, basic_auth=BasicAuthCredentials("ops", "s3cret"), sessions=SESSIONS)
-        with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=60) as client:
-            yield {"client": client, "db": mongo_db}
+    with (
+        runtime_over(crm_dsn, mongo_db, COMPANY, sso=InMemorySsoDirectory({})) as runtime,
+        client_of(served, runtime, timeout=60) as client,
+    ):
+        yield {"client": client, "db": mongo_db}
 
 
 class TestVerifyRoute:
@@ -783,16 +809,15 @@ class TestWritePathPreconditions:
 
 class TestTenantAnswers:
     @pytest.fixture
-    def client(self, crm_dsn: str, mongo_db: Any) -> Iterator[httpx.Client]:
+    def client(self, crm_dsn: str, mongo_db: Any, served: tuple[MountedApp, str]) -> Iterator[httpx.Client]:
         """The app with ``pubco`` bound to ``public``: a schema, but not a CRM tenant's."""
         apply_migration(mongo_db, "up")
         sso = InMemorySsoDirectory({})
-        with runtime_over(crm_dsn, mongo_db, "*", bindings={"pubco": "public"}, sso=sso) as runtime:
-            app = create_app(
-                runtime.service, basic_auth=BasicAuthCredentials("ops", "s3cret"), sessions=SESSIONS
-            )
-            with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=60) as client:
-                yield client
+        with (
+            runtime_over(crm_dsn, mongo_db, "*", bindings={"pubco": "public"}, sso=sso) as runtime,
+            client_of(served, runtime, timeout=60) as client,
+        ):
+            yield client
 
     @pytest.mark.parametrize("route", ["trigger", "verify"])
     def test_an_account_bound_to_a_schema_without_the_crm_tables_is_422_unknown_tenant(
