@@ -82,6 +82,7 @@ from crm_audit_transform.usecases.pages import PageLookup, PageSpan, RangeRows, 
 from ..fork_server import sigint_deferred
 from . import worker
 from .in_flight import NO_PLAN, Feed, Page, Plan, Whole, done
+from .result_pipe import widen_result_pipe
 from .sending import TransformerRecipe, for_workers, require_picklable, wire_rows
 from .sent_rows import SentRows
 from .starting import Starting
@@ -582,6 +583,7 @@ class ProcessPagePipeline:
             initializer=worker.start,
             initargs=(self._recipe, reading),
         )
+        widen_result_pipe(executor)  # its pages' results written at once, read when the runner can
         self._executors[slot] = executor
         self._channels[slot] = writing
         self._begun[slot] = 0
