@@ -54,12 +54,16 @@ def within(bound_s: float, call: Callable[[], object]) -> bool:
 
 
 def no_child_left(before: set[int]) -> bool:
+    """Whether no worker is left once each start in progress has returned: its thread shuts the
+    executor down (``starting``), joining the process it forked. Not polled: a worker left to a
+    garbage-collected executor ends too, a moment later, and must not pass for one shut down."""
     deadline = time.monotonic() + BOUND_S
-    while time.monotonic() < deadline:
-        if {child.pid for child in multiprocessing.active_children()} <= before:
-            return True
-        time.sleep(0.1)
-    return False
+    for thread in threading.enumerate():
+        if thread.name == "page-worker-start":
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                return False
+    return {child.pid for child in multiprocessing.active_children()} <= before
 
 
 def one_process(pages: Sequence[Sequence[AuditRow]]) -> list[tuple[list[int], list[tuple[int, str]]]]:
