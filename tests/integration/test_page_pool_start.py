@@ -15,7 +15,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from multiprocessing import forkserver
 
-from crm_audit_adapters.page_pool import ProcessPagePipeline, TransformerRecipe
+import pytest
+
+from crm_audit_adapters.page_pool import ProcessPagePipeline, TransformerRecipe, pipeline
 from crm_audit_transform.config import load_default_config
 from crm_audit_transform.domain import AuditRow
 from crm_audit_transform.errors import WorkerLost
@@ -128,6 +130,30 @@ class TestAWorkerStillStarting:
             transformed.close()
             assert within(BOUND_S, lambda: pool.close(wait=False)), "close waited for the worker's start"
         assert list(first.ids) == [row.id for row in pages[0]]
+        assert no_child_left(before)
+
+    def test_a_run_ended_while_the_server_never_answers_closes_within_the_bound(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A run that ends normally as one process, its fork server stopped throughout (hung): the
+        normal ``close`` waits ``START_WAIT_S`` for the worker's start, then leaves it to its
+        thread, which shuts the worker down once the server is let go. Before, ``close`` waited
+        for the start for ever: the command hung after its run."""
+        monkeypatch.setattr(pipeline, "START_WAIT_S", 0.5)
+        pages = acme_pages(10, 4)
+        before = {child.pid for child in multiprocessing.active_children()}
+        pool = ProcessPagePipeline(2, TransformerRecipe(load_default_config()))
+        with fork_server_stopped():
+            got = list(
+                pool.transform_pages(
+                    pages,
+                    Transformer(load_default_config()),
+                    lambda request: LookupContext(),
+                    company_sso_id="company",
+                )
+            )
+            assert within(BOUND_S, pool.close), "close waited for a start that never returns"
+        assert shapes(got) == one_process(pages)
         assert no_child_left(before)
 
     def test_a_worker_that_dies_as_it_starts_loses_and_repeats_no_page(self) -> None:

@@ -97,6 +97,12 @@ WRITER_ENCODERS: Final = ("crm_audit_adapters.files.sink", "crm_audit_adapters.m
 """The modules of the writers' encoders, imported by the fork server too: a worker unpickling its
 run's encoder then imports nothing (the sink's brings pymongo and orjson: 0.1 s of CPU a worker)."""
 
+START_WAIT_S: Final = 10.0
+"""How long ``close`` after a normal run waits for a worker's start still in progress (seconds). A
+start takes 0.45–0.65 s (benchmarks/RESULTS.md, issue 15 goal 2, pool round); one not returned by
+then is a fork server that does not answer (stopped, hung), which the run went on without: it is
+abandoned as after an error instead of holding the command's exit for ever."""
+
 StartMethod = Literal["forkserver", "spawn"]
 _T = TypeVar("_T")
 
@@ -212,6 +218,8 @@ class ProcessPagePipeline:
         transform, so nothing of theirs needs finishing, and a worker that never answers (stopped,
         hung in a lookup) must not hold the command's exit. They end on their own once their page
         is done; the console ends those still alive after a Ctrl-C (``console.end_children``).
+        ``wait=True`` waits ``START_WAIT_S`` at most for a worker still starting, then leaves it
+        to its start's thread (``starting``), as ``wait=False`` does at once.
         """
         executors, self._executors = self._executors, [None] * self._processes
         channels, self._channels = self._channels, [None] * self._processes
@@ -226,9 +234,10 @@ class ProcessPagePipeline:
                     # and the worker stop, as a worker whose start had held the run would have.
                     # Gone unwaited, it was forked as this process exited, and failed (a traceback
                     # on the command's stderr) to open what its executor had already removed.
-                    with contextlib.suppress(Exception):
-                        starting.wait()
-                elif starting.abandon():
+                    # Bounded: a fork server that never answers must not hold the exit for ever.
+                    with contextlib.suppress(Exception):  # a failed start: shut down below
+                        starting.wait(START_WAIT_S)
+                if starting.abandon():
                     continue  # its start's thread shuts it down when the start returns (starting)
             executor.shutdown(wait=wait, cancel_futures=True)
         for channel in channels:

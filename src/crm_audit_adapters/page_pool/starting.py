@@ -10,7 +10,8 @@ A pool left while a start is in progress (a Ctrl-C, a typed error: ``close(wait=
 ``abandon``s it instead of calling ``shutdown``, which would wait for that lock (for ever if the
 fork server is stopped); the thread shuts the executor down itself once its start returns, and a
 worker forked after its runner has gone ends itself (``worker._end_with``). A pool closed after a
-run that ended normally waits for the start, as the run would have waited for it before.
+run that ended normally waits for the start, as the run would have waited for it before, but for
+``pipeline.START_WAIT_S`` at most: a fork server that never answers is then abandoned too.
 """
 
 from __future__ import annotations
@@ -65,10 +66,11 @@ class Starting:
             raise self._error
         return True
 
-    def wait(self) -> None:
-        """Block until the start has returned; what it raised, if it did."""
-        self._done.wait()
-        self.ready()
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Block until the start has returned, or ``timeout_s`` seconds at most (None: no bound);
+        whether it has returned, raising what it raised, if it did."""
+        self._done.wait(timeout_s)
+        return self.ready()
 
     def abandon(self) -> bool:
         """The pool is closing: whether the start is still in progress (its thread then shuts the
