@@ -18,6 +18,7 @@ Driver messages are scrubbed of the DSN's secrets (``redaction.scrub``) before t
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable
 from typing import Final, TypeVar
 
@@ -114,9 +115,16 @@ DEFAULT_RETRY: Final = RetryPolicy(attempts=5, base_delay_s=0.2, max_delay_s=5.0
 
 
 class ReadOnlySession:
-    """One lazily opened connection, shared by the adapters of one runner, with retries."""
+    """One lazily opened connection, shared by the adapters of one runner, with retries.
 
-    __slots__ = ("_conn", "_connect", "_known_schemas", "_retry", "_timeout")
+    Safe to share between threads: one unit of work (``run``) holds the connection at a time, the
+    others wait for it. The HTTP app calls the service from a thread pool, and a psycopg
+    connection runs one transaction at a time: two ``run`` blocks interleaved on it would nest
+    one transaction in the other as a savepoint, and whichever ended first would fail ("commit at
+    the wrong nesting level"), a 503 for a database that is up.
+    """
+
+    __slots__ = ("_conn", "_connect", "_known_schemas", "_lock", "_retry", "_timeout")
 
     def __init__(
         self,
@@ -135,6 +143,8 @@ class ReadOnlySession:
         self._retry = attrs.evolve(retry, sleep=sleep) if sleep is not None else retry
         self._conn: psycopg.Connection | None = None
         self._known_schemas: set[tuple[str, str]] = set()
+        # Reentrant: a unit of work may call ``schema`` (another ``run``) on the thread holding it.
+        self._lock = threading.RLock()
 
     @classmethod
     def from_dsn(
@@ -151,9 +161,15 @@ class ReadOnlySession:
         self._connect, self._timeout, self._retry = state
         self._conn = None
         self._known_schemas = set()
+        self._lock = threading.RLock()
 
     def run(self, work: Callable[[psycopg.Connection], T]) -> T:
-        """Run ``work`` in a read-only transaction, retrying it on a new connection if needed."""
+        """Run ``work`` in a read-only transaction, retrying it on a new connection if needed; a
+        thread waits while another thread's ``run`` holds the connection."""
+        with self._lock:
+            return self._run(work)
+
+    def _run(self, work: Callable[[psycopg.Connection], T]) -> T:
         retry = self._retry
         try:
             for attempt in retry.attempts_of("postgres", retry_if=self._discarding):
@@ -193,8 +209,9 @@ class ReadOnlySession:
         return sql.Identifier(tenant)
 
     def close(self) -> None:
-        """Close the connection; the next ``run`` opens a new one."""
-        self._discard()
+        """Close the connection (once no ``run`` holds it); the next ``run`` opens a new one."""
+        with self._lock:
+            self._discard()
 
     def __enter__(self) -> ReadOnlySession:
         return self
