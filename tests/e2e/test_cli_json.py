@@ -253,6 +253,18 @@ class TestJsonOutput:
             in everyone.stderr
         )
 
+    def test_enqueue_refuses_a_tenant_other_than_the_job_in_progress_reads(self, triggered: Cli) -> None:
+        """--tenant globex for the acme-bound account whose job is in progress is TENANT_MISMATCH (exit 4),
+        nothing sent, as trigger refuses it; the account's own tenant is sent as before."""
+        env = {"CRM_AUDIT_BROKER_URL": "memory://"}
+        wrong = checked(
+            triggered("enqueue", *C, "--tenant", "globex", "--json", **env), "enqueue", exit_codes.REFUSED
+        )
+        assert wrong["sent"] == []
+        assert [(r["company_sso_id"], r["code"]) for r in wrong["refused"]] == [(COMPANY, "TENANT_MISMATCH")]
+        right = checked(triggered("enqueue", *C, "--tenant", TENANT, "--json", **env), "enqueue")
+        assert [(s["task"], s["shard"]) for s in right["sent"]] == [("crm_audit.migrate_account", None)]
+
     def test_enqueue_says_when_shards_cannot_apply_to_the_job_in_progress(self, triggered: Cli) -> None:
         """--shards 3 for an account whose unsharded job is already in progress sends that job as it is
         (one migrate_account task) and says so on stderr, instead of ignoring --shards without a word."""

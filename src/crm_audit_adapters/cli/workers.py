@@ -23,6 +23,7 @@ from crm_audit_transform.errors import (
     CrmAuditError,
     FlagDisabled,
     JobAlreadyRunning,
+    TenantMismatch,
 )
 from crm_audit_transform.jobs import COMPLETED, IN_PROGRESS, MigrationJob
 
@@ -327,7 +328,9 @@ def _trigger_or_resume(
     """The account's in-progress job: the one already running, or a new one (guards first).
 
     The flag is checked first, as ``trigger`` does: an account switched off after its job was
-    triggered is refused (``FLAG_DISABLED``), its job left as it is, nothing sent.
+    triggered is refused (``FLAG_DISABLED``), its job left as it is, nothing sent. So is a
+    ``--tenant`` other than the one the job in progress reads (``TENANT_MISMATCH``, as ``trigger``
+    refuses it): it is not sent as if the tenant had been given right.
     """
     if not runtime.flags.is_enabled(company):
         raise FlagDisabled(
@@ -336,6 +339,13 @@ def _trigger_or_resume(
         )
     latest = runtime.service.latest_job(company)
     if latest is not None and latest.status == IN_PROGRESS:
+        # tenant_for refuses a tenant other than a bound account's binding; an unbound account's job
+        # reads the tenant it was triggered with.
+        if tenant is not None and runtime.service.tenant_for(company, tenant) != latest.tenant:
+            raise TenantMismatch(
+                f"company {company}'s job {latest.job_id} in progress reads CRM tenant {latest.tenant!r}, "
+                f"not {tenant!r}: nothing sent"
+            )
         return latest
     with contextlib.suppress(JobAlreadyRunning):  # a concurrent trigger won: its job is the one to run
         runtime.service.trigger(company, tenant, date_range_start=cutoff, shards=shards)
