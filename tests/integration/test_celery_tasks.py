@@ -13,6 +13,7 @@ from crm_audit_adapters.bootstrap import Runtime, build_runtime
 from crm_audit_adapters.celery import MIGRATE_ACCOUNT, MIGRATE_SHARD, make_app
 from crm_audit_adapters.mongo.indexes import apply_migration
 from crm_audit_adapters.settings import Settings
+from crm_audit_transform.errors import JobNotFound
 from crm_audit_transform.jobs import COMPLETED, IN_PROGRESS
 from crm_audit_transform.testing import FixedClock, InMemorySsoDirectory
 from crm_audit_transform.usecases import RunSettings
@@ -110,3 +111,16 @@ class TestMigrateShardTask:
         done = runtime.jobs.latest(COMPANY)
         assert done is not None
         assert done.tally.processed == len(ids)
+
+    @pytest.mark.parametrize("shard", [True, "0", 1.0])
+    def test_a_shard_that_is_no_integer_fails_at_once(self, untriggered: Runtime, shard: object) -> None:
+        """A message whose shard is JSON true, a string or a float names no shard: JobNotFound (never
+        retried), not LeaseHeld retried a dozen times; no shard's lease or cursor is touched."""
+        runtime = untriggered
+        runtime.service.trigger(COMPANY, shards=2)
+        before = runtime.jobs.latest(COMPANY)
+        app = make_app(runtime.settings, runtime_factory=lambda: runtime)
+        app.conf.task_eager_propagates = True
+        with pytest.raises(JobNotFound, match="is no shard number"):
+            app.tasks[MIGRATE_SHARD].apply(args=[COMPANY, shard], throw=True)
+        assert runtime.jobs.latest(COMPANY) == before

@@ -31,7 +31,7 @@ from typing import Final
 from celery import Celery, Task
 from celery.signals import task_retry, worker_process_init, worker_shutting_down
 
-from crm_audit_transform.errors import ConfigError, LeaseHeld, Unavailable
+from crm_audit_transform.errors import ConfigError, JobNotFound, LeaseHeld, Unavailable
 from crm_audit_transform.usecases.shards import shard_view
 from crm_audit_transform.verification import VerifyReportDocument
 
@@ -197,6 +197,10 @@ def register_tasks(app: Celery, runtime_factory: Callable[[], Runtime]) -> None:
 
     @app.task(name=MIGRATE_SHARD, **_RETRYING)
     def migrate_shard(task: Task, company_sso_id: str, shard: int) -> dict[str, object]:
+        if isinstance(shard, bool) or not isinstance(shard, int):
+            # A message is JSON: `true` passed the range check as 1 but named the store's path
+            # "shards.True", so its lease never took and the task was retried as LeaseHeld for nothing.
+            raise JobNotFound(f"company {company_sso_id}: {shard!r} is no shard number (an integer)")
         runtime = runtimes.get()
         observer = JobObserver(log, shard=shard)
         job = runtime.service.latest_job(company_sso_id)
