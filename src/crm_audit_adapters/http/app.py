@@ -12,7 +12,9 @@ import datetime as dt
 import functools
 import importlib.util
 import json
+import os
 import secrets
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 
@@ -83,6 +85,14 @@ async def _json_object(request: Request, limit: int, max_depth: int) -> dict[str
     if not isinstance(body, dict):
         raise ApiError(400, "MALFORMED_BODY", "body must be a JSON object")
     return body
+
+
+def _repair_owner() -> str:
+    """The lease owner of one verify request: its own, so that a second ``repair`` of the account (from
+    this process or another replica) meets the first's lease (409 ``LEASE_HELD``) as a second run does.
+    The service's default owner (``"verify"``) is one name for every caller: two repairs under it both
+    held the job and the one that ended second was refused with a misleading ``JOB_NOT_RUNNABLE``."""
+    return f"verify:http:{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 def _company(value: object) -> str:
@@ -203,7 +213,9 @@ def create_app(
 
         def call() -> VerifyReportDocument:
             drawn = secrets.randbits(63) if seed is None else seed
-            report = service.verify(company, sample=sample, seed=drawn, repair=repair, require_binding=True)
+            report = service.verify(
+                company, sample=sample, seed=drawn, repair=repair, owner=_repair_owner(), require_binding=True
+            )
             return report.to_json()
 
         # A report that is not clean is still the answer (200): CI gates read its ``clean``.
