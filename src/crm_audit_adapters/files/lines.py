@@ -472,7 +472,6 @@ def parse_object(path: PathLike, number: int, text: str) -> dict[str, Any]:
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
 _NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
-_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.S)
 
 
 def shallow_object(text: str) -> dict[str, Any]:
@@ -533,16 +532,47 @@ def _skip(text: str, pos: int) -> int:
     return pos if match is None else match.end()
 
 
+# A string, a bracket, a run of opening or of closing brackets, or a quote no string starts at (its
+# string never ends), told by the group that matched. Possessive, so a string of any length is one
+# match in flat memory (sre keeps no backtracking state); a run of brackets is one step, not one a
+# bracket, and a bracket alone costs no more than it did.
+_TOKEN = re.compile(r'("[^"\\]*+(?:\\.[^"\\]*+)*+")|([\[{][\[{]++)|([\[{])|([\]}][\]}]++)|([\]}])|(")', re.S)
+_BRACKETS = re.compile(r"()([\[{][\[{]++)|([\[{])|([\]}][\]}]++)|([\]}])")
+_OPENING_RUN, _OPENING, _CLOSING_RUN, _CLOSING, _LONE_QUOTE = 2, 3, 4, 5, 6
+
+
 def _collection_end(text: str, start: int) -> int:
-    depth = 0
-    for token in _TOKEN.finditer(text, start):
-        kind = token.group()[0]
-        if kind in "[{":
-            depth += 1
-        elif kind in "]}":
-            depth -= 1
-            if depth == 0:
-                return token.end()
+    """The end of the array or object whose bracket is at ``text[start]``: just past the bracket,
+    outside strings, that closes it; ``ValueError`` when none does. One step a string, a bracket or
+    a run of brackets of one way (``[[[…`` is read in C), whatever their kinds, as a depth count
+    takes them.
+
+    A quote no string starts at is text; no quote after it can start a string either (each would
+    run to the same end: JSON's escapes pair alike from any quote), so the rest is read for its
+    brackets alone, rather than trying a string to the end of the line at each quote."""
+    depth, pos = 0, start
+    for tokens in (_TOKEN, _BRACKETS):
+        for token in tokens.finditer(text, pos):
+            kind = token.lastindex
+            if kind == _OPENING:
+                depth += 1
+            elif kind == _CLOSING:
+                depth -= 1
+                if not depth:
+                    return token.end()
+            elif kind == _OPENING_RUN:
+                first, end = token.span()
+                depth += end - first
+            elif kind == _CLOSING_RUN:
+                first, end = token.span()
+                if end - first >= depth:
+                    return first + depth
+                depth -= end - first
+            elif kind == _LONE_QUOTE:  # read on for brackets alone
+                pos = token.end()
+                break
+        else:
+            break  # the text ended
     raise ValueError("an array or object is not closed")
 
 

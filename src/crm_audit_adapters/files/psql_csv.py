@@ -36,8 +36,9 @@ from .lines import (
 
 DEFAULT_MAX_RECORD_BYTES: Final = MAX_LINE_BYTES
 
-# The quoted alternative is the unrolled "no quote, or a doubled quote" loop: linear, no backtracking.
-_FIELD: Final = re.compile(r'"([^"]*(?:""[^"]*)*)"|([^,"]*)')
+# The quoted alternative is the unrolled "no quote, or a doubled quote" loop: linear; possessive, so
+# sre keeps no backtracking state a ``""`` (a greedy loop kept ~60 MiB of it a MiB of ``""``).
+_FIELD: Final = re.compile(r'"([^"]*+(?:""[^"]*+)*+)"|([^,"]*+)')
 
 
 class LongRecord(NamedTuple):
@@ -145,7 +146,12 @@ def csv_records(
 
 
 _START, _PLAIN, _QUOTED, _CLOSED, _CLOSED_CR = range(5)
-_PLAIN_STOP: Final = re.compile(rb'[,"\n]')
+# A quoted field's text up to its closing quote (or the block's end): no quote, or a doubled one.
+# Possessive, so that a run of any length (a record of ``""``) is one match at C speed, in flat memory:
+# sre keeps no backtracking state for a possessive repeat.
+_QUOTED_RUN: Final = re.compile(rb'[^"]*+(?:""[^"]*+)*+')
+# Unquoted text up to a quote or a line end: its commas are counted in C, not one step each.
+_PLAIN_RUN: Final = re.compile(rb'[^"\n]*+')
 
 
 class _RecordScan:
@@ -154,7 +160,9 @@ class _RecordScan:
 
     The record ends where ``csv_records`` ends one, at the first line end outside quotes. States: at
     a field's start, in an unquoted field, in a quoted one, just after a quote that closes one (or
-    is the first of ``""``), and after that quote and a CR (a CRLF record end).
+    is the first of ``""``), and after that quote and a CR (a CRLF record end). A quoted field's text
+    and a stretch of unquoted fields are each skipped in one regex match, so a record's cost is one
+    Python step a quoted field, not one a quote or a comma (benchmarks/bench_hostile_records.py).
     """
 
     def __init__(self) -> None:
@@ -173,40 +181,50 @@ class _RecordScan:
         """Read ``data`` on; True once the record's terminating line end is in it (the caller reads a
         line at most at a time, so nothing of the next record is)."""
         pos, end = 0, len(data)
+        quoted_run, plain_run = _QUOTED_RUN.match, _PLAIN_RUN.match
         while pos < end:
             state = self.state
             if state == _QUOTED:
-                close = data.find(b'"', pos)
+                close = data.find(b'"', pos)  # a field's text without quotes: memchr
                 if close < 0:
                     return False
+                if data[close + 1 : close + 2] == b'"':  # "" inside: skip them and the text between
+                    close = quoted_run(data, close).end()  # type: ignore[union-attr]  # it matches the empty string
+                    if close == end:
+                        return False
                 self.state, pos = _CLOSED, close + 1
                 continue
             if state in (_PLAIN, _START):
-                if state == _START and data[pos] == 0x22:  # a quote opens the field
-                    self.state, pos = _QUOTED, pos + 1
-                    continue
-                found = _PLAIN_STOP.search(data, pos)
-                if found is None:
-                    self.state = _PLAIN
+                stop = plain_run(data, pos).end()  # type: ignore[union-attr]  # it matches the empty string
+                self.fields += data.count(b",", pos, stop)
+                if stop == end:
+                    self.state = _START if data[end - 1] == 0x2C else _PLAIN
                     return False
-                char, pos = data[found.start()], found.end()
-            else:  # just after a closing quote (and a CR)
-                char, pos = data[pos], pos + 1
-                if state == _CLOSED and char == 0x22:  # "" inside a quoted field
-                    self.state = _QUOTED
-                    continue
-                if state == _CLOSED and char == 0x0D:
-                    self.state = _CLOSED_CR
-                    continue
-                if char != 0x0A and (state == _CLOSED_CR or char != 0x2C):  # text after a closing quote
+                # A quote opens a field at its start (after a comma); elsewhere it is a quote inside
+                # a field, and the record's end is still told by quote parity.
+                opens = data[stop - 1] == 0x2C if stop > pos else state == _START
+                if data[stop] == 0x0A:
+                    return True
+                if not opens:
                     self.well_formed = False
+                self.state, pos = _QUOTED, stop + 1
+                continue
+            # Just after a closing quote (and a CR).
+            char, pos = data[pos], pos + 1
+            if state == _CLOSED and char == 0x22:  # "" inside a quoted field
+                self.state = _QUOTED
+                continue
+            if state == _CLOSED and char == 0x0D:
+                self.state = _CLOSED_CR
+                continue
+            if char != 0x0A and (state == _CLOSED_CR or char != 0x2C):  # text after a closing quote
+                self.well_formed = False
             if char == 0x2C:
                 self.fields += 1
                 self.state = _START
             elif char == 0x0A:
                 return True
             elif char == 0x22:  # a quote inside a field: the record's end is still told by quote parity
-                self.well_formed = False
                 self.state = _QUOTED
             else:
                 self.state = _PLAIN
