@@ -230,7 +230,7 @@ class FileRangeSource(FileSpanSource):
     with ``ValueError`` when the run's pages are asked (the CLI refuses one before it opens it).
     """
 
-    __slots__ = ("_opened_size", "_range_bytes")
+    __slots__ = ("_range_bytes",)
 
     def __init__(
         self,
@@ -256,8 +256,6 @@ class FileRangeSource(FileSpanSource):
             page_bytes=page_bytes,
         )
         self._range_bytes = range_bytes
-        # The file's bytes when the run opened it: the ranges, cut later, must reach them (line_ranges).
-        self._opened_size = _regular_size(path)
 
     def __repr__(self) -> str:
         return f"FileRangeSource({str(self._path)!r}, {self._tenant!r})"
@@ -294,9 +292,11 @@ class FileRangeSource(FileSpanSource):
             # this read reports them again, from the file's start.
             self._checked.take()
         scope = tuple(scope)
+        self._mark.check()  # the file the run looked at before (its scope), or that one grown
+        # The ranges, cut later, must reach the bytes it held then (line_ranges).
         spans = (
             PageSpan(tenant, scope, cutoff, (), extent)
-            for extent in line_ranges(self._path, self._range_bytes, least=self._opened_size)
+            for extent in line_ranges(self._path, self._range_bytes, least=self._mark.size)
         )
         ranges = transform(spans)
         try:
@@ -310,6 +310,8 @@ class FileRangeSource(FileSpanSource):
                 scope=frozenset(scope),
             )
             yield from merge.pages(ranges)
+            # The end the ranges found: the file they began, not one rewritten or replaced meanwhile.
+            self._mark.check()
         finally:
             close = getattr(ranges, "close", None)
             if callable(close):
@@ -507,12 +509,3 @@ class _Merge:
         self._ids, self._outcomes, self._fell, self._degraded, self._parts = [], [], [], [], []
         self._budget = self._page_bytes
         return page
-
-
-def _regular_size(path: PathLike) -> int | None:
-    """The bytes of a regular file, else None (not one, or not there: the read says why)."""
-    try:
-        status = os.stat(path)
-    except OSError:
-        return None
-    return status.st_size if stat.S_ISREG(status.st_mode) else None

@@ -63,6 +63,7 @@ from .audits import (
 )
 from .checked_rows import CheckedRows
 from .errors import FileFormatError
+from .file_marks import FileMark
 from .lines import LineWindow, PathLike, SetAside
 from .psql_csv import DEFAULT_MAX_RECORD_BYTES
 from .scope_keys import text_bytes
@@ -96,6 +97,7 @@ class FileAuditSource:
         "_file_format",
         "_handed",
         "_jsonb_changes",
+        "_mark",
         "_max_record_bytes",
         "_page_bytes",
         "_path",
@@ -141,7 +143,10 @@ class FileAuditSource:
         self._reading: Reader[Any] | None = None
         self._window: LineWindow | None = None
         self._position: int | None = None
-        # Fail now, not at the first page, on an unknown suffix.
+        # The file as this source last looked at it, checked at each open and at the end of a read
+        # (file_marks): a file cut, rewritten or replaced between two reads of the run is refused.
+        self._mark = FileMark(path)
+        # Fail now, not at the first page, on an unknown suffix; and take the run's first look.
         self._ordered_rows(report=False).close()
 
     def __repr__(self) -> str:
@@ -190,6 +195,7 @@ class FileAuditSource:
                 count += 1
                 if isinstance(row.created_at, dt.datetime) and (oldest is None or row.created_at < oldest):
                     oldest = row.created_at
+            self._mark.check()  # the end this pass found is the file's the pages will read
         finally:
             rows.close()
         if not count:
@@ -213,6 +219,7 @@ class FileAuditSource:
             return None
         wanted = frozenset(scope)
         last: int | None = None
+        self._mark.check()
         for keys in scope_keys_from_end(self._path, self._tenant):
             if keys is None:
                 return None
@@ -311,6 +318,8 @@ class FileAuditSource:
                     break
         else:
             self.close()
+            # The end this read found: the file it began, not one rewritten or replaced meanwhile.
+            self._mark.check()
             self._end = max(after_id, self._handed, self._position or 0)
             self._position = None
             self._drained = (max(after_id, self._handed), wanted, cutoff)
@@ -360,6 +369,7 @@ class FileAuditSource:
         ``report``: hand those past ``floor`` (the cursor the read starts from) to ``checked``;
         ``counted`` is told the id of each (reported or not).
         """
+        self._mark.check()  # the file the source read before, or that one grown
         checked = self._checked
         order = IdOrder(self._path)
         on_error: Callable[[FileFormatError], None] | None = None
