@@ -1,0 +1,54 @@
+"""The JSON string patterns that skip strings (``check_json_depth``, a JSONL line's keys) hold no
+memory per escape, and match as the plain greedy pattern they replaced."""
+
+from __future__ import annotations
+
+import re
+import tracemalloc
+from collections.abc import Callable
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from crm_audit_adapters.files import lines
+from crm_audit_adapters.files.lines import shallow_object
+from crm_audit_transform.loading import _jsonb, check_json_depth
+
+GREEDY = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+"""The pattern before: the same strings, with sre's backtracking state kept for every escape."""
+
+ESCAPES = 1 << 19
+
+
+def peak(call: Callable[[], object]) -> int:
+    """Bytes at the peak of ``call`` as tracemalloc counts them (sre's state included)."""
+    tracemalloc.start()
+    try:
+        call()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_json_body_of_escaped_quotes_is_checked_in_about_its_own_size() -> None:
+    text = '["' + '\\"' * ESCAPES + '"]'
+    assert peak(lambda: check_json_depth(text, 100)) < 4 * len(text)  # the greedy one: ~75 x
+
+
+def test_a_jsonl_key_of_escaped_quotes_is_read_in_about_its_own_size() -> None:
+    key = '"' + '\\"' * ESCAPES + '"'
+    line = "{" + key + ': 1, "a": ' + "[" * 2000 + "]" * 2000 + "}"
+    assert shallow_object(line)[key[1:-1].replace('\\"', '"')] == 1
+    assert peak(lambda: shallow_object(line)) < 4 * len(line)
+
+
+_TEXT = st.text(alphabet=st.sampled_from(['"', "\\", "a", "\n", "[", "]", "é"]), max_size=40)
+
+
+@given(_TEXT, st.integers(min_value=0, max_value=40))
+def test_the_patterns_match_as_the_greedy_one(text: str, start: int) -> None:
+    want = GREEDY.match(text, start)
+    for pattern in (lines._STRING, _jsonb._JSON_STRING):
+        got = pattern.match(text, start)
+        assert (got and got.span()) == (want and want.span())
+    assert _jsonb._JSON_STRING.sub("", text) == GREEDY.sub("", text)
