@@ -199,9 +199,11 @@ class ProcessPagePipeline:
         self.close(wait=exc_type is None)
 
     def start(self, *, wait: bool = False) -> None:
-        """Start now each worker process not running, instead of at the next run's first page;
-        with ``wait``, return once each is up (``WorkerLost`` if one could not start). A run
-        begins the workers it finds up, and hands pages to the others once they are."""
+        """Start now each worker process this pipeline has not made yet, instead of at the next
+        run's first page; with ``wait``, return once each start has returned (``WorkerLost`` if one
+        could not start). A worker that died in an earlier run is not replaced here: the next run
+        replaces it (``_started``). A run begins the workers it finds up, and hands pages to the
+        others once they are."""
         with sigint_deferred():  # no KeyboardInterrupt between a start and its record
             for slot, executor in enumerate(self._executors):
                 if executor is None:

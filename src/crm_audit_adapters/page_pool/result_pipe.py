@@ -2,12 +2,13 @@
 
 ``ProcessPoolExecutor`` sends each task's result back on one pipe (its ``SimpleQueue``), written
 whole by the worker before it takes its next task. Linux's pipe holds 64 KiB by default, and a
-page's result (its encoded logs: about 300 KiB for 500 rows) is several times that, so the worker
-waited until the runner's thread reading that pipe had taken all of it. That thread needs the GIL
-for each chunk, and takes it back from the runner's main thread — transforming a page of its own —
-only at the interpreter's switch interval (5 ms): the worker stood still while the runner took its
-steps (benchmarks/RESULTS.md, issue 15 goal 2, "the worker's result pipe"). With the pipe as large
-as ``RESULT_PIPE_BYTES`` the worker's write returns at once and it goes on to its next page.
+page's result (its encoded logs: about 440 KiB for 500 rows of the benchmarks' data) is several
+times that, so the worker waited until the runner's thread reading that pipe had taken all of it.
+That thread needs the GIL for each chunk, and takes it back from the runner's main thread —
+transforming a page of its own — only at the interpreter's switch interval (5 ms): the worker stood
+still while the runner took its steps (benchmarks/RESULTS.md, issue 15 goal 2, "the worker's result
+pipe"). With the pipe as large as ``RESULT_PIPE_BYTES`` the worker's write returns at once and it
+goes on to its next page.
 
 Linux only (``fcntl.F_SETPIPE_SZ``); elsewhere, or where the system caps pipes lower
 (``/proc/sys/fs/pipe-max-size``, 1 MiB by default for an unprivileged process), the pipe stays as
@@ -24,7 +25,7 @@ from typing import Final
 __all__ = ["RESULT_PIPE_BYTES", "result_pipe_bytes", "widen_result_pipe"]
 
 RESULT_PIPE_BYTES: Final = 1 << 20
-"""The size asked for: Linux's default ceiling for an unprivileged process, three pages' results."""
+"""The size asked for: Linux's default ceiling for an unprivileged process, two pages' results."""
 
 
 def _result_fd(executor: ProcessPoolExecutor) -> int | None:
