@@ -293,7 +293,7 @@ class TestMalformedJsonl:
         assert [(row.id, row.audited_changes) for row in rows[1:]] == [(2, b"---\na: caf\xe9\n")]
         [error] = errors
         assert (error.line, error.audit_id) == (3, 3)
-        assert "comment is not UTF-8: b'caf\\xe9'" in str(error)
+        assert "comment is not UTF-8: 4 bytes, not UTF-8 from byte 3" in str(error)  # never the bytes
 
     def test_the_error_carries_the_audit_id_when_it_could_be_read(self, tmp_path: Path) -> None:
         """A row with a readable id but a bad timestamp names that id, so it can be reported as failed."""

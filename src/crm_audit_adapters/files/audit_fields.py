@@ -117,7 +117,7 @@ def _text(record: Mapping[str, Any], name: str) -> str | None:
 
 
 def _shown(value: object) -> str:
-    """``repr(value)`` for an error message, cut short (``errors.shown``); a jsonb value as its text."""
+    """``errors.shown``: what ``value`` is, never what it holds; a jsonb value as its text's."""
     return shown(value.text if isinstance(value, JsonbText) else value)
 
 

@@ -119,7 +119,7 @@ def read_sso_directory(path: PathLike, company_sso_id: str | None = None) -> dic
                 continue
             email, sso_id = entry(record)
             if found.setdefault(email, sso_id) != sso_id:
-                raise _Bad(f"{shown(email)} has two sso ids")
+                raise _Bad("its email has two sso ids: an earlier line gave it another one")
     return found
 
 
@@ -296,7 +296,8 @@ def _collect(
                 continue
             value = build(record)
             if key(value) in found:
-                raise _Bad(f"{shown(key(value))} appears twice (several tenants? pass tenant=)")
+                # An id names the line's record, as an audit id names a row: shown, unlike a value.
+                raise _Bad(f"id {cut(repr(key(value)))} appears twice (several tenants? pass tenant=)")
             found[key(value)] = value
     return found
 

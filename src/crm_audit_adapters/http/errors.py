@@ -114,10 +114,11 @@ def _bad_input_answer(request: Request, exc: Exception) -> JSONResponse:
     line, or a source changed under its job), which no retry and no other request body mends.
 
     ``SourceChanged`` says what to do (a fresh job) in a message of ids and counts alone. Any other
-    names a file of the server and may quote a row of it: the server log says it (WARNING, secrets
-    scrubbed by the logger's filter), the answer only that the source is unreadable. Before, each
-    was 400 ``BAD_REQUEST`` with the error's first line: the caller's request blamed, and the
-    server's file path and the row's text handed to it."""
+    names a file of the server, the line (the audit id when it could be read) and the fault, never a
+    value of the row (``files.errors.shown``: the logger's filter scrubs configured secrets only, not
+    a password inside an audit): the server log says it (WARNING), the answer only that the source
+    is unreadable. Before, each was 400 ``BAD_REQUEST`` with the error's first line: the caller's
+    request blamed, and the server's file path and the row's text handed to it."""
     log.warning("422 for %s %s: %s", request.method, request.url.path, _cause(exc))
     if isinstance(exc, SourceChanged):
         return envelope(422, "BAD_INPUT", str(exc))

@@ -141,7 +141,7 @@ def build(source: EventSource, limits: LoaderLimits) -> tuple[bool, Any]:
         elif kind is alias_event:
             entry = anchors.get(event.anchor)
             if entry is None:
-                raise malformed(f"found undefined alias {event.anchor!r}", event.start_mark)
+                raise malformed("found an undefined alias", event.start_mark)
             if entry is _OPEN:
                 raise LimitExceeded("alias expansion", max_nodes, None)
             value, size, height = entry
@@ -237,7 +237,7 @@ def _put(frame: _Frame, value: Any) -> None:
     frame.merge = False
     if frame.typed is None and type(key) is str:
         if key in frame.items:
-            raise malformed(f"duplicate key {key!r}", frame.key_mark)
+            raise malformed("duplicate key", frame.key_mark)  # named by position: a key may be data
         frame.items[key] = value
         return
     if frame.typed is None:
@@ -246,7 +246,7 @@ def _put(frame: _Frame, value: Any) -> None:
     assert frame.seen is not None
     ident = ro.identity(key)
     if ident in frame.seen:
-        raise malformed(f"duplicate key {key!r}", frame.key_mark)
+        raise malformed("duplicate key", frame.key_mark)
     frame.seen.add(ident)
     frame.typed.append((key, value))
 

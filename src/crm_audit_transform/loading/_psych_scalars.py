@@ -90,6 +90,13 @@ class Unreadable(Exception):
     """Ruby itself fails on this scalar; the caller reports it as malformed YAML at the node."""
 
 
+def _size(s: str) -> str:
+    """A scalar as an error message names it: by its size, never its text (the row's value, which
+    may be a password, goes into ``--outcomes`` files through the message; the line and column the
+    message is given say where it is)."""
+    return f"{len(s)} characters"
+
+
 class Symbol:
     """A Ruby Symbol kept apart from a String of the same name (only hash keys need the difference)."""
 
@@ -163,7 +170,7 @@ def tokenize(s: str, max_digits: int) -> Any:
         try:
             return float(_FLOAT_CLEANUP.sub(r"\1", s))
         except ValueError:
-            raise Unreadable(f"Ruby's Float() rejects {s!r}") from None
+            raise Unreadable(f"Ruby's Float() rejects the scalar ({_size(s)})") from None
     integer = parse_integer(s, max_digits)
     return s if integer is None else integer
 
@@ -187,7 +194,7 @@ def parse_integer(s: str, max_digits: int) -> int | None:
     if not cleaned:
         if base == 8:
             return 0  # "0_" is Integer("0")
-        raise Unreadable(f"Ruby's Integer() rejects {s!r}")
+        raise Unreadable(f"Ruby's Integer() rejects the scalar ({_size(s)})")
     return sign * int(cleaned, base)
 
 
@@ -220,7 +227,7 @@ def parse_time(s: str) -> dt.datetime:
     date_match = _TIME_DATE.search(parts[0])
     clock = _TIME_CLOCK.search(parts[1]) if len(parts) == 2 else None
     if date_match is None or clock is None:
-        raise Unreadable(f"Psych cannot parse {s!r} as a time")
+        raise Unreadable(f"Psych cannot parse the scalar as a time ({_size(s)})")
     hour, minute, second = (int(x) for x in clock[1].split(":"))
     micro = int((clock[2] or "").ljust(6, "0")[:6])  # nanoseconds and beyond are truncated
     year, month, day = int(date_match[1]), int(date_match[2]), int(date_match[3])
@@ -230,7 +237,7 @@ def parse_time(s: str) -> dt.datetime:
         return instant
     offset_match = _TIME_OFFSET.match(zone)
     if offset_match is None:
-        raise Unreadable(f"Psych cannot parse the offset of {s!r}")
+        raise Unreadable(f"Psych cannot parse the time's offset ({_size(s)})")
     offset = int(offset_match[1]) * 3600
     minutes = int(offset_match[2] or 0) * 60
     offset = offset - minutes if offset < 0 else offset + minutes  # Ruby's sign rule: -00:30 is +00:30
@@ -296,12 +303,12 @@ def read_big_decimal(s: str) -> decimal.Decimal:
     precision, colon, text = s.partition(":")
     match = _BIG_DECIMAL.match(text)
     if not colon or not (precision == "" or (precision.isascii() and precision.isdigit())) or match is None:
-        raise Unreadable(f"{s!r} is not a dumped BigDecimal")
+        raise Unreadable(f"the scalar is not a dumped BigDecimal ({_size(s)})")
     if match[1]:
         return _decimal(match[1])
     number = match[2].replace("_", "").translate(_EXPONENT_D)
     if not any(c.isdigit() for c in number.partition("e")[0]):
-        raise Unreadable(f"{s!r} is not a dumped BigDecimal")
+        raise Unreadable(f"the scalar is not a dumped BigDecimal ({_size(s)})")
     return _decimal(number)
 
 
@@ -330,7 +337,7 @@ def ruby_float(value: Any) -> float:
         return float(value.replace("_", ""))
     if type(value) is str and _RUBY_HEX_FLOAT.match(value):
         return float(int(value.strip().replace("0x", "", 1), 16))
-    raise Unreadable(f"Ruby's Float() rejects {value!r}")
+    raise Unreadable("Ruby's Float() rejects the scalar")
 
 
 def binary(s: str) -> str | bytes:

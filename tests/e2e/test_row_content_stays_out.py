@@ -1,0 +1,161 @@
+"""A row's values never reach an error message: the CLI's error line, the server log, an outcome's
+detail. A bad row is named by its position (file, line, audit id, field; line and column in its
+``audited_changes``) and the kind of fault, so a password in an audit cannot reach a log."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from crm_audit_adapters.cli import cli, exit_codes
+from crm_audit_adapters.files import FileFormatError, read_audit_rows
+from crm_audit_adapters.files.audit_fields import record_row
+from crm_audit_adapters.files.directories import read_sso_directory
+from crm_audit_adapters.http.errors import on_domain_error
+from crm_audit_transform.config import load_default_config
+from crm_audit_transform.domain import Failed
+from crm_audit_transform.transformer import Transformer
+from support.corpus_account import company_sso_id, contact_docs, dump_jsonl, sso_docs
+from support.corpus_world import CORPUS
+
+SECRET = "hunter2-s3cret"
+TENANT = "acme"
+
+
+def corpus_line() -> dict[str, Any]:
+    for line in (CORPUS / "audits.jsonl").read_text(encoding="utf-8").splitlines():
+        doc = json.loads(line)
+        if doc["tenant"] == TENANT:
+            return doc
+    raise AssertionError("the corpus has no acme row")
+
+
+def write_jsonl(path: Path, *docs: dict[str, Any]) -> Path:
+    path.write_text("".join(json.dumps(doc) + "\n" for doc in docs), encoding="utf-8")
+    return path
+
+
+class TestFileFormatErrors:
+    @pytest.mark.parametrize(
+        ("field", "value", "kind"),
+        [
+            ("id", f"password={SECRET}", "id is not an integer: a string of 23 characters"),
+            ("created_at", SECRET, "created_at is not a timestamp: a string of 14 characters"),
+            ("user_id", [SECRET], "user_id is not an integer or a string: a list of 1 item"),
+            ("comment", {"password": SECRET}, "comment is not a string: an object of 1 member"),
+        ],
+    )
+    def test_a_bad_field_is_named_by_its_line_and_kind_never_its_value(
+        self, tmp_path: Path, field: str, value: object, kind: str
+    ) -> None:
+        """Before, each message quoted the value (``'password=hunter2-s3cret'``)."""
+        path = write_jsonl(tmp_path / "a.jsonl", corpus_line(), {**corpus_line(), "id": 9, field: value})
+        errors: list[FileFormatError] = []
+        try:
+            list(read_audit_rows(path, on_error=errors.append))
+        except FileFormatError as halted:  # an unreadable id halts the read: no row to fail
+            errors.append(halted)
+        [error] = errors
+        assert SECRET not in str(error)
+        assert f"{path}, line 2: {kind}" == str(error)
+
+    def test_a_directory_line_names_no_email(self, tmp_path: Path) -> None:
+        """An SSO directory's e-mail given two sso ids is named by its line; before, the e-mail was quoted."""
+        email = f"{SECRET}@example.com"
+        path = write_jsonl(
+            tmp_path / "sso.jsonl", {"email": email, "sso_id": "u-1"}, {"email": email, "sso_id": "u-2"}
+        )
+        with pytest.raises(FileFormatError) as caught:
+            read_sso_directory(path)
+        assert (
+            str(caught.value)
+            == f"{path}, line 2: its email has two sso ids: an earlier line gave it another one"
+        )
+
+
+class TestTheCliErrorLine:
+    def test_a_halting_line_is_named_on_stderr_without_its_value(self, tmp_path: Path) -> None:
+        """``dry-run`` over a line whose id cannot be read stops (exit 7) with ``error: BAD_INPUT:``
+        naming the file, the line and the fault; before, the line quoted the id's text."""
+        audits = write_jsonl(tmp_path / "audits.jsonl", corpus_line(), {**corpus_line(), "id": SECRET})
+        (tmp_path / "contacts.jsonl").write_text(dump_jsonl(contact_docs(TENANT)), encoding="utf-8")
+        (tmp_path / "sso.jsonl").write_text(dump_jsonl(sso_docs(TENANT)), encoding="utf-8")
+        args = [
+            "dry-run",
+            "--company-sso-id",
+            company_sso_id(TENANT),
+            "--tenant",
+            TENANT,
+            "--audits",
+            str(audits),
+            "--users",
+            str(CORPUS / "users.jsonl"),
+            "--contacts",
+            str(tmp_path / "contacts.jsonl"),
+            "--sso-directory",
+            str(tmp_path / "sso.jsonl"),
+            "--no-progress",
+            "--out",
+            str(tmp_path / "logs.jsonl"),
+        ]
+        result = CliRunner().invoke(cli, args, env={"CRM_AUDIT_SETTINGS": ""})
+        assert result.exit_code == exit_codes.BAD_INPUT, result.stderr
+        assert f"audits.jsonl, line 2: id is not an integer: a string of {len(SECRET)}" in result.stderr
+        assert SECRET not in result.stderr + result.stdout
+
+
+class TestTheServerLog:
+    def test_the_422_warning_names_the_line_not_its_value(self, tmp_path: Path, caplog: Any) -> None:
+        """The HTTP server's WARNING for an unreadable audits line (``http.errors``) holds the path, the
+        line and the fault; before, the row's text as well."""
+        path = write_jsonl(tmp_path / "a.jsonl", {**corpus_line(), "id": SECRET})
+        with pytest.raises(FileFormatError) as caught:
+            list(read_audit_rows(path))
+
+        class Request:
+            method = "POST"
+
+            class url:
+                path = "/private/activity_logs/crm_migration/trigger"
+
+        with caplog.at_level(logging.WARNING, logger="crm_audit_adapters.http"):
+            answer = asyncio.run(on_domain_error(Request(), caught.value))  # type: ignore[arg-type]
+        assert answer.status_code == 422
+        logged = " ".join(record.getMessage() for record in caplog.records)
+        assert f"{path}, line 1: id is not an integer" in logged
+        assert SECRET not in logged + bytes(answer.body).decode()
+
+
+class TestAuditedChangesDetails:
+    @pytest.mark.parametrize(
+        ("changes", "where"),
+        [
+            (f"---\npassword: !!float {SECRET}\n", "line 2, column 11: Ruby's Float() rejects"),
+            (f"---\npassword: !!float 1.2.3{SECRET}\n", "line 2, column 11: Ruby's Float() rejects"),
+            (f"---\nsigned_at: !ruby/object:DateTime {SECRET}\n", "line 2, column 12: Psych cannot parse"),
+            (f"---\n{SECRET}: 1\n{SECRET}: 2\n", "line 3, column 1: duplicate key"),
+            (f"---\npassword: *{SECRET}\n", "line 2, column 11: found an undefined alias"),
+            (
+                f'---\nprice: !ruby/object:BigDecimal "{SECRET}"\n',
+                "line 2, column 8: the scalar is not a dumped",
+            ),
+        ],
+    )
+    def test_a_value_the_loader_refuses_is_named_by_line_and_column(self, changes: str, where: str) -> None:
+        """The row's failure (``malformed_audited_changes``, its detail in ``--outcomes`` files and
+        ``explain``) says where and what, never the value; before, each quoted it."""
+        transformer = Transformer(load_default_config())
+        doc = {**corpus_line(), "audited_changes": changes}
+        row = record_row("a.jsonl", 1, doc, TENANT, typed=True, jsonb_changes=False)
+        assert row is not None
+        prepared = transformer.prepare_row(row)
+        assert isinstance(prepared.problem, Failed), prepared
+        assert prepared.problem.reason == "malformed_audited_changes"
+        assert f"malformed YAML at {where}" in prepared.problem.detail
+        assert SECRET not in prepared.problem.detail
