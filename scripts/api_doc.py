@@ -53,6 +53,10 @@ Written by hand in `scripts/api_doc.py` (the rest of this page is generated); CH
   may stop among them. `ports.JobStore` implementations must save it with the cursor
   (`save_progress`, `save_shard_progress`) and keep it as stored wherever they keep the cursor (an
   `unleased` transition): one that drops it resumes such a run past the rest of that id's rows.
+- `VerifyReport` has `pending` (and its JSON a top-level `"pending"`, shaped as a finding kind): the
+  rows that would migrate and have no log yet past the cursor of a job not completed (in progress,
+  halted or cancelled). They were counted under `findings["missing"]`, which now holds only
+  rows the run has passed (or every row of a completed job); `clean` is false while any is pending.
 - `PageResult.outcomes` is a `Sequence[Outcome]` (it was `tuple[Outcome, ...]`), and so is what
   `run_job(on_outcomes=…)` and `MigrationService.dry_run(on_outcomes=…)` are given: with `--workers` (a page
   pool) it may be a `packed.PackedOutcomes` view, read row by row as the same outcomes. Code that

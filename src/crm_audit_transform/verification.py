@@ -5,6 +5,8 @@ logs in the CDP. What it finds is sorted into kinds, each a :class:`Findings` (a
 the first ids, up to a cap):
 
 * ``missing`` — the row should be migrated and has no log (a late commit behind the cursor lands here);
+  of a job not completed (in progress, halted, cancelled), a row past its cursor is not missing but
+  ``pending`` (``VerifyReport.pending``): the run has not reached it yet;
 * ``unexpected`` — a log exists for a row that now skips or fails;
 * ``stray`` — a ``crm_migration`` log whose ``external_id`` names no in-scope audit;
 * ``duplicate`` — one ``external_id`` on more than one log (impossible with the unique index);
@@ -21,7 +23,7 @@ from typing import Final, Protocol, TypedDict
 
 from attrs import field, frozen
 
-from .jobs import JobStatusName, status_name
+from .jobs import CANCELLED, HALTED, IN_PROGRESS, JobStatusName, status_name
 from .timestamps import as_utc
 
 __all__ = [
@@ -70,6 +72,10 @@ FINDING_KINDS: Final = (
     "overlap",
 )
 """Every kind a report counts, in report order; any non-zero count (after repair) fails verify."""
+
+PENDING_STATES: Final = frozenset({IN_PROGRESS, HALTED, CANCELLED})
+"""Job states whose run has not ended for good: a row past the cursor is still the run's to reach
+(a halted or cancelled job resumes from its cursor), so it is ``pending``, not ``missing``."""
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
@@ -175,6 +181,7 @@ class VerifyReportDocument(TypedDict):
     content_checked: int
     sample: int | None
     findings: dict[str, FindingsDocument]
+    pending: FindingsDocument
     outstanding: dict[str, int]
     job: JobCheckDocument | None
     repaired: int
@@ -262,19 +269,22 @@ def _counts(value: Mapping[str, int]) -> Mapping[str, int]:
 class VerifyReport:
     """What verify found for one account, and what ``--repair`` wrote.
 
-    ``audits``: in-scope rows walked. ``migrated``: rows whose recomputed outcome is ``Migrated``
-    and that have a log. ``skipped`` / ``failed``: rows without a log, by recomputed reason.
-    ``content_checked``: logs whose content was compared (all of them, or a sample per page).
-    ``repaired``: missing rows written by ``--repair``; ``repaired_in_job`` of them were added to
-    the job's counts (see ``usecases.verify``). ``job`` is None when the account has no job.
+    ``audits``: in-scope rows walked. ``migrated``: rows whose recomputed outcome is ``Migrated`` and that
+    have a log. ``skipped`` / ``failed``: rows without a log, by recomputed reason. ``content_checked``:
+    logs whose content was compared (all of them, or a sample per page). ``repaired``: missing rows
+    written by ``--repair``; ``repaired_in_job`` of them were added to the job's counts (see
+    ``usecases.verify``). ``job`` is None when the account has no job. ``pending``: rows that would
+    migrate and have no log yet, past the cursor of a job that is not completed (in progress, halted or
+    cancelled): the run has not reached them, so they are not ``missing`` (lost) and
+    ``--repair`` leaves them to the run; the account is not proven complete while any is (not clean).
     ``halt_threshold``: the run's halt rule's failed share (0-1); the account is not clean when
     ``failure_rate`` exceeds it (None: no such verdict). The halt rule never halts on fewer than its
     minimum sample of rows (``halting``), so a small account whose every row fails completes: this is
-    where it is told apart from a clean one. ``actors_unchecked``: logs whose stored actor could not
-    be compared, because the SSO directory (USMAN) was unavailable and the recomputed actor is the
-    degraded one, not the truth, and the missing rows ``--repair`` left unwritten for that reason (a
-    log written with a degraded actor would stay wrong); the account is not clean while any is
-    (verify, or repair, again once USMAN answers).
+    where it is told apart from a clean one. ``actors_unchecked``: logs whose stored actor could not be
+    compared, because the SSO directory (USMAN) was unavailable and the recomputed actor is the degraded
+    one, not the truth, and the missing rows ``--repair`` left unwritten for that reason (a log written
+    with a degraded actor would stay wrong); the account is not clean while any is (verify, or repair,
+    again once USMAN answers).
     """
 
     company_sso_id: str
@@ -287,6 +297,7 @@ class VerifyReport:
     sample: int | None = None
     findings: Mapping[str, Findings] = field(factory=dict)
     job: JobCheck | None = None
+    pending: Findings = Findings()
     repaired: int = 0
     repaired_in_job: int = 0
     halt_threshold: float | None = None
@@ -316,10 +327,11 @@ class VerifyReport:
     @property
     def clean(self) -> bool:
         """Every audit accounted for once, content and seam as recomputed (every compared actor
-        among it: none left unchecked), job consistent, and no more rows failing than the halt rule
-        tolerates."""
+        among it: none left unchecked), job consistent, no row pending (the run done), and no more
+        rows failing than the halt rule tolerates."""
         return (
             not self.outstanding
+            and not self.pending.count
             and (self.job is None or self.job.consistent)
             and not self.over_halt_threshold
             and not self.actors_unchecked
@@ -338,6 +350,7 @@ class VerifyReport:
             "content_checked": self.content_checked,
             "sample": self.sample,
             "findings": {kind: self.findings.get(kind, Findings()).to_json() for kind in FINDING_KINDS},
+            "pending": self.pending.to_json(),
             "outstanding": dict(self.outstanding),
             "job": self.job.to_json() if self.job is not None else None,
             "repaired": self.repaired,

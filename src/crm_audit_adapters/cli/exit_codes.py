@@ -58,7 +58,8 @@ DECLINED: Final = 9
 """The operator declined a confirmation (or stdin gave no answer): nothing was changed."""
 NOT_VERIFIED: Final = 10
 """verify found the account not proven complete: something missing, unexpected, stray, duplicate,
-drifted, past a watermark or overlapping, or the job's counts disagree (the report says what)."""
+drifted, past a watermark or overlapping, the job's counts disagree, or rows are still ``pending``
+past the cursor of a job not completed (not lost: its run has not reached them; the report says what)."""
 INTERRUPTED: Final = 130
 """Stopped by Ctrl-C. Once: after the batch in flight, progress saved. Twice: at once, still safe
 (the next run replays at most one batch). ``run`` resumes either way."""

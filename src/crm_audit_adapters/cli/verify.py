@@ -2,7 +2,8 @@
 
 The command is a thin shell over ``MigrationService.verify`` (``usecases.verify_account``): it prints the
 human summary (or ``--json``, the report as ``VerifyReport.to_json`` shapes it) and exits 0 when
-the account verifies clean, ``NOT_VERIFIED`` (10) otherwise.
+the account verifies clean, ``NOT_VERIFIED`` (10) otherwise: rows still ``pending`` (past the cursor
+of a job not completed) are not lost, but the account is not proven complete while its run is not done.
 """
 
 from __future__ import annotations
@@ -116,6 +117,15 @@ def summary_lines(report: VerifyReport, shown: int = SHOWN) -> Iterator[str]:
         ]
         more = f" … and {found.count - len(refs)} more" if found.count > len(refs) else ""
         yield f"  {kind}: {found.count} — {', '.join(refs)}{more}"
+    pending = report.pending
+    if pending.count:
+        refs = [str(f.audit_id) for f in pending.items[:shown]]
+        more = f" … and {pending.count - len(refs)} more" if pending.count > len(refs) else ""
+        status = report.job.status if report.job is not None else "unfinished"
+        yield (
+            f"  pending: {pending.count} — {', '.join(refs)}{more} (past the cursor of the {status} job: "
+            "not lost, the run has not reached them yet; run or resume it, then verify again)"
+        )
     if report.repaired:
         yield f"  repaired: {report.repaired} written, {report.repaired_in_job} added to the job's counts"
     job = report.job

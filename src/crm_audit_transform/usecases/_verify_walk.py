@@ -22,10 +22,10 @@ from ..lookup_cache import LookupCache
 from ..ports import RowsSetAside
 from ..tally import Tally
 from ..transformer import Transformer, audit_id_in, external_id
-from ..verification import JobCheck, MigratedDoc, Mismatch, StoredMigratedLog, VerifyReport
+from ..verification import PENDING_STATES, JobCheck, MigratedDoc, Mismatch, StoredMigratedLog, VerifyReport
 from ._id_set import AuditIdSet
 from ._verify_cursor import CountedRowsAtCursor
-from ._verify_findings import add_drifted, foreign_tag, found_by_kind
+from ._verify_findings import Found, add_drifted, foreign_tag, found_by_kind
 from ._verify_repair import Repair, ShardCounts
 from ._verify_seam import add_overlap, add_seam, add_seam_contacts, seam_may_fire, seam_of_log
 
@@ -65,6 +65,7 @@ class Walk:
         self.rng = rng
         self.cache = LookupCache()
         self.found = found_by_kind(settings.keep)
+        self.pending = Found(settings.keep)  # rows the run has not reached yet: not a finding
         self.walked = AuditIdSet()
         self.audits = 0
         self.migrated = 0
@@ -344,6 +345,9 @@ class Walk:
         if docs > 1:
             self.found["duplicate"].add(audit_id, ext_id, f"{docs} logs")
         if isinstance(outcome, Migrated):
+            if not docs and self._not_yet_due(audit_id):
+                self.pending.add(audit_id, ext_id, "no log yet: past the cursor of a job not completed")
+                return
             if not docs:
                 self.found["missing"].add(audit_id, ext_id, "no log")
                 if self._repairable(audit_id):
@@ -359,6 +363,13 @@ class Walk:
             return
         counts = self.failed if isinstance(outcome, Failed) else self.skipped
         counts[outcome.reason] += 1
+
+    def _not_yet_due(self, audit_id: int) -> bool:
+        """Whether a row without its log is the run's still to reach: past the cursor of a job whose
+        run has not ended for good (``PENDING_STATES``). Such a row is ``pending``, never ``missing``:
+        read as missing, a paused job's unread rows looked like lost ones."""
+        job = self.job
+        return job is not None and job.status in PENDING_STATES and not job.is_behind(audit_id)
 
     def _repairable(self, audit_id: int) -> bool:
         job = self.job
@@ -433,6 +444,7 @@ class Walk:
             sample=self.settings.sample,
             findings={kind: found.frozen() for kind, found in self.found.items()},
             job=self._job_check(),
+            pending=self.pending.frozen(),
             repaired=self.repair.repaired,
             repaired_in_job=self.repair.counted,
             halt_threshold=self.settings.halt_threshold,

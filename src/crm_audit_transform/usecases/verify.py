@@ -6,7 +6,7 @@ compared with the CDP through a ``MigratedLogReader``:
 
     page ──▶ reader.migrated_logs(the page's external ids)        (one indexed $in per page)
          ──▶ prepare · plan · fetch_lookups · transform
-         ──▶ per row: migrated | missing | unexpected | skipped/failed ; duplicates
+         ──▶ per row: migrated | missing | pending | unexpected | skipped/failed ; duplicates
              (each stored log parsed on demand: one equal to its recomputed form may not be)
          ──▶ content of (a sample of) the migrated rows: drifted
          ──▶ seam: past_watermark per log (a stored log's customer that no row named is looked
@@ -14,6 +14,10 @@ compared with the CDP through a ``MigratedLogReader``:
          ──▶ --repair: MigrateBatch(the page's missing logs)
     then ──▶ stray pass over reader.migrated_external_ids (against the set of walked ids)
          ──▶ job check; --repair writes the job's counts and hands its lease back
+
+A row that would migrate and has no log is ``missing``, except past the cursor of a job whose run
+has not ended for good (``verification.PENDING_STATES``: in progress, halted, cancelled): the run has
+not reached it yet, so it is ``pending`` (``VerifyReport.pending``), not a lost record.
 
 Memory is one page plus the walked audit ids (a bit each where dense, else 8 bytes: ``_id_set``),
 and the capped finding lists.
