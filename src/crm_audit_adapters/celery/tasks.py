@@ -11,7 +11,9 @@
 Retries, with exponential backoff and jitter, are for infrastructure only: a dependency that is
 down (``Unavailable``: CRM, CDP or USMAN) or a lease another runner holds (``LeaseHeld``: the
 redelivered task of a worker that died waits for the dead worker's lease to expire). Guards and
-configuration errors fail the task at once: retrying cannot fix them. A worker asked to shut down
+configuration errors fail the task at once: retrying cannot fix them; so does a message whose
+arguments have the wrong type (``_checked_company``, ``_checked_verify_options``), before anything
+is built or written. A worker asked to shut down
 stops its run after the current batch and sends the task again, so the rest of the account goes
 to another worker instead of being acknowledged unfinished (``ShutdownFlag``).
 """
@@ -146,6 +148,32 @@ class ShutdownFlag:
             signal.signal(signal.SIGTERM, previous)
 
 
+def _checked_company(company_sso_id: object) -> str:
+    """The message's account, checked before anything is built: a message is JSON, and a number,
+    ``null`` or a list there named no account, yet reached the job store's queries and ended in an
+    untyped ``TypeError`` (or a query for a job no account has). ``JobNotFound``, never retried, as
+    for a shard that is no integer: no account's job is named."""
+    if isinstance(company_sso_id, str) and company_sso_id:
+        return company_sso_id
+    kind = "an empty string" if company_sso_id == "" else type(company_sso_id).__name__
+    raise JobNotFound(f"the task's company_sso_id is {kind}, not a company SSO id (a non-empty string)")
+
+
+def _checked_verify_options(sample: object, repair: object) -> None:
+    """``verify_account``'s keyword arguments, checked before anything is built: ``repair`` a JSON
+    boolean (a string ``"false"`` was truthy, and repaired), ``sample`` null or a non-negative
+    integer (else a ``TypeError`` or ``ValueError`` deep in the walk). ``ConfigError`` naming each
+    key, never retried: the sender must change its message."""
+    problems: list[tuple[str, str]] = []
+    if sample is not None and (isinstance(sample, bool) or not isinstance(sample, int) or sample < 0):
+        found = "a negative integer" if type(sample) is int else type(sample).__name__
+        problems.append(("sample", f"null or an integer of at least 0, not {found}"))
+    if not isinstance(repair, bool):
+        problems.append(("repair", f"true or false, not {type(repair).__name__}"))
+    if problems:
+        raise ConfigError(problems, source=f"the {VERIFY_ACCOUNT} message")
+
+
 def _owner(task: Task) -> str:
     # Per process, not per task id: a duplicate delivery to a live worker must meet the lease. One
     # process runs one task at a time (_ProcessRuntime refuses a second thread), so no two runs share it.
@@ -173,6 +201,7 @@ def register_tasks(app: Celery, runtime_factory: Callable[[], Runtime]) -> None:
 
     @app.task(name=MIGRATE_ACCOUNT, **_RETRYING)
     def migrate_account(task: Task, company_sso_id: str) -> dict[str, object]:
+        company_sso_id = _checked_company(company_sso_id)
         runtime = runtimes.get()
         observer = JobObserver(log)
         job = runtime.service.latest_job(company_sso_id)
@@ -197,6 +226,7 @@ def register_tasks(app: Celery, runtime_factory: Callable[[], Runtime]) -> None:
 
     @app.task(name=MIGRATE_SHARD, **_RETRYING)
     def migrate_shard(task: Task, company_sso_id: str, shard: int) -> dict[str, object]:
+        company_sso_id = _checked_company(company_sso_id)
         if isinstance(shard, bool) or not isinstance(shard, int):
             # A message is JSON: `true` passed the range check as 1 but named the store's path
             # "shards.True", so its lease never took and the task was retried as LeaseHeld for nothing.
@@ -236,6 +266,7 @@ def register_tasks(app: Celery, runtime_factory: Callable[[], Runtime]) -> None:
 
     @app.task(name=ENRICH_ACCOUNT, **_RETRYING)
     def enrich_account(task: Task, company_sso_id: str) -> dict[str, object]:
+        company_sso_id = _checked_company(company_sso_id)
         runtime = runtimes.get()
         report = runtime.service.enrich(company_sso_id)
         log.info("enriched", company_sso_id=company_sso_id, patched=report.patched, keys=report.keys_set)
@@ -246,6 +277,8 @@ def register_tasks(app: Celery, runtime_factory: Callable[[], Runtime]) -> None:
         task: Task, company_sso_id: str, sample: int | None = None, repair: bool = False
     ) -> VerifyReportDocument:
         # Read-only, and a repair is idempotent: a redelivery after a lost worker changes nothing twice.
+        company_sso_id = _checked_company(company_sso_id)
+        _checked_verify_options(sample, repair)
         runtime = runtimes.get()
         try:
             report = runtime.service.verify(
