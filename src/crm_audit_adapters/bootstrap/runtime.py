@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +29,7 @@ from crm_audit_transform.ports import (
 from crm_audit_transform.service import MigrationService, ServicePorts
 from crm_audit_transform.transformer import Transformer
 
+from ..built_once import built_once
 from ..flags import ConfiguredFeatureFlags
 from ..settings import Settings
 from ..settings.unset import setting_not_set
@@ -82,7 +82,7 @@ class Runtime:
         self._shards: ProcessShardLauncher | None = None
 
     # -- the CRM (PostgreSQL, read-only) ---------------------------------------------------------
-    @functools.cached_property
+    @built_once
     def _pg(self) -> ReadOnlySession:
         from ..crm_postgres import ReadOnlySession
 
@@ -92,32 +92,32 @@ class Runtime:
         self._closers.append(session.close)
         return session
 
-    @functools.cached_property
+    @built_once
     def source(self) -> AuditSource:
         from ..crm_postgres import PostgresAuditSource
 
         return PostgresAuditSource(self._pg, page_bytes=self.settings.page_bytes)
 
-    @functools.cached_property
+    @built_once
     def users(self) -> UserDirectory:
         from ..crm_postgres import PostgresUserDirectory
 
         return PostgresUserDirectory(self._pg)
 
-    @functools.cached_property
+    @built_once
     def people(self) -> PeopleCounter:
         from ..crm_postgres import PostgresPeopleCounter
 
         return PostgresPeopleCounter(self._pg)
 
-    @functools.cached_property
+    @built_once
     def entities(self) -> EntityDirectory:
         from ..crm_postgres import PostgresEntityDirectory
 
         return PostgresEntityDirectory(self._pg)
 
     # -- the CDP (MongoDB) -----------------------------------------------------------------------
-    @functools.cached_property
+    @built_once
     def mongo_db(self) -> MongoDatabase:
         from pymongo import MongoClient
 
@@ -128,7 +128,7 @@ class Runtime:
                 wait_for_mongo(self._mongo_client, self.settings.mongo_uri, self._notice)
         return self._mongo_client[self.settings.mongo_database]
 
-    @functools.cached_property
+    @built_once
     def logs(self) -> ActivityLogStore:
         from ..mongo import MongoActivityLogStore
 
@@ -139,7 +139,7 @@ class Runtime:
         """The same ``activity_logs`` store: rollback deletes what the run wrote."""
         return self.logs
 
-    @functools.cached_property
+    @built_once
     def contacts(self) -> ContactDirectory:
         from ..mongo import MongoContactDirectory
 
@@ -149,7 +149,7 @@ class Runtime:
         sendable = not self._mongo_given and not is_mongomock(db)
         return MongoContactDirectory.in_database(db, uri=self.settings.mongo_uri if sendable else None)
 
-    @functools.cached_property
+    @built_once
     def jobs(self) -> JobStore:
         from ..mongo import MongoJobStore
 
@@ -163,26 +163,26 @@ class Runtime:
         ``$$NOW``; this runtime's clock for an in-process mongomock client, as ``jobs``."""
         return self._clock.now() if is_mongomock(self.mongo_db) else None
 
-    @functools.cached_property
+    @built_once
     def indexes(self) -> IndexState:
         from ..mongo import MongoIndexState
 
         return MongoIndexState(self.mongo_db)
 
-    @functools.cached_property
+    @built_once
     def reader(self) -> MigratedLogReader:
         from ..mongo.verification import MongoMigratedLogReader
 
         return MongoMigratedLogReader.in_database(self.mongo_db)
 
-    @functools.cached_property
+    @built_once
     def enrichment(self) -> EnrichmentStore:
         from ..mongo.enrichment import MongoEnrichmentStore
 
         return MongoEnrichmentStore.in_database(self.mongo_db)
 
     # -- USMAN, flags, clock, rules --------------------------------------------------------------
-    @functools.cached_property
+    @built_once
     def sso(self) -> SsoDirectory:
         if self._sso_override is not None:
             return self._sso_override
@@ -202,12 +202,12 @@ class Runtime:
     def clock(self) -> Clock:
         return self._clock
 
-    @functools.cached_property
+    @built_once
     def mapping(self) -> MappingConfig:
         path = self.settings.mapping_config
         return load_config(path) if path else load_default_config()
 
-    @functools.cached_property
+    @built_once
     def transformer(self) -> Transformer:
         """The rules from the mapping config; ``rule_chain`` (given the config) may change them."""
         chain = self._rule_chain(self.mapping) if self._rule_chain is not None else None
@@ -262,7 +262,7 @@ class Runtime:
         self._closers.append(self._shards.close)
 
     # -- the application service ---------------------------------------------------------------
-    @functools.cached_property
+    @built_once
     def service(self) -> MigrationService:
         """The one application service over these adapters (each built when an operation needs it)."""
         return self.service_over(self)

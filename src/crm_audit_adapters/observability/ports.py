@@ -6,7 +6,6 @@ lookups and time batch writes on the way through.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Collection, Mapping, Sequence
 
@@ -37,6 +36,7 @@ from crm_audit_transform.ports import (
 from crm_audit_transform.service import ServicePorts
 from crm_audit_transform.usecases.run import RunPorts
 
+from ..built_once import built_once
 from .metrics import MigrationMetrics, process_metrics
 
 
@@ -163,19 +163,19 @@ class ObservedPorts:
         self._inner = inner
         self._metrics = metrics or process_metrics()
 
-    @functools.cached_property
+    @built_once
     def users(self) -> UserDirectory:
         return CountedUserDirectory(self._inner.users, self._metrics)
 
-    @functools.cached_property
+    @built_once
     def sso(self) -> SsoDirectory:
         return CountedSsoDirectory(self._inner.sso, self._metrics)
 
-    @functools.cached_property
+    @built_once
     def contacts(self) -> ContactDirectory:
         return CountedContactDirectory(self._inner.contacts, self._metrics)
 
-    @functools.cached_property
+    @built_once
     def logs(self) -> ActivityLogWriter:
         return timed_log_writer(self._inner.logs, self._metrics)
 
