@@ -57,6 +57,8 @@ Written by hand in `scripts/api_doc.py` (the rest of this page is generated); CH
   rows that would migrate and have no log yet past the cursor of a job not completed (in progress,
   halted or cancelled). They were counted under `findings["missing"]`, which now holds only
   rows the run has passed (or every row of a completed job); `clean` is false while any is pending.
+- `MigrationService.run` and `run_shard` take `on_outcomes`, as `run_job` and `dry_run` do (`run`
+  refuses it with a `ValueError` for shards run side by side in other processes).
 - `PageResult.outcomes` is a `Sequence[Outcome]` (it was `tuple[Outcome, ...]`), and so is what
   `run_job(on_outcomes=…)` and `MigrationService.dry_run(on_outcomes=…)` are given: with `--workers` (a page
   pool) it may be a `packed.PackedOutcomes` view, read row by row as the same outcomes. Code that

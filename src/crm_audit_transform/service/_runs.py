@@ -91,6 +91,7 @@ class RunOperations(ServiceBase):
         owner: str,
         should_stop: Callable[[], bool] = _never,
         on_progress: Callable[[MigrationJob], None] | None = None,
+        on_outcomes: Callable[[Sequence[Outcome]], None] | None = None,
     ) -> RunResult:
         """Start or resume the account's job from its cursor (``run_job``); ``owner`` names the lease.
 
@@ -106,9 +107,15 @@ class RunOperations(ServiceBase):
         triggered before the binding was configured): nothing is written. A job cancelled *while*
         it runs comes back ``cancelled`` in the result (its run stopped at its next batch); a
         ``completed`` or ``halted`` one comes back untouched.
+
+        ``on_outcomes`` receives each saved step's outcomes (``run_job``'s hook), of every shard run
+        here; shards run side by side run in other processes, whose outcomes it cannot see: with a
+        ``ShardLauncher`` and a sharded job, giving it is a ``ValueError``, before anything is run.
         """
         job = self._runnable(company_sso_id)
         if job is not None and job.shards and self._shard_launcher is not None:
+            if on_outcomes is not None:
+                raise ValueError("on_outcomes cannot see shards run side by side in other processes")
             p = self._ports
             return run_side_by_side(
                 job,
@@ -123,7 +130,12 @@ class RunOperations(ServiceBase):
             result: RunResult | None = None
             for index in range(len(job.shards)):
                 result = self.run_shard(
-                    company_sso_id, index, owner=owner, should_stop=should_stop, on_progress=on_progress
+                    company_sso_id,
+                    index,
+                    owner=owner,
+                    should_stop=should_stop,
+                    on_progress=on_progress,
+                    on_outcomes=on_outcomes,
                 )
                 if result.stopped or result.job.status != IN_PROGRESS:
                     break
@@ -137,6 +149,7 @@ class RunOperations(ServiceBase):
             settings=self._settings,
             should_stop=should_stop,
             on_progress=on_progress,
+            on_outcomes=on_outcomes,
             pipeline=self._pipeline,
         )
 
@@ -148,9 +161,11 @@ class RunOperations(ServiceBase):
         owner: str,
         should_stop: Callable[[], bool] = _never,
         on_progress: Callable[[MigrationJob], None] | None = None,
+        on_outcomes: Callable[[Sequence[Outcome]], None] | None = None,
     ) -> RunResult:
         """Run one shard of the account's sharded job under its own lease (``run_shard``).
 
+        ``on_outcomes`` receives each saved step's outcomes of the shard's rows (``run_shard``'s hook).
         ``on_progress`` sees the shard's view of the job after each batch; the result holds the
         whole job as settled. ``JobNotFound`` without such a shard; ``LeaseHeld`` while another
         runner holds it; ``JobNotRunnable``, ``TenantMismatch`` and ``FlagDisabled`` as ``run``.
@@ -166,6 +181,7 @@ class RunOperations(ServiceBase):
             settings=self._settings,
             should_stop=should_stop,
             on_progress=on_progress,
+            on_outcomes=on_outcomes,
             pipeline=self._pipeline,
         )
 
