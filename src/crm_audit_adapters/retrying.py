@@ -28,7 +28,7 @@ from attrs import field, frozen, validators
 if TYPE_CHECKING:
     import tenacity
 
-__all__ = ["RetryHook", "RetryPolicy", "add_retry_hook", "remove_retry_hook"]
+__all__ = ["RetryHook", "RetryPolicy", "add_retry_hook", "attempts_made", "remove_retry_hook"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,11 @@ def remove_retry_hook(hook: RetryHook) -> None:
     with _HOOKS_LOCK:
         if hook in _HOOKS:
             _HOOKS.remove(hook)
+
+
+def attempts_made(count: int) -> str:
+    """``"1 attempt"``, ``"4 attempts"``: how many tries an error message says were made."""
+    return "1 attempt" if count == 1 else f"{count} attempts"
 
 
 def _report(dependency: str, attempts: int) -> Callable[[tenacity.RetryCallState], None]:

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Final
 
 from crm_audit_transform.errors import DirectoryRefused, DirectoryUnavailable
 
-from .retrying import RetryPolicy
+from .retrying import RetryPolicy, attempts_made
 from .usman_answers import ANSWER_BASE_BYTES as ANSWER_BASE_BYTES
 from .usman_answers import ANSWER_BYTES_PER_EMAIL as ANSWER_BYTES_PER_EMAIL
 from .usman_answers import answer_bytes as answer_bytes
@@ -297,7 +297,8 @@ class UsmanClient:
                     return self._attempt(company_sso_id, emails)
         except _Retryable as failure:
             raise UsmanUnavailable(
-                f"USMAN at {self._where} gave no answer after {config.max_attempts} attempts: {failure}",
+                f"USMAN at {self._where} gave no answer after {attempts_made(config.max_attempts)}: "
+                f"{failure}",
                 status_code=failure.status_code,
                 attempts=config.max_attempts,
             ) from (failure.__cause__ or failure)

@@ -30,7 +30,7 @@ from psycopg import sql
 from crm_audit_transform.errors import ConfigError, ConnectionRejected, SourceUnavailable, UnknownTenant
 
 from ..redaction import scrub
-from ..retrying import RetryPolicy
+from ..retrying import RetryPolicy, attempts_made
 from .encodings import adapt_sql_ascii
 
 T = TypeVar("T")
@@ -180,7 +180,7 @@ class ReadOnlySession:
                         return work(conn)
         except psycopg.OperationalError as exc:
             raise SourceUnavailable(
-                f"CRM database unavailable after {retry.attempts} attempts: {exc}"
+                f"CRM database unavailable after {attempts_made(retry.attempts)}: {exc}"
             ) from exc
         except psycopg.Error as exc:
             raise SourceUnavailable(f"CRM database refused the query: {exc}") from exc

@@ -180,7 +180,7 @@ class JsonlActivityLogSink:
             finally:
                 self._file.close()
         except OSError as exc:
-            raise FileWriteError(f"cannot write activity logs to {self._path}: {exc}") from exc
+            raise _cannot_write(self._path, exc) from exc
 
     def log_encoder(self) -> LogEncoder:
         """``jsonl_log``: a log's line made where it was transformed, written here as it is."""
@@ -313,7 +313,7 @@ class JsonlActivityLogSink:
                 self._file.write(data)
                 self._file.flush()
             except OSError as exc:
-                raise FileWriteError(f"cannot write activity logs to {self._path}: {exc}") from exc
+                raise _cannot_write(self._path, exc) from exc
             return
         start = self._file.tell()
         try:
@@ -325,7 +325,7 @@ class JsonlActivityLogSink:
             # If even this fails, the torn tail is removed when the file is next opened.
             with contextlib.suppress(OSError):
                 self._file.truncate(start)
-            raise FileWriteError(f"cannot write activity logs to {self._path}: {exc}") from exc
+            raise _cannot_write(self._path, exc) from exc
 
     def _recover(self) -> None:
         """Learn the keys already in the file; drop a torn last line (never reported written).
@@ -382,6 +382,13 @@ class JsonlActivityLogSink:
                 self._keys.add((doc[0], doc[1]))
                 if _is_migrated(doc):
                     self._migrated[doc[0]] += 1
+
+
+def _cannot_write(path: str, exc: OSError) -> FileWriteError:
+    """``cannot write activity logs to PATH: why``, naming the target once: an ``OSError`` from stdout
+    carries ``<stdout>`` as its file name (``cli.standard_streams``), and ``str(exc)`` repeated it
+    (``… to <stdout>: [Errno 28] No space left on device: '<stdout>'``)."""
+    return FileWriteError(f"cannot write activity logs to {path}: {exc.strerror or exc}")
 
 
 def _copy_span(source: IO[bytes], out: IO[bytes], start: int, end: int) -> None:

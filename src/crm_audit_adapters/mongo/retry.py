@@ -23,7 +23,7 @@ from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError, Se
 
 from crm_audit_transform.errors import ConnectionRejected, StoreUnavailable
 
-from ..retrying import RetryPolicy
+from ..retrying import RetryPolicy, attempts_made
 
 __all__ = [
     "AUTHENTICATION_FAILED",
@@ -93,7 +93,7 @@ def call_with_retry(operation: Callable[[int], T], policy: RetryPolicy, what: st
         if not is_retryable(exc):
             raise StoreUnavailable(f"{what} failed: {exc}") from exc
         raise StoreUnavailable(
-            f"{what}: MongoDB unreachable after {policy.attempts} attempts: {exc}"
+            f"{what}: MongoDB unreachable after {attempts_made(policy.attempts)}: {exc}"
         ) from exc
     raise AssertionError("unreachable: the attempts return or raise")  # pragma: no cover
 
