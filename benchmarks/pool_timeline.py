@@ -6,11 +6,12 @@
 Runs each stage of ``scale_stages.py`` (``bench_<rows>`` loaded by ``run_scale.py --reuse`` or
 ``generate.py``) in a fresh process with a tracer: in the runner, ``ProcessPagePipeline``'s calls
 are timed (``time.monotonic``) — the start of its workers (``_start``), each step of a page of its
-own (``_work_here``), each wait for a worker's result (``_wait`` on a future not yet done, and the
-``wait`` behind a page being prepared), and the time the run loop holds each page handed back (it
-writes and saves it); in each worker (the tracer is in the fork server's preload, so every worker
-forked from it has it), each task (``worker.page_span`` and the others) from its start to its
-end, and each result's sending back (``sending``: part of the idle time between tasks).
+own (``RunPages.work_here``), each wait for a worker's result (``WorkerProcesses.wait`` on a future
+not yet done, and the ``wait`` behind a page being prepared), and the time the run loop holds each
+page handed back (it writes and saves it); in each worker (the tracer is in the fork server's
+preload, so every worker forked from it has it), each task (``worker.page_span`` and the others)
+from its start to its end, and each result's sending back (``sending``: part of the idle time
+between tasks).
 The rest of the runner's time is the pool's own bookkeeping and reads: the next pages' ids, the
 lookups, unpacking a worker's page, transforming a page of its own when it is the next to write.
 
@@ -64,7 +65,7 @@ def install() -> None:
     module, in every worker), the pool's calls in this process."""
     from concurrent.futures import process
 
-    from crm_audit_adapters.page_pool import pipeline, worker
+    from crm_audit_adapters.page_pool import pipeline, run_pages, worker, worker_processes
 
     for name in ("page_span", "page", "prepare_span", "prepare", "finish"):
         setattr(worker, name, _timed("task", getattr(worker, name)))
@@ -74,14 +75,16 @@ def install() -> None:
     pipeline.WRITER_ENCODERS = (*pipeline.WRITER_ENCODERS, __name__)  # the fork server imports it
     pool = pipeline.ProcessPagePipeline
     pool._start = _timed("start", pool._start)  # type: ignore[method-assign]
-    pool._work_here = _timed("own", pool._work_here)  # type: ignore[method-assign]
-    untimed_wait = pool._wait
+    pages = run_pages.RunPages
+    pages.work_here = _timed("own", pages.work_here)  # type: ignore[method-assign]
+    processes = worker_processes.WorkerProcesses
+    untimed_wait = processes.wait
 
     def wait(self: Any, future: Any) -> Any:
         return untimed_wait(self, future) if future.done() else _timed("wait", untimed_wait)(self, future)
 
-    pool._wait = wait  # type: ignore[method-assign]
-    pipeline.wait = _timed("wait_plan", pipeline.wait)  # type: ignore[attr-defined]
+    processes.wait = wait  # type: ignore[method-assign]
+    run_pages.wait = _timed("wait_plan", run_pages.wait)  # type: ignore[attr-defined]
     untimed_transform = pool._transform
 
     def transform(self: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:

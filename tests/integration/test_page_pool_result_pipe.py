@@ -26,7 +26,8 @@ def test_each_workers_result_pipe_holds_a_page_and_more() -> None:
     ceiling = int(CEILING.read_text()) if CEILING.exists() else 0
     with ProcessPagePipeline(3, TransformerRecipe(load_default_config())) as pool:
         pool.start(wait=True)
-        sizes = [result_pipe_bytes(executor) for executor in pool._executors if executor is not None]
+        executors = pool._processes.executors
+        sizes = [result_pipe_bytes(executor) for executor in executors if executor is not None]
     assert len(sizes) == 2
     if ceiling >= RESULT_PIPE_BYTES:
         assert sizes == [RESULT_PIPE_BYTES, RESULT_PIPE_BYTES]

@@ -17,7 +17,7 @@ from multiprocessing import forkserver
 
 import pytest
 
-from crm_audit_adapters.page_pool import ProcessPagePipeline, TransformerRecipe, pipeline
+from crm_audit_adapters.page_pool import ProcessPagePipeline, TransformerRecipe, worker_processes
 from crm_audit_transform.config import load_default_config
 from crm_audit_transform.domain import AuditRow
 from crm_audit_transform.errors import WorkerLost
@@ -139,7 +139,7 @@ class TestAWorkerStillStarting:
         normal ``close`` waits ``START_WAIT_S`` for the worker's start, then leaves it to its
         thread, which shuts the worker down once the server is let go. Before, ``close`` waited
         for the start for ever: the command hung after its run."""
-        monkeypatch.setattr(pipeline, "START_WAIT_S", 0.5)
+        monkeypatch.setattr(worker_processes, "START_WAIT_S", 0.5)
         pages = acme_pages(10, 4)
         before = {child.pid for child in multiprocessing.active_children()}
         pool = ProcessPagePipeline(2, TransformerRecipe(load_default_config()))

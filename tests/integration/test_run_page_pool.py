@@ -626,7 +626,7 @@ def _slow_lookup(request: object) -> LookupContext:
 
 
 def _kill_workers(pool: ProcessPagePipeline) -> None:
-    for executor in pool._executors:
+    for executor in pool._processes.executors:
         if executor is not None:
             for process in list(executor._processes.values()):
                 process.kill()

@@ -48,6 +48,11 @@ each span goes on the worker's own channel (a one-way pipe) as the page is hande
 thread there reads the rows while the worker loads and transforms the pages before it
 (``worker``), so the server's time for a page is no longer the worker's idle time.
 
+The modules: this one is the pool and a run's loop over its pages; ``run_pages`` what happens to
+each page of a run (handed to a worker, or taken here; looked up in page order; its result);
+``worker_processes`` the worker processes (made, started, begun for each run, stopped); ``worker``
+what runs in one.
+
 Workers start with ``forkserver`` (``spawn`` may be asked for): a fresh interpreter forks them,
 so no PostgreSQL, MongoDB or HTTP connection of the parent is ever inherited. That interpreter is
 started when the pool is built, so its imports (a quarter of a second) overlap the caller's setup
@@ -61,32 +66,24 @@ since the pool replaces a broken one at the next run.
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
-from collections import deque
 from collections.abc import Callable, Generator, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import forkserver
-from multiprocessing.connection import Connection
 from types import TracebackType
-from typing import Any, Final, Literal, TypeVar
+from typing import Final, Literal
 
 from crm_audit_transform.domain import AuditRow
-from crm_audit_transform.errors import WorkerLost
 from crm_audit_transform.lookup import RunLookups
 from crm_audit_transform.ports import AuditPageIds, LogEncoder, SpanReader
-from crm_audit_transform.transformer import PageResult, Transformer
-from crm_audit_transform.usecases.pages import PageLookup, PageSpan, RangeRows, TransformedPage
+from crm_audit_transform.transformer import Transformer
+from crm_audit_transform.usecases.pages import PageLookup, PageSpan, TransformedPage
 
-from ..fork_server import sigint_deferred
 from . import worker
-from .in_flight import NO_PLAN, Feed, Page, Plan, Whole, done
-from .result_pipe import widen_result_pipe
-from .sending import TransformerRecipe, for_workers, require_picklable, wire_rows
-from .sent_rows import SentRows
-from .starting import Starting
-from .wire import unpack
+from .in_flight import Feed, done
+from .run_pages import RunPages
+from .sending import TransformerRecipe, for_workers, require_picklable
+from .worker_processes import WorkerProcesses
 
 __all__ = ["MAX_WORKERS", "ProcessPagePipeline", "TransformerRecipe"]
 
@@ -97,14 +94,7 @@ WRITER_ENCODERS: Final = ("crm_audit_adapters.files.sink", "crm_audit_adapters.m
 """The modules of the writers' encoders, imported by the fork server too: a worker unpickling its
 run's encoder then imports nothing (the sink's brings pymongo and orjson: 0.1 s of CPU a worker)."""
 
-START_WAIT_S: Final = 10.0
-"""How long ``close`` after a normal run waits for a worker's start still in progress (seconds). A
-start takes 0.45–0.65 s (benchmarks/RESULTS.md, issue 15 goal 2, pool round); one not returned by
-then is a fork server that does not answer (stopped, hung), which the run went on without: it is
-abandoned as after an error instead of holding the command's exit for ever."""
-
 StartMethod = Literal["forkserver", "spawn"]
-_T = TypeVar("_T")
 
 
 class ProcessPagePipeline:
@@ -125,21 +115,7 @@ class ProcessPagePipeline:
     lookup ports import in a worker (``fork_server.RUNNER_PORTS`` for the runner's).
     """
 
-    __slots__ = (
-        "_begins",
-        "_begun",
-        "_channels",
-        "_context",
-        "_executors",
-        "_own_pages",
-        "_pages_per_worker",
-        "_processes",
-        "_recipe",
-        "_runs",
-        "_share",
-        "_starts",
-        "_workers",
-    )
+    __slots__ = ("_own_pages", "_pages_per_worker", "_processes", "_runs", "_share", "_workers")
 
     def __init__(
         self,
@@ -158,29 +134,22 @@ class ProcessPagePipeline:
             raise ValueError(f"pages_per_worker must be at least 1, got {pages_per_worker}")
         self._workers = workers
         self._share = share
-        self._processes = workers - share
-        self._recipe = recipe
         self._pages_per_worker = pages_per_worker
         self._own_pages = pages_per_worker if own_pages is None else own_pages
         if self._own_pages < 1:
             raise ValueError(f"own_pages must be at least 1, got {self._own_pages}")
         require_picklable(recipe)
-        self._context = multiprocessing.get_context(start_method)
+        context = multiprocessing.get_context(start_method)
         if start_method == "forkserver":
             # The fork server imports the worker side (and with it the core, PyYAML, libyaml) once,
             # so each worker forked from it starts in milliseconds instead of re-importing. It is
             # started now and imports while the caller connects, leases, reads its first page: the
             # first run's workers are then forked from a ready server instead of waiting for it.
-            self._context.set_forkserver_preload(
+            context.set_forkserver_preload(
                 [worker.__name__, *WRITER_ENCODERS, *worker.PORT_MODULES, *preload]
             )
             forkserver.ensure_running()
-        self._executors: list[ProcessPoolExecutor | None] = [None] * self._processes
-        self._channels: list[Connection | None] = [None] * self._processes
-        # A worker whose process is still starting (``starting``), and the run it has begun (0: none).
-        self._starts: list[Starting | None] = [None] * self._processes
-        self._begun = [0] * self._processes
-        self._begins: tuple[Any, ...] = ()  # the run's worker.begin arguments, for a late worker
+        self._processes = WorkerProcesses(workers - share, recipe, context, workers=workers)
         self._runs = 0
 
     @property
@@ -202,15 +171,12 @@ class ProcessPagePipeline:
         """Start now each worker process this pipeline has not made yet, instead of at the next
         run's first page; with ``wait``, return once each start has returned (``WorkerLost`` if one
         could not start). A worker that died in an earlier run is not replaced here: the next run
-        replaces it (``_started``). A run begins the workers it finds up, and hands pages to the
-        others once they are."""
-        with sigint_deferred():  # no KeyboardInterrupt between a start and its record
-            for slot, executor in enumerate(self._executors):
-                if executor is None:
-                    self._create(slot)
+        replaces it (``WorkerProcesses.started``). A run begins the workers it finds up, and hands
+        pages to the others once they are."""
+        self._processes.start_missing()
         if wait:
-            for slot in range(self._processes):
-                self._wait_up(slot)
+            for slot in range(len(self._processes.executors)):
+                self._processes.wait_up(slot)
 
     def close(self, *, wait: bool = True) -> None:
         """Stop the workers: queued work is cancelled, a page being transformed is let finish.
@@ -220,31 +186,10 @@ class ProcessPagePipeline:
         transform, so nothing of theirs needs finishing, and a worker that never answers (stopped,
         hung in a lookup) must not hold the command's exit. They end on their own once their page
         is done; the console ends those still alive after a Ctrl-C (``console.end_children``).
-        ``wait=True`` waits ``START_WAIT_S`` at most for a worker still starting, then leaves it
-        to its start's thread (``starting``), as ``wait=False`` does at once.
+        ``wait=True`` waits ``worker_processes.START_WAIT_S`` at most for a worker still starting,
+        then leaves it to its start's thread (``starting``), as ``wait=False`` does at once.
         """
-        executors, self._executors = self._executors, [None] * self._processes
-        channels, self._channels = self._channels, [None] * self._processes
-        starts, self._starts = self._starts, [None] * self._processes
-        self._begun = [0] * self._processes
-        for executor, starting in zip(executors, starts, strict=True):
-            if executor is None:
-                continue
-            if starting is not None:
-                if wait:
-                    # A run that ended before its worker was up (a small one): let the start end
-                    # and the worker stop, as a worker whose start had held the run would have.
-                    # Gone unwaited, it was forked as this process exited, and failed (a traceback
-                    # on the command's stderr) to open what its executor had already removed.
-                    # Bounded: a fork server that never answers must not hold the exit for ever.
-                    with contextlib.suppress(Exception):  # a failed start: shut down below
-                        starting.wait(START_WAIT_S)
-                if starting.abandon():
-                    continue  # its start's thread shuts it down when the start returns (starting)
-            executor.shutdown(wait=wait, cancel_futures=True)
-        for channel in channels:
-            if channel is not None:
-                channel.close()
+        self._processes.close(wait=wait)
 
     def transform_pages(
         self,
@@ -302,232 +247,49 @@ class ProcessPagePipeline:
         run = self._runs = self._runs + 1
         lookups = for_workers(lookup)
         executors = self._start(encoder, names_entities, reader, run, lookups)
-        # One trip a page when the workers look their pages up themselves: the company they need.
-        whole = None if lookups is None else company_sso_id
-        inflight: deque[Page] = deque()
+        pages = RunPages(
+            feed,
+            self._processes,
+            executors,
+            run,
+            transformer,
+            lookup,
+            company_sso_id,
+            # One trip a page when the workers look their pages up themselves.
+            whole=lookups is not None,
+            pages_per_worker=self._pages_per_worker,
+            own_pages=self._own_pages,
+        )
+        inflight = pages.inflight
         try:
             while True:
-                self._send(feed, inflight, executors, run, whole)
+                pages.send()
                 if not inflight:
                     # Sharing, no worker is up yet (or every one is): this process takes the page.
-                    if self._share and self._work_here(feed, inflight, transformer, company_sso_id):
+                    if self._share and pages.work_here():
                         continue
                     if feed.error is not None:
                         raise feed.error  # every page read before it was handed back
                     return
                 # Sharing, this process does not wait for the head's plan while it has a step of
                 # its own to take (a page to read and prepare while the worker prepares the head).
-                self._look_up(inflight, executors, lookup, company_sso_id, wait=not self._share)
+                pages.look_up(wait=not self._share)
                 head = inflight[0]
                 if self._share and head.worker is not None and not done(head):
-                    if self._work_here(feed, inflight, transformer, company_sso_id):
+                    if pages.work_here():
                         continue
                     # A page of its own waits for its lookup behind a worker's page still being
                     # prepared: wait for that plan, not only the head's result, and transform the
                     # own page while the worker finishes the head.
-                    if self._look_up_own(inflight, executors, lookup, company_sso_id):
+                    if pages.look_up_own():
                         continue
                 if not head.looked_up:
-                    self._look_up(inflight, executors, lookup, company_sso_id, wait=True)
+                    pages.look_up(wait=True)
                 inflight.popleft()
-                result = self._result(head, transformer, company_sso_id)
+                result = pages.result(head)
                 yield TransformedPage(head.row_ids(), result)
         finally:
-            for page in inflight:
-                page.plan.cancel()
-                if page.result is not None:
-                    page.result.cancel()
-
-    def _send(
-        self,
-        feed: Feed,
-        inflight: deque[Page],
-        executors: Sequence[ProcessPoolExecutor],
-        run: int,
-        whole: str | None,
-    ) -> None:
-        """Read pages and send them to the workers until each has ``pages_per_worker`` in flight;
-        the ``n``-th page sent goes to worker ``n mod processes``, or the next one up (a worker
-        still starting takes none: ``_usable``). A span goes on the worker's channel first, so its
-        reader thread reads the rows ahead of the page's ``prepare_span``. With ``whole`` (the
-        company, when the workers make the lookups), each page is one task, ``worker.page`` or
-        ``worker.page_span``, which comes back transformed."""
-        held = [0] * self._processes
-        for waiting in inflight:
-            if waiting.worker is not None:
-                held[waiting.worker] += 1
-        while True:
-            slot = self._free_slot(held, feed.sent, run)
-            if slot is None:
-                return
-            page = feed.next()
-            if page is None:
-                return
-            seq, item = page
-            if whole is not None:
-                done: Future[Whole]
-                if isinstance(item, PageSpan):
-                    self._tell(slot, (worker.SPAN, run, seq, item))
-                    done = self._submit(executors[slot], worker.page_span, seq, run, whole)
-                    inflight.append(Page(seq, None, slot, NO_PLAN, whole=done))
-                else:
-                    wired, flat = wire_rows(item)
-                    done = self._submit(
-                        executors[slot], worker.page, seq, SentRows(wired), flat=flat, company_sso_id=whole
-                    )
-                    inflight.append(Page(seq, item, slot, NO_PLAN, whole=done))
-            elif isinstance(item, PageSpan):
-                self._tell(slot, (worker.SPAN, run, seq, item))
-                plan = self._submit(executors[slot], worker.prepare_span, seq, run)
-                inflight.append(Page(seq, None, slot, plan))
-            else:
-                wired, flat = wire_rows(item)
-                plan = self._submit(executors[slot], worker.prepare, seq, SentRows(wired), flat=flat)
-                inflight.append(Page(seq, item, slot, plan))
-            feed.sent += 1
-            held[slot] += 1
-
-    def _free_slot(self, held: Sequence[int], sent: int, run: int) -> int | None:
-        """The worker the next page goes to: the first, from ``sent mod processes`` on, that is up
-        and holds fewer than ``pages_per_worker`` pages; None if none."""
-        for step in range(self._processes):
-            slot = (sent + step) % self._processes
-            if held[slot] < self._pages_per_worker and self._usable(slot, run):
-                return slot
-        return None
-
-    def _usable(self, slot: int, run: int) -> bool:
-        """Whether worker ``slot``'s process is up; if so, it has begun run ``run`` (its
-        ``worker.begin`` submitted, its span reader on its channel). ``WorkerLost`` if its start
-        failed (the fork server gone, the process dead as it started)."""
-        starting = self._starts[slot]
-        if starting is not None:
-            try:
-                if not starting.ready():
-                    return False
-            except (BrokenProcessPool, OSError, EOFError) as exc:
-                raise self._lost(exc) from exc
-            self._starts[slot] = None
-        if self._begun[slot] != run:
-            try:
-                self._begin(slot, run)
-            except BrokenProcessPool as exc:  # it died as it started
-                raise self._lost(exc) from exc
-        return True
-
-    def _work_here(
-        self, feed: Feed, inflight: deque[Page], transformer: Transformer, company_sso_id: str
-    ) -> bool:
-        """Whether this process did a step of a page of its own while the head is on its worker:
-        transformed one it has looked up, or read and prepared a new one (at most
-        ``pages_per_worker`` in flight, and only when none waits for its transform)."""
-        own = [page for page in inflight if page.worker is None]
-        for page in own:
-            if page.own is None:
-                if page.context is None:
-                    return False  # waiting for its lookup, behind the workers' pages before it
-                page.own = transformer.transform(page.prepared, page.context, company_sso_id=company_sso_id)
-                return True
-        if len(own) >= self._own_pages:
-            return False
-        taken = feed.next()
-        if taken is None:
-            return False
-        seq, item = taken
-        if isinstance(item, PageSpan):
-            assert feed.reads is not None  # spans come only with their source (transform_spans)
-            try:
-                rows = feed.reads.span_rows(item)
-            except Exception as exc:  # raised once the pages before it are handed back
-                feed.fail(exc)
-                return False
-        else:
-            rows = item
-        prepared = transformer.prepare(rows)
-        plan: Future[Plan] = Future()
-        plan.set_result((None, transformer.plan(prepared)))
-        page = Page(seq, rows, None, plan, prepared)
-        if isinstance(rows, RangeRows):
-            page.ids = rows.ids  # a whole range's ids, with what its reader told (ports.PagesByRange)
-        inflight.append(page)
-        return True
-
-    def _result(self, page: Page, transformer: Transformer, company_sso_id: str) -> PageResult:
-        """The head's result: unpacked from its worker, or transformed here if not yet."""
-        if page.worker is not None:
-            assert page.result is not None  # the head is always looked up
-            got = self._wait(page.result)
-            if page.whole:
-                ids, got = got
-                if ids is not None:
-                    page.ids = ids
-            return unpack(got)
-        if page.own is None:
-            assert page.context is not None  # the head is always looked up
-            page.own = transformer.transform(page.prepared, page.context, company_sso_id=company_sso_id)
-        return page.own
-
-    def _look_up(
-        self,
-        inflight: deque[Page],
-        executors: Sequence[ProcessPoolExecutor],
-        lookup: PageLookup,
-        company_sso_id: str,
-        *,
-        wait: bool,
-    ) -> None:
-        """Look up, in page order, the head (with ``wait``, waiting for its plan) and every next
-        page already prepared.
-
-        A next page whose preparing raised (its worker could not read its rows) waits to be the head:
-        its error is raised after the pages before it are handed back, as in one process."""
-        for index, page in enumerate(inflight):
-            if page.looked_up:
-                continue
-            if (index or not wait) and (not page.plan.done() or page.plan.exception() is not None):
-                return
-            ids, request = self._wait(page.plan)
-            if ids is not None:
-                page.ids = ids
-            context = lookup(request)
-            if page.worker is None:
-                page.context = context
-            else:
-                page.result = self._submit(
-                    executors[page.worker], worker.finish, page.seq, context, company_sso_id
-                )
-
-    def _look_up_own(
-        self,
-        inflight: deque[Page],
-        executors: Sequence[ProcessPoolExecutor],
-        lookup: PageLookup,
-        company_sso_id: str,
-    ) -> bool:
-        """Whether this process's first page not yet looked up is now: the plans of the workers'
-        pages before it waited for, and every page up to it looked up, in page order.
-
-        It stops as soon as the head's result comes first (the head is then written), and at a plan
-        that raised (or a worker that died): that error is raised when its page is the head, after
-        the pages before it are handed back."""
-        target = next((page for page in inflight if page.worker is None and not page.looked_up), None)
-        if target is None:
-            return False
-        for page in inflight:
-            if page is target:
-                break
-            if page.looked_up:
-                continue
-            # A worker's page before it, still being prepared: its plan usually comes before the
-            # head's result (the worker prepares it before it finishes the head).
-            head = inflight[0].result
-            either: tuple[Future[Any], ...] = (page.plan,) if head is None else (page.plan, head)
-            wait(either, return_when=FIRST_COMPLETED)
-            if not page.plan.done() or page.plan.exception() is not None:
-                return False
-            self._look_up(inflight, executors, lookup, company_sso_id, wait=False)
-        self._look_up(inflight, executors, lookup, company_sso_id, wait=False)
-        return target.looked_up
+            pages.cancel()
 
     def _start(
         self,
@@ -543,98 +305,12 @@ class ProcessPagePipeline:
 
         A new one's process starts in a thread of its own (``starting``): sharing, this process
         transforms the run's first pages itself meanwhile, and a worker takes pages (and begins the
-        run) once it is up (``_usable``); without sharing, there is nothing to do but wait for it."""
-        self._begins = (encoder, names_entities, run, lookups, reader)
-        with sigint_deferred():  # no KeyboardInterrupt between a start and its record
-            executors = self._started(run)
+        run) once it is up (``WorkerProcesses.usable``); without sharing, there is nothing to do but
+        wait for it."""
+        processes = self._processes
+        executors = processes.started(run, (encoder, names_entities, run, lookups, reader))
         if not self._share:
-            for slot in range(self._processes):
-                self._wait_up(slot)
-                self._usable(slot, run)
+            for slot in range(len(executors)):
+                processes.wait_up(slot)
+                processes.usable(slot, run)
         return executors
-
-    def _wait_up(self, slot: int) -> None:
-        """Wait for worker ``slot``'s start, if in progress; ``WorkerLost`` if it failed."""
-        starting = self._starts[slot]
-        if starting is not None:
-            try:
-                starting.wait()
-            except (BrokenProcessPool, OSError, EOFError) as exc:
-                raise self._lost(exc) from exc
-
-    def _started(self, run: int) -> list[ProcessPoolExecutor]:
-        started: list[ProcessPoolExecutor] = []
-        for slot, executor in enumerate(self._executors):
-            starting = self._starts[slot]
-            if executor is not None and starting is None:
-                try:
-                    self._begin(slot, run)
-                except BrokenProcessPool:  # its worker died in an earlier run: replace it
-                    executor.shutdown(wait=False, cancel_futures=True)
-                    executor = None
-            elif executor is not None and starting is not None:
-                try:
-                    starting.ready()  # still starting (an earlier run ended first): it begins when up
-                except (BrokenProcessPool, OSError, EOFError):  # its start failed: replace it
-                    self._starts[slot] = None
-                    executor.shutdown(wait=False, cancel_futures=True)
-                    executor = None
-            started.append(executor or self._create(slot))
-        return started
-
-    def _create(self, slot: int) -> ProcessPoolExecutor:
-        """Worker ``slot``'s executor and channel, its process starting in the background."""
-        channel = self._channels[slot]
-        if channel is not None:
-            channel.close()
-        reading, writing = self._context.Pipe(duplex=False)
-        executor = ProcessPoolExecutor(
-            max_workers=1,
-            mp_context=self._context,
-            initializer=worker.start,
-            initargs=(self._recipe, reading),
-        )
-        widen_result_pipe(executor)  # its pages' results written at once, read when the runner can
-        self._executors[slot] = executor
-        self._channels[slot] = writing
-        self._begun[slot] = 0
-        self._starts[slot] = Starting(executor, reading)
-        return executor
-
-    def _begin(self, slot: int, run: int) -> None:
-        """Worker ``slot``, up, begins run ``run``: ``worker.begin`` and its span reader."""
-        executor = self._executors[slot]
-        assert executor is not None  # made before its start
-        encoder, names_entities, _, lookups, reader = self._begins
-        executor.submit(worker.begin, encoder, names_entities, run, lookups)
-        self._tell(slot, (worker.RUN, run, reader))
-        self._begun[slot] = run
-
-    def _tell(self, slot: int, message: tuple[Any, ...]) -> None:
-        """Send ``message`` on worker ``slot``'s channel (``worker._SpanReads``)."""
-        channel = self._channels[slot]
-        assert channel is not None  # made with its executor
-        try:
-            channel.send(message)
-        except OSError as exc:  # its process died, and with it the channel's read end
-            raise self._lost(exc) from exc
-
-    def _submit(
-        self, executor: ProcessPoolExecutor, call: Callable[..., _T], *args: Any, **kwargs: Any
-    ) -> Future[_T]:
-        try:
-            return executor.submit(call, *args, **kwargs)
-        except BrokenProcessPool as exc:  # a worker died since the last result was read
-            raise self._lost(exc) from exc
-
-    def _wait(self, future: Future[_T]) -> _T:
-        try:
-            return future.result()
-        except BrokenProcessPool as exc:
-            raise self._lost(exc) from exc
-
-    def _lost(self, exc: Exception) -> WorkerLost:
-        return WorkerLost(
-            f"a page worker process died (killed, or out of memory) with --workers {self._workers} "
-            f"({exc}): nothing it had not finished was written; run again to resume from the cursor"
-        )

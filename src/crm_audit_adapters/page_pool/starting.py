@@ -11,7 +11,7 @@ A pool left while a start is in progress (a Ctrl-C, a typed error: ``close(wait=
 fork server is stopped); the thread shuts the executor down itself once its start returns, and a
 worker forked after its runner has gone ends itself (``worker._end_with``). A pool closed after a
 run that ended normally waits for the start, as the run would have waited for it before, but for
-``pipeline.START_WAIT_S`` at most: a fork server that never answers is then abandoned too.
+``worker_processes.START_WAIT_S`` at most: a fork server that never answers is then abandoned too.
 """
 
 from __future__ import annotations
