@@ -9,15 +9,17 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from multiprocessing import forkserver
+from types import FrameType
 
 import pytest
 
-from crm_audit_adapters.page_pool import ProcessPagePipeline, TransformerRecipe, worker_processes
+from crm_audit_adapters.page_pool import ProcessPagePipeline, TransformerRecipe, starting, worker_processes
 from crm_audit_transform.config import load_default_config
 from crm_audit_transform.domain import AuditRow
 from crm_audit_transform.errors import WorkerLost
@@ -156,6 +158,39 @@ class TestAWorkerStillStarting:
         assert shapes(got) == one_process(pages)
         assert no_child_left(before)
 
+    def test_a_ctrl_c_while_close_waits_for_a_start_ends_the_wait_not_the_close(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A run that ended as one process, its fork server stopped (the worker's start never
+        returns): a Ctrl-C while the normal ``close`` waits for that start ends the wait, and
+        ``close`` returns without raising, the worker left to its start's thread. Before, the
+        ``KeyboardInterrupt`` left ``close`` (and ``Runtime.close``): a completed ``run --workers
+        2`` ended as interrupted, exit 130 after its summary."""
+        monkeypatch.setattr(worker_processes, "START_WAIT_S", BOUND_S)  # a wait the Ctrl-C alone ends
+        pages = acme_pages(10, 4)
+        before = {child.pid for child in multiprocessing.active_children()}
+        pool = ProcessPagePipeline(2, TransformerRecipe(load_default_config()))
+        with fork_server_stopped():
+            got = list(
+                pool.transform_pages(
+                    pages,
+                    Transformer(load_default_config()),
+                    lambda request: LookupContext(),
+                    company_sso_id="company",
+                )
+            )
+            with ctrl_c_while_a_start_is_waited_for() as landed:
+                started = time.monotonic()
+                try:
+                    pool.close()
+                except KeyboardInterrupt:
+                    pytest.fail("the Ctrl-C left close: a completed run would end as interrupted")
+                took = time.monotonic() - started
+        assert landed == ["in the wait"], "the Ctrl-C did not land in close's wait for the start"
+        assert took < BOUND_S / 2, "close waited on after the Ctrl-C"
+        assert shapes(got) == one_process(pages)
+        assert no_child_left(before)
+
     def test_a_worker_that_dies_as_it_starts_loses_and_repeats_no_page(self) -> None:
         """The worker is killed (SIGKILL) while it starts, as the runner transforms its first pages
         itself: the run ends ``WorkerLost`` once the runner would hand it a page, after the first
@@ -179,3 +214,45 @@ class TestAWorkerStillStarting:
                 lost = exc
         assert shapes(got) == one_process(pages[: len(got)])
         assert lost is not None or len(got) == len(pages)
+
+
+@contextmanager
+def ctrl_c_while_a_start_is_waited_for() -> Iterator[list[str]]:
+    """While the body runs, one SIGINT to the main thread once it waits in ``Starting.wait``; the
+    handler raises ``KeyboardInterrupt`` there alone and notes where it landed in the list yielded
+    (``"in the wait"``, or ``"elsewhere"``: then it raises nothing, and the test fails on the note)."""
+    main = threading.main_thread()
+    assert threading.current_thread() is main, "signals are handled in the main thread"
+    landed: list[str] = []
+    done = threading.Event()
+
+    def in_the_wait(frame: FrameType | None) -> bool:
+        while frame is not None:
+            if frame.f_code is starting.Starting.wait.__code__:
+                return True
+            frame = frame.f_back
+        return False
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if in_the_wait(frame):
+            landed.append("in the wait")
+            raise KeyboardInterrupt
+        landed.append("elsewhere")
+
+    def send() -> None:
+        deadline = time.monotonic() + BOUND_S
+        while not done.is_set() and time.monotonic() < deadline:
+            if main.ident is not None and in_the_wait(sys._current_frames().get(main.ident)):
+                signal.pthread_kill(main.ident, signal.SIGINT)  # a thread's sleep ends on its own signal
+                return
+            time.sleep(0.01)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    sender = threading.Thread(target=send, name="ctrl-c", daemon=True)
+    sender.start()
+    try:
+        yield landed
+    finally:
+        done.set()
+        sender.join(BOUND_S)
+        signal.signal(signal.SIGINT, previous)

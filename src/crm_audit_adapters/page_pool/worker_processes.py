@@ -152,7 +152,9 @@ class WorkerProcesses:
 
     def close(self, *, wait: bool) -> None:
         """Stop every worker (``ProcessPagePipeline.close``): queued work cancelled; with ``wait``,
-        a start in progress waited for ``START_WAIT_S`` at most and each process joined."""
+        a start in progress waited for ``START_WAIT_S`` at most and each process joined. A Ctrl-C
+        (``KeyboardInterrupt``) during those waits ends the waiting, not the close: what is left is
+        stopped as without ``wait``, and ``close`` returns."""
         executors, self.executors = self.executors, [None] * len(self.executors)
         channels, self._channels = self._channels, [None] * len(self._channels)
         starts, self._starts = self._starts, [None] * len(self._starts)
@@ -168,10 +170,14 @@ class WorkerProcesses:
                     # on the command's stderr) to open what its executor had already removed.
                     # Bounded: a fork server that never answers must not hold the exit for ever.
                     with contextlib.suppress(Exception):  # a failed start: shut down below
-                        starting.wait(START_WAIT_S)
+                        wait = _uninterrupted(starting.wait, START_WAIT_S)
                 if starting.abandon():
                     continue  # its start's thread shuts it down when the start returns (starting)
-            executor.shutdown(wait=wait, cancel_futures=True)
+            if wait:
+                wait = _uninterrupted(executor.shutdown, wait=True, cancel_futures=True)
+                if wait:
+                    continue
+            executor.shutdown(wait=False, cancel_futures=True)
         for channel in channels:
             if channel is not None:
                 channel.close()
@@ -203,3 +209,16 @@ class WorkerProcesses:
         executor.submit(worker.begin, encoder, names_entities, run, lookups)
         self.tell(slot, (worker.RUN, run, reader))
         self._begun[slot] = run
+
+
+def _uninterrupted(waiting: Callable[..., object], *args: Any, **kwargs: Any) -> bool:
+    """Call ``waiting`` (one of ``close``'s waits); False when a Ctrl-C cut it short.
+
+    ``close`` waits only after a run that ended (``wait``): the Ctrl-C then asks it not to wait,
+    and the rest of the close is done as without ``wait``. Raised on, it ended a completed
+    ``run --workers N`` as interrupted (exit 130, its summary printed as completed)."""
+    try:
+        waiting(*args, **kwargs)
+    except KeyboardInterrupt:
+        return False
+    return True
