@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from multiprocessing import forkserver
+from pathlib import Path
 from types import FrameType
 
 import pytest
@@ -27,7 +28,7 @@ from crm_audit_transform.lookup import LookupContext
 from crm_audit_transform.transformer import Transformer
 from crm_audit_transform.usecases.pages import TransformedPage
 from support.corpus_account import audit_rows
-from support.page_workers import SlowWorker, chain_killing_its_worker
+from support.page_workers import KillsItsWorkerOnceForked
 
 BOUND_S = 30.0
 
@@ -191,29 +192,30 @@ class TestAWorkerStillStarting:
         assert shapes(got) == one_process(pages)
         assert no_child_left(before)
 
-    def test_a_worker_that_dies_as_it_starts_loses_and_repeats_no_page(self) -> None:
-        """The worker is killed (SIGKILL) while it starts, as the runner transforms its first pages
-        itself: the run ends ``WorkerLost`` once the runner would hand it a page, after the first
-        pages in order — or, if the runner was done before it could, with every page. No page is
-        skipped or handed back twice either way."""
+    def test_a_worker_that_dies_as_it_starts_ends_the_run_lost_after_the_first_pages(
+        self, tmp_path: Path
+    ) -> None:
+        """The worker is killed (SIGKILL) while it starts, and the runner's first row waits until it
+        has been (``KillsItsWorkerOnceForked``): the run hands back its first pages, in order, then
+        ends ``WorkerLost`` once it hands the dead worker a page. No page is skipped or handed back
+        twice. Before, the runner could finish every page alone first on a busy machine, and the
+        test accepted either end."""
         pages = acme_pages(10, 40)
-        recipe = TransformerRecipe(load_default_config(), rule_chain=chain_killing_its_worker)
+        chain = KillsItsWorkerOnceForked(tmp_path / "forked")
+        recipe = TransformerRecipe(load_default_config(), rule_chain=chain)
         got: list[TransformedPage] = []
-        lost: WorkerLost | None = None
-        with ProcessPagePipeline(2, recipe) as pool:
-            try:
-                got.extend(
-                    pool.transform_pages(
-                        pages,
-                        SlowWorker(0.05)(),  # the runner's own pages: 2 s in all
-                        lambda request: LookupContext(),
-                        company_sso_id="company",
-                    )
+        with ProcessPagePipeline(2, recipe) as pool, pytest.raises(WorkerLost):
+            got.extend(
+                pool.transform_pages(
+                    pages,
+                    Transformer(load_default_config(), chain=chain(load_default_config())),
+                    lambda request: LookupContext(),
+                    company_sso_id="company",
                 )
-            except WorkerLost as exc:
-                lost = exc
+            )
+        assert (tmp_path / "forked").exists()
+        assert 1 <= len(got) < len(pages)
         assert shapes(got) == one_process(pages[: len(got)])
-        assert lost is not None or len(got) == len(pages)
 
 
 @contextmanager
