@@ -65,6 +65,7 @@ def install() -> None:
     module, in every worker), the pool's calls in this process."""
     from concurrent.futures import process
 
+    from crm_audit_adapters import fork_server
     from crm_audit_adapters.page_pool import pipeline, run_pages, worker, worker_processes
 
     for name in ("page_span", "page", "prepare_span", "prepare", "finish"):
@@ -73,6 +74,8 @@ def install() -> None:
     # runner's thread reading that pipe has taken all of it (a page's result is larger than the pipe).
     process._sendback_result = _timed("send", process._sendback_result)  # type: ignore[attr-defined]
     pipeline.WRITER_ENCODERS = (*pipeline.WRITER_ENCODERS, __name__)  # the fork server imports it
+    # ... and so does one started first, as `run --workers N` starts it (the `_early` stages).
+    fork_server.RUN_PRELOAD = (*fork_server.RUN_PRELOAD, __name__)  # type: ignore[misc]
     pool = pipeline.ProcessPagePipeline
     pool._start = _timed("start", pool._start)  # type: ignore[method-assign]
     pages = run_pages.RunPages

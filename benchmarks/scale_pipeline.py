@@ -766,6 +766,7 @@ def end_to_end_workers(
     rows_only: bool = False,
     two_trips: bool = False,
     early: bool = False,
+    switch_interval_s: float | None = None,
 ) -> dict[str, Any]:
     """``end_to_end`` with the pages loaded and transformed by ``WORKERS`` processes (``--workers``):
     this one and ``WORKERS - 1`` workers; without ``share``, ``WORKERS`` workers and this process only
@@ -777,7 +778,8 @@ def end_to_end_workers(
     server is started first, with the product's ``RUN_PRELOAD``, as ``run --workers N`` starts it
     before its CLI loads (``early_fork_server``), so its imports overlap this stage's setup; without
     it (as this stage always measured) the pool starts the fork server at its first page, and the
-    runner waits for its imports there. Besides this process's
+    runner waits for its imports there. ``switch_interval_s``: the pool's thread switch interval
+    during the run (its ``switch_interval_s``; None: the tree's own default). Besides this process's
     peak RSS, ``worker_peak_rss_kib`` is each worker's (VmHWM), and ``worker_cpu_seconds`` their CPU
     time, read before the pool stops.
     """
@@ -793,7 +795,12 @@ def end_to_end_workers(
     # encode the lines; the parent writes them.
     with (
         ProcessPagePipeline(
-            WORKERS, recipe, share=share, pages_per_worker=pages_per_worker, **_own(own_pages)
+            WORKERS,
+            recipe,
+            share=share,
+            pages_per_worker=pages_per_worker,
+            **_own(own_pages),
+            **_switch(switch_interval_s),
         ) as pool,
         JsonlActivityLogSink(out, fsync="close") as sink,
     ):
@@ -807,6 +814,8 @@ def end_to_end_workers(
     result["pages_per_worker"] = pages_per_worker
     if own_pages is not None:
         result["own_pages"] = own_pages
+    if switch_interval_s is not None:
+        result["switch_interval_s"] = switch_interval_s
     result["rows_sent"] = rows_only
     result["two_trips"] = two_trips
     result["written_bytes"] = out.stat().st_size
@@ -822,6 +831,17 @@ def end_to_end_workers_early(ctx: Context) -> dict[str, Any]:
     if not result["early_start"]:
         raise Missing("crm_audit_adapters.fork_server.RUN_PRELOAD")
     return result
+
+
+def end_to_end_workers_early_si5ms(ctx: Context) -> dict[str, Any]:
+    """``end_to_end_workers_early`` with the interpreter's default switch interval (5 ms) during
+    the run: the pool as before it set one (``page_pool.pipeline.SWITCH_INTERVAL_S``)."""
+    return end_to_end_workers(ctx, early=True, switch_interval_s=0.005)
+
+
+def end_to_end_workers_early_si1ms(ctx: Context) -> dict[str, Any]:
+    """``end_to_end_workers_early`` with a 1 ms switch interval during the run."""
+    return end_to_end_workers(ctx, early=True, switch_interval_s=0.001)
 
 
 def end_to_end_workers_unshared(ctx: Context) -> dict[str, Any]:
@@ -854,6 +874,11 @@ def end_to_end_workers_own1(ctx: Context) -> dict[str, Any]:
 def _own(own_pages: int | None) -> dict[str, int]:
     """``own_pages`` for a pool that takes it (a tree from before it had none)."""
     return {} if own_pages is None else {"own_pages": own_pages}
+
+
+def _switch(switch_interval_s: float | None) -> dict[str, float]:
+    """``switch_interval_s`` for a pool that takes it (a tree from before it had none)."""
+    return {} if switch_interval_s is None else {"switch_interval_s": switch_interval_s}
 
 
 def end_to_end_workers_deep(ctx: Context) -> dict[str, Any]:

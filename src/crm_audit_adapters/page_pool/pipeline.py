@@ -66,8 +66,10 @@ since the pool replaces a broken one at the next run.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
-from collections.abc import Callable, Generator, Iterable, Sequence
+import sys
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import forkserver
 from types import TracebackType
@@ -94,6 +96,13 @@ WRITER_ENCODERS: Final = ("crm_audit_adapters.files.sink", "crm_audit_adapters.m
 """The modules of the writers' encoders, imported by the fork server too: a worker unpickling its
 run's encoder then imports nothing (the sink's brings pymongo and orjson: 0.1 s of CPU a worker)."""
 
+SWITCH_INTERVAL_S: Final = 0.0005
+"""The interpreter's thread switch interval while a pool's run goes on (seconds; Python's default
+is 0.005). The runner's main thread, busy with a page of its own or a write, holds the GIL, and the
+executors' threads that hand a worker its next task and read its result back get it only when the
+main thread is asked to drop it, each switch interval: a worker waited 1.1–1.9 s of a loaded 100k
+run with no task queued meanwhile (benchmarks/RESULTS.md, issue 15 goal 2, the result pipe)."""
+
 StartMethod = Literal["forkserver", "spawn"]
 
 
@@ -111,11 +120,20 @@ class ProcessPagePipeline:
     server starts here and imports the worker side while the caller sets up (its connections, its
     lease, its first page); the workers are forked from it at the first run (or ``start``), in the
     background, and serve every run until ``close``. ``preload``: more modules for the fork server
-    to import, those the run's
-    lookup ports import in a worker (``fork_server.RUNNER_PORTS`` for the runner's).
+    to import, those the run's lookup ports import in a worker (``fork_server.RUNNER_PORTS`` for
+    the runner's). ``switch_interval_s``: the interpreter's thread switch interval while a run goes
+    on (``sys.setswitchinterval``; the one before is put back when the run ends), None to leave it.
     """
 
-    __slots__ = ("_own_pages", "_pages_per_worker", "_processes", "_runs", "_share", "_workers")
+    __slots__ = (
+        "_own_pages",
+        "_pages_per_worker",
+        "_processes",
+        "_runs",
+        "_share",
+        "_switch_interval_s",
+        "_workers",
+    )
 
     def __init__(
         self,
@@ -127,6 +145,7 @@ class ProcessPagePipeline:
         share: bool = True,
         start_method: StartMethod = "forkserver",
         preload: Sequence[str] = (),
+        switch_interval_s: float | None = SWITCH_INTERVAL_S,
     ) -> None:
         if not 1 + share <= workers <= MAX_WORKERS:
             raise ValueError(f"workers must be between {1 + share} and {MAX_WORKERS}, got {workers}")
@@ -134,6 +153,7 @@ class ProcessPagePipeline:
             raise ValueError(f"pages_per_worker must be at least 1, got {pages_per_worker}")
         self._workers = workers
         self._share = share
+        self._switch_interval_s = switch_interval_s
         self._pages_per_worker = pages_per_worker
         self._own_pages = pages_per_worker if own_pages is None else own_pages
         if self._own_pages < 1:
@@ -247,22 +267,27 @@ class ProcessPagePipeline:
         names_entities: bool,
     ) -> Generator[TransformedPage, None, None]:
         require_picklable(encoder)
-        run = self._runs = self._runs + 1
-        lookups = for_workers(lookup)
-        executors = self._start(encoder, names_entities, reader, run, lookups)
-        pages = RunPages(
-            feed,
-            self._processes,
-            executors,
-            run,
-            transformer,
-            lookup,
-            company_sso_id,
-            # One trip a page when the workers look their pages up themselves.
-            whole=lookups is not None,
-            pages_per_worker=self._pages_per_worker,
-            own_pages=self._own_pages,
-        )
+        with switch_interval(self._switch_interval_s):
+            run = self._runs = self._runs + 1
+            lookups = for_workers(lookup)
+            executors = self._start(encoder, names_entities, reader, run, lookups)
+            pages = RunPages(
+                feed,
+                self._processes,
+                executors,
+                run,
+                transformer,
+                lookup,
+                company_sso_id,
+                # One trip a page when the workers look their pages up themselves.
+                whole=lookups is not None,
+                pages_per_worker=self._pages_per_worker,
+                own_pages=self._own_pages,
+            )
+            yield from self._pages(pages, feed)
+
+    def _pages(self, pages: RunPages, feed: Feed) -> Generator[TransformedPage, None, None]:
+        """The run's pages handed back in order, each transformed by its worker or here."""
         inflight = pages.inflight
         try:
             while True:
@@ -317,3 +342,20 @@ class ProcessPagePipeline:
                 processes.wait_up(slot)
                 processes.usable(slot, run)
         return executors
+
+
+@contextlib.contextmanager
+def switch_interval(seconds: float | None) -> Iterator[None]:
+    """The interpreter's thread switch interval at ``seconds`` while the body runs, then the one
+    before, unless the body set another meanwhile (None: left as it is)."""
+    if seconds is None:
+        yield
+        return
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(seconds)
+    ours = sys.getswitchinterval()  # as the interpreter keeps it (whole microseconds)
+    try:
+        yield
+    finally:
+        if sys.getswitchinterval() == ours:
+            sys.setswitchinterval(previous)
