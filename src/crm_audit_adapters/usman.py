@@ -37,8 +37,10 @@ The token never appears in a repr, log line or message.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import os
 import random as _random
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
@@ -56,6 +58,8 @@ from .usman_config import USMAN_MAXIMA as USMAN_MAXIMA
 from .usman_config import UnusableUsmanSetting, UsmanConfig
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpx  # imported by the client itself: the settings read UsmanConfig without it
 
 __all__ = [
@@ -83,6 +87,25 @@ refuse too (``_probe``)."""
 
 
 log = logging.getLogger(__name__)
+
+
+def _verifying_context() -> ssl.SSLContext:
+    """The TLS context a client verifies USMAN's certificate with: httpx's own default (the CA file
+    ``SSL_CERT_FILE`` or directory ``SSL_CERT_DIR`` names, else certifi's bundle), one per process
+    and CA location. Building it parses the whole CA bundle (tens of milliseconds), which httpx did
+    for every client: once per job, worker task and ``--workers`` process."""
+    return _context_for(os.environ.get("SSL_CERT_FILE") or "", os.environ.get("SSL_CERT_DIR") or "")
+
+
+@functools.lru_cache(maxsize=4)
+def _context_for(cert_file: str, cert_dir: str) -> ssl.SSLContext:
+    # The arguments key the cache only: httpx reads the same variables. Sharing a context between
+    # clients and threads is safe: ``ssl`` locks it, and httpcore only sets the ALPN protocols on
+    # it, the same ones (HTTP/1.1) for every client here.
+    del cert_file, cert_dir
+    from httpx import create_ssl_context
+
+    return create_ssl_context(verify=True, trust_env=True)
 
 
 class UsmanUnavailable(DirectoryUnavailable):
@@ -136,6 +159,7 @@ class UsmanClient:
         self._http = httpx.Client(
             base_url=config.base_url,
             transport=transport,
+            verify=_verifying_context(),
             timeout=httpx.Timeout(
                 connect=config.connect_timeout,
                 read=config.read_timeout,

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from collections.abc import Iterator
 from typing import Any
 
+import certifi
 import httpx
 import pytest
 
+from crm_audit_adapters import usman
 from crm_audit_adapters.usman import (
     PROBE_EMAIL,
     UsmanClient,
@@ -589,6 +592,35 @@ class TestLifecycle:
         with client_for(server, sleeps) as client:
             assert not client.closed
         assert client.closed
+
+
+class TestTlsContext:
+    def test_clients_share_one_context_per_ca_location(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The CA bundle is parsed once per process and CA location, not once per client (a job,
+        a worker task, a ``--workers`` process each make one): three clients build one context,
+        and a changed ``SSL_CERT_FILE`` gets a context of its own, built while it is set."""
+        built: list[str | None] = []
+
+        def create_ssl_context(**options: Any) -> Any:
+            built.append(os.environ.get("SSL_CERT_FILE"))
+            return real(**options)
+
+        real = httpx.create_ssl_context
+        monkeypatch.setattr(httpx, "create_ssl_context", create_ssl_context)
+        monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+        monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+        usman._context_for.cache_clear()
+        config = UsmanConfig(base_url="https://usman.example")
+        try:
+            for _ in range(3):
+                UsmanClient(config).close()
+            assert built == [None]
+            monkeypatch.setenv("SSL_CERT_FILE", certifi.where())
+            for _ in range(2):
+                UsmanClient(config).close()
+            assert built == [None, certifi.where()]
+        finally:
+            usman._context_for.cache_clear()  # no context of the patched builder outlives the test
 
 
 class TestConfig:
