@@ -16,6 +16,9 @@ from support.redis_server import *  # noqa: F403
 from support.wire_mongo import *  # noqa: F403
 from support.wire_sample import *  # noqa: F403
 
+# A plugin of its own, as it has a hook of the same name as wire_sample's (imported above).
+pytest_plugins = ("support.file_order",)
+
 # The corpus's CDP holds a contact for 93-94% of each tenant's CRM people (the others are its
 # contact_not_found rows), below the plan's 99% coverage gate: every command and worker the suite
 # starts gets the gate at 90% from here. Tests of the gate itself set their own threshold or data.
