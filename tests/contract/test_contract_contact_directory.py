@@ -91,6 +91,14 @@ class TestContactDirectory:
         assert directory.contacts_by_crm_ids("company-a", []) == {}
         assert directory.contacts_by_crm_ids("company-z", [1]) == {}
 
+    def test_ids_past_64_bits_find_nothing_beside_the_others(self, directory: ContactDirectory) -> None:
+        """A row's comment or changes may name any integer as its ``crm_person_id``; one past BSON's
+        64-bit integers (which pymongo cannot send) names no contact and must not stop the page's
+        other lookups (MongoDB raised ``OverflowError`` for the whole page)."""
+        huge = [2**63, -(2**63) - 1, 10**23]
+        assert directory.contacts_by_crm_ids("company-a", [*huge, 1]) == {1: CONTACTS[0]}
+        assert directory.contacts_by_crm_ids("company-a", huge) == {}
+
     def test_pages_asking_again_get_the_same_contacts(self, directory: ContactDirectory) -> None:
         """A run's pages ask for the same people again (a directory may keep what it read): every
         answer is the first one's, whatever was asked between, for each company alike."""

@@ -22,7 +22,7 @@ from bson.datetime_ms import DatetimeMS
 from crm_audit_transform.domain import Contact
 from crm_audit_transform.numerals import as_id
 
-from .bson_values import from_bson_datetime
+from .bson_values import INT64_MAX, INT64_MIN, from_bson_datetime
 from .contact_ids import contact_id_text
 from .documents_types import Document, MongoCollection, MongoDatabase, ReadDocument
 from .names import CollectionNames
@@ -120,9 +120,12 @@ class MongoContactDirectory:
 
         ``crm_data.id`` is matched as a number and as its decimal string, since both shapes occur in
         CDP data. When two contacts of a company carry the same person id, the first by ``_id``
-        (the earliest inserted) wins, so the answer is stable from page to page.
+        (the earliest inserted) wins, so the answer is stable from page to page. An id outside
+        BSON's 64-bit integers (a ``crm_person_id`` in a row's comment or changes, which the CRM's
+        ``bigint`` keys never reach) names no contact and is not asked: pymongo cannot encode it,
+        and one such row made every read of its page fail (``OverflowError``).
         """
-        wanted = sorted({int(i) for i in crm_person_ids})
+        wanted = sorted({person for person in map(int, crm_person_ids) if person in _INT64})
         if not wanted:
             return {}
         query = {
@@ -141,6 +144,7 @@ class MongoContactDirectory:
         return found
 
 
+_INT64: Final = range(INT64_MIN, INT64_MAX + 1)
 _EARLIEST: Final = dt.datetime.min.replace(tzinfo=dt.UTC)
 _LATEST: Final = dt.datetime.max.replace(tzinfo=dt.UTC)
 
