@@ -43,17 +43,11 @@ from crm_audit_transform.ports import SpanReader
 from crm_audit_transform.usecases.pages import PageSpan
 
 from .lookups import user_id_of
-from .session import ReadOnlySession
+from .session import AUDIT_COLUMNS, ReadOnlySession
 from .timestamps import aware_utc, naive_utc
 
-_COLUMNS = sql.SQL(", ").join(
-    sql.Identifier(name)
-    for name in (
-        "id", "auditable_type", "auditable_id", "action", "audited_changes", "created_at",
-        "associated_id", "associated_type", "user_id", "user_type", "username", "version",
-        "comment", "remote_address", "request_uuid",
-    )
-)  # fmt: skip
+# In _audit_row's order; the session checks the table has them (ReadOnlySession.schema).
+_COLUMNS = sql.SQL(", ").join(sql.Identifier(name) for name in AUDIT_COLUMNS)
 
 # The scope of a run, in every query below: its auditable types, created at or after the cutoff.
 # A NULL created_at is in every range: such a row is read, and fails as missing_created_at, instead

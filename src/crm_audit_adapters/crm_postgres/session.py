@@ -60,6 +60,30 @@ _SCHEMA_AND_TABLE = (
     " WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f'))"
 )
 _SYSTEM_SCHEMAS = ("information_schema",)
+AUDIT_COLUMNS: Final = (
+    "id", "auditable_type", "auditable_id", "action", "audited_changes", "created_at",
+    "associated_id", "associated_type", "user_id", "user_type", "username", "version",
+    "comment", "remote_address", "request_uuid",
+)  # fmt: skip
+"""The columns of audited's ``audits`` table that the audit queries read (``audits._COLUMNS``)."""
+# The type of each column of a tenant's audits table (a domain as its base type), by name.
+_AUDIT_COLUMNS = (
+    "SELECT a.attname, format_type(coalesce(nullif(t.typbasetype, 0), a.atttypid), NULL)"
+    " FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid"
+    " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+    " JOIN pg_catalog.pg_type t ON t.oid = a.atttypid"
+    " WHERE n.nspname = %s AND c.relname = 'audits' AND a.attnum > 0 AND NOT a.attisdropped"
+)
+_TEXT_TYPES = frozenset({"text", "character varying", "character"})
+# The columns the queries compare, order or measure on the server, and the id the cursor counts
+# with: what audited's migrations create, and the variants documented in docs/postgres.md.
+_AUDIT_COLUMN_TYPES: Final = {
+    "id": frozenset({"smallint", "integer", "bigint"}),
+    "created_at": frozenset({"timestamp without time zone", "timestamp with time zone"}),
+    "auditable_type": _TEXT_TYPES,
+    "audited_changes": _TEXT_TYPES | {"json", "jsonb", "bytea"},
+    "comment": _TEXT_TYPES,
+}
 # Local to the transaction (SET LOCAL semantics), so nothing leaks to a pooled server connection.
 # A custom plan per page: a generic plan of the page query cannot see how rare the scope's types
 # are and walks the primary key past millions of out-of-scope rows (see docs/postgres.md).
@@ -182,6 +206,12 @@ class ReadOnlySession:
             raise SourceUnavailable(
                 f"CRM database unavailable after {attempts_made(retry.attempts)}: {exc}"
             ) from exc
+        except psycopg.errors.InsufficientPrivilege as exc:
+            # A grant missing from the configured role (docs/postgres.md, "A read-only role") stays
+            # missing on every retry: a configuration error, as a refused login is, not an outage.
+            raise ConnectionRejected(
+                [("database_url", f"the CRM database refused the configured role a read: {exc}")]
+            ) from exc
         except psycopg.Error as exc:
             raise SourceUnavailable(f"CRM database refused the query: {exc}") from exc
         raise AssertionError("unreachable: the attempts return or raise")  # pragma: no cover
@@ -205,8 +235,31 @@ class ReadOnlySession:
                 raise UnknownTenant(tenant)
             if not table_found:
                 raise UnknownTenant(tenant, f"the schema has no table {table!r}: not a CRM tenant schema")
+            if table == "audits":
+                self._check_audit_columns(tenant)
             self._known_schemas.add((tenant, table))
         return sql.Identifier(tenant)
+
+    def _check_audit_columns(self, tenant: str) -> None:
+        """``UnknownTenant`` for an ``audits`` table the audit queries cannot read: a column missing,
+        or a column they compare or measure of another type (``_AUDIT_COLUMN_TYPES``). Such a table
+        made every page query (or the trigger's bounds) fail on every retry — as an outage
+        (``SourceUnavailable``) or an untyped error — where a column of an odd type elsewhere fails
+        each row alone (``invalid_audit_row``)."""
+        rows = self.run(lambda conn: conn.execute(_AUDIT_COLUMNS, (tenant,)).fetchall())
+        found: dict[str, str] = dict(rows)
+        missing = [name for name in AUDIT_COLUMNS if name not in found]
+        if missing:
+            raise UnknownTenant(
+                tenant, f"its audits table has no column {', '.join(missing)}: not audited's audits table"
+            )
+        for name, accepted in _AUDIT_COLUMN_TYPES.items():
+            if found[name] not in accepted:
+                raise UnknownTenant(
+                    tenant,
+                    f"its audits.{name} is {found[name]}, not {' or '.join(sorted(accepted))}: "
+                    "not audited's audits table",
+                )
 
     def close(self) -> None:
         """Close the connection (once no ``run`` holds it); the next ``run`` opens a new one."""
