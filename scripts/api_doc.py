@@ -59,6 +59,12 @@ Written by hand in `scripts/api_doc.py` (the rest of this page is generated); CH
   rows the run has passed (or every row of a completed job); `clean` is false while any is pending.
 - `MigrationService.run` and `run_shard` take `on_outcomes`, as `run_job` and `dry_run` do (`run`
   refuses it with a `ValueError` for shards run side by side in other processes).
+- `MigrationJob` has `source_mark` (None by default): what a source that can mark itself
+  (`ports.SourceMarks`, not in `__all__`: a file source) held when `new_job` made the job; every run
+  checks it first and raises `SourceChanged` when the source is another now, whose `.reason` then says
+  why (`.counted` and `.found`, now `int | None`, are None then). `ports.JobStore` implementations must
+  store it with the job and keep it as stored through every run's write (`save_progress` and the
+  shards'); a job stored without it reads as None and is not checked.
 - `PageResult.outcomes` is a `Sequence[Outcome]` (it was `tuple[Outcome, ...]`), and so is what
   `run_job(on_outcomes=…)` and `MigrationService.dry_run(on_outcomes=…)` are given: with `--workers` (a page
   pool) it may be a `packed.PackedOutcomes` view, read row by row as the same outcomes. Code that

@@ -32,8 +32,9 @@ infrastructure that is down. Driver errors are translated at the adapter boundar
     ├── IndexConflict                INDEX_CONFLICT .collection / .index: clashes with the database
     ├── IndexesMissing               INDEXES_MISSING (503): migration 035's indexes are not in place
     ├── JobUnreadable                JOB_UNREADABLE .job_id: a stored job document cannot be read
-    ├── SourceChanged                BAD_INPUT .audit_id / .counted / .found: a resume met fewer rows
-    │                                of its cursor's id than the job counted (a file rewritten)
+    ├── SourceChanged                BAD_INPUT .audit_id / .counted / .found / .reason: a resume met
+    │                                fewer rows of its cursor's id than the job counted, or a source
+    │                                that is not the one its job was made over (a file rewritten)
     ├── DirectoryRefused             DIRECTORY_REFUSED: USMAN refused us (401/403): configuration
     └── Unavailable                  UNAVAILABLE: a dependency is down; retrying later is safe
         ├── DirectoryUnavailable     DIRECTORY_UNAVAILABLE: the SSO user directory (USMAN)
@@ -344,29 +345,47 @@ class DirectoryRefused(CrmAuditError):
 
 
 class SourceChanged(CrmAuditError):
-    """A resume met fewer rows of its cursor's id than the job counted there: the source changed
-    between runs (a file rewritten with fewer repeats of that id, or without it).
+    """The audits source is not the one the job's cursor and counts were made over: it changed
+    between runs (a file rewritten, cut or replaced).
 
-    A file may repeat an id, and a run may stop among that id's rows: the job keeps how many it
-    counted (``MigrationJob.rows_at_cursor``), and a resume reads the id again and passes over that
-    many. Passing over fewer would count rows twice or not at all, so the run raises this instead,
-    before any step of its own: the job keeps its cursor and counts, and its lease is handed back.
-    ``audit_id`` is the cursor's id, ``counted`` the rows the job counted of it, ``found`` those the
-    source holds now. Code ``BAD_INPUT``, as a file changed while it was read
-    (``files.FileFormatError``): run the source as it is now as a new job.
+    Two checks raise it, before the run counts anything. A job over a source that can mark what it
+    holds (``ports.SourceMarks``: an export file) keeps that mark (``MigrationJob.source_mark``),
+    and each run checks it first (``usecases.run.check_source``): ``reason`` says what differs (the
+    file holds fewer bytes, or other bytes before the size it had), ``counted`` and ``found`` are
+    None. And a file may repeat an id, and a run may stop among that id's rows: the job keeps how
+    many it counted (``MigrationJob.rows_at_cursor``), and a resume reads the id again and passes
+    over that many; passing over fewer would count rows twice or not at all: ``counted`` is the
+    rows the job counted of it, ``found`` those the source holds now, ``reason`` None. Either way the
+    job keeps its cursor and counts, and its lease is handed back. ``audit_id`` is the cursor's id.
+    Code ``BAD_INPUT``, as a file changed while it was read (``files.FileFormatError``): run the
+    source as it is now as a new job. The message holds ids, counts and byte counts, never the
+    source's text nor its path (an HTTP answer carries it).
     """
 
     code = "BAD_INPUT"
 
-    def __init__(self, audit_id: int, counted: int, found: int) -> None:
+    def __init__(
+        self, audit_id: int, counted: int | None, found: int | None, *, reason: str | None = None
+    ) -> None:
+        what = (
+            f"the audits source is not the one this job was made over ({reason})"
+            if reason is not None
+            else f"the audits source holds {found} rows of audit id {audit_id}, where the job counted "
+            f"{counted} before this run"
+        )
         super().__init__(
-            f"the audits source holds {found} rows of audit id {audit_id}, where the job counted "
-            f"{counted} before this run: it changed since (a file rewritten between runs); the job "
-            "keeps its cursor and counts: trigger a fresh job over the source as it is now"
+            f"{what}: it changed since (a file rewritten between runs); the job keeps its cursor "
+            f"(audit id {audit_id}) and counts: trigger a fresh job over the source as it is now"
         )
         self.audit_id = audit_id
         self.counted = counted
         self.found = found
+        self.reason = reason
+
+    @classmethod
+    def rewritten(cls, audit_id: int, reason: str) -> SourceChanged:
+        """The source's mark differs (``ports.SourceMarks.mark_changed``'s ``reason``)."""
+        return cls(audit_id, None, None, reason=reason)
 
 
 class Unavailable(CrmAuditError):

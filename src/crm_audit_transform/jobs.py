@@ -189,6 +189,12 @@ class MigrationJob:
     unique: the cursor covers its id), for a job stored before the field (the cursor then covered
     all of its id's rows), and for a sharded job, whose shards keep their own
     (``JobShard.rows_at_cursor``): its cursor is their watermark."""
+    source_mark: str | None = None
+    """What the source held when the job was made (``ports.SourceMarks``: an export file's size and
+    digest), checked by each run before it reads a row, its shards' runs too: a source rewritten
+    since is ``SourceChanged``, not read on from the cursor. Set by ``new_job``; never changed by a
+    run. None for a source that keeps none (a database), a dry run's job (run in the process that
+    made it), and a job stored before the field (not checked)."""
 
     def __attrs_post_init__(self) -> None:
         if not self.shards:

@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import attrs
 import pytest
 from test_files_long_repeats import long_repeat_lines
 from test_files_resume_repeats import COMPANY, Account, pipelines
@@ -141,6 +142,12 @@ def test_a_shard_resumed_over_fewer_rows_of_its_range_end_raises(tmp_path: Path,
     account, stopped = _stopped_among(tmp_path, lines, CUT, least=1, shards=2)
     cursor, counted = _rows_at(stopped)
     _write(account.audits, _without(lines, CUT, counted - 1))
+    # A job stored before its file's mark (``source_mark``, which refuses any rewrite first: see
+    # test_files_source_marks): the rows at its shard's cursor are still checked.
+    unmarked = account.jobs.latest(COMPANY)
+    assert unmarked is not None
+    assert unmarked.source_mark is not None
+    account.jobs.save(attrs.evolve(unmarked, source_mark=None))
     account.workers = workers
     account.anew(keep_sink=False)
     with pipelines(workers) as pool, pytest.raises(SourceChanged) as raised:

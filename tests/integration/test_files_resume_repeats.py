@@ -69,7 +69,9 @@ def repeating_lines(rows: int = 120) -> list[str]:
 
 class Account:
     """The dry run's ports over ``audits``, with a job store that outlives a run (a resume); with
-    ``shards`` > 1 a sharded job (library use), whose unfinished shards a run takes in turn."""
+    ``shards`` > 1 a sharded job (library use), whose unfinished shards a run takes in turn; with
+    ``marked`` (or ``shards`` > 1) a job as ``trigger`` makes it, keeping the file's mark
+    (``MigrationJob.source_mark``)."""
 
     def __init__(
         self,
@@ -79,6 +81,8 @@ class Account:
         workers: int,
         settings: RunSettings = SETTINGS,
         shards: int = 1,
+        *,
+        marked: bool = False,
     ) -> None:
         contacts, sso = tmp_path / "contacts.jsonl", tmp_path / "sso.jsonl"
         contacts.write_text(dump_jsonl(contact_docs(TENANT)), encoding="utf-8")
@@ -98,7 +102,7 @@ class Account:
             source=self.ports.source,
             scope=tuple(self.transformer.scope),
             now=self.ports.clock.now(),
-            every_row=shards == 1,
+            every_row=shards == 1 and not marked,  # marked: trigger's job, which keeps the file's mark
             shards=shards,
         )
         self.jobs.create(job)  # type: ignore[attr-defined]

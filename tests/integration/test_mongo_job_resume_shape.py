@@ -89,3 +89,22 @@ def test_a_job_stored_before_rows_at_cursor_reads_as_its_cursor_covering_its_id(
         saved = store.save_progress(attrs.evolve(held, last_audit_id=51, rows_at_cursor=4), "runner-1", None)
         assert (saved.last_audit_id, saved.rows_at_cursor) == (51, 4)
         assert db[JOBS].find_one({})["rows_at_cursor"] == 4
+
+
+@pytest.mark.parametrize("backend", mongo_backends())
+def test_a_job_stored_before_source_mark_reads_as_unmarked_and_runs(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, backend: Any
+) -> None:
+    """A job document without ``source_mark`` (stored before it) reads as None, which a run does not
+    check; its lease and progress writes leave the field out as they found it."""
+    for db in fresh_database(request, monkeypatch, backend):
+        apply_migration(db, "up")
+        store = MongoJobStore.in_database(db, clock=FixedClock(T0) if backend == "mongomock" else None)
+        store.create(migration_job(status=IN_PROGRESS, last_audit_id=50, source_mark="sha256:1:" + "0" * 64))
+        db[JOBS].update_many({}, {"$unset": {"source_mark": ""}})
+        read = store.latest("company-a")
+        assert read is not None
+        assert read.source_mark is None
+        held = store.acquire_lease(read.job_id, "runner-1", dt.timedelta(minutes=5))
+        saved = store.save_progress(attrs.evolve(held, last_audit_id=51), "runner-1", None)
+        assert (saved.last_audit_id, saved.source_mark) == (51, None)

@@ -63,7 +63,7 @@ from .audits import (
 )
 from .checked_rows import CheckedRows
 from .errors import FileFormatError
-from .file_marks import FileMark
+from .file_marks import FileMark, digest_changed, digest_mark
 from .lines import LineWindow, PathLike, SetAside
 from .psql_csv import DEFAULT_MAX_RECORD_BYTES
 from .scope_keys import text_bytes
@@ -168,6 +168,15 @@ class FileAuditSource:
         if self._reader is not None:
             reader, self._reader, self._reading = self._reader, None, None
             reader.close()  # closes the file the generator holds open
+
+    def source_mark(self) -> str | None:
+        """The file's size and digest now (``ports.SourceMarks``: a job keeps it; ``file_marks``)."""
+        return digest_mark(self._path)
+
+    def mark_changed(self, mark: str) -> str | None:
+        """Why the file no longer holds the bytes ``mark`` was taken of (rows appended since are
+        allowed), or None (``ports.SourceMarks``; ``file_marks.digest_changed``)."""
+        return digest_changed(self._path, mark)
 
     def scope_bounds(
         self, tenant: str, scope: Sequence[str], cutoff: dt.datetime | None

@@ -10,9 +10,13 @@ bytes (its first ``SAMPLE_BYTES``, and the ``SAMPLE_BYTES`` before that size): t
 have grown past that size since (rows appended, the case a file source supports, docs/files.md),
 so a smaller file, or other bytes in either sample, is another file.
 
-Not caught: a change that keeps the size and both samples (bytes rewritten in place in the middle
-of the file, away from both ends), and anything between two runs in different processes (nothing
-is kept with the job; ``SourceChanged`` catches a resume's cursor id holding fewer rows).
+Not caught by ``FileMark``: a change that keeps the size and both samples (bytes rewritten in place
+in the middle of the file, away from both ends). Between two runs in different processes, the job
+keeps the file's digest instead (``digest_mark``, ``ports.SourceMarks``): its size and the SHA-256
+of its bytes when the job was made, which each run checks before it reads a row
+(``digest_changed``): the file may only have grown past that size since, every byte before it the
+same. One read of the file at the trigger and one at each run's start, at the speed of SHA-256
+(about 1 GB/s here, benchmarks/RESULTS.md "Source marks"), not a step a line.
 """
 
 from __future__ import annotations
@@ -95,3 +99,76 @@ def _samples(descriptor: int, size: int) -> tuple[bytes, bytes]:
     smaller file)."""
     width = min(SAMPLE_BYTES, size)
     return os.pread(descriptor, width, 0), os.pread(descriptor, width, size - width)
+
+
+DIGEST: Final = "sha256"
+"""The digest of a file's mark (``digest_mark``): its first word."""
+_BLOCK: Final = 1 << 20
+"""The bytes read a step while a file is digested: memory stays flat at any size."""
+
+
+def digest_mark(path: PathLike) -> str | None:
+    """``sha256:{size}:{hex digest}`` of the regular file's bytes as they are now (ASCII, under 100
+    characters: no byte of the file, no path); None for a file that cannot be opened (the read that
+    follows says why) or that is not a regular one (a pipe cannot be read twice)."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
+            return None
+        digest, size = _digest(descriptor, None)
+        return f"{DIGEST}:{size}:{digest}"
+    finally:
+        os.close(descriptor)
+
+
+def digest_changed(path: PathLike, mark: str) -> str | None:
+    """None while the file holds the bytes ``mark`` (a ``digest_mark``) was taken of, rows appended
+    after them allowed; else why not, in a few words of byte counts (``SourceChanged``'s reason):
+    a file that holds fewer bytes, other bytes before that size, or is not a regular file now, or a
+    mark no file source makes. A file that cannot be opened is let be: the read that follows says
+    why. Reads the file's first ``size`` bytes once, ``_BLOCK`` at a time."""
+    kind, _, rest = mark.partition(":")
+    text, _, expected = rest.partition(":")
+    if kind != DIGEST or not text.isdigit() or not text.isascii() or len(expected) != 64:
+        return "the job's mark of its file is not one a file source makes"
+    seen = int(text)
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            return "the file is not a regular file now: it cannot be checked against the job's"
+        digest, size = _digest(descriptor, seen)
+    finally:
+        os.close(descriptor)
+    if size < seen:
+        return f"the file holds {size} bytes, short of the {seen} bytes it held when the job was made"
+    if digest != expected:
+        return f"its first {seen} bytes are not those the job was made over"
+    return None
+
+
+def _digest(descriptor: int, limit: int | None) -> tuple[str, int]:
+    """The SHA-256 (hex) of the file's first ``limit`` bytes (all of them: None) and how many it
+    read: fewer than ``limit`` when the file ends before."""
+    # Imported here, not with the module: a dry run takes no mark, and loading OpenSSL's hashlib
+    # is start-up time it would pay for nothing (tests/e2e/test_cli_imports.py).
+    import hashlib
+
+    digest = hashlib.sha256()
+    block = bytearray(_BLOCK)
+    view = memoryview(block)
+    read = 0
+    while limit is None or read < limit:
+        want = _BLOCK if limit is None else min(_BLOCK, limit - read)
+        got = os.preadv(descriptor, [view[:want]], read)
+        if got == 0:
+            break
+        digest.update(view[:got])
+        read += got
+    return digest.hexdigest(), read

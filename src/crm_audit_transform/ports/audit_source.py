@@ -153,3 +153,26 @@ class AuditSplitter(Protocol):
     ) -> Sequence[int]:
         """The ids at the 1/parts … (parts-1)/parts quantiles of the in-scope ids, ascending."""
         ...
+
+
+@runtime_checkable
+class SourceMarks(Protocol):
+    """An ``AuditSource`` that can mark what it holds, and tell a later run (another process) whether
+    it still holds it: an export file, which may only grow by rows appended after its end.
+
+    A job made over such a source keeps its mark (``MigrationJob.source_mark``, set by ``new_job``)
+    and each run checks it before it reads a row (``SourceChanged`` when the source is another now):
+    the cursor and counts of a job describe the rows behind its cursor in the source it was made
+    over, and a source rewritten since would be read on from that cursor as if it were the same.
+    """
+
+    def source_mark(self) -> str | None:
+        """What the source holds now, as short text a job store keeps (no secret, at most 200
+        characters); None when it cannot be marked (a pipe: it cannot be read twice)."""
+        ...
+
+    def mark_changed(self, mark: str) -> str | None:
+        """None while the source still holds what ``mark`` (a ``source_mark`` of this kind of
+        source) marked, rows added after it allowed; else why not, in a few words with no secret
+        (``SourceChanged`` carries them)."""
+        ...

@@ -194,8 +194,8 @@ class JobStore(Protocol):
 
         The run's fields are what a run changes: ``last_audit_id``, ``rows_at_cursor``, ``tally``,
         ``enrichment``, ``updated_at``, ``status``, ``finished_at`` and ``halted_reason``; the job's
-        identity, scope, ``halt_basis`` and shards stay as stored (``trigger``'s, through ``save``
-        and ``transition``).
+        identity, scope, ``halt_basis``, ``source_mark`` and shards stay as stored (``trigger``'s,
+        through ``save`` and ``transition``).
         ``ttl=None`` hands the lease back in the same write (a run's finish). One atomic write, only
         while ``owner`` still holds the lease (expired or not) and the stored job is in progress:
         a runner whose lease was taken over — even if since released — gets ``LeaseHeld`` and writes

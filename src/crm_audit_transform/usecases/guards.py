@@ -46,6 +46,7 @@ from ..ports import (
     JobStore,
     MigratedLogs,
     PeopleCounter,
+    SourceMarks,
 )
 from .rollback import RollbackPorts, rollback
 from .safety import require_indexes
@@ -174,10 +175,17 @@ def new_job(
     the cutoff is ``ANY_TIME`` instead of the oldest audit. The pages are the same — no in-scope
     row is older than the oldest — and the source is not read end to end before the run.
 
+    A source that can mark what it holds (``ports.SourceMarks``: an export file) is marked first,
+    and the job keeps the mark (``source_mark``), which every run checks before it reads a row: a
+    file rewritten between two runs in different processes is ``SourceChanged``, never read on
+    from the cursor as the same file. Not the ``every_row`` job: the dry run runs it in the process
+    that made it, and its source is not read end to end before the run.
+
     ``date_range_start`` is taken to its millisecond (floored): a job store keeps its cutoff as a
     BSON date, whole milliseconds, and the run (from the scope's first id) and verify (from the
     stored cutoff) must read the same rows. A row earlier in that millisecond is in scope.
     """
+    mark = source.source_mark() if not every_row and isinstance(source, SourceMarks) else None
     if date_range_start is not None:
         micros = date_range_start.microsecond
         date_range_start = date_range_start.replace(microsecond=micros - micros % 1000)
@@ -218,6 +226,7 @@ def new_job(
         last_audit_id=first - 1 if bounds else 0,
         date_range_start=date_range_start,
         shards=parts,
+        source_mark=mark,
     )
 
 

@@ -81,9 +81,9 @@ import contextlib
 from collections.abc import Callable, Sequence
 
 from ..domain import Outcome
-from ..errors import JobAlreadyRunning, JobNotFound
+from ..errors import JobAlreadyRunning, JobNotFound, SourceChanged
 from ..jobs import IN_PROGRESS, MigrationJob
-from ..ports import PagePipeline
+from ..ports import AuditSource, PagePipeline, SourceMarks
 from ..transformer import Transformer
 from ._run_loop import RunLoop
 from ._run_ports import RunPorts
@@ -180,6 +180,7 @@ def run_loop(
     loop = RunLoop(ports, transformer, owner, settings, should_stop, on_progress, on_outcomes, pipeline)
     loop.bound(until_id, check_at_end=check_at_end)
     try:
+        check_source(ports.source, job)
         return loop.run(job)
     except BaseException:
         # Whatever ends the loop here — a dependency down, the operator's abort, an untyped error
@@ -187,6 +188,18 @@ def run_loop(
         # was; else the account stays held for lease_seconds. A killed process cannot: it expires.
         _release_quietly(ports, company_sso_id, owner)
         raise
+
+
+def check_source(source: AuditSource, job: MigrationJob) -> None:
+    """``SourceChanged`` when ``source`` no longer holds what the job's ``source_mark`` marked (a file
+    rewritten since the job was made): its cursor and counts are of rows the source may not hold
+    now, so nothing is read; the job keeps them. A job without a mark, or a source that keeps none,
+    is not checked."""
+    if job.source_mark is None or not isinstance(source, SourceMarks):
+        return
+    reason = source.mark_changed(job.source_mark)
+    if reason is not None:
+        raise SourceChanged.rewritten(job.last_audit_id, reason)
 
 
 def _lease(ports: RunPorts, job: MigrationJob, owner: str, settings: RunSettings) -> MigrationJob:

@@ -89,6 +89,7 @@ def shard_view(job: MigrationJob, index: int) -> MigrationJob:
         max_audit_id=job.max_audit_id if shard.until_id is None else shard.until_id,
         last_audit_id=shard.last_audit_id,
         rows_at_cursor=shard.rows_at_cursor,
+        source_mark=job.source_mark,
         tally=shard.tally,
         date_range_start=job.date_range_start,
         finished_at=shard.finished_at if running else job.finished_at,

@@ -1,0 +1,217 @@
+"""An audits file changed between two runs in different processes: a job made over it keeps its
+mark (``MigrationJob.source_mark``: the file's size and SHA-256), and a run over a file that is not
+the job's any more (rewritten behind the cursor with the same ids, a byte changed mid-file at the
+same size, cut short, replaced) raises ``SourceChanged`` (``BAD_INPUT``) before it reads a row: the
+job keeps its cursor, counts and lease-free state, the output is untouched. It used to read the new
+file on from the cursor, so the output held logs of two files. Rows appended after the file's end
+(the supported case) are read on, to a clean run's counts and bytes; so is a job stored before the
+field (no mark: only its ``rows_at_cursor`` is checked, ``test_files_changed_repeats``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from test_files_audits import TEXT_AUDITS
+from test_files_resume_repeats import COMPANY, TENANT, Account, pipelines, result
+
+from crm_audit_adapters.cli.exit_codes import BAD_INPUT, error_code, exit_code_for
+from crm_audit_adapters.files import FileAuditSource
+from crm_audit_adapters.files.file_marks import digest_changed, digest_mark
+from crm_audit_transform import SourceChanged
+from crm_audit_transform.jobs import MigrationJob
+from crm_audit_transform.usecases.guards import new_job
+
+LINES = [
+    json.dumps(doc)
+    for doc in (
+        json.loads(line) for line in TEXT_AUDITS.read_text(encoding="utf-8").splitlines() if line.strip()
+    )
+    if doc["tenant"] == TENANT
+][:60]
+T0 = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+STOP_AT = 5
+"""The step a first run stops after (settings: pages of 9, batches of 3): the cursor is mid-file."""
+
+
+def _write(path: Path, lines: list[str]) -> None:
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _stopped(tmp_path: Path, lines: list[str], workers: int, shards: int = 1) -> tuple[Account, MigrationJob]:
+    audits = tmp_path / "audits.jsonl"
+    _write(audits, lines)
+    account = Account(tmp_path, audits, tmp_path / "out.jsonl", workers, shards=shards, marked=True)
+    calls = iter(range(1, 10_000))
+    with pipelines(workers) as pool:
+        job = account.run(pool, should_stop=lambda: next(calls) == STOP_AT)
+    account.sink.close()
+    assert job.status == "in_progress"
+    assert job.source_mark == digest_mark(audits)
+    return account, job
+
+
+def _other_first_row(lines: list[str]) -> list[str]:
+    """The first row (behind the cursor) with another remote address: same ids, other content."""
+    doc = json.loads(lines[0])
+    doc["remote_address"] = "203.0.113.9"
+    return [json.dumps(doc), *lines[1:]]
+
+
+def _same_size_mid_file(lines: list[str]) -> list[str]:
+    """One request uuid in the middle written backwards: the file's size and both ends as they were."""
+    changed = list(lines)
+    for index in range(len(lines) // 2, len(lines)):
+        doc = json.loads(lines[index])
+        uuid = doc.get("request_uuid")
+        if isinstance(uuid, str) and uuid != uuid[::-1]:
+            doc["request_uuid"] = uuid[::-1]
+            changed[index] = json.dumps(doc)
+            return changed
+    raise AssertionError("no request uuid to turn")
+
+
+def _cut_short(lines: list[str]) -> list[str]:
+    return lines[:-10]
+
+
+def _replaced_larger(lines: list[str]) -> list[str]:
+    return [*_other_first_row(lines), *lines[-3:]]
+
+
+REWRITES: dict[str, Callable[[list[str]], list[str]]] = {
+    "behind-the-cursor": _other_first_row,
+    "same-size-mid-file": _same_size_mid_file,
+    "cut-short": _cut_short,
+    "replaced-larger": _replaced_larger,
+}
+
+
+@pytest.mark.parametrize("shards", [1, 2], ids=["job", "shards"])
+@pytest.mark.parametrize("workers", [1, 2], ids=["one-process", "two-workers"])
+@pytest.mark.parametrize("rewrite", sorted(REWRITES))
+def test_a_run_over_a_file_rewritten_since_its_job_was_made_raises(
+    tmp_path: Path, rewrite: str, workers: int, shards: int
+) -> None:
+    """Another process resumes the job over the rewritten file: ``SourceChanged`` naming the reason,
+    nothing read or written, the job as it was left but its lease handed back."""
+    account, stopped = _stopped(tmp_path, LINES, workers, shards)
+    written = account.out.read_bytes()
+    changed = REWRITES[rewrite](LINES)
+    _write(account.audits, changed)
+    if rewrite == "same-size-mid-file":
+        assert len("\n".join(changed)) == len("\n".join(LINES))
+    account.anew(keep_sink=False)
+    with pipelines(workers) as pool, pytest.raises(SourceChanged) as raised:
+        account.run(pool)
+    account.sink.close()
+    error = raised.value
+    assert error.reason is not None
+    assert (error.audit_id, error.counted, error.found) == (
+        (stopped.shards[0] if shards > 1 else stopped).last_audit_id,
+        None,
+        None,
+    )
+    assert (error_code(error), exit_code_for(error)) == ("BAD_INPUT", BAD_INPUT)
+    assert str(account.audits) not in str(error)
+    job = account.jobs.latest(COMPANY)
+    assert job is not None
+    assert (job.status, job.last_audit_id, job.tally, job.lease_owner) == (
+        "in_progress",
+        stopped.last_audit_id,
+        stopped.tally,
+        None,
+    )
+    assert [(s.last_audit_id, s.tally, s.lease_owner) for s in job.shards] == [
+        (s.last_audit_id, s.tally, None) for s in stopped.shards
+    ]
+    assert account.out.read_bytes() == written
+
+
+@pytest.mark.parametrize("shards", [1, 2], ids=["job", "shards"])
+@pytest.mark.parametrize("workers", [1, 2], ids=["one-process", "two-workers"])
+def test_rows_appended_after_the_files_end_are_read_on_to_a_clean_runs_result(
+    tmp_path: Path, workers: int, shards: int
+) -> None:
+    """The job made over the first 40 rows, stopped, the other 20 appended: the resume completes
+    with the counts and bytes of a clean run over the 60."""
+    account, _ = _stopped(tmp_path, LINES[:40], workers, shards)
+    with account.audits.open("a", encoding="utf-8") as grown:
+        grown.write("\n".join(LINES[40:]) + "\n")
+    account.anew(keep_sink=False)
+    with pipelines(workers) as pool:
+        resumed = result(account, account.run(pool))
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    _write(whole / "audits.jsonl", LINES)
+    fresh = Account(whole, whole / "audits.jsonl", whole / "out.jsonl", workers, shards=shards, marked=True)
+    with pipelines(workers) as pool:
+        clean = result(fresh, fresh.run(pool))
+    assert resumed[1] == "completed"
+    assert (resumed[0], resumed[1], resumed[4]) == (clean[0], clean[1], clean[4])
+    assert resumed[0].processed == len(LINES)
+
+
+def test_only_a_triggers_job_over_a_file_keeps_its_mark(tmp_path: Path) -> None:
+    """``new_job`` marks a file source's job; the dry run's (``every_row``) is not marked: it runs
+    in the process that made it, and its file is not read end to end before the run."""
+    audits = tmp_path / "audits.jsonl"
+    _write(audits, LINES)
+    source = FileAuditSource(audits, TENANT)
+    made = {
+        every_row: new_job(
+            COMPANY, TENANT, source=source, scope=("Crm::Company",), now=T0, every_row=every_row
+        ).source_mark
+        for every_row in (False, True)
+    }
+    size = audits.stat().st_size
+    assert made[True] is None
+    assert made[False] is not None
+    assert made[False].startswith(f"sha256:{size}:")
+
+
+class TestDigestMarks:
+    def test_a_file_grown_at_its_end_matches_and_any_other_change_does_not(self, tmp_path: Path) -> None:
+        """Appended bytes match; a cut, or one byte changed anywhere before the marked size, is told
+        in byte counts."""
+        path = tmp_path / "a.jsonl"
+        path.write_bytes(b"x" * 3_000_000)
+        mark = digest_mark(path)
+        assert mark is not None
+        with path.open("ab") as grown:
+            grown.write(b"y" * 10)
+        assert digest_changed(path, mark) is None
+        for at in (0, 1_500_000, 2_999_999):
+            data = bytearray(path.read_bytes())
+            data[at] = ord("z")
+            path.write_bytes(bytes(data))
+            assert digest_changed(path, mark) == "its first 3000000 bytes are not those the job was made over"
+            data[at] = ord("x")
+            path.write_bytes(bytes(data))
+        assert digest_changed(path, mark) is None
+        path.write_bytes(b"x" * 10)
+        assert digest_changed(path, mark) == (
+            "the file holds 10 bytes, short of the 3000000 bytes it held when the job was made"
+        )
+
+    def test_a_pipe_is_not_marked_and_not_taken_for_a_marked_file(self, tmp_path: Path) -> None:
+        """A FIFO has no mark (it cannot be read twice), and a marked job run over one is refused."""
+        fifo = tmp_path / "fifo"
+        os.mkfifo(fifo)
+        assert digest_mark(fifo) is None
+        assert digest_changed(fifo, "sha256:1:" + "0" * 64) == (
+            "the file is not a regular file now: it cannot be checked against the job's"
+        )
+
+    @pytest.mark.parametrize(
+        "mark", ["", "sha256", "md5:1:" + "0" * 64, "sha256:x:" + "0" * 64, "sha256:1:00"]
+    )
+    def test_a_mark_no_file_source_makes_is_refused(self, tmp_path: Path, mark: str) -> None:
+        """A hand-edited or foreign mark is a changed source, never a match."""
+        path = tmp_path / "a.jsonl"
+        path.write_bytes(b"x")
+        assert digest_changed(path, mark) == "the job's mark of its file is not one a file source makes"
