@@ -74,6 +74,16 @@ _AUDIT_COLUMNS = (
     " JOIN pg_catalog.pg_type t ON t.oid = a.atttypid"
     " WHERE n.nspname = %s AND c.relname = 'audits' AND a.attnum > 0 AND NOT a.attisdropped"
 )
+# Whether the tenant's audits relation is a table, and whether its id is unique by a primary key or a
+# unique index over id alone, complete (no predicate) and valid.
+_AUDIT_ID_UNIQUE = (
+    "SELECT c.relkind IN ('r', 'p'), EXISTS (SELECT 1 FROM pg_catalog.pg_index i"
+    " JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]"
+    " WHERE i.indrelid = c.oid AND i.indisunique AND i.indisvalid AND i.indnkeyatts = 1"
+    " AND i.indpred IS NULL AND a.attname = 'id')"
+    " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE n.nspname = %s AND c.relname = 'audits'"
+)
 _TEXT_TYPES = frozenset({"text", "character varying", "character"})
 # The columns the queries compare, order or measure on the server, and the id the cursor counts
 # with: what audited's migrations create, and the variants documented in docs/postgres.md.
@@ -242,7 +252,8 @@ class ReadOnlySession:
 
     def _check_audit_columns(self, tenant: str) -> None:
         """``UnknownTenant`` for an ``audits`` table the audit queries cannot read: a column missing,
-        or a column they compare or measure of another type (``_AUDIT_COLUMN_TYPES``). Such a table
+        a column they compare or measure of another type (``_AUDIT_COLUMN_TYPES``), or a table whose
+        ``id`` no primary key or unique index keeps unique (a view is taken as it is). Such a table
         made every page query (or the trigger's bounds) fail on every retry — as an outage
         (``SourceUnavailable``) or an untyped error — where a column of an odd type elsewhere fails
         each row alone (``invalid_audit_row``)."""
@@ -260,6 +271,16 @@ class ReadOnlySession:
                     f"its audits.{name} is {found[name]}, not {' or '.join(sorted(accepted))}: "
                     "not audited's audits table",
                 )
+        # The keyset reads each id once: of two rows with one id, the second was lost when a page
+        # ended at the first (never read, by the run or verify), else counted migrated unwritten.
+        keyed = self.run(lambda conn: conn.execute(_AUDIT_ID_UNIQUE, (tenant,)).fetchone())
+        is_table, unique = keyed if keyed is not None else (False, False)
+        if is_table and not unique:
+            raise UnknownTenant(
+                tenant,
+                "its audits.id has no primary key or unique index, so a repeated id would be lost: "
+                "not audited's audits table (add the primary key audited creates)",
+            )
 
     def close(self) -> None:
         """Close the connection (once no ``run`` holds it); the next ``run`` opens a new one."""
