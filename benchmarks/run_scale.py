@@ -42,7 +42,7 @@ STAGES = (
     "end_to_end_preloaded",
     "end_to_end_workers",
     "end_to_end_workers_early",
-    "end_to_end_workers_early_si5ms",
+    "end_to_end_workers_early_si05ms",
     "end_to_end_workers_early_si1ms",
     "end_to_end_workers_unshared",
     "end_to_end_workers_two_trips",

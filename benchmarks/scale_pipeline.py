@@ -779,9 +779,9 @@ def end_to_end_workers(
     before its CLI loads (``early_fork_server``), so its imports overlap this stage's setup; without
     it (as this stage always measured) the pool starts the fork server at its first page, and the
     runner waits for its imports there. ``switch_interval_s``: the pool's thread switch interval
-    during the run (its ``switch_interval_s``; None: the tree's own default). Besides this process's
-    peak RSS, ``worker_peak_rss_kib`` is each worker's (VmHWM), and ``worker_cpu_seconds`` their CPU
-    time, read before the pool stops.
+    during the run (its ``switch_interval_s``; None: the pool's default, Python's 5 ms). Besides
+    this process's peak RSS, ``worker_peak_rss_kib`` is each worker's (VmHWM), and
+    ``worker_cpu_seconds`` their CPU time, read before the pool stops.
     """
     server_asked = early_fork_server() if early else None
     (JsonlActivityLogSink,) = need("crm_audit_adapters.files", "JsonlActivityLogSink")
@@ -833,10 +833,10 @@ def end_to_end_workers_early(ctx: Context) -> dict[str, Any]:
     return result
 
 
-def end_to_end_workers_early_si5ms(ctx: Context) -> dict[str, Any]:
-    """``end_to_end_workers_early`` with the interpreter's default switch interval (5 ms) during
-    the run: the pool as before it set one (``page_pool.pipeline.SWITCH_INTERVAL_S``)."""
-    return end_to_end_workers(ctx, early=True, switch_interval_s=0.005)
+def end_to_end_workers_early_si05ms(ctx: Context) -> dict[str, Any]:
+    """``end_to_end_workers_early`` with a 0.5 ms thread switch interval during the run (the pool's
+    ``switch_interval_s``; Python's default is 5 ms)."""
+    return end_to_end_workers(ctx, early=True, switch_interval_s=0.0005)
 
 
 def end_to_end_workers_early_si1ms(ctx: Context) -> dict[str, Any]:

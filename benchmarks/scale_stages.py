@@ -39,7 +39,7 @@ STAGES: dict[str, Callable[[scale_context.Context], dict[str, Any]]] = {
     "end_to_end_preloaded": scale_pipeline.end_to_end_preloaded,
     "end_to_end_workers": scale_pipeline.end_to_end_workers,
     "end_to_end_workers_early": scale_pipeline.end_to_end_workers_early,
-    "end_to_end_workers_early_si5ms": scale_pipeline.end_to_end_workers_early_si5ms,
+    "end_to_end_workers_early_si05ms": scale_pipeline.end_to_end_workers_early_si05ms,
     "end_to_end_workers_early_si1ms": scale_pipeline.end_to_end_workers_early_si1ms,
     "end_to_end_workers_unshared": scale_pipeline.end_to_end_workers_unshared,
     "end_to_end_workers_two_trips": scale_pipeline.end_to_end_workers_two_trips,

@@ -96,13 +96,6 @@ WRITER_ENCODERS: Final = ("crm_audit_adapters.files.sink", "crm_audit_adapters.m
 """The modules of the writers' encoders, imported by the fork server too: a worker unpickling its
 run's encoder then imports nothing (the sink's brings pymongo and orjson: 0.1 s of CPU a worker)."""
 
-SWITCH_INTERVAL_S: Final = 0.0005
-"""The interpreter's thread switch interval while a pool's run goes on (seconds; Python's default
-is 0.005). The runner's main thread, busy with a page of its own or a write, holds the GIL, and the
-executors' threads that hand a worker its next task and read its result back get it only when the
-main thread is asked to drop it, each switch interval: a worker waited 1.1–1.9 s of a loaded 100k
-run with no task queued meanwhile (benchmarks/RESULTS.md, issue 15 goal 2, the result pipe)."""
-
 StartMethod = Literal["forkserver", "spawn"]
 
 
@@ -122,7 +115,11 @@ class ProcessPagePipeline:
     background, and serve every run until ``close``. ``preload``: more modules for the fork server
     to import, those the run's lookup ports import in a worker (``fork_server.RUNNER_PORTS`` for
     the runner's). ``switch_interval_s``: the interpreter's thread switch interval while a run goes
-    on (``sys.setswitchinterval``; the one before is put back when the run ends), None to leave it.
+    on (``sys.setswitchinterval``; the one before is put back when the run ends); None (the
+    default) leaves Python's 5 ms. The executors' threads that hand a worker its next task and read
+    its result get the GIL from a runner busy with its own page only at that interval; 0.5 ms ran
+    1.08 × faster in a same-run A/B at 100k, not past that A/B's noise (benchmarks/RESULTS.md, issue
+    15 goal 2, the switch interval), so it is not the default.
     """
 
     __slots__ = (
@@ -145,7 +142,7 @@ class ProcessPagePipeline:
         share: bool = True,
         start_method: StartMethod = "forkserver",
         preload: Sequence[str] = (),
-        switch_interval_s: float | None = SWITCH_INTERVAL_S,
+        switch_interval_s: float | None = None,
     ) -> None:
         if not 1 + share <= workers <= MAX_WORKERS:
             raise ValueError(f"workers must be between {1 + share} and {MAX_WORKERS}, got {workers}")
