@@ -47,6 +47,13 @@ TABLES = {
     "no_key": {"id": "bigint"},
 }
 """Each tenant's audits table: audited's, with these columns changed (None: left out)."""
+PARTITIONED = (
+    ("by_time", "bigserial", "PRIMARY KEY (id, created_at)) PARTITION BY RANGE (created_at"),
+    ("by_time_unsequenced", "bigint", "PRIMARY KEY (id, created_at)) PARTITION BY RANGE (created_at"),
+    ("pair_key", "bigserial", "UNIQUE (id, created_at)"),
+)
+"""Tables keyed by (id, created_at), each ``auditable_type`` a domain over a domain over varchar:
+(schema, id's type, the DDL after the columns)."""
 ROLE_PASSWORD = "s3cret-reader-pw"
 
 
@@ -77,6 +84,34 @@ def tables_dsn(pg_server: str) -> Iterator[str]:
                         sql.Literal(7 if changed.get("auditable_type") == "integer" else "Crm::Person"),
                     )
                 )
+            # An audits table partitioned by created_at can only be keyed by (id, created_at), as
+            # PostgreSQL wants the partition key in every unique index: read when id is drawn from a
+            # sequence (bigserial), refused when nothing draws it. A plain table keyed so is refused.
+            conn.execute("CREATE DOMAIN type_text AS varchar; CREATE DOMAIN type_name AS type_text")
+            for schema, id_kind, tail in PARTITIONED:
+                columns = {**COLUMNS, "id": id_kind, "auditable_type": "type_name"}
+                defined = sql.SQL(", ").join(
+                    sql.SQL("{} {}").format(sql.Identifier(column), sql.SQL(kind))
+                    for column, kind in columns.items()
+                )
+                conn.execute(
+                    sql.SQL("CREATE SCHEMA {s}; CREATE TABLE {s}.audits ({d}, {t})").format(
+                        s=sql.Identifier(schema), d=defined, t=sql.SQL(tail)
+                    )
+                )
+                if "PARTITION BY" in tail:
+                    conn.execute(
+                        sql.SQL(
+                            "CREATE TABLE {s}.audits_2021 PARTITION OF {s}.audits"
+                            " FOR VALUES FROM ('2021-01-01') TO ('2022-01-01')"
+                        ).format(s=sql.Identifier(schema))
+                    )
+                conn.execute(
+                    sql.SQL(
+                        "INSERT INTO {}.audits (id, auditable_id, auditable_type, action, created_at)"
+                        " VALUES (1, 7, 'Crm::Person', 'update', '2021-06-01')"
+                    ).format(sql.Identifier(schema))
+                )
             # A view holds no index: its ids are taken as unique (docs/postgres.md).
             conn.execute("CREATE SCHEMA view; CREATE VIEW view.audits AS SELECT * FROM rails.audits")
             conn.execute(
@@ -94,7 +129,7 @@ def source(tables_dsn: str) -> Iterator[PostgresAuditSource]:
         yield PostgresAuditSource(session)
 
 
-@pytest.mark.parametrize("tenant", ["rails", "aware", "view"])
+@pytest.mark.parametrize("tenant", ["rails", "aware", "view", "by_time"])
 def test_audited_columns_and_the_documented_variants_are_read(
     source: PostgresAuditSource, tenant: str
 ) -> None:
@@ -111,7 +146,9 @@ def test_audited_columns_and_the_documented_variants_are_read(
         ("numeric_id", "its audits.id is numeric, not bigint"),
         ("int_type", "its audits.auditable_type is integer, not character or character varying or text"),
         ("no_uuid", "its audits table has no column request_uuid"),
-        ("no_key", "its audits.id has no primary key or unique index, so a repeated id would be lost"),
+        ("no_key", "its audits.id has no primary key or unique index on id alone"),
+        ("by_time_unsequenced", "nor, partitioned, a unique key holding id with id drawn from a sequence"),
+        ("pair_key", "its audits.id has no primary key or unique index on id alone"),
     ],
 )
 def test_a_table_the_queries_cannot_read_is_refused_before_any_read(

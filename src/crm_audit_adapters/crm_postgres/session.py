@@ -66,21 +66,36 @@ AUDIT_COLUMNS: Final = (
     "comment", "remote_address", "request_uuid",
 )  # fmt: skip
 """The columns of audited's ``audits`` table that the audit queries read (``audits._COLUMNS``)."""
-# The type of each column of a tenant's audits table (a domain as its base type), by name.
+# The type of each column of a tenant's audits table, by name: a domain as its base type, through
+# any number of domains over domains.
 _AUDIT_COLUMNS = (
-    "SELECT a.attname, format_type(coalesce(nullif(t.typbasetype, 0), a.atttypid), NULL)"
+    "SELECT a.attname, (WITH RECURSIVE d(oid, base) AS ("
+    " SELECT t.oid, t.typbasetype FROM pg_catalog.pg_type t WHERE t.oid = a.atttypid"
+    " UNION ALL SELECT t.oid, t.typbasetype FROM pg_catalog.pg_type t JOIN d ON t.oid = d.base)"
+    " SELECT format_type(d.oid, NULL) FROM d WHERE d.base = 0)"
     " FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid"
     " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-    " JOIN pg_catalog.pg_type t ON t.oid = a.atttypid"
     " WHERE n.nspname = %s AND c.relname = 'audits' AND a.attnum > 0 AND NOT a.attisdropped"
 )
-# Whether the tenant's audits relation is a table, and whether its id is unique by a primary key or a
-# unique index over id alone, complete (no predicate) and valid.
+# Whether the tenant's audits relation is a table; whether its id is unique by a primary key or a
+# unique index over id alone, complete (no predicate) and valid; and, for a partitioned table, whether
+# a complete unique key holds id among its keys while id is drawn from a sequence or is an identity.
+# PostgreSQL requires every unique index of a partitioned table to hold the partition key, so an
+# audits table partitioned by created_at can only have PRIMARY KEY (id, created_at): its ids are
+# unique because audited's inserts draw them from the sequence, which is what keeps any audits
+# table's ids unique in practice.
 _AUDIT_ID_UNIQUE = (
     "SELECT c.relkind IN ('r', 'p'), EXISTS (SELECT 1 FROM pg_catalog.pg_index i"
     " JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]"
     " WHERE i.indrelid = c.oid AND i.indisunique AND i.indisvalid AND i.indnkeyatts = 1"
-    " AND i.indpred IS NULL AND a.attname = 'id')"
+    " AND i.indpred IS NULL AND a.attname = 'id'),"
+    " c.relkind = 'p' AND EXISTS (SELECT 1 FROM pg_catalog.pg_index i"
+    " JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attname = 'id'"
+    " WHERE i.indrelid = c.oid AND i.indisunique AND i.indisvalid AND i.indpred IS NULL"
+    " AND EXISTS (SELECT 1 FROM generate_series(0, i.indnkeyatts - 1) k WHERE i.indkey[k] = a.attnum)"
+    " AND (a.attidentity <> '' OR EXISTS (SELECT 1 FROM pg_catalog.pg_attrdef d"
+    " WHERE d.adrelid = a.attrelid AND d.adnum = a.attnum"
+    " AND pg_catalog.pg_get_expr(d.adbin, d.adrelid) LIKE 'nextval(%%')))"
     " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
     " WHERE n.nspname = %s AND c.relname = 'audits'"
 )
@@ -253,7 +268,8 @@ class ReadOnlySession:
     def _check_audit_columns(self, tenant: str) -> None:
         """``UnknownTenant`` for an ``audits`` table the audit queries cannot read: a column missing,
         a column they compare or measure of another type (``_AUDIT_COLUMN_TYPES``), or a table whose
-        ``id`` no primary key or unique index keeps unique (a view is taken as it is). Such a table
+        ``id`` no primary key or unique index keeps unique (a view is taken as it is; a partitioned
+        table by a unique key holding ``id`` with ``id`` drawn from a sequence or an identity). Such a table
         made every page query (or the trigger's bounds) fail on every retry — as an outage
         (``SourceUnavailable``) or an untyped error — where a column of an odd type elsewhere fails
         each row alone (``invalid_audit_row``)."""
@@ -274,11 +290,12 @@ class ReadOnlySession:
         # The keyset reads each id once: of two rows with one id, the second was lost when a page
         # ended at the first (never read, by the run or verify), else counted migrated unwritten.
         keyed = self.run(lambda conn: conn.execute(_AUDIT_ID_UNIQUE, (tenant,)).fetchone())
-        is_table, unique = keyed if keyed is not None else (False, False)
-        if is_table and not unique:
+        is_table, unique, partitioned_key = keyed if keyed is not None else (False, False, False)
+        if is_table and not (unique or partitioned_key):
             raise UnknownTenant(
                 tenant,
-                "its audits.id has no primary key or unique index, so a repeated id would be lost: "
+                "its audits.id has no primary key or unique index on id alone (nor, partitioned, a "
+                "unique key holding id with id drawn from a sequence), so a repeated id would be lost: "
                 "not audited's audits table (add the primary key audited creates)",
             )
 
