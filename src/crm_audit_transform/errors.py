@@ -82,12 +82,20 @@ class MalformedYaml(AuditedChangesError):
 
 
 class UnsupportedTag(AuditedChangesError):
-    """A tag outside the permitted Ruby classes: refused, never constructed."""
+    """A tag outside the permitted Ruby classes: refused, never constructed.
+
+    ``tag`` is the whole tag; the message shows its first ``SHOWN_TAG_CHARS`` (100) characters and
+    the length past that, as the tag comes from the row (a long one can carry a value) and the
+    message reaches logs and ``--outcomes``."""
 
     reason = "unsupported_tag"
+    SHOWN_TAG_CHARS = 100
 
     def __init__(self, tag: str) -> None:
-        super().__init__(f"unsupported YAML tag {tag!r}: only the permitted Ruby classes are loaded")
+        shown = repr(tag[: self.SHOWN_TAG_CHARS])
+        if len(tag) > self.SHOWN_TAG_CHARS:
+            shown = f"{shown}… ({len(tag)} characters)"
+        super().__init__(f"unsupported YAML tag {shown}: only the permitted Ruby classes are loaded")
         self.tag = tag
 
 

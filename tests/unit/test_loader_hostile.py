@@ -120,3 +120,17 @@ class TestLimits:
         """A zero or negative limit is a configuration mistake, refused at construction."""
         with pytest.raises(ValueError, match="max_depth"):
             LoaderLimits(max_depth=0)
+
+
+@pytest.mark.parametrize("backend", available_backends())
+def test_a_long_tag_is_named_in_its_error_without_the_rest_of_its_text(backend: str) -> None:
+    """A tag comes from the row, so a long one can carry a value: the message (which reaches logs
+    and ``--outcomes``) shows its first 100 characters and its length; ``tag`` keeps it whole."""
+    tag = "tag:x," + "s3cr3t-" * 2000
+    with pytest.raises(UnsupportedTag) as refused:
+        load_audited_changes(f"---\npassword: !<{tag}> x\n", backend=backend)
+    assert refused.value.tag == tag
+    message = str(refused.value)
+    assert message.count("s3cr3t") <= 15
+    assert f"({len(tag)} characters)" in message
+    assert len(message) < 250
