@@ -61,7 +61,7 @@ Written by hand in `scripts/api_doc.py` (the rest of this page is generated); CH
   refuses it with a `ValueError` for shards run side by side in other processes).
 - `MigrationJob` has `source_mark` (None by default): what a source that can mark itself
   (`ports.SourceMarks`, not in `__all__`: a file source) held when `new_job` made the job; every run
-  checks it first and raises `SourceChanged` when the source is another now, whose `.reason` then says
+  (and `verify_account`) checks it first and raises `SourceChanged` when the source is another now, whose `.reason` then says
   why (`.counted` and `.found`, now `int | None`, are None then). `ports.JobStore` implementations must
   store it with the job and keep it as stored through every run's write (`save_progress` and the
   shards'); a job stored without it reads as None and is not checked.

@@ -20,11 +20,14 @@ from test_files_audits import TEXT_AUDITS
 from test_files_resume_repeats import COMPANY, TENANT, Account, pipelines, result
 
 from crm_audit_adapters.cli.exit_codes import BAD_INPUT, error_code, exit_code_for
-from crm_audit_adapters.files import FileAuditSource
+from crm_audit_adapters.files import CheckedRows, FileAuditSource
 from crm_audit_adapters.files.file_marks import digest_changed, digest_mark
+from crm_audit_adapters.files.verification import JsonlMigratedLogReader
 from crm_audit_transform import SourceChanged
 from crm_audit_transform.jobs import MigrationJob
 from crm_audit_transform.usecases.guards import new_job
+from crm_audit_transform.usecases.verify import VerifyPorts, VerifySettings, verify_account
+from crm_audit_transform.verification import VerifyReport
 
 LINES = [
     json.dumps(doc)
@@ -42,15 +45,18 @@ def _write(path: Path, lines: list[str]) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def _stopped(tmp_path: Path, lines: list[str], workers: int, shards: int = 1) -> tuple[Account, MigrationJob]:
+def _stopped(
+    tmp_path: Path, lines: list[str], workers: int, shards: int = 1, *, stop_at: int | None = STOP_AT
+) -> tuple[Account, MigrationJob]:
+    """A marked job run over ``lines`` until its ``stop_at``-th step (None: to its end)."""
     audits = tmp_path / "audits.jsonl"
     _write(audits, lines)
     account = Account(tmp_path, audits, tmp_path / "out.jsonl", workers, shards=shards, marked=True)
     calls = iter(range(1, 10_000))
     with pipelines(workers) as pool:
-        job = account.run(pool, should_stop=lambda: next(calls) == STOP_AT)
+        job = account.run(pool, should_stop=lambda: next(calls) == stop_at)
     account.sink.close()
-    assert job.status == "in_progress"
+    assert job.status == ("in_progress" if stop_at is not None else "completed")
     assert job.source_mark == digest_mark(audits)
     return account, job
 
@@ -215,3 +221,51 @@ class TestDigestMarks:
         path = tmp_path / "a.jsonl"
         path.write_bytes(b"x")
         assert digest_changed(path, mark) == "the job's mark of its file is not one a file source makes"
+
+
+def _verify(account: Account, *, repair: bool = False) -> VerifyReport:
+    """``verify_account`` as another process makes it: a new source over the file as it is now."""
+    with FileAuditSource(account.audits, TENANT, checked=CheckedRows(account.audits)) as source:
+        ports = VerifyPorts(
+            source=source,
+            users=account.ports.users,
+            sso=account.ports.sso,
+            contacts=account.ports.contacts,
+            reader=JsonlMigratedLogReader(account.out),
+            jobs=account.jobs,
+            logs=account.sink,
+            clock=account.ports.clock,
+            indexes=account.ports.indexes,
+        )
+        return verify_account(
+            COMPANY, ports, account.transformer, tenant=TENANT, settings=VerifySettings(repair=repair)
+        )
+
+
+@pytest.mark.parametrize("repair", [False, True], ids=["report", "repair"])
+@pytest.mark.parametrize("shards", [1, 2], ids=["job", "shards"])
+@pytest.mark.parametrize("rewrite", sorted(REWRITES))
+def test_verify_over_a_file_rewritten_since_its_job_was_made_raises(
+    tmp_path: Path, rewrite: str, shards: int, repair: bool
+) -> None:
+    """The job completed, then its file rewritten: verify raises ``SourceChanged`` (its reason, the
+    job's cursor) before it reads a row or takes the lease, where it compared the logs of one file
+    with the rows of another. The same job over its file as it was verifies clean."""
+    account, _ = _stopped(tmp_path, LINES, 1, shards, stop_at=None)
+    account.anew(keep_sink=False)
+    assert _verify(account, repair=repair).clean
+    done = account.jobs.latest(COMPANY)
+    assert done is not None
+    assert done.status == "completed"
+    written = account.out.read_bytes()
+    _write(account.audits, REWRITES[rewrite](LINES))
+    with pytest.raises(SourceChanged) as raised:
+        _verify(account, repair=repair)
+    account.sink.close()
+    error = raised.value
+    assert error.reason is not None
+    assert (error.audit_id, error.counted, error.found) == (done.last_audit_id, None, None)
+    assert (error_code(error), exit_code_for(error)) == ("BAD_INPUT", BAD_INPUT)
+    assert str(account.audits) not in str(error)
+    assert account.jobs.latest(COMPANY) == done
+    assert account.out.read_bytes() == written

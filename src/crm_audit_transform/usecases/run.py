@@ -81,13 +81,14 @@ import contextlib
 from collections.abc import Callable, Sequence
 
 from ..domain import Outcome
-from ..errors import JobAlreadyRunning, JobNotFound, SourceChanged
+from ..errors import JobAlreadyRunning, JobNotFound
 from ..jobs import IN_PROGRESS, MigrationJob
-from ..ports import AuditSource, PagePipeline, SourceMarks
+from ..ports import PagePipeline
 from ..transformer import Transformer
 from ._run_loop import RunLoop
 from ._run_ports import RunPorts
 from ._run_result import HaltPoint, RunResult
+from ._source_check import check_source
 from .pages import InProcessPages
 from .safety import require_indexes
 from .settings import RunSettings
@@ -188,18 +189,6 @@ def run_loop(
         # was; else the account stays held for lease_seconds. A killed process cannot: it expires.
         _release_quietly(ports, company_sso_id, owner)
         raise
-
-
-def check_source(source: AuditSource, job: MigrationJob) -> None:
-    """``SourceChanged`` when ``source`` no longer holds what the job's ``source_mark`` marked (a file
-    rewritten since the job was made): its cursor and counts are of rows the source may not hold
-    now, so nothing is read; the job keeps them. A job without a mark, or a source that keeps none,
-    is not checked."""
-    if job.source_mark is None or not isinstance(source, SourceMarks):
-        return
-    reason = source.mark_changed(job.source_mark)
-    if reason is not None:
-        raise SourceChanged.rewritten(job.last_audit_id, reason)
 
 
 def _lease(ports: RunPorts, job: MigrationJob, owner: str, settings: RunSettings) -> MigrationJob:

@@ -76,6 +76,7 @@ from ..ports import (
 )
 from ..transformer import Transformer
 from ..verification import VerifyReport
+from ._source_check import check_source
 from ._verify_leases import hold_every_lease
 from ._verify_walk import Walk
 from .migrate_batch import MAX_BATCH_SIZE
@@ -149,14 +150,20 @@ def verify_account(
     account is bound to one tenant); it is required otherwise. ``rng`` draws the ``sample``
     (required with one). Repair needs ``jobs``, ``logs``, ``clock`` and ``indexes``, migration 035's
     indexes (``IndexesMissing``) and a job: ``JobNotFound`` without one, ``LeaseHeld`` while a run
-    holds it. Infrastructure errors propagate (the lease,
-    if taken, is handed back first).
+    holds it. A job over a source that marks what it holds (``MigrationJob.source_mark``: an
+    export file) is checked against it first, as a run is: ``SourceChanged`` (``BAD_INPUT``) when the
+    source is not the job's now, before a row is read or a lease taken. Infrastructure errors
+    propagate (the lease, if taken, is handed back first).
     """
     settings = settings or VerifySettings()
     if settings.sample is not None and rng is None:
         raise ValueError("a sample needs an rng")
     job = ports.jobs.latest(company_sso_id) if ports.jobs is not None else None
     tenant = _tenant(company_sso_id, job, tenant)
+    if job is not None:
+        # Before the walk and the lease: a file rewritten since its job was made would be compared
+        # row by row with logs of another file (differences, or a clean report of the wrong file).
+        check_source(ports.source, job)
     if settings.repair:
         job = _take_lease(company_sso_id, ports, job, owner, settings)
     walk = Walk(company_sso_id, tenant, ports, transformer, settings, job, rng, owner)
