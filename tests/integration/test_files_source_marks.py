@@ -20,7 +20,7 @@ from test_files_audits import TEXT_AUDITS
 from test_files_resume_repeats import COMPANY, TENANT, Account, pipelines, result
 
 from crm_audit_adapters.cli.exit_codes import BAD_INPUT, error_code, exit_code_for
-from crm_audit_adapters.files import CheckedRows, FileAuditSource
+from crm_audit_adapters.files import CheckedRows, FileAuditSource, file_marks
 from crm_audit_adapters.files.file_marks import digest_changed, digest_mark
 from crm_audit_adapters.files.verification import JsonlMigratedLogReader
 from crm_audit_transform import SourceChanged
@@ -269,3 +269,90 @@ def test_verify_over_a_file_rewritten_since_its_job_was_made_raises(
     assert str(account.audits) not in str(error)
     assert account.jobs.latest(COMPANY) == done
     assert account.out.read_bytes() == written
+
+
+class TestStampedMarks:
+    """A mark taken of a file last written ``RACY_NS`` or more before keeps its stamp, and a check
+    that finds the stamp as it was reads nothing; any write since is digested as before."""
+
+    @pytest.fixture
+    def stamped(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]:
+        monkeypatch.setattr(file_marks, "RACY_NS", 0)  # the file was written just now
+        path = tmp_path / "a.jsonl"
+        path.write_bytes(b"x" * 3_000_000)
+        mark = digest_mark(path)
+        assert mark is not None
+        assert len(mark.split(":")) == 4
+        return path, mark
+
+    def test_a_file_not_written_since_is_not_read(
+        self, stamped: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        path, mark = stamped
+
+        def no_read(descriptor: int, limit: int | None) -> tuple[str, int]:
+            raise AssertionError("digested")
+
+        monkeypatch.setattr(file_marks, "_digest", no_read)
+        assert digest_changed(path, mark) is None
+
+    def test_any_write_since_is_digested(self, stamped: tuple[Path, str]) -> None:
+        """The same size, the first bytes rewritten in place: the stamp moved, the digest decides."""
+        path, mark = stamped
+        before = path.stat()
+        with path.open("r+b") as stream:
+            stream.seek(1_500_000)
+            stream.write(b"z")
+        after = path.stat()
+        assert (after.st_size, after.st_ino) == (before.st_size, before.st_ino)
+        assert after.st_ctime_ns != before.st_ctime_ns
+        assert digest_changed(path, mark) == "its first 3000000 bytes are not those the job was made over"
+        with path.open("r+b") as stream:  # written back: the stamp moved, the bytes are the mark's
+            stream.seek(1_500_000)
+            stream.write(b"x")
+        assert digest_changed(path, mark) is None
+        with path.open("ab") as grown:
+            grown.write(b"y")
+        assert digest_changed(path, mark) is None
+
+    def test_a_file_written_in_the_last_seconds_keeps_no_stamp(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A write in the same clock tick after the mark could keep its times: such a file is
+        digested at every check."""
+        monkeypatch.setattr(file_marks, "RACY_NS", 60 * 10**9)
+        path = tmp_path / "a.jsonl"
+        path.write_bytes(b"x" * 10)
+        mark = digest_mark(path)
+        assert mark is not None
+        assert len(mark.split(":")) == 3
+
+    def test_a_mark_without_a_stamp_is_digested_as_before(self, stamped: tuple[Path, str]) -> None:
+        """A job stored before the stamp keeps ``sha256:{size}:{digest}``: still checked."""
+        path, mark = stamped
+        unstamped = mark.rsplit(":", 1)[0]
+        assert digest_changed(path, unstamped) is None
+        path.write_bytes(b"x" * 2_999_999 + b"z")
+        assert (
+            digest_changed(path, unstamped) == "its first 3000000 bytes are not those the job was made over"
+        )
+
+
+@pytest.mark.parametrize("shards", [1, 2], ids=["job", "shards"])
+@pytest.mark.parametrize("rewrite", sorted(REWRITES))
+def test_a_run_over_a_rewritten_file_raises_with_a_stamped_mark(
+    tmp_path: Path, rewrite: str, shards: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The trigger's mark keeps the file's stamp (written long enough before): each rewrite still
+    raises ``SourceChanged`` at the next run, as with the digest alone."""
+    monkeypatch.setattr(file_marks, "RACY_NS", 0)
+    account, _ = _stopped(tmp_path, LINES, 1, shards)
+    stopped = account.jobs.latest(COMPANY)
+    assert stopped is not None
+    assert stopped.source_mark is not None
+    assert len(stopped.source_mark.split(":")) == 4
+    _write(account.audits, REWRITES[rewrite](LINES))
+    account.anew(keep_sink=False)
+    with pytest.raises(SourceChanged):
+        account.run(None)
+    account.sink.close()

@@ -10,19 +10,25 @@ bytes (its first ``SAMPLE_BYTES``, and the ``SAMPLE_BYTES`` before that size): t
 have grown past that size since (rows appended, the case a file source supports, docs/files.md),
 so a smaller file, or other bytes in either sample, is another file.
 
-Not caught by ``FileMark``: a change that keeps the size and both samples (bytes rewritten in place
-in the middle of the file, away from both ends). Between two runs in different processes, the job
-keeps the file's digest instead (``digest_mark``, ``ports.SourceMarks``): its size and the SHA-256
-of its bytes when the job was made, which each run checks before it reads a row
-(``digest_changed``): the file may only have grown past that size since, every byte before it the
-same. One read of the file at the trigger and one at each run's start, at the speed of SHA-256
-(about 1 GB/s here, benchmarks/RESULTS.md "Source marks"), not a step a line.
+At the same size it also keeps the file's device, inode and modification time: rows appended grow
+a file, so the same size with another of those is a write (in place anywhere, or another file moved
+over it). Not caught by ``FileMark``: bytes rewritten away from both samples in a file that also
+grew, or whose modification time was set back after the write.
+
+Between two runs in different processes, the job keeps the file's digest instead (``digest_mark``,
+``ports.SourceMarks``): its size and the SHA-256 of its bytes when the job was made, and its stamp
+(device, inode, modification and change times) when it was last written long enough before
+(``RACY_NS``). Each run, and verify, checks it before it reads a row (``digest_changed``): the file
+may only have grown past that size since, every byte before it the same. One read of the file at
+the trigger, at the speed of SHA-256 (about 1 GB/s here, benchmarks/RESULTS.md "Source marks");
+at a check, one ``fstat`` while the stamp is as it was, else one read of the marked bytes.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+import time
 from typing import Final
 
 from .errors import FileFormatError
@@ -37,12 +43,13 @@ class FileMark:
     first look, nor for a file that is not a regular one (a pipe has no size and no bytes to read
     twice)."""
 
-    __slots__ = ("_head", "_path", "_size", "_tail")
+    __slots__ = ("_head", "_path", "_size", "_stamp", "_tail")
 
     def __init__(self, path: PathLike) -> None:
         self._path = path
         self._size: int | None = None
         self._head = self._tail = b""
+        self._stamp: tuple[int, int, int] | None = None
 
     @property
     def size(self) -> int | None:
@@ -53,9 +60,11 @@ class FileMark:
         """Look at the file as it is now, and keep that look for the next.
 
         ``FileFormatError`` (``BAD_INPUT``) when it holds fewer bytes than the last look found, or
-        other bytes in that look's samples: it changed while the run read it (rewritten, cut short,
-        replaced). A file that cannot be opened is let be: the read that follows says why. One
-        ``open``, one ``fstat`` and two reads of ``SAMPLE_BYTES`` a call.
+        other bytes in that look's samples, or the same number of bytes but another device, inode
+        or modification time (written in place or replaced at the same size, which rows appended
+        never are): it changed while the run read it (rewritten, cut short, replaced). A file that
+        cannot be opened is let be: the read that follows says why. One ``open``, one ``fstat`` and
+        two reads of ``SAMPLE_BYTES`` a call.
         """
         try:
             # Not blocking: opening a FIFO for reading would wait for a writer.
@@ -88,10 +97,27 @@ class FileMark:
                         f"the file's bytes ({where}) are not those this run read before: "
                         "it changed while it was read (rewritten or replaced)",
                     )
-            self._size = size
+            if size == seen and self._stamp is not None and _stamp(status) != self._stamp:
+                # Rows are appended, never written at the same size: a write there (in place,
+                # anywhere, or another file moved over it) is a rewrite the samples may miss.
+                raise FileFormatError(
+                    self._path,
+                    1,
+                    f"the file holds the same {size} bytes as when this run read it before, but was "
+                    "written or replaced since: it changed while it was read",
+                )
+            self._size, self._stamp = size, _stamp(status)
             self._head, self._tail = _samples(descriptor, size)
         finally:
             os.close(descriptor)
+
+
+def _stamp(status: os.stat_result) -> tuple[int, int, int]:
+    """What a write to a file, or another file moved in its place, changes besides its bytes: its
+    device and inode and its modification time (nanoseconds). Not its change time, which a
+    ``chmod`` or a new hard link moves too: at the same size a changed stamp is refused outright,
+    so it should mean a write."""
+    return status.st_dev, status.st_ino, status.st_mtime_ns
 
 
 def _samples(descriptor: int, size: int) -> tuple[bytes, bytes]:
@@ -107,22 +133,42 @@ _BLOCK: Final = 1 << 20
 """The bytes read a step while a file is digested: memory stays flat at any size."""
 
 
+RACY_NS: Final = 3_000_000_000
+"""How long before a mark is taken its file must have been last written (its change time, in
+nanoseconds) for the mark to keep the file's stamp (``digest_mark``): a write later than the mark
+then gets a later change time, even on a file system whose times are coarse (a second; FAT's
+modification time, two). A file written more recently is digested again at every check."""
+
+
 def digest_mark(path: PathLike) -> str | None:
-    """``sha256:{size}:{hex digest}`` of the regular file's bytes as they are now (ASCII, under 100
-    characters: no byte of the file, no path); None for a file that cannot be opened (the read that
-    follows says why) or that is not a regular one (a pipe cannot be read twice)."""
+    """``sha256:{size}:{hex digest}[:{stamp}]`` of the regular file's bytes as they are now (ASCII,
+    under 200 characters: no byte of the file, no path); None for a file that cannot be opened (the
+    read that follows says why) or that is not a regular one (a pipe cannot be read twice).
+
+    The stamp, ``{device}.{inode}.{mtime_ns}.{ctime_ns}``, is what ``digest_changed`` compares
+    first, to pass over the digest of a file no one wrote since: kept only when the file's status
+    was the same before and after it was digested and its change time is ``RACY_NS`` or more before
+    the mark was taken (as git's index trusts only entries older than itself, its "racy git" rule).
+    """
     try:
         descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
         return None
     try:
-        status = os.fstat(descriptor)
-        if not stat.S_ISREG(status.st_mode):
+        before = os.fstat(descriptor)
+        if not stat.S_ISREG(before.st_mode):
             return None
         digest, size = _digest(descriptor, None)
-        return f"{DIGEST}:{size}:{digest}"
+        after = os.fstat(descriptor)
     finally:
         os.close(descriptor)
+    mark = f"{DIGEST}:{size}:{digest}"
+    stamp = _digest_stamp(after)
+    if stamp != _digest_stamp(before) or after.st_size != size:
+        return mark  # written while it was digested: only the digest tells
+    if time.time_ns() - max(after.st_ctime_ns, after.st_mtime_ns) < RACY_NS:
+        return mark  # a write right after this mark could keep the same times
+    return f"{mark}:{stamp}"
 
 
 def digest_changed(path: PathLike, mark: str) -> str | None:
@@ -130,19 +176,34 @@ def digest_changed(path: PathLike, mark: str) -> str | None:
     after them allowed; else why not, in a few words of byte counts (``SourceChanged``'s reason):
     a file that holds fewer bytes, other bytes before that size, or is not a regular file now, or a
     mark no file source makes. A file that cannot be opened is let be: the read that follows says
-    why. Reads the file's first ``size`` bytes once, ``_BLOCK`` at a time."""
-    kind, _, rest = mark.partition(":")
-    text, _, expected = rest.partition(":")
+    why.
+
+    When the mark keeps a stamp and the file's status holds it still (the same device, inode and
+    size, modification and change times to the nanosecond), nothing was written to it since the
+    mark (the kernel moves its change time at every write, and no call sets that time back): None
+    at the cost of one ``fstat``. Otherwise (rows appended, a ``touch``, a ``chmod``, another file
+    moved over it) the file's first ``size`` bytes are read once, ``_BLOCK`` at a time, and
+    decide. Not caught by the stamp: bytes changed beneath the file system (on its block device, or
+    a file system without change times), or under a clock set back past the mark.
+    """
+    parts = mark.split(":")
+    if len(parts) not in (3, 4):
+        return _FOREIGN
+    kind, text, expected = parts[:3]
+    stamp = parts[3] if len(parts) == 4 else None
     if kind != DIGEST or not text.isdigit() or not text.isascii() or len(expected) != 64:
-        return "the job's mark of its file is not one a file source makes"
+        return _FOREIGN
     seen = int(text)
     try:
         descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
         return None
     try:
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
             return "the file is not a regular file now: it cannot be checked against the job's"
+        if stamp is not None and status.st_size == seen and _digest_stamp(status) == stamp:
+            return None
         digest, size = _digest(descriptor, seen)
     finally:
         os.close(descriptor)
@@ -151,6 +212,14 @@ def digest_changed(path: PathLike, mark: str) -> str | None:
     if digest != expected:
         return f"its first {seen} bytes are not those the job was made over"
     return None
+
+
+_FOREIGN: Final = "the job's mark of its file is not one a file source makes"
+
+
+def _digest_stamp(status: os.stat_result) -> str:
+    """``{device}.{inode}.{mtime_ns}.{ctime_ns}``: what ``digest_changed`` compares before a digest."""
+    return f"{status.st_dev}.{status.st_ino}.{status.st_mtime_ns}.{status.st_ctime_ns}"
 
 
 def _digest(descriptor: int, limit: int | None) -> tuple[str, int]:
