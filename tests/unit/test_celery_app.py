@@ -59,6 +59,48 @@ class TestCeleryApp:
         with pytest.raises(ConfigError, match="broker_url"):
             make_app(Settings())
 
+    @pytest.mark.parametrize(("lease", "visibility"), [("5", "2"), ("60", "60")])
+    def test_a_lease_not_below_the_visibility_timeout_is_a_configuration_error(
+        self, lease: str, visibility: str
+    ) -> None:
+        """A task retried after one lease is held unacknowledged that long: at or past the visibility
+        timeout Redis hands it out again while it waits, so the app is refused naming the setting."""
+        settings = load_settings(
+            environ={
+                "CRM_AUDIT_BROKER_URL": BROKER,
+                "CRM_AUDIT_LEASE_SECONDS": lease,
+                "CRM_AUDIT_BROKER_VISIBILITY_TIMEOUT": visibility,
+            }
+        )
+        with pytest.raises(ConfigError, match="lease_seconds") as raised:
+            make_app(settings)
+        assert f"{lease} s is not below broker_visibility_timeout ({visibility} s)" in str(raised.value)
+
+    def test_a_lease_below_the_visibility_timeout_is_accepted(self) -> None:
+        """3 s of lease under 4 s of visibility (the redelivery e2e test's values) builds the app."""
+        settings = load_settings(
+            environ={
+                "CRM_AUDIT_BROKER_URL": BROKER,
+                "CRM_AUDIT_LEASE_SECONDS": "3",
+                "CRM_AUDIT_BROKER_VISIBILITY_TIMEOUT": "4",
+            }
+        )
+        assert make_app(settings).conf.broker_transport_options["visibility_timeout"] == 4.0
+
+    def test_enqueue_with_a_lease_past_the_visibility_timeout_writes_nothing(self) -> None:
+        """`enqueue` refuses the settings (CONFIG_INVALID, exit 3) before it reaches any server."""
+        env = {
+            "CRM_AUDIT_SETTINGS": "",
+            "CRM_AUDIT_BROKER_URL": BROKER,
+            "CRM_AUDIT_LEASE_SECONDS": "120",
+            "CRM_AUDIT_BROKER_VISIBILITY_TIMEOUT": "60",
+        }
+        args = ["enqueue", "--company-sso-id", "c-1", "--tenant", "acme"]
+        result = CliRunner().invoke(cli, args, obj=Overrides(), env=env)
+        assert result.exit_code == 3, result.output
+        assert "lease_seconds" in result.output
+        assert "broker-secret" not in result.output
+
     def test_config_shows_the_broker_settings_without_the_password(self) -> None:
         """describe() lists the broker URL redacted and the visibility timeout (default 3,600 s)."""
         shown = Settings(broker_url=BROKER).describe()

@@ -34,12 +34,14 @@ def make_app(settings: Settings, *, runtime_factory: Callable[[], Runtime] | Non
 
     ``runtime_factory`` builds a worker process's ``Runtime`` on its first task (never at import,
     never in a prefork parent: pymongo clients must not cross a fork). ``ConfigError`` without a
-    broker URL. Nothing connects here.
+    broker URL, or with a lease (``lease_seconds``) as long as the visibility timeout or longer
+    (``_lease_fits_visibility``). Nothing connects here.
     """
     if not settings.broker_url:
         raise ConfigError(
             [("broker_url", "not set: give CRM_AUDIT_BROKER_URL or `broker_url` in the configuration file")]
         )
+    _lease_fits_visibility(settings)
     app = Celery(
         "crm_audit", broker=settings.broker_url, backend=settings.result_backend, set_as_current=False
     )
@@ -67,3 +69,23 @@ def make_app(settings: Settings, *, runtime_factory: Callable[[], Runtime] | Non
     )
     register_tasks(app, runtime_factory or (lambda: build_runtime(settings)))
     return app
+
+
+def _lease_fits_visibility(settings: Settings) -> None:
+    """Refuse ``lease_seconds`` >= ``broker_visibility_timeout`` (docs/scale-out.md, Redelivery).
+
+    A task that meets a held lease is retried with a countdown of ``lease_seconds``, and Redis keeps
+    that message unacknowledged until it runs: past the visibility timeout kombu puts it back on the
+    queue while the first copy still waits, so each wait adds a copy. Seen with a 5 s lease and a
+    2 s timeout on two workers: one account's single message was received 96 times (73 of them
+    retried on the lease) before its job completed. Nothing is written twice (the lease), but the
+    copies multiply until each has spent its retries.
+    """
+    lease, visibility = settings.run.lease_seconds, settings.broker_visibility_timeout
+    if lease >= visibility:
+        why = (
+            f"{lease:g} s is not below broker_visibility_timeout ({visibility:g} s): a task waiting "
+            "one lease for a held job would be handed to another worker meanwhile, again and again; "
+            "lower CRM_AUDIT_LEASE_SECONDS or raise CRM_AUDIT_BROKER_VISIBILITY_TIMEOUT"
+        )
+        raise ConfigError([("lease_seconds", why)], source="the runner's settings")
