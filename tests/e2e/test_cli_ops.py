@@ -6,6 +6,7 @@ as click's ``obj``), so the CDP's state outlives each command like a real server
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import signal
 from collections.abc import Iterator
@@ -320,3 +321,35 @@ class TestUnreadableJob:
         one = run_cli("status", "--company-sso-id", "zzz-other")
         assert one.exit_code == exit_codes.CONFIG
         assert one.stderr.startswith("error: JOB_UNREADABLE: job junk-1")
+
+
+class TestStatusAllRunner:
+    def test_status_all_says_whether_anything_runs_a_job_in_progress(
+        self, run_cli: Cli, client: mongomock.MongoClient
+    ) -> None:
+        """A triggered job nothing runs (a broker that lost its task) reads `none`, a live lease
+        `live`, one past its expiry (a dead runner) `expired`: `in_progress` alone never says which."""
+        triggered = run_cli("trigger", "--company-sso-id", COMPANY, "--tenant", TENANT)
+        assert triggered.exit_code == 0, triggered.output
+        jobs = client["cdp"]["crm_activity_log_migration_jobs"]
+
+        def line() -> list[str]:
+            listing = run_cli("status", "--all")
+            assert listing.exit_code == 0, listing.output
+            header, row = listing.stdout.splitlines()
+            assert header.split() == [
+                "company_sso_id", "status", "progress", "processed", "failed", "runner", "job_id",
+            ]  # fmt: skip
+            return row.split()
+
+        assert line()[1:2] + line()[5:6] == ["in_progress", "none"]
+        now = dt.datetime.now(dt.UTC)
+        for expires, shown in [
+            (now + dt.timedelta(hours=1), "live"),
+            (now - dt.timedelta(hours=1), "expired"),
+        ]:
+            jobs.update_one(
+                {"company_sso_id": COMPANY},
+                {"$set": {"lease_owner": "h:1:celery", "lease_expires_at": expires}},
+            )
+            assert line()[5] == shown

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 
 import click
@@ -55,6 +56,29 @@ def show_status(status: MigrationStatus, as_json: bool) -> None:
     width = max(len(key) for key, _ in rows)
     for key, value in rows:
         click.echo(f"{key:<{width}}  {value}")
+
+
+def runner(status: MigrationStatus, now: dt.datetime) -> str:
+    """``status --all``'s ``runner`` column: whether anything runs the account's job in progress.
+
+    ``live`` while a lease (the job's, or an unfinished shard's) expires after ``now``; ``expired``
+    when every lease held has passed its expiry (the runner died or froze: a redelivery or the next
+    ``run`` takes it over); ``none`` when no lease is held — no runner has the job, and none will
+    until a task or ``run`` arrives (a broker that lost its messages, a task another worker
+    failed: docs/scale-out.md). ``-`` for a job not in progress. ``now`` is this machine's clock,
+    the lease's expiry the database's: a hint for the operator, not a fence.
+    """
+    if status.status != "in_progress":
+        return "-"
+    if status.shards:
+        leases = [(s.lease_owner, s.lease_expires_at) for s in status.shards if s.status == "in_progress"]
+    else:
+        leases = [(status.lease_owner, status.lease_expires_at)]
+    held = [expires for owner, expires in leases if owner is not None]
+    if not held:
+        return "none"
+    live = any(e is not None and (e if e.tzinfo else e.replace(tzinfo=dt.UTC)) > now for e in held)
+    return "live" if live else "expired"
 
 
 def _lease(doc: StatusDocument) -> str:
