@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 import signal
+import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 from celery_world import TENANTS, Scale, clean_run, counts_of, usman_directory, worker_env
 
-from support.celery_workers import WorkerPool
+from support.celery_workers import CLI, WorkerPool
 from support.corpus_account import company_sso_id
 from support.redis_server import free_port
 from support.usman_server import TOKEN, UsmanServer
@@ -183,3 +184,19 @@ class TestWarmShutdown:
         counts, logs = clean_run(tenant, cutoff=KILL_CUTOFF)
         assert counts_of(done[company]) == counts
         assert scale.logs_of(company) == logs
+
+
+class TestWorkerStart:
+    def test_a_worker_whose_cdp_database_lacks_the_indexes_does_not_start(self, scale: Scale) -> None:
+        """A worker with CRM_AUDIT_MONGO_DATABASE naming another database took tasks, found no job there
+        and failed them (acknowledged: those jobs were never run). Now it ends before taking any,
+        exit 3, naming the database."""
+        database = scale.env["CRM_AUDIT_MONGO_DATABASE"] + "_typo"
+        env = {**os.environ, **scale.env, "CRM_AUDIT_MONGO_DATABASE": database}
+        ended = subprocess.run(
+            [str(CLI), "worker", "--pool", "solo"], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert ended.returncode == 3, ended.stderr[-3000:]
+        assert ended.stderr.startswith("error: CONFIG_INVALID: ")
+        assert f"database '{database}' lacks migration 035's indexes" in ended.stderr
+        assert TOKEN not in ended.stdout + ended.stderr

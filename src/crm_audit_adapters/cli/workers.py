@@ -24,6 +24,7 @@ from crm_audit_transform.errors import (
     FlagDisabled,
     JobAlreadyRunning,
     TenantMismatch,
+    Unavailable,
 )
 from crm_audit_transform.jobs import COMPLETED, IN_PROGRESS, MigrationJob
 
@@ -155,6 +156,7 @@ def worker(state: CliState, metrics_port: int | None, celery_args: tuple[str, ..
     # down is left to Celery, which waits for it (broker_connection_retry_on_startup).
     with contextlib.suppress(OperationalError, OSError):
         _connect_once(app, state.settings.broker_url, "the worker did not start")
+    _require_cdp_indexes(state)
     from ..observability import configure_logging
 
     configure_logging()
@@ -172,6 +174,32 @@ def worker(state: CliState, metrics_port: int | None, celery_args: tuple[str, ..
         worker_process_shutdown.connect(forget_process, weak=False)
         serve_metrics(metrics_port)
     app.worker_main(["worker", *args])
+
+
+def _require_cdp_indexes(state: CliState) -> None:
+    """Before the worker starts: its CDP database holds migration 035's indexes, else ``ConfigError``.
+
+    A worker whose ``CRM_AUDIT_MONGO_DATABASE`` named another database (a typo) took tasks, found no
+    job there and failed each at once (``JOB_NOT_FOUND``, not retried): the messages were
+    acknowledged, and the jobs in the CDP's database stayed in progress with nothing left to run
+    them. Every database the migration writes to has had ``indexes up``, so one without the indexes
+    is refused here (exit 3), naming it. A CDP that does not answer is left to the tasks, which
+    retry an outage, as a broker that is down is left to Celery. The check's client is closed
+    before Celery forks its pool (each process builds its own on its first task).
+    """
+    settings = state.settings
+    try:
+        with state.runtime() as runtime:
+            missing = runtime.indexes.missing_indexes()
+    except Unavailable:
+        return
+    if missing:
+        why = (
+            f"database {settings.mongo_database!r} lacks migration 035's indexes ({', '.join(missing)}): "
+            "every task there would find no job and fail; check CRM_AUDIT_MONGO_DATABASE, or run "
+            "`crm-audit-migrate indexes up` first if this is the CDP's database"
+        )
+        raise ConfigError([("mongo_database", why)], source="the worker's CDP")
 
 
 @cli.command()
