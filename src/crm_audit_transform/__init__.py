@@ -55,6 +55,7 @@ from .errors import (
     ResumeOrFresh,
     RollbackHoldLost,
     SourceChanged,
+    SourceQueryFailed,
     SourceUnavailable,
     StoreUnavailable,
     TenantMismatch,
@@ -66,7 +67,7 @@ from .errors import (
 )
 from .halting import HaltRule
 from .jobs import JobShard, MigrationJob, WholeAccountDelete
-from .loading import JsonbText, LoaderLimits, load_audited_changes
+from .loading import JsonbText, LoaderLimits, OmittedChanges, load_audited_changes
 from .lookup import LookupContext, LookupPorts, LookupRequest, fetch_lookups
 from .lookup_cache import LookupCache
 from .rules import MappedCategory, Rejection
@@ -126,6 +127,7 @@ __all__ = [
     "MigrationJob",
     "MigrationService",
     "NotAMapping",
+    "OmittedChanges",
     "Outcome",
     "PageResult",
     "PreparedRow",
@@ -139,6 +141,7 @@ __all__ = [
     "ServicePorts",
     "Skipped",
     "SourceChanged",
+    "SourceQueryFailed",
     "SourceUnavailable",
     "Stage",
     "StageDecision",

@@ -35,6 +35,8 @@ infrastructure that is down. Driver errors are translated at the adapter boundar
     ├── SourceChanged                BAD_INPUT .audit_id / .counted / .found / .reason: a resume met
     │                                fewer rows of its cursor's id than the job counted, or a source
     │                                that is not the one its job was made over (a file rewritten)
+    ├── SourceQueryFailed            BAD_INPUT .sqlstate: the CRM database refused a query in a way a
+    │                                retry cannot change (a data exception, an undefined object…)
     ├── DirectoryRefused             DIRECTORY_REFUSED: USMAN refused us (401/403): configuration
     └── Unavailable                  UNAVAILABLE: a dependency is down; retrying later is safe
         ├── DirectoryUnavailable     DIRECTORY_UNAVAILABLE: the SSO user directory (USMAN)
@@ -394,6 +396,29 @@ class SourceChanged(CrmAuditError):
     def rewritten(cls, audit_id: int, reason: str) -> SourceChanged:
         """The source's mark differs (``ports.SourceMarks.mark_changed``'s ``reason``)."""
         return cls(audit_id, None, None, reason=reason)
+
+
+class SourceQueryFailed(CrmAuditError):
+    """The CRM database refused a query with an error that every retry meets again: SQLSTATE class
+    22 (data exception: a value the query cannot convert or compute), 42 (syntax error or access
+    rule violation: a column, table or function that is not there; a missing grant is
+    ``ConnectionRejected``), 0A (feature not supported), 21 (cardinality), 2F, 38, 39 (a routine's
+    exception) or 54 (program limit exceeded). PostgreSQL's error codes appendix lists them.
+
+    Not ``Unavailable``: a Celery task fails at once instead of retrying for an hour, and the
+    runner exits 7 (``BAD_INPUT``: the source cannot be read as it is). ``sqlstate`` is the
+    five-character code; the message names it and its class, never the server's text, which may
+    quote a value of a row. The job keeps its cursor; the database's log has the statement.
+    """
+
+    code = "BAD_INPUT"
+
+    def __init__(self, sqlstate: str, what: str) -> None:
+        super().__init__(
+            f"the CRM database refused a query with SQLSTATE {sqlstate} (class {sqlstate[:2]}: {what}); "
+            "a retry fails the same way: the job keeps its cursor, the database's log has the statement"
+        )
+        self.sqlstate = sqlstate
 
 
 class Unavailable(CrmAuditError):

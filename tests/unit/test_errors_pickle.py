@@ -40,6 +40,7 @@ SAMPLES: dict[type[CrmAuditError], Callable[[], CrmAuditError]] = {
     errors.IndexesMissing: lambda: errors.IndexesMissing(["activity_logs.uniq_company_external_id"]),
     errors.DirectoryRefused: lambda: errors.DirectoryRefused("HTTP 401", status_code=401),
     errors.SourceChanged: lambda: errors.SourceChanged(57, 3, 1),
+    errors.SourceQueryFailed: lambda: errors.SourceQueryFailed("22P02", "data exception"),
     _files.FileFormatError: lambda: _files.FileFormatError("audits.jsonl", 4, "not JSON", audit_id=9),
     crm_audit_adapters.files.audit_source.AuditOrderError: lambda: (
         crm_audit_adapters.files.audit_source.AuditOrderError("audits.jsonl", 5, "id 3 after 4", audit_id=3)

@@ -96,7 +96,10 @@ class Runtime:
     def source(self) -> AuditSource:
         from ..crm_postgres import PostgresAuditSource
 
-        return PostgresAuditSource(self._pg, page_bytes=self.settings.page_bytes)
+        # The loader's own limit: a value it refuses stays on the server (its size comes instead).
+        return PostgresAuditSource(
+            self._pg, page_bytes=self.settings.page_bytes, max_changes_bytes=self.settings.loader.max_bytes
+        )
 
     @built_once
     def users(self) -> UserDirectory:

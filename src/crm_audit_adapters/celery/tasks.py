@@ -10,8 +10,9 @@
 
 Retries, with exponential backoff and jitter, are for infrastructure only: a dependency that is
 down (``Unavailable``: CRM, CDP or USMAN) or a lease another runner holds (``LeaseHeld``: the
-redelivered task of a worker that died waits for the dead worker's lease to expire). Guards and
-configuration errors fail the task at once: retrying cannot fix them; so does a message whose
+redelivered task of a worker that died waits for the dead worker's lease to expire). Guards,
+configuration errors and a CRM query no retry changes (``SourceQueryFailed``) fail the task at once:
+retrying cannot fix them; so does a message whose
 arguments have the wrong type (``_checked_company``, ``_checked_verify_options``), before anything
 is built or written. A worker asked to shut down
 stops its run after the current batch and sends the task again, so the rest of the account goes

@@ -51,7 +51,8 @@ UNAVAILABLE: Final = 6
 """A dependency is down (CRM database, CDP database, USMAN), or a ``--workers`` process died:
 retrying later is safe."""
 BAD_INPUT: Final = 7
-"""A file could not be read or written: the message names the file (and the line)."""
+"""A file could not be read or written: the message names the file (and the line); or the CRM database
+refused a query in a way no retry changes (``SourceQueryFailed``: a data exception, a column gone)."""
 CANCELLED: Final = 8
 """The job was cancelled while this run worked on it; the run stopped at its next batch."""
 DECLINED: Final = 9

@@ -16,6 +16,16 @@ driver: psycopg's decoder recurses once per nesting level, so one value nested d
 recursion limit would make the whole page's fetch raise, forever on the same page. The loader
 decodes the text under its limits, and such a row is that row's failure.
 
+An ``audited_changes`` larger than ``max_changes_bytes`` (the loader's ``max_bytes``, 32 MiB by
+default) is not fetched: PostgreSQL sends its size (``octet_length``, read from the value's header for
+a text or bytea column; a jsonb value is rendered as text on the server to be measured) and the row
+carries ``OmittedChanges``, which the loader refuses as ``LimitExceeded`` — the outcome, reason and
+cursor the fetched text had, without a 150 MiB value in this process's memory. The size is the
+UTF-8 bytes the loader counts in a ``UTF8`` or ``SQL_ASCII`` database, and a bytea's bytes; in a
+database of another encoding ``octet_length`` counts that encoding's bytes, so a text value is
+fetched whole there, as before, and the loader measures it. The page's byte budget still counts
+the value (its pages are the ones they were).
+
 A ``created_at`` PostgreSQL holds but ``datetime`` cannot — ``infinity``, ``-infinity``, a year
 after 9999 or before 1 (BC) — would make psycopg raise ``DataError`` for the whole page, forever on
 the same page, which the session reports as the source being down. It is read as an
@@ -28,7 +38,7 @@ from __future__ import annotations
 
 import datetime as dt
 import pickle
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, cast
 
 import psycopg
@@ -38,7 +48,7 @@ from psycopg.adapt import Buffer, Loader
 from psycopg.pq import Format
 
 from crm_audit_transform.domain import NO_TIME_KNOWN, AuditRow, ScopeBounds, UnreadableTime
-from crm_audit_transform.loading import JsonbText
+from crm_audit_transform.loading import JsonbText, LoaderLimits, OmittedChanges
 from crm_audit_transform.ports import SpanReader
 from crm_audit_transform.usecases.pages import PageSpan
 
@@ -79,16 +89,23 @@ def _budgeted_page(outer: str, middle: str, inner: str) -> sql.SQL:
     )
 
 
-_PAGE = _budgeted_page("{columns}", "*", "{columns}")
+# The page's columns with, measured once per row in the middle query, audited_changes' size
+# (changes_bytes: _changes_size) for _fetched's choice between the value and its size.
+_PAGE = _budgeted_page("{fetched}", "*, {size} AS changes_bytes", "{columns}")
 # A page's ids alone (ports.AuditPageIds): the text measured by its header as in _PAGE but never
 # sent. Its rows are then read by id (_SPAN) where the page is transformed: only those ids, and only
 # while still in scope.
 _PAGE_IDS = _budgeted_page("id", "id", "id, audited_changes, comment")
+# OFFSET 0 keeps the inner query whole: pulled up, its changes_bytes would be computed once for each
+# of _fetched's two uses (a jsonb value rendered twice more).
 _SPAN = sql.SQL(
-    "SELECT {columns} FROM {schema}.audits WHERE id >= %s AND id <= %s AND id = ANY(%s)"  # noqa: S608 (constants)
-    f" AND {_IN_SCOPE} ORDER BY id"
+    "SELECT {fetched} FROM (SELECT {columns}, {size} AS changes_bytes FROM {schema}.audits"  # noqa: S608 (constants)
+    f" WHERE id >= %s AND id <= %s AND id = ANY(%s) AND {_IN_SCOPE} ORDER BY id OFFSET 0) AS span ORDER BY id"
 )
-_BY_ID = sql.SQL("SELECT {columns} FROM {schema}.audits WHERE id = %s")
+_BY_ID = sql.SQL(
+    "SELECT {fetched} FROM (SELECT {columns}, {size} AS changes_bytes FROM {schema}.audits"
+    " WHERE id = %s OFFSET 0) AS audit"
+)
 _BOUNDS = sql.SQL(
     "SELECT min(id), max(id),"  # noqa: S608 (constants)
     " min(created_at) FILTER (WHERE created_at >= '0001-01-01' AND created_at < '10000-01-01'),"
@@ -105,22 +122,42 @@ _NO_CUTOFF = dt.datetime.min
 
 DEFAULT_PAGE_BYTES: Final = 32 * 1024 * 1024
 """A page ends after the row whose ``audited_changes`` and ``comment`` bring it to this many bytes."""
+DEFAULT_MAX_CHANGES_BYTES: Final = LoaderLimits().max_bytes
+"""An ``audited_changes`` above this many bytes comes as its size (``OmittedChanges``): the loader's
+default ``max_bytes``, 32 MiB."""
+_SIZE_EXACT_ENCODINGS: Final = frozenset({"UTF8", "SQL_ASCII"})
+"""Server encodings whose ``octet_length`` of a text is the UTF-8 size the loader counts (SQL_ASCII:
+the bytes as stored, which the client receives as they are)."""
+_NO_SIZE: Final = sql.SQL("NULL::integer")
 
 
 class PostgresAuditSource:
     """Reads one tenant schema's ``audits`` through a ``ReadOnlySession``.
 
     ``page_bytes``: the text budget of a page (see the module docstring); a page holds at least
-    one row, however large.
+    one row, however large. ``max_changes_bytes``: an ``audited_changes`` larger than this many bytes
+    is not fetched, its row carries its size (``OmittedChanges``); give it the loader's
+    ``LoaderLimits.max_bytes`` (the runner does), so that exactly the values the loader refuses stay
+    on the server. ``ValueError`` for a value that is not positive.
     """
 
-    __slots__ = ("_page_bytes", "_session")
+    __slots__ = ("_fetched", "_max_changes_bytes", "_page_bytes", "_session")
 
-    def __init__(self, session: ReadOnlySession, *, page_bytes: int = DEFAULT_PAGE_BYTES) -> None:
+    def __init__(
+        self,
+        session: ReadOnlySession,
+        *,
+        page_bytes: int = DEFAULT_PAGE_BYTES,
+        max_changes_bytes: int = DEFAULT_MAX_CHANGES_BYTES,
+    ) -> None:
         if page_bytes <= 0:
             raise ValueError(f"page_bytes must be positive, got {page_bytes}")
+        if max_changes_bytes <= 0:
+            raise ValueError(f"max_changes_bytes must be positive, got {max_changes_bytes}")
         self._session = session
         self._page_bytes = page_bytes
+        self._max_changes_bytes = max_changes_bytes
+        self._fetched = _fetched(max_changes_bytes)
 
     def scope_bounds(
         self, tenant: str, scope: Sequence[str], cutoff: dt.datetime | None
@@ -143,10 +180,11 @@ class PostgresAuditSource:
             raise ValueError(f"page limit must be positive, got {limit}")
         if not scope:
             return ()
-        query = _PAGE.format(columns=_COLUMNS, schema=self._session.schema(tenant, "audits"))
+        query = self._query(_PAGE, tenant)
         params = (after_id, list(scope), naive_utc(cutoff), limit, self._page_bytes)
-        rows = self._session.run(lambda conn: _rows(conn, query, params))
-        return tuple(_audit_row(tenant, row) for row in rows)
+        rows = self._session.run(lambda conn: _rows(conn, query(conn), params))
+        limit_bytes = self._max_changes_bytes
+        return tuple(_audit_row(tenant, row, limit_bytes) for row in rows)
 
     def page_ids(
         self, tenant: str, scope: Sequence[str], *, after_id: int, cutoff: dt.datetime, limit: int
@@ -166,17 +204,22 @@ class PostgresAuditSource:
         """The span's rows still in its scope, in id order (``ports.AuditPageIds``)."""
         if not span.ids or not span.scope:
             return ()
-        query = _SPAN.format(columns=_COLUMNS, schema=self._session.schema(span.tenant, "audits"))
+        query = self._query(_SPAN, span.tenant)
         ids = list(span.ids)
         params = (ids[0], ids[-1], ids, list(span.scope), naive_utc(span.cutoff))
-        rows = self._session.run(lambda conn: _rows(conn, query, params))
-        return tuple(_audit_row(span.tenant, row) for row in rows)
+        rows = self._session.run(lambda conn: _rows(conn, query(conn), params))
+        limit_bytes = self._max_changes_bytes
+        return tuple(_audit_row(span.tenant, row, limit_bytes) for row in rows)
 
     def span_reader(self) -> SpanReader | None:
         """``span_rows`` for a worker process (``ports.AuditPageIds``): a ``PostgresSpanReader`` over a
         copy of this source's session, pickled without its connection; None when the session cannot
         be sent (a connection factory or retry policy that does not pickle)."""
-        reader = PostgresSpanReader(PostgresAuditSource(self._session, page_bytes=self._page_bytes))
+        reader = PostgresSpanReader(
+            PostgresAuditSource(
+                self._session, page_bytes=self._page_bytes, max_changes_bytes=self._max_changes_bytes
+            )
+        )
         try:
             pickle.dumps(reader)
         except (pickle.PicklingError, TypeError, AttributeError):
@@ -202,9 +245,56 @@ class PostgresAuditSource:
         return tuple(int(i) for i in row[0] if i is not None)
 
     def audit_by_id(self, tenant: str, audit_id: int) -> AuditRow | None:
-        query = _BY_ID.format(columns=_COLUMNS, schema=self._session.schema(tenant, "audits"))
-        row = self._session.run(lambda conn: _cursor(conn).execute(query, (audit_id,)).fetchone())
-        return None if row is None else _audit_row(tenant, row)
+        query = self._query(_BY_ID, tenant)
+        row = self._session.run(lambda conn: _cursor(conn).execute(query(conn), (audit_id,)).fetchone())
+        return None if row is None else _audit_row(tenant, row, self._max_changes_bytes)
+
+    def _query(self, template: sql.SQL, tenant: str) -> Callable[[psycopg.Connection], sql.Composed]:
+        """``template`` (``_PAGE``, ``_SPAN``, ``_BY_ID``) for the tenant, on a connection: the size
+        expression depends on the column's type and the server's encoding (``_changes_size``)."""
+        schema = self._session.schema(tenant, "audits")
+        changes_type = self._session.audit_changes_type(tenant)
+        fetched = self._fetched
+
+        def on(conn: psycopg.Connection) -> sql.Composed:
+            encoding = conn.info.parameter_status("server_encoding")
+            size = _changes_size(changes_type, encoding)
+            return template.format(columns=_COLUMNS, fetched=fetched, size=size, schema=schema)
+
+        return on
+
+
+def _fetched(max_changes_bytes: int) -> sql.Composed:
+    """The audit columns (``AUDIT_COLUMNS``' order) over a query that measured ``changes_bytes``:
+    ``audited_changes`` NULL where it holds more than ``max_changes_bytes``, then that size (else
+    NULL) as a last column, which ``_audit_row`` makes ``OmittedChanges``. The limit is an integer
+    literal (a constant of the source), so the query's parameters stay the ones they were."""
+    over = sql.SQL("changes_bytes > {}").format(sql.Literal(int(max_changes_bytes)))
+    columns = [
+        sql.SQL("CASE WHEN {} THEN NULL ELSE audited_changes END AS audited_changes").format(over)
+        if name == "audited_changes"
+        else sql.Identifier(name)
+        for name in AUDIT_COLUMNS
+    ]
+    return sql.SQL(", ").join([*columns, sql.SQL("CASE WHEN {} THEN changes_bytes END").format(over)])
+
+
+def _changes_size(changes_type: str, server_encoding: str | None) -> sql.Composable:
+    """The size of ``audited_changes`` as the loader counts it, in SQL: the bytes of a bytea, the
+    UTF-8 bytes of a text (``octet_length``, from the value's header) or of a jsonb's rendering
+    (``audited_changes::text``, what the server sends for it), or NULL (never omitted) where the
+    server's encoding is one whose ``octet_length`` is not the UTF-8 size (``_SIZE_EXACT_ENCODINGS``).
+
+    ``changes_type`` is ``ReadOnlySession.audit_changes_type``'s. A char(n) keeps its padding in
+    ``octet_length(character)``, as in the value sent (``::text`` would drop it).
+    """
+    if changes_type == "bytea":
+        return sql.SQL("octet_length(audited_changes)")
+    if server_encoding not in _SIZE_EXACT_ENCODINGS:
+        return _NO_SIZE
+    if changes_type in ("json", "jsonb"):
+        return sql.SQL("octet_length(audited_changes::text)")
+    return sql.SQL("octet_length(audited_changes)")
 
 
 class PostgresSpanReader:
@@ -289,15 +379,18 @@ def _rows(conn: psycopg.Connection, query: sql.Composed, params: Sequence[Any]) 
         return _cursor(conn).execute(query, params).fetchall()
 
 
-def _audit_row(tenant: str, row: tuple[Any, ...]) -> AuditRow:
+def _audit_row(tenant: str, row: tuple[Any, ...], max_changes_bytes: int) -> AuditRow:
     (
         id_, auditable_type, auditable_id, action, changes, created_at, associated_id,
         associated_type, user_id, user_type, username, version, comment, remote_address, request_uuid,
+        omitted_bytes,
     ) = row  # fmt: skip
+    if omitted_bytes is not None:  # not fetched: more than max_changes_bytes (_fetched)
+        changes = OmittedChanges(omitted_bytes, max_changes_bytes)
     # The common row in place, without a call per column: a text column's str, a naive UTC
     # timestamp (Rails' column) made aware, an integer or NULL user id. Anything else takes the
     # helpers, which give the same values for these.
-    if type(changes) is not str:
+    elif type(changes) is not str:
         changes = _changes(changes)
     if type(created_at) is _DATETIME and created_at.tzinfo is None:
         created_at = created_at.replace(tzinfo=_UTC)

@@ -6,8 +6,10 @@ transaction-pooling PgBouncer). When the connection drops or a statement times o
 (``psycopg.OperationalError``) the session discards the connection, waits with exponential backoff,
 reconnects and runs the same work again; a keyset page query is a pure function of its cursor, so
 a retry can neither skip nor repeat rows. After the last attempt the driver error is raised as
-``SourceUnavailable``. Any other driver error (a missing table, a permission denied) is not worth
-retrying and is raised at once.
+``SourceUnavailable``. A driver error no retry can change is raised at once: a permission denied
+as ``ConnectionRejected``, a data exception, an undefined object or another class of
+``query_errors.PERMANENT_CLASSES`` as ``SourceQueryFailed`` (exit 7, never retried by Celery); any
+other as ``SourceUnavailable``.
 
 A server that refuses the login itself — a wrong password, an unknown user or database, no
 ``pg_hba.conf`` entry — and a DSN libpq cannot parse are configuration, not an outage: the factory
@@ -32,6 +34,7 @@ from crm_audit_transform.errors import ConfigError, ConnectionRejected, SourceUn
 from ..redaction import scrub
 from ..retrying import RetryPolicy, attempts_made
 from .encodings import adapt_sql_ascii
+from .query_errors import query_failed
 
 T = TypeVar("T")
 ConnectionFactory = Callable[[], psycopg.Connection]
@@ -67,12 +70,19 @@ AUDIT_COLUMNS: Final = (
 )  # fmt: skip
 """The columns of audited's ``audits`` table that the audit queries read (``audits._COLUMNS``)."""
 # The type of each column of a tenant's audits table, by name: a domain as its base type, through
-# any number of domains over domains.
+# any number of domains over domains. The citext extension's type is "citext" in whatever schema it
+# was created (format_type prints "public.citext" when that schema is not on the search_path); a
+# type of that name the extension did not create is named as format_type names it.
 _AUDIT_COLUMNS = (
     "SELECT a.attname, (WITH RECURSIVE d(oid, base) AS ("
     " SELECT t.oid, t.typbasetype FROM pg_catalog.pg_type t WHERE t.oid = a.atttypid"
     " UNION ALL SELECT t.oid, t.typbasetype FROM pg_catalog.pg_type t JOIN d ON t.oid = d.base)"
-    " SELECT format_type(d.oid, NULL) FROM d WHERE d.base = 0)"
+    " SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_depend e"
+    " JOIN pg_catalog.pg_extension x ON x.oid = e.refobjid"
+    " WHERE e.classid = 'pg_catalog.pg_type'::regclass AND e.objid = d.oid AND e.deptype = 'e'"
+    " AND e.refclassid = 'pg_catalog.pg_extension'::regclass AND x.extname = 'citext')"
+    " AND (SELECT typname FROM pg_catalog.pg_type WHERE oid = d.oid) = 'citext'"
+    " THEN 'citext' ELSE format_type(d.oid, NULL) END FROM d WHERE d.base = 0)"
     " FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid"
     " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
     " WHERE n.nspname = %s AND c.relname = 'audits' AND a.attnum > 0 AND NOT a.attisdropped"
@@ -99,7 +109,9 @@ _AUDIT_ID_UNIQUE = (
     " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
     " WHERE n.nspname = %s AND c.relname = 'audits'"
 )
-_TEXT_TYPES = frozenset({"text", "character varying", "character"})
+# citext (the extension's case-insensitive text) is text to every query here: it was read before
+# this check existed, and Rails apps use it for string columns.
+_TEXT_TYPES = frozenset({"text", "character varying", "character", "citext"})
 # The columns the queries compare, order or measure on the server, and the id the cursor counts
 # with: what audited's migrations create, and the variants documented in docs/postgres.md.
 _AUDIT_COLUMN_TYPES: Final = {
@@ -173,7 +185,7 @@ class ReadOnlySession:
     the wrong nesting level"), a 503 for a database that is up.
     """
 
-    __slots__ = ("_conn", "_connect", "_known_schemas", "_lock", "_retry", "_timeout")
+    __slots__ = ("_changes_types", "_conn", "_connect", "_known_schemas", "_lock", "_retry", "_timeout")
 
     def __init__(
         self,
@@ -192,6 +204,7 @@ class ReadOnlySession:
         self._retry = attrs.evolve(retry, sleep=sleep) if sleep is not None else retry
         self._conn: psycopg.Connection | None = None
         self._known_schemas: set[tuple[str, str]] = set()
+        self._changes_types: dict[str, str] = {}  # tenant → its audits.audited_changes type
         # Reentrant: a unit of work may call ``schema`` (another ``run``) on the thread holding it.
         self._lock = threading.RLock()
 
@@ -210,6 +223,7 @@ class ReadOnlySession:
         self._connect, self._timeout, self._retry = state
         self._conn = None
         self._known_schemas = set()
+        self._changes_types = {}
         self._lock = threading.RLock()
 
     def run(self, work: Callable[[psycopg.Connection], T]) -> T:
@@ -227,10 +241,6 @@ class ReadOnlySession:
                     with conn.transaction():
                         conn.execute(_TRANSACTION_SETTINGS, (self._timeout,))
                         return work(conn)
-        except psycopg.OperationalError as exc:
-            raise SourceUnavailable(
-                f"CRM database unavailable after {attempts_made(retry.attempts)}: {exc}"
-            ) from exc
         except psycopg.errors.InsufficientPrivilege as exc:
             # A grant missing from the configured role (docs/postgres.md, "A read-only role") stays
             # missing on every retry: a configuration error, as a refused login is, not an outage.
@@ -238,12 +248,20 @@ class ReadOnlySession:
                 [("database_url", f"the CRM database refused the configured role a read: {exc}")]
             ) from exc
         except psycopg.Error as exc:
+            failed = query_failed(exc)  # fails the same way on every retry: not an outage
+            if failed is not None:
+                raise failed from exc
+            if isinstance(exc, psycopg.OperationalError):
+                raise SourceUnavailable(
+                    f"CRM database unavailable after {attempts_made(retry.attempts)}: {exc}"
+                ) from exc
             raise SourceUnavailable(f"CRM database refused the query: {exc}") from exc
         raise AssertionError("unreachable: the attempts return or raise")  # pragma: no cover
 
     def _discarding(self, exc: BaseException) -> bool:
-        """A dropped connection or a timeout (``OperationalError``): drop the connection, try again."""
-        if isinstance(exc, psycopg.OperationalError):
+        """A dropped connection or a timeout (``OperationalError``): drop the connection, try again;
+        not an error of a class no retry changes (``query_errors``: a routine's exception, a limit)."""
+        if isinstance(exc, psycopg.OperationalError) and query_failed(exc) is None:
             self._discard()
             return True
         return False
@@ -261,18 +279,25 @@ class ReadOnlySession:
             if not table_found:
                 raise UnknownTenant(tenant, f"the schema has no table {table!r}: not a CRM tenant schema")
             if table == "audits":
-                self._check_audit_columns(tenant)
+                self._changes_types[tenant] = self._check_audit_columns(tenant)
             self._known_schemas.add((tenant, table))
         return sql.Identifier(tenant)
 
-    def _check_audit_columns(self, tenant: str) -> None:
+    def audit_changes_type(self, tenant: str) -> str:
+        """The type of the tenant's ``audits.audited_changes`` as ``format_type`` names it (a domain's
+        base type; ``citext`` as such): one of the accepted ones (``text``, ``character varying``,
+        ``character``, ``citext``, ``json``, ``jsonb``, ``bytea``). ``UnknownTenant`` as ``schema``."""
+        self.schema(tenant, "audits")
+        return self._changes_types[tenant]
+
+    def _check_audit_columns(self, tenant: str) -> str:
         """``UnknownTenant`` for an ``audits`` table the audit queries cannot read: a column missing,
         a column they compare or measure of another type (``_AUDIT_COLUMN_TYPES``), or a table whose
         ``id`` no primary key or unique index keeps unique (a view is taken as it is; a partitioned
         table by a unique key holding ``id`` with ``id`` drawn from a sequence or an identity). Such a table
         made every page query (or the trigger's bounds) fail on every retry — as an outage
         (``SourceUnavailable``) or an untyped error — where a column of an odd type elsewhere fails
-        each row alone (``invalid_audit_row``)."""
+        each row alone (``invalid_audit_row``). Returns the type of ``audited_changes``."""
         rows = self.run(lambda conn: conn.execute(_AUDIT_COLUMNS, (tenant,)).fetchall())
         found: dict[str, str] = dict(rows)
         missing = [name for name in AUDIT_COLUMNS if name not in found]
@@ -298,6 +323,7 @@ class ReadOnlySession:
                 "unique key holding id with id drawn from a sequence), so a repeated id would be lost: "
                 "not audited's audits table (add the primary key audited creates)",
             )
+        return found["audited_changes"]
 
     def close(self) -> None:
         """Close the connection (once no ``run`` holds it); the next ``run`` opens a new one."""

@@ -5,6 +5,8 @@
 * jsonb column: the mapping the driver already decoded (``ActiveSupport::JSON.decode``'s view),
   or the column's text as ``JsonbText``, decoded here under the limits (deep nesting is a typed
   error, not a ``RecursionError``).
+* A value its source did not fetch for its size (``OmittedChanges``): ``LimitExceeded``, as its
+  text would have been.
 
 Only ``AuditedChangesError`` subclasses escape, and ``LoaderLimits`` bounds bytes, nodes
 (aliases included) and depth before they can cost memory or time.
@@ -20,6 +22,7 @@ from ..values import Changes
 from ._backends import Backend, available_backends, parse, utf8_checked
 from ._jsonb import JsonbText, check_json_depth, from_json, from_json_text
 from ._limits import LoaderLimits
+from ._omitted import OmittedChanges
 
 _DEFAULT_LIMITS = LoaderLimits()
 _RUBY_CLASSES = {
@@ -34,7 +37,7 @@ _RUBY_CLASSES = {
 
 
 def load_audited_changes(
-    value: str | bytes | Mapping[str, Any] | JsonbText | None,
+    value: str | bytes | Mapping[str, Any] | JsonbText | OmittedChanges | None,
     limits: LoaderLimits | None = None,
     *,
     backend: Backend = "auto",
@@ -42,7 +45,9 @@ def load_audited_changes(
     """The column → value mapping of one ``audited_changes`` column value.
 
     ``value`` is the raw column: YAML ``str``/``bytes`` from a text column, the decoded
-    mapping from a jsonb column, or that column's text wrapped in ``JsonbText``. Like Rails,
+    mapping from a jsonb column, or that column's text wrapped in ``JsonbText``, or the size of a
+    value its source did not fetch (``OmittedChanges``: ``LimitExceeded`` against ``max_bytes``
+    when it is larger, else against the source's own, lower, limit). Like Rails,
     text that does not start with ``---`` is not YAML (Rails hands it back as a String) and so
     is ``NotAMapping``; SQL NULL is ``NotAMapping`` too.
     ``backend`` picks the YAML parser (``"libyaml"``, ``"python"``; results are identical).
@@ -57,6 +62,11 @@ def load_audited_changes(
             return from_json(value, limits)
         if isinstance(value, JsonbText):
             return from_json_text(value.text, limits)
+        if isinstance(value, OmittedChanges):
+            # The message the text would have had (its size is known: "saw" it), or the source's
+            # limit when the source was set lower than the loader.
+            maximum = limits.max_bytes if value.size > limits.max_bytes else value.limit
+            raise LimitExceeded("payload bytes", maximum, value.size)
     text = _text(value, limits.max_bytes)
     if "\x00" in text or not text.startswith("---"):
         utf8_checked(text)  # a lone surrogate is told first, as before any other check
@@ -120,6 +130,7 @@ __all__ = [
     "Backend",
     "JsonbText",
     "LoaderLimits",
+    "OmittedChanges",
     "available_backends",
     "check_json_depth",
     "load_audited_changes",

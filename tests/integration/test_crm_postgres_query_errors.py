@@ -1,0 +1,119 @@
+"""A query error no retry can change is ``SourceQueryFailed`` (``BAD_INPUT``, exit 7), not an outage.
+
+Before, every driver error but a dropped connection and a missing grant was ``SOURCE_UNAVAILABLE``
+(exit 6), which Celery retries for up to an hour: a data exception or an undefined column fails the
+same way each time. The message names the SQLSTATE and its class, never the server's text (which
+quotes the value). Errors that may pass (a timeout, a read-only transaction's refusal) are unchanged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg import errors as pg_errors
+
+from crm_audit_adapters.celery.tasks import _RETRYING
+from crm_audit_adapters.cli.exit_codes import BAD_INPUT, error_code, exit_code_for
+from crm_audit_adapters.crm_postgres import (
+    PostgresAuditSource,
+    PostgresConnectionFactory,
+    ReadOnlySession,
+    RetryPolicy,
+)
+from crm_audit_adapters.crm_postgres.throwaway import create_database, drop_database
+from crm_audit_transform.errors import SourceQueryFailed, SourceUnavailable
+from support.postgres import unique_database_name
+
+pytestmark = pytest.mark.postgres
+
+SECRET = "s3cret-in-a-row"
+SCOPE = ("Crm::Person",)
+CUTOFF = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+FAILING = [
+    (f"SELECT '{SECRET}'::integer", "22P02", "class 22: data exception"),
+    ("SELECT 1 / (SELECT count(*) FROM pg_class WHERE relname = 'none')::int", "22012", "class 22"),
+    ("SELECT no_such_column FROM pg_class", "42703", "class 42: syntax error or access rule violation"),
+    (f'SELECT * FROM "{SECRET}"', "42P01", "class 42"),
+    ("SELECT array_fill(1, ARRAY[400000000])", "54000", "class 54: program limit exceeded"),
+]
+
+
+@pytest.fixture(scope="module")
+def errors_dsn(pg_server: str) -> Iterator[str]:
+    name = unique_database_name("queryerrors")
+    dsn = create_database(pg_server, name)
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(
+                "CREATE SCHEMA acme; CREATE TABLE acme.audits (id bigint PRIMARY KEY,"
+                " auditable_id integer, auditable_type varchar, associated_id integer,"
+                " associated_type varchar, user_id integer, user_type varchar, username varchar,"
+                " action varchar, audited_changes text, version integer, comment varchar,"
+                " remote_address varchar, request_uuid varchar, created_at timestamp)"
+            )
+            conn.execute(
+                "INSERT INTO acme.audits (id, auditable_id, auditable_type, action, audited_changes,"
+                " created_at) VALUES (1, 7, 'Crm::Person', 'update', '--- {}', '2021-01-01')"
+            )
+        yield dsn
+    finally:
+        drop_database(pg_server, name)
+
+
+def session_of(dsn: str, waits: list[float], **options: int) -> ReadOnlySession:
+    """A session of three attempts whose waits between them are recorded, never slept."""
+    factory = PostgresConnectionFactory(dsn)
+    return ReadOnlySession(factory, retry=RetryPolicy(attempts=3), sleep=waits.append, **options)
+
+
+@pytest.mark.parametrize(("query", "sqlstate", "said"), FAILING)
+def test_an_error_no_retry_changes_is_raised_at_once_typed(
+    errors_dsn: str, query: str, sqlstate: str, said: str
+) -> None:
+    waits: list[float] = []
+    with session_of(errors_dsn, waits) as session, pytest.raises(SourceQueryFailed) as failed:
+        session.run(lambda conn: conn.execute(query).fetchall())
+    assert waits == []  # not retried
+    assert failed.value.sqlstate == sqlstate
+    assert f"SQLSTATE {sqlstate} ({said}" in str(failed.value)
+    assert SECRET not in str(failed.value)
+    assert not isinstance(failed.value, SourceUnavailable)
+    assert isinstance(failed.value.__cause__, psycopg.Error)
+    assert failed.value.__cause__.sqlstate == sqlstate
+
+
+def test_a_page_whose_column_went_away_under_the_run_is_bad_input(errors_dsn: str) -> None:
+    """The table checked at the run's start, a column dropped since: every page query fails alike."""
+    with psycopg.connect(errors_dsn, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA shrunk; CREATE TABLE shrunk.audits (LIKE acme.audits INCLUDING ALL)")
+        conn.execute("INSERT INTO shrunk.audits SELECT * FROM acme.audits")
+    waits: list[float] = []
+    with session_of(errors_dsn, waits) as session:
+        source = PostgresAuditSource(session)
+        assert len(source.page("shrunk", SCOPE, after_id=0, cutoff=CUTOFF, limit=10)) == 1
+        with psycopg.connect(errors_dsn, autocommit=True) as conn:
+            conn.execute("ALTER TABLE shrunk.audits DROP COLUMN remote_address")
+        with pytest.raises(SourceQueryFailed, match=r"SQLSTATE 42703 \(class 42") as failed:
+            source.page("shrunk", SCOPE, after_id=0, cutoff=CUTOFF, limit=10)
+    assert waits == []
+    assert (error_code(failed.value), exit_code_for(failed.value)) == ("BAD_INPUT", BAD_INPUT)
+    assert not isinstance(failed.value, _RETRYING["autoretry_for"])  # type: ignore[arg-type]  # Celery: fails at once
+
+
+def test_errors_that_may_pass_are_still_retried_or_unavailable(errors_dsn: str) -> None:
+    """A statement timeout (57014) is retried, then SOURCE_UNAVAILABLE; a write refused by the read-only
+    transaction (25006) is SOURCE_UNAVAILABLE as before."""
+    waits: list[float] = []
+    with (
+        session_of(errors_dsn, waits, statement_timeout_ms=50) as session,
+        pytest.raises(SourceUnavailable, match="after 3 attempts") as unavailable,
+    ):
+        session.run(lambda conn: conn.execute("SELECT pg_sleep(1)"))
+    assert len(waits) == 2
+    assert isinstance(unavailable.value.__cause__, pg_errors.QueryCanceled)
+    with session_of(errors_dsn, waits) as session, pytest.raises(SourceUnavailable) as refused:
+        session.run(lambda conn: conn.execute("CREATE TABLE acme.intruder (id int)"))
+    assert isinstance(refused.value.__cause__, pg_errors.ReadOnlySqlTransaction)
