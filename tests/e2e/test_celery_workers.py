@@ -185,6 +185,28 @@ class TestWarmShutdown:
         assert counts_of(done[company]) == counts
         assert scale.logs_of(company) == logs
 
+    def test_a_solo_worker_told_to_stop_hands_the_account_back_and_exits(
+        self, scale: Scale, celery_workers: WorkerPool
+    ) -> None:
+        """SIGTERM to a solo worker mid-account: its run stops after the batch, the task is sent
+        again and the worker exits. The solo pool announces itself as a pool child, and the task's
+        SIGTERM handler took Celery's warm shutdown over: the worker took the next task and never
+        exited. A second worker finishes the account to a clean run's counts and logs."""
+        scale.env.update(CRM_AUDIT_PAGE_SIZE="5")
+        first = celery_workers.start(scale.env)[0]
+        tenant, company = "globex", company_sso_id("globex")
+        assert scale.enqueue(tenant, cutoff=KILL_CUTOFF).exit_code == 0
+        scale.wait_for_progress(company)
+        os.kill(first.pid, signal.SIGTERM)
+        first.wait(timeout=60)
+        assert '"event": "task_handed_back"' in celery_workers.output(0)
+        assert scale.statuses()[company]["status"] == "in_progress"
+        celery_workers.start(scale.env)
+        done = scale.wait_until(lambda s: s[company]["status"] == "completed")
+        counts, logs = clean_run(tenant, cutoff=KILL_CUTOFF)
+        assert counts_of(done[company]) == counts
+        assert scale.logs_of(company) == logs
+
 
 class TestWorkerStart:
     def test_a_worker_whose_cdp_database_lacks_the_indexes_does_not_start(self, scale: Scale) -> None:

@@ -179,3 +179,16 @@ class TestJobStartedOnlyUnderTheLease:
         events = [line["event"] for line in lines]
         assert "task_waits_for_lease" in events
         assert "job_started" not in events
+
+
+class TestShutdownFlagInTheMainProcess:
+    def test_the_solo_pool_s_init_signal_leaves_celery_s_sigterm_handler_in_place(self) -> None:
+        """The solo pool sends worker_process_init in the worker's main process: there SIGTERM stays
+        Celery's warm shutdown while a task runs, never the task's own stop-after-the-batch handler."""
+        import signal
+
+        flag = tasks.ShutdownFlag()
+        flag.in_pool_child()  # as the solo pool's __init__ calls it, in this very process
+        before = signal.getsignal(signal.SIGTERM)
+        with flag.sigterm_stops():
+            assert signal.getsignal(signal.SIGTERM) is before

@@ -109,12 +109,13 @@ class ShutdownFlag:
     it as before (``sigterm_stops``).
     """
 
-    __slots__ = ("_child", "_local", "_shared")
+    __slots__ = ("_child", "_local", "_parent_pid", "_shared")
 
     def __init__(self) -> None:
         self._shared = mmap.mmap(-1, 1)
         self._local = False
         self._child = False
+        self._parent_pid = os.getpid()
 
     def set(self) -> None:
         """Every process of the worker stops its run after the current batch."""
@@ -124,8 +125,14 @@ class ShutdownFlag:
         return self._local or self._shared[0] != 0
 
     def in_pool_child(self) -> None:
-        """Called in each prefork child as it starts (``worker_process_init``)."""
-        self._child = True
+        """Called in each prefork child as it starts (``worker_process_init``).
+
+        The solo pool sends the same signal in the worker's main process, where SIGTERM is Celery's
+        warm shutdown: taking it over there swallowed the shutdown (the task was handed back, the
+        worker took the next task and ran on, and a second SIGTERM was swallowed too). Only a
+        process other than the one that made the flag (before any fork) is a pool child.
+        """
+        self._child = os.getpid() != self._parent_pid
 
     @contextlib.contextmanager
     def sigterm_stops(self) -> Iterator[None]:
