@@ -115,15 +115,22 @@ def interrupt_reported() -> None:
 
 
 def end_children() -> None:
-    """End this process's ``multiprocessing`` children still alive: SIGTERM, then SIGKILL after
-    ``CHILD_END_S``. After a ``KeyboardInterrupt`` a page worker may be alive that its pool never
-    registered (interrupted between starting it and recording it): nothing would end it, and the
-    interpreter's exit joins every non-daemon child."""
+    """End this process's ``multiprocessing`` children still alive: SIGTERM (and SIGCONT), then
+    SIGKILL after ``CHILD_END_S``. After a ``KeyboardInterrupt`` a page worker may be alive that its
+    pool never registered (interrupted between starting it and recording it): nothing would end it,
+    and the interpreter's exit joins every non-daemon child. A stopped child (SIGSTOP, a debugger)
+    acts on its SIGTERM only once continued: it is sent SIGCONT after it, as a shell's ``kill`` does
+    to a stopped job, instead of waiting out ``CHILD_END_S`` for the SIGKILL."""
+    import contextlib
     import multiprocessing  # only after an interrupt: a command's start imports nothing more
+    import os
 
     children = multiprocessing.active_children()
     for child in children:
         child.terminate()
+        if child.pid is not None:
+            with contextlib.suppress(ProcessLookupError):  # ended meanwhile, and reaped
+                os.kill(child.pid, signal.SIGCONT)
     for child in children:
         child.join(CHILD_END_S)
         if child.is_alive():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -258,3 +259,20 @@ def ctrl_c_while_a_start_is_waited_for() -> Iterator[list[str]]:
         done.set()
         sender.join(BOUND_S)
         signal.signal(signal.SIGINT, previous)
+
+
+class TestExitDuringAStart:
+    def test_a_process_ending_while_its_worker_starts_prints_nothing(self) -> None:
+        """A process that ends (exit 3, as ``run --workers 2`` refused by USMAN on its first page)
+        once its worker is forked and before the start has returned, the worker still loading what
+        its parent sent it (``support/exit_while_starting.py``): nothing on stderr, within the bound.
+        Before, the exit removed the executor's semaphores under the worker, which printed a
+        ``FileNotFoundError`` traceback after the command's one error line (seen in the CLI's walk-
+        through under load)."""
+        script = Path(__file__).parents[1] / "support" / "exit_while_starting.py"
+        started = time.monotonic()
+        ended = subprocess.run(
+            [sys.executable, str(script)], capture_output=True, text=True, timeout=BOUND_S * 2, check=False
+        )
+        assert (ended.returncode, ended.stderr) == (3, "")
+        assert time.monotonic() - started < BOUND_S

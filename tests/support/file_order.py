@@ -6,8 +6,9 @@ files with the most tests first, which left the long process-driving files, a fe
 the end of the session, where one worker ran them while the others had nothing left. Handing the
 longest files out first (longest processing time first) lets the many short files fill in around
 them. ``LONGEST`` is measured, not derived: per-file seconds of one quiet full run on the 2-core
-machine (README, "Tests and what is real in them"); a renamed or removed file only drops out of it,
-and a new long one merely runs in its collection place. The order changes which worker runs a file
+machine (README, "Tests and what is real in them"). tests/unit/test_file_order.py fails when a listed
+file no longer exists (renamed or removed, it would drop out silently); a new long one merely runs in
+its collection place until it is added. The order changes which worker runs a file
 and when, never what a test does: every file still runs whole in one process.
 """
 

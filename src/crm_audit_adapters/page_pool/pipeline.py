@@ -203,7 +203,7 @@ class ProcessPagePipeline:
         transform, so nothing of theirs needs finishing, and a worker that never answers (stopped,
         hung in a lookup) must not hold the command's exit. They end on their own once their page
         is done; the console ends those still alive after a Ctrl-C (``console.end_children``).
-        ``wait=True`` waits ``worker_processes.START_WAIT_S`` at most for a worker still starting,
+        ``wait=True`` waits ``starting.START_WAIT_S`` at most for a worker still starting,
         then leaves it to its start's thread (``starting``), as ``wait=False`` does at once. A
         Ctrl-C during those waits ends them, not the close: the rest is stopped as with
         ``wait=False`` and ``close`` returns (``WorkerProcesses.close``), since the run had ended

@@ -11,17 +11,40 @@ A pool left while a start is in progress (a Ctrl-C, a typed error: ``close(wait=
 fork server is stopped); the thread shuts the executor down itself once its start returns, and a
 worker forked after its runner has gone ends itself (``worker._end_with``). A pool closed after a
 run that ended normally waits for the start, as the run would have waited for it before, but for
-``worker_processes.START_WAIT_S`` at most: a fork server that never answers is then abandoned too.
+``START_WAIT_S`` at most: a fork server that never answers is then abandoned too.
+
+**The process's exit waits for a start in progress** (``START_WAIT_S`` at most), abandoning it: its
+thread shuts the worker down once it is up. The start's thread is a daemon, so an exit did not wait
+for it, and multiprocessing's exit removes the named semaphores of the executor's queues. A worker
+forked just before the exit, still loading what its parent had sent it, then failed to open them and
+printed a traceback (``FileNotFoundError`` in ``SemLock._rebuild``) on the command's stderr after its
+one error line: ``run --workers 2`` refused by USMAN on its first page, once in a few dozen runs on
+a loaded machine. The wait runs at the interpreter's exit (``atexit``), before multiprocessing's own
+exit handler (registered when ``multiprocessing.util`` was imported, earlier: handlers run last in,
+first out). A command left by a Ctrl-C ends at once (``console.exit_at_once``), without it.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection  # imports multiprocessing.util: its exit handler
+from typing import Final
 
-__all__ = ["Starting"]
+__all__ = ["START_WAIT_S", "Starting"]
+
+START_WAIT_S: Final = 10.0
+"""How long ``close`` after a normal run (``worker_processes``), and the process's exit, wait for a
+worker's start still in progress (seconds). A start takes 0.45–0.65 s (benchmarks/RESULTS.md, issue
+15 goal 2, pool round); one not returned by then is a fork server that does not answer (stopped,
+hung), which the run went on without: it is abandoned as after an error instead of holding the
+command's exit for ever."""
+
+_IN_PROGRESS: set[Starting] = set()
+"""The starts whose thread has not ended yet: what the process's exit waits for."""
 
 
 class Starting:
@@ -33,7 +56,7 @@ class Starting:
     ``OSError`` from a fork server gone, a ``BrokenProcessPool``); ``wait()`` blocks until then.
     """
 
-    __slots__ = ("_abandoned", "_done", "_error", "_lock", "_reading", "executor")
+    __slots__ = ("_abandoned", "_done", "_error", "_lock", "_reading", "_thread", "executor")
 
     def __init__(self, executor: ProcessPoolExecutor, reading: Connection) -> None:
         self.executor = executor
@@ -42,7 +65,13 @@ class Starting:
         self._done = threading.Event()
         self._abandoned = False
         self._error: BaseException | None = None
-        threading.Thread(target=self._start, name="page-worker-start", daemon=True).start()
+        self._thread = threading.Thread(target=self._start, name="page-worker-start", daemon=True)
+        _IN_PROGRESS.add(self)
+        try:
+            self._thread.start()
+        except BaseException:  # no thread (none can be started now): nothing for the exit to wait for
+            _IN_PROGRESS.discard(self)
+            raise
 
     def _start(self) -> None:
         try:
@@ -55,8 +84,9 @@ class Starting:
             with self._lock:
                 self._done.set()
                 abandoned = self._abandoned
-            if abandoned:  # and let the worker, up now, stop (this thread may wait: no one waits on it)
+            if abandoned:  # let the worker, up now, stop (this thread may wait: only the exit waits on it)
                 self.executor.shutdown(wait=True, cancel_futures=True)
+            _IN_PROGRESS.discard(self)
 
     def ready(self) -> bool:
         """Whether the process is started; what the start raised, if it did."""
@@ -80,3 +110,15 @@ class Starting:
                 return False
             self._abandoned = True
             return True
+
+
+def _end_starts_at_exit() -> None:
+    """At the interpreter's exit: abandon each start still in progress and wait for its thread (the
+    start, then the worker's shutdown), ``START_WAIT_S`` at most in all (see the module docstring)."""
+    deadline = time.monotonic() + START_WAIT_S
+    for starting in list(_IN_PROGRESS):
+        starting.abandon()
+        starting._thread.join(max(0.0, deadline - time.monotonic()))
+
+
+atexit.register(_end_starts_at_exit)

@@ -18,7 +18,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 from crm_audit_transform.errors import WorkerLost
 from crm_audit_transform.transformer import Transformer
@@ -26,15 +26,9 @@ from crm_audit_transform.transformer import Transformer
 from ..fork_server import sigint_deferred
 from . import worker
 from .result_pipe import widen_result_pipe
-from .starting import Starting
+from .starting import START_WAIT_S, Starting
 
 __all__ = ["START_WAIT_S", "WorkerProcesses"]
-
-START_WAIT_S: Final = 10.0
-"""How long ``close`` after a normal run waits for a worker's start still in progress (seconds). A
-start takes 0.45–0.65 s (benchmarks/RESULTS.md, issue 15 goal 2, pool round); one not returned by
-then is a fork server that does not answer (stopped, hung), which the run went on without: it is
-abandoned as after an error instead of holding the command's exit for ever."""
 
 _T = TypeVar("_T")
 
