@@ -14,7 +14,7 @@ import pytest
 pytest_plugins = ["pytester"]
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "golden-testing.md"
-REDACTED_PHONE = 'redacted=("phone",)'
+REDACTED_PHONE = 'redacted=(*DEFAULT.columns.redacted, "phone")'
 
 
 def doc_example() -> str:

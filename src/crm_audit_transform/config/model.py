@@ -22,6 +22,50 @@ def _default_link_actions() -> dict[str, str]:
     return {"create": "link", "destroy": "unlink"}
 
 
+SECRET_COLUMNS = (
+    # audited's own example of its `redacted:` option (audited 5.8.0 lib/audited/auditor.rb).
+    "password",
+    # has_secure_password (ActiveModel::SecurePassword): the bcrypt digest.
+    "password_digest",
+    # Devise (lib/generators/active_record/devise_generator.rb) and devise_invitable.
+    "encrypted_password",
+    "reset_password_token",
+    "confirmation_token",
+    "unlock_token",
+    "invitation_token",
+    "remember_token",
+    "authentication_token",
+    # devise-two-factor: the TOTP secret (5.x; its encrypted_* columns before) and backup codes.
+    "otp_secret",
+    "encrypted_otp_secret",
+    "encrypted_otp_secret_iv",
+    "encrypted_otp_secret_salt",
+    "otp_backup_codes",
+    # Authlogic.
+    "crypted_password",
+    "password_salt",
+    "persistence_token",
+    "single_access_token",
+    "perishable_token",
+    # has_secure_token's default column, and the usual names of stored API credentials.
+    "token",
+    "api_key",
+    "api_token",
+    "access_token",
+    "refresh_token",
+)
+"""Columns redacted unless a mapping says otherwise (``columns.redacted``, docs/mapping.md).
+
+audited 5.8.0 redacts nothing by default: its ``redacted:`` option is opt-in per model, and
+``Audited.ignored_attributes`` holds only ``lock_version`` and timestamps; so a Rails app that audits
+its users writes their password digest and tokens into ``audited_changes`` as they are. These are
+the columns the common Rails authentication libraries create. Exact names, not patterns: a pattern
+such as ``*_token`` or ``*_digest`` also hides history that is no secret (``email_digest``, a
+newsletter setting; ``page_token``) from every reader of the timeline, while a secret column this
+list misses is one line of a team's own mapping.
+"""
+
+
 @frozen
 class ActorConfig:
     """Who the CRM's ``user_type`` names, and the display names used when no SSO user can be shown."""
@@ -44,7 +88,8 @@ class ColumnsConfig:
 
     labels: Mapping[str, str] = field(factory=dict)
     ignored: tuple[str, ...] = ("created_at", "updated_at")
-    redacted: tuple[str, ...] = ()
+    redacted: tuple[str, ...] = SECRET_COLUMNS
+    """Columns shown as the marker; ``SECRET_COLUMNS`` unless the mapping names its own (``[]``: none)."""
     redaction_marker: str = "[REDACTED]"
     redaction_values: tuple[str, ...] = ("[REDACTED]",)
     """What audited wrote in place of a redacted column (its ``redaction_value`` option)."""
