@@ -14,7 +14,9 @@ raises out of ``prepare`` or ``transform``: a bad row becomes a ``Failed`` outco
 from __future__ import annotations
 
 import datetime as dt
+import traceback
 from collections.abc import Iterable, Sequence
+from pathlib import PurePath
 
 import attrs
 from attrs import frozen
@@ -244,7 +246,7 @@ class Transformer:
         except AuditedChangesError as exc:
             detail = f"{exc.reason}: {exc}"
         except Exception as exc:  # a loader bug must not take the page down with it
-            detail = f"unexpected {type(exc).__name__}: {exc}"
+            detail = _bug(exc)
         return None, Failed(row.id, reasons.MALFORMED_AUDITED_CHANGES, detail)
 
     def _run(
@@ -497,4 +499,17 @@ def _audit_id(row: object) -> int:
 
 
 def _unexpected(row: object, exc: Exception) -> Failed:
-    return Failed(_audit_id(row), reasons.INVALID_AUDIT_ROW, f"unexpected {type(exc).__name__}: {exc}")
+    return Failed(_audit_id(row), reasons.INVALID_AUDIT_ROW, _bug(exc))
+
+
+def _bug(exc: Exception) -> str:
+    """``unexpected KeyError in lookup (rules.py:42)``: the error's type and where it was raised.
+
+    Not its message: a bug's message may quote what it met, a value of the row (``KeyError:
+    'hunter2'``), and a failure's detail reaches ``--outcomes`` files, ``explain`` and logs.
+    """
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return f"unexpected {type(exc).__name__}"
+    last = frames[-1]
+    return f"unexpected {type(exc).__name__} in {last.name} ({PurePath(last.filename).name}:{last.lineno})"

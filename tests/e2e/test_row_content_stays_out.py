@@ -16,10 +16,14 @@ from click.testing import CliRunner
 from crm_audit_adapters.cli import cli, exit_codes
 from crm_audit_adapters.files import FileFormatError, read_audit_rows
 from crm_audit_adapters.files.audit_fields import record_row
-from crm_audit_adapters.files.directories import read_sso_directory
-from crm_audit_adapters.http.errors import on_domain_error
+from crm_audit_adapters.files.directories import parse_contact_line, read_sso_directory
+from crm_audit_adapters.files.psql_csv import split_record
+from crm_audit_adapters.http.errors import ApiError, on_domain_error, on_unexpected
+from crm_audit_adapters.http.records import parse_body
 from crm_audit_transform.config import load_default_config
 from crm_audit_transform.domain import Failed
+from crm_audit_transform.errors import BadEncoding, MalformedYaml
+from crm_audit_transform.loading import load_audited_changes
 from crm_audit_transform.transformer import Transformer
 from support.corpus_account import company_sso_id, contact_docs, dump_jsonl, sso_docs
 from support.corpus_world import CORPUS
@@ -132,6 +136,38 @@ class TestTheServerLog:
         assert SECRET not in logged + bytes(answer.body).decode()
 
 
+class TestTheServerLogOfABug:
+    def test_a_500_logs_frames_and_types_but_no_message(self, caplog: Any) -> None:
+        """An unexpected error's ERROR line holds its type and frames, and its cause's, not their
+        messages; before, the whole traceback with each message (``KeyError: 'hunter2-s3cret'``)."""
+
+        def lookup(changes: dict[str, int]) -> int:
+            return changes[SECRET]
+
+        try:
+            try:
+                lookup({})
+            except KeyError as exc:
+                raise RuntimeError(f"cannot map password={SECRET}") from exc
+        except RuntimeError as exc:
+            bug = exc
+
+        class Request:
+            method = "POST"
+
+            class url:
+                path = "/private/activity_logs/crm_migration/migrate"
+
+        with caplog.at_level(logging.ERROR, logger="crm_audit_adapters.http"):
+            answer = asyncio.run(on_unexpected(Request(), bug))  # type: ignore[arg-type]
+        assert answer.status_code == 500
+        logged = "\n".join(caplog.text.splitlines() + [record.getMessage() for record in caplog.records])
+        assert "builtins.RuntimeError (message left out)" in logged
+        assert "builtins.KeyError (message left out)" in logged
+        assert "in lookup" in logged  # the frame that raised
+        assert SECRET not in logged + bytes(answer.body).decode()
+
+
 class TestAuditedChangesDetails:
     @pytest.mark.parametrize(
         ("changes", "where"),
@@ -159,3 +195,81 @@ class TestAuditedChangesDetails:
         assert prepared.problem.reason == "malformed_audited_changes"
         assert f"malformed YAML at {where}" in prepared.problem.detail
         assert SECRET not in prepared.problem.detail
+
+
+class TestPurePythonParserMessages:
+    @pytest.mark.parametrize(
+        ("changes", "message"),
+        [
+            (
+                f"--- !{SECRET}!x\na: 1\n",
+                "malformed YAML at line 1, column 5: while parsing a node found undefined tag handle",
+            ),
+            (
+                f'---\na: "\\{SECRET}"\n',
+                "malformed YAML at line 2, column 6: while scanning a double-quoted scalar found unknown"
+                " escape character",
+            ),
+            (
+                f"---\na: `{SECRET}\n",
+                "malformed YAML at line 2, column 4: while scanning for the next token found character"
+                " that cannot start any token",
+            ),
+            (
+                f"---\na: |{SECRET}\n  b\n",
+                "malformed YAML at line 2, column 5: while scanning a block scalar expected chomping or"
+                " indentation indicators, but found another character",
+            ),
+            (
+                f'---\na: "\\u{SECRET}"\n',
+                "malformed YAML at line 2, column 7: while scanning a double-quoted scalar expected escape"
+                " sequence of 4 hexadecimal numbers, but found another character",
+            ),
+            (
+                f"---\na: \x07{SECRET}\n",
+                "not YAML-readable text: special characters are not allowed (offset 7)",
+            ),
+        ],
+    )
+    def test_a_scanner_message_names_the_fault_not_the_text(self, changes: str, message: str) -> None:
+        """The pure-Python parser (no libyaml) quoted the character, escape or tag handle it met
+        (``found undefined tag handle '!hunter2-s3cret!'``); now its message is the fault, as libyaml's."""
+        with pytest.raises((MalformedYaml, BadEncoding)) as caught:
+            load_audited_changes(changes, backend="python")
+        assert str(caught.value) == message
+        assert SECRET not in str(caught.value)
+        assert repr(SECRET[0]) not in str(caught.value)
+
+
+class TestFileParserMessages:
+    def test_a_csv_record_names_the_stray_characters_place_not_the_character(self) -> None:
+        """A psql CSV field followed by anything but a comma is named by its field; before, the
+        character was quoted (``unexpected 'h' in field 2``)."""
+        with pytest.raises(FileFormatError) as caught:
+            split_record("a.csv", 3, f'1,"x"{SECRET},z'.encode())
+        assert str(caught.value) == "a.csv, line 3: field 2 is followed by a character other than a comma"
+        assert repr(SECRET[0]) not in str(caught.value)
+
+    @pytest.mark.parametrize(
+        ("operand", "kind"),
+        [
+            ({"$date": SECRET}, "a malformed $-operator (ValueError)"),
+            ({"$oid": SECRET}, "a malformed $-operator (InvalidId)"),
+            ({"$numberLong": SECRET}, "a malformed $-operator (ValueError)"),
+        ],
+    )
+    def test_a_contact_lines_malformed_operator_is_named_by_kind(self, operand: object, kind: str) -> None:
+        """A contacts file's malformed ``$``-operator names its kind of fault; before, the first 60
+        characters of the decoder's message, which quoted the operand (``time data 'hunter2…'``)."""
+        raw = json.dumps({"_id": "c1", "crm_data": {"id": 1}, "created_at": operand}).encode()
+        with pytest.raises(FileFormatError) as caught:
+            parse_contact_line("c.jsonl", 2, raw)
+        assert str(caught.value) == f"c.jsonl, line 2: not (Extended) JSON: {kind}"
+
+    def test_an_http_body_with_a_malformed_operator_is_refused_without_its_text(self) -> None:
+        """The HTTP adapter's 400 ``MALFORMED_BODY`` reads bodies with the same reader."""
+        body = json.dumps({"records": [{"timestamp": {"$date": SECRET}}]}).encode()
+        with pytest.raises(ApiError) as caught:
+            parse_body(body)
+        assert caught.value.status == 400
+        assert SECRET not in str(caught.value.message)

@@ -380,7 +380,7 @@ class TestCsv:
             ((",".join(AUDIT_COLUMNS), '1,1,Crm::Person,,,,,,create,"---\nopen'), "unterminated", 2),
             (
                 (",".join(AUDIT_COLUMNS), '1,1,Crm::Person,,,,,,cre"at"e,,,,,,2019-01-01 00:00:00'),
-                "unexpected",
+                "followed by a character other than a comma",
                 2,
             ),
             (

@@ -118,13 +118,16 @@ class TestRunningAChain:
         assert ran == []
 
     def test_a_stage_that_raises_fails_only_its_row(self) -> None:
-        """A stage's exception becomes its row's failure (invalid_audit_row), never the page's."""
+        """A stage's exception becomes its row's failure (invalid_audit_row), never the page's; the
+        detail names the exception's type and place, not its message (it may quote the row)."""
 
         def broken(draft: RowDraft) -> Rejection | None:
-            raise RuntimeError("boom")
+            raise RuntimeError(f"boom: {draft.row.audited_changes}")
 
         outcome = outcome_of(RuleChain.from_config(CONFIG).inserting(Stage("broken", broken), before="actor"))
-        assert outcome == Failed(10, "invalid_audit_row", "unexpected RuntimeError: boom")
+        line = broken.__code__.co_firstlineno + 1
+        detail = f"unexpected RuntimeError in broken (test_rule_chain.py:{line})"
+        assert outcome == Failed(10, "invalid_audit_row", detail)
 
     def test_a_chain_that_sets_no_category_fails_the_row(self) -> None:
         """A replacement that never sets the category fails the row, naming what is unset."""

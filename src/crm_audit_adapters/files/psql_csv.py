@@ -275,5 +275,9 @@ def _split(path: PathLike, number: int, text: str) -> list[str | None]:
         if position == end:
             return fields
         if text[position] != ",":
-            raise FileFormatError(path, number, f"unexpected {text[position]!r} in field {len(fields)}")
+            # The character is the line's text: the field is named instead (docs/files.md). No
+            # offset: where a malformed quote ends depends on how the field is scanned.
+            raise FileFormatError(
+                path, number, f"field {len(fields)} is followed by a character other than a comma"
+            )
         position += 1

@@ -4,12 +4,13 @@ A 503 answers a dependency that is down or refuses the service's own configurati
 database password): the client is told to retry later, and the server log says why, at WARNING
 (outage) or ERROR (configuration), through the ``crm_audit_adapters.http`` logger. Messages are
 secret-free at their source (``redaction.scrub``), and the app factory adds a ``ScrubbingFilter``
-to that logger as well.
+to that logger as well. An unexpected error (500) is logged with its frames and types, not its message.
 """
 
 from __future__ import annotations
 
 import logging
+import traceback
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -134,8 +135,29 @@ async def on_http_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.error("500 for %s %s", request.method, request.url.path, exc_info=exc)
+    """500 ``INTERNAL``, logged (ERROR) with the error's frames and types: ``_frames``."""
+    log.error("500 for %s %s: %s", request.method, request.url.path, _frames(exc))
     return envelope(500, "INTERNAL", "internal error")
+
+
+def _frames(exc: BaseException) -> str:
+    """Where ``exc`` and the errors it came from were raised: each one's type and traceback (file,
+    line, function, source line), never its message.
+
+    An unexpected error is a bug, and its message may quote what it met — a value of a row (a
+    ``KeyError`` of a column, a driver's ``ValueError`` quoting a field) — which the logger's filter
+    does not know to scrub (it scrubs configured secrets). Frames come from the code; logging's own
+    traceback shows no locals either, but prints each message, so it is not used.
+    """
+    parts: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        frames = "".join(traceback.format_tb(current.__traceback__))
+        parts.append(f"{type(current).__module__}.{type(current).__qualname__} (message left out)\n{frames}")
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    return "\ncoming from:\n".join(parts).rstrip()
 
 
 HANDLERS = {

@@ -10,6 +10,7 @@ Parser errors become the library's own: reader errors (forbidden characters, bad
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 import yaml
@@ -36,6 +37,23 @@ _BREAKS = "\r\n\x85\u2028\u2029"
 _BLANKZ = "\0 \t" + _BREAKS
 _WORD = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-_"
 _TAG_URI = _WORD + ";/?:@&=+$.%!~*'()"  # libyaml's URI characters; a verbatim tag adds ",[]"
+
+# PyYAML's pure scanner quotes what it met in the row after "found" (a character, an escape), and
+# its parser a tag handle (any length: it can carry a value); libyaml's messages quote nothing. A
+# message names the fault, and the line and column name the place (as the loader's other errors).
+_QUOTED = r"""(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")"""
+_SCANNER_FOUND = re.compile(rf"\b(found(?: character| unknown escape character)?) {_QUOTED}")
+_TAG_HANDLE = re.compile(rf"\b(tag handle) {_QUOTED}")
+
+
+def _row_text_left_out(exc: yaml.MarkedYAMLError, message: str) -> str:
+    """``message`` without the row text PyYAML quoted in it (the parser's token names are kept)."""
+    if isinstance(exc, ScannerError):
+        message = _SCANNER_FOUND.sub(
+            lambda found: "found another character" if found[1] == "found" else found[1], message
+        )
+    return _TAG_HANDLE.sub(r"\1", message)
+
 
 Backend = Literal["auto", "compiled", "libyaml", "python"]
 """``auto`` takes the compiled builder, then libyaml when PyYAML was built with it, else the
@@ -166,7 +184,7 @@ class _PythonParser(Reader, Scanner, Parser):
             raise ScannerError(
                 "while scanning a block scalar",
                 start_mark,
-                f"expected chomping or indentation indicators, but found {self.peek()!r}",
+                "expected chomping or indentation indicators, but found another character",
                 self.get_mark(),
             )
         return chomping, increment
@@ -293,7 +311,7 @@ def utf8_checked(text: str) -> bytes:
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise BadEncoding(f"text that cannot be UTF-8: {exc}") from None
+        raise BadEncoding(f"text that cannot be UTF-8: a lone surrogate at offset {exc.start}") from None
 
 
 def parse(text: str, limits: LoaderLimits, backend: Backend) -> tuple[bool, Any]:
@@ -329,12 +347,14 @@ def parse(text: str, limits: LoaderLimits, backend: Backend) -> tuple[bool, Any]
         source = factory(text)  # the pure reader already checks characters here
         return build(source, limits)
     except yaml.reader.ReaderError as exc:
-        raise BadEncoding(f"not YAML-readable text: {exc}") from None
+        # Its str() names the character's code; the offset and the reason say enough.
+        raise BadEncoding(f"not YAML-readable text: {exc.reason} (offset {exc.position})") from None
     except yaml.MarkedYAMLError as exc:
         if "maximum nesting" in (exc.problem or ""):  # libyaml's own cap (1000) met first
             raise LimitExceeded("nesting depth", limits.max_depth, None) from None
         mark = exc.problem_mark or exc.context_mark
         message = " ".join(part for part in (exc.context, exc.problem) if part) or type(exc).__name__
+        message = _row_text_left_out(exc, message)
         if mark is None:
             raise MalformedYaml(message) from None
         raise MalformedYaml(message, mark.line + 1, mark.column + 1) from None
