@@ -25,6 +25,38 @@ class TestBootstrap:
             assert "_pg" not in vars(runtime)
             assert "sso" not in vars(runtime)
 
+    def test_a_ctrl_c_in_one_closer_ends_that_closer_not_the_close(self) -> None:
+        """A Ctrl-C while the runtime closes (after the work was done) leaves no exception, and the
+        closers after it still run; before, the KeyboardInterrupt left ``__exit__`` and a completed
+        run ended as interrupted (exit 130)."""
+        closed: list[str] = []
+
+        def interrupted() -> None:
+            raise KeyboardInterrupt
+
+        try:
+            with build_runtime(Settings(mongo_uri="mongomock://")) as runtime:
+                assert runtime.service.status("company-x").status == NOT_STARTED
+                # Closers run last opened first: the session's close after the interrupted one.
+                runtime._closers.extend([lambda: closed.append("session"), interrupted])
+        except KeyboardInterrupt:
+            pytest.fail("the Ctrl-C in a closer left the runtime's close")
+        assert closed == ["session"]
+
+    def test_a_ctrl_c_that_interrupted_the_work_still_ends_it_interrupted(self) -> None:
+        """The KeyboardInterrupt that left the ``with`` block goes on after the close."""
+        closed: list[str] = []
+        runtime = build_runtime(Settings(mongo_uri="mongomock://"))
+        runtime._closers.append(lambda: closed.append("session"))
+
+        def interrupted_work() -> None:
+            with runtime:
+                raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            interrupted_work()
+        assert closed == ["session"]
+
     def test_an_embedding_service_plugs_in_its_own_rule_chain(self) -> None:
         """``rule_chain=`` receives the mapping config and its chain is the one the service runs."""
         seen: list[MappingConfig] = []

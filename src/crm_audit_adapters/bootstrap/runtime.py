@@ -286,9 +286,17 @@ class Runtime:
         )
 
     def close(self) -> None:
+        """Close what the runtime opened, the last opened first; best effort, nothing to report.
+
+        A Ctrl-C (``KeyboardInterrupt``) during one closer — a client's socket, a session, a wait —
+        ends that closer, not the close: the others are still closed and ``close`` returns, so a
+        command whose work was done ends as it did (a completed run as completed, not exit 130), as
+        the page pool's own close does with its waits. A command that a Ctrl-C interrupted still
+        ends interrupted: that ``KeyboardInterrupt`` is the one ``__exit__`` was given, and it goes on.
+        """
         while self._closers:
             closer = self._closers.pop()
-            with contextlib.suppress(Exception):  # closing is best effort; nothing to report
+            with contextlib.suppress(Exception, KeyboardInterrupt):
                 closer()
 
     def __enter__(self) -> Runtime:
