@@ -117,3 +117,37 @@ def test_errors_that_may_pass_are_still_retried_or_unavailable(errors_dsn: str) 
     with session_of(errors_dsn, waits) as session, pytest.raises(SourceUnavailable) as refused:
         session.run(lambda conn: conn.execute("CREATE TABLE acme.intruder (id int)"))
     assert isinstance(refused.value.__cause__, pg_errors.ReadOnlySqlTransaction)
+
+
+def test_a_prepared_page_after_the_tables_ddl_is_tried_again_and_passes(errors_dsn: str) -> None:
+    """psycopg prepares a query after its fifth run; a deploy that then alters a column the page
+    returns (``comment`` varchar → text) makes that prepared statement fail once, 0A000 "cached plan
+    must not change result type", and the same query passes on the next attempt. It was
+    ``SourceQueryFailed`` at once (a Celery task failed, the run exited 7) for a change no one needs
+    to fix."""
+    with psycopg.connect(errors_dsn, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA deploy; CREATE TABLE deploy.audits (LIKE acme.audits INCLUDING ALL)")
+        conn.execute("INSERT INTO deploy.audits SELECT * FROM acme.audits")
+    waits: list[float] = []
+    with session_of(errors_dsn, waits) as session:
+        source = PostgresAuditSource(session)
+        for _ in range(6):  # past psycopg's prepare threshold (5)
+            rows = source.page("deploy", SCOPE, after_id=0, cutoff=CUTOFF, limit=10)
+            assert [row.id for row in rows] == [1]
+        with psycopg.connect(errors_dsn, autocommit=True) as conn:
+            conn.execute("ALTER TABLE deploy.audits ALTER COLUMN comment TYPE text")
+        rows = source.page("deploy", SCOPE, after_id=0, cutoff=CUTOFF, limit=10)
+    assert [row.id for row in rows] == [1]
+    assert len(waits) == 1  # the one attempt its stale plan failed
+
+
+def test_a_feature_not_supported_every_attempt_meets_is_still_bad_input(errors_dsn: str) -> None:
+    """A 0A000 that is not a stale plan fails each attempt alike: ``SourceQueryFailed`` after the last."""
+    waits: list[float] = []
+    with (
+        session_of(errors_dsn, waits) as session,
+        pytest.raises(SourceQueryFailed, match="SQLSTATE 0A000") as failed,
+    ):
+        session.run(lambda conn: conn.execute("SELECT DISTINCT relname FROM pg_class FOR UPDATE").fetchall())
+    assert len(waits) == 2
+    assert isinstance(failed.value.__cause__, pg_errors.FeatureNotSupported)

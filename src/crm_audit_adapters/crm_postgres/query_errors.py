@@ -6,7 +6,9 @@ A dropped connection, a statement timeout, a deadlock, a server out of memory or
 ``SourceUnavailable``, which Celery retries too. The classes below fail the same query the same way
 on every attempt — a value the query cannot convert, a column or function that is not there — so
 they were retried for nothing, a Celery task for up to an hour, as an outage. A class not listed
-keeps that behaviour: retrying what might pass is the safe side.
+keeps that behaviour: retrying what might pass is the safe side. A 0A000 is tried again on a new
+connection first (``ReadOnlySession``: a prepared statement's stale plan after the table's DDL), and
+is ``SourceQueryFailed`` only after the last attempt.
 """
 
 from __future__ import annotations

@@ -260,8 +260,13 @@ class ReadOnlySession:
 
     def _discarding(self, exc: BaseException) -> bool:
         """A dropped connection or a timeout (``OperationalError``): drop the connection, try again;
-        not an error of a class no retry changes (``query_errors``: a routine's exception, a limit)."""
-        if isinstance(exc, psycopg.OperationalError) and query_failed(exc) is None:
+        not an error of a class no retry changes (``query_errors``: a routine's exception, a limit).
+        A ``feature_not_supported`` (0A000) is tried again on a new connection too: it is how a
+        statement psycopg prepared fails once the table's DDL changed its result ("cached plan must
+        not change result type", a column's type altered by a deploy), which the next attempt,
+        without that plan, passes; one that does not pass is ``SourceQueryFailed`` after the last."""
+        retried = isinstance(exc, psycopg.OperationalError) and query_failed(exc) is None
+        if retried or isinstance(exc, psycopg.errors.FeatureNotSupported):
             self._discard()
             return True
         return False
