@@ -3,7 +3,7 @@ until it is handed back to the run loop (``Page``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from typing import Any, Final, TypeAlias
 
@@ -13,6 +13,7 @@ from crm_audit_transform.ports import AuditPageIds
 from crm_audit_transform.transformer import PageResult, PreparedRow
 from crm_audit_transform.usecases.pages import PageSpan
 
+from .read_ahead import ReadAhead, reads_from_threads
 from .wire import WirePage
 
 __all__ = ["NO_PLAN", "Feed", "Item", "Page", "Plan", "Whole", "done"]
@@ -74,10 +75,13 @@ class Feed:
     before it are written. Without it a bad line read ahead lost the pages before it.
     """
 
-    __slots__ = ("error", "more", "reads", "sent", "seq", "source")
+    __slots__ = ("_ahead", "error", "more", "reads", "sent", "seq", "source")
 
     def __init__(self, pages: Iterable[Item], reads: AuditPageIds | None = None) -> None:
-        self.source = iter(pages)
+        source = iter(pages)
+        # Spans of a source that may be read from two threads are read ahead (``read_ahead``).
+        self._ahead = ReadAhead(source) if reads is not None and reads_from_threads(reads) else None
+        self.source: Iterator[Item] = source if self._ahead is None else self._ahead
         self.reads = reads
         self.seq = 0
         self.sent = 0
@@ -97,6 +101,11 @@ class Feed:
                 return self.seq - 1, rows
             self.more = False
         return None
+
+    def close(self) -> None:
+        """Stop reading ahead, if this feed does (the run has ended)."""
+        if self._ahead is not None:
+            self._ahead.close()
 
     def fail(self, error: Exception) -> None:
         """End the feed at a read that raised ``error``, raised after the pages before it."""

@@ -315,6 +315,7 @@ class ProcessPagePipeline:
                 yield TransformedPage(head.row_ids(), result)
         finally:
             pages.cancel()
+            feed.close()
 
     def _start(
         self,
