@@ -363,15 +363,21 @@ class TestOverPostgresAndMongo:
         self, crm_dsn: str, pool: ProcessPagePipeline
     ) -> None:
         """Over PostgreSQL the pool reads each next page's ids ahead, in its ``page-reads`` thread,
-        not in the runner's main thread (which writes and transforms meanwhile); the run writes
-        what one process writes."""
+        not in the runner's main thread (which writes and transforms meanwhile), and the rows of the
+        runner's own pages over a connection of their own (the source's span reader), never the
+        one the ids are read on; the run writes what one process writes."""
 
         threads: set[str] = set()
+        spans_read: list[PageSpan] = []
 
         class NotingPageIds(PostgresAuditSource):
             def page_ids(self, *args: Any, **kwargs: Any) -> Sequence[int]:
                 threads.add(threading.current_thread().name)
                 return super().page_ids(*args, **kwargs)
+
+            def span_rows(self, span: PageSpan) -> Sequence[AuditRow]:
+                spans_read.append(span)
+                return super().span_rows(span)
 
         def migrate(pipeline: ProcessPagePipeline | None) -> tuple[Any, ...]:
             session = ReadOnlySession.from_dsn(crm_dsn)
@@ -389,6 +395,7 @@ class TestOverPostgresAndMongo:
         threads.clear()
         assert migrate(pool) == one
         assert threads == {"page-reads"}
+        assert spans_read == []
 
 
 class TestLogsEncodedByTheWorkers:
