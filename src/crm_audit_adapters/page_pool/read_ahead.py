@@ -3,11 +3,12 @@
 With ``--workers`` on PostgreSQL the runner reads each page's ids (a unit of work of four round
 trips: ``BEGIN READ ONLY``, its settings, the keyset query, ``COMMIT``) before it hands the page to
 a worker or takes it itself. Read where it is needed, that wait was the runner's: a seventh of its
-main thread's wall time in a traced 100k run (benchmarks/RESULTS.md, issue 15 goal 2, "the
-runner's reads"), time in which it neither wrote nor transformed. A thread reads the next spans
-instead while the runner works (the query waits off the GIL), at most ``depth`` of them, so the
-memory stays flat. Only for a source that may be read from two threads at once
-(``reads_from_threads``): its own pages' rows are read by the runner's main thread meanwhile.
+main thread's wall time in a traced, loaded 100k run (benchmarks/RESULTS.md, issue 15 goal 2, "the
+pool's CPU by step, and its reads"), time in which it neither wrote nor transformed. A thread reads
+the next spans instead while the runner works (the query waits off the GIL), at most ``depth`` of
+them, so the memory stays flat. Only for a source that may be read from two threads at once
+(``reads_from_threads``): the runner's main thread reads its own pages' rows meanwhile
+(``in_flight.Feed``).
 """
 
 from __future__ import annotations
