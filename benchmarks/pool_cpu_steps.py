@@ -1,20 +1,24 @@
 """Where a ``--workers 2`` run's CPU goes, by process and by step, against one process's.
 
     .venv/bin/python benchmarks/pool_cpu_steps.py --dsn DSN --rows 100000 \
-        --stages end_to_end,end_to_end_workers_early [--repeat 2] [--rate 200]
+        --stages end_to_end,end_to_end_workers_early [--repeat 2] [--rate 200] [--idle] [--keep DIR]
 
 Runs each stage of ``scale_stages.py`` (``bench_<rows>`` loaded by ``run_scale.py --reuse`` or
-``generate.py``) in a fresh process under ``py-spy record --subprocesses --nonblocking`` (py-spy on
-``PATH`` or beside this interpreter; not a dependency of the package), then sorts every sample of
-each process (the runner, each worker; the fork server's and py-spy's own are left out) into a step,
-by the innermost frame of its stack that names one (``STEPS``): reading rows, loading
-(``Transformer.prepare``), lookups, the rules, encoding the logs, packing a worker's page, sending
-and receiving pages and results, the executor's threads, writing, saving the cursor. A step's
-seconds are its share of the process's samples times the process's CPU seconds as the stage
-measured them (``/proc``), so the columns add up to what ``run_scale.py`` reports. The PostgreSQL
-server's CPU is the stage's ``server_cpu_seconds``.
+``generate.py``) in a fresh process under ``py-spy record --subprocesses --threads --nonblocking``
+(py-spy on ``PATH`` or beside this interpreter: a profiler installed by hand, not a dependency),
+then sorts every sample of each process (the runner, each worker; the fork server's and the
+resource tracker's are left out) into a step, by the innermost frame of its stack that names one
+(``STEPS``): reading rows or page ids, loading (``Transformer.prepare``), lookups, the rules,
+encoding the logs, packing and unpacking a worker's page, sending and receiving on the pipes
+(pickling included), the executor's other thread work, writing, saving the cursor; ``other`` is
+the rest (freeing a page's objects, the collector, the loop's own lines). A step's seconds are its
+share of the process's samples times the process's CPU seconds as the stage measured them
+(``/proc``; the runner's are its loop's, so its main thread is counted inside ``RunLoop.run``
+only), so the columns add up to what ``run_scale.py`` reports. The PostgreSQL server's CPU is the
+stage's ``server_cpu_seconds``. With ``--idle`` every thread is sampled, waiting or not: each
+main thread's wall seconds by step (what it waits for), at ``--rate`` samples a second.
 
-Sampling adds its own cost (a few per cent at 200 Hz, ``--nonblocking`` never stops the process):
+Sampling adds its own cost (a few per cent at 200 Hz; ``--nonblocking`` never stops the process):
 read the shares, not the speed, and compare stages of one run.
 """
 
@@ -54,18 +58,25 @@ STEPS: tuple[tuple[str, str], ...] = (
     ("RunLoop._steps", "cut steps"),
     ("RunLoop._save", "save cursor"),
     ("RunLoop._finish", "save cursor"),
-    ("RunPages.send", "send pages"),
+    ("RunPages.send", "hand pages out"),
     ("RunPages.look_up", "look up (runner)"),
     ("RunPages.result", "wait for a worker"),
     ("RunPages.look_up_own", "wait for a worker"),
-    ("_sendback_result", "send result"),
-    ("_process_worker", "receive task"),
-    ("_ExecutorManagerThread.run", "executor threads"),
-    ("Queue._feed", "executor threads"),
+    ("_ConnectionBase.send", "send (pickle, write a pipe)"),
+    ("_ConnectionBase.send_bytes", "send (pickle, write a pipe)"),
+    ("ForkingPickler.dumps", "send (pickle, write a pipe)"),
+    ("_ConnectionBase.recv", "receive (read a pipe, unpickle)"),
+    ("_ConnectionBase.recv_bytes", "receive (read a pipe, unpickle)"),
+    ("Queue.get", "receive (read a pipe, unpickle)"),
+    ("_ExecutorManagerThread", "executor threads (other)"),
+    ("Queue._feed", "executor threads (other)"),
+    ("_process_worker", "task (other)"),
     ("Starting", "worker start"),
     ("start (crm_audit_adapters/page_pool/worker.py", "worker start"),
     ("begin (crm_audit_adapters/page_pool/worker.py", "worker start"),
 )
+LOOP = "RunLoop.run "
+"""The runner's main thread is counted inside the run loop only (its CPU seconds are the loop's)."""
 PROCESS = re.compile(r'process (?P<pid>\d+):"(?P<command>[^"]*)";')
 """A process frame: its command line may hold ``;`` (the fork server's ``-c`` code), never ``"``."""
 THREAD = re.compile(r"^thread \(\d+\)(?:: (?P<name>.*))?$")
@@ -98,9 +109,9 @@ def samples(raw: Path) -> dict[int, tuple[str, Counts]]:
         stack, _, count = line.rpartition(" ")
         if not count.isdigit():
             continue
-        pid, command, thread = 0, "", ""
+        pid, command, thread, depth = 0, "", "", 0
         while (process := PROCESS.match(stack)) is not None:
-            pid, command = int(process["pid"]), process["command"]
+            pid, command, depth = int(process["pid"]), process["command"], depth + 1
             stack = stack[process.end() :]
         frames = stack.split(";")
         if frames and (named := THREAD.match(frames[0])) is not None:
@@ -109,7 +120,9 @@ def samples(raw: Path) -> dict[int, tuple[str, Counts]]:
         if not pid:
             continue
         entry = per.setdefault(pid, (command, collections.Counter()))
-        entry[1][(thread, step_of(frames))] += int(count)
+        # The runner (the first process) is counted in its loop only: its CPU seconds are the loop's.
+        inside = depth > 1 or thread != "MainThread" or any(frame.startswith(LOOP) for frame in frames)
+        entry[1][(thread, step_of(frames) if inside else "outside the loop")] += int(count)
     return per
 
 
@@ -133,6 +146,7 @@ def account(stage: str, args: argparse.Namespace, py_spy: str) -> dict[str, Any]
         if args.keep:
             args.keep.mkdir(parents=True, exist_ok=True)
             shutil.copy(raw, args.keep / f"{stage}-{int(time.time())}.txt")
+    rate = args.rate if args.idle else None
     runner_cpu = float(result["cpu_seconds"])
     worker_cpu = [float(cpu) for cpu in result.get("worker_cpu_seconds") or []]
     runner_pid = min(per)  # the stage's own process starts first
@@ -147,24 +161,26 @@ def account(stage: str, args: argparse.Namespace, py_spy: str) -> dict[str, Any]
         "server_cpu_seconds": result.get("server_cpu_seconds"),
         "load": round(os.getloadavg()[0], 2),
         "idle_sampled": args.idle,
-        "runner": _spread(per[runner_pid][1], runner_cpu, args.idle),
+        "runner": _spread(per[runner_pid][1], runner_cpu, rate),
     }
     for index, (pid, cpu) in enumerate(zip(others, worker_cpu, strict=False)):
-        report[f"worker{index}"] = _spread(per[pid][1], cpu, args.idle)
+        report[f"worker{index}"] = _spread(per[pid][1], cpu, rate)
     return report
 
 
-def _spread(counts: Counts, cpu: float, idle: bool) -> dict[str, Any]:
+def _spread(counts: Counts, cpu: float, rate: int | None) -> dict[str, Any]:
     """The process's CPU seconds split by its samples' steps, largest first, and by thread; with
-    ``idle`` (every thread sampled, waiting or not) seconds of wall time at ``--rate`` instead."""
+    ``rate`` (``--idle``: every thread sampled, waiting or not) each thread's wall seconds at that
+    many samples a second instead, and the main thread's by step."""
+    counts = collections.Counter({key: n for key, n in counts.items() if key[1] != "outside the loop"})
     total = sum(counts.values()) or 1
     steps: collections.Counter[str] = collections.Counter()
     threads: collections.Counter[str] = collections.Counter()
     for (thread, step), count in counts.items():
         steps[step] += count
         threads[thread] += count
-    if idle:
-        scale = 1 / RATE[0]
+    if rate:
+        scale = 1 / rate
         main = {step: round(n * scale, 3) for (t, step), n in counts.most_common() if t == "MainThread"}
         return {
             "main_thread_wall": main,
@@ -174,9 +190,6 @@ def _spread(counts: Counts, cpu: float, idle: bool) -> dict[str, Any]:
         "steps": {step: round(cpu * count / total, 3) for step, count in steps.most_common()},
         "threads": {thread: round(cpu * count / total, 3) for thread, count in threads.most_common()},
     }
-
-
-RATE = [200]
 
 
 def main() -> int:
@@ -191,7 +204,6 @@ def main() -> int:
         "--idle", action="store_true", help="sample waiting threads too: the main threads' wall by step"
     )
     args = parser.parse_args()
-    RATE[0] = args.rate
     py_spy = find_py_spy()
     (HERE / "out").mkdir(exist_ok=True)
     for round_ in range(args.repeat):
