@@ -387,6 +387,9 @@ class TestOverPostgresAndMongo:
                 world.users = PostgresUserDirectory(session)  # type: ignore[assignment]
                 world.trigger(date_range_start=SINCE)
                 job = world.run(settings=SETTINGS, pipeline=pipeline).job
+                # The runner's own reads had a connection of their own: the run's is still open.
+                assert session._conn is not None
+                assert not session._conn.closed
             finally:
                 session.close()
             return job.status, job.tally, job.last_audit_id, repr(world.logs.logs)

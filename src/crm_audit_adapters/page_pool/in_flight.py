@@ -3,6 +3,7 @@ until it is handed back to the run loop (``Page``)."""
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from typing import Any, Final, TypeAlias
@@ -86,7 +87,7 @@ class Feed:
         source = iter(pages)
         threads = reads is not None and reads_from_threads(reads)
         self._ahead = ReadAhead(source) if threads else None
-        self._own_reads: SpanReader | None = reads.span_reader() if threads and reads is not None else None
+        self._own_reads = _own_copy(reads.span_reader()) if threads and reads is not None else None
         self.source: Iterator[Item] = source if self._ahead is None else self._ahead
         self.reads = reads
         self.seq = 0
@@ -128,6 +129,13 @@ class Feed:
         """End the feed at a read that raised ``error``, raised after the pages before it."""
         self.more = False
         self.error = error
+
+
+def _own_copy(reader: SpanReader | None) -> SpanReader | None:
+    """``reader`` as a worker gets it (its ``span_reader`` pickles, and a copy opens a connection of
+    its own: ``PostgresSpanReader``), for this process's own pages: the source's session, which the
+    ids are read on, is neither shared nor closed with it."""
+    return None if reader is None else pickle.loads(pickle.dumps(reader))  # noqa: S301 (our own bytes)
 
 
 def done(page: Page) -> bool:
