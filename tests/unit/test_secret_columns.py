@@ -38,7 +38,20 @@ def migrated_changes(transformer: Transformer, action: str, changes: str) -> lis
 
 class TestSecretColumnsByDefault:
     @pytest.mark.parametrize(
-        "column", ["encrypted_password", "password_digest", "reset_password_token", "otp_secret"]
+        "column",
+        [
+            "encrypted_password",
+            "password_digest",
+            "reset_password_token",
+            "otp_secret",
+            "remember_digest",
+            "salt",
+            "otp_secret_key",
+            "direct_otp",
+            "secret",
+            "client_secret",
+            "session_token",
+        ],
     )
     def test_the_shipped_mapping_redacts_a_secret_column_of_every_action(self, column: str) -> None:
         """create, update and destroy of a Devise or has_secure_password column show the marker, never

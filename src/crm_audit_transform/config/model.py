@@ -47,12 +47,31 @@ SECRET_COLUMNS = (
     "persistence_token",
     "single_access_token",
     "perishable_token",
-    # has_secure_token's default column, and the usual names of stored API credentials.
+    # The Rails Tutorial's remember, activation and reset digests (Hartl, chapters 9-12).
+    "remember_digest",
+    "activation_digest",
+    "reset_digest",
+    # Sorcery (lib/generators/sorcery/templates/migration): the salt and its submodules' tokens.
+    "salt",
+    "remember_me_token",
+    "activation_token",
+    # two_factor_authentication: the TOTP secret (and its encrypted_* columns) and the direct code.
+    "otp_secret_key",
+    "encrypted_otp_secret_key",
+    "encrypted_otp_secret_key_iv",
+    "encrypted_otp_secret_key_salt",
+    "direct_otp",
+    # Doorkeeper's application secret, and OAuth clients' by their usual name.
+    "secret",
+    "client_secret",
+    # has_secure_token's default column, and the usual names of stored credentials.
     "token",
     "api_key",
     "api_token",
     "access_token",
     "refresh_token",
+    "auth_token",
+    "session_token",
 )
 """Columns redacted unless a mapping says otherwise (``columns.redacted``, docs/mapping.md).
 
