@@ -39,6 +39,7 @@ from __future__ import annotations
 import datetime as dt
 import pickle
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any, Final, cast
 
 import psycopg
@@ -169,9 +170,10 @@ class PostgresAuditSource:
     ) -> ScopeBounds | None:
         if not scope:
             return None
-        query = _BOUNDS.format(schema=self._session.schema(tenant, "audits"))
         params = (list(scope), _NO_CUTOFF if cutoff is None else naive_utc(cutoff))
-        row = self._session.run(lambda conn: conn.execute(query, params).fetchone())
+        row = self._session.run_checked(
+            tenant, lambda: partial(_fetch_one, self._plain(_BOUNDS, tenant), params)
+        )
         if row is None or not row[3]:
             return None
         min_id, max_id, oldest, count = row
@@ -185,9 +187,10 @@ class PostgresAuditSource:
             raise ValueError(f"page limit must be positive, got {limit}")
         if not scope:
             return ()
-        query = self._query(_PAGE, tenant)
         params = (after_id, list(scope), naive_utc(cutoff), limit, self._page_bytes)
-        rows = self._session.run(lambda conn: _rows(conn, query(conn), params))
+        rows = self._session.run_checked(
+            tenant, lambda: partial(_rows_of, self._query(_PAGE, tenant), params)
+        )
         limit_bytes = self._max_changes_bytes
         return tuple(_audit_row(tenant, row, limit_bytes) for row in rows)
 
@@ -200,19 +203,21 @@ class PostgresAuditSource:
             raise ValueError(f"page limit must be positive, got {limit}")
         if not scope:
             return ()
-        query = _PAGE_IDS.format(schema=self._session.schema(tenant, "audits"))
         params = (after_id, list(scope), naive_utc(cutoff), limit, self._page_bytes)
-        rows = self._session.run(lambda conn: conn.execute(query, params).fetchall())
+        rows = self._session.run_checked(
+            tenant, lambda: partial(_fetch_all, self._plain(_PAGE_IDS, tenant), params)
+        )
         return [row[0] for row in rows]
 
     def span_rows(self, span: PageSpan) -> Sequence[AuditRow]:
         """The span's rows still in its scope, in id order (``ports.AuditPageIds``)."""
         if not span.ids or not span.scope:
             return ()
-        query = self._query(_SPAN, span.tenant)
         ids = list(span.ids)
         params = (ids[0], ids[-1], ids, list(span.scope), naive_utc(span.cutoff))
-        rows = self._session.run(lambda conn: _rows(conn, query(conn), params))
+        rows = self._session.run_checked(
+            span.tenant, lambda: partial(_rows_of, self._query(_SPAN, span.tenant), params)
+        )
         limit_bytes = self._max_changes_bytes
         return tuple(_audit_row(span.tenant, row, limit_bytes) for row in rows)
 
@@ -241,22 +246,30 @@ class PostgresAuditSource:
         """The in-scope ids at the k/parts quantiles (k = 1 … parts-1): ``percentile_disc``."""
         if not scope or parts < 2:
             return ()
-        query = _QUANTILES.format(schema=self._session.schema(tenant, "audits"))
         fractions = [k / parts for k in range(1, parts)]
         params = (fractions, list(scope), _NO_CUTOFF if cutoff is None else naive_utc(cutoff))
-        row = self._session.run(lambda conn: conn.execute(query, params).fetchone())
+        row = self._session.run_checked(
+            tenant, lambda: partial(_fetch_one, self._plain(_QUANTILES, tenant), params)
+        )
         if row is None or row[0] is None:
             return ()
         return tuple(int(i) for i in row[0] if i is not None)
 
     def audit_by_id(self, tenant: str, audit_id: int) -> AuditRow | None:
-        query = self._query(_BY_ID, tenant)
-        row = self._session.run(lambda conn: _cursor(conn).execute(query(conn), (audit_id,)).fetchone())
+        row = self._session.run_checked(
+            tenant, lambda: partial(_row_by_id, self._query(_BY_ID, tenant), audit_id)
+        )
         return None if row is None else _audit_row(tenant, row, self._max_changes_bytes)
+
+    def _plain(self, template: sql.SQL, tenant: str) -> Callable[[psycopg.Connection], sql.Composed]:
+        """``template`` (``_BOUNDS``, ``_PAGE_IDS``, ``_QUANTILES``) for the tenant's checked schema."""
+        query = template.format(schema=self._session.schema(tenant, "audits"))
+        return lambda _conn: query
 
     def _query(self, template: sql.SQL, tenant: str) -> Callable[[psycopg.Connection], sql.Composed]:
         """``template`` (``_PAGE``, ``_SPAN``, ``_BY_ID``) for the tenant, on a connection: the size
-        expression depends on the column's type and the server's encoding (``_changes_size``)."""
+        expression depends on the column's type and the server's encoding (``_changes_size``). Built
+        inside ``ReadOnlySession.run_checked``, so a type a deploy changed is read again."""
         schema = self._session.schema(tenant, "audits")
         changes_type = self._session.audit_changes_type(tenant)
         fetched = self._fetched
@@ -369,6 +382,31 @@ def _cursor(conn: psycopg.Connection, *, unreadable_times: bool = True) -> psyco
         for name, loader in _TIME_LOADERS.items():
             cursor.adapters.register_loader(name, loader)
     return cursor
+
+
+def _fetch_one(
+    query: Callable[[psycopg.Connection], sql.Composed], params: Sequence[Any], conn: psycopg.Connection
+) -> tuple[Any, ...] | None:
+    return conn.execute(query(conn), params).fetchone()
+
+
+def _fetch_all(
+    query: Callable[[psycopg.Connection], sql.Composed], params: Sequence[Any], conn: psycopg.Connection
+) -> list[tuple[Any, ...]]:
+    return conn.execute(query(conn), params).fetchall()
+
+
+def _row_by_id(
+    query: Callable[[psycopg.Connection], sql.Composed], audit_id: int, conn: psycopg.Connection
+) -> tuple[Any, ...] | None:
+    row: tuple[Any, ...] | None = _cursor(conn).execute(query(conn), (audit_id,)).fetchone()
+    return row
+
+
+def _rows_of(
+    query: Callable[[psycopg.Connection], sql.Composed], params: Sequence[Any], conn: psycopg.Connection
+) -> list[tuple[Any, ...]]:
+    return _rows(conn, query(conn), params)
 
 
 def _rows(conn: psycopg.Connection, query: sql.Composed, params: Sequence[Any]) -> list[tuple[Any, ...]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import pickle
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -102,13 +102,18 @@ class PostgresUserDirectory:
         for template, wanted in asks:
             if not wanted:
                 continue
-            query = template.format(schema=self._session.schema(tenant, "users"), deleted_at=_DELETED_AT)
-            rows = self._session.run(partial(_fetch_all, query, (wanted,)))
+            rows = self._session.run_checked(tenant, partial(self._users, template, tenant, wanted))
             for id_, email, full_name, deleted_at in rows:
                 key = user_id_of(id_)
                 deleted = None if deleted_at is None else aware_utc(deleted_at)
                 found[key] = CrmUser(key, email, full_name, deleted)
         return found
+
+    def _users(
+        self, template: sql.SQL, tenant: str, wanted: list[int | str]
+    ) -> Callable[[psycopg.Connection], list[Any]]:
+        query = template.format(schema=self._session.schema(tenant, "users"), deleted_at=_DELETED_AT)
+        return partial(_fetch_all, query, (wanted,))
 
 
 def _fetch_all(query: sql.Composed, params: tuple[Any, ...], conn: psycopg.Connection) -> list[Any]:
@@ -137,12 +142,16 @@ class PostgresEntityDirectory:
         wanted = sorted({int(i) for i in ids})
         if table is None or not wanted:
             return {}
-        query = _ENTITIES.format(
-            name=table.name,
-            schema=self._session.schema(tenant, table.table),
-            table=sql.Identifier(table.table),
-        )
-        rows = self._session.run(lambda conn: conn.execute(query, (wanted,)).fetchall())
+
+        def prepare() -> Callable[[psycopg.Connection], list[Any]]:
+            query = _ENTITIES.format(
+                name=table.name,
+                schema=self._session.schema(tenant, table.table),
+                table=sql.Identifier(table.table),
+            )
+            return partial(_fetch_all, query, (wanted,))
+
+        rows = self._session.run_checked(tenant, prepare)
         found = {id_: EntityRef(entity_type, id_, name) for id_, name in rows}
         return {i: found.get(i) or EntityRef(entity_type, i, None, exists=False) for i in wanted}
 
@@ -156,11 +165,17 @@ class PostgresPeopleCounter:
         self._session = session
 
     def count_people(self, tenant: str) -> int:
-        query = _PEOPLE.format(schema=self._session.schema(tenant, "crm_people"))
-        row = self._session.run(lambda conn: conn.execute(query).fetchone())
-        return 0 if row is None else int(row[0])
+        rows = self._session.run_checked(
+            tenant, lambda: partial(_fetch_all, self._people(_PEOPLE, tenant), ())
+        )
+        return int(rows[0][0]) if rows else 0
 
     def person_ids(self, tenant: str, *, after_id: int, limit: int) -> Sequence[int]:
-        query = _PEOPLE_IDS.format(schema=self._session.schema(tenant, "crm_people"))
-        rows = self._session.run(lambda conn: conn.execute(query, (after_id, limit)).fetchall())
+        params = (after_id, limit)
+        rows = self._session.run_checked(
+            tenant, lambda: partial(_fetch_all, self._people(_PEOPLE_IDS, tenant), params)
+        )
         return [int(row[0]) for row in rows]
+
+    def _people(self, template: sql.SQL, tenant: str) -> sql.Composed:
+        return template.format(schema=self._session.schema(tenant, "crm_people"))

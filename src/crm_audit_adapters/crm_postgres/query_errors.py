@@ -8,7 +8,9 @@ on every attempt — a value the query cannot convert, a column or function that
 they were retried for nothing, a Celery task for up to an hour, as an outage. A class not listed
 keeps that behaviour: retrying what might pass is the safe side. A 0A000 is tried again on a new
 connection first (``ReadOnlySession``: a prepared statement's stale plan after the table's DDL), and
-is ``SourceQueryFailed`` only after the last attempt.
+is ``SourceQueryFailed`` only after the last attempt. A class 42 met by a query built from the
+tenant's checks is built and run once more after the checks run again (``ReadOnlySession.run_checked``:
+a deploy's DDL since they ran).
 """
 
 from __future__ import annotations

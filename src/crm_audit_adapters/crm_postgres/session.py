@@ -9,7 +9,8 @@ a retry can neither skip nor repeat rows. After the last attempt the driver erro
 ``SourceUnavailable``. A driver error no retry can change is raised at once: a permission denied
 as ``ConnectionRejected``, a data exception, an undefined object or another class of
 ``query_errors.PERMANENT_CLASSES`` as ``SourceQueryFailed`` (exit 7, never retried by Celery); any
-other as ``SourceUnavailable``.
+other as ``SourceUnavailable``. A query built from a tenant's checks (``run_checked``) that meets
+a class 42 error is built and run once more after those checks run again: a deploy's DDL.
 
 A server that refuses the login itself — a wrong password, an unknown user or database, no
 ``pg_hba.conf`` entry — and a DSN libpq cannot parse are configuration, not an outage: the factory
@@ -29,7 +30,13 @@ import psycopg
 from attrs import field, frozen
 from psycopg import sql
 
-from crm_audit_transform.errors import ConfigError, ConnectionRejected, SourceUnavailable, UnknownTenant
+from crm_audit_transform.errors import (
+    ConfigError,
+    ConnectionRejected,
+    SourceQueryFailed,
+    SourceUnavailable,
+    UnknownTenant,
+)
 
 from ..redaction import scrub
 from ..retrying import RetryPolicy, attempts_made
@@ -270,6 +277,29 @@ class ReadOnlySession:
             self._discard()
             return True
         return False
+
+    def run_checked(self, tenant: str, prepare: Callable[[], Callable[[psycopg.Connection], T]]) -> T:
+        """``run(prepare())``, where ``prepare`` builds the work from what this session checked and
+        keeps of the tenant (``schema``, ``audit_changes_type``). A class 42 error (a table, column or
+        function that is not there) may be a deploy's DDL since those checks ran: a table renamed, a
+        column's type changed (text → jsonb makes the size expression built for text fail, 42883, on
+        every later call). So the tenant's checks are forgotten, ``prepare`` runs them again — a
+        table they now refuse is their ``UnknownTenant`` — and the rebuilt work runs once more; a
+        class 42 that one also meets is ``SourceQueryFailed``. Other errors are ``run``'s."""
+        with self._lock:
+            work = prepare()
+            try:
+                return self._run(work)
+            except SourceQueryFailed as exc:
+                if not exc.sqlstate.startswith("42"):
+                    raise
+            self._forget(tenant)
+            return self._run(prepare())
+
+    def _forget(self, tenant: str) -> None:
+        """Drop what ``schema`` checked of the tenant: the next query's ``schema`` checks it again."""
+        self._known_schemas = {known for known in self._known_schemas if known[0] != tenant}
+        self._changes_types.pop(tenant, None)
 
     def schema(self, tenant: str, table: str) -> sql.Identifier:
         """The tenant's schema as a quoted identifier, once it is known to exist and to hold ``table``
