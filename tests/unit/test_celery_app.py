@@ -11,7 +11,15 @@ from celery.exceptions import Retry
 from click.testing import CliRunner
 from structlog.testing import capture_logs
 
-from crm_audit_adapters.celery import ENRICH_ACCOUNT, MIGRATE_ACCOUNT, QUEUE, VERIFY_ACCOUNT, make_app, tasks
+from crm_audit_adapters.celery import (
+    ENRICH_ACCOUNT,
+    MIGRATE_ACCOUNT,
+    MIGRATE_SHARD,
+    QUEUE,
+    VERIFY_ACCOUNT,
+    make_app,
+    tasks,
+)
 from crm_audit_adapters.cli import Overrides, cli
 from crm_audit_adapters.settings import Settings, load_settings
 from crm_audit_transform.errors import ConfigError, LeaseHeld, Unavailable
@@ -179,6 +187,44 @@ class TestJobStartedOnlyUnderTheLease:
         events = [line["event"] for line in lines]
         assert "task_waits_for_lease" in events
         assert "job_started" not in events
+
+    @pytest.mark.parametrize(
+        ("name", "args"), [(MIGRATE_ACCOUNT, ["company-a"]), (MIGRATE_SHARD, ["company-a", 1])]
+    )
+    def test_a_copy_that_waited_out_its_retries_waits_on_with_a_warning_never_an_error(
+        self, monkeypatch: pytest.MonkeyPatch, name: str, args: list[object]
+    ) -> None:
+        """A redelivered copy of a task still running meets its lease on every try. Past its last
+        retry it used to fail (``ERROR ... raised unexpected: LeaseHeld``) though the account was
+        healthy, and, were it the job's only message, the runner's death then left the job with
+        none. Now it is sent again, its retry count at 0, with a WARNING naming the account and the
+        other worker's lease: it takes the job over if that lease expires, or ends with the job."""
+
+        def held(*_: object, **__: object) -> Any:
+            raise LeaseHeld("job job-1 is held by host-b:7:celery until 2026-12-01T00:02:00+00:00")
+
+        monkeypatch.setattr(tasks, "run_account", held)
+        monkeypatch.setattr(tasks, "run_account_shard", held)
+        runtime = SimpleNamespace(
+            service=SimpleNamespace(latest_job=lambda company: None),
+            settings=SimpleNamespace(run=SimpleNamespace(lease_seconds=120.0)),
+        )
+        app = make_app(Settings(broker_url=BROKER), runtime_factory=lambda: runtime)
+        with capture_logs() as lines, pytest.raises(Retry) as caught:
+            app.tasks[name].apply(args=args, retries=tasks.MAX_RETRIES, throw=True)
+        warned = [line for line in lines if line["event"] == "task_waits_on_for_lease"]
+        assert len(warned) == 1
+        assert (warned[0]["log_level"], warned[0]["company_sso_id"]) == ("warning", "company-a")
+        assert "another worker holds this account's lease" in warned[0]["why"]
+        assert caught.value.sig is not None
+        assert caught.value.sig.options["retries"] == 0
+        assert caught.value.when == 120.0
+        assert list(caught.value.sig.args) == args
+
+        with capture_logs() as lines, pytest.raises(Retry) as caught:
+            app.tasks[name].apply(args=args, retries=tasks.MAX_RETRIES - 1, throw=True)
+        assert [line["log_level"] for line in lines if line["event"] == "task_waits_for_lease"] == ["info"]
+        assert caught.value.sig.options["retries"] == tasks.MAX_RETRIES
 
 
 class TestShutdownFlagInTheMainProcess:

@@ -10,7 +10,9 @@
 
 Retries, with exponential backoff and jitter, are for infrastructure only: a dependency that is
 down (``Unavailable``: CRM, CDP or USMAN) or a lease another runner holds (``LeaseHeld``: the
-redelivered task of a worker that died waits for the dead worker's lease to expire). Guards,
+redelivered task of a worker that died waits for the dead worker's lease to expire). A run's wait
+for a lease has no last try (``_wait_for_lease``): a copy of a live task waits as long as the job
+runs elsewhere, so a job never loses its last message while its lease can still expire. Guards,
 configuration errors and a CRM query no retry changes (``SourceQueryFailed``) fail the task at once:
 retrying cannot fix them; so does a message whose
 arguments have the wrong type (``_checked_company``, ``_checked_verify_options``), before anything
@@ -32,7 +34,9 @@ from collections.abc import Callable, Iterator
 from typing import Final
 
 from celery import Celery, Task
+from celery.exceptions import Retry
 from celery.signals import task_retry, worker_process_init, worker_shutting_down
+from structlog.typing import FilteringBoundLogger
 
 from crm_audit_transform.errors import ConfigError, JobNotFound, LeaseHeld, Unavailable
 from crm_audit_transform.usecases.shards import shard_view
@@ -182,6 +186,43 @@ def _checked_verify_options(sample: object, repair: object) -> None:
         raise ConfigError(problems, source=f"the {VERIFY_ACCOUNT} message")
 
 
+def _wait_for_lease(
+    task: Task, exc: LeaseHeld, countdown: float, log: FilteringBoundLogger, **where: object
+) -> Retry:
+    """The retry of a run that met another runner's lease on its account (or shard), in ``countdown``
+    seconds (a lease's length): what the task raises.
+
+    Its first ``MAX_RETRIES`` waits are Celery retries (``task_waits_for_lease``, INFO). Then, where
+    a retry would fail the task (``ERROR ... raised unexpected: LeaseHeld``, though the account is
+    healthy: a redelivered copy of a task still running, whose worker renews the lease each batch),
+    the task is sent again with its retry count at 0 and a WARNING (``task_waits_on_for_lease``)
+    says the account's lease is held by another worker. It never gives up: that copy may be the
+    job's only message left, and were it dropped, the runner's death would leave the job with none
+    (``status --all``: ``runner expired``) while its lease expires. So the copy waits until the job
+    no longer runs (it then finds it completed, halted or cancelled, and ends with its status) or
+    until the lease expires and it takes the job over from its cursor; the lease keeps exactly one
+    runner at a time. The count starts again so that a copy that takes a job over has its full
+    ``Unavailable`` retries. ``where`` names the account (and shard) in the log lines.
+    """
+    request = task.request
+    if request.retries < MAX_RETRIES:
+        log.info("task_waits_for_lease", task_id=request.id, **where)
+        retry: Retry = task.retry(exc=exc, countdown=countdown)
+        return retry
+    log.warning(
+        "task_waits_on_for_lease",
+        task_id=request.id,
+        waits=request.retries,
+        why="another worker holds this account's lease: this copy waits on, to take the job over "
+        "if that lease expires, and ends when the job no longer runs",
+        **where,
+    )
+    again = task.signature_from_request(request, countdown=countdown, retries=0)
+    if not request.is_eager:
+        again.apply_async()
+    return Retry(exc=exc, when=countdown, is_eager=request.is_eager, sig=again)
+
+
 def _owner(task: Task) -> str:
     # Per process, not per task id: a duplicate delivery to a live worker must meet the lease. One
     # process runs one task at a time (_ProcessRuntime refuses a second thread), so no two runs share it.
@@ -225,8 +266,8 @@ def register_tasks(app: Celery, runtime_factory: Callable[[], Runtime]) -> None:
                     on_progress=observer,
                 )
         except LeaseHeld as exc:
-            log.info("task_waits_for_lease", company_sso_id=company_sso_id, task_id=task.request.id)
-            raise task.retry(exc=exc, countdown=runtime.settings.run.lease_seconds) from exc
+            lease = runtime.settings.run.lease_seconds
+            raise _wait_for_lease(task, exc, lease, log, company_sso_id=company_sso_id) from exc
         if result.stopped:
             log.info("task_handed_back", company_sso_id=company_sso_id, job_id=result.job.job_id)
             raise task.retry(countdown=0)
@@ -255,10 +296,8 @@ def register_tasks(app: Celery, runtime_factory: Callable[[], Runtime]) -> None:
                     on_progress=observer,
                 )
         except LeaseHeld as exc:
-            log.info(
-                "task_waits_for_lease", company_sso_id=company_sso_id, shard=shard, task_id=task.request.id
-            )
-            raise task.retry(exc=exc, countdown=runtime.settings.run.lease_seconds) from exc
+            lease = runtime.settings.run.lease_seconds
+            raise _wait_for_lease(task, exc, lease, log, company_sso_id=company_sso_id, shard=shard) from exc
         whole = result.job
         process_metrics().set_job_state(company_sso_id, whole.status)
         if result.stopped:
