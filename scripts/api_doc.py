@@ -59,6 +59,13 @@ Written by hand in `scripts/api_doc.py` (the rest of this page is generated); CH
   rows the run has passed (or every row of a completed job); `clean` is false while any is pending.
 - `MigrationService.run` and `run_shard` take `on_outcomes`, as `run_job` and `dry_run` do (`run`
   refuses it with a `ValueError` for shards run side by side in other processes).
+- `MigrationJob` has `mapping_mark` (None by default): the mark of the mapping `trigger` ran under
+  (`crm_audit_transform.config.mark.mapping_mark`, a digest of the parsed mapping;
+  `Transformer.mapping_mark`), which `new_job` and `trigger` take as `mapping_mark=` and the service
+  passes. `run_job`, `run_shard`, `verify_account` and a resume raise
+  `crm_audit_transform.errors.MappingChanged` (a `ConfigError`) when their transformer's mark is
+  another, before anything is written. `ports.JobStore` implementations must store it with the job
+  and keep it as stored through every run's write, as `source_mark`.
 - `MigrationJob` has `source_mark` (None by default): what a source that can mark itself
   (`ports.SourceMarks`, not in `__all__`: a file source) held when `new_job` made the job; every run
   (and `verify_account`) checks it first and raises `SourceChanged` when the source is another now, whose `.reason` then says

@@ -148,6 +148,26 @@ class ConfigError(CrmAuditError):
         super().__init__(f"invalid configuration{where}:\n{lines}")
 
 
+class MappingChanged(ConfigError):
+    """The rules are built from another mapping than the one the job was triggered under
+    (``MigrationJob.mapping_mark``): a worker, a shard process or a resume after a deploy with
+    another ``CRM_AUDIT_MAPPING_CONFIG`` (or the bundled default where the trigger had a file).
+    Raised by each run, shard run and verify before anything is written; the job keeps its cursor
+    and counts, and a lease taken is handed back. Code ``CONFIG_INVALID`` (exit 3, never retried
+    by Celery): give every worker the job's mapping, or ``trigger --fresh`` under the new one. The
+    message names the two marks (digests) only, never either mapping's content or path."""
+
+    def __init__(self, job_id: str, job_mark: str, mark: str) -> None:
+        why = (
+            f"job {job_id} was triggered under mapping {job_mark}; this process's mapping is {mark}: "
+            "one account's logs are written under one mapping. Run it with the job's mapping, or "
+            "trigger --fresh to migrate the account again under this one"
+        )
+        super().__init__([("mapping_config", why)], source="the job's mapping")
+        self.job_mark = job_mark
+        self.mark = mark
+
+
 class ConnectionRejected(ConfigError):
     """A server refused what the configuration says: the login, the database name or the URI.
 

@@ -195,6 +195,13 @@ class MigrationJob:
     since is ``SourceChanged``, not read on from the cursor. Set by ``new_job``; never changed by a
     run. None for a source that keeps none (a database), a dry run's job (run in the process that
     made it), and a job stored before the field (not checked)."""
+    mapping_mark: str | None = None
+    """The mark of the mapping its trigger ran under (``config.mapping_mark``: a digest of the parsed
+    ``CRM_AUDIT_MAPPING_CONFIG``, or of the bundled default), checked by each run, shard run and
+    verify before anything is written: rules from another mapping are ``MappingChanged``, so one
+    account's logs are never written under two mappings. Set by ``new_job`` (``trigger``; ``--fresh``
+    takes a new one); never changed by a run or a resume. None for a job stored before the field
+    (not checked)."""
 
     def __attrs_post_init__(self) -> None:
         if not self.shards:

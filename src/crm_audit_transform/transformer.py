@@ -25,6 +25,7 @@ from . import reasons
 from ._fast_init import fast_init
 from .chain import MIGRATED, NO_OBSERVER, PASSED, RowDraft, RuleChain, Stage, StageObserver, StageRun
 from .config import MappingConfig
+from .config.mark import mapping_mark
 from .domain import (
     SOURCE_TAG,
     ActivityLog,
@@ -164,7 +165,7 @@ class Transformer:
     loaded and asked for) always comes from ``config``.
     """
 
-    __slots__ = ("_actor", "_category", "_chain", "_contact", "_limits", "_stages")
+    __slots__ = ("_actor", "_category", "_chain", "_config", "_contact", "_limits", "_mark", "_stages")
 
     def __init__(
         self, config: MappingConfig, *, limits: LoaderLimits | None = None, chain: RuleChain | None = None
@@ -175,11 +176,22 @@ class Transformer:
         self._limits = limits
         self._chain = chain if chain is not None else RuleChain.from_config(config)
         self._stages = self._chain.stages
+        self._config = config
+        self._mark: str | None = None
 
     @property
     def scope(self) -> tuple[str, ...]:
         """The auditable types in scope, in configuration order."""
         return self._category.scope
+
+    @property
+    def mapping_mark(self) -> str:
+        """The mark of the mapping these rules were built from (``config.mapping_mark``): a job
+        keeps its trigger's, and each run and verify refuses another (``MappingChanged``). Taken
+        on first use: a run of a job without a mark (a dry run's) never digests the mapping."""
+        if self._mark is None:
+            self._mark = mapping_mark(self._config)
+        return self._mark
 
     @property
     def chain(self) -> RuleChain:

@@ -243,6 +243,32 @@ class TestLeases:
         assert resumed is not None
         assert (resumed.source_mark, store.latest("company-b")) == (mark, resumed)
 
+    def test_the_mapping_mark_is_the_triggers_and_no_run_write_changes_it(self, store: JobStore) -> None:
+        """``mapping_mark`` round-trips, and stays as created through a lease, a progress write that
+        carries another (a run never moves it), a shard's progress and a fenced resume."""
+        mark, other = "mapping-sha256:" + "a" * 64, "mapping-sha256:" + "b" * 64
+        job = attrs.evolve(sharded_job(), mapping_mark=mark)
+        store.create(job)
+        assert store.latest("company-a") == job
+        held = store.acquire_shard_lease(job.job_id, 1, "runner-1", LEASE)
+        moved = attrs.evolve(held.shards[1], last_audit_id=250, tally=Tally(processed=50, migrated=50))
+        assert store.save_shard_progress(job.job_id, moved, "runner-1", None).mapping_mark == mark
+        unsharded = attrs.evolve(migration_job("job-2", company="company-b"), mapping_mark=mark)
+        store.create(unsharded)
+        leased = store.acquire_lease("job-2", "runner-1", LEASE)
+        assert leased.mapping_mark == mark
+        saved = store.save_progress(
+            attrs.evolve(leased, last_audit_id=9, mapping_mark=other), "runner-1", None
+        )
+        assert saved.mapping_mark == mark
+        halted = store.transition(attrs.evolve(saved, status=HALTED), {IN_PROGRESS})
+        assert halted is not None
+        resumed = store.transition(
+            attrs.evolve(halted, status=IN_PROGRESS), {HALTED}, unleased=True, resumed=True
+        )
+        assert resumed is not None
+        assert (resumed.mapping_mark, store.latest("company-b")) == (mark, resumed)
+
 
 class TestFencedTransitions:
     def test_an_unleased_transition_is_refused_while_the_jobs_lease_is_live(self, store: JobStore) -> None:

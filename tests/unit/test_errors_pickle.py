@@ -29,6 +29,9 @@ SAMPLES: dict[type[CrmAuditError], Callable[[], CrmAuditError]] = {
         [("database_url", "password authentication failed for user 'crm'")]
     ),
     errors.DependencyMissing: lambda: errors.DependencyMissing([("mongo_uri", "needs mongomock")]),
+    errors.MappingChanged: lambda: errors.MappingChanged(
+        "job-1", "mapping-sha256:" + "a" * 64, "mapping-sha256:" + "b" * 64
+    ),
     errors.BatchTooLarge: lambda: errors.BatchTooLarge(1001, 1000),
     errors.UnknownTenant: lambda: errors.UnknownTenant("t1"),
     errors.LeaseHeld: lambda: errors.LeaseHeld("job j1 is held by rollback:f00d", by_rollback=True),

@@ -55,7 +55,8 @@ class RunOperations(ServiceBase):
         a new job into that many id ranges, each run on its own (``run_shard``). Raises
         ``TenantMismatch`` / ``TenantUnbound`` (unless ``allow_unbound_tenant``), then
         ``IndexesMissing``, ``FlagDisabled``, ``ContactsNotMigrated``, ``JobAlreadyRunning``,
-        ``AlreadyCompleted`` or ``ResumeOrFresh`` (guards.py gives the order). ``ConfigError`` for
+        ``AlreadyCompleted`` or ``ResumeOrFresh`` (guards.py gives the order); ``MappingChanged`` for a
+        resume under another mapping than the job's. ``ConfigError`` for
         ``"fresh"`` when the service has no ``migrated`` port to roll back with.
         """
         p = self._ports
@@ -81,6 +82,7 @@ class RunOperations(ServiceBase):
             coverage_threshold=self._coverage_threshold,
             restart=restart,
             shards=shards,
+            mapping_mark=self._transformer.mapping_mark,
         )
         return MigrationStatus.of(job)
 

@@ -1,11 +1,12 @@
-"""The check of a job's source mark, made before anything reads a row of the source for that job:
-each run and shard run (``usecases.run``) and verify (``usecases.verify``)."""
+"""The checks of a job's source mark and mapping mark, made before anything reads a row of the
+source for that job: each run and shard run (``usecases.run``) and verify (``usecases.verify``)."""
 
 from __future__ import annotations
 
-from ..errors import SourceChanged
+from ..errors import MappingChanged, SourceChanged
 from ..jobs import MigrationJob
 from ..ports import AuditSource, SourceMarks
+from ..transformer import Transformer
 
 
 def check_source(source: AuditSource, job: MigrationJob) -> None:
@@ -18,3 +19,11 @@ def check_source(source: AuditSource, job: MigrationJob) -> None:
     reason = source.mark_changed(job.source_mark)
     if reason is not None:
         raise SourceChanged.rewritten(job.last_audit_id, reason)
+
+
+def check_mapping(transformer: Transformer, job: MigrationJob) -> None:
+    """``MappingChanged`` when the running rules' mark (``Transformer.mapping_mark``) is not the
+    job's ``mapping_mark``: its logs so far were written under another mapping, and the rest would
+    be written under this one. A job without a mark (stored before it, a dry run's) is not checked."""
+    if job.mapping_mark is not None and job.mapping_mark != transformer.mapping_mark:
+        raise MappingChanged(job.job_id, job.mapping_mark, transformer.mapping_mark)

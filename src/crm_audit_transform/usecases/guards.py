@@ -31,6 +31,7 @@ from ..errors import (
     JobAlreadyRunning,
     JobNotFound,
     LeaseHeld,
+    MappingChanged,
     ResumeOrFresh,
     TenantMismatch,
 )
@@ -163,6 +164,7 @@ def new_job(
     date_range_start: dt.datetime | None = None,
     shards: int = 1,
     every_row: bool = False,
+    mapping_mark: str | None = None,
 ) -> MigrationJob:
     """An in-progress job whose cutoff is ``date_range_start`` or the oldest in-scope audit.
 
@@ -180,6 +182,9 @@ def new_job(
     file rewritten between two runs in different processes is ``SourceChanged``, never read on
     from the cursor as the same file. Not the ``every_row`` job: the dry run runs it in the process
     that made it, and its source is not read end to end before the run.
+
+    ``mapping_mark`` (the rules' ``Transformer.mapping_mark``) is kept as the job's: each run, shard
+    run and verify refuses rules from another mapping (``MappingChanged``).
 
     ``date_range_start`` is taken to its millisecond (floored): a job store keeps its cutoff as a
     BSON date, whole milliseconds, and the run (from the scope's first id) and verify (from the
@@ -227,6 +232,7 @@ def new_job(
         date_range_start=date_range_start,
         shards=parts,
         source_mark=mark,
+        mapping_mark=mapping_mark,
     )
 
 
@@ -240,16 +246,22 @@ def trigger(
     coverage_threshold: float = DEFAULT_COVERAGE_THRESHOLD,
     restart: str | None = None,
     shards: int = 1,
+    mapping_mark: str | None = None,
 ) -> MigrationJob:
     """Run the guards, then create the job (or resume or start afresh, see ``restart``).
 
     ``shards`` > 1 splits a new job into id ranges (``new_job``); a resumed job keeps its own.
+    ``mapping_mark`` (the rules' ``Transformer.mapping_mark``) is kept by a new job (a fresh one
+    too); a resume keeps the job's and refuses another (``MappingChanged``, nothing written): its
+    run would refuse it anyway.
     A race with another trigger ends in ``JOB_ALREADY_RUNNING``.
     """
     previous = check_guards(
         company_sso_id, tenant, ports, coverage_threshold=coverage_threshold, restart=restart
     )
     if previous is not None and restart == RESUME:
+        if previous.mapping_mark not in (None, mapping_mark) and mapping_mark is not None:
+            raise MappingChanged(previous.job_id, previous.mapping_mark, mapping_mark)
         return _resume(previous, ports)
     if previous is not None and restart == FRESH:
         if ports.migrated is None:
@@ -263,6 +275,7 @@ def trigger(
         now=ports.clock.now(),
         date_range_start=date_range_start,
         shards=shards,
+        mapping_mark=mapping_mark,
     )
     ports.jobs.create(job)
     return job

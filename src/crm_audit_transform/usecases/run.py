@@ -88,7 +88,7 @@ from ..transformer import Transformer
 from ._run_loop import RunLoop
 from ._run_ports import RunPorts
 from ._run_result import HaltPoint, RunResult
-from ._source_check import check_source
+from ._source_check import check_mapping, check_source
 from .pages import InProcessPages
 from .safety import require_indexes
 from .settings import RunSettings
@@ -181,6 +181,7 @@ def run_loop(
     loop = RunLoop(ports, transformer, owner, settings, should_stop, on_progress, on_outcomes, pipeline)
     loop.bound(until_id, check_at_end=check_at_end)
     try:
+        check_mapping(transformer, job)
         check_source(ports.source, job)
         return loop.run(job)
     except BaseException:

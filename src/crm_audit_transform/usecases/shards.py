@@ -90,6 +90,7 @@ def shard_view(job: MigrationJob, index: int) -> MigrationJob:
         last_audit_id=shard.last_audit_id,
         rows_at_cursor=shard.rows_at_cursor,
         source_mark=job.source_mark,
+        mapping_mark=job.mapping_mark,
         tally=shard.tally,
         date_range_start=job.date_range_start,
         finished_at=shard.finished_at if running else job.finished_at,

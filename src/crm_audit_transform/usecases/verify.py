@@ -76,7 +76,7 @@ from ..ports import (
 )
 from ..transformer import Transformer
 from ..verification import VerifyReport
-from ._source_check import check_source
+from ._source_check import check_mapping, check_source
 from ._verify_leases import hold_every_lease
 from ._verify_walk import Walk
 from .migrate_batch import MAX_BATCH_SIZE
@@ -164,6 +164,9 @@ def verify_account(
         # Before the walk and the lease: a file rewritten since its job was made would be compared
         # row by row with logs of another file (differences, or a clean report of the wrong file).
         check_source(ports.source, job)
+        # Verify compares with what these rules make: under another mapping than the job's, every
+        # log would differ (or a repair rewrite them under these rules).
+        check_mapping(transformer, job)
     if settings.repair:
         job = _take_lease(company_sso_id, ports, job, owner, settings)
     walk = Walk(company_sso_id, tenant, ports, transformer, settings, job, rng, owner)
