@@ -25,6 +25,7 @@ from crm_audit_transform.errors import (
     IndexesMissing,
     JobUnreadable,
     LeaseHeld,
+    MappingChanged,
     RollbackHoldLost,
     SourceChanged,
     Unavailable,
@@ -92,6 +93,11 @@ async def on_domain_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, Unavailable):
         log.warning("503 for %s %s: %s", request.method, request.url.path, _cause(exc))
         return envelope(503, "DEPENDENCY_UNAVAILABLE", "a dependency is unavailable; retry later")
+    if isinstance(exc, MappingChanged):
+        # The job was triggered under another mapping: retrying cannot help, and the service is not
+        # down. The message names the two marks (digests) only.
+        log.error("409 for %s %s: %s", request.method, request.url.path, _cause(exc))
+        return envelope(409, "MAPPING_CHANGED", str(exc))
     if isinstance(exc, ConfigError):
         log.error("503 for %s %s: misconfigured: %s", request.method, request.url.path, _cause(exc))
         return envelope(503, "DEPENDENCY_UNAVAILABLE", "a dependency is unavailable; retry later")
