@@ -8,8 +8,10 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -18,7 +20,7 @@ from click.testing import CliRunner, Result
 from crm_audit_adapters import strict_json
 from crm_audit_adapters.cli import cli, exit_codes
 from crm_audit_adapters.cli.dry_run import EXAMPLE_OUT
-from crm_audit_adapters.files import encode_log_line
+from crm_audit_adapters.files import JsonlActivityLogSink, encode_log_line
 from crm_audit_transform.usecases import RunSettings
 from crm_audit_transform.usecases.status import report_counts
 from support.corpus_account import (
@@ -292,6 +294,51 @@ class TestDryRunOnTheCorpus:
         assert invoke(*given, "--out", str(out))[0] == 0
         assert invoke(*given, "--out", str(clean))[0] == 0
         assert out.read_bytes() == clean.read_bytes()
+
+    @pytest.mark.parametrize("workers", [[], ["--workers", "2"]], ids=["one-process", "workers-2"])
+    def test_a_dry_run_stopped_by_its_file_changing_asks_for_a_new_out(
+        self, tmp_path: Path, inputs: list[str], monkeypatch: pytest.MonkeyPatch, workers: list[str]
+    ) -> None:
+        """The file is cut short after the first page's logs are written: the run stops (exit 7), and
+        the note says those logs are the old file's and asks for a new ``--out`` (a run into the same
+        one would keep them beside the new file's), not "run again with the same --out"."""
+        rows = [
+            json.loads(line) for line in (CORPUS / "audits.jsonl").read_text(encoding="utf-8").splitlines()
+        ]
+        ours = [doc for doc in rows if doc["tenant"] == TENANT]
+        copies = [{**doc, "id": doc["id"] + block * 1_000_000} for block in range(3) for doc in ours]
+        audits = tmp_path / "audits.jsonl"
+        audits.write_text(dump_jsonl(copies), encoding="utf-8")
+        full = audits.read_bytes()
+        given = [*inputs, "--no-progress"]
+        given[given.index("--audits") + 1] = str(audits)
+        out = tmp_path / "logs.jsonl"
+        cut = full.index(b"\n", len(full) * 2 // 3) + 1  # at a line end, past the pages read ahead
+
+        def cut_once() -> None:  # rewritten shorter, as a fresh export of fewer rows
+            if audits.stat().st_size == len(full):
+                with audits.open("r+b") as file:
+                    file.truncate(cut)
+
+        def then_cut(write: Callable[..., Any]) -> Callable[..., Any]:
+            def written(self: JsonlActivityLogSink, logs: Any) -> Any:
+                results = write(self, logs)
+                cut_once()
+                return results
+
+            return written
+
+        for name in ("insert_batch", "insert_packed"):  # one process writes batches, a pool packed pages
+            monkeypatch.setattr(JsonlActivityLogSink, name, then_cut(getattr(JsonlActivityLogSink, name)))
+        code, _, stderr = invoke(*given, *workers, "--out", str(out))
+
+        assert code == exit_codes.BAD_INPUT, stderr
+        kept = len(out.read_bytes().splitlines())
+        assert kept > 0
+        assert "it changed while it was read" in stderr
+        assert f"; {kept} logs were written to {out} before this error, from the file as it was" in stderr
+        assert "run again with a new --out" in stderr
+        assert "run again with the same --out" not in stderr
 
     def test_with_workers_a_dry_run_refused_partway_keeps_the_pages_before_the_bad_line(
         self, tmp_path: Path, inputs: list[str]

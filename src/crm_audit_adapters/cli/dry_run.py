@@ -329,13 +329,24 @@ def _note_partial_output(error: Exception, out: Path | None, written: int) -> No
     They are kept, not removed: each was whole and flushed when written, so the file is what a run
     interrupted at that point leaves (a crash leaves the same), and a run again with the same
     ``--out`` appends only the logs not yet there. Throwing them away would make the re-run redo
-    them, for a file it reads back anyway.
+    them, for a file it reads back anyway. Not so when the file changed under the run
+    (``FileChangedWhileRead``): those logs are the old file's, so the note asks for a new ``--out``.
     """
     if out is None or written <= 0:
         return
     logs = "1 log was" if written == 1 else f"{written} logs were"
     if out == STDOUT:
         error.add_note(f"{logs} written to stdout before this error")
+        return
+    from ..files.errors import FileChangedWhileRead  # with the files adapter, as the sink is
+
+    if isinstance(error, FileChangedWhileRead):
+        # Built from the file as it was: a run again into the same --out would keep them beside
+        # the new file's logs, since it adds only the keys not yet there.
+        error.add_note(
+            f"{logs} written to {out} before this error, from the file as it was before it "
+            "changed: run again with a new --out"
+        )
         return
     error.add_note(
         f"{logs} written to {out} before this error and are kept: run again with the same --out, "

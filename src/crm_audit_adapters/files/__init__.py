@@ -15,7 +15,7 @@ from .audits import AUDIT_COLUMNS, FileFormat, read_audit_rows
 from .checked_rows import CheckedRows
 from .contact_index import JsonlContactDirectory
 from .directories import read_contacts, read_entities, read_sso_directory, read_users
-from .errors import FileFormatError, FileWriteError
+from .errors import FileChangedWhileRead, FileFormatError, FileWriteError
 from .sink import JsonlActivityLogSink, encode_log_line
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "AuditOrderError",
     "CheckedRows",
     "FileAuditSource",
+    "FileChangedWhileRead",
     "FileFormat",
     "FileFormatError",
     "FileWriteError",

@@ -6,7 +6,7 @@ import os
 
 from crm_audit_transform.errors import CrmAuditError
 
-__all__ = ["FileFormatError", "FileWriteError", "OutputLocked"]
+__all__ = ["FileChangedWhileRead", "FileFormatError", "FileWriteError", "OutputLocked"]
 
 
 class FileFormatError(CrmAuditError):
@@ -33,6 +33,15 @@ class FileFormatError(CrmAuditError):
         self.message = message
         self.audit_id = audit_id
         self.auditable_type = auditable_type
+
+
+class FileChangedWhileRead(FileFormatError):
+    """The input file changed while a run read it (cut short, rewritten, replaced): ``BAD_INPUT``.
+
+    A ``FileFormatError`` like any other, with one difference for whoever kept what the run wrote
+    before it: those logs were built from the file as it was, so a run again into the same ``--out``
+    would keep them, stale, next to the new file's (docs/files.md, "A file that changes").
+    """
 
 
 class FileWriteError(CrmAuditError):

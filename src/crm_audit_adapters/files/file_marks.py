@@ -31,7 +31,7 @@ import stat
 import time
 from typing import Final
 
-from .errors import FileFormatError
+from .errors import FileChangedWhileRead
 from .lines import PathLike
 
 SAMPLE_BYTES: Final = 4096
@@ -78,7 +78,7 @@ class FileMark:
             size, seen = status.st_size, self._size
             if seen is not None:
                 if size < seen:
-                    raise FileFormatError(
+                    raise FileChangedWhileRead(
                         self._path,
                         1,
                         f"the file holds {size} bytes, short of the {seen} bytes it held when this run "
@@ -91,7 +91,7 @@ class FileMark:
                         if head != self._head
                         else f"the bytes before byte {seen}"
                     )
-                    raise FileFormatError(
+                    raise FileChangedWhileRead(
                         self._path,
                         1,
                         f"the file's bytes ({where}) are not those this run read before: "
@@ -100,7 +100,7 @@ class FileMark:
             if size == seen and self._stamp is not None and _stamp(status) != self._stamp:
                 # Rows are appended, never written at the same size: a write there (in place,
                 # anywhere, or another file moved over it) is a rewrite the samples may miss.
-                raise FileFormatError(
+                raise FileChangedWhileRead(
                     self._path,
                     1,
                     f"the file holds the same {size} bytes as when this run read it before, but was "

@@ -24,7 +24,7 @@ import orjson
 
 from crm_audit_transform.loading import JsonbText
 
-from .errors import FileFormatError
+from .errors import FileChangedWhileRead, FileFormatError
 from .times import EARLIEST as EARLIEST
 from .times import LATEST as LATEST
 from .times import TimeOutOfRange as TimeOutOfRange
@@ -74,7 +74,7 @@ def check_read_whole(path: PathLike, line: int, reached: int, size: int | None) 
     ``reached`` would be silently lost. A cut at a line end leaves no malformed line to say so;
     this does (docs/files.md). ``size`` None (not a regular file): nothing to check."""
     if size is not None and reached < size:
-        raise FileFormatError(
+        raise FileChangedWhileRead(
             path,
             line,
             f"the file ends at byte {reached}, short of the {size} bytes it held when it was opened: "
@@ -220,7 +220,7 @@ def numbered_lines(
         if stop is not None and begin < stop:
             # The window was cut from the file as it was: one that now ends inside it was cut short
             # (rewritten, truncated) while it was read, and the rows past its end would be lost.
-            raise FileFormatError(
+            raise FileChangedWhileRead(
                 path,
                 number + 1,
                 f"the file ends at byte {begin}, inside the part being read (to byte {stop}): "
