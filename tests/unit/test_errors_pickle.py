@@ -45,6 +45,9 @@ SAMPLES: dict[type[CrmAuditError], Callable[[], CrmAuditError]] = {
     errors.SourceChanged: lambda: errors.SourceChanged(57, 3, 1),
     errors.SourceQueryFailed: lambda: errors.SourceQueryFailed("22P02", "data exception"),
     _files.FileFormatError: lambda: _files.FileFormatError("audits.jsonl", 4, "not JSON", audit_id=9),
+    _files.FileChangedWhileRead: lambda: _files.FileChangedWhileRead(
+        "audits.jsonl", 7, "it changed while it was read"
+    ),
     crm_audit_adapters.files.audit_source.AuditOrderError: lambda: (
         crm_audit_adapters.files.audit_source.AuditOrderError("audits.jsonl", 5, "id 3 after 4", audit_id=3)
     ),
