@@ -380,13 +380,14 @@ class SourceChanged(CrmAuditError):
 
     Two checks raise it, before the run counts anything. A job over a source that can mark what it
     holds (``ports.SourceMarks``: an export file) keeps that mark (``MigrationJob.source_mark``),
-    and each run checks it first (``usecases.run.check_source``): ``reason`` says what differs (the
-    file holds fewer bytes, or other bytes before the size it had), ``counted`` and ``found`` are
-    None. And a file may repeat an id, and a run may stop among that id's rows: the job keeps how
-    many it counted (``MigrationJob.rows_at_cursor``), and a resume reads the id again and passes
-    over that many; passing over fewer would count rows twice or not at all: ``counted`` is the
-    rows the job counted of it, ``found`` those the source holds now, ``reason`` None. Either way the
-    job keeps its cursor and counts, and its lease is handed back. ``audit_id`` is the cursor's id.
+    and each run checks it first (``usecases._source_check.check_source``): ``reason`` says what
+    differs (the file holds fewer bytes, or other bytes before the size it had), ``counted`` and
+    ``found`` are None. And a file may repeat an id, and a run may stop among that id's rows: the
+    job keeps how many it counted (``MigrationJob.rows_at_cursor``), and a resume reads the id again
+    and passes over that many; passing over fewer would count rows twice or not at all: ``counted``
+    is the rows the job counted of it, ``found`` those the source holds now, ``reason`` None. Either
+    way the job keeps its cursor and counts, and its lease is handed back. ``audit_id`` is the
+    cursor's id.
     Code ``BAD_INPUT``, as a file changed while it was read (``files.FileFormatError``): run the
     source as it is now as a new job. The message holds ids, counts and byte counts, never the
     source's text nor its path (an HTTP answer carries it).

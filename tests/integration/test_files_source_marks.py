@@ -20,7 +20,7 @@ from test_files_audits import TEXT_AUDITS
 from test_files_resume_repeats import COMPANY, TENANT, Account, pipelines, result
 
 from crm_audit_adapters.cli.exit_codes import BAD_INPUT, error_code, exit_code_for
-from crm_audit_adapters.files import CheckedRows, FileAuditSource, file_marks
+from crm_audit_adapters.files import CheckedRows, FileAuditSource, file_marks, mounts
 from crm_audit_adapters.files.file_marks import digest_changed, digest_mark
 from crm_audit_adapters.files.verification import JsonlMigratedLogReader
 from crm_audit_transform import SourceChanged
@@ -278,6 +278,7 @@ class TestStampedMarks:
     @pytest.fixture
     def stamped(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]:
         monkeypatch.setattr(file_marks, "RACY_NS", 0)  # the file was written just now
+        _on(monkeypatch, "ext4")  # whatever holds tmp_path here
         path = tmp_path / "a.jsonl"
         path.write_bytes(b"x" * 3_000_000)
         mark = digest_mark(path)
@@ -346,6 +347,7 @@ def test_a_run_over_a_rewritten_file_raises_with_a_stamped_mark(
     """The trigger's mark keeps the file's stamp (written long enough before): each rewrite still
     raises ``SourceChanged`` at the next run, as with the digest alone."""
     monkeypatch.setattr(file_marks, "RACY_NS", 0)
+    _on(monkeypatch, "ext4")
     account, _ = _stopped(tmp_path, LINES, 1, shards)
     stopped = account.jobs.latest(COMPANY)
     assert stopped is not None
@@ -356,3 +358,88 @@ def test_a_run_over_a_rewritten_file_raises_with_a_stamped_mark(
     with pytest.raises(SourceChanged):
         account.run(None)
     account.sink.close()
+
+
+def _on(monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    """Every file taken for one on a mount of type ``kind`` (as ``/proc/self/mountinfo`` names it)."""
+    monkeypatch.setattr(mounts, "file_system", lambda device: kind)
+
+
+class _SshfsTimes:
+    """``os`` as ``file_marks`` sees it on sshfs: a file's change time is its modification time
+    (SFTP v3 carries no change time), so ``os.utime`` after a write sets both back."""
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(os, name)
+
+    @staticmethod
+    def fstat(descriptor: int) -> _SshfsStatus:
+        return _SshfsStatus(os.fstat(descriptor))
+
+
+class _SshfsStatus:
+    def __init__(self, status: os.stat_result) -> None:
+        self._status = status
+        self.st_ctime_ns = status.st_mtime_ns
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._status, name)
+
+
+def _copied_over_keeping_times(path: Path, lines: list[str]) -> None:
+    """``cp -p`` of a file of the same size over ``path``: its bytes written in place, its
+    modification time set back to what it was."""
+    before = path.stat()
+    _write(path, lines)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+
+
+class TestMountsWithoutChangeTimes:
+    """On a mount not known to keep change times (FUSE, network, unknown) a mark keeps no stamp:
+    a same-size rewrite that keeps the modification time is digested, and caught. With the
+    stamp, on sshfs's times, it passed on one ``fstat``."""
+
+    @pytest.mark.parametrize("kind", ["fuse.sshfs", "nfs4", "fuse.rclone"])
+    def test_a_mark_there_keeps_no_stamp(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+    ) -> None:
+        monkeypatch.setattr(file_marks, "RACY_NS", 0)
+        _on(monkeypatch, kind)
+        path = tmp_path / "a.jsonl"
+        path.write_bytes(b"x" * 100)
+        mark = digest_mark(path)
+        assert mark is not None
+        assert len(mark.split(":")) == 3
+
+    def test_a_mark_where_the_type_cannot_be_read_keeps_no_stamp(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(file_marks, "RACY_NS", 0)
+        monkeypatch.setattr(mounts, "MOUNTINFO", str(tmp_path / "absent"))  # as off Linux
+        path = tmp_path / "a.jsonl"
+        path.write_bytes(b"x" * 100)
+        mark = digest_mark(path)
+        assert mark is not None
+        assert len(mark.split(":")) == 3
+
+    @pytest.mark.parametrize("shards", [1, 2], ids=["job", "shards"])
+    def test_a_same_size_copy_keeping_times_is_caught(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shards: int
+    ) -> None:
+        monkeypatch.setattr(file_marks, "RACY_NS", 0)
+        monkeypatch.setattr(file_marks, "os", _SshfsTimes())
+        _on(monkeypatch, "fuse.sshfs")
+        account, _ = _stopped(tmp_path, LINES, 1, shards)
+        stopped = account.jobs.latest(COMPANY)
+        assert stopped is not None
+        assert stopped.source_mark is not None
+        _copied_over_keeping_times(account.audits, _same_size_mid_file(LINES))
+        assert digest_changed(account.audits, stopped.source_mark) == (
+            f"its first {account.audits.stat().st_size} bytes are not those the job was made over"
+        )
+        account.anew(keep_sink=False)
+        with pytest.raises(SourceChanged):
+            account.run(None)
+        account.sink.close()
+        assert account.jobs.latest(COMPANY) == stopped

@@ -18,10 +18,11 @@ grew, or whose modification time was set back after the write.
 Between two runs in different processes, the job keeps the file's digest instead (``digest_mark``,
 ``ports.SourceMarks``): its size and the SHA-256 of its bytes when the job was made, and its stamp
 (device, inode, modification and change times) when it was last written long enough before
-(``RACY_NS``). Each run, and verify, checks it before it reads a row (``digest_changed``): the file
-may only have grown past that size since, every byte before it the same. One read of the file at
-the trigger, at the speed of SHA-256 (about 1 GB/s here, benchmarks/RESULTS.md "Source marks");
-at a check, one ``fstat`` while the stamp is as it was, else one read of the marked bytes.
+(``RACY_NS``), on a file system that keeps change times (``mounts``). Each run, and verify, checks
+it before it reads a row (``digest_changed``): the file may only have grown past that size since,
+every byte before it the same. One read of the file at the trigger, at the speed of SHA-256 (about
+1 GB/s here, benchmarks/RESULTS.md "Source marks"); at a check, one ``fstat`` while the stamp is as
+it was, else one read of the marked bytes.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import stat
 import time
 from typing import Final
 
+from . import mounts
 from .errors import FileChangedWhileRead
 from .lines import PathLike
 
@@ -148,7 +150,10 @@ def digest_mark(path: PathLike) -> str | None:
     The stamp, ``{device}.{inode}.{mtime_ns}.{ctime_ns}``, is what ``digest_changed`` compares
     first, to pass over the digest of a file no one wrote since: kept only when the file's status
     was the same before and after it was digested and its change time is ``RACY_NS`` or more before
-    the mark was taken (as git's index trusts only entries older than itself, its "racy git" rule).
+    the mark was taken (as git's index trusts only entries older than itself, its "racy git" rule),
+    and only on a file system known to keep change times (``mounts.CHANGE_TIMES_KEPT``: local ones
+    such as ext4, xfs, btrfs, tmpfs; not FUSE or network mounts, nor any whose type cannot be read,
+    such as every file off Linux).
     """
     try:
         descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
@@ -168,6 +173,11 @@ def digest_mark(path: PathLike) -> str | None:
         return mark  # written while it was digested: only the digest tells
     if time.time_ns() - max(after.st_ctime_ns, after.st_mtime_ns) < RACY_NS:
         return mark  # a write right after this mark could keep the same times
+    if not mounts.keeps_change_times(after.st_dev):
+        # sshfs reports the modification time as the change time (other FUSE and network
+        # mounts what their remote says): a same-size rewrite with its mtime kept (`cp -p`)
+        # would keep the whole stamp, and pass unread.
+        return mark
     return f"{mark}:{stamp}"
 
 
@@ -184,7 +194,8 @@ def digest_changed(path: PathLike, mark: str) -> str | None:
     at the cost of one ``fstat``. Otherwise (rows appended, a ``touch``, a ``chmod``, another file
     moved over it) the file's first ``size`` bytes are read once, ``_BLOCK`` at a time, and
     decide. Not caught by the stamp: bytes changed beneath the file system (on its block device, or
-    a file system without change times), or under a clock set back past the mark.
+    a file system that reports them but does not keep them, which ``digest_mark`` stamps only when it
+    knows the type), or under a clock set back past the mark.
     """
     parts = mark.split(":")
     if len(parts) not in (3, 4):
