@@ -359,47 +359,6 @@ class TestOverPostgresAndMongo:
         assert one[3] > 50
         assert migrate(pool) == one
 
-    def test_the_runner_reads_the_next_pages_ids_in_a_thread_while_it_works(
-        self, crm_dsn: str, pool: ProcessPagePipeline
-    ) -> None:
-        """Over PostgreSQL the pool reads each next page's ids ahead, in its ``page-reads`` thread,
-        not in the runner's main thread (which writes and transforms meanwhile), and the rows of the
-        runner's own pages over a connection of their own (the source's span reader), never the
-        one the ids are read on; the run writes what one process writes."""
-
-        threads: set[str] = set()
-        spans_read: list[PageSpan] = []
-
-        class NotingPageIds(PostgresAuditSource):
-            def page_ids(self, *args: Any, **kwargs: Any) -> Sequence[int]:
-                threads.add(threading.current_thread().name)
-                return super().page_ids(*args, **kwargs)
-
-            def span_rows(self, span: PageSpan) -> Sequence[AuditRow]:
-                spans_read.append(span)
-                return super().span_rows(span)
-
-        def migrate(pipeline: ProcessPagePipeline | None) -> tuple[Any, ...]:
-            session = ReadOnlySession.from_dsn(crm_dsn)
-            try:
-                world = World("acme")
-                world.source = NotingPageIds(session)  # type: ignore[assignment]
-                world.users = PostgresUserDirectory(session)  # type: ignore[assignment]
-                world.trigger(date_range_start=SINCE)
-                job = world.run(settings=SETTINGS, pipeline=pipeline).job
-                # The runner's own reads had a connection of their own: the run's is still open.
-                assert session._conn is not None
-                assert not session._conn.closed
-            finally:
-                session.close()
-            return job.status, job.tally, job.last_audit_id, repr(world.logs.logs)
-
-        one = migrate(None)
-        threads.clear()
-        assert migrate(pool) == one
-        assert threads == {"page-reads"}
-        assert spans_read == []
-
 
 class TestLogsEncodedByTheWorkers:
     @pytest.mark.parametrize("enrich", [False, True], ids=["plain", "entity-names"])

@@ -144,11 +144,6 @@ class PostgresAuditSource:
 
     __slots__ = ("_fetched", "_max_changes_bytes", "_page_bytes", "_session")
 
-    reads_from_threads: Final = True
-    """Its reads may come from two threads at once (the page pool reads the next pages' ids in a
-    thread of its own while the runner reads its own pages' rows): the session runs one unit of work
-    at a time (``ReadOnlySession``'s lock)."""
-
     def __init__(
         self,
         session: ReadOnlySession,

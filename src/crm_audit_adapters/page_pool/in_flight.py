@@ -3,18 +3,16 @@ until it is handed back to the run loop (``Page``)."""
 
 from __future__ import annotations
 
-import pickle
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
 from typing import Any, Final, TypeAlias
 
 from crm_audit_transform.domain import AuditRow
 from crm_audit_transform.lookup import LookupContext, LookupRequest
-from crm_audit_transform.ports import AuditPageIds, SpanReader
+from crm_audit_transform.ports import AuditPageIds
 from crm_audit_transform.transformer import PageResult, PreparedRow
 from crm_audit_transform.usecases.pages import PageSpan
 
-from .read_ahead import ReadAhead, reads_from_threads
 from .wire import WirePage
 
 __all__ = ["NO_PLAN", "Feed", "Item", "Page", "Plan", "Whole", "done"]
@@ -70,25 +68,16 @@ class Feed:
     """The pages as read, numbered; ``sent`` counts those sent to the workers. ``reads``: the source
     that reads the spans among them here.
 
-    A source that may be read from two threads (``read_ahead.reads_from_threads``: PostgreSQL) has
-    its spans read ahead by a thread (``read_ahead.ReadAhead``) and the rows of this process's own
-    pages read over a connection of their own (the source's ``span_reader``, as a worker's), so
-    neither waits for the other's query.
-
     A read that raises ends the feed and keeps its error (``error``): the pages read before it are
     still transformed and handed back, in order, and only then is the error raised
     (``ProcessPagePipeline._transform``), as in one process, where a page is read after the ones
     before it are written. Without it a bad line read ahead lost the pages before it.
     """
 
-    __slots__ = ("_ahead", "_own_reads", "error", "more", "reads", "sent", "seq", "source")
+    __slots__ = ("error", "more", "reads", "sent", "seq", "source")
 
     def __init__(self, pages: Iterable[Item], reads: AuditPageIds | None = None) -> None:
-        source = iter(pages)
-        threads = reads is not None and reads_from_threads(reads)
-        self._ahead = ReadAhead(source) if threads else None
-        self._own_reads = _own_copy(reads.span_reader()) if threads and reads is not None else None
-        self.source: Iterator[Item] = source if self._ahead is None else self._ahead
+        self.source = iter(pages)
         self.reads = reads
         self.seq = 0
         self.sent = 0
@@ -109,33 +98,10 @@ class Feed:
             self.more = False
         return None
 
-    def span_rows(self, span: PageSpan) -> Sequence[AuditRow]:
-        """The rows of a span this process transforms itself."""
-        if self._own_reads is not None:
-            return self._own_reads(span)
-        assert self.reads is not None  # spans come only with their source (transform_spans)
-        return self.reads.span_rows(span)
-
-    def close(self) -> None:
-        """Stop reading ahead, and close the own pages' connection, if this feed has them (the run
-        has ended)."""
-        if self._ahead is not None:
-            self._ahead.close()
-        close = getattr(self._own_reads, "close", None)
-        if callable(close):
-            close()
-
     def fail(self, error: Exception) -> None:
         """End the feed at a read that raised ``error``, raised after the pages before it."""
         self.more = False
         self.error = error
-
-
-def _own_copy(reader: SpanReader | None) -> SpanReader | None:
-    """``reader`` as a worker gets it (its ``span_reader`` pickles, and a copy opens a connection of
-    its own: ``PostgresSpanReader``), for this process's own pages: the source's session, which the
-    ids are read on, is neither shared nor closed with it."""
-    return None if reader is None else pickle.loads(pickle.dumps(reader))  # noqa: S301 (our own bytes)
 
 
 def done(page: Page) -> bool:

@@ -315,7 +315,6 @@ class ProcessPagePipeline:
                 yield TransformedPage(head.row_ids(), result)
         finally:
             pages.cancel()
-            feed.close()
 
     def _start(
         self,

@@ -155,8 +155,9 @@ class RunPages:
             return False
         seq, item = taken
         if isinstance(item, PageSpan):
+            assert feed.reads is not None  # spans come only with their source (transform_spans)
             try:
-                rows = feed.span_rows(item)
+                rows = feed.reads.span_rows(item)
             except Exception as exc:  # raised once the pages before it are handed back
                 feed.fail(exc)
                 return False
