@@ -14,9 +14,7 @@ raises out of ``prepare`` or ``transform``: a bad row becomes a ``Failed`` outco
 from __future__ import annotations
 
 import datetime as dt
-import traceback
 from collections.abc import Iterable, Sequence
-from pathlib import PurePath
 
 import attrs
 from attrs import frozen
@@ -41,6 +39,7 @@ from .errors import AuditedChangesError
 from .loading import LoaderLimits, load_audited_changes
 from .lookup import LookupContext, LookupRequest
 from .numerals import BIGINT_MAX, BIGINT_MIN
+from .raised import raised_at
 from .rules.actor import ActorResolver
 from .rules.category import CategoryMapper, MappedCategory
 from .rules.contact import ContactResolver
@@ -515,13 +514,10 @@ def _unexpected(row: object, exc: Exception) -> Failed:
 
 
 def _bug(exc: Exception) -> str:
-    """``unexpected KeyError in lookup (rules.py:42)``: the error's type and where it was raised.
+    """``unexpected KeyError in lookup (rules.py:42)``: the error's type and where it was raised
+    (:func:`~crm_audit_transform.raised.raised_at`).
 
     Not its message: a bug's message may quote what it met, a value of the row (``KeyError:
     'hunter2'``), and a failure's detail reaches ``--outcomes`` files, ``explain`` and logs.
     """
-    frames = traceback.extract_tb(exc.__traceback__)
-    if not frames:
-        return f"unexpected {type(exc).__name__}"
-    last = frames[-1]
-    return f"unexpected {type(exc).__name__} in {last.name} ({PurePath(last.filename).name}:{last.lineno})"
+    return f"unexpected {raised_at(exc)}"

@@ -5,15 +5,20 @@ detail. A bad row is named by its position (file, line, audit id, field; line an
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
+import mongomock
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from crm_audit_adapters.cli import cli, exit_codes
+from crm_audit_adapters.cli.state import Overrides
 from crm_audit_adapters.files import FileFormatError, read_audit_rows
 from crm_audit_adapters.files.audit_fields import record_row
 from crm_audit_adapters.files.directories import parse_contact_line, read_sso_directory
@@ -22,8 +27,17 @@ from crm_audit_adapters.http.errors import ApiError, on_domain_error, on_unexpec
 from crm_audit_adapters.http.records import parse_body
 from crm_audit_transform.config import load_default_config
 from crm_audit_transform.domain import Failed
-from crm_audit_transform.errors import BadEncoding, MalformedYaml
-from crm_audit_transform.loading import load_audited_changes
+from crm_audit_transform.errors import (
+    BadEncoding,
+    ConfigError,
+    ConnectionRejected,
+    DependencyMissing,
+    IndexConflict,
+    MalformedYaml,
+)
+from crm_audit_transform.loading import _backends, load_audited_changes
+from crm_audit_transform.rules.changes import ChangesExtractor
+from crm_audit_transform.rules.verdict import Rejection
 from crm_audit_transform.transformer import Transformer
 from support.corpus_account import company_sso_id, contact_docs, dump_jsonl, sso_docs
 from support.corpus_world import CORPUS
@@ -273,3 +287,119 @@ class TestFileParserMessages:
             parse_body(body)
         assert caught.value.status == 400
         assert SECRET not in str(caught.value.message)
+
+
+def _status(prepare: Any, *extra: str) -> Any:
+    """``status`` run with ``prepare`` called on its runtime: where a planted error is raised."""
+    overrides = Overrides(mongo_client=mongomock.MongoClient(tz_aware=True), prepare=prepare)
+    env = {"CRM_AUDIT_SETTINGS": "", "CRM_AUDIT_MONGO_URI": "mongomock://"}
+    return CliRunner().invoke(cli, ["status", "--company-sso-id", "c", *extra], obj=overrides, env=env)
+
+
+def _raises(error: BaseException) -> Any:
+    def planted(_runtime: object) -> None:
+        raise error
+
+    return planted
+
+
+class TestTheCliErrorLineOfABug:
+    @pytest.mark.parametrize(
+        "error",
+        [KeyError(SECRET), RuntimeError(f"cannot map password={SECRET}"), OSError(f"socket said {SECRET}")],
+        ids=["KeyError", "RuntimeError", "OSError-without-errno"],
+    )
+    @pytest.mark.parametrize("json_flag", [(), ("--json",)], ids=["line", "json"])
+    def test_a_bug_is_named_by_type_and_place_never_its_message(
+        self, error: BaseException, json_flag: tuple[str, ...]
+    ) -> None:
+        """``error: INTERNAL:`` (and ``--json``'s error document) give the bug's type and the frame
+        that raised it; before, its message (secrets scrubbed, a row's value not)."""
+        result = _status(_raises(error), *json_flag)
+        line = f"unexpected {type(error).__name__} in planted (test_row_content_stays_out.py:"
+        assert line in result.stderr, result.stderr
+        assert "rerun with --debug for the traceback" in result.stderr
+        if json_flag:
+            assert line in json.loads(result.stdout)["error"]["message"]
+        assert SECRET not in result.stderr + result.stdout
+
+    def test_debug_still_prints_the_whole_traceback(self) -> None:
+        """``--debug`` is the way to the message: the traceback first, then the same one line."""
+        result = _status(_raises(KeyError(SECRET)), "--debug")
+        assert result.exit_code == exit_codes.INTERNAL
+        assert f"KeyError: '{SECRET}'" in result.stderr
+        assert result.stderr.splitlines()[-1].startswith("error: INTERNAL: unexpected KeyError in planted (")
+
+    def test_an_environment_fault_keeps_the_operating_systems_words(self) -> None:
+        """An ``OSError`` with an errno (a full disk, a refused connection) is what ops act on: its
+        errno and the system's words for it stay on the line (exit 7, ``FILE_ERROR``)."""
+        result = _status(_raises(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))))
+        assert result.exit_code == exit_codes.BAD_INPUT
+        assert result.stderr == f"error: FILE_ERROR: [Errno {errno.ENOSPC}] {os.strerror(errno.ENOSPC)}\n"
+
+
+class _Request:
+    method = "POST"
+
+    class url:
+        path = "/private/activity_logs/crm_migration/trigger"
+
+
+class TestTheHttpAnswerOfAnUnhandledError:
+    def test_an_unhandled_library_error_is_a_500_with_its_code_and_no_message(self, caplog: Any) -> None:
+        """A library error no branch answers (an ``IndexConflict`` quoting what the database said) is
+        500 with its code, logged by type and frames; before, 400 ``BAD_REQUEST`` with its message."""
+        try:
+            raise IndexConflict("activity_logs", "uniq_company_external_id", f"duplicate key {SECRET}")
+        except IndexConflict as exc:
+            error = exc
+        with caplog.at_level(logging.ERROR, logger="crm_audit_adapters.http"):
+            answer = asyncio.run(on_domain_error(_Request(), error))  # type: ignore[arg-type]
+        assert answer.status_code == 500
+        assert json.loads(bytes(answer.body)) == {
+            "error": {"code": "INDEX_CONFLICT", "message": "internal error"}
+        }
+        assert "crm_audit_transform.errors.IndexConflict (message left out)" in caplog.text
+        assert SECRET not in caplog.text + bytes(answer.body).decode()
+
+    @pytest.mark.parametrize(
+        ("error", "code"),
+        [
+            (ConfigError([("mapping_config", f"cannot read /srv/{SECRET}.yaml")]), "CONFIG_INVALID"),
+            (ConnectionRejected([("database_url", f"role {SECRET} refused")]), "CONNECTION_REJECTED"),
+            (DependencyMissing([("mongo_uri", "mongomock is not installed")]), "DEPENDENCY_MISSING"),
+        ],
+    )
+    def test_a_configuration_error_is_a_500_with_its_code_not_a_retry_later(
+        self, caplog: Any, error: ConfigError, code: str
+    ) -> None:
+        """No retry mends the service's own configuration: 500 with the error's code, the message in
+        the server log (ERROR) only; before, 503 ``DEPENDENCY_UNAVAILABLE``, "retry later"."""
+        with caplog.at_level(logging.ERROR, logger="crm_audit_adapters.http"):
+            answer = asyncio.run(on_domain_error(_Request(), error))  # type: ignore[arg-type]
+        assert answer.status_code == 500
+        assert json.loads(bytes(answer.body))["error"]["code"] == code
+        assert SECRET not in bytes(answer.body).decode()
+        assert f"500 for POST {_Request.url.path}: misconfigured: {code}" in caplog.text
+
+
+class TestCoreDetails:
+    def test_a_column_name_that_is_not_a_string_is_named_by_its_type(self) -> None:
+        """A library caller's changes with a non-string key fail the row by the key's type; before,
+        the detail quoted the key (``column name ('hunter2-s3cret',) is not a string``)."""
+        extractor = ChangesExtractor(load_default_config())
+        rejected = extractor.extract("Deal", "create", {(SECRET,): 1})  # type: ignore[dict-item]
+        assert isinstance(rejected, Rejection)
+        assert rejected.detail == "a column name is not a string: tuple"
+
+    def test_a_parser_error_without_a_place_is_named_by_its_kind(self, monkeypatch: Any) -> None:
+        """A ``YAMLError`` with no mark (none of PyYAML's parsers raise one today; a builder or a
+        later PyYAML may) is named by its class; before, its ``str()``."""
+
+        def fails(*_args: object) -> None:
+            raise yaml.YAMLError(f"could not take {SECRET}")
+
+        monkeypatch.setattr(_backends, "build", fails)
+        with pytest.raises(MalformedYaml) as caught:
+            load_audited_changes("---\na: 1\n", backend="python")
+        assert str(caught.value) == "malformed YAML: the parser failed (YAMLError)"

@@ -73,11 +73,12 @@ class TestLoaderSettings:
             assert "deeper than" not in shallow.text
 
     @pytest.mark.postgres
-    def test_a_refused_database_login_is_a_503_whose_cause_is_logged_without_secrets(
+    def test_a_refused_database_login_is_a_500_whose_cause_is_logged_without_secrets(
         self, crm_dsn: str, caplog: pytest.LogCaptureFixture
     ) -> None:
-        """A DSN naming a database that does not exist answers 503 to the client, and the server log
-        says why (CONNECTION_REJECTED, the database's name) without the DSN's password."""
+        """A DSN naming a database that does not exist answers 500 ``CONNECTION_REJECTED`` (no retry
+        mends it: before, a 503 "retry later"), and the server log says why (the database's name)
+        without the DSN's password."""
         client = mongomock.MongoClient(tz_aware=True)
         apply_migration(client["cdp"], "up")
         settings = Settings(
@@ -102,8 +103,10 @@ class TestLoaderSettings:
                 json={"company_sso_id": "c", "tenant": "acme"},
                 auth=("ops", "pw"),
             )
-        assert answer.status_code == 503
+        assert answer.status_code == 500
+        assert answer.json()["error"]["code"] == "CONNECTION_REJECTED"
         assert "Kx9v" not in answer.text
+        assert "no_such_db" not in answer.text
         assert "CONNECTION_REJECTED" in caplog.text
         assert "no_such_db" in caplog.text
         assert "Kx9v" not in caplog.text

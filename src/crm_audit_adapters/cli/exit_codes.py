@@ -25,13 +25,15 @@ from crm_audit_transform.errors import (
     Unavailable,
     UnknownTenant,
 )
+from crm_audit_transform.raised import raised_at
 
 from .standard_streams import STDERR, STDOUT
 
 OK: Final = 0
 """Done: the command did what it was asked (a run completed, a status was shown...)."""
 INTERNAL: Final = 1
-"""An unexpected error: a bug; rerun with ``--debug`` for the traceback."""
+"""An unexpected error: a bug, named by its type and where it was raised, never its message (which
+may quote a row's value); rerun with ``--debug`` for the traceback."""
 USAGE: Final = 2
 """Bad command line: an unknown option, a missing or empty value."""
 CONFIG: Final = 3
@@ -151,6 +153,15 @@ def exit_code_for(error: BaseException) -> int:
 def one_line(error: BaseException) -> str:
     """``CODE: message`` on one line (multi-line messages, like a ConfigError's, are joined with "; ").
 
+    The message is the error's own for the errors written to be read: this library's
+    (``CrmAuditError``), the runner's (``CliError``) and click's. An ``OSError`` that carries the
+    operating system's errno and words for it (a full disk, a closed pipe, a refused connection)
+    is an environment fault ops act on: those words, and the path it names. Anything else is a bug
+    whose message may quote what it met, a value of a row, that no scrubbing of secrets removes:
+    it is named by its type and where it was raised
+    (``INTERNAL: unexpected KeyError in lookup (rules.py:42); rerun with --debug for the
+    traceback``, ``crm_audit_transform.raised.raised_at``), and ``--debug`` prints the traceback.
+
     Notes added on the way out (``add_note``: what a dry run wrote before the error) follow, each
     after "; ".
     """
@@ -159,6 +170,10 @@ def one_line(error: BaseException) -> str:
         text = f"cannot write to {_STREAMS[error.filename]}: {error.strerror}"
     elif isinstance(error, OSError) and error.filename is not None and error.strerror:
         text = f"cannot use {error.filename}: {error.strerror}"
+    elif isinstance(error, OSError) and error.strerror:
+        text = error.strerror if error.errno is None else f"[Errno {error.errno}] {error.strerror}"
+    elif not isinstance(error, CrmAuditError | CliError | click.ClickException):
+        text = f"unexpected {raised_at(error)}; rerun with --debug for the traceback"
     else:
         parts = [part.strip() for part in str(error).splitlines() if part.strip()]
         if isinstance(error, ConfigError) and len(parts) > 1:

@@ -1,8 +1,9 @@
 """One error envelope for every failure: ``{"error": {"code", "message"}}``, never a stack trace.
 
-A 503 answers a dependency that is down or refuses the service's own configuration (a wrong
-database password): the client is told to retry later, and the server log says why, at WARNING
-(outage) or ERROR (configuration), through the ``crm_audit_adapters.http`` logger. Messages are
+A 503 answers a dependency that is down: the client is told to retry later, and the server log
+says why, at WARNING, through the ``crm_audit_adapters.http`` logger. The service's own configuration
+being wrong (a ``ConfigError``: a setting, a wrong database password, a package missing) is a 500
+with the error's code, logged at ERROR: no retry mends it until the deployment changes. Messages are
 secret-free at their source (``redaction.scrub``), and the app factory adds a ``ScrubbingFilter``
 to that logger as well. An unexpected error (500) is logged with its frames and types, not its message.
 """
@@ -10,7 +11,6 @@ to that logger as well. An unexpected error (500) is logged with its frames and 
 from __future__ import annotations
 
 import logging
-import traceback
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -31,6 +31,7 @@ from crm_audit_transform.errors import (
     Unavailable,
     UnknownTenant,
 )
+from crm_audit_transform.raised import raised_chain
 
 from .answers import error_answer
 
@@ -99,11 +100,25 @@ async def on_domain_error(request: Request, exc: Exception) -> JSONResponse:
         log.error("409 for %s %s: %s", request.method, request.url.path, _cause(exc))
         return envelope(409, "MAPPING_CHANGED", str(exc))
     if isinstance(exc, ConfigError):
-        log.error("503 for %s %s: misconfigured: %s", request.method, request.url.path, _cause(exc))
-        return envelope(503, "DEPENDENCY_UNAVAILABLE", "a dependency is unavailable; retry later")
+        # The service's own configuration (ConfigError, CONFIG_INVALID), a server refusing it
+        # (ConnectionRejected) or an optional package it needs (DependencyMissing): each stays wrong
+        # until the deployment changes, so no "retry later" 503 and no caller's 4xx. The message
+        # may name the server's files, hosts or settings: the log says it, the answer its code.
+        log.error("500 for %s %s: misconfigured: %s", request.method, request.url.path, _cause(exc))
+        return envelope(500, exc.code, "the service is misconfigured; the server log says what")
     if _bad_input(exc):
         return _bad_input_answer(request, exc)
-    return envelope(400, "BAD_REQUEST", str(exc).splitlines()[0])
+    return _unhandled(request, exc)
+
+
+def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+    """500 with the error's own ``code`` (``INTERNAL`` without one): a library error no branch above
+    answers (``IndexConflict``, an ``AuditedChangesError``, one added later) is not known to be the
+    caller's fault, and its message is not known to be fit for a caller. Logged (ERROR) as a bug is,
+    by its type and frames; before, a 400 ``BAD_REQUEST`` with the first line of its message."""
+    log.error("500 for %s %s: %s", request.method, request.url.path, raised_chain(exc, source_lines=True))
+    code = getattr(exc, "code", None)
+    return envelope(500, code if isinstance(code, str) else "INTERNAL", "internal error")
 
 
 def _bad_input(exc: Exception) -> bool:
@@ -141,29 +156,11 @@ async def on_http_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    """500 ``INTERNAL``, logged (ERROR) with the error's frames and types: ``_frames``."""
-    log.error("500 for %s %s: %s", request.method, request.url.path, _frames(exc))
+    """500 ``INTERNAL``, logged (ERROR) with the error's frames and types, and those of the errors it
+    came from, never their messages (``crm_audit_transform.raised.raised_chain``): a bug's message
+    may quote what it met, a value of a row, which the logger's filter does not know to scrub."""
+    log.error("500 for %s %s: %s", request.method, request.url.path, raised_chain(exc, source_lines=True))
     return envelope(500, "INTERNAL", "internal error")
-
-
-def _frames(exc: BaseException) -> str:
-    """Where ``exc`` and the errors it came from were raised: each one's type and traceback (file,
-    line, function, source line), never its message.
-
-    An unexpected error is a bug, and its message may quote what it met — a value of a row (a
-    ``KeyError`` of a column, a driver's ``ValueError`` quoting a field) — which the logger's filter
-    does not know to scrub (it scrubs configured secrets). Frames come from the code; logging's own
-    traceback shows no locals either, but prints each message, so it is not used.
-    """
-    parts: list[str] = []
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        frames = "".join(traceback.format_tb(current.__traceback__))
-        parts.append(f"{type(current).__module__}.{type(current).__qualname__} (message left out)\n{frames}")
-        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
-    return "\ncoming from:\n".join(parts).rstrip()
 
 
 HANDLERS = {

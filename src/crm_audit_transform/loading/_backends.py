@@ -359,7 +359,8 @@ def parse(text: str, limits: LoaderLimits, backend: Backend) -> tuple[bool, Any]
             raise MalformedYaml(message) from None
         raise MalformedYaml(message, mark.line + 1, mark.column + 1) from None
     except yaml.YAMLError as exc:
-        raise MalformedYaml(str(exc)) from None
+        # No mark to name a place, and its text may quote the row: the kind of fault alone.
+        raise MalformedYaml(f"the parser failed ({type(exc).__name__})") from None
     finally:
         if source is not None:
             source.dispose()

@@ -79,7 +79,8 @@ class ChangesExtractor:
         extracted = []
         for column, value in changes.items():
             if type(column) is not str and not isinstance(column, str):
-                return _malformed(f"column name {column!r} is not a string")
+                # Named by its type alone: a key a YAML row wrote may be anything, a value too.
+                return _malformed(f"a column name is not a string: {type(column).__name__}")
             if column in special:  # ignored, redacted or array columns of this type: the whole rule
                 pair = self._special_pair(auditable_type, column, value, update, destroy, combined)
                 if pair is None:
