@@ -241,6 +241,10 @@ def parse_time(s: str) -> dt.datetime:
     offset = int(offset_match[1]) * 3600
     minutes = int(offset_match[2] or 0) * 60
     offset = offset - minutes if offset < 0 else offset + minutes  # Ruby's sign rule: -00:30 is +00:30
+    if not -86400 < offset < 86400:
+        # Time.new's validate_utc_offset (Ruby time.c) refuses a day or more; Psych then keeps the
+        # text, and writes such a string plain, so "… +25" must read back as a string.
+        raise ValueError("utc_offset out of range")
     return _shift(instant, -offset)
 
 
