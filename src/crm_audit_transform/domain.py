@@ -21,6 +21,13 @@ from .values import Value
 SOURCE_TAG: Final = "crm_migration"
 """``source_tag`` of every log this library writes; rollback deletes exactly these."""
 
+HELD_BY_ANOTHER_TOOL: Final = (
+    f"the company's external_id is already held by a log whose source_tag is not {SOURCE_TAG!r} "
+    "(another tool's): that log is left as it is and this record is not written"
+)
+"""A ``failed: write_error`` detail: the unique index refused the log for a key another tool's log
+holds. Unlike a duplicate of our own log (a replay, counted as migrated), nothing of ours is stored."""
+
 
 UserId: TypeAlias = int | str
 """A CRM user id as audited stores it: an integer, or an opaque string such as a UUID

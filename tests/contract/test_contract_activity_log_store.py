@@ -15,7 +15,7 @@ import pytest
 
 from crm_audit_adapters.files import JsonlActivityLogSink
 from crm_audit_adapters.mongo import MongoActivityLogStore, apply_migration
-from crm_audit_transform.domain import ActivityLog
+from crm_audit_transform.domain import HELD_BY_ANOTHER_TOOL, ActivityLog
 from crm_audit_transform.jobs import COMPLETED, ROLLED_BACK
 from crm_audit_transform.ports import ActivityLogStore
 from crm_audit_transform.ports.log_stores import MigratedLogsById, MigratedLogsInChunks
@@ -95,6 +95,32 @@ class TestInsertBatch:
         results = store.insert_batch(logs(1, company="company-b"))
         assert [r.status for r in results] == ["inserted"]
         assert (store.count_migrated("company-a"), store.count_migrated("company-b")) == (1, 1)
+
+
+class TestKeyHeldByAnotherTool:
+    """A log another tool stored under one of our keys (another ``source_tag``) is not ours.
+
+    Not run on the JSONL file sink: a dry run's file holds only the logs that dry run wrote.
+    """
+
+    @pytest.mark.parametrize("store", [k for k in IMPLEMENTATIONS if k != "jsonl_file"], indirect=True)
+    def test_that_record_fails_and_the_other_log_stays(self, store: ActivityLogStore) -> None:
+        """Our log is not written and fails (``write_error``), so a run does not count it as migrated
+        (a duplicate of our own log is a replay and is); the rest of the batch lands."""
+        store.insert_batch([activity_log(2, source_tag="go_service")])
+        results = store.insert_batch(logs(1, 2, 3))
+        assert [(r.status, r.reason) for r in results] == [
+            ("inserted", ""),
+            ("failed", "write_error"),
+            ("inserted", ""),
+        ]
+        assert HELD_BY_ANOTHER_TOOL in results[1].detail
+        assert store.count_migrated("company-a") == 2
+        replay = store.insert_batch(logs(1, 2))
+        assert [(r.status, r.reason) for r in replay] == [
+            ("skipped", "duplicate_external_id"),
+            ("failed", "write_error"),
+        ]
 
 
 class TestRollback:

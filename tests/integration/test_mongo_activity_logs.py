@@ -218,6 +218,15 @@ class TestNetworkRetries:
             ("inserted", ""),
         ]
 
+    def test_a_retry_fails_a_key_another_tools_log_holds(self, logs: Any) -> None:
+        """On a retried attempt too, a key held by a log without our ``source_tag`` (here none at
+        all, as another tool may write) fails; the attempt's own lost write still counts inserted."""
+        logs.insert_one({"company_sso_id": "company-a", "external_id": "crm:tenant_a:audit:1"})
+        flaky = FlakyCollection(logs, write_first=True)
+        results = _store(flaky).insert_batch([activity_log(1), activity_log(2)])
+        assert [(r.status, r.reason) for r in results] == [("failed", "write_error"), ("inserted", "")]
+        assert logs.count_documents({"source_tag": "crm_migration"}) == 1
+
     def test_too_many_network_errors_raise_store_unavailable(self, logs: Any) -> None:
         """After the last attempt the caller gets StoreUnavailable, and the backoff was followed."""
         delays: list[float] = []

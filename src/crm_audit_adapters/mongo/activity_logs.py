@@ -5,7 +5,9 @@ write. A network error retries the whole batch with the same documents, each und
 chosen here before the first attempt. That makes a retry's duplicates provable: a duplicate whose
 stored ``_id`` is the one this call chose was written by this call's earlier attempt (its
 acknowledgement was lost) and counts as ``inserted``; any other duplicate was there before and
-counts as ``skipped: duplicate_external_id``. Nothing is counted twice or lost.
+counts as ``skipped: duplicate_external_id``. Nothing is counted twice or lost. A duplicate whose
+key a log of another ``source_tag`` holds (another tool's) is ``failed: write_error`` instead: the
+run counts a duplicate as migrated, and that log is not ours (``_held_by_others``).
 
 Each document is BSON-encoded once, with the collection's codec options: the size check needs its
 bytes, and a pymongo collection is handed those very bytes (``RawBSONDocument``) instead of encoding
@@ -40,7 +42,7 @@ from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError
 
 from crm_audit_transform import reasons
-from crm_audit_transform.domain import SOURCE_TAG, ActivityLog, EncodedLog, WriteResult
+from crm_audit_transform.domain import HELD_BY_ANOTHER_TOOL, SOURCE_TAG, ActivityLog, EncodedLog, WriteResult
 from crm_audit_transform.usecases.pages import encoded_log
 
 from .documents import encode_activity_log
@@ -62,6 +64,7 @@ _ID_ELEMENT: Final = b"\x07_id\x00"
 ID_BYTES: Final = len(_ID_ELEMENT) + 12
 """What the ``_id`` element adds to a log's BSON: the size MongoDB checks is ``len(bson) + ID_BYTES``."""
 _NO_EXTERNAL_ID: Final = "an activity log without external_id cannot be written idempotently"
+_FOREIGN: Final = f"code 11000: {HELD_BY_ANOTHER_TOOL}"
 
 
 @frozen
@@ -94,10 +97,19 @@ def with_id(doc_id: ObjectId, data: bytes) -> bytes:
 
 
 class _Pending:
-    __slots__ = ("doc", "doc_id", "encoded", "external_id", "index")
+    __slots__ = ("company_sso_id", "doc", "doc_id", "encoded", "external_id", "index")
 
-    def __init__(self, index: int, external_id: str, doc_id: ObjectId, doc: Document, encoded: bytes) -> None:
+    def __init__(
+        self,
+        index: int,
+        company_sso_id: str,
+        external_id: str,
+        doc_id: ObjectId,
+        doc: Document,
+        encoded: bytes,
+    ) -> None:
         self.index = index
+        self.company_sso_id = company_sso_id
         self.external_id = external_id
         self.doc_id = doc_id
         self.doc = doc  # empty for a log encoded ahead (``encoded`` is then all there is)
@@ -150,7 +162,7 @@ class MongoActivityLogStore:
             if problem:
                 results[index] = WriteResult(log.external_id, "failed", reasons.WRITE_ERROR, problem)
             else:
-                pending.append(_Pending(index, log.external_id, doc_id, doc, encoded))
+                pending.append(_Pending(index, log.company_sso_id, log.external_id, doc_id, doc, encoded))
         if pending:
             written = call_with_retry(
                 lambda attempt: self._insert(pending, attempt), self._retry, "insert activity logs"
@@ -186,11 +198,19 @@ class MongoActivityLogStore:
         duplicates = [pending[pos].doc_id for pos, error in by_position.items() if _is_duplicate(error)]
         # Only a retried attempt can meet its own earlier writes; the first attempt reads nothing.
         ours = self._already_ours(duplicates) if attempt > 1 and duplicates else set()
+        held = [
+            pending[pos]
+            for pos, error in by_position.items()
+            if _is_duplicate(error) and pending[pos].doc_id not in ours
+        ]
+        foreign = self._held_by_others(held) if held else set()
         results: list[WriteResult] = []
         for pos, item in enumerate(pending):
             error = by_position.get(pos)
             if error is None or item.doc_id in ours:
                 results.append(WriteResult(item.external_id, "inserted"))
+            elif _is_duplicate(error) and (item.company_sso_id, item.external_id) in foreign:
+                results.append(WriteResult(item.external_id, "failed", reasons.WRITE_ERROR, _FOREIGN))
             elif _is_duplicate(error):
                 results.append(WriteResult(item.external_id, "skipped", reasons.DUPLICATE_EXTERNAL_ID))
             else:
@@ -200,6 +220,26 @@ class MongoActivityLogStore:
 
     def _already_ours(self, ids: Sequence[ObjectId]) -> set[ObjectId]:
         return {doc["_id"] for doc in self._collection.find({"_id": {"$in": list(ids)}}, {"_id": 1})}
+
+    def _held_by_others(self, held: Sequence[_Pending]) -> set[tuple[str, str]]:
+        """The (company, external id) of ``held`` whose stored log is not a ``crm_migration`` one.
+
+        Read only after the insert met duplicates, so a write still reads nothing first. A log of
+        ours (a replay) is the record already in the timeline: the run counts it as migrated. A log
+        another tool wrote under the same key is not: rollback and verify never take it for ours,
+        so it must not be counted as migrated either. A stored log no longer there is left a
+        duplicate, as before.
+        """
+        wanted: dict[str, list[str]] = {}
+        for item in held:
+            wanted.setdefault(item.company_sso_id, []).append(item.external_id)
+        query = {"$or": [{"company_sso_id": c, "external_id": {"$in": ids}} for c, ids in wanted.items()]}
+        projection = {"_id": 0, "company_sso_id": 1, "external_id": 1, "source_tag": 1}
+        return {
+            (doc["company_sso_id"], doc["external_id"])
+            for doc in self._collection.find(query, projection)
+            if doc.get("source_tag") != SOURCE_TAG
+        }
 
     def _migrated_filter(self, company_sso_id: str) -> Document:
         # The external_id condition is a second guard: native logs never carry one.

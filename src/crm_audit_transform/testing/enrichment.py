@@ -17,7 +17,6 @@ from typing import Any
 
 import attrs
 
-from .. import reasons
 from ..domain import SOURCE_TAG, ActivityLog, EncodedLog, WriteResult
 from ..enrichment.model import (
     ASSOCIATION_ACTIONS,
@@ -29,7 +28,7 @@ from ..enrichment.model import (
 )
 from ..enrichment_tally import EnrichmentTally
 from ..timestamps import as_utc
-from .stores import refuse_encoded
+from .stores import held_by_another_tool, refuse_encoded
 
 __all__ = ["InMemoryEnrichmentStore", "activity_log_document"]
 
@@ -166,7 +165,7 @@ class InMemoryEnrichmentStore:
         # It has no log_encoder, so an EncodedLog reaching it is a wiring mistake.
         logs = refuse_encoded(logs, self)
         keys = {
-            (doc["company_sso_id"], doc["external_id"])
+            (doc["company_sso_id"], doc["external_id"]): doc.get("source_tag")
             for doc in self._docs.values()
             if isinstance(doc.get("external_id"), str)
         }
@@ -174,11 +173,11 @@ class InMemoryEnrichmentStore:
         for log in logs:
             key = (log.company_sso_id, log.external_id)
             if log.external_id and key in keys:
-                results.append(WriteResult(log.external_id, "skipped", reasons.DUPLICATE_EXTERNAL_ID))
+                results.append(held_by_another_tool(log.external_id, keys[key]))
                 continue
             self.add_native(log)
             if log.external_id:
-                keys.add(key)
+                keys[key] = log.source_tag
             results.append(WriteResult(log.external_id, "inserted"))
         return tuple(results)
 

@@ -15,7 +15,16 @@ from collections.abc import Collection, Iterable, Sequence
 import attrs
 
 from .. import reasons
-from ..domain import NO_TIME_KNOWN, SOURCE_TAG, ActivityLog, AuditRow, EncodedLog, ScopeBounds, WriteResult
+from ..domain import (
+    HELD_BY_ANOTHER_TOOL,
+    NO_TIME_KNOWN,
+    SOURCE_TAG,
+    ActivityLog,
+    AuditRow,
+    EncodedLog,
+    ScopeBounds,
+    WriteResult,
+)
 from ..errors import JobAlreadyRunning, JobNotFound, JobNotRunnable, LeaseHeld
 from ..jobs import (
     CANCELLED,
@@ -125,11 +134,15 @@ class InMemoryActivityLogStore:
         """Store a live-feed log as the CDP itself would: no ``external_id``, never ours."""
         self._logs.append(log)
 
-    def _keys(self) -> set[tuple[str, str]]:
-        return {(log.company_sso_id, log.external_id) for log in self._logs if log.external_id}
+    def _keys(self) -> dict[tuple[str, str], str]:
+        """Each stored (company, external id) and the ``source_tag`` of the log holding it."""
+        return {
+            (log.company_sso_id, log.external_id): log.source_tag for log in self._logs if log.external_id
+        }
 
     def insert_batch(self, logs: Sequence[ActivityLog | EncodedLog]) -> Sequence[WriteResult]:
-        # Unordered insert against the partial unique index: each duplicate is reported, the rest land.
+        # Unordered insert against the partial unique index: each duplicate is reported, the rest land;
+        # a key another tool's log holds fails (``held_by_another_tool``), as MongoActivityLogStore's.
         # It has no log_encoder, so an EncodedLog reaching it is a wiring mistake.
         logs = refuse_encoded(logs, self)
         keys = self._keys()
@@ -137,11 +150,11 @@ class InMemoryActivityLogStore:
         for log in logs:
             key = (log.company_sso_id, log.external_id)
             if log.external_id and key in keys:
-                results.append(WriteResult(log.external_id, "skipped", reasons.DUPLICATE_EXTERNAL_ID))
+                results.append(held_by_another_tool(log.external_id, keys[key]))
                 continue
             self._logs.append(log)
             if log.external_id:
-                keys.add(key)
+                keys[key] = log.source_tag
             results.append(WriteResult(log.external_id, "inserted"))
         return tuple(results)
 
@@ -559,6 +572,15 @@ class FixedClock:
 
     def set(self, now: dt.datetime) -> None:
         self._now = as_utc(now)
+
+
+def held_by_another_tool(external_id: str, holder_source_tag: object) -> WriteResult:
+    """The result of a log refused for a key already stored, whose log has ``holder_source_tag``:
+    ``skipped: duplicate_external_id`` when it is ours (a replay), else ``failed: write_error``
+    (``HELD_BY_ANOTHER_TOOL``), as ``MongoActivityLogStore`` reports it."""
+    if holder_source_tag == SOURCE_TAG:
+        return WriteResult(external_id, "skipped", reasons.DUPLICATE_EXTERNAL_ID)
+    return WriteResult(external_id, "failed", reasons.WRITE_ERROR, f"code 11000: {HELD_BY_ANOTHER_TOOL}")
 
 
 def refuse_encoded(logs: Sequence[ActivityLog | EncodedLog], writer: object) -> list[ActivityLog]:
