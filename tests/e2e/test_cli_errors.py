@@ -241,6 +241,15 @@ ROWS = [
         hides=SECRET,
     ),
     Row(
+        "config: a Mongo URI asking for unacknowledged writes (w=0: every log would count as inserted)",
+        ("status", *C),
+        "CONFIG_INVALID",
+        {"CRM_AUDIT_MONGO_URI": f"mongodb://cdp:{SECRET}@127.0.0.1:{{port}}/?w=0"},
+        own_mongo=True,
+        hides=SECRET,
+        names="unacknowledged writes (w=0)",
+    ),
+    Row(
         "config: a missing settings file, given after the subcommand",
         ("status", *C, "--settings", "{tmp}/nope.toml"),
         "CONFIG_INVALID",

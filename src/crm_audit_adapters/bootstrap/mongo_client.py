@@ -28,8 +28,9 @@ _NOTICE_AFTER_S = 1.0  # a reachable server answers well within this; say what w
 def mongo_client_for(uri: str | None) -> MongoClient[Document]:
     """A client for ``uri``; the URI's own options win over the runner's defaults.
 
-    ``ConfigError`` for a URI pymongo refuses, ``DependencyMissing`` for ``mongomock://`` without
-    mongomock installed. Nothing connects here (pymongo connects in the background).
+    ``ConfigError`` for a URI pymongo refuses or one asking for unacknowledged writes (``w=0``:
+    ``UNACKNOWLEDGED``), ``DependencyMissing`` for ``mongomock://`` without mongomock installed.
+    Nothing connects here (pymongo connects in the background).
     """
     from pymongo import MongoClient
     from pymongo.errors import PyMongoError
@@ -54,11 +55,23 @@ def mongo_client_for(uri: str | None) -> MongoClient[Document]:
     if not _SELECTION_TIMEOUT_OPTION.search(uri):
         options["serverSelectionTimeoutMS"] = DEFAULT_SERVER_SELECTION_TIMEOUT_MS
     try:
-        return MongoClient(uri, tz_aware=True, **options)
+        client: MongoClient[Document] = MongoClient(uri, tz_aware=True, **options)
     except PyMongoError as exc:
         # pymongo's message may quote the URI: scrubbed, never raw.
         raise ConfigError([("mongo_uri", f"pymongo refused the URI: {scrub(str(exc), [uri])}")]) from None
+    if not client.write_concern.acknowledged:
+        # With w=0 an insert_many reports nothing: every log would count as inserted, a duplicate or a
+        # refused one too, and the job store's find_one_and_update answers None (a lease "held").
+        client.close()
+        raise ConfigError([("mongo_uri", UNACKNOWLEDGED)])
+    return client
 
+
+UNACKNOWLEDGED = (
+    "the URI asks for unacknowledged writes (w=0): each log's outcome and every job write are read from "
+    "the server's answer, so the runner needs one; remove w=0 (w=1 or w=majority)"
+)
+"""Why a URI with ``w=0`` is refused (``ConfigError``): it would count logs it never saw written."""
 
 _SELECTION_TIMEOUT_OPTION = re.compile(r"[?&;]serverSelectionTimeoutMS=", re.IGNORECASE)
 
