@@ -120,11 +120,19 @@ def end_children() -> None:
     pool never registered (interrupted between starting it and recording it): nothing would end it,
     and the interpreter's exit joins every non-daemon child. A stopped child (SIGSTOP, a debugger)
     acts on its SIGTERM only once continued: it is sent SIGCONT after it, as a shell's ``kill`` does
-    to a stopped job, instead of waiting out ``CHILD_END_S`` for the SIGKILL."""
+    to a stopped job, instead of waiting out ``CHILD_END_S`` for the SIGKILL.
+
+    First, a page pool's worker starts still in progress are waited for (``page_pool.starting.
+    end_starts``: ``START_WAIT_S`` at most), as the interpreter's exit waits for them: the command
+    then ends at once (``exit_at_once``), and a worker the fork server had forked but not yet been
+    sent its start-up data printed an ``EOFError`` traceback after the command's last line."""
     import contextlib
     import multiprocessing  # only after an interrupt: a command's start imports nothing more
     import os
 
+    starting = sys.modules.get("crm_audit_adapters.page_pool.starting")  # imported by a pool only
+    if starting is not None:
+        starting.end_starts()
     children = multiprocessing.active_children()
     for child in children:
         child.terminate()

@@ -21,7 +21,10 @@ printed a traceback (``FileNotFoundError`` in ``SemLock._rebuild``) on the comma
 one error line: ``run --workers 2`` refused by USMAN on its first page, once in a few dozen runs on
 a loaded machine. The wait runs at the interpreter's exit (``atexit``), before multiprocessing's own
 exit handler (registered when ``multiprocessing.util`` was imported, earlier: handlers run last in,
-first out). A command left by a Ctrl-C ends at once (``console.exit_at_once``), without it.
+first out). A command left by a Ctrl-C ends at once (``console.exit_at_once``), without the exit's
+handlers: ``console.end_children`` calls ``end_starts`` first. Before, a Ctrl-C as the fork server
+forked a worker ended the runner before it had sent the worker its start-up data, and the worker
+printed an ``EOFError`` traceback after the command's ``error: INTERRUPTED`` line.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing.connection import Connection  # imports multiprocessing.util: its exit handler
 from typing import Final
 
-__all__ = ["START_WAIT_S", "Starting"]
+__all__ = ["START_WAIT_S", "Starting", "end_starts"]
 
 START_WAIT_S: Final = 10.0
 """How long ``close`` after a normal run (``worker_processes``), and the process's exit, wait for a
@@ -112,13 +115,14 @@ class Starting:
             return True
 
 
-def _end_starts_at_exit() -> None:
-    """At the interpreter's exit: abandon each start still in progress and wait for its thread (the
-    start, then the worker's shutdown), ``START_WAIT_S`` at most in all (see the module docstring)."""
+def end_starts() -> None:
+    """Abandon each start still in progress and wait for its thread (the start, then the worker's
+    shutdown), ``START_WAIT_S`` at most in all: at the interpreter's exit, and before a command left
+    by a Ctrl-C ends at once (``console.end_children``; see the module docstring)."""
     deadline = time.monotonic() + START_WAIT_S
     for starting in list(_IN_PROGRESS):
         starting.abandon()
         starting._thread.join(max(0.0, deadline - time.monotonic()))
 
 
-atexit.register(_end_starts_at_exit)
+atexit.register(end_starts)
