@@ -72,6 +72,12 @@ Written by hand in `scripts/api_doc.py` (the rest of this page is generated); CH
   why (`.counted` and `.found`, now `int | None`, are None then). `ports.JobStore` implementations must
   store it with the job and keep it as stored through every run's write (`save_progress` and the
   shards'); a job stored without it reads as None and is not checked.
+- `ports.JobStore` and `ports.RunJobStore` have `grow_source_mark(job_id, owner, mark, *, previous,
+  shard=None)`: a run about to hand over rows added to its marked source since the job was made (a
+  file's rows appended) first grows the job's `source_mark` over them (`ports.SourceMarks.grown_mark`,
+  which a marked source now implements too), in one atomic write under the runner's lease (the job's or
+  the shard's) where the stored mark is still `previous`; another mark or status comes back as stored,
+  nothing written. Implementations of the port must add it (the in-memory and MongoDB stores have).
 - `PageResult.outcomes` is a `Sequence[Outcome]` (it was `tuple[Outcome, ...]`), and so is what
   `run_job(on_outcomes=…)` and `MigrationService.dry_run(on_outcomes=…)` are given: with `--workers` (a page
   pool) it may be a `packed.PackedOutcomes` view, read row by row as the same outcomes. Code that

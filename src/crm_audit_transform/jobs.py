@@ -192,9 +192,10 @@ class MigrationJob:
     source_mark: str | None = None
     """What the source held when the job was made (``ports.SourceMarks``: an export file's size and
     digest), checked by each run before it reads a row, its shards' runs too: a source rewritten
-    since is ``SourceChanged``, not read on from the cursor. Set by ``new_job``; never changed by a
-    run. None for a source that keeps none (a database), a dry run's job (run in the process that
-    made it), and a job stored before the field (not checked)."""
+    since is ``SourceChanged``, not read on from the cursor. Set by ``new_job``; grown by a run over
+    rows added since before it hands one over (``JobStore.grow_source_mark``), else never changed.
+    None for a source that keeps none (a database), a dry run's job (run in the process that made
+    it), and a job stored before the field (not checked)."""
     mapping_mark: str | None = None
     """The mark of the mapping its trigger ran under (``config.mapping_mark``: a digest of the parsed
     ``CRM_AUDIT_MAPPING_CONFIG``, or of the bundled default), checked by each run, shard run and

@@ -243,6 +243,50 @@ class TestLeases:
         assert resumed is not None
         assert (resumed.source_mark, store.latest("company-b")) == (mark, resumed)
 
+    def test_a_runner_grows_the_source_mark_under_its_lease_where_it_is_still_the_one_it_read(
+        self, store: JobStore
+    ) -> None:
+        """``grow_source_mark``: written where the stored mark is still ``previous`` and the lease
+        the runner's; another mark (grown by another shard's run) or another status comes back as
+        stored, nothing written; another's lease is ``LeaseHeld``. The same write again (a retry)
+        finds its mark in place."""
+        mark, grown, further = (f"sha256:{n}:" + c * 64 for n, c in ((10, "a"), (20, "b"), (30, "c")))
+        job = attrs.evolve(migration_job(), source_mark=mark)
+        store.create(job)
+        with pytest.raises(LeaseHeld):
+            store.grow_source_mark(job.job_id, "runner-1", grown, previous=mark)
+        assert store.latest("company-a") == job
+        store.acquire_lease(job.job_id, "runner-1", LEASE)
+        stored = store.grow_source_mark(job.job_id, "runner-1", grown, previous=mark)
+        assert stored.source_mark == grown
+        assert store.latest("company-a") == stored
+        assert store.grow_source_mark(job.job_id, "runner-1", grown, previous=mark) == stored
+        assert store.grow_source_mark(job.job_id, "runner-1", further, previous=mark) == stored
+        with pytest.raises(LeaseHeld):
+            store.grow_source_mark(job.job_id, "runner-2", further, previous=grown)
+        cancelled = store.transition(attrs.evolve(stored, status=CANCELLED), {IN_PROGRESS}, status_only=True)
+        assert cancelled is not None
+        assert store.grow_source_mark(job.job_id, "runner-1", further, previous=grown) == cancelled
+        assert store.latest("company-a") == cancelled
+        with pytest.raises(JobNotFound):
+            store.grow_source_mark("no-such-job", "runner-1", further, previous=grown)
+
+    def test_a_shards_runner_grows_the_jobs_source_mark_under_its_shards_lease(self, store: JobStore) -> None:
+        """A shard's run grows the job's one mark, guarded on that shard's lease: the job's own
+        lease, or another shard's, does not let it."""
+        mark, grown = "sha256:10:" + "a" * 64, "sha256:20:" + "b" * 64
+        job = attrs.evolve(sharded_job(), source_mark=mark)
+        store.create(job)
+        held = store.acquire_shard_lease(job.job_id, 1, "runner-1", LEASE)
+        with pytest.raises(LeaseHeld):
+            store.grow_source_mark(job.job_id, "runner-2", grown, previous=mark, shard=1)
+        with pytest.raises(LeaseHeld):
+            store.grow_source_mark(job.job_id, "runner-1", grown, previous=mark)
+        assert store.latest("company-a") == held
+        stored = store.grow_source_mark(job.job_id, "runner-1", grown, previous=mark, shard=1)
+        assert stored == attrs.evolve(held, source_mark=grown)
+        assert store.latest("company-a") == stored
+
     def test_the_mapping_mark_is_the_triggers_and_no_run_write_changes_it(self, store: JobStore) -> None:
         """``mapping_mark`` round-trips, and stays as created through a lease, a progress write that
         carries another (a run never moves it), a shard's progress and a fenced resume."""

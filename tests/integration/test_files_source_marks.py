@@ -17,13 +17,15 @@ from pathlib import Path
 
 import pytest
 from test_files_audits import TEXT_AUDITS
-from test_files_resume_repeats import COMPANY, TENANT, Account, pipelines, result
+from test_files_resume_repeats import COMPANY, TENANT, Account, FailingSave, pipelines, result
 
 from crm_audit_adapters.cli.exit_codes import BAD_INPUT, error_code, exit_code_for
 from crm_audit_adapters.files import CheckedRows, FileAuditSource, file_marks, mounts
-from crm_audit_adapters.files.file_marks import digest_changed, digest_mark
+from crm_audit_adapters.files.errors import FileChangedWhileRead
+from crm_audit_adapters.files.file_marks import GrowingMark, digest_changed, digest_mark
 from crm_audit_adapters.files.verification import JsonlMigratedLogReader
 from crm_audit_transform import SourceChanged
+from crm_audit_transform.errors import StoreUnavailable
 from crm_audit_transform.jobs import MigrationJob
 from crm_audit_transform.usecases.guards import new_job
 from crm_audit_transform.usecases.verify import VerifyPorts, VerifySettings, verify_account
@@ -66,9 +68,14 @@ def _stopped(
 
 def _other_first_row(lines: list[str]) -> list[str]:
     """The first row (behind the cursor) with another remote address: same ids, other content."""
-    doc = json.loads(lines[0])
+    return _other_row(lines, 0)
+
+
+def _other_row(lines: list[str], index: int) -> list[str]:
+    """Row ``index`` with another remote address: same ids, other content."""
+    doc = json.loads(lines[index])
     doc["remote_address"] = "203.0.113.9"
-    return [json.dumps(doc), *lines[1:]]
+    return [*lines[:index], json.dumps(doc), *lines[index + 1 :]]
 
 
 def _same_size_mid_file(lines: list[str]) -> list[str]:
@@ -163,6 +170,128 @@ def test_rows_appended_after_the_files_end_are_read_on_to_a_clean_runs_result(
     assert resumed[1] == "completed"
     assert (resumed[0], resumed[1], resumed[4]) == (clean[0], clean[1], clean[4])
     assert resumed[0].processed == len(LINES)
+
+
+MARKED = 40
+"""The rows a job is made over before the rest of ``LINES`` is appended to its file."""
+PAST = int(json.loads(LINES[MARKED + 5])["id"])
+"""A run over the appended rows stops once its cursor is here: rows appended behind it."""
+
+
+def _cursor(job: MigrationJob) -> int:
+    """The cursor of the rows appended: the job's, or its last shard's (its range is open-ended)."""
+    return job.shards[-1].last_audit_id if job.shards else job.last_audit_id
+
+
+def _appended_and_read(
+    tmp_path: Path, workers: int, shards: int, upto: int = len(LINES)
+) -> tuple[Account, MigrationJob]:
+    """A job made over ``LINES[:MARKED]``, ``LINES[MARKED:upto]`` appended, run until its cursor
+    passed ``PAST`` (stopped there; the next run is another process's: a new source and sink)."""
+    audits = tmp_path / "audits.jsonl"
+    _write(audits, LINES[:MARKED])
+    account = Account(tmp_path, audits, tmp_path / "out.jsonl", workers, shards=shards, marked=True)
+    made = account.jobs.latest(COMPANY)
+    assert made is not None
+    assert made.source_mark is not None
+    assert made.source_mark.startswith(f"sha256:{audits.stat().st_size}:")
+    with audits.open("a", encoding="utf-8") as grown:
+        grown.write("\n".join(LINES[MARKED:upto]) + "\n")
+
+    def past() -> bool:
+        job = account.jobs.latest(COMPANY)
+        return job is not None and _cursor(job) >= PAST
+
+    account.anew(keep_sink=False)
+    with pipelines(workers) as pool:
+        account.run(pool, should_stop=past)
+    account.sink.close()
+    stopped = account.jobs.latest(COMPANY)
+    assert stopped is not None
+    assert stopped.status == "in_progress"
+    assert PAST <= _cursor(stopped) < int(json.loads(LINES[upto - 1])["id"])
+    return account, stopped
+
+
+@pytest.mark.parametrize("shards", [1, 2], ids=["job", "shards"])
+@pytest.mark.parametrize("workers", [1, 2], ids=["one-process", "two-workers"])
+def test_rows_appended_read_by_a_run_and_then_rewritten_are_refused_at_the_next(
+    tmp_path: Path, workers: int, shards: int
+) -> None:
+    """The run that handed rows appended after the job's mark grew the mark over them first: a row
+    of those rewritten before the next run (behind its cursor) is ``SourceChanged``, nothing read
+    or written. The mark covered the bytes the file held when the job was made, and the next run
+    read on from the cursor, its counts including a row the file no longer holds."""
+    account, stopped = _appended_and_read(tmp_path, workers, shards)
+    assert stopped.source_mark is not None
+    assert stopped.source_mark.split(":")[:3] == str(digest_mark(account.audits)).split(":")[:3]
+    written = account.out.read_bytes()
+    _write(account.audits, _other_row(LINES, MARKED + 1))
+    account.anew(keep_sink=False)
+    with pipelines(workers) as pool, pytest.raises(SourceChanged) as raised:
+        account.run(pool)
+    account.sink.close()
+    size = int(stopped.source_mark.split(":")[1])
+    assert raised.value.reason == f"its first {size} bytes are not those the job was made over"
+    job = account.jobs.latest(COMPANY)
+    assert job is not None
+    assert (job.status, _cursor(job), job.tally) == ("in_progress", _cursor(stopped), stopped.tally)
+    assert account.out.read_bytes() == written
+
+
+@pytest.mark.parametrize("shards", [1, 2], ids=["job", "shards"])
+@pytest.mark.parametrize("workers", [1, 2], ids=["one-process", "two-workers"])
+def test_a_run_stopped_among_rows_appended_resumes_to_a_clean_runs_result(
+    tmp_path: Path, workers: int, shards: int
+) -> None:
+    """Rows appended, a run stopped among them (its mark grown), more rows appended: the resume
+    reads on, growing the mark again, to the counts and bytes of a clean run over all of them."""
+    account, stopped = _appended_and_read(tmp_path, workers, shards, upto=len(LINES) - 3)
+    assert stopped.source_mark is not None
+    assert stopped.source_mark.startswith(f"sha256:{account.audits.stat().st_size}:")
+    with account.audits.open("a", encoding="utf-8") as grown:
+        grown.write("\n".join(LINES[-3:]) + "\n")
+    account.anew(keep_sink=False)
+    with pipelines(workers) as pool:
+        resumed = result(account, account.run(pool))
+    done = account.jobs.latest(COMPANY)
+    assert done is not None
+    assert done.source_mark is not None
+    assert done.source_mark.split(":")[:3] == str(digest_mark(account.audits)).split(":")[:3]
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    _write(whole / "audits.jsonl", LINES)
+    fresh = Account(whole, whole / "audits.jsonl", whole / "out.jsonl", workers, shards=shards, marked=True)
+    with pipelines(workers) as pool:
+        clean = result(fresh, fresh.run(pool))
+    assert resumed[1] == "completed"
+    assert (resumed[0], resumed[4]) == (clean[0], clean[4])
+
+
+@pytest.mark.parametrize("save", [1, 2, 3])
+def test_a_run_killed_after_its_mark_grew_resumes_to_a_clean_runs_result(tmp_path: Path, save: int) -> None:
+    """The mark grown over rows appended, the process gone at its ``save``-th progress write (a
+    step written, its progress not): the resume, under the grown mark, counts each row once."""
+    audits = tmp_path / "audits.jsonl"
+    _write(audits, LINES[:MARKED])
+    account = Account(tmp_path, audits, tmp_path / "out.jsonl", 1, marked=True)
+    with audits.open("a", encoding="utf-8") as grown:
+        grown.write("\n".join(LINES[MARKED:]) + "\n")
+    account.anew(keep_sink=True, jobs=FailingSave(account.jobs, save))
+    with pytest.raises(StoreUnavailable):
+        account.run(None)
+    crashed = account.jobs.latest(COMPANY)
+    assert crashed is not None
+    assert crashed.source_mark is not None
+    assert crashed.source_mark.startswith(f"sha256:{audits.stat().st_size}:")
+    account.anew(keep_sink=True)
+    resumed = result(account, account.run(None))
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    _write(whole / "audits.jsonl", LINES)
+    fresh = Account(whole, whole / "audits.jsonl", whole / "out.jsonl", 1, marked=True)
+    clean = result(fresh, fresh.run(None))
+    assert (resumed[0], resumed[1], resumed[4]) == (clean[0], clean[1], clean[4])
 
 
 def test_only_a_triggers_job_over_a_file_keeps_its_mark(tmp_path: Path) -> None:
@@ -272,6 +401,118 @@ def test_verify_over_a_file_rewritten_since_its_job_was_made_raises(
     assert str(account.audits) not in str(error)
     assert account.jobs.latest(COMPANY) == done
     assert account.out.read_bytes() == written
+
+
+@pytest.mark.parametrize("shards", [1, 2], ids=["job", "shards"])
+def test_verify_over_rows_appended_migrated_and_then_rewritten_raises(tmp_path: Path, shards: int) -> None:
+    """The job made over 40 rows, 20 appended and migrated by its run, then one of those rewritten:
+    verify raises ``SourceChanged`` before it reads a row, where it compared the logs of the rows
+    as they were with the rows as they are."""
+    audits = tmp_path / "audits.jsonl"
+    _write(audits, LINES[:MARKED])
+    account = Account(tmp_path, audits, tmp_path / "out.jsonl", 1, shards=shards, marked=True)
+    with audits.open("a", encoding="utf-8") as grown:
+        grown.write("\n".join(LINES[MARKED:]) + "\n")
+    account.anew(keep_sink=False)
+    assert account.run(None).status == "completed"
+    account.anew(keep_sink=False)
+    assert _verify(account).clean
+    done = account.jobs.latest(COMPANY)
+    assert done is not None
+    _write(audits, _other_row(LINES, len(LINES) - 5))
+    with pytest.raises(SourceChanged):
+        _verify(account)
+    account.sink.close()
+    assert account.jobs.latest(COMPANY) == done
+
+
+class TestGrowingMarks:
+    """A mark grown over the bytes appended since it was taken: the same as a mark taken of the
+    file now, read from where the last check stopped; refused when the marked bytes changed."""
+
+    def test_a_mark_grows_only_over_bytes_appended(self, tmp_path: Path) -> None:
+        path = tmp_path / "a.jsonl"
+        path.write_bytes(b"x" * 3_000_000)
+        mark = digest_mark(path)
+        assert mark is not None
+        growing = GrowingMark(path)
+        assert growing.changed(mark) is None
+        assert growing.grown(mark) is None
+        with path.open("ab") as grown:
+            grown.write(b"y" * 10)
+        bigger = growing.grown(mark)
+        assert bigger is not None
+        assert bigger.split(":")[:3] == str(digest_mark(path)).split(":")[:3]
+        assert GrowingMark(path).grown(mark) == bigger  # from the first byte: the same mark
+        assert digest_changed(path, bigger) is None
+        assert growing.grown(bigger) is None
+
+    def test_a_check_that_read_the_marked_bytes_is_not_read_again(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        path = tmp_path / "a.jsonl"
+        path.write_bytes(b"x" * 3_000_000)
+        mark = digest_mark(path)
+        assert mark is not None
+        with path.open("ab") as grown:
+            grown.write(b"y" * 10)
+        growing = GrowingMark(path)
+        assert growing.changed(mark) is None
+        starts: list[int] = []
+        feed = file_marks._feed
+
+        def recorded(descriptor: int, digest: object, start: int, limit: int | None) -> int:
+            starts.append(start)
+            return feed(descriptor, digest, start, limit)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(file_marks, "_feed", recorded)
+        assert growing.grown(mark) is not None
+        assert starts
+        assert min(starts) == 3_000_000
+
+    @pytest.mark.parametrize("at", [0, 1_500_000, 2_999_999])
+    def test_a_byte_changed_under_the_mark_is_refused(self, tmp_path: Path, at: int) -> None:
+        """Read from the first byte, the growth refuses it; grown from a check that read the bytes
+        before the change, the mark is of bytes the file no longer holds: the next check refuses."""
+        path = tmp_path / "a.jsonl"
+        path.write_bytes(b"x" * 3_000_000)
+        mark = digest_mark(path)
+        assert mark is not None
+        growing = GrowingMark(path)
+        assert growing.changed(mark) is None
+        data = bytearray(path.read_bytes() + b"y" * 10)
+        data[at] = ord("z")
+        path.write_bytes(bytes(data))
+        with pytest.raises(FileChangedWhileRead, match="its first 3000000 bytes are not those"):
+            GrowingMark(path).grown(mark)
+        grown = growing.grown(mark)
+        assert grown is not None
+        assert digest_changed(path, grown) == "its first 3000010 bytes are not those the job was made over"
+
+    def test_a_grown_mark_keeps_a_stamp_only_for_a_file_written_long_enough_before(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """As ``digest_mark``'s rule: with the file's last write ``RACY_NS`` before the read began,
+        the stamp, and a check then reads nothing; a file written just now, none."""
+        _on(monkeypatch, "ext4")
+        path = tmp_path / "a.jsonl"
+        path.write_bytes(b"x" * 100)
+        mark = digest_mark(path)
+        assert mark is not None
+        with path.open("ab") as grown:
+            grown.write(b"y" * 10)
+        monkeypatch.setattr(file_marks, "RACY_NS", 60 * 10**9)
+        assert len(str(GrowingMark(path).grown(mark)).split(":")) == 3
+        monkeypatch.setattr(file_marks, "RACY_NS", 0)
+        stamped = GrowingMark(path).grown(mark)
+        assert stamped is not None
+        assert len(stamped.split(":")) == 4
+
+        def no_read(descriptor: int, limit: int | None) -> tuple[str, int]:
+            raise AssertionError("digested")
+
+        monkeypatch.setattr(file_marks, "_digest", no_read)
+        assert digest_changed(path, stamped) is None
 
 
 class TestStampedMarks:

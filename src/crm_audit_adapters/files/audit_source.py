@@ -63,7 +63,7 @@ from .audits import (
 )
 from .checked_rows import CheckedRows
 from .errors import FileFormatError
-from .file_marks import FileMark, digest_changed, digest_mark
+from .file_marks import FileMark, GrowingMark, digest_mark
 from .lines import LineWindow, PathLike, SetAside
 from .psql_csv import DEFAULT_MAX_RECORD_BYTES
 from .scope_keys import text_bytes
@@ -95,6 +95,7 @@ class FileAuditSource:
         "_drained",
         "_end",
         "_file_format",
+        "_growing",
         "_handed",
         "_jsonb_changes",
         "_mark",
@@ -146,6 +147,8 @@ class FileAuditSource:
         # The file as this source last looked at it, checked at each open and at the end of a read
         # (file_marks): a file cut, rewritten or replaced between two reads of the run is refused.
         self._mark = FileMark(path)
+        # The job's mark as this source checks it and grows it over rows appended (file_marks).
+        self._growing = GrowingMark(path)
         # Fail now, not at the first page, on an unknown suffix; and take the run's first look.
         self._ordered_rows(report=False).close()
 
@@ -176,7 +179,13 @@ class FileAuditSource:
     def mark_changed(self, mark: str) -> str | None:
         """Why the file no longer holds the bytes ``mark`` was taken of (rows appended since are
         allowed), or None (``ports.SourceMarks``; ``file_marks.digest_changed``)."""
-        return digest_changed(self._path, mark)
+        return self._growing.changed(mark)
+
+    def grown_mark(self, mark: str) -> str | None:
+        """``mark`` grown over the file as it is now when it holds more bytes than ``mark`` covers
+        (rows appended since), else None; ``FileChangedWhileRead`` when the bytes ``mark`` covers
+        changed (``ports.SourceMarks``; ``file_marks.GrowingMark.grown``)."""
+        return self._growing.grown(mark)
 
     def scope_bounds(
         self, tenant: str, scope: Sequence[str], cutoff: dt.datetime | None

@@ -23,6 +23,12 @@ it before it reads a row (``digest_changed``): the file may only have grown past
 every byte before it the same. One read of the file at the trigger, at the speed of SHA-256 (about
 1 GB/s here, benchmarks/RESULTS.md "Source marks"); at a check, one ``fstat`` while the stamp is as
 it was, else one read of the marked bytes.
+
+A run that reads past a job's mark (rows appended since) grows it first (``GrowingMark.grown``,
+``ports.SourceMarks.grown_mark``): the job's mark then covers every row the run hands over, so a
+later run, or verify, refuses a file whose rows behind its cursor were rewritten, appended ones
+included. The SHA-256 state a check or a growth reached is kept, so a mark grows by a read of the
+bytes appended since alone.
 """
 
 from __future__ import annotations
@@ -30,11 +36,14 @@ from __future__ import annotations
 import os
 import stat
 import time
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from . import mounts
 from .errors import FileChangedWhileRead
 from .lines import PathLike
+
+if TYPE_CHECKING:
+    from hashlib import _Hash
 
 SAMPLE_BYTES: Final = 4096
 """The bytes of each sample: the file's first, and those before the size last seen (one page each)."""
@@ -167,7 +176,7 @@ def digest_mark(path: PathLike) -> str | None:
         after = os.fstat(descriptor)
     finally:
         os.close(descriptor)
-    mark = f"{DIGEST}:{size}:{digest}"
+    mark = f"{DIGEST}:{size}:{digest.hexdigest()}"
     stamp = _digest_stamp(after)
     if stamp != _digest_stamp(before) or after.st_size != size:
         return mark  # written while it was digested: only the digest tells
@@ -197,39 +206,134 @@ def digest_changed(path: PathLike, mark: str) -> str | None:
     a file system that reports them but does not keep them, which ``digest_mark`` stamps only when it
     knows the type), or under a clock set back past the mark.
     """
+    return GrowingMark(path).changed(mark)
+
+
+class GrowingMark:
+    """A job's mark of its file as one source checks it (``changed``, before a run or verify reads
+    a row) and grows it over rows appended since (``grown``, before the run hands one over).
+
+    It keeps the SHA-256 state of the file's first bytes as its last check or growth read them
+    (and when that read began), so a mark is grown by reading the bytes past it alone: the check
+    that found rows appended read the marked bytes already.
+    """
+
+    __slots__ = ("_hashed", "_path", "_read", "_since_ns")
+
+    def __init__(self, path: PathLike) -> None:
+        self._path = path
+        # The SHA-256 of the file's first ``_read`` bytes, read from ``_since_ns`` (wall clock) on.
+        self._hashed: _Hash | None = None
+        self._read = 0
+        self._since_ns = 0
+
+    def changed(self, mark: str) -> str | None:
+        """``digest_changed``'s answer; the state of a digest it read is kept for ``grown``."""
+        parsed = _parsed(mark)
+        if parsed is None:
+            return _FOREIGN
+        seen, expected, stamp = parsed
+        try:
+            descriptor = os.open(self._path, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError:
+            return None
+        try:
+            status = os.fstat(descriptor)
+            if not stat.S_ISREG(status.st_mode):
+                return "the file is not a regular file now: it cannot be checked against the job's"
+            if (
+                stamp is not None
+                and status.st_size == seen
+                and _digest_stamp(status) == stamp
+                # A stamp taken where change times are not kept (by a release that stamped every
+                # file system) proves nothing there: digest.
+                and mounts.keeps_change_times(status.st_dev)
+            ):
+                return None
+            since = time.time_ns()
+            digest, size = _digest(descriptor, seen)
+        finally:
+            os.close(descriptor)
+        if size < seen:
+            return f"the file holds {size} bytes, short of the {seen} bytes it held when the job was made"
+        if digest.hexdigest() != expected:
+            return f"its first {seen} bytes are not those the job was made over"
+        self._hashed, self._read, self._since_ns = digest, seen, since
+        return None
+
+    def grown(self, mark: str) -> str | None:
+        """``mark`` grown over the whole file as it is now, when the file holds more bytes than
+        ``mark`` covers (rows appended since): a mark of its size and SHA-256 (``digest_mark``'s
+        form), which covers everything a read of it has handed so far; None while it holds no
+        more (one ``stat``), or when it cannot be told (a file gone, not a regular one, a mark of
+        another kind: the read, or the next check, says why).
+
+        Reads the bytes past those its last check or growth read (all of them after a check that
+        passed on the stamp alone), and ``FileChangedWhileRead`` (``BAD_INPUT``) when those it
+        read up to ``mark``'s size are not the ones ``mark`` was taken of: the file changed under
+        the run. Bytes read before are not read again: a change to them since makes a grown mark
+        of bytes the file no longer holds, which the next check (a run's, verify's) refuses. The
+        grown mark
+        keeps a stamp (as ``digest_mark``'s) only when the file was last written ``RACY_NS`` or
+        more before that read began and not during it, on a mount that keeps change times.
+        """
+        parsed = _parsed(mark)
+        if parsed is None:
+            return None
+        seen, expected, _ = parsed
+        try:
+            if os.stat(self._path).st_size <= seen:
+                return None
+            descriptor = os.open(self._path, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError:
+            return None
+        try:
+            before = os.fstat(descriptor)
+            if not stat.S_ISREG(before.st_mode):
+                return None
+            digest, read, since = self._hashed, self._read, self._since_ns
+            if digest is None or read > seen:
+                # Nothing read yet (the check passed on the stamp), or read past this mark (a
+                # mark another shard's run grew less far): from the first byte.
+                digest, read, since = _new_digest(), 0, time.time_ns()
+            self._hashed = None  # taken over; kept again below once it is the file's
+            read += _feed(descriptor, digest, read, seen)
+            if read < seen or digest.hexdigest() != expected:
+                raise FileChangedWhileRead(
+                    self._path,
+                    1,
+                    f"its first {seen} bytes are not those its job's mark was taken of: it changed "
+                    "while it was read",
+                )
+            size = read + _feed(descriptor, digest, read, None)
+            after = os.fstat(descriptor)
+        finally:
+            os.close(descriptor)
+        self._hashed, self._read, self._since_ns = digest, size, since
+        grown = f"{DIGEST}:{size}:{digest.hexdigest()}"
+        stamp = _digest_stamp(after)
+        if (
+            stamp == _digest_stamp(before)
+            and after.st_size == size
+            # No write since ``since`` (which would move the change time past it, however coarse
+            # the file system's times), nor in the RACY_NS before: the bytes read are the file's.
+            and max(after.st_ctime_ns, after.st_mtime_ns) + RACY_NS <= since
+            and mounts.keeps_change_times(after.st_dev)
+        ):
+            return f"{grown}:{stamp}"
+        return grown
+
+
+def _parsed(mark: str) -> tuple[int, str, str | None] | None:
+    """A ``digest_mark``'s size, hex digest and stamp (None: it keeps none); None for a mark no
+    file source makes."""
     parts = mark.split(":")
     if len(parts) not in (3, 4):
-        return _FOREIGN
-    kind, text, expected = parts[:3]
-    stamp = parts[3] if len(parts) == 4 else None
-    if kind != DIGEST or not text.isdigit() or not text.isascii() or len(expected) != 64:
-        return _FOREIGN
-    seen = int(text)
-    try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError:
         return None
-    try:
-        status = os.fstat(descriptor)
-        if not stat.S_ISREG(status.st_mode):
-            return "the file is not a regular file now: it cannot be checked against the job's"
-        if (
-            stamp is not None
-            and status.st_size == seen
-            and _digest_stamp(status) == stamp
-            # A stamp taken where change times are not kept (by a release that stamped every
-            # file system) proves nothing there: digest.
-            and mounts.keeps_change_times(status.st_dev)
-        ):
-            return None
-        digest, size = _digest(descriptor, seen)
-    finally:
-        os.close(descriptor)
-    if size < seen:
-        return f"the file holds {size} bytes, short of the {seen} bytes it held when the job was made"
-    if digest != expected:
-        return f"its first {seen} bytes are not those the job was made over"
-    return None
+    kind, text, expected = parts[:3]
+    if kind != DIGEST or not text.isdigit() or not text.isascii() or len(expected) != 64:
+        return None
+    return int(text), expected, parts[3] if len(parts) == 4 else None
 
 
 _FOREIGN: Final = "the job's mark of its file is not one a file source makes"
@@ -240,22 +344,34 @@ def _digest_stamp(status: os.stat_result) -> str:
     return f"{status.st_dev}.{status.st_ino}.{status.st_mtime_ns}.{status.st_ctime_ns}"
 
 
-def _digest(descriptor: int, limit: int | None) -> tuple[str, int]:
-    """The SHA-256 (hex) of the file's first ``limit`` bytes (all of them: None) and how many it
-    read: fewer than ``limit`` when the file ends before."""
+def _new_digest() -> _Hash:
     # Imported here, not with the module: a dry run takes no mark, and loading OpenSSL's hashlib
     # is start-up time it would pay for nothing (tests/e2e/test_cli_imports.py).
     import hashlib
 
-    digest = hashlib.sha256()
+    return hashlib.sha256()
+
+
+def _digest(descriptor: int, limit: int | None) -> tuple[_Hash, int]:
+    """The SHA-256 of the file's first ``limit`` bytes (all of them: None) and how many it read:
+    fewer than ``limit`` when the file ends before."""
+    digest = _new_digest()
+    return digest, _feed(descriptor, digest, 0, limit)
+
+
+def _feed(descriptor: int, digest: _Hash, start: int, limit: int | None) -> int:
+    """Hash the file's bytes from ``start`` to ``limit`` (to its end: None) into ``digest``,
+    ``_BLOCK`` at a time (memory stays flat); how many it read: fewer when the file ends before."""
     block = bytearray(_BLOCK)
     view = memoryview(block)
     read = 0
-    while limit is None or read < limit:
-        want = _BLOCK if limit is None else min(_BLOCK, limit - read)
-        got = os.preadv(descriptor, [view[:want]], read)
+    at = start
+    while limit is None or at < limit:
+        want = _BLOCK if limit is None else min(_BLOCK, limit - at)
+        got = os.preadv(descriptor, [view[:want]], at)
         if got == 0:
             break
         digest.update(view[:got])
         read += got
-    return digest.hexdigest(), read
+        at += got
+    return read

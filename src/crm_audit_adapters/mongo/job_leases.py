@@ -276,6 +276,40 @@ class JobLeases:
             f"shard {shard.shard} of job {job_id}", owner, held.lease_owner, held.lease_expires_at
         )
 
+    def grow_source_mark(
+        self, job_id: str, owner: str, mark: str, *, previous: str, shard: int | None = None
+    ) -> MigrationJob:
+        """``$set`` of ``source_mark`` where it is still ``previous``, the job in progress and the
+        lease (the job's, or ``shards.<shard>``'s) ``owner``'s: one atomic write. Else nothing
+        written and the job as stored (another mark, another status), ``LeaseHeld`` (or a
+        rollback's ``JobNotRunnable``) when the lease is another's. A retry after a lost
+        acknowledgement no longer matches ``previous`` and reads the job back, the mark written."""
+        at = "" if shard is None else f"shards.{shard}."
+
+        def write(_: int) -> Document | None:
+            return self._docs.collection.find_one_and_update(
+                {"_id": job_id, f"{at}lease_owner": owner, "status": IN_PROGRESS, "source_mark": previous},
+                {"$set": {"source_mark": mark}},
+                return_document=ReturnDocument.AFTER,
+            )
+
+        stored = call_with_retry(write, self._docs.retry, "grow the job's source mark")
+        if stored is not None:
+            return decode_job(stored)
+        current = self._docs.get(job_id)
+        if current is None or (shard is not None and not 0 <= shard < len(current.shards)):
+            raise JobNotFound(f"no job {job_id}" + ("" if shard is None else f" with a shard {shard}"))
+        if shard is None and current.lease_owner != owner:
+            if current.status in (ROLLING_BACK, ROLLED_BACK):
+                raise rolled_back_under(current, owner)  # the rollback's hold took the expired lease
+            raise LeaseHeld.lost(f"job {job_id}", owner, current.lease_owner, current.lease_expires_at)
+        if shard is not None and current.shards[shard].lease_owner != owner:
+            held = current.shards[shard]
+            raise LeaseHeld.lost(
+                f"shard {shard} of job {job_id}", owner, held.lease_owner, held.lease_expires_at
+            )
+        return current
+
     def _release_shard(self, job_id: str, shard: int, owner: str) -> MigrationJob | None:
         """Clear ``owner``'s lease on ``shards.<shard>`` alone; the job as stored, None if not ``owner``'s."""
         at = f"shards.{shard}"

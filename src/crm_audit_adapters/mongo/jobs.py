@@ -108,6 +108,11 @@ class MongoJobStore:
     ) -> MigrationJob:
         return self._leases.save_shard_progress(job_id, shard, owner, ttl)
 
+    def grow_source_mark(
+        self, job_id: str, owner: str, mark: str, *, previous: str, shard: int | None = None
+    ) -> MigrationJob:
+        return self._leases.grow_source_mark(job_id, owner, mark, previous=previous, shard=shard)
+
     def rollback_under_way(self, company_sso_id: str) -> MigrationJob | None:
         return self._rollbacks.rollback_under_way(company_sso_id)
 

@@ -164,6 +164,8 @@ class SourceMarks(Protocol):
     and each run checks it before it reads a row (``SourceChanged`` when the source is another now):
     the cursor and counts of a job describe the rows behind its cursor in the source it was made
     over, and a source rewritten since would be read on from that cursor as if it were the same.
+    A run that reads rows added after the mark grows the job's mark over them before it hands one
+    over (``grown_mark``), so the mark covers every row behind the cursor.
     """
 
     def source_mark(self) -> str | None:
@@ -175,4 +177,11 @@ class SourceMarks(Protocol):
         """None while the source still holds what ``mark`` (a ``source_mark`` of this kind of
         source) marked, rows added after it allowed; else why not, in a few words with no secret
         (``SourceChanged`` carries them)."""
+        ...
+
+    def grown_mark(self, mark: str) -> str | None:
+        """``mark`` grown over what the source holds now, covering every row a read of it has
+        handed so far, when it holds more than ``mark`` covers (rows added since); None while it
+        holds no more (cheap: one ``stat`` of a file). The source's own error (``BAD_INPUT``) when
+        what ``mark`` covers changed meanwhile: the source changed while the run read it."""
         ...

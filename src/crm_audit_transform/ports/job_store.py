@@ -195,7 +195,7 @@ class JobStore(Protocol):
         The run's fields are what a run changes: ``last_audit_id``, ``rows_at_cursor``, ``tally``,
         ``enrichment``, ``updated_at``, ``status``, ``finished_at`` and ``halted_reason``; the job's
         identity, scope, ``halt_basis``, ``source_mark`` and shards stay as stored (``trigger``'s,
-        through ``save`` and ``transition``).
+        through ``save`` and ``transition``; the mark grown by ``grow_source_mark``).
         ``ttl=None`` hands the lease back in the same write (a run's finish). One atomic write, only
         while ``owner`` still holds the lease (expired or not) and the stored job is in progress:
         a runner whose lease was taken over — even if since released — gets ``LeaseHeld`` and writes
@@ -206,6 +206,23 @@ class JobStore(Protocol):
         whose expired lease a rollback's hold took (``hold_rollback``: rolling back or rolled back,
         the lease another's) is ``JobNotRunnable`` too (``jobs.rolled_back_under``), nothing written.
         ``JobNotFound`` if the job was never created.
+        """
+        ...
+
+    def grow_source_mark(
+        self, job_id: str, owner: str, mark: str, *, previous: str, shard: int | None = None
+    ) -> MigrationJob:
+        """Set the job's ``source_mark`` to ``mark`` (the source's ``grown_mark`` of ``previous``:
+        rows appended to a file since, which the run is about to hand over). Returns the job as
+        stored.
+
+        One atomic write, only while ``owner`` holds the job's lease (``shard``: that shard's), the
+        job is in progress and its mark is still ``previous``; else nothing is written and the job
+        comes back as stored: another mark (another shard's run grew it first: grow that one), or
+        another status (cancelled, halted, completed meanwhile: the runner stops). ``LeaseHeld``
+        when another runner took the lease over (``jobs.rolled_back_under``'s ``JobNotRunnable``
+        when a rollback's hold did); ``JobNotFound`` if the job (or shard) does not exist. A retry
+        after a lost acknowledgement finds the mark written: the job as stored, with it.
         """
         ...
 
@@ -223,3 +240,5 @@ class RunJobStore(Protocol):
     def acquire_lease(self, job_id: str, owner: str, ttl: dt.timedelta) -> MigrationJob: ...
 
     def save_progress(self, job: MigrationJob, owner: str, ttl: dt.timedelta | None) -> MigrationJob: ...
+
+    def grow_source_mark(self, job_id: str, owner: str, mark: str, *, previous: str) -> MigrationJob: ...

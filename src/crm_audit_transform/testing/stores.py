@@ -457,6 +457,29 @@ class InMemoryJobStore:
         self._jobs[job.job_id] = saved
         return saved
 
+    def grow_source_mark(
+        self, job_id: str, owner: str, mark: str, *, previous: str, shard: int | None = None
+    ) -> MigrationJob:
+        stored = self._jobs.get(job_id)
+        if stored is None:
+            raise JobNotFound(f"no job {job_id}")
+        if shard is None:
+            if stored.lease_owner != owner:
+                if stored.status in (ROLLING_BACK, ROLLED_BACK):
+                    raise rolled_back_under(stored, owner)
+                raise LeaseHeld.lost(f"job {job_id}", owner, stored.lease_owner, stored.lease_expires_at)
+        else:
+            entry = _shard_of(stored, shard)
+            if entry.lease_owner != owner:
+                raise LeaseHeld.lost(
+                    f"shard {shard} of job {job_id}", owner, entry.lease_owner, entry.lease_expires_at
+                )
+        if stored.status != IN_PROGRESS or stored.source_mark != previous:
+            return stored  # ended meanwhile, or grown by another shard's run: nothing written
+        grown = attrs.evolve(stored, source_mark=mark)
+        self._jobs[job_id] = grown
+        return grown
+
     def acquire_shard_lease(self, job_id: str, shard: int, owner: str, ttl: dt.timedelta) -> MigrationJob:
         job = self._jobs.get(job_id)
         if job is None:

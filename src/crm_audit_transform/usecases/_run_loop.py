@@ -25,6 +25,7 @@ from ._page_rows import CountedAtCursor, PageRows, with_set_aside
 from ._run_ports import RunPorts
 from ._run_result import HaltPoint, RunResult
 from ._run_steps import Step, cut_steps
+from ._source_check import grow_source_mark
 from ._step_counts import count_packed, settle, write_packed
 from .migrate_batch import MAX_BATCH_SIZE, migrate_batch
 from .pages import InProcessPages, PageSpan, TransformedPage
@@ -166,6 +167,12 @@ class RunLoop:
                 aside = self._set_aside.popleft() if self._set_aside else ()
                 if page is None and not aside:
                     break
+                # Rows added to a marked source since its job was made (a file's rows appended):
+                # the job's mark covers them before any is handed over (_source_check).
+                job = grow_source_mark(self._ports.source, self._ports.jobs, job, self._owner)
+                if job.status != IN_PROGRESS:
+                    # Ended meanwhile: the save hands the lease back (or says why it cannot).
+                    return RunResult(self._save(job, unsaved, None), steps, would_halt=would_halt)
                 cut = list(self._steps(job, page, aside))
                 for index, step in enumerate(cut):
                     if self._lease_half_spent():

@@ -1,11 +1,17 @@
 """The checks of a job's source mark and mapping mark, made before anything reads a row of the
-source for that job: each run and shard run (``usecases.run``) and verify (``usecases.verify``)."""
+source for that job: each run and shard run (``usecases.run``) and verify (``usecases.verify``);
+and the growth of the source mark over rows added since, before a run hands one over."""
 
 from __future__ import annotations
 
-from ..errors import MappingChanged, SourceChanged
-from ..jobs import MigrationJob
+from typing import Final
+
+import attrs
+
+from ..errors import JobAlreadyRunning, MappingChanged, SourceChanged
+from ..jobs import IN_PROGRESS, MigrationJob
 from ..ports import AuditSource, SourceMarks
+from ..ports.job_store import RunJobStore
 from ..transformer import Transformer
 
 
@@ -27,3 +33,42 @@ def check_mapping(transformer: Transformer, job: MigrationJob) -> None:
     be written under this one. A job without a mark (stored before it, a dry run's) is not checked."""
     if job.mapping_mark is not None and job.mapping_mark != transformer.mapping_mark:
         raise MappingChanged(job.job_id, job.mapping_mark, transformer.mapping_mark)
+
+
+GROW_TRIES: Final = 5
+"""How many times a run grows its job's mark when other shards' runs grow it meanwhile (each of
+their writes covers more of the file, so one try almost always does)."""
+
+
+def grow_source_mark(source: AuditSource, jobs: RunJobStore, job: MigrationJob, owner: str) -> MigrationJob:
+    """``job`` with its ``source_mark`` grown over what ``source`` holds now, stored (under
+    ``owner``'s lease), when the source holds more than the mark covers: rows added after the job
+    was made (a file's rows appended), which the run has read or may read. Called before the run
+    hands over a page, so every row behind its cursor lies within the stored mark, and a later
+    run or verify refuses a source whose rows there changed, added ones included
+    (``SourceChanged``); a crash between the growth and the page's writes leaves a mark that covers
+    more than was written, never less. One cheap look (a ``stat``) while the source holds no more.
+
+    ``job`` as it is when nothing grew; the stored job (not in progress: cancelled or ended
+    meanwhile) when the write found it so, for the run to stop; ``LeaseHeld`` when another runner
+    holds the lease; the source's own error when what the mark covers changed under the run.
+    ``JobAlreadyRunning`` when other runs grew the mark under each of ``GROW_TRIES`` tries.
+    """
+    if job.source_mark is None or not isinstance(source, SourceMarks):
+        return job
+    for _ in range(GROW_TRIES):
+        mark = job.source_mark
+        assert mark is not None  # checked above; a store keeps a grown mark a string
+        grown = source.grown_mark(mark)
+        if grown is None:
+            return job
+        stored = jobs.grow_source_mark(job.job_id, owner, grown, previous=mark)
+        if stored.status != IN_PROGRESS:
+            return stored
+        job = attrs.evolve(job, source_mark=stored.source_mark)
+        if stored.source_mark == grown or stored.source_mark is None:
+            return job
+    raise JobAlreadyRunning(
+        f"job {job.job_id}: its audits source's mark was grown by other runs under each of {GROW_TRIES} "
+        "tries to grow it: run again"
+    )

@@ -134,6 +134,12 @@ class ShardJobs:
     def save_progress(self, job: MigrationJob, owner: str, ttl: dt.timedelta | None) -> MigrationJob:
         return self._view(self._jobs.save_shard_progress(job.job_id, self._entry(job), owner, ttl))
 
+    def grow_source_mark(self, job_id: str, owner: str, mark: str, *, previous: str) -> MigrationJob:
+        """The job's mark grown under this shard's lease (every shard's runs share the job's mark)."""
+        return self._view(
+            self._jobs.grow_source_mark(job_id, owner, mark, previous=previous, shard=self._index)
+        )
+
     def save(self, job: MigrationJob) -> None:
         """The run's hand-back of its lease after an error: the shard's entry, lease released."""
         if self._owner is not None:
