@@ -36,14 +36,20 @@ from __future__ import annotations
 import os
 import stat
 import time
-from typing import TYPE_CHECKING, Final
+from typing import Final, Protocol
 
 from . import mounts
 from .errors import FileChangedWhileRead
 from .lines import PathLike
 
-if TYPE_CHECKING:
-    from hashlib import _Hash
+
+class _Digest(Protocol):
+    """What this module asks of a running SHA-256 (``hashlib.sha256()``)."""
+
+    def update(self, data: memoryview, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
+
 
 SAMPLE_BYTES: Final = 4096
 """The bytes of each sample: the file's first, and those before the size last seen (one page each)."""
@@ -223,7 +229,7 @@ class GrowingMark:
     def __init__(self, path: PathLike) -> None:
         self._path = path
         # The SHA-256 of the file's first ``_read`` bytes, read from ``_since_ns`` (wall clock) on.
-        self._hashed: _Hash | None = None
+        self._hashed: _Digest | None = None
         self._read = 0
         self._since_ns = 0
 
@@ -344,7 +350,7 @@ def _digest_stamp(status: os.stat_result) -> str:
     return f"{status.st_dev}.{status.st_ino}.{status.st_mtime_ns}.{status.st_ctime_ns}"
 
 
-def _new_digest() -> _Hash:
+def _new_digest() -> _Digest:
     # Imported here, not with the module: a dry run takes no mark, and loading OpenSSL's hashlib
     # is start-up time it would pay for nothing (tests/e2e/test_cli_imports.py).
     import hashlib
@@ -352,14 +358,14 @@ def _new_digest() -> _Hash:
     return hashlib.sha256()
 
 
-def _digest(descriptor: int, limit: int | None) -> tuple[_Hash, int]:
+def _digest(descriptor: int, limit: int | None) -> tuple[_Digest, int]:
     """The SHA-256 of the file's first ``limit`` bytes (all of them: None) and how many it read:
     fewer than ``limit`` when the file ends before."""
     digest = _new_digest()
     return digest, _feed(descriptor, digest, 0, limit)
 
 
-def _feed(descriptor: int, digest: _Hash, start: int, limit: int | None) -> int:
+def _feed(descriptor: int, digest: _Digest, start: int, limit: int | None) -> int:
     """Hash the file's bytes from ``start`` to ``limit`` (to its end: None) into ``digest``,
     ``_BLOCK`` at a time (memory stays flat); how many it read: fewer when the file ends before."""
     block = bytearray(_BLOCK)
