@@ -15,12 +15,13 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import attrs
 import pytest
-from test_files_audits import TEXT_AUDITS
+from test_files_audits import TEXT_AUDITS, write_psql_csv
 from test_files_resume_repeats import COMPANY, TENANT, Account, FailingSave, pipelines, result
 
 from crm_audit_adapters.cli.exit_codes import BAD_INPUT, error_code, exit_code_for
-from crm_audit_adapters.files import CheckedRows, FileAuditSource, file_marks, mounts
+from crm_audit_adapters.files import CheckedRows, FileAuditSource, file_marks, mounts, read_audit_rows
 from crm_audit_adapters.files.errors import FileChangedWhileRead
 from crm_audit_adapters.files.file_marks import GrowingMark, digest_changed, digest_mark
 from crm_audit_adapters.files.verification import JsonlMigratedLogReader
@@ -292,6 +293,48 @@ def test_a_run_killed_after_its_mark_grew_resumes_to_a_clean_runs_result(tmp_pat
     fresh = Account(whole, whole / "audits.jsonl", whole / "out.jsonl", 1, marked=True)
     clean = result(fresh, fresh.run(None))
     assert (resumed[0], resumed[1], resumed[4]) == (clean[0], clean[1], clean[4])
+
+
+@pytest.mark.parametrize("shards", [1, 2], ids=["job", "shards"])
+def test_a_psql_csv_files_appended_rows_rewritten_after_a_run_read_them_are_refused(
+    tmp_path: Path, shards: int
+) -> None:
+    """The same with a psql CSV export (records spanning lines, no tenant column): the rows appended
+    after the trigger, read by a run that stopped among them, then one rewritten: ``SourceChanged``
+    at the resume; unchanged, the resume completes."""
+    jsonl = tmp_path / "rows.jsonl"
+    _write(jsonl, LINES)
+    rows = list(read_audit_rows(jsonl))
+    changed = [
+        *rows[: MARKED + 1],
+        attrs.evolve(rows[MARKED + 1], remote_address="203.0.113.9"),
+        *rows[MARKED + 2 :],
+    ]
+    audits, tail = tmp_path / "audits.csv", tmp_path / "tail.csv"
+    write_psql_csv(audits, rows[:MARKED])
+    account = Account(tmp_path, audits, tmp_path / "out.jsonl", 1, shards=shards, marked=True)
+    write_psql_csv(tail, rows[MARKED:])
+    with audits.open("ab") as grown:
+        grown.write(tail.read_bytes().split(b"\n", 1)[1])  # the header once
+
+    def past() -> bool:
+        job = account.jobs.latest(COMPANY)
+        return job is not None and _cursor(job) >= PAST
+
+    account.anew(keep_sink=False)
+    account.run(None, should_stop=past)
+    stopped = account.jobs.latest(COMPANY)
+    assert stopped is not None
+    assert stopped.status == "in_progress"
+    assert PAST <= _cursor(stopped) < rows[-1].id
+    write_psql_csv(audits, changed)
+    account.anew(keep_sink=False)
+    with pytest.raises(SourceChanged):
+        account.run(None)
+    write_psql_csv(audits, rows)
+    account.anew(keep_sink=False)
+    assert account.run(None).status == "completed"
+    account.sink.close()
 
 
 def test_only_a_triggers_job_over_a_file_keeps_its_mark(tmp_path: Path) -> None:

@@ -102,6 +102,7 @@ def dry_run_service(
     reader: MigratedLogReader | None = None,
     source: AuditSource | None = None,
     pipeline: PagePipeline | None = None,
+    jobs: JobStore | None = None,
 ) -> MigrationService:
     """A service whose ``dry_run`` reads ``files`` and writes the logs to ``sink``, the job in memory.
 
@@ -109,12 +110,15 @@ def dry_run_service(
     given — the CLI passes one it closes); the contacts through a file index. Every lookup port can
     be copied to a page pool's workers, so with one each worker looks its own pages up. With ``reader`` (a
     dry run's output, ``files.verification.JsonlMigratedLogReader``) its ``verify`` checks that
-    output against the same files; there is no job to check or repair.
+    output against the same files; nothing is repaired.
 
     The clock is fixed so that two dry runs over the same files write the same documents.
     ``limits`` are the loader's; ``checked`` collects the audits file's own failures (repeated ids,
     unbuildable rows with an id) as outcomes, as the run reads them. ``pipeline`` transforms the
-    pages (``dry_run_recipe`` gives a pool the same rules); default: in this process.
+    pages (``dry_run_recipe`` gives a pool the same rules); default: in this process. ``jobs`` is
+    the job store (default: a new one in memory): the ``dry-run`` command's keeps the job beside
+    ``--out`` (``files.dry_run_progress.ProgressJobs``), and gives ``verify`` the job of a dry run
+    that did not finish.
     """
     from ..files import CheckedRows, FileAuditSource, JsonlContactDirectory, read_sso_directory, read_users
 
@@ -127,7 +131,7 @@ def dry_run_service(
         sso=FileSsoDirectory(read_sso_directory(files.sso_directory, company_sso_id)),
         contacts=JsonlContactDirectory(files.contacts),
         logs=sink,
-        jobs=InMemoryJobStore(clock=clock),
+        jobs=jobs if jobs is not None else InMemoryJobStore(clock=clock),
         clock=clock,
         flags=ConfiguredFeatureFlags.parse("*"),
         people=InMemoryPeopleCounter(),

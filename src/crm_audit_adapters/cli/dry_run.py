@@ -34,7 +34,11 @@ when another account is bound to it. An unbound account's own ``--tenant`` is re
 writes nothing to the CDP, so it needs no ``--allow-unbound-tenant``.
 
 ``--verify`` checks an existing ``--out`` file against the same inputs instead of writing one:
-verify's accounting and content checks over the file (``files.verification``), no job, no repair.
+verify's accounting and content checks over the file (``files.verification``), no repair. A dry run
+keeps its job beside its ``--out`` file until it completes (``{out}.unfinished``,
+``files.dry_run_progress``); ``--verify`` of the output of one that did not finish verifies it
+against that job, so the rows it had not reached are ``pending``, not ``missing``, and says where it
+stopped.
 """
 
 from __future__ import annotations
@@ -42,16 +46,16 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from crm_audit_transform.jobs import MigrationJob
+from crm_audit_transform.jobs import COMPLETED, MigrationJob
 from crm_audit_transform.loading import LoaderLimits
-from crm_audit_transform.testing import InMemoryActivityLogStore
+from crm_audit_transform.testing import FixedClock, InMemoryActivityLogStore, InMemoryJobStore
 from crm_audit_transform.usecases.safety import bound_tenant
 from crm_audit_transform.usecases.status import report_counts
 
@@ -70,6 +74,7 @@ from .verify import show
 
 if TYPE_CHECKING:
     from ..files import JsonlActivityLogSink
+    from ..files.dry_run_progress import ProgressJobs
 
 EXAMPLE_FILES = ("audits.jsonl", "users.jsonl", "contacts.jsonl", "sso.jsonl")
 EXAMPLE_OUT = Path("crm-audit-example-logs.jsonl")
@@ -177,6 +182,7 @@ def dry_run(
     from ..files import CheckedRows, FileAuditSource
     from ..files.audit_ranges import FileRangeSource
     from ..files.audits import format_of
+    from ..files.dry_run_progress import DryRunProgress, ProgressJobs
 
     given_limits = {
         "max_bytes": loader_max_bytes,
@@ -231,6 +237,15 @@ def dry_run(
             from ..files.verification import JsonlMigratedLogReader
 
             reader = JsonlMigratedLogReader(out)
+            progress_file = DryRunProgress(out)
+            unfinished = progress_file.read()
+            if unfinished is not None and (unfinished.company_sso_id, unfinished.tenant) != (company, tenant):
+                unfinished = None  # another account's dry run into the same file: not this one's
+            jobs = None
+            if unfinished is not None:
+                # Verified against where it stopped: rows past its cursor are pending, not missing.
+                jobs = InMemoryJobStore(clock=FixedClock())
+                jobs.create(unfinished)
             # Repeated ids and unbuildable rows are left out as the dry run left them out.
             verify_source = stack.enter_context(
                 FileAuditSource(files.audits, str(tenant), checked=CheckedRows(files.audits))
@@ -243,14 +258,20 @@ def dry_run(
                 limits=limits,
                 reader=reader,
                 source=verify_source,
+                jobs=jobs,
             )
             verified = verifier.verify(str(company), str(tenant))
+            if unfinished is not None:
+                click.echo(_unfinished_line(out, progress_file.path, unfinished), err=True)
             if report is not None:
                 _write_report(report, dumps(verified.to_json(), indent=2, ensure_ascii=True), to_stderr=False)
             show(verified, as_json=False)
             return
         # With workers, they also encode the lines the sink writes (its log_encoder): it only writes them.
         sink = stack.enter_context(_sink(out))
+        # Where the dry run got to, kept beside --out until it completes (files.dry_run_progress).
+        journal = DryRunProgress(out) if out is not None and out != STDOUT else None
+        jobs = ProgressJobs(journal, clock=FixedClock()) if journal is not None else None
         checked = CheckedRows(files.audits)
         # With workers, a JSONL file is cut into byte ranges: each is read, decided and transformed
         # where it is taken, and this process merges what their readers told (files.audit_ranges).
@@ -274,6 +295,7 @@ def dry_run(
             checked=checked,
             source=source,
             pipeline=pipeline,
+            jobs=jobs,
         )
         lines = stack.enter_context(OutcomeLines(outcomes, str(tenant)))
         view: list[ProgressLine] = []
@@ -292,9 +314,14 @@ def dry_run(
                     on_outcomes=lines,
                     on_progress=on_progress if progress else None,
                 )
-        except Exception as error:
-            _note_partial_output(error, out, sink.count_migrated(str(company)) - kept_before)
+        except BaseException as error:
+            if jobs is not None:
+                _keep_progress(jobs, str(company))
+            if isinstance(error, Exception):
+                _note_partial_output(error, out, sink.count_migrated(str(company)) - kept_before)
             raise
+        if journal is not None and result.job.status == COMPLETED:
+            journal.remove()
         if view:
             view[0].finish(result.job)
         # The rows the file itself disqualified (a repeat, an unbuildable row) are failed rows of the
@@ -320,6 +347,25 @@ def dry_run(
         f"company {company}, tenant {tenant}: processed {processed}, migrated {counts['migrated']}, "
         f"skipped {skipped}, failed {failed}; logs: {logs}; report: {where}",
         err=True,
+    )
+
+
+def _keep_progress(jobs: ProgressJobs, company: str) -> None:
+    """The job as last saved into the progress file of a dry run that stopped (an error, a Ctrl-C),
+    written since its last timed write perhaps; a failure to write it is not the error to tell."""
+    with suppress(Exception):
+        job = jobs.latest(company)
+        if job is not None:
+            jobs.progress.write(job)
+
+
+def _unfinished_line(out: Path, progress: Path, job: MigrationJob) -> str:
+    """What ``--verify`` says of an output whose dry run did not finish (stderr)."""
+    return (
+        f"note: the dry run that wrote {out} did not finish: it stopped after audit id {job.last_audit_id}, "
+        f"{job.tally.processed} rows processed ({progress.name} says so; a dry run that completes "
+        "removes it). The rows past it are pending, not missing: run the dry run again with the same "
+        "--out to finish it, then verify again"
     )
 
 
