@@ -1,64 +1,182 @@
-"""The order the suite's test files are handed to pytest-xdist's workers: the longest first.
+"""The order the suite's test files are handed to pytest-xdist's workers: the longest first, by the
+seconds each took in a recorded run (``tests/support/file_durations.json``).
 
 ``scripts/check`` runs ``pytest -n N --dist loadfile --no-loadscope-reorder``: each worker takes a
 whole test file at a time, in collection order. pytest-xdist's own reorder (its default) puts the
 files with the most tests first, which left the long process-driving files, a few tests each, to
 the end of the session, where one worker ran them while the others had nothing left. Handing the
-longest files out first (longest processing time first) lets the many short files fill in around
-them. ``LONGEST`` is measured, not derived: per-file seconds of one quiet full run on the 2-core
-machine (README, "Tests and what is real in them"). tests/unit/test_file_order.py fails when a listed
-file no longer exists (renamed or removed, it would drop out silently); a new long one merely runs in
-its collection place until it is added. The order changes which worker runs a file
-and when, never what a test does: every file still runs whole in one process.
+longest files out first (longest processing time first) lets the short ones fill in around them.
+
+The seconds are recorded, not guessed: ``scripts/file-durations`` runs the suite as ``scripts/check``
+does with ``--file-durations=tests/support/file_durations.json``, and this plugin writes each file's
+seconds there at the session's end (the sum of its tests' set-up, call and tear-down, as its worker
+spent them). A file the record does not name (a new one) is handed out first of all, as if long,
+until a refresh measures it. Every session that runs at least ``FULL_SHARE`` of the recorded files
+compares what it measured with the record and, where a file's place has moved (``stale``), says so in
+its terminal summary with the command that refreshes the record; tests/unit/test_file_order.py fails
+when the record names a file that no longer exists. Timings are noisy on a shared machine, so a moved
+place is reported, never a failure. The order changes which worker runs a file and when, never what a
+test does: every file still runs whole in one process.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import os
+import statistics
+from collections import defaultdict
+from collections.abc import Mapping
+from pathlib import Path
+
 import pytest
 
-__all__ = ["LONGEST", "pytest_collection_modifyitems"]
+__all__ = [
+    "DURATIONS",
+    "FULL_SHARE",
+    "MOVED",
+    "NOTABLE_S",
+    "PACED_BY",
+    "ordered",
+    "pytest_addoption",
+    "pytest_collection_modifyitems",
+    "pytest_configure",
+    "read_durations",
+    "stale",
+]
 
-LONGEST: tuple[str, ...] = (
-    # seconds a file took on one worker of the measured run (-n 2), descending; 11 s and over
-    "tests/e2e/test_cli_processes.py",  # 78
-    "tests/e2e/test_celery_workers.py",  # 52
-    "tests/integration/test_files_audit_ranges.py",  # 28
-    "tests/e2e/test_cli_shard_processes.py",  # 27
-    "tests/unit/test_usecases_verify.py",  # 24
-    "tests/integration/test_files_long_repeats.py",  # 21
-    "tests/integration/test_files_shard_edge.py",  # 21
-    "tests/integration/test_run_page_pool.py",  # 20
-    "tests/web/test_routes.py",  # 19
-    "tests/e2e/test_cli_double_ctrl_c.py",  # 19
-    "tests/integration/test_run_fault_injection.py",  # 18
-    "tests/integration/test_fork_server_preload.py",  # 17
-    "tests/e2e/test_celery_shards.py",  # 16
-    "tests/integration/test_files_resume_repeats.py",  # 16
-    "tests/e2e/test_cli_errors.py",  # 15
-    "tests/e2e/test_readme.py",  # 14
-    "tests/e2e/test_cli_dry_run.py",  # 13
-    "tests/e2e/test_cli_ops.py",  # 12
-    "tests/integration/test_usman.py",  # 12
-    "tests/property/test_transform_properties.py",  # 12
-    "tests/web/test_api_fuzz.py",  # 12
-    "tests/e2e/test_cli_broken_pipe.py",  # 12
-    "tests/integration/test_crm_postgres_harness.py",  # 11
-    "tests/integration/test_verify_postgres_mongo.py",  # 11
-)
-_RANK = {path: rank for rank, path in enumerate(LONGEST)}
+DURATIONS = Path("tests/support/file_durations.json")
+"""The record, relative to the repository's root: ``{"run": {...how it was measured},
+"seconds": {test file path: seconds}}``, the files in descending order of seconds."""
+FULL_SHARE = 0.9
+"""The share of the recorded files a session must run for its seconds to be compared with the record."""
+NOTABLE_S = 5.0
+"""A file under this many seconds, recorded and measured, never makes the order stale: its place
+among the short files that fill in at the end matters little."""
+PACED_BY = 3
+"""The fewest notable files (``NOTABLE_S``) a session's pace against the record is taken from."""
+MOVED = 2.0
+"""The factor by which a file's seconds, scaled by the session's pace against the record, must
+differ from its recorded seconds for its place to count as moved."""
+
+
+def read_durations(path: Path) -> dict[str, float]:
+    """The recorded seconds per test file (``path`` as ``DURATIONS`` describes it); ``{}`` when the
+    file is missing. ``ValueError`` for a record of another shape (a hand edit gone wrong)."""
+    if not path.is_file():
+        return {}
+    seconds = json.loads(path.read_text(encoding="utf-8")).get("seconds")
+    if not isinstance(seconds, dict) or not all(
+        isinstance(k, str) and isinstance(v, int | float) and v >= 0 for k, v in seconds.items()
+    ):
+        raise ValueError(f"{path}: 'seconds' must map test file paths to seconds")
+    return {k: float(v) for k, v in seconds.items()}
+
+
+def ordered(files: list[str], recorded: Mapping[str, float]) -> list[str]:
+    """``files`` (in collection order) as they are handed out: those ``recorded`` does not name first,
+    in their order, then the others by recorded seconds, descending (a stable sort: ties keep theirs)."""
+    return sorted(files, key=lambda path: -recorded.get(path, float("inf")))
+
+
+def stale(measured: Mapping[str, float], recorded: Mapping[str, float]) -> list[str]:
+    """The files whose place in the order a session's ``measured`` seconds would move, one line each.
+
+    The session's pace is the median ratio of measured to recorded seconds over the files both name
+    with at least ``NOTABLE_S`` recorded (a loaded machine slows every file alike), 1 with fewer than
+    ``PACED_BY`` of them. A file counts when
+    either side is at least ``NOTABLE_S`` and its paced seconds differ from the recorded by ``MOVED``
+    times or more; a file measured and not recorded counts at ``NOTABLE_S`` or more."""
+    both = [measured[p] / recorded[p] for p in measured if recorded.get(p, 0.0) >= NOTABLE_S]
+    pace = statistics.median(both) if len(both) >= PACED_BY else 1.0
+    lines = []
+    for path, seconds in sorted(measured.items(), key=lambda item: -item[1]):
+        paced = seconds / pace
+        if path not in recorded:
+            if paced >= NOTABLE_S:
+                lines.append(f"{path}: {paced:.1f} s, not recorded")
+            continue
+        before = recorded[path]
+        if max(paced, before) >= NOTABLE_S and max(paced, before) >= MOVED * max(min(paced, before), 0.01):
+            lines.append(f"{path}: {paced:.1f} s, recorded {before:.1f} s")
+    return lines
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--file-durations",
+        metavar="PATH",
+        default=None,
+        help="write each test file's seconds in this session to PATH, as tests/support/file_order.py "
+        "reads them (scripts/file-durations)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # In pytest-xdist's workers the controller orders nothing and sees every report: it alone counts.
+    if not hasattr(config, "workerinput"):
+        config.pluginmanager.register(_FileSeconds(config), "file_order_seconds")
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Move the files of ``LONGEST`` to the front, in its order; every other file keeps its place
-    after them, and the tests of each file keep theirs (a stable sort on the file's rank)."""
-    root = config.rootpath
+    """Hand the files out longest first (``ordered``); the tests of each file keep their order."""
+    recorded = read_durations(config.rootpath / DURATIONS)
+    files = list(dict.fromkeys(_file_of(item, config.rootpath) for item in items))
+    rank = {path: place for place, path in enumerate(ordered(files, recorded))}
+    items.sort(key=lambda item: rank[_file_of(item, config.rootpath)])
 
-    def rank(item: pytest.Item) -> int:
-        try:
-            path = item.path.relative_to(root).as_posix()
-        except ValueError:  # a test outside the repository (pytest given another directory)
-            return len(LONGEST)
-        return _RANK.get(path, len(LONGEST))
 
-    items.sort(key=rank)
+def _file_of(item: pytest.Item, root: Path) -> str:
+    try:
+        return item.path.relative_to(root).as_posix()
+    except ValueError:  # a test outside the repository (pytest given another directory)
+        return item.path.as_posix()
+
+
+def _load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+class _FileSeconds:
+    """Sums each test file's phases as the reports come in; at the session's end, writes them
+    (``--file-durations``) and compares them with the record."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self._config = config
+        self._seconds: defaultdict[str, float] = defaultdict(float)
+        self._stale: list[str] = []
+        self._load_at_start = _load()
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self._seconds[report.nodeid.split("::", 1)[0]] += report.duration
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        root = self._config.rootpath
+        measured = {path: round(seconds, 2) for path, seconds in self._seconds.items()}
+        out = self._config.getoption("file_durations")
+        if out:
+            by_length = dict(sorted(measured.items(), key=lambda item: -item[1]))
+            run = {
+                "ended": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "args": self._config.invocation_params.args,
+                "cpus": os.cpu_count(),
+                "load_1min_at_start": self._load_at_start,
+                "load_1min_at_end": _load(),
+                "tests": session.testscollected,
+                "exit": int(exitstatus),
+            }
+            record = {"run": run, "seconds": by_length}
+            Path(out).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+        recorded = read_durations(root / DURATIONS)
+        if recorded and sum(path in measured for path in recorded) >= FULL_SHARE * len(recorded):
+            self._stale = stale(measured, recorded)
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if self._stale:
+            terminalreporter.write_sep("-", f"test file order: {len(self._stale)} file(s) moved")
+            for line in self._stale:
+                terminalreporter.write_line(line)
+            terminalreporter.write_line(
+                f"the order of {DURATIONS} is stale: refresh it with scripts/file-durations in a quiet window"
+            )
