@@ -1,7 +1,11 @@
 """The ops walk-through as separate ``crm-audit-migrate`` processes: emulator CDP, real PostgreSQL, USMAN.
 
-Every command is its own process and the runner is ``kill -9``-ed mid-run, so only what the servers
-hold carries from one step to the next (tests/e2e/processes.py).
+Every run is its own process and the runner is ``kill -9``-ed mid-run, so only what the servers hold
+carries from one run to the next (tests/e2e/processes.py). The steps around the runs (``indexes``,
+``trigger``, ``status``, ``rollback``, ``cancel`` where it is not under test) run in this process
+(``CliProcesses.inline``): each builds its settings and clients afresh and reads or writes only the
+servers, so a process of its own would test nothing more, and cost an interpreter start and the
+drivers' imports (about 0.7 s of CPU; a dozen of them were most of the walk-through's time).
 """
 
 from __future__ import annotations
@@ -152,28 +156,29 @@ class TestWalkThrough:
     def test_the_ops_walk_through_with_a_kill_9_mid_run(
         self, crm: CliProcesses, cdp: Database[dict[str, Any]], clean: World, usman: UsmanServer
     ) -> None:
-        """Each step is its own process; a SIGKILL mid-run resumes to the clean run's exact result."""
+        """Each run is its own process; a SIGKILL mid-run resumes to the clean run's exact result, and
+        the steps around the runs (in this process) see what the servers hold."""
         native = {"company_sso_id": COMPANY, "category": "deal", "source_tag": "live_feed"}
         cdp["activity_logs"].insert_one(dict(native))
         foreign = {"company_sso_id": "another-company", "external_id": "crm:x:audit:1"}
         cdp["activity_logs"].insert_one({**foreign, "source_tag": "crm_migration"})
 
         # 1. indexes up
-        up = crm("indexes", "up")
+        up = crm.inline("indexes", "up")
         assert up.returncode == 0, up.stderr
         assert "version: 035" in up.stdout
-        listed = crm("indexes", "status")
+        listed = crm.inline("indexes", "status")
         assert listed.returncode == 0, listed.stderr
         assert (listed.stdout.count("present "), "version: 035" in listed.stdout) == (4, True)
 
         # 2. a wrong tenant is refused, and no job row is written
-        wrong = crm("trigger", "--company-sso-id", COMPANY, "--tenant", OTHER_TENANT)
+        wrong = crm.inline("trigger", "--company-sso-id", COMPANY, "--tenant", OTHER_TENANT)
         assert wrong.returncode == exit_codes.REFUSED, wrong.stderr
         assert wrong.stderr.startswith("error: TENANT_MISMATCH")
         assert job_document(cdp) is None
 
         # 3. trigger: the bound tenant needs no --tenant
-        triggered = crm("trigger", "--company-sso-id", COMPANY, "--date-range-start", SINCE)
+        triggered = crm.inline("trigger", "--company-sso-id", COMPANY, "--date-range-start", SINCE)
         assert triggered.returncode == 0, triggered.stderr
         assert "in_progress" in triggered.stdout
 
@@ -205,7 +210,7 @@ class TestWalkThrough:
         dead = status_of(crm)
         assert dead["lease_owner"] == dead_owner
         assert dt.datetime.fromisoformat(dead["lease_expires_at"]) <= dt.datetime.now(dt.UTC)
-        table = crm("status", "--company-sso-id", COMPANY)
+        table = crm.inline("status", "--company-sso-id", COMPANY)
         assert f"{dead_owner} until {dead['lease_expires_at']}" in table.stdout
 
         resumed = crm("run", "--company-sso-id", COMPANY, "--no-progress")
@@ -229,12 +234,12 @@ class TestWalkThrough:
         assert stored_ids == sorted(log.external_id for log in clean.logs.logs)
 
         # 5. re-trigger
-        again = crm("trigger", "--company-sso-id", COMPANY)
+        again = crm.inline("trigger", "--company-sso-id", COMPANY)
         assert again.returncode == exit_codes.REFUSED
         assert again.stderr.startswith("error: ALREADY_COMPLETED")
 
         # 6. rollback --yes removes only our logs
-        rolled = crm("rollback", "--company-sso-id", COMPANY, "--yes")
+        rolled = crm.inline("rollback", "--company-sso-id", COMPANY, "--yes")
         assert rolled.returncode == 0, rolled.stderr
         assert f"deleted {status['records_migrated']} migrated log(s)" in rolled.stdout
         assert stored_migrated(cdp) == []
@@ -243,15 +248,17 @@ class TestWalkThrough:
         after_rollback = status_of(crm)
         assert after_rollback["status"] == "rolled_back"
         assert after_rollback["logs_deleted"] == status["records_migrated"]
-        rows = [line.split() for line in crm("status", "--company-sso-id", COMPANY).stdout.splitlines()]
+        rows = [
+            line.split() for line in crm.inline("status", "--company-sso-id", COMPANY).stdout.splitlines()
+        ]
         assert ["logs_deleted", str(status["records_migrated"])] in rows
 
         # 7. indexes down: trigger is refused, and so is run (the in-progress case has its own test)
-        down = crm("indexes", "down")
+        down = crm.inline("indexes", "down")
         assert down.returncode == 0, down.stderr
-        assert crm("indexes", "status").stdout.count("missing ") == 4
+        assert crm.inline("indexes", "status").stdout.count("missing ") == 4
         before = (cdp["activity_logs"].count_documents({}), job_document(cdp))
-        refused = crm("trigger", "--company-sso-id", COMPANY)
+        refused = crm.inline("trigger", "--company-sso-id", COMPANY)
         assert refused.returncode == exit_codes.CONFIG, refused.stderr
         assert refused.stderr.startswith("error: INDEXES_MISSING"), refused.stderr
         assert crm("run", "--company-sso-id", COMPANY).returncode != 0
