@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from bson import ObjectId
@@ -17,7 +17,7 @@ from crm_audit_adapters.cli import cli
 from crm_audit_adapters.mongo import decode_activity_log
 from crm_audit_transform.usecases import RunSettings
 from support.corpus_account import World, company_sso_id, contact_docs, sso_docs
-from support.usman_server import TOKEN
+from support.usman_server import TOKEN, UsmanServer
 
 TENANTS = ("acme", "globex", "nusantara_retail")
 CUTOFF = "2025-06-01"
@@ -45,6 +45,44 @@ def worker_env(
     }
     env.update(extra)
     return env
+
+
+def running_usman(tenants: Sequence[str] = TENANTS) -> Iterator[UsmanServer]:
+    """A local USMAN that knows ``tenants``' users, for a module's fixture (``yield from``)."""
+    with UsmanServer(directory=usman_directory(tenants)) as server:
+        yield server
+
+
+def scale_world(
+    *,
+    crm_dsn: str,
+    mongo_uri: str,
+    database: str,
+    usman_url: str,
+    redis_url: str,
+    tenants: Sequence[str] = TENANTS,
+    **extra: str,
+) -> Iterator[Scale]:
+    """A test's ``Scale`` on the session's servers (``yield from``, in a fixture): Redis emptied of an
+    earlier test's tasks, the indexes up and ``tenants``' contacts in ``database``; closed after.
+    ``extra`` is added to the workers' environment (``worker_env``)."""
+    import redis
+
+    redis.Redis.from_url(redis_url).flushdb()
+    env = worker_env(
+        crm_dsn=crm_dsn,
+        mongo_uri=mongo_uri,
+        database=database,
+        usman_url=usman_url,
+        redis_url=redis_url,
+        **extra,
+    )
+    world = Scale(env)
+    world.seed(tenants)
+    try:
+        yield world
+    finally:
+        world.close()
 
 
 class Scale:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from celery_world import Scale, clean_run, counts_of, usman_directory, worker_env
+from celery_world import Scale, clean_run, counts_of, running_usman, scale_world
 from test_celery_workers import json_lines
 
 from support.celery_workers import WorkerPool
@@ -23,28 +23,21 @@ SINCE = "2024-10-01"
 
 @pytest.fixture(scope="module")
 def usman() -> Iterator[UsmanServer]:
-    with UsmanServer(directory=usman_directory()) as server:
-        yield server
+    yield from running_usman()
 
 
 @pytest.fixture
 def scale(
     crm_dsn: str, shared_mongo_uri: str, wire_mongo_database: str, usman: UsmanServer, redis_url: str
 ) -> Iterator[Scale]:
-    import redis
-
-    redis.Redis.from_url(redis_url).flushdb()
-    env = worker_env(
+    yield from scale_world(
         crm_dsn=crm_dsn,
         mongo_uri=shared_mongo_uri,
         database=wire_mongo_database,
         usman_url=usman.url,
         redis_url=redis_url,
+        tenants=(TENANT,),
     )
-    world = Scale(env)
-    world.seed([TENANT])
-    yield world
-    world.close()
 
 
 def enqueue_sharded(scale: Scale, shards: int, since: str | None) -> list[str]:

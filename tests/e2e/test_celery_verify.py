@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from celery_world import Scale, usman_directory, worker_env
+from celery_world import Scale, scale_world, usman_directory
 
 from crm_audit_adapters.celery import VERIFY_ACCOUNT, make_app
 from crm_audit_adapters.settings import Settings
@@ -22,22 +22,16 @@ RESULT_WAIT = 120.0
 
 @pytest.fixture
 def scale(crm_dsn: str, shared_mongo_uri: str, wire_mongo_database: str, redis_url: str) -> Iterator[Scale]:
-    import redis
-
-    redis.Redis.from_url(redis_url).flushdb()
     with UsmanServer(directory=usman_directory((TENANT,))) as usman:
-        env = worker_env(
+        yield from scale_world(
             crm_dsn=crm_dsn,
             mongo_uri=shared_mongo_uri,
             database=wire_mongo_database,
             usman_url=usman.url,
             redis_url=redis_url,
+            tenants=(TENANT,),
             CRM_AUDIT_RESULT_BACKEND=redis_url,
         )
-        world = Scale(env)
-        world.seed((TENANT,))
-        yield world
-        world.close()
 
 
 def verify(scale: Scale, **kwargs: Any) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from celery_world import TENANTS, Scale, clean_run, counts_of, usman_directory, worker_env
+from celery_world import TENANTS, Scale, clean_run, counts_of, running_usman, scale_world
 
 from support.celery_workers import CLI, WorkerPool
 from support.corpus_account import company_sso_id
@@ -26,28 +26,20 @@ KILL_CUTOFF = "2024-10-01"
 
 @pytest.fixture(scope="module")
 def usman() -> Iterator[UsmanServer]:
-    with UsmanServer(directory=usman_directory()) as server:
-        yield server
+    yield from running_usman()
 
 
 @pytest.fixture
 def scale(
     crm_dsn: str, shared_mongo_uri: str, wire_mongo_database: str, usman: UsmanServer, redis_url: str
 ) -> Iterator[Scale]:
-    import redis
-
-    redis.Redis.from_url(redis_url).flushdb()
-    env = worker_env(
+    yield from scale_world(
         crm_dsn=crm_dsn,
         mongo_uri=shared_mongo_uri,
         database=wire_mongo_database,
         usman_url=usman.url,
         redis_url=redis_url,
     )
-    world = Scale(env)
-    world.seed()
-    yield world
-    world.close()
 
 
 def json_lines(text: str) -> list[dict[str, object]]:

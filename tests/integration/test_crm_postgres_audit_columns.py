@@ -19,9 +19,8 @@ import pytest
 from psycopg import sql
 
 from crm_audit_adapters.crm_postgres import PostgresAuditSource, PostgresUserDirectory, ReadOnlySession
-from crm_audit_adapters.crm_postgres.throwaway import create_database, drop_database
 from crm_audit_transform.errors import ConnectionRejected, SourceUnavailable, UnknownTenant
-from support.postgres import unique_database_name
+from support.postgres import throwaway_database
 
 pytestmark = pytest.mark.postgres
 
@@ -59,9 +58,7 @@ ROLE_PASSWORD = "s3cret-reader-pw"
 
 @pytest.fixture(scope="module")
 def tables_dsn(pg_server: str) -> Iterator[str]:
-    name = unique_database_name("columns")
-    dsn = create_database(pg_server, name)
-    try:
+    with throwaway_database(pg_server, "columns") as dsn:
         with psycopg.connect(dsn, autocommit=True) as conn:
             for schema, changed in TABLES.items():
                 columns = {**COLUMNS, **changed}
@@ -119,8 +116,6 @@ def tables_dsn(pg_server: str) -> Iterator[str]:
                 " deleted_at timestamp)"
             )
         yield dsn
-    finally:
-        drop_database(pg_server, name)
 
 
 @pytest.fixture

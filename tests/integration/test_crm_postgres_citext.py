@@ -16,10 +16,9 @@ import pytest
 from psycopg import sql
 
 from crm_audit_adapters.crm_postgres import PostgresAuditSource, ReadOnlySession
-from crm_audit_adapters.crm_postgres.throwaway import create_database, drop_database
 from crm_audit_transform.errors import UnknownTenant
 from crm_audit_transform.loading import load_audited_changes
-from support.postgres import unique_database_name
+from support.postgres import create_audits, throwaway_database
 
 pytestmark = pytest.mark.postgres
 
@@ -40,9 +39,7 @@ REFUSED = {
 
 @pytest.fixture(scope="module")
 def citext_dsn(pg_server: str) -> Iterator[str]:
-    name = unique_database_name("citext")
-    dsn = create_database(pg_server, name)
-    try:
+    with throwaway_database(pg_server, "citext") as dsn:
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("CREATE SCHEMA ext; CREATE EXTENSION citext SCHEMA ext")
             conn.execute("CREATE DOMAIN ext_name AS ext.citext")
@@ -52,19 +49,8 @@ def citext_dsn(pg_server: str) -> Iterator[str]:
                 **{tenant: (kind, "text", "varchar") for tenant, (kind, _, _) in REFUSED.items()},
             }
             for tenant, (type_kind, changes_kind, comment_kind) in tables.items():
-                conn.execute(
-                    sql.SQL(
-                        "CREATE SCHEMA {s}; CREATE TABLE {s}.audits (id bigint PRIMARY KEY,"
-                        " auditable_id integer, auditable_type {t}, associated_id integer,"
-                        " associated_type varchar, user_id integer, user_type varchar, username varchar,"
-                        " action varchar, audited_changes {c}, version integer, comment {m},"
-                        " remote_address varchar, request_uuid varchar, created_at timestamp)"
-                    ).format(
-                        s=sql.Identifier(tenant),
-                        t=sql.SQL(type_kind),
-                        c=sql.SQL(changes_kind),
-                        m=sql.SQL(comment_kind),
-                    )
+                create_audits(
+                    conn, tenant, auditable_type=type_kind, audited_changes=changes_kind, comment=comment_kind
                 )
             for tenant in READ:
                 conn.execute(
@@ -75,8 +61,6 @@ def citext_dsn(pg_server: str) -> Iterator[str]:
                     ("---\nname:\n- Ann\n- Anne\n", dt.datetime(2021, 1, 1)),
                 )
         yield dsn
-    finally:
-        drop_database(pg_server, name)
 
 
 @pytest.mark.parametrize("tenant", list(READ))

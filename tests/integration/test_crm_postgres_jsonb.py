@@ -14,12 +14,16 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from crm_audit_adapters.crm_postgres import PostgresAuditSource, ReadOnlySession
-from crm_audit_adapters.crm_postgres.throwaway import create_database, drop_database
 from crm_audit_transform.config import load_default_config
 from crm_audit_transform.domain import AuditRow, Failed
 from crm_audit_transform.loading import JsonbText, load_audited_changes
 from crm_audit_transform.transformer import Transformer
-from support.postgres import corpus_records, expected_audit_row, unique_database_name
+from support.postgres import (
+    corpus_records,
+    create_audits,
+    expected_audit_row,
+    throwaway_database,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -35,16 +39,7 @@ _COLUMNS = (
 
 def _create_tenant(conn: psycopg.Connection, tenant: str, created_at_type: str) -> None:
     schema = sql.Identifier(tenant)
-    conn.execute(sql.SQL("CREATE SCHEMA {}").format(schema))
-    conn.execute(
-        sql.SQL(
-            "CREATE TABLE {}.audits (id bigint PRIMARY KEY, auditable_id integer,"
-            " auditable_type varchar, associated_id integer, associated_type varchar, user_id integer,"
-            " user_type varchar, username varchar, action varchar, audited_changes jsonb,"
-            " version integer, comment varchar, remote_address varchar, request_uuid varchar,"
-            " created_at {})"
-        ).format(schema, sql.SQL(created_at_type))
-    )
+    create_audits(conn, tenant, audited_changes="jsonb", created_at=created_at_type)
     insert = sql.SQL("INSERT INTO {}.audits ({}) VALUES ({})").format(
         schema,
         sql.SQL(", ").join(map(sql.Identifier, _COLUMNS)),
@@ -79,18 +74,14 @@ def _values(record: dict[str, Any]) -> tuple[Any, ...]:
 @pytest.fixture(scope="module")
 def jsonb_dsn(pg_server: str) -> Iterator[str]:
     """acme_jsonb keeps created_at as timestamp (UTC); globex_jsonb as timestamptz, in a Jakarta session."""
-    name = unique_database_name("jsonb")
-    dsn = create_database(pg_server, name)
-    try:
+    with throwaway_database(pg_server, "jsonb") as dsn:
         with psycopg.connect(dsn) as conn:
             _create_tenant(conn, "acme_jsonb", "timestamp without time zone")
             _create_tenant(conn, "globex_jsonb", "timestamp with time zone")
             _create_deep_tenant(conn)
             zone = sql.SQL("ALTER DATABASE {} SET TimeZone = 'Asia/Jakarta'")
-            conn.execute(zone.format(sql.Identifier(name)))
+            conn.execute(zone.format(sql.Identifier(conn.info.dbname)))
         yield dsn
-    finally:
-        drop_database(pg_server, name)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from crm_audit_adapters.crm_postgres import PostgresAuditSource, ReadOnlySession
 from crm_audit_adapters.crm_postgres.throwaway import drop_database
 from crm_audit_transform.config import load_default_config
 from crm_audit_transform.transformer import Transformer
-from support.postgres import unique_database_name
+from support.postgres import create_audits, unique_database_name
 
 pytestmark = pytest.mark.postgres
 
@@ -33,14 +33,7 @@ def ascii_dsn(pg_server: str) -> Iterator[str]:
     dsn = psycopg.conninfo.make_conninfo(pg_server, dbname=name)
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("CREATE SCHEMA odd")
-            conn.execute(
-                "CREATE TABLE odd.audits (id bigint PRIMARY KEY, auditable_id integer,"
-                " auditable_type varchar, associated_id integer, associated_type varchar, user_id integer,"
-                " user_type varchar,"
-                " username varchar, action varchar, audited_changes text, version integer, comment varchar,"
-                " remote_address varchar, request_uuid varchar, created_at timestamp)"
-            )
+            create_audits(conn, "odd")
             insert = (
                 "INSERT INTO odd.audits (id, auditable_id, auditable_type, action, audited_changes, comment,"
                 " created_at) VALUES (%s, 7, 'Crm::Person', 'update', %s, {comment}, %s)"

@@ -19,7 +19,6 @@ from psycopg import sql
 
 from crm_audit_adapters.bootstrap import Runtime
 from crm_audit_adapters.crm_postgres import PostgresAuditSource, PostgresUserDirectory, ReadOnlySession
-from crm_audit_adapters.crm_postgres.throwaway import create_database, drop_database
 from crm_audit_adapters.settings import load_settings
 from crm_audit_transform import Transformer, load_default_config
 from crm_audit_transform.errors import AuditedChangesError, LimitExceeded
@@ -29,7 +28,7 @@ from crm_audit_transform.ports import AuditSource
 from crm_audit_transform.usecases import RunSettings
 from crm_audit_transform.usecases.pages import PageSpan
 from support.corpus_account import World
-from support.postgres import unique_database_name
+from support.postgres import create_audits, throwaway_database
 
 pytestmark = pytest.mark.postgres
 
@@ -77,21 +76,11 @@ def values(kind: str) -> dict[int, str | None]:
 
 @pytest.fixture(scope="module")
 def sized_dsn(pg_server: str) -> Iterator[str]:
-    name = unique_database_name("omitted")
-    dsn = create_database(pg_server, name)
-    try:
+    with throwaway_database(pg_server, "omitted") as dsn:
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("CREATE EXTENSION citext; CREATE DOMAIN changes_doc AS jsonb")
             for schema, kind in TYPES.items():
-                conn.execute(
-                    sql.SQL(
-                        "CREATE SCHEMA {schema}; CREATE TABLE {schema}.audits (id bigint PRIMARY KEY,"
-                        " auditable_id integer, auditable_type varchar, associated_id integer,"
-                        " associated_type varchar, user_id integer, user_type varchar, username varchar,"
-                        " action varchar, audited_changes {kind}, version integer, comment varchar,"
-                        " remote_address varchar, request_uuid varchar, created_at timestamp)"
-                    ).format(schema=sql.Identifier(schema), kind=sql.SQL(kind))
-                )
+                create_audits(conn, schema, audited_changes=kind)
                 for audit_id, value in values(schema).items():
                     stored: Any = value.encode() if schema == "bytea" and value is not None else value
                     conn.execute(
@@ -102,8 +91,6 @@ def sized_dsn(pg_server: str) -> Iterator[str]:
                         (audit_id, stored, dt.datetime(2021, 1, 1)),
                     )
         yield dsn
-    finally:
-        drop_database(pg_server, name)
 
 
 def outcome(value: object) -> tuple[str, Any]:

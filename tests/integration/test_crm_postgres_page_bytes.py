@@ -13,13 +13,12 @@ from psycopg import sql
 
 from crm_audit_adapters.bootstrap import Runtime
 from crm_audit_adapters.crm_postgres import PostgresAuditSource, PostgresUserDirectory, ReadOnlySession
-from crm_audit_adapters.crm_postgres.throwaway import create_database, drop_database
 from crm_audit_adapters.settings import load_settings
 from crm_audit_transform.jobs import COMPLETED
 from crm_audit_transform.ports import AuditSource
 from crm_audit_transform.usecases import RunSettings
 from support.corpus_account import World
-from support.postgres import unique_database_name
+from support.postgres import create_audits, throwaway_database
 
 pytestmark = pytest.mark.postgres
 
@@ -32,20 +31,10 @@ SETTINGS = RunSettings(page_size=200, halt_threshold=1.0)
 @pytest.fixture(scope="module")
 def large_dsn(pg_server: str) -> Iterator[str]:
     """Rows 1-5 hold 1 MiB of audited_changes each (a text and a jsonb tenant), row 6 a few bytes."""
-    name = unique_database_name("pagebytes")
-    dsn = create_database(pg_server, name)
-    try:
+    with throwaway_database(pg_server, "pagebytes") as dsn:
         with psycopg.connect(dsn, autocommit=True) as conn:
             for schema, kind in (("yaml", "text"), ("json", "jsonb")):
-                conn.execute(
-                    sql.SQL(
-                        "CREATE SCHEMA {schema}; CREATE TABLE {schema}.audits (id bigint PRIMARY KEY,"
-                        " auditable_id integer, auditable_type varchar, associated_id integer,"
-                        " associated_type varchar, user_id integer, user_type varchar, username varchar,"
-                        " action varchar, audited_changes {kind}, version integer, comment varchar,"
-                        " remote_address varchar, request_uuid varchar, created_at timestamp)"
-                    ).format(schema=sql.Identifier(schema), kind=sql.SQL(kind))
-                )
+                create_audits(conn, schema, audited_changes=kind)
                 for audit_id in range(1, 7):
                     notes = "x" * (MIB if audit_id < 6 else 10)
                     changes = (
@@ -61,8 +50,6 @@ def large_dsn(pg_server: str) -> Iterator[str]:
                         (audit_id, changes, dt.datetime(2020, 1, 1)),
                     )
         yield dsn
-    finally:
-        drop_database(pg_server, name)
 
 
 def pages(source: AuditSource, tenant: str, limit: int = 500) -> list[list[int]]:

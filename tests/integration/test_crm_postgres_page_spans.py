@@ -27,7 +27,6 @@ from crm_audit_adapters.crm_postgres import (
     RetryPolicy,
 )
 from crm_audit_adapters.crm_postgres.audits import PostgresSpanReader
-from crm_audit_adapters.crm_postgres.throwaway import create_database, drop_database
 from crm_audit_adapters.page_pool import ProcessPagePipeline
 from crm_audit_transform.domain import AuditRow
 from crm_audit_transform.errors import CrmAuditError
@@ -38,7 +37,7 @@ from crm_audit_transform.usecases import RunSettings
 from crm_audit_transform.usecases.pages import PageSpan
 from support.corpus_account import World
 from support.page_workers import page_pool
-from support.postgres import unique_database_name
+from support.postgres import create_audits, throwaway_database
 
 pytestmark = pytest.mark.postgres
 
@@ -47,18 +46,6 @@ CUTOFF = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
 KIB = 1024
 SETTINGS = RunSettings(page_size=40, halt_threshold=1.0, lease_seconds=60)
 SINCE = dt.datetime(2024, 6, 1, tzinfo=dt.UTC)
-
-
-def create_audits(conn: psycopg.Connection, schema: str) -> None:
-    conn.execute(
-        sql.SQL(
-            "CREATE SCHEMA {schema}; CREATE TABLE {schema}.audits (id bigint PRIMARY KEY,"
-            " auditable_id integer, auditable_type varchar, associated_id integer,"
-            " associated_type varchar, user_id integer, user_type varchar, username varchar,"
-            " action varchar, audited_changes text, version integer, comment varchar,"
-            " remote_address varchar, request_uuid varchar, created_at timestamp)"
-        ).format(schema=sql.Identifier(schema))
-    )
 
 
 def insert(
@@ -76,9 +63,7 @@ def insert(
 @pytest.fixture(scope="module")
 def spans_dsn(pg_server: str) -> Iterator[str]:
     """Schema ``rows``: ids 10, 20, … 200, every third one 64 KiB of text, every seventh out of scope."""
-    name = unique_database_name("spans")
-    dsn = create_database(pg_server, name)
-    try:
+    with throwaway_database(pg_server, "spans") as dsn:
         with psycopg.connect(dsn, autocommit=True) as conn:
             create_audits(conn, "rows")
             for audit_id in range(10, 201, 10):
@@ -86,8 +71,6 @@ def spans_dsn(pg_server: str) -> Iterator[str]:
                 kind = "Crm::Deal" if audit_id % 70 == 0 else "Crm::Person"
                 insert(conn, "rows", audit_id, kib=64 if big else 1, kind=kind)
         yield dsn
-    finally:
-        drop_database(pg_server, name)
 
 
 def walk(fetch: Callable[[int], Sequence[int]]) -> list[list[int]]:

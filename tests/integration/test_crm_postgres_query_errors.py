@@ -23,9 +23,8 @@ from crm_audit_adapters.crm_postgres import (
     ReadOnlySession,
     RetryPolicy,
 )
-from crm_audit_adapters.crm_postgres.throwaway import create_database, drop_database
 from crm_audit_transform.errors import SourceQueryFailed, SourceUnavailable, UnknownTenant
-from support.postgres import unique_database_name
+from support.postgres import create_audits, throwaway_database
 
 pytestmark = pytest.mark.postgres
 
@@ -43,24 +42,14 @@ FAILING = [
 
 @pytest.fixture(scope="module")
 def errors_dsn(pg_server: str) -> Iterator[str]:
-    name = unique_database_name("queryerrors")
-    dsn = create_database(pg_server, name)
-    try:
+    with throwaway_database(pg_server, "queryerrors") as dsn:
         with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(
-                "CREATE SCHEMA acme; CREATE TABLE acme.audits (id bigint PRIMARY KEY,"
-                " auditable_id integer, auditable_type varchar, associated_id integer,"
-                " associated_type varchar, user_id integer, user_type varchar, username varchar,"
-                " action varchar, audited_changes text, version integer, comment varchar,"
-                " remote_address varchar, request_uuid varchar, created_at timestamp)"
-            )
+            create_audits(conn, "acme")
             conn.execute(
                 "INSERT INTO acme.audits (id, auditable_id, auditable_type, action, audited_changes,"
                 " created_at) VALUES (1, 7, 'Crm::Person', 'update', '--- {}', '2021-01-01')"
             )
         yield dsn
-    finally:
-        drop_database(pg_server, name)
 
 
 def session_of(dsn: str, waits: list[float], **options: int) -> ReadOnlySession:

@@ -11,7 +11,6 @@ import pytest
 from psycopg import sql
 
 from crm_audit_adapters.crm_postgres import PostgresAuditSource, PostgresUserDirectory, ReadOnlySession
-from crm_audit_adapters.crm_postgres.throwaway import create_database, drop_database
 from crm_audit_transform.config import load_default_config
 from crm_audit_transform.domain import Failed, UnreadableTime
 from crm_audit_transform.jobs import COMPLETED
@@ -19,7 +18,7 @@ from crm_audit_transform.transformer import Transformer
 from crm_audit_transform.usecases import RunSettings
 from crm_audit_transform.usecases.explain import ExplainPorts, explain_audit
 from support.corpus_account import World
-from support.postgres import unique_database_name
+from support.postgres import create_audits, throwaway_database
 
 pytestmark = pytest.mark.postgres
 
@@ -40,20 +39,10 @@ UNREADABLE = [2, 3, 4, 5]
 @pytest.fixture(scope="module")
 def times_dsn(pg_server: str) -> Iterator[str]:
     """Two tenants with the same rows: ``naive`` (Rails' timestamp) and ``aware`` (timestamptz)."""
-    name = unique_database_name("times")
-    dsn = create_database(pg_server, name)
-    try:
+    with throwaway_database(pg_server, "times") as dsn:
         with psycopg.connect(dsn, autocommit=True) as conn:
             for schema, kind in (("naive", "timestamp"), ("aware", "timestamptz")):
-                conn.execute(
-                    sql.SQL(
-                        "CREATE SCHEMA {schema}; CREATE TABLE {schema}.audits (id bigint PRIMARY KEY,"
-                        " auditable_id integer, auditable_type varchar, associated_id integer,"
-                        " associated_type varchar, user_id integer, user_type varchar, username varchar,"
-                        " action varchar, audited_changes text, version integer, comment varchar,"
-                        " remote_address varchar, request_uuid varchar, created_at {kind})"
-                    ).format(schema=sql.Identifier(schema), kind=sql.SQL(kind))
-                )
+                create_audits(conn, schema, created_at=kind)
                 for audit_id, at in TIMES.items():
                     conn.execute(
                         sql.SQL(
@@ -64,8 +53,6 @@ def times_dsn(pg_server: str) -> Iterator[str]:
                         (audit_id, "---\nfirst_name:\n- A\n- B\n", at + ("" if "inf" in at else "+00")),
                     )
         yield dsn
-    finally:
-        drop_database(pg_server, name)
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,7 @@ import pytest
 from psycopg import sql
 
 from crm_audit_adapters.crm_postgres import PostgresUserDirectory, ReadOnlySession
-from crm_audit_adapters.crm_postgres.throwaway import create_database, drop_database
-from support.postgres import unique_database_name
+from support.postgres import throwaway_database
 
 pytestmark = pytest.mark.postgres
 
@@ -32,9 +31,7 @@ DELETED = {
 @pytest.fixture(scope="module")
 def users_dsn(pg_server: str) -> Iterator[str]:
     """Two tenants with the same users: ``naive`` (Rails' timestamp) and ``aware`` (timestamptz)."""
-    name = unique_database_name("usertimes")
-    dsn = create_database(pg_server, name)
-    try:
+    with throwaway_database(pg_server, "usertimes") as dsn:
         with psycopg.connect(dsn, autocommit=True) as conn:
             for schema, kind in (("naive", "timestamp"), ("aware", "timestamptz")):
                 conn.execute(
@@ -52,8 +49,6 @@ def users_dsn(pg_server: str) -> Iterator[str]:
                         (user_id, f"u{user_id}@example.com", f"User {user_id}", at),
                     )
         yield dsn
-    finally:
-        drop_database(pg_server, name)
 
 
 @pytest.mark.parametrize("tenant", ["naive", "aware"])

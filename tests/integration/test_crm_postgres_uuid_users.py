@@ -9,13 +9,12 @@ import psycopg
 import pytest
 
 from crm_audit_adapters.crm_postgres import PostgresAuditSource, PostgresUserDirectory, ReadOnlySession
-from crm_audit_adapters.crm_postgres.throwaway import create_database, drop_database
 from crm_audit_transform.config import load_default_config
 from crm_audit_transform.domain import Contact, CrmUser, Migrated
 from crm_audit_transform.lookup import LookupPorts, fetch_lookups
 from crm_audit_transform.testing import InMemoryContactDirectory, InMemorySsoDirectory
 from crm_audit_transform.transformer import Transformer
-from support.postgres import unique_database_name
+from support.postgres import throwaway_database
 
 pytestmark = pytest.mark.postgres
 
@@ -26,9 +25,7 @@ EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 @pytest.fixture(scope="module")
 def uuid_dsn(pg_server: str) -> Iterator[str]:
-    name = unique_database_name("uuid")
-    dsn = create_database(pg_server, name)
-    try:
+    with throwaway_database(pg_server, "uuid") as dsn:
         with psycopg.connect(dsn) as conn:
             conn.execute("CREATE SCHEMA uuid_crm")
             conn.execute(
@@ -51,8 +48,6 @@ def uuid_dsn(pg_server: str) -> Iterator[str]:
                     (audit_id, user_id, "---\nfirst_name:\n- A\n- B\n"),
                 )
         yield dsn
-    finally:
-        drop_database(pg_server, name)
 
 
 @pytest.fixture(scope="module")

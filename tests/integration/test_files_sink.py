@@ -208,7 +208,7 @@ class TestOneWriterAFile:
         hold = (
             "import sys; from crm_audit_adapters.files import JsonlActivityLogSink as S; s = S(sys.argv[1]);"
         )
-        hold += " print('ready', flush=True); sys.stdin.read()"
+        hold += " print('ready', flush=True); sys.stdin.read(); s.close()"
         holder = subprocess.Popen(
             [sys.executable, "-c", hold, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )

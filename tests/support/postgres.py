@@ -7,6 +7,7 @@ set; otherwise a throwaway cluster from the machine's PostgreSQL binaries; other
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import json
@@ -16,13 +17,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+from psycopg import sql
 
 from crm_audit_adapters.crm_postgres.dump import load_sql_dump
 from crm_audit_adapters.crm_postgres.throwaway import create_database, drop_database, throwaway_server
 from crm_audit_transform.domain import AuditRow
 
 __all__ = ["crm_dsn", "pg_server", "scratch_database", "scratch_dsn"]
+"""The fixtures ``tests/conftest.py`` takes; the helpers below are imported by name."""
 
 DATABASE_URL_ENV = "CRM_AUDIT_TEST_DATABASE_URL"
 CRM_SQL = Path(__file__).resolve().parents[1] / "fixtures" / "audited-5.8.0" / "crm.sql"
@@ -80,6 +84,44 @@ def scratch_dsn(scratch_database: Callable[..., str]) -> str:
 def unique_database_name(kind: str) -> str:
     """Unique per run, so a shared server given by DSN can host several sessions at once."""
     return f"crm_audit_test_{kind}_{uuid.uuid4().hex[:12]}"
+
+
+@contextlib.contextmanager
+def throwaway_database(pg_server: str, kind: str) -> Iterator[str]:
+    """An empty database of its own on the session's server (``kind`` in its name), its DSN for the
+    block; dropped at the block's end, failures included. For a module's tables of odd shapes."""
+    name = unique_database_name(kind)
+    try:
+        yield create_database(pg_server, name)
+    finally:
+        drop_database(pg_server, name)
+
+
+def create_audits(
+    conn: psycopg.Connection[Any],
+    schema: str,
+    *,
+    audited_changes: str = "text",
+    created_at: str = "timestamp",
+    auditable_type: str = "varchar",
+    comment: str = "varchar",
+) -> None:
+    """A tenant: schema ``schema`` and its ``audits`` table as the ``audited`` gem's migration makes it,
+    empty; the keyword arguments are SQL types, for tables that keep a column in another type."""
+    conn.execute(
+        sql.SQL(
+            "CREATE SCHEMA {s}; CREATE TABLE {s}.audits (id bigint PRIMARY KEY, auditable_id integer,"
+            " auditable_type {t}, associated_id integer, associated_type varchar, user_id integer,"
+            " user_type varchar, username varchar, action varchar, audited_changes {c}, version integer,"
+            " comment {m}, remote_address varchar, request_uuid varchar, created_at {a})"
+        ).format(
+            s=sql.Identifier(schema),
+            t=sql.SQL(auditable_type),
+            c=sql.SQL(audited_changes),
+            m=sql.SQL(comment),
+            a=sql.SQL(created_at),
+        )
+    )
 
 
 CORPUS = CRM_SQL.parent
