@@ -1,12 +1,8 @@
 """Session-wide fixtures: PostgreSQL, the MongoDB backends, Redis and Celery workers live in tests/support."""
 
 import os
-import shutil
 import signal
-import tempfile
-from collections.abc import Iterator
 
-import pytest
 from hypothesis import settings
 
 from support.celery_workers import *  # noqa: F403
@@ -16,8 +12,9 @@ from support.redis_server import *  # noqa: F403
 from support.wire_mongo import *  # noqa: F403
 from support.wire_sample import *  # noqa: F403
 
-# A plugin of its own, as it has a hook of the same name as wire_sample's (imported above).
-pytest_plugins = ("support.file_order",)
+# Plugins of their own, as they have hooks of the same names as wire_sample's (imported above); the
+# children of the test processes share one bytecode cache, compiled once (support/bytecode.py).
+pytest_plugins = ("support.file_order", "support.bytecode")
 
 # The corpus's CDP holds a contact for 93-94% of each tenant's CRM people (the others are its
 # contact_not_found rows), below the plan's 99% coverage gate: every command and worker the suite
@@ -40,31 +37,3 @@ settings.register_profile("suite", deadline=None)
 # its verdict on a commit is reproducible; a local run keeps exploring new examples.
 settings.register_profile("ci", parent=settings.get_profile("suite"), derandomize=True, database=None)
 settings.load_profile("ci" if os.environ.get("CI") else "suite")
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _shared_bytecode_cache() -> Iterator[None]:
-    """The session's child processes share one bytecode cache (``PYTHONPYCACHEPREFIX``).
-
-    The suite starts about a hundred Python processes (each ``crm-audit-migrate`` command, Celery
-    worker and ``--workers`` pool). Where bytecode is not written (``PYTHONDONTWRITEBYTECODE``, as on
-    CI), each one compiled the package's sources again: about 0.15 s of CPU a process. They share a
-    cache in a directory of the session instead, removed at its end (never in the work tree). The
-    test process itself is not affected: the variables are read when an interpreter starts. A
-    fixture, not a hook: it runs in each process that runs tests (one per pytest-xdist worker) and
-    ends with the session there, where atexit handlers would not run.
-    """
-    names = ("PYTHONPYCACHEPREFIX", "PYTHONDONTWRITEBYTECODE")
-    before = {name: os.environ.get(name) for name in names}
-    directory = tempfile.mkdtemp(prefix="crm-audit-test-bytecode-")
-    os.environ["PYTHONPYCACHEPREFIX"] = directory
-    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-    try:
-        yield
-    finally:
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        shutil.rmtree(directory, ignore_errors=True)
