@@ -226,6 +226,32 @@ class TestJobStartedOnlyUnderTheLease:
         assert [line["log_level"] for line in lines if line["event"] == "task_waits_for_lease"] == ["info"]
         assert caught.value.sig.options["retries"] == tasks.MAX_RETRIES
 
+    def test_a_repair_that_waited_out_its_retries_waits_on_with_a_warning_never_an_error(self) -> None:
+        """``verify_account`` with ``repair`` on a job a run holds waited ``MAX_RETRIES`` leases, then
+        failed (``ERROR ... raised unexpected: LeaseHeld``) though the account was only being run.
+        Now, as a run's copy does, it is sent again with its count at 0 and a WARNING saying what
+        it waits for, and verifies once the run hands the lease back."""
+
+        def held(*_: object, **__: object) -> Any:
+            raise LeaseHeld("verify --repair writes job job-1 whole, so it waits while a runner holds it")
+
+        runtime = SimpleNamespace(
+            service=SimpleNamespace(verify=held),
+            settings=SimpleNamespace(run=SimpleNamespace(lease_seconds=120.0)),
+        )
+        app = make_app(Settings(broker_url=BROKER), runtime_factory=lambda: runtime)
+        task = app.tasks[VERIFY_ACCOUNT]
+        with capture_logs() as lines, pytest.raises(Retry) as caught:
+            task.apply(args=["company-a"], kwargs={"repair": True}, retries=tasks.MAX_RETRIES, throw=True)
+        warned = [line for line in lines if line["event"] == "task_waits_on_for_lease"]
+        assert len(warned) == 1
+        assert (warned[0]["log_level"], warned[0]["company_sso_id"]) == ("warning", "company-a")
+        assert "verify --repair writes whole" in warned[0]["why"]
+        assert caught.value.sig is not None
+        assert caught.value.sig.options["retries"] == 0
+        assert caught.value.when == 120.0
+        assert (list(caught.value.sig.args), caught.value.sig.kwargs) == (["company-a"], {"repair": True})
+
 
 class TestShutdownFlagInTheMainProcess:
     def test_the_solo_pool_s_init_signal_leaves_celery_s_sigterm_handler_in_place(self) -> None:

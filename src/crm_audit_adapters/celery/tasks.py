@@ -12,7 +12,8 @@ Retries, with exponential backoff and jitter, are for infrastructure only: a dep
 down (``Unavailable``: CRM, CDP or USMAN) or a lease another runner holds (``LeaseHeld``: the
 redelivered task of a worker that died waits for the dead worker's lease to expire). A run's wait
 for a lease has no last try (``_wait_for_lease``): a copy of a live task waits as long as the job
-runs elsewhere, so a job never loses its last message while its lease can still expire. Guards,
+runs elsewhere, so a job never loses its last message while its lease can still expire; a
+``verify --repair`` waits on the same way for the run holding the job to end. Guards,
 configuration errors and a CRM query no retry changes (``SourceQueryFailed``) fail the task at once:
 retrying cannot fix them; so does a message whose
 arguments have the wrong type (``_checked_company``, ``_checked_verify_options``), before anything
@@ -186,11 +187,27 @@ def _checked_verify_options(sample: object, repair: object) -> None:
         raise ConfigError(problems, source=f"the {VERIFY_ACCOUNT} message")
 
 
+_RUN_WAITS: Final = (
+    "another worker holds this account's lease: this copy waits on, to take the job over if that lease "
+    "expires, and ends when the job no longer runs"
+)
+_REPAIR_WAITS: Final = (
+    "a runner holds this account's job, which verify --repair writes whole: this task waits on until "
+    "that lease is handed back or expires, then verifies and repairs"
+)
+
+
 def _wait_for_lease(
-    task: Task, exc: LeaseHeld, countdown: float, log: FilteringBoundLogger, **where: object
+    task: Task,
+    exc: LeaseHeld,
+    countdown: float,
+    log: FilteringBoundLogger,
+    *,
+    why: str = _RUN_WAITS,
+    **where: object,
 ) -> Retry:
-    """The retry of a run that met another runner's lease on its account (or shard), in ``countdown``
-    seconds (a lease's length): what the task raises.
+    """The retry of a run (or a ``verify --repair``) that met another runner's lease on its account
+    (or shard), in ``countdown`` seconds (a lease's length): what the task raises.
 
     Its first ``MAX_RETRIES`` waits are Celery retries (``task_waits_for_lease``, INFO). Then, where
     a retry would fail the task (``ERROR ... raised unexpected: LeaseHeld``, though the account is
@@ -202,7 +219,13 @@ def _wait_for_lease(
     no longer runs (it then finds it completed, halted or cancelled, and ends with its status) or
     until the lease expires and it takes the job over from its cursor; the lease keeps exactly one
     runner at a time. The count starts again so that a copy that takes a job over has its full
-    ``Unavailable`` retries. ``where`` names the account (and shard) in the log lines.
+    ``Unavailable`` retries. ``where`` names the account (and shard) in the log lines, ``why`` says
+    in the WARNING what the task waits for.
+
+    ``verify_account`` with ``repair`` waits the same way (``_REPAIR_WAITS``): a repair writes the
+    job document whole, so it waits while a runner holds any of its leases. Past its retries it used
+    to fail with that ERROR, though the account was healthy and only being run; now it waits on
+    until the run hands the lease back (or dies and the lease expires), then verifies and repairs.
     """
     request = task.request
     if request.retries < MAX_RETRIES:
@@ -213,8 +236,7 @@ def _wait_for_lease(
         "task_waits_on_for_lease",
         task_id=request.id,
         waits=request.retries,
-        why="another worker holds this account's lease: this copy waits on, to take the job over "
-        "if that lease expires, and ends when the job no longer runs",
+        why=why,
         **where,
     )
     again = task.signature_from_request(request, countdown=countdown, retries=0)
@@ -337,7 +359,10 @@ def register_tasks(app: Celery, runtime_factory: Callable[[], Runtime]) -> None:
                 require_binding=True,
             )
         except LeaseHeld as exc:  # --repair on a job a run holds: wait for it like a run would
-            raise task.retry(exc=exc, countdown=runtime.settings.run.lease_seconds) from exc
+            lease = runtime.settings.run.lease_seconds
+            raise _wait_for_lease(
+                task, exc, lease, log, why=_REPAIR_WAITS, company_sso_id=company_sso_id
+            ) from exc
         log.info(
             "verified",
             company_sso_id=company_sso_id,
