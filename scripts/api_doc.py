@@ -65,7 +65,9 @@ Written by hand in `scripts/api_doc.py` (the rest of this page is generated); CH
   passes. `run_job`, `run_shard`, `verify_account` and a resume raise
   `crm_audit_transform.errors.MappingChanged` (a `ConfigError`) when their transformer's mark is
   another, before anything is written. `ports.JobStore` implementations must store it with the job
-  and keep it as stored through every run's write, as `source_mark`.
+  and keep it as stored through every run's write, as `source_mark`. A `Transformer` given a `chain`
+  other than its mapping's default one marks the chain's stages as well (`mapping_mark(config,
+  rule_chain=…)`, `chain.stage_codes`): a job triggered under that chain refuses a run without it.
 - `MigrationJob` has `source_mark` (None by default): what a source that can mark itself
   (`ports.SourceMarks`, not in `__all__`: a file source) held when `new_job` made the job; every run
   (and `verify_account`) checks it first and raises `SourceChanged` when the source is another now, whose `.reason` then says

@@ -28,6 +28,7 @@ A stage that raises fails only its own row (``invalid_audit_row``, ``unexpected 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from typing import Final, Protocol
 
@@ -160,6 +161,25 @@ class RuleChain:
         assert anchor is not None  # for mypy: one of them is set
         index = self.names.index(self[anchor].name) + (0 if before is not None else 1)
         return RuleChain((*self.stages[:index], stage, *self.stages[index:]))
+
+
+def stage_codes(chain: RuleChain) -> tuple[tuple[str, str], ...]:
+    """Each stage's name and the code it runs, ``module.qualname`` of its callable: a function's
+    (a default stage's closure: ``crm_audit_transform.chain._category_stage.<locals>.category``), a
+    bound method's, a callable object's class's, a ``functools.partial``'s function's.
+
+    What a job's mark (``Transformer.mapping_mark``) keeps of a chain passed in code: which code
+    runs at each step, in order. Not that code's text, nor the values a closure or a partial holds:
+    a chain is code, and a deploy that changes it is a new release, as a new library version is.
+    """
+    return tuple((stage.name, _code_of(stage.run)) for stage in chain.stages)
+
+
+def _code_of(run: object) -> str:
+    while isinstance(run, functools.partial):
+        run = run.func
+    named = run if hasattr(run, "__qualname__") and hasattr(run, "__module__") else type(run)
+    return f"{getattr(named, '__module__', '?')}.{getattr(named, '__qualname__', '?')}"
 
 
 class StageObserver(Protocol):

@@ -160,8 +160,9 @@ class MappingChanged(ConfigError):
     def __init__(self, job_id: str, job_mark: str, mark: str) -> None:
         why = (
             f"job {job_id} was triggered under mapping {job_mark}; this process's mapping is {mark}: "
-            "one account's logs are written under one mapping. Run it with the job's mapping, or "
-            "trigger --fresh to migrate the account again under this one"
+            "one account's logs are written under one mapping (and one rule chain, where one is "
+            "passed in code). Run it with the job's mapping, or trigger --fresh to migrate the "
+            "account again under this one"
         )
         super().__init__([("mapping_config", why)], source="the job's mapping")
         self.job_mark = job_mark

@@ -21,7 +21,17 @@ from attrs import frozen
 
 from . import reasons
 from ._fast_init import fast_init
-from .chain import MIGRATED, NO_OBSERVER, PASSED, RowDraft, RuleChain, Stage, StageObserver, StageRun
+from .chain import (
+    MIGRATED,
+    NO_OBSERVER,
+    PASSED,
+    RowDraft,
+    RuleChain,
+    Stage,
+    StageObserver,
+    StageRun,
+    stage_codes,
+)
 from .config import MappingConfig
 from .config.mark import mapping_mark
 from .domain import (
@@ -185,11 +195,16 @@ class Transformer:
 
     @property
     def mapping_mark(self) -> str:
-        """The mark of the mapping these rules were built from (``config.mapping_mark``): a job
-        keeps its trigger's, and each run and verify refuses another (``MappingChanged``). Taken
-        on first use: a run of a job without a mark (a dry run's) never digests the mapping."""
+        """The mark of the rules: the mapping they were built from (``config.mapping_mark``) and,
+        when ``chain`` is not the mapping's default one, its stages (``chain.stage_codes``). A job
+        keeps its trigger's, and each run and verify refuses another (``MappingChanged``): a
+        worker built without the service's chain would write other logs, as one with another
+        mapping file would. The default chain's mark is the mapping's alone, as jobs kept before.
+        Taken on first use: a run of a job without a mark (a dry run's) never digests the mapping."""
         if self._mark is None:
-            self._mark = mapping_mark(self._config)
+            stages = stage_codes(self._chain)
+            default = stage_codes(RuleChain.from_config(self._config))
+            self._mark = mapping_mark(self._config, rule_chain=None if stages == default else stages)
         return self._mark
 
     @property

@@ -233,17 +233,22 @@ class TestInterruptAndDegrade:
     ) -> None:
         """``run --workers 2`` whose worker is killed (SIGKILL) as it starts, the runner's first row
         waiting until it was (so the runner cannot finish the account alone first): WORKER_LOST,
-        exit 6, the lease handed back; the next run completes with every log of the clean run, once."""
-        run_cli("trigger", "--company-sso-id", COMPANY, "--tenant", TENANT)
+        exit 6, the lease handed back; the next run completes with every log of the clean run, once.
+        Every command runs the test's chain (the job keeps its trigger's mark, chain included); the
+        last one without the kill."""
         forked = tmp_path / "worker-forked"
 
         def worker_dies(runtime: Runtime) -> None:
             runtime._rule_chain = KillsItsWorkerOnceForked(forked)  # type: ignore[attr-defined]
 
+        def workers_live(runtime: Runtime) -> None:
+            runtime._rule_chain = KillsItsWorkerOnceForked(forked, kills=False)  # type: ignore[attr-defined]
+
         run = ("run", "--company-sso-id", COMPANY, "--no-progress", "--workers", "2")
         run_cli.overrides.prepare = worker_dies
+        run_cli("trigger", "--company-sso-id", COMPANY, "--tenant", TENANT)
         lost = run_cli(*run, CRM_AUDIT_PAGE_SIZE="10")
-        run_cli.overrides.prepare = None
+        run_cli.overrides.prepare = workers_live
         assert lost.exit_code == exit_codes.UNAVAILABLE, lost.output
         assert lost.stderr.strip().splitlines()[-1].startswith("error: WORKER_LOST: "), lost.stderr
         assert forked.exists()

@@ -43,14 +43,19 @@ class KillsItsWorkerOnceForked:
     Workers start in the background while a sharing runner transforms the first pages itself, so
     with ``chain_killing_its_worker`` a small account could end, exit 0, before its worker was
     even forked. Here the runner's first row waits for the worker to exist (and die): the pages
-    left after it go to the dead worker, and the run ends ``WorkerLost``."""
+    left after it go to the dead worker, and the run ends ``WorkerLost``.
+
+    ``kills=False`` gives the same chain, whose workers live: a job keeps the mark of the chain its
+    trigger ran under (``Transformer.mapping_mark``), so the run that resumes it after the kill
+    runs these stages too, without the kill."""
 
     forked: Path
     bound_s: float = 60.0
+    kills: bool = True
 
     def __call__(self, mapping: MappingConfig) -> RuleChain:
         chain = RuleChain.from_config(mapping)
-        if multiprocessing.parent_process() is not None:
+        if self.kills and multiprocessing.parent_process() is not None:
             self.forked.touch()
             os.kill(os.getpid(), signal.SIGKILL)
         return chain.inserting(Stage("await_worker", self._await), before=chain.names[0])

@@ -14,10 +14,12 @@ import pytest
 
 from crm_audit_adapters.cli.exit_codes import CONFIG, exit_code_for
 from crm_audit_transform import ConfigError
+from crm_audit_transform.chain import RowDraft, RuleChain, Stage, stage_codes
 from crm_audit_transform.config import MappingConfig, load_config, load_default_config
 from crm_audit_transform.config.mark import mapping_mark
 from crm_audit_transform.errors import MappingChanged
 from crm_audit_transform.jobs import COMPLETED, IN_PROGRESS
+from crm_audit_transform.rules.verdict import Rejection
 from crm_audit_transform.transformer import Transformer
 from support.corpus_account import World
 
@@ -142,3 +144,65 @@ class TestEveryRunChecksTheJobsMapping:
         assert fresh.job_id != cancelled.job_id
         assert fresh.mapping_mark == mapping_mark(_other_mapping())
         assert other.run(world.company, owner="runner-b").job.status == COMPLETED
+
+
+_DEFAULT_CATEGORY = RuleChain.from_config(load_default_config())["category"].run
+
+
+def _category_in_code(draft: RowDraft) -> Rejection | None:
+    """A service's own category stage (here the default's rule, but another function)."""
+    return _DEFAULT_CATEGORY(draft)
+
+
+def _chain_in_code() -> RuleChain:
+    return RuleChain.from_config(load_default_config()).replacing("category", _category_in_code)
+
+
+class TestARuleChainPassedInCode:
+    def test_the_default_chain_keeps_the_mark_of_the_mapping_alone(self) -> None:
+        """The mapping's own chain, passed or not, gives the mark jobs kept before the chain counted."""
+        config = load_default_config()
+        assert Transformer(config, chain=RuleChain.from_config(config)).mapping_mark == mapping_mark(config)
+
+    def test_another_chain_is_another_mark_and_the_same_chain_the_same(self) -> None:
+        """A stage replaced or added in code is other rules: another mark (of the same form); the same
+        chain built again, as a worker or shard process builds it, has the same mark. Before, the
+        mark was of the mapping alone, whatever chain ran."""
+        config = load_default_config()
+        replaced = Transformer(config, chain=_chain_in_code()).mapping_mark
+        assert replaced != mapping_mark(config)
+        assert replaced.startswith("mapping-sha256:")
+        assert Transformer(config, chain=_chain_in_code()).mapping_mark == replaced
+        added = RuleChain.from_config(config).inserting(Stage("audit", _category_in_code), after="actor")
+        assert Transformer(config, chain=added).mapping_mark not in (replaced, mapping_mark(config))
+        assert stage_codes(_chain_in_code())[0] == (
+            "category",
+            f"{__name__}._category_in_code",
+        )
+
+    def test_a_run_without_the_triggers_chain_is_refused_before_it_writes(self) -> None:
+        """A job triggered by a service with its own chain, then run by a process built from the
+        settings alone (a worker without that chain), is ``MappingChanged``: nothing written, the job
+        as it was. The trigger's chain runs it to the end."""
+        world = World()
+        world.transformer = Transformer(load_default_config(), chain=_chain_in_code())
+        world.service().trigger(world.company, world.tenant)
+        job = world.jobs.latest(world.company)
+        assert job is not None
+        assert job.mapping_mark == world.transformer.mapping_mark
+
+        world.transformer = Transformer(load_default_config())
+        with pytest.raises(MappingChanged):
+            world.service().run(world.company, owner="runner-b")
+        assert not world.logs.logs
+        after = world.jobs.latest(world.company)
+        assert after is not None
+        assert (after.job_id, after.status, after.last_audit_id, after.lease_owner) == (
+            job.job_id,
+            job.status,
+            job.last_audit_id,
+            None,
+        )
+
+        world.transformer = Transformer(load_default_config(), chain=_chain_in_code())
+        assert world.service().run(world.company, owner="runner-a").job.status == COMPLETED

@@ -9,7 +9,7 @@ lists are tried in order); a set (a tenant's id-set) is sorted.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Set
+from collections.abc import Mapping, Sequence, Set
 from typing import TYPE_CHECKING, Final, cast
 
 import attrs
@@ -23,13 +23,22 @@ MARK_PREFIX: Final = "mapping-sha256:"
 """Every mark starts with this: the digest's kind and what it is of (64 hex digits follow)."""
 
 
-def mapping_mark(config: MappingConfig) -> str:
+def mapping_mark(config: MappingConfig, *, rule_chain: Sequence[tuple[str, str]] | None = None) -> str:
     """``mapping-sha256:<64 hex digits>``: the SHA-256 of ``config``'s canonical JSON (its classes'
     fields by name, mapping keys sorted, sets sorted, tuples in order). Equal for two files that
-    parse to equal configurations; a different mark means different rules."""
+    parse to equal configurations; a different mark means different rules.
+
+    ``rule_chain``: the ``(name, code)`` of each stage of a rule chain other than the mapping's
+    default one (``chain.stage_codes``; ``Transformer.mapping_mark`` passes it), digested with the
+    mapping: a service that passes another chain in code writes other logs, as another mapping
+    file would. None, the default chain, gives the mapping's mark alone, as every job kept before.
+    """
     import hashlib  # here: a dry run, whose job has no mark, never loads it (tests/e2e/test_cli_imports)
 
-    text = json.dumps(_canonical(config), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    canonical = _canonical(config)
+    if rule_chain is not None:
+        canonical = {"mapping": canonical, "rule_chain": [[name, code] for name, code in rule_chain]}
+    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return MARK_PREFIX + hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
