@@ -55,6 +55,6 @@ class OperatorCalls(ServiceBase):
             audit_id,
             company_sso_id=company_sso_id,
             tenant=self.tenant_for(company_sso_id, tenant),
-            ports=ExplainPorts(p.source, p.users, p.sso, p.contacts),
+            ports=ExplainPorts(p.source, p.users, p.sso, p.contacts, p.reader),
             transformer=self._transformer,
         )

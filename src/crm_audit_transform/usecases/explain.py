@@ -4,18 +4,23 @@ from __future__ import annotations
 
 from attrs import frozen
 
-from ..domain import AuditRow, Outcome
+from .. import reasons
+from ..domain import ActivityLog, AuditRow, Failed, Migrated, Outcome
 from ..lookup import LookupPorts, fetch_lookups
-from ..ports import AuditSource, ContactDirectory, SsoDirectory, UserDirectory
+from ..ports import AuditSource, ContactDirectory, MigratedLogReader, SsoDirectory, UserDirectory
 from ..transformer import StageDecision, Transformer
 
 
 @frozen
 class ExplainPorts:
+    """``reader``: the migrated-log store's reader, whose ``content_of`` refuses a log the store can
+    never hold (``verify`` asks it the same); None explains the transform alone."""
+
     source: AuditSource
     users: UserDirectory
     sso: SsoDirectory
     contacts: ContactDirectory
+    reader: MigratedLogReader | None = None
 
 
 @frozen
@@ -37,7 +42,12 @@ def explain_audit(
     ports: ExplainPorts,
     transformer: Transformer,
 ) -> Explanation:
-    """Load the row, look up what it needs, and return each stage's decision and the final outcome."""
+    """Load the row, look up what it needs, and return each stage's decision and the final outcome.
+
+    A migrated log the store can never hold (``ports.reader.content_of`` raises: a document past
+    MongoDB's 16 MiB, a value it cannot encode) ends in a ``write`` stage that failed and the
+    ``write_error`` the run counts for that row, as ``verify`` counts it.
+    """
     row = ports.source.audit_by_id(tenant, audit_id)
     if row is None:
         return Explanation(audit_id, tenant, None)
@@ -50,4 +60,12 @@ def explain_audit(
     )
     stages = tuple(transformer.explain(row, ctx, company_sso_id=company_sso_id))
     outcomes = transformer.transform(prepared, ctx, company_sso_id=company_sso_id).outcomes
-    return Explanation(audit_id, tenant, row, stages, outcomes[0] if outcomes else None)
+    outcome = outcomes[0] if outcomes else None
+    reader = ports.reader
+    if reader is not None and isinstance(outcome, Migrated) and isinstance(outcome.log, ActivityLog):
+        try:
+            reader.content_of(outcome.log)
+        except (ValueError, RecursionError) as error:
+            stages = (*stages, StageDecision("write", "failed", str(error)))
+            outcome = Failed(outcome.audit_id, reasons.WRITE_ERROR, str(error))
+    return Explanation(audit_id, tenant, row, stages, outcome)
