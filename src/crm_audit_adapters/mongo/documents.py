@@ -6,11 +6,12 @@ An activity log becomes::
      actor: {type, name, id?}, attributes: [{field, label, from, to}],
      timestamp, external_id?, source_tag, metadata}
 
-``external_id`` is left out when empty — the partial unique index filters on ``$exists`` and would
-index an explicit ``null`` — and ``actor.id`` when the actor has no SSO id. Values follow the rules
-of ``bson_values``. A job document is the ``MigrationJob`` (with its ``Tally`` nested) under
-``_id = job_id``, plus ``progress_pct``, ``failure_rate`` and ``records_*`` counts for readers that
-do not run this library; those derived keys are ignored when a document is read back.
+``external_id`` is left out when empty — an explicit ``null`` is never written, as a partial index
+on ``$exists`` (the plan's) would index it; ours filters on ``$type: "string"`` — and ``actor.id``
+when the actor has no SSO id. Values follow the rules of ``bson_values``. A job document is the
+``MigrationJob`` (with its ``Tally`` nested) under ``_id = job_id``, plus ``progress_pct``,
+``failure_rate`` and ``records_*`` counts for readers that do not run this library; those derived
+keys are ignored when a document is read back.
 
 The file sink writes ``bson.json_util`` relaxed Extended JSON of exactly ``encode_activity_log``'s
 dict, so a dry run's output is what this adapter would insert.
