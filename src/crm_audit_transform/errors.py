@@ -421,11 +421,14 @@ class SourceChanged(CrmAuditError):
 
 
 class SourceQueryFailed(CrmAuditError):
-    """The CRM database refused a query with an error that every retry meets again: SQLSTATE class
-    22 (data exception: a value the query cannot convert or compute), 42 (syntax error or access
-    rule violation: a column, table or function that is not there; a missing grant is
-    ``ConnectionRejected``), 0A (feature not supported), 21 (cardinality), 2F, 38, 39 (a routine's
-    exception) or 54 (program limit exceeded). PostgreSQL's error codes appendix lists them.
+    """The CRM database refused a query with an error no retry changes: SQLSTATE class 22 (data
+    exception: a value the query cannot convert or compute), 42 (syntax error or access rule
+    violation: a column, table or function that is not there — met again after one rebuilt try,
+    the tenant's table checked again for a deploy's DDL; a missing grant is ``ConnectionRejected``),
+    0A (feature not supported, after the session's retries on new connections), 21 (cardinality),
+    2F, 38, 39 (a routine's exception) or 54 (program limit exceeded — for an audit query, met again
+    by the query that measures jsonb without rendering it). PostgreSQL's error codes appendix lists
+    them; the source of the rule is ``crm_audit_adapters.crm_postgres.query_errors``.
 
     Not ``Unavailable``: a Celery task fails at once instead of retrying for an hour, and the
     runner exits 7 (``BAD_INPUT``: the source cannot be read as it is). ``sqlstate`` is the

@@ -116,3 +116,38 @@ class TestRunWithShortPages:
         short = run(20_000)
         assert short == run(None)
         assert short[0].processed > 200
+
+
+def test_the_budget_counts_what_is_sent(scratch_dsn: str) -> None:
+    """A character(n) value is sent padded to n characters, and counted so: 3,000 bytes a row make
+    pages of two under 5,000 (its trimmed text, a few bytes, made one page of all four). A bytea is
+    sent as hex text (``\\x`` and two digits a byte), and counted so, from its header."""
+    with psycopg.connect(scratch_dsn, autocommit=True) as conn:
+        for schema, kind, value in (
+            ("padded", "character(3000)", "---\n{}\n"),
+            ("bytes", "bytea", b"x" * 1500),
+        ):
+            conn.execute(
+                sql.SQL(
+                    "CREATE SCHEMA {schema}; CREATE TABLE {schema}.audits (id bigint PRIMARY KEY,"
+                    " auditable_id integer, auditable_type varchar, associated_id integer,"
+                    " associated_type varchar, user_id integer, user_type varchar, username varchar,"
+                    " action varchar, audited_changes {kind}, version integer, comment varchar,"
+                    " remote_address varchar, request_uuid varchar, created_at timestamp)"
+                ).format(schema=sql.Identifier(schema), kind=sql.SQL(kind))
+            )
+            for audit_id in range(1, 5):
+                conn.execute(
+                    sql.SQL(
+                        "INSERT INTO {}.audits (id, auditable_id, auditable_type, action, audited_changes,"
+                        " created_at) VALUES (%s, 7, 'Crm::Person', 'update', %s, '2021-01-01')"
+                    ).format(sql.Identifier(schema)),
+                    (audit_id, value),
+                )
+    with ReadOnlySession.from_dsn(scratch_dsn) as session:
+        source = PostgresAuditSource(session, page_bytes=5000)
+        assert pages(source, "padded") == [[1, 2], [3, 4]]
+        rows = source.page("padded", SCOPE, after_id=0, cutoff=CUTOFF, limit=10)
+        assert [len(row.audited_changes) for row in rows] == [3000, 3000]  # type: ignore[arg-type]
+        assert pages(source, "bytes") == [[1, 2], [3, 4]]  # 3,002 bytes of hex a row
+        assert pages(PostgresAuditSource(session, page_bytes=6005), "bytes") == [[1, 2, 3], [4]]

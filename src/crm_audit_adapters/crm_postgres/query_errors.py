@@ -10,7 +10,9 @@ keeps that behaviour: retrying what might pass is the safe side. A 0A000 is trie
 connection first (``ReadOnlySession``: a prepared statement's stale plan after the table's DDL), and
 is ``SourceQueryFailed`` only after the last attempt. A class 42 met by a query built from the
 tenant's checks is built and run once more after the checks run again (``ReadOnlySession.run_checked``:
-a deploy's DDL since they ran).
+a deploy's DDL since they ran). An audit query that meets 54000 is built once more measuring jsonb
+without rendering it (``PostgresAuditSource``: a value whose text passes 1 GiB), and is
+``SourceQueryFailed`` only if that one meets it too.
 """
 
 from __future__ import annotations

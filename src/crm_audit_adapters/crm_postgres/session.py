@@ -128,6 +128,8 @@ _AUDIT_COLUMN_TYPES: Final = {
     "audited_changes": _TEXT_TYPES | {"json", "jsonb", "bytea"},
     "comment": _TEXT_TYPES,
 }
+# program_limit_exceeded: what a value PostgreSQL cannot render (past 1 GiB of text) fails with.
+_LIMIT_EXCEEDED: Final = "54000"
 # Local to the transaction (SET LOCAL semantics), so nothing leaks to a pooled server connection.
 # A custom plan per page: a generic plan of the page query cannot see how rare the scope's types
 # are and walks the primary key past millions of out-of-scope rows (see docs/postgres.md).
@@ -278,23 +280,36 @@ class ReadOnlySession:
             return True
         return False
 
-    def run_checked(self, tenant: str, prepare: Callable[[], Callable[[psycopg.Connection], T]]) -> T:
+    def run_checked(
+        self,
+        tenant: str,
+        prepare: Callable[[], Callable[[psycopg.Connection], T]],
+        *,
+        on_limit: Callable[[], Callable[[psycopg.Connection], T]] | None = None,
+    ) -> T:
         """``run(prepare())``, where ``prepare`` builds the work from what this session checked and
         keeps of the tenant (``schema``, ``audit_changes_type``). A class 42 error (a table, column or
         function that is not there) may be a deploy's DDL since those checks ran: a table renamed, a
         column's type changed (text → jsonb makes the size expression built for text fail, 42883, on
         every later call). So the tenant's checks are forgotten, ``prepare`` runs them again — a
         table they now refuse is their ``UnknownTenant`` — and the rebuilt work runs once more; a
-        class 42 that one also meets is ``SourceQueryFailed``. Other errors are ``run``'s."""
+        class 42 that one also meets is ``SourceQueryFailed``. ``on_limit`` builds the work that
+        replaces ``prepare``'s, once, when it meets ``54000`` (program limit exceeded: the audit
+        queries' render of a jsonb value whose text passes 1 GiB; ``PostgresAuditSource``); a
+        ``54000`` that one meets too is ``SourceQueryFailed``. Other errors are ``run``'s."""
         with self._lock:
-            work = prepare()
-            try:
-                return self._run(work)
-            except SourceQueryFailed as exc:
-                if not exc.sqlstate.startswith("42"):
-                    raise
-            self._forget(tenant)
-            return self._run(prepare())
+            rebuilt = False
+            while True:
+                try:
+                    return self._run(prepare())
+                except SourceQueryFailed as exc:
+                    if exc.sqlstate == _LIMIT_EXCEEDED and on_limit is not None:
+                        prepare, on_limit = on_limit, None
+                    elif exc.sqlstate.startswith("42") and not rebuilt:
+                        rebuilt = True
+                        self._forget(tenant)
+                    else:
+                        raise
 
     def _forget(self, tenant: str) -> None:
         """Drop what ``schema`` checked of the tenant: the next query's ``schema`` checks it again."""
