@@ -203,3 +203,45 @@ def test_the_unrendered_measure_is_the_render_over_a_sql_sample(huge_dsn: str) -
     measured = {row.id: row.audited_changes for row in rows}
     assert measured.pop(HUGE_ID) == OmittedChanges(HUGE_TEXT_BYTES, 1)
     assert measured == {audit_id: OmittedChanges(size, 1) for audit_id, size in sizes.items()}
+
+
+class CountingSession(ReadOnlySession):
+    """Counts the queries built once more after a 54000 (``run_checked``'s ``on_limit``)."""
+
+    rebuilt = 0
+
+    def run_checked(self, tenant: str, prepare: Any, *, on_limit: Any = None) -> Any:
+        def counted() -> Any:
+            self.rebuilt += 1
+            return on_limit()
+
+        return super().run_checked(tenant, prepare, on_limit=None if on_limit is None else counted)
+
+
+def test_rows_past_what_a_page_could_hold_are_not_measured(huge_dsn: str) -> None:
+    """Eight values of 1.1 MB of hex digits (stored as they are) before the huge one, a budget of
+    1 MiB: their stored sizes alone (over 8, a bound of their text) reach the budget before the huge
+    value, which the page query then never renders — no 54000, no second query. It rendered every
+    one of its candidates before."""
+    with psycopg.connect(huge_dsn, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL(
+                "CREATE SCHEMA wide; CREATE TABLE wide.audits (LIKE acme.audits INCLUDING ALL);"
+                " INSERT INTO wide.audits SELECT * FROM acme.audits WHERE id = {};"
+                " INSERT INTO wide.audits (id, auditable_id, auditable_type, action, audited_changes,"
+                " created_at) SELECT i, 7, 'Crm::Person', 'update', jsonb_build_object('picture',"
+                " (SELECT string_agg(md5(random()::text || j), '')"
+                " FROM generate_series(1, 36000 + 0 * i) AS j)),"
+                " '2021-01-01' FROM generate_series(1, 8) AS i"
+            ).format(sql.Literal(HUGE_ID))
+        )
+    with CountingSession.from_dsn(huge_dsn) as session:
+        source = PostgresAuditSource(session, page_bytes=1 << 20)
+        assert [row.id for row in source.page("wide", SCOPE, after_id=0, cutoff=CUTOFF, limit=50)] == [1]
+        assert source.page_ids("wide", SCOPE, after_id=0, cutoff=CUTOFF, limit=50) == [1]
+        assert session.rebuilt == 0
+        # After row 7, one row's bound (~140 KB) no longer reaches the budget: the huge value is
+        # measured, fails the render, and the query is built once more (its page still ends at 8).
+        rows = source.page("wide", SCOPE, after_id=7, cutoff=CUTOFF, limit=50)
+        assert [row.id for row in rows] == [8]
+        assert session.rebuilt == 1

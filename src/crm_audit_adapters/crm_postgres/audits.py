@@ -84,8 +84,9 @@ def _budgeted_page(outer: str) -> sql.SQL:
     """The keyset page after an id, cut at the byte budget: ``outer`` of the audit columns, each row
     with ``changes_bytes`` (``{size}``) and ``bytes_before``.
 
-    The inner query is the keyset page (its plan unchanged); the ``measured`` one gives each of its
-    rows ``sent_bytes`` (``{sent}``: ``_sent_bytes``), once — OFFSET 0 keeps it from being pulled up
+    The inner query is the keyset page (``_KEYSET``, its plan unchanged; for jsonb ``_LEAST_CUT`` of
+    it); the ``measured`` one gives each of its rows ``sent_bytes`` (``{sent}``: ``_sent_bytes``),
+    once — OFFSET 0 keeps it from being pulled up
     into the window query, where each use of the column would compute it again (a jsonb rendered once
     more per use); the window query keeps the rows while the text before each is under the byte
     budget: the first row always, then up to the one that passes it. Parameters: the id, the scope
@@ -97,10 +98,31 @@ def _budgeted_page(outer: str) -> sql.SQL:
         f"SELECT {outer} FROM (SELECT *, {{size}} AS changes_bytes,"  # noqa: S608
         " sum(coalesce(sent_bytes, 0) + coalesce(octet_length(comment), 0))"
         " OVER (ORDER BY id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS bytes_before FROM ("
-        "SELECT *, {sent} AS sent_bytes FROM ("
-        f"SELECT {{columns}} FROM {{schema}}.audits WHERE id > %s AND {_IN_SCOPE} ORDER BY id LIMIT %s"
-        ") AS candidates OFFSET 0) AS measured) AS page WHERE coalesce(bytes_before, 0) < %s ORDER BY id"
+        "SELECT *, {sent} AS sent_bytes FROM ({candidates}) AS candidates OFFSET 0) AS measured) AS page"
+        " WHERE coalesce(bytes_before, 0) < %s ORDER BY id"
     )
+
+
+# The keyset page: parameters the id, the scope (_IN_SCOPE), the row limit.
+_KEYSET = sql.SQL(
+    f"SELECT {{columns}} FROM {{schema}}.audits WHERE id > %s AND {_IN_SCOPE} ORDER BY id LIMIT %s"  # noqa: S608
+)
+# The keyset page's rows a jsonb page could hold, by a cheap lower bound of each value's text: the
+# rows after those whose bounds already reach the budget are never measured, a render each (the
+# window of _budgeted_page measures every row it gets: a page of two 20 MiB rows rendered its 500
+# candidates, 10 GB). The bound: pg_column_size (the stored bytes, compressed or not: no more than
+# jsonb's binary form) less 16, over 8. jsonb's binary form takes at most about 5.5 bytes for one
+# of text (an empty array in an array: its 4-byte entry, up to 3 of alignment and its 4-byte header
+# for "[]"; a number 1 entry, 3-4 bytes of numeric and alignment for "1, "; strings and keys no more
+# than their quoted text and 4), and 16 bytes more for the value's own headers. A bound that does
+# not hold would only end a page before the budget: the page and page-ids queries share it, and
+# any page boundary is a valid keyset cursor.
+_LEAST_CUT = sql.SQL(
+    "SELECT * FROM (SELECT *, sum(greatest(pg_column_size(audited_changes) - 16, 0) / 8"
+    " + coalesce(octet_length(comment), 0)) OVER (ORDER BY id ROWS BETWEEN UNBOUNDED PRECEDING AND"
+    " 1 PRECEDING) AS least_before FROM ({keyset}) AS keyset) AS bounded"
+    " WHERE coalesce(least_before, 0) < {budget}"
+)
 
 
 # The page's columns with audited_changes' size (changes_bytes: _changes_size) for _fetched's choice
@@ -142,6 +164,15 @@ default ``max_bytes``, 32 MiB."""
 _SIZE_EXACT_ENCODINGS: Final = frozenset({"UTF8", "SQL_ASCII"})
 """Server encodings whose ``octet_length`` of a text is the UTF-8 size the loader counts (SQL_ASCII:
 the bytes as stored, which the client receives as they are)."""
+_SINGLE_BYTE_ENCODINGS: Final = frozenset(
+    {*(f"LATIN{n}" for n in range(1, 11)), *(f"WIN{n}" for n in (866, 874, *range(1250, 1259))), "KOI8R",
+     "KOI8U", "ISO_8859_5", "ISO_8859_6", "ISO_8859_7", "ISO_8859_8"}
+)  # fmt: skip
+"""Server encodings of one byte a character (PostgreSQL's "Character Sets" table): a text's UTF-8 size
+is at least its bytes there (one to three a character)."""
+_CONVERTIBLE: Final = 64 << 20
+"""The most bytes of a single-byte-encoded text converted to UTF-8 on the server to be measured:
+``convert_to`` takes a buffer of four bytes a byte (256 MiB here), and fails past 1 GiB."""
 _NO_SIZE: Final = sql.SQL("NULL::integer")
 _ID_AND_TEXTS: Final = sql.SQL("id, audited_changes, comment")
 """``_PAGE_IDS``' columns: what its byte budget measures."""
@@ -310,11 +341,16 @@ class PostgresAuditSource:
         fetched = _fetched(limit)
         columns = _ID_AND_TEXTS if template is _PAGE_IDS else _COLUMNS
         sent = _sent_bytes(changes_type, unrendered=unrendered)
+        candidates = _KEYSET.format(columns=columns, schema=schema)
+        if changes_type == "jsonb":
+            candidates = _LEAST_CUT.format(keyset=candidates, budget=sql.Literal(self._page_bytes))
 
         def on(conn: psycopg.Connection) -> sql.Composed:
             encoding = conn.info.parameter_status("server_encoding")
-            size = _NO_SIZE if template is _PAGE_IDS else _changes_size(changes_type, encoding)
-            return template.format(columns=columns, fetched=fetched, size=size, sent=sent, schema=schema)
+            size = _NO_SIZE if template is _PAGE_IDS else _changes_size(changes_type, encoding, limit)
+            return template.format(
+                candidates=candidates, columns=columns, fetched=fetched, size=size, sent=sent, schema=schema
+            )
 
         return on
 
@@ -358,17 +394,29 @@ def _sent_bytes(changes_type: str, *, unrendered: bool = False) -> sql.Composabl
     return sql.SQL("octet_length(audited_changes)")
 
 
-def _changes_size(changes_type: str, server_encoding: str | None) -> sql.Composable:
+def _changes_size(changes_type: str, server_encoding: str | None, limit: int) -> sql.Composable:
     """The size of ``audited_changes`` as the loader counts it, in SQL, over ``sent_bytes``
-    (``_sent_bytes``): the bytes of a bytea, else the UTF-8 bytes of the text the server sends,
-    ``sent_bytes`` itself. Where the server's encoding is one whose byte count is not the UTF-8 size
-    (``_SIZE_EXACT_ENCODINGS``), NULL (never omitted) unless the value is too large to be sent at
-    all (``_LARGEST_SENT``): then its bytes in that encoding."""
+    (``_sent_bytes``), where it decides the omission (above ``limit``): the bytes of a bytea, else the
+    UTF-8 bytes of the text the server sends — ``sent_bytes`` itself in a ``UTF8`` or ``SQL_ASCII``
+    database (``_SIZE_EXACT_ENCODINGS``). In a single-byte encoding (``_SINGLE_BYTE_ENCODINGS``: LATIN1,
+    WIN1252…) a character is one byte there and one to three in UTF-8, so a value of more than
+    ``limit`` bytes there is more in UTF-8 too: its UTF-8 size is computed on the server for those
+    values alone (``convert_to``, up to ``_CONVERTIBLE`` bytes; past that, a value PostgreSQL may not
+    convert, its bytes there: less than its UTF-8 size), NULL (not omitted) for the others, which
+    the loader measures as before. In another encoding NULL (never omitted), unless the value is too
+    large to be sent at all (``_LARGEST_SENT``): then its bytes in that encoding."""
     if changes_type == "bytea":
         return sql.SQL("octet_length(audited_changes)")
-    if server_encoding not in _SIZE_EXACT_ENCODINGS:
+    if server_encoding in _SIZE_EXACT_ENCODINGS:
+        return sql.SQL("sent_bytes")
+    if server_encoding not in _SINGLE_BYTE_ENCODINGS:
         return _UNSENDABLE
-    return sql.SQL("sent_bytes")
+    # char(n)'s ::text drops its padding, which is one byte a space in either encoding.
+    padding = " + sent_bytes - octet_length(audited_changes::text)" if changes_type == "character" else ""
+    return sql.SQL(
+        "CASE WHEN sent_bytes <= {} THEN NULL WHEN sent_bytes <= {}"
+        f" THEN octet_length(convert_to(audited_changes::text, 'UTF8')){padding} ELSE sent_bytes END"
+    ).format(sql.Literal(limit), sql.Literal(_CONVERTIBLE))
 
 
 def _escaped_bytes(text: str) -> str:
@@ -429,10 +477,22 @@ class PostgresSpanReader:
 
 
 class _JsonbTextLoader(Loader):
-    """jsonb/json in text format → ``JsonbText`` (decoded later, by the loader, under its limits)."""
+    """jsonb/json in text format → ``JsonbText`` (decoded later, by the loader, under its limits).
+
+    The text comes in the connection's encoding: in a LATIN1 database an ``é`` is one byte, which
+    decoding it as UTF-8 refused (``UnicodeDecodeError``: every read of the page failed). A
+    SQL_ASCII database's bytes are the app's, UTF-8 in practice (``encodings``)."""
+
+    __slots__ = ("_encoding",)
+
+    def __init__(self, oid: int, context: AdaptContext | None = None) -> None:
+        super().__init__(oid, context)
+        conn = context.connection if context is not None else None
+        encoding = conn.info.encoding if conn is not None else "utf-8"
+        self._encoding = "utf-8" if encoding == "ascii" else encoding
 
     def load(self, data: Buffer) -> JsonbText:
-        return JsonbText(bytes(data).decode("utf-8"))
+        return JsonbText(bytes(data).decode(self._encoding))
 
 
 class _TimeLoader(Loader):
