@@ -12,11 +12,11 @@ does with ``--file-durations=tests/support/file_durations.json``, and this plugi
 seconds there at the session's end (the sum of its tests' set-up, call and tear-down, as its worker
 spent them). A file the record does not name (a new one) is handed out first of all, as if long,
 until a refresh measures it. Every session that runs at least ``FULL_SHARE`` of the recorded files
-compares what it measured with the record and, where a file's place has moved (``stale``), says so in
-its terminal summary with the command that refreshes the record; tests/unit/test_file_order.py fails
-when the record names a file that no longer exists. Timings are noisy on a shared machine, so a moved
-place is reported, never a failure. The order changes which worker runs a file and when, never what a
-test does: every file still runs whole in one process.
+compares what it measured with the record and, where a long file is handed out too late
+(``stale``), says so in its terminal summary with the command that refreshes the record;
+tests/unit/test_file_order.py fails when the record names a file that no longer exists. Timings are
+noisy on a shared machine, so a moved place is reported, never a failure. The order changes which
+worker runs a file and when, never what a test does: every file still runs whole in one process.
 """
 
 from __future__ import annotations
@@ -51,13 +51,15 @@ DURATIONS = Path("tests/support/file_durations.json")
 FULL_SHARE = 0.9
 """The share of the recorded files a session must run for its seconds to be compared with the record."""
 NOTABLE_S = 5.0
-"""A file under this many seconds, recorded and measured, never makes the order stale: its place
-among the short files that fill in at the end matters little."""
+"""A file measured under this many seconds (paced) never makes the order stale: its place among the
+short files that fill in at the end matters little."""
 PACED_BY = 3
 """The fewest notable files (``NOTABLE_S``) a session's pace against the record is taken from."""
-MOVED = 2.0
+MOVED = 3.0
 """The factor by which a file's seconds, scaled by the session's pace against the record, must
-differ from its recorded seconds for its place to count as moved."""
+exceed its recorded seconds for its place to count as moved. Not 2: load from other work on the
+2-core machine slows the process-driving files more than the rest, and a full check under such load
+(07:05 UTC, 2026-12-03) found five files 2.1-2.7 times their record, paced, none of them changed."""
 
 
 def read_durations(path: Path) -> dict[str, float]:
@@ -80,13 +82,14 @@ def ordered(files: list[str], recorded: Mapping[str, float]) -> list[str]:
 
 
 def stale(measured: Mapping[str, float], recorded: Mapping[str, float]) -> list[str]:
-    """The files whose place in the order a session's ``measured`` seconds would move, one line each.
+    """The files a session's ``measured`` seconds say are handed out too late, one line each.
 
     The session's pace is the median ratio of measured to recorded seconds over the files both name
-    with at least ``NOTABLE_S`` recorded (a loaded machine slows every file alike), 1 with fewer than
-    ``PACED_BY`` of them. A file counts when
-    either side is at least ``NOTABLE_S`` and its paced seconds differ from the recorded by ``MOVED``
-    times or more; a file measured and not recorded counts at ``NOTABLE_S`` or more."""
+    with at least ``NOTABLE_S`` recorded (a loaded machine slows every file), 1 with fewer than
+    ``PACED_BY`` of them. A file counts when its paced seconds are at least ``NOTABLE_S`` and
+    ``MOVED`` times its recorded seconds, or it is not recorded: a long file left among the short
+    ones at the end of the session. A file that became shorter is handed out early, which costs
+    little, and is not named."""
     both = [measured[p] / recorded[p] for p in measured if recorded.get(p, 0.0) >= NOTABLE_S]
     pace = statistics.median(both) if len(both) >= PACED_BY else 1.0
     lines = []
@@ -97,7 +100,7 @@ def stale(measured: Mapping[str, float], recorded: Mapping[str, float]) -> list[
                 lines.append(f"{path}: {paced:.1f} s, not recorded")
             continue
         before = recorded[path]
-        if max(paced, before) >= NOTABLE_S and max(paced, before) >= MOVED * max(min(paced, before), 0.01):
+        if paced >= NOTABLE_S and paced >= MOVED * before:
             lines.append(f"{path}: {paced:.1f} s, recorded {before:.1f} s")
     return lines
 

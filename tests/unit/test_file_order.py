@@ -16,7 +16,7 @@ from typing import ClassVar
 
 import pytest
 
-from support.file_order import DURATIONS, NOTABLE_S, ordered, read_durations, stale
+from support.file_order import DURATIONS, MOVED, NOTABLE_S, ordered, read_durations, stale
 
 ROOT = Path(__file__).parents[2]
 
@@ -60,9 +60,14 @@ class TestStale:
         measured = {**self.RECORDED, "short.py": 12.0}
         assert stale(measured, self.RECORDED) == ["short.py: 12.0 s, recorded 1.0 s"]
 
-    def test_a_long_file_that_became_short_is_stale(self) -> None:
+    def test_a_long_file_that_became_short_is_not_stale(self) -> None:
+        """It is handed out early: that costs little, and a noisy machine does it often."""
         measured = {**self.RECORDED, "mid.py": 4.0}
-        assert stale(measured, self.RECORDED) == ["mid.py: 4.0 s, recorded 20.0 s"]
+        assert stale(measured, self.RECORDED) == []
+
+    def test_a_file_slower_than_the_pace_by_less_than_moved_is_not_stale(self) -> None:
+        measured = {**self.RECORDED, "mid.py": (MOVED - 0.1) * self.RECORDED["mid.py"]}
+        assert stale(measured, self.RECORDED) == []
 
     def test_a_long_unrecorded_file_is_stale_and_a_short_one_is_not(self) -> None:
         measured = {**self.RECORDED, "new.py": NOTABLE_S + 1, "small.py": NOTABLE_S - 1}
@@ -118,14 +123,17 @@ class TestASession:
         assert listed.stdout.index("test_slow.py") < listed.stdout.index("test_quick.py")
 
     def test_a_full_session_that_moved_a_file_says_so(self, tree: Path) -> None:
+        """A file handed out too late is named (``NOTABLE_S`` lowered to this tree's 0.6 s file)."""
+        (tree / "conftest.py").write_text("import support.file_order\n\nsupport.file_order.NOTABLE_S = 0.1\n")
         record = tree / DURATIONS
         record.parent.mkdir(parents=True)
-        recorded = {"test_quick.py": 0.0, "test_slow.py": 0.01}
+        recorded = {"test_quick.py": 0.0, "test_slow.py": 1.0}
         record.write_text(json.dumps({"seconds": recorded}))
         stays = _session(tree, "-q")
+        assert stays.returncode == 0, stays.stdout + stays.stderr
         assert "file order" not in stays.stdout, stays.stdout
 
-        record.write_text(json.dumps({"seconds": {**recorded, "test_slow.py": 10 * NOTABLE_S}}))
+        record.write_text(json.dumps({"seconds": {**recorded, "test_slow.py": 0.01}}))
         moved = _session(tree, "-q")
         assert moved.returncode == 0, moved.stdout + moved.stderr
         assert "test file order: 1 file(s) moved" in moved.stdout
