@@ -332,6 +332,57 @@ class TestRollback:
             assert sink.delete_migrated("company-a") == 1
         assert len(file_lines(tmp_path / "out.jsonl")) == 1
 
+    def test_a_full_disk_during_the_rewrite_is_a_file_error_and_leaves_the_file(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """ENOSPC while the rewrite is flushed: FILE_ERROR (exit 7) naming the file, as for an append;
+        the file keeps every log and no temporary file is left."""
+        path = tmp_path / "out.jsonl"
+        with JsonlActivityLogSink(path) as sink:
+            sink.insert_batch([activity_log(1), activity_log(2, company="company-b")])
+        before = path.read_bytes()
+
+        def full_disk(_: int) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        with JsonlActivityLogSink(path) as sink:
+            monkeypatch.setattr("os.fsync", full_disk)
+            with pytest.raises(
+                FileWriteError, match=f"cannot write activity logs to {path}: No space"
+            ) as caught:
+                sink.delete_migrated("company-a")
+            monkeypatch.undo()
+            assert sink.count_migrated("company-a") == 1
+        assert (error_code(caught.value), exit_code_for(caught.value)) == ("FILE_ERROR", 7)
+        assert path.read_bytes() == before
+        assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
+
+    def test_a_file_truncated_under_the_rewrite_is_a_file_error(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A long line kept by the rewrite is copied in blocks; if another process truncated the file
+        meanwhile, the rewrite stops with FILE_ERROR (not a bare OSError without an errno)."""
+        path = tmp_path / "out.jsonl"
+        long_log = activity_log(2, company="company-b", customer_id="c" * (2 << 20))
+        with JsonlActivityLogSink(path) as sink:
+            sink.insert_batch([long_log, activity_log(1)])
+        from crm_audit_adapters.files import sink as sink_module
+
+        real_skim = sink_module.skim_long_line
+
+        def skim_then_truncate(*args: Any) -> bytes:
+            line = real_skim(*args)
+            with path.open("r+b") as other:
+                other.truncate(100)
+            return line
+
+        with JsonlActivityLogSink(path) as sink:
+            monkeypatch.setattr(sink_module, "skim_long_line", skim_then_truncate)
+            with pytest.raises(FileWriteError, match="shrank while it was read") as caught:
+                sink.delete_migrated("company-a")
+        assert (error_code(caught.value), exit_code_for(caught.value)) == ("FILE_ERROR", 7)
+        assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
+
 
 class TestStreams:
     def test_a_stream_receives_the_same_lines_and_results_as_a_file(self, tmp_path: Path) -> None:

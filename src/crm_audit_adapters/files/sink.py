@@ -286,10 +286,13 @@ class JsonlActivityLogSink:
             out.flush()
             os.fsync(out.fileno())
             os.replace(temporary, self._path)
-        except BaseException:
+        except BaseException as exc:
             out.close()
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
+            if isinstance(exc, OSError):
+                # A full disk mid-rewrite is the operator's, as for an append: FILE_ERROR, exit 7.
+                raise _cannot_write(self._path, exc) from exc
             raise
         self._file.close()
         self._file = out
@@ -393,13 +396,20 @@ def _cannot_write(path: str, exc: OSError) -> FileWriteError:
 
 def _copy_span(source: IO[bytes], out: IO[bytes], start: int, end: int) -> None:
     """Copy ``source``'s bytes ``start:end`` to ``out`` in blocks of ``_HELD_LINE_BYTES``; ``source``
-    is left at ``end``."""
+    is left at ``end``.
+
+    Raises:
+        FileWriteError: ``source`` ended before ``end`` (another process truncated the file the sink
+            holds locked); the rewrite is abandoned and the file is left as it was.
+    """
     source.seek(start)
     left = end - start
     while left > 0:
         block = source.read(min(left, _HELD_LINE_BYTES))
         if not block:
-            raise OSError(f"{source.name} shrank while it was rewritten")
+            raise FileWriteError(
+                f"cannot rewrite activity logs in {source.name}: it shrank while it was read"
+            )
         out.write(block)
         left -= len(block)
 
