@@ -42,6 +42,8 @@ STAGES = (
     "end_to_end_preloaded",
     "end_to_end_workers",
     "end_to_end_workers_early",
+    "end_to_end_workers_early_n3",
+    "end_to_end_workers_early_ppw3",
     "end_to_end_workers_early_si05ms",
     "end_to_end_workers_early_si1ms",
     "end_to_end_workers_unshared",

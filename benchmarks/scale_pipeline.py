@@ -767,9 +767,10 @@ def end_to_end_workers(
     two_trips: bool = False,
     early: bool = False,
     switch_interval_s: float | None = None,
+    workers: int = WORKERS,
 ) -> dict[str, Any]:
-    """``end_to_end`` with the pages loaded and transformed by ``WORKERS`` processes (``--workers``):
-    this one and ``WORKERS - 1`` workers; without ``share``, ``WORKERS`` workers and this process only
+    """``end_to_end`` with the pages loaded and transformed by ``workers`` processes (``--workers``):
+    this one and ``workers - 1`` workers; without ``share``, ``workers`` workers and this process only
     reads, looks up and writes (the design before the runner shared the work). The workers read
     their pages' rows by id range; with ``rows_only`` this process reads the rows and sends them (the
     design before that). The workers make their pages' lookups (one trip a page) unless ``two_trips``.
@@ -795,7 +796,7 @@ def end_to_end_workers(
     # encode the lines; the parent writes them.
     with (
         ProcessPagePipeline(
-            WORKERS,
+            workers,
             recipe,
             share=share,
             pages_per_worker=pages_per_worker,
@@ -808,7 +809,7 @@ def end_to_end_workers(
         workers = _grandchildren()
         result["worker_peak_rss_kib"] = [_status_kib(pid, "VmHWM:") for pid in workers]
         result["worker_cpu_seconds"] = [round(_cpu_seconds(pid), 2) for pid in workers]
-    result["workers"] = WORKERS
+    result["workers"] = workers
     result["early_start"] = server_asked is not None
     result["share"] = share
     result["pages_per_worker"] = pages_per_worker
@@ -831,6 +832,18 @@ def end_to_end_workers_early(ctx: Context) -> dict[str, Any]:
     if not result["early_start"]:
         raise Missing("crm_audit_adapters.fork_server.RUN_PRELOAD")
     return result
+
+
+def end_to_end_workers_early_n3(ctx: Context) -> dict[str, Any]:
+    """``end_to_end_workers_early`` as ``run --workers 3`` (two worker processes and this one), on
+    whatever cores the machine has: whether a third process fills the two cores' idle moments."""
+    return end_to_end_workers(ctx, early=True, workers=3)
+
+
+def end_to_end_workers_early_ppw3(ctx: Context) -> dict[str, Any]:
+    """``end_to_end_workers_early`` with 3 pages in flight on the worker instead of 2 (this
+    process's own still 2): a worker with a page queued while the runner takes a step of its own."""
+    return end_to_end_workers(ctx, early=True, pages_per_worker=3, own_pages=2)
 
 
 def end_to_end_workers_early_si05ms(ctx: Context) -> dict[str, Any]:
