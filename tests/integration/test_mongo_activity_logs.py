@@ -59,6 +59,28 @@ class FlakyCollection:
         raise self._error("connection reset by peer")
 
 
+class UnconfirmedCollection(FlakyCollection):
+    """A collection whose first ``insert_many`` calls write, then report a write-concern error
+    (``wtimeout``), as a replica set does when ``w=majority`` is not confirmed in time."""
+
+    def __init__(self, inner: Any, *, failures: int) -> None:
+        super().__init__(inner, failures=failures, write_first=True)
+
+    def insert_many(self, documents: list[dict[str, Any]], ordered: bool = True) -> Any:
+        self.calls += 1
+        details: dict[str, Any] = {"writeErrors": [], "nInserted": 0}
+        try:
+            self._inner.insert_many(documents, ordered=ordered)
+        except BulkWriteError as exc:
+            details = dict(exc.details)
+        if self.calls > self._failures:
+            if details["writeErrors"]:
+                raise BulkWriteError(details)
+            return None
+        details["writeConcernErrors"] = [{"code": 64, "errmsg": "waiting for replication timed out"}]
+        raise BulkWriteError(details)
+
+
 class ValidatingCollection:
     """Refuses chosen documents with a server-style write error (default: validation, 121), inserts the rest.
 
@@ -236,6 +258,28 @@ class TestNetworkRetries:
             MongoActivityLogStore(flaky, retry=policy).insert_batch([activity_log(1)])
         assert flaky.calls == 3
         assert delays == [0.5, 1.0]
+
+    def test_an_unconfirmed_write_concern_is_retried_and_its_logs_count_once(self, logs: Any) -> None:
+        """``w=majority`` timing out: the server applied the batch but did not confirm it as asked, so
+        it is not counted yet; the retry meets its own logs and counts them inserted, each stored once."""
+        unconfirmed = UnconfirmedCollection(logs, failures=1)
+        results = _store(unconfirmed).insert_batch([activity_log(1), activity_log(2)])
+        assert [r.status for r in results] == ["inserted", "inserted"]
+        assert unconfirmed.calls == 2
+        assert logs.count_documents({}) == 2
+
+    def test_a_write_concern_never_confirmed_is_store_unavailable_without_the_documents(
+        self, logs: Any
+    ) -> None:
+        """Every attempt unconfirmed: StoreUnavailable (the run stops before its cursor moves), naming
+        the server's code and words, never a document's value."""
+        unconfirmed = UnconfirmedCollection(logs, failures=5)
+        planted = activity_log(1, metadata={"note": "hunter2-s3cret"})
+        with pytest.raises(StoreUnavailable, match="did not confirm the write after 3 attempts") as caught:
+            _store(unconfirmed).insert_batch([planted])
+        assert "code 64: waiting for replication timed out" in str(caught.value)
+        assert "hunter2" not in str(caught.value)
+        assert unconfirmed.calls == 3
 
     def test_a_non_network_error_is_not_retried(self, logs: Any) -> None:
         """An operation failure (say, a bad value) becomes StoreUnavailable at once."""

@@ -39,7 +39,7 @@ from bson.codec_options import CodecOptions
 from bson.errors import BSONError
 from bson.raw_bson import RawBSONDocument
 from pymongo.collection import Collection
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, WriteConcernError
 
 from crm_audit_transform import reasons
 from crm_audit_transform.domain import HELD_BY_ANOTHER_TOOL, SOURCE_TAG, ActivityLog, EncodedLog, WriteResult
@@ -194,6 +194,12 @@ class MongoActivityLogStore:
             errors: Sequence[ReadDocument] = ()
         except BulkWriteError as exc:
             errors = exc.details.get("writeErrors") or ()
+            unconfirmed = exc.details.get("writeConcernErrors") or ()
+            if unconfirmed:
+                # Applied on the primary but not confirmed as the URI's write concern asks (w=majority
+                # timing out, a lagging secondary): a failover may roll it back after the cursor moved.
+                # The attempt is retried; its own logs then come back as ours (``_already_ours``).
+                raise unconfirmed_write(unconfirmed[0]) from None
         by_position = {int(error["index"]): error for error in errors}
         duplicates = [pending[pos].doc_id for pos, error in by_position.items() if _is_duplicate(error)]
         # Only a retried attempt can meet its own earlier writes; the first attempt reads nothing.
@@ -359,6 +365,13 @@ def _is_duplicate(error: ReadDocument) -> bool:
 
 _NO_ID: Final = ObjectId(b"\x00" * 12)
 """The ``_id`` of a log that is not inserted (never sent)."""
+
+
+def unconfirmed_write(error: ReadDocument) -> WriteConcernError:
+    """The ``WriteConcernError`` of a batch's first write-concern error, naming its code and the
+    server's words only (a ``BulkWriteError``'s own text carries the documents)."""
+    code = error.get("code")
+    return WriteConcernError(f"write concern not confirmed: code {code}: {error.get('errmsg', '')}", code)
 
 
 def too_large(size: int) -> str:

@@ -19,7 +19,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final, TypeVar
 
-from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError, ServerSelectionTimeoutError
+from pymongo.errors import (
+    ConnectionFailure,
+    OperationFailure,
+    PyMongoError,
+    ServerSelectionTimeoutError,
+    WriteConcernError,
+)
 
 from crm_audit_transform.errors import ConnectionRejected, StoreUnavailable
 
@@ -49,7 +55,11 @@ def is_retryable(exc: PyMongoError) -> bool:
     # an error as safe to retry. Server selection already waited its whole timeout (see above).
     if isinstance(exc, ServerSelectionTimeoutError):
         return False
-    return isinstance(exc, ConnectionFailure) or exc.has_error_label("RetryableWriteError")
+    # A write concern not confirmed in time: the write stands on the primary; another attempt of
+    # an idempotent write waits for the confirmation again (``activity_logs.unconfirmed_write``).
+    return isinstance(exc, ConnectionFailure | WriteConcernError) or exc.has_error_label(
+        "RetryableWriteError"
+    )
 
 
 _AUTH_FAILED: Final = "Authentication failed"
@@ -92,6 +102,10 @@ def call_with_retry(operation: Callable[[int], T], policy: RetryPolicy, what: st
             raise rejected from exc
         if not is_retryable(exc):
             raise StoreUnavailable(f"{what} failed: {exc}") from exc
+        if isinstance(exc, WriteConcernError):
+            raise StoreUnavailable(
+                f"{what}: MongoDB did not confirm the write after {attempts_made(policy.attempts)}: {exc}"
+            ) from exc
         raise StoreUnavailable(
             f"{what}: MongoDB unreachable after {attempts_made(policy.attempts)}: {exc}"
         ) from exc
