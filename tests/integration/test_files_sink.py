@@ -15,12 +15,14 @@ from typing import Any
 import bson
 import pytest
 from bson import json_util
+from bson.codec_options import DEFAULT_CODEC_OPTIONS
 from bson.json_util import RELAXED_JSON_OPTIONS
 
 from crm_audit_adapters.cli.exit_codes import error_code, exit_code_for
 from crm_audit_adapters.files import JsonlActivityLogSink, encode_log_line
 from crm_audit_adapters.files.errors import FileWriteError, OutputLocked
-from crm_audit_adapters.mongo.activity_logs import MongoActivityLogStore
+from crm_audit_adapters.files.sink import MAX_DOCUMENT_BYTES
+from crm_audit_adapters.mongo.activity_logs import ID_BYTES, BsonLogEncoder, MongoActivityLogStore
 from crm_audit_adapters.mongo.documents import encode_activity_log
 from crm_audit_transform import reasons
 from crm_audit_transform.domain import ActivityLog, Actor, FieldChange, WriteResult
@@ -184,6 +186,22 @@ class TestIdempotency:
         assert len(encode_log_line(dense)) < 16 * 1024 * 1024 / 3
         assert (result.status, result.reason) == ("failed", reasons.WRITE_ERROR)
         assert "exceeds" in result.detail
+
+    @pytest.mark.parametrize("margin", [0, 1, 17, 18])
+    def test_the_limit_counts_the_id_mongodb_adds_as_the_mongo_store_does(
+        self, tmp_path: Path, margin: int
+    ) -> None:
+        """A log whose BSON without ``_id`` is ``margin`` bytes under 16 MiB: the sink refuses it
+        exactly when the Mongo store's encoder does (``_id`` adds 17 bytes), with the same detail."""
+        base = activity_log(1, changes=(FieldChange("notes", "Notes", None, ""),))
+        fill = MAX_DOCUMENT_BYTES - margin - len(bson.encode(encode_activity_log(base)))
+        log = activity_log(1, changes=(FieldChange("notes", "Notes", None, "x" * fill),))
+        assert len(bson.encode(encode_activity_log(log))) == MAX_DOCUMENT_BYTES - margin
+        store_view = BsonLogEncoder(DEFAULT_CODEC_OPTIONS)(log)
+        with JsonlActivityLogSink(tmp_path / "out.jsonl") as sink:
+            [result] = sink.insert_batch([log])
+        assert (result.status == "failed") == (margin < ID_BYTES) == bool(store_view.problem)
+        assert result.detail == store_view.problem
 
 
 class TestOneWriterAFile:

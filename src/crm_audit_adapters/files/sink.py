@@ -60,6 +60,7 @@ from crm_audit_transform.packed import PackedOutcomes
 from crm_audit_transform.ports import LogEncoder
 from crm_audit_transform.usecases.pages import encoded_log
 
+from ..mongo.activity_logs import ID_BYTES, too_large
 from ..mongo.documents import encode_activity_log
 from ..mongo.extended_json import relaxed_json_line, relaxed_json_line_bytes
 from .errors import FileFormatError, FileWriteError, OutputLocked
@@ -70,7 +71,8 @@ from .long_lines import skim_long_line
 __all__ = ["JSONL_ENCODING", "FsyncMode", "JsonlActivityLogSink", "encode_log_line", "jsonl_log", "sink_line"]
 
 MAX_DOCUMENT_BYTES: Final = 16 * 1024 * 1024
-"""MongoDB's document limit: a larger log would be refused by mongoimport, so it fails here alone."""
+"""MongoDB's document limit, ``_id`` included: a larger log would be refused by mongoimport, so it
+fails here alone, as ``MongoActivityLogStore`` fails it."""
 
 BSON_BYTES_PER_JSON_BYTE: Final = 7
 """An upper bound of BSON size over relaxed JSON length (see the module docstring)."""
@@ -479,10 +481,11 @@ def sink_line(log: ActivityLog) -> tuple[str, bytes]:
     ``(why, b"")`` when the log cannot be written (as the Mongo adapter would refuse it)."""
     try:
         line = relaxed_json_line_bytes(log)  # the newline included: one bytes object, not two
-        if (len(line) - 1) * BSON_BYTES_PER_JSON_BYTE > MAX_DOCUMENT_BYTES:
-            size = len(bson.encode(encode_activity_log(log)))
+        # mongoimport adds an ObjectId ``_id`` to a line without one, and MongoDB's limit counts it.
+        if (len(line) - 1) * BSON_BYTES_PER_JSON_BYTE + ID_BYTES > MAX_DOCUMENT_BYTES:
+            size = len(bson.encode(encode_activity_log(log))) + ID_BYTES
             if size > MAX_DOCUMENT_BYTES:
-                return f"document of {size} bytes exceeds MongoDB's {MAX_DOCUMENT_BYTES}-byte limit", b""
+                return too_large(size), b""
     except (TypeError, ValueError, OverflowError, BSONError) as exc:
         return f"cannot encode the document: {exc}", b""
     return "", line
