@@ -21,8 +21,8 @@ from bson.json_util import RELAXED_JSON_OPTIONS
 from crm_audit_adapters.cli.exit_codes import error_code, exit_code_for
 from crm_audit_adapters.files import JsonlActivityLogSink, encode_log_line
 from crm_audit_adapters.files.errors import FileWriteError, OutputLocked
-from crm_audit_adapters.files.sink import MAX_DOCUMENT_BYTES
-from crm_audit_adapters.mongo.activity_logs import ID_BYTES, BsonLogEncoder, MongoActivityLogStore
+from crm_audit_adapters.mongo.activity_logs import BsonLogEncoder, MongoActivityLogStore
+from crm_audit_adapters.mongo.document_limits import ID_BYTES, MAX_DOCUMENT_BYTES
 from crm_audit_adapters.mongo.documents import encode_activity_log
 from crm_audit_transform import reasons
 from crm_audit_transform.domain import ActivityLog, Actor, FieldChange, WriteResult

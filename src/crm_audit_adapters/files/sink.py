@@ -60,7 +60,7 @@ from crm_audit_transform.packed import PackedOutcomes
 from crm_audit_transform.ports import LogEncoder
 from crm_audit_transform.usecases.pages import encoded_log
 
-from ..mongo.activity_logs import ID_BYTES, too_large
+from ..mongo.document_limits import ID_BYTES, MAX_DOCUMENT_BYTES, too_large
 from ..mongo.documents import encode_activity_log
 from ..mongo.extended_json import relaxed_json_line, relaxed_json_line_bytes
 from .errors import FileFormatError, FileWriteError, OutputLocked
@@ -70,9 +70,6 @@ from .long_lines import skim_long_line
 
 __all__ = ["JSONL_ENCODING", "FsyncMode", "JsonlActivityLogSink", "encode_log_line", "jsonl_log", "sink_line"]
 
-MAX_DOCUMENT_BYTES: Final = 16 * 1024 * 1024
-"""MongoDB's document limit, ``_id`` included: a larger log would be refused by mongoimport, so it
-fails here alone, as ``MongoActivityLogStore`` fails it."""
 
 BSON_BYTES_PER_JSON_BYTE: Final = 7
 """An upper bound of BSON size over relaxed JSON length (see the module docstring)."""

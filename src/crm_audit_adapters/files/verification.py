@@ -33,11 +33,12 @@ from crm_audit_transform.timestamps import as_utc
 from crm_audit_transform.verification import OWNED_FIELDS, MigratedDoc, run_metadata
 
 from ..mongo.bson_values import to_bson_datetime
+from ..mongo.document_limits import MAX_DOCUMENT_BYTES
 from .errors import FileFormatError
 from .lines import LONG_LINE_HEAD, PathLike
 from .log_index import LogIndex
 from .long_lines import skim_long_line
-from .sink import MAX_DOCUMENT_BYTES, sink_line
+from .sink import sink_line
 
 __all__ = ["JsonlMigratedLogReader", "LineContent", "StoredLine", "json_content"]
 

@@ -45,6 +45,7 @@ from crm_audit_transform import reasons
 from crm_audit_transform.domain import HELD_BY_ANOTHER_TOOL, SOURCE_TAG, ActivityLog, EncodedLog, WriteResult
 from crm_audit_transform.usecases.pages import encoded_log
 
+from .document_limits import ID_BYTES, ID_ELEMENT, MAX_DOCUMENT_BYTES, too_large
 from .documents import encode_activity_log
 from .documents_types import Document, MongoCollection, MongoDatabase, ReadDocument
 from .names import CollectionNames
@@ -53,16 +54,10 @@ from .retry import DEFAULT_RETRY, RetryPolicy, call_with_retry
 __all__ = ["BSON_ENCODING", "BsonLogEncoder", "MongoActivityLogStore"]
 
 DUPLICATE_KEY_CODES: Final = frozenset({11000, 11001})
-MAX_DOCUMENT_BYTES: Final = 16 * 1024 * 1024
-"""MongoDB's document size limit; a larger log fails alone instead of failing its batch."""
 
 BSON_ENCODING: Final = "bson"
 """``EncodedLog.encoding`` of ``BsonLogEncoder``: the document's BSON without its ``_id``."""
 
-_ID_ELEMENT: Final = b"\x07_id\x00"
-"""An ObjectId element named ``_id``: type 0x07, the key, then the 12 bytes of the id."""
-ID_BYTES: Final = len(_ID_ELEMENT) + 12
-"""What the ``_id`` element adds to a log's BSON: the size MongoDB checks is ``len(bson) + ID_BYTES``."""
 _NO_EXTERNAL_ID: Final = "an activity log without external_id cannot be written idempotently"
 _FOREIGN: Final = f"code 11000: {HELD_BY_ANOTHER_TOOL}"
 
@@ -93,7 +88,7 @@ class BsonLogEncoder:
 def with_id(doc_id: ObjectId, data: bytes) -> bytes:
     """BSON ``data`` (a document without ``_id``) with ``_id: doc_id`` as its first element: the
     bytes of ``bson.encode({"_id": doc_id, **bson.decode(data)})``."""
-    return struct.pack("<i", len(data) + ID_BYTES) + _ID_ELEMENT + doc_id.binary + data[4:]
+    return struct.pack("<i", len(data) + ID_BYTES) + ID_ELEMENT + doc_id.binary + data[4:]
 
 
 class _Pending:
@@ -372,11 +367,6 @@ def unconfirmed_write(error: ReadDocument) -> WriteConcernError:
     server's words only (a ``BulkWriteError``'s own text carries the documents)."""
     code = error.get("code")
     return WriteConcernError(f"write concern not confirmed: code {code}: {error.get('errmsg', '')}", code)
-
-
-def too_large(size: int) -> str:
-    """The reason a document of ``size`` bytes is not written (one wording for writer and verifier)."""
-    return f"document of {size} bytes exceeds MongoDB's {MAX_DOCUMENT_BYTES}-byte limit"
 
 
 def _prepare(

@@ -47,8 +47,8 @@ from crm_audit_transform.enrichment import MatchKey, StoredLog
 from crm_audit_transform.enrichment.model import as_referent_id
 from crm_audit_transform.verification import RUN_METADATA_KEYS, MigratedDoc, StoredMigratedLog, run_metadata
 
-from .activity_logs import ID_BYTES, MAX_DOCUMENT_BYTES, too_large
 from .bson_values import decode_value, from_bson_datetime, to_bson_datetime
+from .document_limits import ID_BYTES, MAX_DOCUMENT_BYTES, too_large
 from .documents import encode_activity_log
 from .documents_types import Document, MongoCollection, MongoDatabase, ReadDocument
 from .enrichment import DEFAULT_ENTITY_ID_PATH, MongoEnrichmentStore, encode_doc_id
