@@ -9,8 +9,10 @@ import errno
 import json
 import logging
 import os
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import mongomock
 import pytest
@@ -128,6 +130,17 @@ class TestTheCliErrorLine:
         assert SECRET not in result.stderr + result.stdout
 
 
+T = TypeVar("T")
+
+
+def _answer(handler: Coroutine[Any, Any, T]) -> T:
+    """Run an HTTP error handler to its answer on a thread of its own: an earlier test of this
+    process (the browser's sync API) can leave an event loop running on the main thread, where
+    ``asyncio.run`` refuses to start."""
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, handler).result()
+
+
 class TestTheServerLog:
     def test_the_422_warning_names_the_line_not_its_value(self, tmp_path: Path, caplog: Any) -> None:
         """The HTTP server's WARNING for an unreadable audits line (``http.errors``) holds the path, the
@@ -143,7 +156,7 @@ class TestTheServerLog:
                 path = "/private/activity_logs/crm_migration/trigger"
 
         with caplog.at_level(logging.WARNING, logger="crm_audit_adapters.http"):
-            answer = asyncio.run(on_domain_error(Request(), caught.value))  # type: ignore[arg-type]
+            answer = _answer(on_domain_error(Request(), caught.value))  # type: ignore[arg-type]
         assert answer.status_code == 422
         logged = " ".join(record.getMessage() for record in caplog.records)
         assert f"{path}, line 1: id is not an integer" in logged
@@ -173,7 +186,7 @@ class TestTheServerLogOfABug:
                 path = "/private/activity_logs/crm_migration/migrate"
 
         with caplog.at_level(logging.ERROR, logger="crm_audit_adapters.http"):
-            answer = asyncio.run(on_unexpected(Request(), bug))  # type: ignore[arg-type]
+            answer = _answer(on_unexpected(Request(), bug))  # type: ignore[arg-type]
         assert answer.status_code == 500
         logged = "\n".join(caplog.text.splitlines() + [record.getMessage() for record in caplog.records])
         assert "builtins.RuntimeError (message left out)" in logged
@@ -354,7 +367,7 @@ class TestTheHttpAnswerOfAnUnhandledError:
         except IndexConflict as exc:
             error = exc
         with caplog.at_level(logging.ERROR, logger="crm_audit_adapters.http"):
-            answer = asyncio.run(on_domain_error(_Request(), error))  # type: ignore[arg-type]
+            answer = _answer(on_domain_error(_Request(), error))  # type: ignore[arg-type]
         assert answer.status_code == 500
         assert json.loads(bytes(answer.body)) == {
             "error": {"code": "INDEX_CONFLICT", "message": "internal error"}
@@ -376,7 +389,7 @@ class TestTheHttpAnswerOfAnUnhandledError:
         """No retry mends the service's own configuration: 500 with the error's code, the message in
         the server log (ERROR) only; before, 503 ``DEPENDENCY_UNAVAILABLE``, "retry later"."""
         with caplog.at_level(logging.ERROR, logger="crm_audit_adapters.http"):
-            answer = asyncio.run(on_domain_error(_Request(), error))  # type: ignore[arg-type]
+            answer = _answer(on_domain_error(_Request(), error))  # type: ignore[arg-type]
         assert answer.status_code == 500
         assert json.loads(bytes(answer.body))["error"]["code"] == code
         assert SECRET not in bytes(answer.body).decode()
