@@ -76,8 +76,8 @@ Written by hand in `scripts/api_doc.py` (the rest of this page is generated); CH
   shards'); a job stored without it reads as None and is not checked.
 - `ports.JobStore` and `ports.RunJobStore` have `grow_source_mark(job_id, owner, mark, *, previous,
   shard=None)`: a run about to hand over rows added to its marked source since the job was made (a
-  file's rows appended) first grows the job's `source_mark` over them (`ports.SourceMarks.grown_mark`,
-  which a marked source now implements too), in one atomic write under the runner's lease (the job's or
+  file's rows appended) first grows the job's `source_mark` over them (`ports.GrowingSourceMarks.grown_mark`;
+  a source with only `SourceMarks`' two methods is still checked, its mark never grown), in one atomic write under the runner's lease (the job's or
   the shard's) where the stored mark is still `previous`; another mark or status comes back as stored,
   nothing written. Implementations of the port must add it (the in-memory and MongoDB stores have).
 - `PageResult.outcomes` is a `Sequence[Outcome]` (it was `tuple[Outcome, ...]`), and so is what

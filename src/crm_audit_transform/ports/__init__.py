@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .audit_source import AuditEnds, AuditSource, AuditSplitter, RowsSetAside
 from .audit_source import AuditPageIds as AuditPageIds
+from .audit_source import GrowingSourceMarks as GrowingSourceMarks
 from .audit_source import SourceMarks as SourceMarks
 from .audit_source import SpanReader as SpanReader
 from .enrichment_store import EnrichmentStore

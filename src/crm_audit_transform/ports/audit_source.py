@@ -164,8 +164,8 @@ class SourceMarks(Protocol):
     and each run checks it before it reads a row (``SourceChanged`` when the source is another now):
     the cursor and counts of a job describe the rows behind its cursor in the source it was made
     over, and a source rewritten since would be read on from that cursor as if it were the same.
-    A run that reads rows added after the mark grows the job's mark over them before it hands one
-    over (``grown_mark``), so the mark covers every row behind the cursor.
+    A source that can also grow a mark (``GrowingSourceMarks``) has it grown over rows added after
+    it, before a run hands one over, so the mark covers every row behind the cursor.
     """
 
     def source_mark(self) -> str | None:
@@ -178,6 +178,15 @@ class SourceMarks(Protocol):
         source) marked, rows added after it allowed; else why not, in a few words with no secret
         (``SourceChanged`` carries them)."""
         ...
+
+
+@runtime_checkable
+class GrowingSourceMarks(SourceMarks, Protocol):
+    """``SourceMarks`` whose mark a run grows over rows added after it (an export file's appended
+    rows), before it hands one over: a later run or verify then refuses a source whose rows behind
+    the cursor changed, added ones included. Kept apart from ``SourceMarks`` so a source written
+    before this method existed is still checked (its mark then covers the rows at the job's start).
+    """
 
     def grown_mark(self, mark: str) -> str | None:
         """``mark`` grown over what the source holds now, covering every row a read of it has

@@ -10,7 +10,7 @@ import attrs
 
 from ..errors import JobAlreadyRunning, MappingChanged, SourceChanged
 from ..jobs import IN_PROGRESS, MigrationJob
-from ..ports import AuditSource, SourceMarks
+from ..ports import AuditSource, GrowingSourceMarks, SourceMarks
 from ..ports.job_store import RunJobStore
 from ..transformer import Transformer
 
@@ -52,9 +52,11 @@ def grow_source_mark(source: AuditSource, jobs: RunJobStore, job: MigrationJob, 
     ``job`` as it is when nothing grew; the stored job (not in progress: cancelled or ended
     meanwhile) when the write found it so, for the run to stop; ``LeaseHeld`` when another runner
     holds the lease; the source's own error when what the mark covers changed under the run.
-    ``JobAlreadyRunning`` when other runs grew the mark under each of ``GROW_TRIES`` tries.
+    ``JobAlreadyRunning`` when other runs grew the mark under each of ``GROW_TRIES`` tries. A
+    source that marks but cannot grow a mark (``SourceMarks`` without ``GrowingSourceMarks``) is
+    left as it was: its mark is checked, never grown.
     """
-    if job.source_mark is None or not isinstance(source, SourceMarks):
+    if job.source_mark is None or not isinstance(source, GrowingSourceMarks):
         return job
     for _ in range(GROW_TRIES):
         mark = job.source_mark
