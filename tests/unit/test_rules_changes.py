@@ -53,6 +53,23 @@ class TestChangesExtractor:
         assert isinstance(rejected, Rejection)
         assert (rejected.reason, rejected.skip) == ("malformed_audited_changes", False)
 
+    def test_a_huge_hostile_column_name_is_shown_cut_and_escaped(self) -> None:
+        """A 1 MB key with control characters is named in the detail, escaped and cut to a bounded size."""
+        column = "\x1b[2J\n\x00evil" + "k" * 1_000_000
+        rejected = EXTRACTOR.extract("Crm::Person", "update", {column: "only one"})
+        assert isinstance(rejected, Rejection)
+        assert len(rejected.detail) < 600
+        assert rejected.detail.startswith("update value of '\\x1b[2J\\n\\x00evilkkk")
+        assert f"({len(column)} characters)" in rejected.detail
+        assert rejected.detail.isprintable()
+
+    def test_a_configured_columns_name_is_escaped_in_the_detail(self) -> None:
+        """An array column's bad update names the column escaped, whole when it is short."""
+        config = load_config('columns: {arrays: ["tab\\tkey"]}\ntypes: {Crm::Person: {category: contact}}\n')
+        rejected = ChangesExtractor(config).extract("Crm::Person", "update", {"tab\tkey": 5})
+        assert isinstance(rejected, Rejection)
+        assert rejected.detail == "update value of 'tab\\tkey' is not [old, new]"
+
     def test_a_label_is_its_own_types_after_the_other_type_met_the_column(self) -> None:
         """Labels are remembered per type: a column labelled for one type keeps its default in another."""
         config = load_config(
