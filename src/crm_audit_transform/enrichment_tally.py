@@ -36,7 +36,10 @@ class EnrichmentTally:
     or another writer filled it first), skipped by reason (``skipped``), or planned a patch
     (``planned_patches``, ``planned_keys`` keys): ``logs == planned_patches + complete +
     skipped_total``. Applying the patches gave ``patched`` logs at least one key: ``keys_set`` keys
-    set, ``keys_left_alone`` found already there (zero on a dry run, which applies nothing).
+    set, ``keys_left_alone`` found already there (or on a log whose metadata cannot take a key),
+    ``keys_too_large`` refused because the log would pass MongoDB's 16 MiB document limit (all zero on
+    a dry run, which applies nothing): ``keys_set + keys_left_alone + keys_too_large ==
+    planned_keys``.
     ``ignored`` logs were not eligible (not an association log). ``EnrichmentStore.apply`` answers
     the apply fields only.
 
@@ -55,6 +58,7 @@ class EnrichmentTally:
     planned_patches: int = 0
     planned_keys: int = 0
     keys_left_alone: int = 0
+    keys_too_large: int = 0
 
     @property
     def skipped_total(self) -> int:

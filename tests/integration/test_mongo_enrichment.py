@@ -6,11 +6,13 @@ import datetime as dt
 import uuid
 from typing import Any
 
+import bson
 import pytest
 from bson import Binary, ObjectId
 from bson.binary import UuidRepresentation
 from pymongo.database import Database
 
+from crm_audit_adapters.mongo.document_limits import MAX_DOCUMENT_BYTES
 from crm_audit_adapters.mongo.documents import encode_activity_log
 from crm_audit_adapters.mongo.enrichment import MongoEnrichmentStore, decode_doc_id, encode_doc_id
 from crm_audit_transform import reasons
@@ -24,6 +26,7 @@ from crm_audit_transform.enrichment.enrich import (
 )
 from crm_audit_transform.testing.enrichment import activity_log_document
 from crm_audit_transform.testing.lookups import InMemoryEntityDirectory
+from support.mongo_limits import SizeLimitedCollection
 
 COMPANY = "sso-acme"
 TENANT = "acme"
@@ -162,6 +165,52 @@ class TestMongoEnrichment:
         applied = MongoEnrichmentStore.in_database(mongo_db).apply(plan)
         assert (applied.keys_set, applied.keys_left_alone) == (0, 1)
         assert mongo_db.activity_logs.find_one({"_id": doc_id})["metadata"] is None
+
+
+def patch_of(doc_id: Any, **sets: Any) -> EnrichmentPlan:
+    target = Target(encode_doc_id(doc_id), COMPANY, CUSTOMER, "deal", "link")
+    return EnrichmentPlan(patches=(Patch(target, sets),))
+
+
+class TestMongoEnrichmentPastTheSizeLimit:
+    def test_a_key_too_large_for_any_log_is_refused_before_it_is_sent(self, mongo_db: Database[Any]) -> None:
+        """A 16 MiB name is counted too large and never sent (pymongo would raise, mongomock and the
+        emulator would store it); the patch's small key is still set."""
+        doc_id = insert_live(mongo_db)
+        huge = "n" * MAX_DOCUMENT_BYTES
+        applied = MongoEnrichmentStore.in_database(mongo_db).apply(
+            patch_of(doc_id, crm_person_id=42, linked_entity_name=huge)
+        )
+        assert (applied.patched, applied.keys_set, applied.keys_too_large, applied.keys_left_alone) == (
+            1,
+            1,
+            1,
+            0,
+        )
+        assert metadata(mongo_db, doc_id) == {"linked_entity_id": 7, "crm_person_id": 42}
+
+    def test_a_log_mongodb_refuses_to_grow_counts_the_key_too_large(self, mongo_db: Database[Any]) -> None:
+        """MongoDB's refusal (code 17419, raised by a collection double because mongomock and the
+        emulator have no size limit) counts the key too large, not left alone; a key that fits is set."""
+        doc_id = insert_live(mongo_db)
+        size = len(bson.encode(mongo_db.activity_logs.find_one({"_id": doc_id})))
+        room = 60  # the person id (19 bytes) fits, a 200-character name does not
+        filler = "f" * (MAX_DOCUMENT_BYTES - size - room - len(b"\x02filler\x00") - 5)
+        mongo_db.activity_logs.update_one({"_id": doc_id}, {"$set": {"metadata.filler": filler}})
+        logs = SizeLimitedCollection(mongo_db.activity_logs)
+        applied = MongoEnrichmentStore(logs).apply(
+            patch_of(doc_id, crm_person_id=42, linked_entity_name="N" * 200)
+        )
+        assert logs.refused == 2  # the whole patch, then the name alone
+        assert (applied.patched, applied.keys_set, applied.keys_too_large, applied.keys_left_alone) == (
+            1,
+            1,
+            1,
+            0,
+        )
+        stored = metadata(mongo_db, doc_id)
+        assert stored["crm_person_id"] == 42
+        assert "linked_entity_name" not in stored
 
 
 class TestMongoEnrichmentReads:

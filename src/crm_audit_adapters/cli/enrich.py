@@ -60,6 +60,7 @@ def _report(report: EnrichmentTally) -> dict[str, object]:
         "patched_docs": report.patched,
         "keys_set": report.keys_set,
         "keys_left_alone": report.keys_left_alone,
+        "keys_too_large": report.keys_too_large,
     }
 
 
@@ -73,5 +74,6 @@ def _summary(report: EnrichmentTally, dry_run: bool) -> str:
         )
     return (
         f"{seen}; patched {report.patched} ({report.keys_set} keys, {report.keys_left_alone} "
-        f"already set by another writer); nothing to add {report.complete}; skipped: {skipped}"
+        f"already set by another writer, {report.keys_too_large} too large for MongoDB's document limit); "
+        f"nothing to add {report.complete}; skipped: {skipped}"
     )

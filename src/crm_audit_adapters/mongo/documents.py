@@ -221,7 +221,7 @@ def _unstructure_enrichment(tally: EnrichmentTally) -> Document:
     # A job's enrichment document keeps the five counts a job has always stored; the plan and apply
     # counts (zero on every job: a run plans and applies nothing) are written only when set.
     doc: Document = dict(tally.as_dict())
-    for name in ("ignored", "planned_patches", "planned_keys", "keys_left_alone"):
+    for name in ("ignored", "planned_patches", "planned_keys", "keys_left_alone", "keys_too_large"):
         if getattr(tally, name):
             doc[name] = getattr(tally, name)
     return doc

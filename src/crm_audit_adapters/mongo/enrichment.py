@@ -12,6 +12,10 @@ This is the one in-place update path of an otherwise append-only ``activity_logs
 A patch is applied as one update guarded on all its keys (one round trip per document); when that
 update matches nothing because some key appeared meanwhile, each key is retried on its own guard,
 so the others are still set and the counts stay exact.
+
+A key that would take a log past MongoDB's 16 MiB document limit is counted ``keys_too_large``,
+never as "already there": refused before it is sent when the key alone (with the fields the filter
+pins) already passes the limit, else when MongoDB refuses the update for the document's size.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Collection as Ids
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+from enum import Enum
+from typing import Any, Final, TypeVar
 
+import bson
 from bson import ObjectId, json_util
 from pymongo.errors import WriteError
 
@@ -37,6 +43,7 @@ from crm_audit_transform.enrichment_tally import EnrichmentTally
 
 from .bson_values import decode_value, encode_value, from_bson_datetime
 from .contact_ids import contact_id_text, stored_contact_ids
+from .document_limits import MAX_DOCUMENT_BYTES
 from .documents_types import Document, MongoCollection, MongoDatabase, ReadDocument
 from .names import CollectionNames
 from .retry import DEFAULT_RETRY, RetryPolicy, call_with_retry
@@ -47,6 +54,29 @@ DEFAULT_ENTITY_ID_PATH = "metadata.linked_entity_id"
 """Where a live-feed log keeps the linked entity's id (the OQ-13 assumption; configurable)."""
 
 _CHUNK = 200  # ids or keys per query: bounded $in / $or lists
+
+_TOO_LARGE_CODES: Final = frozenset({10334, 17419})
+"""MongoDB's codes for an update whose document would pass the size limit: ``BSONObjectTooLarge``
+(10334) and "Resulting document after update is larger than 16777216" (17419, ``Location17419``)."""
+
+
+class _Update(Enum):
+    SET = "set"
+    NOT_MATCHED = "not matched"  # the key is there already, or the log changed or went
+    TOO_LARGE = "too large"
+
+
+def _too_large(exc: WriteError) -> bool:
+    details = exc.details or {}
+    return exc.code in _TOO_LARGE_CODES or details.get("codeName") == "BSONObjectTooLarge"
+
+
+def _cannot_fit(pinned: Mapping[str, object], sets: Mapping[str, object]) -> bool:
+    """True when a log holding ``sets`` past any doubt passes the limit: the patched document holds
+    at least the pinned fields and a metadata with these keys, so this size is a lower bound."""
+    fields = {name: value for name, value in pinned.items() if not isinstance(value, Mapping)}
+    fields["metadata"] = {path.removeprefix("metadata."): value for path, value in sets.items()}
+    return len(bson.encode(fields)) > MAX_DOCUMENT_BYTES
 
 
 def encode_doc_id(value: object) -> str:
@@ -207,13 +237,22 @@ class MongoEnrichmentStore:
             query["_id"] = {"$gt": decode_doc_id(after)}
         return self._find(query, "scan association logs", sort=[("_id", 1)], limit=limit)
 
-    def _update(self, query: ReadDocument, sets: ReadDocument) -> int:
-        def update(_: int) -> int:
+    def _update(self, pinned: ReadDocument, guard: ReadDocument, sets: ReadDocument) -> _Update:
+        if _cannot_fit(pinned, sets):
+            # Refused before it is sent: pymongo would raise ``DocumentTooLarge`` (not a server
+            # error) for a value past the limit, and the server would refuse the document anyway.
+            return _Update.TOO_LARGE
+
+        def update(_: int) -> _Update:
             try:
-                return self._logs.update_one(query, {"$set": sets}).modified_count
-            except WriteError:
-                # A metadata that is not a document cannot take a key; leave that log alone.
-                return 0
+                modified = self._logs.update_one({**pinned, **guard}, {"$set": sets}).modified_count
+            except WriteError as exc:
+                if _too_large(exc):
+                    return _Update.TOO_LARGE
+                # A metadata that is not a document cannot take a key (PathNotViable, code 28):
+                # leave that log alone.
+                return _Update.NOT_MATCHED
+            return _Update.SET if modified else _Update.NOT_MATCHED
 
         return call_with_retry(update, self._retry, "patch activity-log metadata")
 
@@ -229,13 +268,19 @@ class MongoEnrichmentStore:
         }
         sets = {f"metadata.{key}": encode_value(value) for key, value in patch.sets.items()}
         absent = {path: {"$exists": False} for path in sets}
-        if self._update({**pinned, **absent}, sets):
+        if self._update(pinned, absent, sets) is _Update.SET:
             return EnrichmentTally(patched=1, keys_set=len(sets))
-        keys_set = 0
-        for path, value in sets.items():
-            keys_set += self._update({**pinned, path: {"$exists": False}}, {path: value})
+        # Key by key: a key that appeared meanwhile, or one too large, leaves the others to be set.
+        outcomes = [
+            self._update(pinned, {path: {"$exists": False}}, {path: value}) for path, value in sets.items()
+        ]
+        keys_set = outcomes.count(_Update.SET)
+        too_large = outcomes.count(_Update.TOO_LARGE)
         return EnrichmentTally(
-            patched=int(keys_set > 0), keys_set=keys_set, keys_left_alone=len(sets) - keys_set
+            patched=int(keys_set > 0),
+            keys_set=keys_set,
+            keys_left_alone=len(sets) - keys_set - too_large,
+            keys_too_large=too_large,
         )
 
     def apply(self, plan: EnrichmentPlan) -> EnrichmentTally:

@@ -231,4 +231,5 @@ def tally_of(plan: EnrichmentPlan, applied: EnrichmentTally | None = None) -> En
         patched=done.patched,
         keys_set=done.keys_set,
         keys_left_alone=done.keys_left_alone,
+        keys_too_large=done.keys_too_large,
     )

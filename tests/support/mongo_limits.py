@@ -1,0 +1,55 @@
+"""A collection that refuses, as MongoDB does, an update whose document would pass 16 MiB.
+
+mongomock and the wire emulator (mongoeco) store documents of any size, so an adapter's path for
+MongoDB's refusal is never reached on them. ``SizeLimitedCollection`` wraps either (or a real
+server's collection, which refuses by itself) and answers ``update_one`` of a ``$set`` that would
+pass ``MAX_DOCUMENT_BYTES`` with the ``WriteError`` MongoDB gives: code 17419, "Resulting document
+after update is larger than 16777216". Everything else goes to the wrapped collection.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+import bson
+from pymongo.errors import WriteError
+
+from crm_audit_adapters.mongo.document_limits import MAX_DOCUMENT_BYTES
+
+__all__ = ["RESULT_TOO_LARGE", "SizeLimitedCollection"]
+
+RESULT_TOO_LARGE = 17419
+"""MongoDB's code for an update whose resulting document is larger than the limit."""
+
+
+def _set_path(doc: dict[str, Any], path: str, value: object) -> None:
+    *parents, last = path.split(".")
+    for part in parents:
+        doc = doc.setdefault(part, {})
+    doc[last] = value
+
+
+class SizeLimitedCollection:
+    """``collection`` with MongoDB's refusal of a ``$set`` that makes a document too large."""
+
+    def __init__(self, collection: Any) -> None:
+        self._collection = collection
+        self.refused = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._collection, name)
+
+    def update_one(self, query: Mapping[str, Any], update: Mapping[str, Any], **kwargs: Any) -> Any:
+        found = self._collection.find_one(query)
+        if found is not None and set(update) == {"$set"}:
+            after = copy.deepcopy(found)
+            for path, value in update["$set"].items():
+                _set_path(after, path, value)
+            if len(bson.encode(after)) > MAX_DOCUMENT_BYTES:
+                self.refused += 1
+                message = f"Resulting document after update is larger than {MAX_DOCUMENT_BYTES}"
+                details = {"index": 0, "code": RESULT_TOO_LARGE, "codeName": "Location17419"}
+                raise WriteError(message, RESULT_TOO_LARGE, {**details, "errmsg": message})
+        return self._collection.update_one(query, update, **kwargs)
