@@ -181,7 +181,15 @@ class MigrationJob:
     shards: tuple[JobShard, ...] = ()
     """Empty for an unsharded job; else ordered by ``shard``, their ranges disjoint and contiguous."""
     logs_deleted: int | None = None
-    """How many migrated logs rollback deleted for this job; None until a rollback finished."""
+    """How many migrated logs rollback deleted for this job: counted chunk by chunk while a rollback
+    deletes (``JobStore.renew_rollback``), None before any rollback."""
+    rollback_unfinished: int | None = None
+    """While the job is ``rolling_back``: the size of the chunk a rollback recorded in flight and no
+    rollback has counted yet (``JobStore.renew_rollback``'s ``sending``; for a whole-account delete,
+    the account's migrated logs counted before it). Up to that many logs may be gone beyond
+    ``logs_deleted``: a rollback ``kill -9``-ed mid-chunk leaves it so until the next one adopts and
+    counts the chunk. None when no chunk is in flight uncounted. Derived by the store from what it
+    holds each time it reads the job, never written by a caller (a store ignores it on a save)."""
     rows_at_cursor: int = 0
     """How many rows of the id ``last_audit_id`` are counted, where a source may hand one id more
     than once (a file's repeats, ``ports.RowsSetAside``): a step may end among them, and a resume

@@ -815,6 +815,60 @@ class TestOneRollbackAtATime:
             None,
         )
 
+    def test_a_chunk_in_flight_is_unfinished_until_a_rollback_counts_it(self, store: JobStore) -> None:
+        """A chunk recorded in flight reads as ``rollback_unfinished`` (its size) while no rollback
+        counted it: after its rollback died, and after another adopted it; once counted, it is in
+        ``logs_deleted`` only. A chunk whose delete returned (recorded empty) is not unfinished."""
+        store.create(migration_job(status=COMPLETED))
+        read = store.latest("company-a")
+        assert read is not None
+        assert read.rollback_unfinished is None
+        rolling = attrs.evolve(read, status=ROLLING_BACK, updated_at=LATER)
+        assert store.hold_rollback(rolling, {COMPLETED}, owner="rollback:a", ttl=-LEASE) is not None
+        store.renew_rollback(
+            "job-1", owner="rollback:a", ttl=-LEASE, deleted=0, chunk=1, sending=["a1", "a2"]
+        )
+        store.renew_rollback("job-1", owner="rollback:a", ttl=-LEASE, deleted=2, chunk=2, sending=["a3"])
+        killed = store.latest("company-a")
+        assert killed is not None
+        assert (killed.logs_deleted, killed.rollback_unfinished) == (2, 1)
+        under_way = store.rollback_under_way("company-a")
+        assert under_way is not None
+        assert under_way.rollback_unfinished == 1
+        second = store.hold_rollback(rolling, {ROLLING_BACK}, owner="rollback:b", ttl=LEASE)
+        assert second is not None
+        assert list(store.adopt_rollback_chunk("job-1", owner="rollback:b")) == ["a3"]
+        adopted = store.latest("company-a")
+        assert adopted is not None
+        assert (adopted.logs_deleted, adopted.rollback_unfinished) == (2, 1)
+        store.renew_rollback("job-1", owner="rollback:b", ttl=LEASE, deleted=1, chunk=1, sending=())
+        counted = store.latest("company-a")
+        assert counted is not None
+        assert (counted.logs_deleted, counted.rollback_unfinished) == (3, None)
+        assert (
+            store.finish_rollback(attrs.evolve(second, status=ROLLED_BACK), 0, token="rollback:b") is not None
+        )
+        done = store.latest("company-a")
+        assert done is not None
+        assert (done.status, done.logs_deleted, done.rollback_unfinished) == (ROLLED_BACK, 3, None)
+
+    def test_a_finished_rollback_leaves_nothing_unfinished(self, store: JobStore) -> None:
+        """The last chunk's count goes in with the job's end: nothing unfinished once rolled back."""
+        store.create(migration_job(status=COMPLETED))
+        read = store.latest("company-a")
+        assert read is not None
+        rolling = attrs.evolve(read, status=ROLLING_BACK, updated_at=LATER)
+        held = store.hold_rollback(rolling, {COMPLETED}, owner="rollback:a", ttl=LEASE)
+        assert held is not None
+        store.renew_rollback("job-1", owner="rollback:a", ttl=LEASE, deleted=0, chunk=1, sending=["a1", "a2"])
+        deleting = store.latest("company-a")
+        assert deleting is not None
+        assert deleting.rollback_unfinished == 2  # in flight: up to 2 more than logs_deleted
+        store.finish_rollback(attrs.evolve(held, status=ROLLED_BACK), 2, token="rollback:a")
+        done = store.latest("company-a")
+        assert done is not None
+        assert (done.status, done.logs_deleted, done.rollback_unfinished) == (ROLLED_BACK, 2, None)
+
     def test_a_runner_whose_expired_lease_a_rollback_took_is_not_runnable(self, store: JobStore) -> None:
         """A runner past its lease, the job cancelled and held by a rollback: its next write is
         ``JobNotRunnable`` (rolled back under it), not "another runner took it over"; nothing written."""

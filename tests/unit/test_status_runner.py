@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from crm_audit_adapters.cli.status_text import runner
+from crm_audit_adapters.cli.status_text import runner, show_status
 from crm_audit_transform.jobs import JobShard
 from crm_audit_transform.usecases import MigrationStatus
 
@@ -56,3 +56,19 @@ class TestRunner:
         assert runner(job(shards=shards), NOW) == "live"
         assert runner(job(shards=shards[:2]), NOW) == "expired"
         assert runner(job(shards=(shard(0, "completed"), shard(1))), NOW) == "none"
+
+
+class TestLogsDeletedRow:
+    def test_an_unfinished_chunk_is_shown_beside_logs_deleted(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A rollback killed mid-chunk: the table says how many more logs may be gone, not only 2."""
+        show_status(job("rolling_back", logs_deleted=2, logs_in_unfinished_chunk=1000), as_json=False)
+        rows = [line.split(None, 1) for line in capsys.readouterr().out.splitlines()]
+        assert ["logs_deleted", "2, and up to 1000 more in an unfinished chunk"] in rows
+
+    def test_a_rolled_back_job_shows_its_count_alone(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """Nothing unfinished: the row is the count, as before."""
+        show_status(job("rolled_back", logs_deleted=5), as_json=False)
+        rows = [line.split(None, 1) for line in capsys.readouterr().out.splitlines()]
+        assert ["logs_deleted", "5"] in rows

@@ -50,12 +50,19 @@ def show_status(status: MigrationStatus, as_json: bool) -> None:
         ]
         if status.halted_reason:
             rows.append(("halted_reason", status.halted_reason))
-        if status.logs_deleted is not None:
-            rows.append(("logs_deleted", status.logs_deleted))
+        if status.logs_deleted is not None or status.logs_in_unfinished_chunk:
+            rows.append(("logs_deleted", _deleted(status)))
         rows += [(f"shard {shard['shard']}", _shard(shard)) for shard in doc["shards"]]
     width = max(len(key) for key, _ in rows)
     for key, value in rows:
         click.echo(f"{key:<{width}}  {value}")
+
+
+def _deleted(status: MigrationStatus) -> str:
+    """``logs_deleted``, and the chunk a rollback has not counted yet (killed mid-chunk, or deleting)."""
+    unfinished = status.logs_in_unfinished_chunk
+    deleted = str(status.logs_deleted or 0)
+    return f"{deleted}, and up to {unfinished} more in an unfinished chunk" if unfinished else deleted
 
 
 def runner(status: MigrationStatus, now: dt.datetime) -> str:

@@ -21,14 +21,24 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+from collections.abc import Mapping
 from typing import Any, Final, cast
 
+import attrs
 import cattrs
 
 from crm_audit_transform.domain import ActivityLog, Actor, ActorKind, FieldChange
 from crm_audit_transform.enrichment_tally import EnrichmentTally
 from crm_audit_transform.errors import JobUnreadable
-from crm_audit_transform.jobs import COMPLETED, HALTED, IN_PROGRESS, JOB_STATUSES, JobShard, MigrationJob
+from crm_audit_transform.jobs import (
+    COMPLETED,
+    HALTED,
+    IN_PROGRESS,
+    JOB_STATUSES,
+    ROLLING_BACK,
+    JobShard,
+    MigrationJob,
+)
 from crm_audit_transform.tally import Tally
 from crm_audit_transform.values import Value
 
@@ -281,7 +291,30 @@ def encode_job(job: MigrationJob) -> Document:
     doc["records_skipped"] = job.tally.skipped_total
     doc["records_failed"] = job.tally.failed_total
     doc["actors_degraded"] = job.tally.actors_degraded
+    del doc["rollback_unfinished"]  # derived from the rollback's own fields when read, never stored
     return doc
+
+
+ROLLBACK_SENDING: Final = "rollback_sending"
+"""A job's chunk in flight (``job_rollbacks``): ``{owner, ids}``, or ``{owner, ids: [], whole: n}``."""
+ROLLBACKS_COUNTED: Final = "rollbacks_counted"
+"""The tokens of the rollbacks whose count ``logs_deleted`` holds, or that an adopter closed."""
+
+
+def _rollback_unfinished(doc: ReadDocument) -> int | None:
+    """``MigrationJob.rollback_unfinished`` of a job document: the size of the chunk in flight while
+    the job is ``rolling_back`` and the count of the chunk's owner is not closed (``owner`` not in
+    ``rollbacks_counted``: neither its ``finish_rollback`` nor an adopter's took it)."""
+    sending = doc.get(ROLLBACK_SENDING)
+    if doc.get("status") != ROLLING_BACK or not isinstance(sending, Mapping):
+        return None
+    owner, counted = sending.get("owner"), doc.get(ROLLBACKS_COUNTED)
+    if not isinstance(owner, str) or (isinstance(counted, list) and owner in counted):
+        return None
+    whole, ids = sending.get("whole"), sending.get("ids")
+    if isinstance(whole, int) and not isinstance(whole, bool):
+        return whole or None
+    return (len(ids) or None) if isinstance(ids, list) else None
 
 
 def encode_shard(shard: JobShard) -> Document:
@@ -315,7 +348,8 @@ def decode_job(doc: ReadDocument) -> MigrationJob:
     for shard in job.shards:
         if shard.status not in SHARD_STATUSES:
             raise _unreadable(doc, f"shard {shard.shard}'s status {_cut(repr(shard.status))} is unknown")
-    return job
+    unfinished = _rollback_unfinished(doc)
+    return job if job.rollback_unfinished == unfinished else attrs.evolve(job, rollback_unfinished=unfinished)
 
 
 SHARD_STATUSES: Final = frozenset({IN_PROGRESS, COMPLETED, HALTED})

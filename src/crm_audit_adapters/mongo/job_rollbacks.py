@@ -22,16 +22,16 @@ from crm_audit_transform.jobs import (
 )
 
 from .bson_values import to_bson_datetime
-from .documents import decode_job
+from .documents import ROLLBACK_SENDING, ROLLBACKS_COUNTED, decode_job
 from .documents_types import Document
 from .job_store_base import WRITES, JobDocuments
 from .retry import call_with_retry
 
-_COUNTED: Final = "rollbacks_counted"
+_COUNTED: Final = ROLLBACKS_COUNTED
 """The tokens of the rollbacks whose deleted logs ``logs_deleted`` holds (``finish_rollback``)."""
 _CHUNK: Final = "rollback_chunk"
 """``owner#n``: the last chunk whose deleted logs ``renew_rollback`` added to ``logs_deleted``."""
-_SENDING: Final = "rollback_sending"
+_SENDING: Final = ROLLBACK_SENDING
 """``{owner, ids}``: the chunk in flight (``renew_rollback``'s ``sending``: at most ``chunk`` ids,
 about 17 KB for 1000 ObjectIds), ``adopt_rollback_chunk``'s to take over; ``{owner, ids: [], whole:
 n}`` for a ``WholeAccountDelete`` of ``n`` logs counted before it."""

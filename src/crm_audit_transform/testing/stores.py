@@ -248,16 +248,39 @@ class InMemoryJobStore:
     def latest(self, company_sso_id: str) -> MigrationJob | None:
         mine = [j for j in self._jobs.values() if j.company_sso_id == company_sso_id]
         # Insertion order breaks ties between jobs created at the same instant.
-        return max(enumerate(mine), key=lambda pair: (pair[1].created_at, pair[0]))[1] if mine else None
+        return (
+            self._seen(max(enumerate(mine), key=lambda pair: (pair[1].created_at, pair[0]))[1])
+            if mine
+            else None
+        )
 
     def rollback_under_way(self, company_sso_id: str) -> MigrationJob | None:
-        return next(
+        held = next(
             (
                 j
                 for j in self._jobs.values()
                 if j.company_sso_id == company_sso_id and j.status == ROLLING_BACK
             ),
             None,
+        )
+        return None if held is None else self._seen(held)
+
+    def _seen(self, job: MigrationJob) -> MigrationJob:
+        """``job`` as read: ``rollback_unfinished`` derived from the chunk in flight, as the MongoDB
+        store derives it (the chunk's owner's count not closed, the job rolling back)."""
+        sending = self._sending.get(job.job_id)
+        unfinished: int | None = None
+        if (
+            job.status == ROLLING_BACK
+            and sending is not None
+            and (job.job_id, sending[0]) not in self._counted
+        ):
+            chunk = sending[1]
+            unfinished = (chunk.before if isinstance(chunk, WholeAccountDelete) else len(chunk)) or None
+        return (
+            job
+            if job.rollback_unfinished == unfinished
+            else attrs.evolve(job, rollback_unfinished=unfinished)
         )
 
     def save(self, job: MigrationJob) -> None:

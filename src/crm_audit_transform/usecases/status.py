@@ -7,7 +7,12 @@ actor degraded by a USMAN outage: ``100 × (processed − failed − actors_degr
 live runner (a lease in the future, renewed every batch) from a dead one (an expired lease).
 A sharded job (docs/scale-out.md) shows each shard's range, status, cursor, counts and lease
 under ``shards`` (an empty list for an unsharded job): its runners hold the shards' leases, not
-the job's. ``logs_deleted`` is how many migrated logs rollback deleted (None until the job is rolled back).
+the job's. ``logs_deleted`` is how many migrated logs rollback deleted (counted chunk by chunk while
+it deletes; None before any rollback); ``logs_in_unfinished_chunk``, while the job is rolling back,
+how many more may be gone already in a chunk no rollback has counted yet (one in flight, or one
+whose rollback was killed: the next rollback adopts and counts it), else None
+(``MigrationJob.rollback_unfinished``). The two never count a log twice: once the chunk is counted
+into ``logs_deleted`` it is no longer unfinished.
 ``enrichment`` (ops and S2S) counts what association enrichment did; it is not part of the outcome
 counts and does not move the failure rate.
 """
@@ -70,6 +75,7 @@ class StatusDocument(TypedDict, total=False):
     lease_owner: str | None
     lease_expires_at: IsoTime | None
     logs_deleted: int | None
+    logs_in_unfinished_chunk: int | None
     shards: list[ShardDocument]
     enrichment: EnrichmentCounts
 
@@ -94,6 +100,7 @@ class MigrationStatus:
     lease_expires_at: dt.datetime | None = None
     logs_deleted: int | None = None
     shards: tuple[JobShard, ...] = ()
+    logs_in_unfinished_chunk: int | None = None
 
     @property
     def failure_rate(self) -> float:
@@ -122,6 +129,7 @@ class MigrationStatus:
             lease_expires_at=job.lease_expires_at,
             logs_deleted=job.logs_deleted,
             shards=job.shards,
+            logs_in_unfinished_chunk=job.rollback_unfinished,
         )
 
     def as_dict(self) -> StatusDocument:
@@ -151,6 +159,7 @@ class MigrationStatus:
             "lease_owner": self.lease_owner,
             "lease_expires_at": iso_time(self.lease_expires_at),
             "logs_deleted": self.logs_deleted,
+            "logs_in_unfinished_chunk": self.logs_in_unfinished_chunk,
             "shards": [_shard_doc(shard) for shard in self.shards],
             "enrichment": self.enrichment.as_dict(),
             "accuracy_pct": self.accuracy_pct,
