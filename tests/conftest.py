@@ -13,8 +13,9 @@ from support.wire_mongo import *  # noqa: F403
 from support.wire_sample import *  # noqa: F403
 
 # Plugins of their own, as they have hooks of the same names as wire_sample's (imported above); the
-# children of the test processes share one bytecode cache, compiled once (support/bytecode.py).
-pytest_plugins = ("support.file_order", "support.bytecode")
+# children of the test processes share one bytecode cache, compiled once (support/bytecode.py); a test
+# file that leaves an asyncio event loop running on the main thread errors (support/event_loops.py).
+pytest_plugins = ("support.file_order", "support.bytecode", "support.event_loops")
 
 # The corpus's CDP holds a contact for 93-94% of each tenant's CRM people (the others are its
 # contact_not_found rows), below the plan's 99% coverage gate: every command and worker the suite

@@ -10,7 +10,6 @@ import json
 import logging
 import os
 from collections.abc import Coroutine
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -134,11 +133,8 @@ T = TypeVar("T")
 
 
 def _answer(handler: Coroutine[Any, Any, T]) -> T:
-    """Run an HTTP error handler to its answer on a thread of its own: an earlier test of this
-    process (the browser's sync API) can leave an event loop running on the main thread, where
-    ``asyncio.run`` refuses to start."""
-    with ThreadPoolExecutor(1) as thread:
-        return thread.submit(asyncio.run, handler).result()
+    """Run an HTTP error handler to its answer."""
+    return asyncio.run(handler)
 
 
 class TestTheServerLog:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
 from starlette.requests import Request
@@ -24,10 +23,8 @@ class _Request:
 
 
 def http_answer(error: Exception) -> Response:
-    """The handler's answer, run by ``asyncio.run`` in a thread of its own (as in
-    test_rollback_hold_lost_answers: the browser tests keep an event loop in the main thread)."""
-    with ThreadPoolExecutor(1) as thread:
-        return thread.submit(asyncio.run, on_domain_error(cast(Request, _Request()), error)).result()
+    """The handler's answer, run to its end."""
+    return asyncio.run(on_domain_error(cast(Request, _Request()), error))
 
 
 def test_a_job_under_another_mapping_is_a_conflict_not_an_outage() -> None:

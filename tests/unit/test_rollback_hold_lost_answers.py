@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
 import pytest
@@ -21,11 +20,8 @@ _MESSAGE = "company c's rollback lost its hold on job j1 after deleting 2 logs; 
 
 
 def http_answer(error: Exception) -> Response:
-    """The HTTP surface's answer to ``error``: its handler run by ``asyncio.run`` in a thread of its
-    own. Not in this one: the browser tests' Playwright (sync API) keeps an event loop running in
-    the main thread of the pytest-xdist worker it shares, where ``asyncio.run`` refuses to start."""
-    with ThreadPoolExecutor(1) as thread:
-        return thread.submit(asyncio.run, on_domain_error(cast(Request, None), error)).result()
+    """The HTTP surface's answer to ``error``, its handler run to its end."""
+    return asyncio.run(on_domain_error(cast(Request, None), error))
 
 
 @pytest.mark.parametrize(
