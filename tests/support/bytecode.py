@@ -14,7 +14,12 @@ runner's processes import (``WARM``), writing the cache while pytest-xdist start
 collects. Each test process then hands the cache to the processes its tests start (``bytecode_cache``).
 The test processes themselves are not affected: the variables are read when an interpreter starts. A
 module the warm-up does not import is compiled by the first process that needs it, into the same cache.
-The directory is removed when the session ends (never in the work tree).
+The directory is removed when the session ends (never in the work tree). A session killed before its
+end (``kill -9``, a landing check stopped) leaves its directory behind: each is named after the process
+that made it (``crm-audit-test-bytecode-<pid>-…``), and a session's first process removes, as it starts,
+every such directory whose process is gone (``remove_stale``). One named for a process still running,
+another session's or an unrelated one that reused a dead session's pid, is left: a leftover costs disk
+space; a directory removed under a running session would fail its tests.
 """
 
 from __future__ import annotations
@@ -25,10 +30,19 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-__all__ = ["BYTECODE_DIR", "WARM", "bytecode_cache", "pytest_configure", "pytest_unconfigure"]
+__all__ = [
+    "BYTECODE_DIR",
+    "PREFIX",
+    "WARM",
+    "bytecode_cache",
+    "pytest_configure",
+    "pytest_unconfigure",
+    "remove_stale",
+]
 
 BYTECODE_DIR = "CRM_AUDIT_TEST_BYTECODE_DIR"
 """The variable that names the session's cache directory to its test processes."""
@@ -54,6 +68,31 @@ _WARM_UP = (
     "        pass\n"
 )
 _NAMES = ("PYTHONPYCACHEPREFIX", "PYTHONDONTWRITEBYTECODE")
+PREFIX = "crm-audit-test-bytecode-"
+"""The start of a cache directory's name in the temporary directory; the pid of its session follows."""
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process: running
+    return True
+
+
+def remove_stale(parent: Path) -> list[Path]:
+    """Removes each ``PREFIX<pid>-…`` directory in ``parent`` whose process ``pid`` is gone; returns
+    them. A name without a pid (another tool's, or made before the pid was in the name) is left."""
+    removed = []
+    for path in sorted(parent.glob(f"{PREFIX}*-*")):
+        pid = path.name[len(PREFIX) :].split("-", 1)[0]
+        if not pid.isdigit() or not path.is_dir() or path.is_symlink() or _running(int(pid)):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
 
 
 def _with_cache(directory: str) -> dict[str, str]:
@@ -65,7 +104,8 @@ def pytest_configure(config: pytest.Config) -> None:
     """In the session's first process: the cache directory, and its warm-up started (not waited for)."""
     if hasattr(config, "workerinput") or BYTECODE_DIR in os.environ:
         return  # a pytest-xdist test process, or a session started inside one: the cache is given
-    directory = tempfile.mkdtemp(prefix="crm-audit-test-bytecode-")
+    remove_stale(Path(tempfile.gettempdir()))
+    directory = tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-")
     os.environ[BYTECODE_DIR] = directory
     warm_up = subprocess.Popen(
         [sys.executable, "-c", _WARM_UP.format(warm=WARM)],

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from support.bytecode import BYTECODE_DIR
+from support.bytecode import BYTECODE_DIR, PREFIX, remove_stale
 
 
 def test_a_started_process_uses_the_sessions_cache() -> None:
@@ -37,3 +37,27 @@ def test_the_warm_up_compiles_what_a_run_imports() -> None:
             break
         time.sleep(0.2)
     assert missing == []
+
+
+def test_the_sessions_directory_is_named_after_the_process_that_made_it() -> None:
+    """pytest-xdist's controller (the test processes' parent), or this process in a one-process run."""
+    maker = os.getppid() if "PYTEST_XDIST_WORKER" in os.environ else os.getpid()
+    assert Path(os.environ[BYTECODE_DIR]).name.startswith(f"{PREFIX}{maker}-")
+
+
+def test_a_killed_sessions_directory_is_removed_and_a_running_ones_kept(tmp_path: Path) -> None:
+    """Only a directory whose process is gone goes: not a running process's, not a name without a
+    pid (made before the pid was in the name: its owner is unknown), not a file."""
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    dead = int(ended.stdout)
+    stale = tmp_path / f"{PREFIX}{dead}-abc"
+    (stale / "sub").mkdir(parents=True)
+    (stale / "sub" / "x.pyc").write_bytes(b"")
+    kept = [tmp_path / f"{PREFIX}{os.getpid()}-def", tmp_path / f"{PREFIX}ab12cd34", tmp_path / "other-1-x"]
+    for path in kept:
+        path.mkdir()
+    a_file = tmp_path / f"{PREFIX}{dead}-file"
+    a_file.write_bytes(b"")
+
+    assert remove_stale(tmp_path) == [stale]
+    assert sorted(tmp_path.iterdir()) == sorted([*kept, a_file])
