@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import mongomock
+import pytest
 from bson import ObjectId
 from click.testing import CliRunner, Result
 
@@ -67,3 +68,31 @@ def clean_world() -> World:
 def running_usman() -> Iterator[UsmanServer]:
     with UsmanServer(directory=usman_directory()) as server:
         yield server
+
+
+# The fixtures of the files that drive the CLI in this process, shared as ``usman, client, run_cli =
+# cli_world.usman, cli_world.client, cli_world.run_cli`` (a file that wants another setup defines its own).
+
+
+@pytest.fixture(scope="module", name="usman")
+def usman_fixture() -> Iterator[UsmanServer]:
+    """A USMAN server answering the corpus's directory, for one test file."""
+    yield from running_usman()
+
+
+@pytest.fixture(name="client")
+def client_fixture() -> mongomock.MongoClient:
+    """The CDP: an empty mongomock client, a new one each test."""
+    return mongomock.MongoClient(tz_aware=True)
+
+
+@pytest.fixture(name="run_cli")
+def run_cli_fixture(crm_dsn: str, usman: UsmanServer, client: mongomock.MongoClient) -> Cli:
+    """The CLI over the corpus's PostgreSQL, ``usman`` and ``client``: indexes up, contacts seeded."""
+    cli = make_cli(crm_dsn, usman, client)
+    assert cli("indexes", "up").exit_code == 0
+    seed_contacts(client)
+    return cli
+
+
+usman, client, run_cli = usman_fixture, client_fixture, run_cli_fixture

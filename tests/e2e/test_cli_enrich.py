@@ -9,13 +9,13 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
-from collections.abc import Iterator
 from typing import Any
 
+import cli_world
 import mongomock
 import pytest
 from bson import ObjectId
-from cli_world import COMPANY, TENANT, Cli, make_cli, running_usman, seed_contacts
+from cli_world import COMPANY, TENANT, Cli
 
 from crm_audit_adapters.cli import exit_codes
 from crm_audit_adapters.mongo import decode_activity_log
@@ -23,33 +23,15 @@ from crm_audit_transform.enrichment import DELETED_REFERENCE
 from crm_audit_transform.testing.enrichment import activity_log_document
 from crm_audit_transform.usecases import RunSettings
 from support.corpus_account import World, contact_docs
-from support.usman_server import UsmanServer
 
 pytestmark = pytest.mark.postgres
+usman, client, run_cli = cli_world.usman, cli_world.client, cli_world.run_cli  # the CLI world's fixtures
 
 T0 = dt.datetime(2025, 3, 1, 9, 0, tzinfo=dt.UTC)
 PERSON = 1
 CUSTOMER = next(d["_id"] for d in contact_docs(TENANT) if d["crm_data"]["id"] == PERSON)
 LIVE_DEAL, GONE_DEAL = 3, 1  # deal 3 exists in the acme corpus, deal 1 was deleted
 LIVE_DEAL_NAME = "Renewal شركة المثال"
-
-
-@pytest.fixture(scope="module")
-def usman() -> Iterator[UsmanServer]:
-    yield from running_usman()
-
-
-@pytest.fixture
-def client() -> mongomock.MongoClient:
-    return mongomock.MongoClient(tz_aware=True)
-
-
-@pytest.fixture
-def run_cli(crm_dsn: str, usman: UsmanServer, client: mongomock.MongoClient) -> Cli:
-    cli = make_cli(crm_dsn, usman, client)
-    assert cli("indexes", "up").exit_code == 0
-    seed_contacts(client)
-    return cli
 
 
 def deal_log(*, at: dt.datetime = T0, external_id: str = "", **metadata: Any) -> dict[str, Any]:

@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import cli_world
 import mongomock
 import pytest
 from attrs import field, frozen
-from cli_world import COMPANY, TENANT, running_usman, seed_contacts
+from cli_world import COMPANY, TENANT, seed_contacts
 from click.testing import CliRunner
 from test_cli_lifecycle import cancel_mid_run
 
@@ -36,6 +37,7 @@ from support.redis_server import running_redis
 from support.usman_server import TOKEN, UsmanServer
 
 pytestmark = pytest.mark.postgres
+usman = cli_world.usman  # the CLI world's fixture
 
 SECRET = "Kx9vQ7zR"
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -508,11 +510,6 @@ ROWS = [
     Row("interrupted: a second Ctrl-C", ("status", *C), "INTERRUPTED", prepare=_raise(KeyboardInterrupt())),
     Row("internal: a bug", ("status", *C), "INTERNAL", prepare=_raise(RuntimeError("a bug"))),
 ]
-
-
-@pytest.fixture(scope="module")
-def usman() -> Iterator[UsmanServer]:
-    yield from running_usman()
 
 
 @pytest.fixture(scope="module")

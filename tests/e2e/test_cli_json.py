@@ -11,13 +11,13 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import cli_world
 import mongomock
 import pytest
-from cli_world import COMPANY, TENANT, Cli, make_cli, running_usman, seed_contacts
+from cli_world import COMPANY, TENANT, Cli, make_cli, seed_contacts
 from click.testing import CliRunner
 
 from crm_audit_adapters import strict_json
@@ -50,14 +50,7 @@ def checked(result: Any, command: str, exit_code: int = 0) -> dict[str, Any]:
     return doc
 
 
-@pytest.fixture(scope="module")
-def usman() -> Iterator[UsmanServer]:
-    yield from running_usman()
-
-
-@pytest.fixture
-def client() -> mongomock.MongoClient:
-    return mongomock.MongoClient(tz_aware=True)
+usman, client = cli_world.usman, cli_world.client  # the CLI world's fixtures
 
 
 @pytest.fixture

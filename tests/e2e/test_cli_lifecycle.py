@@ -4,37 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
 from typing import Any
 
+import cli_world
 import mongomock
 import pytest
-from cli_world import COMPANY, TENANT, Cli, make_cli, running_usman, seed_contacts
+from cli_world import COMPANY, TENANT, Cli
 
 from crm_audit_adapters.bootstrap import Runtime
 from crm_audit_adapters.cli import exit_codes
 from crm_audit_transform.usecases.cancel import cancel
-from support.usman_server import UsmanServer
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture(scope="module")
-def usman() -> Iterator[UsmanServer]:
-    yield from running_usman()
-
-
-@pytest.fixture
-def client() -> mongomock.MongoClient:
-    return mongomock.MongoClient(tz_aware=True)
-
-
-@pytest.fixture
-def run_cli(crm_dsn: str, usman: UsmanServer, client: mongomock.MongoClient) -> Cli:
-    cli = make_cli(crm_dsn, usman, client)
-    assert cli("indexes", "up").exit_code == 0
-    seed_contacts(client)
-    return cli
+usman, client, run_cli = cli_world.usman, cli_world.client, cli_world.run_cli  # the CLI world's fixtures
 
 
 def jobs(client: mongomock.MongoClient) -> list[dict[str, Any]]:

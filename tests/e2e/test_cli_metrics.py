@@ -5,22 +5,18 @@ from __future__ import annotations
 import json
 import socket
 import urllib.request
-from collections.abc import Iterator
 
+import cli_world
 import mongomock
 import pytest
-from cli_world import COMPANY, TENANT, clean_world, make_cli, running_usman, seed_contacts
+from cli_world import COMPANY, TENANT, clean_world, make_cli, seed_contacts
 
 from crm_audit_adapters.cli import exit_codes
 from support.redis_server import free_port
 from support.usman_server import TOKEN, UsmanServer
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture(scope="module")
-def usman() -> Iterator[UsmanServer]:
-    yield from running_usman()
+usman = cli_world.usman  # the CLI world's fixture
 
 
 def sample(text: str, name: str, **labels: str) -> float:

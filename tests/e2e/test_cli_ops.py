@@ -9,13 +9,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import cli_world
 import mongomock
 import pytest
-from cli_world import COMPANY, TENANT, Cli, clean_world, make_cli, running_usman, seed_contacts
+from cli_world import COMPANY, TENANT, Cli, clean_world, make_cli, seed_contacts
 
 from crm_audit_adapters.bootstrap import Runtime
 from crm_audit_adapters.cli import exit_codes
@@ -25,29 +25,12 @@ from support.page_workers import KillsItsWorkerOnceForked
 from support.usman_server import UsmanServer
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture(scope="module")
-def usman() -> Iterator[UsmanServer]:
-    yield from running_usman()
+usman, client, run_cli = cli_world.usman, cli_world.client, cli_world.run_cli  # the CLI world's fixtures
 
 
 @pytest.fixture(scope="module")
 def clean() -> World:
     return clean_world()
-
-
-@pytest.fixture
-def client() -> mongomock.MongoClient:
-    return mongomock.MongoClient(tz_aware=True)
-
-
-@pytest.fixture
-def run_cli(crm_dsn: str, usman: UsmanServer, client: mongomock.MongoClient) -> Cli:
-    cli = make_cli(crm_dsn, usman, client)
-    assert cli("indexes", "up").exit_code == 0
-    seed_contacts(client)
-    return cli
 
 
 def status_of(run_cli: Cli) -> dict[str, Any]:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
+import cli_world
 import mongomock
 import pytest
-from cli_world import COMPANY, TENANT, Cli, make_cli, running_usman, seed_contacts
+from cli_world import COMPANY, TENANT, Cli
 from click.testing import CliRunner
 
 from crm_audit_adapters.cli import cli, exit_codes
@@ -17,27 +17,14 @@ from crm_audit_adapters.cli.verify import summary_lines
 from crm_audit_transform.testing import InMemoryMigratedLogReader
 from crm_audit_transform.usecases.verify import VerifyPorts, verify_account
 from support.corpus_account import World
-from support.usman_server import UsmanServer
 
+usman, client, run_cli = cli_world.usman, cli_world.client, cli_world.run_cli  # the CLI world's fixtures
 RECENT = "2024-04-14"
 """Trigger's cutoff: the newest ~150 acme rows keep the walk quick on mongomock."""
 
 
-@pytest.fixture(scope="module")
-def usman() -> Iterator[UsmanServer]:
-    yield from running_usman()
-
-
 @pytest.fixture
-def client() -> mongomock.MongoClient:
-    return mongomock.MongoClient(tz_aware=True)
-
-
-@pytest.fixture
-def migrated_cli(crm_dsn: str, usman: UsmanServer, client: mongomock.MongoClient) -> Cli:
-    run_cli = make_cli(crm_dsn, usman, client)
-    assert run_cli("indexes", "up").exit_code == 0
-    seed_contacts(client)
+def migrated_cli(run_cli: Cli) -> Cli:
     args = ("--company-sso-id", COMPANY)
     assert run_cli("trigger", *args, "--tenant", TENANT, "--date-range-start", RECENT).exit_code == 0
     ran = run_cli("run", *args, "--no-progress")

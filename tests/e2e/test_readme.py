@@ -16,12 +16,12 @@ import shlex
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
+import cli_world
 import mongomock
 import pytest
-from cli_world import COMPANY, TENANT, Cli, clean_world, running_usman, seed_contacts
+from cli_world import COMPANY, TENANT, Cli, clean_world, seed_contacts
 
 from crm_audit_adapters.cli import Overrides, exit_codes
 from crm_audit_adapters.usman_stub import make_server
@@ -70,9 +70,7 @@ def settings_of(block: str, site: dict[str, str]) -> dict[str, str]:
     return variables
 
 
-@pytest.fixture(scope="module")
-def usman() -> Iterator[UsmanServer]:
-    yield from running_usman()
+usman = cli_world.usman  # the CLI world's fixture
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from pathlib import Path
 import attrs
 import pytest
 from test_files_audits import TEXT_AUDITS, write_psql_csv
-from test_files_resume_repeats import COMPANY, TENANT, Account, FailingSave, pipelines, result
+from test_files_resume_repeats import COMPANY, TENANT, Account, FailingSave, Ran, pipelines, result
 
 from crm_audit_adapters.cli.exit_codes import BAD_INPUT, error_code, exit_code_for
 from crm_audit_adapters.files import CheckedRows, FileAuditSource, file_marks, mounts, read_audit_rows
@@ -46,6 +46,16 @@ STOP_AT = 5
 
 def _write(path: Path, lines: list[str]) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _clean(tmp_path: Path, workers: int, shards: int = 1) -> Ran:
+    """A clean run of a marked job over all of ``LINES``, in a folder of its own: what a resume reaches."""
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    _write(whole / "audits.jsonl", LINES)
+    fresh = Account(whole, whole / "audits.jsonl", whole / "out.jsonl", workers, shards=shards, marked=True)
+    with pipelines(workers) as pool:
+        return result(fresh, fresh.run(pool))
 
 
 def _stopped(
@@ -162,12 +172,7 @@ def test_rows_appended_after_the_files_end_are_read_on_to_a_clean_runs_result(
     account.anew(keep_sink=False)
     with pipelines(workers) as pool:
         resumed = result(account, account.run(pool))
-    whole = tmp_path / "whole"
-    whole.mkdir()
-    _write(whole / "audits.jsonl", LINES)
-    fresh = Account(whole, whole / "audits.jsonl", whole / "out.jsonl", workers, shards=shards, marked=True)
-    with pipelines(workers) as pool:
-        clean = result(fresh, fresh.run(pool))
+    clean = _clean(tmp_path, workers, shards)
     assert resumed[1] == "completed"
     assert (resumed[0], resumed[1], resumed[4]) == (clean[0], clean[1], clean[4])
     assert resumed[0].processed == len(LINES)
@@ -259,12 +264,7 @@ def test_a_run_stopped_among_rows_appended_resumes_to_a_clean_runs_result(
     assert done is not None
     assert done.source_mark is not None
     assert done.source_mark.split(":")[:3] == str(digest_mark(account.audits)).split(":")[:3]
-    whole = tmp_path / "whole"
-    whole.mkdir()
-    _write(whole / "audits.jsonl", LINES)
-    fresh = Account(whole, whole / "audits.jsonl", whole / "out.jsonl", workers, shards=shards, marked=True)
-    with pipelines(workers) as pool:
-        clean = result(fresh, fresh.run(pool))
+    clean = _clean(tmp_path, workers, shards)
     assert resumed[1] == "completed"
     assert (resumed[0], resumed[4]) == (clean[0], clean[4])
 
@@ -287,11 +287,7 @@ def test_a_run_killed_after_its_mark_grew_resumes_to_a_clean_runs_result(tmp_pat
     assert crashed.source_mark.startswith(f"sha256:{audits.stat().st_size}:")
     account.anew(keep_sink=True)
     resumed = result(account, account.run(None))
-    whole = tmp_path / "whole"
-    whole.mkdir()
-    _write(whole / "audits.jsonl", LINES)
-    fresh = Account(whole, whole / "audits.jsonl", whole / "out.jsonl", 1, marked=True)
-    clean = result(fresh, fresh.run(None))
+    clean = _clean(tmp_path, 1)
     assert (resumed[0], resumed[1], resumed[4]) == (clean[0], clean[1], clean[4])
 
 

@@ -59,6 +59,7 @@ from crm_audit_transform.transformer import Transformer
 from crm_audit_transform.usecases import RunResult
 from crm_audit_transform.usecases.guards import TriggerPorts, trigger
 from crm_audit_transform.usecases.run import RunPorts, run_job
+from crm_audit_transform.usecases.verify import VerifyPorts
 from support import corpus_world
 from support.corpus_world import ACCOUNT, corpus, parse_time
 
@@ -242,6 +243,26 @@ class World:
             self.clock,
             entities=self.entities if enrich else None,
             indexes=self.indexes,
+        )
+
+    def verify_ports(self, jobs: JobStore | None = None, *, repair: bool = True) -> VerifyPorts:
+        """What ``verify_account`` reads over this account, its logs read back as migrated; ``jobs``
+        in place of its job store. With ``repair``, what a repair writes with too (logs, clock,
+        index state); without, ``VerifyPorts``' defaults (None)."""
+        reader = InMemoryMigratedLogReader(self.logs)
+        jobs = self.jobs if jobs is None else jobs
+        if not repair:
+            return VerifyPorts(self.source, self.users, self.sso, self.contacts, reader, jobs)
+        return VerifyPorts(
+            self.source,
+            self.users,
+            self.sso,
+            self.contacts,
+            reader,
+            jobs,
+            self.logs,
+            self.clock,
+            self.indexes,
         )
 
     def trigger(self, **options: Any) -> MigrationJob:

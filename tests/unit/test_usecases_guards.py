@@ -26,14 +26,13 @@ from crm_audit_transform.jobs import CANCELLED, COMPLETED, HALTED, IN_PROGRESS, 
 from crm_audit_transform.testing import (
     InMemoryAuditSource,
     InMemoryContactDirectory,
-    InMemoryMigratedLogReader,
     InMemoryPeopleCounter,
 )
 from crm_audit_transform.usecases import FRESH, RESUME, RunSettings
 from crm_audit_transform.usecases.cancel import cancel
 from crm_audit_transform.usecases.guards import contact_coverage, new_job
 from crm_audit_transform.usecases.rollback import RollbackPorts, rollback
-from crm_audit_transform.usecases.verify import VerifyPorts, verify_account
+from crm_audit_transform.usecases.verify import verify_account
 from support.corpus_account import World
 
 
@@ -317,14 +316,7 @@ class TestNewJob:
         world.jobs = MongoJobStore.in_database(mongomock.MongoClient(tz_aware=True)["cdp"])  # type: ignore[assignment]
         world.trigger(date_range_start=dt.datetime(2024, 2, 10, 5, 17, 1, 630500, tzinfo=dt.UTC))
         assert world.run(settings=RunSettings(halt_threshold=1.0)).job.status == COMPLETED
-        ports = VerifyPorts(
-            world.source,
-            world.users,
-            world.sso,
-            world.contacts,
-            InMemoryMigratedLogReader(world.logs),
-            world.jobs,
-        )
+        ports = world.verify_ports(repair=False)
         report = verify_account(world.company, ports, world.transformer)
         assert report.outstanding == {}
         assert report.job is not None

@@ -49,17 +49,7 @@ def migrated_world(tenant: str = "acme") -> World:
 
 
 def verify(world: World, **settings: Any) -> VerifyReport:
-    ports = VerifyPorts(
-        world.source,
-        world.users,
-        world.sso,
-        world.contacts,
-        InMemoryMigratedLogReader(world.logs),
-        world.jobs,
-        world.logs,
-        world.clock,
-        world.indexes,
-    )
+    ports = world.verify_ports()
     rng = random.Random(7) if settings.get("sample") is not None else None
     return verify_account(
         world.company,
@@ -903,28 +893,14 @@ class TestTenant:
     def test_a_tenant_other_than_the_jobs_is_refused(self) -> None:
         """An account is bound to its job's tenant: verifying it against another is refused."""
         world = migrated_world()
-        ports = VerifyPorts(
-            world.source,
-            world.users,
-            world.sso,
-            world.contacts,
-            InMemoryMigratedLogReader(world.logs),
-            world.jobs,
-        )
+        ports = world.verify_ports(repair=False)
         with pytest.raises(TenantMismatch):
             verify_account(world.company, ports, world.transformer, tenant="globex")
 
     def test_without_a_job_the_tenant_is_required(self) -> None:
         """With no job, verify needs the tenant to be given."""
         world = World("acme")
-        ports = VerifyPorts(
-            world.source,
-            world.users,
-            world.sso,
-            world.contacts,
-            InMemoryMigratedLogReader(world.logs),
-            world.jobs,
-        )
+        ports = world.verify_ports(repair=False)
         with pytest.raises(JobNotFound):
             verify_account(world.company, ports, world.transformer)
         report = verify_account(world.company, ports, world.transformer, tenant="acme")

@@ -7,9 +7,8 @@ import pytest
 
 from crm_audit_adapters.cli.verify import summary_lines
 from crm_audit_transform.jobs import CANCELLED, COMPLETED, HALTED, IN_PROGRESS, ROLLED_BACK, MigrationJob
-from crm_audit_transform.testing import InMemoryMigratedLogReader
 from crm_audit_transform.usecases import RunSettings, VerifySettings
-from crm_audit_transform.usecases.verify import VerifyPorts, verify_account
+from crm_audit_transform.usecases.verify import verify_account
 from crm_audit_transform.verification import VerifyReport
 from support.corpus_account import World
 
@@ -39,17 +38,7 @@ def job_of(world: World) -> MigrationJob:
 
 
 def verify(world: World, *, repair: bool = False) -> VerifyReport:
-    ports = VerifyPorts(
-        world.source,
-        world.users,
-        world.sso,
-        world.contacts,
-        InMemoryMigratedLogReader(world.logs),
-        world.jobs,
-        world.logs,
-        world.clock,
-        world.indexes,
-    )
+    ports = world.verify_ports()
     return verify_account(
         world.company, ports, world.transformer, settings=VerifySettings(page_size=200, repair=repair)
     )

@@ -18,11 +18,10 @@ from crm_audit_transform.jobs import (
     MigrationJob,
 )
 from crm_audit_transform.tally import Tally
-from crm_audit_transform.testing import InMemoryJobStore, InMemoryMigratedLogReader
+from crm_audit_transform.testing import InMemoryJobStore
 from crm_audit_transform.usecases import RunSettings, VerifySettings
 from crm_audit_transform.usecases._verify_leases import hold_every_lease, release_every_lease
 from crm_audit_transform.usecases._verify_repair import Repair
-from crm_audit_transform.usecases.verify import VerifyPorts
 from support.corpus_account import World
 
 LEASE = dt.timedelta(seconds=60)
@@ -63,17 +62,7 @@ class TestRepairWritesOverTheStatusItRead:
                 return held
 
         jobs = RolledBackAfterTheHold(world.jobs.jobs, clock=world.clock)
-        ports = VerifyPorts(
-            world.source,
-            world.users,
-            world.sso,
-            world.contacts,
-            InMemoryMigratedLogReader(world.logs),
-            jobs,
-            world.logs,
-            world.clock,
-            world.indexes,
-        )
+        ports = world.verify_ports(jobs)
         repair = Repair(ports, VerifySettings(repair=True), "verify")
         with pytest.raises(JobNotFound):
             repair.finish(job, Tally(processed=job.tally.processed + 3, migrated=job.tally.migrated + 3))
@@ -95,17 +84,7 @@ class TestRepairWritesOverTheStatusItRead:
                 return held
 
         jobs = CancelledAfterTheHold(world.jobs.jobs, clock=world.clock)
-        ports = VerifyPorts(
-            world.source,
-            world.users,
-            world.sso,
-            world.contacts,
-            InMemoryMigratedLogReader(world.logs),
-            jobs,
-            world.logs,
-            world.clock,
-            world.indexes,
-        )
+        ports = world.verify_ports(jobs)
         repair = Repair(ports, VerifySettings(repair=True), "verify")
         with pytest.raises(JobNotRunnable, match="cancelled, rolled back or taken over meanwhile"):
             repair.finish(job, Tally(processed=3, migrated=3))
