@@ -41,6 +41,8 @@ GAP_S = 0.05
 """Between the two SIGINTs: a quick Ctrl-C Ctrl-C at a terminal."""
 BOUND_S = 90
 """How long a command may take to end after its Ctrl-C Ctrl-C (a bound, not a figure)."""
+PROBE_S = 0.01
+"""How often a probe stops the dry run to look for its point: every 10 ms, as it moves on quickly."""
 ABORTED = "error: INTERRUPTED: aborted at once by Ctrl-C;"
 
 
@@ -122,7 +124,10 @@ def double_ctrl_c(
     runner = start_dry_run(inputs, out)
     try:
         wait_for(
-            lambda: held_at(runner, ready) or runner.poll() is not None, timeout_s=BOUND_S, what="the point"
+            lambda: held_at(runner, ready) or runner.poll() is not None,
+            timeout_s=BOUND_S,
+            what="the point",
+            pause_max_s=PROBE_S,
         )
         assert runner.poll() is None, "the dry run ended before the point: no Ctrl-C was sent"
         os.killpg(runner.pid, signal.SIGINT)  # the runner's is pending: it handles it as it goes on
@@ -246,6 +251,7 @@ class TestStoppedWorker:
                 lambda: held_at(runner, lambda r: bool(page_workers(r))) or runner.poll() is not None,
                 timeout_s=BOUND_S,
                 what="page workers",
+                pause_max_s=PROBE_S,
             )
             held = page_workers(runner)
             assert held, "the dry run ended before its page workers could be seen"
@@ -303,6 +309,7 @@ def three_ctrl_c_to_a_frozen_server(here: Path, inputs: list[str]) -> tuple[int,
             lambda: stop_fork_server(runner, servers) or runner.poll() is not None,
             timeout_s=BOUND_S,
             what="the fork server",
+            pause_max_s=PROBE_S,
         )
         assert servers, "the dry run ended before its fork server could be seen"
         if page_workers(runner):
