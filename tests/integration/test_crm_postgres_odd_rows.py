@@ -13,6 +13,7 @@ from crm_audit_adapters.crm_postgres import PostgresAuditSource, ReadOnlySession
 from crm_audit_adapters.crm_postgres.throwaway import drop_database
 from crm_audit_transform.config import load_default_config
 from crm_audit_transform.transformer import Transformer
+from crm_audit_transform.usecases.pages import PageSpan
 from support.postgres import create_audits, unique_database_name
 
 pytestmark = pytest.mark.postgres
@@ -44,6 +45,18 @@ def ascii_dsn(pg_server: str) -> Iterator[str]:
             conn.execute(insert.format(comment="NULL"), (1, changes, at))
             conn.execute(insert.format(comment="E'caf\\xe9'"), (2, changes, at))  # Latin-1, not UTF-8
             conn.execute(insert.format(comment="NULL"), (3, changes, None))
+            create_audits(conn, "odd_json", audited_changes="jsonb")
+            conn.execute(
+                "INSERT INTO odd_json.audits (id, auditable_id, auditable_type, action, audited_changes,"
+                " created_at) VALUES (%s, 7, 'Crm::Person', 'update', %s::jsonb, '2020-01-01')",
+                (1, '{"first_name": ["Budi", "B\u00f9di"]}'),
+            )
+            # SQL_ASCII takes any byte into a jsonb string: this one is Latin-1's é, not UTF-8.
+            conn.execute(
+                b"INSERT INTO odd_json.audits (id, auditable_id, auditable_type, action, audited_changes,"
+                b" created_at) VALUES (2, 7, 'Crm::Person', 'update',"
+                b' \'{"first_name": ["caf\xe9", "x"]}\', \'2020-01-01\')'
+            )
         yield dsn
     finally:
         drop_database(pg_server, name)
@@ -74,3 +87,25 @@ class TestOddRows:
         problems = [None if p.problem is None else p.problem.reason for p in prepared]
         assert problems == [None, None, "invalid_audit_row", "missing_created_at"]
         assert prepared[1].changes == {"first_name": ["Budi", "B\u00f9di"]}
+
+
+def test_a_jsonb_value_that_is_not_utf8_fails_its_row_alone(source: PostgresAuditSource) -> None:
+    """A SQL_ASCII jsonb holding a byte that is not UTF-8 failed the page it was on, every read, with
+    an untyped UnicodeDecodeError: it now comes as its bytes, which the loader refuses (bad_encoding)
+    for that row alone, in a page, a span and a read by id; the UTF-8 row beside it decodes."""
+    cutoff = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    rows = source.page("odd_json", SCOPE, after_id=0, cutoff=cutoff, limit=10)
+    span = source.span_rows(PageSpan("odd_json", SCOPE, cutoff, (1, 2)))
+    by_id = source.audit_by_id("odd_json", 2)
+    raw = b'{"first_name": ["caf\xe9", "x"]}'
+    for found in (rows, span):
+        assert [row.id for row in found] == [1, 2]
+        assert found[1].audited_changes == raw
+    assert by_id is not None
+    assert by_id.audited_changes == raw
+    prepared = Transformer(load_default_config()).prepare(rows)
+    assert prepared[0].problem is None
+    assert prepared[0].changes == {"first_name": ["Budi", "B\u00f9di"]}
+    problem = prepared[1].problem
+    assert problem is not None
+    assert (problem.reason, problem.detail.split(":")[0]) == ("malformed_audited_changes", "bad_encoding")

@@ -168,8 +168,9 @@ class TestUnrenderableJsonb:
         found: list[Any] = [by_id, *span]
         assert [row.id for row in found] == [HUGE_ID, 1, HUGE_ID, HUGE_ID + 1]
         assert found[0].audited_changes == OmittedChanges(HUGE_TEXT_BYTES, 32 << 20)
-        # 1 GiB less 1 MiB: the most text a value may take to be sent with its row
-        assert found[2].audited_changes == OmittedChanges(HUGE_TEXT_BYTES, (1 << 30) - (1 << 20))
+        # 1 GiB less 1 MiB and the largest comment read: the most text a value may take to be sent
+        # with its row
+        assert found[2].audited_changes == OmittedChanges(HUGE_TEXT_BYTES, (1 << 30) - (1 << 20) - (64 << 20))
         assert found[1].audited_changes == JsonbText('{"a": 1}')
         with pytest.raises(LimitExceeded) as refused:
             load_audited_changes(found[0].audited_changes, LoaderLimits())
@@ -203,6 +204,43 @@ def test_the_unrendered_measure_is_the_render_over_a_sql_sample(huge_dsn: str) -
     measured = {row.id: row.audited_changes for row in rows}
     assert measured.pop(HUGE_ID) == OmittedChanges(HUGE_TEXT_BYTES, 1)
     assert measured == {audit_id: OmittedChanges(size, 1) for audit_id, size in sizes.items()}
+
+
+DEEP_LEVELS = 12_000
+"""Arrays in arrays: jsonb's parser takes up to about 14,500 levels (max_stack_depth 2MB), jsonpath's
+``strict $.**`` walked about 10,000 before it failed with 54001 (stack depth limit exceeded)."""
+
+
+def test_a_value_nested_past_what_a_path_walk_takes_is_measured_too(huge_dsn: str) -> None:
+    """A value 12,000 levels deep in a page with the huge one: the measure by parts (after the render
+    met 54000) walked each value by jsonpath, which recursed a level at a time and failed with 54001,
+    the page halted on every run again. Both are measured: the deep value at its render's size (a
+    limit of exactly that size fetches it), refused by the loader for its depth, its row alone; the
+    huge one omitted."""
+    deep = "[" * DEEP_LEVELS + '{"deep": true}' + "]" * DEEP_LEVELS
+    with psycopg.connect(huge_dsn, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL(
+                "CREATE SCHEMA deep; CREATE TABLE deep.audits (LIKE acme.audits INCLUDING ALL);"
+                " INSERT INTO deep.audits SELECT * FROM acme.audits WHERE id IN (1, {})"
+            ).format(sql.Literal(HUGE_ID))
+        )
+        conn.execute(
+            "INSERT INTO deep.audits (id, auditable_id, auditable_type, action, audited_changes,"
+            " created_at) VALUES (2, 7, 'Crm::Person', 'update', %s::jsonb, '2021-01-01')",
+            (deep,),
+        )
+    with ReadOnlySession.from_dsn(huge_dsn) as session:
+        rows = PostgresAuditSource(session, max_changes_bytes=len(deep)).page(
+            "deep", SCOPE, after_id=0, cutoff=CUTOFF, limit=50
+        )
+    assert [row.audited_changes for row in rows] == [
+        JsonbText('{"a": 1}'),
+        JsonbText(deep),  # exactly at the limit: measured at its render's size
+        OmittedChanges(HUGE_TEXT_BYTES, len(deep)),
+    ]
+    with pytest.raises(LimitExceeded, match="depth"):
+        load_audited_changes(rows[1].audited_changes, LoaderLimits())
 
 
 class CountingSession(ReadOnlySession):

@@ -32,7 +32,12 @@ jsonb stores a value in far fewer bytes than its text may take (a numeric ``1e13
 stored, 131,072 digits rendered), and PostgreSQL renders no text past 1 GiB: measuring such a value
 failed its query with 54000 on every run, a halt of the job for one row. A query that meets 54000 is
 built once more measuring each jsonb value by its parts (``_JSONB_TEXT_BYTES``: the same count,
-rendering nothing), so that value is omitted with its exact size and its row fails alone as above.
+rendering nothing, at any depth), so that value is omitted with its exact size and its row fails
+alone as above.
+
+Every other text column is read up to a limit too (``text_columns``): past it the query sends its
+size, and the row carries what the rules would make of the value (a stand-in name, None, or
+``NotRead``, which fails the row).
 
 A ``created_at`` PostgreSQL holds but ``datetime`` cannot — ``infinity``, ``-infinity``, a year
 after 9999 or before 1 (BC) — would make psycopg raise ``DataError`` for the whole page, forever on
@@ -50,6 +55,7 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, Final, TypeVar, cast
 
+import attrs
 import psycopg
 from psycopg import sql
 from psycopg.abc import AdaptContext
@@ -61,6 +67,7 @@ from crm_audit_transform.loading import JsonbText, LoaderLimits, OmittedChanges
 from crm_audit_transform.ports import SpanReader
 from crm_audit_transform.usecases.pages import PageSpan
 
+from . import text_columns
 from .lookups import user_id_of
 from .session import AUDIT_COLUMNS, ReadOnlySession
 from .timestamps import aware_utc, naive_utc
@@ -176,10 +183,12 @@ _CONVERTIBLE: Final = 64 << 20
 _NO_SIZE: Final = sql.SQL("NULL::integer")
 _ID_AND_TEXTS: Final = sql.SQL("id, audited_changes, comment")
 """``_PAGE_IDS``' columns: what its byte budget measures."""
-_LARGEST_SENT: Final = (1 << 30) - (1 << 20)
+_LARGEST_SENT: Final = (1 << 30) - (1 << 20) - text_columns.COMMENT_CAP
 """The most bytes of text a value may take to be sent: PostgreSQL renders no text, and builds no row
 message, past 1 GiB (``MaxAllocSize``: a jsonb fails with 54000, a bytea's hex text with XX000), less
-1 MiB for the row's other columns. A value past it is omitted whatever ``max_changes_bytes`` says."""
+the largest ``comment`` read (``text_columns.COMMENT_CAP``, 64 MiB) and 1 MiB for the row's other
+columns (``text_columns.MAX_FIELD_BYTES`` each). A value past it is omitted whatever
+``max_changes_bytes`` says."""
 _UNSENDABLE: Final = sql.SQL("CASE WHEN sent_bytes > {} THEN sent_bytes END").format(
     sql.Literal(_LARGEST_SENT)
 )
@@ -192,10 +201,11 @@ class PostgresAuditSource:
     one row, however large. ``max_changes_bytes``: an ``audited_changes`` larger than this many bytes
     is not fetched, its row carries its size (``OmittedChanges``); give it the loader's
     ``LoaderLimits.max_bytes`` (the runner does), so that exactly the values the loader refuses stay
-    on the server. ``ValueError`` for a value that is not positive.
+    on the server; it is ``comment``'s limit too, at most 64 MiB (``text_columns``, which bounds the
+    other text columns). ``ValueError`` for a value that is not positive.
     """
 
-    __slots__ = ("_max_changes_bytes", "_page_bytes", "_session")
+    __slots__ = ("_max_changes_bytes", "_page_bytes", "_session", "_text_limits")
 
     def __init__(
         self,
@@ -211,6 +221,7 @@ class PostgresAuditSource:
         self._session = session
         self._page_bytes = page_bytes
         self._max_changes_bytes = max_changes_bytes
+        self._text_limits = text_columns.limits(max_changes_bytes)
 
     def scope_bounds(
         self, tenant: str, scope: Sequence[str], cutoff: dt.datetime | None
@@ -236,7 +247,7 @@ class PostgresAuditSource:
             return ()
         params = (after_id, list(scope), naive_utc(cutoff), limit, self._page_bytes)
         rows, limit_bytes = self._measured(tenant, _PAGE, _rows_of, params)
-        return tuple(_audit_row(tenant, row, limit_bytes) for row in rows)
+        return tuple(_audit_row(tenant, row, limit_bytes, self._text_limits) for row in rows)
 
     def page_ids(
         self, tenant: str, scope: Sequence[str], *, after_id: int, cutoff: dt.datetime, limit: int
@@ -258,7 +269,7 @@ class PostgresAuditSource:
         ids = list(span.ids)
         params = (ids[0], ids[-1], ids, list(span.scope), naive_utc(span.cutoff))
         rows, limit_bytes = self._measured(span.tenant, _SPAN, _rows_of, params)
-        return tuple(_audit_row(span.tenant, row, limit_bytes) for row in rows)
+        return tuple(_audit_row(span.tenant, row, limit_bytes, self._text_limits) for row in rows)
 
     def span_reader(self) -> SpanReader | None:
         """``span_rows`` for a worker process (``ports.AuditPageIds``): a ``PostgresSpanReader`` over a
@@ -296,7 +307,7 @@ class PostgresAuditSource:
 
     def audit_by_id(self, tenant: str, audit_id: int) -> AuditRow | None:
         row, limit_bytes = self._measured(tenant, _BY_ID, _row_by_id, audit_id)
-        return None if row is None else _audit_row(tenant, row, limit_bytes)
+        return None if row is None else _audit_row(tenant, row, limit_bytes, self._text_limits)
 
     def _plain(self, template: sql.SQL, tenant: str) -> Callable[[psycopg.Connection], sql.Composed]:
         """``template`` (``_BOUNDS``, ``_QUANTILES``) for the tenant's checked schema."""
@@ -322,23 +333,31 @@ class PostgresAuditSource:
 
         def prepare(*, unrendered: bool = False) -> Callable[[psycopg.Connection], T]:
             nonlocal limit
-            changes_type = self._session.audit_changes_type(tenant)
+            types = self._session.audit_column_types(tenant)
+            changes_type = types["audited_changes"]
             limit = _omission_limit(changes_type, self._max_changes_bytes)
-            query = self._query(template, tenant, changes_type, limit, unrendered=unrendered)
+            fetched = _fetched(limit, text_columns.bounded(types, self._text_limits))
+            query = self._query(template, tenant, changes_type, limit, fetched, unrendered=unrendered)
             return partial(read, query, params)
 
         found = self._session.run_checked(tenant, prepare, on_limit=partial(prepare, unrendered=True))
         return found, limit
 
     def _query(
-        self, template: sql.SQL, tenant: str, changes_type: str, limit: int, *, unrendered: bool
+        self,
+        template: sql.SQL,
+        tenant: str,
+        changes_type: str,
+        limit: int,
+        fetched: sql.Composed,
+        *,
+        unrendered: bool,
     ) -> Callable[[psycopg.Connection], sql.Composed]:
         """``template`` for the tenant, on a connection: the size expressions depend on the column's
         type (``ReadOnlySession.audit_changes_type``) and the server's encoding (``_sent_bytes``,
         ``_changes_size``). Built inside ``ReadOnlySession.run_checked``, so a type a deploy changed
         is read again."""
         schema = self._session.schema(tenant, "audits")
-        fetched = _fetched(limit)
         columns = _ID_AND_TEXTS if template is _PAGE_IDS else _COLUMNS
         sent = _sent_bytes(changes_type, unrendered=unrendered)
         candidates = _KEYSET.format(columns=columns, schema=schema)
@@ -363,19 +382,24 @@ def _omission_limit(changes_type: str, max_changes_bytes: int) -> int:
     return min(max_changes_bytes, largest)
 
 
-def _fetched(max_changes_bytes: int) -> sql.Composed:
+def _fetched(
+    max_changes_bytes: int, texts: tuple[Mapping[str, sql.Composable], sql.Composable]
+) -> sql.Composed:
     """The audit columns (``AUDIT_COLUMNS``' order) over a query that measured ``changes_bytes``:
     ``audited_changes`` NULL where it holds more than ``max_changes_bytes``, then that size (else
-    NULL) as a last column, which ``_audit_row`` makes ``OmittedChanges``. The limit is an integer
-    literal (a constant of the source), so the query's parameters stay the ones they were."""
+    NULL) as a column, which ``_audit_row`` makes ``OmittedChanges``; the other text columns read up
+    to their limits, and their sizes past them as a last column (``texts``:
+    ``text_columns.bounded``). The limit is an integer literal (a constant of the source), so the
+    query's parameters stay the ones they were."""
+    bounded, sizes = texts
     over = sql.SQL("changes_bytes > {}").format(sql.Literal(int(max_changes_bytes)))
     columns = [
         sql.SQL("CASE WHEN {} THEN NULL ELSE audited_changes END AS audited_changes").format(over)
         if name == "audited_changes"
-        else sql.Identifier(name)
+        else bounded.get(name, sql.Identifier(name))
         for name in AUDIT_COLUMNS
     ]
-    return sql.SQL(", ").join([*columns, sql.SQL("CASE WHEN {} THEN changes_bytes END").format(over)])
+    return sql.SQL(", ").join([*columns, sql.SQL("CASE WHEN {} THEN changes_bytes END").format(over), sizes])
 
 
 def _sent_bytes(changes_type: str, *, unrendered: bool = False) -> sql.Composable:
@@ -435,20 +459,26 @@ _LONG_ESCAPED: Final = (
     "E'" + "".join(f"\\x{c:02x}" for c in range(1, 32) if c not in (8, 9, 10, 12, 13)) + "'"
 )
 _STRING_NODE: Final = "(node #>> '{}')"  # a jsonb string's text
-# The length of a jsonb value's text (jsonb_out), summed over its nodes (jsonpath's strict $.**: the
-# value and every value inside it, PostgreSQL 12+), without rendering it: an object's braces, and for
-# each key its quoted text, ": " and ", " (the last one's counted as the closing brace); an array's
-# brackets and ", " between elements; a string quoted and escaped; a number, true, false or null as
-# it is rendered (at most ~150 KB: a numeric's 131,072 digits and 16,383 decimals). The tests compare
-# it with octet_length(value::text) over escapes, numbers, keys, nesting and empty containers.
+# The length of a jsonb value's text (jsonb_out), summed over its nodes (the value and every value
+# inside it), without rendering it: an object's braces, and for each key its quoted text, ": " and
+# ", " (the last one's counted as the closing brace); an array's brackets and ", " between elements;
+# a string quoted and escaped; a number, true, false or null as it is rendered (at most ~150 KB: a
+# numeric's 131,072 digits and 16,383 decimals). The tests compare it with octet_length(value::text)
+# over escapes, numbers, keys, nesting and empty containers. The nodes come from a recursive CTE, a
+# level an iteration: jsonpath's strict $.** recursed once a level on the server's stack and failed
+# with 54001 (stack depth) past about 10,000 levels, which jsonb's parser accepts up to about 14,500
+# (max_stack_depth 2MB) and its render at any depth — the page failing on every run again.
 # Not a template (sql.SQL's braces are not read): a Composable placed as it is.
 _JSONB_TEXT_BYTES: Final = sql.SQL(
-    "(SELECT sum(CASE jsonb_typeof(node) WHEN 'object' THEN"  # noqa: S608 (constants)
+    "(WITH RECURSIVE nodes(node) AS (SELECT audited_changes UNION ALL SELECT child FROM nodes,"  # noqa: S608
+    " LATERAL (SELECT value FROM jsonb_each(CASE jsonb_typeof(node) WHEN 'object' THEN node END)"
+    " UNION ALL SELECT value FROM jsonb_array_elements(CASE jsonb_typeof(node) WHEN 'array' THEN node END)"
+    ") AS children(child))"
+    " SELECT sum(CASE jsonb_typeof(node) WHEN 'object' THEN"
     f" (SELECT coalesce(sum(6 + {_escaped_bytes('k')}), 2) FROM jsonb_object_keys(node) AS k)"
     " WHEN 'array' THEN greatest(2 * jsonb_array_length(node), 2)"
     f" WHEN 'string' THEN 2 + {_escaped_bytes(_STRING_NODE)}"
-    " ELSE octet_length(node::text) END)::bigint"
-    " FROM jsonb_path_query(audited_changes, 'strict $.**') AS node)"
+    " ELSE octet_length(node::text) END)::bigint FROM nodes)"
 )
 
 
@@ -481,18 +511,30 @@ class _JsonbTextLoader(Loader):
 
     The text comes in the connection's encoding: in a LATIN1 database an ``é`` is one byte, which
     decoding it as UTF-8 refused (``UnicodeDecodeError``: every read of the page failed). A
-    SQL_ASCII database's bytes are the app's, UTF-8 in practice (``encodings``)."""
+    SQL_ASCII database's bytes are the app's, UTF-8 in practice (``encodings``); a value there that
+    is not UTF-8 comes as its bytes, which the loader refuses (``BadEncoding``) for its row alone:
+    it failed the page's every read. In another encoding a byte its codec lacks still fails the
+    page (psycopg's own text loader fails it the same way for any text column)."""
 
-    __slots__ = ("_encoding",)
+    __slots__ = ("_encoding", "_sql_ascii")
 
     def __init__(self, oid: int, context: AdaptContext | None = None) -> None:
         super().__init__(oid, context)
         conn = context.connection if context is not None else None
         encoding = conn.info.encoding if conn is not None else "utf-8"
-        self._encoding = "utf-8" if encoding == "ascii" else encoding
+        self._sql_ascii = encoding == "ascii"  # psycopg's name for SQL_ASCII
+        self._encoding = "utf-8" if self._sql_ascii else encoding
 
-    def load(self, data: Buffer) -> JsonbText:
-        return JsonbText(bytes(data).decode(self._encoding))
+    def load(self, data: Buffer) -> JsonbText | bytes:
+        raw = bytes(data)
+        try:
+            return JsonbText(raw.decode(self._encoding))
+        except UnicodeDecodeError:
+            if not self._sql_ascii:
+                raise
+            # SQL_ASCII stores whatever bytes the app sent: a value that is not UTF-8 stays bytes,
+            # which the loader refuses (BadEncoding) for its row alone, as for a text column.
+            return raw
 
 
 class _TimeLoader(Loader):
@@ -571,11 +613,13 @@ def _rows(conn: psycopg.Connection, query: sql.Composed, params: Sequence[Any]) 
         return _cursor(conn).execute(query, params).fetchall()
 
 
-def _audit_row(tenant: str, row: tuple[Any, ...], max_changes_bytes: int) -> AuditRow:
+def _audit_row(
+    tenant: str, row: tuple[Any, ...], max_changes_bytes: int, text_limits: Mapping[str, int]
+) -> AuditRow:
     (
         id_, auditable_type, auditable_id, action, changes, created_at, associated_id,
         associated_type, user_id, user_type, username, version, comment, remote_address, request_uuid,
-        omitted_bytes,
+        omitted_bytes, omitted_texts,
     ) = row  # fmt: skip
     if omitted_bytes is not None:  # not fetched: more than max_changes_bytes (_fetched)
         changes = OmittedChanges(omitted_bytes, max_changes_bytes)
@@ -591,10 +635,15 @@ def _audit_row(tenant: str, row: tuple[Any, ...], max_changes_bytes: int) -> Aud
     if user_id is not None and type(user_id) is not int:
         user_id = user_id_of(user_id)
     # AuditRow's fields in order, passed by position: a row is built per audit, and keywords cost.
-    return AuditRow(
+    audit = AuditRow(
         tenant, id_, auditable_type, auditable_id, action, changes, created_at, associated_id,
         associated_type, user_id, user_type, username, version, comment, remote_address, request_uuid,
     )  # fmt: skip
+    if omitted_texts is None:  # no text column past its limit (text_columns.bounded)
+        return audit
+    stand_ins = text_columns.stand_ins(omitted_texts, text_limits, has_user=user_id is not None)
+    # A NotRead where AuditRow declares a str, on purpose: the transformer fails that row for it.
+    return attrs.evolve(audit, **cast("dict[str, Any]", stand_ins))
 
 
 _DATETIME: Final = dt.datetime

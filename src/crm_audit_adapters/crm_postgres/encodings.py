@@ -4,7 +4,8 @@
 (UTF-8, in practice), and psycopg therefore hands every text value back as ``bytes``, so every row
 failed as ``invalid_audit_row``. On such a connection the text types are decoded as UTF-8, value by
 value; a value that is not UTF-8 stays ``bytes``, which fails that one row (``invalid_audit_row``,
-or ``bad_encoding`` for ``audited_changes``) and no other.
+or ``bad_encoding`` for ``audited_changes``, a json or jsonb one too: ``audits._JsonbTextLoader``)
+and no other.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Final, TypeVar
 
 import attrs
@@ -194,7 +194,7 @@ class ReadOnlySession:
     the wrong nesting level"), a 503 for a database that is up.
     """
 
-    __slots__ = ("_changes_types", "_conn", "_connect", "_known_schemas", "_lock", "_retry", "_timeout")
+    __slots__ = ("_column_types", "_conn", "_connect", "_known_schemas", "_lock", "_retry", "_timeout")
 
     def __init__(
         self,
@@ -213,7 +213,7 @@ class ReadOnlySession:
         self._retry = attrs.evolve(retry, sleep=sleep) if sleep is not None else retry
         self._conn: psycopg.Connection | None = None
         self._known_schemas: set[tuple[str, str]] = set()
-        self._changes_types: dict[str, str] = {}  # tenant → its audits.audited_changes type
+        self._column_types: dict[str, dict[str, str]] = {}  # tenant → its audits columns' types
         # Reentrant: a unit of work may call ``schema`` (another ``run``) on the thread holding it.
         self._lock = threading.RLock()
 
@@ -232,7 +232,7 @@ class ReadOnlySession:
         self._connect, self._timeout, self._retry = state
         self._conn = None
         self._known_schemas = set()
-        self._changes_types = {}
+        self._column_types = {}
         self._lock = threading.RLock()
 
     def run(self, work: Callable[[psycopg.Connection], T]) -> T:
@@ -314,7 +314,7 @@ class ReadOnlySession:
     def _forget(self, tenant: str) -> None:
         """Drop what ``schema`` checked of the tenant: the next query's ``schema`` checks it again."""
         self._known_schemas = {known for known in self._known_schemas if known[0] != tenant}
-        self._changes_types.pop(tenant, None)
+        self._column_types.pop(tenant, None)
 
     def schema(self, tenant: str, table: str) -> sql.Identifier:
         """The tenant's schema as a quoted identifier, once it is known to exist and to hold ``table``
@@ -329,7 +329,7 @@ class ReadOnlySession:
             if not table_found:
                 raise UnknownTenant(tenant, f"the schema has no table {table!r}: not a CRM tenant schema")
             if table == "audits":
-                self._changes_types[tenant] = self._check_audit_columns(tenant)
+                self._column_types[tenant] = self._check_audit_columns(tenant)
             self._known_schemas.add((tenant, table))
         return sql.Identifier(tenant)
 
@@ -337,17 +337,23 @@ class ReadOnlySession:
         """The type of the tenant's ``audits.audited_changes`` as ``format_type`` names it (a domain's
         base type; ``citext`` as such): one of the accepted ones (``text``, ``character varying``,
         ``character``, ``citext``, ``json``, ``jsonb``, ``bytea``). ``UnknownTenant`` as ``schema``."""
-        self.schema(tenant, "audits")
-        return self._changes_types[tenant]
+        return self.audit_column_types(tenant)["audited_changes"]
 
-    def _check_audit_columns(self, tenant: str) -> str:
+    def audit_column_types(self, tenant: str) -> Mapping[str, str]:
+        """The type of each column of the tenant's ``audits`` table, by name, as ``format_type``
+        names it (a domain's base type; ``citext`` as such), once ``schema`` accepted the table:
+        ``PostgresAuditSource`` bounds the text columns among them. ``UnknownTenant`` as ``schema``."""
+        self.schema(tenant, "audits")
+        return self._column_types[tenant]
+
+    def _check_audit_columns(self, tenant: str) -> dict[str, str]:
         """``UnknownTenant`` for an ``audits`` table the audit queries cannot read: a column missing,
         a column they compare or measure of another type (``_AUDIT_COLUMN_TYPES``), or a table whose
         ``id`` no primary key or unique index keeps unique (a view is taken as it is; a partitioned
         table by a unique key holding ``id`` with ``id`` drawn from a sequence or an identity). Such a table
         made every page query (or the trigger's bounds) fail on every retry — as an outage
         (``SourceUnavailable``) or an untyped error — where a column of an odd type elsewhere fails
-        each row alone (``invalid_audit_row``). Returns the type of ``audited_changes``."""
+        each row alone (``invalid_audit_row``). Returns the type of each column, by name."""
         rows = self.run(lambda conn: conn.execute(_AUDIT_COLUMNS, (tenant,)).fetchall())
         found: dict[str, str] = dict(rows)
         missing = [name for name in AUDIT_COLUMNS if name not in found]
@@ -373,7 +379,7 @@ class ReadOnlySession:
                 "unique key holding id with id drawn from a sequence), so a repeated id would be lost: "
                 "not audited's audits table (add the primary key audited creates)",
             )
-        return found["audited_changes"]
+        return found
 
     def close(self) -> None:
         """Close the connection (once no ``run`` holds it); the next ``run`` opens a new one."""
