@@ -50,6 +50,18 @@ class TestCategoryMapper:
             assert isinstance(rejected, Rejection)
             assert (rejected.reason, rejected.skip) == ("unmapped_action_type", True)
 
+    def test_a_huge_hostile_type_or_action_is_named_cut_and_escaped(self) -> None:
+        """audited's ``auditable_type`` and ``action`` are unbounded: a 1 MB name with control
+        characters is named in the detail escaped and cut, never whole."""
+        hostile = "\x1b[2J\n\x00evil" + "k" * 1_000_000
+        for auditable_type, action in ((hostile, "create"), ("Crm::Deal", hostile)):
+            rejected = MAPPER.map("acme", auditable_type, 1, action, {})
+            assert isinstance(rejected, Rejection)
+            assert len(rejected.detail) < 600
+            assert "'\\x1b[2J\\n\\x00evilkkk" in rejected.detail
+            assert f"({len(hostile)} characters)" in rejected.detail
+            assert rejected.detail.isprintable()
+
     def test_per_type_actions_override_the_defaults(self) -> None:
         """A type's own ``actions`` table replaces the default name of that action only."""
         mapper = CategoryMapper(

@@ -17,7 +17,7 @@ from ..config import MappingConfig
 from ..config.model import StatusRule, TypeMapping
 from ..values import Changes
 from ._ids import as_id, new_value
-from .verdict import Rejection
+from .verdict import Rejection, shown_name
 
 
 @fast_init  # built for every row: see _fast_init
@@ -58,7 +58,8 @@ class CategoryMapper:
     ) -> MappedCategory | Rejection:
         entry = self._types.get(auditable_type)
         if entry is None:
-            return Rejection(reasons.UNMAPPED_ACTION_TYPE, f"auditable_type {auditable_type!r} is not mapped")
+            detail = f"auditable_type {shown_name(auditable_type)} is not mapped"
+            return Rejection(reasons.UNMAPPED_ACTION_TYPE, detail)
         mapping, actions = entry
         if mapping.link is not None and action in self._link_actions:
             linked_id = as_id(changes.get(mapping.link.id_column))
@@ -67,9 +68,8 @@ class CategoryMapper:
             )
         cdp_action = actions.get(action)
         if cdp_action is None:
-            return Rejection(
-                reasons.UNMAPPED_ACTION_TYPE, f"action {action!r} of {auditable_type!r} is not mapped"
-            )
+            detail = f"action {shown_name(action)} of {shown_name(auditable_type)} is not mapped"
+            return Rejection(reasons.UNMAPPED_ACTION_TYPE, detail)
         if action == "update" and mapping.status_rules:
             return self._status(tenant, auditable_type, auditable_id, mapping, cdp_action, changes)
         return MappedCategory(mapping.category, cdp_action)

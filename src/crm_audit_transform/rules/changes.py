@@ -17,20 +17,10 @@ from .. import reasons
 from ..config import MappingConfig
 from ..domain import FieldChange
 from ..values import Changes, Value
-from .verdict import Rejection
+from .verdict import Rejection, shown_name
 
 _DEFAULT_LABELS_KEPT = 4096
 _NONE: frozenset[str] = frozenset()
-_COLUMN_SHOWN = 120  # characters of a column's name that a rejection's detail shows
-
-
-def _shown(column: str) -> str:
-    """A column's name as a detail shows it: its first 120 characters, escaped by ``repr`` (control
-    and non-printable characters as ``\\x..`` escapes), and its length when cut. A YAML key a row
-    wrote may be of any size and hold any character; the detail goes to logs, status and outcomes."""
-    if len(column) <= _COLUMN_SHOWN:
-        return repr(column)
-    return f"{column[:_COLUMN_SHOWN]!r}… ({len(column)} characters)"
 
 
 def _default_label(column: str) -> str:
@@ -107,7 +97,7 @@ class ChangesExtractor:
                 elif isinstance(value, str) and value in self._redaction_values:
                     from_, to = self._marker, self._marker  # audited < 5.1: unchanged, redacted
                 else:
-                    return _malformed(f"update value of {_shown(column)} is not [old, new]")
+                    return _malformed(f"update value of {shown_name(column)} is not [old, new]")
             elif destroy:
                 from_, to = value, None
             else:
@@ -138,7 +128,7 @@ class ChangesExtractor:
             elif column in redacted or (isinstance(value, str) and value in self._redaction_values):
                 from_, to = self._marker, self._marker  # audited < 5.1: unchanged, redacted
             else:
-                return _malformed(f"update value of {_shown(column)} is not [old, new]")
+                return _malformed(f"update value of {shown_name(column)} is not [old, new]")
         elif destroy:
             from_, to = value, None
         else:

@@ -11,7 +11,7 @@ import datetime as dt
 
 from .. import reasons
 from ..domain import AuditRow, Contact, UnreadableTime
-from .verdict import Rejection
+from .verdict import Rejection, shown_name
 
 
 class SyncWatermark:
@@ -40,4 +40,5 @@ def time_rejection(created_at: UnreadableTime | None) -> Rejection:
 
 def unreadable_time(created_at: UnreadableTime) -> str:
     """The failure detail of a row whose ``created_at`` is an ``UnreadableTime``."""
-    return f"created_at {created_at.text!r} is not a time of the years 1-9999 (UTC) that a datetime can hold"
+    text = shown_name(created_at.text)
+    return f"created_at {text} is not a time of the years 1-9999 (UTC) that a datetime can hold"
