@@ -158,3 +158,43 @@ def test_a_progress_file_that_is_not_one_is_bad_input(tmp_path: Path, text: str)
     progress.path.write_text(text, encoding="utf-8")
     with pytest.raises(FileFormatError, match="not a dry run's progress"):
         progress.read()
+
+
+TORN_STARTS = [b'{"company_sso_id":"', b'{"company_sso_id":"' + COMPANY.encode() + b'","ex']
+"""Where a kill mid-write may cut a log's line: in its first key, or past its company."""
+
+
+@pytest.mark.parametrize("torn", TORN_STARTS)
+def test_verify_of_a_dry_run_killed_mid_write_reads_past_the_torn_line(
+    tmp_path: Path, inputs: list[str], torn: bytes
+) -> None:
+    """A kill mid-write leaves the output's last line torn (the start of a log, no newline) beside
+    the progress file: verify leaves that line out, as the sink drops it when it opens the file, and
+    says the dry run did not finish (exit 10, nothing missing) rather than refuse the output."""
+    out = _stopped_by_a_bad_line(tmp_path, inputs, "1")
+    stopped = DryRunProgress(out).read()
+    assert stopped is not None
+    with out.open("ab") as stream:
+        stream.write(torn)
+    report = tmp_path / "verify.json"
+    code, stdout, stderr = invoke(*inputs, "--out", str(out), "--verify", "--report", str(report))
+    assert code == exit_codes.NOT_VERIFIED, stdout + stderr
+    doc = json.loads(report.read_text())
+    assert (doc["findings"]["missing"]["count"], doc["job"]["consistent"]) == (0, True)
+    assert doc["pending"]["count"] > 0
+    assert f"stopped after audit id {stopped.last_audit_id}" in stderr
+    assert f"Its last line, cut off mid-write at byte {out.stat().st_size - len(torn)}, is left out" in stderr
+    assert out.read_bytes().endswith(torn), "verify reads the output, it never changes it"
+
+
+def test_a_torn_last_line_with_no_progress_file_is_still_refused(tmp_path: Path, inputs: list[str]) -> None:
+    """Without a progress file the output claims a finished dry run: a torn last line is then not a
+    crash state of it, and verify refuses the file (exit 7) as before."""
+    out = tmp_path / "logs.jsonl"
+    code, _, stderr = invoke(*inputs, "--out", str(out))
+    assert code == 0, stderr
+    with out.open("ab") as stream:
+        stream.write(b'{"company_sso_id":"')
+    code, stdout, stderr = invoke(*inputs, "--out", str(out), "--verify")
+    assert code == exit_codes.BAD_INPUT, stdout + stderr
+    assert "not a JSON document" in stderr

@@ -236,11 +236,13 @@ def dry_run(
                 raise click.UsageError("--verify needs --out naming a dry run's existing output file")
             from ..files.verification import JsonlMigratedLogReader
 
-            reader = JsonlMigratedLogReader(out)
             progress_file = DryRunProgress(out)
             unfinished = progress_file.read()
             if unfinished is not None and (unfinished.company_sso_id, unfinished.tenant) != (company, tenant):
                 unfinished = None  # another account's dry run into the same file: not this one's
+            # A dry run killed mid-write may have left its last line torn: read as its next run's
+            # sink would find the file (which drops it), not refused (files.output_tail).
+            reader = JsonlMigratedLogReader(out, torn_tail=unfinished is not None)
             jobs = None
             if unfinished is not None:
                 # Verified against where it stopped: rows past its cursor are pending, not missing.
@@ -262,7 +264,7 @@ def dry_run(
             )
             verified = verifier.verify(str(company), str(tenant))
             if unfinished is not None:
-                click.echo(_unfinished_line(out, progress_file.path, unfinished), err=True)
+                click.echo(_unfinished_line(out, progress_file.path, unfinished, reader.torn_at), err=True)
             if report is not None:
                 _write_report(report, dumps(verified.to_json(), indent=2, ensure_ascii=True), to_stderr=False)
             show(verified, as_json=False)
@@ -359,13 +361,19 @@ def _keep_progress(jobs: ProgressJobs, company: str) -> None:
             jobs.progress.write(job)
 
 
-def _unfinished_line(out: Path, progress: Path, job: MigrationJob) -> str:
-    """What ``--verify`` says of an output whose dry run did not finish (stderr)."""
+def _unfinished_line(out: Path, progress: Path, job: MigrationJob, torn_at: int | None) -> str:
+    """What ``--verify`` says of an output whose dry run did not finish (stderr); ``torn_at``: the
+    offset of a torn last line verify left out."""
+    torn = (
+        ""
+        if torn_at is None
+        else f" Its last line, cut off mid-write at byte {torn_at}, is left out: the next run drops it."
+    )
     return (
         f"note: the dry run that wrote {out} did not finish: it stopped after audit id {job.last_audit_id}, "
         f"{job.tally.processed} rows processed ({progress.name} says so; a dry run that completes "
-        "removes it). The rows past it are pending, not missing: run the dry run again with the same "
-        "--out to finish it, then verify again"
+        f"removes it).{torn} The rows past it are pending, not missing: run the dry run again with the "
+        "same --out to finish it, then verify again"
     )
 
 

@@ -68,7 +68,15 @@ from .keys import Token, WrittenKeys, new_packed_ids
 from .lines import LONG_LINE_HEAD, PathLike
 from .long_lines import skim_long_line
 
-__all__ = ["JSONL_ENCODING", "FsyncMode", "JsonlActivityLogSink", "encode_log_line", "jsonl_log", "sink_line"]
+__all__ = [
+    "JSONL_ENCODING",
+    "FsyncMode",
+    "JsonlActivityLogSink",
+    "encode_log_line",
+    "jsonl_log",
+    "sink_line",
+    "torn_start",
+]
 
 
 BSON_BYTES_PER_JSON_BYTE: Final = 7
@@ -334,7 +342,7 @@ class JsonlActivityLogSink:
 
         A last line without its newline that is a whole JSON document (a file edited by hand, or
         joined from parts) is kept and given its newline. One that does not parse is removed only
-        when it is the start of a line this sink writes (``_torn``): anything else is not this
+        when it is the start of a line this sink writes (``torn_start``): anything else is not this
         sink's output, and the file is refused (``FileFormatError``) and left as it is, as a file
         with a line that is not JSON is. A line longer than ``_HELD_LINE_BYTES`` is read on in
         blocks for its three keys (``long_lines.skim_long_line``), never held whole.
@@ -365,7 +373,7 @@ class JsonlActivityLogSink:
                     except FileFormatError as error:
                         problem = error
                 if problem is not None:
-                    if not ended and _torn(raw):
+                    if not ended and torn_start(raw):
                         existing.truncate(offset)
                         break
                     if not ended:
@@ -413,7 +421,7 @@ def _copy_span(source: IO[bytes], out: IO[bytes], start: int, end: int) -> None:
         left -= len(block)
 
 
-def _torn(raw: bytes) -> bool:
+def torn_start(raw: bytes) -> bool:
     """Whether ``raw`` (a last line, unterminated) is a start of a line this sink writes, or wrote in
     an earlier release: ``{"company_sso_id":"`` (compact) or ``{"company_sso_id": "`` (spaced), or a
     part of one of them."""

@@ -34,6 +34,7 @@ from crm_audit_transform.verification import OWNED_FIELDS, MigratedDoc, run_meta
 
 from ..mongo.bson_values import to_bson_datetime
 from ..mongo.document_limits import MAX_DOCUMENT_BYTES
+from . import output_tail
 from .errors import FileFormatError
 from .lines import LONG_LINE_HEAD, PathLike
 from .log_index import LogIndex
@@ -290,11 +291,23 @@ class StoredLine:
 
 
 class JsonlMigratedLogReader:
-    """``ports.MigratedLogReader`` over a dry run's ``--out`` file (which must not change meanwhile)."""
+    """``ports.MigratedLogReader`` over a dry run's ``--out`` file (which must not change meanwhile).
 
-    def __init__(self, path: PathLike) -> None:
+    ``torn_tail``: a last line the sink would drop as torn when it opens the file (a kill
+    mid-write, ``output_tail.torn_tail``) is left out rather than refused, and ``torn_at`` is its
+    offset (else None). Only for an output whose dry run did not finish: a finished one has no such
+    line, and one is then refused (``FileFormatError``, as any line that is not a JSON object).
+    """
+
+    def __init__(self, path: PathLike, *, torn_tail: bool = False) -> None:
         self._path = path
+        self.torn_at: int | None = None
         with open(path, "rb") as stream:
+            if torn_tail and (torn_at := output_tail.torn_tail(stream, path)) is not None:
+                self.torn_at = torn_at
+                self._index = LogIndex.of_stream(output_tail.upto(stream, torn_at), path)
+                return
+            stream.seek(0)
             self._index = LogIndex.of_stream(stream, path)
 
     def migrated_logs(self, company_sso_id: str, external_ids: Collection[str]) -> Sequence[StoredLine]:
