@@ -33,9 +33,11 @@ bytes appended since alone.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import time
+from collections.abc import Iterator
 from typing import Final, Protocol
 
 from . import mounts
@@ -49,6 +51,22 @@ class _Digest(Protocol):
     def update(self, data: memoryview, /) -> None: ...
 
     def hexdigest(self) -> str: ...
+
+
+@contextlib.contextmanager
+def _opened(path: PathLike) -> Iterator[tuple[int, os.stat_result] | None]:
+    """The file's descriptor, opened to read, and its status, closed on exit; None when it cannot
+    be opened (the read that follows says why). Not blocking: opening a FIFO for reading would wait
+    for a writer."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        yield None
+        return
+    try:
+        yield descriptor, os.fstat(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 SAMPLE_BYTES: Final = 4096
@@ -83,13 +101,10 @@ class FileMark:
         cannot be opened is let be: the read that follows says why. One ``open``, one ``fstat`` and
         two reads of ``SAMPLE_BYTES`` a call.
         """
-        try:
-            # Not blocking: opening a FIFO for reading would wait for a writer.
-            descriptor = os.open(self._path, os.O_RDONLY | os.O_NONBLOCK)
-        except OSError:
-            return
-        try:
-            status = os.fstat(descriptor)
+        with _opened(self._path) as opened:
+            if opened is None:
+                return
+            descriptor, status = opened
             if not stat.S_ISREG(status.st_mode):
                 return
             size, seen = status.st_size, self._size
@@ -125,8 +140,6 @@ class FileMark:
                 )
             self._size, self._stamp = size, _stamp(status)
             self._head, self._tail = _samples(descriptor, size)
-        finally:
-            os.close(descriptor)
 
 
 def _stamp(status: os.stat_result) -> tuple[int, int, int]:
@@ -170,18 +183,12 @@ def digest_mark(path: PathLike) -> str | None:
     such as ext4, xfs, btrfs, tmpfs; not FUSE or network mounts, nor any whose type cannot be read,
     such as every file off Linux).
     """
-    try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError:
-        return None
-    try:
-        before = os.fstat(descriptor)
-        if not stat.S_ISREG(before.st_mode):
+    with _opened(path) as opened:
+        if opened is None or not stat.S_ISREG(opened[1].st_mode):
             return None
+        descriptor, before = opened
         digest, size = _digest(descriptor, None)
         after = os.fstat(descriptor)
-    finally:
-        os.close(descriptor)
     mark = f"{DIGEST}:{size}:{digest.hexdigest()}"
     stamp = _digest_stamp(after)
     if stamp != _digest_stamp(before) or after.st_size != size:
@@ -239,12 +246,10 @@ class GrowingMark:
         if parsed is None:
             return _FOREIGN
         seen, expected, stamp = parsed
-        try:
-            descriptor = os.open(self._path, os.O_RDONLY | os.O_NONBLOCK)
-        except OSError:
-            return None
-        try:
-            status = os.fstat(descriptor)
+        with _opened(self._path) as opened:
+            if opened is None:
+                return None
+            descriptor, status = opened
             if not stat.S_ISREG(status.st_mode):
                 return "the file is not a regular file now: it cannot be checked against the job's"
             if (
@@ -258,8 +263,6 @@ class GrowingMark:
                 return None
             since = time.time_ns()
             digest, size = _digest(descriptor, seen)
-        finally:
-            os.close(descriptor)
         if size < seen:
             return f"the file holds {size} bytes, short of the {seen} bytes it held when the job was made"
         if digest.hexdigest() != expected:
@@ -279,9 +282,9 @@ class GrowingMark:
         read up to ``mark``'s size are not the ones ``mark`` was taken of: the file changed under
         the run. Bytes read before are not read again: a change to them since makes a grown mark
         of bytes the file no longer holds, which the next check (a run's, verify's) refuses. The
-        grown mark
-        keeps a stamp (as ``digest_mark``'s) only when the file was last written ``RACY_NS`` or
-        more before that read began and not during it, on a mount that keeps change times.
+        grown mark keeps a stamp (as ``digest_mark``'s) only when the file was last written
+        ``RACY_NS`` or more before that read began and not during it, on a mount that keeps change
+        times.
         """
         parsed = _parsed(mark)
         if parsed is None:
@@ -290,13 +293,12 @@ class GrowingMark:
         try:
             if os.stat(self._path).st_size <= seen:
                 return None
-            descriptor = os.open(self._path, os.O_RDONLY | os.O_NONBLOCK)
         except OSError:
             return None
-        try:
-            before = os.fstat(descriptor)
-            if not stat.S_ISREG(before.st_mode):
+        with _opened(self._path) as opened:
+            if opened is None or not stat.S_ISREG(opened[1].st_mode):
                 return None
+            descriptor, before = opened
             digest, read, since = self._hashed, self._read, self._since_ns
             if digest is None or read > seen:
                 # Nothing read yet (the check passed on the stamp), or read past this mark (a
@@ -313,8 +315,6 @@ class GrowingMark:
                 )
             size = read + _feed(descriptor, digest, read, None)
             after = os.fstat(descriptor)
-        finally:
-            os.close(descriptor)
         self._hashed, self._read, self._since_ns = digest, size, since
         grown = f"{DIGEST}:{size}:{digest.hexdigest()}"
         stamp = _digest_stamp(after)
