@@ -80,6 +80,9 @@ Written by hand in `scripts/api_doc.py` (the rest of this page is generated); CH
   a source with only `SourceMarks`' two methods is still checked, its mark never grown), in one atomic write under the runner's lease (the job's or
   the shard's) where the stored mark is still `previous`; another mark or status comes back as stored,
   nothing written. Implementations of the port must add it (the in-memory and MongoDB stores have).
+  `ports.GrowingSourceMarks` also has `mark_covers(mark, grown) -> bool`: whether another run's
+  growth, stored first, covers this source's last `grown_mark` (the same bytes), so a shard's run
+  takes it instead of growing again (docs/files.md).
 - `PageResult.outcomes` is a `Sequence[Outcome]` (it was `tuple[Outcome, ...]`), and so is what
   `run_job(on_outcomes=…)` and `MigrationService.dry_run(on_outcomes=…)` are given: with `--workers` (a page
   pool) it may be a `packed.PackedOutcomes` view, read row by row as the same outcomes. Code that

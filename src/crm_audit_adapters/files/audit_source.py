@@ -187,6 +187,11 @@ class FileAuditSource:
         changed (``ports.SourceMarks``; ``file_marks.GrowingMark.grown``)."""
         return self._growing.grown(mark)
 
+    def mark_covers(self, mark: str, grown: str) -> bool:
+        """Whether another run's growth ``mark`` covers this source's last growth ``grown``, the
+        same bytes (``ports.GrowingSourceMarks``; ``file_marks.GrowingMark.covers``)."""
+        return self._growing.covers(mark, grown)
+
     def scope_bounds(
         self, tenant: str, scope: Sequence[str], cutoff: dt.datetime | None
     ) -> ScopeBounds | None:

@@ -52,6 +52,8 @@ class _Digest(Protocol):
 
     def hexdigest(self) -> str: ...
 
+    def copy(self) -> _Digest: ...
+
 
 @contextlib.contextmanager
 def _opened(path: PathLike) -> Iterator[tuple[int, os.stat_result] | None]:
@@ -228,10 +230,13 @@ class GrowingMark:
 
     It keeps the SHA-256 state of the file's first bytes as its last check or growth read them
     (and when that read began), so a mark is grown by reading the bytes past it alone: the check
-    that found rows appended read the marked bytes already.
+    that found rows appended read the marked bytes already. It also keeps the state at the mark its
+    last growth grew from (``_base``): another shard's run may store a growth shorter than this
+    one's, and this one's next growth, from that mark, then reads on from there, not from the
+    file's first byte (``usecases._source_check.grow_source_mark``).
     """
 
-    __slots__ = ("_hashed", "_path", "_read", "_since_ns")
+    __slots__ = ("_base", "_hashed", "_path", "_read", "_since_ns")
 
     def __init__(self, path: PathLike) -> None:
         self._path = path
@@ -239,6 +244,8 @@ class GrowingMark:
         self._hashed: _Digest | None = None
         self._read = 0
         self._since_ns = 0
+        # The same at the mark the last growth grew from: (its state, its bytes, since).
+        self._base: tuple[_Digest, int, int] | None = None
 
     def changed(self, mark: str) -> str | None:
         """``digest_changed``'s answer; the state of a digest it read is kept for ``grown``."""
@@ -300,11 +307,15 @@ class GrowingMark:
                 return None
             descriptor, before = opened
             digest, read, since = self._hashed, self._read, self._since_ns
-            if digest is None or read > seen:
-                # Nothing read yet (the check passed on the stamp), or read past this mark (a
-                # mark another shard's run grew less far): from the first byte.
+            if (digest is None or read > seen) and self._base is not None and self._base[1] <= seen:
+                # Read past this mark (a mark another shard's run grew less far than this one's
+                # last growth), but not past the one that growth grew from: on from that.
+                digest, read, since = self._base[0].copy(), self._base[1], self._base[2]
+            elif digest is None or read > seen:
+                # Nothing read yet (the check passed on the stamp), or read past this mark: from
+                # the first byte.
                 digest, read, since = _new_digest(), 0, time.time_ns()
-            self._hashed = None  # taken over; kept again below once it is the file's
+            self._hashed = self._base = None  # taken over; kept again below once it is the file's
             read += _feed(descriptor, digest, read, seen)
             if read < seen or digest.hexdigest() != expected:
                 raise FileChangedWhileRead(
@@ -313,6 +324,7 @@ class GrowingMark:
                     f"its first {seen} bytes are not those its job's mark was taken of: it changed "
                     "while it was read",
                 )
+            self._base = digest.copy(), seen, since
             size = read + _feed(descriptor, digest, read, None)
             after = os.fstat(descriptor)
         self._hashed, self._read, self._since_ns = digest, size, since
@@ -328,6 +340,52 @@ class GrowingMark:
         ):
             return f"{grown}:{stamp}"
         return grown
+
+    def covers(self, mark: str, grown: str) -> bool:
+        """Whether ``mark`` (another run's growth of the job's mark, stored first) covers every
+        byte ``grown`` (this object's last ``grown`` answer) covers, with the same digest there:
+        at the same size the digests are compared; past it, the bytes between are read on from
+        this growth's state (those appended between the two reads), and the digest then compared.
+        False when it covers fewer bytes, or ``grown`` is not this object's last growth.
+
+        ``FileChangedWhileRead`` (``BAD_INPUT``) when the digests differ, or the file now holds
+        fewer bytes than ``grown``: it changed while the runs read it.
+        """
+        theirs, ours = _parsed(mark), _parsed(grown)
+        if theirs is None or ours is None:
+            return False
+        if theirs[0] < ours[0]:
+            try:
+                size: int | None = os.stat(self._path).st_size
+            except OSError:
+                size = None
+            if size is not None and size < ours[0]:
+                raise self._changed_under_runs(ours[0])
+            return False
+        if theirs[0] == ours[0]:
+            if theirs[1] != ours[1]:
+                raise self._changed_under_runs(ours[0])
+            return True
+        digest, read = self._hashed, self._read
+        if digest is None or read != ours[0] or digest.hexdigest() != ours[1]:
+            return False
+        self._hashed = None  # taken over; kept again below once it is the file's
+        with _opened(self._path) as opened:
+            if opened is None:
+                return False
+            read += _feed(opened[0], digest, read, theirs[0])
+        if read < theirs[0] or digest.hexdigest() != theirs[1]:
+            raise self._changed_under_runs(theirs[0])
+        self._hashed, self._read = digest, read
+        return True
+
+    def _changed_under_runs(self, size: int) -> FileChangedWhileRead:
+        return FileChangedWhileRead(
+            self._path,
+            1,
+            f"its first {size} bytes are not those another run's mark of the job was taken of: it "
+            "changed while it was read",
+        )
 
 
 def _parsed(mark: str) -> tuple[int, str, str | None] | None:

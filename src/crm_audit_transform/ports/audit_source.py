@@ -194,3 +194,11 @@ class GrowingSourceMarks(SourceMarks, Protocol):
         holds no more (cheap: one ``stat`` of a file). The source's own error (``BAD_INPUT``) when
         what ``mark`` covers changed meanwhile: the source changed while the run read it."""
         ...
+
+    def mark_covers(self, mark: str, grown: str) -> bool:
+        """Whether ``mark`` (the job's mark as another run, a shard's, grew it meanwhile) covers
+        every row ``grown`` (this source's last ``grown_mark``) covers, those rows the same: this
+        run's rows then lie within it, and the run need not grow it again. False when it covers
+        fewer (or cannot be told); the source's own error (``BAD_INPUT``) when the two differ
+        where both cover the source: it changed while the runs read it."""
+        ...

@@ -35,9 +35,12 @@ def check_mapping(transformer: Transformer, job: MigrationJob) -> None:
         raise MappingChanged(job.job_id, job.mapping_mark, transformer.mapping_mark)
 
 
-GROW_TRIES: Final = 5
-"""How many times a run grows its job's mark when other shards' runs grow it meanwhile (each of
-their writes covers more of the file, so one try almost always does)."""
+GROW_TRIES: Final = 64
+"""How many times a run grows its job's mark again when another run's growth, stored first, does not
+cover its own. Another run's growth covers the whole source as it read it, so one read after this
+run's first growth covers it (the source only grows, or the growth raises): only a growth read
+before, at most one per other run, can fall short. More than this many (the runner's most shards)
+is not other runs' growth."""
 
 
 def grow_source_mark(source: AuditSource, jobs: RunJobStore, job: MigrationJob, owner: str) -> MigrationJob:
@@ -49,28 +52,40 @@ def grow_source_mark(source: AuditSource, jobs: RunJobStore, job: MigrationJob, 
     (``SourceChanged``); a crash between the growth and the page's writes leaves a mark that covers
     more than was written, never less. One cheap look (a ``stat``) while the source holds no more.
 
+    Another run (a shard's) that stored its growth first does not refuse this one: when its mark
+    covers this run's growth, the same bytes (``GrowingSourceMarks.mark_covers``), it is this run's
+    too; else this run grows that mark and stores it in turn (``GROW_TRIES``).
+
     ``job`` as it is when nothing grew; the stored job (not in progress: cancelled or ended
     meanwhile) when the write found it so, for the run to stop; ``LeaseHeld`` when another runner
     holds the lease; the source's own error when what the mark covers changed under the run.
-    ``JobAlreadyRunning`` when other runs grew the mark under each of ``GROW_TRIES`` tries. A
-    source that marks but cannot grow a mark (``SourceMarks`` without ``GrowingSourceMarks``) is
+    ``JobAlreadyRunning`` when the stored mark fell short of this run's growth ``GROW_TRIES`` times.
+    A source that marks but cannot grow a mark (``SourceMarks`` without ``GrowingSourceMarks``) is
     left as it was: its mark is checked, never grown.
     """
     if job.source_mark is None or not isinstance(source, GrowingSourceMarks):
         return job
+    mark = job.source_mark
+    grown = source.grown_mark(mark)
+    if grown is None:
+        return job
     for _ in range(GROW_TRIES):
-        mark = job.source_mark
-        assert mark is not None  # checked above; a store keeps a grown mark a string
-        grown = source.grown_mark(mark)
-        if grown is None:
-            return job
         stored = jobs.grow_source_mark(job.job_id, owner, grown, previous=mark)
         if stored.status != IN_PROGRESS:
             return stored
         job = attrs.evolve(job, source_mark=stored.source_mark)
         if stored.source_mark == grown or stored.source_mark is None:
             return job
+        # Another run grew the mark first. Its growth covers the whole source as it read it: when
+        # that covers this one (the rows this run read), it stands for both.
+        if source.mark_covers(stored.source_mark, grown):
+            return job
+        mark = stored.source_mark
+        regrown = source.grown_mark(mark)
+        if regrown is None:  # a source that shrank: the mark's next check says so
+            return job
+        grown = regrown
     raise JobAlreadyRunning(
-        f"job {job.job_id}: its audits source's mark was grown by other runs under each of {GROW_TRIES} "
-        "tries to grow it: run again"
+        f"job {job.job_id}: its audits source's mark was grown by other runs, short of this run's, "
+        f"under each of {GROW_TRIES} tries to grow it: run again"
     )
