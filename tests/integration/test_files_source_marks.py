@@ -746,3 +746,34 @@ class TestMountsWithoutChangeTimes:
             digest_changed(path, mark)
             == f"its first {path.stat().st_size} bytes are not those the job was made over"
         )
+
+
+@pytest.mark.parametrize("shards", [1, 2], ids=["job", "shards"])
+def test_rows_appended_after_the_job_completed_and_repaired_are_then_covered_by_its_mark(
+    tmp_path: Path, shards: int
+) -> None:
+    """The job completed over 40 rows, 20 appended after it, written by ``verify --repair``: the
+    repair grew the job's mark over them before it wrote them (under its lease), so one of them
+    rewritten since is ``SourceChanged`` at the next verify. Before, the mark was left as it was,
+    and the rewrite showed as a ``drifted`` log: the row's content, not the file, had changed."""
+    audits = tmp_path / "audits.jsonl"
+    _write(audits, LINES[:MARKED])
+    account = Account(tmp_path, audits, tmp_path / "out.jsonl", 1, shards=shards, marked=True)
+    assert account.run(None).status == "completed"
+    account.sink.close()
+    with audits.open("a", encoding="utf-8") as grown:
+        grown.write("\n".join(LINES[MARKED:]) + "\n")
+    account.anew(keep_sink=False)
+    repaired = _verify(account, repair=True)
+    assert repaired.repaired > 0  # the appended rows that migrate (some skip)
+    done = account.jobs.latest(COMPANY)
+    assert done is not None
+    assert (done.status, done.lease_owner) == ("completed", None)
+    assert done.source_mark is not None
+    assert done.source_mark.split(":")[:3] == str(digest_mark(audits)).split(":")[:3]
+    assert _verify(account).clean
+    _write(audits, _other_row(LINES, len(LINES) - 5))
+    with pytest.raises(SourceChanged):
+        _verify(account)
+    account.sink.close()
+    assert account.jobs.latest(COMPANY) == done

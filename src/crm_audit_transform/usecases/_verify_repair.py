@@ -16,7 +16,7 @@ import attrs
 from ..domain import Migrated
 from ..errors import CrmAuditError
 from ..jobs import JobShard, MigrationJob
-from ..ports import Clock, JobStore
+from ..ports import Clock, GrowingSourceMarks, JobStore
 from ..tally import Tally
 from ._entity_names import name_linked_entities
 from ._verify_leases import hold_every_lease, release_every_lease, save_job_as, unleased
@@ -57,7 +57,7 @@ class Repair:
         writer = self.ports.logs
         if writer is None or job is None:  # _take_lease made sure of both
             raise ValueError("repair needs the logs port and a job")
-        job = self._renew_lease(job)
+        job = self._grow_source_mark(self._renew_lease(job))
         entities = self.ports.entities
         if entities is not None:  # the log the run writes: its association logs named
             named = name_linked_entities(missing, tenant=job.tenant, entities=entities)
@@ -76,6 +76,29 @@ class Repair:
                         if shard is not None:
                             self.repaired_by_shard[shard] += 1
         return self._renew_lease(job)
+
+    def _grow_source_mark(self, job: MigrationJob) -> MigrationJob:
+        """``job`` with its ``source_mark`` grown over what the source holds now, saved under the
+        leases repair holds, when the source holds more than the mark covers: rows added after the
+        job was made (a file's rows appended after it completed), which this repair is about to
+        write. The run grows it so before it hands a page (``_source_check.grow_source_mark``);
+        without it a row written here and rewritten since was read at the next verify as a
+        ``drifted`` log of the same file, not ``SourceChanged``. Saved before the writes: a crash
+        between them leaves a mark that covers more than was written, never less. One cheap look
+        (a file's ``stat``) while the source holds no more; the source's own error when what the
+        mark covers changed under the repair."""
+        source = self.ports.source
+        if job.source_mark is None or not isinstance(source, GrowingSourceMarks):
+            return job
+        grown = source.grown_mark(job.source_mark)
+        if grown is None:
+            return job
+        jobs, _, _ = self._lease_ports(job)
+        # Repair holds every lease, so no runner grows the mark meanwhile: the whole job is saved
+        # under them, in its status (a compare-and-set, ``save_job_as``).
+        marked = attrs.evolve(job, source_mark=grown)
+        save_job_as(jobs, marked, job.status, self.owner)
+        return marked
 
     def _lease_ports(self, job: MigrationJob | None) -> tuple[JobStore, Clock, MigrationJob]:
         jobs, clock = self.ports.jobs, self.ports.clock
