@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
 import pytest
 
+from crm_audit_transform.domain import ActivityLog, EncodedLog, Migrated, WriteResult
 from crm_audit_transform.errors import JobNotFound, JobNotRunnable
 from crm_audit_transform.jobs import (
     CANCELLED,
@@ -18,10 +20,11 @@ from crm_audit_transform.jobs import (
     MigrationJob,
 )
 from crm_audit_transform.tally import Tally
-from crm_audit_transform.testing import InMemoryJobStore
+from crm_audit_transform.testing import InMemoryActivityLogStore, InMemoryJobStore, InMemoryMigratedLogReader
 from crm_audit_transform.usecases import RunSettings, VerifySettings
 from crm_audit_transform.usecases._verify_leases import hold_every_lease, release_every_lease
 from crm_audit_transform.usecases._verify_repair import Repair
+from crm_audit_transform.usecases.verify import VerifyPorts
 from support.corpus_account import World
 
 LEASE = dt.timedelta(seconds=60)
@@ -142,3 +145,80 @@ class TestRepairWritesTheRunsLog:
         stored = world.jobs.latest(world.company)
         assert stored is not None
         assert (stored.tally, stored.enrichment) == (clean.tally, clean.enrichment)
+
+
+class TestRepairStalledBetweenBatches:
+    def test_a_page_stalled_past_its_lease_writes_no_batch_after_a_rollback(self) -> None:
+        """A page's missing logs go out in batches of 20. The repair froze after its first batch
+        (``kill -STOP``, a partition) past its lease; a rollback took the job over and ended it.
+        Before, the rest of the page went out once it woke, logs behind a rolled-back job; now the
+        lease is renewed again before the next batch and the repair stops there (JobNotRunnable)."""
+        world, job = completed_world()
+        missing = [
+            Migrated(int(log.external_id.rsplit(":", 1)[1]), log)
+            for log in world.logs.logs
+            if log.external_id is not None
+        ][:60]
+        settings = VerifySettings(repair=True, lease_seconds=60)
+
+        class FrozenAfterTheFirstBatch(InMemoryActivityLogStore):
+            def insert_batch(self, logs: Sequence[ActivityLog | EncodedLog]) -> Sequence[WriteResult]:
+                results = super().insert_batch(logs)
+                if len(self.logs) == len(logs):  # the first batch: freeze past the lease, then a rollback
+                    world.clock.advance(settings.lease_ttl * 2)
+                    stored = world.jobs.latest(world.company)
+                    assert stored is not None
+                    ended = attrs.evolve(stored, status=ROLLED_BACK, lease_owner=None, lease_expires_at=None)
+                    world.jobs.save(ended)
+                return results
+
+        timeline = FrozenAfterTheFirstBatch()
+        ports = VerifyPorts(
+            world.source,
+            world.users,
+            world.sso,
+            world.contacts,
+            InMemoryMigratedLogReader(timeline),
+            world.jobs,
+            timeline,
+            world.clock,
+            world.indexes,
+        )
+        repair = Repair(ports, settings, "verify")
+        with pytest.raises(JobNotRunnable):
+            repair.write(missing, job)
+        assert len(timeline.logs) == 20
+
+    def test_a_page_written_within_half_its_lease_renews_it_once(self) -> None:
+        """No stall: the page's batches go out under the one renewal before them (no round trip per
+        batch), and all of them are written."""
+        world, job = completed_world()
+        missing = [
+            Migrated(int(log.external_id.rsplit(":", 1)[1]), log)
+            for log in world.logs.logs
+            if log.external_id is not None
+        ][:60]
+        renewals: list[str] = []
+
+        class CountingLeases(InMemoryJobStore):
+            def acquire_lease(self, job_id: str, owner: str, ttl: Any) -> MigrationJob:
+                renewals.append(owner)
+                return super().acquire_lease(job_id, owner, ttl)
+
+        jobs = CountingLeases(world.jobs.jobs, clock=world.clock)
+        timeline = InMemoryActivityLogStore()
+        ports = VerifyPorts(
+            world.source,
+            world.users,
+            world.sso,
+            world.contacts,
+            InMemoryMigratedLogReader(timeline),
+            jobs,
+            timeline,
+            world.clock,
+            world.indexes,
+        )
+        repair = Repair(ports, VerifySettings(repair=True), "verify")
+        repair.write(missing, job)
+        assert len(timeline.logs) == 60
+        assert renewals == ["verify", "verify"]  # before the page and after it

@@ -52,18 +52,29 @@ class Repair:
         The renewal before the first batch is the run's (``run.py``: before inserting, once half the
         lease has passed), done for every page that has logs to write: a repair whose page stalled
         past its lease (slow lookups, a pause) finds the job rolled back or cancelled meanwhile there
-        (``JobNotRunnable``) or taken over (``LeaseHeld``), and writes nothing of that page.
+        (``JobNotRunnable``) or taken over (``LeaseHeld``), and writes nothing of that page. A page
+        holds up to ``page_size`` missing logs, many batches: before each later batch the lease is
+        renewed again once half of it has passed since the last renewal (the entity names' lookup,
+        a slow write, a pause between two batches), so such a stall lets at most the batch in
+        flight out after the lease is lost, as in the run — not the rest of the page.
         """
         writer = self.ports.logs
-        if writer is None or job is None:  # _take_lease made sure of both
-            raise ValueError("repair needs the logs port and a job")
+        clock = self.ports.clock
+        if writer is None or job is None or clock is None:  # _take_lease made sure of all three
+            raise ValueError("repair needs the logs and clock ports and a job")
         job = self._grow_source_mark(self._renew_lease(job))
+        renewed = clock.now()
+        half = self.settings.lease_ttl / 2
         entities = self.ports.entities
         if entities is not None:  # the log the run writes: its association logs named
             named = name_linked_entities(missing, tenant=job.tenant, entities=entities)
             missing = [m for m in named if isinstance(m, Migrated)]
         size = self.batch_size
         for start in range(0, len(missing), size):
+            if clock.now() - renewed >= half:
+                # On this host's clock (a duration; the expiry itself is the store's), as the run's.
+                job = self._renew_lease(job)
+                renewed = clock.now()
             chunk = missing[start : start + size]
             result = migrate_batch([m.log for m in chunk], writer, max_size=size)
             for item, written in zip(chunk, result.results, strict=True):
