@@ -16,6 +16,12 @@ ANSWER_BYTES_PER_EMAIL: Final = 16 * 1024
 answer to the request, and reading it would cost the runner its memory."""
 
 
+MAX_SSO_ID_CHARS: Final = 256
+"""The longest ``sso_id`` an answer may give (an SSO id is a UUID, 36 characters, by the plan's actor
+rule): a longer one, or one holding a character ``str.isprintable`` refuses (a control character,
+NUL, a line break), is no SSO id, and would be written as the actor of every log of that user."""
+
+
 def answer_bytes(emails: int) -> int:
     """The most bytes a 200 answer to a request of ``emails`` emails may hold (``ANSWER_BASE_BYTES``)."""
     return ANSWER_BASE_BYTES + ANSWER_BYTES_PER_EMAIL * emails
@@ -27,7 +33,10 @@ def email_key(email: str) -> str:
 
 
 def sso_ids_in_answer(body: object) -> dict[str, str]:
-    """Validate ``{"data": [{"email", "sso_id"}, ...]}``; a null ``sso_id`` counts as not found."""
+    """Validate ``{"data": [{"email", "sso_id"}, ...]}``; a null ``sso_id`` counts as not found.
+
+    ``ValueError`` for any other shape, one email with two different ids, or an ``sso_id`` that is no
+    id (``MAX_SSO_ID_CHARS``): the client reports it as ``UsmanUnavailable`` (the actors degrade)."""
     if not isinstance(body, dict) or not isinstance(body.get("data"), list):
         raise ValueError('expected an object with a "data" list')
     found: dict[str, str] = {}
@@ -41,6 +50,12 @@ def sso_ids_in_answer(body: object) -> dict[str, str]:
             continue
         if not isinstance(sso_id, str) or not sso_id:
             raise ValueError(f"data[{index}].sso_id is not a non-empty string")
+        if len(sso_id) > MAX_SSO_ID_CHARS or not sso_id.isprintable():
+            # The value is not quoted: it is the directory's, and goes nowhere but into this refusal.
+            raise ValueError(
+                f"data[{index}].sso_id is no SSO id: over {MAX_SSO_ID_CHARS} characters, or holding a "
+                "control character"
+            )
         key = email_key(email)
         if found.setdefault(key, sso_id) != sso_id:
             raise ValueError(f"data[{index}]: one email with two different sso ids")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -21,6 +22,7 @@ from crm_audit_adapters.usman import (
     UsmanUnavailable,
     answer_bytes,
 )
+from crm_audit_adapters.usman_answers import MAX_SSO_ID_CHARS
 from crm_audit_transform.errors import DirectoryRefused, DirectoryUnavailable
 from support.usman_server import (
     PATH,
@@ -406,6 +408,11 @@ class TestMalformedAnswers:
             b'{"data": [{"email": "nur.4@acme.example", "sso_id": 5}]}',
             b'{"data": [{"email": "nur.4@acme.example", "sso_id": ""}]}',
             b'{"data": [{"email": "a@x", "sso_id": "1"}, {"email": "A@X", "sso_id": "2"}]}',
+            # No SSO id: a control character (NUL, a line break) or longer than MAX_SSO_ID_CHARS.
+            # Before, each was written as the actor's id of every log of that user.
+            b'{"data": [{"email": "nur.4@acme.example", "sso_id": "../x\\n\\u0000y"}]}',
+            b'{"data": [{"email": "nur.4@acme.example", "sso_id": "sso-nur\\u2028"}]}',
+            b'{"data": [{"email": "nur.4@acme.example", "sso_id": "' + b"a" * 257 + b'"}]}',
         ],
     )
     def test_garbage_or_the_wrong_shape_is_directory_unavailable(
@@ -416,6 +423,13 @@ class TestMalformedAnswers:
         with client_for(server, sleeps) as client, pytest.raises(DirectoryUnavailable) as caught:
             client.sso_ids_by_emails(COMPANY, ["nur.4@acme.example"])
         assert caught.value.__cause__ is not None
+
+    def test_an_sso_id_up_to_its_bound_is_an_answer(self, server: UsmanServer, sleeps: list[float]) -> None:
+        """The bound refuses no id USMAN may hold: any printable text up to MAX_SSO_ID_CHARS."""
+        sso = "é ü-" + "a" * (MAX_SSO_ID_CHARS - 4)
+        server.queue(body(json.dumps({"data": [{"email": NUR, "sso_id": sso}]}).encode()))
+        with client_for(server, sleeps) as client:
+            assert client.sso_ids_by_emails(COMPANY, [NUR]) == {NUR: sso}
 
     @pytest.mark.parametrize(
         "raw",
