@@ -19,9 +19,10 @@ Two kinds of failure, told apart because they call for opposite actions:
   shape) raises ``UsmanUnavailable``, a ``DirectoryUnavailable``: the ActorResolver degrades those
   actors to "[Deleted CRM User]" and never drops a record (the run counts them, and halts past a
   threshold);
-* **a refusal** — 401, 403, or any other 4xx but 408 and 429, answers a retry cannot change — is a
-  configuration error (a wrong token, path or permission): ``UsmanRefused``, a
-  ``DirectoryRefused``, stops the run before it writes anything (exit 3).
+* **a refusal** — 401, 403, or any other 4xx but 408 and 429, and a permanent redirect (301, 308:
+  redirects are never followed), answers a retry cannot change — is a configuration error (a wrong
+  token, path, permission or base URL): ``UsmanRefused``, a ``DirectoryRefused``, stops the run
+  before it writes anything (exit 3).
 
 A 400 or 422 may answer the request's *content* instead: one email USMAN's validator refuses
 (legacy CRM data such as ``n/a``) would otherwise stop every run of the account for ever. So a
@@ -75,6 +76,9 @@ __all__ = [
 _RETRYABLE_4XX = frozenset({408, 429})
 # Refusals that may be about one email of the chunk rather than about the request (see above).
 _CONTENT_REFUSALS = frozenset({400, 422})
+# Permanent redirects (RFC 9110 15.4.2, 15.4.9): the endpoint moved for good, so a retry gets the same
+# answer, and redirects are not followed (the token would go where the server says): configuration.
+_MOVED_FOR_GOOD = frozenset({301, 308})
 ANSWER_READS: Final = 3
 """An attempt's answer — status line, headers and body — must be whole within ``connect_timeout +
 ANSWER_READS × read_timeout`` (17 s by default): ``read_timeout`` bounds each read, so a server that
@@ -363,6 +367,15 @@ class UsmanClient:
         except httpx.RequestError as exc:
             # Transport errors, and a body that fails to decode (a broken Content-Encoding).
             raise _Retryable(f"request failed ({type(exc).__name__})") from exc
+        if status in _MOVED_FOR_GOOD:
+            # The Location is the server's text, not quoted: the message says what to fix, not where.
+            raise UsmanRefused(
+                f"USMAN at {self._where} answered HTTP {status} (moved permanently; redirects are not "
+                "followed): set CRM_AUDIT_USMAN_BASE_URL and CRM_AUDIT_USMAN_PATH to where it answers now; "
+                "the records that needed this lookup were not written (pages written before it are kept: "
+                "a run resumes from its cursor)",
+                status_code=status,
+            )
         if status in _RETRYABLE_4XX or status >= 500:
             raise _Retryable(f"HTTP {status}", status_code=status, delay=_retry_after(response))
         if 400 <= status < 500:
