@@ -19,10 +19,10 @@ Two kinds of failure, told apart because they call for opposite actions:
   shape) raises ``UsmanUnavailable``, a ``DirectoryUnavailable``: the ActorResolver degrades those
   actors to "[Deleted CRM User]" and never drops a record (the run counts them, and halts past a
   threshold);
-* **a refusal** — 401, 403, or any other 4xx but 408 and 429, and a permanent redirect (301, 308:
-  redirects are never followed), answers a retry cannot change — is a configuration error (a wrong
-  token, path, permission or base URL): ``UsmanRefused``, a ``DirectoryRefused``, stops the run
-  before it writes anything (exit 3).
+* **a refusal** — 401, 403, or any other 4xx but 408 and 429, a permanent redirect (301, 308:
+  redirects are never followed), and a TLS certificate that cannot be verified, answers a retry
+  cannot change — is a configuration error (a wrong token, path, permission, base URL or CA):
+  ``UsmanRefused``, a ``DirectoryRefused``, stops the run before it writes anything (exit 3).
 
 A 400 or 422 may answer the request's *content* instead: one email USMAN's validator refuses
 (legacy CRM data such as ``n/a``) would otherwise stop every run of the account for ever. So a
@@ -365,6 +365,17 @@ class UsmanClient:
                 raise _Retryable(self._late()) from exc
             raise _Retryable(f"timed out ({type(exc).__name__})") from exc
         except httpx.RequestError as exc:
+            unverified = _unverified_certificate(exc)
+            if unverified is not None:
+                # No answer a retry changes (self-signed, expired, another host's): degrading would write
+                # the actors of the rows before the halt for good, as a refusal does not (DirectoryRefused).
+                raise UsmanRefused(
+                    f"USMAN at {self._where} presented a TLS certificate that could not be verified "
+                    f"({unverified.verify_message or 'verification failed'}): give the CA that signs it "
+                    "(SSL_CERT_FILE) or the host it names (CRM_AUDIT_USMAN_BASE_URL); the records that "
+                    "needed this lookup were not written (pages written before it are kept: a run resumes "
+                    "from its cursor)"
+                ) from exc
             # Transport errors, and a body that fails to decode (a broken Content-Encoding).
             raise _Retryable(f"request failed ({type(exc).__name__})") from exc
         if status in _MOVED_FOR_GOOD:
@@ -431,6 +442,21 @@ class UsmanClient:
             raise UsmanUnavailable(
                 f"USMAN at {self._where} answered the wrong shape: {exc}", status_code=200, attempts=1
             ) from exc
+
+
+def _unverified_certificate(error: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification failure behind a request error (httpx raises its ``ConnectError``
+    from httpcore's, raised from ``ssl``'s), if that is what it was."""
+    import ssl
+
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def _is_retryable(error: BaseException) -> bool:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import certifi
+import httpcore
 import httpx
 import pytest
 
@@ -333,6 +334,54 @@ class TestRetries:
         assert sleeps == []
         assert "elsewhere" not in str(caught.value)
         assert "CRM_AUDIT_USMAN_BASE_URL" in str(caught.value)
+
+    @pytest.mark.parametrize("reason", ["self-signed certificate", "certificate has expired"])
+    def test_a_certificate_that_cannot_be_verified_is_a_refusal_not_an_outage(
+        self, sleeps: list[float], reason: str
+    ) -> None:
+        """The chain httpx raises on a failed verification (its ConnectError from httpcore's, from ssl's):
+        one attempt, then a DirectoryRefused saying why. Before, it was retried as an outage and a run
+        degraded the actors of its first rows for good, as for a permanent redirect."""
+        import ssl
+
+        def handshake(request: httpx.Request) -> httpx.Response:
+            failed = ssl.SSLCertVerificationError(1, f"[SSL: CERTIFICATE_VERIFY_FAILED] {reason}")
+            failed.verify_message = reason
+            try:
+                raise httpcore.ConnectError(str(failed)) from failed
+            except httpcore.ConnectError as inner:
+                raise httpx.ConnectError(str(inner), request=request) from inner
+
+        config = UsmanConfig(base_url="https://usman.example", token=TOKEN, backoff_base=0.0)
+        transport = httpx.MockTransport(handshake)
+        with (
+            UsmanClient(config, transport=transport, sleep=sleeps.append) as client,
+            pytest.raises(UsmanRefused, match=reason) as caught,
+        ):
+            client.sso_ids_by_emails(COMPANY, [NUR])
+        assert sleeps == []
+        assert caught.value.status_code is None
+        assert TOKEN not in str(caught.value)
+
+    def test_a_connection_refused_over_tls_is_still_an_outage(self, sleeps: list[float]) -> None:
+        """Only a verification failure is a refusal: any other TLS or connect error is retried."""
+        import ssl
+
+        def handshake(request: httpx.Request) -> httpx.Response:
+            try:
+                raise httpcore.ConnectError("EOF") from ssl.SSLEOFError(
+                    8, "EOF occurred in violation of protocol"
+                )
+            except httpcore.ConnectError as inner:
+                raise httpx.ConnectError(str(inner), request=request) from inner
+
+        config = UsmanConfig(base_url="https://usman.example", token=TOKEN, backoff_base=0.0)
+        with (
+            UsmanClient(config, transport=httpx.MockTransport(handshake), sleep=sleeps.append) as client,
+            pytest.raises(UsmanUnavailable),
+        ):
+            client.sso_ids_by_emails(COMPANY, [NUR])
+        assert len(sleeps) == config.max_attempts - 1
 
     @pytest.mark.parametrize("code", [302, 303, 307])
     def test_a_temporary_redirect_is_an_outage(
