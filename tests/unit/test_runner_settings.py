@@ -13,6 +13,7 @@ from crm_audit_adapters.cli import exit_codes
 from crm_audit_adapters.cli.progress import ProgressLine
 from crm_audit_adapters.files import FileFormatError
 from crm_audit_adapters.flags import ConfiguredFeatureFlags
+from crm_audit_adapters.redaction import scrub
 from crm_audit_adapters.settings import load_settings, load_tenants, redact
 from crm_audit_transform.errors import (
     AlreadyCompleted,
@@ -172,6 +173,19 @@ class TestSettings:
             load_settings(None, {"CRM_AUDIT_DATABASE_URL": "host=crm password=Kx9v Q7zRtail"})
         assert "Q7zR" not in str(raised.value)
         assert "Kx9v" not in str(raised.value)
+
+    def test_a_secret_in_the_usman_path_is_scrubbed_from_what_names_the_endpoint(self) -> None:
+        """USMAN's messages name the URL it posts to, ``base_url`` + ``path``: a key in the path's query
+        (``?api_key=…``) was printed as it is in DIRECTORY_REFUSED, where one in ``base_url`` was hidden."""
+        settings = load_settings(
+            None,
+            {
+                "CRM_AUDIT_USMAN_BASE_URL": "https://usman.internal/",
+                "CRM_AUDIT_USMAN_PATH": "/api/v1/users/sso-ids?api_key=Kq7PathKey",
+            },
+        )
+        line = "USMAN at https://usman.internal/api/v1/users/sso-ids?api_key=Kq7PathKey refused the request"
+        assert "Kq7PathKey" not in scrub(line, settings.secrets())
 
     def test_misspelled_variables_get_a_did_you_mean_warning(self) -> None:
         """CRM_AUDIT_PAGESIZE is not silently ignored: the warning names CRM_AUDIT_PAGE_SIZE."""

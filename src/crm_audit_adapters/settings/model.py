@@ -93,6 +93,11 @@ class Settings:
 
     def secrets(self) -> tuple[str, ...]:
         """The raw values that hold secrets, for ``redaction.scrub`` over errors and log lines."""
-        usman = (self.usman.base_url, self.usman.token) if self.usman else ()
+        # The URL the client posts to (its path's query too: ``?api_key=…``), as its messages name it.
+        usman = (
+            (self.usman.base_url, self.usman.base_url.rstrip("/") + self.usman.path, self.usman.token)
+            if self.usman
+            else ()
+        )
         others = (self.broker_url, self.result_backend, self.http_password, self.session_secret)
         return tuple(v for v in (self.database_url, self.mongo_uri, *usman, *others) if v)
