@@ -100,6 +100,29 @@ class SlowWorker:
         return _SlowTransformer(self.seconds)
 
 
+class _SlowPreparing(Transformer):
+    __slots__ = ("_seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(load_default_config())
+        self._seconds = seconds
+
+    def prepare(self, rows: Iterable[AuditRow]) -> tuple[PreparedRow, ...]:
+        time.sleep(self._seconds)
+        return super().prepare(rows)
+
+
+@frozen
+class SlowToPrepare:
+    """A recipe whose worker sleeps ``seconds`` before loading each page, so the pages sent to it
+    queue in its executor (their futures pending) behind the one it loads."""
+
+    seconds: float
+
+    def __call__(self) -> Transformer:
+        return _SlowPreparing(self.seconds)
+
+
 class _DyingTransformer(Transformer):
     __slots__ = ("_audit_id", "_once")
 

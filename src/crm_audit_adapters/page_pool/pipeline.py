@@ -228,8 +228,8 @@ class ProcessPagePipeline:
         theirs from the recipe. With ``encoder`` (sent to the workers: ``CONFIG_INVALID`` if it
         cannot be), the workers' migrated logs come back as its ``EncodedLog``, but those the loop
         may name (``names_entities``); this process's own pages keep their ``ActivityLog``s, which
-        the writer encodes as in one process. ``WorkerLost`` when a worker process dies; what the
-        workers were doing is dropped when the generator is closed.
+        the writer encodes as in one process. ``WorkerLost`` when a worker process dies; the results of
+        what the workers were doing are dropped when the generator is closed (``_pages``).
         """
         feed = Feed(pages)
         return self._transform(feed, None, transformer, lookup, company_sso_id, encoder, names_entities)
@@ -284,37 +284,42 @@ class ProcessPagePipeline:
             yield from self._pages(pages, feed)
 
     def _pages(self, pages: RunPages, feed: Feed) -> Generator[TransformedPage, None, None]:
-        """The run's pages handed back in order, each transformed by its worker or here."""
+        """The run's pages handed back in order, each transformed by its worker or here.
+
+        A run that ends early (the generator closed, or an error) leaves what its workers were given
+        to them: their results are never read, and the pages not yet started are cancelled by each
+        executor's own thread when the pool closes (``WorkerProcesses.close``), or run before the
+        next run's pages on a pool used again. None is cancelled here: after a worker died, its
+        executor's thread fails every pending future (CPython 3.11's ``terminate_broken``) and
+        raises ``InvalidStateError`` on one cancelled meanwhile, which no check made first can
+        rule out (the worker may die between the check and the cancel)."""
         inflight = pages.inflight
-        try:
-            while True:
-                pages.send()
-                if not inflight:
-                    # Sharing, no worker is up yet (or every one is): this process takes the page.
-                    if self._share and pages.work_here():
-                        continue
-                    if feed.error is not None:
-                        raise feed.error  # every page read before it was handed back
-                    return
-                # Sharing, this process does not wait for the head's plan while it has a step of
-                # its own to take (a page to read and prepare while the worker prepares the head).
-                pages.look_up(wait=not self._share)
-                head = inflight[0]
-                if self._share and head.worker is not None and not done(head):
-                    if pages.work_here():
-                        continue
-                    # A page of its own waits for its lookup behind a worker's page still being
-                    # prepared: wait for that plan, not only the head's result, and transform the
-                    # own page while the worker finishes the head.
-                    if pages.look_up_own():
-                        continue
-                if not head.looked_up:
-                    pages.look_up(wait=True)
-                inflight.popleft()
-                result = pages.result(head)
-                yield TransformedPage(head.row_ids(), result)
-        finally:
-            pages.cancel()
+        while True:
+            pages.send()
+            if not inflight:
+                # Sharing, no worker is up yet (or every one is): this process takes the page.
+                if self._share and pages.work_here():
+                    continue
+                if feed.error is not None:
+                    raise feed.error  # every page read before it was handed back
+                return
+            # Sharing, this process does not wait for the head's plan while it has a step of
+            # its own to take (a page to read and prepare while the worker prepares the head).
+            pages.look_up(wait=not self._share)
+            head = inflight[0]
+            if self._share and head.worker is not None and not done(head):
+                if pages.work_here():
+                    continue
+                # A page of its own waits for its lookup behind a worker's page still being
+                # prepared: wait for that plan, not only the head's result, and transform the
+                # own page while the worker finishes the head.
+                if pages.look_up_own():
+                    continue
+            if not head.looked_up:
+                pages.look_up(wait=True)
+            inflight.popleft()
+            result = pages.result(head)
+            yield TransformedPage(head.row_ids(), result)
 
     def _start(
         self,

@@ -4,9 +4,8 @@ up in page order, and each one's result when it is the next to write (``RunPages
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from crm_audit_transform.transformer import PageResult, Transformer
@@ -238,25 +237,3 @@ class RunPages:
             self.look_up(wait=False)
         self.look_up(wait=False)
         return target.looked_up
-
-    def cancel(self) -> None:
-        """Cancel what the workers were asked for and not yet started (the run has ended). Not after
-        a worker died: the executor's own thread then fails every pending future, and CPython
-        3.11's ``terminate_broken`` raises ``InvalidStateError`` on one cancelled meanwhile."""
-        if pool_broke(self.inflight):
-            return
-        for page in self.inflight:
-            page.plan.cancel()
-            if page.result is not None:
-                page.result.cancel()
-
-
-def pool_broke(pages: Iterable[Any]) -> bool:
-    """Whether a future of ``pages`` (each with ``plan`` and ``result``, None allowed) ended in
-    ``BrokenProcessPool``: a worker process died and its executor fails the rest itself."""
-    for page in pages:
-        for future in (page.plan, page.result):
-            ended = future is not None and future.done() and not future.cancelled()
-            if ended and isinstance(future.exception(), BrokenProcessPool):
-                return True
-    return False
