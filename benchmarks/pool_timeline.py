@@ -70,6 +70,10 @@ def install() -> None:
 
     for name in ("page_span", "page", "prepare_span", "prepare", "finish"):
         setattr(worker, name, _timed("task", getattr(worker, name)))
+    # A worker's start: the executor's initializer (its transformer built, its reader thread) and
+    # each run's begin (its encoder and lookups unpickled), both before its first task.
+    worker.start = _timed("init", worker.start)
+    worker.begin = _timed("begin", worker.begin)
     # A task's result written back on the executor's result pipe: the worker waits there until the
     # runner's thread reading that pipe has taken all of it (a page's result is larger than the pipe).
     process._sendback_result = _timed("send", process._sendback_result)  # type: ignore[attr-defined]
@@ -156,12 +160,24 @@ def timeline(directory: Path) -> dict[str, Any]:
             kind: round(sum(_overlap(g, runner.get(kind, [])) for g in between), 3) for kind in RUNNER_KINDS
         }
         sends = kinds.get("send", [])
+        first = tasks[0][0]
+        init = kinds.get("init", [(run_start, run_start)])[0]
+        begin = next((span for span in kinds.get("begin", []) if span[0] < first), (first, first))
         report["workers"].append(
             {
                 "tasks": len(tasks),
                 "busy": round(sum(b - a for a, b in tasks), 3),
                 "sending": round(sum(b - a for a, b in sends), 3),
                 "idle_before_first": round(gaps[0][1] - gaps[0][0], 3),
+                # its parts: the run's start to the initializer's (the fork, the process's own start),
+                # the initializer, then to the run's begin, the begin, then to the first task.
+                "before_first": {
+                    "to_init": round(init[0] - run_start, 3),
+                    "init": round(init[1] - init[0], 3),
+                    "to_begin": round(begin[0] - init[1], 3),
+                    "begin": round(begin[1] - begin[0], 3),
+                    "to_task": round(first - begin[1], 3),
+                },
                 "idle_after_last": round(gaps[-1][1] - gaps[-1][0], 3),
                 "idle_between": round(idle, 3),
                 "idle_between_while_runner": {**during, "other": round(idle - sum(during.values()), 3)},
