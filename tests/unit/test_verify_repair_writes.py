@@ -222,3 +222,70 @@ class TestRepairStalledBetweenBatches:
         repair.write(missing, job)
         assert len(timeline.logs) == 60
         assert renewals == ["verify", "verify"]  # before the page and after it
+
+
+class TestRepairAfterALongGrowth:
+    def test_a_growth_past_half_the_lease_brings_the_next_renewal_before_the_first_batch(self) -> None:
+        """The mark's growth over rows appended since took more than half the lease (a large append,
+        a pause): the renewal before the page then counts from the renewal before the growth, so
+        the lease is renewed again before the first batch, not half a lease after the growth."""
+        world, job = completed_world()
+        job = attrs.evolve(job, source_mark="mark-1")
+        world.jobs.save(job)
+        missing = [
+            Migrated(int(log.external_id.rsplit(":", 1)[1]), log)
+            for log in world.logs.logs
+            if log.external_id is not None
+        ][:60]
+        settings = VerifySettings(repair=True, lease_seconds=60)
+        events: list[str] = []
+
+        class SlowGrowth:
+            """The world's source, whose mark grows over rows appended since: slowly."""
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(world.source, name)
+
+            def source_mark(self) -> str | None:
+                return "mark-1"
+
+            def mark_changed(self, mark: str) -> str | None:
+                return None
+
+            def grown_mark(self, mark: str) -> str | None:
+                world.clock.advance(settings.lease_ttl * 0.75)
+                events.append("grown")
+                return "mark-2"
+
+            def mark_covers(self, mark: str, grown: str) -> bool:
+                return mark == grown
+
+        source = SlowGrowth()
+
+        class Recording(InMemoryJobStore):
+            def acquire_lease(self, job_id: str, owner: str, ttl: Any) -> MigrationJob:
+                events.append("renewed")
+                return super().acquire_lease(job_id, owner, ttl)
+
+        class RecordingLogs(InMemoryActivityLogStore):
+            def insert_batch(self, logs: Sequence[ActivityLog | EncodedLog]) -> Sequence[WriteResult]:
+                events.append("batch")
+                return super().insert_batch(logs)
+
+        jobs = Recording(world.jobs.jobs, clock=world.clock)
+        timeline = RecordingLogs()
+        ports = VerifyPorts(
+            source,  # type: ignore[arg-type]
+            world.users,
+            world.sso,
+            world.contacts,
+            InMemoryMigratedLogReader(timeline),
+            jobs,
+            timeline,
+            world.clock,
+            world.indexes,
+        )
+        stored = Repair(ports, settings, "verify").write(missing, job)
+        assert stored.source_mark == "mark-2"
+        assert events[:4] == ["renewed", "grown", "renewed", "batch"]
+        assert len(timeline.logs) == 60

@@ -62,8 +62,11 @@ class Repair:
         clock = self.ports.clock
         if writer is None or job is None or clock is None:  # _take_lease made sure of all three
             raise ValueError("repair needs the logs and clock ports and a job")
-        job = self._grow_source_mark(self._renew_lease(job))
+        job = self._renew_lease(job)
+        # Counted from the renewal, not from the mark's growth after it: a long growth (gigabytes
+        # appended, a pause) brings the next renewal forward instead of starting its half anew.
         renewed = clock.now()
+        job = self._grow_source_mark(job)
         half = self.settings.lease_ttl / 2
         entities = self.ports.entities
         if entities is not None:  # the log the run writes: its association logs named
