@@ -38,6 +38,24 @@ def completed_world() -> tuple[World, MigrationJob]:
     return world, job
 
 
+def verify_ports(
+    world: World, timeline: InMemoryActivityLogStore, jobs: InMemoryJobStore | None = None, source: Any = None
+) -> VerifyPorts:
+    """The world's verify ports writing to and reading from ``timeline``; ``jobs`` and ``source``
+    in place of the world's where a test watches them."""
+    return VerifyPorts(
+        world.source if source is None else source,
+        world.users,
+        world.sso,
+        world.contacts,
+        InMemoryMigratedLogReader(timeline),
+        world.jobs if jobs is None else jobs,
+        timeline,
+        world.clock,
+        world.indexes,
+    )
+
+
 class TestRepairWritesOverTheStatusItRead:
     def test_a_release_from_a_stale_copy_does_not_undo_a_finished_rollback(self) -> None:
         """Repair read the job while a rollback was deleting (rolling_back); the rollback then finished:
@@ -173,17 +191,7 @@ class TestRepairStalledBetweenBatches:
                 return results
 
         timeline = FrozenAfterTheFirstBatch()
-        ports = VerifyPorts(
-            world.source,
-            world.users,
-            world.sso,
-            world.contacts,
-            InMemoryMigratedLogReader(timeline),
-            world.jobs,
-            timeline,
-            world.clock,
-            world.indexes,
-        )
+        ports = verify_ports(world, timeline)
         repair = Repair(ports, settings, "verify")
         with pytest.raises(JobNotRunnable):
             repair.write(missing, job)
@@ -207,17 +215,7 @@ class TestRepairStalledBetweenBatches:
 
         jobs = CountingLeases(world.jobs.jobs, clock=world.clock)
         timeline = InMemoryActivityLogStore()
-        ports = VerifyPorts(
-            world.source,
-            world.users,
-            world.sso,
-            world.contacts,
-            InMemoryMigratedLogReader(timeline),
-            jobs,
-            timeline,
-            world.clock,
-            world.indexes,
-        )
+        ports = verify_ports(world, timeline, jobs=jobs)
         repair = Repair(ports, VerifySettings(repair=True), "verify")
         repair.write(missing, job)
         assert len(timeline.logs) == 60
@@ -274,17 +272,7 @@ class TestRepairAfterALongGrowth:
 
         jobs = Recording(world.jobs.jobs, clock=world.clock)
         timeline = RecordingLogs()
-        ports = VerifyPorts(
-            source,  # type: ignore[arg-type]
-            world.users,
-            world.sso,
-            world.contacts,
-            InMemoryMigratedLogReader(timeline),
-            jobs,
-            timeline,
-            world.clock,
-            world.indexes,
-        )
+        ports = verify_ports(world, timeline, jobs=jobs, source=source)
         stored = Repair(ports, settings, "verify").write(missing, job)
         assert stored.source_mark == "mark-2"
         assert events[:4] == ["renewed", "grown", "renewed", "batch"]
