@@ -84,7 +84,7 @@ def wait_for_mongo(client: MongoClient[Document], uri: str, notice: Callable[[st
     """
     from pymongo.errors import PyMongoError
 
-    from ..mongo.retry import rejected_login
+    from ..mongo.retry import driver_cause, rejected_login
 
     seeds = client.topology_description.server_descriptions()  # the URI's hosts until discovery
     hosts = ", ".join(f"{host}:{port}" for host, port in seeds) or "?"
@@ -102,11 +102,9 @@ def wait_for_mongo(client: MongoClient[Document], uri: str, notice: Callable[[st
         rejected = rejected_login(exc)
         if rejected is not None:
             raise rejected from None
-        # pymongo appends its whole topology description: the first clause says what went wrong.
-        cause = re.split(r" \(configured timeouts|, Timeout: ", str(exc))[0]
         raise StoreUnavailable(
             f"MongoDB at {hosts} unreachable after {timeout_s:g} s (serverSelectionTimeoutMS): "
-            f"{scrub(cause, [uri])}"
+            f"{scrub(driver_cause(exc), [uri])}"
         ) from None
     finally:
         if timer is not None:

@@ -8,6 +8,12 @@ Every operation retried here is idempotent by construction (an insert with a cli
 acknowledgement was lost cannot write twice. After the last attempt, and for any other driver error,
 the caller sees ``StoreUnavailable``.
 
+What the caller reads of the driver's error is one short clause (``driver_cause``): pymongo appends
+its topology description (every server's address and state), its configured timeouts and the
+server's whole reply to its messages, which say nothing an operator acts on and may quote a
+document. The full error stays the ``StoreUnavailable``'s ``__cause__``, for a traceback that the
+runner scrubs of the settings' secrets.
+
 Two errors are not retried here. A ``ServerSelectionTimeoutError`` already waited the client's whole
 ``serverSelectionTimeoutMS`` (the URI's own value; the runner's default is 10 s) while pymongo kept
 looking for a server, so retrying would multiply the wait the operator chose. A refused login
@@ -16,6 +22,7 @@ looking for a server, so retrying would multiply the wait the operator chose. A 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Final, TypeVar
 
@@ -36,6 +43,7 @@ __all__ = [
     "DEFAULT_RETRY",
     "RetryPolicy",
     "call_with_retry",
+    "driver_cause",
     "is_retryable",
     "rejected_login",
 ]
@@ -89,6 +97,24 @@ def rejected_login(exc: PyMongoError) -> ConnectionRejected | None:
     return None
 
 
+# Where pymongo's own additions to a message begin: a network error's timeouts, server selection's
+# wait and topology description, an operation failure's full reply.
+_APPENDED: Final = re.compile(r" \(configured timeouts|, Timeout: |, Topology Description: |, full error: ")
+_CAUSE_CHARS: Final = 300  # an operator's one line; a server's errmsg may quote a whole document
+
+
+def driver_cause(exc: PyMongoError) -> str:
+    """``exc`` as one short clause: pymongo's first clause, without what pymongo appends (topology
+    description, timeouts, the server's full reply), at most 300 characters; a server's refusal
+    (``OperationFailure``) is named by its ``codeName`` and code, e.g. ``BadValue (2): …``."""
+    text = " ".join(_APPENDED.split(str(exc), maxsplit=1)[0].split()) or type(exc).__name__
+    code = getattr(exc, "code", None)
+    if isinstance(exc, OperationFailure) and code is not None and f"code {code}" not in text:
+        name = (exc.details or {}).get("codeName")
+        text = f"{name} ({code}): {text}" if isinstance(name, str) else f"code {code}: {text}"
+    return text if len(text) <= _CAUSE_CHARS else text[: _CAUSE_CHARS - 1] + "…"
+
+
 def call_with_retry(operation: Callable[[int], T], policy: RetryPolicy, what: str) -> T:
     """Run ``operation(attempt)`` (1-based) until it succeeds; network errors are retried (counted
     as ``mongo`` retries), others translated: ``ConnectionRejected`` or ``StoreUnavailable``."""
@@ -100,14 +126,15 @@ def call_with_retry(operation: Callable[[int], T], policy: RetryPolicy, what: st
         rejected = rejected_login(exc)
         if rejected is not None:
             raise rejected from exc
+        cause = driver_cause(exc)
         if not is_retryable(exc):
-            raise StoreUnavailable(f"{what} failed: {exc}") from exc
+            raise StoreUnavailable(f"{what} failed: {cause}") from exc
         if isinstance(exc, WriteConcernError):
             raise StoreUnavailable(
-                f"{what}: MongoDB did not confirm the write after {attempts_made(policy.attempts)}: {exc}"
+                f"{what}: MongoDB did not confirm the write after {attempts_made(policy.attempts)}: {cause}"
             ) from exc
         raise StoreUnavailable(
-            f"{what}: MongoDB unreachable after {attempts_made(policy.attempts)}: {exc}"
+            f"{what}: MongoDB unreachable after {attempts_made(policy.attempts)}: {cause}"
         ) from exc
     raise AssertionError("unreachable: the attempts return or raise")  # pragma: no cover
 
