@@ -37,9 +37,11 @@ class EnrichmentTally:
     (``planned_patches``, ``planned_keys`` keys): ``logs == planned_patches + complete +
     skipped_total``. Applying the patches gave ``patched`` logs at least one key: ``keys_set`` keys
     set, ``keys_left_alone`` found already there (or on a log whose metadata cannot take a key),
-    ``keys_too_large`` refused because the log would pass MongoDB's 16 MiB document limit (all zero on
-    a dry run, which applies nothing): ``keys_set + keys_left_alone + keys_too_large ==
-    planned_keys``.
+    ``keys_too_large`` refused because the log would pass MongoDB's 16 MiB document limit,
+    ``keys_refused`` refused by the store for that one log, by the store's name for the refusal
+    (MongoDB's ``codeName``: ``DocumentValidationFailure`` for a collection's validator, 121;
+    ``DuplicateKey`` for a unique index, 11000) — all zero on a dry run, which applies nothing:
+    ``keys_set + keys_left_alone + keys_too_large + keys_refused_total == planned_keys``.
     ``ignored`` logs were not eligible (not an association log). ``EnrichmentStore.apply`` answers
     the apply fields only.
 
@@ -59,10 +61,15 @@ class EnrichmentTally:
     planned_keys: int = 0
     keys_left_alone: int = 0
     keys_too_large: int = 0
+    keys_refused: Mapping[str, int] = field(factory=dict, converter=_counts)
 
     @property
     def skipped_total(self) -> int:
         return sum(self.skipped.values())
+
+    @property
+    def keys_refused_total(self) -> int:
+        return sum(self.keys_refused.values())
 
     @property
     def enriched(self) -> int:
@@ -70,10 +77,11 @@ class EnrichmentTally:
         return self.patched + self.complete
 
     def __add__(self, other: EnrichmentTally) -> EnrichmentTally:
-        skipped = Counter(self.skipped)
+        skipped, refused = Counter(self.skipped), Counter(self.keys_refused)
         skipped.update(other.skipped)
+        refused.update(other.keys_refused)
         summed = {f.name: getattr(self, f.name) + getattr(other, f.name) for f in _NUMBERS}
-        return EnrichmentTally(skipped=skipped, **summed)
+        return EnrichmentTally(skipped=skipped, keys_refused=refused, **summed)
 
     def as_dict(self) -> EnrichmentCounts:
         """JSON-ready counts of a job, as ``status`` shows them (a job plans and applies nothing)."""
@@ -86,4 +94,4 @@ class EnrichmentTally:
         }
 
 
-_NUMBERS = tuple(f for f in fields(EnrichmentTally) if f.name != "skipped")
+_NUMBERS = tuple(f for f in fields(EnrichmentTally) if f.name not in {"skipped", "keys_refused"})

@@ -159,3 +159,11 @@ class TestPlanValues:
         one = tally_of(plan, EnrichmentTally(patched=1, keys_set=2))
         total = one + one
         assert (total.logs, total.skipped, total.keys_set) == (4, {reasons.ENRICH_AMBIGUOUS: 2}, 4)
+
+    def test_refused_keys_add_up_by_name_and_reach_the_plans_tally(self) -> None:
+        """An apply's ``keys_refused`` is kept by ``tally_of`` and summed by name like skip reasons."""
+        plan = EnrichmentPlan(complete=1)
+        one = tally_of(plan, EnrichmentTally(keys_refused={"DocumentValidationFailure": 1}))
+        total = one + tally_of(plan, EnrichmentTally(keys_refused={"DuplicateKey": 2}))
+        assert dict(total.keys_refused) == {"DocumentValidationFailure": 1, "DuplicateKey": 2}
+        assert total.keys_refused_total == 3

@@ -61,6 +61,7 @@ def _report(report: EnrichmentTally) -> dict[str, object]:
         "keys_set": report.keys_set,
         "keys_left_alone": report.keys_left_alone,
         "keys_too_large": report.keys_too_large,
+        "keys_refused": dict(report.keys_refused),
     }
 
 
@@ -72,8 +73,9 @@ def _summary(report: EnrichmentTally, dry_run: bool) -> str:
             f"dry run: {seen}; would patch {report.planned_patches} ({report.planned_keys} keys); "
             f"skipped: {skipped}; nothing changed"
         )
+    refused = "".join(f", {count} refused ({name})" for name, count in report.keys_refused.items())
     return (
         f"{seen}; patched {report.patched} ({report.keys_set} keys, {report.keys_left_alone} "
-        f"already set by another writer, {report.keys_too_large} too large for MongoDB's document limit); "
-        f"nothing to add {report.complete}; skipped: {skipped}"
+        f"already set by another writer, {report.keys_too_large} too large for MongoDB's document limit"
+        f"{refused}); nothing to add {report.complete}; skipped: {skipped}"
     )

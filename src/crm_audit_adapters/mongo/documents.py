@@ -234,6 +234,8 @@ def _unstructure_enrichment(tally: EnrichmentTally) -> Document:
     for name in ("ignored", "planned_patches", "planned_keys", "keys_left_alone", "keys_too_large"):
         if getattr(tally, name):
             doc[name] = getattr(tally, name)
+    if tally.keys_refused:
+        doc["keys_refused"] = dict(tally.keys_refused)
     return doc
 
 

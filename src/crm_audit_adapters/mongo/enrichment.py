@@ -16,17 +16,28 @@ so the others are still set and the counts stay exact.
 A key that would take a log past MongoDB's 16 MiB document limit is counted ``keys_too_large``,
 never as "already there": refused before it is sent when the key alone (with the fields the filter
 pins) already passes the limit, else when MongoDB refuses the update for the document's size.
+
+Any other write error of an update is either about that one log or not. A log the collection's
+validator refuses (121 ``DocumentValidationFailure``) or whose new key a unique index refuses (11000
+``DuplicateKey``) is counted ``keys_refused`` by that name and the pass goes on; a log whose
+``metadata`` is not a document (28 ``PathNotViable``) is ``keys_left_alone``. Every other code
+halts the pass: not authorized (13) is ``ConnectionRejected``, the rest ``StoreUnavailable`` naming
+the code, because nothing says the next log would fare better (a permission, a server state, a
+malformed update) and counting it would report a finished pass that set nothing. The updates are
+conditional, so the next pass resumes where this one stopped.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from collections.abc import Collection as Ids
 from collections.abc import Mapping, Sequence
 from enum import Enum
 from typing import Any, Final, TypeVar
 
 import bson
+from attrs import frozen
 from bson import ObjectId, json_util
 from pymongo.errors import WriteError
 
@@ -60,15 +71,43 @@ _TOO_LARGE_CODES: Final = frozenset({10334, 17419})
 (10334) and "Resulting document after update is larger than 16777216" (17419, ``Location17419``)."""
 
 
+_PATH_NOT_VIABLE: Final = 28
+"""MongoDB's code for a ``$set`` of ``metadata.<key>`` on a log whose ``metadata`` is not a document."""
+
+_REFUSED_FOR_THE_LOG: Final = {121: "DocumentValidationFailure", 11000: "DuplicateKey"}
+"""The write errors that concern the one log updated, counted ``keys_refused`` by these names: the
+collection's validator refused the patched log, or a unique index refused its new key."""
+
+
 class _Update(Enum):
     SET = "set"
     NOT_MATCHED = "not matched"  # the key is there already, or the log changed or went
     TOO_LARGE = "too large"
 
 
+@frozen
+class _Refused:
+    """An update MongoDB refused for this log alone (``_REFUSED_FOR_THE_LOG``)."""
+
+    code: int
+    name: str
+
+
 def _too_large(exc: WriteError) -> bool:
     details = exc.details or {}
     return exc.code in _TOO_LARGE_CODES or details.get("codeName") == "BSONObjectTooLarge"
+
+
+def _outcome_of(exc: WriteError) -> _Update | _Refused:
+    """What a refused update counts as; the error itself (a halt) when it is not about this log."""
+    if _too_large(exc):
+        return _Update.TOO_LARGE
+    if exc.code == _PATH_NOT_VIABLE:
+        return _Update.NOT_MATCHED  # a metadata that is not a document cannot take a key
+    name = _REFUSED_FOR_THE_LOG.get(exc.code or 0)
+    if name is None:
+        raise exc  # call_with_retry: ConnectionRejected (13) or StoreUnavailable
+    return _Refused(exc.code or 0, name)
 
 
 def _cannot_fit(pinned: Mapping[str, object], sets: Mapping[str, object]) -> bool:
@@ -237,21 +276,17 @@ class MongoEnrichmentStore:
             query["_id"] = {"$gt": decode_doc_id(after)}
         return self._find(query, "scan association logs", sort=[("_id", 1)], limit=limit)
 
-    def _update(self, pinned: ReadDocument, guard: ReadDocument, sets: ReadDocument) -> _Update:
+    def _update(self, pinned: ReadDocument, guard: ReadDocument, sets: ReadDocument) -> _Update | _Refused:
         if _cannot_fit(pinned, sets):
             # Refused before it is sent: pymongo would raise ``DocumentTooLarge`` (not a server
             # error) for a value past the limit, and the server would refuse the document anyway.
             return _Update.TOO_LARGE
 
-        def update(_: int) -> _Update:
+        def update(_: int) -> _Update | _Refused:
             try:
                 modified = self._logs.update_one({**pinned, **guard}, {"$set": sets}).modified_count
             except WriteError as exc:
-                if _too_large(exc):
-                    return _Update.TOO_LARGE
-                # A metadata that is not a document cannot take a key (PathNotViable, code 28):
-                # leave that log alone.
-                return _Update.NOT_MATCHED
+                return _outcome_of(exc)
             return _Update.SET if modified else _Update.NOT_MATCHED
 
         return call_with_retry(update, self._retry, "patch activity-log metadata")
@@ -276,11 +311,13 @@ class MongoEnrichmentStore:
         ]
         keys_set = outcomes.count(_Update.SET)
         too_large = outcomes.count(_Update.TOO_LARGE)
+        refused = Counter(outcome.name for outcome in outcomes if isinstance(outcome, _Refused))
         return EnrichmentTally(
             patched=int(keys_set > 0),
             keys_set=keys_set,
-            keys_left_alone=len(sets) - keys_set - too_large,
+            keys_left_alone=len(sets) - keys_set - too_large - refused.total(),
             keys_too_large=too_large,
+            keys_refused=refused,
         )
 
     def apply(self, plan: EnrichmentPlan) -> EnrichmentTally:

@@ -232,4 +232,5 @@ def tally_of(plan: EnrichmentPlan, applied: EnrichmentTally | None = None) -> En
         keys_set=done.keys_set,
         keys_left_alone=done.keys_left_alone,
         keys_too_large=done.keys_too_large,
+        keys_refused=done.keys_refused,
     )
