@@ -94,9 +94,19 @@ def ensure_fork_server(preload: Sequence[str] = ()) -> None:
     A server this call starts imports ``preload`` (module names) before it forks; one already
     running keeps what it imported (the server is one per process)."""
     if preload:
-        multiprocessing.get_context("forkserver").set_forkserver_preload(list(preload))
+        multiprocessing.get_context("forkserver").set_forkserver_preload(preload_first(preload))
     with sigint_blocked():
         forkserver.ensure_running()
+
+
+PRELOAD_FIRST: Final = "crm_audit_adapters.httpx_no_cli"
+"""The module every fork server of ours imports first: httpx without its command line (click,
+rich, pygments), which no process it forks runs (``httpx_no_cli``)."""
+
+
+def preload_first(preload: Sequence[str]) -> list[str]:
+    """A fork server's preload (module names, imported in order), ``PRELOAD_FIRST`` first."""
+    return [PRELOAD_FIRST, *(name for name in preload if name != PRELOAD_FIRST)]
 
 
 def ignore_sigint() -> None:

@@ -202,3 +202,46 @@ def test_the_console_starts_the_fork_server_for_run_with_workers_before_the_cli(
         "drivers_loaded": False,
         "multiprocessing_loaded": started,  # nothing imported for any other command
     }
+
+
+FORKED_MODULES = textwrap.dedent(
+    """
+    import json, multiprocessing, sys
+    from crm_audit_adapters.fork_server import RUN_PRELOAD, RUNNER_PORTS, ensure_fork_server
+    from crm_audit_adapters.shard_processes import PRELOAD
+
+    which = sys.argv[1]
+    if which == "pool":  # the pool starts its own server when nothing started one first (runtime)
+        from crm_audit_adapters.page_pool import ProcessPagePipeline, TransformerRecipe
+        from crm_audit_transform.config import load_default_config
+
+        ProcessPagePipeline(2, TransformerRecipe(load_default_config()), preload=RUNNER_PORTS).close()
+    else:
+        ensure_fork_server(RUN_PRELOAD if which == "run" else PRELOAD)
+    with multiprocessing.get_context("forkserver").Pool(1) as pool:
+        seen = pool.apply(eval, ("sorted(__import__('sys').modules)",))  # a process it forked
+    print(json.dumps(seen))
+    """
+)
+"""Prints the modules a process forked from the fork server has, the server started for ``argv[1]``."""
+
+COMMAND_LINE_ONLY = ("click", "rich", "pygments", "httpx._main")
+"""Modules ``import httpx`` brings only for httpx's command line (when installed)."""
+
+
+@pytest.mark.parametrize("which", ["run", "shard", "pool"])
+def test_a_forked_process_has_httpx_without_its_command_line(which: str) -> None:
+    """Every fork server of ours imports httpx, and none imports its command line: click, rich and
+    pygments came with it (81 modules, ~0.15 s a preload) before any worker could be forked."""
+    done = subprocess.run(
+        [sys.executable, "-c", FORKED_MODULES, which],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "httpx" in seen
+    cli = [name for name in seen if name in COMMAND_LINE_ONLY or name.split(".")[0] in COMMAND_LINE_ONLY]
+    assert cli == []

@@ -81,6 +81,7 @@ from crm_audit_transform.ports import AuditPageIds, LogEncoder, SpanReader
 from crm_audit_transform.transformer import Transformer
 from crm_audit_transform.usecases.pages import PageLookup, PageSpan, TransformedPage
 
+from ..fork_server import preload_first
 from . import worker
 from .in_flight import Feed, done
 from .run_pages import RunPages
@@ -163,7 +164,7 @@ class ProcessPagePipeline:
             # started now and imports while the caller connects, leases, reads its first page: the
             # first run's workers are then forked from a ready server instead of waiting for it.
             context.set_forkserver_preload(
-                [worker.__name__, *WRITER_ENCODERS, *worker.PORT_MODULES, *preload]
+                preload_first([worker.__name__, *WRITER_ENCODERS, *worker.PORT_MODULES, *preload])
             )
             forkserver.ensure_running()
         self._processes = WorkerProcesses(workers - share, recipe, context, workers=workers)
