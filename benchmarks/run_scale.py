@@ -44,6 +44,8 @@ STAGES = (
     "end_to_end_workers_early",
     "end_to_end_workers_early_n3",
     "end_to_end_workers_early_ppw3",
+    "end_to_end_workers_early_p3o3",
+    "end_to_end_workers_early_p4o4",
     "end_to_end_workers_early_si05ms",
     "end_to_end_workers_early_si1ms",
     "end_to_end_workers_unshared",

@@ -846,6 +846,17 @@ def end_to_end_workers_early_ppw3(ctx: Context) -> dict[str, Any]:
     return end_to_end_workers(ctx, early=True, pages_per_worker=3, own_pages=2)
 
 
+def end_to_end_workers_early_p3o3(ctx: Context) -> dict[str, Any]:
+    """``end_to_end_workers_early`` with 3 pages in flight on the worker and 3 of this process's own
+    (instead of 2 and 2): each side has a page more to go on while the other holds its pages."""
+    return end_to_end_workers(ctx, early=True, pages_per_worker=3, own_pages=3)
+
+
+def end_to_end_workers_early_p4o4(ctx: Context) -> dict[str, Any]:
+    """``end_to_end_workers_early`` with 4 pages in flight on the worker and 4 of this process's own."""
+    return end_to_end_workers(ctx, early=True, pages_per_worker=4, own_pages=4)
+
+
 def end_to_end_workers_early_si05ms(ctx: Context) -> dict[str, Any]:
     """``end_to_end_workers_early`` with a 0.5 ms thread switch interval during the run (the pool's
     ``switch_interval_s``; Python's default is 5 ms)."""

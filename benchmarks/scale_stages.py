@@ -41,6 +41,8 @@ STAGES: dict[str, Callable[[scale_context.Context], dict[str, Any]]] = {
     "end_to_end_workers_early": scale_pipeline.end_to_end_workers_early,
     "end_to_end_workers_early_n3": scale_pipeline.end_to_end_workers_early_n3,
     "end_to_end_workers_early_ppw3": scale_pipeline.end_to_end_workers_early_ppw3,
+    "end_to_end_workers_early_p3o3": scale_pipeline.end_to_end_workers_early_p3o3,
+    "end_to_end_workers_early_p4o4": scale_pipeline.end_to_end_workers_early_p4o4,
     "end_to_end_workers_early_si05ms": scale_pipeline.end_to_end_workers_early_si05ms,
     "end_to_end_workers_early_si1ms": scale_pipeline.end_to_end_workers_early_si1ms,
     "end_to_end_workers_unshared": scale_pipeline.end_to_end_workers_unshared,
