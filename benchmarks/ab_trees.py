@@ -83,6 +83,10 @@ def run(stage: str, args: argparse.Namespace, pythonpath: str | None) -> dict[st
     env = dict(os.environ)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
+    if args.bytecode == "cached":  # as installed: no process compiles our sources (run_scale.stage_env)
+        from dry_run_scale import installed_env
+
+        env = installed_env(env)
     if stage in ("dry_run", "dry_run_workers", "dry_run_parse"):
         return dry_run(stage, args.rows, env)
     schema = f"bench_{args.rows}"
@@ -162,12 +166,19 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--stages", default="end_to_end")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--bytecode",
+        choices=("cached", "source"),
+        default="cached",
+        help="stage processes find our bytecode cached, as installed (default), or compile the sources "
+        "when PYTHONDONTWRITEBYTECODE is set (as before)",
+    )
     args = parser.parse_args()
     _become_subreaper()
     (HERE / "out").mkdir(exist_ok=True)
     trees = {args.ref: str(export(args.ref)), "this tree": None}
     stages = args.stages.split(",")
-    print(f"load before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"bytecode: {args.bytecode}; load before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     seen: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for round_ in range(args.repeat):
         order = list(trees) if round_ % 2 == 0 else list(trees)[::-1]

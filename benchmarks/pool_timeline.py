@@ -199,7 +199,9 @@ def run(stage: str, args: argparse.Namespace) -> dict[str, Any]:
         )
         # On PYTHONPATH: the fork server imports its preload without the runner's sys.path.
         path = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
-        env = {**os.environ, TRACE_DIR: directory, "PYTHONPATH": path}
+        from run_scale import stage_env  # here: the stage process imports this module too
+
+        env = stage_env({**os.environ, TRACE_DIR: directory, "PYTHONPATH": path})  # bytecode cached
         done = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False
         )

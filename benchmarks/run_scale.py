@@ -120,7 +120,12 @@ def _child(argv: Sequence[str]) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         done = subprocess.run(
-            [sys.executable, *argv], capture_output=True, text=True, check=False, timeout=STAGE_TIMEOUT_S
+            [sys.executable, *argv],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=STAGE_TIMEOUT_S,
+            env=stage_env(),
         )
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {STAGE_TIMEOUT_S} s"}
@@ -129,6 +134,23 @@ def _child(argv: Sequence[str]) -> dict[str, Any]:
         return {"error": f"exit {done.returncode}: {done.stderr.strip()[-1500:]}"}
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return {**result, "process_wall_seconds": round(process_wall, 3)}
+
+
+BYTECODE = {"cached": True}
+"""Whether stage processes find our modules' bytecode cached (``--bytecode``)."""
+
+
+def stage_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """A stage process's environment: with ``--bytecode cached`` (the default) our modules' bytecode
+    cached as an installed package has it (``dry_run_scale.installed_env``), else ``base`` as given
+    (``--bytecode source``: under ``PYTHONDONTWRITEBYTECODE=1``, set on some machines, every process
+    compiles our sources again, a pool's fork server included, which its worker waits for)."""
+    env = dict(os.environ if base is None else base)
+    if not BYTECODE["cached"]:
+        return env
+    from dry_run_scale import installed_env
+
+    return installed_env(env)
 
 
 def _generate(dsn: str, rows: int, schema: str, data_dir: Path, reuse: bool) -> dict[str, Any]:
@@ -250,8 +272,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--reuse", action="store_true", help="with --dsn: keep data already generated")
+    parser.add_argument(
+        "--bytecode",
+        choices=("cached", "source"),
+        default="cached",
+        help="stage processes find our bytecode cached, as installed (default), or compile the sources "
+        "when PYTHONDONTWRITEBYTECODE is set (as before)",
+    )
     parser.add_argument("--report", type=Path, default=HERE / "out" / "scale-report.md")
     args = parser.parse_args(argv)
+    BYTECODE["cached"] = args.bytecode == "cached"
     sizes = sorted(set(args.rows or [100_000]))
     stages = [s for s in args.stages.split(",") if s]
     out_dir = args.report.parent
@@ -261,6 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": _machine(),
         "sizes": {},
     }
+    report["machine"]["bytecode"] = args.bytecode
+    print(f"bytecode: {args.bytecode}", flush=True)
     print(f"loader backends: {report['machine']['loader_backends']}", flush=True)
     print(f"compiled JSONL line: {report['machine']['compiled_line']}", flush=True)
     if "compiled" not in available_backends():
