@@ -1,6 +1,6 @@
 """How long a ``run --workers N`` process waits for its fork server: the server's preload, timed.
 
-    .venv/bin/python benchmarks/fork_server_start.py [--repeat 10] [--src NAME=PATH ...]
+    .venv/bin/python benchmarks/fork_server_start.py [--repeat 10] [--src NAME=PATH ...] [--bytecode source]
 
 In each round, for each tree (``--src``: a ``src`` directory put first on ``PYTHONPATH``, e.g. a
 reference tree's with its compiled extensions copied in; by default this tree's), a fresh
@@ -22,6 +22,9 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from run_scale import BYTECODE, stage_env  # noqa: E402 - benchmarks are scripts beside each other
 
 PROBE = """
 import json, multiprocessing, time
@@ -44,13 +47,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--src", action="append", default=[], help="NAME=PATH of a src directory")
+    parser.add_argument(
+        "--bytecode",
+        choices=("cached", "source"),
+        default="cached",
+        help="our bytecode cached, as installed (default), or compiled in each process when "
+        "PYTHONDONTWRITEBYTECODE is set",
+    )
     args = parser.parse_args()
+    BYTECODE["cached"] = args.bytecode == "cached"
     trees = dict(item.split("=", 1) for item in args.src) or {"this": str(HERE.parent / "src")}
     seen: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
-    print(f"load {os.getloadavg()}", flush=True)
+    print(f"bytecode: {args.bytecode}; load {os.getloadavg()}", flush=True)
     for round_ in range(args.repeat):
         for name, src in trees.items():
-            env = {**os.environ, "PYTHONPATH": src}
+            env = stage_env({**os.environ, "PYTHONPATH": src})
             done = subprocess.run(
                 [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=True
             )
