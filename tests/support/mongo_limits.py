@@ -24,11 +24,16 @@ RESULT_TOO_LARGE = 17419
 """MongoDB's code for an update whose resulting document is larger than the limit."""
 
 
-def _set_path(doc: dict[str, Any], path: str, value: object) -> None:
+def _set_path(doc: dict[str, Any], path: str, value: object) -> bool:
+    """Set ``path`` in ``doc``; False when a parent is not a document (MongoDB's ``PathNotViable``,
+    which the wrapped collection answers)."""
     *parents, last = path.split(".")
     for part in parents:
         doc = doc.setdefault(part, {})
+        if not isinstance(doc, dict):
+            return False
     doc[last] = value
+    return True
 
 
 class SizeLimitedCollection:
@@ -45,9 +50,8 @@ class SizeLimitedCollection:
         found = self._collection.find_one(query)
         if found is not None and set(update) == {"$set"}:
             after = copy.deepcopy(found)
-            for path, value in update["$set"].items():
-                _set_path(after, path, value)
-            if len(bson.encode(after)) > MAX_DOCUMENT_BYTES:
+            viable = all(_set_path(after, path, value) for path, value in update["$set"].items())
+            if viable and len(bson.encode(after)) > MAX_DOCUMENT_BYTES:
                 self.refused += 1
                 message = f"Resulting document after update is larger than {MAX_DOCUMENT_BYTES}"
                 details = {"index": 0, "code": RESULT_TOO_LARGE, "codeName": "Location17419"}

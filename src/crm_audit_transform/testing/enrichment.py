@@ -5,7 +5,9 @@ Documents are plain dicts shaped like ``encode_activity_log`` output (``company_
 ``customer_id``, ``category``, ``action``, ``timestamp``, ``external_id`` and ``source_tag`` only
 when set, ``metadata``), so fixtures read the same here and in the Mongo adapter's tests. Apply
 follows the adapter's rules exactly: one guarded update per key, every filter field pinned. A run
-wired with this store enriches what it inserted, and ``logs`` shows the patched metadata.
+wired with this store enriches what it inserted, and ``logs`` shows the patched metadata. Like
+MongoDB, it refuses a key that would take its log past 16 MiB (``keys_too_large``) and leaves alone a
+``metadata`` that is not a document.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from ..enrichment.model import (
 )
 from ..enrichment_tally import EnrichmentTally
 from ..timestamps import as_utc
+from ._bson_size import ID_BYTES, MAX_DOCUMENT_BYTES, document_bytes
 from .stores import held_by_another_tool, refuse_encoded
 
 __all__ = ["InMemoryEnrichmentStore", "activity_log_document"]
@@ -91,6 +94,22 @@ def _at_path(document: Mapping[str, Any], path: str) -> Any:
             return None
         found = found[part]
     return found
+
+
+def _metadata_of(document: Mapping[str, Any]) -> Mapping[str, Any]:
+    # A metadata that is not a document holds no key (a string's "in" would find a substring).
+    metadata = document.get("metadata")
+    return metadata if isinstance(metadata, Mapping) else {}
+
+
+def _past_the_limit(document: Mapping[str, Any]) -> bool:
+    """Whether MongoDB would refuse ``document`` for its size (an ObjectId ``_id`` counted when it
+    has none); False when it holds a value outside the value model, which this cannot size."""
+    try:
+        size = document_bytes(document)
+    except TypeError:
+        return False
+    return size + (0 if "_id" in document else ID_BYTES) > MAX_DOCUMENT_BYTES
 
 
 def _aware(value: dt.datetime) -> dt.datetime:
@@ -230,7 +249,7 @@ class InMemoryEnrichmentStore:
 
     # -- EnrichmentStore ---------------------------------------------------------------------
     def _stored(self, doc_id: str, doc: Mapping[str, Any]) -> StoredLog:
-        metadata = doc.get("metadata") or {}
+        metadata = _metadata_of(doc)
         return StoredLog(
             doc_id=doc_id,
             company_sso_id=doc["company_sso_id"],
@@ -278,7 +297,7 @@ class InMemoryEnrichmentStore:
                 continue
             if doc["company_sso_id"] != company_sso_id or doc["action"] not in ASSOCIATION_ACTIONS:
                 continue
-            metadata = doc.get("metadata") or {}
+            metadata = _metadata_of(doc)
             if all(key in metadata for key in ENRICHMENT_KEYS):
                 continue
             found.append(self._stored(doc_id, doc))
@@ -299,24 +318,37 @@ class InMemoryEnrichmentStore:
         return pinned and "external_id" not in doc
 
     def apply(self, plan: EnrichmentPlan) -> EnrichmentTally:
+        """Each key by its own guarded update, as the adapter's fallback applies them: set when absent;
+        ``keys_too_large`` when the log (with an ObjectId ``_id``) would pass MongoDB's 16 MiB;
+        ``keys_left_alone`` when present, on a log that no longer matches, or on a ``metadata`` that
+        is not a document (MongoDB's ``PathNotViable``); a missing ``metadata`` is created."""
         result = EnrichmentTally()
         for patch in plan.patches:
             doc = self._docs.get(patch.target.doc_id)
-            keys_set = 0
+            keys_set = too_large = 0
             for key, value in patch.sets.items():
                 self.updates += 1
                 if doc is None or not self._matches(doc, patch.target):
                     continue
-                if not isinstance(doc.get("metadata"), dict):
-                    doc["metadata"] = {}
-                metadata = doc["metadata"]
-                if key in metadata:
+                created = "metadata" not in doc
+                metadata = doc.setdefault("metadata", {})
+                if not isinstance(metadata, dict) or key in metadata:
                     continue
                 metadata[key] = copy.deepcopy(value)
+                if _past_the_limit(doc):
+                    # MongoDB refuses the update whole: the log stays as it was.
+                    del metadata[key]
+                    if created:
+                        del doc["metadata"]
+                    too_large += 1
+                    continue
                 keys_set += 1
             if keys_set:
                 self._sync_log(patch.target.doc_id)
             result += EnrichmentTally(
-                patched=int(keys_set > 0), keys_set=keys_set, keys_left_alone=len(patch.sets) - keys_set
+                patched=int(keys_set > 0),
+                keys_set=keys_set,
+                keys_left_alone=len(patch.sets) - keys_set - too_large,
+                keys_too_large=too_large,
             )
         return result
