@@ -7,7 +7,16 @@ Python >= 3.13)::
     "$(scripts/mongoeco-env)" scripts/mongo_emulator.py --port 0   # a free port
 
 The first line on stdout is the URI to give pymongo (``CRM_AUDIT_MONGO_URI``). Data lives in
-memory and is gone when the process ends. It stops on SIGINT or SIGTERM, and with
+memory and is gone when the process ends.
+
+mongoeco stores a document of any size and nesting; MongoDB does not. So that a test against the
+emulator cannot pass what a server refuses, an ``insert`` is checked here first, as the server's own
+insert path checks it: a document past 16 MiB (``_id`` included) is a write error ``BadValue`` (2,
+"object to insert too large"), one nested past 100 levels (MongoDB's documented "Nested Depth for
+BSON Documents"; the document is level 1, each non-empty embedded document or array one more) a
+write error ``Overflow`` (15). The other documents are inserted as the server would: all of them
+unordered, those before the first refused one ordered. Updates past the limit are refused by
+``tests/support/mongo_limits.SizeLimitedCollection``. It stops on SIGINT or SIGTERM, and with
 ``--until-stdin-closes`` also when its standard input closes: a test session that dies without
 cleaning up, ``kill -9`` included, takes its server with it.
 """
@@ -17,11 +26,68 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import signal
 import sys
+from typing import Any
 
+import bson
 from mongoeco.engines.memory import MemoryEngine
 from mongoeco.wire import AsyncMongoEcoProxyServer
+from mongoeco.wire.bson_bridge import encode_wire_value
+from mongoeco.wire.executor import WireCommandExecutor
+
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024  # crm_audit_adapters.mongo.document_limits
+MAX_NESTING = 100  # crm_audit_adapters.mongo.bson_values.MONGODB_MAX_NESTING
+BAD_VALUE, OVERFLOW = 2, 15
+
+
+def _nests_past(value: object, levels: int) -> bool:
+    """Whether ``value``'s non-empty documents and arrays nest more than ``levels`` deep."""
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+    if not items:
+        return False
+    return levels <= 0 or any(_nests_past(item, levels - 1) for item in items)
+
+
+def refusal(document: dict[str, Any]) -> dict[str, Any] | None:
+    """The write error MongoDB gives for inserting ``document``, or None when it takes it."""
+    size = len(bson.encode(encode_wire_value(document)))  # mongoeco decoded it to its own types
+    if size > MAX_DOCUMENT_BYTES:
+        message = f"object to insert too large. size in bytes: {size}, max size: {MAX_DOCUMENT_BYTES}"
+        return {"code": BAD_VALUE, "codeName": "BadValue", "errmsg": message}
+    if _nests_past(document, MAX_NESTING):
+        message = f"cannot insert document because it exceeds {MAX_NESTING} levels of nesting"
+        return {"code": OVERFLOW, "codeName": "Overflow", "errmsg": message}
+    return None
+
+
+_execute_prepared = WireCommandExecutor.execute_prepared
+
+
+async def _execute_within_limits(executor: WireCommandExecutor, context: Any) -> dict[str, Any]:
+    """``insert`` with MongoDB's refusals of a document past its limits; every other command as is."""
+    documents = context.command_document.get("documents") if context.command_name == "insert" else None
+    refused = {i: error for i, doc in enumerate(documents or ()) if (error := refusal(doc)) is not None}
+    if not refused:
+        return await _execute_prepared(executor, context)
+    ordered = context.command_document.get("ordered", True)
+    first = min(refused)
+    kept = [i for i in range(len(documents)) if i not in refused and (not ordered or i < first)]
+    result: dict[str, Any] = {"ok": 1.0, "n": 0}
+    if kept:
+        command = {**context.command_document, "documents": [documents[i] for i in kept]}
+        result = await _execute_prepared(executor, dataclasses.replace(context, command_document=command))
+        if not result.get("ok"):
+            return result
+    errors = [{**error, "index": kept[error["index"]]} for error in result.get("writeErrors", [])]
+    if not (ordered and errors):  # an ordered insert stopped at its first error, wherever it was
+        errors += [{"index": i, **error} for i, error in refused.items() if not ordered or i == first]
+    return {**result, "writeErrors": sorted(errors, key=lambda error: error["index"])}
+
+
+# mongoeco 4.11's executor has no hook: its one entry point is wrapped (the version is pinned).
+WireCommandExecutor.execute_prepared = _execute_within_limits  # type: ignore[method-assign]
 
 
 async def _stdin_closed() -> None:

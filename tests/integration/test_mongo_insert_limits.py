@@ -1,0 +1,130 @@
+"""MongoDB's insert limits: the emulator refuses as a server does, and the store refuses first.
+
+Every insert path of a run (``run``, ``verify --repair``, Celery's tasks, ``--workers``' encoders) writes
+through ``MongoActivityLogStore``, whose client-side checks (``document_limits``, ``bson_values``) fail a
+log past 16 MiB or 100 levels alone before the insert. The emulator now refuses such documents too
+(scripts/mongo_emulator.py), so a check that let one through would fail these tests on it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import bson
+import pytest
+from pymongo import MongoClient
+from pymongo.errors import BulkWriteError, WriteError
+
+from crm_audit_adapters.mongo import MongoActivityLogStore, apply_migration
+from crm_audit_adapters.mongo.bson_values import MONGODB_MAX_NESTING, NESTS_PAST_MONGODB
+from crm_audit_adapters.mongo.document_limits import ID_BYTES, MAX_DOCUMENT_BYTES
+from crm_audit_adapters.mongo.documents import encode_activity_log
+from crm_audit_transform import reasons
+from crm_audit_transform.domain import ActivityLog
+from support.mongo import activity_log
+
+BAD_VALUE, OVERFLOW = 2, 15
+
+
+def nested(levels: int) -> dict[str, Any]:
+    """A document ``levels`` deep as MongoDB counts: itself level 1, each non-empty one below +1."""
+    doc: dict[str, Any] = {"v": 1}
+    for _ in range(levels - 1):
+        doc = {"a": doc}
+    return doc
+
+
+def of_size(size: int) -> dict[str, Any]:
+    """A document whose BSON, with the ``_id`` the server adds, is ``size`` bytes."""
+    return {"s": "x" * (size - len(bson.encode({"s": ""})) - ID_BYTES)}
+
+
+@pytest.fixture
+def raw(wire_mongo_client: MongoClient[dict[str, Any]]) -> Any:
+    name = f"crm_audit_limits_{id(object())}"
+    yield wire_mongo_client[name].docs
+    wire_mongo_client.drop_database(name)
+
+
+class TestTheEmulatorRefusesAsAServer:
+    def test_a_document_of_16_mib_is_stored_and_one_byte_more_is_bad_value(self, raw: Any) -> None:
+        """Up to 16 MiB (``_id`` included) inserted; past it the server's write error, code 2."""
+        raw.insert_one(of_size(MAX_DOCUMENT_BYTES))
+        with pytest.raises(WriteError) as caught:
+            raw.insert_one(of_size(MAX_DOCUMENT_BYTES + 1))
+        assert caught.value.code == BAD_VALUE
+        assert "object to insert too large" in str(caught.value)
+        assert raw.count_documents({}) == 1
+
+    def test_a_document_nested_100_levels_is_stored_and_101_is_overflow(self, raw: Any) -> None:
+        """MongoDB's documented nesting limit: 100 levels inserted, 101 refused with code 15."""
+        raw.insert_one(nested(MONGODB_MAX_NESTING))
+        with pytest.raises(WriteError) as caught:
+            raw.insert_one(nested(MONGODB_MAX_NESTING + 1))
+        assert caught.value.code == OVERFLOW
+        assert raw.count_documents({}) == 1
+
+    @pytest.mark.parametrize(("ordered", "stored"), [(False, [1, 3]), (True, [1])])
+    def test_a_refused_document_in_a_batch_is_one_write_error(
+        self, raw: Any, ordered: bool, stored: list[int]
+    ) -> None:
+        """Unordered, the others are inserted; ordered, the insert stops at the refused one."""
+        docs = [{"i": 1}, {"i": 2, **nested(MONGODB_MAX_NESTING + 1)}, {"i": 3}]
+        with pytest.raises(BulkWriteError) as caught:
+            raw.insert_many(docs, ordered=ordered)
+        assert [(e["index"], e["code"]) for e in caught.value.details["writeErrors"]] == [(1, OVERFLOW)]
+        assert sorted(doc["i"] for doc in raw.find({}, {"i": 1})) == stored
+
+
+def deepest_in_metadata(extra_levels: int = 0) -> ActivityLog:
+    """A log whose metadata holds a list nested to MongoDB's limit (98 levels under the document and
+    ``metadata``), plus ``extra_levels``."""
+    value: Any = "x"
+    for _ in range(MONGODB_MAX_NESTING - 2 + extra_levels):
+        value = [value]
+    base = activity_log(1)
+    return attrs.evolve(base, metadata={**base.metadata, "deep": value})
+
+
+def sized(size: int, audit_id: int = 1) -> ActivityLog:
+    """A log whose stored document (with its ``_id``) is ``size`` bytes."""
+    base = activity_log(audit_id)
+    empty = attrs.evolve(base, metadata={**base.metadata, "blob": ""})
+    room = size - len(bson.encode(encode_activity_log(empty))) - ID_BYTES
+    return attrs.evolve(base, metadata={**base.metadata, "blob": "x" * room})
+
+
+@pytest.fixture
+def store(mongo_db: Any) -> MongoActivityLogStore:
+    apply_migration(mongo_db, "up")
+    return MongoActivityLogStore.in_database(mongo_db)
+
+
+class TestTheStoreRefusesFirst:
+    def test_a_log_of_16_mib_is_inserted_and_one_byte_more_fails_alone(
+        self, store: MongoActivityLogStore
+    ) -> None:
+        """The store's size check stops where the server's does: 16 MiB inserted (the emulator agrees),
+        one byte more failed ``write_error`` before the insert, its batch-mate inserted."""
+        fits, past = sized(MAX_DOCUMENT_BYTES), sized(MAX_DOCUMENT_BYTES + 1, audit_id=3)
+        results = store.insert_batch([fits, past, activity_log(2)])
+        assert [(r.status, r.reason) for r in results] == [
+            ("inserted", ""),
+            ("failed", reasons.WRITE_ERROR),
+            ("inserted", ""),
+        ]
+        assert f"{MAX_DOCUMENT_BYTES + 1} bytes exceeds" in results[1].detail
+
+    def test_the_deepest_log_is_inserted_and_one_level_more_fails_alone(
+        self, store: MongoActivityLogStore
+    ) -> None:
+        """The store's nesting check counts as the server does: the deepest log it lets through is
+        one the emulator takes; a level more is failed before the insert."""
+        deepest, past = deepest_in_metadata(), deepest_in_metadata(1)
+        past = attrs.evolve(past, external_id=past.external_id + "-past")  # its own key
+        results = store.insert_batch([deepest, past])
+        assert [(r.status, r.detail) for r in results] == [
+            ("inserted", ""),
+            ("failed", f"cannot encode the document: {NESTS_PAST_MONGODB}"),
+        ]
