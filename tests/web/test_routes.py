@@ -304,6 +304,7 @@ class TestMigrateRoute:
             (b'{"records": [{"company_sso_id": "x"}]}', "INVALID_RECORD"),
             (b"\xff\xfe", "MALFORMED_BODY"),
             (b'{"records": ' + b"[" * 5000 + b"]" * 5000 + b"}", "MALFORMED_BODY"),
+            (b'{"records": ["' + b'\\"' * (1 << 19), "MALFORMED_BODY"),  # a string never closed: hours
             (b'{"records": [{"metadata": {"x": {"$numberDecimal": "abc"}}}]}', "MALFORMED_BODY"),
             (b'{"records": [{"metadata": {"x": {"$numberDecimal": "1e99999999999"}}}]}', "MALFORMED_BODY"),
             (b'{"records": [{"timestamp": {"$date": "0001-01-01T00:00:00+14:00"}}]}', "MALFORMED_BODY"),

@@ -29,8 +29,11 @@ from ._ruby_keys import name_keys
 
 # Possessive: sre then keeps no backtracking state an escape (a greedy loop held ~75 bytes of it
 # a character of a string of ``\\"``: a 2 MiB body, 150 MiB). The match is the same: the loop is
-# unambiguous, so no match needs to give any of it back.
-_JSON_STRING = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"', re.S)
+# unambiguous, so no match needs to give any of it back. A string that never closes runs to the
+# end, as json.loads reads it (it parses nothing after it): required to close, the pattern failed
+# there and sre tried it again at each quote inside it, to the end each time (a 1 MiB body of
+# ``\\"``: hours, in the HTTP app's event loop).
+_JSON_STRING = re.compile(r'"[^"\\]*+(?:\\.?[^"\\]*+)*+"?', re.S)
 _BRACKET = re.compile(r"[\[\]{}]")
 _STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
 """A bracket's step of depth as a signed byte: +1 opening, -1 (0xff) closing."""
@@ -66,7 +69,8 @@ def check_json_depth(text: str, max_depth: int) -> None:
     """``LimitExceeded`` when JSON ``text`` nests arrays/objects deeper than ``max_depth``.
 
     One pass over the brackets outside strings, without recursion, so it is safe on any input
-    (run it before ``json.loads``, which recurses once per level). Malformed text is not judged here.
+    (run it before ``json.loads``, which recurses once per level). Malformed text is not judged here;
+    the brackets after a string that never closes are not counted (json.loads parses none of them).
     """
     _check_depth(text, max_depth)
 
