@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import yaml
 
 from crm_audit_transform.config import load_config, load_default_config
 from crm_audit_transform.errors import ConfigError
@@ -35,6 +36,25 @@ class TestDefaultConfig:
         assert tenants["globex"].id_sets["won_stage_ids"] == frozenset({204, 213, 215})
         assert tenants["acme"].id_sets["resolved_ticket_status_ids"] == frozenset({33, 34})
         assert tenants["nusantara_retail"].id_sets["done_task_status_ids"] == frozenset({52})
+
+    def test_is_parsed_once_a_process_and_each_call_gets_a_configuration_of_its_own(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A service built per step (a dry run resumed step by step) parsed the shipped YAML each time."""
+        parsed: list[str] = []
+        safe_load = yaml.safe_load
+
+        def counted(text: str) -> object:
+            parsed.append(text)
+            return safe_load(text)
+
+        monkeypatch.setattr(yaml, "safe_load", counted)
+        first, second = load_default_config(), load_default_config()
+        assert len(parsed) <= 1  # none when an earlier test of this process loaded it
+        assert first == second
+        assert first is not second
+        assert first.actions is not second.actions
+        assert first.tenants["acme"].id_sets is not second.tenants["acme"].id_sets
 
 
 class TestLoadConfig:
