@@ -70,22 +70,24 @@ Written by hand in `scripts/api_doc.py` (the rest of this page is generated); CH
   rule_chain=…)`, `chain.stage_codes`): a job triggered under that chain refuses a run without it.
 - `MigrationJob` has `source_mark` (None by default): what a source that can mark itself
   (`ports.SourceMarks`, not in `__all__`: a file source) held when `new_job` made the job; every run
-  (and `verify_account`) checks it first and raises `SourceChanged` when the source is another now, whose `.reason` then says
-  why (`.counted` and `.found`, now `int | None`, are None then). `ports.JobStore` implementations must
-  store it with the job and keep it as stored through every run's write (`save_progress` and the
-  shards'); a job stored without it reads as None and is not checked.
+  (and `verify_account`) checks it first and raises `SourceChanged` when the source is another now,
+  whose `.reason` then says why (`.counted` and `.found`, now `int | None`, are None then).
+  `ports.JobStore` implementations must store it with the job and keep it as stored through every
+  run's write (`save_progress` and the shards'); a job stored without it reads as None and is not
+  checked.
 - `ports.JobStore` and `ports.RunJobStore` have `grow_source_mark(job_id, owner, mark, *, previous,
   shard=None)`: a run about to hand over rows added to its marked source since the job was made (a
-  file's rows appended) first grows the job's `source_mark` over them (`ports.GrowingSourceMarks.grown_mark`;
-  a source with only `SourceMarks`' two methods is still checked, its mark never grown), in one atomic write under the runner's lease (the job's or
-  the shard's) where the stored mark is still `previous`; another mark or status comes back as stored,
+  file's rows appended) first grows the job's `source_mark` over them
+  (`ports.GrowingSourceMarks.grown_mark`; a source with only `SourceMarks`' two methods is still
+  checked, its mark never grown), in one atomic write under the runner's lease (the job's or the
+  shard's) where the stored mark is still `previous`; another mark or status comes back as stored,
   nothing written. Implementations of the port must add it (the in-memory and MongoDB stores have).
   `ports.GrowingSourceMarks` also has `mark_covers(mark, grown) -> bool`: whether another run's
   growth, stored first, covers this source's last `grown_mark` (the same bytes), so a shard's run
   takes it instead of growing again (docs/files.md).
 - `PageResult.outcomes` is a `Sequence[Outcome]` (it was `tuple[Outcome, ...]`), and so is what
-  `run_job(on_outcomes=…)` and `MigrationService.dry_run(on_outcomes=…)` are given: with `--workers` (a page
-  pool) it may be a `packed.PackedOutcomes` view, read row by row as the same outcomes. Code that
+  `run_job(on_outcomes=…)` and `MigrationService.dry_run(on_outcomes=…)` are given: with `--workers`
+  (a page pool) it may be a `packed.PackedOutcomes` view, read row by row as the same outcomes. Code that
   treated it as a tuple (`outcomes + (x,)`, `hash(outcomes)`) calls `tuple(outcomes)` first.
 """
 
