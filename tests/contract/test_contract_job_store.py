@@ -1136,6 +1136,45 @@ class TestRollbackInChunks:
         job = _job(store, "job-1")
         assert (job.status, job.logs_deleted, job.lease_owner) == (ROLLED_BACK, 5, None)
 
+    def test_a_rollback_paused_after_a_chunk_that_deleted_nothing_leaves_a_new_jobs_logs(
+        self, store: JobStore
+    ) -> None:
+        """The first chunk's logs are deleted by another meanwhile, so its delete removes none; the
+        rollback then pauses past its hold before its next delete, while a second takes the hold
+        over, ends the job, and a new job writes fresh logs. Its next delete names a chunk read
+        under its hold (by the store's ids): the fresh logs stay, and it stops at its renewal
+        (``LeaseHeld``). Before, a chunk that deleted nothing was followed by one delete of the
+        whole account, which took the new job's 2 logs."""
+        memory, clock = _five_logs(store)
+        second: list[RollbackResult] = []
+
+        def take_over() -> None:
+            second.append(rollback("company-a", RollbackPorts(store, memory, clock, LEASE, chunk=2)))
+            store.create(migration_job("job-2", created_at=LATER))
+            memory.insert_batch([activity_log(i) for i in (6, 7)])  # the new job's fresh logs
+
+        class _Paused(_Chunks):
+            def delete_migrated_chunk(self, company_sso_id: str, chunk: Sequence[object]) -> int:
+                if not self.sent:  # another delete took this chunk's logs just before
+                    self.logs.delete_migrated_chunk(company_sso_id, chunk)
+                elif not second:  # paused past the hold before this delete went out
+                    take_over()
+                return super().delete_migrated_chunk(company_sso_id, chunk)
+
+            def delete_migrated(self, company_sso_id: str) -> int:
+                if not second:
+                    take_over()
+                return super().delete_migrated(company_sso_id)
+
+        first = _Paused(memory, lambda _: None)
+        with pytest.raises(LeaseHeld, match="lost its hold"):
+            rollback("company-a", RollbackPorts(store, first, clock, -LEASE, chunk=2))
+        assert "all" not in first.sent
+        assert memory.count_migrated("company-a") == 2
+        assert [r.deleted for r in second] == [3]
+        job = _job(store, "job-1")
+        assert (job.status, job.logs_deleted, job.lease_owner) == (ROLLED_BACK, 3, None)
+
     def test_a_stale_rollback_whose_taker_let_go_does_not_end_the_job(self, store: JobStore) -> None:
         """The first rollback freezes before its first chunk, past its hold; a second takes the hold
         over, deletes a chunk and is cut off (Ctrl-C): it counts and lets go, the job left
@@ -1332,29 +1371,6 @@ class TestRollbackInChunks:
         assert renewals == [1, 2, 3, 4]  # chunk 1's delete waited for a second renewal
         assert (done.deleted, job.status, job.logs_deleted) == (5, ROLLED_BACK, 5)
 
-    def test_a_chunk_its_store_will_not_delete_ends_in_one_whole_delete(self, store: JobStore) -> None:
-        """A store that deletes nothing of a chunk it gave (ids it cannot match): the rest goes in
-        one ``delete_migrated`` after a renewal, instead of the same chunk read for ever."""
-        store.create(migration_job(status=COMPLETED))
-        memory = InMemoryActivityLogStore()
-        memory.insert_batch([activity_log(i) for i in range(1, 6)])
-
-        class _Stuck(_Chunks):
-            def delete_migrated_chunk(self, company_sso_id: str, chunk: Sequence[object]) -> int:
-                self.sent.append(list(chunk))
-                return 0
-
-        logs = _Stuck(memory, lambda _: None)
-        done = rollback("company-a", RollbackPorts(store, logs, FixedClock(T0), LEASE, chunk=2))
-        job = _job(store, "job-1")
-        assert (len(logs.sent), logs.sent[-1]) == (2, "all")
-        assert (done.deleted, job.status, job.logs_deleted, memory.count_migrated("company-a")) == (
-            5,
-            ROLLED_BACK,
-            5,
-            0,
-        )
-
     def test_a_renewal_counts_its_chunk_once_and_only_for_the_holder(self, store: JobStore) -> None:
         """``renew_rollback``: retried (a lost acknowledgement) it adds nothing again; another
         owner, or a job no longer rolling back, is ``LeaseHeld`` with nothing written."""
@@ -1437,7 +1453,8 @@ class TestTheChunkInFlight:
         """Frozen after the renewal that recorded its second chunk, before sending its delete; its
         hold expires and a second rollback takes it over, adopts that chunk (deletes and counts it),
         deletes the rest and ends the job. The first then sends its late delete (it finds nothing)
-        and stops at its next renewal; its finish adds nothing: 5 of 5, not 7."""
+        and reads no log left; its finish adds nothing and, the job ended by the second, it ends as
+        a success (``usecases.rollback``): 5 of 5, not 7."""
         memory, clock = _five_logs(store)
         second: list[RollbackResult] = []
 
@@ -1448,9 +1465,9 @@ class TestTheChunkInFlight:
                 return super().delete_migrated_chunk(company_sso_id, chunk)
 
         first = _FrozenBeforeTheSend(memory, lambda _: None)
-        with pytest.raises(LeaseHeld, match="lost its hold"):
-            rollback("company-a", RollbackPorts(store, first, clock, -LEASE, chunk=2))
+        late = rollback("company-a", RollbackPorts(store, first, clock, -LEASE, chunk=2))
         job = _job(store, "job-1")
+        assert late.deleted == 2  # its first chunk: the second's delete took the other
         assert [r.deleted for r in second] == [3]  # the adopted chunk's 2, then the last log
         assert (job.status, job.logs_deleted, job.lease_owner) == (ROLLED_BACK, 5, None)
         assert memory.count_migrated("company-a") == 0
@@ -1643,11 +1660,14 @@ class TestWholeAccountDeletes:
         done = rollback("company-a", RollbackPorts(store, _Whole(memory), clock, LEASE))
         assert (done.deleted, _job(store, "job-1").logs_deleted) == (5, _clean_count(store))
 
-    def test_a_chunk_fallback_killed_right_after_its_whole_delete_is_counted_by_the_next(
+    def test_a_chunk_its_store_will_not_delete_stops_the_rollback_before_any_whole_delete(
         self, store: JobStore
     ) -> None:
-        """A chunk its store would not delete, then the rest in one delete, and ``kill -9`` right
-        after it: the next rollback adopts that delete and counts the 5 logs it took."""
+        """A store that deletes none of a chunk and gives the same chunk again: the rollback stops
+        ``StoreUnavailable`` once it read it again, sends no delete of the whole account (one sent
+        by a process paused past its hold could take a newer job's logs) and lets go of its hold,
+        the job ``rolling_back``; run again over a store that deletes, it ends with the 5 logs
+        counted. Before, it deleted the whole account in one delete after that chunk."""
         memory, clock = _five_logs(store)
 
         class _Stuck(_Chunks):
@@ -1655,16 +1675,35 @@ class TestWholeAccountDeletes:
                 self.sent.append(list(chunk))
                 return 0
 
-        first = _Stuck(memory, _raise_after_delete(2, _Killed()))
-        with pytest.raises(_Killed):
-            rollback("company-a", RollbackPorts(store, first, clock, -LEASE, chunk=2))
-        assert (first.sent[-1], memory.count_migrated("company-a")) == ("all", 0)
-        assert _job(store, "job-1").logs_deleted in (None, 0)
-        done = rollback(
-            "company-a", RollbackPorts(store, _Stuck(memory, lambda _: None), clock, LEASE, chunk=2)
-        )
+        first = _Stuck(memory, lambda _: None)
+        with pytest.raises(StoreUnavailable, match="deleted none of a chunk of 2"):
+            rollback("company-a", RollbackPorts(store, first, clock, LEASE, chunk=2))
+        assert (len(first.sent), "all" in first.sent, memory.count_migrated("company-a")) == (1, False, 5)
+        held = _job(store, "job-1")
+        assert (held.status, held.lease_owner, held.logs_deleted or 0) == (ROLLING_BACK, None, 0)
+        done = rollback("company-a", RollbackPorts(store, memory, clock, LEASE, chunk=2))
         job = _job(store, "job-1")
-        assert (done.deleted, job.status, job.logs_deleted) == (0, ROLLED_BACK, 5)
+        assert (done.deleted, job.status, job.logs_deleted) == (5, ROLLED_BACK, 5)
+
+    @pytest.mark.parametrize("applied", [True, False])
+    def test_a_whole_delete_adopted_over_a_store_with_chunks_is_finished_in_chunks(
+        self, store: JobStore, applied: bool
+    ) -> None:
+        """A whole-account delete left in flight (a store without chunks, or an earlier version's
+        fallback) and killed after it was applied or before it was sent: the rollback that takes
+        the hold over with a store with chunks counts what it took, deletes the rest chunk by
+        chunk, and sends no whole-account delete of its own; 5 counted either way. Before, it sent
+        one."""
+        memory, clock = _five_logs(store)
+        stop = {"after_delete": _raise(_Killed())} if applied else {"before_delete": _raise(_Killed())}
+        with pytest.raises(_Killed):
+            rollback("company-a", RollbackPorts(store, _Whole(memory, **stop), clock, -LEASE))
+        assert memory.count_migrated("company-a") == (0 if applied else 5)
+        chunks = _Chunks(memory, lambda _: None)
+        done = rollback("company-a", RollbackPorts(store, chunks, clock, LEASE, chunk=2))
+        assert "all" not in chunks.sent
+        job = _job(store, "job-1")
+        assert (done.deleted, job.status, job.logs_deleted) == (0 if applied else 5, ROLLED_BACK, 5)
 
     def test_the_jsonl_sink_killed_right_after_its_rewrite_is_counted_by_the_next(
         self, store: JobStore, tmp_path: Path

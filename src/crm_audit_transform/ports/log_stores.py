@@ -83,7 +83,10 @@ class MigratedLogsById(Protocol):
 class MigratedLogsInChunks(Protocol):
     """A migrated-log store that rollback deletes chunk by chunk (``usecases.rollback``): a bounded
     delete at a time, its hold renewed before each, so no delete is sent once another rollback has
-    taken the hold over. A store without it is deleted in one ``delete_migrated``."""
+    taken the hold over. A store without it is deleted in one ``delete_migrated``, which a process
+    paused past its hold may send late: such a store keeps other writers of the account out while
+    it is open (the JSONL sink: its file lock). With it, rollback never sends ``delete_migrated``
+    for a held job (a job-less account's rollback does)."""
 
     def migrated_chunk(self, company_sso_id: str, limit: int) -> Sequence[object]:
         """The store's ids (MongoDB's ``_id``) of at most ``limit`` of this company's

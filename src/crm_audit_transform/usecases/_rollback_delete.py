@@ -15,20 +15,30 @@ before the send would count logs a later rollback deletes and counts again) and 
 "what the store says is gone" at the end (``count_migrated`` before and after: a runner's stray
 batch landing in between, ``usecases.rollback``'s fence gap, would be counted as deleted or make it negative).
 
-**A whole-account delete in flight** (a store without chunks, or a chunk its store would not delete:
-``delete_held``) names no logs to send again, so the renewal before it records the account's
-migrated logs counted just then (``WholeAccountDelete.before``). The rollback that adopts it counts
-``before`` less what it finds left (what the first one's delete took: all, some or none) and then
-deletes what is left and counts that: ``before`` in all, exactly the count a clean rollback would
-have, as long as nothing but rollbacks writes the account's migrated logs under the hold. The JSONL
-sink's file lock keeps every other writer out; on MongoDB the one exception is the stray batch of
-``usecases.rollback``'s "What the fence does not cover", which such an adoption may leave out of the
-count (a chunk never does: its ids are fixed when it is read), and the first rollback's own delete
-when it was frozen, not dead, and lands after the adopter counted what was left and before it
-deleted it: those logs are gone and counted by neither. Chosen over making the JSONL sink delete in
-chunks (a rewrite of the whole file per chunk) and over dropping the fallback (a store whose chunk
-ids its delete cannot match could then never be rolled back). Before, a ``kill -9`` right after that
+**A whole-account delete in flight** (a store without chunks: ``delete_held``) names no logs to
+send again, so the renewal before it records the account's migrated logs counted just then
+(``WholeAccountDelete.before``). The rollback that adopts it counts ``before`` less what it finds
+left (what the first one's delete took: all, some or none) and then deletes what is left and counts
+that: ``before`` in all, exactly the count a clean rollback would have, as long as nothing but
+rollbacks writes the account's migrated logs under the hold. The JSONL sink's file lock keeps every
+other writer out. A store with chunks adopting one (recorded by an earlier version's fallback,
+below) counts it the same way and deletes the rest chunk by chunk. Chosen over making the JSONL sink
+delete in chunks (a rewrite of the whole file per chunk). Before, a ``kill -9`` right after that
 delete lost its whole count.
+
+**No whole-account delete on a store with chunks.** A chunk whose delete removes none of it is
+followed by the next chunk read, never by one delete of the whole account: that delete, sent by a
+process paused past its hold after its renewal (or retried late), would take the logs of a job
+started after the rollback that took the hold over ended it, since a ``delete_many`` on the account
+cannot be bounded by the job's lease (the lease and the logs are two collections, and no
+multi-document transaction is promised). Each chunk's delete names logs read under the hold by the
+store's ids, so a late one misses every log written since. A chunk removes none of itself when its
+logs went meanwhile (another delete; the next read has others) or when the store cannot delete what
+it gave (a read from a lagging secondary; ids its delete cannot match): the next read then gives
+some of it again, and the rollback stops there, ``StoreUnavailable``, nothing more deleted, the job
+left ``rolling_back`` with the hold given back (``let_go``) for ``rollback`` to be run again. Chosen
+over reading that chunk again for ever, and over the fallback to one whole-account delete that came
+before (renewed just before that delete, but not fenced once it was sent).
 
 **A process frozen between the half-lease check and its delete** (past its lease, taken over
 meanwhile) still sends that one delete. It is harmless: the delete names the chunk's logs by the
@@ -37,8 +47,9 @@ logs with new ``_id``s, so the late delete finds only logs the rollback was dele
 the one that took over adopted that chunk, so its count is not added twice. Fencing the delete
 itself would need the log delete and the job's lease in one transaction across two collections.
 A whole-account delete sent that late is not harmless that way (it would take a new job's logs):
-the JSONL sink's file lock keeps a second process off the file while the frozen one lives, and on
-MongoDB only a chunk whose ids its own delete cannot match falls back to one.
+the JSONL sink's file lock keeps a second process off the file while the frozen one lives, and a
+store with chunks never sends one (above). A store without chunks other than the sink must keep
+other writers out itself (``ports.MigratedLogsInChunks``).
 """
 
 from __future__ import annotations
@@ -51,7 +62,7 @@ from typing import TYPE_CHECKING
 import attrs
 from attrs import define
 
-from ..errors import LeaseHeld, RollbackHoldLost
+from ..errors import LeaseHeld, RollbackHoldLost, StoreUnavailable
 from ..jobs import ROLLED_BACK, ROLLING_BACK, MigrationJob, RollbackInFlight, WholeAccountDelete
 from ..ports import MigratedLogs
 from ..ports.log_stores import MigratedChunkDeleteOnce, MigratedLogsInChunks
@@ -179,9 +190,11 @@ def delete_held(
     ``RollbackPorts.clock``, as the run loop's own renewal) by the time it is sent;
     ``RollbackHoldLost`` once the hold is another's: no further delete is sent, and the chunk in
     flight is the new holder's to count (``finish_rollback`` adds the pending count only where it
-    did not adopt it, and leaves the status to the new holder). Otherwise (and for a chunk its store
-    would not delete) in one whole-account delete, recorded in flight the same way with the count
-    before it (``whole``)."""
+    did not adopt it, and leaves the status to the new holder). A chunk that deleted none of it is
+    followed by the next; read again, it stops the rollback (``StoreUnavailable``: module
+    docstring, "No whole-account delete on a store with chunks"). A store without chunks is deleted
+    in one whole-account delete, recorded in flight the same way with the count before it
+    (``whole``)."""
     jobs, logs, job_id = ports.jobs, ports.logs, held.job_id
     half, clock = ports.lease / 2, ports.clock
     total = 0
@@ -234,40 +247,59 @@ def delete_held(
     # finishes that chunk first: each of its logs existed when it was read and is gone after this
     # delete, whichever delete took it, so all of it is counted (never by the other: closed).
     adopted = jobs.adopt_rollback_chunk(job_id, owner=owner)
-    if isinstance(adopted, WholeAccountDelete):
+    chunked = logs if isinstance(logs, MigratedLogsInChunks) else None
+    if isinstance(adopted, WholeAccountDelete) and chunked is not None:
+        # Recorded by a store without chunks, or by a version that fell back to one delete: what
+        # it took is counted now (added, and the record cleared, by the next renewal or ``let_go``;
+        # a kill before either leaves it to be counted again from the same numbers), and the rest
+        # goes chunk by chunk below, under the hold, never in a whole-account delete of this one's.
+        progress.pending = max(adopted.before - logs.count_migrated(company_sso_id), 0)
+        progress.in_flight = False
+    elif isinstance(adopted, WholeAccountDelete):
         progress.in_flight = True
         deleted, progress.pending = _adopted_whole(company_sso_id, logs, adopted)
         progress.in_flight = False
         total += deleted
-    elif adopted and isinstance(logs, MigratedLogsInChunks):  # ids: only a store with chunks records them
+    elif adopted and chunked is not None:  # ids: only a store with chunks records them
         progress.in_flight, progress.chunk = True, adopted
-        total += delete(logs, adopted, len(adopted))
-    if not isinstance(logs, MigratedLogsInChunks):
+        total += delete(chunked, adopted, len(adopted))
+    if chunked is None:
         if not isinstance(adopted, WholeAccountDelete):  # an adopted one has just deleted the rest
             progress.pending = whole()
             total += progress.pending
         return total, progress.pending
-    while chunk := logs.migrated_chunk(company_sso_id, ports.chunk):
+    undeleted: Sequence[object] = ()
+    while chunk := chunked.migrated_chunk(company_sso_id, ports.chunk):
+        if undeleted and any(doc_id in undeleted for doc_id in chunk):
+            raise _not_deleted(company_sso_id, job_id, undeleted)
         renewed = renew(chunk)
         while dt.timedelta(0) < half <= clock.now() - renewed:
             renewed = renew(None)  # stalled since (a frozen process): the hold may be another's by now
-        total += delete(logs, chunk)
-        if not progress.pending:
-            # A chunk its own store would not delete: the rest in one delete, as without chunks,
-            # rather than reading the same chunk for ever.
-            progress.pending = whole()
-            total += progress.pending
-            break
+        deleted = delete(chunked, chunk)
+        total += deleted
+        # None of it went: its logs went meanwhile (the next read has others), or the store cannot
+        # delete what it gave (the next read gives some again: stopped there, module docstring).
+        undeleted = () if deleted else chunk
     return total, progress.pending
 
 
+def _not_deleted(company_sso_id: str, job_id: str, chunk: Sequence[object]) -> StoreUnavailable:
+    """What a rollback says when its store gave again a chunk whose delete removed none of it."""
+    return StoreUnavailable(
+        f"company {company_sso_id}'s rollback of job {job_id} stopped: the store deleted none of a "
+        f"chunk of {len(chunk)} migrated logs and then gave them again. Nothing else was deleted "
+        "(deleting the whole account in one delete instead could take a newer job's logs, if this "
+        "process stalled past its hold); the job stays rolling_back: run rollback again"
+    )
+
+
 def _adopted_whole(company_sso_id: str, logs: MigratedLogs, adopted: WholeAccountDelete) -> tuple[int, int]:
-    """Another rollback's whole-account delete, adopted: (what this delete removed, the count of
-    the two). Its delete removed ``adopted.before`` less what is left now (all of them, some, or
-    none if it was never sent), and this one removes what is left: the count is exact while nothing
-    but rollbacks writes the account's migrated logs under the hold (the JSONL sink: its file lock
-    keeps every other writer out; MongoDB: all but the stray batch of a runner frozen past its
-    lease, which the module docstring's "What the fence does not cover" leaves unfenced)."""
+    """Another rollback's whole-account delete, adopted by a store without chunks: (what this
+    delete removed, the count of the two). Its delete removed ``adopted.before`` less what is left
+    now (all of them, some, or none if it was never sent), and this one removes what is left: the
+    count is exact while nothing but rollbacks writes the account's migrated logs under the hold
+    (the JSONL sink: its file lock keeps every other writer out). A store with chunks counts the
+    first part the same way and deletes the rest in chunks (``delete_held``)."""
     left = logs.count_migrated(company_sso_id)
     deleted = logs.delete_migrated(company_sso_id)
     return deleted, max(adopted.before - left, 0) + deleted

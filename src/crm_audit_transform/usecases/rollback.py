@@ -18,12 +18,16 @@ job's logs, and the new job would count them as migrated. So the rollback *holds
    by ``_id``, the account's migrated logs only), renewing its hold before each chunk's delete is
    sent — and again when half the lease has passed by then — with the chunk before added to
    ``logs_deleted`` and this chunk recorded as its *chunk in flight* in that same write
-   (``JobStore.renew_rollback``, once per chunk even when retried); a store without chunks (the
-   JSONL sink, rewritten in one atomic step) is deleted in one ``delete_migrated`` after one
-   renewal, which records that whole-account delete in flight with the account's count before it
-   (``jobs.WholeAccountDelete``). Before its first delete it adopts the chunk (or whole-account
-   delete) in flight another rollback of the job left (``JobStore.adopt_rollback_chunk``), sends
-   its delete again and counts all of it;
+   (``JobStore.renew_rollback``, once per chunk even when retried). A store with chunks never
+   gets a delete of the whole account, which a process paused past its hold could send after a
+   newer job's logs were written: a chunk that deleted none of it is followed by the next, and
+   one given again stops the rollback (``StoreUnavailable``, ``_rollback_delete``). A store
+   without chunks (the JSONL sink, rewritten in one atomic step under its file lock) is deleted
+   in one ``delete_migrated`` after one renewal, which records that whole-account delete in
+   flight with the account's count before it (``jobs.WholeAccountDelete``). Before its first
+   delete it adopts the chunk (or whole-account delete) in flight another rollback of the job left
+   (``JobStore.adopt_rollback_chunk``), sends its delete again (a store with chunks: deletes what
+   is left in chunks) and counts all of it;
 4. it marks the job ``rolled_back``, clears its lease and adds the last chunk's count to
    ``logs_deleted`` in that same write (``JobStore.finish_rollback``): added up over repeated
    rollbacks of the same job, so a second one that finds nothing keeps the first one's count. The
