@@ -314,6 +314,36 @@ class TestRollbackAfterCancel:
         assert stored is not None
         assert (stored.status, stored.lease_owner) == (ROLLED_BACK, None)
 
+    def test_a_renewal_answered_late_is_renewed_again_before_the_next_insert(self) -> None:
+        """A batch's progress write is applied, and its answer comes back more than the lease
+        later (a slow network); meanwhile the job is cancelled and, the lease expired, rolled back.
+        The half lease counts from that write's sending, so the runner renews before its next
+        insert, finds the job rolled back (JOB_NOT_RUNNABLE) and inserts nothing after the
+        rollback. Before, it counted from the answer: the next batch went out on the expired lease
+        and its 20 logs stayed behind the rolled-back job."""
+        world = World()
+        world.trigger()
+        late: list[int] = []
+
+        class LateAnswer(InMemoryJobStore):
+            def save_progress(self, job: MigrationJob, owner: str, ttl: dt.timedelta | None) -> MigrationJob:
+                stored = super().save_progress(job, owner, ttl)
+                if not late and stored.status == IN_PROGRESS and stored.tally.migrated > 0:
+                    late.append(stored.tally.migrated)  # applied; its answer is on its way
+                    cancel(world.company, jobs=self, clock=world.clock)
+                    world.clock.advance(RunSettings().lease_ttl + dt.timedelta(seconds=1))
+                    rollback(world.company, RollbackPorts(self, world.logs, world.clock))
+                return stored
+
+        world.jobs = LateAnswer(world.jobs.jobs, clock=world.clock)
+        with pytest.raises(JobNotRunnable, match="rolled_back"):
+            world.run()
+        assert late
+        assert world.logs.count_migrated(world.company) == 0
+        stored = world.jobs.latest(world.company)
+        assert stored is not None
+        assert (stored.status, stored.logs_deleted, stored.lease_owner) == (ROLLED_BACK, late[0], None)
+
     def test_the_lease_is_live_or_not_on_the_stores_clock_not_this_hosts(self) -> None:
         """A rollback on a host 90 s ahead of the database: a repair's lease with 60 s left on the
         database's clock has "expired" on the host's; it is still live, so the rollback refuses."""

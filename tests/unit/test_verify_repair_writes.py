@@ -222,6 +222,43 @@ class TestRepairStalledBetweenBatches:
         assert renewals == ["verify", "verify"]  # before the page and after it
 
 
+class TestRepairRenewalAnsweredLate:
+    def test_a_renewal_answered_past_its_lease_is_renewed_again_before_the_first_batch(self) -> None:
+        """The renewal before a page is applied and its answer comes back more than the lease later
+        (a slow network); meanwhile a rollback took the job over and ended it. The half lease counts
+        from the renewal's sending, so the repair renews again before its first batch and stops
+        there (JobNotRunnable), nothing written. Before, it counted from the answer: the page's 3
+        batches went out on the expired lease, 60 logs behind the rolled-back job."""
+        world, job = completed_world()
+        missing = [
+            Migrated(int(log.external_id.rsplit(":", 1)[1]), log)
+            for log in world.logs.logs
+            if log.external_id is not None
+        ][:60]
+        settings = VerifySettings(repair=True, lease_seconds=60)
+        late: list[str] = []
+
+        class LateAnswer(InMemoryJobStore):
+            def acquire_lease(self, job_id: str, owner: str, ttl: Any) -> MigrationJob:
+                held = super().acquire_lease(job_id, owner, ttl)
+                if not late:  # applied; its answer is on its way while the lease expires
+                    late.append(owner)
+                    world.clock.advance(settings.lease_ttl * 2)
+                    stored = self.latest(world.company)
+                    assert stored is not None
+                    self.save(
+                        attrs.evolve(stored, status=ROLLED_BACK, lease_owner=None, lease_expires_at=None)
+                    )
+                return held
+
+        jobs = LateAnswer(world.jobs.jobs, clock=world.clock)
+        timeline = InMemoryActivityLogStore()
+        repair = Repair(verify_ports(world, timeline, jobs=jobs), settings, "verify")
+        with pytest.raises(JobNotRunnable):
+            repair.write(missing, job)
+        assert (late, timeline.logs) == (["verify"], ())
+
+
 class TestRepairAfterALongGrowth:
     def test_a_growth_past_half_the_lease_brings_the_next_renewal_before_the_first_batch(self) -> None:
         """The mark's growth over rows appended since took more than half the lease (a large append,

@@ -62,10 +62,11 @@ class Repair:
         clock = self.ports.clock
         if writer is None or job is None or clock is None:  # _take_lease made sure of all three
             raise ValueError("repair needs the logs and clock ports and a job")
-        job = self._renew_lease(job)
-        # Counted from the renewal, not from the mark's growth after it: a long growth (gigabytes
-        # appended, a pause) brings the next renewal forward instead of starting its half anew.
+        # Counted from the renewal's sending, not from its answer (the expiry is set when the
+        # store applies it, which may be long before the answer comes back) nor from the mark's
+        # growth after it (gigabytes appended, a pause): either would push the next renewal back.
         renewed = clock.now()
+        job = self._renew_lease(job)
         job = self._grow_source_mark(job)
         half = self.settings.lease_ttl / 2
         entities = self.ports.entities
@@ -76,8 +77,8 @@ class Repair:
         for start in range(0, len(missing), size):
             if clock.now() - renewed >= half:
                 # On this host's clock (a duration; the expiry itself is the store's), as the run's.
-                job = self._renew_lease(job)
                 renewed = clock.now()
+                job = self._renew_lease(job)
             chunk = missing[start : start + size]
             result = migrate_batch([m.log for m in chunk], writer, max_size=size)
             for item, written in zip(chunk, result.results, strict=True):

@@ -87,15 +87,21 @@ makes the hold fail; one that comes just after finds the job ``rolling_back``, w
 write: it never clears a live lease, so a cancelled runner stays visible to this fence.
 
 **What the fence does not cover.** A runner that stalls past its lease *before* a batch (a page
-whose lookups hang, a pause) renews it before inserting (``run.py``: when half the lease has passed)
-and so finds the job cancelled or rolled back first: it inserts nothing. One whose lease expires
-*between* that renewal and its insert (a process frozen or cut off from the job store in that
-instant) is not fenced: its batch may land after the delete. Its next progress write is refused
-(``JobNotRunnable``: the job is no longer in progress), so it writes at most that one batch; those
-logs then sit behind a ``rolled_back`` job, which ``verify`` reports as not clean (docs/verify.md)
-and a second ``rollback`` deletes. Refusing that batch itself would need the log insert and the
-job's lease generation in one atomic write across two collections (a multi-document transaction,
-which the CDP's deployment does not promise), so it is not attempted.
+whose lookups hang, a pause) renews it before inserting (``run.py``: when half the lease has passed
+since its last renewal was sent) and so finds the job cancelled or rolled back first: it inserts
+nothing. A batch therefore goes out with at least half the lease left; it lands after the lease
+expired only when its insert is *applied* more than that later (the process frozen between the
+check and the send, the request held up in the network or queued by the server, a retried attempt
+applied late). If a rollback deleted the account's logs meanwhile, that batch lands after the
+delete. Its next progress write is refused (``JobNotRunnable``: the job is no longer in progress),
+so it writes at most that one batch; those logs then sit behind a ``rolled_back`` job, which
+``verify`` reports as the mismatch ``migrated_logs`` (not clean, docs/verify.md) and a second
+``rollback`` deletes. Refusing that batch itself would need the log insert and the job's lease
+generation in one atomic write across two collections (a multi-document transaction, which the
+CDP's deployment does not promise). Undoing it after the refused write is not exactly-once: the
+same refusal comes when a resumed runner took over and counted that batch's logs as migrated, and
+the undo can be late in the same way. So neither is attempted (docs/runner.md, "Not fenced: one
+batch, in one window").
 """
 
 from __future__ import annotations

@@ -169,6 +169,7 @@ def run_loop(
         # The rollback's fence: it checks for a newer job after holding the account, so a run
         # that passes here started before the hold and makes the rollback refuse (rollback.py).
         raise JobAlreadyRunning(f"company {company_sso_id} is being rolled back (job {held.job_id}): wait")
+    leased_at = ports.clock.now()  # the half lease counts from the sending (RunLoop._save)
     job = _lease(ports, job, owner, settings)
     if job.status != IN_PROGRESS:
         # Cancelled, halted or completed (a shard: completed) since it was read: nothing to write.
@@ -178,7 +179,17 @@ def run_loop(
             _release_quietly(ports, company_sso_id, owner)
         return RunResult(job)
     pipeline = pipeline or InProcessPages()
-    loop = RunLoop(ports, transformer, owner, settings, should_stop, on_progress, on_outcomes, pipeline)
+    loop = RunLoop(
+        ports,
+        transformer,
+        owner,
+        settings,
+        should_stop,
+        on_progress,
+        on_outcomes,
+        pipeline,
+        leased_at=leased_at,
+    )
     loop.bound(until_id, check_at_end=check_at_end)
     try:
         check_mapping(transformer, job)
