@@ -19,9 +19,9 @@ Two kinds of failure, told apart because they call for opposite actions:
   shape) raises ``UsmanUnavailable``, a ``DirectoryUnavailable``: the ActorResolver degrades those
   actors to "[Deleted CRM User]" and never drops a record (the run counts them, and halts past a
   threshold);
-* **a refusal** — 401, 403, or any other 4xx but 408 and 429, a permanent redirect (301, 308:
-  redirects are never followed), and a TLS certificate that cannot be verified, answers a retry
-  cannot change — is a configuration error (a wrong token, path, permission, base URL or CA):
+* **a refusal** — 401, 403, or any other 4xx but 408 and 429, any redirect (3xx: redirects are never
+  followed, so a redirect is never an answer), and a TLS certificate that cannot be verified — is a
+  configuration error (a wrong token, path, permission, base URL or CA):
   ``UsmanRefused``, a ``DirectoryRefused``, stops the run before it writes anything (exit 3).
 
 A 400 or 422 may answer the request's *content* instead: one email USMAN's validator refuses
@@ -76,9 +76,6 @@ __all__ = [
 _RETRYABLE_4XX = frozenset({408, 429})
 # Refusals that may be about one email of the chunk rather than about the request (see above).
 _CONTENT_REFUSALS = frozenset({400, 422})
-# Permanent redirects (RFC 9110 15.4.2, 15.4.9): the endpoint moved for good, so a retry gets the same
-# answer, and redirects are not followed (the token would go where the server says): configuration.
-_MOVED_FOR_GOOD = frozenset({301, 308})
 ANSWER_READS: Final = 3
 """An attempt's answer — status line, headers and body — must be whole within ``connect_timeout +
 ANSWER_READS × read_timeout`` (17 s by default): ``read_timeout`` bounds each read, so a server that
@@ -122,7 +119,8 @@ class UsmanUnavailable(DirectoryUnavailable):
 
 
 class UsmanRefused(DirectoryRefused):
-    """USMAN refused the request itself (401, 403, another non-retryable 4xx): fix the configuration."""
+    """USMAN refused the request itself (401, 403, another non-retryable 4xx), answered a redirect (any
+    3xx: never followed), or presented a certificate that cannot be verified: fix the configuration."""
 
 
 class _Retryable(Exception):
@@ -378,13 +376,16 @@ class UsmanClient:
                 ) from exc
             # Transport errors, and a body that fails to decode (a broken Content-Encoding).
             raise _Retryable(f"request failed ({type(exc).__name__})") from exc
-        if status in _MOVED_FOR_GOOD:
-            # The Location is the server's text, not quoted: the message says what to fix, not where.
+        if 300 <= status < 400:
+            # Redirects are never followed (the token would go where the server points), so a redirect
+            # is no answer, now or on retry: a base URL or path that is not USMAN's endpoint. As an
+            # outage it would write the page's actors degraded for good. The Location is the server's
+            # text, not quoted: the message says what to fix, not where.
             raise UsmanRefused(
-                f"USMAN at {self._where} answered HTTP {status} (moved permanently; redirects are not "
-                "followed): set CRM_AUDIT_USMAN_BASE_URL and CRM_AUDIT_USMAN_PATH to where it answers now; "
-                "the records that needed this lookup were not written (pages written before it are kept: "
-                "a run resumes from its cursor)",
+                f"USMAN at {self._where} answered HTTP {status} (a redirect; redirects are not followed): "
+                "set CRM_AUDIT_USMAN_BASE_URL and CRM_AUDIT_USMAN_PATH to the endpoint that answers; the "
+                "records that needed this lookup were not written (pages written before it are kept: a "
+                "run resumes from its cursor)",
                 status_code=status,
             )
         if status in _RETRYABLE_4XX or status >= 500:

@@ -14,6 +14,7 @@ from cli_world import COMPANY, TENANT, Cli
 from crm_audit_adapters.bootstrap import Runtime
 from crm_audit_adapters.cli import exit_codes
 from crm_audit_transform.usecases.cancel import cancel
+from support.usman_server import UsmanServer, status
 
 pytestmark = pytest.mark.postgres
 usman, client, run_cli = cli_world.usman, cli_world.client, cli_world.run_cli  # the CLI world's fixtures
@@ -228,6 +229,28 @@ class TestUsman:
         assert logs(client) == 0
         doc = status_json(run_cli)
         assert (doc["status"], doc["records_processed"], doc["lease_owner"]) == ("in_progress", 0, None)
+
+    def test_a_temporary_redirect_is_a_configuration_error_before_any_write(
+        self, run_cli: Cli, client: mongomock.MongoClient
+    ) -> None:
+        """USMAN behind a 302 (a login page, a base URL that is not the endpoint): exit 3 with one line,
+        no log written, the cursor unmoved. Before, the actors of the first rows were written degraded
+        and the job halted (exit 5), those logs drifted for good; this test fails there."""
+        assert run_cli("trigger", "--company-sso-id", COMPANY).exit_code == 0
+        with UsmanServer(default=status(302, {"Location": "https://login.example/"})) as redirecting:
+            result = run_cli(
+                "run", "--company-sso-id", COMPANY, "--no-progress", CRM_AUDIT_USMAN_BASE_URL=redirecting.url
+            )
+        assert result.exit_code == exit_codes.CONFIG, result.output
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1
+        assert lines[0].startswith("error: DIRECTORY_REFUSED:")
+        assert "302" in lines[0]
+        assert "login.example" not in result.stderr
+        assert logs(client) == 0
+        doc = status_json(run_cli)
+        assert (doc["status"], doc["records_processed"], doc["lease_owner"]) == ("in_progress", 0, None)
+        assert doc["actors_degraded"] == 0
 
     def test_an_outage_degrades_counts_and_halts_naming_usman(
         self, run_cli: Cli, client: mongomock.MongoClient

@@ -17,6 +17,7 @@ from crm_audit_adapters.cli.verify import summary_lines
 from crm_audit_transform.testing import InMemoryMigratedLogReader
 from crm_audit_transform.usecases.verify import VerifyPorts, verify_account
 from support.corpus_account import World
+from support.usman_server import UsmanServer, status
 
 usman, client, run_cli = cli_world.usman, cli_world.client, cli_world.run_cli  # the CLI world's fixtures
 RECENT = "2024-04-14"
@@ -62,6 +63,27 @@ class TestVerifyCommand:
         assert "repaired: 1 written, 0 added to the job's counts" in repaired.stdout
         assert logs.count_documents({"external_id": gone["external_id"]}) == 1
         assert migrated_cli("verify", "--company-sso-id", COMPANY).exit_code == 0
+
+    @pytest.mark.parametrize("repair", [(), ("--repair",)], ids=["verify", "repair"])
+    def test_usman_answering_a_redirect_stops_verify_as_a_configuration_error(
+        self, migrated_cli: Cli, client: mongomock.MongoClient, repair: tuple[str, ...]
+    ) -> None:
+        """A 303 from USMAN (a base URL that is not the endpoint) is DIRECTORY_REFUSED, exit 3, as in a
+        run; a missing log is not written. Before, verify took it for an outage: exit 10, every
+        user's actor "unchecked", the account unverifiable until the URL was found wrong; this test
+        fails there."""
+        logs = client["cdp"]["activity_logs"]
+        gone = logs.find_one({"source_tag": "crm_migration", "actor.type": "user"}, sort=[("external_id", 1)])
+        assert gone is not None
+        logs.delete_one({"_id": gone["_id"]})
+        with UsmanServer(default=status(303, {"Location": "https://login.example/"})) as redirecting:
+            result = migrated_cli(
+                "verify", "--company-sso-id", COMPANY, *repair, CRM_AUDIT_USMAN_BASE_URL=redirecting.url
+            )
+        assert result.exit_code == exit_codes.CONFIG, result.output
+        assert result.stderr.startswith("error: DIRECTORY_REFUSED:")
+        assert "303" in result.stderr
+        assert logs.count_documents({"external_id": gone["external_id"]}) == 0
 
     def test_another_tenant_than_the_jobs_is_refused(self, migrated_cli: Cli) -> None:
         """The account is bound to its job's tenant: --tenant naming another exits REFUSED."""

@@ -10,14 +10,16 @@ import pytest
 from celery.exceptions import Retry
 
 from crm_audit_adapters.bootstrap import Runtime, build_runtime
-from crm_audit_adapters.celery import MIGRATE_ACCOUNT, MIGRATE_SHARD, make_app
+from crm_audit_adapters.celery import MIGRATE_ACCOUNT, MIGRATE_SHARD, VERIFY_ACCOUNT, make_app
 from crm_audit_adapters.mongo.indexes import apply_migration
 from crm_audit_adapters.settings import Settings
+from crm_audit_adapters.usman import UsmanClient, UsmanConfig, UsmanRefused
 from crm_audit_transform.errors import JobNotFound
 from crm_audit_transform.jobs import COMPLETED, IN_PROGRESS
 from crm_audit_transform.testing import FixedClock, InMemorySsoDirectory
 from crm_audit_transform.usecases import RunSettings
 from support.corpus_account import company_sso_id, contact_docs, sso_docs
+from support.usman_server import TOKEN, UsmanServer, status
 
 pytestmark = pytest.mark.postgres
 
@@ -26,8 +28,8 @@ COMPANY = company_sso_id(TENANT)
 NOW = dt.datetime(2026, 2, 1, tzinfo=dt.UTC)
 
 
-def runtime_over(crm_dsn: str, mongo_db: Any) -> Runtime:
-    settings = Settings(
+def settings_over(crm_dsn: str, mongo_db: Any) -> Settings:
+    return Settings(
         database_url=crm_dsn,
         mongo_database=mongo_db.name,
         enabled_companies=COMPANY,
@@ -36,6 +38,10 @@ def runtime_over(crm_dsn: str, mongo_db: Any) -> Runtime:
         run=RunSettings(halt_threshold=1.0, lease_seconds=30),
         coverage_threshold=0.9,  # the corpus CDP covers 93.9% of acme's people (tests/conftest.py)
     )
+
+
+def runtime_over(crm_dsn: str, mongo_db: Any) -> Runtime:
+    settings = settings_over(crm_dsn, mongo_db)
     sso = InMemorySsoDirectory({d["email"]: d["sso_id"] for d in sso_docs(TENANT)})
     return build_runtime(settings, mongo_client=mongo_db.client, sso=sso, clock=FixedClock(NOW))
 
@@ -124,3 +130,44 @@ class TestMigrateShardTask:
         with pytest.raises(JobNotFound, match="is no shard number"):
             app.tasks[MIGRATE_SHARD].apply(args=[COMPANY, shard], throw=True)
         assert runtime.jobs.latest(COMPANY) == before
+
+
+class TestUsmanRedirect:
+    @pytest.mark.parametrize("task", [MIGRATE_ACCOUNT, MIGRATE_SHARD, VERIFY_ACCOUNT])
+    def test_a_redirect_fails_the_task_at_once_before_any_write(
+        self, crm_dsn: str, mongo_db: Any, task: str
+    ) -> None:
+        """USMAN answering a 307 is a refusal in every task that asks it: the task fails at once with
+        ``UsmanRefused`` (no retry, USMAN asked once), no log is written, the cursor is unmoved. Before,
+        it was an outage: ``migrate_account`` wrote the first rows with degraded actors; this test
+        fails there."""
+        apply_migration(mongo_db, "up")
+        for doc in contact_docs(TENANT):
+            created = dt.datetime.fromisoformat(doc["created_at"].replace("Z", "+00:00"))
+            mongo_db["contacts"].insert_one({**doc, "created_at": created})
+        with UsmanServer(default=status(307, {"Location": "https://login.example/"})) as redirecting:
+            sso = UsmanClient(UsmanConfig(base_url=redirecting.url, token=TOKEN))
+            runtime = build_runtime(
+                settings_over(crm_dsn, mongo_db),
+                mongo_client=mongo_db.client,
+                sso=sso,
+                clock=FixedClock(NOW),
+            )
+            with runtime, sso:
+                runtime.service.trigger(COMPANY, shards=2 if task == MIGRATE_SHARD else 1)
+                before = runtime.jobs.latest(COMPANY)
+                app = make_app(runtime.settings, runtime_factory=lambda: runtime)
+                result = app.tasks[task].apply(args=[COMPANY, 0] if task == MIGRATE_SHARD else [COMPANY])
+                assert result.state == "FAILURE"
+                assert isinstance(result.result, UsmanRefused)
+                assert "307" in str(result.result)
+                assert len(redirecting.requests) == 1
+                assert mongo_db["activity_logs"].count_documents({}) == 0
+                after = runtime.jobs.latest(COMPANY)
+                assert before is not None
+                assert after is not None
+                assert (after.status, after.last_audit_id, after.tally) == (
+                    before.status,
+                    before.last_audit_id,
+                    before.tally,
+                )

@@ -319,13 +319,15 @@ class TestRetries:
         assert "nothing was written" not in str(caught.value)
         assert "pages written before it are kept" in str(caught.value)
 
-    @pytest.mark.parametrize("code", [301, 308])
-    def test_a_permanent_redirect_is_a_refusal_not_an_outage(
+    @pytest.mark.parametrize("code", [300, 301, 302, 303, 304, 305, 307, 308])
+    def test_a_redirect_is_a_refusal_not_an_outage(
         self, server: UsmanServer, sleeps: list[float], code: int
     ) -> None:
-        """USMAN moved for good (a base URL left at http:// after a move to https://): every request gets
-        the same redirect, which is not followed. Before, it was an outage: a run degraded every actor
-        of its first 200 rows for good (79 logs drifted on the corpus) before it halted."""
+        """A redirect is never followed (the token would go where the server points), so it is never an
+        answer, now or on retry: a base URL left at http:// after a move to https://, a path behind a
+        login page. Before, a 302/303/307 (and 300, 304, 305) was an outage: a run degraded the actors
+        of its first rows for good before it halted, and verify called those logs drifted until a
+        trigger --fresh; this test fails there for those codes (UsmanUnavailable)."""
         server.queue(status(code, {"Location": "https://elsewhere.example/?token=leak"}))
         with client_for(server, sleeps) as client, pytest.raises(UsmanRefused) as caught:
             client.sso_ids_by_emails(COMPANY, [NUR])
@@ -382,18 +384,6 @@ class TestRetries:
         ):
             client.sso_ids_by_emails(COMPANY, [NUR])
         assert len(sleeps) == config.max_attempts - 1
-
-    @pytest.mark.parametrize("code", [302, 303, 307])
-    def test_a_temporary_redirect_is_an_outage(
-        self, server: UsmanServer, sleeps: list[float], code: int
-    ) -> None:
-        """A temporary redirect (a maintenance page) may change: not followed, not retried, the actors
-        degrade as in an outage (docs/usman.md)."""
-        server.queue(status(code, {"Location": "https://elsewhere.example/"}))
-        with client_for(server, sleeps) as client, pytest.raises(UsmanUnavailable) as caught:
-            client.sso_ids_by_emails(COMPANY, [NUR])
-        assert caught.value.status_code == code
-        assert len(server.requests) == 1
 
     @pytest.mark.parametrize("code", [400, 422])
     def test_a_400_or_422_to_every_email_and_to_the_probe_is_a_refusal(
