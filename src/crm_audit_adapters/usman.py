@@ -109,11 +109,25 @@ def _context_for(cert_file: str, cert_dir: str) -> ssl.SSLContext:
     return create_ssl_context(verify=True, trust_env=True)
 
 
-class UsmanUnavailable(DirectoryUnavailable):
-    """USMAN gave no usable answer; ``status_code`` is the last HTTP status seen, if any."""
+_Answer = tuple[dict[str, str], frozenset[str]]
+"""A chunk's answer: SSO ids by ``email_key``, and the keys whose entry is no answer."""
 
-    def __init__(self, message: str, *, status_code: int | None = None, attempts: int = 0) -> None:
-        super().__init__(message)
+
+class UsmanUnavailable(DirectoryUnavailable):
+    """USMAN gave no usable answer; ``status_code`` is the last HTTP status seen, if any.
+    ``answered`` / ``unanswered``: an answer that is no answer for some emails only
+    (``DirectoryUnavailable``)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        attempts: int = 0,
+        answered: Mapping[str, str] | None = None,
+        unanswered: Collection[str] | None = None,
+    ) -> None:
+        super().__init__(message, answered=answered, unanswered=unanswered)
         self.status_code = status_code
         self.attempts = attempts
 
@@ -224,18 +238,39 @@ class UsmanClient:
 
         Emails are sent once per spelling up to ASCII case (``email_key``), in chunks of
         ``max_emails_per_request``; if any chunk cannot be answered the whole call raises
-        ``UsmanUnavailable`` (no partial answer), or ``UsmanRefused`` when USMAN refuses us.
+        ``UsmanUnavailable`` (no partial answer), or ``UsmanRefused`` when USMAN refuses us. When
+        the answers are sound but some entries are no answer (an ``sso_id`` that is no id), it raises
+        ``UsmanUnavailable`` whose ``unanswered`` holds those emails and ``answered`` the rest's ids
+        (``usman_answers.sso_ids_in_answer``): only those actors degrade.
         """
         spellings: dict[str, list[str]] = {}
         for email in emails:
             if email:
                 spellings.setdefault(email_key(email), []).append(email)
         found: dict[str, str] = {}
+        bad: set[str] = set()
         for chunk in self._chunks(sorted(spellings)):
             wire = [spellings[key][0] for key in chunk]
-            for key, sso_id in self._ask_isolating(company_sso_id, wire).items():
+            answered, unanswered = self._ask_isolating(company_sso_id, wire)
+            bad.update(key for key in unanswered if key in spellings)
+            for key, sso_id in answered.items():
                 for email in spellings.get(key, ()):
                     found[email] = sso_id
+        if bad:
+            log.warning(
+                "USMAN answered %d of %d emails with an sso_id that is no SSO id; their actors are "
+                "degraded, the other answers kept",
+                len(bad),
+                len(spellings),
+            )
+            raise UsmanUnavailable(
+                f"USMAN at {self._where} answered {len(bad)} of {len(spellings)} email(s) with an sso_id "
+                "that is no SSO id (not a non-empty string, too long, or holding a control character)",
+                status_code=200,
+                attempts=1,
+                answered=found,
+                unanswered=[email for key in sorted(bad) for email in spellings[key]],
+            )
         return found
 
     def _chunks(self, keys: list[str]) -> Iterator[list[str]]:
@@ -243,7 +278,7 @@ class UsmanClient:
         for start in range(0, len(keys), size):
             yield keys[start : start + size]
 
-    def _ask_isolating(self, company_sso_id: str, emails: list[str]) -> dict[str, str]:
+    def _ask_isolating(self, company_sso_id: str, emails: list[str]) -> _Answer:
         """``_ask``, the emails USMAN refuses (400/422) set apart as unknown (the module docstring)."""
         try:
             return self._ask(company_sso_id, emails)
@@ -252,7 +287,8 @@ class UsmanClient:
                 raise
             status = exc.status_code
         refused: list[str] = []
-        found = self._halves(company_sso_id, emails, refused)
+        unanswered: set[str] = set()
+        found = self._halves(company_sso_id, emails, refused, unanswered)
         if len(refused) == len(emails):
             self._probe(company_sso_id, refused)
         if refused:
@@ -262,7 +298,7 @@ class UsmanClient:
                 len(emails),
                 status,
             )
-        return found
+        return found, frozenset(unanswered)
 
     def _probe(self, company_sso_id: str, refused: list[str]) -> None:
         """USMAN refused every email of a chunk (400/422): returns when the emails are what it refused,
@@ -289,9 +325,12 @@ class UsmanClient:
         if any(is_address(email) for email in refused):
             raise refusal
 
-    def _halves(self, company_sso_id: str, emails: list[str], refused: list[str]) -> dict[str, str]:
+    def _halves(
+        self, company_sso_id: str, emails: list[str], refused: list[str], unanswered: set[str]
+    ) -> dict[str, str]:
         """The answers for ``emails`` (a chunk USMAN refused), asked in halves until each email it
-        refuses is alone; those are added to ``refused``."""
+        refuses is alone; those are added to ``refused``, the keys of entries that are no answer to
+        ``unanswered``."""
         if len(emails) == 1:
             refused.append(emails[0])
             return {}
@@ -299,15 +338,18 @@ class UsmanClient:
         found: dict[str, str] = {}
         for part in (emails[:middle], emails[middle:]):
             try:
-                found.update(self._ask(company_sso_id, part))
+                answered, bad = self._ask(company_sso_id, part)
             except UsmanRefused as exc:
                 if exc.status_code not in _CONTENT_REFUSALS:
                     raise
-                found.update(self._halves(company_sso_id, part, refused))
+                found.update(self._halves(company_sso_id, part, refused, unanswered))
+            else:
+                found.update(answered)
+                unanswered.update(bad)
         return found
 
-    def _ask(self, company_sso_id: str, emails: list[str]) -> dict[str, str]:
-        """One chunk, with retries: ``email_key`` → sso id."""
+    def _ask(self, company_sso_id: str, emails: list[str]) -> _Answer:
+        """One chunk, with retries: ``email_key`` → sso id, and the keys of entries that are no answer."""
         config = self._config
         policy = RetryPolicy(
             attempts=config.max_attempts,
@@ -336,7 +378,7 @@ class UsmanClient:
             return min(error.delay, self._config.backoff_max)
         return None
 
-    def _attempt(self, company_sso_id: str, emails: list[str]) -> dict[str, str]:
+    def _attempt(self, company_sso_id: str, emails: list[str]) -> _Answer:
         import httpx  # loaded by __init__: a dictionary look-up
 
         from .usman_transport import answer_deadline
@@ -428,7 +470,7 @@ class UsmanClient:
     def _late(self) -> str:
         return f"timed out (the answer was not whole within {self._answer_seconds:g} s)"
 
-    def _parse(self, body: bytes) -> dict[str, str]:
+    def _parse(self, body: bytes) -> _Answer:
         try:
             decoded = json.loads(body)
         except Exception as exc:  # not JSON, not UTF-8, nested past the recursion limit, …

@@ -32,34 +32,54 @@ def email_key(email: str) -> str:
     return email.translate(_ASCII_LOWER)
 
 
-def sso_ids_in_answer(body: object) -> dict[str, str]:
-    """Validate ``{"data": [{"email", "sso_id"}, ...]}``; a null ``sso_id`` counts as not found.
+def sso_ids_in_answer(body: object) -> tuple[dict[str, str], frozenset[str]]:
+    """Validate ``{"data": [{"email", "sso_id"}, ...]}``: the SSO ids found by ``email_key``, and the
+    keys of the emails whose entry is no answer. A null ``sso_id`` counts as not found.
 
-    ``ValueError`` for any other shape, one email with two different ids, or an ``sso_id`` that is no
-    id (``MAX_SSO_ID_CHARS``): the client reports it as ``UsmanUnavailable`` (the actors degrade)."""
+    An entry whose ``sso_id`` is no id — not a string, empty, over ``MAX_SSO_ID_CHARS`` or holding a
+    character ``str.isprintable`` refuses — leaves its email unanswered (the caller degrades that
+    actor), and the rest of the answer stands: the entry says which email it is about, and the
+    others are well-formed. ``ValueError`` where the answer as a whole cannot be trusted: any other
+    shape (no ``data`` list, an entry that is not an object or whose ``email`` is not a string: no
+    telling which user it answers for), one email with two different answers (two ids, or an id and
+    an entry that is no answer), or no well-formed entry at all (nothing shows the directory answers
+    in the contract, so its silence about an email is no "not found" either). The client reports it
+    as ``UsmanUnavailable``: every actor of the request degrades."""
     if not isinstance(body, dict) or not isinstance(body.get("data"), list):
         raise ValueError('expected an object with a "data" list')
     found: dict[str, str] = {}
+    bad: set[str] = set()
+    sound = 0
     for index, item in enumerate(body["data"]):
         if not isinstance(item, dict):
             raise ValueError(f"data[{index}] is not an object")
         email, sso_id = item.get("email"), item.get("sso_id")
         if not isinstance(email, str):
             raise ValueError(f"data[{index}].email is not a string")
-        if sso_id is None:
-            continue
-        if not isinstance(sso_id, str) or not sso_id:
-            raise ValueError(f"data[{index}].sso_id is not a non-empty string")
-        if len(sso_id) > MAX_SSO_ID_CHARS or not sso_id.isprintable():
-            # The value is not quoted: it is the directory's, and goes nowhere but into this refusal.
-            raise ValueError(
-                f"data[{index}].sso_id is no SSO id: over {MAX_SSO_ID_CHARS} characters, or holding a "
-                "control character"
-            )
         key = email_key(email)
-        if found.setdefault(key, sso_id) != sso_id:
+        if sso_id is None:
+            sound += 1
+            continue
+        if (
+            not isinstance(sso_id, str)
+            or not sso_id
+            or len(sso_id) > MAX_SSO_ID_CHARS
+            or not sso_id.isprintable()
+        ):
+            # The value is not quoted anywhere: it is the directory's, and no id.
+            bad.add(key)
+        elif found.setdefault(key, sso_id) != sso_id:
             raise ValueError(f"data[{index}]: one email with two different sso ids")
-    return found
+        else:
+            sound += 1
+        if key in bad and key in found:
+            raise ValueError(f"data[{index}]: one email with an sso id and an entry that is no id")
+    if bad and not sound:
+        raise ValueError(
+            f"no entry is well-formed: {len(bad)} email(s) with an sso_id that is no SSO id (not a "
+            f"non-empty string, over {MAX_SSO_ID_CHARS} characters, or holding a control character)"
+        )
+    return found, frozenset(bad)
 
 
 def is_address(email: str) -> bool:

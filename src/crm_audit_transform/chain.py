@@ -288,7 +288,7 @@ def _actor_stage(resolver: ActorResolver) -> Stage:
         return None
 
     def describe(draft: RowDraft) -> str:
-        why = "" if draft.ctx.sso_available else " (SSO directory unavailable)"
+        why = " (SSO directory unavailable)" if draft.actor_degraded else ""
         kind, name = (draft.actor.kind, draft.actor.name) if draft.actor is not None else ("?", "?")
         return f"{kind}: {name}{why}"
 

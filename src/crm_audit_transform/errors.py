@@ -39,7 +39,8 @@ infrastructure that is down. Driver errors are translated at the adapter boundar
     │                                retry cannot change (a data exception, an undefined object…)
     ├── DirectoryRefused             DIRECTORY_REFUSED: USMAN refused us (401/403): configuration
     └── Unavailable                  UNAVAILABLE: a dependency is down; retrying later is safe
-        ├── DirectoryUnavailable     DIRECTORY_UNAVAILABLE: the SSO user directory (USMAN)
+        ├── DirectoryUnavailable     DIRECTORY_UNAVAILABLE .answered / .unanswered: the SSO user
+        │                            directory (USMAN), or the emails of its answer it gave no usable id for
         ├── SourceUnavailable        SOURCE_UNAVAILABLE: the CRM database
         ├── StoreUnavailable         STORE_UNAVAILABLE: the CDP database
         └── WorkerLost               WORKER_LOST: a worker process transforming pages died
@@ -47,7 +48,7 @@ infrastructure that is down. Driver errors are translated at the adapter boundar
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 
@@ -453,9 +454,26 @@ class Unavailable(CrmAuditError):
 
 
 class DirectoryUnavailable(Unavailable):
-    """USMAN could not answer; actors degrade to ``[Deleted CRM User]``, records are never dropped."""
+    """USMAN could not answer; actors degrade to ``[Deleted CRM User]``, records are never dropped.
+
+    By default no email of the call is answered (``unanswered`` is None). An answer sound as a whole
+    with an entry that is no answer (an ``sso_id`` that is no id) leaves only some emails unanswered:
+    ``unanswered`` holds them (as the caller spelt them) and ``answered`` the SSO id of every other
+    email found ({email: sso_id}; an email asked and in neither is one the directory does not know).
+    ``fetch_lookups`` then degrades only the unanswered emails' actors (docs/usman.md)."""
 
     code = "DIRECTORY_UNAVAILABLE"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        answered: Mapping[str, str] | None = None,
+        unanswered: Collection[str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.answered: dict[str, str] = dict(answered or {})
+        self.unanswered: frozenset[str] | None = None if unanswered is None else frozenset(unanswered)
 
 
 class SourceUnavailable(Unavailable):

@@ -3,7 +3,9 @@
 ``Transformer.plan`` builds a :class:`LookupRequest`; :func:`fetch_lookups` asks the CRM users,
 then the SSO directory for the emails of the users found, then the CDP contacts — at most one call
 per port — and returns an immutable :class:`LookupContext`. An unavailable SSO directory degrades
-(every user actor it could not resolve becomes ``[Deleted CRM User]``); it never fails the page.
+(every user actor it could not resolve becomes ``[Deleted CRM User]``); it never fails the page. An
+answer that leaves some emails unanswered (``DirectoryUnavailable.unanswered``) degrades those
+emails' actors only, and the rest of the answer is used and remembered.
 
 Given a :class:`~.lookup_cache.LookupCache` (the run loop keeps one per run), users and SSO ids
 already answered are taken from it and only the rest are asked for, so each user id and email is
@@ -59,8 +61,10 @@ class LookupPorts:
 class LookupContext:
     """What the rules may know about a page: users by id, SSO ids by email, contacts by person id.
 
-    ``tenant`` (when set) is the CRM tenant the users belong to: a row of another tenant is refused
-    rather than matched against the wrong users.
+    ``sso_available`` is False when the SSO directory left an email of the page unanswered:
+    ``sso_unanswered`` holds those emails, or is empty when none of the emails missing from
+    ``sso_ids`` is known to be answered (``sso_answered``). ``tenant`` (when set) is the CRM tenant
+    the users belong to: a row of another tenant is refused rather than matched against the wrong users.
     """
 
     users: Mapping[UserId, CrmUser] = field(factory=dict)
@@ -68,6 +72,13 @@ class LookupContext:
     contacts: Mapping[int, Contact] = field(factory=dict)
     sso_available: bool = True
     tenant: str | None = None
+    sso_unanswered: frozenset[str] = frozenset()
+
+    def sso_answered(self, email: str) -> bool:
+        """Whether the SSO directory answered for ``email`` (its SSO id, or that it has none)."""
+        if self.sso_available or email in self.sso_ids:
+            return True
+        return bool(self.sso_unanswered) and email not in self.sso_unanswered
 
 
 def fetch_lookups(
@@ -91,13 +102,21 @@ def fetch_lookups(
         found_users.update(answered)
     emails = sorted({user.email for user in found_users.values() if user.email and user.deleted_at is None})
     sso_ids, ask_emails = cache.known_sso_ids(company_sso_id, emails)
-    sso_available = True
+    unanswered: frozenset[str] = frozenset()
     if ask_emails:
         try:
             answered_sso = ports.sso.sso_ids_by_emails(company_sso_id, ask_emails)
-        except DirectoryUnavailable:
-            # Not an answer: remember nothing, so the next page asks USMAN again.
-            sso_available = False
+        except DirectoryUnavailable as exc:
+            # Not an answer for the emails it leaves unanswered (every one by default): those are not
+            # remembered, so the next page asks USMAN again; the rest of a partial answer is.
+            partly: frozenset[str] | None = getattr(exc, "unanswered", None)
+            unanswered = frozenset(ask_emails) if partly is None else partly.intersection(ask_emails)
+            if partly is not None:
+                answered_emails = [email for email in ask_emails if email not in unanswered]
+                asked = set(answered_emails)
+                found = {email: sso_id for email, sso_id in exc.answered.items() if email in asked}
+                cache.remember_sso_ids(company_sso_id, answered_emails, found)
+                sso_ids.update(found)
         else:
             cache.remember_sso_ids(company_sso_id, ask_emails, answered_sso)
             sso_ids.update(answered_sso)
@@ -110,8 +129,9 @@ def fetch_lookups(
         users=found_users,
         sso_ids=sso_ids,
         contacts=found_contacts,
-        sso_available=sso_available,
+        sso_available=not unanswered,
         tenant=tenant,
+        sso_unanswered=unanswered,
     )
 
 

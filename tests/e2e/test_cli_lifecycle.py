@@ -14,7 +14,8 @@ from cli_world import COMPANY, TENANT, Cli
 from crm_audit_adapters.bootstrap import Runtime
 from crm_audit_adapters.cli import exit_codes
 from crm_audit_transform.usecases.cancel import cancel
-from support.usman_server import UsmanServer, status
+from support.corpus_account import sso_docs
+from support.usman_server import Reply, SeenRequest, UsmanServer, answer, status
 
 pytestmark = pytest.mark.postgres
 usman, client, run_cli = cli_world.usman, cli_world.client, cli_world.run_cli  # the CLI world's fixtures
@@ -251,6 +252,54 @@ class TestUsman:
         doc = status_json(run_cli)
         assert (doc["status"], doc["records_processed"], doc["lease_owner"]) == ("in_progress", 0, None)
         assert doc["actors_degraded"] == 0
+
+    def test_one_entry_that_is_no_answer_degrades_that_users_actors_only(
+        self, run_cli: Cli, client: mongomock.MongoClient, usman: UsmanServer, crm_dsn: str
+    ) -> None:
+        """USMAN gives one user an sso_id that is no id (a line break in it): that user's logs get the
+        deleted user and are counted degraded, every other user keeps their SSO id. Before, the one
+        entry degraded every actor of each answer it was in (here: all the users'); this test fails
+        there (no log had an SSO user)."""
+        import psycopg
+
+        bad_email = "ketut.2@acme.example"
+        bad_id = next(d["sso_id"] for d in sso_docs(TENANT) if d["email"] == bad_email)
+
+        def garbling(server: UsmanServer, request: SeenRequest) -> Reply:
+            reply = answer(server, request)
+            data = json.loads(reply.body)["data"]
+            for entry in data:
+                if entry["email"] == bad_email:
+                    entry["sso_id"] = bad_id + "\n"
+            return Reply(200, json.dumps({"data": data}).encode())
+
+        with psycopg.connect(crm_dsn) as conn:
+            ketuts = {
+                audit_id
+                for (audit_id,) in conn.execute(
+                    "SELECT a.id FROM acme.audits a JOIN acme.users u ON u.id = a.user_id "
+                    "WHERE u.email = %s AND a.user_type = 'User'",
+                    (bad_email,),
+                )
+            }
+        assert ketuts
+        assert run_cli("trigger", "--company-sso-id", COMPANY).exit_code == 0
+        usman.default = garbling
+        try:
+            done = run_cli(
+                "run", "--company-sso-id", COMPANY, "--no-progress", CRM_AUDIT_DEGRADED_THRESHOLD="1"
+            )
+        finally:
+            usman.default = answer
+        assert done.exit_code == 0, done.output
+        stored = list(client["cdp"]["activity_logs"].find({"source_tag": "crm_migration"}))
+        of_ketut = [doc for doc in stored if doc["metadata"]["crm_audit_id"] in ketuts]
+        assert of_ketut
+        assert {doc["actor"]["name"] for doc in of_ketut} == {"[Deleted CRM User]"}
+        assert status_json(run_cli)["actors_degraded"] == len(of_ketut)
+        others = {doc["actor"].get("id") for doc in stored if doc["actor"]["type"] == "user"}
+        assert len(others) == len(sso_docs(TENANT)) - 1
+        assert bad_id not in others
 
     def test_an_outage_degrades_counts_and_halts_naming_usman(
         self, run_cli: Cli, client: mongomock.MongoClient

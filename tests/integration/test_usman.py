@@ -491,6 +491,57 @@ class TestMalformedAnswers:
             client.sso_ids_by_emails(COMPANY, ["nur.4@acme.example"])
         assert caught.value.__cause__ is not None
 
+    @pytest.mark.parametrize(
+        "bad",
+        [5, "", "../x\n\u0000y", "sso-cy\u2028", "a" * (MAX_SSO_ID_CHARS + 1), {"id": "sso-cy"}],
+        ids=["number", "empty", "control", "separator", "too-long", "object"],
+    )
+    def test_one_entry_that_is_no_answer_leaves_only_its_email_unanswered(
+        self, server: UsmanServer, sleeps: list[float], bad: object, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Three emails asked: one found, one absent (unknown), one whose sso_id is no id. The answer is
+        sound otherwise, so only that email is unanswered (both of its spellings; its actor degrades),
+        the other ids stand, and a warning counts it without quoting it. Before, the one entry made the
+        whole answer unavailable (every actor of the request degraded): this test fails there."""
+        data = [{"email": NUR, "sso_id": "sso-nur"}, {"email": "Cy@acme.example", "sso_id": bad}]
+        server.queue(body(json.dumps({"data": data}).encode()))
+        asked = [NUR, "ghost@acme.example", "cy@acme.example", "CY@acme.example"]
+        with client_for(server, sleeps) as client, pytest.raises(UsmanUnavailable) as caught:
+            client.sso_ids_by_emails(COMPANY, asked)
+        assert caught.value.answered == {NUR: "sso-nur"}
+        assert caught.value.unanswered == {"cy@acme.example", "CY@acme.example"}
+        assert len(server.requests) == 1
+        assert "1 of 3" in str(caught.value)
+        assert "1 of 3 emails" in caplog.text
+        assert "\u2028" not in caplog.text + str(caught.value)
+        assert "aaaa" not in caplog.text + str(caught.value)
+
+    @pytest.mark.parametrize(
+        "data",
+        [
+            # No telling which user an entry answers for.
+            [{"email": NUR, "sso_id": "sso-nur"}, 7],
+            [{"email": NUR, "sso_id": "sso-nur"}, {"email": None, "sso_id": "x"}],
+            # One email, two answers that disagree.
+            [{"email": NUR, "sso_id": "sso-nur"}, {"email": NUR.upper(), "sso_id": "sso-other"}],
+            [{"email": NUR, "sso_id": "sso-nur"}, {"email": NUR, "sso_id": 5}],
+            [{"email": NUR, "sso_id": 5}, {"email": NUR, "sso_id": "sso-nur"}],
+            # Nothing in it is well-formed.
+            [{"email": NUR, "sso_id": 5}, {"email": "cy@acme.example", "sso_id": ""}],
+        ],
+    )
+    def test_an_answer_untrustworthy_as_a_whole_leaves_every_email_unanswered(
+        self, server: UsmanServer, sleeps: list[float], data: list[object]
+    ) -> None:
+        """Where the answer as a whole cannot be trusted, no email of it is answered (``unanswered`` is
+        None: every actor of the request degrades), as before."""
+        server.queue(body(json.dumps({"data": data}).encode()))
+        with client_for(server, sleeps) as client, pytest.raises(UsmanUnavailable) as caught:
+            client.sso_ids_by_emails(COMPANY, [NUR, "cy@acme.example"])
+        assert caught.value.unanswered is None
+        assert caught.value.answered == {}
+        assert isinstance(caught.value.__cause__, ValueError)
+
     def test_an_sso_id_up_to_its_bound_is_an_answer(self, server: UsmanServer, sleeps: list[float]) -> None:
         """The bound refuses no id USMAN may hold: any printable text up to MAX_SSO_ID_CHARS."""
         sso = "é ü-" + "a" * (MAX_SSO_ID_CHARS - 4)

@@ -42,6 +42,9 @@ SAMPLES: dict[type[CrmAuditError], Callable[[], CrmAuditError]] = {
     ),
     errors.IndexesMissing: lambda: errors.IndexesMissing(["activity_logs.uniq_company_external_id"]),
     errors.DirectoryRefused: lambda: errors.DirectoryRefused("HTTP 401", status_code=401),
+    errors.DirectoryUnavailable: lambda: errors.DirectoryUnavailable(
+        "an entry is no answer", answered={"a@x.example": "sso-a"}, unanswered=["b@x.example"]
+    ),
     errors.SourceChanged: lambda: errors.SourceChanged(57, 3, 1),
     errors.SourceQueryFailed: lambda: errors.SourceQueryFailed("22P02", "data exception"),
     _files.FileFormatError: lambda: _files.FileFormatError("audits.jsonl", 4, "not JSON", audit_id=9),
@@ -52,7 +55,13 @@ SAMPLES: dict[type[CrmAuditError], Callable[[], CrmAuditError]] = {
         crm_audit_adapters.files.audit_source.AuditOrderError("audits.jsonl", 5, "id 3 after 4", audit_id=3)
     ),
     _files.OutputLocked: lambda: _files.OutputLocked("out.jsonl"),
-    _usman.UsmanUnavailable: lambda: _usman.UsmanUnavailable("timed out", status_code=503, attempts=4),
+    _usman.UsmanUnavailable: lambda: _usman.UsmanUnavailable(
+        "no SSO id",
+        status_code=200,
+        attempts=1,
+        answered={"a@x.example": "sso-a"},
+        unanswered=["b@x.example"],
+    ),
     _usman.UsmanRefused: lambda: _usman.UsmanRefused("HTTP 403", status_code=403),
 }
 

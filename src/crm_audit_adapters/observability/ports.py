@@ -120,8 +120,10 @@ class CountedSsoDirectory:
         self._metrics.lookup_ids.labels("sso").inc(len(emails))
         try:
             return self._inner.sso_ids_by_emails(company_sso_id, emails)
-        except DirectoryUnavailable:
-            self._metrics.usman_degraded.inc(len(emails))
+        except DirectoryUnavailable as exc:
+            # An answer that leaves some emails unanswered degrades those only (lookup.fetch_lookups).
+            unanswered = getattr(exc, "unanswered", None)
+            self._metrics.usman_degraded.inc(len(emails) if unanswered is None else len(unanswered))
             raise
 
 

@@ -35,15 +35,17 @@ class ActorResolver:
         return self.resolve_counted(row, ctx)[0]
 
     def resolve_counted(self, row: AuditRow, ctx: LookupContext) -> tuple[Actor, bool]:
-        """The actor, and whether it was *degraded*: an active CRM user with an email whom USMAN
-        could not be asked about (unavailable), so the deleted user stands in for them."""
+        """The actor, and whether it was *degraded*: an active CRM user with an email USMAN gave no
+        answer for (unavailable, or an entry of its answer that is no answer), so the deleted user
+        stands in for them."""
         actor = self._resolve(row, ctx)
         if actor is not self._deleted or ctx.sso_available:
             return actor, False
         user_id = self.user_id(row)
         user = ctx.users.get(user_id) if user_id is not None else None
-        degraded = user is not None and user.deleted_at is None and bool(user.email)
-        return actor, degraded
+        if user is None or user.deleted_at is not None or not user.email:
+            return actor, False
+        return actor, not ctx.sso_answered(user.email)
 
     def _resolve(self, row: AuditRow, ctx: LookupContext) -> Actor:
         if row.user_id is None:

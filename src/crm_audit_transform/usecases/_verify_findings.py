@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from typing import Final
 
 from ..domain import SOURCE_TAG, ActivityLog
@@ -39,20 +39,21 @@ _ABSENT: Final = object()
 def add_drifted(
     drifted: Found,
     compare: Sequence[tuple[ActivityLog, MigratedDoc, Mapping[str, object]]],
-    sso_available: bool,
+    degraded: Container[int],
 ) -> int:
     """Compare each stored log's content with its recomputed one; the owned fields that differ are drift,
-    and so is a ``source_tag`` other than ``crm_migration`` (``foreign_tag``). Returns the logs whose
-    stored actor differs from a recomputed actor that USMAN's outage degraded: not drift, but not
-    checked either (``VerifyReport.actors_unchecked``)."""
+    and so is a ``source_tag`` other than ``crm_migration`` (``foreign_tag``). ``degraded`` holds the
+    audit ids whose recomputed actor USMAN left unanswered (``PageResult.degraded``). Returns the logs
+    whose stored actor differs from such a degraded actor: not drift, but not checked either
+    (``VerifyReport.actors_unchecked``)."""
     unchecked = 0
     for log, doc, expected in compare:
         stored = doc.content
         tagged = foreign_tag(doc)
         if expected == stored and not tagged:  # a reader's content may compare whole (equal lines) first
             continue
-        # With USMAN down the recomputed actor is degraded, not the stored one's truth.
-        skip_actor = not sso_available and log.actor.kind == "deleted_user"
+        # USMAN gave no answer for this actor: the recomputed one is degraded, not the stored one's truth.
+        skip_actor = log.metadata.get("crm_audit_id") in degraded
         if skip_actor and expected.get("actor", _ABSENT) != stored.get("actor", _ABSENT):
             unchecked += 1
         fields = [

@@ -187,17 +187,21 @@ class Walk:
         for audit_id, doc in seam:
             add_seam(self.found["past_watermark"], audit_id, doc, contacts, keys)
         self.content_checked += len(compare)
-        self.actors_unchecked += add_drifted(self.found["drifted"], compare, ctx.sso_available)
+        degraded: set[int] = (
+            {row.id for row, bad in zip(rows, result.degraded, strict=True) if bad}
+            if any(result.degraded)
+            else set()
+        )
+        self.actors_unchecked += add_drifted(self.found["drifted"], compare, degraded)
         add_overlap(self.found["overlap"], self.ports.reader, keys, self.settings.match_window)
         if self.settings.repair and missing:
-            if any(result.degraded):
+            if degraded:
                 # USMAN's outage degraded these rows' actors: written so, they would stay wrong for
                 # good (a run halts on them instead). Left missing, and counted unchecked, for a
                 # repair once USMAN answers.
-                unresolved = {row.id for row, bad in zip(rows, result.degraded, strict=True) if bad}
-                held = [m for m in missing if m.audit_id in unresolved]
+                held = [m for m in missing if m.audit_id in degraded]
                 self.actors_unchecked += len(held)
-                missing = [m for m in missing if m.audit_id not in unresolved]
+                missing = [m for m in missing if m.audit_id not in degraded]
             if missing:
                 self.job = self.repair.write(missing, self.job)
 
