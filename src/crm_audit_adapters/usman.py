@@ -170,8 +170,11 @@ class UsmanClient:
         self._config = config
         self._sleep = sleep
         self._random = random
-        # Messages name the endpoint without any userinfo a base URL might carry.
-        self._where = str(httpx.URL(config.base_url.rstrip("/") + config.path).copy_with(userinfo=b""))
+        # Messages and the repr name the endpoint without the userinfo or query a URL may carry
+        # (``?api_key=…``): they reach logs no runner scrubs, such as a Celery worker's task failure.
+        endpoint = httpx.URL(config.base_url.rstrip("/") + config.path)
+        hidden = "?***" if endpoint.query or endpoint.fragment else ""
+        self._where = str(endpoint.copy_with(userinfo=b"", query=None, fragment=None)) + hidden
         self._http = httpx.Client(
             base_url=config.base_url,
             transport=transport,

@@ -14,6 +14,8 @@ from typing import Any, Final
 
 from attrs import Attribute, field, frozen, validators
 
+from .redaction import MASK, redact
+
 _ENV_PREFIX = "CRM_AUDIT_USMAN_"
 _HEADER_VALUE = re.compile(r"[\x20-\x7e]*")
 """What an HTTP client sends as a header value as it is: printable ASCII (RFC 9110 field-vchar, SP)."""
@@ -60,6 +62,17 @@ def _header_value(_: object, attribute: Attribute[str], value: str) -> None:
         )
 
 
+def _url_repr(value: str) -> str:
+    """A base URL as ``repr`` shows it: without a password, token or key (``redaction.redact``)."""
+    return repr(redact(value))
+
+
+def _path_repr(value: str) -> str:
+    """A path as ``repr`` shows it: its query (``?api_key=…``) hidden whole."""
+    path, query, _ = value.partition("?")
+    return repr(path + (f"?{MASK}" if query else ""))
+
+
 def _header_name(_: object, attribute: Attribute[str], value: str) -> None:
     if not _HEADER_NAME.fullmatch(value):
         raise UnusableUsmanSetting(
@@ -69,7 +82,8 @@ def _header_name(_: object, attribute: Attribute[str], value: str) -> None:
 
 @frozen
 class UsmanConfig:
-    """Where USMAN lives and how patiently to ask it. ``token`` is kept out of ``repr``.
+    """Where USMAN lives and how patiently to ask it. ``token`` is kept out of ``repr``, and so are
+    a password or key in ``base_url`` and the query of ``path``.
 
     ``UnusableUsmanSetting`` (a ``ValueError``) for a value that could never work: a token or scheme
     that is no header value (CR, LF, other controls, non-ASCII), a header name that is no HTTP token,
@@ -77,9 +91,9 @@ class UsmanConfig:
     message never quotes the token.
     """
 
-    base_url: str
+    base_url: str = field(repr=_url_repr)
     token: str = field(default="", repr=False, validator=_header_value)
-    path: str = "/api/v1/users/sso-ids"
+    path: str = field(default="/api/v1/users/sso-ids", repr=_path_repr)
     auth_header: str = field(default="Authorization", validator=_header_name)
     # Prefix of the header value ("Bearer <token>"); empty sends the bare token (e.g. X-Api-Key).
     auth_scheme: str = field(default="Bearer", validator=_header_value)

@@ -709,6 +709,41 @@ class TestSecrecy:
         for record in caplog.records:
             assert TOKEN not in record.getMessage()
 
+    @pytest.mark.parametrize("where", ["path", "base_url"])
+    def test_a_key_in_the_urls_query_stays_out_of_messages_and_the_repr(
+        self, server: UsmanServer, sleeps: list[float], where: str
+    ) -> None:
+        """A USMAN keyed by its query (``?api_key=…``, docs/usman.md): the key is sent, but a refusal's
+        message and the client's repr show ``?***`` instead. Before, both quoted it, and a Celery
+        worker logs a failed task's message as it is (the runner scrubs its own lines only): this test
+        fails there."""
+        key = "Kq7QueryKeyValue"
+        if where == "path":
+            options: dict[str, Any] = {"path": f"{PATH}?api_key={key}"}
+        else:
+            options = {"base_url": f"{server.url}/?api_key={key}", "path": ""}
+        with client_for(server, sleeps, **options) as client, pytest.raises(UsmanRefused) as caught:
+            client.sso_ids_by_emails(COMPANY, [NUR])
+        assert key in server.requests[0].path  # sent: USMAN needs it
+        assert key not in str(caught.value)
+        assert key not in repr(client)
+        assert "?***" in str(caught.value)
+
+    def test_the_configs_repr_hides_a_password_or_key_in_its_urls(self) -> None:
+        """``UsmanConfig``'s repr (attrs') showed ``base_url`` and ``path`` as they are: a password in
+        the base URL, or a key in either's query, was in any log line or traceback that printed it.
+        This test fails there."""
+        config = UsmanConfig(
+            base_url="https://ops:Pw7UsmanBase@usman.internal/?api_key=Kq7BaseKey",
+            path=f"{PATH}?api_key=Kq7PathKey",
+            token=TOKEN,
+        )
+        shown = repr(config)
+        for secret in ("Pw7UsmanBase", "Kq7BaseKey", "Kq7PathKey", TOKEN):
+            assert secret not in shown
+        assert "usman.internal" in shown
+        assert f"{PATH}?***" in shown
+
     def test_credentials_in_the_base_url_stay_out_of_messages(self, sleeps: list[float]) -> None:
         """A base URL with userinfo is reported without it."""
         config = UsmanConfig(base_url=f"http://ops:{TOKEN}@127.0.0.1:{closed_port()}", max_attempts=1)
