@@ -55,6 +55,25 @@ class UnreadableTime:
         return self.text
 
 
+@frozen
+class NotRead:
+    """A text column's value its source did not read: ``size`` bytes, more than the ``limit`` in bytes
+    it reads of ``column`` (the PostgreSQL source's, ``crm_postgres.text_columns``: a value of up
+    to 1 GB fetched whole was a halt of its page).
+
+    In an ``AuditRow`` where a ``str`` is due, so the transformer fails the row as
+    ``invalid_audit_row``, saying so with the size; its ``repr`` says why too, without any of the
+    value.
+    """
+
+    column: str
+    size: int
+    limit: int
+
+    def __repr__(self) -> str:
+        return f"<not read: {self.size} bytes, over the {self.column} limit of {self.limit} bytes>"
+
+
 def _optional_utc(value: dt.datetime | UnreadableTime | None) -> dt.datetime | UnreadableTime | None:
     if value is None or (type(value) is dt.datetime and value.tzinfo is dt.UTC):  # the common case
         return value

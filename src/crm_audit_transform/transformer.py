@@ -40,6 +40,7 @@ from .domain import (
     AuditRow,
     Failed,
     Migrated,
+    NotRead,
     Outcome,
     Skipped,
     UnreadableTime,
@@ -460,7 +461,7 @@ def _row_problem(row: AuditRow) -> str | None:
     for name in ("tenant", "auditable_type", "action"):
         value = getattr(row, name)
         if not isinstance(value, str) or not value:
-            return f"{name} must be a non-empty string, got {value!r}"
+            return _unread(name, value) or f"{name} must be a non-empty string, got {value!r}"
     for name in _OPTIONAL_INTS:
         value = getattr(row, name)
         if value is not None and type(value) is not int:
@@ -471,7 +472,7 @@ def _row_problem(row: AuditRow) -> str | None:
     for name in _OPTIONAL_STRS:
         value = getattr(row, name)
         if value is not None and not isinstance(value, str):
-            return f"{name} must be a string or null, got {value!r}"
+            return _unread(name, value) or f"{name} must be a string or null, got {value!r}"
     created_at = row.created_at
     if isinstance(created_at, UnreadableTime):
         return unreadable_time(created_at)
@@ -479,6 +480,14 @@ def _row_problem(row: AuditRow) -> str | None:
         not isinstance(created_at, dt.datetime) or created_at.utcoffset() != dt.timedelta(0)
     ):
         return f"created_at must be a UTC datetime, got {created_at!r}"
+    return None
+
+
+def _unread(name: str, value: object) -> str | None:
+    """What a source says of a text value it did not hand over (``NotRead``), or None: the column,
+    the value's size and why, never any of the value."""
+    if isinstance(value, NotRead):
+        return f"{name} was not read: {value.size} bytes, over its limit of {value.limit} bytes"
     return None
 
 

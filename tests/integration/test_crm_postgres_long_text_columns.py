@@ -149,10 +149,7 @@ class TestTheSource:
         failed = {audit_id: problem for audit_id, problem in prepared.items() if problem is not None}
         assert sorted(failed) == [2, 4, 5]
         assert {problem.reason for problem in failed.values()} == {"invalid_audit_row"}
-        assert failed[2].detail == (
-            "comment must be a string or null, got "
-            f"<not read: {LIMIT + 1} bytes, over the comment limit of {LIMIT} bytes>"
-        )
+        assert failed[2].detail == f"comment was not read: {LIMIT + 1} bytes, over its limit of {LIMIT} bytes"
         assert "request_uuid" in failed[4].detail
         assert "username" in failed[5].detail
         assert "uuu" not in failed[5].detail

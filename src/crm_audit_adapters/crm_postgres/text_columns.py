@@ -19,8 +19,10 @@ header, not the value) is at most its limit; past it the query sends NULL and, i
   rule reads it then.
 - ``request_uuid`` (kept in the log's metadata) and ``comment`` (the contact rule reads a person id
   from it, audited's combined-audit sentence is at its end): the row carries ``NotRead``, which the
-  transformer fails as ``invalid_audit_row`` naming the column and its size, counted like any
-  failure, instead of a log on a contact it could not tell.
+  transformer fails as ``invalid_audit_row`` naming the column and its size ("comment was not read:
+  5000 bytes, over its limit of 4096 bytes"), counted like any failure, instead of a log on a
+  contact it could not tell. ``NotRead`` is the core's (``crm_audit_transform.domain``), which
+  phrases that failure, and is named here too.
 
 ``comment``'s limit is the source's ``max_changes_bytes`` (the loader's ``max_bytes``: the contact rule
 parses it as JSON, as the loader parses ``audited_changes``), at most ``COMMENT_CAP``; the others'
@@ -34,8 +36,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Final
 
-from attrs import frozen
 from psycopg import sql
+
+from crm_audit_transform.domain import NotRead as NotRead  # the core's, named here too
 
 MAX_FIELD_BYTES: Final = 4096
 """The most bytes of ``auditable_type``, ``action``, ``associated_type``, ``user_type``, ``username``,
@@ -53,23 +56,6 @@ BOUNDED: Final = (
 _BOUNDABLE_TYPES: Final = frozenset({"text", "character varying", "character", "citext", "bytea"})
 """Types whose ``octet_length`` is read from the value's header (``character``: with its padding)."""
 _COMPARED: Final = frozenset({"auditable_type", "action", "associated_type", "user_type"})
-
-
-@frozen
-class NotRead:
-    """A text column's value its source did not read: ``size`` bytes, more than its ``limit``.
-
-    In an ``AuditRow`` where a ``str`` is due, so the transformer fails the row as
-    ``invalid_audit_row``; its ``repr`` (which that failure's detail quotes) says why, without
-    any of the value.
-    """
-
-    column: str
-    size: int
-    limit: int
-
-    def __repr__(self) -> str:
-        return f"<not read: {self.size} bytes, over the {self.column} limit of {self.limit} bytes>"
 
 
 def stand_in_name(size: int) -> str:
