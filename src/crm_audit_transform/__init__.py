@@ -67,7 +67,7 @@ from .errors import (
 )
 from .halting import HaltRule
 from .jobs import JobShard, MigrationJob, WholeAccountDelete
-from .loading import JsonbText, LoaderLimits, OmittedChanges, load_audited_changes
+from .loading import JsonbText, LoaderLimits, OmittedChanges, UntranslatableText, load_audited_changes
 from .lookup import LookupContext, LookupPorts, LookupRequest, fetch_lookups
 from .lookup_cache import LookupCache
 from .rules import MappedCategory, Rejection
@@ -155,6 +155,7 @@ __all__ = [
     "UnknownTenant",
     "UnreadableTime",
     "UnsupportedTag",
+    "UntranslatableText",
     "UserId",
     "Value",
     "WholeAccountDelete",

@@ -15,6 +15,7 @@ from attrs import field, frozen
 from ._fast_init import fast_init
 from .loading._jsonb import JsonbText
 from .loading._omitted import OmittedChanges
+from .loading._untranslatable import UntranslatableText
 from .timestamps import as_utc
 from .values import Value
 
@@ -88,7 +89,8 @@ class AuditRow:
 
     ``audited_changes`` is the raw column: YAML text (``str``/``bytes``) from a text column, the
     decoded object from a jsonb column or its text as ``JsonbText``, the size of a value too large
-    to fetch (``OmittedChanges``), or ``None``. It is loaded by
+    to fetch (``OmittedChanges``), a value that is no text in its source's encoding
+    (``UntranslatableText``), or ``None``. It is loaded by
     the transformer, so a bad value becomes that row's failure instead of an exception in the
     extractor.
     """
@@ -98,7 +100,7 @@ class AuditRow:
     auditable_type: str
     auditable_id: int | None
     action: str
-    audited_changes: str | bytes | Mapping[str, Any] | JsonbText | OmittedChanges | None
+    audited_changes: str | bytes | Mapping[str, Any] | JsonbText | OmittedChanges | UntranslatableText | None
     created_at: dt.datetime | UnreadableTime | None = field(converter=_optional_utc)
     """None for a NULL ``created_at``: such a row fails as ``missing_created_at``; an
     ``UnreadableTime`` (``infinity``, a year past 9999) fails it as ``invalid_audit_row``."""

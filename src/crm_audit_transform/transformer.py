@@ -47,7 +47,7 @@ from .domain import (
     UserId,
 )
 from .errors import AuditedChangesError
-from .loading import LoaderLimits, load_audited_changes
+from .loading import LoaderLimits, UntranslatableText, load_audited_changes
 from .lookup import LookupContext, LookupRequest
 from .numerals import BIGINT_MAX, BIGINT_MIN
 from .raised import raised_at
@@ -484,10 +484,12 @@ def _row_problem(row: AuditRow) -> str | None:
 
 
 def _unread(name: str, value: object) -> str | None:
-    """What a source says of a text value it did not hand over (``NotRead``), or None: the column,
-    the value's size and why, never any of the value."""
+    """What a source says of a text value it did not hand over (``NotRead``, ``UntranslatableText``),
+    or None: the column, the value's size and why, never any of the value."""
     if isinstance(value, NotRead):
         return f"{name} was not read: {value.size} bytes, over its limit of {value.limit} bytes"
+    if isinstance(value, UntranslatableText):
+        return f"{name} is not text: {value}"
     return None
 
 

@@ -52,7 +52,7 @@ from __future__ import annotations
 import datetime as dt
 import pickle
 from collections.abc import Callable, Mapping, Sequence
-from functools import partial
+from functools import cache, partial
 from typing import Any, Final, TypeVar, cast
 
 import attrs
@@ -63,11 +63,11 @@ from psycopg.adapt import Buffer, Loader
 from psycopg.pq import Format
 
 from crm_audit_transform.domain import NO_TIME_KNOWN, AuditRow, ScopeBounds, UnreadableTime
-from crm_audit_transform.loading import JsonbText, LoaderLimits, OmittedChanges
+from crm_audit_transform.loading import JsonbText, LoaderLimits, OmittedChanges, UntranslatableText
 from crm_audit_transform.ports import SpanReader
 from crm_audit_transform.usecases.pages import PageSpan
 
-from . import text_columns
+from . import encodings, text_columns
 from .lookups import user_id_of
 from .session import AUDIT_COLUMNS, ReadOnlySession
 from .timestamps import aware_utc, naive_utc
@@ -177,6 +177,33 @@ _SINGLE_BYTE_ENCODINGS: Final = frozenset(
 )  # fmt: skip
 """Server encodings of one byte a character (PostgreSQL's "Character Sets" table): a text's UTF-8 size
 is at least its bytes there (one to three a character)."""
+_SINGLE_BYTE_CODECS: Final = {
+    "LATIN1": "latin-1", "LATIN2": "iso8859-2", "LATIN3": "iso8859-3", "LATIN4": "iso8859-4",
+    "LATIN5": "iso8859-9", "LATIN6": "iso8859-10", "LATIN7": "iso8859-13", "LATIN8": "iso8859-14",
+    "LATIN9": "iso8859-15", "LATIN10": "iso8859-16", "KOI8R": "koi8-r", "KOI8U": "koi8-u",
+    **{f"WIN{n}": f"cp{n}" for n in (866, 874, *range(1250, 1259))},
+    **{f"ISO_8859_{n}": f"iso8859-{n}" for n in range(5, 9)},
+}  # fmt: skip
+"""Python's codec of each of ``_SINGLE_BYTE_ENCODINGS``, as psycopg names them."""
+
+
+@cache
+def _untranslatable_bytes(encoding: str) -> tuple[int, ...]:
+    """The bytes that are no character in a single-byte ``encoding``: 0x81, 0x8d, 0x8f, 0x90, 0x9d in
+    ``WIN1252``. Such a database stores them (PostgreSQL checks only for NUL there), and its
+    server's conversion of a text holding one to UTF-8 fails (22P05). Python's codecs and
+    PostgreSQL's conversion tables are both Unicode's mappings: the tests compare them byte by
+    byte for every single-byte encoding."""
+    codec = _SINGLE_BYTE_CODECS[encoding]
+    found = []
+    for byte in range(0x80, 0x100):
+        try:
+            bytes([byte]).decode(codec)
+        except UnicodeDecodeError:
+            found.append(byte)
+    return tuple(found)
+
+
 _CONVERTIBLE: Final = 64 << 20
 """The most bytes of a single-byte-encoded text converted to UTF-8 on the server to be measured:
 ``convert_to`` takes a buffer of four bytes a byte (256 MiB here), and fails past 1 GiB."""
@@ -425,7 +452,8 @@ def _changes_size(changes_type: str, server_encoding: str | None, limit: int) ->
     database (``_SIZE_EXACT_ENCODINGS``). In a single-byte encoding (``_SINGLE_BYTE_ENCODINGS``: LATIN1,
     WIN1252…) a character is one byte there and one to three in UTF-8, so a value of more than
     ``limit`` bytes there is more in UTF-8 too: its UTF-8 size is computed on the server for those
-    values alone (``convert_to``, up to ``_CONVERTIBLE`` bytes; past that, a value PostgreSQL may not
+    values alone (``convert_to``, up to ``_CONVERTIBLE`` bytes, a byte that is no character there
+    counted as one, ``_untranslatable_bytes``; past that, a value PostgreSQL may not
     convert, its bytes there: less than its UTF-8 size), NULL (not omitted) for the others, which
     the loader measures as before. In another encoding NULL (never omitted), unless the value is too
     large to be sent at all (``_LARGEST_SENT``): then its bytes in that encoding."""
@@ -433,13 +461,25 @@ def _changes_size(changes_type: str, server_encoding: str | None, limit: int) ->
         return sql.SQL("octet_length(audited_changes)")
     if server_encoding in _SIZE_EXACT_ENCODINGS:
         return sql.SQL("sent_bytes")
-    if server_encoding not in _SINGLE_BYTE_ENCODINGS:
+    if server_encoding is None or server_encoding not in _SINGLE_BYTE_ENCODINGS:
         return _UNSENDABLE
     # char(n)'s ::text drops its padding, which is one byte a space in either encoding.
     padding = " + sent_bytes - octet_length(audited_changes::text)" if changes_type == "character" else ""
+    utf8 = "octet_length(convert_to(audited_changes::text, 'UTF8'))"
+    if untranslatable := _untranslatable_bytes(server_encoding):
+        # A byte that is no character there would fail the conversion, and with it the page on
+        # every read (22P05): counted as one byte instead, the rest converted. The value is
+        # omitted all the same (more bytes than the limit there), its row LimitExceeded, as a
+        # fetched text that size is refused before it is decoded.
+        chars = " || ".join(f"chr({byte})" for byte in untranslatable)
+        kept = f"translate(audited_changes::text, {chars}, '')"
+        utf8 = (
+            f"(octet_length(convert_to({kept}, 'UTF8'))"
+            f" + octet_length(audited_changes::text) - octet_length({kept}))"
+        )
     return sql.SQL(
         "CASE WHEN sent_bytes <= {} THEN NULL WHEN sent_bytes <= {}"
-        f" THEN octet_length(convert_to(audited_changes::text, 'UTF8')){padding} ELSE sent_bytes END"
+        f" THEN {utf8}{padding} ELSE sent_bytes END"
     ).format(sql.Literal(limit), sql.Literal(_CONVERTIBLE))
 
 
@@ -513,28 +553,29 @@ class _JsonbTextLoader(Loader):
     decoding it as UTF-8 refused (``UnicodeDecodeError``: every read of the page failed). A
     SQL_ASCII database's bytes are the app's, UTF-8 in practice (``encodings``); a value there that
     is not UTF-8 comes as its bytes, which the loader refuses (``BadEncoding``) for its row alone:
-    it failed the page's every read. In another encoding a byte its codec lacks still fails the
-    page (psycopg's own text loader fails it the same way for any text column)."""
+    it failed the page's every read. In another encoding a value holding a byte that is no
+    character there (0x81 in WIN1252, which stores it) comes as an ``UntranslatableText``, which the
+    loader refuses (``BadEncoding``) for its row alone: it failed the page's every read too."""
 
-    __slots__ = ("_encoding", "_sql_ascii")
+    __slots__ = ("_codec", "_encoding", "_sql_ascii")
 
     def __init__(self, oid: int, context: AdaptContext | None = None) -> None:
         super().__init__(oid, context)
-        conn = context.connection if context is not None else None
-        encoding = conn.info.encoding if conn is not None else "utf-8"
-        self._sql_ascii = encoding == "ascii"  # psycopg's name for SQL_ASCII
-        self._encoding = "utf-8" if self._sql_ascii else encoding
+        codec, self._encoding = encodings.encoding_of(context)
+        self._sql_ascii = codec == "ascii"  # psycopg's name for SQL_ASCII
+        self._codec = "utf-8" if self._sql_ascii else codec
 
-    def load(self, data: Buffer) -> JsonbText | bytes:
-        raw = bytes(data)
-        try:
-            return JsonbText(raw.decode(self._encoding))
-        except UnicodeDecodeError:
-            if not self._sql_ascii:
-                raise
-            # SQL_ASCII stores whatever bytes the app sent: a value that is not UTF-8 stays bytes,
-            # which the loader refuses (BadEncoding) for its row alone, as for a text column.
-            return raw
+    def load(self, data: Buffer) -> JsonbText | UntranslatableText | bytes:
+        if self._sql_ascii:
+            raw = bytes(data)
+            try:
+                return JsonbText(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                # SQL_ASCII stores whatever bytes the app sent: a value that is not UTF-8 stays
+                # bytes, which the loader refuses (BadEncoding) for its row alone, as for a text column.
+                return raw
+        text = encodings.decoded(data, self._codec, self._encoding)
+        return JsonbText(text) if isinstance(text, str) else text
 
 
 class _TimeLoader(Loader):
@@ -569,6 +610,9 @@ def _cursor(conn: psycopg.Connection, *, unreadable_times: bool = True) -> psyco
     cursor = conn.cursor()  # its own adapters: the connection's other queries still decode JSON
     for name in ("jsonb", "json"):
         cursor.adapters.register_loader(name, _JsonbTextLoader)
+    # Outside UTF-8 and SQL_ASCII, a value that is no text in the database's encoding is its row's
+    # failure, not the page's (encodings); psycopg's own loaders, at C speed, in a UTF-8 database.
+    encodings.register_untranslatable(cursor.adapters, conn)
     if unreadable_times:
         for name, loader in _TIME_LOADERS.items():
             cursor.adapters.register_loader(name, loader)

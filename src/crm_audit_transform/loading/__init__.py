@@ -7,6 +7,7 @@
   error, not a ``RecursionError``).
 * A value its source did not fetch for its size (``OmittedChanges``): ``LimitExceeded``, as its
   text would have been.
+* A value whose bytes are no text in its source's encoding (``UntranslatableText``): ``BadEncoding``.
 
 Only ``AuditedChangesError`` subclasses escape, and ``LoaderLimits`` bounds bytes, nodes
 (aliases included) and depth before they can cost memory or time.
@@ -23,6 +24,7 @@ from ._backends import Backend, available_backends, parse, utf8_checked
 from ._jsonb import JsonbText, check_json_depth, from_json, from_json_text
 from ._limits import LoaderLimits
 from ._omitted import OmittedChanges
+from ._untranslatable import UntranslatableText
 
 _DEFAULT_LIMITS = LoaderLimits()
 _RUBY_CLASSES = {
@@ -37,7 +39,7 @@ _RUBY_CLASSES = {
 
 
 def load_audited_changes(
-    value: str | bytes | Mapping[str, Any] | JsonbText | OmittedChanges | None,
+    value: str | bytes | Mapping[str, Any] | JsonbText | OmittedChanges | UntranslatableText | None,
     limits: LoaderLimits | None = None,
     *,
     backend: Backend = "auto",
@@ -47,7 +49,8 @@ def load_audited_changes(
     ``value`` is the raw column: YAML ``str``/``bytes`` from a text column, the decoded
     mapping from a jsonb column, or that column's text wrapped in ``JsonbText``, or the size of a
     value its source did not fetch (``OmittedChanges``: ``LimitExceeded`` against ``max_bytes``
-    when it is larger, else against the source's own, lower, limit). Like Rails,
+    when it is larger, else against the source's own, lower, limit), or a value whose bytes are
+    no text in its source's encoding (``UntranslatableText``: ``BadEncoding``). Like Rails,
     text that does not start with ``---`` is not YAML (Rails hands it back as a String) and so
     is ``NotAMapping``; SQL NULL is ``NotAMapping`` too.
     ``backend`` picks the YAML parser (``"libyaml"``, ``"python"``; results are identical).
@@ -67,6 +70,8 @@ def load_audited_changes(
             # limit when the source was set lower than the loader.
             maximum = limits.max_bytes if value.size > limits.max_bytes else value.limit
             raise LimitExceeded("payload bytes", maximum, value.size)
+        if isinstance(value, UntranslatableText):
+            raise BadEncoding(str(value))
     text = _text(value, limits.max_bytes)
     if "\x00" in text or not text.startswith("---"):
         utf8_checked(text)  # a lone surrogate is told first, as before any other check
@@ -131,6 +136,7 @@ __all__ = [
     "JsonbText",
     "LoaderLimits",
     "OmittedChanges",
+    "UntranslatableText",
     "available_backends",
     "check_json_depth",
     "load_audited_changes",
