@@ -126,6 +126,8 @@ _AUDIT_COLUMN_TYPES: Final = {
     "created_at": frozenset({"timestamp without time zone", "timestamp with time zone"}),
     "auditable_type": _TEXT_TYPES,
     "audited_changes": _TEXT_TYPES | {"json", "jsonb", "bytea"},
+    # Text only: the room a row keeps for its comment (text_columns.COMMENT_CAP) is of text; a bytea
+    # is sent as hex, twice its bytes.
     "comment": _TEXT_TYPES,
 }
 # program_limit_exceeded: what a value PostgreSQL cannot render (past 1 GiB of text) fails with.

@@ -47,7 +47,9 @@ address and a UUID there (``string`` columns: 255 characters in Rails before 4.2
 take at most 28 KiB a row, 14 MiB a page of 500, beyond the page's byte budget."""
 COMMENT_CAP: Final = 64 << 20
 """The most bytes of ``comment`` read, whatever ``max_changes_bytes`` says: with the largest
-``audited_changes`` PostgreSQL can send beside it (``audits._LARGEST_SENT``), a row stays under 1 GiB."""
+``audited_changes`` PostgreSQL can send beside it (``audits._LARGEST_SENT``), a row stays under 1 GiB.
+Bytes of text: the table check (``session``) takes only a text ``comment``, which is sent as it is
+stored; a bytea would be sent as hex, twice its bytes."""
 BOUNDED: Final = (
     "auditable_type", "action", "associated_type", "user_type", "username", "comment",
     "remote_address", "request_uuid",
