@@ -8,7 +8,10 @@ run, the whole job halted for one row. Now such a query is built once more measu
 value by its parts, without rendering it, and that value comes as its size (``OmittedChanges``):
 the row fails alone, ``LimitExceeded``, as any value past the limit does.
 
-Each query that meets the value renders a GiB on the server before it fails (~5 s).
+Each query that meets the value renders a GiB on the server before it fails (~5 s): the module
+builds its tables once (the huge value parsed from its text, not aggregated from numerics each
+rendered) and meets it in seven queries, one for each shape (a page, a walk's page, the page ids, a
+read by id, a span, the sample's page, a page that must not measure it).
 """
 
 from __future__ import annotations
@@ -77,14 +80,12 @@ def huge_dsn(pg_server: str) -> Iterator[str]:
             )
             for audit_id, value in enumerate(TRICKY, start=1):
                 conn.execute(insert, (audit_id, json.dumps(value, ensure_ascii=False)))
-            conn.execute(
-                "INSERT INTO acme.audits (id, auditable_id, auditable_type, action, audited_changes,"
-                " created_at) SELECT %s, 7, 'Crm::Person', 'update',"
-                " jsonb_build_object('n', jsonb_agg('1e131071'::numeric)), '2021-01-01'"
-                " FROM generate_series(1, %s)",
-                (HUGE_ID, HUGE_NUMBERS),
-            )
+            # Parsed from its 82 KB of input text: jsonb_agg of the numerics rendered each one (131,072
+            # digits) to build it, a GiB of text, about 8 s of the module's set-up.
+            conn.execute(insert, (HUGE_ID, '{"n": [' + ", ".join(["1e131071"] * HUGE_NUMBERS) + "]}"))
             conn.execute(insert, (HUGE_ID + 1, '{"after": true}'))
+            _sample(conn)
+            _wide(conn)
         yield dsn
     finally:
         drop_database(pg_server, name)
@@ -147,13 +148,15 @@ class TestUnrenderableJsonb:
 
     def test_pages_are_cut_by_the_rendered_sizes(self, huge_dsn: str) -> None:
         """The byte budget counts each value as its render would, in the queries that cannot render
-        one of them: the page ids and the pages are the ones the render's sizes make."""
-        expected = budgeted(rendered_sizes(huge_dsn), 5, 1100)
-        assert expected[-2:] == [[12, HUGE_ID], [HUGE_ID + 1]]
+        one of them: the page ids and the pages are the ones the render's sizes make. Pages of 3 rows:
+        only the page after row 11 has the huge value among its candidates, so the walk meets 54000
+        (a GiB rendered first) once, the page ids once."""
+        expected = budgeted(rendered_sizes(huge_dsn), 3, 1100)
+        assert expected[-3:] == [[10, 11], [12, HUGE_ID], [HUGE_ID + 1]]
         with ReadOnlySession.from_dsn(huge_dsn) as session:
             source = PostgresAuditSource(session, max_changes_bytes=LIMIT, page_bytes=1100)
-            assert pages(source, 5) == expected
-            ids = source.page_ids("acme", SCOPE, after_id=expected[-3][-1], cutoff=CUTOFF, limit=5)
+            assert pages(source, 3) == expected
+            ids = source.page_ids("acme", SCOPE, after_id=expected[-3][-1], cutoff=CUTOFF, limit=3)
         assert ids == [12, HUGE_ID]
 
     def test_every_read_by_id_omits_it(self, huge_dsn: str) -> None:
@@ -177,70 +180,89 @@ class TestUnrenderableJsonb:
         assert (refused.value.maximum, refused.value.actual) == (32 << 20, HUGE_TEXT_BYTES)
 
 
-def test_the_unrendered_measure_is_the_render_over_a_sql_sample(huge_dsn: str) -> None:
-    """Values built on the server (every control character, each alone in a key and a value, numbers
-    of every scale): measured unrendered, in a page with the huge value, at their render's size."""
-    with psycopg.connect(huge_dsn, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL(
-                "CREATE SCHEMA sample; CREATE TABLE sample.audits (LIKE acme.audits INCLUDING ALL);"
-                " INSERT INTO sample.audits SELECT * FROM acme.audits WHERE id = {};"
-                " INSERT INTO sample.audits (id, auditable_id, auditable_type, action, audited_changes,"
-                " created_at) SELECT c, 7, 'Crm::Person', 'update', jsonb_build_object(chr(c) || 'k',"
-                " jsonb_build_array(repeat(chr(c), 90), c * 1e-20, c * 1e25, -c, c::numeric / 7, c % 2 = 0,"
-                " NULL, jsonb_build_object(), jsonb_build_array())), '2021-01-01'"
-                " FROM generate_series(1, 99) AS c"
-            ).format(sql.Literal(HUGE_ID))
-        )
-        sizes = dict(
-            conn.execute(
-                "SELECT id, octet_length(audited_changes::text) FROM sample.audits WHERE id < %s", (HUGE_ID,)
-            ).fetchall()
-        )
-    with ReadOnlySession.from_dsn(huge_dsn) as session:
-        rows = PostgresAuditSource(session, max_changes_bytes=1, page_bytes=1 << 30).page(
-            "sample", SCOPE, after_id=0, cutoff=CUTOFF, limit=200
-        )
-    measured = {row.id: row.audited_changes for row in rows}
-    assert measured.pop(HUGE_ID) == OmittedChanges(HUGE_TEXT_BYTES, 1)
-    assert measured == {audit_id: OmittedChanges(size, 1) for audit_id, size in sizes.items()}
-
-
 DEEP_LEVELS = 12_000
 """Arrays in arrays: jsonb's parser takes up to about 14,500 levels (max_stack_depth 2MB), jsonpath's
 ``strict $.**`` walked about 10,000 before it failed with 54001 (stack depth limit exceeded)."""
+DEEP = "[" * DEEP_LEVELS + '{"deep": true}' + "]" * DEEP_LEVELS
+DEEP_ID = 0
+"""The deep value's row in ``sample``, before the others (ids 1-99)."""
 
 
-def test_a_value_nested_past_what_a_path_walk_takes_is_measured_too(huge_dsn: str) -> None:
+def _sample(conn: psycopg.Connection) -> None:
+    """``sample``: the deep value (``DEEP_ID``), values built on the server (every control character,
+    each alone in a key and a value, numbers of every scale; ids 1-99), and the huge one: read in one
+    page, which meets 54000 once."""
+    conn.execute(
+        sql.SQL(
+            "CREATE SCHEMA sample; CREATE TABLE sample.audits (LIKE acme.audits INCLUDING ALL);"
+            " INSERT INTO sample.audits SELECT * FROM acme.audits WHERE id = {};"
+            " INSERT INTO sample.audits (id, auditable_id, auditable_type, action, audited_changes,"
+            " created_at) SELECT c, 7, 'Crm::Person', 'update', jsonb_build_object(chr(c) || 'k',"
+            " jsonb_build_array(repeat(chr(c), 90), c * 1e-20, c * 1e25, -c, c::numeric / 7, c % 2 = 0,"
+            " NULL, jsonb_build_object(), jsonb_build_array())), '2021-01-01'"
+            " FROM generate_series(1, 99) AS c"
+        ).format(sql.Literal(HUGE_ID))
+    )
+    conn.execute(
+        "INSERT INTO sample.audits (id, auditable_id, auditable_type, action, audited_changes,"
+        " created_at) VALUES (%s, 7, 'Crm::Person', 'update', %s::jsonb, '2021-01-01')",
+        (DEEP_ID, DEEP),
+    )
+
+
+@pytest.fixture(scope="module")
+def sample_page(huge_dsn: str) -> dict[int, Any]:
+    """``sample``'s rows read in one page under a limit of 1 byte: every value measured unrendered
+    (the huge one is among them) and omitted with that size, by id."""
+    with ReadOnlySession.from_dsn(huge_dsn) as session:
+        rows = PostgresAuditSource(session, max_changes_bytes=1, page_bytes=1 << 30).page(
+            "sample", SCOPE, after_id=DEEP_ID - 1, cutoff=CUTOFF, limit=200
+        )
+    return {row.id: row.audited_changes for row in rows}
+
+
+def _wide(conn: psycopg.Connection) -> None:
+    """``wide``: eight values of 1.1 MB of hex digits (stored as they are), then the huge one."""
+    conn.execute(
+        sql.SQL(
+            "CREATE SCHEMA wide; CREATE TABLE wide.audits (LIKE acme.audits INCLUDING ALL);"
+            " INSERT INTO wide.audits SELECT * FROM acme.audits WHERE id = {};"
+            " INSERT INTO wide.audits (id, auditable_id, auditable_type, action, audited_changes,"
+            " created_at) SELECT i, 7, 'Crm::Person', 'update', jsonb_build_object('picture',"
+            " (SELECT string_agg(md5(random()::text || j), '')"
+            " FROM generate_series(1, 36000 + 0 * i) AS j)),"
+            " '2021-01-01' FROM generate_series(1, 8) AS i"
+        ).format(sql.Literal(HUGE_ID))
+    )
+
+
+def test_the_unrendered_measure_is_the_render_over_a_sql_sample(
+    huge_dsn: str, sample_page: dict[int, Any]
+) -> None:
+    """Values built on the server (every control character, each alone in a key and a value, numbers
+    of every scale): measured unrendered, in a page with the huge value, at their render's size."""
+    with psycopg.connect(huge_dsn) as conn:
+        sizes = dict(
+            conn.execute(
+                "SELECT id, octet_length(audited_changes::text) FROM sample.audits WHERE id BETWEEN 1 AND 99"
+            ).fetchall()
+        )
+    measured = dict(sample_page)
+    assert measured.pop(HUGE_ID) == OmittedChanges(HUGE_TEXT_BYTES, 1)
+    measured.pop(DEEP_ID)
+    assert measured == {audit_id: OmittedChanges(size, 1) for audit_id, size in sizes.items()}
+
+
+def test_a_value_nested_past_what_a_path_walk_takes_is_measured_too(sample_page: dict[int, Any]) -> None:
     """A value 12,000 levels deep in a page with the huge one: the measure by parts (after the render
     met 54000) walked each value by jsonpath, which recursed a level at a time and failed with 54001,
-    the page halted on every run again. Both are measured: the deep value at its render's size (a
+    the page halted on every run again. Both are measured: the deep value at its render's size (so a
     limit of exactly that size fetches it), refused by the loader for its depth, its row alone; the
     huge one omitted."""
-    deep = "[" * DEEP_LEVELS + '{"deep": true}' + "]" * DEEP_LEVELS
-    with psycopg.connect(huge_dsn, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL(
-                "CREATE SCHEMA deep; CREATE TABLE deep.audits (LIKE acme.audits INCLUDING ALL);"
-                " INSERT INTO deep.audits SELECT * FROM acme.audits WHERE id IN (1, {})"
-            ).format(sql.Literal(HUGE_ID))
-        )
-        conn.execute(
-            "INSERT INTO deep.audits (id, auditable_id, auditable_type, action, audited_changes,"
-            " created_at) VALUES (2, 7, 'Crm::Person', 'update', %s::jsonb, '2021-01-01')",
-            (deep,),
-        )
-    with ReadOnlySession.from_dsn(huge_dsn) as session:
-        rows = PostgresAuditSource(session, max_changes_bytes=len(deep)).page(
-            "deep", SCOPE, after_id=0, cutoff=CUTOFF, limit=50
-        )
-    assert [row.audited_changes for row in rows] == [
-        JsonbText('{"a": 1}'),
-        JsonbText(deep),  # exactly at the limit: measured at its render's size
-        OmittedChanges(HUGE_TEXT_BYTES, len(deep)),
-    ]
+    assert sample_page[DEEP_ID] == OmittedChanges(len(DEEP), 1)  # its render's size: its text
+    assert sample_page[HUGE_ID] == OmittedChanges(HUGE_TEXT_BYTES, 1)
     with pytest.raises(LimitExceeded, match="depth"):
-        load_audited_changes(rows[1].audited_changes, LoaderLimits())
+        load_audited_changes(JsonbText(DEEP), LoaderLimits())
 
 
 class CountingSession(ReadOnlySession):
@@ -261,18 +283,6 @@ def test_rows_past_what_a_page_could_hold_are_not_measured(huge_dsn: str) -> Non
     1 MiB: their stored sizes alone (over 8, a bound of their text) reach the budget before the huge
     value, which the page query then never renders — no 54000, no second query. It rendered every
     one of its candidates before."""
-    with psycopg.connect(huge_dsn, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL(
-                "CREATE SCHEMA wide; CREATE TABLE wide.audits (LIKE acme.audits INCLUDING ALL);"
-                " INSERT INTO wide.audits SELECT * FROM acme.audits WHERE id = {};"
-                " INSERT INTO wide.audits (id, auditable_id, auditable_type, action, audited_changes,"
-                " created_at) SELECT i, 7, 'Crm::Person', 'update', jsonb_build_object('picture',"
-                " (SELECT string_agg(md5(random()::text || j), '')"
-                " FROM generate_series(1, 36000 + 0 * i) AS j)),"
-                " '2021-01-01' FROM generate_series(1, 8) AS i"
-            ).format(sql.Literal(HUGE_ID))
-        )
     with CountingSession.from_dsn(huge_dsn) as session:
         source = PostgresAuditSource(session, page_bytes=1 << 20)
         assert [row.id for row in source.page("wide", SCOPE, after_id=0, cutoff=CUTOFF, limit=50)] == [1]
