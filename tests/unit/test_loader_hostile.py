@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import tracemalloc
 
 import pytest
@@ -46,6 +47,19 @@ HOSTILE: list[tuple[str, str | bytes, type[AuditedChangesError]]] = [
     # Found by a differential fuzz: the pure scanner raised an untyped exception on these.
     ("\\U escape past chr's range", '---\na: "\\U0a001F389"\n', MalformedYaml),
     ("\\U escape past a C long", '---\na: "\\Ua0001F466"\n', MalformedYaml),
+    # Psych's patterns, greedy, went back over a run once for each of its characters: each of these
+    # took hours (16,000 characters: 3 to 9 s, growing with the square of the length).
+    (
+        "DateTime of 64 Ki digits",
+        "---\na: !ruby/object:DateTime 2020-01-01 " + "1" * 65_536 + "\n",
+        MalformedYaml,
+    ),
+    (
+        "BigDecimal of 64 Ki blanks",
+        '---\na: !ruby/object:BigDecimal "18:' + " " * 65_536 + 'x"\n',
+        MalformedYaml,
+    ),
+    ("!!float of 64 Ki blanks", '---\na: !!float "' + " " * 65_536 + 'x"\n', MalformedYaml),
 ]
 
 
@@ -120,6 +134,36 @@ class TestLimits:
         """A zero or negative limit is a configuration mistake, refused at construction."""
         with pytest.raises(ValueError, match="max_depth"):
             LoaderLimits(max_depth=0)
+
+
+LONG = 1 << 20
+
+
+@pytest.mark.parametrize("backend", [backend for backend in available_backends() if backend != "python"])
+@pytest.mark.parametrize(
+    "scalar",
+    [
+        "1" * LONG + "x",  # plain: Psych's integer pattern, then a String
+        "1_1" * LONG + ".5x",
+        "!!float '" + "1_1" * LONG + ".5x'",
+        "!ruby/object:BigDecimal '18:" + "1_1" * LONG + "x'",
+    ],
+    ids=["digits", "separated digits", "!!float", "BigDecimal"],
+)
+def test_a_long_number_like_scalar_is_read_in_about_its_own_size(backend: str, scalar: str) -> None:
+    """Psych's number patterns keep no state per digit or separator: a scalar of 4 MiB of digits
+    that ends as a String peaked at 970 MiB (a 32 MiB one, within the default ``max_bytes``, would
+    have needed about 8 GiB). The patterns are the builder's, the same behind every parser (the
+    pure parser is left out: it alone takes about a minute over these under tracemalloc)."""
+    text = f"---\na: {scalar}\n"
+    tracemalloc.start()
+    try:
+        with contextlib.suppress(AuditedChangesError):
+            load_audited_changes(text, backend=backend)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 6 * len(text)
 
 
 @pytest.mark.parametrize("backend", available_backends())

@@ -57,31 +57,44 @@ _INF = re.compile(r"\.inf\Z", _A | re.I)
 _NEG_INF = re.compile(r"-\.inf\Z", _A | re.I)
 _NAN = re.compile(r"\.nan\Z", _A | re.I)
 _QUOTED_SYMBOL = re.compile(r":([\"'])(.*)\1", _A)
-_SEXAGESIMAL_INT = re.compile(r"[-+]?[0-9][0-9_]*(?::[0-5]?[0-9]){1,2}\Z", _A)
-_SEXAGESIMAL_FLOAT = re.compile(r"[-+]?[0-9][0-9_]*(?::[0-5]?[0-9]){1,2}\.[0-9_]*\Z", _A)
-_FLOAT = re.compile(r"[-+]?(?:[0-9][0-9_,]*)?\.[0-9]*(?:[eE][-+][0-9]+)?\Z", _A)
+# Psych's patterns with every repeat possessive (``*+``, ``++``): none can give back what it took
+# and still match, as the next item cannot match what it gave back (a digit, ``_``, a blank), so
+# each matches exactly what Psych's does. Greedy, sre went back over a run one character at a time,
+# and over a repeated group kept state for each repeat: a plain scalar of 4 MiB of digits ending in
+# a letter peaked a process at 970 MiB in ``_INTEGER`` (the default ``max_bytes`` lets 32 MiB
+# through), and a tagged one of 16,000 blanks or digits took 3 to 9 s (``_BIG_DECIMAL``,
+# ``!!float``, a DateTime's clock). The clock starts only where a run of digits starts: Psych's
+# leftmost match always does, and a search from inside a run went over the rest of it again.
+_SEXAGESIMAL_INT = re.compile(r"[-+]?[0-9][0-9_]*+(?::[0-5]?[0-9]){1,2}\Z", _A)
+_SEXAGESIMAL_FLOAT = re.compile(r"[-+]?[0-9][0-9_]*+(?::[0-5]?[0-9]){1,2}\.[0-9_]*+\Z", _A)
+_FLOAT = re.compile(r"[-+]?(?:[0-9][0-9_,]*+)?\.[0-9]*+(?:[eE][-+][0-9]++)?\Z", _A)
 _LONE_DOT = re.compile(r"[-+]?\.\Z", _A)
 _FLOAT_CLEANUP = re.compile(r"[,_]|\.([Ee]|$)", _A)
 # Psych 4 ScalarScanner::INTEGER_LEGACY (groups: sign, binary, octal, decimal, hex).
 _INTEGER = re.compile(
-    r"([-+]?)(?:0b([0-1_,]+)|0([0-7_,]+)|(0|[1-9](?:[0-9]|[,_][0-9])*)|0x([0-9a-fA-F_,]+))\Z", _A
+    r"([-+]?)(?:0b([0-1_,]++)|0([0-7_,]++)|(0|[1-9](?:[0-9]|[,_][0-9])*+)|0x([0-9a-fA-F_,]++))\Z", _A
 )
-_RUBY_TO_I = re.compile(r"\s*([-+]?[0-9]+(?:_[0-9]+)*)", _A)
-_RUBY_TO_F = re.compile(r"\s*[-+]?[0-9]+(?:_[0-9]+)*(?:\.[0-9]+(?:_[0-9]+)*)?(?:[eE][-+]?[0-9]+)?", _A)
+_RUBY_TO_I = re.compile(r"\s*+([-+]?[0-9]++(?:_[0-9]++)*+)", _A)
+_RUBY_TO_F = re.compile(
+    r"\s*+[-+]?[0-9]++(?:_[0-9]++)*+(?:\.[0-9]++(?:_[0-9]++)*+)?(?:[eE][-+]?[0-9]++)?", _A
+)
 _RUBY_FLOAT = re.compile(
-    r"\s*[-+]?(?:[0-9]+(?:_[0-9]+)*)?(?:\.[0-9]+(?:_[0-9]+)*)?(?:[eE][-+]?[0-9]+)?\s*\Z", _A
+    r"\s*+[-+]?(?:[0-9]++(?:_[0-9]++)*+)?(?:\.[0-9]++(?:_[0-9]++)*+)?(?:[eE][-+]?[0-9]++)?\s*+\Z", _A
 )
-_RUBY_HEX_FLOAT = re.compile(r"\s*[-+]?0x[0-9a-fA-F]+\s*\Z", _A)
+_RUBY_HEX_FLOAT = re.compile(r"\s*+[-+]?0x[0-9a-fA-F]++\s*+\Z", _A)
 _BIG_DECIMAL = re.compile(
-    r"\s*(?:([-+]?Infinity|NaN)|([-+]?(?:[0-9]+(?:_[0-9]+)*)?(?:\.(?:[0-9]+(?:_[0-9]+)*)?)?(?:[eEdD][-+]?[0-9]+)?))\s*\Z",
+    r"\s*+(?:([-+]?Infinity|NaN)|([-+]?(?:[0-9]++(?:_[0-9]++)*+)?(?:\.(?:[0-9]++(?:_[0-9]++)*+)?)?"
+    r"(?:[eEdD][-+]?[0-9]++)?))\s*+\Z",
     _A,
 )
-_DUMPED_BIG_DECIMAL = re.compile(r"[0-9]*:(-?0\.[0-9]+(?:e-?[0-9]+)?)\Z", _A)
+_DUMPED_BIG_DECIMAL = re.compile(r"[0-9]*+:(-?0\.[0-9]++(?:e-?[0-9]++)?)\Z", _A)
 """What ``BigDecimal#_dump`` writes for a finite value: ``18:0.125e2``, ``9:-0.5e-3``, ``9:0.0``."""
 _NOT_BASE64 = re.compile(r"[^A-Za-z0-9+/]")
 _TIME_SPLIT = re.compile(r"[ tT]")
 _TIME_DATE = re.compile(r"^(-?\d{4})-(\d{1,2})-(\d{1,2})", _A | re.M)
-_TIME_CLOCK = re.compile(r"(\d+:\d+:\d+)(?:\.(\d*))?\s*(Z|[-+]\d+(?::\d\d)?)?", _A)
+_TIME_CLOCK = re.compile(
+    r"(?<![0-9])([0-9]++:[0-9]++:[0-9]++)(?:\.([0-9]*+))?\s*+(Z|[-+][0-9]++(?::[0-9][0-9])?)?", _A
+)
 _TIME_OFFSET = re.compile(r"([+\-]?\d{1,2}):?(\d{1,2})?\Z", _A)
 _UTC = dt.UTC
 
