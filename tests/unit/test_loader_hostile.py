@@ -15,6 +15,7 @@ from crm_audit_transform.errors import (
     UnsupportedTag,
 )
 from crm_audit_transform.loading import LoaderLimits, available_backends, load_audited_changes
+from crm_audit_transform.loading import _ruby_objects as ro
 
 BILLION_LAUGHS = "---\na: &a [lol,lol,lol,lol,lol,lol,lol,lol,lol]\n" + "".join(
     f"{name}: &{name} [{','.join(['*' + previous] * 9)}]\n"
@@ -178,3 +179,32 @@ def test_a_long_tag_is_named_in_its_error_without_the_rest_of_its_text(backend: 
     assert message.count("s3cr3t") <= 15
     assert f"({len(tag)} characters)" in message
     assert len(message) < 250
+
+
+@pytest.mark.parametrize("backend", available_backends())
+def test_nested_hashes_with_indifferent_access_are_each_converted_once(
+    backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A HashWithIndifferentAccess inside another is one already (Ruby's
+    ``nested_under_indifferent_access`` returns it as it is): its tree is not walked again for each
+    level above it. Before, 90 such levels over 100,000 nodes took 17 s to load."""
+    hwia = "!ruby/hash:ActiveSupport::HashWithIndifferentAccess"
+    depth, width = 60, 500
+    lines = ["---", f"a: {hwia}"]
+    lines += [f"{'  ' * (level + 1)}:k{level}: {hwia}" for level in range(depth)]
+    lines.append(f"{'  ' * (depth + 1)}:leaf: [{', '.join(['{x: 1}'] * width)}]")
+    text = "\n".join(lines) + "\n"
+    converted = []
+    convert = ro.RubyKeys._indifferent_node
+
+    def counted(self: ro.RubyKeys, value: object) -> object:
+        converted.append(value)
+        return convert(self, value)
+
+    monkeypatch.setattr(ro.RubyKeys, "_indifferent_node", counted)
+    loaded = load_audited_changes(text, backend=backend)
+    assert len(converted) <= depth + width + 2  # each hash once, not ~depth x width (30,500 before)
+    value = loaded["a"]
+    for level in range(depth):
+        value = value[f"k{level}"]
+    assert value == {"leaf": [{"x": 1}] * width}
