@@ -53,7 +53,7 @@ from .numerals import BIGINT_MAX, BIGINT_MIN
 from .raised import raised_at
 from .rules.actor import ActorResolver
 from .rules.category import CategoryMapper, MappedCategory
-from .rules.contact import ContactResolver
+from .rules.contact import CommentTooLarge, ContactResolver
 from .rules.verdict import Rejection
 from .rules.watermark import time_rejection, unreadable_time
 from .tally import Tally
@@ -234,6 +234,8 @@ class Transformer:
                 self._contact.candidates(row, changes),
                 self._actor.user_id(row),
             )
+        except CommentTooLarge as exc:  # its person could not be told: no log on a guessed contact
+            return PreparedRow(row, problem=Failed(row.id, reasons.INVALID_AUDIT_ROW, str(exc)))
         except Exception as exc:  # any row, however broken, must end as an outcome
             return PreparedRow(row, problem=_unexpected(row, exc))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import tracemalloc
 
 import pytest
 
@@ -10,7 +11,7 @@ from crm_audit_transform.config import load_default_config
 from crm_audit_transform.domain import AuditRow, Contact, Failed, Skipped
 from crm_audit_transform.lookup import LookupContext
 from crm_audit_transform.rules import Rejection
-from crm_audit_transform.rules.contact import ContactResolver
+from crm_audit_transform.rules.contact import MAX_COMMENT_VALUES, CommentTooLarge, ContactResolver
 from crm_audit_transform.rules.watermark import SyncWatermark
 from crm_audit_transform.transformer import Transformer
 
@@ -51,6 +52,26 @@ class TestContactCandidates:
         row = audit(comment=comment, associated_type="Crm::Person", associated_id=6)
         assert RESOLVER.candidates(row, {}) == expected
 
+    def test_a_comment_of_many_json_values_is_measured_before_it_is_parsed(self) -> None:
+        """A JSON comment parsed costs about 60 bytes a value of one or two characters: one of more
+        values than the loader lets ``audited_changes`` build is ``CommentTooLarge``, and is never
+        parsed (a 30 MiB one of ``[],`` held 730 MiB). Its person id is in it, so the row's own ids
+        are not tried instead. Strings are not values: a long text in one stays a comment."""
+        many = '{"crm_person_id": 4, "x": [' + "[]," * MAX_COMMENT_VALUES + "[]]}"
+        row = audit(comment=many, associated_type="Crm::Person", associated_id=6)
+        tracemalloc.start()
+        try:
+            with pytest.raises(CommentTooLarge, match="more than 100,000 values"):
+                RESOLVER.candidates(row, {})
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 4 * len(many)  # parsed: about 20 x
+        text = '{"crm_person_id": 4, "note": "' + "[]," * MAX_COMMENT_VALUES + '"}'
+        assert RESOLVER.candidates(audit(comment=text), {}) == (4,)
+        few = '{"crm_person_id": 4, "x": [' + "[]," * (MAX_COMMENT_VALUES - 10) + "[]]}"
+        assert RESOLVER.candidates(audit(comment=few), {}) == (4,)
+
     def test_update_takes_the_new_person_else_the_old(self) -> None:
         """A reassignment lands on the new person; an unassignment on the person it left."""
         assert RESOLVER.candidates(audit(), {"crm_person_id": [3, 5]}) == (5,)
@@ -89,6 +110,24 @@ class TestTransformerGuards:
         (outcome,) = result.outcomes
         assert isinstance(outcome, Failed)
         assert outcome.reason == "invalid_audit_row"
+
+    def test_a_comment_too_large_to_parse_fails_its_row_alone(self) -> None:
+        """The row whose comment is ``CommentTooLarge`` fails ``invalid_audit_row`` saying so; the next
+        row still runs."""
+        many = '{"crm_person_id": 4, "x": [' + "0," * MAX_COMMENT_VALUES + "0]}"
+        transformer = Transformer(load_default_config())
+        result = transformer.transform(
+            transformer.prepare([audit(comment=many), audit(id=2, auditable_type="Crm::Note")]),
+            LookupContext(),
+            company_sso_id="co",
+        )
+        first, second = result.outcomes
+        assert isinstance(first, Failed)
+        assert (first.reason, first.detail) == (
+            "invalid_audit_row",
+            "comment is a JSON object of more than 100,000 values (100,004): not parsed for its person id",
+        )
+        assert isinstance(second, Skipped)
 
     @pytest.mark.parametrize("field", ["id", "auditable_id", "user_id", "comment", "action"])
     def test_wrongly_typed_fields_fail_the_row_not_the_page(self, field: str) -> None:

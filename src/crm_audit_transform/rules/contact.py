@@ -7,11 +7,19 @@ unassigned record still lands on the contact it left); ``associated_id`` when it
 ``auditable_id`` when the row is a person's. The first candidate with a contact of this company
 wins; none → ``contact_not_found``. Contacts come from the page's lookup context, which holds
 only the company's contacts (never a cross-tenant read).
+
+A ``comment`` is parsed only when it holds at most ``MAX_COMMENT_VALUES`` JSON values: parsed, a
+value costs about 60 bytes of memory for the one or two characters it takes in the text (a 30 MiB
+comment of ``[],`` held 730 MiB). A longer JSON object is a row that names its person in a way
+this rule cannot read: ``CommentTooLarge``, which the transformer fails as ``invalid_audit_row``
+rather than guessing the person from the row's other columns.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from typing import Final
 
 from .. import reasons
 from ..config import MappingConfig
@@ -21,6 +29,24 @@ from ..values import Changes, Value
 from ._combined import own_comment
 from ._ids import as_id
 from .verdict import Rejection
+
+MAX_COMMENT_VALUES: Final = 100_000
+"""JSON values (objects, arrays, and the items and members after their first) of a comment parsed
+for its person id; as many as the loader's default ``max_nodes`` lets ``audited_changes`` build."""
+
+_JSON_STRING: Final = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"', re.S)
+_NO_BLANKS: Final = str.maketrans("", "", " \t\n\r")
+
+
+class CommentTooLarge(ValueError):
+    """A ``comment`` that is a JSON object of more than ``MAX_COMMENT_VALUES`` values: not parsed."""
+
+    def __init__(self, values: int) -> None:
+        super().__init__(
+            f"comment is a JSON object of more than {MAX_COMMENT_VALUES:,} values ({values:,}): "
+            "not parsed for its person id"
+        )
+        self.values = values
 
 
 class ContactResolver:
@@ -62,6 +88,10 @@ class ContactResolver:
         comment = own_comment(comment)  # a combined audit's comment: JSON, then audited's sentence
         if not comment or not comment.lstrip().startswith("{"):
             return None
+        if len(comment) > 2 * MAX_COMMENT_VALUES:  # a shorter text cannot hold more values
+            values = _json_values(comment)
+            if values > MAX_COMMENT_VALUES:
+                raise CommentTooLarge(values)
         try:
             parsed = json.loads(comment)
         except (ValueError, RecursionError):  # free text that merely starts with a brace
@@ -80,3 +110,11 @@ def _person_id_in(value: Value) -> int | None:
         new = as_id(value[1])
         return new if new is not None else as_id(value[0])
     return as_id(value)
+
+
+def _json_values(text: str) -> int:
+    """How many values ``json.loads(text)`` builds, counted at C speed, never parsed: the whole, and
+    each item of an array or object (one more than its commas, for one that is not empty)."""
+    bare = _JSON_STRING.sub("", text).translate(_NO_BLANKS)  # JSON's blanks, outside strings
+    collections = bare.count("[") + bare.count("{")
+    return 1 + bare.count(",") + collections - bare.count("[]") - bare.count("{}")
