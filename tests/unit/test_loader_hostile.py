@@ -14,7 +14,7 @@ from crm_audit_transform.errors import (
     MalformedYaml,
     UnsupportedTag,
 )
-from crm_audit_transform.loading import LoaderLimits, available_backends, load_audited_changes
+from crm_audit_transform.loading import JsonbText, LoaderLimits, available_backends, load_audited_changes
 from crm_audit_transform.loading import _ruby_objects as ro
 
 BILLION_LAUGHS = "---\na: &a [lol,lol,lol,lol,lol,lol,lol,lol,lol]\n" + "".join(
@@ -208,3 +208,20 @@ def test_nested_hashes_with_indifferent_access_are_each_converted_once(
     for level in range(depth):
         value = value[f"k{level}"]
     assert value == {"leaf": [{"x": 1}] * width}
+
+
+def test_jsonb_text_of_too_many_values_is_refused_before_it_is_decoded() -> None:
+    """jsonb text holding more values than ``max_nodes`` is ``LimitExceeded`` counted from its text,
+    before ``json.loads`` builds them: decoded, a value of ``[],`` costs about 60 bytes (a 30 MiB one
+    held 730 MiB before the node limit refused it). Strings are not counted."""
+    text = '{"a": [' + "[]," * 200_000 + "[]]}"
+    tracemalloc.start()
+    try:
+        with pytest.raises(LimitExceeded, match="nodes") as refused:
+            load_audited_changes(JsonbText(text))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert refused.value.actual == 200_003
+    assert peak < 4 * len(text)  # decoded: about 20 x
+    assert load_audited_changes(JsonbText('{"a": "' + "[]," * 200_000 + '"}'))["a"].startswith("[],")
