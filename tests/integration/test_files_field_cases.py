@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 
 from crm_audit_adapters.files import AUDIT_COLUMNS, FileFormatError, read_audit_rows, read_users
 from crm_audit_adapters.files.directories import parse_contact_line
+from crm_audit_adapters.files.lines import MAX_MEMBER_VALUES
 from crm_audit_transform.config import load_default_config
 from crm_audit_transform.domain import Failed
 from crm_audit_transform.loading import JsonbText
@@ -42,6 +44,59 @@ def csv_file(path: Path, **fields: str) -> Path:
     values.update(fields)
     path.write_text(",".join(AUDIT_COLUMNS) + "\n" + ",".join(values[c] for c in AUDIT_COLUMNS) + "\n")
     return path
+
+
+class TestWideJsonl:
+    """A line's member of more values than ``MAX_MEMBER_VALUES`` is kept as its text, never decoded:
+    decoded, a value of ``[],`` costs about 60 bytes (a 24 MB line held 830 MiB). On the old code
+    each of these peaked at about 20 x the line."""
+
+    WIDE = "[" + "[]," * MAX_MEMBER_VALUES + "[]]"
+
+    def read(self, path: Path) -> tuple[list[Any], int]:
+        tracemalloc.start()
+        try:
+            rows = list(read_audit_rows(path))
+            return rows, tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    def test_a_wide_jsonb_changes_is_read_as_its_text_and_fails_its_row_alone(self, tmp_path: Path) -> None:
+        wide = line(id=2).replace('{"name": ["a", "b"]}', '{"notes": ' + self.WIDE + "}")
+        path = tmp_path / "a.jsonl"
+        path.write_text("\n".join([line(id=1), wide, line(id=3)]) + "\n")
+        rows, peak = self.read(path)
+        assert [row.id for row in rows] == [1, 2, 3]
+        assert isinstance(rows[1].audited_changes, JsonbText)
+        assert peak < 8 * len(wide)  # the line, its text and their copies with strings cut
+        prepared = Transformer(load_default_config()).prepare(rows)
+        assert [p.problem is None for p in prepared] == [True, False, True]
+        problem = prepared[1].problem
+        assert isinstance(problem, Failed)
+        assert problem.detail == "limit_exceeded: nodes exceeds the limit of 100000 (saw 100003)"
+
+    def test_a_wide_value_in_another_column_is_of_a_wrong_type(self, tmp_path: Path) -> None:
+        path = tmp_path / "a.jsonl"
+        wide = json.dumps(json.loads(self.WIDE))  # as the line holds it: "[[], [], …]"
+        path.write_text(line(username=json.loads(wide)) + "\n")
+        problems: list[FileFormatError] = []
+        tracemalloc.start()
+        try:
+            assert list(read_audit_rows(path, on_error=problems.append)) == []
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 8 * path.stat().st_size
+        (problem,) = problems
+        assert str(problem).endswith(
+            f"username is not a string: an array of {len(wide)} characters of JSON, not decoded"
+        )
+
+    def test_a_wide_string_is_one_value(self, tmp_path: Path) -> None:
+        path = tmp_path / "a.jsonl"
+        path.write_text(line(username=self.WIDE) + "\n")
+        (row,) = read_audit_rows(path)
+        assert row.username == self.WIDE
 
 
 class TestDeepJsonb:

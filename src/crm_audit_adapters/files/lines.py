@@ -54,6 +54,16 @@ is refused rather than read. No audit row needs that much: the loader takes an `
 up to 32 MiB."""
 
 
+MAX_MEMBER_VALUES: Final = 100_000
+"""The most values (``from_json``'s nodes: the whole, and each item of an array or object) a line's
+member is decoded with: decoded, a value of ``[],`` costs about 60 bytes, so a 24 MB line of them held
+830 MiB. A member of more is kept as its ``JsonbText`` (``shallow_object``), as one nested too deep
+is: an ``audited_changes`` then meets the loader's ``max_nodes`` before anything is built, another
+column is of a wrong type. As many as the loader's default ``max_nodes``; a larger setting still
+loads such an ``audited_changes`` from its text. Only a line of more than twice as many bytes can
+hold more, so shorter lines are never counted."""
+_WIDE_LINE: Final = 2 * MAX_MEMBER_VALUES
+_BYTES_STRING: Final = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"', re.S)
 LONG_LINE_HEAD: Final = 1 << 20
 """The bytes of an over-long line kept for ``on_long`` (1 MiB): enough for the members before its
 long value (a row's ``tenant`` and ``id``), never the line itself. Also the bytes of any line held
@@ -427,8 +437,25 @@ _EXACT: Final = frozenset({str, int, bool, type(None)})
 """orjson's results that are exactly ``json``'s: containers are looked into, a float never is."""
 
 
+def json_values(text: bytes | str) -> int:
+    """How many values ``json.loads(text)`` would build (the whole, and each item of an array or
+    object), counted from its commas and brackets outside strings at C speed, without building any."""
+    if isinstance(text, str):
+        text = text.encode("utf-8", "surrogatepass")
+    bare = _BYTES_STRING.sub(b"0", text).translate(None, b" \t\n\r")
+    collections = bare.count(b"[") + bare.count(b"{")
+    return 1 + bare.count(b",") + collections - bare.count(b"[]") - bare.count(b"{}")
+
+
+def _wide(text: bytes | str) -> bool:
+    """A line that may hold a member of more than ``MAX_MEMBER_VALUES`` values: decoded member by member."""
+    return len(text) > _WIDE_LINE and json_values(text) > MAX_MEMBER_VALUES
+
+
 def fast_object(raw: bytes) -> dict[str, Any] | None:
     """orjson's object for the line when it is certainly ``json.loads``'s, else None (ask ``json``)."""
+    if _wide(raw):
+        return None  # parse_object reads it member by member
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -454,8 +481,11 @@ def fast_object(raw: bytes) -> dict[str, Any] | None:
 
 def parse_object(path: PathLike, number: int, text: str) -> dict[str, Any]:
     """The line's object; a member ``json`` cannot build (too deep, an integer past Python's
-    4,300-digit limit) is kept as its ``JsonbText`` (``shallow_object``)."""
+    4,300-digit limit, more than ``MAX_MEMBER_VALUES`` values) is kept as its ``JsonbText``
+    (``shallow_object``)."""
     try:
+        if _wide(text):
+            raise RecursionError  # read member by member: no member of too many values is built
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise FileFormatError(path, number, f"not JSON: {exc.msg} at column {exc.colno}") from exc
@@ -504,6 +534,8 @@ def shallow_object(text: str) -> dict[str, Any]:
         if text[pos : pos + 1] in ("[", "{"):
             end = _collection_end(text, pos)
             try:
+                if end - pos > _WIDE_LINE and json_values(text[pos:end]) > MAX_MEMBER_VALUES:
+                    raise RecursionError  # kept as its text: decoded, it would hold ~60 bytes a value
                 value: Any = json.loads(text[pos:end])
             except json.JSONDecodeError:
                 raise
