@@ -92,6 +92,19 @@ class TestWideJsonl:
             f"username is not a string: an array of {len(wide)} characters of JSON, not decoded"
         )
 
+    def test_a_wide_csv_jsonb_field_is_kept_as_its_text(self, tmp_path: Path) -> None:
+        """A CSV record's jsonb ``audited_changes`` of too many values is not decoded either."""
+        wide = '{"notes": ' + self.WIDE + "}"
+        path = csv_file(tmp_path / "a.csv", audited_changes='"' + wide.replace('"', '""') + '"')
+        tracemalloc.start()
+        try:
+            (row,) = read_audit_rows(path, "acme", jsonb_changes=True)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert row.audited_changes == JsonbText(wide)
+        assert peak < 8 * len(wide)
+
     def test_a_wide_string_is_one_value(self, tmp_path: Path) -> None:
         path = tmp_path / "a.jsonl"
         path.write_text(line(username=self.WIDE) + "\n")

@@ -11,7 +11,7 @@ from crm_audit_transform.loading import JsonbText
 from crm_audit_transform.numerals import BIGINT_MAX, BIGINT_MIN, is_int_text, parse_int
 
 from .errors import FileFormatError, shown
-from .lines import PathLike, TimeOutOfRange, parse_timestamp
+from .lines import PathLike, TimeOutOfRange, parse_timestamp, too_many_values
 
 
 class _Bad(Exception):
@@ -140,6 +140,8 @@ def _changes(
         return value if isinstance(value, str) else json.dumps(value)
     if not jsonb_changes:
         return str(value)
+    if value.lstrip().startswith("{") and too_many_values(value):
+        return JsonbText(value)  # decoded, ~60 bytes a value: the loader refuses it by max_nodes first
     try:
         decoded = json.loads(value)
     except json.JSONDecodeError as exc:

@@ -447,14 +447,16 @@ def json_values(text: bytes | str) -> int:
     return 1 + bare.count(b",") + collections - bare.count(b"[]") - bare.count(b"{}")
 
 
-def _wide(text: bytes | str) -> bool:
-    """A line that may hold a member of more than ``MAX_MEMBER_VALUES`` values: decoded member by member."""
+def too_many_values(text: bytes | str) -> bool:
+    """JSON text of more than ``MAX_MEMBER_VALUES`` values, not to be decoded whole: a line is then
+    read member by member, a CSV record's jsonb field kept as its text. Counted only past 200,000
+    characters: a shorter text cannot hold more."""
     return len(text) > _WIDE_LINE and json_values(text) > MAX_MEMBER_VALUES
 
 
 def fast_object(raw: bytes) -> dict[str, Any] | None:
     """orjson's object for the line when it is certainly ``json.loads``'s, else None (ask ``json``)."""
-    if _wide(raw):
+    if too_many_values(raw):
         return None  # parse_object reads it member by member
     try:
         value = orjson.loads(raw)
@@ -484,7 +486,7 @@ def parse_object(path: PathLike, number: int, text: str) -> dict[str, Any]:
     4,300-digit limit, more than ``MAX_MEMBER_VALUES`` values) is kept as its ``JsonbText``
     (``shallow_object``)."""
     try:
-        if _wide(text):
+        if too_many_values(text):
             raise RecursionError  # read member by member: no member of too many values is built
         value = json.loads(text)
     except json.JSONDecodeError as exc:
