@@ -54,7 +54,7 @@ from .raised import raised_at
 from .rules.actor import ActorResolver
 from .rules.category import CategoryMapper, MappedCategory
 from .rules.contact import CommentTooLarge, ContactResolver
-from .rules.verdict import Rejection
+from .rules.verdict import NAME_SHOWN, Rejection
 from .rules.watermark import time_rejection, unreadable_time
 from .tally import Tally
 from .values import Changes, Value
@@ -459,30 +459,43 @@ def _row_problem(row: AuditRow) -> str | None:
     if _plainly_valid(row):
         return None
     if type(row.id) is not int:
-        return f"id must be an integer, got {row.id!r}"
+        return f"id must be an integer, got {_shown(row.id)}"
     for name in ("tenant", "auditable_type", "action"):
         value = getattr(row, name)
         if not isinstance(value, str) or not value:
-            return _unread(name, value) or f"{name} must be a non-empty string, got {value!r}"
+            return _unread(name, value) or f"{name} must be a non-empty string, got {_shown(value)}"
     for name in _OPTIONAL_INTS:
         value = getattr(row, name)
         if value is not None and type(value) is not int:
-            return f"{name} must be an integer or null, got {value!r}"
+            return f"{name} must be an integer or null, got {_shown(value)}"
     user_id = row.user_id
     if user_id is not None and type(user_id) is not int and not (type(user_id) is str and user_id):
-        return f"user_id must be an integer, a non-empty string or null, got {user_id!r}"
+        return f"user_id must be an integer, a non-empty string or null, got {_shown(user_id)}"
     for name in _OPTIONAL_STRS:
         value = getattr(row, name)
         if value is not None and not isinstance(value, str):
-            return _unread(name, value) or f"{name} must be a string or null, got {value!r}"
+            return _unread(name, value) or f"{name} must be a string or null, got {_shown(value)}"
     created_at = row.created_at
     if isinstance(created_at, UnreadableTime):
         return unreadable_time(created_at)
     if created_at is not None and (
         not isinstance(created_at, dt.datetime) or created_at.utcoffset() != dt.timedelta(0)
     ):
-        return f"created_at must be a UTC datetime, got {created_at!r}"
+        return f"created_at must be a UTC datetime, got {_shown(created_at)}"
     return None
+
+
+def _shown(value: object) -> str:
+    """A wrong-typed value as a detail shows it: its ``repr`` cut to ``NAME_SHOWN`` characters
+    with its size (as ``rules.verdict.shown_name``). A SQL_ASCII database hands text over as
+    ``bytes`` (a ``comment`` up to 64 MiB); the detail goes to logs, status and outcomes."""
+    if isinstance(value, (str, bytes, bytearray)) and len(value) > NAME_SHOWN:
+        unit = "characters" if isinstance(value, str) else "bytes"
+        return f"{value[:NAME_SHOWN]!r}… ({len(value)} {unit})"
+    shown = repr(value)
+    if len(shown) <= NAME_SHOWN:
+        return shown
+    return f"{shown[:NAME_SHOWN]}… ({len(shown)} characters)"
 
 
 def _unread(name: str, value: object) -> str | None:
