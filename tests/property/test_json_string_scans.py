@@ -15,6 +15,7 @@ from crm_audit_adapters.files import lines
 from crm_audit_adapters.files.lines import shallow_object
 from crm_audit_transform.errors import LimitExceeded
 from crm_audit_transform.loading import _jsonb, check_json_depth
+from crm_audit_transform.rules import contact
 
 GREEDY = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
 """The pattern before: the same strings, with sre's backtracking state kept for every escape."""
@@ -55,21 +56,35 @@ def test_a_json_body_whose_string_never_closes_is_checked_in_one_pass() -> None:
         check_json_depth("[" * 101 + '"' + '\\"' * ESCAPES, 100)
 
 
+def test_a_long_jsonl_line_whose_string_never_closes_is_counted_in_one_pass() -> None:
+    """A line past 200,000 bytes has its values counted before it is decoded; a string of ``\\"``
+    in it that never closes took hours (the pattern tried again at each of its quotes)."""
+    line = b'{"tenant": "acme", "comment": "' + b'\\"' * ESCAPES
+    assert not lines.too_many_values(line)
+    assert lines.fast_object(line) is None
+
+
 _TEXT = st.text(alphabet=st.sampled_from(['"', "\\", "a", "\n", "[", "]", "é"]), max_size=40)
 
 
 @given(_TEXT, st.integers(min_value=0, max_value=40))
 def test_the_patterns_match_as_the_greedy_one(text: str, start: int) -> None:
-    """A closed string as the greedy pattern; ``check_json_depth``'s takes one that never closes to
-    the end of the text, as json.loads reads it, where the greedy one tried again at each quote."""
+    """A closed string as the greedy pattern; the value counts' and ``check_json_depth``'s take one
+    that never closes to the end of the text, as json.loads reads it, where the greedy one tried
+    again at each quote."""
     want = GREEDY.match(text, start)
     got = lines._STRING.match(text, start)
     assert (got and got.span()) == (want and want.span())
-    got = _jsonb._JSON_STRING.match(text, start)
-    if text[start : start + 1] != '"':
-        assert got is None
-    else:
-        assert got is not None
-        assert got.span() == (want.span() if want else (start, len(text)))
-    # The same cuts up to the first quote no string closes, and nothing after it.
-    assert _jsonb._JSON_STRING.sub("", text) == GREEDY.sub("", text).split('"')[0]
+    for pattern in (_jsonb._JSON_STRING, contact._JSON_STRING):
+        got = pattern.match(text, start)
+        if text[start : start + 1] != '"':
+            assert got is None
+        else:
+            assert got is not None
+            assert got.span() == (want.span() if want else (start, len(text)))
+        # The same cuts up to the first quote no string closes, and nothing after it.
+        assert pattern.sub("", text) == GREEDY.sub("", text).split('"')[0]
+    # A JSONL line's, on its UTF-8 bytes: the same pattern, a byte for a character.
+    raw = text.encode()
+    latin = _jsonb._JSON_STRING.sub("", raw.decode("latin-1")).encode("latin-1")
+    assert lines._BYTES_STRING.sub(b"", raw) == latin

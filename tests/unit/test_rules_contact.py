@@ -72,6 +72,21 @@ class TestContactCandidates:
         few = '{"crm_person_id": 4, "x": [' + "[]," * (MAX_COMMENT_VALUES - 10) + "[]]}"
         assert RESOLVER.candidates(audit(comment=few), {}) == (4,)
 
+    def test_a_comment_of_escaped_quotes_is_measured_in_one_pass(self) -> None:
+        """A string that never closes is cut out in one pass: the string pattern went back to each
+        quote inside it (``\\"`` after ``\\"``) and scanned the rest again, hours for 2 MiB. The
+        text is no JSON: a comment, the row's own ids tried."""
+        unclosed = '{"' + '\\"' * (1 << 20)
+        row = audit(comment=unclosed, associated_type="Crm::Person", associated_id=6)
+        assert RESOLVER.candidates(row, {}) == (6,)
+
+    def test_free_text_that_starts_with_a_brace_stays_a_comment_however_long(self) -> None:
+        """Text that JSON refuses at its first characters (a brace, then no member or end) is free
+        text, as a short one is, whatever its commas: never ``CommentTooLarge``."""
+        text = "{auto-import} person ids: " + "1," * (MAX_COMMENT_VALUES * 3 // 2)
+        row = audit(comment=text, associated_type="Crm::Person", associated_id=6)
+        assert RESOLVER.candidates(row, {}) == (6,)
+
     def test_update_takes_the_new_person_else_the_old(self) -> None:
         """A reassignment lands on the new person; an unassignment on the person it left."""
         assert RESOLVER.candidates(audit(), {"crm_person_id": [3, 5]}) == (5,)

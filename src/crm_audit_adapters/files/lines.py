@@ -63,7 +63,10 @@ column is of a wrong type. As many as the loader's default ``max_nodes``; a larg
 loads such an ``audited_changes`` from its text. Only a line of more than twice as many bytes can
 hold more, so shorter lines are never counted."""
 _WIDE_LINE: Final = 2 * MAX_MEMBER_VALUES
-_BYTES_STRING: Final = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"', re.S)
+# A string to its closing quote or, one that never closes, to the end (json.loads decodes nothing
+# after it): every match from a quote succeeds, one pass. Required to close, sre tried again at each
+# escaped quote of an unclosed one, to the end each time (a line of 2 MiB of \": hours).
+_BYTES_STRING: Final = re.compile(rb'"[^"\\]*+(?:\\.?[^"\\]*+)*+"?', re.S)
 LONG_LINE_HEAD: Final = 1 << 20
 """The bytes of an over-long line kept for ``on_long`` (1 MiB): enough for the members before its
 long value (a row's ``tenant`` and ``id``), never the line itself. Also the bytes of any line held

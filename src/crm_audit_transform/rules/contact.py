@@ -34,7 +34,12 @@ MAX_COMMENT_VALUES: Final = 100_000
 """JSON values (objects, arrays, and the items and members after their first) of a comment parsed
 for its person id; as many as the loader's default ``max_nodes`` lets ``audited_changes`` build."""
 
-_JSON_STRING: Final = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"', re.S)
+# A string to its closing quote or, one that never closes, to the end, as json.loads reads it
+# (nothing after it is built): every match from a quote succeeds, one pass. Required to close, sre
+# tried again at each escaped quote of an unclosed one, to the end each time (2 MiB of \": hours).
+_JSON_STRING: Final = re.compile(r'"[^"\\]*+(?:\\.?[^"\\]*+)*+"?', re.S)
+# How every JSON object starts (json.loads' blanks); text that does not is free text, never counted.
+_OBJECT_START: Final = re.compile(r'[ \t\n\r]*+\{[ \t\n\r]*+["}]')
 _NO_BLANKS: Final = str.maketrans("", "", " \t\n\r")
 
 
@@ -89,6 +94,8 @@ class ContactResolver:
         if not comment or not comment.lstrip().startswith("{"):
             return None
         if len(comment) > 2 * MAX_COMMENT_VALUES:  # a shorter text cannot hold more values
+            if not _OBJECT_START.match(comment):
+                return None  # json.loads refuses it at its first characters: free text, as below
             values = _json_values(comment)
             if values > MAX_COMMENT_VALUES:
                 raise CommentTooLarge(values)
