@@ -20,11 +20,17 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from crm_audit_adapters.crm_postgres import PostgresAuditSource, ReadOnlySession
+from crm_audit_adapters.crm_postgres import (
+    PostgresAuditSource,
+    PostgresEntityDirectory,
+    PostgresUserDirectory,
+    ReadOnlySession,
+)
 from crm_audit_adapters.crm_postgres.audits import _SINGLE_BYTE_ENCODINGS, _untranslatable_bytes
 from crm_audit_adapters.crm_postgres.throwaway import drop_database
 from crm_audit_transform.config import load_default_config
-from crm_audit_transform.domain import AuditRow, Failed
+from crm_audit_transform.domain import AuditRow, CrmUser, Failed
+from crm_audit_transform.errors import SourceQueryFailed
 from crm_audit_transform.loading import JsonbText, OmittedChanges, UntranslatableText
 from crm_audit_transform.transformer import Transformer
 from crm_audit_transform.usecases.pages import PageSpan
@@ -206,3 +212,48 @@ def test_each_such_row_fails_alone_saying_why_without_its_value(win1252_dsn: str
         assert failed.detail.startswith(f"{column} is not text: "), failed.detail
         assert "byte sequence 0x81 in encoding WIN1252" in failed.detail
         assert "x81b" not in failed.detail
+
+
+def test_a_lookups_untranslatable_text_halts_typed_without_the_value(win1252_dsn: str) -> None:
+    """A user's email or full name, or a deal's name, holding 0x81: the lookup is
+    ``SourceQueryFailed`` 22P05 (exit 7, the cursor kept), its message without the bytes; other ids
+    of the same tenant are still answered. Each raised ``UnicodeDecodeError`` before, quoting them."""
+    schema = "lookups"
+    with psycopg.connect(win1252_dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {schema}.users"
+            " (id bigint PRIMARY KEY, email text, full_name text, deleted_at timestamp)"
+        )
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {schema}.crm_deals (id bigint PRIMARY KEY, name text)")
+        conn.execute(f"TRUNCATE {schema}.users, {schema}.crm_deals")
+        conn.execute(
+            f"INSERT INTO {schema}.users VALUES (1, 'ok@example.com', 'Ok', NULL),"
+            " (2, convert_from(%s, 'WIN1252'), 'Two', NULL),"
+            " (3, 'three@example.com', convert_from(%s, 'WIN1252'), NULL)",
+            [BAD + b"@example.com", BAD],
+        )
+        conn.execute(
+            f"INSERT INTO {schema}.crm_deals VALUES (1, 'Deal'), (2, convert_from(%s, 'WIN1252'))", [BAD]
+        )
+    with ReadOnlySession.from_dsn(win1252_dsn) as session:
+        users = PostgresUserDirectory(session)
+        deals = PostgresEntityDirectory(session)
+        assert users.users_by_ids(schema, [1]) == {1: CrmUser(1, "ok@example.com", "Ok", None)}
+        assert deals.entities_by_ids(schema, "Crm::Deal", [1])[1].name == "Deal"
+        refusals = []
+        for ask in (
+            lambda: users.users_by_ids(schema, [1, 2]),
+            lambda: users.users_by_ids(schema, [3]),
+            lambda: deals.entities_by_ids(schema, "Crm::Deal", [1, 2]),
+        ):
+            with pytest.raises(SourceQueryFailed) as refused:
+                ask()
+            refusals.append(refused.value)
+        assert users.users_by_ids(schema, [1]) == {1: CrmUser(1, "ok@example.com", "Ok", None)}
+    for refusal in refusals:
+        assert refusal.sqlstate == "22P05"
+        assert refusal.code == "BAD_INPUT"
+        assert "untranslatable character" in str(refusal)
+        assert "x81" not in str(refusal)
+        assert refusal.__cause__ is None

@@ -17,6 +17,7 @@ from attrs import frozen
 from psycopg import sql
 
 from crm_audit_transform.domain import CrmUser, EntityRef, UserId
+from crm_audit_transform.errors import SourceQueryFailed
 
 from .session import ReadOnlySession
 from .timestamps import aware_utc
@@ -29,6 +30,8 @@ _DELETED_AT = sql.SQL(
     "CASE WHEN deleted_at IS NULL THEN NULL WHEN deleted_at < '0001-01-02' THEN '0001-01-02'"
     " WHEN deleted_at > '9999-12-30' THEN '9999-12-30' ELSE deleted_at END"
 )
+_UNTRANSLATABLE = "22P05"
+"""PostgreSQL's ``untranslatable_character``: what the server answers when asked to convert such a value."""
 _USERS = sql.SQL("SELECT id, email, full_name, {deleted_at} FROM {schema}.users WHERE id = ANY(%s)")
 # A uuid (or varchar) id column, asked with string ids: compared as text so any id type answers.
 _USERS_BY_TEXT = sql.SQL(
@@ -117,7 +120,19 @@ class PostgresUserDirectory:
 
 
 def _fetch_all(query: sql.Composed, params: tuple[Any, ...], conn: psycopg.Connection) -> list[Any]:
-    return conn.execute(query, params).fetchall()
+    try:
+        return conn.execute(query, params).fetchall()
+    except UnicodeDecodeError:
+        # A single-byte database (WIN1252, LATIN1…) stores bytes its encoding has no character for,
+        # and psycopg decodes each text in that encoding. An audit row's own such value fails that
+        # row (``crm_postgres.audits``); a user's or entity's is no row's own and may stand behind
+        # many, so the lookup halts typed, as the server refuses to convert such a value (22P05).
+        # ``from None``: the decode error quotes the bytes.
+        raise SourceQueryFailed(
+            _UNTRANSLATABLE,
+            "untranslatable character: a looked-up user's or entity's text holds a byte with no "
+            "character in the database's encoding",
+        ) from None
 
 
 def user_id_of(value: object) -> UserId:
