@@ -67,6 +67,15 @@ class TestStoreUnavailableMessage:
         unconfirmed = WriteConcernError("write concern not confirmed: code 64: waiting for replication", 64)
         assert driver_cause(unconfirmed) == "write concern not confirmed: code 64: waiting for replication"
 
+    def test_a_secret_across_the_cut_is_scrubbed_whole(self) -> None:
+        """A URI whose password straddles the 300th character: scrubbed before the cut, nothing of
+        the password is left. Cut first (``wait_for_mongo`` before), the cut kept its first
+        characters, which no scrub of the whole password matches."""
+        uri = "mongodb://reader:s3cret-password-of-ops@db.example:27017/cdp"
+        cause = driver_cause(OperationFailure("x" * 270 + " " + uri, 2), [uri])
+        assert "s3cret" not in cause
+        assert "mongodb://reader:***" in cause
+
     def test_a_long_server_message_is_cut(self) -> None:
         """A server's errmsg past 300 characters is cut with an ellipsis: the error is one line."""
         cause = driver_cause(OperationFailure("x" * 5000, 2))

@@ -104,7 +104,7 @@ def wait_for_mongo(client: MongoClient[Document], uri: str, notice: Callable[[st
             raise rejected from None
         raise StoreUnavailable(
             f"MongoDB at {hosts} unreachable after {timeout_s:g} s (serverSelectionTimeoutMS): "
-            f"{scrub(driver_cause(exc), [uri])}"
+            f"{driver_cause(exc, [uri])}"
         ) from None
     finally:
         if timer is not None:

@@ -23,7 +23,7 @@ looking for a server, so retrying would multiply the wait the operator chose. A 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Final, TypeVar
 
 from pymongo.errors import (
@@ -36,6 +36,7 @@ from pymongo.errors import (
 
 from crm_audit_transform.errors import ConnectionRejected, StoreUnavailable
 
+from ..redaction import scrub
 from ..retrying import RetryPolicy, attempts_made
 
 __all__ = [
@@ -103,11 +104,13 @@ _APPENDED: Final = re.compile(r" \(configured timeouts|, Timeout: |, Topology De
 _CAUSE_CHARS: Final = 300  # an operator's one line; a server's errmsg may quote a whole document
 
 
-def driver_cause(exc: PyMongoError) -> str:
+def driver_cause(exc: PyMongoError, secrets: Iterable[str | None] = ()) -> str:
     """``exc`` as one short clause: pymongo's first clause, without what pymongo appends (topology
     description, timeouts, the server's full reply), at most 300 characters; a server's refusal
-    (``OperationFailure``) is named by its ``codeName`` and code, e.g. ``BadValue (2): …``."""
-    text = " ".join(_APPENDED.split(str(exc), maxsplit=1)[0].split()) or type(exc).__name__
+    (``OperationFailure``) is named by its ``codeName`` and code, e.g. ``BadValue (2): …``.
+    ``secrets`` (a URI, a password) are scrubbed from the whole text before it is cut: a cut
+    first could keep a secret's first part, which no scrub then recognises."""
+    text = " ".join(_APPENDED.split(scrub(str(exc), secrets), maxsplit=1)[0].split()) or type(exc).__name__
     code = getattr(exc, "code", None)
     if isinstance(exc, OperationFailure) and code is not None and f"code {code}" not in text:
         name = (exc.details or {}).get("codeName")
