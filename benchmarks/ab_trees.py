@@ -160,19 +160,15 @@ def _children_cpu() -> float:
 
 
 def main() -> int:
+    from run_scale import add_bytecode_option
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ref", default="main")
     parser.add_argument("--dsn", default="", help="the database of run_scale.py (not for dry_run stages)")
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--stages", default="end_to_end")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument(
-        "--bytecode",
-        choices=("cached", "source"),
-        default="cached",
-        help="stage processes find our bytecode cached, as installed (default), or compile the sources "
-        "when PYTHONDONTWRITEBYTECODE is set (as before)",
-    )
+    add_bytecode_option(parser)
     args = parser.parse_args()
     _become_subreaper()
     (HERE / "out").mkdir(exist_ok=True)

@@ -24,7 +24,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from run_scale import BYTECODE, stage_env  # noqa: E402 - benchmarks are scripts beside each other
+from run_scale import BYTECODE, add_bytecode_option, stage_env  # noqa: E402 - benchmarks are scripts beside each other
 
 PROBE = """
 import json, multiprocessing, time
@@ -47,13 +47,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--src", action="append", default=[], help="NAME=PATH of a src directory")
-    parser.add_argument(
-        "--bytecode",
-        choices=("cached", "source"),
-        default="cached",
-        help="our bytecode cached, as installed (default), or compiled in each process when "
-        "PYTHONDONTWRITEBYTECODE is set",
-    )
+    add_bytecode_option(parser)
     args = parser.parse_args()
     BYTECODE["cached"] = args.bytecode == "cached"
     trees = dict(item.split("=", 1) for item in args.src) or {"this": str(HERE.parent / "src")}

@@ -140,6 +140,17 @@ BYTECODE = {"cached": True}
 """Whether stage processes find our modules' bytecode cached (``--bytecode``)."""
 
 
+def add_bytecode_option(parser: argparse.ArgumentParser) -> None:
+    """``--bytecode cached|source``, the same in every script that starts stage processes."""
+    parser.add_argument(
+        "--bytecode",
+        choices=("cached", "source"),
+        default="cached",
+        help="stage processes find our bytecode cached, as installed (default), or compile the sources "
+        "when PYTHONDONTWRITEBYTECODE is set (as before)",
+    )
+
+
 def stage_env(base: dict[str, str] | None = None) -> dict[str, str]:
     """A stage process's environment: with ``--bytecode cached`` (the default) our modules' bytecode
     cached as an installed package has it (``dry_run_scale.installed_env``), else ``base`` as given
@@ -272,13 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--reuse", action="store_true", help="with --dsn: keep data already generated")
-    parser.add_argument(
-        "--bytecode",
-        choices=("cached", "source"),
-        default="cached",
-        help="stage processes find our bytecode cached, as installed (default), or compile the sources "
-        "when PYTHONDONTWRITEBYTECODE is set (as before)",
-    )
+    add_bytecode_option(parser)
     parser.add_argument("--report", type=Path, default=HERE / "out" / "scale-report.md")
     args = parser.parse_args(argv)
     BYTECODE["cached"] = args.bytecode == "cached"
