@@ -20,9 +20,9 @@ Two kinds of failure, told apart because they call for opposite actions:
   actors to "[Deleted CRM User]" and never drops a record (the run counts them, and halts past a
   threshold);
 * **a refusal** — 401, 403, or any other 4xx but 408 and 429, any redirect (3xx: redirects are never
-  followed, so a redirect is never an answer), and a TLS certificate that cannot be verified — is a
-  configuration error (a wrong token, path, permission, base URL or CA):
-  ``UsmanRefused``, a ``DirectoryRefused``, stops the run before it writes anything (exit 3).
+  followed, so a redirect is never an answer), any 2xx but 200 (the lookup's only answer), and a TLS
+  certificate that cannot be verified — is a configuration error (a wrong token, path, permission,
+  base URL or CA): ``UsmanRefused``, a ``DirectoryRefused``, stops the run before it writes anything (exit 3).
 
 A 400 or 422 may answer the request's *content* instead: one email USMAN's validator refuses
 (legacy CRM data such as ``n/a``) would otherwise stop every run of the account for ever. So a
@@ -134,7 +134,8 @@ class UsmanUnavailable(DirectoryUnavailable):
 
 class UsmanRefused(DirectoryRefused):
     """USMAN refused the request itself (401, 403, another non-retryable 4xx), answered a redirect (any
-    3xx: never followed), or presented a certificate that cannot be verified: fix the configuration."""
+    3xx: never followed) or a 2xx that is not 200 (the lookup answers 200 only), or presented a
+    certificate that cannot be verified: fix the configuration."""
 
 
 class _Retryable(Exception):
@@ -443,8 +444,16 @@ class UsmanClient:
                 status_code=status,
             )
         if status != 200:
-            raise UsmanUnavailable(
-                f"USMAN at {self._where} answered HTTP {status}", status_code=status, attempts=1
+            # Any other 2xx (201, 202, 204, 206, …): the contract's only answer is a 200, so this is
+            # an endpoint that is not the lookup (a POST that creates, queues or partly serves), or a
+            # proxy's, not an outage. As an outage it would write the page's actors
+            # degraded for good; a retry gets the same.
+            raise UsmanRefused(
+                f"USMAN at {self._where} answered HTTP {status}, not 200 (the lookup answers 200 only): "
+                "set CRM_AUDIT_USMAN_BASE_URL and CRM_AUDIT_USMAN_PATH to the endpoint that answers; the "
+                "records that needed this lookup were not written (pages written before it are kept: a "
+                "run resumes from its cursor)",
+                status_code=status,
             )
         found = self._parse(body)
         self._accepted[company_sso_id] = emails[0]  # a request USMAN took: a probe it takes (_probe)

@@ -231,14 +231,16 @@ class TestUsman:
         doc = status_json(run_cli)
         assert (doc["status"], doc["records_processed"], doc["lease_owner"]) == ("in_progress", 0, None)
 
+    @pytest.mark.parametrize("code", [302, 201])
     def test_a_temporary_redirect_is_a_configuration_error_before_any_write(
-        self, run_cli: Cli, client: mongomock.MongoClient
+        self, run_cli: Cli, client: mongomock.MongoClient, code: int
     ) -> None:
-        """USMAN behind a 302 (a login page, a base URL that is not the endpoint): exit 3 with one line,
-        no log written, the cursor unmoved. Before, the actors of the first rows were written degraded
-        and the job halted (exit 5), those logs drifted for good; this test fails there."""
+        """USMAN behind a 302 (a login page, a base URL that is not the endpoint), or answering 201 (an
+        endpoint that creates rather than looks up): exit 3 with one line, no log written, the cursor
+        unmoved. Before, the actors of the first rows were written degraded and the job halted (exit
+        5), those logs drifted for good; this test fails there (for the 201 too)."""
         assert run_cli("trigger", "--company-sso-id", COMPANY).exit_code == 0
-        with UsmanServer(default=status(302, {"Location": "https://login.example/"})) as redirecting:
+        with UsmanServer(default=status(code, {"Location": "https://login.example/"})) as redirecting:
             result = run_cli(
                 "run", "--company-sso-id", COMPANY, "--no-progress", CRM_AUDIT_USMAN_BASE_URL=redirecting.url
             )
@@ -246,7 +248,7 @@ class TestUsman:
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1
         assert lines[0].startswith("error: DIRECTORY_REFUSED:")
-        assert "302" in lines[0]
+        assert str(code) in lines[0]
         assert "login.example" not in result.stderr
         assert logs(client) == 0
         doc = status_json(run_cli)

@@ -64,25 +64,26 @@ class TestVerifyCommand:
         assert logs.count_documents({"external_id": gone["external_id"]}) == 1
         assert migrated_cli("verify", "--company-sso-id", COMPANY).exit_code == 0
 
+    @pytest.mark.parametrize("code", [303, 204])
     @pytest.mark.parametrize("repair", [(), ("--repair",)], ids=["verify", "repair"])
     def test_usman_answering_a_redirect_stops_verify_as_a_configuration_error(
-        self, migrated_cli: Cli, client: mongomock.MongoClient, repair: tuple[str, ...]
+        self, migrated_cli: Cli, client: mongomock.MongoClient, repair: tuple[str, ...], code: int
     ) -> None:
-        """A 303 from USMAN (a base URL that is not the endpoint) is DIRECTORY_REFUSED, exit 3, as in a
-        run; a missing log is not written. Before, verify took it for an outage: exit 10, every
-        user's actor "unchecked", the account unverifiable until the URL was found wrong; this test
-        fails there."""
+        """A 303 from USMAN (a base URL that is not the endpoint), or a 204 (a 2xx that is not the
+        lookup's 200), is DIRECTORY_REFUSED, exit 3, as in a run; a missing log is not written. Before,
+        verify took it for an outage: exit 10, every user's actor "unchecked", the account
+        unverifiable until the URL was found wrong; this test fails there (for the 204 too)."""
         logs = client["cdp"]["activity_logs"]
         gone = logs.find_one({"source_tag": "crm_migration", "actor.type": "user"}, sort=[("external_id", 1)])
         assert gone is not None
         logs.delete_one({"_id": gone["_id"]})
-        with UsmanServer(default=status(303, {"Location": "https://login.example/"})) as redirecting:
+        with UsmanServer(default=status(code, {"Location": "https://login.example/"})) as redirecting:
             result = migrated_cli(
                 "verify", "--company-sso-id", COMPANY, *repair, CRM_AUDIT_USMAN_BASE_URL=redirecting.url
             )
         assert result.exit_code == exit_codes.CONFIG, result.output
         assert result.stderr.startswith("error: DIRECTORY_REFUSED:")
-        assert "303" in result.stderr
+        assert str(code) in result.stderr
         assert logs.count_documents({"external_id": gone["external_id"]}) == 0
 
     def test_another_tenant_than_the_jobs_is_refused(self, migrated_cli: Cli) -> None:

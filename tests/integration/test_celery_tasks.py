@@ -133,19 +133,20 @@ class TestMigrateShardTask:
 
 
 class TestUsmanRedirect:
+    @pytest.mark.parametrize("code", [307, 202])
     @pytest.mark.parametrize("task", [MIGRATE_ACCOUNT, MIGRATE_SHARD, VERIFY_ACCOUNT])
     def test_a_redirect_fails_the_task_at_once_before_any_write(
-        self, crm_dsn: str, mongo_db: Any, task: str
+        self, crm_dsn: str, mongo_db: Any, task: str, code: int
     ) -> None:
-        """USMAN answering a 307 is a refusal in every task that asks it: the task fails at once with
-        ``UsmanRefused`` (no retry, USMAN asked once), no log is written, the cursor is unmoved. Before,
-        it was an outage: ``migrate_account`` wrote the first rows with degraded actors; this test
-        fails there."""
+        """USMAN answering a 307, or a 202 (a 2xx that is not the lookup's 200), is a refusal in every
+        task that asks it: the task fails at once with ``UsmanRefused`` (no retry, USMAN asked once),
+        no log is written, the cursor is unmoved. Before, it was an outage: ``migrate_account`` wrote
+        the first rows with degraded actors; this test fails there (for the 202 too)."""
         apply_migration(mongo_db, "up")
         for doc in contact_docs(TENANT):
             created = dt.datetime.fromisoformat(doc["created_at"].replace("Z", "+00:00"))
             mongo_db["contacts"].insert_one({**doc, "created_at": created})
-        with UsmanServer(default=status(307, {"Location": "https://login.example/"})) as redirecting:
+        with UsmanServer(default=status(code, {"Location": "https://login.example/"})) as redirecting:
             sso = UsmanClient(UsmanConfig(base_url=redirecting.url, token=TOKEN))
             runtime = build_runtime(
                 settings_over(crm_dsn, mongo_db),
@@ -160,7 +161,7 @@ class TestUsmanRedirect:
                 result = app.tasks[task].apply(args=[COMPANY, 0] if task == MIGRATE_SHARD else [COMPANY])
                 assert result.state == "FAILURE"
                 assert isinstance(result.result, UsmanRefused)
-                assert "307" in str(result.result)
+                assert str(code) in str(result.result)
                 assert len(redirecting.requests) == 1
                 assert mongo_db["activity_logs"].count_documents({}) == 0
                 after = runtime.jobs.latest(COMPANY)

@@ -337,6 +337,23 @@ class TestRetries:
         assert "elsewhere" not in str(caught.value)
         assert "CRM_AUDIT_USMAN_BASE_URL" in str(caught.value)
 
+    @pytest.mark.parametrize("code", [201, 202, 203, 204, 205, 206, 207, 208, 226])
+    def test_a_2xx_but_200_is_a_refusal_not_an_outage(
+        self, server: UsmanServer, sleeps: list[float], code: int
+    ) -> None:
+        """The lookup answers 200 only: a 201/202/204/206 comes from an endpoint that is not it (a POST
+        that creates or queues, a proxy's partial content), and a retry gets the same. Before, it was
+        an outage: a run wrote the actors of its first rows degraded for good; this test fails there
+        (UsmanUnavailable)."""
+        server.queue(lambda server, request: Reply(code, b"" if code in (204, 205) else b'{"data": []}'))
+        with client_for(server, sleeps) as client, pytest.raises(UsmanRefused) as caught:
+            client.sso_ids_by_emails(COMPANY, [NUR])
+        assert caught.value.status_code == code
+        assert len(server.requests) == 1
+        assert sleeps == []
+        assert f"HTTP {code}" in str(caught.value)
+        assert "CRM_AUDIT_USMAN_BASE_URL" in str(caught.value)
+
     @pytest.mark.parametrize("reason", ["self-signed certificate", "certificate has expired"])
     def test_a_certificate_that_cannot_be_verified_is_a_refusal_not_an_outage(
         self, sleeps: list[float], reason: str
