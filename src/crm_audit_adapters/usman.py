@@ -90,6 +90,36 @@ refuse too (``_probe``)."""
 log = logging.getLogger(__name__)
 
 
+class _EndpointsHidden(logging.Filter):
+    """On httpx's logger: a USMAN request's URL in a record (httpx logs every request's, whole, at
+    INFO: ``HTTP Request: POST https://…?api_key=… "HTTP/1.1 200 OK"``) shown as the client names
+    its endpoint, without user info or query. Only the URLs of USMAN clients are touched: a host
+    application's other requests are logged as it logs them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shown: dict[str, str] = {}  # a client's request URL, whole -> as its messages name it
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if self.shown and isinstance(args, tuple) and any(str(a) in self.shown for a in args):
+            record.args = tuple(self.shown.get(str(a), a) for a in args)
+        return True
+
+
+_HIDDEN: Final = _EndpointsHidden()
+
+
+def _hide_in_httpx_log(url: str, shown: str) -> None:
+    """Log ``url`` as ``shown`` on httpx's logger from now on (the filter is added once a process)."""
+    if url == shown:
+        return
+    _HIDDEN.shown[url] = shown
+    httpx_log = logging.getLogger("httpx")
+    if _HIDDEN not in httpx_log.filters:
+        httpx_log.addFilter(_HIDDEN)
+
+
 def _verifying_context() -> ssl.SSLContext:
     """The TLS context a client verifies USMAN's certificate with: httpx's own default (the CA file
     ``SSL_CERT_FILE`` or directory ``SSL_CERT_DIR`` names, else certifi's bundle), one per process
@@ -190,6 +220,7 @@ class UsmanClient:
             headers={"Accept": "application/json"},
             follow_redirects=False,
         )
+        _hide_in_httpx_log(str(self._http.build_request("POST", config.path).url), self._where)
         # Every socket read ends by the attempt's deadline, the headers' too (usman_transport); with
         # another httpx layout each read is still bounded by read_timeout, not the whole answer.
         if transport is None and not bound_by_deadline(self._http):

@@ -737,6 +737,7 @@ class TestSecrecy:
         key = "Kq7QueryKeyValue"
         if where == "path":
             options: dict[str, Any] = {"path": f"{PATH}?api_key={key}"}
+            server.queue(status(404))
         else:
             options = {"base_url": f"{server.url}/?api_key={key}", "path": ""}
         with client_for(server, sleeps, **options) as client, pytest.raises(UsmanRefused) as caught:
@@ -745,6 +746,36 @@ class TestSecrecy:
         assert key not in str(caught.value)
         assert key not in repr(client)
         assert "?***" in str(caught.value)
+
+    def test_no_logger_sees_a_key_password_or_token_at_debug(
+        self, server: UsmanServer, sleeps: list[float], caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Every logger at DEBUG (as a host application may turn them on) over an answer, a retried 503
+        and a refusal: no record holds the query's key, the base URL's password or the token. Before,
+        httpx logged each request's URL whole at INFO (``HTTP Request: POST http://u:pw@…?api_key=…``):
+        this test fails there. A host's own httpx requests keep their URLs as they are."""
+        key, password = "Kq7QueryKeyValue", "Pw9UserInfoPass"
+        caplog.set_level(logging.DEBUG)
+        base = server.url.replace("http://", f"http://usman:{password}@")
+        server.auth_header, server.auth_scheme = "X-Api-Key", ""  # httpx sends the user info as Basic
+        server.queue(answer, status(503), answer, status(404))
+        options = {"base_url": base, "path": f"{PATH}?api_key={key}", "auth_header": "X-Api-Key"}
+        with client_for(server, sleeps, auth_scheme="", **options) as client:
+            assert client.sso_ids_by_emails(COMPANY, [NUR]) == {NUR: "sso-nur"}
+            assert client.sso_ids_by_emails(COMPANY, ["agus.1@acme.example"]) == {
+                "agus.1@acme.example": "sso-agus"
+            }
+            with pytest.raises(UsmanRefused):
+                client.sso_ids_by_emails(COMPANY, ["dewi@acme.example"])
+        assert key in server.requests[0].path  # sent: USMAN needs it
+        shown = [logging.Formatter().format(record) for record in caplog.records]
+        assert any("HTTP Request: POST" in line and "?***" in line for line in shown), shown
+        for line in shown:
+            for secret in (key, password, TOKEN):
+                assert secret not in line
+        with httpx.Client() as other:  # a host's own request: its URL is the host's to log
+            other.post(f"{server.url}/elsewhere?page=2")
+        assert f"{server.url}/elsewhere?page=2" in caplog.text
 
     def test_the_configs_repr_hides_a_password_or_key_in_its_urls(self) -> None:
         """``UsmanConfig``'s repr (attrs') showed ``base_url`` and ``path`` as they are: a password in

@@ -211,8 +211,9 @@ class UsmanServer:
             behaviour = self._script.popleft() if self._script else None
         if request.headers.get(self.auth_header.lower()) != self._expected_auth():
             return Reply(401, b'{"error": "unauthorized"}')
-        # A request through a proxy names its target in absolute form (http://host/path).
-        path = urlsplit(request.path).path if "://" in request.path else request.path
+        # A request through a proxy names its target in absolute form (http://host/path); a query
+        # (``?api_key=…``) is no part of the path.
+        path = urlsplit(request.path).path
         if request.method != "POST" or path != PATH:
             return Reply(404, b'{"error": "not found"}')
         return (behaviour or self.default)(self, request)
