@@ -11,11 +11,12 @@ import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 
+import attrs
 import pytest
 
 from crm_audit_adapters.files import JsonlActivityLogSink
 from crm_audit_adapters.mongo import MongoActivityLogStore, apply_migration
-from crm_audit_transform.domain import HELD_BY_ANOTHER_TOOL, ActivityLog
+from crm_audit_transform.domain import HELD_BY_ANOTHER_TOOL, ActivityLog, FieldChange
 from crm_audit_transform.jobs import COMPLETED, ROLLED_BACK
 from crm_audit_transform.ports import ActivityLogStore
 from crm_audit_transform.ports.log_stores import MigratedLogsById, MigratedLogsInChunks
@@ -24,8 +25,11 @@ from crm_audit_transform.testing import (
     InMemoryActivityLogStore,
     InMemoryEnrichmentStore,
     InMemoryJobStore,
+    _bson_size,
 )
+from crm_audit_transform.testing._log_limits import NESTS_TOO_DEEP, log_document, too_large
 from crm_audit_transform.usecases.rollback import RollbackPorts, rollback
+from crm_audit_transform.values import Value
 from support.mongo import T0, activity_log, fresh_database, migration_job, mongo_backends
 
 LEASE = dt.timedelta(minutes=2)
@@ -95,6 +99,53 @@ class TestInsertBatch:
         results = store.insert_batch(logs(1, company="company-b"))
         assert [r.status for r in results] == ["inserted"]
         assert (store.count_migrated("company-a"), store.count_migrated("company-b")) == (1, 1)
+
+
+def nested(levels: int) -> Value:
+    """A list ``levels`` levels deep as MongoDB counts them: ``[[…[1]…]]``."""
+    value: Value = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def sized(audit_id: int, size: int) -> ActivityLog:
+    """A log whose document, with the ``_id`` a store adds, is ``size`` bytes of BSON."""
+    log: ActivityLog = activity_log(audit_id, metadata={"note": ""})
+    empty = _bson_size.document_bytes(log_document(log)) + _bson_size.ID_BYTES
+    return attrs.evolve(log, metadata={"note": "x" * (size - empty)})
+
+
+class TestMongoDbLimits:
+    """A log MongoDB would refuse fails alone (``write_error``) on every store, in MongoDB's words,
+    and the rest of its batch lands: a test passing on the in-memory stores passes on MongoDB."""
+
+    def test_a_log_nested_past_100_levels_fails_and_one_at_100_is_inserted(
+        self, store: ActivityLogStore
+    ) -> None:
+        """A metadata value sits at level 2: 98 levels in it make 100, 99 make 101."""
+        at_limit = activity_log(1, metadata={"deep": nested(98)})
+        past = activity_log(2, metadata={"deep": nested(99)})
+        change = FieldChange("tags", "Tags", None, nested(98))  # a change's value sits at level 3
+        results = store.insert_batch([at_limit, past, activity_log(3, changes=(change,)), *logs(4)])
+        assert [(r.status, r.reason, r.detail) for r in results] == [
+            ("inserted", "", ""),
+            ("failed", "write_error", NESTS_TOO_DEEP),
+            ("failed", "write_error", NESTS_TOO_DEEP),
+            ("inserted", "", ""),
+        ]
+        assert store.count_migrated("company-a") == 2
+
+    def test_a_log_past_16_mib_fails_and_one_at_16_mib_is_inserted(self, store: ActivityLogStore) -> None:
+        """The limit counts the ``_id`` the store adds: 16,777,216 bytes land, one more fails."""
+        limit = _bson_size.MAX_DOCUMENT_BYTES
+        results = store.insert_batch([sized(1, limit + 1), sized(2, limit), *logs(3)])
+        assert [(r.status, r.reason, r.detail) for r in results] == [
+            ("failed", "write_error", too_large(limit + 1)),
+            ("inserted", "", ""),
+            ("inserted", "", ""),
+        ]
+        assert store.count_migrated("company-a") == 2
 
 
 class TestKeyHeldByAnotherTool:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import functools
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -42,9 +43,19 @@ def document_bytes(document: Mapping[Any, object]) -> int:
 
     ``TypeError`` for a value outside the value model.
     """
-    return 5 + sum(_key_bytes(key) + _value_bytes(value) for key, value in document.items())
+    size = 5
+    for key, value in document.items():  # a loop, not sum() of a generator: the in-memory stores
+        # size every log they insert
+        if type(value) is str and value.isascii():
+            size += _key_bytes(key) + 5 + len(value)
+        elif value is None:
+            size += _key_bytes(key)
+        else:
+            size += _key_bytes(key) + _value_bytes(value)
+    return size
 
 
+@functools.lru_cache(maxsize=4096, typed=True)  # documents repeat few keys: field and metadata names
 def _key_bytes(key: object) -> int:
     text = key if isinstance(key, str) else str(key)
     escaped = text.count(".") + text.count("%") + text.count("\x00") + text.startswith("$")

@@ -19,6 +19,7 @@ from typing import Any
 
 import attrs
 
+from .. import reasons
 from ..domain import SOURCE_TAG, ActivityLog, EncodedLog, WriteResult
 from ..enrichment.model import (
     ASSOCIATION_ACTIONS,
@@ -31,6 +32,7 @@ from ..enrichment.model import (
 from ..enrichment_tally import EnrichmentTally
 from ..timestamps import as_utc
 from ._bson_size import ID_BYTES, MAX_DOCUMENT_BYTES, document_bytes
+from ._log_limits import log_refusal
 from .stores import held_by_another_tool, refuse_encoded
 
 __all__ = ["InMemoryEnrichmentStore", "activity_log_document"]
@@ -187,7 +189,8 @@ class InMemoryEnrichmentStore:
 
     def insert_batch(self, logs: Sequence[ActivityLog | EncodedLog]) -> Sequence[WriteResult]:
         # Unordered insert against the partial unique index: each duplicate is reported, the rest land.
-        # It has no log_encoder, so an EncodedLog reaching it is a wiring mistake.
+        # It has no log_encoder, so an EncodedLog reaching it is a wiring mistake. A log MongoDB
+        # would refuse (past 16 MiB, nested past 100 levels) fails alone, as it does there.
         logs = refuse_encoded(logs, self)
         keys = {
             (doc["company_sso_id"], doc["external_id"]): doc.get("source_tag")
@@ -197,6 +200,9 @@ class InMemoryEnrichmentStore:
         results: list[WriteResult] = []
         for log in logs:
             key = (log.company_sso_id, log.external_id)
+            if refusal := log_refusal(log):
+                results.append(WriteResult(log.external_id, "failed", reasons.WRITE_ERROR, refusal))
+                continue
             if log.external_id and key in keys:
                 results.append(held_by_another_tool(log.external_id, keys[key]))
                 continue

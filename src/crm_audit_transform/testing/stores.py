@@ -44,6 +44,7 @@ from ..jobs import (
 )
 from ..ports import Clock
 from ..timestamps import as_utc
+from ._log_limits import log_refusal
 
 __all__ = [
     "FixedClock",
@@ -143,12 +144,16 @@ class InMemoryActivityLogStore:
     def insert_batch(self, logs: Sequence[ActivityLog | EncodedLog]) -> Sequence[WriteResult]:
         # Unordered insert against the partial unique index: each duplicate is reported, the rest land;
         # a key another tool's log holds fails (``held_by_another_tool``), as MongoActivityLogStore's.
-        # It has no log_encoder, so an EncodedLog reaching it is a wiring mistake.
+        # It has no log_encoder, so an EncodedLog reaching it is a wiring mistake. A log MongoDB
+        # would refuse (past 16 MiB, nested past 100 levels) fails alone, as it does there.
         logs = refuse_encoded(logs, self)
         keys = self._keys()
         results: list[WriteResult] = []
         for log in logs:
             key = (log.company_sso_id, log.external_id)
+            if refusal := log_refusal(log):
+                results.append(WriteResult(log.external_id, "failed", reasons.WRITE_ERROR, refusal))
+                continue
             if log.external_id and key in keys:
                 results.append(held_by_another_tool(log.external_id, keys[key]))
                 continue
