@@ -15,8 +15,10 @@ insert path checks it: a document past 16 MiB (``_id`` included) is a write erro
 "object to insert too large"), one nested past 100 levels (MongoDB's documented "Nested Depth for
 BSON Documents"; the document is level 1, each non-empty embedded document or array one more) a
 write error ``Overflow`` (15). The other documents are inserted as the server would: all of them
-unordered, those before the first refused one ordered. Updates past the limit are refused by
-``tests/support/mongo_limits.SizeLimitedCollection``. It stops on SIGINT or SIGTERM, and with
+unordered, those before the first refused one ordered. An update (``update``, ``findAndModify``, a
+replacement too) whose resulting document would pass 16 MiB is refused before it is stored, with the
+server's write error 17419 ("Resulting document after update is larger than 16777216"); the document
+stays as it was. An upsert that inserts is not checked. It stops on SIGINT or SIGTERM, and with
 ``--until-stdin-closes`` also when its standard input closes: a test session that dies without
 cleaning up, ``kill -9`` included, takes its server with it.
 """
@@ -32,14 +34,16 @@ import sys
 from typing import Any
 
 import bson
+from mongoeco.engines import memory as memory_engine
 from mongoeco.engines.memory import MemoryEngine
+from mongoeco.errors import WriteError
 from mongoeco.wire import AsyncMongoEcoProxyServer
 from mongoeco.wire.bson_bridge import encode_wire_value
 from mongoeco.wire.executor import WireCommandExecutor
 
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024  # crm_audit_adapters.mongo.document_limits
 MAX_NESTING = 100  # crm_audit_adapters.mongo.bson_values.MONGODB_MAX_NESTING
-BAD_VALUE, OVERFLOW = 2, 15
+BAD_VALUE, OVERFLOW, RESULT_TOO_LARGE = 2, 15, 17419
 
 
 def _nests_past(value: object, levels: int) -> bool:
@@ -88,6 +92,24 @@ async def _execute_within_limits(executor: WireCommandExecutor, context: Any) ->
 
 # mongoeco 4.11's executor has no hook: its one entry point is wrapped (the version is pinned).
 WireCommandExecutor.execute_prepared = _execute_within_limits  # type: ignore[method-assign]
+
+_validate_document = memory_engine.enforce_collection_document_validation
+
+
+def _validate_within_limits(document: Any, *args: Any, original_document: Any = None, **kwargs: Any) -> None:
+    """The engine's check of a document about to be stored, with MongoDB's size limit for an update:
+    the memory engine calls it with ``original_document`` for each document an update changes, after
+    applying the update to a copy and before storing it (an insert's is checked above)."""
+    if original_document is not None:
+        size = len(bson.encode(encode_wire_value(document)))
+        if size > MAX_DOCUMENT_BYTES:
+            message = f"Resulting document after update is larger than {MAX_DOCUMENT_BYTES}"
+            raise WriteError(message, RESULT_TOO_LARGE, {"code": RESULT_TOO_LARGE, "errmsg": message})
+    _validate_document(document, *args, original_document=original_document, **kwargs)
+
+
+# Likewise the memory engine's one check of an updated document (by its module's name for it).
+memory_engine.enforce_collection_document_validation = _validate_within_limits
 
 
 async def _stdin_closed() -> None:

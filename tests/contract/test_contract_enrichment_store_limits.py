@@ -1,10 +1,10 @@
 """``ports.EnrichmentStore.apply`` against MongoDB's limits: every implementation refuses alike.
 
 Implementations: the in-memory store (``crm_audit_transform.testing``) and the MongoDB store on
-mongomock, on the wire-protocol emulator and on a real server when configured. mongomock and the
-emulator have no document size limit, so there the collection is wrapped in
-``support.mongo_limits.SizeLimitedCollection``, which refuses as MongoDB does (a real server refuses
-by itself).
+mongomock, on the wire-protocol emulator and on a real server when configured. mongomock has no
+document size limit, so there the collection is wrapped in ``support.mongo_limits.SizeLimitedCollection``,
+which refuses as MongoDB does; the emulator (scripts/mongo_emulator.py) and a real server refuse by
+themselves.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def _in_memory() -> Logs:
     return Logs(store, store.add, store.document, size)
 
 
-def _mongo(db: Any) -> Logs:
+def _mongo(db: Any, kind: str) -> Logs:
     logs = db.activity_logs
 
     def add(doc: dict[str, Any]) -> str:
@@ -61,9 +61,9 @@ def _mongo(db: Any) -> Logs:
         found: dict[str, Any] = logs.find_one({"_id": decode_doc_id(doc_id)})
         return found
 
-    return Logs(
-        MongoEnrichmentStore(SizeLimitedCollection(logs)), add, read, lambda i: len(bson.encode(read(i)))
-    )
+    # The emulator and a real server refuse by themselves; mongomock stores any size.
+    collection = SizeLimitedCollection(logs) if kind == "mongomock" else logs
+    return Logs(MongoEnrichmentStore(collection), add, read, lambda i: len(bson.encode(read(i))))
 
 
 @pytest.fixture(params=["in_memory", *mongo_backends()])
@@ -72,7 +72,7 @@ def logs(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Ite
         yield _in_memory()
         return
     for db in fresh_database(request, monkeypatch, request.param):
-        yield _mongo(db)
+        yield _mongo(db, request.param)
 
 
 def live_log(logs: Logs, metadata: object = ..., **fields: Any) -> str:

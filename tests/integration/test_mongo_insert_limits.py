@@ -1,4 +1,4 @@
-"""MongoDB's insert limits: the emulator refuses as a server does, and the store refuses first.
+"""MongoDB's document limits: the emulator refuses as a server does, and the store refuses first.
 
 Every insert path of a run (``run``, ``verify --repair``, Celery's tasks, ``--workers``' encoders) writes
 through ``MongoActivityLogStore``, whose client-side checks (``document_limits``, ``bson_values``) fail a
@@ -14,7 +14,7 @@ import attrs
 import bson
 import pytest
 from pymongo import MongoClient
-from pymongo.errors import BulkWriteError, WriteError
+from pymongo.errors import BulkWriteError, OperationFailure, WriteError
 
 from crm_audit_adapters.mongo import MongoActivityLogStore, apply_migration
 from crm_audit_adapters.mongo.bson_values import MONGODB_MAX_NESTING, NESTS_PAST_MONGODB
@@ -25,6 +25,7 @@ from crm_audit_transform.domain import ActivityLog
 from support.mongo import activity_log
 
 BAD_VALUE, OVERFLOW = 2, 15
+RESULT_TOO_LARGE = 17419  # "Resulting document after update is larger than 16777216"
 
 
 def nested(levels: int) -> dict[str, Any]:
@@ -75,6 +76,23 @@ class TestTheEmulatorRefusesAsAServer:
             raw.insert_many(docs, ordered=ordered)
         assert [(e["index"], e["code"]) for e in caught.value.details["writeErrors"]] == [(1, OVERFLOW)]
         assert sorted(doc["i"] for doc in raw.find({}, {"i": 1})) == stored
+
+    def test_an_update_to_16_mib_is_stored_and_one_byte_more_is_refused_as_it_was(self, raw: Any) -> None:
+        """``update`` and ``findAndModify`` whose resulting document would pass 16 MiB (``_id``
+        included) get the server's write error 17419; the document stays as it was."""
+        doc_id = raw.insert_one({"s": ""}).inserted_id
+        fits = of_size(MAX_DOCUMENT_BYTES)
+        raw.update_one({"_id": doc_id}, {"$set": fits})
+        past = {"s": fits["s"] + "x"}
+        with pytest.raises(WriteError) as caught:
+            raw.update_one({"_id": doc_id}, {"$set": past})
+        assert caught.value.code == RESULT_TOO_LARGE
+        with pytest.raises(OperationFailure) as modified:
+            raw.find_one_and_update({"_id": doc_id}, {"$set": past})
+        assert modified.value.code == RESULT_TOO_LARGE
+        with pytest.raises(WriteError):
+            raw.replace_one({"_id": doc_id}, past)
+        assert len(raw.find_one({"_id": doc_id})["s"]) == len(fits["s"])
 
 
 def deepest_in_metadata(extra_levels: int = 0) -> ActivityLog:

@@ -1,10 +1,11 @@
 """A collection that refuses, as MongoDB does, an update whose document would pass 16 MiB.
 
-mongomock and the wire emulator (mongoeco) store documents of any size, so an adapter's path for
-MongoDB's refusal is never reached on them. ``SizeLimitedCollection`` wraps either (or a real
-server's collection, which refuses by itself) and answers ``update_one`` of a ``$set`` that would
-pass ``MAX_DOCUMENT_BYTES`` with the ``WriteError`` MongoDB gives: code 17419, "Resulting document
-after update is larger than 16777216". Everything else goes to the wrapped collection.
+mongomock stores documents of any size, so an adapter's path for MongoDB's refusal is never
+reached on it (the emulator's server script refuses as MongoDB does). ``SizeLimitedCollection``
+wraps any collection (a real server's or the emulator's refuse by themselves) and answers
+``update_one`` of a ``$set`` that would pass ``MAX_DOCUMENT_BYTES`` with the ``WriteError`` MongoDB
+gives: code 17419, "Resulting document after update is larger than 16777216". Everything else goes
+to the wrapped collection.
 """
 
 from __future__ import annotations
