@@ -7,7 +7,7 @@ from typing import Any
 
 import mongomock
 import pytest
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from crm_audit_adapters.mongo import (
     CollectionNames,
@@ -160,6 +160,54 @@ class TestApplyMigration:
         with pytest.raises(IndexConflict) as caught:
             apply_migration(mongo_db, "up")
         assert caught.value.collection == "activity_logs"
+
+
+class _ConflictingIndexes:
+    """``db`` whose ``activity_logs`` answers ``create_index`` with a server's long conflict."""
+
+    def __init__(self, db: Any, error: OperationFailure) -> None:
+        self._db, self._error = db, error
+
+    def __getitem__(self, name: str) -> Any:
+        collection = self._db[name]
+        if name != "activity_logs":
+            return collection
+        error = self._error
+
+        class Refusing:
+            def index_information(self) -> Any:
+                return collection.index_information()
+
+            def create_index(self, *args: Any, **kwargs: Any) -> Any:
+                raise error
+
+        return Refusing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+
+class TestIndexConflictMessage:
+    def test_the_servers_words_are_one_bounded_clause_without_its_full_reply(self, mongo_db: Any) -> None:
+        """A conflict quotes the server's first clause, named by its code, at most 300 characters:
+        not pymongo's ``full error`` (the whole reply, both index specs, a duplicate's key values),
+        as ``STORE_UNAVAILABLE`` quotes a driver's error (``retry.driver_cause``)."""
+        specs = "{ key: { company_sso_id: 1, external_id: 1 }, partialFilterExpression: { x: 1 } } " * 40
+        reply = {
+            "ok": 0,
+            "errmsg": f"Requested index: {specs}",
+            "code": 86,
+            "codeName": "IndexKeySpecsConflict",
+        }
+        error = OperationFailure(f"An existing index has the same name. Requested index: {specs}", 86, reply)
+        with pytest.raises(IndexConflict) as caught:
+            apply_migration(_ConflictingIndexes(mongo_db, error), "up")  # type: ignore[arg-type]
+        message = str(caught.value)
+        assert message.startswith(
+            "index 'uniq_company_external_id' on 'activity_logs': IndexKeySpecsConflict (86): An existing"
+        )
+        assert len(message) <= 300 + len("index 'uniq_company_external_id' on 'activity_logs': ")
+        assert "full error" not in message
 
 
 class TestPartialUniqueIndexes:

@@ -35,7 +35,7 @@ from crm_audit_transform.timestamps import as_utc
 from .documents_types import Document, MongoDatabase, ReadDocument
 from .leases import ANY_LIVE_ON_THE_SERVER
 from .names import CollectionNames
-from .retry import DEFAULT_RETRY, RetryPolicy, call_with_retry
+from .retry import DEFAULT_RETRY, RetryPolicy, call_with_retry, driver_cause
 
 __all__ = [
     "MIGRATION",
@@ -270,9 +270,11 @@ def _create(db: MongoDatabase, collection: str, spec: ReadDocument, policy: Retr
         try:
             db[collection].create_index(keys, name=name, **options)
         except OperationFailure as exc:
-            # mongomock raises its conflicts without a code; a real server always sets one.
+            # mongomock raises its conflicts without a code; a real server always sets one. Its
+            # words as STORE_UNAVAILABLE has a driver's: one clause of at most 300 characters, not
+            # pymongo's full reply (both index specs, a duplicate's key values).
             if exc.code is None or exc.code in _CONFLICT_CODES:
-                raise IndexConflict(collection, name, str(exc)) from exc
+                raise IndexConflict(collection, name, driver_cause(exc)) from exc
             raise
         return not existed  # createIndexes of an identical index is a no-op: say so
 
