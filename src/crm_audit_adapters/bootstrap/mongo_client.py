@@ -22,11 +22,35 @@ MONGOMOCK_URI = "mongomock://"
 
 DEFAULT_SERVER_SELECTION_TIMEOUT_MS = 10_000
 """Used only when the URI does not set ``serverSelectionTimeoutMS`` itself (pymongo's own is 30 s)."""
+MIN_SOCKET_TIMEOUT_MS = 2_000
+"""The least ``socket_timeout_ms`` gives: a lease under 50 s is for tests, whose servers need a
+moment under load."""
+
+
+def socket_timeout_ms(lease_seconds: float) -> int:
+    """The runner's ``socketTimeoutMS`` for a lease of ``lease_seconds``, when the URI sets none.
+
+    A batch goes out with at least half the lease left; its insert may take the store's
+    ``DEFAULT_RETRY.attempts`` attempts (4) with their backoff (at most 1.4 s in all). So that the
+    last attempt is answered, or given up, while the lease still holds, half the lease is shared in
+    five: one share per attempt, the fifth for the backoff and the rest of the batch. 12 s for the
+    default 120 s lease; never less than ``MIN_SOCKET_TIMEOUT_MS``. docs/runner.md, "Not fenced".
+    """
+    from ..mongo.retry import DEFAULT_RETRY
+
+    share = lease_seconds * 1000 / 2 / (DEFAULT_RETRY.attempts + 1)
+    return max(MIN_SOCKET_TIMEOUT_MS, int(share))
+
+
 _NOTICE_AFTER_S = 1.0  # a reachable server answers well within this; say what we wait for after it
 
 
-def mongo_client_for(uri: str | None) -> MongoClient[Document]:
+def mongo_client_for(uri: str | None, *, lease_seconds: float | None = None) -> MongoClient[Document]:
     """A client for ``uri``; the URI's own options win over the runner's defaults.
+
+    ``lease_seconds``: the runner's lease, which sets ``socketTimeoutMS`` (``socket_timeout_ms``)
+    unless the URI sets it (``socketTimeoutMS=0`` there: no limit); None sets none (pymongo's own:
+    no limit).
 
     ``ConfigError`` for a URI pymongo refuses or one asking for unacknowledged writes (``w=0``:
     ``UNACKNOWLEDGED``), ``DependencyMissing`` for ``mongomock://`` without mongomock installed.
@@ -54,6 +78,8 @@ def mongo_client_for(uri: str | None) -> MongoClient[Document]:
     options: dict[str, Any] = {}
     if not _SELECTION_TIMEOUT_OPTION.search(uri):
         options["serverSelectionTimeoutMS"] = DEFAULT_SERVER_SELECTION_TIMEOUT_MS
+    if lease_seconds is not None and not _SOCKET_TIMEOUT_OPTION.search(uri):
+        options["socketTimeoutMS"] = socket_timeout_ms(lease_seconds)
     try:
         client: MongoClient[Document] = MongoClient(uri, tz_aware=True, **options)
     except PyMongoError as exc:
@@ -74,6 +100,7 @@ UNACKNOWLEDGED = (
 """Why a URI with ``w=0`` is refused (``ConfigError``): it would count logs it never saw written."""
 
 _SELECTION_TIMEOUT_OPTION = re.compile(r"[?&;]serverSelectionTimeoutMS=", re.IGNORECASE)
+_SOCKET_TIMEOUT_OPTION = re.compile(r"[?&;]socketTimeoutMS=", re.IGNORECASE)
 
 
 def wait_for_mongo(client: MongoClient[Document], uri: str, notice: Callable[[str], None] | None) -> None:

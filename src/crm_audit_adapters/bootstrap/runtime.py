@@ -125,7 +125,9 @@ class Runtime:
         from pymongo import MongoClient
 
         if self._mongo_client is None:
-            self._mongo_client = mongo_client_for(self.settings.mongo_uri)
+            self._mongo_client = mongo_client_for(
+                self.settings.mongo_uri, lease_seconds=self.settings.run.lease_seconds
+            )
             self._closers.append(self._mongo_client.close)  # before the ping, which may fail
             if isinstance(self._mongo_client, MongoClient) and self.settings.mongo_uri:
                 wait_for_mongo(self._mongo_client, self.settings.mongo_uri, self._notice)
