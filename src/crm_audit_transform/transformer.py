@@ -54,7 +54,7 @@ from .raised import raised_at
 from .rules.actor import ActorResolver
 from .rules.category import CategoryMapper, MappedCategory
 from .rules.contact import CommentTooLarge, ContactResolver
-from .rules.verdict import NAME_SHOWN, Rejection
+from .rules.verdict import Rejection, shown_value
 from .rules.watermark import time_rejection, unreadable_time
 from .tally import Tally
 from .values import Changes, Value
@@ -486,16 +486,11 @@ def _row_problem(row: AuditRow) -> str | None:
 
 
 def _shown(value: object) -> str:
-    """A wrong-typed value as a detail shows it: its ``repr`` cut to ``NAME_SHOWN`` characters
-    with its size (as ``rules.verdict.shown_name``). A SQL_ASCII database hands text over as
-    ``bytes`` (a ``comment`` up to 64 MiB); the detail goes to logs, status and outcomes."""
-    if isinstance(value, (str, bytes, bytearray)) and len(value) > NAME_SHOWN:
-        unit = "characters" if isinstance(value, str) else "bytes"
-        return f"{value[:NAME_SHOWN]!r}… ({len(value)} {unit})"
-    shown = repr(value)
-    if len(shown) <= NAME_SHOWN:
-        return shown
-    return f"{shown[:NAME_SHOWN]}… ({len(shown)} characters)"
+    """A wrong-typed value as a detail shows it (``rules.verdict.shown_value``): at most
+    ``NAME_SHOWN`` characters and its size, built without the whole ``repr``. A SQL_ASCII database
+    hands text over as ``bytes`` (a ``comment`` up to 64 MiB); a file's or a caller's row may hold a
+    list of millions of items. The detail goes to logs, status and outcomes."""
+    return shown_value(value)
 
 
 def _unread(name: str, value: object) -> str | None:
