@@ -63,6 +63,7 @@ from .errors import (
     Unavailable,
     UnknownTenant,
     UnsupportedTag,
+    UntranslatableCharacter,
     WorkerLost,
 )
 from .halting import HaltRule
@@ -155,6 +156,7 @@ __all__ = [
     "UnknownTenant",
     "UnreadableTime",
     "UnsupportedTag",
+    "UntranslatableCharacter",
     "UntranslatableText",
     "UserId",
     "Value",

@@ -37,6 +37,8 @@ infrastructure that is down. Driver errors are translated at the adapter boundar
     │                                that is not the one its job was made over (a file rewritten)
     ├── SourceQueryFailed            BAD_INPUT .sqlstate: the CRM database refused a query in a way a
     │                                retry cannot change (a data exception, an undefined object…)
+    │   └── UntranslatableCharacter  .table / .encoding (sqlstate 22P05): a looked-up text holds a byte
+    │                                its database's encoding has no character for, found decoding it here
     ├── DirectoryRefused             DIRECTORY_REFUSED: USMAN refused us (401/403): configuration
     └── Unavailable                  UNAVAILABLE: a dependency is down; retrying later is safe
         ├── DirectoryUnavailable     DIRECTORY_UNAVAILABLE .answered / .unanswered: the SSO user
@@ -445,6 +447,32 @@ class SourceQueryFailed(CrmAuditError):
             "a retry fails the same way: the job keeps its cursor, the database's log has the statement"
         )
         self.sqlstate = sqlstate
+
+
+class UntranslatableCharacter(SourceQueryFailed):
+    """A looked-up text — a ``users`` row's ``email`` or ``full_name``, an entity's name — holds a
+    byte its single-byte database's ``encoding`` has no character for (0x81 in ``WIN1252``), found
+    where the driver decoded the query's answer on this host: the server ran the query and sent the
+    value, and its log has nothing of it. ``table`` is the table read.
+
+    A ``SourceQueryFailed`` with ``sqlstate`` ``22P05`` (PostgreSQL's ``untranslatable_character``,
+    what the server answers when asked to convert such a value), so whoever handles that handles
+    this alike: the runner exits 7 (``BAD_INPUT``), a Celery task fails at once, the job keeps its
+    cursor. Unlike a row's own such value, which fails that row alone, a looked-up value may stand
+    behind many rows: the run halts until the value is fixed. The message names the table and
+    encoding, never the value (nor the decoder's error, which quotes its bytes).
+    """
+
+    def __init__(self, table: str, encoding: str) -> None:
+        CrmAuditError.__init__(
+            self,
+            f"a text read from the CRM table {table} holds a byte with no character in the database's "
+            f"encoding {encoding} (SQLSTATE 22P05, untranslatable character), found decoding it here: "
+            "a retry fails the same way; the job keeps its cursor: fix the value in the CRM and run again",
+        )
+        self.sqlstate = "22P05"
+        self.table = table
+        self.encoding = encoding
 
 
 class Unavailable(CrmAuditError):

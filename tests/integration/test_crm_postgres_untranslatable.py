@@ -30,7 +30,7 @@ from crm_audit_adapters.crm_postgres.audits import _SINGLE_BYTE_ENCODINGS, _untr
 from crm_audit_adapters.crm_postgres.throwaway import drop_database
 from crm_audit_transform.config import load_default_config
 from crm_audit_transform.domain import AuditRow, CrmUser, Failed
-from crm_audit_transform.errors import SourceQueryFailed
+from crm_audit_transform.errors import SourceQueryFailed, UntranslatableCharacter
 from crm_audit_transform.loading import JsonbText, OmittedChanges, UntranslatableText
 from crm_audit_transform.transformer import Transformer
 from crm_audit_transform.usecases.pages import PageSpan
@@ -216,8 +216,11 @@ def test_each_such_row_fails_alone_saying_why_without_its_value(win1252_dsn: str
 
 def test_a_lookups_untranslatable_text_halts_typed_without_the_value(win1252_dsn: str) -> None:
     """A user's email or full name, or a deal's name, holding 0x81: the lookup is
-    ``SourceQueryFailed`` 22P05 (exit 7, the cursor kept), its message without the bytes; other ids
-    of the same tenant are still answered. Each raised ``UnicodeDecodeError`` before, quoting them."""
+    ``UntranslatableCharacter``, a ``SourceQueryFailed`` 22P05 (exit 7, the cursor kept), naming the
+    table and encoding, its message without the bytes and not saying the database refused a query
+    (it decoded them here: the server's log has nothing); other ids of the same tenant are still
+    answered. Each raised ``UnicodeDecodeError`` before, quoting them; then a ``SourceQueryFailed``
+    saying the database refused the query and its log had the statement."""
     schema = "lookups"
     with psycopg.connect(win1252_dsn, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
@@ -251,7 +254,14 @@ def test_a_lookups_untranslatable_text_halts_typed_without_the_value(win1252_dsn
                 ask()
             refusals.append(refused.value)
         assert users.users_by_ids(schema, [1]) == {1: CrmUser(1, "ok@example.com", "Ok", None)}
+    assert [(r.table, r.encoding) for r in refusals if isinstance(r, UntranslatableCharacter)] == [
+        ("users", "WIN1252"),
+        ("users", "WIN1252"),
+        ("crm_deals", "WIN1252"),
+    ]
     for refusal in refusals:
+        assert "refused" not in str(refusal)
+        assert "log" not in str(refusal)
         assert refusal.sqlstate == "22P05"
         assert refusal.code == "BAD_INPUT"
         assert "untranslatable character" in str(refusal)

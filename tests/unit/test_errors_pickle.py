@@ -47,6 +47,7 @@ SAMPLES: dict[type[CrmAuditError], Callable[[], CrmAuditError]] = {
     ),
     errors.SourceChanged: lambda: errors.SourceChanged(57, 3, 1),
     errors.SourceQueryFailed: lambda: errors.SourceQueryFailed("22P02", "data exception"),
+    errors.UntranslatableCharacter: lambda: errors.UntranslatableCharacter("users", "WIN1252"),
     _files.FileFormatError: lambda: _files.FileFormatError("audits.jsonl", 4, "not JSON", audit_id=9),
     _files.FileChangedWhileRead: lambda: _files.FileChangedWhileRead(
         "audits.jsonl", 7, "it changed while it was read"

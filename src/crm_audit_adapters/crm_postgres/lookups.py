@@ -17,7 +17,7 @@ from attrs import frozen
 from psycopg import sql
 
 from crm_audit_transform.domain import CrmUser, EntityRef, UserId
-from crm_audit_transform.errors import SourceQueryFailed
+from crm_audit_transform.errors import UntranslatableCharacter
 
 from .session import ReadOnlySession
 from .timestamps import aware_utc
@@ -30,8 +30,6 @@ _DELETED_AT = sql.SQL(
     "CASE WHEN deleted_at IS NULL THEN NULL WHEN deleted_at < '0001-01-02' THEN '0001-01-02'"
     " WHEN deleted_at > '9999-12-30' THEN '9999-12-30' ELSE deleted_at END"
 )
-_UNTRANSLATABLE = "22P05"
-"""PostgreSQL's ``untranslatable_character``: what the server answers when asked to convert such a value."""
 _USERS = sql.SQL("SELECT id, email, full_name, {deleted_at} FROM {schema}.users WHERE id = ANY(%s)")
 # A uuid (or varchar) id column, asked with string ids: compared as text so any id type answers.
 _USERS_BY_TEXT = sql.SQL(
@@ -116,23 +114,21 @@ class PostgresUserDirectory:
         self, template: sql.SQL, tenant: str, wanted: list[int | str]
     ) -> Callable[[psycopg.Connection], list[Any]]:
         query = template.format(schema=self._session.schema(tenant, "users"), deleted_at=_DELETED_AT)
-        return partial(_fetch_all, query, (wanted,))
+        return partial(_fetch_all, "users", query, (wanted,))
 
 
-def _fetch_all(query: sql.Composed, params: tuple[Any, ...], conn: psycopg.Connection) -> list[Any]:
+def _fetch_all(
+    table: str, query: sql.Composed, params: tuple[Any, ...], conn: psycopg.Connection
+) -> list[Any]:
     try:
         return conn.execute(query, params).fetchall()
     except UnicodeDecodeError:
         # A single-byte database (WIN1252, LATIN1…) stores bytes its encoding has no character for,
         # and psycopg decodes each text in that encoding. An audit row's own such value fails that
         # row (``crm_postgres.audits``); a user's or entity's is no row's own and may stand behind
-        # many, so the lookup halts typed, as the server refuses to convert such a value (22P05).
-        # ``from None``: the decode error quotes the bytes.
-        raise SourceQueryFailed(
-            _UNTRANSLATABLE,
-            "untranslatable character: a looked-up user's or entity's text holds a byte with no "
-            "character in the database's encoding",
-        ) from None
+        # many, so the lookup halts typed. ``from None``: the decode error quotes the bytes.
+        encoding = conn.info.parameter_status("client_encoding") or conn.info.encoding
+        raise UntranslatableCharacter(table, encoding) from None
 
 
 def user_id_of(value: object) -> UserId:
@@ -164,7 +160,7 @@ class PostgresEntityDirectory:
                 schema=self._session.schema(tenant, table.table),
                 table=sql.Identifier(table.table),
             )
-            return partial(_fetch_all, query, (wanted,))
+            return partial(_fetch_all, table.table, query, (wanted,))
 
         rows = self._session.run_checked(tenant, prepare)
         found = {id_: EntityRef(entity_type, id_, name) for id_, name in rows}
@@ -181,14 +177,14 @@ class PostgresPeopleCounter:
 
     def count_people(self, tenant: str) -> int:
         rows = self._session.run_checked(
-            tenant, lambda: partial(_fetch_all, self._people(_PEOPLE, tenant), ())
+            tenant, lambda: partial(_fetch_all, "crm_people", self._people(_PEOPLE, tenant), ())
         )
         return int(rows[0][0]) if rows else 0
 
     def person_ids(self, tenant: str, *, after_id: int, limit: int) -> Sequence[int]:
         params = (after_id, limit)
         rows = self._session.run_checked(
-            tenant, lambda: partial(_fetch_all, self._people(_PEOPLE_IDS, tenant), params)
+            tenant, lambda: partial(_fetch_all, "crm_people", self._people(_PEOPLE_IDS, tenant), params)
         )
         return [int(row[0]) for row in rows]
 
