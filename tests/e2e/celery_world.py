@@ -11,6 +11,7 @@ from typing import Any
 
 from bson import ObjectId
 from click.testing import CliRunner, Result
+from processes import wait_for
 from pymongo import MongoClient
 
 from crm_audit_adapters.cli import cli
@@ -126,15 +127,19 @@ class Scale:
             time.sleep(0.5)
 
     def wait_for_progress(self, company: str, timeout: float = 120.0) -> None:
-        """Return as soon as the account's job has saved its first batch (polls the job document)."""
+        """Return as soon as the account's job has saved its first batch (polls the job document, as
+        ``processes.wait_for`` does: a read of the emulator the workers write to, at most every 100 ms)."""
         jobs = self.db["crm_activity_log_migration_jobs"]
-        deadline = time.monotonic() + timeout
-        while not jobs.find_one(
-            {"company_sso_id": company, "last_audit_id": {"$gt": 0}, "tally.processed": {"$gt": 0}}
-        ):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no progress after {timeout} s")
-            time.sleep(0.05)
+        wait_for(
+            lambda: (
+                jobs.find_one(
+                    {"company_sso_id": company, "last_audit_id": {"$gt": 0}, "tally.processed": {"$gt": 0}}
+                )
+                is not None
+            ),
+            timeout_s=timeout,
+            what=f"{company}'s first batch",
+        )
 
     def logs_of(self, company: str) -> list[tuple[Any, ...]]:
         stored = self.db["activity_logs"].find(

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from celery_world import Scale, clean_run, counts_of, running_usman, scale_world
+from processes import wait_for
 from test_celery_workers import json_lines
 
 from support.celery_workers import WorkerPool
@@ -93,15 +94,20 @@ class TestCancelReachesShards:
         enqueue_sharded(scale, 2, None)
         jobs = scale.db["crm_activity_log_migration_jobs"]
         deadline = time.monotonic() + 120
-        while not jobs.find_one(
-            {
-                "company_sso_id": COMPANY,
-                "shards.0.tally.processed": {"$gt": 0},
-                "shards.1.tally.processed": {"$gt": 0},
-            }
-        ):
-            assert time.monotonic() < deadline, "both shards never ran"
-            time.sleep(0.05)
+        wait_for(
+            lambda: (
+                jobs.find_one(
+                    {
+                        "company_sso_id": COMPANY,
+                        "shards.0.tally.processed": {"$gt": 0},
+                        "shards.1.tally.processed": {"$gt": 0},
+                    }
+                )
+                is not None
+            ),
+            timeout_s=120,
+            what="both shards to run",
+        )
         cancelled = scale("cancel", "--company-sso-id", COMPANY)
         assert cancelled.exit_code == 0, cancelled.output
 

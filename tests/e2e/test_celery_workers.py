@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from celery_world import TENANTS, Scale, clean_run, counts_of, running_usman, scale_world
+from processes import wait_for
 
 from support.celery_workers import CLI, WorkerPool
 from support.corpus_account import company_sso_id
@@ -117,11 +118,14 @@ class TestRedelivery:
         assert stalled["status"] == "in_progress"
         # Not a fixed sleep: wait until the broker's own record makes the task restorable and the dead
         # worker's lease has expired, the two conditions the next worker's resumption needs.
+        # The wait is the visibility timeout's (4 s): a look every 200 ms at most, not every 50 ms.
         broker = redis.Redis.from_url(redis_url)
-        deadline = time.monotonic() + 60
-        while not (redeliverable(broker) and lease_gone(scale, company)):
-            assert time.monotonic() < deadline, "the dead worker's task never became redeliverable"
-            time.sleep(0.05)
+        wait_for(
+            lambda: redeliverable(broker) and lease_gone(scale, company),
+            timeout_s=60,
+            what="the dead worker's task to become redeliverable",
+            pause_max_s=0.2,
+        )
         celery_workers.start(scale.env)
         done = scale.wait_until(lambda s: s[company]["status"] == "completed")
         counts, logs = clean_run(tenant, cutoff=KILL_CUTOFF)
