@@ -402,7 +402,9 @@ class TestDeepAndLongValues:
         )
         path = write_lines(tmp_path / "c.jsonl", good, deep)
         for read in (read_contacts, JsonlContactDirectory):
-            with pytest.raises(FileFormatError, match=r"line 2: .*nested too deep") as caught:
+            with pytest.raises(
+                FileFormatError, match=r"line 2: .*(nested too deep|more than 100,000 values)"
+            ) as caught:
                 read(path)
             assert len(str(caught.value)) < 300
 

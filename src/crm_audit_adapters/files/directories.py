@@ -29,13 +29,16 @@ from .errors import FileFormatError, cut, shown
 from .lines import (
     EARLIEST,
     LATEST,
+    MAX_MEMBER_VALUES,
     PathLike,
     TimeOutOfRange,
     decode,
     json_objects,
+    kept_members,
     numbered_lines,
     parse_timestamp,
     time_past_range,
+    too_many_values,
 )
 
 __all__ = ["parse_contact_line", "read_contacts", "read_entities", "read_sso_directory", "read_users"]
@@ -147,6 +150,7 @@ def parse_contact_line(path: PathLike, number: int, raw: bytes) -> Contact | Non
     """
     if not raw.strip():
         return None
+    raw = _members_read(path, number, raw)
     plain = _plain_contact(raw)
     if plain is not None:
         return plain
@@ -190,12 +194,34 @@ def contact_id_of_line(path: PathLike, number: int, raw: bytes) -> object:
     """The ``_id`` of a contact line ``parse_contact_line`` accepted, as MongoDB holds it (an
     ``ObjectId`` for ``{"$oid": …}``, a ``str``, an ``int``, a UUID's ``Binary``): what two
     contacts of one person are ordered by (``mongo.contact_ids.contact_id_order``)."""
+    raw = _members_read(path, number, raw)
     with _at(path, number):
         try:
             record = loads_extended_json(decode(path, number, raw), _EXTENDED_JSON)
         except (ValueError, RecursionError):
             raise _Bad("not (Extended) JSON that can be read") from None
     return record.get("_id") if isinstance(record, dict) else None
+
+
+def _members_read(path: PathLike, number: int, raw: bytes) -> bytes:
+    """The line, or when it holds more values than ``lines.MAX_MEMBER_VALUES`` (``too_many_values``)
+    the short line of its ``CONTACT_MEMBERS`` (``lines.kept_members``): its other members are passed
+    over undecoded, as a line past ``MAX_LINE_BYTES`` is (``long_lines``). Decoded whole, a 24 MB
+    line of ``[],`` held 828 MiB. ``FileFormatError`` naming the line when the members read hold
+    more values still: they cannot be read without decoding them (a ``crm_data`` of 100,001 values)."""
+    if not too_many_values(raw):
+        return raw
+    with _at(path, number):
+        try:
+            short = kept_members(decode(path, number, raw), CONTACT_MEMBERS)
+        except ValueError as exc:
+            raise _Bad(f"not (Extended) JSON: {cut(str(exc))}") from None
+        if too_many_values(short):
+            raise _Bad(
+                f"its {', '.join(sorted(CONTACT_MEMBERS))} hold more than {MAX_MEMBER_VALUES:,} values:"
+                " too many to read"
+            )
+    return short.encode()
 
 
 def _sync_time(record: Mapping[str, object]) -> dt.datetime | None:

@@ -57,7 +57,8 @@ up to 32 MiB."""
 MAX_MEMBER_VALUES: Final = 100_000
 """The most values (``from_json``'s nodes: the whole, and each item of an array or object) a line's
 member is decoded with: decoded, a value of ``[],`` costs about 60 bytes, so a 24 MB line of them held
-830 MiB. A member of more is kept as its ``JsonbText`` (``shallow_object``), as one nested too deep
+830 MiB. A member of more, or one past this many values in all with the members before it (many
+members of fewer add up), is kept as its ``JsonbText`` (``shallow_object``), as one nested too deep
 is: an ``audited_changes`` then meets the loader's ``max_nodes`` before anything is built, another
 column is of a wrong type. As many as the loader's default ``max_nodes``; a larger setting still
 loads such an ``audited_changes`` from its text. Only a line of more than twice as many bytes can
@@ -516,14 +517,57 @@ def shallow_object(text: str) -> dict[str, Any]:
     """A JSON object line whose members nest deeper than ``json.loads`` can recurse, or hold an
     integer of more digits than Python reads (4,300).
 
-    The top level is read here, without recursion; a member that still cannot be decoded is kept
-    as ``JsonbText`` (its raw JSON), so a deep ``audited_changes`` becomes that row's loader
+    The top level is read here, without recursion; a member that still cannot be decoded, or that
+    would take the values decoded past ``MAX_MEMBER_VALUES`` in all, is kept as ``JsonbText`` (its
+    raw JSON), so a deep ``audited_changes`` becomes that row's loader
     failure — the failure the PostgreSQL source's ``JsonbText`` of the same value gets — instead of
     losing the line; in another column it is that column's wrong type. ``ValueError`` when the line
     is not a JSON object.
     """
-    decoder = json.JSONDecoder()
     found: dict[str, Any] = {}
+    left = MAX_MEMBER_VALUES  # values decoded at most, in all: many members each of fewer add up
+    for key, key_end, start, end, value in _members(text):
+        if value is _COLLECTION:
+            member = text[start:end]
+            try:
+                values = json_values(member)
+                if values > left:
+                    raise RecursionError  # kept as its text: decoded, it would hold ~60 bytes a value
+                value = json.loads(member)
+                left -= values
+            except json.JSONDecodeError:
+                raise
+            except (RecursionError, ValueError):
+                value = JsonbText(member)
+        found[json.loads(text[key:key_end])] = value
+    return found
+
+
+def kept_members(text: str, keep: Collection[str]) -> str:
+    """The object line of ``text``'s members named in ``keep``, as written and in order, the others
+    passed over undecoded: what a reader reads of a line of too many values (``too_many_values``)
+    without decoding the values it does not read. ``ValueError`` when ``text`` is not a JSON object.
+
+    A member passed over is checked for its strings and its brackets' nesting only (``[1, xyz]``
+    passes), as a line past ``MAX_LINE_BYTES`` is (``long_lines``)."""
+    kept = [
+        text[key:end]
+        for key, key_end, _, end, _ in _members(text, decode=False)
+        if json.loads(text[key:key_end]) in keep
+    ]
+    return "{" + ",".join(kept) + "}"
+
+
+_COLLECTION: Final = object()
+"""``_members``' value for an array or an object: read for its end only."""
+
+
+def _members(text: str, *, decode: bool = True) -> Iterator[tuple[int, int, int, int, Any]]:
+    """``(key start, key end, value start, value end, value)`` for each member of the JSON object ``text``
+    at its top level, without recursion; the value is ``_COLLECTION`` for an array or an object
+    (``_collection_end`` finds its end), else decoded (an integer past the digit limit as its
+    ``JsonbText``; not at all, None, unless ``decode``). ``ValueError`` when it is not an object."""
+    decoder = json.JSONDecoder()
     pos = _skip(text, 0)
     if text[pos : pos + 1] != "{":
         raise ValueError("expected a JSON object")
@@ -536,16 +580,11 @@ def shallow_object(text: str) -> dict[str, Any]:
         if text[pos : pos + 1] != ":":
             raise ValueError(f"expected ':' at column {pos + 1}")
         pos = _skip(text, pos + 1)
+        value: Any = _COLLECTION
         if text[pos : pos + 1] in ("[", "{"):
             end = _collection_end(text, pos)
-            try:
-                if end - pos > _WIDE_LINE and json_values(text[pos:end]) > MAX_MEMBER_VALUES:
-                    raise RecursionError  # kept as its text: decoded, it would hold ~60 bytes a value
-                value: Any = json.loads(text[pos:end])
-            except json.JSONDecodeError:
-                raise
-            except (RecursionError, ValueError):
-                value = JsonbText(text[pos:end])
+        elif not decode and (string := _STRING.match(text, pos)) is not None:
+            value, end = None, string.end()
         else:
             try:
                 value, end = decoder.raw_decode(text, pos)
@@ -556,7 +595,7 @@ def shallow_object(text: str) -> dict[str, Any]:
                 if number is None:
                     raise
                 value, end = JsonbText(number.group()), number.end()
-        found[json.loads(key.group())] = value
+        yield key.start(), key.end(), pos, end, value
         pos = _skip(text, end)
         if text[pos : pos + 1] == ",":
             pos = _skip(text, pos + 1)
@@ -564,7 +603,6 @@ def shallow_object(text: str) -> dict[str, Any]:
             raise ValueError(f"expected ',' or '}}' at column {pos + 1}")
     if text[_skip(text, pos + 1) :]:
         raise ValueError("extra data after the object")
-    return found
 
 
 def _skip(text: str, pos: int) -> int:
@@ -572,47 +610,109 @@ def _skip(text: str, pos: int) -> int:
     return pos if match is None else match.end()
 
 
-# A string, a bracket, a run of opening or of closing brackets, or a quote no string starts at (its
-# string never ends), told by the group that matched. Possessive, so a string of any length is one
-# match in flat memory (sre keeps no backtracking state); a run of brackets is one step, not one a
-# bracket, and a bracket alone costs no more than it did.
-_TOKEN = re.compile(r'("[^"\\]*+(?:\\.[^"\\]*+)*+")|([\[{][\[{]++)|([\[{])|([\]}][\]}]++)|([\]}])|(")', re.S)
-_BRACKETS = re.compile(r"()([\[{][\[{]++)|([\[{])|([\]}][\]}]++)|([\]}])")
-_OPENING_RUN, _OPENING, _CLOSING_RUN, _CLOSING, _LONE_QUOTE = 2, 3, 4, 5, 6
+_BALANCED_LEVELS: Final = 8
+"""The nesting a balanced run (``_balanced``) is read through in one match: a collection nested
+deeper is read a run of brackets a step, and a run's failed try reads its part of the text again,
+once a level at most."""
+
+
+def _balanced(flat: str, levels: int) -> re.Pattern[str]:
+    """Text that ``flat`` matches, and collections of it nested at most ``levels`` deep, each opened
+    and closed by any bracket (a depth count takes them alike): a run that leaves the depth where it
+    found it and never goes below it, read in C. Possessive throughout: a balanced text has one
+    parse, so sre keeps no backtracking state however long the run."""
+    pattern = flat
+    for _ in range(levels):
+        pattern = f"{flat}(?:[\\[{{]{pattern}[\\]}}]{flat})*+"
+    return re.compile(pattern, re.S)
+
+
+# Outside brackets: anything but brackets and quotes, and whole strings (one that never closes stops
+# the run at its quote). After such a quote: anything but brackets (no later quote starts a string).
+_BALANCED = _balanced(r'(?:[^"\[\]{}]++|"[^"\\]*+(?:\\.[^"\\]*+)*+")*+', _BALANCED_LEVELS)
+_BALANCED_BARE = _balanced(r"[^\[\]{}]*+", _BALANCED_LEVELS)
+# What ends a balanced run: a run of opening brackets, one of closing brackets, or a lone quote.
+_RUN_END = re.compile(r'([\[{]++)|([\]}]++)|(")')
+
+
+_PIECE: Final = 1 << 16
+_LEAF: Final = 1 << 9
+_PASSES: Final = 16
+_NOT_BRACKETS: Final = bytes(set(range(256)) - set(b"[]{}"))
+_ONE_KIND: Final = bytes.maketrans(b"{}", b"[]")  # a depth count takes them alike
+_RUNS: Final = re.compile(rb"\[+|\]+")
+
+
+def _fall(piece: str) -> tuple[int, int]:
+    """How far the depth falls within ``piece`` (text outside strings) below where it starts, and
+    where it ends relative to that, counted in C but for what is nested deeper than ``_PASSES``.
+
+    Each pass drops the brackets that open and at once close (``[]``): they move the depth up and
+    back. What is left once no pass drops any is closing brackets then opening ones, so its closing
+    ones are how far it falls. Nested deeper than ``_PASSES``, or in runs of 16 brackets on average,
+    the rest is followed a run of brackets a step: a step for 16 of its characters or more."""
+    bare = piece.encode("utf-8", "surrogatepass").translate(_ONE_KIND, _NOT_BRACKETS)
+    net = len(bare) - 2 * bare.count(b"]")
+    for _ in range(_PASSES):
+        peaks = bare.count(b"[]")
+        if not peaks:
+            return bare.count(b"]"), net
+        if 32 * peaks < len(bare):
+            break  # runs of brackets, long on the whole: followed faster than dropped a layer a pass
+        bare = bare.replace(b"[]", b"")
+    level = lowest = 0
+    for run in _RUNS.finditer(bare):
+        first, end = run.span()
+        if bare[first] == 0x5B:  # [
+            level += end - first
+        else:
+            level -= end - first
+            lowest = min(lowest, level)
+    return -lowest, net
 
 
 def _collection_end(text: str, start: int) -> int:
     """The end of the array or object whose bracket is at ``text[start]``: just past the bracket,
-    outside strings, that closes it; ``ValueError`` when none does. One step a string, a bracket or
-    a run of brackets of one way (``[[[…`` is read in C), whatever their kinds, as a depth count
-    takes them.
+    outside strings, that closes it; ``ValueError`` when none does.
+
+    Text the depth cannot reach zero in is passed over a piece at a time, its brackets counted in C
+    (``_fall``): up to ``_PIECE`` characters, halved down to ``_LEAF`` around where it may reach
+    zero and doubled again past it; outside strings, a piece ends at a quote. Elsewhere a balanced
+    run is read at a time (``_BALANCED``: whatever lies at one depth and below, strings and
+    collections nested up to ``_BALANCED_LEVELS`` deep, matched in C), then the run of brackets of
+    one way that ends it. So a line of ``[],[],…``, ``"","",…`` or ``["a"],…`` costs a few steps
+    a piece, where a step a bracket or a string cost ~10 s for 24 MB.
 
     A quote no string starts at is text; no quote after it can start a string either (each would
     run to the same end: JSON's escapes pair alike from any quote), so the rest is read for its
     brackets alone, rather than trying a string to the end of the line at each quote."""
-    depth, pos = 0, start
-    for tokens in (_TOKEN, _BRACKETS):
-        for token in tokens.finditer(text, pos):
-            kind = token.lastindex
-            if kind == _OPENING:
-                depth += 1
-            elif kind == _CLOSING:
-                depth -= 1
-                if not depth:
-                    return token.end()
-            elif kind == _OPENING_RUN:
-                first, end = token.span()
-                depth += end - first
-            elif kind == _CLOSING_RUN:
-                first, end = token.span()
-                if end - first >= depth:
-                    return first + depth
-                depth -= end - first
-            elif kind == _LONE_QUOTE:  # read on for brackets alone
-                pos = token.end()
-                break
+    depth, pos, bare, size = 0, start, False, _PIECE
+    ends, length = _RUN_END.match, len(text)
+    while (found := ends(text, pos)) is not None:
+        kind = found.lastindex
+        first, pos = found.span()
+        if kind == 1:
+            depth += pos - first
+        elif kind == 2:
+            if pos - first >= depth:
+                return first + depth
+            depth -= pos - first
         else:
-            break  # the text ended
+            bare = True  # read on for brackets alone
+        while size >= _LEAF and pos < length:
+            piece = text[pos : pos + size]
+            if not bare and (quote := piece.find('"')) >= 0:
+                if quote < _LEAF:
+                    break  # strings lie close: read the fine way, a balanced run a step
+                piece = piece[:quote]
+            fall, net = _fall(piece)
+            if fall >= depth:
+                size //= 2
+                continue
+            pos, depth, size = pos + len(piece), depth + net, min(2 * size, _PIECE)
+        size = max(size, _LEAF)
+        pattern = _BALANCED_BARE if bare else _BALANCED
+        pos = pattern.match(text, pos).end()  # type: ignore[union-attr]  # it matches the empty text
     raise ValueError("an array or object is not closed")
 
 

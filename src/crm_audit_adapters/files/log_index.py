@@ -28,7 +28,7 @@ from crm_audit_transform.domain import SOURCE_TAG
 from crm_audit_transform.numerals import MAX_DIGITS
 
 from .errors import FileFormatError
-from .lines import LONG_LINE_HEAD, PathLike
+from .lines import LONG_LINE_HEAD, PathLike, shallow_object, too_many_values
 from .long_lines import skim_long_line
 
 __all__ = ["LogIndex"]
@@ -374,7 +374,8 @@ class _Scan:
             if not raw.strip():
                 return None
             try:
-                doc: object = json.loads(raw)
+                # Too many values: those members kept as their text (lines.shallow_object), never decoded.
+                doc: object = shallow_object(raw.decode()) if too_many_values(raw) else json.loads(raw)
             except ValueError as exc:
                 raise FileFormatError(self.name, number, f"not a JSON document: {exc}") from exc
             if not isinstance(doc, dict):

@@ -65,7 +65,7 @@ from ..mongo.documents import encode_activity_log
 from ..mongo.extended_json import relaxed_json_line, relaxed_json_line_bytes
 from .errors import FileFormatError, FileWriteError, OutputLocked
 from .keys import Token, WrittenKeys, new_packed_ids
-from .lines import LONG_LINE_HEAD, PathLike
+from .lines import LONG_LINE_HEAD, PathLike, shallow_object, too_many_values
 from .long_lines import skim_long_line
 
 __all__ = [
@@ -511,7 +511,8 @@ def _keys_of(path: str, number: int, raw: bytes) -> tuple[str, str, str] | None:
     if not raw.strip():
         return None
     try:
-        doc: object = json.loads(raw)
+        # A line of too many values: its members of too many are kept as their text, never decoded.
+        doc: object = shallow_object(raw.decode()) if too_many_values(raw) else json.loads(raw)
     except ValueError as exc:
         raise FileFormatError(path, number, f"not a JSON document: {exc}") from exc
     if not isinstance(doc, dict):

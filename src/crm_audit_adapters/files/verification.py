@@ -29,6 +29,7 @@ import orjson
 from crm_audit_transform.domain import ActivityLog
 from crm_audit_transform.enrichment import MatchKey, StoredLog
 from crm_audit_transform.enrichment.model import as_referent_id
+from crm_audit_transform.loading import JsonbText
 from crm_audit_transform.timestamps import as_utc
 from crm_audit_transform.verification import OWNED_FIELDS, MigratedDoc, run_metadata
 
@@ -36,7 +37,7 @@ from ..mongo.bson_values import to_bson_datetime
 from ..mongo.document_limits import MAX_DOCUMENT_BYTES
 from . import output_tail
 from .errors import FileFormatError
-from .lines import LONG_LINE_HEAD, PathLike
+from .lines import LONG_LINE_HEAD, PathLike, shallow_object, too_many_values
 from .log_index import LogIndex
 from .long_lines import skim_long_line
 from .sink import sink_line
@@ -81,6 +82,8 @@ def _span_is(path: PathLike, offset: int, expected: bytes) -> bool:
 
 
 def _dumps(value: object) -> bytes:
+    if isinstance(value, JsonbText):
+        return value.text.encode()  # a member of too many values to decode: compared as written
     try:
         return orjson.dumps(value)
     except TypeError:  # a lone surrogate, in a line an earlier release wrote with json.dumps
@@ -88,6 +91,10 @@ def _dumps(value: object) -> bytes:
 
 
 def _loads(line: bytes) -> object:
+    if too_many_values(line):
+        # Decoded whole, a 24 MB line of ``[],`` held 807 MiB: a member of more values than
+        # lines.MAX_MEMBER_VALUES (or past them, with the members before it) is kept as its text.
+        return shallow_object(line.decode())
     try:
         return orjson.loads(line)
     except orjson.JSONDecodeError:  # as above: json reads what orjson refuses

@@ -1,0 +1,140 @@
+"""Finding the end of a member of too many values, and passing over a long line's member: a step a
+piece, not a step a bracket or a string (~10 s for a 24 MB member of ``[],[],…``; over a minute to
+skim a long ``--out`` line of it). Counted in the reading module's lines run (a line tracer, not a
+timing): on the old code each took thousands of steps where a handful are taken now. The pieces'
+bookkeeping (halved, doubled, pairs dropped a pass at a time) is checked against the scans a bracket
+a step with pieces of a few bytes.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from crm_audit_adapters.files import lines, long_lines
+from crm_audit_adapters.files.lines import MAX_MEMBER_VALUES, numbered_lines
+
+WIDE = "[" + "[]," * (3 * MAX_MEMBER_VALUES) + "[]]"
+
+
+def steps_in(module: object, call: Callable[[], object]) -> int:
+    """Lines of ``module``'s source run while ``call()`` runs."""
+    name = module.__file__  # type: ignore[attr-defined]
+    count = 0
+
+    def local(frame: FrameType, event: str, arg: object) -> Any:
+        nonlocal count
+        if event == "line":
+            count += 1
+        return local
+
+    def tracer(frame: FrameType, event: str, arg: object) -> Any:
+        return local if frame.f_code.co_filename == name else None
+
+    sys.settrace(tracer)
+    try:
+        call()
+    finally:
+        sys.settrace(None)
+    return count
+
+
+class TestSteps:
+    """A step a piece, not a step a bracket: counted in the reading module's lines run."""
+
+    @pytest.mark.parametrize(
+        "member",
+        [
+            WIDE,
+            "[" + '"",' * 100_000 + '""]',
+            "[" + '["a"],' * 50_000 + "1]",
+            "[" + ("[" * 9 + "]" * 9 + ",") * 10_000 + "1]",
+        ],
+        ids=["empty-arrays", "strings", "arrays-of-a-string", "nested-9"],
+    )
+    def test_a_collections_end_is_found_in_few_steps(self, member: str) -> None:
+        text = '{"a": ' + member + ', "b": 1}'
+        assert lines._collection_end(text, 6) == 6 + len(member)
+        assert steps_in(lines, lambda: lines._collection_end(text, 6)) < len(member) // 100  # ~1 a bracket
+
+    def test_a_long_lines_member_not_read_is_passed_over_a_piece_a_step(self, tmp_path: Path) -> None:
+        path = tmp_path / "users.jsonl"
+        path.write_text('{"id": 1, "x": {"a": ' + WIDE + '}, "tenant": "t"}\n')
+
+        def skim() -> list[tuple[int, bytes]]:
+            return list(numbered_lines(path, 1 << 16, keep={"tenant", "id"}, hold_bytes=1 << 16))
+
+        assert skim() == [(1, b'{"id":1,"tenant":"t"}\n')]
+        assert steps_in(long_lines, skim) < len(WIDE) // 100
+
+
+JSON_PARTS = st.lists(
+    st.sampled_from(["[", "]", "{", "}", "[]", "{}", '"', '"a"', '"]"', "\\", ",", " ", "1", "[[[", "]]]"]),
+    max_size=120,
+)
+
+
+@settings(max_examples=300, derandomize=True, database=None, deadline=None)
+@given(opening=st.sampled_from(["[", "{"]), parts=JSON_PARTS)
+def test_a_collections_end_in_small_pieces_is_the_one_found_a_bracket_a_step(
+    opening: str, parts: list[str]
+) -> None:
+    """Pieces of 4 to 16 characters, so every text here is read a piece at a time, halved and
+    doubled, and compared with a scan a bracket a step."""
+    text = opening + "".join(parts)
+    want = _reference_end(text)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(lines, "_PIECE", 16)
+        patch.setattr(lines, "_LEAF", 4)
+        patch.setattr(lines, "_PASSES", 2)
+        try:
+            got: int | str = lines._collection_end(text, 0)
+        except ValueError as exc:
+            got = str(exc)
+    assert got == want
+
+
+def _reference_end(text: str) -> int | str:
+    """The end a scan a string or a bracket a step finds (``test_hostile_scans``' reference)."""
+    depth = 0
+    for token in re.finditer(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', text, re.S):
+        if token.group()[0] in "[{":
+            depth += 1
+        elif token.group()[0] in "]}":
+            depth -= 1
+            if depth == 0:
+                return token.end()
+    return "an array or object is not closed"
+
+
+@settings(max_examples=300, derandomize=True, database=None, deadline=None)
+@given(parts=JSON_PARTS, cut=st.integers(1, 40))
+def test_a_long_lines_scan_in_pieces_tells_what_its_step_a_bracket_scan_tells(
+    parts: list[str], cut: int
+) -> None:
+    """The scan reading brackets a piece at a time (``_Scan._inside``) keeps and refuses what the
+    scan a bracket a step does, fed in blocks of ``cut`` bytes."""
+    data = ('{"a": [' + "".join(parts) + '], "id": [' + "".join(parts) + "]}").encode()
+    blocks = [data[i : i + cut] for i in range(0, len(data), cut)]
+
+    def scanned(fast: bool) -> tuple[object, ...]:
+        scan = long_lines._Scan({"id"})
+        if not fast:
+            scan._inside = lambda data, pos: pos  # type: ignore[method-assign]
+        for block in blocks:
+            scan.feed(block)
+        return scan.members, scan.malformed, scan.in_string, scan.state, bytes(scan.closers)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(long_lines, "_INSIDE_BYTES", 2)
+        patch.setattr(long_lines, "_PIECE", 8)
+        patch.setattr(long_lines, "_PASSES", 2)
+        assert scanned(True) == scanned(False)
