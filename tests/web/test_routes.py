@@ -512,6 +512,22 @@ class TestJobRoutes:
         assert error_code(response) == "contacts_not_migrated"
         assert app_parts["db"]["crm_activity_log_migration_jobs"].count_documents({}) == 0
 
+    def test_a_cutoff_in_the_future_is_refused_without_a_job_row(self, app_parts: dict[str, Any]) -> None:
+        """A future ``date_range_start`` is 400, as the runner's ``--date-range-start`` refuses it:
+        nothing would be in scope, so the job would complete at once without a row and close the
+        account (``ALREADY_COMPLETED``). The guards pass otherwise: the same trigger without it is 202."""
+        client = app_parts["client"]
+        seed_contacts(app_parts["db"], COMPANY, people_count(app_parts["dsn"]))
+        future = (dt.datetime.now(dt.UTC) + dt.timedelta(days=2)).isoformat()
+        for spelled in (future, "9999-12-31T23:59:59Z", "9999-12-31"):
+            payload = {"company_sso_id": COMPANY, "tenant": TENANT, "date_range_start": spelled}
+            response = self.post(client, "trigger", payload)
+            assert (response.status_code, error_code(response)) == (400, "INVALID_DATE_RANGE_START")
+            assert "in the future" in response.json()["error"]["message"]
+        assert app_parts["db"]["crm_activity_log_migration_jobs"].count_documents({}) == 0
+        started = self.post(client, "trigger", {"company_sso_id": COMPANY, "tenant": TENANT})
+        assert started.status_code == 202
+
     def test_trigger_then_running_then_status_then_rollback(self, app_parts: dict[str, Any]) -> None:
         """A trigger creates an in-progress job; a second gets 409; rollback is refused while it runs."""
         client = app_parts["client"]
