@@ -276,6 +276,62 @@ class TestMongoEnrichmentReads:
         """Any ``_id`` survives being named in a plan and read back for the update."""
         assert decode_doc_id(encode_doc_id(doc_id)) == doc_id
 
+    @pytest.mark.parametrize(
+        "stamp",
+        [
+            dt.datetime(1, 1, 1, tzinfo=dt.UTC),  # Go's zero time.Time, as a live feed may write it
+            dt.datetime(9999, 12, 31, 23, 59, 59, 999_000, tzinfo=dt.UTC),
+        ],
+        ids=["year-1", "year-9999"],
+    )
+    def test_a_live_feed_log_at_either_end_of_the_date_range_is_enriched(
+        self, mongo_db: Database[Any], stamp: dt.datetime
+    ) -> None:
+        """A key's window that would reach past year 1 or 9999 ends there: the log is found and
+        patched. Before, computing the window raised ``OverflowError``, and ``enrich`` of the
+        whole account failed (``INTERNAL``) while that one document was in the CDP."""
+        mongo_db.contacts.insert_one(
+            {"_id": ObjectId(CUSTOMER), "company_sso_id": COMPANY, "crm_data": {"id": 42}}
+        )
+        doc = activity_log_document(
+            company_sso_id=COMPANY,
+            customer_id=CUSTOMER,
+            category="deal",
+            action="link",
+            timestamp=stamp,
+            metadata={"linked_entity_id": 7, "linked_entity_type": DEAL},
+        )
+        doc_id = mongo_db.activity_logs.insert_one(doc).inserted_id
+        store = MongoEnrichmentStore.in_database(mongo_db)
+        report = enrich_existing(COMPANY, TENANT, ports=EnrichPorts(ENTITIES, store))
+        assert (report.patched, report.keys_set) == (1, 2)
+        assert metadata(mongo_db, doc_id)["crm_person_id"] == 42
+        assert metadata(mongo_db, doc_id)["linked_entity_name"] == "Big renewal"
+
+    @pytest.mark.parametrize("field", ["external_id", "customer_id", "category"])
+    def test_a_javascript_value_where_text_belongs_is_not_read_as_text(
+        self, mongo_db: Database[Any], field: str
+    ) -> None:
+        """``bson.Code`` (BSON JavaScript) subclasses ``str`` but cannot be hashed: a log holding one
+        where text belongs is no log enrichment reads as ours, or at all, and the live-feed log
+        beside it is still patched. Before, the planner's set of external ids or its match keys
+        raised ``TypeError`` and ``enrich`` failed (``INTERNAL``)."""
+        odd = activity_log_document(
+            company_sso_id=COMPANY,
+            customer_id=CUSTOMER,
+            category="deal",
+            action="link",
+            timestamp=T0 - dt.timedelta(days=1),
+            metadata={"linked_entity_id": 8, "linked_entity_type": DEAL},
+        )
+        odd[field] = bson.Code(str(odd.get(field) or f"crm:{TENANT}:audit:5"))
+        odd_id = mongo_db.activity_logs.insert_one(odd).inserted_id
+        doc_id = insert_live(mongo_db, linked_entity_type=DEAL, crm_person_id=42)
+        store = MongoEnrichmentStore.in_database(mongo_db)
+        enrich_existing(COMPANY, TENANT, ports=EnrichPorts(ENTITIES, store))
+        assert metadata(mongo_db, doc_id)["linked_entity_name"] == "Big renewal"
+        assert "linked_entity_name" not in metadata(mongo_db, odd_id) or field == "external_id"
+
     def test_enrich_existing_fills_live_feed_logs_through_the_adapter(self, mongo_db: Database[Any]) -> None:
         """``enrich`` on logs already in CDP: the live-feed log gets crm_person_id from its contact."""
         mongo_db.contacts.insert_one(

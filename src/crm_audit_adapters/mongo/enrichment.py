@@ -144,6 +144,23 @@ def _at_path(doc: ReadDocument, path: str) -> object:
     return found
 
 
+def _earlier(at: dt.datetime, window: dt.timedelta) -> dt.datetime:
+    """``at - window``, or year 1's first instant when that is before it: a live feed's zero time
+    (Go's ``time.Time{}``, 0001-01-01T00:00:00Z) is a date MongoDB stores and a key may hold."""
+    try:
+        return at - window
+    except OverflowError:
+        return dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
+def _later(at: dt.datetime, window: dt.timedelta) -> dt.datetime:
+    """``at + window``, or year 9999's last instant when that is after it."""
+    try:
+        return at + window
+    except OverflowError:
+        return dt.datetime.max.replace(tzinfo=dt.UTC)
+
+
 def _chunks(items: Sequence[_T]) -> list[Sequence[_T]]:
     return [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
 
@@ -192,7 +209,8 @@ class MongoEnrichmentStore:
         """A document as enrichment sees it; None when it lacks what a log must have."""
         timestamp = doc.get("timestamp")
         names = ("company_sso_id", "customer_id", "category", "action")
-        if not isinstance(timestamp, dt.datetime) or not all(isinstance(doc.get(n), str) for n in names):
+        # Exactly str: a subclass (bson.Code, BSON JavaScript) is no text and cannot be hashed.
+        if not isinstance(timestamp, dt.datetime) or not all(type(doc.get(n)) is str for n in names):
             return None
         metadata = doc.get("metadata")
         metadata = metadata if isinstance(metadata, Mapping) else {}
@@ -204,7 +222,7 @@ class MongoEnrichmentStore:
             category=doc["category"],
             action=doc["action"],
             timestamp=from_bson_datetime(timestamp),
-            external_id=external_id if isinstance(external_id, str) else "",
+            external_id=external_id if type(external_id) is str else "",
             metadata={k: decode_value(metadata[k]) for k in ENRICHMENT_KEYS if k in metadata},
             entity_id=decode_value(_at_path(doc, self._entity_id_path)),
         )
@@ -226,7 +244,7 @@ class MongoEnrichmentStore:
             "action": key.action,
             "external_id": {"$exists": False},
             self._entity_id_path: {"$in": [key.linked_entity_id, str(key.linked_entity_id)]},
-            "timestamp": {"$gte": key.timestamp - window, "$lte": key.timestamp + window},
+            "timestamp": {"$gte": _earlier(key.timestamp, window), "$lte": _later(key.timestamp, window)},
         }
 
     def live_feed_candidates(
