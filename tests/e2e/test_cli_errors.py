@@ -195,6 +195,18 @@ ROWS = [
     Row("usage: --resume with --fresh", ("trigger", *C, "--resume", "--fresh"), "USAGE"),
     Row("usage: a cutoff in the future", ("trigger", *C, "--date-range-start", "2099-01-01"), "USAGE"),
     Row(
+        "usage: a metrics port past 65,535 (was INTERNAL, the socket's OverflowError, once a job ran)",
+        ("run", *C, "--metrics-port", "70000"),
+        "USAGE",
+        names="--metrics-port",
+    ),
+    Row(
+        "usage: a metrics port of 0 (was served on a port nobody is told)",
+        ("run", *C, "--metrics-port", "0"),
+        "USAGE",
+    ),
+    Row("usage: worker's metrics port out of range", ("worker", "--metrics-port", "-1"), "USAGE"),
+    Row(
         "usage: a cutoff out of range once in UTC (was INTERNAL, an OverflowError)",
         ("trigger", *C, "--date-range-start", "0001-01-01T00:00:00+01:00"),
         "USAGE",

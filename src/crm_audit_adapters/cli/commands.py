@@ -30,6 +30,7 @@ from ..collector import run_loop_collection
 from . import exit_codes
 from .main import cli
 from .options import (
+    METRICS_PORT,
     company_option,
     date_range_start_option,
     echo_json,
@@ -164,7 +165,9 @@ def trigger_command(
 @cli.command()
 @company_option
 @click.option("--progress/--no-progress", default=True, help="Show the progress line on stderr.")
-@click.option("--metrics-port", type=int, help="Serve Prometheus /metrics here and log each batch (JSON).")
+@click.option(
+    "--metrics-port", type=METRICS_PORT, help="Serve Prometheus /metrics here and log each batch (JSON)."
+)
 @workers_option
 @json_option
 @click.pass_obj

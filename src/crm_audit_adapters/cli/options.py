@@ -96,6 +96,9 @@ company_option = click.option(
 optional_company_option = click.option(
     "--company-sso-id", "company", callback=stored_non_empty, help="The CDP account (company SSO id)."
 )
+METRICS_PORT: Final = click.IntRange(1, 65_535)
+"""``--metrics-port`` of ``run`` and ``worker``: a TCP port. Outside it, the socket's own bind raised
+``OverflowError`` (``INTERNAL``) for 65,536 and up, and 0 would serve on a port nobody is told."""
 workers_option = click.option(
     "--workers",
     type=click.IntRange(1, 64),

@@ -32,7 +32,15 @@ from ..bootstrap import Runtime
 from ..redaction import redact, scrub
 from . import exit_codes
 from .main import cli
-from .options import date_range_start_option, emit, json_option, keep_for_error, stored_non_empty, stored_text
+from .options import (
+    METRICS_PORT,
+    date_range_start_option,
+    emit,
+    json_option,
+    keep_for_error,
+    stored_non_empty,
+    stored_text,
+)
 from .state import CliState
 
 MAX_SHARDS = 64
@@ -133,7 +141,9 @@ def _login_refused(error: BaseException) -> str | None:
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-@click.option("--metrics-port", type=int, help="Serve Prometheus /metrics on this port (all pool processes).")
+@click.option(
+    "--metrics-port", type=METRICS_PORT, help="Serve Prometheus /metrics on this port (all pool processes)."
+)
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
 def worker(state: CliState, metrics_port: int | None, celery_args: tuple[str, ...]) -> None:
