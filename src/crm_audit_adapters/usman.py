@@ -196,7 +196,7 @@ class UsmanClient:
     ) -> None:
         import httpx
 
-        from .usman_transport import bound_by_deadline
+        from .usman_transport import ACCEPT_ENCODING, bound_by_deadline
 
         self._config = config
         self._sleep = sleep
@@ -217,7 +217,7 @@ class UsmanClient:
                 pool=config.connect_timeout,
             ),
             limits=httpx.Limits(max_connections=config.max_connections),
-            headers={"Accept": "application/json"},
+            headers={"Accept": "application/json", "Accept-Encoding": ACCEPT_ENCODING},
             follow_redirects=False,
         )
         _hide_in_httpx_log(str(self._http.build_request("POST", config.path).url), self._where)
@@ -416,7 +416,7 @@ class UsmanClient:
     def _attempt(self, company_sso_id: str, emails: list[str]) -> _Answer:
         import httpx  # loaded by __init__: a dictionary look-up
 
-        from .usman_transport import answer_deadline
+        from .usman_transport import ACCEPT_ENCODING, UnaskedCoding, answer_deadline
 
         deadline = time.monotonic() + self._answer_seconds
         try:
@@ -435,6 +435,18 @@ class UsmanClient:
             ):
                 status = response.status_code
                 body = self._body(response, len(emails), deadline) if status == 200 else b""
+        except UnaskedCoding as exc:
+            # Asked for gzip or deflate only (usman_transport.ACCEPT_ENCODING): a server or proxy that
+            # codes the answer otherwise does so on every retry, and inflating a coding we did not ask
+            # for is where a small body becomes gigabytes (brotli, zstandard). As an outage it would
+            # write the page's actors degraded for good.
+            raise UsmanRefused(
+                f"USMAN at {self._where} answered in a Content-Encoding it was not asked for "
+                f"({exc.coding}; asked: {ACCEPT_ENCODING}): make the server, or a proxy before it, honour "
+                "Accept-Encoding; the records that needed this lookup were not written (pages written "
+                "before it are kept: a run resumes from its cursor)",
+                status_code=200,
+            ) from None
         except httpx.TimeoutException as exc:
             if time.monotonic() >= deadline:
                 raise _Retryable(self._late()) from exc
@@ -491,12 +503,19 @@ class UsmanClient:
         return found
 
     def _body(self, response: httpx.Response, emails: int, deadline: float) -> bytes:
-        """A 200 answer's body, read as it streams in: at most ``answer_bytes(emails)`` (a larger one is
-        ``UsmanUnavailable``, never held), and whole by ``deadline`` (else a timeout: retried)."""
+        """A 200 answer's body, read as it streams in: at most ``answer_bytes(emails)`` counted as
+        inflated (a larger one is ``UsmanUnavailable``, never held, never inflated past the bound), and
+        whole by ``deadline`` (else a timeout: retried). ``UnaskedCoding`` for a ``Content-Encoding``
+        other than gzip or deflate, ``httpx.DecodingError`` for a body its coding cannot decode."""
+        from .usman_transport import BoundedInflater, content_coding
+
         limit = answer_bytes(emails)
+        coding = content_coding(response.headers)
+        inflater = None if coding is None else BoundedInflater(coding)
         chunks: list[bytes] = []
         size = 0
-        for chunk in response.iter_bytes():
+        for raw in response.iter_raw():
+            chunk = raw if inflater is None else inflater.feed(raw, limit - size)
             size += len(chunk)
             if size > limit:
                 raise UsmanUnavailable(
@@ -508,6 +527,8 @@ class UsmanClient:
             chunks.append(chunk)
             if time.monotonic() > deadline:
                 raise _Retryable(self._late())
+        if inflater is not None:
+            inflater.end()
         return b"".join(chunks)
 
     def _late(self) -> str:

@@ -663,6 +663,105 @@ class TestMalformedAnswers:
             assert client.sso_ids_by_emails(COMPANY, ["nur.4@acme.example"]) == {}
 
 
+def _coded(data: bytes, coding: str, *, repeat: int = 1) -> bytes:
+    """``data`` (``repeat`` times over) in ``coding``: gzip, deflate (zlib-wrapped) or raw deflate."""
+    import zlib
+
+    wbits = {"gzip": zlib.MAX_WBITS | 16, "deflate": zlib.MAX_WBITS, "raw-deflate": -zlib.MAX_WBITS}[coding]
+    packer = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    return b"".join(packer.compress(data) for _ in range(repeat)) + packer.flush()
+
+
+class TestContentCoding:
+    """An answer's body is inflated by the client a read at a time within its bound, never by httpx."""
+
+    @pytest.mark.parametrize("coding", ["gzip", "deflate", "raw-deflate"])
+    def test_a_coded_answer_is_read(self, server: UsmanServer, sleeps: list[float], coding: str) -> None:
+        """gzip and deflate (zlib-wrapped or raw, as httpx reads it) answers are USMAN's answers."""
+        plain = json.dumps({"data": [{"email": NUR, "sso_id": "sso-nur"}], "pad": "x" * 50_000}).encode()
+        name = "deflate" if coding == "raw-deflate" else coding
+        server.queue(lambda server, request: Reply(200, _coded(plain, coding), {"Content-Encoding": name}))
+        with client_for(server, sleeps) as client:
+            assert client.sso_ids_by_emails(COMPANY, [NUR]) == {NUR: "sso-nur"}
+        assert server.requests[0].headers["accept-encoding"] == "gzip, deflate"
+
+    @pytest.mark.parametrize("coding", ["gzip", "deflate", "raw-deflate"])
+    def test_a_bomb_is_never_inflated_past_the_bound(
+        self, server: UsmanServer, sleeps: list[float], coding: str
+    ) -> None:
+        """70 MB of zeros coded into ~70 KB: refused by its inflated size with no more than the bound
+        (80 KiB here) inflated at once. Before, httpx inflated each 64 KiB network read whole
+        (~64 MB) before the client counted a byte: this test fails there on the peak (tracemalloc)."""
+        import tracemalloc
+
+        packed = _coded(b'{"data": [], "pad": "' + b"0" * 1_000_000, coding, repeat=70)
+        assert len(packed) < answer_bytes(1)
+        name = "deflate" if coding == "raw-deflate" else coding
+        server.queue(lambda server, request: Reply(200, packed, {"Content-Encoding": name}))
+        tracemalloc.start()
+        try:
+            with client_for(server, sleeps) as client, pytest.raises(UsmanUnavailable, match="more than"):
+                client.sso_ids_by_emails(COMPANY, [NUR])
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 8 * 1024 * 1024, f"{peak:,} bytes at once"
+
+    @pytest.mark.parametrize("coding", ["br", "zstd"])
+    def test_a_coding_not_asked_for_is_refused_and_never_inflated(
+        self, server: UsmanServer, sleeps: list[float], monkeypatch: pytest.MonkeyPatch, coding: str
+    ) -> None:
+        """The client asks for gzip and deflate only; httpx inflates brotli and zstandard too when those
+        are importable, each read whole. A server or proxy that answers in one anyway (forced here,
+        with httpx given a decoder for it) is refused at once — a retry gets the same — and nothing
+        inflates it. Before, httpx's decoder inflated it before the bound was counted (here its
+        100 MB in one read): this test fails there."""
+        from httpx import _decoders
+
+        made: list[str] = []
+
+        class Bomb(_decoders.IdentityDecoder):
+            def __init__(self) -> None:
+                made.append(coding)
+
+            def decode(self, data: bytes) -> bytes:
+                return b"0" * 100_000_000
+
+        monkeypatch.setitem(_decoders.SUPPORTED_DECODERS, coding, Bomb)
+        server.queue(lambda server, request: Reply(200, b"\x1b\x00coded", {"Content-Encoding": coding}))
+        with client_for(server, sleeps) as client, pytest.raises(UsmanRefused) as caught:
+            client.sso_ids_by_emails(COMPANY, [NUR])
+        assert made == []
+        assert caught.value.status_code == 200
+        assert f"({coding}; asked: gzip, deflate)" in str(caught.value)
+        assert len(server.requests) == 1
+        assert sleeps == []
+        assert server.requests[0].headers["accept-encoding"] == "gzip, deflate"
+
+    @pytest.mark.parametrize("header", ["x-private-Kq7", "gzip, gzip", "gzip, br"])
+    def test_an_unknown_or_stacked_coding_is_refused_without_quoting_it(
+        self, server: UsmanServer, sleeps: list[float], header: str
+    ) -> None:
+        """A coding of no registry is the server's text, not quoted; codings one over another are not
+        what was asked for either."""
+        server.queue(lambda server, request: Reply(200, b"{}", {"Content-Encoding": header}))
+        with client_for(server, sleeps) as client, pytest.raises(UsmanRefused) as caught:
+            client.sso_ids_by_emails(COMPANY, [NUR])
+        assert "Kq7" not in str(caught.value)
+        assert "asked: gzip, deflate" in str(caught.value)
+
+    def test_a_coded_body_cut_short_is_retried(self, server: UsmanServer, sleeps: list[float]) -> None:
+        """A gzip body whose stream does not end (its trailer cut: no CRC to check it by) is no whole
+        answer: a decoding error, retried like a corrupt one. Before, it was taken (one request):
+        this test fails there."""
+        plain = json.dumps({"data": [{"email": NUR, "sso_id": "sso-nur"}]}).encode()
+        cut = _coded(plain, "gzip")[:-6]
+        server.queue(lambda server, request: Reply(200, cut, {"Content-Encoding": "gzip"}))
+        with client_for(server, sleeps) as client:
+            assert client.sso_ids_by_emails(COMPANY, [NUR]) == {NUR: "sso-nur"}
+        assert len(server.requests) == 2
+
+
 class TestProxy:
     def test_a_proxy_from_the_environment_is_used_under_the_attempts_deadline(
         self, server: UsmanServer, sleeps: list[float], monkeypatch: pytest.MonkeyPatch
