@@ -107,11 +107,14 @@ class RetryPolicy:
         *,
         retry_if: Callable[[BaseException], bool],
         wait_hint: Callable[[BaseException], float | None] | None = None,
+        deadline: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> tenacity.Retrying:
         """The attempts of one call to ``dependency`` (``postgres``, ``mongo``, ``usman``: the label
         retries are counted under). ``retry_if`` says which exceptions are worth another attempt;
         ``wait_hint`` may give the server's own wait (a ``Retry-After``) for an exception, used
-        instead of the backoff when it is larger."""
+        instead of the backoff when it is larger. With ``deadline`` (a ``clock()`` reading, monotonic
+        seconds), no wait is begun that would end at or past it: the last error is raised instead."""
 
         import tenacity  # imported by the first call: a command that reaches no server never loads it
 
@@ -119,10 +122,18 @@ class RetryPolicy:
             backoff = self.delay(state.attempt_number)
             error = state.outcome.exception() if state.outcome is not None else None
             hint = wait_hint(error) if wait_hint is not None and error is not None else None
-            return max(backoff, hint) if hint is not None else backoff
+            chosen = max(backoff, hint) if hint is not None else backoff
+            # Never past the deadline; ``stop`` then gives up, as the wait would reach it.
+            return chosen if deadline is None else min(chosen, max(0.0, deadline - clock()))
+
+        def stop(state: tenacity.RetryCallState) -> bool:
+            # tenacity (>= 9) computes the wait before it asks whether to stop: upcoming_sleep is it.
+            if state.attempt_number >= self.attempts:
+                return True
+            return deadline is not None and clock() + state.upcoming_sleep >= deadline
 
         return tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.attempts),
+            stop=stop,
             wait=wait,
             retry=tenacity.retry_if_exception(retry_if),
             sleep=self.sleep,

@@ -272,25 +272,63 @@ class UsmanClient:
         """SSO ids of the users with these emails in the company; unknown emails are absent.
 
         Emails are sent once per spelling up to ASCII case (``email_key``), in chunks of
-        ``max_emails_per_request``; if any chunk cannot be answered the whole call raises
-        ``UsmanUnavailable`` (no partial answer), or ``UsmanRefused`` when USMAN refuses us. When
-        the answers are sound but some entries are no answer (an ``sso_id`` that is no id), it raises
-        ``UsmanUnavailable`` whose ``unanswered`` holds those emails and ``answered`` the rest's ids
-        (``usman_answers.sso_ids_in_answer``): only those actors degrade.
+        ``max_emails_per_request``, the whole call within ``call_timeout`` (``usman_config.LEASE_SHARE``).
+        Each chunk's answer stands on its own: ``UsmanUnavailable`` when some emails are unanswered —
+        a chunk USMAN gave no usable answer to (its retries or the call's time ran out, a body of the
+        wrong shape), a chunk never asked once the time ran out, an entry whose ``sso_id`` is no id
+        (``usman_answers.sso_ids_in_answer``) — with ``unanswered`` holding those emails (as the caller
+        spelt them) and ``answered`` the other emails' ids, so only those actors degrade; when no chunk
+        was answered at all, the first failure as it was (``unanswered`` None: every email).
+        ``UsmanRefused`` when USMAN refuses us, at once.
         """
+        deadline = time.monotonic() + self._config.call_timeout
         spellings: dict[str, list[str]] = {}
         for email in emails:
             if email:
                 spellings.setdefault(email_key(email), []).append(email)
         found: dict[str, str] = {}
-        bad: set[str] = set()
-        for chunk in self._chunks(sorted(spellings)):
+        bad: set[str] = set()  # entries that are no answer
+        missed: list[str] = []  # keys of the chunks left unanswered
+        missed_chunks = 0
+        failure: UsmanUnavailable | None = None
+        chunks = list(self._chunks(sorted(spellings)))
+        for chunk in chunks:
+            if time.monotonic() >= deadline:
+                failure = failure or self._out_of_time()
+                missed.extend(chunk)
+                missed_chunks += 1
+                continue
             wire = [spellings[key][0] for key in chunk]
-            answered, unanswered = self._ask_isolating(company_sso_id, wire)
+            try:
+                answered, unanswered = self._ask_isolating(company_sso_id, wire, deadline)
+            except UsmanUnavailable as exc:
+                # This chunk's emails only: the others' answers are USMAN's, each chunk asked alone.
+                failure = failure or exc
+                missed.extend(chunk)
+                missed_chunks += 1
+                continue
             bad.update(key for key in unanswered if key in spellings)
             for key, sso_id in answered.items():
                 for email in spellings.get(key, ()):
                     found[email] = sso_id
+        if failure is not None and len(missed) == len(spellings):
+            raise failure  # no chunk answered: the outage as it was, every email unanswered
+        if failure is not None:
+            log.warning(
+                "USMAN gave no answer for %d of %d emails (%d of %d requests); their actors are "
+                "degraded, the other answers kept",
+                len(missed),
+                len(spellings),
+                missed_chunks,
+                len(chunks),
+            )
+            raise UsmanUnavailable(
+                f"{failure} — {len(missed)} of {len(spellings)} email(s) unanswered, the rest answered",
+                status_code=failure.status_code,
+                attempts=failure.attempts,
+                answered=found,
+                unanswered=[email for key in sorted({*missed, *bad}) for email in spellings[key]],
+            ) from failure
         if bad:
             log.warning(
                 "USMAN answered %d of %d emails with an sso_id that is no SSO id; their actors are "
@@ -308,24 +346,30 @@ class UsmanClient:
             )
         return found
 
+    def _out_of_time(self) -> UsmanUnavailable:
+        return UsmanUnavailable(
+            f"USMAN at {self._where} gave no answer within the lookup's {self._config.call_timeout:g} s "
+            "(CRM_AUDIT_USMAN_CALL_TIMEOUT, at most half the lease)"
+        )
+
     def _chunks(self, keys: list[str]) -> Iterator[list[str]]:
         size = self._config.max_emails_per_request
         for start in range(0, len(keys), size):
             yield keys[start : start + size]
 
-    def _ask_isolating(self, company_sso_id: str, emails: list[str]) -> _Answer:
+    def _ask_isolating(self, company_sso_id: str, emails: list[str], deadline: float) -> _Answer:
         """``_ask``, the emails USMAN refuses (400/422) set apart as unknown (the module docstring)."""
         try:
-            return self._ask(company_sso_id, emails)
+            return self._ask(company_sso_id, emails, deadline)
         except UsmanRefused as exc:
             if exc.status_code not in _CONTENT_REFUSALS:
                 raise
             status = exc.status_code
         refused: list[str] = []
         unanswered: set[str] = set()
-        found = self._halves(company_sso_id, emails, refused, unanswered)
+        found = self._halves(company_sso_id, emails, refused, unanswered, deadline)
         if len(refused) == len(emails):
-            self._probe(company_sso_id, refused)
+            self._probe(company_sso_id, refused, deadline)
         if refused:
             log.warning(
                 "USMAN refused %d of %d emails with HTTP %s; they are answered as unknown users",
@@ -335,7 +379,7 @@ class UsmanClient:
             )
         return found, frozenset(unanswered)
 
-    def _probe(self, company_sso_id: str, refused: list[str]) -> None:
+    def _probe(self, company_sso_id: str, refused: list[str], deadline: float) -> None:
         """USMAN refused every email of a chunk (400/422): returns when the emails are what it refused,
         raises ``UsmanRefused`` when it is the request.
 
@@ -349,7 +393,7 @@ class UsmanClient:
         refusal: UsmanRefused | None = None
         for probe in ([known] if known else []) + [PROBE_EMAIL]:
             try:
-                self._ask(company_sso_id, [probe])
+                self._ask(company_sso_id, [probe], deadline)
             except UsmanRefused as exc:
                 if exc.status_code not in _CONTENT_REFUSALS:
                     raise
@@ -361,7 +405,12 @@ class UsmanClient:
             raise refusal
 
     def _halves(
-        self, company_sso_id: str, emails: list[str], refused: list[str], unanswered: set[str]
+        self,
+        company_sso_id: str,
+        emails: list[str],
+        refused: list[str],
+        unanswered: set[str],
+        deadline: float,
     ) -> dict[str, str]:
         """The answers for ``emails`` (a chunk USMAN refused), asked in halves until each email it
         refuses is alone; those are added to ``refused``, the keys of entries that are no answer to
@@ -373,18 +422,19 @@ class UsmanClient:
         found: dict[str, str] = {}
         for part in (emails[:middle], emails[middle:]):
             try:
-                answered, bad = self._ask(company_sso_id, part)
+                answered, bad = self._ask(company_sso_id, part, deadline)
             except UsmanRefused as exc:
                 if exc.status_code not in _CONTENT_REFUSALS:
                     raise
-                found.update(self._halves(company_sso_id, part, refused, unanswered))
+                found.update(self._halves(company_sso_id, part, refused, unanswered, deadline))
             else:
                 found.update(answered)
                 unanswered.update(bad)
         return found
 
-    def _ask(self, company_sso_id: str, emails: list[str]) -> _Answer:
-        """One chunk, with retries: ``email_key`` → sso id, and the keys of entries that are no answer."""
+    def _ask(self, company_sso_id: str, emails: list[str], deadline: float) -> _Answer:
+        """One chunk, with retries until ``deadline`` (the call's, monotonic s): ``email_key`` → sso id,
+        and the keys of entries that are no answer."""
         config = self._config
         policy = RetryPolicy(
             attempts=config.max_attempts,
@@ -393,17 +443,25 @@ class UsmanClient:
             sleep=self._sleep,
             random=self._random,
         )
-        attempts = policy.attempts_of("usman", retry_if=_is_retryable, wait_hint=self._retry_after)
+        attempts = policy.attempts_of(
+            "usman", retry_if=_is_retryable, wait_hint=self._retry_after, deadline=deadline
+        )
+        made = 0
         try:
             for attempt in attempts:
                 with attempt:
-                    return self._attempt(company_sso_id, emails)
+                    made += 1
+                    return self._attempt(company_sso_id, emails, deadline)
         except _Retryable as failure:
+            within = (
+                ""
+                if made == config.max_attempts
+                else f" within the lookup's {config.call_timeout:g} s (CRM_AUDIT_USMAN_CALL_TIMEOUT)"
+            )
             raise UsmanUnavailable(
-                f"USMAN at {self._where} gave no answer after {attempts_made(config.max_attempts)}: "
-                f"{failure}",
+                f"USMAN at {self._where} gave no answer after {attempts_made(made)}{within}: {failure}",
                 status_code=failure.status_code,
-                attempts=config.max_attempts,
+                attempts=made,
             ) from (failure.__cause__ or failure)
         raise AssertionError("unreachable: the attempts return or raise")  # pragma: no cover
 
@@ -413,12 +471,15 @@ class UsmanClient:
             return min(error.delay, self._config.backoff_max)
         return None
 
-    def _attempt(self, company_sso_id: str, emails: list[str]) -> _Answer:
+    def _attempt(self, company_sso_id: str, emails: list[str], call_deadline: float) -> _Answer:
         import httpx  # loaded by __init__: a dictionary look-up
 
         from .usman_transport import ACCEPT_ENCODING, UnaskedCoding, answer_deadline
 
-        deadline = time.monotonic() + self._answer_seconds
+        now = time.monotonic()
+        if now >= call_deadline:
+            raise _Retryable(f"not asked: the lookup's {self._config.call_timeout:g} s had run out")
+        deadline = min(now + self._answer_seconds, call_deadline)
         try:
             with (
                 answer_deadline(deadline),
@@ -434,7 +495,7 @@ class UsmanClient:
                 ) as response,
             ):
                 status = response.status_code
-                body = self._body(response, len(emails), deadline) if status == 200 else b""
+                body = self._body(response, len(emails), deadline, call_deadline) if status == 200 else b""
         except UnaskedCoding as exc:
             # Asked for gzip or deflate only (usman_transport.ACCEPT_ENCODING): a server or proxy that
             # codes the answer otherwise does so on every retry, and inflating a coding we did not ask
@@ -449,7 +510,7 @@ class UsmanClient:
             ) from None
         except httpx.TimeoutException as exc:
             if time.monotonic() >= deadline:
-                raise _Retryable(self._late()) from exc
+                raise _Retryable(self._late(deadline == call_deadline)) from exc
             raise _Retryable(f"timed out ({type(exc).__name__})") from exc
         except httpx.RequestError as exc:
             unverified = _unverified_certificate(exc)
@@ -502,7 +563,7 @@ class UsmanClient:
         self._accepted[company_sso_id] = emails[0]  # a request USMAN took: a probe it takes (_probe)
         return found
 
-    def _body(self, response: httpx.Response, emails: int, deadline: float) -> bytes:
+    def _body(self, response: httpx.Response, emails: int, deadline: float, call_deadline: float) -> bytes:
         """A 200 answer's body, read as it streams in: at most ``answer_bytes(emails)`` counted as
         inflated (a larger one is ``UsmanUnavailable``, never held, never inflated past the bound), and
         whole by ``deadline`` (else a timeout: retried). ``UnaskedCoding`` for a ``Content-Encoding``
@@ -526,12 +587,14 @@ class UsmanClient:
                 )
             chunks.append(chunk)
             if time.monotonic() > deadline:
-                raise _Retryable(self._late())
+                raise _Retryable(self._late(deadline == call_deadline))
         if inflater is not None:
             inflater.end()
         return b"".join(chunks)
 
-    def _late(self) -> str:
+    def _late(self, call: bool = False) -> str:
+        if call:
+            return f"timed out (the lookup's {self._config.call_timeout:g} s ran out before the answer)"
         return f"timed out (the answer was not whole within {self._answer_seconds:g} s)"
 
     def _parse(self, body: bytes) -> _Answer:

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
-from attrs import Attribute, field, frozen, validators
+from attrs import Attribute, evolve, field, frozen, validators
 
 from .redaction import MASK, redact
 
@@ -40,11 +40,26 @@ USMAN_MAXIMA: Final = {
     "backoff_base": 600.0,
     "backoff_max": 600.0,
     "max_connections": 1_000,
+    "call_timeout": 600.0,
 }
 """The largest value each numeric setting takes. A call may wait ten minutes at most (past that the
 job's lease would have to outlive a silent directory; the default lease is two minutes), a request
 asks for at most a page's emails (a page holds at most 10,000 rows), and a hundred attempts or a
 thousand connections are past anything one runner needs: a larger number is a typo (``5e21``)."""
+
+
+LEASE_SHARE: Final = 0.5
+"""One lookup (``UsmanClient.sso_ids_by_emails``: every chunk, attempt and
+backoff wait) ends within ``call_timeout`` seconds (45 by default), and the runner gives it at most
+``LEASE_SHARE`` (half) of ``lease_seconds``: the run loop renews a job's lease once half of it has
+passed since the last renewal, before the page's next write, so a page's lookups — the CRM users,
+USMAN, the CDP contacts — must end within the other half, or the lease expires under a live runner
+(another runner takes the job over, and this one's next write is refused). Per attempt the answer is
+bounded as before (``usman.ANSWER_READS``); without this, a page of five chunks could wait
+5 × 3 attempts × 17 s plus backoff, about 5 minutes, against a 2-minute lease. When it runs out, no
+attempt or chunk is started: the chunks not answered by then are unanswered (their actors degrade,
+counted) and the answered ones kept. A lease shorter than twice ``connect_timeout + read_timeout``
+(7 s by default; only a test's) still gives a lookup that much: one request's connect and read."""
 
 
 def _at_most(_: object, attribute: Attribute[Any], value: float) -> None:
@@ -105,12 +120,15 @@ class UsmanConfig:
     backoff_base: float = field(default=0.2, validator=[validators.ge(0), _finite, _at_most])
     backoff_max: float = field(default=5.0, validator=[validators.ge(0), _finite, _at_most])
     max_connections: int = field(default=10, validator=[validators.ge(1), _at_most])
+    # The whole lookup's time: every chunk, attempt and backoff wait (LEASE_SHARE).
+    call_timeout: float = field(default=45.0, validator=[validators.gt(0), _finite, _at_most])
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> UsmanConfig:
         """Read ``CRM_AUDIT_USMAN_*``: ``BASE_URL`` (required), ``TOKEN``, ``PATH``, ``AUTH_HEADER``,
         ``AUTH_SCHEME``, ``CONNECT_TIMEOUT``, ``READ_TIMEOUT``, ``MAX_EMAILS``, ``MAX_ATTEMPTS``,
-        ``BACKOFF_BASE``, ``BACKOFF_MAX``, ``MAX_CONNECTIONS``; unset ones keep their defaults."""
+        ``BACKOFF_BASE``, ``BACKOFF_MAX``, ``MAX_CONNECTIONS``, ``CALL_TIMEOUT``; unset ones keep their
+        defaults."""
         get = {
             key[len(_ENV_PREFIX) :]: value for key, value in environ.items() if key.startswith(_ENV_PREFIX)
         }
@@ -129,10 +147,18 @@ class UsmanConfig:
             ("backoff_base", "BACKOFF_BASE", float),
             ("backoff_max", "BACKOFF_MAX", float),
             ("max_connections", "MAX_CONNECTIONS", int),
+            ("call_timeout", "CALL_TIMEOUT", float),
         ):
             if key in get:
                 options[name] = kind(get[key])
         return cls(**options)
+
+    def within_lease(self, lease_seconds: float) -> UsmanConfig:
+        """This config with ``call_timeout`` at most half of ``lease_seconds`` (``LEASE_SHARE``), yet
+        no less than ``connect_timeout + read_timeout``: one request's connect and read, without which
+        every lookup would be an outage (a test's one-second lease)."""
+        cap = max(lease_seconds * LEASE_SHARE, self.connect_timeout + self.read_timeout)
+        return self if self.call_timeout <= cap else evolve(self, call_timeout=cap)
 
     def auth_value(self) -> str:
         return f"{self.auth_scheme} {self.token}" if self.auth_scheme else self.token

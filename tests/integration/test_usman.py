@@ -198,12 +198,147 @@ class TestChunking:
         assert len(server.requests) == 3
         assert len({request.peer for request in server.requests}) == 1
 
-    def test_a_failing_chunk_fails_the_whole_call(self, server: UsmanServer, sleeps: list[float]) -> None:
-        """No partial answer: if the second chunk cannot be answered the call raises."""
+    def test_a_failing_chunk_leaves_its_own_emails_unanswered(
+        self, server: UsmanServer, sleeps: list[float]
+    ) -> None:
+        """The second of three chunks gets 500s until its attempts run out: its email is unanswered,
+        the first and third chunks' answers are kept (the third is still asked). Before, the call
+        raised with no partial answer after the second chunk, and every actor of the page degraded
+        (the third never asked): this test fails there."""
         server.queue(answer, status(500), status(500), status(500))
-        with client_for(server, sleeps, max_emails_per_request=1) as client, pytest.raises(UsmanUnavailable):
+        emails = ["agus.1@acme.example", "Ketut.2@Acme.Example", "ketut.2@acme.example", "nur.4@acme.example"]
+        with (
+            client_for(server, sleeps, max_emails_per_request=1) as client,
+            pytest.raises(UsmanUnavailable) as caught,
+        ):
+            client.sso_ids_by_emails(COMPANY, emails)
+        assert len(server.requests) == 5
+        assert caught.value.answered == {"agus.1@acme.example": "sso-agus", "nur.4@acme.example": "sso-nur"}
+        assert caught.value.unanswered == {"Ketut.2@Acme.Example", "ketut.2@acme.example"}
+        assert caught.value.status_code == 500
+        assert "1 of 3 email(s) unanswered" in str(caught.value)
+
+    def test_when_no_chunk_is_answered_every_email_is_unanswered(
+        self, server: UsmanServer, sleeps: list[float]
+    ) -> None:
+        """Every chunk failing is the outage as it was: the first failure, ``unanswered`` None; each
+        chunk is asked (before, the first failure ended the call: this test fails there)."""
+        server.default = status(503)
+        with (
+            client_for(server, sleeps, max_emails_per_request=1, max_attempts=2) as client,
+            pytest.raises(UsmanUnavailable, match="gave no answer after 2 attempts") as caught,
+        ):
             client.sso_ids_by_emails(COMPANY, ["agus.1@acme.example", "nur.4@acme.example"])
+        assert caught.value.unanswered is None
         assert len(server.requests) == 4
+
+    def test_the_page_keeps_the_answered_chunks_and_degrades_the_failed_ones(
+        self, server: UsmanServer, sleeps: list[float]
+    ) -> None:
+        """Through ``fetch_lookups``: the failed chunk's user is the one unanswered email (its actor
+        degrades, and the next page asks USMAN again), the others' ids are used and remembered."""
+        from crm_audit_transform.domain import CrmUser
+        from crm_audit_transform.lookup import LookupPorts, LookupRequest, fetch_lookups
+        from crm_audit_transform.lookup_cache import LookupCache
+        from crm_audit_transform.testing.lookups import InMemoryContactDirectory, InMemoryUserDirectory
+
+        users = {
+            n: CrmUser(id=n, email=email, full_name=email)
+            for n, email in enumerate(["agus.1@acme.example", "ketut.2@acme.example", "nur.4@acme.example"])
+        }
+        cache = LookupCache()
+        server.queue(answer, status(500), status(500), status(500), answer)
+        with client_for(server, sleeps, max_emails_per_request=1) as client:
+            ports = LookupPorts(
+                InMemoryUserDirectory({"acme": users.values()}), client, InMemoryContactDirectory()
+            )
+            request = LookupRequest(user_ids=(0, 1, 2))
+            first = fetch_lookups(request, company_sso_id=COMPANY, tenant="acme", ports=ports, cache=cache)
+            assert first.sso_ids == {"agus.1@acme.example": "sso-agus", "nur.4@acme.example": "sso-nur"}
+            assert first.sso_unanswered == {"ketut.2@acme.example"}
+            assert not first.sso_answered("ketut.2@acme.example")
+            assert first.sso_answered("agus.1@acme.example")
+            again = fetch_lookups(request, company_sso_id=COMPANY, tenant="acme", ports=ports, cache=cache)
+        assert again.sso_available
+        assert again.sso_ids["ketut.2@acme.example"] == "sso-ketut"
+        assert server.posted_emails()[-1] == ["ketut.2@acme.example"]  # only the failed one asked again
+
+
+class TestCallTimeout:
+    """The whole lookup ends within ``call_timeout`` (usman_config.LEASE_SHARE)."""
+
+    def test_a_hanging_server_is_cut_off_at_the_call_timeout_not_per_attempt(
+        self, server: UsmanServer, sleeps: list[float]
+    ) -> None:
+        """Three chunks to a server that never answers, a 5 s read timeout and three attempts: each
+        attempt was bounded alone (1 + 3 x 5 s), so the call could wait 3 chunks x 3 attempts x 16 s
+        (with the defaults, about 5 minutes against a 2-minute lease). The call ends at its 0.5 s:
+        the first attempt is cut off there, no retry, no other chunk asked. Before, there was no
+        call_timeout: this test fails there."""
+        server.default = hang
+        with (
+            client_for(
+                server,
+                sleeps,
+                read_timeout=5.0,
+                max_emails_per_request=1,
+                call_timeout=0.5,
+                backoff_base=0.0,
+            ) as client,
+            pytest.raises(UsmanUnavailable, match=r"lookup's 0.5 s") as caught,
+        ):
+            client.sso_ids_by_emails(COMPANY, ["agus.1@acme.example", "ketut.2@acme.example", NUR])
+        assert len(server.requests) == 1
+        assert caught.value.attempts == 1
+        assert caught.value.unanswered is None  # nothing answered: the outage as a whole
+
+    def test_no_backoff_wait_is_begun_past_the_call_timeout(
+        self, server: UsmanServer, sleeps: list[float]
+    ) -> None:
+        """A 503 asking to wait 5 s (Retry-After, up to backoff_max) with 1 s left: no wait, no retry.
+        Before, the client slept 5 s twice before it gave up: this test fails there."""
+        server.default = status(503, {"Retry-After": "5"})
+        with (
+            client_for(server, sleeps, backoff_max=5.0, call_timeout=1.0) as client,
+            pytest.raises(UsmanUnavailable, match=r"after 1 attempt within the lookup's 1 s"),
+        ):
+            client.sso_ids_by_emails(COMPANY, [NUR])
+        assert sleeps == []
+        assert len(server.requests) == 1
+
+    def test_a_chunk_the_time_ran_out_for_is_never_asked(
+        self, server: UsmanServer, sleeps: list[float]
+    ) -> None:
+        """The first chunk answered, the second hangs to the call's end: the first's answer is kept, the
+        second and third are unanswered, the third never asked."""
+        server.queue(answer, hang)
+        emails = ["agus.1@acme.example", "ketut.2@acme.example", NUR]
+        with (
+            client_for(
+                server, sleeps, read_timeout=5.0, max_emails_per_request=1, call_timeout=2.0
+            ) as client,
+            pytest.raises(UsmanUnavailable) as caught,
+        ):
+            client.sso_ids_by_emails(COMPANY, emails)
+        assert len(server.requests) == 2
+        assert caught.value.answered == {"agus.1@acme.example": "sso-agus"}
+        assert caught.value.unanswered == {"ketut.2@acme.example", NUR}
+
+    def test_the_runner_gives_a_lookup_at_most_half_the_lease(self) -> None:
+        """A page's lookups end within the half of the lease its renewal leaves: a 20 s lease makes
+        the default 45 s call_timeout 10 s; a shorter call_timeout is kept; a lease of a second (a
+        test's) still leaves one request's connect and read (2 + 5 s)."""
+        config = UsmanConfig(base_url="http://usman.example")
+        assert config.call_timeout == 45.0
+        assert config.within_lease(20.0).call_timeout == 10.0
+        assert config.within_lease(120.0) is config
+        assert config.within_lease(1.0).call_timeout == 7.0
+        assert (
+            UsmanConfig.from_env(
+                {"CRM_AUDIT_USMAN_BASE_URL": "http://u.example", "CRM_AUDIT_USMAN_CALL_TIMEOUT": "7.5"}
+            ).call_timeout
+            == 7.5
+        )
 
 
 class TestRetries:

@@ -508,6 +508,7 @@ NUMERIC_VARIABLES = [
             "BACKOFF_BASE",
             "BACKOFF_MAX",
             "MAX_CONNECTIONS",
+            "CALL_TIMEOUT",
         )
     ),
     *(f"CRM_AUDIT_LOADER_{key}" for key in ("MAX_BYTES", "MAX_NODES", "MAX_DEPTH", "MAX_INT_DIGITS")),

@@ -195,7 +195,8 @@ class Runtime:
             raise setting_not_set("usman.base_url", "CRM_AUDIT_USMAN_BASE_URL")
         from ..usman import UsmanClient
 
-        client = UsmanClient(self.settings.usman)
+        # A page's lookups end within the half of the lease its renewal leaves (usman_config.LEASE_SHARE).
+        client = UsmanClient(self.settings.usman.within_lease(self.settings.run.lease_seconds))
         self._closers.append(client.close)
         return client
 

@@ -68,6 +68,7 @@ USMAN_KEYS: Final = {
     "backoff_base": "BACKOFF_BASE",
     "backoff_max": "BACKOFF_MAX",
     "max_connections": "MAX_CONNECTIONS",
+    "call_timeout": "CALL_TIMEOUT",
 }
 USMAN_TEXT_KEYS: Final = frozenset({"base_url", "token", "path", "auth_header", "auth_scheme"})
 """The ``[usman]`` keys that are text: a TOML number or boolean there is refused, not turned into text
