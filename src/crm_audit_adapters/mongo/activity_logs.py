@@ -39,7 +39,7 @@ from bson.codec_options import CodecOptions
 from bson.errors import BSONError
 from bson.raw_bson import RawBSONDocument
 from pymongo.collection import Collection
-from pymongo.errors import BulkWriteError, WriteConcernError
+from pymongo.errors import BulkWriteError, ProtocolError, WriteConcernError
 
 from crm_audit_transform import reasons
 from crm_audit_transform.domain import HELD_BY_ANOTHER_TOOL, SOURCE_TAG, ActivityLog, EncodedLog, WriteResult
@@ -117,10 +117,10 @@ class MongoActivityLogStore:
     __slots__ = ("_collection", "_raw", "_retry")
 
     def __init__(self, collection: MongoCollection, *, retry: RetryPolicy | None = None) -> None:
-        self._collection = collection
-        self._retry = retry or DEFAULT_RETRY
         # pymongo sends a RawBSONDocument's bytes as they are; anything else gets the dicts.
         self._raw = isinstance(collection, Collection)
+        self._collection = collection
+        self._retry = retry or DEFAULT_RETRY
 
     @classmethod
     def in_database(
@@ -195,7 +195,7 @@ class MongoActivityLogStore:
                 # timing out, a lagging secondary): a failover may roll it back after the cursor moved.
                 # The attempt is retried; its own logs then come back as ours (``_already_ours``).
                 raise unconfirmed_write(unconfirmed[0]) from None
-        by_position = {int(error["index"]): error for error in errors}
+        by_position = _by_position(errors, len(pending))
         duplicates = [pending[pos].doc_id for pos, error in by_position.items() if _is_duplicate(error)]
         # Only a retried attempt can meet its own earlier writes; the first attempt reads nothing.
         ours = self._already_ours(duplicates) if attempt > 1 and duplicates else set()
@@ -344,6 +344,23 @@ class MongoActivityLogStore:
         return call_with_retry(
             lambda _: self._collection.count_documents(query), self._retry, "count migrated activity logs"
         )
+
+
+def _by_position(errors: Sequence[object], size: int) -> dict[int, ReadDocument]:
+    """A batch's write errors by the position of the log each names; ``ProtocolError`` (so
+    ``StoreUnavailable``, nothing counted) for an answer that names no log of the ``size`` sent: a
+    position missing, not an int or out of range. Read as it was, such an answer raised
+    ``KeyError`` or ``IndexError``, or counted another log's error."""
+    found: dict[int, ReadDocument] = {}
+    for error in errors:
+        index = error.get("index") if isinstance(error, Mapping) else None
+        if type(index) is not int or not 0 <= index < size or index in found:
+            raise ProtocolError(
+                f"the server's answer to an insert of {size} logs names a write error at index "
+                f"{str(index)[:20]!r}, which is none of them"
+            )
+        found[index] = error  # type: ignore[assignment]
+    return found
 
 
 def _is_duplicate(error: ReadDocument) -> bool:
