@@ -1,4 +1,4 @@
-"""MongoActivityLogStore against answers a sound server never gives.
+"""MongoActivityLogStore against answers a sound server never gives, and a URI reading from secondaries.
 
 Each ends typed, nothing counted from an answer the store cannot read, and a replay of the batch
 (what ``--resume`` sends) leaves each log stored once, as a clean run does.
@@ -10,9 +10,10 @@ import contextlib
 from typing import Any
 
 import pytest
+from pymongo import MongoClient, ReadPreference
 from pymongo.errors import BulkWriteError
 
-from crm_audit_adapters.mongo import MongoActivityLogStore, RetryPolicy, apply_migration
+from crm_audit_adapters.mongo import MongoActivityLogStore, MongoJobStore, RetryPolicy, apply_migration
 from crm_audit_transform.errors import StoreUnavailable
 from support.mongo import activity_log
 
@@ -77,3 +78,28 @@ class TestAWriteErrorNamingNoLogOfTheBatch:
         assert sorted(doc["external_id"] for doc in logs.find({}, {"external_id": 1})) == [
             log.external_id for log in batch
         ]
+
+
+class TestAUriReadingFromSecondaries:
+    def test_the_store_reads_its_own_writes_from_the_primary(
+        self, wire_mongo_client: MongoClient[dict[str, Any]]
+    ) -> None:
+        """``readPreference=secondaryPreferred`` in the URI: the store's reads (a retry telling its
+        own logs from older ones right after its insert, a rollback's counts) still go to the
+        primary, where its writes are; a secondary lagging behind would have made a retry's own
+        logs count as skipped duplicates. So does the job store (a job read back to decide the next
+        step). The client's other collections keep the URI's choice."""
+        host, port = wire_mongo_client.address  # type: ignore[misc]
+        client: MongoClient[dict[str, Any]] = MongoClient(
+            f"mongodb://{host}:{port}/?directConnection=true&readPreference=secondaryPreferred"
+        )
+        try:
+            db = client.crm_audit_reads
+            store = MongoActivityLogStore.in_database(db)
+            jobs = MongoJobStore.in_database(db)
+            assert store.collection.read_preference == ReadPreference.PRIMARY
+            assert jobs._docs.collection.read_preference == ReadPreference.PRIMARY
+            assert db.activity_logs.read_preference == ReadPreference.SECONDARY_PREFERRED
+            assert store.log_encoder() is not None  # still handed raw BSON
+        finally:
+            client.close()

@@ -49,6 +49,7 @@ from .document_limits import ID_BYTES, ID_ELEMENT, MAX_DOCUMENT_BYTES, too_large
 from .documents import encode_activity_log
 from .documents_types import Document, MongoCollection, MongoDatabase, ReadDocument
 from .names import CollectionNames
+from .primary import on_primary
 from .retry import DEFAULT_RETRY, RetryPolicy, call_with_retry
 
 __all__ = ["BSON_ENCODING", "BsonLogEncoder", "MongoActivityLogStore"]
@@ -119,7 +120,7 @@ class MongoActivityLogStore:
     def __init__(self, collection: MongoCollection, *, retry: RetryPolicy | None = None) -> None:
         # pymongo sends a RawBSONDocument's bytes as they are; anything else gets the dicts.
         self._raw = isinstance(collection, Collection)
-        self._collection = collection
+        self._collection = on_primary(collection)  # a retry reads its own logs right after its insert
         self._retry = retry or DEFAULT_RETRY
 
     @classmethod

@@ -14,6 +14,7 @@ from crm_audit_transform.ports import Clock
 from .documents import decode_job, encode_job
 from .documents_types import Document, MongoCollection
 from .leases import any_live
+from .primary import on_primary
 from .retry import DEFAULT_RETRY, RetryPolicy, call_with_retry
 
 SUMMARY: Final = frozenset(
@@ -60,7 +61,7 @@ class JobDocuments:
         self, collection: MongoCollection, *, retry: RetryPolicy | None = None, clock: Clock | None = None
     ) -> None:
         """``clock=None`` (production): lease expiries on the server's ``$$NOW``; a ``Clock``: on it."""
-        self.collection = collection
+        self.collection = on_primary(collection)  # a job is read back to decide the next step
         self.retry = retry or DEFAULT_RETRY
         self.clock = clock
 
