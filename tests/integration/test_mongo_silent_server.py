@@ -1,4 +1,6 @@
-"""A server that stops answering: each attempt is bounded by ``socketTimeoutMS``, and the run halts.
+"""A server that stops answering, or drops the connection: each ends typed or counted once.
+
+A server that stops answering: each attempt is bounded by ``socketTimeoutMS``, and the run halts.
 
 The runner's client sets ``socketTimeoutMS`` from the lease (``socket_timeout_ms``) unless the URI
 sets it: without one, an insert sent to a server that applied it but never answers waited forever,
@@ -34,11 +36,13 @@ SETTINGS = RunSettings(page_size=30, halt_threshold=1.0, lease_seconds=1)
 
 
 class MutingProxy:
-    """A TCP proxy to ``target``; while ``mute`` is set, what the server sends back is dropped."""
+    """A TCP proxy to ``target``; while ``mute`` is set, what the server sends back is dropped; with
+    ``cut`` set, the next answer is not passed on and both sockets of its connection are closed."""
 
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
         self.mute = threading.Event()
+        self.cut = threading.Event()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._sockets: list[socket.socket] = [self._listener]
@@ -58,6 +62,12 @@ class MutingProxy:
     def _pipe(self, source: socket.socket, sink: socket.socket, answers: bool) -> None:
         try:
             while data := source.recv(65536):
+                if answers and self.cut.is_set():
+                    self.cut.clear()
+                    for sock in (source, sink):  # shutdown: a close alone waits for the other recv
+                        sock.shutdown(socket.SHUT_RDWR)
+                        sock.close()
+                    return
                 if not (answers and self.mute.is_set()):
                     sink.sendall(data)
         except OSError:
@@ -143,6 +153,50 @@ class TestASilentServer:
                 for doc in wire_mongo_client[name].activity_logs.find({}, {"external_id": 1})
             )
             assert stored == sorted(log.external_id for log in clean.logs.logs)
+        finally:
+            client.close()
+            wire_mongo_client.drop_database(name)
+
+
+class TestAConnectionDroppedMidBatch:
+    def test_the_retry_counts_the_applied_batch_once_and_the_run_ends_as_a_clean_run(
+        self,
+        proxy: MutingProxy,
+        wire_mongo_client: MongoClient[dict[str, Any]],
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """The server applies the first batch and the connection drops before its answer: the store
+        retries it under the same ``_id``s, finds its own logs and counts them inserted, once; the
+        run completes with a clean run's counts and timeline."""
+        name = f"crm_audit_dropped_{id(object())}"
+        apply_migration(wire_mongo_client[name], "up")
+        client = mongo_client_for(
+            f"mongodb://127.0.0.1:{proxy.port}/?directConnection=true", lease_seconds=SETTINGS.lease_seconds
+        )
+        try:
+            retry = RetryPolicy(attempts=2, base_delay_s=0.0, max_delay_s=0.0)
+            world = World(rows=ROWS)
+            world.logs = MongoActivityLogStore(client[name].activity_logs, retry=retry)  # type: ignore[assignment]
+            world.trigger()
+            client[name].command("ping")
+            proxy.cut.set()
+            done = world.run(settings=SETTINGS).job
+
+            clean = World(rows=ROWS)
+            clean.trigger()
+            expected = clean.run(settings=SETTINGS).job
+            assert proxy.cut.is_set() is False  # the answer was cut
+            assert (done.status, done.tally, done.last_audit_id) == (
+                COMPLETED,
+                expected.tally,
+                expected.last_audit_id,
+            )
+            stored = sorted(
+                doc["external_id"]
+                for doc in wire_mongo_client[name].activity_logs.find({}, {"external_id": 1})
+            )
+            assert stored == sorted(log.external_id for log in clean.logs.logs)
+            assert "mongo attempt 1/2 failed (AutoReconnect)" in caplog.text  # the store's retry
         finally:
             client.close()
             wire_mongo_client.drop_database(name)
