@@ -114,6 +114,9 @@ class RuleChain:
     stages: tuple[Stage, ...]
 
     def __attrs_post_init__(self) -> None:
+        strays = [type(stage).__name__ for stage in self.stages if not isinstance(stage, Stage)]
+        if strays:
+            raise TypeError(f"a rule chain's stages must be Stage values, got {', '.join(strays)}")
         names = [stage.name for stage in self.stages]
         repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:

@@ -16,6 +16,7 @@ from ._fast_init import fast_init
 from .loading._jsonb import JsonbText
 from .loading._omitted import OmittedChanges
 from .loading._untranslatable import UntranslatableText
+from .rules.verdict import shown_value
 from .timestamps import as_utc
 from .values import Value
 
@@ -35,10 +36,31 @@ UserId: TypeAlias = int | str
 (``--audited-user-id-column-type uuid``). Compared as is, never converted."""
 
 
-def _utc(value: dt.datetime) -> dt.datetime:
-    if value.tzinfo is dt.UTC and type(value) is dt.datetime:  # as_utc's common case, one call less
+def _utc(value: dt.datetime, name: str) -> dt.datetime:
+    """A timestamp field's value in UTC; a ``TypeError`` for anything but a ``datetime``, a
+    ``ValueError`` for a naive one, each naming the field ``name`` (``Contact.created_at``), which
+    ``as_utc``'s own errors do not."""
+    if type(value) is dt.datetime and value.tzinfo is dt.UTC:  # as_utc's common case, one call less
         return value
-    return as_utc(value)
+    if not isinstance(value, dt.datetime):
+        raise TypeError(f"{name} must be a timezone-aware datetime, got {shown_value(value)}")
+    try:
+        return as_utc(value)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+
+
+# One named converter per field: attrs' mypy plugin takes only named functions as converters.
+def _contact_created_at(value: dt.datetime) -> dt.datetime:
+    return _utc(value, "Contact.created_at")
+
+
+def _log_timestamp(value: dt.datetime) -> dt.datetime:
+    return _utc(value, "ActivityLog.timestamp")
+
+
+def _oldest_created_at(value: dt.datetime) -> dt.datetime:
+    return _utc(value, "ScopeBounds.oldest_created_at")
 
 
 @frozen
@@ -76,11 +98,19 @@ class NotRead:
 
 
 def _optional_utc(value: dt.datetime | UnreadableTime | None) -> dt.datetime | UnreadableTime | None:
+    """An aware ``created_at`` in UTC; any other value as it is — ``None``, an ``UnreadableTime``, a
+    naive ``datetime``, a value of another type (ISO text, bytes) — for the transformer to fail the
+    row on (``invalid_audit_row``, ``missing_created_at``), as it does a wrong-typed value of any
+    other column: an ``AuditRow`` is built from whatever a source read, and one row's bad value
+    must not raise where the source builds its page."""
     if value is None or (type(value) is dt.datetime and value.tzinfo is dt.UTC):  # the common case
         return value
-    if isinstance(value, UnreadableTime):
-        return value
-    return as_utc(value)
+    if isinstance(value, dt.datetime) and value.utcoffset() is not None:
+        try:
+            return as_utc(value)
+        except OverflowError:  # before year 1 once in UTC: fails as a created_at that is not UTC
+            return value
+    return value
 
 
 @frozen
@@ -103,7 +133,9 @@ class AuditRow:
     audited_changes: str | bytes | Mapping[str, Any] | JsonbText | OmittedChanges | UntranslatableText | None
     created_at: dt.datetime | UnreadableTime | None = field(converter=_optional_utc)
     """None for a NULL ``created_at``: such a row fails as ``missing_created_at``; an
-    ``UnreadableTime`` (``infinity``, a year past 9999) fails it as ``invalid_audit_row``."""
+    ``UnreadableTime`` (``infinity``, a year past 9999) fails it as ``invalid_audit_row``, as does a
+    naive ``datetime`` or a value of another type (ISO text is never parsed), kept as given. An aware
+    ``datetime`` is converted to UTC."""
     associated_id: int | None = None
     associated_type: str | None = None
     user_id: UserId | None = None
@@ -132,7 +164,7 @@ class Contact:
     id: str
     company_sso_id: str
     crm_person_id: int
-    created_at: dt.datetime = field(converter=_utc)
+    created_at: dt.datetime = field(converter=_contact_created_at)
 
 
 ActorKind: TypeAlias = Literal["user", "deleted_user", "system"]
@@ -167,7 +199,7 @@ class ActivityLog:
     action: str
     actor: Actor
     changes: tuple[FieldChange, ...]
-    timestamp: dt.datetime = field(converter=_utc)
+    timestamp: dt.datetime = field(converter=_log_timestamp)
     external_id: str = ""
     source_tag: str = SOURCE_TAG
     metadata: Mapping[str, Value] = field(factory=dict)
@@ -273,7 +305,7 @@ class ScopeBounds:
 
     min_id: int
     max_id: int
-    oldest_created_at: dt.datetime = field(converter=_utc)
+    oldest_created_at: dt.datetime = field(converter=_oldest_created_at)
     count: int = 0
 
 

@@ -15,6 +15,8 @@ from attrs import field, fields, frozen
 
 
 def _counts(value: Mapping[str, int]) -> Mapping[str, int]:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"counts must be a mapping of reason to count, got {type(value).__name__}")
     return dict(sorted((k, v) for k, v in value.items() if v))
 
 

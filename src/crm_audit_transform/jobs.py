@@ -215,6 +215,9 @@ class MigrationJob:
     def __attrs_post_init__(self) -> None:
         if not self.shards:
             return
+        strays = [type(shard).__name__ for shard in self.shards if not isinstance(shard, JobShard)]
+        if strays:
+            raise TypeError(f"a job's shards must be JobShard values, got {', '.join(strays)}")
         # A sharded job's counts and cursor are its shards': derived here, so no reader and no
         # store can see them disagree (whatever the top-level fields were built with).
         tally, enrichment, basis = Tally(), EnrichmentTally(), Tally()

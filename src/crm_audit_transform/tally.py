@@ -11,6 +11,8 @@ from .domain import Failed, Migrated, Outcome, Skipped
 
 
 def _frozen_counts(value: Mapping[str, int]) -> Mapping[str, int]:
+    if type(value) is not dict and not isinstance(value, Mapping):
+        raise TypeError(f"counts must be a mapping of reason to count, got {type(value).__name__}")
     if not value:  # most steps of a run count no skip or no failure: no sort to make
         return {}
     return dict(sorted((k, v) for k, v in value.items() if v))

@@ -20,10 +20,13 @@ def as_utc(value: dt.datetime, *, naive: Literal["refuse", "utc"] = "refuse") ->
     A naive value (no ``tzinfo``, or one that gives no offset) raises ``ValueError`` with
     ``naive="refuse"`` (the default: the domain's rule) and is taken as UTC with ``naive="utc"``.
     ``OverflowError`` when the instant falls outside ``datetime``'s range once in UTC
-    (``0001-01-01T00:00+14:00``).
+    (``0001-01-01T00:00+14:00``). Anything but a ``datetime`` (ISO text, a ``date``, epoch seconds)
+    is a ``TypeError``: it is never parsed or guessed.
     """
-    if value.tzinfo is dt.UTC and type(value) is dt.datetime:  # the common case: nothing to build
+    if type(value) is dt.datetime and value.tzinfo is dt.UTC:  # the common case: nothing to build
         return value
+    if not isinstance(value, dt.datetime):
+        raise TypeError(f"expected a datetime, got {type(value).__name__}: every timestamp is a datetime")
     if value.utcoffset() is None:
         if naive == "utc":
             return value.replace(tzinfo=dt.UTC)

@@ -20,6 +20,7 @@ import attrs
 from attrs import frozen
 
 from . import reasons
+from ._arguments import refuse_wrong_types
 from ._fast_init import fast_init
 from .chain import (
     MIGRATED,
@@ -180,6 +181,14 @@ class Transformer:
     def __init__(
         self, config: MappingConfig, *, limits: LoaderLimits | None = None, chain: RuleChain | None = None
     ) -> None:
+        refuse_wrong_types(
+            "Transformer",
+            (
+                ("config", config, MappingConfig, False),
+                ("limits", limits, LoaderLimits, True),
+                ("chain", chain, RuleChain, True),
+            ),
+        )
         self._category = CategoryMapper(config)
         self._actor = ActorResolver(config)
         self._contact = ContactResolver(config)

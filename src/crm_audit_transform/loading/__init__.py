@@ -64,6 +64,10 @@ def load_audited_changes(
         if isinstance(value, Mapping):
             return from_json(value, limits)
         if isinstance(value, JsonbText):
+            if type(value.text) is not str:  # a caller's JsonbText of anything else: not JSON text
+                raise NotAMapping(
+                    f"{_ruby_class(value.text)} in a JsonbText, which holds a jsonb column's text"
+                )
             return from_json_text(value.text, limits)
         if isinstance(value, OmittedChanges):
             # The message the text would have had (its size is known: "saw" it), or the source's

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from .._arguments import refuse_wrong_types
 from ..errors import JobNotFound
 from ..ports import PagePipeline, ShardLauncher
 from ..transformer import Transformer
@@ -39,6 +40,15 @@ class ServiceBase:
         pipeline: PagePipeline | None = None,
         shards: ShardLauncher | None = None,
     ) -> None:
+        refuse_wrong_types(
+            "MigrationService",
+            (
+                ("transformer", transformer, Transformer, False),
+                ("settings", settings, RunSettings, True),
+                ("tenants", tenants, Mapping, True),
+                ("coverage_threshold", coverage_threshold, (int, float), False),
+            ),
+        )
         self._ports = ports
         self._pipeline = pipeline
         self._shard_launcher = shards

@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import math
 from collections.abc import Collection, Iterable, Sequence
+from typing import TypeGuard
 
 import attrs
 
@@ -72,12 +73,13 @@ class InMemoryAuditSource:
         wanted = set(scope)
         rows = self._rows.get(tenant, {}).values()
         return sorted(
-            # A NULL or unreadable created_at is in every range, as the PostgreSQL adapter's query keeps it.
+            # A NULL or unreadable created_at is in every range, as the PostgreSQL adapter's query keeps
+            # it; so is one of a caller's row that is no aware datetime (the transformer fails it).
             (
                 r
                 for r in rows
                 if r.auditable_type in wanted
-                and (cutoff is None or not isinstance(r.created_at, dt.datetime) or r.created_at >= cutoff)
+                and (cutoff is None or not _placed(r.created_at) or r.created_at >= cutoff)
             ),
             key=lambda r: r.id,
         )
@@ -88,7 +90,7 @@ class InMemoryAuditSource:
         rows = self._in_scope(tenant, scope, cutoff)
         if not rows:
             return None
-        times = [r.created_at for r in rows if isinstance(r.created_at, dt.datetime)]
+        times = [r.created_at for r in rows if _placed(r.created_at)]
         oldest = min(times) if times else NO_TIME_KNOWN
         return ScopeBounds(rows[0].id, rows[-1].id, oldest, len(rows))
 
@@ -603,6 +605,11 @@ class StaticFeatureFlags:
 
     def is_enabled(self, company_sso_id: str) -> bool:
         return "*" in self._enabled or company_sso_id in self._enabled
+
+
+def _placed(created_at: object) -> TypeGuard[dt.datetime]:
+    """Whether ``created_at`` is an aware ``datetime``: one a cutoff can be compared with."""
+    return isinstance(created_at, dt.datetime) and created_at.utcoffset() is not None
 
 
 class FixedClock:
