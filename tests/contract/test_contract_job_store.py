@@ -1371,6 +1371,35 @@ class TestRollbackInChunks:
         assert renewals == [1, 2, 3, 4]  # chunk 1's delete waited for a second renewal
         assert (done.deleted, job.status, job.logs_deleted) == (5, ROLLED_BACK, 5)
 
+    def test_a_hold_half_spent_while_the_wall_clock_stepped_back_is_renewed_again(
+        self, store: JobStore
+    ) -> None:
+        """As above, and during the stall the host's wall clock is set back by as long (NTP, an
+        operator): the duration is on its monotonic clock, so the hold is renewed again before the
+        delete all the same. On the wall clock the stall measured nothing and the delete went out
+        on a hold with less than half of it left (renewals [1, 2, 3])."""
+        memory, clock = _five_logs(store)
+        host = FixedClock(clock.now())
+        renewals: list[int] = []
+
+        class _Stalls:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(store, name)
+
+            def renew_rollback(self, job_id: str, **kwargs: Any) -> Any:
+                renewed = store.renew_rollback(job_id, **kwargs)
+                renewals.append(kwargs["chunk"])
+                if len(renewals) == 1:
+                    clock.advance(LEASE * 0.6)  # the process stalls after its first renewal
+                    host.advance(LEASE * 0.6)
+                    host.set(host.now() - LEASE * 0.6)  # and its wall clock is set back as long
+                return renewed
+
+        done = rollback("company-a", RollbackPorts(_Stalls(), memory, host, LEASE, chunk=2))  # type: ignore[arg-type]
+        job = _job(store, "job-1")
+        assert renewals == [1, 2, 3, 4]  # chunk 1's delete waited for a second renewal
+        assert (done.deleted, job.status, job.logs_deleted) == (5, ROLLED_BACK, 5)
+
     def test_a_renewal_counts_its_chunk_once_and_only_for_the_holder(self, store: JobStore) -> None:
         """``renew_rollback``: retried (a lost acknowledgement) it adds nothing again; another
         owner, or a job no longer rolling back, is ``LeaseHeld`` with nothing written."""

@@ -56,6 +56,9 @@ class WallClock:
     def now(self) -> dt.datetime:
         return dt.datetime.now(dt.UTC)
 
+    def monotonic(self) -> float:
+        return time.monotonic()
+
 
 @pytest.fixture
 def wire_db(shared_mongo_uri: str, wire_mongo_database: str) -> Iterator[Any]:

@@ -34,6 +34,9 @@ class _FixedClock:
     def now(self) -> dt.datetime:
         return dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 
+    def monotonic(self) -> float:
+        return 0.0
+
 
 class _Launcher:
     """Stands in for ``ProcessShardLauncher``: keeps what it was given, starts nothing."""

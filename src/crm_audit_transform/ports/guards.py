@@ -22,6 +22,20 @@ class FeatureFlags(Protocol):
 
 
 class Clock(Protocol):
-    """Time comes in as a value: use cases ask this port, the core's rules never read a clock."""
+    """Time comes in as a value: use cases ask this port, the core's rules never read a clock.
 
-    def now(self) -> dt.datetime: ...
+    Two readings: ``now`` for the times a job stores (``updated_at``, ``finished_at``, an in-memory
+    store's lease expiry), ``monotonic`` for the durations a use case measures — how long since it
+    last renewed its lease, to renew it again once half has passed. A wall clock stepped back (NTP,
+    an operator, a VM restored) made such a duration shorter by the step, and a batch could go out
+    on a lease that had less than half left.
+    """
+
+    def now(self) -> dt.datetime:
+        """The wall clock: an aware UTC ``datetime``."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds since an arbitrary point, never less than an earlier reading whatever the wall
+        clock does (``time.monotonic``): only differences of two readings mean anything."""
+        ...

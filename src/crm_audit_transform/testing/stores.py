@@ -613,20 +613,28 @@ def _placed(created_at: object) -> TypeGuard[dt.datetime]:
 
 
 class FixedClock:
-    """A clock that only moves when told to: ``advance`` steps it, ``set`` jumps it."""
+    """A clock that only moves when told to: ``advance`` lets time pass (both readings move),
+    ``set`` sets the wall clock alone (forward or back, as NTP or an operator steps it: ``monotonic``
+    stays where it is)."""
 
-    __slots__ = ("_now",)
+    __slots__ = ("_now", "_ticks")
 
     def __init__(self, now: dt.datetime | None = None) -> None:
         self._now = as_utc(now or dt.datetime(2025, 1, 1, tzinfo=dt.UTC))
+        self._ticks = 0.0
 
     def now(self) -> dt.datetime:
         return self._now
 
+    def monotonic(self) -> float:
+        return self._ticks
+
     def advance(self, delta: dt.timedelta | float) -> None:
-        """Move forward by a ``timedelta`` or a number of seconds."""
+        """Let a ``timedelta`` or a number of seconds pass; a negative one steps the wall clock
+        back, as ``set`` does (``monotonic`` never goes back)."""
         step = delta if isinstance(delta, dt.timedelta) else dt.timedelta(seconds=delta)
         self._now += step
+        self._ticks += max(step.total_seconds(), 0.0)
 
     def set(self, now: dt.datetime) -> None:
         self._now = as_utc(now)

@@ -55,7 +55,6 @@ other writers out itself (``ports.MigratedLogsInChunks``).
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -196,13 +195,14 @@ def delete_held(
     in one whole-account delete, recorded in flight the same way with the count before it
     (``whole``)."""
     jobs, logs, job_id = ports.jobs, ports.logs, held.job_id
-    half, clock = ports.lease / 2, ports.clock
+    half, clock = ports.lease.total_seconds() / 2, ports.clock  # seconds, on clock.monotonic()
     total = 0
 
-    def renew(sending: RollbackInFlight | None) -> dt.datetime:
-        """Renew the hold, the count before added and ``sending`` recorded; when it was sent (``clock``)."""
+    def renew(sending: RollbackInFlight | None) -> float:
+        """Renew the hold, the count before added and ``sending`` recorded; when it was sent
+        (``clock.monotonic()``: a duration is measured from it)."""
         progress.renewals += 1
-        sent = clock.now()
+        sent = clock.monotonic()
         progress.renewing, progress.sending = True, sending
         try:
             jobs.renew_rollback(
@@ -273,7 +273,7 @@ def delete_held(
         if undeleted and any(doc_id in undeleted for doc_id in chunk):
             raise _not_deleted(company_sso_id, job_id, undeleted)
         renewed = renew(chunk)
-        while dt.timedelta(0) < half <= clock.now() - renewed:
+        while 0 < half <= clock.monotonic() - renewed:
             renewed = renew(None)  # stalled since (a frozen process): the hold may be another's by now
         deleted = delete(chunked, chunk)
         total += deleted

@@ -68,7 +68,7 @@ class RunLoop:
         on_outcomes: Callable[[Sequence[Outcome]], None] | None = None,
         pipeline: PagePipeline | None = None,
         *,
-        leased_at: dt.datetime | None = None,
+        leased_at: float | None = None,
     ) -> None:
         self._ports = ports
         self._pipeline: PagePipeline = pipeline or InProcessPages()
@@ -85,8 +85,8 @@ class RunLoop:
         self._cache = LookupCache()
         self._until_id: int | None = None
         self._check_at_end = True
-        # When the lease was asked for (run_loop), on this host's clock: see _save.
-        self._renewed = ports.clock.now() if leased_at is None else leased_at
+        # When the lease was asked for (run_loop), on this host's monotonic clock: see _save.
+        self._renewed = ports.clock.monotonic() if leased_at is None else leased_at
         # Rows the source set aside (ports.RowsSetAside), one entry per page read, in read order:
         # the pages come back from the pipeline in that order. The last entry may follow no page.
         self._set_aside: deque[Sequence[Outcome]] = deque()
@@ -395,7 +395,7 @@ class RunLoop:
         # another runner took over, the stored cancelled job (nothing written) if it was cancelled.
         # The half lease counts from the sending: the expiry is set when the store applies the
         # write, which is after it was sent and may be long before its answer comes back.
-        sent = self._ports.clock.now()
+        sent = self._ports.clock.monotonic()
         job = self._ports.jobs.save_progress(job, self._owner, ttl)
         self._renewed = sent
         if self._on_progress is not None:
@@ -416,9 +416,10 @@ class RunLoop:
         return self._rule.decide(job.tally - job.halt_basis, crossed=True)
 
     def _lease_half_spent(self) -> bool:
-        """Whether half the lease has passed since its last renewal was sent, on this host's clock
-        (a duration: the expiry itself is the store's, set when it applied that renewal)."""
-        return self._ports.clock.now() - self._renewed >= self._settings.lease_ttl / 2
+        """Whether half the lease has passed since its last renewal was sent, on this host's
+        monotonic clock (a duration: the expiry itself is the store's, set when it applied that
+        renewal; a wall clock stepped back would shorten the duration by the step)."""
+        return self._ports.clock.monotonic() - self._renewed >= self._settings.lease_ttl.total_seconds() / 2
 
     def _finish(
         self,

@@ -65,19 +65,19 @@ class Repair:
         # Counted from the renewal's sending, not from its answer (the expiry is set when the
         # store applies it, which may be long before the answer comes back) nor from the mark's
         # growth after it (gigabytes appended, a pause): either would push the next renewal back.
-        renewed = clock.now()
+        renewed = clock.monotonic()
         job = self._renew_lease(job)
         job = self._grow_source_mark(job)
-        half = self.settings.lease_ttl / 2
+        half = self.settings.lease_ttl.total_seconds() / 2
         entities = self.ports.entities
         if entities is not None:  # the log the run writes: its association logs named
             named = name_linked_entities(missing, tenant=job.tenant, entities=entities)
             missing = [m for m in named if isinstance(m, Migrated)]
         size = self.batch_size
         for start in range(0, len(missing), size):
-            if clock.now() - renewed >= half:
-                # On this host's clock (a duration; the expiry itself is the store's), as the run's.
-                renewed = clock.now()
+            if clock.monotonic() - renewed >= half:
+                # On this host's monotonic clock (a duration; the expiry itself is the store's), as the run's.
+                renewed = clock.monotonic()
                 job = self._renew_lease(job)
             chunk = missing[start : start + size]
             result = migrate_batch([m.log for m in chunk], writer, max_size=size)

@@ -169,7 +169,7 @@ def run_loop(
         # The rollback's fence: it checks for a newer job after holding the account, so a run
         # that passes here started before the hold and makes the rollback refuse (rollback.py).
         raise JobAlreadyRunning(f"company {company_sso_id} is being rolled back (job {held.job_id}): wait")
-    leased_at = ports.clock.now()  # the half lease counts from the sending (RunLoop._save)
+    leased_at = ports.clock.monotonic()  # the half lease counts from the sending (RunLoop._save)
     job = _lease(ports, job, owner, settings)
     if job.status != IN_PROGRESS:
         # Cancelled, halted or completed (a shard: completed) since it was read: nothing to write.
