@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
 
-from crm_audit_adapters.crm_postgres import PostgresAuditSource, ReadOnlySession
+from crm_audit_adapters.crm_postgres import PostgresAuditSource, ReadOnlySession, text_columns
 from crm_audit_transform.domain import AuditRow, ScopeBounds
 from crm_audit_transform.errors import UnknownTenant
+from crm_audit_transform.usecases.pages import PageSpan
 from support.postgres import corpus_records, expected_audit_row
 
 pytestmark = pytest.mark.postgres
@@ -56,6 +58,32 @@ class TestPages:
         """Keyset pages of 7 and 500 return each audit of the tenant exactly once, byte-exact."""
         rows = read_all(source, tenant, ALL_TYPES, cutoff=EPOCH, limit=limit)
         assert rows == expected(tenant, ALL_TYPES)
+
+    def test_a_query_is_built_once_for_each_table_and_read(
+        self, crm_dsn: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Pages, page ids and spans over two tenants build each tenant's query once for each kind
+        of read (~0.2 ms a page rebuilt), and still read every row once."""
+        built: list[str] = []
+        bounded = text_columns.bounded
+
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            built.append("built")
+            return bounded(*args, **kwargs)
+
+        monkeypatch.setattr(text_columns, "bounded", counting)
+        with ReadOnlySession.from_dsn(crm_dsn) as session:
+            source = PostgresAuditSource(session)
+            for tenant in ("acme", "globex"):
+                assert read_all(source, tenant, ALL_TYPES, cutoff=EPOCH, limit=7) == expected(
+                    tenant, ALL_TYPES
+                )
+                ids = source.page_ids(tenant, ALL_TYPES, after_id=0, cutoff=EPOCH, limit=7)
+                ids = source.page_ids(tenant, ALL_TYPES, after_id=ids[-1], cutoff=EPOCH, limit=7)
+                for _ in range(2):
+                    span = PageSpan(tenant, tuple(ALL_TYPES), EPOCH, tuple(ids))
+                    assert [row.id for row in source.span_rows(span)] == ids
+        assert len(built) == 2 * 3
 
     def test_created_at_is_aware_utc(self, source: PostgresAuditSource) -> None:
         """created_at comes back timezone-aware in UTC although the column has no time zone."""
