@@ -82,6 +82,17 @@ class TestContacts:
             read_contacts(path)
 
 
+def test_a_line_of_many_strings_is_counted_in_a_few_times_its_size(tmp_path: Path) -> None:
+    """Its values are counted before it is read (``lines.json_values``): cutting its strings out at
+    once held ~60 times the line."""
+    strings = "[" + '"",' * (3 * MAX_MEMBER_VALUES) + '""]'
+    path = tmp_path / "users.jsonl"
+    path.write_text(f'{{"tenant": "acme", "id": 1, "email": "a@x", "x": {strings}}}\n')
+    users, peak = peak_of(lambda: read_users(path))
+    assert users == {1: CrmUser(1, "a@x", None, None)}
+    assert peak < 8 * len(strings)
+
+
 class TestManyMembers:
     """Members each of fewer values than ``MAX_MEMBER_VALUES`` add up: past it in all, the rest are
     kept as their text. Decoded one by one, 12 of them held ~1.2 GB for a 3.6 MB line."""

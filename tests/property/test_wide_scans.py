@@ -138,3 +138,24 @@ def test_a_long_lines_scan_in_pieces_tells_what_its_step_a_bracket_scan_tells(
         patch.setattr(long_lines, "_PIECE", 8)
         patch.setattr(long_lines, "_PASSES", 2)
         assert scanned(True) == scanned(False)
+
+
+def _reference_values(text: bytes) -> int:
+    """``json_values`` as it was: the text's strings cut out all at once."""
+    bare = lines._BYTES_STRING.sub(b"0", text).translate(None, b" \t\n\r")
+    collections = bare.count(b"[") + bare.count(b"{")
+    return 1 + bare.count(b",") + collections - bare.count(b"[]") - bare.count(b"{}")
+
+
+@settings(max_examples=400, derandomize=True, database=None, deadline=None)
+@given(
+    parts=st.lists(
+        st.sampled_from(['"', '""', '"a"', "\\", '\\"', "[", "]", "{", "}", ",", " ", "1"]), max_size=60
+    ),
+    piece=st.integers(1, 12),
+)
+def test_values_counted_a_piece_at_a_time_are_those_counted_at_once(parts: list[str], piece: int) -> None:
+    text = "".join(parts).encode()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(lines, "_COUNT_BYTES", piece)
+        assert lines.json_values(text) == _reference_values(text)
