@@ -90,3 +90,43 @@ class TestBootstrap:
         result = service.dry_run(account["company_sso_id"], account["tenant"])
         assert result.job.status == COMPLETED
         assert len(sink.logs) == result.job.tally.migrated > 0
+
+
+class TestMongoSocketTimeout:
+    """The lease bounds every socket read of the runner's client, but `indexes`' (67570a0's follow-up)."""
+
+    URI = "mongodb://127.0.0.1:1/?directConnection=true"
+
+    def test_a_runtime_sets_the_lease_share_unless_told_not_to(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import crm_audit_adapters.bootstrap.runtime as runtime_module
+
+        monkeypatch.setattr(runtime_module, "wait_for_mongo", lambda *_a, **_k: None)  # nothing listens
+        timeouts = []
+        for bounded in (True, False):
+            with build_runtime(Settings(mongo_uri=self.URI), lease_bounded_mongo=bounded) as runtime:
+                timeouts.append(runtime.mongo_db.client.options.pool_options.socket_timeout)
+        assert timeouts == [12.0, None]
+
+    @pytest.mark.parametrize(
+        ("args", "bounded"),
+        [(["indexes", "up"], False), (["indexes", "status"], False), (["status", "--all"], True)],
+    )
+    def test_indexes_builds_its_client_without_it(
+        self, monkeypatch: pytest.MonkeyPatch, args: list[str], bounded: bool
+    ) -> None:
+        """An index build over a large collection waits on one answer longer than a lease's share."""
+        from click.testing import CliRunner
+
+        import crm_audit_adapters.cli.state as state_module
+        from crm_audit_adapters.cli import Overrides, cli
+
+        seen: list[object] = []
+
+        def recording(settings: Settings, **overrides: object) -> object:
+            seen.append(overrides.get("lease_bounded_mongo", True))
+            raise RuntimeError("recorded")
+
+        monkeypatch.setattr(state_module, "build_runtime", recording)
+        env = {"CRM_AUDIT_SETTINGS": "", "CRM_AUDIT_MONGO_URI": self.URI}
+        CliRunner().invoke(cli, args, obj=Overrides(), env=env)
+        assert seen == [bounded]

@@ -58,7 +58,12 @@ class SystemClock:
 
 
 class Runtime:
-    """Every port of the migration, built lazily from ``Settings`` (a ``ServicePorts``), and the service."""
+    """Every port of the migration, built lazily from ``Settings`` (a ``ServicePorts``), and the service.
+
+    ``lease_bounded_mongo``: the MongoDB client it builds sets ``socketTimeoutMS`` from the lease
+    (``mongo_client_for``) unless the URI sets it; False sets none, for a command that holds no lease
+    and waits on one long call (``indexes up``: an index build over a large collection).
+    """
 
     def __init__(
         self,
@@ -70,8 +75,10 @@ class Runtime:
         flags: FeatureFlags | None = None,
         notice: Callable[[str], None] | None = None,
         rule_chain: Callable[[MappingConfig], RuleChain] | None = None,
+        lease_bounded_mongo: bool = True,
     ) -> None:
         self.settings = settings
+        self._lease_bounded_mongo = lease_bounded_mongo
         self._notice = notice
         self._rule_chain = rule_chain
         self._mongo_client = mongo_client
@@ -129,9 +136,9 @@ class Runtime:
         from pymongo import MongoClient
 
         if self._mongo_client is None:
-            self._mongo_client = mongo_client_for(
-                self.settings.mongo_uri, lease_seconds=self.settings.run.lease_seconds
-            )
+            # `indexes` holds no lease, and one of its calls waits on a whole index build.
+            lease = self.settings.run.lease_seconds if self._lease_bounded_mongo else None
+            self._mongo_client = mongo_client_for(self.settings.mongo_uri, lease_seconds=lease)
             self._closers.append(self._mongo_client.close)  # before the ping, which may fail
             if isinstance(self._mongo_client, MongoClient) and self.settings.mongo_uri:
                 wait_for_mongo(self._mongo_client, self.settings.mongo_uri, self._notice)

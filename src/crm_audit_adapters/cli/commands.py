@@ -56,7 +56,8 @@ def indexes(state: CliState, direction: str, as_json: bool) -> None:
     """
     from ..mongo import applied_version, apply_migration, index_status
 
-    with state.runtime() as runtime:
+    # No lease here, and `up` waits on whole index builds: no socketTimeoutMS of the runner's own.
+    with state.runtime(lease_bounded_mongo=False) as runtime:
         steps: tuple[str, ...] = ()
         if direction != "status":
             steps = apply_migration(runtime.mongo_db, direction, now=runtime.lease_now())  # type: ignore[arg-type]

@@ -55,7 +55,8 @@ class CliState:
         """The settings if they were read (for scrubbing an error's secrets), else None."""
         return self._settings
 
-    def runtime(self) -> Runtime:
+    def runtime(self, *, lease_bounded_mongo: bool = True) -> Runtime:
+        """The command's ``Runtime``; ``lease_bounded_mongo`` as ``Runtime`` takes it."""
         o = self.overrides
         runtime = build_runtime(
             self.settings,
@@ -63,6 +64,7 @@ class CliState:
             sso=o.sso,
             clock=o.clock,
             notice=lambda text: click.echo(text, err=True),
+            lease_bounded_mongo=lease_bounded_mongo,
         )
         if o.prepare is not None:
             o.prepare(runtime)
