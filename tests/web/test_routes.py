@@ -349,6 +349,27 @@ class TestMigrateRoute:
         assert error_code(response) == "INVALID_RECORD"
         assert app_parts["db"]["activity_logs"].count_documents({}) == 0
 
+    @pytest.mark.parametrize(
+        "company",
+        ['"caf\\udce9"', '"   "', json.dumps("c" * 129)],
+        ids=["lone-surrogate", "blank", "129-chars"],
+    )
+    def test_a_records_company_under_the_routes_rule_is_a_400(
+        self, app_parts: dict[str, Any], company: str
+    ) -> None:
+        """A record's ``company_sso_id`` is held to every route's rule (``INVALID_COMPANY``): at most 128
+        characters, not blank, Unicode text. A lone surrogate reached the binding check, whose refusal
+        quoting it could not be encoded: 500 ``INTERNAL``, against "no request body reaches a 500"."""
+        response = app_parts["client"].post(
+            "/private/activity_logs/migrate",
+            content=_holding(company, "company_sso_id"),
+            headers={"Authorization": AUTH, "Content-Type": "application/json"},
+        )
+        assert response.status_code == 400, response.text
+        assert error_code(response) == "INVALID_RECORD"
+        assert response.json()["error"]["message"].startswith("records[0].company_sso_id: ")
+        assert app_parts["db"]["activity_logs"].count_documents({}) == 0
+
     @pytest.mark.parametrize(("levels", "where"), [(97, "to"), (98, "metadata")])
     @pytest.mark.parametrize(
         "leaf",

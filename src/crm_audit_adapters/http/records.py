@@ -32,9 +32,12 @@ from crm_audit_transform.values import Value
 
 from ..mongo.bson_values import MONGODB_MAX_NESTING
 from ..mongo.extended_json_input import loads_extended_json
+from ..strict_json import has_surrogate
 from .errors import ApiError
 
 _ACTOR_KINDS = ("user", "deleted_user", "system")
+MAX_COMPANY_CHARS = 128
+"""The longest ``company_sso_id`` a route takes (``/openapi.json``'s ``maxLength``)."""
 # Exact types: their subclasses bson.Code (str) and bson.Binary (bytes) are not values of the model.
 _PLAIN = frozenset({bool, int, float, str, bytes})
 _JSON_OPTIONS = json_util.RELAXED_JSON_OPTIONS.with_options(tz_aware=True, tzinfo=dt.UTC)
@@ -129,7 +132,7 @@ def decode_record(doc: object, path: str) -> ActivityLog:
     meta = _value(metadata, f"{path}.metadata")
     assert isinstance(meta, dict)
     return ActivityLog(
-        company_sso_id=_str(doc, "company_sso_id", path),
+        company_sso_id=_company(doc, path),
         customer_id=_str(doc, "customer_id", path),
         category=_str(doc, "category", path),
         action=_str(doc, "action", path),
@@ -139,6 +142,21 @@ def decode_record(doc: object, path: str) -> ActivityLog:
         external_id=_external_id(doc, path),
         metadata=meta,
     )
+
+
+def _company(doc: Mapping[str, object], path: str) -> str:
+    """The record's ``company_sso_id`` under the rule of every route's (``INVALID_COMPANY``): at most
+    128 characters, not blank, Unicode text. A lone surrogate (JSON's ``"caf\\udce9"``) names no
+    account: the refusal quoting it (``TENANT_UNBOUND``) could not be encoded, and the route
+    answered 500 (``INTERNAL``)."""
+    value = _str(doc, "company_sso_id", path)
+    if not value.strip() or len(value) > MAX_COMPANY_CHARS or has_surrogate(value):
+        raise _bad(
+            f"{path}.company_sso_id",
+            f"must be a non-blank string of at most {MAX_COMPANY_CHARS} characters, Unicode text "
+            "(no lone surrogate escape)",
+        )
+    return value
 
 
 def _external_id(doc: Mapping[str, object], path: str) -> str:
