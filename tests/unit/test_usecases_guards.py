@@ -296,6 +296,15 @@ class TestNewJob:
         assert job.date_range_start == start
         assert job.first_audit_id > 1
 
+    def test_a_date_range_start_in_the_future_is_refused_before_any_job(self) -> None:
+        """Nothing would be in scope: the job would complete with no row and close the account."""
+        world = World()
+        later = world.clock.now() + dt.timedelta(seconds=1)
+        with pytest.raises(ValueError, match="in the future"):
+            world.trigger(date_range_start=later)
+        assert world.jobs.jobs == ()
+        assert world.trigger(date_range_start=world.clock.now()).date_range_start is not None
+
     def test_a_sub_millisecond_date_range_start_is_taken_to_its_millisecond(self) -> None:
         """A job store keeps whole milliseconds, so the cutoff and the scope are the floored instant's:
         audit 592 (05:17:01.630067) is in the scope of a start at 05:17:01.630500."""

@@ -255,7 +255,13 @@ def trigger(
     too); a resume keeps the job's and refuses another (``MappingChanged``, nothing written): its
     run would refuse it anyway.
     A race with another trigger ends in ``JOB_ALREADY_RUNNING``.
+
+    ``ValueError`` (nothing read or written) for a ``date_range_start`` after ``ports.clock.now()``:
+    no row would be in scope, so the job would complete at once with none migrated and leave the
+    account ``ALREADY_COMPLETED``; the CLI's option and the HTTP route refuse it first.
     """
+    if date_range_start is not None and date_range_start > ports.clock.now():
+        raise ValueError(f"date_range_start {date_range_start.isoformat()} is in the future")
     previous = check_guards(
         company_sso_id, tenant, ports, coverage_threshold=coverage_threshold, restart=restart
     )
