@@ -15,8 +15,9 @@ The rules (docs/mongodb.md explains each):
   a zone the CRM never had.
 * ``dict`` keys → ``str``; a key holding ``.``, ``%`` or NUL, or starting with ``$``, is
   percent-escaped (``%2E``, ``%25``, ``%00``, leading ``%24``) and unescaped on decode.
-* nesting: MongoDB refuses a document nested past ``MONGODB_MAX_NESTING`` levels; ``nests_past``
-  tells whether a value would take its document there (``documents`` checks each list or dict value).
+* nesting: MongoDB refuses a document nested past ``MONGODB_MAX_NESTING`` levels; the core's
+  ``bson_nesting.nests_past`` tells whether a value would take its document there (``documents``
+  checks each list or dict value, as the in-memory stores do).
   The check comes before any walk, so no writer meets ``RecursionError``: a value nested past the
   interpreter's stack fails this check, and the deepest one it lets through is encoded in about 300
   frames (the default recursion limit is 1,000; tests/unit/test_encoded_logs.py holds it to 400).
@@ -48,37 +49,6 @@ NESTS_PAST_MONGODB: Final = (
     "for a document (a list or hash value nests too deep)"
 )
 """Why a log whose document MongoDB would refuse for its nesting fails alone (``write_error``)."""
-
-# The value model's types that hold no other value: a walk for nesting never looks into them.
-_FLAT: Final = frozenset({str, bool, int, float, type(None), decimal.Decimal, dt.datetime, dt.date, bytes})
-
-
-def nests_past(value: object, levels: int) -> bool:
-    """Whether ``value``'s non-empty lists and dicts nest more than ``levels`` deep (``levels`` ≥ 0).
-
-    Counted as MongoDB counts (``MONGODB_MAX_NESTING``): a non-empty list or dict is one level, an
-    empty one none, a scalar none. Only lists and dicts are looked into, and the walk stops as soon as
-    the answer is known, at most ``levels + 1`` calls deep, so it never meets the recursion limit.
-    """
-    kind = type(value)
-    if kind is list:  # the common kinds by identity: isinstance on Mapping is an ABC check
-        items: Any = value
-    elif kind is dict or isinstance(value, Mapping):
-        items = value.values()  # type: ignore[attr-defined]
-    elif isinstance(value, list | tuple):
-        items = value
-    else:
-        return False
-    if not items:
-        return False
-    if levels <= 0:
-        return True
-    flat, inner = _FLAT, levels - 1
-    for item in items:  # a loop, not any(): no generator per list, the common case is a short one  # noqa: SIM110
-        if type(item) not in flat and nests_past(item, inner):
-            return True
-    return False
-
 
 INT64_MIN: Final = -(2**63)
 INT64_MAX: Final = 2**63 - 1

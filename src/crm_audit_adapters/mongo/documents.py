@@ -27,6 +27,7 @@ from typing import Any, Final, cast
 import attrs
 import cattrs
 
+from crm_audit_transform.bson_nesting import nests_past
 from crm_audit_transform.domain import ActivityLog, Actor, ActorKind, FieldChange
 from crm_audit_transform.enrichment_tally import EnrichmentTally
 from crm_audit_transform.errors import JobUnreadable
@@ -54,7 +55,6 @@ from .bson_values import (
     encode_mapping,
     escape_key,
     from_bson_datetime,
-    nests_past,
     to_bson_datetime,
     unescape_key,
 )

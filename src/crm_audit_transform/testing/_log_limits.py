@@ -15,11 +15,9 @@ value sits at level 3 (the document, ``attributes``, its change), a metadata val
 
 from __future__ import annotations
 
-import datetime as dt
-import decimal
-from collections.abc import Mapping
 from typing import Any, Final
 
+from ..bson_nesting import nests_past
 from ..domain import ActivityLog
 from ._bson_size import ID_BYTES, MAX_DOCUMENT_BYTES, document_bytes
 
@@ -37,28 +35,11 @@ NESTS_TOO_DEEP: Final = (
 
 _ATTRIBUTE_ROOM: Final = MAX_NESTING - 3
 _METADATA_ROOM: Final = MAX_NESTING - 2
-_FLAT: Final = frozenset({str, bool, int, float, type(None), decimal.Decimal, dt.datetime, dt.date, bytes})
 
 
 def too_large(size: int) -> str:
     """``MongoActivityLogStore``'s words for a document of ``size`` bytes past the limit."""
     return f"document of {size} bytes exceeds MongoDB's {MAX_DOCUMENT_BYTES}-byte limit"
-
-
-def _nests_past(value: object, levels: int) -> bool:
-    """Whether ``value``'s non-empty lists and dicts nest more than ``levels`` deep; a loop bounded
-    by ``levels`` + 1 calls, so a value deeper than the interpreter's stack is answered too."""
-    if isinstance(value, Mapping):
-        items: Any = value.values()
-    elif isinstance(value, list | tuple):
-        items = value
-    else:
-        return False
-    if not items:
-        return False
-    if levels <= 0:
-        return True
-    return any(type(item) not in _FLAT and _nests_past(item, levels - 1) for item in items)
 
 
 def log_document(log: ActivityLog) -> dict[str, Any]:
@@ -87,9 +68,9 @@ def log_document(log: ActivityLog) -> dict[str, Any]:
 def log_refusal(log: ActivityLog) -> str:
     """Why MongoDB would refuse ``log``'s document (``NESTS_TOO_DEEP``, ``too_large(size)``, or a
     value outside the value model), or ``""`` when it would store it."""
-    if any(_nests_past(c.from_, _ATTRIBUTE_ROOM) or _nests_past(c.to, _ATTRIBUTE_ROOM) for c in log.changes):
+    if any(nests_past(c.from_, _ATTRIBUTE_ROOM) or nests_past(c.to, _ATTRIBUTE_ROOM) for c in log.changes):
         return NESTS_TOO_DEEP
-    if any(_nests_past(value, _METADATA_ROOM) for value in log.metadata.values()):
+    if any(nests_past(value, _METADATA_ROOM) for value in log.metadata.values()):
         return NESTS_TOO_DEEP
     try:
         size = document_bytes(log_document(log)) + ID_BYTES
