@@ -77,6 +77,24 @@ class TestStale:
         measured = {**self.RECORDED, "tiny.py": 3.0}
         assert stale(measured, self.RECORDED) == []
 
+    def test_a_load_that_slows_the_short_files_most_is_not_stale_but_a_moved_one_is(self) -> None:
+        """As a full check under load measured (16:20 UTC, 2026-12-03): the long process-driving files
+        at 1.3 times their record, the short CPU-bound ones at 4.5 times (1.6-2.4 s recorded, 7-11 s
+        measured), none of them changed. Paced by the long files, as before, eleven of them were named;
+        paced by the files of their own length, only the one that moved 5 times past the others is."""
+        long = {f"long_{i}.py": 5.0 + 3.0 * i for i in range(25)}
+        short = {f"short_{i}.py": 1.6 + 0.02 * i for i in range(40)}
+        tiny = {f"tiny_{i}.py": 0.05 + 0.01 * i for i in range(60)}
+        recorded = {**long, **short, **tiny}
+        measured = {
+            **{path: 1.3 * seconds for path, seconds in long.items()},
+            **{path: 4.5 * seconds for path, seconds in short.items()},
+            **{path: 3.0 * seconds for path, seconds in tiny.items()},
+        }
+        assert stale(measured, recorded) == []
+        moved = {**measured, "short_7.py": 5 * 4.5 * short["short_7.py"]}
+        assert stale(moved, recorded) == [f"short_7.py: {5 * short['short_7.py']:.1f} s, recorded 1.7 s"]
+
 
 def _session(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """pytest over ``tmp_path``'s test files with this plugin, in a process of its own."""
