@@ -11,6 +11,7 @@ import math
 import re
 from collections.abc import Mapping
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from attrs import Attribute, evolve, field, frozen, validators
 
@@ -88,6 +89,33 @@ def _path_repr(value: str) -> str:
     return repr(path + (f"?{MASK}" if query else ""))
 
 
+def base_url_problem(base_url: str, *, auth_header: str = "Authorization", token: str = "") -> str | None:
+    """What makes ``base_url`` send the lookup elsewhere than it says, or None; never quotes it.
+
+    * A query or fragment (``?…``, ``#…``): httpx appends the path to the base URL's text, query
+      included, so ``http://h/api?x=1`` asked ``/api?x=1/api/v1/users/sso-ids`` (``x`` got the path as
+      its value). A query belongs in ``path`` (``/api/v1/users/sso-ids?api_key=…``), which is sent as
+      written.
+    * User info (``user:password@``) while the token goes in ``Authorization``: httpx sends the user
+      info as Basic auth in that header, in place of the token, and USMAN answers 401. With the token
+      in another header (``X-Api-Key``), or no token, the user info is sent as Basic auth as it is
+      (a proxy before USMAN may ask for it).
+    """
+    if "?" in base_url or "#" in base_url:  # a literal "?" or "#" always starts one (RFC 3986 §3)
+        return (
+            "must not hold a query or fragment (?…, #…): the path would be appended after it; "
+            "give a query in CRM_AUDIT_USMAN_PATH (/api/v1/users/sso-ids?api_key=…)"
+        )
+    userinfo = urlsplit(base_url).netloc.rpartition("@")[0]
+    if userinfo and token and auth_header.lower() == "authorization":
+        return (
+            "must not hold a user name or password (user:password@host) while the token goes in the "
+            "Authorization header: httpx would send them there as Basic auth in place of the token; "
+            "remove them, or send the token in another header (CRM_AUDIT_USMAN_AUTH_HEADER)"
+        )
+    return None
+
+
 def _header_name(_: object, attribute: Attribute[str], value: str) -> None:
     if not _HEADER_NAME.fullmatch(value):
         raise UnusableUsmanSetting(
@@ -102,8 +130,9 @@ class UsmanConfig:
 
     ``UnusableUsmanSetting`` (a ``ValueError``) for a value that could never work: a token or scheme
     that is no header value (CR, LF, other controls, non-ASCII), a header name that is no HTTP token,
-    a timeout or backoff that is not a finite number of seconds, a number past ``USMAN_MAXIMA``. Its
-    message never quotes the token.
+    a timeout or backoff that is not a finite number of seconds, a number past ``USMAN_MAXIMA``, a
+    ``base_url`` with a query or fragment, or with user info that would replace the token
+    (``base_url_problem``). Its message never quotes the token or the URL.
     """
 
     base_url: str = field(repr=_url_repr)
@@ -122,6 +151,11 @@ class UsmanConfig:
     max_connections: int = field(default=10, validator=[validators.ge(1), _at_most])
     # The whole lookup's time: every chunk, attempt and backoff wait (LEASE_SHARE).
     call_timeout: float = field(default=45.0, validator=[validators.gt(0), _finite, _at_most])
+
+    def __attrs_post_init__(self) -> None:
+        problem = base_url_problem(self.base_url, auth_header=self.auth_header, token=self.token)
+        if problem is not None:
+            raise UnusableUsmanSetting(f"base_url {problem}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> UsmanConfig:

@@ -17,6 +17,7 @@ import pytest
 from crm_audit_adapters import usman
 from crm_audit_adapters.usman import (
     PROBE_EMAIL,
+    UnusableUsmanSetting,
     UsmanClient,
     UsmanConfig,
     UsmanRefused,
@@ -960,23 +961,19 @@ class TestSecrecy:
         for record in caplog.records:
             assert TOKEN not in record.getMessage()
 
-    @pytest.mark.parametrize("where", ["path", "base_url"])
     def test_a_key_in_the_urls_query_stays_out_of_messages_and_the_repr(
-        self, server: UsmanServer, sleeps: list[float], where: str
+        self, server: UsmanServer, sleeps: list[float]
     ) -> None:
-        """A USMAN keyed by its query (``?api_key=…``, docs/usman.md): the key is sent, but a refusal's
-        message and the client's repr show ``?***`` instead. Before, both quoted it, and a Celery
-        worker logs a failed task's message as it is (the runner scrubs its own lines only): this test
-        fails there."""
+        """A USMAN keyed by its path's query (``?api_key=…``, docs/usman.md): the key is sent, but a
+        refusal's message and the client's repr show ``?***`` instead. Before, both quoted it, and a
+        Celery worker logs a failed task's message as it is (the runner scrubs its own lines only):
+        this test fails there."""
         key = "Kq7QueryKeyValue"
-        if where == "path":
-            options: dict[str, Any] = {"path": f"{PATH}?api_key={key}"}
-            server.queue(status(404))
-        else:
-            options = {"base_url": f"{server.url}/?api_key={key}", "path": ""}
+        server.queue(status(404))
+        options = {"path": f"{PATH}?api_key={key}"}
         with client_for(server, sleeps, **options) as client, pytest.raises(UsmanRefused) as caught:
             client.sso_ids_by_emails(COMPANY, [NUR])
-        assert key in server.requests[0].path  # sent: USMAN needs it
+        assert server.requests[0].path == f"{PATH}?api_key={key}"  # sent as written: USMAN needs it
         assert key not in str(caught.value)
         assert key not in repr(client)
         assert "?***" in str(caught.value)
@@ -1016,12 +1013,13 @@ class TestSecrecy:
         the base URL, or a key in either's query, was in any log line or traceback that printed it.
         This test fails there."""
         config = UsmanConfig(
-            base_url="https://ops:Pw7UsmanBase@usman.internal/?api_key=Kq7BaseKey",
+            base_url="https://ops:Pw7UsmanBase@usman.internal/",
             path=f"{PATH}?api_key=Kq7PathKey",
             token=TOKEN,
+            auth_header="X-Api-Key",
         )
         shown = repr(config)
-        for secret in ("Pw7UsmanBase", "Kq7BaseKey", "Kq7PathKey", TOKEN):
+        for secret in ("Pw7UsmanBase", "Kq7PathKey", TOKEN):
             assert secret not in shown
         assert "usman.internal" in shown
         assert f"{PATH}?***" in shown
@@ -1107,6 +1105,44 @@ class TestConfig:
         """A chunk of zero emails, zero attempts or a zero timeout is a configuration error."""
         with pytest.raises(ValueError, match="must be"):
             UsmanConfig(base_url="http://127.0.0.1", **bad)
+
+    @pytest.mark.parametrize("auth_header", ["Authorization", "authorization"])
+    def test_user_info_that_would_replace_the_token_is_refused(
+        self, server: UsmanServer, auth_header: str
+    ) -> None:
+        """httpx sends a base URL's ``user:password@`` as Basic auth in ``Authorization``, in place of
+        the Bearer token: USMAN answered 401 to every lookup. Now ``UnusableUsmanSetting`` when built,
+        naming neither the password nor the token. Before, the config was built and the lookup refused
+        (this test fails there)."""
+        base = server.url.replace("http://", "http://ops:Pw5UserInfo@")
+        with pytest.raises(UnusableUsmanSetting, match="Basic auth in place of the token") as caught:
+            UsmanConfig(base_url=base, token=TOKEN, path=PATH, auth_header=auth_header)
+        assert "Pw5UserInfo" not in str(caught.value)
+        assert TOKEN not in str(caught.value)
+
+    def test_user_info_beside_a_token_in_another_header_is_sent_as_basic_auth(
+        self, server: UsmanServer, sleeps: list[float]
+    ) -> None:
+        """The token in ``X-Api-Key``: the user info goes as Basic auth beside it (a proxy before
+        USMAN may ask for it), as before; both reach the server."""
+        server.auth_header, server.auth_scheme = "X-Api-Key", ""
+        base = server.url.replace("http://", "http://ops:Pw5UserInfo@")
+        with client_for(server, sleeps, base_url=base, auth_header="X-Api-Key", auth_scheme="") as client:
+            assert client.sso_ids_by_emails(COMPANY, [NUR]) == {NUR: "sso-nur"}
+        [request] = server.requests
+        assert request.headers["x-api-key"] == TOKEN
+        assert request.headers["authorization"].startswith("Basic ")
+
+    @pytest.mark.parametrize("tail", ["/api?api_key=Kq7BaseKey", "?v=2", "/api?", "/api#Kq7BaseKey", "#"])
+    def test_a_base_url_with_a_query_or_fragment_is_refused(self, server: UsmanServer, tail: str) -> None:
+        """httpx appends the path to the base URL's text, query included: ``…/api?api_key=K`` asked
+        ``/api?api_key=K/api/v1/users/sso-ids`` (the key with the path in it, to USMAN's root). Now
+        ``UnusableUsmanSetting`` when built, pointing at ``path`` for a query, never quoting the URL.
+        Before, the config was built and the request went to the wrong path (this test fails there)."""
+        with pytest.raises(UnusableUsmanSetting, match="query or fragment") as caught:
+            UsmanConfig(base_url=server.url + tail, token=TOKEN, path=PATH)
+        assert "Kq7BaseKey" not in str(caught.value)
+        assert "CRM_AUDIT_USMAN_PATH" in str(caught.value)
 
 
 class TestAnHttpxWithAnotherLayout:

@@ -24,6 +24,14 @@ def problem_for(environ: dict[str, str]) -> tuple[str, str]:
     return where, problem
 
 
+def problem_for_file(path: Path, environ: dict[str, str]) -> tuple[str, str]:
+    with pytest.raises(ConfigError) as raised:
+        load_settings(path, environ)
+    assert SECRET not in str(raised.value)
+    ((where, problem),) = raised.value.problems
+    return where, problem
+
+
 class TestBrokerUrls:
     @pytest.mark.parametrize(
         ("url", "message"),
@@ -124,6 +132,49 @@ class TestDatabaseAndUsmanUrls:
         where, problem = problem_for({"CRM_AUDIT_USMAN_BASE_URL": url})
         assert where == "environment variable CRM_AUDIT_USMAN_BASE_URL"
         assert message in problem, problem
+
+    @pytest.mark.parametrize(
+        ("url", "extra", "message"),
+        [
+            (f"http://usman:{SECRET}@usman.internal", {}, "Basic auth in place of the token"),
+            (f"https://{SECRET}@usman.internal/api", {}, "Basic auth in place of the token"),
+            (
+                f"http://:{SECRET}@usman.internal",
+                {"CRM_AUDIT_USMAN_AUTH_HEADER": "authorization"},
+                "Basic auth in place of the token",
+            ),
+            (f"http://usman.internal/api?api_key={SECRET}", {}, "must not hold a query or fragment"),
+            (f"http://usman.internal?api_key={SECRET}", {}, "must not hold a query or fragment"),
+            ("http://usman.internal/api?", {}, "must not hold a query or fragment"),
+            (f"http://usman.internal/api#{SECRET}", {}, "must not hold a query or fragment"),
+        ],
+    )
+    def test_a_usman_url_that_would_ask_elsewhere_is_refused_at_load(
+        self, url: str, extra: dict[str, str], message: str
+    ) -> None:
+        """User info beside a token in ``Authorization`` (httpx sends it there as Basic auth in the
+        token's place: USMAN answers 401), or a query or fragment (the path is appended after it): a
+        configuration error at load that never quotes the URL. Before, both loaded and every lookup was
+        refused (DIRECTORY_REFUSED, HTTP 401 or 404) or asked the wrong path: this test fails there."""
+        environ = {"CRM_AUDIT_USMAN_BASE_URL": url, "CRM_AUDIT_USMAN_TOKEN": "t0ken", **extra}
+        where, problem = problem_for(environ)
+        assert where == "environment variable CRM_AUDIT_USMAN_BASE_URL"
+        assert message in problem, problem
+
+    def test_user_info_beside_a_token_in_another_header_is_taken(self, tmp_path: Path) -> None:
+        """The token in ``X-Api-Key``, or no token: the user info is sent as Basic auth as it is (a
+        proxy before USMAN may ask for it), so it loads; ``config`` shows it hidden."""
+        url = f"http://usman:{SECRET}@usman.internal"
+        for extra in ({"CRM_AUDIT_USMAN_AUTH_HEADER": "X-Api-Key", "CRM_AUDIT_USMAN_TOKEN": "t"}, {}):
+            settings = load_settings(None, {"CRM_AUDIT_USMAN_BASE_URL": url, **extra})
+            assert settings.usman is not None
+            assert settings.usman.base_url == url
+            assert SECRET not in repr(settings.usman)
+            assert SECRET not in str(settings.describe())
+        path = tmp_path / "crm.toml"
+        path.write_text(f'[usman]\nbase_url = "{url}"\n', encoding="utf-8")
+        where_problem = problem_for_file(path, {"CRM_AUDIT_USMAN_TOKEN": "t"})
+        assert where_problem[0] == f"settings file {path}: usman.base_url"
 
 
 class TestStrictTomlTypes:

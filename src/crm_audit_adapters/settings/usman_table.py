@@ -9,6 +9,7 @@ from crm_audit_transform.numerals import parse_float
 
 from ..url_checks import http_url_problem
 from ..usman import UnusableUsmanSetting, UsmanConfig
+from ..usman_config import base_url_problem
 from .checks import as_written
 from .keys import USMAN_ENV_PREFIX, USMAN_KEYS, USMAN_TEXT_KEYS, did_you_mean
 
@@ -90,7 +91,11 @@ def read_usman_table(
     base = merged[f"{USMAN_ENV_PREFIX}BASE_URL"]
     if not base.startswith(("http://", "https://")):
         problems.append((sources.get("BASE_URL", "usman.base_url"), "must start with http:// or https://"))
-    elif problem := http_url_problem(base):
+    elif problem := http_url_problem(base) or base_url_problem(
+        base,
+        auth_header=merged.get(f"{USMAN_ENV_PREFIX}AUTH_HEADER", "Authorization"),
+        token=merged.get(f"{USMAN_ENV_PREFIX}TOKEN", ""),
+    ):
         problems.append((sources.get("BASE_URL", "usman.base_url"), problem))
     try:
         return UsmanConfig.from_env(merged)
