@@ -480,8 +480,8 @@ class TestRetries:
         """The lookup answers 200 only: a 201/202/204/206 comes from an endpoint that is not it (a POST
         that creates or queues, a proxy's partial content), and a retry gets the same. Before, it was
         an outage: a run wrote the actors of its first rows degraded for good; this test fails there
-        (UsmanUnavailable)."""
-        server.queue(lambda server, request: Reply(code, b"" if code in (204, 205) else b'{"data": []}'))
+        (UsmanUnavailable). A 204 or 205 comes as HTTP has it, with no content (``TestTheTestServer``)."""
+        server.queue(status(code))
         with client_for(server, sleeps) as client, pytest.raises(UsmanRefused) as caught:
             client.sso_ids_by_emails(COMPANY, [NUR])
         assert caught.value.status_code == code
@@ -1031,6 +1031,48 @@ class TestSecrecy:
             client.sso_ids_by_emails(COMPANY, ["nur.4@acme.example"])
         assert TOKEN not in str(caught.value)
         assert TOKEN not in repr(client)
+
+
+class TestTheTestServer:
+    @pytest.mark.parametrize("code", [204, 205, 304])
+    def test_an_answer_without_content_sends_none(self, server: UsmanServer, code: int) -> None:
+        """HTTP gives 204, 205 and 304 no content, and 204 and 304 no Content-Length: on the wire the
+        answer ends with its headers, and the connection's next request gets a clean answer. Before,
+        ``status`` sent a JSON body after them (this test fails there)."""
+        server.queue(status(code))
+        host, port = server.url.removeprefix("http://").split(":")
+        request = (
+            f"POST {PATH} HTTP/1.1\r\nHost: usman\r\nAuthorization: Bearer {TOKEN}\r\n"
+            "Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n{payload}"
+        )
+        payload = json.dumps({"company_sso_id": COMPANY, "emails": [NUR]})
+        wire = request.format(length=len(payload), payload=payload).encode()
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(wire)
+            first = _read_until_quiet(sock)
+            sock.sendall(wire)
+            second = _read_until_quiet(sock)
+        head, _, content = first.partition(b"\r\n\r\n")
+        assert head.startswith(f"HTTP/1.1 {code} ".encode())
+        assert content == b""
+        lengths = [line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")]
+        assert lengths == ([b"Content-Length: 0"] if code == 205 else [])
+        assert second.startswith(b"HTTP/1.1 200 "), second
+        assert second.endswith(b'"sso_id": "sso-nur"}]}')
+
+
+def _read_until_quiet(sock: socket.socket) -> bytes:
+    """What the server sends until it pauses for 0.3 s (an answer it sends in one go)."""
+    received = b""
+    sock.settimeout(5)
+    received += sock.recv(65536)
+    sock.settimeout(0.3)
+    try:
+        while chunk := sock.recv(65536):
+            received += chunk
+    except TimeoutError:
+        pass
+    return received
 
 
 class TestLifecycle:

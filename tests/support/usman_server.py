@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from attrs import define, field, frozen
 
 __all__ = [
+    "NO_CONTENT",
     "PATH",
     "TOKEN",
     "Reply",
@@ -86,8 +87,15 @@ def answer(server: UsmanServer, request: SeenRequest) -> Reply:
     return Reply(200, json.dumps({"data": data}).encode())
 
 
+NO_CONTENT: frozenset[int] = frozenset({204, 205, 304})
+"""Answers HTTP gives no content (RFC 9110 §15.3.5, §15.3.6, §15.4.5), 1xx aside: a body after one
+would be read as the start of the connection's next answer."""
+
+
 def status(code: int, headers: Mapping[str, str] | None = None) -> Behaviour:
-    return lambda server, request: Reply(code, b'{"error": "nope"}', headers=dict(headers or {}))
+    """Answer ``code``: with a small JSON error body, or none where HTTP forbids one (``NO_CONTENT``)."""
+    content = b"" if code in NO_CONTENT else b'{"error": "nope"}'
+    return lambda server, request: Reply(code, content, headers=dict(headers or {}))
 
 
 def body(raw: bytes) -> Behaviour:
@@ -272,7 +280,8 @@ def _handler_for(server: UsmanServer) -> type[BaseHTTPRequestHandler]:
                 return
             self.send_response(reply.status)
             self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(reply.body)))
+            if reply.status not in (204, 304):  # no Content-Length either (RFC 9110 §8.6)
+                self.send_header("Content-Length", str(len(reply.body)))
             for name, value in reply.headers.items():
                 self.send_header(name, value)
             self.end_headers()
