@@ -549,6 +549,23 @@ class TestJobRoutes:
         started = self.post(client, "trigger", {"company_sso_id": COMPANY, "tenant": TENANT})
         assert started.status_code == 202
 
+    def test_a_cutoff_is_in_the_future_by_the_services_clock(self, app_parts: dict[str, Any]) -> None:
+        """The route reads the runtime's clock, as the guards do: here a fixed one (2026-01-01), behind
+        the wall clock. A cutoff a day after it is 400 ``INVALID_DATE_RANGE_START`` with no job row; one
+        a day before it is taken. Before, the route read the wall clock, passed the first, and the
+        guards' ValueError was a 500 INTERNAL: this test fails there."""
+        client = app_parts["client"]
+        seed_contacts(app_parts["db"], COMPANY, people_count(app_parts["dsn"]))
+        clock_now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)  # runtime_over's FixedClock
+        ahead = clock_now + dt.timedelta(days=1)
+        assert ahead < dt.datetime.now(dt.UTC)  # in the wall clock's past
+        payload = {"company_sso_id": COMPANY, "tenant": TENANT, "date_range_start": ahead.isoformat()}
+        response = self.post(client, "trigger", payload)
+        assert (response.status_code, error_code(response)) == (400, "INVALID_DATE_RANGE_START")
+        assert app_parts["db"]["crm_activity_log_migration_jobs"].count_documents({}) == 0
+        payload["date_range_start"] = (clock_now - dt.timedelta(days=1)).isoformat()
+        assert self.post(client, "trigger", payload).status_code == 202
+
     def test_trigger_then_running_then_status_then_rollback(self, app_parts: dict[str, Any]) -> None:
         """A trigger creates an in-progress job; a second gets 409; rollback is refused while it runs."""
         client = app_parts["client"]

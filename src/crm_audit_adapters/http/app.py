@@ -109,7 +109,9 @@ def _company(value: object) -> str:
     return value
 
 
-def _optional_time(value: object) -> dt.datetime | None:
+def _optional_time(value: object, now: Callable[[], dt.datetime]) -> dt.datetime | None:
+    """``date_range_start`` as a UTC datetime, None when absent; 400 ``INVALID_DATE_RANGE_START`` for a
+    text that is no ISO 8601 time, or one after ``now()`` (the service's clock, ``HttpService.clock``)."""
     if value is None:
         return None
     try:
@@ -124,7 +126,9 @@ def _optional_time(value: object) -> dt.datetime | None:
         raise ApiError(400, "INVALID_DATE_RANGE_START", "date_range_start is out of range in UTC") from None
     # As the runner's --date-range-start: a cutoff in the future leaves nothing in scope, so the job
     # would start at 100 % and complete without migrating a row, closing the account (ALREADY_COMPLETED).
-    if cutoff > dt.datetime.now(dt.UTC):
+    # The service's clock, as its guards read it: the wall clock here disagreed with a runtime built on
+    # another (a fixed one in tests), and a cutoff between the two was a 500 (the guards' ValueError).
+    if cutoff > now():
         raise ApiError(400, "INVALID_DATE_RANGE_START", "date_range_start is in the future")
     return cutoff
 
@@ -185,7 +189,7 @@ def create_app(
                 service.trigger,
                 _company(body.get("company_sso_id")),
                 tenant,
-                date_range_start=_optional_time(body.get("date_range_start")),
+                date_range_start=_optional_time(body.get("date_range_start"), lambda: service.clock.now()),
                 restart=restart,
             )
         )

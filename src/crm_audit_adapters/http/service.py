@@ -11,11 +11,18 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from crm_audit_transform.domain import ActivityLog, BatchResult
+from crm_audit_transform.ports import Clock
 from crm_audit_transform.usecases import MigrationStatus, RollbackResult
 from crm_audit_transform.verification import VerifyReport
 
 
 class HttpService(Protocol):
+    @property
+    def clock(self) -> Clock:
+        """The time the service's guards read: a trigger's ``date_range_start`` after its ``now()`` is
+        refused (400 ``INVALID_DATE_RANGE_START``) on this clock, as the service refuses it."""
+        ...
+
     def migrate(self, records: Sequence[ActivityLog], *, require_binding: bool = False) -> BatchResult:
         """MigrateBatch: at most 20 records; raises BatchTooLarge above. Refused as a run is: the
         account's tenant (``external_id``'s; ``require_binding``: refuse an unbound account), its

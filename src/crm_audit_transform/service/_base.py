@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 from .._arguments import refuse_wrong_types
 from ..errors import JobNotFound
-from ..ports import PagePipeline, ShardLauncher
+from ..ports import Clock, PagePipeline, ShardLauncher
 from ..transformer import Transformer
 from ..usecases import DEFAULT_COVERAGE_THRESHOLD, RunSettings
 from ..usecases.run import RunPorts
@@ -64,6 +64,12 @@ class ServiceBase:
     @property
     def settings(self) -> RunSettings:
         return self._settings
+
+    @property
+    def clock(self) -> Clock:
+        """The ports' clock: the time the guards read (a trigger's ``date_range_start`` may not be
+        after its ``now()``), for a caller that checks a value first (the HTTP route's 400)."""
+        return self._ports.clock
 
     def tenant_for(self, company_sso_id: str, tenant: str | None) -> str:
         """The tenant an operation on the account reads: the one guard of every tenant override
