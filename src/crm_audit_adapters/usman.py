@@ -599,7 +599,13 @@ class UsmanClient:
 
     def _parse(self, body: bytes) -> _Answer:
         try:
-            decoded = json.loads(body)
+            decoded = json.loads(body, object_pairs_hook=_unique_members, parse_constant=_no_constant)
+        except _NotStrictJson as exc:
+            raise UsmanUnavailable(
+                f"USMAN at {self._where} answered JSON no strict reader takes: {exc}",
+                status_code=200,
+                attempts=1,
+            ) from exc
         except Exception as exc:  # not JSON, not UTF-8, nested past the recursion limit, …
             raise UsmanUnavailable(
                 f"USMAN at {self._where} answered a body that is not JSON ({type(exc).__name__})",
@@ -612,6 +618,26 @@ class UsmanClient:
             raise UsmanUnavailable(
                 f"USMAN at {self._where} answered the wrong shape: {exc}", status_code=200, attempts=1
             ) from exc
+
+
+class _NotStrictJson(ValueError):
+    """A text Python's ``json`` reads, but that is no answer to trust (RFC 8259): its message is ours."""
+
+
+def _unique_members(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """An object of the answer, refused when it names a member twice: RFC 8259 §4 leaves which one
+    counts to each reader, and Python's keeps the last. ``{"email": a, "sso_id": s, "email": b}`` gave
+    ``b`` the id USMAN gave ``a`` (history written to the wrong person), and a second ``"data": []``
+    made every user of the answer unknown, a ``[Deleted CRM User]`` that is never counted."""
+    members = dict(pairs)
+    if len(members) != len(pairs):
+        raise _NotStrictJson("an object names a member twice (which one counts is each reader's guess)")
+    return members
+
+
+def _no_constant(name: str) -> object:
+    """``NaN``, ``Infinity`` and ``-Infinity``, which Python's ``json`` reads and JSON has not."""
+    raise _NotStrictJson(f"{name} is no JSON value")
 
 
 def _unverified_certificate(error: BaseException) -> ssl.SSLCertVerificationError | None:

@@ -303,6 +303,52 @@ class TestUsman:
         assert len(others) == len(sso_docs(TENANT)) - 1
         assert bad_id not in others
 
+    def test_an_answer_naming_a_member_twice_gives_no_user_anothers_id(
+        self, run_cli: Cli, client: mongomock.MongoClient, usman: UsmanServer, crm_dsn: str
+    ) -> None:
+        """A hostile or broken USMAN names ``email`` twice in each entry, the second time another asked
+        user's: Python's JSON reader keeps the last, so every user got another's SSO id, the history
+        of one person written to another. Now such an answer is not trusted: the actors degrade,
+        counted, and no log carries an id that is not its author's. This test fails on the old code
+        (logs with another user's id)."""
+        import psycopg
+
+        def doubling(server: UsmanServer, request: SeenRequest) -> Reply:
+            data = json.loads(answer(server, request).body)["data"]
+            asked = request.payload["emails"]
+            entries = [
+                '{"email": %s, "sso_id": %s, "email": %s}'  # noqa: UP031  # a member twice: no dict holds it
+                % (json.dumps(e["email"]), json.dumps(e["sso_id"]), json.dumps(asked[(i + 1) % len(asked)]))
+                for i, e in enumerate(data)
+            ]
+            return Reply(200, ('{"data": [' + ", ".join(entries) + "]}").encode())
+
+        sso_of = {d["email"].lower(): d["sso_id"] for d in sso_docs(TENANT)}
+        with psycopg.connect(crm_dsn) as conn:
+            author = {
+                audit_id: email.lower()
+                for audit_id, email in conn.execute(
+                    "SELECT a.id, u.email FROM acme.audits a JOIN acme.users u ON u.id = a.user_id "
+                    "WHERE a.user_type = 'User'"
+                )
+            }
+        assert run_cli("trigger", "--company-sso-id", COMPANY).exit_code == 0
+        usman.default = doubling
+        try:
+            done = run_cli(
+                "run", "--company-sso-id", COMPANY, "--no-progress", CRM_AUDIT_DEGRADED_THRESHOLD="1"
+            )
+        finally:
+            usman.default = answer
+        assert done.exit_code == 0, done.output
+        stored = list(client["cdp"]["activity_logs"].find({"source_tag": "crm_migration"}))
+        by_user = [doc for doc in stored if doc["metadata"]["crm_audit_id"] in author]
+        assert by_user
+        for doc in by_user:
+            given = doc["actor"].get("id")
+            assert given is None or given == sso_of.get(author[doc["metadata"]["crm_audit_id"]]), doc
+        assert status_json(run_cli)["actors_degraded"] > 0
+
     def test_an_outage_degrades_counts_and_halts_naming_usman(
         self, run_cli: Cli, client: mongomock.MongoClient
     ) -> None:

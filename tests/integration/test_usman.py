@@ -645,6 +645,35 @@ class TestMalformedAnswers:
         assert caught.value.__cause__ is not None
 
     @pytest.mark.parametrize(
+        "raw",
+        [
+            b'{"data": [{"email": "nur.4@acme.example", "sso_id": "sso-nur"}], "data": []}',
+            b'{"data": [{"email": "nur.4@acme.example", "sso_id": "sso-nur", "email": "cy@acme.example"}]}',
+            b'{"data": [{"email": "nur.4@acme.example", "sso_id": "sso-nur", "sso_id": "sso-cy"}]}',
+            b'{"data": [{"email": "nur.4@acme.example", "sso_id": NaN}, {"email": "cy@acme.example"}]}',
+            b'{"data": -Infinity}',
+        ],
+        ids=["data-twice", "email-twice", "sso-id-twice", "nan", "infinity"],
+    )
+    def test_json_no_strict_reader_takes_leaves_every_email_unanswered(
+        self, server: UsmanServer, sleeps: list[float], raw: bytes
+    ) -> None:
+        """An object naming a member twice (RFC 8259 §4 leaves which one counts to each reader; Python's
+        keeps the last), or ``NaN``/``Infinity`` (no JSON values): the answer as a whole is not trusted,
+        so every email of the request is unanswered (its actors degrade, counted), nothing retried.
+        Before, the last member counted: the email named second got the id USMAN gave the first
+        (history written to the wrong person), a second ``"data": []`` made every user unknown (an
+        uncounted ``[Deleted CRM User]``), and a ``NaN`` id left one email unanswered. This test
+        fails there."""
+        server.queue(body(raw))
+        with client_for(server, sleeps) as client, pytest.raises(UsmanUnavailable) as caught:
+            client.sso_ids_by_emails(COMPANY, [NUR, "cy@acme.example"])
+        assert caught.value.unanswered is None
+        assert caught.value.answered == {}
+        assert "no strict reader takes" in str(caught.value)
+        assert (len(server.requests), sleeps) == (1, [])
+
+    @pytest.mark.parametrize(
         "bad",
         [5, "", "../x\n\u0000y", "sso-cy\u2028", "a" * (MAX_SSO_ID_CHARS + 1), {"id": "sso-cy"}],
         ids=["number", "empty", "control", "separator", "too-long", "object"],
