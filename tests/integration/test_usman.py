@@ -473,6 +473,33 @@ class TestRetries:
         assert "elsewhere" not in str(caught.value)
         assert "CRM_AUDIT_USMAN_BASE_URL" in str(caught.value)
 
+    def test_a_redirect_to_another_host_sends_it_nothing(
+        self, server: UsmanServer, sleeps: list[float]
+    ) -> None:
+        """A redirect to another host (here a second server redirecting back: a loop) is never
+        followed: one request, to USMAN only, a refusal; the other host never sees the token."""
+        with UsmanServer(directory=DIRECTORY) as other:
+            other.default = status(307, {"Location": server.url + PATH})
+            server.default = status(307, {"Location": other.url + PATH})
+            with client_for(server, sleeps) as client, pytest.raises(UsmanRefused, match="HTTP 307"):
+                client.sso_ids_by_emails(COMPANY, [NUR])
+            assert other.requests == []
+        assert len(server.requests) == 1
+        assert sleeps == []
+
+    def test_a_header_past_httpcores_bound_is_an_outage(
+        self, server: UsmanServer, sleeps: list[float]
+    ) -> None:
+        """A header block over httpcore's bound (100 KiB: h11's ``max_incomplete_event_size``) is
+        never held whole: each attempt fails as a protocol error, retried, then ``UsmanUnavailable``
+        (its actors degrade, counted)."""
+        server.default = lambda server, request: Reply(200, b'{"data": []}', headers={"X-Pad": "p" * 300_000})
+        with client_for(server, sleeps) as client, pytest.raises(UsmanUnavailable) as caught:
+            client.sso_ids_by_emails(COMPANY, [NUR])
+        assert isinstance(caught.value.__cause__, httpx.RemoteProtocolError)
+        assert len(server.requests) == 3
+        assert caught.value.unanswered is None
+
     @pytest.mark.parametrize("code", [201, 202, 203, 204, 205, 206, 207, 208, 226])
     def test_a_2xx_but_200_is_a_refusal_not_an_outage(
         self, server: UsmanServer, sleeps: list[float], code: int
@@ -672,6 +699,27 @@ class TestMalformedAnswers:
         assert caught.value.answered == {}
         assert "no strict reader takes" in str(caught.value)
         assert (len(server.requests), sleeps) == (1, [])
+
+    def test_a_200_in_another_content_type_is_read_for_what_it_holds(
+        self, server: UsmanServer, sleeps: list[float]
+    ) -> None:
+        """The Content-Type of a 200 is not checked: a proxy's HTML page is no JSON (an outage:
+        ``UsmanUnavailable``, its text not quoted), and the contract's JSON labelled ``text/plain`` is
+        the answer it holds."""
+        page = b"<html><title>Sign in</title>token=Lk9PageSecret</html>"
+        server.queue(lambda server, request: Reply(200, page, headers={"Content-Type": "text/html"}))
+        with client_for(server, sleeps) as client:
+            with pytest.raises(UsmanUnavailable, match="not JSON") as caught:
+                client.sso_ids_by_emails(COMPANY, [NUR])
+            assert "Lk9PageSecret" not in str(caught.value)
+            server.queue(
+                lambda server, request: Reply(
+                    200,
+                    json.dumps({"data": [{"email": NUR, "sso_id": "sso-nur"}]}).encode(),
+                    headers={"Content-Type": "text/plain"},
+                )
+            )
+            assert client.sso_ids_by_emails(COMPANY, [NUR]) == {NUR: "sso-nur"}
 
     @pytest.mark.parametrize(
         "bad",

@@ -279,7 +279,8 @@ def _handler_for(server: UsmanServer) -> type[BaseHTTPRequestHandler]:
                     server.headers_dripped.set()
                 return
             self.send_response(reply.status)
-            self.send_header("Content-Type", "application/json")
+            if not any(name.lower() == "content-type" for name in reply.headers):
+                self.send_header("Content-Type", "application/json")
             if reply.status not in (204, 304):  # no Content-Length either (RFC 9110 §8.6)
                 self.send_header("Content-Length", str(len(reply.body)))
             for name, value in reply.headers.items():
