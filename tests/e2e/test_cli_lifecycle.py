@@ -15,7 +15,7 @@ from crm_audit_adapters.bootstrap import Runtime
 from crm_audit_adapters.cli import exit_codes
 from crm_audit_transform.usecases.cancel import cancel
 from support.corpus_account import sso_docs
-from support.usman_server import Reply, SeenRequest, UsmanServer, answer, status
+from support.usman_server import Reply, SeenRequest, UsmanServer, answer, email_twice, status
 
 pytestmark = pytest.mark.postgres
 usman, client, run_cli = cli_world.usman, cli_world.client, cli_world.run_cli  # the CLI world's fixtures
@@ -313,16 +313,6 @@ class TestUsman:
         (logs with another user's id)."""
         import psycopg
 
-        def doubling(server: UsmanServer, request: SeenRequest) -> Reply:
-            data = json.loads(answer(server, request).body)["data"]
-            asked = request.payload["emails"]
-            entries = [
-                '{"email": %s, "sso_id": %s, "email": %s}'  # noqa: UP031  # a member twice: no dict holds it
-                % (json.dumps(e["email"]), json.dumps(e["sso_id"]), json.dumps(asked[(i + 1) % len(asked)]))
-                for i, e in enumerate(data)
-            ]
-            return Reply(200, ('{"data": [' + ", ".join(entries) + "]}").encode())
-
         sso_of = {d["email"].lower(): d["sso_id"] for d in sso_docs(TENANT)}
         with psycopg.connect(crm_dsn) as conn:
             author = {
@@ -333,7 +323,7 @@ class TestUsman:
                 )
             }
         assert run_cli("trigger", "--company-sso-id", COMPANY).exit_code == 0
-        usman.default = doubling
+        usman.default = email_twice
         try:
             done = run_cli(
                 "run", "--company-sso-id", COMPANY, "--no-progress", CRM_AUDIT_DEGRADED_THRESHOLD="1"

@@ -17,7 +17,7 @@ from crm_audit_adapters.cli.verify import summary_lines
 from crm_audit_transform.testing import InMemoryMigratedLogReader
 from crm_audit_transform.usecases.verify import VerifyPorts, verify_account
 from support.corpus_account import World
-from support.usman_server import UsmanServer, status
+from support.usman_server import UsmanServer, answer, email_twice, status
 
 usman, client, run_cli = cli_world.usman, cli_world.client, cli_world.run_cli  # the CLI world's fixtures
 RECENT = "2024-04-14"
@@ -85,6 +85,29 @@ class TestVerifyCommand:
         assert result.stderr.startswith("error: DIRECTORY_REFUSED:")
         assert str(code) in result.stderr
         assert logs.count_documents({"external_id": gone["external_id"]}) == 0
+
+    def test_usman_naming_an_email_twice_leaves_every_actor_as_written(
+        self, migrated_cli: Cli, client: mongomock.MongoClient, usman: UsmanServer
+    ) -> None:
+        """``verify --repair`` against a USMAN whose entries name ``email`` twice (the second time
+        another user's): the answer is not trusted, the users' actors are counted unchecked (exit 10),
+        none is called drifted, and no log is rewritten. Before, Python's reader gave each user
+        another's SSO id and verify reported the right actors as drifted (logs to "decide" about, none
+        unchecked): this test fails there."""
+        logs = client["cdp"]["activity_logs"]
+        before = {doc["external_id"]: doc["actor"] for doc in logs.find({"source_tag": "crm_migration"})}
+        assert any(actor.get("id") for actor in before.values())
+        usman.default = email_twice
+        try:
+            result = migrated_cli("verify", "--company-sso-id", COMPANY, "--repair", "--json")
+        finally:
+            usman.default = answer
+        assert result.exit_code == exit_codes.NOT_VERIFIED, result.output
+        report = json.loads(result.stdout)
+        assert report["findings"]["drifted"]["count"] == 0
+        assert report["actors_unchecked"] > 0
+        after = {doc["external_id"]: doc["actor"] for doc in logs.find({"source_tag": "crm_migration"})}
+        assert after == before
 
     def test_another_tenant_than_the_jobs_is_refused(self, migrated_cli: Cli) -> None:
         """The account is bound to its job's tenant: --tenant naming another exits REFUSED."""

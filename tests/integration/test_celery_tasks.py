@@ -19,7 +19,7 @@ from crm_audit_transform.jobs import COMPLETED, IN_PROGRESS
 from crm_audit_transform.testing import FixedClock, InMemorySsoDirectory
 from crm_audit_transform.usecases import RunSettings
 from support.corpus_account import company_sso_id, contact_docs, sso_docs
-from support.usman_server import TOKEN, UsmanServer, status
+from support.usman_server import TOKEN, UsmanServer, email_twice, status
 
 pytestmark = pytest.mark.postgres
 
@@ -172,3 +172,34 @@ class TestUsmanRedirect:
                     before.last_audit_id,
                     before.tally,
                 )
+
+
+class TestUsmanAnswerNamingAnEmailTwice:
+    def test_migrate_account_degrades_and_writes_no_sso_id(self, crm_dsn: str, mongo_db: Any) -> None:
+        """``migrate_account`` against a USMAN whose entries name ``email`` twice, the second time
+        another user's: no answer is trusted, the actors degrade (counted) and no log carries an SSO id.
+        Before, Python's reader gave each user another's SSO id and the task wrote them: this test
+        fails there."""
+        apply_migration(mongo_db, "up")
+        for doc in contact_docs(TENANT):
+            created = dt.datetime.fromisoformat(doc["created_at"].replace("Z", "+00:00"))
+            mongo_db["contacts"].insert_one({**doc, "created_at": created})
+        directory = {COMPANY: {d["email"]: d["sso_id"] for d in sso_docs(TENANT)}}
+        with UsmanServer(directory=directory, default=email_twice) as hostile:
+            sso = UsmanClient(UsmanConfig(base_url=hostile.url, token=TOKEN))
+            runtime = build_runtime(
+                settings_over(crm_dsn, mongo_db), mongo_client=mongo_db.client, sso=sso, clock=FixedClock(NOW)
+            )
+            with runtime, sso:
+                runtime.service.trigger(COMPANY)
+                app = make_app(runtime.settings, runtime_factory=lambda: runtime)
+                result = app.tasks[MIGRATE_ACCOUNT].apply(args=[COMPANY])
+                assert result.state == "SUCCESS", result.result
+                job = runtime.jobs.latest(COMPANY)
+        assert hostile.requests
+        assert job is not None
+        assert job.tally.actors_degraded > 0
+        ids = set(directory[COMPANY].values())
+        stored = list(mongo_db["activity_logs"].find({}))
+        assert stored
+        assert not [doc for doc in stored if doc["actor"].get("id") in ids]

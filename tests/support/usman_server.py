@@ -31,6 +31,7 @@ __all__ = [
     "drip",
     "drip_headers",
     "drop",
+    "email_twice",
     "hang",
     "held",
     "slow",
@@ -90,6 +91,19 @@ def answer(server: UsmanServer, request: SeenRequest) -> Reply:
 NO_CONTENT: frozenset[int] = frozenset({204, 205, 304})
 """Answers HTTP gives no content (RFC 9110 §15.3.5, §15.3.6, §15.4.5), 1xx aside: a body after one
 would be read as the start of the connection's next answer."""
+
+
+def email_twice(server: UsmanServer, request: SeenRequest) -> Reply:
+    """Answer as USMAN does, but each entry names ``email`` twice, the second time the next email asked:
+    JSON no dict holds (Python's reader keeps the last member, so each id lands on another user)."""
+    data = json.loads(answer(server, request).body)["data"]
+    asked = request.payload["emails"]
+    entries = [
+        f'{{"email": {json.dumps(entry["email"])}, "sso_id": {json.dumps(entry["sso_id"])}, '
+        f'"email": {json.dumps(asked[(i + 1) % len(asked)])}}}'
+        for i, entry in enumerate(data)
+    ]
+    return Reply(200, ('{"data": [' + ", ".join(entries) + "]}").encode())
 
 
 def status(code: int, headers: Mapping[str, str] | None = None) -> Behaviour:
