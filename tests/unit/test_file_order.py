@@ -77,6 +77,23 @@ class TestStale:
         measured = {**self.RECORDED, "tiny.py": 3.0}
         assert stale(measured, self.RECORDED) == []
 
+    def test_the_files_handed_out_at_the_start_are_never_stale(self) -> None:
+        """With three test processes the three longest files start at once, whatever their seconds: as
+        a full check under load measured, the third longest at 3.9 times its record (127 s, 32.8 s
+        recorded) while the files about its length kept theirs. The fourth is named as before."""
+        recorded = {
+            "first.py": 80.0,
+            "second.py": 60.0,
+            "third.py": 33.0,
+            "fourth.py": 30.0,
+            "fifth.py": 28.0,
+        }
+        third = {**recorded, "third.py": 127.0}
+        assert stale(third, recorded, at_once=3) == []
+        assert stale(third, recorded) == ["third.py: 127.0 s, recorded 33.0 s"]
+        fourth = {**recorded, "fourth.py": 127.0}
+        assert stale(fourth, recorded, at_once=3) == ["fourth.py: 127.0 s, recorded 30.0 s"]
+
     def test_a_load_that_slows_the_short_files_most_is_not_stale_but_a_moved_one_is(self) -> None:
         """As a full check under load measured (16:20 UTC, 2026-12-03): the long process-driving files
         at 1.3 times their record, the short CPU-bound ones at 4.5 times (1.6-2.4 s recorded, 7-11 s
