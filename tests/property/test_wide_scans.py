@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from crm_audit_adapters.files import lines, long_lines
 from crm_audit_adapters.files.lines import MAX_MEMBER_VALUES, numbered_lines
+from crm_audit_transform import json_scan
 
 WIDE = "[" + "[]," * (3 * MAX_MEMBER_VALUES) + "[]]"
 
@@ -140,9 +141,13 @@ def test_a_long_lines_scan_in_pieces_tells_what_its_step_a_bracket_scan_tells(
         assert scanned(True) == scanned(False)
 
 
+_STRING = re.compile(rb'"[^"\\]*+(?:\\.?[^"\\]*+)*+"?', re.S)
+"""A string as ``json_values`` reads it: to its closing quote, or to the end when none closes it."""
+
+
 def _reference_values(text: bytes) -> int:
     """``json_values`` as it was: the text's strings cut out all at once."""
-    bare = lines._BYTES_STRING.sub(b"0", text).translate(None, b" \t\n\r")
+    bare = _STRING.sub(b"0", text).translate(None, b" \t\n\r")
     collections = bare.count(b"[") + bare.count(b"{")
     return 1 + bare.count(b",") + collections - bare.count(b"[]") - bare.count(b"{}")
 
@@ -150,12 +155,14 @@ def _reference_values(text: bytes) -> int:
 @settings(max_examples=400, derandomize=True, database=None, deadline=None)
 @given(
     parts=st.lists(
-        st.sampled_from(['"', '""', '"a"', "\\", '\\"', "[", "]", "{", "}", ",", " ", "1"]), max_size=60
+        st.sampled_from(['"', '""', '"a"', "\\", '\\"', "[", "]", "{", "}", ",", " ", "1", "é"]), max_size=60
     ),
     piece=st.integers(1, 12),
 )
 def test_values_counted_a_piece_at_a_time_are_those_counted_at_once(parts: list[str], piece: int) -> None:
-    text = "".join(parts).encode()
+    """In bytes (a line) and in text (a comment, ``rules.contact``): one count, ``json_scan``'s."""
+    text = "".join(parts)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(lines, "_COUNT_BYTES", piece)
-        assert lines.json_values(text) == _reference_values(text)
+        patch.setattr(json_scan, "_COUNT_BYTES", piece)
+        assert lines.json_values(text.encode()) == _reference_values(text.encode())
+        assert json_scan.json_values(text) == _reference_values(text.encode())

@@ -22,6 +22,7 @@ from typing import Any, BinaryIO, Final, Literal, TypeAlias, overload
 
 import orjson
 
+from crm_audit_transform.json_scan import json_values as json_values
 from crm_audit_transform.loading import JsonbText
 
 from .errors import FileChangedWhileRead, FileFormatError
@@ -64,14 +65,6 @@ column is of a wrong type. As many as the loader's default ``max_nodes``; a larg
 loads such an ``audited_changes`` from its text. Only a line of more than twice as many bytes can
 hold more, so shorter lines are never counted."""
 _WIDE_LINE: Final = 2 * MAX_MEMBER_VALUES
-# A string to its closing quote or, one that never closes, to the end (json.loads decodes nothing
-# after it): every match from a quote succeeds, one pass. Required to close, sre tried again at each
-# escaped quote of an unclosed one, to the end each time (a line of 2 MiB of \": hours).
-_BYTES_STRING: Final = re.compile(rb'"[^"\\]*+(?:\\.?[^"\\]*+)*+"?', re.S)
-_BYTES_STRING_PART: Final = re.compile(rb'("[^"\\]*+(?:\\.?[^"\\]*+)*+"?)', re.S)
-_CLOSED_STRING: Final = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"', re.S)
-_COUNT_BYTES: Final = 1 << 16
-_EMPTY_PAIRS: Final = frozenset({(0x5B, 0x5D), (0x7B, 0x7D)})  # [] and {}
 LONG_LINE_HEAD: Final = 1 << 20
 """The bytes of an over-long line kept for ``on_long`` (1 MiB): enough for the members before its
 long value (a row's ``tenant`` and ``id``), never the line itself. Also the bytes of any line held
@@ -443,37 +436,6 @@ def _member(value: Any) -> Any:
 
 _EXACT: Final = frozenset({str, int, bool, type(None)})
 """orjson's results that are exactly ``json``'s: containers are looked into, a float never is."""
-
-
-def json_values(text: bytes | str) -> int:
-    """How many values ``json.loads(text)`` would build (the whole, and each item of an array or
-    object), counted from its commas and brackets outside strings at C speed, without building any.
-
-    Read ``_COUNT_BYTES`` at a time, each piece ending before a string it cuts: cutting its strings
-    out of the whole text at once held ~60 times its size for a text of ``"",`` (sre's list of the
-    pieces it joins: 1.4 GB for a 24 MB line)."""
-    if isinstance(text, str):
-        text = text.encode("utf-8", "surrogatepass")
-    values, last, pos, size = 1, 0, 0, len(text)
-    while pos < size:
-        end = min(size, pos + _COUNT_BYTES)
-        parts: list[bytes] | None = None
-        while parts is None:
-            parts = _BYTES_STRING_PART.split(text[pos:end])
-            if end < size and not parts[-1] and not _CLOSED_STRING.fullmatch(parts[-2]):
-                if len(parts) == 3 and not parts[0]:  # one string, from the piece's start: read on
-                    end, parts = min(size, pos + 2 * (end - pos)), None
-                    continue
-                end -= len(parts[-2])  # the piece ends before the string it cuts
-                del parts[-2:]
-        bare = b"0".join(parts[::2]).translate(None, b" \t\n\r")
-        collections = bare.count(b"[") + bare.count(b"{")
-        values += bare.count(b",") + collections - bare.count(b"[]") - bare.count(b"{}")
-        if bare and (last, bare[0]) in _EMPTY_PAIRS:
-            values -= 1  # an empty array or object split between two pieces
-        last = bare[-1] if bare else last
-        pos = end
-    return values
 
 
 def too_many_values(text: bytes | str) -> bool:
