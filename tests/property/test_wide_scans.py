@@ -58,23 +58,38 @@ class TestSteps:
             "[" + '"",' * 100_000 + '""]',
             "[" + '["a"],' * 50_000 + "1]",
             "[" + ("[" * 9 + "]" * 9 + ",") * 10_000 + "1]",
+            "[" + ("[" * 10 + '"a"' + "]" * 10 + ",") * 30_000 + "1]",
         ],
-        ids=["empty-arrays", "strings", "arrays-of-a-string", "nested-9"],
+        ids=["empty-arrays", "strings", "arrays-of-a-string", "nested-9", "strings-nested-10"],
     )
     def test_a_collections_end_is_found_in_few_steps(self, member: str) -> None:
         text = '{"a": ' + member + ', "b": 1}'
         assert lines._collection_end(text, 6) == 6 + len(member)
         assert steps_in(lines, lambda: lines._collection_end(text, 6)) < len(member) // 100  # ~1 a bracket
 
-    def test_a_long_lines_member_not_read_is_passed_over_a_piece_a_step(self, tmp_path: Path) -> None:
+    @pytest.mark.parametrize(
+        "member",
+        [
+            WIDE,
+            "[" + '"",' * 100_000 + '""]',
+            "[" + '["a"],' * 50_000 + "1]",
+            "[" + '{"a": "b"},' * 30_000 + "1]",
+        ],
+        ids=["empty-arrays", "strings", "arrays-of-a-string", "objects"],
+    )
+    def test_a_long_lines_member_not_read_is_passed_over_a_piece_a_step(
+        self, tmp_path: Path, member: str
+    ) -> None:
+        """Strings within a piece are passed over with it: a step a string or a bracket took ~20
+        steps a byte of ``"",``."""
         path = tmp_path / "users.jsonl"
-        path.write_text('{"id": 1, "x": {"a": ' + WIDE + '}, "tenant": "t"}\n')
+        path.write_text('{"id": 1, "x": {"a": ' + member + '}, "tenant": "t"}\n')
 
         def skim() -> list[tuple[int, bytes]]:
             return list(numbered_lines(path, 1 << 16, keep={"tenant", "id"}, hold_bytes=1 << 16))
 
         assert skim() == [(1, b'{"id":1,"tenant":"t"}\n')]
-        assert steps_in(long_lines, skim) < len(WIDE) // 100
+        assert steps_in(long_lines, skim) < len(member) // 100
 
 
 JSON_PARTS = st.lists(
@@ -84,18 +99,20 @@ JSON_PARTS = st.lists(
 
 
 @settings(max_examples=300, derandomize=True, database=None, deadline=None)
-@given(opening=st.sampled_from(["[", "{"]), parts=JSON_PARTS)
+@given(opening=st.sampled_from(["[", "{"]), parts=JSON_PARTS, balanced=st.integers(0, 2))
 def test_a_collections_end_in_small_pieces_is_the_one_found_a_bracket_a_step(
-    opening: str, parts: list[str]
+    opening: str, parts: list[str], balanced: int
 ) -> None:
     """Pieces of 4 to 16 characters, so every text here is read a piece at a time, halved and
-    doubled, and compared with a scan a bracket a step."""
+    doubled, and compared with a scan a bracket a step; balanced runs of 0 to 2 levels, so strings
+    nest deeper than a run reads (read a piece at a time, their strings passed over whole)."""
     text = opening + "".join(parts)
     want = _reference_end(text)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(lines, "_PIECE", 16)
         patch.setattr(lines, "_LEAF", 4)
         patch.setattr(lines, "_PASSES", 2)
+        patch.setattr(lines, "_BALANCED", lines._balanced(lines._FLAT, balanced))
         try:
             got: int | str = lines._collection_end(text, 0)
         except ValueError as exc:

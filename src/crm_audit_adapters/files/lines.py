@@ -23,6 +23,7 @@ from typing import Any, BinaryIO, Final, Literal, TypeAlias, overload
 import orjson
 
 from crm_audit_transform.json_scan import json_values as json_values
+from crm_audit_transform.json_scan import outside_strings
 from crm_audit_transform.loading import JsonbText
 
 from .errors import FileChangedWhileRead, FileFormatError
@@ -616,7 +617,8 @@ def _balanced(flat: str, levels: int) -> re.Pattern[str]:
 
 # Outside brackets: anything but brackets and quotes, and whole strings (one that never closes stops
 # the run at its quote). After such a quote: anything but brackets (no later quote starts a string).
-_BALANCED = _balanced(r'(?:[^"\[\]{}]++|"[^"\\]*+(?:\\.[^"\\]*+)*+")*+', _BALANCED_LEVELS)
+_FLAT: Final = r'(?:[^"\[\]{}]++|"[^"\\]*+(?:\\.[^"\\]*+)*+")*+'
+_BALANCED = _balanced(_FLAT, _BALANCED_LEVELS)
 _BALANCED_BARE = _balanced(r"[^\[\]{}]*+", _BALANCED_LEVELS)
 # What ends a balanced run: a run of opening brackets, one of closing brackets, or a lone quote.
 _RUN_END = re.compile(r'([\[{]++)|([\]}]++)|(")')
@@ -664,16 +666,19 @@ def _collection_end(text: str, start: int) -> int:
 
     Text the depth cannot reach zero in is passed over a piece at a time, its brackets counted in C
     (``_fall``): up to ``_PIECE`` characters, halved down to ``_LEAF`` around where it may reach
-    zero and doubled again past it; outside strings, a piece ends at a quote. Elsewhere a balanced
-    run is read at a time (``_BALANCED``: whatever lies at one depth and below, strings and
-    collections nested up to ``_BALANCED_LEVELS`` deep, matched in C), then the run of brackets of
-    one way that ends it. So a line of ``[],[],…``, ``"","",…`` or ``["a"],…`` costs a few steps
-    a piece, where a step a bracket or a string cost ~10 s for 24 MB.
+    zero and doubled again past it; outside strings, a piece ends at a quote, unless a balanced run
+    just read stopped short of ``_LEAF`` characters: strings then lie nested deeper than a run reads,
+    and a piece passes over its strings whole, ending before one it would cut
+    (``json_scan.outside_strings``). Elsewhere a balanced run is read at a time (``_BALANCED``:
+    whatever lies at one depth and below, strings and collections nested up to ``_BALANCED_LEVELS``
+    deep, matched in C), then the run of brackets of one way that ends it. So a line of
+    ``[],[],…``, ``"","",…``, ``["a"],…`` or ``[[[[[[[[[["a"]]]]]]]]]],…`` costs a few steps a
+    piece, where a step a bracket or a string cost ~10 s for 24 MB (the last ~1 step a character).
 
     A quote no string starts at is text; no quote after it can start a string either (each would
     run to the same end: JSON's escapes pair alike from any quote), so the rest is read for its
     brackets alone, rather than trying a string to the end of the line at each quote."""
-    depth, pos, bare, size = 0, start, False, _PIECE
+    depth, pos, bare, deep, size = 0, start, False, False, _PIECE
     ends, length = _RUN_END.match, len(text)
     while (found := ends(text, pos)) is not None:
         kind = found.lastindex
@@ -687,19 +692,27 @@ def _collection_end(text: str, start: int) -> int:
         else:
             bare = True  # read on for brackets alone
         while size >= _LEAF and pos < length:
-            piece = text[pos : pos + size]
-            if not bare and (quote := piece.find('"')) >= 0:
-                if quote < _LEAF:
-                    break  # strings lie close: read the fine way, a balanced run a step
-                piece = piece[:quote]
+            cut = min(length, pos + size)
+            quote = -1 if bare else text.find('"', pos, cut)
+            if quote < 0 or quote - pos >= _LEAF:
+                cut = cut if quote < 0 else quote
+                piece = text[pos:cut]
+            elif not deep:
+                break  # strings lie close: a balanced run reads them, and what nests them, in one match
+            else:  # they lie deeper than a balanced run reads: passed over whole, a piece at a time
+                parts, cut = outside_strings(text, pos, cut)
+                if cut == pos:
+                    break  # a string longer than the piece: read the fine way, in one match
+                piece = "".join(parts)
             fall, net = _fall(piece)
             if fall >= depth:
                 size //= 2
                 continue
-            pos, depth, size = pos + len(piece), depth + net, min(2 * size, _PIECE)
+            pos, depth, size = cut, depth + net, min(2 * size, _PIECE)
         size = max(size, _LEAF)
         pattern = _BALANCED_BARE if bare else _BALANCED
-        pos = pattern.match(text, pos).end()  # type: ignore[union-attr]  # it matches the empty text
+        run = pattern.match(text, pos).end()  # type: ignore[union-attr]  # it matches the empty text
+        deep, pos = run - pos < _LEAF, run  # a short run: what follows nests past _BALANCED_LEVELS
     raise ValueError("an array or object is not closed")
 
 

@@ -21,6 +21,8 @@ import re
 from collections.abc import Callable, Collection
 from typing import Final
 
+from crm_audit_transform.json_scan import outside_strings
+
 from .errors import FileFormatError
 from .lines import LONG_LINE_HEAD, PathLike
 
@@ -169,24 +171,28 @@ class _Scan:
         return at + 1
 
     def _inside(self, data: bytes, pos: int) -> int:
-        """Past the text from ``pos`` up to the next quote, read in C, when it stays inside the
-        brackets the value has open and pairs its own alike; else ``pos``, for the step a bracket
-        way (it ends the value there, is malformed, or nests deeper than ``_PASSES`` drop). Up to
-        ``piece`` bytes at once: halved where it fails, down to ``_INSIDE_BYTES``, doubled again
-        where it reads. A step a bracket read a 24 MB member of ``[],`` in over a minute."""
-        quote = data.find(b'"', pos, pos + self.piece)
-        end = min(len(data), pos + self.piece) if quote < 0 else quote
+        """Past the text from ``pos`` that stays inside the brackets the value has open and pairs its
+        own alike, its strings passed over whole, read in C; else ``pos``, for the step a bracket way
+        (it ends the value there, is malformed, nests deeper than ``_PASSES`` drop, or a string the
+        block cuts starts at ``pos``). Up to ``piece`` bytes at once, ending before a string it would
+        cut (``json_scan.outside_strings``): halved where it fails, down to ``_INSIDE_BYTES``, doubled
+        again where it reads. A step a bracket read a 24 MB member of ``[],`` in over a minute, and
+        one a string of ``"",`` or ``["a"],`` ~20 steps a byte."""
+        end = min(len(data), pos + self.piece)
         while end - pos >= _INSIDE_BYTES:
-            if self._within(data[pos:end]):
-                self._take(data[pos:end])
+            parts, cut = outside_strings(data, pos, end)
+            if cut == pos:
+                return pos  # a string from here past the block's end: read as a string
+            if self._within(b"".join(parts)):
+                self._take(data[pos:cut])
                 self.piece = min(2 * self.piece, _PIECE)
-                return end
+                return cut
             self.piece = max(self.piece // 2, _INSIDE_BYTES)
             end = pos + (end - pos) // 2
         return pos
 
     def _within(self, text: bytes) -> bool:
-        """Whether ``text`` (no string in it) stays inside the value's open brackets, pairing its
+        """Whether ``text`` (its strings cut out) stays inside the value's open brackets, pairing its
         own alike; then its brackets left open are the value's too."""
         bare = text.translate(None, _NOT_BRACKETS)
         for _ in range(_PASSES):
