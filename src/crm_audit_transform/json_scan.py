@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Final, overload
 
-__all__ = ["json_values", "outside_strings"]
+__all__ = ["json_values", "outside_strings", "string_parts"]
 
 # A string to its closing quote or, one that never closes, to the end: every match from a quote
 # succeeds, one pass (required to close, sre tried again at each escaped quote of an unclosed one,
@@ -74,6 +74,16 @@ def _outside_text(piece: str) -> tuple[list[str], int]:
     if len(parts) > 1 and not parts[-1] and not _CLOSED.fullmatch(parts[-2]):
         return parts[:-2:2], len(piece) - len(parts[-2])
     return parts[::2], len(piece)
+
+
+def string_parts(text: bytes, pos: int, end: int) -> tuple[list[bytes], int]:
+    """``text[pos:end]`` (which starts outside any string) as its parts outside strings
+    (``parts[::2]``) and its whole strings between them (``parts[1::2]``, each with its quotes), and
+    where they end: as ``outside_strings`` says."""
+    parts = _BYTES_STRING_PART.split(text[pos:end])
+    if len(parts) > 1 and not parts[-1] and not _BYTES_CLOSED.fullmatch(parts[-2]):
+        return parts[:-2], end - len(parts[-2])
+    return parts, end
 
 
 def json_values(text: bytes | str) -> int:

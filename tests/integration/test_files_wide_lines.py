@@ -7,6 +7,8 @@ code each of these failed by a wide margin (a peak of ~30 x the line).
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +18,7 @@ import pytest
 
 from crm_audit_adapters.files import (
     FileFormatError,
+    JsonlActivityLogSink,
     JsonlContactDirectory,
     lines,
     read_audit_rows,
@@ -24,7 +27,7 @@ from crm_audit_adapters.files import (
 )
 from crm_audit_adapters.files.lines import MAX_MEMBER_VALUES
 from crm_audit_adapters.files.verification import JsonlMigratedLogReader
-from crm_audit_transform.domain import CrmUser
+from crm_audit_transform.domain import ActivityLog, Actor, CrmUser, FieldChange
 from crm_audit_transform.loading import JsonbText
 
 WIDE = "[" + "[]," * (3 * MAX_MEMBER_VALUES) + "[]]"
@@ -158,6 +161,43 @@ class TestVerifiedOutput:
             ("crm:acme:audit:3", 1, wider.encode()),
         ]
         assert peak < 8 * len(wider)  # decoded whole: ~35 x
+
+    def test_a_wide_member_in_an_earlier_releases_layout_is_the_same_content(self, tmp_path: Path) -> None:
+        """A log of more values than a line's member is decoded with (the loader's ``max_nodes``
+        raised), stored as an earlier release wrote it (``json.dumps``: spaced, ``\\u`` escapes,
+        ``1e-07``): its member is kept as its text, compared as the sink writes it today, so verify
+        finds no drift. Compared as written, the two texts differed."""
+        items: list[Any] = [1.5e16, 1e-7, -2.5, "é ☃", "a\x7fb\n", {"k": [0.1, "x"]}, *range(150_000)]
+        log = ActivityLog(
+            company_sso_id="co",
+            customer_id="c1",
+            category="deal",
+            action="update",
+            actor=Actor("system", "System"),
+            changes=(FieldChange("tags", "Tags", None, items),),
+            timestamp=dt.datetime(2024, 3, 1, tzinfo=dt.UTC),
+            external_id="crm:acme:audit:1",
+            metadata={"crm_audit_id": 1, "crm_tenant": "acme"},
+        )
+        out = tmp_path / "out.jsonl"
+        with JsonlActivityLogSink(out, fsync="never") as sink:
+            sink.insert_batch([log])
+        out.write_text(json.dumps(json.loads(out.read_text())) + "\n")  # the spaced layout
+        reader = JsonlMigratedLogReader(out)
+        (stored,) = reader.migrated_logs("co", [log.external_id])
+        expected = reader.content_of(log)
+        doc = stored.parsed(expected)
+        assert doc is not None
+        assert isinstance(json.loads(out.read_text())["attributes"], list)
+        assert doc.content == expected
+        assert doc.content["attributes"] == expected["attributes"]
+        edited = json.loads(out.read_text())
+        edited["attributes"][0]["to"][6] = 7  # an item changed: drift all the same
+        out.write_text(json.dumps(edited) + "\n")
+        (stored,) = JsonlMigratedLogReader(out).migrated_logs("co", [log.external_id])
+        changed = stored.parsed(expected)
+        assert changed is not None
+        assert changed.content["attributes"] != expected["attributes"]
 
 
 def test_an_output_line_of_many_values_in_another_layout_is_indexed_in_a_few_times_its_size(

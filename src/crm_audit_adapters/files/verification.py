@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import re
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import BinaryIO, Final, cast
@@ -29,6 +30,7 @@ import orjson
 from crm_audit_transform.domain import ActivityLog
 from crm_audit_transform.enrichment import MatchKey, StoredLog
 from crm_audit_transform.enrichment.model import as_referent_id
+from crm_audit_transform.json_scan import string_parts
 from crm_audit_transform.loading import JsonbText
 from crm_audit_transform.timestamps import as_utc
 from crm_audit_transform.verification import OWNED_FIELDS, MigratedDoc, run_metadata
@@ -42,9 +44,12 @@ from .log_index import LogIndex
 from .long_lines import skim_long_line
 from .sink import sink_line
 
-__all__ = ["JsonlMigratedLogReader", "LineContent", "StoredLine", "json_content"]
+__all__ = ["JsonlMigratedLogReader", "LineContent", "StoredLine", "canonical_json", "json_content"]
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_CANONICAL_BYTES: Final = 1 << 14
+_FLOAT: Final = re.compile(rb"-?[0-9]+(?:\.[0-9]+)?[eE][-+]?[0-9]+|-?[0-9]+\.[0-9]+")
+_NUMBER_TAIL: Final = re.compile(rb"[-+.0-9eE]+\Z")
 _MILLIS = re.compile(r"-?[0-9]{1,19}")
 _SPAN_BYTES = 16 << 20
 """A page whose lines lie within this many bytes is read in one go (else line by line)."""
@@ -83,11 +88,63 @@ def _span_is(path: PathLike, offset: int, expected: bytes) -> bool:
 
 def _dumps(value: object) -> bytes:
     if isinstance(value, JsonbText):
-        return value.text.encode()  # a member of too many values to decode: compared as written
+        return canonical_json(value.text)  # a member of too many values to decode: never decoded
     try:
         return orjson.dumps(value)
     except TypeError:  # a lone surrogate, in a line an earlier release wrote with json.dumps
         return json.dumps(value).encode()
+
+
+def canonical_json(text: str) -> bytes:
+    """JSON text as the sink writes it today, read ``_CANONICAL_BYTES`` at a time without decoding
+    it whole: no blanks outside strings, a string that holds an escape or a character past ASCII
+    as orjson writes it (UTF-8, no ``\\u`` escape but a control character's), a number with a
+    fraction or an exponent as orjson spells its double (``1e-7``, where ``json.dumps`` wrote
+    ``1e-07``). What a member of too many values (``JsonbText``) is compared as: an earlier
+    release's line, in ``json.dumps``' spaced and ASCII-escaped layout, then holds the same member
+    as the line the sink writes for the same log, where compared as written they differed (drift
+    where there was none). Text that is not JSON is compared as written, piece by piece alike."""
+    raw = text.encode("utf-8", "surrogatepass")
+    out = bytearray()
+    pos, size = 0, len(raw)
+    while pos < size:
+        end = min(size, pos + _CANONICAL_BYTES)
+        while True:
+            parts, cut = string_parts(raw, pos, end)
+            if cut == end < size and (tail := _NUMBER_TAIL.search(parts[-1])) is not None:
+                parts[-1] = parts[-1][: tail.start()]  # a number the piece may cut: the next one's
+                cut -= tail.end() - tail.start()
+            elif cut < end == size:  # a string that never closes: as written
+                parts += [raw[cut:], b""]
+                cut = size
+            if cut > pos:
+                break
+            end = min(size, pos + 2 * (end - pos))  # one string or number fills the piece: read on
+        for index, part in enumerate(parts):
+            out += _canonical_string(part) if index % 2 else _canonical_outside(part)
+        pos = cut
+    return bytes(out)
+
+
+def _canonical_string(part: bytes) -> bytes:
+    if part.isascii() and b"\\" not in part:
+        return part
+    try:
+        return orjson.dumps(json.loads(part))
+    except (ValueError, TypeError):  # not a closed string, or a lone surrogate orjson refuses
+        return part
+
+
+def _canonical_outside(part: bytes) -> bytes:
+    part = part.translate(None, b" \t\n\r")
+    if b"." in part or b"e" in part or b"E" in part:
+        part = _FLOAT.sub(_canonical_float, part)
+    return part
+
+
+def _canonical_float(number: re.Match[bytes]) -> bytes:
+    value = float(number.group())
+    return orjson.dumps(value) if math.isfinite(value) else number.group()
 
 
 def _loads(line: bytes) -> object:
