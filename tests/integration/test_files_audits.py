@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 from crm_audit_adapters.files import AUDIT_COLUMNS, FileFormatError, read_audit_rows
-from crm_audit_adapters.files.audits import SetAside, file_tenants
+from crm_audit_adapters.files.audits import SetAside, file_tenants, numbered_scope_keys
 from crm_audit_adapters.files.psql_csv import csv_records, split_record
-from crm_audit_adapters.files.scope_keys import row_keys
+from crm_audit_adapters.files.scope_keys import ScopeKeys, row_keys
 from crm_audit_transform.domain import AuditRow
 from crm_audit_transform.errors import CrmAuditError
 from crm_audit_transform.loading import JsonbText
@@ -294,6 +294,34 @@ class TestMalformedJsonl:
         [error] = errors
         assert (error.line, error.audit_id) == (3, 3)
         assert "comment is not UTF-8: 4 bytes, not UTF-8 from byte 3" in str(error)  # never the bytes
+
+    def test_a_member_name_that_is_not_utf8_fails_its_row_or_stops_the_read(self, tmp_path: Path) -> None:
+        """Which column such a member is cannot be told: read without it, ``username`` went missing
+        (the row migrated with another actor), and a line whose ``tenant`` name was hit was read as
+        the given tenant's, another tenant's row with it. A row whose tenant and id are read fails
+        (its id named, ``invalid_audit_row``); one naming no tenant stops the read, tenant given or
+        not, as an id that is not UTF-8 does. Counted, never the name's bytes shown."""
+        record = {**json.loads(GOOD_LINE), "username": "api:zapier"}
+        username = json.dumps({**record, "id": 2}).encode().replace(b'"username"', b'"user\xffname"')
+        tenant = json.dumps({**record, "id": 3, "tenant": "globex"}).encode()
+        tenant = tenant.replace(b'"tenant"', b'"ten\xffant"')
+        path = write_lines(tmp_path / "a.jsonl", GOOD_LINE, username)
+        errors: list[FileFormatError] = []
+        rows = list(read_audit_rows(path, "acme", on_error=errors.append))
+        assert [row.id for row in rows] == [1]
+        [error] = errors
+        assert (error.line, error.audit_id) == (2, 2)
+        assert "1 member name(s) are not UTF-8" in str(error)
+        assert b"\xff" not in str(error).encode("utf-8", "surrogateescape")
+        scope = numbered_scope_keys(path, "acme", on_error=lambda _: None)
+        assert [keys.id for _, keys in scope if isinstance(keys, ScopeKeys)] == [1]  # a scope pass alike
+        path = write_lines(tmp_path / "b.jsonl", GOOD_LINE, tenant)
+        for name, why in (("acme", "its tenant cannot be told"), (None, "none was given")):
+            errors.clear()
+            assert [row.id for row in read_audit_rows(path, name, on_error=errors.append)] == [1]
+            [error] = errors
+            assert (error.line, error.audit_id) == (2, None)
+            assert why in str(error)
 
     def test_the_error_carries_the_audit_id_when_it_could_be_read(self, tmp_path: Path) -> None:
         """A row with a readable id but a bad timestamp names that id, so it can be reported as failed."""

@@ -11,7 +11,7 @@ from crm_audit_transform.loading import JsonbText
 from crm_audit_transform.numerals import BIGINT_MAX, BIGINT_MIN, is_int_text, parse_int
 
 from .errors import FileFormatError, shown
-from .lines import PathLike, TimeOutOfRange, parse_timestamp, too_many_values
+from .lines import NotUtf8Names, PathLike, TimeOutOfRange, parse_timestamp, too_many_values
 
 
 class _Bad(Exception):
@@ -32,10 +32,17 @@ def record_row(
     auditable_type: str | None = None
     try:
         line_tenant = _text(record, "tenant")
+        # Member names that are not UTF-8 (a JSONL line's): one of them may be any column.
+        names = record.names if isinstance(record, NotUtf8Names) else 0
         if tenant is not None and line_tenant is not None and line_tenant != tenant:
             return None
         if line_tenant is None and tenant is None:
             raise _Bad("tenant is missing: the line names none and none was given")
+        if line_tenant is None and names:
+            # Not this row's failure: the line may be another tenant's, so the read stops.
+            raise _Bad(
+                f"tenant is missing, and {names} member name(s) are not UTF-8: its tenant cannot be told"
+            )
         found = _integer(record, "id", typed)
         if found is None:
             raise _Bad("id is missing")
@@ -44,6 +51,8 @@ def record_row(
             raise _Bad(f"id {found} is outside bigint, the type of audited's audits.id")
         audit_id = found
         auditable_type = _text(record, "auditable_type")
+        if names:  # the row's failure (invalid_audit_row): read without it, a column would be lost
+            raise _Bad(f"{names} member name(s) are not UTF-8: which columns they are cannot be told")
         action, created_at = _text(record, "action"), _text(record, "created_at")
         if not auditable_type or not action or created_at == "":
             raise _Bad("auditable_type and action are required, and created_at may not be empty")

@@ -121,11 +121,12 @@ def plain_jsonl_columns(record: dict[str, Any], tenant: str | None) -> _PlainCol
 
     An export's lines are almost all like this; it skips ``record_row``'s per-column calls. Anything
     else (a missing tenant, a wrong type, an empty required column, an ``audited_changes`` that is
-    neither text nor an object) is ``NOT_PLAIN`` and goes through ``record_row``, which words its error.
+    neither text nor an object, a member name that is not UTF-8) is ``NOT_PLAIN`` and goes through
+    ``record_row``, which words its error.
     """
     get = record.get
     line_tenant = get("tenant")
-    if type(line_tenant) is not str:
+    if type(line_tenant) is not str or type(record) is not dict:  # not dict: a name not UTF-8
         return NotPlain.NOT_PLAIN
     if tenant is not None and line_tenant != tenant:
         return None

@@ -419,10 +419,25 @@ def not_utf8(text: str) -> str | bytes:
         return text
 
 
+class NotUtf8Names(dict[str, Any]):
+    """``not_utf8_members``' object when the names of ``names`` of its members hold bytes that are
+    not UTF-8 (kept as ``escaped`` text): which column such a member is cannot be told, so a reader
+    that looks its columns up by name must not take it as a line without that column."""
+
+    __slots__ = ("names",)
+
+    def __init__(self, members: dict[str, Any], names: int) -> None:
+        super().__init__(members)
+        self.names = names
+
+
 def not_utf8_members(record: dict[str, Any]) -> dict[str, Any]:
     """The object of an ``escaped`` line, each member whose text holds bytes that are not UTF-8 as
-    ``bytes``: a string its own bytes, an array or object the bytes of its JSON text."""
-    return {key: _member(value) for key, value in record.items()}
+    ``bytes``: a string its own bytes, an array or object the bytes of its JSON text. When a member's
+    name holds such bytes, a ``NotUtf8Names``."""
+    members = {key: _member(value) for key, value in record.items()}
+    names = sum(1 for key in members if isinstance(not_utf8(key), bytes))
+    return NotUtf8Names(members, names) if names else members
 
 
 def _member(value: Any) -> Any:
