@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import traceback
 from typing import Any
 
 import mongomock
@@ -208,6 +209,21 @@ class TestIndexConflictMessage:
         )
         assert len(message) <= 300 + len("index 'uniq_company_external_id' on 'activity_logs': ")
         assert "full error" not in message
+
+    def test_a_printed_traceback_shows_the_bounded_message_only(self, mongo_db: Any) -> None:
+        """Raised ``from`` pymongo's error, a traceback printed ``IndexConflict``'s cause too, with the
+        whole reply: both index specs (a duplicate's key values). Now neither cause nor context is
+        shown, and the message keeps the server's code."""
+        reply = {"ok": 0, "errmsg": 'E11000 dup key: { external_id: "crm:acme:audit:7" }', "code": 11000}
+        error = OperationFailure("E11000 duplicate key error collection: cdp.activity_logs", 11000, reply)
+        with pytest.raises(IndexConflict) as caught:
+            apply_migration(_ConflictingIndexes(mongo_db, error), "up")  # type: ignore[arg-type]
+        printed = "".join(traceback.format_exception(caught.value))
+        assert "crm:acme:audit:7" not in printed
+        assert "full error" not in printed
+        assert "code 11000: E11000 duplicate key error" in printed
+        assert caught.value.__cause__ is None
+        assert caught.value.__suppress_context__
 
 
 class TestPartialUniqueIndexes:

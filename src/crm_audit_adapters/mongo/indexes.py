@@ -272,9 +272,10 @@ def _create(db: MongoDatabase, collection: str, spec: ReadDocument, policy: Retr
         except OperationFailure as exc:
             # mongomock raises its conflicts without a code; a real server always sets one. Its
             # words as STORE_UNAVAILABLE has a driver's: one clause of at most 300 characters, not
-            # pymongo's full reply (both index specs, a duplicate's key values).
+            # pymongo's full reply (both index specs, a duplicate's key values). Not chained to
+            # pymongo's error either: a printed traceback would show that reply in full.
             if exc.code is None or exc.code in _CONFLICT_CODES:
-                raise IndexConflict(collection, name, driver_cause(exc)) from exc
+                raise IndexConflict(collection, name, driver_cause(exc)) from None
             raise
         return not existed  # createIndexes of an identical index is a no-op: say so
 
