@@ -30,6 +30,11 @@ HELD_BY_ANOTHER_TOOL: Final = (
 """A ``failed: write_error`` detail: the unique index refused the log for a key another tool's log
 holds. Unlike a duplicate of our own log (a replay, counted as migrated), nothing of ours is stored."""
 
+NO_EXTERNAL_ID: Final = "an activity log without external_id cannot be written idempotently"
+"""A ``failed: write_error`` detail: every log store refuses a log whose ``external_id`` is empty.
+Idempotency is the unique ``(company_sso_id, external_id)`` (mission rule 8), and a log without one is
+a native log's shape, which rollback must never take for ours (rule 7)."""
+
 
 UserId: TypeAlias = int | str
 """A CRM user id as audited stores it: an integer, or an opaque string such as a UUID

@@ -16,7 +16,7 @@ import pytest
 
 from crm_audit_adapters.files import JsonlActivityLogSink
 from crm_audit_adapters.mongo import MongoActivityLogStore, apply_migration
-from crm_audit_transform.domain import HELD_BY_ANOTHER_TOOL, ActivityLog, FieldChange
+from crm_audit_transform.domain import HELD_BY_ANOTHER_TOOL, NO_EXTERNAL_ID, ActivityLog, FieldChange
 from crm_audit_transform.jobs import COMPLETED, ROLLED_BACK
 from crm_audit_transform.ports import ActivityLogStore
 from crm_audit_transform.ports.log_stores import MigratedLogsById, MigratedLogsInChunks
@@ -146,6 +146,19 @@ class TestMongoDbLimits:
             ("inserted", "", ""),
         ]
         assert store.count_migrated("company-a") == 2
+
+    def test_a_log_without_external_id_fails_alone_and_is_never_stored(self, store: ActivityLogStore) -> None:
+        """No ``external_id``: no idempotency key, and a native log's shape. Every store refuses it in
+        one set of words and writes the rest; a second one is refused again, not taken for a duplicate.
+        The in-memory store and timeline inserted it (and a rollback then deleted it as ours)."""
+        bare = [activity_log(1, external_id=""), activity_log(2, external_id="")]
+        results = store.insert_batch([*bare, *logs(3)])
+        assert [(r.status, r.reason, r.detail) for r in results] == [
+            ("failed", "write_error", NO_EXTERNAL_ID),
+            ("failed", "write_error", NO_EXTERNAL_ID),
+            ("inserted", "", ""),
+        ]
+        assert store.count_migrated("company-a") == 1
 
 
 class TestKeyHeldByAnotherTool:

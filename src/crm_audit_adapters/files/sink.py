@@ -55,7 +55,14 @@ import bson
 from bson.errors import BSONError
 
 from crm_audit_transform import reasons
-from crm_audit_transform.domain import SOURCE_TAG, ActivityLog, EncodedLog, Migrated, WriteResult
+from crm_audit_transform.domain import (
+    NO_EXTERNAL_ID,
+    SOURCE_TAG,
+    ActivityLog,
+    EncodedLog,
+    Migrated,
+    WriteResult,
+)
 from crm_audit_transform.packed import PackedOutcomes
 from crm_audit_transform.ports import LogEncoder
 from crm_audit_transform.usecases.pages import encoded_log
@@ -206,7 +213,7 @@ class JsonlActivityLogSink:
         for log in logs:
             external_id = log.external_id
             if not external_id:
-                results.append(_failed(log, "a log without external_id cannot be written idempotently"))
+                results.append(_failed(log, NO_EXTERNAL_ID))
                 continue
             token = keys.token(log.company_sso_id, external_id)  # the key read once, for both uses
             if token in added or keys.has(token):

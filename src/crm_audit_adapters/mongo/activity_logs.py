@@ -42,7 +42,14 @@ from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, ProtocolError, WriteConcernError
 
 from crm_audit_transform import reasons
-from crm_audit_transform.domain import HELD_BY_ANOTHER_TOOL, SOURCE_TAG, ActivityLog, EncodedLog, WriteResult
+from crm_audit_transform.domain import (
+    HELD_BY_ANOTHER_TOOL,
+    NO_EXTERNAL_ID,
+    SOURCE_TAG,
+    ActivityLog,
+    EncodedLog,
+    WriteResult,
+)
 from crm_audit_transform.usecases.pages import encoded_log
 
 from .document_limits import ID_BYTES, ID_ELEMENT, MAX_DOCUMENT_BYTES, too_large
@@ -59,7 +66,6 @@ DUPLICATE_KEY_CODES: Final = frozenset({11000, 11001})
 BSON_ENCODING: Final = "bson"
 """``EncodedLog.encoding`` of ``BsonLogEncoder``: the document's BSON without its ``_id``."""
 
-_NO_EXTERNAL_ID: Final = "an activity log without external_id cannot be written idempotently"
 _FOREIGN: Final = f"code 11000: {HELD_BY_ANOTHER_TOOL}"
 
 
@@ -75,7 +81,7 @@ class BsonLogEncoder:
 
     def __call__(self, log: ActivityLog) -> EncodedLog:
         if not log.external_id:
-            return encoded_log(log, BSON_ENCODING, b"", _NO_EXTERNAL_ID)
+            return encoded_log(log, BSON_ENCODING, b"", NO_EXTERNAL_ID)
         try:
             data = bson.encode(encode_activity_log(log), codec_options=self.codec_options)
         except (TypeError, ValueError, OverflowError, BSONError) as exc:
@@ -173,7 +179,7 @@ class MongoActivityLogStore:
                 f"{type(self).__name__} over {self._collection!r} cannot write a {log.encoding} log"
             )
         if not log.external_id:
-            return _NO_EXTERNAL_ID, _NO_ID, {}, b""
+            return NO_EXTERNAL_ID, _NO_ID, {}, b""
         if log.problem:
             return log.problem, _NO_ID, {}, b""
         doc_id = ObjectId()
@@ -396,7 +402,7 @@ def _prepare(
     (None: the defaults, for a collection that is handed the dict).
     """
     if not log.external_id:
-        return _NO_EXTERNAL_ID, _NO_ID, {}, b""
+        return NO_EXTERNAL_ID, _NO_ID, {}, b""
     try:
         doc_id = ObjectId()
         doc = {"_id": doc_id, **encode_activity_log(log)}

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from ..bson_nesting import nests_past
-from ..domain import ActivityLog
+from ..domain import NO_EXTERNAL_ID, ActivityLog
 from ._bson_size import ID_BYTES, MAX_DOCUMENT_BYTES, document_bytes
 
 __all__ = ["MAX_NESTING", "NESTS_TOO_DEEP", "log_document", "log_refusal", "too_large"]
@@ -66,8 +66,11 @@ def log_document(log: ActivityLog) -> dict[str, Any]:
 
 
 def log_refusal(log: ActivityLog) -> str:
-    """Why MongoDB would refuse ``log``'s document (``NESTS_TOO_DEEP``, ``too_large(size)``, or a
-    value outside the value model), or ``""`` when it would store it."""
+    """Why ``MongoActivityLogStore`` would refuse ``log``'s document (``domain.NO_EXTERNAL_ID``,
+    ``NESTS_TOO_DEEP``, ``too_large(size)``, or a value outside the value model), or ``""`` when it
+    would store it."""
+    if not log.external_id:
+        return NO_EXTERNAL_ID  # the store refuses it before it encodes anything
     if any(nests_past(c.from_, _ATTRIBUTE_ROOM) or nests_past(c.to, _ATTRIBUTE_ROOM) for c in log.changes):
         return NESTS_TOO_DEEP
     if any(nests_past(value, _METADATA_ROOM) for value in log.metadata.values()):

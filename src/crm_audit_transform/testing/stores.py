@@ -156,12 +156,11 @@ class InMemoryActivityLogStore:
             if refusal := log_refusal(log):
                 results.append(WriteResult(log.external_id, "failed", reasons.WRITE_ERROR, refusal))
                 continue
-            if log.external_id and key in keys:
+            if key in keys:
                 results.append(held_by_another_tool(log.external_id, keys[key]))
                 continue
             self._logs.append(log)
-            if log.external_id:
-                keys[key] = log.source_tag
+            keys[key] = log.source_tag
             results.append(WriteResult(log.external_id, "inserted"))
         return tuple(results)
 
