@@ -7,6 +7,7 @@ from typing import Any
 
 import attrs
 import pytest
+from pymongo.errors import WriteConcernError
 
 from crm_audit_adapters.mongo import MongoJobStore, RetryPolicy, apply_migration
 from crm_audit_transform.domain import ScopeBounds
@@ -173,3 +174,75 @@ class TestStoredSummary:
         store.transition(attrs.evolve(stale, status=CANCELLED), {IN_PROGRESS})
         doc = mongo_db.jobs.find_one({"_id": job.job_id})
         assert (doc["status"], doc["records_processed"], doc["last_audit_id"]) == (CANCELLED, 80, 80)
+
+
+class _Unconfirmed:
+    """A job collection whose first ``find_one_and_update`` stands on the server but is answered
+    with a write concern error (``w: majority`` timing out): the store retries it."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner, self.calls = inner, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def find_one_and_update(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        result = self._inner.find_one_and_update(*args, **kwargs)
+        if self.calls == 1:
+            raise WriteConcernError("waiting for replication timed out", 64)
+        return result
+
+
+class TestACountedWriteRetried:
+    """A write that counts ``shard_writes`` up and stood before its retry counts once."""
+
+    def _retrying(self, store: MongoJobStore, mongo_db: Any) -> tuple[MongoJobStore, _Unconfirmed]:
+        flaky = _Unconfirmed(mongo_db.jobs)
+        clock = FixedClock(T0) if type(mongo_db).__module__.startswith("mongomock") else None
+        return MongoJobStore(flaky, retry=NO_WAIT, clock=clock), flaky
+
+    def test_a_shard_write_whose_write_concern_was_not_confirmed_counts_once(
+        self, store: MongoJobStore, mongo_db: Any
+    ) -> None:
+        """The retry counted it again (``shard_writes`` 2 for one write; the summary then fell on
+        the wrong writes)."""
+        job = sharded_job()
+        store.create(job)
+        store.acquire_shard_lease(job.job_id, 0, "a", TTL)
+        retrying, flaky = self._retrying(store, mongo_db)
+        moved = attrs.evolve(job.shards[0], last_audit_id=50, tally=Tally(processed=50, migrated=50))
+        saved = retrying.save_shard_progress(job.job_id, moved, "a", TTL)
+        assert flaky.calls == 2
+        assert (saved.shards[0].last_audit_id, saved.shards[0].lease_owner) == (50, "a")
+        assert mongo_db.jobs.find_one({"_id": job.job_id})["shard_writes"] == 1
+        store.save_shard_progress(job.job_id, attrs.evolve(moved, last_audit_id=60), "a", TTL)
+        assert mongo_db.jobs.find_one({"_id": job.job_id})["shard_writes"] == 2
+
+    def test_a_shard_that_ends_with_its_write_unconfirmed_is_answered_as_stored(
+        self, store: MongoJobStore, mongo_db: Any
+    ) -> None:
+        """The shard's last write hands its lease back: its retry no longer matches the lease and
+        reads the write it made, counted once (it raised ``LeaseHeld``, "lost to nobody")."""
+        job = sharded_job()
+        store.create(job)
+        store.acquire_shard_lease(job.job_id, 0, "a", TTL)
+        retrying, _ = self._retrying(store, mongo_db)
+        done = attrs.evolve(job.shards[0], last_audit_id=200, status=COMPLETED, tally=Tally(processed=200))
+        saved = retrying.save_shard_progress(job.job_id, done, "a", None)
+        assert (saved.shards[0].status, saved.shards[0].lease_owner) == (COMPLETED, None)
+        assert mongo_db.jobs.find_one({"_id": job.job_id})["shard_writes"] == 1
+
+    def test_a_cancel_whose_write_concern_was_not_confirmed_is_the_cancelled_job(
+        self, store: MongoJobStore, mongo_db: Any
+    ) -> None:
+        """The cancel stood; its retry met ``cancelled`` where it expected ``in_progress`` and answered
+        None ("the status was another"), and a status change counted twice where it matched again."""
+        job = sharded_job()
+        store.create(job)
+        retrying, flaky = self._retrying(store, mongo_db)
+        cancelled = retrying.transition(attrs.evolve(job, status=CANCELLED), {IN_PROGRESS}, status_only=True)
+        assert flaky.calls == 2
+        assert cancelled is not None
+        assert cancelled.status == CANCELLED
+        assert mongo_db.jobs.find_one({"_id": job.job_id})["shard_writes"] == 1

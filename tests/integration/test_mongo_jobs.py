@@ -7,7 +7,7 @@ from typing import Any
 
 import attrs
 import pytest
-from pymongo.errors import AutoReconnect
+from pymongo.errors import AutoReconnect, WriteConcernError
 
 from crm_audit_adapters.mongo import MongoJobStore, RetryPolicy, apply_migration
 from crm_audit_transform.errors import JobAlreadyRunning, JobNotFound, JobUnreadable, LeaseHeld
@@ -348,6 +348,39 @@ class TestTransition:
             attrs.evolve(job, last_audit_id=40), "runner-1", TTL
         )
         assert (flaky.calls, stored.last_audit_id) == (2, 40)
+        assert _store(jobs).latest("company-a") == stored
+
+    @pytest.mark.parametrize(
+        "error", [AutoReconnect("connection reset by peer"), WriteConcernError("wtimeout", 64)]
+    )
+    def test_the_last_write_whose_answer_was_lost_is_the_completed_job(
+        self, jobs: Any, error: Exception
+    ) -> None:
+        """The run's last write (completed, lease handed back) stood, its answer lost or its write
+        concern unconfirmed: the retry matched neither the lease nor ``in_progress`` any more and
+        raised ``LeaseHeld`` ("taken over by nobody") for a job that had completed."""
+
+        class LostLastAnswer:
+            def __init__(self, inner: Any) -> None:
+                self._inner, self.calls = inner, 0
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self._inner, name)
+
+            def find_one_and_update(self, *args: Any, **kwargs: Any) -> Any:
+                self.calls += 1
+                result = self._inner.find_one_and_update(*args, **kwargs)
+                if self.calls == 1:
+                    raise error
+                return result
+
+        job = _leased(jobs)
+        flaky = LostLastAnswer(jobs)
+        done = attrs.evolve(job, last_audit_id=90, status=COMPLETED, tally=Tally(processed=90, migrated=90))
+        stored = MongoJobStore(flaky, retry=NO_WAIT, clock=FixedClock(T0)).save_progress(
+            done, "runner-1", None
+        )
+        assert (stored.status, stored.last_audit_id, stored.lease_owner) == (COMPLETED, 90, None)
         assert _store(jobs).latest("company-a") == stored
 
 

@@ -8,9 +8,8 @@ import datetime as dt
 from typing import Final
 
 from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError
 
-from crm_audit_transform.errors import JobAlreadyRunning, JobNotFound, JobNotRunnable, LeaseHeld
+from crm_audit_transform.errors import JobNotFound, JobNotRunnable, LeaseHeld
 from crm_audit_transform.jobs import (
     CANCELLED,
     COMPLETED,
@@ -77,8 +76,10 @@ class JobLeases:
         released it since; the stored job when it was cancelled meanwhile; ``JobNotRunnable`` when
         it was ended otherwise under the runner's lease — in both cases nothing written but the
         hand-back of ``owner``'s lease (the runner stops: a rollback need not wait for it to expire);
-        ``JobNotFound`` if the job was never created. A retry after a lost acknowledgement matches
-        its own write again and writes the same fields.
+        ``JobNotFound`` if the job was never created. A retry after a lost acknowledgement or an
+        unconfirmed write concern writes the same fields where its first attempt did not stand, and
+        reads the job back where it did (``JobDocuments.write_once``): the run's last write, which
+        ends the job and hands the lease back, is answered as stored, not ``LeaseHeld``.
         """
         fields = {k: v for k, v in encode_job(job).items() if k in _PROGRESS}
         if ttl is None:
@@ -95,19 +96,13 @@ class JobLeases:
             literal["lease_expires_at"] = {"$add": ["$$NOW", _millis(ttl)]}
             update = [{"$set": literal}]
 
-        def write(_: int) -> Document | None:
-            try:
-                return self._docs.collection.find_one_and_update(
-                    {"_id": job.job_id, "lease_owner": owner, "status": IN_PROGRESS},
-                    update,
-                    return_document=ReturnDocument.AFTER,
-                )
-            except DuplicateKeyError as exc:
-                raise JobAlreadyRunning(
-                    f"company {job.company_sso_id} already has another job in progress"
-                ) from exc
-
-        stored = call_with_retry(write, self._docs.retry, "save migration job progress")
+        stored = self._docs.write_once(
+            {"_id": job.job_id, "lease_owner": owner, "status": IN_PROGRESS},
+            update,
+            "",
+            "save migration job progress",
+            duplicate=f"company {job.company_sso_id} already has another job in progress",
+        )
         if stored is not None:
             return decode_job(stored)
         current = self._docs.get(job.job_id)
@@ -253,14 +248,8 @@ class JobLeases:
             literal[WRITES] = {"$add": [{"$ifNull": [f"${WRITES}", 0]}, 1]}
             update = [{"$set": literal}]
 
-        def write(_: int) -> Document | None:
-            return self._docs.collection.find_one_and_update(
-                {"_id": job_id, f"{at}.lease_owner": owner, "status": IN_PROGRESS},
-                update,
-                return_document=ReturnDocument.AFTER,
-            )
-
-        stored = call_with_retry(write, self._docs.retry, "save shard progress")
+        query = {"_id": job_id, f"{at}.lease_owner": owner, "status": IN_PROGRESS}
+        stored = self._docs.write_once(query, update, f"{at}.", "save shard progress")
         if stored is not None:
             # A shard that stops (completed, halted, handed back) may be the last write for a while.
             return self._docs.summarised(stored, always=ttl is None or shard.status != IN_PROGRESS)

@@ -60,21 +60,18 @@ class JobRollbacks:
         """The hold undone: ``job``'s status and ``updated_at`` and the lease cleared, where the job
         is ``rolling_back`` and ``owner`` holds its lease (expired or not); nothing else written.
         None when it is not (nothing written)."""
-        doc = call_with_retry(
-            lambda _: self._docs.collection.find_one_and_update(
-                {"_id": job.job_id, "status": ROLLING_BACK, "lease_owner": owner},
-                {
-                    "$set": {
-                        "status": job.status,
-                        "updated_at": to_bson_datetime(job.updated_at),
-                        "lease_owner": None,
-                        "lease_expires_at": None,
-                    },
-                    "$inc": {WRITES: 1},
+        doc = self._docs.write_once(
+            {"_id": job.job_id, "status": ROLLING_BACK, "lease_owner": owner},
+            {
+                "$set": {
+                    "status": job.status,
+                    "updated_at": to_bson_datetime(job.updated_at),
+                    "lease_owner": None,
+                    "lease_expires_at": None,
                 },
-                return_document=ReturnDocument.AFTER,
-            ),
-            self._docs.retry,
+                "$inc": {WRITES: 1},
+            },
+            "",
             "give back a rollback's hold",
         )
         return None if doc is None else self._docs.summarised(doc, always=True)

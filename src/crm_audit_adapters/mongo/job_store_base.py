@@ -5,9 +5,14 @@ a sharded job's shards, and the fields each kind of write sends (``jobs`` says t
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Collection as Statuses
 from typing import Final
 
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from crm_audit_transform.errors import JobAlreadyRunning
 from crm_audit_transform.jobs import MigrationJob
 from crm_audit_transform.ports import Clock
 
@@ -41,6 +46,9 @@ SUMMARY: Final = frozenset(
 transition (``jobs``), as ``ports.JobStore`` asks of every field that goes with the cursor."""
 WRITES: Final = "shard_writes"
 """The job document's count of its shard writes and status changes: what a summary is of (``_SUMMARY_OF``)."""
+WRITE_ID: Final = "write_id"
+"""Where a counted write (``write_once``) leaves its id: the job document's top level for a status
+change, ``shards.<n>.`` for a shard's write. Only the write's retry reads it."""
 _SUMMARY_OF: Final = "summary_of"
 _SUMMARY_EVERY: Final = 10
 """A running sharded job's stored summary is set on every ``_SUMMARY_EVERY``-th shard write."""
@@ -89,6 +97,49 @@ class JobDocuments:
             lambda _: self.collection.find_one(query), self.retry, "read migration job's leases"
         )
         return None if doc is None else decode_job(doc)
+
+    def write_once(
+        self,
+        query: Document,
+        update: Document | list[Document],
+        at: str,
+        what: str,
+        *,
+        duplicate: str | None = None,
+    ) -> Document | None:
+        """``find_one_and_update(query, update)`` (the document after it), whose retry tells its
+        own earlier attempt: a write that counts ``WRITES`` up counts once, and one that changes
+        what ``query`` matches (its status, its lease handed back) is answered as it stood.
+
+        The write sets ``<at>write_id`` to an id of its own (``update`` must not set it). A retry
+        (a connection dropped before the answer, a write concern not confirmed: the write may stand)
+        writes only where that id is another; where it is this write's, the first attempt stood:
+        the document as stored comes back, written once. Without the id a retry counted twice, and
+        one whose own status change or lease hand-back no longer matched ``query`` answered None
+        ("the status was another") or ``LeaseHeld`` for the write it had made. ``duplicate``: the
+        words of the ``JobAlreadyRunning`` that a unique index's refusal is (to in progress)."""
+        write_id = f"{at}{WRITE_ID}"
+        token = uuid.uuid4().hex
+        if isinstance(update, list):
+            marked: Document | list[Document] = [*update, {"$set": {write_id: {"$literal": token}}}]
+        else:
+            marked = {**update, "$set": {**update.get("$set", {}), write_id: token}}
+
+        def write(attempt: int) -> Document | None:
+            where = query if attempt == 1 else {**query, write_id: {"$ne": token}}
+            try:
+                stored = self.collection.find_one_and_update(
+                    where, marked, return_document=ReturnDocument.AFTER
+                )
+            except DuplicateKeyError as exc:
+                if duplicate is None:
+                    raise
+                raise JobAlreadyRunning(duplicate) from exc
+            if stored is None and attempt > 1:
+                stored = self.collection.find_one({"_id": query["_id"], write_id: token})
+            return stored
+
+        return call_with_retry(write, self.retry, what)
 
     def summarised(self, doc: Document, *, always: bool) -> MigrationJob:
         """The job of ``doc``; a sharded one's summary of its shards set, unless a newer one is.

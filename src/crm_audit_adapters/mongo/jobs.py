@@ -74,6 +74,7 @@ from .retry import RetryPolicy, call_with_retry
 
 __all__ = ["MongoJobStore"]
 
+_CHANGE_STATUS: Final = "change migration job status"
 _STATUS: Final = frozenset({"status", "updated_at", "finished_at", "halted_reason"})
 """What a ``status_only`` transition writes (``cancel``); the run's fields and the leases stay as stored."""
 
@@ -312,46 +313,39 @@ class MongoJobStore:
                 return query
             return {**query, "$and": [none_live(job_prefixes(len(job.shards)), self._docs.now()), *fences]}
 
-        def replace(_: int) -> Document | None:
+        running = f"company {job.company_sso_id} already has another job in progress"
+
+        def replace() -> Document | None:
             where = fenced()
+            if status_only:
+                # The run's fields, the leases and the shards as stored: the runner's, not this copy's.
+                fields = {k: v for k, v in doc.items() if k in _STATUS}
+                update: Document | list[Document] = {"$set": fields, "$inc": {WRITES: 1}}
+            elif unleased and not resumed:
+                # The lease fields (the job's and its shards') stay as stored: no live one, and
+                # an expired one or a hand-back since the job was read must not be written back.
+                keep = {"_id", "shards", "lease_owner", "lease_expires_at", "logs_deleted", *SUMMARY}
+                fields = {k: v for k, v in doc.items() if k not in keep}
+                update = _held(fields, hold, self._docs.now())
+            elif job.shards and IN_PROGRESS in expected and leased_to is None:
+                # The shards' entries and their sums as stored: this job was read before them.
+                keep = {"_id", "shards", *SUMMARY}
+                fields = {k: v for k, v in doc.items() if k not in keep}
+                update = {"$set": fields, "$inc": {WRITES: 1}}
+            else:
+                return call_with_retry(lambda _: whole(where), self._docs.retry, _CHANGE_STATUS)
+            return self._docs.write_once(where, update, "", _CHANGE_STATUS, duplicate=running)
+
+        def whole(where: Document) -> Document | None:
             try:
-                if status_only:
-                    # The run's fields, the leases and the shards as stored: the runner's, not this copy's.
-                    fields = {k: v for k, v in doc.items() if k in _STATUS}
-                    return self._docs.collection.find_one_and_update(
-                        where,
-                        {"$set": fields, "$inc": {WRITES: 1}},
-                        return_document=ReturnDocument.AFTER,
-                    )
-                if unleased and not resumed:
-                    # The lease fields (the job's and its shards') stay as stored: no live one, and
-                    # an expired one or a hand-back since the job was read must not be written back.
-                    keep = {"_id", "shards", "lease_owner", "lease_expires_at", "logs_deleted", *SUMMARY}
-                    fields = {k: v for k, v in doc.items() if k not in keep}
-                    return self._docs.collection.find_one_and_update(
-                        where, _held(fields, hold, self._docs.now()), return_document=ReturnDocument.AFTER
-                    )
-                if job.shards and IN_PROGRESS in expected and leased_to is None:
-                    # The shards' entries and their sums as stored: this job was read before them.
-                    keep = {"_id", "shards", *SUMMARY}
-                    fields = {k: v for k, v in doc.items() if k not in keep}
-                    return self._docs.collection.find_one_and_update(
-                        where,
-                        {"$set": fields, "$inc": {WRITES: 1}},
-                        return_document=ReturnDocument.AFTER,
-                    )
                 return self._docs.collection.find_one_and_replace(
-                    where,
-                    doc,
-                    return_document=ReturnDocument.AFTER,
+                    where, doc, return_document=ReturnDocument.AFTER
                 )
             except DuplicateKeyError as exc:
-                raise JobAlreadyRunning(
-                    f"company {job.company_sso_id} already has another job in progress"
-                ) from exc
+                raise JobAlreadyRunning(running) from exc
 
         for _ in range(FENCE_TRIES):
-            stored = call_with_retry(replace, self._docs.retry, "change migration job status")
+            stored = replace()
             if stored is not None:
                 return self._docs.summarised(stored, always=True)
             current = self.get(job.job_id)
