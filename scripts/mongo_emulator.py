@@ -18,7 +18,10 @@ write error ``Overflow`` (15). The other documents are inserted as the server wo
 unordered, those before the first refused one ordered. An update (``update``, ``findAndModify``, a
 replacement too) whose resulting document would pass 16 MiB is refused before it is stored, with the
 server's write error 17419 ("Resulting document after update is larger than 16777216"); the document
-stays as it was. An upsert that inserts is not checked. It stops on SIGINT or SIGTERM, and with
+stays as it was. An upsert that inserts such a document is refused with 17420 ("Document to upsert is
+larger than 16777216") and inserts nothing. An update or upsert whose document would nest past 100
+levels is refused with ``Overflow`` (15, "Document exceeds maximum nesting depth of 100"), as the
+server's storage validation refuses it. It stops on SIGINT or SIGTERM, and with
 ``--until-stdin-closes`` also when its standard input closes: a test session that dies without
 cleaning up, ``kill -9`` included, takes its server with it.
 """
@@ -43,7 +46,7 @@ from mongoeco.wire.executor import WireCommandExecutor
 
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024  # crm_audit_adapters.mongo.document_limits
 MAX_NESTING = 100  # crm_audit_adapters.mongo.bson_values.MONGODB_MAX_NESTING
-BAD_VALUE, OVERFLOW, RESULT_TOO_LARGE = 2, 15, 17419
+BAD_VALUE, OVERFLOW, RESULT_TOO_LARGE, UPSERT_TOO_LARGE = 2, 15, 17419, 17420
 
 
 def _nests_past(value: object, levels: int) -> bool:
@@ -96,16 +99,36 @@ WireCommandExecutor.execute_prepared = _execute_within_limits  # type: ignore[me
 _validate_document = memory_engine.enforce_collection_document_validation
 
 
-def _validate_within_limits(document: Any, *args: Any, original_document: Any = None, **kwargs: Any) -> None:
-    """The engine's check of a document about to be stored, with MongoDB's size limit for an update:
-    the memory engine calls it with ``original_document`` for each document an update changes, after
-    applying the update to a copy and before storing it (an insert's is checked above)."""
-    if original_document is not None:
-        size = len(bson.encode(encode_wire_value(document)))
-        if size > MAX_DOCUMENT_BYTES:
-            message = f"Resulting document after update is larger than {MAX_DOCUMENT_BYTES}"
-            raise WriteError(message, RESULT_TOO_LARGE, {"code": RESULT_TOO_LARGE, "errmsg": message})
-    _validate_document(document, *args, original_document=original_document, **kwargs)
+def _validate_within_limits(
+    document: Any, *args: Any, original_document: Any = None, is_upsert_insert: bool = False, **kwargs: Any
+) -> None:
+    """The engine's check of a document about to be stored, with MongoDB's limits for an update and
+    an upsert: the memory engine calls it with ``original_document`` for each document an update
+    changes, after applying the update to a copy and before storing it, and with
+    ``is_upsert_insert`` for the document an upsert inserts (an insert's is checked above)."""
+    if original_document is not None or is_upsert_insert:
+        error = _stored_refusal(document, is_upsert_insert)
+        if error is not None:
+            raise WriteError(error["errmsg"], error["code"], error)
+    _validate_document(
+        document, *args, original_document=original_document, is_upsert_insert=is_upsert_insert, **kwargs
+    )
+
+
+def _stored_refusal(document: dict[str, Any], upsert: bool) -> dict[str, Any] | None:
+    """The write error MongoDB gives for storing ``document`` after an update, or as an upsert's
+    insert (``upsert``), or None when it takes it."""
+    size = len(bson.encode(encode_wire_value(document)))
+    if size > MAX_DOCUMENT_BYTES:
+        if upsert:
+            message = f"Document to upsert is larger than {MAX_DOCUMENT_BYTES}"
+            return {"code": UPSERT_TOO_LARGE, "codeName": "Location17420", "errmsg": message}
+        message = f"Resulting document after update is larger than {MAX_DOCUMENT_BYTES}"
+        return {"code": RESULT_TOO_LARGE, "codeName": "Location17419", "errmsg": message}
+    if _nests_past(document, MAX_NESTING):
+        message = f"Document exceeds maximum nesting depth of {MAX_NESTING}"
+        return {"code": OVERFLOW, "codeName": "Overflow", "errmsg": message}
+    return None
 
 
 # Likewise the memory engine's one check of an updated document (by its module's name for it).

@@ -8,12 +8,12 @@ log past 16 MiB or 100 levels alone before the insert. The emulator now refuses 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import attrs
 import bson
 import pytest
-from pymongo import MongoClient
 from pymongo.errors import BulkWriteError, OperationFailure, WriteError
 
 from crm_audit_adapters.mongo import MongoActivityLogStore, apply_migration
@@ -22,10 +22,11 @@ from crm_audit_adapters.mongo.document_limits import ID_BYTES, MAX_DOCUMENT_BYTE
 from crm_audit_adapters.mongo.documents import encode_activity_log
 from crm_audit_transform import reasons
 from crm_audit_transform.domain import ActivityLog
-from support.mongo import activity_log
+from support.mongo import activity_log, fresh_database, mongo_backends
 
 BAD_VALUE, OVERFLOW = 2, 15
 RESULT_TOO_LARGE = 17419  # "Resulting document after update is larger than 16777216"
+UPSERT_TOO_LARGE = 17420  # "Document to upsert is larger than 16777216"
 
 
 def nested(levels: int) -> dict[str, Any]:
@@ -41,11 +42,12 @@ def of_size(size: int) -> dict[str, Any]:
     return {"s": "x" * (size - len(bson.encode({"s": ""})) - ID_BYTES)}
 
 
-@pytest.fixture
-def raw(wire_mongo_client: MongoClient[dict[str, Any]]) -> Any:
-    name = f"crm_audit_limits_{id(object())}"
-    yield wire_mongo_client[name].docs
-    wire_mongo_client.drop_database(name)
+@pytest.fixture(params=[backend for backend in mongo_backends() if backend != "mongomock"])
+def raw(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A collection on the emulator, and on a real server when one is configured: the same cases on
+    each (mongomock checks no limit)."""
+    for db in fresh_database(request, monkeypatch, request.param):
+        yield db.docs
 
 
 class TestTheEmulatorRefusesAsAServer:
@@ -93,6 +95,44 @@ class TestTheEmulatorRefusesAsAServer:
         with pytest.raises(WriteError):
             raw.replace_one({"_id": doc_id}, past)
         assert len(raw.find_one({"_id": doc_id})["s"]) == len(fits["s"])
+
+    def test_an_upsert_that_inserts_past_16_mib_is_refused_and_inserts_nothing(self, raw: Any) -> None:
+        """An upsert's insert up to 16 MiB is stored; one byte more is the server's write error 17420
+        ("Document to upsert is larger than 16777216"), by ``update`` and by ``findAndModify``, and
+        nothing is inserted. The emulator stored it."""
+        fits = of_size(MAX_DOCUMENT_BYTES - len(bson.encode({"k": 1})) + len(bson.encode({})))
+        raw.update_one({"k": 1}, {"$set": fits}, upsert=True)
+        assert len(bson.encode(raw.find_one({"k": 1}))) == MAX_DOCUMENT_BYTES
+        past = {"s": fits["s"] + "x"}
+        with pytest.raises(WriteError) as caught:
+            raw.update_one({"k": 2}, {"$set": past}, upsert=True)
+        assert (caught.value.code, str(caught.value).startswith("Document to upsert is larger")) == (
+            UPSERT_TOO_LARGE,
+            True,
+        )
+        with pytest.raises(OperationFailure) as modified:
+            raw.find_one_and_update({"k": 3}, {"$set": past}, upsert=True)
+        assert modified.value.code == UPSERT_TOO_LARGE
+        assert raw.count_documents({}) == 1
+
+    def test_an_update_or_upsert_nesting_past_100_levels_is_overflow(self, raw: Any) -> None:
+        """A ``$set`` that makes a document 100 levels deep is stored; 101 is ``Overflow`` (15), by
+        ``update``, ``findAndModify`` and an upsert's insert, the document as it was. The emulator
+        stored them."""
+        doc_id = raw.insert_one({"v": 1}).inserted_id
+        raw.update_one({"_id": doc_id}, {"$set": nested(MONGODB_MAX_NESTING)})
+        deeper = {"$set": {"a": nested(MONGODB_MAX_NESTING)}}
+        with pytest.raises(WriteError) as caught:
+            raw.update_one({"_id": doc_id}, deeper)
+        assert caught.value.code == OVERFLOW
+        with pytest.raises(OperationFailure) as modified:
+            raw.find_one_and_update({"_id": doc_id}, deeper)
+        assert modified.value.code == OVERFLOW
+        with pytest.raises(WriteError) as upserted:
+            raw.update_one({"k": 2}, deeper, upsert=True)
+        assert upserted.value.code == OVERFLOW
+        assert raw.count_documents({}) == 1
+        assert raw.find_one({"_id": doc_id}, {"_id": 0}) == {"v": 1, **nested(MONGODB_MAX_NESTING)}
 
 
 def deepest_in_metadata(extra_levels: int = 0) -> ActivityLog:
