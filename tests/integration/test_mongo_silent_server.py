@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,6 +31,7 @@ from crm_audit_transform.errors import StoreUnavailable
 from crm_audit_transform.jobs import COMPLETED, IN_PROGRESS
 from crm_audit_transform.usecases import RunSettings
 from support.corpus_account import World, audit_rows
+from support.mongo import activity_log
 
 ROWS = [r for r in audit_rows("acme") if r.id <= 30]
 SETTINGS = RunSettings(page_size=30, halt_threshold=1.0, lease_seconds=1)
@@ -37,12 +39,14 @@ SETTINGS = RunSettings(page_size=30, halt_threshold=1.0, lease_seconds=1)
 
 class MutingProxy:
     """A TCP proxy to ``target``; while ``mute`` is set, what the server sends back is dropped; with
-    ``cut`` set, the next answer is not passed on and both sockets of its connection are closed."""
+    ``cut`` set, the next answer is not passed on and both sockets of its connection are closed;
+    each answer is held ``slow`` seconds before it is passed on."""
 
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
         self.mute = threading.Event()
         self.cut = threading.Event()
+        self.slow = 0.0
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._sockets: list[socket.socket] = [self._listener]
@@ -68,6 +72,8 @@ class MutingProxy:
                         sock.shutdown(socket.SHUT_RDWR)
                         sock.close()
                     return
+                if answers and self.slow:
+                    time.sleep(self.slow)
                 if not (answers and self.mute.is_set()):
                     sink.sendall(data)
         except OSError:
@@ -198,5 +204,38 @@ class TestAConnectionDroppedMidBatch:
             assert stored == sorted(log.external_id for log in clean.logs.logs)
             assert "mongo attempt 1/2 failed (AutoReconnect)" in caplog.text  # the store's retry
         finally:
+            client.close()
+            wire_mongo_client.drop_database(name)
+
+
+class TestALongAccountRead:
+    def test_a_count_or_a_chunk_read_outlasting_the_socket_timeout_ends_within_its_own_deadline(
+        self, proxy: MutingProxy, wire_mongo_client: MongoClient[dict[str, Any]]
+    ) -> None:
+        """A rollback's count and chunk read over a large account answered after the client's
+        ``socketTimeoutMS`` (here the URI's 200 ms; the server's answers held 0.6 s): they end under
+        ``ACCOUNT_READ_TIMEOUT_S``, not the write's bound. Under the socket timeout they failed
+        ``StoreUnavailable`` ("timed out"), stopping a rollback that would have worked; a store
+        built with none (``account_read_timeout_s=None``) still does."""
+        name = f"crm_audit_long_count_{id(object())}"
+        apply_migration(wire_mongo_client[name], "up")
+        MongoActivityLogStore(wire_mongo_client[name].activity_logs).insert_batch(
+            [activity_log(i) for i in range(1, 4)]
+        )
+        uri = f"mongodb://127.0.0.1:{proxy.port}/?directConnection=true&socketTimeoutMS=200"
+        client = mongo_client_for(uri, lease_seconds=SETTINGS.lease_seconds)
+        once = RetryPolicy(attempts=1, base_delay_s=0.0, max_delay_s=0.0)
+        try:
+            store = MongoActivityLogStore(client[name].activity_logs, retry=once)
+            proxy.slow = 0.6
+            assert store.count_migrated("company-a") == 3
+            assert len(store.migrated_chunk("company-a", 10)) == 3
+            bounded = MongoActivityLogStore(
+                client[name].activity_logs, retry=once, account_read_timeout_s=None
+            )
+            with pytest.raises(StoreUnavailable, match="timed out"):
+                bounded.count_migrated("company-a")
+        finally:
+            proxy.slow = 0.0
             client.close()
             wire_mongo_client.drop_database(name)

@@ -27,12 +27,13 @@ gets no encoder and encodes here. A collection that is handed dicts (mongomock) 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Collection as Ids
-from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import attrs
 import bson
+import pymongo
 from attrs import frozen
 from bson import ObjectId
 from bson.codec_options import CodecOptions
@@ -59,7 +60,9 @@ from .names import CollectionNames
 from .primary import on_primary
 from .retry import DEFAULT_RETRY, RetryPolicy, call_with_retry
 
-__all__ = ["BSON_ENCODING", "BsonLogEncoder", "MongoActivityLogStore"]
+__all__ = ["ACCOUNT_READ_TIMEOUT_S", "BSON_ENCODING", "BsonLogEncoder", "MongoActivityLogStore"]
+
+T = TypeVar("T")
 
 DUPLICATE_KEY_CODES: Final = frozenset({11000, 11001})
 
@@ -118,22 +121,64 @@ class _Pending:
         self.encoded = encoded
 
 
+ACCOUNT_READ_TIMEOUT_S: Final = 600.0
+"""The deadline, in seconds, of a read over a whole account's migrated logs (``count_migrated``,
+``migrated_chunk``), all its attempts together: pymongo's ``timeout()``, which bounds each socket
+read by what is left of it in place of the client's ``socketTimeoutMS`` and sends the server that
+much as ``maxTimeMS``, so the server stops the command too.
+
+``socketTimeoutMS`` (the runner's: a tenth of the lease) is a write's bound: a batch is answered, or
+given up, while its lease holds (docs/runner.md, "Not fenced"). A count decides no write on its own:
+the rollback renews its hold, fenced on its lease, before each delete, so a count or read that
+outlasts the hold ends with that renewal refused (the hold lost), never a delete sent without it. An
+account of many millions of logs is counted in more than 12 s, and the rollback, which would have
+worked, stopped ``STORE_UNAVAILABLE``. Ten minutes: well past any count an index serves, and still
+an end for a server that stopped answering."""
+
+
 class MongoActivityLogStore:
-    """``ports.ActivityLogStore`` over a pymongo (or mongomock) collection."""
+    """``ports.ActivityLogStore`` over a pymongo (or mongomock) collection.
 
-    __slots__ = ("_collection", "_raw", "_retry")
+    ``account_read_timeout_s``: the deadline of a read over a whole account's migrated logs
+    (``ACCOUNT_READ_TIMEOUT_S``); None leaves it to the client's ``socketTimeoutMS``. Writes and
+    every other read keep the client's timeouts."""
 
-    def __init__(self, collection: MongoCollection, *, retry: RetryPolicy | None = None) -> None:
+    __slots__ = ("_account_read_timeout_s", "_collection", "_raw", "_retry")
+
+    def __init__(
+        self,
+        collection: MongoCollection,
+        *,
+        retry: RetryPolicy | None = None,
+        account_read_timeout_s: float | None = ACCOUNT_READ_TIMEOUT_S,
+    ) -> None:
         # pymongo sends a RawBSONDocument's bytes as they are; anything else gets the dicts.
         self._raw = isinstance(collection, Collection)
         self._collection = on_primary(collection)  # a retry reads its own logs right after its insert
         self._retry = retry or DEFAULT_RETRY
+        self._account_read_timeout_s = account_read_timeout_s
 
     @classmethod
     def in_database(
-        cls, db: MongoDatabase, names: CollectionNames | None = None, *, retry: RetryPolicy | None = None
+        cls,
+        db: MongoDatabase,
+        names: CollectionNames | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        account_read_timeout_s: float | None = ACCOUNT_READ_TIMEOUT_S,
     ) -> MongoActivityLogStore:
-        return cls(db[(names or CollectionNames()).activity_logs], retry=retry)
+        return cls(
+            db[(names or CollectionNames()).activity_logs],
+            retry=retry,
+            account_read_timeout_s=account_read_timeout_s,
+        )
+
+    def _account_read(self, operation: Callable[[int], T], what: str) -> T:
+        """``call_with_retry`` of a read over a whole account, under ``account_read_timeout_s``."""
+        if self._account_read_timeout_s is None:
+            return call_with_retry(operation, self._retry, what)
+        with pymongo.timeout(self._account_read_timeout_s):
+            return call_with_retry(operation, self._retry, what)
 
     @property
     def collection(self) -> MongoCollection:
@@ -293,7 +338,7 @@ class MongoActivityLogStore:
                 ids.extend(doc["_id"] for doc in rest)
             return ids
 
-        return call_with_retry(read, self._retry, "read a chunk of migrated activity logs")
+        return self._account_read(read, "read a chunk of migrated activity logs")
 
     def delete_migrated_chunk(self, company_sso_id: str, chunk: Sequence[object]) -> int:
         """Delete the logs of ``chunk`` (``_id``s) that are still this company's migrated logs: one
@@ -347,9 +392,11 @@ class MongoActivityLogStore:
         )
 
     def count_migrated(self, company_sso_id: str) -> int:
+        """How many of this company's migrated logs the collection holds: one count, under
+        ``account_read_timeout_s`` (``ACCOUNT_READ_TIMEOUT_S``), not the client's socket timeout."""
         query = self._migrated_filter(company_sso_id)
-        return call_with_retry(
-            lambda _: self._collection.count_documents(query), self._retry, "count migrated activity logs"
+        return self._account_read(
+            lambda _: self._collection.count_documents(query), "count migrated activity logs"
         )
 
 
