@@ -383,6 +383,39 @@ class TestTransition:
         assert (stored.status, stored.last_audit_id, stored.lease_owner) == (COMPLETED, 90, None)
         assert _store(jobs).latest("company-a") == stored
 
+    def test_a_resume_whose_answer_was_lost_is_the_resumed_job(self, jobs: Any) -> None:
+        """The resume (a whole replacement, from ``halted``) stood and its answer was lost: the retry
+        met ``in_progress`` where it expected ``halted`` and answered None, so ``trigger --resume``
+        took the job it had just resumed for one changed under it."""
+
+        class LostReplaceAnswer:
+            def __init__(self, inner: Any) -> None:
+                self._inner, self.calls = inner, 0
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self._inner, name)
+
+            def find_one_and_replace(self, *args: Any, **kwargs: Any) -> Any:
+                self.calls += 1
+                result = self._inner.find_one_and_replace(*args, **kwargs)
+                if self.calls == 1:
+                    raise AutoReconnect("connection reset by peer")
+                return result
+
+        _store(jobs).create(migration_job(status=HALTED, last_audit_id=50, tally=Tally(processed=50)))
+        read = _store(jobs).latest("company-a")
+        assert read is not None
+        flaky = LostReplaceAnswer(jobs)
+        resumed = MongoJobStore(flaky, retry=NO_WAIT, clock=FixedClock(T0)).transition(
+            attrs.evolve(read, status=IN_PROGRESS, halt_basis=read.tally),
+            {HALTED},
+            unleased=True,
+            resumed=True,
+        )
+        assert flaky.calls == 2
+        assert resumed is not None
+        assert (resumed.status, resumed.last_audit_id) == (IN_PROGRESS, 50)
+
 
 JUNK = {"_id": "junk-1", "company_sso_id": "zzz-other", "status": "completed", "created_at": "2026-01-01"}
 """A hand-made job document: no job_id, tenant or cutoff, a text created_at."""
