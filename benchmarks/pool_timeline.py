@@ -39,7 +39,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 TRACE_DIR = "POOL_TIMELINE_DIR"
-RUNNER_KINDS = ("start", "own", "wait", "wait_plan", "written")
+RUNNER_KINDS = ("start", "own", "wait", "wait_plan", "written", "send", "result")
 
 
 def _note(kind: str, started: float, ended: float) -> None:
@@ -84,6 +84,10 @@ def install() -> None:
     pool._start = _timed("start", pool._start)  # type: ignore[method-assign]
     pages = run_pages.RunPages
     pages.work_here = _timed("own", pages.work_here)  # type: ignore[method-assign]
+    # Handing pages to the workers (the next pages' ids read there: the run loop's page source),
+    # and the head's result (unpacked from its worker, or a page of its own transformed now).
+    pages.send = _timed("send", pages.send)  # type: ignore[method-assign]
+    pages.result = _timed("result", pages.result)  # type: ignore[method-assign]
     processes = worker_processes.WorkerProcesses
     untimed_wait = processes.wait
 
@@ -135,13 +139,20 @@ def _overlap(gap: tuple[float, float], spans: list[tuple[float, float]]) -> floa
     return total
 
 
+def _exclusive(seconds: dict[str, float]) -> dict[str, float]:
+    """Each kind's seconds rounded, ``result`` without the ``wait`` inside it (a head's result
+    waited for is counted as a wait)."""
+    seconds["result"] = max(0.0, seconds["result"] - seconds["wait"])
+    return {kind: round(value, 3) for kind, value in seconds.items()}
+
+
 def timeline(directory: Path) -> dict[str, Any]:
     """The runner's seconds by kind and each worker's busy and idle seconds (module docstring)."""
     processes = _spans(directory)
     runner = next(kinds for kinds in processes.values() if "run" in kinds)
     run_start, run_end = runner["run"][0]
     span = run_end - run_start
-    busy = {kind: round(sum(b - a for a, b in runner.get(kind, [])), 3) for kind in RUNNER_KINDS}
+    busy = _exclusive({kind: sum(b - a for a, b in runner.get(kind, [])) for kind in RUNNER_KINDS})
     report: dict[str, Any] = {
         "run_seconds": round(span, 3),
         "runner": {**busy, "other": round(span - sum(busy.values()), 3)},
@@ -156,9 +167,9 @@ def timeline(directory: Path) -> dict[str, Any]:
         gaps.append((tasks[-1][1], run_end))
         between = gaps[1:-1]
         idle = sum(b - a for a, b in between)
-        during = {
-            kind: round(sum(_overlap(g, runner.get(kind, [])) for g in between), 3) for kind in RUNNER_KINDS
-        }
+        during = _exclusive(
+            {kind: sum(_overlap(g, runner.get(kind, [])) for g in between) for kind in RUNNER_KINDS}
+        )
         sends = kinds.get("send", [])
         first = tasks[0][0]
         init = kinds.get("init", [(run_start, run_start)])[0]

@@ -761,7 +761,7 @@ def end_to_end_workers(
     ctx: Context,
     *,
     share: bool = True,
-    pages_per_worker: int = 2,
+    pages_per_worker: int | None = None,
     own_pages: int | None = None,
     rows_only: bool = False,
     two_trips: bool = False,
@@ -799,7 +799,7 @@ def end_to_end_workers(
             workers,
             recipe,
             share=share,
-            pages_per_worker=pages_per_worker,
+            **_depth(pages_per_worker),
             **_own(own_pages),
             **_switch(switch_interval_s),
         ) as pool,
@@ -812,7 +812,8 @@ def end_to_end_workers(
     result["workers"] = workers
     result["early_start"] = server_asked is not None
     result["share"] = share
-    result["pages_per_worker"] = pages_per_worker
+    if pages_per_worker is not None:
+        result["pages_per_worker"] = pages_per_worker
     if own_pages is not None:
         result["own_pages"] = own_pages
     if switch_interval_s is not None:
@@ -857,6 +858,33 @@ def end_to_end_workers_early_p4o4(ctx: Context) -> dict[str, Any]:
     return end_to_end_workers(ctx, early=True, pages_per_worker=4, own_pages=4)
 
 
+def end_to_end_workers_early_p2o2(ctx: Context) -> dict[str, Any]:
+    """``end_to_end_workers_early`` with 2 pages in flight on the worker and 2 of this process's own,
+    whatever the pool's default (it was 2 and 2 until the pool's depth round)."""
+    return end_to_end_workers(ctx, early=True, pages_per_worker=2, own_pages=2)
+
+
+def end_to_end_workers_early_p2o1(ctx: Context) -> dict[str, Any]:
+    """``end_to_end_workers_early`` with 1 page of this process's own in flight (the worker's 2):
+    this process takes a page of its own only one at a time, the worker more of the pages."""
+    return end_to_end_workers(ctx, early=True, pages_per_worker=2, own_pages=1)
+
+
+def end_to_end_workers_early_p3o1(ctx: Context) -> dict[str, Any]:
+    """``end_to_end_workers_early`` with 3 pages in flight on the worker and 1 of this process's own."""
+    return end_to_end_workers(ctx, early=True, pages_per_worker=3, own_pages=1)
+
+
+def end_to_end_workers_early_p3o2(ctx: Context) -> dict[str, Any]:
+    """``end_to_end_workers_early`` with 3 pages in flight on the worker and 2 of this process's own."""
+    return end_to_end_workers(ctx, early=True, pages_per_worker=3, own_pages=2)
+
+
+def end_to_end_workers_early_p4o2(ctx: Context) -> dict[str, Any]:
+    """``end_to_end_workers_early`` with 4 pages in flight on the worker and 2 of this process's own."""
+    return end_to_end_workers(ctx, early=True, pages_per_worker=4, own_pages=2)
+
+
 def end_to_end_workers_early_si05ms(ctx: Context) -> dict[str, Any]:
     """``end_to_end_workers_early`` with a 0.5 ms thread switch interval during the run (the pool's
     ``switch_interval_s``; Python's default is 5 ms)."""
@@ -893,6 +921,12 @@ def end_to_end_workers_w3(ctx: Context) -> dict[str, Any]:
 def end_to_end_workers_own1(ctx: Context) -> dict[str, Any]:
     """``end_to_end_workers`` with 1 page of this process's own in flight, 2 on the worker."""
     return end_to_end_workers(ctx, own_pages=1)
+
+
+def _depth(pages_per_worker: int | None) -> dict[str, int]:
+    """``pages_per_worker`` if asked for; None: the pool's own default, as ``run --workers N`` builds
+    it (until the pool's depth round this stage passed 2, then also the pool's default)."""
+    return {} if pages_per_worker is None else {"pages_per_worker": pages_per_worker}
 
 
 def _own(own_pages: int | None) -> dict[str, int]:
