@@ -57,6 +57,7 @@ from support.page_workers import (
     SlowWorker,
     SpanReadFails,
     TransformsAfterTheRunnersPages,
+    WaitsForARead,
     WaitsForTheRunnersPage,
     WaitsOnItsFirstPage,
     imported,
@@ -472,7 +473,8 @@ class TestTheRunnersShare:
         rows = sorted(audit_rows(TENANT), key=lambda row: row.id)[:20]
         pages = [rows[start : start + 5] for start in range(0, 20, 5)]
         log = tmp_path / "events"
-        with ProcessPagePipeline(2, WaitsForTheRunnersPage(log)) as pool:
+        # 2 pages a side: 4 pages, so the worker does not hold them all.
+        with ProcessPagePipeline(2, WaitsForTheRunnersPage(log), pages_per_worker=2) as pool:
             pool.start(wait=True)  # the worker up before the first page: it takes its share
             done = list(
                 pool.transform_pages(
@@ -497,7 +499,8 @@ class TestTheRunnersShare:
         rows = sorted(audit_rows(TENANT), key=lambda row: row.id)[:20]
         pages = [rows[start : start + 5] for start in range(0, 20, 5)]
         log = tmp_path / "events"
-        with ProcessPagePipeline(2, FinishesAfterTheRunner(rows[5].id, log)) as pool:
+        # 2 pages a side: the worker's second page is the one prepared slowly, the runner's the third.
+        with ProcessPagePipeline(2, FinishesAfterTheRunner(rows[5].id, log), pages_per_worker=2) as pool:
             pool.start(wait=True)  # the worker up before the first page: it takes its share
             done = list(
                 pool.transform_pages(
@@ -513,18 +516,23 @@ class TestTheRunnersShare:
         assert f"worker transformed {rows[0].id}" in transformed
         assert [list(page.ids) for page in done] == [[row.id for row in page] for page in pages]
 
-    @pytest.mark.parametrize("own_pages", [1, 3])
+    @pytest.mark.parametrize("own_pages", [1, 3, None])
     def test_own_pages_bounds_the_runners_pages_in_flight_while_the_head_is_on_its_worker(
-        self, tmp_path: Path, own_pages: int
+        self, tmp_path: Path, own_pages: int | None
     ) -> None:
         """While the head page is on its worker (which holds its rules until the runner has
         transformed 3 pages of its own, 3 s at most), the runner takes at most ``own_pages`` pages of
-        its own: none can be written before the head, so none leaves the runner's hands."""
+        its own: none can be written before the head, so none leaves the runner's hands. By default
+        (None: the pool's defaults, as ``run --workers 2`` builds it, the worker holding its first
+        page's rules until the runner has transformed 4) it takes 4 (``PAGES_IN_FLIGHT``): with the
+        old default of 2 it stopped at 2 while its worker still had the head."""
         rows = sorted(audit_rows(TENANT), key=lambda row: row.id)[:40]
         pages = [rows[start : start + 5] for start in range(0, 40, 5)]
         log = tmp_path / "events"
-        recipe = TransformsAfterTheRunnersPages(log, 3, 3.0)
-        with ProcessPagePipeline(2, recipe, pages_per_worker=2, own_pages=own_pages) as pool:
+        expected = 4 if own_pages is None else own_pages
+        recipe = TransformsAfterTheRunnersPages(log, max(expected, 3), 3.0)
+        depth: dict[str, int] = {} if own_pages is None else {"pages_per_worker": 2, "own_pages": own_pages}
+        with ProcessPagePipeline(2, recipe, **depth) as pool:
             pool.start(wait=True)  # the worker up before the first page: it takes its share
             done = list(
                 pool.transform_pages(
@@ -533,7 +541,7 @@ class TestTheRunnersShare:
             )
         events = log.read_text().splitlines()
         first_worker = next(i for i, event in enumerate(events) if event.startswith("worker transformed"))
-        assert sum(event.startswith("runner transformed") for event in events[:first_worker]) == own_pages
+        assert sum(event.startswith("runner transformed") for event in events[:first_worker]) == expected
         assert [list(page.ids) for page in done] == [[row.id for row in page] for page in pages]
 
     def test_own_pages_below_one_is_refused(self) -> None:
@@ -573,6 +581,36 @@ class TestWorkersReadAhead:
         assert events.index(f"read {second[0]}") < events.index(f"prepared {first[0]}")
         assert [page.ids for page in pages] == [first, second]
         assert [[o.audit_id for o in page.result.outcomes] for page in pages] == [list(first), list(second)]
+
+    def test_a_worker_holds_four_pages_by_default_and_reads_the_fourth_while_it_prepares_the_first(
+        self, tmp_path: Path
+    ) -> None:
+        """By default a worker is handed ``PAGES_IN_FLIGHT`` (4) pages before it hands the first
+        back: its reader reads the fourth page's rows while the worker still prepares the first. With
+        the old default of 2 the fourth was handed over only after the first two came back, so the
+        worker's prepare of the first waited its 10 s for a read that came after it (the order
+        below fails)."""
+        rows = tuple(sorted(audit_rows(TENANT), key=lambda row: row.id)[:20])
+        log = tmp_path / "events"
+        spans = [
+            PageSpan(TENANT, ("Contact",), SINCE, tuple(row.id for row in rows[i : i + 5]))
+            for i in range(0, 20, 5)
+        ]
+        first, fourth = spans[0].ids[0], spans[3].ids[0]
+        source = NotingSpanReads(rows, first, log)
+        with ProcessPagePipeline(1, WaitsForARead(first, fourth, log), share=False) as pool:
+            pages = list(
+                pool.transform_spans(
+                    spans,
+                    source,
+                    Transformer(load_default_config()),
+                    lambda request: LookupContext(),
+                    company_sso_id="company",
+                )
+            )
+        events = log.read_text().splitlines()
+        assert events.index(f"read {fourth}") < events.index(f"prepared {first}")
+        assert [page.ids for page in pages] == [span.ids for span in spans]
 
     def test_a_pool_reused_after_a_run_that_stopped_early_reads_and_finishes_the_next_run(
         self, tmp_path: Path

@@ -223,6 +223,35 @@ class WaitsOnItsFirstPage:
         return _WaitingTransformer(self.first_id, self.log)
 
 
+class _WaitingForARead(Transformer):
+    __slots__ = ("_first_id", "_log", "_read_id")
+
+    def __init__(self, first_id: int, read_id: int, log: Path) -> None:
+        super().__init__(load_default_config())
+        self._first_id, self._read_id, self._log = first_id, read_id, log
+
+    def prepare(self, rows: Iterable[AuditRow]) -> tuple[PreparedRow, ...]:
+        rows = tuple(rows)
+        if rows and rows[0].id == self._first_id:
+            _wait_for(self._log, f"read {self._read_id}")
+            _note(self._log, f"prepared {self._first_id}")
+        return super().prepare(rows)
+
+
+@frozen
+class WaitsForARead:
+    """A recipe whose worker, preparing the page that starts at ``first_id``, waits (10 s at most)
+    until its span reader has noted ``read <read_id>`` in ``log`` (``NotingSpanReads``), then notes
+    ``prepared <first_id>``: a page the worker was handed while it still held the first."""
+
+    first_id: int
+    read_id: int
+    log: Path
+
+    def __call__(self) -> Transformer:
+        return _WaitingForARead(self.first_id, self.read_id, self.log)
+
+
 class NotingTransformer(Transformer):
     """The runner's transformer (default rules) that notes ``runner prepared <first id>`` and
     ``runner transformed <first id>`` in ``log`` for each page it prepares and transforms itself."""

@@ -88,10 +88,17 @@ from .run_pages import RunPages
 from .sending import TransformerRecipe, for_workers, require_picklable
 from .worker_processes import WorkerProcesses
 
-__all__ = ["MAX_WORKERS", "ProcessPagePipeline", "TransformerRecipe"]
+__all__ = ["MAX_WORKERS", "PAGES_IN_FLIGHT", "ProcessPagePipeline", "TransformerRecipe"]
 
 MAX_WORKERS: Final = 64
 """More worker processes than this is a mistake, not a machine."""
+
+PAGES_IN_FLIGHT: Final = 4
+"""The pages in flight on each worker process, and of the runner's own, by default
+(``pages_per_worker``, ``own_pages``). With 2 a side the worker ran dry while the runner took a step
+of its own or read the next pages' ids, and the runner's own pages waited behind the worker's; with 4
+each side has more to go on while the other is busy: the pool ran 1.07 × faster by its medians
+(benchmarks/RESULTS.md, issue 15 goal 2, the pool's depth). The runner holds about 4 MiB more."""
 
 WRITER_ENCODERS: Final = ("crm_audit_adapters.files.sink", "crm_audit_adapters.mongo.activity_logs")
 """The modules of the writers' encoders, imported by the fork server too: a worker unpickling its
@@ -109,8 +116,9 @@ class ProcessPagePipeline:
     without, it starts ``workers`` and only reads, looks up and writes. ``recipe`` builds each
     worker's transformer: it must make the same rules as the transformer the run loop is given
     (the loop takes its scope from that one, and this process transforms its pages with it).
-    ``pages_per_worker`` bounds the pages in flight per worker process (≥ 1; 2 keeps a worker busy
-    while the parent writes), ``own_pages`` this process's own (default: ``pages_per_worker``). The fork
+    ``pages_per_worker`` bounds the pages in flight per worker process (≥ 1; default
+    ``PAGES_IN_FLIGHT``, which keeps a worker busy while the parent writes or takes a step of its own),
+    ``own_pages`` this process's own (default: ``pages_per_worker``). The fork
     server starts here and imports the worker side while the caller sets up (its connections, its
     lease, its first page); the workers are forked from it at the first run (or ``start``), in the
     background, and serve every run until ``close``. ``preload``: more modules for the fork server
@@ -138,7 +146,7 @@ class ProcessPagePipeline:
         workers: int,
         recipe: Callable[[], Transformer],
         *,
-        pages_per_worker: int = 2,
+        pages_per_worker: int = PAGES_IN_FLIGHT,
         own_pages: int | None = None,
         share: bool = True,
         start_method: StartMethod = "forkserver",
