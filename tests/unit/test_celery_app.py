@@ -264,3 +264,30 @@ class TestShutdownFlagInTheMainProcess:
         before = signal.getsignal(signal.SIGTERM)
         with flag.sigterm_stops():
             assert signal.getsignal(signal.SIGTERM) is before
+
+
+class TestHandBack:
+    @pytest.mark.parametrize(
+        ("name", "args"), [(MIGRATE_ACCOUNT, ["company-a"]), (MIGRATE_SHARD, ["company-a", 1])]
+    )
+    @pytest.mark.parametrize("retries", [0, tasks.MAX_RETRIES])
+    def test_a_run_stopped_by_a_shutdown_is_sent_again_with_its_retry_count_kept(
+        self, monkeypatch: pytest.MonkeyPatch, name: str, args: list[object], retries: int
+    ) -> None:
+        """A worker's shutdown stops the run after its batch and sends the task again for the next
+        worker. That was ``task.retry``: each shutdown (a deploy, a scale-in) used one of the
+        ``MAX_RETRIES`` meant for outages, and one past them raised ``MaxRetriesExceededError``, which
+        acknowledged the message with the account unfinished and no message left to run it. Now
+        the task is sent again at once with its retry count as it was."""
+        stopped = SimpleNamespace(stopped=True, job=migration_job())
+        monkeypatch.setattr(tasks, "run_account", lambda *_, **__: stopped)
+        monkeypatch.setattr(tasks, "run_account_shard", lambda *_, **__: stopped)
+        runtime = SimpleNamespace(service=SimpleNamespace(latest_job=lambda company: None))
+        app = make_app(Settings(broker_url=BROKER), runtime_factory=lambda: runtime)
+        with capture_logs() as lines, pytest.raises(Retry) as caught:
+            app.tasks[name].apply(args=args, retries=retries, throw=True)
+        assert sum(line["event"] == "task_handed_back" for line in lines) == 1
+        assert caught.value.sig is not None
+        assert caught.value.sig.options["retries"] == retries
+        assert caught.value.when == 0
+        assert list(caught.value.sig.args) == args

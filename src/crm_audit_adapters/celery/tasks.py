@@ -245,6 +245,22 @@ def _wait_for_lease(
     return Retry(exc=exc, when=countdown, is_eager=request.is_eager, sig=again)
 
 
+def _hand_back(task: Task) -> Retry:
+    """The task sent again at once for the next worker, after its run stopped on a shutdown (the
+    run saved its cursor and handed its lease back): what the task raises.
+
+    Its retry count is kept, not counted up: a handback is no failed try. With ``task.retry`` every
+    shutdown (a deploy, a scale-in) used one of the ``MAX_RETRIES`` meant for outages, and the one
+    past them raised ``MaxRetriesExceededError``: the message was acknowledged with the account
+    unfinished and no message left to run it (``status --all``: ``runner none``).
+    """
+    request = task.request
+    again = task.signature_from_request(request, countdown=0, retries=request.retries)
+    if not request.is_eager:
+        again.apply_async()
+    return Retry(when=0, is_eager=request.is_eager, sig=again)
+
+
 def _owner(task: Task) -> str:
     # Per process, not per task id: a duplicate delivery to a live worker must meet the lease. One
     # process runs one task at a time (_ProcessRuntime refuses a second thread), so no two runs share it.
@@ -292,7 +308,7 @@ def register_tasks(app: Celery, runtime_factory: Callable[[], Runtime]) -> None:
             raise _wait_for_lease(task, exc, lease, log, company_sso_id=company_sso_id) from exc
         if result.stopped:
             log.info("task_handed_back", company_sso_id=company_sso_id, job_id=result.job.job_id)
-            raise task.retry(countdown=0)
+            raise _hand_back(task)
         return {"company_sso_id": company_sso_id, "job_id": result.job.job_id, "status": result.job.status}
 
     @app.task(name=MIGRATE_SHARD, **_RETRYING)
@@ -324,7 +340,7 @@ def register_tasks(app: Celery, runtime_factory: Callable[[], Runtime]) -> None:
         process_metrics().set_job_state(company_sso_id, whole.status)
         if result.stopped:
             log.info("task_handed_back", company_sso_id=company_sso_id, job_id=whole.job_id, shard=shard)
-            raise task.retry(countdown=0)
+            raise _hand_back(task)
         return {
             "company_sso_id": company_sso_id,
             "job_id": whole.job_id,
