@@ -95,6 +95,27 @@ class TestHostileInput:
         with pytest.raises(BadEncoding, match="text that cannot be UTF-8"):
             load_audited_changes(payload, LoaderLimits(max_bytes=1 << 20), backend=backend)
 
+    @pytest.mark.parametrize(
+        ("payload", "line", "column"),
+        [
+            ('---\na: "\\ud800"\n', 2, 7),
+            ('---\na: "\\ud83d\\ude00"\n', 2, 7),  # a pair: libyaml refuses each half
+            ('---\n"\\udc00": 1\n', 2, 4),  # a column's name
+            ('---\na: ["x y \\" \\udfff"]\n', 2, 15),  # after a blank and an escaped quote
+            ('---\na: "x\\\n  \\udfff"\n', 3, 5),  # after an escaped line break
+            ('---\na: "\\U00110000"\n', 2, 7),  # past U+10FFFF
+        ],
+    )
+    def test_an_escaped_surrogate_is_malformed_as_libyaml_reads_it(
+        self, backend: str, payload: str, line: int, column: int
+    ) -> None:
+        """libyaml (so Psych) refuses a double-quoted escape of a surrogate or of a code past
+        U+10FFFF. The pure parser loaded ``"\\ud800"`` as a lone surrogate, text no UTF-8 or BSON
+        holds, and met a ``ValueError`` past U+10FFFF: now every backend refuses it at the same place."""
+        with pytest.raises(MalformedYaml, match="found invalid Unicode character escape code") as caught:
+            load_audited_changes(payload, backend=backend)
+        assert (caught.value.line, caught.value.column) == (line, column)
+
     def test_billion_laughs_stays_within_bounded_memory(self, backend: str) -> None:
         """A 1 KB alias bomb is refused before its expansion is allocated (peak well under 20 MB)."""
         assert len(BILLION_LAUGHS) < 1024

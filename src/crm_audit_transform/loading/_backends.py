@@ -11,6 +11,7 @@ Parser errors become the library's own: reader errors (forbidden characters, bad
 from __future__ import annotations
 
 import re
+import string
 from typing import Any, Literal
 
 import yaml
@@ -35,6 +36,7 @@ except ImportError:  # no compiler, no libyaml header, or skipped on purpose: th
 
 _BREAKS = "\r\n\x85\u2028\u2029"
 _BLANKZ = "\0 \t" + _BREAKS
+_QUOTED_WORD_ENDS = '"' + _BLANKZ
 _WORD = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-_"
 _TAG_URI = _WORD + ";/?:@&=+$.%!~*'()"  # libyaml's URI characters; a verbatim tag adds ",[]"
 
@@ -164,6 +166,41 @@ class _PythonParser(Reader, Scanner, Parser):
             chunks.append(" ")
         chunks.extend(breaks)
         return chunks
+
+    def scan_flow_scalar_non_spaces(self, double: bool, start_mark: Any) -> list[str]:
+        # libyaml refuses an escape of a surrogate (``\ud800``, each half of a pair too) or of a
+        # code past U+10FFFF (scanner.c, yaml_parser_scan_flow_scalar), so Psych never loads one;
+        # PyYAML built the surrogate with chr(), text that no UTF-8 (nor BSON) holds, and met
+        # chr()'s ValueError past U+10FFFF. The words up to the next blank are checked first.
+        if double:
+            self._escaped_codes_checked(start_mark)
+        chunks: list[str] = super().scan_flow_scalar_non_spaces(double, start_mark)
+        return chunks
+
+    def _escaped_codes_checked(self, start_mark: Any) -> None:
+        length = 0
+        while (ch := self.peek(length)) not in _QUOTED_WORD_ENDS:
+            if ch != "\\":
+                length += 1
+                continue
+            size = self.ESCAPE_CODES.get(self.peek(length + 1), 0)
+            digits = self.prefix(length + 2 + size)[length + 2 :]
+            if size and len(digits) == size and all(d in string.hexdigits for d in digits):
+                code = int(digits, 16)
+                if 0xD800 <= code <= 0xDFFF or code > 0x10FFFF:
+                    self.forward(length + 2)  # where libyaml stops: after the escape's letter
+                    raise ScannerError(
+                        "while parsing a quoted scalar",
+                        start_mark,
+                        "found invalid Unicode character escape code",
+                        self.get_mark(),
+                    )
+                length += size
+            escaped = self.peek(length + 1)
+            length += 2  # an escaped quote or blank does not end the word
+            if escaped in _BREAKS:  # nor does an escaped line break: PyYAML reads on past the blanks after it
+                while self.peek(length) in " \t" + _BREAKS:
+                    length += 1
 
     def scan_block_scalar_indicators(self, start_mark: Any) -> tuple[bool | None, int | None]:
         # libyaml takes any blank after ``|``/``>`` and their indicators, a tab too (scanner.c,
