@@ -7,7 +7,8 @@ Each shard runs in a fresh process (``forkserver``, as the page pool starts its 
 interpreter forks it, so no PostgreSQL, MongoDB or HTTP connection of the parent is ever
 inherited). There ``SettingsShardRun`` builds a runtime of its own from the same ``Settings``
 (``build_runtime``: its own CRM session, MongoDB client and USMAN client, its own lookup cache) and
-runs ``MigrationService.run_shard`` under its own lease — owner ``host:pid``, its own pid, so
+runs ``MigrationService.run_shard`` under its own lease — owner ``host:pid:token``, its own pid
+and the runner's token (``lease_owners``), so
 ``status`` names the process that holds each shard — with the run loop's collector settings. The
 process reports on its pipe: the shard's view after a durable batch (at most every
 ``PROGRESS_EVERY_S``), then how its run ended.
@@ -38,7 +39,6 @@ import multiprocessing
 import os
 import pickle
 import signal
-import socket
 import threading
 import time
 from collections import deque
@@ -58,6 +58,7 @@ from crm_audit_transform.ports import ShardEvent
 from crm_audit_transform.usecases import RunResult
 
 from .fork_server import RUNNER_PORTS, ensure_fork_server, ignore_sigint, sigint_deferred
+from .lease_owners import lease_owner, process_token
 from .settings import Settings
 
 __all__ = ["MAX_SHARD_PROCESSES", "ProcessShardLauncher", "SettingsShardRun", "ShardFailed", "ShardRun"]
@@ -189,7 +190,7 @@ class ProcessShardLauncher:
         mine, theirs = self._context.Pipe(duplex=True)
         process = self._context.Process(
             target=_run_shard,
-            args=(self._run, company_sso_id, shard, theirs),
+            args=(self._run, company_sso_id, shard, theirs, process_token()),
             name=f"crm-audit-shard-{shard}",
             daemon=True,
         )
@@ -199,7 +200,7 @@ class ProcessShardLauncher:
             finally:
                 theirs.close()  # the process holds it now: its end closes when the process ends
             self._running[shard] = _Shard(shard, process, mine)
-        return _owner(process.pid)
+        return lease_owner(process.pid)
 
     def next_event(self, timeout: float) -> ShardEvent | None:
         if not self._events and self._running:
@@ -281,10 +282,6 @@ class ProcessShardLauncher:
         self._events.clear()
 
 
-def _owner(pid: int | None) -> str:
-    return f"{socket.gethostname()}:{pid}"
-
-
 def _received(error: object) -> BaseException:
     return error if isinstance(error, BaseException) else ShardFailed(str(error))
 
@@ -305,8 +302,9 @@ def _portable(error: BaseException) -> BaseException:
     return failed
 
 
-def _run_shard(run: ShardRun, company_sso_id: str, shard: int, conn: Connection) -> None:
-    """A shard process: ``run`` for ``shard``, reported on ``conn``."""
+def _run_shard(run: ShardRun, company_sso_id: str, shard: int, conn: Connection, token: str) -> None:
+    """A shard process: ``run`` for ``shard``, reported on ``conn``; its lease owner has the runner's
+    ``token``, so the runner names it from its PID (``lease_owner``) to hand a dead one's lease back."""
     ignore_sigint()  # the parent decides (``stop``); one sent since the fork is dropped
 
     def on_term(signum: int, frame: FrameType | None) -> None:
@@ -340,7 +338,11 @@ def _run_shard(run: ShardRun, company_sso_id: str, shard: int, conn: Connection)
 
     try:
         result = run(
-            company_sso_id, shard, owner=_owner(os.getpid()), should_stop=stop.is_set, on_progress=progress
+            company_sso_id,
+            shard,
+            owner=lease_owner(os.getpid(), token),
+            should_stop=stop.is_set,
+            on_progress=progress,
         )
     except BaseException as exc:  # every end is told, then the process ends
         with contextlib.suppress(OSError):

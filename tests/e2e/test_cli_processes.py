@@ -205,10 +205,10 @@ class TestWalkThrough:
         assert len(stored_migrated(cdp)) >= cut["records_migrated"]
 
         # The dead runner keeps its lease until it expires: status names the holder and the expiry.
-        dead_owner = f"{socket.gethostname()}:{runner.pid}"
         wait_for(lambda: lease_expired(cdp), timeout_s=10 * LEASE_S, what="the dead runner's lease")
         dead = status_of(crm)
-        assert dead["lease_owner"] == dead_owner
+        dead_owner = dead["lease_owner"]
+        assert dead_owner.startswith(f"{socket.gethostname()}:{runner.pid}:")  # and the process's token
         assert dt.datetime.fromisoformat(dead["lease_expires_at"]) <= dt.datetime.now(dt.UTC)
         table = crm.inline("status", "--company-sso-id", COMPANY)
         assert f"{dead_owner} until {dead['lease_expires_at']}" in table.stdout
@@ -406,7 +406,7 @@ class TestStopAndRestartThroughProcesses:
             runner = crm.start("run", "--company-sso-id", COMPANY, "--no-progress", **long_lease)
             release.wait_for_request()
             live = status_of(crm)
-            assert live["lease_owner"] == f"{socket.gethostname()}:{runner.pid}"
+            assert live["lease_owner"].startswith(f"{socket.gethostname()}:{runner.pid}:")
             assert dt.datetime.fromisoformat(live["lease_expires_at"]) > dt.datetime.now(dt.UTC)
             runner.send_signal(signal.SIGINT)
         assert runner.wait(timeout=COMMAND_TIMEOUT_S) == exit_codes.INTERRUPTED

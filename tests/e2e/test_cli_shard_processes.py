@@ -174,8 +174,13 @@ class TestShardsSideBySide:
                 owners = [s["lease_owner"] for s in shards_of(cdp)]
                 host = socket.gethostname()
                 assert owners[2] is None
-                assert {o for o in owners[:2] if o} <= {f"{host}:{pid}" for pid in shard_pids}
-                victim = next(pid for pid in shard_pids if f"{host}:{pid}" in owners)
+                # host:pid:token, the token the runner's (lease_owners)
+                assert {o.rsplit(":", 1)[0] for o in owners[:2] if o} <= {
+                    f"{host}:{pid}" for pid in shard_pids
+                }
+                victim = next(
+                    pid for pid in shard_pids if any(o and o.startswith(f"{host}:{pid}:") for o in owners)
+                )
                 os.kill(victim, signal.SIGKILL)
             assert runner.wait(timeout=COMMAND_TIMEOUT_S) == exit_codes.UNAVAILABLE
             wait_for(lambda: not any(map(running, shard_pids)), timeout_s=30, what="the shard processes")

@@ -29,7 +29,6 @@ import mmap
 import os
 import secrets
 import signal
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from typing import Final
@@ -44,6 +43,7 @@ from crm_audit_transform.usecases.shards import shard_view
 from crm_audit_transform.verification import VerifyReportDocument
 
 from ..bootstrap import Runtime
+from ..lease_owners import lease_owner
 from ..observability import JobObserver, migration_logger, process_metrics
 from .account_run import run_account, run_account_shard
 
@@ -264,7 +264,7 @@ def _hand_back(task: Task) -> Retry:
 def _owner(task: Task) -> str:
     # Per process, not per task id: a duplicate delivery to a live worker must meet the lease. One
     # process runs one task at a time (_ProcessRuntime refuses a second thread), so no two runs share it.
-    return f"{socket.gethostname()}:{os.getpid()}:celery"
+    return f"{lease_owner()}:celery"
 
 
 def register_tasks(app: Celery, runtime_factory: Callable[[], Runtime]) -> None:

@@ -8,9 +8,7 @@ renders the value it returns; none of them drives a use case itself.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import signal
-import socket
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -27,6 +25,7 @@ from crm_audit_transform.ports import JobStore
 from crm_audit_transform.usecases import FRESH, RESUME, MigrationStatus
 
 from ..collector import run_loop_collection
+from ..lease_owners import lease_owner
 from . import exit_codes
 from .main import cli
 from .options import (
@@ -199,7 +198,7 @@ def run(
         with _stop_on_interrupt() as stop, run_loop_collection():
             result = service.run(
                 company,
-                owner=f"{socket.gethostname()}:{os.getpid()}",
+                owner=lease_owner(),
                 should_stop=stop.is_set,
                 on_progress=hook,
             )

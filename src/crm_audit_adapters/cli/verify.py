@@ -8,14 +8,13 @@ of a job not completed) are not lost, but the account is not proven complete whi
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Iterator
 
 import click
 
 from crm_audit_transform.verification import FINDING_KINDS, VerifyReport
 
+from ..lease_owners import lease_owner
 from . import exit_codes
 from .main import cli
 from .options import emit, json_flag, stored_non_empty, stored_text
@@ -62,7 +61,7 @@ def verify_command(
             sample=sample,
             seed=_random_seed() if seed is None else seed,
             repair=repair,
-            owner=f"verify:{socket.gethostname()}:{os.getpid()}",
+            owner=f"verify:{lease_owner()}",
         )
     show(report, as_json)
 
