@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
+from typing import Any
 
 import attrs
 import pytest
@@ -126,6 +127,31 @@ class TestTransformCorpus:
         """page_size 0 would loop forever or drop rows: it is a ValueError."""
         with pytest.raises(ValueError, match="page_size must be at least 1"):
             transform_corpus(load_default_config(), SMALL, page_size=0)
+
+    @pytest.mark.parametrize(
+        ("call", "message"),
+        [
+            (lambda: transform_corpus(load_default_config(), None), "tenant must be a corpus tenant's name"),
+            (
+                lambda: transform_corpus(load_default_config(), SMALL, page_size=True),
+                "page_size must be an int",
+            ),
+            (
+                lambda: transform_corpus(load_default_config(), SMALL, page_size=2.5),
+                "page_size must be an int",
+            ),
+            (lambda: snapshot_of(None), "snapshot_of.result. must be a PageResult, got NoneType"),
+            (lambda: snapshot_of({"tally": {}}), "must be a PageResult, got dict"),
+            (lambda: outcome_snapshot("skipped"), "must be a Migrated, Skipped or Failed, got str"),
+            (lambda: log_snapshot(None), "log_snapshot.log. must be an ActivityLog, got NoneType"),
+        ],
+    )
+    def test_a_wrong_type_is_a_type_error_naming_what_is_expected(self, call: Any, message: str) -> None:
+        """A snapshot test's mistake (a tenant left None, a result not yet transformed) was an
+        AttributeError from inside, a bare AssertionError for outcome_snapshot, and ``page_size=True``
+        ran with pages of one row: now each is a TypeError saying what the call takes."""
+        with pytest.raises(TypeError, match=message):
+            call()
 
 
 LOG = ActivityLog(

@@ -65,8 +65,10 @@ def outcome_snapshot(outcome: Outcome) -> dict[str, Any]:
     """One row's outcome as JSON-shaped data: the log's gist if migrated, else reason and detail.
 
     A migrated row shows category/action, actor, customer, changes and the metadata that is not a
-    copy of the row itself.
+    copy of the row itself. ``TypeError`` for anything but a ``Migrated``, ``Skipped`` or ``Failed``.
     """
+    if not isinstance(outcome, Migrated | Skipped | Failed):
+        raise _wrong("outcome_snapshot(outcome)", "a Migrated, Skipped or Failed", outcome)
     if isinstance(outcome, Migrated):
         log = outcome.log
         if isinstance(log, EncodedLog):  # encoded by a --workers process: what the run loop reads
@@ -81,12 +83,15 @@ def outcome_snapshot(outcome: Outcome) -> dict[str, Any]:
             "metadata": {k: _encode(v) for k, v in log.metadata.items() if k not in ROW_COPIES},
         }
     kind = "skipped" if isinstance(outcome, Skipped) else "failed"
-    assert isinstance(outcome, Skipped | Failed)
     return {"id": outcome.audit_id, "outcome": f"{kind}: {outcome.reason}", "detail": outcome.detail}
 
 
 def snapshot_of(result: PageResult) -> dict[str, Any]:
-    """A transform's result as JSON-shaped data: its tally and one summary per row, in row order."""
+    """A transform's result as JSON-shaped data: its tally and one summary per row, in row order.
+
+    ``TypeError`` for anything but a ``PageResult`` (``transform_corpus``'s)."""
+    if not isinstance(result, PageResult):
+        raise _wrong("snapshot_of(result)", "a PageResult", result)
     return {
         "tally": _tally_snapshot(result.tally),
         "rows": [outcome_snapshot(o) for o in result.outcomes],
@@ -94,7 +99,11 @@ def snapshot_of(result: PageResult) -> dict[str, Any]:
 
 
 def log_snapshot(log: ActivityLog) -> dict[str, Any]:
-    """Every field of one activity log as JSON-shaped data (labels, timestamp and full metadata too)."""
+    """Every field of one activity log as JSON-shaped data (labels, timestamp and full metadata too).
+
+    ``TypeError`` for anything but an ``ActivityLog``."""
+    if not isinstance(log, ActivityLog):
+        raise _wrong("log_snapshot(log)", "an ActivityLog", log)
     return {
         "company_sso_id": log.company_sso_id,
         "customer_id": log.customer_id,
@@ -110,3 +119,8 @@ def log_snapshot(log: ActivityLog) -> dict[str, Any]:
         "source_tag": log.source_tag,
         "metadata": {k: _encode(v) for k, v in log.metadata.items()},
     }
+
+
+def _wrong(call: str, expected: str, found: object) -> TypeError:
+    # A caller's mistake, told as one: it was an AttributeError (or a bare AssertionError) from inside.
+    return TypeError(f"{call} must be {expected}, got {type(found).__name__}")

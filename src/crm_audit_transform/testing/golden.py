@@ -107,8 +107,15 @@ def transform_corpus(
     ``chain`` runs a rule chain of your own (default: ``RuleChain.from_config(config)``), so a team
     can snapshot its own stages over the corpus too.
     """
+    if isinstance(page_size, bool) or not isinstance(page_size, int):
+        raise TypeError(f"page_size must be an int, got {type(page_size).__name__}")
     if page_size < 1:
         raise ValueError(f"page_size must be at least 1, got {page_size}")
+    if not isinstance(tenant, str | CorpusTenant):
+        # It was an AttributeError from inside (``None.user_directory``).
+        raise TypeError(
+            f"tenant must be a corpus tenant's name or a CorpusTenant, got {type(tenant).__name__}"
+        )
     data = corpus_tenant(tenant) if isinstance(tenant, str) else tenant
     transformer = Transformer(config, chain=chain)
     users, sso, contacts = data.user_directory(), data.sso_directory(), data.contact_directory()
