@@ -38,8 +38,9 @@ from __future__ import annotations
 
 from typing import Final
 
-from attrs import evolve, field, frozen, validators
+from attrs import Attribute, evolve, field, frozen, validators
 
+from ._arguments import typed
 from .tally import Tally
 
 DEFAULT_HALT_THRESHOLD: Final = 0.10
@@ -47,13 +48,26 @@ DEFAULT_DEGRADED_THRESHOLD: Final = 0.10
 DEFAULT_HALT_SAMPLE: Final = 200
 
 
+def _share(instance: HaltRule, attribute: Attribute[float], value: float) -> None:
+    """A threshold is a real number: NaN compares false with every rate, so it would never halt."""
+    if value != value:
+        raise ValueError(f"HaltRule.{attribute.name} must be a share (0–1), got NaN: it would never halt")
+
+
 @frozen
 class HaltRule:
-    """Thresholds (shares, 0–1) and the sample size (rows) between two evaluations."""
+    """Thresholds (shares, 0–1) and the sample size (rows) between two evaluations.
 
-    threshold: float = DEFAULT_HALT_THRESHOLD
-    degraded_threshold: float = DEFAULT_DEGRADED_THRESHOLD
-    sample: int = field(default=DEFAULT_HALT_SAMPLE, validator=validators.ge(1))
+    Checked when built, each error naming the field: a threshold that is no ``int`` or ``float`` (a
+    bool included) is a ``TypeError``, NaN a ``ValueError``; ``sample`` an ``int`` ≥ 1. A threshold
+    given as text was accepted and failed only in ``decide``, at the first check point of a run.
+    """
+
+    threshold: float = field(default=DEFAULT_HALT_THRESHOLD, validator=[typed((int, float)), _share])
+    degraded_threshold: float = field(
+        default=DEFAULT_DEGRADED_THRESHOLD, validator=[typed((int, float)), _share]
+    )
+    sample: int = field(default=DEFAULT_HALT_SAMPLE, validator=[typed(int), validators.ge(1)])
 
     def per_shard(self, shards: int) -> HaltRule:
         """The rule each of ``shards`` (≥ 1) shards applies to its own rows: the same thresholds,

@@ -14,6 +14,7 @@ from typing import Final, Literal, TypeAlias, cast
 
 from attrs import field, frozen
 
+from ._arguments import aware_time, typed
 from .enrichment_tally import EnrichmentTally
 from .errors import JobNotRunnable
 from .tally import Tally
@@ -125,6 +126,9 @@ class JobShard:
     cancel is the job's status, never a shard's. ``halt_basis`` is the shard's tally when the halt
     rule last started counting (the trigger or a ``--resume``). ``rows_at_cursor`` is the shard's
     own (``MigrationJob.rows_at_cursor``: 0 but over a source that may repeat an id).
+
+    Checked as ``MigrationJob``'s: counts that are no ``Tally`` / ``EnrichmentTally`` are a
+    ``TypeError``, times as ``MigrationJob``'s, each naming the field (``JobShard.tally``).
     """
 
     shard: int
@@ -132,13 +136,13 @@ class JobShard:
     until_id: int | None
     last_audit_id: int
     status: str = IN_PROGRESS
-    tally: Tally = field(factory=Tally)
-    enrichment: EnrichmentTally = field(factory=EnrichmentTally)
-    halt_basis: Tally = field(factory=Tally)
+    tally: Tally = field(factory=Tally, validator=typed(Tally))
+    enrichment: EnrichmentTally = field(factory=EnrichmentTally, validator=typed(EnrichmentTally))
+    halt_basis: Tally = field(factory=Tally, validator=typed(Tally))
     halted_reason: str | None = None
-    finished_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = field(default=None, validator=aware_time(optional=True))
     lease_owner: str | None = None
-    lease_expires_at: dt.datetime | None = None
+    lease_expires_at: dt.datetime | None = field(default=None, validator=aware_time(optional=True))
     rows_at_cursor: int = 0
 
     def rows_span(self, max_audit_id: int) -> tuple[int, int]:
@@ -156,27 +160,35 @@ class MigrationJob:
 
     ``last_audit_id`` only moves after the batch it covers is written, so a crash at any point
     resumes without a gap; the idempotent write makes the replayed batch harmless.
+
+    Built by a caller, it is checked where a wrong value would fail later and far away: ``tally``
+    and ``halt_basis`` must be a ``Tally`` and ``enrichment`` an ``EnrichmentTally`` (``TypeError``);
+    ``cutoff``, ``created_at``, ``updated_at``, ``date_range_start``, ``finished_at`` and
+    ``lease_expires_at`` timezone-aware datetimes (``TypeError`` for another type, ``ValueError``
+    for a naive one: its zone is unknown, and taking it as UTC would move the cutoff, so the rows in
+    scope, by the caller's offset); ``shards`` ``JobShard`` values. Each error names the field
+    (``MigrationJob.cutoff``). An aware time of another offset is kept as given (the same instant).
     """
 
     job_id: str
     company_sso_id: str
     tenant: str
     status: str
-    cutoff: dt.datetime
-    created_at: dt.datetime
-    updated_at: dt.datetime
+    cutoff: dt.datetime = field(validator=aware_time())
+    created_at: dt.datetime = field(validator=aware_time())
+    updated_at: dt.datetime = field(validator=aware_time())
     first_audit_id: int = 0
     max_audit_id: int = 0
     last_audit_id: int = 0
-    tally: Tally = field(factory=Tally)
-    date_range_start: dt.datetime | None = None
-    finished_at: dt.datetime | None = None
+    tally: Tally = field(factory=Tally, validator=typed(Tally))
+    date_range_start: dt.datetime | None = field(default=None, validator=aware_time(optional=True))
+    finished_at: dt.datetime | None = field(default=None, validator=aware_time(optional=True))
     halted_reason: str | None = None
     lease_owner: str | None = None
-    lease_expires_at: dt.datetime | None = None
-    enrichment: EnrichmentTally = field(factory=EnrichmentTally)
+    lease_expires_at: dt.datetime | None = field(default=None, validator=aware_time(optional=True))
+    enrichment: EnrichmentTally = field(factory=EnrichmentTally, validator=typed(EnrichmentTally))
     """What enrichment did to the association logs of the batches behind the cursor (not outcomes)."""
-    halt_basis: Tally = field(factory=Tally)
+    halt_basis: Tally = field(factory=Tally, validator=typed(Tally))
     """The tally when the halt rule last started counting (the trigger, or a ``--resume``)."""
     shards: tuple[JobShard, ...] = ()
     """Empty for an unsharded job; else ordered by ``shard``, their ranges disjoint and contiguous."""

@@ -169,6 +169,12 @@ def parse_external_id(ext_id: str) -> tuple[str, int] | None:
     return None if audit_id is None else (tenant, audit_id)
 
 
+def _check_account(owner: str, company_sso_id: object) -> None:
+    refuse_wrong_types(owner, (("company_sso_id", company_sso_id, str, False),))
+    if not company_sso_id:
+        raise ValueError(f"{owner}(company_sso_id=...) must name an account, got an empty string")
+
+
 class Transformer:
     """Runs a :class:`~crm_audit_transform.chain.RuleChain` over pages of audit rows.
 
@@ -258,6 +264,13 @@ class Transformer:
     def transform(
         self, prepared: Sequence[PreparedRow], ctx: LookupContext, *, company_sso_id: str
     ) -> PageResult:
+        """One outcome per prepared row, in order (nothing raises for a row: a bad one is ``Failed``).
+
+        ``company_sso_id`` is the account whose contacts and logs the rows become: anything but a
+        non-empty ``str`` is a ``TypeError`` (``ValueError`` for ``""``) before any row, not every
+        row skipped as ``contact_not_found`` (no contact belongs to account None).
+        """
+        _check_account("Transformer.transform", company_sso_id)
         outcomes: list[Outcome] = []
         flags: list[bool] = []
         degraded: list[bool] = []
@@ -270,7 +283,9 @@ class Transformer:
         return PageResult(tuple(outcomes), None, tuple(flags), tuple(degraded))
 
     def explain(self, row: AuditRow, ctx: LookupContext, *, company_sso_id: str) -> tuple[StageDecision, ...]:
-        """The decision of every stage the row went through, ending with its outcome."""
+        """The decision of every stage the row went through, ending with its outcome.
+        ``company_sso_id`` as ``transform``'s (``TypeError`` / ``ValueError``)."""
+        _check_account("Transformer.explain", company_sso_id)
         trace = _Trace()
         stages = trace.attach((*_GATES, *self._stages))
         outcome, _, _ = self._run(self.prepare_row(row), ctx, company_sso_id, trace, stages)

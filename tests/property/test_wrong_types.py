@@ -101,6 +101,7 @@ VALID: dict[type, dict[str, Any]] = {
     api.Contact: {"id": "c", "company_sso_id": "co", "crm_person_id": 1, "created_at": NOW},
     api.EnrichmentTally: {},
     api.HaltRule: {},
+    api.JobShard: {"shard": 0, "after_id": 0, "until_id": None, "last_audit_id": 0},
     api.LoaderLimits: {},
     api.LookupRequest: {"user_ids": (1,), "person_ids": (1,)},
     api.MigrationJob: {
@@ -316,3 +317,117 @@ def test_the_transformer_and_the_service_refuse_a_wrong_typed_argument_naming_it
         build = lambda: api.MigrationService(None, **arguments)  # type: ignore[arg-type]  # noqa: E731
     with pytest.raises(TypeError, match=rf"\({name}=\.\.\.\) must be a "):
         build()
+
+
+# -- a job's counts and times, the halt rule, the account of a transform, a caller's clock ----------
+
+
+@pytest.mark.parametrize("name", ["tally", "enrichment", "halt_basis"])
+@pytest.mark.parametrize("value", ["x", {"processed": 1}, None, 3])
+def test_a_shards_counts_of_another_type_are_a_type_error_naming_them(name: str, value: object) -> None:
+    """``JobShard(tally="x")`` was built, and its job raised ``AttributeError`` summing its shards
+    ('str' object has no attribute 'processed'): now the shard refuses it, naming the field."""
+    with pytest.raises(TypeError, match=rf"^JobShard\.{name} must be an? \w*Tally, got "):
+        api.MigrationJob(
+            **{**VALID[api.MigrationJob], "shards": (api.JobShard(0, 0, None, 0, **{name: value}),)}
+        )
+    with pytest.raises(TypeError, match=rf"^MigrationJob\.{name} must be"):
+        api.MigrationJob(**{**VALID[api.MigrationJob], "shards": (), name: value})
+
+
+TIMES = ["cutoff", "created_at", "updated_at", "date_range_start", "finished_at", "lease_expires_at"]
+
+
+@pytest.mark.parametrize("name", TIMES)
+def test_a_jobs_naive_time_is_a_value_error_naming_the_field(name: str) -> None:
+    """A naive time was kept as given, and compared with the store's aware clock later (a lease
+    check's ``TypeError``, a cutoff off by the caller's offset): its zone is unknown, so the job
+    refuses it, naming the field; text is a ``TypeError``, never parsed; an aware time of another
+    offset is kept."""
+    with pytest.raises(ValueError, match=rf"^MigrationJob\.{name}: naive datetime"):
+        api.MigrationJob(**{**VALID[api.MigrationJob], name: dt.datetime(2021, 1, 1)})
+    with pytest.raises(TypeError, match=rf"^MigrationJob\.{name} must be a timezone-aware datetime"):
+        api.MigrationJob(**{**VALID[api.MigrationJob], name: "2021-01-01T00:00:00Z"})
+    plus7 = dt.datetime(2021, 1, 1, 7, tzinfo=dt.timezone(dt.timedelta(hours=7)))
+    job = api.MigrationJob(**{**VALID[api.MigrationJob], name: plus7})
+    assert getattr(job, name) == NOW
+
+
+@pytest.mark.parametrize("name", ["finished_at", "lease_expires_at"])
+def test_a_shards_naive_time_is_a_value_error_naming_the_field(name: str) -> None:
+    with pytest.raises(ValueError, match=rf"^JobShard\.{name}: naive datetime"):
+        api.JobShard(0, 0, None, 0, **{name: dt.datetime(2021, 1, 1)})
+
+
+@pytest.mark.parametrize("name", ["threshold", "degraded_threshold"])
+@pytest.mark.parametrize("value", ["x", "0.1", None, True, decimal.Decimal("0.1"), [0.1]])
+def test_a_halt_threshold_of_another_type_is_refused_when_built(name: str, value: object) -> None:
+    """``HaltRule(threshold="x")`` was built and raised in ``decide``, at a run's first check point
+    (after 200 rows were written): now it is a ``TypeError`` naming the field, when built."""
+    with pytest.raises(TypeError, match=rf"^HaltRule\.{name} must be an int or a float, got "):
+        api.HaltRule(**{name: value})
+
+
+def test_a_nan_halt_threshold_is_refused_and_numbers_are_kept() -> None:
+    """NaN is greater than no rate: a rule that would never halt is a ``ValueError``."""
+    with pytest.raises(ValueError, match=r"^HaltRule\.threshold must be a share"):
+        api.HaltRule(threshold=float("nan"))
+    with pytest.raises(TypeError, match=r"^HaltRule\.sample must be an int, got float"):
+        api.HaltRule(sample=2.5)  # type: ignore[arg-type]
+    assert api.HaltRule(threshold=0, degraded_threshold=1.0, sample=1).threshold == 0
+
+
+@pytest.mark.parametrize(
+    ("value", "error"), [(None, TypeError), (b"co", TypeError), (7, TypeError), ("", ValueError)]
+)
+def test_a_transform_for_no_account_is_refused(value: object, error: type) -> None:
+    """``transform(company_sso_id=None)`` skipped every row as ``contact_not_found``: refused now,
+    before any row, as is ``explain``'s."""
+    row = AuditRow(**VALID[AuditRow])
+    prepared = TRANSFORMER.prepare([row])
+    lookups = fetch_lookups(TRANSFORMER.plan(prepared), company_sso_id="co", tenant="acme", ports=PORTS)
+    with pytest.raises(error, match=r"^Transformer\.transform\(company_sso_id=\.\.\.\) must "):
+        TRANSFORMER.transform(prepared, lookups, company_sso_id=value)  # type: ignore[arg-type]
+    with pytest.raises(error, match=r"^Transformer\.explain\(company_sso_id=\.\.\.\) must "):
+        TRANSFORMER.explain(row, lookups, company_sso_id=value)  # type: ignore[arg-type]
+
+
+class WallClockOnly:
+    """A caller's clock written before ``Clock`` had ``monotonic()``."""
+
+    def now(self) -> dt.datetime:
+        return NOW
+
+
+def test_a_clock_without_monotonic_is_refused_before_the_run_reads_or_writes() -> None:
+    """The run raised ``AttributeError: 'WallClockOnly' object has no attribute 'monotonic'`` from
+    ``run_loop`` after its checks: now the run's ports refuse the clock when built, naming the
+    method, and the job is left as the trigger made it."""
+    from support.corpus_account import World
+
+    world = World(rows=[])
+    world.trigger()
+    before = world.jobs.latest(world.company)
+    world.clock = WallClockOnly()  # type: ignore[assignment]
+    with pytest.raises(
+        TypeError, match=r"^RunPorts\.clock has no monotonic\(\): a Clock gives now\(\) and monotonic\(\)"
+    ):
+        world.service().run(world.company, owner="r")
+    assert world.jobs.latest(world.company) == before
+
+
+@pytest.mark.parametrize("build", ["rollback", "verify"])
+def test_the_other_lease_holders_refuse_such_a_clock_too(build: str) -> None:
+    """Rollback's and repair's ports measure their half lease on ``monotonic()`` as well."""
+    from crm_audit_transform.testing import InMemoryEnrichmentStore, InMemoryJobStore
+    from crm_audit_transform.usecases.rollback import RollbackPorts
+    from crm_audit_transform.usecases.verify import VerifyPorts
+
+    clock: Any = WallClockOnly()
+    ports: Callable[[], object] = (
+        (lambda: RollbackPorts(InMemoryJobStore(), InMemoryEnrichmentStore(), clock))
+        if build == "rollback"
+        else (lambda: VerifyPorts(None, None, None, None, None, clock=clock))  # type: ignore[arg-type]
+    )
+    with pytest.raises(TypeError, match=rf"^{build.title()}Ports\.clock has no monotonic\(\)"):
+        ports()

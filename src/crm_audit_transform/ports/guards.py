@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Final, Protocol
+
+CLOCK_METHODS: Final = ("now", "monotonic")
+"""The methods of ``Clock``, checked when a use case's ports are built."""
 
 
 class IndexState(Protocol):
@@ -29,6 +32,11 @@ class Clock(Protocol):
     last renewed its lease, to renew it again once half has passed. A wall clock stepped back (NTP,
     an operator, a VM restored) made such a duration shorter by the step, and a batch could go out
     on a lease that had less than half left.
+
+    The ports a use case is given (``RunPorts``, ``RollbackPorts``, ``VerifyPorts``) check a clock
+    for both methods when they are built: one without ``monotonic()`` (written before it was part of
+    this port) is a ``TypeError`` naming the method before anything is read or written
+    (``CLOCK_METHODS``), not an ``AttributeError`` after the run's lease was taken.
     """
 
     def now(self) -> dt.datetime:

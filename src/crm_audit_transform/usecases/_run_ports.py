@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from attrs import field, frozen
 
+from .._arguments import port_of
 from ..ports import (
     ActivityLogWriter,
     AuditSource,
@@ -15,6 +16,7 @@ from ..ports import (
     SsoDirectory,
     UserDirectory,
 )
+from ..ports.guards import CLOCK_METHODS
 
 
 @frozen
@@ -30,6 +32,6 @@ class RunPorts:
     contacts: ContactDirectory
     logs: ActivityLogWriter
     jobs: RunJobStore
-    clock: Clock
+    clock: Clock = field(validator=port_of("Clock", CLOCK_METHODS))
     entities: EntityDirectory | None = None
     indexes: IndexState = field(kw_only=True)

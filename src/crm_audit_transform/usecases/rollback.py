@@ -110,11 +110,13 @@ import datetime as dt
 import uuid
 
 import attrs
-from attrs import frozen
+from attrs import field, frozen
 
+from .._arguments import port_of
 from ..errors import JobAlreadyRunning, LeaseHeld
 from ..jobs import IN_PROGRESS, ROLLED_BACK, ROLLING_BACK
 from ..ports import Clock, JobStore, MigratedLogs
+from ..ports.guards import CLOCK_METHODS
 from ._rollback_delete import Progress, delete_held, hold_lost, let_go
 from .settings import RunSettings
 
@@ -126,7 +128,7 @@ class RollbackPorts:
 
     jobs: JobStore
     logs: MigratedLogs
-    clock: Clock
+    clock: Clock = field(validator=port_of("Clock", CLOCK_METHODS))
     lease: dt.timedelta = RunSettings().lease_ttl
     chunk: int = 1000
     """How many logs one delete removes at most, when the store deletes in chunks."""

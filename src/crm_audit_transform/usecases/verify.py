@@ -56,8 +56,9 @@ import datetime as dt
 import random
 from typing import Final
 
-from attrs import frozen
+from attrs import field, frozen
 
+from .._arguments import port_of
 from ..enrichment.model import DEFAULT_MATCH_WINDOW
 from ..errors import JobNotFound, JobNotRunnable, TenantMismatch
 from ..halting import DEFAULT_HALT_THRESHOLD
@@ -74,6 +75,7 @@ from ..ports import (
     SsoDirectory,
     UserDirectory,
 )
+from ..ports.guards import CLOCK_METHODS
 from ..transformer import Transformer
 from ..verification import VerifyReport
 from ._source_check import check_mapping, check_source
@@ -103,7 +105,7 @@ class VerifyPorts:
     reader: MigratedLogReader
     jobs: JobStore | None = None
     logs: ActivityLogWriter | None = None
-    clock: Clock | None = None
+    clock: Clock | None = field(default=None, validator=port_of("Clock", CLOCK_METHODS, optional=True))
     indexes: IndexState | None = None
     entities: EntityDirectory | None = None
 
