@@ -49,8 +49,8 @@ class EnrichmentTally:
 
     A job's tally counts the association logs of its batches, all ``complete`` with the entity
     names they carried into the insert (``keys_set``). A run that dies between a batch's write and
-    its progress write replays that batch: ``logs`` and ``skipped`` stay exact, ``keys_set`` may
-    lean low (the replay's duplicates set none).
+    its progress write replays that batch: its duplicates are counted as the logs it built, names
+    included (``usecases._entity_names.names_tally``), so every count ends as a clean run's.
     """
 
     logs: int = 0

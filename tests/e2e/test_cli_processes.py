@@ -76,6 +76,16 @@ def clean() -> World:
     return world
 
 
+@pytest.fixture(scope="module")
+def clean_named() -> World:
+    """``clean`` with the CRM's entity names wired, as the runner names its association logs: the
+    enrichment counts the processes must reproduce."""
+    world = World(TENANT, enrich=True)
+    world.trigger(date_range_start=dt.datetime.fromisoformat(SINCE).replace(tzinfo=dt.UTC))
+    world.run(settings=RunSettings(halt_threshold=1.0))
+    return world
+
+
 @pytest.fixture
 def cdp(wire_mongo_client: MongoClient[dict[str, Any]]) -> Iterator[Database[dict[str, Any]]]:
     """A fresh CDP database on the emulator, with the account's contacts; dropped afterwards."""
@@ -154,7 +164,12 @@ def lease_expired(db: Database[dict[str, Any]]) -> bool:
 
 class TestWalkThrough:
     def test_the_ops_walk_through_with_a_kill_9_mid_run(
-        self, crm: CliProcesses, cdp: Database[dict[str, Any]], clean: World, usman: UsmanServer
+        self,
+        crm: CliProcesses,
+        cdp: Database[dict[str, Any]],
+        clean: World,
+        clean_named: World,
+        usman: UsmanServer,
     ) -> None:
         """Each run is its own process; a SIGKILL mid-run resumes to the clean run's exact result, and
         the steps around the runs (in this process) see what the servers hold."""
@@ -228,6 +243,12 @@ class TestWalkThrough:
         )
         assert status["skipped"] == dict(expected.tally.skipped)
         assert status["failed"] == dict(expected.tally.failed)
+        # Every count status shows is the clean run's, the enrichment's too: the replayed batch's
+        # duplicates count the names the dead runner's inserts set (keys_set read lower).
+        named = clean_named.jobs.latest(clean_named.company)
+        assert named is not None
+        assert status["enrichment"] == named.enrichment.as_dict()
+        assert status["enrichment"]["keys_set"] > 0
         assert len(stored_migrated(cdp)) == status["records_migrated"]
         assert duplicate_external_ids(cdp) == []
         stored_ids = sorted(doc["external_id"] for doc in stored_migrated(cdp))

@@ -51,14 +51,21 @@ def name_linked_entities(
 
 def names_tally(logs: Sequence[ActivityLog | EncodedLog], results: Sequence[WriteResult]) -> EnrichmentTally:
     """The step's association logs now stored, all ``complete`` (named before the write), and the
-    names its inserts set as ``keys_set`` (a replay's duplicates set none)."""
+    names they carry as ``keys_set``: inserted now, or found stored (``duplicate_external_id``).
+
+    A duplicate is counted as the log the step built, never read back (no query-before-insert): a
+    replay's duplicate is the log a dead runner built from the same row, the same way (the
+    ``external_id`` is deterministic, the name the CRM's), and was never counted, its step's
+    progress write having died with it. So a crash and a resume end on a clean run's ``keys_set``,
+    as on its ``logs``. A duplicate another writer of the account stored first (``migrate``, a
+    ``verify --repair`` racing the run) counts the same way, as the name this run gives it: the
+    stored log is not read, and the ``enrich`` command sets a name it lacks (missing keys only).
+    """
     stored = {
-        r.external_id: r.status
-        for r in results
-        if r.status == "inserted" or r.reason == reasons.DUPLICATE_EXTERNAL_ID
+        r.external_id for r in results if r.status == "inserted" or r.reason == reasons.DUPLICATE_EXTERNAL_ID
     }
     association = [log for log in logs if log.external_id in stored and log.action in ASSOCIATION_ACTIONS]
-    keys_set = sum(1 for log in association if stored[log.external_id] == "inserted" and _is_named(log))
+    keys_set = sum(1 for log in association if _is_named(log))
     return EnrichmentTally(logs=len(association), complete=len(association), keys_set=keys_set)
 
 
