@@ -62,7 +62,8 @@ SMALL_PAGES = {"CRM_AUDIT_PAGE_SIZE": "10"}
 
 
 def clean_run(since: str) -> World:
-    world = World(TENANT)
+    """The account run in memory from ``since``, its association logs named as the runner names them."""
+    world = World(TENANT, enrich=True)
     world.trigger(date_range_start=dt.datetime.fromisoformat(since).replace(tzinfo=dt.UTC))
     world.run(settings=RunSettings(halt_threshold=1.0))
     return world
@@ -245,6 +246,11 @@ class TestShardsSideBySide:
         assert sum(s["tally"]["processed"] for s in shards_of(cdp)) == expected.tally.processed
         assert counted == expected.tally.processed - before
         assert all(s["status"] == "completed" and s["lease_owner"] is None for s in shards_of(cdp))
+        # The enrichment counts are the clean run's too: the batches the killed runners wrote and
+        # never counted are replayed, and their duplicates count the names the dead inserts set.
+        shown = walk.status_of(crm)
+        assert shown["enrichment"] == expected.enrichment.as_dict()
+        assert shown["enrichment"]["keys_set"] > 0
         assert duplicate_external_ids(cdp) == []
         stored_ids = sorted(doc["external_id"] for doc in stored_migrated(cdp))
         assert stored_ids == sorted(log.external_id for log in clean.logs.logs)
