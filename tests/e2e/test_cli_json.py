@@ -412,9 +412,32 @@ class TestErrorDocument:
         message = strict_json.restore(doc)["error"]["message"]
         assert os.fsencode(message).endswith(settings + b": mongo_uri: expected a string")
 
-    def test_an_unknown_option_prints_no_document(self) -> None:
-        """click meets an unknown option before it reads any: the error line alone, as documented."""
-        result = CliRunner().invoke(cli, ["status", "--json", "--bogus"], env={"CRM_AUDIT_SETTINGS": ""})
+    @pytest.mark.parametrize(
+        ("args", "message"),
+        [
+            (("verify", "--json", *C, "--sample"), "Option '--sample' requires an argument."),
+            (("status", "--json", "--bogus"), "No such option '--bogus'."),
+            (("staus", "--json"), "No such command 'staus'."),
+            (("--json", "status", *C), "No such option '--json'."),
+        ],
+    )
+    def test_every_usage_error_under_json_prints_one_document(
+        self, args: tuple[str, ...], message: str
+    ) -> None:
+        """A usage error click's parser meets (a value missing at the end, an unknown option, an unknown
+        command, --json given to the group) printed no document, and a missing value no "(see … --help)"
+        hint either: --json is read ahead of the parse now, so each prints the USAGE document (exit 2),
+        named for the command the line names, and the hint. Fails on the old code: stdout was empty."""
+        result = CliRunner().invoke(cli, list(args), env={"CRM_AUDIT_SETTINGS": ""})
+        doc = checked(result, "error", exit_codes.USAGE)
+        command = next(a for a in args if not a.startswith("-"))
+        assert (doc["command"], doc["error"]["code"]) == (command, "USAGE")
+        assert message in doc["error"]["message"]
+        assert "--help')" in result.stderr
+
+    def test_an_unknown_option_without_json_prints_no_document(self) -> None:
+        """Without --json the usage error is the stderr line alone."""
+        result = CliRunner().invoke(cli, ["status", "--bogus"], env={"CRM_AUDIT_SETTINGS": ""})
         assert result.exit_code == exit_codes.USAGE
         assert result.stdout == ""
         assert "error: USAGE: No such option" in result.stderr

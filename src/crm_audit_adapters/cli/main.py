@@ -18,7 +18,7 @@ from ..abort_lines import aborted, command_of, words_before_values
 from ..console import interrupt_reported
 from ..redaction import scrub
 from . import exit_codes
-from .options import error_document
+from .options import error_document, read_ahead, remember_json
 from .standard_streams import open_standard_streams, settle
 from .state import CliState, Overrides
 
@@ -87,6 +87,15 @@ def _to_stderr(text: str, *, nl: bool = True) -> None:
         click.echo(text, err=True, nl=nl)
 
 
+def _json_asked_of_command(ctx: click.Context, args: Sequence[str]) -> None:
+    """Before the group's usage error is reported: when the command line names a command and asks for
+    ``--json``, the error document is printed for it, as for the command's own usage errors."""
+    words = list(words_before_values(args))
+    command = command_of(args)
+    if command is not None and "--json" in words:
+        remember_json(ctx, command)
+
+
 def _debug_asked(args: Sequence[str]) -> bool:
     """Whether ``args``, the command line after the program's name, ask for ``--debug``: anywhere
     before a ``--`` and not as ``--settings``' value, as ``_hoist_global_options`` reads it. For an
@@ -136,18 +145,48 @@ def _exit_quietly() -> None:
     sys.exit(BROKEN_PIPE)
 
 
+class _Command(click.Command):
+    """A subcommand whose usage errors name it: ``--json`` and a missing value are read first
+    (``options.read_ahead``), and an error click's parser raises without a context (``Option
+    '--sample' requires an argument.``) is given the command's, so that it gets the ``(see '… --help')``
+    hint and, under ``--json``, the error document, as every other usage error does."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        read_ahead(self, ctx, args)
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as error:
+            if error.ctx is None:
+                error.ctx = ctx
+            raise
+
+
 class _Group(click.Group):
     """Turns every error of a command into ``error: CODE: message`` and its documented exit code."""
+
+    command_class = _Command
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         try:
             return super().parse_args(ctx, _hoist_global_options(args))
+        except click.UsageError:
+            _json_asked_of_command(ctx, args)  # ``--json status``: the group has no --json
+            raise
         except OSError as error:
             # ``--help`` and ``--version`` are written here, as the options are read. A reader gone
             # (``--help | head -0``) must end as any command's output does (141): click's own catch
             # of a broken pipe, in ``click.Command.main``, would end it with exit 1 and no word.
             if _reader_gone(error):
                 _exit_quietly()
+            raise
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError:
+            _json_asked_of_command(ctx, args)  # ``staus --json``: no such command
             raise
 
     def invoke(self, ctx: click.Context) -> Any:

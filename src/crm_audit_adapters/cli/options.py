@@ -23,7 +23,7 @@ import datetime as dt
 import json
 import os
 import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -45,7 +45,9 @@ __all__ = [
     "keep_for_error",
     "non_empty",
     "optional_company_option",
+    "read_ahead",
     "regular_file",
+    "remember_json",
     "stored_non_empty",
     "stored_text",
     "workers_option",
@@ -158,9 +160,36 @@ regular_file: Final = _RegularFile(exists=True, dir_okay=False, path_type=Path)
 def _remember_json(ctx: click.Context, _: click.Parameter, value: bool) -> bool:
     """Record ``--json`` and the command's name where the group's error handler finds them."""
     if value:
-        ctx.meta[_AS_JSON] = True
-        ctx.meta[_COMMAND] = ctx.info_name
+        remember_json(ctx, ctx.info_name)
     return value
+
+
+def remember_json(ctx: click.Context, command: str | None) -> None:
+    """Note that the invocation asked for ``--json`` for ``command`` (its name): an error from now on
+    prints the error document (``error_document``)."""
+    ctx.meta[_AS_JSON] = True
+    ctx.meta[_COMMAND] = command
+
+
+def read_ahead(command: click.Command, ctx: click.Context, args: Sequence[str]) -> None:
+    """Read ``args``, the command's words, before click parses them: ``--json`` is noted
+    (``remember_json``) wherever it stands before a ``--`` and is not an option's value, so that any
+    usage error of the command line prints the error document, one click meets as it parses (an
+    unknown option, a missing value) included: those came before ``--json`` was read, and printed none.
+    """
+    params = [p for p in command.get_params(ctx) if isinstance(p, click.Option)]
+    names = {name for p in params for name in (*p.opts, *p.secondary_opts)}
+    valued = {name for p in params if not p.is_flag and not p.count and p.nargs == 1 for name in p.opts}
+    i = 0
+    while i < len(args):
+        word = args[i]
+        if word == "--":
+            break
+        if word == "--json" and word in names:
+            remember_json(ctx, ctx.info_name)
+        elif word in valued:
+            i += 1  # its value
+        i += 1
 
 
 def json_flag(
