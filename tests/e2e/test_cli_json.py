@@ -416,6 +416,7 @@ class TestErrorDocument:
         ("args", "message"),
         [
             (("verify", "--json", *C, "--sample"), "Option '--sample' requires an argument."),
+            (("verify", *C, "--sample", "--json"), "'--json' is an option"),
             (("status", "--json", "--bogus"), "No such option '--bogus'."),
             (("staus", "--json"), "No such command 'staus'."),
             (("--json", "status", *C), "No such option '--json'."),
@@ -441,3 +442,28 @@ class TestErrorDocument:
         assert result.exit_code == exit_codes.USAGE
         assert result.stdout == ""
         assert "error: USAGE: No such option" in result.stderr
+
+
+ID_OPTIONS = sorted(
+    (name, option)
+    for name, command in cli.commands.items()
+    for param in command.params
+    for option in param.opts
+    if option in ("--company-sso-id", "--tenant", "--audit-id")
+)
+"""Every command's id options: an account, a tenant schema, an audit row."""
+
+
+@pytest.mark.parametrize("value", ["--json", "-x"])
+@pytest.mark.parametrize(("command", "option"), ID_OPTIONS)
+def test_an_option_looking_id_is_a_usage_error(command: str, option: str, value: str) -> None:
+    """``trigger --company-sso-id --json`` took --json for the account's id and ran for an account so
+    named, its --json unread. A word starting with "-" after an id option is a usage error now (exit 2,
+    before any setting is read), in every command. Fails on the old code: the command read its
+    settings (CONFIG_INVALID, exit 3) or ran."""
+    env = {"CRM_AUDIT_SETTINGS": "", "CRM_AUDIT_MONGO_URI": "", "CRM_AUDIT_DATABASE_URL": ""}
+    result = CliRunner().invoke(cli, [command, option, value], env=env)
+    assert result.exit_code == exit_codes.USAGE, result.output
+    assert f"error: USAGE: Option '{option}' requires an argument: '{value}'" in result.stderr
+    joined = CliRunner().invoke(cli, [command, f"{option}={value}"], env=env)
+    assert "requires an argument" not in joined.stderr  # an id starting with "-" is given joined

@@ -34,6 +34,7 @@ from crm_audit_transform.timestamps import as_utc
 from ..strict_json import dumps, has_surrogate
 
 __all__ = [
+    "ID_OPTIONS",
     "JSON_SCHEMA_VERSION",
     "company_option",
     "date_range_start_option",
@@ -171,15 +172,31 @@ def remember_json(ctx: click.Context, command: str | None) -> None:
     ctx.meta[_COMMAND] = command
 
 
+ID_OPTIONS: Final = frozenset({"--company-sso-id", "--tenant", "--audit-id"})
+"""The options whose value is an id (an account, a tenant schema, an audit row), in every command that
+takes them. Written ``--company-sso-id --json``, the value is missing: click took the next word,
+``--json``, for the id, and the command then ran for an account named ``--json``, its ``--json``
+unread. A word starting with ``-`` after one of them is a usage error (``read_ahead``); an id that
+really starts with ``-`` is given joined to its option, ``--company-sso-id=-x``."""
+
+
 def read_ahead(command: click.Command, ctx: click.Context, args: Sequence[str]) -> None:
-    """Read ``args``, the command's words, before click parses them: ``--json`` is noted
-    (``remember_json``) wherever it stands before a ``--`` and is not an option's value, so that any
-    usage error of the command line prints the error document, one click meets as it parses (an
-    unknown option, a missing value) included: those came before ``--json`` was read, and printed none.
+    """Read ``args``, the command's words, before click parses them: note ``--json``, and refuse a
+    value that is an option.
+
+    * ``--json`` is noted (``remember_json``) wherever it stands before a ``--`` and is not an option's
+      value, so that any usage error of the command line prints the error document, one click meets
+      as it parses (an unknown option, a missing value) included: those came before ``--json`` was
+      read, and printed none.
+    * An option that takes a value, followed by one of the command's own options (``--sample
+      --json``), or an id option (``ID_OPTIONS``) followed by any word starting with ``-``, is missing
+      its value: ``click.BadOptionUsage`` (``USAGE``, exit 2). click took that word for the value.
+      The ``--opt=value`` form is never refused: the value is then explicit.
     """
     params = [p for p in command.get_params(ctx) if isinstance(p, click.Option)]
     names = {name for p in params for name in (*p.opts, *p.secondary_opts)}
     valued = {name for p in params if not p.is_flag and not p.count and p.nargs == 1 for name in p.opts}
+    refused: tuple[str, str] | None = None
     i = 0
     while i < len(args):
         word = args[i]
@@ -187,9 +204,17 @@ def read_ahead(command: click.Command, ctx: click.Context, args: Sequence[str]) 
             break
         if word == "--json" and word in names:
             remember_json(ctx, ctx.info_name)
-        elif word in valued:
-            i += 1  # its value
+        elif word in valued and i + 1 < len(args):
+            value = args[i + 1]
+            if value in names or (word in ID_OPTIONS and value.startswith("-")):
+                refused = refused or (word, value)  # the word is read as what it is, not skipped
+            else:
+                i += 1
         i += 1
+    if refused is not None and not ctx.resilient_parsing:  # shell completion parses what it can
+        option, value = refused
+        why = "is an option" if value in names else f"looks like an option (give such an id as {option}=…)"
+        raise click.BadOptionUsage(option, f"Option '{option}' requires an argument: {value!r} {why}.", ctx)
 
 
 def json_flag(
