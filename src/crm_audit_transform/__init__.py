@@ -64,6 +64,7 @@ from .errors import (
     UnknownTenant,
     UnsupportedTag,
     UntranslatableCharacter,
+    VerifyOptionInvalid,
     WorkerLost,
 )
 from .halting import HaltRule
@@ -160,6 +161,7 @@ __all__ = [
     "UntranslatableText",
     "UserId",
     "Value",
+    "VerifyOptionInvalid",
     "WholeAccountDelete",
     "WorkerLost",
     "WriteResult",

@@ -17,6 +17,8 @@ infrastructure that is down. Driver errors are translated at the adapter boundar
     │   │                            database or URI (never retried)
     │   └── DependencyMissing        DEPENDENCY_MISSING: an optional package is not installed
     ├── BatchTooLarge                code BATCH_TOO_LARGE: more records than a batch may hold
+    ├── VerifyOptionInvalid          INVALID_SAMPLE / INVALID_SEED .option: verify's sample or seed
+    │                                outside its range (verification.check_draw)
     ├── GuardError                   .code / .http_status: a use case refused to start or act
     │   ├── FlagDisabled             FLAG_DISABLED (403)
     │   ├── ContactsNotMigrated      contacts_not_migrated (422): Phase-A coverage too low
@@ -198,6 +200,19 @@ class BatchTooLarge(CrmAuditError):
         super().__init__(f"a batch holds at most {maximum} records, got {size}")
         self.size = size
         self.maximum = maximum
+
+
+class VerifyOptionInvalid(CrmAuditError):
+    """``verify``'s ``sample`` or ``seed`` (``.option``) is not an integer of its range
+    (``verification.check_draw``): code ``INVALID_SAMPLE`` or ``INVALID_SEED``, HTTP 400. The caller's
+    argument, never retried; the runner's ``--sample`` and ``--seed`` refuse the same values as usage."""
+
+    http_status = 400
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(message)
+        self.option = option
+        self.code = "INVALID_SEED" if option == "seed" else "INVALID_SAMPLE"
 
 
 class GuardError(CrmAuditError):

@@ -23,6 +23,7 @@ from typing import Final, Protocol, TypedDict
 
 from attrs import field, frozen
 
+from .errors import VerifyOptionInvalid
 from .jobs import CANCELLED, HALTED, IN_PROGRESS, JobStatusName, status_name
 from .timestamps import as_utc
 
@@ -41,6 +42,25 @@ __all__ = [
 OWNED_FIELDS: Final = ("customer_id", "category", "action", "actor", "attributes", "timestamp", "metadata")
 """The fields the transformer owns and verify compares; of ``metadata``, the run's own keys only
 (``RUN_METADATA_KEYS``, by ``run_metadata``): enrichment's keys, added after the write, are not compared."""
+
+SAMPLE_MAX: Final = 1_000_000
+"""The largest ``sample`` verify takes: logs compared per page (a page holds at most ``page_size``,
+10,000 at most, so any value from there on compares every log)."""
+SEED_MIN: Final = -(2**63)
+SEED_MAX: Final = 2**63 - 1
+"""``seed``'s range: a 64-bit signed integer, as JSON readers and BSON carry one."""
+
+
+def check_draw(sample: object, seed: object) -> None:
+    """The one rule of verify's ``sample`` and ``seed``, for every caller (``MigrationService.verify``;
+    the runner's ``--sample`` and ``--seed`` and the HTTP route's body take the same bounds):
+    ``sample`` None or an integer from 0 to ``SAMPLE_MAX``, ``seed`` None or an integer from
+    ``SEED_MIN`` to ``SEED_MAX``; a bool is no integer here. Else ``VerifyOptionInvalid``."""
+    if sample is not None and (type(sample) is not int or not 0 <= sample <= SAMPLE_MAX):
+        raise VerifyOptionInvalid("sample", f"sample must be an integer from 0 to {SAMPLE_MAX}")
+    if seed is not None and (type(seed) is not int or not SEED_MIN <= seed <= SEED_MAX):
+        raise VerifyOptionInvalid("seed", f"seed must be a 64-bit integer (from {SEED_MIN} to {SEED_MAX})")
+
 
 RUN_METADATA_KEYS: Final = (
     "crm_audit_id",

@@ -33,6 +33,7 @@ SAMPLES: dict[type[CrmAuditError], Callable[[], CrmAuditError]] = {
         "job-1", "mapping-sha256:" + "a" * 64, "mapping-sha256:" + "b" * 64
     ),
     errors.BatchTooLarge: lambda: errors.BatchTooLarge(1001, 1000),
+    errors.VerifyOptionInvalid: lambda: errors.VerifyOptionInvalid("seed", "seed must be a 64-bit integer"),
     errors.UnknownTenant: lambda: errors.UnknownTenant("t1"),
     errors.LeaseHeld: lambda: errors.LeaseHeld("job j1 is held by rollback:f00d", by_rollback=True),
     errors.RollbackHoldLost: lambda: errors.RollbackHoldLost("job j1's rollback lost its hold", taken=False),

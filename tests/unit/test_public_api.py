@@ -20,7 +20,7 @@ ROOT = Path(__file__).parents[2]
 API_DOC_SCRIPT = ROOT / "scripts" / "api_doc.py"
 SUBPACKAGES = runpy.run_path(str(API_DOC_SCRIPT))["SUBPACKAGES"]
 
-SURFACE_BUDGET = 175
+SURFACE_BUDGET = 176
 """Names over every public ``__all__`` (230 before the surface was cut to what a user needs). Raise it
 only for a name a user needs: a value they receive, a port or a type they implement, an error they catch
 (168: ``JobNotRunnable``, which ``MigrationService.run`` raises; 170: ``RollbackHoldLost``, which
@@ -31,7 +31,8 @@ and ``run_shard`` raise on a resume over a file rewritten since; 173: ``OmittedC
 which a run over that source raises for a query error no retry changes; 174: ``UntranslatableText``,
 which an ``AuditRow`` from that source holds for a text value that is no text in its database's
 encoding; 175: ``UntranslatableCharacter``, the ``SourceQueryFailed`` a run over that source raises for
-such a value in a looked-up user or entity, which the database never refused)."""
+such a value in a looked-up user or entity, which the database never refused; 176:
+``VerifyOptionInvalid``, which ``MigrationService.verify`` raises for a sample or seed out of range)."""
 
 CORE_MODULES = re.compile(r"^crm_audit_transform(\.[a-z_.]+)?$")
 

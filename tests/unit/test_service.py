@@ -21,11 +21,13 @@ from crm_audit_transform.errors import (
     JobNotRunnable,
     TenantMismatch,
     TenantUnbound,
+    VerifyOptionInvalid,
 )
 from crm_audit_transform.jobs import CANCELLED, COMPLETED, IN_PROGRESS, NOT_STARTED, ROLLED_BACK, ROLLING_BACK
 from crm_audit_transform.service import MigrationService
 from crm_audit_transform.testing import InMemoryActivityLogStore, InMemoryJobStore, StaticFeatureFlags
 from crm_audit_transform.usecases import RunSettings
+from crm_audit_transform.verification import SAMPLE_MAX, SEED_MAX, SEED_MIN, check_draw
 from support import write_only_sink
 from support.corpus_account import World, WorldPorts, audit_rows
 from support.write_only_sink import WriteOnlyPorts, WriteOnlySink, write_only_service
@@ -130,6 +132,36 @@ class TestMigrationService:
             service.verify(world.company, repair=True)
         assert list(world.logs.logs) == kept
         assert not service.verify(world.company).clean
+
+    @pytest.mark.parametrize(
+        ("sample", "seed", "code"),
+        [
+            (-1, None, "INVALID_SAMPLE"),
+            (1_000_001, None, "INVALID_SAMPLE"),
+            (True, None, "INVALID_SAMPLE"),
+            (1.5, None, "INVALID_SAMPLE"),
+            (1, 2**63, "INVALID_SEED"),
+            (1, -(2**63) - 1, "INVALID_SEED"),
+            (1, "7", "INVALID_SEED"),
+        ],
+    )
+    def test_verify_takes_a_sample_and_seed_of_their_range_only(
+        self, sample: Any, seed: Any, code: str
+    ) -> None:
+        """verify's sample and seed have one rule for every caller, in the service: the HTTP route capped
+        them (0 to 1,000,000; a 64-bit seed) while the runner and a library caller took any integer.
+        VerifyOptionInvalid (INVALID_SAMPLE / INVALID_SEED, HTTP 400) before any port is read (OnlyJobs
+        fails on any other). Fails on the old code: no check (AssertionError from the first port read)."""
+        service = MigrationService(OnlyJobs(), World().transformer)  # type: ignore[arg-type]
+        with pytest.raises(VerifyOptionInvalid) as raised:
+            service.verify("company-x", sample=sample, seed=seed)
+        assert (raised.value.code, raised.value.http_status) == (code, 400)
+        assert raised.value.option == code.removeprefix("INVALID_").lower()
+
+    def test_verify_takes_the_bounds_themselves(self) -> None:
+        """The bounds are inclusive: 0 and SAMPLE_MAX, SEED_MIN and SEED_MAX pass the check."""
+        for sample, seed in ((0, SEED_MIN), (SAMPLE_MAX, SEED_MAX), (None, None)):
+            check_draw(sample, seed)
 
     def test_run_of_a_cancelled_or_rolled_back_job_is_refused_as_verify_repair_refuses_it(self) -> None:
         """The core refuses what no run takes up (JOB_NOT_RUNNABLE, nothing written), on every

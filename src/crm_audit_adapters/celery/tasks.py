@@ -40,7 +40,7 @@ from structlog.typing import FilteringBoundLogger
 
 from crm_audit_transform.errors import ConfigError, JobNotFound, LeaseHeld, Unavailable
 from crm_audit_transform.usecases.shards import shard_view
-from crm_audit_transform.verification import VerifyReportDocument
+from crm_audit_transform.verification import SAMPLE_MAX, VerifyReportDocument
 
 from ..bootstrap import Runtime
 from ..lease_owners import lease_owner
@@ -174,13 +174,14 @@ def _checked_company(company_sso_id: object) -> str:
 
 def _checked_verify_options(sample: object, repair: object) -> None:
     """``verify_account``'s keyword arguments, checked before anything is built: ``repair`` a JSON
-    boolean (a string ``"false"`` was truthy, and repaired), ``sample`` null or a non-negative
-    integer (else a ``TypeError`` or ``ValueError`` deep in the walk). ``ConfigError`` naming each
+    boolean (a string ``"false"`` was truthy, and repaired), ``sample`` null or an integer from 0 to
+    ``SAMPLE_MAX`` (else a ``TypeError`` or ``ValueError`` deep in the walk; the service's bounds,
+    ``verification.check_draw``). ``ConfigError`` naming each
     key, never retried: the sender must change its message."""
     problems: list[tuple[str, str]] = []
-    if sample is not None and (isinstance(sample, bool) or not isinstance(sample, int) or sample < 0):
-        found = "a negative integer" if type(sample) is int else type(sample).__name__
-        problems.append(("sample", f"null or an integer of at least 0, not {found}"))
+    if sample is not None and (type(sample) is not int or not 0 <= sample <= SAMPLE_MAX):
+        found = "an integer out of that range" if type(sample) is int else type(sample).__name__
+        problems.append(("sample", f"null or an integer from 0 to {SAMPLE_MAX}, not {found}"))
     if not isinstance(repair, bool):
         problems.append(("repair", f"true or false, not {type(repair).__name__}"))
     if problems:

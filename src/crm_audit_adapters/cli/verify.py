@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import click
 
-from crm_audit_transform.verification import FINDING_KINDS, VerifyReport
+from crm_audit_transform.verification import FINDING_KINDS, SAMPLE_MAX, SEED_MAX, SEED_MIN, VerifyReport
 
 from ..lease_owners import lease_owner
 from . import exit_codes
@@ -37,8 +37,16 @@ SHOWN = 10
     callback=stored_text,
     help="The CRM tenant schema (default, and required to match: the job's).",
 )
-@click.option("--sample", type=click.IntRange(min=0), help="Compare the content of N random logs per page.")
-@click.option("--seed", type=int, help="Seed of the --sample draw (reproducible samples).")
+@click.option(
+    "--sample",
+    type=click.IntRange(0, SAMPLE_MAX),
+    help="Compare the content of N random logs per page.",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(SEED_MIN, SEED_MAX),
+    help="Seed of the --sample draw (reproducible samples): a 64-bit integer.",
+)
 @click.option(
     "--repair", is_flag=True, help="Write the missing rows (only those) and count them into the job."
 )

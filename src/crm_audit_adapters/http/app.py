@@ -17,6 +17,7 @@ import secrets
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
+from typing import cast
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -27,7 +28,7 @@ from starlette.routing import Route
 from crm_audit_transform.errors import BatchTooLarge, LimitExceeded
 from crm_audit_transform.loading import LoaderLimits, check_json_depth
 from crm_audit_transform.timestamps import as_utc
-from crm_audit_transform.verification import VerifyReportDocument
+from crm_audit_transform.verification import VerifyReportDocument, check_draw
 
 from ..mongo.bson_values import MONGODB_MAX_NESTING
 from ..strict_json import has_surrogate
@@ -213,17 +214,19 @@ def create_app(
         body = await _json_object(request, max_body_bytes, max_json_depth)
         company = _company(body.get("company_sso_id"))
         sample, seed, repair = body.get("sample"), body.get("seed"), body.get("repair", False)
-        if sample is not None and (type(sample) is not int or not 0 <= sample <= 1_000_000):
-            raise ApiError(400, "INVALID_SAMPLE", "sample must be an integer from 0 to 1000000")
-        if seed is not None and (type(seed) is not int or not -(2**63) <= seed < 2**63):
-            raise ApiError(400, "INVALID_SEED", "seed must be a 64-bit integer")
+        check_draw(sample, seed)  # 400 INVALID_SAMPLE / INVALID_SEED: the service's one rule, before the pool
         if type(repair) is not bool:
             raise ApiError(400, "INVALID_REPAIR", "repair must be a boolean")
 
         def call() -> VerifyReportDocument:
-            drawn = secrets.randbits(63) if seed is None else seed
+            drawn = secrets.randbits(63) if seed is None else cast("int", seed)
             report = service.verify(
-                company, sample=sample, seed=drawn, repair=repair, owner=_repair_owner(), require_binding=True
+                company,
+                sample=cast("int | None", sample),
+                seed=drawn,
+                repair=repair,
+                owner=_repair_owner(),
+                require_binding=True,
             )
             return report.to_json()
 

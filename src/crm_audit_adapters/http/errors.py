@@ -30,6 +30,7 @@ from crm_audit_transform.errors import (
     SourceChanged,
     Unavailable,
     UnknownTenant,
+    VerifyOptionInvalid,
 )
 from crm_audit_transform.raised import raised_chain
 
@@ -61,7 +62,7 @@ async def on_api_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def on_domain_error(request: Request, exc: Exception) -> JSONResponse:
-    if isinstance(exc, GuardError | BatchTooLarge):
+    if isinstance(exc, GuardError | BatchTooLarge | VerifyOptionInvalid):
         return envelope(exc.http_status, exc.code, str(exc))
     if isinstance(exc, IndexesMissing):
         log.error("503 for %s %s: %s", request.method, request.url.path, _cause(exc))

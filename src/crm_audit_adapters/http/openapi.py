@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from crm_audit_transform.usecases.status import StatusDocument
-from crm_audit_transform.verification import VerifyReportDocument
+from crm_audit_transform.verification import SAMPLE_MAX, SEED_MAX, SEED_MIN, VerifyReportDocument
 
 from .answers import BatchAnswer, ErrorAnswer, PublicStatusAnswer, RollbackAnswer
 from .schemas import Schema, schema_of
@@ -201,8 +201,13 @@ def openapi_document() -> dict[str, object]:
                         "required": ["company_sso_id"],
                         "properties": {
                             "company_sso_id": _COMPANY,
-                            "sample": {"type": "integer", "minimum": 0, "maximum": 1_000_000},
-                            "seed": {"type": "integer"},
+                            "sample": {"type": "integer", "minimum": 0, "maximum": SAMPLE_MAX},
+                            "seed": {
+                                "type": "integer",
+                                "format": "int64",
+                                "minimum": SEED_MIN,
+                                "maximum": SEED_MAX,
+                            },
                             "repair": {"type": "boolean"},
                         },
                     }

@@ -17,6 +17,7 @@ from ..ports.log_stores import MigratedLogsById
 from ..usecases.migrate_batch import MAX_BATCH_SIZE, migrate_batch
 from ..usecases.migrate_hold import refuse_rolled_back, settle_after_write
 from ..usecases.safety import bound_tenant, require_indexes, tenant_of_external_id
+from ..verification import check_draw
 from ._base import ServiceBase
 
 if TYPE_CHECKING:
@@ -74,12 +75,15 @@ class CdpLogOperations(ServiceBase):
         ``require_binding`` (HTTP, workers) an unbound account is ``TenantUnbound``; unbound
         otherwise, ``tenant`` or the job's, never a tenant bound to another account
         (``tenant_for``). ``sample`` logs per page are content-checked, drawn
-        with ``seed`` (callers pass a fresh one for a new draw; None means 0). ``repair`` needs a
+        with ``seed`` (callers pass a fresh one for a new draw; None means 0): each None or an integer
+        of its range, else ``VerifyOptionInvalid`` before anything is read (``verification.check_draw``,
+        the bounds the runner and the HTTP route take). ``repair`` needs a
         job (``JobNotFound``), 035's indexes (``IndexesMissing``) and the job's lease (``LeaseHeld``
         while a run holds it), and the account's feature flag on (``FlagDisabled``: a repair writes
         logs, as a run does; a verify without it only reads). ``ConfigError`` when the service has
         no log reader.
         """
+        check_draw(sample, seed)
         p = self._ports
         reader = p.reader
         if reader is None:
