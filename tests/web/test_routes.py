@@ -122,6 +122,14 @@ def log(n: int, company: str = COMPANY) -> ActivityLog:
     )
 
 
+def named(x: ActivityLog, external_id: str) -> ActivityLog:
+    """``x`` under another ``external_id``, its ``crm_audit_id`` and ``crm_tenant`` the ones it names (the
+    route refuses a record whose metadata contradicts it)."""
+    tenant, _, audit_id = external_id.removeprefix("crm:").rpartition(":audit:")
+    metadata = {**x.metadata, "crm_audit_id": int(audit_id), "crm_tenant": tenant}
+    return attrs.evolve(x, external_id=external_id, metadata=metadata)
+
+
 def body(*logs: ActivityLog) -> str:
     return json_util.dumps(
         {"records": [encode_activity_log(x) for x in logs]}, json_options=json_util.RELAXED_JSON_OPTIONS
@@ -244,6 +252,31 @@ class TestMigrateRoute:
         assert app_parts["db"]["activity_logs"].count_documents({}) == 0
 
     @pytest.mark.parametrize(
+        ("change", "named"),
+        [
+            ({"atributes": []}, "records[1]: unknown key(s) 'atributes'"),
+            ({"metadata": {"crm_audit_id": 27, "crm_tenant": TENANT}}, "records[1].metadata.crm_audit_id"),
+            ({"metadata": {"crm_audit_id": 26, "crm_tenant": "globex"}}, "records[1].metadata.crm_tenant"),
+        ],
+    )
+    def test_a_record_with_an_unknown_key_or_a_contradicting_metadata_is_refused(
+        self, app_parts: dict[str, Any], change: dict[str, Any], named: str
+    ) -> None:
+        """An unknown key was dropped (a misspelt "atributes" stored the log with no change) and a
+        metadata.crm_audit_id or crm_tenant other than external_id's was stored (verify then reported the
+        log drifted): 400 INVALID_RECORD naming the key or field, the whole batch refused, none written.
+        Fails on the old code: the batch was answered 200 and written."""
+        records = json.loads(body(log(25), log(26)))["records"]
+        records[1].update(change)
+        response = app_parts["client"].post(
+            "/private/activity_logs/migrate", json={"records": records}, headers={"Authorization": AUTH}
+        )
+        assert response.status_code == 400, response.text
+        assert error_code(response) == "INVALID_RECORD"
+        assert named in response.json()["error"]["message"]
+        assert app_parts["db"]["activity_logs"].count_documents({}) == 0
+
+    @pytest.mark.parametrize(
         ("company", "external_id", "status", "code"),
         [
             ("company-other", "crm:acme:audit:1", 403, "FLAG_DISABLED"),  # bound, its flag off
@@ -259,7 +292,7 @@ class TestMigrateRoute:
         """The route is a write path like ``run``: an account whose flag is off, one with no tenant
         binding, a record of another tenant than the account's are refused whole, before any write
         (a valid record in the same batch is not written either)."""
-        refused = attrs.evolve(log(2, company=company), external_id=external_id)
+        refused = named(log(2, company=company), external_id)
         response = app_parts["client"].post(
             "/private/activity_logs/migrate", content=body(log(1), refused), headers={"Authorization": AUTH}
         )
@@ -392,6 +425,7 @@ class TestMigrateRoute:
         def post(depth: int, number: int) -> Any:
             record = json.loads(_holding("[" * depth + leaf + "]" * depth, where))["records"][0]
             record["external_id"] = f"crm:acme:audit:{number}"
+            record["metadata"]["crm_audit_id"] = number
             return client.post(
                 "/private/activity_logs/migrate", json={"records": [record]}, headers={"Authorization": AUTH}
             )
@@ -898,9 +932,7 @@ class TestTenantAnswers:
             ("crm_migration/verify", {"company_sso_id": "company-unbound"}),
             (
                 "migrate",
-                json.loads(
-                    body(attrs.evolve(log(1, company="company-unbound"), external_id="crm:nobodys:audit:1"))
-                ),
+                json.loads(body(named(log(1, company="company-unbound"), "crm:nobodys:audit:1"))),
             ),
         ],
     )

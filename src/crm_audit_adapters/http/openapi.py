@@ -31,7 +31,8 @@ _VERIFY_REPORT = schema_of(VerifyReportDocument)
 _COMPANY = {"type": "string", "minLength": 1, "maxLength": 128}
 _RECORD = {
     "type": "object",
-    "description": "An activity-log document as the JSONL sink writes it (relaxed Extended JSON).",
+    "description": "An activity-log document as the JSONL sink writes it (relaxed Extended JSON); "
+    "a key it does not write is refused (400 INVALID_RECORD naming it).",
     "required": ["company_sso_id", "customer_id", "category", "action", "actor", "timestamp", "external_id"],
     "properties": {
         "company_sso_id": _COMPANY,
@@ -51,8 +52,22 @@ _RECORD = {
                 "name": {"type": "string", "minLength": 1},
                 "id": {"type": "string"},
             },
+            "additionalProperties": False,
         },
-        "attributes": {"type": "array", "items": {"type": "object"}},
+        "attributes": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field"],
+                "properties": {
+                    "field": {"type": "string", "minLength": 1},
+                    "label": {"type": "string"},
+                    "from": {},
+                    "to": {},
+                },
+                "additionalProperties": False,
+            },
+        },
         "timestamp": {"type": "string", "format": "date-time"},
         "external_id": {"type": "string", "minLength": 1},
         "source_tag": {"type": "string", "enum": ["crm_migration"]},
@@ -64,10 +79,19 @@ _RECORD = {
                     "description": "The CRM person the record is about. Without it (or with a person "
                     "whose account contact is not customer_id) the record is skipped: "
                     "contact_not_found, nothing written.",
-                }
+                },
+                "crm_audit_id": {
+                    "type": "integer",
+                    "description": "When given, the audit id external_id names (else 400 INVALID_RECORD).",
+                },
+                "crm_tenant": {
+                    "type": "string",
+                    "description": "When given, the tenant external_id names (else 400 INVALID_RECORD).",
+                },
             },
         },
     },
+    "additionalProperties": False,
 }
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 from collections.abc import Mapping
-from typing import cast
+from typing import Final, cast
 
 from bson import Decimal128, Int64, json_util
 
@@ -36,6 +36,26 @@ from ..strict_json import has_surrogate
 from .errors import ApiError
 
 _ACTOR_KINDS = ("user", "deleted_user", "system")
+RECORD_KEYS: Final = frozenset(
+    {
+        "company_sso_id",
+        "customer_id",
+        "category",
+        "action",
+        "actor",
+        "attributes",
+        "timestamp",
+        "external_id",
+        "source_tag",
+        "metadata",
+    }
+)
+"""The keys of a record: those of the document the JSONL sink writes (``mongo.documents``)."""
+ACTOR_KEYS: Final = frozenset({"type", "name", "id"})
+ATTRIBUTE_KEYS: Final = frozenset({"field", "label", "from", "to"})
+_SHOWN_KEYS = 5
+"""Unknown keys an error names (the first, in sorted order), each cut to ``_SHOWN_KEY_CHARS``."""
+_SHOWN_KEY_CHARS = 64
 MAX_COMPANY_CHARS = 128
 """The longest ``company_sso_id`` a route takes (``/openapi.json``'s ``maxLength``)."""
 # Exact types: their subclasses bson.Code (str) and bson.Binary (bytes) are not values of the model.
@@ -45,6 +65,19 @@ _JSON_OPTIONS = json_util.RELAXED_JSON_OPTIONS.with_options(tz_aware=True, tzinf
 
 def _bad(path: str, message: str) -> ApiError:
     return ApiError(400, "INVALID_RECORD", f"{path}: {message}")
+
+
+def _known_keys(doc: Mapping[str, object], known: frozenset[str], path: str, what: str) -> None:
+    """``INVALID_RECORD`` naming the keys of ``doc`` outside ``known``. Such a key was dropped without a
+    word: a misspelt ``"atributes"`` stored the log with no change at all, ``"meta_data"`` with no
+    metadata, and the caller was answered ``inserted``."""
+    unknown = sorted(key for key in doc if key not in known)
+    if not unknown:
+        return
+    shown = [repr(key[:_SHOWN_KEY_CHARS] + ("…" if len(key) > _SHOWN_KEY_CHARS else "")) for key in unknown]
+    more = f" and {len(unknown) - _SHOWN_KEYS} more" if len(unknown) > _SHOWN_KEYS else ""
+    keys = ", ".join(sorted(known))
+    raise _bad(path, f"unknown key(s) {', '.join(shown[:_SHOWN_KEYS])}{more}; {what} holds only {keys}")
 
 
 def _str(doc: Mapping[str, object], key: str, path: str, *, required: bool = True) -> str:
@@ -98,10 +131,12 @@ def _timestamp(value: object, path: str) -> dt.datetime:
 def decode_record(doc: object, path: str) -> ActivityLog:
     if not isinstance(doc, dict):
         raise _bad(path, "must be an object")
+    _known_keys(doc, RECORD_KEYS, path, "a record")
     actor_doc = doc.get("actor")
     kind = actor_doc.get("type") if isinstance(actor_doc, dict) else None
     if not isinstance(actor_doc, dict) or type(kind) is not str or kind not in _ACTOR_KINDS:
         raise _bad(f"{path}.actor", f"must be an object with type one of {', '.join(_ACTOR_KINDS)}")
+    _known_keys(actor_doc, ACTOR_KEYS, f"{path}.actor", "an actor")
     actor = Actor(
         kind=cast("ActorKind", kind),
         name=_str(actor_doc, "name", f"{path}.actor"),
@@ -115,6 +150,7 @@ def decode_record(doc: object, path: str) -> ActivityLog:
         where = f"{path}.attributes[{i}]"
         if not isinstance(item, dict):
             raise _bad(where, "must be an object")
+        _known_keys(item, ATTRIBUTE_KEYS, where, "an attribute")
         changes.append(
             FieldChange(
                 field=_str(item, "field", where),
@@ -131,6 +167,8 @@ def decode_record(doc: object, path: str) -> ActivityLog:
         raise _bad(f"{path}.source_tag", f"must be {SOURCE_TAG!r}: this route writes migrated logs only")
     meta = _value(metadata, f"{path}.metadata")
     assert isinstance(meta, dict)
+    external_id = _external_id(doc, path)
+    _agrees_with_external_id(meta, external_id, f"{path}.metadata")
     return ActivityLog(
         company_sso_id=_company(doc, path),
         customer_id=_str(doc, "customer_id", path),
@@ -139,9 +177,27 @@ def decode_record(doc: object, path: str) -> ActivityLog:
         actor=actor,
         changes=tuple(changes),
         timestamp=_timestamp(doc.get("timestamp"), f"{path}.timestamp"),
-        external_id=_external_id(doc, path),
+        external_id=external_id,
         metadata=meta,
     )
+
+
+def _agrees_with_external_id(metadata: Mapping[str, object], external_id: str, path: str) -> None:
+    """``metadata.crm_audit_id`` and ``metadata.crm_tenant``, when given, are the audit id and tenant that
+    ``external_id`` names, as a run writes them (``transformer``'s metadata: the row's ``id``, an integer,
+    and its ``tenant``): else ``INVALID_RECORD`` naming the field. A record whose two disagreed was
+    stored, and verify then reported it ``drifted`` against the audit its ``external_id`` names."""
+    named = parse_external_id(external_id)
+    assert named is not None  # _external_id refused any other spelling
+    tenant, audit_id = named
+    if "crm_audit_id" in metadata:
+        given = metadata["crm_audit_id"]
+        if type(given) is not int or given != audit_id:
+            raise _bad(f"{path}.crm_audit_id", f"must be {audit_id}, the audit id external_id names")
+    if "crm_tenant" in metadata:
+        given = metadata["crm_tenant"]
+        if type(given) is not str or given != tenant:
+            raise _bad(f"{path}.crm_tenant", f"must be {tenant!r}, the tenant external_id names")
 
 
 def _company(doc: Mapping[str, object], path: str) -> str:
