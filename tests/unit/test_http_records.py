@@ -9,7 +9,14 @@ import pytest
 from bson import Int64
 
 from crm_audit_adapters.http.errors import ApiError
-from crm_audit_adapters.http.records import ACTOR_KEYS, ATTRIBUTE_KEYS, RECORD_KEYS, decode_record
+from crm_audit_adapters.http.records import (
+    ACTOR_KEYS,
+    ATTRIBUTE_KEYS,
+    RECORD_KEYS,
+    decode_record,
+    parse_body,
+    refuse_unknown_keys,
+)
 from crm_audit_adapters.mongo.documents import encode_activity_log
 from crm_audit_transform.domain import ActivityLog, Actor, FieldChange
 
@@ -111,3 +118,13 @@ def test_metadata_agreeing_or_absent_is_taken() -> None:
         assert decode_record(record(metadata=metadata), "records[0]").metadata == {
             k: 26 if k == "crm_audit_id" else v for k, v in metadata.items()
         }
+
+
+def test_a_body_key_a_route_does_not_take_is_refused_by_name() -> None:
+    """The /migrate body holds "records" only, and a route's JSON body the keys it reads: another was
+    ignored. Fails on the old code: parse_body took it (and refuse_unknown_keys did not exist)."""
+    with pytest.raises(ApiError) as raised:
+        parse_body(b'{"records": [], "dry_run": true}')
+    assert (raised.value.status, raised.value.code) == (400, "MALFORMED_BODY")
+    assert raised.value.message == "body: unknown key(s) 'dry_run'; this route takes records"
+    refuse_unknown_keys({"company_sso_id": "c"}, frozenset({"company_sso_id"}))

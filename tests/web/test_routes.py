@@ -545,11 +545,35 @@ class TestJobRoutes:
         field, ``INVALID_COMPANY``."""
         response = app_parts["client"].post(
             f"/private/activity_logs/crm_migration/{path}",
-            content=b'{"company_sso_id": "caf\\udce9", "tenant": "acme"}',
+            content=b'{"company_sso_id": "caf\\udce9"'
+            + (b', "tenant": "acme"}' if path == "trigger" else b"}"),
             headers={"Authorization": AUTH, "Content-Type": "application/json"},
         )
         assert response.status_code == 400, response.text
         assert error_code(response) == "INVALID_COMPANY"
+
+    @pytest.mark.parametrize(
+        ("path", "payload", "named"),
+        [
+            ("trigger", {"company_sso_id": COMPANY, "date_range_strat": "2024-04-14"}, "'date_range_strat'"),
+            ("trigger", {"company_sso_id": COMPANY, "tenant": TENANT, "shards": 4}, "'shards'"),
+            ("verify", {"company_sso_id": COMPANY, "repiar": True}, "'repiar'"),
+            ("verify", {"company_sso_id": COMPANY, "tenant": TENANT}, "'tenant'"),
+            ("cancel", {"company_sso_id": COMPANY, "force": True}, "'force'"),
+            ("rollback", {"company_sso_id": COMPANY, "yes": True}, "'yes'"),
+        ],
+    )
+    def test_a_body_key_the_route_does_not_take_is_a_400(
+        self, app_parts: dict[str, Any], path: str, payload: dict[str, Any], named: str
+    ) -> None:
+        """A key a route does not read was ignored: a misspelt "date_range_strat" triggered a job over
+        the whole history, "repiar" verified without repairing, "shards" made one unsharded job. 400
+        MALFORMED_BODY naming it, before anything is done (no job). Fails on the old code: 202 or 200."""
+        response = self.post(app_parts["client"], path, payload)
+        assert response.status_code == 400, response.text
+        assert error_code(response) == "MALFORMED_BODY"
+        assert named in response.json()["error"]["message"]
+        assert app_parts["db"]["crm_activity_log_migration_jobs"].count_documents({}) == 0
 
     def test_flag_off_is_forbidden(self, app_parts: dict[str, Any]) -> None:
         """An account whose flag is off gets 403 FLAG_DISABLED."""

@@ -17,7 +17,7 @@ import secrets
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
-from typing import cast
+from typing import Final, cast
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -36,7 +36,7 @@ from .answers import batch_answer, public_status_answer, rollback_answer
 from .auth import BasicAuthCredentials, SessionResolver
 from .errors import HANDLERS, ApiError
 from .openapi import openapi_document
-from .records import decode_record, parse_body
+from .records import decode_record, parse_body, refuse_unknown_keys
 from .service import HttpService
 
 MAX_BATCH = 20
@@ -48,6 +48,10 @@ Extended JSON wrapper of two levels (``{"$binary": {"base64": …}}``, a datetim
 refused here; and one level more, so a record one level too deep fails alone (``write_error``), as in
 a run, instead of the whole batch."""
 Handler = Callable[[Request], Awaitable[Response]]
+TRIGGER_KEYS: Final = frozenset({"company_sso_id", "tenant", "date_range_start", "restart"})
+VERIFY_KEYS: Final = frozenset({"company_sso_id", "sample", "seed", "repair"})
+COMPANY_KEYS: Final = frozenset({"company_sso_id"})
+"""The keys of each JSON body (``cancel`` and ``rollback``: ``COMPANY_KEYS``); another is refused."""
 
 
 def _static(name: str) -> str:
@@ -78,13 +82,17 @@ def _shallow_enough(raw: bytes, max_depth: int) -> bytes:
     return raw
 
 
-async def _json_object(request: Request, limit: int, max_depth: int) -> dict[str, object]:
+async def _json_object(
+    request: Request, limit: int, max_depth: int, keys: frozenset[str]
+) -> dict[str, object]:
+    """The body, a JSON object of ``keys`` only (``refuse_unknown_keys``)."""
     try:
         body = json.loads(_shallow_enough(await _read_body(request, limit), max_depth))
     except (ValueError, UnicodeDecodeError, RecursionError):  # nesting past the interpreter's stack
         raise ApiError(400, "MALFORMED_BODY", "body is not valid JSON (or nested too deeply)") from None
     if not isinstance(body, dict):
         raise ApiError(400, "MALFORMED_BODY", "body must be a JSON object")
+    refuse_unknown_keys(body, keys)
     return body
 
 
@@ -170,7 +178,7 @@ def create_app(
         return JSONResponse(batch_answer(await run_in_threadpool(call)))
 
     async def trigger(request: Request) -> Response:
-        body = await _json_object(request, max_body_bytes, max_json_depth)
+        body = await _json_object(request, max_body_bytes, max_json_depth, TRIGGER_KEYS)
         tenant = body.get("tenant")
         # Optional: the account's bound tenant is used; a different one is TENANT_MISMATCH.
         if tenant is not None and (not isinstance(tenant, str) or not tenant):
@@ -197,7 +205,7 @@ def create_app(
         return JSONResponse(status.as_dict(), status_code=202)
 
     async def cancel(request: Request) -> Response:
-        body = await _json_object(request, max_body_bytes, max_json_depth)
+        body = await _json_object(request, max_body_bytes, max_json_depth, COMPANY_KEYS)
         status = await run_in_threadpool(service.cancel, _company(body.get("company_sso_id")))
         return JSONResponse(status.as_dict())
 
@@ -206,12 +214,12 @@ def create_app(
         return JSONResponse((await run_in_threadpool(service.status, company)).as_dict())
 
     async def rollback(request: Request) -> Response:
-        body = await _json_object(request, max_body_bytes, max_json_depth)
+        body = await _json_object(request, max_body_bytes, max_json_depth, COMPANY_KEYS)
         result = await run_in_threadpool(service.rollback, _company(body.get("company_sso_id")))
         return JSONResponse(rollback_answer(result))
 
     async def verify(request: Request) -> Response:
-        body = await _json_object(request, max_body_bytes, max_json_depth)
+        body = await _json_object(request, max_body_bytes, max_json_depth, VERIFY_KEYS)
         company = _company(body.get("company_sso_id"))
         sample, seed, repair = body.get("sample"), body.get("seed"), body.get("repair", False)
         check_draw(sample, seed)  # 400 INVALID_SAMPLE / INVALID_SEED: the service's one rule, before the pool

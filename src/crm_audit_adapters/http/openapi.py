@@ -105,7 +105,10 @@ def _responses(ok: Schema, *codes: int) -> dict[str, object]:
 
 
 def _body(schema: Schema) -> dict[str, object]:
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
+    """A required JSON body of ``schema``, an object closed to its listed keys: the routes refuse
+    another (400 ``MALFORMED_BODY``, ``records.refuse_unknown_keys``)."""
+    closed = {**schema, "additionalProperties": False}
+    return {"required": True, "content": {"application/json": {"schema": closed}}}
 
 
 def _error_response() -> dict[str, object]:

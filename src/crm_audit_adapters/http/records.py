@@ -53,6 +53,8 @@ RECORD_KEYS: Final = frozenset(
 """The keys of a record: those of the document the JSONL sink writes (``mongo.documents``)."""
 ACTOR_KEYS: Final = frozenset({"type", "name", "id"})
 ATTRIBUTE_KEYS: Final = frozenset({"field", "label", "from", "to"})
+BODY_KEYS: Final = frozenset({"records"})
+"""The keys of the ``/migrate`` body."""
 _SHOWN_KEYS = 5
 """Unknown keys an error names (the first, in sorted order), each cut to ``_SHOWN_KEY_CHARS``."""
 _SHOWN_KEY_CHARS = 64
@@ -72,12 +74,9 @@ def _known_keys(doc: Mapping[str, object], known: frozenset[str], path: str, wha
     word: a misspelt ``"atributes"`` stored the log with no change at all, ``"meta_data"`` with no
     metadata, and the caller was answered ``inserted``."""
     unknown = sorted(key for key in doc if key not in known)
-    if not unknown:
-        return
-    shown = [repr(key[:_SHOWN_KEY_CHARS] + ("…" if len(key) > _SHOWN_KEY_CHARS else "")) for key in unknown]
-    more = f" and {len(unknown) - _SHOWN_KEYS} more" if len(unknown) > _SHOWN_KEYS else ""
-    keys = ", ".join(sorted(known))
-    raise _bad(path, f"unknown key(s) {', '.join(shown[:_SHOWN_KEYS])}{more}; {what} holds only {keys}")
+    if unknown:
+        keys = ", ".join(sorted(known))
+        raise _bad(path, f"unknown key(s) {_named(unknown)}; {what} holds only {keys}")
 
 
 def _str(doc: Mapping[str, object], key: str, path: str, *, required: bool = True) -> str:
@@ -229,6 +228,26 @@ def _external_id(doc: Mapping[str, object], path: str) -> str:
     return value
 
 
+def refuse_unknown_keys(body: Mapping[str, object], keys: frozenset[str]) -> None:
+    """400 ``MALFORMED_BODY`` naming the keys of a request body outside ``keys`` (the first five). Such
+    a key was ignored: a misspelt ``"date_range_strat"`` triggered a job over the whole history, a
+    ``"repiar"`` verified without repairing, each answered as if it had been read."""
+    unknown = sorted(key for key in body if key not in keys)
+    if unknown:
+        raise ApiError(
+            400,
+            "MALFORMED_BODY",
+            f"body: unknown key(s) {_named(unknown)}; this route takes {', '.join(sorted(keys))}",
+        )
+
+
+def _named(keys: list[str]) -> str:
+    """``keys`` as an error names them: the first ``_SHOWN_KEYS``, each cut to ``_SHOWN_KEY_CHARS``."""
+    shown = [repr(key[:_SHOWN_KEY_CHARS] + ("…" if len(key) > _SHOWN_KEY_CHARS else "")) for key in keys]
+    more = f" and {len(keys) - _SHOWN_KEYS} more" if len(keys) > _SHOWN_KEYS else ""
+    return ", ".join(shown[:_SHOWN_KEYS]) + more
+
+
 def parse_body(raw: bytes) -> list[object]:
     """The ``records`` array of a request body, parsed with Extended JSON types."""
     try:
@@ -239,4 +258,5 @@ def parse_body(raw: bytes) -> list[object]:
         raise ApiError(400, "MALFORMED_BODY", f"body is not valid Extended JSON: {exc}") from None
     if not isinstance(body, dict) or not isinstance(body.get("records"), list):
         raise ApiError(400, "MALFORMED_BODY", "body must be an object with a 'records' array")
+    refuse_unknown_keys(body, BODY_KEYS)
     return list(body["records"])
