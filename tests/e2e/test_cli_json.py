@@ -391,6 +391,27 @@ class TestErrorDocument:
         assert doc["error"]["code"] == "USAGE"
         assert f"'{option}': holds bytes that are not UTF-8" in doc["error"]["message"]
 
+    @pytest.mark.parametrize(
+        "command", sorted(name for name, option in STORED_OPTIONS if option == "--tenant")
+    )
+    @pytest.mark.parametrize("blank", ["", "  "])
+    def test_a_blank_tenant_is_a_usage_error(self, command: str, blank: str) -> None:
+        """``--tenant ""`` was read as a tenant and refused by the guards (TENANT_MISMATCH, exit 4: "not
+        ''"), or taken for an unbound account; a blank account id was already a usage error. A blank
+        tenant is one too now (exit 2), with its document. Fails on the old code: exit 4."""
+        args = [a for a in REFUSED_ARGS[command] if a not in C]
+        env = {
+            "CRM_AUDIT_MONGO_URI": "mongomock://",
+            "CRM_AUDIT_SETTINGS": "",
+            "CRM_AUDIT_TENANTS": f"{COMPANY}={TENANT}",
+            "CRM_AUDIT_ENABLED_COMPANIES": COMPANY,
+        }
+        overrides = Overrides(mongo_client=mongomock.MongoClient(tz_aware=True))
+        given = [command, *args, *C, "--tenant", blank, "--json"]
+        result = CliRunner().invoke(cli, given, obj=overrides, env=env)
+        doc = checked(result, "error", exit_codes.USAGE)
+        assert "'--tenant': must not be empty" in doc["error"]["message"]
+
     def test_a_document_naming_a_file_whose_name_is_not_utf8_is_strict_json(self, tmp_path: Path) -> None:
         """The error document quotes the ``--settings`` file's name. A name with a byte that is not
         UTF-8 reached stdout as that raw byte (stdout's ``surrogateescape``): no JSON reader takes

@@ -36,7 +36,7 @@ from .options import (
     emit,
     json_option,
     optional_company_option,
-    stored_text,
+    stored_non_empty,
     workers_option,
 )
 from .progress import ProgressLine
@@ -93,7 +93,7 @@ def _version(applied: tuple[int, bool] | None) -> str:
 @cli.command(name="trigger")
 @company_option
 @click.option(
-    "--tenant", callback=stored_text, help="The CRM tenant schema (default: the account's bound tenant)."
+    "--tenant", callback=stored_non_empty, help="The CRM tenant schema (default: the account's bound tenant)."
 )
 @click.option(
     "--allow-unbound-tenant",
@@ -355,7 +355,7 @@ def rollback_command(state: CliState, company: str, yes: bool, as_json: bool) ->
 @company_option
 @click.option("--audit-id", required=True, type=int, help="The audit row to explain.")
 @click.option(
-    "--tenant", callback=stored_text, help="The CRM tenant schema (default: the account's job's tenant)."
+    "--tenant", callback=stored_non_empty, help="The CRM tenant schema (default: the account's job's tenant)."
 )
 @json_option
 @click.pass_obj

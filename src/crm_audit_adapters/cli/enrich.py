@@ -14,14 +14,14 @@ from crm_audit_transform.enrichment import EnrichmentPlan
 from crm_audit_transform.enrichment_tally import EnrichmentTally
 
 from .main import cli
-from .options import company_option, emit, json_flag, stored_text
+from .options import company_option, emit, json_flag, stored_non_empty
 from .state import CliState
 
 
 @cli.command()
 @company_option
 @click.option(
-    "--tenant", callback=stored_text, help="The CRM tenant schema (default: the account's job's tenant)."
+    "--tenant", callback=stored_non_empty, help="The CRM tenant schema (default: the account's job's tenant)."
 )
 @click.option("--dry-run", is_flag=True, help="Print the plan of every page; change nothing.")
 @json_flag("Print JSON (the plans too with --dry-run).")

@@ -17,7 +17,7 @@ from crm_audit_transform.verification import FINDING_KINDS, SAMPLE_MAX, SEED_MAX
 from ..lease_owners import lease_owner
 from . import exit_codes
 from .main import cli
-from .options import emit, json_flag, stored_non_empty, stored_text
+from .options import emit, json_flag, stored_non_empty
 from .state import CliState
 
 SHOWN = 10
@@ -34,7 +34,7 @@ SHOWN = 10
 )
 @click.option(
     "--tenant",
-    callback=stored_text,
+    callback=stored_non_empty,
     help="The CRM tenant schema (default, and required to match: the job's).",
 )
 @click.option(

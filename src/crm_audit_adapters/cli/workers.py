@@ -39,7 +39,6 @@ from .options import (
     json_option,
     keep_for_error,
     stored_non_empty,
-    stored_text,
 )
 from .state import CliState
 
@@ -218,7 +217,7 @@ def _require_cdp_indexes(state: CliState) -> None:
 )
 @click.option(
     "--tenant",
-    callback=stored_text,
+    callback=stored_non_empty,
     help="The CRM tenant schema (default: the account's binding, CRM_AUDIT_TENANTS).",
 )
 @date_range_start_option(
