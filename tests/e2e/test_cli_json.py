@@ -441,6 +441,8 @@ class TestErrorDocument:
             (("status", "--json", "--bogus"), "No such option '--bogus'."),
             (("staus", "--json"), "No such command 'staus'."),
             (("--json", "status", *C), "No such option '--json'."),
+            (("status", "--json", "--settings"), "Option '--settings' requires an argument."),
+            (("status", "--json", *C, "--settings", "--debug"), "'--debug' is an option"),
         ],
     )
     def test_every_usage_error_under_json_prints_one_document(

@@ -56,6 +56,24 @@ def _hoist_global_options(args: list[str]) -> list[str]:
     return hoisted + rest
 
 
+def _refuse_global_values_missing(args: list[str]) -> None:
+    """``click.BadOptionUsage`` for a ``--settings`` with no value, or followed by a word starting with
+    ``-`` (``--settings --debug``), as for a command's option whose value is missing
+    (``options.read_ahead``): after the command, the first was an unknown option of the command, and
+    the second took ``--debug`` for the file's name. A file so named is given joined,
+    ``--settings=-f.toml``."""
+    i = 0
+    while i < len(args) and args[i] != "--":
+        if args[i] in _GLOBAL_VALUED:
+            option = args[i]
+            value = args[i + 1] if i + 1 < len(args) else None
+            if value is None or (value.startswith("-") and value != "-"):
+                why = "" if value is None else f": {value!r} is an option (give such a file as {option}=…)"
+                raise click.BadOptionUsage(option, f"Option '{option}' requires an argument{why}.")
+            i += 1
+        i += 1
+
+
 def _report(
     error: BaseException, state: CliState | None, ctx: click.Context | None = None, *, debug: bool = False
 ) -> int:
@@ -90,7 +108,7 @@ def _to_stderr(text: str, *, nl: bool = True) -> None:
 def _json_asked_of_command(ctx: click.Context, args: Sequence[str]) -> None:
     """Before the group's usage error is reported: when the command line names a command and asks for
     ``--json``, the error document is printed for it, as for the command's own usage errors."""
-    words = list(words_before_values(args))
+    words = args[: args.index("--")] if "--" in args else args
     command = command_of(args)
     if command is not None and "--json" in words:
         remember_json(ctx, command)
@@ -168,8 +186,12 @@ class _Group(click.Group):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         try:
+            if not ctx.resilient_parsing:  # shell completion parses what it can
+                _refuse_global_values_missing(args)
             return super().parse_args(ctx, _hoist_global_options(args))
-        except click.UsageError:
+        except click.UsageError as error:
+            if error.ctx is None:  # the hint, and the document below
+                error.ctx = ctx
             _json_asked_of_command(ctx, args)  # ``--json status``: the group has no --json
             raise
         except OSError as error:
