@@ -17,7 +17,6 @@ from ..ports.log_stores import MigratedLogsById
 from ..usecases.migrate_batch import MAX_BATCH_SIZE, migrate_batch
 from ..usecases.migrate_hold import refuse_rolled_back, settle_after_write
 from ..usecases.safety import bound_tenant, require_indexes, tenant_of_external_id
-from ..verification import check_draw
 from ._base import ServiceBase
 
 if TYPE_CHECKING:
@@ -83,6 +82,9 @@ class CdpLogOperations(ServiceBase):
         logs, as a run does; a verify without it only reads). ``ConfigError`` when the service has
         no log reader.
         """
+        # Here, not at the top: a run's processes never load the verification's modules.
+        from ..verification import check_draw
+
         check_draw(sample, seed)
         p = self._ports
         reader = p.reader
