@@ -18,7 +18,7 @@ from pymongo.errors import (
 from crm_audit_adapters.mongo import MongoActivityLogStore, RetryPolicy, apply_migration
 from crm_audit_transform.domain import WriteResult
 from crm_audit_transform.errors import ConnectionRejected, StoreUnavailable
-from support.mongo import activity_log, fresh_database, mongo_backends, native_log_document
+from support.mongo import FirstAnswerLost, activity_log, fresh_database, mongo_backends, native_log_document
 
 NO_WAIT = RetryPolicy(attempts=3, sleep=lambda _: None)
 
@@ -427,15 +427,7 @@ class TestRollback:
         """A delete whose reply was lost is retried, and the count still says how many went."""
         _store(logs).insert_batch([activity_log(n) for n in (1, 2)])
 
-        class LostDeleteAck(FlakyCollection):
-            def delete_many(self, query: dict[str, Any]) -> Any:
-                self.calls += 1
-                result = self._inner.delete_many(query)
-                if self.calls == 1:
-                    raise AutoReconnect("connection reset by peer")
-                return result
-
-        assert _store(LostDeleteAck(logs, write_first=True)).delete_migrated("company-a") == 2
+        assert _store(FirstAnswerLost(logs, "delete_many")).delete_migrated("company-a") == 2
         assert logs.count_documents({}) == 0
 
     def test_a_chunk_sent_late_deletes_none_of_the_logs_written_since(self, logs: Any) -> None:
@@ -477,13 +469,5 @@ class TestRollback:
         _store(logs).insert_batch([activity_log(n) for n in (1, 2, 3)])
         chunk = _store(logs).migrated_chunk("company-a", 2)
 
-        class LostDeleteAck(FlakyCollection):
-            def delete_many(self, query: dict[str, Any]) -> Any:
-                self.calls += 1
-                result = self._inner.delete_many(query)
-                if self.calls == 1:
-                    raise AutoReconnect("connection reset by peer")
-                return result
-
-        assert _store(LostDeleteAck(logs, write_first=True)).delete_migrated_chunk("company-a", chunk) == 2
+        assert _store(FirstAnswerLost(logs, "delete_many")).delete_migrated_chunk("company-a", chunk) == 2
         assert logs.count_documents({}) == 1

@@ -16,7 +16,7 @@ from crm_audit_transform.jobs import CANCELLED, COMPLETED, IN_PROGRESS, Migratio
 from crm_audit_transform.tally import Tally
 from crm_audit_transform.testing import FixedClock
 from crm_audit_transform.usecases.shards import split_shards
-from support.mongo import T0, migration_job
+from support.mongo import T0, FirstAnswerLost, migration_job
 
 TTL = dt.timedelta(minutes=2)
 NO_WAIT = RetryPolicy(attempts=3, sleep=lambda _: None)
@@ -176,29 +176,13 @@ class TestStoredSummary:
         assert (doc["status"], doc["records_processed"], doc["last_audit_id"]) == (CANCELLED, 80, 80)
 
 
-class _Unconfirmed:
-    """A job collection whose first ``find_one_and_update`` stands on the server but is answered
-    with a write concern error (``w: majority`` timing out): the store retries it."""
-
-    def __init__(self, inner: Any) -> None:
-        self._inner, self.calls = inner, 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-    def find_one_and_update(self, *args: Any, **kwargs: Any) -> Any:
-        self.calls += 1
-        result = self._inner.find_one_and_update(*args, **kwargs)
-        if self.calls == 1:
-            raise WriteConcernError("waiting for replication timed out", 64)
-        return result
-
-
 class TestACountedWriteRetried:
     """A write that counts ``shard_writes`` up and stood before its retry counts once."""
 
-    def _retrying(self, store: MongoJobStore, mongo_db: Any) -> tuple[MongoJobStore, _Unconfirmed]:
-        flaky = _Unconfirmed(mongo_db.jobs)
+    def _retrying(self, store: MongoJobStore, mongo_db: Any) -> tuple[MongoJobStore, FirstAnswerLost]:
+        flaky = FirstAnswerLost(
+            mongo_db.jobs, "find_one_and_update", WriteConcernError("waiting for replication timed out", 64)
+        )
         clock = FixedClock(T0) if type(mongo_db).__module__.startswith("mongomock") else None
         return MongoJobStore(flaky, retry=NO_WAIT, clock=clock), flaky
 

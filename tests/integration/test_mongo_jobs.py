@@ -14,7 +14,7 @@ from crm_audit_transform.errors import JobAlreadyRunning, JobNotFound, JobUnread
 from crm_audit_transform.jobs import CANCELLED, COMPLETED, HALTED, IN_PROGRESS, ROLLING_BACK, MigrationJob
 from crm_audit_transform.tally import Tally
 from crm_audit_transform.testing import FixedClock
-from support.mongo import T0, migration_job
+from support.mongo import T0, FirstAnswerLost, migration_job
 
 NO_WAIT = RetryPolicy(attempts=3, sleep=lambda _: None)
 LATER = T0 + dt.timedelta(minutes=5)
@@ -64,21 +64,7 @@ class TestCreate:
     def test_a_retried_create_accepts_its_own_insert(self, jobs: Any) -> None:
         """The insert landed but its reply was lost: the retry finds its own document and succeeds."""
 
-        class LostInsertAck:
-            def __init__(self, inner: Any) -> None:
-                self._inner, self.calls = inner, 0
-
-            def __getattr__(self, name: str) -> Any:
-                return getattr(self._inner, name)
-
-            def insert_one(self, doc: dict[str, Any]) -> Any:
-                self.calls += 1
-                result = self._inner.insert_one(doc)
-                if self.calls == 1:
-                    raise AutoReconnect("connection reset by peer")
-                return result
-
-        _store(LostInsertAck(jobs)).create(migration_job())
+        _store(FirstAnswerLost(jobs, "insert_one")).create(migration_job())
         assert jobs.count_documents({}) == 1
 
     def test_the_document_carries_figures_for_readers(self, jobs: Any) -> None:
@@ -328,22 +314,8 @@ class TestTransition:
     def test_a_retry_after_a_lost_reply_matches_its_own_write(self, jobs: Any) -> None:
         """The replace landed but its reply was lost: the retry finds the guard still ours and succeeds."""
 
-        class LostReplaceAck:
-            def __init__(self, inner: Any) -> None:
-                self._inner, self.calls = inner, 0
-
-            def __getattr__(self, name: str) -> Any:
-                return getattr(self._inner, name)
-
-            def find_one_and_update(self, *args: Any, **kwargs: Any) -> Any:
-                self.calls += 1
-                result = self._inner.find_one_and_update(*args, **kwargs)
-                if self.calls == 1:
-                    raise AutoReconnect("connection reset by peer")
-                return result
-
         job = _leased(jobs)
-        flaky = LostReplaceAck(jobs)
+        flaky = FirstAnswerLost(jobs, "find_one_and_update")
         stored = MongoJobStore(flaky, retry=NO_WAIT, clock=FixedClock(T0)).save_progress(
             attrs.evolve(job, last_audit_id=40), "runner-1", TTL
         )
@@ -360,22 +332,8 @@ class TestTransition:
         concern unconfirmed: the retry matched neither the lease nor ``in_progress`` any more and
         raised ``LeaseHeld`` ("taken over by nobody") for a job that had completed."""
 
-        class LostLastAnswer:
-            def __init__(self, inner: Any) -> None:
-                self._inner, self.calls = inner, 0
-
-            def __getattr__(self, name: str) -> Any:
-                return getattr(self._inner, name)
-
-            def find_one_and_update(self, *args: Any, **kwargs: Any) -> Any:
-                self.calls += 1
-                result = self._inner.find_one_and_update(*args, **kwargs)
-                if self.calls == 1:
-                    raise error
-                return result
-
         job = _leased(jobs)
-        flaky = LostLastAnswer(jobs)
+        flaky = FirstAnswerLost(jobs, "find_one_and_update", error)
         done = attrs.evolve(job, last_audit_id=90, status=COMPLETED, tally=Tally(processed=90, migrated=90))
         stored = MongoJobStore(flaky, retry=NO_WAIT, clock=FixedClock(T0)).save_progress(
             done, "runner-1", None
@@ -388,24 +346,10 @@ class TestTransition:
         met ``in_progress`` where it expected ``halted`` and answered None, so ``trigger --resume``
         took the job it had just resumed for one changed under it."""
 
-        class LostReplaceAnswer:
-            def __init__(self, inner: Any) -> None:
-                self._inner, self.calls = inner, 0
-
-            def __getattr__(self, name: str) -> Any:
-                return getattr(self._inner, name)
-
-            def find_one_and_replace(self, *args: Any, **kwargs: Any) -> Any:
-                self.calls += 1
-                result = self._inner.find_one_and_replace(*args, **kwargs)
-                if self.calls == 1:
-                    raise AutoReconnect("connection reset by peer")
-                return result
-
         _store(jobs).create(migration_job(status=HALTED, last_audit_id=50, tally=Tally(processed=50)))
         read = _store(jobs).latest("company-a")
         assert read is not None
-        flaky = LostReplaceAnswer(jobs)
+        flaky = FirstAnswerLost(jobs, "find_one_and_replace")
         resumed = MongoJobStore(flaky, retry=NO_WAIT, clock=FixedClock(T0)).transition(
             attrs.evolve(read, status=IN_PROGRESS, halt_basis=read.tally),
             {HALTED},

@@ -27,7 +27,7 @@ import mongomock
 import pytest
 from mongomock import helpers
 from pymongo import MongoClient
-from pymongo.errors import DuplicateKeyError, OperationFailure
+from pymongo.errors import AutoReconnect, DuplicateKeyError, OperationFailure
 
 from crm_audit_transform.domain import ActivityLog, Actor, FieldChange
 from crm_audit_transform.jobs import IN_PROGRESS, MigrationJob
@@ -218,3 +218,33 @@ def migration_job(
     }
     fields.update(overrides)
     return MigrationJob(**fields)
+
+
+class FirstAnswerLost:
+    """A collection whose first call of ``method`` stands on the server and then raises ``error``
+    instead of its answer (a reply lost, or a write concern unconfirmed): the store's retry meets
+    its own write. ``calls`` counts the calls of ``method``; every other attribute is the inner
+    collection's."""
+
+    def __init__(
+        self,
+        inner: Any,
+        method: str,
+        error: Exception | None = None,
+    ) -> None:
+        self._inner, self._method, self.calls = inner, method, 0
+        self._error = error if error is not None else AutoReconnect("connection reset by peer")
+
+    def __getattr__(self, name: str) -> Any:
+        if name != self._method:
+            return getattr(self._inner, name)
+        call = getattr(self._inner, name)
+
+        def first_answer_lost(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            result = call(*args, **kwargs)
+            if self.calls == 1:
+                raise self._error
+            return result
+
+        return first_answer_lost
