@@ -181,6 +181,51 @@ class TestSnapshots:
             "prefs": [{"$hash": [[1, {"$date": "2020-02-29"}]]}, ["a", True]],
         }
 
+    @pytest.mark.parametrize(
+        ("data", "marked"),
+        [
+            (decimal.Decimal("12.50"), {"$decimal": "12.50"}),
+            (b"\x01", {"$bytes": "01"}),
+            (dt.date(2020, 2, 29), {"$date": "2020-02-29"}),
+            (float("inf"), {"$float": "inf"}),
+            ({1: 2}, {"$hash": [[1, 2]]}),
+        ],
+    )
+    def test_a_dict_shaped_like_a_marker_is_told_apart_from_the_marked_value(
+        self, data: object, marked: dict[str, Any]
+    ) -> None:
+        """A changed value that is a plain dict spelt as a marker (``{"$decimal": "12.50"}``, as a
+        jsonb column may hold) is wrapped in ``$literal``, so its snapshot differs from the typed
+        value's; a ``$literal`` dict of the data is wrapped too, and a dict of several keys is left as
+        it is. Before, both encoded to the same marker and a snapshot could not tell them apart: this
+        test fails there."""
+        log = attrs.evolve(
+            LOG,
+            changes=(FieldChange("price", "Price", data, marked),),
+            metadata={**LOG.metadata, "shape": marked},
+        )
+        full = log_snapshot(log)
+        assert full["changes"][0]["from"] == marked
+        assert full["changes"][0]["to"] == {"$literal": marked}
+        assert full["changes"][0]["from"] != full["changes"][0]["to"]
+        assert full["metadata"]["shape"] == {"$literal": marked}
+        summary = outcome_snapshot(Migrated(9, log))
+        assert summary["changes"]["price"] == [marked, {"$literal": marked}]
+        assert json.loads(json.dumps(full)) == full
+
+    def test_a_literal_of_the_data_and_dicts_of_several_keys(self) -> None:
+        """``{"$literal": x}`` in the data is wrapped once more; ``$`` keys among others are kept."""
+        log = attrs.evolve(
+            LOG,
+            changes=(
+                FieldChange("a", "A", {"$literal": {"k": 1}}, [{"$time": "t"}]),
+                FieldChange("b", "B", {"$decimal": "1", "x": 2}, {"k": {"$float": "nan"}}),
+            ),
+        )
+        a, b = log_snapshot(log)["changes"]
+        assert (a["from"], a["to"]) == ({"$literal": {"$literal": {"k": 1}}}, [{"$literal": {"$time": "t"}}])
+        assert (b["from"], b["to"]) == ({"$decimal": "1", "x": 2}, {"k": {"$literal": {"$float": "nan"}}})
+
     def test_outcome_snapshot_leaves_out_copies_of_the_row(self) -> None:
         """Audit id, tenant and request uuid are the row's own: only other metadata is kept."""
         summary = outcome_snapshot(Migrated(9, LOG))

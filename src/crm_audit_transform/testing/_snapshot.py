@@ -2,7 +2,9 @@
 
 The value model has what JSON lacks (Decimal, bytes, date, datetime, non-finite floats, non-string keys):
 those become one-key markers (``{"$decimal": "12.50"}``), and long strings are shortened, so a
-snapshot stays small, stable and diffable.
+snapshot stays small, stable and diffable. A value that is itself a one-key dict whose key starts with
+``$`` is wrapped as ``{"$literal": {...}}`` (MongoDB's name for a document taken as it is), so a
+changed value ``{"$decimal": "12.50"}`` never reads as the marker of ``Decimal("12.50")``.
 """
 
 from __future__ import annotations
@@ -42,7 +44,12 @@ def _encode(value: object) -> Any:
         return [_encode(v) for v in value]
     if isinstance(value, Mapping):
         if all(isinstance(k, str) for k in value):
-            return {k: _encode(v) for k, v in value.items()}
+            encoded = {k: _encode(v) for k, v in value.items()}
+            # One key starting with "$" is how a marker looks (Extended JSON reads it as a type):
+            # such a dict of the data is wrapped, so every one-key "$" dict of a snapshot is a marker.
+            if len(encoded) == 1 and next(iter(encoded)).startswith("$"):
+                return {"$literal": encoded}
+            return encoded
         return {"$hash": [[_encode(k), _encode(v)] for k, v in value.items()]}
     return {"$unexpected": repr(value)}
 
