@@ -64,7 +64,9 @@ class TestLoaderSettings:
         path = "/private/activity_logs/crm_migration/rollback"
         with (
             LiveServer(app(env)) as live,
-            httpx.Client(base_url=live.url, auth=("crm-audit", PASSWORD)) as client,
+            httpx.Client(
+                base_url=live.url, auth=("crm-audit", PASSWORD), headers={"Content-Type": "application/json"}
+            ) as client,
         ):
             deep = client.post(path, content=b'{"company_sso_id": "c", "x": [[[[1]]]]}')
             assert deep.status_code == 400

@@ -94,7 +94,12 @@ def client_of(served: tuple[MountedApp, str], runtime: Runtime, timeout: float) 
     """An HTTP client of ``runtime``'s app, served by the module's server until the block ends."""
     mounted, url = served
     app = create_app(runtime.service, basic_auth=BasicAuthCredentials("ops", "s3cret"), sessions=SESSIONS)
-    with mounted.mount(app), httpx.Client(base_url=url, timeout=timeout, verify=CLIENT_TLS) as client:
+    # Every body here is JSON: the routes refuse one sent as another type (test_cross_site_requests.py).
+    json_type = {"Content-Type": "application/json"}
+    with (
+        mounted.mount(app),
+        httpx.Client(base_url=url, timeout=timeout, verify=CLIENT_TLS, headers=json_type) as client,
+    ):
         yield client
 
 

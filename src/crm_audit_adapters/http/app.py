@@ -52,6 +52,12 @@ TRIGGER_KEYS: Final = frozenset({"company_sso_id", "tenant", "date_range_start",
 VERIFY_KEYS: Final = frozenset({"company_sso_id", "sample", "seed", "repair"})
 COMPANY_KEYS: Final = frozenset({"company_sso_id"})
 """The keys of each JSON body (``cancel`` and ``rollback``: ``COMPANY_KEYS``); another is refused."""
+JSON_MEDIA_TYPE: Final = "application/json"
+"""The one media type a ``POST`` route reads (``Content-Type``, its parameters aside; RFC 8259 §11)."""
+SAME_SITE_FETCHES: Final = frozenset({"same-origin", "none"})
+"""The ``Sec-Fetch-Site`` values a ``POST`` route serves (Fetch Metadata): a page of the app's own
+origin, or the user's own action (an address typed, a bookmark). A server-to-server caller sends no
+such header and is served."""
 
 
 def _static(name: str) -> str:
@@ -71,6 +77,38 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise ApiError(413, "PAYLOAD_TOO_LARGE", f"the body may hold at most {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _refuse_cross_site(request: Request) -> None:
+    """403 ``CROSS_SITE_REQUEST`` for a browser request made by another site's page (``Sec-Fetch-Site``
+    other than ``same-origin`` or ``none``: ``cross-site``, ``same-site``), before its credentials are
+    read: the browser sends a cached BasicAuth login with any site's request, so a page elsewhere could
+    act with the operator's rights (cross-site request forgery). Fetch Metadata, as OWASP's CSRF
+    cheat sheet gives it; a browser that sends no such header is held by ``_refuse_non_json``."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site.strip().lower() not in SAME_SITE_FETCHES:
+        raise ApiError(
+            403,
+            "CROSS_SITE_REQUEST",
+            "a browser request from another site's page is refused: these routes take calls from "
+            "servers or from the app's own origin",
+        )
+
+
+def _refuse_non_json(request: Request) -> None:
+    """415 ``UNSUPPORTED_MEDIA_TYPE`` for a body not sent as ``application/json`` (none given included),
+    before it is read. Another site's page can send a body without the browser asking this server
+    first (a CORS preflight, which this app never grants) only as ``text/plain``, a form's types or
+    none: a ``<form enctype="text/plain">`` posts a text that parses as JSON, with the browser's cached
+    BasicAuth login. Requiring the JSON type keeps such a request out in every browser. The answer
+    quotes neither the body nor the type given."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != JSON_MEDIA_TYPE:
+        raise ApiError(
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+            f"the body must be sent with Content-Type: {JSON_MEDIA_TYPE}",
+        )
 
 
 def _shallow_enough(raw: bytes, max_depth: int) -> bytes:
@@ -159,10 +197,17 @@ def create_app(
     least ``MIGRATE_BODY_DEPTH`` levels: the records a dry run writes, as MongoDB takes them.
     """
 
-    def private(handler: Handler) -> Handler:
+    def private(handler: Handler, *, json_body: bool = True) -> Handler:
+        """``handler`` behind BasicAuth; with ``json_body`` (each ``POST``), a cross-site browser
+        request is refused first (403) and a body not sent as JSON after the credentials (415)."""
+
         async def guarded(request: Request) -> Response:
+            if json_body:
+                _refuse_cross_site(request)
             if not basic_auth.accepts(request):
                 raise ApiError(401, "UNAUTHORIZED", "valid BasicAuth credentials are required")
+            if json_body:
+                _refuse_non_json(request)
             return await handler(request)
 
         return guarded
@@ -284,7 +329,9 @@ def create_app(
         Route("/private/activity_logs/migrate", private(migrate), methods=["POST"]),
         Route("/private/activity_logs/crm_migration/trigger", private(trigger), methods=["POST"]),
         Route("/private/activity_logs/crm_migration/cancel", private(cancel), methods=["POST"]),
-        Route("/private/activity_logs/crm_migration/status", private(status), methods=["GET"]),
+        Route(
+            "/private/activity_logs/crm_migration/status", private(status, json_body=False), methods=["GET"]
+        ),
         Route("/private/activity_logs/crm_migration/rollback", private(rollback), methods=["POST"]),
         Route("/private/activity_logs/crm_migration/verify", private(verify), methods=["POST"]),
         Route("/iag/v1/crm_migration/status", tenant_status, methods=["GET"]),

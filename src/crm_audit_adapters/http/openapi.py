@@ -116,13 +116,16 @@ def _error_response() -> dict[str, object]:
 
 
 def _with_body_answers(paths: dict[str, dict[str, dict[str, Any]]]) -> dict[str, object]:
-    """``paths`` with 400 and 413 on every operation that reads a body: each such route reads it
-    through one reader (``app._read_body``), which refuses a body past ``max_body_bytes`` with 413
-    and one that is not JSON with 400, whatever the route."""
+    """``paths`` with 400, 403, 413 and 415 on every operation that reads a body: each such route reads
+    it through one reader (``app._read_body``), which refuses a body past ``max_body_bytes`` with 413
+    and one that is not JSON with 400, whatever the route; and each refuses a browser request from
+    another site (403 ``CROSS_SITE_REQUEST``) and a body not sent as ``application/json`` (415
+    ``UNSUPPORTED_MEDIA_TYPE``) before reading it (``app.private``)."""
     for item in paths.values():
         for operation in item.values():
             if "requestBody" in operation:
-                responses = {code: _error_response() for code in ("400", "413")} | operation["responses"]
+                codes = ("400", "403", "413", "415")
+                responses = {code: _error_response() for code in codes} | operation["responses"]
                 operation["responses"] = dict(sorted(responses.items()))
     return dict(paths)
 
