@@ -36,6 +36,7 @@ from .options import (
     emit,
     json_option,
     optional_company_option,
+    refuse_future_cutoff,
     stored_non_empty,
     workers_option,
 )
@@ -143,6 +144,7 @@ def trigger_command(
             "(use --fresh for a new one)"
         )
     with state.runtime() as runtime:
+        refuse_future_cutoff(date_range_start, runtime.service.clock)
         try:
             status = runtime.service.trigger(
                 company,

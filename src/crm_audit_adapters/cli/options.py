@@ -29,6 +29,7 @@ from typing import Any, Final, TypeVar
 
 import click
 
+from crm_audit_transform.ports import Clock
 from crm_audit_transform.timestamps import as_utc
 
 from ..strict_json import dumps, has_surrogate
@@ -47,6 +48,7 @@ __all__ = [
     "non_empty",
     "optional_company_option",
     "read_ahead",
+    "refuse_future_cutoff",
     "regular_file",
     "remember_json",
     "stored_non_empty",
@@ -114,22 +116,36 @@ workers_option = click.option(
 
 def _utc_cutoff(_: click.Context, __: click.Parameter, value: dt.datetime | None) -> dt.datetime | None:
     """The cutoff in UTC (a naive value is UTC); refused when outside ``datetime``'s range once in
-    UTC (``0001-01-01T00:00:00+01:00``: the HTTP route's ``INVALID_DATE_RANGE_START``) or in the future
-    (nothing would be in scope: the job would start at 100 % and never migrate a row)."""
+    UTC (``0001-01-01T00:00:00+01:00``: the HTTP route's ``INVALID_DATE_RANGE_START``). One in the
+    future is refused by the command, on the service's clock (``refuse_future_cutoff``)."""
     if value is None:
         return None
     try:
-        cutoff = as_utc(value, naive="utc")
+        return as_utc(value, naive="utc")
     except OverflowError:
         raise click.BadParameter(f"{value.isoformat()} is out of range in UTC") from None
-    if cutoff > dt.datetime.now(dt.UTC):
-        raise click.BadParameter(f"{cutoff.isoformat()} is in the future")
-    return cutoff
+
+
+def refuse_future_cutoff(cutoff: dt.datetime | None, clock: Clock) -> None:
+    """``click.BadParameter`` (``USAGE``, exit 2) for a ``--date-range-start`` after ``clock.now()``:
+    nothing would be in scope, so the job would start at 100 % and never migrate a row.
+
+    ``clock`` is the service's (``MigrationService.clock``), the one its guards read, as the HTTP
+    route reads it: the wall clock here disagreed with a runtime built on another (``Overrides.clock``),
+    and a cutoff between the two ended ``INTERNAL`` (the guards' ``ValueError``), or was refused
+    though the service would take it."""
+    if cutoff is not None and cutoff > clock.now():
+        raise click.BadParameter(
+            f"{cutoff.isoformat()} is in the future",
+            ctx=click.get_current_context(silent=True),
+            param_hint="'--date-range-start'",
+        )
 
 
 def date_range_start_option(help_text: str) -> Callable[[_Command], _Command]:
     """``--date-range-start``: a date, a time (UTC) or a time with its offset, as ``_utc_cutoff``
-    reads it; ``trigger`` and ``enqueue`` take the same spellings."""
+    reads it; ``trigger`` and ``enqueue`` take the same spellings, and refuse a cutoff in the future
+    once their runtime is built (``refuse_future_cutoff``)."""
     return click.option(
         "--date-range-start",
         type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]),

@@ -38,6 +38,7 @@ from .options import (
     emit,
     json_option,
     keep_for_error,
+    refuse_future_cutoff,
     stored_non_empty,
 )
 from .state import CliState
@@ -291,6 +292,7 @@ def _enqueue(
     from ..celery import MIGRATE_ACCOUNT, MIGRATE_SHARD
 
     with state.runtime() as runtime:
+        refuse_future_cutoff(cutoff, runtime.service.clock)
         if all_enabled:
             _note_flag_off(runtime)
         for account in _accounts(runtime, company, all_enabled):
