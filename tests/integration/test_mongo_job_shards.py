@@ -82,6 +82,30 @@ class TestShardEntries:
         answer = store.save_shard_progress(job.job_id, further, "a", TTL)
         assert (answer.status, answer.shards[0].last_audit_id) == (CANCELLED, 80)
 
+    def test_a_shard_s_hand_back_whose_answer_was_lost_is_the_job_as_stored(
+        self, store: MongoJobStore, mongo_db: Any
+    ) -> None:
+        """The shard's runner met the job cancelled and handed its lease back; that write stood and
+        its answer was lost. The retry no longer matched the lease, and the job came back as read
+        before the hand-back, the shard's lease still the runner's."""
+        job = sharded_job()
+        store.create(job)
+        store.acquire_shard_lease(job.job_id, 0, "a", TTL)
+        assert store.transition(attrs.evolve(job, status=CANCELLED), {IN_PROGRESS}) is not None
+        flaky = FirstAnswerLost(mongo_db.jobs, "find_one_and_update", lost=2)
+        clock = FixedClock(T0) if type(mongo_db).__module__.startswith("mongomock") else None
+        moved = attrs.evolve(job.shards[0], last_audit_id=50)
+        back = MongoJobStore(flaky, retry=NO_WAIT, clock=clock).save_shard_progress(
+            job.job_id, moved, "a", TTL
+        )
+        assert flaky.calls == 3
+        assert (back.status, back.shards[0].lease_owner, back.shards[0].lease_expires_at) == (
+            CANCELLED,
+            None,
+            None,
+        )
+        assert store.get(job.job_id) == back
+
 
 class TestStoredSummary:
     def test_the_document_s_top_level_figures_sum_the_shards_every_tenth_write(

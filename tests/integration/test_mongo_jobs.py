@@ -276,6 +276,21 @@ class TestSaveProgress:
         assert back == attrs.evolve(cancelled, lease_owner=None, lease_expires_at=None)
         assert _store(jobs).latest("company-a") == back
 
+    def test_a_hand_back_whose_answer_was_lost_is_the_job_as_stored(self, jobs: Any) -> None:
+        """The runner met its job cancelled and handed its lease back; that write stood and its answer
+        was lost. The retry no longer matched the lease, and the job came back as read before the
+        hand-back: the lease still the runner's, while the stored job had none."""
+        job = _leased(jobs)
+        cancelled = _store(jobs).transition(attrs.evolve(job, status=CANCELLED), {IN_PROGRESS})
+        assert cancelled is not None
+        flaky = FirstAnswerLost(jobs, "find_one_and_update", lost=2)  # the progress write, the hand-back
+        back = MongoJobStore(flaky, retry=NO_WAIT, clock=FixedClock(T0)).save_progress(
+            attrs.evolve(job, last_audit_id=40), "runner-1", TTL
+        )
+        assert flaky.calls == 3
+        assert back == attrs.evolve(cancelled, lease_owner=None, lease_expires_at=None)
+        assert _store(jobs).get("job-1") == back
+
     def test_an_unknown_job_is_job_not_found(self, jobs: Any) -> None:
         """save_progress never creates a job."""
         with pytest.raises(JobNotFound):

@@ -221,18 +221,20 @@ def migration_job(
 
 
 class FirstAnswerLost:
-    """A collection whose first call of ``method`` stands on the server and then raises ``error``
-    instead of its answer (a reply lost, or a write concern unconfirmed): the store's retry meets
-    its own write. ``calls`` counts the calls of ``method``; every other attribute is the inner
-    collection's."""
+    """A collection whose first call of ``method`` (or its ``lost``-th) stands on the server and then
+    raises ``error`` instead of its answer (a reply lost, or a write concern unconfirmed): the
+    store's retry meets its own write. ``calls`` counts the calls of ``method``; every other
+    attribute is the inner collection's."""
 
     def __init__(
         self,
         inner: Any,
         method: str,
         error: Exception | None = None,
+        *,
+        lost: int = 1,
     ) -> None:
-        self._inner, self._method, self.calls = inner, method, 0
+        self._inner, self._method, self._lost, self.calls = inner, method, lost, 0
         self._error = error if error is not None else AutoReconnect("connection reset by peer")
 
     def __getattr__(self, name: str) -> Any:
@@ -243,7 +245,7 @@ class FirstAnswerLost:
         def first_answer_lost(*args: Any, **kwargs: Any) -> Any:
             self.calls += 1
             result = call(*args, **kwargs)
-            if self.calls == 1:
+            if self.calls == self._lost:
                 raise self._error
             return result
 

@@ -26,7 +26,7 @@ from crm_audit_transform.jobs import (
 from .bson_values import to_bson_datetime
 from .documents import decode_job, encode_job, encode_shard
 from .documents_types import Document
-from .job_store_base import FENCE_TRIES, WRITES, JobDocuments
+from .job_store_base import FENCE_TRIES, RELEASE_ID, WRITES, JobDocuments
 from .leases import not_live
 from .retry import call_with_retry
 
@@ -123,16 +123,18 @@ class JobLeases:
         raise LeaseHeld.lost(f"job {job.job_id}", owner, current.lease_owner, current.lease_expires_at)
 
     def _release(self, job_id: str, owner: str) -> MigrationJob | None:
-        """Clear ``owner``'s lease on a job no longer in progress: the job as stored, None if not ours."""
+        """Clear ``owner``'s lease on a job no longer in progress: the job as stored, None if not ours.
 
-        def release(_: int) -> Document | None:
-            return self._docs.collection.find_one_and_update(
-                {"_id": job_id, "lease_owner": owner, "status": {"$ne": IN_PROGRESS}},
-                {"$set": {"lease_owner": None, "lease_expires_at": None}},
-                return_document=ReturnDocument.AFTER,
-            )
-
-        doc = call_with_retry(release, self._docs.retry, "release job lease")
+        Written once (``JobDocuments.write_once``, its id at ``RELEASE_ID``): a retry after a lost
+        answer no longer matches the lease it handed back and reads the job as it stored it, where a
+        plain retry answered None and its caller returned the job as read before, lease and all."""
+        doc = self._docs.write_once(
+            {"_id": job_id, "lease_owner": owner, "status": {"$ne": IN_PROGRESS}},
+            {"$set": {"lease_owner": None, "lease_expires_at": None}},
+            "",
+            "release job lease",
+            mark=RELEASE_ID,
+        )
         return None if doc is None else decode_job(doc)
 
     def acquire_lease(self, job_id: str, owner: str, ttl: dt.timedelta) -> MigrationJob:
@@ -300,17 +302,16 @@ class JobLeases:
         return current
 
     def _release_shard(self, job_id: str, shard: int, owner: str) -> MigrationJob | None:
-        """Clear ``owner``'s lease on ``shards.<shard>`` alone; the job as stored, None if not ``owner``'s."""
+        """Clear ``owner``'s lease on ``shards.<shard>`` alone; the job as stored, None if not ``owner``'s.
+        Written once, as ``_release`` (its id at ``shards.<shard>.write_id``: only that shard's
+        runner writes there)."""
         at = f"shards.{shard}"
-
-        def release(_: int) -> Document | None:
-            return self._docs.collection.find_one_and_update(
-                {"_id": job_id, f"{at}.lease_owner": owner},
-                {"$set": {f"{at}.lease_owner": None, f"{at}.lease_expires_at": None}},
-                return_document=ReturnDocument.AFTER,
-            )
-
-        doc = call_with_retry(release, self._docs.retry, "release shard lease")
+        doc = self._docs.write_once(
+            {"_id": job_id, f"{at}.lease_owner": owner},
+            {"$set": {f"{at}.lease_owner": None, f"{at}.lease_expires_at": None}},
+            f"{at}.",
+            "release shard lease",
+        )
         return None if doc is None else decode_job(doc)
 
 

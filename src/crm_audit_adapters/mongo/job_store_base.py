@@ -49,6 +49,10 @@ WRITES: Final = "shard_writes"
 WRITE_ID: Final = "write_id"
 """Where a counted write (``write_once``) leaves its id: the job document's top level for a status
 change, ``shards.<n>.`` for a shard's write. Only the write's retry reads it."""
+RELEASE_ID: Final = "release_id"
+"""Where a runner's hand-back of the job's lease (``write_once``) leaves its id: beside, not over, a
+status change's ``write_id``. A runner hands its lease back right after a cancel stood; over
+``write_id`` it would take the cancel's id from a cancel whose answer was lost and is retried."""
 _SUMMARY_OF: Final = "summary_of"
 _SUMMARY_EVERY: Final = 10
 """A running sharded job's stored summary is set on every ``_SUMMARY_EVERY``-th shard write."""
@@ -106,6 +110,7 @@ class JobDocuments:
         what: str,
         *,
         duplicate: str | None = None,
+        mark: str = WRITE_ID,
     ) -> Document | None:
         """``find_one_and_update(query, update)`` (the document after it), whose retry tells its
         own earlier attempt: a write that counts ``WRITES`` up counts once, and one that changes
@@ -117,8 +122,9 @@ class JobDocuments:
         the document as stored comes back, written once. Without the id a retry counted twice, and
         one whose own status change or lease hand-back no longer matched ``query`` answered None
         ("the status was another") or ``LeaseHeld`` for the write it had made. ``duplicate``: the
-        words of the ``JobAlreadyRunning`` that a unique index's refusal is (to in progress)."""
-        write_id = f"{at}{WRITE_ID}"
+        words of the ``JobAlreadyRunning`` that a unique index's refusal is (to in progress).
+        ``mark``: the id's field under ``at`` (``WRITE_ID``; ``RELEASE_ID`` for a job's hand-back)."""
+        write_id = f"{at}{mark}"
         token = uuid.uuid4().hex
         if isinstance(update, list):
             marked: Document | list[Document] = [*update, {"$set": {write_id: {"$literal": token}}}]
