@@ -42,7 +42,8 @@ class EnrichmentTally:
     ``keys_too_large`` refused because the log would pass MongoDB's 16 MiB document limit,
     ``keys_refused`` refused by the store for that one log, by the store's name for the refusal
     (MongoDB's ``codeName``: ``DocumentValidationFailure`` for a collection's validator, 121;
-    ``DuplicateKey`` for a unique index, 11000) — all zero on a dry run, which applies nothing:
+    ``DuplicateKey`` for a unique index, 11000; ``Overflow`` for a value that would nest the log past
+    100 levels, 15) — all zero on a dry run, which applies nothing:
     ``keys_set + keys_left_alone + keys_too_large + keys_refused_total == planned_keys``.
     ``ignored`` logs were not eligible (not an association log). ``EnrichmentStore.apply`` answers
     the apply fields only.

@@ -138,3 +138,37 @@ class TestMetadataNotADocument:
         applied = logs.store.apply(patch_of(doc_id, crm_person_id=42))
         assert counts(applied) == (1, 1, 0, 0)
         assert logs.read(doc_id)["metadata"] == {"crm_person_id": 42}
+
+
+def nested_list(levels: int) -> object:
+    """A value ``levels`` deep as MongoDB counts (each non-empty list one level)."""
+    value: object = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+class TestPastTheNestingLimit:
+    ROOM = 98
+    """The levels a metadata value may nest: the document (1) and ``metadata`` (2) above it."""
+
+    def test_a_key_nested_to_the_limit_is_set_and_one_level_more_is_overflow(self, logs: Logs) -> None:
+        """98 levels under ``metadata`` are set; 99 are ``keys_refused["Overflow"]`` (MongoDB's code
+        15), never stored, and the patch's other key is set. The in-memory store and mongomock stored
+        the 99 levels; the emulator's refusal halted the pass (``StoreUnavailable``)."""
+        fits = live_log(logs, {"linked_entity_id": 7})
+        applied = logs.store.apply(patch_of(fits, linked_entity_name=nested_list(self.ROOM)))
+        assert counts(applied) == (1, 1, 0, 0)
+        deep = live_log(logs, {"linked_entity_id": 7})
+        applied = logs.store.apply(
+            patch_of(deep, crm_person_id=42, linked_entity_name=nested_list(self.ROOM + 1))
+        )
+        assert (counts(applied), applied.keys_refused) == ((1, 1, 0, 0), {"Overflow": 1})
+        assert logs.read(deep)["metadata"] == {"linked_entity_id": 7, "crm_person_id": 42}
+
+    def test_a_value_deeper_than_the_interpreter_walks_is_overflow_too(self, logs: Logs) -> None:
+        """5,000 levels: refused before any walk of the value; every store met ``RecursionError``."""
+        doc_id = live_log(logs, {"linked_entity_id": 7})
+        applied = logs.store.apply(patch_of(doc_id, linked_entity_name=nested_list(5_000)))
+        assert (counts(applied), applied.keys_refused) == ((0, 0, 0, 0), {"Overflow": 1})
+        assert logs.read(doc_id)["metadata"] == {"linked_entity_id": 7}

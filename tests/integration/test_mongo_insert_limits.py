@@ -23,6 +23,7 @@ from crm_audit_adapters.mongo.documents import encode_activity_log
 from crm_audit_transform import reasons
 from crm_audit_transform.domain import ActivityLog
 from support.mongo import activity_log, fresh_database, mongo_backends
+from support.mongo_limits import SizeLimitedCollection
 
 BAD_VALUE, OVERFLOW = 2, 15
 RESULT_TOO_LARGE = 17419  # "Resulting document after update is larger than 16777216"
@@ -133,6 +134,35 @@ class TestTheEmulatorRefusesAsAServer:
         assert upserted.value.code == OVERFLOW
         assert raw.count_documents({}) == 1
         assert raw.find_one({"_id": doc_id}, {"_id": 0}) == {"v": 1, **nested(MONGODB_MAX_NESTING)}
+
+
+@pytest.fixture(params=mongo_backends())
+def updated(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A collection that refuses an update past MongoDB's limits: mongomock's wrapped in
+    ``SizeLimitedCollection``, the emulator's and a real server's as they are."""
+    for db in fresh_database(request, monkeypatch, request.param):
+        yield SizeLimitedCollection(db.docs) if request.param == "mongomock" else db.docs
+
+
+class TestEveryCollectionRefusesAnUpdatePastTheLimits:
+    def test_an_update_one_nesting_past_100_levels_is_overflow_on_each(self, updated: Any) -> None:
+        """The same ``update_one`` on each: to 100 levels stored, 101 ``Overflow`` (15) and the
+        document as it was. mongomock's ``SizeLimitedCollection`` stored the 101 levels."""
+        doc_id = updated.insert_one({"v": 1}).inserted_id
+        updated.update_one({"_id": doc_id}, {"$set": nested(MONGODB_MAX_NESTING)})
+        with pytest.raises(WriteError) as caught:
+            updated.update_one({"_id": doc_id}, {"$set": {"b": nested(MONGODB_MAX_NESTING)}})
+        assert caught.value.code == OVERFLOW
+        assert updated.find_one({"_id": doc_id}, {"_id": 0}) == {"v": 1, **nested(MONGODB_MAX_NESTING)}
+
+    def test_an_update_one_past_16_mib_is_refused_on_each(self, updated: Any) -> None:
+        """The same ``update_one`` on each: one byte past 16 MiB is 17419, the document as it was."""
+        doc_id = updated.insert_one({"s": ""}).inserted_id
+        past = of_size(MAX_DOCUMENT_BYTES + 1)
+        with pytest.raises(WriteError) as caught:
+            updated.update_one({"_id": doc_id}, {"$set": past})
+        assert caught.value.code == RESULT_TOO_LARGE
+        assert updated.find_one({"_id": doc_id}, {"_id": 0}) == {"s": ""}
 
 
 def deepest_in_metadata(extra_levels: int = 0) -> ActivityLog:

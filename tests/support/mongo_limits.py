@@ -1,11 +1,13 @@
-"""A collection that refuses, as MongoDB does, an update whose document would pass 16 MiB.
+"""A collection that refuses, as MongoDB does, an update whose document would pass 16 MiB or nest
+past 100 levels.
 
-mongomock stores documents of any size, so an adapter's path for MongoDB's refusal is never
-reached on it (the emulator's server script refuses as MongoDB does). ``SizeLimitedCollection``
+mongomock stores documents of any size and nesting, so an adapter's path for MongoDB's refusal is
+never reached on it (the emulator's server script refuses as MongoDB does). ``SizeLimitedCollection``
 wraps any collection (a real server's or the emulator's refuse by themselves) and answers
 ``update_one`` of a ``$set`` that would pass ``MAX_DOCUMENT_BYTES`` with the ``WriteError`` MongoDB
-gives: code 17419, "Resulting document after update is larger than 16777216". Everything else goes
-to the wrapped collection.
+gives: code 17419, "Resulting document after update is larger than 16777216"; one that would nest
+the document past ``MONGODB_MAX_NESTING`` levels with code 15 ``Overflow``, "Document exceeds
+maximum nesting depth of 100". Everything else goes to the wrapped collection.
 """
 
 from __future__ import annotations
@@ -17,12 +19,16 @@ from typing import Any
 import bson
 from pymongo.errors import WriteError
 
+from crm_audit_adapters.mongo.bson_values import MONGODB_MAX_NESTING
 from crm_audit_adapters.mongo.document_limits import MAX_DOCUMENT_BYTES
+from crm_audit_transform.bson_nesting import nests_past
 
-__all__ = ["RESULT_TOO_LARGE", "SizeLimitedCollection"]
+__all__ = ["OVERFLOW", "RESULT_TOO_LARGE", "SizeLimitedCollection"]
 
 RESULT_TOO_LARGE = 17419
 """MongoDB's code for an update whose resulting document is larger than the limit."""
+OVERFLOW = 15
+"""MongoDB's code for an update whose resulting document nests past the limit."""
 
 
 def _set_path(doc: dict[str, Any], path: str, value: object) -> bool:
@@ -57,4 +63,9 @@ class SizeLimitedCollection:
                 message = f"Resulting document after update is larger than {MAX_DOCUMENT_BYTES}"
                 details = {"index": 0, "code": RESULT_TOO_LARGE, "codeName": "Location17419"}
                 raise WriteError(message, RESULT_TOO_LARGE, {**details, "errmsg": message})
+            if viable and nests_past(after, MONGODB_MAX_NESTING):
+                self.refused += 1
+                message = f"Document exceeds maximum nesting depth of {MONGODB_MAX_NESTING}"
+                details = {"index": 0, "code": OVERFLOW, "codeName": "Overflow"}
+                raise WriteError(message, OVERFLOW, {**details, "errmsg": message})
         return self._collection.update_one(query, update, **kwargs)

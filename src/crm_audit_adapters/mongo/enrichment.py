@@ -18,9 +18,11 @@ never as "already there": refused before it is sent when the key alone (with the
 pins) already passes the limit, else when MongoDB refuses the update for the document's size.
 
 Any other write error of an update is either about that one log or not. A log the collection's
-validator refuses (121 ``DocumentValidationFailure``) or whose new key a unique index refuses (11000
-``DuplicateKey``) is counted ``keys_refused`` by that name and the pass goes on; a log whose
-``metadata`` is not a document (28 ``PathNotViable``) is ``keys_left_alone``. Every other code
+validator refuses (121 ``DocumentValidationFailure``), whose new key a unique index refuses (11000
+``DuplicateKey``) or would nest past 100 levels (15 ``Overflow``: refused before it is sent or
+encoded, whose walk of a deep enough value met ``RecursionError``) is counted ``keys_refused`` by
+that name and the pass goes on; a log whose ``metadata`` is not a document (28 ``PathNotViable``)
+is ``keys_left_alone``. Every other code
 halts the pass: not authorized (13) is ``ConnectionRejected``, the rest ``StoreUnavailable`` naming
 the code, because nothing says the next log would fare better (a permission, a server state, a
 malformed update) and counting it would report a finished pass that set nothing. The updates are
@@ -41,6 +43,7 @@ from attrs import frozen
 from bson import ObjectId, json_util
 from pymongo.errors import WriteError
 
+from crm_audit_transform.bson_nesting import nests_past
 from crm_audit_transform.enrichment import (
     ASSOCIATION_ACTIONS,
     ENRICHMENT_KEYS,
@@ -55,6 +58,7 @@ from crm_audit_transform.enrichment_tally import EnrichmentTally
 from .bson_values import decode_value, encode_value, from_bson_datetime
 from .contact_ids import contact_id_text, stored_contact_ids
 from .document_limits import MAX_DOCUMENT_BYTES
+from .documents import METADATA_ROOM
 from .documents_types import Document, MongoCollection, MongoDatabase, ReadDocument
 from .names import CollectionNames
 from .retry import DEFAULT_RETRY, RetryPolicy, call_with_retry
@@ -74,9 +78,17 @@ _TOO_LARGE_CODES: Final = frozenset({10334, 17419})
 _PATH_NOT_VIABLE: Final = 28
 """MongoDB's code for a ``$set`` of ``metadata.<key>`` on a log whose ``metadata`` is not a document."""
 
-_REFUSED_FOR_THE_LOG: Final = {121: "DocumentValidationFailure", 11000: "DuplicateKey"}
+_OVERFLOW: Final = 15
+"""MongoDB's code (``Overflow``) for an update whose document would nest past 100 levels."""
+
+_REFUSED_FOR_THE_LOG: Final = {
+    121: "DocumentValidationFailure",
+    11000: "DuplicateKey",
+    _OVERFLOW: "Overflow",
+}
 """The write errors that concern the one log updated, counted ``keys_refused`` by these names: the
-collection's validator refused the patched log, or a unique index refused its new key."""
+collection's validator refused the patched log, a unique index refused its new key, or the patched
+log would nest past 100 levels (refused before it is sent: ``_apply_one``)."""
 
 
 class _Update(Enum):
@@ -319,10 +331,18 @@ class MongoEnrichmentStore:
             "action": target.action,
             "external_id": target.external_id or {"$exists": False},
         }
-        sets = {f"metadata.{key}": encode_value(value) for key, value in patch.sets.items()}
+        # A value that would nest the log past MongoDB's 100 levels is refused before it is encoded
+        # (the encoder's walk of a deep enough one met RecursionError): code 15, for this key alone.
+        deep = {key for key, value in patch.sets.items() if nests_past(value, METADATA_ROOM)}
+        refused_deep = EnrichmentTally(keys_refused={_REFUSED_FOR_THE_LOG[_OVERFLOW]: len(deep)})
+        sets = {
+            f"metadata.{key}": encode_value(value) for key, value in patch.sets.items() if key not in deep
+        }
+        if not sets:
+            return refused_deep
         absent = {path: {"$exists": False} for path in sets}
         if self._update(pinned, absent, sets) is _Update.SET:
-            return EnrichmentTally(patched=1, keys_set=len(sets))
+            return EnrichmentTally(patched=1, keys_set=len(sets)) + refused_deep
         # Key by key: a key that appeared meanwhile, or one too large, leaves the others to be set.
         outcomes = [
             self._update(pinned, {path: {"$exists": False}}, {path: value}) for path, value in sets.items()
@@ -330,12 +350,15 @@ class MongoEnrichmentStore:
         keys_set = outcomes.count(_Update.SET)
         too_large = outcomes.count(_Update.TOO_LARGE)
         refused = Counter(outcome.name for outcome in outcomes if isinstance(outcome, _Refused))
-        return EnrichmentTally(
-            patched=int(keys_set > 0),
-            keys_set=keys_set,
-            keys_left_alone=len(sets) - keys_set - too_large - refused.total(),
-            keys_too_large=too_large,
-            keys_refused=refused,
+        return (
+            EnrichmentTally(
+                patched=int(keys_set > 0),
+                keys_set=keys_set,
+                keys_left_alone=len(sets) - keys_set - too_large - refused.total(),
+                keys_too_large=too_large,
+                keys_refused=refused,
+            )
+            + refused_deep
         )
 
     def apply(self, plan: EnrichmentPlan) -> EnrichmentTally:

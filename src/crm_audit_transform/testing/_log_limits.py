@@ -21,7 +21,15 @@ from ..bson_nesting import nests_past
 from ..domain import NO_EXTERNAL_ID, ActivityLog
 from ._bson_size import ID_BYTES, MAX_DOCUMENT_BYTES, document_bytes
 
-__all__ = ["MAX_NESTING", "NESTS_TOO_DEEP", "log_document", "log_refusal", "too_large"]
+__all__ = [
+    "MAX_NESTING",
+    "METADATA_ROOM",
+    "NESTS_TOO_DEEP",
+    "OVERFLOW",
+    "log_document",
+    "log_refusal",
+    "too_large",
+]
 
 MAX_NESTING: Final = 100
 """MongoDB's nesting limit for a stored document, as ``bson_values.MONGODB_MAX_NESTING`` has it."""
@@ -34,7 +42,11 @@ NESTS_TOO_DEEP: Final = (
 """``MongoActivityLogStore``'s words for a log refused for its nesting."""
 
 _ATTRIBUTE_ROOM: Final = MAX_NESTING - 3
-_METADATA_ROOM: Final = MAX_NESTING - 2
+METADATA_ROOM: Final = MAX_NESTING - 2
+"""The levels a ``metadata`` value may nest: it sits in the document (1) and ``metadata`` (2)."""
+OVERFLOW: Final = "Overflow"
+"""MongoDB's ``codeName`` (code 15) for a write whose document would nest past ``MAX_NESTING``: an
+enrichment key refused for it is counted ``keys_refused["Overflow"]``."""
 
 
 def too_large(size: int) -> str:
@@ -73,7 +85,7 @@ def log_refusal(log: ActivityLog) -> str:
         return NO_EXTERNAL_ID  # the store refuses it before it encodes anything
     if any(nests_past(c.from_, _ATTRIBUTE_ROOM) or nests_past(c.to, _ATTRIBUTE_ROOM) for c in log.changes):
         return NESTS_TOO_DEEP
-    if any(nests_past(value, _METADATA_ROOM) for value in log.metadata.values()):
+    if any(nests_past(value, METADATA_ROOM) for value in log.metadata.values()):
         return NESTS_TOO_DEEP
     try:
         size = document_bytes(log_document(log)) + ID_BYTES

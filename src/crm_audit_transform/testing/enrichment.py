@@ -20,6 +20,7 @@ from typing import Any
 import attrs
 
 from .. import reasons
+from ..bson_nesting import nests_past
 from ..domain import SOURCE_TAG, ActivityLog, EncodedLog, WriteResult
 from ..enrichment.model import (
     ASSOCIATION_ACTIONS,
@@ -32,7 +33,7 @@ from ..enrichment.model import (
 from ..enrichment_tally import EnrichmentTally
 from ..timestamps import as_utc
 from ._bson_size import ID_BYTES, MAX_DOCUMENT_BYTES, document_bytes
-from ._log_limits import log_refusal
+from ._log_limits import METADATA_ROOM, OVERFLOW, log_refusal
 from .stores import held_by_another_tool, refuse_encoded
 
 __all__ = ["InMemoryEnrichmentStore", "activity_log_document"]
@@ -331,13 +332,18 @@ class InMemoryEnrichmentStore:
     def apply(self, plan: EnrichmentPlan) -> EnrichmentTally:
         """Each key by its own guarded update, as the adapter's fallback applies them: set when absent;
         ``keys_too_large`` when the log (with an ObjectId ``_id``) would pass MongoDB's 16 MiB;
-        ``keys_left_alone`` when present, on a log that no longer matches, or on a ``metadata`` that
-        is not a document (MongoDB's ``PathNotViable``); a missing ``metadata`` is created."""
+        ``keys_refused["Overflow"]`` (first, whatever the log) when the value would nest the log past
+        MongoDB's 100 levels; ``keys_left_alone`` when present, on a log that no longer matches, or
+        on a ``metadata`` that is not a document (MongoDB's ``PathNotViable``); a missing
+        ``metadata`` is created."""
         result = EnrichmentTally()
         for patch in plan.patches:
             doc = self._docs.get(patch.target.doc_id)
-            keys_set = too_large = 0
+            keys_set = too_large = too_deep = 0
             for key, value in patch.sets.items():
+                if nests_past(value, METADATA_ROOM):
+                    too_deep += 1  # the adapter refuses it before sending, as MongoDB would (code 15)
+                    continue
                 self.updates += 1
                 if doc is None or not self._matches(doc, patch.target):
                     continue
@@ -359,7 +365,8 @@ class InMemoryEnrichmentStore:
             result += EnrichmentTally(
                 patched=int(keys_set > 0),
                 keys_set=keys_set,
-                keys_left_alone=len(patch.sets) - keys_set - too_large,
+                keys_left_alone=len(patch.sets) - keys_set - too_large - too_deep,
                 keys_too_large=too_large,
+                keys_refused={OVERFLOW: too_deep},
             )
         return result
