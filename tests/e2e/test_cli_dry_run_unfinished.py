@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from processes import CLI, wait_for
 
 from crm_audit_adapters.cli import cli, exit_codes
-from crm_audit_adapters.files.dry_run_progress import DryRunProgress
+from crm_audit_adapters.files.dry_run_progress import DryRunProgress, ProgressJobs
 from crm_audit_adapters.files.errors import FileFormatError
 from support.corpus_account import company_sso_id, contact_docs, dump_jsonl, sso_docs
 from support.corpus_world import CORPUS
@@ -135,18 +135,58 @@ def test_a_dry_run_stopped_by_ctrl_c_keeps_where_it_stopped(tmp_path: Path, inpu
         stderr=subprocess.PIPE,
     )
     progress = DryRunProgress(out)
-    wait_for(lambda: out.exists() and out.stat().st_size > 0, timeout_s=120, what="logs in --out")
+    # Under way = a step's job saved, not bytes in --out: a batch's logs are written before the job
+    # that counts them is saved, and a Ctrl-C between the two keeps the job before them (see below).
+    seen: list[int] = []
+
+    def saved_a_step() -> bool:
+        job = progress.read()
+        if job is None or not job.tally.processed:
+            return False
+        seen.append(job.tally.processed)
+        return True
+
+    wait_for(saved_a_step, timeout_s=120, what="a saved step in the progress file")
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == exit_codes.INTERRUPTED, stderr
     stopped = progress.read()
     assert stopped is not None
-    assert stopped.tally.processed > 0
+    assert stopped.tally.processed >= seen[-1]
+    assert out.stat().st_size > 0
     report = tmp_path / "verify.json"
     code, stdout, _ = invoke(*given, "--out", str(out), "--verify", "--report", str(report))
     assert code == exit_codes.NOT_VERIFIED, stdout
     doc = json.loads(report.read_text())
     assert (doc["findings"]["missing"]["count"], doc["job"]["consistent"]) == (0, True)
+    assert doc["pending"]["count"] > 0
+
+
+def test_a_ctrl_c_between_a_batch_written_and_its_job_saved_keeps_the_job_before_it(
+    tmp_path: Path, inputs: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C once the first batch's logs are in --out and before the job counting them is saved
+    (exit 130): the progress file holds the job as created, nothing processed, and verify finds the
+    rows of the logs written past its cursor pending, not stray, nothing missing."""
+
+    def interrupted(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ProgressJobs, "save_progress", interrupted)
+    out = tmp_path / "logs.jsonl"
+    code, _, stderr = invoke(*inputs, "--out", str(out))
+    assert code == exit_codes.INTERRUPTED, stderr
+    stopped = DryRunProgress(out).read()
+    assert stopped is not None
+    assert (stopped.tally.processed, stopped.last_audit_id) == (0, 0)
+    assert out.read_bytes().count(b"\n") > 0
+    monkeypatch.undo()
+    report = tmp_path / "verify.json"
+    code, stdout, _ = invoke(*inputs, "--out", str(out), "--verify", "--report", str(report))
+    assert code == exit_codes.NOT_VERIFIED, stdout
+    doc = json.loads(report.read_text())
+    assert (doc["findings"]["missing"]["count"], doc["findings"]["stray"]["count"]) == (0, 0)
+    assert doc["job"]["consistent"], doc["job"]
     assert doc["pending"]["count"] > 0
 
 
