@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import select
 import signal
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from typing import Any, Final
 
 import click
@@ -18,7 +19,7 @@ from ..abort_lines import aborted, command_of, words_before_values
 from ..console import interrupt_reported
 from ..redaction import scrub
 from . import exit_codes
-from .options import error_document, read_ahead, remember_json
+from .options import error_document, error_document_in, read_ahead, remember_json_in
 from .standard_streams import open_standard_streams, settle
 from .state import CliState, Overrides
 
@@ -75,13 +76,17 @@ def _refuse_global_values_missing(args: list[str]) -> None:
 
 
 def _report(
-    error: BaseException, state: CliState | None, ctx: click.Context | None = None, *, debug: bool = False
+    error: BaseException,
+    state: CliState | None,
+    meta: MutableMapping[str, Any] | None = None,
+    *,
+    debug: bool = False,
 ) -> int:
     """Print ``error: CODE: message`` (secrets scrubbed) and return the exit code; under ``--debug``
     (``state.debug``, or ``debug`` where no command's state exists) the traceback first.
 
-    Given the invocation's ``ctx``, a command run with ``--json`` that printed no document yet
-    also gets the error document on stdout (``options.error_document``).
+    Given the invocation's ``meta`` (``click.Context.meta``), a command run with ``--json`` that
+    printed no document yet also gets the error document on stdout (``options.error_document_in``).
     """
     if debug or (state is not None and state.debug):
         # The error's own traceback (outside a command: the ``EOFError``, not click's ``Abort`` from
@@ -91,10 +96,10 @@ def _report(
     line = scrub(exit_codes.one_line(error), _secrets(state))
     _to_stderr(f"error: {line}")
     code = exit_codes.exit_code_for(error)
-    if ctx is not None:
+    if meta is not None:
         name = exit_codes.error_code(error)
         with contextlib.suppress(OSError):  # stdout is what failed (closed): the line above says it
-            error_document(ctx, name, line.removeprefix(f"{name}: "), code)
+            error_document_in(meta, name, line.removeprefix(f"{name}: "), code)
     return code
 
 
@@ -108,10 +113,42 @@ def _to_stderr(text: str, *, nl: bool = True) -> None:
 def _json_asked_of_command(ctx: click.Context, args: Sequence[str]) -> None:
     """Before the group's usage error is reported: when the command line names a command and asks for
     ``--json``, the error document is printed for it, as for the command's own usage errors."""
+    _json_asked_in(ctx.meta, args)
+
+
+def _json_asked_in(meta: MutableMapping[str, Any], args: Sequence[str]) -> None:
+    """``_json_asked_of_command`` for the invocation whose context's ``meta`` this is."""
     words = args[: args.index("--")] if "--" in args else args
     command = command_of(args)
     if command is not None and "--json" in words:
-        remember_json(ctx, command)
+        remember_json_in(meta, command)
+
+
+_WORDS: Final = "crm_audit_adapters.cli.words"
+"""The command line after the program's name, in the invocation's ``meta``."""
+_INVOCATION: Final[contextvars.ContextVar[MutableMapping[str, Any] | None]] = contextvars.ContextVar(
+    "crm_audit_adapters.cli.invocation", default=None
+)
+"""The ``click.Context.meta`` of the invocation under way (or last run), shared by its every context:
+what it asked of ``--json`` and whether it printed its document, for a Ctrl-C that lands where its
+contexts are gone (``interrupted``)."""
+
+
+def interrupted(args: Sequence[str], *, debug: bool = False) -> int:
+    """Report a Ctrl-C that landed outside a command's handling of it — as click read the options,
+    closed the command's context, or as its error was reported — and return ``INTERRUPTED`` (130):
+    ``error: INTERRUPTED: …`` on stderr and, when the command line (``args``, after the program's
+    name) asks for ``--json``, the error document on stdout, unless the command printed its own.
+
+    The invocation's ``meta`` says what the command read and printed; the command line says what the
+    options not yet read would have (``--json`` noted as for a usage error of the group)."""
+    interrupt_reported()
+    meta = _INVOCATION.get()
+    if meta is None:  # before the group's context was made
+        meta = {}
+    _json_asked_in(meta, args)
+    error = exit_codes.CliError("INTERRUPTED", aborted(command_of(args)))
+    return _report(error, None, meta, debug=debug)
 
 
 def _debug_asked(args: Sequence[str]) -> bool:
@@ -185,6 +222,8 @@ class _Group(click.Group):
     command_class = _Command
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        _INVOCATION.set(ctx.meta)  # before a word is read: a Ctrl-C from here on finds it
+        ctx.meta[_WORDS] = tuple(args)
         try:
             if not ctx.resilient_parsing:  # shell completion parses what it can
                 _refuse_global_values_missing(args)
@@ -224,11 +263,13 @@ class _Group(click.Group):
             # The run's first Ctrl-C stops after its batch; this is the second (or one outside a run).
             interrupt_reported()  # a further Ctrl-C must not cut this report or the closing short
             error = exit_codes.CliError("INTERRUPTED", aborted(ctx.invoked_subcommand))
-            ctx.exit(_report(error, ctx.find_object(CliState), ctx))
+            # Its options may not all have been read (``--json`` among them): the command line says.
+            _json_asked_in(ctx.meta, ctx.meta.get(_WORDS, ()))
+            ctx.exit(_report(error, ctx.find_object(CliState), ctx.meta))
         except Exception as error:
             if _reader_gone(error):
                 _exit_quietly()
-            ctx.exit(_report(error, ctx.find_object(CliState), ctx))
+            ctx.exit(_report(error, ctx.find_object(CliState), ctx.meta))
 
     def main(
         self,
@@ -242,6 +283,7 @@ class _Group(click.Group):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         words = sys.argv[1:] if args is None else args
+        _INVOCATION.set(None)  # this invocation's, once the group's context is made
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.Abort as abort:
@@ -252,8 +294,7 @@ class _Group(click.Group):
                 # click's own catch (``Abort() from`` the interrupt): a Ctrl-C that landed outside a
                 # command's handling of it, as it parsed options, closed its context, or reported
                 # its error (a handler's, where the sibling ``except KeyboardInterrupt`` is not reached).
-                error = exit_codes.CliError("INTERRUPTED", aborted(command_of(words)))
-                sys.exit(_report(error, None, debug=debug))
+                sys.exit(interrupted(words, debug=debug))
             if isinstance(abort.__cause__, Exception):
                 # click's catch of an ``EOFError`` (``Abort() from`` it) that left a command's own
                 # handling: a read that met an end of file (a closed stdin) where no prompt was asked.
@@ -316,6 +357,9 @@ def main() -> None:
     open_standard_streams()
     try:
         cli(prog_name=prog_name())
+    except KeyboardInterrupt:  # after click's catch: as the group reported an error or ended
+        args = sys.argv[1:]
+        sys.exit(interrupted(args, debug=_debug_asked(args)))
     finally:
         settle()  # a stream whose write failed: the exit's flush must not fail on it again
 

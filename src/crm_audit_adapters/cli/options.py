@@ -23,7 +23,7 @@ import datetime as dt
 import json
 import os
 import stat
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -42,6 +42,7 @@ __all__ = [
     "echo_json",
     "emit",
     "error_document",
+    "error_document_in",
     "json_flag",
     "json_option",
     "keep_for_error",
@@ -51,6 +52,7 @@ __all__ = [
     "refuse_future_cutoff",
     "regular_file",
     "remember_json",
+    "remember_json_in",
     "stored_non_empty",
     "stored_text",
     "workers_option",
@@ -184,8 +186,13 @@ def _remember_json(ctx: click.Context, _: click.Parameter, value: bool) -> bool:
 def remember_json(ctx: click.Context, command: str | None) -> None:
     """Note that the invocation asked for ``--json`` for ``command`` (its name): an error from now on
     prints the error document (``error_document``)."""
-    ctx.meta[_AS_JSON] = True
-    ctx.meta[_COMMAND] = command
+    remember_json_in(ctx.meta, command)
+
+
+def remember_json_in(meta: MutableMapping[str, Any], command: str | None) -> None:
+    """``remember_json`` for the invocation whose ``click.Context.meta`` is ``meta``."""
+    meta[_AS_JSON] = True
+    meta[_COMMAND] = command
 
 
 ID_OPTIONS: Final = frozenset({"--company-sso-id", "--tenant", "--audit-id"})
@@ -299,12 +306,18 @@ def error_document(ctx: click.Context, code: str, message: str, exit_code: int) 
     scrubbed of secrets. A usage error prints one once ``--json`` was read (it is eager); an unknown
     option or command, met before any option is read, prints none.
     """
-    meta = ctx.meta
+    error_document_in(ctx.meta, code, message, exit_code)
+
+
+def error_document_in(meta: MutableMapping[str, Any], code: str, message: str, exit_code: int) -> None:
+    """``error_document`` for the invocation whose ``click.Context.meta`` is ``meta``: where no context
+    is current any more (a Ctrl-C as click read the options or closed the command's context)."""
     if not meta.get(_AS_JSON) or meta.get(_PRINTED):
         return
     error = {"code": code, "message": message, "exit_code": exit_code}
     kept = meta.get(_PARTIAL, {})
     echo_json({"command": meta[_COMMAND], "schema": JSON_SCHEMA_VERSION, **kept, "error": error})
+    meta[_PRINTED] = True
 
 
 def _plain(value: object) -> str:
