@@ -19,7 +19,7 @@ from ..abort_lines import aborted, command_of, words_before_values
 from ..console import interrupt_reported
 from ..redaction import scrub
 from . import exit_codes
-from .options import error_document, error_document_in, read_ahead, remember_json_in
+from .options import bounded, error_document, error_document_in, read_ahead, remember_json_in
 from .standard_streams import open_standard_streams, settle
 from .state import CliState, Overrides
 
@@ -255,7 +255,8 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except click.UsageError as usage:
             if usage.ctx is None:  # raised by a command's own code (main prints those with a context)
-                error_document(ctx, exit_codes.error_code(usage), usage.format_message(), usage.exit_code)
+                message = bounded(usage.format_message(), ctx.meta.get(_WORDS, ()))
+                error_document(ctx, exit_codes.error_code(usage), message, usage.exit_code)
             raise
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
@@ -313,10 +314,11 @@ class _Group(click.Group):
             if isinstance(error, click.UsageError) and error.ctx is not None:
                 hint = f" (see '{error.ctx.command_path} --help')"
             name = exit_codes.error_code(error)
-            _to_stderr(f"error: {name}: {error.format_message()}{hint}")
+            message = bounded(error.format_message(), words)  # each value it echoes, cut when long
+            _to_stderr(f"error: {name}: {message}{hint}")
             code = exit_codes.exit_code_for(error) if isinstance(error, click.FileError) else error.exit_code
             if isinstance(error, click.UsageError) and error.ctx is not None:
-                error_document(error.ctx, name, error.format_message(), code)  # when --json was read
+                error_document(error.ctx, name, message, code)  # when --json was read
             sys.exit(code)
         sys.exit(code if isinstance(code, int) else exit_codes.OK)
 

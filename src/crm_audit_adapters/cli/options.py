@@ -19,6 +19,7 @@ document, the CLI's one error handler prints ``error_document`` instead (``{"com
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -35,8 +36,11 @@ from crm_audit_transform.timestamps import as_utc
 from ..strict_json import dumps, has_surrogate
 
 __all__ = [
+    "CUT_TO",
     "ID_OPTIONS",
     "JSON_SCHEMA_VERSION",
+    "SHOWN_CHARS",
+    "bounded",
     "company_option",
     "date_range_start_option",
     "echo_json",
@@ -53,6 +57,7 @@ __all__ = [
     "regular_file",
     "remember_json",
     "remember_json_in",
+    "shown_word",
     "stored_non_empty",
     "stored_text",
     "workers_option",
@@ -201,6 +206,38 @@ takes them. Written ``--company-sso-id --json``, the value is missing: click too
 ``--json``, for the id, and the command then ran for an account named ``--json``, its ``--json``
 unread. A word starting with ``-`` after one of them is a usage error (``read_ahead``); an id that
 really starts with ``-`` is given joined to its option, ``--company-sso-id=-x``."""
+
+
+SHOWN_CHARS: Final = 256
+"""The longest command-line word a usage message quotes whole; a longer one is cut to its first
+``CUT_TO`` characters and its length (``shown_word``), in the form of the files adapters' messages
+(``files.errors.cut``). Longer than their 80: a word here is often a file's path, which the message
+names whole up to a file name's 255 bytes beyond its directory's (a test's ``tmp_path`` is 84)."""
+CUT_TO: Final = 200
+
+
+def shown_word(word: str) -> str:
+    """``word`` as a message quotes it: whole up to ``SHOWN_CHARS``, else cut (``111… (5000 characters)``)."""
+    return word if len(word) <= SHOWN_CHARS else f"{word[:CUT_TO]}… ({len(word)} characters)"
+
+
+def bounded(message: str, words: Sequence[str]) -> str:
+    """``message`` with each word of the command line (``words``) that it echoes cut by ``shown_word``:
+    as written or quoted (``repr``, click's ``'…'``), an ``--option=value``'s value too, and an integer
+    as click writes it back (``+0012`` as ``12``). click quotes a refused value whole: an ``explain
+    --audit-id`` of 5,000 digits put 5,000 characters in the ``USAGE`` line and its ``--json``
+    document, and so did any option's value, an unknown option or an extra argument."""
+    echoed: set[str] = set()
+    for word in words:
+        echoed.add(word)
+        if word.startswith("-") and "=" in word:
+            echoed.add(word.partition("=")[2])
+    for word in list(echoed):
+        with contextlib.suppress(ValueError):  # no integer, or past Python's digits (echoed as text)
+            echoed.add(str(int(word)))
+    for word in sorted((w for w in echoed if len(w) > SHOWN_CHARS), key=len, reverse=True):
+        message = message.replace(repr(word), repr(shown_word(word))).replace(word, shown_word(word))
+    return message
 
 
 def read_ahead(command: click.Command, ctx: click.Context, args: Sequence[str]) -> None:

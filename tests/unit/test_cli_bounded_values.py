@@ -1,0 +1,75 @@
+"""A usage error quotes each value of the command line it echoes whole up to 256 characters, and a
+longer one cut to its first 200 and its length, in its line and its ``--json`` document.
+
+click quotes a refused value whole: ``explain --audit-id`` of 5,000 digits was a 5,000-character
+``USAGE`` line, and an unknown option, an extra argument or any option's value the same. The cut's
+form is the files adapters' (``files.errors.cut``); the bound, ``options.SHOWN_CHARS``, leaves a
+file's path whole.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from crm_audit_adapters.cli import cli, exit_codes
+from crm_audit_adapters.cli.options import CUT_TO, SHOWN_CHARS, bounded, shown_word
+
+LONG = 5000
+EXPLAIN = ["explain", "--company-sso-id", "c", "--json"]
+TRIGGER = ["trigger", "--company-sso-id", "c", "--json"]
+
+
+def usage(args: list[str]) -> tuple[str, str]:
+    """The ``USAGE`` line (stderr) and its document's message for ``args``."""
+    result = CliRunner().invoke(cli, args, env={"CRM_AUDIT_SETTINGS": ""})
+    assert result.exit_code == exit_codes.USAGE, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1
+    assert lines[0].startswith("error: USAGE: ")
+    document = json.loads(result.stdout)
+    assert document["error"]["code"] == "USAGE"
+    return lines[0], document["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("args", "echoed"),
+    [
+        ([*EXPLAIN, "--audit-id", "1" * LONG], "1" * LONG),  # past int()'s digits: "not a valid integer"
+        ([*EXPLAIN, "--audit-id", "x" * LONG], "x" * LONG),
+        ([*EXPLAIN, f"--audit-id={'y' * LONG}"], "y" * LONG),
+        ([*TRIGGER, "--shards", "9" * 400], "9" * 400),  # an integer out of range, written back
+        ([*TRIGGER, "--shards", "+000" + "8" * 400], "8" * 400),  # ... as click writes it: no sign, no zeros
+        ([*TRIGGER, "--date-range-start", "2" * LONG], "2" * LONG),
+        ([*TRIGGER, "--" + "w" * LONG], "--" + "w" * LONG),  # an unknown option
+        ([*TRIGGER, "e" * LONG], "e" * LONG),  # an extra argument
+        (["verify", "--company-sso-id", "c", "--json", "--sample", "s" * LONG], "s" * LONG),
+    ],
+    ids=["digits", "text", "joined", "range", "range-written-back", "date", "option", "extra", "sample"],
+)
+def test_a_long_value_is_cut_in_the_line_and_the_document(args: list[str], echoed: str) -> None:
+    """Fails on the old code: the whole value in both."""
+    line, message = usage(args)
+    assert echoed not in line
+    assert echoed not in message
+    cut = f"{echoed[:CUT_TO]}… ({len(echoed)} characters)"
+    assert cut in line
+    assert cut in message
+    assert len(message) < 400
+
+
+def test_a_short_value_is_quoted_whole() -> None:
+    value = "7" * (SHOWN_CHARS - 1) + "x"
+    _, message = usage([*EXPLAIN, "--audit-id", value])
+    assert message == f"Invalid value for '--audit-id': '{value}' is not a valid integer."
+
+
+def test_the_bound_is_256_characters_cut_to_200() -> None:
+    assert (SHOWN_CHARS, CUT_TO) == (256, 200)
+    assert shown_word("a" * SHOWN_CHARS) == "a" * SHOWN_CHARS
+    assert shown_word("a" * (SHOWN_CHARS + 1)) == "a" * CUT_TO + f"… ({SHOWN_CHARS + 1} characters)"
+    assert bounded("no 'echo' here", ["b" * 300]) == "no 'echo' here"
+    quoted = "it's\n" + "q" * 300  # repr escapes the line break and quotes with "
+    assert bounded(f"got {quoted!r}.", [quoted]) == f"got {shown_word(quoted)!r}."
