@@ -63,7 +63,7 @@ def test_a_long_value_is_cut_in_the_line_and_the_document(args: list[str], echoe
 def test_a_short_value_is_quoted_whole() -> None:
     value = "7" * (SHOWN_CHARS - 1) + "x"
     _, message = usage([*EXPLAIN, "--audit-id", value])
-    assert message == f"Invalid value for '--audit-id': '{value}' is not a valid integer."
+    assert message == f"Invalid value for '--audit-id': '{value}' is not a valid integer range."
 
 
 def test_the_bound_is_256_characters_cut_to_200() -> None:
@@ -73,3 +73,22 @@ def test_the_bound_is_256_characters_cut_to_200() -> None:
     assert bounded("no 'echo' here", ["b" * 300]) == "no 'echo' here"
     quoted = "it's\n" + "q" * 300  # repr escapes the line break and quotes with "
     assert bounded(f"got {quoted!r}.", [quoted]) == f"got {shown_word(quoted)!r}."
+
+
+@pytest.mark.parametrize("audit_id", [str(2**63), f"--audit-id={-(2**63) - 1}", "1" * 400])
+def test_an_audit_id_outside_bigint_is_a_usage_error(audit_id: str) -> None:
+    """audited's ``audits.id`` is a bigint: another id names no row. Fails on the old code: it went
+    to the database and ended ``AUDIT_NOT_FOUND`` (exit 4) quoting every digit, up to 4,300."""
+    args = [*EXPLAIN, audit_id] if audit_id.startswith("--") else [*EXPLAIN, "--audit-id", audit_id]
+    _, message = usage(args)
+    assert message.startswith("Invalid value for '--audit-id': ")
+    assert message.endswith("is not in the range -9223372036854775808<=x<=9223372036854775807.")
+    assert len(message) < 400
+
+
+@pytest.mark.parametrize("audit_id", [str(2**63 - 1), f"--audit-id={-(2**63)}"])
+def test_an_audit_id_inside_bigint_is_taken(audit_id: str) -> None:
+    """Taken to the service (here its settings are missing: ``CONFIG_INVALID``, no usage error)."""
+    args = [*EXPLAIN, audit_id] if audit_id.startswith("--") else [*EXPLAIN, "--audit-id", audit_id]
+    result = CliRunner().invoke(cli, args, env={"CRM_AUDIT_SETTINGS": "", "CRM_AUDIT_MONGO_URI": ""})
+    assert json.loads(result.stdout)["error"]["code"] == "CONFIG_INVALID"

@@ -21,6 +21,7 @@ from crm_audit_transform.config import load_config
 from crm_audit_transform.domain import Failed, Migrated, Outcome, Skipped
 from crm_audit_transform.errors import JobNotFound, JobUnreadable, TenantUnbound
 from crm_audit_transform.jobs import CANCELLED, COMPLETED, HALTED, MigrationJob
+from crm_audit_transform.numerals import BIGINT_MAX, BIGINT_MIN
 from crm_audit_transform.ports import JobStore
 from crm_audit_transform.usecases import FRESH, RESUME, MigrationStatus
 
@@ -355,7 +356,13 @@ def rollback_command(state: CliState, company: str, yes: bool, as_json: bool) ->
 
 @cli.command()
 @company_option
-@click.option("--audit-id", required=True, type=int, help="The audit row to explain.")
+@click.option(
+    "--audit-id",
+    required=True,
+    # audited's audits.id is a bigint: an id outside it names no row, and AUDIT_NOT_FOUND quoted it whole.
+    type=click.IntRange(BIGINT_MIN, BIGINT_MAX),
+    help="The audit row to explain (an id of audits.id, a bigint).",
+)
 @click.option(
     "--tenant", callback=stored_non_empty, help="The CRM tenant schema (default: the account's job's tenant)."
 )
