@@ -103,6 +103,15 @@ def _report(
     return code
 
 
+def _usage_message(error: click.ClickException, words: Sequence[str]) -> str:
+    """click's message for ``error`` as the line and the document give it: each value of the command
+    line (``words``) it echoes cut when long (``options.bounded``), and on one line, as every error's
+    (``exit_codes.one_line``): click writes a choice's missing argument over four lines (``Choose
+    from:`` and a tab-indented line per choice)."""
+    lines = bounded(error.format_message(), words).splitlines()
+    return " ".join(line.strip() for line in lines if line.strip())
+
+
 def _to_stderr(text: str, *, nl: bool = True) -> None:
     """``text`` on stderr, if it can take it: a stderr that cannot (full, closed) is the error
     being reported, or it fails as the command ends; either way the exit code still says it."""
@@ -255,7 +264,7 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except click.UsageError as usage:
             if usage.ctx is None:  # raised by a command's own code (main prints those with a context)
-                message = bounded(usage.format_message(), ctx.meta.get(_WORDS, ()))
+                message = _usage_message(usage, ctx.meta.get(_WORDS, ()))
                 error_document(ctx, exit_codes.error_code(usage), message, usage.exit_code)
             raise
         except (click.exceptions.Exit, click.ClickException, click.Abort):
@@ -314,7 +323,7 @@ class _Group(click.Group):
             if isinstance(error, click.UsageError) and error.ctx is not None:
                 hint = f" (see '{error.ctx.command_path} --help')"
             name = exit_codes.error_code(error)
-            message = bounded(error.format_message(), words)  # each value it echoes, cut when long
+            message = _usage_message(error, words)
             _to_stderr(f"error: {name}: {message}{hint}")
             code = exit_codes.exit_code_for(error) if isinstance(error, click.FileError) else error.exit_code
             if isinstance(error, click.UsageError) and error.ctx is not None:
@@ -323,7 +332,9 @@ class _Group(click.Group):
         sys.exit(code if isinstance(code, int) else exit_codes.OK)
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+# No command is a usage error of one line (click's "Missing command."), as every other: by default
+# click raised its help text as the error's message, "error: USAGE: Usage: …" over some thirty lines.
+@click.group(cls=_Group, no_args_is_help=False, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--settings",
     "settings_path",
