@@ -92,6 +92,22 @@ class TestReadOnly:
             row = session.run(lambda conn: conn.execute(query).fetchone())
         assert row == ("1234ms", "UTC", "force_custom_plan", "on")
 
+    def test_each_transaction_is_read_committed_whatever_the_database_default(self, scratch_dsn: str) -> None:
+        """A database whose default_transaction_isolation is serializable (a primary's setting, which
+        its hot standbys copy and where every serializable transaction is refused with 0A000) still
+        gets READ COMMITTED transactions: on a standby every query failed, SourceQueryFailed (exit 7)."""
+        name = psycopg.conninfo.conninfo_to_dict(scratch_dsn)["dbname"]
+        with psycopg.connect(scratch_dsn, autocommit=True) as admin:
+            admin.execute(
+                psycopg.sql.SQL(
+                    "ALTER DATABASE {} SET default_transaction_isolation = 'serializable'"
+                ).format(psycopg.sql.Identifier(str(name)))
+            )
+        query = "SELECT current_setting('transaction_isolation'), current_setting('transaction_read_only')"
+        with ReadOnlySession.from_dsn(scratch_dsn) as session:
+            row = session.run(lambda conn: conn.execute(query).fetchone())
+        assert row == ("read committed", "on")
+
     @pytest.mark.parametrize(("threshold", "prepared"), [(None, 0), (1, 1)])
     def test_server_side_prepared_statements_follow_the_factory_setting(
         self, crm_dsn: str, threshold: int | None, prepared: int

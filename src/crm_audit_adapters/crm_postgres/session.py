@@ -1,6 +1,7 @@
 """Read-only access to the CRM database: a connection factory and a session that retries.
 
-Every unit of work runs in its own ``BEGIN READ ONLY`` transaction with a local statement timeout,
+Every unit of work runs in its own ``BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY`` transaction
+(whatever the server's default: a hot standby refuses a serializable one) with a local statement timeout,
 ``TimeZone = UTC`` and custom plans (``SET LOCAL`` semantics, so it also holds behind a
 transaction-pooling PgBouncer). When the connection drops or a statement times out
 (``psycopg.OperationalError``) the session discards the connection, waits with exponential backoff,
@@ -178,6 +179,10 @@ class PostgresConnectionFactory:
                 ) from None
             raise psycopg.OperationalError(message) from None
         conn.read_only = True  # every transaction() block begins with BEGIN READ ONLY
+        # ... ISOLATION LEVEL READ COMMITTED, whatever the server's default_transaction_isolation: a
+        # hot standby refuses every serializable transaction (0A000), and a database whose default
+        # is serializable (set on the primary, copied to its replicas) failed each query there.
+        conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
         adapt_sql_ascii(conn)
         return conn
 
