@@ -10,7 +10,7 @@ the first ids, up to a cap):
 * ``unexpected`` — a log exists for a row that now skips or fails;
 * ``stray`` — a ``crm_migration`` log whose ``external_id`` names no in-scope audit;
 * ``duplicate`` — one ``external_id`` on more than one log (impossible with the unique index);
-* ``drifted`` — a log whose transformer-owned fields differ from the recomputed ones;
+* ``drifted`` — a log whose fields the run writes differ from the recomputed ones;
 * ``past_watermark`` — a migrated log at or after its contact's ``created_at`` (the live feed owns it);
 * ``overlap`` — a live-feed log that matches a migrated log by the enrichment match key.
 """
@@ -18,7 +18,7 @@ the first ids, up to a cap):
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Final, Protocol, TypedDict
 
 from attrs import field, frozen
@@ -40,8 +40,13 @@ __all__ = [
 ]
 
 OWNED_FIELDS: Final = ("customer_id", "category", "action", "actor", "attributes", "timestamp", "metadata")
-"""The fields the transformer owns and verify compares; of ``metadata``, the run's own keys only
-(``RUN_METADATA_KEYS``, by ``run_metadata``): enrichment's keys, added after the write, are not compared."""
+"""The top-level fields verify compares (``source_tag`` apart, checked on every log read:
+``foreign_tag``). What a reader's ``content_of`` holds is the whole document the sink writes for a log,
+field by field (``metadata`` one key at a time, ``METADATA_PREFIX``), so a field the sink comes to write
+is compared with no change here; these are the ones every log has."""
+
+METADATA_PREFIX: Final = "metadata."
+"""How a content mapping names one ``metadata`` key: ``metadata.linked_entity_name``."""
 
 SAMPLE_MAX: Final = 1_000_000
 """The largest ``sample`` verify takes: logs compared per page (a page holds at most ``page_size``,
@@ -72,14 +77,46 @@ RUN_METADATA_KEYS: Final = (
     "username",
     "linked_entity_type",
     "linked_entity_id",
+    "linked_entity_name",
+    "combined",
 )
-"""The ``metadata`` keys the run writes (docs/activity-log.md): deterministic, compared by verify."""
+"""The ``metadata`` keys the run writes (docs/activity-log.md): the transformer's, and
+``linked_entity_name``, which the run sets before the write (``usecases._entity_names``). Verify
+compares each (a key the stored log has and the recomputed one lacks too); others' keys are not ours."""
 
 
 def run_metadata(metadata: Mapping[str, object]) -> dict[str, object]:
     """``metadata``'s keys the run writes, in ``RUN_METADATA_KEYS`` order (so a store's key order does
     not matter); what enrichment added is left out."""
     return {key: metadata[key] for key in RUN_METADATA_KEYS if key in metadata}
+
+
+_ABSENT: Final = object()
+
+
+def drifted_fields(
+    expected: Mapping[str, object],
+    stored: Mapping[str, object],
+    run_keys: Collection[str] = RUN_METADATA_KEYS,
+) -> list[str]:
+    """The names of the fields whose stored form differs from the recomputed one (``expected``).
+
+    Both are content mappings in one reader's wire form (``MigratedLogReader.content_of``): a
+    top-level field by its name, a ``metadata`` key as ``metadata.<key>``. Compared: every field
+    ``expected`` holds (in its order), and every key of the run (``run_keys``: ``RUN_METADATA_KEYS``,
+    less ``linked_entity_name`` where the run names no entity) the stored log holds that the
+    recomputed one lacks. ``source_tag`` is left to ``foreign_tag``; other
+    metadata keys (enrichment's, another writer's) and top-level fields no sink writes are not ours.
+    """
+    names = [name for name in expected if name != "source_tag"]
+    names += [
+        name
+        for name in stored
+        if name not in expected
+        and name.startswith(METADATA_PREFIX)
+        and name[len(METADATA_PREFIX) :] in run_keys
+    ]
+    return [name for name in names if expected.get(name, _ABSENT) != stored.get(name, _ABSENT)]
 
 
 FINDING_KINDS: Final = (
@@ -106,11 +143,12 @@ def _utc(value: dt.datetime) -> dt.datetime:
 class MigratedDoc:
     """One stored log with an ``external_id``, as verify reads it back.
 
-    ``content`` maps each of :data:`OWNED_FIELDS` the document has to its value in the store's
-    wire form (BSON bytes, canonical JSON text…), made by the same reader whose ``content_of``
-    encodes a recomputed log, so equal forms mean equal documents — NaN included, which ``==``
-    on decoded values would call different. ``crm_person_id`` and ``linked_entity_id`` come from
-    ``metadata`` (``None`` when absent or not an integer).
+    ``content`` maps each field the document has (a ``metadata`` key as ``metadata.<key>``) to its
+    value in the store's wire form (BSON bytes, canonical JSON text…), made by the same reader whose
+    ``content_of`` encodes a recomputed log, so equal forms mean equal documents — NaN included,
+    which ``==`` on decoded values would call different (``drifted_fields`` compares them).
+    ``crm_person_id`` and ``linked_entity_id`` come from ``metadata`` (``None`` when absent or not an
+    integer).
     """
 
     doc_id: str
@@ -206,6 +244,7 @@ class VerifyReportDocument(TypedDict):
     job: JobCheckDocument | None
     repaired: int
     repaired_in_job: int
+    restored: int
     failure_rate: float
     halt_threshold: float | None
     actors_unchecked: int
@@ -293,10 +332,12 @@ class VerifyReport:
     have a log. ``skipped`` / ``failed``: rows without a log, by recomputed reason. ``content_checked``:
     logs whose content was compared (all of them, or a sample per page). ``repaired``: missing rows
     written by ``--repair``; ``repaired_in_job`` of them were added to the job's counts (see
-    ``usecases.verify``). ``job`` is None when the account has no job. ``pending``: rows that would
-    migrate and have no log yet, past the cursor of a job that is not completed (in progress, halted or
-    cancelled): the run has not reached them, so they are not ``missing`` (lost) and
-    ``--repair`` leaves them to the run; the account is not proven complete while any is (not clean).
+    ``usecases.verify``). ``restored``: ``drifted`` logs ``--repair`` set back to what the run
+    writes now (every field the run writes; other metadata keys kept). ``job`` is None when the
+    account has no job. ``pending``: rows that would migrate and have no log yet, past the cursor of a job
+    that is not completed (in progress, halted or cancelled): the run has not reached them, so they are not
+    ``missing`` (lost) and ``--repair`` leaves them to the run; the account is not proven complete while any
+    is (not clean).
     ``halt_threshold``: the run's halt rule's failed share (0-1); the account is not clean when
     ``failure_rate`` exceeds it (None: no such verdict). The halt rule never halts on fewer than its
     minimum sample of rows (``halting``), so a small account whose every row fails completes: this is
@@ -320,6 +361,7 @@ class VerifyReport:
     pending: Findings = Findings()
     repaired: int = 0
     repaired_in_job: int = 0
+    restored: int = 0
     halt_threshold: float | None = None
     actors_unchecked: int = 0
 
@@ -329,9 +371,11 @@ class VerifyReport:
 
     @property
     def outstanding(self) -> Mapping[str, int]:
-        """Non-zero counts per kind still true after repair (repaired rows are no longer missing)."""
+        """Non-zero counts per kind still true after repair (repaired rows are no longer missing,
+        restored logs no longer drifted)."""
         counts = {kind: self.count(kind) for kind in FINDING_KINDS}
         counts["missing"] = max(0, counts["missing"] - self.repaired)
+        counts["drifted"] = max(0, counts["drifted"] - self.restored)
         return {kind: n for kind, n in counts.items() if n}
 
     @property
@@ -375,6 +419,7 @@ class VerifyReport:
             "job": self.job.to_json() if self.job is not None else None,
             "repaired": self.repaired,
             "repaired_in_job": self.repaired_in_job,
+            "restored": self.restored,
             "failure_rate": self.failure_rate,
             "halt_threshold": self.halt_threshold,
             "actors_unchecked": self.actors_unchecked,

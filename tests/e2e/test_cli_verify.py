@@ -167,3 +167,47 @@ class TestSummaryLines:
         assert "\\x1b]0;pwned\\x07\\x1b[2J" in stray
         assert "\\rFAKE: clean\\u202e" in stray
         assert report.findings["stray"].items[0].external_id == hostile
+
+
+@pytest.mark.postgres
+class TestEveryFieldEndToEnd:
+    def test_drift_of_the_name_and_of_keys_the_run_writes_is_found_and_set_back(
+        self, migrated_cli: Cli, client: mongomock.MongoClient
+    ) -> None:
+        """PostgreSQL, the CDP and a USMAN: one association log's ``linked_entity_name`` edited, one
+        log given ``combined``, one whose ``metadata`` is no document. ``verify`` names each field
+        (exit 10), ``verify --repair`` sets each back (another writer's key kept) and exits 0, and
+        a second ``verify`` is clean. Before, the name and ``combined`` were not compared (the first
+        two verified clean) and repair left drifted logs as they were: this test fails there."""
+        logs = client["cdp"]["activity_logs"]
+        named, plain, whole = list(
+            logs.find({"metadata.linked_entity_name": {"$exists": True}}, sort=[("external_id", 1)]).limit(3)
+        )
+        logs.update_one(
+            {"_id": named["_id"]},
+            {"$set": {"metadata.linked_entity_name": "Renamed", "metadata.crm_note": "kept"}},
+        )
+        logs.update_one({"_id": plain["_id"]}, {"$set": {"metadata.combined": True}})
+        logs.update_one({"_id": whole["_id"]}, {"$set": {"metadata": None}})
+
+        found = migrated_cli("verify", "--company-sso-id", COMPANY, "--json")
+        assert found.exit_code == exit_codes.NOT_VERIFIED, found.output
+        report = json.loads(found.stdout)
+        details = {item["external_id"]: item["detail"] for item in report["findings"]["drifted"]["items"]}
+        assert details[named["external_id"]] == "metadata.linked_entity_name"
+        assert details[plain["external_id"]] == "metadata.combined"
+        assert details[whole["external_id"]] == ", ".join(f"metadata.{key}" for key in whole["metadata"])
+        assert report["outstanding"] == {"drifted": 3}
+
+        repaired = migrated_cli("verify", "--company-sso-id", COMPANY, "--repair")
+        assert repaired.exit_code == 0, repaired.output
+        assert "repaired: 0 written, 0 added to the job's counts, 3 drifted set back" in repaired.stdout
+        now = {
+            doc["_id"]: doc for doc in logs.find({"_id": {"$in": [named["_id"], plain["_id"], whole["_id"]]}})
+        }
+        assert now[named["_id"]]["metadata"] == {**named["metadata"], "crm_note": "kept"}
+        assert now[plain["_id"]]["metadata"] == plain["metadata"]
+        assert now[whole["_id"]]["metadata"] == whole["metadata"]
+        clean = migrated_cli("verify", "--company-sso-id", COMPANY, "--json")
+        assert clean.exit_code == 0, clean.output
+        assert json.loads(clean.stdout)["restored"] == 0

@@ -2,7 +2,8 @@
 
 Each fault is injected the way it happens for real — a document deleted, inserted or edited in
 ``activity_logs``, a row committed behind the cursor in PostgreSQL, a live-feed log written at the
-seam, a job document's counts changed — and verify must name it; repair must fix ``missing`` only.
+seam, a job document's counts changed — and verify must name it; repair must write ``missing`` rows
+and set ``drifted`` logs back, nothing else.
 """
 
 from __future__ import annotations
@@ -193,6 +194,7 @@ class TestLateCommitAndRepair:
         gone = first_log(mongo_db)
         mongo_db.activity_logs.delete_one({"_id": gone["_id"]})
         drifted = first_log(mongo_db, action="updated")
+        category = drifted["category"]
         mongo_db.activity_logs.update_one({"_id": drifted["_id"]}, {"$set": {"category": "other"}})
         before = job_of(world).tally
 
@@ -204,18 +206,18 @@ class TestLateCommitAndRepair:
         assert {m.figure for m in found.job.mismatches} == {"processed", "migrated"}
 
         repaired = verify(world, mongo_db, repair=True)
-        assert (repaired.repaired, repaired.repaired_in_job) == (2, 1)
-        assert repaired.outstanding == {"drifted": 1}
+        assert (repaired.repaired, repaired.repaired_in_job, repaired.restored) == (2, 1, 1)
+        assert repaired.outstanding == {}
         assert repaired.job is not None
         assert repaired.job.consistent
         after = job_of(world)
         assert (after.tally.processed, after.tally.migrated) == (before.processed + 1, before.migrated + 1)
         assert after.lease_owner is None
-        assert mongo_db.activity_logs.find_one({"_id": drifted["_id"]})["category"] == "other"  # type: ignore[index]
+        assert mongo_db.activity_logs.find_one({"_id": drifted["_id"]})["category"] == category  # type: ignore[index]
 
         count = mongo_db.activity_logs.count_documents({})
         again = verify(world, mongo_db, repair=True)
-        assert (again.repaired, again.repaired_in_job) == (0, 0)
+        assert (again.repaired, again.repaired_in_job, again.restored) == (0, 0, 0)
         assert mongo_db.activity_logs.count_documents({}) == count
         assert job_of(world).tally == after.tally
 

@@ -247,12 +247,17 @@ class World:
 
     def verify_ports(self, jobs: JobStore | None = None, *, repair: bool = True) -> VerifyPorts:
         """What ``verify_account`` reads over this account, its logs read back as migrated; ``jobs``
-        in place of its job store. With ``repair``, what a repair writes with too (logs, clock,
-        index state); without, ``VerifyPorts``' defaults (None)."""
+        in place of its job store; the CRM's entities when the world enriches (its run names). With
+        ``repair``, what a repair writes with too (logs, clock, index state); without,
+        ``VerifyPorts``' defaults (None)."""
         reader = InMemoryMigratedLogReader(self.logs)
         jobs = self.jobs if jobs is None else jobs
+        # The run's entities (an enriching world's run names its association logs), as the service gives.
+        entities = self.entities if self.enrichment is not None else None
         if not repair:
-            return VerifyPorts(self.source, self.users, self.sso, self.contacts, reader, jobs)
+            return VerifyPorts(
+                self.source, self.users, self.sso, self.contacts, reader, jobs, entities=entities
+            )
         return VerifyPorts(
             self.source,
             self.users,
@@ -263,6 +268,7 @@ class World:
             self.logs,
             self.clock,
             self.indexes,
+            entities=entities,
         )
 
     def trigger(self, **options: Any) -> MigrationJob:

@@ -269,7 +269,7 @@ class TestFaults:
         with_logs(world, logs)
         report = verify(world)
         assert [f.external_id for f in report.findings["past_watermark"].items] == [logs[at].external_id]
-        assert report.findings["drifted"].items[0].detail == "customer_id, metadata"
+        assert report.findings["drifted"].items[0].detail == "customer_id, metadata.crm_person_id"
 
     def test_a_live_feed_duplicate_across_the_seam_is_an_overlap(self) -> None:
         """A live-feed log with a migrated association log's match key is the same event twice."""
@@ -401,7 +401,8 @@ class TestSourceTag:
 class TestRunMetadata:
     def test_a_rewritten_run_metadata_key_is_drifted_and_an_enrichment_key_is_not(self) -> None:
         """The keys the run writes (crm_audit_id, crm_tenant, crm_person_id, …) are deterministic: one
-        rewritten is drift ("metadata"); a key enrichment adds (linked_entity_name) is not."""
+        rewritten is drift, named; a key enrichment adds (linked_entity_name, where the run names no
+        entity) is not."""
         world = migrated_world()
         logs = list(world.logs.logs)
         ours = [i for i, log in enumerate(logs) if log.external_id]
@@ -416,7 +417,7 @@ class TestRunMetadata:
         report = verify(world)
         assert not report.clean
         assert [(f.external_id, f.detail) for f in report.findings["drifted"].items] == [
-            (logs[forged].external_id, "metadata")
+            (logs[forged].external_id, "metadata.crm_tenant, metadata.crm_person_id")
         ]
 
 
@@ -513,20 +514,21 @@ class TestRepair:
         verify(world, repair=True)
         assert job_of(world).tally == job.tally
 
-    def test_repair_touches_nothing_but_missing(self) -> None:
-        """Drifted, stray and overlap are reported by repair and left exactly as they were."""
+    def test_repair_sets_drift_back_and_leaves_stray_and_overlap(self) -> None:
+        """A drifted log is set back to its recomputed one (``restored``, the job's counts unchanged);
+        a stray is reported and left exactly as it was. Before, repair left the drifted log too."""
         world = migrated_world()
         logs = list(world.logs.logs)
         at = next(i for i, log in enumerate(logs) if log.external_id)
-        logs[at] = attrs.evolve(logs[at], category="other")
-        stray = attrs.evolve(logs[at], external_id="crm:acme:audit:99999999")
+        original = logs[at]
+        logs[at] = attrs.evolve(original, category="other")
+        stray = attrs.evolve(original, external_id="crm:acme:audit:99999999")
         with_logs(world, [*logs, stray])
-        before = world.logs.logs
         job_before = job_of(world)
         report = verify(world, repair=True)
-        assert report.repaired == 0
-        assert report.outstanding == {"drifted": 1, "stray": 1}
-        assert world.logs.logs == before
+        assert (report.repaired, report.restored) == (0, 1)
+        assert report.outstanding == {"stray": 1}
+        assert world.logs.logs == (*logs[:at], original, *logs[at + 1 :], stray)
         assert job_of(world).tally == job_before.tally
 
     def test_a_second_repair_changes_nothing(self) -> None:

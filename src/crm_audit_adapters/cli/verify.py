@@ -48,7 +48,9 @@ SHOWN = 10
     help="Seed of the --sample draw (reproducible samples): a 64-bit integer.",
 )
 @click.option(
-    "--repair", is_flag=True, help="Write the missing rows (only those) and count them into the job."
+    "--repair",
+    is_flag=True,
+    help="Write the missing rows, count them into the job, and set drifted logs back.",
 )
 @json_flag("Print the report as JSON (every id kept).")
 @click.pass_obj
@@ -133,8 +135,11 @@ def summary_lines(report: VerifyReport, shown: int = SHOWN) -> Iterator[str]:
             f"  pending: {pending.count} — {', '.join(refs)}{more} (past the cursor of the {status} job: "
             "not lost, the run has not reached them yet; run or resume it, then verify again)"
         )
-    if report.repaired:
-        yield f"  repaired: {report.repaired} written, {report.repaired_in_job} added to the job's counts"
+    if report.repaired or report.restored:
+        yield (
+            f"  repaired: {report.repaired} written, {report.repaired_in_job} added to the job's counts"
+            + (f", {report.restored} drifted set back" if report.restored else "")
+        )
     job = report.job
     if job is None:
         yield "  job: none"

@@ -10,8 +10,9 @@ log's the line the sink would write for it (``mongo.extended_json.relaxed_json_b
 lines are equal content without parsing either — the common case, since the dry run wrote the line
 from the same log — and such a line is never parsed at all: :class:`StoredLine` builds its
 ``MigratedDoc`` from the recomputed log (every field of the line is that log's). Otherwise the line is
-parsed and each owned field compared as the JSON text of its relaxed Extended JSON value
-(``{"$numberDouble": "NaN"}`` for a NaN, so NaN equals itself), parsed on first use.
+parsed and each field (a ``metadata`` key on its own) compared as the JSON text of its relaxed
+Extended JSON value (``{"$numberDouble": "NaN"}`` for a NaN, so NaN equals itself), parsed on first
+use.
 Parsing stays in orjson (no ``bson.json_util`` hooks). A dry run's file holds no live-feed logs
 (``holds_live_feed`` is False): ``live_feed_candidates`` finds none.
 """
@@ -33,7 +34,7 @@ from crm_audit_transform.enrichment.model import as_referent_id
 from crm_audit_transform.json_scan import string_parts
 from crm_audit_transform.loading import JsonbText
 from crm_audit_transform.timestamps import as_utc
-from crm_audit_transform.verification import OWNED_FIELDS, MigratedDoc, run_metadata
+from crm_audit_transform.verification import METADATA_PREFIX, MigratedDoc
 
 from ..mongo.bson_values import to_bson_datetime
 from ..mongo.document_limits import MAX_DOCUMENT_BYTES
@@ -159,19 +160,20 @@ def _loads(line: bytes) -> object:
 
 
 def json_content(doc: Mapping[str, object]) -> dict[str, object]:
-    """The owned fields of a relaxed-JSON document as JSON text (``bytes``), one per field present
-    (of ``metadata``, the run's own keys: ``run_metadata``)."""
-    content: dict[str, object] = {
-        name: _dumps(doc[name]) for name in OWNED_FIELDS if name in doc and name != "metadata"
-    }
-    metadata = doc.get("metadata")
-    if isinstance(metadata, Mapping):
-        content["metadata"] = _dumps(run_metadata(metadata))
+    """Every field of a relaxed-JSON document as JSON text (``bytes``), a ``metadata`` key an entry
+    of its own (``metadata.<key>``): the shape ``verification.drifted_fields`` compares."""
+    content: dict[str, object] = {}
+    for name, value in doc.items():
+        if name == "metadata" and isinstance(value, Mapping):
+            for key, item in value.items():
+                content[METADATA_PREFIX + key] = _dumps(item)
+            continue
+        content[name] = _dumps(value)
     return content
 
 
 class LineContent(Mapping[str, object]):
-    """A log's owned fields as the JSONL line that holds it: equal lines compare without parsing.
+    """A log's fields as the JSONL line that holds it: equal lines compare without parsing.
 
     As a mapping it is :func:`json_content` of the parsed line, computed on first use; ``==``
     with another ``LineContent`` is True at once when the lines are byte-equal (every field of the

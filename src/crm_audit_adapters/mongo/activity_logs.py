@@ -29,7 +29,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Collection as Ids
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 
 import attrs
 import bson
@@ -390,6 +390,40 @@ class MongoActivityLogStore:
             self._retry,
             "delete a batch's migrated activity logs",
         )
+
+    def restore_migrated(self, log: ActivityLog, run_keys: Ids[str]) -> bool:
+        """Set this company's migrated logs of ``log``'s ``external_id`` back to ``log`` as
+        ``insert_batch`` writes it (``ports.MigratedLogsRestore``, ``verify --repair`` of a drifted
+        log): one ``update_many`` on the idempotency index that ``$set``s each top-level field and
+        each of the log's metadata keys, and ``$unset``s the ``run_keys`` (the keys the run writes)
+        ``log`` lacks; the other metadata keys stay. A stored ``metadata`` that is not a document is
+        replaced whole (a second update, only then). Only ``crm_migration`` logs: one of another
+        ``source_tag`` is not ours (``insert_batch`` fails such a key ``write_error``), and is left for a
+        decision. Idempotent, so retried as a whole. ``ValueError`` when the log cannot be encoded (never for
+        a log the verify walk compared: its reader encoded it)."""
+        doc = encode_activity_log(log)
+        metadata = cast(Document, doc.pop("metadata"))
+        ours = {
+            "company_sso_id": log.company_sso_id,
+            "external_id": log.external_id,
+            "source_tag": SOURCE_TAG,
+        }
+        fields = {name: value for name, value in doc.items() if name not in ours}
+        keyed: Document = {
+            "$set": {**fields, **{f"metadata.{key}": value for key, value in metadata.items()}}
+        }
+        if absent := [key for key in sorted(run_keys) if key not in metadata]:
+            keyed["$unset"] = {f"metadata.{key}": "" for key in absent}
+        whole: Document = {"$set": {**fields, "metadata": metadata}}
+
+        def restore(_: int) -> bool:
+            found = self._collection.update_many({**ours, "metadata": {"$type": "object"}}, keyed)
+            if found.matched_count:
+                return True
+            other = self._collection.update_many({**ours, "metadata": {"$not": {"$type": "object"}}}, whole)
+            return other.matched_count > 0
+
+        return call_with_retry(restore, self._retry, "restore a drifted activity log")
 
     def count_migrated(self, company_sso_id: str) -> int:
         """How many of this company's migrated logs the collection holds: one count, under

@@ -88,7 +88,9 @@ _OUR_METADATA_KEYS: Final = frozenset(
         "username",
     }
 )
-"""The metadata keys the transformer and the run set: none needs ``escape_key``."""
+"""The metadata keys the transformer and the run set: none needs ``escape_key``. The same keys as
+``verification.RUN_METADATA_KEYS`` (a test holds them equal; not imported: a run never loads the
+verification modules)."""
 
 _LEAVES: Final = frozenset({float, int, decimal.Decimal, dt.datetime, dt.date, bytes})
 """The values ``encode_leaf`` meets that hold no other value: no nesting to check."""

@@ -13,8 +13,8 @@
   them ``stray``.
 * ``live_feed_candidates``: the enrichment store's query (the match key, ``external_id`` absent).
 
-The content form of a log is BSON: ``actor``, ``attributes`` and ``timestamp`` are compared as
-the bytes ``bson.encode`` gives, the string fields as they are. Equal bytes mean equal BSON
+The content form of a log is BSON: each field of the document (a ``metadata`` key on its own) is
+compared as the bytes ``bson.encode`` gives. Equal bytes mean equal BSON
 values as MongoDB compares them — a NaN equals itself, ``1`` and ``1.0`` differ, ``bytes`` and
 ``Binary`` subtype 0 are the same, and a sub-document whose keys were reordered differs (as it
 does for the server) — which is what the CDP reads.
@@ -45,7 +45,7 @@ from pymongo.collection import Collection as RawCollection
 from crm_audit_transform.domain import SOURCE_TAG, ActivityLog
 from crm_audit_transform.enrichment import MatchKey, StoredLog
 from crm_audit_transform.enrichment.model import as_referent_id
-from crm_audit_transform.verification import RUN_METADATA_KEYS, MigratedDoc, StoredMigratedLog, run_metadata
+from crm_audit_transform.verification import METADATA_PREFIX, MigratedDoc, StoredMigratedLog
 
 from .bson_values import decode_value, from_bson_datetime, to_bson_datetime
 from .document_limits import ID_BYTES, MAX_DOCUMENT_BYTES, too_large
@@ -57,22 +57,6 @@ from .retry import DEFAULT_RETRY, RetryPolicy, call_with_retry
 
 __all__ = ["BsonContent", "MongoMigratedLogReader", "StoredBson", "bson_content"]
 
-_PROJECTION: Final = dict.fromkeys(
-    (
-        "external_id",
-        "company_sso_id",
-        "customer_id",
-        "category",
-        "action",
-        "actor",
-        "attributes",
-        "timestamp",
-        "source_tag",
-        *(f"metadata.{key}" for key in RUN_METADATA_KEYS),
-    ),
-    1,
-)
-"""What a decoded read needs (a client without raw documents)."""
 _ID_CHUNK: Final = 5_000
 """External ids per chunk of the stray stream (~0.3 MB of keys)."""
 
@@ -82,22 +66,23 @@ def _bson(value: object) -> bytes:
 
 
 def bson_content(doc: ReadDocument) -> dict[str, object]:
-    """The owned fields of an ``activity_logs`` document in their BSON form (absent ones left out)."""
+    """Every field of an ``activity_logs`` document but its ``_id``, each as the bytes
+    ``bson.encode`` gives it, a ``metadata`` key an entry of its own (``metadata.<key>``): the shape
+    ``verification.drifted_fields`` compares, so a field the sink comes to write is compared too."""
     content: dict[str, object] = {}
-    for name in ("customer_id", "category", "action"):
-        if name in doc:
-            content[name] = doc[name]
-    for name in ("actor", "attributes", "timestamp"):
-        if name in doc:
-            content[name] = _bson(doc[name])
-    metadata = doc.get("metadata")
-    if isinstance(metadata, Mapping):
-        content["metadata"] = _bson(run_metadata(metadata))  # the run's keys: enrichment's are not compared
+    for name, value in doc.items():
+        if name == "_id":
+            continue
+        if name == "metadata" and isinstance(value, Mapping):
+            for key, item in value.items():
+                content[METADATA_PREFIX + key] = _bson(item)
+            continue
+        content[name] = _bson(value)
     return content
 
 
 class BsonContent(Mapping[str, object]):
-    """A log's owned fields in BSON form, with its whole encoded document when it has one.
+    """A log's fields in BSON form, with its whole encoded document when it has one.
 
     As a mapping it is :func:`bson_content` of the document, computed on first use. ``==`` with
     another ``BsonContent`` is True at once when both documents are byte for byte the same (past a
@@ -187,7 +172,7 @@ class StoredBson:
 
     @property
     def content(self) -> BsonContent:
-        """The stored owned fields (decoded on first use), with the stored body."""
+        """The stored fields (decoded on first use), with the stored body."""
         return BsonContent(self._decoded(), _body(self._raw))
 
     def same_as(self, expected: Mapping[str, object]) -> bool:
@@ -268,7 +253,7 @@ class MongoMigratedLogReader:
         if raw_collection is None:
 
             def fetch_decoded(_: int) -> list[Document]:
-                return list(self._collection.find(query, _PROJECTION))
+                return list(self._collection.find(query))
 
             decoded = call_with_retry(fetch_decoded, self._retry, "read migrated activity logs")
             return [doc for doc in map(migrated_doc, decoded) if doc is not None]

@@ -80,6 +80,21 @@ class MigratedLogsById(Protocol):
 
 
 @runtime_checkable
+class MigratedLogsRestore(Protocol):
+    """A migrated-log store that sets a stored log back to what the run writes: ``verify --repair``
+    restoring a ``drifted`` log (``usecases._verify_repair``). A store without it leaves drift reported."""
+
+    def restore_migrated(self, log: ActivityLog, run_keys: Collection[str]) -> bool:
+        """Set every field the run writes of each stored ``crm_migration`` log of ``log``'s company
+        and ``external_id`` to ``log``'s, as ``insert_batch`` would write it: the top-level fields,
+        and of ``metadata`` each of ``run_keys`` (the keys the run writes) — set when ``log`` has it,
+        removed when not; other keys (enrichment's, another writer's) are kept. A log of another
+        ``source_tag`` is not touched (not ours: ``insert_batch`` fails its key). Idempotent.
+        Whether a stored log was there to set back."""
+        ...
+
+
+@runtime_checkable
 class MigratedLogsInChunks(Protocol):
     """A migrated-log store that rollback deletes chunk by chunk (``usecases.rollback``): a bounded
     delete at a time, its hold renewed before each, so no delete is sent once another rollback has
@@ -144,7 +159,8 @@ class MigratedLogReader(Protocol):
         ...
 
     def content_of(self, log: ActivityLog) -> Mapping[str, object]:
-        """``log``'s owned fields in the wire form ``MigratedDoc.content`` holds (same encoder).
+        """``log``'s document, field by field, in the wire form ``MigratedDoc.content`` holds (same
+        encoder; a ``metadata`` key as ``metadata.<key>``).
 
         What ``StoredMigratedLog.parsed`` takes as ``expected``. ``ValueError`` (or ``RecursionError``)
         when the store can never hold ``log`` (its writer fails it as ``write_error``): verify counts

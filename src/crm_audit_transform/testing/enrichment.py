@@ -34,7 +34,7 @@ from ..enrichment_tally import EnrichmentTally
 from ..timestamps import as_utc
 from ._bson_size import ID_BYTES, MAX_DOCUMENT_BYTES, document_bytes
 from ._log_limits import METADATA_ROOM, OVERFLOW, log_refusal
-from .stores import held_by_another_tool, refuse_encoded
+from .stores import held_by_another_tool, refuse_encoded, restored_log
 
 __all__ = ["InMemoryEnrichmentStore", "activity_log_document"]
 
@@ -252,6 +252,19 @@ class InMemoryEnrichmentStore:
 
     def count_migrated(self, company_sso_id: str) -> int:
         return sum(1 for doc in self._docs.values() if self._migrated(doc, company_sso_id))
+
+    def restore_migrated(self, log: ActivityLog, run_keys: Collection[str]) -> bool:
+        """Set this company's ``crm_migration`` logs of ``log``'s ``external_id`` back to ``log``,
+        keeping their metadata keys that are not ``run_keys`` (``ports.MigratedLogsRestore``)."""
+        found = False
+        for doc_id, doc in list(self._docs.items()):
+            ours = doc_id in self._logs and self._migrated(doc, log.company_sso_id)
+            if ours and doc.get("external_id") == log.external_id:
+                restored = restored_log(log, doc.get("metadata"), run_keys)
+                self._docs[doc_id] = _document_of(restored)
+                self._logs[doc_id] = restored
+                found = True
+        return found
 
     def _sync_log(self, doc_id: str) -> None:
         log = self._logs.get(doc_id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import TypeGuard
 
 import attrs
@@ -214,6 +214,16 @@ class InMemoryActivityLogStore:
         return sum(
             1 for log in self._logs if log.company_sso_id == company_sso_id and log.source_tag == SOURCE_TAG
         )
+
+    def restore_migrated(self, log: ActivityLog, run_keys: Collection[str]) -> bool:
+        """Set this company's ``crm_migration`` logs of ``log``'s ``external_id`` back to ``log``,
+        keeping their metadata keys that are not ``run_keys`` (``ports.MigratedLogsRestore``)."""
+        found = False
+        for index, stored in enumerate(self._logs):
+            if self._migrated(stored, log.company_sso_id) and stored.external_id == log.external_id:
+                self._logs[index] = restored_log(log, stored.metadata, run_keys)
+                found = True
+        return found
 
 
 class InMemoryJobStore:
@@ -637,6 +647,17 @@ class FixedClock:
 
     def set(self, now: dt.datetime) -> None:
         self._now = as_utc(now)
+
+
+def restored_log(log: ActivityLog, stored_metadata: object, run_keys: Collection[str]) -> ActivityLog:
+    """``log`` with the keys of ``stored_metadata`` that are not ``run_keys`` kept (none when it is
+    not a mapping): what ``MigratedLogsRestore.restore_migrated`` leaves stored."""
+    others = (
+        {key: value for key, value in stored_metadata.items() if key not in run_keys}
+        if isinstance(stored_metadata, Mapping)
+        else {}
+    )
+    return attrs.evolve(log, metadata={**log.metadata, **others})
 
 
 def held_by_another_tool(external_id: str, holder_source_tag: object) -> WriteResult:

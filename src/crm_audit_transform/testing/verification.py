@@ -1,7 +1,12 @@
 """An in-memory ``MigratedLogReader`` over an ``InMemoryActivityLogStore``, for tests of verify.
 
-Its wire form is canonical JSON text per owned field (``Decimal`` and dates tagged, bytes as hex,
-NaN as JSON's ``NaN``), so like the real readers it compares forms, not decoded values.
+Its wire form is canonical JSON text per field of the log's document (``Decimal`` and dates tagged,
+bytes as hex, NaN as JSON's ``NaN``; a ``metadata`` key one entry each, ``metadata.<key>``), so like the
+real readers it compares forms, not decoded values. A plain dict of the data that looks like a tag
+(one key starting with ``$``) is wrapped in ``$literal``, and one with keys that are not strings is
+``$hash`` pairs, so ``{"$decimal": "12.50"}`` never reads as ``Decimal("12.50")`` nor ``{1: x}`` as
+``{"1": x}``. The fields are the ``ActivityLog``'s own, as the sink names them: one the log comes to
+have is compared without a change here.
 """
 
 from __future__ import annotations
@@ -10,11 +15,13 @@ import datetime as dt
 import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
+
+import attrs
 
 from ..domain import SOURCE_TAG, ActivityLog
 from ..enrichment.model import MatchKey, StoredLog, as_referent_id
-from ..verification import MigratedDoc, run_metadata
+from ..verification import METADATA_PREFIX, MigratedDoc
 from .enrichment import InMemoryEnrichmentStore
 from .stores import InMemoryActivityLogStore
 
@@ -33,25 +40,50 @@ def _tagged(value: object) -> Any:
     raise TypeError(f"no JSON form for {type(value).__name__}")
 
 
+def _plain(value: object) -> Any:
+    """``value`` with its dicts made unambiguous for ``json.dumps`` (tags come from ``_tagged``)."""
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, Mapping):
+        if not all(isinstance(key, str) for key in value):
+            return {"$hash": [[_plain(key), _plain(item)] for key, item in value.items()]}
+        plain = {key: _plain(item) for key, item in value.items()}
+        if len(plain) == 1 and next(iter(plain)).startswith("$"):
+            return {"$literal": plain}
+        return plain
+    return value
+
+
 def _form(value: object) -> str:
-    return json.dumps(value, default=_tagged, ensure_ascii=False)
+    return json.dumps(_plain(value), default=_tagged, ensure_ascii=False)
+
+
+_DOCUMENT_NAMES: Final = {"changes": "attributes"}
+"""An ``ActivityLog`` field whose document field has another name."""
 
 
 def _content_form(log: ActivityLog) -> dict[str, object]:
-    """The owned fields of ``log`` as canonical JSON text, one string per field."""
-    actor: dict[str, object] = {"type": log.actor.kind, "name": log.actor.name}
-    if log.actor.sso_id:
-        actor["id"] = log.actor.sso_id
-    attributes = [{"field": c.field, "label": c.label, "from": c.from_, "to": c.to} for c in log.changes]
-    return {
-        "customer_id": _form(log.customer_id),
-        "category": _form(log.category),
-        "action": _form(log.action),
-        "actor": _form(actor),
-        "attributes": _form(attributes),
-        "timestamp": _form(log.timestamp),
-        "metadata": _form(run_metadata(log.metadata)),
-    }
+    """Every field of ``log``'s document as canonical JSON text, one string per field, in the sink's
+    shape (``actor`` and ``attributes`` as documents, no empty ``external_id``, a ``metadata`` key
+    an entry of its own)."""
+    content: dict[str, object] = {}
+    for name in attrs.fields_dict(ActivityLog):
+        value: object = getattr(log, name)
+        if name == "actor":
+            actor: dict[str, object] = {"type": log.actor.kind, "name": log.actor.name}
+            if log.actor.sso_id:
+                actor["id"] = log.actor.sso_id
+            value = actor
+        elif name == "changes":
+            value = [{"field": c.field, "label": c.label, "from": c.from_, "to": c.to} for c in log.changes]
+        elif name == "external_id" and not value:
+            continue  # the sink leaves an empty one out
+        elif name == "metadata":
+            for key, item in log.metadata.items():
+                content[METADATA_PREFIX + key] = _form(item)
+            continue
+        content[_DOCUMENT_NAMES.get(name, name)] = _form(value)
+    return content
 
 
 class InMemoryMigratedLogReader:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Collection, Container, Mapping, Sequence
 from typing import Final
 
 from ..domain import SOURCE_TAG, ActivityLog
-from ..verification import FINDING_KINDS, OWNED_FIELDS, Finding, Findings, MigratedDoc
+from ..verification import FINDING_KINDS, RUN_METADATA_KEYS, Finding, Findings, MigratedDoc, drifted_fields
 
 
 class Found:
@@ -36,16 +36,33 @@ def found_by_kind(keep: int) -> dict[str, Found]:
 _ABSENT: Final = object()
 
 
+_NAME_KEY: Final = "linked_entity_name"
+
+
+def written_keys(names_entities: bool) -> tuple[str, ...]:
+    """The ``metadata`` keys the run writes: ``RUN_METADATA_KEYS``, less ``linked_entity_name`` when
+    it names no entity (no CRM entities port): a stored name is then enrichment's (``enrich``)."""
+    if names_entities:
+        return RUN_METADATA_KEYS
+    return tuple(key for key in RUN_METADATA_KEYS if key != _NAME_KEY)
+
+
 def add_drifted(
     drifted: Found,
     compare: Sequence[tuple[ActivityLog, MigratedDoc, Mapping[str, object]]],
     degraded: Container[int],
+    restore: list[ActivityLog] | None = None,
+    run_keys: Collection[str] = RUN_METADATA_KEYS,
 ) -> int:
-    """Compare each stored log's content with its recomputed one; the owned fields that differ are drift,
-    and so is a ``source_tag`` other than ``crm_migration`` (``foreign_tag``). ``degraded`` holds the
-    audit ids whose recomputed actor USMAN left unanswered (``PageResult.degraded``). Returns the logs
-    whose stored actor differs from such a degraded actor: not drift, but not checked either
-    (``VerifyReport.actors_unchecked``)."""
+    """Compare each stored log's content with its recomputed one; the fields that differ are drift
+    (``verification.drifted_fields``: every field the sink writes, a ``metadata`` key by name), and so
+    is a ``source_tag`` other than ``crm_migration`` (``foreign_tag``). ``degraded`` holds the
+    audit ids whose recomputed actor USMAN left unanswered (``PageResult.degraded``); ``run_keys`` the
+    metadata keys the run writes (``drifted_fields``). Each drifted
+    log's recomputed one is added to ``restore`` (when given), but for a degraded row (written so,
+    its actor would be the degraded one) and a log of another ``source_tag`` (another tool's, as
+    ``insert_batch`` takes it: left for a decision). Returns the logs whose stored actor differs from such a
+    degraded actor: not drift, but not checked either (``VerifyReport.actors_unchecked``)."""
     unchecked = 0
     for log, doc, expected in compare:
         stored = doc.content
@@ -58,15 +75,16 @@ def add_drifted(
             unchecked += 1
         fields = [
             name
-            for name in OWNED_FIELDS
+            for name in drifted_fields(expected, stored, run_keys)
             if not (skip_actor and name == "actor")
-            and expected.get(name, _ABSENT) != stored.get(name, _ABSENT)
         ]
         if tagged:
             fields.append(tagged)
         if fields:
             audit_id = log.metadata.get("crm_audit_id")
             drifted.add(audit_id if isinstance(audit_id, int) else None, doc.external_id, ", ".join(fields))
+            if restore is not None and not skip_actor and not tagged:
+                restore.append(log)
     return unchecked
 
 

@@ -13,12 +13,14 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from ..domain import Migrated
+from ..domain import ActivityLog, Migrated
 from ..errors import CrmAuditError
 from ..jobs import JobShard, MigrationJob
 from ..ports import Clock, GrowingSourceMarks, JobStore
+from ..ports.log_stores import MigratedLogsRestore
 from ..tally import Tally
 from ._entity_names import name_linked_entities
+from ._verify_findings import written_keys
 from ._verify_leases import hold_every_lease, release_every_lease, save_job_as, unleased
 from .migrate_batch import MAX_BATCH_SIZE, migrate_batch
 
@@ -32,7 +34,9 @@ class Repair:
     A missing association log is written as the run writes it: named (``linked_entity_name``) before
     the write, when the ports give the CRM's entities (``_entity_names``). The job's enrichment counts
     are left as they are: they count the association logs of the run's batches, and a restored log
-    was counted by the batch that first wrote it.
+    was counted by the batch that first wrote it. A ``drifted`` log is set back to its recomputed log
+    (``restored``) when the writer can (``ports.log_stores.MigratedLogsRestore``), under the same
+    leases; its counts are unchanged (the row was migrated, and stays so).
     """
 
     def __init__(self, ports: VerifyPorts, settings: VerifySettings, owner: str) -> None:
@@ -43,11 +47,21 @@ class Repair:
         self.repaired_in_range = 0
         self.repaired_by_shard: Counter[int] = Counter()  # of repaired_in_range, by shard index
         self.counted = 0
+        self.restored = 0
+        self.run_keys = written_keys(ports.entities is not None)
         self.batch_size = min(settings.batch_size, MAX_BATCH_SIZE)
 
-    def write(self, missing: Sequence[Migrated], job: MigrationJob | None) -> MigrationJob:
-        """Renew the leases, write ``missing``'s logs in batches, then renew them again: the job as
-        stored now.
+    @property
+    def restores(self) -> bool:
+        """Whether ``write`` can set drifted logs back: the writer restores (``MigratedLogsRestore``)."""
+        return isinstance(self.ports.logs, MigratedLogsRestore)
+
+    def write(
+        self, missing: Sequence[Migrated], job: MigrationJob | None, drifted: Sequence[ActivityLog] = ()
+    ) -> MigrationJob:
+        """Renew the leases, write ``missing``'s logs in batches, set the ``drifted`` logs back (their
+        recomputed logs, named as written; a batch's worth at a time), then renew the leases again:
+        the job as stored now.
 
         The renewal before the first batch is the run's (``run.py``: before inserting, once half the
         lease has passed), done for every page that has logs to write: a repair whose page stalled
@@ -56,7 +70,8 @@ class Repair:
         holds up to ``page_size`` missing logs, many batches: before each later batch the lease is
         renewed again once half of it has passed since the last renewal (the entity names' lookup,
         a slow write, a pause between two batches), so such a stall lets at most the batch in
-        flight out after the lease is lost, as in the run — not the rest of the page.
+        flight out after the lease is lost, as in the run — not the rest of the page. The drifted logs
+        are set back under the same rule, a batch's worth between two checks of the lease.
         """
         writer = self.ports.logs
         clock = self.ports.clock
@@ -90,6 +105,14 @@ class Repair:
                         shard = shard_of(job.shards, item.audit_id)
                         if shard is not None:
                             self.repaired_by_shard[shard] += 1
+        restorer = writer if isinstance(writer, MigratedLogsRestore) else None
+        for start in range(0, len(drifted) if restorer is not None else 0, size):
+            if clock.monotonic() - renewed >= half:
+                renewed = clock.monotonic()
+                job = self._renew_lease(job)
+            for log in drifted[start : start + size]:
+                if restorer is not None and restorer.restore_migrated(log, self.run_keys):
+                    self.restored += 1
         return self._renew_lease(job)
 
     def _grow_source_mark(self, job: MigrationJob) -> MigrationJob:

@@ -23,9 +23,10 @@ from ..ports import RowsSetAside
 from ..tally import Tally
 from ..transformer import Transformer, audit_id_in, external_id
 from ..verification import PENDING_STATES, JobCheck, MigratedDoc, Mismatch, StoredMigratedLog, VerifyReport
+from ._entity_names import name_linked_entities
 from ._id_set import AuditIdSet
 from ._verify_cursor import CountedRowsAtCursor
-from ._verify_findings import Found, add_drifted, foreign_tag, found_by_kind
+from ._verify_findings import Found, add_drifted, foreign_tag, found_by_kind, written_keys
 from ._verify_repair import Repair, ShardCounts
 from ._verify_seam import add_overlap, add_seam, add_seam_contacts, seam_may_fire, seam_of_log
 
@@ -86,6 +87,7 @@ class Walk:
         # Of a file's cursor ids, only the rows the job counted are behind (rows_at_cursor).
         self.at_cursor = CountedRowsAtCursor(job) if job is not None else None
         self.repair = Repair(ports, settings, owner)
+        self.run_keys = written_keys(ports.entities is not None)
 
     # -- the page loop ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -141,6 +143,10 @@ class Walk:
         )
         result = self.transformer.transform(prepared, ctx, company_sso_id=self.company)
         outcomes = result.outcomes
+        if self.ports.entities is not None:
+            # The log the run writes: its association logs named from the CRM before the write
+            # (one call per entity type named, as the run's), so the stored name is compared too.
+            outcomes = name_linked_entities(outcomes, tenant=tenant, entities=self.ports.entities)
         sampled = None if self.settings.sample is None else self._sampled(ext_ids, outcomes, stored, extra)
         content_of = self.ports.reader.content_of
         contacts = {c.id: c for c in ctx.contacts.values()}
@@ -192,18 +198,21 @@ class Walk:
             if any(result.degraded)
             else set()
         )
-        self.actors_unchecked += add_drifted(self.found["drifted"], compare, degraded)
+        # A repair sets the drifted logs back to their recomputed ones, when its writer can.
+        drifted: list[ActivityLog] = []
+        restore = drifted if self.settings.repair and self.repair.restores else None
+        self.actors_unchecked += add_drifted(self.found["drifted"], compare, degraded, restore, self.run_keys)
         add_overlap(self.found["overlap"], self.ports.reader, keys, self.settings.match_window)
-        if self.settings.repair and missing:
-            if degraded:
+        if self.settings.repair and (missing or drifted):
+            if degraded and missing:
                 # USMAN's outage degraded these rows' actors: written so, they would stay wrong for
                 # good (a run halts on them instead). Left missing, and counted unchecked, for a
                 # repair once USMAN answers.
                 held = [m for m in missing if m.audit_id in degraded]
                 self.actors_unchecked += len(held)
                 missing = [m for m in missing if m.audit_id not in degraded]
-            if missing:
-                self.job = self.repair.write(missing, self.job)
+            if missing or drifted:
+                self.job = self.repair.write(missing, self.job, drifted)
 
     def _copies(
         self,
@@ -451,6 +460,7 @@ class Walk:
             pending=self.pending.frozen(),
             repaired=self.repair.repaired,
             repaired_in_job=self.repair.counted,
+            restored=self.repair.restored,
             halt_threshold=self.settings.halt_threshold,
             actors_unchecked=self.actors_unchecked,
         )

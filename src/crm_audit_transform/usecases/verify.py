@@ -11,7 +11,7 @@ compared with the CDP through a ``MigratedLogReader``:
          ──▶ content of (a sample of) the migrated rows: drifted
          ──▶ seam: past_watermark per log (a stored log's customer that no row named is looked
              up then), overlap via reader.live_feed_candidates
-         ──▶ --repair: MigrateBatch(the page's missing logs)
+         ──▶ --repair: MigrateBatch(the page's missing logs); drifted logs set back
     then ──▶ stray pass over reader.migrated_external_ids (against the set of walked ids)
          ──▶ job check; --repair writes the job's counts and hands its lease back
 
@@ -45,9 +45,12 @@ The counts are written once,
 at the end, with the lease handed back. Because they are derived from what is stored rather than
 incremented, a repair that dies before that write leaves the logs written and the counts short —
 the next verify reports the job mismatch — and the next ``--repair`` counts them: it ends in the
-state one uninterrupted repair reaches. ``unexpected``, ``drifted``, ``overlap``,
-``stray`` and ``duplicate`` are only reported: they need a decision (rollback and re-migrate, or
-leave them). A second repair finds nothing missing and changes nothing.
+state one uninterrupted repair reaches. A ``drifted`` log is set back to its recomputed log (every
+field the run writes; other metadata keys kept) when the writer can (``MigratedLogsRestore``), but
+one of another ``source_tag`` (another tool's, as the write path takes it) or whose recomputed
+actor USMAN's outage degraded. ``unexpected``, ``overlap``, ``stray`` and ``duplicate`` are only
+reported: they need a decision (rollback and re-migrate, or leave them). A second repair finds
+nothing missing nor drifted and changes nothing.
 """
 
 from __future__ import annotations
@@ -95,7 +98,8 @@ DEFAULT_KEEP: Final = 10_000
 @frozen
 class VerifyPorts:
     """What verify reads; ``jobs`` for the job check; ``logs``, ``clock`` and ``indexes`` for repair;
-    ``entities`` names a repaired association log's linked entity as the run does (None: the run's
+    ``entities`` names each recomputed association log's linked entity as the run does, so the
+    stored ``linked_entity_name`` is compared and a repaired log written named (None: the run's
     ports had none either, and its logs carry no name)."""
 
     source: AuditSource
