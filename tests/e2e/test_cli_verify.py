@@ -211,3 +211,81 @@ class TestEveryFieldEndToEnd:
         clean = migrated_cli("verify", "--company-sso-id", COMPANY, "--json")
         assert clean.exit_code == 0, clean.output
         assert json.loads(clean.stdout)["restored"] == 0
+
+
+@pytest.mark.postgres
+class TestLogsVerifyMustNotMiss:
+    def test_an_extra_log_and_another_tenants_log_in_our_account_are_stray(
+        self, migrated_cli: Cli, client: mongomock.MongoClient
+    ) -> None:
+        """A ``crm_migration`` log of ours with no source row, and one of another tenant's external id
+        under our company: both ``stray`` (exit 10), left as they are by ``--repair``."""
+        logs = client["cdp"]["activity_logs"]
+        template = logs.find_one({"source_tag": "crm_migration"}, {"_id": 0}, sort=[("external_id", 1)])
+        assert template is not None
+        extra = {**template, "external_id": f"crm:{TENANT}:audit:999999999"}
+        foreign = {**template, "external_id": "crm:globex:audit:1"}
+        logs.insert_many([dict(extra), dict(foreign)])
+        found = migrated_cli("verify", "--company-sso-id", COMPANY, "--repair", "--json")
+        assert found.exit_code == exit_codes.NOT_VERIFIED, found.output
+        report = json.loads(found.stdout)
+        assert {item["external_id"] for item in report["findings"]["stray"]["items"]} == {
+            extra["external_id"],
+            foreign["external_id"],
+        }
+        assert report["outstanding"] == {"stray": 2}
+        assert (
+            logs.count_documents({"external_id": {"$in": [extra["external_id"], foreign["external_id"]]}})
+            == 2
+        )
+
+    def test_a_duplicate_external_id_without_the_unique_index_is_found(
+        self, migrated_cli: Cli, client: mongomock.MongoClient
+    ) -> None:
+        """With migration 035's unique index dropped, a second copy of a log is ``duplicate`` (exit
+        10), sampled for content or not; ``--repair`` refuses to write without the index."""
+        logs = client["cdp"]["activity_logs"]
+        logs.drop_index("uniq_company_external_id")
+        copy = logs.find_one({"source_tag": "crm_migration"}, {"_id": 0}, sort=[("external_id", -1)])
+        assert copy is not None
+        logs.insert_one(dict(copy))
+        for sample in ((), ("--sample", "1", "--seed", "3")):
+            found = migrated_cli("verify", "--company-sso-id", COMPANY, *sample, "--json")
+            assert found.exit_code == exit_codes.NOT_VERIFIED, found.output
+            report = json.loads(found.stdout)
+            assert [item["external_id"] for item in report["findings"]["duplicate"]["items"]] == [
+                copy["external_id"]
+            ]
+            assert report["outstanding"] == {"duplicate": 1}
+        refused = migrated_cli("verify", "--company-sso-id", COMPANY, "--repair")
+        assert refused.exit_code == exit_codes.CONFIG, refused.output
+        assert "INDEXES_MISSING" in refused.stderr
+
+
+class TestDryRunVerifyMustNotMiss:
+    def test_an_extra_line_another_tenants_line_and_a_repeated_line_are_found(self, tmp_path: Path) -> None:
+        """A dry run's file: a line of ours with no source row and one of another tenant under our
+        company are ``stray``, a line written twice is ``duplicate`` (exit 10)."""
+        runner = CliRunner()
+        out, report = tmp_path / "logs.jsonl", tmp_path / "verify.json"
+        assert runner.invoke(cli, ["dry-run", "--example", "--out", str(out)]).exit_code == 0
+        lines = out.read_text().splitlines(keepends=True)
+        first = json.loads(lines[0])
+        tenant_prefix = first["external_id"].rsplit(":", 1)[0]
+        extra = {**first, "external_id": f"{tenant_prefix}:999999999"}
+        foreign = {**first, "external_id": "crm:globex:audit:1"}
+        with out.open("a") as handle:
+            handle.write(json.dumps(extra) + "\n" + json.dumps(foreign) + "\n" + lines[1])
+        found = runner.invoke(
+            cli, ["dry-run", "--example", "--out", str(out), "--verify", "--report", str(report)]
+        )
+        assert found.exit_code == exit_codes.NOT_VERIFIED, found.output
+        doc = json.loads(report.read_text())
+        assert {item["external_id"] for item in doc["findings"]["stray"]["items"]} == {
+            extra["external_id"],
+            foreign["external_id"],
+        }
+        assert [item["external_id"] for item in doc["findings"]["duplicate"]["items"]] == [
+            json.loads(lines[1])["external_id"]
+        ]
+        assert doc["outstanding"] == {"stray": 2, "duplicate": 1}
