@@ -3,6 +3,7 @@ until it is handed back to the run loop (``Page``)."""
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
 from typing import Any, Final, TypeAlias
@@ -72,9 +73,13 @@ class Feed:
     still transformed and handed back, in order, and only then is the error raised
     (``ProcessPagePipeline._transform``), as in one process, where a page is read after the ones
     before it are written. Without it a bad line read ahead lost the pages before it.
+
+    ``ends_within`` reads a few pages ahead (``ahead``, handed out first by ``next``, in order) to
+    tell that the feed ends soon: the pool then hands its last pages out so that its processes end
+    together (``RunPages.send``).
     """
 
-    __slots__ = ("error", "more", "reads", "sent", "seq", "source")
+    __slots__ = ("ahead", "error", "more", "reads", "sent", "seq", "source")
 
     def __init__(self, pages: Iterable[Item], reads: AuditPageIds | None = None) -> None:
         self.source = iter(pages)
@@ -83,14 +88,31 @@ class Feed:
         self.sent = 0
         self.more = True
         self.error: Exception | None = None
+        self.ahead: deque[tuple[int, Item]] = deque()
 
     def next(self) -> tuple[int, Item] | None:
         """The next page and its number; None at the end, or after a read that raised."""
+        if self.ahead:
+            return self.ahead.popleft()
+        return self._read()
+
+    def ends_within(self, count: int) -> bool:
+        """Whether at most ``count`` pages are left to hand out: up to ``count + 1`` pages read
+        ahead to tell (kept for ``next``), fewer if the feed ends (or a read raises) before."""
+        while self.more and len(self.ahead) <= count:
+            page = self._read()
+            if page is None:
+                break
+            self.ahead.append(page)
+        return not self.more
+
+    def _read(self) -> tuple[int, Item] | None:
         if self.more:
             try:
                 rows = next(self.source, None)
-            except Exception as exc:  # raised once the pages before it are handed back
-                self.fail(exc)
+            except Exception as exc:  # raised once the pages read before it are handed back
+                self.more = False
+                self.error = exc
                 return None
             if rows is not None:
                 self.seq += 1
@@ -99,9 +121,11 @@ class Feed:
         return None
 
     def fail(self, error: Exception) -> None:
-        """End the feed at a read that raised ``error``, raised after the pages before it."""
+        """End the feed at a page whose read raised ``error``, raised after the pages before it; the
+        pages read ahead of it are dropped, as one process never reads past a page that failed."""
         self.more = False
         self.error = error
+        self.ahead.clear()
 
 
 def done(page: Page) -> bool:

@@ -35,9 +35,10 @@ is one of the ``workers``: whenever the next page to write is still on its worke
 has its pages, it reads a page and transforms it itself (up to ``pages_per_worker`` of its own in
 flight) instead of waiting, so ``workers`` processes — not ``workers + 1`` — share the cores, and
 that page crosses no process boundary (without sharing, the parent was busy 45 % of a 100k-row
-run: benchmarks/RESULTS.md, issue 15 goal 2). Memory stays flat. This process looks its own pages
-up with the run's lookups (its connections, its cache). Pages come back in order; the parent's own
-keep their ``ActivityLog``s, which the writer encodes.
+run: benchmarks/RESULTS.md, issue 15 goal 2). Near the run's end a worker holds fewer pages not yet
+done (``run_pages.TAIL_PAGES``), so that the processes end together. Memory stays flat. This
+process looks its own pages up with the run's lookups (its connections, its cache). Pages come
+back in order; the parent's own keep their ``ActivityLog``s, which the writer encodes.
 
 Pages by id range: when the run's source can tell a page by its ids (``ports.AuditPageIds``:
 PostgreSQL) the run loop gives ``transform_spans`` each page's ids alone, and each worker reads its
@@ -289,6 +290,7 @@ class ProcessPagePipeline:
                 whole=lookups is not None,
                 pages_per_worker=self._pages_per_worker,
                 own_pages=self._own_pages,
+                share=self._share,
             )
             yield from self._pages(pages, feed)
 

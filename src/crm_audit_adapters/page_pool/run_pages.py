@@ -6,19 +6,27 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from typing import Any
+from typing import Any, Final
 
 from crm_audit_transform.transformer import PageResult, Transformer
 from crm_audit_transform.usecases.pages import PageLookup, PageSpan, RangeRows
 
 from . import worker
 from .in_flight import NO_PLAN, Feed, Page, Plan, Whole
+from .in_flight import done as page_done
 from .sending import wire_rows
 from .sent_rows import SentRows
 from .wire import unpack
 from .worker_processes import WorkerProcesses
 
-__all__ = ["RunPages"]
+__all__ = ["TAIL_PAGES", "RunPages"]
+
+TAIL_PAGES: Final = 2
+"""Once the feed's last pages are in sight (``Feed.ends_within`` the worker's depth), a worker is
+handed a page only while fewer than this many of its pages are not yet done: the one it transforms
+and the next. With its full depth, its last pages waited in its queue while the runner, done with
+its own, waited for them (0.07–0.18 s of a loaded 100k run: benchmarks/RESULTS.md, issue 15 goal 2,
+the pool's last idle tenth); the runner now takes those pages itself (``work_here``)."""
 
 
 class RunPages:
@@ -26,6 +34,8 @@ class RunPages:
 
     ``executors`` are the run's workers (``WorkerProcesses.started``), at most ``pages_per_worker``
     pages each; ``transformer`` transforms the runner's own pages, at most ``own_pages`` of them.
+    ``share``: the runner takes pages of its own (``work_here``), and so the last pages a worker is
+    not handed (``TAIL_PAGES``); without, every page goes to a worker.
     With ``whole`` (the company, when the workers make the lookups) each worker's page is one task
     that comes back transformed; without, two (``worker.prepare*``, then ``worker.finish`` with the
     lookups made here by ``lookup``, in page order)."""
@@ -38,6 +48,7 @@ class RunPages:
         "_pages_per_worker",
         "_processes",
         "_run",
+        "_share",
         "_transformer",
         "_whole",
         "feed",
@@ -57,6 +68,7 @@ class RunPages:
         whole: bool,
         pages_per_worker: int,
         own_pages: int,
+        share: bool = True,
     ) -> None:
         self.feed = feed
         self.inflight: deque[Page] = deque()
@@ -69,6 +81,7 @@ class RunPages:
         self._whole = company_sso_id if whole else None
         self._pages_per_worker = pages_per_worker
         self._own_pages = own_pages
+        self._share = share
 
     def send(self) -> None:
         """Read pages and send them to the workers until each has ``pages_per_worker`` in flight;
@@ -85,11 +98,16 @@ class RunPages:
             self._run,
         )
         held = [0] * len(executors)
+        busy = [0] * len(executors)
         for waiting in inflight:
             if waiting.worker is not None:
                 held[waiting.worker] += 1
+                busy[waiting.worker] += not page_done(waiting)
+        # Near the feed's end a worker gets a page only while it has fewer than TAIL_PAGES not yet
+        # done: the last pages go to whichever process is free, not into a queue the other waits on.
+        tail = self._share and feed.reads is not None and feed.ends_within(self._pages_per_worker)
         while True:
-            slot = self._free_slot(held, feed.sent)
+            slot = self._free_slot(held, busy if tail else None, feed.sent)
             if slot is None:
                 return
             page = feed.next()
@@ -123,14 +141,20 @@ class RunPages:
                 inflight.append(Page(seq, item, slot, plan))
             feed.sent += 1
             held[slot] += 1
+            busy[slot] += 1
 
-    def _free_slot(self, held: Sequence[int], sent: int) -> int | None:
+    def _free_slot(self, held: Sequence[int], busy: Sequence[int] | None, sent: int) -> int | None:
         """The worker the next page goes to: the first, from ``sent mod processes`` on, that is up
-        and holds fewer than ``pages_per_worker`` pages; None if none."""
+        and holds fewer than ``pages_per_worker`` pages (and, given ``busy``, has fewer than
+        ``TAIL_PAGES`` not yet done); None if none."""
         count = len(held)
         for step in range(count):
             slot = (sent + step) % count
-            if held[slot] < self._pages_per_worker and self._processes.usable(slot, self._run):
+            if (
+                held[slot] < self._pages_per_worker
+                and (busy is None or busy[slot] < TAIL_PAGES)
+                and self._processes.usable(slot, self._run)
+            ):
                 return slot
         return None
 
