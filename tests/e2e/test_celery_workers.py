@@ -10,6 +10,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -205,6 +206,26 @@ class TestWarmShutdown:
 
 
 class TestWorkerStart:
+    def test_a_worker_celery_stops_on_an_error_exits_non_zero(self, scale: Scale, tmp_path: Path) -> None:
+        """A worker Celery stopped on an unrecoverable error (here a pidfile it cannot write; also
+        kombu failing to reconnect after a broker restart while a task was held) ends as `celery
+        worker` does, exit 1, with one error line. ``worker_main`` dropped that status: it exited 0,
+        as if shut down, and a supervisor restarting failed processes left it stopped."""
+        env = {**os.environ, **scale.env}
+        pidfile = tmp_path / "missing" / "worker.pid"
+        args = [str(CLI), "worker", "--pool", "solo", "--without-gossip", "--without-mingle"]
+        ended = subprocess.run(
+            [*args, "--pidfile", str(pidfile)], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert ended.returncode == 1, ended.stderr[-3000:]
+        assert "Unrecoverable error: LockFailed" in ended.stderr
+        assert (
+            ended.stderr.rstrip()
+            .splitlines()[-1]
+            .startswith("error: INTERNAL: the Celery worker stopped on an error (its exit status 1;")
+        )
+        assert TOKEN not in ended.stdout + ended.stderr
+
     def test_a_worker_whose_cdp_database_lacks_the_indexes_does_not_start(self, scale: Scale) -> None:
         """A worker with CRM_AUDIT_MONGO_DATABASE naming another database took tasks, found no job there
         and failed them (acknowledged: those jobs were never run). Now it ends before taking any,

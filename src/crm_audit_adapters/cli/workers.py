@@ -183,7 +183,37 @@ def worker(state: CliState, metrics_port: int | None, celery_args: tuple[str, ..
 
         worker_process_shutdown.connect(forget_process, weak=False)
         serve_metrics(metrics_port)
-    app.worker_main(["worker", *args])
+    _run_worker(app, args)
+
+
+def _run_worker(app: Any, args: list[str]) -> None:
+    """``celery worker`` with ``args``; ``CliError`` (``INTERNAL``, exit 1) when it stopped on an error.
+
+    ``worker_main`` drops the worker's exit status: a worker that Celery stopped on an unrecoverable
+    error (``CRITICAL … Unrecoverable error``, ``celery worker``'s exit 1) — a pidfile it cannot
+    write, or kombu failing to reconnect after the broker restarted while a task was held — exited
+    0, as if shut down, so a supervisor that restarts a failed process (systemd's
+    ``Restart=on-failure``) left it stopped and the queue without that worker.
+    """
+    from celery.signals import worker_init
+
+    started: list[Any] = []  # each WorkController Celery builds: the last one ran
+
+    def keep(sender: Any, **_: object) -> None:
+        started.append(sender)
+
+    worker_init.connect(keep, weak=False)
+    try:
+        app.worker_main(["worker", *args])
+    finally:
+        worker_init.disconnect(keep)
+    status = started[-1].exitcode if started else None
+    if status:
+        raise exit_codes.CliError(
+            "INTERNAL",
+            f"the Celery worker stopped on an error (its exit status {status}; its CRITICAL line above "
+            "says which): start it again",
+        )
 
 
 def _require_cdp_indexes(state: CliState) -> None:
