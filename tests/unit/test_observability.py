@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 import structlog
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from structlog.testing import capture_logs
 
 from crm_audit_adapters.observability import JobObserver, MigrationMetrics, observed_ports
+from crm_audit_adapters.observability.exporter import MULTIPROC_ENV, metrics_registry
 from crm_audit_transform.jobs import COMPLETED
 from crm_audit_transform.testing import InMemorySsoDirectory
 from crm_audit_transform.usecases import RunSettings
@@ -114,3 +119,22 @@ class TestJobStarted:
         assert events[:2] == ["job_started", "batch"]
         assert events.count("job_started") == 1
         assert (lines[0]["status"], lines[0]["last_audit_id"]) == ("in_progress", 0)
+
+
+class TestMultiprocessExporter:
+    def test_a_value_file_just_created_empty_is_left_out_not_a_failed_scrape(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A prefork process creates its value file empty, then sizes it: a scrape in between read 0
+        bytes and failed whole (struct.error, HTTP 500). Now that file is left out and every other
+        process's values are served. Fails on the old code with struct.error."""
+        written = MmapedDict(str(tmp_path / "counter_101.db"))
+        key = mmap_key(
+            "crm_audit_rows_total", "crm_audit_rows_total", ["outcome", "reason"], ["migrated", ""], ""
+        )
+        written.write_value(key, 7.0, 0.0)
+        written.close()
+        (tmp_path / "counter_102.db").touch()  # another process's, created but not sized yet
+        monkeypatch.setenv(MULTIPROC_ENV, str(tmp_path))
+        text = generate_latest(metrics_registry()).decode()
+        assert 'crm_audit_rows_total{outcome="migrated",reason=""} 7.0' in text

@@ -8,14 +8,18 @@ process's files with ``MultiProcessCollector``.
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
 import tempfile
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from crm_audit_transform.errors import ConfigError
 
 if TYPE_CHECKING:  # an optional dependency (the [celery] extra), imported only when metrics are asked for
     from prometheus_client import CollectorRegistry
+    from prometheus_client.metrics_core import Metric
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -30,13 +34,38 @@ def prepare_multiprocess() -> str:
 
 def metrics_registry() -> CollectorRegistry:
     """The registry to expose: every process's values in multiprocess mode, else this process's."""
-    from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
+    from prometheus_client import REGISTRY, CollectorRegistry
 
-    if os.environ.get(MULTIPROC_ENV):
+    directory = os.environ.get(MULTIPROC_ENV)
+    if directory:
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        registry.register(_SettledFiles(directory))
         return registry
     return REGISTRY
+
+
+class _SettledFiles:
+    """prometheus_client's ``MultiProcessCollector`` over the directory's value files that are past
+    their creation: a pool process creates its file empty, then sizes it, when its first value is
+    written (a task's first metric). A scrape that read such a file in between failed whole
+    (``struct.error``, a 500 for every metric): one scrape in about 14,000 under eight concurrent
+    scrapers of a prefork worker starting a task. An empty file holds no value yet, so leaving it
+    out of that scrape loses nothing; once sized, its header reads ``0`` used bytes until a value is
+    written. A file gone meanwhile is left out too.
+    """
+
+    def __init__(self, directory: str) -> None:
+        self._directory = directory
+
+    def collect(self) -> Iterable[Metric]:
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        files = []
+        for path in glob.glob(os.path.join(self._directory, "*.db")):
+            with contextlib.suppress(OSError):
+                if os.path.getsize(path) > 0:
+                    files.append(path)
+        return MultiProcessCollector.merge(files, accumulate=True)  # type: ignore[no-untyped-call, no-any-return]
 
 
 def serve_metrics(port: int, host: str = "0.0.0.0") -> None:  # noqa: S104 - scraped from other hosts
