@@ -153,6 +153,23 @@ class TestPreforkMetrics:
         assert migrated, text[:2000]
         assert float(migrated[0].split()[-1]) == done[company]["records_migrated"]
 
+    def test_a_prefork_worker_removes_the_metrics_directory_it_made(
+        self, scale: Scale, celery_workers: WorkerPool, tmp_path: Path
+    ) -> None:
+        """Without PROMETHEUS_MULTIPROC_DIR, worker --metrics-port makes a temporary directory for its
+        processes' values; every start left one behind. A worker told to stop removes it."""
+        port = free_port()
+        env = {**scale.env, "TMPDIR": str(tmp_path)}
+        worker = celery_workers.start(env, pool="prefork", extra=("--metrics-port", str(port)))[0]
+
+        def made() -> list[Path]:
+            return [path for path in tmp_path.iterdir() if path.name.startswith("crm-audit-metrics-")]
+
+        assert len(made()) == 1
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0
+        assert made() == []
+
 
 class TestWarmShutdown:
     @pytest.mark.parametrize("whom", ["main process", "process group"])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import shutil
 from typing import Any
 
 import click
@@ -60,14 +61,19 @@ def _pool(args: list[str]) -> str:
     return "prefork"
 
 
-def _prepare_multiprocess_metrics() -> None:
-    # prometheus_client picks per-process or file-backed values when it is imported: set the
-    # directory first, so every prefork child writes where the exporter reads.
+def _prepare_multiprocess_metrics() -> str | None:
+    """Set ``PROMETHEUS_MULTIPROC_DIR``; return the directory when this made it (a temporary one).
+
+    prometheus_client picks per-process or file-backed values when it is imported: the directory is
+    set first, so every prefork child writes where the exporter reads.
+    """
     import tempfile
 
-    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="crm-audit-metrics-")
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    directory = given or tempfile.mkdtemp(prefix="crm-audit-metrics-")
     os.makedirs(directory, exist_ok=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    return None if given else directory
 
 
 def _celery_app(state: CliState) -> Any:
@@ -157,8 +163,18 @@ def worker(state: CliState, metrics_port: int | None, celery_args: tuple[str, ..
             f"--pool {pool} is not supported: the migration runs one task per process at a time; "
             "use --pool prefork (the default, with --concurrency N) or --pool solo"
         )
-    if metrics_port is not None and pool != "solo":
-        _prepare_multiprocess_metrics()
+    made = _prepare_multiprocess_metrics() if metrics_port is not None and pool != "solo" else None
+    try:
+        _start_worker(state, metrics_port, args)
+    finally:
+        # The worker's own temporary directory of metric values: each start left one behind, and a
+        # directory given in PROMETHEUS_MULTIPROC_DIR is the caller's to keep or wipe.
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+
+
+def _start_worker(state: CliState, metrics_port: int | None, args: list[str]) -> None:
+    """The worker's checks, its exporter, then Celery's worker until it ends (``_run_worker``)."""
     app = _celery_app(state)
     from kombu.exceptions import OperationalError
 
