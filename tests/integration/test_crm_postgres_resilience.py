@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import socket
+import time
 import uuid
 
 import psycopg
@@ -148,6 +149,31 @@ class TestRetries:
                     assert _terminate(pg_server, factory.application_name) == 1
         assert [row.id for row in rows] == expected_ids("globex")
         assert len(factory.backend_pids) == 2
+
+    def test_a_connection_ended_idle_in_its_transaction_is_retried(self, scratch_dsn: str) -> None:
+        """The server ends a connection whose transaction stays idle past
+        idle_in_transaction_session_timeout (25P03, which psycopg raises as an InternalError): the
+        unit of work runs again on a new connection, as after any dropped connection. It was
+        SourceUnavailable at once ("refused the query"), ending the run. Fails on the old code."""
+        name = psycopg.conninfo.conninfo_to_dict(scratch_dsn)["dbname"]
+        with psycopg.connect(scratch_dsn, autocommit=True) as admin:
+            admin.execute(
+                psycopg.sql.SQL("ALTER DATABASE {} SET idle_in_transaction_session_timeout = '50ms'").format(
+                    psycopg.sql.Identifier(str(name))
+                )
+            )
+        calls: list[int] = []
+
+        def work(conn: psycopg.Connection) -> tuple[int, ...] | None:
+            calls.append(conn.info.backend_pid)
+            if len(calls) == 1:
+                time.sleep(0.5)  # idle in the transaction: the server ends the connection
+            return conn.execute("SELECT 1").fetchone()
+
+        with ReadOnlySession.from_dsn(scratch_dsn, retry=FAST_RETRY) as session:
+            assert session.run(work) == (1,)
+        assert len(calls) == 2
+        assert calls[0] != calls[1]
 
     def test_statement_timeout_becomes_source_unavailable_after_the_retries(self, crm_dsn: str) -> None:
         """A page blocked past the statement timeout is retried, then raised as SourceUnavailable."""

@@ -275,14 +275,19 @@ class ReadOnlySession:
         raise AssertionError("unreachable: the attempts return or raise")  # pragma: no cover
 
     def _discarding(self, exc: BaseException) -> bool:
-        """A dropped connection or a timeout (``OperationalError``): drop the connection, try again;
+        """A dropped connection or a timeout (``OperationalError``, or the server ending a connection
+        idle in its transaction, 25P03): drop the connection, try again;
         not an error of a class no retry changes (``query_errors``: a routine's exception, a limit).
         A ``feature_not_supported`` (0A000) is tried again on a new connection too: it is how a
         statement psycopg prepared fails once the table's DDL changed its result ("cached plan must
         not change result type", a column's type altered by a deploy), which the next attempt,
         without that plan, passes; one that does not pass is ``SourceQueryFailed`` after the last."""
         retried = isinstance(exc, psycopg.OperationalError) and query_failed(exc) is None
-        if retried or isinstance(exc, psycopg.errors.FeatureNotSupported):
+        # 25P03: the server ended the connection of a transaction idle past its
+        # idle_in_transaction_session_timeout (a process paused between two statements of one unit
+        # of work); psycopg files it under InternalError, but it is a dropped connection.
+        dropped = isinstance(exc, psycopg.errors.IdleInTransactionSessionTimeout)
+        if retried or dropped or isinstance(exc, psycopg.errors.FeatureNotSupported):
             self._discard()
             return True
         return False
