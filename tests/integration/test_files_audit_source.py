@@ -324,6 +324,58 @@ class TestCheckedRows:
             ):
                 all_pages(source, "acme", EPOCH, 10)
 
+    def fate(self, path: Path, max_record_bytes: int) -> tuple[object, ...]:
+        """What a read of every page makes of the file: its pages and outcomes, or where it stopped."""
+        checked = CheckedRows(path)
+        try:
+            with FileAuditSource(path, "acme", checked=checked, max_record_bytes=max_record_bytes) as source:
+                pages = all_pages(source, "acme", EPOCH, 10)
+        except FileFormatError as stop:
+            return ("stopped", stop.line, stop.audit_id)
+        return ("read", pages, [(o.audit_id, o.reason) for o in checked.outcomes])
+
+    @pytest.mark.parametrize(
+        ("members", "name", "fate"),
+        [
+            ({"tenant": "acme", "id": 2}, True, ("read", [[1, 3]], [(2, "invalid_audit_row")])),
+            ({"tenant": "globex", "id": 2}, True, ("read", [[1, 3]], [])),
+            ({"id": 2}, True, ("stopped", 2, None)),
+            ({"tenant": "ac\udcffme", "id": 2}, False, ("stopped", 2, None)),
+        ],
+        ids=["ours", "another-tenants", "no-tenant", "tenant-not-utf8"],
+    )
+    def test_a_member_not_utf8_fares_alike_in_a_long_line_and_a_short_one(
+        self, tmp_path: Path, members: dict[str, object], name: bool, fate: tuple[object, ...]
+    ) -> None:
+        """A name that is not UTF-8 may be any column: in a row of this tenant it is the row's failure,
+        another tenant's line is passed over, and with no tenant the read stops, as it does at a
+        tenant not UTF-8. A line past ``max_record_bytes`` stopped the read on any such name (its scan
+        took the line for no JSON object), and passed over a tenant not UTF-8 as another tenant's,
+        uncounted."""
+        pad = {"comment": "x" * 5_000}
+        line = json.dumps({**members, **pad}, ensure_ascii=False).encode("utf-8", "surrogateescape")
+        if name:
+            line = line[:-1] + b', "n\xe4me": 1}'  # Latin-1
+        path = write_lines(tmp_path / "audits.jsonl", self.lines(1)[0], line, self.lines(3)[0])
+        assert self.fate(path, 1 << 20) == fate  # short enough to hold
+        assert self.fate(path, 4_096) == fate  # read on in blocks for its tenant and id
+
+    @pytest.mark.parametrize("audit_id", [2**63, -(2**63) - 1])
+    def test_a_long_line_whose_id_is_outside_bigint_stops_the_read(
+        self, tmp_path: Path, audit_id: int
+    ) -> None:
+        """As a short line's: no audits table holds it, so it is no row's failure (it was that row's)."""
+        line = json.dumps({"tenant": "acme", "id": audit_id, "comment": "x" * 5_000})
+        path = write_lines(tmp_path / "audits.jsonl", self.lines(1)[0], line)
+        assert self.fate(path, 1 << 20) == self.fate(path, 4_096) == ("stopped", 2, None)
+
+    def test_a_long_first_line_after_a_byte_order_mark_is_its_rows_failure(self, tmp_path: Path) -> None:
+        """A BOM is passed over at the file's start, as in a short first line: the long line is its
+        row's failure and the read goes on (its scan took the BOM for no JSON object, and stopped)."""
+        line = json.dumps({"tenant": "acme", "id": 1, "comment": "x" * 5_000}).encode()
+        path = write_lines(tmp_path / "audits.jsonl", b"\xef\xbb\xbf" + line, self.lines(3)[0])
+        assert self.fate(path, 4_096) == ("read", [[3]], [(1, "invalid_audit_row")])
+
 
 class TestScopeEnds:
     def lines(self, *ids: int) -> list[str]:

@@ -11,7 +11,16 @@ from crm_audit_transform.numerals import BIGINT_MAX, BIGINT_MIN
 
 from .audit_fields import record_row
 from .errors import FileFormatError
-from .lines import LineWindow, OnError, PathLike, SetAside, json_objects, parse_timestamp, report
+from .lines import (
+    LineWindow,
+    NotUtf8Names,
+    OnError,
+    PathLike,
+    SetAside,
+    json_objects,
+    parse_timestamp,
+    report,
+)
 
 LONG_LINE_MEMBERS: Final = frozenset({"tenant", "id"})
 """What a line past ``max_line_bytes`` is read for (``lines.json_objects(keep=…)``): wherever they
@@ -28,8 +37,9 @@ def too_long_line(
     passed over; a line of this tenant (or naming none, when a tenant is given, as ``record_row``
     reads such a line) with an integer ``id`` is that row's error (``on_error``: the dry run fails
     the row, ``invalid_audit_row``, as a PostgreSQL row past the loader's limits fails alone). A
-    line with no integer id, or whose tenant cannot be told, stops the read, as any line with no
-    readable id does.
+    line with no integer id (or one outside bigint), or whose tenant cannot be told (not a string,
+    not UTF-8, or missing where a member name is not UTF-8), stops the read, as a line short enough
+    to hold does (``record_row``).
     """
 
     def handle(number: int, members: dict[str, Any]) -> None:
@@ -39,13 +49,27 @@ def too_long_line(
         audit_id = members.get("id")
         if not isinstance(audit_id, int) or isinstance(audit_id, bool):
             audit_id = None
+        names = members.names if isinstance(members, NotUtf8Names) else 0
         why = f"line longer than {max_line_bytes} bytes: a line is read whole, so its row is not read"
+        if isinstance(line_tenant, bytes):
+            raise FileFormatError(path, number, f"{why} (its tenant is not UTF-8)")
         if line_tenant is not None and not isinstance(line_tenant, str):
             raise FileFormatError(path, number, f"{why} (its tenant is not a string)")
         if line_tenant is None and tenant is None:
             raise FileFormatError(path, number, f"{why} (it names no tenant and none was given)")
+        if line_tenant is None and names:
+            # As record_row: such a name may be the tenant's, so the line may be another tenant's.
+            raise FileFormatError(
+                path,
+                number,
+                f"{why} (it names no tenant, and {names} member name(s) are not UTF-8: "
+                "its tenant cannot be told)",
+            )
         if audit_id is None:
             raise FileFormatError(path, number, f"{why} (it has no integer id)")
+        if not BIGINT_MIN <= audit_id <= BIGINT_MAX:
+            # As record_row: no audits table holds such an id, so it is no row's to fail.
+            raise FileFormatError(path, number, f"{why} (its id is outside bigint)")
         report(FileFormatError(path, number, why, audit_id=audit_id), on_error)
 
     return handle

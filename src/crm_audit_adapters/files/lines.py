@@ -245,7 +245,10 @@ def numbered_lines(
 def leading_members(head: bytes) -> dict[str, Any]:
     """The members of a JSON object line that lie whole in ``head``, its first bytes, in order up to
     the first one cut off (or malformed): what a line too long to hold says about itself."""
-    text = head.decode("utf-8", "replace").lstrip("\ufeff")
+    return _leading_members(head.decode("utf-8", "replace").lstrip("\ufeff"))
+
+
+def _leading_members(text: str) -> dict[str, Any]:
     decoder = json.JSONDecoder()
     members: dict[str, Any] = {}
     pos = _skip(text, 0)
@@ -388,12 +391,20 @@ def json_objects(
 
 def _members_of(short: bytes) -> dict[str, Any]:
     """The members of a long line's short line (``long_lines``): as ``json.loads`` reads them (the
-    last of a repeated key counts), or those it reads before a value it cannot build."""
+    last of a repeated key counts), or those it reads before a value it cannot build. A short line
+    that is not UTF-8 is read as such a line is with ``keep_bytes`` (``not_utf8_members``): a member
+    not UTF-8 as ``bytes``, a name not UTF-8 counted (``NotUtf8Names``), never a character replaced."""
     try:
-        value = json.loads(short)
+        text, odd = short.decode(), False
+    except UnicodeDecodeError:
+        text, odd = short.decode("utf-8", "surrogateescape"), True
+    try:
+        value = json.loads(text)
     except (ValueError, RecursionError):  # an integer past Python's 4,300 digits, say
-        return leading_members(short)
-    return value if isinstance(value, dict) else {}
+        value = _leading_members(text)
+    if not isinstance(value, dict):
+        return {}
+    return not_utf8_members(value) if odd else value
 
 
 def escaped(number: int, raw: bytes) -> str:

@@ -8,6 +8,11 @@ and the others are passed over unread. What is kept is given back as a short lin
 members, as written, in order, which the reader then reads as any other line: the record is the one
 the whole line makes, without the members it does not read.
 
+A member whose name is not UTF-8 (up to ``_KEY_BYTES``) is given back too, as its name and ``null``:
+such a name may be any column, as in a line short enough to hold (``lines.not_utf8_members``), so
+the short line is not UTF-8 either and its reader takes it as it takes such a line. A first line's
+byte order mark is passed over, as ``lines.decode`` passes it over in a short one.
+
 A kept member longer than ``MEMBER_BYTES``, or a line that is not one JSON object, cannot be read
 that way: the line is refused (``FileFormatError`` naming it), never skipped. A member passed over is
 checked for its strings and its brackets' nesting only: a bare word inside it (``[1, xyz]``) is not
@@ -16,6 +21,7 @@ seen, where ``json.loads`` of the whole line would refuse it.
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 from collections.abc import Callable, Collection
@@ -63,6 +69,7 @@ class _Scan:
         self.key_too_long = False
         self.value = bytearray()
         self.keeping = False
+        self.not_utf8 = False  # the current member's name is not UTF-8: given back as its name and null
         self.name = ""  # the current member's key
         self.seen = 0  # members read
         self.members: list[bytes] = []
@@ -99,10 +106,21 @@ class _Scan:
                 self.malformed = True
 
     def _wanted(self) -> bool:
+        self.not_utf8 = False
         if self.key_too_long:
             return False
+        key = bytes(self.key)
         try:  # a key's text, escapes and all
-            name = json.loads(bytes(self.key))
+            name = json.loads(key)
+        except UnicodeDecodeError:
+            # Read as a short line's name is (``lines.escaped``): a JSON string all the same?
+            try:
+                json.loads(key.decode("utf-8", "surrogateescape"))
+            except ValueError:
+                self.malformed = True
+            else:
+                self.not_utf8 = True
+            return False
         except ValueError:
             self.malformed = True
             return False
@@ -211,6 +229,9 @@ class _Scan:
 
     def _member_end(self) -> None:
         self.seen += 1
+        if self.not_utf8:
+            self.members.append(bytes(self.key) + b":null")
+            self.not_utf8 = False
         if self.keeping:
             value = bytes(self.value).strip()
             if not value:
@@ -234,7 +255,7 @@ def skim_long_line(
     ``keep`` is longer than ``MEMBER_BYTES``: its record cannot be read without holding the line.
     """
     scan = _Scan(keep)
-    scan.feed(first)
+    scan.feed(first[len(codecs.BOM_UTF8) :] if number == 1 and first.startswith(codecs.BOM_UTF8) else first)
     rest = first
     # Read on only while the line may still be read: a line known to be malformed, or to hold a kept
     # member too long, is refused now, so an endless one (/dev/zero) does not hold the read for ever.
