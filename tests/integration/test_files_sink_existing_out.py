@@ -182,3 +182,27 @@ def test_verify_finds_a_long_line_that_is_the_runs_own_the_same(tmp_path: Path) 
     other = long.parsed(reader.content_of(activity_log(5)))  # a 3 MiB member: read whole, as a sink wrote it
     assert other is not None
     assert other.content["attributes"] == expected["attributes"]
+
+
+def test_a_long_lines_content_is_its_parsed_documents_whatever_its_members_length(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``StoredLine.content`` of a long line with a member past 1 MiB is ``parsed().content``, the line
+    read whole as ``parsed`` reads it (it raised ``FileFormatError``: the member was too long to skim);
+    past what a sink writes, where ``parsed`` is None, it is a ``FileFormatError`` saying so, the line
+    never held."""
+    log = activity_log(5, changes=(FieldChange("notes", "Notes", None, "n" * (3 << 20)),))
+    path = tmp_path / "out.jsonl"
+    with JsonlActivityLogSink(path) as sink:
+        sink.insert_batch([log])
+    reader = JsonlMigratedLogReader(path)
+    (stored,) = reader.migrated_logs("company-a", [log.external_id])
+    doc = stored.parsed()
+    assert doc is not None
+    assert stored.content == doc.content == reader.content_of(log)
+    assert dict(stored.content) == dict(doc.content)
+    monkeypatch.setattr(verification, "_LONGEST_SINK_LINE", 2 << 20)
+    assert stored.parsed() is None
+    with pytest.raises(FileFormatError, match="longer than any line a sink writes") as refused:
+        len(stored.content)
+    assert "nnnn" not in str(refused.value)

@@ -297,7 +297,8 @@ class StoredLine:
     the recomputed line; ``parsed`` reads the members a log's document is made of
     (``long_lines.skim_long_line``, each at most 1 MiB); a line with a longer one is read whole as
     before when a sink could have written it (``_LONGEST_SINK_LINE``), else it is None (not a log
-    of ours: never held).
+    of ours: never held). ``content`` reads a long line alike (``FileFormatError`` where ``parsed`` is
+    None for its length).
     """
 
     __slots__ = ("external_id", "line", "long", "offset")
@@ -312,7 +313,22 @@ class StoredLine:
 
     @property
     def content(self) -> LineContent:
-        return LineContent(self.line if self.long is None else self._short())
+        """The line's :class:`LineContent`: the mapping ``parsed().content`` is, whenever ``parsed``
+        gives a document. A long line is read for its document members, or whole when one of them is
+        past 1 MiB and a sink could have written the line (``_LONGEST_SINK_LINE``); ``FileFormatError``
+        for a longer one (``parsed`` is then None: none of ours), which is never held."""
+        if self.long is None:
+            return LineContent(self.line)
+        line = self._readable()
+        if line is None:
+            path, length = self.long
+            raise FileFormatError(
+                path,
+                0,
+                f"the line at byte {self.offset} is {length} bytes, longer than any line a sink writes, "
+                f"and holds a member longer than {_HELD_LINE_BYTES} bytes: it is not read",
+            )
+        return LineContent(line)
 
     def same_as(self, expected: Mapping[str, object]) -> bool:
         if type(expected) is not LineContent:
@@ -332,16 +348,23 @@ class StoredLine:
             return _recomputed_doc(cast(ActivityLog, content.log), content, self.offset)
         if self.long is None:
             return _migrated_doc(self.line, self.offset)
+        line = self._readable()
+        return None if line is None else _migrated_doc(line, self.offset)
+
+    def _readable(self) -> bytes | None:
+        """A long line as it is read: its document members (``_short``), or the whole line when one
+        is past 1 MiB and a sink could have written it; None when it is longer (none of ours)."""
         try:
-            return _migrated_doc(self._short(), self.offset)
+            return self._short()
         except FileFormatError:
             pass  # a member past 1 MiB: it cannot be read without holding the line
+        assert self.long is not None
         path, length = self.long
         if length > _LONGEST_SINK_LINE:
             return None  # longer than any line a sink writes: none of ours, never held
         with open(path, "rb") as stream:
             stream.seek(self.offset)
-            return _migrated_doc(stream.read(length), self.offset)
+            return stream.read(length)
 
     def _short(self) -> bytes:
         """The long line's document members alone (``FileFormatError`` when one is too long)."""
