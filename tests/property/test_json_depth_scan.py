@@ -1,6 +1,7 @@
-"""``check_json_depth`` sums its brackets at C speed (``_jsonb._check_depth``) and decides as the
-scan it replaced, a Python step a bracket (kept here as the reference): on any text and any limit,
-the same pass, or the same ``LimitExceeded`` with the same depth."""
+"""``check_json_depth`` sums its brackets at C speed (``_jsonb._check_depth``), a piece of the text at
+a time (``json_scan.bare_pieces``), and decides as the scan it replaced, a Python step a bracket over
+the whole text's strings cut out at once (kept here as the reference): on any text, any limit and any
+piece size, the same pass, or the same ``LimitExceeded`` with the same depth."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from crm_audit_transform import json_scan
 from crm_audit_transform.errors import LimitExceeded
 from crm_audit_transform.loading import _jsonb, check_json_depth
 
-_STRING = _jsonb._JSON_STRING  # strings cut as the check cuts them (test_json_string_scans.py)
+_STRING = re.compile(r'"[^"\\]*+(?:\\.?[^"\\]*+)*+"?', re.S)
+"""A string to its closing quote or, one that never closes, to the end (test_json_string_scans.py)."""
 _BRACKET = re.compile(r"[\[\]{}]")
 
 
@@ -71,10 +74,22 @@ def test_json_values_pass_or_fail_at_the_same_depth(value: object, max_depth: in
     assert outcome(check_json_depth, text, max_depth) == outcome(reference, text, max_depth)
 
 
+@settings(max_examples=300, derandomize=True, database=None, deadline=None)
+@given(_TEXT, _LIMITS, st.integers(min_value=1, max_value=12))
+def test_text_read_a_piece_at_a_time_decides_as_read_at_once(text: str, max_depth: int, piece: int) -> None:
+    """Cut into pieces of any size (a piece never cuts a string), the depth and the values carry
+    across the cuts: the same decision, and the count ``json_values`` gives at once."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(json_scan, "_COUNT_BYTES", piece)
+        assert outcome(check_json_depth, text, max_depth) == outcome(reference, text, max_depth)
+        counted = _jsonb._check_depth(text, 1000)  # at most 80 levels: never past 1000
+    assert counted == json_scan.json_values(text)
+
+
 @pytest.mark.parametrize("chunk", [1, 2, 3, 7])
 def test_the_depth_carries_across_chunks(monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
     """Text scanned a few characters at a time sums its depth across the cuts, strings included."""
-    monkeypatch.setattr(_jsonb, "_CHUNK", chunk)
+    monkeypatch.setattr(json_scan, "_COUNT_BYTES", chunk)
     for text, limit in [
         ('[["]]]]"', 1),
         ("[[],[[]],[[[]]]]", 3),

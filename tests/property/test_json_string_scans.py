@@ -15,7 +15,7 @@ from crm_audit_adapters.files import lines
 from crm_audit_adapters.files.lines import shallow_object
 from crm_audit_transform import json_scan
 from crm_audit_transform.errors import LimitExceeded
-from crm_audit_transform.loading import _jsonb, check_json_depth
+from crm_audit_transform.loading import check_json_depth
 
 GREEDY = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
 """The pattern before: the same strings, with sre's backtracking state kept for every escape."""
@@ -75,7 +75,7 @@ def test_the_patterns_match_as_the_greedy_one(text: str, start: int) -> None:
     want = GREEDY.match(text, start)
     got = lines._STRING.match(text, start)
     assert (got and got.span()) == (want and want.span())
-    for pattern in (_jsonb._JSON_STRING, json_scan._STRING_PART):
+    for pattern in (json_scan._STRING_PART,):
         got = pattern.match(text, start)
         if text[start : start + 1] != '"':
             assert got is None
@@ -86,5 +86,5 @@ def test_the_patterns_match_as_the_greedy_one(text: str, start: int) -> None:
         assert pattern.sub("", text) == GREEDY.sub("", text).split('"')[0]
     # A JSONL line's, on its UTF-8 bytes: the same pattern, a byte for a character.
     raw = text.encode()
-    latin = _jsonb._JSON_STRING.sub("", raw.decode("latin-1")).encode("latin-1")
+    latin = json_scan._STRING_PART.sub("", raw.decode("latin-1")).encode("latin-1")
     assert json_scan._BYTES_STRING_PART.sub(b"", raw) == latin

@@ -1,5 +1,6 @@
 """The nodes of jsonb text are counted from its brackets and commas before ``json.loads`` builds them
-(``_jsonb._values``): the same count as ``from_json``'s, one for the whole and one for each item."""
+(``_jsonb._check_depth``, in the pass that checks its depth): the same count as ``from_json``'s, one
+for the whole and one for each item."""
 
 from __future__ import annotations
 
@@ -39,4 +40,4 @@ def nodes(value: Any) -> int:
 @given(value=_JSON, indent=st.sampled_from([None, 1]), separators=st.sampled_from([None, (",", ":")]))
 def test_the_count_before_parsing_is_the_count_after(value: Any, indent: int | None, separators: Any) -> None:
     text = json.dumps(value, indent=indent, separators=separators)
-    assert _jsonb._values(_jsonb._check_depth(text, 1000)) == nodes(json.loads(text))
+    assert _jsonb._check_depth(text, 1000) == nodes(json.loads(text))

@@ -17,32 +17,22 @@ import datetime as dt
 import decimal
 import itertools
 import json
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from attrs import frozen
 
 from ..errors import LimitExceeded, MalformedYaml, NotAMapping, UnsupportedTag
+from ..json_scan import bare_pieces, count_values
 from ._limits import LoaderLimits
 from ._ruby_keys import name_keys
 
-# Possessive: sre then keeps no backtracking state an escape (a greedy loop held ~75 bytes of it
-# a character of a string of ``\\"``: a 2 MiB body, 150 MiB). The match is the same: the loop is
-# unambiguous, so no match needs to give any of it back. A string that never closes runs to the
-# end, as json.loads reads it (it parses nothing after it): required to close, the pattern failed
-# there and sre tried it again at each quote inside it, to the end each time (a 1 MiB body of
-# ``\\"``: hours, in the HTTP app's event loop).
-_JSON_STRING = re.compile(r'"[^"\\]*+(?:\\.?[^"\\]*+)*+"?', re.S)
-_BRACKET = re.compile(r"[\[\]{}]")
 _STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
 """A bracket's step of depth as a signed byte: +1 opening, -1 (0xff) closing."""
 _NOT_BRACKETS = bytes(byte for byte in range(256) if byte not in b"[]{}")
 """Every byte but the brackets: what ``_check_depth`` drops before summing."""
-_NO_BLANKS = str.maketrans("", "", " \t\n\r")
-"""JSON's blanks: what ``_values`` drops (outside strings), so ``[ ]`` reads as ``[]``."""
-_CHUNK = 1 << 20
-"""Characters of text ``_check_depth`` encodes at a time: it holds their bytes, not the whole text's."""
+_SIZE_CHUNK = 1 << 20
+"""Characters of text whose UTF-8 bytes ``from_json_text`` holds at a time to size it."""
 
 
 @frozen
@@ -54,11 +44,10 @@ class JsonbText:
 
 def from_json_text(text: str, limits: LoaderLimits) -> dict[str, Any]:
     """The ``dict[str, Value]`` of jsonb text: size and depth checked before ``json.loads`` recurses."""
-    size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+    size = len(text) if text.isascii() else _utf8_size(text)
     if size > limits.max_bytes:
         raise LimitExceeded("payload bytes", limits.max_bytes, size)
-    bare = _check_depth(text, limits.max_depth)
-    nodes = _values(bare)
+    nodes = _check_depth(text, limits.max_depth)
     if nodes > limits.max_nodes:  # before json.loads builds them: a value of "[]," is ~60 bytes
         raise LimitExceeded("nodes", limits.max_nodes, nodes)
     try:
@@ -80,59 +69,61 @@ def check_json_depth(text: str, max_depth: int) -> None:
     _check_depth(text, max_depth)
 
 
-def _values(bare: str) -> int:
-    """The nodes ``from_json`` counts (the whole, and each item of an array or object) of JSON text
-    whose strings are cut to one character, counted at C speed before anything is built: one more
-    than its commas for each array or object that is not empty. A 30 MiB value of ``[],`` held
-    730 MiB once decoded, and was refused by that count only then."""
-    bare = bare.translate(_NO_BLANKS)
-    collections = bare.count("[") + bare.count("{")
-    return 1 + bare.count(",") + collections - bare.count("[]") - bare.count("{}")
+def _utf8_size(text: str) -> int:
+    """The UTF-8 bytes of ``text`` (lone surrogates as 3), encoded ``_SIZE_CHUNK`` characters at a time."""
+    return sum(
+        len(text[start : start + _SIZE_CHUNK].encode("utf-8", "surrogatepass"))
+        for start in range(0, len(text), _SIZE_CHUNK)
+    )
 
 
-def _check_depth(text: str, max_depth: int) -> str:
-    """Nesting depth of JSON text (brackets outside strings), in one pass and without recursion.
+def _check_depth(text: str, max_depth: int) -> int:
+    """Nesting depth of JSON text (brackets outside strings), in one pass and without recursion;
+    returns the nodes ``from_json`` would count (``json_scan.json_values``), counted in that pass.
 
-    At C speed, not a Python step a bracket (wide text, ``[[],[],…]``, took one each): the text
-    without its strings, ``_CHUNK`` characters at a time as UTF-8 (no byte of a multi-byte
-    character is a bracket), becomes a byte a bracket, +1 opening and -1 closing, all else dropped
+    The text is read a piece at a time (``json_scan.bare_pieces``: its strings cut out, ~16 KiB of
+    it as UTF-8 bytes; no byte of a multi-byte character is a bracket), so only a piece is held,
+    never the whole text without its strings (one ``re.sub`` of a text of ``"",`` held 6.4 times
+    its size). Each piece becomes a byte a bracket, +1 opening and -1 closing, all else dropped
     (``bytes.translate``); the running sum of those is the depth after each bracket
-    (``itertools.accumulate``), and the first that passes ``max_depth`` is the error's, as a step a
-    bracket found it, the rest not summed. A depth that passes a negative limit after a closing
-    bracket is no opening's: such limits (no loader's, which are positive) go the step-a-bracket
-    way, to fail where it did. Returns the text with each string cut to one character, which
-    ``_values`` counts.
+    (``itertools.accumulate``), at C speed, and the first that passes ``max_depth`` is the error's,
+    as a step a bracket found it, the rest not summed. A depth that passes a negative limit after a
+    closing bracket is no opening's: such limits (no loader's, which are positive) go a step a
+    bracket, to fail where that did.
     """
-    stripped = _JSON_STRING.sub("0", text)  # a string is one value: its place kept, its text gone
-    if max_depth < -1:
-        _check_depth_stepwise(stripped, max_depth)
-        return stripped
+    return count_values(_depth_checked(bare_pieces(text), max_depth))
+
+
+def _depth_checked(pieces: Iterator[bytes], max_depth: int) -> Iterator[bytes]:
+    """``pieces``, each after its brackets were summed into the depth (``_check_depth``)."""
     depth = 0
-    for start in range(0, len(stripped), _CHUNK):
-        steps = (
-            stripped[start : start + _CHUNK].encode("utf-8", "surrogatepass").translate(_STEPS, _NOT_BRACKETS)
-        )
+    for bare in pieces:
+        steps = bare.translate(_STEPS, _NOT_BRACKETS)
+        if max_depth < -1:
+            depth = _stepwise(steps, depth, max_depth)
+            yield bare
+            continue
         sums = itertools.accumulate(memoryview(steps).cast("b"), initial=depth)
-        next(sums)  # the depth before the chunk: not past the limit
+        next(sums)  # the depth before the piece: not past the limit
         # A depth is first past a limit of -1 or more just after an opening bracket (the depth
         # before was not past it), so the first sum past it is the depth the stepwise scan raised.
         passed = next(filter(max_depth.__lt__, sums), None)
         if passed is not None:
             raise LimitExceeded("nesting depth", max_depth, passed)
         depth += steps.count(1) - steps.count(0xFF)
-    return stripped
+        yield bare
 
 
-def _check_depth_stepwise(stripped: str, max_depth: int) -> None:
-    """``_check_depth`` a Python step a bracket of ``stripped`` (text without its JSON strings)."""
-    depth = 0
-    for match in _BRACKET.finditer(stripped):
-        if match.group() in "[{":
+def _stepwise(steps: bytes, depth: int, max_depth: int) -> int:
+    """The depth after ``steps`` (``_STEPS``' bytes) from ``depth``, a Python step a bracket."""
+    for step in steps:
+        if step == 1:
             depth += 1
             if depth > max_depth:
                 raise LimitExceeded("nesting depth", max_depth, depth)
         else:
             depth -= 1
+    return depth
 
 
 _SCALARS = (type(None), bool, int, float, str, decimal.Decimal, dt.date)
