@@ -89,6 +89,8 @@ class TestSameAsJsonLoads:
             (b'{"a": 1,}\n', "not JSON: Expecting property name enclosed in double quotes at column 9"),
             (b"[1, 2]\n", "expected a JSON object, found list"),
             (b'{"a": "\xff"}\n', "not UTF-8 (byte 7)"),
+            (b'{"a": "\x00"}\n', "not JSON: Invalid control character at column 8"),  # not "at at"
+            (b'{"a": "b', "not JSON: Unterminated string starting at column 7"),
         ],
     )
     def test_a_bad_line_keeps_the_json_modules_wording(

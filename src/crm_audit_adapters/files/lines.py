@@ -499,6 +499,12 @@ def fast_object(raw: bytes) -> dict[str, Any] | None:
     return value
 
 
+def json_error(exc: json.JSONDecodeError) -> str:
+    """What ``json`` found wrong, and where: ``Invalid control character at column 9`` (its message
+    ends in "at" where it names a place, which read "at at column" with the column after it)."""
+    return f"{exc.msg.removesuffix(' at')} at column {exc.colno}"
+
+
 def parse_object(path: PathLike, number: int, text: str) -> dict[str, Any]:
     """The line's object; a member ``json`` cannot build (too deep, an integer past Python's
     4,300-digit limit, more than ``MAX_MEMBER_VALUES`` values) is kept as its ``JsonbText``
@@ -508,7 +514,7 @@ def parse_object(path: PathLike, number: int, text: str) -> dict[str, Any]:
             raise RecursionError  # read member by member: no member of too many values is built
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise FileFormatError(path, number, f"not JSON: {exc.msg} at column {exc.colno}") from exc
+        raise FileFormatError(path, number, f"not JSON: {json_error(exc)}") from exc
     except (RecursionError, ValueError):  # ValueError: int's digit limit, the only other one json raises
         try:
             value = shallow_object(text)
