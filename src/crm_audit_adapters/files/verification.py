@@ -24,7 +24,7 @@ import json
 import math
 import re
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from typing import BinaryIO, Final, cast
+from typing import BinaryIO, Final, TypeVar, cast
 
 import orjson
 
@@ -40,13 +40,15 @@ from ..mongo.bson_values import to_bson_datetime
 from ..mongo.document_limits import MAX_DOCUMENT_BYTES
 from . import output_tail
 from .errors import FileFormatError
-from .lines import LONG_LINE_HEAD, PathLike, shallow_object, too_many_values
+from .file_marks import FileMark
+from .lines import LONG_LINE_HEAD, PathLike, json_error, shallow_object, too_many_values
 from .log_index import LogIndex
 from .long_lines import skim_long_line
 from .sink import sink_line
 
 __all__ = ["JsonlMigratedLogReader", "LineContent", "StoredLine", "canonical_json", "json_content"]
 
+_T = TypeVar("_T")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _CANONICAL_BYTES: Final = 1 << 14
 _FLOAT: Final = re.compile(rb"-?[0-9]+(?:\.[0-9]+)?[eE][-+]?[0-9]+|-?[0-9]+\.[0-9]+")
@@ -85,6 +87,16 @@ def _span_is(path: PathLike, offset: int, expected: bytes) -> bool:
             if stream.read(len(block)) != block:
                 return False
     return True
+
+
+def _line_number(path: PathLike, offset: int) -> int:
+    """The 1-based number of the line that starts at ``offset``: its line ends before it, counted a
+    block at a time (only for an error's message)."""
+    ends = 0
+    with open(path, "rb") as stream:
+        while (left := offset - stream.tell()) > 0 and (block := stream.read(min(left, _HELD_LINE_BYTES))):
+            ends += block.count(b"\n")
+    return ends + 1
 
 
 def _dumps(value: object) -> bytes:
@@ -299,17 +311,32 @@ class StoredLine:
     before when a sink could have written it (``_LONGEST_SINK_LINE``), else it is None (not a log
     of ours: never held). ``content`` reads a long line alike (``FileFormatError`` where ``parsed`` is
     None for its length).
+
+    A line that is no JSON document (a NUL byte, a UTF-8 sequence cut short, a line torn: the index
+    reads a line in the sink's layout for its keys alone) is ``FileFormatError`` from ``parsed``,
+    naming ``path`` and the line's number, as a line that is not a JSON object is when the reader
+    indexes the file. ``mark``: the reader's look at the file (``file_marks.FileMark``), checked
+    after a long line is read again (``FileChangedWhileRead`` when the file changed meanwhile).
     """
 
-    __slots__ = ("external_id", "line", "long", "offset")
+    __slots__ = ("_mark", "external_id", "line", "long", "offset", "path")
 
     def __init__(
-        self, external_id: str, line: bytes, offset: int, long: tuple[PathLike, int] | None = None
+        self,
+        external_id: str,
+        line: bytes,
+        offset: int,
+        long: tuple[PathLike, int] | None = None,
+        *,
+        path: PathLike | None = None,
+        mark: FileMark | None = None,
     ) -> None:
         self.external_id = external_id
         self.line = line.rstrip(b"\r\n")
         self.offset = offset
         self.long = long
+        self.path = path if path is not None or long is None else long[0]
+        self._mark = mark
 
     @property
     def content(self) -> LineContent:
@@ -336,7 +363,9 @@ class StoredLine:
         if self.long is None:
             if expected.line != self.line:
                 return False
-        elif len(expected.line) != self.long[1] or not _span_is(self.long[0], self.offset, expected.line):
+        elif len(expected.line) != self.long[1] or not self._checked(
+            _span_is(self.long[0], self.offset, expected.line)
+        ):
             return False
         log = expected.log
         # Before 1970 the sink writes {"$numberLong"}: such a line is parsed, not recomputed.
@@ -346,10 +375,32 @@ class StoredLine:
         if expected is not None and self.same_as(expected):
             content = cast(LineContent, expected)
             return _recomputed_doc(cast(ActivityLog, content.log), content, self.offset)
-        if self.long is None:
-            return _migrated_doc(self.line, self.offset)
-        line = self._readable()
-        return None if line is None else _migrated_doc(line, self.offset)
+        line = self.line if self.long is None else self._readable()
+        if line is None:
+            return None
+        try:
+            return _migrated_doc(line, self.offset)
+        except ValueError as exc:  # the index read its keys alone; orjson and json both refuse it
+            raise self._unreadable(exc) from None
+
+    def _unreadable(self, exc: ValueError) -> FileFormatError:
+        """The error of a line that is no JSON document, naming its line (counted only now)."""
+        if isinstance(exc, UnicodeDecodeError):
+            why = f"not UTF-8 (byte {exc.start})"
+        elif isinstance(exc, json.JSONDecodeError):
+            why = f"not JSON: {json_error(exc)}"
+        else:
+            why = f"not JSON: {exc}"
+        if self.path is None:
+            return FileFormatError("<stored line>", 0, f"the line at byte {self.offset}: {why}")
+        return FileFormatError(self.path, _line_number(self.path, self.offset), f"a stored log's line {why}")
+
+    def _checked(self, value: _T) -> _T:
+        """``value`` read from the file again, once the file is known not to have changed since the
+        reader's look at it (``FileChangedWhileRead`` otherwise)."""
+        if self._mark is not None:
+            self._mark.check()
+        return value
 
     def _readable(self) -> bytes | None:
         """A long line as it is read: its document members (``_short``), or the whole line when one
@@ -364,7 +415,7 @@ class StoredLine:
             return None  # longer than any line a sink writes: none of ours, never held
         with open(path, "rb") as stream:
             stream.seek(self.offset)
-            return stream.read(length)
+            return self._checked(stream.read(length))
 
     def _short(self) -> bytes:
         """The long line's document members alone (``FileFormatError`` when one is too long)."""
@@ -373,7 +424,12 @@ class StoredLine:
         with open(path, "rb") as stream:
             stream.seek(self.offset)
             head = stream.readline(_HELD_LINE_BYTES)
-            return skim_long_line(path, 0, head, stream.readline, _DOC_MEMBERS, _HELD_LINE_BYTES)
+            return self._checked(
+                # The file's first line may start with a BOM, which the skim passes over (line 1).
+                skim_long_line(
+                    path, int(self.offset == 0), head, stream.readline, _DOC_MEMBERS, _HELD_LINE_BYTES
+                )
+            )
 
     def __repr__(self) -> str:
         return f"StoredLine({self.external_id!r}, offset={self.offset})"
@@ -386,11 +442,18 @@ class JsonlMigratedLogReader:
     mid-write, ``output_tail.torn_tail``) is left out rather than refused, and ``torn_at`` is its
     offset (else None). Only for an output whose dry run did not finish: a finished one has no such
     line, and one is then refused (``FileFormatError``, as any line that is not a JSON object).
+
+    The file is looked at when it is opened and after each read of its lines
+    (``file_marks.FileMark``, as a file source looks at its audits file): one cut short, rewritten
+    or replaced since is ``FileChangedWhileRead`` (``BAD_INPUT``), not read at the offsets the index
+    found in the file it was (another log's line, or none). Lines appended since are let be.
     """
 
     def __init__(self, path: PathLike, *, torn_tail: bool = False) -> None:
         self._path = path
         self.torn_at: int | None = None
+        self._mark = FileMark(path)
+        self._mark.check()  # before the index reads it: a change from here on is seen
         with open(path, "rb") as stream:
             if torn_tail and (torn_at := output_tail.torn_tail(stream, path)) is not None:
                 self.torn_at = torn_at
@@ -400,6 +463,12 @@ class JsonlMigratedLogReader:
             self._index = LogIndex.of_stream(stream, path)
 
     def migrated_logs(self, company_sso_id: str, external_ids: Collection[str]) -> Sequence[StoredLine]:
+        found = self._lines(company_sso_id, external_ids)
+        if found:
+            self._mark.check()  # the lines read are the indexed file's, not another's at its offsets
+        return found
+
+    def _lines(self, company_sso_id: str, external_ids: Collection[str]) -> list[StoredLine]:
         places = self._index.places(company_sso_id, external_ids)
         found: list[StoredLine] = []
         if not places:
@@ -414,7 +483,8 @@ class JsonlMigratedLogReader:
                 for offset, external_id in places[:-1]:
                     start = offset - first
                     end = span.find(b"\n", start)
-                    found.append(StoredLine(external_id, span[start : None if end < 0 else end + 1], offset))
+                    held = span[start : None if end < 0 else end + 1]
+                    found.append(StoredLine(external_id, held, offset, path=self._path))
                 found.append(self._line_at(stream, *places[-1]))
                 return found
             for offset, external_id in places:  # ascending: one forward pass
@@ -427,13 +497,13 @@ class JsonlMigratedLogReader:
         stream.seek(offset)
         line = stream.readline(_HELD_LINE_BYTES)
         if len(line) < _HELD_LINE_BYTES or line.endswith(b"\n"):
-            return StoredLine(external_id, line, offset)
+            return StoredLine(external_id, line, offset, path=self._path)
         while (block := stream.readline(_HELD_LINE_BYTES)) and not block.endswith(b"\n"):
             pass
         length = stream.tell() - offset - (1 if block.endswith(b"\n") else 0)
         if block.endswith(b"\r\n"):
             length -= 1
-        return StoredLine(external_id, b"", offset, long=(self._path, length))
+        return StoredLine(external_id, b"", offset, long=(self._path, length), mark=self._mark)
 
     def migrated_external_ids(self, company_sso_id: str) -> Iterator[str]:
         return self._index.external_ids(company_sso_id)
