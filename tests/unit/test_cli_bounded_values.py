@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 
+import mongomock
 import pytest
 from click.testing import CliRunner
 
-from crm_audit_adapters.cli import cli, exit_codes
+from crm_audit_adapters.cli import Overrides, cli, exit_codes
 from crm_audit_adapters.cli.options import CUT_TO, SHOWN_CHARS, bounded, shown_word
 
 LONG = 5000
@@ -92,3 +93,24 @@ def test_an_audit_id_inside_bigint_is_taken(audit_id: str) -> None:
     args = [*EXPLAIN, audit_id] if audit_id.startswith("--") else [*EXPLAIN, "--audit-id", audit_id]
     result = CliRunner().invoke(cli, args, env={"CRM_AUDIT_SETTINGS": "", "CRM_AUDIT_MONGO_URI": ""})
     assert json.loads(result.stdout)["error"]["code"] == "CONFIG_INVALID"
+
+
+def test_a_commands_own_error_cuts_a_long_value_of_the_command_line_too() -> None:
+    """``TENANT_MISMATCH`` quotes the ``--tenant`` given: of 5,000 characters, whole in the line and
+    the document. Fails on the old code. The service refuses it before any server is asked."""
+    tenant = "t" * LONG
+    args = ["explain", "--company-sso-id", "c", "--audit-id", "1", "--tenant", tenant, "--json"]
+    env = {
+        "CRM_AUDIT_SETTINGS": "",
+        "CRM_AUDIT_MONGO_URI": "mongodb://unused.invalid",
+        "CRM_AUDIT_DATABASE_URL": "postgresql://u@127.0.0.1:1/db",
+        "CRM_AUDIT_TENANTS": "c=acme",
+    }
+    result = CliRunner().invoke(cli, args, env=env, obj=Overrides(mongo_client=mongomock.MongoClient()))
+    error = json.loads(result.stdout)["error"]
+    assert (result.exit_code, error["code"]) == (exit_codes.REFUSED, "TENANT_MISMATCH")
+    cut = shown_word(tenant)
+    assert tenant not in result.stderr
+    assert tenant not in error["message"]
+    assert cut in result.stderr
+    assert cut in error["message"]

@@ -86,7 +86,10 @@ def _report(
     (``state.debug``, or ``debug`` where no command's state exists) the traceback first.
 
     Given the invocation's ``meta`` (``click.Context.meta``), a command run with ``--json`` that
-    printed no document yet also gets the error document on stdout (``options.error_document_in``).
+    printed no document yet also gets the error document on stdout (``options.error_document_in``),
+    and each value of its command line the message echoes is cut when long (``options.bounded``), as
+    in a usage error: ``--tenant`` of 5,000 characters, quoted whole by ``UNKNOWN_TENANT`` or
+    ``TENANT_MISMATCH``. After the scrub, so that a cut never hides part of a secret from it.
     """
     if debug or (state is not None and state.debug):
         # The error's own traceback (outside a command: the ``EOFError``, not click's ``Abort`` from
@@ -94,6 +97,8 @@ def _report(
         trace = traceback.format_exception(error) if error.__traceback__ else [traceback.format_exc()]
         _to_stderr(scrub("".join(trace), _secrets(state)), nl=False)
     line = scrub(exit_codes.one_line(error), _secrets(state))
+    if meta is not None:
+        line = bounded(line, meta.get(_WORDS, ()))
     _to_stderr(f"error: {line}")
     code = exit_codes.exit_code_for(error)
     if meta is not None:
