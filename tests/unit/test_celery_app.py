@@ -24,6 +24,7 @@ from crm_audit_adapters.cli import Overrides, cli
 from crm_audit_adapters.settings import Settings, load_settings
 from crm_audit_transform.errors import ConfigError, LeaseHeld, Unavailable
 from crm_audit_transform.jobs import MigrationJob
+from crm_audit_transform.verification import Finding, Findings, VerifyReport
 from support.mongo import migration_job
 
 BROKER = "redis://:broker-secret@redis.internal:6379/0"
@@ -251,6 +252,28 @@ class TestJobStartedOnlyUnderTheLease:
         assert caught.value.sig.options["retries"] == 0
         assert caught.value.when == 120.0
         assert (list(caught.value.sig.args), caught.value.sig.kwargs) == (["company-a"], {"repair": True})
+
+
+class TestVerifiedLine:
+    def test_a_repair_s_line_counts_the_drifted_logs_it_set_back(self) -> None:
+        """``verify_account`` with ``repair`` logs one ``verified`` line, a Celery operator's trace of
+        what the repair wrote: ``restored`` (drifted logs overwritten) beside ``repaired`` (missing ones
+        written). Before, a repair that set logs back and wrote none said ``repaired=0`` alone: this
+        test fails there."""
+        report = VerifyReport(
+            "company-a",
+            "acme",
+            findings={"drifted": Findings(2, (Finding(1, "crm-audit-1"), Finding(2, "crm-audit-2")))},
+            restored=2,
+        )
+        runtime = SimpleNamespace(service=SimpleNamespace(verify=lambda *_, **__: report))
+        app = make_app(Settings(broker_url=BROKER), runtime_factory=lambda: runtime)
+        with capture_logs() as lines:
+            answer = app.tasks[VERIFY_ACCOUNT].apply(args=["company-a"], kwargs={"repair": True}).get()
+        assert answer["restored"] == 2
+        verified = [line for line in lines if line["event"] == "verified"]
+        assert [(line["repaired"], line["restored"], line["clean"]) for line in verified] == [(0, 2, True)]
+        assert not [key for key in verified[0] if key.startswith("outstanding_")]
 
 
 class TestShutdownFlagInTheMainProcess:

@@ -385,6 +385,7 @@ def register_tasks(app: Celery, runtime_factory: Callable[[], Runtime]) -> None:
             company_sso_id=company_sso_id,
             clean=report.clean,
             repaired=report.repaired,
+            restored=report.restored,
             **{f"outstanding_{kind}": n for kind, n in report.outstanding.items()},
         )
         return report.to_json()
