@@ -138,7 +138,7 @@ class TestSideBySide:
         launcher = InlineLauncher(world, 2)
 
         result = world.service(settings=NO_HALT, shards=launcher).run(
-            world.company, owner="unused", should_stop=lambda: True
+            world.company, owner="unused", should_stop=lambda: bool(launcher.started)
         )
 
         assert launcher.started == [0, 1]
@@ -152,6 +152,48 @@ class TestSideBySide:
         assert again.job.status == COMPLETED
         assert again.job.tally == expected.tally
         assert timeline(world) == timeline(expected_world)
+
+    def test_a_stop_asked_as_a_shard_ends_starts_no_queued_shard(self) -> None:
+        """A Ctrl-C that comes with a shard's end: the next queued shard is not started (it was,
+        before the stop was asked, out of the stop's reach: a double Ctrl-C then left its lease held,
+        tests/e2e/test_cli_shard_processes.py). Fails on the old code: started [0, 1, 2]."""
+        world = World()
+        sharded(world, 3)
+        launcher = InlineLauncher(world, 2)
+        ends: list[int] = []
+        next_event = launcher.next_event
+
+        def ctrl_c_with_the_first_end(timeout: float) -> ShardEvent | None:
+            event = next_event(timeout)
+            if event is not None and event.kind == "done":
+                ends.append(event.shard)
+            return event
+
+        launcher.next_event = ctrl_c_with_the_first_end  # type: ignore[method-assign]
+        result = world.service(settings=NO_HALT, shards=launcher).run(
+            world.company, owner="unused", should_stop=lambda: bool(ends)
+        )
+
+        assert ends[0] == 0
+        assert launcher.started == [0, 1]
+        assert result.stopped is True
+        assert result.job.status == IN_PROGRESS
+        assert [s.lease_owner for s in result.job.shards] == [None] * 3
+        assert result.job.shards[2].tally.processed == 0
+
+    def test_a_stop_asked_before_the_run_starts_no_shard(self) -> None:
+        world = World()
+        sharded(world, 2)
+        launcher = InlineLauncher(world, 2)
+
+        result = world.service(settings=NO_HALT, shards=launcher).run(
+            world.company, owner="unused", should_stop=lambda: True
+        )
+
+        assert (launcher.started, launcher.closed) == ([], True)
+        assert result.stopped is True
+        assert result.job.status == IN_PROGRESS
+        assert result.job.tally.processed == 0
 
     def test_a_halted_job_starts_no_queued_shard_and_asks_no_stop(self) -> None:
         """The shards still running find the job halted at their next batch, as on Celery."""

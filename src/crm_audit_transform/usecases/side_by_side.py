@@ -108,14 +108,16 @@ class _Runs:
 
     def follow(self, should_stop: Callable[[], bool]) -> None:
         while True:
+            # Asked before a queued shard is started: a Ctrl-C that came while a shard ended must
+            # not start the next one (it would start after the stop, outside its reach).
+            if not self.stopping and should_stop():
+                self.stopped = True
+                self._stop_all()
             while self.queued and not self.stopping and len(self.running) < self.launcher.workers:
                 shard = self.queued.popleft()
                 self.running[shard] = self.launcher.start(self.whole.company_sso_id, shard)
             if not self.running:
                 return
-            if not self.stopping and should_stop():
-                self.stopped = True
-                self._stop_all()
             event = self.launcher.next_event(POLL_S)
             if event is not None:
                 self._take(event)
