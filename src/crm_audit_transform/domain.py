@@ -210,6 +210,31 @@ class ActivityLog:
     metadata: Mapping[str, Value] = field(factory=dict)
 
 
+LOG_DOCUMENT_KEYS: Final = (
+    "company_sso_id",
+    "customer_id",
+    "category",
+    "action",
+    "actor",
+    "attributes",
+    "timestamp",
+    "external_id",
+    "source_tag",
+    "metadata",
+)
+"""The keys of an ``ActivityLog``'s document (the plan's ``activity_logs`` shape), in the order every
+writer puts them: MongoDB's (``crm_audit_adapters.mongo.documents``), the JSONL sink's line (the
+same document as relaxed Extended JSON) and the in-memory stores' (``testing``). ``external_id`` is
+left out when empty. ``/migrate`` takes a record of these keys and no other, and reads each of them
+(``crm_audit_adapters.http.records``): one list, so a new key is not written by one and refused, or
+taken and dropped, by the other (tests/unit/test_log_document_keys.py)."""
+ACTOR_DOCUMENT_KEYS: Final = ("type", "name", "id")
+"""The keys of a log's ``actor`` (``Actor``: ``kind``, ``name``, ``sso_id``); ``id`` only when set."""
+ATTRIBUTE_DOCUMENT_KEYS: Final = ("field", "label", "from", "to")
+"""The keys of each of a log's ``attributes``, one ``FieldChange`` (``field``, ``label``, ``from_``,
+``to``)."""
+
+
 @frozen
 class EncodedLog:
     """An ``ActivityLog`` already encoded in its writer's own format, ahead of the write.

@@ -1,5 +1,5 @@
-"""``/migrate``'s record decoder on its own: the keys a record may hold, and metadata that must agree
-with its ``external_id``."""
+"""``/migrate``'s record decoder on its own: the keys a record may hold (that they are the sink's:
+tests/unit/test_log_document_keys.py), and metadata that must agree with its ``external_id``."""
 
 from __future__ import annotations
 
@@ -9,16 +9,7 @@ import pytest
 from bson import Int64
 
 from crm_audit_adapters.http.errors import ApiError
-from crm_audit_adapters.http.records import (
-    ACTOR_KEYS,
-    ATTRIBUTE_KEYS,
-    RECORD_KEYS,
-    decode_record,
-    parse_body,
-    refuse_unknown_keys,
-)
-from crm_audit_adapters.mongo.documents import encode_activity_log
-from crm_audit_transform.domain import ActivityLog, Actor, FieldChange
+from crm_audit_adapters.http.records import decode_record, parse_body, refuse_unknown_keys
 
 
 def record(**changes: Any) -> dict[str, Any]:
@@ -43,26 +34,6 @@ def refusal(doc: dict[str, Any]) -> str:
         decode_record(doc, "records[0]")
     assert (raised.value.status, raised.value.code) == (400, "INVALID_RECORD")
     return raised.value.message
-
-
-def test_the_keys_taken_are_those_the_sink_writes() -> None:
-    """Every key the JSONL sink writes (a log with an actor id and every optional part) is taken, and
-    no other: the lists cannot drift from the writer."""
-    log = ActivityLog(
-        company_sso_id="co",
-        customer_id="c",
-        category="contact",
-        action="updated",
-        actor=Actor("user", "Budi", "sso-1"),
-        changes=(FieldChange("phone", "Phone", "1", "2"),),
-        timestamp=decode_record(record(), "r").timestamp,
-        external_id="crm:acme:audit:26",
-    )
-    doc = encode_activity_log(log)
-    assert set(doc) == RECORD_KEYS
-    assert set(doc["actor"]) == ACTOR_KEYS
-    assert set(doc["attributes"][0]) == ATTRIBUTE_KEYS
-    assert decode_record(record(), "records[0]").external_id == "crm:acme:audit:26"
 
 
 @pytest.mark.parametrize(

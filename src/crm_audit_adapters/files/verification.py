@@ -28,7 +28,7 @@ from typing import BinaryIO, Final, TypeVar, cast
 
 import orjson
 
-from crm_audit_transform.domain import ActivityLog
+from crm_audit_transform.domain import LOG_DOCUMENT_KEYS, ActivityLog
 from crm_audit_transform.enrichment import MatchKey, StoredLog
 from crm_audit_transform.enrichment.model import as_referent_id
 from crm_audit_transform.json_scan import string_parts
@@ -63,19 +63,9 @@ _LONGEST_SINK_LINE: Final = 6 * MAX_DOCUMENT_BYTES
 at most 6 bytes for one of BSON (a control character's ``\\u001f``; a 0-byte ``$binary`` is 5.7). A
 long stored line that is not the recomputed one is read whole, to be compared field by field, only
 up to this length; a longer one is none of ours (``parsed`` is None: not clean)."""
-_DOC_MEMBERS: Final = (
-    "company_sso_id",
-    "external_id",
-    "source_tag",
-    "customer_id",
-    "category",
-    "action",
-    "actor",
-    "attributes",
-    "timestamp",
-    "metadata",
-)
-"""What a long stored line is read for: ``_migrated_doc``'s fields and the owned ones."""
+_DOC_MEMBERS: Final = LOG_DOCUMENT_KEYS
+"""What a long stored line is read for: ``_migrated_doc``'s fields and the owned ones, every key of
+the sink's document."""
 
 
 def _span_is(path: PathLike, offset: int, expected: bytes) -> bool:

@@ -25,7 +25,16 @@ from typing import Final, cast
 
 from bson import Decimal128, Int64, json_util
 
-from crm_audit_transform.domain import SOURCE_TAG, ActivityLog, Actor, ActorKind, FieldChange
+from crm_audit_transform.domain import (
+    ACTOR_DOCUMENT_KEYS,
+    ATTRIBUTE_DOCUMENT_KEYS,
+    LOG_DOCUMENT_KEYS,
+    SOURCE_TAG,
+    ActivityLog,
+    Actor,
+    ActorKind,
+    FieldChange,
+)
 from crm_audit_transform.timestamps import as_utc
 from crm_audit_transform.transformer import parse_external_id
 from crm_audit_transform.values import Value
@@ -36,23 +45,11 @@ from ..strict_json import has_surrogate
 from .errors import ApiError
 
 _ACTOR_KINDS = ("user", "deleted_user", "system")
-RECORD_KEYS: Final = frozenset(
-    {
-        "company_sso_id",
-        "customer_id",
-        "category",
-        "action",
-        "actor",
-        "attributes",
-        "timestamp",
-        "external_id",
-        "source_tag",
-        "metadata",
-    }
-)
-"""The keys of a record: those of the document the JSONL sink writes (``mongo.documents``)."""
-ACTOR_KEYS: Final = frozenset({"type", "name", "id"})
-ATTRIBUTE_KEYS: Final = frozenset({"field", "label", "from", "to"})
+RECORD_KEYS: Final = frozenset(LOG_DOCUMENT_KEYS)
+"""The keys of a record: the core's ``domain.LOG_DOCUMENT_KEYS``, those of the document the JSONL
+sink writes (``mongo.documents``); ``decode_record`` reads each."""
+ACTOR_KEYS: Final = frozenset(ACTOR_DOCUMENT_KEYS)
+ATTRIBUTE_KEYS: Final = frozenset(ATTRIBUTE_DOCUMENT_KEYS)
 BODY_KEYS: Final = frozenset({"records"})
 """The keys of the ``/migrate`` body."""
 _SHOWN_KEYS = 5

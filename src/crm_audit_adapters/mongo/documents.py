@@ -6,6 +6,9 @@ An activity log becomes::
      actor: {type, name, id?}, attributes: [{field, label, from, to}],
      timestamp, external_id?, source_tag, metadata}
 
+The keys are the core's ``domain.LOG_DOCUMENT_KEYS`` (``ACTOR_DOCUMENT_KEYS``,
+``ATTRIBUTE_DOCUMENT_KEYS``), which ``/migrate`` takes; written inline here (one dict literal per
+log, the fastest build) and held to that list by tests/unit/test_log_document_keys.py.
 ``external_id`` is left out when empty — an explicit ``null`` is never written, as a partial index
 on ``$exists`` (the plan's) would index it; ours filters on ``$type: "string"`` — and ``actor.id``
 when the actor has no SSO id. Values follow the rules of ``bson_values``. A job document is the

@@ -55,7 +55,8 @@ def too_large(size: int) -> str:
 
 
 def log_document(log: ActivityLog) -> dict[str, Any]:
-    """The fields of ``log``'s MongoDB document, values as they are (``_bson_size`` sizes them)."""
+    """The fields of ``log``'s MongoDB document (``domain.LOG_DOCUMENT_KEYS``, in that order), values
+    as they are (``_bson_size`` sizes them)."""
     actor: dict[str, Any] = {"type": log.actor.kind, "name": log.actor.name}
     if log.actor.sso_id:
         actor["id"] = log.actor.sso_id
