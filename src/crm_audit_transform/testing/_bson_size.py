@@ -25,7 +25,7 @@ import functools
 from collections.abc import Mapping
 from typing import Any, Final
 
-__all__ = ["ID_BYTES", "MAX_DOCUMENT_BYTES", "document_bytes"]
+__all__ = ["ID_BYTES", "MAX_DOCUMENT_BYTES", "document_bytes", "key_bytes", "value_bytes"]
 
 MAX_DOCUMENT_BYTES: Final = 16 * 1024 * 1024
 """MongoDB's document size limit, as ``crm_audit_adapters.mongo.document_limits`` has it."""
@@ -53,6 +53,19 @@ def document_bytes(document: Mapping[Any, object]) -> int:
         else:
             size += _key_bytes(key) + _value_bytes(value)
     return size
+
+
+def key_bytes(key: object) -> int:
+    """What the key of an element adds (its type byte, the key escaped as stored, its NUL)."""
+    return _key_bytes(key)
+
+
+def value_bytes(value: object) -> int:
+    """What ``value`` adds as an element's value, its key not counted; ``TypeError`` as
+    ``document_bytes``."""
+    if type(value) is str and value.isascii():
+        return 5 + len(value)
+    return _value_bytes(value)
 
 
 @functools.lru_cache(maxsize=4096, typed=True)  # documents repeat few keys: field and metadata names
