@@ -4,10 +4,14 @@ bytecode of the modules they import."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "compile_bytecode.py"
@@ -48,3 +52,33 @@ def test_pytest_reads_the_rewritten_modules_and_its_asserts_stay_rewritten(tmp_p
     assert f"found cached rewritten pyc for {tests / 'test_one.py'} [assertion]" in ours
     assert not [line for line in ours if line.startswith("rewriting")]
     assert not list(cache.glob("*.pyc.*"))  # nothing left half written
+
+
+def _script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("compile_bytecode", SCRIPT)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_it_writes_every_plugin_module_this_session_rewrote(pytestconfig: pytest.Config) -> None:
+    """Each module of an installed plugin's package that this pytest process imported and marked for
+    rewrite (hypothesis, schemathesis…: it writes no bytecode of them either) is one the script
+    writes the rewritten bytecode of, so that no test process rewrites them again."""
+    hook = pytestconfig.pluginmanager.rewrite_hook
+    marked = tuple(getattr(hook, "_must_rewrite", ()))
+    assert marked, "no plugin marked for rewrite: the installed plugins are autoloaded"
+    # pytest's own pytester is marked too once a test module asks for it: not a plugin's package.
+    plugins = [mark for mark in marked if mark.split(".")[0] != "_pytest"]
+    imported = {
+        Path(module.__file__).resolve()
+        for name, module in list(sys.modules.items())
+        if any(name == mark or name.startswith(f"{mark}.") for mark in plugins)
+        and (getattr(module, "__file__", None) or "").endswith(".py")
+        and "site-packages" in (module.__file__ or "")
+    }
+    assert len(imported) > 50  # hypothesis's alone
+    written = {path.resolve() for path in _script().plugin_modules()}
+    assert imported <= written, sorted(map(str, imported - written))[:5]
