@@ -47,12 +47,14 @@ from crm_audit_transform.usecases import RunSettings
 from crm_audit_transform.usecases.cancel import cancel
 from crm_audit_transform.usecases.pages import PageSpan, TransformedPage
 from support.corpus_account import World, audit_rows
+from support.corpus_account import users as users_of
 from support.page_workers import (
     DiesOnRow,
     FailingSpanReads,
     FinishesAfterTheRunner,
     NotingSpanReads,
     NotingTransformer,
+    RefusesHere,
     SentToWorkers,
     SlowWorker,
     SpanReadFails,
@@ -214,6 +216,43 @@ class TestOneTripAPage:
             cursors.append((cut.last_audit_id, cut.tally, repr(world.logs.logs)))
         assert cursors[0] == cursors[1]
         assert cursors[0][0] >= pages[2][-1].id  # the pages before the failing one were written
+
+    @pytest.mark.parametrize("trips", ["one-trip", "two-trips"])
+    def test_a_refusal_the_runner_meets_for_its_own_page_is_raised_after_the_workers_pages_before_it(
+        self, trips: str
+    ) -> None:
+        """USMAN refusing (``DirectoryRefused``, a 401) a user first named on page 1, which the runner
+        takes itself while page 0 is on its slow worker (one trip: the runner looks its own pages up;
+        two trips: it looks every page up, in order): page 0 is written, then the refusal, the
+        cursor where one process leaves it. Before, the runner's lookup raised at once and dropped
+        page 0 (``run --workers 2`` against a USMAN that refuses mid-run stopped pages earlier than
+        one process); this test fails there."""
+        settings = RunSettings(page_size=10, halt_threshold=1.0, lease_seconds=60)
+        pages = pages_of(account(), settings.page_size)
+        named = {row.user_id for row in pages[0]}
+        email = {user.id: user.email for user in users_of(TENANT)}
+        failing = next(email[r.user_id] for r in pages[1] if r.user_id not in named and email.get(r.user_id))
+        refused = DirectoryRefused("USMAN refused the request with HTTP 401", status_code=401)
+        ends = []
+        for pool in (None, ProcessPagePipeline(2, SlowWorker(0.5), pages_per_worker=1, own_pages=1)):
+            world = account()
+            if trips == "one-trip":
+                sent_to_workers(world, sso=SentToWorkers(world.sso, refused, failing, anywhere=True))
+            else:
+                world.sso = RefusesHere(world.sso, refused, failing)  # type: ignore[assignment]
+            try:
+                if pool is not None:
+                    pool.start(wait=True)  # the worker up: it takes page 0, the runner page 1
+                with pytest.raises(DirectoryRefused, match="401"):
+                    world.run(settings=settings, pipeline=pool)
+            finally:
+                if pool is not None:
+                    pool.close()
+            cut = world.jobs.latest(world.company)
+            assert cut is not None
+            ends.append((cut.last_audit_id, cut.tally, cut.lease_owner, repr(world.logs.logs)))
+        assert ends[0][0] == pages[0][-1].id  # one process: page 0 written, then the refusal
+        assert ends[1] == ends[0]
 
     def test_a_workers_usman_refusal_stops_the_run_before_any_write(self) -> None:
         """USMAN answering 401 to a worker: ``DirectoryRefused`` from the first page, nothing

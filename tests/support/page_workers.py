@@ -444,6 +444,22 @@ class SentToWorkers:
             raise self.error
 
 
+@frozen
+class RefusesHere:
+    """An SSO port raising ``error`` at a call asking for ``failing_email``, with no worker copy: a
+    page pool makes the run's lookups in the runner, in page order (two trips a page)."""
+
+    port: Any
+    error: Exception
+    failing_email: str
+
+    def sso_ids_by_emails(self, company_sso_id: str, emails: Collection[str]) -> Mapping[str, str]:
+        if self.failing_email in emails:
+            raise self.error
+        found: Mapping[str, str] = self.port.sso_ids_by_emails(company_sso_id, emails)
+        return found
+
+
 def imported(names: Sequence[str]) -> list[str]:
     """Which of ``names`` this process has imported (submitted to a worker)."""
     return [name for name in names if name in sys.modules]

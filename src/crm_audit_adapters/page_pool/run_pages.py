@@ -198,6 +198,8 @@ class RunPages:
 
     def result(self, page: Page) -> PageResult:
         """The head's result: unpacked from its worker, or transformed here if not yet."""
+        if page.worker is None and page.result is not None:
+            page.result.result()  # its lookup raised (``look_up``): raised now, the pages before it written
         if page.worker is not None:
             assert page.result is not None  # the head is always looked up
             got = self._processes.wait(page.result)
@@ -218,7 +220,10 @@ class RunPages:
         page already prepared.
 
         A next page whose preparing raised (its worker could not read its rows) waits to be the head:
-        its error is raised after the pages before it are handed back, as in one process."""
+        its error is raised after the pages before it are handed back, as in one process. So does a
+        page whose lookup raised here (USMAN's ``DirectoryRefused``, the CRM's ``SourceUnavailable``):
+        raised at once, it dropped the pages before it still on their workers, which one process
+        writes first."""
         for index, page in enumerate(self.inflight):
             if page.looked_up:
                 continue
@@ -227,7 +232,13 @@ class RunPages:
             ids, request = self._processes.wait(page.plan)
             if ids is not None:
                 page.ids = ids
-            context = self._lookup(request)
+            try:
+                context = self._lookup(request)
+            except Exception as exc:  # raised by ``result`` when its page is the head
+                failed: Future[Any] = Future()
+                failed.set_exception(exc)
+                page.result = failed
+                return  # the pages after it wait: one process would not look them up
             if page.worker is None:
                 page.context = context
             else:
