@@ -20,8 +20,9 @@ Two kinds of failure, told apart because they call for opposite actions:
   actors to "[Deleted CRM User]" and never drops a record (the run counts them, and halts past a
   threshold);
 * **a refusal** — 401, 403, or any other 4xx but 408 and 429, any redirect (3xx: redirects are never
-  followed, so a redirect is never an answer), any 2xx but 200 (the lookup's only answer), and a TLS
-  certificate that cannot be verified — is a configuration error (a wrong token, path, permission,
+  followed, so a redirect is never an answer), any 2xx but 200 (the lookup's only answer), a 200
+  HTML page (``Content-Type: text/html``: a sign-in or proxy page, served again on every retry), and
+  a TLS certificate that cannot be verified — is a configuration error (a wrong token, path, permission,
   base URL or CA): ``UsmanRefused``, a ``DirectoryRefused``, stops the run before it writes anything (exit 3).
 
 A 400 or 422 may answer the request's *content* instead: one email USMAN's validator refuses
@@ -164,8 +165,8 @@ class UsmanUnavailable(DirectoryUnavailable):
 
 class UsmanRefused(DirectoryRefused):
     """USMAN refused the request itself (401, 403, another non-retryable 4xx), answered a redirect (any
-    3xx: never followed) or a 2xx that is not 200 (the lookup answers 200 only), or presented a
-    certificate that cannot be verified: fix the configuration."""
+    3xx: never followed), a 2xx that is not 200 (the lookup answers 200 only) or a 200 HTML page, or
+    presented a certificate that cannot be verified: fix the configuration."""
 
 
 class _Retryable(Exception):
@@ -495,6 +496,8 @@ class UsmanClient:
                 ) as response,
             ):
                 status = response.status_code
+                if status == 200 and _is_html(response.headers):
+                    raise self._html_page()
                 body = self._body(response, len(emails), deadline, call_deadline) if status == 200 else b""
         except UnaskedCoding as exc:
             # Asked for gzip or deflate only (usman_transport.ACCEPT_ENCODING): a server or proxy that
@@ -562,6 +565,22 @@ class UsmanClient:
         found = self._parse(body)
         self._accepted[company_sso_id] = emails[0]  # a request USMAN took: a probe it takes (_probe)
         return found
+
+    def _html_page(self) -> UsmanRefused:
+        """A 200 labelled HTML: what a sign-in gateway, a proxy's block page or a web application's
+        catch-all route serves in place of the lookup, and serves again on every retry. As an outage
+        it wrote the page's actors degraded for good (up to the halt rule's bound) on every run; as a
+        refusal nothing is written until the base URL, path or proxy is fixed. Only the media type
+        decides (never the body's look): a USMAN labelling its JSON ``text/plain`` is read as JSON,
+        and a proxy's error page with a 502 or 503 is still an outage, retried."""
+        return UsmanRefused(
+            f"USMAN at {self._where} answered HTTP 200 with an HTML page (Content-Type text/html), not "
+            "the lookup's JSON: a sign-in page or a proxy's, or a base URL or path that is not the "
+            "lookup; set CRM_AUDIT_USMAN_BASE_URL and CRM_AUDIT_USMAN_PATH (or the proxy) to reach the "
+            "endpoint that answers; the records that needed this lookup were not written (pages written "
+            "before it are kept: a run resumes from its cursor)",
+            status_code=200,
+        )
 
     def _body(self, response: httpx.Response, emails: int, deadline: float, call_deadline: float) -> bytes:
         """A 200 answer's body, read as it streams in: at most ``answer_bytes(emails)`` counted as
@@ -653,6 +672,16 @@ def _unverified_certificate(error: BaseException) -> ssl.SSLCertVerificationErro
         seen.add(id(cause))
         cause = cause.__cause__ or cause.__context__
     return None
+
+
+_HTML_TYPES: Final = frozenset({"text/html", "application/xhtml+xml"})
+"""Media types of a page for people (RFC 2854, RFC 3236), never the lookup's answer."""
+
+
+def _is_html(headers: httpx.Headers) -> bool:
+    """Whether an answer's ``Content-Type`` is an HTML page's, whatever its parameters and case."""
+    media_type: str = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return media_type in _HTML_TYPES
 
 
 def _is_retryable(error: BaseException) -> bool:

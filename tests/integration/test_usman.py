@@ -704,18 +704,27 @@ class TestMalformedAnswers:
         assert "no strict reader takes" in str(caught.value)
         assert (len(server.requests), sleeps) == (1, [])
 
-    def test_a_200_in_another_content_type_is_read_for_what_it_holds(
-        self, server: UsmanServer, sleeps: list[float]
+    @pytest.mark.parametrize(
+        "content_type", ["text/html", "text/html; charset=utf-8", "TEXT/HTML", "application/xhtml+xml"]
+    )
+    def test_a_200_html_page_is_a_refusal_and_json_labelled_text_plain_an_answer(
+        self, server: UsmanServer, sleeps: list[float], content_type: str
     ) -> None:
-        """The Content-Type of a 200 is not checked: a proxy's HTML page is no JSON (an outage:
-        ``UsmanUnavailable``, its text not quoted), and the contract's JSON labelled ``text/plain`` is
-        the answer it holds."""
+        """A 200 labelled HTML (a sign-in gateway's page, a proxy's, a web application's catch-all
+        route) is served again on every retry: ``UsmanRefused`` (status 200), asked once, its text
+        not quoted, the token in no message. Before, it was an outage: the page's actors were
+        written degraded for good on every run (this test fails there). The contract's JSON
+        labelled ``text/plain`` is still the answer it holds."""
         page = b"<html><title>Sign in</title>token=Lk9PageSecret</html>"
-        server.queue(lambda server, request: Reply(200, page, headers={"Content-Type": "text/html"}))
+        server.queue(lambda server, request: Reply(200, page, headers={"Content-Type": content_type}))
         with client_for(server, sleeps) as client:
-            with pytest.raises(UsmanUnavailable, match="not JSON") as caught:
+            with pytest.raises(UsmanRefused, match="HTML page") as caught:
                 client.sso_ids_by_emails(COMPANY, [NUR])
+            assert caught.value.status_code == 200
+            assert isinstance(caught.value, DirectoryRefused)
+            assert (len(server.requests), sleeps) == (1, [])
             assert "Lk9PageSecret" not in str(caught.value)
+            assert TOKEN not in str(caught.value)
             server.queue(
                 lambda server, request: Reply(
                     200,
