@@ -39,9 +39,11 @@ The token never appears in a repr, log line or message.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
 import logging
+import math
 import os
 import random as _random
 import time
@@ -467,9 +469,11 @@ class UsmanClient:
         raise AssertionError("unreachable: the attempts return or raise")  # pragma: no cover
 
     def _retry_after(self, error: BaseException) -> float | None:
-        """A server's Retry-After, honoured up to the backoff cap."""
-        if isinstance(error, _Retryable) and error.delay is not None:
-            return min(error.delay, self._config.backoff_max)
+        """A server's Retry-After, honoured whole within the call's time: ``RetryPolicy`` begins no
+        wait that would end past the call's deadline, so a longer one ends the chunk's attempts at
+        once (unanswered), never a retry sooner than the server asked, which it refuses again."""
+        if isinstance(error, _Retryable):
+            return error.delay
         return None
 
     def _attempt(self, company_sso_id: str, emails: list[str], call_deadline: float) -> _Answer:
@@ -689,9 +693,21 @@ def _is_retryable(error: BaseException) -> bool:
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    value: str = response.headers.get("Retry-After", "")
+    """A 429's or 5xx's ``Retry-After`` in seconds from now: delay-seconds, or an HTTP date (RFC 9110
+    10.2.3; one past is 0); None when absent or neither, the backoff schedule then decides."""
+    value: str = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
     try:
         seconds = float(value)
     except ValueError:
-        return None  # absent, or an HTTP date: the backoff schedule decides
-    return seconds if seconds >= 0 else None
+        from email.utils import parsedate_to_datetime  # only for a date: the runner's start skips it
+
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:  # "-0000": UTC, as an HTTP date always is
+            when = when.replace(tzinfo=dt.UTC)
+        seconds = max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None

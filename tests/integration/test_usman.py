@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
 import json
 import logging
 import os
@@ -439,6 +441,46 @@ class TestRetries:
         with client_for(server, sleeps) as client:
             assert client.sso_ids_by_emails(COMPANY, [NUR]) == {NUR: "sso-nur"}
         assert sleeps == [1.5]
+
+    def test_a_retry_after_past_the_backoff_cap_is_waited_whole_within_the_calls_time(
+        self, server: UsmanServer, sleeps: list[float]
+    ) -> None:
+        """A 503 asking for 3 s, the backoff capped at 2 s: the retry comes after the 3 s asked (within
+        the call's 45 s), not sooner, when the server would refuse it again. Before, the wait was cut
+        to ``backoff_max`` (2 s); this test fails there."""
+        server.queue(status(503, {"Retry-After": "3"}))
+        with client_for(server, sleeps) as client:
+            assert client.sso_ids_by_emails(COMPANY, [NUR]) == {NUR: "sso-nur"}
+        assert sleeps == [3.0]
+
+    @pytest.mark.parametrize("code", [429, 503])
+    def test_a_retry_after_past_the_calls_time_ends_the_attempts_at_once(
+        self, server: UsmanServer, sleeps: list[float], code: int
+    ) -> None:
+        """A 429 or 503 asking for 2 minutes, the call given 5 s: no wait is begun and no retry sent
+        (it would come sooner than asked): ``UsmanUnavailable`` after one request, the chunk
+        unanswered (its actors degrade, counted). Before, the client retried every ``backoff_max``
+        (2 s) until its attempts ran out; this test fails there."""
+        server.default = status(code, {"Retry-After": "120"})
+        with (
+            client_for(server, sleeps, call_timeout=5.0) as client,
+            pytest.raises(UsmanUnavailable) as caught,
+        ):
+            client.sso_ids_by_emails(COMPANY, [NUR])
+        assert (caught.value.status_code, caught.value.attempts) == (code, 1)
+        assert (len(server.requests), sleeps) == (1, [])
+
+    def test_a_retry_after_as_an_http_date_is_honoured(
+        self, server: UsmanServer, sleeps: list[float]
+    ) -> None:
+        """``Retry-After`` may be an HTTP date (RFC 9110 10.2.3): waited until then. Before, a date was
+        ignored and the backoff schedule (75 ms here) decided; this test fails there."""
+        when = email.utils.format_datetime(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=20), usegmt=True)
+        server.queue(status(429, {"Retry-After": when}))
+        with client_for(server, sleeps, call_timeout=60.0) as client:
+            assert client.sso_ids_by_emails(COMPANY, [NUR]) == {NUR: "sso-nur"}
+        assert len(sleeps) == 1
+        assert 15.0 < sleeps[0] <= 20.0
 
     @pytest.mark.parametrize("code", [401, 403, 404])
     def test_client_errors_are_refusals_not_outages(
