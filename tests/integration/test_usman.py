@@ -482,6 +482,31 @@ class TestRetries:
         assert len(sleeps) == 1
         assert 15.0 < sleeps[0] <= 20.0
 
+    @pytest.mark.parametrize(
+        "failing",
+        [status(503), status(401), drop, slow(1.0), status(200, {"Content-Type": "text/html"})],
+        ids=["503", "401", "reset", "slow", "html"],
+    )
+    def test_the_pool_stays_usable_after_an_answer_that_is_no_answer(
+        self, server: UsmanServer, sleeps: list[float], failing: Any
+    ) -> None:
+        """With one pooled connection: after a 503, a 401, a reset, a read timeout or a 200 HTML page,
+        whose connection httpx closes (its body unread, or cut off), the client's next request opens
+        a new one and is answered; no slot of the pool is held by the closed one (the next request
+        would wait for it and fail with ``PoolTimeout``). A 401 and an HTML page are not retried."""
+        with client_for(server, sleeps, max_connections=1, max_attempts=1) as client:
+            assert client.sso_ids_by_emails(COMPANY, [NUR]) == {NUR: "sso-nur"}
+            server.queue(failing)
+            with pytest.raises((UsmanUnavailable, UsmanRefused)):
+                client.sso_ids_by_emails(COMPANY, [NUR])
+            assert len(server.requests) == 2  # one attempt, none retried
+            assert client.sso_ids_by_emails(COMPANY, [NUR]) == {NUR: "sso-nur"}
+            assert client.sso_ids_by_emails(COMPANY, [NUR]) == {NUR: "sso-nur"}
+        peers = [request.peer for request in server.requests]
+        assert peers[0] == peers[1]  # the first connection kept for the next request
+        assert peers[2] != peers[1]  # the failed one closed: a new connection
+        assert peers[3] == peers[2]  # and that one kept in the pool
+
     @pytest.mark.parametrize("code", [401, 403, 404])
     def test_client_errors_are_refusals_not_outages(
         self, server: UsmanServer, sleeps: list[float], code: int
