@@ -193,6 +193,25 @@ def held_still(pids: Iterable[int]) -> Iterator[list[int]]:
                 os.kill(pid, signal.SIGCONT)
 
 
+def started_for(database: str) -> list[int]:
+    """Every live process started for the test whose database is ``database``: its commands and
+    whatever they forked (a fork server, its pool and shard processes), found by the environment
+    each was started with (``CRM_AUDIT_MONGO_DATABASE``, one per test). A runner's list of its
+    children is a snapshot: once it is killed, a shard process it forked a moment before is an
+    orphan no snapshot holds, and this still finds it."""
+    marker = f"CRM_AUDIT_MONGO_DATABASE={database}".encode()
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            ours = marker in environ.read_bytes().split(b"\0")
+            live = ours and environ.with_name("stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            continue  # ended meanwhile, or not ours to read
+        if live:  # a zombie has ended
+            found.append(int(environ.parent.name))
+    return sorted(found)
+
+
 def kill_9(process: subprocess.Popen[str]) -> int:
     """SIGKILL: no handler runs, nothing is flushed or saved; returns the exit status."""
     process.send_signal(signal.SIGKILL)

@@ -32,6 +32,7 @@ from processes import (
     held_still,
     job_document,
     kill_9,
+    started_for,
     stored_migrated,
     wait_for,
 )
@@ -200,16 +201,16 @@ class TestShardsSideBySide:
                 timeout_s=COMMAND_TIMEOUT_S,
                 what="a batch of two shards after the loss",
             )
-            shard_pids = pool_workers(runner.pid)
             wait_for(
                 lambda: more_than_one_shard_served(port, cdp, marks),
                 timeout_s=COMMAND_TIMEOUT_S,
                 what="/metrics to count more rows than any one shard saved",
             )
+            # What the wait below follows: the runner, its fork server and its shard processes.
+            assert {runner.pid, *pool_workers(runner.pid)} < set(started_for(cdp.name))
             assert kill_9(runner) == -signal.SIGKILL
-            wait_for(
-                lambda: not any(map(running, shard_pids)), timeout_s=30, what="the orphaned shard processes"
-            )
+            # Every one it started: a shard it started after shard_pids was read is orphaned too.
+            wait_for(lambda: not started_for(cdp.name), timeout_s=30, what="the orphaned shard processes")
             orphaned = shards_of(cdp)
             assert [s["lease_owner"] for s in orphaned] == [None, None, None]
             assert (job_document(cdp) or {}).get("status") == "in_progress"
