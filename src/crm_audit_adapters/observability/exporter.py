@@ -1,9 +1,9 @@
 """Serving ``/metrics``: one process, or all of a prefork pool's processes (multiprocess mode).
 
 prometheus_client decides at import whether metric values live in process memory or in
-``PROMETHEUS_MULTIPROC_DIR``; ``prepare_multiprocess`` therefore runs before anything imports it
-(the ``worker`` command calls it before building the Celery app). The exporter then sums every
-process's files with ``MultiProcessCollector``.
+``PROMETHEUS_MULTIPROC_DIR``, so the ``worker`` command sets that directory before anything imports
+it (``cli.workers._prepare_multiprocess_metrics``; not here: importing this package imports
+prometheus_client). The exporter then sums every process's files with ``MultiProcessCollector``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
-import tempfile
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -22,14 +21,6 @@ if TYPE_CHECKING:  # an optional dependency (the [celery] extra), imported only 
     from prometheus_client.metrics_core import Metric
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-
-
-def prepare_multiprocess() -> str:
-    """Make sure ``PROMETHEUS_MULTIPROC_DIR`` names an existing directory; return it."""
-    directory = os.environ.get(MULTIPROC_ENV) or tempfile.mkdtemp(prefix="crm-audit-metrics-")
-    os.makedirs(directory, exist_ok=True)
-    os.environ[MULTIPROC_ENV] = directory
-    return directory
 
 
 def metrics_registry() -> CollectorRegistry:
