@@ -14,9 +14,8 @@ from pymongo.database import Database
 from crm_audit_adapters.mongo import MongoActivityLogStore, apply_migration
 from crm_audit_adapters.mongo.documents import _OUR_METADATA_KEYS
 from crm_audit_adapters.mongo.verification import MongoMigratedLogReader
-from crm_audit_transform.usecases import RunSettings, VerifySettings
-from crm_audit_transform.usecases.verify import VerifyPorts, verify_account
-from crm_audit_transform.verification import RUN_METADATA_KEYS, VerifyReport
+from crm_audit_transform.usecases import RunSettings
+from crm_audit_transform.verification import RUN_METADATA_KEYS
 from support.corpus_account import World, audit_rows
 
 Doc = dict[str, Any]
@@ -54,22 +53,6 @@ EDITS: dict[str, tuple[Edit, str]] = {
 }
 
 
-def verify(world: World, db: Database[Any], **settings: Any) -> VerifyReport:
-    ports = VerifyPorts(
-        world.source,
-        world.users,
-        world.sso,
-        world.contacts,
-        MongoMigratedLogReader.in_database(db),
-        world.jobs,
-        world.logs,
-        world.clock,
-        world.indexes,
-        entities=world.entities,
-    )
-    return verify_account(world.company, ports, world.transformer, settings=VerifySettings(**settings))
-
-
 def test_the_adapters_metadata_keys_are_the_runs() -> None:
     """The keys the document encoder writes unescaped are the keys verify compares and repair sets."""
     assert frozenset(RUN_METADATA_KEYS) == _OUR_METADATA_KEYS
@@ -83,6 +66,7 @@ def test_every_drifted_field_is_reported_and_repair_sets_each_back(mongo_db: Dat
     list(apply_migration(mongo_db, "up"))
     world = World("acme", rows=[row for row in audit_rows("acme") if row.id <= 120], enrich=True)
     world.logs = MongoActivityLogStore.in_database(mongo_db)  # type: ignore[assignment]
+    world.reader = MongoMigratedLogReader.in_database(mongo_db)
     world.trigger()
     world.run(settings=RunSettings(page_size=200, halt_threshold=1.0))
     logs = mongo_db.activity_logs
@@ -102,11 +86,11 @@ def test_every_drifted_field_is_reported_and_repair_sets_each_back(mongo_db: Dat
         whole = ", ".join(f"metadata.{key}" for key in doc["metadata"])
         expected[doc["metadata"]["crm_audit_id"]] = field or whole
 
-    found = verify(world, mongo_db)
+    found = world.verify()
     assert {f.audit_id: f.detail for f in found.findings["drifted"].items} == expected
     assert found.outstanding == {"drifted": len(EDITS)}
 
-    repaired = verify(world, mongo_db, repair=True)
+    repaired = world.verify(repair=True)
     assert (repaired.restored, repaired.outstanding) == (len(EDITS), {})
     assert repaired.clean, repaired.to_json()
     for external_id, original in originals.items():
@@ -118,7 +102,7 @@ def test_every_drifted_field_is_reported_and_repair_sets_each_back(mongo_db: Dat
             k: v for k, v in original.items() if k != "metadata"
         }
 
-    again = verify(world, mongo_db, repair=True)
+    again = world.verify(repair=True)
     assert again.clean, again.to_json()
     assert (again.count("drifted"), again.restored) == (0, 0)
 
@@ -130,6 +114,7 @@ def test_a_log_of_another_source_tag_is_not_taken_over(mongo_db: Database[Any], 
     list(apply_migration(mongo_db, "up"))
     world = World("acme", rows=[row for row in audit_rows("acme") if row.id <= 40], enrich=True)
     world.logs = MongoActivityLogStore.in_database(mongo_db)  # type: ignore[assignment]
+    world.reader = MongoMigratedLogReader.in_database(mongo_db)
     world.trigger()
     world.run(settings=RunSettings(page_size=200, halt_threshold=1.0))
     logs = mongo_db.activity_logs
@@ -138,6 +123,6 @@ def test_a_log_of_another_source_tag_is_not_taken_over(mongo_db: Database[Any], 
     update = {"$set": {"category": "other", "source_tag": tag}} if tag else {"$set": {"category": "other"}}
     logs.update_one({"_id": doc["_id"]}, {**update, **({} if tag else {"$unset": {"source_tag": ""}})})
     edited = logs.find_one({"_id": doc["_id"]})
-    repaired = verify(world, mongo_db, repair=True)
+    repaired = world.verify(repair=True)
     assert (repaired.restored, repaired.outstanding) == (0, {"drifted": 1})
     assert logs.find_one({"_id": doc["_id"]}) == edited

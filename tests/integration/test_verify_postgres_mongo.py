@@ -23,9 +23,7 @@ from crm_audit_adapters.mongo.enrichment import MongoEnrichmentStore
 from crm_audit_adapters.mongo.verification import MongoMigratedLogReader
 from crm_audit_transform.jobs import COMPLETED, MigrationJob
 from crm_audit_transform.tally import Tally
-from crm_audit_transform.usecases import RunSettings, VerifySettings
-from crm_audit_transform.usecases.verify import VerifyPorts, verify_account
-from crm_audit_transform.verification import VerifyReport
+from crm_audit_transform.usecases import RunSettings
 from support.corpus_account import World
 
 pytestmark = pytest.mark.postgres
@@ -58,6 +56,7 @@ def migrated(
     world.source = PostgresAuditSource(session)  # type: ignore[assignment]
     world.users = PostgresUserDirectory(session)  # type: ignore[assignment]
     world.logs = MongoActivityLogStore.in_database(db)  # type: ignore[assignment]
+    world.reader = MongoMigratedLogReader.in_database(db)
     world.enrichment = MongoEnrichmentStore.in_database(db)  # type: ignore[assignment]
     world.jobs = MongoJobStore.in_database(db)  # type: ignore[assignment]
     if before_run is not None:
@@ -65,23 +64,6 @@ def migrated(
     world.trigger(date_range_start=cutoff)
     assert world.run(settings=SETTINGS).job.status == COMPLETED
     return world
-
-
-def verify(world: World, db: Database[Any], **settings: Any) -> VerifyReport:
-    ports = VerifyPorts(
-        world.source,
-        world.users,
-        world.sso,
-        world.contacts,
-        MongoMigratedLogReader.in_database(db),
-        world.jobs,
-        world.logs,
-        world.clock,
-        world.indexes,
-    )
-    return verify_account(
-        world.company, ports, world.transformer, settings=VerifySettings(page_size=200, **settings)
-    )
 
 
 def job_of(world: World) -> MigrationJob:
@@ -107,7 +89,7 @@ class TestVerifyOnRealAdapters:
     ) -> None:
         """Every audit accounted for, no drift (NaN values and enrichment keys included), job consistent."""
         world = migrated(crm_dsn, mongo_db, sessions, cutoff=None)
-        report = verify(world, mongo_db)
+        report = world.verify()
         job = job_of(world)
         assert report.clean, report.to_json()
         assert (report.audits, report.migrated) == (job.tally.processed, job.tally.migrated)
@@ -129,7 +111,7 @@ class TestVerifyOnRealAdapters:
         association = first_log(mongo_db, **{"metadata.linked_entity_id": {"$exists": True}})
         twin = {k: v for k, v in association.items() if k not in ("_id", "external_id")}
         logs.insert_one({**twin, "source_tag": "live_feed", "timestamp": association["timestamp"]})
-        report = verify(world, mongo_db)
+        report = world.verify()
         assert [f.audit_id for f in report.findings["missing"].items] == [audit_id_of(gone)]
         assert [f.external_id for f in report.findings["stray"].items] == ["crm:acme:audit:99999999"]
         assert [(f.audit_id, f.detail) for f in report.findings["drifted"].items] == [
@@ -146,7 +128,7 @@ class TestVerifyOnRealAdapters:
         world = migrated(crm_dsn, mongo_db, sessions)
         job = job_of(world)
         world.jobs.save(attrs.evolve(job, tally=job.tally + Tally(processed=2)))
-        report = verify(world, mongo_db)
+        report = world.verify()
         assert report.job is not None
         # Its outcomes no longer add up to its processed either.
         assert [(m.figure, m.job - m.found) for m in report.job.mismatches] == [
@@ -164,7 +146,7 @@ class TestVerifyOnRealAdapters:
         doc = first_log(mongo_db)
         later = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
         mongo_db.activity_logs.update_one({"_id": doc["_id"]}, {"$set": {"timestamp": later}})
-        report = verify(world, mongo_db)
+        report = world.verify()
         assert [f.audit_id for f in report.findings["past_watermark"].items] == [audit_id_of(doc)]
 
 
@@ -198,14 +180,14 @@ class TestLateCommitAndRepair:
         mongo_db.activity_logs.update_one({"_id": drifted["_id"]}, {"$set": {"category": "other"}})
         before = job_of(world).tally
 
-        found = verify(world, mongo_db)
+        found = world.verify()
         assert sorted(f.audit_id or 0 for f in found.findings["missing"].items) == sorted(
             [held_id, audit_id_of(gone)]
         )
         assert found.job is not None
         assert {m.figure for m in found.job.mismatches} == {"processed", "migrated"}
 
-        repaired = verify(world, mongo_db, repair=True)
+        repaired = world.verify(repair=True)
         assert (repaired.repaired, repaired.repaired_in_job, repaired.restored) == (2, 1, 1)
         assert repaired.outstanding == {}
         assert repaired.job is not None
@@ -216,7 +198,7 @@ class TestLateCommitAndRepair:
         assert mongo_db.activity_logs.find_one({"_id": drifted["_id"]})["category"] == category  # type: ignore[index]
 
         count = mongo_db.activity_logs.count_documents({})
-        again = verify(world, mongo_db, repair=True)
+        again = world.verify(repair=True)
         assert (again.repaired, again.repaired_in_job, again.restored) == (0, 0, 0)
         assert mongo_db.activity_logs.count_documents({}) == count
         assert job_of(world).tally == after.tally
@@ -246,7 +228,7 @@ class TestLateCommitAndRepair:
                 audit_id,
                 copied,
             )
-        report = verify(world, mongo_db)
+        report = world.verify()
         assert sorted(f.audit_id or 0 for f in report.findings["missing"].items) == sorted(late)
         assert not report.clean
         assert report.audits == job.tally.processed + len(late)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -43,6 +44,7 @@ from crm_audit_transform.ports import (
 from crm_audit_transform.service import MigrationService
 from crm_audit_transform.testing import (
     FixedClock,
+    InMemoryActivityLogStore,
     InMemoryAuditSource,
     InMemoryContactDirectory,
     InMemoryEntityDirectory,
@@ -56,10 +58,11 @@ from crm_audit_transform.testing import (
 )
 from crm_audit_transform.testing.enrichment import InMemoryEnrichmentStore
 from crm_audit_transform.transformer import Transformer
-from crm_audit_transform.usecases import RunResult
+from crm_audit_transform.usecases import RunResult, VerifySettings
 from crm_audit_transform.usecases.guards import TriggerPorts, trigger
 from crm_audit_transform.usecases.run import RunPorts, run_job
-from crm_audit_transform.usecases.verify import VerifyPorts
+from crm_audit_transform.usecases.verify import VerifyPorts, verify_account
+from crm_audit_transform.verification import VerifyReport
 from support import corpus_world
 from support.corpus_world import ACCOUNT, corpus, parse_time
 
@@ -196,6 +199,9 @@ class World:
         self.indexes = InMemoryIndexState()
         self.pipeline: PagePipeline | None = None
         """Where ``run`` transforms the pages (None: in this process); a test may set a page pool."""
+        self.reader: MigratedLogReader | None = None
+        """What ``verify`` reads the migrated logs back with (None: an in-memory reader over ``logs``);
+        a test that puts ``logs`` in a database sets that database's reader."""
 
     def service(self, **options: Any) -> MigrationService:
         """The application service over this world's ports (as they are now); the account is bound."""
@@ -245,30 +251,54 @@ class World:
             indexes=self.indexes,
         )
 
-    def verify_ports(self, jobs: JobStore | None = None, *, repair: bool = True) -> VerifyPorts:
-        """What ``verify_account`` reads over this account, its logs read back as migrated; ``jobs``
-        in place of its job store; the CRM's entities when the world enriches (its run names). With
-        ``repair``, what a repair writes with too (logs, clock, index state); without,
+    def verify_ports(
+        self,
+        jobs: JobStore | None = None,
+        *,
+        repair: bool = True,
+        logs: InMemoryActivityLogStore | None = None,
+        source: AuditSource | None = None,
+    ) -> VerifyPorts:
+        """What ``verify_account`` reads over this account, its logs read back as migrated (by
+        ``reader`` when set); the CRM's entities when the world enriches (its run names). ``jobs``,
+        ``logs`` (read back in memory) and ``source`` in place of the world's where a test watches
+        them. With ``repair``, what a repair writes with too (logs, clock, index state); without,
         ``VerifyPorts``' defaults (None)."""
-        reader = InMemoryMigratedLogReader(self.logs)
+        if logs is not None:
+            reader: MigratedLogReader = InMemoryMigratedLogReader(logs)
+        else:
+            reader = InMemoryMigratedLogReader(self.logs) if self.reader is None else self.reader
         jobs = self.jobs if jobs is None else jobs
+        source = self.source if source is None else source
         # The run's entities (an enriching world's run names its association logs), as the service gives.
         entities = self.entities if self.enrichment is not None else None
         if not repair:
-            return VerifyPorts(
-                self.source, self.users, self.sso, self.contacts, reader, jobs, entities=entities
-            )
+            return VerifyPorts(source, self.users, self.sso, self.contacts, reader, jobs, entities=entities)
         return VerifyPorts(
-            self.source,
+            source,
             self.users,
             self.sso,
             self.contacts,
             reader,
             jobs,
-            self.logs,
+            self.logs if logs is None else logs,
             self.clock,
             self.indexes,
             entities=entities,
+        )
+
+    def verify(self, ports: VerifyPorts | None = None, **settings: Any) -> VerifyReport:
+        """``verify_account`` over this account: ``ports`` or ``verify_ports()``, pages of 200 unless
+        ``settings`` (``VerifySettings``' fields) say otherwise; a ``sample`` is drawn by a
+        ``random.Random(7)``, so a test's draw is the same at every run."""
+        settings.setdefault("page_size", 200)
+        rng = random.Random(7) if settings.get("sample") is not None else None
+        return verify_account(
+            self.company,
+            self.verify_ports() if ports is None else ports,
+            self.transformer,
+            settings=VerifySettings(**settings),
+            rng=rng,
         )
 
     def trigger(self, **options: Any) -> MigrationJob:

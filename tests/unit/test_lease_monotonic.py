@@ -25,14 +25,12 @@ from crm_audit_transform.testing import (
     FixedClock,
     InMemoryActivityLogStore,
     InMemoryJobStore,
-    InMemoryMigratedLogReader,
 )
 from crm_audit_transform.usecases import RunSettings, VerifySettings
 from crm_audit_transform.usecases._verify_repair import Repair
 from crm_audit_transform.usecases.cancel import cancel
 from crm_audit_transform.usecases.rollback import RollbackPorts, rollback
 from crm_audit_transform.usecases.run import run_job
-from crm_audit_transform.usecases.verify import VerifyPorts
 from support.corpus_account import World
 
 
@@ -158,17 +156,7 @@ class TestARepairsHalfLease:
 
         jobs = Recording(world.jobs.jobs, clock=world.clock)
         timeline = RecordingLogs()
-        ports = VerifyPorts(
-            SlowGrowth(),  # type: ignore[arg-type]
-            world.users,
-            world.sso,
-            world.contacts,
-            InMemoryMigratedLogReader(timeline),
-            jobs,
-            timeline,
-            world.clock,
-            world.indexes,
-        )
+        ports = world.verify_ports(jobs, logs=timeline, source=SlowGrowth())  # type: ignore[arg-type]
         Repair(ports, settings, "verify").write(missing, job)
         assert events[:4] == ["renewed", "grown", "renewed", "batch"]
         assert len(timeline.logs) == 60

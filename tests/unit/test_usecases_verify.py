@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import random
 from typing import Any
 
 import attrs
@@ -49,18 +48,6 @@ def migrated_world(tenant: str = "acme") -> World:
     return world
 
 
-def verify(world: World, **settings: Any) -> VerifyReport:
-    ports = world.verify_ports()
-    rng = random.Random(7) if settings.get("sample") is not None else None
-    return verify_account(
-        world.company,
-        ports,
-        world.transformer,
-        settings=VerifySettings(page_size=200, **settings),
-        rng=rng,
-    )
-
-
 def with_logs(world: World, logs: list[ActivityLog]) -> None:
     world.logs = InMemoryActivityLogStore(logs)
 
@@ -91,7 +78,7 @@ class TestFailureShare:
         world.run(settings=RunSettings(page_size=200))  # the default halt rule: 10%, 200 rows
         assert job_of(world).status == "completed"
         assert job_of(world).tally.failed_total == 20
-        report = verify(world)
+        report = world.verify()
         assert (report.outstanding, report.failure_rate, report.halt_threshold) == ({}, 1.0, 0.1)
         assert not report.clean
         assert report.to_json()["failure_rate"] == 1.0
@@ -114,7 +101,7 @@ class TestCleanAccount:
     def test_a_clean_run_verifies_clean_with_no_drift(self, tenant: str) -> None:
         """After a clean run every audit is accounted for, every content compares equal (NaN included)."""
         world = migrated_world(tenant)
-        report = verify(world)
+        report = world.verify()
         job = job_of(world)
         assert report.clean, report.to_json()
         assert report.audits == job.tally.processed
@@ -130,7 +117,7 @@ class TestCleanAccount:
 
         world = migrated_world()
         world.source = ShortPages(world.source, 7)  # type: ignore[assignment]
-        report = verify(world)
+        report = world.verify()
         assert report.clean, report.to_json()
         assert report.audits == job_of(world).tally.processed
 
@@ -139,12 +126,12 @@ class TestCleanAccount:
         world = migrated_world("acme")
         values = [v for log in migrated_logs(world) for c in log.changes for v in (c.from_, c.to)]
         assert any(isinstance(v, float) and math.isnan(v) for v in values)
-        assert verify(world).count("drifted") == 0
+        assert world.verify().count("drifted") == 0
 
     def test_a_sample_compares_at_most_that_many_logs_per_page(self) -> None:
         """--sample N compares a random N per page, yet still accounts for every row."""
         world = migrated_world()
-        report = verify(world, sample=3)
+        report = world.verify(sample=3)
         pages = -(-report.audits // 200)
         assert 0 < report.content_checked <= 3 * pages
         assert report.migrated == job_of(world).tally.migrated
@@ -158,7 +145,7 @@ class TestFaults:
         logs = list(world.logs.logs)
         gone = next(log for log in logs if log.external_id)
         with_logs(world, [log for log in logs if log is not gone])
-        report = verify(world)
+        report = world.verify()
         assert [f.audit_id for f in report.findings["missing"].items] == [audit_id(gone)]
         assert report.job is not None
         assert [(m.figure, m.job - m.found) for m in report.job.mismatches] == [("migrated", 1)]
@@ -170,7 +157,7 @@ class TestFaults:
         template = migrated_logs(world)[0]
         stray = attrs.evolve(template, external_id="crm:acme:audit:99999999")
         world.logs.insert_batch([stray])
-        report = verify(world)
+        report = world.verify()
         assert [f.external_id for f in report.findings["stray"].items] == ["crm:acme:audit:99999999"]
         assert report.outstanding == {"stray": 1}
 
@@ -188,7 +175,7 @@ class TestFaults:
         template = migrated_logs(world)[0]
         odd = f"crm:acme:audit:{spelling.format(id=audit_id(template))}"
         world.logs.insert_batch([attrs.evolve(template, external_id=odd)])
-        report = verify(world)
+        report = world.verify()
         assert [f.external_id for f in report.findings["stray"].items] == [odd]
         assert report.outstanding == {"stray": 1}
 
@@ -202,7 +189,7 @@ class TestFaults:
             edited, category="other", metadata={**edited.metadata, "linked_entity_name": "Added later"}
         )
         with_logs(world, logs)
-        report = verify(world)
+        report = world.verify()
         found = report.findings["drifted"].items
         assert [(f.audit_id, f.detail) for f in found] == [(audit_id(edited), "category")]
 
@@ -217,7 +204,7 @@ class TestFaults:
         logs[at] = attrs.evolve(forged, actor=attrs.evolve(forged.actor, sso_id="0" * 36, name="mallory"))
         with_logs(world, logs)
         world.sso.failing = True
-        down = verify(world)
+        down = world.verify()
         assert down.actors_unchecked >= 1
         assert (down.outstanding, down.clean, down.to_json()["actors_unchecked"]) == (
             {},
@@ -226,14 +213,14 @@ class TestFaults:
         )
         assert any("actors unchecked" in line for line in summary_lines(down))
         world.sso.failing = False
-        up = verify(world)
+        up = world.verify()
         assert (up.actors_unchecked, up.outstanding) == (0, {"drifted": 1})
         assert [(f.audit_id, f.detail) for f in up.findings["drifted"].items] == [(audit_id(forged), "actor")]
 
     def test_a_row_committed_behind_the_cursor_is_missing_and_uncounted(self) -> None:
         """A row that commits after the run passed its id is missing, and the job's processed is short."""
         world, behind = late_world()
-        report = verify(world)
+        report = world.verify()
         assert [f.audit_id for f in report.findings["missing"].items] == [behind.id]
         assert report.job is not None
         assert {m.figure: (m.job, m.found) for m in report.job.mismatches} == {
@@ -247,7 +234,7 @@ class TestFaults:
         at = next(i for i, log in enumerate(logs) if log.external_id)
         logs[at] = attrs.evolve(logs[at], timestamp=dt.datetime(2026, 6, 1, tzinfo=dt.UTC))
         with_logs(world, logs)
-        report = verify(world)
+        report = world.verify()
         assert report.count("past_watermark") == 1
         assert report.findings["drifted"].items[0].detail == "timestamp"
 
@@ -267,7 +254,7 @@ class TestFaults:
             metadata={**logs[at].metadata, "crm_person_id": stranger.crm_person_id},
         )
         with_logs(world, logs)
-        report = verify(world)
+        report = world.verify()
         assert [f.external_id for f in report.findings["past_watermark"].items] == [logs[at].external_id]
         assert report.findings["drifted"].items[0].detail == "customer_id, metadata.crm_person_id"
 
@@ -282,7 +269,7 @@ class TestFaults:
             timestamp=association.timestamp + dt.timedelta(seconds=2),
         )
         world.logs.add_native(live)
-        report = verify(world)
+        report = world.verify()
         assert [f.external_id for f in report.findings["overlap"].items] == [association.external_id]
         assert report.outstanding == {"overlap": 1}
 
@@ -292,7 +279,7 @@ class TestFaults:
         log = migrated_logs(world)[0]
         person = log.metadata["crm_person_id"]
         world.contacts = InMemoryContactDirectory(c for c in contacts("acme") if c.crm_person_id != person)
-        report = verify(world)
+        report = world.verify()
         assert report.count("unexpected") >= 1
         assert all("contact_not_found" in f.detail for f in report.findings["unexpected"].items)
 
@@ -301,7 +288,7 @@ class TestFaults:
         world = migrated_world()
         job = job_of(world)
         world.jobs.save(attrs.evolve(job, tally=job.tally + Tally(processed=5, migrated=3)))
-        report = verify(world)
+        report = world.verify()
         assert report.job is not None
         assert {m.figure for m in report.job.mismatches} == {"outcomes", "processed", "migrated"}
         assert report.outstanding == {}
@@ -314,13 +301,13 @@ class TestFaults:
         ids = sorted(audit_id(log) for log in migrated_logs(world))
         cut = ids[len(ids) // 2]
         world.jobs.save(attrs.evolve(job, last_audit_id=cut))
-        completed = verify(world).job
+        completed = world.verify().job
         assert completed is not None
         figures = {m.figure: (m.job, m.found) for m in completed.mismatches}
         assert figures["last_audit_id"][0] == cut
         assert figures["last_audit_id"][1] >= ids[-1]
         world.jobs.save(attrs.evolve(job_of(world), status=HALTED))
-        halted = verify(world).job
+        halted = world.verify().job
         assert halted is not None
         assert "last_audit_id" not in {m.figure for m in halted.mismatches}
 
@@ -330,7 +317,7 @@ class TestFaults:
         logs = list(world.logs.logs)
         gone = [log for log in logs if log.external_id][:3]
         with_logs(world, [log for log in logs if log not in gone])
-        report = verify(world, keep=2)
+        report = world.verify(keep=2)
         missing = report.to_json()["findings"]["missing"]
         assert (missing["count"], len(missing["items"]), missing["truncated"]) == (3, 2, True)
         assert report.outstanding["missing"] == 3
@@ -341,7 +328,7 @@ class TestFaults:
         logs = list(world.logs.logs)
         twin = migrated_logs(world)[0]
         with_logs(world, [*logs, twin])
-        report = verify(world)
+        report = world.verify()
         assert [f.external_id for f in report.findings["duplicate"].items] == [twin.external_id]
 
 
@@ -391,7 +378,7 @@ class TestSourceTag:
                 logs[index] = attrs.evolve(log, source_tag=tag)
                 changed[log.external_id] = tag
         with_logs(world, logs)
-        report = verify(world, sample=sample)
+        report = world.verify(sample=sample)
         assert not report.clean
         assert report.count("drifted") == 2
         details = {f.external_id: f.detail for f in report.findings["drifted"].items}
@@ -414,7 +401,7 @@ class TestRunMetadata:
             logs[enriched], metadata={**logs[enriched].metadata, "linked_entity_name": "Acme Ltd"}
         )
         with_logs(world, logs)
-        report = verify(world)
+        report = world.verify()
         assert not report.clean
         assert [(f.external_id, f.detail) for f in report.findings["drifted"].items] == [
             (logs[forged].external_id, "metadata.crm_tenant, metadata.crm_person_id")
@@ -430,14 +417,14 @@ class TestRolledBack:
         logs = migrated_logs(world)
         rollback(world.company, RollbackPorts(world.jobs, world.logs, world.clock))
         world.logs.insert_batch(logs)
-        report = verify(world)
+        report = world.verify()
         assert report.outstanding == {}
         assert report.job is not None
         assert report.job.mismatches == (Mismatch("migrated_logs", 0, len(logs)),)
         assert not report.clean
         world.logs.delete_migrated(world.company)
         world.logs.insert_batch(logs[:20])
-        some = verify(world)
+        some = world.verify()
         assert some.job is not None
         assert some.job.mismatches == (Mismatch("migrated_logs", 0, 20),)
 
@@ -447,7 +434,7 @@ class TestRolledBack:
         world = migrated_world()
         expected = len(migrated_logs(world))
         rollback(world.company, RollbackPorts(world.jobs, world.logs, world.clock))
-        report = verify(world)
+        report = world.verify()
         assert report.job is not None
         assert report.job.consistent
         assert report.outstanding == {"missing": expected}
@@ -462,7 +449,7 @@ class TestRepair:
         gone = next(log for log in logs if log.external_id)
         with_logs(world, [log for log in logs if log is not gone])
         before = job_of(world).tally
-        report = verify(world, repair=True)
+        report = world.verify(repair=True)
         assert report.repaired == 2
         assert report.repaired_in_job == 1
         assert report.clean, report.to_json()
@@ -471,7 +458,7 @@ class TestRepair:
         assert after.lease_owner is None
         stored = {log.external_id for log in world.logs.logs}
         assert {gone.external_id, f"crm:acme:audit:{behind.id}"} <= stored
-        assert verify(world).clean
+        assert world.verify().clean
 
     def test_repair_counts_its_rows_into_a_sharded_job(self) -> None:
         """On a sharded job the late row repaired is counted into the job's summed counts."""
@@ -482,12 +469,12 @@ class TestRepair:
         world.service(settings=SETTINGS).run(world.company, owner="runner")
         world.source.add(next(row for row in rows if row.id == held_id))
         before = job_of(world).tally
-        report = verify(world, repair=True)
+        report = world.verify(repair=True)
         assert report.repaired_in_job == 1
         after = job_of(world)
         assert len(after.shards) == 2
         assert (after.tally.processed, after.tally.migrated) == (before.processed + 1, before.migrated + 1)
-        assert verify(world).clean
+        assert world.verify().clean
 
     def test_an_unexpected_log_is_never_counted_as_a_migrated_row(self) -> None:
         """A log copied under a row that skips is unexpected: the job check counts the rows that
@@ -507,11 +494,11 @@ class TestRepair:
             and f"crm:acme:audit:{row.id}" not in logged
         )
         world.logs.insert_batch([attrs.evolve(logs[0], external_id=f"crm:acme:audit:{skipping.id}")])
-        report = verify(world)
+        report = world.verify()
         assert report.count("unexpected") == 1
         assert report.job is not None
         assert report.job.mismatches == ()
-        verify(world, repair=True)
+        world.verify(repair=True)
         assert job_of(world).tally == job.tally
 
     def test_repair_sets_drift_back_and_leaves_stray_and_overlap(self) -> None:
@@ -525,7 +512,7 @@ class TestRepair:
         stray = attrs.evolve(original, external_id="crm:acme:audit:99999999")
         with_logs(world, [*logs, stray])
         job_before = job_of(world)
-        report = verify(world, repair=True)
+        report = world.verify(repair=True)
         assert (report.repaired, report.restored) == (0, 1)
         assert report.outstanding == {"stray": 1}
         assert world.logs.logs == (*logs[:at], original, *logs[at + 1 :], stray)
@@ -534,9 +521,9 @@ class TestRepair:
     def test_a_second_repair_changes_nothing(self) -> None:
         """Repair is idempotent: the second one writes no log and leaves the job's counts."""
         world, _ = late_world()
-        verify(world, repair=True)
+        world.verify(repair=True)
         logs, tally = world.logs.logs, job_of(world).tally
-        again = verify(world, repair=True)
+        again = world.verify(repair=True)
         assert (again.repaired, again.repaired_in_job) == (0, 0)
         assert world.logs.logs == logs
         assert job_of(world).tally == tally
@@ -545,27 +532,27 @@ class TestRepair:
     def test_a_repair_that_dies_before_its_job_write_is_completed_by_the_next(self) -> None:
         """Logs written, counts short after a crash: the next repair counts them as one clean repair would."""
         clean, _ = late_world()
-        verify(clean, repair=True)
+        clean.verify(repair=True)
         world, _ = late_world()
         healthy = world.jobs
         world.jobs = _DiesOnRelease(healthy)
         with pytest.raises(StoreUnavailable):
-            verify(world, repair=True)
+            world.verify(repair=True)
         world.jobs = healthy
-        short = verify(world)
+        short = world.verify()
         assert short.outstanding == {}
         assert short.job is not None
         assert {m.figure for m in short.job.mismatches} == {"processed", "migrated"}
-        healed = verify(world, repair=True)
+        healed = world.verify(repair=True)
         assert (healed.repaired, healed.repaired_in_job) == (0, 1)
         assert final_status(job_of(world)) == final_status(job_of(clean))  # every count status shows
-        assert verify(world).clean
+        assert world.verify().clean
 
     def test_repair_on_a_clean_account_changes_nothing(self) -> None:
         """--repair on a clean account writes nothing."""
         world = migrated_world()
         logs, tally = world.logs.logs, job_of(world).tally
-        assert verify(world, repair=True).repaired == 0
+        assert world.verify(repair=True).repaired == 0
         assert (world.logs.logs, job_of(world).tally) == (logs, tally)
 
     def test_repair_refuses_while_a_run_holds_the_lease(self) -> None:
@@ -574,7 +561,7 @@ class TestRepair:
         job = job_of(world)
         world.jobs.acquire_lease(job.job_id, "runner-9", dt.timedelta(minutes=5))
         with pytest.raises(LeaseHeld):
-            verify(world, repair=True)
+            world.verify(repair=True)
 
     def test_repair_refuses_while_a_shard_runs_and_leaves_its_progress(self) -> None:
         """A live shard lease refuses repair (LeaseHeld naming the shard); the shard's entry is untouched."""
@@ -586,7 +573,7 @@ class TestRepair:
         world.jobs.acquire_shard_lease(job.job_id, 1, "runner-1", dt.timedelta(minutes=5))
         before = job_of(world)
         with pytest.raises(LeaseHeld, match="shard 1"):
-            verify(world, repair=True)
+            world.verify(repair=True)
         after = job_of(world)
         assert after.shards == before.shards  # shard 0's lease taken and handed back; shard 1 as held
         assert after.lease_owner is None
@@ -605,7 +592,7 @@ class TestRepair:
         until = world.clock.now() + dt.timedelta(minutes=5)
         stale = attrs.evolve(job.shards[1], lease_owner="vm:1:celery", lease_expires_at=until)
         world.jobs.save(attrs.evolve(job, shards=(job.shards[0], stale)))
-        assert verify(world, repair=True).clean
+        assert world.verify(repair=True).clean
         after = job_of(world)
         assert [(s.status, s.lease_owner) for s in after.shards] == [("completed", None)] * 2
         assert after.lease_owner is None
@@ -619,7 +606,7 @@ class TestRepair:
         world.jobs.acquire_shard_lease(job.job_id, 1, "runner-1", dt.timedelta(minutes=5))
         assert world.jobs.transition(attrs.evolve(job_of(world), status=HALTED), {"in_progress"}) is not None
         with pytest.raises(LeaseHeld, match="shard 1"):
-            verify(world, repair=True)
+            world.verify(repair=True)
         after = job_of(world)
         assert [s.lease_owner for s in after.shards] == [None, "runner-1"]
         assert after.lease_owner is None
@@ -681,7 +668,7 @@ class TestCountsAfterAHaltResumedAndRepaired:
         """Before the repair: the rows the halted pass failed now migrate (missing) or skip."""
         world = halted_then_resumed(shards)
         job = job_of(world)
-        report = verify(world)
+        report = world.verify()
         assert report.count("missing") > 0
         assert report.job is not None
         figures = {m.figure: (m.job, m.found) for m in report.job.mismatches}
@@ -694,12 +681,12 @@ class TestCountsAfterAHaltResumedAndRepaired:
         clean run of the same rows counts, and each adds up."""
         world = halted_then_resumed(shards)
         before = job_of(world).tally
-        repaired = verify(world, repair=True)
+        repaired = world.verify(repair=True)
         assert repaired.repaired > 0
         after = job_of(world).tally
         assert after.processed == before.processed
         assert after.processed == after.migrated + after.skipped_total + after.failed_total
-        final = verify(world)
+        final = world.verify()
         assert final.clean, final.to_json()
         assert (after.migrated, dict(after.skipped), dict(after.failed)) == (
             final.migrated,
@@ -717,7 +704,7 @@ class TestCountsAfterAHaltResumedAndRepaired:
             mine = (tally.processed, tally.migrated, dict(tally.skipped), dict(tally.failed))
             theirs = clean_shard.tally
             assert mine == (theirs.processed, theirs.migrated, dict(theirs.skipped), dict(theirs.failed))
-        assert verify(world, repair=True).repaired == 0
+        assert world.verify(repair=True).repaired == 0
         assert job_of(world).tally == after
 
     def test_a_repair_that_leaves_rows_missing_still_leaves_counts_that_add_up(self) -> None:
@@ -725,20 +712,20 @@ class TestCountsAfterAHaltResumedAndRepaired:
         walk cannot account for every row; the rows written leave ``failed``, the sum holds, and
         the repair once USMAN answers ends where one clean repair ends."""
         clean = halted_then_resumed()
-        verify(clean, repair=True)
+        clean.verify(repair=True)
         world = halted_then_resumed()
         before = job_of(world).tally
         world.sso.failing = True
-        during = verify(world, repair=True)
+        during = world.verify(repair=True)
         assert during.repaired_in_job > 0
         assert during.actors_unchecked > 0
         tally = job_of(world).tally
         assert tally.processed == tally.migrated + tally.skipped_total + tally.failed_total
         assert tally.failed_total == before.failed_total - during.repaired_in_job
         world.sso.failing = False
-        verify(world, repair=True)
+        world.verify(repair=True)
         assert job_of(world).tally == job_of(clean).tally
-        assert verify(world).clean
+        assert world.verify().clean
 
     def test_a_sharded_repair_that_leaves_rows_missing_keeps_each_shards_counts_adding_up(self) -> None:
         """A 3-shard job completed with failed rows in every shard (no halt), the cause fixed, then
@@ -763,7 +750,7 @@ class TestCountsAfterAHaltResumedAndRepaired:
         assert before.status == COMPLETED
         assert all(s.tally.failed_total > 0 for s in before.shards)
         world.sso.failing = True
-        during = verify(world, repair=True)
+        during = world.verify(repair=True)
         assert (during.repaired_in_job > 0, during.actors_unchecked > 0) == (True, True)
         job = job_of(world)
         written = [
@@ -785,7 +772,7 @@ class TestCountsAfterAHaltResumedAndRepaired:
             sum(s.tally.failed_total for s in job.shards),
             sum(s.tally.skipped_total for s in job.shards),
         )
-        left = verify(world)
+        left = world.verify()
         # Every row behind the cursors: migrated as counted, or missing, or skipping / failing now.
         found_skipped, found_failed = sum(left.skipped.values()), sum(left.failed.values())
         assert left.migrated == total.migrated
@@ -799,20 +786,20 @@ class TestCountsAfterAHaltResumedAndRepaired:
         assert "failed" in figures
         assert "outcomes" not in figures  # the counts add up; what they say is not yet proved
         world.sso.failing = False
-        assert verify(world, repair=True).repaired == left.count("missing")
+        assert world.verify(repair=True).repaired == left.count("missing")
         clean = World()
         clean.trigger(shards=3)
         clean.service(settings=RunSettings(page_size=200)).run(clean.company, owner="runner-1")
         assert [s.tally for s in job_of(world).shards] == [s.tally for s in job_of(clean).shards]
         assert job_of(world).tally == job_of(clean).tally
-        assert verify(world).clean
+        assert world.verify().clean
 
     def test_a_job_whose_counts_do_not_add_up_is_not_consistent(self) -> None:
         """A row counted both failed and migrated (what the old repair left): 'outcomes' mismatch."""
         world = migrated_world()
         job = job_of(world)
         world.jobs.save(attrs.evolve(job, tally=job.tally + Tally(failed={"malformed_yaml": 2})))
-        report = verify(world)
+        report = world.verify()
         assert report.job is not None
         figures = {m.figure: (m.job, m.found) for m in report.job.mismatches}
         total = job.tally.migrated + job.tally.skipped_total + job.tally.failed_total
@@ -832,14 +819,14 @@ class TestRepairDuringAUsmanOutage:
         original = {log.external_id: log for log in migrated_logs(world)}
         with_logs(world, [])
         world.sso.failing = True
-        during = verify(world, repair=True)
+        during = world.verify(repair=True)
         written = migrated_logs(world)
         assert 0 < len(written) < len(original)
         assert all(log.actor == original[log.external_id].actor for log in written)
         assert during.actors_unchecked >= len(original) - len(written)
         assert not during.clean
         world.sso.failing = False
-        after = verify(world, repair=True)
+        after = world.verify(repair=True)
         assert after.repaired == len(original) - len(written)
         repaired = {log.external_id: log.actor for log in migrated_logs(world)}
         assert repaired == {ext_id: log.actor for ext_id, log in original.items()}
@@ -868,7 +855,7 @@ class TestRepairStalledPastItsLease:
 
         world.users = Stalling()  # type: ignore[assignment]
         with pytest.raises(JobNotRunnable, match="rolled_back") as raised:
-            verify(world, repair=True)
+            world.verify(repair=True)
         assert (raised.value.code, raised.value.http_status) == ("JOB_NOT_RUNNABLE", 409)
         assert stalls == [1]
         assert migrated_logs(world) == []
@@ -881,14 +868,14 @@ class TestRepairPreconditions:
         world = migrated_world()
         world.indexes = InMemoryIndexState(missing=("activity_logs.uniq_company_external_id",))
         with pytest.raises(IndexesMissing):
-            verify(world, repair=True)
+            world.verify(repair=True)
 
     def test_repair_never_writes_back_a_rolled_back_account(self) -> None:
         """After a rollback the missing logs were removed on purpose: repair refuses, writes nothing."""
         world = migrated_world()
         world.service().rollback(world.company)
         with pytest.raises(JobNotFound):
-            verify(world, repair=True)
+            world.verify(repair=True)
         assert [log for log in world.logs.logs if log.external_id] == []
 
 
@@ -945,7 +932,7 @@ class TestAnUnfinishedShardedJob:
     def test_its_counts_are_compared_with_the_rows_behind_each_shards_cursor(self) -> None:
         """Every row behind a shard's cursor counts: the job check finds nothing wrong."""
         world = self.run_a_batch_of_each_shard()
-        report = verify(world)
+        report = world.verify()
         assert report.job is not None
         assert report.job.mismatches == ()
 
@@ -954,17 +941,17 @@ class TestAnUnfinishedShardedJob:
         world = self.run_a_batch_of_each_shard()
         job = job_of(world)
         shard = job.shards[2]
-        before = verify(world)
+        before = world.verify()
         logs = list(world.logs.logs)
         gone = next(
             log for log in logs if log.external_id and shard.after_id < audit_id(log) <= shard.last_audit_id
         )
         with_logs(world, [log for log in logs if log is not gone])
         # Rows ahead of the cursors are missing too (not run yet): the repair writes only the one behind.
-        assert audit_id(gone) in [f.audit_id for f in verify(world).findings["missing"].items]
-        repaired = verify(world, repair=True)
+        assert audit_id(gone) in [f.audit_id for f in world.verify().findings["missing"].items]
+        repaired = world.verify(repair=True)
         assert (repaired.repaired, repaired.repaired_in_job) == (1, 0)  # the job had counted it
-        after = verify(world)
+        after = world.verify()
         assert after.job is not None
         assert after.job.mismatches == ()
         assert after.migrated == before.migrated

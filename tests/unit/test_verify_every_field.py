@@ -28,7 +28,7 @@ from crm_audit_transform.testing import (
 )
 from crm_audit_transform.usecases import RunSettings, VerifySettings
 from crm_audit_transform.usecases.verify import verify_account
-from crm_audit_transform.verification import RUN_METADATA_KEYS, VerifyReport
+from crm_audit_transform.verification import RUN_METADATA_KEYS
 from support.corpus_account import World, audit_rows
 
 DRIFTED_ID = 84
@@ -101,12 +101,6 @@ def migrated_world(
     return world
 
 
-def verify(world: World, **settings: Any) -> VerifyReport:
-    return verify_account(
-        world.company, world.verify_ports(), world.transformer, settings=VerifySettings(**settings)
-    )
-
-
 def stored(world: World, external_id: str) -> ActivityLog:
     (log,) = [log for log in world.logs.logs if log.external_id == external_id]
     return log
@@ -144,17 +138,17 @@ def test_a_drifted_field_is_reported_and_repair_sets_it_back(
     assert logs[index] != attrs.evolve(original, metadata=foreign)
     world = migrated_world(migrated, logs, STORES[store])
 
-    found = verify(world)
+    found = world.verify()
     assert [(f.audit_id, f.detail) for f in found.findings["drifted"].items] == [(DRIFTED_ID, field)]
     assert found.outstanding == {"drifted": 1}
 
-    repaired = verify(world, repair=True)
+    repaired = world.verify(repair=True)
     assert (repaired.restored, repaired.repaired, repaired.outstanding) == (1, 0, {})
     assert repaired.clean, repaired.to_json()
     restored = stored(world, original.external_id)
     assert restored == attrs.evolve(original, metadata={**original.metadata, "crm_note": "kept"})
 
-    again = verify(world, repair=True)
+    again = world.verify(repair=True)
     assert again.clean, again.to_json()
     assert (again.count("drifted"), again.restored) == (0, 0)
 
@@ -187,7 +181,7 @@ def test_a_log_of_another_source_tag_is_reported_not_restored(
     logs[index] = attrs.evolve(logs[index], source_tag="other_tool", category="other")
     edited = logs[index]
     world = migrated_world(migrated, logs, InMemoryActivityLogStore)
-    repaired = verify(world, repair=True)
+    repaired = world.verify(repair=True)
     (finding,) = repaired.findings["drifted"].items
     assert finding.detail.startswith("category, source_tag 'other_tool'")
     assert (repaired.restored, repaired.outstanding) == (0, {"drifted": 1})

@@ -7,9 +7,7 @@ import pytest
 
 from crm_audit_adapters.cli.verify import summary_lines
 from crm_audit_transform.jobs import CANCELLED, COMPLETED, HALTED, IN_PROGRESS, ROLLED_BACK, MigrationJob
-from crm_audit_transform.usecases import RunSettings, VerifySettings
-from crm_audit_transform.usecases.verify import verify_account
-from crm_audit_transform.verification import VerifyReport
+from crm_audit_transform.usecases import RunSettings
 from support.corpus_account import World
 
 SETTINGS = RunSettings(page_size=200, batch_size=20, halt_threshold=1.0)
@@ -37,13 +35,6 @@ def job_of(world: World) -> MigrationJob:
     return job
 
 
-def verify(world: World, *, repair: bool = False) -> VerifyReport:
-    ports = world.verify_ports()
-    return verify_account(
-        world.company, ports, world.transformer, settings=VerifySettings(page_size=200, repair=repair)
-    )
-
-
 class TestPending:
     @pytest.mark.parametrize("status", [IN_PROGRESS, HALTED, CANCELLED])
     def test_rows_past_the_cursor_of_a_job_not_completed_are_pending_not_missing(self, status: str) -> None:
@@ -52,7 +43,7 @@ class TestPending:
         world = paused_world()
         job = job_of(world)
         world.jobs.save(attrs.evolve(job, status=status))
-        report = verify(world)
+        report = world.verify()
         assert report.count("missing") == 0
         assert report.pending.count > 0
         assert all(f.audit_id is not None and f.audit_id > job.last_audit_id for f in report.pending.items)
@@ -65,7 +56,7 @@ class TestPending:
     def test_the_summary_says_the_pending_rows_are_not_lost(self) -> None:
         """The human summary names them apart, and why they have no log yet."""
         world = paused_world()
-        lines = list(summary_lines(verify(world)))
+        lines = list(summary_lines(world.verify()))
         assert not any(line.strip().startswith("missing:") for line in lines)
         (pending,) = [line for line in lines if line.strip().startswith("pending:")]
         assert "in_progress job" in pending
@@ -75,7 +66,7 @@ class TestPending:
         """``--repair`` on a paused job writes nothing past its cursor: the run will reach those rows."""
         world = paused_world()
         before = len(world.logs.logs)
-        report = verify(world, repair=True)
+        report = world.verify(repair=True)
         assert report.repaired == 0
         assert len(world.logs.logs) == before
         assert report.pending.count > 0
@@ -86,6 +77,6 @@ class TestPending:
         none is migrated: neither run will reach a row again, so none is pending."""
         world = paused_world()
         world.jobs.save(attrs.evolve(job_of(world), status=status))
-        report = verify(world)
+        report = world.verify()
         assert report.pending.count == 0
         assert report.count("missing") > 0

@@ -20,11 +20,10 @@ from crm_audit_transform.jobs import (
     MigrationJob,
 )
 from crm_audit_transform.tally import Tally
-from crm_audit_transform.testing import InMemoryActivityLogStore, InMemoryJobStore, InMemoryMigratedLogReader
+from crm_audit_transform.testing import InMemoryActivityLogStore, InMemoryJobStore
 from crm_audit_transform.usecases import RunSettings, VerifySettings
 from crm_audit_transform.usecases._verify_leases import hold_every_lease, release_every_lease
 from crm_audit_transform.usecases._verify_repair import Repair
-from crm_audit_transform.usecases.verify import VerifyPorts
 from support.corpus_account import World
 
 LEASE = dt.timedelta(seconds=60)
@@ -36,24 +35,6 @@ def completed_world() -> tuple[World, MigrationJob]:
     job = world.run(settings=RunSettings(halt_threshold=1.0)).job
     assert job.status == COMPLETED
     return world, job
-
-
-def verify_ports(
-    world: World, timeline: InMemoryActivityLogStore, jobs: InMemoryJobStore | None = None, source: Any = None
-) -> VerifyPorts:
-    """The world's verify ports writing to and reading from ``timeline``; ``jobs`` and ``source``
-    in place of the world's where a test watches them."""
-    return VerifyPorts(
-        world.source if source is None else source,
-        world.users,
-        world.sso,
-        world.contacts,
-        InMemoryMigratedLogReader(timeline),
-        world.jobs if jobs is None else jobs,
-        timeline,
-        world.clock,
-        world.indexes,
-    )
 
 
 class TestRepairWritesOverTheStatusItRead:
@@ -191,7 +172,7 @@ class TestRepairStalledBetweenBatches:
                 return results
 
         timeline = FrozenAfterTheFirstBatch()
-        ports = verify_ports(world, timeline)
+        ports = world.verify_ports(logs=timeline)
         repair = Repair(ports, settings, "verify")
         with pytest.raises(JobNotRunnable):
             repair.write(missing, job)
@@ -215,7 +196,7 @@ class TestRepairStalledBetweenBatches:
 
         jobs = CountingLeases(world.jobs.jobs, clock=world.clock)
         timeline = InMemoryActivityLogStore()
-        ports = verify_ports(world, timeline, jobs=jobs)
+        ports = world.verify_ports(jobs, logs=timeline)
         repair = Repair(ports, VerifySettings(repair=True), "verify")
         repair.write(missing, job)
         assert len(timeline.logs) == 60
@@ -253,7 +234,7 @@ class TestRepairRenewalAnsweredLate:
 
         jobs = LateAnswer(world.jobs.jobs, clock=world.clock)
         timeline = InMemoryActivityLogStore()
-        repair = Repair(verify_ports(world, timeline, jobs=jobs), settings, "verify")
+        repair = Repair(world.verify_ports(jobs, logs=timeline), settings, "verify")
         with pytest.raises(JobNotRunnable):
             repair.write(missing, job)
         assert (late, timeline.logs) == (["verify"], ())
@@ -309,7 +290,7 @@ class TestRepairAfterALongGrowth:
 
         jobs = Recording(world.jobs.jobs, clock=world.clock)
         timeline = RecordingLogs()
-        ports = verify_ports(world, timeline, jobs=jobs, source=source)
+        ports = world.verify_ports(jobs, logs=timeline, source=source)  # type: ignore[arg-type]
         stored = Repair(ports, settings, "verify").write(missing, job)
         assert stored.source_mark == "mark-2"
         assert events[:4] == ["renewed", "grown", "renewed", "batch"]
