@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import attrs
 import psycopg
 import pytest
 from psycopg import sql
@@ -29,7 +30,7 @@ from crm_audit_adapters.crm_postgres import (
 from crm_audit_adapters.crm_postgres.audits import PostgresSpanReader
 from crm_audit_adapters.page_pool import ProcessPagePipeline
 from crm_audit_transform.domain import AuditRow
-from crm_audit_transform.errors import CrmAuditError
+from crm_audit_transform.errors import CrmAuditError, UnknownTenant
 from crm_audit_transform.jobs import COMPLETED
 from crm_audit_transform.ports import AuditPageIds
 from crm_audit_transform.transformer import external_id
@@ -174,6 +175,55 @@ class TestTheReaderSent:
         spans in the run's process and sends their rows instead."""
         session = ReadOnlySession(lambda: psycopg.connect(spans_dsn, autocommit=True))
         assert PostgresAuditSource(session).span_reader() is None
+
+
+UNITS_OF_WORK: list[str] = []
+"""The units of work (transactions) run over ``CountingFactory``'s connections, in this process."""
+
+
+class CountingConnection(psycopg.Connection[Any]):
+    """A connection that notes each transaction's first statement (the session's settings)."""
+
+    def execute(self, query: Any, *args: Any, **kwargs: Any) -> Any:
+        if "set_config" in str(query):
+            UNITS_OF_WORK.append("unit")
+        return super().execute(query, *args, **kwargs)
+
+
+@attrs.frozen
+class CountingFactory:
+    """Opens ``CountingConnection``s to ``dsn``; pickles, as a worker's copy is sent."""
+
+    dsn: str
+
+    def __call__(self) -> psycopg.Connection[Any]:
+        conn = CountingConnection.connect(self.dsn, autocommit=True)
+        conn.read_only = True
+        return conn
+
+
+class TestTheCopyTrustsItsRunnersChecks:
+    def test_a_workers_copy_reads_its_first_span_in_one_unit_of_work(self, spans_dsn: str) -> None:
+        """A reader copied after its runner checked the tenant reads its first span without checking
+        it again (one unit of work, not four); a copy of a session that checked nothing checks, and
+        refuses a schema that is not there."""
+        with ReadOnlySession(CountingFactory(spans_dsn)) as session:
+            source = PostgresAuditSource(session)
+            fresh = pickle.loads(pickle.dumps(source.span_reader()))
+            ids = source.page_ids("rows", SCOPE, after_id=0, cutoff=CUTOFF, limit=5)
+            copy = pickle.loads(pickle.dumps(source.span_reader()))
+            try:
+                UNITS_OF_WORK.clear()
+                assert [row.id for row in copy(PageSpan("rows", SCOPE, CUTOFF, tuple(ids)))] == ids
+                assert len(UNITS_OF_WORK) == 1
+                UNITS_OF_WORK.clear()
+                assert [row.id for row in fresh(PageSpan("rows", SCOPE, CUTOFF, tuple(ids)))] == ids
+                assert len(UNITS_OF_WORK) == 4  # the schema, the columns, the id's key, the span
+                with pytest.raises(UnknownTenant):
+                    copy(PageSpan("nope", SCOPE, CUTOFF, (1, 2)))
+            finally:
+                copy.close()
+                fresh.close()
 
 
 class CountingSource(PostgresAuditSource):

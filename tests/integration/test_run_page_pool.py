@@ -852,3 +852,24 @@ class TestTheRuntimeLeftByAnException:
         with build_runtime(settings) as runtime:
             runtime.use_workers(2)
         assert waits == [True]
+
+
+class TestTheRuntimesWorkersStart:
+    def test_use_workers_starts_the_worker_before_any_run(self) -> None:
+        """``use_workers`` starts its worker process at once, before the service runs anything, so
+        its fork and start overlap the run's lease and checks; closing the runtime stops it."""
+        settings = Settings(
+            database_url="postgresql://crm@127.0.0.1:1/crm",
+            mongo_uri="mongomock://",
+            usman=UsmanConfig("http://127.0.0.1:1"),
+        )
+        before = {child.pid for child in multiprocessing.active_children()}
+        with build_runtime(settings) as runtime:
+            runtime.use_workers(2)
+            deadline = time.monotonic() + 60
+            started: set[int | None] = set()
+            while not started and time.monotonic() < deadline:
+                started = {child.pid for child in multiprocessing.active_children()} - before
+                time.sleep(0.01)
+            assert len(started) == 1
+        assert not {child.pid for child in multiprocessing.active_children()} - before

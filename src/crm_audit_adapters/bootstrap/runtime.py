@@ -241,8 +241,11 @@ class Runtime:
         """Have the service's runs load and transform their pages in ``workers`` processes.
 
         1 means this process alone (the default); N is this one and N - 1 worker processes, this one
-        transforming pages too whenever it would wait. The workers start with the first run and are
-        stopped when the runtime closes. Call before the first use of ``service``.
+        transforming pages too whenever it would wait. The workers start at once, in the background
+        (``ProcessPagePipeline.started``): their fork and start overlap what the run does before its
+        first page (its lease, its checks, its first pages' ids), so they take pages from the first
+        one on instead of joining the run a few pages in. They are stopped when the runtime closes.
+        Call before the first use of ``service``.
         """
         if "service" in self.__dict__:
             raise RuntimeError("use_workers must be called before the service is built")
@@ -252,7 +255,7 @@ class Runtime:
 
             with sigint_blocked():  # the fork server it starts inherits the block (fork_server)
                 # Its workers look their pages up over clients of their own: their drivers too.
-                self._pipeline = ProcessPagePipeline(workers, self.recipe, preload=RUNNER_PORTS)
+                self._pipeline = ProcessPagePipeline.started(workers, self.recipe, preload=RUNNER_PORTS)
             self._closers.append(self._pipeline.close)
 
     def use_shard_processes(self, workers: int) -> None:

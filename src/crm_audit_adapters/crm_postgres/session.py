@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Mapping
-from typing import Final, TypeVar
+from typing import Final, TypeAlias, TypeVar
 
 import attrs
 import psycopg
@@ -191,6 +191,12 @@ DEFAULT_RETRY: Final = RetryPolicy(attempts=5, base_delay_s=0.2, max_delay_s=5.0
 """Five attempts, 0.2 s doubling up to 5 s, with jitter so reconnecting runners do not stampede."""
 
 
+_State: TypeAlias = tuple[
+    ConnectionFactory, str, RetryPolicy, frozenset[tuple[str, str]], dict[str, dict[str, str]]
+]
+"""A ``ReadOnlySession`` as pickled: its factory, timeout, retry policy and tenant checks."""
+
+
 class ReadOnlySession:
     """One lazily opened connection, shared by the adapters of one runner, with retries.
 
@@ -231,15 +237,29 @@ class ReadOnlySession:
         """A session on ``dsn`` with the default connection settings."""
         return cls(PostgresConnectionFactory(dsn), statement_timeout_ms=statement_timeout_ms, retry=retry)
 
-    def __getstate__(self) -> tuple[ConnectionFactory, str, RetryPolicy]:
-        """Pickled without its connection (``PostgresAuditSource.span_reader``): the copy opens its own."""
-        return self._connect, self._timeout, self._retry
+    def __getstate__(self) -> _State:
+        """Pickled without its connection (``PostgresAuditSource.span_reader``): the copy opens its own.
 
-    def __setstate__(self, state: tuple[ConnectionFactory, str, RetryPolicy]) -> None:
-        self._connect, self._timeout, self._retry = state
+        With what this session checked of its tenants (``schema``): a page worker's copy, made for
+        one run, trusts the checks its runner ran for that run, as the runner's own session does for
+        the rest of it, and a class 42 error still has it check again (``run_checked``). Each copy
+        ran them anew at its first query: before a worker's first page, 3 more units of work on its
+        span reader's session and 1 on its user directory's (benchmarks/RESULTS.md, issue 15 goal 2,
+        the worker's start)."""
+        with self._lock:
+            return (
+                self._connect,
+                self._timeout,
+                self._retry,
+                frozenset(self._known_schemas),
+                {tenant: dict(types) for tenant, types in self._column_types.items()},
+            )
+
+    def __setstate__(self, state: _State) -> None:
+        self._connect, self._timeout, self._retry, known, column_types = state
         self._conn = None
-        self._known_schemas = set()
-        self._column_types = {}
+        self._known_schemas = set(known)
+        self._column_types = {tenant: dict(types) for tenant, types in column_types.items()}
         self._lock = threading.RLock()
 
     def run(self, work: Callable[[psycopg.Connection], T]) -> T:

@@ -74,7 +74,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import forkserver
 from types import TracebackType
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from crm_audit_transform.domain import AuditRow
 from crm_audit_transform.lookup import RunLookups
@@ -179,6 +179,22 @@ class ProcessPagePipeline:
         self._processes = WorkerProcesses(workers - share, recipe, context, workers=workers)
         self._runs = 0
 
+    @classmethod
+    def started(cls, workers: int, recipe: Callable[[], Transformer], **options: Any) -> ProcessPagePipeline:
+        """A pool (``options``: the constructor's) whose workers start at once, in the background
+        (``start``), as ``run --workers N`` builds it (``Runtime.use_workers``): the runner knows by
+        then that its job needs them. Their fork and start overlap what it does before its first
+        page (its lease, its checks, its first pages' ids); started at the first page, the worker took
+        its first page 0.2–0.4 s into a 100k-row run (benchmarks/RESULTS.md, issue 15 goal 2, the
+        worker's start)."""
+        pool = cls(workers, recipe, **options)
+        try:
+            pool.start()
+        except BaseException:
+            pool.close(wait=False)
+            raise
+        return pool
+
     @property
     def workers(self) -> int:
         return self._workers
@@ -276,6 +292,10 @@ class ProcessPagePipeline:
         require_picklable(encoder)
         with switch_interval(self._switch_interval_s):
             run = self._runs = self._runs + 1
+            # The first page read before the workers are sent the run: the tenant's checks its read
+            # ran are then in the copies of the runner's session they are sent, and their own
+            # connections do not run them again (``crm_postgres.ReadOnlySession.__getstate__``).
+            feed.ends_within(0)
             lookups = for_workers(lookup)
             executors = self._start(encoder, names_entities, reader, run, lookups)
             pages = RunPages(
