@@ -73,6 +73,17 @@ def _timed(kind: str, call: Callable[..., Any]) -> Callable[..., Any]:
     return timed
 
 
+def start_early(stage: str) -> None:
+    """The fork server started first for ``stage``, before the package is imported, as
+    ``scale_stages.py`` starts it (``stage_start``), with this module in its preload (``install``)."""
+    from crm_audit_adapters import fork_server
+
+    fork_server.RUN_PRELOAD = (*fork_server.RUN_PRELOAD, __name__)  # type: ignore[misc]
+    import stage_start
+
+    stage_start.start_fork_server_for(stage)
+
+
 def install() -> None:
     """Put the tracer in: the worker's tasks here (and, by the fork server's preload of this
     module, in every worker), the pool's calls in this process."""
@@ -97,7 +108,8 @@ def install() -> None:
     process._sendback_result = _timed("send", process._sendback_result)  # type: ignore[attr-defined]
     pipeline.WRITER_ENCODERS = (*pipeline.WRITER_ENCODERS, __name__)  # the fork server imports it
     # ... and so does one started first, as `run --workers N` starts it (the `_early` stages).
-    fork_server.RUN_PRELOAD = (*fork_server.RUN_PRELOAD, __name__)  # type: ignore[misc]
+    if __name__ not in fork_server.RUN_PRELOAD:  # not yet put there by ``start_early``
+        fork_server.RUN_PRELOAD = (*fork_server.RUN_PRELOAD, __name__)  # type: ignore[misc]
     pool = pipeline.ProcessPagePipeline
     pool._start = _timed("start", pool._start)  # type: ignore[method-assign]
     pages = run_pages.RunPages
@@ -376,7 +388,8 @@ def run(stage: str, args: argparse.Namespace) -> dict[str, Any]:
             "--out-dir", str(HERE / "out"),
         ]  # fmt: skip
         code = (
-            f"import sys; sys.path.insert(0, {str(HERE)!r}); import pool_timeline; pool_timeline.install(); "
+            f"import sys; sys.path.insert(0, {str(HERE)!r}); import pool_timeline; "
+            f"pool_timeline.start_early({stage!r}); pool_timeline.install(); "
             f"import scale_stages; sys.exit(scale_stages.main({argv!r}))"
         )
         # On PYTHONPATH: the fork server imports its preload without the runner's sys.path.

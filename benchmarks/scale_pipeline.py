@@ -777,10 +777,13 @@ def end_to_end_workers(
 
     The time includes starting the pool (at the first page), as a run's does. With ``early`` the fork
     server is started first, with the product's ``RUN_PRELOAD``, as ``run --workers N`` starts it
-    before its CLI loads (``early_fork_server``), so its imports overlap this stage's setup; without
-    it (as this stage always measured) the pool starts the fork server at its first page, and the
-    runner waits for its imports there. ``switch_interval_s``: the pool's thread switch interval
-    during the run (its ``switch_interval_s``; None: the pool's default, Python's 5 ms). Besides
+    before its CLI loads (``scale_stages.py`` starts it before this process imports the package:
+    ``stage_start``; else ``early_fork_server``), so its imports overlap this stage's imports and
+    setup, and the pool is built as ``run --workers N`` builds it (its workers started at once where
+    the tree does so: ``ProcessPagePipeline.started``); without it (as this stage always measured)
+    the pool starts the fork server at its first page, and the runner waits for its imports there.
+    ``switch_interval_s``: the pool's thread switch interval during the run (its
+    ``switch_interval_s``; None: the pool's default, Python's 5 ms). Besides
     this process's peak RSS, ``worker_peak_rss_kib`` is each worker's (VmHWM), and
     ``worker_cpu_seconds`` their CPU time, read before the pool stops.
     """
@@ -792,10 +795,13 @@ def end_to_end_workers(
     out = ctx.out_dir / f"activity-logs-workers-{ctx.schema}.jsonl"
     out.unlink(missing_ok=True)
     recipe = TransformerRecipe(ctx.config)
+    # Early, as `run --workers N` builds its pool (Runtime.use_workers): its workers started at once,
+    # where the tree does so (`ProcessPagePipeline.started`), else at the run's first page.
+    build = getattr(ProcessPagePipeline, "started", ProcessPagePipeline) if early else ProcessPagePipeline
     # As dry-run --workers wires it: the run loop hands the sink's log_encoder to the workers, which
     # encode the lines; the parent writes them.
     with (
-        ProcessPagePipeline(
+        build(
             workers,
             recipe,
             share=share,

@@ -9,13 +9,19 @@ drives it; the stages themselves live in ``scale_floor.py`` and ``scale_pipeline
 
 from __future__ import annotations
 
-import argparse
+import sys
+
+import stage_start
+
+if __name__ == "__main__":  # before the package is imported, as the command starts it
+    stage_start.start_fork_server_for(sys.argv[1] if len(sys.argv) > 1 else "")
+
+import argparse  # after the fork server's start, as the command imports after it
 import cProfile
 import json
 import os
 import pstats
 import resource
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path

@@ -18,7 +18,9 @@ tree's) and each variant, the store is emptied but for its contacts, a fresh job
 - ``dry_run``: ``dry-run --out FILE`` on ``dry_run_scale.py``'s files of the same rows (no server);
 - ``dry_run_w2``: the same with ``--workers 2``.
 
-Wall is from the command's start to its exit, what a user waits for. CPU is the whole process
+Wall is from the command's start to its exit, what a user waits for; ``first_batch_s`` from its
+start to its first batch written and saved (``run``'s progress line, not on a terminal, is first
+written then; a dry run's is not read). CPU is the whole process
 tree's: the command runs under a child subreaper (``PR_SET_CHILD_SUBREAPER``) that reaps every
 descendant, so the fork server and the processes it forked count too. ``emulator_cpu_s`` is the
 MongoDB emulator's CPU during the command (when this script started it): a separate process on the
@@ -37,6 +39,7 @@ import datetime as dt
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -176,7 +179,15 @@ def _reaped(argv: list[str]) -> int:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
     started = time.perf_counter()
     command = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _, err = command.communicate()
+    assert command.stderr is not None
+    first_batch: float | None = None
+    lines: list[str] = []
+    for line in command.stderr:  # read as written: the progress line's first comes at the first batch
+        if first_batch is None and line.startswith("["):
+            first_batch = time.perf_counter() - started
+        lines.append(line)
+    command.wait()
+    err = "".join(lines)
     wall = time.perf_counter() - started
     while True:  # the fork server and its processes, orphaned when the command ended
         try:
@@ -189,6 +200,7 @@ def _reaped(argv: list[str]) -> int:
             {
                 "exit": command.returncode,
                 "wall_s": round(wall, 3),
+                "first_batch_s": None if first_batch is None else round(first_batch, 3),
                 "cpu_s": round(tree.ru_utime + tree.ru_stime, 3),
                 "stderr": err.strip()[-400:] if command.returncode else "",
             }
@@ -224,7 +236,9 @@ def run(
         if done.returncode:
             raise RuntimeError(f"{argv[0]}: {done.stderr.strip()}")
     before = process_cpu(store.emulator_pid)
-    result = measure([CLI, "run", "--company-sso-id", company, "--no-progress", *run_options], env, timeout)
+    # With its progress line (not a terminal: one line at the first batch saved, then every 5 s):
+    # the first's arrival is when the command wrote its first batch (``first_batch_s``).
+    result = measure([CLI, "run", "--company-sso-id", company, *run_options], env, timeout)
     if store.emulator_pid is not None:
         result["emulator_cpu_s"] = round(process_cpu(store.emulator_pid) - before, 2)
     result["logs"] = count_logs(store.uri, store.database)
@@ -250,16 +264,21 @@ def dry_run(files: Path, options: Sequence[str], env: dict[str, str], timeout: f
 def report(runs: dict[str, list[dict[str, Any]]], trees: dict[str, str], repeat: int) -> None:
     """The best of each tree and variant, and one process's best wall over each ``--workers 2``'s."""
     print(f"## best of {repeat} ({dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC)")
-    print("| tree variant | wall s (best) | CPU s, whole tree (best) | emulator CPU s (best) | failed runs |")
-    print("|---|---:|---:|---:|---:|")
+    print(
+        "| tree variant | wall s (best) | first batch written s (best / median) | CPU s, whole tree (best) "
+        "| emulator CPU s (best) | failed runs |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
     best: dict[str, float] = {}
     for key, results in runs.items():
         good = [r for r in results if r.get("exit") == 0]
         wall = min((r["wall_s"] for r in good), default=float("nan"))
         cpu = min((r["cpu_s"] for r in good), default=float("nan"))
         emulator = min((r["emulator_cpu_s"] for r in good if "emulator_cpu_s" in r), default=float("nan"))
+        firsts = sorted(r["first_batch_s"] for r in good if r.get("first_batch_s") is not None)
+        first = f"{firsts[0]:.2f} / {statistics.median(firsts):.2f}" if firsts else "—"
         best[key] = wall
-        print(f"| {key} | {wall:.2f} | {cpu:.2f} | {emulator:.2f} | {len(results) - len(good)} |")
+        print(f"| {key} | {wall:.2f} | {first} | {cpu:.2f} | {emulator:.2f} | {len(results) - len(good)} |")
     for tree in trees:
         for single, double in PAIRS:
             one, two = best.get(f"{tree} {single}"), best.get(f"{tree} {double}")
