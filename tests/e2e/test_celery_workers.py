@@ -19,7 +19,7 @@ from processes import wait_for
 
 from support.celery_workers import CLI, WorkerPool
 from support.corpus_account import company_sso_id
-from support.redis_server import free_port
+from support.redis_server import RedisServer, free_port, running_redis_server
 from support.usman_server import TOKEN, UsmanServer
 
 pytestmark = [pytest.mark.postgres, pytest.mark.celery]
@@ -41,6 +41,27 @@ def scale(
         database=wire_mongo_database,
         usman_url=usman.url,
         redis_url=redis_url,
+    )
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A Redis of the test's own, which it may kill and start again (the session's is shared)."""
+    with running_redis_server() as server:
+        yield server
+
+
+@pytest.fixture
+def scale_on_own_redis(
+    crm_dsn: str, shared_mongo_uri: str, wire_mongo_database: str, usman: UsmanServer, own_redis: RedisServer
+) -> Iterator[Scale]:
+    yield from scale_world(
+        crm_dsn=crm_dsn,
+        mongo_uri=shared_mongo_uri,
+        database=wire_mongo_database,
+        usman_url=usman.url,
+        redis_url=own_redis.url,
+        CRM_AUDIT_PAGE_SIZE="5",
     )
 
 
@@ -199,27 +220,41 @@ class TestWarmShutdown:
         assert counts_of(done[company]) == counts
         assert scale.logs_of(company) == logs
 
-    def test_a_solo_worker_told_to_stop_hands_the_account_back_and_exits(
-        self, scale: Scale, celery_workers: WorkerPool
+    def test_a_solo_worker_told_to_stop_while_redis_is_down_hands_the_account_back_once_it_returns(
+        self, own_redis: RedisServer, scale_on_own_redis: Scale, celery_workers: WorkerPool
     ) -> None:
-        """SIGTERM to a solo worker mid-account: its run stops after the batch, the task is sent
-        again and the worker exits. The solo pool announces itself as a pool child, and the task's
-        SIGTERM handler took Celery's warm shutdown over: the worker took the next task and never
-        exited. A second worker finishes the account to a clean run's counts and logs."""
-        scale.env.update(CRM_AUDIT_PAGE_SIZE="5")
+        """SIGTERM to a solo worker mid-account while Redis is down (killed, so every message it held
+        is gone): the run stops after its batch and the task's re-send waits for the broker
+        (``broker_publish_waits``); Redis, started again empty, takes it, the worker exits and a
+        second worker finishes the account to a clean run's counts and logs. The re-send gave up
+        after Celery's default 0.6 s and the task failed, leaving the job in progress with no
+        message: this test fails there. (The solo pool announces itself as a pool child, and the
+        task's SIGTERM handler once took Celery's warm shutdown over: the worker never exited.)"""
+        scale = scale_on_own_redis
         first = celery_workers.start(scale.env)[0]
         tenant, company = "globex", company_sso_id("globex")
         assert scale.enqueue(tenant, cutoff=KILL_CUTOFF).exit_code == 0
         scale.wait_for_progress(company)
+        own_redis.kill()
         os.kill(first.pid, signal.SIGTERM)
+        # The worker either waits for the broker (and says so) or, as before, gives up and exits.
+        wait_for(
+            lambda: "broker_publish_waits" in celery_workers.output(0) or first.poll() is not None,
+            timeout_s=60,
+            what="the hand-back's publish to wait for the broker",
+        )
+        own_redis.start()
         first.wait(timeout=60)
-        assert '"event": "task_handed_back"' in celery_workers.output(0)
+        output = celery_workers.output(0)
+        assert '"event": "task_handed_back"' in output
+        assert "task_not_resent" not in output
         assert scale.statuses()[company]["status"] == "in_progress"
         celery_workers.start(scale.env)
-        done = scale.wait_until(lambda s: s[company]["status"] == "completed")
+        done = scale.wait_until(lambda s: s[company]["status"] == "completed", timeout=120)
         counts, logs = clean_run(tenant, cutoff=KILL_CUTOFF)
         assert counts_of(done[company]) == counts
         assert scale.logs_of(company) == logs
+        assert TOKEN not in output + celery_workers.output(1)
 
 
 class TestWorkerStart:

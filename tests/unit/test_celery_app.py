@@ -7,7 +7,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from celery.exceptions import Retry
+from celery.app.trace import build_tracer
+from celery.exceptions import Reject, Retry
 from click.testing import CliRunner
 from structlog.testing import capture_logs
 
@@ -20,12 +21,14 @@ from crm_audit_adapters.celery import (
     make_app,
     tasks,
 )
+from crm_audit_adapters.celery.resend import BrokerUnavailable
 from crm_audit_adapters.cli import Overrides, cli
 from crm_audit_adapters.settings import Settings, load_settings
-from crm_audit_transform.errors import ConfigError, LeaseHeld, Unavailable
+from crm_audit_transform.errors import ConfigError, LeaseHeld, StoreUnavailable, Unavailable
 from crm_audit_transform.jobs import MigrationJob
 from crm_audit_transform.verification import Finding, Findings, VerifyReport
 from support.mongo import migration_job
+from support.redis_server import free_port
 
 BROKER = "redis://:broker-secret@redis.internal:6379/0"
 
@@ -314,3 +317,52 @@ class TestHandBack:
         assert caught.value.sig.options["retries"] == retries
         assert caught.value.when == 0
         assert list(caught.value.sig.args) == args
+
+
+def _on_a_dead_broker(runtime: object) -> Any:
+    """The app on a port nothing listens on, its publish retry policy cut to one quick retry."""
+    app = make_app(Settings(broker_url=f"redis://127.0.0.1:{free_port()}/0"), runtime_factory=lambda: runtime)
+    quick = {"max_retries": 1, "interval_start": 0, "interval_step": 0, "interval_max": 0}
+    app.conf.task_publish_retry_policy = {**app.conf.task_publish_retry_policy, **quick}
+    return app
+
+
+class TestReSendTheBrokerDoesNotTake:
+    @pytest.mark.parametrize("case", ["outage", "held lease", "held lease past the retries", "hand-back"])
+    def test_the_running_message_is_handed_back_with_a_typed_error_never_dropped(
+        self, monkeypatch: pytest.MonkeyPatch, case: str
+    ) -> None:
+        """A task whose re-send (a retry, a wait for a lease, a hand-back) the broker does not take
+        ends rejected with requeue and ``BrokerUnavailable`` naming the account, after Celery's
+        publish retries and with an ERROR line: its message goes back to the broker. Before, a retry
+        rejected it without requeue and a hand-back failed the task, both dropping the account's
+        only message: this test fails there."""
+
+        def ran(*_: object, **__: object) -> Any:
+            if case == "outage":
+                raise StoreUnavailable("the CDP did not answer")
+            if case.startswith("held lease"):
+                raise LeaseHeld("job job-1 is held by host-b:7:celery until 2026-12-01T00:02:00+00:00")
+            return SimpleNamespace(stopped=True, job=migration_job())
+
+        monkeypatch.setattr(tasks, "run_account", ran)
+        runtime = SimpleNamespace(
+            service=SimpleNamespace(latest_job=lambda company: None),
+            settings=SimpleNamespace(run=SimpleNamespace(lease_seconds=120.0)),
+        )
+        app = _on_a_dead_broker(runtime)
+        task = app.tasks[MIGRATE_ACCOUNT]
+        retries = tasks.MAX_RETRIES if case.endswith("past the retries") else 0
+        request = {"id": "task-1", "retries": retries, "delivery_info": {}, "is_eager": False}
+        tracer = build_tracer(MIGRATE_ACCOUNT, task, eager=False, propagate=False, app=app)
+        with capture_logs() as lines:
+            info = tracer("task-1", ["company-a"], {}, request).info
+        assert info.state == "REJECTED"
+        rejected = info.retval
+        assert isinstance(rejected, Reject)
+        assert rejected.requeue is True
+        assert isinstance(rejected.reason, BrokerUnavailable)
+        assert "company company-a" in str(rejected.reason)
+        assert any(line["event"] == "broker_publish_waits" for line in lines)
+        refused = [line for line in lines if line["event"] == "task_not_resent"]
+        assert [(line["log_level"], line["company_sso_id"]) for line in refused] == [("error", "company-a")]

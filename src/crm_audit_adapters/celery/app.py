@@ -24,6 +24,7 @@ from crm_audit_transform.errors import ConfigError
 
 from ..bootstrap import Runtime, build_runtime
 from ..settings import Settings
+from .resend import publish_policy
 from .tasks import register_tasks
 
 QUEUE: Final = "crm_audit_migration"
@@ -62,6 +63,10 @@ def make_app(settings: Settings, *, runtime_factory: Callable[[], Runtime] | Non
         task_default_queue=QUEUE,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
+        # Every publish, a task's re-send above all, waits about a minute for a broker that is down
+        # (resend.PUBLISH_RETRY_POLICY), where Celery's default gave up after 0.6 s.
+        task_publish_retry=True,
+        task_publish_retry_policy=publish_policy(),
         # Flower and `celery events` see tasks as they start.
         task_track_started=True,
         worker_send_task_events=True,

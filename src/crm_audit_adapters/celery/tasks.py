@@ -19,7 +19,9 @@ retrying cannot fix them; so does a message whose
 arguments have the wrong type (``_checked_company``, ``_checked_verify_options``), before anything
 is built or written. A worker asked to shut down
 stops its run after the current batch and sends the task again, so the rest of the account goes
-to another worker instead of being acknowledged unfinished (``ShutdownFlag``).
+to another worker instead of being acknowledged unfinished (``ShutdownFlag``). Every re-send
+waits for a broker that is down (Celery's publish retry policy), and one the broker still does not
+take hands the running message back instead of dropping it (``resend``).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from ..bootstrap import Runtime
 from ..lease_owners import lease_owner
 from ..observability import JobObserver, migration_logger, process_metrics
 from .account_run import run_account, run_account_shard
+from .resend import ResendingTask, resend
 
 MIGRATE_ACCOUNT: Final = "crm_audit.migrate_account"
 MIGRATE_SHARD: Final = "crm_audit.migrate_shard"
@@ -56,6 +59,7 @@ RETRY_BACKOFF_MAX_S: Final = 600
 
 _RETRYING: Final[dict[str, object]] = {
     "bind": True,
+    "base": ResendingTask,  # a retry the broker does not take hands the message back (resend)
     "shared": False,  # each app gets its own tasks, bound to its own runtime
     "acks_late": True,
     "reject_on_worker_lost": True,
@@ -242,7 +246,7 @@ def _wait_for_lease(
     )
     again = task.signature_from_request(request, countdown=countdown, retries=0)
     if not request.is_eager:
-        again.apply_async()
+        resend(task, again)
     return Retry(exc=exc, when=countdown, is_eager=request.is_eager, sig=again)
 
 
@@ -258,7 +262,7 @@ def _hand_back(task: Task) -> Retry:
     request = task.request
     again = task.signature_from_request(request, countdown=0, retries=request.retries)
     if not request.is_eager:
-        again.apply_async()
+        resend(task, again)
     return Retry(when=0, is_eager=request.is_eager, sig=again)
 
 
