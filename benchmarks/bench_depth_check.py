@@ -14,14 +14,13 @@ decide alike on every input (asserted). ``uptime`` before and after.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
-import subprocess
 import sys
-import time
 from collections.abc import Callable
+from functools import partial
 
+from _machine import arguments, cpu_seconds, uptime
 from crm_audit_transform.errors import LimitExceeded
 from crm_audit_transform.loading import check_json_depth
 
@@ -70,31 +69,20 @@ def decide(check: Callable[[str, int], None], text: str) -> int | None:
     return None
 
 
-def cpu(check: Callable[[str, int], None], text: str) -> float:
-    start = time.process_time()
-    decide(check, text)
-    return time.process_time() - start
-
-
-def _uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
-
-
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = arguments(__doc__, repeat=5)
     parser.add_argument("--mib", type=int, default=8)
-    parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     texts = inputs(args.mib)
     for name, text in texts.items():
         assert decide(stepwise, text) == decide(check_json_depth, text), name
-    print(f"load before: {_uptime()}")
+    print(f"load before: {uptime()}")
     best = {(name, ab): float("inf") for name in texts for ab in "AB"}
     for _ in range(args.repeat):
         for name, text in texts.items():
             for ab, check in (("A", stepwise), ("B", check_json_depth)):
-                best[name, ab] = min(best[name, ab], cpu(check, text))
-    print(f"load after: {_uptime()}")
+                best[name, ab] = min(best[name, ab], cpu_seconds(partial(decide, check, text)))
+    print(f"load after: {uptime()}")
     print("\n| input | MiB | A: step a bracket, s CPU | B: C-speed sums, s CPU | A/B |")
     print("|---|---:|---:|---:|---:|")
     for name, text in texts.items():

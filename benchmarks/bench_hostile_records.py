@@ -19,11 +19,9 @@ shipped one is held to), B the shipped one; CPU time, A and B alternating, best 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,18 +29,13 @@ sys.path.insert(0, "tests/property")  # the reference scanners live with their p
 
 from test_hostile_scans import ReferenceRecordScan, reference_collection_end
 
+from _machine import arguments, cpu_seconds
 from crm_audit_adapters.files import lines, psql_csv
 from crm_audit_adapters.files.psql_csv import csv_records
 
 CAP = 1 << 20
 LONE = 16 << 10
 """The lone quote's member is 16 KiB whatever ``--mib``: the scanner before took a time square in it."""
-
-
-def cpu(fn: Callable[[], object]) -> float:
-    start = time.process_time()
-    fn()
-    return time.process_time() - start
 
 
 def csv_file(folder: Path, name: str, record: bytes) -> Path:
@@ -64,9 +57,8 @@ def read_json(line: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = arguments(__doc__, repeat=3)
     parser.add_argument("--mib", type=int, default=8)
-    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     size = args.mib << 20
     shipped_scan, shipped_end = psql_csv._RecordScan, lines._collection_end
@@ -106,7 +98,7 @@ def main() -> None:
             for side, (scan, end) in sides.items():
                 psql_csv._RecordScan, lines._collection_end = scan, end  # type: ignore[misc,assignment]
                 for case, work in cases.items():
-                    best[case, side] = min(best[case, side], cpu(work))
+                    best[case, side] = min(best[case, side], cpu_seconds(work))
         psql_csv._RecordScan, lines._collection_end = shipped_scan, shipped_end  # type: ignore[misc]
     print(f"inputs of {args.mib} MiB; CPU s, best of {args.repeat} alternating rounds")
     for case in cases:

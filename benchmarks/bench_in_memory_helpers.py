@@ -10,9 +10,7 @@ lists and hashes included), repeated to ``--rounds`` passes. Each pass asks ever
 
 from __future__ import annotations
 
-import argparse
 import sys
-import time
 from collections.abc import Callable
 
 sys.path.insert(0, "tests")  # the corpus world lives with the tests
@@ -20,22 +18,16 @@ sys.path.insert(0, "tests/property")  # the references live with their property 
 
 from test_in_memory_log_limits import refusal_as_built
 
+from _machine import arguments, cpu_seconds
 from crm_audit_transform.domain import ActivityLog
 from crm_audit_transform.testing._log_limits import log_refusal
 from crm_audit_transform.usecases import RunSettings
 from support.corpus_account import World
 
 
-def cpu(fn: Callable[[], object]) -> float:
-    start = time.process_time()
-    fn()
-    return time.process_time() - start
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments(__doc__, repeat=7)
     parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
     world = World("acme")
     world.trigger()
@@ -50,7 +42,7 @@ def main() -> None:
     best = dict.fromkeys(cases, float("inf"))
     for _ in range(args.repeat):
         for name, fn in cases.items():
-            best[name] = min(best[name], cpu(lambda fn=fn: [fn(log) for log in logs]))
+            best[name] = min(best[name], cpu_seconds(lambda fn=fn: [fn(log) for log in logs]))
     print(f"logs per pass: {len(logs)} ({len(corpus)} corpus logs x {args.rounds})")
     for name, seconds in best.items():
         print(f"{name}: {seconds:.3f} s CPU, {seconds / len(logs) * 1e6:.2f} us a log")

@@ -15,16 +15,15 @@ give the same count (asserted). ``uptime`` before and after.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import re
-import subprocess
 import sys
-import time
 import tracemalloc
 from collections.abc import Callable
+from functools import partial
 
+from _machine import arguments, cpu_seconds, uptime
 from crm_audit_transform.errors import LimitExceeded
 from crm_audit_transform.loading import _jsonb
 
@@ -92,33 +91,22 @@ def peak(check: Callable[[str, int], int], text: str) -> int:
         tracemalloc.stop()
 
 
-def cpu(check: Callable[[str, int], int], text: str) -> float:
-    start = time.process_time()
-    count(check, text)
-    return time.process_time() - start
-
-
-def _uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
-
-
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = arguments(__doc__, repeat=5)
     parser.add_argument("--mib", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     texts = inputs(args.mib)
     checks = {"A": whole, "B": _jsonb._check_depth}
     for name, text in texts.items():
         assert count(whole, text) == count(_jsonb._check_depth, text), name
-    print(f"load before: {_uptime()}")
+    print(f"load before: {uptime()}")
     peaks = {(name, ab): peak(check, text) for name, text in texts.items() for ab, check in checks.items()}
     best = {(name, ab): float("inf") for name in texts for ab in checks}
     for _ in range(args.repeat):
         for name, text in texts.items():
             for ab, check in checks.items():
-                best[name, ab] = min(best[name, ab], cpu(check, text))
-    print(f"load after: {_uptime()}")
+                best[name, ab] = min(best[name, ab], cpu_seconds(partial(count, check, text)))
+    print(f"load after: {uptime()}")
     print("\n| input | MB | A peak × text | B peak × text | A/B peak | A s CPU | B s CPU | A/B CPU |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, text in texts.items():

@@ -21,11 +21,9 @@ invalid date as much as a ``YAMLError``); it never stops the benchmark.
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +31,7 @@ from typing import Any
 
 import yaml
 
+from _machine import arguments, uptime
 from crm_audit_transform.loading import available_backends, load_audited_changes
 
 CORPUS = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "audited-5.8.0" / "audits.jsonl"
@@ -76,13 +75,8 @@ def one_pass(texts: list[str], load: Callable[[str], Any], clock: Callable[[], f
     return clock() - start, failures
 
 
-def uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--repeat", type=int, default=7)
+    parser = arguments(__doc__, repeat=7)
     parser.add_argument("--with-python", action="store_true", help="also the pure-Python parser (slow)")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall")
     args = parser.parse_args()

@@ -29,13 +29,10 @@ pass under cProfile and sums its own time by package as a cross-check.
 
 from __future__ import annotations
 
-import argparse
 import cProfile
 import os
 import pstats
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,6 +45,7 @@ import pymongo
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))  # the emulator harness lives with the tests
 
+from _machine import Stopwatch, arguments, uptime  # noqa: E402
 from crm_audit_adapters.mongo import MongoActivityLogStore, apply_migration, encode_activity_log  # noqa: E402
 from crm_audit_transform.config import load_default_config  # noqa: E402
 from crm_audit_transform.domain import ActivityLog, Migrated  # noqa: E402
@@ -110,17 +108,9 @@ def _batches(logs: Sequence[ActivityLog]) -> Iterator[Sequence[ActivityLog]]:
         yield logs[start : start + BATCH]
 
 
-def timed(run: Callable[[], object]) -> tuple[float, float]:
-    """(wall seconds, this process's CPU seconds) of one call."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    run()
-    return time.perf_counter() - wall, time.process_time() - cpu
-
-
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = arguments(__doc__, repeat=3)
     parser.add_argument("--logs", type=int, default=20_000)
-    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--uri", default=os.environ.get("CRM_AUDIT_TEST_MONGO_URI"))
     parser.add_argument("--profile", action="store_true", help="one extra insert pass under cProfile")
     parser.add_argument(
@@ -132,8 +122,7 @@ def main() -> int:
     logs = corpus_logs(args.logs)
     docs = [encode_activity_log(log) for log in logs]
     print(f"{len(logs):,} logs, {sum(len(bson.encode(d)) for d in docs) / len(docs):,.0f} BSON bytes each")
-    uptime = subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
-    print(f"load before: {uptime}")
+    print(f"load before: {uptime()}")
     with server(args.uri) as (uri, what):
         print(f"server: {what}")
         client: pymongo.MongoClient[Any] = pymongo.MongoClient(uri)
@@ -152,13 +141,10 @@ def main() -> int:
             collection: Any = _DictsOnly(db.activity_logs) if dicts else db.activity_logs
             store = MongoActivityLogStore(collection)
             try:
-                start = time.perf_counter(), time.process_time()
-                for batch in _batches(logs):
-                    store.insert_batch(batch)
-                took["insert_dicts" if dicts else "insert"] = (
-                    time.perf_counter() - start[0],
-                    time.process_time() - start[1],
-                )
+                with Stopwatch() as batches:
+                    for batch in _batches(logs):
+                        store.insert_batch(batch)
+                took["insert_dicts" if dicts else "insert"] = (batches.wall, batches.cpu)
                 if db.activity_logs.count_documents({}) != len(logs):
                     raise RuntimeError("the server did not keep every document")
             finally:
@@ -181,7 +167,9 @@ def main() -> int:
             names = list(candidates)
             names = names[round_ % len(names) :] + names[: round_ % len(names)]
             for name in names:
-                wall, cpu = timed(candidates[name])
+                with Stopwatch() as call:
+                    candidates[name]()
+                wall, cpu = call.wall, call.cpu
                 if name in took:
                     wall, cpu = took[name]  # the batches alone, without the database's setup
                 old = best.get(name)
@@ -189,8 +177,7 @@ def main() -> int:
                 print(f"round {round_ + 1} {name}: {wall:.3f} s wall, {cpu:.3f} s CPU")
         profile = _profile(insert) if args.profile else None
         client.close()
-    uptime = subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
-    print(f"load after: {uptime}")
+    print(f"load after: {uptime()}")
     report(len(logs), best, what, profile)
     return 0
 

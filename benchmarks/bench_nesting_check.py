@@ -10,13 +10,12 @@ encoder) and to a JSONL line (the dry run's sink). CPU time, A and B alternating
 from __future__ import annotations
 
 import sys
-import time
-from collections.abc import Callable
 
 import bson
 
 sys.path.insert(0, "tests")  # the corpus world lives with the tests
 
+from _machine import cpu_seconds
 from crm_audit_adapters.mongo import documents
 from crm_audit_adapters.mongo.documents import encode_activity_log
 from crm_audit_adapters.mongo.extended_json import relaxed_json_bytes
@@ -32,12 +31,6 @@ def _unchecked_leaf(value: object, encoder: documents.ValueEncoder, room: int) -
     if type(value) is float and value - value == 0.0:
         return value
     return encoder.value(value)  # type: ignore[arg-type]
-
-
-def cpu(fn: Callable[[], object]) -> float:
-    start = time.process_time()
-    fn()
-    return time.process_time() - start
 
 
 def main() -> None:
@@ -63,7 +56,7 @@ def main() -> None:
     for _ in range(REPEAT):
         for name, leaf in (("A", _unchecked_leaf), ("B", checked)):
             documents.encode_leaf = leaf  # type: ignore[assignment]
-            best[name] = min(best[name], cpu(work))
+            best[name] = min(best[name], cpu_seconds(work))
     documents.encode_leaf = checked  # type: ignore[assignment]
     print(
         f"logs per pass: {len(logs)} ({len(world.logs.logs)} corpus logs x {ROUNDS}); "

@@ -20,12 +20,9 @@ backend, not on a MongoDB server, where each chunk is an indexed ``_id`` lookup.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import os
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,6 +33,7 @@ from bson import ObjectId
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))  # the emulator harness lives with the tests
 
+from _machine import Stopwatch, arguments, uptime  # noqa: E402
 from crm_audit_adapters.mongo import MongoActivityLogStore, MongoJobStore  # noqa: E402
 from crm_audit_transform.domain import SOURCE_TAG  # noqa: E402
 from crm_audit_transform.jobs import COMPLETED, ROLLED_BACK, MigrationJob  # noqa: E402
@@ -114,16 +112,15 @@ def fill(db: Any, logs: int) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = arguments(__doc__, repeat=3)
     parser.add_argument("--logs", type=int, default=100_000)
     parser.add_argument("--chunk", type=int, default=1000)
-    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--backend", choices=["wire", "mongomock"], default="wire")
     parser.add_argument("--uri", default=os.environ.get("CRM_AUDIT_TEST_MONGO_URI"))
     args = parser.parse_args()
-    uptime = subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+    load = uptime()
     print(f"{args.logs:,} logs of one account, chunk {args.chunk}, backend {args.uri or args.backend}")
-    print(f"load before: {uptime}")
+    print(f"load before: {load}")
     best: dict[str, tuple[float, float]] = {}
     with database(args.backend, args.uri) as fresh:
         for round_ in range(args.repeat):
@@ -137,9 +134,9 @@ def main() -> int:
                 logs: MigratedLogs = _Whole(store) if name == "whole" else store
                 jobs = MongoJobStore(db.jobs, clock=FixedClock(T0) if args.backend == "mongomock" else None)
                 ports = RollbackPorts(jobs, logs, FixedClock(T0), LEASE, chunk=args.chunk)
-                wall, cpu = time.perf_counter(), time.process_time()
-                result = rollback(COMPANY, ports)
-                wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+                with Stopwatch() as took:
+                    result = rollback(COMPANY, ports)
+                wall, cpu = took.wall, took.cpu
                 job = jobs.get("job-1")
                 assert job is not None
                 if (result.deleted, job.logs_deleted, job.status) != (args.logs, args.logs, ROLLED_BACK):
@@ -153,8 +150,7 @@ def main() -> int:
                 old = best.get(name)
                 best[name] = (min(wall, old[0]), min(cpu, old[1])) if old else (wall, cpu)
                 print(f"round {round_ + 1} {name}: {wall:.3f} s wall, {cpu:.3f} s CPU")
-    uptime = subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
-    print(f"load after: {uptime}")
+    print(f"load after: {uptime()}")
     (whole_wall, whole_cpu), (chunks_wall, chunks_cpu) = best["whole"], best["chunks"]
     print(
         f"best: whole {whole_wall:.3f} s wall / {whole_cpu:.3f} s CPU; chunks {chunks_wall:.3f} s wall / "

@@ -17,7 +17,6 @@ and after.
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 import time
@@ -26,20 +25,16 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from _machine import arguments, uptime  # noqa: E402
 from crm_audit_adapters.files import file_marks  # noqa: E402
 from crm_audit_adapters.files.file_marks import digest_changed, digest_mark  # noqa: E402
 from dry_run_scale import TENANT, prepare  # noqa: E402 - benchmarks are scripts beside each other
 from generate import COMPANY_SSO_ID  # noqa: E402
 
 
-def _uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
-
-
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = arguments(__doc__, repeat=5)
     parser.add_argument("--rows", type=int, default=20000)
-    parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     data = prepare(args.rows)
     audits = data / "audits.jsonl"
@@ -52,7 +47,7 @@ def main() -> int:
         "--no-progress",
     ]  # fmt: skip
     print(f"file: {audits} ({size / 1e6:.1f} MB, {args.rows} rows)")
-    print(f"load before: {_uptime()}")
+    print(f"load before: {uptime()}")
     file_marks.RACY_NS = 0  # type: ignore[misc]  # the file may have been written just now
     best = {"mark": float("inf"), "check": float("inf"), "stamp": float("inf"), "dry-run": float("inf")}
     for round_ in range(args.repeat):
@@ -74,7 +69,7 @@ def main() -> int:
             f"round {round_ + 1}: "
             + ", ".join(f"{name} best {seconds:.3f} s" for name, seconds in best.items())
         )
-    print(f"load after: {_uptime()}")
+    print(f"load after: {uptime()}")
     mark, check, stamp, run = best["mark"], best["check"], best["stamp"], best["dry-run"]
     print(
         f"mark {mark:.3f} s ({size / mark / 1e6:,.0f} MB/s), check (digest) {check:.3f} s, "

@@ -21,7 +21,6 @@ so status changes fall through to the generic update). ``uptime`` is recorded be
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -33,6 +32,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from _machine import arguments, uptime  # noqa: E402
+from crm_audit_adapters.files import AUDIT_COLUMNS  # noqa: E402
 from generate import (  # noqa: E402 - benchmarks are scripts beside each other
     COMPANY_SSO_ID,
     audit_lines,
@@ -43,23 +44,6 @@ from generate import (  # noqa: E402 - benchmarks are scripts beside each other
 )
 
 TENANT = "bench"
-_COLUMNS = (
-    "id",
-    "auditable_id",
-    "auditable_type",
-    "associated_id",
-    "associated_type",
-    "user_id",
-    "user_type",
-    "username",
-    "action",
-    "audited_changes",
-    "version",
-    "comment",
-    "remote_address",
-    "request_uuid",
-    "created_at",
-)
 _INTEGERS = frozenset({"id", "auditable_id", "associated_id", "user_id", "version"})
 _UNESCAPE = {"\\\\": "\\", "\\n": "\n", "\\r": "\r", "\\t": "\t"}
 
@@ -84,7 +68,7 @@ def _copy_field(text: str) -> str | None:
 def _json_line(copy_line: str) -> str:
     fields = [_copy_field(field) for field in copy_line.rstrip("\n").split("\t")]
     record: dict[str, Any] = {"tenant": TENANT}
-    for name, value in zip(_COLUMNS, fields, strict=True):
+    for name, value in zip(AUDIT_COLUMNS, fields, strict=True):
         record[name] = int(value) if value is not None and name in _INTEGERS else value
     return json.dumps(record, ensure_ascii=False) + "\n"
 
@@ -175,14 +159,9 @@ def _measure_child(command: list[str]) -> tuple[float, float, float, str]:
     return wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, stdout.decode()
 
 
-def _uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
-
-
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = arguments(__doc__, repeat=3)
     parser.add_argument("--rows", type=int, action="append", required=True)
-    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--modes", default="report,out,parse")
     args = parser.parse_args()
     modes = args.modes.split(",")
@@ -190,7 +169,7 @@ def main() -> int:
     out_dir = HERE / "out"
     out_dir.mkdir(exist_ok=True)
     dirs = {rows: prepare(rows) for rows in args.rows}
-    print(f"load before: {_uptime()}")
+    print(f"load before: {uptime()}")
     best: dict[tuple[int, str], tuple[float, float, float]] = {}
     for round_ in range(args.repeat):
         for rows in args.rows:
@@ -224,7 +203,7 @@ def main() -> int:
                 best[key] = (
                     (min(seconds, old[0]), max(rss, old[1]), min(cpu, old[2])) if old else (seconds, rss, cpu)
                 )
-    print(f"load after: {_uptime()}")
+    print(f"load after: {uptime()}")
     print(
         "\n| rows | mode | best s | rows/s | × parse floor | best CPU s | × floor (CPU) | peak RSS MiB |"
         "\n|---:|---|---:|---:|---:|---:|---:|---:|"

@@ -28,7 +28,6 @@ before and after.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import itertools
 import json
@@ -44,6 +43,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from _machine import arguments, uptime  # noqa: E402
 from dry_run_scale import installed_env, prepare  # noqa: E402 - benchmarks are scripts beside each other
 from generate import COMPANY_SSO_ID  # noqa: E402
 
@@ -179,16 +179,11 @@ def _digest(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def _uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
-
-
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = arguments(__doc__, repeat=1)
     parser.add_argument("--lines", type=int, action="append", default=[])
     parser.add_argument("--repeats", type=int, action="append", default=[])
     parser.add_argument("--src", action="append", default=[], metavar="NAME=SRC")
-    parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
     trees = [tuple(item.split("=", 1)) for item in args.src] or [("this", "")]
     script = Path(sys.executable).with_name("crm-audit-migrate")
@@ -201,7 +196,7 @@ def main() -> int:
     for _, src in trees:
         for workers in (1, 2):
             run(_command(script, small, inputs, out / "warm", workers), _env(src))
-    print(f"load before: {_uptime()}")
+    print(f"load before: {uptime()}")
     digests: dict[tuple[str, str], tuple[str, str]] = {}
     for round_ in range(args.repeat):
         files = [(f"lines {n:,}", write_audits(n)) for n in args.lines]
@@ -221,7 +216,7 @@ def main() -> int:
                         f"{runner:.1f} MiB; other processes {children or '-'} MiB; {wall:.1f} s wall, "
                         f"{cpu:.1f} s CPU; {same}"
                     )
-    print(f"load after: {_uptime()}")
+    print(f"load after: {uptime()}")
     return 0
 
 

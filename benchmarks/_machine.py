@@ -1,0 +1,54 @@
+"""What the benchmark scripts share: their command line's start, the machine's load, a call's times.
+
+Each script prints ``uptime`` before and after its rounds (the load that benchmarks/RESULTS.md
+records beside every figure) and times with ``time.perf_counter`` (wall seconds) and
+``time.process_time`` (this process's CPU seconds, which a busy shared machine inflates less than
+the wall). Scripts import it as a sibling (``from _machine import …``): python puts a script's own
+folder first on ``sys.path``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import time
+from collections.abc import Callable
+
+
+def arguments(doc: str | None, *, repeat: int) -> argparse.ArgumentParser:
+    """A parser described by ``doc``'s first paragraph (the script's docstring), with ``--repeat``
+    (rounds, default ``repeat``) that every script alternates its candidates over."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=repeat)
+    return parser
+
+
+def uptime() -> str:
+    """``uptime``'s line: the clock, time up, users and the 1, 5 and 15 minute load averages."""
+    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+
+
+def cpu_seconds(call: Callable[[], object]) -> float:
+    """This process's CPU seconds (``time.process_time``) of one ``call()``."""
+    start = time.process_time()
+    call()
+    return time.process_time() - start
+
+
+class Stopwatch:
+    """The wall seconds (``time.perf_counter``) and this process's CPU seconds (``time.process_time``)
+    of a ``with`` block: ``with Stopwatch() as took: …``, then ``took.wall`` and ``took.cpu``."""
+
+    __slots__ = ("_started", "cpu", "wall")
+
+    def __init__(self) -> None:
+        self._started = (0.0, 0.0)
+        self.wall = self.cpu = 0.0
+
+    def __enter__(self) -> Stopwatch:
+        self._started = (time.perf_counter(), time.process_time())
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.wall = time.perf_counter() - self._started[0]
+        self.cpu = time.process_time() - self._started[1]
