@@ -19,7 +19,6 @@ from typing import Any
 
 import attrs
 
-from .. import reasons
 from ..bson_nesting import nests_past
 from ..domain import SOURCE_TAG, ActivityLog, EncodedLog, WriteResult
 from ..enrichment.model import (
@@ -33,8 +32,8 @@ from ..enrichment.model import (
 from ..enrichment_tally import EnrichmentTally
 from ..timestamps import as_utc
 from ._bson_size import ID_BYTES, MAX_DOCUMENT_BYTES, document_bytes
-from ._log_limits import METADATA_ROOM, OVERFLOW, log_refusal
-from .stores import held_by_another_tool, refuse_encoded, restored_log
+from ._log_limits import METADATA_ROOM, OVERFLOW
+from .stores import insert_unordered, refuse_encoded, restored_log
 
 __all__ = ["InMemoryEnrichmentStore", "activity_log_document"]
 
@@ -193,24 +192,12 @@ class InMemoryEnrichmentStore:
         # It has no log_encoder, so an EncodedLog reaching it is a wiring mistake. A log MongoDB
         # would refuse (past 16 MiB, nested past 100 levels) fails alone, as it does there.
         logs = refuse_encoded(logs, self)
-        keys = {
+        keys: dict[tuple[str, str], object] = {
             (doc["company_sso_id"], doc["external_id"]): doc.get("source_tag")
             for doc in self._docs.values()
             if isinstance(doc.get("external_id"), str)
         }
-        results: list[WriteResult] = []
-        for log in logs:
-            key = (log.company_sso_id, log.external_id)
-            if refusal := log_refusal(log):
-                results.append(WriteResult(log.external_id, "failed", reasons.WRITE_ERROR, refusal))
-                continue
-            if key in keys:
-                results.append(held_by_another_tool(log.external_id, keys[key]))
-                continue
-            self.add_native(log)
-            keys[key] = log.source_tag
-            results.append(WriteResult(log.external_id, "inserted"))
-        return tuple(results)
+        return insert_unordered(logs, keys, self.add_native)
 
     def _migrated(self, doc: Mapping[str, Any], company_sso_id: str) -> bool:
         return doc["company_sso_id"] == company_sso_id and doc.get("source_tag") == SOURCE_TAG

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import TypeGuard
 
 import attrs
@@ -137,7 +137,7 @@ class InMemoryActivityLogStore:
         """Store a live-feed log as the CDP itself would: no ``external_id``, never ours."""
         self._logs.append(log)
 
-    def _keys(self) -> dict[tuple[str, str], str]:
+    def _keys(self) -> dict[tuple[str, str], object]:
         """Each stored (company, external id) and the ``source_tag`` of the log holding it."""
         return {
             (log.company_sso_id, log.external_id): log.source_tag for log in self._logs if log.external_id
@@ -148,21 +148,7 @@ class InMemoryActivityLogStore:
         # a key another tool's log holds fails (``held_by_another_tool``), as MongoActivityLogStore's.
         # It has no log_encoder, so an EncodedLog reaching it is a wiring mistake. A log MongoDB
         # would refuse (past 16 MiB, nested past 100 levels) fails alone, as it does there.
-        logs = refuse_encoded(logs, self)
-        keys = self._keys()
-        results: list[WriteResult] = []
-        for log in logs:
-            key = (log.company_sso_id, log.external_id)
-            if refusal := log_refusal(log):
-                results.append(WriteResult(log.external_id, "failed", reasons.WRITE_ERROR, refusal))
-                continue
-            if key in keys:
-                results.append(held_by_another_tool(log.external_id, keys[key]))
-                continue
-            self._logs.append(log)
-            keys[key] = log.source_tag
-            results.append(WriteResult(log.external_id, "inserted"))
-        return tuple(results)
+        return insert_unordered(refuse_encoded(logs, self), self._keys(), self._logs.append)
 
     def delete_migrated(self, company_sso_id: str) -> int:
         keep = [
@@ -667,6 +653,30 @@ def held_by_another_tool(external_id: str, holder_source_tag: object) -> WriteRe
     if holder_source_tag == SOURCE_TAG:
         return WriteResult(external_id, "skipped", reasons.DUPLICATE_EXTERNAL_ID)
     return WriteResult(external_id, "failed", reasons.WRITE_ERROR, f"code 11000: {HELD_BY_ANOTHER_TOOL}")
+
+
+def insert_unordered(
+    logs: Iterable[ActivityLog], keys: dict[tuple[str, str], object], add: Callable[[ActivityLog], object]
+) -> tuple[WriteResult, ...]:
+    """An in-memory store's ``insert_batch``, as MongoDB's unordered insert against the partial
+    unique index on (company_sso_id, external_id): a log MongoDB would refuse (``log_refusal``:
+    past 16 MiB, nested past 100 levels) fails alone, ``write_error``; a log whose key is in
+    ``keys`` (each stored key → the ``source_tag`` of the log holding it) is refused as
+    ``held_by_another_tool`` says; every other log goes to ``add`` and its key into ``keys``. One
+    result a log, in order."""
+    results: list[WriteResult] = []
+    for log in logs:
+        key = (log.company_sso_id, log.external_id)
+        if refusal := log_refusal(log):
+            results.append(WriteResult(log.external_id, "failed", reasons.WRITE_ERROR, refusal))
+            continue
+        if key in keys:
+            results.append(held_by_another_tool(log.external_id, keys[key]))
+            continue
+        add(log)
+        keys[key] = log.source_tag
+        results.append(WriteResult(log.external_id, "inserted"))
+    return tuple(results)
 
 
 def refuse_encoded(logs: Sequence[ActivityLog | EncodedLog], writer: object) -> list[ActivityLog]:
