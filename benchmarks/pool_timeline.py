@@ -15,7 +15,8 @@ between tasks).
 The rest of the runner's time is the pool's own bookkeeping and reads: the next pages' ids, the
 lookups, unpacking a worker's page, transforming a page of its own when it is the next to write.
 
-It prints per run the stage's figures and: the runner's busy and waiting seconds by kind; each
+It prints per run the stage's figures and: the run's start to its first page handed back to the
+run loop (``first_written``); the runner's busy and waiting seconds by kind; each
 worker's busy seconds, and its idle seconds — before its first task, after its last, and in
 between, split by what the runner was doing meanwhile; inside each worker's tasks, the seconds its
 main thread waited for its reader thread's rows (``take_wait``) and made its lookups, and its first
@@ -208,8 +209,11 @@ def timeline(directory: Path) -> dict[str, Any]:
     run_start, run_end = runner["run"][0]
     span = run_end - run_start
     busy = _exclusive({kind: sum(b - a for a, b in runner.get(kind, [])) for kind in RUNNER_KINDS})
+    written = runner.get("written", [])
     report: dict[str, Any] = {
         "run_seconds": round(span, 3),
+        # The run's start to its first page handed back to the run loop (which then writes it).
+        "first_written": round(written[0][0] - run_start, 3) if written else None,
         "runner": {**busy, "other": round(span - sum(busy.values()), 3)},
         "workers": [],
     }

@@ -184,9 +184,9 @@ class ProcessPagePipeline:
         """A pool (``options``: the constructor's) whose workers start at once, in the background
         (``start``), as ``run --workers N`` builds it (``Runtime.use_workers``): the runner knows by
         then that its job needs them. Their fork and start overlap what it does before its first
-        page (its lease, its checks, its first pages' ids); started at the first page, the worker took
-        its first page 0.2–0.4 s into a 100k-row run (benchmarks/RESULTS.md, issue 15 goal 2, the
-        worker's start)."""
+        page (its lease, its checks, its first pages' ids) instead of its first pages. In a quiet
+        100k-row run the pool then ran as fast as with the worker started at the first page, within
+        that A/B's noise (benchmarks/RESULTS.md, issue 15 goal 2, the worker's start)."""
         pool = cls(workers, recipe, **options)
         try:
             pool.start()
