@@ -8,8 +8,10 @@ the first ids, up to a cap):
   of a job not completed (in progress, halted, cancelled), a row past its cursor is not missing but
   ``pending`` (``VerifyReport.pending``): the run has not reached it yet;
 * ``unexpected`` — a log exists for a row that now skips or fails;
-* ``stray`` — a ``crm_migration`` log whose ``external_id`` names no in-scope audit;
-* ``duplicate`` — one ``external_id`` on more than one log (impossible with the unique index);
+* ``stray`` — a ``crm_migration`` log whose ``external_id`` names no in-scope audit, or a log of
+  another ``source_tag`` under an id of ours that names none (an id collision, not ours to delete);
+* ``duplicate`` — one ``external_id`` on more than one log (impossible with the unique index),
+  whether it names an in-scope audit or not;
 * ``drifted`` — a log whose fields the run writes differ from the recomputed ones;
 * ``past_watermark`` — a migrated log at or after its contact's ``created_at`` (the live feed owns it);
 * ``overlap`` — a live-feed log that matches a migrated log by the enrichment match key.

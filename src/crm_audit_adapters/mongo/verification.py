@@ -2,15 +2,18 @@
 
 * ``migrated_logs``: ``{company_sso_id, external_id: {$in: page}}`` — the prefix of
   ``uniq_company_external_id`` (migration 035), one query per page of audits.
-* ``migrated_external_ids``: ``{company_sso_id, source_tag, external_id: {$type: "string", $gt: last}}``
+* ``migrated_external_ids``: ``{company_sso_id, source_tag, external_id: {$type: "string", $gte: last}}``
   sorted by ``external_id`` — the order of ``uniq_company_external_id`` itself, so each keyset chunk
   (retried on its own) walks the index instead of sorting the account's logs; a stream over millions
-  of logs holds one chunk and resumes after a network error where it was. The unique index makes
-  ``external_id`` a total order; were it missing, a duplicate across a chunk boundary is still
-  reported by the page pass. Then the account's ``crm_migration`` logs whose ``external_id`` is
-  there but not a string (rollback deletes them too: ``external_id: {$exists: true}``), in ``_id``
-  order, each as its relaxed Extended JSON (``7``, ``null``): no id of ours, so verify reports
-  them ``stray``.
+  of logs holds one chunk and resumes after a network error where it was. Each chunk starts at the
+  last id read and skips the copies of it already read: were the unique index missing, every copy
+  of a duplicated id is still read once, wherever the chunks split them. Then the account's
+  ``crm_migration`` logs whose ``external_id`` is there but not a string (rollback deletes them
+  too: ``external_id: {$exists: true}``), in ``_id`` order, each as its relaxed Extended JSON
+  (``7``, ``null``): no id of ours, so verify reports them ``stray``.
+* ``tagged_external_ids``: the same, with each log's ``source_tag``, in three ranges of the index,
+  the one under ``crm:{tenant}:audit:`` read whatever the tag: a log of another tool under an id of
+  ours is read too (verify's stray pass).
 * ``live_feed_candidates``: the enrichment store's query (the match key, ``external_id`` absent).
 
 The content form of a log is BSON: each field of the document (a ``metadata`` key on its own) is
@@ -271,28 +274,67 @@ class MongoMigratedLogReader:
         return found
 
     def migrated_external_ids(self, company_sso_id: str) -> Iterator[str]:
-        base: Document = {
+        query: Document = {
             "company_sso_id": company_sso_id,
             "source_tag": SOURCE_TAG,
             "external_id": {"$type": "string"},
         }
-        after: str | None = None
-        while True:
-            query: Document = dict(base)
-            if after is not None:
-                query["external_id"] = {"$type": "string", "$gt": after}
+        for doc in self._by_external_id(query, {"_id": 0, "external_id": 1}):
+            yield doc["external_id"]
+        yield from self._other_external_ids(company_sso_id)
 
-            def fetch(_: int, query: Document = query) -> list[Document]:
-                cursor = self._collection.find(query, {"_id": 0, "external_id": 1})
-                return list(cursor.sort("external_id", ASCENDING).limit(_ID_CHUNK))
+    def tagged_external_ids(self, company_sso_id: str, prefix: str) -> Iterator[tuple[str, str]]:
+        """``ports.TaggedExternalIds``: ``migrated_external_ids`` with each log's tag, and the logs
+        of another ``source_tag`` under ``prefix``, in three ranges of ``uniq_company_external_id``
+        in id order: the ``crm_migration`` ids below ``prefix``, every id under it (any tag, read
+        once: the run's ids are there), the ``crm_migration`` ids above it. The same documents as
+        ``migrated_external_ids`` reads, and those of another tag under ``prefix`` only."""
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)  # the least string above every one under prefix
+        ours: Document = {"company_sso_id": company_sso_id, "source_tag": SOURCE_TAG}
+        ranges: tuple[Document, ...] = (
+            {**ours, "external_id": {"$type": "string", "$lt": prefix}},
+            {
+                "company_sso_id": company_sso_id,
+                "external_id": {"$type": "string", "$gte": prefix, "$lt": upper},
+            },
+            {**ours, "external_id": {"$type": "string", "$gte": upper}},
+        )
+        for query in ranges:
+            for doc in self._by_external_id(query, {"_id": 0, "external_id": 1, "source_tag": 1}):
+                tag = doc.get("source_tag")
+                yield doc["external_id"], tag if isinstance(tag, str) else ""
+        for ext_id in self._other_external_ids(company_sso_id):
+            yield ext_id, SOURCE_TAG
+
+    def _by_external_id(self, query: Document, projection: Document) -> Iterator[Document]:
+        """``query``'s documents in ``external_id`` order, ``_ID_CHUNK`` a query, each retried on its
+        own: a keyset on ``external_id`` that goes on from the last id read (``$gte``), skipping
+        the copies of it already read, so each copy of a duplicated id is read once, wherever the
+        chunks split them (``$gt`` passed over the copies in the next chunk)."""
+        bounds = cast(Document, query["external_id"])
+        after: str | None = None
+        read_of_after = 0  # the copies of ``after`` already yielded
+        while True:
+            chunk_query = query if after is None else {**query, "external_id": {**bounds, "$gte": after}}
+
+            def fetch(
+                _: int, chunk_query: Document = chunk_query, skip: int = read_of_after
+            ) -> list[Document]:
+                cursor = self._collection.find(chunk_query, projection).sort("external_id", ASCENDING)
+                return list(cursor.skip(skip).limit(_ID_CHUNK))
 
             chunk = call_with_retry(fetch, self._retry, "stream migrated external ids")
-            for doc in chunk:
-                yield doc["external_id"]
+            yield from chunk
             if len(chunk) < _ID_CHUNK:
-                break
-            after = chunk[-1]["external_id"]
-        yield from self._other_external_ids(company_sso_id)
+                return
+            last = chunk[-1]["external_id"]
+            copies = 0
+            for doc in reversed(chunk):
+                if doc["external_id"] != last:
+                    break
+                copies += 1
+            read_of_after = read_of_after + copies if last == after else copies
+            after = last
 
     def _other_external_ids(self, company_sso_id: str) -> Iterator[str]:
         """The account's ``crm_migration`` external ids that are not strings, as relaxed Extended JSON."""

@@ -155,7 +155,8 @@ class MigratedLogReader(Protocol):
         ...
 
     def migrated_external_ids(self, company_sso_id: str) -> Iterable[str]:
-        """Stream the ``external_id`` of every ``crm_migration`` log of the company, one per document."""
+        """Stream the ``external_id`` of every ``crm_migration`` log of the company, one per document
+        (each copy of a duplicate)."""
         ...
 
     def content_of(self, log: ActivityLog) -> Mapping[str, object]:
@@ -180,4 +181,18 @@ class MigratedLogReader(Protocol):
         self, keys: Collection[MatchKey], window: dt.timedelta
     ) -> Mapping[MatchKey, Sequence[StoredLog]]:
         """Per key, every log without ``external_id`` that the key matches within ``window``."""
+        ...
+
+
+@runtime_checkable
+class TaggedExternalIds(Protocol):
+    """A ``MigratedLogReader`` whose stray stream also reads the logs of another ``source_tag`` under
+    an external id of ours: an id collision verify reports (``stray``) instead of passing over."""
+
+    def tagged_external_ids(self, company_sso_id: str, prefix: str) -> Iterable[tuple[str, str]]:
+        """``(external_id, source_tag)`` of every ``crm_migration`` log of the company (as
+        ``migrated_external_ids``: one per document, each copy of a duplicate), and of every log of
+        the company whose ``external_id`` is a string that starts with ``prefix``
+        (``crm:{tenant}:audit:``) and whose ``source_tag`` is another (``""`` for none, or one that
+        is not a string)."""
         ...

@@ -113,6 +113,17 @@ class InMemoryMigratedLogReader:
             if log.company_sso_id == company_sso_id and log.external_id and log.source_tag == SOURCE_TAG
         )
 
+    def tagged_external_ids(self, company_sso_id: str, prefix: str) -> Iterable[tuple[str, str]]:
+        """``ports.TaggedExternalIds``: the ``crm_migration`` logs' ids, and the ids under ``prefix``
+        of the others, with their tag, in id order."""
+        return sorted(
+            (log.external_id, log.source_tag)
+            for log in self._store.logs
+            if log.company_sso_id == company_sso_id
+            and log.external_id
+            and (log.source_tag == SOURCE_TAG or log.external_id.startswith(prefix))
+        )
+
     def content_of(self, log: ActivityLog) -> Mapping[str, object]:
         return _content_form(log)
 

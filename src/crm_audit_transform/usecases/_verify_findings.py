@@ -96,4 +96,9 @@ def foreign_tag(doc: MigratedDoc) -> str:
     """
     if doc.source_tag == SOURCE_TAG:
         return ""
-    return f"source_tag {doc.source_tag!r} (rollback deletes {SOURCE_TAG!r} only)"
+    return foreign_tag_of(doc.source_tag)
+
+
+def foreign_tag_of(tag: str) -> str:
+    """How a finding names a log's ``source_tag`` other than ``crm_migration``."""
+    return f"source_tag {tag!r} (rollback deletes {SOURCE_TAG!r} only)"

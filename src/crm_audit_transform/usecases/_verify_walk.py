@@ -10,23 +10,24 @@ from __future__ import annotations
 import random
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Final, cast
 
 from .. import reasons
-from ..domain import ActivityLog, AuditRow, Contact, Failed, Migrated, Outcome, Skipped
+from ..domain import SOURCE_TAG, ActivityLog, AuditRow, Contact, Failed, Migrated, Outcome, Skipped
 from ..enrichment.model import MatchKey
 from ..jobs import COMPLETED, ROLLED_BACK, ROLLING_BACK, MigrationJob
 from ..lookup import LookupPorts, fetch_lookups
 from ..lookup_cache import LookupCache
 from ..ports import RowsSetAside
+from ..ports.log_stores import TaggedExternalIds
 from ..tally import Tally
 from ..transformer import Transformer, audit_id_in, external_id
 from ..verification import PENDING_STATES, JobCheck, MigratedDoc, Mismatch, StoredMigratedLog, VerifyReport
 from ._entity_names import name_linked_entities
 from ._id_set import AuditIdSet
 from ._verify_cursor import CountedRowsAtCursor
-from ._verify_findings import Found, add_drifted, foreign_tag, found_by_kind, written_keys
+from ._verify_findings import Found, add_drifted, foreign_tag, foreign_tag_of, found_by_kind, written_keys
 from ._verify_repair import Repair, ShardCounts
 from ._verify_seam import add_overlap, add_seam, add_seam_contacts, seam_may_fire, seam_of_log
 
@@ -88,6 +89,7 @@ class Walk:
         self.at_cursor = CountedRowsAtCursor(job) if job is not None else None
         self.repair = Repair(ports, settings, owner)
         self.run_keys = written_keys(ports.entities is not None)
+        self.foreign_strays = 0  # strays of another source_tag (stray_pass)
 
     # -- the page loop ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -407,13 +409,35 @@ class Walk:
 
     # -- after the walk --------------------------------------------------------------------------
     def stray_pass(self) -> None:
+        """Report each stored log under an external id the page pass never read: a ``crm_migration``
+        log of an id naming no walked audit, and a log of another ``source_tag`` under an id of ours
+        naming none (an id collision: not ours to delete, so never counted as one of our logs left).
+        Each copy is a stray; an id on several logs is also one ``duplicate`` (the page pass finds
+        those of the walked ids), told by the ids seen so far (``_Seen``)."""
         prefix = f"crm:{self.tenant}:audit:"
-        for ext_id in self.ports.reader.migrated_external_ids(self.company):
+        reader = self.ports.reader
+        stream: Iterable[tuple[str, str]]
+        if isinstance(reader, TaggedExternalIds):
+            stream = reader.tagged_external_ids(self.company, prefix)
+        else:
+            stream = ((ext_id, SOURCE_TAG) for ext_id in reader.migrated_external_ids(self.company))
+        stray, seen = self.found["stray"], _Seen()
+        for ext_id, tag in stream:
             audit_id = audit_id_in(ext_id, prefix)
-            if audit_id is None:
-                self.found["stray"].add(None, ext_id, f"not an external_id of tenant {self.tenant!r}")
-            elif audit_id not in self.walked:
-                self.found["stray"].add(audit_id, ext_id, "names no in-scope audit")
+            if audit_id is not None and audit_id in self.walked:
+                continue  # the page pass read every copy of it, whatever its tag
+            if tag != SOURCE_TAG:
+                if audit_id is None:
+                    continue  # not an id the run writes: another tool's own
+                self.foreign_strays += 1
+                stray.add(audit_id, ext_id, f"{foreign_tag_of(tag)}, naming no in-scope audit: an id of ours")
+            elif audit_id is None:
+                stray.add(None, ext_id, f"not an external_id of tenant {self.tenant!r}")
+            else:
+                stray.add(audit_id, ext_id, "names no in-scope audit")
+            seen.saw(ext_id, audit_id)
+        for ext_id, (audit_id, logs) in seen.doubled.items():
+            self.found["duplicate"].add(audit_id, ext_id, f"{logs} logs")
 
     def _job_check(self) -> JobCheck | None:
         job = self.job
@@ -423,7 +447,9 @@ class Walk:
             # What a rollback claims is that none of the account's migrated logs remain; its counts
             # are the run's from before it. A log still there (a batch that landed after the delete,
             # a rollback that died) is a mismatch: the job is not what is stored.
+            # A stray of another tag is not one of ours: the rollback rightly left it.
             left = self.migrated + self.found["unexpected"].count + self.found["stray"].count
+            left -= self.foreign_strays
             found = (Mismatch("migrated_logs", 0, left),) if left else ()
             return JobCheck(job.job_id, job.status, job.last_audit_id, found)
         mismatches = []
@@ -464,3 +490,39 @@ class Walk:
             halt_threshold=self.settings.halt_threshold,
             actors_unchecked=self.actors_unchecked,
         )
+
+
+_SEEN_BATCH: Final = 1 << 14
+"""Stray audit ids held in a plain set before they go into the ``AuditIdSet`` in one ``update``."""
+
+
+class _Seen:
+    """The ids the stray pass met, to tell a duplicate whatever the stream's order: those naming an
+    audit in an ``AuditIdSet`` (a bit or 8 bytes each, as the walked ids), the others (rare: another
+    tenant's, misspelled) as text. ``doubled``: each id met more than once, its audit id and copies.
+
+    The last ``_SEEN_BATCH`` audit ids wait in a plain set and go into the ``AuditIdSet`` together:
+    looked up after each add, it would sort its new ids in every time (the stream's text order is
+    not the ids' order), a merge of all it holds a stray."""
+
+    __slots__ = ("doubled", "ids", "recent", "texts")
+
+    def __init__(self) -> None:
+        self.ids = AuditIdSet()
+        self.recent: set[int] = set()
+        self.texts: set[str] = set()
+        self.doubled: dict[str, tuple[int | None, int]] = {}
+
+    def saw(self, ext_id: str, audit_id: int | None) -> None:
+        if audit_id is not None:
+            again = audit_id in self.recent or audit_id in self.ids
+            self.recent.add(audit_id)
+            if len(self.recent) >= _SEEN_BATCH:
+                self.ids.update(self.recent)
+                self.recent.clear()
+        else:
+            again = ext_id in self.texts
+            self.texts.add(ext_id)
+        if again:
+            _, logs = self.doubled.get(ext_id, (audit_id, 1))
+            self.doubled[ext_id] = (audit_id, logs + 1)
