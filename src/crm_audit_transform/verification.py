@@ -247,6 +247,7 @@ class VerifyReportDocument(TypedDict):
     repaired: int
     repaired_in_job: int
     restored: int
+    restore_refused: int
     failure_rate: float
     halt_threshold: float | None
     actors_unchecked: int
@@ -335,7 +336,9 @@ class VerifyReport:
     logs whose content was compared (all of them, or a sample per page). ``repaired``: missing rows
     written by ``--repair``; ``repaired_in_job`` of them were added to the job's counts (see
     ``usecases.verify``). ``restored``: ``drifted`` logs ``--repair`` set back to what the run
-    writes now (every field the run writes; other metadata keys kept). ``job`` is None when the
+    writes now (every field the run writes; other metadata keys kept); ``restore_refused`` of them
+    the store refused to set back (``RestoreRefused``: the document past its limit), left drifted.
+    ``job`` is None when the
     account has no job. ``pending``: rows that would migrate and have no log yet, past the cursor of a job
     that is not completed (in progress, halted or cancelled): the run has not reached them, so they are not
     ``missing`` (lost) and ``--repair`` leaves them to the run; the account is not proven complete while any
@@ -364,6 +367,7 @@ class VerifyReport:
     repaired: int = 0
     repaired_in_job: int = 0
     restored: int = 0
+    restore_refused: int = 0
     halt_threshold: float | None = None
     actors_unchecked: int = 0
 
@@ -422,6 +426,7 @@ class VerifyReport:
             "repaired": self.repaired,
             "repaired_in_job": self.repaired_in_job,
             "restored": self.restored,
+            "restore_refused": self.restore_refused,
             "failure_rate": self.failure_rate,
             "halt_threshold": self.halt_threshold,
             "actors_unchecked": self.actors_unchecked,

@@ -65,6 +65,7 @@ SAMPLES: dict[type[CrmAuditError], Callable[[], CrmAuditError]] = {
         unanswered=["b@x.example"],
     ),
     _usman.UsmanRefused: lambda: _usman.UsmanRefused("HTTP 403", status_code=403),
+    errors.RestoreRefused: lambda: errors.RestoreRefused("crm:acme:audit:7", "code 17419: too large"),
 }
 
 

@@ -390,6 +390,7 @@ def register_tasks(app: Celery, runtime_factory: Callable[[], Runtime]) -> None:
             clean=report.clean,
             repaired=report.repaired,
             restored=report.restored,
+            restore_refused=report.restore_refused,
             **{f"outstanding_{kind}": n for kind, n in report.outstanding.items()},
         )
         return report.to_json()

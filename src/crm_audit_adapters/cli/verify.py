@@ -135,10 +135,15 @@ def summary_lines(report: VerifyReport, shown: int = SHOWN) -> Iterator[str]:
             f"  pending: {pending.count} — {', '.join(refs)}{more} (past the cursor of the {status} job: "
             "not lost, the run has not reached them yet; run or resume it, then verify again)"
         )
-    if report.repaired or report.restored:
+    if report.repaired or report.restored or report.restore_refused:
         yield (
             f"  repaired: {report.repaired} written, {report.repaired_in_job} added to the job's counts"
             + (f", {report.restored} drifted set back" if report.restored else "")
+            + (
+                f", {report.restore_refused} drifted refused by the store (past its document limit)"
+                if report.restore_refused
+                else ""
+            )
         )
     job = report.job
     if job is None:

@@ -39,6 +39,7 @@ from bson import ObjectId
 from bson.codec_options import CodecOptions
 from bson.errors import BSONError
 from bson.raw_bson import RawBSONDocument
+from pymongo import UpdateMany
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, ProtocolError, WriteConcernError
 
@@ -51,6 +52,8 @@ from crm_audit_transform.domain import (
     EncodedLog,
     WriteResult,
 )
+from crm_audit_transform.errors import RestoreRefused
+from crm_audit_transform.ports.log_stores import RestoreResult
 from crm_audit_transform.usecases.pages import encoded_log
 
 from .document_limits import ID_BYTES, ID_ELEMENT, MAX_DOCUMENT_BYTES, too_large
@@ -392,38 +395,105 @@ class MongoActivityLogStore:
         )
 
     def restore_migrated(self, log: ActivityLog, run_keys: Ids[str]) -> bool:
-        """Set this company's migrated logs of ``log``'s ``external_id`` back to ``log`` as
-        ``insert_batch`` writes it (``ports.MigratedLogsRestore``, ``verify --repair`` of a drifted
-        log): one ``update_many`` on the idempotency index that ``$set``s each top-level field and
-        each of the log's metadata keys, and ``$unset``s the ``run_keys`` (the keys the run writes)
-        ``log`` lacks; the other metadata keys stay. A stored ``metadata`` that is not a document is
-        replaced whole (a second update, only then). Only ``crm_migration`` logs: one of another
-        ``source_tag`` is not ours (``insert_batch`` fails such a key ``write_error``), and is left for a
-        decision. Idempotent, so retried as a whole. ``ValueError`` when the log cannot be encoded (never for
-        a log the verify walk compared: its reader encoded it)."""
-        doc = encode_activity_log(log)
-        metadata = cast(Document, doc.pop("metadata"))
-        ours = {
-            "company_sso_id": log.company_sso_id,
-            "external_id": log.external_id,
+        """Set this company's migrated logs of ``log``'s ``external_id`` back to ``log``
+        (``ports.MigratedLogsRestore``): ``restore_migrated_many`` of that one log. Whether one was
+        there; ``RestoreRefused`` when MongoDB refuses the document the update would make."""
+        result = self.restore_migrated_many([log], run_keys)
+        if result.refused:
+            raise result.refused[0]
+        return result.restored > 0
+
+    def restore_migrated_many(self, logs: Sequence[ActivityLog], run_keys: Ids[str]) -> RestoreResult:
+        """Set this company's migrated logs of each of ``logs``' external ids back to that log as
+        ``insert_batch`` writes it (``ports.MigratedLogsRestoreMany``, ``verify --repair`` of the
+        drifted logs): one unordered ``bulk_write`` on the idempotency index, two ``UpdateMany`` a
+        log. The first, for a stored ``metadata`` that is a document, ``$set``s each top-level field
+        and each of the log's metadata keys and ``$unset``s the ``run_keys`` (the keys the run
+        writes) the log lacks: the other metadata keys stay. The second replaces a ``metadata`` that
+        is not a document whole. Their filters exclude each other, so in either order a log ends
+        the same. Only ``crm_migration`` logs: one of another ``source_tag`` is not ours
+        (``insert_batch`` fails such a key ``write_error``), and is left for a decision.
+
+        A log MongoDB refuses (a write error of its update: the document it would make past 16 MiB
+        with the metadata keys kept, code 17419), or that the driver cannot send (past its size
+        bound: the batch is then sent a log at a time, to name it), is a ``RestoreRefused`` of the
+        result, the others set back all the same. ``restored``: the logs a stored log matched,
+        from the answer's ``nMatched`` when it is one a log sent, else read back (one ``find``).
+        A network error retries the whole request (it is idempotent); past the retries
+        ``StoreUnavailable``, and a rerun sets back what it did not."""
+        refused: dict[int, RestoreRefused] = {}
+        ops: list[tuple[int, UpdateMany]] = []  # (the log's position, one of its updates)
+        for n, log in enumerate(logs):
+            try:
+                ops += [(n, op) for op in _restore_ops(log, run_keys)]
+            except (TypeError, ValueError, OverflowError, BSONError) as exc:
+                refused[n] = RestoreRefused(log.external_id, f"cannot encode the document: {exc}")
+        try:
+            matched = self._bulk_restore(ops, logs, refused)
+        except BSONError:  # one update past the driver's size bound: each log alone, to name it
+            matched = 0
+            for n in sorted({n for n, _ in ops}):
+                try:
+                    matched += self._bulk_restore([op for op in ops if op[0] == n], logs, refused)
+                except BSONError as exc:
+                    refused[n] = RestoreRefused(logs[n].external_id, f"cannot send the update: {exc}")
+        sent = [log for n, log in enumerate(logs) if n not in refused]
+        restored = len(sent) if matched == len(sent) else self._still_ours(sent)
+        return RestoreResult(restored, tuple(refused[n] for n in sorted(refused)))
+
+    def _bulk_restore(
+        self,
+        ops: Sequence[tuple[int, UpdateMany]],
+        logs: Sequence[ActivityLog],
+        refused: dict[int, RestoreRefused],
+    ) -> int:
+        """Send ``ops`` in one unordered ``bulk_write`` (retried whole); the documents matched.
+        Each write error refuses its log (into ``refused``)."""
+        if not ops:
+            return 0
+
+        def send(_: int) -> tuple[int, dict[int, ReadDocument]]:
+            try:
+                result = self._collection.bulk_write([op for _, op in ops], ordered=False)
+            except BulkWriteError as exc:
+                unconfirmed = exc.details.get("writeConcernErrors") or ()
+                if unconfirmed:
+                    raise unconfirmed_write(unconfirmed[0]) from None
+                # An answer naming no update sent is a ProtocolError here: StoreUnavailable, not a crash.
+                errors = _by_position(exc.details.get("writeErrors") or (), len(ops))
+                return int(exc.details.get("nMatched") or 0), errors
+            return result.matched_count, {}
+
+        matched, errors = call_with_retry(send, self._retry, "restore drifted activity logs")
+        for position, error in errors.items():
+            n = ops[position][0]
+            # The server's words and code only: a write error's text may quote the document.
+            why = f"code {error.get('code')}: {str(error.get('errmsg', 'write error'))[:200]}"
+            refused.setdefault(n, RestoreRefused(logs[n].external_id, why))
+        return matched
+
+    def _still_ours(self, logs: Sequence[ActivityLog]) -> int:
+        """How many of ``logs`` have a ``crm_migration`` log stored under their company and external
+        id: read when the answer's match count does not say it (a log gone since verify read it,
+        or one matched by both of its updates)."""
+        if not logs:
+            return 0
+        wanted: dict[str, list[str]] = {}
+        for log in logs:
+            wanted.setdefault(log.company_sso_id, []).append(log.external_id)
+        query = {
             "source_tag": SOURCE_TAG,
+            "$or": [{"company_sso_id": c, "external_id": {"$in": ids}} for c, ids in wanted.items()],
         }
-        fields = {name: value for name, value in doc.items() if name not in ours}
-        keyed: Document = {
-            "$set": {**fields, **{f"metadata.{key}": value for key, value in metadata.items()}}
-        }
-        if absent := [key for key in sorted(run_keys) if key not in metadata]:
-            keyed["$unset"] = {f"metadata.{key}": "" for key in absent}
-        whole: Document = {"$set": {**fields, "metadata": metadata}}
-
-        def restore(_: int) -> bool:
-            found = self._collection.update_many({**ours, "metadata": {"$type": "object"}}, keyed)
-            if found.matched_count:
-                return True
-            other = self._collection.update_many({**ours, "metadata": {"$not": {"$type": "object"}}}, whole)
-            return other.matched_count > 0
-
-        return call_with_retry(restore, self._retry, "restore a drifted activity log")
+        projection = {"_id": 0, "company_sso_id": 1, "external_id": 1}
+        found = call_with_retry(
+            lambda _: {
+                (d["company_sso_id"], d["external_id"]) for d in self._collection.find(query, projection)
+            },
+            self._retry,
+            "read restored activity logs",
+        )
+        return sum(1 for log in logs if (log.company_sso_id, log.external_id) in found)
 
     def count_migrated(self, company_sso_id: str) -> int:
         """How many of this company's migrated logs the collection holds: one count, under
@@ -449,6 +519,24 @@ def _by_position(errors: Sequence[object], size: int) -> dict[int, ReadDocument]
             )
         found[index] = error  # type: ignore[assignment]
     return found
+
+
+def _restore_ops(log: ActivityLog, run_keys: Ids[str]) -> tuple[UpdateMany, UpdateMany]:
+    """``restore_migrated_many``'s two updates of ``log``: its fields and metadata keys ``$set`` on a
+    stored log whose ``metadata`` is a document (the ``run_keys`` it lacks ``$unset``), and its whole
+    ``metadata`` set on one whose ``metadata`` is not."""
+    doc = encode_activity_log(log)
+    metadata = cast(Document, doc.pop("metadata"))
+    ours = {"company_sso_id": log.company_sso_id, "external_id": log.external_id, "source_tag": SOURCE_TAG}
+    fields = {name: value for name, value in doc.items() if name not in ours}
+    keyed: Document = {"$set": {**fields, **{f"metadata.{key}": value for key, value in metadata.items()}}}
+    if absent := [key for key in sorted(run_keys) if key not in metadata]:
+        keyed["$unset"] = {f"metadata.{key}": "" for key in absent}
+    whole: Document = {"$set": {**fields, "metadata": metadata}}
+    return (
+        UpdateMany({**ours, "metadata": {"$type": "object"}}, keyed),
+        UpdateMany({**ours, "metadata": {"$not": {"$type": "object"}}}, whole),
+    )
 
 
 def _is_duplicate(error: ReadDocument) -> bool:

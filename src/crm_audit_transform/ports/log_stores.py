@@ -6,7 +6,10 @@ import datetime as dt
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol, TypeAlias, runtime_checkable
 
+from attrs import frozen
+
 from ..domain import ActivityLog, EncodedLog, WriteResult
+from ..errors import RestoreRefused
 
 if TYPE_CHECKING:  # the enrichment package imports these ports: annotations only, no import cycle
     from ..enrichment.model import MatchKey, StoredLog
@@ -90,7 +93,31 @@ class MigratedLogsRestore(Protocol):
         and of ``metadata`` each of ``run_keys`` (the keys the run writes) — set when ``log`` has it,
         removed when not; other keys (enrichment's, another writer's) are kept. A log of another
         ``source_tag`` is not touched (not ours: ``insert_batch`` fails its key). Idempotent.
-        Whether a stored log was there to set back."""
+        Whether a stored log was there to set back. ``RestoreRefused`` when the store refuses the
+        document it would make (MongoDB: past 16 MiB with the other keys kept), nothing changed."""
+        ...
+
+
+@frozen
+class RestoreResult:
+    """What ``restore_migrated_many`` did: ``restored`` logs had a stored log set back; ``refused``
+    holds one ``RestoreRefused`` a log the store refused (its ``external_id`` and why)."""
+
+    restored: int = 0
+    refused: tuple[RestoreRefused, ...] = ()
+
+
+@runtime_checkable
+class MigratedLogsRestoreMany(MigratedLogsRestore, Protocol):
+    """A ``MigratedLogsRestore`` that sets a batch of drifted logs back in one request (MongoDB:
+    one unordered ``bulk_write``), where ``restore_migrated`` sends one a log."""
+
+    def restore_migrated_many(self, logs: Sequence[ActivityLog], run_keys: Collection[str]) -> RestoreResult:
+        """``restore_migrated`` of each of ``logs`` (distinct external ids): how many had a stored log
+        to set back, and each one the store refused (``RestoreRefused``: the document it would
+        make is past the store's limit), the others set back all the same. Raises what
+        ``restore_migrated`` raises for a store that is down (``StoreUnavailable``); idempotent, so
+        a rerun completes what a failure left."""
         ...
 
 

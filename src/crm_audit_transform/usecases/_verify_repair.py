@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 import attrs
 
 from ..domain import ActivityLog, Migrated
-from ..errors import CrmAuditError
+from ..errors import CrmAuditError, RestoreRefused
 from ..jobs import JobShard, MigrationJob
 from ..ports import Clock, GrowingSourceMarks, JobStore
-from ..ports.log_stores import MigratedLogsRestore
+from ..ports.log_stores import MigratedLogsRestore, MigratedLogsRestoreMany
 from ..tally import Tally
 from ._entity_names import name_linked_entities
 from ._verify_findings import written_keys
@@ -36,7 +36,9 @@ class Repair:
     are left as they are: they count the association logs of the run's batches, and a restored log
     was counted by the batch that first wrote it. A ``drifted`` log is set back to its recomputed log
     (``restored``) when the writer can (``ports.log_stores.MigratedLogsRestore``), under the same
-    leases; its counts are unchanged (the row was migrated, and stays so).
+    leases, a batch's worth in one request where the store batches (``MigratedLogsRestoreMany``);
+    its counts are unchanged (the row was migrated, and stays so). One the store refuses
+    (``RestoreRefused``: past its document limit) is counted (``restore_refused``) and stays drifted.
     """
 
     def __init__(self, ports: VerifyPorts, settings: VerifySettings, owner: str) -> None:
@@ -48,6 +50,7 @@ class Repair:
         self.repaired_by_shard: Counter[int] = Counter()  # of repaired_in_range, by shard index
         self.counted = 0
         self.restored = 0
+        self.restore_refused = 0  # drifted logs the store refused to set back (RestoreRefused)
         self.run_keys = written_keys(ports.entities is not None)
         self.batch_size = min(settings.batch_size, MAX_BATCH_SIZE)
 
@@ -110,10 +113,26 @@ class Repair:
             if clock.monotonic() - renewed >= half:
                 renewed = clock.monotonic()
                 job = self._renew_lease(job)
-            for log in drifted[start : start + size]:
-                if restorer is not None and restorer.restore_migrated(log, self.run_keys):
-                    self.restored += 1
+            if restorer is not None:
+                self._restore(restorer, drifted[start : start + size])
         return self._renew_lease(job)
+
+    def _restore(self, restorer: MigratedLogsRestore, logs: Sequence[ActivityLog]) -> None:
+        """Set ``logs`` back: in one request when the store batches (``MigratedLogsRestoreMany``),
+        else one a log. A log the store refuses (``RestoreRefused``) is counted and stays drifted;
+        the others are set back all the same. An outage (``StoreUnavailable``) stops the repair:
+        what it set back stays, and a rerun finds the rest still drifted."""
+        if isinstance(restorer, MigratedLogsRestoreMany):
+            result = restorer.restore_migrated_many(logs, self.run_keys)
+            self.restored += result.restored
+            self.restore_refused += len(result.refused)
+            return
+        for log in logs:
+            try:
+                if restorer.restore_migrated(log, self.run_keys):
+                    self.restored += 1
+            except RestoreRefused:
+                self.restore_refused += 1
 
     def _grow_source_mark(self, job: MigrationJob) -> MigrationJob:
         """``job`` with its ``source_mark`` grown over what the source holds now, saved under the

@@ -487,6 +487,7 @@ class Walk:
             repaired=self.repair.repaired,
             repaired_in_job=self.repair.counted,
             restored=self.repair.restored,
+            restore_refused=self.repair.restore_refused,
             halt_threshold=self.settings.halt_threshold,
             actors_unchecked=self.actors_unchecked,
         )
