@@ -11,7 +11,7 @@ a line break                                ``~``/``null`` → nil, ``yes``/``tr
                                             ``no``/``false``/``off`` → false (any case)
 ``TIME`` (``2019-12-29 17:42:38.48 Z``)     Time; a String if Ruby's ``Time.utc`` refuses the fields
 ``DATE`` (``2019-12-29``)                   Date; a String if ``Date.strptime`` refuses it
-``.inf`` / ``-.inf`` / ``.nan``             Float (any case)
+``.inf``, ``+.inf``, ``-.inf``, ``.nan``    Float (any case)
 ``:name``, ``:"quoted"``                    Symbol
 ``190:20:30`` (one or two ``:`` groups)     Integer, base 60 (``1:2:3:4`` stays a String)
 ``190:20:30.5``                             Float, base 60
@@ -53,7 +53,7 @@ TIME = re.compile(
     _A,
 )
 _DATE = re.compile(r"(\d{4})-(1[012]|0\d|\d)-([12]\d|3[01]|0\d|\d)\Z", _A)
-_INF = re.compile(r"\.inf\Z", _A | re.I)
+_INF = re.compile(r"\+?\.inf\Z", _A | re.I)  # "+.inf" too since ruby/psych#460 (2020)
 _NEG_INF = re.compile(r"-\.inf\Z", _A | re.I)
 _NAN = re.compile(r"\.nan\Z", _A | re.I)
 _QUOTED_SYMBOL = re.compile(r":([\"'])(.*)\1", _A)
