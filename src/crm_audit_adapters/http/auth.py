@@ -24,6 +24,7 @@ class BasicAuthCredentials:
     def accepts(self, request: Request) -> bool:
         header = request.headers.get("authorization", "")
         scheme, _, encoded = header.partition(" ")
+        encoded = encoded.lstrip(" ")  # RFC 7235 §2.1: a case-free scheme, then 1*SP before the token
         if scheme.lower() != "basic" or not encoded:
             return False
         try:
