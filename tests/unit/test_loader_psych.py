@@ -208,6 +208,24 @@ class TestRubyTags:
             )
         assert (caught.value.line, caught.value.column) == (2, 4)
 
+    def test_a_time_with_zone_with_only_its_wall_clock_and_zone_is_malformed(self) -> None:
+        """Ruby would read ``time:`` in ``zone:``'s rules; the loader reads no zone rules and refuses it."""
+        with pytest.raises(MalformedYaml, match="without a Time under utc"):
+            load_audited_changes(
+                "---\nv: !ruby/object:ActiveSupport::TimeWithZone\n"
+                "  zone: !ruby/object:ActiveSupport::TimeZone\n    name: Asia/Jakarta\n"
+                "  time: 2020-01-01 07:00:00 Z\n"
+            )
+
+    def test_a_zone_name_is_not_looked_up(self) -> None:
+        """A zone TZInfo does not know (Ruby raises) is its name, and a TimeWithZone in it is its ``utc:``."""
+        zone = "!ruby/object:ActiveSupport::TimeZone\n    name: Nowhere/Land"
+        loaded = load_audited_changes(
+            f"---\nz: {zone.replace(chr(10) + '  ', chr(10))}\n"
+            f"t: !ruby/object:ActiveSupport::TimeWithZone\n  utc: 2020-01-01 00:00:00 Z\n  zone: {zone}\n"
+        )
+        assert loaded == {"z": "Nowhere/Land", "t": dt.datetime(2020, 1, 1, tzinfo=UTC)}
+
     @pytest.mark.parametrize("exponent", ["19620603081739570345", "-19620603081739570345"])
     def test_a_big_decimal_whose_exponent_python_cannot_hold_is_a_typed_error(self, exponent: str) -> None:
         """An exponent past ``decimal.MAX_EMAX`` is the row's ``LimitExceeded`` on every backend, not
