@@ -78,6 +78,32 @@ def page(browser: Any, server: LiveServer) -> Iterator[Any]:
     context.close()
 
 
+HELD_FETCHES = """
+(() => {
+  const realFetch = window.fetch.bind(window);
+  const realSetTimeout = window.setTimeout.bind(window);
+  const realJson = Response.prototype.json;
+  window.__hold = false;
+  window.__held = [];
+  window.__pollTimers = 0;
+  window.__answersRead = 0;
+  window.setTimeout = (fn, ms, ...rest) => {
+    if (ms === 150) window.__pollTimers++;
+    return realSetTimeout(fn, ms, ...rest);
+  };
+  Response.prototype.json = function () {
+    return realJson.call(this).finally(() => { window.__answersRead++; });
+  };
+  window.fetch = (...args) =>
+    window.__hold ? new Promise(go => window.__held.push(() => go(realFetch(...args)))) : realFetch(...args);
+  window.__release = () => window.__held.splice(0).forEach(go => go());
+})();
+"""
+"""Held status fetches: while ``__hold`` is set each fetch waits in ``__held`` until ``__release()``;
+``__pollTimers`` counts the indicator's next-poll timers (150 ms, the app's interval here) and
+``__answersRead`` the answers read, so a test sees how many poll loops go on without timing them."""
+
+
 def _banner(page: Any) -> Any:
     return page.locator("crm-migration-status")
 
@@ -151,3 +177,20 @@ class TestIndicator:
         probe = page.locator("#probe")
         assert probe.is_hidden()
         assert probe.get_attribute("data-state") == "error"
+
+    def test_moved_while_its_status_is_fetched_it_still_polls_once_an_interval(
+        self, page: Any, server: LiveServer, scripted: ScriptedStatus
+    ) -> None:
+        """Moved in the page (disconnected, connected again) mid-fetch, it keeps one poll loop, not two."""
+        scripted.set({"status": "in_progress", "progress_pct": 10})
+        page.add_init_script(HELD_FETCHES)
+        page.goto(f"{server.url}/demo/contact")
+        _banner(page).wait_for(state="visible", timeout=5000)
+        page.evaluate("() => { window.__hold = true; }")
+        page.wait_for_function("window.__held.length === 1")  # a poll waits for its answer
+        page.evaluate("() => document.body.append(document.querySelector('crm-migration-status'))")
+        page.wait_for_function("window.__held.length === 2")  # connected again: it polls at once
+        scheduled, read = page.evaluate("[window.__pollTimers, window.__answersRead]")
+        page.evaluate("window.__release()")
+        page.wait_for_function(f"window.__answersRead === {read + 2}")  # both polls went on from there
+        assert page.evaluate("window.__pollTimers") - scheduled == 1

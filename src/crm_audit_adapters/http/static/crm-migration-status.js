@@ -13,7 +13,7 @@
       this.setAttribute("role", "status");
       this.setAttribute("aria-live", "polite");
       this._stopped = false;
-      this._poll();
+      this._poll(this._startLoop());
     }
 
     disconnectedCallback() {
@@ -29,14 +29,23 @@
       return Number.isFinite(value) && value > 0 ? value : 15000;
     }
 
+    // Each start (connected, or connected again after a move) and each stop opens a new loop; a
+    // poll of an older one that was waiting for its answer then ends there instead of polling on
+    // beside the new loop (a move mid-fetch made two loops, each move one more).
+    _startLoop() {
+      this._loop = (this._loop || 0) + 1;
+      return this._loop;
+    }
+
     _stop() {
       this._stopped = true;
+      this._startLoop();
       clearTimeout(this._timer);
       this.dataset.polling = "stopped";
     }
 
-    async _poll() {
-      if (this._stopped) return;
+    async _poll(loop) {
+      if (this._stopped || loop !== this._loop) return;
       this.dataset.polling = "active";
       this.dataset.polls = String(Number(this.dataset.polls || 0) + 1);
       let status = null;
@@ -46,12 +55,13 @@
       } catch (_error) {
         status = null; // network error: stay hidden, try again next tick
       }
+      if (loop !== this._loop) return; // stopped, or moved and polling in a newer loop, meanwhile
       this._render(status);
       if (status && FINISHED.has(status.status)) {
         this._stop();
         return;
       }
-      if (!this._stopped) this._timer = setTimeout(() => this._poll(), this.intervalMs);
+      this._timer = setTimeout(() => this._poll(loop), this.intervalMs);
     }
 
     _render(status) {
