@@ -21,6 +21,7 @@ from .lines import (
     parse_timestamp,
     report,
 )
+from .long_lines import MEMBER_BYTES, LongMember
 
 LONG_LINE_MEMBERS: Final = frozenset({"tenant", "id"})
 """What a line past ``max_line_bytes`` is read for (``lines.json_objects(keep=…)``): wherever they
@@ -40,17 +41,33 @@ def too_long_line(
     line with no integer id (or one outside bigint), or whose tenant cannot be told (not a string,
     not UTF-8, or missing where a member name is not UTF-8), stops the read, as a line short enough
     to hold does (``record_row``).
+
+    A ``tenant`` or ``id`` too long to keep (``long_lines.LongMember``, past ``MEMBER_BYTES`` as
+    written) fares as in a line held whole: such a string tenant is not the one given (no tenant's
+    text is half that long), so the line is another tenant's, passed over; any other, or an id that
+    long (no integer within bigint is), stops the read naming it.
     """
+    # The given tenant's text, escaped as it may be, is shorter than any tenant too long to keep.
+    short_tenant = (
+        tenant is not None and 6 * len(tenant.encode("utf-8", "surrogatepass")) + 2 < MEMBER_BYTES // 2
+    )
 
     def handle(number: int, members: dict[str, Any]) -> None:
         line_tenant = members.get("tenant")
         if tenant is not None and isinstance(line_tenant, str) and line_tenant != tenant:
             return
+        why = f"line longer than {max_line_bytes} bytes: a line is read whole, so its row is not read"
+        long = f"longer than {MEMBER_BYTES} bytes"
+        if line_tenant is LongMember.STRING and short_tenant:
+            return  # another tenant's, as when the line is held whole
+        if isinstance(line_tenant, LongMember):
+            raise FileFormatError(path, number, f"{why} (its tenant is {long}: it cannot be read)")
+        if isinstance(members.get("id"), LongMember):
+            raise FileFormatError(path, number, f"{why} (its id is {long}: it has no integer id)")
         audit_id = members.get("id")
         if not isinstance(audit_id, int) or isinstance(audit_id, bool):
             audit_id = None
         names = members.names if isinstance(members, NotUtf8Names) else 0
-        why = f"line longer than {max_line_bytes} bytes: a line is read whole, so its row is not read"
         if isinstance(line_tenant, bytes):
             raise FileFormatError(path, number, f"{why} (its tenant is not UTF-8)")
         if line_tenant is not None and not isinstance(line_tenant, str):

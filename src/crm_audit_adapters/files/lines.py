@@ -172,7 +172,8 @@ def numbered_lines(
     follow. With ``keep`` (the members a reader reads), such a line is read on the same way and
     comes as the short line of those members (``long_lines.skim_long_line``), or raises when one of
     them is too long to keep or it is not one JSON object; with both, ``on_long`` gets that short
-    line instead of the head, and the line is not yielded.
+    line instead of the head (a ``long_lines.LongMembersLine`` naming the members too long to keep,
+    the line read on to its end), and the line is not yielded.
     With ``window``, the lines from its ``start`` (numbered from its ``first``) up to its ``stop``,
     the window told where each line given lies (``LineWindow``); ``FileFormatError`` when the file
     ends before ``stop`` (it was cut short since the window was cut). Without a ``stop``, a read
@@ -198,7 +199,10 @@ def numbered_lines(
                     if keep is not None:
                         from .long_lines import skim_long_line  # it reads lines' constants: imported here
 
-                        short = skim_long_line(path, number, raw, readline, keep, max_bytes)
+                        # Given to on_long, a line whose kept members are too long is counted there.
+                        short = skim_long_line(
+                            path, number, raw, readline, keep, max_bytes, long_members=on_long is not None
+                        )
                         if on_long is None:
                             if window is not None:
                                 window.number, window.line_start = number, begin
@@ -393,7 +397,10 @@ def _members_of(short: bytes) -> dict[str, Any]:
     """The members of a long line's short line (``long_lines``): as ``json.loads`` reads them (the
     last of a repeated key counts), or those it reads before a value it cannot build. A short line
     that is not UTF-8 is read as such a line is with ``keep_bytes`` (``not_utf8_members``): a member
-    not UTF-8 as ``bytes``, a name not UTF-8 counted (``NotUtf8Names``), never a character replaced."""
+    not UTF-8 as ``bytes``, a name not UTF-8 counted (``NotUtf8Names``), never a character replaced.
+    A member too long to keep (``long_lines.LongMembersLine``) is its ``long_lines.LongMember``."""
+    from .long_lines import LongMembersLine  # it reads lines' constants: imported here
+
     try:
         text, odd = short.decode(), False
     except UnicodeDecodeError:
@@ -404,7 +411,10 @@ def _members_of(short: bytes) -> dict[str, Any]:
         value = _leading_members(text)
     if not isinstance(value, dict):
         return {}
-    return not_utf8_members(value) if odd else value
+    members = not_utf8_members(value) if odd else value
+    if isinstance(short, LongMembersLine):
+        members.update(short.long)
+    return members
 
 
 def escaped(number: int, raw: bytes) -> str:

@@ -8,20 +8,27 @@ and the others are passed over unread. What is kept is given back as a short lin
 members, as written, in order, which the reader then reads as any other line: the record is the one
 the whole line makes, without the members it does not read.
 
-A member whose name is not UTF-8 (up to ``_KEY_BYTES``) is given back too, as its name and ``null``:
-such a name may be any column, as in a line short enough to hold (``lines.not_utf8_members``), so
-the short line is not UTF-8 either and its reader takes it as it takes such a line. A first line's
-byte order mark is passed over, as ``lines.decode`` passes it over in a short one.
+A member whose name is not UTF-8 is given back too, as its name and ``null`` (a name past
+``_KEY_BYTES`` as a stand-in of 19 bytes, not UTF-8 either, one for each name as written): such a
+name may be any column, as in a line short enough to hold (``lines.not_utf8_members``), so the short
+line is not UTF-8 either and its reader takes it as it takes such a line. A first line's byte order
+mark is passed over, as ``lines.decode`` passes it over in a short one. Blanks outside strings in a
+kept member's top level (``"id": 2`` followed by a MiB of spaces) are kept one a run, so they do not
+make it long.
 
 A kept member longer than ``MEMBER_BYTES``, or a line that is not one JSON object, cannot be read
-that way: the line is refused (``FileFormatError`` naming it), never skipped. A member passed over is
-checked for its strings and its brackets' nesting only: a bare word inside it (``[1, xyz]``) is not
-seen, where ``json.loads`` of the whole line would refuse it.
+that way: the line is refused (``FileFormatError`` naming it), never skipped; or, asked to
+(``long_members``: the audits reader, which counts the line as one record), a line whose kept members
+are too long is read on to its end and given back as a ``LongMembersLine`` naming them. A member
+passed over is checked for its strings and its brackets' nesting only: a bare word inside it
+(``[1, xyz]``) is not seen, where ``json.loads`` of the whole line would refuse it.
 """
 
 from __future__ import annotations
 
 import codecs
+import enum
+import hashlib
 import json
 import re
 from collections.abc import Callable, Collection
@@ -36,7 +43,55 @@ MEMBER_BYTES: Final = LONG_LINE_HEAD
 """The longest member kept from a long line (1 MiB): an id, an email, a name, a time."""
 
 _KEY_BYTES: Final = 4096
-"""A key longer than this is no key a reader names: it is passed over like its value."""
+"""A key longer than this is no key a reader names: it is passed over like its value, its bytes only
+checked for UTF-8 (and hashed: ``_LongKey``)."""
+_BLANKS: Final = re.compile(rb"[ \t\r\n]{2,}")
+
+
+class MembersTooLong(FileFormatError):
+    """``skim_long_line``'s refusal of a line for its kept members too long to keep, not for being no
+    JSON object: such a line may still be read whole where its length allows
+    (``verification.StoredLine``)."""
+
+
+class LongMember(enum.Enum):
+    """What ``lines.json_objects`` gives for a kept member of a long line that was too long to keep
+    (``LongMembersLine``): a string, or another value (a number, an array, an object)."""
+
+    STRING = enum.auto()
+    OTHER = enum.auto()
+
+
+class LongMembersLine(bytes):
+    """The short line of a long one (``skim_long_line(long_members=True)``) less its kept members too
+    long to keep: ``long`` maps each one's name to its ``LongMember``."""
+
+    long: dict[str, LongMember]
+
+
+class _LongKey:
+    """A key past ``_KEY_BYTES``, read on without being held: whether its bytes are UTF-8, and a digest
+    of them, so that its stand-in names it as one name (the same name twice is one member)."""
+
+    __slots__ = ("decoder", "digest", "utf8")
+
+    def __init__(self) -> None:
+        self.decoder = codecs.getincrementaldecoder("utf-8")()
+        self.digest = hashlib.blake2b(digest_size=8)
+        self.utf8 = True
+
+    def feed(self, piece: bytes, *, final: bool = False) -> None:
+        self.digest.update(piece)
+        if self.utf8:
+            try:
+                self.decoder.decode(piece, final)
+            except UnicodeDecodeError:
+                self.utf8 = False
+
+    def stand_in(self) -> bytes:
+        """A JSON string not UTF-8 (``lines.not_utf8`` reads it as bytes) naming this key alone."""
+        return b'"\xff' + self.digest.hexdigest().encode() + b'"'
+
 
 # The body of a JSON string up to its closing quote (unrolled: no backtracking), and what ends a run
 # of a value outside strings.
@@ -67,13 +122,14 @@ class _Scan:
         self.escaped = False  # a string's last byte read was a lone backslash
         self.key = bytearray()
         self.key_too_long = False
+        self.long_key = _LongKey()
         self.value = bytearray()
         self.keeping = False
         self.not_utf8 = False  # the current member's name is not UTF-8: given back as its name and null
         self.name = ""  # the current member's key
         self.seen = 0  # members read
-        self.members: list[bytes] = []
-        self.too_long: set[str] = set()
+        self.members: list[tuple[str, bytes]] = []  # (its name, or "" for a name not UTF-8; its text)
+        self.too_long: dict[str, LongMember] = {}
         self.malformed = False
 
     def feed(self, data: bytes) -> None:
@@ -108,6 +164,10 @@ class _Scan:
     def _wanted(self) -> bool:
         self.not_utf8 = False
         if self.key_too_long:
+            self.long_key.feed(b"", final=True)
+            if not self.long_key.utf8:  # as a short line's name not UTF-8: any column's, maybe
+                self.not_utf8 = True
+                self.key[:] = self.long_key.stand_in()
             return False
         key = bytes(self.key)
         try:  # a key's text, escapes and all
@@ -149,15 +209,27 @@ class _Scan:
     def _take(self, piece: bytes) -> None:
         """Keep ``piece`` of the current key or kept value, while it stays within its bound."""
         if self.state == _KEY:
-            if not self.key_too_long:
-                self.key += piece
-                self.key_too_long = len(self.key) > _KEY_BYTES
+            if self.key_too_long:
+                self.long_key.feed(piece)
+                return
+            self.key += piece
+            if len(self.key) > _KEY_BYTES:
+                self.key_too_long = True
+                self.long_key = _LongKey()
+                self.long_key.feed(bytes(self.key))
         elif self.keeping:
             self.value += piece
             if len(self.value) > MEMBER_BYTES:
-                self.too_long.add(self.name)
+                string = self.value.lstrip()[:1] == b'"'
+                self.too_long[self.name] = LongMember.STRING if string else LongMember.OTHER
+                # As json.loads reads a repeated key, the last counts: an earlier one kept is not.
+                self.members = [(name, text) for name, text in self.members if name != self.name]
                 self.keeping = False
                 self.value.clear()
+
+    def _outside(self, piece: bytes) -> bytes:
+        """``piece`` of a value outside its strings, a run of blanks in it one blank when kept."""
+        return _BLANKS.sub(b" ", piece) if self.keeping else piece
 
     def _value(self, data: bytes, pos: int) -> int:
         """Read a value on from ``pos``: to its end at this object's ``,`` or ``}``, or the block's."""
@@ -165,11 +237,11 @@ class _Scan:
             return inside
         stop = _VALUE_STOP.search(data, pos)
         if stop is None:
-            self._take(data[pos:])
+            self._take(self._outside(data[pos:]))
             return len(data)
         at = stop.start()
         char = data[at]
-        self._take(data[pos:at])
+        self._take(self._outside(data[pos:at]))
         if char == 0x22:
             self._take(b'"')
             self.in_string = True
@@ -230,13 +302,14 @@ class _Scan:
     def _member_end(self) -> None:
         self.seen += 1
         if self.not_utf8:
-            self.members.append(bytes(self.key) + b":null")
+            self.members.append(("", bytes(self.key) + b":null"))
             self.not_utf8 = False
         if self.keeping:
             value = bytes(self.value).strip()
             if not value:
                 self.malformed = True
-            self.members.append(bytes(self.key) + b":" + value)
+            self.members.append((self.name, bytes(self.key) + b":" + value))
+            self.too_long.pop(self.name, None)  # the last of a repeated key counts
         self.keeping = False
 
 
@@ -247,27 +320,37 @@ def skim_long_line(
     readline: Callable[[int], bytes],
     keep: Collection[str],
     max_bytes: int,
+    *,
+    long_members: bool = False,
 ) -> bytes:
     """The short line of ``keep``'s members of a line longer than ``max_bytes``, whose ``first``
     bytes were read and whose rest ``readline`` gives (read on to the line's end, in blocks).
 
     ``FileFormatError`` naming the line when it is not one JSON object, or when a member named in
-    ``keep`` is longer than ``MEMBER_BYTES``: its record cannot be read without holding the line.
+    ``keep`` is longer than ``MEMBER_BYTES`` (``MembersTooLong``): its record cannot be read without
+    holding the line. With ``long_members``, such a line is read on to its end all the same and given
+    back as a ``LongMembersLine`` naming those members, for its reader to count it as one record:
+    passed over (another tenant's), its row's failure, or a stop naming it.
     """
     scan = _Scan(keep)
     scan.feed(first[len(codecs.BOM_UTF8) :] if number == 1 and first.startswith(codecs.BOM_UTF8) else first)
     rest = first
     # Read on only while the line may still be read: a line known to be malformed, or to hold a kept
     # member too long, is refused now, so an endless one (/dev/zero) does not hold the read for ever.
-    while rest and not rest.endswith(b"\n") and not scan.malformed and not scan.too_long:
+    while rest and not rest.endswith(b"\n") and not scan.malformed and (long_members or not scan.too_long):
         rest = readline(LONG_LINE_HEAD)
         scan.feed(rest)
     why = f"line longer than {max_bytes} bytes"
-    if scan.too_long:
+    if scan.too_long and not long_members:
         names = ", ".join(sorted(scan.too_long))
-        raise FileFormatError(
+        raise MembersTooLong(
             path, number, f"{why}, and its {names} longer than {MEMBER_BYTES} bytes: it cannot be read"
         )
     if scan.malformed or scan.in_string or scan.state != _AFTER:
         raise FileFormatError(path, number, f"{why}, and not one JSON object: it cannot be read")
-    return b"{" + b",".join(scan.members) + b"}\n"
+    short = b"{" + b",".join(text for _, text in scan.members) + b"}\n"
+    if not scan.too_long:
+        return short
+    marked = LongMembersLine(short)
+    marked.long = scan.too_long
+    return marked
