@@ -206,3 +206,28 @@ def test_a_long_lines_content_is_its_parsed_documents_whatever_its_members_lengt
     with pytest.raises(FileFormatError, match="longer than any line a sink writes") as refused:
         len(stored.content)
     assert "nnnn" not in str(refused.value)
+
+
+@pytest.mark.parametrize("ask", ["parsed", "content"])
+def test_a_long_stored_line_that_is_no_json_object_is_refused_without_holding_it(
+    tmp_path: Path, ask: str
+) -> None:
+    """A long line with our keys whose document member is malformed (the index reads the keys alone)
+    is ``FileFormatError`` naming its line, read in blocks: it was read whole (up to 96 MiB) first."""
+    doc = json.loads(encode_log_line(activity_log(3)))
+    doc["metadata"]["pad"] = "y" * PAD
+    line = json.dumps(doc, separators=(",", ":")).encode().replace(b'"action":"', b'"action":,"x":"', 1)
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(own_lines(1) + line + b"\n" + own_lines(4))
+    reader = JsonlMigratedLogReader(path)
+    (stored,) = reader.migrated_logs("company-a", ["crm:tenant_a:audit:3"])
+
+    def refusal() -> FileFormatError:
+        with pytest.raises(FileFormatError) as refused:
+            stored.parsed() if ask == "parsed" else len(stored.content)
+        return refused.value
+
+    refused, peak = peak_bytes_of(refusal)
+    assert "line 2: a stored log's line not JSON" in str(refused)
+    assert "yyyy" not in str(refused)
+    assert peak < 8 << 20

@@ -43,7 +43,7 @@ from .errors import FileFormatError
 from .file_marks import FileMark
 from .lines import LONG_LINE_HEAD, PathLike, json_error, shallow_object, too_many_values
 from .log_index import LogIndex
-from .long_lines import skim_long_line
+from .long_lines import MembersTooLong, skim_long_line
 from .sink import sink_line
 
 __all__ = ["JsonlMigratedLogReader", "LineContent", "StoredLine", "canonical_json", "json_content"]
@@ -381,6 +381,10 @@ class StoredLine:
             why = f"not JSON: {json_error(exc)}"
         else:
             why = f"not JSON: {exc}"
+        return self._refused(why)
+
+    def _refused(self, why: str) -> FileFormatError:
+        """``FileFormatError`` for this line, ``why`` it is no document, naming its line number."""
         if self.path is None:
             return FileFormatError("<stored line>", 0, f"the line at byte {self.offset}: {why}")
         return FileFormatError(self.path, _line_number(self.path, self.offset), f"a stored log's line {why}")
@@ -394,11 +398,16 @@ class StoredLine:
 
     def _readable(self) -> bytes | None:
         """A long line as it is read: its document members (``_short``), or the whole line when one
-        is past 1 MiB and a sink could have written it; None when it is longer (none of ours)."""
+        is past 1 MiB and a sink could have written it; None when it is longer (none of ours).
+        ``FileFormatError`` naming it when it is not one JSON object, found in blocks: the whole line
+        is no JSON either, and was read whole (up to ``_LONGEST_SINK_LINE``) to be refused."""
         try:
             return self._short()
-        except FileFormatError:
+        except MembersTooLong:
             pass  # a member past 1 MiB: it cannot be read without holding the line
+        except FileFormatError:
+            self._checked(None)  # a line changed under the read is told as such, not as malformed
+            raise self._refused("not JSON: not one object (read in blocks)") from None
         assert self.long is not None
         path, length = self.long
         if length > _LONGEST_SINK_LINE:
