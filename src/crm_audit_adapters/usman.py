@@ -30,9 +30,9 @@ A 400 or 422 may answer the request's *content* instead: one email USMAN's valid
 chunk refused with 400/422 is halved until each email refused stands alone; those emails are
 answered as unknown (USMAN holds no user by them: the actor is ``[Deleted CRM User]``) and the
 rest as USMAN answers them. Only when every email of the chunk is refused, and a probe is refused
-too (an email of the company USMAN took before, then ``PROBE_EMAIL``), is it the request itself that
-is refused: ``UsmanRefused`` — unless no refused email is an address at all (``n/a``), which no
-probe's answer makes a configuration error.
+too (an email of the company USMAN took before in this process or in the same call, then
+``PROBE_EMAIL``), is it the request itself that is refused: ``UsmanRefused`` — unless no refused
+email is an address at all (``n/a``), which no probe's answer makes a configuration error.
 
 The token never appears in a repr, log line or message.
 """
@@ -295,6 +295,9 @@ class UsmanClient:
         missed_chunks = 0
         failure: UsmanUnavailable | None = None
         chunks = list(self._chunks(sorted(spellings)))
+        # Chunks USMAN refused whole (400/422), probed once every other chunk is asked: an email of
+        # this call USMAN took then vouches for the request, whatever this process asked before.
+        unvouched: list[tuple[list[str], list[str]]] = []
         for chunk in chunks:
             if time.monotonic() >= deadline:
                 failure = failure or self._out_of_time()
@@ -303,17 +306,34 @@ class UsmanClient:
                 continue
             wire = [spellings[key][0] for key in chunk]
             try:
-                answered, unanswered = self._ask_isolating(company_sso_id, wire, deadline)
+                answered, unanswered, refused = self._ask_isolating(company_sso_id, wire, deadline)
             except UsmanUnavailable as exc:
                 # This chunk's emails only: the others' answers are USMAN's, each chunk asked alone.
                 failure = failure or exc
                 missed.extend(chunk)
                 missed_chunks += 1
                 continue
+            if refused:
+                unvouched.append((chunk, refused))
             bad.update(key for key in unanswered if key in spellings)
             for key, sso_id in answered.items():
                 for email in spellings.get(key, ()):
                     found[email] = sso_id
+        for chunk, refused in unvouched:
+            try:
+                if time.monotonic() >= deadline:
+                    raise self._out_of_time()
+                self._probe(company_sso_id, refused, deadline)
+            except UsmanUnavailable as exc:
+                failure = failure or exc  # the probe went unanswered: those emails are, too
+                missed.extend(chunk)
+                missed_chunks += 1
+            else:
+                log.warning(
+                    "USMAN refused all %d emails of a request (HTTP 400/422) and took a probe; they "
+                    "are answered as unknown users",
+                    len(refused),
+                )
         if failure is not None and len(missed) == len(spellings):
             raise failure  # no chunk answered: the outage as it was, every email unanswered
         if failure is not None:
@@ -360,10 +380,13 @@ class UsmanClient:
         for start in range(0, len(keys), size):
             yield keys[start : start + size]
 
-    def _ask_isolating(self, company_sso_id: str, emails: list[str], deadline: float) -> _Answer:
-        """``_ask``, the emails USMAN refuses (400/422) set apart as unknown (the module docstring)."""
+    def _ask_isolating(
+        self, company_sso_id: str, emails: list[str], deadline: float
+    ) -> tuple[dict[str, str], frozenset[str], list[str]]:
+        """``_ask``, the emails USMAN refuses (400/422) set apart as unknown (the module docstring),
+        and, when it refused every one, those emails: for the caller to ``_probe`` (else ``[]``)."""
         try:
-            return self._ask(company_sso_id, emails, deadline)
+            return (*self._ask(company_sso_id, emails, deadline), [])
         except UsmanRefused as exc:
             if exc.status_code not in _CONTENT_REFUSALS:
                 raise
@@ -372,7 +395,7 @@ class UsmanClient:
         unanswered: set[str] = set()
         found = self._halves(company_sso_id, emails, refused, unanswered, deadline)
         if len(refused) == len(emails):
-            self._probe(company_sso_id, refused, deadline)
+            return found, frozenset(unanswered), refused  # logged once a probe vouches for the request
         if refused:
             log.warning(
                 "USMAN refused %d of %d emails with HTTP %s; they are answered as unknown users",
@@ -380,14 +403,15 @@ class UsmanClient:
                 len(emails),
                 status,
             )
-        return found, frozenset(unanswered)
+        return found, frozenset(unanswered), []
 
     def _probe(self, company_sso_id: str, refused: list[str], deadline: float) -> None:
         """USMAN refused every email of a chunk (400/422): returns when the emails are what it refused,
         raises ``UsmanRefused`` when it is the request.
 
-        Asked alone: an email of this company USMAN took in an answered request before, then
-        ``PROBE_EMAIL``. One answered, the request is sound and the emails are refused. A validator
+        Asked alone: an email of this company USMAN took in an answered request before (in this
+        process: the call's other chunks are asked first, so one it took in the same call counts),
+        then ``PROBE_EMAIL``. One answered, the request is sound and the emails are refused. A validator
         may refuse ``PROBE_EMAIL``'s reserved domain (``.invalid``) as it refuses ``n/a``: so when every
         probe is refused too, emails that are no address at all (nothing before or after an ``@``) are
         still the emails' fault, never a reason to stop the account's runs.

@@ -701,6 +701,33 @@ class TestRetries:
         with client_for(server, sleeps) as client, pytest.raises(UsmanRefused):
             client.sso_ids_by_emails(COMPANY, ["nur.4@acme.example", "x@acme.example"])
 
+    def test_an_email_the_same_call_gets_answered_vouches_for_a_chunk_refused_whole(
+        self, server: UsmanServer, sleeps: list[float]
+    ) -> None:
+        """A client that took nothing before (a --workers process, a shard's, a resumed run) asks a
+        call whose first chunk a strict validator refuses whole, the probe's .invalid domain too: the
+        call's later chunk USMAN answers vouches for the request, so the refused email is unknown and
+        the run goes on, as in a process that had an answer before (it stopped: UsmanRefused)."""
+
+        def strict(server: UsmanServer, request: SeenRequest) -> Reply:
+            if any(
+                email.startswith("a+") or email.endswith(".invalid") for email in request.payload["emails"]
+            ):
+                return Reply(422, b'{"errors": [{"message": "invalid email"}]}')
+            return answer(server, request)
+
+        server.default = strict
+        with client_for(server, sleeps, max_emails_per_request=1) as client:
+            found = client.sso_ids_by_emails(COMPANY, ["agus.1@acme.example", "a+legacy@acme.example"])
+        assert found == {"agus.1@acme.example": "sso-agus"}
+        assert server.posted_emails() == [
+            ["a+legacy@acme.example"],
+            ["agus.1@acme.example"],
+            ["agus.1@acme.example"],  # the probe: an email the call got answered
+        ]
+        with client_for(server, sleeps, max_emails_per_request=1) as client, pytest.raises(UsmanRefused):
+            client.sso_ids_by_emails(COMPANY, ["a+legacy@acme.example"])  # nothing vouches: still a refusal
+
     def test_a_wrong_token_is_a_401_without_retry(self, server: UsmanServer, sleeps: list[float]) -> None:
         """The real server refuses a wrong token with 401; the client does not hammer it."""
         with client_for(server, sleeps, token="wrong") as client, pytest.raises(UsmanRefused) as caught:
