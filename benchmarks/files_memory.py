@@ -8,7 +8,12 @@ the machine's load does not move it), taken in its own process:
   one three times the cap, then reading the line after it;
 - ``record``: ``csv_records`` doing the same with a quoted psql CSV field over two lines;
 - ``contacts``: opening ``JsonlContactDirectory`` over 15,000 and 150,000 contacts of one company,
-  in person id order and shuffled (150,000 is about the 1M-row dry run's count).
+  in person id order and shuffled (150,000 is about the 1M-row dry run's count);
+- ``members``: ``numbered_lines`` reading an audits line past the cap for its ``tenant`` and ``id``
+  (``keep``, ``on_long``: the audits reader's way) whose ``tenant`` is the long value, then the line
+  after it (``refused``: the read stopped at the long member instead);
+- ``stored``: ``dry-run --verify``'s ``StoredLine.parsed`` of a stored line past the cap with our
+  keys and a malformed document member, refused (``FileFormatError``).
 This tree's ``src`` is measured, and each ``--ref`` (a commit) from its ``src`` as ``git archive``
 gives it, first on ``PYTHONPATH`` (a ref's tree has no compiled extensions: the readers measured are
 pure Python either way). One JSON line a measurement on stdout.
@@ -87,6 +92,42 @@ def measure(kind: str, size: str, work: Path) -> dict[str, object]:
         peak = _peak(lambda: records.extend(r for _, r in csv_records(path, CAP, on_long=lambda n, r: None)))
         assert records == [b"id,x", b"2,z"], records
         return {"kind": kind, "size": size, "peak_mib": round(peak / MIB, 2)}
+    if kind == "members":
+        from crm_audit_adapters.files.errors import FileFormatError
+        from crm_audit_adapters.files.lines import numbered_lines
+
+        length = CAP + 1 if size == "cap+1" else 3 * CAP
+        path = _write_long(work / "a.jsonl", b'{"tenant": "', length, b'", "id": 1}\n{"id": 2}\n')
+        lines: list[int] = []
+        keep = {"tenant", "id"}
+        try:
+            peak = _peak(
+                lambda: lines.extend(
+                    n for n, _ in numbered_lines(path, CAP, on_long=lambda n, h: None, keep=keep)
+                )
+            )
+        except FileFormatError:
+            return {"kind": kind, "size": size, "refused": True}
+        assert lines == [2], lines
+        return {"kind": kind, "size": size, "peak_mib": round(peak / MIB, 2)}
+    if kind == "stored":
+        from crm_audit_adapters.files.errors import FileFormatError
+        from crm_audit_adapters.files.verification import JsonlMigratedLogReader
+
+        length = CAP + 1 if size == "cap+1" else 3 * CAP
+        keys = b'{"company_sso_id":"co","external_id":"crm:t:audit:1","source_tag":"crm_migration"'
+        path = _write_long(work / "out.jsonl", keys + b',"action":,"pad":"', length, b'"}\n')
+        (stored,) = JsonlMigratedLogReader(path).migrated_logs("co", ["crm:t:audit:1"])
+
+        def refused() -> None:
+            try:
+                stored.parsed()
+            except FileFormatError:
+                return
+            raise AssertionError("a malformed stored line was read")
+
+        peak = _peak(refused)
+        return {"kind": kind, "size": size, "peak_mib": round(peak / MIB, 2)}
     from crm_audit_adapters.files import JsonlContactDirectory
 
     count, order = size.split(":")
@@ -105,6 +146,8 @@ CASES = [
     *(("line", size) for size in ("cap+1", "3cap")),
     *(("record", size) for size in ("cap+1", "3cap")),
     *(("contacts", f"{count}:{order}") for count in CONTACTS for order in ("in-order", "shuffled")),
+    *(("members", size) for size in ("cap+1", "3cap")),
+    *(("stored", size) for size in ("cap+1", "3cap")),
 ]
 
 
@@ -120,6 +163,7 @@ def _tree(ref: str, into: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--ref", action="append", default=[], help="also measure this commit's src")
+    parser.add_argument("--kind", action="append", default=[], help="only these kinds (all when none)")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -132,6 +176,8 @@ def main() -> None:
         sources.update({ref: str(_tree(ref, Path(trees))) for ref in args.ref})
         for name, src in sources.items():
             for kind, size in CASES:
+                if args.kind and kind not in args.kind:
+                    continue
                 env = {**os.environ, "PYTHONPATH": src}
                 child = [sys.executable, __file__, "--child", kind, size]
                 out = subprocess.run(child, env=env, check=True, capture_output=True, text=True)
