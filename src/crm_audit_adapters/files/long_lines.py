@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import codecs
 import enum
-import hashlib
 import json
 import re
 from collections.abc import Callable, Collection
@@ -77,6 +76,10 @@ class _LongKey:
 
     def __init__(self) -> None:
         self.decoder = codecs.getincrementaldecoder("utf-8")()
+        # Imported here, not with the module: a dry run reads long lines' constants, and loading
+        # hashlib (OpenSSL's _hashlib) is start-up time it never needs (tests/e2e/test_cli_imports).
+        import hashlib
+
         self.digest = hashlib.blake2b(digest_size=8)
         self.utf8 = True
 
