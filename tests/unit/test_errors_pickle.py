@@ -10,6 +10,7 @@ import pytest
 
 import crm_audit_adapters.files.audit_source
 import crm_audit_adapters.files.errors
+import crm_audit_adapters.files.long_lines
 import crm_audit_adapters.usman
 from crm_audit_transform import errors
 from crm_audit_transform.errors import CrmAuditError
@@ -52,6 +53,9 @@ SAMPLES: dict[type[CrmAuditError], Callable[[], CrmAuditError]] = {
     _files.FileFormatError: lambda: _files.FileFormatError("audits.jsonl", 4, "not JSON", audit_id=9),
     _files.FileChangedWhileRead: lambda: _files.FileChangedWhileRead(
         "audits.jsonl", 7, "it changed while it was read"
+    ),
+    crm_audit_adapters.files.long_lines.MembersTooLong: lambda: (
+        crm_audit_adapters.files.long_lines.MembersTooLong("out.jsonl", 2, "a member longer than 1 MiB")
     ),
     crm_audit_adapters.files.audit_source.AuditOrderError: lambda: (
         crm_audit_adapters.files.audit_source.AuditOrderError("audits.jsonl", 5, "id 3 after 4", audit_id=3)
