@@ -207,6 +207,56 @@ class TestARollback:
         assert _store(jobs, jobs).get("job-1") == ended
 
 
+class _Killed(BaseException):
+    """The process killed (``kill -9``): no handler of the store's runs."""
+
+
+class KilledBeforeTheSummary:
+    """A collection whose ``update_one`` (a sharded job's summary, the write after a status change)
+    never runs: the process died between the two writes."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "update_one":
+            raise _Killed
+        return getattr(self._inner, name)
+
+
+class TestARollbackOfAShardedJob:
+    def test_an_end_whose_answer_was_lost_leaves_the_summary_of_the_shards(self, jobs: Any) -> None:
+        """A shard's batch is not summarised, and the hold that would have summarised it died before
+        its summary; the end's answer is lost: its read-back sets the summary too, so the stored
+        figures are the ones ``status`` shows (the shards' sums), not the summary from before."""
+        clock = FixedClock(T0)
+        store = MongoJobStore(jobs, retry=NO_WAIT, clock=clock)
+        job = sharded_job()
+        store.create(job)
+        shard = store.acquire_shard_lease(job.job_id, 0, "a", TTL).shards[0]
+        moved = attrs.evolve(shard, last_audit_id=150, tally=Tally(processed=50, migrated=50))
+        store.save_shard_progress(job.job_id, moved, "a", TTL)
+        assert jobs.find_one({"_id": job.job_id})["records_processed"] == 0  # one write: not summarised
+        clock.advance(TTL.total_seconds() + 1)
+        read = store.get(job.job_id)
+        assert read is not None
+        with pytest.raises(_Killed):
+            MongoJobStore(KilledBeforeTheSummary(jobs), retry=NO_WAIT, clock=clock).hold_rollback(
+                attrs.evolve(read, status=ROLLING_BACK), {IN_PROGRESS}, owner="rollback:a", ttl=TTL
+            )
+        held = store.get(job.job_id)
+        assert held is not None
+        flaky = FirstAnswerLost(jobs, "find_one_and_update")
+        ended = MongoJobStore(flaky, retry=NO_WAIT, clock=clock).finish_rollback(
+            attrs.evolve(held, status=ROLLED_BACK), 0, token="rollback:a"
+        )
+        assert ended is not None
+        assert (ended.status, ended.tally.processed) == (ROLLED_BACK, 50)
+        doc = jobs.find_one({"_id": job.job_id})
+        assert (doc["records_processed"], doc["records_migrated"]) == (50, 50)
+        assert doc["progress_pct"] == ended.progress_pct
+
+
 class TestAJobInsert:
     def test_whose_write_concern_was_not_confirmed_is_created_once(self, jobs: Any) -> None:
         """The insert stood and its write concern was not confirmed: the retry's duplicate key is the

@@ -203,6 +203,8 @@ class JobRollbacks:
 
         ``$inc`` refuses a null, so a ``logs_deleted`` still None is first set to 0 (no count is
         lost by that: it is the same number). None when the status is neither (nothing written).
+        A sharded job's summary of its shards (``JobDocuments.summarised``) is set by the answer
+        and by a retry's read-back alike.
         """
         counted = {"_id": job.job_id, "status": {"$in": [ROLLING_BACK, ROLLED_BACK]}}
         count: Document = {"$inc": {"logs_deleted": deleted, WRITES: 1}, "$push": {_COUNTED: token}}
@@ -239,4 +241,8 @@ class JobRollbacks:
             self._docs.retry,
             "read rollback",
         )
-        return None if current is None else decode_job(current)  # counted by an earlier try, or not ours
+        if current is None:
+            return None  # the status is neither: nothing written
+        # Counted by an earlier try whose answer was lost: that try counted ``shard_writes`` up but
+        # never set the summary, so a sharded job's stored figures would stay the ones from before.
+        return self._docs.summarised(current, always=True)
