@@ -4,8 +4,9 @@ every answer conforms to the document (status code, content type, body schema)."
 from __future__ import annotations
 
 import base64
+import datetime as dt
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import schemathesis
@@ -20,8 +21,16 @@ from test_routes import people_count, runtime_over, seed_contacts
 
 from crm_audit_adapters.http import BasicAuthCredentials, SignedSessionResolver, create_app
 from crm_audit_adapters.mongo.indexes import apply_migration
-from crm_audit_transform.testing import InMemorySsoDirectory
-from support.live_server import LiveServer
+from crm_audit_transform.errors import (
+    ConnectionRejected,
+    DirectoryUnavailable,
+    IndexesMissing,
+    JobUnreadable,
+    SourceUnavailable,
+    StoreUnavailable,
+)
+from crm_audit_transform.testing import FixedClock, InMemorySsoDirectory
+from support.live_server import LiveServer, MountedApp
 
 pytestmark = pytest.mark.postgres
 
@@ -141,3 +150,65 @@ def test_every_route_answers_its_success_path_as_documented(
         case.validate_response(response, checks=CONFORMANCE)
         seen.add((method, path))
     assert len(seen) == len(operations(live.url))
+
+
+SECRET = "hunter2-0f9c"
+"""A password the failures below carry in their messages: no answer may show it."""
+
+DOWN: list[tuple[Exception, int, str]] = [
+    (StoreUnavailable(f"MongoDB unreachable: mongodb://ops:{SECRET}@cdp"), 503, "DEPENDENCY_UNAVAILABLE"),
+    (
+        SourceUnavailable(f"PostgreSQL unreachable: postgresql://crm:{SECRET}@crm"),
+        503,
+        "DEPENDENCY_UNAVAILABLE",
+    ),
+    (DirectoryUnavailable(f"USMAN timed out (token {SECRET})"), 503, "DEPENDENCY_UNAVAILABLE"),
+    (IndexesMissing(["activity_logs.uniq_company_external_id"]), 503, "INDEXES_MISSING"),
+    (ConnectionRejected([("mongo_uri", f"MongoDB refused ops:{SECRET}")]), 500, "CONNECTION_REJECTED"),
+    (JobUnreadable("job-1", "fuzz-co", "status 'Halted' is none of the statuses"), 500, "JOB_UNREADABLE"),
+    (RuntimeError(f"a bug quoting a row's value {SECRET}"), 500, "INTERNAL"),
+]
+
+
+class FailingService:
+    """An ``HttpService`` every call of which meets ``error``: a dependency down behind it, its own
+    configuration or data wrong, or a bug."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self.clock = FixedClock(dt.datetime(2024, 6, 1, tzinfo=dt.UTC))
+
+    def _fail(self, *_args: object, **_kwargs: object) -> NoReturn:
+        raise self.error
+
+    migrate = trigger = cancel = status = rollback = verify = _fail
+
+
+@pytest.fixture(scope="module")
+def mounted() -> Iterator[tuple[MountedApp, str]]:
+    """One uvicorn server for the failures below; each mounts its own app in it."""
+    app = MountedApp()
+    with LiveServer(app) as server:
+        yield app, server.url
+
+
+@pytest.mark.parametrize(("error", "status", "code"), DOWN, ids=[type(e).__name__ for e, _, _ in DOWN])
+def test_every_route_answers_a_failure_behind_it_as_documented(
+    mounted: tuple[MountedApp, str], error: Exception, status: int, code: str
+) -> None:
+    """A dependency down (503), the service's own configuration or data wrong, or a bug (500): each
+    route answers a status its document lists, in the error envelope, and shows no secret."""
+    server, url = mounted
+    service: Any = FailingService(error)
+    app = create_app(service, basic_auth=BasicAuthCredentials("ops", "s3cret"), sessions=SESSIONS)
+    headers = {"Authorization": AUTH, "Cookie": f"crm_session={SESSIONS.sign('fuzz-co')}"}
+    routes = {(method, path): parts for method, path, parts, _ in SUCCESS_PATHS}
+    with server.mount(app):
+        schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
+        for (method, path), parts in routes.items():
+            case = schema[path][method].Case(**parts)
+            response = case.call(base_url=url, headers=headers)
+            assert (response.status_code, response.json()["error"]["code"]) == (status, code), path
+            case.validate_response(response, checks=CONFORMANCE[1:])  # all but "no 5xx"
+            assert SECRET not in response.text
+        assert len(routes) == len(operations(url))

@@ -5,9 +5,13 @@ Every answer's schema is generated from the type its route returns (``http/answe
 (``additionalProperties: false``), and the job statuses' enum is ``JobStatusName``'s. The request
 bodies, parsed field by field in ``http/app.py`` and ``http/records.py``, are described here.
 
+Every route lists 500 (a bug, the service misconfigured, a stored job unreadable) and 503 (a
+dependency down, the indexes missing), in the error envelope as every other error.
+
 The tests fuzz every route from this document and validate every answer against it (status code,
-content type, body schema), and call each route's success path with a known-good request, whose
-answer is validated the same way; tests/web/test_answer_schemas.py checks every object of a full
+content type, body schema), and call each route's success path with a known-good request, and each
+route behind a failing service (each dependency down, each kind of 500), whose answers are validated
+the same way; tests/web/test_answer_schemas.py checks every object of a full
 answer against its schema, an unlisted field in each refused.
 """
 
@@ -95,12 +99,25 @@ _RECORD = {
 }
 
 
+_SERVER_ERRORS: dict[int, str] = {
+    500: "The service's own fault, which no retry mends until the deployment or its data changes "
+    "(http/errors.py): INTERNAL (a bug), CONFIG_INVALID, CONNECTION_REJECTED or DEPENDENCY_MISSING "
+    "(misconfigured), DIRECTORY_REFUSED (USMAN refused the service's credentials), JOB_UNREADABLE (a "
+    "stored job no reader can use), or another library error's code; the server log says why",
+    503: "A dependency is down (DEPENDENCY_UNAVAILABLE: MongoDB, PostgreSQL or USMAN) or, on a route that "
+    "writes, MongoDB lacks "
+    "migration 035's indexes (INDEXES_MISSING): retry later",
+}
+
+
 def _responses(ok: Schema, *codes: int) -> dict[str, object]:
+    """The 200 answer of ``ok``, an error answer for each of ``codes``, and the 500 every route can
+    give (``http/errors.py``: a bug, the service misconfigured), each error in the one envelope."""
     responses: dict[str, object] = {
         "200": {"description": "OK", "content": {"application/json": {"schema": ok}}}
     }
-    for code in codes:
-        responses[str(code)] = _error_response()
+    for code in sorted({*codes, 500}):
+        responses[str(code)] = _error_response(_SERVER_ERRORS.get(code, "Error"))
     return responses
 
 
@@ -111,8 +128,8 @@ def _body(schema: Schema) -> dict[str, object]:
     return {"required": True, "content": {"application/json": {"schema": closed}}}
 
 
-def _error_response() -> dict[str, object]:
-    return {"description": "Error", "content": {"application/json": {"schema": _ERROR}}}
+def _error_response(description: str = "Error") -> dict[str, object]:
+    return {"description": description, "content": {"application/json": {"schema": _ERROR}}}
 
 
 def _with_body_answers(paths: dict[str, dict[str, dict[str, Any]]]) -> dict[str, object]:
