@@ -170,6 +170,63 @@ class TestACancel:
         assert _store(jobs, jobs).get("job-1") == cancelled
 
 
+class TestAStatusChangeWithAnotherBetweenItAndItsRetry:
+    def test_a_cancel_whose_answer_was_lost_is_not_applied_again_over_a_resume(self, jobs: Any) -> None:
+        """The cancel stood; before its retry an operator resumed the job (a whole replacement with
+        its own write id). The retry must find its own cancel among the job's recent writes and
+        answer the job as stored: with one ``write_id`` it met the resume's id, matched
+        ``in_progress`` again and cancelled the resumed job a second time."""
+        _store(jobs, jobs).create(migration_job())
+        job = _store(jobs, jobs).get("job-1")
+        assert job is not None
+
+        def operator_resumes() -> None:
+            cancelled = _store(jobs, jobs).get("job-1")
+            assert cancelled is not None
+            assert cancelled.status == CANCELLED
+            resumed = _store(jobs, jobs).transition(
+                attrs.evolve(cancelled, status=IN_PROGRESS), {CANCELLED}, unleased=True, resumed=True
+            )
+            assert resumed is not None
+            assert resumed.status == IN_PROGRESS
+
+        hostile = AnotherWriterFirst(jobs, "find_one_and_update", operator_resumes)
+        answered = _store(hostile, jobs).transition(
+            attrs.evolve(job, status=CANCELLED), {IN_PROGRESS}, status_only=True
+        )
+        assert hostile.calls == 2
+        stored = _store(jobs, jobs).get("job-1")
+        assert stored is not None
+        assert stored.status == IN_PROGRESS
+        assert answered == stored
+
+    def test_a_give_back_whose_answer_was_lost_is_read_back_after_another_hold(self, jobs: Any) -> None:
+        """A rollback's hold given back stood; before its retry a second rollback held the job (a
+        status change with its own write id). The retry reads its give-back among the job's recent
+        writes and answers the job as stored (held by the second), not None ("not held by this
+        rollback: nothing written") for a write that stood."""
+        held = _held(jobs)
+
+        def another_rollback_holds() -> None:
+            read = _store(jobs, jobs).get("job-1")
+            assert read is not None
+            assert read.status == COMPLETED
+            again = _store(jobs, jobs).hold_rollback(
+                attrs.evolve(read, status=ROLLING_BACK), {COMPLETED}, owner="rollback:b", ttl=TTL
+            )
+            assert again is not None
+
+        hostile = AnotherWriterFirst(jobs, "find_one_and_update", another_rollback_holds)
+        answered = _store(hostile, jobs).give_back_rollback(
+            attrs.evolve(held, status=COMPLETED), owner="rollback:a"
+        )
+        assert hostile.calls == 2
+        stored = _store(jobs, jobs).get("job-1")
+        assert stored is not None
+        assert (stored.status, stored.lease_owner) == (ROLLING_BACK, "rollback:b")
+        assert answered == stored
+
+
 def _held(jobs: Any) -> MigrationJob:
     """job-1 completed, then held for a rollback by ``rollback:a``."""
     _store(jobs, jobs).create(migration_job(status=COMPLETED))

@@ -356,15 +356,32 @@ class TestTransition:
         assert (stored.status, stored.last_audit_id, stored.lease_owner) == (COMPLETED, 90, None)
         assert _store(jobs).latest("company-a") == stored
 
+    def test_a_job_keeps_the_ids_of_its_last_sixteen_status_changes(self, jobs: Any) -> None:
+        """Nine resumes (the whole document) and nine cancels (``$set``): ``status_write_ids`` holds
+        the last 16 ids, the newest last and also at ``write_id``; the list stays bounded."""
+        _store(jobs).create(migration_job(status=CANCELLED))
+        for _ in range(9):
+            read = _store(jobs).get("job-1")
+            assert read is not None
+            resumed = _store(jobs).transition(attrs.evolve(read, status=IN_PROGRESS), {CANCELLED})
+            assert resumed is not None
+            cancelled = _store(jobs).transition(
+                attrs.evolve(resumed, status=CANCELLED), {IN_PROGRESS}, status_only=True
+            )
+            assert cancelled is not None
+        doc = jobs.find_one({"_id": "job-1"})
+        ids = doc["status_write_ids"]
+        assert (len(ids), len(set(ids)), ids[-1]) == (16, 16, doc["write_id"])
+
     def test_a_resume_whose_answer_was_lost_is_the_resumed_job(self, jobs: Any) -> None:
-        """The resume (a whole replacement, from ``halted``) stood and its answer was lost: the retry
-        met ``in_progress`` where it expected ``halted`` and answered None, so ``trigger --resume``
-        took the job it had just resumed for one changed under it."""
+        """The resume (the whole document written, from ``halted``) stood and its answer was lost:
+        the retry met ``in_progress`` where it expected ``halted`` and answered None, so ``trigger
+        --resume`` took the job it had just resumed for one changed under it."""
 
         _store(jobs).create(migration_job(status=HALTED, last_audit_id=50, tally=Tally(processed=50)))
         read = _store(jobs).latest("company-a")
         assert read is not None
-        flaky = FirstAnswerLost(jobs, "find_one_and_replace")
+        flaky = FirstAnswerLost(jobs, "find_one_and_update")
         resumed = MongoJobStore(flaky, retry=NO_WAIT, clock=FixedClock(T0)).transition(
             attrs.evolve(read, status=IN_PROGRESS, halt_basis=read.tally),
             {HALTED},

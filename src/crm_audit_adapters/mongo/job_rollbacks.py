@@ -24,7 +24,7 @@ from crm_audit_transform.jobs import (
 from .bson_values import to_bson_datetime
 from .documents import ROLLBACK_SENDING, ROLLBACKS_COUNTED, decode_job
 from .documents_types import Document
-from .job_store_base import WRITES, JobDocuments
+from .job_store_base import STATUS_IDS, WRITES, JobDocuments
 from .retry import call_with_retry
 
 _COUNTED: Final = ROLLBACKS_COUNTED
@@ -73,6 +73,7 @@ class JobRollbacks:
             },
             "",
             "give back a rollback's hold",
+            mark=STATUS_IDS,
         )
         return None if doc is None else self._docs.summarised(doc, always=True)
 

@@ -47,8 +47,18 @@ transition (``jobs``), as ``ports.JobStore`` asks of every field that goes with 
 WRITES: Final = "shard_writes"
 """The job document's count of its shard writes and status changes: what a summary is of (``_SUMMARY_OF``)."""
 WRITE_ID: Final = "write_id"
-"""Where a counted write (``write_once``) leaves its id: the job document's top level for a status
-change, ``shards.<n>.`` for a shard's write. Only the write's retry reads it."""
+"""Where a counted write (``write_once``) leaves its id: the job document's top level for a run's
+progress and for a status change, ``shards.<n>.`` for a shard's write. A run's progress write is
+retried on it: a status change since (its id over this one) sends the retry to what is stored."""
+STATUS_IDS: Final = "status_write_ids"
+"""The ids of the job's last ``STATUS_IDS_KEPT`` status changes (``write_once`` with this mark, the
+whole replacements of ``jobs`` too), oldest first; a status change is retried on it. With one
+``write_id`` a status change between a write and its retry put its own id there: the retry of a
+cancel whose answer was lost, after a resume, met another id and cancelled the resumed job again,
+and a hand-back after another hold was read back as never written."""
+STATUS_IDS_KEPT: Final = 16
+"""Status changes of one job between a write and its retry (seconds, ``retry.DEFAULT_RETRY``) are
+an operator's or a rollback's, a few at most: 16 ids (about 0.6 KB) keep any of them recognised."""
 RELEASE_ID: Final = "release_id"
 """Where a runner's hand-back of the job's lease (``write_once``) leaves its id: beside, not over, a
 status change's ``write_id``. A runner hands its lease back right after a cancel stood; over
@@ -116,20 +126,20 @@ class JobDocuments:
         own earlier attempt: a write that counts ``WRITES`` up counts once, and one that changes
         what ``query`` matches (its status, its lease handed back) is answered as it stood.
 
-        The write sets ``<at>write_id`` to an id of its own (``update`` must not set it). A retry
+        The write sets ``<at><mark>`` to an id of its own (``update`` must not set it). A retry
         (a connection dropped before the answer, a write concern not confirmed: the write may stand)
-        writes only where that id is another; where it is this write's, the first attempt stood:
-        the document as stored comes back, written once. Without the id a retry counted twice, and
-        one whose own status change or lease hand-back no longer matched ``query`` answered None
-        ("the status was another") or ``LeaseHeld`` for the write it had made. ``duplicate``: the
-        words of the ``JobAlreadyRunning`` that a unique index's refusal is (to in progress).
-        ``mark``: the id's field under ``at`` (``WRITE_ID``; ``RELEASE_ID`` for a job's hand-back)."""
-        write_id = f"{at}{mark}"
+        writes only where that id is not there; where it is, the first attempt stood: the document
+        as stored comes back, written once. Without the id a retry counted twice, and one whose own
+        status change or lease hand-back no longer matched ``query`` answered None ("the status was
+        another") or ``LeaseHeld`` for the write it had made. ``duplicate``: the words of the
+        ``JobAlreadyRunning`` that a unique index's refusal is (to in progress). ``mark``: the
+        id's field under ``at``: ``WRITE_ID`` (one id: another write there since sends the retry to
+        what is stored), ``RELEASE_ID`` for a job's hand-back, or ``STATUS_IDS`` for a status change
+        (the id added to the last ``STATUS_IDS_KEPT`` ones, and set at ``write_id`` too: a run's
+        progress retried across it meets a write since)."""
         token = uuid.uuid4().hex
-        if isinstance(update, list):
-            marked: Document | list[Document] = [*update, {"$set": {write_id: {"$literal": token}}}]
-        else:
-            marked = {**update, "$set": {**update.get("$set", {}), write_id: token}}
+        write_id = f"{at}{mark}"
+        marked = _marked(update, at, mark, token)
 
         def write(attempt: int) -> Document | None:
             where = query if attempt == 1 else {**query, write_id: {"$ne": token}}
@@ -168,3 +178,24 @@ class JobDocuments:
             "save sharded job summary",
         )
         return job
+
+
+def _marked(update: Document | list[Document], at: str, mark: str, token: str) -> Document | list[Document]:
+    """``update`` with ``token`` at ``<at><mark>`` (``JobDocuments.write_once``): ``$set`` there, or,
+    for ``STATUS_IDS``, pushed to the list's last ``STATUS_IDS_KEPT`` and ``$set`` at ``write_id``;
+    an update pipeline gets one more ``$set`` stage that does the same."""
+    field = f"{at}{mark}"
+    if mark != STATUS_IDS:
+        if isinstance(update, list):
+            return [*update, {"$set": {field: {"$literal": token}}}]
+        return {**update, "$set": {**update.get("$set", {}), field: token}}
+    if isinstance(update, list):
+        kept = {"$concatArrays": [{"$ifNull": [f"${field}", []]}, {"$literal": [token]}]}
+        stage = {field: {"$slice": [kept, -STATUS_IDS_KEPT]}, f"{at}{WRITE_ID}": {"$literal": token}}
+        return [*update, {"$set": stage}]
+    assert "$push" not in update  # the one $push of a status change is its id's
+    return {
+        **update,
+        "$set": {**update.get("$set", {}), f"{at}{WRITE_ID}": token},
+        "$push": {field: {"$each": [token], "$slice": -STATUS_IDS_KEPT}},
+    }

@@ -40,11 +40,10 @@ and hands the lease and rollback writes to those.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Collection as Statuses
 from typing import Any, Final
 
-from pymongo import DESCENDING, ReturnDocument
+from pymongo import DESCENDING
 from pymongo.errors import DuplicateKeyError
 
 from crm_audit_transform.errors import (
@@ -68,7 +67,7 @@ from .documents import decode_job, encode_job
 from .documents_types import Document, MongoCollection, MongoDatabase
 from .job_leases import JobLeases
 from .job_rollbacks import JobRollbacks
-from .job_store_base import FENCE_TRIES, SUMMARY, WRITE_ID, WRITES, JobDocuments
+from .job_store_base import FENCE_TRIES, STATUS_IDS, SUMMARY, WRITES, JobDocuments
 from .leases import job_prefixes, none_live
 from .names import CollectionNames
 from .retry import RetryPolicy, call_with_retry
@@ -334,25 +333,15 @@ class MongoJobStore:
                 fields = {k: v for k, v in doc.items() if k not in keep}
                 update = {"$set": fields, "$inc": {WRITES: 1}}
             else:
-                return call_with_retry(
-                    lambda attempt: whole(where, attempt), self._docs.retry, _CHANGE_STATUS
-                )
-            return self._docs.write_once(where, update, "", _CHANGE_STATUS, duplicate=running)
-
-        # A whole replacement carries its own write id too: a retry that no longer matches because
-        # the first attempt stood (a resume's in_progress) reads the job it wrote (write_once).
-        replacement = {**doc, WRITE_ID: uuid.uuid4().hex}
-
-        def whole(where: Document, attempt: int) -> Document | None:
-            try:
-                stored = self._docs.collection.find_one_and_replace(
-                    where, replacement, return_document=ReturnDocument.AFTER
-                )
-            except DuplicateKeyError as exc:
-                raise JobAlreadyRunning(running) from exc
-            if stored is None and attempt > 1:
-                stored = self._docs.collection.find_one({"_id": job.job_id, WRITE_ID: replacement[WRITE_ID]})
-            return stored
+                # The whole document, as a replacement would write it, but for the ids of the
+                # status changes before it: the retry of one of those after this write must still
+                # find its own (``STATUS_IDS``). A retry of this one that no longer matches because
+                # the first attempt stood (a resume's in_progress) reads the job it wrote.
+                literal = {k: {"$literal": v} for k, v in doc.items() if k != "_id"}
+                update = [{"$project": {STATUS_IDS: 1}}, {"$set": literal}]
+            return self._docs.write_once(
+                where, update, "", _CHANGE_STATUS, duplicate=running, mark=STATUS_IDS
+            )
 
         for _ in range(FENCE_TRIES):
             stored = replace()
