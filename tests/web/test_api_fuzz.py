@@ -4,7 +4,9 @@ every answer conforms to the document (status code, content type, body schema)."
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
+import logging
 from collections.abc import Iterator
 from typing import Any, NoReturn
 
@@ -184,6 +186,18 @@ class FailingService:
     migrate = trigger = cancel = status = rollback = verify = _fail
 
 
+class LoggedText(logging.Handler):
+    """Every record of the loggers it is added to, as formatted with its traceback."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(logging.Formatter("%(name)s %(message)s"))
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
 @pytest.fixture(scope="module")
 def mounted() -> Iterator[tuple[MountedApp, str]]:
     """One uvicorn server for the failures below; each mounts its own app in it."""
@@ -197,13 +211,18 @@ def test_every_route_answers_a_failure_behind_it_as_documented(
     mounted: tuple[MountedApp, str], error: Exception, status: int, code: str
 ) -> None:
     """A dependency down (503), the service's own configuration or data wrong, or a bug (500): each
-    route answers a status its document lists, in the error envelope, and shows no secret."""
+    route answers a status its document lists, in the error envelope, and shows no secret, nor
+    does the server's log show the bug's message."""
     server, url = mounted
     service: Any = FailingService(error)
     app = create_app(service, basic_auth=BasicAuthCredentials("ops", "s3cret"), sessions=SESSIONS)
     headers = {"Authorization": AUTH, "Cookie": f"crm_session={SESSIONS.sign('fuzz-co')}"}
     routes = {(method, path): parts for method, path, parts, _ in SUCCESS_PATHS}
-    with server.mount(app):
+    logged = LoggedText()
+    server_log = logging.getLogger("uvicorn.error")
+    server_log.addHandler(logged)
+    with server.mount(app), contextlib.ExitStack() as stack:
+        stack.callback(server_log.removeHandler, logged)
         schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
         for (method, path), parts in routes.items():
             case = schema[path][method].Case(**parts)
@@ -212,3 +231,5 @@ def test_every_route_answers_a_failure_behind_it_as_documented(
             case.validate_response(response, checks=CONFORMANCE[1:])  # all but "no 5xx"
             assert SECRET not in response.text
         assert len(routes) == len(operations(url))
+    # The app logs each failure itself (a bug by its frames and types alone): the server logs none.
+    assert not [line for line in logged.lines if SECRET in line]

@@ -21,6 +21,7 @@ from typing import Final, cast
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -34,7 +35,7 @@ from ..mongo.bson_values import MONGODB_MAX_NESTING
 from ..strict_json import has_surrogate
 from .answers import batch_answer, public_status_answer, rollback_answer
 from .auth import BasicAuthCredentials, SessionResolver
-from .errors import HANDLERS, ApiError
+from .errors import HANDLERS, AnswerUnexpected, ApiError
 from .openapi import openapi_document
 from .records import decode_record, parse_body, refuse_unknown_keys
 from .service import HttpService
@@ -348,4 +349,9 @@ def create_app(
         if on_close is not None:
             await run_in_threadpool(on_close)
 
-    return Starlette(routes=routes, exception_handlers=dict(HANDLERS), lifespan=lifespan)
+    return Starlette(
+        routes=routes,
+        exception_handlers=dict(HANDLERS),
+        middleware=[Middleware(AnswerUnexpected)],
+        lifespan=lifespan,
+    )

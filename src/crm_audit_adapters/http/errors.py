@@ -15,6 +15,7 @@ import logging
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crm_audit_transform.errors import (
     BatchTooLarge,
@@ -164,9 +165,43 @@ async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     return envelope(500, "INTERNAL", "internal error")
 
 
+class AnswerUnexpected:
+    """ASGI middleware inside Starlette's ``ServerErrorMiddleware``: an error no handler answered is
+    answered here (``on_unexpected``) and ends here. ``ServerErrorMiddleware`` answers it too but
+    then raises it again for the server to log, and uvicorn logs it whole ("Exception in ASGI
+    application", the message included), which the app's own log line leaves out: a bug's message
+    may quote a row's value. An error after the answer began is logged the same way, the answer
+    left unfinished (the server closes the connection)."""
+
+    __slots__ = ("app",)
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as exc:
+            response = await on_unexpected(Request(scope), exc)
+            if not started:
+                await response(scope, receive, send)
+
+
 HANDLERS = {
     ApiError: on_api_error,
     CrmAuditError: on_domain_error,
     HTTPException: on_http_error,
     Exception: on_unexpected,
 }
+"""Starlette's handlers by error; ``Exception``'s is ``ServerErrorMiddleware``'s, which
+``AnswerUnexpected`` leaves only errors of the middleware outside it to."""
