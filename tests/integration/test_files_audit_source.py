@@ -33,6 +33,17 @@ def all_pages(
     return pages
 
 
+def fate_of(path: Path, max_record_bytes: int) -> tuple[object, ...]:
+    """What a read of every page makes of the file: its pages and outcomes, or where it stopped."""
+    checked = CheckedRows(path)
+    try:
+        with FileAuditSource(path, "acme", checked=checked, max_record_bytes=max_record_bytes) as source:
+            pages = all_pages(source, "acme", EPOCH, 10)
+    except FileFormatError as stop:
+        return ("stopped", stop.line, stop.audit_id)
+    return ("read", pages, [(o.audit_id, o.reason) for o in checked.outcomes])
+
+
 class TestAgainstTheInMemorySource:
     @pytest.mark.parametrize("tenant", TENANTS)
     def test_bounds_and_every_page_equal_the_in_memory_source(self, tenant: str) -> None:
@@ -324,16 +335,6 @@ class TestCheckedRows:
             ):
                 all_pages(source, "acme", EPOCH, 10)
 
-    def fate(self, path: Path, max_record_bytes: int) -> tuple[object, ...]:
-        """What a read of every page makes of the file: its pages and outcomes, or where it stopped."""
-        checked = CheckedRows(path)
-        try:
-            with FileAuditSource(path, "acme", checked=checked, max_record_bytes=max_record_bytes) as source:
-                pages = all_pages(source, "acme", EPOCH, 10)
-        except FileFormatError as stop:
-            return ("stopped", stop.line, stop.audit_id)
-        return ("read", pages, [(o.audit_id, o.reason) for o in checked.outcomes])
-
     @pytest.mark.parametrize(
         ("members", "name", "fate"),
         [
@@ -357,8 +358,8 @@ class TestCheckedRows:
         if name:
             line = line[:-1] + b', "n\xe4me": 1}'  # Latin-1
         path = write_lines(tmp_path / "audits.jsonl", self.lines(1)[0], line, self.lines(3)[0])
-        assert self.fate(path, 1 << 20) == fate  # short enough to hold
-        assert self.fate(path, 4_096) == fate  # read on in blocks for its tenant and id
+        assert fate_of(path, 1 << 20) == fate  # short enough to hold
+        assert fate_of(path, 4_096) == fate  # read on in blocks for its tenant and id
 
     @pytest.mark.parametrize("audit_id", [2**63, -(2**63) - 1])
     def test_a_long_line_whose_id_is_outside_bigint_stops_the_read(
@@ -367,14 +368,14 @@ class TestCheckedRows:
         """As a short line's: no audits table holds it, so it is no row's failure (it was that row's)."""
         line = json.dumps({"tenant": "acme", "id": audit_id, "comment": "x" * 5_000})
         path = write_lines(tmp_path / "audits.jsonl", self.lines(1)[0], line)
-        assert self.fate(path, 1 << 20) == self.fate(path, 4_096) == ("stopped", 2, None)
+        assert fate_of(path, 1 << 20) == fate_of(path, 4_096) == ("stopped", 2, None)
 
     def test_a_long_first_line_after_a_byte_order_mark_is_its_rows_failure(self, tmp_path: Path) -> None:
         """A BOM is passed over at the file's start, as in a short first line: the long line is its
         row's failure and the read goes on (its scan took the BOM for no JSON object, and stopped)."""
         line = json.dumps({"tenant": "acme", "id": 1, "comment": "x" * 5_000}).encode()
         path = write_lines(tmp_path / "audits.jsonl", b"\xef\xbb\xbf" + line, self.lines(3)[0])
-        assert self.fate(path, 4_096) == ("read", [[3]], [(1, "invalid_audit_row")])
+        assert fate_of(path, 4_096) == ("read", [[3]], [(1, "invalid_audit_row")])
 
 
 class TestScopeEnds:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Final
 
 import pytest
-from test_files_audit_source import EPOCH, all_pages
+from test_files_audit_source import EPOCH, all_pages, fate_of
 from test_files_audits import TEXT_AUDITS, corpus_lines, write_lines
 
 from crm_audit_adapters.files import CheckedRows, FileAuditSource, FileFormatError
@@ -33,17 +33,6 @@ NAME: Final = b'"n\xe4me' + b"m" * 5_000 + b'"'
 
 def good(audit_id: int) -> str:
     return json.dumps({**corpus_lines(TEXT_AUDITS)[0], "id": audit_id})
-
-
-def fate(path: Path, max_record_bytes: int) -> tuple[object, ...]:
-    """What a read of every page makes of the file: its pages and outcomes, or where it stopped."""
-    checked = CheckedRows(path)
-    try:
-        with FileAuditSource(path, "acme", checked=checked, max_record_bytes=max_record_bytes) as source:
-            pages = all_pages(source, "acme", EPOCH, 10)
-    except FileFormatError as stop:
-        return ("stopped", stop.line, stop.audit_id)
-    return ("read", pages, [(o.audit_id, o.reason) for o in checked.outcomes])
 
 
 FAILED = ("read", [[1, 3]], [(2, "invalid_audit_row")])
@@ -83,8 +72,8 @@ class TestAuditsLineWithALongKeptMember:
         """Its row fails, it is passed over as another tenant's, or the read stops, as when held whole;
         the lines after it are read (the read stopped at the long member, mid-line)."""
         path = write_lines(tmp_path / "audits.jsonl", good(1), line, good(3))
-        assert fate(path, HELD) == expected
-        assert fate(path, SKIMMED) == expected
+        assert fate_of(path, HELD) == expected
+        assert fate_of(path, SKIMMED) == expected
 
     def test_the_stop_names_the_long_member(self, tmp_path: Path) -> None:
         """A line that cannot be counted for a kept member too long says which one, never its value."""
@@ -118,8 +107,8 @@ class TestLongNameNotUtf8:
         naming no tenant stops the read (the long line's row failed, its tenant taken as given)."""
         line = b"{" + members + b", " + NAME + b': 1, "comment": "' + b"x" * 5_000 + b'"}'
         path = write_lines(tmp_path / "audits.jsonl", good(1), line, good(3))
-        assert fate(path, HELD) == expected
-        assert fate(path, SKIMMED) == expected
+        assert fate_of(path, HELD) == expected
+        assert fate_of(path, SKIMMED) == expected
 
     @pytest.mark.parametrize("names", [1, 2])
     def test_each_such_name_is_counted_once(self, names: int) -> None:
