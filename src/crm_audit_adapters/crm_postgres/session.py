@@ -70,7 +70,16 @@ _SCHEMA_AND_TABLE = (
     " EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
     " WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f'))"
 )
+# PostgreSQL's own schemas: CREATE SCHEMA refuses the pg_ prefix ("reserved for system schemas"), and
+# information_schema is the SQL standard's catalog views. Each holds tables a tenant query could
+# read, so such a name is refused before any query, and said to be a system schema: "no such schema"
+# would be false for pg_catalog.
+_SYSTEM_SCHEMA_PREFIX = "pg_"
 _SYSTEM_SCHEMAS = ("information_schema",)
+_SYSTEM_SCHEMA_REASON: Final = (
+    "a PostgreSQL system schema (the pg_ prefix and information_schema are PostgreSQL's own), "
+    "never a CRM tenant schema"
+)
 AUDIT_COLUMNS: Final = (
     "id", "auditable_type", "auditable_id", "action", "audited_changes", "created_at",
     "associated_id", "associated_type", "user_id", "user_type", "username", "version",
@@ -350,9 +359,13 @@ class ReadOnlySession:
 
     def schema(self, tenant: str, table: str) -> sql.Identifier:
         """The tenant's schema as a quoted identifier, once it is known to exist and to hold ``table``
-        (the table the caller's query reads); else ``UnknownTenant``, which is never retried."""
+        (the table the caller's query reads); else ``UnknownTenant``, which is never retried. A
+        PostgreSQL system schema (``pg_catalog``, any ``pg_*``, ``information_schema``) is refused
+        without a query, as a system schema."""
         if (tenant, table) not in self._known_schemas:
-            if not tenant or tenant.startswith("pg_") or tenant in _SYSTEM_SCHEMAS or "\x00" in tenant:
+            if tenant.startswith(_SYSTEM_SCHEMA_PREFIX) or tenant in _SYSTEM_SCHEMAS:
+                raise UnknownTenant(tenant, _SYSTEM_SCHEMA_REASON)
+            if not tenant or "\x00" in tenant:  # no schema has such a name (and libpq cannot send a NUL)
                 raise UnknownTenant(tenant)
             row = self.run(lambda conn: conn.execute(_SCHEMA_AND_TABLE, (tenant, tenant, table)).fetchone())
             schema_found, table_found = row if row is not None else (False, False)
