@@ -12,13 +12,16 @@ landing never meets a new example; the long randomized run is ``benchmarks/soak_
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from test_loader_properties import YAMLISH, RubyHash, documents, psych_dump
 
-from crm_audit_transform.errors import AuditedChangesError
+from crm_audit_transform.errors import AuditedChangesError, LimitExceeded, MalformedYaml
 from crm_audit_transform.loading import available_backends, load_audited_changes
 from support.truth import canonical
 
@@ -69,6 +72,23 @@ SCALAR_PLACES = st.sampled_from(
         "---\nv: !ruby/sym {}\n",
     ]
 )
+
+
+@st.composite
+def time_texts(draw: st.DrawFn) -> str:
+    """Texts of Psych's ``TIME`` form, with fields and offsets in and out of Ruby's ranges, any
+    number of fraction digits, and years no ``datetime`` holds."""
+    year = draw(st.integers(-9999, 9999))
+    fields = [draw(st.integers(0, 13)), draw(st.integers(0, 32))]
+    clock = [draw(st.integers(0, 25)), draw(st.integers(0, 60)), draw(st.integers(0, 61))]
+    fraction = draw(st.none() | st.from_regex(r"[0-9]{0,30}", fullmatch=True))
+    zone = draw(st.sampled_from(["", " Z", "Z", " +07:00", "-00:30", " -0530", " +25", "+5", " -23:59"]))
+    return (
+        f"{'-' if year < 0 else ''}{abs(year):04}-{fields[0]:02}-{fields[1]:02}"
+        f"{draw(st.sampled_from([' ', 'T', 't']))}{clock[0]:02}:{clock[1]:02}:{clock[2]:02}"
+        f"{'' if fraction is None else '.' + fraction}{zone}"
+    )
+
 
 EDITS = st.lists(
     st.tuples(
@@ -146,3 +166,26 @@ class TestBackendsAgree:
     def test_yaml_like_noise(self, text: str) -> None:
         """Broken, tagged, aliased or odd texts: one value, or one typed error class, everywhere."""
         assert_backends_agree(text)
+
+    @DIFFERENTIAL
+    @given(time_texts())
+    @example("2024-01-02 03:04:05")
+    @example("2019-12-29 17:42:38.4896614941 Z")
+    def test_a_float_tagged_time_is_the_plain_times_epoch_on_every_backend(self, text: str) -> None:
+        """``!!float`` on a time text reads alike everywhere and is ``Time#to_f`` of the Time the
+        plain text is: its epoch seconds within the microsecond the ``datetime`` keeps; where Ruby keeps
+        the plain text as a String, Float() of it fails."""
+        tagged = f"---\nv: !!float {text}\n"
+        assert_backends_agree(tagged)
+        try:
+            plain = load_audited_changes(f"---\nv: {text}\n")["v"]
+        except LimitExceeded:
+            return  # a year or instant no datetime holds: the unit tests pin those floats
+        if isinstance(plain, str):
+            with pytest.raises(MalformedYaml):
+                load_audited_changes(tagged)
+            return
+        assert isinstance(plain, dt.datetime)
+        seconds = load_audited_changes(tagged)["v"]
+        assert type(seconds) is float
+        assert abs(seconds - plain.timestamp()) <= 1e-6 + math.ulp(seconds)

@@ -238,3 +238,71 @@ class TestRubyTags:
         """``BigDecimal._load`` fails on text that is not a number, so the row is malformed."""
         with pytest.raises(MalformedYaml):
             load_audited_changes("---\nv: !ruby/object:BigDecimal 18:abc\n")
+
+
+FLOAT_TAGGED_TIMES = [
+    # 2024-01-02 is 19,724 days after 1970-01-01; 03:04:05 is 11,045 s.
+    ("2024-01-02 03:04:05", 1_704_164_645.0),
+    ("2024-01-02T03:04:05Z", 1_704_164_645.0),
+    ("2024-01-02 03:04:05 +07:00", 1_704_164_645.0 - 7 * 3600),
+    ("2024-01-02 03:04:05 -00:30", 1_704_164_645.0 - 1800),  # Psych's sign rule: +00:30
+    # Time#to_f divides the count of nanoseconds as a double: 1704164645250000000 is no double (the
+    # nearest is 128 ns below), so Ruby gives .2499998, not .25.
+    ("2024-01-02 03:04:05.25 Z", 1_704_164_645.2499998),
+    ("2024-01-02 03:04:05.5 Z", 1_704_164_645.5),
+    # Time#to_f of a whole count of nanoseconds: the count as a double, over 1e9.
+    ("2019-12-29 17:42:38.489661494 Z", float(1_577_641_358_489_661_494) / 1e9),
+    # Past the nanosecond: Rational#to_f, its terms as doubles (10**10 over 2 and 5 reduced away).
+    ("2019-12-29 17:42:38.4896614941 Z", float(15_776_413_584_896_614_941) / float(10**10)),
+    ("2019-12-29 17:42:38.489661494000 Z", float(1_577_641_358_489_661_494) / 1e9),
+    ("2019-02-29 10:00:00", 1_551_434_400.0),  # rolls over to March 1st, like Time.utc
+    ("2020-01-01 24:00:00", 1_577_923_200.0),
+    ("0000-01-01 00:00:00", -62_167_219_200.0),  # a year no datetime holds: Ruby's Time does
+    ("-0001-12-31 23:59:59.5", -62_167_219_200.5),
+]
+
+
+class TestFloatTag:
+    @pytest.mark.parametrize(("text", "expected"), FLOAT_TAGGED_TIMES, ids=[t for t, _ in FLOAT_TAGGED_TIMES])
+    def test_a_time_tagged_float_is_its_epoch_seconds(self, text: str, expected: float) -> None:
+        """``!!float`` on a time is ``Float(Time)``, ``Time#to_f``: seconds since the epoch, from the
+        exact instant Ruby holds (every fraction digit), on every parser."""
+        for backend in available_backends():
+            found = value_of(f"!!float {text}", backend)
+            assert type(found) is float
+            assert found == expected
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "2024-01-02",  # a Date: no to_f, TypeError
+            ":sym",  # a Symbol: no to_f
+            "~",  # nil: TypeError
+            "true",
+            "2020-01-01 10:00:00 +25",  # Time.new refuses the offset: Float() of the String
+            "2020-13-01 10:00:00",
+        ],
+    )
+    def test_what_ruby_cannot_make_a_float_of_is_malformed(self, text: str) -> None:
+        """``Float()`` raises on a Date, Symbol, nil, boolean or a time text Ruby kept as a String."""
+        for backend in available_backends():
+            with pytest.raises(MalformedYaml, match="Float"):
+                value_of(f"!!float {text}", backend)
+
+    def test_a_quoted_tagged_time_is_read_alike(self) -> None:
+        """Under a tag a quoted scalar is resolved too (Psych reads libyaml's quoted_implicit: false)."""
+        assert value_of("!!float '2024-01-02 03:04:05'") == 1_704_164_645.0
+
+    def test_a_fraction_past_the_digit_limit_is_a_limit(self) -> None:
+        """The fraction's digits are an integer's (``Rational("0.…")``): ``max_int_digits`` bounds them;
+        trailing zeros do not count."""
+        within = "2020-01-01 00:00:00." + "1" * 4300 + "0" * 5000
+        assert value_of(f"!!float {within}") == 1_577_836_800.1111112
+        with pytest.raises(LimitExceeded):
+            value_of("!!float 2020-01-01 00:00:00." + "1" * 4301)
+
+    def test_the_plain_time_keeps_its_microseconds(self) -> None:
+        """Untagged, the same text is the ``datetime``, cut to microseconds as before."""
+        assert value_of("2019-12-29 17:42:38.4896614941 Z") == dt.datetime(
+            2019, 12, 29, 17, 42, 38, 489661, tzinfo=UTC
+        )

@@ -23,6 +23,7 @@ from yaml.events import (
 )
 
 from ..errors import LimitExceeded, MalformedYaml, UnsupportedTag
+from . import _psych_floats as pf
 from . import _psych_scalars as ps
 from . import _ruby_objects as ro
 from ._limits import LoaderLimits
@@ -201,7 +202,7 @@ def _scalar(event: ScalarEvent, digits: int) -> Any:
         if tag in ro.BINARY_TAGS:
             return ps.binary(text)
         if tag in ro.FLOAT_TAGS:
-            return ps.ruby_float(ps.tokenize(text, digits))
+            return pf.tagged_float(text, digits)
         if tag in ro.TOKENIZED_TAGS:
             return ps.tokenize(text, digits)
         if tag is not None and ro.SYMBOL_TAG.match(tag):

@@ -78,10 +78,6 @@ _RUBY_TO_I = re.compile(r"\s*+([-+]?[0-9]++(?:_[0-9]++)*+)", _A)
 _RUBY_TO_F = re.compile(
     r"\s*+[-+]?[0-9]++(?:_[0-9]++)*+(?:\.[0-9]++(?:_[0-9]++)*+)?(?:[eE][-+]?[0-9]++)?", _A
 )
-_RUBY_FLOAT = re.compile(
-    r"\s*+[-+]?(?:[0-9]++(?:_[0-9]++)*+)?(?:\.[0-9]++(?:_[0-9]++)*+)?(?:[eE][-+]?[0-9]++)?\s*+\Z", _A
-)
-_RUBY_HEX_FLOAT = re.compile(r"\s*+[-+]?0x[0-9a-fA-F]++\s*+\Z", _A)
 _BIG_DECIMAL = re.compile(
     r"\s*+(?:([-+]?Infinity|NaN)|([-+]?(?:[0-9]++(?:_[0-9]++)*+)?(?:\.(?:[0-9]++(?:_[0-9]++)*+)?)?"
     r"(?:[eEdD][-+]?[0-9]++)?))\s*+\Z",
@@ -135,7 +131,7 @@ def tokenize(s: str, max_digits: int) -> Any:
     first = s[0]
     word = first.isascii() and first.isalpha()  # always matches STRINGISH: most strings skip the regex
     if not word and s.isdigit() and s.isascii() and (first != "0" or len(s) == 1):
-        return _decimal_int(s, max_digits)  # the INTEGER row's decimal form, the only one it can be
+        return decimal_int(s, max_digits)  # the INTEGER row's decimal form, the only one it can be
     if word or _STRINGISH.match(s) or "\n" in s:
         # Without a line break, NOT_YTONF looks at the first character only.
         if len(s) > 5 or (first not in _YTONF and "\n" not in s) or _NOT_YTONF.search(s):
@@ -199,7 +195,7 @@ def parse_integer(s: str, max_digits: int) -> int | None:
         return None
     sign = -1 if match[1] == "-" else 1
     if match[4] is not None:
-        return sign * _decimal_int(match[4].replace(",", "").replace("_", ""), max_digits)
+        return sign * decimal_int(match[4].replace(",", "").replace("_", ""), max_digits)
     base, digits = (
         (2, match[2]) if match[2] is not None else (8, match[3]) if match[3] is not None else (16, match[5])
     )
@@ -211,7 +207,7 @@ def parse_integer(s: str, max_digits: int) -> int | None:
     return sign * int(cleaned, base)
 
 
-def _decimal_int(digits: str, max_digits: int) -> int:
+def decimal_int(digits: str, max_digits: int) -> int:
     if len(digits) > max_digits:
         raise LimitExceeded("integer digits", max_digits, len(digits))
     try:
@@ -226,7 +222,7 @@ def _ruby_to_i(s: str, max_digits: int) -> int:
         return 0
     text = match[1].replace("_", "")
     sign = -1 if text[0] == "-" else 1
-    return sign * _decimal_int(text.lstrip("+-"), max_digits)
+    return sign * decimal_int(text.lstrip("+-"), max_digits)
 
 
 def _ruby_to_f(s: str) -> float:
@@ -236,18 +232,29 @@ def _ruby_to_f(s: str) -> float:
 
 def parse_time(s: str) -> dt.datetime:
     """``ScalarScanner#parse_time``: ``ValueError`` where Ruby raises ArgumentError, else ``Unreadable``."""
+    year, month, day, hour, minute, second, fraction, zone = time_fields(s)
+    micro = int(fraction.ljust(6, "0")[:6])  # nanoseconds and beyond are truncated
+    instant = ruby_time_utc(year, month, day, hour, minute, second, micro)
+    if zone is None or zone == "Z":
+        return instant
+    return _shift(instant, -utc_offset(s, zone))
+
+
+def time_fields(s: str) -> tuple[int, int, int, int, int, int, str, str | None]:
+    """``parse_time``'s reading of ``s``: year, month, day, hour, minute, second as written, the
+    fraction's digits (``""`` if none) and the zone (``None``, ``"Z"`` or an offset's text)."""
     parts = _TIME_SPLIT.split(s, maxsplit=1)
     date_match = _TIME_DATE.search(parts[0])
     clock = _TIME_CLOCK.search(parts[1]) if len(parts) == 2 else None
     if date_match is None or clock is None:
         raise Unreadable(f"Psych cannot parse the scalar as a time ({_size(s)})")
     hour, minute, second = (int(x) for x in clock[1].split(":"))
-    micro = int((clock[2] or "").ljust(6, "0")[:6])  # nanoseconds and beyond are truncated
     year, month, day = int(date_match[1]), int(date_match[2]), int(date_match[3])
-    instant = ruby_time_utc(year, month, day, hour, minute, second, micro)
-    zone = clock[3]
-    if zone is None or zone == "Z":
-        return instant
+    return year, month, day, hour, minute, second, clock[2] or "", clock[3]
+
+
+def utc_offset(s: str, zone: str) -> int:
+    """The offset ``zone`` (``+07:00``, ``-0030``, ``+7``) in seconds east of UTC, by Ruby's sign rule."""
     offset_match = _TIME_OFFSET.match(zone)
     if offset_match is None:
         raise Unreadable(f"Psych cannot parse the time's offset ({_size(s)})")
@@ -258,18 +265,14 @@ def parse_time(s: str) -> dt.datetime:
         # Time.new's validate_utc_offset (Ruby time.c) refuses a day or more; Psych then keeps the
         # text, and writes such a string plain, so "… +25" must read back as a string.
         raise ValueError("utc_offset out of range")
-    return _shift(instant, -offset)
+    return offset
 
 
 def ruby_time_utc(
     year: int, month: int, day: int, hour: int, minute: int, second: int, micro: int
 ) -> dt.datetime:
     """``Time.utc``: ranges checked like Ruby, then overflow rolls over (Feb 31 → Mar 3, 24:00 → next day)."""
-    last = 0 if hour == 24 else 59
-    if not (1 <= month <= 12 and 1 <= day <= 31 and 0 <= hour <= 24 and 0 <= minute <= last):
-        raise ValueError("argument out of range")
-    if not 0 <= second <= (0 if hour == 24 else 60):
-        raise ValueError("argument out of range")
+    check_clock(month, day, hour, minute, second)
     if not 1 <= year <= 9999:
         raise LimitExceeded("year", 9999, year)
     if hour != 24 and second != 60:
@@ -279,6 +282,16 @@ def ruby_time_utc(
             pass  # Feb 31 and the like: rolled over below
     start = dt.datetime(year, month, 1, tzinfo=_UTC)
     return _shift(start, (day - 1) * 86400 + hour * 3600 + minute * 60 + second, micro)
+
+
+def check_clock(month: int, day: int, hour: int, minute: int, second: int) -> None:
+    """``Time.utc``'s range checks (``ValueError``, Ruby's ArgumentError): a day up to 31 in any
+    month (it rolls over), 24:00:00 and a leap second 60 allowed."""
+    last = 0 if hour == 24 else 59
+    if not (1 <= month <= 12 and 1 <= day <= 31 and 0 <= hour <= 24 and 0 <= minute <= last):
+        raise ValueError("argument out of range")
+    if not 0 <= second <= (0 if hour == 24 else 60):
+        raise ValueError("argument out of range")
 
 
 def _shift(instant: dt.datetime, seconds: int, micro: int = 0) -> dt.datetime:
@@ -339,22 +352,6 @@ def _decimal(text: str) -> decimal.Decimal:
 
 
 _EXPONENT_D = str.maketrans("dDE", "eee")
-
-
-def ruby_float(value: Any) -> float:
-    """``Float(x)`` for the tokenized content of a ``!!float`` scalar."""
-    if type(value) is float:
-        return value
-    if type(value) is int:
-        try:
-            return float(value)
-        except OverflowError:
-            return float("inf") if value > 0 else float("-inf")
-    if type(value) is str and _RUBY_FLOAT.match(value) and any(c.isdigit() for c in value):
-        return float(value.replace("_", ""))
-    if type(value) is str and _RUBY_HEX_FLOAT.match(value):
-        return float(int(value.strip().replace("0x", "", 1), 16))
-    raise Unreadable("Ruby's Float() rejects the scalar")
 
 
 def binary(s: str) -> str | bytes:
