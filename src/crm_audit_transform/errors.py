@@ -34,8 +34,8 @@ infrastructure that is down. Driver errors are translated at the adapter boundar
     ├── IndexConflict                INDEX_CONFLICT .collection / .index: clashes with the database
     ├── IndexesMissing               INDEXES_MISSING (503): migration 035's indexes are not in place
     ├── JobUnreadable                JOB_UNREADABLE .job_id: a stored job document cannot be read
-    ├── RestoreRefused               .external_id / .reason: the CDP refused to set one drifted log
-    │                                back (the document past its limit); counted by repair, never raised
+    ├── RestoreRefused               RESTORE_REFUSED .external_id / .reason: the CDP refused to set one
+    │                                drifted log back (the document past its limit); counted by repair
     ├── SourceChanged                BAD_INPUT .audit_id / .counted / .found / .reason: a resume met
     │                                fewer rows of its cursor's id than the job counted, or a source
     │                                that is not the one its job was made over (a file rewritten)
@@ -387,9 +387,14 @@ class RestoreRefused(CrmAuditError):
     store's limit (MongoDB's 16 MiB, with the metadata keys of other writers that a restore keeps),
     or a value of it cannot be sent. A fact of that one log, not an outage: a repair counts it
     (``VerifyReport.restore_refused``) and goes on with the others; the log stays ``drifted``.
-    ``external_id`` names the log, ``reason`` the store's words (no document content). No code of its
-    own: ``verify --repair`` counts it and never raises it (a library caller of ``restore_migrated``
-    gets it typed; the runner would print it ``REFUSED``)."""
+    ``external_id`` names the log, ``reason`` the store's words (no document content).
+
+    Code ``RESTORE_REFUSED`` (exit 7, as ``BAD_INPUT``: no retry changes the log's size; docs/runner.md's
+    table). ``verify --repair`` counts it and never raises it; a library caller of
+    ``restore_migrated`` / ``restore_migrated_many`` meets it typed, and a caller that lets it out of
+    a command gets that code, where it was printed as a guard's ``REFUSED`` (exit 4)."""
+
+    code = "RESTORE_REFUSED"
 
     def __init__(self, external_id: str, reason: str) -> None:
         super().__init__(f"the log {external_id} cannot be set back: {reason}")

@@ -7,6 +7,7 @@ from collections.abc import Collection
 
 import attrs
 
+from crm_audit_adapters.cli import exit_codes
 from crm_audit_transform.domain import ActivityLog
 from crm_audit_transform.errors import RestoreRefused
 from crm_audit_transform.testing import InMemoryActivityLogStore
@@ -50,3 +51,16 @@ def test_a_refused_restore_is_counted_and_the_rest_is_set_back() -> None:
     assert report.outstanding == {"drifted": 1}
     assert report.to_json()["restore_refused"] == 1
     assert not report.clean
+
+
+def test_a_refused_restore_has_its_own_code_and_exit() -> None:
+    """``RestoreRefused`` is ``RESTORE_REFUSED``, exit 7 (no retry changes the log's size), where a
+    caller lets it out of a command; before, it had no code and was printed as a guard's
+    ``REFUSED`` (exit 4)."""
+    error = RestoreRefused("crm:acme:audit:7", "code 17419: Resulting document after update is larger")
+    assert exit_codes.error_code(error) == "RESTORE_REFUSED"
+    assert exit_codes.exit_code_for(error) == exit_codes.BAD_INPUT == 7
+    assert exit_codes.one_line(error) == (
+        "RESTORE_REFUSED: the log crm:acme:audit:7 cannot be set back: "
+        "code 17419: Resulting document after update is larger"
+    )

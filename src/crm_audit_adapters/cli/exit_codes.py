@@ -54,7 +54,8 @@ UNAVAILABLE: Final = 6
 retrying later is safe."""
 BAD_INPUT: Final = 7
 """A file could not be read or written: the message names the file (and the line); or the CRM database
-refused a query in a way no retry changes (``SourceQueryFailed``: a data exception, a column gone)."""
+refused a query in a way no retry changes (``SourceQueryFailed``: a data exception, a column gone);
+or MongoDB refused to set a drifted log back (``RestoreRefused``: the document past its limit)."""
 CANCELLED: Final = 8
 """The job was cancelled while this run worked on it; the run stopped at its next batch."""
 DECLINED: Final = 9
@@ -99,6 +100,7 @@ CODES: Final[dict[str, int]] = {
     "WORKER_LOST": UNAVAILABLE,
     "BAD_INPUT": BAD_INPUT,
     "FILE_ERROR": BAD_INPUT,
+    "RESTORE_REFUSED": BAD_INPUT,
     "CANCELLED": CANCELLED,
     "DECLINED": DECLINED,
     "NOT_VERIFIED": NOT_VERIFIED,
