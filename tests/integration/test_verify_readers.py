@@ -15,15 +15,18 @@ from pymongo import MongoClient
 from pymongo.database import Database
 
 from crm_audit_adapters.files import JsonlActivityLogSink
+from crm_audit_adapters.files.sink import sink_line
 from crm_audit_adapters.files.verification import JsonlMigratedLogReader
 from crm_audit_adapters.mongo import MongoActivityLogStore, apply_migration
 from crm_audit_adapters.mongo import verification as mongo_verification
 from crm_audit_adapters.mongo.verification import MongoMigratedLogReader
 from crm_audit_transform.domain import ActivityLog, FieldChange
-from crm_audit_transform.usecases import RunSettings
+from crm_audit_transform.ports import MigratedLogReader
+from crm_audit_transform.usecases import RunSettings, VerifySettings
 from crm_audit_transform.usecases._verify_findings import foreign_tag, written_keys
+from crm_audit_transform.usecases.verify import verify_account
 from crm_audit_transform.verification import drifted_fields
-from support.corpus_account import World
+from support.corpus_account import World, audit_rows
 
 
 def corpus_logs() -> list[ActivityLog]:
@@ -329,3 +332,85 @@ class TestLogsNoStoreHolds:
         ):
             with pytest.raises(ValueError, match="exceeds MongoDB's 16777216-byte limit"):
                 reader.content_of(log)
+
+
+class TestStrayStreamsAgree:
+    @pytest.mark.wire_duplicate  # the MongoDB stream on the wire: test_verify_stray_mongo.py
+    def test_both_readers_stream_and_report_the_same_strays(
+        self, mongo_db: Database[Any], tmp_path: Path
+    ) -> None:
+        """The same logs in MongoDB and in a dry run's file give the same stray stream
+        (``ports.TaggedExternalIds``) and the same strays: a log of another (or no) ``source_tag``
+        under an id of ours that names no audit, besides ours naming none and another tenant's.
+        Before, the file reader had no tagged stream: verify of a dry run's file passed over the
+        logs of another tag that MongoDB's reader reports."""
+        world = World("acme", rows=[row for row in audit_rows("acme") if row.id <= 40])
+        world.trigger()
+        world.run(settings=RunSettings(page_size=200, halt_threshold=1.0))
+        logs = list(world.logs.logs)
+        template = logs[0]
+        strays = [
+            attrs.evolve(template, external_id="crm:acme:audit:99999999", source_tag="other_tool"),
+            attrs.evolve(template, external_id="crm:acme:audit:99999998", source_tag=""),
+            attrs.evolve(template, external_id="crm:acme:audit:88888888"),
+            attrs.evolve(template, external_id="crm:other:audit:5"),
+        ]
+        theirs = [  # another tool's own ids, of its tag: not ours to report
+            attrs.evolve(template, external_id="hubspot:12", source_tag="other_tool"),
+            attrs.evolve(template, external_id="crm:acme:audit:026", source_tag="other_tool"),
+        ]
+        stored = [*logs, *strays, *theirs]
+        list(apply_migration(mongo_db, "up"))
+        store = MongoActivityLogStore.in_database(mongo_db)
+        for start in range(0, len(stored), 20):
+            store.insert_batch(stored[start : start + 20])
+        out = tmp_path / "logs.jsonl"
+        with JsonlActivityLogSink(out, fsync="never") as sink:
+            sink.insert_batch(stored)
+        mongo, files = MongoMigratedLogReader.in_database(mongo_db), JsonlMigratedLogReader(out)
+        prefix = "crm:acme:audit:"
+        streamed = sorted(files.tagged_external_ids(world.company, prefix))
+        assert streamed == sorted(mongo.tagged_external_ids(world.company, prefix))
+        assert ("crm:acme:audit:99999998", "") in streamed
+        assert ("crm:acme:audit:026", "other_tool") in streamed
+        assert "hubspot:12" not in dict(streamed)
+
+        def stray_of(reader: MigratedLogReader) -> list[tuple[str, int | None, str]]:
+            world.reader = reader
+            report = verify_account(
+                world.company, world.verify_ports(repair=False), world.transformer, settings=VerifySettings()
+            )
+            return sorted((f.external_id, f.audit_id, f.detail) for f in report.findings["stray"].items)
+
+        found = stray_of(files)
+        assert found == stray_of(mongo)
+        assert [external_id for external_id, _, _ in found] == sorted(log.external_id for log in strays)
+        assert [detail for external_id, _, detail in found if external_id.endswith("99999999")] == [
+            "source_tag 'other_tool' (rollback deletes 'crm_migration' only), "
+            "naming no in-scope audit: an id of ours"
+        ]
+
+    def test_a_tag_that_is_no_string_or_none_reads_as_mongodb_gives_it(self, tmp_path: Path) -> None:
+        """A line of ours by id whose ``source_tag`` is a number, or missing, streams with the tag
+        ``""``, as MongoDB's stream gives a document's tag that is not a string; a line of ours is
+        streamed without being read again."""
+        log = corpus_logs()[0]
+        doc = json.loads(sink_line(log)[1])
+        lines = [
+            {**doc, "external_id": "crm:acme:audit:99999999", "source_tag": 7},
+            {key: value for key, value in doc.items() if key != "source_tag"}
+            | {"external_id": "crm:acme:audit:99999998"},
+            doc,
+        ]
+        out = tmp_path / "logs.jsonl"
+        out.write_text("".join(json.dumps(line) + "\n" for line in lines))
+        streamed = sorted(
+            JsonlMigratedLogReader(out).tagged_external_ids(log.company_sso_id, "crm:acme:audit:")
+        )
+        assert streamed == sorted(
+            [
+                ("crm:acme:audit:99999999", ""),
+                ("crm:acme:audit:99999998", ""),
+                (log.external_id, "crm_migration"),
+            ]
+        )

@@ -221,6 +221,22 @@ class LogIndex:
         places.sort()
         return places
 
+    def tagged_places(self, company_sso_id: str, prefix: str) -> Iterator[tuple[str, int, bool]]:
+        """(external_id, offset, ours) of every ``crm_migration`` line of the company, and of every
+        other line of it whose external_id starts with ``prefix`` (the stray stream of
+        ``ports.TaggedExternalIds``): once a line, in ``external_ids``'s order."""
+        for (company, text), found in sorted(self._prefixes.items()):
+            if company != company_sso_id:
+                continue
+            under = text.startswith(prefix)
+            for i, offset, ours in zip(found.ids, found.offsets, found.ours, strict=True):
+                if ours or under:
+                    yield f"{text}{i}", offset, bool(ours)
+        for (company, external_id), places in sorted(self._others.items()):
+            if company == company_sso_id:
+                under = external_id.startswith(prefix)
+                yield from ((external_id, o, ours) for o, ours in places if ours or under)
+
     def external_ids(self, company_sso_id: str) -> Iterator[str]:
         """Every ``crm_migration`` line's external_id of the company (once a line)."""
         for (company, text), prefix in sorted(self._prefixes.items()):

@@ -28,7 +28,7 @@ from typing import BinaryIO, Final, TypeVar, cast
 
 import orjson
 
-from crm_audit_transform.domain import LOG_DOCUMENT_KEYS, ActivityLog
+from crm_audit_transform.domain import LOG_DOCUMENT_KEYS, SOURCE_TAG, ActivityLog
 from crm_audit_transform.enrichment import MatchKey, StoredLog
 from crm_audit_transform.enrichment.model import as_referent_id
 from crm_audit_transform.json_scan import string_parts
@@ -373,6 +373,21 @@ class StoredLine:
         except ValueError as exc:  # the index read its keys alone; orjson and json both refuse it
             raise self._unreadable(exc) from None
 
+    def source_tag(self) -> str:
+        """The line's ``source_tag`` as MongoDB's stray stream gives a document's: its text, ``""``
+        for none or one that is not a string. A long line is read for its document members (a line
+        longer than any a sink writes is none of ours: ``""``); ``FileFormatError`` naming the line
+        when it is no JSON document, as from ``parsed``."""
+        line = self.line if self.long is None else self._readable()
+        if line is None:
+            return ""
+        try:
+            doc = _loads(line)
+        except ValueError as exc:
+            raise self._unreadable(exc) from None
+        tag = doc.get("source_tag") if isinstance(doc, dict) else None
+        return tag if isinstance(tag, str) else ""
+
     def _unreadable(self, exc: ValueError) -> FileFormatError:
         """The error of a line that is no JSON document, naming its line (counted only now)."""
         if isinstance(exc, UnicodeDecodeError):
@@ -506,6 +521,23 @@ class JsonlMigratedLogReader:
 
     def migrated_external_ids(self, company_sso_id: str) -> Iterator[str]:
         return self._index.external_ids(company_sso_id)
+
+    def tagged_external_ids(self, company_sso_id: str, prefix: str) -> Iterator[tuple[str, str]]:
+        """``ports.TaggedExternalIds``, as ``MongoMigratedLogReader`` gives it: ``(external_id,
+        source_tag)`` of every ``crm_migration`` line of the company (one a line), and of every other
+        line of it whose external_id starts with ``prefix`` (``crm:{tenant}:audit:``), its tag read
+        from its line (``StoredLine.source_tag``: rare, an id collision; the index keeps only whether
+        a line is ours). The file is looked at once such lines were read (``FileChangedWhileRead``)."""
+        read_any = False
+        with open(self._path, "rb") as stream:
+            for external_id, offset, ours in self._index.tagged_places(company_sso_id, prefix):
+                if ours:
+                    yield external_id, SOURCE_TAG
+                    continue
+                read_any = True
+                yield external_id, self._line_at(stream, offset, external_id).source_tag()
+        if read_any:
+            self._mark.check()  # the tags read are the indexed file's, not another's at its offsets
 
     def content_of(self, log: ActivityLog) -> Mapping[str, object]:
         """``ValueError`` with the sink's reason when it fails the log ``write_error`` (``sink_line``:
