@@ -8,7 +8,8 @@ writes and counts in ``_verify_repair``, its leases in ``_verify_leases``.
 from __future__ import annotations
 
 import random
-from bisect import bisect_right
+from array import array
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Final, cast
@@ -413,16 +414,12 @@ class Walk:
         log of an id naming no walked audit, and a log of another ``source_tag`` under an id of ours
         naming none (an id collision: not ours to delete, so never counted as one of our logs left).
         Each copy is a stray; an id on several logs is also one ``duplicate`` (the page pass finds
-        those of the walked ids), told by the ids seen so far (``_Seen``)."""
+        those of the walked ids), told by the ids seen so far (``_Seen``). An id that names no audit
+        of the tenant is kept by its text's hash; when one hash is met twice, the stream is read once
+        more for those hashes' texts (``_Seen.confirm``), so a duplicate is never a hash's guess."""
         prefix = f"crm:{self.tenant}:audit:"
-        reader = self.ports.reader
-        stream: Iterable[tuple[str, str]]
-        if isinstance(reader, TaggedExternalIds):
-            stream = reader.tagged_external_ids(self.company, prefix)
-        else:
-            stream = ((ext_id, SOURCE_TAG) for ext_id in reader.migrated_external_ids(self.company))
         stray, seen = self.found["stray"], _Seen()
-        for ext_id, tag in stream:
+        for ext_id, tag in self._stray_stream(prefix):
             audit_id = audit_id_in(ext_id, prefix)
             if audit_id is not None and audit_id in self.walked:
                 continue  # the page pass read every copy of it, whatever its tag
@@ -436,8 +433,23 @@ class Walk:
             else:
                 stray.add(audit_id, ext_id, "names no in-scope audit")
             seen.saw(ext_id, audit_id)
+        if seen.candidates:
+            # Only the texts of the twice-met hashes are counted, as the first read took them.
+            seen.confirm(
+                ext_id
+                for ext_id, tag in self._stray_stream(prefix)
+                if tag == SOURCE_TAG and audit_id_in(ext_id, prefix) is None
+            )
         for ext_id, (audit_id, logs) in seen.doubled.items():
             self.found["duplicate"].add(audit_id, ext_id, f"{logs} logs")
+
+    def _stray_stream(self, prefix: str) -> Iterable[tuple[str, str]]:
+        """``(external_id, source_tag)`` of the stray pass: the reader's tagged stream
+        (``ports.TaggedExternalIds``), else its ``crm_migration`` ids."""
+        reader = self.ports.reader
+        if isinstance(reader, TaggedExternalIds):
+            return reader.tagged_external_ids(self.company, prefix)
+        return ((ext_id, SOURCE_TAG) for ext_id in reader.migrated_external_ids(self.company))
 
     def _job_check(self) -> JobCheck | None:
         job = self.job
@@ -494,36 +506,112 @@ class Walk:
 
 
 _SEEN_BATCH: Final = 1 << 14
-"""Stray audit ids held in a plain set before they go into the ``AuditIdSet`` in one ``update``."""
+"""Ids held in a plain set before they go into an ``AuditIdSet`` in one ``update``."""
 
 
-class _Seen:
-    """The ids the stray pass met, to tell a duplicate whatever the stream's order: those naming an
-    audit in an ``AuditIdSet`` (a bit or 8 bytes each, as the walked ids), the others (rare: another
-    tenant's, misspelled) as text. ``doubled``: each id met more than once, its audit id and copies.
+class _Ints:
+    """Integers met so far, in an ``AuditIdSet`` (a bit or 8 bytes each). The last ``_SEEN_BATCH``
+    wait in a plain set and go in together: looked up after each add, the set would sort its new
+    ids in every time (the stream's text order is not the ids' order), a merge of all it holds a
+    stray."""
 
-    The last ``_SEEN_BATCH`` audit ids wait in a plain set and go into the ``AuditIdSet`` together:
-    looked up after each add, it would sort its new ids in every time (the stream's text order is
-    not the ids' order), a merge of all it holds a stray."""
-
-    __slots__ = ("doubled", "ids", "recent", "texts")
+    __slots__ = ("ids", "recent")
 
     def __init__(self) -> None:
         self.ids = AuditIdSet()
         self.recent: set[int] = set()
-        self.texts: set[str] = set()
+
+    def met_again(self, value: int) -> bool:
+        """Add ``value``; whether it was met before."""
+        again = value in self.recent or value in self.ids
+        self.recent.add(value)
+        if len(self.recent) >= _SEEN_BATCH:
+            self.ids.update(self.recent)
+            self.recent.clear()
+        return again
+
+
+_HASH_BITS: Final = 64
+_BUCKET_IDS: Final = 512
+"""A bucket of ``_Hashes`` is split in two past this many hashes (an insert moves at most 4 KiB)."""
+
+
+class _Hashes:
+    """A set of 64-bit hashes (``hash``'s, spread evenly), about 9 bytes each held: buckets by the hash's
+    top bits, each a sorted ``array("Q")``, all split in two by their next bit when they hold
+    ``_BUCKET_IDS`` on average. An insert is a ``bisect`` and a move of at most a bucket; a split
+    cuts each bucket where its next bit turns (slices, no int objects). An ``AuditIdSet`` holds as
+    little, but sorts each batch into all it holds: a million spread hashes took 18 × the CPU of a
+    set of their texts there, about 2 × here (benchmarks/RESULTS.md)."""
+
+    __slots__ = ("buckets", "count", "shift")
+
+    def __init__(self) -> None:
+        self.shift = _HASH_BITS - 8
+        self.buckets = [array("Q") for _ in range(1 << 8)]
+        self.count = 0
+
+    def met_again(self, value: int) -> bool:
+        """Add ``value`` (an ``int``: its low 64 bits are kept); whether it was met before."""
+        value &= 0xFFFF_FFFF_FFFF_FFFF
+        bucket = self.buckets[value >> self.shift]
+        at = bisect_left(bucket, value)
+        if at < len(bucket) and bucket[at] == value:
+            return True
+        bucket.insert(at, value)
+        self.count += 1
+        if self.count > len(self.buckets) * _BUCKET_IDS and self.shift > 0:
+            self._split()
+        return False
+
+    def _split(self) -> None:
+        """Each bucket cut in two at its next bit: the directory doubles, each bucket halves."""
+        shift = self.shift - 1
+        old, self.buckets = self.buckets, []
+        for index, bucket in enumerate(old):
+            half = bisect_left(bucket, ((index << 1) | 1) << shift)
+            self.buckets += (bucket[:half], bucket[half:])
+            old[index] = _EMPTY  # its hashes now held by the halves alone
+        self.shift = shift
+
+
+_EMPTY: Final = array("Q")
+
+
+class _Seen:
+    """The ids the stray pass met, to tell a duplicate whatever the stream's order. ``doubled``:
+    each id met more than once, its audit id and copies.
+
+    An id naming an audit of the tenant is kept as its audit id (``_Ints``: exact). Any other
+    (another tenant's, misspelled, not a string) is kept as its text's 64-bit ``hash``
+    (``_Hashes``), about 11 bytes of peak RSS where its text took about 110 (a million of another
+    tenant's strays: 11 MiB, not 110; benchmarks/stray_memory.py). A hash met again is a ``candidate``:
+    the same text, or two texts of one hash. ``confirm`` counts the candidates' texts on a second
+    read, so ``doubled`` holds only ids really met twice. Duplicates are impossible with migration
+    035's unique index, and two texts of one hash rare (about n² / 2⁶⁵), so that read is too."""
+
+    __slots__ = ("audit_ids", "candidates", "doubled", "hashes")
+
+    def __init__(self) -> None:
+        self.audit_ids = _Ints()
+        self.hashes = _Hashes()
+        self.candidates: set[int] = set()
         self.doubled: dict[str, tuple[int | None, int]] = {}
 
     def saw(self, ext_id: str, audit_id: int | None) -> None:
-        if audit_id is not None:
-            again = audit_id in self.recent or audit_id in self.ids
-            self.recent.add(audit_id)
-            if len(self.recent) >= _SEEN_BATCH:
-                self.ids.update(self.recent)
-                self.recent.clear()
-        else:
-            again = ext_id in self.texts
-            self.texts.add(ext_id)
-        if again:
+        if audit_id is None:
+            key = hash(ext_id)
+            if self.hashes.met_again(key):
+                self.candidates.add(key)
+            return
+        if self.audit_ids.met_again(audit_id):
             _, logs = self.doubled.get(ext_id, (audit_id, 1))
             self.doubled[ext_id] = (audit_id, logs + 1)
+
+    def confirm(self, texts: Iterable[str]) -> None:
+        """Count, among ``texts`` (every id ``saw`` was given without an audit id, read again), those
+        whose hash is a candidate: each met more than once is ``doubled``, with its copies."""
+        counts = Counter(text for text in texts if hash(text) in self.candidates)
+        for text, logs in counts.items():
+            if logs > 1:
+                self.doubled[text] = (None, logs)
