@@ -210,6 +210,22 @@ class FindingsDocument(TypedDict):
     items: list[FindingDocument]
 
 
+class IdRangeDocument(TypedDict):
+    """Missing rows from audit id ``first`` to ``last``: ``rows`` of them, no row with a log between."""
+
+    first: int
+    last: int
+    rows: int
+
+
+class IdRangesDocument(TypedDict):
+    """An exact count of ranges and the first of them (``truncated`` when capped)."""
+
+    count: int
+    truncated: bool
+    items: list[IdRangeDocument]
+
+
 class MismatchDocument(TypedDict):
     """A job figure and what verify found instead."""
 
@@ -242,6 +258,7 @@ class VerifyReportDocument(TypedDict):
     sample: int | None
     findings: dict[str, FindingsDocument]
     pending: FindingsDocument
+    missing_ranges: IdRangesDocument
     outstanding: dict[str, int]
     job: JobCheckDocument | None
     repaired: int
@@ -351,6 +368,10 @@ class VerifyReport:
     one, not the truth, and the missing rows ``--repair`` left unwritten for that reason (a log written
     with a degraded actor would stay wrong); the account is not clean while any is (verify, or repair,
     again once USMAN answers).
+    ``missing_ranges``: every ``missing`` row as a range of audit ids ``(first, last, rows)``, in walk
+    order: a range's ``rows`` are missing, and no row walked between its first and last has a stored
+    log (the others skip or fail now, or are pending), so it names each missing id while the
+    ranges are fewer than ``keep``; ``missing_range_count`` counts them all (the first ``keep`` kept).
     """
 
     company_sso_id: str
@@ -370,6 +391,8 @@ class VerifyReport:
     restore_refused: int = 0
     halt_threshold: float | None = None
     actors_unchecked: int = 0
+    missing_ranges: tuple[tuple[int, int, int], ...] = ()
+    missing_range_count: int = 0
 
     def count(self, kind: str) -> int:
         found = self.findings.get(kind)
@@ -421,6 +444,11 @@ class VerifyReport:
             "sample": self.sample,
             "findings": {kind: self.findings.get(kind, Findings()).to_json() for kind in FINDING_KINDS},
             "pending": self.pending.to_json(),
+            "missing_ranges": {
+                "count": self.missing_range_count,
+                "truncated": self.missing_range_count > len(self.missing_ranges),
+                "items": [{"first": a, "last": b, "rows": n} for a, b, n in self.missing_ranges],
+            },
             "outstanding": dict(self.outstanding),
             "job": self.job.to_json() if self.job is not None else None,
             "repaired": self.repaired,

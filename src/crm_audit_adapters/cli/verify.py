@@ -126,6 +126,8 @@ def summary_lines(report: VerifyReport, shown: int = SHOWN) -> Iterator[str]:
         ]
         more = f" … and {found.count - len(refs)} more" if found.count > len(refs) else ""
         yield f"  {kind}: {found.count} — {', '.join(refs)}{more}"
+        if kind == "missing":
+            yield _ranges_line(report, shown)
     pending = report.pending
     if pending.count:
         refs = [str(f.audit_id) for f in pending.items[:shown]]
@@ -159,6 +161,16 @@ def summary_lines(report: VerifyReport, shown: int = SHOWN) -> Iterator[str]:
                 )
                 continue
             yield f"  job {job.job_id} ({job.status}): {m.figure} is {m.job}, verify found {m.found}"
+
+
+def _ranges_line(report: VerifyReport, shown: int) -> str:
+    """The missing rows as ranges of audit ids (``first–last (rows)``), the first ``shown`` of them."""
+    ranges = report.missing_ranges[:shown]
+    refs = [f"{a} ({n})" if a == b else f"{a}–{b} ({n})" for a, b, n in ranges]
+    count = report.missing_range_count
+    more = f" … and {count - len(refs)} more" if count > len(refs) else ""
+    plural = "range" if count == 1 else "ranges"
+    return f"  missing in {count} {plural} of audit ids, no log between (rows): {', '.join(refs)}{more}"
 
 
 def _random_seed() -> int:

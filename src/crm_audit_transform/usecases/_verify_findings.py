@@ -28,6 +28,39 @@ class Found:
         return Findings(self.count, tuple(self.items))
 
 
+class MissingRanges:
+    """The ``missing`` rows as ranges of audit ids in walk order (``VerifyReport.missing_ranges``):
+    a range's rows are missing and no row walked between its first and last has a stored log. An
+    exact count of ranges; the first ``keep`` kept, each ``[first, last, rows]``."""
+
+    __slots__ = ("_last", "_open", "count", "items", "keep")
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self.count = 0
+        self.items: list[list[int]] = []
+        self._last: int | None = None  # the last missing row's id, its range kept or not
+        self._open = False  # whether the last range is kept (extended in place)
+
+    def add(self, audit_id: int, logged: int | None) -> None:
+        """A missing row; ``logged`` the id of the last row walked with a stored log (None: none
+        yet). The walk's ids ascend, so a log walked since the last missing row has a greater id."""
+        last, self._last = self._last, audit_id
+        if last is not None and (logged is None or logged < last):
+            if self._open:
+                item = self.items[-1]
+                item[1] = audit_id
+                item[2] += 1
+            return
+        self.count += 1
+        self._open = len(self.items) < self.keep
+        if self._open:
+            self.items.append([audit_id, audit_id, 1])
+
+    def frozen(self) -> tuple[tuple[int, int, int], ...]:
+        return tuple((first, last, rows) for first, last, rows in self.items)
+
+
 def found_by_kind(keep: int) -> dict[str, Found]:
     """One empty ``Found`` per finding kind (``verification.FINDING_KINDS``)."""
     return {kind: Found(keep) for kind in FINDING_KINDS}

@@ -28,7 +28,15 @@ from ..verification import PENDING_STATES, JobCheck, MigratedDoc, Mismatch, Stor
 from ._entity_names import name_linked_entities
 from ._id_set import AuditIdSet
 from ._verify_cursor import CountedRowsAtCursor
-from ._verify_findings import Found, add_drifted, foreign_tag, foreign_tag_of, found_by_kind, written_keys
+from ._verify_findings import (
+    Found,
+    MissingRanges,
+    add_drifted,
+    foreign_tag,
+    foreign_tag_of,
+    found_by_kind,
+    written_keys,
+)
 from ._verify_repair import Repair, ShardCounts
 from ._verify_seam import add_overlap, add_seam, add_seam_contacts, seam_may_fire, seam_of_log
 
@@ -69,6 +77,10 @@ class Walk:
         self.cache = LookupCache()
         self.found = found_by_kind(settings.keep)
         self.pending = Found(settings.keep)  # rows the run has not reached yet: not a finding
+        self.missing_ranges = MissingRanges(settings.keep)
+        # The last row walked with a stored log: before this page, and this page's (in walk order).
+        self.last_logged: int | None = None
+        self.page_logged: list[int] = []
         self.walked = AuditIdSet()
         self.audits = 0
         self.migrated = 0
@@ -159,6 +171,7 @@ class Walk:
         keys: dict[MatchKey, tuple[int, str]] = {}  # the overlap check's match keys
         live = keys if self.ports.reader.holds_live_feed else None
         logged: list[int] = []  # the rows with a stored log, in page order
+        self.page_logged = logged
         same = 0  # rows migrated with one stored log that is their recomputed one
         for row, ext_id, outcome in zip(rows, ext_ids, outcomes, strict=True):
             copy = stored.get(ext_id)
@@ -191,6 +204,8 @@ class Walk:
             self._account(row.id, ext_id, outcome, found, missing)
         self.migrated += same
         self.content_checked += same
+        self.last_logged = self._logged_last()
+        self.page_logged = []
         self._walked(rows, logged)
         add_seam_contacts(contacts, ctx, [doc for _, doc in seam], self.ports.contacts, self.company)
         for audit_id, doc in seam:
@@ -366,6 +381,7 @@ class Walk:
                 return
             if not docs:
                 self.found["missing"].add(audit_id, ext_id, "no log")
+                self.missing_ranges.add(audit_id, self._logged_last())
                 if self._repairable(audit_id):
                     missing.append(outcome)
                 return
@@ -373,12 +389,20 @@ class Walk:
             return
         self._in_range(outcome)
         if docs:
+            self.last_logged = audit_id if self.last_logged is None else max(self.last_logged, audit_id)
             self.found["unexpected"].add(
                 audit_id, ext_id, f"{type(outcome).__name__.lower()}: {outcome.reason}"
             )
             return
         counts = self.failed if isinstance(outcome, Failed) else self.skipped
         counts[outcome.reason] += 1
+
+    def _logged_last(self) -> int | None:
+        """The id of the last row walked with a stored log (``missing_ranges`` ends a range there)."""
+        page, before = self.page_logged, self.last_logged
+        if not page:
+            return before
+        return page[-1] if before is None else max(before, page[-1])
 
     def _not_yet_due(self, audit_id: int) -> bool:
         """Whether a row without its log is the run's still to reach: past the cursor of a job whose
@@ -496,6 +520,8 @@ class Walk:
             findings={kind: found.frozen() for kind, found in self.found.items()},
             job=self._job_check(),
             pending=self.pending.frozen(),
+            missing_ranges=self.missing_ranges.frozen(),
+            missing_range_count=self.missing_ranges.count,
             repaired=self.repair.repaired,
             repaired_in_job=self.repair.counted,
             restored=self.repair.restored,
