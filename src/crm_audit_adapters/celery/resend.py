@@ -55,8 +55,10 @@ def publish_policy() -> dict[str, Any]:
 
 
 def _publish_waits(error: BaseException, interval: float) -> None:
-    # kombu calls this before each wait for the broker (``Connection.ensure``'s errback).
-    task = current_task
+    # kombu calls this before each wait for the broker (``Connection.ensure``'s errback). Outside a
+    # task (`enqueue`'s publish) Celery's ``current_task`` proxies None, and reading its ``request``
+    # raised AttributeError at the first wait: enqueue ended INTERNAL instead of waiting.
+    task = current_task._get_current_object()
     request = None if task is None else task.request
     migration_logger().warning(
         "broker_publish_waits",

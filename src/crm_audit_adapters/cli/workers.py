@@ -335,6 +335,8 @@ def _enqueue(
     """
     app = _celery_app(state)
     _require_broker(app, state)
+    from kombu.exceptions import OperationalError
+
     from ..celery import MIGRATE_ACCOUNT, MIGRATE_SHARD
 
     with state.runtime() as runtime:
@@ -365,13 +367,53 @@ def _enqueue(
                 ]
             )
             for name, args, shard_number in targets:
-                task = app.send_task(name, args=args)
+                try:
+                    task = app.send_task(name, args=args)
+                except (OperationalError, OSError) as exc:
+                    raise _not_sent(state, job, name, args, sent, exc, all_enabled) from None
                 sent.append(
                     {"company_sso_id": account, "task": name, "shard": shard_number, "task_id": str(task.id)}
                 )
                 if not as_json:
                     where = "" if shard_number is None else f" shard {shard_number}"
                     click.echo(f"sent {name} {account}{where} task {task.id}")
+
+
+def _not_sent(
+    state: CliState,
+    job: MigrationJob | None,
+    name: str,
+    args: list[str | int],
+    sent: list[dict[str, object]],
+    error: BaseException,
+    all_enabled: bool,
+) -> exit_codes.CliError:
+    """``UNAVAILABLE`` (exit 6) for a task the broker did not take after the check had reached it
+    (``_require_broker``): it went down in between, and Celery's publish retries
+    (``resend.PUBLISH_RETRY_POLICY``, about a minute) are spent.
+
+    The account's job stays in progress as triggered, with none (or only some, of a sharded job)
+    of its tasks sent: the message names the broker (its password redacted), the job and what to run
+    once the broker answers. Was an untyped ``INTERNAL`` that named only kombu's ``OperationalError``.
+    The accounts after it are not tried: each would wait out the same retries.
+    """
+    account = str(args[0])
+    where = "" if len(args) < 2 else f" shard {args[1]}"
+    mine = sum(1 for task in sent if task["company_sso_id"] == account)
+    job_part = (
+        "nothing was triggered"
+        if job is None
+        else f"its job {job.job_id} stays in progress with {mine} task(s) of it sent"
+    )
+    again = "enqueue --all-enabled" if all_enabled else f"enqueue --company-sso-id {account}"
+    message = (
+        f"the broker at {redact(state.settings.broker_url)} did not take {name} for company {account}{where} "
+        f"({type(error).__name__}, after Celery's publish retries): {job_part}; once the broker answers, "
+        f"`crm-audit-migrate {again}` sends it again (the job resumes from its cursor)"
+    )
+    if all_enabled:
+        message += "; the accounts after it were not tried"
+    return exit_codes.CliError("UNAVAILABLE", message)
 
 
 def _note_shards_kept(job: MigrationJob, shards: int) -> None:
