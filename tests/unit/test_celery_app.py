@@ -21,6 +21,7 @@ from crm_audit_adapters.celery import (
     make_app,
     tasks,
 )
+from crm_audit_adapters.celery.app import require_redis_transport
 from crm_audit_adapters.celery.resend import BrokerUnavailable
 from crm_audit_adapters.cli import Overrides, cli
 from crm_audit_adapters.settings import Settings, load_settings
@@ -119,6 +120,38 @@ class TestCeleryApp:
         assert shown["broker_url"] == "redis://:***@redis.internal:6379/0"
         assert shown["broker_visibility_timeout"] == 3600.0
         assert "broker-secret" not in repr(shown) + repr(Settings(broker_url=BROKER))
+
+
+class TestOnlyRedisRequeue:
+    @pytest.mark.parametrize(
+        "url",
+        ["amqp://guest:broker-secret@rabbit.internal:5672//", "memory://", "filesystem://"],
+    )
+    def test_a_worker_on_another_transport_refuses_to_start(self, url: str) -> None:
+        """The tasks' requeue is Redis's as kombu does it: `worker` on RabbitMQ, or on a transport of
+        one host (memory, filesystem), ends at once, CONFIG_INVALID (exit 3) naming the transport,
+        before it connects (rabbit.internal resolves nowhere) and without the password."""
+        env = {"CRM_AUDIT_SETTINGS": "", "CRM_AUDIT_BROKER_URL": url}
+        result = CliRunner().invoke(cli, ["worker", "--pool", "solo"], obj=Overrides(), env=env)
+        assert result.exit_code == 3, result.output
+        scheme = url.split("://", 1)[0]
+        refused = f"in the worker's broker: broker_url: the {scheme}:// transport is not supported"
+        assert refused in result.stderr, result.stderr
+        assert "broker-secret" not in result.output
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            BROKER,
+            "rediss://:broker-secret@redis.internal:6380/3",
+            "redis+socket:///run/redis/redis.sock?virtual_host=0",
+            "sentinel://:a@h1:26379;sentinel://:b@h2:26379",
+        ],
+    )
+    def test_the_redis_transports_are_accepted_without_connecting(self, url: str) -> None:
+        """redis://, rediss://, redis+socket:// and sentinel:// resolve to kombu's Redis transport; the
+        check opens no connection (none of these hosts exists)."""
+        require_redis_transport(make_app(Settings(broker_url=url)))
 
 
 class TestOneTaskPerProcess:

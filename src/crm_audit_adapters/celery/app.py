@@ -76,6 +76,38 @@ def make_app(settings: Settings, *, runtime_factory: Callable[[], Runtime] | Non
     return app
 
 
+def require_redis_transport(app: Celery) -> None:
+    """``ConfigError`` unless the app's broker is served by kombu's Redis transport (``redis://``,
+    ``rediss://``, ``redis+socket://``, ``sentinel://``): what a worker checks before it connects.
+
+    The tasks' delivery guarantees rest on Redis's semantics as kombu implements them
+    (docs/scale-out.md, "Another broker"): a message stays unacknowledged in kombu's unacked set
+    until its task returns (``acks_late``) and comes back after ``visibility_timeout`` when the
+    worker is lost; a task's ``Reject(requeue=True)`` (a re-send the broker did not take,
+    ``resend.resend_refused``) puts it back at the head of the queue (``QoS.reject``); a retry's
+    countdown is held unacknowledged in the worker. No other transport was tried with them, and
+    some differ in ways that lose or repeat an account's only message (RabbitMQ's delivery
+    acknowledgement timeout, an in-process ``memory://`` queue no other process sees), so a worker
+    on one refuses to start rather than take tasks. Nothing connects here: the class is resolved
+    from the URL's scheme.
+    """
+    from kombu.transport.redis import Transport as RedisTransport
+
+    url = app.conf.broker_url or ""
+    with app.connection_for_write() as connection:
+        transport = connection.get_transport_cls()  # a scheme kombu has none for fails the settings' checks
+    if isinstance(transport, type) and issubclass(transport, RedisTransport):
+        return
+    scheme = url.split("://", 1)[0] if "://" in url else url.split(":", 1)[0]
+    why = (
+        f"the {scheme}:// transport is not supported: the tasks' requeue (acks_late, a rejected "
+        "message put back, a lost worker's message restored after the visibility timeout) is "
+        "relied on as kombu's Redis transport does it; use a redis://, rediss:// or sentinel:// broker "
+        '(docs/scale-out.md, "Another broker")'
+    )
+    raise ConfigError([("broker_url", why)], source="the worker's broker")
+
+
 def _lease_fits_visibility(settings: Settings) -> None:
     """Refuse ``lease_seconds`` >= ``broker_visibility_timeout`` (docs/scale-out.md, Redelivery).
 

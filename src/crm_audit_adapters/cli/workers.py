@@ -178,6 +178,9 @@ def _start_worker(state: CliState, metrics_port: int | None, args: list[str]) ->
     app = _celery_app(state)
     from kombu.exceptions import OperationalError
 
+    from ..celery.app import require_redis_transport
+
+    require_redis_transport(app)  # before it connects: a broker whose requeue the tasks do not rely on
     # A refused login stays refused: exit 3 now, not a worker retrying it for ever. A broker that is
     # down is left to Celery, which waits for it (broker_connection_retry_on_startup).
     with contextlib.suppress(OperationalError, OSError):
