@@ -89,6 +89,12 @@ Written by hand in `scripts/api_doc.py` (the rest of this page is generated); CH
   `run_job(on_outcomes=…)` and `MigrationService.dry_run(on_outcomes=…)` are given: with `--workers`
   (a page pool) it may be a `packed.PackedOutcomes` view, read row by row as the same outcomes. Code that
   treated it as a tuple (`outcomes + (x,)`, `hash(outcomes)`) calls `tuple(outcomes)` first.
+- `ports.JobStore` has `note_not_resent(company_sso_id, shard=None)`: a Celery task that hands its
+  message back because the broker took no re-send records it on the account's job in progress (or that
+  unfinished shard) as `not_resent_at`, the store's now, which `MigrationJob`, `JobShard` and
+  `MigrationStatus` (its document too: `not_resent_at`, the job's and each shard's) now carry, None by
+  default. `acquire_lease` and `acquire_shard_lease` clear it (the job's, the shard's) in the write that
+  takes the lease. Implementations of the port must add both (the in-memory and MongoDB stores have).
 """
 
 

@@ -144,6 +144,8 @@ class JobShard:
     lease_owner: str | None = None
     lease_expires_at: dt.datetime | None = field(default=None, validator=aware_time(optional=True))
     rows_at_cursor: int = 0
+    not_resent_at: dt.datetime | None = field(default=None, validator=aware_time(optional=True))
+    """When a task of this shard could not send itself again (``MigrationJob.not_resent_at``)."""
 
     def rows_span(self, max_audit_id: int) -> tuple[int, int]:
         """(ids behind the cursor, ids in the range), the range capped at the job's ``max_audit_id``."""
@@ -223,6 +225,13 @@ class MigrationJob:
     account's logs are never written under two mappings. Set by ``new_job`` (``trigger``; ``--fresh``
     takes a new one); never changed by a run or a resume. None for a job stored before the field
     (not checked)."""
+    not_resent_at: dt.datetime | None = field(default=None, validator=aware_time(optional=True))
+    """When, on the store's clock, a worker's task of this job found the broker would not take its
+    re-send (a retry, a wait for a lease, a hand-back: Celery's ``task_not_resent``), recorded by the
+    task (``JobStore.note_not_resent``) as it hands its message back unacknowledged; cleared when a
+    runner next takes the job's lease (a shard's own: ``JobShard.not_resent_at``). While it is set and
+    no lease is held, the job waits for that message to come back, or for ``enqueue`` should the broker
+    have lost it (docs/scale-out.md). None for a job stored before the field."""
 
     def __attrs_post_init__(self) -> None:
         if not self.shards:

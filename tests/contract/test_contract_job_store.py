@@ -314,6 +314,48 @@ class TestLeases:
         assert (resumed.mapping_mark, store.latest("company-b")) == (mark, resumed)
 
 
+class TestNotResent:
+    def test_a_task_not_re_sent_is_noted_on_the_job_in_progress_until_a_lease_is_taken(
+        self, store: JobStore
+    ) -> None:
+        """``note_not_resent`` stamps the account's job in progress on the store's clock; a job not in
+        progress, or no job, is left alone (None); the next lease taken clears the stamp."""
+        assert store.note_not_resent("company-a") is None
+        store.create(migration_job("job-0", company="company-b", status=HALTED))
+        assert store.note_not_resent("company-b") is None
+        store.create(migration_job())
+        noted = store.note_not_resent("company-a")
+        assert noted is not None
+        assert noted.not_resent_at is not None
+        assert store.latest("company-a") == noted
+        assert store.latest("company-b").not_resent_at is None  # type: ignore[union-attr]
+        leased = store.acquire_lease("job-1", "runner-1", LEASE)
+        assert leased.not_resent_at is None
+        assert store.latest("company-a") == leased
+
+    def test_a_shards_task_not_re_sent_is_noted_on_that_unfinished_shard_alone(self, store: JobStore) -> None:
+        """A shard's stamp is its entry's; a completed shard or one the job lacks is not stamped; the
+        shard's lease taken clears its stamp only, and a progress write keeps a stamp as stored."""
+        job = sharded_job()
+        store.create(job)
+        assert store.note_not_resent("company-a", 0) is None  # completed
+        assert store.note_not_resent("company-a", 7) is None
+        noted = store.note_not_resent("company-a", 1)
+        assert noted is not None
+        assert noted.shards[1].not_resent_at is not None
+        assert (noted.not_resent_at, noted.shards[0].not_resent_at) == (None, None)
+        both = store.note_not_resent("company-a")
+        assert both is not None
+        assert both.not_resent_at is not None
+        taken = store.acquire_shard_lease(job.job_id, 1, "runner-1", LEASE)
+        assert taken.shards[1].not_resent_at is None
+        assert taken.not_resent_at == both.not_resent_at
+        moved = attrs.evolve(taken.shards[1], last_audit_id=250)
+        assert (
+            store.save_shard_progress(job.job_id, moved, "runner-1", None).not_resent_at == both.not_resent_at
+        )
+
+
 class TestFencedTransitions:
     def test_an_unleased_transition_is_refused_while_the_jobs_lease_is_live(self, store: JobStore) -> None:
         """transition(unleased=True): LeaseHeld naming the holder, nothing written, while the lease

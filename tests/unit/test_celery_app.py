@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from types import SimpleNamespace
 from typing import Any
 
+import mongomock
 import pytest
 from celery.app.trace import build_tracer
 from celery.exceptions import Reject, Retry
@@ -24,11 +26,15 @@ from crm_audit_adapters.celery import (
 from crm_audit_adapters.celery.app import require_redis_transport
 from crm_audit_adapters.celery.resend import BrokerUnavailable
 from crm_audit_adapters.cli import Overrides, cli
+from crm_audit_adapters.cli.status_text import runner
+from crm_audit_adapters.mongo import MongoJobStore
 from crm_audit_adapters.settings import Settings, load_settings
 from crm_audit_transform.errors import ConfigError, LeaseHeld, StoreUnavailable, Unavailable
 from crm_audit_transform.jobs import MigrationJob
+from crm_audit_transform.testing import FixedClock
+from crm_audit_transform.usecases import MigrationStatus
 from crm_audit_transform.verification import Finding, Findings, VerifyReport
-from support.mongo import migration_job
+from support.mongo import T0, migration_job
 from support.redis_server import free_port
 
 BROKER = "redis://:broker-secret@redis.internal:6379/0"
@@ -399,3 +405,76 @@ class TestReSendTheBrokerDoesNotTake:
         assert any(line["event"] == "broker_publish_waits" for line in lines)
         refused = [line for line in lines if line["event"] == "task_not_resent"]
         assert [(line["log_level"], line["company_sso_id"]) for line in refused] == [("error", "company-a")]
+
+    @pytest.mark.parametrize(
+        ("name", "args", "noted"),
+        [
+            (MIGRATE_ACCOUNT, ["company-a"], ("company-a", None)),
+            (MIGRATE_SHARD, ["company-a", 1], ("company-a", 1)),
+        ],
+    )
+    @pytest.mark.parametrize("store_answers", [True, False])
+    def test_a_run_task_not_re_sent_is_noted_in_the_job_store_for_status(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        name: str,
+        args: list[object],
+        noted: tuple[object, ...],
+        store_answers: bool,
+    ) -> None:
+        """The hand-back the broker did not take is recorded on the job (or the message's shard:
+        ``JobStore.note_not_resent``), which `status` shows as `not-resent` where it showed `none`. A
+        store that fails too is a WARNING: the message is still handed back, never acknowledged."""
+        calls: list[tuple[object, ...]] = []
+
+        def note_not_resent(company: str, shard: int | None = None) -> None:
+            calls.append((company, shard))
+            if not store_answers:
+                raise StoreUnavailable("the CDP did not answer")
+
+        stopped = SimpleNamespace(stopped=True, job=migration_job())
+        monkeypatch.setattr(tasks, "run_account", lambda *_, **__: stopped)
+        monkeypatch.setattr(tasks, "run_account_shard", lambda *_, **__: stopped)
+        runtime = SimpleNamespace(
+            service=SimpleNamespace(latest_job=lambda company: None),
+            jobs=SimpleNamespace(note_not_resent=note_not_resent),
+        )
+        app = _on_a_dead_broker(runtime)
+        request = {"id": "task-1", "retries": 0, "delivery_info": {}, "is_eager": False}
+        tracer = build_tracer(name, app.tasks[name], eager=False, propagate=False, app=app)
+        with capture_logs() as lines:
+            info = tracer("task-1", args, {}, request).info
+        assert info.state == "REJECTED"
+        assert info.retval.requeue is True
+        assert calls == [noted]
+        unrecorded = [line for line in lines if line["event"] == "task_not_resent_unrecorded"]
+        assert [(line["log_level"], line["error"]) for line in unrecorded] == (
+            [] if store_answers else [("warning", "StoreUnavailable")]
+        )
+
+    def test_status_reads_the_hand_back_the_broker_did_not_take_from_the_job_store(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """End to end over the MongoDB job store (mongomock): the job in progress that read `runner
+        none` after a hand-back the broker did not take reads `not-resent`, with its time in
+        `status --json`'s `not_resent_at`; a runner that takes its lease clears it."""
+        store = MongoJobStore.in_database(mongomock.MongoClient(tz_aware=True)["cdp"], clock=FixedClock(T0))
+        store.create(migration_job(company="company-a"))
+        monkeypatch.setattr(
+            tasks, "run_account", lambda *_, **__: SimpleNamespace(stopped=True, job=migration_job())
+        )
+        runtime = SimpleNamespace(service=SimpleNamespace(latest_job=lambda company: None), jobs=store)
+        app = _on_a_dead_broker(runtime)
+        request = {"id": "task-1", "retries": 0, "delivery_info": {}, "is_eager": False}
+        tracer = build_tracer(
+            MIGRATE_ACCOUNT, app.tasks[MIGRATE_ACCOUNT], eager=False, propagate=False, app=app
+        )
+        assert runner(MigrationStatus.of(store.latest("company-a")), T0) == "none"  # type: ignore[arg-type]
+        with capture_logs():
+            assert tracer("task-1", ["company-a"], {}, request).info.state == "REJECTED"
+        noted = store.latest("company-a")
+        assert noted is not None
+        assert runner(MigrationStatus.of(noted), T0) == "not-resent"
+        assert MigrationStatus.of(noted).as_dict()["not_resent_at"] == "2024-03-01T08:30:15.123000Z"
+        taken = store.acquire_lease(noted.job_id, "h:1:celery", dt.timedelta(minutes=2))
+        assert (taken.not_resent_at, runner(MigrationStatus.of(taken), T0)) == (None, "live")

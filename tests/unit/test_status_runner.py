@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 
+import attrs
 import pytest
 
 from crm_audit_adapters.cli.status_text import runner, show_status
-from crm_audit_transform.jobs import JobShard
+from crm_audit_transform.jobs import JobShard, MigrationJob
 from crm_audit_transform.usecases import MigrationStatus
 
 NOW = dt.datetime(2026, 12, 3, 2, 0, tzinfo=dt.UTC)
@@ -72,3 +73,52 @@ class TestLogsDeletedRow:
         show_status(job("rolled_back", logs_deleted=5), as_json=False)
         rows = [line.split(None, 1) for line in capsys.readouterr().out.splitlines()]
         assert ["logs_deleted", "5"] in rows
+
+
+class TestNotResent:
+    """A job whose task could not send itself again (``not_resent_at``), from the job store's record."""
+
+    def test_a_job_no_runner_holds_with_a_task_not_re_sent_reads_not_resent(self) -> None:
+        """Told apart from `none` (a message simply gone); a live or expired lease still comes first."""
+        assert runner(job(not_resent_at=EARLIER), NOW) == "not-resent"
+        held = {"lease_owner": "h:1:celery", "not_resent_at": EARLIER}
+        assert runner(job(lease_expires_at=LATER, **held), NOW) == "live"
+        assert runner(job(lease_expires_at=EARLIER, **held), NOW) == "expired"
+        stamped = (shard(0, "completed"), shard(1, not_resent_at=EARLIER))
+        assert runner(job(shards=stamped), NOW) == "not-resent"
+        assert runner(job(shards=(shard(0, "completed", not_resent_at=EARLIER), shard(1))), NOW) == "none"
+
+    def test_status_shows_it_in_the_table_and_the_document(self, capsys: pytest.CaptureFixture[str]) -> None:
+        shards = (shard(0, not_resent_at=EARLIER), shard(1))
+        show_status(job(not_resent_at=EARLIER, shards=shards), as_json=False)
+        out = capsys.readouterr().out
+        rows = dict(line.split(None, 1) for line in out.splitlines() if not line.startswith("shard "))
+        assert rows["not_resent"].startswith(
+            "at 2026-12-03T01:59:00Z a worker's task of this job was not sent"
+        )
+        assert "`enqueue` sends it again" in rows["not_resent"]
+        assert "task not re-sent at 2026-12-03T01:59:00Z" in out.split("shard 0", 1)[1].splitlines()[0]
+        assert "not re-sent" not in out.split("shard 1", 1)[1]
+        doc = job(not_resent_at=EARLIER, shards=shards).as_dict()
+        assert doc["not_resent_at"] == "2026-12-03T01:59:00Z"
+        assert [s["not_resent_at"] for s in doc["shards"]] == ["2026-12-03T01:59:00Z", None]
+
+    def test_a_stamp_left_on_a_job_or_shard_that_ended_is_not_shown(self) -> None:
+        """A copy's stamp, while another runner finished the job (or the shard): nothing waits any more."""
+        ended = MigrationJob(
+            job_id="job-1",
+            company_sso_id="c-1",
+            tenant="t",
+            status="completed",
+            cutoff=EARLIER,
+            created_at=EARLIER,
+            updated_at=NOW,
+            not_resent_at=EARLIER,
+        )
+        assert MigrationStatus.of(ended).not_resent_at is None
+        running = attrs.evolve(
+            ended, status="in_progress", shards=(shard(0, "completed", not_resent_at=EARLIER), shard(1))
+        )
+        status = MigrationStatus.of(running)
+        assert status.not_resent_at == EARLIER
+        assert [s.not_resent_at for s in status.shards] == [None, None]

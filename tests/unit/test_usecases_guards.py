@@ -154,6 +154,16 @@ class TestRetriggerAfterAStop:
         assert done.status == COMPLETED
         assert done.tally.processed == 759
 
+    def test_resume_clears_a_task_not_re_sent_before_the_stop(self) -> None:
+        """A job (and shard) stamped ``not_resent_at`` before it halted comes back in progress without
+        it: it awaits a new run (`enqueue`, `run`), not the message that task handed back."""
+        world = World(sso_failing=True)
+        world.trigger()
+        halted = world.run().job
+        world.jobs.save(attrs.evolve(halted, not_resent_at=halted.updated_at))
+        world.sso.failing = False
+        assert world.trigger(restart=RESUME).not_resent_at is None
+
     @pytest.mark.parametrize("backend", ["in_memory", "mongomock"])
     def test_resume_is_refused_while_a_cancelled_runner_still_holds_its_lease(self, backend: str) -> None:
         """A runner cancelled mid-batch keeps its lease until its next progress write: --resume then is

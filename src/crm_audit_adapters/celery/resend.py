@@ -14,8 +14,9 @@ reconnects between tries), logging each wait (``broker_publish_waits``). A re-se
 published raises ``Reject(BrokerUnavailable, requeue=True)`` (``resend_refused``): the running
 message goes back to the broker instead of being acknowledged (requeued at once if the broker answers
 again, else left unacknowledged, which Redis restores after the visibility timeout), with an ERROR
-line (``task_not_resent``) naming the account. The job keeps its cursor (docs/scale-out.md, "A
-re-send the broker does not take").
+line (``task_not_resent``) naming the account, and a run's task records it on the job (or shard) in
+the job store (``JobStore.note_not_resent``), which ``status`` shows until a runner takes the lease
+again. The job keeps its cursor (docs/scale-out.md, "A re-send the broker does not take").
 """
 
 from __future__ import annotations
@@ -84,6 +85,13 @@ class ResendingTask(Task):  # type: ignore[misc]  # Celery ships no type hints: 
                 raise
             raise resend_refused(self, rejected.reason) from rejected.reason
 
+    def note_not_resent(self) -> None:
+        """Record in the job store that this task's re-send was not taken (``resend_refused`` calls it).
+
+        Nothing here: a task that runs no job has nothing to record. ``migrate_account`` and
+        ``migrate_shard`` set their own (``tasks._noting_not_resent``), which ``status`` reads.
+        """
+
 
 def resend(task: Task, again: Any) -> None:
     """Publish ``again``, a signature of ``task``'s own message (Celery's publish retry policy).
@@ -109,6 +117,9 @@ def resend_refused(task: Task, error: BaseException) -> Reject:
         shard=account[1] if len(account) > 1 else None,
         error=type(error).__name__,
     )
+    note = getattr(task, "note_not_resent", None)
+    if callable(note):
+        note()
     company = account[0] if account else "?"
     why = (
         f"the broker took no re-send of {task.name} for company {company} ({type(error).__name__}, "

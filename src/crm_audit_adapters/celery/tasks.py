@@ -266,6 +266,37 @@ def _hand_back(task: Task) -> Retry:
     return Retry(when=0, is_eager=request.is_eager, sig=again)
 
 
+def _noting_not_resent(runtimes: _ProcessRuntime, log: FilteringBoundLogger) -> Callable[[Task], None]:
+    """A run task's ``note_not_resent``: its account's job (or the message's shard) marked in the job
+    store (``JobStore.note_not_resent``), so that ``status`` tells a job waiting for a message handed
+    back (``runner not-resent``) from one whose message is simply gone (``none``).
+
+    Called while the task hands its message back (``resend.resend_refused``): whatever fails here (the
+    CDP down as well, a message whose arguments named no account) is logged as a WARNING and
+    swallowed, never raised, since an error in place of the ``Reject`` would have Celery acknowledge
+    the account's only message.
+    """
+
+    def note_not_resent(task: Task) -> None:
+        args = list(task.request.args or [])
+        company = args[0] if args and isinstance(args[0], str) and args[0] else None
+        shard = args[1] if len(args) > 1 and type(args[1]) is int else None
+        if company is None:
+            return
+        try:
+            runtimes.get().jobs.note_not_resent(company, shard)
+        except Exception as exc:  # any at all (see above): the Reject must be what the task raises
+            log.warning(
+                "task_not_resent_unrecorded",
+                task=task.name,
+                company_sso_id=company,
+                shard=shard,
+                error=type(exc).__name__,
+            )
+
+    return note_not_resent
+
+
 def _owner(task: Task) -> str:
     # Per process, not per task id: a duplicate delivery to a live worker must meet the lease. One
     # process runs one task at a time (_ProcessRuntime refuses a second thread), so no two runs share it.
@@ -291,7 +322,9 @@ def register_tasks(app: Celery, runtime_factory: Callable[[], Runtime]) -> None:
     worker_process_init.connect(on_child_start, weak=False)
     task_retry.connect(on_retry, weak=False)
 
-    @app.task(name=MIGRATE_ACCOUNT, **_RETRYING)
+    noting = _noting_not_resent(runtimes, log)
+
+    @app.task(name=MIGRATE_ACCOUNT, note_not_resent=noting, **_RETRYING)
     def migrate_account(task: Task, company_sso_id: str) -> dict[str, object]:
         company_sso_id = _checked_company(company_sso_id)
         runtime = runtimes.get()
@@ -316,7 +349,7 @@ def register_tasks(app: Celery, runtime_factory: Callable[[], Runtime]) -> None:
             raise _hand_back(task)
         return {"company_sso_id": company_sso_id, "job_id": result.job.job_id, "status": result.job.status}
 
-    @app.task(name=MIGRATE_SHARD, **_RETRYING)
+    @app.task(name=MIGRATE_SHARD, note_not_resent=noting, **_RETRYING)
     def migrate_shard(task: Task, company_sso_id: str, shard: int) -> dict[str, object]:
         company_sso_id = _checked_company(company_sso_id)
         if isinstance(shard, bool) or not isinstance(shard, int):

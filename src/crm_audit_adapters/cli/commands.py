@@ -290,12 +290,12 @@ def status(state: CliState, company: str | None, every: bool, as_json: bool) -> 
         echo_json([s.as_dict() for s in statuses])
     else:
         header = f"{'company_sso_id':<36}  {'status':<11}  {'progress':>8}  {'processed':>9}  {'failed':>6}"
-        click.echo(f"{header}  {'runner':<7}  job_id")
+        click.echo(f"{header}  {'runner':<10}  job_id")
         now = dt.datetime.now(dt.UTC)
         for s in statuses:
             click.echo(
                 f"{s.company_sso_id:<36}  {s.status:<11}  {s.progress_pct:>7.2f}%  {s.tally.processed:>9}  "
-                f"{s.tally.failed_total:>6}  {runner(s, now):<7}  {s.job_id}"
+                f"{s.tally.failed_total:>6}  {runner(s, now):<10}  {s.job_id}"
             )
     if unreadable:  # the other accounts are listed above; the command still fails, naming the job
         first = unreadable[0]

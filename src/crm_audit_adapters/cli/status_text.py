@@ -48,6 +48,8 @@ def show_status(status: MigrationStatus, as_json: bool) -> None:
             ("updated_at", doc["updated_at"]),
             ("lease", _lease(doc)),
         ]
+        if status.not_resent_at is not None:
+            rows.append(("not_resent", _not_resent(doc["not_resent_at"])))
         if status.halted_reason:
             rows.append(("halted_reason", status.halted_reason))
         if status.logs_deleted is not None or status.logs_in_unfinished_chunk:
@@ -70,20 +72,26 @@ def runner(status: MigrationStatus, now: dt.datetime) -> str:
 
     ``live`` while a lease (the job's, or an unfinished shard's) expires after ``now``; ``expired``
     when every lease held has passed its expiry (the runner died or froze: a redelivery or the next
-    ``run`` takes it over); ``none`` when no lease is held — no runner has the job, and none will
-    until a task or ``run`` arrives (a broker that lost its messages, a task another worker
-    failed: docs/scale-out.md). ``-`` for a job not in progress. ``now`` is this machine's clock,
-    the lease's expiry the database's: a hint for the operator, not a fence.
+    ``run`` takes it over); ``not-resent`` when no lease is held and a worker's task of the job (or
+    of an unfinished shard) recorded that the broker did not take its re-send
+    (``not_resent_at``): its message went back to the broker unacknowledged, due again when the
+    broker answers (or after its visibility timeout), gone if the broker lost its data; ``none``
+    when no lease is held and nothing was recorded — no runner has the job, and none will until a
+    task or ``run`` arrives (a broker that lost its messages, a task another worker failed:
+    docs/scale-out.md). ``-`` for a job not in progress. ``now`` is this machine's clock, the
+    lease's expiry the database's: a hint for the operator, not a fence.
     """
     if status.status != "in_progress":
         return "-"
+    unfinished = [s for s in status.shards if s.status == "in_progress"]
     if status.shards:
-        leases = [(s.lease_owner, s.lease_expires_at) for s in status.shards if s.status == "in_progress"]
+        leases = [(s.lease_owner, s.lease_expires_at) for s in unfinished]
     else:
         leases = [(status.lease_owner, status.lease_expires_at)]
     held = [expires for owner, expires in leases if owner is not None]
     if not held:
-        return "none"
+        marked = status.not_resent_at is not None or any(s.not_resent_at is not None for s in unfinished)
+        return "not-resent" if marked else "none"
     live = any(e is not None and (e if e.tzinfo else e.replace(tzinfo=dt.UTC)) > now for e in held)
     return "live" if live else "expired"
 
@@ -96,14 +104,25 @@ def _lease(doc: StatusDocument) -> str:
     return f"{doc['lease_owner']} until {doc['lease_expires_at']}"
 
 
+def _not_resent(at: str | None) -> str:
+    return (
+        f"at {at} a worker's task of this job was not sent again (the broker did not take it): its "
+        "message went back to the broker, due again when the broker answers; if the broker lost it, "
+        "`enqueue` sends it again (docs/scale-out.md)"
+    )
+
+
 def _shard(shard: ShardDocument) -> str:
     top = "end" if shard["until_id"] is None else shard["until_id"]
     owner, expires = shard["lease_owner"], shard["lease_expires_at"]
     held = "none" if owner is None else f"{owner} until {expires}"
-    return (
+    line = (
         f"{shard['status']}  ids ({shard['after_id']}, {top}]  cursor {shard['last_audit_id']}"
         f"  processed {shard['records_processed']}  lease {held}"
     )
+    if shard["not_resent_at"] is not None:
+        line += f"  task not re-sent at {shard['not_resent_at']} (waits for the broker)"
+    return line
 
 
 def _enrichment(status: MigrationStatus) -> str:

@@ -170,13 +170,26 @@ class JobLeases:
         def take(_: int) -> Document | None:
             now = self._docs.now()
             update: Document | list[Document]
+            # The lease taken clears the mark of a re-send not taken (``note_not_resent``): a runner has it.
             if now is not None:
                 expiry = to_bson_datetime(now + ttl)
-                update = {"$set": {f"{at}lease_owner": owner, f"{at}lease_expires_at": expiry}}
+                update = {
+                    "$set": {
+                        f"{at}lease_owner": owner,
+                        f"{at}lease_expires_at": expiry,
+                        f"{at}not_resent_at": None,
+                    }
+                }
             else:
                 expires = {"$add": ["$$NOW", _millis(ttl)]}
                 update = [
-                    {"$set": {f"{at}lease_owner": {"$literal": owner}, f"{at}lease_expires_at": expires}}
+                    {
+                        "$set": {
+                            f"{at}lease_owner": {"$literal": owner},
+                            f"{at}lease_expires_at": expires,
+                            f"{at}not_resent_at": None,
+                        }
+                    }
                 ]
             query = {
                 "_id": job_id,
@@ -189,6 +202,29 @@ class JobLeases:
             )
 
         return call_with_retry(take, self._docs.retry, what)
+
+    def note_not_resent(self, company_sso_id: str, shard: int | None = None) -> MigrationJob | None:
+        """``not_resent_at`` (the job's, or ``shards.<shard>``'s while that shard is not completed) set
+        to the store's now on the account's job in progress: one ``find_one_and_update`` of that
+        field alone; the job as stored, None when no such job (or shard) matched."""
+        at = "" if shard is None else f"shards.{shard}."
+        query: Document = {"company_sso_id": company_sso_id, "status": IN_PROGRESS}
+        if shard is not None:
+            query.update({f"{at}shard": shard, f"{at}status": {"$ne": COMPLETED}})
+
+        def note(_: int) -> Document | None:
+            now = self._docs.now()
+            update: Document | list[Document] = (
+                [{"$set": {f"{at}not_resent_at": "$$NOW"}}]
+                if now is None
+                else {"$set": {f"{at}not_resent_at": to_bson_datetime(now)}}
+            )
+            return self._docs.collection.find_one_and_update(
+                query, update, return_document=ReturnDocument.AFTER
+            )
+
+        doc = call_with_retry(note, self._docs.retry, "note a task not re-sent")
+        return None if doc is None else decode_job(doc)
 
     def acquire_shard_lease(self, job_id: str, shard: int, owner: str, ttl: dt.timedelta) -> MigrationJob:
         """``acquire_lease`` on ``shards.<shard>``'s lease: one atomic update of that entry only, with

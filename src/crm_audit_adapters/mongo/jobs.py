@@ -104,6 +104,9 @@ class MongoJobStore:
     def acquire_shard_lease(self, job_id: str, shard: int, owner: str, ttl: dt.timedelta) -> MigrationJob:
         return self._leases.acquire_shard_lease(job_id, shard, owner, ttl)
 
+    def note_not_resent(self, company_sso_id: str, shard: int | None = None) -> MigrationJob | None:
+        return self._leases.note_not_resent(company_sso_id, shard)
+
     def save_shard_progress(
         self, job_id: str, shard: JobShard, owner: str, ttl: dt.timedelta | None
     ) -> MigrationJob:

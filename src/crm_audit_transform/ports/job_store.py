@@ -163,7 +163,8 @@ class JobStore(Protocol):
         A completed shard's lease is never taken: the job comes back as stored, that lease as it is.
         Only while the job's status is ``jobs.LEASABLE``, checked in the same atomic write: a
         cancelled, rolling-back or rolled-back job is ``JobNotRunnable`` (``jobs.shard_not_leasable``),
-        nothing written — no shard runner takes it up after a cancel or during a rollback.
+        nothing written — no shard runner takes it up after a cancel or during a rollback. Taking
+        it clears the shard's ``not_resent_at`` in the same write, as ``acquire_lease`` the job's.
         """
         ...
 
@@ -186,7 +187,9 @@ class JobStore(Protocol):
         """Take the lease if free, expired or already ours, until the store's now + ``ttl``; else
         raise ``LeaseHeld``. Atomic. Only while the job's status is ``jobs.LEASABLE`` (in progress,
         halted, completed): a cancelled, rolling-back or rolled-back job comes back as stored, its
-        lease untouched, so no runner takes it up after a cancel or a rollback."""
+        lease untouched, so no runner takes it up after a cancel or a rollback. Taking it clears
+        the job's ``not_resent_at`` in the same write: its task's message has come back (or another
+        was sent), and a runner has it now."""
         ...
 
     def save_progress(self, job: MigrationJob, owner: str, ttl: dt.timedelta | None) -> MigrationJob:
@@ -223,6 +226,17 @@ class JobStore(Protocol):
         when another runner took the lease over (``jobs.rolled_back_under``'s ``JobNotRunnable``
         when a rollback's hold did); ``JobNotFound`` if the job (or shard) does not exist. A retry
         after a lost acknowledgement finds the mark written: the job as stored, with it.
+        """
+        ...
+
+    def note_not_resent(self, company_sso_id: str, shard: int | None = None) -> MigrationJob | None:
+        """Record that a worker's task of the account's job in progress (``shard``: of that shard,
+        not completed) could not send itself again: ``not_resent_at`` (the job's, or the shard's)
+        set to the store's now, in one atomic write of that field alone. Returns the job as stored;
+        None, nothing written, when the account has no job in progress (or no such unfinished
+        shard). A retry writes the same field again, harmlessly. Cleared by the next
+        ``acquire_lease`` (``acquire_shard_lease``) that takes the lease (docs/scale-out.md, "A
+        re-send the broker does not take").
         """
         ...
 

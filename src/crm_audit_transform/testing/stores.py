@@ -444,9 +444,30 @@ class InMemoryJobStore:
         now = self._clock.now()
         if job.lease_owner != owner and lease_is_live(job.lease_owner, job.lease_expires_at, now):
             raise LeaseHeld(f"job {job_id} is held by {job.lease_owner} until {job.lease_expires_at}")
-        leased = attrs.evolve(job, lease_owner=owner, lease_expires_at=now + ttl)
+        leased = attrs.evolve(job, lease_owner=owner, lease_expires_at=now + ttl, not_resent_at=None)
         self._jobs[job_id] = leased
         return leased
+
+    def note_not_resent(self, company_sso_id: str, shard: int | None = None) -> MigrationJob | None:
+        job = next(
+            (
+                j
+                for j in self._jobs.values()
+                if j.company_sso_id == company_sso_id and j.status == IN_PROGRESS
+            ),
+            None,
+        )
+        if job is None:
+            return None
+        now = self._clock.now()
+        if shard is None:
+            noted = attrs.evolve(job, not_resent_at=now)
+        elif 0 <= shard < len(job.shards) and job.shards[shard].status != COMPLETED:
+            noted = _with_shard(job, attrs.evolve(job.shards[shard], not_resent_at=now))
+        else:
+            return None
+        self._jobs[job.job_id] = noted
+        return self._seen(noted)
 
     def save_progress(self, job: MigrationJob, owner: str, ttl: dt.timedelta | None) -> MigrationJob:
         stored = self._jobs.get(job.job_id)
@@ -519,7 +540,8 @@ class InMemoryJobStore:
             raise LeaseHeld(
                 f"shard {shard} of job {job_id} is held by {entry.lease_owner} until {entry.lease_expires_at}"
             )
-        leased = _with_shard(job, attrs.evolve(entry, lease_owner=owner, lease_expires_at=now + ttl))
+        taken = attrs.evolve(entry, lease_owner=owner, lease_expires_at=now + ttl, not_resent_at=None)
+        leased = _with_shard(job, taken)
         self._jobs[job_id] = leased
         return leased
 

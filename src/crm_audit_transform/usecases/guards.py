@@ -310,6 +310,7 @@ def _resume(job: MigrationJob, ports: TriggerPorts) -> MigrationJob:
             halted_reason=None,
             lease_owner=None,
             lease_expires_at=None,
+            not_resent_at=None,  # a task's, before the stop: this job awaits a new run, not that message
             halt_basis=job.tally,
             shards=tuple(_resumed_shard(shard) for shard in job.shards),
         )
@@ -341,5 +342,6 @@ def _resumed_shard(shard: JobShard) -> JobShard:
         finished_at=None,
         lease_owner=None,
         lease_expires_at=None,
+        not_resent_at=None,
         halt_basis=shard.tally,
     )

@@ -13,6 +13,9 @@ how many more may be gone already in a chunk no rollback has counted yet (one in
 whose rollback was killed: the next rollback adopts and counts it), else None
 (``MigrationJob.rollback_unfinished``). The two never count a log twice: once the chunk is counted
 into ``logs_deleted`` it is no longer unfinished.
+``not_resent_at`` (the job's, and each shard's) is when a worker's task of the job in progress
+could not send itself again and handed its message back to the broker (``MigrationJob.not_resent_at``):
+set while the job (shard) is in progress and no runner has taken its lease since, else None.
 ``enrichment`` (ops and S2S) counts what association enrichment did; it is not part of the outcome
 counts and does not move the failure rate.
 """
@@ -23,10 +26,11 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any, NewType, Required, TypedDict
 
+import attrs
 from attrs import field, frozen
 
 from ..enrichment_tally import EnrichmentCounts, EnrichmentTally
-from ..jobs import NOT_STARTED, JobShard, JobStatusName, MigrationJob, status_name
+from ..jobs import IN_PROGRESS, NOT_STARTED, JobShard, JobStatusName, MigrationJob, status_name
 from ..ports import JobStore
 from ..tally import Tally
 
@@ -47,6 +51,7 @@ class ShardDocument(TypedDict):
     halted_reason: str | None
     lease_owner: str | None
     lease_expires_at: IsoTime | None
+    not_resent_at: IsoTime | None
 
 
 class StatusDocument(TypedDict, total=False):
@@ -76,6 +81,7 @@ class StatusDocument(TypedDict, total=False):
     lease_expires_at: IsoTime | None
     logs_deleted: int | None
     logs_in_unfinished_chunk: int | None
+    not_resent_at: IsoTime | None
     shards: list[ShardDocument]
     enrichment: EnrichmentCounts
 
@@ -101,6 +107,7 @@ class MigrationStatus:
     logs_deleted: int | None = None
     shards: tuple[JobShard, ...] = ()
     logs_in_unfinished_chunk: int | None = None
+    not_resent_at: dt.datetime | None = None
 
     @property
     def failure_rate(self) -> float:
@@ -128,8 +135,16 @@ class MigrationStatus:
             lease_owner=job.lease_owner,
             lease_expires_at=job.lease_expires_at,
             logs_deleted=job.logs_deleted,
-            shards=job.shards,
             logs_in_unfinished_chunk=job.rollback_unfinished,
+            # A mark left on a job that has ended since (a copy's, while another runner finished
+            # it) says nothing any more.
+            not_resent_at=job.not_resent_at if job.status == IN_PROGRESS else None,
+            shards=tuple(
+                shard
+                if shard.not_resent_at is None or (job.status == IN_PROGRESS and shard.status == IN_PROGRESS)
+                else attrs.evolve(shard, not_resent_at=None)
+                for shard in job.shards
+            ),
         )
 
     def as_dict(self) -> StatusDocument:
@@ -160,6 +175,7 @@ class MigrationStatus:
             "lease_expires_at": iso_time(self.lease_expires_at),
             "logs_deleted": self.logs_deleted,
             "logs_in_unfinished_chunk": self.logs_in_unfinished_chunk,
+            "not_resent_at": iso_time(self.not_resent_at),
             "shards": [_shard_doc(shard) for shard in self.shards],
             "enrichment": self.enrichment.as_dict(),
             "accuracy_pct": self.accuracy_pct,
@@ -179,6 +195,7 @@ def _shard_doc(shard: JobShard) -> ShardDocument:
         "halted_reason": shard.halted_reason,
         "lease_owner": shard.lease_owner,
         "lease_expires_at": iso_time(shard.lease_expires_at),
+        "not_resent_at": iso_time(shard.not_resent_at),
     }
 
 
