@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import mongomock
@@ -61,6 +62,9 @@ def test_a_broker_that_dies_after_the_check_is_unavailable_naming_it_and_the_job
     assert f"`crm-audit-migrate enqueue --company-sso-id {COMPANY}`" in error
     assert PASSWORD[:4] not in result.output
     assert "Traceback" not in result.output
+    # The publish's waits are WARNING lines on stderr; stdout is --json's document alone.
+    assert '"event": "broker_publish_waits"' in result.stderr
+    assert json.loads(result.stdout)["error"]["code"] == "UNAVAILABLE"
     stored = MongoJobStore.in_database(client["cdp"]).latest(COMPANY)
     assert stored is not None
     assert stored.status == IN_PROGRESS

@@ -341,6 +341,11 @@ def _enqueue(
     from kombu.exceptions import OperationalError
 
     from ..celery import MIGRATE_ACCOUNT, MIGRATE_SHARD
+    from ..observability import configure_logging
+
+    # A publish that waits for the broker logs a WARNING line (``broker_publish_waits``): on stderr,
+    # as the worker's, where structlog's default wrote it to stdout, into --json's document.
+    configure_logging()
 
     with state.runtime() as runtime:
         refuse_future_cutoff(cutoff, runtime.service.clock)

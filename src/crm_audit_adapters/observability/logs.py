@@ -26,9 +26,16 @@ def configure_logging(*, json_lines: bool | None = None) -> None:
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             renderer,
         ],
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
+
+
+def _stderr_logger(*_: object) -> structlog.PrintLogger:
+    # sys.stderr as it is when the line is written (no cached logger: one per call), not the stream
+    # of when logging was configured: a command run in-process (click's CliRunner) swaps in a stream
+    # of its own and closes it when it ends.
+    return structlog.PrintLogger(sys.stderr)
 
 
 def migration_logger() -> FilteringBoundLogger:
