@@ -341,13 +341,11 @@ def _enqueue(
     from kombu.exceptions import OperationalError
 
     from ..celery import MIGRATE_ACCOUNT, MIGRATE_SHARD
-    from ..observability import configure_logging
+    from ..observability.logs import logging_to_stderr
 
     # A publish that waits for the broker logs a WARNING line (``broker_publish_waits``): on stderr,
     # as the worker's, where structlog's default wrote it to stdout, into --json's document.
-    configure_logging()
-
-    with state.runtime() as runtime:
+    with state.runtime() as runtime, logging_to_stderr():
         refuse_future_cutoff(cutoff, runtime.service.clock)
         if all_enabled:
             _note_flag_off(runtime)

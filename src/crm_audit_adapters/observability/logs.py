@@ -6,7 +6,9 @@ One line per batch and per job state change (``progress.JobObserver``); each car
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 
 import structlog
 from structlog.typing import FilteringBoundLogger, Processor
@@ -26,16 +28,27 @@ def configure_logging(*, json_lines: bool | None = None) -> None:
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             renderer,
         ],
-        logger_factory=_stderr_logger,
+        # The stream of now: in a Celery worker, before Celery puts its logging proxies in place of
+        # sys.stdout and sys.stderr (worker_redirect_stdouts), so each line stays one JSON object.
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=False,
     )
 
 
-def _stderr_logger(*_: object) -> structlog.PrintLogger:
-    # sys.stderr as it is when the line is written (no cached logger: one per call), not the stream
-    # of when logging was configured: a command run in-process (click's CliRunner) swaps in a stream
-    # of its own and closes it when it ends.
-    return structlog.PrintLogger(sys.stderr)
+@contextlib.contextmanager
+def logging_to_stderr() -> Iterator[None]:
+    """``configure_logging`` for the block, structlog's configuration before it restored after it.
+
+    For a command that logs only a few lines and may run in-process (``enqueue`` under click's
+    CliRunner, whose stream is closed when the command ends): structlog's default prints to stdout,
+    into a ``--json`` document, and a configuration left behind would keep that closed stream.
+    """
+    before = structlog.get_config()
+    configure_logging()
+    try:
+        yield
+    finally:
+        structlog.configure(**before)
 
 
 def migration_logger() -> FilteringBoundLogger:
