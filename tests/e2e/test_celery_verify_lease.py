@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from celery_world import Scale, usman_directory, worker_env
+from processes import wait_for
 
 from crm_audit_adapters.celery import VERIFY_ACCOUNT, make_app, tasks
 from crm_audit_adapters.settings import Settings
@@ -58,13 +58,6 @@ def events(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
-def wait_for(found: Any, what: str, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not found():
-        assert time.monotonic() < deadline, f"no {what} after {timeout} s"
-        time.sleep(0.2)
-
-
 class TestARepairWaitsOnForTheRun:
     def test_a_repair_past_its_retries_waits_on_with_a_warning_then_verifies(
         self, scale: Scale, celery_workers: WorkerPool
@@ -92,7 +85,9 @@ class TestARepairWaitsOnForTheRun:
             lines = events(celery_workers.output(0))
             return [line for line in lines if line.get("event") == "task_waits_on_for_lease"]
 
-        wait_for(warned, "task_waits_on_for_lease")
+        # Each look reads the worker's log file: at once, then backing off to 100 ms (``wait_for``),
+        # not every 200 ms; the warning comes about two lease waits (2 s) after the send.
+        wait_for(lambda: bool(warned()), timeout_s=120, what="task_waits_on_for_lease")
         [warning] = warned()[:1]
         assert (warning["level"], warning["company_sso_id"]) == ("warning", COMPANY)
         assert warning["waits"] == tasks.MAX_RETRIES
@@ -111,7 +106,7 @@ class TestARepairWaitsOnForTheRun:
         def verified() -> list[dict[str, Any]]:
             return [line for line in events(celery_workers.output(0)) if line.get("event") == "verified"]
 
-        wait_for(verified, "verified")
+        wait_for(lambda: bool(verified()), timeout_s=120, what="verified")
         assert verified()[0]["company_sso_id"] == COMPANY
         assert verified()[0]["clean"] is True
         output = celery_workers.output(0)
