@@ -16,9 +16,10 @@ from typing import Any, cast
 
 import attrs
 import pytest
+from pymongo.errors import AutoReconnect
 
 from crm_audit_adapters.files import JsonlActivityLogSink
-from crm_audit_adapters.mongo import MongoJobStore, apply_migration
+from crm_audit_adapters.mongo import CollectionNames, MongoJobStore, RetryPolicy, apply_migration
 from crm_audit_transform.domain import ScopeBounds
 from crm_audit_transform.enrichment_tally import EnrichmentTally
 from crm_audit_transform.errors import (
@@ -51,6 +52,10 @@ LATER = T0 + dt.timedelta(minutes=5)
 LEASE = dt.timedelta(minutes=2)
 
 
+_DATABASE = pytest.StashKey[Any]()
+"""The database of a test's MongoDB ``store`` (``answer_lost`` builds a second store over it)."""
+
+
 @pytest.fixture(params=["in_memory", *mongo_backends()])
 def store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[JobStore]:
     """An empty job store of each implementation."""
@@ -59,7 +64,63 @@ def store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> It
         return
     for db in fresh_database(request, monkeypatch, request.param):
         apply_migration(db, "up")
+        request.node.stash[_DATABASE] = db
         yield MongoJobStore.in_database(db, clock=FixedClock(T0) if request.param == "mongomock" else None)
+
+
+LostAnswer = Callable[[Callable[[], object]], JobStore]
+
+
+@pytest.fixture
+def answer_lost(request: pytest.FixtureRequest, store: JobStore) -> LostAnswer:
+    """``answer_lost(meanwhile)``: ``store`` whose next write that stands is followed by ``meanwhile``
+    (another process's write) before its answer comes back. On MongoDB the answer is lost
+    (``_StoodThenLost``) and the store's retry comes after ``meanwhile``; in memory, where a write is
+    one step with no retry, ``meanwhile`` runs after the call."""
+    db = request.node.stash.get(_DATABASE, None)
+    if db is None:
+        return lambda meanwhile: cast("JobStore", _ThenMeanwhile(store, meanwhile))
+    clock = FixedClock(T0) if type(db).__module__.startswith("mongomock") else None
+    no_wait = RetryPolicy(attempts=3, sleep=lambda _: None)
+    return lambda meanwhile: MongoJobStore(
+        _StoodThenLost(db[CollectionNames().jobs], meanwhile), retry=no_wait, clock=clock
+    )
+
+
+class _StoodThenLost:
+    """A job collection whose first ``find_one_and_update`` that matches stands on the server, then
+    ``meanwhile`` runs, then the call raises ``AutoReconnect`` instead of its answer."""
+
+    def __init__(self, inner: Any, meanwhile: Callable[[], object]) -> None:
+        self._inner, self._meanwhile, self.lost = inner, meanwhile, False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def find_one_and_update(self, *args: Any, **kwargs: Any) -> Any:
+        stored = self._inner.find_one_and_update(*args, **kwargs)
+        if stored is not None and not self.lost:
+            self.lost = True
+            self._meanwhile()
+            raise AutoReconnect("connection reset by peer")
+        return stored
+
+
+class _ThenMeanwhile:
+    """An in-memory store whose next call is followed by ``meanwhile``."""
+
+    def __init__(self, inner: JobStore, meanwhile: Callable[[], object]) -> None:
+        self._inner, self._meanwhile = inner, meanwhile
+
+    def __getattr__(self, name: str) -> Any:
+        call = getattr(self._inner, name)
+
+        def then_meanwhile(*args: Any, **kwargs: Any) -> Any:
+            answer = call(*args, **kwargs)
+            self._meanwhile()
+            return answer
+
+        return then_meanwhile
 
 
 class TestJobs:
@@ -1071,6 +1132,71 @@ class TestResumedTransition:
         resumed = attrs.evolve(job, status=IN_PROGRESS, halt_basis=job.tally)
         assert store.transition(resumed, {CANCELLED}, unleased=True, resumed=True) is None
         assert store.latest("company-a") == stored
+
+
+class TestAWriteRetriedAfterAWholeReplacement:
+    """A resume or a repair writes the whole job document. A write whose answer was lost before it
+    (a dropped connection, an unconfirmed write concern) is retried after it: the retry must find
+    its own id still there, else it is applied a second time or read as never written."""
+
+    def test_a_shard_write_retried_after_a_repairs_write_is_not_applied_again(
+        self, store: JobStore, answer_lost: LostAnswer
+    ) -> None:
+        """The repair's count of the shard (280) stands; the retry wrote the shard's batch (250) back
+        over it, the repair's count undone, as the replacement had dropped the shard's write id."""
+        job = sharded_job()
+        store.create(job)
+        store.acquire_shard_lease(job.job_id, 1, "verify", LEASE)
+        held = store.acquire_lease(job.job_id, "verify", LEASE)
+        counted = attrs.evolve(held.shards[1], last_audit_id=280, tally=Tally(processed=80, migrated=80))
+        repaired = attrs.evolve(held, shards=(held.shards[0], counted))
+
+        def repair() -> None:
+            assert store.transition(repaired, {IN_PROGRESS}, leased_to="verify") is not None
+
+        batch = attrs.evolve(held.shards[1], last_audit_id=250, tally=Tally(processed=50, migrated=50))
+        answer_lost(repair).save_shard_progress(job.job_id, batch, "verify", LEASE)
+        stored = _job(store, job.job_id).shards[1]
+        assert (stored.last_audit_id, stored.tally) == (280, Tally(processed=80, migrated=80))
+
+    def test_a_shards_hand_back_retried_after_a_resume_reads_as_written(
+        self, store: JobStore, answer_lost: LostAnswer
+    ) -> None:
+        """A shard's runner meets its job cancelled and hands its lease back; a resume comes before
+        the answer. The retry found no id of its own and answered the job as read before the hand-back:
+        the runner's lease still on it, which the store no longer held."""
+        job = sharded_job()
+        store.create(job)
+        held = store.acquire_shard_lease(job.job_id, 1, "runner-1", LEASE)
+        assert store.transition(attrs.evolve(held, status=CANCELLED), {IN_PROGRESS}, status_only=True)
+
+        def resume() -> None:
+            stopped = _job(store, job.job_id)
+            back = attrs.evolve(stopped, status=IN_PROGRESS, finished_at=None, halt_basis=stopped.tally)
+            assert store.transition(back, {CANCELLED}, unleased=True, resumed=True) is not None
+
+        moved = attrs.evolve(held.shards[1], last_audit_id=300)
+        answer = answer_lost(resume).save_shard_progress(job.job_id, moved, "runner-1", LEASE)
+        assert (answer.shards[1].lease_owner, answer.shards[1].last_audit_id) == (None, 200)
+        stored = _job(store, job.job_id)
+        assert (stored.status, stored.shards[1].lease_owner) == (IN_PROGRESS, None)
+
+    def test_a_jobs_hand_back_retried_after_a_resume_reads_as_written(
+        self, store: JobStore, answer_lost: LostAnswer
+    ) -> None:
+        """The same for an unsharded job's runner: the replacement had dropped the hand-back's id."""
+        store.create(migration_job())
+        held = store.acquire_lease("job-1", "runner-1", LEASE)
+        assert store.transition(attrs.evolve(held, status=CANCELLED), {IN_PROGRESS}, status_only=True)
+
+        def resume() -> None:
+            stopped = _job(store, "job-1")
+            back = attrs.evolve(stopped, status=IN_PROGRESS, finished_at=None, halt_basis=stopped.tally)
+            assert store.transition(back, {CANCELLED}, unleased=True, resumed=True) is not None
+
+        answer = answer_lost(resume).save_progress(attrs.evolve(held, last_audit_id=99), "runner-1", LEASE)
+        assert (answer.lease_owner, answer.last_audit_id) == (None, 0)
+        assert _job(store, "job-1").status == IN_PROGRESS
 
 
 class _Chunks:

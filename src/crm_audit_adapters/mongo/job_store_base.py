@@ -66,6 +66,17 @@ status change's ``write_id``. A runner hands its lease back right after a cancel
 _SUMMARY_OF: Final = "summary_of"
 _SUMMARY_EVERY: Final = 10
 """A running sharded job's stored summary is set on every ``_SUMMARY_EVERY``-th shard write."""
+
+
+def write_marks(shards: int) -> list[str]:
+    """What a whole replacement of the job document (``jobs``: a resume, a repair) keeps as stored:
+    the ids of the counted writes before it (``STATUS_IDS``, ``RELEASE_ID`` and each shard's
+    ``shards.<n>.write_id``), ``WRITES`` and ``summary_of``. A write whose answer was lost and whose
+    retry comes after such a replacement must still find its own id (else it is applied a second
+    time, or read as never written), and an older summary must not pass for a newer one."""
+    return [STATUS_IDS, RELEASE_ID, WRITES, _SUMMARY_OF, *(f"shards.{n}.{WRITE_ID}" for n in range(shards))]
+
+
 FENCE_TRIES: Final = 3
 """How often a lease write (``acquire_lease``, ``acquire_shard_lease``) or an ``unleased``
 transition is tried again when the lease it met was gone by the time the store looked (handed back

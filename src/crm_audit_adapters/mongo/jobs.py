@@ -67,7 +67,7 @@ from .documents import decode_job, encode_job
 from .documents_types import Document, MongoCollection, MongoDatabase
 from .job_leases import JobLeases
 from .job_rollbacks import JobRollbacks
-from .job_store_base import FENCE_TRIES, STATUS_IDS, SUMMARY, WRITES, JobDocuments
+from .job_store_base import FENCE_TRIES, STATUS_IDS, SUMMARY, WRITES, JobDocuments, write_marks
 from .leases import job_prefixes, none_live
 from .names import CollectionNames
 from .retry import RetryPolicy, call_with_retry
@@ -267,9 +267,10 @@ class MongoJobStore:
         would have written. Both fences name ``job``'s shards one by one: a job's shards are fixed
         when it is triggered. ``status_only`` (cancel) ``$set``s the status and its end alone
         (``_STATUS``): a runner's progress saved since ``job`` was read is not written back over.
-        ``resumed`` (``trigger --resume``) replaces the whole document under the
-        ``unleased`` filter: no lease being live there, clearing the lease fields takes nobody's;
-        and under the counts and cursors ``job`` holds (``_counts_of``): None when they moved.
+        ``resumed`` (``trigger --resume``) replaces the whole document (but for the ids of the
+        writes before it, ``job_store_base.write_marks``) under the ``unleased`` filter: no lease
+        being live there, clearing the lease fields takes nobody's; and under the counts and
+        cursors ``job`` holds (``_counts_of``): None when they moved.
         """
         return self._transition(
             job, expected, unleased=unleased, leased_to=leased_to, status_only=status_only, resumed=resumed
@@ -337,11 +338,10 @@ class MongoJobStore:
                 update = {"$set": fields, "$inc": {WRITES: 1}}
             else:
                 # The whole document, as a replacement would write it, but for the ids of the
-                # status changes before it: the retry of one of those after this write must still
-                # find its own (``STATUS_IDS``). A retry of this one that no longer matches because
+                # counted writes before it (``write_marks``): the retry of one of those after this
+                # write must still find its own. A retry of this one that no longer matches because
                 # the first attempt stood (a resume's in_progress) reads the job it wrote.
-                literal = {k: {"$literal": v} for k, v in doc.items() if k != "_id"}
-                update = [{"$project": {STATUS_IDS: 1}}, {"$set": literal}]
+                update = _replacement(doc, len(job.shards))
             return self._docs.write_once(
                 where, update, "", _CHANGE_STATUS, duplicate=running, mark=STATUS_IDS
             )
@@ -390,6 +390,24 @@ def _held(
     literal["lease_expires_at"] = {"$add": ["$$NOW", round(ttl.total_seconds() * 1000)]}
     literal[WRITES] = {"$add": [{"$ifNull": [f"${WRITES}", 0]}, 1]}
     return [{"$set": literal}]
+
+
+def _replacement(doc: Document, shards: int) -> list[Document]:
+    """The update pipeline that writes ``doc`` whole over the stored job but for ``write_marks``
+    (kept as stored; ``WRITES`` counted one up, as every status change counts it). Each shard's
+    entry is set field by field (``shards.<n>.<field>``), so its ``write_id`` stays beside them; every
+    value is a literal (a string starting with ``$`` must not read as a field path)."""
+    literal: Document = {}
+    for key, value in doc.items():
+        if key == "_id":
+            continue
+        if key == "shards" and value:
+            for n, entry in value.items():
+                literal.update({f"shards.{n}.{k}": {"$literal": v} for k, v in entry.items()})
+        else:
+            literal[key] = {"$literal": value}
+    literal[WRITES] = {"$add": [{"$ifNull": [f"${WRITES}", 0]}, 1]}
+    return [{"$project": dict.fromkeys(write_marks(shards), 1)}, {"$set": literal}]
 
 
 _FENCED: Final = ("last_audit_id", "tally.processed", "tally.migrated")
