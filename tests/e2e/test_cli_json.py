@@ -113,7 +113,7 @@ class TestJsonOutput:
         status = checked(run_cli("indexes", "status", "--json"), "indexes")
         assert status["steps"] == []
         assert status["indexes"] == up["indexes"]
-        down = checked(run_cli("indexes", "down", "--json"), "indexes")
+        down = checked(run_cli("indexes", "down", "--yes", "--json"), "indexes")
         assert {i["state"] for i in down["indexes"]} == {"missing"}
         missing = checked(run_cli("indexes", "status", "--json"), "indexes", exit_codes.CONFIG)
         assert missing["direction"] == "status"

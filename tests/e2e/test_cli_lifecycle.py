@@ -80,7 +80,7 @@ class TestIndexesRequired:
     ) -> None:
         """Without the indexes: trigger and run exit 3 with INDEXES_MISSING; no job, no log."""
         assert run_cli("trigger", "--company-sso-id", COMPANY).exit_code == 0
-        down = run_cli("indexes", "down")
+        down = run_cli("indexes", "down", "--yes")
         assert down.exit_code == 0, down.output
         assert "version: none" in down.stdout
         before = jobs(client)
@@ -99,7 +99,7 @@ class TestIndexesRequired:
 
     def test_enrich_is_refused_without_the_indexes(self, run_cli: Cli) -> None:
         """`enrich` writes patches, so it refuses too (its --dry-run does not write and still runs)."""
-        assert run_cli("indexes", "down").exit_code == 0
+        assert run_cli("indexes", "down", "--yes").exit_code == 0
         result = run_cli("enrich", "--company-sso-id", COMPANY)
         assert result.exit_code == exit_codes.CONFIG
         assert "INDEXES_MISSING" in result.stderr

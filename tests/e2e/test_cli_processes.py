@@ -275,7 +275,7 @@ class TestWalkThrough:
         assert ["logs_deleted", str(status["records_migrated"])] in rows
 
         # 7. indexes down: trigger is refused, and so is run (the in-progress case has its own test)
-        down = crm.inline("indexes", "down")
+        down = crm.inline("indexes", "down", "--yes")
         assert down.returncode == 0, down.stderr
         assert crm.inline("indexes", "status").stdout.count("missing ") == 4
         before = (cdp["activity_logs"].count_documents({}), job_document(cdp))

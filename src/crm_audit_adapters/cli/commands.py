@@ -48,15 +48,19 @@ from .status_text import runner, show_job, show_status, status_summary
 
 @cli.command()
 @click.argument("direction", type=click.Choice(["up", "down", "status"]))
+@click.option("--yes", is_flag=True, help="down: do not ask for confirmation (needed without a terminal).")
 @json_option
 @click.pass_obj
-def indexes(state: CliState, direction: str, as_json: bool) -> None:
+def indexes(state: CliState, direction: str, yes: bool, as_json: bool) -> None:
     """Apply (up), revert (down) or inspect (status) the 035_crm_migration_indexes MongoDB migration.
 
-    Every write path refuses with INDEXES_MISSING (exit 3) until `indexes up` has run.
+    Every write path refuses with INDEXES_MISSING (exit 3) until `indexes up` has run. `down` asks
+    first (--yes to skip; without a terminal to ask, it needs --yes).
     """
     from ..mongo import applied_version, apply_migration, index_status
 
+    if direction == "down" and not yes:
+        _confirm_indexes_down(state)
     # No lease here, and `up` waits on whole index builds: no socketTimeoutMS of the runner's own.
     with state.runtime(lease_bounded_mongo=False) as runtime:
         steps: tuple[str, ...] = ()
@@ -83,6 +87,34 @@ def indexes(state: CliState, direction: str, as_json: bool) -> None:
     emit("indexes", doc, as_json, human)
     if direction == "status" and any(r.state != "present" for r in reports):
         raise click.exceptions.Exit(exit_codes.CONFIG)
+
+
+def stdin_is_a_terminal() -> bool:
+    """Whether someone can answer a prompt: stdin is a terminal (not a pipe, a file, a closed stream)."""
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
+def _confirm_indexes_down(state: CliState) -> None:
+    """Ask before ``indexes down``, as ``rollback`` does: it drops the unique index exactly-once rests
+    on, and every write path is refused until ``indexes up``. ``DECLINED`` (nothing changed) when
+    the operator says no or gives no answer, and at once without a terminal: a script or a pipe
+    that meant to drop them says ``--yes``, and an answer piped in (``yes |``) is no operator's."""
+    state.settings  # noqa: B018  # a setting that is refused is said before the operator is asked anything
+    if not stdin_is_a_terminal():
+        raise exit_codes.CliError(
+            "DECLINED",
+            "indexes down asks for confirmation and stdin is not a terminal: give --yes to drop the "
+            "indexes without asking; nothing was changed",
+        )
+    try:
+        confirmed = click.confirm(
+            "Drop migration 035's indexes? Every write path is refused until `indexes up`", err=True
+        )
+    except click.Abort:  # EOF or Ctrl-C at the prompt: reported here, so --json prints its document
+        click.echo(err=True)  # end the prompt's line
+        raise exit_codes.CliError("DECLINED", "no answer to the confirmation; nothing was changed") from None
+    if not confirmed:
+        raise exit_codes.CliError("DECLINED", "indexes down declined; nothing was changed")
 
 
 def _version(applied: tuple[int, bool] | None) -> str:

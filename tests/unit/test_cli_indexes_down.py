@@ -1,0 +1,93 @@
+"""``indexes down`` asks before it drops migration 035's indexes, as ``rollback`` asks before it deletes.
+
+It dropped them at once: the unique index exactly-once rests on gone, and every write path refused
+until ``indexes up``, on one mistyped word. Without a terminal to ask it needs ``--yes``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import mongomock
+import pytest
+from click.testing import CliRunner, Result
+
+from crm_audit_adapters.cli import Overrides, cli, commands, exit_codes
+
+ENV = {
+    "CRM_AUDIT_SETTINGS": "",
+    "CRM_AUDIT_MONGO_URI": "mongodb://unused.invalid",
+    "CRM_AUDIT_DATABASE_URL": "postgresql://u@127.0.0.1:1/db",
+    "CRM_AUDIT_ENABLED_COMPANIES": "*",
+}
+
+
+class Cdp:
+    """One mongomock CDP with migration 035 applied; ``indexes`` runs the command over it."""
+
+    def __init__(self) -> None:
+        self.overrides = Overrides(mongo_client=mongomock.MongoClient(tz_aware=True))
+        assert self.indexes("up").exit_code == 0
+
+    def indexes(self, *args: str, answer: str | None = None) -> Result:
+        return CliRunner().invoke(cli, ["indexes", *args], obj=self.overrides, env=ENV, input=answer)
+
+    def present(self) -> set[str]:
+        result = self.indexes("status", "--json")
+        return {index["state"] for index in json.loads(result.stdout)["indexes"]}
+
+
+@pytest.fixture
+def cdp() -> Cdp:
+    return Cdp()
+
+
+@pytest.fixture
+def terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """stdin is a terminal (CliRunner's is not): the prompt is asked."""
+    monkeypatch.setattr(commands, "stdin_is_a_terminal", lambda: True)
+
+
+@pytest.mark.usefixtures("terminal")
+class TestAtATerminal:
+    @pytest.mark.parametrize("answer", ["n\n", "\n", ""], ids=["no", "the default", "no answer"])
+    def test_anything_but_yes_changes_nothing(self, cdp: Cdp, answer: str) -> None:
+        result = cdp.indexes("down", answer=answer)
+        assert result.exit_code == exit_codes.DECLINED, result.output
+        assert "Drop migration 035's indexes?" in result.stderr
+        assert "error: DECLINED:" in result.stderr
+        assert "nothing was changed" in result.stderr
+        assert cdp.present() == {"present"}
+
+    def test_yes_drops_them(self, cdp: Cdp) -> None:
+        result = cdp.indexes("down", answer="y\n")
+        assert result.exit_code == 0, result.output
+        assert "version: none" in result.stdout
+        assert cdp.present() == {"missing"}
+
+    def test_a_declined_json_run_prints_its_error_document(self, cdp: Cdp) -> None:
+        result = cdp.indexes("down", "--json", answer="n\n")
+        error = json.loads(result.stdout)["error"]
+        assert (result.exit_code, error["code"]) == (exit_codes.DECLINED, "DECLINED")
+
+
+class TestWithoutATerminal:
+    def test_it_is_refused_without_yes_even_with_an_answer_piped_in(self, cdp: Cdp) -> None:
+        """``yes | crm-audit-migrate indexes down`` is no operator's answer: nothing is asked or dropped."""
+        result = cdp.indexes("down", answer="y\n")
+        assert result.exit_code == exit_codes.DECLINED, result.output
+        assert "give --yes" in result.stderr
+        assert "Drop migration" not in result.stderr
+        assert cdp.present() == {"present"}
+
+    def test_yes_drops_them_without_asking(self, cdp: Cdp) -> None:
+        result = cdp.indexes("down", "--yes")
+        assert result.exit_code == 0, result.output
+        assert "Drop migration" not in result.stderr
+        assert cdp.present() == {"missing"}
+
+    @pytest.mark.parametrize("direction", ["up", "status"])
+    def test_up_and_status_never_ask(self, cdp: Cdp, direction: str) -> None:
+        result = cdp.indexes(direction)
+        assert result.exit_code == 0, result.output
+        assert "Drop migration" not in result.stderr
