@@ -18,8 +18,16 @@ import pytest
 from test_files_audit_source import EPOCH, all_pages, fate_of
 from test_files_audits import TEXT_AUDITS, corpus_lines, write_lines
 
-from crm_audit_adapters.files import CheckedRows, FileAuditSource, FileFormatError
-from crm_audit_adapters.files.long_lines import MEMBER_BYTES, skim_long_line
+from crm_audit_adapters.files import (
+    CheckedRows,
+    FileAuditSource,
+    FileFormatError,
+    read_entities,
+    read_sso_directory,
+    read_users,
+)
+from crm_audit_adapters.files.long_lines import MEMBER_BYTES, MembersTooLong, skim_long_line
+from crm_audit_transform.domain import CrmUser, EntityRef
 
 PAST: Final = MEMBER_BYTES + 4_096
 """The bytes of a member too long to keep."""
@@ -142,3 +150,136 @@ class TestLookupLineWithBlanks:
         short = skim_long_line("u.jsonl", 1, blocks[0], lambda _: next(pieces, b""), {"id", "email"}, 0)
         assert json.loads(short) == {"id": 2, "email": "b @x"}
         assert len(short) < 100
+
+
+def skim(line: bytes, keep: set[str], block: int) -> bytes:
+    """``skim_long_line`` of ``line`` fed in blocks of ``block`` bytes."""
+    blocks = [line[i : i + block] for i in range(0, len(line), block)]
+    pieces = iter(blocks[1:])
+    return skim_long_line("f.jsonl", 1, blocks[0], lambda _: next(pieces, b""), keep, 0)
+
+
+LONG_NAME = '"' + "n" * PAST + '"'
+"""A string member too long to keep: no tenant, company, email or name of a lookup line is one."""
+
+
+class TestLookupLineOfAnotherTenant:
+    @pytest.mark.parametrize(
+        ("member", "wanted"),
+        [("full_name", "tenant"), ("email", "tenant"), ("id", "tenant"), ("tenant", None)],
+    )
+    def test_a_users_line_is_passed_over_and_only_this_tenants_stops_the_read(
+        self, tmp_path: Path, member: str, wanted: str | None
+    ) -> None:
+        """Another tenant's line whose kept member is too long stopped this tenant's read (the skim
+        refused it before its tenant was read); it is passed over, as when held whole. A string tenant
+        too long to keep is no tenant given. This tenant's line, or any when none is given, stops the
+        read naming the line and the member, never its value."""
+        record = {"tenant": "globex", "id": 7, "email": "g@x", "full_name": "G", member: "@"}
+        long_line = json.dumps(record).replace('"@"', LONG_NAME)
+        path = write_lines(
+            tmp_path / "users.jsonl",
+            '{"tenant": "acme", "id": 1, "email": "a@x", "full_name": "A"}',
+            long_line,
+            '{"tenant": "acme", "id": 2, "email": "b@x", "full_name": "B"}',
+        )
+        users = read_users(path, "acme", max_line_bytes=4_096)
+        assert users == {1: CrmUser(1, "a@x", "A", None), 2: CrmUser(2, "b@x", "B", None)}
+        for tenant in ("globex", None) if member != "tenant" else (None,):
+            with pytest.raises(MembersTooLong, match=f"line 2: .*its {member} longer than {MEMBER_BYTES}"):
+                read_users(path, tenant, max_line_bytes=4_096)
+
+    def test_an_entities_line_is_passed_over_alike(self, tmp_path: Path) -> None:
+        path = write_lines(
+            tmp_path / "entities.jsonl",
+            '{"tenant": "globex", "type": "Crm::Deal", "id": 1, "name": ' + LONG_NAME + "}",
+            '{"tenant": "acme", "type": "Crm::Deal", "id": 1, "name": "Deal"}',
+        )
+        assert read_entities(path, "acme", max_line_bytes=4_096) == {
+            ("Crm::Deal", 1): EntityRef("Crm::Deal", 1, "Deal", True)
+        }
+        with pytest.raises(MembersTooLong, match=r"line 1: .*its name longer than"):
+            read_entities(path, "globex", max_line_bytes=4_096)
+
+    def test_an_sso_line_of_another_company_is_passed_over(self, tmp_path: Path) -> None:
+        path = write_lines(
+            tmp_path / "sso.jsonl",
+            '{"company_sso_id": "co-b", "sso_id": "s-b", "email": ' + LONG_NAME + "}",
+            '{"company_sso_id": ' + LONG_NAME + ', "sso_id": "s-c", "email": "c@x"}',
+            '{"company_sso_id": "co-a", "sso_id": "s-a", "email": "a@x"}',
+        )
+        assert read_sso_directory(path, "co-a", max_line_bytes=4_096) == {"a@x": "s-a"}
+        with pytest.raises(MembersTooLong, match=r"line 1: .*its email longer than") as stop:
+            read_sso_directory(path, max_line_bytes=4_096)
+        assert "nnn" not in str(stop.value)
+
+
+class TestNestedBlanks:
+    @staticmethod
+    def line(inner: int) -> bytes:
+        """A contacts line whose ``crm_data`` holds ``inner`` bytes of text, nested in blanks."""
+        value = (
+            b" " * 5_000
+            + b'{"id" :  [ \t\t"'
+            + b"x" * inner
+            + b'"  \r\t , 1, 2,\t3 ]'
+            + b" " * 70_000  # past a block: read inside the value's brackets at once
+            + b"}"
+            + b" " * 3_000
+        )
+        return b'{"crm_data":' + value + b', "x": 1}\n'
+
+    @staticmethod
+    def size(line: bytes) -> int:
+        """What ``crm_data`` holds: its bytes written compactly."""
+        crm_data = json.loads(line)["crm_data"]
+        return len(json.dumps(crm_data, separators=(",", ":")).encode())
+
+    @pytest.mark.parametrize("block", [1_000, 4_097, 65_536])
+    def test_a_member_is_measured_by_what_it_holds_at_any_depth(self, block: int) -> None:
+        """Blanks inside a kept member's brackets counted towards its 1 MiB, so a member of a few
+        bytes nested in a MiB of blanks was refused; none count now, and the bound is exact: a member
+        holding ``MEMBER_BYTES`` is kept, one byte more is too long, however the blocks fall."""
+        inner = MEMBER_BYTES - self.size(self.line(0))
+        fits, over = self.line(inner), self.line(inner + 1)
+        assert (self.size(fits), self.size(over)) == (MEMBER_BYTES, MEMBER_BYTES + 1)
+        short = skim(fits, {"crm_data"}, block)
+        assert json.loads(short) == {"crm_data": json.loads(fits)["crm_data"]}
+        assert len(short) < MEMBER_BYTES + 100  # its blanks, a MiB of them, not kept
+        with pytest.raises(MembersTooLong, match="its crm_data longer than"):
+            skim(over, {"crm_data"}, block)
+
+    def test_a_few_bytes_in_a_mib_of_nested_blanks_are_kept(self) -> None:
+        line = b'{"crm_data": {"id": [2,' + b" \t" * PAST + b"3]" + b"\r " * PAST + b'}, "x": 1}\n'
+        assert skim(line, {"crm_data"}, 65_536) == b'{"crm_data":{"id": [2, 3] }}\n'
+
+
+class TestLongMemberName:
+    @pytest.mark.parametrize(
+        "inside",
+        [b"abc", b"\\u00e9", b"\\/", b"\\\\u", b"\\ud800", b"\\q", b"\\u12G4", b"\\u00", b"\x01", b"\t"],
+    )
+    @pytest.mark.parametrize("offset", [4_990, 4_997, 4_999])
+    def test_a_name_past_4_kib_is_read_as_the_line_held_whole_reads_it(
+        self, inside: bytes, offset: int
+    ) -> None:
+        """Its bytes were only checked for UTF-8: a name with an escape JSON has not, or a control
+        character, was passed over where the line held whole is no JSON. It is now refused alike
+        (``FileFormatError`` naming the line), wherever a block cuts the escape; a JSON name is
+        passed over with its value, as no reader names it."""
+        name = b'"' + b"k" * offset + inside + b"z" * 3_000 + b'"'
+        line = b'{"id": 2, ' + name + b": [1], " + name + b': {"a": 1}}\n'
+        try:
+            json.loads(line)
+        except ValueError:
+            with pytest.raises(FileFormatError, match=r"line 1: .*not one JSON object"):
+                skim(line, {"id"}, 1_000)
+        else:
+            assert json.loads(skim(line, {"id"}, 1_000)) == {"id": 2}
+
+    def test_an_audits_line_with_a_malformed_long_name_stops_the_read_as_held(self, tmp_path: Path) -> None:
+        """Held whole it is no JSON; read on in blocks it is no JSON object: the read stops at it."""
+        line = '{"tenant": "acme", "id": 2, "' + "k" * 5_000 + '\\q": 1, "comment": "' + "x" * 5_000 + '"}'
+        path = write_lines(tmp_path / "audits.jsonl", good(1), line, good(3))
+        assert fate_of(path, HELD) == STOPPED
+        assert fate_of(path, SKIMMED) == STOPPED

@@ -29,6 +29,7 @@ from .errors import FileFormatError, cut, shown
 from .lines import (
     EARLIEST,
     LATEST,
+    MAX_LINE_BYTES,
     MAX_MEMBER_VALUES,
     PathLike,
     TimeOutOfRange,
@@ -40,6 +41,7 @@ from .lines import (
     time_past_range,
     too_many_values,
 )
+from .long_lines import MEMBER_BYTES, LongMember, MembersTooLong
 
 __all__ = ["parse_contact_line", "read_contacts", "read_entities", "read_sso_directory", "read_users"]
 
@@ -49,7 +51,9 @@ SSO_MEMBERS: Final = frozenset({"email", "sso_id", "company_sso_id"})
 ENTITY_MEMBERS: Final = frozenset({"tenant", "type", "id", "name", "exists"})
 """The members each reader reads. A line past ``lines.MAX_LINE_BYTES`` is read for these only, never
 held (``long_lines``): a long member the reader does not read (an export's extra column, a contact's
-other fields) no longer stops the read; a long one it reads does, naming the line."""
+other fields) no longer stops the read; a long one it reads does, naming the line, unless the line
+is another tenant's (another company's, for the SSO directory), which is passed over as when held
+whole."""
 
 # A $date past datetime's years 1-9999 decodes as DatetimeMS (not an error), read as the range's end.
 _EXTENDED_JSON = JSONOptions(
@@ -60,7 +64,9 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
-def read_users(path: PathLike, tenant: str | None = None) -> dict[UserId, CrmUser]:
+def read_users(
+    path: PathLike, tenant: str | None = None, *, max_line_bytes: int = MAX_LINE_BYTES
+) -> dict[UserId, CrmUser]:
     """``{id: CrmUser}`` from lines ``{tenant, id, email, full_name, deleted_at}``; ``id`` an int or a
     non-empty string (a UUID user id column).
 
@@ -68,6 +74,10 @@ def read_users(path: PathLike, tenant: str | None = None) -> dict[UserId, CrmUse
     an id seen twice is an error rather than a silent overwrite. A ``deleted_at`` that ``datetime``
     cannot hold (``infinity``, a year past 9999, BC: ``lines.time_past_range``) is set, so the user
     reads as soft-deleted, as the PostgreSQL source reads it.
+
+    A line past ``max_line_bytes`` (64 MiB) is read on in blocks for ``USER_MEMBERS`` alone; one
+    whose ``email``, ``full_name``, ``id`` or ``deleted_at`` is past ``long_lines.MEMBER_BYTES``
+    (1 MiB) raises ``MembersTooLong`` naming the line, unless it is another tenant's: passed over.
     """
 
     def user(record: Mapping[str, object]) -> CrmUser:
@@ -79,13 +89,16 @@ def read_users(path: PathLike, tenant: str | None = None) -> dict[UserId, CrmUse
             deleted_at=_timestamp(deleted_at) if deleted_at is not None else None,
         )
 
-    return _collect(path, tenant, user, key=lambda value: value.id, keep=USER_MEMBERS)
+    return _collect(path, tenant, user, lambda value: value.id, USER_MEMBERS, max_line_bytes)
 
 
-def read_entities(path: PathLike, tenant: str | None = None) -> dict[tuple[str, int], EntityRef]:
+def read_entities(
+    path: PathLike, tenant: str | None = None, *, max_line_bytes: int = MAX_LINE_BYTES
+) -> dict[tuple[str, int], EntityRef]:
     """``{(type, id): EntityRef}`` from lines ``{tenant, type, id, name, exists}`` (entities.jsonl).
 
     ``type`` is the CRM class name (``Crm::Deal``), as the mapping configuration's ``entity_type``.
+    A line past ``max_line_bytes`` fares as in ``read_users``, for ``ENTITY_MEMBERS``.
     """
 
     def entity(record: Mapping[str, object]) -> EntityRef:
@@ -100,22 +113,29 @@ def read_entities(path: PathLike, tenant: str | None = None) -> dict[tuple[str, 
         )
 
     return _collect(
-        path, tenant, entity, key=lambda value: (value.entity_type, value.id), keep=ENTITY_MEMBERS
+        path, tenant, entity, lambda value: (value.entity_type, value.id), ENTITY_MEMBERS, max_line_bytes
     )
 
 
-def read_sso_directory(path: PathLike, company_sso_id: str | None = None) -> dict[str, str]:
+def read_sso_directory(
+    path: PathLike, company_sso_id: str | None = None, *, max_line_bytes: int = MAX_LINE_BYTES
+) -> dict[str, str]:
     """``{email: sso_id}`` from lines ``{email, sso_id}`` (optionally ``company_sso_id``).
 
     Lines naming another company are passed over when ``company_sso_id`` is given; emails are kept
-    as written (matching them case-insensitively is the directory's business).
+    as written (matching them case-insensitively is the directory's business). A line past
+    ``max_line_bytes`` fares as in ``read_users``, another company's passed over.
     """
 
     def entry(record: Mapping[str, object]) -> tuple[str, str]:
         return _str(record, "email"), _str(record, "sso_id")
 
     found: dict[str, str] = {}
-    for number, record in json_objects(path, keep=SSO_MEMBERS):
+    lines = json_objects(path, max_line_bytes=max_line_bytes, keep=SSO_MEMBERS, long_members=True)
+    for number, record in lines:
+        if _others(record, "company_sso_id", company_sso_id):
+            continue
+        _refuse_long(path, number, record, max_line_bytes)
         with _at(path, number):
             owner = _optional_str(record, "company_sso_id")
             if company_sso_id is not None and owner is not None and owner != company_sso_id:
@@ -307,15 +327,47 @@ def _at(path: PathLike, number: int) -> Iterator[None]:
         raise FileFormatError(path, number, str(bad)) from None
 
 
+def _others(record: Mapping[str, object], name: str, wanted: str | None) -> bool:
+    """Whether a line is another tenant's (another company's) by its ``name`` member: a string
+    other than ``wanted``, or one too long to keep from a long line (``long_lines.LongMember``: past
+    1 MiB as written, no tenant or company id given here is one). Such a line is passed over before
+    anything else of it is read, as when held whole, so it never stops this tenant's lookup."""
+    if wanted is None:
+        return False
+    value = record.get(name)
+    if value is LongMember.STRING:
+        # The given text, escaped as it may be, is shorter than any member too long to keep.
+        return 6 * len(wanted.encode("utf-8", "surrogatepass")) + 2 < MEMBER_BYTES // 2
+    return isinstance(value, str) and value != wanted
+
+
+def _refuse_long(path: PathLike, number: int, record: Mapping[str, object], max_line_bytes: int) -> None:
+    """``MembersTooLong`` naming the line when a member its reader reads was too long to keep from a
+    line past ``max_line_bytes`` (``long_lines.LongMember``): that record cannot be read, and is not
+    skipped. Its value is never shown."""
+    names = sorted(name for name, value in record.items() if isinstance(value, LongMember))
+    if names:
+        raise MembersTooLong(
+            path,
+            number,
+            f"line longer than {max_line_bytes} bytes, and its {', '.join(names)} longer than "
+            f"{MEMBER_BYTES} bytes: it cannot be read",
+        )
+
+
 def _collect(
     path: PathLike,
     tenant: str | None,
     build: Callable[[Mapping[str, object]], V],
     key: Callable[[V], K],
     keep: Collection[str],
+    max_line_bytes: int,
 ) -> dict[K, V]:
     found: dict[K, V] = {}
-    for number, record in json_objects(path, keep=keep):
+    for number, record in json_objects(path, max_line_bytes=max_line_bytes, keep=keep, long_members=True):
+        if _others(record, "tenant", tenant):
+            continue
+        _refuse_long(path, number, record, max_line_bytes)
         with _at(path, number):
             line_tenant = _optional_str(record, "tenant")
             if tenant is not None and line_tenant is not None and line_tenant != tenant:

@@ -161,6 +161,7 @@ def numbered_lines(
     hold_bytes: int = LONG_LINE_HEAD,
     window: LineWindow | None = None,
     mark_long: bool = False,
+    long_members: bool = False,
 ) -> Iterator[tuple[int, bytes]]:
     """Every physical line (terminator included) with its 1-based number, streamed.
 
@@ -181,7 +182,9 @@ def numbered_lines(
     the file was cut short, at a line end perhaps, while it was read); one ``fstat`` a read.
     With ``mark_long``, each line given to ``on_long`` is then given as ``b""`` (no line read is
     empty: each holds at least its terminator or one byte), the window not moved, so that the
-    caller gets control back after it (``SetAside``).
+    caller gets control back after it (``SetAside``). With ``keep`` and ``long_members`` (and no
+    ``on_long``), a line whose kept members are too long to keep is read on to its end and given as
+    a ``long_lines.LongMembersLine`` naming them, for its reader to decide whose line it is.
     """
     number, begin, stop = 0, 0, None
     with open(path, "rb") as stream:
@@ -201,7 +204,13 @@ def numbered_lines(
 
                         # Given to on_long, a line whose kept members are too long is counted there.
                         short = skim_long_line(
-                            path, number, raw, readline, keep, max_bytes, long_members=on_long is not None
+                            path,
+                            number,
+                            raw,
+                            readline,
+                            keep,
+                            max_bytes,
+                            long_members=long_members or on_long is not None,
                         )
                         if on_long is None:
                             if window is not None:
@@ -324,6 +333,7 @@ def json_objects(
     keep: Collection[str] | None = None,
     window: LineWindow | None = None,
     marks: Literal[False] = False,
+    long_members: bool = False,
 ) -> Iterator[tuple[int, dict[str, Any]]]: ...
 
 
@@ -338,6 +348,7 @@ def json_objects(
     keep: Collection[str] | None = None,
     window: LineWindow | None = None,
     marks: Literal[True],
+    long_members: bool = False,
 ) -> Iterator[tuple[int, dict[str, Any] | SetAside]]: ...
 
 
@@ -351,6 +362,7 @@ def json_objects(
     keep: Collection[str] | None = None,
     window: LineWindow | None = None,
     marks: bool = False,
+    long_members: bool = False,
 ) -> Iterator[tuple[int, dict[str, Any] | SetAside]]:
     """``(line number, object)`` for every non-blank line; a line that is not a JSON object is an error.
 
@@ -361,14 +373,25 @@ def json_objects(
     ``keep``, it is read for those members only (``numbered_lines``), and ``on_long_line`` gets them
     wherever they lie in the line. ``window``: the lines within it (``numbered_lines``). With
     ``marks``, each line handed to ``on_error`` or passed over to ``on_long_line`` is followed by
-    ``(its number, SetAside.LINE)``.
+    ``(its number, SetAside.LINE)``. With ``keep`` and ``long_members`` (and no ``on_long_line``), a
+    long line whose kept members are too long to keep is given all the same, each such member as its
+    ``long_lines.LongMember``: its reader, not the skim, decides whether the line is its own to refuse
+    (another tenant's is not).
     """
     on_long = (
         None if on_long_line is None else lambda number, head: on_long_line(number, leading_members(head))
     )
     if on_long_line is not None and keep is not None:
         on_long = lambda number, short: on_long_line(number, _members_of(short))  # noqa: E731
-    lines = numbered_lines(path, max_line_bytes, on_long=on_long, keep=keep, window=window, mark_long=marks)
+    lines = numbered_lines(
+        path,
+        max_line_bytes,
+        on_long=on_long,
+        keep=keep,
+        window=window,
+        mark_long=marks,
+        long_members=long_members,
+    )
     for number, raw in lines:
         if not raw.strip():
             if not raw and marks:
@@ -390,6 +413,8 @@ def json_objects(
                 if marks:
                     yield number, SetAside.LINE
                 continue
+        if long_members and (long := getattr(raw, "long", None)):
+            value.update(long)  # a long_lines.LongMembersLine's members too long to keep
         yield number, value
 
 

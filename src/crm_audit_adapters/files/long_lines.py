@@ -12,14 +12,15 @@ A member whose name is not UTF-8 is given back too, as its name and ``null`` (a 
 ``_KEY_BYTES`` as a stand-in of 19 bytes, not UTF-8 either, one for each name as written): such a
 name may be any column, as in a line short enough to hold (``lines.not_utf8_members``), so the short
 line is not UTF-8 either and its reader takes it as it takes such a line. A first line's byte order
-mark is passed over, as ``lines.decode`` passes it over in a short one. Blanks outside strings in a
-kept member's top level (``"id": 2`` followed by a MiB of spaces) are kept one a run, so they do not
-make it long.
+mark is passed over, as ``lines.decode`` passes it over in a short one. A kept member is measured by
+what it holds: its bytes less its blanks outside strings, at any depth (``"id": 2`` followed by a
+MiB of spaces is ``2``), each run of them kept as one blank.
 
-A kept member longer than ``MEMBER_BYTES``, or a line that is not one JSON object, cannot be read
-that way: the line is refused (``FileFormatError`` naming it), never skipped; or, asked to
-(``long_members``: the audits reader, which counts the line as one record), a line whose kept members
-are too long is read on to its end and given back as a ``LongMembersLine`` naming them. A member
+A kept member holding more than ``MEMBER_BYTES``, or a line that is not one JSON object, cannot be
+read that way: the line is refused (``FileFormatError`` naming it), never skipped; or, asked to
+(``long_members``: the audits reader, which counts the line as one record, and the lookup readers,
+which pass another tenant's over), a line whose kept members are too long is read on to its end and
+given back as a ``LongMembersLine`` naming them. A member
 passed over is checked for its strings and its brackets' nesting only: a bare word inside it
 (``[1, xyz]``) is not seen, where ``json.loads`` of the whole line would refuse it.
 """
@@ -42,9 +43,13 @@ MEMBER_BYTES: Final = LONG_LINE_HEAD
 """The longest member kept from a long line (1 MiB): an id, an email, a name, a time."""
 
 _KEY_BYTES: Final = 4096
-"""A key longer than this is no key a reader names: it is passed over like its value, its bytes only
-checked for UTF-8 (and hashed: ``_LongKey``)."""
+"""A key longer than this is no key a reader names (the longest, ``company_sso_id``, is 86 bytes
+written with ``\\u`` escapes): it is passed over with its value, never held, read as the line held
+whole reads it (``_LongKey``): a JSON string (escapes, no control characters), else the line is not
+one JSON object; not UTF-8, it may be any column's name, as in a held line."""
 _BLANKS: Final = re.compile(rb"[ \t\r\n]{2,}")
+# A whole string (kept as written) or a run of blanks outside strings (kept as one blank).
+_STRING_OR_BLANKS: Final = re.compile(rb'("[^"\\]*+(?:\\.[^"\\]*+)*+")|[ \t\r\n]{2,}', re.S)
 
 
 class MembersTooLong(FileFormatError):
@@ -68,11 +73,18 @@ class LongMembersLine(bytes):
     long: dict[str, LongMember]
 
 
-class _LongKey:
-    """A key past ``_KEY_BYTES``, read on without being held: whether its bytes are UTF-8, and a digest
-    of them, so that its stand-in names it as one name (the same name twice is one member)."""
+# A JSON string's text as ``json.loads`` takes it (quotes and all: a key's are its first and last
+# bytes), and the start of an escape a block may cut.
+_JSON_STRING_TEXT: Final = re.compile(rb'(?:[^\\\x00-\x1f]++|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*+')
+_CUT_ESCAPE: Final = re.compile(rb"\\(?:u[0-9a-fA-F]{0,3})?")
 
-    __slots__ = ("decoder", "digest", "utf8")
+
+class _LongKey:
+    """A key past ``_KEY_BYTES``, read on without being held: whether its bytes are UTF-8, whether they
+    are a JSON string's (``valid``), and a digest of them, so that its stand-in names it as one name
+    (the same name twice is one member)."""
+
+    __slots__ = ("cut", "decoder", "digest", "utf8", "valid")
 
     def __init__(self) -> None:
         self.decoder = codecs.getincrementaldecoder("utf-8")()
@@ -82,9 +94,17 @@ class _LongKey:
 
         self.digest = hashlib.blake2b(digest_size=8)
         self.utf8 = True
+        self.valid = True
+        self.cut = b""  # an escape the last piece ended in, checked with the next one
 
     def feed(self, piece: bytes, *, final: bool = False) -> None:
         self.digest.update(piece)
+        if self.valid:
+            text = self.cut + piece if self.cut else piece
+            end = _JSON_STRING_TEXT.match(text).end()  # type: ignore[union-attr]  # matches b""
+            self.cut = text[end:]
+            if self.cut and (final or _CUT_ESCAPE.fullmatch(self.cut) is None):
+                self.valid = False  # a control character, or an escape JSON has not (\x, \u12G4)
         if self.utf8:
             try:
                 self.decoder.decode(piece, final)
@@ -101,6 +121,7 @@ class _LongKey:
 _STRING_BODY: Final = re.compile(rb'[^"\\]*(?:\\.[^"\\]*)*', re.S)
 _VALUE_STOP: Final = re.compile(rb'["{}\[\],]')
 _SPACE: Final = frozenset(b" \t\r\n")
+_SPACES: Final = re.compile(rb"[ \t\r\n]+")
 _NOT_BRACKETS: Final = bytes(set(range(256)) - set(b"[]{}"))
 _CLOSER: Final = bytes.maketrans(b"[{", b"]}")
 _INSIDE_BYTES: Final = 64
@@ -127,6 +148,7 @@ class _Scan:
         self.key_too_long = False
         self.long_key = _LongKey()
         self.value = bytearray()
+        self.blanks = 0  # the blanks outside strings kept in ``value``: not counted in its size
         self.keeping = False
         self.not_utf8 = False  # the current member's name is not UTF-8: given back as its name and null
         self.name = ""  # the current member's key
@@ -146,8 +168,8 @@ class _Scan:
                 pos = self._value(data, pos)
                 continue
             char = data[pos]
-            if char in _SPACE:
-                pos += 1
+            if char in _SPACE:  # a run at once: a step a blank took ~0.4 s a MiB of them
+                pos = _SPACES.match(data, pos).end()  # type: ignore[union-attr]  # it starts one
             elif state == _BEFORE and char == 0x7B:  # {
                 self.state, pos = _KEY_START, pos + 1
             elif state == _KEY_START and char == 0x22:  # a key's opening quote
@@ -159,6 +181,7 @@ class _Scan:
                 self.state, pos = _AFTER, pos + 1  # {} (a comma before } is no object)
             elif state == _COLON and char == 0x3A:  # :
                 self.value.clear()
+                self.blanks = 0
                 self.keeping = self._wanted()
                 self.state, pos = _VALUE, pos + 1
             else:
@@ -168,6 +191,9 @@ class _Scan:
         self.not_utf8 = False
         if self.key_too_long:
             self.long_key.feed(b"", final=True)
+            if not self.long_key.valid:  # as json.loads refuses it in the line held whole
+                self.malformed = True
+                return False
             if not self.long_key.utf8:  # as a short line's name not UTF-8: any column's, maybe
                 self.not_utf8 = True
                 self.key[:] = self.long_key.stand_in()
@@ -222,17 +248,33 @@ class _Scan:
                 self.long_key.feed(bytes(self.key))
         elif self.keeping:
             self.value += piece
-            if len(self.value) > MEMBER_BYTES:
+            if len(self.value) - self.blanks > MEMBER_BYTES:
                 string = self.value.lstrip()[:1] == b'"'
                 self.too_long[self.name] = LongMember.STRING if string else LongMember.OTHER
                 # As json.loads reads a repeated key, the last counts: an earlier one kept is not.
                 self.members = [(name, text) for name, text in self.members if name != self.name]
                 self.keeping = False
                 self.value.clear()
+                self.blanks = 0
 
-    def _outside(self, piece: bytes) -> bytes:
-        """``piece`` of a value outside its strings, a run of blanks in it one blank when kept."""
-        return _BLANKS.sub(b" ", piece) if self.keeping else piece
+    def _outside(self, piece: bytes, *, strings: bool = False) -> bytes:
+        """``piece`` of a value outside its strings (or holding whole ones, ``strings``: ``_inside``),
+        when kept each run of blanks outside its strings one blank, none before the value or after a
+        blank it ends in, and those it keeps counted in ``blanks``: a member's size is what it holds,
+        its bytes less its blanks outside strings, at any depth (``"id":`` a MiB of blanks ``2`` is
+        ``2``, of size 1; ``{"id": 2`` a MiB of blanks ``}`` is ``{"id": 2 }``, of size 8)."""
+        if not self.keeping:
+            return piece
+        if _BLANKS.search(piece) is not None:
+            if strings:
+                piece = _STRING_OR_BLANKS.sub(lambda found: found.group(1) or b" ", piece)
+            else:
+                piece = _BLANKS.sub(b" ", piece)
+        if not self.value or self.value[-1] in _SPACE:
+            piece = piece.lstrip(b" \t\r\n")  # a run of blanks the last piece ended, or leading
+        bare = b"".join(outside_strings(piece, 0, len(piece))[0]) if strings else piece
+        self.blanks += len(bare) - len(bare.translate(None, b" \t\r\n"))
+        return piece
 
     def _value(self, data: bytes, pos: int) -> int:
         """Read a value on from ``pos``: to its end at this object's ``,`` or ``}``, or the block's."""
@@ -277,7 +319,7 @@ class _Scan:
             if cut == pos:
                 return pos  # a string from here past the block's end: read as a string
             if self._within(b"".join(parts)):
-                self._take(data[pos:cut])
+                self._take(self._outside(data[pos:cut], strings=True))
                 self.piece = min(2 * self.piece, _PIECE)
                 return cut
             self.piece = max(self.piece // 2, _INSIDE_BYTES)
