@@ -430,6 +430,22 @@ class TestCsv:
             list(read_audit_rows(path, "acme"))
         assert caught.value.line == line
 
+    @pytest.mark.parametrize("cut", [0, 1, 4, 7], ids=["line-end", "fraction", "seconds", "time"])
+    def test_a_last_record_the_file_ends_inside_stops_the_read(self, tmp_path: Path, cut: int) -> None:
+        """psql ends every record with a line end. A file cut inside its last record (a copy cut short,
+        an export still being written) read that record's cut ``created_at`` as another time
+        (``…28.125496`` as ``…28.12``), silently; it now stops the read, naming the record's line.
+        Cut just before its line end, the record may be whole, but the file was cut all the same."""
+        path = tmp_path / "a.csv"
+        write_psql_csv(path, list(read_audit_rows(TEXT_AUDITS, "acme"))[:3])
+        data = path.read_bytes()
+        last = list(csv_records(path))[-1][0]
+        assert len(list(read_audit_rows(path, "acme"))) == 3
+        path.write_bytes(data[: len(data) - 1 - cut])
+        with pytest.raises(FileFormatError, match="ends without a line end after this record") as caught:
+            list(read_audit_rows(path, "acme"))
+        assert caught.value.line == last
+
     def test_a_field_that_is_not_utf8_is_read_as_its_bytes(self, tmp_path: Path) -> None:
         """In a record that is not UTF-8 only the fields that are not stay bytes; the row is still read."""
         header = ",".join(AUDIT_COLUMNS)

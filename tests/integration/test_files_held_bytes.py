@@ -112,7 +112,7 @@ class TestALongLineHoldsLittle:
         path = write_long(tmp_path / "a.jsonl", b'{"long": "', 3 * MIB, b'"}\n', b'{"id": 2}\n')
         long = b"y" * (3 * MIB)
         assert list(numbered_lines(path, CAP)) == [(1, b'{"long": "' + long + b'"}\n'), (2, b'{"id": 2}\n')]
-        csv = write_long(tmp_path / "a.csv", b'id,x\n1,"a\r\n', 3 * MIB, b'"\r\n', b"2,z")
+        csv = write_long(tmp_path / "a.csv", b'id,x\n1,"a\r\n', 3 * MIB, b'"\r\n', b"2,z\n")
         assert list(csv_records(csv, CAP)) == [(1, b"id,x"), (2, b'1,"a\r\n' + long + b'"'), (4, b"2,z")]
 
 

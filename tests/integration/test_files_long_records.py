@@ -136,6 +136,21 @@ class TestLongCsvRecords:
         ):
             list(csv_records(path, CAP, on_long=lambda number, record: None))
 
+    @pytest.mark.parametrize("cap", [CAP, 1 << 20], ids=["read-on", "held"])
+    def test_a_last_record_without_its_line_end_stops_the_read(self, tmp_path: Path, cap: int) -> None:
+        """Past the cap or within it (measured, then held), a last record the file ends inside is
+        refused naming its first line, not counted as its row's failure nor read as a row: psql ends
+        every record with a line end, and its last field may be cut."""
+        path = csv_file(tmp_path / "a.csv", HEADER, row(1), row(2, LONG))
+        path.write_bytes(path.read_bytes()[:-4])
+        checked = CheckedRows(path)
+        with (
+            FileAuditSource(path, "acme", checked=checked, max_record_bytes=cap) as source,
+            pytest.raises(FileFormatError, match=r"line 5: .*ends without a line end after this record"),
+        ):
+            pages(source, "acme")
+        assert checked.outcomes == []
+
 
 FIELD = st.one_of(
     st.text(st.sampled_from('ab,"\n\r'), max_size=12).map(lambda text: '"' + text.replace('"', '""') + '"'),

@@ -35,6 +35,10 @@ from .lines import (
 )
 
 DEFAULT_MAX_RECORD_BYTES: Final = MAX_LINE_BYTES
+_NO_LINE_END: Final = (
+    "the file ends without a line end after this record (PostgreSQL ends every record with one): "
+    "it was cut short or is still being written, and its last field may be cut"
+)
 
 # The quoted alternative is the unrolled "no quote, or a doubled quote" loop: linear; possessive, so
 # sre keeps no backtracking state a ``""`` (a greedy loop kept ~60 MiB of it a MiB of ``""``).
@@ -67,7 +71,9 @@ def csv_records(
     in blocks of ``LONG_LINE_HEAD`` and never held: ``on_long(first line, LongRecord)`` is called,
     and the records after it follow. An unterminated quote at the end of the file always raises, and
     so does an end short of the file's size when it was opened (``lines.check_read_whole``: it was
-    cut short while it was read).
+    cut short while it was read), and a last record with no line end after it: ``COPY`` ends every
+    record with one, so the file was cut inside that record (or is being written), and a field cut
+    short at its end (``2019-01-04 05:44:28.1`` of ``…28.125496``) would read as another value.
 
     A record is held whole only once it is known to fit: past its first ``hold_bytes`` it is
     measured in blocks, not held, and read again whole from where it starts when it fits (as
@@ -110,6 +116,8 @@ def csv_records(
                     # It fits (it ended at a line end, or at the end of the file): read it again whole.
                     if not ended and not scan.end_of_file():
                         raise FileFormatError(path, start, "unterminated quoted field at the end of the file")
+                    if not ended:
+                        raise FileFormatError(path, start, _NO_LINE_END)
                     stream.seek(-size, os.SEEK_CUR)
                     record, size = stream.read(size), 0
                     record = record[:-2] if record.endswith(b"\r\n") else record.removesuffix(b"\n")
@@ -130,12 +138,18 @@ def csv_records(
                 if not ended and not scan.end_of_file():
                     why = f"record longer than {max_record_bytes} bytes runs to the end of the file"
                     raise FileFormatError(path, start, f"{why}: an unterminated quoted field")
+                if not ended:
+                    raise FileFormatError(
+                        path, start, f"record longer than {max_record_bytes} bytes: {_NO_LINE_END}"
+                    )
                 on_long(start, LongRecord(bytes(head), scan.fields, scan.well_formed))
                 continue
             if quotes % 2:
                 continue
             record = b"".join(parts)
             parts, quotes, size = [], 0, 0
+            if not at_line_start and record.strip():  # the file's end, no line end after the record
+                raise FileFormatError(path, start, _NO_LINE_END)
             record = record[:-2] if record.endswith(b"\r\n") else record.removesuffix(b"\n")
             if record:
                 yield start, record
