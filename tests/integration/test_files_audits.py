@@ -405,6 +405,11 @@ class TestCsv:
         [
             ((), "empty file", 1),
             (("id,auditable_type,action,created_at",), "lacks audited_changes", 1),
+            (
+                (",".join((*AUDIT_COLUMNS, "id")), "1,1,Crm::Person,,,,,,create,,,,,,2019-01-01 00:00:00,2"),
+                "the header names id more than once",
+                1,
+            ),
             ((",".join(AUDIT_COLUMNS), '1,1,Crm::Person,,,,,,create,"---\nopen'), "unterminated", 2),
             (
                 (",".join(AUDIT_COLUMNS), '1,1,Crm::Person,,,,,,cre"at"e,,,,,,2019-01-01 00:00:00'),

@@ -13,6 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crm_audit_adapters.files import FileFormatError, JsonlContactDirectory, contact_index, read_contacts
+from crm_audit_adapters.files.errors import FileChangedWhileRead
+from crm_audit_adapters.files.long_lines import MEMBER_BYTES, MembersTooLong
 from crm_audit_transform.domain import Contact
 from crm_audit_transform.ports import ContactDirectory
 from crm_audit_transform.testing import InMemoryContactDirectory
@@ -168,6 +170,63 @@ class TestFileShapes:
         write_lines(path, contact_line("b", "co", 2), contact_line("a", "co", 1))
         with pytest.raises(FileFormatError, match="changed"):
             directory.contacts_by_crm_ids("co", [2])
+
+    @pytest.mark.parametrize("same_size", [True, False])
+    def test_a_file_rewritten_with_the_same_people_is_a_typed_error(
+        self, tmp_path: Path, same_size: bool
+    ) -> None:
+        """Rewritten after opening with each line's company and person as before (an export run again
+        in place), a contact was read with its new time or ``_id``, silently: the directory checked
+        only those two. It now looks at the file before each read (``FileMark``) and raises."""
+        path = write_lines(tmp_path / "c.jsonl", contact_line("a", "co", 1), contact_line("b", "co", 2))
+        directory = JsonlContactDirectory(path)
+        time = "2024-01-02T03:04:06Z" if same_size else "2024-01-02T03:04:06.5Z"
+        write_lines(path, contact_line("a", "co", 1), {**contact_line("b", "co", 2), "created_at": time})
+        with pytest.raises(FileChangedWhileRead, match="changed while it was read"):
+            directory.contacts_by_crm_ids("co", [2])
+
+    def test_contacts_appended_after_opening_are_not_found_and_the_others_are(self, tmp_path: Path) -> None:
+        """Appended lines leave the indexed ones where they were: not in the index, not found."""
+        path = write_lines(tmp_path / "c.jsonl", contact_line("a", "co", 1), contact_line("b", "co", 2))
+        directory = JsonlContactDirectory(path)
+        with path.open("a") as out:
+            out.write(json.dumps(contact_line("c", "co", 3)) + "\n")
+        assert sorted(directory.contacts_by_crm_ids("co", [1, 2, 3])) == [1, 2]
+
+
+class TestLongLineOfAnotherCompany:
+    BIG = '"' + "x" * (MEMBER_BYTES + 10) + '"'
+    """A string too long to keep from a long line (past 1 MiB)."""
+
+    def test_it_stops_only_its_own_companys_run(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A long line whose ``crm_data`` is too long to read stopped opening the directory, so the
+        dry run of every company in the file; it now stops only its company's, when asked for, naming
+        the line. A line whose company is itself too long is no company's asked for: passed over."""
+        monkeypatch.setattr(contact_index, "MAX_LINE_BYTES", 4_096)
+        path = write_lines(
+            tmp_path / "c.jsonl",
+            contact_line("a1", "co-a", 1),
+            '{"_id": "b1", "company_sso_id": "co-b", "crm_data": {"notes": ' + self.BIG + "}}",
+            '{"_id": "z1", "company_sso_id": ' + self.BIG + ', "crm_data": {"id": 1}}',
+            contact_line("a2", "co-a", 2),
+        )
+        directory = JsonlContactDirectory(path)
+        assert sorted(directory.contacts_by_crm_ids("co-a", [1, 2])) == [1, 2]
+        for _ in range(2):
+            with pytest.raises(MembersTooLong, match=f"line 2: .*its crm_data longer than {MEMBER_BYTES}"):
+                directory.contacts_by_crm_ids("co-b", [1])
+
+    def test_a_line_naming_no_company_still_stops_opening(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(contact_index, "MAX_LINE_BYTES", 4_096)
+        path = write_lines(
+            tmp_path / "c.jsonl", contact_line("a1", "co-a", 1), '{"_id": "n", "crm_data": ' + self.BIG + "}"
+        )
+        with pytest.raises(MembersTooLong, match=r"line 2: .*its crm_data longer than"):
+            JsonlContactDirectory(path)
 
 
 class TestParsedContacts:

@@ -66,6 +66,13 @@ class TestUsers:
             read_users(path)
         assert caught.value.line == 2
 
+    def test_an_id_past_pythons_digit_limit_is_described_as_its_json(self, tmp_path: Path) -> None:
+        """Such an id is kept undecoded (``JsonbText``): the error said "a value of type JsonbText",
+        a name of this code; it now says what the file holds, as an audits line's error does."""
+        path = write_lines(tmp_path / "u.jsonl", '{"id": 1' + "0" * 5_000 + ', "email": "a@x"}')
+        with pytest.raises(FileFormatError, match=r"a number of 5001 characters of JSON, not decoded$"):
+            read_users(path)
+
 
 class TestEntities:
     def test_entities_are_keyed_by_type_and_id_and_remember_deleted_ones(self) -> None:

@@ -96,6 +96,11 @@ def _header(path: PathLike, first: tuple[int, bytes] | None, tenant: str | None)
     if any(name is None for name in names):
         raise FileFormatError(path, first[0], "the header has an empty column name")
     header = [str(name) for name in names]
+    if len(set(header)) < len(header):
+        # A record would be read by its last such column, as dict(zip(…)) keeps it: which of them is
+        # the column cannot be told (no table's SELECT * names one twice; a join's may).
+        twice = sorted({name for name in header if header.count(name) > 1})
+        raise FileFormatError(path, first[0], f"the header names {', '.join(twice)} more than once")
     missing = (_REQUIRED_COLUMNS | {"audited_changes"}) - set(header)
     if missing:
         raise FileFormatError(path, first[0], f"the header lacks {', '.join(sorted(missing))}")

@@ -127,9 +127,6 @@ def _text(record: Mapping[str, Any], name: str) -> str | None:
 
 def _shown(value: object) -> str:
     """``errors.shown``: what ``value`` is, never what it holds; a jsonb value as its text's."""
-    if isinstance(value, JsonbText):  # a member too deep or of too many values to decode: its text
-        kind = {"[": "an array", "{": "an object"}.get(value.text[:1], "a number")
-        return f"{kind} of {len(value.text)} characters of JSON, not decoded"
     return shown(value)
 
 

@@ -15,6 +15,7 @@ parsed once per run while it is in use, and the memory stays bounded whatever th
 from __future__ import annotations
 
 import heapq
+import json
 from array import array
 from bisect import bisect_left
 from collections import OrderedDict
@@ -30,8 +31,9 @@ from crm_audit_transform.domain import Contact
 from ..mongo.contact_ids import contact_id_order
 from .directories import CONTACT_MEMBERS, contact_id_of_line, parse_contact_line
 from .errors import FileFormatError
+from .file_marks import FileMark
 from .lines import MAX_LINE_BYTES, PathLike, hold_limit, whole_or_long
-from .long_lines import skim_long_line
+from .long_lines import MEMBER_BYTES, LongMember, MembersTooLong, skim_long_line
 
 __all__ = ["JsonlContactDirectory"]
 
@@ -122,8 +124,38 @@ def _read_line(path: PathLike, stream: BinaryIO, number: int) -> bytes:
     limit = hold_limit(stream, MAX_LINE_BYTES)
     raw, long = whole_or_long(stream, stream.readline(limit + 1), limit, MAX_LINE_BYTES)
     if long:
-        return skim_long_line(path, number, raw, stream.readline, CONTACT_MEMBERS, MAX_LINE_BYTES)
+        return skim_long_line(
+            path, number, raw, stream.readline, CONTACT_MEMBERS, MAX_LINE_BYTES, long_members=True
+        )
     return raw
+
+
+def _too_long(path: PathLike, number: int, raw: bytes) -> tuple[str | None, MembersTooLong] | None:
+    """For a long line whose members a contact is read from were too long to keep (a
+    ``long_lines.LongMembersLine``): its company, and the error that refuses it; None for any other.
+
+    The company is None when its ``company_sso_id`` is itself too long to keep (past 1 MiB: no
+    company asked for is one). ``MembersTooLong`` is raised now when the line names no company it
+    can be told by (none, not a string): it may be any company's."""
+    long: dict[str, LongMember] | None = getattr(raw, "long", None)
+    if not long:
+        return None
+    names = ", ".join(sorted(long))
+    refused = MembersTooLong(
+        path,
+        number,
+        f"line longer than {MAX_LINE_BYTES} bytes, and its {names} longer than {MEMBER_BYTES} bytes: "
+        "it cannot be read",
+    )
+    if long.get("company_sso_id") is LongMember.STRING:
+        return None, refused
+    try:
+        company = json.loads(raw).get("company_sso_id")
+    except ValueError:  # not UTF-8, or a value json cannot build: read as any line is, below
+        return None
+    if not isinstance(company, str):
+        raise refused
+    return company, refused
 
 
 def _strictly_ascending(ids: array[int]) -> bool:
@@ -150,7 +182,13 @@ class JsonlContactDirectory:
     Lines are those ``read_contacts`` accepts; a line it refuses makes opening fail with the same
     ``FileFormatError``. As with the MongoDB directory, when a company has several contacts with
     one person id the first by ``_id`` wins, wherever its line is.
-    The file must not change while the directory is in use.
+    The file must not change while the directory is in use, but for contacts appended (not in the
+    index: not found, as before they were): each read of its lines first looks at the file
+    (``file_marks.FileMark``, as a file source looks at its audits file) and raises
+    ``FileChangedWhileRead`` (a ``FileFormatError``, ``BAD_INPUT``) when it holds fewer bytes than
+    when indexed, other bytes in its first 4 KiB or the 4 KiB before that size, or the same bytes
+    written or replaced since: a contact read from it then might not be the one indexed, its time or
+    ``_id`` another. One ``open``, one ``fstat`` and two reads of 4 KiB a page that reads contacts.
 
     ``parsed``: how many parsed contacts to keep between pages (``PARSED_CONTACTS``; 0 keeps none).
     """
@@ -163,10 +201,21 @@ class JsonlContactDirectory:
         self._keep = parsed
         self._parsed: OrderedDict[int, Contact] = OrderedDict()
         """Contacts by their line's offset, least recently used first."""
+        self._refused: dict[str, MembersTooLong] = {}
+        """A company's first long line whose members were too long to read: raised when it is asked
+        for, so another company's such line never stops this company's run."""
+        self._mark = FileMark(path)
+        self._mark.check()  # the file as indexed: the first look, before its first byte is read
         with open(path, "rb") as stream:
             number = offset = 0
             while raw := _read_line(path, stream, number + 1):
                 number += 1
+                if (too_long := _too_long(path, number, raw)) is not None:
+                    company, refused = too_long
+                    if company is not None:
+                        self._refused.setdefault(company, refused)
+                    offset = stream.tell()
+                    continue
                 contact = parse_contact_line(path, number, raw)
                 if contact is not None:
                     index = self._companies.get(contact.company_sso_id)
@@ -174,6 +223,7 @@ class JsonlContactDirectory:
                         index = self._companies[contact.company_sso_id] = _CompanyIndex()
                     index.add(contact.crm_person_id, offset, number)
                 offset = stream.tell()  # a long line's short line is not its length
+        self._mark.check()  # read to its end as it was: appended to, at most
         for index in self._companies.values():
             index.seal(self._contact_id_at)
 
@@ -200,6 +250,10 @@ class JsonlContactDirectory:
     def contacts_by_crm_ids(
         self, company_sso_id: str, crm_person_ids: Collection[int]
     ) -> Mapping[int, Contact]:
+        if (refused := self._refused.get(company_sso_id)) is not None:
+            # One of its contacts cannot be read: it is not skipped. A new error each time, so that
+            # none carries the traceback of the last.
+            raise MembersTooLong(refused.path, refused.line, refused.message)
         index = self._companies.get(company_sso_id)
         if index is None:
             return {}
@@ -223,6 +277,7 @@ class JsonlContactDirectory:
     def _read(self, company_sso_id: str, places: list[tuple[tuple[int, int], int]]) -> None:
         """Parse the contacts at ``places`` (``((offset, line number), person id)``, ascending) into
         ``_parsed``."""
+        self._mark.check()  # the lines at those offsets are still the ones indexed
         with open(self._path, "rb") as stream:
             for (offset, number), person_id in places:  # ascending offsets: one forward pass
                 stream.seek(offset)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from crm_audit_transform.errors import CrmAuditError
+from crm_audit_transform.loading import JsonbText
 
 __all__ = ["FileChangedWhileRead", "FileFormatError", "FileWriteError", "OutputLocked"]
 
@@ -114,6 +115,9 @@ def shown(value: object) -> str:
         return f"a list of {_counted(len(value), 'item')}"
     if isinstance(value, dict):
         return f"an object of {_counted(len(value), 'member')}"
+    if isinstance(value, JsonbText):  # a member too deep or of too many values to decode: its text
+        kind = {"[": "an array", "{": "an object"}.get(value.text[:1], "a number")
+        return f"{kind} of {len(value.text)} characters of JSON, not decoded"
     return f"a value of type {type(value).__name__}"
 
 
