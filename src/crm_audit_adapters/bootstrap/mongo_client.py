@@ -107,11 +107,13 @@ def wait_for_mongo(client: MongoClient[Document], uri: str, notice: Callable[[st
     """Ping the server once, saying "connecting to MongoDB at …" if that takes over a second.
 
     The wait is bounded by the client's ``serverSelectionTimeoutMS``; then ``StoreUnavailable``
-    (exit 6). A refused login is ``ConnectionRejected`` (exit 3).
+    (exit 6). A refused login is ``ConnectionRejected`` (exit 3); a URI pymongo cannot connect with
+    (an ``authMechanism`` whose package is missing) ``DependencyMissing`` or ``ConfigError`` (exit 3,
+    ``retry.refused_configuration``), never an outage.
     """
     from pymongo.errors import PyMongoError
 
-    from ..mongo.retry import driver_cause, rejected_login
+    from ..mongo.retry import driver_cause, refused_configuration, rejected_login
 
     seeds = client.topology_description.server_descriptions()  # the URI's hosts until discovery
     hosts = ", ".join(f"{host}:{port}" for host, port in seeds) or "?"
@@ -126,7 +128,7 @@ def wait_for_mongo(client: MongoClient[Document], uri: str, notice: Callable[[st
     try:
         client.admin.command("ping")
     except PyMongoError as exc:
-        rejected = rejected_login(exc)
+        rejected = rejected_login(exc) or refused_configuration(exc, [uri])
         if rejected is not None:
             raise rejected from None
         raise StoreUnavailable(

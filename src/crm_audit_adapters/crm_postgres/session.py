@@ -14,8 +14,11 @@ other as ``SourceUnavailable``. A query built from a tenant's checks (``run_chec
 a class 42 error is built and run once more after those checks run again: a deploy's DDL.
 
 A server that refuses the login itself — a wrong password, an unknown user or database, no
-``pg_hba.conf`` entry — and a DSN libpq cannot parse are configuration, not an outage: the factory
-raises ``ConnectionRejected`` / ``ConfigError`` (exit 3 in the runner) and nothing is retried.
+``pg_hba.conf`` entry —, a DSN libpq cannot parse, and one whose settings rule the connection out
+(a service not defined, ``sslmode=require`` against a server without TLS, a ``require_auth`` or
+``channel_binding`` the server does not meet, a certificate that cannot be read or verified) are
+configuration, not an outage: the factory raises ``ConnectionRejected`` / ``ConfigError`` (exit 3 in
+the runner) and nothing is retried.
 Driver messages are scrubbed of the DSN's secrets (``redaction.scrub``) before they go anywhere.
 """
 
@@ -61,6 +64,24 @@ _REJECTED_TEXTS = (
     "unrecognized configuration parameter",
 )
 _REJECTED_OPTION = re.compile(r'invalid \w+ value: "')  # libpq: invalid sslmode value: "bogus"
+# libpq's texts of a connection its own settings rule out, before or at the handshake, and that
+# fails the same way on every attempt: a service file missing or not defining the service, option values
+# that exclude each other, a server without the TLS the DSN requires, an authentication or channel
+# binding the DSN requires and the server did not do, a certificate that cannot be read or verified.
+# Each was SOURCE_UNAVAILABLE (exit 6), retried by every run and Celery task as an outage.
+_UNUSABLE_TEXTS = (
+    'definition of service "',
+    'service file "',
+    "may not be used with sslnegotiation",
+    "server does not support SSL, but SSL was required",
+    "authentication method requirement",
+    "channel binding",
+    "GSSAPI encryption required",
+    "certificate file",
+    "private key file",
+    "certificate verify failed",
+    "does not match host name",
+)
 
 # Is there such a schema, and does it hold the table a query reads? One round trip, in the catalog
 # (a schema without the CRM's tables, such as "public", is no tenant: its query would fail with
@@ -181,6 +202,7 @@ class PostgresConnectionFactory:
                 exc.sqlstate in _REJECTED_SQLSTATES
                 or any(text in message for text in _REJECTED_TEXTS)
                 or _REJECTED_OPTION.search(message)
+                or any(text in message for text in _UNUSABLE_TEXTS)
             ):
                 reason = message.rpartition("FATAL:")[2].strip() or message
                 raise ConnectionRejected(

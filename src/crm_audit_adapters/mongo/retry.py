@@ -14,10 +14,14 @@ server's whole reply to its messages, which say nothing an operator acts on and 
 document. The full error stays the ``StoreUnavailable``'s ``__cause__``, for a traceback that the
 runner scrubs of the settings' secrets.
 
-Two errors are not retried here. A ``ServerSelectionTimeoutError`` already waited the client's whole
+Three errors are not retried here. A ``ServerSelectionTimeoutError`` already waited the client's whole
 ``serverSelectionTimeoutMS`` (the URI's own value; the runner's default is 10 s) while pymongo kept
 looking for a server, so retrying would multiply the wait the operator chose. A refused login
-(``AuthenticationFailed``, code 18) is configuration: ``ConnectionRejected``, never retried.
+(``AuthenticationFailed``, code 18) is configuration: ``ConnectionRejected``, never retried. So is a
+``ConfigurationError`` pymongo raises as it opens a connection (``refused_configuration``): an
+authentication mechanism whose optional package is missing (``authMechanism=MONGODB-AWS`` without
+pymongo-auth-aws, ``GSSAPI`` without kerberos) is ``DependencyMissing``, any other (a server too old
+for this pymongo) ``ConfigError``; each was ``StoreUnavailable``, "unreachable", exit 6 and retried.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from collections.abc import Callable, Iterable
 from typing import Final, TypeVar
 
 from pymongo.errors import (
+    ConfigurationError,
     ConnectionFailure,
     OperationFailure,
     PyMongoError,
@@ -34,7 +39,7 @@ from pymongo.errors import (
     WriteConcernError,
 )
 
-from crm_audit_transform.errors import ConnectionRejected, StoreUnavailable
+from crm_audit_transform.errors import ConfigError, ConnectionRejected, DependencyMissing, StoreUnavailable
 
 from ..redaction import scrub
 from ..retrying import RetryPolicy, attempts_made
@@ -46,6 +51,7 @@ __all__ = [
     "call_with_retry",
     "driver_cause",
     "is_retryable",
+    "refused_configuration",
     "rejected_login",
 ]
 
@@ -98,6 +104,28 @@ def rejected_login(exc: PyMongoError) -> ConnectionRejected | None:
     return None
 
 
+# pymongo's words for an optional package it needs: "MONGODB-AWS authentication requires
+# pymongo-auth-aws: install with: python -m pip install 'pymongo[aws]'", 'The "kerberos" module
+# must be installed to use GSSAPI authentication.'
+_INSTALL: Final = re.compile(r"\binstall", re.IGNORECASE)
+
+
+def refused_configuration(exc: PyMongoError, secrets: Iterable[str | None] = ()) -> ConfigError | None:
+    """``DependencyMissing`` or ``ConfigError`` when ``exc`` is pymongo's ``ConfigurationError``, else None.
+
+    pymongo raises it as it opens a connection for what no retry changes: a mechanism of
+    ``authMechanism`` whose package is not installed (``DependencyMissing``: its message says
+    what to install), a server older than this pymongo supports (``ConfigError``). The message
+    is pymongo's first clause (``driver_cause``), scrubbed of ``secrets``.
+    """
+    if not isinstance(exc, ConfigurationError):
+        return None
+    problem = [("mongo_uri", f"pymongo cannot use this URI: {driver_cause(exc, secrets)}")]
+    if _INSTALL.search(str(exc)) or isinstance(exc.__cause__, ImportError):
+        return DependencyMissing(problem)
+    return ConfigError(problem)
+
+
 # Where pymongo's own additions to a message begin: a network error's timeouts, server selection's
 # wait and topology description, an operation failure's full reply.
 _APPENDED: Final = re.compile(r" \(configured timeouts|, Timeout: |, Topology Description: |, full error: ")
@@ -126,7 +154,7 @@ def call_with_retry(operation: Callable[[int], T], policy: RetryPolicy, what: st
             with attempt:
                 return operation(attempt.retry_state.attempt_number)
     except PyMongoError as exc:
-        rejected = rejected_login(exc)
+        rejected = rejected_login(exc) or refused_configuration(exc)
         if rejected is not None:
             raise rejected from exc
         cause = driver_cause(exc)
@@ -143,4 +171,9 @@ def call_with_retry(operation: Callable[[int], T], policy: RetryPolicy, what: st
 
 
 def _retryable(exc: BaseException) -> bool:
-    return isinstance(exc, PyMongoError) and rejected_login(exc) is None and is_retryable(exc)
+    return (
+        isinstance(exc, PyMongoError)
+        and rejected_login(exc) is None
+        and not isinstance(exc, ConfigurationError)
+        and is_retryable(exc)
+    )
