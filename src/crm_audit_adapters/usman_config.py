@@ -116,6 +116,20 @@ def base_url_problem(base_url: str, *, auth_header: str = "Authorization", token
     return None
 
 
+def _request_path(_: object, attribute: Attribute[str], value: str) -> None:
+    # httpx sends a request whose path is an absolute URL (https://other/…) there, not to base_url,
+    # and reads //other/… as a host it then drops: the lookup, with the token in its header, went
+    # to another host (over http:// too) while base_url, the one shown and checked, named USMAN.
+    # Never quote the value: its query may hold a key (?api_key=…).
+    parts = urlsplit(value)
+    if not value.startswith("/") or value.startswith("//") or parts.scheme or parts.netloc:
+        raise UnusableUsmanSetting(
+            f"{attribute.name} must be a path on base_url starting with one / (/api/v1/users/sso-ids): "
+            "an absolute URL (https://…) or //host would send the lookup, and the token, elsewhere; "
+            "give the scheme and host in CRM_AUDIT_USMAN_BASE_URL"
+        )
+
+
 def _header_name(_: object, attribute: Attribute[str], value: str) -> None:
     if not _HEADER_NAME.fullmatch(value):
         raise UnusableUsmanSetting(
@@ -130,6 +144,8 @@ class UsmanConfig:
 
     ``UnusableUsmanSetting`` (a ``ValueError``) for a value that could never work: a token or scheme
     that is no header value (CR, LF, other controls, non-ASCII), a header name that is no HTTP token,
+    a ``path`` that is no path starting with one ``/`` (an absolute URL, ``//host``: httpx would send
+    the lookup and the token there, not to ``base_url``),
     a timeout or backoff that is not a finite number of seconds, a number past ``USMAN_MAXIMA``, a
     ``base_url`` with a query or fragment, or with user info that would replace the token
     (``base_url_problem``). Its message never quotes the token or the URL.
@@ -137,7 +153,7 @@ class UsmanConfig:
 
     base_url: str = field(repr=_url_repr)
     token: str = field(default="", repr=False, validator=_header_value)
-    path: str = field(default="/api/v1/users/sso-ids", repr=_path_repr)
+    path: str = field(default="/api/v1/users/sso-ids", repr=_path_repr, validator=_request_path)
     auth_header: str = field(default="Authorization", validator=_header_name)
     # Prefix of the header value ("Bearer <token>"); empty sends the bare token (e.g. X-Api-Key).
     auth_scheme: str = field(default="Bearer", validator=_header_value)

@@ -161,6 +161,47 @@ class TestDatabaseAndUsmanUrls:
         assert where == "environment variable CRM_AUDIT_USMAN_BASE_URL"
         assert message in problem, problem
 
+    @pytest.mark.parametrize(
+        "path",
+        [
+            f"http://collector.example/steal?api_key={SECRET}",
+            "https://usman.internal.evil.example/api/v1/users/sso-ids",
+            "//collector.example/api/v1/users/sso-ids",
+            "api/v1/users/sso-ids",
+            "",
+        ],
+    )
+    def test_a_usman_path_that_names_another_host_is_refused_at_load(self, path: str, tmp_path: Path) -> None:
+        """httpx sends a request whose path is an absolute URL to that URL: the lookup, and the token
+        in its header, went to another host than the base URL (over http:// beside an https:// base
+        URL), which ``config`` shows and the load checks. Now CONFIG_INVALID naming the path's source,
+        never quoting it (its query may hold a key). Before, it loaded and the token left: this test
+        fails there."""
+        environ = {
+            "CRM_AUDIT_USMAN_BASE_URL": "https://usman.internal",
+            "CRM_AUDIT_USMAN_TOKEN": "t0ken",
+            "CRM_AUDIT_USMAN_PATH": path,
+        }
+        where, problem = problem_for(environ)
+        assert where == "environment variable CRM_AUDIT_USMAN_PATH"
+        assert "must be a path on base_url starting with one /" in problem, problem
+        assert SECRET not in problem
+        settings_file = tmp_path / "crm.toml"
+        settings_file.write_text(
+            f'[usman]\nbase_url = "https://usman.internal"\npath = "{path}"\n', encoding="utf-8"
+        )
+        assert problem_for_file(settings_file, {})[0] == f"settings file {settings_file}: usman.path"
+
+    def test_a_usman_path_on_the_base_url_is_taken(self) -> None:
+        """A path with a query (a key USMAN asks for there) loads as written."""
+        environ = {
+            "CRM_AUDIT_USMAN_BASE_URL": "https://usman.internal",
+            "CRM_AUDIT_USMAN_PATH": "/v2/sso?k=1",
+        }
+        settings = load_settings(None, environ)
+        assert settings.usman is not None
+        assert settings.usman.path == "/v2/sso?k=1"
+
     def test_user_info_beside_a_token_in_another_header_is_taken(self, tmp_path: Path) -> None:
         """The token in ``X-Api-Key``, or no token: the user info is sent as Basic auth as it is (a
         proxy before USMAN may ask for it), so it loads; ``config`` shows it hidden."""
