@@ -83,10 +83,14 @@ def _url_repr(value: str) -> str:
     return repr(redact(value))
 
 
-def _path_repr(value: str) -> str:
-    """A path as ``repr`` shows it: its query (``?api_key=…``) hidden whole."""
+def shown_path(value: str) -> str:
+    """A path as ``config`` and ``repr`` show it: its query (``?api_key=…``) hidden whole."""
     path, query, _ = value.partition("?")
-    return repr(path + (f"?{MASK}" if query else ""))
+    return path + (f"?{MASK}" if query else "")
+
+
+def _path_repr(value: str) -> str:
+    return repr(shown_path(value))
 
 
 def base_url_problem(base_url: str, *, auth_header: str = "Authorization", token: str = "") -> str | None:

@@ -187,6 +187,21 @@ class TestSettings:
         line = "USMAN at https://usman.internal/api/v1/users/sso-ids?api_key=Kq7PathKey refused the request"
         assert "Kq7PathKey" not in scrub(line, settings.secrets())
 
+    def test_config_shows_the_usman_path_with_its_query_hidden(self) -> None:
+        """Where the lookup and its token go is ``base_url`` + ``path``; ``config`` showed the base URL
+        only, so a path sending them elsewhere could not be seen. The path's query may hold a key."""
+        settings = load_settings(
+            None,
+            {
+                "CRM_AUDIT_USMAN_BASE_URL": "https://usman.internal",
+                "CRM_AUDIT_USMAN_PATH": "/v2/sso-ids?api_key=Kq7PathKey",
+            },
+        )
+        described = settings.describe()
+        assert described["usman_path"] == "/v2/sso-ids?***"
+        assert "Kq7PathKey" not in str(described)
+        assert load_settings(None, {}).describe()["usman_path"] is None
+
     def test_misspelled_variables_get_a_did_you_mean_warning(self) -> None:
         """CRM_AUDIT_PAGESIZE is not silently ignored: the warning names CRM_AUDIT_PAGE_SIZE."""
         settings = load_settings(None, {"CRM_AUDIT_PAGESIZE": "5", "CRM_AUDIT_UNRELATED_THING": "x"})

@@ -12,6 +12,7 @@ from crm_audit_transform.usecases import DEFAULT_COVERAGE_THRESHOLD, RunSettings
 
 from ..redaction import redact
 from ..usman import UsmanConfig
+from ..usman_config import shown_path
 
 LOADER_LIMITS: Final = ("max_bytes", "max_nodes", "max_depth", "max_int_digits")
 """The fields of ``LoaderLimits``, each a ``[loader]`` key and a ``CRM_AUDIT_LOADER_<FIELD>`` variable."""
@@ -71,6 +72,8 @@ class Settings:
             "mongo_database": self.mongo_database,
             "usman_url": redact(self.usman.base_url) if self.usman else None,
             "usman_token": "***" if self.usman and self.usman.token else None,
+            # Where the lookup goes is base_url + path: shown so ops see it, its query (a key) hidden.
+            "usman_path": shown_path(self.usman.path) if self.usman else None,
             "enabled_companies": self.enabled_companies,
             "coverage_threshold": self.coverage_threshold,
             "mapping_config": self.mapping_config,
