@@ -278,6 +278,21 @@ class TestWorkerStart:
         )
         assert TOKEN not in ended.stdout + ended.stderr
 
+    def test_a_worker_stopped_by_ctrl_c_exits_zero_without_an_error_line(
+        self, scale: Scale, celery_workers: WorkerPool
+    ) -> None:
+        """A terminal's Ctrl-C (SIGINT to the worker's process group) is a warm shutdown: exit 0 and
+        no error line, as SIGTERM's. Celery gives it exit status 1, which ended as ``error: INTERNAL:
+        the Celery worker stopped on an error … its CRITICAL line above says which`` with no such
+        line, and told the operator to start it again (this test fails there)."""
+        [worker] = celery_workers.start(scale.env)
+        celery_workers.kill(0, signal.SIGINT)
+        output = celery_workers.output(0)
+        assert worker.returncode == 0, output[-3000:]
+        assert "Warm shutdown" in output
+        assert "error: " not in output
+        assert TOKEN not in output
+
     def test_a_worker_whose_cdp_database_lacks_the_indexes_does_not_start(self, scale: Scale) -> None:
         """A worker with CRM_AUDIT_MONGO_DATABASE naming another database took tasks, found no job there
         and failed them (acknowledged: those jobs were never run). Now it ends before taking any,

@@ -213,21 +213,31 @@ def _run_worker(app: Any, args: list[str]) -> None:
     write, or kombu failing to reconnect after the broker restarted while a task was held — exited
     0, as if shut down, so a supervisor that restarts a failed process (systemd's
     ``Restart=on-failure``) left it stopped and the queue without that worker.
+
+    A shutdown asked for by a signal (``worker_shutting_down``) ends with exit 0, a Ctrl-C's too:
+    Celery gives SIGINT's warm shutdown (and the cold one of a second Ctrl-C) exit status 1, which
+    ended here as that error line, "its CRITICAL line above says which", with no such line.
     """
-    from celery.signals import worker_init
+    from celery.signals import worker_init, worker_shutting_down
 
     started: list[Any] = []  # each WorkController Celery builds: the last one ran
+    asked: list[object] = []  # the signal of each shutdown asked for (Celery's name: "SIGINT", …)
 
     def keep(sender: Any, **_: object) -> None:
         started.append(sender)
 
+    def shutting_down(sig: object = None, **_: object) -> None:
+        asked.append(sig)
+
     worker_init.connect(keep, weak=False)
+    worker_shutting_down.connect(shutting_down, weak=False)
     try:
         app.worker_main(["worker", *args])
     finally:
         worker_init.disconnect(keep)
+        worker_shutting_down.disconnect(shutting_down)
     status = started[-1].exitcode if started else None
-    if status:
+    if status and not asked:
         raise exit_codes.CliError(
             "INTERNAL",
             f"the Celery worker stopped on an error (its exit status {status}; its CRITICAL line above "
