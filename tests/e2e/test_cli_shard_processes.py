@@ -206,8 +206,11 @@ class TestShardsSideBySide:
                 timeout_s=COMMAND_TIMEOUT_S,
                 what="/metrics to count more rows than any one shard saved",
             )
-            # What the wait below follows: the runner, its fork server and its shard processes.
-            assert {runner.pid, *pool_workers(runner.pid)} < set(started_for(cdp.name))
+            # What the wait below follows: the runner, its fork server and its live shard processes
+            # (read in that order: one that ended in between is a zombie until reaped, and no longer live).
+            workers = pool_workers(runner.pid)
+            followed = set(started_for(cdp.name))
+            assert {runner.pid, *(pid for pid in workers if running(pid))} < followed
             assert kill_9(runner) == -signal.SIGKILL
             # Every one it started: a shard it started after shard_pids was read is orphaned too.
             wait_for(lambda: not started_for(cdp.name), timeout_s=30, what="the orphaned shard processes")
