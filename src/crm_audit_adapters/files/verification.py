@@ -34,8 +34,9 @@ from crm_audit_transform.enrichment.model import as_referent_id
 from crm_audit_transform.json_scan import string_parts
 from crm_audit_transform.loading import JsonbText
 from crm_audit_transform.timestamps import as_utc
-from crm_audit_transform.verification import METADATA_PREFIX, MigratedDoc
+from crm_audit_transform.verification import MigratedDoc
 
+from ..log_content import EncodedContent, encoded_fields
 from ..mongo.bson_values import to_bson_datetime
 from ..mongo.document_limits import MAX_DOCUMENT_BYTES
 from . import output_tail
@@ -164,17 +165,10 @@ def _loads(line: bytes) -> object:
 def json_content(doc: Mapping[str, object]) -> dict[str, object]:
     """Every field of a relaxed-JSON document as JSON text (``bytes``), a ``metadata`` key an entry
     of its own (``metadata.<key>``): the shape ``verification.drifted_fields`` compares."""
-    content: dict[str, object] = {}
-    for name, value in doc.items():
-        if name == "metadata" and isinstance(value, Mapping):
-            for key, item in value.items():
-                content[METADATA_PREFIX + key] = _dumps(item)
-            continue
-        content[name] = _dumps(value)
-    return content
+    return encoded_fields(doc, _dumps)
 
 
-class LineContent(Mapping[str, object]):
+class LineContent(EncodedContent):
     """A log's fields as the JSONL line that holds it: equal lines compare without parsing.
 
     As a mapping it is :func:`json_content` of the parsed line, computed on first use; ``==``
@@ -182,40 +176,25 @@ class LineContent(Mapping[str, object]):
     line is then equal), and otherwise compares those mappings.
     """
 
-    __slots__ = ("_fields", "_parsed", "line", "log")
+    __slots__ = ("_parsed", "line")
 
     def __init__(
         self, line: bytes, parsed: Mapping[str, object] | None = None, log: ActivityLog | None = None
     ) -> None:
+        super().__init__(log)  # the recomputed log the line was written from (``content_of``), if any
         self.line = line.rstrip(b"\r\n")
         self._parsed = parsed
-        self._fields: dict[str, object] | None = None
-        self.log = log  # the recomputed log the line was written from (``content_of``), if any
 
-    def _content(self) -> dict[str, object]:
-        if self._fields is None:
-            doc = self._parsed if self._parsed is not None else _loads(self.line)
-            if not isinstance(doc, Mapping):  # the reader only hands over lines holding an object
-                raise TypeError(f"not a JSON object: {self.line[:60]!r}")
-            self._fields = json_content(doc)
-            self._parsed = None
-        return self._fields
+    @property
+    def whole(self) -> bytes:
+        return self.line
 
-    def __getitem__(self, name: str) -> object:
-        return self._content()[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._content())
-
-    def __len__(self) -> int:
-        return len(self._content())
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, LineContent) and self.line == other.line:
-            return True
-        return Mapping.__eq__(self, other)
-
-    __hash__ = None  # type: ignore[assignment]  # a mapping: unhashable, as dict
+    def _fields_now(self) -> dict[str, object]:
+        doc = self._parsed if self._parsed is not None else _loads(self.line)
+        if not isinstance(doc, Mapping):  # the reader only hands over lines holding an object
+            raise TypeError(f"not a JSON object: {self.line[:60]!r}")
+        self._parsed = None
+        return json_content(doc)
 
     def __repr__(self) -> str:
         return f"LineContent({self.line[:60]!r}…)"

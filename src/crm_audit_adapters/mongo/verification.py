@@ -48,8 +48,9 @@ from pymongo.collection import Collection as RawCollection
 from crm_audit_transform.domain import SOURCE_TAG, ActivityLog
 from crm_audit_transform.enrichment import MatchKey, StoredLog
 from crm_audit_transform.enrichment.model import as_referent_id
-from crm_audit_transform.verification import METADATA_PREFIX, MigratedDoc, StoredMigratedLog
+from crm_audit_transform.verification import MigratedDoc, StoredMigratedLog
 
+from ..log_content import EncodedContent, encoded_fields
 from .bson_values import decode_value, from_bson_datetime, to_bson_datetime
 from .document_limits import ID_BYTES, MAX_DOCUMENT_BYTES, too_large
 from .documents import encode_activity_log
@@ -72,19 +73,10 @@ def bson_content(doc: ReadDocument) -> dict[str, object]:
     """Every field of an ``activity_logs`` document but its ``_id``, each as the bytes
     ``bson.encode`` gives it, a ``metadata`` key an entry of its own (``metadata.<key>``): the shape
     ``verification.drifted_fields`` compares, so a field the sink comes to write is compared too."""
-    content: dict[str, object] = {}
-    for name, value in doc.items():
-        if name == "_id":
-            continue
-        if name == "metadata" and isinstance(value, Mapping):
-            for key, item in value.items():
-                content[METADATA_PREFIX + key] = _bson(item)
-            continue
-        content[name] = _bson(value)
-    return content
+    return encoded_fields(doc, _bson, skip="_id")
 
 
-class BsonContent(Mapping[str, object]):
+class BsonContent(EncodedContent):
     """A log's fields in BSON form, with its whole encoded document when it has one.
 
     As a mapping it is :func:`bson_content` of the document, computed on first use. ``==`` with
@@ -92,34 +84,19 @@ class BsonContent(Mapping[str, object]):
     stored document's ``_id``), and otherwise compares the mappings.
     """
 
-    __slots__ = ("_doc", "_fields", "body", "log")
+    __slots__ = ("_doc", "body")
 
     def __init__(self, doc: ReadDocument, body: bytes | None = None, log: ActivityLog | None = None) -> None:
+        super().__init__(log)  # the recomputed log this content was made from (``content_of``), if any
         self._doc = doc
-        self._fields: dict[str, object] | None = None
         self.body = body  # the document's elements after any _id, as stored or as it would be written
-        self.log = log  # the recomputed log this content was made from (``content_of``), if any
 
-    def _content(self) -> dict[str, object]:
-        if self._fields is None:
-            self._fields = bson_content(self._doc)
-        return self._fields
+    @property
+    def whole(self) -> bytes | None:
+        return self.body
 
-    def __getitem__(self, name: str) -> object:
-        return self._content()[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._content())
-
-    def __len__(self) -> int:
-        return len(self._content())
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, BsonContent) and self.body is not None and self.body == other.body:
-            return True
-        return Mapping.__eq__(self, other)
-
-    __hash__ = None  # type: ignore[assignment]  # a mapping: unhashable, as dict
+    def _fields_now(self) -> dict[str, object]:
+        return bson_content(self._doc)
 
     def __repr__(self) -> str:
         return f"BsonContent({len(self.body or b'')} bytes)"
