@@ -26,29 +26,11 @@ from crm_audit_transform.jobs import (
 from .bson_values import to_bson_datetime
 from .documents import decode_job, encode_job, encode_shard
 from .documents_types import Document
-from .job_store_base import FENCE_TRIES, RELEASE_ID, WRITES, JobDocuments
+from .job_store_base import CURSOR_AND_COUNTS, FENCE_TRIES, RELEASE_ID, WRITES, JobDocuments
 from .leases import not_live
 from .retry import call_with_retry
 
-_PROGRESS: Final = frozenset(
-    {
-        "last_audit_id",
-        "rows_at_cursor",
-        "tally",
-        "enrichment",
-        "updated_at",
-        "status",
-        "finished_at",
-        "halted_reason",
-        "progress_pct",
-        "failure_rate",
-        "records_processed",
-        "records_migrated",
-        "records_skipped",
-        "records_failed",
-        "actors_degraded",
-    }
-)
+_PROGRESS: Final = CURSOR_AND_COUNTS | {"updated_at", "status", "finished_at", "halted_reason"}
 """What a run changes in its job (``save_progress``): cursor, counts, status, end, derived figures."""
 _SHARD_PROGRESS: Final = frozenset(
     {"last_audit_id", "rows_at_cursor", "status", "tally", "enrichment", "halted_reason", "finished_at"}

@@ -22,13 +22,12 @@ from .leases import any_live
 from .primary import on_primary
 from .retry import DEFAULT_RETRY, RetryPolicy, call_with_retry
 
-SUMMARY: Final = frozenset(
+CURSOR_AND_COUNTS: Final = frozenset(
     {
-        "tally",
-        "enrichment",
-        "halt_basis",
         "last_audit_id",
         "rows_at_cursor",
+        "tally",
+        "enrichment",
         "progress_pct",
         "failure_rate",
         "records_processed",
@@ -38,6 +37,9 @@ SUMMARY: Final = frozenset(
         "actors_degraded",
     }
 )
+"""The job document's cursor, its counts and the figures ``encode_job`` derives from them: what a
+run's progress write (``job_leases``) and a sharded job's summary (``SUMMARY``) both send."""
+SUMMARY: Final = CURSOR_AND_COUNTS | {"halt_basis"}
 """The job document's fields derived from its shards (``MigrationJob``'s own derivation, sent as
 ``encode_job`` writes them): the counts (``tally``, ``enrichment``, ``halt_basis`` and the
 ``records_*`` and rate fields), the cursor (``last_audit_id``, the shards' watermark) and
