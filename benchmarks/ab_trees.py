@@ -30,9 +30,10 @@ import resource
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
+
+from _machine import Stopwatch, arguments, uptime
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -122,9 +123,9 @@ def dry_run(stage: str, rows: int, env: dict[str, str]) -> dict[str, Any]:
             *(["--workers", "2"] if stage == "dry_run_workers" else []),
         ]  # fmt: skip
     before = _children_cpu()
-    started = time.perf_counter()
-    done = subprocess.run(command, env=installed_env(env), capture_output=True, check=False)
-    wall = time.perf_counter() - started
+    with Stopwatch() as took:
+        done = subprocess.run(command, env=installed_env(env), capture_output=True, check=False)
+    wall = took.wall
     runner = _children_cpu() - before  # the command's own: it never waits for the pool's fork server
     _reap_orphans()  # a pool's fork server and workers, reparented here when the command ended
     cpu = _children_cpu() - before  # the command's user + system time, and its descendants' (waited for)
@@ -162,19 +163,18 @@ def _children_cpu() -> float:
 def main() -> int:
     from run_scale import add_bytecode_option
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = arguments(__doc__, repeat=3)
     parser.add_argument("--ref", default="main")
     parser.add_argument("--dsn", default="", help="the database of run_scale.py (not for dry_run stages)")
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--stages", default="end_to_end")
-    parser.add_argument("--repeat", type=int, default=3)
     add_bytecode_option(parser)
     args = parser.parse_args()
     _become_subreaper()
     (HERE / "out").mkdir(exist_ok=True)
     trees = {args.ref: str(export(args.ref)), "this tree": None}
     stages = args.stages.split(",")
-    print(f"bytecode: {args.bytecode}; load before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"bytecode: {args.bytecode}; load before: {uptime()}")
     seen: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for round_ in range(args.repeat):
         order = list(trees) if round_ % 2 == 0 else list(trees)[::-1]
@@ -183,7 +183,7 @@ def main() -> int:
                 result = run(stage, args, trees[name])
                 seen.setdefault((stage, name), []).append(result)
                 print(f"round {round_ + 1} {stage} [{name}]: {json.dumps(result)}", flush=True)
-    print(f"load after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"load after: {uptime()}")
     print("\n| stage | tree | best wall s | best CPU s | rows/s (best wall) |\n|---|---|---:|---:|---:|")
     best: dict[tuple[str, str], tuple[float, float]] = {}
     for (stage, name), results in seen.items():

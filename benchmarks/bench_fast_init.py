@@ -12,13 +12,12 @@ way each time, its ``__init__`` swapped between rounds, whose order alternates. 
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
+from _machine import arguments, cpu_seconds, uptime
 from crm_audit_transform import domain
 from crm_audit_transform._fast_init import COMPILED_SLOTS, attrs_init, descriptor_init
 from crm_audit_transform.rules.category import MappedCategory
@@ -43,18 +42,19 @@ CASES: list[tuple[type, tuple[Any, ...]]] = [
 
 
 def _per_build(build: Callable[[], object], number: int) -> float:
-    started = time.process_time()
-    for _ in range(number):
-        build()
-    return (time.process_time() - started) / number
+    def builds() -> None:
+        for _ in range(number):
+            build()
+
+    return cpu_seconds(builds) / number
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=7)
+    parser = arguments(__doc__, repeat=7)
     parser.add_argument("--number", type=int, default=200_000)
     args = parser.parse_args()
     own = "compiled µs" if COMPILED_SLOTS else "fast_init µs (pure: no _cslots)"
+    print(f"load before: {uptime()}\n")
     print(
         f"| class | attrs' __init__ µs | descriptors µs | {own} | × attrs | × descriptors |"
         "\n|---|---:|---:|---:|---:|---:|"
@@ -79,6 +79,7 @@ def main() -> int:
             f" {best['own'] * 1e6:.2f} | {best['attrs'] / best['own']:.2f} |"
             f" {best['descriptors'] / best['own']:.2f} |"
         )
+    print(f"\nload after: {uptime()}")
     return 0
 
 

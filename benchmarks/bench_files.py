@@ -8,8 +8,8 @@ from __future__ import annotations
 import pathlib
 import sys
 import tempfile
-import time
-from collections.abc import Callable
+
+from _machine import best_wall, uptime
 
 sys.path.insert(0, "tests")  # the psql-style CSV writer and the log builder live with the tests
 
@@ -21,16 +21,6 @@ CORPUS = pathlib.Path("tests/fixtures/audited-5.8.0/audits.jsonl")
 TENANTS = ("acme", "globex", "nusantara_retail")
 
 
-def best(fn: Callable[[], object], repeat: int = 5) -> float:
-    """The fastest of ``repeat`` runs, in seconds."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def write_logs(path: pathlib.Path, logs: list, fsync: bool) -> None:
     path.unlink(missing_ok=True)
     with JsonlActivityLogSink(path, fsync=fsync) as sink:
@@ -39,6 +29,7 @@ def write_logs(path: pathlib.Path, logs: list, fsync: bool) -> None:
 
 
 def main() -> None:
+    print(f"load before: {uptime()}")
     rows = list(read_audit_rows(CORPUS))
     with tempfile.TemporaryDirectory() as tmp:
         directory = pathlib.Path(tmp)
@@ -49,19 +40,20 @@ def main() -> None:
             csvs.append((path, tenant))
         jsonl_mb = CORPUS.stat().st_size / 1e6
         csv_mb = sum(path.stat().st_size for path, _ in csvs) / 1e6
-        jsonl_s = best(lambda: sum(1 for _ in read_audit_rows(CORPUS)))
-        csv_s = best(lambda: sum(1 for path, tenant in csvs for _ in read_audit_rows(path, tenant)))
+        jsonl_s = best_wall(lambda: sum(1 for _ in read_audit_rows(CORPUS)), 5)
+        csv_s = best_wall(lambda: sum(1 for path, tenant in csvs for _ in read_audit_rows(path, tenant)), 5)
         n = len(rows)
         print(f"jsonl read: {n} rows, {jsonl_mb:.2f} MB, {jsonl_s * 1e3:.1f} ms, {n / jsonl_s:,.0f} rows/s")
         print(f"csv read:   {n} rows, {csv_mb:.2f} MB, {csv_s * 1e3:.1f} ms, {n / csv_s:,.0f} rows/s")
         logs = [activity_log(i) for i in range(1, 10001)]
         for fsync in (False, True):
             path = directory / f"out-{fsync}.jsonl"
-            seconds = best(lambda path=path, fsync=fsync: write_logs(path, logs, fsync), 3)
+            seconds = best_wall(lambda path=path, fsync=fsync: write_logs(path, logs, fsync), 3)
             print(f"sink fsync={fsync}: {len(logs)} logs, batches of 20, {seconds * 1e3:.0f} ms", end="")
             print(f", {len(logs) / seconds:,.0f} logs/s")
-        reopen = best(lambda: JsonlActivityLogSink(directory / "out-False.jsonl").close(), 3)
+        reopen = best_wall(lambda: JsonlActivityLogSink(directory / "out-False.jsonl").close(), 3)
         print(f"sink reopen over {len(logs)} lines: {reopen * 1e3:.1f} ms")
+    print(f"load after: {uptime()}")
 
 
 if __name__ == "__main__":

@@ -7,11 +7,11 @@ Python, so its figures bound our own overhead, not a real server's throughput.
 from __future__ import annotations
 
 import sys
-import time
-from collections.abc import Callable
 
 import bson
 import mongomock
+
+from _machine import best_wall, uptime
 
 sys.path.insert(0, "tests")  # the log builder lives with the tests
 
@@ -19,16 +19,6 @@ from crm_audit_adapters.mongo import MongoActivityLogStore, apply_migration, enc
 from support.mongo import activity_log
 
 N = 2000
-
-
-def best(fn: Callable[[], object], repeat: int = 5) -> float:
-    """The fastest of ``repeat`` runs, in seconds."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def insert_all(logs: list) -> None:
@@ -53,15 +43,17 @@ def store_overhead(logs: list) -> None:
 
 
 def main() -> None:
+    print(f"load before: {uptime()}")
     logs = [activity_log(n) for n in range(1, N + 1)]
-    encode = best(lambda: [encode_activity_log(log) for log in logs])
-    encode_bson = best(lambda: [bson.encode(encode_activity_log(log)) for log in logs])
-    overhead = best(lambda: store_overhead(logs))
-    insert = best(lambda: insert_all(logs), repeat=3)
+    encode = best_wall(lambda: [encode_activity_log(log) for log in logs], 5)
+    encode_bson = best_wall(lambda: [bson.encode(encode_activity_log(log)) for log in logs], 5)
+    overhead = best_wall(lambda: store_overhead(logs), 5)
+    insert = best_wall(lambda: insert_all(logs), 3)
     print(f"encode_activity_log: {N / encode:,.0f} logs/s ({encode / N * 1e6:.1f} µs/log)")
     print(f"encode + bson.encode: {N / encode_bson:,.0f} logs/s ({encode_bson / N * 1e6:.1f} µs/log)")
     print(f"insert_batch x20, store's own work (no database): {N / overhead:,.0f} logs/s")
     print(f"insert_batch x20 on mongomock (unique index): {N / insert:,.0f} logs/s")
+    print(f"load after: {uptime()}")
 
 
 if __name__ == "__main__":

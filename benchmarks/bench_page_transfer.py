@@ -14,16 +14,15 @@ for comparison, as objects (the ``PageResult`` with its ``ActivityLog`` objects,
 from __future__ import annotations
 
 import argparse
-import os
 import pickle
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import scale_context
 import scale_pipeline
+from _machine import Stopwatch, uptime
 from crm_audit_adapters.files.sink import jsonl_log
 from crm_audit_adapters.page_pool.sending import wire_rows as _wire
 from crm_audit_adapters.page_pool.wire import pack, unpack
@@ -59,14 +58,14 @@ def main(argv: list[str] | None = None) -> int:
         pages.append(page)
         after = page[-1].id
     rows = sum(len(page) for page in pages)
-    print(f"{rows} rows, load {os.getloadavg()[0]:.2f}")
+    print(f"{rows} rows, load before: {uptime()}")
 
     def clock(label: str, step: Callable[[], Any]) -> Any:
         best = float("inf")
         for _ in range(3):
-            started = time.process_time()
-            result = step()
-            best = min(best, time.process_time() - started)
+            with Stopwatch() as took:
+                result = step()
+            best = min(best, took.cpu)
         print(f"{label:32s} {best / rows * 1e6:7.1f} µs/row")
         return result
 

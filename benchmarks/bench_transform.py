@@ -10,11 +10,10 @@ The goal is transforming at most 2x the cost of loading.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import time
 from collections.abc import Callable
 
+from _machine import Stopwatch, arguments, uptime
 from crm_audit_transform import load_audited_changes
 from crm_audit_transform.config import load_default_config
 from crm_audit_transform.lookup import LookupPorts, fetch_lookups
@@ -23,15 +22,13 @@ from crm_audit_transform.transformer import Transformer
 
 
 def timed(run: Callable[[], None]) -> float:
-    start = time.perf_counter()
-    run()
-    return time.perf_counter() - start
+    with Stopwatch() as took:
+        run()
+    return took.wall
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--repeat", type=int, default=5)
-    args = parser.parse_args()
+    args = arguments(__doc__, repeat=5).parse_args()
     tenants = [corpus_tenant(t) for t in corpus_tenants()]
     rows = [row for tenant in tenants for row in tenant.rows]
     transformer = Transformer(load_default_config())
@@ -57,9 +54,11 @@ def main() -> None:
 
     # Interleaved, best of N each: the machine is shared, so a busy moment hits both sides alike.
     load_runs, transform_runs = [], []
+    print(f"load before: {uptime()}")
     for _ in range(args.repeat):
         load_runs.append(timed(load_only))
         transform_runs.append(timed(plan_and_transform))
+    print(f"load after: {uptime()}")
     load_s, transform_s = min(load_runs), min(transform_runs)
     n = len(rows)
     print(f"rows: {n} (best of {args.repeat})")

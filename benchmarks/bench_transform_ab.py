@@ -19,7 +19,6 @@ Each version gets its own rows, ports and lookups, built by its own ``testing.go
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import statistics
 import sys
@@ -30,6 +29,7 @@ from types import ModuleType
 from typing import Any
 
 import crm_audit_transform
+from _machine import arguments
 
 PAGE = 500
 
@@ -89,11 +89,10 @@ def timed(run: Callable[[], None], clock: Callable[[], float]) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = arguments(__doc__, repeat=15)
     parser.add_argument(
         "--before", type=Path, required=True, help="a checkout of the version to compare with"
     )
-    parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--copies", type=int, default=8)
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu", help="cpu: less hit by other work")
     args = parser.parse_args()

@@ -37,9 +37,10 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
+
+from _machine import Stopwatch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -95,16 +96,16 @@ def verify_of(ctx: scale_context.Context, store: str, target: str) -> dict[str, 
             def reader() -> Any:
                 return MongoMigratedLogReader.in_database(client[target])
 
-        started, cpu_started = time.perf_counter(), time.process_time()
-        ports = VerifyPorts(source, lookups.users, lookups.sso, lookups.contacts, reader())
-        report = verify_account(
-            ctx.company_sso_id,
-            ports,
-            transformer,
-            tenant=ctx.schema,
-            settings=VerifySettings(page_size=PAGE_SIZE),
-        )
-        seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+        with Stopwatch() as took:
+            ports = VerifyPorts(source, lookups.users, lookups.sso, lookups.contacts, reader())
+            report = verify_account(
+                ctx.company_sso_id,
+                ports,
+                transformer,
+                tenant=ctx.schema,
+                settings=VerifySettings(page_size=PAGE_SIZE),
+            )
+        seconds, cpu_seconds = took.wall, took.cpu
     return {
         "rows": report.audits,
         "seconds": seconds,
@@ -172,15 +173,15 @@ def repair_case(args: argparse.Namespace) -> int:
             order = ("per_log", "batched") if number % 2 else ("batched", "per_log")
             for way in order:
                 db.activity_logs.update_many({}, {"$set": {"category": "other"}})  # every log drifted
-                started, cpu_started = time.perf_counter(), time.process_time()
-                if way == "per_log":
-                    restored = sum(per_log_restore(db.activity_logs, log, run_keys) for log in logs)
-                else:
-                    restored = sum(
-                        store.restore_migrated_many(logs[start : start + 20], run_keys).restored
-                        for start in range(0, len(logs), 20)
-                    )
-                took = (time.perf_counter() - started, time.process_time() - cpu_started)
+                with Stopwatch() as watch:
+                    if way == "per_log":
+                        restored = sum(per_log_restore(db.activity_logs, log, run_keys) for log in logs)
+                    else:
+                        restored = sum(
+                            store.restore_migrated_many(logs[start : start + 20], run_keys).restored
+                            for start in range(0, len(logs), 20)
+                        )
+                took = (watch.wall, watch.cpu)
                 if restored != len(logs) or db.activity_logs.count_documents({"category": "other"}):
                     raise SystemExit(f"{way}: {restored} of {len(logs)} set back")
                 timings[way].append(took)

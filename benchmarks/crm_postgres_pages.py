@@ -6,7 +6,6 @@ Prints one line per figure; nothing is asserted (speed is measured here, not in 
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import statistics
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import psycopg
 
+from _machine import arguments
 from crm_audit_adapters.crm_postgres import PostgresAuditSource, ReadOnlySession
 from crm_audit_adapters.crm_postgres.dump import load_sql_dump
 from crm_audit_adapters.crm_postgres.throwaway import create_database, start_embedded, throwaway_server
@@ -77,9 +77,8 @@ def synthetic(conn: psycopg.Connection, rows: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = arguments(__doc__, repeat=5)
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
 
     start = time.perf_counter()

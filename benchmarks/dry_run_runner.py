@@ -15,13 +15,13 @@ setup) grows with the rows too. The summary compares the best runner CPU at ``--
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from _machine import arguments, uptime
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -75,14 +75,13 @@ def once(rows: int, pythonpath: str | None) -> dict[str, float]:
 def main() -> int:
     from ab_trees import export
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = arguments(__doc__, repeat=3)
     parser.add_argument("--ref", default="main")
     parser.add_argument("--rows", type=int, default=100_000)
-    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     (HERE / "out").mkdir(exist_ok=True)
     trees: dict[str, str | None] = {args.ref: str(export(args.ref)), "this tree": None}
-    print(f"load before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"load before: {uptime()}")
     seen: dict[str, list[dict[str, Any]]] = {}
     for round_ in range(args.repeat):
         for name in list(trees) if round_ % 2 == 0 else list(trees)[::-1]:
@@ -96,7 +95,7 @@ def main() -> int:
             }
             seen.setdefault(name, []).append(result)
             print(f"round {round_ + 1} [{name}]: {json.dumps(result)}", flush=True)
-    print(f"load after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"load after: {uptime()}")
     best = {name: min(r["cpu"] for r in results) for name, results in seen.items()}
     for name, value in best.items():
         print(f"{name}: best {value:.2f} s of the runner's CPU at {args.rows} rows")

@@ -14,12 +14,13 @@ the forked process holds; the best of each over the rounds, which alternate the 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+from _machine import arguments, uptime
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -44,15 +45,14 @@ print(json.dumps({"first_task_s": round(first_task, 3), "server_cpu_s": cpu, "mo
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=10)
+    parser = arguments(__doc__, repeat=10)
     parser.add_argument("--src", action="append", default=[], help="NAME=PATH of a src directory")
     add_bytecode_option(parser)
     args = parser.parse_args()
     BYTECODE["cached"] = args.bytecode == "cached"
     trees = dict(item.split("=", 1) for item in args.src) or {"this": str(HERE.parent / "src")}
     seen: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
-    print(f"bytecode: {args.bytecode}; load {os.getloadavg()}", flush=True)
+    print(f"bytecode: {args.bytecode}; load before: {uptime()}", flush=True)
     for round_ in range(args.repeat):
         for name, src in trees.items():
             env = stage_env({**os.environ, "PYTHONPATH": src})
@@ -62,7 +62,7 @@ def main() -> int:
             got = json.loads(done.stdout.strip().splitlines()[-1])
             seen[name].append(got)
             print(f"round {round_ + 1} {name} {json.dumps(got)}", flush=True)
-    print(f"load {os.getloadavg()}")
+    print(f"load after: {uptime()}")
     for name, runs in seen.items():
         best_wall = min(run["first_task_s"] for run in runs)
         best_cpu = min(run["server_cpu_s"] for run in runs)

@@ -37,6 +37,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _machine import arguments
+
 HERE = Path(__file__).resolve().parent
 
 STEPS: tuple[tuple[str, str], ...] = (
@@ -193,11 +195,10 @@ def _spread(counts: Counts, cpu: float, rate: int | None) -> dict[str, Any]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = arguments(__doc__, repeat=1)
     parser.add_argument("--dsn", required=True)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--stages", default="end_to_end,end_to_end_workers_early")
-    parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--keep", type=Path, help="copy each run's raw py-spy profile into this folder")
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples a second")
     parser.add_argument(

@@ -51,6 +51,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from _machine import arguments
+
 HERE = Path(__file__).resolve().parent
 TRACE_DIR = "POOL_TIMELINE_DIR"
 RUNNER_KINDS = ("start", "own", "wait", "wait_plan", "written", "send", "result")
@@ -425,11 +427,10 @@ def run(stage: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = arguments(__doc__, repeat=1)
     parser.add_argument("--dsn", required=True)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--stages", default="end_to_end_workers")
-    parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
     (HERE / "out").mkdir(exist_ok=True)  # the stages write their logs there (as ab_trees.py makes it)
     for round_ in range(args.repeat):

@@ -48,6 +48,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from _machine import arguments, uptime
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))  # the emulator harness lives with the tests
 
@@ -325,13 +327,12 @@ def servers(args: argparse.Namespace) -> Iterator[tuple[str, Store, dict[str, st
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = arguments(__doc__, repeat=5)
     parser.add_argument("--reap", help=argparse.SUPPRESS)
     parser.add_argument("--dsn")
     parser.add_argument("--reuse", action="store_true", help="keep bench_startup_<rows> if --dsn has it")
     parser.add_argument("--mongo-uri")
     parser.add_argument("--rows", type=int, default=2000)
-    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--timeout", type=float, default=600, help="seconds a command may take")
     parser.add_argument(
@@ -345,7 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = set(variants) - set(VARIANTS) - set(DRY_VARIANTS)
     if unknown:
         parser.error(f"unknown variants: {', '.join(sorted(unknown))}")
-    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    print(f"load before: {uptime()}", flush=True)
     runs: dict[str, list[dict[str, Any]]] = {}
     with contextlib.ExitStack() as stack:
         company, store, base = "", None, dict(os.environ)
@@ -369,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     result["load_1m"] = round(os.getloadavg()[0], 2)
                     runs.setdefault(f"{tree} {variant}", []).append(result)
                     print(f"round {round_ + 1} {tree} {variant}: {json.dumps(result)}", flush=True)
-    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"load after: {uptime()}")
     report(runs, trees, args.repeat)
     return 0
 
