@@ -8,7 +8,14 @@ from crm_audit_adapters.http import SignedSessionResolver
 
 
 def request_with(token: str) -> Request:
-    headers = [(b"authorization", f"Bearer {token}".encode())]
+    return request_of(f"Bearer {token}")
+
+
+def request_of(authorization: str | None, cookie: str | None = None) -> Request:
+    """A request with that ``Authorization`` header and ``crm_session`` cookie (each when given)."""
+    headers = [] if authorization is None else [(b"authorization", authorization.encode())]
+    if cookie is not None:
+        headers.append((b"cookie", f"crm_session={cookie}".encode()))
     return Request({"type": "http", "method": "GET", "path": "/", "headers": headers, "query_string": b""})
 
 
@@ -47,3 +54,22 @@ class TestSignedSessionResolver:
     def test_the_secret_never_shows_in_repr(self) -> None:
         """repr of the resolver leaves the secret out."""
         assert "s3cret" not in repr(SignedSessionResolver(secret=b"s3cret"))
+
+    def test_a_bearer_header_decides_even_when_empty_or_refused_beside_a_valid_cookie(self) -> None:
+        """RFC 6750: the Authorization header is the credential the caller chose; an empty or bad
+        token there is no session (a 401), never replaced by the cookie. ``Bearer`` with no space
+        was read as no header at all, so the cookie answered, while ``Bearer `` was refused."""
+        sessions = SignedSessionResolver(secret=b"k")
+        cookie = sessions.sign("company-acme")
+        for header in ("Bearer", "Bearer ", "bearer   ", "Bearer not-a-token"):
+            assert sessions(request_of(header, cookie)) is None, header
+        assert sessions(request_of(f"BEARER  {sessions.sign('company-b')}", cookie)) == "company-b"
+
+    def test_another_scheme_leaves_the_cookie_to_decide(self) -> None:
+        """A browser's cached BasicAuth login for /private goes with every request to the origin:
+        the session cookie still names the tenant beside it; alone, it is no session."""
+        sessions = SignedSessionResolver(secret=b"k")
+        cookie = sessions.sign("company-acme")
+        assert sessions(request_of("Basic b3BzOnNlY3JldA==", cookie)) == "company-acme"
+        assert sessions(request_of(None, cookie)) == "company-acme"
+        assert sessions(request_of("Basic b3BzOnNlY3JldA==")) is None

@@ -15,6 +15,7 @@ import json
 import os
 import secrets
 import socket
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import Final, cast
@@ -157,6 +158,29 @@ def _company(value: object) -> str:
     return value
 
 
+def _query_value(request: Request, name: str) -> str | None:
+    """``name``'s value in the query string, None when it is not given; 400 ``MALFORMED_QUERY`` when
+    it is given more than once, or when the query string is not UTF-8 once percent-decoded.
+
+    Starlette's ``query_params`` reads both without a word: the last of repeated values wins (the
+    route answered for one account of two named) and a byte that is no UTF-8 turns into U+FFFD (the
+    route answered for an account nobody named). The same reader (``urllib.parse.parse_qsl``, blank
+    values kept), strict."""
+    raw = request.scope.get("query_string", b"")
+    try:
+        pairs = urllib.parse.parse_qsl(raw.decode("utf-8"), keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        raise ApiError(
+            400, "MALFORMED_QUERY", "the query string is not UTF-8 text once percent-decoded"
+        ) from None
+    values = [value for key, value in pairs if key == name]
+    if len(values) > 1:
+        raise ApiError(
+            400, "MALFORMED_QUERY", f"{name} is given {len(values)} times in the query: give it once"
+        )
+    return values[0] if values else None
+
+
 def _optional_time(value: object, now: Callable[[], dt.datetime]) -> dt.datetime | None:
     """``date_range_start`` as a UTC datetime, None when absent; 400 ``INVALID_DATE_RANGE_START`` for a
     text that is no ISO 8601 time, or one after ``now()`` (the service's clock, ``HttpService.clock``)."""
@@ -256,7 +280,7 @@ def create_app(
         return JSONResponse(status.as_dict())
 
     async def status(request: Request) -> Response:
-        company = _company(request.query_params.get("company_sso_id"))
+        company = _company(_query_value(request, "company_sso_id"))
         return JSONResponse((await run_in_threadpool(service.status, company)).as_dict())
 
     async def rollback(request: Request) -> Response:
@@ -291,7 +315,7 @@ def create_app(
         company = sessions(request)
         if company is None:
             raise ApiError(401, "UNAUTHENTICATED", "a valid session is required")
-        named = request.query_params.get("company_sso_id")
+        named = _query_value(request, "company_sso_id")
         if named is not None and named != company:
             raise ApiError(403, "FORBIDDEN", "the session's tenant may only read its own status")
         found = await run_in_threadpool(service.status, company)

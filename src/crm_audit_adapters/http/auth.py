@@ -76,10 +76,22 @@ class SignedSessionResolver:
         return str(self._serializer.dumps(company_sso_id))
 
     def __call__(self, request: Request) -> str | None:
+        """The company of the request's session: its ``Authorization: Bearer`` token when it sends
+        one, else its cookie's; None (a 401) when that token is missing, malformed or refused.
+
+        A ``Bearer`` header is the credential the caller chose (RFC 6750 §2.1): its token alone
+        decides, and one that is empty (``Bearer``, ``Bearer ``) or does not verify is no session
+        even beside a valid cookie (§3.1: an invalid request, 401), never silently replaced by the
+        cookie the browser adds. Another scheme is not this resolver's: a browser sends its cached
+        BasicAuth login for the ``/private`` routes with every request to the app's origin, so a
+        ``Basic`` header leaves the cookie to decide.
+        """
         token = request.cookies.get(self.cookie_name)
-        header = request.headers.get("authorization", "")
-        if header.lower().startswith("bearer "):
-            token = header[7:].strip()
+        header = request.headers.get("authorization")
+        if header is not None:
+            scheme, _, credentials = header.partition(" ")  # RFC 7235 §2.1: a case-free scheme, 1*SP
+            if scheme.lower() == "bearer":
+                token = credentials.strip(" ")
         if not token:
             return None
         try:

@@ -269,7 +269,7 @@ def openapi_document() -> dict[str, object]:
                 "parameters": [
                     {"name": "company_sso_id", "in": "query", "required": False, "schema": _COMPANY}
                 ],
-                "responses": _responses(_PUBLIC_STATUS, 401, 403, 503),
+                "responses": _responses(_PUBLIC_STATUS, 400, 401, 403, 503),
             }
         },
     }
