@@ -7,7 +7,7 @@ import datetime as dt
 import attrs
 import pytest
 
-from crm_audit_adapters.cli.status_text import runner, show_status
+from crm_audit_adapters.cli.status_text import account_lines, runner, show_status
 from crm_audit_transform.jobs import JobShard, MigrationJob
 from crm_audit_transform.usecases import MigrationStatus
 
@@ -122,3 +122,44 @@ class TestNotResent:
         status = MigrationStatus.of(running)
         assert status.not_resent_at == EARLIER
         assert [s.not_resent_at for s in status.shards] == [None, None]
+
+
+class TestDatabaseTextStaysOnItsLine:
+    """A company id (or job id, tenant, reason, lease owner) holding a newline or another character
+    that does not print is shown escaped, as verify's ids are: printed raw, it made a row of its own
+    (a ``status: completed`` line after a crafted id) or rewrote the screen (ESC)."""
+
+    CRAFTED = "acme\nstatus            completed\x1b[2J"
+
+    def test_the_table_escapes_each_value(self, capsys: pytest.CaptureFixture[str]) -> None:
+        show_status(
+            MigrationStatus(
+                company_sso_id=self.CRAFTED,
+                status="halted",  # type: ignore[arg-type]
+                job_id="job\r1",
+                halted_reason="rate\x07",
+                lease_owner="h:1\u202e",
+                lease_expires_at=LATER,
+            ),
+            as_json=False,
+        )
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[0] == "company_sso_id      acme\\nstatus            completed\\x1b[2J"
+        assert [line.split(None, 1)[0] for line in lines].count("status") == 1
+        rows = dict(line.split(None, 1) for line in lines)
+        assert (rows["job_id"], rows["halted_reason"]) == ("job\\r1", "rate\\x07")
+        assert rows["lease"].startswith("h:1\\u202e until ")
+        assert all(line.isprintable() for line in lines)
+
+    def test_status_all_keeps_one_line_per_account(self) -> None:
+        crafted = MigrationStatus(company_sso_id=self.CRAFTED, status="completed", job_id="job\n2")  # type: ignore[arg-type]
+        lines = list(account_lines([job(), crafted], NOW))
+        assert len(lines) == 3
+        assert lines[2].startswith("acme\\nstatus            completed\\x1b[2J  completed")
+        assert lines[2].endswith("  job\\n2")
+        assert all(line.isprintable() for line in lines)
+
+    def test_printable_text_is_shown_as_it_is(self) -> None:
+        lines = list(account_lines([job()], NOW))
+        assert lines[1].startswith(f"{'c-1':<36}  in_progress")
+        assert lines[1].endswith("  job-1")

@@ -43,7 +43,7 @@ from .options import (
 )
 from .progress import ProgressLine
 from .state import CliState
-from .status_text import runner, show_job, show_status, status_summary
+from .status_text import account_lines, show_job, show_status, status_summary
 
 
 @cli.command()
@@ -321,14 +321,8 @@ def status(state: CliState, company: str | None, every: bool, as_json: bool) -> 
     if as_json:
         echo_json([s.as_dict() for s in statuses])
     else:
-        header = f"{'company_sso_id':<36}  {'status':<11}  {'progress':>8}  {'processed':>9}  {'failed':>6}"
-        click.echo(f"{header}  {'runner':<10}  job_id")
-        now = dt.datetime.now(dt.UTC)
-        for s in statuses:
-            click.echo(
-                f"{s.company_sso_id:<36}  {s.status:<11}  {s.progress_pct:>7.2f}%  {s.tally.processed:>9}  "
-                f"{s.tally.failed_total:>6}  {runner(s, now):<10}  {s.job_id}"
-            )
+        for line in account_lines(statuses, dt.datetime.now(dt.UTC)):
+            click.echo(line)
     if unreadable:  # the other accounts are listed above; the command still fails, naming the job
         first = unreadable[0]
         if len(unreadable) > 1:

@@ -216,6 +216,15 @@ names whole up to a file name's 255 bytes beyond its directory's (a test's ``tmp
 CUT_TO: Final = 200
 
 
+def printable(text: str) -> str:
+    """``text`` from the database as terminal text: a character that does not print (a newline, ESC,
+    CR, BEL, a bidi override) as its escape (``\\n``, ``\\x1b``), so a crafted value (an
+    ``external_id``, a ``company_sso_id``) can neither add a line nor rewrite the screen."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def shown_word(word: str) -> str:
     """``word`` as a message quotes it: whole up to ``SHOWN_CHARS``, else cut (``111… (5000 characters)``)."""
     return word if len(word) <= SHOWN_CHARS else f"{word[:CUT_TO]}… ({len(word)} characters)"

@@ -4,14 +4,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 import click
 
 from crm_audit_transform.usecases import MigrationStatus
 from crm_audit_transform.usecases.status import ShardDocument, StatusDocument
 
-from .options import echo_json, emit
+from .options import echo_json, emit, printable
 
 
 def show_job(command: str, status: MigrationStatus, as_json: bool) -> None:
@@ -57,7 +57,22 @@ def show_status(status: MigrationStatus, as_json: bool) -> None:
         rows += [(f"shard {shard['shard']}", _shard(shard)) for shard in doc["shards"]]
     width = max(len(key) for key, _ in rows)
     for key, value in rows:
-        click.echo(f"{key:<{width}}  {value}")
+        # Ids, tenant, reasons and lease owners are the database's text: one row stays one line.
+        click.echo(f"{key:<{width}}  {printable(str(value))}")
+
+
+def account_lines(statuses: Iterable[MigrationStatus], now: dt.datetime) -> Iterator[str]:
+    """``status --all``'s table: its header, then one line per account (``runner``: ``now``, this
+    machine's clock). The account's and the job's ids are ``printable``: a newline in one made two
+    lines of one account, the second read as another's."""
+    header = f"{'company_sso_id':<36}  {'status':<11}  {'progress':>8}  {'processed':>9}  {'failed':>6}"
+    yield f"{header}  {'runner':<10}  job_id"
+    for s in statuses:
+        yield (
+            f"{printable(s.company_sso_id):<36}  {s.status:<11}  {s.progress_pct:>7.2f}%  "
+            f"{s.tally.processed:>9}  {s.tally.failed_total:>6}  {runner(s, now):<10}  "
+            f"{printable(str(s.job_id))}"
+        )
 
 
 def _deleted(status: MigrationStatus) -> str:

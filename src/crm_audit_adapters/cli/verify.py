@@ -17,7 +17,7 @@ from crm_audit_transform.verification import FINDING_KINDS, SAMPLE_MAX, SEED_MAX
 from ..lease_owners import lease_owner
 from . import exit_codes
 from .main import cli
-from .options import emit, json_flag, stored_non_empty
+from .options import emit, json_flag, printable, stored_non_empty
 from .state import CliState
 
 SHOWN = 10
@@ -88,14 +88,6 @@ def _echo_lines(lines: Iterator[str]) -> None:
         click.echo(line)
 
 
-def _shown(text: str) -> str:
-    """``text`` from the database as terminal text: a character that does not print (ESC, CR, BEL, a
-    bidi override) as its escape (``\\x1b``), so a crafted ``external_id`` cannot rewrite the screen."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
-
-
 def summary_lines(report: VerifyReport, shown: int = SHOWN) -> Iterator[str]:
     """One line of figures, one per non-empty kind with its first ids, repair, and the job."""
     verdict = "clean" if report.clean else "NOT verified"
@@ -122,7 +114,8 @@ def summary_lines(report: VerifyReport, shown: int = SHOWN) -> Iterator[str]:
         if found is None or not found.count:
             continue
         refs = [
-            str(f.audit_id) if f.audit_id is not None else _shown(f.external_id) for f in found.items[:shown]
+            str(f.audit_id) if f.audit_id is not None else printable(f.external_id)
+            for f in found.items[:shown]
         ]
         more = f" … and {found.count - len(refs)} more" if found.count > len(refs) else ""
         yield f"  {kind}: {found.count} — {', '.join(refs)}{more}"
