@@ -116,6 +116,10 @@ class TestSettings:
             ("CRM_AUDIT_HALT_SAMPLE", "5000000", "must be in [1, 1000000], got 5000000"),
             ("CRM_AUDIT_HALT_THRESHOLD", "5e21", "must be in (0, 1], got 5e21"),
             ("CRM_AUDIT_BROKER_VISIBILITY_TIMEOUT", "1e9", "must be in (0, 604800], got 1e9"),
+            # A session's times are whole seconds: 0.5 was cut to 0 without a word.
+            ("CRM_AUDIT_SESSION_MAX_AGE", "0.5", "must be a whole number of seconds, got 0.5"),
+            ("CRM_AUDIT_SESSION_MAX_AGE", "3600.25", "must be a whole number of seconds, got 3600.25"),
+            ("CRM_AUDIT_SESSION_MAX_AGE", "0", "must be in [1, 2678400], got 0"),
         ],
     )
     def test_every_setting_is_range_checked_at_load(self, name: str, value: str, message: str) -> None:
@@ -677,3 +681,18 @@ class TestProgressLine:
         for last in (10, 20, 30):
             line.update(self.job(last, last))
         assert len(out.getvalue().splitlines()) == 2
+
+
+class TestSessionMaxAge:
+    def test_a_whole_number_of_seconds_is_taken_written_either_way(self, tmp_path: Path) -> None:
+        """``3600`` and ``3600.0`` (TOML or the environment) are the same hour; only a fraction is refused."""
+        path = tmp_path / "crm.toml"
+        path.write_text("session_max_age = 3600.0\n", encoding="utf-8")
+        assert load_settings(path, {}).session_max_age == 3600
+        assert load_settings(None, {"CRM_AUDIT_SESSION_MAX_AGE": "7200"}).session_max_age == 7200
+        path.write_text("session_max_age = 3600.5\n", encoding="utf-8")
+        with pytest.raises(ConfigError) as raised:
+            load_settings(path, {})
+        assert list(raised.value.problems) == [
+            (f"settings file {path}: session_max_age", "must be a whole number of seconds, got 3600.5")
+        ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from starlette.requests import Request
 
 from crm_audit_adapters.http import SignedSessionResolver
@@ -73,3 +74,10 @@ class TestSignedSessionResolver:
         assert sessions(request_of("Basic b3BzOnNlY3JldA==", cookie)) == "company-acme"
         assert sessions(request_of(None, cookie)) == "company-acme"
         assert sessions(request_of("Basic b3BzOnNlY3JldA==")) is None
+
+    @pytest.mark.parametrize("max_age", [0.5, 60.25, 0, -1, float("inf"), float("nan")])
+    def test_a_max_age_that_is_no_whole_number_of_seconds_is_refused(self, max_age: float) -> None:
+        """A token's times are whole seconds: a fraction was dropped without a word (0.5 acted as 0)."""
+        with pytest.raises(ValueError, match="whole number of seconds"):
+            SignedSessionResolver(secret=b"k", max_age=max_age)
+        assert SignedSessionResolver(secret=b"k", max_age=60.0).max_age == 60

@@ -40,6 +40,14 @@ class BasicAuthCredentials:
 DEFAULT_SESSION_MAX_AGE: Final = 8 * 3600.0
 """Seconds a signed session stays valid after it was signed (``session_max_age`` in settings)."""
 
+
+def _whole_seconds(_instance: object, _attribute: object, value: float) -> None:
+    """``max_age``: a positive whole number of seconds, else ``ValueError``. A token records when it
+    was signed in whole seconds, and a fraction of ``max_age`` was dropped without a word."""
+    if not (value >= 1 and float(value).is_integer()):
+        raise ValueError(f"max_age must be a whole number of seconds, at least 1, not {value!r}")
+
+
 _SALT: Final = "crm-audit-transform.session"
 
 
@@ -48,7 +56,8 @@ class SignedSessionResolver:
     """Default session adapter: an itsdangerous timed token in a cookie or a bearer token.
 
     The token (``URLSafeTimedSerializer``: the company_sso_id, when it was signed, an HMAC over
-    both) is refused once older than ``max_age`` seconds, or when its signature does not verify.
+    both) is refused once older than ``max_age`` seconds (a whole number: ``ValueError`` for
+    another, as the settings refuse it), or when its signature does not verify.
     itsdangerous is the signing library Flask and Starlette's own sessions use, so signing,
     timestamps and constant-time comparison are not ours to get wrong. Services with their own
     session store plug in any ``SessionResolver`` instead; the route only ever trusts what the
@@ -57,7 +66,7 @@ class SignedSessionResolver:
 
     secret: bytes = field(repr=False)
     cookie_name: str = "crm_session"
-    max_age: float = DEFAULT_SESSION_MAX_AGE
+    max_age: float = field(default=DEFAULT_SESSION_MAX_AGE, validator=_whole_seconds)
     now: Callable[[], float] = field(default=time.time, repr=False)
     _serializer: URLSafeTimedSerializer = field(init=False, repr=False)
 

@@ -20,12 +20,15 @@ MONGO_SCHEMES: Final = ("mongodb://", "mongodb+srv://", "mongomock://")
 Check = Callable[[Any], "str | None"]
 
 
-def within(low: float, high: float, *, low_open: bool = False) -> Check:
-    """A range check; the caller adds the value as given (``as_written``)."""
+def within(low: float, high: float, *, low_open: bool = False, whole: str | None = None) -> Check:
+    """A range check; the caller adds the value as given (``as_written``). ``whole``: the value must
+    be a whole number too (``2.0`` is, ``2.5`` is not), of that unit (``seconds``)."""
 
     def check(value: Any) -> str | None:
         if isinstance(value, float) and not math.isfinite(value):
             return "must be a finite number"
+        if whole is not None and not float(value).is_integer():
+            return f"must be a whole number of {whole}"
         if value < low or (low_open and value == low) or value > high:
             bracket = "(" if low_open else "["
             return f"must be in {bracket}{_plain(low)}, {_plain(high)}]"

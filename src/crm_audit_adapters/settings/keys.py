@@ -52,7 +52,9 @@ SCALAR_KEYS: Final[dict[str, tuple[type, Check | None]]] = {
         str,
         at_least(SESSION_SECRET_MIN_CHARS, "a short one is found offline from any tenant's token"),
     ),
-    "session_max_age": (float, within(0.0, 31 * 86_400.0, low_open=True)),
+    # Whole seconds: a session token records when it was signed in whole seconds (itsdangerous), and
+    # a fraction was dropped without a word (0.5 lasted under a second, as 0 would).
+    "session_max_age": (float, within(1.0, 31 * 86_400.0, whole="seconds")),
 }
 USMAN_KEYS: Final = {
     "base_url": "BASE_URL",
