@@ -65,7 +65,7 @@ from ..settings import load_tenants
 from ..strict_json import dumps
 from . import exit_codes
 from .main import cli
-from .options import non_empty, regular_file, workers_option
+from .options import existing_file, non_empty, regular_file, workers_option
 from .output_paths import STDOUT, check_outputs
 from .progress import ProgressLine
 from .row_outcomes import OutcomeLines
@@ -81,7 +81,7 @@ EXAMPLE_OUT = Path("crm-audit-example-logs.jsonl")
 """Where ``--example`` writes its documents (in the current directory) unless ``--out`` is given."""
 _file = regular_file
 # The mapping file's own reader refuses a device or a FIFO (CONFIG_INVALID, as the run's settings do).
-_mapping_file = click.Path(exists=True, dir_okay=False, path_type=Path)
+_mapping_file = existing_file
 
 
 def _no_dash(_: click.Context, param: click.Parameter, value: Path | None) -> Path | None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import json
 import os
 import stat
@@ -47,6 +48,7 @@ __all__ = [
     "emit",
     "error_document",
     "error_document_in",
+    "existing_file",
     "json_flag",
     "json_option",
     "keep_for_error",
@@ -161,7 +163,31 @@ def date_range_start_option(help_text: str) -> Callable[[_Command], _Command]:
     )
 
 
-class _RegularFile(click.Path):
+class _ExistingFile(click.Path):
+    """An existing file (symlinks followed) whose ``stat`` failing for another reason than its absence
+    says why: click reports every ``stat`` error as "does not exist", which is false for a symlink
+    loop (``ELOOP``), a directory on the path that cannot be searched (``EACCES``) or a file on it
+    (``ENOTDIR``). The usage error is the same (``USAGE``, exit 2); only its wording changes."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str | bytes | os.PathLike):
+            try:
+                os.stat(value)
+            except OSError as exc:
+                shown = os.fsdecode(value)
+                if exc.errno == errno.ELOOP:
+                    self.fail(f"{shown} is a symlink loop ({exc.strerror}): it names no file", param, ctx)
+                if exc.errno != errno.ENOENT:
+                    self.fail(f"{shown}: cannot read: {exc.strerror}", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+existing_file: Final = _ExistingFile(exists=True, dir_okay=False, path_type=Path)
+"""The type of an input file option read by a reader that checks the file's kind itself
+(``dry-run --config``): an existing file, or a usage error saying why it cannot be read."""
+
+
+class _RegularFile(_ExistingFile):
     """An existing regular file (symlinks followed): a device, a FIFO or a socket is refused before
     it is opened. ``/dev/zero`` is one endless line and a FIFO with no writer blocks ``open``, so a
     command reading either would never end."""
