@@ -14,6 +14,7 @@ from starlette.requests import Request
 from crm_audit_adapters.cli import cli, exit_codes
 from crm_audit_adapters.http.errors import on_domain_error
 from crm_audit_transform.errors import VerifyOptionInvalid
+from crm_audit_transform.usecases.verify import DEFAULT_KEEP
 from crm_audit_transform.verification import SAMPLE_MAX, SEED_MAX, SEED_MIN
 
 
@@ -59,3 +60,12 @@ def test_the_runner_takes_the_bounds_themselves() -> None:
     args = ["verify", "--company-sso-id", "c", "--sample", str(SAMPLE_MAX), "--seed", str(SEED_MIN)]
     result = CliRunner().invoke(cli, args, env=env)
     assert result.exit_code == exit_codes.CONFIG, result.output
+
+
+def test_verify_help_says_how_many_ids_json_keeps() -> None:
+    """``--json`` keeps the report's first 10,000 ids a kind, not every id, as its help once read."""
+    result = CliRunner().invoke(cli, ["verify", "--help"], terminal_width=400)
+    assert result.exit_code == 0
+    help_text = " ".join(result.output.split())
+    assert f"the first {DEFAULT_KEEP:,} ids of each kind and missing ranges" in help_text
+    assert "every id kept" not in help_text

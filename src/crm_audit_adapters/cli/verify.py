@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import click
 
+from crm_audit_transform.usecases.verify import DEFAULT_KEEP
 from crm_audit_transform.verification import FINDING_KINDS, SAMPLE_MAX, SEED_MAX, SEED_MIN, VerifyReport
 
 from ..lease_owners import lease_owner
@@ -21,7 +22,7 @@ from .options import emit, json_flag, printable, stored_non_empty
 from .state import CliState
 
 SHOWN = 10
-"""Ids shown per kind in the human summary (``--json`` lists every id kept)."""
+"""Ids shown per kind in the human summary (``--json`` lists every id the report keeps)."""
 
 
 @cli.command(name="verify")
@@ -52,7 +53,10 @@ SHOWN = 10
     is_flag=True,
     help="Write the missing rows, count them into the job, and set drifted logs back.",
 )
-@json_flag("Print the report as JSON (every id kept).")
+@json_flag(
+    f"Print the report as JSON: the first {DEFAULT_KEEP:,} ids of each kind and missing ranges"
+    f" (the summary shows {SHOWN}); every count exact."
+)
 @click.pass_obj
 def verify_command(
     state: CliState,
