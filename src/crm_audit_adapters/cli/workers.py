@@ -105,13 +105,23 @@ def _require_broker(app: Any, state: CliState) -> None:
         raise exit_codes.CliError("UNAVAILABLE", message) from None
 
 
+BROKER_ANSWER_TIMEOUT_S = 10.0
+"""How long the one check of the broker (``_connect_once``) waits for a connection and for each
+answer. Without it, a broker that took the connection and never answered (a port that is not
+Redis's, a proxy or firewall holding the connection) held ``enqueue``, and ``worker`` before Celery
+started, for ever: redis-py reads its answer with no timeout. Only this check's connection has it:
+the worker's own keep Celery's options (a consumer's blocking read must not time out)."""
+
+
 def _connect_once(app: Any, broker_url: str | None, consequence: str) -> None:
     """One connection to the broker; ``ConnectionRejected`` when it refuses the login, else the
-    driver's error (kombu's ``OperationalError``) for the caller to judge."""
+    driver's error (kombu's ``OperationalError``, or a timeout after ``BROKER_ANSWER_TIMEOUT_S``)
+    for the caller to judge."""
     from kombu.exceptions import OperationalError
 
+    bounded = {"socket_timeout": BROKER_ANSWER_TIMEOUT_S, "socket_connect_timeout": BROKER_ANSWER_TIMEOUT_S}
     try:
-        with app.connection_for_write() as connection:
+        with app.connection_for_write(transport_options=bounded) as connection:
             connection.ensure_connection(max_retries=1, interval_start=0)
     except (OperationalError, OSError) as exc:
         refused = _login_refused(exc)
