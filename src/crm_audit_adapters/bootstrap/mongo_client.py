@@ -54,7 +54,9 @@ def mongo_client_for(uri: str | None, *, lease_seconds: float | None = None) -> 
 
     ``ConfigError`` for a URI pymongo refuses or one asking for unacknowledged writes (``w=0``:
     ``UNACKNOWLEDGED``), ``DependencyMissing`` for ``mongomock://`` without mongomock installed.
-    Nothing connects here (pymongo connects in the background).
+    Nothing connects here (pymongo connects in the background), but a ``mongodb+srv://`` URI's DNS
+    records are looked up: ``StoreUnavailable`` (exit 6) when no DNS server answers
+    (``retry.dns_outage``), ``ConfigError`` when the name does not exist.
     """
     from pymongo import MongoClient
     from pymongo.errors import PyMongoError
@@ -83,7 +85,13 @@ def mongo_client_for(uri: str | None, *, lease_seconds: float | None = None) -> 
     try:
         client: MongoClient[Document] = MongoClient(uri, tz_aware=True, **options)
     except PyMongoError as exc:
+        from ..mongo.retry import dns_outage
+
         # pymongo's message may quote the URI: scrubbed, never raw.
+        if dns_outage(exc):  # a mongodb+srv:// URI's lookup no DNS server answered: an outage
+            raise StoreUnavailable(
+                f"MongoDB's DNS records (mongodb+srv://) could not be looked up: {scrub(str(exc), [uri])}"
+            ) from None
         raise ConfigError([("mongo_uri", f"pymongo refused the URI: {scrub(str(exc), [uri])}")]) from None
     if not client.write_concern.acknowledged:
         # With w=0 an insert_many reports nothing: every log would count as inserted, a duplicate or a

@@ -49,6 +49,7 @@ __all__ = [
     "DEFAULT_RETRY",
     "RetryPolicy",
     "call_with_retry",
+    "dns_outage",
     "driver_cause",
     "is_retryable",
     "refused_configuration",
@@ -116,14 +117,31 @@ def refused_configuration(exc: PyMongoError, secrets: Iterable[str | None] = ())
     pymongo raises it as it opens a connection for what no retry changes: a mechanism of
     ``authMechanism`` whose package is not installed (``DependencyMissing``: its message says
     what to install), a server older than this pymongo supports (``ConfigError``). The message
-    is pymongo's first clause (``driver_cause``), scrubbed of ``secrets``.
+    is pymongo's first clause (``driver_cause``), scrubbed of ``secrets``. None for one over a DNS
+    lookup no server answered (``dns_outage``: a ``mongodb+srv://`` URI looked up as it connects):
+    that is an outage, ``StoreUnavailable``.
     """
-    if not isinstance(exc, ConfigurationError):
+    if not isinstance(exc, ConfigurationError) or dns_outage(exc):
         return None
     problem = [("mongo_uri", f"pymongo cannot use this URI: {driver_cause(exc, secrets)}")]
     if _INSTALL.search(str(exc)) or isinstance(exc.__cause__, ImportError):
         return DependencyMissing(problem)
     return ConfigError(problem)
+
+
+def dns_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` is pymongo's ``ConfigurationError`` over a DNS lookup of a ``mongodb+srv://``
+    URI that got no answer: dnspython's ``Timeout`` (no server answered in time) or ``NoNameservers``
+    (each one failed, SERVFAIL). pymongo raises every failed lookup of the URI's SRV and TXT records
+    as ``ConfigurationError`` (``srv_resolver``), but these fail only while the DNS servers do: an
+    outage, as a ``mongodb://`` host whose name cannot be resolved is (exit 6), where a name the DNS
+    says does not exist (NXDOMAIN) stays configuration (exit 3)."""
+    if not isinstance(exc, ConfigurationError):
+        return False
+    from dns.exception import Timeout
+    from dns.resolver import NoNameservers
+
+    return isinstance(exc.__cause__, Timeout | NoNameservers)
 
 
 # Where pymongo's own additions to a message begin: a network error's timeouts, server selection's
