@@ -241,6 +241,7 @@ class JobCheckDocument(TypedDict):
     status: JobStatusName
     last_audit_id: int
     consistent: bool
+    moved: bool
     mismatches: list[MismatchDocument]
 
 
@@ -319,16 +320,21 @@ class Mismatch:
 
 @frozen
 class JobCheck:
-    """The job document against the rows behind its cursor (``id <= last_audit_id``)."""
+    """The job document against the rows behind its cursor (``id <= last_audit_id``).
+
+    ``moved``: the job document verify read first was no longer the stored one when the walk ended
+    (its cursor, counts, status or lease written meanwhile: a run, or a trigger, was live), so its
+    figures were compared with rows read while they moved; not consistent (nor the account clean)."""
 
     job_id: str
     status: str
     last_audit_id: int
     mismatches: tuple[Mismatch, ...] = ()
+    moved: bool = False
 
     @property
     def consistent(self) -> bool:
-        return not self.mismatches
+        return not self.mismatches and not self.moved
 
     def to_json(self) -> JobCheckDocument:
         return {
@@ -336,6 +342,7 @@ class JobCheck:
             "status": status_name(self.status),
             "last_audit_id": self.last_audit_id,
             "consistent": self.consistent,
+            "moved": self.moved,
             "mismatches": [m.to_json() for m in self.mismatches],
         }
 

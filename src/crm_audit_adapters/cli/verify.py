@@ -150,6 +150,11 @@ def summary_lines(report: VerifyReport, shown: int = SHOWN) -> Iterator[str]:
     elif job.consistent:
         yield f"  job {job.job_id} ({job.status}): consistent"
     else:
+        if job.moved:
+            yield (
+                f"  job {job.job_id} ({job.status}): written while verify read the account (a run, or a "
+                "trigger, was live): its figures moved under the walk; verify again when no run writes it"
+            )
         for m in job.mismatches:
             if m.figure == "outcomes":  # the job against itself: its outcomes against its processed
                 yield (

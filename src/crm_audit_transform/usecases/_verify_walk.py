@@ -103,6 +103,7 @@ class Walk:
         self.repair = Repair(ports, settings, owner)
         self.run_keys = written_keys(ports.entities is not None)
         self.foreign_strays = 0  # strays of another source_tag (stray_pass)
+        self.job_moved = False  # the job document written by another while the walk read (verify_account)
 
     # -- the page loop ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -487,7 +488,7 @@ class Walk:
             left = self.migrated + self.found["unexpected"].count + self.found["stray"].count
             left -= self.foreign_strays
             found = (Mismatch("migrated_logs", 0, left),) if left else ()
-            return JobCheck(job.job_id, job.status, job.last_audit_id, found)
+            return JobCheck(job.job_id, job.status, job.last_audit_id, found, self.job_moved)
         mismatches = []
         tally = job.tally
         outcomes = tally.migrated + tally.skipped_total + tally.failed_total
@@ -505,7 +506,7 @@ class Walk:
             mismatches.append(Mismatch("failed", tally.failed_total, failed))
         if job.status == COMPLETED and job.last_audit_id < self.range_last:
             mismatches.append(Mismatch("last_audit_id", job.last_audit_id, self.range_last))
-        return JobCheck(job.job_id, job.status, job.last_audit_id, tuple(mismatches))
+        return JobCheck(job.job_id, job.status, job.last_audit_id, tuple(mismatches), self.job_moved)
 
     def report(self) -> VerifyReport:
         return VerifyReport(

@@ -181,6 +181,10 @@ def verify_account(
         walk.stray_pass()
         if settings.repair:
             walk.finish_repair()
+        elif job is not None and ports.jobs is not None:
+            # Without the lease nothing keeps a run from writing meanwhile: a job document changed
+            # since it was read means the rows were compared with figures that moved (JobCheck.moved).
+            walk.job_moved = ports.jobs.latest(company_sso_id) != job
     except BaseException:
         if settings.repair:
             walk.release_quietly()
