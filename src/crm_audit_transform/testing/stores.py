@@ -7,6 +7,7 @@ tested against them behaves the same against MongoDB and PostgreSQL.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import json
 import math
@@ -57,19 +58,41 @@ __all__ = [
 
 
 class InMemoryAuditSource:
-    """The ``audits`` tables of several tenants, paged by keyset exactly like the SQL query."""
+    """The ``audits`` tables of several tenants, paged by keyset exactly like the SQL query.
 
-    __slots__ = ("_rows",)
+    The rows in a scope, sorted by id, are kept from one call to the next until a row is added: a run
+    in pages of a few rows filtered and sorted the whole tenant at each page (quadratic in its rows).
+    """
+
+    __slots__ = ("_rows", "_scoped")
 
     def __init__(self, rows: Iterable[AuditRow] = ()) -> None:
         self._rows: dict[str, dict[int, AuditRow]] = {}
+        self._scoped: dict[_ScopeKey, tuple[list[AuditRow], list[int]]] = {}
         for row in rows:
             self.add(row)
 
     def add(self, row: AuditRow) -> None:
         self._rows.setdefault(row.tenant, {})[row.id] = row
+        self._scoped.clear()
 
     def _in_scope(self, tenant: str, scope: Sequence[str], cutoff: dt.datetime | None) -> list[AuditRow]:
+        return self._scoped_rows(tenant, scope, cutoff)[0]
+
+    def _scoped_rows(
+        self, tenant: str, scope: Sequence[str], cutoff: dt.datetime | None
+    ) -> tuple[list[AuditRow], list[int]]:
+        """The rows of ``_in_scope`` and their ids, kept until ``add`` (callers never change them)."""
+        key = (tenant, tuple(scope), cutoff)
+        kept = self._scoped.get(key)
+        if kept is None:
+            rows = self._sorted_in_scope(tenant, scope, cutoff)
+            kept = self._scoped[key] = (rows, [r.id for r in rows])
+        return kept
+
+    def _sorted_in_scope(
+        self, tenant: str, scope: Sequence[str], cutoff: dt.datetime | None
+    ) -> list[AuditRow]:
         wanted = set(scope)
         rows = self._rows.get(tenant, {}).values()
         return sorted(
@@ -97,8 +120,9 @@ class InMemoryAuditSource:
     def page(
         self, tenant: str, scope: Sequence[str], *, after_id: int, cutoff: dt.datetime, limit: int
     ) -> Sequence[AuditRow]:
-        rows = [r for r in self._in_scope(tenant, scope, cutoff) if r.id > after_id]
-        return tuple(rows[:limit])
+        rows, ids = self._scoped_rows(tenant, scope, cutoff)
+        first = bisect.bisect_right(ids, after_id)  # ids ascend, one row each: the first past after_id
+        return tuple(rows[first : first + limit])
 
     def id_quantiles(
         self, tenant: str, scope: Sequence[str], cutoff: dt.datetime | None, parts: int
@@ -111,6 +135,10 @@ class InMemoryAuditSource:
 
     def audit_by_id(self, tenant: str, audit_id: int) -> AuditRow | None:
         return self._rows.get(tenant, {}).get(audit_id)
+
+
+_ScopeKey = tuple[str, tuple[str, ...], dt.datetime | None]
+"""``InMemoryAuditSource``'s kept scopes: tenant, scope, cutoff."""
 
 
 def _log_key(log: ActivityLog) -> str:
