@@ -357,7 +357,7 @@ def cli(ctx: click.Context, settings_path: str | None, debug: bool) -> None:
     \b
     Ops walk-through:
       crm-audit-migrate indexes up
-      crm-audit-migrate trigger  --company-sso-id ID --tenant SCHEMA
+      crm-audit-migrate trigger  --company-sso-id ID      (its tenant: CRM_AUDIT_TENANTS)
       crm-audit-migrate run      --company-sso-id ID      (Ctrl-C stops cleanly; run again to resume)
       crm-audit-migrate status   --company-sso-id ID [--json]
       crm-audit-migrate cancel   --company-sso-id ID      (then trigger --resume or --fresh)
