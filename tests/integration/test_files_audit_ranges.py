@@ -26,6 +26,7 @@ from crm_audit_adapters.files import (
     AuditOrderError,
     CheckedRows,
     FileAuditSource,
+    FileChangedWhileRead,
     FileFormatError,
     audit_ranges,
     audit_source,
@@ -295,6 +296,82 @@ class TestAFileCutShortAtALineEnd:
         assert list(line_ranges(path, 100, block=64, least=41 * 500))[-1][2] == 20500
         with pytest.raises(FileFormatError, match="short of the 41000"):
             list(line_ranges(path, 100, least=41000))
+
+
+def even_lines(count: int) -> list[bytes]:
+    """``count`` rows of ours in scope, ids 1 on, each line of the same odd length (its comment
+    padded): no line ends where a read's buffer ends (a power of two) within 4,096 lines."""
+    doc = next(doc for doc in corpus_docs() if doc["tenant"] == TENANT and doc["auditable_type"] in SCOPE)
+    width = len(json.dumps({**doc, "id": count, "comment": ""})) + 40 | 1
+    lines = []
+    for audit_id in range(1, count + 1):
+        line = json.dumps({**doc, "id": audit_id, "comment": ""}).encode()
+        lines.append(json.dumps({**doc, "id": audit_id, "comment": "x" * (width - len(line))}).encode())
+    assert {len(line) for line in lines} == {width}
+    return lines
+
+
+class TestAReadStoppedByTheFileChanging:
+    """An error that stops a read of a file cut short meanwhile is told as the file having changed
+    (``FileChangedWhileRead``), the line's own error its cause: a dry run's note then asks for a new
+    ``--out``, the logs written before it being the old file's."""
+
+    def test_a_line_torn_by_a_cut_at_a_line_end_while_a_page_is_read_is_the_file_changing(
+        self, tmp_path: Path
+    ) -> None:
+        """The open read buffered the bytes past the first line before the cut at its end: it goes
+        on with those, and the line its buffer ends inside is cut off ("not JSON")."""
+        path = write(tmp_path / "audits.jsonl", even_lines(1000))
+        source = FileAuditSource(path, TENANT, checked=CheckedRows(path), max_record_bytes=CAP)
+        first = source.page(TENANT, SCOPE, after_id=0, cutoff=EPOCH, limit=1)
+        assert [row.id for row in first] == [1]
+        os.truncate(path, line_end_near(path, 0))  # at the first line's end
+        with pytest.raises(
+            FileChangedWhileRead, match=r"short of the .* it changed while it was read"
+        ) as raised:
+            source.page(TENANT, SCOPE, after_id=1, cutoff=EPOCH, limit=1000)
+        assert isinstance(raised.value.__cause__, FileFormatError)
+        assert "not JSON" in str(raised.value.__cause__)
+
+    def test_a_range_whose_line_a_cut_tore_is_the_file_changing(self, tmp_path: Path) -> None:
+        """A worker's read of a range meets the line the cut tore ("not JSON", no id): the runner
+        raises it as the file having changed, after the pages before it."""
+        path = write(tmp_path / "audits.jsonl", [json.dumps(doc).encode() for doc in corpus_docs()])
+        source = FileRangeSource(
+            path, TENANT, checked=CheckedRows(path), range_bytes=300, max_record_bytes=CAP
+        )
+
+        def torn_in_the_third(spans: Iterable[PageSpan]) -> Iterator[TransformedPage]:
+            cut = list(spans)  # the file cut into ranges as it was
+            assert len(cut) > 3
+            os.truncate(path, cut[2].extent[0] + 10)  # inside the third range's first line
+            return in_process(cut, source)
+
+        read: list[int] = []
+        pages = source.pages_by_range(
+            TENANT,
+            SCOPE,
+            after_id=0,
+            cutoff=EPOCH,
+            limit=1,
+            transform=torn_in_the_third,
+            on_set_aside=lambda outcomes: None,
+        )
+        with pytest.raises(
+            FileChangedWhileRead, match=r"short of the .* it changed while it was read"
+        ) as raised:
+            read.extend(id for page in pages for id in page.ids)
+        assert "not JSON" in str(raised.value.__cause__)
+        assert read  # the pages before the torn line were handed first
+
+    def test_an_error_in_a_file_that_did_not_change_is_raised_as_it_is(self, tmp_path: Path) -> None:
+        lines = even_lines(50)
+        lines[30] = lines[30][:10]
+        path = write(tmp_path / "audits.jsonl", lines)
+        source = FileAuditSource(path, TENANT, checked=CheckedRows(path), max_record_bytes=CAP)
+        with source, pytest.raises(FileFormatError, match="line 31: not JSON") as raised:
+            source.page(TENANT, SCOPE, after_id=0, cutoff=EPOCH, limit=1000)
+        assert type(raised.value) is FileFormatError
 
 
 class TestTheSameAsPages:

@@ -17,7 +17,12 @@ from typing import Any
 import pytest
 from test_files_audits import TEXT_AUDITS
 
-from crm_audit_adapters.files import AuditOrderError, CheckedRows, FileAuditSource, FileFormatError
+from crm_audit_adapters.files import (
+    AuditOrderError,
+    CheckedRows,
+    FileAuditSource,
+    FileChangedWhileRead,
+)
 from crm_audit_adapters.files.audit_spans import FileSpanReader, FileSpanSource
 from crm_audit_transform.config import load_default_config
 from crm_audit_transform.domain import AuditRow, Failed, Outcome
@@ -166,14 +171,15 @@ class TestTheSameAsPages:
 class TestTheReader:
     def test_a_span_whose_lines_changed_is_refused_not_read_as_other_rows(self, tmp_path: Path) -> None:
         """A page's range that no longer holds its ids (the file was rewritten after the runner read
-        it) raises ``FileFormatError``: no other row is handed over in their place."""
+        it) raises ``FileChangedWhileRead``: no other row is handed over in their place, and the
+        dry run's note asks for a new ``--out``."""
         path = write(tmp_path / "audits.jsonl", hostile_lines())
         with FileSpanSource(path, TENANT, checked=CheckedRows(path), max_record_bytes=CAP) as source:
             ids = source.page_ids(TENANT, SCOPE, after_id=0, cutoff=EPOCH, limit=10)
             span = PageSpan(TENANT, SCOPE, EPOCH, tuple(ids), source.page_extent())
         assert len(FileSpanReader(str(path), TENANT, CAP)(span)) == 10
         moved = PageSpan(TENANT, SCOPE, EPOCH, (*ids[:-1], ids[-1] + 500_000), span.extent)
-        with pytest.raises(FileFormatError, match="changed while the run read it"):
+        with pytest.raises(FileChangedWhileRead, match="changed while the run read it"):
             FileSpanReader(str(path), TENANT, CAP)(moved)
 
     def test_page_ids_after_a_page_reads_on_with_the_same_rows_and_where_they_lie(

@@ -309,7 +309,13 @@ class FileRangeSource(FileSpanSource):
                 on_set_aside=on_set_aside,
                 scope=frozenset(scope),
             )
-            yield from merge.pages(ranges)
+            try:
+                yield from merge.pages(ranges)
+            except FileFormatError as error:  # a range's read stopped: by the file changing?
+                changed = self._changed_instead(error)
+                if changed is None:
+                    raise
+                raise changed from error
             # The end the ranges found: the file they began, not one rewritten or replaced meanwhile.
             self._mark.check()
         finally:

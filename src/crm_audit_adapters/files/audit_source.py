@@ -62,7 +62,7 @@ from .audits import (
     scope_keys_from_end,
 )
 from .checked_rows import CheckedRows
-from .errors import FileFormatError
+from .errors import FileChangedWhileRead, FileFormatError
 from .file_marks import FileMark, GrowingMark, digest_mark
 from .lines import LineWindow, PathLike, SetAside
 from .psql_csv import DEFAULT_MAX_RECORD_BYTES
@@ -431,7 +431,40 @@ class FileAuditSource:
             max_record_bytes=self._max_record_bytes,
             window=window,
         )
-        return ascending(order, numbered, on_repeat)
+        return self._told_if_changed(ascending(order, numbered, on_repeat))
+
+    def _told_if_changed(
+        self, rows: Generator[Row | SetAside, None, None]
+    ) -> Generator[Row | SetAside, None, None]:
+        """``rows``; an error that stops their read is told as the file having changed when it did
+        (``_changed_instead``)."""
+        try:
+            yield from rows
+        except FileFormatError as error:  # AuditOrderError too
+            changed = self._changed_instead(error)
+            if changed is None:
+                raise
+            raise changed from error
+
+    def _changed_instead(self, error: FileFormatError) -> FileChangedWhileRead | None:
+        """``FileChangedWhileRead`` (``BAD_INPUT``) to raise in place of ``error``, a read's error,
+        when the file changed since this source last looked at it (``FileMark.check``); None when
+        it did not (``error`` stands), or ``error`` already says so.
+
+        A file cut short while a read has it open may hand that read a line of the bytes it held
+        before the cut and none after: a line cut off ("not JSON") though the cut fell at a line
+        end, in this process or in a worker reading a range of it. That read stopped because the
+        file changed, and is told so, as a read that found the file's end early is
+        (``lines.check_read_whole``): the logs written before it are the old file's (docs/files.md,
+        "A file that changes"). One ``FileMark.check``, on an error only.
+        """
+        if isinstance(error, FileChangedWhileRead):
+            return None
+        try:
+            self._mark.check()
+        except FileChangedWhileRead as changed:
+            return changed
+        return None
 
 
 def _first_of(ids: list[int]) -> Callable[[int], None]:

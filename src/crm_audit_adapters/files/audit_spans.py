@@ -17,7 +17,7 @@ scope and the page's byte budget. So a page's ids, and the outcomes set aside be
 ones ``page`` gives. A worker reads the lines from the page's first row to its last, keeps the rows
 with the page's ids (in order, each id's first row), and passes over the rest, whose fate the
 runner already decided; when what it reads is not those ids (the file changed since the runner
-read it), it raises ``FileFormatError`` rather than hand over other rows.
+read it), it raises ``FileChangedWhileRead`` rather than hand over other rows.
 
 JSONL only: a CSV record may span lines and its columns are named by the header, so a CSV export
 keeps ``FileAuditSource`` (its rows read by the runner and sent).
@@ -38,7 +38,7 @@ from .audit_rows import numbered_audit_rows
 from .audit_source import DEFAULT_PAGE_BYTES, FileAuditSource
 from .audits import FileFormat, format_of
 from .checked_rows import CheckedRows
-from .errors import FileFormatError
+from .errors import FileChangedWhileRead, FileFormatError
 from .lines import LineWindow, PathLike, SetAside
 from .psql_csv import DEFAULT_MAX_RECORD_BYTES
 from .scope_keys import text_bytes
@@ -133,7 +133,8 @@ class FileSpanReader:
     The lines of the span's extent are read as the source's reader reads them (the same line
     numbers, so a BOM or an error is met as there); the rows with the span's ids are kept, each id's
     first, in order; every other line is passed over (the runner's read decided its fate).
-    ``FileFormatError`` when those are not the span's ids: the file changed since the runner read it.
+    ``FileChangedWhileRead`` (a ``FileFormatError``, ``BAD_INPUT``) when those are not the span's
+    ids: the file changed since the runner read it.
     """
 
     __slots__ = ("_max_record_bytes", "_path", "_tenant")
@@ -171,7 +172,9 @@ class FileSpanReader:
             numbered.close()
         if len(rows) != count:
             missing = ids[len(rows)]
-            raise FileFormatError(
+            # The runner read these ids in this range: a worker that does not find them there reads
+            # another file (cut short, rewritten), whatever the line it stopped at held.
+            raise FileChangedWhileRead(
                 self._path,
                 first,
                 f"audit id {missing} is no longer in lines {first} on (bytes {start}-{stop}): the file "
