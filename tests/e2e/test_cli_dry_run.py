@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import fcntl
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -21,6 +23,7 @@ from crm_audit_adapters import strict_json
 from crm_audit_adapters.cli import cli, exit_codes
 from crm_audit_adapters.cli.dry_run import EXAMPLE_OUT
 from crm_audit_adapters.files import JsonlActivityLogSink, encode_log_line
+from crm_audit_transform.service import MigrationService
 from crm_audit_transform.usecases import RunSettings
 from crm_audit_transform.usecases.status import report_counts
 from support.corpus_account import (
@@ -233,6 +236,33 @@ class TestDryRunOnTheCorpus:
         outputs = outputs_by_workers(tmp_path, given)
         assert b"nesting depth" in outputs["1"][2]
         assert outputs["2"] == outputs["1"]
+
+    def test_with_workers_the_worker_starts_before_the_run_reads_its_first_page(
+        self, tmp_path: Path, inputs: list[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """``--workers 2`` starts its worker process once the inputs are read, before the run's
+        first page (as ``run --workers N`` does once it has read its job): a worker process is there
+        before the service's dry run begins. Started at the first page, none was (30 s waited)."""
+        started: list[set[int | None]] = []
+        before = {child.pid for child in multiprocessing.active_children()}
+        dry_run = MigrationService.dry_run
+
+        def spy(service: MigrationService, *args: Any, **kwargs: Any) -> Any:
+            deadline = time.monotonic() + 30
+            seen: set[int | None] = set()
+            while not seen and time.monotonic() < deadline:
+                seen = {child.pid for child in multiprocessing.active_children()} - before
+                time.sleep(0.01)
+            started.append(seen)
+            return dry_run(service, *args, **kwargs)
+
+        monkeypatch.setattr(MigrationService, "dry_run", spy)
+        out = tmp_path / "logs.jsonl"
+        code, _, stderr = invoke(*inputs, "--workers", "2", "--no-progress", "--out", str(out))
+        assert code == 0, stderr
+        assert [len(seen) for seen in started] == [1]
+        assert out.read_bytes().count(b"\n") > 500
+        assert not {child.pid for child in multiprocessing.active_children()} - before
 
     @pytest.mark.parametrize("workers", ["1", "2"])
     def test_a_value_the_loader_allows_but_the_encoder_cannot_nest_fails_alone_and_verifies(

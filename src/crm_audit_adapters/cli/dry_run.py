@@ -285,8 +285,11 @@ def dry_run(
             from ..fork_server import sigint_blocked
             from ..page_pool import ProcessPagePipeline
 
+            # Its worker started now, in the background, as run --workers N starts it: its fork
+            # overlaps the reads of the users, the SSO directory and the contacts' index below
+            # instead of the run's first pages (ProcessPagePipeline.started).
             with sigint_blocked():  # the fork server it starts inherits the block (fork_server)
-                pool = ProcessPagePipeline(workers, dry_run_recipe(files, limits))
+                pool = ProcessPagePipeline.started(workers, dry_run_recipe(files, limits))
             pipeline = stack.enter_context(pool)
         service = dry_run_service(
             str(company),

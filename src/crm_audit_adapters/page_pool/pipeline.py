@@ -182,11 +182,13 @@ class ProcessPagePipeline:
     @classmethod
     def started(cls, workers: int, recipe: Callable[[], Transformer], **options: Any) -> ProcessPagePipeline:
         """A pool (``options``: the constructor's) whose workers start at once, in the background
-        (``start``), as ``run --workers N`` builds it (``Runtime.use_workers``): the runner knows by
-        then that its job needs them. Their fork and start overlap what it does before its first
-        page (its lease, its checks, its first pages' ids) instead of its first pages. In a quiet
-        100k-row run the pool then ran as fast as with the worker started at the first page, within
-        that A/B's noise (benchmarks/RESULTS.md, issue 15 goal 2, the worker's start)."""
+        (``start``), as ``run --workers N`` builds it once it has read its job
+        (``Runtime.use_workers``) and ``dry-run --workers N`` once it has checked its inputs: the
+        runner knows by then that its run needs them. Their fork and start overlap what it does
+        before its first page (its lease, its checks, its first pages' ids) instead of its first
+        pages. In a quiet 100k-row run the pool then ran as fast as with the worker started at the
+        first page, within that A/B's noise (benchmarks/RESULTS.md, issue 15 goal 2, the worker's
+        start)."""
         pool = cls(workers, recipe, **options)
         try:
             pool.start()
