@@ -1,4 +1,5 @@
-"""What the benchmark scripts share: their command line's start, the machine's load, a call's times.
+"""What the benchmark scripts share: their command line's start, the machine's load, a call's times,
+and a commit's sources to measure beside this tree's.
 
 Each script prints ``uptime`` before and after its rounds (the load that benchmarks/RESULTS.md
 records beside every figure) and times with ``time.perf_counter`` (wall seconds) and
@@ -11,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import subprocess
+import tarfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 
 def arguments(doc: str | None, *, repeat: int) -> argparse.ArgumentParser:
@@ -63,3 +66,14 @@ class Stopwatch:
     def __exit__(self, *_: object) -> None:
         self.wall = time.perf_counter() - self._started[0]
         self.cpu = time.process_time() - self._started[1]
+
+
+def source_tree(ref: str, into: Path) -> Path:
+    """``ref``'s ``src`` (``git archive`` of this repository), unpacked under ``into``: the folder to
+    put first on a child's ``PYTHONPATH`` to measure that commit beside this tree."""
+    archive = into / "src.tar"
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run(["git", "-C", str(root), "archive", "-o", str(archive), ref, "src"], check=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(into / ref, filter="data")
+    return into / ref / "src"

@@ -27,11 +27,12 @@ import os
 import random
 import subprocess
 import sys
-import tarfile
 import tempfile
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
+
+from _machine import source_tree
 
 HERE = Path(__file__).resolve().parent
 MIB = 1 << 20
@@ -151,15 +152,6 @@ CASES = [
 ]
 
 
-def _tree(ref: str, into: Path) -> Path:
-    """``ref``'s ``src``, unpacked under ``into``."""
-    archive = into / "src.tar"
-    subprocess.run(["git", "-C", str(HERE.parent), "archive", "-o", str(archive), ref, "src"], check=True)
-    with tarfile.open(archive) as tar:
-        tar.extractall(into / ref, filter="data")
-    return into / ref / "src"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--ref", action="append", default=[], help="also measure this commit's src")
@@ -173,7 +165,7 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as trees:
         sources = {"this tree": str(HERE.parent / "src")}
-        sources.update({ref: str(_tree(ref, Path(trees))) for ref in args.ref})
+        sources.update({ref: str(source_tree(ref, Path(trees))) for ref in args.ref})
         for name, src in sources.items():
             for kind, size in CASES:
                 if args.kind and kind not in args.kind:

@@ -23,14 +23,13 @@ import os
 import resource
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
-from _machine import arguments, uptime
+from _machine import arguments, source_tree, uptime
 
 HERE = Path(__file__).resolve().parent
 KINDS = ("distinct", "doubled")
@@ -87,15 +86,6 @@ def measure(kind: str, ids: int) -> dict[str, object]:
     }
 
 
-def _tree(ref: str, into: Path) -> Path:
-    """``ref``'s ``src``, unpacked under ``into``."""
-    archive = into / "src.tar"
-    subprocess.run(["git", "-C", str(HERE.parent), "archive", "-o", str(archive), ref, "src"], check=True)
-    with tarfile.open(archive) as tar:
-        tar.extractall(into / ref, filter="data")
-    return into / ref / "src"
-
-
 def main() -> None:
     parser = arguments(__doc__, repeat=2)
     parser.add_argument("--ids", type=int, default=1_000_000)
@@ -108,7 +98,7 @@ def main() -> None:
     print(uptime(), file=sys.stderr)
     with tempfile.TemporaryDirectory() as trees:
         sources = {"this tree": str(HERE.parent / "src")}
-        sources.update({ref: str(_tree(ref, Path(trees))) for ref in args.ref})
+        sources.update({ref: str(source_tree(ref, Path(trees))) for ref in args.ref})
         for round_ in range(args.repeat):
             for kind in KINDS:
                 for name, src in sources.items():
