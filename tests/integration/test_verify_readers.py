@@ -11,6 +11,8 @@ from typing import Any
 
 import attrs
 import pytest
+from bson import Decimal128, Int64, ObjectId, json_util
+from bson.json_util import RELAXED_JSON_OPTIONS
 from pymongo import MongoClient
 from pymongo.database import Database
 
@@ -24,6 +26,7 @@ from crm_audit_transform.domain import ActivityLog, FieldChange
 from crm_audit_transform.ports import MigratedLogReader
 from crm_audit_transform.usecases import RunSettings, VerifySettings
 from crm_audit_transform.usecases._verify_findings import foreign_tag, written_keys
+from crm_audit_transform.usecases._verify_walk import NOT_A_STRING
 from crm_audit_transform.usecases.verify import verify_account
 from crm_audit_transform.verification import drifted_fields
 from support.corpus_account import World, audit_rows
@@ -246,7 +249,7 @@ class TestMongoStrayStream:
         self, mongo_db: Database[Any], monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """rollback deletes a crm_migration log whatever its external_id's type, so verify sees it
-        too: after the string ids, each other one as its relaxed Extended JSON, across chunks."""
+        too: apart from the string ids, each other one as its relaxed Extended JSON, across chunks."""
         monkeypatch.setattr(mongo_verification, "_ID_CHUNK", 2)
         logs = corpus_logs()[:3]
         company = logs[0].company_sso_id
@@ -260,8 +263,9 @@ class TestMongoStrayStream:
         mongo_db.activity_logs.insert_one(
             {"company_sso_id": company, "source_tag": "live_feed", "external_id": 8}
         )
-        streamed = list(MongoMigratedLogReader.in_database(mongo_db).migrated_external_ids(company))
-        assert streamed == [*sorted(log.external_id for log in logs), "7", "null", "2.5"]
+        reader = MongoMigratedLogReader.in_database(mongo_db)
+        assert list(reader.migrated_external_ids(company)) == sorted(log.external_id for log in logs)
+        assert list(reader.non_string_external_ids(company)) == ["7", "null", "2.5"]
 
 
 class TestLineContent:
@@ -389,6 +393,76 @@ class TestStrayStreamsAgree:
             "source_tag 'other_tool' (rollback deletes 'crm_migration' only), "
             "naming no in-scope audit: an id of ours"
         ]
+
+    @pytest.mark.wire_duplicate  # the MongoDB stream on the wire: test_verify_stray_mongo.py
+    def test_an_external_id_that_is_no_string_is_a_stray_of_both_readers_never_its_texts_copy(
+        self, mongo_db: Database[Any], tmp_path: Path
+    ) -> None:
+        """A ``crm_migration`` log whose ``external_id`` is a number, null, an array, a document or
+        another BSON type is streamed apart (``NonStringExternalIds``) as the same relaxed Extended
+        JSON by both readers, and reported alike: a stray of its own, never a copy of the string of
+        the same text (the number 5 and the string "5": two strays, no duplicate), and two logs of
+        one such value a duplicate. Before, MongoDB's reader streamed 5 as the text "5", one id
+        with the string (a false duplicate), and the file reader passed every such line over."""
+        world = World("acme", rows=[row for row in audit_rows("acme") if row.id <= 40])
+        world.trigger()
+        world.run(settings=RunSettings(page_size=200, halt_threshold=1.0))
+        logs = list(world.logs.logs)
+        list(apply_migration(mongo_db, "up"))
+        MongoActivityLogStore.in_database(mongo_db).insert_batch(logs)
+        mongo_db.activity_logs.drop_index("uniq_company_external_id")  # for the string "5" twice
+        template = mongo_db.activity_logs.find_one({"source_tag": "crm_migration"}, {"_id": 0})
+        assert template is not None
+        values: list[object] = [
+            *(5, "5", 5, "5", None, 2.5, 5.0, Int64(7), True, "", [1, "a"], {"k": 1}),
+            ObjectId("65f0c0ffee0000000000abcd"),
+            Decimal128("1.10"),
+            dt.datetime(2024, 5, 2, 12, 0, tzinfo=dt.UTC),
+        ]
+        odd = [{**template, "external_id": value} for value in values]
+        odd.append({**template, "external_id": 8, "source_tag": "other_tool"})  # not ours: not streamed
+        mongo_db.activity_logs.insert_many([dict(doc) for doc in odd])
+        out = tmp_path / "logs.jsonl"
+        with JsonlActivityLogSink(out, fsync="never") as sink:
+            sink.insert_batch(logs)
+        with out.open("a") as stream:
+            stream.writelines(json_util.dumps(doc, json_options=RELAXED_JSON_OPTIONS) + "\n" for doc in odd)
+        mongo, files = MongoMigratedLogReader.in_database(mongo_db), JsonlMigratedLogReader(out)
+        non_strings = sorted(files.non_string_external_ids(world.company))
+        assert non_strings == sorted(mongo.non_string_external_ids(world.company))
+        assert non_strings == sorted(
+            [
+                *("5", "5", "null", "2.5", "5.0", "7", "true", '[1, "a"]', '{"k": 1}'),
+                '{"$oid": "65f0c0ffee0000000000abcd"}',
+                '{"$numberDecimal": "1.10"}',
+                '{"$date": "2024-05-02T12:00:00Z"}',
+            ]
+        )
+        prefix = "crm:acme:audit:"
+        streamed = sorted(files.tagged_external_ids(world.company, prefix))
+        assert streamed == sorted(mongo.tagged_external_ids(world.company, prefix))
+        assert [ext_id for ext_id, _ in streamed if not ext_id.startswith(prefix)] == ["", "5", "5"]
+
+        def found(reader: MigratedLogReader) -> dict[str, list[tuple[str, int | None, str]]]:
+            world.reader = reader
+            report = verify_account(
+                world.company, world.verify_ports(repair=False), world.transformer, settings=VerifySettings()
+            )
+            return {
+                kind: sorted((f.external_id, f.audit_id, f.detail) for f in report.findings[kind].items)
+                for kind in ("stray", "duplicate")
+            }
+
+        from_file = found(files)
+        assert from_file == found(mongo)
+        not_ours = "not an external_id of tenant 'acme'"
+        assert [item for item in from_file["stray"] if item[0] == "5"] == sorted(
+            [("5", None, not_ours)] * 2 + [("5", None, NOT_A_STRING)] * 2
+        )
+        assert len(from_file["stray"]) == len(values)
+        assert from_file["duplicate"] == sorted(
+            [("5", None, "2 logs"), ("5", None, f"2 logs, {NOT_A_STRING}")]
+        )
 
     def test_a_tag_that_is_no_string_or_none_reads_as_mongodb_gives_it(self, tmp_path: Path) -> None:
         """A line of ours by id whose ``source_tag`` is a number, or missing, streams with the tag

@@ -12,6 +12,7 @@ from crm_audit_adapters.mongo import MongoActivityLogStore, apply_migration
 from crm_audit_adapters.mongo import verification as mongo_verification
 from crm_audit_adapters.mongo.verification import MongoMigratedLogReader
 from crm_audit_transform.usecases import RunSettings, VerifySettings
+from crm_audit_transform.usecases._verify_walk import NOT_A_STRING
 from crm_audit_transform.usecases.verify import VerifyPorts, verify_account
 from crm_audit_transform.verification import VerifyReport
 from support.corpus_account import World, audit_rows
@@ -38,7 +39,7 @@ def migrated(db: Database[Any]) -> World:
     return world
 
 
-def copies(db: Database[Any], external_id: str, n: int, **fields: Any) -> None:
+def copies(db: Database[Any], external_id: object, n: int, **fields: Any) -> None:
     """``n`` more logs of ``external_id``, copied from a stored log (the unique index dropped first)."""
     template = db.activity_logs.find_one({"source_tag": "crm_migration"}, {"_id": 0})
     assert template is not None
@@ -90,3 +91,48 @@ def test_an_id_of_ours_under_another_tag_is_a_stray(mongo_db: Database[Any], tag
     assert (item.audit_id, item.external_id) == (99999999, "crm:acme:audit:99999999")
     assert repr(tag or "") in item.detail
     assert mongo_db.activity_logs.count_documents({"external_id": "crm:acme:audit:99999999"}) == 1
+
+
+def test_a_number_beside_the_string_of_its_digits_is_two_strays_not_a_duplicate(
+    mongo_db: Database[Any],
+) -> None:
+    """A ``crm_migration`` log of ``external_id: 5`` beside one of ``"5"`` (the unique index holds
+    strings alone: both are stored) is two strays, the number's said not to be a string, and no
+    duplicate. Before, the reader streamed the number as the text ``5``, one id with the string:
+    a duplicate of two logs, which the unique index makes impossible."""
+    world = migrated(mongo_db)
+    copies(mongo_db, "5", 1)
+    copies(mongo_db, 5, 1)
+    report = verify(world, mongo_db)
+    assert report.count("duplicate") == 0
+    assert sorted((f.external_id, f.detail) for f in report.findings["stray"].items) == [
+        ("5", NOT_A_STRING),
+        ("5", "not an external_id of tenant 'acme'"),
+    ]
+
+
+def test_an_array_holding_a_string_is_a_stray_not_an_id(mongo_db: Database[Any]) -> None:
+    """``external_id: ["crm:acme:audit:99999999"]`` matches ``$type: "string"`` (MongoDB matches an
+    array by its items): it is a stray that is not a string, shown as its relaxed Extended JSON, and
+    the string ids around it still stream in order. Before, the id stream yielded the list itself."""
+    world = migrated(mongo_db)
+    copies(mongo_db, ["crm:acme:audit:99999999"], 1)
+    copies(mongo_db, "crm:acme:audit:99999998", 1)
+    report = verify(world, mongo_db)
+    assert sorted((f.external_id, f.audit_id, f.detail) for f in report.findings["stray"].items) == [
+        ('["crm:acme:audit:99999999"]', None, NOT_A_STRING),
+        ("crm:acme:audit:99999998", 99999998, "names no in-scope audit"),
+    ]
+
+
+def test_two_logs_of_one_number_are_a_duplicate_apart_from_the_string(mongo_db: Database[Any]) -> None:
+    """Two logs of ``external_id: 5`` (both stored with the unique index in place: it holds strings
+    alone) are one duplicate, said not to be a string; the one log of ``"5"`` beside them is none."""
+    world = migrated(mongo_db)
+    copies(mongo_db, 5, 2)
+    copies(mongo_db, "5", 1)
+    report = verify(world, mongo_db)
+    assert report.count("stray") == 3
+    assert [(f.external_id, f.detail) for f in report.findings["duplicate"].items] == [
+        ("5", f"2 logs, {NOT_A_STRING}")
+    ]

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import json
 from collections import defaultdict
 
 import pytest
+from bson import json_util
+from bson.errors import InvalidId
+from bson.json_util import RELAXED_JSON_OPTIONS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -43,7 +47,10 @@ _EXTERNAL_IDS = (
     "crm:acme:audit:",
     "other:{n}",
     "crm:a:audit:b:audit:{n}",
+    "",
 )
+_NON_STRINGS = (5, None, 2.5, True, [1, "a"], {"k": 1}, {"$numberLong": "7"}, {"$oid": "not hex"})
+"""``external_id`` values that are no string: a line's own, a ``$``-operator, a malformed one."""
 _TAGS = (SOURCE_TAG, SOURCE_TAG, "live_feed", "crm\\u005fmigration", "crm_migration\\u0020")
 _LOOK_ALIKES = (
     {"external_id": "crm:acme:audit:7", "source_tag": SOURCE_TAG},
@@ -59,6 +66,8 @@ def lines(draw: st.DrawFn) -> bytes:
     doc["company_sso_id"] = draw(st.sampled_from(_COMPANIES[:1] * 5 + _COMPANIES))
     number = draw(st.integers(min_value=1, max_value=10**6))
     doc["external_id"] = draw(st.sampled_from(_EXTERNAL_IDS[:1] * 10 + _EXTERNAL_IDS)).format(n=number)
+    if draw(st.integers(min_value=0, max_value=9)) == 0:
+        doc["external_id"] = draw(st.sampled_from(_NON_STRINGS))
     tag = draw(st.sampled_from(_TAGS))
     doc["source_tag"] = "@TAG@"
     shape = draw(st.sampled_from(("compact", "compact", "compact", "spaced", "reordered", "native")))
@@ -89,11 +98,31 @@ def reference(data: bytes) -> dict[str, tuple[list[tuple[int, str]], list[str]]]
         if raw.strip():
             doc = json.loads(raw)
             company, external_id = doc.get("company_sso_id"), doc.get("external_id")
-            if isinstance(company, str) and isinstance(external_id, str) and external_id:
+            if isinstance(company, str) and isinstance(external_id, str):
                 found[company][0].append((offset, external_id))
                 if doc.get("source_tag") == SOURCE_TAG:
                     found[company][1].append(external_id)
         offset += len(raw)
+    return found
+
+
+def non_strings(data: bytes) -> dict[str, list[str]]:
+    """Per company, in file order: the relaxed Extended JSON ``bson.json_util`` gives the value each
+    ``crm_migration`` line's ``external_id`` that is no string reads back to (its JSON text when
+    none): what MongoDB's reader streams for the same document."""
+    found: dict[str, list[str]] = defaultdict(list)
+    for raw in io.BytesIO(data):
+        doc = json.loads(raw) if raw.strip() else {}
+        company, external_id = doc.get("company_sso_id"), doc.get("external_id", "")
+        if (
+            isinstance(company, str)
+            and not isinstance(external_id, str)
+            and doc.get("source_tag") == SOURCE_TAG
+        ):
+            text = json.dumps(external_id)
+            with contextlib.suppress(InvalidId):  # no ObjectId: named by its JSON text
+                text = json_util.dumps(json_util.loads(text), json_options=RELAXED_JSON_OPTIONS)
+            found[company].append(text)
     return found
 
 
@@ -107,7 +136,8 @@ class TestLogIndex:
     def test_every_line_is_found_where_parsing_it_says(
         self, file_lines: list[bytes], chunk_bytes: int, torn: bool
     ) -> None:
-        """Any read size, any layout, escapes, look-alike keys and odd ids: the parse's keys."""
+        """Any read size, any layout, escapes, look-alike keys and odd ids: the parse's keys; an
+        ``external_id`` that is no string, as MongoDB's reader names the same value."""
         data = b"".join(file_lines)
         if torn and data.endswith(b"\n"):
             data = data.rstrip(b"\r\n")  # a last line without its newline
@@ -118,6 +148,7 @@ class TestLogIndex:
             wanted = {external_id for _, external_id in places} | {"crm:acme:audit:424242"}
             assert index.places(company, sorted(wanted)) == sorted(places)
             assert sorted(index.external_ids(company)) == sorted(ours)
+            assert list(index.non_string_external_ids(company)) == non_strings(data).get(company, [])
 
     @pytest.mark.parametrize("tag", _TAGS[1:])
     @pytest.mark.parametrize("template", _EXTERNAL_IDS)

@@ -2,7 +2,9 @@
 
 Per company and external-id prefix (``crm:{tenant}:audit:``) the audit ids, sorted, with the byte
 offset of their lines and whether the line is a ``crm_migration`` one: 17 bytes a log. Other
-external ids (not of that shape, or an id not in its canonical spelling) go to a small dict.
+external ids (not of that shape, or an id not in its canonical spelling) go to a small dict; a
+``crm_migration`` line's ``external_id`` that is not a string (``7``, ``null``: no line a sink
+writes) to a list of its relaxed Extended JSON texts, by company, as MongoDB's reader names one.
 
 The file is read in chunks of ``chunk_bytes`` and each line's keys are taken where the sink puts
 them (``company_sso_id`` first, ``external_id`` right before ``source_tag``, then ``metadata`` last),
@@ -23,10 +25,13 @@ from itertools import pairwise
 from typing import IO, Final
 
 import attrs
+from bson import json_util
 
 from crm_audit_transform.domain import SOURCE_TAG
+from crm_audit_transform.loading import JsonbText
 from crm_audit_transform.numerals import MAX_DIGITS
 
+from ..mongo.extended_json_input import loads_extended_json
 from .errors import FileFormatError
 from .lines import LONG_LINE_HEAD, PathLike, shallow_object, too_many_values
 from .long_lines import skim_long_line
@@ -69,6 +74,21 @@ def split_external_id(external_id: str) -> tuple[str, int] | None:
     if str(number) != digits:
         return None
     return (prefix + sep, number) if _Q_MIN <= number <= _Q_MAX else None
+
+
+def non_string_text(value: object) -> str:
+    """A line's ``external_id`` that is not a string, as MongoDB's reader names the BSON value the
+    line reads back to: its relaxed Extended JSON (``7``, ``null``, ``2.5``, ``{"$oid": "…"}``), by
+    ``bson.json_util`` both ways. A value no BSON reads back from (a malformed ``$``-operator) is
+    named by its JSON text; one of too many values to decode (``JsonbText``), by its text."""
+    if isinstance(value, JsonbText):
+        return value.text
+    text = json.dumps(value)
+    try:
+        decoded = loads_extended_json(text, json_util.RELAXED_JSON_OPTIONS)
+    except ValueError:
+        return text
+    return json_util.dumps(decoded, json_options=json_util.RELAXED_JSON_OPTIONS)
 
 
 def top_level_tail(raw: bytes, start: int, end: int, tail: bytes) -> bool:
@@ -146,11 +166,12 @@ class _Prefix:
 class LogIndex:
     """The lines of a JSONL activity-log file by (company, external_id); see the module docstring."""
 
-    __slots__ = ("_others", "_prefix", "_prefixes")
+    __slots__ = ("_non_strings", "_others", "_prefix", "_prefixes")
 
     def __init__(self) -> None:
         self._prefixes: dict[tuple[str, str], _Prefix] = {}
         self._others: dict[tuple[str, str], list[tuple[int, bool]]] = {}
+        self._non_strings: dict[str, list[str]] = {}  # by company: ``non_string_text`` of each line
         self._prefix = ""  # the prefix a page's external ids were split by last
 
     @classmethod
@@ -172,6 +193,15 @@ class LogIndex:
         found.ids.append(split[1])
         found.offsets.append(offset)
         found.ours.append(ours)
+
+    def add_non_string(self, company: str, text: str) -> None:
+        """A ``crm_migration`` line of ``company`` whose ``external_id`` is not a string, by its text."""
+        self._non_strings.setdefault(company, []).append(text)
+
+    def non_string_external_ids(self, company_sso_id: str) -> Iterator[str]:
+        """``non_string_text`` of each ``crm_migration`` line of the company whose ``external_id`` is
+        there but not a string, in file order (``ports.log_stores.NonStringExternalIds``)."""
+        return iter(self._non_strings.get(company_sso_id, ()))
 
     def prefix(self, company: str, prefix: str) -> _Prefix:
         """The arrays of one company's external ids with this prefix (made empty when new)."""
@@ -397,8 +427,15 @@ class _Scan:
             if not isinstance(doc, dict):
                 raise FileFormatError(self.name, number, "not a JSON object")
             company, external_id = doc.get("company_sso_id"), doc.get("external_id")
-            if not isinstance(company, str) or not isinstance(external_id, str) or not external_id:
+            if not isinstance(company, str) or "external_id" not in doc:
                 return None  # a log without our key: never one of ours
-            keys = company, external_id, doc.get("source_tag") == SOURCE_TAG
+            ours = doc.get("source_tag") == SOURCE_TAG
+            if not isinstance(external_id, str):
+                # No id of ours, but MongoDB's rollback deletes such a log and its reader streams it
+                # for verify to report: so does this index.
+                if ours:
+                    self.index.add_non_string(company, non_string_text(external_id))
+                return None
+            keys = company, external_id, ours
         self.index.add(keys[0], keys[1], offset, keys[2])
         return keys[0], keys[1]

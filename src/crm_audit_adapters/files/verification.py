@@ -501,6 +501,13 @@ class JsonlMigratedLogReader:
     def migrated_external_ids(self, company_sso_id: str) -> Iterator[str]:
         return self._index.external_ids(company_sso_id)
 
+    def non_string_external_ids(self, company_sso_id: str) -> Iterator[str]:
+        """``ports.log_stores.NonStringExternalIds``, as ``MongoMigratedLogReader`` gives it: each
+        ``crm_migration`` line's ``external_id`` that is there but not a string, as its relaxed
+        Extended JSON (``log_index.non_string_text``), one a line, in file order. Before, such a line
+        was passed over, where MongoDB's reader streams it for verify to report as a stray."""
+        return self._index.non_string_external_ids(company_sso_id)
+
     def tagged_external_ids(self, company_sso_id: str, prefix: str) -> Iterator[tuple[str, str]]:
         """``ports.TaggedExternalIds``, as ``MongoMigratedLogReader`` gives it: ``(external_id,
         source_tag)`` of every ``crm_migration`` line of the company (one a line), and of every other

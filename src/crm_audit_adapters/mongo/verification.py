@@ -3,14 +3,17 @@
 * ``migrated_logs``: ``{company_sso_id, external_id: {$in: page}}`` — the prefix of
   ``uniq_company_external_id`` (migration 035), one query per page of audits.
 * ``migrated_external_ids``: ``{company_sso_id, source_tag, external_id: {$type: "string", $gte: last}}``
-  sorted by ``external_id`` — the order of ``uniq_company_external_id`` itself, so each keyset chunk
-  (retried on its own) walks the index instead of sorting the account's logs; a stream over millions
-  of logs holds one chunk and resumes after a network error where it was. Each chunk starts at the
-  last id read and skips the copies of it already read: were the unique index missing, every copy
-  of a duplicated id is still read once, wherever the chunks split them. Then the account's
-  ``crm_migration`` logs whose ``external_id`` is there but not a string (rollback deletes them
-  too: ``external_id: {$exists: true}``), in ``_id`` order, each as its relaxed Extended JSON
-  (``7``, ``null``): no id of ours, so verify reports them ``stray``.
+  (not an array: ``$type`` matches one holding a string) sorted by ``external_id`` — the order of
+  ``uniq_company_external_id`` itself, so each keyset chunk (retried on its own) walks the index
+  instead of sorting the account's logs; a stream over millions of logs holds one chunk and resumes
+  after a network error where it was. Each chunk starts at the last id read and skips the copies of
+  it already read: were the unique index missing, every copy of a duplicated id is still read once,
+  wherever the chunks split them.
+* ``non_string_external_ids``: the account's ``crm_migration`` logs whose ``external_id`` is there
+  but not a string, an array included (rollback deletes them too: ``external_id: {$exists: true}``),
+  in ``_id`` order, each as its relaxed Extended JSON (``7``, ``null``): no id of ours, so verify
+  reports them ``stray``. A stream apart (``ports.log_stores.NonStringExternalIds``): in the id
+  stream, ``5`` and ``"5"`` were one text, and two logs of one id (a false ``duplicate``).
 * ``tagged_external_ids``: the same, with each log's ``source_tag``, in three ranges of the index,
   the one under ``crm:{tenant}:audit:`` read whatever the tag: a log of another tool under an id of
   ours is read too (verify's stray pass).
@@ -63,6 +66,9 @@ __all__ = ["BsonContent", "MongoMigratedLogReader", "StoredBson", "bson_content"
 
 _ID_CHUNK: Final = 5_000
 """External ids per chunk of the stray stream (~0.3 MB of keys)."""
+_STRING: Final[Document] = {"$type": "string", "$not": {"$type": "array"}}
+"""An ``external_id`` that is a string. ``$type`` alone also matches an array holding one, which
+would stream a list as an id (and sort by its least element): an array is a non-string one."""
 
 
 def _bson(value: object) -> bytes:
@@ -251,14 +257,9 @@ class MongoMigratedLogReader:
         return found
 
     def migrated_external_ids(self, company_sso_id: str) -> Iterator[str]:
-        query: Document = {
-            "company_sso_id": company_sso_id,
-            "source_tag": SOURCE_TAG,
-            "external_id": {"$type": "string"},
-        }
+        query: Document = {"company_sso_id": company_sso_id, "source_tag": SOURCE_TAG, "external_id": _STRING}
         for doc in self._by_external_id(query, {"_id": 0, "external_id": 1}):
             yield doc["external_id"]
-        yield from self._other_external_ids(company_sso_id)
 
     def tagged_external_ids(self, company_sso_id: str, prefix: str) -> Iterator[tuple[str, str]]:
         """``ports.TaggedExternalIds``: ``migrated_external_ids`` with each log's tag, and the logs
@@ -269,19 +270,14 @@ class MongoMigratedLogReader:
         upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)  # the least string above every one under prefix
         ours: Document = {"company_sso_id": company_sso_id, "source_tag": SOURCE_TAG}
         ranges: tuple[Document, ...] = (
-            {**ours, "external_id": {"$type": "string", "$lt": prefix}},
-            {
-                "company_sso_id": company_sso_id,
-                "external_id": {"$type": "string", "$gte": prefix, "$lt": upper},
-            },
-            {**ours, "external_id": {"$type": "string", "$gte": upper}},
+            {**ours, "external_id": {**_STRING, "$lt": prefix}},
+            {"company_sso_id": company_sso_id, "external_id": {**_STRING, "$gte": prefix, "$lt": upper}},
+            {**ours, "external_id": {**_STRING, "$gte": upper}},
         )
         for query in ranges:
             for doc in self._by_external_id(query, {"_id": 0, "external_id": 1, "source_tag": 1}):
                 tag = doc.get("source_tag")
                 yield doc["external_id"], tag if isinstance(tag, str) else ""
-        for ext_id in self._other_external_ids(company_sso_id):
-            yield ext_id, SOURCE_TAG
 
     def _by_external_id(self, query: Document, projection: Document) -> Iterator[Document]:
         """``query``'s documents in ``external_id`` order, ``_ID_CHUNK`` a query, each retried on its
@@ -313,12 +309,16 @@ class MongoMigratedLogReader:
             read_of_after = read_of_after + copies if last == after else copies
             after = last
 
-    def _other_external_ids(self, company_sso_id: str) -> Iterator[str]:
-        """The account's ``crm_migration`` external ids that are not strings, as relaxed Extended JSON."""
+    def non_string_external_ids(self, company_sso_id: str) -> Iterator[str]:
+        """``ports.log_stores.NonStringExternalIds``: the account's ``crm_migration`` external ids
+        that are not strings, each as its relaxed Extended JSON, in ``_id`` order."""
         base: Document = {
             "company_sso_id": company_sso_id,
             "source_tag": SOURCE_TAG,
-            "external_id": {"$exists": True, "$not": {"$type": "string"}},
+            "$or": [
+                {"external_id": {"$exists": True, "$not": {"$type": "string"}}},
+                {"external_id": {"$type": "array"}},  # one holding a string too (``_STRING``)
+            ],
         }
         after: object = None
         while True:

@@ -183,7 +183,8 @@ class MigratedLogReader(Protocol):
 
     def migrated_external_ids(self, company_sso_id: str) -> Iterable[str]:
         """Stream the ``external_id`` of every ``crm_migration`` log of the company, one per document
-        (each copy of a duplicate)."""
+        (each copy of a duplicate). A reader that is ``NonStringExternalIds`` streams here only the
+        ids that are strings, and the others there: never one text for two values."""
         ...
 
     def content_of(self, log: ActivityLog) -> Mapping[str, object]:
@@ -222,4 +223,18 @@ class TaggedExternalIds(Protocol):
         the company whose ``external_id`` is a string that starts with ``prefix``
         (``crm:{tenant}:audit:``) and whose ``source_tag`` is another (``""`` for none, or one that
         is not a string)."""
+        ...
+
+
+@runtime_checkable
+class NonStringExternalIds(Protocol):
+    """A ``MigratedLogReader`` that streams apart the ``crm_migration`` logs whose ``external_id`` is
+    there but not a string (``7``, ``null``): never one the run writes (docs/activity-log.md), yet
+    ``rollback`` deletes such a log on MongoDB. Apart, so verify reports each as what it is, and
+    never takes the number ``5`` and the string ``"5"`` for two copies of one id (a false
+    ``duplicate``: both are stored, the unique index holding string ids alone)."""
+
+    def non_string_external_ids(self, company_sso_id: str) -> Iterable[str]:
+        """The relaxed Extended JSON text of each such log's ``external_id`` (``bson.json_util``'s
+        ``dumps``: ``7``, ``null``, ``2.5``, ``[1, 2]``), one per log (each copy of a duplicate)."""
         ...

@@ -21,7 +21,7 @@ from ..jobs import COMPLETED, ROLLED_BACK, ROLLING_BACK, MigrationJob
 from ..lookup import LookupPorts, fetch_lookups
 from ..lookup_cache import LookupCache
 from ..ports import RowsSetAside
-from ..ports.log_stores import TaggedExternalIds
+from ..ports.log_stores import NonStringExternalIds, TaggedExternalIds
 from ..tally import Tally
 from ..transformer import Transformer, audit_id_in, external_id
 from ..verification import PENDING_STATES, JobCheck, MigratedDoc, Mismatch, StoredMigratedLog, VerifyReport
@@ -45,6 +45,10 @@ if TYPE_CHECKING:
 
 ROLLED_BACK_STATES = frozenset({ROLLING_BACK, ROLLED_BACK})
 """A job whose claim is that the account's migrated logs are gone (a rollback's, done or under way)."""
+
+
+NOT_A_STRING: Final = "not a string (shown as its relaxed Extended JSON): no external_id the run writes"
+"""A stray's detail when its ``external_id`` is no string (docs/activity-log.md: the run writes text)."""
 
 
 BEFORE_EVERY_ID: Final = -(2**63) - 1
@@ -441,7 +445,10 @@ class Walk:
         Each copy is a stray; an id on several logs is also one ``duplicate`` (the page pass finds
         those of the walked ids), told by the ids seen so far (``_Seen``). An id that names no audit
         of the tenant is kept by its text's hash; when one hash is met twice, the stream is read once
-        more for those hashes' texts (``_Seen.confirm``), so a duplicate is never a hash's guess."""
+        more for those hashes' texts (``_Seen.confirm``), so a duplicate is never a hash's guess.
+        A ``crm_migration`` log whose ``external_id`` is not a string (``ports.log_stores.
+        NonStringExternalIds``) is a stray shown as its relaxed Extended JSON, told from the others
+        by a ``_Seen`` of its own: the number ``5`` is not a copy of the string ``"5"``."""
         prefix = f"crm:{self.tenant}:audit:"
         stray, seen = self.found["stray"], _Seen()
         for ext_id, tag in self._stray_stream(prefix):
@@ -467,6 +474,22 @@ class Walk:
             )
         for ext_id, (audit_id, logs) in seen.doubled.items():
             self.found["duplicate"].add(audit_id, ext_id, f"{logs} logs")
+        self._non_string_strays()
+
+    def _non_string_strays(self) -> None:
+        """The stray pass over the logs whose ``external_id`` is not a string, when the reader
+        streams them apart: each a stray, one met more than once also a ``duplicate``."""
+        reader = self.ports.reader
+        if not isinstance(reader, NonStringExternalIds):
+            return
+        seen = _Seen()
+        for text in reader.non_string_external_ids(self.company):
+            self.found["stray"].add(None, text, NOT_A_STRING)
+            seen.saw(text, None)
+        if seen.candidates:
+            seen.confirm(reader.non_string_external_ids(self.company))
+        for text, (_, logs) in seen.doubled.items():
+            self.found["duplicate"].add(None, text, f"{logs} logs, {NOT_A_STRING}")
 
     def _stray_stream(self, prefix: str) -> Iterable[tuple[str, str]]:
         """``(external_id, source_tag)`` of the stray pass: the reader's tagged stream
