@@ -11,7 +11,7 @@ import pytest
 import test_cli_processes as walk
 import usman_layouts
 from processes import COMPANY, TENANT
-from usman_layouts import SINCE, WORKERS, job_rows, run_then_resume, status_doc
+from usman_layouts import PER_EMAIL, SINCE, WORKERS, job_rows, run_then_resume, status_doc
 
 from crm_audit_adapters.cli import exit_codes
 from support.corpus_account import users
@@ -20,6 +20,7 @@ from support.usman_server import Behaviour, Reply, SeenRequest, UsmanServer, ans
 pytestmark = pytest.mark.postgres
 usman = walk.usman  # the walk-through's USMAN server (module scope)
 accounts = usman_layouts.accounts  # a CDP database of its own per run
+PAGE = int(PER_EMAIL["CRM_AUDIT_PAGE_SIZE"])
 
 
 def strict_validator(refused: set[str]) -> Behaviour:
@@ -39,12 +40,14 @@ class TestAValidatorRefusingEmails:
     def test_a_process_that_asked_nothing_before_goes_on_as_one_process_does(
         self, accounts: Any, usman: UsmanServer
     ) -> None:
-        """USMAN refuses (422) the emails the second shard's first page names and the first page does
-        not, and the probe's reserved domain: the emails are unknown users and one process, whose
-        earlier answers vouch for its requests, completes. A process that asked nothing before (the
-        second shard's side by side, a ``--workers 2`` process) took its first request refused whole
-        for a configuration error: exit 3 after 10 and 40 of 138 rows. The call's other emails USMAN
-        answers now vouch for it: each completes at one process's final status."""
+        """USMAN refuses (422) the first email the second shard's first call asks, which the first page
+        does not name, and the probe's reserved domain: the email is an unknown user's and one
+        process, whose earlier answers vouch for its requests, completes. A process that asked
+        nothing before (the second shard's side by side, a ``--workers 2`` process) took its first
+        request refused whole for a configuration error: exit 3 after 10 and 40 of 138 rows. The
+        call's other emails USMAN answers now vouch for it: each completes at one process's final
+        status. Every page names an email USMAN answers, so whichever page a process takes first
+        (a pool's worker takes the first it is handed, as the load has it), its first call has one."""
         crm = accounts()
         trigger = ("trigger", "--company-sso-id", COMPANY, "--date-range-start", SINCE, "--shards", "2")
         assert crm.inline(*trigger).returncode == 0
@@ -52,11 +55,16 @@ class TestAValidatorRefusingEmails:
         rows = job_rows()
         email = {u.id: u.email for u in users(TENANT) if u.email}
 
-        def named(part: list[Any]) -> set[str]:
-            return {email[r.user_id] for r in part[:12] if r.user_id in email}  # a page and a margin
+        def named(page: list[Any]) -> set[str]:
+            return {email[r.user_id] for r in page if r.user_id in email}
 
-        refused = named([r for r in rows if r.id > second]) - named(rows)
-        assert refused, "the second shard's first page names no user the first page does not"
+        later = [r for r in rows if r.id > second]
+        asked_first = min(named(later[:PAGE]))  # a call asks its emails in order, one a request
+        assert asked_first not in named(rows[:PAGE]), "the first page names the email refused"
+        refused = {asked_first}
+        pages = [rows[k : k + PAGE] for k in range(0, len(rows), PAGE)] + [later[:PAGE]]
+        only_refused = [page[0].id for page in pages if named(page) and named(page) <= refused]
+        assert only_refused == [], "a process taking one of these pages first would stop (docs/usman.md)"
         hostile = strict_validator(refused)
         one = run_then_resume(accounts, usman, hostile)
         pool = run_then_resume(accounts, usman, hostile, *WORKERS)

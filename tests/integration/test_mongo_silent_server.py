@@ -37,15 +37,36 @@ ROWS = [r for r in audit_rows("acme") if r.id <= 30]
 SETTINGS = RunSettings(page_size=30, halt_threshold=1.0, lease_seconds=1)
 
 
+INSERT = b"\x02insert\x00"
+"""The head of an ``insert`` command (its first key, a BSON string), in the request's first bytes."""
+
+
+class _Connection:
+    """One client connection through the proxy. A driver's connection sends a request and waits for
+    its answer before the next, so the request's first bytes say what the answer is to."""
+
+    __slots__ = ("answered", "request")
+
+    def __init__(self) -> None:
+        self.request = b""
+        self.answered = True
+
+
 class MutingProxy:
     """A TCP proxy to ``target``; while ``mute`` is set, what the server sends back is dropped; with
-    ``cut`` set, the next answer is not passed on and both sockets of its connection are closed;
-    each answer is held ``slow`` seconds before it is passed on."""
+    ``cut`` set, the next answer to an ``insert`` is not passed on and both sockets of its connection
+    are closed; each answer is held ``slow`` seconds before it is passed on. ``insert_dropped`` is
+    set once an answer to an insert was dropped: the server applied it.
+
+    The client's monitors (its heartbeat and round-trip checks, on connections of their own) pass
+    through the proxy too, at times the load decides: ``cut`` waits for the insert's answer, so a
+    heartbeat's answer arriving first is not the one cut."""
 
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
         self.mute = threading.Event()
         self.cut = threading.Event()
+        self.insert_dropped = threading.Event()
         self.slow = 0.0
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
@@ -60,22 +81,37 @@ class MutingProxy:
                 return
             server = socket.create_connection(self.target)
             self._sockets += [client, server]
-            threading.Thread(target=self._pipe, args=(client, server, False), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(server, client, True), daemon=True).start()
+            connection = _Connection()
+            threading.Thread(target=self._requests, args=(client, server, connection), daemon=True).start()
+            threading.Thread(target=self._answers, args=(server, client, connection), daemon=True).start()
 
-    def _pipe(self, source: socket.socket, sink: socket.socket, answers: bool) -> None:
+    def _requests(self, source: socket.socket, sink: socket.socket, connection: _Connection) -> None:
         try:
             while data := source.recv(65536):
-                if answers and self.cut.is_set():
+                if connection.answered:  # a new request's first bytes
+                    connection.request, connection.answered = data, False
+                sink.sendall(data)
+        except OSError:
+            pass
+
+    def _answers(self, source: socket.socket, sink: socket.socket, connection: _Connection) -> None:
+        try:
+            while data := source.recv(65536):
+                to_insert = INSERT in connection.request
+                connection.answered = True
+                if to_insert and self.cut.is_set():
                     self.cut.clear()
                     for sock in (source, sink):  # shutdown: a close alone waits for the other recv
                         sock.shutdown(socket.SHUT_RDWR)
                         sock.close()
                     return
-                if answers and self.slow:
+                if self.slow:
                     time.sleep(self.slow)
-                if not (answers and self.mute.is_set()):
-                    sink.sendall(data)
+                if self.mute.is_set():
+                    if to_insert:
+                        self.insert_dropped.set()
+                    continue
+                sink.sendall(data)
         except OSError:
             pass
 
@@ -136,6 +172,8 @@ class TestASilentServer:
             with pytest.raises(StoreUnavailable) as caught:
                 world.run(settings=SETTINGS)
             assert "timed out" in str(caught.value)
+            # Applied once its answer came back (and was dropped): the client gave up first.
+            assert proxy.insert_dropped.wait(60)
             halted = world.jobs.latest(world.company)
             assert halted is not None
             assert (halted.status, halted.last_audit_id) == (IN_PROGRESS, 0)
