@@ -7,8 +7,8 @@ no connection is opened at import time.
 imports ``crm_audit_adapters.console``, so this is the first of the package's code to run), a
 Ctrl-C is held from here until ``console.main`` installs its own handler: ``console.main`` then ends
 with ``error: INTERRUPTED``, exit 130, as for one during the rest of the load. Python's own handler
-raised ``KeyboardInterrupt`` instead, and a Ctrl-C in the load's first milliseconds (importing
-``signal`` alone takes a few) printed a traceback and died by the signal. Imported otherwise (a
+would raise ``KeyboardInterrupt`` instead, and a Ctrl-C in the load's first milliseconds (importing
+``signal`` alone takes a few) print a traceback and die by the signal. Imported otherwise (a
 test, a worker, a library user) it changes nothing. Before this point only the interpreter's own
 start runs (``site`` included): a Ctrl-C there is Python's. Run as ``python -m crm_audit_adapters``
 (``__main__``) or ``python -m crm_audit_adapters.console``, the same: ``-m`` imports the package first
@@ -72,7 +72,7 @@ def _as_the_script() -> bool:
     if isinstance(path, str) and path.rpartition("/")[2] == SCRIPT:
         return True
     # Not ``orig_argv.index("-m")``: ``python -Im crm_audit_adapters`` has no word ``-m``, and its
-    # Ctrl-C while loading was Python's traceback, exit 1.
+    # Ctrl-C while loading would be Python's traceback, exit 1.
     return _sys.argv[:1] == ["-m"] and module_run(_sys.orig_argv) in MODULE_FORMS
 
 

@@ -2,27 +2,28 @@
 Ctrl-C handling.
 
 Loading the CLI imports most of the package, a second or more on a busy machine. A Ctrl-C then
-came before the CLI could report it (``error: INTERRUPTED``): Python printed a ``KeyboardInterrupt``
-traceback and died by the signal. This module imports nothing of the package before it runs, so a
-Ctrl-C during the load is the documented one line and exit 130 too (docs/runner.md). One before
+comes before the CLI can report it (``error: INTERRUPTED``), and Python would print a
+``KeyboardInterrupt`` traceback and die by the signal. This module imports nothing of the package
+before it runs, so a Ctrl-C during the load is the documented one line and exit 130 too
+(docs/runner.md). One before
 ``main`` installed its handler (this module's own imports: ``signal`` alone takes milliseconds) is
 held from the package's first line (``crm_audit_adapters.EARLY_SIGINTS``) and ends the same way.
 
 It also keeps multiprocessing's resource tracker quiet about what it is there for. The tracker is a
 process of its own, started by the first page pool or shard process, writing to this one's stderr
 and outliving it. When a runner with workers is killed (``kill -9``: it cannot clean up), the
-tracker frees the pool's semaphores and then warned, on the run's stderr, of "leaked semaphore
+tracker frees the pool's semaphores and then warns, on the run's stderr, of "leaked semaphore
 objects": a Python ``UserWarning`` an operator cannot act on, after the run's last line. The
 warning filter given here reaches the tracker, which multiprocessing starts with this process's
 ``-W`` options; it ignores that module's ``UserWarning`` alone (its errors still show).
 
 **Ctrl-C is raised once.** The command's first ``KeyboardInterrupt`` (a run's second Ctrl-C, or a
 dry run's first) ends it: what it had open is closed on the way out (the page pool, the shard
-processes, the lease). A further Ctrl-C used to interrupt that closing in turn — a terminal's
-Ctrl-C Ctrl-C sends two within milliseconds — and ``dry-run --workers 2`` was then left hung for
-ever after printing ``error: INTERRUPTED`` (the interpreter's exit joined a page worker that waited
-for work, having been started but never registered with its pool), or died by the signal (exit
--2, not 130). So the handler installed here raises ``KeyboardInterrupt`` once and ignores every
+processes, the lease). A further Ctrl-C would interrupt that closing in turn — a terminal's
+Ctrl-C Ctrl-C sends two within milliseconds — and leave ``dry-run --workers 2`` hung for ever
+after printing ``error: INTERRUPTED`` (the interpreter's exit joining a page worker that waits for
+work, started but never registered with its pool), or dead by the signal (exit -2, not 130). So
+the handler installed here raises ``KeyboardInterrupt`` once and ignores every
 later SIGINT, and once the command has ended (after an interrupt: its child processes still alive
 ended too, ``end_children``) SIGINT is ignored to the process's exit.
 
@@ -30,7 +31,7 @@ ended too, ``end_children``) SIGINT is ignored to the process's exit.
 signal is handled, and some code drops every exception: ``copyreg._slotnames`` caches a class's
 slot names under a bare ``except: pass``, and pickling an aware datetime passes there each time
 (``datetime.timezone`` cannot take the cache), as each page span sent to a worker does. A Ctrl-C
-that landed there was lost, and the second was then ignored: the dry run went on to its end and
+that lands there is lost, and were the second ignored too, the dry run would go on to its end and
 exit 0. So a later SIGINT is ignored only while the first ``KeyboardInterrupt`` still exists
 (on its way out, through what closes) or once the CLI has reported it (``interrupt_reported``); one
 that was dropped unreported is raised again, one dropped inside a reference cycle too (the collector
@@ -93,7 +94,7 @@ class InterruptOnce:
         Code that keeps what it catches in a local of a frame of the exception's own traceback
         (``except KeyboardInterrupt as e: kept = e``) drops it inside a reference cycle: exception,
         traceback, frame, exception. Only the collector frees that, whenever it next runs, and the
-        next Ctrl-C was ignored until then. Collected here (a full collection, only on a Ctrl-C that
+        next Ctrl-C would be ignored until then. Collected here (a full collection, only on a Ctrl-C that
         would otherwise be ignored), one on its way out is still referenced and stays."""
         if self._last is None or self._last() is None:
             return False

@@ -14,9 +14,9 @@ inherit the block. Each unblocks it only once it ignores SIGINT (``ignore_sigint
 came meanwhile was held pending, and is then discarded, never delivered.
 
 The runner, for its part, defers a Ctrl-C while it starts those processes (``sigint_deferred``): a
-``KeyboardInterrupt`` raised between a process's start and its pool's record of it left a worker
-no one would stop, which the interpreter's exit then joined for ever (the runner hung after
-printing ``error: INTERRUPTED``), or a worker still unpickling its start-up after the runner had
+``KeyboardInterrupt`` raised between a process's start and its pool's record of it would leave a
+worker no one stops, which the interpreter's exit then joins for ever (the runner hung after
+printing ``error: INTERRUPTED``), or a worker still unpickling its start-up after the runner has
 gone (a ``FileNotFoundError`` traceback on the run's stderr).
 
 What the server imports before it forks (its preload) each process it forks has at no cost. A
@@ -49,7 +49,7 @@ RUNNER_PORTS: Final = (
 """What a runner's process (a shard process, a page pool's worker) imports to reach PostgreSQL,
 MongoDB and USMAN through clients of its own, the drivers among them: the adapters import their
 drivers where a client is built, so a package's import alone leaves them out. Missing from the
-preload, they were imported by each process after the fork: 319 modules, 0.2 s of CPU a process
+preload, they would be imported by each process after the fork: 319 modules, 0.2 s of CPU a process
 (benchmarks/RESULTS.md, "Eighth round")."""
 
 RUN_PRELOAD: Final = (

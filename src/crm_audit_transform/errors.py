@@ -392,7 +392,7 @@ class RestoreRefused(CrmAuditError):
     Code ``RESTORE_REFUSED`` (exit 7, as ``BAD_INPUT``: no retry changes the log's size; docs/runner.md's
     table). ``verify --repair`` counts it and never raises it; a library caller of
     ``restore_migrated`` / ``restore_migrated_many`` meets it typed, and a caller that lets it out of
-    a command gets that code, where it was printed as a guard's ``REFUSED`` (exit 4)."""
+    a command gets that code, not a guard's ``REFUSED`` (exit 4)."""
 
     code = "RESTORE_REFUSED"
 

@@ -74,7 +74,7 @@ class ResendingTask(Task):  # type: ignore[misc]  # Celery ships no type hints: 
     """Celery's ``Task`` whose ``retry`` that cannot publish hands the message back (``resend_refused``).
 
     ``Task.retry`` turns any error of its publish into ``Reject(error, requeue=False)``: the running
-    message was dropped with its account unfinished.
+    message would be dropped with its account unfinished.
     """
 
     def retry(self, *args: Any, **kwargs: Any) -> Any:

@@ -228,9 +228,9 @@ def _wait_for_lease(
     in the WARNING what the task waits for.
 
     ``verify_account`` with ``repair`` waits the same way (``_REPAIR_WAITS``): a repair writes the
-    job document whole, so it waits while a runner holds any of its leases. Past its retries it used
-    to fail with that ERROR, though the account was healthy and only being run; now it waits on
-    until the run hands the lease back (or dies and the lease expires), then verifies and repairs.
+    job document whole, so it waits while a runner holds any of its leases. It does not fail with
+    that ERROR past its retries, since the account is healthy and only being run: it waits on until
+    the run hands the lease back (or dies and the lease expires), then verifies and repairs.
     """
     request = task.request
     if request.retries < MAX_RETRIES:

@@ -338,7 +338,7 @@ class _Group(click.Group):
 
 
 # No command is a usage error of one line (click's "Missing command."), as every other: by default
-# click raised its help text as the error's message, "error: USAGE: Usage: …" over some thirty lines.
+# click raises its help text as the error's message, "error: USAGE: Usage: …" over some thirty lines.
 @click.group(cls=_Group, no_args_is_help=False, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--settings",

@@ -140,9 +140,9 @@ def refuse_future_cutoff(cutoff: dt.datetime | None, clock: Clock) -> None:
     nothing would be in scope, so the job would start at 100 % and never migrate a row.
 
     ``clock`` is the service's (``MigrationService.clock``), the one its guards read, as the HTTP
-    route reads it: the wall clock here disagreed with a runtime built on another (``Overrides.clock``),
-    and a cutoff between the two ended ``INTERNAL`` (the guards' ``ValueError``), or was refused
-    though the service would take it."""
+    route reads it: the wall clock here may disagree with a runtime built on another
+    (``Overrides.clock``), and a cutoff between the two would end ``INTERNAL`` (the guards'
+    ``ValueError``), or be refused though the service would take it."""
     if cutoff is not None and cutoff > clock.now():
         raise click.BadParameter(
             f"{cutoff.isoformat()} is in the future",

@@ -6,7 +6,7 @@ Every processed row gets one JSON line ``{"audit_id", "tenant", "outcome", "reas
 (``crm_audit_adapters.files.CheckedRows``) get theirs too, and are counted in the report:
 
 * a repeated audit id: its first line is the one read (processed when in the run's scope), every
-  repeat is ``Failed(duplicate_audit_id)`` (a dict keyed by id used to keep the last one silently);
+  repeat is ``Failed(duplicate_audit_id)``, so no repeat is dropped unseen;
 * a line whose audit id could be read but that cannot become a row (a missing ``action``, an id
   spelled ``1_0``, …) is ``Failed(invalid_audit_row)`` with the file's message. A line with no
   readable id cannot be tied to a row and still stops the dry run (exit 7).

@@ -8,18 +8,19 @@
   ``error: FILE_ERROR: cannot write to stdout: No space left on device`` (``exit_codes.one_line``).
   A failed write to stderr can be said only where the error goes elsewhere (``--json``'s error
   document on stdout); the exit code says it either way.
-* **Settled.** What a failed write left in a stream's buffer was written again by the
-  interpreter's exit, failed again, and printed ``Exception ignored`` and ended the process with
+* **Settled.** What a failed write left in a stream's buffer would be written again by the
+  interpreter's exit, fail again, print ``Exception ignored`` and end the process with
   exit 120 instead of the reported code (with ``PYTHONUNBUFFERED`` unset, the default: Python then
   buffers the standard streams). ``settle`` drops it once the command has reported its error.
 * **Closed ones opened.** A stream the script was started without (``<&-``, ``>&-``, ``2>&-``:
   Python's ``None``) is given what a closed one means to any Unix tool, on a file descriptor of its
   own. stdin: an empty input (``/dev/null``), so a prompt reads an end of file (``rollback``: no
-  answer, ``DECLINED``, exit 9, as with ``</dev/null``); ``input()`` raised ``RuntimeError: lost
-  sys.stdin``, reported ``INTERNAL`` (exit 1). stdout and stderr: a file every write to fails
-  (EBADF), reported ``FILE_ERROR`` (exit 7). click dropped every line written to a missing stream:
-  ``status --json``, ``run``'s summary and the dry run's report on stdout were lost with exit 0;
-  ``dry-run --out -`` ended ``INTERNAL``, and so did a dry run's progress line on a closed stderr.
+  answer, ``DECLINED``, exit 9, as with ``</dev/null``), where ``input()`` would raise
+  ``RuntimeError: lost sys.stdin``, reported ``INTERNAL`` (exit 1). stdout and stderr: a file every
+  write to fails (EBADF), reported ``FILE_ERROR`` (exit 7), where click would drop every line
+  written to a missing stream (``status --json``, ``run``'s summary and the dry run's report on
+  stdout lost with exit 0) and ``dry-run --out -`` would end ``INTERNAL``, as would a dry run's
+  progress line on a closed stderr.
 
 Only the interpreter's own streams are replaced (a ``TextIOWrapper`` on descriptor 1 or 2): the
 console script's. An in-process caller's (click's ``CliRunner``, a test's capture) are left alone.

@@ -220,9 +220,9 @@ def _run_worker(app: Any, args: list[str]) -> None:
 
     ``worker_main`` drops the worker's exit status: a worker that Celery stopped on an unrecoverable
     error (``CRITICAL … Unrecoverable error``, ``celery worker``'s exit 1) — a pidfile it cannot
-    write, or kombu failing to reconnect after the broker restarted while a task was held — exited
-    0, as if shut down, so a supervisor that restarts a failed process (systemd's
-    ``Restart=on-failure``) left it stopped and the queue without that worker.
+    write, or kombu failing to reconnect after the broker restarted while a task was held — would
+    exit 0, as if shut down, so a supervisor that restarts a failed process (systemd's
+    ``Restart=on-failure``) would leave it stopped and the queue without that worker.
 
     A shutdown asked for by a signal (``worker_shutting_down``) ends with exit 0, a Ctrl-C's too:
     Celery gives SIGINT's warm shutdown (and the cold one of a second Ctrl-C) exit status 1, which
@@ -258,11 +258,11 @@ def _run_worker(app: Any, args: list[str]) -> None:
 def _require_cdp_indexes(state: CliState) -> None:
     """Before the worker starts: its CDP database holds migration 035's indexes, else ``ConfigError``.
 
-    A worker whose ``CRM_AUDIT_MONGO_DATABASE`` named another database (a typo) took tasks, found no
-    job there and failed each at once (``JOB_NOT_FOUND``, not retried): the messages were
-    acknowledged, and the jobs in the CDP's database stayed in progress with nothing left to run
-    them. Every database the migration writes to has had ``indexes up``, so one without the indexes
-    is refused here (exit 3), naming it. A CDP that does not answer is left to the tasks, which
+    A worker whose ``CRM_AUDIT_MONGO_DATABASE`` names another database (a typo) would take tasks, find
+    no job there and fail each at once (``JOB_NOT_FOUND``, not retried): the messages acknowledged,
+    and the jobs in the CDP's database left in progress with nothing to run them. Every database the
+    migration writes to has had ``indexes up``, so one without the indexes is refused here (exit 3),
+    naming it. A CDP that does not answer is left to the tasks, which
     retry an outage, as a broker that is down is left to Celery. The check's client is closed
     before Celery forks its pool (each process builds its own on its first task).
     """
@@ -420,8 +420,7 @@ def _not_sent(
 
     The account's job stays in progress as triggered, with none (or only some, of a sharded job)
     of its tasks sent: the message names the broker (its password redacted), the job and what to run
-    once the broker answers. Was an untyped ``INTERNAL`` that named only kombu's ``OperationalError``.
-    The accounts after it are not tried: each would wait out the same retries.
+    once the broker answers. The accounts after it are not tried: each would wait out the same retries.
     """
     account = str(args[0])
     where = "" if len(args) < 2 else f" shard {args[1]}"

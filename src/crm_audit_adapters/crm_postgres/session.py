@@ -68,7 +68,8 @@ _REJECTED_OPTION = re.compile(r'invalid \w+ value: "')  # libpq: invalid sslmode
 # fails the same way on every attempt: a service file missing or not defining the service, option values
 # that exclude each other, a server without the TLS the DSN requires, an authentication or channel
 # binding the DSN requires and the server did not do, a certificate that cannot be read or verified.
-# Each was SOURCE_UNAVAILABLE (exit 6), retried by every run and Celery task as an outage.
+# Each is a configuration fault, not SOURCE_UNAVAILABLE (exit 6), which every run and Celery task
+# would retry as an outage.
 _UNUSABLE_TEXTS = (
     'definition of service "',
     'service file "',
@@ -435,8 +436,8 @@ class ReadOnlySession:
                     f"its audits.{name} is {found[name]}, not {' or '.join(sorted(accepted))}: "
                     "not audited's audits table",
                 )
-        # The keyset reads each id once: of two rows with one id, the second was lost when a page
-        # ended at the first (never read, by the run or verify), else counted migrated unwritten.
+        # The keyset reads each id once: of two rows with one id, the second would be lost when a page
+        # ends at the first (never read, by the run or verify), else counted migrated unwritten.
         keyed = self.run(lambda conn: conn.execute(_AUDIT_ID_UNIQUE, (tenant,)).fetchone())
         is_table, unique, partitioned_key = keyed if keyed is not None else (False, False, False)
         if is_table and not (unique or partitioned_key):

@@ -1,7 +1,7 @@
 """Audit rows of a file, with the rows the file itself disqualifies turned into outcomes.
 
-* a repeated audit id: the first row is used, every repeat is ``Failed(duplicate_audit_id)`` (a
-  dict keyed by id used to keep the last one silently);
+* a repeated audit id: the first row is used, every repeat is ``Failed(duplicate_audit_id)``, so no
+  repeat is dropped unseen;
 * a line whose audit id could be read but that cannot become a row (a missing ``action``, an
   ``auditable_id`` spelled ``1_0``, …) is ``Failed(invalid_audit_row)`` with the file's message.
 

@@ -183,7 +183,7 @@ class JsonlContactDirectory:
     ``FileFormatError``. As with the MongoDB directory, when a company has several contacts with
     one person id the first by ``_id`` wins, wherever its line is.
     The file must not change while the directory is in use, but for contacts appended (not in the
-    index: not found, as before they were): each read of its lines first looks at the file
+    index: not found, as before they were appended): each read of its lines first looks at the file
     (``file_marks.FileMark``, as a file source looks at its audits file) and raises
     ``FileChangedWhileRead`` (a ``FileFormatError``, ``BAD_INPUT``) when it holds fewer bytes than
     when indexed, other bytes in its first 4 KiB or the 4 KiB before that size, or the same bytes

@@ -51,7 +51,7 @@ SSO_MEMBERS: Final = frozenset({"email", "sso_id", "company_sso_id"})
 ENTITY_MEMBERS: Final = frozenset({"tenant", "type", "id", "name", "exists"})
 """The members each reader reads. A line past ``lines.MAX_LINE_BYTES`` is read for these only, never
 held (``long_lines``): a long member the reader does not read (an export's extra column, a contact's
-other fields) no longer stops the read; a long one it reads does, naming the line, unless the line
+other fields) does not stop the read; a long one it reads does, naming the line, unless the line
 is another tenant's (another company's, for the SSO directory), which is passed over as when held
 whole."""
 

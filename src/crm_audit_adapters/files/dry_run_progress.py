@@ -1,8 +1,8 @@
 """How far a dry run got, kept beside its ``--out`` file until it finishes: ``{out}.unfinished``.
 
 A dry run's job lives in memory, so one stopped partway (Ctrl-C, a line that stops the read, a
-crash) left no trace of where it stopped, and ``dry-run --verify`` of its output listed every row
-it had not reached as ``missing``. The dry run now keeps its job in this small JSON file from
+crash) would leave no trace of where it stopped, and ``dry-run --verify`` of its output would list
+every row it had not reached as ``missing``. So the dry run keeps its job in this small JSON file from
 before its first log is written (``ProgressJobs.create``), rewrites it with the job as saved at most
 once a second while it runs and once more when it stops on an error or a Ctrl-C, and removes it once
 its output is closed at the end of a run that completed. ``--verify`` reads it (``read``): its job

@@ -139,8 +139,8 @@ async def _json_object(
 def _repair_owner() -> str:
     """The lease owner of one verify request: its own, so that a second ``repair`` of the account (from
     this process or another replica) meets the first's lease (409 ``LEASE_HELD``) as a second run does.
-    The service's default owner (``"verify"``) is one name for every caller: two repairs under it both
-    held the job and the one that ended second was refused with a misleading ``JOB_NOT_RUNNABLE``."""
+    The service's default owner (``"verify"``) is one name for every caller: two repairs under it would
+    both hold the job, and the one that ended second be refused with a misleading ``JOB_NOT_RUNNABLE``."""
     return f"verify:http:{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
@@ -198,8 +198,8 @@ def _optional_time(value: object, now: Callable[[], dt.datetime]) -> dt.datetime
         raise ApiError(400, "INVALID_DATE_RANGE_START", "date_range_start is out of range in UTC") from None
     # As the runner's --date-range-start: a cutoff in the future leaves nothing in scope, so the job
     # would start at 100 % and complete without migrating a row, closing the account (ALREADY_COMPLETED).
-    # The service's clock, as its guards read it: the wall clock here disagreed with a runtime built on
-    # another (a fixed one in tests), and a cutoff between the two was a 500 (the guards' ValueError).
+    # The service's clock, as its guards read it: the wall clock here may disagree with a runtime built
+    # on another (a fixed one in tests), and a cutoff between the two would be a 500 (the guards' ValueError).
     if cutoff > now():
         raise ApiError(400, "INVALID_DATE_RANGE_START", "date_range_start is in the future")
     return cutoff

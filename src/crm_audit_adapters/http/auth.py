@@ -43,7 +43,7 @@ DEFAULT_SESSION_MAX_AGE: Final = 8 * 3600.0
 
 def _whole_seconds(_instance: object, _attribute: object, value: float) -> None:
     """``max_age``: a positive whole number of seconds, else ``ValueError``. A token records when it
-    was signed in whole seconds, and a fraction of ``max_age`` was dropped without a word."""
+    was signed in whole seconds, so a fraction of ``max_age`` would be dropped without a word."""
     if not (value >= 1 and float(value).is_integer()):
         raise ValueError(f"max_age must be a whole number of seconds, at least 1, not {value!r}")
 

@@ -141,8 +141,8 @@ def _bad_input_answer(request: Request, exc: Exception) -> JSONResponse:
     names a file of the server, the line (the audit id when it could be read) and the fault, never a
     value of the row (``files.errors.shown``: the logger's filter scrubs configured secrets only, not
     a password inside an audit): the server log says it (WARNING), the answer only that the source
-    is unreadable. Before, each was 400 ``BAD_REQUEST`` with the error's first line: the caller's
-    request blamed, and the server's file path and the row's text handed to it."""
+    is unreadable. Not 400 ``BAD_REQUEST`` with the error's text: the caller's request is not at
+    fault, and that text would hand it the server's file path and the row's values."""
     log.warning("422 for %s %s: %s", request.method, request.url.path, _cause(exc))
     if isinstance(exc, SourceChanged):
         return envelope(422, "BAD_INPUT", str(exc))

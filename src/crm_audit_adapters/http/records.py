@@ -67,9 +67,9 @@ def _bad(path: str, message: str) -> ApiError:
 
 
 def _known_keys(doc: Mapping[str, object], known: frozenset[str], path: str, what: str) -> None:
-    """``INVALID_RECORD`` naming the keys of ``doc`` outside ``known``. Such a key was dropped without a
-    word: a misspelt ``"atributes"`` stored the log with no change at all, ``"meta_data"`` with no
-    metadata, and the caller was answered ``inserted``."""
+    """``INVALID_RECORD`` naming the keys of ``doc`` outside ``known``. Dropped without a word, a
+    misspelt ``"atributes"`` would store the log with no change at all, ``"meta_data"`` with no
+    metadata, and the caller be answered ``inserted``."""
     unknown = sorted(key for key in doc if key not in known)
     if unknown:
         keys = ", ".join(sorted(known))
@@ -181,8 +181,8 @@ def decode_record(doc: object, path: str) -> ActivityLog:
 def _agrees_with_external_id(metadata: Mapping[str, object], external_id: str, path: str) -> None:
     """``metadata.crm_audit_id`` and ``metadata.crm_tenant``, when given, are the audit id and tenant that
     ``external_id`` names, as a run writes them (``transformer``'s metadata: the row's ``id``, an integer,
-    and its ``tenant``): else ``INVALID_RECORD`` naming the field. A record whose two disagreed was
-    stored, and verify then reported it ``drifted`` against the audit its ``external_id`` names."""
+    and its ``tenant``): else ``INVALID_RECORD`` naming the field. A record whose two disagreed would
+    be stored, and verify then report it ``drifted`` against the audit its ``external_id`` names."""
     named = parse_external_id(external_id)
     assert named is not None  # _external_id refused any other spelling
     tenant, audit_id = named
@@ -226,9 +226,9 @@ def _external_id(doc: Mapping[str, object], path: str) -> str:
 
 
 def refuse_unknown_keys(body: Mapping[str, object], keys: frozenset[str]) -> None:
-    """400 ``MALFORMED_BODY`` naming the keys of a request body outside ``keys`` (the first five). Such
-    a key was ignored: a misspelt ``"date_range_strat"`` triggered a job over the whole history, a
-    ``"repiar"`` verified without repairing, each answered as if it had been read."""
+    """400 ``MALFORMED_BODY`` naming the keys of a request body outside ``keys`` (the first five).
+    Ignored, a misspelt ``"date_range_strat"`` would trigger a job over the whole history and a
+    ``"repiar"`` verify without repairing, each answered as if it had been read."""
     unknown = sorted(key for key in body if key not in keys)
     if unknown:
         raise ApiError(

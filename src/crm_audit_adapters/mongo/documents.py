@@ -259,8 +259,8 @@ def make_converter() -> cattrs.Converter:
     encoder above (its document shape is fixed by the CDP, not by the attrs fields).
     """
     converter = cattrs.Converter()
-    # Text is text: cattrs' own str hook is str(value), so a job_id stored as {"$x": "y"} or 5 was
-    # served as the text "{'$x': 'y'}" or "5" (and then named no job); now it is JOB_UNREADABLE.
+    # Text is text: cattrs' own str hook is str(value), which would serve a job_id stored as
+    # {"$x": "y"} or 5 as the text "{'$x': 'y'}" or "5" (naming no job); such a job is JOB_UNREADABLE.
     converter.register_structure_hook(str, _text)
     converter.register_unstructure_hook(dt.datetime, to_bson_datetime)
     converter.register_structure_hook(dt.datetime, lambda value, _: from_bson_datetime(value))

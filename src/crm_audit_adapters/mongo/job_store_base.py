@@ -55,9 +55,9 @@ retried on it: a status change since (its id over this one) sends the retry to w
 STATUS_IDS: Final = "status_write_ids"
 """The ids of the job's last ``STATUS_IDS_KEPT`` status changes (``write_once`` with this mark, the
 whole replacements of ``jobs`` too), oldest first; a status change is retried on it. With one
-``write_id`` a status change between a write and its retry put its own id there: the retry of a
-cancel whose answer was lost, after a resume, met another id and cancelled the resumed job again,
-and a hand-back after another hold was read back as never written."""
+``write_id``, a status change between a write and its retry would put its own id there: the retry of
+a cancel whose answer was lost, after a resume, would meet another id and cancel the resumed job
+again, and a hand-back after another hold would be read back as never written."""
 STATUS_IDS_KEPT: Final = 16
 """Status changes of one job between a write and its retry (seconds, ``retry.DEFAULT_RETRY``) are
 an operator's or a rollback's, a few at most: 16 ids (about 0.6 KB) keep any of them recognised."""

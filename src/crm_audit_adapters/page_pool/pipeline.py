@@ -47,7 +47,7 @@ pages' rows itself (over its own connection, opened at its first page: the sourc
 ships the rows' text; it reads ids, looks up, writes and saves the cursor. A worker reads ahead:
 each span goes on the worker's own channel (a one-way pipe) as the page is handed to it, and a
 thread there reads the rows while the worker loads and transforms the pages before it
-(``worker``), so the server's time for a page is no longer the worker's idle time.
+(``worker``), so the server's time for a page is not the worker's idle time.
 
 The modules: this one is the pool and a run's loop over its pages; ``run_pages`` what happens to
 each page of a run (handed to a worker, or taken here; looked up in page order; its result);

@@ -24,9 +24,9 @@ __all__ = ["TAIL_PAGES", "RunPages"]
 TAIL_PAGES: Final = 2
 """Once the feed's last pages are in sight (``Feed.ends_within`` the worker's depth), a worker is
 handed a page only while fewer than this many of its pages are not yet done: the one it transforms
-and the next. With its full depth, its last pages waited in its queue while the runner, done with
-its own, waited for them (0.07–0.18 s of a loaded 100k run: benchmarks/RESULTS.md, issue 15 goal 2,
-the pool's last idle tenth); the runner now takes those pages itself (``work_here``)."""
+and the next; the runner takes the others itself (``work_here``). With its full depth, its last
+pages would wait in its queue while the runner, done with its own, waited for them (0.07–0.18 s of a
+loaded 100k run: benchmarks/RESULTS.md, issue 15 goal 2, the pool's last idle tenth)."""
 
 
 class RunPages:

@@ -10,21 +10,22 @@ A pool left while a start is in progress (a Ctrl-C, a typed error: ``close(wait=
 ``abandon``s it instead of calling ``shutdown``, which would wait for that lock (for ever if the
 fork server is stopped); the thread shuts the executor down itself once its start returns, and a
 worker forked after its runner has gone ends itself (``worker._end_with``). A pool closed after a
-run that ended normally waits for the start, as the run would have waited for it before, but for
-``START_WAIT_S`` at most: a fork server that never answers is then abandoned too.
+run that ended normally waits for the start, as a run starting its worker inside ``submit`` would,
+but for ``START_WAIT_S`` at most: a fork server that never answers is then abandoned too.
 
 **The process's exit waits for a start in progress** (``START_WAIT_S`` at most), abandoning it: its
-thread shuts the worker down once it is up. The start's thread is a daemon, so an exit did not wait
-for it, and multiprocessing's exit removes the named semaphores of the executor's queues. A worker
-forked just before the exit, still loading what its parent had sent it, then failed to open them and
-printed a traceback (``FileNotFoundError`` in ``SemLock._rebuild``) on the command's stderr after its
-one error line: ``run --workers 2`` refused by USMAN on its first page, once in a few dozen runs on
-a loaded machine. The wait runs at the interpreter's exit (``atexit``), before multiprocessing's own
-exit handler (registered when ``multiprocessing.util`` was imported, earlier: handlers run last in,
-first out). A command left by a Ctrl-C ends at once (``console.exit_at_once``), without the exit's
-handlers: ``console.end_children`` calls ``end_starts`` first. Before, a Ctrl-C as the fork server
-forked a worker ended the runner before it had sent the worker its start-up data, and the worker
-printed an ``EOFError`` traceback after the command's ``error: INTERRUPTED`` line.
+thread shuts the worker down once it is up. The start's thread is a daemon, which an exit does not
+wait for, and multiprocessing's exit removes the named semaphores of the executor's queues: a worker
+forked just before the exit, still loading what its parent had sent it, would fail to open them and
+print a traceback (``FileNotFoundError`` in ``SemLock._rebuild``) on the command's stderr after its
+one error line (``run --workers 2`` refused by USMAN on its first page meets that once in a few
+dozen runs on a loaded machine). The wait runs at the interpreter's exit (``atexit``), before
+multiprocessing's own exit handler (registered when ``multiprocessing.util`` was imported, earlier:
+handlers run last in, first out). A command left by a Ctrl-C ends at once
+(``console.exit_at_once``), without the exit's handlers: ``console.end_children`` calls
+``end_starts`` first, else a Ctrl-C as the fork server forks a worker would end the runner before it
+had sent the worker its start-up data, and the worker would print an ``EOFError`` traceback after
+the command's ``error: INTERRUPTED`` line.
 """
 
 from __future__ import annotations

@@ -209,7 +209,7 @@ def _uninterrupted(waiting: Callable[..., object], *args: Any, **kwargs: Any) ->
     """Call ``waiting`` (one of ``close``'s waits); False when a Ctrl-C cut it short.
 
     ``close`` waits only after a run that ended (``wait``): the Ctrl-C then asks it not to wait,
-    and the rest of the close is done as without ``wait``. Raised on, it ended a completed
+    and the rest of the close is done as without ``wait``. Raised on, it would end a completed
     ``run --workers N`` as interrupted (exit 130, its summary printed as completed)."""
     try:
         waiting(*args, **kwargs)

@@ -53,7 +53,7 @@ SCALAR_KEYS: Final[dict[str, tuple[type, Check | None]]] = {
         at_least(SESSION_SECRET_MIN_CHARS, "a short one is found offline from any tenant's token"),
     ),
     # Whole seconds: a session token records when it was signed in whole seconds (itsdangerous), and
-    # a fraction was dropped without a word (0.5 lasted under a second, as 0 would).
+    # a fraction would be dropped without a word (0.5 lasting under a second, as 0 would).
     "session_max_age": (float, within(1.0, 31 * 86_400.0, whole="seconds")),
 }
 USMAN_KEYS: Final = {

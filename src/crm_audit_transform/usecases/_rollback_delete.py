@@ -21,10 +21,10 @@ send again, so the renewal before it records the account's migrated logs counted
 left (what the first one's delete took: all, some or none) and then deletes what is left and counts
 that: ``before`` in all, exactly the count a clean rollback would have, as long as nothing but
 rollbacks writes the account's migrated logs under the hold. The JSONL sink's file lock keeps every
-other writer out. A store with chunks adopting one (recorded by an earlier version's fallback,
-below) counts it the same way and deletes the rest chunk by chunk. Chosen over making the JSONL sink
-delete in chunks (a rewrite of the whole file per chunk). Before, a ``kill -9`` right after that
-delete lost its whole count.
+other writer out. A store with chunks adopting one (recorded by an earlier version, whose store
+with chunks fell back to one whole-account delete) counts it the same way and deletes the rest chunk
+by chunk. Chosen over making the JSONL sink delete in chunks (a rewrite of the whole file per
+chunk). Without that record, a ``kill -9`` right after that delete would lose its whole count.
 
 **No whole-account delete on a store with chunks.** A chunk whose delete removes none of it is
 followed by the next chunk read, never by one delete of the whole account: that delete, sent by a
@@ -37,8 +37,8 @@ logs went meanwhile (another delete; the next read has others) or when the store
 it gave (a read from a lagging secondary; ids its delete cannot match): the next read then gives
 some of it again, and the rollback stops there, ``StoreUnavailable``, nothing more deleted, the job
 left ``rolling_back`` with the hold given back (``let_go``) for ``rollback`` to be run again. Chosen
-over reading that chunk again for ever, and over the fallback to one whole-account delete that came
-before (renewed just before that delete, but not fenced once it was sent).
+over reading that chunk again for ever, and over falling back to one whole-account delete (renewed
+just before that delete, but not fenced once it is sent).
 
 **A process frozen between the half-lease check and its delete** (past its lease, taken over
 meanwhile) still sends that one delete. It is harmless: the delete names the chunk's logs by the

@@ -281,7 +281,7 @@ class RunLoop:
         ``until_id`` is the range's last. A source that sets rows aside may repeat ``until_id``
         after that row (a file's repeats, read with the next page): the walk asks one more page
         after it (``_page_limit``), whose rows set aside of ``until_id`` are this shard's, and whose
-        row past it, if any, is dropped (it used to stop at the row, and the repeats were nobody's:
+        row past it, if any, is dropped (stopping at that row would leave the repeats to nobody:
         the next shard counts no id at or below its ``after_id``)."""
         assert self._counted is not None  # set by run
         after_id = self._aside_last = self._counted.after_id

@@ -38,10 +38,10 @@ job's logs, and the new job would count them as migrated. So the rollback *holds
 
 **One rollback of a job at a time.** A rollback run again while the first still deletes (an
 operator's retry, ``trigger --fresh``) meets the first one's live lease in step 1 and is refused
-``LeaseHeld`` (exit 4), naming the holder and its expiry; nothing is deleted by it. Before, both
-ran, and the first to finish made the job ``rolled_back`` while the other still deleted: a new job
+``LeaseHeld`` (exit 4), naming the holder and its expiry; nothing is deleted by it. Were both to
+run, the first to finish would make the job ``rolled_back`` while the other still deleted: a new job
 of the account could then start and lose its fresh logs to that delete, without a word. A refusal
-was chosen over letting both run until the last one ends: a second delete of the same logs beside
+is chosen over letting both run until the last one ends: a second delete of the same logs beside
 the first gains nothing, and the operator is told who holds the account and until when, as for a
 runner's lease. A rollback that died (``kill -9``) leaves the account held until its lease expires
 (``status`` shows it); ``rollback`` run again after that takes the hold over and finishes it. One
@@ -54,12 +54,12 @@ it at its next renewal and stops, ``LeaseHeld``, before sending another delete; 
 counted once: by the one that took over, which adopted it (``_rollback_delete``), or else by its own
 ``finish_rollback``, which leaves the job to the one that took it. So once that one ends the job
 ``rolled_back`` and a new job writes fresh logs, none of them can go to the first one's delete
-(before, one ``delete_many`` of the whole account, sent once, ran on beside the other).
+(one ``delete_many`` of the whole account, sent once, would run on beside the other).
 
 **Only the hold's own rollback ends the job.** The one that took over may itself let go after an
 error (``let_go``: the lease cleared, the job ``rolling_back``, logs left). A stale rollback
-finishing then found a lease that was nobody's, and ``finish_rollback`` took that as its own: the
-job became ``rolled_back`` over the logs still there. ``finish_rollback`` now ends the job only
+finishing then finds a lease that is nobody's; were ``finish_rollback`` to take that as its own, the
+job would become ``rolled_back`` over the logs still there. So ``finish_rollback`` ends the job only
 under the finishing rollback's own ``rollback:<token>``; a rollback that lost its hold stops with
 ``RollbackHoldLost`` (a ``LeaseHeld``, exit 4, HTTP 409) saying who ends the job: the rollback
 holding it now, or, when nobody holds it, ``rollback`` run again. A job left ``rolling_back`` with
