@@ -87,12 +87,42 @@ PLAIN = [
     ("2020-01-01 10:00:00 -24", "2020-01-01 10:00:00 -24"),
     ("2020-01-01 10:00:00 +25", "2020-01-01 10:00:00 +25"),
     ("2020-01-01 10:00:00.5 +23:60", "2020-01-01 10:00:00.5 +23:60"),
+    ("2020-01-01 10:00:00 +99", "2020-01-01 10:00:00 +99"),
+    ("2020-01-01 10:00:00 +530", "2020-01-01 10:00:00 +530"),  # Psych reads 53 hours, 0 minutes
+    # Time.new refuses the offset whatever the year (Ruby's Time holds year 0 and below): the String.
+    ("0000-01-01 10:00:00 +25", "0000-01-01 10:00:00 +25"),
+    ("0000-01-01 10:00:00 +24:00", "0000-01-01 10:00:00 +24:00"),
+    ("-0001-01-01 10:00:00 -25", "-0001-01-01 10:00:00 -25"),
+    ("0000-01-01 10:00:00 +99", "0000-01-01 10:00:00 +99"),
+    ("0000-13-01 10:00:00", "0000-13-01 10:00:00"),
+    # Year 0 written, year 1 in UTC: the instant is what must fit a datetime.
+    ("0000-12-31 24:00:00", dt.datetime(1, 1, 1, tzinfo=UTC)),
+    ("0000-12-31 23:00:00 -01:00", dt.datetime(1, 1, 1, tzinfo=UTC)),
     ("2020-01-01 10:00:00", dt.datetime(2020, 1, 1, 10, tzinfo=UTC)),
     ("2019-02-29 10:00:00", dt.datetime(2019, 3, 1, 10, tzinfo=UTC)),
     ("2020-01-01 24:00:00", dt.datetime(2020, 1, 2, tzinfo=UTC)),
     ("2020-13-01 10:00:00", "2020-13-01 10:00:00"),
     ("123456789012345678901234567890", 123456789012345678901234567890),
 ]
+
+
+class TestTimeYears:
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "0000-01-01 10:00:00 +07:00",
+            "0000-01-01 10:00:00 Z",
+            "-0001-12-31 10:00:00",
+            "0001-01-01 00:00:00 +01:00",  # year 0 in UTC
+            "9999-12-31 23:00:00 -01:00",  # year 10000 in UTC
+        ],
+    )
+    def test_a_time_ruby_holds_outside_datetime_years_is_a_limit(self, text: str) -> None:
+        """Ruby's Time reads any year; an instant whose UTC year is outside 1-9999 is the row's
+        ``LimitExceeded`` on every backend, once the fields and the offset are ones Ruby accepts."""
+        for backend in available_backends():
+            with pytest.raises(LimitExceeded, match="year"):
+                value_of(text, backend)
 
 
 class TestPlainScalars:
@@ -158,6 +188,15 @@ class TestRubyTags:
         assert value_of("!ruby/object:DateTime 2020-08-05 11:53:34.589000000 +07:00") == dt.datetime(
             2020, 8, 5, 4, 53, 34, 589000, tzinfo=UTC
         )
+
+    def test_date_time_tag_with_an_offset_ruby_refuses_is_malformed_in_any_year(self) -> None:
+        """The DateTime branch calls ``parse_time`` without tokenize's rescue: Ruby raises on the
+        offset before the year matters, so the row is ``MalformedYaml``, not ``LimitExceeded``."""
+        for backend in available_backends():
+            with pytest.raises(MalformedYaml):
+                value_of("!ruby/object:DateTime 0000-01-01 10:00:00 +25", backend)
+            with pytest.raises(LimitExceeded):
+                value_of("!ruby/object:DateTime 0000-01-01 10:00:00 +07:00", backend)
 
     def test_indifferent_hash_turns_symbol_keys_into_strings_all_the_way_down(self) -> None:
         """HashWithIndifferentAccess stores ``:a`` as ``"a"``, in nested hashes too, like Ruby."""
@@ -259,6 +298,13 @@ FLOAT_TAGGED_TIMES = [
     ("2020-01-01 24:00:00", 1_577_923_200.0),
     ("0000-01-01 00:00:00", -62_167_219_200.0),  # a year no datetime holds: Ruby's Time does
     ("-0001-12-31 23:59:59.5", -62_167_219_200.5),
+    # Past the nanosecond, Time#to_f is Float(Rational): each term rounded to a double, then divided
+    # (object.c rat2dbl_without_to_f). The seconds are 17041646451299722003322453832364057 / 10**25,
+    # whose correctly rounded quotient (Python's Fraction) is 1704164645.1299722, one bit above Ruby's.
+    ("2024-01-02 03:04:05.1299722003322453832364057 Z", 1_704_164_645.129972),
+    ("2024-01-02 03:04:05.1299722003322453832364057 +00:00", 1_704_164_645.129972),
+    # A denominator past the largest double is an infinity: a value near the epoch is 0.0.
+    ("1970-01-01 00:00:00." + "0" * 320 + "1", 0.0),
 ]
 
 
@@ -295,11 +341,22 @@ class TestFloatTag:
 
     def test_a_fraction_past_the_digit_limit_is_a_limit(self) -> None:
         """The fraction's digits are an integer's (``Rational("0.…")``): ``max_int_digits`` bounds them;
-        trailing zeros do not count."""
+        trailing zeros do not count. Within the limit, a fraction past 308 digits makes both terms
+        of the Rational infinite as doubles, and Ruby's quotient NaN."""
         within = "2020-01-01 00:00:00." + "1" * 4300 + "0" * 5000
-        assert value_of(f"!!float {within}") == 1_577_836_800.1111112
+        for backend in available_backends():
+            assert math.isnan(value_of(f"!!float {within}", backend))
         with pytest.raises(LimitExceeded):
             value_of("!!float 2020-01-01 00:00:00." + "1" * 4301)
+
+    @pytest.mark.parametrize(
+        "text", ["0000-01-01 10:00:00 +25", "0000-01-01 10:00:00 +24:00", "-0001-06-01 10:00:00 -25"]
+    )
+    def test_an_offset_ruby_refuses_is_malformed_in_any_year(self, text: str) -> None:
+        """Time.new refuses the offset before any year matters: ``Float()`` of the String raises."""
+        for backend in available_backends():
+            with pytest.raises(MalformedYaml, match="Float"):
+                value_of(f"!!float {text}", backend)
 
     def test_the_plain_time_keeps_its_microseconds(self) -> None:
         """Untagged, the same text is the ``datetime``, cut to microseconds as before."""

@@ -7,7 +7,7 @@ else has no ``to_f`` (a Date, Symbol, nil, boolean) and Ruby raises, so ``Unread
 
 from __future__ import annotations
 
-import datetime as dt
+import math
 import re
 from fractions import Fraction
 from typing import Any
@@ -60,41 +60,37 @@ def time_to_f(s: str, max_digits: int) -> float:
     03:04:05``): ``Time#to_f``, seconds since 1970-01-01 UTC, from the exact instant Ruby holds.
 
     Ruby keeps a Time as a count of nanoseconds (``TIME_SCALE``, time.c); Psych builds it from the
-    fraction's every digit (``Rational("0.#{digits}")``). ``to_f`` (``rb_time_unmagnify_to_float``)
-    divides a whole count as ``Integer#fdiv(1e9)``, the count as a double over 1e9; a count with a
-    part of a nanosecond is a Rational of seconds, and ``Rational#to_f`` (``rb_int_fdiv_double``)
-    divides its terms as doubles (below 2**53; beyond, Ruby divides the integers at length, for which
-    this takes Python's correctly rounded quotient). Any year is read, proleptic Gregorian like
-    Ruby's Time (no ``datetime`` is built); the day, clock and offset checks are ``parse_time``'s
-    (``ValueError``). A fraction of more than ``max_digits`` significant digits is ``LimitExceeded``,
-    as a long integer is: Ruby reads it, but its exact value costs time by the digit.
+    fraction's every digit (``Rational("0.#{digits}")``), so the count is exact: an Integer, or a
+    Rational past the nanosecond. ``rb_time_unmagnify_to_float`` (time.c) divides an Integer count
+    as ``count.fdiv(1e9)``: the count rounded to a double, over 1e9. A Rational it turns into seconds
+    (a reduced Rational) and hands to ``rb_Float``, whose ``rat2dbl_without_to_f`` (object.c) rounds
+    numerator and denominator each to the nearest double (``rb_big2dbl``: an infinity past the
+    largest) and divides those; not ``Rational#to_f`` and not ``big_fdiv`` (bignum.c). So a fraction
+    of more than 308 digits is NaN (both terms infinite), or 0.0 near the epoch.
+
+    Any year is read, proleptic Gregorian like Ruby's Time (no ``datetime`` is built); the day,
+    clock and offset checks are ``parse_time``'s (``ValueError``). A fraction of more than
+    ``max_digits`` significant digits is ``LimitExceeded``, as a long integer is: Ruby reads it, but
+    its exact value costs time by the digit.
     """
     year, month, day, hour, minute, second, fraction, zone = ps.time_fields(s)
     ps.check_clock(month, day, hour, minute, second)
     offset = 0 if zone is None or zone == "Z" else ps.utc_offset(s, zone)
-    whole = (_days_since_epoch(year, month) + day - 1) * 86400 + hour * 3600 + minute * 60 + second - offset
+    whole = (ps.days_since_epoch(year, month) + day - 1) * 86400 + hour * 3600 + minute * 60 + second - offset
     fraction = fraction.rstrip("0")
     seconds = Fraction(whole) + Fraction(
         ps.decimal_int(fraction, max_digits) if fraction else 0, 10 ** len(fraction)
     )
     nanoseconds = seconds * 1_000_000_000
     if nanoseconds.denominator == 1:
-        return float(nanoseconds.numerator) / 1e9
-    numerator, denominator = seconds.numerator, seconds.denominator
-    if denominator < 1 << 53 or (not -(1 << 62) <= numerator < 1 << 62 and denominator < 1 << 62):
-        try:  # a Fixnum over a denominator a double holds exactly, or a Bignum over a Fixnum
-            return float(numerator) / float(denominator)
-        except OverflowError:
-            pass  # a numerator past a double: Ruby divides the integers too
-    return numerator / denominator
+        return _double(nanoseconds.numerator) / 1e9
+    return _double(seconds.numerator) / _double(seconds.denominator)  # inf / inf is NaN, as in C
 
 
-def _days_since_epoch(year: int, month: int) -> int:
-    """Days from 1970-01-01 to the 1st of ``month`` in ``year`` (any year, proleptic Gregorian): the
-    calendar repeats every 400 years (146,097 days), so a year 400 to 799 stands in for it."""
-    cycles, year_in_cycle = divmod(year, 400)
-    first = dt.date(year_in_cycle + 400, month, 1).toordinal() - _EPOCH_ORDINAL
-    return first + (cycles - 1) * 146_097
-
-
-_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
+def _double(n: int) -> float:
+    """``rb_big2dbl(n)`` (or a Fixnum's C cast): the nearest double, ties to even, and an infinity
+    of ``n``'s sign past the largest double, where Python's ``float()`` raises instead."""
+    try:
+        return float(n)
+    except OverflowError:
+        return math.inf if n > 0 else -math.inf

@@ -9,7 +9,8 @@ empty                                       nil
 starts like a word (``STRINGISH``) or has   String, except when it has at most 5 characters:
 a line break                                ``~``/``null`` → nil, ``yes``/``true``/``on`` → true,
                                             ``no``/``false``/``off`` → false (any case)
-``TIME`` (``2019-12-29 17:42:38.48 Z``)     Time; a String if Ruby's ``Time.utc`` refuses the fields
+``TIME`` (``2019-12-29 17:42:38.48 Z``)     Time; a String if ``Time.utc`` refuses the fields or
+                                            ``Time.new`` the offset (``parse_time``)
 ``DATE`` (``2019-12-29``)                   Date; a String if ``Date.strptime`` refuses it
 ``.inf``, ``+.inf``, ``-.inf``, ``.nan``    Float (any case)
 ``:name``, ``:"quoted"``                    Symbol
@@ -231,13 +232,19 @@ def _ruby_to_f(s: str) -> float:
 
 
 def parse_time(s: str) -> dt.datetime:
-    """``ScalarScanner#parse_time``: ``ValueError`` where Ruby raises ArgumentError, else ``Unreadable``."""
+    """``ScalarScanner#parse_time``: ``ValueError`` where Ruby raises ArgumentError, else ``Unreadable``.
+
+    Ruby's order (psych ``parse_time``): ``Time.utc`` checks the fields, then ``Time.new`` checks the
+    offset (``validate_utc_offset``, time.c), and either refusal keeps the String. Ruby's Time holds
+    any year (``0000``, ``-0001``), so only then is the instant ``LimitExceeded`` if it falls outside
+    ``datetime``'s years 1-9999 in UTC: ``0000-01-01 10:00:00 +25`` is the String, ``0000-12-31
+    24:00:00`` is 0001-01-01.
+    """
     year, month, day, hour, minute, second, fraction, zone = time_fields(s)
+    check_clock(month, day, hour, minute, second)
+    offset = 0 if zone is None or zone == "Z" else utc_offset(s, zone)
     micro = int(fraction.ljust(6, "0")[:6])  # nanoseconds and beyond are truncated
-    instant = ruby_time_utc(year, month, day, hour, minute, second, micro)
-    if zone is None or zone == "Z":
-        return instant
-    return _shift(instant, -utc_offset(s, zone))
+    return ruby_time_utc(year, month, day, hour, minute, second, micro, offset)
 
 
 def time_fields(s: str) -> tuple[int, int, int, int, int, int, str, str | None]:
@@ -254,7 +261,12 @@ def time_fields(s: str) -> tuple[int, int, int, int, int, int, str, str | None]:
 
 
 def utc_offset(s: str, zone: str) -> int:
-    """The offset ``zone`` (``+07:00``, ``-0030``, ``+7``) in seconds east of UTC, by Ruby's sign rule."""
+    """The offset ``zone`` (``+07:00``, ``-0030``, ``+7``) in seconds east of UTC, by Ruby's sign rule.
+
+    ``ValueError`` for a day or more (``+24:00``, ``-25``, ``+99``, ``+530``, read as 53 hours):
+    ``Time.new``'s ``validate_utc_offset`` (Ruby time.c) refuses it, Psych keeps the text, and
+    writes such a String plain, so ``… +25`` must read back as a String.
+    """
     offset_match = _TIME_OFFSET.match(zone)
     if offset_match is None:
         raise Unreadable(f"Psych cannot parse the time's offset ({_size(s)})")
@@ -262,26 +274,26 @@ def utc_offset(s: str, zone: str) -> int:
     minutes = int(offset_match[2] or 0) * 60
     offset = offset - minutes if offset < 0 else offset + minutes  # Ruby's sign rule: -00:30 is +00:30
     if not -86400 < offset < 86400:
-        # Time.new's validate_utc_offset (Ruby time.c) refuses a day or more; Psych then keeps the
-        # text, and writes such a string plain, so "… +25" must read back as a string.
         raise ValueError("utc_offset out of range")
     return offset
 
 
 def ruby_time_utc(
-    year: int, month: int, day: int, hour: int, minute: int, second: int, micro: int
+    year: int, month: int, day: int, hour: int, minute: int, second: int, micro: int, offset: int = 0
 ) -> dt.datetime:
-    """``Time.utc``: ranges checked like Ruby, then overflow rolls over (Feb 31 → Mar 3, 24:00 → next day)."""
-    check_clock(month, day, hour, minute, second)
-    if not 1 <= year <= 9999:
-        raise LimitExceeded("year", 9999, year)
+    """The instant of fields ``check_clock`` accepted, written at ``offset`` seconds east of UTC, as
+    ``Time.utc``/``Time.new`` make it: overflow rolls over (Feb 31 → Mar 3, 24:00 → next day), any
+    year is read (proleptic Gregorian), and ``LimitExceeded`` only if the instant's UTC year is
+    outside 1-9999."""
     if hour != 24 and second != 60:
         try:  # the common case: the fields already name a real instant
-            return dt.datetime(year, month, day, hour, minute, second, micro, tzinfo=_UTC)
+            instant = dt.datetime(year, month, day, hour, minute, second, micro, tzinfo=_UTC)
         except ValueError:
-            pass  # Feb 31 and the like: rolled over below
-    start = dt.datetime(year, month, 1, tzinfo=_UTC)
-    return _shift(start, (day - 1) * 86400 + hour * 3600 + minute * 60 + second, micro)
+            pass  # Feb 31, year 0 and the like: counted from the epoch below
+        else:
+            return _after(instant, -offset, 0, year) if offset else instant
+    seconds = (days_since_epoch(year, month) + day - 1) * 86400 + hour * 3600 + minute * 60 + second
+    return _after(_EPOCH, seconds - offset, micro, year)
 
 
 def check_clock(month: int, day: int, hour: int, minute: int, second: int) -> None:
@@ -294,11 +306,23 @@ def check_clock(month: int, day: int, hour: int, minute: int, second: int) -> No
         raise ValueError("argument out of range")
 
 
-def _shift(instant: dt.datetime, seconds: int, micro: int = 0) -> dt.datetime:
+def days_since_epoch(year: int, month: int) -> int:
+    """Days from 1970-01-01 to the 1st of ``month`` in ``year`` (any year, proleptic Gregorian): the
+    calendar repeats every 400 years (146,097 days), so a year 400 to 799 stands in for it."""
+    cycles, year_in_cycle = divmod(year, 400)
+    first = dt.date(year_in_cycle + 400, month, 1).toordinal() - _EPOCH_ORDINAL
+    return first + (cycles - 1) * 146_097
+
+
+def _after(instant: dt.datetime, seconds: int, micro: int, year: int) -> dt.datetime:
     try:
         return instant + dt.timedelta(seconds=seconds, microseconds=micro)
     except OverflowError:
-        raise LimitExceeded("year", 9999, None) from None
+        raise LimitExceeded("year", 9999, None if 1 <= year <= 9999 else year) from None
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=_UTC)
+_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 
 
 def _ruby_date(s: str, year: int, month: int, day: int) -> Any:
