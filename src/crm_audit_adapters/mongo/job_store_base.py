@@ -47,7 +47,7 @@ SUMMARY: Final = CURSOR_AND_COUNTS | {"halt_basis"}
 ``shards``), and ``progress_pct``. Written by ``summarised``; kept as stored by an ``unleased``
 transition (``jobs``), as ``ports.JobStore`` asks of every field that goes with the cursor."""
 WRITES: Final = "shard_writes"
-"""The job document's count of its shard writes and status changes: what a summary is of (``_SUMMARY_OF``)."""
+"""The job document's count of its shard writes and status changes: what a summary is of (``SUMMARY_OF``)."""
 WRITE_ID: Final = "write_id"
 """Where a counted write (``write_once``) leaves its id: the job document's top level for a run's
 progress and for a status change, ``shards.<n>.`` for a shard's write. A run's progress write is
@@ -65,7 +65,7 @@ RELEASE_ID: Final = "release_id"
 """Where a runner's hand-back of the job's lease (``write_once``) leaves its id: beside, not over, a
 status change's ``write_id``. A runner hands its lease back right after a cancel stood; over
 ``write_id`` it would take the cancel's id from a cancel whose answer was lost and is retried."""
-_SUMMARY_OF: Final = "summary_of"
+SUMMARY_OF: Final = "summary_of"
 _SUMMARY_EVERY: Final = 10
 """A running sharded job's stored summary is set on every ``_SUMMARY_EVERY``-th shard write."""
 
@@ -76,7 +76,7 @@ def write_marks(shards: int) -> list[str]:
     ``shards.<n>.write_id``), ``WRITES`` and ``summary_of``. A write whose answer was lost and whose
     retry comes after such a replacement must still find its own id (else it is applied a second
     time, or read as never written), and an older summary must not pass for a newer one."""
-    return [STATUS_IDS, RELEASE_ID, WRITES, _SUMMARY_OF, *(f"shards.{n}.{WRITE_ID}" for n in range(shards))]
+    return [STATUS_IDS, RELEASE_ID, WRITES, SUMMARY_OF, *(f"shards.{n}.{WRITE_ID}" for n in range(shards))]
 
 
 FENCE_TRIES: Final = 3
@@ -84,6 +84,10 @@ FENCE_TRIES: Final = 3
 transition is tried again when the lease it met was gone by the time the store looked (handed back
 or expired between the two): then nothing holds it, as the in-memory store, which checks and writes
 in one step, would have found."""
+SUM_TRIES: Final = 10
+"""How often a status change of a sharded job sums its shards again (``summed``) when a shard wrote
+between its read and its write (one round trip apart): ten misses in a row mean shards writing too
+often to end the job now (``LeaseHeld``: try again; a Celery task retries it)."""
 
 
 class JobDocuments:
@@ -101,10 +105,14 @@ class JobDocuments:
         self.clock = clock
 
     def get(self, job_id: str) -> MigrationJob | None:
-        doc = call_with_retry(
+        doc = self.read(job_id)
+        return decode_job(doc) if doc is not None else None
+
+    def read(self, job_id: str) -> Document | None:
+        """The job's document as stored, or None."""
+        return call_with_retry(
             lambda _: self.collection.find_one({"_id": job_id}), self.retry, "read migration job"
         )
-        return decode_job(doc) if doc is not None else None
 
     def now(self) -> dt.datetime | None:
         """The store's clock when it has one (mongomock); None: the server's ``$$NOW``."""
@@ -173,9 +181,10 @@ class JobDocuments:
     def summarised(self, doc: Document, *, always: bool) -> MigrationJob:
         """The job of ``doc``; a sharded one's summary of its shards set, unless a newer one is.
 
-        Set when ``always`` (a status change, a stopping shard) or on every ``_SUMMARY_EVERY``-th
-        shard write of the job; otherwise the document keeps its older summary (one round trip less).
-        """
+        Set when ``always`` (a stopping shard, a rollback's give-back or end) or on every
+        ``_SUMMARY_EVERY``-th shard write of the job; otherwise the document keeps its older summary
+        (one round trip less). A status change of ``jobs`` sends its summary in its own write
+        (``summed``), not in this second one."""
         job = decode_job(doc)
         if not job.shards:
             return job
@@ -183,14 +192,30 @@ class JobDocuments:
         if not always and written % _SUMMARY_EVERY != 0:
             return job
         summary = {k: v for k, v in encode_job(job).items() if k in SUMMARY}
-        summary[_SUMMARY_OF] = written
-        query = {"_id": job.job_id, "$or": [{_SUMMARY_OF: {"$lt": written}}, {_SUMMARY_OF: None}]}
+        summary[SUMMARY_OF] = written
+        query = {"_id": job.job_id, "$or": [{SUMMARY_OF: {"$lt": written}}, {SUMMARY_OF: None}]}
         call_with_retry(
             lambda _: self.collection.update_one(query, {"$set": summary}),
             self.retry,
             "save sharded job summary",
         )
         return job
+
+
+def summed(stored: Document, fields: Document) -> tuple[Document, Document]:
+    """A status change's summary of a sharded job: ``(the summary fields, the filter it stands on)``.
+
+    The summary (``SUMMARY``, and ``summary_of`` that write's ``WRITES``) is the one of ``stored``
+    with ``fields`` set over it (its new status: a completed job's ``progress_pct`` is 100), so the
+    status change sends it in its own write: a reader never meets the new status beside older sums,
+    and a process killed after that write leaves none behind. The filter (``WRITES`` as ``stored``
+    holds it) lets the write stand only where no shard wrote since ``stored`` was read.
+    """
+    written = stored.get(WRITES)
+    job = decode_job({**stored, **fields})
+    summary = {k: v for k, v in encode_job(job).items() if k in SUMMARY}
+    summary[SUMMARY_OF] = int(written or 0) + 1
+    return summary, {WRITES: written}
 
 
 def _marked(update: Document | list[Document], at: str, mark: str, token: str) -> Document | list[Document]:

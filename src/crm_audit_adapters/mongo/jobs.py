@@ -12,13 +12,19 @@ compare-and-set on the stored status (cancel, resume, the rollback's hold).
 **A sharded job's top-level figures** (``records_*``, ``progress_pct``, ``failure_rate``, ``tally``,
 ``last_audit_id``) are the sums of its shards, for readers of the document that are not this
 store (dashboards, the CDP's own status). Shards write their own entries concurrently, so every
-shard write (and every status change) counts ``shard_writes`` up; every 10th shard write, every
-status change, a shard's completion or hand-back, and the job's end then set the summary of the
-document they got back, guarded on ``summary_of`` being older. The stored summary is always that
-of the newest summarising write, never an older one; while shards run it is at most 9 writes
-behind the shards' entries (a crash between the two writes: until the next summarising write),
-and it is exact once the job has ended. A summary on every batch cost one more CDP round trip
-per batch for a figure nobody reads at that rate.
+shard write (and every status change) counts ``shard_writes`` up; every 10th shard write and a
+shard's completion or hand-back then set the summary of the document they got back, guarded on
+``summary_of`` being older. A status change sends the summary in its own write
+(``job_store_base.summed``): summed from a read of the stored shards just before it, with the new
+status, and guarded on ``shard_writes`` still being the count read (a shard that wrote in between:
+read and summed again, ``SUM_TRIES``, then ``LeaseHeld``); a resume or a repair, which write the
+shards too, sends their sums. So no reader meets an ended job beside older sums, and no crash
+between two writes leaves one so (the summary was a second write after the status: a reader
+between met a completed job up to 9 batches short, and a crash there left it so for good). The
+stored summary is always that of the newest summarising write, never an older one; while shards
+run it is at most 9 writes behind the shards' entries (a crash between a shard's write and its
+summary: until the next summarising write), and it is exact once the job has ended. A summary on
+every batch cost one more CDP round trip per batch for a figure nobody reads at that rate.
 
 **Leases on the database's clock.** Expiries are computed by the server: both lease writes are
 update *pipelines* that set ``lease_expires_at: {$add: ["$$NOW", ttl_ms]}`` and compare an
@@ -29,12 +35,13 @@ built with ``clock=`` (what the composition root does for ``mongomock://``) comp
 that clock instead, with the same filters; a real server, or the wire-protocol test server, takes
 the ``$$NOW`` path.
 
-``MongoJobStore`` is four modules: this one (create, read, save and the status changes:
-``transition``, ``hold_rollback``), ``job_leases`` (``JobLeases``: the lease writes and a run's
-progress under a lease), ``job_rollbacks`` (``JobRollbacks``: a rollback's writes after its hold)
-and ``job_store_base`` (``JobDocuments``: the collection, the reads those writes share, the
-summary). The store holds one ``JobDocuments`` and a ``JobLeases`` and a ``JobRollbacks`` over it,
-and hands the lease and rollback writes to those.
+``MongoJobStore`` is five modules: this one (create, read, save and the status changes:
+``transition``, ``hold_rollback``), ``job_status_updates`` (the updates those status changes send),
+``job_leases`` (``JobLeases``: the lease writes and a run's progress under a lease),
+``job_rollbacks`` (``JobRollbacks``: a rollback's writes after its hold) and ``job_store_base``
+(``JobDocuments``: the collection, the reads those writes share, the summary). The store holds
+one ``JobDocuments`` and a ``JobLeases`` and a ``JobRollbacks`` over it, and hands the lease and
+rollback writes to those.
 """
 
 from __future__ import annotations
@@ -67,7 +74,16 @@ from .documents import decode_job, encode_job
 from .documents_types import Document, MongoCollection, MongoDatabase
 from .job_leases import JobLeases
 from .job_rollbacks import JobRollbacks
-from .job_store_base import FENCE_TRIES, STATUS_IDS, SUMMARY, WRITES, JobDocuments, write_marks
+from .job_status_updates import counts_of, replacement, unleased_update
+from .job_store_base import (
+    FENCE_TRIES,
+    STATUS_IDS,
+    SUM_TRIES,
+    SUMMARY,
+    WRITES,
+    JobDocuments,
+    summed,
+)
 from .leases import job_prefixes, none_live
 from .names import CollectionNames
 from .retry import RetryPolicy, call_with_retry
@@ -270,7 +286,7 @@ class MongoJobStore:
         ``resumed`` (``trigger --resume``) replaces the whole document (but for the ids of the
         writes before it, ``job_store_base.write_marks``) under the ``unleased`` filter: no lease
         being live there, clearing the lease fields takes nobody's; and under the counts and
-        cursors ``job`` holds (``_counts_of``): None when they moved.
+        cursors ``job`` holds (``job_status_updates.counts_of``): None when they moved.
         """
         return self._transition(
             job, expected, unleased=unleased, leased_to=leased_to, status_only=status_only, resumed=resumed
@@ -306,7 +322,7 @@ class MongoJobStore:
             )
         if resumed:
             # Only while the counts and cursors are the ones the resume read: its halt basis is them.
-            query.update(_counts_of(doc, len(job.shards)))
+            query.update(counts_of(doc, len(job.shards)))
         if fences:
             query["$and"] = fences
 
@@ -318,46 +334,79 @@ class MongoJobStore:
             return {**query, "$and": [none_live(job_prefixes(len(job.shards)), self._docs.now()), *fences]}
 
         running = f"company {job.company_sso_id} already has another job in progress"
+        # A sharded job's summary goes in the status change's own write. Where the shards stay as
+        # stored, it is summed from a read of them just before, and stands only if no shard wrote since.
+        from_stored = bool(job.shards) and (
+            status_only or (unleased and not resumed) or (IN_PROGRESS in expected and leased_to is None)
+        )
 
-        def replace() -> Document | None:
+        def replace() -> tuple[Document | None, Any]:
+            """One try: the document after the write (None: the filter missed) and the ``WRITES``
+            the summary was summed at (None when it was not summed from a read)."""
             where = fenced()
             if status_only:
                 # The run's fields, the leases and the shards as stored: the runner's, not this copy's.
                 fields = {k: v for k, v in doc.items() if k in _STATUS}
-                update: Document | list[Document] = {"$set": fields, "$inc": {WRITES: 1}}
             elif unleased and not resumed:
                 # The lease fields (the job's and its shards') stay as stored: no live one, and
                 # an expired one or a hand-back since the job was read must not be written back.
                 keep = {"_id", "shards", "lease_owner", "lease_expires_at", "logs_deleted", *SUMMARY}
                 fields = {k: v for k, v in doc.items() if k not in keep}
-                update = _held(fields, hold, self._docs.now())
-            elif job.shards and IN_PROGRESS in expected and leased_to is None:
+            elif from_stored:
                 # The shards' entries and their sums as stored: this job was read before them.
-                keep = {"_id", "shards", *SUMMARY}
-                fields = {k: v for k, v in doc.items() if k not in keep}
-                update = {"$set": fields, "$inc": {WRITES: 1}}
+                fields = {k: v for k, v in doc.items() if k not in {"_id", "shards", *SUMMARY}}
             else:
                 # The whole document, as a replacement would write it, but for the ids of the
                 # counted writes before it (``write_marks``): the retry of one of those after this
                 # write must still find its own. A retry of this one that no longer matches because
                 # the first attempt stood (a resume's in_progress) reads the job it wrote.
-                update = _replacement(doc, len(job.shards))
-            return self._docs.write_once(
+                return self._docs.write_once(
+                    where,
+                    replacement(doc, len(job.shards)),
+                    "",
+                    _CHANGE_STATUS,
+                    duplicate=running,
+                    mark=STATUS_IDS,
+                ), None
+            seen = None
+            if from_stored:
+                stored = self._docs.read(job.job_id)
+                if stored is None:
+                    return None, None
+                summary, unmoved = summed(stored, fields)
+                fields, where, seen = {**fields, **summary}, {**where, **unmoved}, unmoved[WRITES]
+            if unleased and not resumed:
+                update = unleased_update(fields, hold, self._docs.now())
+            else:
+                update = {"$set": fields, "$inc": {WRITES: 1}}
+            written = self._docs.write_once(
                 where, update, "", _CHANGE_STATUS, duplicate=running, mark=STATUS_IDS
             )
+            return written, seen
 
-        for _ in range(FENCE_TRIES):
-            stored = replace()
+        fence_tries = sum_tries = 0
+        while True:
+            stored, seen = replace()
             if stored is not None:
-                return self._docs.summarised(stored, always=True)
-            current = self.get(job.job_id)
-            if current is None:
+                return decode_job(stored)
+            raw = self._docs.read(job.job_id)
+            if raw is None:
                 raise JobNotFound(f"no job {job.job_id}")
-            if not unleased or current.status not in expected:
+            current = decode_job(raw)
+            if current.status not in expected:
                 return None
-            if resumed and _counts_of(encode_job(current), len(job.shards)) != _counts_of(
-                doc, len(job.shards)
-            ):
+            if from_stored and raw.get(WRITES) != seen:
+                # A shard wrote between the summary's read and the write: sum its entries again.
+                sum_tries += 1
+                if sum_tries < SUM_TRIES:
+                    continue
+                raise LeaseHeld(
+                    f"job {job.job_id}: its shards wrote under each of {SUM_TRIES} tries to change its "
+                    "status; try again"
+                )
+            if not unleased:
+                return None
+            if resumed and counts_of(encode_job(current), len(job.shards)) != counts_of(doc, len(job.shards)):
                 return None  # a repair saved its count since the resume read the job
             live = self._docs.with_a_live_lease(job.job_id, job_prefixes(len(job.shards)), expected)
             if live is not None:
@@ -367,66 +416,9 @@ class MongoJobStore:
                 raise LeaseHeld(f"job {job.job_id} is held by {held[0]} until {held[1].isoformat()}")
             # The status matches and no lease is live any more: handed back or expired since the
             # write looked. Nothing holds the job, so the write is tried again.
-        raise LeaseHeld(
-            f"job {job.job_id}: its leases changed under each of {FENCE_TRIES} tries to change its status; "
-            "try again"
-        )
-
-
-def _held(
-    fields: Document, hold: tuple[str, dt.timedelta] | None, now: dt.datetime | None
-) -> Document | list[Document]:
-    """The update of an ``unleased`` status change: ``$set`` of ``fields``; with ``hold``
-    (``hold_rollback``) the job's lease too, until ``now`` + its ttl, or on the server's ``$$NOW``
-    (an update pipeline, every other value a literal) when ``now`` is None."""
-    if hold is None:
-        return {"$set": fields, "$inc": {WRITES: 1}}
-    owner, ttl = hold
-    if now is not None:
-        lease = {"lease_owner": owner, "lease_expires_at": to_bson_datetime(now + ttl)}
-        return {"$set": {**fields, **lease}, "$inc": {WRITES: 1}}
-    literal: Document = {key: {"$literal": value} for key, value in fields.items()}
-    literal["lease_owner"] = {"$literal": owner}
-    literal["lease_expires_at"] = {"$add": ["$$NOW", round(ttl.total_seconds() * 1000)]}
-    literal[WRITES] = {"$add": [{"$ifNull": [f"${WRITES}", 0]}, 1]}
-    return [{"$set": literal}]
-
-
-def _replacement(doc: Document, shards: int) -> list[Document]:
-    """The update pipeline that writes ``doc`` whole over the stored job but for ``write_marks``
-    (kept as stored; ``WRITES`` counted one up, as every status change counts it). Each shard's
-    entry is set field by field (``shards.<n>.<field>``), so its ``write_id`` stays beside them; every
-    value is a literal (a string starting with ``$`` must not read as a field path)."""
-    literal: Document = {}
-    for key, value in doc.items():
-        if key == "_id":
-            continue
-        if key == "shards" and value:
-            for n, entry in value.items():
-                literal.update({f"shards.{n}.{k}": {"$literal": v} for k, v in entry.items()})
-        else:
-            literal[key] = {"$literal": value}
-    literal[WRITES] = {"$add": [{"$ifNull": [f"${WRITES}", 0]}, 1]}
-    return [{"$project": dict.fromkeys(write_marks(shards), 1)}, {"$set": literal}]
-
-
-_FENCED: Final = ("last_audit_id", "tally.processed", "tally.migrated")
-"""What a resume fences on: the cursor and the processed and migrated counts. A runner's saved batch
-moves the first two, a ``verify --repair`` count the last two; each only grows. Scalars, matched by
-their dotted paths: a whole ``tally`` or ``enrichment`` sub-document matches only one of exactly the
-stored keys in the stored order, so a job stored by an older version (a ``tally`` without
-``actors_degraded``) could never be resumed."""
-
-
-def _counts_of(doc: Document, shards: int) -> Document:
-    """A resume's fence (``transition(..., resumed=True)``): ``_FENCED`` of ``doc`` as equality
-    filters — a sharded job's shard by shard (its top-level sums may lag its shards)."""
-
-    def at(entry: Document, path: str) -> Any:
-        for key in path.split("."):
-            entry = entry[key]
-        return entry
-
-    if shards:
-        return {f"shards.{n}.{k}": at(doc["shards"][str(n)], k) for n in range(shards) for k in _FENCED}
-    return {k: at(doc, k) for k in _FENCED}
+            fence_tries += 1
+            if fence_tries >= FENCE_TRIES:
+                raise LeaseHeld(
+                    f"job {job.job_id}: its leases changed under each of {FENCE_TRIES} tries to change "
+                    "its status; try again"
+                )

@@ -45,7 +45,11 @@ class JobStore(Protocol):
         Atomic; returns the job as stored, or None (nothing written) when its status was another.
         ``JobAlreadyRunning`` when ``job`` is in progress and the account has another such job.
         When ``expected`` holds ``in_progress``, the stored ``shards`` are kept as they are (live
-        shards own their entries while the job runs; a cancel must not undo their progress).
+        shards own their entries while the job runs; a cancel must not undo their progress). A
+        sharded job's counts, cursor and ``progress_pct`` are then its shards' sums as they stand at
+        that write, a shard's batch saved since ``job`` was read included; a store that keeps them
+        beside the status writes them in the same write, and may answer ``LeaseHeld`` (nothing
+        written: try again) when shards wrote under each of its tries.
 
         ``unleased``: also only while neither the job nor any of its shards holds a lease that is
         live on the **store's clock** — in the same atomic write, so no lease taken between a check
