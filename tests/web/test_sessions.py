@@ -6,6 +6,7 @@ import pytest
 from starlette.requests import Request
 
 from crm_audit_adapters.http import SignedSessionResolver
+from crm_audit_adapters.http.auth import bearer_challenge
 
 
 def request_with(token: str) -> Request:
@@ -81,3 +82,17 @@ class TestSignedSessionResolver:
         with pytest.raises(ValueError, match="whole number of seconds"):
             SignedSessionResolver(secret=b"k", max_age=max_age)
         assert SignedSessionResolver(secret=b"k", max_age=60.0).max_age == 60
+
+
+class TestBearerChallenge:
+    def test_a_blank_bearer_header_presents_no_token_even_beside_a_cookie(self) -> None:
+        """``Bearer `` (which an HTTP client refuses to send) carries no token: the bare challenge, as
+        the header decides and the cookie beside it is not read (RFC 6750 §3.1)."""
+        for header in ("Bearer ", "bearer   "):
+            assert bearer_challenge(request_of(header, "forged"), "crm_session") == 'Bearer realm="crm-audit"'
+
+    def test_a_cookie_counts_only_when_the_resolver_reads_it(self) -> None:
+        """The session cookie presents a token to the default resolver, none to one that reads no cookie."""
+        request = request_of(None, "forged")
+        assert bearer_challenge(request, "crm_session").endswith(', error="invalid_token"')
+        assert bearer_challenge(request, None) == 'Bearer realm="crm-audit"'

@@ -35,7 +35,13 @@ from crm_audit_transform.verification import VerifyReportDocument, check_draw
 from ..mongo.bson_values import MONGODB_MAX_NESTING
 from ..strict_json import has_surrogate
 from .answers import batch_answer, public_status_answer, rollback_answer
-from .auth import BasicAuthCredentials, SessionResolver
+from .auth import (
+    BASIC_CHALLENGE,
+    BasicAuthCredentials,
+    SessionResolver,
+    SignedSessionResolver,
+    bearer_challenge,
+)
 from .errors import HANDLERS, AnswerUnexpected, ApiError
 from .openapi import openapi_document
 from .records import decode_record, parse_body, refuse_unknown_keys
@@ -222,6 +228,10 @@ def create_app(
     least ``MIGRATE_BODY_DEPTH`` levels: the records a dry run writes, as MongoDB takes them.
     """
 
+    # The cookie a refused session came in, for the challenge's error="invalid_token"; a resolver of
+    # the service's own reads cookies this app does not know, and its Bearer header alone counts.
+    session_cookie = sessions.cookie_name if isinstance(sessions, SignedSessionResolver) else None
+
     def private(handler: Handler, *, json_body: bool = True) -> Handler:
         """``handler`` behind BasicAuth; with ``json_body`` (each ``POST``), a cross-site browser
         request is refused first (403) and a body not sent as JSON after the credentials (415)."""
@@ -230,7 +240,9 @@ def create_app(
             if json_body:
                 _refuse_cross_site(request)
             if not basic_auth.accepts(request):
-                raise ApiError(401, "UNAUTHORIZED", "valid BasicAuth credentials are required")
+                raise ApiError(
+                    401, "UNAUTHORIZED", "valid BasicAuth credentials are required", challenge=BASIC_CHALLENGE
+                )
             if json_body:
                 _refuse_non_json(request)
             return await handler(request)
@@ -314,7 +326,9 @@ def create_app(
     async def tenant_status(request: Request) -> Response:
         company = sessions(request)
         if company is None:
-            raise ApiError(401, "UNAUTHENTICATED", "a valid session is required")
+            # RFC 6750 §3: a Bearer challenge (a Basic one had a browser ask for a login here).
+            challenge = bearer_challenge(request, session_cookie)
+            raise ApiError(401, "UNAUTHENTICATED", "a valid session is required", challenge=challenge)
         named = _query_value(request, "company_sso_id")
         if named is not None and named != company:
             raise ApiError(403, "FORBIDDEN", "the session's tenant may only read its own status")

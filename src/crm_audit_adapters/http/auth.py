@@ -15,6 +15,11 @@ from starlette.requests import Request
 SessionResolver = Callable[[Request], "str | None"]
 """Returns the authenticated tenant's company_sso_id, or None when the request carries no valid session."""
 
+REALM: Final = "crm-audit"
+"""The protection space each ``WWW-Authenticate`` challenge names (RFC 7235 §2.2)."""
+BASIC_CHALLENGE: Final = f'Basic realm="{REALM}"'
+"""The challenge of a 401 from a ``/private`` route (RFC 7617 §2)."""
+
 
 @frozen
 class BasicAuthCredentials:
@@ -35,6 +40,27 @@ class BasicAuthCredentials:
         user_ok = hmac.compare_digest(username.encode(), self.username.encode())
         password_ok = hmac.compare_digest(password.encode(), self.password.encode())
         return bool(sep) and user_ok and password_ok
+
+
+def bearer_challenge(request: Request, cookie_name: str | None) -> str:
+    """The ``WWW-Authenticate`` challenge of a 401 from the tenant status route (RFC 6750 §3).
+
+    ``Bearer realm="crm-audit", error="invalid_token"`` when the request presented a token and it was
+    refused (malformed, forged or expired): a non-empty ``Bearer`` token, or, with no ``Bearer``
+    header, a non-empty ``cookie_name`` cookie (the session cookie of the resolver, None when it
+    reads none this function knows). The bare ``Bearer realm="crm-audit"`` when it presented none
+    (§3.1: a request that lacks any authentication information gets no error code); an empty
+    ``Bearer`` header carries no token, so it is answered so too. The token is never quoted.
+    """
+    bare = f'Bearer realm="{REALM}"'
+    header = request.headers.get("authorization")
+    if header is not None:
+        scheme, _, credentials = header.partition(" ")
+        if scheme.lower() == "bearer":  # the header alone decides, as for ``SignedSessionResolver``
+            return f'{bare}, error="invalid_token"' if credentials.strip(" ") else bare
+    if cookie_name is not None and request.cookies.get(cookie_name):
+        return f'{bare}, error="invalid_token"'
+    return bare
 
 
 DEFAULT_SESSION_MAX_AGE: Final = 8 * 3600.0

@@ -11,6 +11,8 @@ to that logger as well. An unexpected error (500) is logged with its frames and 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Final
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -27,6 +29,7 @@ from crm_audit_transform.errors import (
     JobUnreadable,
     LeaseHeld,
     MappingChanged,
+    RestoreRefused,
     RollbackHoldLost,
     SourceChanged,
     Unavailable,
@@ -36,20 +39,82 @@ from crm_audit_transform.errors import (
 from crm_audit_transform.raised import raised_chain
 
 from .answers import error_answer
+from .auth import BASIC_CHALLENGE
 
 log = logging.getLogger("crm_audit_adapters.http")
 
+STATUSES: Final[Mapping[str, int]] = {
+    # The caller's request: mended by another request.
+    "USAGE": 400,
+    "BATCH_TOO_LARGE": 400,
+    "INVALID_SAMPLE": 400,
+    "INVALID_SEED": 400,
+    "FLAG_DISABLED": 403,
+    "JOB_NOT_FOUND": 404,
+    "AUDIT_NOT_FOUND": 404,
+    # The account's job or the service's state: mended once that changes (or by a choice).
+    "GUARD": 409,
+    "JOB_ALREADY_RUNNING": 409,
+    "ALREADY_COMPLETED": 409,
+    "RESUME_OR_FRESH": 409,
+    "TENANT_MISMATCH": 409,
+    "JOB_NOT_RUNNABLE": 409,
+    "LEASE_HELD": 409,
+    "MAPPING_CHANGED": 409,
+    "OUTPUT_LOCKED": 409,
+    "HALTED": 409,
+    "CANCELLED": 409,
+    "DECLINED": 409,
+    # Understood, but what it names cannot be processed as it is; no retry mends it.
+    "contacts_not_migrated": 422,
+    "TENANT_UNBOUND": 422,
+    "UNKNOWN_TENANT": 422,
+    "BAD_INPUT": 422,
+    "RESTORE_REFUSED": 422,
+    # Not an error over HTTP: verify's report is the answer, ``clean`` false.
+    "NOT_VERIFIED": 200,
+    # The service's own fault: mended when the deployment (or its data) changes.
+    "INTERNAL": 500,
+    "CONFIG_INVALID": 500,
+    "CONNECTION_REJECTED": 500,
+    "DEPENDENCY_MISSING": 500,
+    "DIRECTORY_REFUSED": 500,
+    "JOB_UNREADABLE": 500,
+    "INDEX_CONFLICT": 500,
+    "FILE_ERROR": 500,
+    # Down or stopping: retry later.
+    "INDEXES_MISSING": 503,
+    "UNAVAILABLE": 503,
+    "DEPENDENCY_UNAVAILABLE": 503,
+    "SOURCE_UNAVAILABLE": 503,
+    "STORE_UNAVAILABLE": 503,
+    "DIRECTORY_UNAVAILABLE": 503,
+    "BROKER_UNAVAILABLE": 503,
+    "WORKER_LOST": 503,
+    "INTERRUPTED": 503,
+}
+"""The HTTP status of each error ``code``: every code of ``crm_audit_transform.errors``, of the
+adapters' errors and of the runner's table (``cli.exit_codes.CODES``), by the runner's families
+(refused: 4xx; configuration: 500; unavailable: 503; ``BAD_INPUT``: 422). The codes only the runner
+gives (``HALTED``, ``DECLINED``, ``USAGE``…) are here too, so the map stays total: an error whose code it
+lacked was a 500 (``RESTORE_REFUSED`` was). A test checks that every code is here and that every
+library error is answered with its code's status."""
+
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    """An answer refused by the HTTP layer itself; ``challenge``, the ``WWW-Authenticate`` value a
+    401 carries (RFC 7235 §3.1: every 401 sends one; ``auth.BASIC_CHALLENGE`` when not given)."""
+
+    def __init__(self, status: int, code: str, message: str, *, challenge: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.challenge = challenge
 
 
-def envelope(status: int, code: str, message: str) -> JSONResponse:
-    headers = {"WWW-Authenticate": 'Basic realm="crm-audit"'} if status == 401 else None
+def envelope(status: int, code: str, message: str, *, challenge: str | None = None) -> JSONResponse:
+    headers = {"WWW-Authenticate": challenge or BASIC_CHALLENGE} if status == 401 else None
     return JSONResponse(error_answer(code, message), status_code=status, headers=headers)
 
 
@@ -59,7 +124,7 @@ def _cause(exc: Exception) -> str:
 
 async def on_api_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return envelope(exc.status, exc.code, exc.message)
+    return envelope(exc.status, exc.code, exc.message, challenge=exc.challenge)
 
 
 async def on_domain_error(request: Request, exc: Exception) -> JSONResponse:
@@ -108,19 +173,40 @@ async def on_domain_error(request: Request, exc: Exception) -> JSONResponse:
         # may name the server's files, hosts or settings: the log says it, the answer its code.
         log.error("500 for %s %s: misconfigured: %s", request.method, request.url.path, _cause(exc))
         return envelope(500, exc.code, "the service is misconfigured; the server log says what")
+    if isinstance(exc, RestoreRefused):
+        # One log past the store's limit (verify's repair counts it and never raises it): the
+        # store's words may quote the document, so the log says them, the answer names the log.
+        log.warning("422 for %s %s: %s", request.method, request.url.path, _cause(exc))
+        return envelope(
+            422, exc.code, f"the CDP refused to set the log {exc.external_id} back; the server log says why"
+        )
     if _bad_input(exc):
         return _bad_input_answer(request, exc)
     return _unhandled(request, exc)
 
 
 def _unhandled(request: Request, exc: Exception) -> JSONResponse:
-    """500 with the error's own ``code`` (``INTERNAL`` without one): a library error no branch above
-    answers (``IndexConflict``, an ``AuditedChangesError``, one added later) is not known to be the
-    caller's fault, and its message is not known to be fit for a caller. Logged (ERROR) as a bug is,
-    by its type and frames; before, a 400 ``BAD_REQUEST`` with the first line of its message."""
-    log.error("500 for %s %s: %s", request.method, request.url.path, raised_chain(exc, source_lines=True))
+    """The status of the error's own ``code`` (``STATUSES``; ``INTERNAL``, 500, without one) for a
+    library error no branch above answers (``IndexConflict``, ``OutputLocked``, an
+    ``AuditedChangesError``, one added later): its message is not known to be fit for a caller, so
+    the answer gives its code alone. A 500 is logged (ERROR) as a bug is, by its type and frames;
+    another status at WARNING, the same way. A code missing from ``STATUSES`` is a 500."""
     code = getattr(exc, "code", None)
-    return envelope(500, code if isinstance(code, str) else "INTERNAL", "internal error")
+    code = code if isinstance(code, str) else "INTERNAL"
+    status = STATUSES.get(code, 500)
+    if status < 400:  # no error status (``NOT_VERIFIED``): an error raised with it is still a bug
+        status = 500
+    level = logging.ERROR if status >= 500 else logging.WARNING
+    log.log(
+        level,
+        "%d for %s %s: %s",
+        status,
+        request.method,
+        request.url.path,
+        raised_chain(exc, source_lines=True),
+    )
+    message = "internal error" if status >= 500 else f"refused ({code}); the server log says why"
+    return envelope(status, code, message)
 
 
 def _bad_input(exc: Exception) -> bool:

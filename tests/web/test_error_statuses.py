@@ -1,0 +1,125 @@
+"""Every error code has its HTTP status (``http.errors.STATUSES``), and every library error is
+answered with its code's status: a code the map lacked was a 500 (``RESTORE_REFUSED`` was)."""
+
+from __future__ import annotations
+
+import base64
+import importlib
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from crm_audit_adapters.cli import exit_codes
+from crm_audit_adapters.http import BasicAuthCredentials, SignedSessionResolver, create_app
+from crm_audit_adapters.http.errors import STATUSES
+from crm_audit_transform.errors import CrmAuditError, JobNotFound, RestoreRefused, VerifyOptionInvalid
+from support.live_server import LiveServer
+
+# The adapters' modules that define errors, imported so that their classes are in the tree below.
+for _module in (
+    "crm_audit_adapters.celery.resend",
+    "crm_audit_adapters.files.audit_order",
+    "crm_audit_adapters.files.audit_source",
+    "crm_audit_adapters.files.errors",
+    "crm_audit_adapters.files.long_lines",
+    "crm_audit_adapters.shard_processes",
+    "crm_audit_adapters.usman",
+):
+    importlib.import_module(_module)
+
+AUTH = {"Authorization": "Basic " + base64.b64encode(b"ops:pw").decode()}
+SECRET = "s3cr3t-in-the-message"
+
+
+def _classes() -> list[type[CrmAuditError]]:
+    found: list[type[CrmAuditError]] = []
+    pending: list[type[CrmAuditError]] = [CrmAuditError]
+    while pending:
+        cls = pending.pop()
+        found.append(cls)
+        pending.extend(cls.__subclasses__())
+    return sorted(found, key=lambda c: f"{c.__module__}.{c.__qualname__}")
+
+
+def _instance(cls: type[CrmAuditError]) -> CrmAuditError:
+    """An error of ``cls`` whose message holds ``SECRET``, built without its ``__init__``'s arguments."""
+    error = cls.__new__(cls)
+    Exception.__init__(error, f"message with {SECRET}")
+    if issubclass(cls, VerifyOptionInvalid):
+        error.code = "INVALID_SEED"  # type: ignore[attr-defined]  # set by its __init__
+    if issubclass(cls, RestoreRefused):
+        error.external_id = "crm:acme:audit:7"  # type: ignore[attr-defined]
+    for name in ("taken", "by_rollback"):  # RollbackHoldLost, LeaseHeld
+        setattr(error, name, False)
+    return error
+
+
+def _codes() -> set[str]:
+    """The runner's table's codes and the code of every error class."""
+    codes = set(exit_codes.CODES) | {"INVALID_SAMPLE", "INVALID_SEED"}
+    for cls in _classes():
+        code = getattr(cls, "code", None)
+        if isinstance(code, str):
+            codes.add(code)
+    return codes
+
+
+class Raising:
+    """An ``HttpService`` whose ``status`` raises ``error``."""
+
+    def __init__(self) -> None:
+        self.error: Exception = JobNotFound("none")
+
+    def status(self, *_: Any, **__: Any) -> Any:
+        raise self.error
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[Raising, httpx.Client]]:
+    service = Raising()
+    app = create_app(
+        service,  # type: ignore[arg-type]
+        basic_auth=BasicAuthCredentials("ops", "pw"),
+        sessions=SignedSessionResolver(secret=b"statuses"),
+    )
+    with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=30) as http:
+        yield service, http
+
+
+def test_every_code_has_a_status() -> None:
+    """The map is total over the runner's table and the error classes' codes (the adapters' too)."""
+    codes = _codes()
+    assert {"RESTORE_REFUSED", "BROKER_UNAVAILABLE", "OUTPUT_LOCKED", "HALTED"} <= codes
+    assert sorted(codes - set(STATUSES)) == []
+    assert all(status in {200, 400, 403, 404, 409, 422, 500, 503} for status in STATUSES.values())
+
+
+@pytest.mark.parametrize("cls", _classes(), ids=lambda c: c.__qualname__)
+def test_every_error_is_answered_with_its_codes_status(
+    served: tuple[Raising, httpx.Client], cls: type[CrmAuditError]
+) -> None:
+    """Raised by the service, each error is answered with an error status, that of the code it is
+    answered with (``DEPENDENCY_UNAVAILABLE`` for every outage, ``MAPPING_CHANGED``, else its own)."""
+    service, http = served
+    service.error = _instance(cls)
+    answer = http.get(
+        "/private/activity_logs/crm_migration/status", params={"company_sso_id": "c"}, headers=AUTH
+    )
+    code = answer.json()["error"]["code"]
+    assert code in STATUSES, code
+    assert answer.status_code == STATUSES[code] >= 400, (code, answer.text)
+
+
+def test_a_restore_refused_is_422_naming_the_log(served: tuple[Raising, httpx.Client]) -> None:
+    """``RESTORE_REFUSED``: 422 with its code, naming the log and not the store's words (was a 500)."""
+    service, http = served
+    service.error = RestoreRefused("crm:acme:audit:7", f"code 17419: {SECRET}")
+    answer = http.get(
+        "/private/activity_logs/crm_migration/status", params={"company_sso_id": "c"}, headers=AUTH
+    )
+    assert answer.status_code == 422
+    assert answer.json()["error"]["code"] == "RESTORE_REFUSED"
+    assert "crm:acme:audit:7" in answer.text
+    assert SECRET not in answer.text
