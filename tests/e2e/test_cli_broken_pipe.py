@@ -79,11 +79,12 @@ def _with_closed(stream: str, *args: str, cwd: Path) -> subprocess.CompletedProc
 
 
 def test_a_prompt_on_a_closed_stdin_is_no_answer(tmp_path: Path) -> None:
-    """``rollback <&-``: the prompt gets no answer, DECLINED (exit 9) as with ``</dev/null``. Python
-    raised ``RuntimeError: lost sys.stdin``, reported INTERNAL (exit 1)."""
+    """``rollback <&-``: no terminal to ask, DECLINED (exit 9) as with ``</dev/null``, nothing asked.
+    Python raised ``RuntimeError: lost sys.stdin``, reported INTERNAL (exit 1)."""
     done = _with_closed("<", "rollback", "--company-sso-id", "acct", cwd=tmp_path)
     assert done.returncode == exit_codes.DECLINED, done.stderr
-    assert "error: DECLINED: no answer to the confirmation" in done.stderr
+    assert "error: DECLINED: rollback asks for confirmation and stdin is not a terminal" in done.stderr
+    assert "Delete every" not in done.stderr
 
 
 @pytest.mark.parametrize(
@@ -110,10 +111,16 @@ def test_a_closed_stdout_is_a_file_error(tmp_path: Path, args: tuple[str, ...]) 
 
 
 def _into(
-    stdout: int | None, stderr: int | None, *args: str, cwd: Path, buffered: bool
+    stdout: int | None,
+    stderr: int | None,
+    *args: str,
+    cwd: Path,
+    buffered: bool,
+    stdin: int = subprocess.DEVNULL,
 ) -> subprocess.CompletedProcess[str]:
     """The script with stdout and stderr on the given descriptors (None: a pipe read back here), and
-    Python's standard streams buffered (its default) or not (``PYTHONUNBUFFERED``)."""
+    Python's standard streams buffered (its default) or not (``PYTHONUNBUFFERED``); ``stdin``
+    ``/dev/null`` unless given."""
     env = {"PATH": "/usr/bin:/bin", "CRM_AUDIT_SETTINGS": "", "CRM_AUDIT_MONGO_URI": "mongomock://"}
     if not buffered:
         env["PYTHONUNBUFFERED"] = "1"
@@ -121,7 +128,7 @@ def _into(
         [str(CLI), *args],
         cwd=cwd,
         env=env,
-        stdin=subprocess.DEVNULL,
+        stdin=stdin,
         stdout=subprocess.PIPE if stdout is None else stdout,
         stderr=subprocess.PIPE if stderr is None else stderr,
         text=True,
@@ -151,20 +158,27 @@ def test_a_full_stdout_is_a_file_error_naming_stdout(
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
 @pytest.mark.parametrize("buffered", [True, False], ids=["buffered", "unbuffered"])
 def test_a_full_stderr_is_a_file_error_naming_stderr(tmp_path: Path, buffered: bool) -> None:
-    """``rollback --json 2>/dev/full``: its prompt cannot be shown, so nothing is deleted and the
-    error document on stdout says stderr could not be written, exit 7. The error line's own write to
-    stderr failed in turn and ended the command with a traceback nobody saw, exit 1."""
-    with open("/dev/full", "w") as full:
-        done = _into(
-            None,
-            full.fileno(),
-            "rollback",
-            "--company-sso-id",
-            "acct",
-            "--json",
-            cwd=tmp_path,
-            buffered=buffered,
-        )
+    """``rollback --json 2>/dev/full`` at a terminal: its prompt cannot be shown, so nothing is deleted
+    and the error document on stdout says stderr could not be written, exit 7. The error line's own
+    write to stderr failed in turn and ended the command with a traceback nobody saw, exit 1."""
+    leader, terminal = os.openpty()  # stdin a terminal: the prompt is asked (without one, DECLINED)
+    os.write(leader, b"\x04")  # and answered with an end of file (Ctrl-D), as /dev/null answered it
+    try:
+        with open("/dev/full", "w") as full:
+            done = _into(
+                None,
+                full.fileno(),
+                "rollback",
+                "--company-sso-id",
+                "acct",
+                "--json",
+                cwd=tmp_path,
+                buffered=buffered,
+                stdin=terminal,
+            )
+    finally:
+        os.close(terminal)
+        os.close(leader)
     assert done.returncode == exit_codes.BAD_INPUT, done.stdout
     assert json.loads(done.stdout)["error"] == {
         "code": "FILE_ERROR",

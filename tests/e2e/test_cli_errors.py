@@ -518,8 +518,8 @@ ROWS = [
         "CONFIG_INVALID",
         names="/dev/zero",
     ),
-    Row("declined: the rollback prompt answered no", ("rollback", *C), "DECLINED", stdin="n\n"),
-    Row("declined: the rollback prompt got no answer", ("rollback", *C), "DECLINED", stdin=""),
+    Row("declined: rollback with no terminal, an answer piped in", ("rollback", *C), "DECLINED", stdin="y\n"),
+    Row("declined: rollback with no terminal and no answer", ("rollback", *C), "DECLINED", stdin=""),
     Row("interrupted: a second Ctrl-C", ("status", *C), "INTERRUPTED", prepare=_raise(KeyboardInterrupt())),
     Row("internal: a bug", ("status", *C), "INTERNAL", prepare=_raise(RuntimeError("a bug"))),
 ]

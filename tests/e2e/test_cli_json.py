@@ -21,7 +21,7 @@ from cli_world import COMPANY, TENANT, Cli, make_cli, seed_contacts
 from click.testing import CliRunner
 
 from crm_audit_adapters import strict_json
-from crm_audit_adapters.cli import Overrides, cli, exit_codes
+from crm_audit_adapters.cli import Overrides, cli, confirmation, exit_codes
 from crm_audit_adapters.cli.options import JSON_SCHEMA_VERSION
 from support.doc_schemas import documented_schemas, problems
 from support.redis_server import free_port
@@ -337,9 +337,12 @@ class TestErrorDocument:
         assert SECRET[4:] not in result.stdout
 
     @pytest.mark.parametrize(("answer", "message"), [("n\n", "rollback declined"), ("", "no answer")])
-    def test_a_declined_or_unanswered_rollback_prints_one_document(self, answer: str, message: str) -> None:
-        """Declining, or giving no answer (EOF), is DECLINED (exit 9) with its --json document; the
-        unanswered prompt printed none. Nothing is deleted."""
+    def test_a_declined_or_unanswered_rollback_prints_one_document(
+        self, answer: str, message: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Declining, or giving no answer (EOF), at a terminal is DECLINED (exit 9) with its --json
+        document; the unanswered prompt printed none. Nothing is deleted."""
+        monkeypatch.setattr(confirmation, "stdin_is_a_terminal", lambda: True)  # CliRunner's is not
         client = mongomock.MongoClient(tz_aware=True)
         client["cdp"]["activity_logs"].insert_one({"company_sso_id": COMPANY, "source_tag": "crm_migration"})
         env = {"CRM_AUDIT_MONGO_URI": "mongomock://", "CRM_AUDIT_SETTINGS": ""}

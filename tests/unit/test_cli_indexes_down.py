@@ -12,7 +12,7 @@ import mongomock
 import pytest
 from click.testing import CliRunner, Result
 
-from crm_audit_adapters.cli import Overrides, cli, commands, exit_codes
+from crm_audit_adapters.cli import Overrides, cli, confirmation, exit_codes
 
 ENV = {
     "CRM_AUDIT_SETTINGS": "",
@@ -45,7 +45,7 @@ def cdp() -> Cdp:
 @pytest.fixture
 def terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     """stdin is a terminal (CliRunner's is not): the prompt is asked."""
-    monkeypatch.setattr(commands, "stdin_is_a_terminal", lambda: True)
+    monkeypatch.setattr(confirmation, "stdin_is_a_terminal", lambda: True)
 
 
 @pytest.mark.usefixtures("terminal")
@@ -90,4 +90,21 @@ class TestWithoutATerminal:
     def test_up_and_status_never_ask(self, cdp: Cdp, direction: str) -> None:
         result = cdp.indexes(direction)
         assert result.exit_code == 0, result.output
+        assert "Drop migration" not in result.stderr
+
+
+@pytest.mark.usefixtures("terminal")
+class TestSettingsFirst:
+    @pytest.mark.parametrize(
+        ("variable", "value"),
+        [("CRM_AUDIT_MONGO_URI", None), ("CRM_AUDIT_MONGO_URI", "mysql://x"), ("CRM_AUDIT_PAGE_SIZE", "x")],
+        ids=["mongo-uri-unset", "mongo-uri-refused", "another-setting-refused"],
+    )
+    def test_a_misconfigured_down_fails_before_it_asks(self, variable: str, value: str | None) -> None:
+        """CONFIG_INVALID (exit 3) at once, the question never asked: it asked first, and only the
+        operator's "y" met the missing ``mongo_uri``."""
+        env: dict[str, str | None] = {**ENV, variable: value}  # None: not in the environment
+        result = CliRunner().invoke(cli, ["indexes", "down"], env=env, input="y\n")
+        assert result.exit_code == exit_codes.CONFIG, result.output
+        assert "error: CONFIG_INVALID:" in result.stderr
         assert "Drop migration" not in result.stderr

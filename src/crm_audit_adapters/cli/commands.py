@@ -28,6 +28,7 @@ from crm_audit_transform.usecases import FRESH, RESUME, MigrationStatus
 from ..collector import run_loop_collection
 from ..lease_owners import lease_owner
 from . import exit_codes
+from .confirmation import confirm_or_decline
 from .main import cli
 from .options import (
     METRICS_PORT,
@@ -59,15 +60,22 @@ def indexes(state: CliState, direction: str, yes: bool, as_json: bool) -> None:
     """
     from ..mongo import applied_version, apply_migration, index_status
 
-    if direction == "down" and not yes:
-        _confirm_indexes_down(state)
     # No lease here, and `up` waits on whole index builds: no socketTimeoutMS of the runner's own.
     with state.runtime(lease_bounded_mongo=False) as runtime:
+        # The settings, the URI and the server first: a command that cannot run asks nothing.
+        db = runtime.mongo_db
+        if direction == "down" and not yes:
+            confirm_or_decline(
+                "Drop migration 035's indexes? Every write path is refused until `indexes up`",
+                command="indexes down",
+                act="drop the indexes",
+                nothing="nothing was changed",
+            )
         steps: tuple[str, ...] = ()
         if direction != "status":
-            steps = apply_migration(runtime.mongo_db, direction, now=runtime.lease_now())  # type: ignore[arg-type]
-        reports = index_status(runtime.mongo_db)
-        applied = applied_version(runtime.mongo_db)
+            steps = apply_migration(db, direction, now=runtime.lease_now())  # type: ignore[arg-type]
+        reports = index_status(db)
+        applied = applied_version(db)
 
     def human() -> None:
         for line in steps:
@@ -87,34 +95,6 @@ def indexes(state: CliState, direction: str, yes: bool, as_json: bool) -> None:
     emit("indexes", doc, as_json, human)
     if direction == "status" and any(r.state != "present" for r in reports):
         raise click.exceptions.Exit(exit_codes.CONFIG)
-
-
-def stdin_is_a_terminal() -> bool:
-    """Whether someone can answer a prompt: stdin is a terminal (not a pipe, a file, a closed stream)."""
-    return sys.stdin is not None and sys.stdin.isatty()
-
-
-def _confirm_indexes_down(state: CliState) -> None:
-    """Ask before ``indexes down``, as ``rollback`` does: it drops the unique index exactly-once rests
-    on, and every write path is refused until ``indexes up``. ``DECLINED`` (nothing changed) when
-    the operator says no or gives no answer, and at once without a terminal: a script or a pipe
-    that meant to drop them says ``--yes``, and an answer piped in (``yes |``) is no operator's."""
-    state.settings  # noqa: B018  # a setting that is refused is said before the operator is asked anything
-    if not stdin_is_a_terminal():
-        raise exit_codes.CliError(
-            "DECLINED",
-            "indexes down asks for confirmation and stdin is not a terminal: give --yes to drop the "
-            "indexes without asking; nothing was changed",
-        )
-    try:
-        confirmed = click.confirm(
-            "Drop migration 035's indexes? Every write path is refused until `indexes up`", err=True
-        )
-    except click.Abort:  # EOF or Ctrl-C at the prompt: reported here, so --json prints its document
-        click.echo(err=True)  # end the prompt's line
-        raise exit_codes.CliError("DECLINED", "no answer to the confirmation; nothing was changed") from None
-    if not confirmed:
-        raise exit_codes.CliError("DECLINED", "indexes down declined; nothing was changed")
 
 
 def _version(applied: tuple[int, bool] | None) -> str:
@@ -353,23 +333,24 @@ def cancel_command(state: CliState, company: str, as_json: bool) -> None:
 
 @cli.command(name="rollback")
 @company_option
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (needed without a terminal).")
 @json_option
 @click.pass_obj
 def rollback_command(state: CliState, company: str, yes: bool, as_json: bool) -> None:
-    """Delete the account's migrated logs (source_tag crm_migration only); native logs stay."""
-    state.settings  # noqa: B018  # a setting that is refused is said before the operator is asked anything
-    if not yes:
-        try:
-            confirmed = click.confirm(f"Delete every migrated activity log of company {company}?", err=True)
-        except click.Abort:  # EOF or Ctrl-C at the prompt: reported here, so --json prints its document
-            click.echo(err=True)  # end the prompt's line
-            raise exit_codes.CliError(
-                "DECLINED", "no answer to the confirmation; nothing was deleted"
-            ) from None
-        if not confirmed:
-            raise exit_codes.CliError("DECLINED", "rollback declined; nothing was deleted")
+    """Delete the account's migrated logs (source_tag crm_migration only); native logs stay.
+
+    Asks first (--yes to skip; without a terminal to ask, it needs --yes).
+    """
     with state.runtime() as runtime:
+        # The settings, the URI and the server first: a rollback that cannot run asks nothing.
+        runtime.mongo_db  # noqa: B018
+        if not yes:
+            confirm_or_decline(
+                f"Delete every migrated activity log of company {company}?",
+                command="rollback",
+                act="delete the account's migrated logs",
+                nothing="nothing was deleted",
+            )
         result = runtime.service.rollback(company)
     doc = {"company_sso_id": company, "job_id": result.job_id, "deleted": result.deleted}
     emit(
