@@ -117,11 +117,12 @@ def wait_for_mongo(client: MongoClient[Document], uri: str, notice: Callable[[st
     The wait is bounded by the client's ``serverSelectionTimeoutMS``; then ``StoreUnavailable``
     (exit 6). A refused login is ``ConnectionRejected`` (exit 3); a URI pymongo cannot connect with
     (an ``authMechanism`` whose package is missing) ``DependencyMissing`` or ``ConfigError`` (exit 3,
-    ``retry.refused_configuration``), never an outage.
+    ``retry.refused_configuration``), never an outage; so is a ``MONGODB-OIDC`` token the URI's
+    ``ENVIRONMENT`` does not give (``ConfigError``, ``retry.oidc_token_refused``).
     """
     from pymongo.errors import PyMongoError
 
-    from ..mongo.retry import driver_cause, refused_configuration, rejected_login
+    from ..mongo.retry import driver_cause, oidc_token_refused, refused_configuration, rejected_login
 
     seeds = client.topology_description.server_descriptions()  # the URI's hosts until discovery
     hosts = ", ".join(f"{host}:{port}" for host, port in seeds) or "?"
@@ -135,6 +136,11 @@ def wait_for_mongo(client: MongoClient[Document], uri: str, notice: Callable[[st
         timer.start()
     try:
         client.admin.command("ping")
+    except (ValueError, RuntimeError, OSError) as exc:  # raised untranslated by a MONGODB-OIDC token fetch
+        refused = oidc_token_refused(exc, [uri])
+        if refused is not None:
+            raise refused from None
+        raise
     except PyMongoError as exc:
         rejected = rejected_login(exc) or refused_configuration(exc, [uri])
         if rejected is not None:

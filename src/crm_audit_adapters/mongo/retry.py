@@ -22,6 +22,8 @@ looking for a server, so retrying would multiply the wait the operator chose. A 
 authentication mechanism whose optional package is missing (``authMechanism=MONGODB-AWS`` without
 pymongo-auth-aws, ``GSSAPI`` without kerberos) is ``DependencyMissing``, any other (a server too old
 for this pymongo) ``ConfigError``; each was ``StoreUnavailable``, "unreachable", exit 6 and retried.
+A ``MONGODB-OIDC`` token its ``ENVIRONMENT`` does not give (``oidc_token_refused``: off Azure with
+``ENVIRONMENT:azure``) is ``ConfigError`` too, where pymongo's ``ValueError`` ended ``INTERNAL``.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ __all__ = [
     "dns_outage",
     "driver_cause",
     "is_retryable",
+    "oidc_token_refused",
     "refused_configuration",
     "rejected_login",
 ]
@@ -129,6 +132,48 @@ def refused_configuration(exc: PyMongoError, secrets: Iterable[str | None] = ())
     return ConfigError(problem)
 
 
+_OIDC_MODULES: Final = frozenset(
+    {"pymongo._azure_helpers", "pymongo._gcp_helpers", "pymongo.auth_oidc_shared"}
+)
+"""Where pymongo fetches a ``MONGODB-OIDC`` token from its ``ENVIRONMENT`` (``azure``, ``gcp``, ``k8s``)."""
+
+
+def oidc_token_refused(exc: BaseException, secrets: Iterable[str | None] = ()) -> ConfigError | None:
+    """``ConfigError`` when ``exc`` is raised by pymongo's fetch of a ``MONGODB-OIDC`` token from the
+    URI's ``authMechanismProperties=ENVIRONMENT:…``, else None.
+
+    pymongo raises it untranslated as it opens a connection: a ``ValueError`` when the Azure or GCP
+    metadata endpoint cannot be reached or answers no token, a ``RuntimeError`` or ``OSError`` when
+    the token file it reads is not there. It ended ``INTERNAL``. Configuration, not an outage: the
+    endpoint (``169.254.169.254``, ``metadata``) is the host's own, answering within milliseconds
+    wherever that environment is; where it does not answer the host is not in it, or has no
+    identity, and no retry changes that. The message is pymongo's first clause, never the
+    endpoint's answer (which may hold a token), scrubbed of ``secrets``.
+    """
+    if not isinstance(exc, ValueError | RuntimeError | OSError) or isinstance(exc, PyMongoError):
+        return None
+    frame = exc.__traceback__
+    while frame is not None and frame.tb_frame.f_globals.get("__name__") not in _OIDC_MODULES:
+        frame = frame.tb_next
+    if frame is None:
+        return None
+    if isinstance(exc, OSError) and exc.strerror:
+        what = f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    else:
+        what = re.split(r": |, but was ", str(exc), maxsplit=1)[0]
+    return ConfigError(
+        [
+            (
+                "mongo_uri",
+                f"authMechanism=MONGODB-OIDC could not get a token from its ENVIRONMENT "
+                f"({scrub(what, secrets)[:_CAUSE_CHARS]}): run where that environment gives this host an "
+                "identity (ENVIRONMENT:azure on Azure with a managed identity, gcp on Google Cloud, "
+                "k8s in a pod with a service account token), or change authMechanismProperties",
+            )
+        ]
+    )
+
+
 def dns_outage(exc: BaseException) -> bool:
     """Whether ``exc`` is pymongo's ``ConfigurationError`` over a DNS lookup of a ``mongodb+srv://``
     URI that got no answer: dnspython's ``Timeout`` (no server answered in time) or ``NoNameservers``
@@ -171,6 +216,11 @@ def call_with_retry(operation: Callable[[int], T], policy: RetryPolicy, what: st
         for attempt in policy.attempts_of("mongo", retry_if=_retryable):
             with attempt:
                 return operation(attempt.retry_state.attempt_number)
+    except (ValueError, RuntimeError, OSError) as exc:  # a MONGODB-OIDC token fetch, as it reconnects
+        refused = oidc_token_refused(exc)
+        if refused is not None:
+            raise refused from None
+        raise
     except PyMongoError as exc:
         rejected = rejected_login(exc) or refused_configuration(exc)
         if rejected is not None:

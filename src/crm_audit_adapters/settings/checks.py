@@ -74,7 +74,47 @@ def as_written(value: object) -> str | None:
 _FLOAT_EXPONENT: Final = re.compile(r"e\+?(-?)0*(\d)")
 
 
+PADDED: Final = (
+    "starts or ends with whitespace or a control character (a trailing newline, as `$(cat file)` or a "
+    "file's last line leaves): remove it"
+)
+CONTROL: Final = "holds a control character (a newline, a tab, …): remove it"
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+"""C0, DEL and C1: Unicode's ``Cc`` characters."""
+
+
+def text_problem(value: str, *, separators: str = "") -> str | None:
+    """``PADDED`` or ``CONTROL`` for a text setting no driver reads as written, else None.
+
+    A URL, DSN, password or token read from a file (``$(cat file)``, a secret mounted as a file, a
+    TOML multi-line string) often ends with a newline. The drivers took it as part of the value: a
+    database ``crm\n`` that "does not exist", a password that never matches. Refused at load rather
+    than stripped: the setting then means what it says, and a secret is never changed silently.
+    ``separators``: control characters the setting's own syntax reads as spaces (libpq's key=value
+    DSN). The problem never quotes the value.
+    """
+    if value != value.strip():
+        return PADDED
+    if _CONTROL.search(value.translate({ord(c): None for c in separators})):
+        return CONTROL
+    return None
+
+
+def plain_text(check: Check | None) -> Check:
+    """``check`` after ``text_problem``: a padded or controlled text is refused before it is parsed."""
+
+    def checked(value: Any) -> str | None:
+        problem = text_problem(value) if isinstance(value, str) else None
+        return problem or (check(value) if check else None)
+
+    return checked
+
+
 def postgres_dsn_problem(value: str) -> str | None:
+    # libpq's key=value form separates its pairs by any white space, a newline or a tab included.
+    problem = text_problem(value, separators="" if "://" in value else "\t\n\r")
+    if problem:
+        return problem
     if redact(value) == UNPARSEABLE:
         return "not a PostgreSQL connection string (libpq key=value pairs or a postgresql:// URI)"
     if "://" in value and not value.lower().startswith(("postgresql://", "postgres://")):

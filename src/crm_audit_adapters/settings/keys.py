@@ -16,6 +16,7 @@ from .checks import (
     mapping_file_problem,
     mongo_database_problem,
     mongo_uri_problem,
+    plain_text,
     postgres_dsn_problem,
     within,
 )
@@ -28,11 +29,12 @@ LOADER_ENV_PREFIX: Final = "CRM_AUDIT_LOADER_"
 
 # key: (type, check). Ranges come from what the run can honour: a page of 1 to 10,000 rows, a
 # lease of at least a second (LEASE_SECONDS_MIN) and at most a day, so a dead runner's job is taken
-# over within a day.
+# over within a day. URLs, DSNs, names and secrets refuse surrounding white space and control
+# characters (plain_text; postgres_dsn_problem its own way).
 SCALAR_KEYS: Final[dict[str, tuple[type, Check | None]]] = {
-    "database_url": (str, postgres_dsn_problem),
-    "mongo_uri": (str, mongo_uri_problem),
-    "mongo_database": (str, mongo_database_problem),
+    "database_url": (str, postgres_dsn_problem),  # text_problem inside: key=value pairs span lines
+    "mongo_uri": (str, plain_text(mongo_uri_problem)),
+    "mongo_database": (str, plain_text(mongo_database_problem)),
     "enabled_companies": (str, None),
     "coverage_threshold": (float, within(0.0, 1.0)),
     "mapping_config": (str, mapping_file_problem),
@@ -42,15 +44,20 @@ SCALAR_KEYS: Final[dict[str, tuple[type, Check | None]]] = {
     "degraded_threshold": (float, within(0.0, 1.0, low_open=True)),
     "halt_sample": (int, within(1, 1_000_000)),
     "lease_seconds": (float, within(LEASE_SECONDS_MIN, 86_400.0)),
-    "broker_url": (str, broker_url_problem),
-    "result_backend": (str, result_backend_problem),
+    "broker_url": (str, plain_text(broker_url_problem)),
+    "result_backend": (str, plain_text(result_backend_problem)),
     # Positive, at most a week (it must outlast a task: one account or shard).
     "broker_visibility_timeout": (float, within(0.0, 604_800.0, low_open=True)),
-    "http_user": (str, None),
-    "http_password": (str, at_least(HTTP_PASSWORD_MIN_CHARS, "a guessable one opens every /private route")),
+    "http_user": (str, plain_text(None)),
+    "http_password": (
+        str,
+        plain_text(at_least(HTTP_PASSWORD_MIN_CHARS, "a guessable one opens every /private route")),
+    ),
     "session_secret": (
         str,
-        at_least(SESSION_SECRET_MIN_CHARS, "a short one is found offline from any tenant's token"),
+        plain_text(
+            at_least(SESSION_SECRET_MIN_CHARS, "a short one is found offline from any tenant's token")
+        ),
     ),
     # Whole seconds: a session token records when it was signed in whole seconds (itsdangerous), and
     # a fraction would be dropped without a word (0.5 lasting under a second, as 0 would).

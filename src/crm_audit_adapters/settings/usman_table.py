@@ -10,7 +10,7 @@ from crm_audit_transform.numerals import parse_float
 from ..url_checks import http_url_problem
 from ..usman import UnusableUsmanSetting, UsmanConfig
 from ..usman_config import base_url_problem
-from .checks import as_written
+from .checks import as_written, text_problem
 from .keys import USMAN_ENV_PREFIX, USMAN_KEYS, USMAN_TEXT_KEYS, did_you_mean
 
 _USMAN_TEXT_ENV: Final = frozenset(USMAN_KEYS[key] for key in USMAN_TEXT_KEYS)
@@ -84,12 +84,17 @@ def read_usman_table(
             problems.append((source, why + _usman_got(env_key, given.get(env_key))))
             continue
         value = given.get(env_key)
+        if env_key in _USMAN_TEXT_ENV and (problem := text_problem(merged[USMAN_ENV_PREFIX + env_key])):
+            # What the header rule lets through: a space around the token from `$(cat file)`.
+            problems.append((source, problem))
         if isinstance(value, str) and env_key not in _USMAN_TEXT_ENV and not _plain_number(value):
             # The environment's text by the one strict reader (int() and float() take 1_0, ١٠).
             why = "expected a plain number (ASCII digits, an optional - and .)"
             problems.append((source, why + _usman_got(env_key, value)))
     base = merged[f"{USMAN_ENV_PREFIX}BASE_URL"]
-    if not base.startswith(("http://", "https://")):
+    if problem := text_problem(base):  # a newline from `$(cat file)`, before the URL is parsed
+        problems.append((sources.get("BASE_URL", "usman.base_url"), problem))
+    elif not base.startswith(("http://", "https://")):
         problems.append((sources.get("BASE_URL", "usman.base_url"), "must start with http:// or https://"))
     elif problem := http_url_problem(base) or base_url_problem(
         base,
