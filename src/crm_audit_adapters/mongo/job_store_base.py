@@ -86,8 +86,9 @@ or expired between the two): then nothing holds it, as the in-memory store, whic
 in one step, would have found."""
 SUM_TRIES: Final = 10
 """How often a status change of a sharded job sums its shards again (``summed``) when a shard wrote
-between its read and its write (one round trip apart): ten misses in a row mean shards writing too
-often to end the job now (``LeaseHeld``: try again; a Celery task retries it)."""
+between its read and its write (one round trip apart). Past ten misses in a row the status is
+written alone and the sums right after it (``jobs.MongoJobStore.transition``): the status write stops
+the shards' saves, so the second write sums their final entries."""
 
 
 class JobDocuments:

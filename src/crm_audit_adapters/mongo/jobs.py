@@ -17,10 +17,12 @@ shard's completion or hand-back then set the summary of the document they got ba
 ``summary_of`` being older. A status change sends the summary in its own write
 (``job_store_base.summed``): summed from a read of the stored shards just before it, with the new
 status, and guarded on ``shard_writes`` still being the count read (a shard that wrote in between:
-read and summed again, ``SUM_TRIES``, then ``LeaseHeld``); a resume or a repair, which write the
-shards too, sends their sums. So no reader meets an ended job beside older sums, and no crash
-between two writes leaves one so (the summary was a second write after the status: a reader
-between met a completed job up to 9 batches short, and a crash there left it so for good). The
+read and summed again); a resume or a repair, which write the shards too, sends their sums. So no
+reader meets an ended job beside older sums, and no crash between two writes leaves one so. Shards
+that write under each of ``SUM_TRIES`` tries (a cancel of a job whose shards save batches faster
+than a read and a write take) do not hold the change back: the status is then written alone, which
+stops every shard's saves (they are guarded on ``in_progress``), and the sums of their final entries
+right after it; only a crash between those two writes leaves that ended job's figures behind. The
 stored summary is always that of the newest summarising write, never an older one; while shards
 run it is at most 9 writes behind the shards' entries (a crash between a shard's write and its
 summary: until the next summarising write), and it is exact once the job has ended. A summary on
@@ -339,6 +341,11 @@ class MongoJobStore:
         from_stored = bool(job.shards) and (
             status_only or (unleased and not resumed) or (IN_PROGRESS in expected and leased_to is None)
         )
+        # False once shards wrote under ``SUM_TRIES`` tries: the status is then written alone, and the
+        # sums after it (``summarised``): a shard saves only while the job is in progress
+        # (``job_leases``), so no shard entry moves once that write stands, and a cancel of a job
+        # whose shards write faster than a read and a write take still stops them.
+        summing = from_stored
 
         def replace() -> tuple[Document | None, Any]:
             """One try: the document after the write (None: the filter missed) and the ``WRITES``
@@ -369,7 +376,7 @@ class MongoJobStore:
                     mark=STATUS_IDS,
                 ), None
             seen = None
-            if from_stored:
+            if summing:
                 stored = self._docs.read(job.job_id)
                 if stored is None:
                     return None, None
@@ -388,6 +395,8 @@ class MongoJobStore:
         while True:
             stored, seen = replace()
             if stored is not None:
+                if from_stored and not summing:
+                    return self._docs.summarised(stored, always=True)
                 return decode_job(stored)
             raw = self._docs.read(job.job_id)
             if raw is None:
@@ -395,15 +404,12 @@ class MongoJobStore:
             current = decode_job(raw)
             if current.status not in expected:
                 return None
-            if from_stored and raw.get(WRITES) != seen:
-                # A shard wrote between the summary's read and the write: sum its entries again.
+            if summing and raw.get(WRITES) != seen:
+                # A shard wrote between the summary's read and the write: sum its entries again, or,
+                # past ``SUM_TRIES``, write the status alone and the sums after it.
                 sum_tries += 1
-                if sum_tries < SUM_TRIES:
-                    continue
-                raise LeaseHeld(
-                    f"job {job.job_id}: its shards wrote under each of {SUM_TRIES} tries to change its "
-                    "status; try again"
-                )
+                summing = sum_tries < SUM_TRIES
+                continue
             if not unleased:
                 return None
             if resumed and counts_of(encode_job(current), len(job.shards)) != counts_of(doc, len(job.shards)):
