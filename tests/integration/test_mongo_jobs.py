@@ -429,6 +429,37 @@ class TestUnreadableJobs:
             _store(jobs).latest("company-a")
         assert caught.value.job_id == "job-1"
 
+    @pytest.mark.parametrize(
+        ("field", "value"),
+        [
+            ("last_audit_id", "12"),
+            ("last_audit_id", 12.7),
+            ("max_audit_id", "1_000"),
+            ("logs_deleted", True),
+            ("tally.processed", "7"),
+            ("tally.skipped.contact_not_found", 2.0),
+            ("rows_at_cursor", False),
+        ],
+    )
+    def test_an_integer_field_of_another_type_is_job_unreadable(
+        self, jobs: Any, field: str, value: object
+    ) -> None:
+        """A cursor stored as the text "12" or the double 12.7 was served as 12, a count stored as
+        true as 1 (cattrs' int(value)): a job document no run wrote read as one. Now it is
+        JOB_UNREADABLE naming the field, as a text field of another type is."""
+        _store(jobs).create(migration_job())
+        jobs.update_one({"_id": "job-1"}, {"$set": {field: value}})
+        with pytest.raises(JobUnreadable, match=field.split(".")[0]) as caught:
+            _store(jobs).latest("company-a")
+        assert caught.value.job_id == "job-1"
+
+    def test_integers_as_a_run_stores_them_are_read(self, jobs: Any) -> None:
+        """A run's own integers (BSON int32 and int64) still read as they were written."""
+        _store(jobs).create(migration_job(last_audit_id=2**40, tally=Tally(processed=5, skipped={"x": 2})))
+        read = _store(jobs).latest("company-a")
+        assert read is not None
+        assert (read.last_audit_id, read.tally.processed, read.tally.skipped) == (2**40, 5, {"x": 2})
+
     @pytest.mark.parametrize("status", ["Halted", "paused", ""])
     def test_a_status_outside_the_enum_is_never_served(self, jobs: Any, status: str) -> None:
         """A copied document with status "Halted" was served as is, outside the declared enum."""

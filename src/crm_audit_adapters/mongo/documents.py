@@ -220,15 +220,15 @@ def _unstructure_tally(tally: Tally) -> Document:
 def _structure_tally(doc: ReadDocument, _: object) -> Tally:
     def counts(key: str) -> dict[str, int]:
         stored: ReadDocument = doc.get(key) or {}
-        return {unescape_key(k): int(v) for k, v in stored.items()}
+        return {unescape_key(k): _integer(v) for k, v in stored.items()}
 
     return Tally(
-        processed=int(doc.get("processed", 0)),
-        migrated=int(doc.get("migrated", 0)),
+        processed=_integer(doc.get("processed", 0)),
+        migrated=_integer(doc.get("migrated", 0)),
         skipped=counts("skipped"),
         failed=counts("failed"),
-        fallthrough=int(doc.get("fallthrough", 0)),
-        actors_degraded=int(doc.get("actors_degraded", 0)),
+        fallthrough=_integer(doc.get("fallthrough", 0)),
+        actors_degraded=_integer(doc.get("actors_degraded", 0)),
     )
 
 
@@ -251,6 +251,15 @@ def _text(value: object, _: object) -> str:
     return value
 
 
+def _integer(value: object, _: object = None) -> int:
+    """An integer field as stored: a BSON int32 or int64, nothing converted to one."""
+    # int() takes "12", 12.7, true and "1_000" as 12, 12, 1 and 1000: a cursor or a count edited
+    # into a text, a double or a boolean would be served as another number, where it is no job's.
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"expected an integer, got {type(value).__name__}")
+    return value
+
+
 def make_converter() -> cattrs.Converter:
     """A cattrs converter for the MongoDB document format of this library.
 
@@ -259,9 +268,11 @@ def make_converter() -> cattrs.Converter:
     encoder above (its document shape is fixed by the CDP, not by the attrs fields).
     """
     converter = cattrs.Converter()
-    # Text is text: cattrs' own str hook is str(value), which would serve a job_id stored as
-    # {"$x": "y"} or 5 as the text "{'$x': 'y'}" or "5" (naming no job); such a job is JOB_UNREADABLE.
+    # Text is text and an integer an integer: cattrs' own hooks are str(value) and int(value), which
+    # would serve a job_id stored as {"$x": "y"} or 5 as the text "{'$x': 'y'}" or "5" (naming no
+    # job), and a cursor stored as "12" or 12.7 as 12; such a job is JOB_UNREADABLE.
     converter.register_structure_hook(str, _text)
+    converter.register_structure_hook(int, _integer)
     converter.register_unstructure_hook(dt.datetime, to_bson_datetime)
     converter.register_structure_hook(dt.datetime, lambda value, _: from_bson_datetime(value))
     converter.register_unstructure_hook(Tally, _unstructure_tally)
