@@ -21,7 +21,9 @@ Redaction parses; it never pattern-matches a password. ``redact(value)`` reads
 
 A value that does not parse is replaced whole by ``UNPARSEABLE``: the parser cannot know where its
 secret ends. ``scrub(text, values)`` cleans free text (a driver's message, a traceback) of every
-secret fragment that parsing ``values`` finds, and of every word of a value that does not parse.
+secret fragment that parsing ``values`` finds, and of every word of a value that does not parse,
+each shown as ``MASK``; a value of one or two characters only where it stands alone (not inside a
+run of letters and digits).
 """
 
 from __future__ import annotations
@@ -146,19 +148,28 @@ def scrub(text: str, values: Iterable[str | None]) -> str:
     A plain secret (a token, a password setting) is passed as itself: it is its own fragment.
     """
     replacements: dict[str, str] = {}
+    short: set[str] = set()
     for value in values:
         if not value:
             continue
         shown = redact(value)
-        if shown and shown != value:
+        # A value that does not parse (a token, a password setting) is shown as the mask, as its
+        # fragments are: UNPARSEABLE says "connection string", which a token is not.
+        if shown and shown != value and shown != UNPARSEABLE:
             replacements[value] = shown
         # A URL without credentials has no secret in it; a bare value (a token) is its own secret.
         own = set() if _SCHEME.match(value) else {value}
         for fragment in secret_fragments(value) or own:
-            if len(fragment) >= _MIN_FRAGMENT or fragment == value:
+            if len(fragment) >= _MIN_FRAGMENT:
                 replacements.setdefault(fragment, MASK)
+            elif fragment == value:
+                short.add(value)
     for raw in sorted(replacements, key=len, reverse=True):  # longest first: a whole DSN before its parts
         text = text.replace(raw, replacements[raw])
+    for value in short:
+        # A secret of one or two characters is a piece of most words: masked where it stands alone
+        # (not inside a run of letters and digits), so that a token "e" leaves the line readable.
+        text = re.sub(rf"(?<![^\W_]){re.escape(value)}(?![^\W_])", MASK, text)
     return text
 
 

@@ -89,6 +89,23 @@ class TestRedact:
         message = 'failed to resolve host "vQ7zR@crm-db": [Errno -2] Name or service not known'
         assert "vQ7z" not in scrub(message, [value])
 
+    def test_a_token_in_free_text_is_masked_not_called_a_connection_string(self) -> None:
+        """A USMAN token quoted by a message read "<redacted: not a parseable connection string>", the
+        marker of a DSN that does not parse; a token is no DSN: it shows as the mask."""
+        message = "USMAN refused the header Bearer Kx9vQ7zR-token (401)"
+        assert scrub(message, ["Kx9vQ7zR-token"]) == "USMAN refused the header Bearer *** (401)"
+
+    @pytest.mark.parametrize("token", ["e", "x", "ab", "-"])
+    def test_a_secret_of_one_or_two_characters_is_masked_where_it_stands_alone(self, token: str) -> None:
+        """A token "e" made every "e" of every error line the 45-character marker: the line unreadable.
+        It is masked where it stands alone, as a header's or a query's value quotes it; a word that
+        holds its characters is left as it is."""
+        message = "the runner's settings: page_size must be in [1, 10000]"
+        assert scrub(message, [token]) == message
+        quoted = f"sent Authorization: Bearer {token}; ?token={token}&page=2"
+        cleaned = scrub(quoted, [token])
+        assert cleaned == "sent Authorization: Bearer ***; ?token=***&page=2"
+
     def test_a_url_without_credentials_is_shown_as_it_is(self) -> None:
         """Nothing secret in http://usman.internal:8099: a message naming it keeps it readable."""
         message = "USMAN at http://usman.internal:8099/api/v1/users/sso-ids answered 401"
