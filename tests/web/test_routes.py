@@ -349,6 +349,9 @@ class TestMigrateRoute:
             (b'{"records": [{"metadata": {"x": {"$binary": {}}}}]}', "MALFORMED_BODY"),  # was a 500
             (b'{"records": [{"metadata": {"x": {"$binary": {}, "$type": "00"}}}]}', "MALFORMED_BODY"),
             (b'{"records": [{"metadata": {"x": {"$date": 1e400}}}]}', "MALFORMED_BODY"),
+            (b'{"records": [], "records": []}', "MALFORMED_BODY"),  # a member twice: which counts?
+            (b'{"records": [{"source_tag": "crm_migration", "source_tag": "x"}]}', "MALFORMED_BODY"),
+            (b'{"records": [{"metadata": {"x": {"$date": 0, "$date": 1}}}]}', "MALFORMED_BODY"),
             (RECORD_AT_YEAR_ONE, "INVALID_RECORD"),
         ],
     )
@@ -578,6 +581,30 @@ class TestJobRoutes:
         assert response.status_code == 400, response.text
         assert error_code(response) == "MALFORMED_BODY"
         assert named in response.json()["error"]["message"]
+        assert app_parts["db"]["crm_activity_log_migration_jobs"].count_documents({}) == 0
+
+    @pytest.mark.parametrize(
+        ("path", "payload"),
+        [
+            ("trigger", b'{"company_sso_id": "%s", "company_sso_id": "company-other"}' % COMPANY.encode()),
+            ("verify", b'{"company_sso_id": "%s", "repair": true, "repair": false}' % COMPANY.encode()),
+            ("rollback", b'{"company_sso_id": "company-other", "company_sso_id": "%s"}' % COMPANY.encode()),
+        ],
+    )
+    def test_a_body_naming_a_member_twice_is_a_400(
+        self, app_parts: dict[str, Any], path: str, payload: bytes
+    ) -> None:
+        """A member named twice was read as Python reads it, the last one winning: a trigger for
+        COMPANY and company-other acted on company-other, where a proxy's log or a review of the
+        request read the first. 400 MALFORMED_BODY naming the member, before anything is done."""
+        response = app_parts["client"].post(
+            f"/private/activity_logs/crm_migration/{path}",
+            content=payload,
+            headers={"Authorization": AUTH, "Content-Type": "application/json"},
+        )
+        assert response.status_code == 400, response.text
+        assert error_code(response) == "MALFORMED_BODY"
+        assert "more than once" in response.json()["error"]["message"]
         assert app_parts["db"]["crm_activity_log_migration_jobs"].count_documents({}) == 0
 
     def test_flag_off_is_forbidden(self, app_parts: dict[str, Any]) -> None:

@@ -44,7 +44,7 @@ from .auth import (
 )
 from .errors import HANDLERS, AnswerUnexpected, ApiError
 from .openapi import openapi_document
-from .records import decode_record, parse_body, refuse_unknown_keys
+from .records import decode_record, parse_body, refuse_unknown_keys, unique_members
 from .service import HttpService
 
 MAX_BATCH = 20
@@ -131,9 +131,11 @@ def _shallow_enough(raw: bytes, max_depth: int) -> bytes:
 async def _json_object(
     request: Request, limit: int, max_depth: int, keys: frozenset[str]
 ) -> dict[str, object]:
-    """The body, a JSON object of ``keys`` only (``refuse_unknown_keys``)."""
+    """The body, a JSON object of ``keys`` only (``refuse_unknown_keys``), none named twice
+    (``unique_members``)."""
     try:
-        body = json.loads(_shallow_enough(await _read_body(request, limit), max_depth))
+        raw = _shallow_enough(await _read_body(request, limit), max_depth)
+        body = json.loads(raw, object_pairs_hook=unique_members)
     except (ValueError, UnicodeDecodeError, RecursionError):  # nesting past the interpreter's stack
         raise ApiError(400, "MALFORMED_BODY", "body is not valid JSON (or nested too deeply)") from None
     if not isinstance(body, dict):

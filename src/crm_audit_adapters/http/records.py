@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import json
 from collections.abc import Mapping
 from typing import Final, cast
 
@@ -245,10 +246,25 @@ def _named(keys: list[str]) -> str:
     return ", ".join(shown[:_SHOWN_KEYS]) + more
 
 
+def unique_members(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """A body's object, as ``json.loads``' ``object_pairs_hook``: 400 ``MALFORMED_BODY`` naming a
+    member the object names twice. RFC 8259 §4 leaves which one counts to each reader: Python's keeps
+    the last, so ``{"company_sso_id": "a", "company_sso_id": "b"}`` would act on ``b`` where a proxy
+    or a log that read the first saw ``a`` (the status routes refuse a repeated query parameter alike)."""
+    body = dict(pairs)
+    if len(body) != len(pairs):
+        twice = sorted(key for key in body if sum(name == key for name, _ in pairs) > 1)
+        raise ApiError(400, "MALFORMED_BODY", f"body: an object names {_named(twice)} more than once")
+    return body
+
+
 def parse_body(raw: bytes) -> list[object]:
-    """The ``records`` array of a request body, parsed with Extended JSON types."""
+    """The ``records`` array of a request body, parsed with Extended JSON types; an object of it
+    that names a member twice is refused (``unique_members``)."""
     try:
-        body = loads_extended_json(raw.decode("utf-8"), _JSON_OPTIONS)
+        text = raw.decode("utf-8")
+        json.loads(text, object_pairs_hook=unique_members)  # bodies are small: one more parse
+        body = loads_extended_json(text, _JSON_OPTIONS)
     except RecursionError:
         raise ApiError(400, "MALFORMED_BODY", "body is nested too deeply") from None
     except ValueError as exc:  # not UTF-8, not JSON, or a malformed $-operator (extended_json_input)
