@@ -16,6 +16,7 @@ from crm_audit_adapters.cli import cli, exit_codes
 from crm_audit_adapters.cli.verify import summary_lines
 from crm_audit_transform.testing import InMemoryMigratedLogReader
 from crm_audit_transform.usecases.verify import VerifyPorts, verify_account
+from crm_audit_transform.verification import JobCheck
 from support.corpus_account import World
 from support.usman_server import UsmanServer, answer, email_twice, status
 
@@ -167,6 +168,31 @@ class TestSummaryLines:
         assert "\\x1b]0;pwned\\x07\\x1b[2J" in stray
         assert "\\rFAKE: clean\\u202e" in stray
         assert report.findings["stray"].items[0].external_id == hostile
+
+    def test_a_long_external_id_or_job_id_is_shown_cut(self) -> None:
+        """A stray whose external_id is 200,000 characters long made a summary line of that size (and
+        ten such ids, one per shown id); a job id from the database was shown raw, control characters
+        and all. Each is cut to its first 200 characters and its length, and escaped; the report keeps
+        the id whole."""
+        world = World()
+        world.trigger()
+        world.run()
+        long_id = "crm:acme:audit:" + "9" * 200_000
+        template = next(log for log in world.logs.logs if log.external_id)
+        world.logs.insert_batch([attrs.evolve(template, external_id=long_id)])
+        ports = VerifyPorts(
+            world.source, world.users, world.sso, world.contacts, InMemoryMigratedLogReader(world.logs)
+        )
+        report = verify_account(world.company, ports, world.transformer, tenant=world.tenant)
+        hostile_job = JobCheck("job\x1b[2J" + "x" * 5000, "completed", 0)
+        lines = list(summary_lines(attrs.evolve(report, job=hostile_job)))
+        (stray,) = [line for line in lines if line.startswith("  stray:")]
+        assert len(stray) < 400
+        assert f"… ({len(long_id)} characters)" in stray
+        (job_line,) = [line for line in lines if line.startswith("  job ")]
+        assert len(job_line) < 400
+        assert job_line.isprintable()
+        assert report.findings["stray"].items[0].external_id == long_id
 
 
 @pytest.mark.postgres

@@ -18,7 +18,7 @@ from crm_audit_transform.verification import FINDING_KINDS, SAMPLE_MAX, SEED_MAX
 from ..lease_owners import lease_owner
 from . import exit_codes
 from .main import cli
-from .options import emit, json_flag, printable, stored_non_empty
+from .options import emit, json_flag, printable, shown_word, stored_non_empty
 from .state import CliState
 
 SHOWN = 10
@@ -97,7 +97,8 @@ def summary_lines(report: VerifyReport, shown: int = SHOWN) -> Iterator[str]:
     verdict = "clean" if report.clean else "NOT verified"
     sample = f" (content sampled, {report.sample} per page)" if report.sample is not None else ""
     yield (
-        f"verify {report.company_sso_id} ({report.tenant}): {verdict} — {report.audits} audits, "
+        f"verify {_shown(report.company_sso_id)} ({_shown(report.tenant)}): {verdict} — "
+        f"{report.audits} audits, "
         f"{report.migrated} migrated, {sum(report.skipped.values())} skipped, "
         f"{sum(report.failed.values())} failed; {report.content_checked} contents compared{sample}"
     )
@@ -118,8 +119,7 @@ def summary_lines(report: VerifyReport, shown: int = SHOWN) -> Iterator[str]:
         if found is None or not found.count:
             continue
         refs = [
-            str(f.audit_id) if f.audit_id is not None else printable(f.external_id)
-            for f in found.items[:shown]
+            str(f.audit_id) if f.audit_id is not None else _shown(f.external_id) for f in found.items[:shown]
         ]
         more = f" … and {found.count - len(refs)} more" if found.count > len(refs) else ""
         yield f"  {kind}: {found.count} — {', '.join(refs)}{more}"
@@ -147,22 +147,31 @@ def summary_lines(report: VerifyReport, shown: int = SHOWN) -> Iterator[str]:
     job = report.job
     if job is None:
         yield "  job: none"
-    elif job.consistent:
-        yield f"  job {job.job_id} ({job.status}): consistent"
+        return
+    job_id = _shown(job.job_id)
+    if job.consistent:
+        yield f"  job {job_id} ({job.status}): consistent"
     else:
         if job.moved:
             yield (
-                f"  job {job.job_id} ({job.status}): written while verify read the account (a run, or a "
+                f"  job {job_id} ({job.status}): written while verify read the account (a run, or a "
                 "trigger, was live): its figures moved under the walk; verify again when no run writes it"
             )
         for m in job.mismatches:
             if m.figure == "outcomes":  # the job against itself: its outcomes against its processed
                 yield (
-                    f"  job {job.job_id} ({job.status}): migrated + skipped + failed is {m.job} "
+                    f"  job {job_id} ({job.status}): migrated + skipped + failed is {m.job} "
                     f"for {m.found} processed"
                 )
                 continue
-            yield f"  job {job.job_id} ({job.status}): {m.figure} is {m.job}, verify found {m.found}"
+            yield f"  job {job_id} ({job.status}): {m.figure} is {m.job}, verify found {m.found}"
+
+
+def _shown(text: str) -> str:
+    """The database's text (an external id, a job id, a tenant) as the summary shows it: cut when long
+    (``shown_word``: an id of 200,000 characters shows as its first 200 and its length, not as a line
+    of its own size) and escaped where it does not print (``printable``). ``--json`` keeps it whole."""
+    return printable(shown_word(text))
 
 
 def _ranges_line(report: VerifyReport, shown: int) -> str:
