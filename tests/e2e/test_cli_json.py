@@ -125,6 +125,22 @@ class TestJsonOutput:
         resumed = checked(triggered("trigger", *C, "--resume", "--json"), "trigger")
         assert resumed["job_id"] == cancelled["job_id"]
 
+    def test_status_prints_the_job_or_not_started(self, run_cli: Cli) -> None:
+        """status --json prints the job schema without the envelope, and for an account with no job
+        the two keys of schema not_started, which the docs named nowhere: their job schema listed every
+        key as present and a status enum without not_started."""
+        none = run_cli("status", *C, "--json")
+        assert none.exit_code == 0, none.output
+        assert problems(json.loads(none.stdout), SCHEMAS["not_started"], SCHEMAS) == []
+        assert run_cli("indexes", "up").exit_code == 0
+        assert run_cli("trigger", *C, "--date-range-start", RECENT).exit_code == 0
+        job = run_cli("status", *C, "--json")
+        assert job.exit_code == 0, job.output
+        assert problems(json.loads(job.stdout), SCHEMAS["job"], SCHEMAS) == []
+        listed = run_cli("status", "--all", "--json")
+        assert listed.exit_code == 0, listed.output
+        assert [problems(doc, SCHEMAS["job"], SCHEMAS) for doc in json.loads(listed.stdout)] == [[]]
+
     def test_run_prints_the_final_job(self, triggered: Cli) -> None:
         """run --json prints the completed job's document on stdout, progress staying on stderr."""
         ran = checked(triggered("run", *C, "--json"), "run")
