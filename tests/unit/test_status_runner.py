@@ -159,6 +159,30 @@ class TestDatabaseTextStaysOnItsLine:
         assert lines[2].endswith("  job\\n2")
         assert all(line.isprintable() for line in lines)
 
+    def test_a_long_id_is_shown_cut(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """A job id, tenant or lease owner of 200,000 characters made a row of that size in the table
+        and in status --all; each is its first 200 characters and its length, as verify shows ids."""
+        long = "j" * 200_000
+        show_status(
+            MigrationStatus(
+                company_sso_id="c-1",
+                status="in_progress",  # type: ignore[arg-type]
+                job_id=long,
+                tenant=long,
+                lease_owner=long,
+                lease_expires_at=LATER,
+            ),
+            as_json=False,
+        )
+        rows = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines())
+        for key in ("job_id", "tenant", "lease"):
+            assert rows[key].startswith("j" * 200 + "… (200000 characters)"), key
+            assert len(rows[key]) < 300
+        listed = MigrationStatus(company_sso_id=long, status="completed", job_id=long)  # type: ignore[arg-type]
+        (_, line) = account_lines([listed], NOW)
+        assert len(line) < 600
+        assert line.endswith("… (200000 characters)")
+
     def test_printable_text_is_shown_as_it_is(self) -> None:
         lines = list(account_lines([job()], NOW))
         assert lines[1].startswith(f"{'c-1':<36}  in_progress")

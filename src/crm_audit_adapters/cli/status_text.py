@@ -11,7 +11,7 @@ import click
 from crm_audit_transform.usecases import MigrationStatus
 from crm_audit_transform.usecases.status import ShardDocument, StatusDocument
 
-from .options import echo_json, emit, printable
+from .options import echo_json, emit, printable, shown_word
 
 
 def show_job(command: str, status: MigrationStatus, as_json: bool) -> None:
@@ -28,12 +28,15 @@ def show_status(status: MigrationStatus, as_json: bool) -> None:
         echo_json(status.as_dict())
         return
     doc = status.as_dict()
-    rows: list[tuple[str, object]] = [("company_sso_id", status.company_sso_id), ("status", status.status)]
+    rows: list[tuple[str, object]] = [
+        ("company_sso_id", _id(status.company_sso_id)),
+        ("status", status.status),
+    ]
     if status.job_id is not None:
         t = status.tally
         rows += [
-            ("job_id", status.job_id),
-            ("tenant", status.tenant),
+            ("job_id", _id(status.job_id)),
+            ("tenant", _id(status.tenant)),
             ("progress", f"{status.progress_pct:.2f}%"),
             ("last_audit_id", status.last_audit_id),
             ("processed", t.processed),
@@ -69,10 +72,17 @@ def account_lines(statuses: Iterable[MigrationStatus], now: dt.datetime) -> Iter
     yield f"{header}  {'runner':<10}  job_id"
     for s in statuses:
         yield (
-            f"{printable(s.company_sso_id):<36}  {s.status:<11}  {s.progress_pct:>7.2f}%  "
+            f"{printable(_id(s.company_sso_id)):<36}  {s.status:<11}  {s.progress_pct:>7.2f}%  "
             f"{s.tally.processed:>9}  {s.tally.failed_total:>6}  {runner(s, now):<10}  "
-            f"{printable(str(s.job_id))}"
+            f"{printable(_id(s.job_id))}"
         )
+
+
+def _id(text: object) -> str:
+    """An id from the database (a company, job or tenant id, a lease owner) as the table shows it:
+    whole up to 256 characters, else its first 200 and its length (``shown_word``), as ``verify``
+    shows ids: one of 200,000 characters would be a row of that size. ``--json`` keeps it whole."""
+    return shown_word(str(text))
 
 
 def _deleted(status: MigrationStatus) -> str:
@@ -116,7 +126,7 @@ def _lease(doc: StatusDocument) -> str:
     # the one holding it is gone (or frozen).
     if doc["lease_owner"] is None:
         return "per shard (below)" if doc["shards"] else "none (no runner holds the job)"
-    return f"{doc['lease_owner']} until {doc['lease_expires_at']}"
+    return f"{_id(doc['lease_owner'])} until {doc['lease_expires_at']}"
 
 
 def _not_resent(at: str | None) -> str:
@@ -130,7 +140,7 @@ def _not_resent(at: str | None) -> str:
 def _shard(shard: ShardDocument) -> str:
     top = "end" if shard["until_id"] is None else shard["until_id"]
     owner, expires = shard["lease_owner"], shard["lease_expires_at"]
-    held = "none" if owner is None else f"{owner} until {expires}"
+    held = "none" if owner is None else f"{_id(owner)} until {expires}"
     line = (
         f"{shard['status']}  ids ({shard['after_id']}, {top}]  cursor {shard['last_audit_id']}"
         f"  processed {shard['records_processed']}  lease {held}"
