@@ -370,6 +370,58 @@ class TestDryRunOnTheCorpus:
         assert "run again with a new --out" in stderr
         assert "run again with the same --out" not in stderr
 
+    @pytest.mark.parametrize("workers", [[], ["--workers", "2"]], ids=["one-process", "workers-2"])
+    def test_a_dry_run_writes_and_counts_nothing_read_after_its_file_changed(
+        self, tmp_path: Path, inputs: list[str], monkeypatch: pytest.MonkeyPatch, workers: list[str]
+    ) -> None:
+        """After the first logs are written the file is written again, shorter, a line past the
+        pages read so far unreadable in it (its id still readable). The run stops at the next page
+        it reads (exit 7): that line is not counted ``invalid_audit_row`` (it was, before the read
+        found the file's end short), and the logs kept are the clean run's first ones."""
+        rows = [
+            json.loads(line) for line in (CORPUS / "audits.jsonl").read_text(encoding="utf-8").splitlines()
+        ]
+        ours = [doc for doc in rows if doc["tenant"] == TENANT]
+        copies = [{**doc, "id": doc["id"] + block * 1_000_000} for block in range(5) for doc in ours]
+        lines = dump_jsonl(copies).splitlines(keepends=True)
+        audits = tmp_path / "audits.jsonl"
+        audits.write_text("".join(lines), encoding="utf-8")
+        size = audits.stat().st_size
+        at = len(lines) * 2 // 3  # past the pages read ahead of the first write
+        bad = copies[at]["id"]
+        rewritten = "".join(
+            [*lines[:at], dump_jsonl([{**copies[at], "action": 12345}]), *lines[at + 1 : at + 800]]
+        )
+        given = [*inputs, "--no-progress"]
+        given[given.index("--audits") + 1] = str(audits)
+        clean = tmp_path / "clean.jsonl"
+        assert invoke(*given, *workers, "--out", str(clean))[0] == 0
+
+        def then_rewritten(write: Callable[..., Any]) -> Callable[..., Any]:
+            def written(self: JsonlActivityLogSink, logs: Any) -> Any:
+                results = write(self, logs)
+                if audits.stat().st_size == size:  # once: truncated, then written, as an export is
+                    audits.write_text(rewritten, encoding="utf-8")
+                return results
+
+            return written
+
+        for name in ("insert_batch", "insert_packed"):
+            monkeypatch.setattr(
+                JsonlActivityLogSink, name, then_rewritten(getattr(JsonlActivityLogSink, name))
+            )
+        out, outcomes = tmp_path / "logs.jsonl", tmp_path / "outcomes.jsonl"
+        code, _, stderr = invoke(*given, *workers, "--out", str(out), "--outcomes", str(outcomes))
+
+        assert code == exit_codes.BAD_INPUT, stderr
+        assert "it changed while it was read" in stderr
+        told = [json.loads(line) for line in outcomes.read_text(encoding="utf-8").splitlines()]
+        assert told
+        assert bad not in {outcome["audit_id"] for outcome in told}
+        kept = out.read_bytes()
+        assert kept
+        assert clean.read_bytes().startswith(kept)
+
     def test_with_workers_a_dry_run_refused_partway_keeps_the_pages_before_the_bad_line(
         self, tmp_path: Path, inputs: list[str]
     ) -> None:

@@ -387,7 +387,10 @@ def _note_partial_output(error: Exception, out: Path | None, written: int) -> No
     interrupted at that point leaves (a crash leaves the same), and a run again with the same
     ``--out`` appends only the logs not yet there. Throwing them away would make the re-run redo
     them, for a file it reads back anyway. Not so when the file changed under the run
-    (``FileChangedWhileRead``): those logs are the old file's, so the note asks for a new ``--out``.
+    (``FileChangedWhileRead``): those logs are the old file's. No page read after the change is
+    written (``FileAuditSource._page``), but the change may have cut or rewritten the rows already
+    written, which only a digest of every byte read could rule out, so the note asks for a new
+    ``--out`` (docs/files.md, "Why a new `--out` all the same").
     """
     if out is None or written <= 0:
         return

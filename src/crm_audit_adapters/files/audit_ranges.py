@@ -44,7 +44,7 @@ from .audit_source import DEFAULT_PAGE_BYTES, HOLD_SET_ASIDE
 from .audit_spans import FileSpanReader, FileSpanSource
 from .audits import FileFormat
 from .checked_rows import CheckedRows
-from .errors import FileFormatError
+from .errors import FileChangedWhileRead, FileFormatError
 from .lines import LineWindow, PathLike, SetAside, check_read_whole, size_if_regular
 from .psql_csv import DEFAULT_MAX_RECORD_BYTES
 from .scope_keys import text_bytes
@@ -308,16 +308,21 @@ class FileRangeSource(FileSpanSource):
                 limit=limit,
                 on_set_aside=on_set_aside,
                 scope=frozenset(scope),
+                check=self._mark.check,
             )
             try:
                 yield from merge.pages(ranges)
+                # The end the ranges found: the file they began, not one rewritten or replaced meanwhile.
+                self._mark.check()
+            except FileChangedWhileRead:
+                self._drop_page()
+                raise
             except FileFormatError as error:  # a range's read stopped: by the file changing?
                 changed = self._changed_instead(error)
                 if changed is None:
                     raise
+                self._drop_page()
                 raise changed from error
-            # The end the ranges found: the file they began, not one rewritten or replaced meanwhile.
-            self._mark.check()
         finally:
             close = getattr(ranges, "close", None)
             if callable(close):
@@ -334,11 +339,17 @@ class _Merge:
     but sets aside only the lines past the cursor, as one forward read reports only those past the
     cursor it started from (``FileAuditSource._ordered``'s ``floor``): the run loop counted the
     others, and building their outcomes (every one from the file's start, on each resume) only
-    for the loop to drop them cost time."""
+    for the loop to drop them cost time.
+
+    ``check`` looks at the file before each page and the rows set aside with it are handed
+    (``FileMark.check``): a range read while the file changed (a worker's read goes on in the
+    bytes it buffered before a cut) raises ``FileChangedWhileRead`` there, and nothing of it is
+    handed, as in one process (``FileAuditSource._page``)."""
 
     __slots__ = (
         "_after_id",
         "_budget",
+        "_check",
         "_checked",
         "_degraded",
         "_fell",
@@ -363,8 +374,10 @@ class _Merge:
         limit: int,
         on_set_aside: Callable[[Sequence[Outcome]], None],
         scope: frozenset[str],
+        check: Callable[[], None],
     ) -> None:
         self._checked = checked
+        self._check = check
         self._scope = scope  # a line set aside of a type outside it is not counted (FileAuditSource)
         self._order = order
         self._page_bytes = page_bytes
@@ -388,6 +401,8 @@ class _Merge:
         if self._ids:
             yield self._page()
         checked = self._checked
+        if checked is not None and checked.outcomes:
+            self._check()
         rest = checked.take() if checked is not None else ()
         if rest:
             self._on_set_aside(rest)
@@ -503,7 +518,9 @@ class _Merge:
                 yield self._page()
 
     def _page(self) -> TransformedPage:
-        """The page filled so far, after handing over the rows set aside with it; a new one begun."""
+        """The page filled so far, after handing over the rows set aside with it; a new one begun.
+        ``FileChangedWhileRead`` instead when the file changed (``check``)."""
+        self._check()
         checked = self._checked
         self._on_set_aside(checked.take() if checked is not None else ())
         if self._outcomes:

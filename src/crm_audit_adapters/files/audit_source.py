@@ -290,7 +290,12 @@ class FileAuditSource:
 
         The page ends early, after the rows found so far (none, perhaps), once the outcomes set
         aside and not yet taken reach ``HOLD_SET_ASIDE``: the caller takes them and asks again after
-        the highest id handed (``ports.RowsSetAside``), and the reader goes on where it paused."""
+        the highest id handed (``ports.RowsSetAside``), and the reader goes on where it paused.
+
+        Before a page is handed, the file is looked at again (``FileMark.check``, one a page): an
+        open read goes on in the bytes it buffered before a cut, or in another file's written over
+        it, so a page read while the file changed raises ``FileChangedWhileRead`` instead, and its
+        rows and the lines it set aside are dropped, never handed (docs/files.md)."""
         if tenant != self._tenant or limit <= 0:
             return []
         if self._end is not None and after_id >= self._end:
@@ -321,32 +326,47 @@ class FileAuditSource:
         found: list[Row] = []
         budget = self._page_bytes
         checked = self._checked
-        for row in reader:
-            if row is SetAside.LINE:
-                if checked is not None and checked.outcomes:
-                    self._handed = max(self._handed, checked.outcomes[-1].audit_id)
-                if checked is not None and len(checked.outcomes) >= HOLD_SET_ASIDE:
-                    # The same reader goes on from here when the next page is asked after the
-                    # highest id handed (the run loop asks so).
-                    break
-                continue
-            self._position = row.id
-            if row.id > after_id and row.auditable_type in wanted and on_or_after(row, cutoff):
-                found.append(row)
-                self._handed = max(self._handed, row.id)
-                if on_found is not None:
-                    on_found()
-                budget -= size_of(row)
-                if len(found) == limit or budget <= 0:
-                    break
-        else:
-            self.close()
-            # The end this read found: the file it began, not one rewritten or replaced meanwhile.
+        try:
+            for row in reader:
+                if row is SetAside.LINE:
+                    if checked is not None and checked.outcomes:
+                        self._handed = max(self._handed, checked.outcomes[-1].audit_id)
+                    if checked is not None and len(checked.outcomes) >= HOLD_SET_ASIDE:
+                        # The same reader goes on from here when the next page is asked after the
+                        # highest id handed (the run loop asks so).
+                        break
+                    continue
+                self._position = row.id
+                if row.id > after_id and row.auditable_type in wanted and on_or_after(row, cutoff):
+                    found.append(row)
+                    self._handed = max(self._handed, row.id)
+                    if on_found is not None:
+                        on_found()
+                    budget -= size_of(row)
+                    if len(found) == limit or budget <= 0:
+                        break
+            else:
+                self.close()
+                # The end this read found: the file it began, not one rewritten or replaced meanwhile.
+                self._mark.check()
+                self._end = max(after_id, self._handed, self._position or 0)
+                self._position = None
+                self._drained = (max(after_id, self._handed), wanted, cutoff)
+                return found
+            # Read, perhaps, from bytes the file no longer holds: handed only if it is still the file.
             self._mark.check()
-            self._end = max(after_id, self._handed, self._position or 0)
-            self._position = None
-            self._drained = (max(after_id, self._handed), wanted, cutoff)
+        except FileChangedWhileRead:
+            self._drop_page()
+            raise
         return found
+
+    def _drop_page(self) -> None:
+        """Forget the page being read, its file found changed (``_page``): the reader is closed and
+        the lines it set aside are dropped with its rows, never handed (``take_set_aside``)."""
+        self.close()
+        self._position = None
+        if self._checked is not None:
+            self._checked.take()
 
     def take_set_aside(self) -> Sequence[Outcome]:
         """The outcomes of the rows set aside since the last call (``ports.RowsSetAside``); none
