@@ -6,7 +6,10 @@ Usage: .venv/bin/python benchmarks/stray_memory.py [--ids 1000000] [--ref REV ..
 ``--ids`` ``crm_migration`` external ids of another tenant (``crm:other:audit:{n}``), made one at a
 time (the stream itself holds nothing), each in its own process:
 - ``distinct``: every id once (the common case: no duplicate);
-- ``doubled``: every 1,000th id twice (duplicates: the pass reads the stream again for them).
+- ``doubled``: every 1,000th id twice (duplicates: the pass reads the stream again for them);
+- ``tenant``: ids of this tenant (``crm:acme:audit:{n}00``, 100 apart: sparse, no bitmap) naming
+  no walked audit, in the stream's text order (``1``, ``10``, ``100``, …, ``11``): each kept as its
+  audit id, sorted in across all those held.
 Each line gives the process's peak RSS above its RSS before the pass (``ru_maxrss`` less
 ``VmRSS``, MiB: the load does not move it) and the pass's CPU seconds (``time.process_time``, which
 a busy machine inflates less than the wall; read only as ratios within one run). This tree's
@@ -32,7 +35,7 @@ from types import SimpleNamespace
 from _machine import arguments, source_tree, uptime
 
 HERE = Path(__file__).resolve().parent
-KINDS = ("distinct", "doubled")
+KINDS = ("distinct", "doubled", "tenant")
 COMPANY = "company-a"
 
 
@@ -43,6 +46,10 @@ class _Reader:
         self.ids, self.kind = ids, kind
 
     def tagged_external_ids(self, company_sso_id: str, prefix: str) -> Iterator[tuple[str, str]]:
+        if self.kind == "tenant":
+            # Zeros appended keep the text order of n: the ids' own, as MongoDB sorts them.
+            yield from ((f"crm:acme:audit:{n}00", "crm_migration") for n in text_order(self.ids))
+            return
         for n in range(self.ids):
             yield f"crm:other:audit:{n}", "crm_migration"
             if self.kind == "doubled" and n % 1000 == 0:
@@ -50,6 +57,19 @@ class _Reader:
 
     def migrated_external_ids(self, company_sso_id: str) -> Iterator[str]:
         return (ext_id for ext_id, _ in self.tagged_external_ids(company_sso_id, ""))
+
+
+def text_order(last: int) -> Iterator[int]:
+    """1 to ``last`` in the order of their decimal text (1, 10, 100, …, 11, …), one at a time."""
+    n = 1
+    for _ in range(last):
+        yield n
+        if n * 10 <= last:
+            n *= 10
+            continue
+        while n % 10 == 9 or n + 1 > last:
+            n //= 10
+        n += 1
 
 
 def _rss_kib() -> int:

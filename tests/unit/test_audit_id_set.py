@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import tracemalloc
 
-from hypothesis import given, settings
+import pytest
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from crm_audit_transform.usecases import _id_set as id_set
 from crm_audit_transform.usecases._id_set import AuditIdSet
 
 _IDS = st.one_of(
@@ -69,3 +71,20 @@ def test_dense_ids_cost_about_a_bit_each() -> None:
     """200,000 consecutive ids are four bitmaps of 8 KiB."""
     held, _ = held_bytes(1, 200_000)
     assert held < 4 * 8192 + 16_384
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=st.lists(st.lists(_IDS, max_size=40), max_size=12), probes=st.lists(_IDS, max_size=50))
+def test_ids_sorted_in_among_those_held_are_the_set_of_the_ids_added(
+    batches: list[list[int]], probes: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches merged into the ids already held, in any order, repeating held ids or their own
+    (a merge every 8 ids, and at each look-up): the set of the ids added, each once."""
+    monkeypatch.setattr(id_set, "_MERGE", 8)
+    ids, reference = AuditIdSet(), set[int]()
+    for batch in batches:
+        ids.update(batch)
+        reference.update(batch)
+        assert len(ids) == len(reference)  # sorts the batch's last ids in
+        for audit_id in [*batch, *probes]:
+            assert (audit_id in ids) == (audit_id in reference)

@@ -11,10 +11,9 @@ outside int64, which no ``audits.id`` is, are kept in a plain set.
 
 from __future__ import annotations
 
-import heapq
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Final
 
 _BLOCK_BITS: Final = 16
@@ -91,7 +90,7 @@ class AuditIdSet:
         if not loose or new[0] > loose[-1]:
             loose.extend(new)  # a walk's ids ascend: an append
         else:
-            loose = self._loose = array("q", _unique(heapq.merge(loose, new)))
+            loose = self._loose = _merged(loose, new)
         for block in sorted({audit_id >> _BLOCK_BITS for audit_id in new}):
             start = bisect_left(loose, block << _BLOCK_BITS)
             end = bisect_left(loose, (block + 1) << _BLOCK_BITS, start)
@@ -105,9 +104,20 @@ class AuditIdSet:
             del loose[start:end]
 
 
-def _unique(ids: Iterable[int]) -> Iterator[int]:
-    last: int | None = None
-    for audit_id in ids:
-        if audit_id != last:
-            yield audit_id
-            last = audit_id
+def _merged(loose: array[int], new: list[int]) -> array[int]:
+    """``loose`` (sorted, unique) with ``new`` (sorted, unique) sorted in, none twice: a bisect for
+    each new id, and the held ids between two new ones copied as one slice. The stray pass sorts in
+    the tenant's ids it meets in the stream's text order, spread over all it holds: stepping through
+    every held id in Python at each merge (``heapq.merge``) made its cost grow with the square of
+    their number (benchmarks/stray_memory.py)."""
+    out = array("q")
+    start, size = 0, len(loose)
+    for audit_id in new:
+        at = bisect_left(loose, audit_id, start)
+        if at < size and loose[at] == audit_id:
+            continue  # held already: copied with the run it is in
+        out += loose[start:at]
+        out.append(audit_id)
+        start = at
+    out += loose[start:]
+    return out
