@@ -504,8 +504,8 @@ class JsonlMigratedLogReader:
     def non_string_external_ids(self, company_sso_id: str) -> Iterator[str]:
         """``ports.log_stores.NonStringExternalIds``, as ``MongoMigratedLogReader`` gives it: each
         ``crm_migration`` line's ``external_id`` that is there but not a string, as its relaxed
-        Extended JSON (``log_index.non_string_text``), one a line, in file order. Before, such a line
-        was passed over, where MongoDB's reader streams it for verify to report as a stray."""
+        Extended JSON (``log_index.non_string_text``), one a line, in file order, so verify reports
+        such a line as a stray, as it does a log MongoDB's reader streams."""
         return self._index.non_string_external_ids(company_sso_id)
 
     def tagged_external_ids(self, company_sso_id: str, prefix: str) -> Iterator[tuple[str, str]]:

@@ -13,7 +13,7 @@
   but not a string, an array included (rollback deletes them too: ``external_id: {$exists: true}``),
   in ``_id`` order, each as its relaxed Extended JSON (``7``, ``null``): no id of ours, so verify
   reports them ``stray``. A stream apart (``ports.log_stores.NonStringExternalIds``): in the id
-  stream, ``5`` and ``"5"`` were one text, and two logs of one id (a false ``duplicate``).
+  stream, ``5`` and ``"5"`` would be one text, and two logs of one id (a false ``duplicate``).
 * ``tagged_external_ids``: the same, with each log's ``source_tag``, in three ranges of the index,
   the one under ``crm:{tenant}:audit:`` read whatever the tag: a log of another tool under an id of
   ours is read too (verify's stray pass).
