@@ -204,6 +204,22 @@ class TestRollback:
         store.delete_migrated("company-a")
         assert [r.status for r in store.insert_batch(logs(1, 2))] == ["inserted", "inserted"]
 
+    def test_logs_deleted_by_id_or_in_a_chunk_can_be_written_again_and_only_they(
+        self, store: ActivityLogStore
+    ) -> None:
+        """A key freed by ``delete_migrated_ids`` or ``delete_migrated_chunk`` is new again; the logs
+        kept are still duplicates, and so are the new ones in a later batch."""
+        if not isinstance(store, MigratedLogsById):
+            assert isinstance(store, JsonlActivityLogSink)
+            return
+        assert isinstance(store, MigratedLogsInChunks)
+        store.insert_batch(logs(1, 2, 3))
+        assert store.delete_migrated_ids("company-a", [logs(1)[0].external_id]) == 1
+        assert store.delete_migrated_chunk("company-a", store.migrated_chunk("company-a", 1)) == 1
+        first = [(r.external_id, r.status) for r in store.insert_batch(logs(1, 2, 3, 4))]
+        assert sorted(status for _, status in first) == ["inserted", "inserted", "inserted", "skipped"]
+        assert [r.status for r in store.insert_batch(logs(1, 2, 3, 4))] == ["skipped"] * 4
+
     def test_a_batch_undoing_itself_deletes_its_own_logs_only(self, store: ActivityLogStore) -> None:
         """MigratedLogsById (every store but the file sink): the named logs of that company, no other
         log of it, none of another company's with the same ids. The JSONL sink deletes a whole account

@@ -132,9 +132,8 @@ class TestRepairWritesTheRunsLog:
         named = [log for log in world.logs.logs if "linked_entity_name" in log.metadata]
         assert named, "the corpus account has association logs the run names"
         gone = named[0]
-        timeline = world.logs  # the in-memory CDP: its document and its log go, as a deleted document
-        doc_id = next(key for key, log in timeline._logs.items() if log.external_id == gone.external_id)
-        del timeline._docs[doc_id], timeline._logs[doc_id]
+        # The in-memory CDP: its document and its log go, as a deleted document.
+        assert world.logs.delete_migrated_ids(world.company, [gone.external_id]) == 1
 
         report = world.service().verify(world.company, repair=True)
 

@@ -127,7 +127,7 @@ class InMemoryEnrichmentStore:
     ``persons`` maps ``(company_sso_id, customer_id)`` to the contact's ``crm_data.id``.
     """
 
-    __slots__ = ("_docs", "_entity_id_path", "_logs", "_next", "_persons", "updates")
+    __slots__ = ("_docs", "_entity_id_path", "_keys", "_logs", "_next", "_persons", "updates")
 
     def __init__(
         self,
@@ -139,6 +139,11 @@ class InMemoryEnrichmentStore:
     ) -> None:
         self._docs: dict[str, dict[str, Any]] = {}
         self._logs: dict[str, ActivityLog] = {}
+        # The partial unique index: each stored (company, external id) → the source_tag of the last
+        # document holding it. Kept as documents come; a deletion or a restore drops it, to be built
+        # again from the documents at the next insert (built per batch, a run cost the square of its
+        # batches).
+        self._keys: dict[tuple[str, str], object] | None = {}
         self._next = 1
         self._persons = dict(persons or {})
         self._entity_id_path = entity_id_path
@@ -159,7 +164,18 @@ class InMemoryEnrichmentStore:
         doc_id = f"{self._next:012d}"
         self._next += 1  # ids never repeat, even after a rollback deleted documents
         self._docs[doc_id] = document
+        if self._keys is not None and isinstance(document.get("external_id"), str):
+            self._keys[(document["company_sso_id"], document["external_id"])] = document.get("source_tag")
         return doc_id
+
+    def _key_index(self) -> dict[tuple[str, str], object]:
+        if self._keys is None:
+            self._keys = {
+                (doc["company_sso_id"], doc["external_id"]): doc.get("source_tag")
+                for doc in self._docs.values()
+                if isinstance(doc.get("external_id"), str)
+            }
+        return self._keys
 
     def document(self, doc_id: str) -> dict[str, Any]:
         """A copy of a stored document, for assertions."""
@@ -191,22 +207,20 @@ class InMemoryEnrichmentStore:
         # Unordered insert against the partial unique index: each duplicate is reported, the rest land.
         # It has no log_encoder, so an EncodedLog reaching it is a wiring mistake. A log MongoDB
         # would refuse (past 16 MiB, nested past 100 levels) fails alone, as it does there.
-        logs = refuse_encoded(logs, self)
-        keys: dict[tuple[str, str], object] = {
-            (doc["company_sso_id"], doc["external_id"]): doc.get("source_tag")
-            for doc in self._docs.values()
-            if isinstance(doc.get("external_id"), str)
-        }
-        return insert_unordered(logs, keys, self.add_native)
+        return insert_unordered(refuse_encoded(logs, self), self._key_index(), self.add_native)
+
+    def _forget(self, doc_ids: Iterable[str]) -> None:
+        for doc_id in doc_ids:
+            del self._docs[doc_id]
+            self._logs.pop(doc_id, None)
+            self._keys = None  # another document may hold the key: built again at the next insert
 
     def _migrated(self, doc: Mapping[str, Any], company_sso_id: str) -> bool:
         return doc["company_sso_id"] == company_sso_id and doc.get("source_tag") == SOURCE_TAG
 
     def delete_migrated(self, company_sso_id: str) -> int:
         gone = [doc_id for doc_id, doc in self._docs.items() if self._migrated(doc, company_sso_id)]
-        for doc_id in gone:
-            del self._docs[doc_id]
-            self._logs.pop(doc_id, None)
+        self._forget(gone)
         return len(gone)
 
     def migrated_chunk(self, company_sso_id: str, limit: int) -> Sequence[object]:
@@ -220,9 +234,7 @@ class InMemoryEnrichmentStore:
             for doc_id in ids
             if doc_id in self._docs and self._migrated(self._docs[doc_id], company_sso_id)
         ]
-        for doc_id in gone:
-            del self._docs[doc_id]
-            self._logs.pop(doc_id, None)
+        self._forget(gone)
         return len(gone)
 
     def delete_migrated_ids(self, company_sso_id: str, external_ids: Collection[str]) -> int:
@@ -232,9 +244,7 @@ class InMemoryEnrichmentStore:
             for doc_id, doc in self._docs.items()
             if self._migrated(doc, company_sso_id) and doc.get("external_id") in wanted
         ]
-        for doc_id in gone:
-            del self._docs[doc_id]
-            self._logs.pop(doc_id, None)
+        self._forget(gone)
         return len(gone)
 
     def count_migrated(self, company_sso_id: str) -> int:
@@ -250,6 +260,7 @@ class InMemoryEnrichmentStore:
                 restored = restored_log(log, doc.get("metadata"), run_keys)
                 self._docs[doc_id] = _document_of(restored)
                 self._logs[doc_id] = restored
+                self._keys = None
                 found = True
         return found
 
