@@ -1,6 +1,10 @@
 """Every answer of every route against the OpenAPI document generated from its type: a full answer
 (every optional object present) conforms, and a field its schema does not list — at the top or in
-any nested object — fails the same check the fuzz runs."""
+any nested object — fails the same check the fuzz runs.
+
+schemathesis is imported by the functions that use it, as in test_api_fuzz.py: every test process
+collects this file and only the one that runs it needs schemathesis.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,6 @@ from typing import Any, Literal, NotRequired, Required, TypedDict, get_args
 
 import httpx
 import pytest
-import schemathesis
-from schemathesis.core.failures import FailureGroup
-from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from crm_audit_adapters.http import BasicAuthCredentials, SignedSessionResolver, create_app
 from crm_audit_adapters.http.openapi import openapi_document
@@ -133,6 +134,9 @@ def answer(client: httpx.Client, method: str, path: str, parts: dict[str, Any]) 
 
 def conforms(method: str, path: str, response: httpx.Response) -> None:
     """The check the fuzz runs on this answer; raises when the body is not what the document says."""
+    import schemathesis
+    from schemathesis.specs.openapi.checks import response_schema_conformance
+
     case = schemathesis.openapi.from_dict(openapi_document())[path][method].Case()
     case.validate_response(response, checks=[response_schema_conformance])
 
@@ -179,6 +183,8 @@ class TestAnswerSchemas:
     ) -> None:
         """The same answer with one unlisted field in any of its objects — the body, a shard, the
         enrichment counts, a finding, a write result, the error — is refused by the fuzz's check."""
+        from schemathesis.core.failures import FailureGroup
+
         response = answer(client, method, path, parts)
         paths = list(object_paths(response.json()))
         assert len(paths) >= (1 if status != 200 or path.endswith(("status", "rollback")) else 2)

@@ -1,5 +1,9 @@
 """Fuzz the HTTP surface from its own OpenAPI document: whatever arrives, no route answers 500, and
-every answer conforms to the document (status code, content type, body schema)."""
+every answer conforms to the document (status code, content type, body schema).
+
+schemathesis is imported by the functions that use it: every test process collects this file and
+only the one that runs it needs schemathesis (scripts/check turns its pytest plugin off).
+"""
 
 from __future__ import annotations
 
@@ -8,17 +12,10 @@ import contextlib
 import datetime as dt
 import logging
 from collections.abc import Iterator
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
-import schemathesis
 from hypothesis import HealthCheck, given, settings
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
 from test_routes import people_count, runtime_over, seed_contacts
 
 from crm_audit_adapters.http import BasicAuthCredentials, SignedSessionResolver, create_app
@@ -33,6 +30,9 @@ from crm_audit_transform.errors import (
 )
 from crm_audit_transform.testing import FixedClock, InMemorySsoDirectory
 from support.live_server import LiveServer, MountedApp
+
+if TYPE_CHECKING:
+    import schemathesis
 
 pytestmark = pytest.mark.postgres
 
@@ -54,9 +54,15 @@ def live(crm_dsn: str, mongo_db: Any) -> Iterator[LiveServer]:
             yield server
 
 
+def schema_at(url: str) -> Any:
+    """The app's OpenAPI document as schemathesis loads it from the live server at ``url``."""
+    import schemathesis
+
+    return schemathesis.openapi.from_url(f"{url}/openapi.json")
+
+
 def operations(url: str) -> list[object]:
-    schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
-    return [result.ok() for result in schema.get_all_operations()]
+    return [result.ok() for result in schema_at(url).get_all_operations()]
 
 
 def test_the_document_names_every_route(live: LiveServer) -> None:
@@ -64,12 +70,22 @@ def test_the_document_names_every_route(live: LiveServer) -> None:
     assert len(operations(live.url)) == 7
 
 
-CONFORMANCE = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_schema_conformance,
-]
+def conformance() -> list[Any]:
+    """The checks every answer passes: no 5xx first, then the document's status code, content type
+    and body schema."""
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import (
+        content_type_conformance,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
+    return [
+        not_a_server_error,
+        status_code_conformance,
+        content_type_conformance,
+        response_schema_conformance,
+    ]
 
 
 @pytest.mark.wire_duplicate  # a whole-account run: see support/wire_sample.py
@@ -77,6 +93,7 @@ def test_no_input_makes_a_route_fail_with_a_server_error(live: LiveServer) -> No
     """Generated bodies, parameters and credentials never produce a 5xx, errors keep the envelope, and
     every answer is one the document declares, in the shape it declares."""
     headers = {"Authorization": AUTH, "Cookie": f"crm_session={SESSIONS.sign('fuzz-co')}"}
+    checks = conformance()
     for operation in operations(live.url):
 
         @given(case=operation.as_strategy())  # type: ignore[attr-defined]
@@ -84,7 +101,7 @@ def test_no_input_makes_a_route_fail_with_a_server_error(live: LiveServer) -> No
         def check(case: schemathesis.Case) -> None:
             response = case.call(base_url=live.url, headers=headers)
             assert response.status_code < 500, f"{case.method} {case.path}: {response.text}"
-            case.validate_response(response, checks=CONFORMANCE)
+            case.validate_response(response, checks=checks)
             if response.status_code >= 400:
                 assert set(response.json()) == {"error"}
 
@@ -142,14 +159,14 @@ def test_every_route_answers_its_success_path_as_documented(
     """Each route's success answer (and a repeated write, a second trigger) conforms to the document,
     every object in it declared field by field."""
     seed_contacts(mongo_db, "company-other", people_count(crm_dsn))
-    schema = schemathesis.openapi.from_url(f"{live.url}/openapi.json")
+    schema = schema_at(live.url)
     headers = {"Authorization": AUTH, "Cookie": f"crm_session={SESSIONS.sign('fuzz-co')}"}
     seen = set()
     for method, path, parts, expected in SUCCESS_PATHS:
         case = schema[path][method].Case(**parts)
         response = case.call(base_url=live.url, headers=headers)
         assert response.status_code == expected, f"{method} {path}: {response.text}"
-        case.validate_response(response, checks=CONFORMANCE)
+        case.validate_response(response, checks=conformance())
         seen.add((method, path))
     assert len(seen) == len(operations(live.url))
 
@@ -223,12 +240,12 @@ def test_every_route_answers_a_failure_behind_it_as_documented(
     server_log.addHandler(logged)
     with server.mount(app), contextlib.ExitStack() as stack:
         stack.callback(server_log.removeHandler, logged)
-        schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
+        schema = schema_at(url)
         for (method, path), parts in routes.items():
             case = schema[path][method].Case(**parts)
             response = case.call(base_url=url, headers=headers)
             assert (response.status_code, response.json()["error"]["code"]) == (status, code), path
-            case.validate_response(response, checks=CONFORMANCE[1:])  # all but "no 5xx"
+            case.validate_response(response, checks=conformance()[1:])  # all but "no 5xx"
             assert SECRET not in response.text
         assert len(routes) == len(operations(url))
     # The app logs each failure itself (a bug by its frames and types alone): the server logs none.
