@@ -43,9 +43,20 @@ SECRET = "Kx9vQ7zR"
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 EXAMPLE = Path(__file__).resolve().parents[2] / "src" / "crm_audit_adapters" / "data" / "example"
 # Codes no command line can produce: the HTTP route's batch limit, USMAN being down (a run
-# degrades those actors and goes on), and a drifted log the store refuses to set back (verify --repair
-# counts it, restore_refused, and goes on: tests/unit/test_verify_restore_refused.py).
-NOT_FROM_THE_CLI = {"BATCH_TOO_LARGE", "DIRECTORY_UNAVAILABLE", "RESTORE_REFUSED"}
+# degrades those actors and goes on), a drifted log the store refuses to set back (verify --repair
+# counts it, restore_refused, and goes on: tests/unit/test_verify_restore_refused.py), verify's
+# sample or seed out of range (click refuses it first: USAGE), a guard with no code of its own (every
+# guard raised has one), and a worker's task the broker took no re-send of (the worker logs it:
+# tests/unit/test_celery_app.py).
+NOT_FROM_THE_CLI = {
+    "BATCH_TOO_LARGE",
+    "DIRECTORY_UNAVAILABLE",
+    "RESTORE_REFUSED",
+    "INVALID_SAMPLE",
+    "INVALID_SEED",
+    "GUARD",
+    "BROKER_UNAVAILABLE",
+}
 # Not an error line but a verdict: verify prints its report and exits 10 (tests/e2e/test_cli_verify.py).
 VERDICTS = {"NOT_VERIFIED"}
 # Error classes that exist with their exit code but that no code path raises yet: each gets a row

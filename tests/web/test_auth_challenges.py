@@ -1,5 +1,6 @@
 """Every 401 names the scheme its route takes (RFC 7235 §3.1): Basic on ``/private``, Bearer on the
-tenant status route (RFC 6750 §3), with ``error="invalid_token"`` only when a token was refused."""
+tenant status route (RFC 6750 §3), with ``error="invalid_token"`` only when a token was refused; a
+``Bearer`` header with no token is a 400 ``error="invalid_request"``."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from support.live_server import LiveServer
 SESSIONS = SignedSessionResolver(secret=b"challenge-secret", max_age=60)
 BARE = 'Bearer realm="crm-audit"'
 REFUSED = 'Bearer realm="crm-audit", error="invalid_token"'
+INVALID_REQUEST = 'Bearer realm="crm-audit", error="invalid_request"'
 FORGED = SignedSessionResolver(secret=b"another-secret").sign("company-acme")
 
 
@@ -53,10 +55,9 @@ class TestTenantStatusChallenge:
         ("headers", "cookie"),
         [
             ({}, None),
-            ({"Authorization": "Bearer"}, None),
             ({"Authorization": "Basic " + base64.b64encode(b"ops:pw").decode()}, None),
         ],
-        ids=["nothing", "bearer-without-token", "basic-login-only"],
+        ids=["nothing", "basic-login-only"],
     )
     def test_no_token_is_a_bare_bearer_challenge(
         self, http: httpx.Client, headers: dict[str, str], cookie: str | None
@@ -96,6 +97,29 @@ class TestTenantStatusChallenge:
         for token in (FORGED, "not-a-token"):
             assert token not in answer.text
             assert all(token not in value for value in answer.headers.values())
+
+    @pytest.mark.parametrize(
+        "header",
+        [
+            "Bearer",
+            "bearer   s3cr3t-part other-part",
+            "Bearer s3cr3t,x",
+            "Bearer ==s3cr3t",
+        ],
+    )
+    def test_bearer_credentials_that_are_no_token_are_400_invalid_request(
+        self, http: httpx.Client, header: str
+    ) -> None:
+        """``Bearer`` with no ``b64token`` after it (RFC 6750 §2.1: an empty one, or a character outside
+        its grammar) is a malformed request: 400 with ``error="invalid_request"`` (§3.1), even beside a
+        valid cookie, where it was 401 with the bare challenge. Nothing of the header is echoed.
+        (``Bearer `` with trailing spaces, which httpx refuses to send: tests/web/test_sessions.py.)"""
+        answer = tenant_status(http, {"Authorization": header}, SESSIONS.sign("company-acme"))
+        assert answer.status_code == 400
+        assert answer.json()["error"]["code"] == "MALFORMED_AUTHORIZATION"
+        assert answer.headers.get_list("www-authenticate") == [INVALID_REQUEST]
+        assert "s3cr3t" not in answer.text
+        assert all("s3cr3t" not in value for value in answer.headers.values())
 
     def test_an_expired_session_is_invalid_token(self) -> None:
         """A session past ``max_age`` is a refused token too."""

@@ -3,44 +3,25 @@ answered with its code's status: a code the map lacked was a 500 (``RESTORE_REFU
 
 from __future__ import annotations
 
+import asyncio
 import base64
-import importlib
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+from starlette.requests import Request
 
 from crm_audit_adapters.cli import exit_codes
 from crm_audit_adapters.http import BasicAuthCredentials, SignedSessionResolver, create_app
+from crm_audit_adapters.http import errors as http_errors
 from crm_audit_adapters.http.errors import STATUSES
 from crm_audit_transform.errors import CrmAuditError, JobNotFound, RestoreRefused, VerifyOptionInvalid
+from support.error_classes import error_classes, error_codes
 from support.live_server import LiveServer
-
-# The adapters' modules that define errors, imported so that their classes are in the tree below.
-for _module in (
-    "crm_audit_adapters.celery.resend",
-    "crm_audit_adapters.files.audit_order",
-    "crm_audit_adapters.files.audit_source",
-    "crm_audit_adapters.files.errors",
-    "crm_audit_adapters.files.long_lines",
-    "crm_audit_adapters.shard_processes",
-    "crm_audit_adapters.usman",
-):
-    importlib.import_module(_module)
 
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"ops:pw").decode()}
 SECRET = "s3cr3t-in-the-message"
-
-
-def _classes() -> list[type[CrmAuditError]]:
-    found: list[type[CrmAuditError]] = []
-    pending: list[type[CrmAuditError]] = [CrmAuditError]
-    while pending:
-        cls = pending.pop()
-        found.append(cls)
-        pending.extend(cls.__subclasses__())
-    return sorted(found, key=lambda c: f"{c.__module__}.{c.__qualname__}")
 
 
 def _instance(cls: type[CrmAuditError]) -> CrmAuditError:
@@ -58,12 +39,7 @@ def _instance(cls: type[CrmAuditError]) -> CrmAuditError:
 
 def _codes() -> set[str]:
     """The runner's table's codes and the code of every error class."""
-    codes = set(exit_codes.CODES) | {"INVALID_SAMPLE", "INVALID_SEED"}
-    for cls in _classes():
-        code = getattr(cls, "code", None)
-        if isinstance(code, str):
-            codes.add(code)
-    return codes
+    return set(exit_codes.CODES) | error_codes()
 
 
 class Raising:
@@ -96,7 +72,7 @@ def test_every_code_has_a_status() -> None:
     assert all(status in {200, 400, 403, 404, 409, 422, 500, 503} for status in STATUSES.values())
 
 
-@pytest.mark.parametrize("cls", _classes(), ids=lambda c: c.__qualname__)
+@pytest.mark.parametrize("cls", error_classes(), ids=lambda c: c.__qualname__)
 def test_every_error_is_answered_with_its_codes_status(
     served: tuple[Raising, httpx.Client], cls: type[CrmAuditError]
 ) -> None:
@@ -123,3 +99,15 @@ def test_a_restore_refused_is_422_naming_the_log(served: tuple[Raising, httpx.Cl
     assert answer.json()["error"]["code"] == "RESTORE_REFUSED"
     assert "crm:acme:audit:7" in answer.text
     assert SECRET not in answer.text
+
+
+@pytest.mark.parametrize("cls", error_classes(), ids=lambda c: c.__qualname__)
+def test_every_status_is_read_from_the_one_table(
+    monkeypatch: pytest.MonkeyPatch, cls: type[CrmAuditError]
+) -> None:
+    """With every code's status changed in ``STATUSES`` (to 418), each error is answered with 418:
+    no branch of the handler keeps a status of its own beside the table (they were literal numbers)."""
+    monkeypatch.setattr(http_errors, "STATUSES", dict.fromkeys(STATUSES, 418))
+    request = Request({"type": "http", "method": "GET", "path": "/", "headers": [], "query_string": b""})
+    answer = asyncio.run(http_errors.on_domain_error(request, _instance(cls)))
+    assert answer.status_code == 418, cls

@@ -85,11 +85,16 @@ class TestSignedSessionResolver:
 
 
 class TestBearerChallenge:
-    def test_a_blank_bearer_header_presents_no_token_even_beside_a_cookie(self) -> None:
-        """``Bearer `` (which an HTTP client refuses to send) carries no token: the bare challenge, as
-        the header decides and the cookie beside it is not read (RFC 6750 §3.1)."""
-        for header in ("Bearer ", "bearer   "):
-            assert bearer_challenge(request_of(header, "forged"), "crm_session") == 'Bearer realm="crm-audit"'
+    def test_a_bearer_header_with_no_token_is_a_malformed_request_even_beside_a_cookie(self) -> None:
+        """``Bearer``, ``Bearer `` (which an HTTP client refuses to send) or credentials outside the
+        ``b64token`` grammar carry no token (RFC 6750 §2.1): ``invalid_request`` (§3.1), as the header
+        decides and the cookie beside it is not read. A token of that grammar is ``invalid_token``."""
+        for header in ("Bearer", "Bearer ", "bearer   ", "Bearer a b", "Bearer a=b", "Bearer é"):
+            challenge = bearer_challenge(request_of(header, "forged"), "crm_session")
+            assert challenge == 'Bearer realm="crm-audit", error="invalid_request"', header
+        for header in ("Bearer a-Z.0_9~+/==", "bearer   not-a-token"):
+            challenge = bearer_challenge(request_of(header, "forged"), "crm_session")
+            assert challenge == 'Bearer realm="crm-audit", error="invalid_token"', header
 
     def test_a_cookie_counts_only_when_the_resolver_reads_it(self) -> None:
         """The session cookie presents a token to the default resolver, none to one that reads no cookie."""

@@ -35,7 +35,8 @@ INTERNAL: Final = 1
 """An unexpected error: a bug, named by its type and where it was raised, never its message (which
 may quote a row's value); rerun with ``--debug`` for the traceback."""
 USAGE: Final = 2
-"""Bad command line: an unknown option, a missing or empty value."""
+"""Bad command line: an unknown option, a missing or empty value, or one out of its range (verify's
+``--sample`` and ``--seed``: the library's ``INVALID_SAMPLE`` / ``INVALID_SEED``)."""
 CONFIG: Final = 3
 """Configuration missing or invalid (settings file, environment, mapping file), or refused by a
 server (wrong password, unknown database, malformed DSN or URI, USMAN refusing our credentials:
@@ -50,8 +51,8 @@ HALTED: Final = 5
 """The run halted: at a check point of the halt rule the failure rate, or the share of actors degraded
 by a USMAN outage, went over its threshold (cursor kept)."""
 UNAVAILABLE: Final = 6
-"""A dependency is down (CRM database, CDP database, USMAN), or a ``--workers`` process died:
-retrying later is safe."""
+"""A dependency is down (CRM database, CDP database, USMAN, the task broker), or a ``--workers``
+process died: retrying later is safe."""
 BAD_INPUT: Final = 7
 """A file could not be read or written: the message names the file (and the line); or the CRM database
 refused a query in a way no retry changes (``SourceQueryFailed``: a data exception, a column gone);
@@ -71,12 +72,15 @@ INTERRUPTED: Final = 130
 CODES: Final[dict[str, int]] = {
     "INTERNAL": INTERNAL,
     "USAGE": USAGE,
+    "INVALID_SAMPLE": USAGE,
+    "INVALID_SEED": USAGE,
     "CONFIG_INVALID": CONFIG,
     "CONNECTION_REJECTED": CONFIG,
     "DEPENDENCY_MISSING": CONFIG,
     "INDEXES_MISSING": CONFIG,
     "DIRECTORY_REFUSED": CONFIG,
     "JOB_UNREADABLE": CONFIG,
+    "GUARD": REFUSED,
     "FLAG_DISABLED": REFUSED,
     "contacts_not_migrated": REFUSED,
     "JOB_ALREADY_RUNNING": REFUSED,
@@ -97,6 +101,7 @@ CODES: Final[dict[str, int]] = {
     "SOURCE_UNAVAILABLE": UNAVAILABLE,
     "STORE_UNAVAILABLE": UNAVAILABLE,
     "DIRECTORY_UNAVAILABLE": UNAVAILABLE,
+    "BROKER_UNAVAILABLE": UNAVAILABLE,
     "WORKER_LOST": UNAVAILABLE,
     "BAD_INPUT": BAD_INPUT,
     "FILE_ERROR": BAD_INPUT,
@@ -106,7 +111,10 @@ CODES: Final[dict[str, int]] = {
     "NOT_VERIFIED": NOT_VERIFIED,
     "INTERRUPTED": INTERRUPTED,
 }
-"""Every error ``CODE`` the runner prints, with its exit code."""
+"""Every error ``CODE`` the runner prints, with its exit code: the code of every error class (the
+adapters' too; a test walks them), also those no command line raises (``BROKER_UNAVAILABLE``, a
+Celery task's re-send the broker did not take: the worker logs it), so none prints a code without a
+row."""
 
 
 _STREAMS: Final = {STDOUT: "stdout", STDERR: "stderr"}

@@ -37,6 +37,7 @@ from ..strict_json import has_surrogate
 from .answers import batch_answer, public_status_answer, rollback_answer
 from .auth import (
     BASIC_CHALLENGE,
+    MALFORMED_BEARER_CHALLENGE,
     BasicAuthCredentials,
     SessionResolver,
     SignedSessionResolver,
@@ -330,6 +331,13 @@ def create_app(
         if company is None:
             # RFC 6750 §3: a Bearer challenge (a Basic one had a browser ask for a login here).
             challenge = bearer_challenge(request, session_cookie)
+            if challenge == MALFORMED_BEARER_CHALLENGE:  # §3.1: a malformed request, 400
+                raise ApiError(
+                    400,
+                    "MALFORMED_AUTHORIZATION",
+                    "the Authorization header's Bearer credentials are not one token (RFC 6750 §2.1)",
+                    challenge=challenge,
+                )
             raise ApiError(401, "UNAUTHENTICATED", "a valid session is required", challenge=challenge)
         named = _query_value(request, "company_sso_id")
         if named is not None and named != company:

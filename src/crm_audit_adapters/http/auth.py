@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import re
 import time
 from collections.abc import Callable
 from typing import Final
@@ -19,6 +20,12 @@ REALM: Final = "crm-audit"
 """The protection space each ``WWW-Authenticate`` challenge names (RFC 7235 §2.2)."""
 BASIC_CHALLENGE: Final = f'Basic realm="{REALM}"'
 """The challenge of a 401 from a ``/private`` route (RFC 7617 §2)."""
+MALFORMED_BEARER_CHALLENGE: Final = f'Bearer realm="{REALM}", error="invalid_request"'
+"""The challenge of the tenant status route's 400 for a ``Bearer`` header that carries no token
+(RFC 6750 §3.1: a malformed request is ``invalid_request``, 400)."""
+
+_B64TOKEN: Final = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+"""RFC 6750 §2.1: ``b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="``."""
 
 
 @frozen
@@ -43,21 +50,26 @@ class BasicAuthCredentials:
 
 
 def bearer_challenge(request: Request, cookie_name: str | None) -> str:
-    """The ``WWW-Authenticate`` challenge of a 401 from the tenant status route (RFC 6750 §3).
+    """The ``WWW-Authenticate`` challenge of the tenant status route's refusal (RFC 6750 §3).
 
+    ``MALFORMED_BEARER_CHALLENGE`` (``error="invalid_request"``, a 400) for a ``Bearer`` header whose
+    credentials are not one ``b64token`` (§2.1: ``"Bearer" 1*SP b64token``): an empty one
+    (``Bearer``, ``Bearer ``), or one with a character outside that grammar (a space, a comma...).
     ``Bearer realm="crm-audit", error="invalid_token"`` when the request presented a token and it was
-    refused (malformed, forged or expired): a non-empty ``Bearer`` token, or, with no ``Bearer``
-    header, a non-empty ``cookie_name`` cookie (the session cookie of the resolver, None when it
-    reads none this function knows). The bare ``Bearer realm="crm-audit"`` when it presented none
-    (§3.1: a request that lacks any authentication information gets no error code); an empty
-    ``Bearer`` header carries no token, so it is answered so too. The token is never quoted.
+    refused (forged, expired, or not one of ours): a ``Bearer`` token, or, with no ``Bearer`` header,
+    a non-empty ``cookie_name`` cookie (the session cookie of the resolver, None when it reads none
+    this function knows). The bare ``Bearer realm="crm-audit"`` when it presented none (§3.1: a
+    request that lacks any authentication information gets no error code). The header's content is
+    never quoted.
     """
     bare = f'Bearer realm="{REALM}"'
     header = request.headers.get("authorization")
     if header is not None:
         scheme, _, credentials = header.partition(" ")
         if scheme.lower() == "bearer":  # the header alone decides, as for ``SignedSessionResolver``
-            return f'{bare}, error="invalid_token"' if credentials.strip(" ") else bare
+            if _B64TOKEN.fullmatch(credentials.strip(" ")) is None:
+                return MALFORMED_BEARER_CHALLENGE
+            return f'{bare}, error="invalid_token"'
     if cookie_name is not None and request.cookies.get(cookie_name):
         return f'{bare}, error="invalid_token"'
     return bare
@@ -112,14 +124,16 @@ class SignedSessionResolver:
 
     def __call__(self, request: Request) -> str | None:
         """The company of the request's session: its ``Authorization: Bearer`` token when it sends
-        one, else its cookie's; None (a 401) when that token is missing, malformed or refused.
+        one, else its cookie's; None when that token is missing, malformed or refused (the route's
+        400 ``invalid_request`` for ``Bearer`` credentials that are no token, else 401:
+        ``bearer_challenge``).
 
         A ``Bearer`` header is the credential the caller chose (RFC 6750 §2.1): its token alone
         decides, and one that is empty (``Bearer``, ``Bearer ``) or does not verify is no session
-        even beside a valid cookie (§3.1: an invalid request, 401), never silently replaced by the
-        cookie the browser adds. Another scheme is not this resolver's: a browser sends its cached
-        BasicAuth login for the ``/private`` routes with every request to the app's origin, so a
-        ``Basic`` header leaves the cookie to decide.
+        even beside a valid cookie, never silently replaced by the cookie the browser adds. Another
+        scheme is not this resolver's: a browser sends its cached BasicAuth login for the
+        ``/private`` routes with every request to the app's origin, so a ``Basic`` header leaves the
+        cookie to decide.
         """
         token = request.cookies.get(self.cookie_name)
         header = request.headers.get("authorization")

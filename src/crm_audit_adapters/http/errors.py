@@ -103,7 +103,8 @@ library error is answered with its code's status."""
 
 class ApiError(Exception):
     """An answer refused by the HTTP layer itself; ``challenge``, the ``WWW-Authenticate`` value a
-    401 carries (RFC 7235 §3.1: every 401 sends one; ``auth.BASIC_CHALLENGE`` when not given)."""
+    401 carries (RFC 7235 §3.1: every 401 sends one; ``auth.BASIC_CHALLENGE`` when not given), and
+    another status when given (RFC 6750 §3: a 400 ``invalid_request`` on the Bearer route)."""
 
     def __init__(self, status: int, code: str, message: str, *, challenge: str | None = None) -> None:
         super().__init__(message)
@@ -114,7 +115,9 @@ class ApiError(Exception):
 
 
 def envelope(status: int, code: str, message: str, *, challenge: str | None = None) -> JSONResponse:
-    headers = {"WWW-Authenticate": challenge or BASIC_CHALLENGE} if status == 401 else None
+    if status == 401:
+        challenge = challenge or BASIC_CHALLENGE
+    headers = None if challenge is None else {"WWW-Authenticate": challenge}
     return JSONResponse(error_answer(code, message), status_code=status, headers=headers)
 
 
@@ -127,58 +130,76 @@ async def on_api_error(_request: Request, exc: Exception) -> JSONResponse:
     return envelope(exc.status, exc.code, exc.message, challenge=exc.challenge)
 
 
+def _status(code: str) -> int:
+    """``code``'s status in ``STATUSES``, the one table of them; 500 for a code it lacks."""
+    return STATUSES.get(code, 500)
+
+
 async def on_domain_error(request: Request, exc: Exception) -> JSONResponse:
+    """The answer to a library error: each status is its answered code's in ``STATUSES`` (a guard's
+    ``http_status`` for a code of the service's own the table lacks)."""
     if isinstance(exc, GuardError | BatchTooLarge | VerifyOptionInvalid):
-        return envelope(exc.http_status, exc.code, str(exc))
+        return envelope(STATUSES.get(exc.code, exc.http_status), exc.code, str(exc))
     if isinstance(exc, IndexesMissing):
-        log.error("503 for %s %s: %s", request.method, request.url.path, _cause(exc))
-        return envelope(503, exc.code, str(exc))
+        status = _status(exc.code)
+        log.error("%d for %s %s: %s", status, request.method, request.url.path, _cause(exc))
+        return envelope(status, exc.code, str(exc))
     if isinstance(exc, RollbackHoldLost):
         # This rollback's hold was taken over: its count is in; who ends the job, no holder's token.
         then = "another rollback holds it now and ends it" if exc.taken else "roll back again to end it"
         return envelope(
-            409,
+            _status("LEASE_HELD"),
             "LEASE_HELD",
             f"this rollback lost its hold on the account's job (its deleted logs are counted): {then}",
         )
     if isinstance(exc, LeaseHeld):
         # The holder's name stays out of the answer; whether it is a rollback or a runner does not.
         holder = "a rollback" if exc.by_rollback else "a runner"
-        return envelope(409, "LEASE_HELD", f"{holder} holds the account's job; retry once it is done")
+        return envelope(
+            _status("LEASE_HELD"), "LEASE_HELD", f"{holder} holds the account's job; retry once it is done"
+        )
     if isinstance(exc, UnknownTenant):
         # The account's binding names no CRM tenant schema: retrying cannot help (no 503), and the
         # message names the schema only, which holds no secret.
-        return envelope(422, exc.code, str(exc))
+        return envelope(_status(exc.code), exc.code, str(exc))
     if isinstance(exc, JobUnreadable):
         # A stored job document no reader can use: the service's own data, never the caller's fault,
         # and retrying cannot help until it is fixed. The message names the job and what is wrong.
-        log.error("500 for %s %s: %s", request.method, request.url.path, _cause(exc))
-        return envelope(500, exc.code, str(exc))
+        status = _status(exc.code)
+        log.error("%d for %s %s: %s", status, request.method, request.url.path, _cause(exc))
+        return envelope(status, exc.code, str(exc))
     if isinstance(exc, DirectoryRefused):
-        log.error("500 for %s %s: misconfigured: %s", request.method, request.url.path, _cause(exc))
+        status = _status(exc.code)
+        log.error("%d for %s %s: misconfigured: %s", status, request.method, request.url.path, _cause(exc))
         # Our credentials are wrong: a server-side configuration error, never the caller's.
-        return envelope(500, exc.code, "the user directory refused the service's credentials")
+        return envelope(status, exc.code, "the user directory refused the service's credentials")
     if isinstance(exc, Unavailable):
-        log.warning("503 for %s %s: %s", request.method, request.url.path, _cause(exc))
-        return envelope(503, "DEPENDENCY_UNAVAILABLE", "a dependency is unavailable; retry later")
+        status = _status("DEPENDENCY_UNAVAILABLE")
+        log.warning("%d for %s %s: %s", status, request.method, request.url.path, _cause(exc))
+        return envelope(status, "DEPENDENCY_UNAVAILABLE", "a dependency is unavailable; retry later")
     if isinstance(exc, MappingChanged):
         # The job was triggered under another mapping: retrying cannot help, and the service is not
         # down. The message names the two marks (digests) only.
-        log.error("409 for %s %s: %s", request.method, request.url.path, _cause(exc))
-        return envelope(409, "MAPPING_CHANGED", str(exc))
+        status = _status("MAPPING_CHANGED")
+        log.error("%d for %s %s: %s", status, request.method, request.url.path, _cause(exc))
+        return envelope(status, "MAPPING_CHANGED", str(exc))
     if isinstance(exc, ConfigError):
         # The service's own configuration (ConfigError, CONFIG_INVALID), a server refusing it
         # (ConnectionRejected) or an optional package it needs (DependencyMissing): each stays wrong
         # until the deployment changes, so no "retry later" 503 and no caller's 4xx. The message
         # may name the server's files, hosts or settings: the log says it, the answer its code.
-        log.error("500 for %s %s: misconfigured: %s", request.method, request.url.path, _cause(exc))
-        return envelope(500, exc.code, "the service is misconfigured; the server log says what")
+        status = _status(exc.code)
+        log.error("%d for %s %s: misconfigured: %s", status, request.method, request.url.path, _cause(exc))
+        return envelope(status, exc.code, "the service is misconfigured; the server log says what")
     if isinstance(exc, RestoreRefused):
         # One log past the store's limit (verify's repair counts it and never raises it): the
         # store's words may quote the document, so the log says them, the answer names the log.
-        log.warning("422 for %s %s: %s", request.method, request.url.path, _cause(exc))
+        status = _status(exc.code)
+        log.warning("%d for %s %s: %s", status, request.method, request.url.path, _cause(exc))
         return envelope(
-            422, exc.code, f"the CDP refused to set the log {exc.external_id} back; the server log says why"
+            status,
+            exc.code,
+            f"the CDP refused to set the log {exc.external_id} back; the server log says why",
         )
     if _bad_input(exc):
         return _bad_input_answer(request, exc)
@@ -193,7 +214,7 @@ def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     another status at WARNING, the same way. A code missing from ``STATUSES`` is a 500."""
     code = getattr(exc, "code", None)
     code = code if isinstance(code, str) else "INTERNAL"
-    status = STATUSES.get(code, 500)
+    status = _status(code)
     if status < 400:  # no error status (``NOT_VERIFIED``): an error raised with it is still a bug
         status = 500
     level = logging.ERROR if status >= 500 else logging.WARNING
@@ -229,10 +250,13 @@ def _bad_input_answer(request: Request, exc: Exception) -> JSONResponse:
     a password inside an audit): the server log says it (WARNING), the answer only that the source
     is unreadable. Not 400 ``BAD_REQUEST`` with the error's text: the caller's request is not at
     fault, and that text would hand it the server's file path and the row's values."""
-    log.warning("422 for %s %s: %s", request.method, request.url.path, _cause(exc))
+    status = _status("BAD_INPUT")
+    log.warning("%d for %s %s: %s", status, request.method, request.url.path, _cause(exc))
     if isinstance(exc, SourceChanged):
-        return envelope(422, "BAD_INPUT", str(exc))
-    return envelope(422, "BAD_INPUT", "the audits source cannot be read as it is; the server log says where")
+        return envelope(status, "BAD_INPUT", str(exc))
+    return envelope(
+        status, "BAD_INPUT", "the audits source cannot be read as it is; the server log says where"
+    )
 
 
 async def on_http_error(_request: Request, exc: Exception) -> JSONResponse:
