@@ -19,7 +19,7 @@ import pytest
 from pymongo.errors import AutoReconnect
 
 from crm_audit_adapters.files import JsonlActivityLogSink
-from crm_audit_adapters.mongo import CollectionNames, MongoJobStore, RetryPolicy, apply_migration
+from crm_audit_adapters.mongo import CollectionNames, MongoJobStore, RetryPolicy
 from crm_audit_transform.domain import ScopeBounds
 from crm_audit_transform.enrichment_tally import EnrichmentTally
 from crm_audit_transform.errors import (
@@ -46,26 +46,17 @@ from crm_audit_transform.usecases.cancel import cancel
 from crm_audit_transform.usecases.rollback import RollbackPorts, RollbackResult, rollback
 from crm_audit_transform.usecases.settings import RunSettings
 from crm_audit_transform.usecases.shards import settle, split_shards
-from support.mongo import T0, activity_log, fresh_database, migration_job, mongo_backends
+from support.job_stores import DATABASE, STORE_PARAMS, empty_job_store
+from support.mongo import T0, activity_log, migration_job
 
 LATER = T0 + dt.timedelta(minutes=5)
 LEASE = dt.timedelta(minutes=2)
 
 
-_DATABASE = pytest.StashKey[Any]()
-"""The database of a test's MongoDB ``store`` (``answer_lost`` builds a second store over it)."""
-
-
-@pytest.fixture(params=["in_memory", *mongo_backends()])
+@pytest.fixture(params=STORE_PARAMS)
 def store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[JobStore]:
-    """An empty job store of each implementation."""
-    if request.param == "in_memory":
-        yield InMemoryJobStore(clock=FixedClock(T0))
-        return
-    for db in fresh_database(request, monkeypatch, request.param):
-        apply_migration(db, "up")
-        request.node.stash[_DATABASE] = db
-        yield MongoJobStore.in_database(db, clock=FixedClock(T0) if request.param == "mongomock" else None)
+    """An empty job store of each implementation (``answer_lost`` builds a second one over its database)."""
+    yield from empty_job_store(request, monkeypatch)
 
 
 LostAnswer = Callable[[Callable[[], object]], JobStore]
@@ -77,7 +68,7 @@ def answer_lost(request: pytest.FixtureRequest, store: JobStore) -> LostAnswer:
     (another process's write) before its answer comes back. On MongoDB the answer is lost
     (``_StoodThenLost``) and the store's retry comes after ``meanwhile``; in memory, where a write is
     one step with no retry, ``meanwhile`` runs after the call."""
-    db = request.node.stash.get(_DATABASE, None)
+    db = request.node.stash.get(DATABASE, None)
     if db is None:
         return lambda meanwhile: cast("JobStore", _ThenMeanwhile(store, meanwhile))
     clock = FixedClock(T0) if type(db).__module__.startswith("mongomock") else None

@@ -14,30 +14,25 @@ from typing import Any, cast
 import attrs
 import pytest
 
-from crm_audit_adapters.mongo import MongoJobStore, apply_migration
 from crm_audit_transform.domain import ScopeBounds
 from crm_audit_transform.jobs import CANCELLED, HALTED, IN_PROGRESS, MigrationJob
 from crm_audit_transform.ports import JobStore
 from crm_audit_transform.tally import Tally
-from crm_audit_transform.testing import FixedClock, InMemoryJobStore
+from crm_audit_transform.testing import FixedClock
 from crm_audit_transform.usecases.cancel import cancel
 from crm_audit_transform.usecases.settings import RunSettings
 from crm_audit_transform.usecases.shards import settle, split_shards
 from crm_audit_transform.usecases.status import migration_status
-from support.mongo import T0, fresh_database, migration_job, mongo_backends
+from support.job_stores import STORE_PARAMS, empty_job_store
+from support.mongo import T0, migration_job
 
 LEASE = dt.timedelta(minutes=2)
 
 
-@pytest.fixture(params=["in_memory", *mongo_backends()])
+@pytest.fixture(params=STORE_PARAMS)
 def store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[JobStore]:
     """An empty job store of each implementation."""
-    if request.param == "in_memory":
-        yield InMemoryJobStore(clock=FixedClock(T0))
-        return
-    for db in fresh_database(request, monkeypatch, request.param):
-        apply_migration(db, "up")
-        yield MongoJobStore.in_database(db, clock=FixedClock(T0) if request.param == "mongomock" else None)
+    yield from empty_job_store(request, monkeypatch)
 
 
 def running_job(store: JobStore) -> MigrationJob:

@@ -15,7 +15,7 @@ import json
 import os
 import pickle
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -159,15 +159,7 @@ class TestAFileCutShortWhileRead:
         read: list[int] = []
 
         def read_every_page() -> None:
-            pages = source.pages_by_range(
-                TENANT,
-                SCOPE,
-                after_id=0,
-                cutoff=EPOCH,
-                limit=1,
-                transform=cut_short_after_the_first,
-                on_set_aside=lambda outcomes: None,
-            )
+            pages = pages_from_the_start(source, 1, cut_short_after_the_first)
             for page in pages:
                 read.extend(page.ids)
 
@@ -184,6 +176,25 @@ class TestAFileCutShortWhileRead:
         ):
             list(numbered_lines(path, window=window))
         assert list(numbered_lines(path, window=LineWindow(0, 1, 8))) == [(1, b"one\n"), (2, b"two\n")]
+
+
+def pages_from_the_start(
+    source: FileRangeSource,
+    limit: int,
+    transform: Callable[[Iterable[PageSpan]], Iterator[TransformedPage]],
+    on_set_aside: Callable[[Sequence[Outcome]], None] = lambda outcomes: None,
+) -> Iterator[TransformedPage]:
+    """``source.pages_by_range`` over ``TENANT``'s ``SCOPE`` from the first id (``EPOCH`` cutoff),
+    ``limit`` rows a page, each range through ``transform``; rows set aside go to ``on_set_aside``."""
+    return source.pages_by_range(
+        TENANT,
+        SCOPE,
+        after_id=0,
+        cutoff=EPOCH,
+        limit=limit,
+        transform=transform,
+        on_set_aside=on_set_aside,
+    )
 
 
 def line_end_near(path: Path, fraction: float) -> int:
@@ -267,15 +278,7 @@ class TestAFileCutShortAtALineEnd:
             yield from ranges
 
         read: list[int] = []
-        pages = source.pages_by_range(
-            TENANT,
-            SCOPE,
-            after_id=0,
-            cutoff=EPOCH,
-            limit=50,
-            transform=cut_after_the_first,
-            on_set_aside=lambda outcomes: None,
-        )
+        pages = pages_from_the_start(source, 50, cut_after_the_first)
         with pytest.raises(FileFormatError, match=r"short of the .* changed while it was read"):
             read.extend(id for page in pages for id in page.ids)
         assert read  # the pages read before the cut were handed first
@@ -355,15 +358,7 @@ class TestAReadStoppedByTheFileChanging:
             yield from ranges
 
         read: list[int] = []
-        pages = source.pages_by_range(
-            TENANT,
-            SCOPE,
-            after_id=0,
-            cutoff=EPOCH,
-            limit=1,
-            transform=torn_in_the_third,
-            on_set_aside=lambda outcomes: None,
-        )
+        pages = pages_from_the_start(source, 1, torn_in_the_third)
         with pytest.raises(
             FileChangedWhileRead, match=r"short of the .* it changed while it was read"
         ) as raised:

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from test_files_audit_ranges import even_lines, in_process, line_end_near
+from test_files_audit_ranges import even_lines, in_process, line_end_near, pages_from_the_start
 from test_files_audit_spans import CAP, EPOCH, SCOPE, TENANT, write
 
 from crm_audit_adapters.files import CheckedRows, FileAuditSource, FileChangedWhileRead
@@ -130,15 +130,7 @@ class TestRanges:
 
         read: list[int] = []
         aside: list[Outcome] = []
-        pages = source.pages_by_range(
-            TENANT,
-            SCOPE,
-            after_id=0,
-            cutoff=EPOCH,
-            limit=1,
-            transform=rewritten_after_two,
-            on_set_aside=aside.extend,
-        )
+        pages = pages_from_the_start(source, 1, rewritten_after_two, aside.extend)
         with pytest.raises(FileChangedWhileRead, match="changed while it was read"):
             read.extend(id for page in pages for id in page.ids)
         # The pages of the first two ranges, read before the change, and no other.

@@ -16,21 +16,20 @@ from typing import Any
 import attrs
 import pytest
 
-from crm_audit_adapters.mongo import MongoJobStore, RetryPolicy, apply_migration
+from crm_audit_adapters.mongo import MongoJobStore, apply_migration
 from crm_audit_adapters.mongo.documents import decode_job, encode_job
-from crm_audit_transform.domain import ScopeBounds
 from crm_audit_transform.jobs import CANCELLED, COMPLETED, HALTED, IN_PROGRESS, MigrationJob
 from crm_audit_transform.ports import JobStore
 from crm_audit_transform.tally import Tally
 from crm_audit_transform.testing import FixedClock
 from crm_audit_transform.usecases.cancel import cancel
 from crm_audit_transform.usecases.settings import RunSettings
-from crm_audit_transform.usecases.shards import settle, split_shards
+from crm_audit_transform.usecases.shards import settle
 from crm_audit_transform.usecases.status import migration_status
-from support.mongo import T0, migration_job
+from support.job_stores import sharded_job, store_over
+from support.mongo import T0
 
 TTL = dt.timedelta(minutes=2)
-NO_WAIT = RetryPolicy(attempts=3, sleep=lambda _: None)
 ENDED = (COMPLETED, HALTED, CANCELLED)
 FIGURES = (
     "records_processed",
@@ -105,15 +104,14 @@ def jobs(mongo_db: Any) -> Any:
     return mongo_db.crm_activity_log_migration_jobs
 
 
-def store_over(collection: Any, jobs: Any) -> MongoJobStore:
-    """mongomock with expiries on a clock; the emulator (or a server) on ``$$NOW``."""
-    clock = FixedClock(T0) if type(jobs).__module__.startswith("mongomock") else None
-    return MongoJobStore(collection, retry=NO_WAIT, clock=clock)
-
-
-def sharded_job() -> MigrationJob:
-    shards = split_shards(ScopeBounds(1, 400, T0, 400), 2)
-    return attrs.evolve(migration_job(), first_audit_id=1, max_audit_id=400, last_audit_id=0, shards=shards)
+def leased(jobs: Any) -> tuple[MongoJobStore, MigrationJob]:
+    """A store over ``jobs`` holding a new ``sharded_job``, shard 0 leased by "a" and shard 1 by "b"."""
+    store = store_over(jobs, jobs)
+    job = sharded_job()
+    store.create(job)
+    store.acquire_shard_lease(job.job_id, 0, "a", TTL)
+    store.acquire_shard_lease(job.job_id, 1, "b", TTL)
+    return store, job
 
 
 def _batch(store: MongoJobStore, job_id: str, shard: int, owner: str, *, to: int, **run: Any) -> None:
@@ -147,11 +145,7 @@ class _Deferred:
 def stage_complete(jobs: Any) -> Callable[[JobStore], object]:
     """Shard 0 completed; shard 1 completes too, but its process is slow to set the summary after
     that write: settle (shard 0's runner, reading both completed) ends the job first."""
-    store = store_over(jobs, jobs)
-    job = sharded_job()
-    store.create(job)
-    store.acquire_shard_lease(job.job_id, 0, "a", TTL)
-    store.acquire_shard_lease(job.job_id, 1, "b", TTL)
+    store, job = leased(jobs)
     _batch(store, job.job_id, 0, "a", to=200, status=COMPLETED, finished_at=T0)
     _batch(store, job.job_id, 1, "b", to=300)
     slow = _Deferred(jobs)
@@ -170,11 +164,7 @@ def stage_complete(jobs: Any) -> Callable[[JobStore], object]:
 
 def stage_halt(jobs: Any) -> Callable[[JobStore], object]:
     """Shard 0 halts; shard 1's batch lands after that halt's summary, before settle ends the job."""
-    store = store_over(jobs, jobs)
-    job = sharded_job()
-    store.create(job)
-    store.acquire_shard_lease(job.job_id, 0, "a", TTL)
-    store.acquire_shard_lease(job.job_id, 1, "b", TTL)
+    store, job = leased(jobs)
     _batch(store, job.job_id, 0, "a", to=120, status=HALTED, halted_reason="failure rate 0.2 > 0.1")
     _batch(store, job.job_id, 1, "b", to=260)
 
@@ -188,11 +178,7 @@ def stage_halt(jobs: Any) -> Callable[[JobStore], object]:
 
 def stage_cancel(jobs: Any) -> Callable[[JobStore], object]:
     """Both shards run; shard 1's batch is not summarised yet when the operator cancels."""
-    store = store_over(jobs, jobs)
-    job = sharded_job()
-    store.create(job)
-    store.acquire_shard_lease(job.job_id, 0, "a", TTL)
-    store.acquire_shard_lease(job.job_id, 1, "b", TTL)
+    store, job = leased(jobs)
     _batch(store, job.job_id, 0, "a", to=90)
     _batch(store, job.job_id, 1, "b", to=230)
 

@@ -16,8 +16,7 @@ import mongomock
 import pytest
 from pymongo.errors import AutoReconnect, WriteConcernError
 
-from crm_audit_adapters.mongo import MongoActivityLogStore, MongoJobStore, RetryPolicy, apply_migration
-from crm_audit_transform.domain import ScopeBounds
+from crm_audit_adapters.mongo import MongoActivityLogStore, MongoJobStore, apply_migration
 from crm_audit_transform.errors import JobAlreadyRunning, StoreUnavailable
 from crm_audit_transform.jobs import (
     CANCELLED,
@@ -30,12 +29,11 @@ from crm_audit_transform.jobs import (
 from crm_audit_transform.tally import Tally
 from crm_audit_transform.testing import FixedClock
 from crm_audit_transform.usecases import RunSettings
-from crm_audit_transform.usecases.shards import split_shards
 from support.corpus_account import World, audit_rows
 from support.final_status import final_status
+from support.job_stores import NO_WAIT, sharded_job, store_over
 from support.mongo import T0, FirstAnswerLost, migration_job
 
-NO_WAIT = RetryPolicy(attempts=3, sleep=lambda _: None)
 TTL = dt.timedelta(minutes=2)
 UNCONFIRMED = WriteConcernError("waiting for replication timed out", 64)
 
@@ -44,12 +42,6 @@ UNCONFIRMED = WriteConcernError("waiting for replication timed out", 64)
 def jobs(mongo_db: Any) -> Any:
     apply_migration(mongo_db, "up")
     return mongo_db.crm_activity_log_migration_jobs
-
-
-def _store(collection: Any, jobs: Any) -> MongoJobStore:
-    """mongomock with expiries on a clock; the emulator (or a server) on ``$$NOW``."""
-    clock = FixedClock(T0) if type(jobs).__module__.startswith("mongomock") else None
-    return MongoJobStore(collection, retry=NO_WAIT, clock=clock)
 
 
 class NeverConfirmed:
@@ -95,8 +87,8 @@ class AnotherWriterFirst:
 
 
 def _leased(jobs: Any) -> MigrationJob:
-    _store(jobs, jobs).create(migration_job())
-    return _store(jobs, jobs).acquire_lease("job-1", "runner-1", TTL)
+    store_over(jobs, jobs).create(migration_job())
+    return store_over(jobs, jobs).acquire_lease("job-1", "runner-1", TTL)
 
 
 class TestALeaseRenewal:
@@ -110,27 +102,22 @@ class TestALeaseRenewal:
         hostile = NeverConfirmed(jobs, "find_one_and_update")
         moved = attrs.evolve(job, last_audit_id=40, tally=Tally(processed=40, migrated=40))
         with pytest.raises(StoreUnavailable, match="did not confirm the write"):
-            _store(hostile, jobs).save_progress(moved, "runner-1", TTL)
+            store_over(hostile, jobs).save_progress(moved, "runner-1", TTL)
         assert hostile.calls == NO_WAIT.attempts
-        stored = _store(jobs, jobs).get("job-1")
+        stored = store_over(jobs, jobs).get("job-1")
         assert stored is not None
         assert (stored.last_audit_id, stored.tally.processed, stored.lease_owner) == (40, 40, "runner-1")
-        after = _store(jobs, jobs).save_progress(attrs.evolve(moved, last_audit_id=80), "runner-1", TTL)
+        after = store_over(jobs, jobs).save_progress(attrs.evolve(moved, last_audit_id=80), "runner-1", TTL)
         assert (after.last_audit_id, after.lease_owner) == (80, "runner-1")
 
     def test_a_lease_taken_whose_answer_was_lost_is_the_runner_s(self, jobs: Any) -> None:
         """The take stood and its answer was lost: the retry matches the runner's own lease and
         answers it (not ``LeaseHeld`` by the runner itself)."""
-        _store(jobs, jobs).create(migration_job())
+        store_over(jobs, jobs).create(migration_job())
         flaky = FirstAnswerLost(jobs, "find_one_and_update", UNCONFIRMED)
-        leased = _store(flaky, jobs).acquire_lease("job-1", "runner-1", TTL)
+        leased = store_over(flaky, jobs).acquire_lease("job-1", "runner-1", TTL)
         assert (flaky.calls, leased.lease_owner) == (2, "runner-1")
-        assert _store(jobs, jobs).get("job-1") == leased
-
-
-def sharded_job() -> MigrationJob:
-    shards = split_shards(ScopeBounds(1, 400, T0, 400), 2)
-    return attrs.evolve(migration_job(), first_audit_id=1, max_audit_id=400, last_audit_id=0, shards=shards)
+        assert store_over(jobs, jobs).get("job-1") == leased
 
 
 class TestAShardClaim:
@@ -138,12 +125,12 @@ class TestAShardClaim:
         """The claim stood and its answer was lost: the retry answers the shard leased to its
         claimant, and the claimant's first progress write is taken under that lease."""
         job = sharded_job()
-        _store(jobs, jobs).create(job)
+        store_over(jobs, jobs).create(job)
         flaky = FirstAnswerLost(jobs, "find_one_and_update")
-        claimed = _store(flaky, jobs).acquire_shard_lease(job.job_id, 1, "b", TTL)
+        claimed = store_over(flaky, jobs).acquire_shard_lease(job.job_id, 1, "b", TTL)
         assert (flaky.calls, claimed.shards[1].lease_owner, claimed.shards[0].lease_owner) == (2, "b", None)
         moved = attrs.evolve(claimed.shards[1], last_audit_id=250, tally=Tally(processed=50, migrated=50))
-        saved = _store(jobs, jobs).save_shard_progress(job.job_id, moved, "b", TTL)
+        saved = store_over(jobs, jobs).save_shard_progress(job.job_id, moved, "b", TTL)
         assert (saved.shards[1].last_audit_id, saved.shards[1].lease_owner) == (250, "b")
 
 
@@ -157,17 +144,17 @@ class TestACancel:
         job = _leased(jobs)
 
         def runner_hands_back() -> None:
-            back = _store(jobs, jobs).save_progress(attrs.evolve(job, last_audit_id=40), "runner-1", TTL)
+            back = store_over(jobs, jobs).save_progress(attrs.evolve(job, last_audit_id=40), "runner-1", TTL)
             assert (back.status, back.lease_owner) == (CANCELLED, None)
 
         hostile = AnotherWriterFirst(jobs, "find_one_and_update", runner_hands_back)
-        cancelled = _store(hostile, jobs).transition(
+        cancelled = store_over(hostile, jobs).transition(
             attrs.evolve(job, status=CANCELLED), {IN_PROGRESS}, status_only=True
         )
         assert hostile.calls == 2
         assert cancelled is not None
         assert (cancelled.status, cancelled.lease_owner) == (CANCELLED, None)
-        assert _store(jobs, jobs).get("job-1") == cancelled
+        assert store_over(jobs, jobs).get("job-1") == cancelled
 
 
 class TestAStatusChangeWithAnotherBetweenItAndItsRetry:
@@ -176,26 +163,26 @@ class TestAStatusChangeWithAnotherBetweenItAndItsRetry:
         its own write id). The retry must find its own cancel among the job's recent writes and
         answer the job as stored: with one ``write_id`` it met the resume's id, matched
         ``in_progress`` again and cancelled the resumed job a second time."""
-        _store(jobs, jobs).create(migration_job())
-        job = _store(jobs, jobs).get("job-1")
+        store_over(jobs, jobs).create(migration_job())
+        job = store_over(jobs, jobs).get("job-1")
         assert job is not None
 
         def operator_resumes() -> None:
-            cancelled = _store(jobs, jobs).get("job-1")
+            cancelled = store_over(jobs, jobs).get("job-1")
             assert cancelled is not None
             assert cancelled.status == CANCELLED
-            resumed = _store(jobs, jobs).transition(
+            resumed = store_over(jobs, jobs).transition(
                 attrs.evolve(cancelled, status=IN_PROGRESS), {CANCELLED}, unleased=True, resumed=True
             )
             assert resumed is not None
             assert resumed.status == IN_PROGRESS
 
         hostile = AnotherWriterFirst(jobs, "find_one_and_update", operator_resumes)
-        answered = _store(hostile, jobs).transition(
+        answered = store_over(hostile, jobs).transition(
             attrs.evolve(job, status=CANCELLED), {IN_PROGRESS}, status_only=True
         )
         assert hostile.calls == 2
-        stored = _store(jobs, jobs).get("job-1")
+        stored = store_over(jobs, jobs).get("job-1")
         assert stored is not None
         assert stored.status == IN_PROGRESS
         assert answered == stored
@@ -208,20 +195,20 @@ class TestAStatusChangeWithAnotherBetweenItAndItsRetry:
         held = _held(jobs)
 
         def another_rollback_holds() -> None:
-            read = _store(jobs, jobs).get("job-1")
+            read = store_over(jobs, jobs).get("job-1")
             assert read is not None
             assert read.status == COMPLETED
-            again = _store(jobs, jobs).hold_rollback(
+            again = store_over(jobs, jobs).hold_rollback(
                 attrs.evolve(read, status=ROLLING_BACK), {COMPLETED}, owner="rollback:b", ttl=TTL
             )
             assert again is not None
 
         hostile = AnotherWriterFirst(jobs, "find_one_and_update", another_rollback_holds)
-        answered = _store(hostile, jobs).give_back_rollback(
+        answered = store_over(hostile, jobs).give_back_rollback(
             attrs.evolve(held, status=COMPLETED), owner="rollback:a"
         )
         assert hostile.calls == 2
-        stored = _store(jobs, jobs).get("job-1")
+        stored = store_over(jobs, jobs).get("job-1")
         assert stored is not None
         assert (stored.status, stored.lease_owner) == (ROLLING_BACK, "rollback:b")
         assert answered == stored
@@ -229,10 +216,10 @@ class TestAStatusChangeWithAnotherBetweenItAndItsRetry:
 
 def _held(jobs: Any) -> MigrationJob:
     """job-1 completed, then held for a rollback by ``rollback:a``."""
-    _store(jobs, jobs).create(migration_job(status=COMPLETED))
-    read = _store(jobs, jobs).get("job-1")
+    store_over(jobs, jobs).create(migration_job(status=COMPLETED))
+    read = store_over(jobs, jobs).get("job-1")
     assert read is not None
-    held = _store(jobs, jobs).hold_rollback(
+    held = store_over(jobs, jobs).hold_rollback(
         attrs.evolve(read, status=ROLLING_BACK), {COMPLETED}, owner="rollback:a", ttl=TTL
     )
     assert held is not None
@@ -245,7 +232,7 @@ class TestARollback:
         lost: the retry finds its chunk's marker and renews alone; ``logs_deleted`` counts 5 once."""
         _held(jobs)
         flaky = FirstAnswerLost(jobs, "find_one_and_update", UNCONFIRMED)
-        renewed = _store(flaky, jobs).renew_rollback(
+        renewed = store_over(flaky, jobs).renew_rollback(
             "job-1", owner="rollback:a", ttl=TTL, deleted=5, chunk=1, sending=["a1"]
         )
         assert (renewed.logs_deleted, renewed.lease_owner) == (5, "rollback:a")
@@ -256,12 +243,12 @@ class TestARollback:
         the retry finds its token counted and answers the job as stored, counted once."""
         held = _held(jobs)
         flaky = FirstAnswerLost(jobs, "find_one_and_update")
-        ended = _store(flaky, jobs).finish_rollback(
+        ended = store_over(flaky, jobs).finish_rollback(
             attrs.evolve(held, status=ROLLED_BACK), 3, token="rollback:a"
         )
         assert ended is not None
         assert (ended.status, ended.logs_deleted, ended.lease_owner) == (ROLLED_BACK, 3, None)
-        assert _store(jobs, jobs).get("job-1") == ended
+        assert store_over(jobs, jobs).get("job-1") == ended
 
 
 class TestARollbackOfAShardedJob:
@@ -306,18 +293,18 @@ class TestAJobInsert:
         """The insert stood and its write concern was not confirmed: the retry's duplicate key is the
         job's own document, taken as created; one document."""
         flaky = FirstAnswerLost(jobs, "insert_one", UNCONFIRMED)
-        _store(flaky, jobs).create(migration_job())
+        store_over(flaky, jobs).create(migration_job())
         assert (flaky.calls, jobs.count_documents({})) == (2, 1)
 
     def test_a_duplicate_key_of_another_job_with_that_id_is_job_already_running(self, jobs: Any) -> None:
         """A retried insert whose id another account's job holds is not taken for its own: the
         account and creation time differ. ``JobAlreadyRunning``, the other job untouched."""
         other = migration_job(company="company-b", created_at=T0 - dt.timedelta(days=1))
-        _store(jobs, jobs).create(other)
+        store_over(jobs, jobs).create(other)
         flaky = FirstAnswerLost(jobs, "insert_one")  # the first attempt's own duplicate key, lost
         with pytest.raises(JobAlreadyRunning):
-            _store(flaky, jobs).create(migration_job())
-        assert _store(jobs, jobs).get("job-1") == other
+            store_over(flaky, jobs).create(migration_job())
+        assert store_over(jobs, jobs).get("job-1") == other
 
 
 class Dropping:

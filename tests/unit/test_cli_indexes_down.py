@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 
-import mongomock
 import pytest
 from click.testing import CliRunner, Result
 
-from crm_audit_adapters.cli import Overrides, cli, confirmation, exit_codes
+from crm_audit_adapters.cli import cli, exit_codes
+from support.cli_cdp import CliOverCdp
 
 ENV = {
     "CRM_AUDIT_SETTINGS": "",
@@ -22,15 +22,15 @@ ENV = {
 }
 
 
-class Cdp:
+class Cdp(CliOverCdp):
     """One mongomock CDP with migration 035 applied; ``indexes`` runs the command over it."""
 
     def __init__(self) -> None:
-        self.overrides = Overrides(mongo_client=mongomock.MongoClient(tz_aware=True))
+        super().__init__(ENV)
         assert self.indexes("up").exit_code == 0
 
     def indexes(self, *args: str, answer: str | None = None) -> Result:
-        return CliRunner().invoke(cli, ["indexes", *args], obj=self.overrides, env=ENV, input=answer)
+        return self.run("indexes", *args, answer=answer)
 
     def present(self) -> set[str]:
         result = self.indexes("status", "--json")
@@ -40,12 +40,6 @@ class Cdp:
 @pytest.fixture
 def cdp() -> Cdp:
     return Cdp()
-
-
-@pytest.fixture
-def terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    """stdin is a terminal (CliRunner's is not): the prompt is asked."""
-    monkeypatch.setattr(confirmation, "stdin_is_a_terminal", lambda: True)
 
 
 @pytest.mark.usefixtures("terminal")

@@ -9,33 +9,27 @@ from __future__ import annotations
 
 import json
 
-import mongomock
 import pytest
 from click.testing import CliRunner, Result
 
-from crm_audit_adapters.cli import Overrides, cli, confirmation, exit_codes
+from crm_audit_adapters.cli import cli, exit_codes
+from support.cli_cdp import CliOverCdp
 
 COMPANY = "company-acme"
 ENV = {"CRM_AUDIT_SETTINGS": "", "CRM_AUDIT_MONGO_URI": "mongodb://unused.invalid"}
 
 
-class Cdp:
+class Cdp(CliOverCdp):
     """One mongomock CDP holding one migrated log and one native log of the account."""
 
     def __init__(self) -> None:
-        self.client: mongomock.MongoClient = mongomock.MongoClient(tz_aware=True)
+        super().__init__(ENV)
         logs = self.client["cdp"]["activity_logs"]
         logs.insert_one({"company_sso_id": COMPANY, "source_tag": "crm_migration", "external_id": "crm:a:1"})
         logs.insert_one({"company_sso_id": COMPANY, "category": "native"})
 
     def rollback(self, *args: str, answer: str | None = None) -> Result:
-        return CliRunner().invoke(
-            cli,
-            ["rollback", "--company-sso-id", COMPANY, *args],
-            obj=Overrides(mongo_client=self.client),
-            env=ENV,
-            input=answer,
-        )
+        return self.run("rollback", "--company-sso-id", COMPANY, *args, answer=answer)
 
     def migrated(self) -> int:
         return int(self.client["cdp"]["activity_logs"].count_documents({"source_tag": "crm_migration"}))
@@ -44,12 +38,6 @@ class Cdp:
 @pytest.fixture
 def cdp() -> Cdp:
     return Cdp()
-
-
-@pytest.fixture
-def terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    """stdin is a terminal (CliRunner's is not): the prompt is asked."""
-    monkeypatch.setattr(confirmation, "stdin_is_a_terminal", lambda: True)
 
 
 class TestWithoutATerminal:

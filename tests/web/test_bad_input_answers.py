@@ -14,9 +14,8 @@ import pytest
 import crm_audit_adapters.files.audit_order  # noqa: F401 - its FileFormatError subclass, listed below
 from crm_audit_adapters.cli import exit_codes
 from crm_audit_adapters.files.errors import FileFormatError
-from crm_audit_adapters.http import BasicAuthCredentials, SignedSessionResolver, create_app
 from crm_audit_transform.errors import CrmAuditError, JobNotFound, SourceChanged
-from support.live_server import LiveServer
+from support.served_app import served_client
 
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"ops:pw").decode()}
 BODY = {"company_sso_id": "company-a"}
@@ -40,12 +39,7 @@ class Raising:
 @pytest.fixture(scope="module")
 def served() -> Iterator[tuple[Raising, httpx.Client]]:
     service = Raising()
-    app = create_app(
-        service,  # type: ignore[arg-type]
-        basic_auth=BasicAuthCredentials("ops", "pw"),
-        sessions=SignedSessionResolver(secret=b"bad-input"),
-    )
-    with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=30) as http:
+    with served_client(service, secret=b"bad-input") as http:
         yield service, http
 
 

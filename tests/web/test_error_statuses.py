@@ -13,12 +13,11 @@ import pytest
 from starlette.requests import Request
 
 from crm_audit_adapters.cli import exit_codes
-from crm_audit_adapters.http import BasicAuthCredentials, SignedSessionResolver, create_app
 from crm_audit_adapters.http import errors as http_errors
 from crm_audit_adapters.http.errors import STATUSES
 from crm_audit_transform.errors import CrmAuditError, JobNotFound, RestoreRefused, VerifyOptionInvalid
 from support.error_classes import error_classes, error_codes
-from support.live_server import LiveServer
+from support.served_app import served_client
 
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"ops:pw").decode()}
 SECRET = "s3cr3t-in-the-message"
@@ -55,12 +54,7 @@ class Raising:
 @pytest.fixture(scope="module")
 def served() -> Iterator[tuple[Raising, httpx.Client]]:
     service = Raising()
-    app = create_app(
-        service,  # type: ignore[arg-type]
-        basic_auth=BasicAuthCredentials("ops", "pw"),
-        sessions=SignedSessionResolver(secret=b"statuses"),
-    )
-    with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=30) as http:
+    with served_client(service, secret=b"statuses") as http:
         yield service, http
 
 

@@ -9,9 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from crm_audit_adapters.http import BasicAuthCredentials, SignedSessionResolver, create_app
 from crm_audit_transform.errors import JobNotFound
-from support.live_server import LiveServer
+from support.served_app import served_client
 
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"ops:pw").decode()}
 
@@ -30,12 +29,7 @@ class Recording:
 @pytest.fixture
 def served() -> Iterator[tuple[Recording, httpx.Client]]:
     service = Recording()
-    app = create_app(
-        service,  # type: ignore[arg-type]
-        basic_auth=BasicAuthCredentials("ops", "pw"),
-        sessions=SignedSessionResolver(secret=b"verify-owner"),
-    )
-    with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=30) as http:
+    with served_client(service, secret=b"verify-owner") as http:
         yield service, http
 
 
