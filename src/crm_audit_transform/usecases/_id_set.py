@@ -107,9 +107,9 @@ class AuditIdSet:
 def _merged(loose: array[int], new: list[int]) -> array[int]:
     """``loose`` (sorted, unique) with ``new`` (sorted, unique) sorted in, none twice: a bisect for
     each new id, and the held ids between two new ones copied as one slice. The stray pass sorts in
-    the tenant's ids it meets in the stream's text order, spread over all it holds: stepping through
-    every held id in Python at each merge (``heapq.merge``) made its cost grow with the square of
-    their number (benchmarks/stray_memory.py)."""
+    the tenant's ids it meets in the stream's text order, spread over all it holds, so a merge that
+    stepped through every held id in Python would cost the square of their number
+    (benchmarks/stray_memory.py)."""
     out = array("q")
     start, size = 0, len(loose)
     for audit_id in new:
